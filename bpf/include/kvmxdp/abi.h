@@ -1,0 +1,186 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * kvmxdp ABI: the layout of every pinned map, shared verbatim by the BPF
+ * programs (bpf/) and the C++ loader/CLI (loader/, maps-cli/).  There is no
+ * second copy anywhere: C++ includes this file and checks sizes and offsets
+ * with static_assert (loader/abi_check.hpp).
+ *
+ * Rules:
+ *  - fixed-width kernel types only; byte order is stated per field
+ *    (__be* = network order, everything else host order);
+ *  - explicit _pad fields, no implicit padding (keys are hashed bytewise:
+ *    both sides zero every key before use);
+ *  - any layout change bumps KVX_ABI_VERSION: a loader refuses to reuse
+ *    pinned maps of another version instead of misreading them.
+ */
+#ifndef KVMXDP_ABI_H
+#define KVMXDP_ABI_H
+
+#include <linux/types.h>
+
+#define KVX_ABI_VERSION 1
+
+/* Pinned map names; the kernel keeps 15 characters of a map name. */
+#define KVX_MAP_CFG "kvx_cfg"
+#define KVX_MAP_BIND "kvx_bind"
+#define KVX_MAP_CT "kvx_ct"
+#define KVX_MAP_STATS "kvx_stats"
+
+/* Default table sizes (entries); attach --ct-size/--bind-size override. */
+#define KVX_CT_DEFAULT_SIZE 65536
+#define KVX_BIND_DEFAULT_SIZE 65536
+
+/*
+ * NAT bindings (RFC 4787 "mappings").  Endpoint-independent mapping: one
+ * guest (proto, addr, port) owns one external (addr, port) towards every
+ * destination.  Each binding is a pair of entries in kvx_bind:
+ *   OUT half: key = guest endpoint     -> value = external endpoint
+ *   IN  half: key = external endpoint  -> value = guest endpoint + MACs
+ * The IN half is inserted first with BPF_NOEXIST: that insert is the atomic
+ * claim on the external port.  The OUT half is inserted second and deleted
+ * first, so "OUT exists => IN exists" holds at every instant; a datapath that
+ * finds the pair broken repairs it or drops the packet, never mistranslates.
+ * For ICMP echo the "port" is the echo identifier; for other IP protocols it
+ * is 0 (address-only NAT).
+ */
+enum kvx_bind_dir {
+	KVX_BIND_OUT = 0,
+	KVX_BIND_IN = 1,
+};
+
+struct kvx_bind_key {
+	__u8 dir;     /* enum kvx_bind_dir */
+	__u8 proto;   /* IPPROTO_* */
+	__be16 port;  /* OUT: guest port; IN: external port */
+	__be32 addr;  /* OUT: guest address; IN: external address */
+};
+
+struct kvx_bind_val {
+	__be32 addr;          /* OUT: external address; IN: guest address */
+	__be16 port;          /* OUT: external port; IN: guest port */
+	__u16 flags;          /* KVX_BIND_F_* */
+	__u8 guest_mac[6];    /* IN: the guest's MAC (deliver to) */
+	__u8 gw_mac[6];       /* IN: the MAC the guest used as gateway */
+	__u64 last_used_ns;   /* CLOCK_BOOTTIME; set on create and on each new flow */
+};
+
+#define KVX_BIND_F_STATIC (1U << 0) /* reserved for static mappings */
+
+/*
+ * Conntrack flow entries: one per (proto, guest ip:port, remote ip:port),
+ * always keyed from the guest's point of view in *internal* addresses, so
+ * both directions find the same entry.  Used for filtering (RFC 4787
+ * address-and-port-dependent by default), TCP state and timeouts.
+ */
+struct kvx_ct_key {
+	__be32 int_addr; /* guest address */
+	__be32 rem_addr; /* remote address */
+	__be16 int_port; /* guest port / ICMP echo id / 0 */
+	__be16 rem_port; /* remote port / ICMP echo id / 0 */
+	__u8 proto;      /* IPPROTO_* */
+	__u8 _pad[3];
+};
+
+enum kvx_ct_state {
+	KVX_CT_NONE = 0,
+	KVX_CT_SYN_SENT,
+	KVX_CT_ESTABLISHED,
+	KVX_CT_FIN_WAIT,
+	KVX_CT_TIME_WAIT,
+	KVX_CT_CLOSE,
+	KVX_CT_UDP,       /* UDP, ICMP and other protocols: no states */
+	KVX_CT_STATE_MAX,
+};
+
+#define KVX_CT_F_SEEN_REPLY (1U << 0) /* a packet came back from the remote */
+#define KVX_CT_F_FIN_OUT (1U << 1)    /* the guest sent FIN */
+#define KVX_CT_F_FIN_IN (1U << 2)     /* the remote sent FIN */
+#define KVX_CT_F_INBOUND (1U << 3)    /* created by an inbound packet (EIF) */
+
+struct kvx_ct_val {
+	__u64 last_seen_ns; /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): counts suspend */
+	__u64 created_ns;   /* CLOCK_BOOTTIME */
+	__be32 ext_addr;    /* external address this flow is bound to */
+	__be16 ext_port;    /* external port / echo id */
+	__u8 state;         /* enum kvx_ct_state */
+	__u8 flags;         /* KVX_CT_F_* */
+	__u64 pkts_out;     /* guest -> remote (approximate: not atomic) */
+	__u64 pkts_in;      /* remote -> guest (approximate: not atomic) */
+};
+
+/* Flow timeouts in seconds, netfilter's defaults (nf_conntrack_proto_*.c). */
+struct kvx_timeouts {
+	__u32 tcp_syn_sent;    /* 120 */
+	__u32 tcp_established; /* 432000 (5 days) */
+	__u32 tcp_fin_wait;    /* 120 */
+	__u32 tcp_time_wait;   /* 120 */
+	__u32 tcp_close;       /* 10 */
+	__u32 udp;             /* 30: no reply seen */
+	__u32 udp_stream;      /* 120: reply seen */
+	__u32 icmp;            /* 30 */
+	__u32 other;           /* 600 */
+	__u32 _pad;
+};
+
+#define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
+
+/*
+ * Runtime configuration, kvx_cfg[0].  Written by the loader at attach and by
+ * the daemon when the uplink address changes; read by every packet.
+ */
+struct kvx_cfg {
+	__u32 abi_version;    /* KVX_ABI_VERSION */
+	__u32 flags;          /* KVX_CFG_F_* */
+	__be32 uplink_addr;   /* 0: no address yet -> guest traffic dropped, counted */
+	__u32 uplink_ifindex;
+	__u32 bridge_ifindex;
+	__be32 subnet_addr;   /* guest subnet, network order */
+	__be32 subnet_mask;   /* network order */
+	__u16 nat_port_lo;    /* host order, inclusive */
+	__u16 nat_port_hi;    /* host order, inclusive */
+	struct kvx_timeouts timeouts;
+};
+
+/*
+ * Verdict reasons.  Every packet the programs see bumps exactly one of these
+ * per-CPU counters (kvx_stats, indexed by enum kvx_reason), so "status" can
+ * account for every packet by name.  X(name, is_drop, description).
+ */
+#define KVX_REASONS(X)                                                              \
+	X(XLATE_OUT, 0, "guest->outside translated and forwarded")                \
+	X(XLATE_IN, 0, "outside->guest translated and forwarded")                 \
+	X(PASS_NOT_IP, 0, "not IPv4: to host stack")                               \
+	X(PASS_MCAST, 0, "multicast/broadcast: to host stack")                     \
+	X(PASS_LOCAL, 0, "to a host address or in-subnet: to host stack")          \
+	X(PASS_TTL, 0, "TTL expires: to host stack for ICMP time exceeded")       \
+	X(PASS_MTU, 0, "too big with DF: to host stack for ICMP frag needed")     \
+	X(PASS_NO_ROUTE, 0, "no route: to host stack for ICMP unreachable")       \
+	X(PASS_HOST, 0, "uplink traffic of the host itself")                       \
+	X(DROP_MALFORMED, 1, "malformed or truncated packet")                      \
+	X(DROP_SPOOFED, 1, "guest source outside the subnet")                      \
+	X(DROP_FRAGMENT, 1, "IPv4 fragment bound for outside (not supported yet)") \
+	X(DROP_NO_UPLINK_ADDR, 1, "uplink has no IPv4 address yet")                \
+	X(DROP_OTHER_IFACE, 1, "routed to a device other than the uplink")        \
+	X(DROP_FIB, 1, "route lookup failed")                                      \
+	X(DROP_TOO_BIG, 1, "too big without DF")                                   \
+	X(DROP_ICMP_TYPE, 1, "ICMP type not translated")                           \
+	X(DROP_TABLE_FULL, 1, "conntrack or binding table full")                   \
+	X(DROP_PORTS_EXHAUSTED, 1, "no free NAT port")                             \
+	X(DROP_TO_SUBNET, 1, "inbound to the guest subnet from the uplink")        \
+	X(DROP_FILTERED, 1, "inbound without a matching flow (filtering)")         \
+	X(DROP_TTL_IN, 1, "inbound TTL expires")                                   \
+	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")
+
+enum kvx_reason {
+#define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
+	KVX_REASONS(KVX_X_ENUM)
+#undef KVX_X_ENUM
+	KVX_R_MAX,
+};
+
+struct kvx_stat {
+	__u64 packets;
+	__u64 bytes;
+};
+
+#endif /* KVMXDP_ABI_H */

@@ -1,0 +1,58 @@
+# kvmxdp_bpf_skeleton(NAME SOURCE [INCLUDES dir...])
+#
+# Compiles SOURCE (a *.bpf.c) with clang for the BPF target, turns the object
+# into a libbpf skeleton with bpftool, and defines the INTERFACE target
+# NAME_skel whose include directory holds NAME.skel.h.  The skeleton embeds
+# the object, so binaries linking NAME_skel are self-contained.
+#
+# A function (not a macro) so that its variables stay local; header
+# dependencies are tracked with clang's depfile.
+find_program(BPF_CLANG NAMES clang-14 clang REQUIRED)
+find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
+
+# The uapi headers of the build host's libc (asm/types.h lives under the
+# multiarch directory, which clang --target=bpf does not search).
+execute_process(COMMAND ${CMAKE_C_COMPILER} -print-multiarch
+                OUTPUT_VARIABLE _kvx_multiarch OUTPUT_STRIP_TRAILING_WHITESPACE)
+set(BPF_SYS_INCLUDES "/usr/include/${_kvx_multiarch}" CACHE INTERNAL "")
+
+function(kvmxdp_bpf_skeleton name source)
+  cmake_parse_arguments(ARG "" "" "INCLUDES" ${ARGN})
+  set(out_dir ${CMAKE_CURRENT_BINARY_DIR}/${name})
+  set(obj ${out_dir}/${name}.bpf.o)
+  set(skel ${out_dir}/${name}.skel.h)
+  set(dep ${out_dir}/${name}.bpf.d)
+  get_filename_component(src_abs ${source} ABSOLUTE)
+
+  set(inc_flags "")
+  foreach(dir ${ARG_INCLUDES})
+    get_filename_component(dir_abs ${dir} ABSOLUTE)
+    list(APPEND inc_flags -I${dir_abs})
+  endforeach()
+
+  add_custom_command(
+    OUTPUT ${obj}
+    COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
+    COMMAND ${BPF_CLANG} --target=bpf -g -O2 -mcpu=v3
+            -Wall -Wextra -Werror -Wno-unused-parameter
+            -D__TARGET_ARCH_x86 -idirafter ${BPF_SYS_INCLUDES}
+            ${inc_flags} -MD -MF ${dep} -c ${src_abs} -o ${obj}
+    DEPENDS ${src_abs}
+    DEPFILE ${dep}
+    COMMENT "BPF ${name}.bpf.o"
+    VERBATIM)
+  add_custom_command(
+    OUTPUT ${skel}
+    COMMAND ${BPFTOOL} gen skeleton ${obj} name ${name} > ${skel}
+    DEPENDS ${obj}
+    COMMENT "BPF skeleton ${name}.skel.h"
+    VERBATIM)
+  add_custom_target(${name}_skel_gen ALL DEPENDS ${skel})
+
+  add_library(${name}_skel INTERFACE)
+  add_dependencies(${name}_skel ${name}_skel_gen)
+  target_include_directories(${name}_skel INTERFACE ${out_dir})
+  target_link_libraries(${name}_skel INTERFACE PkgConfig::LIBBPF)
+  # The object itself, for tools that want it (bpftool prog load, tests).
+  set_property(TARGET ${name}_skel PROPERTY KVX_BPF_OBJECT ${obj})
+endfunction()
