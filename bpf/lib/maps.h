@@ -1,0 +1,51 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/* Map definitions.  Layouts live in kvmxdp/abi.h; sizes are defaults that
+ * the loader overrides with bpf_map__set_max_entries() before load. */
+#ifndef KVX_MAPS_H
+#define KVX_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include "kvmxdp/abi.h"
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kvx_cfg);
+} kvx_cfg SEC(".maps");
+
+/*
+ * Plain (preallocated) hash maps, not LRU: an LRU map evicts one half of a
+ * live NAT pair (PITFALLS 4, cilium #29305).  A full table is a counted
+ * drop of the new flow; expiry is the daemon's GC.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_BIND_DEFAULT_SIZE);
+	__type(key, struct kvx_bind_key);
+	__type(value, struct kvx_bind_val);
+} kvx_bind SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_CT_DEFAULT_SIZE);
+	__type(key, struct kvx_ct_key);
+	__type(value, struct kvx_ct_val);
+} kvx_ct SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KVX_R_MAX);
+	__type(key, __u32);
+	__type(value, struct kvx_stat);
+} kvx_stats SEC(".maps");
+
+static __always_inline const struct kvx_cfg *cfg_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&kvx_cfg, &zero);
+}
+
+#endif /* KVX_MAPS_H */
