@@ -1,8 +1,8 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * Incremental checksum updates (RFC 1624) for one rewritten address and
- * port/identifier, through the context layer.  Offsets, not pointers: the
- * helpers invalidate packet pointers, so they run after all direct writes.
+ * Incremental checksum updates (RFC 1624) through the context layer, one
+ * changed field at a time.  Offsets, not pointers: the helpers invalidate
+ * packet pointers, so they run after all direct writes.
  */
 #ifndef KVX_CSUM_H
 #define KVX_CSUM_H
@@ -17,44 +17,48 @@
 
 #define KVX_IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
 
-struct csum_edit {
-	__u32 l4_csum_off; /* 0: no L4 checksum to fix */
-	__u8 l4_pseudo;    /* the L4 checksum covers the IPv4 pseudo-header */
-	__u8 udp;          /* UDP: a zero checksum means "none" and stays 0 */
-	__be16 old_port;
-	__be16 new_port;
-	__be32 old_addr;
-	__be32 new_addr;
-	__u16 old_ttl_word; /* ttl + protocol, as on the wire */
-	__u16 new_ttl_word;
+/* Where the L4 checksum of a packet lives and what it covers. */
+struct csum_l4 {
+	__u32 off;    /* 0: no L4 checksum to fix */
+	__u8 pseudo;  /* covers the IPv4 pseudo-header (TCP, UDP) */
+	__u8 udp;     /* UDP: a zero checksum means "none" and stays 0 */
 };
 
-static __always_inline int csum_apply(kvx_ctx_t *ctx, const struct csum_edit *e)
+/* TTL and protocol share a 16-bit word of the IPv4 header. */
+static __always_inline int csum_ttl(kvx_ctx_t *ctx, __u16 old_word, __u16 new_word)
 {
-	__u64 mz = e->udp ? BPF_F_MARK_MANGLED_0 : 0;
+	return ctx_l3_csum_replace(ctx, KVX_IP_CSUM_OFF, old_word, new_word, 2);
+}
 
-	if (ctx_l3_csum_replace(ctx, KVX_IP_CSUM_OFF, e->old_ttl_word, e->new_ttl_word, 2))
-		return -1;
-	if (ctx_l3_csum_replace(ctx, KVX_IP_CSUM_OFF, e->old_addr, e->new_addr, 4))
-		return -1;
-	if (!e->l4_csum_off)
+/*
+ * An IPv4 address changed.  TCP/UDP: the address is part of the
+ * pseudo-header; for a CHECKSUM_PARTIAL skb BPF_F_PSEUDO_HDR updates the
+ * pseudo-header sum the field holds (cilium #16604).  ICMP has no
+ * pseudo-header: never BPF_F_PSEUDO_HDR for it (cilium #25576).
+ */
+static __always_inline int csum_addr(kvx_ctx_t *ctx, const struct csum_l4 *l4, __be32 from,
+				     __be32 to)
+{
+	if (from == to)
 		return 0;
-	/*
-	 * TCP/UDP: the address is part of the pseudo-header.  For a
-	 * CHECKSUM_PARTIAL skb BPF_F_PSEUDO_HDR updates the pseudo-header sum
-	 * held in the field; the port change is then left to the device.
-	 * ICMP has no pseudo-header: never pass BPF_F_PSEUDO_HDR for it
-	 * (cilium #25576).
-	 */
-	if (e->l4_pseudo &&
-	    ctx_l4_csum_replace(ctx, e->l4_csum_off, e->old_addr, e->new_addr,
-				BPF_F_PSEUDO_HDR | mz | sizeof(e->new_addr)))
+	if (ctx_l3_csum_replace(ctx, KVX_IP_CSUM_OFF, from, to, sizeof(to)))
 		return -1;
-	if (e->old_port != e->new_port &&
-	    ctx_l4_csum_replace(ctx, e->l4_csum_off, e->old_port, e->new_port,
-				mz | sizeof(e->new_port)))
-		return -1;
-	return 0;
+	if (!l4->off || !l4->pseudo)
+		return 0;
+	return ctx_l4_csum_replace(ctx, l4->off, from, to,
+				   BPF_F_PSEUDO_HDR | (l4->udp ? BPF_F_MARK_MANGLED_0 : 0) |
+					   sizeof(to));
+}
+
+/* A port or ICMP echo identifier changed: covered by the L4 checksum only;
+ * for a CHECKSUM_PARTIAL skb the helper leaves the field to the device. */
+static __always_inline int csum_port(kvx_ctx_t *ctx, const struct csum_l4 *l4, __be16 from,
+				     __be16 to)
+{
+	if (from == to || !l4->off)
+		return 0;
+	return ctx_l4_csum_replace(ctx, l4->off, from, to,
+				   (l4->udp ? BPF_F_MARK_MANGLED_0 : 0) | sizeof(to));
 }
 
 #endif /* KVX_CSUM_H */

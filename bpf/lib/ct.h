@@ -14,6 +14,11 @@
 /* How many external ports one new binding may probe before giving up. */
 #define KVX_PORT_TRIES 64
 
+/* Layout of the MAC pair the paths pass around: the guest's (source) MAC at
+ * 0, the gateway MAC it used at 8.  8-byte slots keep word loads of them
+ * aligned, which the verifier insists on for the stack. */
+#define KVX_GW_MAC_OFF 8
+
 /* Returned by the lookups below when the packet may be translated. */
 #define KVX_CONTINUE KVX_R_MAX
 
@@ -23,16 +28,24 @@ enum ct_dir {
 };
 
 struct nat_endpoint {
+	/* 8-byte slots for the 6-byte MACs: word loads of stack memory must
+	 * be aligned for the verifier. */
+	__u8 guest_mac[8]; /* inbound only: where to deliver */
+	__u8 gw_mac[8];
 	__be32 addr;
 	__be16 port;
-	__u8 guest_mac[6]; /* inbound only: where to deliver */
-	__u8 gw_mac[6];
+	__u8 flags;        /* KVX_CT_F_STATIC / KVX_CT_F_ONE_TO_ONE for the flow */
 };
 
 static __always_inline int mac_eq(const __u8 *a, const __u8 *b)
 {
 	return *(const __u32 *)a == *(const __u32 *)b &&
 	       *(const __u16 *)(a + 4) == *(const __u16 *)(b + 4);
+}
+
+static __always_inline int mac_is_zero(const __u8 *a)
+{
+	return !*(const __u32 *)a && !*(const __u16 *)(a + 4);
 }
 
 static __always_inline int proto_has_ports(__u8 proto)
@@ -122,7 +135,7 @@ static __always_inline void ct_update(struct kvx_ct_val *f, const struct kvx_pkt
 }
 
 static __always_inline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt *p,
-				     enum ct_dir dir, __be32 ext_addr, __be16 ext_port, __u64 now)
+				     enum ct_dir dir, const struct nat_endpoint *ext, __u64 now)
 {
 	struct kvx_ct_val v = {};
 	struct kvx_ct_val *f;
@@ -130,13 +143,14 @@ static __always_inline int ct_create(const struct kvx_ct_key *k, const struct kv
 
 	v.created_ns = now;
 	v.last_seen_ns = now;
-	v.ext_addr = ext_addr;
-	v.ext_port = ext_port;
+	v.ext_addr = ext->addr;
+	v.ext_port = ext->port;
+	v.flags = ext->flags;
 	v.state = p->proto == IPPROTO_TCP ? ct_initial_tcp_state(p->tcp_flags) : KVX_CT_UDP;
 	if (dir == CT_DIR_OUT) {
 		v.pkts_out = 1;
 	} else {
-		v.flags = KVX_CT_F_INBOUND;
+		v.flags |= KVX_CT_F_INBOUND;
 		v.pkts_in = 1;
 	}
 	err = bpf_map_update_elem(&kvx_ct, k, &v, BPF_NOEXIST);
@@ -170,6 +184,7 @@ static __always_inline int bind_create(const struct kvx_cfg *cfg, const struct k
 	__u32 range, start, want, i;
 	int err;
 
+	ext->flags = 0;
 	iv.addr = p->saddr;
 	iv.port = p->sport;
 	iv.last_used_ns = now;
@@ -225,7 +240,7 @@ claimed:
 	return KVX_CONTINUE;
 }
 
-/* Does the IN half at (proto, ext) deliver to the guest endpoint of p? */
+/* The IN half at (proto, ext) if it delivers to the guest endpoint of p. */
 static __always_inline struct kvx_bind_val *bind_in_lookup_own(const struct kvx_pkt *p,
 							       __be32 ext_addr, __be16 ext_port)
 {
@@ -239,21 +254,72 @@ static __always_inline struct kvx_bind_val *bind_in_lookup_own(const struct kvx_
 	return NULL;
 }
 
+/* The IN half of the 1:1 mapping of ext_addr if it belongs to p's source. */
+static __always_inline struct kvx_bind_val *bind_1to1_lookup_own(const struct kvx_pkt *p,
+								 __be32 ext_addr)
+{
+	struct kvx_bind_key ik;
+	struct kvx_bind_val *ib;
+
+	bind_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
+	ib = bpf_map_lookup_elem(&kvx_bind, &ik);
+	if (ib && ib->addr == p->saddr)
+		return ib;
+	return NULL;
+}
+
 static __always_inline void bind_in_refresh(struct kvx_bind_val *ib, const __u8 *guest_mac,
 					    const __u8 *gw_mac)
 {
-	/* A re-created VM may come back with the same address, another MAC. */
+	/* Static mappings learn the guest's MAC from its first packet; a
+	 * re-created VM may come back with the same address, another MAC. */
 	if (!mac_eq(ib->guest_mac, guest_mac))
 		__builtin_memcpy(ib->guest_mac, guest_mac, 6);
 	if (!mac_eq(ib->gw_mac, gw_mac))
 		__builtin_memcpy(ib->gw_mac, gw_mac, 6);
 }
 
+static __always_inline int extaddr_suspended(__be32 addr)
+{
+	struct kvx_extaddr_val *ea = bpf_map_lookup_elem(&kvx_extaddr, &addr);
+
+	return ea && (ea->flags & KVX_EXT_F_SUSPENDED);
+}
+
 /*
- * The guest endpoint's binding: reuse it when it is on the current uplink
- * address and its IN half still points back to this guest; repair a missing
- * IN half; release a stale or stolen pair and bind anew.  Never translates
- * through a pair whose halves disagree (PITFALLS 4).
+ * A guest with a 1:1 mapping sends everything from its external address,
+ * ports unchanged ("bridge by iptables": SNAT --to EXT).  Returns
+ * KVX_CONTINUE with ext filled, KVX_R_MAX + 1 when there is no usable 1:1
+ * mapping, or a drop reason.
+ */
+#define KVX_NO_MAPPING (KVX_R_MAX + 1)
+static __always_inline int bind_get_1to1(const struct kvx_pkt *p, const __u8 *guest_mac,
+					 const __u8 *gw_mac, struct nat_endpoint *ext)
+{
+	struct kvx_bind_key ok;
+	struct kvx_bind_val *ob, *ib;
+
+	bind_key_init(&ok, KVX_BIND_OUT, KVX_PROTO_ANY, p->saddr, 0);
+	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
+	/* Suspended: the address is not ours on this network; masquerade. */
+	if (!ob || extaddr_suspended(ob->addr))
+		return KVX_NO_MAPPING;
+	ib = bind_1to1_lookup_own(p, ob->addr);
+	if (!ib)
+		return KVX_R_DROP_BROKEN_PAIR; /* being deleted right now */
+	bind_in_refresh(ib, guest_mac, gw_mac);
+	ext->addr = ob->addr;
+	ext->port = p->sport;
+	ext->flags = KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE;
+	return KVX_CONTINUE;
+}
+
+/*
+ * The guest endpoint's binding: a 1:1 mapping first, then a static or
+ * dynamic binding, reused when it is on the current uplink address (or
+ * static) and its IN half still points back to this guest; a missing IN
+ * half is repaired; a stale or stolen dynamic pair is released and bound
+ * anew.  Never translates through a pair whose halves disagree (PITFALLS 4).
  */
 static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 				    const __u8 *guest_mac, const __u8 *gw_mac, __u64 now,
@@ -263,6 +329,14 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 	struct kvx_bind_val *ob, *ib, iv = {};
 	__be32 old_addr;
 	__be16 old_port;
+	int r;
+
+	r = bind_get_1to1(p, guest_mac, gw_mac, ext);
+	if (r != KVX_NO_MAPPING)
+		return r;
+	/* An echo reply only leaves through the flow of the request it answers. */
+	if (p->proto == IPPROTO_ICMP && p->icmp_type != ICMP_ECHO)
+		return KVX_R_DROP_ICMP_TYPE;
 
 	bind_key_init(&ok, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
 	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
@@ -271,6 +345,19 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 
 	old_addr = ob->addr;
 	old_port = ob->port;
+	if (ob->flags & KVX_BIND_F_STATIC) {
+		/* A port forward's guest endpoint leaves from its external one;
+		 * static pairs are only ever changed by `map add/del`. */
+		ib = bind_in_lookup_own(p, old_addr, old_port);
+		if (!ib)
+			return KVX_R_DROP_BROKEN_PAIR;
+		bind_in_refresh(ib, guest_mac, gw_mac);
+		ext->addr = old_addr;
+		ext->port = old_port;
+		ext->flags = KVX_CT_F_STATIC;
+		return KVX_CONTINUE;
+	}
+	ext->flags = 0;
 	if (old_addr == cfg->uplink_addr) {
 		ib = bind_in_lookup_own(p, old_addr, old_port);
 		if (ib) {
@@ -305,30 +392,46 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 	return bind_create(cfg, p, guest_mac, gw_mac, now, ext);
 }
 
-/* guest -> outside: the external endpoint for this packet, creating the
- * binding and the flow as needed. */
-static __always_inline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
-				     const __u8 *guest_mac, const __u8 *gw_mac, __u64 now,
-				     struct nat_endpoint *ext)
+/* Is the flow's external endpoint still bound to this guest endpoint? */
+static __always_inline int flow_binding_ok(const struct kvx_cfg *cfg, const struct kvx_ct_val *f,
+					   const struct kvx_pkt *p, const __u8 *guest_mac,
+					   const __u8 *gw_mac)
 {
+	struct kvx_bind_val *ib;
+
+	if (f->flags & KVX_CT_F_ONE_TO_ONE)
+		ib = bind_1to1_lookup_own(p, f->ext_addr);
+	else if ((f->flags & KVX_CT_F_STATIC) || f->ext_addr == cfg->uplink_addr)
+		ib = bind_in_lookup_own(p, f->ext_addr, f->ext_port);
+	else
+		return 0; /* bound to an old uplink address */
+	if (!ib)
+		return 0;
+	bind_in_refresh(ib, guest_mac, gw_mac);
+	return 1;
+}
+
+/* guest -> outside: the external endpoint for this packet, creating the
+ * binding and the flow as needed.  Not inlined: the normal and the hairpin
+ * path share one copy (half the program, a fraction of the verifier's work). */
+static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
+				const __u8 *macs, __u64 now, struct nat_endpoint *ext)
+{
+	const __u8 *guest_mac = macs, *gw_mac = macs + KVX_GW_MAC_OFF;
 	struct kvx_ct_key k;
 	struct kvx_ct_val *f;
-	struct kvx_bind_val *ib;
 	int r;
 
 	ct_key_init(&k, p->proto, p->saddr, p->sport, p->daddr, p->dport);
 	f = bpf_map_lookup_elem(&kvx_ct, &k);
-	if (f && f->ext_addr == cfg->uplink_addr) {
-		/* Fast path: the flow knows its external endpoint; one more
-		 * lookup proves the pair is still intact. */
-		ib = bind_in_lookup_own(p, f->ext_addr, f->ext_port);
-		if (ib) {
-			bind_in_refresh(ib, guest_mac, gw_mac);
-			ext->addr = f->ext_addr;
-			ext->port = f->ext_port;
-			ct_update(f, p, CT_DIR_OUT, now);
-			return KVX_CONTINUE;
-		}
+	/* Fast path: the flow knows its external endpoint; one more lookup
+	 * proves the pair is still intact. */
+	if (f && flow_binding_ok(cfg, f, p, guest_mac, gw_mac)) {
+		ext->addr = f->ext_addr;
+		ext->port = f->ext_port;
+		ext->flags = f->flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
+		ct_update(f, p, CT_DIR_OUT, now);
+		return KVX_CONTINUE;
 	}
 
 	r = bind_get(cfg, p, guest_mac, gw_mac, now, ext);
@@ -337,10 +440,37 @@ static __always_inline int ct_egress(const struct kvx_cfg *cfg, const struct kvx
 	if (f) {
 		f->ext_addr = ext->addr;
 		f->ext_port = ext->port;
+		f->flags = (f->flags & ~(KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE)) | ext->flags;
 		ct_update(f, p, CT_DIR_OUT, now);
 		return KVX_CONTINUE;
 	}
-	return ct_create(&k, p, CT_DIR_OUT, ext->addr, ext->port, now);
+	return ct_create(&k, p, CT_DIR_OUT, ext, now);
+}
+
+/*
+ * The binding that owns (proto, daddr, dport) for an inbound packet, or
+ * NULL.  Port forwards and dynamic bindings match exactly, 1:1 mappings by
+ * address.  An echo request only ever matches a 1:1 mapping: an echo
+ * binding exists for the guest's own requests, not for requests to it.
+ */
+static __always_inline struct kvx_bind_val *bind_in_find(const struct kvx_pkt *p, __u8 *ct_flags)
+{
+	struct kvx_bind_key ik;
+	struct kvx_bind_val *ib = NULL;
+
+	if (!(p->proto == IPPROTO_ICMP && p->icmp_type == ICMP_ECHO)) {
+		bind_key_init(&ik, KVX_BIND_IN, p->proto, p->daddr,
+			      proto_has_ports(p->proto) ? p->dport : 0);
+		ib = bpf_map_lookup_elem(&kvx_bind, &ik);
+		if (ib) {
+			*ct_flags = ib->flags & KVX_BIND_F_STATIC ? KVX_CT_F_STATIC : 0;
+			return ib;
+		}
+	}
+	bind_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p->daddr, 0);
+	ib = bpf_map_lookup_elem(&kvx_bind, &ik);
+	*ct_flags = KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE;
+	return ib;
 }
 
 /* outside -> guest: the guest endpoint for a packet to (daddr, dport), or
@@ -348,31 +478,38 @@ static __always_inline int ct_egress(const struct kvx_cfg *cfg, const struct kvx
 static __always_inline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 				      __u64 now, struct nat_endpoint *guest)
 {
-	struct kvx_bind_key ik;
+	struct nat_endpoint ext = {};
 	struct kvx_bind_val *ib;
 	struct kvx_ct_key k;
 	struct kvx_ct_val *f;
+	__u8 flags = 0;
 
-	bind_key_init(&ik, KVX_BIND_IN, p->proto, p->daddr, proto_has_ports(p->proto) ? p->dport : 0);
-	ib = bpf_map_lookup_elem(&kvx_bind, &ik);
+	ib = bind_in_find(p, &flags);
 	if (!ib)
 		return KVX_R_PASS_HOST;
+	ext.addr = p->daddr;
+	ext.port = proto_has_ports(p->proto) ? p->dport : 0;
+	ext.flags = flags;
 	guest->addr = ib->addr;
-	guest->port = ib->port;
+	/* 1:1 keeps ports; bindings and port forwards name the guest port. */
+	guest->port = flags & KVX_CT_F_ONE_TO_ONE ? ext.port : ib->port;
+	guest->flags = flags;
 	__builtin_memcpy(guest->guest_mac, ib->guest_mac, 6);
 	__builtin_memcpy(guest->gw_mac, ib->gw_mac, 6);
 
-	ct_key_init(&k, p->proto, ib->addr, ib->port, p->saddr, p->sport);
+	ct_key_init(&k, p->proto, guest->addr, guest->port, p->saddr, p->sport);
 	f = bpf_map_lookup_elem(&kvx_ct, &k);
 	if (!f) {
 		/* RFC 4787: address-and-port-dependent filtering unless the
-		 * user asked for endpoint-independent ("full cone"). */
-		if (!(cfg->flags & KVX_CFG_F_EIF))
+		 * user asked for endpoint-independent ("full cone"); static
+		 * mappings accept new inbound connections. */
+		if (!(flags & KVX_CT_F_STATIC) && !(cfg->flags & KVX_CFG_F_EIF))
 			return KVX_R_DROP_FILTERED;
-		ib->last_used_ns = now;
-		return ct_create(&k, p, CT_DIR_IN, p->daddr, ik.port, now);
+		if (!(flags & KVX_CT_F_STATIC))
+			ib->last_used_ns = now;
+		return ct_create(&k, p, CT_DIR_IN, &ext, now);
 	}
-	if (f->ext_addr != p->daddr || f->ext_port != ik.port)
+	if (f->ext_addr != ext.addr || f->ext_port != ext.port)
 		return KVX_R_DROP_BROKEN_PAIR;
 	ct_update(f, p, CT_DIR_IN, now);
 	return KVX_CONTINUE;

@@ -41,6 +41,14 @@ struct {
 	__type(value, struct kvx_stat);
 } kvx_stats SEC(".maps");
 
+/* Few entries: one per mapped external address. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 256);
+	__type(key, __be32);
+	__type(value, struct kvx_extaddr_val);
+} kvx_extaddr SEC(".maps");
+
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {
 	__u32 zero = 0;

@@ -51,22 +51,35 @@ static __always_inline int is_mcast_or_bcast(const struct kvx_cfg *cfg, __be32 a
 	       addr == (cfg->subnet_addr | ~cfg->subnet_mask);
 }
 
+struct nat_rewrite {
+	__u8 src;          /* rewrite the source endpoint */
+	__u8 dst;          /* rewrite the destination endpoint */
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;      /* ICMP echo: the identifier, for either side */
+	__be16 dport;
+	const __u8 *smac;  /* NULL: leave the MACs (bpf_redirect_neigh fills them) */
+	const __u8 *dmac;
+};
+
 /*
- * Rewrite one side of the packet: address, port (TCP/UDP) or echo id (ICMP),
- * TTL - 1, and the MACs; then fix the checksums incrementally.  All direct
- * writes happen first: the checksum helpers invalidate packet pointers.
+ * Rewrite addresses, ports (TCP/UDP) or the echo identifier (ICMP), TTL - 1
+ * and the MACs; then fix the checksums incrementally.  All direct writes
+ * happen first: the checksum helpers invalidate packet pointers.
  */
 static __always_inline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
-					enum nat_side side, __be32 new_addr, __be16 new_port,
-					const __u8 *smac, const __u8 *dmac)
+					const struct nat_rewrite *rw)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
 	struct ethhdr *eth = data;
 	struct iphdr *ip = data + ETH_HLEN;
-	struct csum_edit e = {};
+	struct csum_l4 l4c = {};
+	__be16 *sport = NULL, *dport = NULL;
+	__be16 old_sport = 0, old_dport = 0;
+	__be32 old_saddr, old_daddr;
+	__u16 old_ttl, new_ttl;
 	__u32 l4_off = p->l4_off;
-	__be16 *port = NULL;
 	void *l4;
 
 	if ((void *)(ip + 1) > data_end)
@@ -82,9 +95,10 @@ static __always_inline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 
 		if ((void *)(th + 1) > data_end)
 			return -1;
-		port = side == NAT_SRC ? &th->source : &th->dest;
-		e.l4_csum_off = l4_off + offsetof(struct tcphdr, check);
-		e.l4_pseudo = 1;
+		sport = &th->source;
+		dport = &th->dest;
+		l4c.off = l4_off + offsetof(struct tcphdr, check);
+		l4c.pseudo = 1;
 		break;
 	}
 	case IPPROTO_UDP: {
@@ -92,10 +106,11 @@ static __always_inline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 
 		if ((void *)(uh + 1) > data_end)
 			return -1;
-		port = side == NAT_SRC ? &uh->source : &uh->dest;
-		e.l4_csum_off = l4_off + offsetof(struct udphdr, check);
-		e.l4_pseudo = 1;
-		e.udp = 1;
+		sport = &uh->source;
+		dport = &uh->dest;
+		l4c.off = l4_off + offsetof(struct udphdr, check);
+		l4c.pseudo = 1;
+		l4c.udp = 1;
 		break;
 	}
 	case IPPROTO_ICMP: {
@@ -103,37 +118,142 @@ static __always_inline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 
 		if ((void *)(ih + 1) > data_end)
 			return -1;
-		port = &ih->un.echo.id;
-		e.l4_csum_off = l4_off + offsetof(struct icmphdr, checksum);
+		/* One identifier: the side being rewritten owns it. */
+		if (rw->dst)
+			dport = &ih->un.echo.id;
+		else
+			sport = &ih->un.echo.id;
+		l4c.off = l4_off + offsetof(struct icmphdr, checksum);
 		break;
 	}
 	default:
 		break;
 	}
 
-	if (smac)
-		__builtin_memcpy(eth->h_source, smac, ETH_ALEN);
-	if (dmac)
-		__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	if (rw->smac)
+		__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
+	if (rw->dmac)
+		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
 
-	e.old_ttl_word = *(__u16 *)&ip->ttl;
+	old_ttl = *(__u16 *)&ip->ttl;
 	ip->ttl--;
-	e.new_ttl_word = *(__u16 *)&ip->ttl;
+	new_ttl = *(__u16 *)&ip->ttl;
+	old_saddr = ip->saddr;
+	old_daddr = ip->daddr;
+	if (rw->src) {
+		ip->saddr = rw->saddr;
+		if (sport) {
+			old_sport = *sport;
+			*sport = rw->sport;
+		}
+	}
+	if (rw->dst) {
+		ip->daddr = rw->daddr;
+		if (dport) {
+			old_dport = *dport;
+			*dport = rw->dport;
+		}
+	}
 
-	if (side == NAT_SRC) {
-		e.old_addr = ip->saddr;
-		ip->saddr = new_addr;
-	} else {
-		e.old_addr = ip->daddr;
-		ip->daddr = new_addr;
+	if (csum_ttl(ctx, old_ttl, new_ttl))
+		return -1;
+	if (rw->src && (csum_addr(ctx, &l4c, old_saddr, rw->saddr) ||
+			(sport && csum_port(ctx, &l4c, old_sport, rw->sport))))
+		return -1;
+	if (rw->dst && (csum_addr(ctx, &l4c, old_daddr, rw->daddr) ||
+			(dport && csum_port(ctx, &l4c, old_dport, rw->dport))))
+		return -1;
+	return 0;
+}
+
+/* Deliver a translated packet to a guest through the bridge.  A static
+ * mapping has not learnt the guest's MAC before its first packet: then the
+ * kernel resolves it on the bridge (ARP) and fills both MACs. */
+static __always_inline long deliver_to_guest(const struct kvx_cfg *cfg,
+					     const struct nat_endpoint *guest)
+{
+	if (mac_is_zero(guest->guest_mac)) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET,
+			.ipv4_nh = guest->addr,
+		};
+
+		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
 	}
-	e.new_addr = new_addr;
-	if (port) {
-		e.old_port = *port;
-		e.new_port = new_port;
-		*port = new_port;
+	return ctx_redirect(cfg->bridge_ifindex);
+}
+
+/* Is addr one kvmxdp translates inbound: the uplink's or a mapped one? */
+static __always_inline enum kvx_reason ext_addr_check(const struct kvx_cfg *cfg, __be32 addr)
+{
+	struct kvx_extaddr_val *ea;
+
+	if (cfg->uplink_addr && addr == cfg->uplink_addr)
+		return KVX_CONTINUE;
+	ea = bpf_map_lookup_elem(&kvx_extaddr, &addr);
+	if (!ea)
+		return KVX_R_PASS_HOST;
+	return ea->flags & KVX_EXT_F_SUSPENDED ? KVX_R_PASS_SUSPENDED : KVX_CONTINUE;
+}
+
+static __always_inline int icmp_translatable(const struct kvx_pkt *p)
+{
+	return p->proto != IPPROTO_ICMP || p->icmp_type == ICMP_ECHO ||
+	       p->icmp_type == ICMP_ECHOREPLY;
+}
+
+/*
+ * Hairpin (RFC 4787 REQ-9): a guest reaching a mapped address or a
+ * forwarded port of the uplink gets there through the bridge, translated
+ * as if it had gone out and come back: source -> the sender's external
+ * endpoint, destination -> the target guest.  KVX_NO_MAPPING: not a
+ * hairpin, continue on the normal path.
+ */
+static __always_inline int nat4_hairpin(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					struct kvx_pkt *p, const __u8 *macs, __u32 len,
+					struct nat_endpoint *ext, struct nat_rewrite *rw)
+{
+	/* ext and rw are the caller's: one copy of each on the stack, whose
+	 * 512 bytes the caller shares with ct_egress. */
+	struct nat_endpoint guest = {};
+	__u64 now;
+	__u8 flags;
+	int r;
+
+	if (ext_addr_check(cfg, p->daddr) != KVX_CONTINUE || pkt_is_fragment(p) || !p->l4_ok ||
+	    !icmp_translatable(p) || !bind_in_find(p, &flags))
+		return KVX_NO_MAPPING;
+	if (p->ttl <= 1)
+		return verdict(KVX_R_PASS_TTL, len);
+
+	now = bpf_ktime_get_boot_ns();
+	r = ct_egress(cfg, p, macs, now, ext);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	/* Now look at it as it would come back in, from the sender's
+	 * external endpoint. */
+	p->saddr = ext->addr;
+	p->sport = ext->port;
+	if (p->proto == IPPROTO_ICMP)
+		p->dport = ext->port;
+	r = ct_ingress(cfg, p, now, &guest);
+	if (r != KVX_CONTINUE)
+		return verdict(r == KVX_R_PASS_HOST ? KVX_R_DROP_BROKEN_PAIR : r, len);
+
+	rw->src = 1;
+	rw->saddr = ext->addr;
+	rw->sport = ext->port;
+	rw->dst = 1;
+	rw->daddr = guest.addr;
+	rw->dport = guest.port;
+	if (!mac_is_zero(guest.guest_mac)) {
+		rw->smac = macs + KVX_GW_MAC_OFF; /* the bridge's own MAC, as the guest used it */
+		rw->dmac = guest.guest_mac;
 	}
-	return csum_apply(ctx, &e);
+	if (nat4_rewrite(ctx, p, rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_HAIRPIN, len);
+	return deliver_to_guest(cfg, &guest);
 }
 
 /* Bridge ingress: a guest's packet on its way to the host or beyond. */
@@ -141,9 +261,10 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 {
 	struct bpf_fib_lookup fib;
 	struct nat_endpoint ext = {};
+	struct nat_rewrite rw = {};
 	struct kvx_pkt p = {};
 	const struct kvx_cfg *cfg;
-	__u8 macs[2 * ETH_ALEN]; /* guest (source) MAC, then the gateway MAC it used */
+	__u8 macs[16] __attribute__((aligned(8))); /* see KVX_GW_MAC_OFF */
 	__u32 len = ctx_len(ctx);
 	int rc, r;
 
@@ -168,6 +289,19 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		return verdict(KVX_R_PASS_MCAST, len);
 	if (subnet_has(cfg, p.daddr))
 		return verdict(KVX_R_PASS_LOCAL, len);
+
+	{
+		struct ethhdr *eth = ctx_data(ctx);
+
+		if ((void *)(eth + 1) > ctx_data_end(ctx))
+			return verdict(KVX_R_DROP_MALFORMED, len);
+		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
+	}
+
+	r = nat4_hairpin(ctx, cfg, &p, macs, len, &ext, &rw);
+	if (r != KVX_NO_MAPPING)
+		return r;
 
 	rc = fib_route(ctx, &p, &fib);
 	switch (rc) {
@@ -198,30 +332,26 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		return verdict(p.frag & KVX_IP_DF ? KVX_R_PASS_MTU : KVX_R_DROP_TOO_BIG, len);
 	if (pkt_is_fragment(&p))
 		return verdict(KVX_R_DROP_FRAGMENT, len);
-	if (!cfg->uplink_addr)
-		return verdict(KVX_R_DROP_NO_UPLINK_ADDR, len);
 	if (!p.l4_ok)
 		return verdict(KVX_R_DROP_MALFORMED, len);
-	if (p.proto == IPPROTO_ICMP && p.icmp_type != ICMP_ECHO)
+	if (!icmp_translatable(&p))
 		return verdict(KVX_R_DROP_ICMP_TYPE, len);
+	if (!cfg->uplink_addr)
+		return verdict(KVX_R_DROP_NO_UPLINK_ADDR, len);
 
-	{
-		struct ethhdr *eth = ctx_data(ctx);
-
-		if ((void *)(eth + 1) > ctx_data_end(ctx))
-			return verdict(KVX_R_DROP_MALFORMED, len);
-		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
-		__builtin_memcpy(macs + ETH_ALEN, eth->h_dest, ETH_ALEN);
-	}
-
-	r = ct_egress(cfg, &p, macs, macs + ETH_ALEN, bpf_ktime_get_boot_ns(), &ext);
+	r = ct_egress(cfg, &p, macs, bpf_ktime_get_boot_ns(), &ext);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 
+	rw.src = 1;
+	rw.saddr = ext.addr;
+	rw.sport = ext.port;
 	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
-	if (nat4_rewrite(ctx, &p, NAT_SRC, ext.addr, ext.port,
-			 rc == BPF_FIB_LKUP_RET_SUCCESS ? fib.smac : NULL,
-			 rc == BPF_FIB_LKUP_RET_SUCCESS ? fib.dmac : NULL))
+	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
+		rw.smac = fib.smac;
+		rw.dmac = fib.dmac;
+	}
+	if (nat4_rewrite(ctx, &p, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 
 	stats_count(KVX_R_XLATE_OUT, len);
@@ -236,10 +366,63 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	return ctx_redirect(fib.ifindex);
 }
 
-/* Uplink ingress: replies to guests' flows; everything else is the host's. */
+/*
+ * ARP for mapped external addresses: the AP only accepts frames from the
+ * station's own MAC, so kvmxdp answers with the uplink MAC (proxy ARP)
+ * instead of making the addresses host-local.  -1: not ours, carry on.
+ */
+struct kvx_arp4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 op;
+	__u8 sha[ETH_ALEN];
+	__u8 spa[4];
+	__u8 tha[ETH_ALEN];
+	__u8 tpa[4];
+} __attribute__((packed));
+
+static __always_inline int arp_answer(kvx_ctx_t *ctx, const struct kvx_cfg *cfg, __u32 len)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_arp4 *arp = (void *)(eth + 1);
+	struct kvx_extaddr_val *ea;
+	__be32 target;
+	__u8 spa[4];
+
+	if ((void *)(arp + 1) > data_end || eth->h_proto != bpf_htons(ETH_P_ARP))
+		return -1;
+	if (arp->htype != bpf_htons(1) || arp->ptype != bpf_htons(ETH_P_IP) ||
+	    arp->hlen != ETH_ALEN || arp->plen != 4 || arp->op != bpf_htons(1) ||
+	    mac_is_zero(cfg->uplink_mac))
+		return -1;
+	__builtin_memcpy(&target, arp->tpa, 4);
+	ea = bpf_map_lookup_elem(&kvx_extaddr, &target);
+	if (!ea || !(ea->flags & KVX_EXT_F_ARP) || (ea->flags & KVX_EXT_F_SUSPENDED))
+		return -1;
+
+	/* Turn the request into the reply, in place, and send it back out. */
+	__builtin_memcpy(spa, arp->spa, 4);
+	arp->op = bpf_htons(2);
+	__builtin_memcpy(arp->tha, arp->sha, ETH_ALEN);
+	__builtin_memcpy(arp->tpa, spa, 4);
+	__builtin_memcpy(arp->sha, cfg->uplink_mac, ETH_ALEN);
+	__builtin_memcpy(arp->spa, &target, 4);
+	__builtin_memcpy(eth->h_dest, arp->tha, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, cfg->uplink_mac, ETH_ALEN);
+	stats_count(KVX_R_ARP_REPLY, len);
+	return ctx_redirect(ctx_ifindex(ctx));
+}
+
+/* Uplink ingress: replies to guests' flows and traffic to mapped
+ * addresses; everything else is the host's. */
 static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 {
 	struct nat_endpoint guest = {};
+	struct nat_rewrite rw = {};
 	struct kvx_pkt p = {};
 	const struct kvx_cfg *cfg;
 	__u32 len = ctx_len(ctx);
@@ -252,7 +435,8 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 
 	switch (parse_ipv4(ctx, &p)) {
 	case PARSE_NOT_IPV4:
-		return verdict(KVX_R_PASS_NOT_IP, len);
+		r = arp_answer(ctx, cfg, len);
+		return r >= 0 ? r : verdict(KVX_R_PASS_NOT_IP, len);
 	case PARSE_BAD_IP:
 		return verdict(KVX_R_PASS_HOST, len);
 	default:
@@ -263,8 +447,10 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	 * subnet through us. */
 	if (subnet_has(cfg, p.daddr))
 		return verdict(KVX_R_DROP_TO_SUBNET, len);
-	if (!cfg->uplink_addr || p.daddr != cfg->uplink_addr || pkt_is_fragment(&p) ||
-	    !p.l4_ok || (p.proto == IPPROTO_ICMP && p.icmp_type != ICMP_ECHOREPLY))
+	r = ext_addr_check(cfg, p.daddr);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	if (pkt_is_fragment(&p) || !p.l4_ok || !icmp_translatable(&p))
 		return verdict(KVX_R_PASS_HOST, len);
 
 	r = ct_ingress(cfg, &p, bpf_ktime_get_boot_ns(), &guest);
@@ -273,10 +459,17 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (p.ttl <= 1)
 		return verdict(KVX_R_DROP_TTL_IN, len);
 
-	if (nat4_rewrite(ctx, &p, NAT_DST, guest.addr, guest.port, guest.gw_mac, guest.guest_mac))
+	rw.dst = 1;
+	rw.daddr = guest.addr;
+	rw.dport = guest.port;
+	if (!mac_is_zero(guest.guest_mac)) {
+		rw.smac = guest.gw_mac;
+		rw.dmac = guest.guest_mac;
+	}
+	if (nat4_rewrite(ctx, &p, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_IN, len);
-	return ctx_redirect(cfg->bridge_ifindex);
+	return deliver_to_guest(cfg, &guest);
 }
 
 #endif /* KVX_NAT_H */

@@ -25,6 +25,7 @@
 #define KVX_MAP_BIND "kvx_bind"
 #define KVX_MAP_CT "kvx_ct"
 #define KVX_MAP_STATS "kvx_stats"
+#define KVX_MAP_EXTADDR "kvx_extaddr"
 
 /* Default table sizes (entries); attach --ct-size/--bind-size override. */
 #define KVX_CT_DEFAULT_SIZE 65536
@@ -61,10 +62,28 @@ struct kvx_bind_val {
 	__u16 flags;          /* KVX_BIND_F_* */
 	__u8 guest_mac[6];    /* IN: the guest's MAC (deliver to) */
 	__u8 gw_mac[6];       /* IN: the MAC the guest used as gateway */
+	__u32 _pad;
 	__u64 last_used_ns;   /* CLOCK_BOOTTIME; set on create and on each new flow */
 };
 
-#define KVX_BIND_F_STATIC (1U << 0) /* reserved for static mappings */
+#define KVX_BIND_F_STATIC (1U << 0)     /* installed by `map add`: no expiry, inbound opens flows */
+#define KVX_BIND_F_ONE_TO_ONE (1U << 1) /* whole-address mapping: proto KVX_PROTO_ANY, port 0 */
+
+/* Protocol wildcard of 1:1 mappings (IPv4 never carries protocol 0). */
+#define KVX_PROTO_ANY 0
+
+/*
+ * External addresses other than the uplink's own (1:1 mappings, port
+ * forwards on secondary addresses): kvx_extaddr[addr (network order)].
+ * Inbound packets to other addresses are the host's and skip all lookups.
+ */
+struct kvx_extaddr_val {
+	__u32 flags; /* KVX_EXT_F_* */
+	__u32 _pad;
+};
+
+#define KVX_EXT_F_ARP (1U << 0)       /* answer ARP for it on the uplink with the uplink MAC */
+#define KVX_EXT_F_SUSPENDED (1U << 1) /* made on another network: neither answered nor translated */
 
 /*
  * Conntrack flow entries: one per (proto, guest ip:port, remote ip:port),
@@ -95,7 +114,9 @@ enum kvx_ct_state {
 #define KVX_CT_F_SEEN_REPLY (1U << 0) /* a packet came back from the remote */
 #define KVX_CT_F_FIN_OUT (1U << 1)    /* the guest sent FIN */
 #define KVX_CT_F_FIN_IN (1U << 2)     /* the remote sent FIN */
-#define KVX_CT_F_INBOUND (1U << 3)    /* created by an inbound packet (EIF) */
+#define KVX_CT_F_INBOUND (1U << 3)    /* created by an inbound packet (EIF, static mapping) */
+#define KVX_CT_F_STATIC (1U << 4)     /* bound through a static mapping (port forward or 1:1) */
+#define KVX_CT_F_ONE_TO_ONE (1U << 5) /* bound through a 1:1 mapping: ports are kept */
 
 struct kvx_ct_val {
 	__u64 last_seen_ns; /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): counts suspend */
@@ -139,6 +160,8 @@ struct kvx_cfg {
 	__u16 nat_port_lo;    /* host order, inclusive */
 	__u16 nat_port_hi;    /* host order, inclusive */
 	struct kvx_timeouts timeouts;
+	__u8 uplink_mac[6];   /* source MAC of ARP replies for mapped addresses */
+	__u16 _pad;
 };
 
 /*
@@ -169,7 +192,10 @@ struct kvx_cfg {
 	X(DROP_TO_SUBNET, 1, "inbound to the guest subnet from the uplink")        \
 	X(DROP_FILTERED, 1, "inbound without a matching flow (filtering)")         \
 	X(DROP_TTL_IN, 1, "inbound TTL expires")                                   \
-	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")
+	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")          \
+	X(XLATE_HAIRPIN, 0, "guest->mapped address translated back to a guest")      \
+	X(ARP_REPLY, 0, "ARP request for a mapped address answered")                \
+	X(PASS_SUSPENDED, 0, "to a mapped address suspended on this network")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
