@@ -173,10 +173,11 @@ static __always_inline int ct_create(const struct kvx_ct_key *k, const struct kv
  * is free (RFC 4787 REQ-3 "port preservation" where possible); otherwise a
  * linear probe from a random start.
  */
-static __always_inline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
-				       const __u8 *guest_mac, const __u8 *gw_mac, __u64 now,
-				       struct nat_endpoint *ext)
+static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
+				  const __u8 *macs, __u64 now, struct nat_endpoint *ext)
 {
+	/* Not inlined: its probe loop is verified once per caller context
+	 * instead of once per path into it. */
 	struct kvx_bind_key ik, ok;
 	struct kvx_bind_val iv = {}, ov = {};
 	struct kvx_bind_val *won;
@@ -188,8 +189,8 @@ static __always_inline int bind_create(const struct kvx_cfg *cfg, const struct k
 	iv.addr = p->saddr;
 	iv.port = p->sport;
 	iv.last_used_ns = now;
-	__builtin_memcpy(iv.guest_mac, guest_mac, 6);
-	__builtin_memcpy(iv.gw_mac, gw_mac, 6);
+	__builtin_memcpy(iv.guest_mac, macs, 6);
+	__builtin_memcpy(iv.gw_mac, macs + KVX_GW_MAC_OFF, 6);
 	bind_key_init(&ik, KVX_BIND_IN, p->proto, cfg->uplink_addr, 0);
 
 	if (!proto_has_ports(p->proto)) {
@@ -205,17 +206,15 @@ static __always_inline int bind_create(const struct kvx_cfg *cfg, const struct k
 	range = hi - lo + 1;
 	want = bpf_ntohs(p->sport);
 	start = (want >= lo && want <= hi) ? want - lo : bpf_get_prandom_u32() % range;
-	for (i = 0; i < KVX_PORT_TRIES; i++) {
-		if (i >= range)
-			return KVX_R_DROP_PORTS_EXHAUSTED;
+	err = -EEXIST;
+	for (i = 0; i < KVX_PORT_TRIES && i < range; i++) {
 		ik.port = bpf_htons(lo + (start + i) % range);
 		err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
-		if (!err)
-			goto claimed;
 		if (err != -EEXIST)
-			return KVX_R_DROP_TABLE_FULL;
+			break;
 	}
-	return KVX_R_DROP_PORTS_EXHAUSTED;
+	if (err)
+		return err == -EEXIST ? KVX_R_DROP_PORTS_EXHAUSTED : KVX_R_DROP_TABLE_FULL;
 
 claimed:
 	bind_key_init(&ok, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
@@ -322,9 +321,9 @@ static __always_inline int bind_get_1to1(const struct kvx_pkt *p, const __u8 *gu
  * anew.  Never translates through a pair whose halves disagree (PITFALLS 4).
  */
 static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
-				    const __u8 *guest_mac, const __u8 *gw_mac, __u64 now,
-				    struct nat_endpoint *ext)
+				    const __u8 *macs, __u64 now, struct nat_endpoint *ext)
 {
+	const __u8 *guest_mac = macs, *gw_mac = macs + KVX_GW_MAC_OFF;
 	struct kvx_bind_key ok, ik;
 	struct kvx_bind_val *ob, *ib, iv = {};
 	__be32 old_addr;
@@ -341,7 +340,7 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 	bind_key_init(&ok, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
 	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
 	if (!ob)
-		return bind_create(cfg, p, guest_mac, gw_mac, now, ext);
+		return bind_create(cfg, p, macs, now, ext);
 
 	old_addr = ob->addr;
 	old_port = ob->port;
@@ -389,7 +388,7 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		bind_key_init(&ik, KVX_BIND_IN, p->proto, old_addr, old_port);
 		bpf_map_delete_elem(&kvx_bind, &ik);
 	}
-	return bind_create(cfg, p, guest_mac, gw_mac, now, ext);
+	return bind_create(cfg, p, macs, now, ext);
 }
 
 /* Is the flow's external endpoint still bound to this guest endpoint? */
@@ -434,7 +433,7 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 		return KVX_CONTINUE;
 	}
 
-	r = bind_get(cfg, p, guest_mac, gw_mac, now, ext);
+	r = bind_get(cfg, p, macs, now, ext);
 	if (r != KVX_CONTINUE)
 		return r;
 	if (f) {
@@ -475,7 +474,7 @@ static __always_inline struct kvx_bind_val *bind_in_find(const struct kvx_pkt *p
 
 /* outside -> guest: the guest endpoint for a packet to (daddr, dport), or
  * KVX_R_PASS_HOST when no binding owns it (the host's own traffic). */
-static __always_inline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
+static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 				      __u64 now, struct nat_endpoint *guest)
 {
 	struct nat_endpoint ext = {};
@@ -487,6 +486,10 @@ static __always_inline int ct_ingress(const struct kvx_cfg *cfg, const struct kv
 	ib = bind_in_find(p, &flags);
 	if (!ib)
 		return KVX_R_PASS_HOST;
+	/* Ours, but it would expire on the way: drop before it touches the
+	 * flow (no state change, no EIF flow for it). */
+	if (p->ttl <= 1)
+		return KVX_R_DROP_TTL_IN;
 	ext.addr = p->daddr;
 	ext.port = proto_has_ports(p->proto) ? p->dport : 0;
 	ext.flags = flags;

@@ -10,6 +10,7 @@
 
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/if_packet.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 
@@ -34,6 +35,14 @@ static __always_inline void *ctx_data_end(const kvx_ctx_t *ctx)
 static __always_inline __u32 ctx_len(const kvx_ctx_t *ctx)
 {
 	return ctx->len;
+}
+
+/* Was the frame addressed to this device's MAC (or multicast/broadcast)?
+ * A promiscuous bridge also sees unicast for other hosts (PACKET_OTHERHOST),
+ * which the stack would drop: so must we, rather than route it. */
+static __always_inline int ctx_frame_for_host(const kvx_ctx_t *ctx)
+{
+	return ctx->pkt_type != PACKET_OTHERHOST;
 }
 
 static __always_inline __u32 ctx_ifindex(const kvx_ctx_t *ctx)
@@ -71,6 +80,15 @@ static __always_inline int ctx_l4_csum_replace(kvx_ctx_t *ctx, __u32 off, __u32 
 					       __u64 flags)
 {
 	return bpf_l4_csum_replace(ctx, off, from, to, flags);
+}
+
+/* GSO-aware check of the skb against the egress device's MTU, for when the
+ * route lookup could not do it (NO_NEIGH skips the kernel's own check). */
+static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex)
+{
+	__u32 mtu_len = 0;
+
+	return bpf_check_mtu(ctx, ifindex, &mtu_len, 0, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED;
 }
 
 static __always_inline long ctx_redirect(__u32 ifindex)

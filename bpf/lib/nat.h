@@ -67,7 +67,7 @@ struct nat_rewrite {
  * and the MACs; then fix the checksums incrementally.  All direct writes
  * happen first: the checksum helpers invalidate packet pointers.
  */
-static __always_inline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
+static __noinline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 					const struct nat_rewrite *rw)
 {
 	void *data = ctx_data(ctx);
@@ -289,6 +289,12 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		return verdict(KVX_R_PASS_MCAST, len);
 	if (subnet_has(cfg, p.daddr))
 		return verdict(KVX_R_PASS_LOCAL, len);
+	if (!ctx_frame_for_host(ctx))
+		return verdict(KVX_R_PASS_OTHERHOST, len);
+	/* What ip_route_input() calls martians, which it would never forward. */
+	if ((bpf_ntohl(p.daddr) >> 24) == 0 || p.saddr == cfg->subnet_addr ||
+	    p.saddr == (cfg->subnet_addr | ~cfg->subnet_mask))
+		return verdict(KVX_R_DROP_MARTIAN, len);
 
 	{
 		struct ethhdr *eth = ctx_data(ctx);
@@ -328,7 +334,8 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		return verdict(KVX_R_DROP_OTHER_IFACE, len);
 	if (p.ttl <= 1)
 		return verdict(KVX_R_PASS_TTL, len);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED)
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
+	    (rc == BPF_FIB_LKUP_RET_NO_NEIGH && ctx_exceeds_mtu(ctx, fib.ifindex)))
 		return verdict(p.frag & KVX_IP_DF ? KVX_R_PASS_MTU : KVX_R_DROP_TOO_BIG, len);
 	if (pkt_is_fragment(&p))
 		return verdict(KVX_R_DROP_FRAGMENT, len);
@@ -456,8 +463,6 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	r = ct_ingress(cfg, &p, bpf_ktime_get_boot_ns(), &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
-	if (p.ttl <= 1)
-		return verdict(KVX_R_DROP_TTL_IN, len);
 
 	rw.dst = 1;
 	rw.daddr = guest.addr;

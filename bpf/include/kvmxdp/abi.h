@@ -95,7 +95,7 @@ struct kvx_ct_key {
 	__be32 int_addr; /* guest address */
 	__be32 rem_addr; /* remote address */
 	__be16 int_port; /* guest port / ICMP echo id / 0 */
-	__be16 rem_port; /* remote port / ICMP echo id / 0 */
+	__be16 rem_port; /* remote port; 0 for ICMP echo (the id is the guest's) and other protocols */
 	__u8 proto;      /* IPPROTO_* */
 	__u8 _pad[3];
 };
@@ -195,7 +195,9 @@ struct kvx_cfg {
 	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")          \
 	X(XLATE_HAIRPIN, 0, "guest->mapped address translated back to a guest")      \
 	X(ARP_REPLY, 0, "ARP request for a mapped address answered")                \
-	X(PASS_SUSPENDED, 0, "to a mapped address suspended on this network")
+	X(PASS_SUSPENDED, 0, "to a mapped address suspended on this network")       \
+	X(PASS_OTHERHOST, 0, "frame not addressed to the host's MAC: to host stack") \
+	X(DROP_MARTIAN, 1, "martian address (0.0.0.0/8, subnet network/broadcast)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
