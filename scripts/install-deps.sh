@@ -15,7 +15,7 @@ pkgs=(
 	libcli11-dev nlohmann-json3-dev libgtest-dev googletest
 	linux-libc-dev clang-format-14
 	# integration tests and demo: real clients and servers in netns
-	iproute2 ethtool iputils-ping curl iperf3 socat python3 procps util-linux
+	iproute2 ethtool iputils-ping iputils-tracepath curl iperf3 socat python3 procps util-linux
 	kmod
 	# benchmark baselines
 	iptables nftables

@@ -63,6 +63,15 @@ static __always_inline void ctx_pull_headers(kvx_ctx_t *ctx)
 		bpf_skb_pull_data(ctx, want);
 }
 
+/* ICMP errors quote a header after their own: make that linear too. */
+static __always_inline void ctx_pull_len(kvx_ctx_t *ctx, __u32 len)
+{
+	__u32 want = ctx->len < len ? ctx->len : len;
+
+	if ((__u32)(ctx->data_end - ctx->data) < want)
+		bpf_skb_pull_data(ctx, want);
+}
+
 /*
  * Checksum updates.  The skb helpers know the skb's checksum state: for a
  * CHECKSUM_PARTIAL skb (virtio/veth offload) the L4 field only holds the

@@ -13,6 +13,7 @@
 #include "csum.h"
 #include "fib.h"
 #include "ct.h"
+#include "icmp.h"
 #include "stats.h"
 
 enum nat_side {
@@ -256,6 +257,71 @@ static __always_inline int nat4_hairpin(kvx_ctx_t *ctx, const struct kvx_cfg *cf
 	return deliver_to_guest(cfg, &guest);
 }
 
+/* Uplink: an ICMP error about a guest's flow goes to that guest.  The two
+ * ICMP error paths are BPF-to-BPF calls: their frames stay off the stack of
+ * the main path (512 bytes for the whole call chain). */
+static __noinline int nat4_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					      const struct kvx_pkt *p, __u32 len)
+{
+	struct nat_endpoint guest = {};
+	struct icmp_quote q = {};
+	int r;
+
+	if (icmp_parse_quote(ctx, p, &q))
+		return verdict(KVX_R_PASS_HOST, len);
+	r = ct_related_in(p, &q, &guest);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	if (icmp_err_rewrite(ctx, p, &q, 0, &guest))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	if (!mac_is_zero(guest.guest_mac)) {
+		struct ethhdr *eth = ctx_data(ctx);
+
+		if ((void *)(eth + 1) > ctx_data_end(ctx))
+			return verdict(KVX_R_DROP_MALFORMED, len);
+		__builtin_memcpy(eth->h_source, guest.gw_mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, guest.guest_mac, ETH_ALEN);
+	}
+	stats_count(KVX_R_XLATE_RELATED_IN, len);
+	return deliver_to_guest(cfg, &guest);
+}
+
+/* Bridge: a guest's own ICMP error about an inbound flow (a port it does
+ * not serve behind a port forward, say) leaves from the external endpoint. */
+static __noinline int nat4_icmp_error_out(kvx_ctx_t *ctx, const struct kvx_pkt *p,
+					       const struct bpf_fib_lookup *fib, int rc, __u32 len)
+{
+	struct nat_endpoint ext = {};
+	struct icmp_quote q = {};
+	int r;
+
+	if (icmp_parse_quote(ctx, p, &q))
+		return verdict(KVX_R_DROP_ICMP_TYPE, len);
+	r = ct_related_out(p, &q, &ext);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	if (icmp_err_rewrite(ctx, p, &q, 1, &ext))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_RELATED_OUT, len);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET,
+			.ipv4_nh = fib->ipv4_dst,
+		};
+
+		return bpf_redirect_neigh(fib->ifindex, &nh, sizeof(nh), 0);
+	}
+	{
+		struct ethhdr *eth = ctx_data(ctx);
+
+		if ((void *)(eth + 1) > ctx_data_end(ctx))
+			return verdict(KVX_R_DROP_MALFORMED, len);
+		__builtin_memcpy(eth->h_source, fib->smac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
+	}
+	return ctx_redirect(fib->ifindex);
+}
+
 /* Bridge ingress: a guest's packet on its way to the host or beyond. */
 static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 {
@@ -341,10 +407,12 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		return verdict(KVX_R_DROP_FRAGMENT, len);
 	if (!p.l4_ok)
 		return verdict(KVX_R_DROP_MALFORMED, len);
-	if (!icmp_translatable(&p))
-		return verdict(KVX_R_DROP_ICMP_TYPE, len);
 	if (!cfg->uplink_addr)
 		return verdict(KVX_R_DROP_NO_UPLINK_ADDR, len);
+	if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
+		return nat4_icmp_error_out(ctx, &p, &fib, rc, len);
+	if (!icmp_translatable(&p))
+		return verdict(KVX_R_DROP_ICMP_TYPE, len);
 
 	r = ct_egress(cfg, &p, macs, bpf_ktime_get_boot_ns(), &ext);
 	if (r != KVX_CONTINUE)
@@ -457,7 +525,11 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	r = ext_addr_check(cfg, p.daddr);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
-	if (pkt_is_fragment(&p) || !p.l4_ok || !icmp_translatable(&p))
+	if (pkt_is_fragment(&p) || !p.l4_ok)
+		return verdict(KVX_R_PASS_HOST, len);
+	if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
+		return nat4_icmp_error_in(ctx, cfg, &p, len);
+	if (!icmp_translatable(&p))
 		return verdict(KVX_R_PASS_HOST, len);
 
 	r = ct_ingress(cfg, &p, bpf_ktime_get_boot_ns(), &guest);

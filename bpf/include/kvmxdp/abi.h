@@ -197,7 +197,9 @@ struct kvx_cfg {
 	X(ARP_REPLY, 0, "ARP request for a mapped address answered")                \
 	X(PASS_SUSPENDED, 0, "to a mapped address suspended on this network")       \
 	X(PASS_OTHERHOST, 0, "frame not addressed to the host's MAC: to host stack") \
-	X(DROP_MARTIAN, 1, "martian address (0.0.0.0/8, subnet network/broadcast)")
+	X(DROP_MARTIAN, 1, "martian address (0.0.0.0/8, subnet network/broadcast)") \
+	X(XLATE_RELATED_IN, 0, "ICMP error for a guest's flow translated (RFC 5508)") \
+	X(XLATE_RELATED_OUT, 0, "guest's ICMP error for a flow translated (RFC 5508)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
