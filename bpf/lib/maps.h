@@ -49,6 +49,13 @@ struct {
 	__type(value, struct kvx_extaddr_val);
 } kvx_extaddr SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KVX_FRAG_DEFAULT_SIZE);
+	__type(key, struct kvx_frag_key);
+	__type(value, struct kvx_frag_val);
+} kvx_frag SEC(".maps");
+
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {
 	__u32 zero = 0;

@@ -90,7 +90,9 @@ static __noinline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 		return -1;
 	l4 = data + l4_off;
 
-	switch (p->proto) {
+	/* Later fragments carry no L4 header: addresses only (the first
+	 * fragment's L4 checksum covers the whole datagram). */
+	switch (pkt_is_later_fragment(p) ? 0 : p->proto) {
 	case IPPROTO_TCP: {
 		struct tcphdr *th = l4;
 
@@ -182,6 +184,39 @@ static __always_inline long deliver_to_guest(const struct kvx_cfg *cfg,
 		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
 	}
 	return ctx_redirect(cfg->bridge_ifindex);
+}
+
+/* Remember the first fragment's translation for the later ones (a call: its
+ * key and value stay off the main path's stack). */
+static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir, __be32 later_saddr,
+					  __be32 later_daddr, const struct nat_endpoint *to)
+{
+	struct kvx_frag_key k = {};
+	struct kvx_frag_val v = {};
+
+	if (!(p->frag & KVX_IP_MF))
+		return;
+	k.saddr = later_saddr;
+	k.daddr = later_daddr;
+	k.id = p->ip_id;
+	k.proto = p->proto;
+	k.dir = dir;
+	v.addr = to->addr;
+	__builtin_memcpy(v.guest_mac, to->guest_mac, ETH_ALEN);
+	__builtin_memcpy(v.gw_mac, to->gw_mac, ETH_ALEN);
+	bpf_map_update_elem(&kvx_frag, &k, &v, BPF_ANY);
+}
+
+static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p, __u8 dir)
+{
+	struct kvx_frag_key k = {};
+
+	k.saddr = p->saddr;
+	k.daddr = p->daddr;
+	k.id = p->ip_id;
+	k.proto = p->proto;
+	k.dir = dir;
+	return bpf_map_lookup_elem(&kvx_frag, &k);
 }
 
 /* Is addr one kvmxdp translates inbound: the uplink's or a mapped one? */
@@ -403,12 +438,19 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
 	    (rc == BPF_FIB_LKUP_RET_NO_NEIGH && ctx_exceeds_mtu(ctx, fib.ifindex)))
 		return verdict(p.frag & KVX_IP_DF ? KVX_R_PASS_MTU : KVX_R_DROP_TOO_BIG, len);
-	if (pkt_is_fragment(&p))
-		return verdict(KVX_R_DROP_FRAGMENT, len);
-	if (!p.l4_ok)
-		return verdict(KVX_R_DROP_MALFORMED, len);
 	if (!cfg->uplink_addr)
 		return verdict(KVX_R_DROP_NO_UPLINK_ADDR, len);
+	if (pkt_is_later_fragment(&p)) {
+		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_OUT);
+
+		if (!fv)
+			return verdict(KVX_R_DROP_FRAGMENT, len);
+		rw.src = 1;
+		rw.saddr = fv->addr;
+		goto out;
+	}
+	if (!p.l4_ok)
+		return verdict(KVX_R_DROP_MALFORMED, len);
 	if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
 		return nat4_icmp_error_out(ctx, &p, &fib, rc, len);
 	if (!icmp_translatable(&p))
@@ -417,10 +459,12 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	r = ct_egress(cfg, &p, macs, bpf_ktime_get_boot_ns(), &ext);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	frag_remember(&p, KVX_BIND_OUT, p.saddr, p.daddr, &ext);
 
 	rw.src = 1;
 	rw.saddr = ext.addr;
 	rw.sport = ext.port;
+out:
 	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
 	if (rc == BPF_FIB_LKUP_RET_SUCCESS) {
 		rw.smac = fib.smac;
@@ -525,7 +569,20 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	r = ext_addr_check(cfg, p.daddr);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
-	if (pkt_is_fragment(&p) || !p.l4_ok)
+	if (pkt_is_later_fragment(&p)) {
+		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_IN);
+
+		/* Not a guest's (or its first fragment was missed): the host's. */
+		if (!fv)
+			return verdict(KVX_R_PASS_HOST, len);
+		guest.addr = fv->addr;
+		__builtin_memcpy(guest.guest_mac, fv->guest_mac, ETH_ALEN);
+		__builtin_memcpy(guest.gw_mac, fv->gw_mac, ETH_ALEN);
+		if (p.ttl <= 1)
+			return verdict(KVX_R_DROP_TTL_IN, len);
+		goto out;
+	}
+	if (!p.l4_ok)
 		return verdict(KVX_R_PASS_HOST, len);
 	if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
 		return nat4_icmp_error_in(ctx, cfg, &p, len);
@@ -535,7 +592,9 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	r = ct_ingress(cfg, &p, bpf_ktime_get_boot_ns(), &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	frag_remember(&p, KVX_BIND_IN, p.saddr, p.daddr, &guest);
 
+out:
 	rw.dst = 1;
 	rw.daddr = guest.addr;
 	rw.dport = guest.port;

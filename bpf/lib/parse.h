@@ -35,6 +35,7 @@ struct kvx_pkt {
 	__be16 sport;   /* TCP/UDP source port; ICMP echo: the identifier */
 	__be16 dport;   /* TCP/UDP destination port; ICMP echo: the identifier */
 	__u16 frag;     /* frag_off, host order (flags + offset) */
+	__be16 ip_id;   /* identification: keys the fragments of one datagram */
 	__u8 proto;
 	__u8 ttl;
 	__u8 tos;
@@ -51,6 +52,12 @@ struct kvx_pkt {
 static __always_inline int pkt_is_fragment(const struct kvx_pkt *p)
 {
 	return p->frag & (KVX_IP_MF | KVX_IP_OFFSET);
+}
+
+/* A fragment after the first: no L4 header, only addresses to translate. */
+static __always_inline int pkt_is_later_fragment(const struct kvx_pkt *p)
+{
+	return p->frag & KVX_IP_OFFSET;
 }
 
 /* Parse Ethernet + IPv4, and the L4 header of first fragments. */
@@ -87,6 +94,7 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 	p->proto = ip->protocol;
 	p->ttl = ip->ttl;
 	p->tos = ip->tos;
+	p->ip_id = ip->id;
 	p->frag = bpf_ntohs(ip->frag_off);
 	p->sport = 0;
 	p->dport = 0;

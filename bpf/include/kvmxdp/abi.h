@@ -26,6 +26,7 @@
 #define KVX_MAP_CT "kvx_ct"
 #define KVX_MAP_STATS "kvx_stats"
 #define KVX_MAP_EXTADDR "kvx_extaddr"
+#define KVX_MAP_FRAG "kvx_frag"
 
 /* Default table sizes (entries); attach --ct-size/--bind-size override. */
 #define KVX_CT_DEFAULT_SIZE 65536
@@ -143,6 +144,29 @@ struct kvx_timeouts {
 	__u32 _pad;
 };
 
+/*
+ * IPv4 fragments: only the first carries the ports, so its translation is
+ * remembered per datagram for the later ones, keyed by the addresses the
+ * later fragments will carry and the IP id (RFC 791's reassembly key).
+ * An LRU map: entries are short-lived and losing one only loses a datagram.
+ */
+struct kvx_frag_key {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 id;
+	__u8 proto;
+	__u8 dir;      /* enum kvx_bind_dir: OUT = from a guest, IN = to a guest */
+};
+
+struct kvx_frag_val {
+	__be32 addr;          /* OUT: external source address; IN: guest address */
+	__u8 guest_mac[6];    /* IN: deliver to */
+	__u8 gw_mac[6];
+	__u8 _pad[4];
+};
+
+#define KVX_FRAG_DEFAULT_SIZE 4096
+
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 
 /*
@@ -181,7 +205,7 @@ struct kvx_cfg {
 	X(PASS_HOST, 0, "uplink traffic of the host itself")                       \
 	X(DROP_MALFORMED, 1, "malformed or truncated packet")                      \
 	X(DROP_SPOOFED, 1, "guest source outside the subnet")                      \
-	X(DROP_FRAGMENT, 1, "IPv4 fragment bound for outside (not supported yet)") \
+	X(DROP_FRAGMENT, 1, "IPv4 fragment whose first fragment was not seen")   \
 	X(DROP_NO_UPLINK_ADDR, 1, "uplink has no IPv4 address yet")                \
 	X(DROP_OTHER_IFACE, 1, "routed to a device other than the uplink")        \
 	X(DROP_FIB, 1, "route lookup failed")                                      \
