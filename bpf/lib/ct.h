@@ -340,7 +340,7 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 	bind_key_init(&ok, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
 	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
 	if (!ob)
-		return bind_create(cfg, p, macs, now, ext);
+		goto create;
 
 	old_addr = ob->addr;
 	old_port = ob->port;
@@ -388,6 +388,9 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		bind_key_init(&ik, KVX_BIND_IN, p->proto, old_addr, old_port);
 		bpf_map_delete_elem(&kvx_bind, &ik);
 	}
+create:
+	/* One call site: the verifier walks bind_create's probe loop once per
+	 * call site. */
 	return bind_create(cfg, p, macs, now, ext);
 }
 
