@@ -186,6 +186,46 @@ static __always_inline long deliver_to_guest(const struct kvx_cfg *cfg,
 	return ctx_redirect(cfg->bridge_ifindex);
 }
 
+/*
+ * TCP MSS clamping (attach --clamp-mss): lower the MSS option of SYNs in
+ * both directions, for paths whose PMTU discovery is broken by someone
+ * dropping ICMP.  Only an MSS option in first position is looked at: where
+ * every stack puts it (Linux, Windows, BSDs), and a full option walk makes
+ * the verifier explore every kind/length combination (it hit the 1M limit).
+ */
+static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u16 mss)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	__u32 l4_off = p->l4_off;
+	struct tcphdr *th;
+	__u16 old;
+	__u8 *o;
+
+	if (l4_off < ETH_HLEN + 20 || l4_off > ETH_HLEN + 60)
+		return 0;
+	th = data + l4_off;
+	o = (__u8 *)(th + 1);
+	if ((void *)(o + 4) > data_end || th->doff < 6 || o[0] != 2 || o[1] != 4)
+		return 0;
+	old = (__u16)o[2] << 8 | o[3];
+	if (old <= mss)
+		return 0;
+	o[2] = mss >> 8;
+	o[3] = mss & 0xff;
+	ctx_l4_csum_replace(ctx, l4_off + offsetof(struct tcphdr, check), bpf_htons(old),
+			    bpf_htons(mss), sizeof(__u16));
+	return 0;
+}
+
+static __always_inline void maybe_clamp_mss(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					    const struct kvx_pkt *p)
+{
+	if (cfg->clamp_mss && p->proto == IPPROTO_TCP && (p->tcp_flags & KVX_TCP_SYN) &&
+	    !pkt_is_later_fragment(p))
+		tcp_clamp_mss(ctx, p, cfg->clamp_mss);
+}
+
 /* Remember the first fragment's translation for the later ones (a call: its
  * key and value stay off the main path's stack). */
 static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir, __be32 later_saddr,
@@ -460,6 +500,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	frag_remember(&p, KVX_BIND_OUT, p.saddr, p.daddr, &ext);
+	maybe_clamp_mss(ctx, cfg, &p);
 
 	rw.src = 1;
 	rw.saddr = ext.addr;
@@ -593,6 +634,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	frag_remember(&p, KVX_BIND_IN, p.saddr, p.daddr, &guest);
+	maybe_clamp_mss(ctx, cfg, &p);
 
 out:
 	rw.dst = 1;

@@ -185,7 +185,7 @@ struct kvx_cfg {
 	__u16 nat_port_hi;    /* host order, inclusive */
 	struct kvx_timeouts timeouts;
 	__u8 uplink_mac[6];   /* source MAC of ARP replies for mapped addresses */
-	__u16 _pad;
+	__u16 clamp_mss;      /* host order; 0: off. TCP SYNs through the NAT get at most this MSS */
 };
 
 /*
