@@ -179,7 +179,7 @@ static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pk
 	/* Not inlined: its probe loop is verified once per caller context
 	 * instead of once per path into it. */
 	struct kvx_bind_key ik, ok;
-	struct kvx_bind_val iv = {}, ov = {};
+	struct kvx_bind_val iv = {};
 	struct kvx_bind_val *won;
 	__u32 lo = cfg->nat_port_lo, hi = cfg->nat_port_hi;
 	__u32 range, start, want, i;
@@ -217,11 +217,14 @@ static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pk
 		return err == -EEXIST ? KVX_R_DROP_PORTS_EXHAUSTED : KVX_R_DROP_TABLE_FULL;
 
 claimed:
+	/* The OUT half's value reuses iv's stack slot: this frame is on the
+	 * deepest call chain of the bridge program (512 bytes in all). */
 	bind_key_init(&ok, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
-	ov.addr = ik.addr;
-	ov.port = ik.port;
-	ov.last_used_ns = now;
-	err = bpf_map_update_elem(&kvx_bind, &ok, &ov, BPF_NOEXIST);
+	__builtin_memset(&iv, 0, sizeof(iv));
+	iv.addr = ik.addr;
+	iv.port = ik.port;
+	iv.last_used_ns = now;
+	err = bpf_map_update_elem(&kvx_bind, &ok, &iv, BPF_NOEXIST);
 	if (err) {
 		bpf_map_delete_elem(&kvx_bind, &ik);
 		if (err != -EEXIST)

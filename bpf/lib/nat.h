@@ -282,32 +282,27 @@ static __always_inline int icmp_translatable(const struct kvx_pkt *p)
  * Hairpin (RFC 4787 REQ-9): a guest reaching a mapped address or a
  * forwarded port of the uplink gets there through the bridge, translated
  * as if it had gone out and come back: source -> the sender's external
- * endpoint, destination -> the target guest.  KVX_NO_MAPPING: not a
- * hairpin, continue on the normal path.
+ * endpoint (ct_egress, as for any packet), destination -> the target guest.
  */
+static __always_inline int hairpin_has_target(const struct kvx_cfg *cfg, const struct kvx_pkt *p)
+{
+	__u8 flags;
+
+	return ext_addr_check(cfg, p->daddr) == KVX_CONTINUE && !pkt_is_fragment(p) &&
+	       p->l4_ok && icmp_translatable(p) && bind_in_find(p, &flags);
+}
+
+/* The second half, after ct_egress gave the sender's external endpoint. */
 static __always_inline int nat4_hairpin(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 					struct kvx_pkt *p, const __u8 *macs, __u32 len,
-					struct nat_endpoint *ext, struct nat_rewrite *rw)
+					const struct nat_endpoint *ext, struct nat_rewrite *rw,
+					__u64 now)
 {
-	/* ext and rw are the caller's: one copy of each on the stack, whose
-	 * 512 bytes the caller shares with ct_egress. */
 	struct nat_endpoint guest = {};
-	__u64 now;
-	__u8 flags;
 	int r;
 
-	if (ext_addr_check(cfg, p->daddr) != KVX_CONTINUE || pkt_is_fragment(p) || !p->l4_ok ||
-	    !icmp_translatable(p) || !bind_in_find(p, &flags))
-		return KVX_NO_MAPPING;
-	if (p->ttl <= 1)
-		return verdict(KVX_R_PASS_TTL, len);
-
-	now = bpf_ktime_get_boot_ns();
-	r = ct_egress(cfg, p, macs, now, ext);
-	if (r != KVX_CONTINUE)
-		return verdict(r, len);
-	/* Now look at it as it would come back in, from the sender's
-	 * external endpoint. */
+	/* Look at it as it would come back in, from the sender's external
+	 * endpoint. */
 	p->saddr = ext->addr;
 	p->sport = ext->port;
 	if (p->proto == IPPROTO_ICMP)
@@ -407,7 +402,8 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	const struct kvx_cfg *cfg;
 	__u8 macs[16] __attribute__((aligned(8))); /* see KVX_GW_MAC_OFF */
 	__u32 len = ctx_len(ctx);
-	int rc, r;
+	int rc = 0, r, hairpin;
+	__u64 now;
 
 	ctx_pull_headers(ctx);
 	cfg = cfg_get();
@@ -446,59 +442,67 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	}
 
-	r = nat4_hairpin(ctx, cfg, &p, macs, len, &ext, &rw);
-	if (r != KVX_NO_MAPPING)
-		return r;
+	/* Both paths share the one call site of ct_egress (verifier work). */
+	hairpin = hairpin_has_target(cfg, &p);
+	if (hairpin) {
+		if (p.ttl <= 1)
+			return verdict(KVX_R_PASS_TTL, len);
+	} else {
+		rc = fib_route(ctx, &p, &fib);
+		switch (rc) {
+		case BPF_FIB_LKUP_RET_SUCCESS:
+		case BPF_FIB_LKUP_RET_NO_NEIGH:
+		case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+			break;
+		case BPF_FIB_LKUP_RET_NOT_FWDED:
+			return verdict(KVX_R_PASS_LOCAL, len);
+		case BPF_FIB_LKUP_RET_BLACKHOLE:
+		case BPF_FIB_LKUP_RET_UNREACHABLE:
+		case BPF_FIB_LKUP_RET_PROHIBIT:
+			return verdict(KVX_R_PASS_NO_ROUTE, len);
+		default:
+			return verdict(KVX_R_DROP_FIB, len);
+		}
+		/*
+		 * From here on the packet is bound for the outside.  With
+		 * forwarding on, anything handed to the stack would leave
+		 * with its private source (PITFALLS 12): only packets the
+		 * stack will answer with an ICMP error and not forward (TTL,
+		 * too big with DF) go up.
+		 */
+		if (fib.ifindex != cfg->uplink_ifindex)
+			return verdict(KVX_R_DROP_OTHER_IFACE, len);
+		if (p.ttl <= 1)
+			return verdict(KVX_R_PASS_TTL, len);
+		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
+		    (rc == BPF_FIB_LKUP_RET_NO_NEIGH && ctx_exceeds_mtu(ctx, fib.ifindex)))
+			return verdict(p.frag & KVX_IP_DF ? KVX_R_PASS_MTU : KVX_R_DROP_TOO_BIG,
+				       len);
+		if (!cfg->uplink_addr)
+			return verdict(KVX_R_DROP_NO_UPLINK_ADDR, len);
+		if (pkt_is_later_fragment(&p)) {
+			struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_OUT);
 
-	rc = fib_route(ctx, &p, &fib);
-	switch (rc) {
-	case BPF_FIB_LKUP_RET_SUCCESS:
-	case BPF_FIB_LKUP_RET_NO_NEIGH:
-	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		break;
-	case BPF_FIB_LKUP_RET_NOT_FWDED:
-		return verdict(KVX_R_PASS_LOCAL, len);
-	case BPF_FIB_LKUP_RET_BLACKHOLE:
-	case BPF_FIB_LKUP_RET_UNREACHABLE:
-	case BPF_FIB_LKUP_RET_PROHIBIT:
-		return verdict(KVX_R_PASS_NO_ROUTE, len);
-	default:
-		return verdict(KVX_R_DROP_FIB, len);
+			if (!fv)
+				return verdict(KVX_R_DROP_FRAGMENT, len);
+			rw.src = 1;
+			rw.saddr = fv->addr;
+			goto out;
+		}
+		if (!p.l4_ok)
+			return verdict(KVX_R_DROP_MALFORMED, len);
+		if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
+			return nat4_icmp_error_out(ctx, &p, &fib, rc, len);
+		if (!icmp_translatable(&p))
+			return verdict(KVX_R_DROP_ICMP_TYPE, len);
 	}
-	/*
-	 * From here on the packet is bound for the outside.  With forwarding
-	 * on, anything handed to the stack would leave with its private source
-	 * (PITFALLS 12): only packets the stack will answer with an ICMP error
-	 * and not forward (TTL, too big with DF) go up.
-	 */
-	if (fib.ifindex != cfg->uplink_ifindex)
-		return verdict(KVX_R_DROP_OTHER_IFACE, len);
-	if (p.ttl <= 1)
-		return verdict(KVX_R_PASS_TTL, len);
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
-	    (rc == BPF_FIB_LKUP_RET_NO_NEIGH && ctx_exceeds_mtu(ctx, fib.ifindex)))
-		return verdict(p.frag & KVX_IP_DF ? KVX_R_PASS_MTU : KVX_R_DROP_TOO_BIG, len);
-	if (!cfg->uplink_addr)
-		return verdict(KVX_R_DROP_NO_UPLINK_ADDR, len);
-	if (pkt_is_later_fragment(&p)) {
-		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_OUT);
 
-		if (!fv)
-			return verdict(KVX_R_DROP_FRAGMENT, len);
-		rw.src = 1;
-		rw.saddr = fv->addr;
-		goto out;
-	}
-	if (!p.l4_ok)
-		return verdict(KVX_R_DROP_MALFORMED, len);
-	if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
-		return nat4_icmp_error_out(ctx, &p, &fib, rc, len);
-	if (!icmp_translatable(&p))
-		return verdict(KVX_R_DROP_ICMP_TYPE, len);
-
-	r = ct_egress(cfg, &p, macs, bpf_ktime_get_boot_ns(), &ext);
+	now = bpf_ktime_get_boot_ns();
+	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	if (hairpin)
+		return nat4_hairpin(ctx, cfg, &p, macs, len, &ext, &rw, now);
 	frag_remember(&p, KVX_BIND_OUT, p.saddr, p.daddr, &ext);
 	maybe_clamp_mss(ctx, cfg, &p);
 
