@@ -170,8 +170,7 @@ static __always_inline int ct_create(const struct kvx_ct_key *k, const struct kv
  * Claim a new external endpoint for the guest endpoint (proto, saddr,
  * sport): the IN half first with BPF_NOEXIST (the atomic claim), then the
  * OUT half.  The guest's own port is kept when it lies in the NAT range and
- * is free (RFC 4787 REQ-3 "port preservation" where possible); otherwise a
- * linear probe from a random start.
+ * is free (RFC 4787 REQ-3 "port preservation" where possible).
  */
 static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 				  const __u8 *macs, __u64 now, struct nat_endpoint *ext)
@@ -206,9 +205,19 @@ static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pk
 	range = hi - lo + 1;
 	want = bpf_ntohs(p->sport);
 	start = (want >= lo && want <= hi) ? want - lo : bpf_get_prandom_u32() % range;
+	/*
+	 * First the guest's own port, then: a small range is scanned whole
+	 * (a free port is always found); a large one is probed at random
+	 * points.  Linear probing from a random start would land inside the
+	 * runs of used ports that sequential allocation leaves, and give up
+	 * with most of the range free.
+	 */
 	err = -EEXIST;
 	for (i = 0; i < KVX_PORT_TRIES && i < range; i++) {
-		ik.port = bpf_htons(lo + (start + i) % range);
+		__u32 off = (i == 0 || range <= KVX_PORT_TRIES) ? (start + i) % range :
+								   bpf_get_prandom_u32() % range;
+
+		ik.port = bpf_htons(lo + off);
 		err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
 		if (err != -EEXIST)
 			break;
