@@ -1,0 +1,99 @@
+// SPDX-License-Identifier: GPL-2.0
+// Compile-time proof that the C++ side sees the ABI header (bpf/include/
+// kvmxdp/abi.h) with exactly the layout the BPF programs were built with.
+// The header is included, never copied; these asserts catch a compiler or
+// packing difference and force a KVX_ABI_VERSION bump to be deliberate.
+#pragma once
+
+#include <cstddef>
+
+#include "kvmxdp/abi.h"
+
+namespace kvmxdp::abi {
+
+static_assert(KVX_ABI_VERSION == 1, "ABI changed: review abi_check.hpp and bump");
+
+static_assert(sizeof(kvx_bind_key) == 8);
+static_assert(offsetof(kvx_bind_key, dir) == 0);
+static_assert(offsetof(kvx_bind_key, proto) == 1);
+static_assert(offsetof(kvx_bind_key, port) == 2);
+static_assert(offsetof(kvx_bind_key, addr) == 4);
+
+static_assert(sizeof(kvx_bind_val) == 32);
+static_assert(offsetof(kvx_bind_val, addr) == 0);
+static_assert(offsetof(kvx_bind_val, port) == 4);
+static_assert(offsetof(kvx_bind_val, flags) == 6);
+static_assert(offsetof(kvx_bind_val, guest_mac) == 8);
+static_assert(offsetof(kvx_bind_val, gw_mac) == 14);
+static_assert(offsetof(kvx_bind_val, last_used_ns) == 24);
+
+static_assert(sizeof(kvx_ct_key) == 16);
+static_assert(offsetof(kvx_ct_key, int_addr) == 0);
+static_assert(offsetof(kvx_ct_key, rem_addr) == 4);
+static_assert(offsetof(kvx_ct_key, int_port) == 8);
+static_assert(offsetof(kvx_ct_key, rem_port) == 10);
+static_assert(offsetof(kvx_ct_key, proto) == 12);
+static_assert(offsetof(kvx_ct_key, _pad) == 13);
+
+static_assert(sizeof(kvx_ct_val) == 40);
+static_assert(offsetof(kvx_ct_val, last_seen_ns) == 0);
+static_assert(offsetof(kvx_ct_val, created_ns) == 8);
+static_assert(offsetof(kvx_ct_val, ext_addr) == 16);
+static_assert(offsetof(kvx_ct_val, ext_port) == 20);
+static_assert(offsetof(kvx_ct_val, state) == 22);
+static_assert(offsetof(kvx_ct_val, flags) == 23);
+static_assert(offsetof(kvx_ct_val, pkts_out) == 24);
+static_assert(offsetof(kvx_ct_val, pkts_in) == 32);
+
+static_assert(sizeof(kvx_timeouts) == 40);
+static_assert(offsetof(kvx_timeouts, tcp_syn_sent) == 0);
+static_assert(offsetof(kvx_timeouts, tcp_established) == 4);
+static_assert(offsetof(kvx_timeouts, tcp_fin_wait) == 8);
+static_assert(offsetof(kvx_timeouts, tcp_time_wait) == 12);
+static_assert(offsetof(kvx_timeouts, tcp_close) == 16);
+static_assert(offsetof(kvx_timeouts, udp) == 20);
+static_assert(offsetof(kvx_timeouts, udp_stream) == 24);
+static_assert(offsetof(kvx_timeouts, icmp) == 28);
+static_assert(offsetof(kvx_timeouts, other) == 32);
+static_assert(offsetof(kvx_timeouts, _pad) == 36);
+
+static_assert(sizeof(kvx_cfg) == 80);
+static_assert(offsetof(kvx_cfg, abi_version) == 0);
+static_assert(offsetof(kvx_cfg, flags) == 4);
+static_assert(offsetof(kvx_cfg, uplink_addr) == 8);
+static_assert(offsetof(kvx_cfg, uplink_ifindex) == 12);
+static_assert(offsetof(kvx_cfg, bridge_ifindex) == 16);
+static_assert(offsetof(kvx_cfg, subnet_addr) == 20);
+static_assert(offsetof(kvx_cfg, subnet_mask) == 24);
+static_assert(offsetof(kvx_cfg, nat_port_lo) == 28);
+static_assert(offsetof(kvx_cfg, nat_port_hi) == 30);
+static_assert(offsetof(kvx_cfg, timeouts) == 32);
+static_assert(offsetof(kvx_cfg, uplink_mac) == 72);
+static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
+
+static_assert(sizeof(kvx_extaddr_val) == 8);
+static_assert(offsetof(kvx_extaddr_val, flags) == 0);
+static_assert(offsetof(kvx_extaddr_val, _pad) == 4);
+
+static_assert(sizeof(kvx_frag_key) == 12);
+static_assert(offsetof(kvx_frag_key, saddr) == 0);
+static_assert(offsetof(kvx_frag_key, daddr) == 4);
+static_assert(offsetof(kvx_frag_key, id) == 8);
+static_assert(offsetof(kvx_frag_key, proto) == 10);
+static_assert(offsetof(kvx_frag_key, dir) == 11);
+
+static_assert(sizeof(kvx_frag_val) == 20);
+static_assert(offsetof(kvx_frag_val, addr) == 0);
+static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
+static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
+static_assert(offsetof(kvx_frag_val, _pad) == 16);
+
+static_assert(sizeof(kvx_stat) == 16);
+static_assert(offsetof(kvx_stat, packets) == 0);
+static_assert(offsetof(kvx_stat, bytes) == 8);
+
+// The per-CPU counter array is indexed by enum kvx_reason.
+static_assert(KVX_R_XLATE_OUT == 0);
+static_assert(KVX_R_MAX > KVX_R_DROP_BROKEN_PAIR);
+
+} // namespace kvmxdp::abi

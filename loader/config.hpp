@@ -1,0 +1,73 @@
+// SPDX-License-Identifier: GPL-2.0
+// The persistent configuration: one record per attached bridge, with what
+// detach needs to undo attach (which clsact qdiscs we created, the sysctl
+// values we replaced).  JSON on disk, read-modify-written under an flock.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "fsutil.hpp"
+#include "netaddr.hpp"
+
+namespace kvmxdp {
+
+struct Instance {
+	std::string bridge;
+	std::string uplink;
+	Ipv4Net subnet;
+	PortRange nat_ports;
+	bool eif = false;
+	uint32_t ct_size = 0;
+	uint32_t bind_size = 0;
+	std::string bpffs;
+	std::string pin_dir;
+	// clsact qdiscs that attach created (not another tool's): only these
+	// may be deleted by detach.
+	bool clsact_created_bridge = false;
+	bool clsact_created_uplink = false;
+	// Values before the first attach; restored by detach.  Absent when
+	// the key did not exist (e.g. the sysctl is missing in a test tree).
+	std::optional<std::string> saved_forwarding;
+	std::optional<std::string> saved_reserved_ports;
+
+	bool operator==(const Instance &o) const;
+};
+
+struct Config {
+	static constexpr int kVersion = 1;
+	std::vector<Instance> instances;
+
+	Instance *find(const std::string &bridge);
+	const Instance *find(const std::string &bridge) const;
+	void upsert(const Instance &inst);
+	bool remove(const std::string &bridge);
+};
+
+nlohmann::json to_json(const Config &cfg);
+// Validates every field; errors name the field ("instances[0].nat_port_lo").
+Config config_from_json(const nlohmann::json &j);
+
+class ConfigStore {
+public:
+	explicit ConfigStore(std::string path)
+		: path_(std::move(path))
+	{
+	}
+
+	// Serialises read-modify-write cycles of concurrent kvmxdp processes.
+	FileLock lock() const { return FileLock::acquire(path_ + ".lock"); }
+	// A missing file is an empty configuration.
+	Config load() const;
+	void save(const Config &cfg) const;
+	const std::string &path() const { return path_; }
+
+private:
+	std::string path_;
+};
+
+} // namespace kvmxdp

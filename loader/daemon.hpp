@@ -1,0 +1,48 @@
+// SPDX-License-Identifier: GPL-2.0
+// The control plane of one instance.  The datapath never depends on it:
+// when it is not running, translation goes on; only the uplink address is
+// not followed and expired flows are not collected.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "config.hpp"
+#include "fd.hpp"
+
+namespace kvmxdp {
+
+class Skeleton;
+class NlSocket;
+
+class Daemon {
+public:
+	// skel must be loaded and outlive the daemon: it owns the program
+	// that is re-attached when the uplink reappears.
+	// config_path: where the instance is recorded (a clsact the daemon
+	// creates on a re-created uplink is recorded there as ours).
+	Daemon(const Instance &inst, Skeleton &skel, int uplink_ifindex, std::string config_path);
+	~Daemon();
+	// Until SIGINT/SIGTERM (blocked by the caller or here); returns 0.
+	int run();
+
+	static constexpr int kGcIntervalMs = 5000;
+	// The uplink is re-read at least this often even without events.
+	static constexpr int kPollMs = 1000;
+
+private:
+	void refresh_uplink(NlSocket &nl);
+	void collect_garbage();
+
+	void record_uplink_clsact();
+
+	Instance inst_;
+	Skeleton &skel_;
+	std::string config_path_;
+	int uplink_ifindex_;
+	Fd cfg_fd_;
+	Fd ct_fd_;
+	Fd bind_fd_;
+};
+
+} // namespace kvmxdp

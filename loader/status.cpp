@@ -1,0 +1,233 @@
+// SPDX-License-Identifier: GPL-2.0
+// `status`: the state of every instance as JSON (CONTRACT.md's shape); the
+// CLI renders the same JSON as a table, so both views always agree.
+#include <arpa/inet.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "bpf_objects.hpp"
+#include "config.hpp"
+#include "error.hpp"
+#include "fsutil.hpp"
+#include "instance.hpp"
+#include "maps.hpp"
+#include "netaddr.hpp"
+#include "netlink.hpp"
+#include "sysctl.hpp"
+
+namespace kvmxdp {
+
+using nlohmann::json;
+
+namespace {
+
+// Runs argv (no shell) and returns its stdout, or nullopt if it could not
+// run (not installed) or failed.
+std::optional<std::string> run_capture(const std::vector<std::string> &argv)
+{
+	int pipefd[2];
+	if (::pipe2(pipefd, O_CLOEXEC) < 0)
+		return std::nullopt;
+	pid_t pid = ::fork();
+	if (pid < 0) {
+		::close(pipefd[0]);
+		::close(pipefd[1]);
+		return std::nullopt;
+	}
+	if (pid == 0) {
+		::dup2(pipefd[1], STDOUT_FILENO);
+		int devnull = ::open("/dev/null", O_WRONLY);
+		if (devnull >= 0)
+			::dup2(devnull, STDERR_FILENO);
+		std::vector<char *> args;
+		for (const auto &a : argv)
+			args.push_back(const_cast<char *>(a.c_str()));
+		args.push_back(nullptr);
+		::execvp(args[0], args.data());
+		::_exit(127);
+	}
+	::close(pipefd[1]);
+	std::string out;
+	char buf[4096];
+	ssize_t n;
+	while ((n = ::read(pipefd[0], buf, sizeof(buf))) > 0)
+		out.append(buf, static_cast<size_t>(n));
+	::close(pipefd[0]);
+	int status = 0;
+	while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return std::nullopt;
+	return out;
+}
+
+std::optional<std::string> run_tool(const std::string &tool, std::vector<std::string> args)
+{
+	// Root's PATH usually has the sbin directories; a service's may not.
+	for (const std::string &exe : {tool, "/usr/sbin/" + tool, "/sbin/" + tool}) {
+		args[0] = exe;
+		if (auto out = run_capture(args))
+			return out;
+	}
+	return std::nullopt;
+}
+
+// Lines of the firewall rule sets that mention the bridge or libvirt's
+// chains: such rules see (or drop) what kvmxdp hands to the host stack.
+std::vector<std::string> foreign_rules(const std::string &bridge)
+{
+	std::vector<std::string> out;
+	auto scan = [&](const std::string &prefix, const std::optional<std::string> &text) {
+		if (!text)
+			return;
+		std::istringstream in(*text);
+		std::string line;
+		while (std::getline(in, line)) {
+			if (line.find(bridge) == std::string::npos &&
+			    line.find("LIBVIRT") == std::string::npos)
+				continue;
+			if (out.size() >= 50)
+				return;
+			auto b = line.find_first_not_of(" \t");
+			out.push_back(prefix + line.substr(b == std::string::npos ? 0 : b));
+		}
+	};
+	scan("iptables: ", run_tool("iptables-save", {
+							     "",
+						     }));
+	scan("nft: ", run_tool("nft", {"", "list", "ruleset"}));
+	return out;
+}
+
+json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
+		 std::vector<std::string> &warnings)
+{
+	std::optional<LinkInfo> link;
+	try {
+		link = find_link(nl, ifname);
+	} catch (const Error &) {
+	}
+	if (!link) {
+		warnings.push_back("device " + ifname + " does not exist");
+		return {{"ifname", ifname},
+			{"ifindex", nullptr},
+			{"hook", "tc-ingress"},
+			{"mode", "tc"},
+			{"prog", nullptr}};
+	}
+	json prog = nullptr;
+	if (auto id = tc_query(link->ifindex)) {
+		std::string name = prog_name_by_id(*id);
+		prog = name;
+		if (name != expect)
+			warnings.push_back("the kvmxdp filter on " + ifname + " runs '" + name +
+					   "', expected '" + expect + "'");
+	} else {
+		warnings.push_back("no kvmxdp filter on " + ifname +
+				   " ingress: run attach again to restore the datapath");
+	}
+	return {{"ifname", ifname},
+		{"ifindex", link->ifindex},
+		{"hook", "tc-ingress"},
+		{"mode", "tc"},
+		{"prog", prog}};
+}
+
+json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, const Sysctl &sys)
+{
+	std::vector<std::string> warnings;
+	json j;
+	j["bridge"] = inst.bridge;
+	j["uplink"] = inst.uplink;
+	j["subnet"] = inst.subnet.str();
+	j["uplink_addr"] = nullptr;
+	j["nat_port_lo"] = inst.nat_ports.lo;
+	j["nat_port_hi"] = inst.nat_ports.hi;
+	j["eif"] = inst.eif;
+	auto pid = PidLock::holder(pid_file_for(g.run_dir, inst.bpffs, inst.bridge));
+	j["daemon_pid"] = pid ? json(*pid) : json(nullptr);
+	if (!pid)
+		warnings.push_back("no daemon running: the datapath works, but uplink address "
+				   "changes are not followed and expired flows are not "
+				   "collected (run attach again to resume)");
+
+	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress", warnings),
+				    device_json(nl, inst.uplink, "kvx_up_ingress", warnings)});
+
+	json ct = {{"entries", 0}, {"max_entries", inst.ct_size}};
+	json bind = {{"entries", 0}, {"max_entries", inst.bind_size}};
+	json counters = json::object();
+#define KVX_X_ZERO(name, drop, desc) counters[#name] = {{"packets", 0}, {"bytes", 0}};
+	KVX_REASONS(KVX_X_ZERO)
+#undef KVX_X_ZERO
+	try {
+		Fd cfg_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CFG));
+		Fd ct_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CT));
+		Fd bind_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_BIND));
+		Fd stats_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_STATS));
+		kvx_cfg kc = read_cfg(cfg_fd.get());
+		if (kc.uplink_addr)
+			j["uplink_addr"] = format_ipv4(ntohl(kc.uplink_addr));
+		else
+			warnings.push_back("uplink " + inst.uplink +
+					   " has no IPv4 address yet: guest traffic to the "
+					   "outside is dropped (DROP_NO_UPLINK_ADDR)");
+		ct = {{"entries", count_entries<kvx_ct_key>(ct_fd.get())},
+		      {"max_entries", map_info(ct_fd.get(), KVX_MAP_CT).max_entries}};
+		bind = {{"entries", count_entries<kvx_bind_key>(bind_fd.get())},
+			{"max_entries", map_info(bind_fd.get(), KVX_MAP_BIND).max_entries}};
+		auto stats = read_stats(stats_fd.get());
+#define KVX_X_STAT(name, drop, desc)                                 \
+	counters[#name] = {{"packets", stats[KVX_R_##name].packets}, \
+			   {"bytes", stats[KVX_R_##name].bytes}};
+		KVX_REASONS(KVX_X_STAT)
+#undef KVX_X_STAT
+	} catch (const Error &e) {
+		warnings.push_back(std::string("cannot read the pinned maps: ") + e.what());
+	}
+	j["conntrack"] = ct;
+	j["bindings"] = bind;
+	j["counters"] = counters;
+
+	bool br_nf = sys.try_read(kBrNfCallIptablesKey).value_or("0") == "1";
+	auto rules = foreign_rules(inst.bridge);
+	j["coexistence"] = {{"br_netfilter", br_nf}, {"foreign_rules", rules}};
+	if (br_nf)
+		warnings.push_back("br_netfilter is active (bridge-nf-call-iptables=1): bridged "
+				   "frames pass netfilter/conntrack before the bridge's TC hook; "
+				   "set sysctl net.bridge.bridge-nf-call-iptables=0 or unload "
+				   "br_netfilter");
+	if (!rules.empty())
+		warnings.push_back(std::to_string(rules.size()) + " firewall rule(s) mention " +
+				   inst.bridge +
+				   " or libvirt: they may NAT or drop what kvmxdp passes to the "
+				   "host; for a libvirt network use <forward mode='open'/>");
+	j["warnings"] = warnings;
+	return j;
+}
+
+} // namespace
+
+json status_json(const GlobalOptions &g, const std::string &bridge)
+{
+	ConfigStore store(g.config);
+	Config cfg = store.load();
+	if (!bridge.empty() && !cfg.find(bridge))
+		throw Error("bridge '" + bridge + "' is not attached (no instance in " + g.config +
+			    ")");
+	NlSocket nl;
+	Sysctl sys(g.sysctl_root);
+	json insts = json::array();
+	for (const auto &inst : cfg.instances) {
+		if (!bridge.empty() && inst.bridge != bridge)
+			continue;
+		insts.push_back(instance_json(g, inst, nl, sys));
+	}
+	return {{"instances", insts}};
+}
+
+} // namespace kvmxdp

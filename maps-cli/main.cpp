@@ -1,0 +1,116 @@
+// SPDX-License-Identifier: GPL-2.0
+// kvmxdp: the command line.  A CLI11 subcommand table with iproute2-like
+// verbs; errors are one line `kvmxdp: error: ...` on stderr.  Exit codes:
+// 0 ok, 1 runtime error, 2 usage error.
+#include <CLI/CLI.hpp>
+
+#include <cstdio>
+#include <iostream>
+
+#include "error.hpp"
+#include "instance.hpp"
+#include "print.hpp"
+
+namespace {
+
+constexpr int kExitError = 1;
+constexpr int kExitUsage = 2;
+
+void fail(const std::string &msg)
+{
+	std::fprintf(stderr, "kvmxdp: error: %s\n", msg.c_str());
+}
+
+} // namespace
+
+int main(int argc, char **argv)
+{
+	using namespace kvmxdp;
+
+	CLI::App app{"kvmxdp: eBPF NAT for KVM guests on a Linux bridge", "kvmxdp"};
+	// Not require_subcommand(): CLI11 would then report a misspelt command
+	// as "a subcommand is required" instead of naming it.
+	app.require_subcommand(0, 1);
+
+	GlobalOptions g;
+	app.add_option("--bpffs", g.bpffs, "bpffs directory (mounted there if it is not a bpffs)")
+		->capture_default_str();
+	app.add_option("--config", g.config, "configuration file")->capture_default_str();
+	app.add_option("--run-dir", g.run_dir, "directory of the daemons' lock/pid files")
+		->capture_default_str();
+	app.add_flag("-v,--verbose", g.verbose, "libbpf and diagnostic output on stderr");
+
+	AttachOptions a;
+	std::string subnet, nat_ports;
+	uint32_t ct_size = 0, bind_size = 0;
+	auto *attach = app.add_subcommand(
+		"attach", "attach the datapath to a bridge and its uplink, then run the daemon");
+	attach->add_option("--bridge", a.bridge, "the guests' bridge")->required();
+	attach->add_option("--uplink", a.uplink, "the uplink interface")->required();
+	auto *o_subnet = attach->add_option(
+		"--subnet", subnet, "guest subnet CIDR (default: the bridge's primary network)");
+	auto *o_nat = attach->add_option(
+		"--nat-ports", nat_ports,
+		"NAT port range LO-HI (default: above net.ipv4.ip_local_port_range)");
+	attach->add_flag("--eif", a.eif,
+			 "endpoint-independent filtering (full cone, RFC 4787 EIF)");
+	auto *o_ct = attach->add_option("--ct-size", ct_size, "conntrack table entries")
+			     ->check(CLI::Range(1u, 1u << 24));
+	auto *o_bind = attach->add_option("--bind-size", bind_size, "binding table entries")
+			       ->check(CLI::Range(1u, 1u << 24));
+
+	std::string detach_bridge;
+	auto *detach = app.add_subcommand(
+		"detach", "stop the daemon, remove filters, pins, sysctls and the instance");
+	detach->add_option("--bridge", detach_bridge, "the bridge")->required();
+
+	std::string status_bridge;
+	bool json = false;
+	auto *status = app.add_subcommand("status", "show instances, devices, tables, counters");
+	status->add_flag("--json", json, "machine-readable output");
+	status->add_option("--bridge", status_bridge, "only this bridge");
+
+	try {
+		app.parse(argc, argv);
+	} catch (const CLI::ParseError &e) {
+		if (e.get_exit_code() == 0)
+			return app.exit(e); // --help
+		fail(e.what());
+		return kExitUsage;
+	}
+
+	if (app.get_subcommands().empty()) {
+		fail("a command is required: attach, detach or status (see --help)");
+		return kExitUsage;
+	}
+	set_verbose(g.verbose);
+	try {
+		if (attach->parsed()) {
+			if (o_subnet->count())
+				a.subnet = subnet;
+			if (o_nat->count())
+				a.nat_ports = nat_ports;
+			if (o_ct->count())
+				a.ct_size = ct_size;
+			if (o_bind->count())
+				a.bind_size = bind_size;
+			return attach_and_run(g, a, std::cout);
+		}
+		if (detach->parsed()) {
+			kvmxdp::detach(g, detach_bridge, std::cout);
+			return 0;
+		}
+		if (status->parsed()) {
+			auto j = status_json(g, status_bridge);
+			if (json)
+				std::cout << j.dump(2) << std::endl;
+			else
+				print_status(j, std::cout);
+			return 0;
+		}
+	} catch (const std::exception &e) {
+		fail(e.what());
+		return kExitError;
+	}
+	return kExitUsage;
+}

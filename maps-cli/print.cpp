@@ -1,0 +1,100 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "print.hpp"
+
+#include <cstdio>
+#include <string>
+
+#include "kvmxdp/abi.h"
+
+namespace kvmxdp {
+
+namespace {
+
+struct Reason {
+	const char *name;
+	bool drop;
+	const char *desc;
+};
+
+// From the ABI's X-macro: a reason added there is printed here for free.
+const Reason kReasons[] = {
+#define KVX_X_REASON(name, drop, desc) {#name, drop != 0, desc},
+	KVX_REASONS(KVX_X_REASON)
+#undef KVX_X_REASON
+};
+
+std::string str(const nlohmann::json &j, const char *none = "-")
+{
+	if (j.is_null())
+		return none;
+	if (j.is_string())
+		return j.get<std::string>();
+	return j.dump();
+}
+
+std::string pad(const std::string &s, size_t w)
+{
+	return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' ');
+}
+
+} // namespace
+
+void print_status(const nlohmann::json &status, std::ostream &out)
+{
+	const auto &insts = status.at("instances");
+	if (insts.empty()) {
+		out << "no kvmxdp instances attached\n";
+		return;
+	}
+	bool first = true;
+	for (const auto &i : insts) {
+		if (!first)
+			out << "\n";
+		first = false;
+		out << "bridge " << str(i["bridge"]) << " -> uplink " << str(i["uplink"])
+		    << "  daemon: "
+		    << (i["daemon_pid"].is_null() ? "not running" : "pid " + str(i["daemon_pid"]))
+		    << "\n";
+		out << "  subnet " << str(i["subnet"]) << "  uplink address "
+		    << str(i["uplink_addr"], "none") << "  NAT ports " << str(i["nat_port_lo"])
+		    << "-" << str(i["nat_port_hi"]) << "  filtering "
+		    << (i["eif"].get<bool>() ? "endpoint-independent (eif)" :
+					       "address-and-port-dependent")
+		    << "\n";
+		out << "  devices:\n";
+		for (const auto &d : i["devices"])
+			out << "    " << pad(str(d["ifname"]), 16)
+			    << pad("ifindex " + str(d["ifindex"]), 14) << pad(str(d["hook"]), 12)
+			    << pad(str(d["mode"]), 4) << str(d["prog"], "(not attached)") << "\n";
+		out << "  conntrack " << str(i["conntrack"]["entries"]) << "/"
+		    << str(i["conntrack"]["max_entries"]) << "  bindings "
+		    << str(i["bindings"]["entries"]) << "/" << str(i["bindings"]["max_entries"])
+		    << "\n";
+		out << "  counters (nonzero):\n";
+		bool any = false;
+		for (const auto &r : kReasons) {
+			const auto &c = i["counters"][r.name];
+			if (c.is_null() || c["packets"].get<uint64_t>() == 0)
+				continue;
+			any = true;
+			char line[256];
+			std::snprintf(line, sizeof(line),
+				      "    %-22s %12llu pkts %14llu bytes  %s%s", r.name,
+				      static_cast<unsigned long long>(c["packets"].get<uint64_t>()),
+				      static_cast<unsigned long long>(c["bytes"].get<uint64_t>()),
+				      r.drop ? "DROP: " : "", r.desc);
+			out << line << "\n";
+		}
+		if (!any)
+			out << "    (none)\n";
+		const auto &co = i["coexistence"];
+		out << "  br_netfilter: " << (co["br_netfilter"].get<bool>() ? "ACTIVE" : "no")
+		    << "  foreign firewall rules: " << co["foreign_rules"].size() << "\n";
+		for (const auto &r : co["foreign_rules"])
+			out << "    " << str(r) << "\n";
+		for (const auto &w : i["warnings"])
+			out << "  warning: " << str(w) << "\n";
+	}
+}
+
+} // namespace kvmxdp

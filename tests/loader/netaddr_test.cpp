@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-2.0
+#include <gtest/gtest.h>
+
+#include "error.hpp"
+#include "netaddr.hpp"
+
+using namespace kvmxdp;
+
+namespace {
+
+// The error must name the bad value, so the user sees what to fix.
+void expect_error_naming(const std::function<void()> &f, const std::string &value)
+{
+	try {
+		f();
+		ADD_FAILURE() << "no error for '" << value << "'";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find(value), std::string::npos)
+			<< "message '" << e.what() << "' does not name '" << value << "'";
+	}
+}
+
+} // namespace
+
+TEST(Netaddr, ParseIpv4)
+{
+	EXPECT_EQ(parse_ipv4("10.0.0.1"), 0x0a000001u);
+	EXPECT_EQ(parse_ipv4("255.255.255.255"), 0xffffffffu);
+	EXPECT_EQ(format_ipv4(0xc0a80101u), "192.168.1.1");
+	for (const char *bad :
+	     {"", "10.0.0", "10.0.0.256", "10.0.0.1 ", "a.b.c.d", "1.2.3.4.5", "10.1", "::1"})
+		expect_error_naming([&] { parse_ipv4(bad); }, bad);
+}
+
+TEST(Netaddr, ParseCidr)
+{
+	Ipv4Net n = parse_cidr("192.168.122.0/24");
+	EXPECT_EQ(n.addr, 0xc0a87a00u);
+	EXPECT_EQ(n.prefix, 24);
+	EXPECT_EQ(n.mask(), 0xffffff00u);
+	EXPECT_EQ(n.broadcast(), 0xc0a87affu);
+	EXPECT_TRUE(n.contains(0xc0a87a05u));
+	EXPECT_FALSE(n.contains(0xc0a87b05u));
+	EXPECT_EQ(n.str(), "192.168.122.0/24");
+	EXPECT_EQ(parse_cidr("10.0.0.0/8").mask(), 0xff000000u);
+	EXPECT_EQ(parse_cidr("10.0.0.4/30").broadcast(), 0x0a000007u);
+
+	for (const char *bad :
+	     {"10.0.0.0", "10.0.0.0/", "10.0.0.0/33", "10.0.0.0/0", "10.0.0.0/31", "10.0.0.0/32",
+	      "10.0.0.1/24", "10.0.0/24", "10.0.0.0/-1", "10.0.0.0/24x", "/24"})
+		expect_error_naming([&] { parse_cidr(bad); }, bad);
+	// Host bits: the message proposes the network.
+	try {
+		parse_cidr("10.1.2.3/16");
+		FAIL();
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("10.1.0.0/16"), std::string::npos);
+	}
+}
+
+TEST(Netaddr, NetworkOf)
+{
+	EXPECT_EQ(network_of(0x0a010203u, 16), parse_cidr("10.1.0.0/16"));
+	EXPECT_EQ(network_of(0x0a010203u, 24).str(), "10.1.2.0/24");
+}
+
+TEST(Netaddr, ParsePortRange)
+{
+	EXPECT_EQ(parse_port_range("61000-65535"), (PortRange{61000, 65535}));
+	EXPECT_EQ(parse_port_range("1-1"), (PortRange{1, 1}));
+	EXPECT_EQ(parse_port_range("1-1").size(), 1u);
+	EXPECT_EQ(parse_port_range("1-65535").size(), 65535u);
+	for (const char *bad : {"", "100", "0-100", "100-99", "1-65536", "-5", "5-", "a-b", "1 -2",
+				"+1-2", "1-2-3", "99999999999999999999999-1"})
+		expect_error_naming([&] { parse_port_range(bad); }, bad);
+}
+
+TEST(Netaddr, ParseUintOverflow)
+{
+	EXPECT_EQ(parse_uint("18446744073709551615", UINT64_MAX, "n"), UINT64_MAX);
+	EXPECT_THROW(parse_uint("18446744073709551616", UINT64_MAX, "n"), Error);
+	EXPECT_THROW(parse_uint("65536", 65535, "n"), Error);
+	EXPECT_EQ(parse_uint("065535", 65535, "n"), 65535u);
+}
+
+TEST(Netaddr, LocalPortRange)
+{
+	EXPECT_EQ(parse_local_port_range("32768\t60999"), (PortRange{32768, 60999}));
+	EXPECT_EQ(parse_local_port_range("1024 65000\n"), (PortRange{1024, 65000}));
+	EXPECT_THROW(parse_local_port_range(""), Error);
+	EXPECT_THROW(parse_local_port_range("32768"), Error);
+	EXPECT_THROW(parse_local_port_range("60999\t32768"), Error);
+}
+
+TEST(Netaddr, DefaultNatRange)
+{
+	// Debian's default ephemeral range leaves 61000-65535.
+	EXPECT_EQ(default_nat_range({32768, 60999}), (PortRange{61000, 65535}));
+	// Exactly 1024 ports above the range is enough...
+	EXPECT_EQ(default_nat_range({1024, 64511}), (PortRange{64512, 65535}));
+	// ...1023 is not, and the error asks for --nat-ports.
+	try {
+		default_nat_range({1024, 64512});
+		FAIL();
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("--nat-ports"), std::string::npos);
+		EXPECT_NE(std::string(e.what()).find("1024-64512"), std::string::npos);
+	}
+	EXPECT_THROW(default_nat_range({1024, 65535}), Error);
+}
+
+TEST(Netaddr, NatRangeMustNotOverlapEphemeral)
+{
+	PortRange eph{32768, 60999};
+	EXPECT_NO_THROW(check_nat_range({61000, 65535}, eph));
+	EXPECT_NO_THROW(check_nat_range({20000, 32767}, eph));
+	expect_error_naming([&] { check_nat_range({60999, 65535}, eph); }, "60999-65535");
+	expect_error_naming([&] { check_nat_range({30000, 32768}, eph); }, "30000-32768");
+	expect_error_naming([&] { check_nat_range({40000, 40010}, eph); }, "32768-60999");
+}
