@@ -18,7 +18,7 @@ pkgs=(
 	iproute2 ethtool iputils-ping iputils-tracepath curl iperf3 socat python3 procps util-linux
 	kmod
 	# benchmark baselines
-	iptables nftables
+	iptables nftables python3-matplotlib
 )
 
 export DEBIAN_FRONTEND=noninteractive
