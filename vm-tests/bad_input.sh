@@ -1,0 +1,97 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vm-tests/bad_input.sh: every bad invocation exits non-zero with exactly one
+# `kvmxdp: error:` line on stderr that names the offending value, and leaves
+# nothing behind (no qdisc/filter/pin/sysctl/config change).  A second
+# attach while a daemon runs is refused the same way and the running
+# datapath is untouched.
+#
+#   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+
+#   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+ bridge kb<id> (192.168.122.1/24), host ns
+#                                                     host ns: uplink ku<id> 10.77.0.2/24,
+#                                                              default via 10.77.0.1   <- kvmxdp
+#                                                     ip_local_port_range 32768-60999 (default)
+#   lan ns:    router, kl<id> 10.77.0.1/24 (towards host), kr<id> 10.78.0.1/24 (towards server),
+#              ip_forward=1 (here only)
+#   server ns: ks<id> 10.78.0.2/24, default via 10.78.0.1; no route to 192.168.122.0/24
+#
+# Usage: bad_input.sh KVMXDP_BINARY
+source "$(dirname "$0")/lib.sh"
+kvx_init "${1:-}"
+kvx_topology_up
+kvx_assert_offloads
+nsx "$NS_HOST" sysctl -qw net.ipv4.ip_local_port_range="32768 60999"
+
+# bad_case DESC VALUE kvmxdp-args...: must fail cleanly, naming VALUE.
+# STATE holds the host state before the case (refreshed when one failed).
+bad_case() {
+	local desc=$1 value=$2 rc=0 before=$STATE after errlines lines; shift 2
+	timeout 5 ip netns exec "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" "$@" \
+		>"$KVX_TMP/bad.out" 2>"$KVX_TMP/bad.err" </dev/null || rc=$?
+	kvx_log "case '$desc': kvmxdp $* -> exit $rc, stderr: $(head -c 600 "$KVX_TMP/bad.err")"
+	if ((rc == 124)); then
+		kvx_fail "$desc: kvmxdp $* was accepted (still running after 5 s); stdout: $(head -c 300 "$KVX_TMP/bad.out")"
+		kvx detach --bridge "$BR" >/dev/null 2>&1 || true
+		STATE=$(kvx_host_state)
+		return 0
+	fi
+	assert_ne "$desc: exit code" 0 "$rc"
+	errlines=$(grep -c '^kvmxdp: error: ' "$KVX_TMP/bad.err" || true)
+	lines=$(grep -c . "$KVX_TMP/bad.err" || true)
+	assert_eq "$desc: one 'kvmxdp: error:' line" 1 "$errlines"
+	assert_eq "$desc: nothing else on stderr" 1 "$lines"
+	assert_contains "$desc: the error names '$value'" "$value" "$(grep '^kvmxdp: error: ' "$KVX_TMP/bad.err" || true)"
+	after=$(kvx_host_state)
+	if [[ "$after" == "$before" ]]; then
+		kvx_pass "$desc: nothing changed in the host ns"
+	else
+		kvx_fail "$desc: host state changed:"$'\n'"$(diff <(echo "$before") <(echo "$after") || true)"
+		STATE=$after
+	fi
+}
+
+ATTACH=(attach --bridge "$BR" --uplink "$UP")
+STATE=$(kvx_host_state)
+
+kvx_step "bad input, nothing attached"
+bad_case "unknown uplink" "nosuch$KVX_ID" attach --bridge "$BR" --uplink "nosuch$KVX_ID"
+bad_case "unknown bridge" "nobr$KVX_ID" attach --bridge "nobr$KVX_ID" --uplink "$UP"
+bad_case "--bridge is not a bridge" "$P1_IF" attach --bridge "$P1_IF" --uplink "$UP"
+bad_case "--subnet prefix /33" "192.168.122.0/33" "${ATTACH[@]}" --subnet 192.168.122.0/33
+bad_case "--subnet octet 300" "192.168.300.0/24" "${ATTACH[@]}" --subnet 192.168.300.0/24
+bad_case "--subnet garbage" "not-a-subnet" "${ATTACH[@]}" --subnet not-a-subnet
+bad_case "--nat-ports reversed" "20000-10000" "${ATTACH[@]}" --nat-ports 20000-10000
+bad_case "--nat-ports beyond 65535" "10000-70000" "${ATTACH[@]}" --nat-ports 10000-70000
+bad_case "--nat-ports garbage" "abc" "${ATTACH[@]}" --nat-ports abc
+bad_case "--nat-ports overlapping the ephemeral range" "30000-40000" "${ATTACH[@]}" --nat-ports 30000-40000
+bad_case "detach of a bridge never attached" "nobr$KVX_ID" detach --bridge "nobr$KVX_ID"
+bad_case "--ct-size 0" "--ct-size" "${ATTACH[@]}" --ct-size 0
+bad_case "--bind-size garbage" "--bind-size" "${ATTACH[@]}" --bind-size lots
+bad_case "missing --uplink" "--uplink" attach --bridge "$BR"
+bad_case "unknown option" "--frobnicate" "${ATTACH[@]}" --frobnicate
+bad_case "unknown subcommand" "frobnicate" frobnicate --bridge "$BR"
+bad_case "--uplink is the bridge itself" "$BR" attach --bridge "$BR" --uplink "$BR"
+# No --subnet and no address on the bridge: there is no guest subnet to use.
+ip -n "$NS_HOST" addr del "$GW_IP/24" dev "$BR"
+STATE=$(kvx_host_state)
+bad_case "bridge without an address and no --subnet" "$BR" "${ATTACH[@]}"
+ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
+assert_eq "config lists no instance" 0 "$(kvx_instances_of_br)"
+
+kvx_step "second attach while the daemon runs"
+kvx_attach_bg || kvx_fatal "cannot attach"
+first=$KVX_DAEMON_PID
+STATE=$(kvx_host_state)
+bad_case "second attach" "$BR" "${ATTACH[@]}"
+assert_eq "first daemon still running" 0 "$(kill -0 "$first" 2>/dev/null; echo $?)"
+assert_eq "status still names the first daemon" "$first" "$(kvx_json 'i["daemon_pid"]')"
+assert_eq "one bpf filter on the bridge" 1 "$(kvx_tc_bpf_filters "$BR")"
+assert_eq "guest1 ping through the running datapath" 5 "$(kvx_ping_received "$NS_G1" "$SRV_IP" 5)"
+bad_case "attach of another bridge on a bad uplink while running" "nosuch$KVX_ID" \
+	attach --bridge "$BR" --uplink "nosuch$KVX_ID"
+assert_eq "guest2 ping through the running datapath" 5 "$(kvx_ping_received "$NS_G2" "$SRV_IP" 5)"
+
+kvx_assert_no_csum_errors
+kvx_assert_no_netfilter
+kvx_finish

@@ -1,0 +1,637 @@
+# SPDX-License-Identifier: GPL-2.0
+# shellcheck shell=bash
+#
+# vm-tests/lib.sh: harness for kvmxdp's integration tests.  Sourced by every
+# vm-tests/*.sh script (and by scripts/demo.sh for the topology).
+#
+# Everything a test creates is named with one random id (KVX_ID) and recorded
+# as it is created; the EXIT/INT/TERM trap tears down exactly those objects:
+# the processes it started (by pid), the network namespaces it created (by
+# name, never `ip -all netns delete`), the bpffs it mounted, its temp dir.
+# No traffic, interface, route, sysctl or firewall change ever happens in the
+# root network namespace: every command that touches the network runs inside
+# one of the test's namespaces.
+#
+# The standard topology (kvx_topology_up):
+#
+#   guest1 ns  kg1<id> 192.168.122.11/24 gw .1 --+
+#   guest2 ns  kg2<id> 192.168.122.12/24 gw .1 --+  (peers kp1<id>, kp2<id>: bridge ports,
+#                                                |   tx checksum offload OFF)
+#   host ns    bridge $BR 192.168.122.1/24 ------+
+#              uplink ku<id> 10.77.0.2/24, default via 10.77.0.1      (kvmxdp runs here)
+#                 |
+#   lan ns     kl<id> 10.77.0.1/24   router, ip_forward=1 (only here)
+#              kr<id> 10.78.0.1/24   (tx checksum offload OFF)
+#                 |
+#   server ns  ks<id> 10.78.0.2/24, default via 10.78.0.1; no route to 192.168.122.0/24
+#              beyond that default: the lan router has none, so nothing with a
+#              guest source address can ever get a reply.
+#
+# Checksums: the guests' veths keep tx checksum offload and TSO on, so guest
+# packets enter kvmxdp CHECKSUM_PARTIAL / GSO (PITFALLS 2, 13).  Offload is
+# off on the bridge ports and on the router's port towards the server, so the
+# kernel finalizes every checksum in software before the receiver verifies
+# it: a wrong NAT checksum shows up as InCsumErrors in a guest or the server.
+#
+# Bash 4.4+.  Tests use `set -Eeuo pipefail`; an unexpected command failure
+# is reported with its line and fails the test.
+
+set -Eeuo pipefail
+
+# The system python: a pyenv/venv shim on PATH can cost a second per call.
+if [[ -x /usr/bin/python3 ]]; then KVX_PY=/usr/bin/python3; else KVX_PY=python3; fi
+KVX_TEST=${KVX_TEST:-$(basename "${0%.sh}")}
+KVX_FAILS=0
+KVX_NETNS=()       # namespaces created, in creation order
+KVX_PIDS=()        # background processes started
+KVX_MOUNTS=()      # mount points mounted (bpffs)
+KVX_CLEANUP_CMDS=() # extra cleanup commands (run first, in reverse order)
+KVX_TMP=""
+KVX_TORN_DOWN=0
+
+# ---------------------------------------------------------------- output
+
+kvx_log() { printf '[%s %s] %s\n' "$KVX_TEST" "$(date +%T)" "$*" >&2; }
+kvx_step() { printf '\n[%s %s] === %s\n' "$KVX_TEST" "$(date +%T)" "$*" >&2; }
+
+# Hard failure: print why, tear down (trap), exit 1.
+kvx_fatal() {
+	printf '[%s] FAIL: %s\n' "$KVX_TEST" "$*" >&2
+	KVX_FAILS=$((KVX_FAILS + 1))
+	exit 1
+}
+
+# Soft failure: print why, remember it, go on (the test fails at the end).
+kvx_fail() {
+	printf '[%s] FAIL: %s\n' "$KVX_TEST" "$*" >&2
+	KVX_FAILS=$((KVX_FAILS + 1))
+}
+
+kvx_pass() { printf '[%s] ok: %s\n' "$KVX_TEST" "$*" >&2; }
+
+# must ASSERTION ARGS...: run an assertion; if it failed, stop the test.
+must() {
+	local before=$KVX_FAILS
+	"$@" || true
+	((KVX_FAILS == before)) || kvx_fatal "the previous check is required to go on"
+}
+
+kvx_on_err() {
+	local rc=$1 line=$2 cmd=$3
+	printf '[%s] FAIL: unexpected error (exit %s) at %s line %s: %s\n' \
+		"$KVX_TEST" "$rc" "${BASH_SOURCE[1]:-?}" "$line" "$cmd" >&2
+	KVX_FAILS=$((KVX_FAILS + 1))
+	exit 1
+}
+trap 'kvx_on_err $? $LINENO "$BASH_COMMAND"' ERR
+
+# End of a test: exit 0 only if no assertion failed.
+kvx_finish() {
+	if ((KVX_FAILS > 0)); then
+		printf '[%s] RESULT: FAILED (%d failed checks)\n' "$KVX_TEST" "$KVX_FAILS" >&2
+		exit 1
+	fi
+	printf '[%s] RESULT: PASSED\n' "$KVX_TEST" >&2
+	exit 0
+}
+
+# ---------------------------------------------------------------- assertions
+# Each prints what it checked.  Failures are soft (kvx_fail: the test goes
+# on and fails at the end) and the assertion returns 0 either way, so that
+# `set -e` does not turn it into an "unexpected error"; `must assert_x ...`
+# makes one fatal.
+
+assert_eq() { # DESC EXPECTED ACTUAL
+	if [[ "$2" == "$3" ]]; then kvx_pass "$1 (= $3)"; return 0; fi
+	kvx_fail "$1: expected '$2', got '$3'"; return 0
+}
+assert_ne() { # DESC UNEXPECTED ACTUAL
+	if [[ "$2" != "$3" ]]; then kvx_pass "$1 ('$3' != '$2')"; return 0; fi
+	kvx_fail "$1: got '$3', which it must not be"; return 0
+}
+assert_ge() { # DESC ACTUAL MIN
+	if [[ "$2" =~ ^-?[0-9]+$ ]] && (($2 >= $3)); then kvx_pass "$1 ($2 >= $3)"; return 0; fi
+	kvx_fail "$1: expected >= $3, got '$2'"; return 0
+}
+assert_le() { # DESC ACTUAL MAX
+	if [[ "$2" =~ ^-?[0-9]+$ ]] && (($2 <= $3)); then kvx_pass "$1 ($2 <= $3)"; return 0; fi
+	kvx_fail "$1: expected <= $3, got '$2'"; return 0
+}
+assert_contains() { # DESC NEEDLE HAYSTACK
+	if [[ "$3" == *"$2"* ]]; then kvx_pass "$1 (contains '$2')"; return 0; fi
+	kvx_fail "$1: '$2' not found in: $(printf '%s' "$3" | head -c 2000)"; return 0
+}
+assert_not_contains() { # DESC NEEDLE HAYSTACK
+	if [[ "$3" != *"$2"* ]]; then kvx_pass "$1 (no '$2')"; return 0; fi
+	kvx_fail "$1: '$2' found in: $(printf '%s' "$3" | head -c 2000)"; return 0
+}
+assert_empty() { # DESC VALUE
+	if [[ -z "$2" ]]; then kvx_pass "$1 (empty)"; return 0; fi
+	kvx_fail "$1: expected nothing, got: $(printf '%s' "$2" | head -c 2000)"; return 0
+}
+assert_ok() { # DESC CMD...  (command must succeed)
+	local desc=$1 out rc=0; shift
+	out=$("$@" 2>&1) || rc=$?
+	if ((rc == 0)); then kvx_pass "$desc"; return 0; fi
+	kvx_fail "$desc: '$*' exited $rc: $(printf '%s' "$out" | tail -n 15)"; return 0
+}
+assert_fails() { # DESC CMD...  (command must fail)
+	local desc=$1 out rc=0; shift
+	out=$("$@" 2>&1) || rc=$?
+	if ((rc != 0)); then kvx_pass "$desc (exit $rc)"; return 0; fi
+	kvx_fail "$desc: '$*' succeeded but must fail: $(printf '%s' "$out" | tail -n 15)"; return 0
+}
+
+# ---------------------------------------------------------------- setup
+
+kvx_require_root() {
+	if [[ $(id -u) -ne 0 ]]; then
+		echo "SKIP: $KVX_TEST needs root (network namespaces, bpffs, tc)" >&2
+		exit 77
+	fi
+}
+
+kvx_require_tools() {
+	local t missing=()
+	for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
+	((${#missing[@]} == 0)) || kvx_fatal "missing tools: ${missing[*]} (scripts/install-deps.sh installs them)"
+}
+
+# kvx_init [KVMXDP]: root check, unique id, temp dir, traps, own bpffs.
+kvx_init() {
+	kvx_require_root
+	kvx_require_tools ip tc ethtool ping curl iperf3 socat python3 nsenter mount umount sysctl nft iptables-save bpftool
+	KVMXDP=${1:-${KVMXDP:-}}
+	if [[ -n "$KVMXDP" ]]; then
+		[[ -x "$KVMXDP" ]] || kvx_fatal "kvmxdp binary '$KVMXDP' not found or not executable"
+		KVMXDP=$(readlink -f "$KVMXDP")
+	fi
+	KVX_LIBDIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+	# A 5-hex-digit id; regenerate while any namespace of that id exists.
+	local tries=0
+	while :; do
+		KVX_ID=$(printf '%05x' $(((RANDOM << 15 ^ RANDOM ^ $$ << 3) & 0xfffff)))
+		compgen -G "/run/netns/kvx-${KVX_ID}-*" >/dev/null || break
+		((++tries < 50)) || kvx_fatal "cannot find a free namespace id"
+	done
+	# No dot in the path: libbpf turns every "." of a pin path into "_" (PITFALLS 11).
+	KVX_TMP=$(mktemp -d "/tmp/kvx-${KVX_TEST//./_}-${KVX_ID}-XXXXXX")
+	trap 'kvx_teardown' EXIT
+	trap 'kvx_log "interrupted"; exit 130' INT
+	trap 'kvx_log "terminated"; exit 143' TERM
+	# Watchdog: TERM ourselves before ctest's TIMEOUT (120 s) would SIGKILL
+	# us, so the teardown still runs.  The trap runs once the current
+	# foreground command returns; every traffic command has its own timeout.
+	local me=$$
+	(
+		trap 'kill "$sp" 2>/dev/null; exit 0' TERM
+		sleep "${KVX_TIMEOUT:-100}" &
+		sp=$!
+		wait "$sp"
+		echo "[$KVX_TEST] FAIL: watchdog: still running after ${KVX_TIMEOUT:-100} s" >&2
+		kill -TERM "$me"
+	) &
+	KVX_PIDS+=("$!")
+	# Our own bpffs, mounted in the ROOT mount namespace before any
+	# `ip netns exec` (which runs in a private mount namespace and hides
+	# /sys/fs/bpf, PITFALLS 11): every process of the test sees it.
+	BPFFS=$KVX_TMP/bpffs
+	mkdir -p "$BPFFS"
+	mount -t bpf bpf "$BPFFS" || kvx_fatal "cannot mount a bpffs on $BPFFS"
+	KVX_MOUNTS+=("$BPFFS")
+	KVX_CFG=$KVX_TMP/kvmxdp.json
+	# Global options of every kvmxdp call: our bpffs and config; our own
+	# lock/pid dir when the binary has --run-dir (not in the contract).
+	KVX_OPTS=(--bpffs "$BPFFS" --config "$KVX_CFG")
+	if [[ -n "$KVMXDP" ]] && "$KVMXDP" --help 2>&1 | grep -q -- --run-dir; then
+		mkdir -p "$KVX_TMP/run"
+		KVX_OPTS+=(--run-dir "$KVX_TMP/run")
+	fi
+	kvx_log "id=$KVX_ID tmp=$KVX_TMP kvmxdp=${KVMXDP:-none}"
+}
+
+kvx_on_cleanup() { KVX_CLEANUP_CMDS+=("$*"); }
+
+kvx_kill_pid() { # PID: TERM, wait up to 2 s, then KILL
+	local pid=$1 i
+	# Only a job of this shell that has not been reaped yet: a pid already
+	# waited for may belong to somebody else by now.
+	[[ " $(jobs -p | tr '\n' ' ') " == *" $pid "* ]] || return 0
+	kill -0 "$pid" 2>/dev/null || return 0
+	kill -TERM "$pid" 2>/dev/null || true
+	for ((i = 0; i < 20; i++)); do
+		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+kvx_teardown() {
+	local rc=$? i ns pid m
+	((KVX_TORN_DOWN)) && return
+	KVX_TORN_DOWN=1
+	trap - ERR
+	set +e
+	for ((i = ${#KVX_CLEANUP_CMDS[@]} - 1; i >= 0; i--)); do
+		eval "${KVX_CLEANUP_CMDS[i]}" >/dev/null 2>&1
+	done
+	for pid in "${KVX_PIDS[@]}"; do kvx_kill_pid "$pid"; done
+	# Anything still running inside OUR namespaces was started by this test
+	# (the names are ours and random): end it by pid so the namespace can go.
+	for ns in "${KVX_NETNS[@]}"; do
+		for pid in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$pid" 2>/dev/null; done
+	done
+	for ((i = ${#KVX_NETNS[@]} - 1; i >= 0; i--)); do
+		ip netns delete "${KVX_NETNS[i]}" 2>/dev/null
+	done
+	for m in "${KVX_MOUNTS[@]}"; do
+		mountpoint -q "$m" && umount "$m"
+	done
+	if [[ -n "$KVX_TMP" && -d "$KVX_TMP" ]]; then
+		if [[ -n "${KVX_KEEP_TMP:-}" ]]; then
+			kvx_log "kept $KVX_TMP"
+		else
+			rm -rf --one-file-system "$KVX_TMP"
+		fi
+	fi
+	return $rc
+}
+
+# Start a background process; its pid is recorded for teardown and stored
+# in KVX_LAST_PID.  Usage: kvx_bg LOGFILE CMD...
+kvx_bg() {
+	local log=$1; shift
+	"$@" >"$log" 2>&1 </dev/null &
+	KVX_LAST_PID=$!
+	KVX_PIDS+=("$KVX_LAST_PID")
+}
+
+# ---------------------------------------------------------------- netns
+
+kvx_netns_add() { # NAME
+	ip netns add "$1" || kvx_fatal "ip netns add $1"
+	KVX_NETNS+=("$1")
+	ip -n "$1" link set lo up
+}
+
+# Run in a namespace.  `ip netns exec` gives the command a /sys of that
+# namespace; the bpffs under $KVX_TMP stays visible (mounted before).
+nsx() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
+# Same, but keeping the caller's mount namespace entirely.
+nsenter_net() { local ns=$1; shift; nsenter --net="/run/netns/$ns" "$@"; }
+
+kvx_sysctl_get() { # NS KEY  (KEY with dots or slashes; interface names may hold dots)
+	local key=${2//./\/}
+	[[ $2 == */* ]] && key=$2
+	nsx "$1" cat "/proc/sys/$key"
+}
+
+# ---------------------------------------------------------------- waiting
+
+# kvx_wait_for TIMEOUT_S DESC CMD...: poll every 0.1 s until CMD succeeds.
+kvx_wait_for() {
+	local timeout=$1 desc=$2 deadline; shift 2
+	deadline=$(($(date +%s%N) + ${timeout%.*} * 1000000000))
+	while :; do
+		if "$@" >/dev/null 2>&1; then return 0; fi
+		if (($(date +%s%N) > deadline)); then
+			kvx_fail "timed out after ${timeout}s waiting for: $desc"
+			return 1
+		fi
+		sleep 0.1
+	done
+}
+
+kvx_wait_file_contains() { # TIMEOUT FILE STRING
+	kvx_wait_for "$1" "'$3' in $2" grep -qF -- "$3" "$2"
+}
+
+kvx_wait_tcp_listen() { # TIMEOUT NS PORT
+	kvx_wait_for "$1" "TCP listener on port $3 in $2" \
+		bash -c "ip netns exec '$2' ss -Hltn 'sport = :$3' | grep -q ."
+}
+
+kvx_wait_udp_listen() { # TIMEOUT NS PORT
+	kvx_wait_for "$1" "UDP socket on port $3 in $2" \
+		bash -c "ip netns exec '$2' ss -Hlun 'sport = :$3' | grep -q ."
+}
+
+# ---------------------------------------------------------------- topology
+
+# Two-way veth between namespaces, created directly in them (never in the
+# root namespace, even transiently).
+kvx_veth() { # NS1 IF1 NS2 IF2
+	ip -n "$1" link add "$2" type veth peer name "$4" netns "$3"
+	ip -n "$1" link set "$2" up
+	ip -n "$3" link set "$4" up
+}
+
+# kvx_topology_up [BRIDGE_NAME]: builds the diagram above.  Sets NS_G1, NS_G2,
+# NS_HOST, NS_LAN, NS_SRV, BR, UP, G1_IF, G2_IF, P1_IF, P2_IF, LAN_UP_IF,
+# LAN_SRV_IF, SRV_IF and the addresses.
+kvx_topology_up() {
+	BR=${1:-kb$KVX_ID}
+	((${#BR} <= 15)) || kvx_fatal "bridge name '$BR' longer than 15 characters"
+	NS_G1=kvx-$KVX_ID-g1 NS_G2=kvx-$KVX_ID-g2 NS_HOST=kvx-$KVX_ID-host
+	NS_LAN=kvx-$KVX_ID-lan NS_SRV=kvx-$KVX_ID-srv
+	G1_IF=kg1$KVX_ID G2_IF=kg2$KVX_ID P1_IF=kp1$KVX_ID P2_IF=kp2$KVX_ID
+	UP=ku$KVX_ID LAN_UP_IF=kl$KVX_ID LAN_SRV_IF=kr$KVX_ID SRV_IF=ks$KVX_ID
+	# shellcheck disable=SC2034 # used by the tests
+	G1_IP=192.168.122.11 G2_IP=192.168.122.12 GW_IP=192.168.122.1 SUBNET=192.168.122.0/24
+	# shellcheck disable=SC2034 # used by the tests
+	UP_IP=10.77.0.2 UP_IP2=10.77.0.3 LAN_IP=10.77.0.1 ROUTER_IP=10.78.0.1 SRV_IP=10.78.0.2
+	local ns
+	for ns in "$NS_G1" "$NS_G2" "$NS_HOST" "$NS_LAN" "$NS_SRV"; do kvx_netns_add "$ns"; done
+
+	# host: the bridge and its two guest ports
+	ip -n "$NS_HOST" link add "$BR" type bridge
+	ip -n "$NS_HOST" link set "$BR" up
+	ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
+	kvx_veth "$NS_G1" "$G1_IF" "$NS_HOST" "$P1_IF"
+	kvx_veth "$NS_G2" "$G2_IF" "$NS_HOST" "$P2_IF"
+	ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
+	ip -n "$NS_HOST" link set "$P2_IF" master "$BR"
+
+	ip -n "$NS_G1" addr add "$G1_IP/24" dev "$G1_IF"
+	ip -n "$NS_G1" route add default via "$GW_IP"
+	ip -n "$NS_G2" addr add "$G2_IP/24" dev "$G2_IF"
+	ip -n "$NS_G2" route add default via "$GW_IP"
+
+	# host <-> lan router <-> server
+	kvx_veth "$NS_HOST" "$UP" "$NS_LAN" "$LAN_UP_IF"
+	kvx_veth "$NS_LAN" "$LAN_SRV_IF" "$NS_SRV" "$SRV_IF"
+	ip -n "$NS_HOST" addr add "$UP_IP/24" dev "$UP"
+	# keep the uplink's routes when its primary address is replaced
+	nsx "$NS_HOST" sysctl -qw "net.ipv4.conf.$UP.promote_secondaries=1"
+	ip -n "$NS_HOST" route add default via "$LAN_IP" dev "$UP"
+	ip -n "$NS_LAN" addr add "$LAN_IP/24" dev "$LAN_UP_IF"
+	ip -n "$NS_LAN" addr add "$ROUTER_IP/24" dev "$LAN_SRV_IF"
+	nsx "$NS_LAN" sysctl -qw net.ipv4.ip_forward=1
+	ip -n "$NS_SRV" addr add "$SRV_IP/24" dev "$SRV_IF"
+	ip -n "$NS_SRV" route add default via "$ROUTER_IP"
+
+	# Checksum proof (PITFALLS 13): software checksums towards receivers.
+	nsx "$NS_HOST" ethtool -K "$P1_IF" tx off >/dev/null
+	nsx "$NS_HOST" ethtool -K "$P2_IF" tx off >/dev/null
+	nsx "$NS_LAN" ethtool -K "$LAN_SRV_IF" tx off >/dev/null
+
+	kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding
+	kvx_log "topology up: bridge=$BR uplink=$UP guests=$NS_G1,$NS_G2 server=$NS_SRV"
+}
+
+kvx_bridge_ports_forwarding() {
+	local st
+	for p in "$P1_IF" "$P2_IF"; do
+		st=$(ip -n "$NS_HOST" -o link show "$p")
+		[[ $st == *"state UP"* || $st == *"state LOWERLAYERDOWN"* ]] || return 1
+		[[ $(ip -n "$NS_HOST" -d -o link show "$p") == *"state forwarding"* ]] || return 1
+	done
+}
+
+kvx_ethtool_feature() { # NS IF FEATURE -> on|off
+	nsx "$1" ethtool -k "$2" | awk -v f="$3:" '$1 == f { print $2; exit }'
+}
+
+# Offload state every test asserts: guests' veths keep tx checksum offload
+# and TSO (partial checksums enter kvmxdp), receivers' peers have tx
+# checksumming off (checksums are finalized in software and verified).
+kvx_assert_offloads() {
+	local ns_if
+	for ns_if in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
+		assert_eq "tx checksum offload on ${ns_if#*:} (guest)" on \
+			"$(kvx_ethtool_feature "${ns_if%%:*}" "${ns_if#*:}" tx-checksumming)"
+		assert_eq "TSO on ${ns_if#*:} (guest)" on \
+			"$(kvx_ethtool_feature "${ns_if%%:*}" "${ns_if#*:}" tcp-segmentation-offload)"
+	done
+	for ns_if in "$NS_HOST:$P1_IF" "$NS_HOST:$P2_IF" "$NS_LAN:$LAN_SRV_IF"; do
+		assert_eq "tx checksum offload off on ${ns_if#*:}" off \
+			"$(kvx_ethtool_feature "${ns_if%%:*}" "${ns_if#*:}" tx-checksumming)"
+	done
+}
+
+# ---------------------------------------------------------------- counters
+
+# kvx_snmp NS PROTO FIELD: one /proc/net/snmp counter inside NS.
+kvx_snmp() {
+	nsx "$1" cat /proc/net/snmp | awk -v p="$2:" -v f="$3" '
+		$1 == p && !hdr { for (i = 2; i <= NF; i++) col[$i] = i; hdr = 1; next }
+		$1 == p && hdr { if (f in col) print $(col[f]); else print "missing"; exit }'
+}
+
+kvx_snmp_gt() { # NS PROTO FIELD VALUE: counter > VALUE?
+	local v; v=$(kvx_snmp "$1" "$2" "$3"); [[ $v =~ ^[0-9]+$ ]] && ((v > $4))
+}
+
+# Sum of Ip/Tcp/Udp/Icmp InCsumErrors in NS (Ip has none in /proc/net/snmp
+# on most kernels; a missing field counts 0).
+kvx_csum_errors() {
+	local ns=$1 total=0 v p
+	for p in Ip Tcp Udp UdpLite Icmp; do
+		v=$(kvx_snmp "$ns" "$p" InCsumErrors)
+		[[ $v =~ ^[0-9]+$ ]] && total=$((total + v))
+	done
+	echo "$total"
+}
+
+kvx_assert_no_csum_errors() {
+	local ns line
+	for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
+		# one read per namespace: "Icmp=0 Tcp=0 Udp=0" (the file's order)
+		line=$(nsx "$ns" cat /proc/net/snmp | awk '
+			$1 ~ /^(Tcp|Udp|Icmp):$/ {
+				if (!($1 in hdr)) { hdr[$1] = 1; for (i = 2; i <= NF; i++) if ($i == "InCsumErrors") col[$1] = i; next }
+				printf "%s%s=%s", sep, substr($1, 1, length($1) - 1), (($1 in col) ? $(col[$1]) : "missing"); sep = " "
+			}')
+		assert_eq "Icmp/Tcp/Udp InCsumErrors in ${ns#kvx-"$KVX_ID"-}" "Icmp=0 Tcp=0 Udp=0" "$line"
+	done
+}
+
+kvx_fwd_datagrams() { kvx_snmp "$NS_HOST" Ip ForwDatagrams; }
+
+# kvmxdp status --json of our bridge, as JSON text ('' on error); with
+# --all, of every instance.
+kvx_status_json() { # [BRIDGE|--all]
+	local sel=(--bridge "${1:-$BR}")
+	[[ ${1:-} == --all ]] && sel=()
+	nsx "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" status --json \
+		"${sel[@]}" 2>>"$KVX_TMP/status.err" || true
+}
+
+# Number of instances `status --json` lists for our bridge ('' on error).
+kvx_instances_of_br() {
+	kvx_json 'len([x for x in d["instances"] if x["bridge"] == os.environ["KVX_BR"]])' \
+		"$(kvx_status_json --all)"
+}
+
+# kvx_json EXPR [JSON]: evaluate a python expression on the instance of our
+# bridge (`i`) or the whole document (`d`); prints '' on any error, 'null'
+# for None, true/false for booleans.
+kvx_json() {
+	local expr=$1 json=${2-$(kvx_status_json)}
+	KVX_BR=$BR "$KVX_PY" -c '
+import json, os, sys
+try:
+    d = json.loads(sys.stdin.read())
+    i = next((x for x in d.get("instances", []) if x.get("bridge") == os.environ["KVX_BR"]), None)
+    v = eval(sys.argv[1])
+except Exception as e:
+    print("", end=""); sys.exit(0)
+if v is None: print("null")
+elif isinstance(v, bool): print("true" if v else "false")
+elif isinstance(v, (dict, list)): print(json.dumps(v))
+else: print(v)
+' "$expr" <<<"$json"
+}
+
+# kvx_counter NAME [packets|bytes]: a kvmxdp reason counter of our bridge.
+kvx_counter() {
+	local v
+	v=$(kvx_json "i['counters']['$1']['${2:-packets}']")
+	echo "${v:-error}"
+}
+
+kvx_dump_status() {
+	kvx_log "kvmxdp status:"
+	nsx "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" status --bridge "$BR" >&2 2>&1 || true
+}
+
+# ---------------------------------------------------------------- kvmxdp
+
+kvx() { nsx "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" "$@"; }
+
+# kvx_attach_bg [attach options...]: starts `kvmxdp attach` in the host ns as
+# a background daemon, waits for its "kvmxdp: attached" line.  Sets
+# KVX_DAEMON_PID and KVX_DAEMON_LOG.  Returns 1 (after kvx_fail) on failure.
+KVX_ATTACH_N=0
+kvx_attach_bg() {
+	KVX_ATTACH_N=$((KVX_ATTACH_N + 1))
+	KVX_DAEMON_LOG=$KVX_TMP/daemon.$KVX_ATTACH_N.log
+	kvx_bg "$KVX_DAEMON_LOG" ip netns exec "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" attach --bridge "$BR" --uplink "$UP" "$@"
+	KVX_DAEMON_PID=$KVX_LAST_PID
+	local i
+	for ((i = 0; i < 150; i++)); do
+		if grep -q '^kvmxdp: attached' "$KVX_DAEMON_LOG"; then
+			kvx_log "attached (pid $KVX_DAEMON_PID): $(grep -m1 '^kvmxdp: attached' "$KVX_DAEMON_LOG")"
+			return 0
+		fi
+		if ! kill -0 "$KVX_DAEMON_PID" 2>/dev/null; then
+			wait "$KVX_DAEMON_PID" 2>/dev/null && i=0 || i=$?
+			kvx_fail "kvmxdp attach exited ($i) before 'kvmxdp: attached': $(cat "$KVX_DAEMON_LOG")"
+			return 1
+		fi
+		sleep 0.1
+	done
+	kvx_fail "no 'kvmxdp: attached' line after 15 s; log: $(cat "$KVX_DAEMON_LOG")"
+	return 1
+}
+
+# Stop the daemon politely (SIGTERM) and wait for it.
+kvx_daemon_stop() {
+	[[ -n "${KVX_DAEMON_PID:-}" ]] && kvx_kill_pid "$KVX_DAEMON_PID"
+	KVX_DAEMON_PID=""
+}
+
+# Snapshot of everything kvmxdp may touch in the host ns (for "nothing
+# changed" / "all restored" checks).
+kvx_host_state() {
+	# one shell in the host ns (cheap: this runs around every bad input)
+	ip netns exec "$NS_HOST" bash -c '
+		br=$1 up=$2 bpffs=$3
+		for dev in "$br" "$up"; do
+			echo "## qdisc $dev"; tc qdisc show dev "$dev" 2>&1 | grep -v "^qdisc noqueue" || true
+			echo "## filter $dev ingress"; tc filter show dev "$dev" ingress 2>&1
+			echo "## filter $dev egress"; tc filter show dev "$dev" egress 2>&1
+			echo "## xdp $dev"; ip -d link show dev "$dev" 2>&1 | grep -o "prog/xdp.*" || true
+		done
+		echo "## forwarding"; cat "/proc/sys/net/ipv4/conf/$br/forwarding"
+		echo "## ip_forward"; cat /proc/sys/net/ipv4/ip_forward
+		echo "## reserved"; cat /proc/sys/net/ipv4/ip_local_reserved_ports
+		echo "## bpffs"; cd "$bpffs" && find . -mindepth 1 -not -path ./kvmxdp | sort
+	' _ "$BR" "$UP" "$BPFFS"
+}
+
+# Everything pinned under <bpffs>/kvmxdp (the directory itself may stay).
+kvx_pins() { [[ -d $BPFFS/kvmxdp ]] && (cd "$BPFFS/kvmxdp" && find . -mindepth 1 | sort) || true; }
+# Everything on our bpffs but the kvmxdp directory itself (a fresh bpffs
+# already holds the kernel's maps.debug/progs.debug when bpf_preload is on).
+kvx_bpffs_all() { (cd "$BPFFS" && find . -mindepth 1 -not -path ./kvmxdp | sort); }
+
+# Names of the BPF pin directory of a bridge ('.' -> ':').
+kvx_pin_dir() { echo "$BPFFS/kvmxdp/${1//./:}"; }
+
+kvx_tc_bpf_filters() { # DEV: number of bpf filters on its ingress
+	tc -n "$NS_HOST" filter show dev "$1" ingress 2>/dev/null | grep -c ' bpf .*handle ' || true
+}
+
+# Netfilter must be untouched: no iptables/nft rules in any namespace.
+kvx_assert_no_netfilter() {
+	local ns out
+	for ns in "${KVX_NETNS[@]}"; do
+		out=$(nsx "$ns" nft list ruleset 2>&1 || true)
+		assert_empty "nft ruleset in ${ns#kvx-"$KVX_ID"-}" "$out"
+	done
+	# iptables-legacy tables are not in the nft ruleset: ask iptables-save too
+	out=$(nsx "$NS_HOST" iptables-save 2>/dev/null | grep -E '^-A' || true)
+	assert_empty "iptables rules in the host ns" "$out"
+}
+
+# ---------------------------------------------------------------- traffic
+
+# kvx_ping NS DST COUNT: quiet flood-free ping; returns ping's status.
+kvx_ping() { nsx "$1" ping -n -q -c "$3" -i 0.05 -W 1 -w $(($3 / 5 + 3)) "$2" >/dev/null 2>&1; }
+
+# Received count of a ping run.
+kvx_ping_received() {
+	nsx "$1" ping -n -q -c "$3" -i 0.05 -W 1 -w $(($3 / 5 + 3)) "$2" 2>/dev/null |
+		sed -n 's/.* \([0-9]\+\) received.*/\1/p' || true
+}
+
+# HTTP server in the server ns serving $KVX_TMP/www on port 8080; its
+# access log (client addresses) in $KVX_TMP/http.log.
+kvx_http_server() {
+	mkdir -p "$KVX_TMP/www"
+	kvx_bg "$KVX_TMP/http.log" ip netns exec "$NS_SRV" "$KVX_PY" -u -m http.server \
+		--bind "$SRV_IP" --directory "$KVX_TMP/www" 8080
+	kvx_wait_tcp_listen 10 "$NS_SRV" 8080
+}
+
+kvx_random_file() { # NAME SIZE_MB -> sha256
+	head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$KVX_TMP/www/$1"
+	sha256sum "$KVX_TMP/www/$1" | cut -d' ' -f1
+}
+
+# kvx_curl_sha NS URL: download, print sha256 ('' on failure).
+kvx_curl_sha() {
+	local out=$KVX_TMP/dl.$RANDOM
+	if nsx "$1" curl -sS --fail --max-time 20 -o "$out" "$2" 2>>"$KVX_TMP/curl.err"; then
+		sha256sum "$out" | cut -d' ' -f1
+	fi
+	rm -f "$out"
+}
+
+# UDP echo/peer server (vm-tests/udp_peer.py) in the server ns; arguments as
+# for `udp_peer.py serve` (ADDR:PORT... [--poke ADDR:PORT]); log of
+# "port= peer= data=" lines in $KVX_TMP/udp.log.
+kvx_udp_server() {
+	kvx_bg "$KVX_TMP/udp.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" \
+		serve "$@"
+	kvx_wait_file_contains 10 "$KVX_TMP/udp.log" serving
+}
+
+# Sniffer on the server's interface: every (src, dst, proto) the server
+# receives, in $KVX_TMP/sniff.log (see udp_peer.py sniff).
+kvx_server_sniffer() {
+	kvx_bg "$KVX_TMP/sniff.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" \
+		sniff "$SRV_IF"
+	kvx_wait_file_contains 10 "$KVX_TMP/sniff.log" sniffing
+}
+
+# Sources of the IPv4 packets the server received (sorted, space separated),
+# leaving out the router's own (ARP aside, it only talks ICMP errors).
+kvx_server_sources() {
+	sed -n 's/^src=\([0-9.]*\) .*/\1/p' "$KVX_TMP/sniff.log" | grep -vxF "$ROUTER_IP" | sort -u | paste -sd' '
+}
+
+# kvx_udp_client NS ARGS...: runs udp_peer.py client; prints its lines.
+kvx_udp_client() { local ns=$1; shift; nsx "$ns" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" client "$@"; }

@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: GPL-2.0
+"""UDP test peer for kvmxdp's vm-tests.
+
+serve ADDR:PORT... [--poke ADDR:PORT] [--no-check]
+    Binds one socket per endpoint.  Every datagram is logged on stdout as
+    "port=<local port> peer=<ip>:<port> data=<payload>" and answered from the
+    same socket with "seen=<ip>:<port> via=<local addr:port> data=<payload>",
+    so the guest learns which address/port the server saw.  A payload
+    starting with "poke" additionally makes the --poke socket (an endpoint
+    the client never contacted) send "unsolicited from=<poke endpoint>" to
+    the same peer: the probe for address-and-port-dependent filtering.  A
+    payload starting with "later" gets a second datagram "later" one second
+    after the reply (when the client has closed its socket).
+
+sniff IFACE
+    Prints "src=<ip> dst=<ip> proto=<n>" once for every new (src, dst, proto)
+    of the IPv4 packets received on IFACE (AF_PACKET; outgoing ones are
+    skipped): what the server really saw on the wire, every protocol.
+
+echo DST --id N --payload TEXT [--count N] [--wait SEC]
+    ICMP echo requests with a fixed identifier from a raw socket; prints
+    "reply from=<ip> id=<id> seq=<seq> payload=<text>" for every echo reply
+    received (whoever it was meant for), exit 1 if none.
+
+client [--bind PORT] [--msg TEXT] [--count N] [--wait SEC] [--no-check] DST_ADDR:PORT...
+    Sends TEXT (N times, 0.2 s apart) to every destination from one socket
+    (fixed source port with --bind), then prints every datagram received
+    within --wait seconds after the last send as "from=<ip>:<port> data=...".
+
+--no-check sends UDP datagrams without checksum (SO_NO_CHECK: checksum 0).
+"""
+import argparse
+import selectors
+import socket
+import struct
+import sys
+import threading
+import time
+
+SO_NO_CHECK = 11  # asm-generic/socket.h
+
+
+def endpoint(text):
+    addr, _, port = text.rpartition(":")
+    return addr, int(port)
+
+
+def serve(args):
+    sel = selectors.DefaultSelector()
+    socks = []
+    for ep in args.endpoints:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(endpoint(ep))
+        if args.no_check:
+            s.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+        sel.register(s, selectors.EVENT_READ)
+        socks.append(s)
+    poke = None
+    if args.poke:
+        poke = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        poke.bind(endpoint(args.poke))
+    print("serving " + " ".join(args.endpoints), flush=True)
+    while True:
+        for key, _ in sel.select():
+            s = key.fileobj
+            data, peer = s.recvfrom(65535)
+            text = data.decode(errors="replace").strip()
+            local = s.getsockname()
+            print(f"port={local[1]} peer={peer[0]}:{peer[1]} data={text}", flush=True)
+            s.sendto(f"seen={peer[0]}:{peer[1]} via={local[0]}:{local[1]} data={text}".encode(), peer)
+            if text.startswith("later"):
+                threading.Timer(1.0, s.sendto, args=(b"later", peer)).start()
+            if poke is not None and text.startswith("poke"):
+                pl = poke.getsockname()
+                poke.sendto(f"unsolicited from={pl[0]}:{pl[1]}".encode(), peer)
+
+
+def sniff(args):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    s.bind((args.iface, 0))
+    seen = set()
+    print("sniffing " + args.iface, flush=True)
+    while True:
+        frame, addr = s.recvfrom(65535)
+        if addr[2] == socket.PACKET_OUTGOING or len(frame) < 34 or frame[12:14] != b"\x08\x00":
+            continue
+        ip = frame[14:]
+        key = (socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), ip[9])
+        if key not in seen:
+            seen.add(key)
+            print(f"src={key[0]} dst={key[1]} proto={key[2]}", flush=True)
+
+
+def icmp_csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def echo(args):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    s.settimeout(0.05)
+    got = 0
+    for seq in range(1, args.count + 1):
+        hdr = struct.pack("!BBHHH", 8, 0, 0, args.id, seq)
+        body = args.payload.encode()
+        pkt = struct.pack("!BBHHH", 8, 0, icmp_csum(hdr + body), args.id, seq) + body
+        s.sendto(pkt, (args.dst, 0))
+        until = time.monotonic() + (0.2 if seq < args.count else args.wait)
+        while time.monotonic() < until:
+            try:
+                data, peer = s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            ihl = (data[0] & 0x0F) * 4
+            icmp = data[ihl:]
+            if len(icmp) < 8 or icmp[0] != 0:
+                continue
+            typ, code, csum, ident, rseq = struct.unpack("!BBHHH", icmp[:8])
+            ok = "ok" if icmp_csum(icmp) == 0 else "bad"
+            print(f"reply from={peer[0]} id={ident} seq={rseq} csum={ok} "
+                  f"payload={icmp[8:].decode(errors='replace')}", flush=True)
+            got += 1
+    return 0 if got else 1
+
+
+def client(args):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    s.bind(("0.0.0.0", args.bind))
+    if args.no_check:
+        s.setsockopt(socket.SOL_SOCKET, SO_NO_CHECK, 1)
+    s.settimeout(0.05)
+    got = []
+
+    def drain(until):
+        while time.monotonic() < until:
+            try:
+                data, peer = s.recvfrom(65535)
+            except socket.timeout:
+                continue
+            line = f"from={peer[0]}:{peer[1]} data={data.decode(errors='replace').strip()}"
+            got.append(line)
+            print(line, flush=True)
+
+    for i in range(args.count):
+        for dst in args.destinations:
+            s.sendto(args.msg.encode(), endpoint(dst))
+        if i + 1 < args.count:
+            drain(time.monotonic() + 0.2)
+    drain(time.monotonic() + args.wait)
+    return 0 if got else 1
+
+
+def main():
+    p = argparse.ArgumentParser()
+    sub = p.add_subparsers(dest="cmd", required=True)
+    ps = sub.add_parser("serve")
+    ps.add_argument("endpoints", nargs="+")
+    ps.add_argument("--poke")
+    ps.add_argument("--no-check", action="store_true")
+    pn = sub.add_parser("sniff")
+    pn.add_argument("iface")
+    pe = sub.add_parser("echo")
+    pe.add_argument("dst")
+    pe.add_argument("--id", type=int, required=True)
+    pe.add_argument("--payload", default="echo")
+    pe.add_argument("--count", type=int, default=3)
+    pe.add_argument("--wait", type=float, default=1.0)
+    pc = sub.add_parser("client")
+    pc.add_argument("--bind", type=int, default=0)
+    pc.add_argument("--msg", default="hello")
+    pc.add_argument("--count", type=int, default=1)
+    pc.add_argument("--wait", type=float, default=1.0)
+    pc.add_argument("--no-check", action="store_true")
+    pc.add_argument("destinations", nargs="+")
+    args = p.parse_args()
+    if args.cmd == "serve":
+        serve(args)
+        return 0
+    if args.cmd == "sniff":
+        sniff(args)
+        return 0
+    if args.cmd == "echo":
+        return echo(args)
+    return client(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
