@@ -189,15 +189,18 @@ static __always_inline long deliver_to_guest(const struct kvx_cfg *cfg,
 /*
  * TCP MSS clamping (attach --clamp-mss): lower the MSS option of SYNs in
  * both directions, for paths whose PMTU discovery is broken by someone
- * dropping ICMP.  Only an MSS option in first position is looked at: where
- * every stack puts it (Linux, Windows, BSDs), and a full option walk makes
- * the verifier explore every kind/length combination (it hit the 1M limit).
+ * dropping ICMP.  The options are walked as RFC 9293 lays them out (kind,
+ * length), at most KVX_TCPOPT_WALK of them.  The offset is masked to 6 bits
+ * at every step: a bounded, imprecise offset lets the verifier prune the
+ * walk's states instead of following every kind/length combination (an
+ * unmasked walk hit its 1M-instruction limit).
  */
+#define KVX_TCPOPT_WALK 12
 static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u16 mss)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
-	__u32 l4_off = p->l4_off;
+	__u32 l4_off = p->l4_off, opt_len, i = 0, n;
 	struct tcphdr *th;
 	__u16 old;
 	__u8 *o;
@@ -205,8 +208,27 @@ static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u
 	if (l4_off < ETH_HLEN + 20 || l4_off > ETH_HLEN + 60)
 		return 0;
 	th = data + l4_off;
-	o = (__u8 *)(th + 1);
-	if ((void *)(o + 4) > data_end || th->doff < 6 || o[0] != 2 || o[1] != 4)
+	if ((void *)(th + 1) > data_end || th->doff < 6)
+		return 0;
+	opt_len = th->doff * 4 - sizeof(*th);
+	for (n = 0; n < KVX_TCPOPT_WALK; n++) {
+		i &= 0x3f;
+		if (i >= opt_len)
+			return 0;
+		o = (__u8 *)(th + 1) + i;
+		if ((void *)(o + 2) > data_end || o[0] == 0)
+			return 0;
+		if (o[0] == 1) { /* NOP */
+			i++;
+			continue;
+		}
+		if (o[1] < 2)
+			return 0;
+		if (o[0] == 2 && o[1] == 4)
+			break;
+		i += o[1];
+	}
+	if (n == KVX_TCPOPT_WALK || (void *)(o + 4) > data_end || i + 4 > opt_len)
 		return 0;
 	old = (__u16)o[2] << 8 | o[3];
 	if (old <= mss)

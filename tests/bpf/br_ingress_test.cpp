@@ -1,0 +1,1008 @@
+// kvx_br_ingress (bridge ingress, guest -> outside).  Table-driven cases
+// (contract steps 1-13, each from empty tables and the default cfg), then
+// scenarios: truncations (test_run and, below 34 bytes, the real bridge),
+// mutation invariants, MTU, bindings (EIM, port choice, exhaustion, table
+// limits, uplink address change, broken pairs), fragments, static mappings
+// (1:1, port forwards, hairpin), guests' ICMP errors, MSS clamping and a real
+// redirect out of the uplink.
+#include <linux/pkt_cls.h>
+
+#include <ostream>
+#include <set>
+
+#include "fixture.hpp"
+
+namespace kvmxdp::test {
+namespace {
+
+using namespace testpkt;
+
+struct BrCase {
+	std::string name;
+	std::function<Packet()> input;	    // from_guest() is applied by the runner
+	std::function<void(kvx_cfg &)> cfg; // optional edit of the default cfg
+	int verdict;
+	kvx_reason reason;
+	// Expected output from the input; nullptr: unchanged.
+	std::function<Packet(const Packet &)> expect;
+};
+
+// Translation with the guest's port kept (it is inside the range and free).
+Packet keep_port(const Packet &in)
+{
+	return snat(in, src_port_of(in));
+}
+
+std::vector<BrCase> br_cases()
+{
+	const std::uint32_t A = kGuestA, R = kRemote1;
+	std::vector<BrCase> c;
+	// --- translated (contract step 13) ---
+	c.push_back({"TcpSynTranslated", [=] { return make_tcp(A, 62000, R, 443); }, nullptr,
+		     TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"TcpAckWithPayloadTranslated",
+		     [=] { return make_tcp(A, 62000, R, 443, kTcpAck | kTcpPsh); }, nullptr,
+		     TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"UdpTranslated", [=] { return make_udp(A, 62001, R, 53, 33); }, nullptr,
+		     TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"IcmpEchoTranslated", [=] { return make_icmp_echo(A, R, 62002); }, nullptr,
+		     TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"UdpChecksumZeroStaysZero",
+		     [=] {
+			     return with(make_udp(A, 62003, R, 9999),
+					 [](Packet &p) { p.udp_no_csum = true; });
+		     },
+		     nullptr, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"TcpAfterIpOptions",
+		     [=] {
+			     // Router Alert (RFC 2113): ihl 6, L4 after the option.
+			     return with(make_tcp(A, 62004, R, 80), [](Packet &p) {
+				     p.ip_options = {0x94, 0x04, 0x00, 0x00};
+			     });
+		     },
+		     nullptr, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"UdpAfterMaxIpOptions",
+		     [=] {
+			     // ihl 15: 36 NOPs and an EOL padded to 40 bytes.
+			     return with(make_udp(A, 62005, R, 123), [](Packet &p) {
+				     p.ip_options.assign(40, 0x01);
+				     p.ip_options[36] = 0x00;
+			     });
+		     },
+		     nullptr, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"IcmpEchoAfterIpOptions",
+		     [=] {
+			     return with(make_icmp_echo(A, R, 62006), [](Packet &p) {
+				     p.ip_options = {0x01, 0x01, 0x01, 0x00};
+			     });
+		     },
+		     nullptr, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"UdpPaddedFrameTranslated",
+		     [=] {
+			     return with(make_udp(A, 62007, R, 53, 4),
+					 [](Packet &p) { p.pad_to = 60; });
+		     },
+		     nullptr, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"GreAddressOnly", [=] { return make_ip_proto(A, R, kProtoGre); }, nullptr,
+		     TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		     [](const Packet &in) { return snat(in, 0); }});
+	c.push_back({"TtlTwoTranslated",
+		     [=] { return with(make_udp(A, 62008, R, 53), [](Packet &p) { p.ttl = 2; }); },
+		     nullptr, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back(
+		{"NoDfTranslated",
+		 [=] { return with(make_udp(A, 62009, R, 53), [](Packet &p) { p.df = false; }); },
+		 nullptr, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"OnLinkUplinkNoNeighTranslated",
+		     // 10.77.0.9 is on the uplink's link with no neighbour entry:
+		     // fib NO_NEIGH -> bpf_redirect_neigh (MACs left to the stack).
+		     // The program leaves the guest's MACs as they are.
+		     [=] { return make_udp(A, 62010, ip4(10, 77, 0, 9), 53); }, nullptr,
+		     TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		     [](const Packet &in) {
+			     Packet p = keep_port(in);
+			     p.src_mac = in.src_mac;
+			     p.dst_mac = in.dst_mac;
+			     return p;
+		     }});
+
+	// --- step 1: not IPv4 ---
+	c.push_back({"ArpNotIp", [] { return make_ethertype(kEthArp, 28); }, nullptr, TC_ACT_OK,
+		     KVX_R_PASS_NOT_IP, nullptr});
+	c.push_back({"Ipv6NotIp", [] { return make_ethertype(kEthIpv6, 60); }, nullptr, TC_ACT_OK,
+		     KVX_R_PASS_NOT_IP, nullptr});
+	c.push_back({"VlanTaggedIpv4NotIp",
+		     [=] {
+			     return with(make_udp(A, 62011, R, 53),
+					 [](Packet &p) { p.vlan_tags = {100}; });
+		     },
+		     nullptr, TC_ACT_OK, KVX_R_PASS_NOT_IP, nullptr});
+
+	// --- step 2: malformed IPv4 header ---
+	c.push_back(
+		{"Version6InIpv4Frame",
+		 [=] { return with(make_udp(A, 62012, R, 53), [](Packet &p) { p.version = 6; }); },
+		 nullptr, TC_ACT_SHOT, KVX_R_DROP_MALFORMED, nullptr});
+	c.push_back({"IhlBelowFive",
+		     [=] { return with(make_udp(A, 62012, R, 53), [](Packet &p) { p.ihl = 4; }); },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_MALFORMED, nullptr});
+	c.push_back({"IhlBeyondFrame",
+		     // ihl 15 (60 bytes) on a frame with 20+8+0 bytes of IP.
+		     [=] {
+			     return with(make_udp(A, 62012, R, 53, 0), [](Packet &p) {
+				     p.ihl = 15;
+				     p.tot_len = 28;
+			     });
+		     },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_MALFORMED, nullptr});
+	c.push_back(
+		{"TotLenBelowIhl",
+		 [=] { return with(make_udp(A, 62012, R, 53), [](Packet &p) { p.tot_len = 19; }); },
+		 nullptr, TC_ACT_SHOT, KVX_R_DROP_MALFORMED, nullptr});
+	c.push_back({"TotLenBeyondFrame",
+		     [=] {
+			     return with(make_udp(A, 62012, R, 53, 16),
+					 [](Packet &p) { p.tot_len = 20 + 8 + 17; });
+		     },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_MALFORMED, nullptr});
+
+	// --- step 3: source ---
+	c.push_back({"SpoofedSourceOutsideSubnet",
+		     [=] { return make_udp(ip4(10, 1, 2, 3), 62013, R, 53); }, nullptr, TC_ACT_SHOT,
+		     KVX_R_DROP_SPOOFED, nullptr});
+	c.push_back({"SpoofedSourceNeighbourSubnet",
+		     [=] { return make_udp(ip4(192, 168, 123, 10), 62013, R, 53); }, nullptr,
+		     TC_ACT_SHOT, KVX_R_DROP_SPOOFED, nullptr});
+	c.push_back({"DhcpDiscoverFromZero",
+		     [] { return make_udp(0, 68, ip4(255, 255, 255, 255), 67, 240); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
+	c.push_back({"DhcpRequestFromZeroToServer",
+		     [] { return make_udp(0, 68, Topology::kBridgeAddr, 67, 240); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
+
+	// --- step 4: multicast / broadcast ---
+	c.push_back({"MulticastMdns", [=] { return make_udp(A, 5353, ip4(224, 0, 0, 251), 5353); },
+		     nullptr, TC_ACT_OK, KVX_R_PASS_MCAST, nullptr});
+	c.push_back({"MulticastOrgScope",
+		     [=] { return make_udp(A, 40000, ip4(239, 255, 255, 250), 1900); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_MCAST, nullptr});
+	c.push_back({"LimitedBroadcast",
+		     [=] { return make_udp(A, 68, ip4(255, 255, 255, 255), 67); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_MCAST, nullptr});
+	c.push_back({"SubnetBroadcast",
+		     [=] { return make_udp(A, 137, ip4(192, 168, 122, 255), 137); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_MCAST, nullptr});
+
+	// --- step 5 / 6: local ---
+	c.push_back({"DstOtherGuest",
+		     [=] { return make_tcp(A, 62014, ip4(192, 168, 122, 20), 22); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
+	c.push_back({"DstBridgeAddress",
+		     [=] { return make_udp(A, 62014, Topology::kBridgeAddr, 53); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
+	c.push_back({"DstUplinkAddressNotForwarded",
+		     [=] { return make_tcp(A, 62014, Topology::kUplinkAddr, 22); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
+	c.push_back({"DstOtherHostAddressNotForwarded",
+		     [=] { return make_tcp(A, 62014, Topology::kOtherAddr, 22); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
+
+	// --- step 6: routes ---
+	c.push_back({"BlackholeRoute", [=] { return make_udp(A, 62015, ip4(198, 51, 100, 5), 53); },
+		     nullptr, TC_ACT_OK, KVX_R_PASS_NO_ROUTE, nullptr});
+	c.push_back({"UnreachableRoute",
+		     [=] { return make_udp(A, 62015, ip4(203, 0, 113, 5), 53); }, nullptr,
+		     TC_ACT_OK, KVX_R_PASS_NO_ROUTE, nullptr});
+	c.push_back({"ProhibitRoute", [=] { return make_udp(A, 62015, ip4(192, 0, 2, 5), 53); },
+		     nullptr, TC_ACT_OK, KVX_R_PASS_NO_ROUTE, nullptr});
+	c.push_back({"RoutedToOtherDevice",
+		     [=] { return make_udp(A, 62015, Topology::kOtherNeigh, 53); }, nullptr,
+		     TC_ACT_SHOT, KVX_R_DROP_OTHER_IFACE, nullptr});
+	c.push_back({"RoutedToOtherDeviceNoNeigh",
+		     [=] { return make_udp(A, 62015, ip4(172, 31, 0, 9), 53); }, nullptr,
+		     TC_ACT_SHOT, KVX_R_DROP_OTHER_IFACE, nullptr});
+
+	// --- martians (ip_route_input() would never forward them) ---
+	c.push_back({"DstZeroAddressMartian", [=] { return make_udp(A, 62015, 0, 53); }, nullptr,
+		     TC_ACT_SHOT, KVX_R_DROP_MARTIAN, nullptr});
+	c.push_back({"DstThisNetworkMartian",
+		     [=] { return make_udp(A, 62015, ip4(0, 1, 2, 3), 53); }, nullptr, TC_ACT_SHOT,
+		     KVX_R_DROP_MARTIAN, nullptr});
+	c.push_back({"SrcSubnetNetworkAddressMartian",
+		     [=] { return make_udp(Topology::kSubnet, 62015, R, 53); }, nullptr,
+		     TC_ACT_SHOT, KVX_R_DROP_MARTIAN, nullptr});
+	c.push_back({"SrcSubnetBroadcastMartian",
+		     [=] { return make_udp(ip4(192, 168, 122, 255), 62015, R, 53); }, nullptr,
+		     TC_ACT_SHOT, KVX_R_DROP_MARTIAN, nullptr});
+
+	// --- step 7: TTL ---
+	c.push_back({"TtlOne",
+		     [=] { return with(make_udp(A, 62016, R, 53), [](Packet &p) { p.ttl = 1; }); },
+		     nullptr, TC_ACT_OK, KVX_R_PASS_TTL, nullptr});
+	c.push_back({"TtlZero",
+		     [=] { return with(make_tcp(A, 62016, R, 80), [](Packet &p) { p.ttl = 0; }); },
+		     nullptr, TC_ACT_OK, KVX_R_PASS_TTL, nullptr});
+
+	// --- step 9: fragments (later ones without their first: dropped) ---
+	c.push_back({"FirstFragmentTranslated",
+		     [=] {
+			     return with(make_udp(A, 62017, R, 53, 64), [](Packet &p) {
+				     p.mf = true;
+				     p.df = false;
+			     });
+		     },
+		     nullptr, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
+	c.push_back({"LaterFragmentOffset",
+		     [=] {
+			     Packet p = make_ip_proto(A, R, kProtoUdp, 64);
+			     p.df = false;
+			     p.frag_offset = 185;
+			     p.raw_l4 = true; // later fragment: no L4 header
+			     return p;
+		     },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, nullptr});
+	c.push_back({"LastFragmentIcmp",
+		     [=] {
+			     Packet p = make_ip_proto(A, R, kProtoIcmp, 40);
+			     p.df = false;
+			     p.frag_offset = 3;
+			     p.raw_l4 = true; // later fragment: no L4 header
+			     return p;
+		     },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, nullptr});
+
+	// --- step 10: no uplink address ---
+	c.push_back({"NoUplinkAddress", [=] { return make_tcp(A, 62018, R, 443); },
+		     [](kvx_cfg &cfg) { cfg.uplink_addr = 0; }, TC_ACT_SHOT,
+		     KVX_R_DROP_NO_UPLINK_ADDR, nullptr});
+
+	// --- step 11: L4 ---
+	c.push_back({"TcpHeaderTruncated",
+		     [=] {
+			     Packet p = make_ip_proto(A, R, kProtoTcp, 12);
+			     p.raw_l4 = true;
+			     return p;
+		     },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_MALFORMED, nullptr});
+	c.push_back({"UdpHeaderTruncated",
+		     [=] {
+			     Packet p = make_ip_proto(A, R, kProtoUdp, 6);
+			     p.raw_l4 = true;
+			     return p;
+		     },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_MALFORMED, nullptr});
+	c.push_back({"IcmpEchoReplyFromGuest",
+		     [=] { return make_icmp_echo(A, R, 62019, kIcmpEchoReply); }, nullptr,
+		     TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE, nullptr});
+	c.push_back({"IcmpDestUnreachFromGuest",
+		     [=] {
+			     Packet p = make_icmp_echo(A, R, 0, kIcmpDestUnreach);
+			     p.icmp_code = 3;
+			     return p;
+		     },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE, nullptr});
+	c.push_back({"IcmpTimestampFromGuest", [=] { return make_icmp_echo(A, R, 62019, 13); },
+		     nullptr, TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE, nullptr});
+	return c;
+}
+
+// gtest prints parameters of failed cases: the name is enough.
+void PrintTo(const BrCase &c, std::ostream *os)
+{
+	*os << c.name;
+}
+
+class BrIngressCases : public BrIngressTest, public ::testing::WithParamInterface<BrCase> {};
+
+TEST_P(BrIngressCases, Verdict)
+{
+	const BrCase &tc = GetParam();
+	if (tc.cfg)
+		set_cfg(tc.cfg);
+	const Packet in = from_guest(tc.input());
+	std::optional<Packet> want;
+	if (tc.expect)
+		want = tc.expect(in);
+	run_br(in, tc.verdict, tc.reason, want);
+	if (tc.reason == KVX_R_XLATE_OUT)
+		expect_flow_state(dp(), in, src_port_of(want.value()));
+	else
+		EXPECT_TRUE(dp().bind_entries().empty()) << "no binding may be created";
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, BrIngressCases, ::testing::ValuesIn(br_cases()),
+			 [](const ::testing::TestParamInfo<BrCase> &i) { return i.param.name; });
+
+// --- every truncation of valid packets (contract step 2) ---
+
+TEST_F(BrIngressTest, EveryTruncationIsMalformed)
+{
+	const std::vector<Packet> valid = {
+		from_guest(make_tcp(kGuestA, 62100, kRemote1, 443)),
+		from_guest(make_udp(kGuestA, 62101, kRemote1, 53, 20)),
+		from_guest(make_icmp_echo(kGuestA, kRemote1, 62102)),
+		from_guest(with(make_tcp(kGuestA, 62103, kRemote1, 80),
+				[](Packet &p) {
+					p.ip_options = {0x94, 0x04, 0, 0};
+				})),
+	};
+	for (const Packet &p : valid) {
+		const Bytes full = p.build();
+		for (std::size_t len = kMinTestRunFrame; len < full.size(); len++) {
+			SCOPED_TRACE("proto " + std::to_string(p.proto) + " truncated to " +
+				     std::to_string(len) + " of " + std::to_string(full.size()));
+			run_case_bytes(dp(), Prog::BrIngress,
+				       Bytes(full.begin(), full.begin() + len), TC_ACT_SHOT,
+				       KVX_R_DROP_MALFORMED, std::nullopt);
+			if (HasFailure())
+				return; // one precise failure, not hundreds
+		}
+	}
+	EXPECT_TRUE(dp().bind_entries().empty());
+	EXPECT_TRUE(dp().ct_entries().empty());
+}
+
+TEST_F(BrIngressTest, ShortFramesOnTheRealBridgeAreMalformed)
+{
+	// 14..33 bytes: Ethernet + part of the IPv4 header.
+	for (const Packet &p : {from_guest(make_tcp(kGuestA, 62104, kRemote1, 443)),
+				from_guest(make_udp(kGuestA, 62105, kRemote1, 53)),
+				from_guest(make_icmp_echo(kGuestA, kRemote1, 62106))})
+		expect_short_frames_on_device(dp(), Prog::BrIngress, p.build(),
+					      KVX_R_DROP_MALFORMED);
+	EXPECT_TRUE(dp().bind_entries().empty());
+}
+
+TEST_F(BrIngressTest, MutatedFramesKeepInvariants)
+{
+	const std::vector<Bytes> seeds = {
+		from_guest(make_tcp(kGuestA, 62110, kRemote1, 443)).build(),
+		from_guest(make_tcp(kGuestA, 40110, kRemote1, 443, kTcpAck)).build(),
+		from_guest(make_udp(kGuestB, 62111, kRemote2, 53, 30)).build(),
+		from_guest(with(make_udp(kGuestB, 62112, kRemote2, 53),
+				[](Packet &p) { p.udp_no_csum = true; }))
+			.build(),
+		from_guest(make_icmp_echo(kGuestC, kRemote1, 62113)).build(),
+		from_guest(make_ip_proto(kGuestA, kRemote1, kProtoGre)).build(),
+		from_guest(with(make_tcp(kGuestA, 62114, kRemote1, 80),
+				[](Packet &p) {
+					p.ip_options = {0x94, 0x04, 0, 0};
+				}))
+			.build(),
+	};
+	Mutator m(0x6b7678u);
+	for (int i = 0; i < 3000; i++) {
+		const Bytes in = m.mutate(seeds[m.next(static_cast<std::uint32_t>(seeds.size()))]);
+		SCOPED_TRACE("mutation " + std::to_string(i) + ":\n" + hex(in));
+		expect_invariants(dp(), Prog::BrIngress, in);
+		if (HasFailure())
+			return;
+		if (i % 500 == 499)
+			dp().clear_tables(); // keep the NAT range from filling up
+	}
+}
+
+TEST_F(BrIngressTest, RedirectLeavesThroughTheUplink)
+{
+	// For real: the program at kvxbr0's ingress, a guest frame into the
+	// bridge port, the translated frame read where the uplink's wire ends.
+	TcIngress attached(topo().bridge_ifindex, dp().prog_fd(Prog::BrIngress));
+	Capture wire(topo().uplink_peer_ifindex);
+	for (const Packet &p : {from_guest(make_tcp(kGuestA, 62120, kRemote1, 443)),
+				from_guest(make_udp(kGuestA, 62121, kRemote1, 53)),
+				from_guest(make_icmp_echo(kGuestA, kRemote1, 62122))}) {
+		send_frame(topo().bridge_port_peer_ifindex, p.build());
+		auto got = wire.next_ipv4(2000);
+		ASSERT_TRUE(got) << "nothing left through the uplink (proto " << int(p.proto)
+				 << ")";
+		EXPECT_EQ(diff(*got, snat(p, src_port_of(p)).build()), "");
+	}
+}
+
+TEST_F(BrIngressTest, IcmpHeaderTruncatedIsDropped)
+{
+	// An ICMP header shorter than 8 bytes with a consistent tot_len: the
+	// contract names no reason; either malformed or not-translated is fine
+	// as long as it is dropped.
+	Packet p = from_guest(make_ip_proto(kGuestA, kRemote1, kProtoIcmp, 4));
+	p.raw_l4 = true;
+	p.payload = {kIcmpEchoRequest, 0, 0xf7, 0xff};
+	const Bytes in = p.build();
+	const Stats before = dp().stats();
+	RunResult r = dp().run(Prog::BrIngress, in, topo().bridge_ifindex);
+	EXPECT_EQ(verdict_name(r.verdict), std::string("TC_ACT_SHOT"));
+	const std::string d = stats_delta(before, dp().stats());
+	const std::string tail = " +1/+" + std::to_string(in.size()) + "B";
+	EXPECT_TRUE(d == "DROP_MALFORMED" + tail || d == "DROP_ICMP_TYPE" + tail) << d;
+}
+
+TEST_F(BrIngressTest, FrameForAnotherMacIsNotRouted)
+{
+	// A promiscuous bridge also sees unicast between other hosts
+	// (PACKET_OTHERHOST): ip_rcv() would drop it, so it is not ours to
+	// route either.
+	Packet p = from_guest(make_udp(kGuestA, 62016, kRemote1, 53));
+	p.dst_mac = {0x52, 0x54, 0x00, 0x00, 0x00, 0x99};
+	run_br(p, TC_ACT_OK, KVX_R_PASS_OTHERHOST);
+	// Broadcast and multicast frames are for the host too.
+	p.dst_mac = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	translate_out(p, 62016);
+}
+
+// --- MTU (contract step 8): needs the uplink's MTU lowered ---
+
+class UplinkMtu {
+public:
+	explicit UplinkMtu(int mtu)
+	{
+		must_run({"ip", "link", "set", Topology::kUplink, "mtu", std::to_string(mtu)});
+	}
+	~UplinkMtu()
+	{
+		try {
+			must_run({"ip", "link", "set", Topology::kUplink, "mtu", "1500"});
+		} catch (const std::exception &e) {
+			ADD_FAILURE() << "restoring the uplink MTU: " << e.what();
+		}
+	}
+	UplinkMtu(const UplinkMtu &) = delete;
+	UplinkMtu &operator=(const UplinkMtu &) = delete;
+};
+
+TEST_F(BrIngressTest, TooBigWithDfPassesForFragNeeded)
+{
+	UplinkMtu mtu(1280);
+	Packet p = from_guest(make_udp(kGuestA, 62200, kRemote1, 443, 1400 - 28));
+	run_br(p, TC_ACT_OK, KVX_R_PASS_MTU);
+	EXPECT_TRUE(dp().bind_entries().empty());
+}
+
+TEST_F(BrIngressTest, TooBigWithoutDfDropped)
+{
+	UplinkMtu mtu(1280);
+	Packet p = from_guest(make_tcp(kGuestA, 62201, kRemote1, 443, kTcpAck));
+	p.payload = pattern(1400 - 40);
+	p.df = false;
+	run_br(p, TC_ACT_SHOT, KVX_R_DROP_TOO_BIG);
+}
+
+TEST_F(BrIngressTest, TooBigWithDfNoNeighPassesForFragNeeded)
+{
+	// Same as above, to an on-link next hop without a neighbour entry
+	// (bpf_fib_lookup NO_NEIGH): the packet is just as big for the uplink.
+	UplinkMtu mtu(1280);
+	Packet p = from_guest(make_udp(kGuestA, 62204, ip4(10, 77, 0, 9), 443, 1400 - 28));
+	run_br(p, TC_ACT_OK, KVX_R_PASS_MTU);
+}
+
+TEST_F(BrIngressTest, ExactlyMtuFits)
+{
+	UplinkMtu mtu(1280);
+	Packet p = from_guest(make_udp(kGuestA, 62202, kRemote1, 443, 1280 - 28));
+	translate_out(p, 62202);
+}
+
+// --- FWD_DISABLED (contract step 6) ---
+
+TEST_F(BrIngressTest, ForwardingDisabledIsFibDrop)
+{
+	const std::string path =
+		std::string("/proc/sys/net/ipv4/conf/") + Topology::kBridge + "/forwarding";
+	write_sysctl(path, "0");
+	Packet p = from_guest(make_udp(kGuestA, 62203, kRemote1, 53));
+	run_br(p, TC_ACT_SHOT, KVX_R_DROP_FIB);
+	write_sysctl(path, "1");
+}
+
+// --- NAT bindings (contract step 12) ---
+
+TEST_F(BrIngressTest, FlowStateOfTranslatedTcpUdpIcmp)
+{
+	const Packet tcp = from_guest(make_tcp(kGuestA, 62300, kRemote1, 443));
+	const Packet udp = from_guest(make_udp(kGuestA, 62300, kRemote1, 53));
+	const Packet icmp = from_guest(make_icmp_echo(kGuestA, kRemote1, 62300));
+	translate_out(tcp, 62300);
+	translate_out(udp, 62300); // same port number, other protocol: independent
+	translate_out(icmp, 62300);
+	expect_flow_state(dp(), tcp, 62300);
+	expect_flow_state(dp(), udp, 62300);
+	expect_flow_state(dp(), icmp, 62300);
+	EXPECT_EQ(dp().bind_entries().size(), 6u) << "three pairs";
+	EXPECT_EQ(dp().ct_entries().size(), 3u);
+}
+
+TEST_F(BrIngressTest, SecondPacketOfFlowReusesState)
+{
+	const Packet syn = from_guest(make_tcp(kGuestA, 40000, kRemote1, 443));
+	const std::uint16_t ext = translate_out(syn);
+	const Packet ack = from_guest(make_tcp(kGuestA, 40000, kRemote1, 443, kTcpAck));
+	translate_out(ack, ext);
+	auto ct = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 40000, kRemote1, 443));
+	ASSERT_TRUE(ct);
+	EXPECT_EQ(ct->pkts_out, 2u);
+	EXPECT_EQ(dp().bind_entries().size(), 2u);
+	EXPECT_EQ(dp().ct_entries().size(), 1u);
+}
+
+TEST_F(BrIngressTest, PortOutsideRangeGetsPortInRange)
+{
+	for (std::uint16_t gport : {1024, 40000, 60999}) {
+		const Packet p = from_guest(make_udp(kGuestA, gport, kRemote1, 53));
+		const std::uint16_t ext = translate_out(p);
+		expect_flow_state(dp(), p, ext);
+	}
+	const Packet ping = from_guest(make_icmp_echo(kGuestA, kRemote1, 1));
+	expect_flow_state(dp(), ping, translate_out(ping));
+}
+
+TEST_F(BrIngressTest, SecondGuestSamePortGetsOtherPort)
+{
+	const Packet a = from_guest(make_tcp(kGuestA, 62400, kRemote1, 443));
+	const Packet b = from_guest(make_tcp(kGuestB, 62400, kRemote1, 443));
+	translate_out(a, 62400);
+	const std::uint16_t ext_b = translate_out(b);
+	EXPECT_NE(ext_b, 62400);
+	expect_flow_state(dp(), a, 62400);
+	expect_flow_state(dp(), b, ext_b);
+}
+
+TEST_F(BrIngressTest, EndpointIndependentMapping)
+{
+	// RFC 4787 REQ-1: one guest socket, one external port to every
+	// destination.
+	const Packet to1 = from_guest(make_udp(kGuestA, 40001, kRemote1, 3478));
+	const Packet to2 = from_guest(make_udp(kGuestA, 40001, kRemote2, 3478));
+	const Packet to1b = from_guest(make_udp(kGuestA, 40001, kRemote1, 3479));
+	const std::uint16_t ext = translate_out(to1);
+	translate_out(to2, ext);
+	translate_out(to1b, ext);
+	expect_flow_state(dp(), to1, ext);
+	expect_flow_state(dp(), to2, ext);
+	expect_flow_state(dp(), to1b, ext);
+	EXPECT_EQ(dp().bind_entries().size(), 2u) << "one binding pair";
+	EXPECT_EQ(dp().ct_entries().size(), 3u) << "three flows";
+}
+
+TEST_F(BrIngressTest, PortsExhausted)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61001;
+	});
+	std::set<std::uint16_t> used;
+	used.insert(translate_out(from_guest(make_udp(kGuestA, 61000, kRemote1, 53)), 61000));
+	used.insert(translate_out(from_guest(make_udp(kGuestB, 61000, kRemote1, 53)), 61001));
+	EXPECT_EQ(used.size(), 2u);
+	run_br(from_guest(make_udp(kGuestC, 61000, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	run_br(from_guest(make_udp(kGuestC, 5000, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	EXPECT_EQ(dp().bind_entries().size(), 4u) << "no half-made binding left behind";
+	// Existing bindings keep working.
+	translate_out(from_guest(make_udp(kGuestB, 61000, kRemote2, 53)), 61001);
+}
+
+// Port allocation: the guest's own port first; a range of at most
+// KVX_PORT_TRIES (64) ports is scanned whole, a larger one probed at random
+// points (like netfilter's bounded search), so only a nearly full large
+// range may refuse a new binding.
+void fill_ports(Datapath &dp, std::uint32_t guest, std::uint16_t lo, std::uint16_t hi)
+{
+	for (std::uint32_t port = lo; port <= hi; port++) {
+		RunResult r = dp.run(
+			Prog::BrIngress,
+			from_guest(make_udp(guest, static_cast<std::uint16_t>(port), kRemote1, 53))
+				.build(),
+			topo().bridge_ifindex);
+		ASSERT_EQ(r.verdict, TC_ACT_REDIRECT) << "filling port " << port;
+	}
+}
+
+TEST_F(BrIngressTest, SmallRangeIsScannedWhole)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61063;
+	});
+	fill_ports(dp(), kGuestA, 61000, 61062);
+	// The one free port is found from anywhere.
+	const Packet b = from_guest(make_udp(kGuestB, 61010, kRemote1, 53));
+	EXPECT_EQ(translate_out(b), 61063);
+	expect_flow_state(dp(), b, 61063);
+	// Now the range is full.
+	run_br(from_guest(make_udp(kGuestC, 61050, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	run_br(from_guest(make_udp(kGuestC, 5000, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+}
+
+TEST_F(BrIngressTest, LargeRangeWithLongUsedRunStillAllocates)
+{
+	// Half of a 1000-port range used in one run (sequential allocation
+	// leaves such runs): every new binding must still find a port.
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61999;
+	});
+	fill_ports(dp(), kGuestA, 61000, 61499);
+	std::set<std::uint16_t> got;
+	for (std::uint16_t i = 0; i < 40; i++) {
+		const std::uint16_t port = translate_out(from_guest(
+			make_udp(kGuestB, static_cast<std::uint16_t>(61000 + i), kRemote1, 53)));
+		EXPECT_GE(port, 61500);
+		got.insert(port);
+		if (HasFailure())
+			return;
+	}
+	EXPECT_EQ(got.size(), 40u);
+}
+
+TEST_F(BrIngressTest, FragmentedDatagramTranslated)
+{
+	// The first fragment is translated like any packet and remembered;
+	// later ones (no L4 header) get its addresses (RFC 791 key: src, dst,
+	// proto, id).
+	Packet first = from_guest(make_udp(kGuestA, 40020, kRemote1, 53, 64));
+	first.mf = true;
+	first.df = false;
+	first.ip_id = 0x1111;
+	const std::uint16_t ext = translate_out(first);
+
+	Packet later = from_guest(make_ip_proto(kGuestA, kRemote1, kProtoUdp, 40));
+	later.df = false;
+	later.ip_id = 0x1111;
+	later.frag_offset = 9; // 72 bytes: 8 UDP + 64 payload
+	later.raw_l4 = true;   // later fragment: no L4 header
+	run_br(later, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(later, 0));
+	later.mf = true; // a middle fragment too
+	later.frag_offset = 5;
+	run_br(later, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(later, 0));
+
+	// Other datagrams' later fragments: not ours to guess.
+	Packet other = later;
+	other.ip_id = 0x2222;
+	run_br(other, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
+	other = from_guest(make_ip_proto(kGuestB, kRemote1, kProtoUdp, 40));
+	other.df = false;
+	other.ip_id = 0x1111;
+	other.frag_offset = 9;
+	other.raw_l4 = true; // later fragment: no L4 header
+	run_br(other, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
+	EXPECT_NE(ext, 0);
+}
+
+TEST_F(BrIngressTest, OtherProtocolOneGuestAtATime)
+{
+	const Packet a = from_guest(make_ip_proto(kGuestA, kRemote1, kProtoGre));
+	translate_out(a, 0);
+	expect_flow_state(dp(), a, 0);
+	// Address-only NAT cannot tell two guests' GRE apart: the second one
+	// is refused (no free "port").
+	run_br(from_guest(make_ip_proto(kGuestB, kRemote1, kProtoGre)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	// The first guest to another remote keeps its binding.
+	translate_out(from_guest(make_ip_proto(kGuestA, kRemote2, kProtoGre)), 0);
+}
+
+TEST_F(BrIngressTest, UdpChecksumComputingToZeroIsSentAsOnes)
+{
+	// Pick the last two payload bytes so the translated packet's UDP
+	// checksum computes to 0, which RFC 768 sends as 0xffff (a 0 would
+	// mean "no checksum").
+	Packet p = from_guest(make_udp(kGuestA, 62500, kRemote1, 53, 20));
+	p.payload[18] = p.payload[19] = 0;
+	Packet want = snat(p, 62500);
+	const Bytes w = want.build();
+	const Parsed pw = parse(w);
+	// Sum of the translated segment with checksum 0 and the filler 0.
+	Bytes seg(w.begin() + static_cast<long>(pw.l4_off), w.end());
+	seg[6] = seg[7] = 0;
+	const std::uint16_t c = l4_checksum(want.src, want.dst, kProtoUdp, seg.data(), seg.size());
+	// Adding the value c at the filler makes the folded sum 0xffff.
+	p.payload[18] = static_cast<std::uint8_t>(c >> 8);
+	p.payload[19] = static_cast<std::uint8_t>(c);
+	want = snat(p, 62500);
+	const Bytes wb = want.build();
+	ASSERT_EQ(parse(wb).l4_csum, 0xffff) << "test setup: translated checksum must be 0xffff";
+	ASSERT_NE(parse(p.build()).l4_csum, 0xffff);
+	run_br(p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, want);
+}
+
+TEST_F(BrIngressTest, TcpChecksumComputingToZero)
+{
+	// TCP has no "no checksum": a translated checksum that computes to
+	// 0x0000 must stay valid (RFC 1624 eqn. 3 never yields -0 here).
+	Packet p = from_guest(make_tcp(kGuestA, 62501, kRemote1, 443, kTcpAck));
+	p.payload.assign(20, 0);
+	const Bytes w = snat(p, 62501).build();
+	const Parsed pw = parse(w);
+	Bytes seg(w.begin() + static_cast<long>(pw.l4_off), w.end());
+	seg[16] = seg[17] = 0;
+	const std::uint16_t c =
+		l4_checksum(Topology::kUplinkAddr, kRemote1, kProtoTcp, seg.data(), seg.size());
+	p.payload[18] = static_cast<std::uint8_t>(c >> 8);
+	p.payload[19] = static_cast<std::uint8_t>(c);
+	const Packet want = snat(p, 62501);
+	ASSERT_EQ(parse(want.build()).l4_csum, 0) << "test setup";
+	run_br(p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, want);
+}
+
+// --- failures of the tables (contract step 12) ---
+
+TEST_F(BrIngressTest, ConntrackTableFull)
+{
+	Datapath small(TableSizes{4, 0});
+	small.set_cfg(Datapath::default_cfg(topo()));
+	auto udp = [](std::uint32_t dst) { return from_guest(make_udp(kGuestA, 40002, dst, 53)); };
+	std::vector<Packet> sent;
+	for (std::uint32_t i = 0; i < 4; i++) {
+		sent.push_back(udp(kRemote1 + i));
+		RunResult r =
+			small.run(Prog::BrIngress, sent.back().build(), topo().bridge_ifindex);
+		ASSERT_EQ(r.verdict, TC_ACT_REDIRECT) << "flow " << i;
+	}
+	ASSERT_EQ(small.ct_entries().size(), 4u);
+	const std::uint16_t ext =
+		parse(small.run(Prog::BrIngress, sent[0].build(), topo().bridge_ifindex).out).sport;
+	run_case(small, Prog::BrIngress, udp(kRemote2 + 100), TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	// A new guest: no binding may be left without its flow... at least the
+	// verdict must be the same.
+	run_case(small, Prog::BrIngress, from_guest(make_udp(kGuestB, 40002, kRemote1, 53)),
+		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	// Existing flows still translate.
+	for (const Packet &p : sent)
+		run_case(small, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, ext));
+}
+
+TEST_F(BrIngressTest, BindingTableFull)
+{
+	Datapath small(TableSizes{0, 4}); // two pairs
+	small.set_cfg(Datapath::default_cfg(topo()));
+	const Packet a = from_guest(make_udp(kGuestA, 62600, kRemote1, 53));
+	const Packet b = from_guest(make_udp(kGuestB, 62601, kRemote1, 53));
+	run_case(small, Prog::BrIngress, a, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(a, 62600));
+	run_case(small, Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(b, 62601));
+	run_case(small, Prog::BrIngress, from_guest(make_udp(kGuestC, 62602, kRemote1, 53)),
+		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	EXPECT_EQ(small.bind_entries().size(), 4u);
+	run_case(small, Prog::BrIngress, a, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(a, 62600));
+}
+
+// --- uplink address change (PITFALLS 8) ---
+
+TEST_F(BrIngressTest, UplinkAddressChangeRebinds)
+{
+	const Packet first = from_guest(make_tcp(kGuestA, 62700, kRemote1, 443));
+	translate_out(first, 62700);
+	const std::uint32_t new_addr = ip4(10, 77, 0, 3);
+	set_cfg([&](kvx_cfg &c) { c.uplink_addr = be32(new_addr); });
+	const Packet second = from_guest(make_tcp(kGuestA, 62700, kRemote2, 443));
+	const std::uint16_t ext = translate_out(second, 0, new_addr);
+	expect_flow_state(dp(), second, ext, new_addr);
+	EXPECT_FALSE(
+		dp().bind_lookup(bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, 62700)))
+		<< "the stale IN half on the old address should be gone";
+}
+
+// --- broken pairs (PITFALLS 4): repaired or dropped, never mistranslated ---
+
+TEST_F(BrIngressTest, MissingInHalfRepairedOrDropped)
+{
+	const Packet p = from_guest(make_udp(kGuestA, 62800, kRemote1, 53));
+	translate_out(p, 62800);
+	dp().bind_delete(bind_key(KVX_BIND_IN, kProtoUdp, Topology::kUplinkAddr, 62800));
+
+	for (const Packet &q : {p, from_guest(make_udp(kGuestA, 62800, kRemote2, 53))}) {
+		const Bytes in = q.build();
+		const Stats before = dp().stats();
+		RunResult r = dp().run(Prog::BrIngress, in, topo().bridge_ifindex);
+		const std::string d = stats_delta(before, dp().stats());
+		const std::string tail = " +1/+" + std::to_string(in.size()) + "B";
+		if (r.verdict == TC_ACT_SHOT) {
+			EXPECT_EQ(d, "DROP_BROKEN_PAIR" + tail);
+			continue;
+		}
+		ASSERT_EQ(verdict_name(r.verdict), std::string("TC_ACT_REDIRECT")) << d;
+		EXPECT_EQ(d, "XLATE_OUT" + tail);
+		const std::uint16_t ext = parse(r.out).sport;
+		EXPECT_EQ(diff(r.out, snat(q, ext).build()), "");
+		expect_flow_state(dp(), q, ext); // the pair is whole again
+	}
+}
+
+TEST_F(BrIngressTest, InHalfOwnedByOtherGuestNeverUsed)
+{
+	const Packet p = from_guest(make_udp(kGuestA, 62801, kRemote1, 53));
+	translate_out(p, 62801);
+	// The IN half now says port 62801 belongs to guest B: A must not be
+	// sent out with 62801 (the replies would reach B).
+	auto key = bind_key(KVX_BIND_IN, kProtoUdp, Topology::kUplinkAddr, 62801);
+	kvx_bind_val v = *dp().bind_lookup(key);
+	v.addr = be32(kGuestB);
+	dp().bind_update(key, v);
+
+	const Packet q = from_guest(make_udp(kGuestA, 62801, kRemote2, 53));
+	const Bytes in = q.build();
+	const Stats before = dp().stats();
+	RunResult r = dp().run(Prog::BrIngress, in, topo().bridge_ifindex);
+	const std::string d = stats_delta(before, dp().stats());
+	const std::string tail = " +1/+" + std::to_string(in.size()) + "B";
+	if (r.verdict == TC_ACT_SHOT) {
+		EXPECT_EQ(d, "DROP_BROKEN_PAIR" + tail);
+		return;
+	}
+	ASSERT_EQ(verdict_name(r.verdict), std::string("TC_ACT_REDIRECT")) << d;
+	EXPECT_EQ(d, "XLATE_OUT" + tail);
+	const std::uint16_t ext = parse(r.out).sport;
+	EXPECT_NE(ext, 62801) << "translated with a port whose IN half belongs to another guest";
+	EXPECT_EQ(diff(r.out, snat(q, ext).build()), "");
+	expect_flow_state(dp(), q, ext);
+}
+
+// --- static mappings, guest side ---
+
+TEST_F(BrIngressTest, OneToOneKeepsPortsOutbound)
+{
+	add_one_to_one(dp(), kMappedAddr, kGuestA, KVX_EXT_F_ARP);
+	for (const Packet &p : {from_guest(make_tcp(kGuestA, 40000, kRemote1, 443)),
+				from_guest(make_udp(kGuestA, 1024, kRemote1, 53)),
+				from_guest(make_icmp_echo(kGuestA, kRemote1, 5)),
+				from_guest(make_ip_proto(kGuestA, kRemote1, kProtoGre))}) {
+		run_br(p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, src_port_of(p), kMappedAddr));
+	}
+	// Other guests still masquerade behind the uplink address.
+	translate_out(from_guest(make_tcp(kGuestB, 62000, kRemote1, 443)), 62000);
+}
+
+TEST_F(BrIngressTest, SuspendedOneToOneMasquerades)
+{
+	add_one_to_one(dp(), kMappedAddr, kGuestA, KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
+	translate_out(from_guest(make_tcp(kGuestA, 62001, kRemote1, 443)), 62001);
+}
+
+TEST_F(BrIngressTest, PortForwardGuestLeavesFromItsExternalPort)
+{
+	add_port_forward(dp(), kProtoUdp, Topology::kUplinkAddr, 5060, kGuestA, 5060);
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 2222, kGuestA, 22);
+	translate_out(from_guest(make_udp(kGuestA, 5060, kRemote1, 5060)), 5060);
+	translate_out(from_guest(make_tcp(kGuestA, 22, kRemote2, 40000)), 2222);
+	// A missing static IN half is not repaired by the datapath.
+	dp().bind_delete(bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, 2222));
+	run_br(from_guest(make_tcp(kGuestA, 22, kRemote1, 40001)), TC_ACT_SHOT,
+	       KVX_R_DROP_BROKEN_PAIR);
+}
+
+TEST_F(BrIngressTest, HairpinToPortForward)
+{
+	// RFC 4787 REQ-9: guest B reaches guest A's forwarded port on the
+	// uplink address through the bridge, seen from B's external endpoint.
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 8080, kGuestA, 80);
+	// A has spoken once: its MAC is known.
+	translate_out(from_guest(make_tcp(kGuestA, 80, kRemote1, 1234, kTcpAck)), 8080);
+
+	const Packet b = from_guest(make_tcp(kGuestB, 62600, Topology::kUplinkAddr, 8080));
+	Packet want = b;
+	want.src = Topology::kUplinkAddr; // B's external endpoint (port kept)
+	want.dst = kGuestA;
+	want.dport = 80;
+	want.ttl = static_cast<std::uint8_t>(b.ttl - 1);
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = kGuestAMac;
+	run_br(b, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+	expect_flow_state(dp(), b, 62600);
+
+	// A answers B's external endpoint: back to B, from A's forwarded port.
+	const Packet a =
+		from_guest(make_tcp(kGuestA, 80, Topology::kUplinkAddr, 62600, kTcpSyn | kTcpAck));
+	Packet back = a;
+	back.src = Topology::kUplinkAddr;
+	back.sport = 8080;
+	back.dst = kGuestB;
+	back.dport = 62600;
+	back.ttl = static_cast<std::uint8_t>(a.ttl - 1);
+	back.src_mac = Topology::kBridgeMac;
+	back.dst_mac = kGuestBMac;
+	run_br(a, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, back);
+}
+
+TEST_F(BrIngressTest, HairpinToOneToOneAddress)
+{
+	add_one_to_one(dp(), kMappedAddr, kGuestA, KVX_EXT_F_ARP);
+	translate_out(from_guest(make_udp(kGuestA, 53, kRemote1, 53)), 53, kMappedAddr);
+	const Packet b = from_guest(make_tcp(kGuestB, 62900, kMappedAddr, 22));
+	Packet want = b;
+	want.src = Topology::kUplinkAddr;
+	want.dst = kGuestA;
+	want.ttl = static_cast<std::uint8_t>(b.ttl - 1);
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = kGuestAMac;
+	run_br(b, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+	// Expiring on the way: the stack answers with time exceeded.
+	Packet last = from_guest(make_tcp(kGuestB, 62901, kMappedAddr, 22));
+	last.ttl = 1;
+	run_br(last, TC_ACT_OK, KVX_R_PASS_TTL);
+}
+
+TEST_F(BrIngressTest, HairpinToDynamicBindingFollowsFiltering)
+{
+	// A talks to remote1 from 62000; B sends to A's external endpoint.
+	// A never talked to B's external endpoint: filtered (RFC 4787
+	// address-and-port-dependent filtering), unless EIF is on.
+	translate_out(from_guest(make_udp(kGuestA, 62000, kRemote1, 53)), 62000);
+	const Packet b = from_guest(make_udp(kGuestB, 62700, Topology::kUplinkAddr, 62000));
+	run_br(b, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	set_cfg([](kvx_cfg &c) { c.flags |= KVX_CFG_F_EIF; });
+	Packet want = b;
+	want.src = Topology::kUplinkAddr;
+	want.dst = kGuestA;
+	want.ttl = static_cast<std::uint8_t>(b.ttl - 1);
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = kGuestAMac;
+	run_br(b, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+}
+
+TEST_F(BrIngressTest, GuestErrorAboutInboundFlowTranslated)
+{
+	// A port forward brings remote1's UDP to guest A, which answers with
+	// port unreachable: it leaves from the forwarded endpoint, quoting the
+	// packet as it arrived on the uplink.
+	add_port_forward(dp(), kProtoUdp, Topology::kUplinkAddr, 5353, kGuestA, 53);
+	Packet in = from_uplink(make_udp(kRemote1, 40000, Topology::kUplinkAddr, 5353, 30));
+	in.ttl = 50;
+	RunResult r = dp().run(Prog::UpIngress, in.build(), topo().uplink_ifindex);
+	ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+	const Bytes delivered = r.out; // what A received (dst A:53, TTL 49)
+
+	Packet err = from_guest(make_icmp_error(kGuestA, kRemote1, kIcmpDestUnreach, 3, delivered));
+	Packet quoted = in;
+	quoted.ttl = 49;
+	Packet want = make_icmp_error(Topology::kUplinkAddr, kRemote1, kIcmpDestUnreach, 3,
+				      quoted.build());
+	want.ttl = static_cast<std::uint8_t>(err.ttl - 1);
+	want.src_mac = Topology::kUplinkMac;
+	want.dst_mac = Topology::kGatewayMac;
+	run_br(err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, want);
+
+	// An error about nothing the guest received from outside: dropped.
+	Packet stray = from_uplink(make_udp(kRemote2, 1, kGuestA, 2));
+	run_br(from_guest(make_icmp_error(kGuestA, kRemote2, kIcmpDestUnreach, 3, stray.build())),
+	       TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+}
+
+// --- MSS clamping (kvx_cfg.clamp_mss: "TCP SYNs through the NAT get at
+// most this MSS") ---
+
+Packet with_mss_options(Packet p, const Bytes &options)
+{
+	p.tcp_options = options;
+	return p;
+}
+
+TEST_F(BrIngressTest, MssClampedOnOutboundSyn)
+{
+	set_cfg([](kvx_cfg &c) { c.clamp_mss = 1400; });
+	const Packet syn = from_guest(make_tcp(kGuestA, 62800, kRemote1, 443)); // MSS 1460
+	run_br(syn, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+	       with_mss_options(snat(syn, 62800), {0x02, 0x04, 0x05, 0x78}));
+	// Smaller MSS: untouched.
+	const Packet small = from_guest(
+		with_mss_options(make_tcp(kGuestA, 62801, kRemote1, 443), {2, 4, 0x04, 0xb0}));
+	run_br(small, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(small, 62801));
+	// Not a SYN: untouched even if it carried the option.
+	Packet ack = from_guest(make_tcp(kGuestA, 62800, kRemote1, 443, kTcpAck));
+	ack.tcp_options = {0x02, 0x04, 0x05, 0xb4};
+	run_br(ack, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(ack, 62800));
+}
+
+TEST_F(BrIngressTest, MssClampedWhereverTheOptionIs)
+{
+	// RFC 9293 does not put MSS first: NOP, NOP, SACK-permitted, MSS.
+	set_cfg([](kvx_cfg &c) { c.clamp_mss = 1400; });
+	const Packet syn = from_guest(with_mss_options(make_tcp(kGuestA, 62802, kRemote1, 443),
+						       {1, 1, 4, 2, 2, 4, 0x05, 0xb4}));
+	run_br(syn, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+	       with_mss_options(snat(syn, 62802), {1, 1, 4, 2, 2, 4, 0x05, 0x78}));
+}
+
+} // namespace
+} // namespace kvmxdp::test

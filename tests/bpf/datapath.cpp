@@ -1,0 +1,362 @@
+#include "datapath.hpp"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <linux/pkt_cls.h>
+
+#include <cerrno>
+#include <cstdarg>
+#include <cstring>
+#include <stdexcept>
+
+#include "kvmxdp_tc.skel.h"
+
+namespace kvmxdp::test {
+namespace {
+
+// libbpf's messages of the current load, shown only when it fails.
+std::string g_libbpf_log;
+
+int capture_libbpf(enum libbpf_print_level, const char *fmt, va_list ap)
+{
+	char buf[1024];
+	int n = std::vsnprintf(buf, sizeof(buf), fmt, ap);
+	g_libbpf_log += buf;
+	// Keep the tail: a verifier log ends with the reason it gave up.
+	constexpr std::size_t kKeep = 64 * 1024;
+	if (g_libbpf_log.size() > 2 * kKeep)
+		g_libbpf_log.erase(0, g_libbpf_log.size() - kKeep);
+	return n;
+}
+
+std::string errno_text(int err)
+{
+	return std::strerror(err < 0 ? -err : err);
+}
+
+template <typename K>
+std::vector<K> all_keys(int fd)
+{
+	std::vector<K> keys;
+	K key{}, next{};
+	const void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		keys.push_back(next);
+		key = next;
+		prev = &key;
+	}
+	return keys;
+}
+
+template <typename K>
+void clear_hash(int fd, const char *name)
+{
+	for (const K &k : all_keys<K>(fd))
+		if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT)
+			throw std::runtime_error(std::string("clear ") + name + ": " +
+						 errno_text(errno));
+}
+
+} // namespace
+
+const char *reason_name(int reason)
+{
+	switch (reason) {
+#define KVX_X_NAME(name, drop, desc) \
+	case KVX_R_##name:           \
+		return #name;
+		KVX_REASONS(KVX_X_NAME)
+#undef KVX_X_NAME
+	default:
+		return "?";
+	}
+}
+
+int reason_verdict(int reason)
+{
+	const std::string name = reason_name(reason);
+	if (name.rfind("XLATE", 0) == 0 || name.rfind("ARP_", 0) == 0)
+		return TC_ACT_REDIRECT;
+	switch (reason) {
+#define KVX_X_VERDICT(name, drop, desc) \
+	case KVX_R_##name:              \
+		return (drop) ? TC_ACT_SHOT : TC_ACT_OK;
+		KVX_REASONS(KVX_X_VERDICT)
+#undef KVX_X_VERDICT
+	default:
+		return -1;
+	}
+}
+
+const char *verdict_name(int verdict)
+{
+	switch (verdict) {
+	case TC_ACT_OK:
+		return "TC_ACT_OK";
+	case TC_ACT_SHOT:
+		return "TC_ACT_SHOT";
+	case TC_ACT_REDIRECT:
+		return "TC_ACT_REDIRECT";
+	default:
+		return "TC_ACT_?";
+	}
+}
+
+std::uint32_t be32(std::uint32_t host)
+{
+	return htonl(host);
+}
+std::uint16_t be16(std::uint16_t host)
+{
+	return htons(host);
+}
+
+kvx_bind_key bind_key(kvx_bind_dir dir, std::uint8_t proto, std::uint32_t addr, std::uint16_t port)
+{
+	kvx_bind_key k;
+	std::memset(&k, 0, sizeof(k));
+	k.dir = static_cast<__u8>(dir);
+	k.proto = proto;
+	k.port = be16(port);
+	k.addr = be32(addr);
+	return k;
+}
+
+kvx_ct_key ct_key(std::uint8_t proto, std::uint32_t int_addr, std::uint16_t int_port,
+		  std::uint32_t rem_addr, std::uint16_t rem_port)
+{
+	kvx_ct_key k;
+	std::memset(&k, 0, sizeof(k));
+	k.int_addr = be32(int_addr);
+	k.rem_addr = be32(rem_addr);
+	k.int_port = be16(int_port);
+	k.rem_port = be16(rem_port);
+	k.proto = proto;
+	return k;
+}
+
+Datapath::Datapath(TableSizes sizes)
+{
+	g_libbpf_log.clear();
+	libbpf_set_print(capture_libbpf);
+	skel_ = kvmxdp_tc__open();
+	if (!skel_)
+		throw std::runtime_error("kvmxdp_tc__open: " + errno_text(errno) + "\n" +
+					 g_libbpf_log);
+	int err = 0;
+	if (sizes.ct)
+		err = bpf_map__set_max_entries(skel_->maps.kvx_ct, sizes.ct);
+	if (!err && sizes.bind)
+		err = bpf_map__set_max_entries(skel_->maps.kvx_bind, sizes.bind);
+	if (!err)
+		err = kvmxdp_tc__load(skel_);
+	if (err) {
+		kvmxdp_tc__destroy(skel_);
+		skel_ = nullptr;
+		throw std::runtime_error("kvmxdp_tc load: " + errno_text(err) + "\n" +
+					 g_libbpf_log);
+	}
+}
+
+Datapath::~Datapath()
+{
+	kvmxdp_tc__destroy(skel_);
+}
+
+int Datapath::fd_cfg() const
+{
+	return bpf_map__fd(skel_->maps.kvx_cfg);
+}
+
+int Datapath::fd_bind() const
+{
+	return bpf_map__fd(skel_->maps.kvx_bind);
+}
+
+int Datapath::fd_ct() const
+{
+	return bpf_map__fd(skel_->maps.kvx_ct);
+}
+
+int Datapath::fd_stats() const
+{
+	return bpf_map__fd(skel_->maps.kvx_stats);
+}
+
+int Datapath::fd_extaddr() const
+{
+	return bpf_map__fd(skel_->maps.kvx_extaddr);
+}
+
+kvx_cfg Datapath::default_cfg(const Topology &topo)
+{
+	kvx_cfg c;
+	std::memset(&c, 0, sizeof(c));
+	c.abi_version = KVX_ABI_VERSION;
+	c.flags = 0;
+	c.uplink_addr = be32(Topology::kUplinkAddr);
+	c.uplink_ifindex = static_cast<__u32>(topo.uplink_ifindex);
+	c.bridge_ifindex = static_cast<__u32>(topo.bridge_ifindex);
+	c.subnet_addr = be32(Topology::kSubnet);
+	c.subnet_mask = be32(Topology::kSubnetMask);
+	c.nat_port_lo = 61000;
+	c.nat_port_hi = 65535;
+	c.timeouts.tcp_syn_sent = 120;
+	c.timeouts.tcp_established = 432000;
+	c.timeouts.tcp_fin_wait = 120;
+	c.timeouts.tcp_time_wait = 120;
+	c.timeouts.tcp_close = 10;
+	c.timeouts.udp = 30;
+	c.timeouts.udp_stream = 120;
+	c.timeouts.icmp = 30;
+	c.timeouts.other = 600;
+	std::memcpy(c.uplink_mac, Topology::kUplinkMac.data(), sizeof(c.uplink_mac));
+	return c;
+}
+
+void Datapath::set_cfg(const kvx_cfg &cfg)
+{
+	__u32 key = 0;
+	if (bpf_map_update_elem(fd_cfg(), &key, &cfg, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_cfg: " + errno_text(errno));
+}
+
+kvx_cfg Datapath::cfg() const
+{
+	__u32 key = 0;
+	kvx_cfg c;
+	if (bpf_map_lookup_elem(fd_cfg(), &key, &c) != 0)
+		throw std::runtime_error("lookup kvx_cfg: " + errno_text(errno));
+	return c;
+}
+
+void Datapath::clear_tables()
+{
+	clear_hash<kvx_ct_key>(fd_ct(), "kvx_ct");
+	clear_hash<kvx_bind_key>(fd_bind(), "kvx_bind");
+	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
+	clear_hash<kvx_frag_key>(bpf_map__fd(skel_->maps.kvx_frag), "kvx_frag");
+}
+
+Stats Datapath::stats() const
+{
+	const int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		throw std::runtime_error("libbpf_num_possible_cpus: " + errno_text(ncpu));
+	Stats s;
+	s.by_reason.assign(KVX_R_MAX, kvx_stat{0, 0});
+	std::vector<kvx_stat> percpu(static_cast<std::size_t>(ncpu));
+	for (__u32 r = 0; r < KVX_R_MAX; r++) {
+		if (bpf_map_lookup_elem(fd_stats(), &r, percpu.data()) != 0)
+			throw std::runtime_error("lookup kvx_stats: " + errno_text(errno));
+		for (const kvx_stat &v : percpu) {
+			s.by_reason[r].packets += v.packets;
+			s.by_reason[r].bytes += v.bytes;
+		}
+	}
+	return s;
+}
+
+int Datapath::prog_fd(Prog prog) const
+{
+	return bpf_program__fd(prog == Prog::BrIngress ? skel_->progs.kvx_br_ingress :
+							 skel_->progs.kvx_up_ingress);
+}
+
+RunResult Datapath::run(Prog prog, const testpkt::Bytes &frame, int ifindex)
+{
+	const bpf_program *p = prog == Prog::BrIngress ? skel_->progs.kvx_br_ingress :
+							 skel_->progs.kvx_up_ingress;
+	RunResult r;
+	// Room for a frame that grows (none should) and for the kernel's check
+	// that the output fits (-ENOSPC otherwise).
+	r.out.assign(frame.size() + 256, 0);
+	__sk_buff ctx;
+	std::memset(&ctx, 0, sizeof(ctx));
+	// test_run picks skb->dev from ctx->ifindex (in the caller's netns);
+	// bpf_fib_lookup needs it.
+	ctx.ifindex = static_cast<__u32>(ifindex);
+
+	bpf_test_run_opts opts;
+	std::memset(&opts, 0, sizeof(opts));
+	opts.sz = sizeof(opts);
+	opts.data_in = frame.data();
+	opts.data_size_in = static_cast<__u32>(frame.size());
+	opts.data_out = r.out.data();
+	opts.data_size_out = static_cast<__u32>(r.out.size());
+	opts.ctx_in = &ctx;
+	opts.ctx_size_in = sizeof(ctx);
+	opts.repeat = 1;
+	if (bpf_prog_test_run_opts(bpf_program__fd(p), &opts) != 0)
+		throw std::runtime_error(
+			std::string("bpf_prog_test_run_opts(") + bpf_program__name(p) + ", " +
+			std::to_string(frame.size()) + "-byte frame): " + errno_text(errno));
+	r.verdict = static_cast<int>(opts.retval);
+	r.out.resize(opts.data_size_out);
+	return r;
+}
+
+std::optional<kvx_bind_val> Datapath::bind_lookup(const kvx_bind_key &key) const
+{
+	kvx_bind_val v;
+	if (bpf_map_lookup_elem(fd_bind(), &key, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+void Datapath::bind_update(const kvx_bind_key &key, const kvx_bind_val &val)
+{
+	if (bpf_map_update_elem(fd_bind(), &key, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_bind: " + errno_text(errno));
+}
+
+void Datapath::bind_delete(const kvx_bind_key &key)
+{
+	if (bpf_map_delete_elem(fd_bind(), &key) != 0)
+		throw std::runtime_error("delete kvx_bind: " + errno_text(errno));
+}
+
+std::vector<std::pair<kvx_bind_key, kvx_bind_val>> Datapath::bind_entries() const
+{
+	std::vector<std::pair<kvx_bind_key, kvx_bind_val>> out;
+	for (const auto &k : all_keys<kvx_bind_key>(fd_bind()))
+		if (auto v = bind_lookup(k))
+			out.emplace_back(k, *v);
+	return out;
+}
+
+void Datapath::extaddr_update(std::uint32_t addr, std::uint32_t flags)
+{
+	const __be32 key = be32(addr);
+	kvx_extaddr_val v;
+	std::memset(&v, 0, sizeof(v));
+	v.flags = flags;
+	if (bpf_map_update_elem(fd_extaddr(), &key, &v, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_extaddr: " + errno_text(errno));
+}
+
+std::optional<kvx_ct_val> Datapath::ct_lookup(const kvx_ct_key &key) const
+{
+	kvx_ct_val v;
+	if (bpf_map_lookup_elem(fd_ct(), &key, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+void Datapath::ct_update(const kvx_ct_key &key, const kvx_ct_val &val)
+{
+	if (bpf_map_update_elem(fd_ct(), &key, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_ct: " + errno_text(errno));
+}
+
+std::vector<std::pair<kvx_ct_key, kvx_ct_val>> Datapath::ct_entries() const
+{
+	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> out;
+	for (const auto &k : all_keys<kvx_ct_key>(fd_ct()))
+		if (auto v = ct_lookup(k))
+			out.emplace_back(k, *v);
+	return out;
+}
+
+} // namespace kvmxdp::test

@@ -1,0 +1,95 @@
+// Test harness around the kvmxdp_tc skeleton: owns one loaded instance,
+// gives typed access to its maps and runs its programs with
+// BPF_PROG_TEST_RUN on crafted frames.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "kvmxdp/abi.h"
+#include "netns.hpp"
+#include "pkt.hpp"
+
+struct kvmxdp_tc;
+
+namespace kvmxdp::test {
+
+enum class Prog { BrIngress, UpIngress };
+
+const char *reason_name(int reason);
+const char *verdict_name(int verdict);
+// The verdict a reason implies: XLATE_* and ARP_* redirect, the ABI's drop
+// reasons drop (X-macro flag), everything else passes to the stack.
+int reason_verdict(int reason);
+
+struct RunResult {
+	int verdict = -1;
+	testpkt::Bytes out;
+};
+
+// Per-reason packet/byte totals summed over every CPU.
+struct Stats {
+	std::vector<kvx_stat> by_reason;
+};
+
+struct TableSizes {
+	std::uint32_t ct = 0;	// 0: keep the object's default
+	std::uint32_t bind = 0; // 0: keep the object's default
+};
+
+class Datapath {
+public:
+	// Opens and loads the skeleton; throws std::runtime_error with the
+	// libbpf log (verifier output) on failure.
+	explicit Datapath(TableSizes sizes = {});
+	~Datapath();
+	Datapath(const Datapath &) = delete;
+	Datapath &operator=(const Datapath &) = delete;
+
+	// The configuration every test starts from, for the given topology.
+	static kvx_cfg default_cfg(const Topology &topo);
+	void set_cfg(const kvx_cfg &cfg);
+	kvx_cfg cfg() const;
+
+	void clear_tables(); // kvx_ct, kvx_bind, kvx_extaddr and kvx_frag
+	Stats stats() const;
+
+	RunResult run(Prog prog, const testpkt::Bytes &frame, int ifindex);
+	int prog_fd(Prog prog) const;
+
+	std::optional<kvx_bind_val> bind_lookup(const kvx_bind_key &key) const;
+	void bind_update(const kvx_bind_key &key, const kvx_bind_val &val);
+	void bind_delete(const kvx_bind_key &key);
+	std::vector<std::pair<kvx_bind_key, kvx_bind_val>> bind_entries() const;
+
+	// kvx_extaddr[addr]: mapped external addresses (host-order address).
+	void extaddr_update(std::uint32_t addr, std::uint32_t flags);
+
+	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
+	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);
+	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> ct_entries() const;
+
+private:
+	int fd_cfg() const;
+	int fd_bind() const;
+	int fd_ct() const;
+	int fd_stats() const;
+	int fd_extaddr() const;
+
+	kvmxdp_tc *skel_ = nullptr;
+};
+
+// Keys built the way the ABI says (zeroed, network order), from host-order
+// addresses and ports.
+kvx_bind_key bind_key(kvx_bind_dir dir, std::uint8_t proto, std::uint32_t addr, std::uint16_t port);
+kvx_ct_key ct_key(std::uint8_t proto, std::uint32_t int_addr, std::uint16_t int_port,
+		  std::uint32_t rem_addr, std::uint16_t rem_port);
+
+std::uint32_t be32(std::uint32_t host);
+std::uint16_t be16(std::uint16_t host);
+
+} // namespace kvmxdp::test

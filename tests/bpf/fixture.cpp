@@ -1,0 +1,443 @@
+#include "fixture.hpp"
+
+#include <arpa/inet.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <linux/pkt_cls.h>
+
+#include <memory>
+#include <sstream>
+
+namespace kvmxdp::test {
+namespace {
+
+Topology g_topo;
+std::string g_skip;
+std::string g_setup_error;
+std::unique_ptr<Datapath> g_dp;
+std::string g_load_error;
+
+bool has_ports(std::uint8_t proto)
+{
+	return proto == testpkt::kProtoTcp || proto == testpkt::kProtoUdp;
+}
+
+std::uint64_t boottime_ns()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
+	       static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+} // namespace
+
+const Topology &topo()
+{
+	return g_topo;
+}
+
+int ingress_ifindex(Prog prog)
+{
+	return prog == Prog::BrIngress ? g_topo.bridge_ifindex : g_topo.uplink_ifindex;
+}
+
+const std::string &skip_reason()
+{
+	return g_skip;
+}
+
+void init_environment()
+{
+	g_skip = enter_private_netns(g_topo, g_setup_error);
+}
+
+Mac guest_mac(std::uint32_t guest)
+{
+	switch (guest) {
+	case kGuestA:
+		return kGuestAMac;
+	case kGuestB:
+		return kGuestBMac;
+	case kGuestC:
+		return kGuestCMac;
+	default:
+		return Mac{0x52, 0x54, 0x00, 0x00, 0x01, static_cast<std::uint8_t>(guest & 0xff)};
+	}
+}
+
+Packet from_guest(Packet p)
+{
+	p.src_mac = guest_mac(p.src);
+	p.dst_mac = Topology::kBridgeMac;
+	return p;
+}
+
+Packet from_uplink(Packet p)
+{
+	p.src_mac = Topology::kGatewayMac;
+	p.dst_mac = Topology::kUplinkMac;
+	return p;
+}
+
+std::uint16_t src_port_of(const Packet &p)
+{
+	if (p.proto == testpkt::kProtoIcmp)
+		return p.icmp_id;
+	return has_ports(p.proto) ? p.sport : 0;
+}
+
+std::uint16_t dst_port_of(const Packet &p)
+{
+	if (p.proto == testpkt::kProtoIcmp)
+		return p.icmp_id;
+	return has_ports(p.proto) ? p.dport : 0;
+}
+
+Packet snat(Packet p, std::uint16_t ext_port, std::uint32_t ext_addr)
+{
+	p.src = ext_addr;
+	if (p.proto == testpkt::kProtoIcmp)
+		p.icmp_id = ext_port;
+	else if (has_ports(p.proto))
+		p.sport = ext_port;
+	p.ttl = static_cast<std::uint8_t>(p.ttl - 1);
+	p.src_mac = Topology::kUplinkMac;
+	p.dst_mac = Topology::kGatewayMac;
+	return p;
+}
+
+Packet dnat(Packet p, std::uint32_t guest, std::uint16_t guest_port)
+{
+	p.dst = guest;
+	if (p.proto == testpkt::kProtoIcmp)
+		p.icmp_id = guest_port;
+	else if (has_ports(p.proto))
+		p.dport = guest_port;
+	p.ttl = static_cast<std::uint8_t>(p.ttl - 1);
+	p.src_mac = Topology::kBridgeMac;
+	p.dst_mac = guest_mac(guest);
+	return p;
+}
+
+Packet reply_to(const Packet &out)
+{
+	Packet r = out;
+	std::swap(r.src, r.dst);
+	std::swap(r.sport, r.dport);
+	r.ttl = 57;
+	r.ip_id = 0x7a11;
+	if (r.proto == testpkt::kProtoTcp) {
+		r.tcp_flags = (out.tcp_flags & testpkt::kTcpSyn) ?
+				      (testpkt::kTcpSyn | testpkt::kTcpAck) :
+				      testpkt::kTcpAck;
+		r.ack_seq = out.seq + 1;
+		r.seq = 0x55667788;
+	}
+	if (r.proto == testpkt::kProtoIcmp)
+		r.icmp_type = testpkt::kIcmpEchoReply;
+	r.payload = testpkt::pattern(out.payload.size(), 0x99);
+	return from_uplink(r);
+}
+
+std::string stats_delta(const Stats &before, const Stats &after)
+{
+	std::ostringstream o;
+	for (std::size_t r = 0; r < after.by_reason.size(); r++) {
+		const auto dp = after.by_reason[r].packets - before.by_reason[r].packets;
+		const auto db = after.by_reason[r].bytes - before.by_reason[r].bytes;
+		if (dp || db)
+			o << (o.tellp() > 0 ? " " : "") << reason_name(static_cast<int>(r)) << " +"
+			  << dp << "/+" << db << "B";
+	}
+	return o.str();
+}
+
+RunResult run_case_bytes(Datapath &dp, Prog prog, const Bytes &in, int verdict, kvx_reason reason,
+			 const std::optional<Bytes> &want)
+{
+	const Stats before = dp.stats();
+	RunResult r = dp.run(prog, in, ingress_ifindex(prog));
+	const Stats after = dp.stats();
+
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(verdict)))
+		<< "retval " << r.verdict;
+	std::ostringstream want_delta;
+	want_delta << reason_name(reason) << " +1/+" << in.size() << "B";
+	EXPECT_EQ(stats_delta(before, after), want_delta.str())
+		<< "exactly one counter must move, by one packet of skb->len bytes";
+
+	if (want) {
+		EXPECT_EQ(testpkt::diff(r.out, *want), "");
+		EXPECT_EQ(testpkt::check_checksums(r.out), "");
+	} else {
+		EXPECT_EQ(testpkt::diff(r.out, in), "") << "frame must come out unchanged";
+	}
+	return r;
+}
+
+void expect_short_frames_on_device(Datapath &dp, Prog prog, const Bytes &full, kvx_reason reason)
+{
+	TcIngress attached(ingress_ifindex(prog), dp.prog_fd(prog));
+	const int peer = prog == Prog::BrIngress ? topo().bridge_port_peer_ifindex :
+						   topo().uplink_peer_ifindex;
+	for (std::size_t len = 14; len < kMinTestRunFrame && len < full.size(); len++) {
+		SCOPED_TRACE("real device, frame truncated to " + std::to_string(len) + " bytes");
+		const Stats before = dp.stats();
+		send_frame(peer, Bytes(full.begin(), full.begin() + static_cast<long>(len)));
+		// veth delivers in softirq context, normally before sendto()
+		// returns; allow a little time anyway.
+		std::string d;
+		for (int i = 0; i < 100 && (d = stats_delta(before, dp.stats())).empty(); i++)
+			usleep(10000);
+		EXPECT_EQ(d,
+			  std::string(reason_name(reason)) + " +1/+" + std::to_string(len) + "B");
+		if (::testing::Test::HasFailure())
+			return;
+	}
+}
+
+void expect_invariants(Datapath &dp, Prog prog, const Bytes &in)
+{
+	const Stats before = dp.stats();
+	const RunResult r = dp.run(prog, in, ingress_ifindex(prog));
+	const Stats after = dp.stats();
+	int moved = -1, count = 0;
+	for (std::size_t i = 0; i < after.by_reason.size(); i++) {
+		if (after.by_reason[i].packets == before.by_reason[i].packets &&
+		    after.by_reason[i].bytes == before.by_reason[i].bytes)
+			continue;
+		count++;
+		moved = static_cast<int>(i);
+		EXPECT_EQ(after.by_reason[i].packets - before.by_reason[i].packets, 1u);
+		EXPECT_EQ(after.by_reason[i].bytes - before.by_reason[i].bytes, in.size());
+	}
+	ASSERT_EQ(count, 1) << "counters moved: " << stats_delta(before, after);
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(reason_verdict(moved))))
+		<< "reason " << reason_name(moved);
+	if (r.verdict != TC_ACT_REDIRECT) {
+		EXPECT_EQ(testpkt::diff(r.out, in), "") << "reason " << reason_name(moved);
+		return;
+	}
+	ASSERT_EQ(r.out.size(), in.size());
+	if (testpkt::check_checksums(in).empty()) {
+		EXPECT_EQ(testpkt::check_checksums(r.out), "") << "reason " << reason_name(moved);
+	}
+	const testpkt::Parsed pi = testpkt::parse(in), po = testpkt::parse(r.out);
+	ASSERT_TRUE(pi.ipv4 && po.ipv4);
+	EXPECT_EQ(po.ttl, pi.ttl - 1);
+	EXPECT_EQ(po.proto, pi.proto);
+	if (moved == KVX_R_XLATE_OUT) {
+		EXPECT_EQ(be32(po.src), dp.cfg().uplink_addr);
+		EXPECT_EQ(po.dst, pi.dst);
+	} else if (moved == KVX_R_XLATE_IN) {
+		EXPECT_EQ(po.src, pi.src);
+		EXPECT_EQ(be32(po.dst) & dp.cfg().subnet_mask, dp.cfg().subnet_addr);
+	}
+}
+
+std::uint32_t Mutator::next(std::uint32_t bound)
+{
+	state_ ^= state_ << 13;
+	state_ ^= state_ >> 17;
+	state_ ^= state_ << 5;
+	return bound ? state_ % bound : 0;
+}
+
+Bytes Mutator::mutate(const Bytes &valid)
+{
+	Bytes b = valid;
+	const std::size_t l3 = 14;
+	const int n = 1 + static_cast<int>(next(3));
+	for (int i = 0; i < n; i++) {
+		switch (next(6)) {
+		case 0:
+		case 1: { // flip bits in the IPv4 header or the first L4 bytes
+			const std::size_t span = std::min<std::size_t>(b.size() - l3, 20 + 40 + 24);
+			b[l3 + next(static_cast<std::uint32_t>(span))] ^=
+				static_cast<std::uint8_t>(1 + next(255));
+			break;
+		}
+		case 2: // truncate
+			if (b.size() > kMinTestRunFrame)
+				b.resize(kMinTestRunFrame + next(static_cast<std::uint32_t>(
+								    b.size() - kMinTestRunFrame)));
+			break;
+		case 3: // tot_len
+			b[l3 + 2] = static_cast<std::uint8_t>(next(256) & (next(2) ? 0xff : 0x00));
+			b[l3 + 3] = static_cast<std::uint8_t>(next(256));
+			break;
+		case 4: // version/ihl
+			b[l3] = static_cast<std::uint8_t>(0x40 | next(16));
+			break;
+		default: // Ethernet padding
+			b.resize(b.size() + next(32), 0);
+			break;
+		}
+	}
+	return b;
+}
+
+RunResult run_case(Datapath &dp, Prog prog, const Packet &in, int verdict, kvx_reason reason,
+		   const std::optional<Packet> &want)
+{
+	std::optional<Bytes> want_bytes;
+	if (want)
+		want_bytes = want->build();
+	return run_case_bytes(dp, prog, in.build(), verdict, reason, want_bytes);
+}
+
+void expect_flow_state(const Datapath &dp, const Packet &g, std::uint16_t ext_port,
+		       std::uint32_t ext_addr)
+{
+	SCOPED_TRACE("flow state of " + testpkt::ip4_str(g.src) + ":" +
+		     std::to_string(src_port_of(g)) + " -> " + testpkt::ip4_str(g.dst));
+	const std::uint16_t gport = src_port_of(g);
+	const std::uint64_t now = boottime_ns();
+
+	auto out = dp.bind_lookup(bind_key(KVX_BIND_OUT, g.proto, g.src, gport));
+	ASSERT_TRUE(out.has_value()) << "no OUT half of the binding";
+	EXPECT_EQ(out->addr, be32(ext_addr)) << "OUT half: external address";
+	EXPECT_EQ(out->port, be16(ext_port)) << "OUT half: external port";
+	EXPECT_NE(out->last_used_ns, 0u);
+	EXPECT_LE(out->last_used_ns, now);
+
+	auto in = dp.bind_lookup(bind_key(KVX_BIND_IN, g.proto, ext_addr, ext_port));
+	ASSERT_TRUE(in.has_value()) << "no IN half of the binding";
+	EXPECT_EQ(in->addr, be32(g.src)) << "IN half: guest address";
+	EXPECT_EQ(in->port, be16(gport)) << "IN half: guest port";
+	EXPECT_EQ(testpkt::mac_str(Mac{in->guest_mac[0], in->guest_mac[1], in->guest_mac[2],
+				       in->guest_mac[3], in->guest_mac[4], in->guest_mac[5]}),
+		  testpkt::mac_str(g.src_mac))
+		<< "IN half: guest MAC";
+	EXPECT_EQ(testpkt::mac_str(Mac{in->gw_mac[0], in->gw_mac[1], in->gw_mac[2], in->gw_mac[3],
+				       in->gw_mac[4], in->gw_mac[5]}),
+		  testpkt::mac_str(g.dst_mac))
+		<< "IN half: gateway MAC (the guest frame's destination)";
+
+	// The flow entry, keyed from the guest's side in internal addresses;
+	// for ICMP echo the remote "port" is 0 (the echo id is the guest's).
+	const std::uint16_t rport = g.proto == testpkt::kProtoIcmp ? 0 : dst_port_of(g);
+	auto ct = dp.ct_lookup(ct_key(g.proto, g.src, gport, g.dst, rport));
+	if (!ct) {
+		std::ostringstream o;
+		for (const auto &[k, v] : dp.ct_entries())
+			o << "\n  proto " << int(k.proto) << " "
+			  << testpkt::ip4_str(ntohl(k.int_addr)) << ":" << ntohs(k.int_port)
+			  << " -> " << testpkt::ip4_str(ntohl(k.rem_addr)) << ":"
+			  << ntohs(k.rem_port);
+		ADD_FAILURE() << "no kvx_ct entry for proto " << int(g.proto) << " rem_port "
+			      << rport << "; entries present:" << o.str();
+		return;
+	}
+	EXPECT_EQ(ct->ext_addr, be32(ext_addr)) << "flow: external address";
+	EXPECT_EQ(ct->ext_port, be16(ext_port)) << "flow: external port";
+	const int want_state = g.proto == testpkt::kProtoTcp ? KVX_CT_SYN_SENT : KVX_CT_UDP;
+	if (g.proto != testpkt::kProtoTcp || (g.tcp_flags & testpkt::kTcpSyn)) {
+		EXPECT_EQ(int(ct->state), want_state) << "flow: state";
+	}
+	EXPECT_NE(ct->created_ns, 0u);
+	EXPECT_GE(ct->last_seen_ns, ct->created_ns);
+	EXPECT_LE(ct->last_seen_ns, now);
+	EXPECT_GE(ct->pkts_out, 1u);
+}
+
+void add_port_forward(Datapath &dp, std::uint8_t proto, std::uint32_t ext_addr,
+		      std::uint16_t ext_port, std::uint32_t guest, std::uint16_t guest_port)
+{
+	kvx_bind_val in{}, out{};
+	in.addr = be32(guest);
+	in.port = be16(guest_port);
+	in.flags = KVX_BIND_F_STATIC;
+	out.addr = be32(ext_addr);
+	out.port = be16(ext_port);
+	out.flags = KVX_BIND_F_STATIC;
+	// IN first: "OUT exists => IN exists".
+	dp.bind_update(bind_key(KVX_BIND_IN, proto, ext_addr, ext_port), in);
+	dp.bind_update(bind_key(KVX_BIND_OUT, proto, guest, guest_port), out);
+}
+
+void add_one_to_one(Datapath &dp, std::uint32_t ext_addr, std::uint32_t guest,
+		    std::uint32_t extaddr_flags)
+{
+	kvx_bind_val in{}, out{};
+	in.addr = be32(guest);
+	in.flags = KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+	out.addr = be32(ext_addr);
+	out.flags = KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+	dp.extaddr_update(ext_addr, extaddr_flags);
+	dp.bind_update(bind_key(KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0), in);
+	dp.bind_update(bind_key(KVX_BIND_OUT, KVX_PROTO_ANY, guest, 0), out);
+}
+
+void DatapathTest::SetUp()
+{
+	if (!skip_reason().empty())
+		GTEST_SKIP() << skip_reason();
+	ASSERT_EQ(g_setup_error, "");
+	if (!g_dp && g_load_error.empty()) {
+		try {
+			g_dp = std::make_unique<Datapath>();
+		} catch (const std::exception &e) {
+			g_load_error = e.what();
+		}
+	}
+	ASSERT_TRUE(g_dp) << "loading kvmxdp_tc failed: " << g_load_error;
+	g_dp->clear_tables();
+	g_dp->set_cfg(Datapath::default_cfg(topo()));
+}
+
+Datapath &DatapathTest::dp()
+{
+	return *g_dp;
+}
+
+void DatapathTest::set_cfg(const std::function<void(kvx_cfg &)> &edit)
+{
+	kvx_cfg c = dp().cfg();
+	edit(c);
+	dp().set_cfg(c);
+}
+
+std::uint16_t BrIngressTest::translate_out(const Packet &p, std::uint16_t ext_port,
+					   std::uint32_t ext_addr)
+{
+	const Bytes in = p.build();
+	const Stats before = dp().stats();
+	RunResult r = dp().run(Prog::BrIngress, in, topo().bridge_ifindex);
+	const Stats after = dp().stats();
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(stats_delta(before, after),
+		  std::string("XLATE_OUT +1/+") + std::to_string(in.size()) + "B");
+	testpkt::Parsed out = testpkt::parse(r.out);
+	std::uint16_t got = p.proto == testpkt::kProtoIcmp ? out.icmp_id : out.sport;
+	if (p.proto != testpkt::kProtoIcmp && !has_ports(p.proto))
+		got = 0;
+	if (ext_port) {
+		EXPECT_EQ(got, ext_port) << "external port";
+	} else if (has_ports(p.proto) || p.proto == testpkt::kProtoIcmp) {
+		EXPECT_TRUE(got >= dp().cfg().nat_port_lo && got <= dp().cfg().nat_port_hi)
+			<< "external port " << got << " outside the NAT range";
+	}
+	EXPECT_EQ(testpkt::diff(r.out, snat(p, got, ext_addr).build()), "");
+	EXPECT_EQ(testpkt::check_checksums(r.out), "");
+	return got;
+}
+
+Packet UpIngressTest::establish(const Packet &p)
+{
+	const Bytes in = p.build();
+	RunResult r = dp().run(Prog::BrIngress, in, topo().bridge_ifindex);
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
+		<< "establishing the flow";
+	testpkt::Parsed out = testpkt::parse(r.out);
+	std::uint16_t ext = p.proto == testpkt::kProtoIcmp ? out.icmp_id : out.sport;
+	if (!has_ports(p.proto) && p.proto != testpkt::kProtoIcmp)
+		ext = 0;
+	Packet sent = snat(p, ext);
+	EXPECT_EQ(testpkt::diff(r.out, sent.build()), "") << "establishing the flow";
+	return sent;
+}
+
+} // namespace kvmxdp::test

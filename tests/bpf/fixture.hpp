@@ -1,0 +1,151 @@
+// Shared pieces of the two program fixtures: the process-wide topology and
+// datapath, the endpoints the cases use, the NAT expectations built from
+// scratch, and run_case(), which runs one frame and checks verdict, the
+// reason counter, the whole output frame and its checksums.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "datapath.hpp"
+#include "netns.hpp"
+#include "pkt.hpp"
+
+namespace kvmxdp::test {
+
+using testpkt::Bytes;
+using testpkt::ip4;
+using testpkt::Mac;
+using testpkt::Packet;
+
+// Set by main() before RUN_ALL_TESTS.
+const Topology &topo();
+const std::string &skip_reason();
+void init_environment(); // enters the private netns (or records why not)
+// The device each program is attached to (test_run's ctx->ifindex).
+int ingress_ifindex(Prog prog);
+
+// Guests on the bridge and remotes behind the uplink's default route.
+constexpr std::uint32_t kGuestA = ip4(192, 168, 122, 10);
+constexpr std::uint32_t kGuestB = ip4(192, 168, 122, 11);
+constexpr std::uint32_t kGuestC = ip4(192, 168, 122, 12);
+constexpr Mac kGuestAMac{0x52, 0x54, 0x00, 0x00, 0x00, 0x0a};
+constexpr Mac kGuestBMac{0x52, 0x54, 0x00, 0x00, 0x00, 0x0b};
+constexpr Mac kGuestCMac{0x52, 0x54, 0x00, 0x00, 0x00, 0x0c};
+constexpr std::uint32_t kRemote1 = ip4(198, 18, 0, 10);
+constexpr std::uint32_t kRemote2 = ip4(198, 18, 0, 20);
+// BPF_PROG_TEST_RUN (kernel 6.18) refuses with EINVAL an ethertype-IPv4
+// frame shorter than Ethernet + a 20-byte IPv4 header (it pulls the IP
+// header to fill in the test socket), so truncations of IPv4 frames can be
+// run from 34 bytes on; shorter ones never reach a program that way.
+constexpr std::size_t kMinTestRunFrame = 14 + 20;
+constexpr std::uint16_t kNatLo = 61000;
+constexpr std::uint16_t kNatHi = 65535;
+
+Mac guest_mac(std::uint32_t guest);
+
+// A frame as the guest sends it: to the bridge's MAC (its gateway).
+Packet from_guest(Packet p);
+// A frame as it arrives on the uplink: from the gateway to the uplink MAC.
+Packet from_uplink(Packet p);
+// The expected result of SNAT: src -> ext_addr:ext_port (echo id for
+// ICMP), TTL-1, MACs from the fib lookup (uplink MAC -> gateway MAC).
+Packet snat(Packet p, std::uint16_t ext_port, std::uint32_t ext_addr = Topology::kUplinkAddr);
+// The expected result of DNAT: dst -> guest:port, TTL-1, MACs from the
+// binding (bridge MAC, the guest's gateway, -> guest MAC).
+Packet dnat(Packet p, std::uint32_t guest, std::uint16_t guest_port);
+// The port/echo id a packet carries in the direction of the lookup.
+std::uint16_t src_port_of(const Packet &p);
+std::uint16_t dst_port_of(const Packet &p);
+// p after edit(p): a variation of a factory's packet in one expression.
+inline Packet with(Packet p, const std::function<void(Packet &)> &edit)
+{
+	edit(p);
+	return p;
+}
+// The reply a remote sends to an (already translated) outbound packet.
+Packet reply_to(const Packet &translated_out);
+
+// Runs one frame and checks everything; returns what came out.
+// want == nullopt: the frame must come out unchanged.
+RunResult run_case(Datapath &dp, Prog prog, const Packet &in, int verdict, kvx_reason reason,
+		   const std::optional<Packet> &want = std::nullopt);
+RunResult run_case_bytes(Datapath &dp, Prog prog, const Bytes &in, int verdict, kvx_reason reason,
+			 const std::optional<Bytes> &want);
+// Sends every truncation of full shorter than kMinTestRunFrame through the
+// real device the program is attached to (test_run cannot run them) and
+// expects each counted once under reason.
+void expect_short_frames_on_device(Datapath &dp, Prog prog, const Bytes &full, kvx_reason reason);
+// Runs a frame of unknown validity and checks what holds for every frame:
+// one counter moves by one packet, the verdict matches the reason, a frame
+// that is not redirected comes out unchanged, and a redirected one keeps its
+// length, valid checksums stay valid and the translated fields are right.
+void expect_invariants(Datapath &dp, Prog prog, const Bytes &in);
+// Seeded mutations of valid frames (byte flips in the headers, truncation
+// to >= kMinTestRunFrame, lengths and ihl overwritten, padding).
+class Mutator {
+public:
+	explicit Mutator(std::uint32_t seed)
+		: state_(seed ? seed : 1)
+	{
+	}
+	Bytes mutate(const Bytes &valid);
+	std::uint32_t next(std::uint32_t bound); // [0, bound)
+
+private:
+	std::uint32_t state_; // xorshift32: same sequence on every platform
+};
+// "REASON +pkts/+bytes ..." for every counter that changed.
+std::string stats_delta(const Stats &before, const Stats &after);
+
+// Checks that the binding pair and the flow entry of a translated flow
+// exist and agree with each other and with the packets.
+void expect_flow_state(const Datapath &dp, const Packet &guest_pkt, std::uint16_t ext_port,
+		       std::uint32_t ext_addr = Topology::kUplinkAddr);
+
+// Static mappings, installed as abi.h describes them (both halves flagged;
+// the guest's MAC is learnt from its first packet).
+constexpr std::uint32_t kMappedAddr = ip4(10, 77, 0, 50);
+void add_port_forward(Datapath &dp, std::uint8_t proto, std::uint32_t ext_addr,
+		      std::uint16_t ext_port, std::uint32_t guest, std::uint16_t guest_port);
+void add_one_to_one(Datapath &dp, std::uint32_t ext_addr, std::uint32_t guest,
+		    std::uint32_t extaddr_flags);
+
+// Base fixture: skips without the private netns, shares one loaded
+// datapath, and starts every test from empty tables and the default cfg.
+class DatapathTest : public ::testing::Test {
+protected:
+	void SetUp() override;
+	static Datapath &dp();
+	void set_cfg(const std::function<void(kvx_cfg &)> &edit);
+};
+
+class BrIngressTest : public DatapathTest {
+protected:
+	RunResult run_br(const Packet &in, int verdict, kvx_reason reason,
+			 const std::optional<Packet> &want = std::nullopt)
+	{
+		return run_case(dp(), Prog::BrIngress, in, verdict, reason, want);
+	}
+	// Sends p from its guest and expects it translated with ext_port
+	// (0: any port inside the NAT range); returns the external port used.
+	std::uint16_t translate_out(const Packet &p, std::uint16_t ext_port = 0,
+				    std::uint32_t ext_addr = Topology::kUplinkAddr);
+};
+
+class UpIngressTest : public DatapathTest {
+protected:
+	RunResult run_up(const Packet &in, int verdict, kvx_reason reason,
+			 const std::optional<Packet> &want = std::nullopt)
+	{
+		return run_case(dp(), Prog::UpIngress, in, verdict, reason, want);
+	}
+	// Establishes a flow by sending p out through kvx_br_ingress; returns
+	// the translated packet as it left.
+	Packet establish(const Packet &p);
+};
+
+} // namespace kvmxdp::test

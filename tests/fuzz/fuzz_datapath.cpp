@@ -1,0 +1,429 @@
+// SPDX-License-Identifier: GPL-2.0
+// libFuzzer harness for the datapath: random and mutated frames go through
+// the real BPF programs (BPF_PROG_TEST_RUN, in the private network namespace
+// and topology of the BPF tests), and every result is checked against the
+// datapath's invariants:
+//   - the verdict is TC_ACT_OK, TC_ACT_SHOT or TC_ACT_REDIRECT, and it is
+//     the one the counted reason implies; exactly one packet was counted;
+//   - a packet passed to the stack is unchanged;
+//   - a translated IPv4 packet has valid IP/TCP/UDP/ICMP checksums if the
+//     input had, TTL one less, and the addresses conntrack says: the flow
+//     (guest ip:port -> remote ip:port) maps to exactly the external
+//     endpoint seen on the wire;
+//   - a remote's answer to a translated packet comes back to the guest as
+//     the mirror image of what the guest sent (round trip).
+// A violation aborts with the frames in hex (libFuzzer then saves the input).
+//
+// Input: byte 0 selects the program and how much of the frame is made
+// plausible (addresses in range, checksums fixed) so the fuzzer also gets
+// deep into the paths, not only the parsers; the rest is the frame.
+#include <arpa/inet.h>
+#include <linux/pkt_cls.h>
+#include <sys/stat.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "datapath.hpp"
+#include "kvmxdp/abi.h"
+#include "netns.hpp"
+#include "pkt.hpp"
+
+using namespace kvmxdp;
+using namespace kvmxdp::test;
+using namespace kvmxdp::testpkt;
+
+namespace {
+
+Topology g_topo;
+Datapath *g_dp;
+unsigned long g_runs;
+
+// Input byte 0.
+constexpr std::uint8_t kUplinkProg = 1 << 0; // else the bridge program
+constexpr std::uint8_t kPlausible = 1 << 1;  // addresses inside the topology
+constexpr std::uint8_t kFixCsum = 1 << 2;    // recompute every checksum
+constexpr std::uint8_t kEif = 1 << 3;        // endpoint-independent filtering
+
+[[noreturn]] void violation(const std::string &what, const Bytes &in, const Bytes &out)
+{
+	std::fprintf(stderr, "INVARIANT VIOLATED: %s\n in: %s\nout: %s\n", what.c_str(),
+		     hex(in).c_str(), hex(out).c_str());
+	std::abort();
+}
+
+int counted_reason(const Stats &before, const Stats &after)
+{
+	int reason = -1;
+	for (std::size_t i = 0; i < after.by_reason.size(); i++) {
+		if (after.by_reason[i].packets != before.by_reason[i].packets) {
+			if (reason >= 0)
+				return -2; // more than one reason moved
+			reason = static_cast<int>(i);
+		}
+	}
+	return reason;
+}
+
+// Gives libFuzzer one new edge per verdict reason, so inputs that reach a
+// new reason are kept in the corpus (the BPF code itself has no coverage).
+volatile int g_reason_sink;
+std::vector<unsigned long> g_hits(KVX_R_MAX);
+unsigned long g_round_trips, g_icmp_errors;
+
+// How often each verdict reason was reached, printed at exit: which paths
+// the run actually exercised.
+void print_hits()
+{
+	std::fprintf(stderr, "kvmxdp fuzz: %lu frames run; verdict reasons reached:\n", g_runs);
+	for (int i = 0; i < KVX_R_MAX; i++)
+		std::fprintf(stderr, "  %-22s %lu\n", reason_name(i), g_hits[i]);
+	std::fprintf(stderr, "  round trips checked    %lu\n  ICMP errors checked    %lu\n",
+		     g_round_trips, g_icmp_errors);
+}
+
+void cover_reason(int reason)
+{
+	volatile int &sink = g_reason_sink;
+	switch (reason) {
+#define KVX_X_COVER(name, drop, desc)                                                              \
+	case KVX_R_##name:                                                                         \
+		sink = KVX_R_##name;                                                               \
+		break;
+		KVX_REASONS(KVX_X_COVER)
+#undef KVX_X_COVER
+	default:
+		sink = -1;
+	}
+}
+
+// Recompute every checksum of an IPv4 frame (what a well-behaved sender
+// would have sent), in place.
+void fix_checksums(Bytes &f)
+{
+	Parsed p = parse(f);
+	if (!p.ipv4 || p.ihl_bytes < 20)
+		return;
+	std::uint8_t *ip = f.data() + p.l3_off;
+	ip[10] = ip[11] = 0;
+	std::uint16_t c = inet_checksum(ip, p.ihl_bytes);
+	std::memcpy(ip + 10, &c, 2);
+	if (p.fragment || !p.l4_complete)
+		return;
+	std::uint8_t *l4 = f.data() + p.l4_off;
+	std::size_t l4_len = p.tot_len - p.ihl_bytes;
+	std::size_t off = p.proto == kProtoTcp ? 16 : p.proto == kProtoUdp ? 6 : 2;
+	if (p.proto != kProtoTcp && p.proto != kProtoUdp && p.proto != kProtoIcmp)
+		return;
+	if (p.proto == kProtoUdp && !l4[6] && !l4[7])
+		return; // "no checksum" stays
+	l4[off] = l4[off + 1] = 0;
+	c = p.proto == kProtoIcmp ? inet_checksum(l4, l4_len)
+				  : l4_checksum(p.src, p.dst, p.proto, l4, l4_len);
+	if (p.proto == kProtoUdp && c == 0)
+		c = 0xffff;
+	std::memcpy(l4 + off, &c, 2);
+}
+
+void put_be32(Bytes &f, std::size_t off, std::uint32_t host)
+{
+	std::uint32_t be = htonl(host);
+	std::memcpy(f.data() + off, &be, 4);
+}
+
+// Addresses inside the topology: guest subnet -> somewhere beyond the
+// uplink (bridge program), or anything -> the uplink address (uplink).
+void make_plausible(Bytes &f, bool uplink)
+{
+	Parsed p = parse(f);
+	if (!p.ipv4)
+		return;
+	std::uint8_t *ip = f.data() + p.l3_off;
+	ip[0] = 0x40 | (ip[0] & 0x0f);
+	if (uplink) {
+		put_be32(f, p.l3_off + 16, Topology::kUplinkAddr);
+	} else {
+		put_be32(f, p.l3_off + 12, Topology::kSubnet | (2 + ip[15] % 250));
+		std::memcpy(f.data(), Topology::kBridgeMac.data(), 6);
+	}
+}
+
+// The remote's answer to a translated guest packet: the mirror image.
+Bytes mirror(const Bytes &out, const Parsed &p)
+{
+	Packet r;
+	r.dst_mac = Topology::kUplinkMac;
+	r.src_mac = Topology::kGatewayMac;
+	r.src = p.dst;
+	r.dst = p.src;
+	r.proto = p.proto;
+	r.ttl = 50;
+	r.df = false;
+	r.payload = pattern(8, 0x33);
+	if (p.proto == kProtoIcmp) {
+		r.icmp_type = kIcmpEchoReply;
+		r.icmp_id = p.icmp_id;
+	} else {
+		r.sport = p.dport;
+		r.dport = p.sport;
+		r.tcp_flags = kTcpSyn | kTcpAck;
+	}
+	(void)out;
+	return r.build();
+}
+
+void check_translated(const Bytes &in, const Bytes &out, int reason, bool in_csum_ok)
+{
+	Parsed pi = parse(in), po = parse(out);
+	if (reason == KVX_R_ARP_REPLY)
+		return;
+	if (!po.ipv4)
+		violation("translated frame is not IPv4", in, out);
+	if (in_csum_ok) {
+		std::string bad = check_checksums(out);
+		if (!bad.empty())
+			violation("checksum broken by translation: " + bad, in, out);
+	}
+	if (po.ttl + 1 != pi.ttl)
+		violation("TTL not decremented by exactly one", in, out);
+	if (po.later_fragment)
+		return;
+	std::uint16_t isport = pi.proto == kProtoIcmp ? pi.icmp_id : pi.sport;
+	std::uint16_t osport = po.proto == kProtoIcmp ? po.icmp_id : po.sport;
+	std::uint16_t odport = po.proto == kProtoIcmp ? po.icmp_id : po.dport;
+	bool ports = pi.proto == kProtoTcp || pi.proto == kProtoUdp || pi.proto == kProtoIcmp;
+	if (reason == KVX_R_XLATE_OUT && ports && pi.icmp_type != kIcmpDestUnreach &&
+	    pi.icmp_type != kIcmpTimeExceeded && pi.icmp_type != 12) {
+		// The flow (guest -> remote) must map to what the wire shows.
+		auto f = g_dp->ct_lookup(ct_key(pi.proto, pi.src, isport, pi.dst,
+						pi.proto == kProtoIcmp ? 0 : pi.dport));
+		if (!f)
+			violation("XLATE_OUT without a flow", in, out);
+		if (f->ext_addr != be32(po.src) || f->ext_port != be16(osport))
+			violation("source is not the flow's external endpoint", in, out);
+		if (po.dst != pi.dst)
+			violation("destination changed on the way out", in, out);
+	}
+	if (reason == KVX_R_XLATE_IN && ports && pi.icmp_type != kIcmpDestUnreach &&
+	    pi.icmp_type != kIcmpTimeExceeded && pi.icmp_type != 12) {
+		auto f = g_dp->ct_lookup(ct_key(po.proto, po.dst, odport, pi.src,
+						po.proto == kProtoIcmp ? 0 : pi.sport));
+		if (!f)
+			violation("XLATE_IN without a flow", in, out);
+		std::uint16_t idport = pi.proto == kProtoIcmp ? pi.icmp_id : pi.dport;
+		if (f->ext_addr != be32(pi.dst) || f->ext_port != be16(idport))
+			violation("translated to a guest whose flow is not this one", in, out);
+		if ((po.dst & Topology::kSubnetMask) != Topology::kSubnet)
+			violation("XLATE_IN to an address outside the guest subnet", in, out);
+	}
+}
+
+void round_trip(const Bytes &in, const Bytes &out)
+{
+	Parsed pi = parse(in), po = parse(out);
+	if (!po.ipv4 || po.fragment || !po.l4_complete)
+		return;
+	if (po.proto == kProtoIcmp && pi.icmp_type != kIcmpEchoRequest)
+		return;
+	if (po.proto != kProtoTcp && po.proto != kProtoUdp && po.proto != kProtoIcmp)
+		return;
+	Bytes answer = mirror(out, po);
+	g_round_trips++;
+	RunResult r = g_dp->run(Prog::UpIngress, answer, g_topo.uplink_ifindex);
+	if (r.verdict != TC_ACT_REDIRECT)
+		violation("the remote's answer to a translated packet was not translated back "
+			  "(verdict " + std::string(verdict_name(r.verdict)) + ")",
+			  out, answer);
+	Parsed pb = parse(r.out);
+	std::uint16_t back_dport = pb.proto == kProtoIcmp ? pb.icmp_id : pb.dport;
+	std::uint16_t guest_sport = pi.proto == kProtoIcmp ? pi.icmp_id : pi.sport;
+	if (pb.dst != pi.src || back_dport != guest_sport || pb.src != pi.dst ||
+	    (pb.proto != kProtoIcmp && pb.sport != pi.dport))
+		violation("round trip did not come back to the guest endpoint", in, r.out);
+	std::string bad = check_checksums(r.out);
+	if (!bad.empty())
+		violation("checksum broken on the way back: " + bad, answer, r.out);
+
+	// A router's ICMP error about the translated packet (RFC 5508) must
+	// reach the guest quoting the packet as the guest sent it.
+	Packet err = make_icmp_error(ip4(10, 77, 0, 1), po.src, kIcmpTimeExceeded, 0, out, 28);
+	err.dst_mac = Topology::kUplinkMac;
+	err.src_mac = Topology::kGatewayMac;
+	Bytes err_frame = err.build();
+	g_icmp_errors++;
+	RunResult e = g_dp->run(Prog::UpIngress, err_frame, g_topo.uplink_ifindex);
+	if (e.verdict != TC_ACT_REDIRECT)
+		violation("an ICMP error about a translated packet was not translated (verdict " +
+				  std::string(verdict_name(e.verdict)) + ")",
+			  out, err_frame);
+	Parsed pe = parse(e.out);
+	bad = check_checksums(e.out);
+	if (!bad.empty())
+		violation("checksum broken in a translated ICMP error: " + bad, err_frame, e.out);
+	const std::size_t q = pe.l4_off + 8; // the quoted IPv4 header
+	if (pe.dst != pi.src || e.out.size() < q + 28)
+		violation("ICMP error not delivered to the guest", err_frame, e.out);
+	if (inet_checksum(e.out.data() + q, 20) != 0 && inet_checksum(e.out.data() + q, 20) != 0xffff)
+		violation("quoted IPv4 header checksum broken", err_frame, e.out);
+	std::uint32_t qsrc;
+	std::uint16_t qport;
+	std::memcpy(&qsrc, e.out.data() + q + 12, 4);
+	std::memcpy(&qport, e.out.data() + q + 20 + (pi.proto == kProtoIcmp ? 4 : 0), 2);
+	if (ntohl(qsrc) != pi.src || ntohs(qport) != guest_sport)
+		violation("quoted header not translated back to the guest's", err_frame, e.out);
+}
+
+// A 1:1 mapping and a port forward, so the static paths are reachable too.
+constexpr std::uint32_t kOneToOneExt = ip4(10, 77, 0, 101);
+constexpr std::uint32_t kOneToOneGuest = ip4(192, 168, 122, 50);
+constexpr std::uint32_t kForwardGuest = ip4(192, 168, 122, 51);
+
+void install_static()
+{
+	auto val = [](std::uint32_t addr, std::uint16_t port, std::uint16_t flags) {
+		kvx_bind_val v;
+		std::memset(&v, 0, sizeof(v));
+		v.addr = be32(addr);
+		v.port = be16(port);
+		v.flags = flags;
+		return v;
+	};
+	const std::uint16_t one = KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+	g_dp->bind_update(bind_key(KVX_BIND_IN, KVX_PROTO_ANY, kOneToOneExt, 0),
+			  val(kOneToOneGuest, 0, one));
+	g_dp->bind_update(bind_key(KVX_BIND_OUT, KVX_PROTO_ANY, kOneToOneGuest, 0),
+			  val(kOneToOneExt, 0, one));
+	g_dp->extaddr_update(kOneToOneExt, KVX_EXT_F_ARP);
+	g_dp->bind_update(bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, 2222),
+			  val(kForwardGuest, 22, KVX_BIND_F_STATIC));
+	g_dp->bind_update(bind_key(KVX_BIND_OUT, kProtoTcp, kForwardGuest, 22),
+			  val(Topology::kUplinkAddr, 2222, KVX_BIND_F_STATIC));
+}
+
+// Seeds for the corpus (KVX_FUZZ_WRITE_SEEDS=DIR): one frame per kind of
+// traffic the programs handle, built by the tests' packet builder.
+void write_seeds(const std::string &dir)
+{
+	const std::uint32_t guest = ip4(192, 168, 122, 11), remote = ip4(198, 18, 0, 9);
+	std::vector<std::pair<std::uint8_t, Bytes>> seeds;
+	auto from_guest = [&](Packet p) {
+		p.dst_mac = Topology::kBridgeMac;
+		p.src_mac = {0x02, 0, 0, 0, 0, 0x11};
+		return p.build();
+	};
+	auto to_uplink = [&](Packet p) {
+		p.dst_mac = Topology::kUplinkMac;
+		p.src_mac = Topology::kGatewayMac;
+		return p.build();
+	};
+	Bytes tcp = from_guest(make_tcp(guest, 40000, remote, 443));
+	seeds.push_back({0, tcp});
+	seeds.push_back({0, from_guest(make_udp(guest, 61234, remote, 53, 40))});
+	seeds.push_back({0, from_guest(make_icmp_echo(guest, remote, 0x1234))});
+	seeds.push_back({0, from_guest(make_ip_proto(guest, remote, kProtoGre))});
+	Packet frag = make_udp(guest, 5000, remote, 5001, 200);
+	frag.mf = true;
+	frag.df = false;
+	seeds.push_back({0, from_guest(frag)});
+	Packet opts = make_tcp(guest, 40001, remote, 80);
+	opts.ip_options = {0x01, 0x01, 0x01, 0x00};
+	opts.tcp_options = {0x02, 0x04, 0x05, 0xb4};
+	seeds.push_back({0, from_guest(opts)});
+	seeds.push_back({0, from_guest(make_tcp(kOneToOneGuest, 40002, remote, 22))});
+	seeds.push_back({0, from_guest(make_tcp(guest, 40003, kOneToOneExt, 80))});
+	seeds.push_back({kUplinkProg, to_uplink(make_tcp(remote, 5555, kOneToOneExt, 80))});
+	seeds.push_back({kUplinkProg, to_uplink(make_tcp(remote, 5555, Topology::kUplinkAddr, 2222))});
+	seeds.push_back({kUplinkProg, to_uplink(make_udp(remote, 53, Topology::kUplinkAddr, 61234))});
+	seeds.push_back({kUplinkProg, to_uplink(make_icmp_error(ip4(10, 77, 0, 1), Topology::kUplinkAddr,
+							 kIcmpDestUnreach, 4, tcp, 28, 1280))});
+	Packet arp = make_ethertype(kEthArp, 28);
+	arp.payload = {0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 9, 10, 77, 0, 1,
+		       0, 0, 0, 0, 0, 0, 10, 77, 0, 101};
+	seeds.push_back({kUplinkProg, to_uplink(arp)});
+	mkdir(dir.c_str(), 0755);
+	for (std::size_t i = 0; i < seeds.size(); i++) {
+		std::ofstream f(dir + "/seed-" + std::to_string(i), std::ios::binary);
+		f.put(static_cast<char>(seeds[i].first | kFixCsum));
+		f.write(reinterpret_cast<const char *>(seeds[i].second.data()),
+			static_cast<std::streamsize>(seeds[i].second.size()));
+	}
+	std::fprintf(stderr, "kvmxdp fuzz: wrote %zu seeds to %s\n", seeds.size(), dir.c_str());
+}
+
+} // namespace
+
+extern "C" int LLVMFuzzerInitialize(int *, char ***)
+{
+	std::string error;
+	std::string skip = enter_private_netns(g_topo, error);
+	if (!skip.empty() || !error.empty()) {
+		std::fprintf(stderr, "kvmxdp fuzz: cannot run: %s%s\n", skip.c_str(), error.c_str());
+		std::exit(1);
+	}
+	// Small tables, so full-table and port-exhaustion paths are reachable.
+	g_dp = new Datapath(TableSizes{4096, 4096});
+	g_dp->set_cfg(Datapath::default_cfg(g_topo));
+	install_static();
+	std::atexit(print_hits);
+	if (const char *dir = std::getenv("KVX_FUZZ_WRITE_SEEDS")) {
+		write_seeds(dir);
+		std::exit(0);
+	}
+	return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t *data, std::size_t size)
+{
+	if (size < 1 + 34 || size > 1 + 1514)
+		return 0; // test_run refuses IPv4 frames shorter than 34 bytes
+	const std::uint8_t mode = data[0];
+	Bytes in(data + 1, data + size);
+	const bool uplink = mode & kUplinkProg;
+	if (mode & kPlausible)
+		make_plausible(in, uplink);
+	if (mode & kFixCsum)
+		fix_checksums(in);
+
+	kvx_cfg cfg = Datapath::default_cfg(g_topo);
+	if (mode & kEif)
+		cfg.flags |= KVX_CFG_F_EIF;
+	g_dp->set_cfg(cfg);
+	if (++g_runs % 2048 == 0) {
+		g_dp->clear_tables();
+		install_static();
+	}
+
+	const bool in_csum_ok = parse(in).ipv4 && check_checksums(in).empty();
+	Stats before = g_dp->stats();
+	RunResult r;
+	try {
+		r = g_dp->run(uplink ? Prog::UpIngress : Prog::BrIngress, in,
+			      uplink ? g_topo.uplink_ifindex : g_topo.bridge_ifindex);
+	} catch (const std::exception &) {
+		return 0; // a frame test_run refuses (EINVAL), not a datapath result
+	}
+	Stats after = g_dp->stats();
+	int reason = counted_reason(before, after);
+	if (reason < 0)
+		violation(reason == -1 ? "no verdict counted" : "more than one verdict counted", in,
+			  r.out);
+	cover_reason(reason);
+	g_hits[reason]++;
+	if (r.verdict != reason_verdict(reason))
+		violation(std::string("verdict ") + verdict_name(r.verdict) + " but reason " +
+				  reason_name(reason),
+			  in, r.out);
+	if (r.verdict == TC_ACT_OK && r.out != in)
+		violation("a packet passed to the stack was modified", in, r.out);
+	if (r.verdict == TC_ACT_REDIRECT) {
+		check_translated(in, r.out, reason, in_csum_ok);
+		if (reason == KVX_R_XLATE_OUT && in_csum_ok)
+			round_trip(in, r.out);
+	}
+	return 0;
+}
