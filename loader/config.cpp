@@ -17,7 +17,8 @@ bool Instance::operator==(const Instance &o) const
 	       clsact_created_bridge == o.clsact_created_bridge &&
 	       clsact_created_uplink == o.clsact_created_uplink &&
 	       saved_forwarding == o.saved_forwarding &&
-	       saved_reserved_ports == o.saved_reserved_ports;
+	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
+	       clamp_mss == o.clamp_mss;
 }
 
 Instance *Config::find(const std::string &bridge)
@@ -50,6 +51,26 @@ bool Config::remove(const std::string &bridge)
 	return found;
 }
 
+namespace {
+
+json mapping_json(const StaticMapping &sm)
+{
+	json j = {{"ext", sm.m.ext_str()},
+		  {"guest", sm.m.guest_str()},
+		  {"proto", sm.m.one_to_one() ? "any" : sm.m.proto_str()},
+		  {"add_address", sm.add_address},
+		  {"network", nullptr},
+		  {"gateway", nullptr}};
+	if (sm.network) {
+		j["network"] = sm.network->net.str();
+		if (sm.network->gateway)
+			j["gateway"] = format_ipv4(sm.network->gateway);
+	}
+	return j;
+}
+
+} // namespace
+
 json to_json(const Config &cfg)
 {
 	json insts = json::array();
@@ -73,9 +94,25 @@ json to_json(const Config &cfg)
 			{"clsact_created",
 			 {{"bridge", i.clsact_created_bridge}, {"uplink", i.clsact_created_uplink}}},
 			{"saved_sysctls", saved},
+			{"clamp_mss", i.clamp_mss},
 		});
+		json maps = json::array();
+		for (const auto &sm : i.mappings)
+			maps.push_back(mapping_json(sm));
+		insts.back()["mappings"] = maps;
 	}
-	return {{"version", Config::kVersion}, {"instances", insts}};
+	json j = {{"version", Config::kVersion}, {"instances", insts}};
+	if (!cfg.detached.empty()) {
+		json d = json::object();
+		for (const auto &[br, det] : cfg.detached) {
+			json maps = json::array();
+			for (const auto &sm : det.mappings)
+				maps.push_back(mapping_json(sm));
+			d[br] = {{"uplink", det.uplink}, {"mappings", maps}};
+		}
+		j["detached"] = d;
+	}
+	return j;
 }
 
 namespace {
@@ -139,6 +176,52 @@ std::optional<std::string> get_opt_string(const json &obj, const std::string &na
 	return it->get<std::string>();
 }
 
+StaticMapping mapping_from_json(const json &o, const std::string &field)
+{
+	if (!o.is_object())
+		bad(field, "expected an object");
+	const std::string p = field + ".";
+	std::string ext = get_string(o, "ext", p);
+	std::string guest = get_string(o, "guest", p);
+	std::string proto = get_string(o, "proto", p);
+	StaticMapping sm;
+	try {
+		sm.m = parse_mapping(ext, guest, proto == "any" ? "" : proto);
+	} catch (const Error &e) {
+		bad(field, e.what());
+	}
+	sm.add_address = get_bool(o, "add_address", p);
+	auto net = get_opt_string(o, "network", p);
+	auto gw = get_opt_string(o, "gateway", p);
+	if (net) {
+		NetId id;
+		// Any prefix length (an uplink may be a /31 or /32).
+		auto slash = net->find('/');
+		try {
+			if (slash == std::string::npos)
+				throw Error("expected a.b.c.d/n");
+			uint32_t a = parse_ipv4(net->substr(0, slash));
+			auto len = parse_uint(net->substr(slash + 1), 32, "prefix length");
+			id.net = network_of(a, static_cast<uint8_t>(len));
+			if (id.net.addr != a)
+				throw Error("host bits set");
+		} catch (const Error &e) {
+			bad(p + "network", "invalid '" + *net + "': " + e.what());
+		}
+		if (gw) {
+			try {
+				id.gateway = parse_ipv4(*gw);
+			} catch (const Error &e) {
+				bad(p + "gateway", e.what());
+			}
+		}
+		sm.network = id;
+	} else if (gw) {
+		bad(p + "gateway", "given without network");
+	}
+	return sm;
+}
+
 } // namespace
 
 Config config_from_json(const json &j)
@@ -186,9 +269,37 @@ Config config_from_json(const json &j)
 		i.saved_forwarding = get_opt_string(saved, "forwarding", p + "saved_sysctls.");
 		i.saved_reserved_ports =
 			get_opt_string(saved, "ip_local_reserved_ports", p + "saved_sysctls.");
+		if (o.contains("clamp_mss"))
+			i.clamp_mss = static_cast<uint16_t>(get_uint(o, "clamp_mss", p, 0, 65535));
+		// Absent in configurations of older versions: no mappings.
+		if (auto it = o.find("mappings"); it != o.end()) {
+			if (!it->is_array())
+				bad(p + "mappings", "expected an array");
+			for (size_t k = 0; k < it->size(); k++)
+				i.mappings.push_back(mapping_from_json(
+					(*it)[k], p + "mappings[" + std::to_string(k) + "]"));
+		}
 		if (cfg.find(i.bridge))
 			bad(p + "bridge", "duplicate bridge " + i.bridge);
 		cfg.instances.push_back(std::move(i));
+	}
+	if (auto it = j.find("detached"); it != j.end()) {
+		if (!it->is_object())
+			bad("detached", "expected an object");
+		for (const auto &[br, o] : it->items()) {
+			std::string p = "detached." + br;
+			if (!o.is_object())
+				bad(p, "expected an object");
+			Detached d;
+			d.uplink = get_string(o, "uplink", p + ".");
+			const json &maps = member(o, "mappings", p + ".mappings");
+			if (!maps.is_array())
+				bad(p + ".mappings", "expected an array");
+			for (size_t k = 0; k < maps.size(); k++)
+				d.mappings.push_back(mapping_from_json(
+					maps[k], p + ".mappings[" + std::to_string(k) + "]"));
+			cfg.detached[br] = std::move(d);
+		}
 	}
 	return cfg;
 }

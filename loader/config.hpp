@@ -7,11 +7,13 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "fsutil.hpp"
+#include "mapping.hpp"
 #include "netaddr.hpp"
 
 namespace kvmxdp {
@@ -34,13 +36,30 @@ struct Instance {
 	// the key did not exist (e.g. the sysctl is missing in a test tree).
 	std::optional<std::string> saved_forwarding;
 	std::optional<std::string> saved_reserved_ports;
+	// Static mappings (`map add`), restored by every attach.
+	std::vector<StaticMapping> mappings;
+	// attach --clamp-mss (0: off).
+	uint16_t clamp_mss = 0;
 
 	bool operator==(const Instance &o) const;
+};
+
+// What a detach leaves of an instance: its static mappings are
+// configuration, not state, and come back with the next attach.
+struct Detached {
+	std::string uplink;
+	std::vector<StaticMapping> mappings;
+	bool operator==(const Detached &o) const
+	{
+		return uplink == o.uplink && mappings == o.mappings;
+	}
 };
 
 struct Config {
 	static constexpr int kVersion = 1;
 	std::vector<Instance> instances;
+	// bridge -> what its detach kept ("detached" in the JSON; optional).
+	std::map<std::string, Detached> detached;
 
 	Instance *find(const std::string &bridge);
 	const Instance *find(const std::string &bridge) const;

@@ -6,6 +6,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -15,9 +16,11 @@
 #include "bpf_objects.hpp"
 #include "error.hpp"
 #include "gc.hpp"
+#include "mapctl.hpp"
 #include "maps.hpp"
 #include "netaddr.hpp"
 #include "netlink.hpp"
+#include "sysctl.hpp"
 
 namespace kvmxdp {
 
@@ -51,7 +54,90 @@ Daemon::Daemon(const Instance &inst, Skeleton &skel, int uplink_ifindex, std::st
 	, cfg_fd_(dup_fd(skel.map_fd(KVX_MAP_CFG), KVX_MAP_CFG))
 	, ct_fd_(dup_fd(skel.map_fd(KVX_MAP_CT), KVX_MAP_CT))
 	, bind_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND), KVX_MAP_BIND))
+	, extaddr_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR), KVX_MAP_EXTADDR))
+	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 {
+}
+
+void Daemon::refresh_bridge(NlSocket &nl)
+{
+	auto link = find_link(nl, inst_.bridge);
+	if (!link || link->ifindex == bridge_ifindex_ || link->kind != "bridge")
+		return;
+	// A libvirt network restart deletes and re-creates the bridge: the
+	// filter went with the old device, and the new one starts with
+	// forwarding at its default.  Guests re-join it as their taps come.
+	info("bridge " + inst_.bridge + " is back as ifindex " + std::to_string(link->ifindex) +
+	     ": re-attaching");
+	try {
+		tc_hook_create(link->ifindex, inst_.bridge);
+		tc_attach(link->ifindex, inst_.bridge, skel_.prog_fd("kvx_br_ingress"));
+		try {
+			Sysctl sys(sysctl_root_);
+			std::string fwd = forwarding_key(inst_.bridge);
+			if (sys.exists(fwd) && sys.read(fwd) != "1")
+				sys.write(fwd, "1");
+		} catch (const Error &e) {
+			info(std::string("forwarding on the re-created bridge: ") + e.what());
+		}
+		kvx_cfg cfg = read_cfg(cfg_fd_.get());
+		cfg.bridge_ifindex = static_cast<__u32>(link->ifindex);
+		write_cfg(cfg_fd_.get(), cfg);
+		bridge_ifindex_ = link->ifindex;
+	} catch (const Error &e) {
+		// Retried on the next event or tick.
+		info(std::string("re-attach to bridge failed: ") + e.what());
+	}
+}
+
+void Daemon::sync_mappings(NlSocket &nl, bool force)
+{
+	struct stat st {};
+	std::string sig;
+	if (::stat(config_path_.c_str(), &st) == 0)
+		sig = std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+		      std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_size);
+	uint32_t addr = ntohl(read_cfg(cfg_fd_.get()).uplink_addr);
+	std::optional<NetId> net;
+	if (auto link = find_link(nl, inst_.uplink))
+		net = network_of_link(nl, link->ifindex, inst_.uplink);
+	// No address (WiFi reconnecting): nothing can flow anyway; the
+	// mappings stay as they were until the uplink is on some network
+	// again, so a short drop does not suspend and flush them.
+	if (!net && synced_)
+		net = synced_net_;
+	if (synced_ && !force && sig == cfg_sig_ && addr == synced_addr_ && net == synced_net_)
+		return;
+	// `map add/del` change the maps and the config under this lock; a
+	// sync from an older config would undo their change.  Busy: next tick.
+	ConfigStore store(config_path_);
+	auto lock = FileLock::try_acquire(config_path_ + ".lock");
+	if (!lock)
+		return;
+	Config cfg = store.load();
+	const Instance *i = cfg.find(inst_.bridge);
+	if (!i)
+		return; // being detached
+	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get()}, i->mappings,
+				addr, net);
+	for (const auto &e : r.errors)
+		info("mapping: " + e);
+	if (synced_ && !(net == synced_net_)) {
+		size_t active = 0;
+		for (const auto &sm : i->mappings)
+			active += mapping_active(sm, net);
+		info("uplink network " + (net ? net->str() : std::string("none")) + ": " +
+		     std::to_string(active) + " of " + std::to_string(i->mappings.size()) +
+		     " mapping(s) active, the others suspended");
+	}
+	if (r.bind_added || r.bind_deleted)
+		log_verbose("mappings: " + std::to_string(r.bind_added) + " entr(ies) installed, " +
+			    std::to_string(r.bind_deleted) + " removed, " +
+			    std::to_string(r.ct_deleted) + " flow(s) dropped");
+	cfg_sig_ = sig;
+	synced_addr_ = addr;
+	synced_net_ = net;
+	synced_ = true;
 }
 
 Daemon::~Daemon() = default;
@@ -152,6 +238,7 @@ int Daemon::run()
 	using clock = std::chrono::steady_clock;
 	auto next_gc = clock::now() + std::chrono::milliseconds(kGcIntervalMs);
 	auto next_refresh = clock::now();
+	auto next_heal = clock::now() + std::chrono::milliseconds(kMappingHealMs);
 
 	for (;;) {
 		auto now = clock::now();
@@ -160,6 +247,11 @@ int Daemon::run()
 			// device that came back under the same name).
 			try {
 				refresh_uplink(nl);
+				refresh_bridge(nl);
+				bool heal = now >= next_heal;
+				if (heal)
+					next_heal = now + std::chrono::milliseconds(kMappingHealMs);
+				sync_mappings(nl, heal);
 			} catch (const Error &e) {
 				info(std::string("uplink refresh: ") + e.what());
 			}
@@ -191,6 +283,8 @@ int Daemon::run()
 		if ((fds[1].revents & POLLIN) && mon.drain()) {
 			try {
 				refresh_uplink(nl);
+				refresh_bridge(nl);
+				sync_mappings(nl, false);
 			} catch (const Error &e) {
 				info(std::string("uplink refresh: ") + e.what());
 			}

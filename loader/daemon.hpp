@@ -5,10 +5,12 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 
 #include "config.hpp"
 #include "fd.hpp"
+#include "mapping.hpp"
 
 namespace kvmxdp {
 
@@ -29,12 +31,21 @@ public:
 	static constexpr int kGcIntervalMs = 5000;
 	// The uplink is re-read at least this often even without events.
 	static constexpr int kPollMs = 1000;
+	// Static mappings are re-checked against the maps at least this often.
+	static constexpr int kMappingHealMs = 30000;
+	// Where the bridge's forwarding sysctl is set again after the bridge
+	// was re-created (a libvirt network restart).
+	void set_sysctl_root(std::string root) { sysctl_root_ = std::move(root); }
 
 private:
 	void refresh_uplink(NlSocket &nl);
 	void collect_garbage();
 
 	void record_uplink_clsact();
+	void refresh_bridge(NlSocket &nl);
+	// Re-installs the configured static mappings when the config, the
+	// uplink address or the uplink's network changed (or to heal).
+	void sync_mappings(NlSocket &nl, bool force);
 
 	Instance inst_;
 	Skeleton &skel_;
@@ -43,6 +54,14 @@ private:
 	Fd cfg_fd_;
 	Fd ct_fd_;
 	Fd bind_fd_;
+	Fd extaddr_fd_;
+	int bridge_ifindex_ = 0;
+	std::string sysctl_root_ = "/proc/sys";
+	// What the mappings were last synced against.
+	std::string cfg_sig_;
+	uint32_t synced_addr_ = 0; // host order
+	std::optional<NetId> synced_net_;
+	bool synced_ = false;
 };
 
 } // namespace kvmxdp

@@ -25,6 +25,7 @@
 #include "error.hpp"
 #include "fsutil.hpp"
 #include "gc.hpp"
+#include "mapctl.hpp"
 #include "maps.hpp"
 #include "netaddr.hpp"
 #include "netlink.hpp"
@@ -210,10 +211,39 @@ std::string normalize_dir(const std::string &dir)
 	return d;
 }
 
-int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream &out)
+uint16_t parse_clamp_mss(const std::string &text)
 {
-	// Syntax first: a typo is reported as such, with or without root.
+	uint64_t v = parse_uint(text, 65535, "--clamp-mss");
+	if (v != 0 && (v < kMinClampMss || v > kMaxClampMss))
+		throw Error("invalid --clamp-mss '" + text + "': need 0 (off) or " +
+			    std::to_string(kMinClampMss) + ".." + std::to_string(kMaxClampMss));
+	return static_cast<uint16_t>(v);
+}
+
+int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostream &out)
+{
+	AttachOptions a = a_in;
+	// `attach --bridge BR` alone (the systemd unit): the rest of the
+	// instance comes from the config.
 	check_ifname(a.bridge);
+	if (a.uplink.empty()) {
+		Config c = ConfigStore(g.config).load();
+		const Instance *p = c.find(a.bridge);
+		if (!p && c.detached.count(a.bridge))
+			a.uplink = c.detached[a.bridge].uplink;
+		else if (!p)
+			throw Error("attach --bridge " + a.bridge +
+				    " without --uplink: no instance of '" + a.bridge + "' in " +
+				    g.config + " to take it from");
+		if (p)
+			a.uplink = p->uplink;
+		if (p && !a.subnet)
+			a.subnet = p->subnet.str();
+		if (p && !a.nat_ports)
+			a.nat_ports = p->nat_ports.str();
+		a.eif = a.eif || (p && p->eif);
+	}
+	// Syntax first: a typo is reported as such, with or without root.
 	check_ifname(a.uplink);
 	std::optional<Ipv4Net> subnet;
 	if (a.subnet)
@@ -267,6 +297,17 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 	std::optional<Instance> prev;
 	if (const Instance *p = cfg.find(a.bridge))
 		prev = *p;
+	// One instance per uplink: the uplink's filter (one kvmxdp handle) and
+	// its NAT ports on the uplink address would be shared, and a second
+	// attach would silently take the first bridge's replies.
+	for (const Instance &o : cfg.instances)
+		if (o.bridge != a.bridge && o.uplink == a.uplink)
+			throw Error("uplink '" + a.uplink + "' is already used by the kvmxdp instance of bridge '" +
+				    o.bridge + "': one bridge per uplink (detach '" + o.bridge + "' first)");
+	// Mappings a detach kept come back (the uplink is the new one's).
+	std::vector<StaticMapping> mappings = prev ? prev->mappings : std::vector<StaticMapping>{};
+	if (!prev && cfg.detached.count(a.bridge))
+		mappings = cfg.detached[a.bridge].mappings;
 	// One bridge, one datapath: a second bpffs would mean a second set of
 	// maps fighting over the same TC hooks.
 	if (prev && prev->bpffs != bpffs)
@@ -295,7 +336,8 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 	}
 	uint32_t ct_size = a.ct_size.value_or(prev ? prev->ct_size : KVX_CT_DEFAULT_SIZE);
 	uint32_t bind_size = a.bind_size.value_or(prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE);
-	uint32_t resumed_uplink_addr = 0; // network order
+	uint32_t resumed_uplink_addr = 0;      // network order
+	std::vector<std::string> replace_pins; // pinned maps replaced by new ones
 	if (resume) {
 		for (const auto &name : pinned) {
 			std::string path = pin_path(pin_dir, name);
@@ -310,6 +352,25 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 				if (!a.bind_size)
 					bind_size = map_info(fd.get(), path).max_entries;
 				want = bind_size;
+			}
+			if (name == KVX_MAP_STATS) {
+				// A newer kvmxdp with more verdict reasons: the counters
+				// restart in a fresh map, the tables are kept.
+				MapInfo have = map_info(fd.get(), path);
+				bpf_map *sm = skel.map(KVX_MAP_STATS);
+				if (have.type == bpf_map__type(sm) &&
+				    have.key_size == bpf_map__key_size(sm) &&
+				    have.value_size == bpf_map__value_size(sm) &&
+				    have.max_entries != bpf_map__max_entries(sm)) {
+					out << "kvmxdp: note: " << path << " has "
+					    << have.max_entries << " counters, this kvmxdp "
+					    << bpf_map__max_entries(sm)
+					    << ": counters restart from zero (conntrack kept)"
+					    << std::endl;
+					to_pin.push_back(name);
+					replace_pins.push_back(path);
+					continue;
+				}
 			}
 			check_pinned_map(skel, name.c_str(), fd.get(), path, want);
 			if (name == KVX_MAP_CFG) {
@@ -349,6 +410,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 	kc.nat_port_lo = v.nat.lo;
 	kc.nat_port_hi = v.nat.hi;
 	kc.timeouts = default_timeouts();
+	kc.clamp_mss = a.clamp_mss ? *a.clamp_mss : (prev ? prev->clamp_mss : 0);
 	std::memcpy(kc.uplink_mac, v.uplink.mac.data(), sizeof(kc.uplink_mac));
 	write_cfg(skel.map_fd(KVX_MAP_CFG), kc);
 	// The address changed while no daemon was watching: what the daemon
@@ -356,6 +418,23 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 	if (resumed_uplink_addr && resumed_uplink_addr != kc.uplink_addr)
 		flush_ext_addr(skel.map_fd(KVX_MAP_CT), skel.map_fd(KVX_MAP_BIND),
 			       resumed_uplink_addr);
+
+	// Static mappings of the config, as `map add` made them (a first
+	// attach after a reboot, a resume, a re-created bridge).
+	if (!mappings.empty()) {
+		std::optional<NetId> cur = network_of_link(nl, v.uplink.ifindex, a.uplink);
+		MapFds fds{skel.map_fd(KVX_MAP_BIND), skel.map_fd(KVX_MAP_EXTADDR),
+			   skel.map_fd(KVX_MAP_CT)};
+		restore_added_addresses(mappings, a.uplink);
+		auto r = apply_mappings(fds, mappings, ntohl(kc.uplink_addr), cur);
+		for (const auto &e : r.errors)
+			warn(e);
+		size_t suspended = 0;
+		for (const auto &sm : mappings)
+			suspended += !mapping_active(sm, cur);
+		log_verbose("restored " + std::to_string(mappings.size()) + " mapping(s), " +
+			    std::to_string(suspended) + " suspended (another network)");
+	}
 
 	// Pins: bpf_obj_pin on our own paths, not libbpf's pin_root_path,
 	// which rewrites every '.' of the whole path (PITFALLS 11).
@@ -368,6 +447,8 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 	}
 	for (const auto &name : to_pin) {
 		std::string path = pin_path(pin_dir, name);
+		if (std::find(replace_pins.begin(), replace_pins.end(), path) != replace_pins.end())
+			::unlink(path.c_str());
 		check_libbpf(bpf_obj_pin(skel.map_fd(name.c_str()), path.c_str()), "pin map", path);
 		rb.add("pin " + path, [path] { ::unlink(path.c_str()); });
 	}
@@ -413,6 +494,8 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 	inst.bpffs = bpffs;
 	inst.pin_dir = pin_dir;
 	inst.clsact_created_bridge = created_br || (prev && prev->clsact_created_bridge);
+	inst.mappings = mappings;
+	inst.clamp_mss = kc.clamp_mss;
 	inst.clsact_created_uplink =
 		created_up || (prev && prev->uplink == a.uplink && prev->clsact_created_uplink);
 
@@ -445,6 +528,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 
 	failpoint("sysctls");
 	cfg.upsert(inst);
+	cfg.detached.erase(a.bridge);
 	store.save(cfg);
 	rb.commit();
 	pid_rb.commit();
@@ -454,6 +538,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 	out << "kvmxdp: attached bridge=" << a.bridge << " uplink=" << a.uplink << std::endl;
 
 	Daemon daemon(inst, skel, v.uplink.ifindex, g.config);
+	daemon.set_sysctl_root(g.sysctl_root);
 	return daemon.run();
 }
 
@@ -506,6 +591,7 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 		// <bpffs>/kvmxdp is shared by instances: only if empty.
 		::rmdir((inst.bpffs + "/kvmxdp").c_str());
 	});
+	step([&] { remove_added_addresses(inst); });
 	Sysctl sys(g.sysctl_root);
 	step([&] {
 		std::string fwd = forwarding_key(bridge);
@@ -530,6 +616,8 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 		throw Error(msg + " fix and run detach again");
 	}
 	cfg.remove(bridge);
+	if (!inst.mappings.empty())
+		cfg.detached[bridge] = Detached{inst.uplink, inst.mappings};
 	store.save(cfg);
 	// Still holding its lock, so no daemon can be between open and flock.
 	if (pid_lock)

@@ -30,7 +30,14 @@ struct AttachOptions {
 	bool eif = false;
 	std::optional<uint32_t> ct_size;
 	std::optional<uint32_t> bind_size;
+	// TCP MSS clamp (kvx_cfg.clamp_mss); unset: the config's, else off.
+	std::optional<uint16_t> clamp_mss;
 };
+
+// attach --clamp-mss: 0 (off) or kMinClampMss..kMaxClampMss.
+constexpr uint32_t kMinClampMss = 536;	 // RFC 879's default MSS
+constexpr uint32_t kMaxClampMss = 65495; // 65535 - 40
+uint16_t parse_clamp_mss(const std::string &text);
 
 // Undo actions registered while attaching; run in reverse order unless
 // commit() was called, so a failure at any step leaves nothing half-done.

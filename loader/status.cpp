@@ -14,6 +14,7 @@
 #include "error.hpp"
 #include "fsutil.hpp"
 #include "instance.hpp"
+#include "mapctl.hpp"
 #include "maps.hpp"
 #include "netaddr.hpp"
 #include "netlink.hpp"
@@ -206,6 +207,13 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				   inst.bridge +
 				   " or libvirt: they may NAT or drop what kvmxdp passes to the "
 				   "host; for a libvirt network use <forward mode='open'/>");
+	j["mappings"] = mappings_json(inst, nl);
+	for (const auto &m : j["mappings"])
+		if (m["state"] == "suspended")
+			warnings.push_back("mapping " + m["ext"].get<std::string>() + " -> " +
+					   m["guest"].get<std::string>() +
+					   " is suspended: made on another network (" +
+					   m["network"].get<std::string>() + ")");
 	j["warnings"] = warnings;
 	return j;
 }

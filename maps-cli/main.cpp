@@ -8,7 +8,9 @@
 #include <iostream>
 
 #include "error.hpp"
+#include "install.hpp"
 #include "instance.hpp"
+#include "mapctl.hpp"
 #include "print.hpp"
 
 namespace {
@@ -46,7 +48,11 @@ int main(int argc, char **argv)
 	auto *attach = app.add_subcommand(
 		"attach", "attach the datapath to a bridge and its uplink, then run the daemon");
 	attach->add_option("--bridge", a.bridge, "the guests' bridge")->required();
-	attach->add_option("--uplink", a.uplink, "the uplink interface")->required();
+	attach->add_option("--uplink", a.uplink,
+			   "the uplink interface (default: the instance's in the config)");
+	std::string clamp_mss;
+	auto *o_mss = attach->add_option("--clamp-mss", clamp_mss,
+					 "clamp the MSS of TCP SYNs through the NAT (0: off)");
 	auto *o_subnet = attach->add_option(
 		"--subnet", subnet, "guest subnet CIDR (default: the bridge's primary network)");
 	auto *o_nat = attach->add_option(
@@ -63,6 +69,42 @@ int main(int argc, char **argv)
 	auto *detach = app.add_subcommand(
 		"detach", "stop the daemon, remove filters, pins, sysctls and the instance");
 	detach->add_option("--bridge", detach_bridge, "the bridge")->required();
+
+	// map add|del|list: static mappings (1:1 NAT, port forwards).
+	auto *map = app.add_subcommand("map", "static mappings: 1:1 NAT and port forwards");
+	map->require_subcommand(1);
+	MapOptions mo;
+	auto add_map_args = [&](CLI::App *c) {
+		c->add_option("EXT", mo.ext, "EXT_IP (1:1) or EXT_IP|uplink:PORT[-PORT]")
+			->required();
+		c->add_option("GUEST", mo.guest, "GUEST_IP (1:1) or GUEST_IP:PORT[-PORT]")
+			->required();
+		c->add_option("--proto", mo.proto, "tcp or udp (port forwards)");
+		c->add_option("--bridge", mo.bridge, "the instance (when more than one)");
+	};
+	auto *map_add_cmd = map->add_subcommand(
+		"add", "add a mapping (takes effect at once, saved in the config)");
+	add_map_args(map_add_cmd);
+	map_add_cmd->add_flag("--force", mo.force,
+			      "allow an EXT_IP outside the uplink's network (routed to this host)");
+	map_add_cmd->add_flag("--add-address", mo.add_address,
+			      "add EXT_IP to the uplink instead of answering ARP for it");
+	auto *map_del_cmd = map->add_subcommand("del", "delete a mapping (same arguments as add)");
+	add_map_args(map_del_cmd);
+	std::string map_list_bridge;
+	bool map_json = false;
+	auto *map_list_cmd = map->add_subcommand("list", "list the mappings");
+	map_list_cmd->add_flag("--json", map_json, "machine-readable output");
+	map_list_cmd->add_option("--bridge", map_list_bridge, "only this bridge");
+
+	InstallOptions io;
+	auto *install = app.add_subcommand(
+		"install", "install the systemd unit kvmxdp@.service and the libvirt network hook");
+	install->add_option("--root", io.root, "prepend this directory to every path");
+	install->add_option("--prefix", io.prefix,
+			    "the unit runs PREFIX/sbin/kvmxdp (default: this binary's path)");
+	install->add_option("--unit-dir", io.unit_dir, "default /etc/systemd/system");
+	install->add_option("--hook-dir", io.hook_dir, "default /etc/libvirt/hooks/network.d");
 
 	std::string status_bridge;
 	bool json = false;
@@ -94,10 +136,37 @@ int main(int argc, char **argv)
 				a.ct_size = ct_size;
 			if (o_bind->count())
 				a.bind_size = bind_size;
+			if (o_mss->count())
+				a.clamp_mss = parse_clamp_mss(clamp_mss);
 			return attach_and_run(g, a, std::cout);
 		}
 		if (detach->parsed()) {
 			kvmxdp::detach(g, detach_bridge, std::cout);
+			return 0;
+		}
+		if (map_add_cmd->parsed()) {
+			map_add(g, mo, std::cout);
+			return 0;
+		}
+		if (map_del_cmd->parsed()) {
+			map_del(g, mo, std::cout);
+			return 0;
+		}
+		if (map_list_cmd->parsed()) {
+			auto j = map_list_json(g, map_list_bridge);
+			if (map_json)
+				std::cout << j.dump(2) << std::endl;
+			else
+				print_mappings(j, std::cout);
+			return 0;
+		}
+		if (install->parsed()) {
+			for (const auto &p : install_files(io, g.config))
+				std::cout << "kvmxdp: installed " << p << "\n";
+			if (io.root.empty())
+				std::cout << "kvmxdp: run 'systemctl daemon-reload', then "
+					     "'systemctl enable --now kvmxdp@BRIDGE'\n";
+			std::cout << std::flush;
 			return 0;
 		}
 		if (status->parsed()) {

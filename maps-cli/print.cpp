@@ -92,9 +92,37 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		    << "  foreign firewall rules: " << co["foreign_rules"].size() << "\n";
 		for (const auto &r : co["foreign_rules"])
 			out << "    " << str(r) << "\n";
+		if (i.contains("mappings") && !i["mappings"].empty()) {
+			out << "  mappings:\n";
+			for (const auto &m : i["mappings"])
+				out << "    " << pad(str(m["ext"]), 22) << "-> "
+				    << pad(str(m["guest"]), 22) << pad(str(m["proto"]), 5)
+				    << str(m["state"])
+				    << (m["state"] == "suspended" ?
+						" (made on " + str(m["network"]) + ")" :
+						std::string())
+				    << "\n";
+		}
 		for (const auto &w : i["warnings"])
 			out << "  warning: " << str(w) << "\n";
 	}
+}
+
+void print_mappings(const nlohmann::json &list, std::ostream &out)
+{
+	const auto &maps = list.at("mappings");
+	if (maps.empty()) {
+		out << "no mappings\n";
+		return;
+	}
+	out << pad("BRIDGE", 12) << pad("EXTERNAL", 22) << pad("GUEST", 22) << pad("PROTO", 6)
+	    << pad("ADDRESS", 16) << "STATE\n";
+	for (const auto &m : maps)
+		out << pad(str(m["bridge"]), 12) << pad(str(m["ext"]), 22)
+		    << pad(str(m["guest"]), 22) << pad(str(m["proto"]), 6)
+		    << pad(str(m["ext_addr"]), 16) << str(m["state"])
+		    << (m["add_address"].get<bool>() ? " (address added to the uplink)" : "")
+		    << "\n";
 }
 
 } // namespace kvmxdp

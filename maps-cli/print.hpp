@@ -9,5 +9,7 @@
 namespace kvmxdp {
 
 void print_status(const nlohmann::json &status, std::ostream &out);
+// `map list`: one line per mapping.
+void print_mappings(const nlohmann::json &list, std::ostream &out);
 
 } // namespace kvmxdp

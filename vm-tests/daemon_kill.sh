@@ -111,7 +111,7 @@ KVX_DAEMON_PID=""
 pd=$(kvx_pin_dir "$BR")
 nreasons=$(grep -c '^[[:space:]]*X([A-Z_]*,' "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h")
 rm "$pd/kvx_stats"
-bpftool map create "$pd/kvx_stats" type percpu_array key 4 value 16 entries 7 name kvx_stats
+bpftool map create "$pd/kvx_stats" type percpu_array key 4 value 8 entries 7 name kvx_stats
 ids_before=$(map_ids)
 before=$(kvx_host_state)
 log=$KVX_TMP/old.log

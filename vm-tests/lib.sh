@@ -87,6 +87,20 @@ trap 'kvx_on_err $? $LINENO "$BASH_COMMAND"' ERR
 
 # End of a test: exit 0 only if no assertion failed.
 kvx_finish() {
+	# Every test that attached kvmxdp ends with the same proof: no checksum
+	# error anywhere, and the host kernel forwarded (almost) nothing:
+	# kvmxdp did (KVX_FWD_BUDGET: datagrams a test may let the kernel
+	# forward on purpose, default 10).
+	if [[ -n ${KVX_FWD0:-} ]] && ip netns list | grep -qw "$NS_HOST"; then
+		kvx_step "common checks: checksums, host forwarding"
+		kvx_assert_no_csum_errors
+		local fwd=$(($(kvx_fwd_datagrams) - KVX_FWD0))
+		if ((fwd <= ${KVX_FWD_BUDGET:-10})); then
+			kvx_pass "host IpForwDatagrams moved by $fwd (<= ${KVX_FWD_BUDGET:-10})"
+		else
+			kvx_fail "host IpForwDatagrams moved by $fwd: the kernel forwarded guest traffic"
+		fi
+	fi
 	if ((KVX_FAILS > 0)); then
 		printf '[%s] RESULT: FAILED (%d failed checks)\n' "$KVX_TEST" "$KVX_FAILS" >&2
 		exit 1
@@ -505,6 +519,8 @@ kvx() { nsx "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" "$@"; }
 # KVX_DAEMON_PID and KVX_DAEMON_LOG.  Returns 1 (after kvx_fail) on failure.
 KVX_ATTACH_N=0
 kvx_attach_bg() {
+	# The first attach starts the common end-of-test checks (kvx_finish).
+	[[ -n ${KVX_FWD0:-} ]] || KVX_FWD0=$(kvx_fwd_datagrams)
 	KVX_ATTACH_N=$((KVX_ATTACH_N + 1))
 	KVX_DAEMON_LOG=$KVX_TMP/daemon.$KVX_ATTACH_N.log
 	kvx_bg "$KVX_DAEMON_LOG" ip netns exec "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" attach --bridge "$BR" --uplink "$UP" "$@"

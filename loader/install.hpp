@@ -1,0 +1,23 @@
+// SPDX-License-Identifier: GPL-2.0
+// `kvmxdp install` (and `cmake --install`, which runs it): the systemd unit
+// kvmxdp@.service and the libvirt network hook.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace kvmxdp {
+
+struct InstallOptions {
+	std::string root;     // prepended to every path (packaging, tests)
+	std::string prefix;   // the unit runs PREFIX/sbin/kvmxdp; empty: this binary
+	std::string unit_dir; // default /etc/systemd/system
+	std::string hook_dir; // default /etc/libvirt/hooks/network.d
+};
+
+std::string unit_text(const std::string &exe, const std::string &config);
+std::string hook_text(const std::string &config);
+// Writes both files; returns their paths.
+std::vector<std::string> install_files(const InstallOptions &o, const std::string &config);
+
+} // namespace kvmxdp

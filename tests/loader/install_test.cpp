@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: GPL-2.0
+// `kvmxdp install`: the files it writes, and the libvirt hook run for real
+// (sh, with a stand-in systemctl on PATH that records its arguments).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "install.hpp"
+
+using namespace kvmxdp;
+
+namespace {
+
+std::string slurp(const std::string &p)
+{
+	std::ifstream f(p);
+	std::stringstream ss;
+	ss << f.rdbuf();
+	return ss.str();
+}
+
+struct TempRoot {
+	TempRoot()
+	{
+		char tmpl[] = "/tmp/kvx-install-XXXXXX";
+		path = ::mkdtemp(tmpl);
+	}
+	~TempRoot() { std::system(("rm -rf '" + path + "'").c_str()); }
+	std::string path;
+};
+
+} // namespace
+
+TEST(Install, WritesUnitAndHook)
+{
+	TempRoot t;
+	InstallOptions o;
+	o.root = t.path;
+	o.prefix = "/usr";
+	auto files = install_files(o, "/etc/kvmxdp/kvmxdp.json");
+	ASSERT_EQ(files.size(), 2u);
+	std::string unit = slurp(t.path + "/etc/systemd/system/kvmxdp@.service");
+	EXPECT_NE(unit.find("ExecStart=/usr/sbin/kvmxdp --config /etc/kvmxdp/kvmxdp.json attach "
+			    "--bridge %i\n"),
+		  std::string::npos)
+		<< unit;
+	EXPECT_NE(unit.find("WantedBy=multi-user.target"), std::string::npos);
+	struct stat st {};
+	std::string hook = t.path + "/etc/libvirt/hooks/network.d/kvmxdp";
+	ASSERT_EQ(::stat(hook.c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0755u);
+	EXPECT_EQ(slurp(hook).find("virsh"), std::string::npos); // never calls back into libvirt
+}
+
+TEST(Install, HookStartsTheInstanceOfAStartedNetworkOnly)
+{
+	TempRoot t;
+	std::string cfg = t.path + "/kvmxdp.json";
+	std::ofstream(cfg) << "{\n  \"instances\": [\n    {\n      \"bridge\": \"virbr0\",\n"
+			      "      \"uplink\": \"wlan0\"\n    }\n  ],\n  \"version\": 1\n}\n";
+	InstallOptions o;
+	o.root = t.path;
+	install_files(o, cfg);
+	std::string bin = t.path + "/bin";
+	::mkdir(bin.c_str(), 0755);
+	std::ofstream(bin + "/systemctl") << "#!/bin/sh\necho \"$*\" >> " + t.path + "/calls\n";
+	::chmod((bin + "/systemctl").c_str(), 0755);
+	std::string hook = t.path + "/etc/libvirt/hooks/network.d/kvmxdp";
+	auto run = [&](const std::string &xml, const std::string &op) {
+		std::string cmd = "printf '%s' \"" + xml + "\" | PATH='" + bin +
+				  "':/usr/bin:/bin '" + hook + "' net " + op + " begin -";
+		return std::system(cmd.c_str());
+	};
+	const std::string xml0 = "<network><name>default</name><bridge name='virbr0' "
+				 "stp='on' delay='0'/></network>";
+	EXPECT_EQ(run(xml0, "start"), 0);
+	EXPECT_EQ(run("<network><bridge name='virbr1'/></network>", "started"), 0);
+	EXPECT_EQ(slurp(t.path + "/calls"), ""); // not started / no instance
+	EXPECT_EQ(run(xml0, "started"), 0);
+	EXPECT_EQ(slurp(t.path + "/calls"), "--no-block start kvmxdp@virbr0.service\n");
+}
