@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <gtest/gtest.h>
 
+#include "temp_dir.hpp"
+
 #include <dirent.h>
 #include <sys/stat.h>
 
@@ -44,19 +46,7 @@ std::string field_error(const json &j)
 	return "(no error)";
 }
 
-class TempDir {
-public:
-	TempDir()
-	{
-		char tmpl[] = "/tmp/kvx-unit-XXXXXX";
-		path_ = ::mkdtemp(tmpl);
-	}
-	~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-	const std::string &path() const { return path_; }
-
-private:
-	std::string path_;
-};
+using test::TempDir;
 
 } // namespace
 

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <gtest/gtest.h>
 
+#include "temp_dir.hpp"
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -39,8 +41,8 @@ TEST(PidFile, KeyCoversBpffsAndBridge)
 
 TEST(PidLock, HolderIsSeenAndReleased)
 {
-	char tmpl[] = "/tmp/kvx-unit-XXXXXX";
-	std::string dir = ::mkdtemp(tmpl);
+	test::TempDir tmp;
+	const std::string &dir = tmp.path();
 	std::string path = dir + "/run/x.pid";
 	EXPECT_FALSE(PidLock::holder(path)); // no file
 	{
@@ -55,20 +57,18 @@ TEST(PidLock, HolderIsSeenAndReleased)
 	}
 	EXPECT_FALSE(PidLock::holder(path));
 	EXPECT_TRUE(PidLock::try_acquire(path));
-	std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 TEST(AtomicWrite, ReplacesContent)
 {
-	char tmpl[] = "/tmp/kvx-unit-XXXXXX";
-	std::string dir = ::mkdtemp(tmpl);
+	test::TempDir tmp;
+	const std::string &dir = tmp.path();
 	std::string path = dir + "/a/b/f";
 	atomic_write_file(path, "one");
 	EXPECT_EQ(*read_file(path), "one");
 	atomic_write_file(path, "two");
 	EXPECT_EQ(*read_file(path), "two");
 	EXPECT_FALSE(read_file(dir + "/missing"));
-	std::system(("rm -rf '" + dir + "'").c_str());
 }
 
 TEST(Bpffs, TmpIsNotABpffs)

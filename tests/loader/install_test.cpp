@@ -2,6 +2,8 @@
 // `kvmxdp install`: the files it writes, and the libvirt hook run for real
 // (sh, with a stand-in systemctl on PATH that records its arguments).
 #include <gtest/gtest.h>
+
+#include "temp_dir.hpp"
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -23,15 +25,7 @@ std::string slurp(const std::string &p)
 	return ss.str();
 }
 
-struct TempRoot {
-	TempRoot()
-	{
-		char tmpl[] = "/tmp/kvx-install-XXXXXX";
-		path = ::mkdtemp(tmpl);
-	}
-	~TempRoot() { std::system(("rm -rf '" + path + "'").c_str()); }
-	std::string path;
-};
+using TempRoot = test::TempDir;
 
 } // namespace
 
@@ -39,18 +33,18 @@ TEST(Install, WritesUnitAndHook)
 {
 	TempRoot t;
 	InstallOptions o;
-	o.root = t.path;
+	o.root = t.path();
 	o.prefix = "/usr";
 	auto files = install_files(o, "/etc/kvmxdp/kvmxdp.json");
 	ASSERT_EQ(files.size(), 2u);
-	std::string unit = slurp(t.path + "/etc/systemd/system/kvmxdp@.service");
+	std::string unit = slurp(t.path() + "/etc/systemd/system/kvmxdp@.service");
 	EXPECT_NE(unit.find("ExecStart=/usr/sbin/kvmxdp --config /etc/kvmxdp/kvmxdp.json attach "
 			    "--bridge %i\n"),
 		  std::string::npos)
 		<< unit;
 	EXPECT_NE(unit.find("WantedBy=multi-user.target"), std::string::npos);
 	struct stat st {};
-	std::string hook = t.path + "/etc/libvirt/hooks/network.d/kvmxdp";
+	std::string hook = t.path() + "/etc/libvirt/hooks/network.d/kvmxdp";
 	ASSERT_EQ(::stat(hook.c_str(), &st), 0);
 	EXPECT_EQ(st.st_mode & 0777, 0755u);
 	EXPECT_EQ(slurp(hook).find("virsh"), std::string::npos); // never calls back into libvirt
@@ -59,17 +53,17 @@ TEST(Install, WritesUnitAndHook)
 TEST(Install, HookStartsTheInstanceOfAStartedNetworkOnly)
 {
 	TempRoot t;
-	std::string cfg = t.path + "/kvmxdp.json";
+	std::string cfg = t.path() + "/kvmxdp.json";
 	std::ofstream(cfg) << "{\n  \"instances\": [\n    {\n      \"bridge\": \"virbr0\",\n"
 			      "      \"uplink\": \"wlan0\"\n    }\n  ],\n  \"version\": 1\n}\n";
 	InstallOptions o;
-	o.root = t.path;
+	o.root = t.path();
 	install_files(o, cfg);
-	std::string bin = t.path + "/bin";
+	std::string bin = t.path() + "/bin";
 	::mkdir(bin.c_str(), 0755);
-	std::ofstream(bin + "/systemctl") << "#!/bin/sh\necho \"$*\" >> " + t.path + "/calls\n";
+	std::ofstream(bin + "/systemctl") << "#!/bin/sh\necho \"$*\" >> " + t.path() + "/calls\n";
 	::chmod((bin + "/systemctl").c_str(), 0755);
-	std::string hook = t.path + "/etc/libvirt/hooks/network.d/kvmxdp";
+	std::string hook = t.path() + "/etc/libvirt/hooks/network.d/kvmxdp";
 	auto run = [&](const std::string &xml, const std::string &op) {
 		std::string cmd = "printf '%s' \"" + xml + "\" | PATH='" + bin +
 				  "':/usr/bin:/bin '" + hook + "' net " + op + " begin -";
@@ -79,7 +73,7 @@ TEST(Install, HookStartsTheInstanceOfAStartedNetworkOnly)
 				 "stp='on' delay='0'/></network>";
 	EXPECT_EQ(run(xml0, "start"), 0);
 	EXPECT_EQ(run("<network><bridge name='virbr1'/></network>", "started"), 0);
-	EXPECT_EQ(slurp(t.path + "/calls"), ""); // not started / no instance
+	EXPECT_EQ(slurp(t.path() + "/calls"), ""); // not started / no instance
 	EXPECT_EQ(run(xml0, "started"), 0);
-	EXPECT_EQ(slurp(t.path + "/calls"), "--no-block start kvmxdp@virbr0.service\n");
+	EXPECT_EQ(slurp(t.path() + "/calls"), "--no-block start kvmxdp@virbr0.service\n");
 }

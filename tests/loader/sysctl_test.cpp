@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <gtest/gtest.h>
 
+#include "temp_dir.hpp"
+
 #include <sys/stat.h>
 
 #include <cstdlib>
@@ -14,19 +16,7 @@ using namespace kvmxdp;
 
 namespace {
 
-class TempDir {
-public:
-	TempDir()
-	{
-		char tmpl[] = "/tmp/kvx-unit-XXXXXX";
-		path_ = ::mkdtemp(tmpl);
-	}
-	~TempDir() { std::system(("rm -rf '" + path_ + "'").c_str()); }
-	const std::string &path() const { return path_; }
-
-private:
-	std::string path_;
-};
+using test::TempDir;
 
 void put(const std::string &path, const std::string &content)
 {
