@@ -17,6 +17,8 @@ pkgs=(
 	# integration tests and demo: real clients and servers in netns
 	iproute2 ethtool iputils-ping iputils-tracepath curl iperf3 socat python3 procps util-linux
 	kmod
+	# vm-tests/qemu_guest.sh: a real guest under QEMU (TCG), image from Debian packages
+	qemu-system-x86 busybox-static cpio xz-utils
 	# benchmark baselines
 	iptables nftables python3-matplotlib
 )
