@@ -487,6 +487,19 @@ static __always_inline struct kvx_bind_val *bind_in_find(const struct kvx_pkt *p
 	return ib;
 }
 
+/* The guest endpoint an IN half (found by bind_in_find, with its flow
+ * flags) delivers ext_port to: 1:1 keeps ports; bindings and port forwards
+ * name the guest port. */
+static __always_inline void guest_of_binding(const struct kvx_bind_val *ib, __u8 flags,
+					     __be16 ext_port, struct nat_endpoint *guest)
+{
+	guest->addr = ib->addr;
+	guest->port = flags & KVX_CT_F_ONE_TO_ONE ? ext_port : ib->port;
+	guest->flags = flags;
+	__builtin_memcpy(guest->guest_mac, ib->guest_mac, 6);
+	__builtin_memcpy(guest->gw_mac, ib->gw_mac, 6);
+}
+
 /* outside -> guest: the guest endpoint for a packet to (daddr, dport), or
  * KVX_R_PASS_HOST when no binding owns it (the host's own traffic). */
 static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
@@ -508,12 +521,7 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	ext.addr = p->daddr;
 	ext.port = proto_has_ports(p->proto) ? p->dport : 0;
 	ext.flags = flags;
-	guest->addr = ib->addr;
-	/* 1:1 keeps ports; bindings and port forwards name the guest port. */
-	guest->port = flags & KVX_CT_F_ONE_TO_ONE ? ext.port : ib->port;
-	guest->flags = flags;
-	__builtin_memcpy(guest->guest_mac, ib->guest_mac, 6);
-	__builtin_memcpy(guest->gw_mac, ib->gw_mac, 6);
+	guest_of_binding(ib, flags, ext.port, guest);
 
 	ct_key_init(&k, p->proto, guest->addr, guest->port, p->saddr, p->sport);
 	f = bpf_map_lookup_elem(&kvx_ct, &k);

@@ -206,10 +206,7 @@ static __always_inline int ct_related_in(const struct kvx_pkt *p, const struct i
 	ib = bind_in_find(&a, &flags);
 	if (!ib)
 		return KVX_R_PASS_HOST;
-	guest->addr = ib->addr;
-	guest->port = flags & KVX_CT_F_ONE_TO_ONE ? a.dport : ib->port;
-	__builtin_memcpy(guest->guest_mac, ib->guest_mac, 6);
-	__builtin_memcpy(guest->gw_mac, ib->gw_mac, 6);
+	guest_of_binding(ib, flags, a.dport, guest);
 	ct_key_init(&k, a.proto, guest->addr, guest->port, a.saddr, a.sport);
 	if (!bpf_map_lookup_elem(&kvx_ct, &k))
 		return KVX_R_PASS_HOST;
