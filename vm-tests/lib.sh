@@ -651,3 +651,23 @@ kvx_server_sources() {
 
 # kvx_udp_client NS ARGS...: runs udp_peer.py client; prints its lines.
 kvx_udp_client() { local ns=$1; shift; nsx "$ns" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" client "$@"; }
+
+# ---------------------------------------------------------------- guest HTTP
+# An HTTP server on port 80 in each guest, serving a file "who" that names
+# the guest; its access log ($KVX_TMP/g<N>.http.log) carries the client
+# address the guest saw.
+kvx_guest_http_servers() {
+	local g ns
+	for g in 1 2; do
+		ns=NS_G$g
+		mkdir -p "$KVX_TMP/www$g"
+		echo "guest$g" >"$KVX_TMP/www$g/who"
+		kvx_bg "$KVX_TMP/g$g.http.log" ip netns exec "${!ns}" "$KVX_PY" -u -m http.server \
+			--bind 0.0.0.0 --directory "$KVX_TMP/www$g" 80
+		kvx_wait_tcp_listen 10 "${!ns}" 80
+	done
+}
+kvx_http_get() { # NS URL -> body ('' on failure)
+	nsx "$1" curl -sS --fail --max-time 3 "$2" 2>/dev/null || true
+}
+kvx_http_last_client() { awk '/"GET /{a=$1} END{print a}' "$1"; } # LOG

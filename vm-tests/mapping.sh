@@ -27,21 +27,10 @@ kvx_http_server
 
 EXT1=10.77.0.101
 # HTTP servers in the guests; their logs carry the client address.
-for g in 1 2; do
-	ns=NS_G$g
-	mkdir -p "$KVX_TMP/www$g"
-	echo "guest$g" >"$KVX_TMP/www$g/who"
-	kvx_bg "$KVX_TMP/g$g.http.log" ip netns exec "${!ns}" "$KVX_PY" -u -m http.server \
-		--bind 0.0.0.0 --directory "$KVX_TMP/www$g" 80
-	kvx_wait_tcp_listen 10 "${!ns}" 80
-done
+kvx_guest_http_servers
 # The "other LAN host" that owns 10.77.0.50 (probe conflict).
 ip -n "$NS_LAN" addr add 10.77.0.50/24 dev "$LAN_UP_IF"
 
-get() { # NS URL -> body ('' on failure)
-	nsx "$1" curl -sS --fail --max-time 3 "$2" 2>/dev/null || true
-}
-last_client() { awk '/"GET /{a=$1} END{print a}' "$1"; }
 
 kvx_attach_bg || kvx_fatal "cannot attach"
 
@@ -55,30 +44,30 @@ assert_not_contains "nothing suspended" "suspended" "$list"
 assert_not_contains "the mapped address is not host-local" "$EXT1" "$(ip -n "$NS_HOST" -4 addr show)"
 
 kvx_step "LAN host -> guests through the mappings"
-assert_eq "LAN -> $EXT1:80 reaches guest1" guest1 "$(get "$NS_LAN" "http://$EXT1/who")"
-assert_eq "guest1 sees the LAN host's own address" "$LAN_IP" "$(last_client "$KVX_TMP/g1.http.log")"
-assert_eq "LAN -> $UP_IP:8080 reaches guest2:80" guest2 "$(get "$NS_LAN" "http://$UP_IP:8080/who")"
-assert_eq "guest2 sees the LAN host's own address" "$LAN_IP" "$(last_client "$KVX_TMP/g2.http.log")"
+assert_eq "LAN -> $EXT1:80 reaches guest1" guest1 "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
+assert_eq "guest1 sees the LAN host's own address" "$LAN_IP" "$(kvx_http_last_client "$KVX_TMP/g1.http.log")"
+assert_eq "LAN -> $UP_IP:8080 reaches guest2:80" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
+assert_eq "guest2 sees the LAN host's own address" "$LAN_IP" "$(kvx_http_last_client "$KVX_TMP/g2.http.log")"
 mac_up=$(ip -n "$NS_HOST" -o link show "$UP" | sed -n 's/.*link\/ether \([0-9a-f:]*\).*/\1/p')
 mac_n=$(ip -n "$NS_LAN" neigh show "$EXT1" dev "$LAN_UP_IF" | sed -n 's/.*lladdr \([0-9a-f:]*\).*/\1/p')
 assert_eq "LAN neighbour entry of $EXT1 is the uplink MAC" "$mac_up" "$mac_n"
 assert_ge "ARP_REPLY counted" "$(kvx_counter ARP_REPLY)" 1
 
 kvx_step "not reachable: unforwarded ports, unmapped guest"
-assert_eq "LAN -> $UP_IP:80 (not forwarded)" "" "$(get "$NS_LAN" "http://$UP_IP/who")"
+assert_eq "LAN -> $UP_IP:80 (not forwarded)" "" "$(kvx_http_get "$NS_LAN" "http://$UP_IP/who")"
 ip -n "$NS_LAN" route add 192.168.122.0/24 via "$UP_IP"
-assert_eq "LAN -> $G2_IP:80 directly (unmapped guest)" "" "$(get "$NS_LAN" "http://$G2_IP/who")"
+assert_eq "LAN -> $G2_IP:80 directly (unmapped guest)" "" "$(kvx_http_get "$NS_LAN" "http://$G2_IP/who")"
 ip -n "$NS_LAN" route del 192.168.122.0/24 via "$UP_IP"
 
 kvx_step "1:1 guest's outbound traffic leaves from $EXT1"
-assert_ne "guest1 -> server" "" "$(get "$NS_G1" "http://$SRV_IP:8080/")"
-assert_eq "server sees guest1 as $EXT1" "$EXT1" "$(last_client "$KVX_TMP/http.log")"
-assert_ne "guest2 -> server" "" "$(get "$NS_G2" "http://$SRV_IP:8080/")"
-assert_eq "server sees guest2 as the uplink address" "$UP_IP" "$(last_client "$KVX_TMP/http.log")"
+assert_ne "guest1 -> server" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+assert_eq "server sees guest1 as $EXT1" "$EXT1" "$(kvx_http_last_client "$KVX_TMP/http.log")"
+assert_ne "guest2 -> server" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
+assert_eq "server sees guest2 as the uplink address" "$UP_IP" "$(kvx_http_last_client "$KVX_TMP/http.log")"
 
 kvx_step "hairpin"
-assert_eq "guest2 -> $EXT1:80 (guest1's 1:1 address)" guest1 "$(get "$NS_G2" "http://$EXT1/who")"
-assert_eq "guest1 -> $UP_IP:8080 (forward to guest2)" guest2 "$(get "$NS_G1" "http://$UP_IP:8080/who")"
+assert_eq "guest2 -> $EXT1:80 (guest1's 1:1 address)" guest1 "$(kvx_http_get "$NS_G2" "http://$EXT1/who")"
+assert_eq "guest1 -> $UP_IP:8080 (forward to guest2)" guest2 "$(kvx_http_get "$NS_G1" "http://$UP_IP:8080/who")"
 assert_ge "XLATE_HAIRPIN counted" "$(kvx_counter XLATE_HAIRPIN)" 2
 
 kvx_step "a forward over a host socket: warning"
@@ -112,27 +101,27 @@ wait "$c2" || kvx_fail "concurrent add 2 failed: $(cat "$KVX_TMP/c2.log")"
 list=$(kvx map list --json)
 assert_contains "both concurrent adds kept (8081)" "uplink:8081" "$list"
 assert_contains "both concurrent adds kept (10.77.0.103)" '"ext": "10.77.0.103"' "$list"
-assert_eq "LAN -> :8081 reaches guest1" guest1 "$(get "$NS_LAN" "http://$UP_IP:8081/who")"
-assert_eq "LAN -> 10.77.0.103 reaches guest2" guest2 "$(get "$NS_LAN" "http://10.77.0.103/who")"
+assert_eq "LAN -> :8081 reaches guest1" guest1 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8081/who")"
+assert_eq "LAN -> 10.77.0.103 reaches guest2" guest2 "$(kvx_http_get "$NS_LAN" "http://10.77.0.103/who")"
 
 kvx_step "del stops access"
 assert_ok "map del $EXT1 $G1_IP" kvx map del "$EXT1" "$G1_IP"
-assert_eq "LAN -> $EXT1 after del" "" "$(get "$NS_LAN" "http://$EXT1/who")"
-assert_ne "guest1 -> server after del" "" "$(get "$NS_G1" "http://$SRV_IP:8080/")"
-assert_eq "guest1 masqueraded again" "$UP_IP" "$(last_client "$KVX_TMP/http.log")"
+assert_eq "LAN -> $EXT1 after del" "" "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
+assert_ne "guest1 -> server after del" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+assert_eq "guest1 masqueraded again" "$UP_IP" "$(kvx_http_last_client "$KVX_TMP/http.log")"
 assert_ok "map del 10.77.0.103" kvx map del 10.77.0.103 "$G2_IP"
-assert_eq "LAN -> 10.77.0.103 after del" "" "$(get "$NS_LAN" "http://10.77.0.103/who")"
+assert_eq "LAN -> 10.77.0.103 after del" "" "$(kvx_http_get "$NS_LAN" "http://10.77.0.103/who")"
 assert_fails "del of a mapping that does not exist" kvx map del 10.77.0.103 "$G2_IP"
 assert_ok "map add $EXT1 $G1_IP again" kvx map add "$EXT1" "$G1_IP"
 
 kvx_step "detach + attach: mappings come back from the config"
 kvx_daemon_stop
 assert_ok "detach" kvx detach --bridge "$BR"
-assert_eq "LAN -> :8080 while detached" "" "$(get "$NS_LAN" "http://$UP_IP:8080/who")"
+assert_eq "LAN -> :8080 while detached" "" "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
 kvx_attach_bg || kvx_fatal "cannot re-attach"
-assert_eq "LAN -> $EXT1 after re-attach" guest1 "$(get "$NS_LAN" "http://$EXT1/who")"
-assert_eq "LAN -> :8080 after re-attach" guest2 "$(get "$NS_LAN" "http://$UP_IP:8080/who")"
-assert_eq "LAN -> :8081 after re-attach" guest1 "$(get "$NS_LAN" "http://$UP_IP:8081/who")"
+assert_eq "LAN -> $EXT1 after re-attach" guest1 "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
+assert_eq "LAN -> :8080 after re-attach" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
+assert_eq "LAN -> :8081 after re-attach" guest1 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8081/who")"
 assert_eq "mappings in status" 3 "$(kvx_json 'len(i["mappings"])')"
 
 kvx_finish

@@ -32,16 +32,7 @@ kvx_http_server
 ip -n "$NS_LAN" addr add 10.88.0.1/24 dev "$LAN_UP_IF"
 
 EXT1=10.77.0.101
-for g in 1 2; do
-	ns=NS_G$g
-	mkdir -p "$KVX_TMP/www$g"
-	echo "guest$g" >"$KVX_TMP/www$g/who"
-	kvx_bg "$KVX_TMP/g$g.http.log" ip netns exec "${!ns}" "$KVX_PY" -u -m http.server \
-		--bind 0.0.0.0 --directory "$KVX_TMP/www$g" 80
-	kvx_wait_tcp_listen 10 "${!ns}" 80
-done
-get() { nsx "$1" curl -sS --fail --max-time 3 "$2" 2>/dev/null || true; }
-last_client() { awk '/"GET /{a=$1} END{print a}' "$1"; }
+kvx_guest_http_servers
 # get_eventually TIMEOUT_S NS URL WANT: until the body is WANT (the daemon
 # follows changes within about a second).
 get_eventually() {
@@ -58,8 +49,8 @@ state_of() { kvx_json "[m['state'] for m in i['mappings'] if m['ext'] == '$1'][0
 kvx_attach_bg || kvx_fatal "cannot attach"
 assert_ok "map add $EXT1 $G1_IP" kvx map add "$EXT1" "$G1_IP"
 assert_ok "map add uplink:8080 $G2_IP:80" kvx map add uplink:8080 "$G2_IP:80" --proto tcp
-assert_eq "LAN -> $EXT1" guest1 "$(get "$NS_LAN" "http://$EXT1/who")"
-assert_eq "LAN -> $UP_IP:8080" guest2 "$(get "$NS_LAN" "http://$UP_IP:8080/who")"
+assert_eq "LAN -> $EXT1" guest1 "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
+assert_eq "LAN -> $UP_IP:8080" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
 
 kvx_step "uplink address $UP_IP -> $UP_IP2 (same network)"
 ip -n "$NS_HOST" addr add "$UP_IP2/24" dev "$UP"
@@ -67,7 +58,7 @@ ip -n "$NS_HOST" addr del "$UP_IP/24" dev "$UP"
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
 assert_eq "LAN -> $UP_IP2:8080 (forward followed the address)" guest2 \
 	"$(get_eventually 5 "$NS_LAN" "http://$UP_IP2:8080/who" guest2)"
-assert_eq "LAN -> $EXT1 (1:1 address unchanged)" guest1 "$(get "$NS_LAN" "http://$EXT1/who")"
+assert_eq "LAN -> $EXT1 (1:1 address unchanged)" guest1 "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
 assert_eq "map list shows the new address" "$UP_IP2" \
 	"$(kvx_json "[m['ext_addr'] for m in i['mappings'] if m['ext'] == 'uplink:8080'][0]")"
 
@@ -90,20 +81,20 @@ assert_eq "1:1 mapping state" suspended "$(state_of "$EXT1")"
 assert_eq "forward state" suspended "$(state_of uplink:8080)"
 assert_contains "status warns" "suspended" "$(kvx status --bridge "$BR")"
 ip -n "$NS_LAN" neigh flush dev "$LAN_UP_IF"
-assert_eq "LAN -> $EXT1 while suspended (no proxy ARP)" "" "$(get "$NS_LAN" "http://$EXT1/who")"
-assert_eq "LAN -> 10.88.0.2:8080 while suspended" "" "$(get "$NS_LAN" "http://10.88.0.2:8080/who")"
-assert_ne "guest1 -> server while suspended" "" "$(get "$NS_G1" "http://$SRV_IP:8080/")"
-assert_eq "suspended 1:1 guest is masqueraded" 10.88.0.2 "$(last_client "$KVX_TMP/http.log")"
+assert_eq "LAN -> $EXT1 while suspended (no proxy ARP)" "" "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
+assert_eq "LAN -> 10.88.0.2:8080 while suspended" "" "$(kvx_http_get "$NS_LAN" "http://10.88.0.2:8080/who")"
+assert_ne "guest1 -> server while suspended" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+assert_eq "suspended 1:1 guest is masqueraded" 10.88.0.2 "$(kvx_http_last_client "$KVX_TMP/http.log")"
 
 kvx_step "back on the mappings' network: resumed"
 ip -n "$NS_HOST" addr add "$UP_IP/24" dev "$UP"
 ip -n "$NS_HOST" addr del 10.88.0.2/24 dev "$UP"
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
 assert_eq "LAN -> $EXT1 after return" guest1 "$(get_eventually 5 "$NS_LAN" "http://$EXT1/who" guest1)"
-assert_eq "LAN -> $UP_IP:8080 after return" guest2 "$(get "$NS_LAN" "http://$UP_IP:8080/who")"
+assert_eq "LAN -> $UP_IP:8080 after return" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
 assert_eq "1:1 mapping state" active "$(state_of "$EXT1")"
-assert_ne "guest1 -> server" "" "$(get "$NS_G1" "http://$SRV_IP:8080/")"
-assert_eq "1:1 guest leaves from $EXT1 again" "$EXT1" "$(last_client "$KVX_TMP/http.log")"
+assert_ne "guest1 -> server" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+assert_eq "1:1 guest leaves from $EXT1 again" "$EXT1" "$(kvx_http_last_client "$KVX_TMP/http.log")"
 
 kvx_step "bridge deleted and re-created (libvirt network restart)"
 old_ifindex=$(kvx_json "i['devices'][0]['ifindex']")
@@ -116,9 +107,9 @@ ip -n "$NS_HOST" link set "$P2_IF" master "$BR"
 kvx_wait_for 5 "bridge ports forwarding" kvx_bridge_ports_forwarding || true
 assert_eq "LAN -> $EXT1 through the new bridge" guest1 \
 	"$(get_eventually 8 "$NS_LAN" "http://$EXT1/who" guest1)"
-assert_eq "LAN -> $UP_IP:8080 through the new bridge" guest2 "$(get "$NS_LAN" "http://$UP_IP:8080/who")"
-assert_ne "guest2 -> server through the new bridge" "" "$(get "$NS_G2" "http://$SRV_IP:8080/")"
-assert_eq "guest2 masqueraded" "$UP_IP" "$(last_client "$KVX_TMP/http.log")"
+assert_eq "LAN -> $UP_IP:8080 through the new bridge" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
+assert_ne "guest2 -> server through the new bridge" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
+assert_eq "guest2 masqueraded" "$UP_IP" "$(kvx_http_last_client "$KVX_TMP/http.log")"
 assert_ne "status shows the new bridge ifindex" "$old_ifindex" "$(kvx_json "i['devices'][0]['ifindex']")"
 assert_eq "filter on the new bridge" kvx_br_ingress "$(kvx_json "i['devices'][0]['prog']")"
 assert_eq "forwarding on the new bridge" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv4/conf/$BR/forwarding")"
@@ -126,7 +117,7 @@ assert_eq "forwarding on the new bridge" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv
 kvx_step "--add-address"
 assert_ok "map add 10.77.0.120 $G2_IP --add-address" kvx map add 10.77.0.120 "$G2_IP" --add-address
 assert_contains "address on the uplink" "10.77.0.120/24" "$(ip -n "$NS_HOST" -4 addr show dev "$UP")"
-assert_eq "LAN -> 10.77.0.120" guest2 "$(get "$NS_LAN" "http://10.77.0.120/who")"
+assert_eq "LAN -> 10.77.0.120" guest2 "$(kvx_http_get "$NS_LAN" "http://10.77.0.120/who")"
 
 kvx_step "detach, then attach --bridge alone (the systemd unit's command)"
 kvx_daemon_stop
@@ -135,9 +126,9 @@ assert_not_contains "detach removed the added address" "10.77.0.120" "$(ip -n "$
 kvx_bg "$KVX_TMP/attach2.log" ip netns exec "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" attach --bridge "$BR"
 KVX_DAEMON_PID=$KVX_LAST_PID
 kvx_wait_file_contains 10 "$KVX_TMP/attach2.log" "kvmxdp: attached bridge=$BR uplink=$UP" || true
-assert_eq "LAN -> $EXT1 after attach --bridge" guest1 "$(get "$NS_LAN" "http://$EXT1/who")"
+assert_eq "LAN -> $EXT1 after attach --bridge" guest1 "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
 assert_contains "added address back" "10.77.0.120/24" "$(ip -n "$NS_HOST" -4 addr show dev "$UP")"
-assert_eq "LAN -> 10.77.0.120 after attach" guest2 "$(get "$NS_LAN" "http://10.77.0.120/who")"
+assert_eq "LAN -> 10.77.0.120 after attach" guest2 "$(kvx_http_get "$NS_LAN" "http://10.77.0.120/who")"
 assert_ok "map del 10.77.0.120 $G2_IP" kvx map del 10.77.0.120 "$G2_IP"
 assert_not_contains "address removed from the uplink" "10.77.0.120" "$(ip -n "$NS_HOST" -4 addr show dev "$UP")"
 
