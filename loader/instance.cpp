@@ -25,6 +25,7 @@
 #include "error.hpp"
 #include "fsutil.hpp"
 #include "gc.hpp"
+#include "host_access.hpp"
 #include "mapctl.hpp"
 #include "maps.hpp"
 #include "netaddr.hpp"
@@ -482,6 +483,13 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 			       [ifindex, ifname] { tc_detach(ifindex, ifname); });
 		failpoint(d.prog);
 	}
+
+	// The host's own sockets reaching mapped addresses; without them the
+	// datapath still serves the guests and the LAN.
+	std::string host_off = host_hooks_attach(skel, pin_dir, g.run_dir, rb);
+	if (!host_off.empty())
+		warn("the host itself cannot reach mapped addresses: " + host_off);
+	failpoint("host_hooks");
 
 	Instance inst;
 	inst.bridge = a.bridge;

@@ -13,6 +13,7 @@
 #include "config.hpp"
 #include "error.hpp"
 #include "fsutil.hpp"
+#include "host_access.hpp"
 #include "instance.hpp"
 #include "mapctl.hpp"
 #include "maps.hpp"
@@ -158,6 +159,14 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 
 	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress", warnings),
 				    device_json(nl, inst.uplink, "kvx_up_ingress", warnings)});
+
+	json host = json::array();
+	for (const HostHook &h : host_hooks_query(inst.pin_dir))
+		host.push_back({{"hook", h.hook}, {"prog", h.prog}, {"prog_id", h.prog_id}});
+	j["host_access"] = host;
+	if (host.empty())
+		warnings.push_back("the host's own sockets do not reach mapped addresses "
+				   "(no cgroup hooks; see the attach warning)");
 
 	json ct = {{"entries", 0}, {"max_entries", inst.ct_size}};
 	json bind = {{"entries", 0}, {"max_entries", inst.bind_size}};

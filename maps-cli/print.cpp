@@ -66,6 +66,10 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 			out << "    " << pad(str(d["ifname"]), 16)
 			    << pad("ifindex " + str(d["ifindex"]), 14) << pad(str(d["hook"]), 12)
 			    << pad(str(d["mode"]), 4) << str(d["prog"], "(not attached)") << "\n";
+		// The host's own sockets to mapped addresses: cgroup hooks.
+		for (const auto &h : i.value("host_access", nlohmann::json::array()))
+			out << "    " << pad("cgroup v2 root", 30) << pad(str(h["hook"]), 21)
+			    << str(h["prog"]) << "\n";
 		out << "  conntrack " << str(i["conntrack"]["entries"]) << "/"
 		    << str(i["conntrack"]["max_entries"]) << "  bindings "
 		    << str(i["bindings"]["entries"]) << "/" << str(i["bindings"]["max_entries"])

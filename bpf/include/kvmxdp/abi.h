@@ -87,6 +87,33 @@ struct kvx_extaddr_val {
 #define KVX_EXT_F_SUSPENDED (1U << 1) /* made on another network: neither answered nor translated */
 
 /*
+ * The host's own sockets reaching mapped addresses (kvmxdp_host.bpf.c): a
+ * connect/sendmsg to EXT:PORT is rewritten to GUEST:PORT in the socket
+ * layer, and this map remembers, per socket (cookie) and guest endpoint,
+ * which external endpoint the application asked for, so that recvmsg and
+ * getpeername show it that one.  LRU is right here (unlike kvx_ct/kvx_bind,
+ * PITFALLS 4): an entry is never half of a pair, and socket cookies are
+ * never reused, so an evicted or stale entry can only make a long-idle
+ * socket see the guest's address instead of the mapped one.
+ */
+#define KVX_MAP_HOSTREV "kvx_hostrev"
+#define KVX_HOSTREV_DEFAULT_SIZE 16384
+
+struct kvx_hostrev_key {
+	__u64 sock_cookie;
+	__be32 guest_addr;
+	__be16 guest_port;
+	__u8 proto;
+	__u8 _pad;
+};
+
+struct kvx_hostrev_val {
+	__be32 ext_addr;
+	__be16 ext_port;
+	__u16 _pad;
+};
+
+/*
  * Conntrack flow entries: one per (proto, guest ip:port, remote ip:port),
  * always keyed from the guest's point of view in *internal* addresses, so
  * both directions find the same entry.  Used for filtering (RFC 4787
