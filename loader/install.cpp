@@ -25,6 +25,24 @@ std::string shq(const std::string &s)
 	return o + "'";
 }
 
+// One argument of an ExecStart= line: systemd expands '%' specifiers and
+// '$' variables and splits on blanks unless double-quoted.
+std::string sdq(const std::string &s)
+{
+	std::string body;
+	bool quote = s.empty();
+	for (char c : s) {
+		if (c == '%' || c == '$')
+			body += c; // doubled: a literal
+		if (c == '"' || c == '\\')
+			body += '\\';
+		if (c == ' ' || c == '\t' || c == '"' || c == '\'' || c == '\\')
+			quote = true;
+		body += c;
+	}
+	return quote ? "\"" + body + "\"" : body;
+}
+
 std::string self_exe()
 {
 	char buf[PATH_MAX];
@@ -36,8 +54,14 @@ std::string self_exe()
 
 } // namespace
 
-std::string unit_text(const std::string &exe, const std::string &config)
+std::string unit_text(const std::string &exe, const std::string &config, const std::string &bpffs,
+		      const std::string &run_dir)
 {
+	std::string globals = " --config " + sdq(config);
+	if (!bpffs.empty())
+		globals += " --bpffs " + sdq(bpffs);
+	if (!run_dir.empty())
+		globals += " --run-dir " + sdq(run_dir);
 	// %i, not %I: the instance is the bridge name verbatim ('-' stays '-').
 	return "# kvmxdp@BRIDGE.service: the kvmxdp datapath and daemon of one bridge.\n"
 	       "# Written by `kvmxdp install`.  Enable with\n"
@@ -56,7 +80,7 @@ std::string unit_text(const std::string &exe, const std::string &config)
 	       "[Service]\n"
 	       "Type=simple\n"
 	       "ExecStart=" +
-	       exe + " --config " + config +
+	       sdq(exe) + globals +
 	       " attach --bridge %i\n"
 	       // The bridge may not exist yet (libvirt starts the network
 	       // later; its hook starts us again then).
@@ -108,7 +132,7 @@ std::vector<std::string> install_files(const InstallOptions &o, const std::strin
 			throw_errno("chmod", p);
 		written.push_back(p);
 	};
-	put(unit_dir, "kvmxdp@.service", unit_text(exe, config), 0644);
+	put(unit_dir, "kvmxdp@.service", unit_text(exe, config, o.bpffs, o.run_dir), 0644);
 	put(hook_dir, "kvmxdp", hook_text(config), 0755);
 	return written;
 }

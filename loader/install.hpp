@@ -13,9 +13,14 @@ struct InstallOptions {
 	std::string prefix;   // the unit runs PREFIX/sbin/kvmxdp; empty: this binary
 	std::string unit_dir; // default /etc/systemd/system
 	std::string hook_dir; // default /etc/libvirt/hooks/network.d
+	// Non-default global options the daemon must run with ("" = default):
+	// an instance's pins and pid file are found by these paths.
+	std::string bpffs;
+	std::string run_dir;
 };
 
-std::string unit_text(const std::string &exe, const std::string &config);
+std::string unit_text(const std::string &exe, const std::string &config,
+		      const std::string &bpffs = "", const std::string &run_dir = "");
 std::string hook_text(const std::string &config);
 // Writes both files; returns their paths.
 std::vector<std::string> install_files(const InstallOptions &o, const std::string &config);

@@ -161,6 +161,12 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if (install->parsed()) {
+			// The unit's daemon must find the instance where this one does.
+			const GlobalOptions defaults;
+			if (g.bpffs != defaults.bpffs)
+				io.bpffs = g.bpffs;
+			if (g.run_dir != defaults.run_dir)
+				io.run_dir = g.run_dir;
 			for (const auto &p : install_files(io, g.config))
 				std::cout << "kvmxdp: installed " << p << "\n";
 			if (io.root.empty())

@@ -77,3 +77,18 @@ TEST(Install, HookStartsTheInstanceOfAStartedNetworkOnly)
 	EXPECT_EQ(run(xml0, "started"), 0);
 	EXPECT_EQ(slurp(t.path() + "/calls"), "--no-block start kvmxdp@virbr0.service\n");
 }
+
+TEST(Install, UnitCarriesNonDefaultPathsQuotedForSystemd)
+{
+	// A daemon started by the unit must find the instance's pins and pid
+	// file where `kvmxdp --bpffs X --run-dir Y attach` put them; systemd
+	// splits ExecStart on blanks and expands '%' and '$'.
+	std::string unit = unit_text("/opt/kv mx/kvmxdp", "/etc/kvmxdp/a%b.json", "/run/my bpf",
+				     "/run/kv$x");
+	EXPECT_NE(unit.find("ExecStart=\"/opt/kv mx/kvmxdp\" --config /etc/kvmxdp/a%%b.json "
+			    "--bpffs \"/run/my bpf\" --run-dir /run/kv$$x attach --bridge %i\n"),
+		  std::string::npos)
+		<< unit;
+	EXPECT_EQ(unit_text("/usr/sbin/kvmxdp", "/etc/kvmxdp/kvmxdp.json").find("--bpffs"),
+		  std::string::npos);
+}
