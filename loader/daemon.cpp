@@ -122,6 +122,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 				addr, net);
 	for (const auto &e : r.errors)
 		info("mapping: " + e);
+	// --add-address: on the uplink while active, off while suspended.
+	sync_added_addresses(i->mappings, inst_.uplink, net);
 	if (synced_ && !(net == synced_net_)) {
 		size_t active = 0;
 		for (const auto &sm : i->mappings)

@@ -426,7 +426,9 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 		std::optional<NetId> cur = network_of_link(nl, v.uplink.ifindex, a.uplink);
 		MapFds fds{skel.map_fd(KVX_MAP_BIND), skel.map_fd(KVX_MAP_EXTADDR),
 			   skel.map_fd(KVX_MAP_CT)};
-		restore_added_addresses(mappings, a.uplink);
+		for (const AddedAddress &ad : sync_added_addresses(mappings, a.uplink, cur))
+			rb.add("address " + format_ipv4(ad.addr) + " on " + a.uplink,
+			       [ad, uplink = a.uplink] { remove_uplink_address(uplink, ad); });
 		auto r = apply_mappings(fds, mappings, ntohl(kc.uplink_addr), cur);
 		for (const auto &e : r.errors)
 			warn(e);

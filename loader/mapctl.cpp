@@ -383,9 +383,26 @@ bool host_listens(uint8_t proto, uint32_t addr, uint16_t port)
 
 namespace {
 
-// Adds/removes addr/prefix on the uplink (`--add-address`).
+// Adds addr/prefix to the uplink, or removes addr as it is there
+// (`--add-address`).  Added addresses carry our label, so that
+// primary_ipv4() never takes one for the uplink's own address.
 void uplink_address(NlSocket &nl, int ifindex, uint32_t addr, uint8_t prefix, bool add)
 {
+	std::string label = add ? added_address_label(ifindex) : "";
+	if (!add) {
+		// The kernel matches a deletion's prefix length and label: take
+		// both from the address itself (the network may have changed
+		// since it was added, and older versions added no label).
+		bool found = false;
+		for (const auto &ia : ipv4_addrs(nl, ifindex))
+			if (ia.addr == addr) {
+				prefix = ia.prefix;
+				label = ia.label;
+				found = true;
+			}
+		if (!found)
+			return;
+	}
 	rtnl_addr *a = rtnl_addr_alloc();
 	if (!a)
 		throw Error("out of memory");
@@ -396,6 +413,8 @@ void uplink_address(NlSocket &nl, int ifindex, uint32_t addr, uint8_t prefix, bo
 	rtnl_addr_set_family(a, AF_INET);
 	rtnl_addr_set_local(a, local);
 	rtnl_addr_set_prefixlen(a, prefix);
+	if (!label.empty())
+		rtnl_addr_set_label(a, label.c_str());
 	int err = add ? rtnl_addr_add(nl.get(), a, NLM_F_EXCL) : rtnl_addr_delete(nl.get(), a, 0);
 	nl_addr_put(local);
 	rtnl_addr_put(a);
@@ -689,23 +708,46 @@ void remove_added_addresses(const Instance &inst)
 	}
 }
 
-void restore_added_addresses(const std::vector<StaticMapping> &maps, const std::string &uplink)
+void remove_uplink_address(const std::string &uplink, const AddedAddress &a)
 {
+	NlSocket nl;
+	if (auto up = find_link(nl, uplink))
+		uplink_address(nl, up->ifindex, a.addr, a.prefix, false);
+}
+
+std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> &maps,
+					       const std::string &uplink,
+					       const std::optional<NetId> &cur)
+{
+	std::vector<AddedAddress> added;
 	try {
 		NlSocket nl;
 		auto up = find_link(nl, uplink);
 		if (!up)
-			return;
-		auto cur = network_of_link(nl, up->ifindex, uplink);
+			return added;
+		// One address may serve several mappings (1:1 plus forwards):
+		// it stays while any of them is active.
+		std::map<uint32_t, const StaticMapping *> want, all;
 		for (const auto &sm : maps) {
-			if (!sm.add_address || !mapping_active(sm, cur) ||
-			    link_has_addr(nl, up->ifindex, sm.m.ext_addr))
+			if (!sm.add_address)
 				continue;
-			uplink_address(nl, up->ifindex, sm.m.ext_addr, prefix_for(sm, cur), true);
+			all.emplace(sm.m.ext_addr, &sm);
+			if (mapping_active(sm, cur))
+				want.emplace(sm.m.ext_addr, &sm);
+		}
+		for (const auto &[addr, sm] : all) {
+			bool on = link_has_addr(nl, up->ifindex, addr);
+			if (want.count(addr) && !on) {
+				uplink_address(nl, up->ifindex, addr, prefix_for(*sm, cur), true);
+				added.push_back({addr, prefix_for(*sm, cur)});
+			} else if (!want.count(addr) && on) {
+				uplink_address(nl, up->ifindex, addr, prefix_for(*sm, cur), false);
+			}
 		}
 	} catch (const Error &e) {
-		warn(std::string("restoring mapped addresses: ") + e.what());
+		warn(std::string("mapped addresses on the uplink: ") + e.what());
 	}
+	return added;
 }
 
 } // namespace kvmxdp

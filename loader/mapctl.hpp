@@ -81,8 +81,21 @@ nlohmann::json mappings_json(const struct Instance &inst, NlSocket &nl);
 // Removes the addresses `--add-address` mappings added to the uplink
 // (detach).  Errors are ignored: the device may be gone.
 void remove_added_addresses(const struct Instance &inst);
-// Puts the addresses of active `--add-address` mappings back on the uplink
-// (attach after a detach or a reboot).  Errors are warnings.
-void restore_added_addresses(const std::vector<StaticMapping> &maps, const std::string &uplink);
+// Puts the addresses of active `--add-address` mappings on the uplink and
+// takes those of suspended ones off (attach after a detach or a reboot; the
+// daemon when the uplink's network changes): an address of the mapping's
+// network must not stay on the uplink on another network.  Returns the
+// addresses it added, for a rollback.  Errors are warnings.
+struct AddedAddress {
+	uint32_t addr; // host order
+	uint8_t prefix;
+};
+// `cur` is the uplink's network as the caller decided it (the daemon keeps
+// the last one through a brief loss of the address).
+std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> &maps,
+					       const std::string &uplink,
+					       const std::optional<NetId> &cur);
+// Takes one address off the uplink (rollback of the above).
+void remove_uplink_address(const std::string &uplink, const AddedAddress &a);
 
 } // namespace kvmxdp

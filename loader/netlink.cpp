@@ -105,15 +105,29 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 		ia.prefix = static_cast<uint8_t>(rtnl_addr_get_prefixlen(a));
 		ia.secondary = (rtnl_addr_get_flags(a) & IFA_F_SECONDARY) != 0;
 		ia.scope = rtnl_addr_get_scope(a);
+		if (const char *l = rtnl_addr_get_label(a))
+			ia.label = l;
 		out.push_back(ia);
 	}
 	return out;
 }
 
+std::string added_address_label(int ifindex)
+{
+	static const std::string suffix = ":kvx";
+	char name[IF_NAMESIZE] = "";
+	if (!if_indextoname(static_cast<unsigned>(ifindex), name))
+		throw_errno("name of interface", std::to_string(ifindex));
+	return std::string(name).substr(0, IFNAMSIZ - 1 - suffix.size()) + suffix;
+}
+
 std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs)
 {
+	auto ours = [](const std::string &l) {
+		return l.size() > 4 && l.compare(l.size() - 4, 4, ":kvx") == 0;
+	};
 	for (const auto &a : addrs)
-		if (!a.secondary && a.scope == RT_SCOPE_UNIVERSE)
+		if (!a.secondary && a.scope == RT_SCOPE_UNIVERSE && !ours(a.label))
 			return a;
 	return std::nullopt;
 }

@@ -38,7 +38,14 @@ struct IfAddr {
 	uint8_t prefix = 0;
 	bool secondary = false;
 	int scope = 0; // RT_SCOPE_*
+	std::string label;
 };
+
+// The label of the addresses `map add --add-address` puts on an uplink:
+// "<ifname>:kvx" (cut to the kernel's 15 characters).  primary_ipv4() never
+// takes them for the uplink's own address: after a DHCP change (or, with
+// promote_secondaries, the loss of the primary) they could come first.
+std::string added_address_label(int ifindex);
 
 // Throws on an invalid name (empty, >= IFNAMSIZ, '/', ':', whitespace).
 void check_ifname(const std::string &name);

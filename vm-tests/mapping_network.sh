@@ -118,6 +118,33 @@ kvx_step "--add-address"
 assert_ok "map add 10.77.0.120 $G2_IP --add-address" kvx map add 10.77.0.120 "$G2_IP" --add-address
 assert_contains "address on the uplink" "10.77.0.120/24" "$(ip -n "$NS_HOST" -4 addr show dev "$UP")"
 assert_eq "LAN -> 10.77.0.120" guest2 "$(kvx_http_get "$NS_LAN" "http://10.77.0.120/who")"
+assert_contains "labelled as kvmxdp's (never taken for the uplink address)" \
+	"10.77.0.120/24 scope global secondary $UP:kvx" "$(ip -n "$NS_HOST" -4 -o addr show dev "$UP")"
+
+kvx_step "--add-address on another network: the address leaves the uplink and comes back"
+# As systemd-networkd sets it: a secondary survives its primary's removal
+# (so it is the daemon, not the kernel, that takes it away).
+ip netns exec "$NS_HOST" sysctl -qw "net.ipv4.conf.$UP.promote_secondaries=1"
+ip -n "$NS_HOST" addr add 10.88.0.2/24 dev "$UP"
+ip -n "$NS_HOST" addr del "$UP_IP/24" dev "$UP"
+ip -n "$NS_HOST" route replace default via 10.88.0.1 dev "$UP"
+for ((t = 0; t < 25; t++)); do [[ $(state_of 10.77.0.120) == suspended ]] && break; sleep 0.2; done
+assert_eq "--add-address mapping suspended" suspended "$(state_of 10.77.0.120)"
+for ((t = 0; t < 25; t++)); do
+	ip -n "$NS_HOST" -4 addr show dev "$UP" | grep -q 10.77.0.120 || break
+	sleep 0.2
+done
+assert_not_contains "the suspended mapping's address left the uplink" "10.77.0.120" \
+	"$(ip -n "$NS_HOST" -4 addr show dev "$UP")"
+assert_eq "the uplink address is the new network's" 10.88.0.2 "$(kvx_json 'i["uplink_addr"]')"
+ip -n "$NS_HOST" addr add "$UP_IP/24" dev "$UP"
+ip -n "$NS_HOST" addr del 10.88.0.2/24 dev "$UP"
+ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
+assert_eq "LAN -> 10.77.0.120 back on its network" guest2 \
+	"$(get_eventually 5 "$NS_LAN" "http://10.77.0.120/who" guest2)"
+assert_contains "the address is back on the uplink" "10.77.0.120/24" \
+	"$(ip -n "$NS_HOST" -4 addr show dev "$UP")"
+assert_eq "the uplink address is $UP_IP again" "$UP_IP" "$(kvx_json 'i["uplink_addr"]')"
 
 kvx_step "detach, then attach --bridge alone (the systemd unit's command)"
 kvx_daemon_stop

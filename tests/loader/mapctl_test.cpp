@@ -5,6 +5,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <unistd.h>
 
@@ -15,6 +16,7 @@
 #include "mapctl.hpp"
 #include "mapping.hpp"
 #include "maps.hpp"
+#include "netlink.hpp"
 
 using namespace kvmxdp;
 using nlohmann::json;
@@ -360,4 +362,18 @@ TEST_F(MapsFixture, ReplacesADynamicOutHalfOfTheGuestPort)
 	ASSERT_TRUE(out);
 	EXPECT_EQ(ntohs(out->port), 8080);
 	EXPECT_EQ(out->flags, KVX_BIND_F_STATIC);
+}
+
+TEST(UplinkAddress, PrimaryNeverTakesAnAddedMappingAddress)
+{
+	// A --add-address address promoted to primary (promote_secondaries,
+	// after the DHCP address went) or listed first (another subnet, added
+	// before a DHCP renewal) must not become the masquerade address.
+	IfAddr added{0x0a4d0078, 24, false, RT_SCOPE_UNIVERSE, "wlp0s20f3:kvx"};
+	IfAddr dhcp{0x0a4d0002, 24, false, RT_SCOPE_UNIVERSE, "wlp0s20f3"};
+	IfAddr second{0x0a4d0003, 24, true, RT_SCOPE_UNIVERSE, "wlp0s20f3"};
+	ASSERT_TRUE(primary_ipv4({added, dhcp}));
+	EXPECT_EQ(primary_ipv4({added, dhcp})->addr, dhcp.addr);
+	EXPECT_FALSE(primary_ipv4({added, second}));
+	EXPECT_FALSE(primary_ipv4({added}));
 }
