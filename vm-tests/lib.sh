@@ -344,6 +344,17 @@ kvx_veth() { # NS1 IF1 NS2 IF2
 # kvx_topology_up [BRIDGE_NAME]: builds the diagram above.  Sets NS_G1, NS_G2,
 # NS_HOST, NS_LAN, NS_SRV, BR, UP, G1_IF, G2_IF, P1_IF, P2_IF, LAN_UP_IF,
 # LAN_SRV_IF, SRV_IF and the addresses.
+# The bridge $BR with the two guest ports (again, after a test deleted it as
+# a libvirt network restart does): waits for the ports to forward.
+kvx_bridge_recreate() {
+	ip -n "$NS_HOST" link add "$BR" type bridge
+	ip -n "$NS_HOST" link set "$BR" up
+	ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
+	ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
+	ip -n "$NS_HOST" link set "$P2_IF" master "$BR"
+	kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true
+}
+
 kvx_topology_up() {
 	BR=${1:-kb$KVX_ID}
 	((${#BR} <= 15)) || kvx_fatal "bridge name '$BR' longer than 15 characters"

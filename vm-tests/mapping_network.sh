@@ -99,12 +99,7 @@ assert_eq "1:1 guest leaves from $EXT1 again" "$EXT1" "$(kvx_http_last_client "$
 kvx_step "bridge deleted and re-created (libvirt network restart)"
 old_ifindex=$(kvx_json "i['devices'][0]['ifindex']")
 ip -n "$NS_HOST" link del "$BR"
-ip -n "$NS_HOST" link add "$BR" type bridge
-ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
-ip -n "$NS_HOST" link set "$BR" up
-ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
-ip -n "$NS_HOST" link set "$P2_IF" master "$BR"
-kvx_wait_for 5 "bridge ports forwarding" kvx_bridge_ports_forwarding || true
+kvx_bridge_recreate
 assert_eq "LAN -> $EXT1 through the new bridge" guest1 \
 	"$(get_eventually 8 "$NS_LAN" "http://$EXT1/who" guest1)"
 assert_eq "LAN -> $UP_IP:8080 through the new bridge" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"

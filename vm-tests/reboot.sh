@@ -57,12 +57,7 @@ ip -n "$NS_HOST" link del "$BR"
 assert_eq "LAN -> 10.77.0.101 while 'rebooting'" "" "$(kvx_http_get "$NS_LAN" "http://10.77.0.101/who")"
 
 kvx_step "libvirt starts the network: the bridge comes back, the hook runs"
-ip -n "$NS_HOST" link add "$BR" type bridge
-ip -n "$NS_HOST" link set "$BR" up
-ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
-ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
-ip -n "$NS_HOST" link set "$P2_IF" master "$BR"
-kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true
+kvx_bridge_recreate
 mkdir -p "$FAKEBIN"
 cat >"$FAKEBIN/systemctl" <<EOF
 #!/bin/sh

@@ -59,12 +59,7 @@ assert_eq "daemon still running" 0 "$(kill -0 "$KVX_DAEMON_PID" 2>/dev/null; ech
 kvx_step "the bridge is deleted and re-created (virsh net-destroy/net-start)"
 ip -n "$NS_HOST" link del "$BR"
 sleep 0.5
-ip -n "$NS_HOST" link add "$BR" type bridge
-ip -n "$NS_HOST" link set "$BR" up
-ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
-ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
-ip -n "$NS_HOST" link set "$P2_IF" master "$BR"
-kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true
+kvx_bridge_recreate
 if ms=$(flow_back "$NS_G2"); then
 	kvx_pass "traffic back ${ms} ms after the bridge came back"
 else
