@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # bench/run.sh: builds the benchmark tools and runs the kvmxdp benchmark.
 # Usage: sudo bench/run.sh [--quick] [--reps N] [--workloads udp,tcp_up,...]
-#                          [--configs iptables,kvmxdp-tc,...] [--raw] [...]
-# All options are kvxbench.py's (bench/run.sh --help); see bench/README.md.
+#                          [--configs iptables,kvmxdp-tc,...] [--raw] [--no-guest] [...]
+# All options but --no-guest are kvxbench.py's (bench/run.sh --help); see
+# bench/README.md.  Then the real-guest row (bench/guest.sh: a QEMU guest,
+# iptables vs kvmxdp) unless --no-guest.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,6 +36,23 @@ if newer "$build/kvx-ctfill" "$here/gen/kvx_ctfill.c" "$repo/bpf/include/kvmxdp/
 	cc "${ccflags[@]}" -I"$repo/bpf/include" "$here/gen/kvx_ctfill.c" -o "$build/kvx-ctfill" -lbpf
 fi
 
+guest=1
+args=()
+for a in "$@"; do
+	if [[ $a == --no-guest ]]; then guest=0; else args+=("$a"); fi
+	[[ $a == -h || $a == --help ]] && guest=0
+done
 # Debian's interpreter (python3-matplotlib for the chart is a Debian package).
-exec /usr/bin/python3 "$here/kvxbench.py" --tools "$build" \
-	--command "bench/run.sh${*:+ $*}" "$@"
+/usr/bin/python3 "$here/kvxbench.py" --tools "$build" \
+	--command "bench/run.sh${*:+ $*}" "${args[@]}"
+if ((guest)); then
+	kvmxdp=""
+	for c in "$repo/build-loader/kvmxdp" "$repo/build/kvmxdp"; do
+		[[ -x $c ]] && kvmxdp=$c && break
+	done
+	if [[ -z $kvmxdp ]]; then
+		echo "bench/run.sh: no kvmxdp binary for the real-guest row (build first)" >&2
+	else
+		bash "$here/guest.sh" "$kvmxdp"
+	fi
+fi
