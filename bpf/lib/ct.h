@@ -125,6 +125,15 @@ static __always_inline void ct_update(struct kvx_ct_val *f, const struct kvx_pkt
 				state = KVX_CT_FIN_WAIT;
 			else if (state == KVX_CT_SYN_SENT && reply)
 				state = KVX_CT_ESTABLISHED;
+			/* The guest's TCP goes on after a RST: it found the RST's
+			 * sequence number out of its window (RFC 5961; an
+			 * off-path RST from the LAN), which we do not track.
+			 * Closing the flow would let it expire in 10 s under a
+			 * live connection.  After a RST it accepted, the guest
+			 * sends nothing more on the tuple (a RST at most). */
+			else if (state == KVX_CT_CLOSE && dir == CT_DIR_OUT &&
+				 (flags & KVX_CT_F_SEEN_REPLY))
+				state = KVX_CT_ESTABLISHED;
 		}
 	}
 	/* Write only what changed: the value's cache line is shared by CPUs. */

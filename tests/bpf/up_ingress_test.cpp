@@ -444,6 +444,42 @@ TEST_F(UpIngressTest, TcpStateFollowsTheConnection)
 	EXPECT_EQ(ct->pkts_in, 3u);
 }
 
+TEST_F(UpIngressTest, RstTheGuestIgnoresDoesNotCloseItsConnection)
+{
+	// An off-path RST (from the LAN, spoofing the remote) moves the flow
+	// to CLOSE; the guest's TCP drops it as out of window and keeps
+	// sending: the flow is ESTABLISHED again (else the 10 s CLOSE timeout
+	// would let GC remove a live connection's flow).  A RST the guest
+	// accepted is followed by nothing from the guest: the flow stays CLOSE.
+	const std::uint16_t gp = 62410;
+	auto state = [&] {
+		auto ct = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, gp, kRemote1, 443));
+		return ct ? int(ct->state) : -1;
+	};
+	auto out = [&](std::uint8_t flags) {
+		Packet p = from_guest(make_tcp(kGuestA, gp, kRemote1, 443, flags));
+		run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, gp));
+	};
+	auto in = [&](std::uint8_t flags) {
+		Packet p = from_uplink(make_tcp(kRemote1, 443, Topology::kUplinkAddr, gp, flags));
+		run_up(p, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(p, kGuestA, gp));
+	};
+	out(kTcpSyn);
+	in(kTcpSyn | kTcpAck);
+	out(kTcpAck);
+	ASSERT_EQ(state(), KVX_CT_ESTABLISHED);
+	in(kTcpRst);
+	EXPECT_EQ(state(), KVX_CT_CLOSE);
+	in(kTcpAck); // the remote's data in flight does not reopen it
+	EXPECT_EQ(state(), KVX_CT_CLOSE);
+	out(kTcpAck); // the guest carries on: the RST was not for it
+	EXPECT_EQ(state(), KVX_CT_ESTABLISHED);
+	in(kTcpRst | kTcpAck);
+	EXPECT_EQ(state(), KVX_CT_CLOSE);
+	out(kTcpRst); // the guest answers a stray segment with RST: still closed
+	EXPECT_EQ(state(), KVX_CT_CLOSE);
+}
+
 TEST_F(UpIngressTest, RepliesFollowTheGuestsCurrentMac)
 {
 	// A VM re-created with the same address and another MAC: replies go
