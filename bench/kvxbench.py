@@ -558,6 +558,11 @@ class KvmxdpConfig(Config):
             args += ["--ct-size", str(self.ct_size)]
         if self.bind_size:
             args += ["--bind-size", str(self.bind_size)]
+        # One generator guest stands for many here (crr opens thousands of
+        # flows a second, ct fills the table): the per-guest flow quota,
+        # which protects guests from each other, is off as for iptables.
+        if "--flow-quota" in run([self.opts.kvmxdp, "attach", "--help"], check=False):
+            args += ["--flow-quota", "0"]
         os.makedirs(t.bpffs, exist_ok=True)
         self.daemon = t.spawn("kvmxdp", nsx(t.ns["h"], self._cli(*args)), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)

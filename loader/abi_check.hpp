@@ -11,7 +11,9 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 1, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 2, "ABI changed: review abi_check.hpp and bump");
+// Version 2 only appended to kvx_cfg: the tables are those of version 1.
+static_assert(KVX_ABI_TABLES_SINCE == 1);
 
 static_assert(sizeof(kvx_bind_key) == 8);
 static_assert(offsetof(kvx_bind_key, dir) == 0);
@@ -57,7 +59,7 @@ static_assert(offsetof(kvx_timeouts, icmp) == 28);
 static_assert(offsetof(kvx_timeouts, other) == 32);
 static_assert(offsetof(kvx_timeouts, _pad) == 36);
 
-static_assert(sizeof(kvx_cfg) == 80);
+static_assert(sizeof(kvx_cfg) == 84);
 static_assert(offsetof(kvx_cfg, abi_version) == 0);
 static_assert(offsetof(kvx_cfg, flags) == 4);
 static_assert(offsetof(kvx_cfg, uplink_addr) == 8);
@@ -70,6 +72,10 @@ static_assert(offsetof(kvx_cfg, nat_port_hi) == 30);
 static_assert(offsetof(kvx_cfg, timeouts) == 32);
 static_assert(offsetof(kvx_cfg, uplink_mac) == 72);
 static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
+static_assert(offsetof(kvx_cfg, flow_quota) == 80);
+
+// kvx_gflows: a __u32 counter per guest, indexed by the host part's low bits.
+static_assert((KVX_GFLOWS_MAX & (KVX_GFLOWS_MAX - 1)) == 0);
 
 static_assert(sizeof(kvx_extaddr_val) == 8);
 static_assert(offsetof(kvx_extaddr_val, flags) == 0);
@@ -95,5 +101,6 @@ static_assert(offsetof(kvx_stat, bytes) == 8);
 // The per-CPU counter array is indexed by enum kvx_reason.
 static_assert(KVX_R_XLATE_OUT == 0);
 static_assert(KVX_R_MAX > KVX_R_DROP_BROKEN_PAIR);
+static_assert(KVX_R_DROP_GUEST_QUOTA > KVX_R_XLATE_RELATED_OUT); // appended
 
 } // namespace kvmxdp::abi

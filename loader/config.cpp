@@ -11,14 +11,16 @@ using nlohmann::json;
 
 bool Instance::operator==(const Instance &o) const
 {
-	return bridge == o.bridge && uplink == o.uplink && subnet == o.subnet &&
+	return bridge == o.bridge && uplink == o.uplink && uplink_auto == o.uplink_auto &&
+	       subnet == o.subnet &&
 	       nat_ports == o.nat_ports && eif == o.eif && ct_size == o.ct_size &&
 	       bind_size == o.bind_size && bpffs == o.bpffs && pin_dir == o.pin_dir &&
 	       clsact_created_bridge == o.clsact_created_bridge &&
 	       clsact_created_uplink == o.clsact_created_uplink &&
 	       saved_forwarding == o.saved_forwarding &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
-	       clamp_mss == o.clamp_mss;
+	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota && timeouts == o.timeouts &&
+	       mode == o.mode;
 }
 
 Instance *Config::find(const std::string &bridge)
@@ -96,6 +98,17 @@ json to_json(const Config &cfg)
 			{"saved_sysctls", saved},
 			{"clamp_mss", i.clamp_mss},
 		});
+		if (i.flow_quota)
+			insts.back()["flow_quota"] = *i.flow_quota;
+		if (i.mode != "auto")
+			insts.back()["mode"] = i.mode;
+		if (!i.timeouts.empty())
+			insts.back()["timeouts"] = i.timeouts;
+		if (i.uplink_auto) {
+			insts.back()["uplink"] = "auto";
+			insts.back()["uplink_device"] =
+				i.uplink.empty() ? json(nullptr) : json(i.uplink);
+		}
 		json maps = json::array();
 		for (const auto &sm : i.mappings)
 			maps.push_back(mapping_json(sm));
@@ -243,6 +256,11 @@ Config config_from_json(const json &j)
 		Instance i;
 		i.bridge = get_string(o, "bridge", p);
 		i.uplink = get_string(o, "uplink", p);
+		if (i.uplink == "auto") {
+			// `--uplink auto`: the device it follows now (none yet: "").
+			i.uplink_auto = true;
+			i.uplink = get_opt_string(o, "uplink_device", p).value_or("");
+		}
 		std::string subnet = get_string(o, "subnet", p);
 		try {
 			i.subnet = parse_cidr(subnet);
@@ -271,6 +289,16 @@ Config config_from_json(const json &j)
 			get_opt_string(saved, "ip_local_reserved_ports", p + "saved_sysctls.");
 		if (o.contains("clamp_mss"))
 			i.clamp_mss = static_cast<uint16_t>(get_uint(o, "clamp_mss", p, 0, 65535));
+		if (o.contains("mode")) {
+			i.mode = get_string(o, "mode", p);
+			if (i.mode != "auto" && i.mode != "tc" && i.mode != "xdp")
+				bad(p + "mode", "'" + i.mode + "' is not auto, tc or xdp");
+		}
+		if (o.contains("flow_quota"))
+			i.flow_quota = static_cast<uint32_t>(
+				get_uint(o, "flow_quota", p, 0, 0xffffffffu));
+		if (o.contains("timeouts"))
+			i.timeouts = get_string(o, "timeouts", p);
 		// Absent in configurations of older versions: no mappings.
 		if (auto it = o.find("mappings"); it != o.end()) {
 			if (!it->is_array())

@@ -20,7 +20,12 @@ namespace kvmxdp {
 
 struct Instance {
 	std::string bridge;
+	// The uplink device.  With uplink_auto (`attach --uplink auto`) the
+	// device of the default route right now, as the daemon last moved
+	// to it ("" while there is none yet); the JSON then says
+	// "uplink": "auto" and keeps the device in "uplink_device".
 	std::string uplink;
+	bool uplink_auto = false;
 	Ipv4Net subnet;
 	PortRange nat_ports;
 	bool eif = false;
@@ -40,6 +45,11 @@ struct Instance {
 	std::vector<StaticMapping> mappings;
 	// attach --clamp-mss (0: off).
 	uint16_t clamp_mss = 0;
+	std::string mode = "auto"; // attach --mode (mode.hpp)
+	// attach --flow-quota (unset: a share of ct_size, gc.hpp) and
+	// --timeouts (empty: netfilter's defaults).
+	std::optional<uint32_t> flow_quota;
+	std::string timeouts;
 
 	bool operator==(const Instance &o) const;
 };

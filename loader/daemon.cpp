@@ -20,6 +20,7 @@
 #include "maps.hpp"
 #include "netaddr.hpp"
 #include "netlink.hpp"
+#include "route.hpp"
 #include "sysctl.hpp"
 
 namespace kvmxdp {
@@ -99,8 +100,10 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		      std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_size);
 	uint32_t addr = ntohl(read_cfg(cfg_fd_.get()).uplink_addr);
 	std::optional<NetId> net;
-	if (auto link = find_link(nl, inst_.uplink))
-		net = network_of_link(nl, link->ifindex, inst_.uplink);
+	if (!inst_.uplink.empty()) { // empty: --uplink auto, no default route yet
+		if (auto link = find_link(nl, inst_.uplink))
+			net = network_of_link(nl, link->ifindex, inst_.uplink);
+	}
 	// No address (WiFi reconnecting): nothing can flow anyway; the
 	// mappings stay as they were until the uplink is on some network
 	// again, so a short drop does not suspend and flush them.
@@ -144,8 +147,119 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 
 Daemon::~Daemon() = default;
 
+void Daemon::follow_default_route(NlSocket &nl)
+{
+	auto route = choose_uplink_route(ipv4_routes(nl), {bridge_ifindex_});
+	// No default route (suspended, WiFi reconnecting, cable pulled with
+	// nothing else up): the uplink stays where it is, so that a short
+	// outage neither moves the hook nor flushes a flow.
+	if (!route)
+		return;
+	auto link = find_link_by_index(nl, route->ifindex);
+	// The same name with a new ifindex is a re-created device: the
+	// re-attach in refresh_uplink handles it.
+	if (!link || link->name == inst_.uplink)
+		return;
+	// Under the config lock from the first change to the record, so a
+	// concurrent detach sees either the old device or the new one with
+	// our filter on it.  Busy: the next event or tick retries.
+	ConfigStore store(config_path_);
+	auto lock = FileLock::try_acquire(config_path_ + ".lock");
+	if (!lock)
+		return;
+	Config conf = store.load();
+	Instance *rec = conf.find(inst_.bridge);
+	if (!rec)
+		return; // being detached
+	for (const Instance &o : conf.instances)
+		if (o.bridge != inst_.bridge && o.uplink == link->name) {
+			if (refused_uplink_ != link->name)
+				info("default route via " + link->name +
+				     ", the uplink of the kvmxdp instance of bridge '" + o.bridge +
+				     "': staying on " + (inst_.uplink.empty() ? "none" : inst_.uplink));
+			refused_uplink_ = link->name;
+			return;
+		}
+	refused_uplink_.clear();
+	const std::string old_name = inst_.uplink;
+	info("default route moved to " + link->name + ": uplink " +
+	     (old_name.empty() ? "none" : old_name) + " -> " + link->name);
+
+	// New hook first: the bridge program drops what the route lookup
+	// sends elsewhere than cfg.uplink_ifindex (DROP_OTHER_IFACE) until
+	// the cfg below names the new device.
+	bool created = tc_hook_create(link->ifindex, link->name);
+	try {
+		tc_attach(link->ifindex, link->name, skel_.prog_fd("kvx_up_ingress"));
+	} catch (const Error &) {
+		if (created)
+			tc_hook_destroy(link->ifindex, link->name);
+		throw;
+	}
+	uint32_t addr_be = 0;
+	if (auto a = primary_ipv4(ipv4_addrs(nl, link->ifindex)))
+		addr_be = htonl(a->addr);
+	kvx_cfg cfg = read_cfg(cfg_fd_.get());
+	uint32_t old_addr = cfg.uplink_addr;
+	cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
+	cfg.uplink_addr = addr_be;
+	std::memcpy(cfg.uplink_mac, link->mac.data(), sizeof(cfg.uplink_mac));
+	write_cfg(cfg_fd_.get(), cfg);
+
+	// Our filter leaves the old device (and the clsact, if it was ours
+	// and nobody else's filter is on it); the device may be gone.
+	if (!old_name.empty()) {
+		try {
+			if (auto ol = find_link(nl, old_name)) {
+				tc_detach(ol->ifindex, old_name);
+				if (inst_.clsact_created_uplink &&
+				    count_clsact_filters(nl, ol->ifindex) == 0)
+					tc_hook_destroy(ol->ifindex, old_name);
+			}
+		} catch (const Error &e) {
+			info("removing the filter from " + old_name + ": " + e.what());
+		}
+	}
+	// --add-address addresses leave with the old device; the mapping
+	// sync puts them on the new one if their network is there.
+	if (!old_name.empty()) {
+		Instance old = *rec;
+		old.uplink = old_name;
+		remove_added_addresses(old);
+	}
+	rec->uplink = link->name;
+	rec->clsact_created_uplink = created;
+	store.save(conf);
+	inst_.uplink = link->name;
+	inst_.clsact_created_uplink = created;
+	uplink_ifindex_ = link->ifindex;
+
+	info("uplink " + link->name + " address " + addr_str(old_addr) + " -> " +
+	     addr_str(addr_be));
+	// As on an address change: flows bound to the old address can never
+	// get a reply through the new device (PITFALLS 8).
+	if (old_addr && old_addr != addr_be) {
+		auto r = flush_ext_addr(ct_fd_.get(), bind_fd_.get(), old_addr);
+		info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
+		     std::to_string(r.bind_deleted) + " binding entr(ies) of " +
+		     addr_str(old_addr));
+	}
+}
+
 void Daemon::refresh_uplink(NlSocket &nl)
 {
+	if (inst_.uplink_auto) {
+		try {
+			follow_default_route(nl);
+		} catch (const Error &e) {
+			// Retried on the next event or tick.
+			info(std::string("following the default route: ") + e.what());
+		}
+	}
+	// --uplink auto before any default route: kvx_cfg has no uplink
+	// (ifindex 0, address 0): guest traffic to the outside is dropped.
+	if (inst_.uplink.empty())
+		return;
 	auto link = find_link(nl, inst_.uplink);
 	uint32_t addr_be = 0;
 	if (link) {
@@ -218,7 +332,9 @@ void Daemon::record_uplink_clsact()
 void Daemon::collect_garbage()
 {
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
-	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns());
+	// The per-guest flow counters are recounted at every sweep (gc.hpp).
+	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(),
+			  skel_.map_fd(KVX_MAP_GFLOWS), cfg.subnet_mask);
 	if (r.ct_deleted || r.bind_deleted)
 		log_verbose("gc: " + std::to_string(r.ct_deleted) + " flow(s), " +
 			    std::to_string(r.bind_deleted) + " binding entr(ies) expired");
@@ -236,6 +352,7 @@ int Daemon::run()
 		throw_errno("create", "signalfd");
 
 	NlMonitor mon;
+	RouteMonitor routes; // --uplink auto follows the default route
 	NlSocket nl;
 	using clock = std::chrono::steady_clock;
 	auto next_gc = clock::now() + std::chrono::milliseconds(kGcIntervalMs);
@@ -269,8 +386,10 @@ int Daemon::run()
 		}
 		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
 			std::min(next_refresh, next_gc) - clock::now());
-		pollfd fds[2] = {{sfd.get(), POLLIN, 0}, {mon.fd(), POLLIN, 0}};
-		int n = ::poll(fds, 2, static_cast<int>(std::max<int64_t>(wait.count(), 0)));
+		pollfd fds[3] = {{sfd.get(), POLLIN, 0},
+				 {mon.fd(), POLLIN, 0},
+				 {routes.fd(), POLLIN, 0}};
+		int n = ::poll(fds, 3, static_cast<int>(std::max<int64_t>(wait.count(), 0)));
 		if (n < 0 && errno != EINTR)
 			throw_errno("poll", "daemon");
 		if (n <= 0)
@@ -282,7 +401,8 @@ int Daemon::run()
 			     ": control plane stops, datapath stays attached");
 			return 0;
 		}
-		if ((fds[1].revents & POLLIN) && mon.drain()) {
+		bool route_event = (fds[2].revents & POLLIN) && routes.drain();
+		if (((fds[1].revents & POLLIN) && mon.drain()) || route_event) {
 			try {
 				refresh_uplink(nl);
 				refresh_bridge(nl);

@@ -39,6 +39,9 @@ public:
 
 private:
 	void refresh_uplink(NlSocket &nl);
+	// `--uplink auto`: moves the uplink hook to the default route's
+	// device when that route moved to another device.
+	void follow_default_route(NlSocket &nl);
 	void collect_garbage();
 
 	void record_uplink_clsact();
@@ -62,6 +65,8 @@ private:
 	uint32_t synced_addr_ = 0; // host order
 	std::optional<NetId> synced_net_;
 	bool synced_ = false;
+	// --uplink auto: a device refused as another instance's uplink (logged once).
+	std::string refused_uplink_;
 };
 
 } // namespace kvmxdp

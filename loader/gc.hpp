@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 
 #include "kvmxdp/abi.h"
 
@@ -12,6 +13,24 @@ namespace kvmxdp {
 
 // netfilter's defaults (nf_conntrack_proto_{tcp,udp,icmp,generic}.c).
 kvx_timeouts default_timeouts();
+// attach --timeouts: "NAME=SECONDS[,NAME=SECONDS...]" over the defaults,
+// NAME a kvx_timeouts field (tcp_syn_sent, tcp_established, tcp_fin_wait,
+// tcp_time_wait, tcp_close, udp, udp_stream, icmp, other), SECONDS
+// 1..2^31/1e9-safe (at most 10 years).  Throws Error naming the bad item.
+kvx_timeouts parse_timeouts(const std::string &spec);
+
+// Per-guest flow quota (kvx_cfg.flow_quota) when attach has no
+// --flow-quota: a quarter of the conntrack table, so that one flooding
+// guest leaves three quarters to the others.
+constexpr uint32_t kDefaultQuotaShare = 4;
+uint32_t default_flow_quota(uint32_t ct_size);
+// kvx_gflows (abi.h): its size for a subnet and a guest's index in it.
+uint32_t gflows_size(uint32_t subnet_mask_be);
+uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be);
+// Rewrites every kvx_gflows counter with the number of flows in ct_fd per
+// guest (all of them: the datapath counts every flow it creates).  Returns
+// the number of counters that were wrong.
+size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be);
 
 // Seconds a flow may stay idle, from its state, flags and protocol.
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t);
@@ -29,13 +48,19 @@ uint64_t boottime_ns();
 struct SweepResult {
 	size_t ct_deleted = 0;
 	size_t bind_deleted = 0; // entries (each pair counts 2)
+	size_t gflows_fixed = 0; // per-guest counters rewritten
 };
 
 // Deletes expired flows, then the bindings no remaining flow references
 // (matched by proto + external addr + port) and idle for kBindGraceNs.
 // Pairs are deleted OUT half first, then IN half (abi.h: "OUT exists =>
-// IN exists" must hold at every instant).
-SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns);
+// IN exists" must hold at every instant).  With gflows_fd >= 0, the
+// per-guest flow counters are then rewritten from the flows that remain
+// (exact at every sweep, so neither the GC's deletions nor lost datapath
+// updates accumulate drift; flows created during the sweep are counted at
+// the next one).
+SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
+		     int gflows_fd = -1, uint32_t subnet_mask_be = 0);
 
 // After the uplink address changed: flows and bindings on the old external
 // address can never carry traffic again.  addr_be in network order.

@@ -23,13 +23,16 @@
 #include "config.hpp"
 #include "daemon.hpp"
 #include "error.hpp"
+#include "features.hpp"
 #include "fsutil.hpp"
 #include "gc.hpp"
 #include "host_access.hpp"
 #include "mapctl.hpp"
+#include "mode.hpp"
 #include "maps.hpp"
 #include "netaddr.hpp"
 #include "netlink.hpp"
+#include "route.hpp"
 #include "sysctl.hpp"
 
 namespace kvmxdp {
@@ -99,13 +102,16 @@ Validated validate(NlSocket &nl, const Sysctl &sys, const AttachOptions &a,
 	if (br->kind != "bridge")
 		throw Error("'" + a.bridge + "' is not a bridge (kind '" +
 			    (br->kind.empty() ? "none" : br->kind) + "')");
-	auto up = find_link(nl, a.uplink);
-	if (!up)
-		throw Error("uplink '" + a.uplink + "' does not exist");
-	if (up->ifindex == br->ifindex)
-		throw Error("uplink '" + a.uplink + "' is the bridge itself");
 	v.bridge = *br;
-	v.uplink = *up;
+	// Empty: --uplink auto without a default route yet (v.uplink.ifindex 0).
+	if (!a.uplink.empty()) {
+		auto up = find_link(nl, a.uplink);
+		if (!up)
+			throw Error("uplink '" + a.uplink + "' does not exist");
+		if (up->ifindex == br->ifindex)
+			throw Error("uplink '" + a.uplink + "' is the bridge itself");
+		v.uplink = *up;
+	}
 
 	auto addrs = ipv4_addrs(nl, br->ifindex);
 	if (subnet) {
@@ -237,7 +243,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 				    " without --uplink: no instance of '" + a.bridge + "' in " +
 				    g.config + " to take it from");
 		if (p)
-			a.uplink = p->uplink;
+			a.uplink = p->uplink_auto ? kUplinkAuto : p->uplink;
 		if (p && !a.subnet)
 			a.subnet = p->subnet.str();
 		if (p && !a.nat_ports)
@@ -252,7 +258,14 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	std::optional<PortRange> nat;
 	if (a.nat_ports)
 		nat = parse_port_range(*a.nat_ports);
+	if (a.timeouts)
+		parse_timeouts(*a.timeouts);
+	if (a.mode)
+		choose_hook(parse_hook_mode(*a.mode), DeviceFacts{}); // xdp: refused here
 	require_root("attach");
+	// Before anything is created: a kernel without a helper the datapath
+	// needs gets one line naming it, not a verifier log (features.hpp).
+	require_kernel_features(probe_kernel_features(), std::cerr, g.verbose);
 
 	// A signal during attach must not leave half an attachment: it stays
 	// pending and the daemon loop sees it right after the attach.
@@ -264,6 +277,17 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 
 	Sysctl sys(g.sysctl_root);
 	NlSocket nl;
+	// --uplink auto: the default route's device now, else the device the
+	// instance followed last, else none yet (the daemon waits for a
+	// default route; guests' outside traffic is dropped meanwhile).
+	const bool uplink_auto = a.uplink == kUplinkAuto;
+	if (uplink_auto) {
+		std::string previous;
+		if (const Instance *p = ConfigStore(g.config).load().find(a.bridge))
+			previous = p->uplink;
+		auto br = find_link(nl, a.bridge);
+		a.uplink = auto_uplink_device(nl, br ? br->ifindex : 0, previous);
+	}
 	Validated v = validate(nl, sys, a, subnet, nat);
 
 	// Absolute: the path keys the daemon's pid file and goes into the config.
@@ -301,10 +325,15 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	// One instance per uplink: the uplink's filter (one kvmxdp handle) and
 	// its NAT ports on the uplink address would be shared, and a second
 	// attach would silently take the first bridge's replies.
-	for (const Instance &o : cfg.instances)
-		if (o.bridge != a.bridge && o.uplink == a.uplink)
+	for (const Instance &o : cfg.instances) {
+		if (uplink_auto && o.uplink_auto && o.bridge != a.bridge)
+			throw Error("the kvmxdp instance of bridge '" + o.bridge +
+				    "' already follows the default route (--uplink auto): one "
+				    "bridge per uplink (detach '" + o.bridge + "' first)");
+		if (o.bridge != a.bridge && !a.uplink.empty() && o.uplink == a.uplink)
 			throw Error("uplink '" + a.uplink + "' is already used by the kvmxdp instance of bridge '" +
 				    o.bridge + "': one bridge per uplink (detach '" + o.bridge + "' first)");
+	}
 	// Mappings a detach kept come back (the uplink is the new one's).
 	std::vector<StaticMapping> mappings = prev ? prev->mappings : std::vector<StaticMapping>{};
 	if (!prev && cfg.detached.count(a.bridge))
@@ -337,6 +366,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	}
 	uint32_t ct_size = a.ct_size.value_or(prev ? prev->ct_size : KVX_CT_DEFAULT_SIZE);
 	uint32_t bind_size = a.bind_size.value_or(prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE);
+	const uint32_t gflows_want = gflows_size(htonl(v.subnet.mask()));
 	uint32_t resumed_uplink_addr = 0;      // network order
 	std::vector<std::string> replace_pins; // pinned maps replaced by new ones
 	if (resume) {
@@ -373,17 +403,55 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 					continue;
 				}
 			}
-			check_pinned_map(skel, name.c_str(), fd.get(), path, want);
 			if (name == KVX_MAP_CFG) {
-				kvx_cfg old = read_cfg(fd.get());
-				resumed_uplink_addr = old.uplink_addr;
-				if (old.abi_version != KVX_ABI_VERSION)
+				// The tables of every ABI version since
+				// KVX_ABI_TABLES_SINCE have this version's layout
+				// (abi.h): reused; older or newer pins are refused.
+				// kvx_cfg is rewritten below anyway: one of another
+				// size (an older kvmxdp's) is replaced.
+				MapInfo have = map_info(fd.get(), path);
+				bpf_map *cm = skel.map(KVX_MAP_CFG);
+				std::vector<unsigned char> raw(
+					std::max<size_t>(have.value_size, sizeof(kvx_cfg)));
+				__u32 zero = 0;
+				check_libbpf(bpf_map_lookup_elem(fd.get(), &zero, raw.data()), "read",
+					     path);
+				kvx_cfg old{};
+				std::memcpy(&old, raw.data(),
+					    std::min<size_t>(have.value_size, sizeof(old)));
+				if (old.abi_version < KVX_ABI_TABLES_SINCE ||
+				    old.abi_version > KVX_ABI_VERSION)
 					throw Error("pinned " + path + " is of ABI version " +
 						    std::to_string(old.abi_version) +
 						    ", this kvmxdp uses " +
+						    std::to_string(KVX_ABI_VERSION) + " (tables of " +
+						    std::to_string(KVX_ABI_TABLES_SINCE) + ".." +
 						    std::to_string(KVX_ABI_VERSION) +
-						    ": run 'kvmxdp detach' first");
+						    "): run 'kvmxdp detach' first (drops conntrack state)");
+				resumed_uplink_addr = old.uplink_addr;
+				if (have.type == bpf_map__type(cm) &&
+				    have.key_size == bpf_map__key_size(cm) &&
+				    have.max_entries == bpf_map__max_entries(cm) &&
+				    have.value_size != bpf_map__value_size(cm)) {
+					out << "kvmxdp: note: " << path << " is of ABI version "
+					    << old.abi_version << " (" << have.value_size
+					    << " bytes): replaced, conntrack kept" << std::endl;
+					to_pin.push_back(name);
+					replace_pins.push_back(path);
+					continue;
+				}
 			}
+			if (name == KVX_MAP_GFLOWS) {
+				// Counters sized to the subnet: another size starts a
+				// fresh map (recounted below).
+				if (map_info(fd.get(), path).max_entries != gflows_want) {
+					to_pin.push_back(name);
+					replace_pins.push_back(path);
+					continue;
+				}
+				want = gflows_want;
+			}
+			check_pinned_map(skel, name.c_str(), fd.get(), path, want);
 			// libbpf dups the fd: ours may close.
 			skel.reuse_map(name.c_str(), fd.get());
 		}
@@ -394,6 +462,8 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 			skel.set_max_entries(KVX_MAP_CT, ct_size);
 		else if (name == KVX_MAP_BIND)
 			skel.set_max_entries(KVX_MAP_BIND, bind_size);
+		else if (name == KVX_MAP_GFLOWS)
+			skel.set_max_entries(KVX_MAP_GFLOWS, gflows_want);
 	}
 	skel.load();
 
@@ -412,8 +482,17 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	kc.nat_port_hi = v.nat.hi;
 	kc.timeouts = default_timeouts();
 	kc.clamp_mss = a.clamp_mss ? *a.clamp_mss : (prev ? prev->clamp_mss : 0);
+	// Flow quota: explicit, else the instance's, else a share of the table
+	// (which follows --ct-size).  Timeouts likewise (attach --timeouts).
+	std::optional<uint32_t> flow_quota = a.flow_quota ? a.flow_quota
+						: prev ? prev->flow_quota : std::nullopt;
+	kc.flow_quota = flow_quota ? *flow_quota : default_flow_quota(ct_size);
+	std::string timeouts = a.timeouts ? *a.timeouts : prev ? prev->timeouts : "";
+	kc.timeouts = timeouts.empty() ? default_timeouts() : parse_timeouts(timeouts);
 	std::memcpy(kc.uplink_mac, v.uplink.mac.data(), sizeof(kc.uplink_mac));
 	write_cfg(skel.map_fd(KVX_MAP_CFG), kc);
+	// Resumed flows (or another subnet): the quota counts them from now on.
+	gflows_recount(skel.map_fd(KVX_MAP_CT), skel.map_fd(KVX_MAP_GFLOWS), kc.subnet_mask);
 	// The address changed while no daemon was watching: what the daemon
 	// would have flushed then goes now.
 	if (resumed_uplink_addr && resumed_uplink_addr != kc.uplink_addr)
@@ -426,9 +505,10 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 		std::optional<NetId> cur = network_of_link(nl, v.uplink.ifindex, a.uplink);
 		MapFds fds{skel.map_fd(KVX_MAP_BIND), skel.map_fd(KVX_MAP_EXTADDR),
 			   skel.map_fd(KVX_MAP_CT)};
-		for (const AddedAddress &ad : sync_added_addresses(mappings, a.uplink, cur))
-			rb.add("address " + format_ipv4(ad.addr) + " on " + a.uplink,
-			       [ad, uplink = a.uplink] { remove_uplink_address(uplink, ad); });
+		if (!a.uplink.empty())
+			for (const AddedAddress &ad : sync_added_addresses(mappings, a.uplink, cur))
+				rb.add("address " + format_ipv4(ad.addr) + " on " + a.uplink,
+				       [ad, uplink = a.uplink] { remove_uplink_address(uplink, ad); });
 		auto r = apply_mappings(fds, mappings, ntohl(kc.uplink_addr), cur);
 		for (const auto &e : r.errors)
 			warn(e);
@@ -472,12 +552,25 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 		      Dev{v.uplink, "kvx_up_ingress", created_up}}) {
 		int ifindex = d.link.ifindex;
 		std::string ifname = d.link.name;
+		if (ifindex == 0)
+			continue; // --uplink auto, no default route yet
 		d.created = tc_hook_create(ifindex, ifname);
 		if (d.created)
 			rb.add("clsact on " + ifname,
 			       [ifindex, ifname] { tc_hook_destroy(ifindex, ifname); });
 		bool had_filter = tc_query(ifindex).has_value();
-		tc_attach(ifindex, ifname, skel.prog_fd(d.prog));
+		try {
+			tc_attach(ifindex, ifname, skel.prog_fd(d.prog));
+		} catch (const Error &e) {
+			// One kind of classifier per priority in a clsact chain: the
+			// usual EINVAL is another tool's filter at ours.
+			if (e.err() != EINVAL || had_filter)
+				throw;
+			throw Error(std::string(e.what()) + " (is another tool's filter at priority " +
+				    std::to_string(kTcPriority) + " on " + ifname +
+				    " ingress? kvmxdp's filter needs that priority: 'tc filter show dev " +
+				    ifname + " ingress')");
+		}
 		// A filter that was there before (resume) is replaced in place;
 		// removing it on rollback would cut a working datapath.
 		if (!had_filter && !d.created)
@@ -496,6 +589,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	Instance inst;
 	inst.bridge = a.bridge;
 	inst.uplink = a.uplink;
+	inst.uplink_auto = uplink_auto;
 	inst.subnet = v.subnet;
 	inst.nat_ports = v.nat;
 	inst.eif = a.eif;
@@ -506,6 +600,13 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	inst.clsact_created_bridge = created_br || (prev && prev->clsact_created_bridge);
 	inst.mappings = mappings;
 	inst.clamp_mss = kc.clamp_mss;
+	inst.mode = a.mode ? *a.mode : (prev ? prev->mode : std::string("auto"));
+	for (const std::string &dev : {inst.bridge, inst.uplink})
+		if (!dev.empty())
+			log_verbose(dev + ": " + choose_hook(parse_hook_mode(inst.mode),
+							     device_facts(dev)).why);
+	inst.flow_quota = flow_quota;
+	inst.timeouts = timeouts;
 	inst.clsact_created_uplink =
 		created_up || (prev && prev->uplink == a.uplink && prev->clsact_created_uplink);
 
@@ -545,7 +646,13 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	// The daemon runs for days: other kvmxdp commands must get the lock.
 	cfg_lock.reset();
 
-	out << "kvmxdp: attached bridge=" << a.bridge << " uplink=" << a.uplink << std::endl;
+	if (uplink_auto)
+		out << "kvmxdp: attached bridge=" << a.bridge << " uplink=auto device="
+		    << (a.uplink.empty() ? "none (waiting for a default route)" : a.uplink)
+		    << std::endl;
+	else
+		out << "kvmxdp: attached bridge=" << a.bridge << " uplink=" << a.uplink
+		    << std::endl;
 
 	Daemon daemon(inst, skel, v.uplink.ifindex, g.config);
 	daemon.set_sysctl_root(g.sysctl_root);
@@ -627,7 +734,8 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 	}
 	cfg.remove(bridge);
 	if (!inst.mappings.empty())
-		cfg.detached[bridge] = Detached{inst.uplink, inst.mappings};
+		cfg.detached[bridge] =
+			Detached{inst.uplink_auto ? kUplinkAuto : inst.uplink, inst.mappings};
 	store.save(cfg);
 	// Still holding its lock, so no daemon can be between open and flock.
 	if (pid_lock)

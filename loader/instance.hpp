@@ -32,6 +32,15 @@ struct AttachOptions {
 	std::optional<uint32_t> bind_size;
 	// TCP MSS clamp (kvx_cfg.clamp_mss); unset: the config's, else off.
 	std::optional<uint16_t> clamp_mss;
+	// Per-guest flow quota (kvx_cfg.flow_quota; 0: off); unset: the
+	// config's, else kDefaultQuotaShare of the conntrack table.
+	std::optional<uint32_t> flow_quota;
+	// Flow timeouts "NAME=SECONDS,..." (gc.hpp parse_timeouts); unset:
+	// the config's, else netfilter's defaults.  For tests and experts.
+	std::optional<std::string> timeouts;
+	// Hooks per device: "auto" (each device's best, mode.hpp), "tc" or
+	// "xdp"; unset: the config's, else auto.
+	std::optional<std::string> mode;
 };
 
 // attach --clamp-mss: 0 (off) or kMinClampMss..kMaxClampMss.

@@ -495,6 +495,10 @@ void map_add(const GlobalOptions &g, const MapOptions &o, std::ostream &out)
 	Instance &inst = pick_instance(cfg, o.bridge, g.config);
 
 	NlSocket nl;
+	if (inst.uplink.empty())
+		throw Error("bridge '" + inst.bridge +
+			    "' has '--uplink auto' and no default route yet: a mapping is made on "
+			    "the uplink's network, add it once the host is online");
 	auto up = find_link(nl, inst.uplink);
 	if (!up)
 		throw Error("uplink '" + inst.uplink + "' of bridge '" + inst.bridge +

@@ -64,6 +64,9 @@ void check_ifname(const std::string &name)
 
 std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name)
 {
+	// No name: an `--uplink auto` instance waiting for a default route.
+	if (name.empty())
+		return std::nullopt;
 	check_ifname(name);
 	rtnl_link *link = nullptr;
 	int err = rtnl_link_get_kernel(nl.get(), 0, name.c_str(), &link);

@@ -11,12 +11,15 @@
 
 #include "bpf_objects.hpp"
 #include "config.hpp"
+#include "conntrack.hpp"
 #include "error.hpp"
+#include "features.hpp"
 #include "fsutil.hpp"
 #include "host_access.hpp"
 #include "instance.hpp"
 #include "mapctl.hpp"
 #include "maps.hpp"
+#include "mode.hpp"
 #include "netaddr.hpp"
 #include "netlink.hpp"
 #include "sysctl.hpp"
@@ -139,12 +142,29 @@ json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
 		{"prog", prog}};
 }
 
+// The device's entry plus why it has these hooks (attach --mode).
+json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
+		 const std::string &mode, std::vector<std::string> &warnings)
+{
+	json d = device_json(nl, ifname, expect, warnings);
+	try {
+		HookChoice c = choose_hook(parse_hook_mode(mode), device_facts(ifname));
+		d["mode"] = c.mode;
+		d["why"] = c.why;
+	} catch (const Error &e) {
+		d["why"] = e.what();
+	}
+	return d;
+}
+
 json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, const Sysctl &sys)
 {
 	std::vector<std::string> warnings;
 	json j;
 	j["bridge"] = inst.bridge;
-	j["uplink"] = inst.uplink;
+	// --uplink auto: "auto", and the device it follows now in uplink_device.
+	j["uplink"] = inst.uplink_auto ? std::string("auto") : inst.uplink;
+	j["uplink_device"] = inst.uplink.empty() ? json(nullptr) : json(inst.uplink);
 	j["subnet"] = inst.subnet.str();
 	j["uplink_addr"] = nullptr;
 	j["nat_port_lo"] = inst.nat_ports.lo;
@@ -157,8 +177,12 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				   "changes are not followed and expired flows are not "
 				   "collected (run attach again to resume)");
 
-	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress", warnings),
-				    device_json(nl, inst.uplink, "kvx_up_ingress", warnings)});
+	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress", inst.mode, warnings)});
+	if (!inst.uplink.empty())
+		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress", inst.mode, warnings));
+	else
+		warnings.push_back("uplink: none (waiting for a default route): guest traffic "
+				   "to the outside is dropped until one appears");
 
 	json host = json::array();
 	for (const HostHook &h : host_hooks_query(inst.pin_dir))
@@ -182,7 +206,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 		kvx_cfg kc = read_cfg(cfg_fd.get());
 		if (kc.uplink_addr)
 			j["uplink_addr"] = format_ipv4(ntohl(kc.uplink_addr));
-		else
+		else if (!inst.uplink.empty())
 			warnings.push_back("uplink " + inst.uplink +
 					   " has no IPv4 address yet: guest traffic to the "
 					   "outside is dropped (DROP_NO_UPLINK_ADDR)");
@@ -202,6 +226,13 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	j["conntrack"] = ct;
 	j["bindings"] = bind;
 	j["counters"] = counters;
+	// Per-map entries and memory; near-full and DROP_TABLE_FULL warnings
+	// (loader/conntrack.cpp).
+	{
+		std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, inst.bridge);
+		status_add_usage(j, inst.pin_dir,
+				 pid_file.substr(0, pid_file.size() - 4) + ".table_full", warnings);
+	}
 
 	bool br_nf = sys.try_read(kBrNfCallIptablesKey).value_or("0") == "1";
 	auto rules = foreign_rules(inst.bridge);
@@ -244,7 +275,7 @@ json status_json(const GlobalOptions &g, const std::string &bridge)
 			continue;
 		insts.push_back(instance_json(g, inst, nl, sys));
 	}
-	return {{"instances", insts}};
+	return {{"instances", insts}, {"kernel", kernel_features_json(probe_kernel_features())}};
 }
 
 } // namespace kvmxdp

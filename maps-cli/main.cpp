@@ -11,6 +11,7 @@
 #include "install.hpp"
 #include "instance.hpp"
 #include "mapctl.hpp"
+#include "conntrack_print.hpp"
 #include "print.hpp"
 
 namespace {
@@ -49,7 +50,13 @@ int main(int argc, char **argv)
 		"attach", "attach the datapath to a bridge and its uplink, then run the daemon");
 	attach->add_option("--bridge", a.bridge, "the guests' bridge")->required();
 	attach->add_option("--uplink", a.uplink,
-			   "the uplink interface (default: the instance's in the config)");
+			   "the uplink interface, or 'auto': the device of the IPv4 default "
+			   "route, followed when it moves (default: the instance's in the config)");
+	std::string mode;
+	auto *o_mode = attach->add_option(
+		"--mode", mode,
+		"hooks per device: auto (each device's best; status says why), tc, xdp "
+		"(default: the instance's in the config, else auto)");
 	std::string clamp_mss;
 	auto *o_mss = attach->add_option("--clamp-mss", clamp_mss,
 					 "clamp the MSS of TCP SYNs through the NAT (0: off)");
@@ -64,6 +71,17 @@ int main(int argc, char **argv)
 			     ->check(CLI::Range(1u, 1u << 24));
 	auto *o_bind = attach->add_option("--bind-size", bind_size, "binding table entries")
 			       ->check(CLI::Range(1u, 1u << 24));
+	uint32_t flow_quota = 0;
+	auto *o_quota = attach->add_option("--flow-quota", flow_quota,
+					   "max conntrack flows per guest address; 0: no quota "
+					   "(default: a quarter of --ct-size)")
+				->check(CLI::Range(0u, 1u << 24));
+	std::string timeouts;
+	auto *o_timeouts = attach->add_option(
+		"--timeouts", timeouts,
+		"flow timeouts NAME=SECONDS,... over netfilter's defaults (tcp_syn_sent, "
+		"tcp_established, tcp_fin_wait, tcp_time_wait, tcp_close, udp, udp_stream, icmp, "
+		"other); for tests");
 
 	std::string detach_bridge;
 	auto *detach = app.add_subcommand(
@@ -112,6 +130,10 @@ int main(int argc, char **argv)
 	status->add_flag("--json", json, "machine-readable output");
 	status->add_option("--bridge", status_bridge, "only this bridge");
 
+	// conntrack list|flush (maps-cli/conntrack_print.cpp).
+	ConntrackCli ct_cli;
+	add_conntrack_commands(app, ct_cli);
+
 	try {
 		app.parse(argc, argv);
 	} catch (const CLI::ParseError &e) {
@@ -138,6 +160,12 @@ int main(int argc, char **argv)
 				a.bind_size = bind_size;
 			if (o_mss->count())
 				a.clamp_mss = parse_clamp_mss(clamp_mss);
+			if (o_quota->count())
+				a.flow_quota = flow_quota;
+			if (o_timeouts->count())
+				a.timeouts = timeouts;
+			if (o_mode->count())
+				a.mode = mode;
 			return attach_and_run(g, a, std::cout);
 		}
 		if (detach->parsed()) {
@@ -175,6 +203,8 @@ int main(int argc, char **argv)
 			std::cout << std::flush;
 			return 0;
 		}
+		if (run_conntrack_commands(g, ct_cli, std::cout))
+			return 0;
 		if (status->parsed()) {
 			auto j = status_json(g, status_bridge);
 			if (json)

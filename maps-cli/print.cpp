@@ -32,6 +32,18 @@ std::string str(const nlohmann::json &j, const char *none = "-")
 	return j.dump();
 }
 
+// Bytes as "12.3 MiB" (or "512 KiB" below one MiB).
+std::string mib(uint64_t bytes)
+{
+	char buf[32];
+	if (bytes >= (1u << 20))
+		std::snprintf(buf, sizeof(buf), "%.1f MiB", double(bytes) / (1u << 20));
+	else
+		std::snprintf(buf, sizeof(buf), "%llu KiB",
+			      static_cast<unsigned long long>((bytes + 1023) / 1024));
+	return buf;
+}
+
 std::string pad(const std::string &s, size_t w)
 {
 	return s.size() >= w ? s + " " : s + std::string(w - s.size(), ' ');
@@ -65,7 +77,9 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		for (const auto &d : i["devices"])
 			out << "    " << pad(str(d["ifname"]), 16)
 			    << pad("ifindex " + str(d["ifindex"]), 14) << pad(str(d["hook"]), 12)
-			    << pad(str(d["mode"]), 4) << str(d["prog"], "(not attached)") << "\n";
+			    << pad(str(d["mode"]), 4) << str(d["prog"], "(not attached)")
+			    << (d.contains("why") ? "  (" + str(d["why"]) + ")" : std::string())
+			    << "\n";
 		// The host's own sockets to mapped addresses: cgroup hooks.
 		for (const auto &h : i.value("host_access", nlohmann::json::array()))
 			out << "    " << pad("cgroup v2 root", 30) << pad(str(h["hook"]), 21)
@@ -74,6 +88,15 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		    << str(i["conntrack"]["max_entries"]) << "  bindings "
 		    << str(i["bindings"]["entries"]) << "/" << str(i["bindings"]["max_entries"])
 		    << "\n";
+		if (i.contains("maps") && !i["maps"].empty()) {
+			// Map memory as the kernel charges it (status_add_usage).
+			out << "  memory " << mib(i.value("memory_bytes", uint64_t{0})) << ":";
+			for (const auto &[name, m] : i["maps"].items())
+				out << " " << name << " " << str(m["entries"]) << "/"
+				    << str(m["max_entries"]) << " "
+				    << mib(m.value("memory_bytes", uint64_t{0}));
+			out << "\n";
+		}
 		out << "  counters (nonzero):\n";
 		bool any = false;
 		for (const auto &r : kReasons) {

@@ -19,6 +19,8 @@ pkgs=(
 	kmod
 	# vm-tests/qemu_guest.sh: a real guest under QEMU (TCG), image from Debian packages
 	qemu-system-x86 busybox-static cpio xz-utils
+	# vm-tests/wifi61.sh: a WPA2 access point and station on mac80211_hwsim in the 6.1 VM
+	hostapd wpasupplicant iw
 	# benchmark baselines
 	iptables nftables python3-matplotlib
 )

@@ -143,9 +143,158 @@ static __always_inline void ct_update(struct kvx_ct_val *f, const struct kvx_pkt
 		f->state = state;
 }
 
-static __always_inline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt *p,
-				     enum ct_dir dir, const struct nat_endpoint *ext, __u64 now)
+/* Seconds a flow may stay idle: the same rule as the daemon's GC
+ * (loader/gc.cpp ct_timeout_s), so both agree on what is expired. */
+static __always_inline __u32 ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
+					  const struct kvx_timeouts *t)
 {
+	switch (f->state) {
+	case KVX_CT_SYN_SENT:
+		return t->tcp_syn_sent;
+	case KVX_CT_ESTABLISHED:
+		return t->tcp_established;
+	case KVX_CT_FIN_WAIT:
+		return t->tcp_fin_wait;
+	case KVX_CT_TIME_WAIT:
+		return t->tcp_time_wait;
+	case KVX_CT_CLOSE:
+		return t->tcp_close;
+	case KVX_CT_UDP:
+		if (proto == IPPROTO_UDP)
+			return f->flags & KVX_CT_F_SEEN_REPLY ? t->udp_stream : t->udp;
+		return proto == IPPROTO_ICMP ? t->icmp : t->other;
+	default:
+		return proto == IPPROTO_TCP ? t->tcp_syn_sent : t->other;
+	}
+}
+
+static __always_inline int ct_expired(const struct kvx_ct_val *f, __u8 proto,
+				      const struct kvx_timeouts *t, __u64 now)
+{
+	return f->last_seen_ns + (__u64)ct_timeout_s(f, proto, t) * 1000000000ULL < now;
+}
+
+/* The guest's flow counter (abi.h kvx_gflows). */
+static __always_inline __u32 *gflows_of(const struct kvx_cfg *cfg, __be32 guest)
+{
+	__u32 idx = bpf_ntohl(guest & ~cfg->subnet_mask) & (KVX_GFLOWS_MAX - 1);
+
+	return bpf_map_lookup_elem(&kvx_gflows, &idx);
+}
+
+/*
+ * Opportunistic reclaim: with the daemon stopped nothing else expires flows,
+ * and a table full of dead entries would refuse every new flow.  When an
+ * insert finds kvx_ct full (or a guest at its quota), one pass walks up to
+ * KVX_RECLAIM_BUDGET flows with bpf_for_each_map_elem (5.13+; no bpf_loop,
+ * which 5.15 lacks) and deletes the expired ones, by the GC's own rule: a
+ * live flow is never touched, and bindings are left to the GC's expiry
+ * (which knows every flow that references them).
+ *
+ * A hash map is always walked from its first bucket, so each pass first
+ * skips the entries the previous passes examined (kvx_reclaim_cursor): a
+ * live prefix does not hide the expired entries behind it.  Skipping costs
+ * one callback per entry; a pass that freed nothing holds further passes
+ * off for KVX_RECLAIM_HOLDOFF_NS, so a table full of live flows under a
+ * flood costs at most one pass per hold-off, machine-wide.  Both globals
+ * live in .bss (not pinned) and are shared by all CPUs without atomics: a
+ * lost update only moves the window.
+ */
+#define KVX_RECLAIM_BUDGET 1024
+#define KVX_RECLAIM_HOLDOFF_NS (100ULL * 1000 * 1000)
+
+__u32 kvx_reclaim_cursor;
+__u64 kvx_reclaim_holdoff;
+
+struct ct_reclaim_ctx {
+	__u64 now;
+	__u32 skip;  /* entries the earlier passes examined */
+	__u32 seen;  /* entries visited in this pass */
+	__u32 freed;
+	__u32 more;  /* stopped at the budget: the table goes on */
+};
+
+static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
+			  struct ct_reclaim_ctx *c)
+{
+	const struct kvx_cfg *cfg;
+	__u32 *n;
+
+	if (c->seen++ < c->skip)
+		return 0;
+	if (c->seen - c->skip > KVX_RECLAIM_BUDGET) {
+		c->more = 1;
+		return 1;
+	}
+	cfg = cfg_get();
+	if (!cfg)
+		return 1;
+	if (!ct_expired(f, k->proto, &cfg->timeouts, c->now))
+		return 0;
+	if (bpf_map_delete_elem(&kvx_ct, k))
+		return 0; /* someone else deleted it */
+	c->freed++;
+	n = gflows_of(cfg, k->int_addr);
+	if (n)
+		__sync_fetch_and_add(n, -1);
+	return 0;
+}
+
+/* One reclaim pass; returns the number of flows freed.  A global function:
+ * the verifier checks it (and its callback) once, not once per call site
+ * and caller state, and its frame stays off the main path's stack. */
+__noinline int ct_reclaim(__u64 now)
+{
+	struct ct_reclaim_ctx c = {};
+
+	if (now < kvx_reclaim_holdoff)
+		return 0;
+	c.now = now;
+	c.skip = kvx_reclaim_cursor;
+	bpf_for_each_map_elem(&kvx_ct, ct_reclaim_cb, &c, 0);
+	if (c.skip && c.seen <= c.skip) {
+		/* The table shrank below the cursor: wrap around now rather
+		 * than fail this insert. */
+		c.skip = 0;
+		c.seen = 0;
+		bpf_for_each_map_elem(&kvx_ct, ct_reclaim_cb, &c, 0);
+	}
+	/* Entries freed in the window moved the rest of the walk forward. */
+	kvx_reclaim_cursor = c.more ? c.skip + KVX_RECLAIM_BUDGET - c.freed : 0;
+	if (!c.freed && c.seen > c.skip)
+		kvx_reclaim_holdoff = now + KVX_RECLAIM_HOLDOFF_NS;
+	return c.freed;
+}
+
+/*
+ * Per-guest flow quota (kvx_cfg.flow_quota): one guest's flood of new flows
+ * cannot take the whole table from the others.  Checked before anything is
+ * created for a new flow (no binding either); flows that exist are never
+ * affected.  Approximate under races between CPUs (by a few flows).
+ */
+static __always_inline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __u64 now)
+{
+	__u32 q = cfg->flow_quota;
+	__u32 *n;
+
+	if (!q)
+		return KVX_CONTINUE;
+	n = gflows_of(cfg, guest);
+	if (!n || (__s32)*n < (__s32)q)
+		return KVX_CONTINUE;
+	/* The guest's own flows may be dead with no daemon to expire them. */
+	if (ct_reclaim(now) && (__s32)*n < (__s32)q)
+		return KVX_CONTINUE;
+	return KVX_R_DROP_GUEST_QUOTA;
+}
+
+/* Not inlined: its retry and counting paths would multiply with every path
+ * into its two callers (verifier work). */
+static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt *p,
+				enum ct_dir dir, const struct nat_endpoint *ext, __u64 now)
+{
+	const struct kvx_cfg *cfg;
+	__u32 *n;
 	struct kvx_ct_val v = {};
 	struct kvx_ct_val *f;
 	int err;
@@ -163,8 +312,16 @@ static __always_inline int ct_create(const struct kvx_ct_key *k, const struct kv
 		v.pkts_in = 1;
 	}
 	err = bpf_map_update_elem(&kvx_ct, k, &v, BPF_NOEXIST);
-	if (!err)
+	/* Full (-E2BIG): make room from expired flows, then try once more. */
+	if (err == -E2BIG && ct_reclaim(now) > 0)
+		err = bpf_map_update_elem(&kvx_ct, k, &v, BPF_NOEXIST);
+	if (!err) {
+		cfg = cfg_get();
+		n = cfg ? gflows_of(cfg, k->int_addr) : NULL;
+		if (n)
+			__sync_fetch_and_add(n, 1);
 		return KVX_CONTINUE;
+	}
 	if (err != -EEXIST)
 		return KVX_R_DROP_TABLE_FULL;
 	/* Another CPU created it first. */
@@ -457,6 +614,24 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 		return KVX_CONTINUE;
 	}
 
+	/* A new flow: within the guest's quota before anything is created. */
+	if (!f) {
+		/* Only a SYN, or a bare ACK (mid-stream pick-up after a flush or
+		 * a restart, netfilter's nf_conntrack_tcp_loose), opens a TCP
+		 * flow; FIN, RST and invalid combinations (SYN+FIN, SYN+RST, no
+		 * flags) never do (nf_conntrack_proto_tcp.c: tcp_valid_flags,
+		 * tcp_new): else the remote's answering RST would find a way in. */
+		if (p->proto == IPPROTO_TCP) {
+			__u8 tf = p->tcp_flags &
+				  (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
+
+			if (tf != KVX_TCP_SYN && tf != KVX_TCP_ACK)
+				return KVX_R_DROP_TCP_NO_FLOW;
+		}
+		r = ct_quota_check(cfg, p->saddr, now);
+		if (r != KVX_CONTINUE)
+			return r;
+	}
 	r = bind_get(cfg, p, macs, now, ext);
 	if (r != KVX_CONTINUE)
 		return r;
@@ -519,6 +694,7 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	struct kvx_ct_key k;
 	struct kvx_ct_val *f;
 	__u8 flags = 0;
+	int r;
 
 	ib = bind_in_find(p, &flags);
 	if (!ib)
@@ -540,6 +716,9 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 		 * mappings accept new inbound connections. */
 		if (!(flags & KVX_CT_F_STATIC) && !(cfg->flags & KVX_CFG_F_EIF))
 			return KVX_R_DROP_FILTERED;
+		r = ct_quota_check(cfg, guest->addr, now);
+		if (r != KVX_CONTINUE)
+			return r;
 		if (!(flags & KVX_CT_F_STATIC))
 			ib->last_used_ns = now;
 		return ct_create(&k, p, CT_DIR_IN, &ext, now);

@@ -112,13 +112,17 @@ static __noinline int icmp_err_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 	__sum16 *ql4sum = NULL, sum, oldsum;
 	__u16 old_ttl;
 	int pseudo = 1;
+	__u32 qhl = ql4_off - qip_off; /* quoted IHL * 4 */
 
 	if (l4_off < ETH_HLEN + 20 || l4_off > ETH_HLEN + 60 || qip_off != l4_off + 8 ||
-	    ql4_off < qip_off + 20 || ql4_off > qip_off + 60)
+	    qhl < 20 || qhl > 60)
 		return -1;
+	/* qip and ql4 come from ih with constant-bounded offsets: the 6.1
+	 * verifier keeps no bounds from register-to-register comparisons
+	 * (qip_off == l4_off + 8), so data + qip_off would get no range. */
 	ih = data + l4_off;
-	qip = data + qip_off;
-	ql4 = data + ql4_off;
+	qip = (void *)(ih + 1);
+	ql4 = (__u8 *)qip + qhl;
 	if ((void *)(ip + 1) > data_end || (void *)(ih + 1) > data_end ||
 	    (void *)(qip + 1) > data_end || (void *)(ql4 + 8) > data_end)
 		return -1;

@@ -18,7 +18,8 @@ struct {
 /*
  * Plain (preallocated) hash maps, not LRU: an LRU map evicts one half of a
  * live NAT pair (PITFALLS 4, cilium #29305).  A full table is a counted
- * drop of the new flow; expiry is the daemon's GC.
+ * drop of the new flow; expiry is the daemon's GC, and the datapath reclaims
+ * expired flows itself when an insert finds kvx_ct full (ct.h ct_reclaim).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -55,6 +56,15 @@ struct {
 	__type(key, struct kvx_frag_key);
 	__type(value, struct kvx_frag_val);
 } kvx_frag SEC(".maps");
+
+/* Flow counts per guest address for the flow quota (abi.h).  The loader
+ * sizes it to the subnet (at most KVX_GFLOWS_MAX). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KVX_GFLOWS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} kvx_gflows SEC(".maps");
 
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {

@@ -239,6 +239,37 @@ void Datapath::clear_tables()
 	clear_hash<kvx_frag_key>(bpf_map__fd(skel_->maps.kvx_frag), "kvx_frag");
 }
 
+static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
+{
+	return (guest & ~ntohl(c.subnet_mask)) & (KVX_GFLOWS_MAX - 1);
+}
+
+std::uint32_t Datapath::gflows(std::uint32_t guest) const
+{
+	__u32 key = gflows_key(cfg(), guest), v = 0;
+	if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.kvx_gflows), &key, &v) != 0)
+		throw std::runtime_error("lookup kvx_gflows: " + errno_text(errno));
+	return v;
+}
+
+void Datapath::set_gflows(std::uint32_t guest, std::uint32_t count)
+{
+	__u32 key = gflows_key(cfg(), guest);
+	if (bpf_map_update_elem(bpf_map__fd(skel_->maps.kvx_gflows), &key, &count, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_gflows: " + errno_text(errno));
+}
+
+void Datapath::set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns)
+{
+	skel_->bss->kvx_reclaim_cursor = cursor;
+	skel_->bss->kvx_reclaim_holdoff = holdoff_ns;
+}
+
+std::uint32_t Datapath::reclaim_cursor() const
+{
+	return skel_->bss->kvx_reclaim_cursor;
+}
+
 Stats Datapath::stats() const
 {
 	const int ncpu = libbpf_num_possible_cpus();

@@ -69,6 +69,13 @@ public:
 	// kvx_extaddr[addr]: mapped external addresses (host-order address).
 	void extaddr_update(std::uint32_t addr, std::uint32_t flags);
 
+	// kvx_gflows: the flow count of a guest (host-order address).
+	std::uint32_t gflows(std::uint32_t guest) const;
+	void set_gflows(std::uint32_t guest, std::uint32_t count);
+	// The reclaim pass's shared state (.bss): window start and hold-off.
+	void set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
+	std::uint32_t reclaim_cursor() const;
+
 	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> ct_entries() const;

@@ -480,6 +480,30 @@ TEST_F(UpIngressTest, RstTheGuestIgnoresDoesNotCloseItsConnection)
 	EXPECT_EQ(state(), KVX_CT_CLOSE);
 }
 
+TEST_F(UpIngressTest, TcpFlagsThatCannotOpenAFlowAreDropped)
+{
+	// netfilter opens a TCP entry on a SYN (or a bare ACK: mid-stream
+	// pick-up) only; anything else from a guest without a flow is a drop
+	// that creates neither a binding nor a flow (else the remote's RST
+	// would come back in through it).
+	const std::uint16_t gp = 62420;
+	const std::uint8_t bad[] = {
+		kTcpFin, kTcpRst, kTcpRst | kTcpAck, kTcpFin | kTcpAck, 0, kTcpSyn | kTcpFin,
+		kTcpSyn | kTcpRst, kTcpSyn | kTcpAck, 0xff,
+	};
+	for (std::uint8_t flags : bad) {
+		Packet p = from_guest(make_tcp(kGuestA, gp, kRemote1, 443, flags));
+		run_case(dp(), Prog::BrIngress, p, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+		EXPECT_FALSE(dp().ct_lookup(ct_key(kProtoTcp, kGuestA, gp, kRemote1, 443)))
+			<< "flags " << int(flags);
+	}
+	for (std::uint8_t flags : {kTcpSyn, kTcpAck}) {
+		const std::uint16_t port = flags == kTcpSyn ? gp + 1 : gp + 2;
+		Packet p = from_guest(make_tcp(kGuestA, port, kRemote1, 443, flags));
+		run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, port));
+	}
+}
+
 TEST_F(UpIngressTest, RepliesFollowTheGuestsCurrentMac)
 {
 	// A VM re-created with the same address and another MAC: replies go

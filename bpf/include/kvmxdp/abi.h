@@ -18,7 +18,17 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 1
+#define KVX_ABI_VERSION 2
+/*
+ * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
+ * kvx_frag) have exactly this version's layout: pinned maps of versions
+ * KVX_ABI_TABLES_SINCE..KVX_ABI_VERSION are reused on attach (conntrack
+ * survives the upgrade); kvx_cfg is rewritten by every attach, so a cfg of
+ * another size is replaced.  Version history:
+ *   1: first release.
+ *   2: kvx_cfg.flow_quota appended (84 bytes), map kvx_gflows.
+ */
+#define KVX_ABI_TABLES_SINCE 1
 
 /* Pinned map names; the kernel keeps 15 characters of a map name. */
 #define KVX_MAP_CFG "kvx_cfg"
@@ -27,6 +37,7 @@
 #define KVX_MAP_STATS "kvx_stats"
 #define KVX_MAP_EXTADDR "kvx_extaddr"
 #define KVX_MAP_FRAG "kvx_frag"
+#define KVX_MAP_GFLOWS "kvx_gflows"
 
 /* Default table sizes (entries); attach --ct-size/--bind-size override. */
 #define KVX_CT_DEFAULT_SIZE 65536
@@ -194,6 +205,18 @@ struct kvx_frag_val {
 
 #define KVX_FRAG_DEFAULT_SIZE 4096
 
+/*
+ * Per-guest flow counts for the flow quota (kvx_cfg.flow_quota):
+ * kvx_gflows[index] with index = host part of the guest address (host
+ * order) & (KVX_GFLOWS_MAX - 1); an ARRAY of __u32 sized min(subnet
+ * hosts, KVX_GFLOWS_MAX), so a subnet larger than /16 shares counters
+ * between addresses 65536 apart.  Incremented by the datapath on each flow
+ * it creates, decremented when it reclaims one; the daemon's GC recounts
+ * them exactly at every sweep (deletions by the GC never drift).  Read as
+ * signed: a racing decrement below 0 means "no flows".
+ */
+#define KVX_GFLOWS_MAX 65536
+
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 
 /*
@@ -213,6 +236,7 @@ struct kvx_cfg {
 	struct kvx_timeouts timeouts;
 	__u8 uplink_mac[6];   /* source MAC of ARP replies for mapped addresses */
 	__u16 clamp_mss;      /* host order; 0: off. TCP SYNs through the NAT get at most this MSS */
+	__u32 flow_quota;     /* max flows per guest address (kvx_gflows); 0: no quota */
 };
 
 /*
@@ -250,7 +274,9 @@ struct kvx_cfg {
 	X(PASS_OTHERHOST, 0, "frame not addressed to the host's MAC: to host stack") \
 	X(DROP_MARTIAN, 1, "martian address (0.0.0.0/8, subnet network/broadcast)") \
 	X(XLATE_RELATED_IN, 0, "ICMP error for a guest's flow translated (RFC 5508)") \
-	X(XLATE_RELATED_OUT, 0, "guest's ICMP error for a flow translated (RFC 5508)")
+	X(XLATE_RELATED_OUT, 0, "guest's ICMP error for a flow translated (RFC 5508)") \
+	X(DROP_GUEST_QUOTA, 1, "new flow over the guest's flow quota")              \
+	X(DROP_TCP_NO_FLOW, 1, "TCP flags that cannot open a flow (not SYN, not ACK)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

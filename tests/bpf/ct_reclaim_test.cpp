@@ -1,0 +1,375 @@
+// Conntrack capacity faults (issue 3 items 4-6): opportunistic reclaim of
+// expired flows by the datapath when kvx_ct is full (no daemon, no GC), the
+// per-guest flow quota (DROP_GUEST_QUOTA), a table full of live flows
+// (DROP_TABLE_FULL, established flows unaffected) and the cost of one
+// reclaim pass on a full 64k table.
+#include <linux/pkt_cls.h>
+
+#include <bpf/bpf.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <memory>
+
+#include "fixture.hpp"
+
+namespace kvmxdp::test {
+namespace {
+
+using namespace testpkt;
+
+constexpr std::uint64_t kSec = 1000000000ULL;
+
+std::uint64_t boot_ns()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return std::uint64_t(ts.tv_sec) * kSec + std::uint64_t(ts.tv_nsec);
+}
+
+// A datapath of its own (small tables, fresh .bss and counters).
+class CtReclaimTest : public BrIngressTest {
+protected:
+	std::unique_ptr<Datapath> make(std::uint32_t ct, std::uint32_t quota = 0)
+	{
+		auto d = std::make_unique<Datapath>(TableSizes{ct, 0});
+		kvx_cfg c = Datapath::default_cfg(topo());
+		c.flow_quota = quota;
+		d->set_cfg(c);
+		return d;
+	}
+	static Packet udp(std::uint32_t guest, std::uint16_t sport, std::uint32_t dst,
+			  std::uint16_t dport = 53)
+	{
+		return from_guest(make_udp(guest, sport, dst, dport));
+	}
+	// Sends p out and expects it translated; returns the external port.
+	static std::uint16_t out(Datapath &d, const Packet &p)
+	{
+		RunResult r = d.run(Prog::BrIngress, p.build(), topo().bridge_ifindex);
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
+			<< "sending " << p.src << ":" << p.sport << " -> " << p.dst;
+		return parse(r.out).sport;
+	}
+	// Ages a flow: last seen `ago_s` seconds before now.
+	static void age(Datapath &d, const Packet &p, std::uint64_t ago_s)
+	{
+		kvx_ct_key k = ct_key(p.proto, p.src, p.sport, p.dst, p.dport);
+		auto v = d.ct_lookup(k);
+		ASSERT_TRUE(v) << "flow to age";
+		v->last_seen_ns = boot_ns() - ago_s * kSec;
+		d.ct_update(k, *v);
+	}
+	static bool has_flow(const Datapath &d, const Packet &p)
+	{
+		return d.ct_lookup(ct_key(p.proto, p.src, p.sport, p.dst, p.dport)).has_value();
+	}
+};
+
+// A full table whose flows expired (daemon stopped): a new flow gets in, the
+// expired ones are gone, every live one is still there, and the guest's
+// flow counter follows.
+TEST_F(CtReclaimTest, FullTableOfExpiredFlowsAcceptsNewFlow)
+{
+	auto d = make(8);
+	std::vector<Packet> flows;
+	for (std::uint32_t i = 0; i < 8; i++)
+		flows.push_back(udp(kGuestA, 62100, kRemote1 + i));
+	flows[7] = from_guest(make_tcp(kGuestA, 62101, kRemote2, 443, kTcpAck)); // ESTABLISHED
+	for (const Packet &p : flows)
+		out(*d, p);
+	ASSERT_EQ(d->ct_entries().size(), 8u);
+	EXPECT_EQ(d->gflows(kGuestA), 8u);
+	// UDP unreplied: 30 s.  0-4 expired, 5 one second short of it, 6 fresh;
+	// 7 is an established TCP flow idle for a minute (5 days allowed).
+	for (int i = 0; i < 5; i++)
+		age(*d, flows[i], 31);
+	age(*d, flows[5], 29);
+	age(*d, flows[7], 60);
+
+	const Packet fresh = udp(kGuestB, 62102, kRemote2, 123);
+	run_case(*d, Prog::BrIngress, fresh, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(fresh, 62102));
+	for (int i = 0; i < 5; i++)
+		EXPECT_FALSE(has_flow(*d, flows[i])) << "expired flow " << i << " reclaimed";
+	for (int i = 5; i < 8; i++)
+		EXPECT_TRUE(has_flow(*d, flows[i])) << "live flow " << i << " kept";
+	EXPECT_TRUE(has_flow(*d, fresh));
+	EXPECT_EQ(d->ct_entries().size(), 4u);
+	EXPECT_EQ(d->gflows(kGuestA), 3u) << "reclaim decrements the guest's count";
+	EXPECT_EQ(d->gflows(kGuestB), 1u);
+	// The live ones still translate through their (kept) bindings.
+	run_case(*d, Prog::BrIngress, flows[5], TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		 snat(flows[5], 62100));
+	run_case(*d, Prog::BrIngress, flows[7], TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		 snat(flows[7], 62101));
+	// Room for four more new flows now, then full again.
+	for (std::uint32_t i = 0; i < 4; i++)
+		out(*d, udp(kGuestC, 62103, kRemote1 + 100 + i));
+	run_case(*d, Prog::BrIngress, udp(kGuestC, 62103, kRemote1 + 200), TC_ACT_SHOT,
+		 KVX_R_DROP_TABLE_FULL);
+}
+
+// The datapath expires flows by the GC's rule (loader/gc.cpp ct_timeout_s):
+// one timeout per TCP state, UDP unreplied/replied, ICMP, other protocols,
+// taken from kvx_cfg.  Each kind once just past its timeout (reclaimed) and
+// once just inside it (kept); the timeouts are 10 s apart, so taking any
+// other kind's timeout shows.
+TEST_F(CtReclaimTest, ExpiryFollowsStateAndConfiguredTimeouts)
+{
+	struct Kind {
+		const char *name;
+		std::uint8_t proto, state, flags;
+		std::uint32_t timeout;
+	};
+	const std::vector<Kind> kinds = {
+		{"tcp syn_sent", kProtoTcp, KVX_CT_SYN_SENT, 0, 10},
+		{"tcp established", kProtoTcp, KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, 20},
+		{"tcp fin_wait", kProtoTcp, KVX_CT_FIN_WAIT, KVX_CT_F_FIN_OUT, 30},
+		{"tcp time_wait", kProtoTcp, KVX_CT_TIME_WAIT, 0, 40},
+		{"tcp close", kProtoTcp, KVX_CT_CLOSE, 0, 50},
+		{"udp unreplied", kProtoUdp, KVX_CT_UDP, 0, 60},
+		{"udp replied", kProtoUdp, KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, 70},
+		{"icmp", kProtoIcmp, KVX_CT_UDP, 0, 80},
+		{"other protocol", 47, KVX_CT_UDP, 0, 90},
+		{"tcp without state", kProtoTcp, KVX_CT_NONE, 0, 10},
+		{"udp without state", kProtoUdp, KVX_CT_NONE, 0, 90},
+	};
+	auto d = make(std::uint32_t(kinds.size() * 2));
+	kvx_cfg c = d->cfg();
+	c.timeouts.tcp_syn_sent = 10;
+	c.timeouts.tcp_established = 20;
+	c.timeouts.tcp_fin_wait = 30;
+	c.timeouts.tcp_time_wait = 40;
+	c.timeouts.tcp_close = 50;
+	c.timeouts.udp = 60;
+	c.timeouts.udp_stream = 70;
+	c.timeouts.icmp = 80;
+	c.timeouts.other = 90;
+	d->set_cfg(c);
+	const std::uint64_t now = boot_ns();
+	std::vector<kvx_ct_key> expired, live;
+	std::uint16_t port = 1000;
+	for (const Kind &k : kinds) {
+		for (int past = 0; past < 2; past++) {
+			kvx_ct_key key = ct_key(k.proto, kGuestA, port, kRemote1, 53);
+			port++;
+			kvx_ct_val v{};
+			v.state = k.state;
+			v.flags = k.flags;
+			v.ext_addr = be32(Topology::kUplinkAddr);
+			v.last_seen_ns = now - (std::uint64_t(k.timeout) + (past ? 2 : 0)) * kSec +
+					 (past ? 0 : 2 * kSec);
+			d->ct_update(key, v);
+			(past ? expired : live).push_back(key);
+		}
+	}
+	const Packet fresh = udp(kGuestB, 62160, kRemote2);
+	run_case(*d, Prog::BrIngress, fresh, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(fresh, 62160));
+	for (std::size_t i = 0; i < kinds.size(); i++) {
+		EXPECT_FALSE(d->ct_lookup(expired[i])) << kinds[i].name << ": 2 s past its timeout";
+		EXPECT_TRUE(d->ct_lookup(live[i])) << kinds[i].name << ": 2 s inside its timeout";
+	}
+}
+
+// The shared window start beyond the end of the table (it shrank since):
+// the pass wraps around at once instead of failing the insert.
+TEST_F(CtReclaimTest, CursorPastTheEndWrapsAround)
+{
+	auto d = make(4);
+	std::vector<Packet> flows;
+	for (std::uint32_t i = 0; i < 4; i++) {
+		flows.push_back(udp(kGuestA, 62150, kRemote1 + i));
+		out(*d, flows.back());
+	}
+	age(*d, flows[2], 31);
+	d->set_reclaim_state(1000, 0);
+	const Packet fresh = udp(kGuestB, 62151, kRemote2);
+	run_case(*d, Prog::BrIngress, fresh, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(fresh, 62151));
+	EXPECT_FALSE(has_flow(*d, flows[2]));
+	EXPECT_EQ(d->reclaim_cursor(), 0u) << "a pass that reached the end starts over";
+}
+
+// A table full of live flows: new flows are counted drops, nothing live is
+// reclaimed, established flows keep translating both ways.
+TEST_F(CtReclaimTest, FullTableOfLiveFlowsDropsNewFlowsOnly)
+{
+	auto d = make(4);
+	const Packet tcp = from_guest(make_tcp(kGuestA, 62200, kRemote1, 443));
+	std::uint16_t ext = out(*d, tcp);
+	ASSERT_EQ(ext, 62200);
+	// The SYN-ACK: the flow is ESTABLISHED (and replied).
+	const Packet synack = from_uplink(reply_to(snat(tcp, ext)));
+	run_case(*d, Prog::UpIngress, synack, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(synack, kGuestA, 62200));
+	std::vector<Packet> others;
+	for (std::uint32_t i = 0; i < 3; i++) {
+		others.push_back(udp(kGuestB, 62201, kRemote2 + i));
+		out(*d, others.back());
+	}
+	// Idle, but within every timeout.
+	age(*d, others[0], 29);
+	const Stats before = d->stats();
+	for (std::uint32_t i = 0; i < 20; i++) {
+		run_case(*d, Prog::BrIngress, udp(kGuestC, std::uint16_t(62300 + i), kRemote1),
+			 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+		// A bound guest endpoint to a new destination: the same.
+		run_case(*d, Prog::BrIngress, udp(kGuestB, 62201, kRemote1 + 50 + i), TC_ACT_SHOT,
+			 KVX_R_DROP_TABLE_FULL);
+	}
+	EXPECT_EQ(d->stats().by_reason[KVX_R_DROP_TABLE_FULL].packets -
+			  before.by_reason[KVX_R_DROP_TABLE_FULL].packets,
+		  40u);
+	EXPECT_EQ(d->ct_entries().size(), 4u);
+	EXPECT_TRUE(has_flow(*d, tcp));
+	for (const Packet &p : others)
+		EXPECT_TRUE(has_flow(*d, p));
+	// Established flow: both directions still translate, byte for byte.
+	const Packet data = from_guest(make_tcp(kGuestA, 62200, kRemote1, 443, kTcpAck | kTcpPsh));
+	run_case(*d, Prog::BrIngress, data, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(data, 62200));
+	const Packet ack = from_uplink(reply_to(snat(data, 62200)));
+	run_case(*d, Prog::UpIngress, ack, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(ack, kGuestA, 62200));
+	run_case(*d, Prog::BrIngress, others[0], TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		 snat(others[0], 62201));
+}
+
+// Guest A at its quota: its new flows are dropped (no binding made for
+// them), guest B's new flow is translated, A's existing flows carry on.
+TEST_F(CtReclaimTest, GuestQuotaStopsOnlyThatGuest)
+{
+	auto d = make(64, 3);
+	std::vector<Packet> a;
+	for (std::uint32_t i = 0; i < 3; i++) {
+		a.push_back(udp(kGuestA, std::uint16_t(62400 + i), kRemote1 + i));
+		out(*d, a.back());
+	}
+	EXPECT_EQ(d->gflows(kGuestA), 3u);
+	const std::size_t binds = d->bind_entries().size();
+	// A new destination from a bound port, and a new port: both over quota.
+	run_case(*d, Prog::BrIngress, udp(kGuestA, 62400, kRemote2), TC_ACT_SHOT,
+		 KVX_R_DROP_GUEST_QUOTA);
+	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestA, 62450, kRemote2, 80)),
+		 TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_EQ(d->bind_entries().size(), binds) << "no binding for a flow over quota";
+	EXPECT_EQ(d->ct_entries().size(), 3u);
+	// Guest B is not affected.
+	const Packet b = udp(kGuestB, 62400, kRemote2, 443);
+	const std::uint16_t b_ext = out(*d, b);
+	EXPECT_NE(b_ext, 62400) << "62400 is A's: B gets another port of the range";
+	EXPECT_EQ(d->gflows(kGuestB), 1u);
+	// A's existing flows, both ways.
+	for (const Packet &p : a) {
+		run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, p.sport));
+		const Packet r = from_uplink(reply_to(snat(p, p.sport)));
+		run_case(*d, Prog::UpIngress, r, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+			 dnat(r, kGuestA, p.sport));
+	}
+	EXPECT_EQ(d->gflows(kGuestA), 3u) << "packets of existing flows do not count";
+}
+
+// With no daemon, the quota frees itself: A's expired flows are reclaimed
+// when A is at its quota (the table itself is far from full).
+TEST_F(CtReclaimTest, GuestAtQuotaWithExpiredFlowsGetsNewFlow)
+{
+	auto d = make(64, 2);
+	const Packet a0 = udp(kGuestA, 62500, kRemote1), a1 = udp(kGuestA, 62501, kRemote1);
+	out(*d, a0);
+	out(*d, a1);
+	run_case(*d, Prog::BrIngress, udp(kGuestA, 62502, kRemote1), TC_ACT_SHOT,
+		 KVX_R_DROP_GUEST_QUOTA);
+	age(*d, a0, 31);
+	// The failed pass above holds further passes off for 100 ms.
+	d->set_reclaim_state(0, 0);
+	const Packet a2 = udp(kGuestA, 62502, kRemote1);
+	run_case(*d, Prog::BrIngress, a2, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(a2, 62502));
+	EXPECT_FALSE(has_flow(*d, a0));
+	EXPECT_TRUE(has_flow(*d, a1));
+	EXPECT_EQ(d->gflows(kGuestA), 2u);
+}
+
+// Inbound flows (EIF) count against the guest they deliver to.
+TEST_F(CtReclaimTest, QuotaCountsInboundFlows)
+{
+	auto d = make(64, 2);
+	kvx_cfg c = d->cfg();
+	c.flags |= KVX_CFG_F_EIF;
+	d->set_cfg(c);
+	const Packet p = udp(kGuestA, 62600, kRemote1);
+	const Packet sent = snat(p, out(*d, p));
+	// A second remote reaches the guest's mapping (EIF): a second flow.
+	Packet in = from_uplink(reply_to(sent));
+	in.src = kRemote2;
+	run_case(*d, Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(in, kGuestA, 62600));
+	EXPECT_EQ(d->gflows(kGuestA), 2u);
+	Packet third = in;
+	third.src = kRemote2 + 1;
+	run_case(*d, Prog::UpIngress, third, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+}
+
+// A counter that went below zero (a racing decrement) reads as no flows.
+TEST_F(CtReclaimTest, NegativeCounterIsUnderQuota)
+{
+	auto d = make(64, 1);
+	d->set_gflows(kGuestA, 0xffffffffu);
+	const Packet p = udp(kGuestA, 62700, kRemote1);
+	run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, 62700));
+	EXPECT_EQ(d->gflows(kGuestA), 0u);
+}
+
+// The cost of one reclaim pass on a full 64k table of live flows (the worst
+// case: nothing to free), with the window at the start and near the end.
+// Printed for bpf/README.md; the bound only catches a pathological change.
+TEST_F(CtReclaimTest, PassCostOnFullTable)
+{
+	constexpr std::uint32_t kN = 65536;
+	auto d = make(kN);
+	kvx_ct_val v{};
+	v.state = KVX_CT_UDP;
+	v.ext_addr = be32(Topology::kUplinkAddr);
+	v.last_seen_ns = boot_ns() + 3600 * kSec; // live for the whole test
+	for (std::uint32_t i = 0; i < kN; i++) {
+		v.ext_port = be16(std::uint16_t(1024 + (i & 0x7fff)));
+		d->ct_update(ct_key(kProtoUdp, kGuestA + (i >> 15), std::uint16_t(1024 + (i & 0x7fff)),
+				    kRemote1, 53),
+			     v);
+	}
+	const Bytes frame = udp(kGuestB, 62800, kRemote2).build();
+	// Wall time of one test run of the frame (syscall included).
+	auto timed_run = [&]() -> long {
+		auto t0 = std::chrono::steady_clock::now();
+		RunResult r = d->run(Prog::BrIngress, frame, topo().bridge_ifindex);
+		auto t1 = std::chrono::steady_clock::now();
+		EXPECT_EQ(r.verdict, TC_ACT_SHOT);
+		return std::chrono::duration_cast<std::chrono::nanoseconds>(t1 - t0).count();
+	};
+	auto run_ns = [&](std::uint32_t cursor) {
+		d->set_reclaim_state(cursor, 0);
+		return timed_run();
+	};
+	// Warm up, then the best of a few (a shared CI machine).
+	run_ns(0);
+	long best_start = 1L << 62, best_end = 1L << 62, best_held = 1L << 62;
+	for (int i = 0; i < 5; i++) {
+		best_start = std::min<long>(best_start, run_ns(0));
+		best_end = std::min<long>(best_end, run_ns(kN - 2048));
+	}
+	EXPECT_EQ(d->reclaim_cursor(), kN - 1024) << "the window moves on by one budget";
+	// Held off (a pass just freed nothing): no pass at all.
+	for (int i = 0; i < 5; i++) {
+		d->set_reclaim_state(0, boot_ns() + 3600 * kSec);
+		best_held = std::min<long>(best_held, timed_run());
+	}
+	std::cout << "[ reclaim ] full 64k table of live flows, one new flow: pass at window 0: "
+		  << best_start / 1000 << " us, at window 63k (skips 63k): " << best_end / 1000
+		  << " us, held off: " << best_held / 1000 << " us (syscall included)" << std::endl;
+	RecordProperty("reclaim_pass_start_us", int(best_start / 1000));
+	RecordProperty("reclaim_pass_end_us", int(best_end / 1000));
+	EXPECT_LT(best_end, 50L * 1000 * 1000) << "one pass must stay far below 50 ms";
+	EXPECT_EQ(d->ct_entries().size(), kN) << "nothing live reclaimed";
+}
+
+} // namespace
+} // namespace kvmxdp::test

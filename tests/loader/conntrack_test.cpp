@@ -1,0 +1,583 @@
+// SPDX-License-Identifier: GPL-2.0
+// `conntrack list|flush` (loader/conntrack.cpp): filter parsing, the flow
+// JSON/line, flush on real BPF hash maps, and the status memory helpers.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <netinet/in.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <string>
+
+#include "conntrack.hpp"
+#include "error.hpp"
+#include "fd.hpp"
+#include "gc.hpp"
+#include "maps.hpp"
+#include "temp_dir.hpp"
+
+using namespace kvmxdp;
+using kvmxdp::test::TempDir;
+using nlohmann::json;
+
+namespace {
+
+constexpr uint64_t kSec = 1000000000ULL;
+
+std::string error_of(const CtFilterArgs &a)
+{
+	try {
+		parse_ct_filter(a);
+	} catch (const Error &e) {
+		return e.what();
+	}
+	return "";
+}
+
+kvx_ct_key key(uint8_t proto, uint32_t guest, uint16_t gport, uint32_t remote, uint16_t rport)
+{
+	kvx_ct_key k{};
+	k.proto = proto;
+	k.int_addr = htonl(guest);
+	k.int_port = htons(gport);
+	k.rem_addr = htonl(remote);
+	k.rem_port = htons(rport);
+	return k;
+}
+
+kvx_ct_val val(uint8_t state, uint8_t flags, uint32_t ext, uint16_t eport, uint64_t created,
+	       uint64_t seen)
+{
+	kvx_ct_val v{};
+	v.state = state;
+	v.flags = flags;
+	v.ext_addr = htonl(ext);
+	v.ext_port = htons(eport);
+	v.created_ns = created;
+	v.last_seen_ns = seen;
+	return v;
+}
+
+} // namespace
+
+TEST(Conntrack, FilterParsing)
+{
+	CtFilter f = parse_ct_filter({});
+	EXPECT_TRUE(f.empty());
+
+	CtFilterArgs a;
+	a.guest = "192.168.122.11";
+	a.remote = "10.78.0.2";
+	a.proto = "TCP";
+	a.ext_port = "61000";
+	a.state = "established";
+	f = parse_ct_filter(a);
+	EXPECT_FALSE(f.empty());
+	EXPECT_EQ(*f.guest, 0xc0a87a0bu);
+	EXPECT_EQ(*f.remote, 0x0a4e0002u);
+	EXPECT_EQ(*f.proto, IPPROTO_TCP);
+	EXPECT_EQ(*f.ext_port, 61000u);
+	EXPECT_EQ(*f.state, KVX_CT_ESTABLISHED);
+	a = {};
+	a.proto = "icmp";
+	EXPECT_EQ(*parse_ct_filter(a).proto, IPPROTO_ICMP);
+	a.proto = "udp";
+	EXPECT_EQ(*parse_ct_filter(a).proto, IPPROTO_UDP);
+	a = {};
+	a.state = "Stateless";
+	EXPECT_EQ(*parse_ct_filter(a).state, KVX_CT_UDP);
+
+	// Every bad value is named in the one error line.
+	struct Bad {
+		CtFilterArgs a;
+		std::string needle;
+	};
+	const Bad bad[] = {
+		{{"10.1", "", "", "", ""}, "--guest '10.1'"},
+		{{"192.168.122.11/24", "", "", "", ""}, "--guest '192.168.122.11/24'"},
+		{{"", "nowhere", "", "", ""}, "--remote 'nowhere'"},
+		{{"", "", "sctp", "", ""}, "--proto 'sctp'"},
+		{{"", "", "6", "", ""}, "--proto '6'"},
+		{{"", "", "", "0", ""}, "--ext-port '0'"},
+		{{"", "", "", "65536", ""}, "--ext-port '65536'"},
+		{{"", "", "", "-1", ""}, "--ext-port '-1'"},
+		{{"", "", "", "80x", ""}, "--ext-port '80x'"},
+		{{"", "", "", "", "OPEN"}, "--state 'OPEN'"},
+	};
+	for (const auto &b : bad) {
+		std::string e = error_of(b.a);
+		EXPECT_NE(e.find(b.needle), std::string::npos) << "error: '" << e << "'";
+		EXPECT_EQ(e.find('\n'), std::string::npos) << e;
+	}
+}
+
+TEST(Conntrack, FilterMatches)
+{
+	kvx_ct_key k = key(IPPROTO_TCP, 0xc0a87a0b, 40000, 0x0a4e0002, 8080);
+	kvx_ct_val v = val(KVX_CT_ESTABLISHED, 0, 0x0a4d0002, 61000, 0, 0);
+	CtFilter f;
+	EXPECT_TRUE(f.matches(k, v));
+	f.guest = 0xc0a87a0b;
+	f.remote = 0x0a4e0002;
+	f.proto = IPPROTO_TCP;
+	f.ext_port = 61000;
+	f.state = KVX_CT_ESTABLISHED;
+	EXPECT_TRUE(f.matches(k, v));
+	// Each field on its own can exclude the flow.
+	CtFilter g = f;
+	g.guest = 0xc0a87a0c;
+	EXPECT_FALSE(g.matches(k, v));
+	g = f;
+	g.remote = 0x0a4e0003;
+	EXPECT_FALSE(g.matches(k, v));
+	g = f;
+	g.proto = IPPROTO_UDP;
+	EXPECT_FALSE(g.matches(k, v));
+	g = f;
+	g.ext_port = 40000; // the guest's port is not the external one
+	EXPECT_FALSE(g.matches(k, v));
+	g = f;
+	g.state = KVX_CT_SYN_SENT;
+	EXPECT_FALSE(g.matches(k, v));
+}
+
+TEST(Conntrack, Names)
+{
+	EXPECT_EQ(ct_state_name(KVX_CT_SYN_SENT), "SYN_SENT");
+	EXPECT_EQ(ct_state_name(KVX_CT_ESTABLISHED), "ESTABLISHED");
+	EXPECT_EQ(ct_state_name(KVX_CT_FIN_WAIT), "FIN_WAIT");
+	EXPECT_EQ(ct_state_name(KVX_CT_TIME_WAIT), "TIME_WAIT");
+	EXPECT_EQ(ct_state_name(KVX_CT_CLOSE), "CLOSE");
+	EXPECT_EQ(ct_state_name(KVX_CT_UDP), "STATELESS");
+	EXPECT_EQ(ct_state_name(200), "STATE_200");
+	for (uint8_t s = 0; s < KVX_CT_STATE_MAX; s++)
+		EXPECT_EQ(parse_ct_state(ct_state_name(s)), s);
+	EXPECT_FALSE(parse_ct_state("STATE_200"));
+	EXPECT_EQ(ct_proto_name(IPPROTO_TCP), "tcp");
+	EXPECT_EQ(ct_proto_name(IPPROTO_UDP), "udp");
+	EXPECT_EQ(ct_proto_name(IPPROTO_ICMP), "icmp");
+	EXPECT_EQ(ct_proto_name(47), "47");
+	EXPECT_EQ(ct_flag_names(0).size(), 0u);
+	EXPECT_EQ(ct_flag_names(KVX_CT_F_SEEN_REPLY | KVX_CT_F_INBOUND | KVX_CT_F_STATIC |
+				KVX_CT_F_ONE_TO_ONE),
+		  (std::vector<std::string>{"seen_reply", "inbound", "static", "one_to_one"}));
+	EXPECT_EQ(ct_flag_names(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN),
+		  (std::vector<std::string>{"fin_out", "fin_in"}));
+}
+
+TEST(Conntrack, FlowJsonAndLine)
+{
+	const kvx_timeouts t = default_timeouts();
+	const uint64_t now = 100000 * kSec;
+	// TCP established, created 100 s ago, last packet 40 s ago.
+	kvx_ct_key k = key(IPPROTO_TCP, 0xc0a87a0b, 40000, 0x0a4e0002, 8080);
+	kvx_ct_val v = val(KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, 0x0a4d0002, 61000,
+			   now - 100 * kSec, now - 40 * kSec);
+	v.pkts_out = 7;
+	v.pkts_in = 9;
+	json j = ct_flow_json(k, v, t, now);
+	EXPECT_EQ(j["proto"], "tcp");
+	EXPECT_EQ(j["int_addr"], "192.168.122.11");
+	EXPECT_EQ(j["int_port"], 40000);
+	EXPECT_EQ(j["rem_addr"], "10.78.0.2");
+	EXPECT_EQ(j["rem_port"], 8080);
+	EXPECT_EQ(j["ext_addr"], "10.77.0.2");
+	EXPECT_EQ(j["ext_port"], 61000);
+	EXPECT_EQ(j["state"], "ESTABLISHED");
+	EXPECT_EQ(j["flags"], json::array({"seen_reply"}));
+	EXPECT_EQ(j["age_s"], 100);
+	EXPECT_EQ(j["idle_s"], 40);
+	EXPECT_EQ(j["timeout_s"], 432000);
+	EXPECT_EQ(j["expires_in_s"], 432000 - 40);
+	EXPECT_EQ(j["expired"], false);
+	EXPECT_EQ(j["pkts_out"], 7);
+	EXPECT_EQ(j["pkts_in"], 9);
+	EXPECT_EQ(ct_flow_line(j), "tcp   ESTABLISHED  guest=192.168.122.11:40000 "
+				   "remote=10.78.0.2:8080 ext=10.77.0.2:61000 age=100s idle=40s "
+				   "expires_in=431960s pkts_out=7 pkts_in=9 [seen_reply]");
+
+	// UDP without a reply: the 30 s timeout, 40 s idle -> expired.
+	k = key(IPPROTO_UDP, 0xc0a87a0c, 5353, 0x0a4e0002, 53);
+	v = val(KVX_CT_UDP, 0, 0x0a4d0002, 5353, now - 50 * kSec, now - 40 * kSec);
+	j = ct_flow_json(k, v, t, now);
+	EXPECT_EQ(j["state"], "STATELESS");
+	EXPECT_EQ(j["timeout_s"], 30);
+	EXPECT_EQ(j["expires_in_s"], 0);
+	EXPECT_EQ(j["expired"], true);
+	EXPECT_NE(ct_flow_line(j).find(" expired "), std::string::npos) << ct_flow_line(j);
+
+	// ICMP echo: the id is the guest's "port", the remote has none; 1:1 flag.
+	k = key(IPPROTO_ICMP, 0xc0a87a0b, 777, 0x0a4e0002, 0);
+	v = val(KVX_CT_UDP, KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE, 0x0a4d0064, 777, now, now);
+	j = ct_flow_json(k, v, t, now);
+	EXPECT_EQ(j["timeout_s"], 30);
+	EXPECT_EQ(ct_flow_line(j), "icmp  STATELESS    guest=192.168.122.11 id=777 "
+				   "remote=10.78.0.2 ext=10.77.0.100 id=777 age=0s idle=0s "
+				   "expires_in=30s pkts_out=0 pkts_in=0 [static,1:1]");
+
+	// Last seen after "now" (touched by the datapath since we read the
+	// clock): idle 0, never a huge unsigned number.
+	v.last_seen_ns = now + 5 * kSec;
+	v.created_ns = now + 5 * kSec;
+	j = ct_flow_json(k, v, t, now);
+	EXPECT_EQ(j["idle_s"], 0);
+	EXPECT_EQ(j["age_s"], 0);
+}
+
+TEST(Conntrack, MemoryEstimate)
+{
+	MapInfo m;
+	m.type = BPF_MAP_TYPE_HASH;
+	m.key_size = sizeof(kvx_ct_key);
+	m.value_size = sizeof(kvx_ct_val);
+	m.max_entries = 65536;
+	// buckets 65536 * 16 + (65536 + 2 CPUs) * (48 + 16 + 40) + header
+	EXPECT_EQ(map_memory_estimate(m, 2), 512u + 65536u * 16 + 65538u * 104);
+	m.max_entries = 1000; // buckets round up to a power of two
+	EXPECT_EQ(map_memory_estimate(m, 1), 512u + 1024u * 16 + 1001u * 104);
+	m.type = BPF_MAP_TYPE_PERCPU_ARRAY;
+	m.key_size = 4;
+	m.value_size = sizeof(kvx_stat);
+	m.max_entries = 10;
+	EXPECT_EQ(map_memory_estimate(m, 4), 512u + 10u * (8 + 16 * 4));
+}
+
+// Flush and list on real (unpinned) BPF hash maps: needs root/CAP_BPF.
+class CtMaps : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		int ct = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
+					sizeof(kvx_ct_val), 64, nullptr);
+		int bind = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
+					  sizeof(kvx_bind_val), 64, nullptr);
+		if (ct < 0 || bind < 0) {
+			if (ct >= 0)
+				::close(ct);
+			if (bind >= 0)
+				::close(bind);
+			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
+		}
+		ct_.reset(ct);
+		bind_.reset(bind);
+	}
+
+	void add_flow(uint8_t proto, uint32_t guest, uint16_t gport, uint32_t remote,
+		      uint16_t rport, uint16_t eport, uint8_t state, uint8_t flags = 0)
+	{
+		kvx_ct_key k = key(proto, guest, gport, remote, rport);
+		kvx_ct_val v = val(state, flags, kExt, eport, now_ - 10 * kSec, now_ - kSec);
+		ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_NOEXIST), 0);
+	}
+
+	void add_pair(uint8_t proto, uint32_t guest, uint16_t gport, uint16_t eport,
+		      uint16_t flags = 0)
+	{
+		kvx_bind_key in{}, out{};
+		kvx_bind_val inv{}, outv{};
+		in.dir = KVX_BIND_IN;
+		in.proto = proto;
+		in.addr = htonl(kExt);
+		in.port = htons(eport);
+		inv.addr = htonl(guest);
+		inv.port = htons(gport);
+		inv.flags = flags;
+		inv.last_used_ns = now_ - 100 * kSec;
+		out.dir = KVX_BIND_OUT;
+		out.proto = proto;
+		out.addr = htonl(guest);
+		out.port = htons(gport);
+		outv.addr = htonl(kExt);
+		outv.port = htons(eport);
+		outv.flags = flags;
+		outv.last_used_ns = inv.last_used_ns;
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &in, &inv, BPF_NOEXIST), 0);
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &out, &outv, BPF_NOEXIST), 0);
+	}
+
+	// Two guests: g1 with a TCP and a UDP flow sharing nothing, and an
+	// ICMP flow; g2 with two TCP flows through ONE binding (endpoint-
+	// independent mapping: one guest socket, two remotes) and a port
+	// forward's flow.
+	void populate()
+	{
+		add_flow(IPPROTO_TCP, kG1, 40000, kR1, 80, 61000, KVX_CT_ESTABLISHED);
+		add_pair(IPPROTO_TCP, kG1, 40000, 61000);
+		add_flow(IPPROTO_UDP, kG1, 5000, kR1, 53, 61001, KVX_CT_UDP);
+		add_pair(IPPROTO_UDP, kG1, 5000, 61001);
+		add_flow(IPPROTO_ICMP, kG1, 9, kR2, 0, 9, KVX_CT_UDP);
+		add_pair(IPPROTO_ICMP, kG1, 9, 9);
+		add_flow(IPPROTO_TCP, kG2, 41000, kR1, 80, 61002, KVX_CT_ESTABLISHED);
+		add_flow(IPPROTO_TCP, kG2, 41000, kR2, 80, 61002, KVX_CT_SYN_SENT);
+		add_pair(IPPROTO_TCP, kG2, 41000, 61002);
+		add_flow(IPPROTO_TCP, kG2, 22, kR2, 50000, 2222, KVX_CT_ESTABLISHED,
+			 KVX_CT_F_STATIC | KVX_CT_F_INBOUND);
+		add_pair(IPPROTO_TCP, kG2, 22, 2222, KVX_BIND_F_STATIC);
+	}
+
+	size_t flows() { return count_entries<kvx_ct_key>(ct_.get()); }
+	size_t binds() { return count_entries<kvx_bind_key>(bind_.get()); }
+
+	static constexpr uint32_t kG1 = 0xc0a87a0b, kG2 = 0xc0a87a0c;
+	static constexpr uint32_t kR1 = 0x0a4e0002, kR2 = 0x0a4e0003;
+	static constexpr uint32_t kExt = 0x0a4d0002;
+	const uint64_t now_ = boottime_ns() + 1000 * kSec;
+	Fd ct_, bind_;
+};
+
+TEST_F(CtMaps, ListFiltersAndSorts)
+{
+	populate();
+	const kvx_timeouts t = default_timeouts();
+	json all = ct_list_fd(ct_.get(), t, {}, now_);
+	ASSERT_EQ(all.size(), 6u);
+	// Sorted by proto, guest, guest port, remote: icmp (1) first, then tcp (6).
+	EXPECT_EQ(all[0]["proto"], "icmp");
+	EXPECT_EQ(all[1]["int_addr"], "192.168.122.11");
+	EXPECT_EQ(all[1]["proto"], "tcp");
+	EXPECT_EQ(all[2]["int_port"], 22);
+	EXPECT_EQ(all[3]["rem_addr"], "10.78.0.2");
+	EXPECT_EQ(all[4]["rem_addr"], "10.78.0.3");
+	EXPECT_EQ(all[5]["proto"], "udp");
+
+	CtFilter f;
+	f.guest = kG2;
+	EXPECT_EQ(ct_list_fd(ct_.get(), t, f, now_).size(), 3u);
+	f.state = KVX_CT_SYN_SENT;
+	json one = ct_list_fd(ct_.get(), t, f, now_);
+	ASSERT_EQ(one.size(), 1u);
+	EXPECT_EQ(one[0]["rem_addr"], "10.78.0.3");
+	f = {};
+	f.ext_port = 61002;
+	EXPECT_EQ(ct_list_fd(ct_.get(), t, f, now_).size(), 2u);
+	f = {};
+	f.proto = IPPROTO_ICMP;
+	EXPECT_EQ(ct_list_fd(ct_.get(), t, f, now_).size(), 1u);
+	f = {};
+	f.remote = kR2;
+	EXPECT_EQ(ct_list_fd(ct_.get(), t, f, now_).size(), 3u);
+	// Listing changes nothing.
+	EXPECT_EQ(flows(), 6u);
+	EXPECT_EQ(binds(), 10u);
+}
+
+TEST_F(CtMaps, FlushByGuestKeepsTheOthersAndAllBindings)
+{
+	populate();
+	CtFilter f;
+	f.guest = kG1;
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f);
+	EXPECT_EQ(r.flows, 3u);
+	// g1's three bindings are unused now; g2's dynamic one still is used.
+	EXPECT_EQ(r.unused_bindings, 3u);
+	EXPECT_EQ(flows(), 3u);
+	CtFilter g2;
+	g2.guest = kG2;
+	EXPECT_EQ(ct_list_fd(ct_.get(), default_timeouts(), g2, now_).size(), 3u);
+	// Bindings are the GC's: all five pairs are still there, consistent.
+	EXPECT_EQ(binds(), 10u);
+	// The GC then releases exactly g1's (unreferenced, idle 100 s) and
+	// keeps g2's dynamic binding (its flows are live) and the static one.
+	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_);
+	EXPECT_EQ(sw.ct_deleted, 0u);
+	EXPECT_EQ(sw.bind_deleted, 6u);
+	EXPECT_EQ(binds(), 4u);
+}
+
+TEST_F(CtMaps, FlushOneOfTwoFlowsOfABindingKeepsItReferenced)
+{
+	populate();
+	CtFilter f;
+	f.remote = kR2;
+	f.proto = IPPROTO_TCP;
+	f.state = KVX_CT_SYN_SENT;
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f);
+	EXPECT_EQ(r.flows, 1u);
+	// The other flow of g2's socket still references the binding.
+	EXPECT_EQ(r.unused_bindings, 0u);
+	EXPECT_EQ(flows(), 5u);
+	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_);
+	EXPECT_EQ(sw.bind_deleted, 0u);
+}
+
+TEST_F(CtMaps, FlushAllNeverTouchesStaticBindings)
+{
+	populate();
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), {});
+	EXPECT_EQ(r.flows, 6u);
+	EXPECT_EQ(flows(), 0u);
+	// Four dynamic pairs unused; the static port forward is not counted.
+	EXPECT_EQ(r.unused_bindings, 4u);
+	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_);
+	EXPECT_EQ(sw.bind_deleted, 8u);
+	EXPECT_EQ(binds(), 2u); // the static pair
+	// Flushing an empty table is fine and flushes nothing.
+	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), {}).flows, 0u);
+}
+
+TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
+{
+	// kvx_gflows for a /24: index = host part of the guest address.
+	int g = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", 4, 4, 256, nullptr);
+	ASSERT_GE(g, 0);
+	Fd gflows(g);
+	populate(); // g1 (.11): 3 flows, g2 (.12): 3 flows
+	const uint32_t mask = htonl(0xffffff00);
+	uint32_t i11 = 11, i12 = 12, v = 3;
+	ASSERT_EQ(bpf_map_update_elem(gflows.get(), &i11, &v, BPF_ANY), 0);
+	ASSERT_EQ(bpf_map_update_elem(gflows.get(), &i12, &v, BPF_ANY), 0);
+	CtFilter f;
+	f.guest = kG1;
+	f.proto = IPPROTO_TCP;
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, gflows.get(), mask);
+	EXPECT_EQ(r.flows, 1u);
+	EXPECT_EQ(r.gflows_fixed, 1u);
+	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
+	EXPECT_EQ(v, 2u);
+	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i12, &v), 0);
+	EXPECT_EQ(v, 3u);
+	r = ct_flush_fd(ct_.get(), bind_.get(), {}, gflows.get(), mask);
+	EXPECT_EQ(r.flows, 5u);
+	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
+	EXPECT_EQ(v, 0u);
+	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i12, &v), 0);
+	EXPECT_EQ(v, 0u);
+}
+
+TEST_F(CtMaps, NoMatchFlushesNothing)
+{
+	populate();
+	CtFilter f;
+	f.guest = 0xc0a87a63;
+	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f).flows, 0u);
+	EXPECT_EQ(flows(), 6u);
+}
+
+TEST(ConntrackRead, BatchReadEqualsTheWalk)
+{
+	// More entries than one batch, in a table whose buckets are crowded
+	// (max_entries = entries): both reads return the same set.
+	const uint32_t n = 3 * kMapReadBatch + 123;
+	int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key), sizeof(kvx_ct_val),
+				n, nullptr);
+	if (fd < 0)
+		GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
+	Fd ct(fd);
+	EXPECT_TRUE((dump_hash<kvx_ct_key, kvx_ct_val>(ct.get()).empty()));
+	for (uint32_t i = 0; i < n; i++) {
+		kvx_ct_key k = key(IPPROTO_UDP, 0xc0a87a00 + (i & 0xff), uint16_t(1000 + (i >> 8)),
+				   0x0a4e0002, 53);
+		kvx_ct_val v = val(KVX_CT_UDP, 0, 0x0a4d0002, uint16_t(i), i, i);
+		ASSERT_EQ(bpf_map_update_elem(ct.get(), &k, &v, BPF_NOEXIST), 0);
+	}
+	auto batch = dump_hash<kvx_ct_key, kvx_ct_val>(ct.get());
+	auto walk = dump_hash_walk<kvx_ct_key, kvx_ct_val>(ct.get());
+	ASSERT_EQ(batch.size(), n);
+	ASSERT_EQ(walk.size(), n);
+	auto sorted_ports = [](const auto &v) {
+		std::vector<uint32_t> p;
+		for (const auto &kv : v) {
+			// the value belongs to its key
+			EXPECT_EQ(ntohs(kv.second.ext_port),
+				  uint16_t((ntohl(kv.first.int_addr) & 0xff) |
+					   ((ntohs(kv.first.int_port) - 1000) << 8)));
+			p.push_back(ntohs(kv.second.ext_port) | uint32_t(kv.second.created_ns)
+									<< 16);
+		}
+		std::sort(p.begin(), p.end());
+		return p;
+	};
+	EXPECT_EQ(sorted_ports(batch), sorted_ports(walk));
+}
+
+TEST_F(CtMaps, KernelMemlockOfAMap)
+{
+	// The kernel's own figure (fdinfo "memlock:"), close to our estimate
+	// for a preallocated hash map.
+	auto mem = map_memlock_bytes(ct_.get());
+	ASSERT_TRUE(mem) << "no memlock line in /proc/self/fdinfo";
+	MapInfo mi = map_info(ct_.get(), "t_ct");
+	uint64_t est = map_memory_estimate(mi, unsigned(libbpf_num_possible_cpus()));
+	EXPECT_GT(*mem, 64u * sizeof(kvx_ct_val));
+	EXPECT_LT(*mem, est * 2);
+	EXPECT_GT(*mem * 2, est);
+	EXPECT_FALSE(map_memlock_bytes(-1));
+}
+
+TEST_F(CtMaps, StatusUsageWarnsNearFullAndOnTableFullDrops)
+{
+	// A pin dir with our two maps under the names the instance uses.
+	TempDir dir;
+	std::string bpffs = dir.path() + "/bpffs";
+	ASSERT_EQ(::mkdir(bpffs.c_str(), 0700), 0);
+	if (::mount("bpf", bpffs.c_str(), "bpf", 0, nullptr) != 0)
+		GTEST_SKIP() << "cannot mount a bpffs";
+	struct Unmount {
+		std::string p;
+		~Unmount() { ::umount(p.c_str()); }
+	} unmount{bpffs};
+	ASSERT_EQ(bpf_obj_pin(ct_.get(), (bpffs + "/" KVX_MAP_CT).c_str()), 0);
+	ASSERT_EQ(bpf_obj_pin(bind_.get(), (bpffs + "/" KVX_MAP_BIND).c_str()), 0);
+	populate(); // 6 of 64 flows, 10 of 64 binding entries
+
+	json inst = {{"conntrack", {{"entries", 6}, {"max_entries", 64}}},
+		     {"bindings", {{"entries", 10}, {"max_entries", 64}}},
+		     {"counters", {{"DROP_TABLE_FULL", {{"packets", 0}, {"bytes", 0}}}}}};
+	std::vector<std::string> w;
+	const std::string state = dir.path() + "/br0.table_full";
+	status_add_usage(inst, bpffs, state, w);
+	EXPECT_TRUE(w.empty()) << w[0];
+	ASSERT_TRUE(inst["maps"].contains(KVX_MAP_CT));
+	EXPECT_EQ(inst["maps"][KVX_MAP_CT]["entries"], 6);
+	EXPECT_EQ(inst["maps"][KVX_MAP_CT]["max_entries"], 64);
+	EXPECT_EQ(inst["maps"][KVX_MAP_CT]["memory_source"], "kernel");
+	EXPECT_EQ(inst["maps"][KVX_MAP_BIND]["entries"], 10);
+	EXPECT_FALSE(inst["maps"].contains(KVX_MAP_FRAG)); // not pinned here
+	uint64_t ct_mem = inst["maps"][KVX_MAP_CT]["memory_bytes"];
+	uint64_t bind_mem = inst["maps"][KVX_MAP_BIND]["memory_bytes"];
+	EXPECT_GT(ct_mem, 0u);
+	EXPECT_EQ(inst["conntrack"]["memory_bytes"], ct_mem);
+	EXPECT_EQ(inst["bindings"]["memory_bytes"], bind_mem);
+	EXPECT_EQ(inst["memory_bytes"], ct_mem + bind_mem);
+
+	// 52 of 64 = 81 %: conntrack warns; bindings at 51/64 = 79 % do not.
+	inst["conntrack"]["entries"] = 52;
+	inst["bindings"]["entries"] = 51;
+	inst["counters"]["DROP_TABLE_FULL"]["packets"] = 3;
+	w.clear();
+	status_add_usage(inst, bpffs, state, w);
+	ASSERT_EQ(w.size(), 2u);
+	EXPECT_NE(w[0].find("conntrack table 52/64 entries (81% full)"), std::string::npos) << w[0];
+	EXPECT_NE(w[1].find("DROP_TABLE_FULL increased by 3 since the last status (3 in all)"),
+		  std::string::npos)
+		<< w[1];
+	// Recorded: the same count again does not warn; more does, by the
+	// difference; a smaller count (a new attach) counts from zero.
+	w.clear();
+	status_add_usage(inst, bpffs, state, w);
+	EXPECT_EQ(w.size(), 1u);
+	inst["counters"]["DROP_TABLE_FULL"]["packets"] = 10;
+	w.clear();
+	status_add_usage(inst, bpffs, state, w);
+	ASSERT_EQ(w.size(), 2u);
+	EXPECT_NE(w[1].find("increased by 7 since the last status (10 in all)"), std::string::npos)
+		<< w[1];
+	inst["counters"]["DROP_TABLE_FULL"]["packets"] = 2;
+	inst["conntrack"]["entries"] = 1;
+	w.clear();
+	status_add_usage(inst, bpffs, state, w);
+	ASSERT_EQ(w.size(), 1u);
+	EXPECT_NE(w[0].find("increased by 2 (2 in all)"), std::string::npos) << w[0];
+	// The bindings table warns the same way (52/64 = 81 %).
+	inst["bindings"]["entries"] = 52;
+	w.clear();
+	status_add_usage(inst, bpffs, state, w);
+	ASSERT_EQ(w.size(), 1u);
+	EXPECT_NE(w[0].find("binding table 52/64"), std::string::npos) << w[0];
+	EXPECT_NE(w[0].find("--bind-size"), std::string::npos) << w[0];
+}

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: GPL-2.0
+// The per-guest flow quota's userspace half (gc.hpp): counter indexing as
+// the datapath does it, the exact recount at every sweep, and the
+// attach --timeouts / --flow-quota defaults.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include "config.hpp"
+#include "error.hpp"
+#include "fd.hpp"
+#include "gc.hpp"
+#include "maps.hpp"
+
+using namespace kvmxdp;
+
+namespace {
+
+constexpr uint64_t kSec = 1000000000ULL;
+
+TEST(GcQuota, ParseTimeouts)
+{
+	kvx_timeouts t = parse_timeouts("udp=2,udp_stream=5,tcp_established=60");
+	EXPECT_EQ(t.udp, 2u);
+	EXPECT_EQ(t.udp_stream, 5u);
+	EXPECT_EQ(t.tcp_established, 60u);
+	EXPECT_EQ(t.tcp_syn_sent, default_timeouts().tcp_syn_sent) << "others keep the defaults";
+	EXPECT_EQ(t.other, default_timeouts().other);
+	for (const char *bad : {"", "udp", "udp=", "udp=0", "udp=-1", "udp=x", "udp=2,", "tcp=5",
+				"udp=2,,icmp=3", "udp=315360001", "udp=99999999999999999999"})
+		EXPECT_THROW(parse_timeouts(bad), Error) << "'" << bad << "'";
+}
+
+TEST(GcQuota, DefaultQuotaIsAQuarterOfTheTable)
+{
+	EXPECT_EQ(default_flow_quota(65536), 16384u);
+	EXPECT_EQ(default_flow_quota(64), 16u);
+	EXPECT_EQ(default_flow_quota(3), 1u) << "never 0 (which means off)";
+}
+
+TEST(GcQuota, CounterIndexFollowsTheSubnet)
+{
+	const uint32_t m24 = htonl(0xffffff00), m16 = htonl(0xffff0000), m8 = htonl(0xff000000);
+	EXPECT_EQ(gflows_size(m24), 256u);
+	EXPECT_EQ(gflows_size(m16), 65536u);
+	EXPECT_EQ(gflows_size(m8), 65536u) << "capped at KVX_GFLOWS_MAX";
+	EXPECT_EQ(gflows_size(htonl(0xffffffff)), 1u);
+	EXPECT_EQ(gflows_index(htonl(0xc0a87a0a), m24), 10u);
+	EXPECT_EQ(gflows_index(htonl(0xac10fe01), m16), 0xfe01u);
+	// /8: counters shared by addresses 65536 apart (documented in abi.h).
+	EXPECT_EQ(gflows_index(htonl(0x0a010203), m8), 0x0203u);
+	EXPECT_EQ(gflows_index(htonl(0x0a020203), m8), 0x0203u);
+}
+
+// attach --flow-quota / --timeouts are kept in the instance's config: absent
+// keys (configurations of older versions, or never set) mean "default".
+TEST(GcQuota, ConfigKeepsQuotaAndTimeouts)
+{
+	Instance i;
+	i.bridge = "br0";
+	i.uplink = "wlan0";
+	i.subnet = parse_cidr("192.168.122.0/24");
+	i.nat_ports = {61000, 65535};
+	i.ct_size = 4096;
+	i.bind_size = 4096;
+	i.bpffs = "/sys/fs/bpf";
+	i.pin_dir = "/sys/fs/bpf/kvmxdp/br0";
+	Config c;
+	c.instances.push_back(i);
+	auto j = to_json(c);
+	EXPECT_FALSE(j["instances"][0].contains("flow_quota")) << "unset: the default share";
+	EXPECT_FALSE(j["instances"][0].contains("timeouts"));
+	Config back = config_from_json(nlohmann::json::parse(j.dump()));
+	ASSERT_EQ(back.instances.size(), 1u);
+	EXPECT_FALSE(back.instances[0].flow_quota.has_value());
+	EXPECT_TRUE(back.instances[0].timeouts.empty());
+
+	c.instances[0].flow_quota = 0; // explicitly off: not the same as unset
+	c.instances[0].timeouts = "udp=2,tcp_close=1";
+	j = to_json(c);
+	EXPECT_EQ(j["instances"][0]["flow_quota"], 0);
+	EXPECT_EQ(j["instances"][0]["timeouts"], "udp=2,tcp_close=1");
+	back = config_from_json(nlohmann::json::parse(j.dump()));
+	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+	EXPECT_EQ(back.instances[0].flow_quota, std::optional<uint32_t>(0));
+}
+
+// On real (unpinned) maps: needs root/CAP_BPF.
+class GcQuotaMaps : public ::testing::Test {
+protected:
+	static constexpr uint32_t kMask = 0xffffff00; // 192.168.122.0/24
+	void SetUp() override
+	{
+		int ct = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
+					sizeof(kvx_ct_val), 64, nullptr);
+		int bind = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
+					  sizeof(kvx_bind_val), 64, nullptr);
+		int gf = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", sizeof(__u32), sizeof(__u32),
+					gflows_size(htonl(kMask)), nullptr);
+		if (ct < 0 || bind < 0 || gf < 0) {
+			for (int fd : {ct, bind, gf})
+				if (fd >= 0)
+					::close(fd);
+			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
+		}
+		ct_.reset(ct);
+		bind_.reset(bind);
+		gf_.reset(gf);
+	}
+	void add_flow(uint32_t guest, uint16_t gport, uint8_t state, uint64_t seen)
+	{
+		kvx_ct_key k{};
+		k.int_addr = htonl(guest);
+		k.rem_addr = htonl(0x08080808);
+		k.int_port = htons(gport);
+		k.rem_port = htons(53);
+		k.proto = state == KVX_CT_UDP ? IPPROTO_UDP : IPPROTO_TCP;
+		kvx_ct_val v{};
+		v.state = state;
+		v.last_seen_ns = seen;
+		v.ext_addr = htonl(0xc0000205);
+		v.ext_port = htons(gport);
+		ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_NOEXIST), 0);
+	}
+	uint32_t count(uint32_t guest)
+	{
+		__u32 i = gflows_index(htonl(guest), htonl(kMask)), v = 0;
+		EXPECT_EQ(bpf_map_lookup_elem(gf_.get(), &i, &v), 0);
+		return v;
+	}
+	void set_count(uint32_t guest, uint32_t n)
+	{
+		__u32 i = gflows_index(htonl(guest), htonl(kMask));
+		ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &n, BPF_ANY), 0);
+	}
+	Fd ct_, bind_, gf_;
+};
+
+// Counters that drifted (the GC's own deletions, lost datapath updates, a
+// racing decrement below zero) are exact again after one sweep.
+TEST_F(GcQuotaMaps, SweepRecountsEveryGuest)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t g1 = 0xc0a87a0a, g2 = 0xc0a87a0b, g3 = 0xc0a87a0c;
+	for (uint16_t p = 0; p < 3; p++)
+		add_flow(g1, uint16_t(5000 + p), KVX_CT_UDP, now - 10 * kSec); // live
+	add_flow(g1, 5100, KVX_CT_UDP, now - 31 * kSec);			     // expired
+	add_flow(g1, 5101, KVX_CT_ESTABLISHED, now - 3600 * kSec);	     // live (5 days)
+	add_flow(g2, 6000, KVX_CT_CLOSE, now - 11 * kSec);		     // expired
+	add_flow(g2, 6001, KVX_CT_SYN_SENT, now - 60 * kSec);		     // live
+	set_count(g1, 99);
+	set_count(g2, 0);
+	set_count(g3, 0xffffffffu); // -1: a decrement raced below zero
+
+	auto r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now, gf_.get(),
+			  htonl(kMask));
+	EXPECT_EQ(r.ct_deleted, 2u);
+	EXPECT_EQ(count(g1), 4u);
+	EXPECT_EQ(count(g2), 1u);
+	EXPECT_EQ(count(g3), 0u);
+	EXPECT_EQ(r.gflows_fixed, 3u);
+	// Already exact: nothing rewritten.
+	r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now, gf_.get(), htonl(kMask));
+	EXPECT_EQ(r.gflows_fixed, 0u);
+	// Without the counters (older callers): the flows alone.
+	r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now + 200 * kSec);
+	EXPECT_EQ(r.gflows_fixed, 0u);
+	EXPECT_EQ(count(g1), 4u) << "untouched without a gflows fd";
+}
+
+// attach (and a resume into another subnet) counts every flow, expired or
+// not: the datapath counted them when it created them.
+TEST_F(GcQuotaMaps, RecountCountsAllFlows)
+{
+	const uint32_t g1 = 0xc0a87a0a;
+	add_flow(g1, 5000, KVX_CT_UDP, 1);
+	add_flow(g1, 5001, KVX_CT_UDP, 1);
+	EXPECT_EQ(gflows_recount(ct_.get(), gf_.get(), htonl(kMask)), 1u);
+	EXPECT_EQ(count(g1), 2u);
+	EXPECT_EQ(gflows_recount(ct_.get(), gf_.get(), htonl(kMask)), 0u);
+}
+
+} // namespace

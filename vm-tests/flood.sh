@@ -1,0 +1,116 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vm-tests/flood.sh: one guest's flood of new flows cannot stop the others
+# (issue 3 items 4 and 6: the per-guest flow quota).
+#  - guest1 sends 120k new UDP flows (4 sockets x 30000 server ports) as
+#    fast as it can, while guest2 downloads a 16 MB file over HTTP and keeps
+#    opening new connections; guest1 also has a TCP stream running.
+#  - guest1 is stopped at its quota (default: a quarter of the table): the
+#    rest of its flood is counted DROP_GUEST_QUOTA, the table never fills
+#    (no DROP_TABLE_FULL), guest2's download completes intact (sha256) and
+#    every one of its new connections during the flood succeeds, guest1's
+#    existing stream never misses an echo.
+#  - once guest1's flood flows expired, the daemon's GC recounts the quota
+#    and guest1 opens new connections again.
+#  - contrast: resumed with --flow-quota 0, the same flood fills the table
+#    (DROP_TABLE_FULL) and guest2's new connection fails.
+#
+#   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+   flood + TCP stream
+#   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+   download + new connections
+#                                    bridge kb<id> (192.168.122.1/24), host ns
+#                                    uplink ku<id> 10.77.0.2/24 <- kvmxdp
+#   lan ns:    router kl<id> 10.77.0.1/24, kr<id> 10.78.0.1/24
+#   server ns: ks<id> 10.78.0.2/24 (HTTP :8080, TCP echo :9000)
+#
+# Usage: flood.sh KVMXDP_BINARY
+source "$(dirname "$0")/lib.sh"
+kvx_init "${1:-}"
+kvx_topology_up
+kvx_assert_offloads
+kvx_http_server
+sha=$(kvx_random_file big 16)
+echo "small file" >"$KVX_TMP/www/small"
+kvx_bg "$KVX_TMP/echo.log" ip netns exec "$NS_SRV" socat TCP-LISTEN:9000,bind="$SRV_IP",reuseaddr,fork PIPE
+kvx_wait_tcp_listen 10 "$NS_SRV" 9000
+FLOWGEN=("$KVX_PY" -u "$KVX_LIBDIR/flowgen.py")
+curl_small() { nsx "$1" curl -sS --fail --max-time "${2:-3}" "http://$SRV_IP:8080/small" 2>/dev/null || true; }
+
+kvx_step "attach: 65536 flows, default quota (16384 per guest), UDP timeout 20 s"
+kvx_attach_bg --ct-size 65536 --timeouts udp=20,udp_stream=20,icmp=20 || kvx_fatal "cannot attach"
+assert_contains "config leaves the quota to its default" '"timeouts": "udp=20' "$(cat "$KVX_CFG")"
+QUOTA=16384
+
+kvx_bg "$KVX_TMP/stream.log" ip netns exec "$NS_G1" "${FLOWGEN[@]}" stream "$SRV_IP:9000" 80
+STREAM_PID=$KVX_LAST_PID
+kvx_wait_file_contains 10 "$KVX_TMP/stream.log" "ok 5 " || kvx_fatal "stream did not start: $(cat "$KVX_TMP/stream.log")"
+
+kvx_step "flood from guest1 during guest2's download"
+q0=$(kvx_counter DROP_GUEST_QUOTA)
+full0=$(kvx_counter DROP_TABLE_FULL)
+# The download takes a few seconds (rate-limited) so that the flood runs
+# inside it.
+kvx_bg "$KVX_TMP/dl.log" ip netns exec "$NS_G2" curl -sS --fail --max-time 60 --limit-rate 3M \
+	-o "$KVX_TMP/big.dl" "http://$SRV_IP:8080/big"
+DL_PID=$KVX_LAST_PID
+sleep 1
+kvx_bg "$KVX_TMP/flood.log" ip netns exec "$NS_G1" timeout 60 "${FLOWGEN[@]}" burst "$SRV_IP" 1024 31023 --sports 4
+FLOOD_PID=$KVX_LAST_PID
+# guest2's new connections while the flood runs.
+ok=0 bad=0
+while kill -0 "$FLOOD_PID" 2>/dev/null; do
+	if [[ $(curl_small "$NS_G2" 3) == "small file" ]]; then ok=$((ok + 1)); else bad=$((bad + 1)); fi
+	sleep 0.1
+done
+wait "$FLOOD_PID" || kvx_fail "flood generator failed: $(cat "$KVX_TMP/flood.log")"
+kvx_log "flood: $(cat "$KVX_TMP/flood.log"); guest2 connections during it: ok=$ok failed=$bad"
+sent=$(sed -n 's/^sent=\([0-9]*\) .*/\1/p' "$KVX_TMP/flood.log")
+assert_ge "guest1 sent >= 100k new flows" "${sent:-0}" 100000
+assert_ge "guest2 opened new connections during the flood" "$ok" 1
+assert_eq "none of guest2's new connections failed" 0 "$bad"
+assert_eq "guest2's new connection right after the flood" "small file" "$(curl_small "$NS_G2" 3)"
+q=$(($(kvx_counter DROP_GUEST_QUOTA) - q0))
+assert_ge "the flood hit guest1's quota: DROP_GUEST_QUOTA" "$q" $((sent - QUOTA - 200))
+assert_le "...and only beyond the quota" "$q" $((sent - QUOTA + 200))
+assert_eq "the table never filled (no DROP_TABLE_FULL)" "$full0" "$(kvx_counter DROP_TABLE_FULL)"
+entries=$(kvx_json "i['conntrack']['entries']")
+assert_le "conntrack entries: about guest1's quota plus guest2's" "$entries" $((QUOTA + 300))
+assert_ge "conntrack entries: guest1's quota is used" "$entries" $((QUOTA - 200))
+assert_eq "guest1 (at its quota) cannot open a new connection" "" "$(curl_small "$NS_G1" 2)"
+
+if wait "$DL_PID"; then
+	assert_eq "guest2's download intact (sha256)" "$sha" "$(sha256sum "$KVX_TMP/big.dl" | cut -d' ' -f1)"
+else
+	kvx_fail "guest2's download failed: $(cat "$KVX_TMP/dl.log")"
+fi
+assert_eq "guest1's stream never failed during the flood" 0 "$(grep -c '^fail' "$KVX_TMP/stream.log" || true)"
+
+kvx_step "guest1's quota comes back once its flows expired (GC recount)"
+# UDP timeout 20 s, GC every 5 s (and the datapath's own reclaim at the
+# quota): the flood's flows are gone within ~25 s of the flood.
+kvx_wait_for 50 "guest1 opens a new connection again" \
+	bash -c "[[ \$(ip netns exec '$NS_G1' curl -sS --fail --max-time 2 'http://$SRV_IP:8080/small' 2>/dev/null) == 'small file' ]]" ||
+	kvx_fail "guest1 still over its quota after its flows expired"
+drained() { (($(kvx_json "i['conntrack']['entries']") <= 50)); }
+kvx_wait_for 30 "the GC drains the flood's flows" drained &&
+	kvx_pass "conntrack drained ($(kvx_json "i['conntrack']['entries']") entries)"
+n0=$(awk '$1 == "ok" { n = $2 } END { print n + 0 }' "$KVX_TMP/stream.log")
+sleep 1
+assert_ge "guest1's stream goes on" "$(awk '$1 == "ok" { n = $2 } END { print n + 0 }' "$KVX_TMP/stream.log")" $((n0 + 3))
+kvx_kill_pid "$STREAM_PID"
+assert_eq "guest1's stream never failed" 0 "$(grep -c '^fail' "$KVX_TMP/stream.log" || true)"
+
+kvx_step "contrast: without a quota (--flow-quota 0) the same flood fills the table"
+kvx_daemon_stop
+kvx_attach_bg --flow-quota 0 || kvx_fatal "cannot resume with --flow-quota 0"
+assert_contains "config records --flow-quota 0" '"flow_quota": 0' "$(cat "$KVX_CFG")"
+full0=$(kvx_counter DROP_TABLE_FULL)
+q0=$(kvx_counter DROP_GUEST_QUOTA)
+out=$(nsx "$NS_G1" timeout 60 "${FLOWGEN[@]}" burst "$SRV_IP" 1024 31023 --sports 4)
+kvx_log "flood: $out"
+sent=$(sed -n 's/^sent=\([0-9]*\) .*/\1/p' <<<"$out")
+assert_ge "the table filled: DROP_TABLE_FULL" $(($(kvx_counter DROP_TABLE_FULL) - full0)) $((sent - 65536 - 500))
+assert_eq "no quota drops" "$q0" "$(kvx_counter DROP_GUEST_QUOTA)"
+assert_eq "guest2's new connection now fails: the quota was what protected it" "" "$(curl_small "$NS_G2" 2)"
+
+kvx_finish
