@@ -18,6 +18,7 @@
 #include "error.hpp"
 #include "fd.hpp"
 #include "gc.hpp"
+#include "kernel_maps.hpp"
 #include "maps.hpp"
 #include "temp_dir.hpp"
 
@@ -248,25 +249,8 @@ TEST(Conntrack, MemoryEstimate)
 }
 
 // Flush and list on real (unpinned) BPF hash maps: needs root/CAP_BPF.
-class CtMaps : public ::testing::Test {
+class CtMaps : public test::KernelMapsTest {
 protected:
-	void SetUp() override
-	{
-		int ct = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
-					sizeof(kvx_ct_val), 64, nullptr);
-		int bind = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
-					  sizeof(kvx_bind_val), 64, nullptr);
-		if (ct < 0 || bind < 0) {
-			if (ct >= 0)
-				::close(ct);
-			if (bind >= 0)
-				::close(bind);
-			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
-		}
-		ct_.reset(ct);
-		bind_.reset(bind);
-	}
-
 	void add_flow(uint8_t proto, uint32_t guest, uint16_t gport, uint32_t remote,
 		      uint16_t rport, uint16_t eport, uint8_t state, uint8_t flags = 0)
 	{
@@ -278,26 +262,7 @@ protected:
 	void add_pair(uint8_t proto, uint32_t guest, uint16_t gport, uint16_t eport,
 		      uint16_t flags = 0)
 	{
-		kvx_bind_key in{}, out{};
-		kvx_bind_val inv{}, outv{};
-		in.dir = KVX_BIND_IN;
-		in.proto = proto;
-		in.addr = htonl(kExt);
-		in.port = htons(eport);
-		inv.addr = htonl(guest);
-		inv.port = htons(gport);
-		inv.flags = flags;
-		inv.last_used_ns = now_ - 100 * kSec;
-		out.dir = KVX_BIND_OUT;
-		out.proto = proto;
-		out.addr = htonl(guest);
-		out.port = htons(gport);
-		outv.addr = htonl(kExt);
-		outv.port = htons(eport);
-		outv.flags = flags;
-		outv.last_used_ns = inv.last_used_ns;
-		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &in, &inv, BPF_NOEXIST), 0);
-		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &out, &outv, BPF_NOEXIST), 0);
+		put_pair(proto, guest, gport, kExt, eport, now_ - 100 * kSec, flags);
 	}
 
 	// Two guests: g1 with a TCP and a UDP flow sharing nothing, and an
@@ -327,7 +292,6 @@ protected:
 	static constexpr uint32_t kR1 = 0x0a4e0002, kR2 = 0x0a4e0003;
 	static constexpr uint32_t kExt = 0x0a4d0002;
 	const uint64_t now_ = boottime_ns() + 1000 * kSec;
-	Fd ct_, bind_;
 };
 
 TEST_F(CtMaps, ListFiltersAndSorts)

@@ -10,6 +10,7 @@
 
 #include "fd.hpp"
 #include "gc.hpp"
+#include "kernel_maps.hpp"
 #include "maps.hpp"
 
 using namespace kvmxdp;
@@ -113,25 +114,8 @@ TEST(Gc, BindingGrace)
 }
 
 // The sweep itself on real (unpinned) BPF hash maps: needs root/CAP_BPF.
-class GcMaps : public ::testing::Test {
+class GcMaps : public test::KernelMapsTest {
 protected:
-	void SetUp() override
-	{
-		int ct = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
-					sizeof(kvx_ct_val), 64, nullptr);
-		int bind = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
-					  sizeof(kvx_bind_val), 64, nullptr);
-		if (ct < 0 || bind < 0) {
-			if (ct >= 0)
-				::close(ct);
-			if (bind >= 0)
-				::close(bind);
-			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
-		}
-		ct_.reset(ct);
-		bind_.reset(bind);
-	}
-
 	void add_flow(uint32_t guest, uint16_t gport, uint32_t ext, uint16_t eport, uint8_t proto,
 		      uint8_t state, uint64_t seen)
 	{
@@ -150,26 +134,7 @@ protected:
 	void add_pair(uint32_t guest, uint16_t gport, uint32_t ext, uint16_t eport, uint8_t proto,
 		      uint64_t used, uint16_t flags = 0)
 	{
-		kvx_bind_key in{}, out{};
-		kvx_bind_val inv{}, outv{};
-		in.dir = KVX_BIND_IN;
-		in.proto = proto;
-		in.addr = htonl(ext);
-		in.port = htons(eport);
-		inv.addr = htonl(guest);
-		inv.port = htons(gport);
-		inv.flags = flags;
-		inv.last_used_ns = used;
-		out.dir = KVX_BIND_OUT;
-		out.proto = proto;
-		out.addr = htonl(guest);
-		out.port = htons(gport);
-		outv.addr = htonl(ext);
-		outv.port = htons(eport);
-		outv.flags = flags;
-		outv.last_used_ns = used;
-		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &in, &inv, BPF_NOEXIST), 0);
-		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &out, &outv, BPF_NOEXIST), 0);
+		put_pair(proto, guest, gport, ext, eport, used, flags);
 	}
 
 	bool has_bind(uint8_t dir, uint32_t addr, uint16_t port, uint8_t proto)
@@ -182,8 +147,6 @@ protected:
 		kvx_bind_val v{};
 		return bpf_map_lookup_elem(bind_.get(), &k, &v) == 0;
 	}
-
-	Fd ct_, bind_;
 };
 
 TEST_F(GcMaps, SweepDeletesExpiredFlowsAndUnreferencedIdleBindings)
