@@ -405,23 +405,32 @@ TEST_F(UpIngressTest, RedirectReachesTheGuestThroughTheBridge)
 	}
 }
 
-TEST_F(UpIngressTest, TcpStateFollowsTheConnection)
+// One TCP connection of guest A (port gp_) with kRemote1:443, packet by
+// packet through both programs, every one translated.
+class UpIngressTcp : public UpIngressTest {
+protected:
+	int state()
+	{
+		auto ct = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, gp_, kRemote1, 443));
+		return ct ? int(ct->state) : -1;
+	}
+	void out(std::uint8_t flags)
+	{
+		Packet p = from_guest(make_tcp(kGuestA, gp_, kRemote1, 443, flags));
+		run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, gp_));
+	}
+	void in(std::uint8_t flags)
+	{
+		Packet p = from_uplink(make_tcp(kRemote1, 443, Topology::kUplinkAddr, gp_, flags));
+		run_up(p, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(p, kGuestA, gp_));
+	}
+	std::uint16_t gp_ = 62400;
+};
+
+TEST_F(UpIngressTcp, TcpStateFollowsTheConnection)
 {
 	// netfilter-like subset (abi.h enum kvx_ct_state): every packet is
 	// translated, and the flow's state follows the handshake and teardown.
-	const std::uint16_t gp = 62400;
-	auto state = [&] {
-		auto ct = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, gp, kRemote1, 443));
-		return ct ? int(ct->state) : -1;
-	};
-	auto out = [&](std::uint8_t flags) {
-		Packet p = from_guest(make_tcp(kGuestA, gp, kRemote1, 443, flags));
-		run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, gp));
-	};
-	auto in = [&](std::uint8_t flags) {
-		Packet p = from_uplink(make_tcp(kRemote1, 443, Topology::kUplinkAddr, gp, flags));
-		run_up(p, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(p, kGuestA, gp));
-	};
 	out(kTcpSyn);
 	EXPECT_EQ(state(), KVX_CT_SYN_SENT);
 	in(kTcpSyn | kTcpAck);
@@ -438,32 +447,20 @@ TEST_F(UpIngressTest, TcpStateFollowsTheConnection)
 	EXPECT_EQ(state(), KVX_CT_SYN_SENT);
 	in(kTcpRst | kTcpAck);
 	EXPECT_EQ(state(), KVX_CT_CLOSE);
-	auto ct = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, gp, kRemote1, 443));
+	auto ct = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, gp_, kRemote1, 443));
 	ASSERT_TRUE(ct);
 	EXPECT_EQ(ct->pkts_out, 5u);
 	EXPECT_EQ(ct->pkts_in, 3u);
 }
 
-TEST_F(UpIngressTest, RstTheGuestIgnoresDoesNotCloseItsConnection)
+TEST_F(UpIngressTcp, RstTheGuestIgnoresDoesNotCloseItsConnection)
 {
 	// An off-path RST (from the LAN, spoofing the remote) moves the flow
 	// to CLOSE; the guest's TCP drops it as out of window and keeps
 	// sending: the flow is ESTABLISHED again (else the 10 s CLOSE timeout
 	// would let GC remove a live connection's flow).  A RST the guest
 	// accepted is followed by nothing from the guest: the flow stays CLOSE.
-	const std::uint16_t gp = 62410;
-	auto state = [&] {
-		auto ct = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, gp, kRemote1, 443));
-		return ct ? int(ct->state) : -1;
-	};
-	auto out = [&](std::uint8_t flags) {
-		Packet p = from_guest(make_tcp(kGuestA, gp, kRemote1, 443, flags));
-		run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, gp));
-	};
-	auto in = [&](std::uint8_t flags) {
-		Packet p = from_uplink(make_tcp(kRemote1, 443, Topology::kUplinkAddr, gp, flags));
-		run_up(p, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(p, kGuestA, gp));
-	};
+	gp_ = 62410;
 	out(kTcpSyn);
 	in(kTcpSyn | kTcpAck);
 	out(kTcpAck);
