@@ -677,6 +677,13 @@ class KvmxdpXdpConfig(KvmxdpConfig):
         h = run([b, "attach", "--help"], check=False) + run([b, "--help"], check=False)
         if "--mode" not in h:
             return False, "n/a (not implemented yet): `kvmxdp attach --mode xdp` does not exist"
+        # attach refuses a mode it has no datapath for while checking its
+        # arguments, before anything is created (and before the root check).
+        r = subprocess.run([b, "attach", "--bridge", "kvxprobe0", "--uplink", "kvxprobe1",
+                            "--mode", "xdp"], capture_output=True, text=True, timeout=10)
+        if "no XDP datapath" in r.stderr:
+            return False, "n/a (not implemented yet): " + r.stderr.strip().removeprefix(
+                "kvmxdp: error: ")
         self.driver = "cli"
         return True, ""
 
