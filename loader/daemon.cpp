@@ -22,6 +22,7 @@
 #include "netlink.hpp"
 #include "route.hpp"
 #include "sysctl.hpp"
+#include "xdp_path.hpp"
 
 namespace kvmxdp {
 
@@ -329,12 +330,37 @@ void Daemon::record_uplink_clsact()
 	}
 }
 
+void Daemon::sync_xdp(NlSocket &nl)
+{
+	if (!xdp_)
+		return;
+	std::string sig;
+	std::vector<std::string> lines;
+	for (const XdpDevice &d : xdp_->sync(nl, bridge_ifindex_, uplink_ifindex_)) {
+		lines.push_back(d.ifname + " (" + d.role + "): " + d.hook.mode + ", " + d.hook.why +
+				"; " + d.tx_why);
+		sig += lines.back() + "\n";
+	}
+	if (sig == xdp_sig_)
+		return;
+	xdp_sig_ = sig;
+	for (const auto &l : lines)
+		log_verbose("xdp: " + l);
+}
+
 void Daemon::collect_garbage()
 {
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
 	// The per-guest flow counters are recounted at every sweep (gc.hpp).
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(),
 			  skel_.map_fd(KVX_MAP_GFLOWS), cfg.subnet_mask);
+	if (xdp_) {
+		try {
+			xdp_->sync_fdb(bridge_ifindex_, boottime_ns());
+		} catch (const Error &e) {
+			info(std::string("bridge forwarding database: ") + e.what());
+		}
+	}
 	if (r.ct_deleted || r.bind_deleted)
 		log_verbose("gc: " + std::to_string(r.ct_deleted) + " flow(s), " +
 			    std::to_string(r.bind_deleted) + " binding entr(ies) expired");
@@ -371,6 +397,7 @@ int Daemon::run()
 				if (heal)
 					next_heal = now + std::chrono::milliseconds(kMappingHealMs);
 				sync_mappings(nl, heal);
+				sync_xdp(nl);
 			} catch (const Error &e) {
 				info(std::string("uplink refresh: ") + e.what());
 			}
@@ -407,6 +434,7 @@ int Daemon::run()
 				refresh_uplink(nl);
 				refresh_bridge(nl);
 				sync_mappings(nl, false);
+				sync_xdp(nl);
 			} catch (const Error &e) {
 				info(std::string("uplink refresh: ") + e.what());
 			}

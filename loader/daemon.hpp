@@ -16,6 +16,7 @@ namespace kvmxdp {
 
 class Skeleton;
 class NlSocket;
+class XdpPath;
 
 class Daemon {
 public:
@@ -36,6 +37,10 @@ public:
 	// Where the bridge's forwarding sysctl is set again after the bridge
 	// was re-created (a libvirt network restart).
 	void set_sysctl_root(std::string root) { sysctl_root_ = std::move(root); }
+	// The XDP fast path: its devices follow the bridge's ports (libvirt
+	// adds vnetN later) and the uplink; the bridge's forwarding database
+	// is refreshed for the guests XDP redirects.  Outlives the daemon.
+	void set_xdp(XdpPath *xdp) { xdp_ = xdp; }
 
 private:
 	void refresh_uplink(NlSocket &nl);
@@ -49,6 +54,7 @@ private:
 	// Re-installs the configured static mappings when the config, the
 	// uplink address or the uplink's network changed (or to heal).
 	void sync_mappings(NlSocket &nl, bool force);
+	void sync_xdp(NlSocket &nl);
 
 	Instance inst_;
 	Skeleton &skel_;
@@ -67,6 +73,8 @@ private:
 	bool synced_ = false;
 	// --uplink auto: a device refused as another instance's uplink (logged once).
 	std::string refused_uplink_;
+	XdpPath *xdp_ = nullptr;
+	std::string xdp_sig_; // the decisions last logged
 };
 
 } // namespace kvmxdp

@@ -29,6 +29,7 @@
 #include "host_access.hpp"
 #include "mapctl.hpp"
 #include "mode.hpp"
+#include "xdp_path.hpp"
 #include "maps.hpp"
 #include "netaddr.hpp"
 #include "netlink.hpp"
@@ -261,7 +262,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	if (a.timeouts)
 		parse_timeouts(*a.timeouts);
 	if (a.mode)
-		choose_hook(parse_hook_mode(*a.mode), DeviceFacts{}); // xdp: refused here
+		parse_hook_mode(*a.mode);
 	require_root("attach");
 	// Before anything is created: a kernel without a helper the datapath
 	// needs gets one line naming it, not a verifier log (features.hpp).
@@ -283,12 +284,28 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	const bool uplink_auto = a.uplink == kUplinkAuto;
 	if (uplink_auto) {
 		std::string previous;
-		if (const Instance *p = ConfigStore(g.config).load().find(a.bridge))
+		const Config saved = ConfigStore(g.config).load();
+		if (const Instance *p = saved.find(a.bridge))
 			previous = p->uplink;
 		auto br = find_link(nl, a.bridge);
 		a.uplink = auto_uplink_device(nl, br ? br->ifindex : 0, previous);
 	}
 	Validated v = validate(nl, sys, a, subnet, nat);
+	// The datapath mode: explicit, else the instance's, else auto.
+	std::string mode = a.mode ? *a.mode : "auto";
+	if (!a.mode) {
+		const Config saved = ConfigStore(g.config).load();
+		if (const Instance *p = saved.find(a.bridge))
+			mode = p->mode;
+	}
+	if (parse_hook_mode(mode) == HookMode::Xdp && !a.uplink.empty()) {
+		// Asked for XDP where there can be none: one line, nothing made.
+		DeviceFacts f = device_facts(a.uplink);
+		if (f.wireless)
+			throw Error("--mode xdp: uplink '" + a.uplink +
+				    "' is wireless (802.11): no native XDP and not an XDP "
+				    "redirect target; use --mode auto (TC on WiFi)");
+	}
 
 	// Absolute: the path keys the daemon's pid file and goes into the config.
 	std::string bpffs = normalize_dir(g.bpffs);
@@ -579,6 +596,17 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 		failpoint(d.prog);
 	}
 
+	// The XDP fast path in front of the TC programs, where the mode and
+	// the devices allow it (xdp_path.hpp); a device it cannot take stays
+	// TC with the reason, which status shows.
+	XdpPath xdp(parse_hook_mode(mode), skel, pin_dir);
+	if (!resume)
+		rb.add("XDP links", [pin_dir] { XdpPath::remove_all(pin_dir); });
+	for (const XdpDevice &d : xdp.sync(nl, v.bridge.ifindex, v.uplink.ifindex))
+		log_verbose(d.ifname + " (" + d.role + "): " + d.hook.mode + ", " + d.hook.why +
+			    "; " + d.tx_why);
+	failpoint("xdp");
+
 	// The host's own sockets reaching mapped addresses; without them the
 	// datapath still serves the guests and the LAN.
 	std::string host_off = host_hooks_attach(skel, pin_dir, g.run_dir, rb);
@@ -600,11 +628,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	inst.clsact_created_bridge = created_br || (prev && prev->clsact_created_bridge);
 	inst.mappings = mappings;
 	inst.clamp_mss = kc.clamp_mss;
-	inst.mode = a.mode ? *a.mode : (prev ? prev->mode : std::string("auto"));
-	for (const std::string &dev : {inst.bridge, inst.uplink})
-		if (!dev.empty())
-			log_verbose(dev + ": " + choose_hook(parse_hook_mode(inst.mode),
-							     device_facts(dev)).why);
+	inst.mode = mode;
 	inst.flow_quota = flow_quota;
 	inst.timeouts = timeouts;
 	inst.clsact_created_uplink =
@@ -656,6 +680,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 
 	Daemon daemon(inst, skel, v.uplink.ifindex, g.config);
 	daemon.set_sysctl_root(g.sysctl_root);
+	daemon.set_xdp(&xdp);
 	return daemon.run();
 }
 

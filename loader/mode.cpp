@@ -53,18 +53,61 @@ DeviceFacts device_facts(const std::string &ifname, const std::string &sysfs_roo
 	return f;
 }
 
-HookChoice choose_hook(HookMode requested, const DeviceFacts &f)
+HookChoice choose_hook(HookMode requested, const std::string &role, const DeviceFacts &f)
 {
-	if (requested == HookMode::Xdp)
-		throw Error("--mode xdp: this kvmxdp has no XDP datapath yet (TC only): use "
-			    "--mode auto or --mode tc");
+	const std::string &kind = f.kind;
+	const std::optional<uint64_t> &features = f.xdp_features;
 	if (requested == HookMode::Tc)
 		return {"tc", "--mode tc"};
 	if (f.wireless)
 		return {"tc", "wireless (802.11): no native XDP, not an XDP redirect target"};
-	if (f.bridge)
-		return {"tc", "bridge device: generic XDP only"};
-	return {"tc", "no XDP datapath in this version"};
+	if (f.bridge || role == "bridge")
+		return {"tc", "bridge device: generic XDP only (TC; XDP runs on its ports)"};
+	if (kind == "tun")
+		return {"tc", "tap (a VM's NIC): XDP stays off, its frames carry offloaded "
+			      "checksums and GSO (TC path)"};
+	if (!features)
+		return {"tc", "the kernel does not report XDP features (netdev netlink, Linux 6.3)"};
+	const std::string what = f.driver.empty() ? (kind.empty() ? "device" : kind)
+						  : "driver " + f.driver;
+	if ((*features & (kXdpActBasic | kXdpActRedirect)) != (kXdpActBasic | kXdpActRedirect))
+		return {"tc", "no native XDP (" + what + ")"};
+	if (requested == HookMode::Xdp)
+		return {"xdp", "--mode xdp: native XDP (" + what + ")"};
+	// auto: XDP where it costs nothing else.  On a veth, an XDP program
+	// strips GSO from the peer (the guest's or the LAN side's TCP then
+	// sends MTU-sized segments), so veths take XDP only when asked.
+	if (kind == "veth")
+		return {"tc", "veth: XDP would strip the peer's GSO (--mode xdp uses it)"};
+	if (role == "port")
+		return {"tc", "bridge port: the fast path serves veth ports with --mode xdp"};
+	return {"xdp", "wired uplink with native XDP (" + what + ")"};
+}
+
+bool xdp_tx_allowed(const DeviceFacts &f, std::string &why)
+{
+	const std::string &kind = f.kind;
+	const std::optional<uint64_t> &features = f.xdp_features;
+	if (f.wireless) {
+		why = "wireless: not an XDP redirect target";
+		return false;
+	}
+	if (kind == "tun") {
+		why = "tap: replies go through TC (vhost-net guests)";
+		return false;
+	}
+	if (!features) {
+		why = "the kernel does not report XDP features";
+		return false;
+	}
+	if (!(*features & kXdpActNdoXmit)) {
+		why = kind == "veth" ? "veth whose peer has no NAPI (no XDP program, GRO off): "
+				       "an XDP redirect would not land"
+				     : "the driver takes no XDP redirects (ndo_xdp_xmit)";
+		return false;
+	}
+	why = "XDP redirect target";
+	return true;
 }
 
 } // namespace kvmxdp

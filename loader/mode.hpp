@@ -2,14 +2,16 @@
 // `attach --mode auto|tc|xdp`: which hook each device gets, and why.
 //
 // XDP cannot see an skb's checksum or GSO state, a WiFi device has no native
-// XDP and cannot be an XDP redirect target, and a bridge device has generic
-// XDP only: the decision is per device, from facts the kernel shows in
-// /sys/class/net (namespace-correct under `ip netns exec`).  This version's
-// datapath is TC only, so `auto` picks TC everywhere and says why, and
-// `xdp` is refused; the facts and the reasons are what an XDP path will
-// extend (issue 4).
+// XDP and cannot be an XDP redirect target, a bridge device has generic XDP
+// only, a tap carries a VM's offloaded frames, and XDP on a veth strips its
+// peer's GSO: the decision is per device, from facts the kernel shows in
+// /sys/class/net (namespace-correct under `ip netns exec`), rtnetlink (the
+// link kind) and netdev netlink (XDP features, Linux 6.3).  The TC programs
+// stay attached everywhere: they take what XDP hands them (bpf/lib/xdp.h).
 #pragma once
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 namespace kvmxdp {
@@ -25,18 +27,34 @@ struct DeviceFacts {
 	bool wireless = false; // an 802.11 device (cfg80211: /sys/class/net/IF/wireless)
 	bool bridge = false;   // a bridge device
 	std::string driver;    // the bound driver's name, "" for virtual devices
+	// Filled by the caller (xdp_path.hpp), not from sysfs:
+	std::string kind; // IFLA_INFO_KIND: "veth", "tun", "" for hardware
+	// NETDEV_XDP_ACT_* bits; nullopt where the kernel cannot say (< 6.3)
+	std::optional<uint64_t> xdp_features;
 };
+
+// NETDEV_XDP_ACT_* (uapi linux/netdev.h, Linux 6.3; not in Debian 12's
+// headers).
+constexpr uint64_t kXdpActBasic = 1U << 0;
+constexpr uint64_t kXdpActRedirect = 1U << 1;
+constexpr uint64_t kXdpActNdoXmit = 1U << 2;
 
 // What /sys/class/net/IF (under sysfs_root) shows of ifname.
 DeviceFacts device_facts(const std::string &ifname, const std::string &sysfs_root = "/sys");
 
 struct HookChoice {
-	std::string mode; // "tc" (the only datapath of this version)
+	std::string mode; // "xdp" or "tc"
 	std::string why;
 };
 
-// The hook of one device.  Throws for HookMode::Xdp: this version has no
-// XDP datapath (one clear line, before anything is created).
-HookChoice choose_hook(HookMode requested, const DeviceFacts &f);
+// The hook of one device; role: "bridge", "uplink" or "port".  `auto` takes
+// XDP where it costs nothing else (a wired uplink with native XDP), `xdp`
+// also on veths; everything else is TC, with the reason.
+HookChoice choose_hook(HookMode requested, const std::string &role, const DeviceFacts &f);
+
+// Whether kvmxdp lets the XDP programs redirect into the device
+// (KVX_XDEV_F_TX), and why: the kernel must say a redirect lands
+// (NDO_XMIT: a veth only while its peer has NAPI), never a tap or WiFi.
+bool xdp_tx_allowed(const DeviceFacts &f, std::string &why);
 
 } // namespace kvmxdp

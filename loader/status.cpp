@@ -2,6 +2,7 @@
 // `status`: the state of every instance as JSON (CONTRACT.md's shape); the
 // CLI renders the same JSON as a table, so both views always agree.
 #include <arpa/inet.h>
+#include <bpf/libbpf.h>
 #include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
@@ -23,6 +24,7 @@
 #include "netaddr.hpp"
 #include "netlink.hpp"
 #include "sysctl.hpp"
+#include "xdp_path.hpp"
 
 namespace kvmxdp {
 
@@ -142,18 +144,59 @@ json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
 		{"prog", prog}};
 }
 
-// The device's entry plus why it has these hooks (attach --mode).
+// What the XDP fast path makes of a device (attach --mode, xdp_path.hpp):
+// the hook it should have and why, the XDP program it has, and whether
+// XDP redirects into it.
+void add_xdp_facts(json &d, int ifindex, const std::string &ifname, const std::string &role,
+		   const std::string &kind, const std::string &mode,
+		   const std::vector<std::pair<int, uint32_t>> &links)
+{
+	DeviceFacts f = device_facts(ifname);
+	f.kind = kind;
+	f.xdp_features = xdp_features(ifindex);
+	HookChoice c;
+	try {
+		c = choose_hook(parse_hook_mode(mode), role, f);
+	} catch (const Error &e) {
+		c = {"tc", e.what()};
+	}
+	json xdp_prog = nullptr;
+	for (const auto &[idx, prog_id] : links)
+		if (idx == ifindex && prog_id)
+			xdp_prog = prog_name_by_id(prog_id);
+	if (c.mode == "xdp" && xdp_prog.is_null()) {
+		// Whose XDP program is there, if any (another tool's keeps the
+		// device on TC: the daemon does not replace it).
+		bpf_xdp_query_opts q{};
+		q.sz = sizeof(q);
+		if (bpf_xdp_query(ifindex, 0, &q) == 0 && q.prog_id)
+			c = {"tc", "another XDP program is attached (id " + std::to_string(q.prog_id) +
+					   ", " + prog_name_by_id(q.prog_id) + "): TC path"};
+		else
+			c = {"tc", "XDP wanted (" + c.why +
+					   ") but not attached: no daemon yet, or the attach failed (its "
+					   "log says why)"};
+	}
+	d["role"] = role;
+	d["mode"] = xdp_prog.is_null() ? "tc" : "xdp";
+	d["xdp_prog"] = xdp_prog;
+	d["why"] = c.why;
+	std::string tx_why;
+	d["redirect_target"] = xdp_tx_allowed(f, tx_why);
+	d["redirect_why"] = tx_why;
+}
+
 json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
-		 const std::string &mode, std::vector<std::string> &warnings)
+		 const std::string &role, const std::string &mode,
+		 const std::vector<std::pair<int, uint32_t>> &links, std::vector<std::string> &warnings)
 {
 	json d = device_json(nl, ifname, expect, warnings);
-	try {
-		HookChoice c = choose_hook(parse_hook_mode(mode), device_facts(ifname));
-		d["mode"] = c.mode;
-		d["why"] = c.why;
-	} catch (const Error &e) {
-		d["why"] = e.what();
-	}
+	if (d["ifindex"].is_null())
+		return d;
+	std::string kind;
+	if (auto l = find_link(nl, ifname))
+		kind = l->kind;
+	add_xdp_facts(d, d["ifindex"].get<int>(), ifname, role, kind, mode, links);
 	return d;
 }
 
@@ -177,10 +220,27 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				   "changes are not followed and expired flows are not "
 				   "collected (run attach again to resume)");
 
-	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress", inst.mode, warnings)});
+	const auto links = XdpPath::pinned_links(inst.pin_dir);
+	j["devices"] = json::array(
+		{device_json(nl, inst.bridge, "kvx_br_ingress", "bridge", inst.mode, links, warnings)});
 	if (!inst.uplink.empty())
-		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress", inst.mode, warnings));
-	else
+		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress", "uplink",
+						   inst.mode, links, warnings));
+	// The bridge's ports: XDP (--mode xdp on veths) or nothing of ours.
+	try {
+		if (auto br = find_link(nl, inst.bridge))
+			for (const PortInfo &p : bridge_ports(br->ifindex)) {
+				json d = {{"ifname", p.name}, {"ifindex", p.ifindex}, {"hook", nullptr},
+					  {"prog", nullptr}};
+				add_xdp_facts(d, p.ifindex, p.name, "port", p.kind, inst.mode, links);
+				if (!d["xdp_prog"].is_null())
+					d["hook"] = "xdp";
+				j["devices"].push_back(d);
+			}
+	} catch (const Error &e) {
+		warnings.push_back(std::string("bridge ports: ") + e.what());
+	}
+	if (inst.uplink.empty())
 		warnings.push_back("uplink: none (waiting for a default route): guest traffic "
 				   "to the outside is dropped until one appears");
 

@@ -74,12 +74,39 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 					       "address-and-port-dependent")
 		    << "\n";
 		out << "  devices:\n";
-		for (const auto &d : i["devices"])
-			out << "    " << pad(str(d["ifname"]), 16)
-			    << pad("ifindex " + str(d["ifindex"]), 14) << pad(str(d["hook"]), 12)
-			    << pad(str(d["mode"]), 4) << str(d["prog"], "(not attached)")
-			    << (d.contains("why") ? "  (" + str(d["why"]) + ")" : std::string())
+		// One line per device: its TC filter, its XDP program, whether
+		// XDP redirects into it, and why the mode is what it is.
+		for (const auto &d : i["devices"]) {
+			const std::string role = d.value("role", std::string());
+			const bool port = role == "port";
+			out << "    " << pad(str(d["ifname"]), 16) << pad(role, 7)
+			    << pad("ifindex " + str(d["ifindex"]), 14) << pad(str(d["mode"]), 4)
+			    << "tc " << pad(str(d["prog"], port ? "-" : "(not attached)"), 15)
+			    << "xdp " << pad(d.contains("xdp_prog") ? str(d["xdp_prog"], "-") : "-", 13)
+			    << (d.value("redirect_target", false) ? "redirect-target " : "")
+			    << (d.contains("why") ? "(" + str(d["why"]) + ")" : std::string())
 			    << "\n";
+		}
+		// The XDP fast path's share: what it translated, what it handed
+		// to TC and why (bpf/lib/xdp.h).
+		if (i.contains("counters")) {
+			auto pk = [&](const char *r) {
+				return i["counters"].contains(r)
+					       ? i["counters"][r]["packets"].get<uint64_t>()
+					       : uint64_t{0};
+			};
+			uint64_t xdp = pk("XDP_XLATE_OUT") + pk("XDP_XLATE_IN");
+			uint64_t csum = pk("XDP_TO_TC_CSUM"), dev = pk("XDP_TO_TC_DEV"),
+				 cls = pk("XDP_TO_TC");
+			if (xdp + csum + dev + cls) {
+				uint64_t all = xdp + csum + dev + cls;
+				out << "  xdp fast path: " << xdp << " packets translated, "
+				    << csum + dev + cls << " handed to TC ("
+				    << (100 * (csum + dev + cls) + all / 2) / all
+				    << "%: checksum offloaded " << csum << ", device " << dev
+				    << ", class " << cls << ")\n";
+			}
+		}
 		// The host's own sockets to mapped addresses: cgroup hooks.
 		for (const auto &h : i.value("host_access", nlohmann::json::array()))
 			out << "    " << pad("cgroup v2 root", 30) << pad(str(h["hook"]), 21)

@@ -73,7 +73,6 @@ bad_case "unknown option" "--frobnicate" "${ATTACH[@]}" --frobnicate
 bad_case "unknown subcommand" "frobnicate" frobnicate --bridge "$BR"
 bad_case "--uplink is the bridge itself" "$BR" attach --bridge "$BR" --uplink "$BR"
 bad_case "--mode garbage" "fast" "${ATTACH[@]}" --mode fast
-bad_case "--mode xdp (no XDP datapath in this version)" "--mode xdp" "${ATTACH[@]}" --mode xdp
 # No --subnet and no address on the bridge: there is no guest subnet to use.
 ip -n "$NS_HOST" addr del "$GW_IP/24" dev "$BR"
 STATE=$(kvx_host_state)

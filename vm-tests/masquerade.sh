@@ -33,8 +33,15 @@ assert_eq "status: uplink" "$UP" "$(kvx_json 'i["uplink"]' "$st")"
 assert_eq "status: uplink_addr" "$UP_IP" "$(kvx_json 'i["uplink_addr"]' "$st")"
 assert_eq "status: subnet" "$SUBNET" "$(kvx_json 'i["subnet"]' "$st")"
 assert_eq "status: eif" false "$(kvx_json 'i["eif"]' "$st")"
-assert_eq "status: devices" "$BR,$UP" \
+assert_eq "status: devices (bridge, uplink, the bridge's ports)" \
+	"$(printf '%s\n' "$BR" "$UP" "$P1_IF" "$P2_IF" | sort | paste -sd,)" \
 	"$(kvx_json '",".join(sorted(x["ifname"] for x in i["devices"]))' "$st" | tr ',' '\n' | sort | paste -sd,)"
+# --mode auto on veths: TC everywhere, each with its reason (XDP would strip
+# the peer's GSO); xdp_path.sh covers --mode xdp.
+assert_eq "status: every device on TC under --mode auto" "tc tc tc tc" \
+	"$(kvx_json '" ".join(d["mode"] for d in i["devices"])' "$st")"
+assert_contains "status: the uplink says why it is not XDP" "GSO" \
+	"$(kvx_json '[d["why"] for d in i["devices"] if d["ifname"] == "'"$UP"'"][0]' "$st")"
 # The JSON shape of the contract, every reason of the ABI's X-macro included.
 reasons=$(sed -n 's/^[[:space:]]*X(\([A-Z_]*\),.*/\1/p' "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h" | paste -sd,)
 shape=$(KVX_REASONS=$reasons kvx_json '";".join(

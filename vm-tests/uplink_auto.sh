@@ -95,7 +95,7 @@ expect_uplink() { # DEV ADDR TAG: status, filters and a new flow name DEV/ADDR
 	assert_eq "$3: status uplink" auto "$(kvx_json 'i["uplink"]' "$st")"
 	assert_eq "$3: status uplink_device" "$dev" "$(kvx_json 'i["uplink_device"]' "$st")"
 	assert_eq "$3: status uplink_addr" "$addr" "$(kvx_json 'i["uplink_addr"]' "$st")"
-	assert_eq "$3: status devices" "$BR $dev" "$(kvx_json '" ".join(d["ifname"] for d in i["devices"])' "$st")"
+	assert_eq "$3: status devices" "$BR $dev" "$(kvx_json '" ".join(d["ifname"] for d in i["devices"] if d.get("role") != "port")' "$st")"
 	assert_eq "$3: one bpf filter on $dev" 1 "$(kvx_tc_bpf_filters "$dev")"
 	assert_eq "$3: no bpf filter on $other" 0 "$(kvx_tc_bpf_filters "$other")"
 	assert_contains "$3: the config records auto" '"uplink": "auto"' "$(cat "$KVX_CFG")"

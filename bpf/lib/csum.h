@@ -13,7 +13,8 @@
 #include <linux/tcp.h>
 #include <linux/udp.h>
 #include <linux/icmp.h>
-#include "ctx_skb.h"
+#include "ctx.h"
+#include "csum_math.h"
 
 #define KVX_IP_CSUM_OFF (ETH_HLEN + offsetof(struct iphdr, check))
 
@@ -59,34 +60,6 @@ static __always_inline int csum_port(kvx_ctx_t *ctx, const struct csum_l4 *l4, _
 		return 0;
 	return ctx_l4_csum_replace(ctx, l4->off, from, to,
 				   (l4->udp ? BPF_F_MARK_MANGLED_0 : 0) | sizeof(to));
-}
-
-/*
- * Plain RFC 1624 arithmetic on a checksum field, for fields that no skb
- * helper knows about (the headers quoted inside an ICMP error) and for XDP.
- * HC' = ~(~HC + ~m + m'); one's complement sums do not care about byte
- * order as long as every operand is read from the packet the same way.
- */
-static __always_inline __u16 csum_fold32(__u32 s)
-{
-	s = (s & 0xffff) + (s >> 16);
-	s = (s & 0xffff) + (s >> 16);
-	return (__u16)s;
-}
-
-static __always_inline __sum16 csum16_update(__sum16 hc, __be16 from, __be16 to)
-{
-	__u32 s = (__u16)~hc + (__u16)~from + (__u16)to;
-
-	return (__sum16)~csum_fold32(s);
-}
-
-static __always_inline __sum16 csum32_update(__sum16 hc, __be32 from, __be32 to)
-{
-	__u32 s = (__u16)~hc + (__u16)~(from & 0xffff) + (__u16)~(from >> 16) + (to & 0xffff) +
-		  (to >> 16);
-
-	return (__sum16)~csum_fold32(s);
 }
 
 #endif /* KVX_CSUM_H */

@@ -66,6 +66,22 @@ struct {
 	__type(value, __u32);
 } kvx_gflows SEC(".maps");
 
+/* The XDP fast path's devices and learnt guest MACs (abi.h); the TC
+ * object carries them too, so that one set of pins serves both. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_XDEV_MAX);
+	__type(key, __u32);
+	__type(value, struct kvx_xdev_val);
+} kvx_xdev SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_XFDB_SIZE);
+	__type(key, struct kvx_xfdb_key);
+	__type(value, struct kvx_xfdb_val);
+} kvx_xfdb SEC(".maps");
+
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {
 	__u32 zero = 0;

@@ -8,7 +8,7 @@
 #ifndef KVX_NAT_H
 #define KVX_NAT_H
 
-#include "ctx_skb.h"
+#include "ctx.h"
 #include "parse.h"
 #include "csum.h"
 #include "fib.h"
@@ -470,7 +470,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		if (p.ttl <= 1)
 			return verdict(KVX_R_PASS_TTL, len);
 	} else {
-		rc = fib_route(ctx, &p, &fib);
+		rc = fib_route(ctx, &p, &fib, ctx_ifindex(ctx), 0);
 		switch (rc) {
 		case BPF_FIB_LKUP_RET_SUCCESS:
 		case BPF_FIB_LKUP_RET_NO_NEIGH:

@@ -15,7 +15,7 @@
 #include <linux/udp.h>
 #include <linux/icmp.h>
 #include <bpf/bpf_endian.h>
-#include "ctx_skb.h"
+#include "ctx.h"
 
 #define KVX_IP_MF 0x2000
 #define KVX_IP_DF 0x4000

@@ -431,24 +431,6 @@ TEST_F(BrIngressTest, FrameForAnotherMacIsNotRouted)
 
 // --- MTU (contract step 8): needs the uplink's MTU lowered ---
 
-class UplinkMtu {
-public:
-	explicit UplinkMtu(int mtu)
-	{
-		must_run({"ip", "link", "set", Topology::kUplink, "mtu", std::to_string(mtu)});
-	}
-	~UplinkMtu()
-	{
-		try {
-			must_run({"ip", "link", "set", Topology::kUplink, "mtu", "1500"});
-		} catch (const std::exception &e) {
-			ADD_FAILURE() << "restoring the uplink MTU: " << e.what();
-		}
-	}
-	UplinkMtu(const UplinkMtu &) = delete;
-	UplinkMtu &operator=(const UplinkMtu &) = delete;
-};
-
 TEST_F(BrIngressTest, TooBigWithDfPassesForFragNeeded)
 {
 	UplinkMtu mtu(1280);

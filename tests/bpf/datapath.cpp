@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
 #include <cerrno>
@@ -11,6 +12,7 @@
 #include <stdexcept>
 
 #include "kvmxdp_tc.skel.h"
+#include "kvmxdp_xdp.skel.h"
 
 namespace kvmxdp::test {
 namespace {
@@ -161,7 +163,49 @@ Datapath::Datapath(TableSizes sizes)
 
 Datapath::~Datapath()
 {
+	kvmxdp_xdp__destroy(xdp_);
 	kvmxdp_tc__destroy(skel_);
+}
+
+void Datapath::load_xdp()
+{
+	if (xdp_)
+		return;
+	g_libbpf_log.clear();
+	libbpf_set_print(capture_libbpf);
+	kvmxdp_xdp *x = kvmxdp_xdp__open();
+	if (!x)
+		throw std::runtime_error("kvmxdp_xdp__open: " + errno_text(errno) + "\n" +
+					 g_libbpf_log);
+	// Every map but the object's own .bss/.rodata is the TC object's (by
+	// name), as the loader hands them over: one state for both paths.
+	int err = 0;
+	std::string which;
+	bpf_map *m;
+	bpf_object__for_each_map(m, x->obj)
+	{
+		if (bpf_map__is_internal(m))
+			continue;
+		const bpf_map *tc = bpf_object__find_map_by_name(skel_->obj, bpf_map__name(m));
+		if (!tc) {
+			err = -ENOENT;
+			which = std::string(" (no map ") + bpf_map__name(m) + " in kvmxdp_tc)";
+			break;
+		}
+		err = bpf_map__reuse_fd(m, bpf_map__fd(tc));
+		if (err) {
+			which = std::string(" (reusing ") + bpf_map__name(m) + ")";
+			break;
+		}
+	}
+	if (!err)
+		err = kvmxdp_xdp__load(x);
+	if (err) {
+		kvmxdp_xdp__destroy(x);
+		throw std::runtime_error("kvmxdp_xdp load" + which + ": " + errno_text(err) +
+					 "\n" + g_libbpf_log);
+	}
+	xdp_ = x;
 }
 
 int Datapath::fd_cfg() const
@@ -237,6 +281,8 @@ void Datapath::clear_tables()
 	clear_hash<kvx_bind_key>(fd_bind(), "kvx_bind");
 	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
 	clear_hash<kvx_frag_key>(bpf_map__fd(skel_->maps.kvx_frag), "kvx_frag");
+	clear_hash<__u32>(bpf_map__fd(skel_->maps.kvx_xdev), "kvx_xdev");
+	clear_hash<kvx_xfdb_key>(bpf_map__fd(skel_->maps.kvx_xfdb), "kvx_xfdb");
 }
 
 static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
@@ -289,16 +335,31 @@ Stats Datapath::stats() const
 	return s;
 }
 
-int Datapath::prog_fd(Prog prog) const
+int Datapath::prog_fd(Prog prog)
 {
-	return bpf_program__fd(prog == Prog::BrIngress ? skel_->progs.kvx_br_ingress :
-							 skel_->progs.kvx_up_ingress);
+	switch (prog) {
+	case Prog::BrIngress:
+		return bpf_program__fd(skel_->progs.kvx_br_ingress);
+	case Prog::UpIngress:
+		return bpf_program__fd(skel_->progs.kvx_up_ingress);
+	case Prog::XdpPort:
+		load_xdp();
+		return bpf_program__fd(xdp_->progs.kvx_xdp_port);
+	case Prog::XdpUp:
+		load_xdp();
+		return bpf_program__fd(xdp_->progs.kvx_xdp_up);
+	}
+	return -1;
 }
 
 RunResult Datapath::run(Prog prog, const testpkt::Bytes &frame, int ifindex)
 {
+	if (is_xdp(prog))
+		load_xdp();
 	const bpf_program *p = prog == Prog::BrIngress ? skel_->progs.kvx_br_ingress :
-							 skel_->progs.kvx_up_ingress;
+			       prog == Prog::UpIngress ? skel_->progs.kvx_up_ingress :
+			       prog == Prog::XdpPort   ? xdp_->progs.kvx_xdp_port :
+							 xdp_->progs.kvx_xdp_up;
 	RunResult r;
 	// Room for a frame that grows (none should) and for the kernel's check
 	// that the output fits (-ENOSPC otherwise).
@@ -308,6 +369,13 @@ RunResult Datapath::run(Prog prog, const testpkt::Bytes &frame, int ifindex)
 	// test_run picks skb->dev from ctx->ifindex (in the caller's netns);
 	// bpf_fib_lookup needs it.
 	ctx.ifindex = static_cast<__u32>(ifindex);
+	// XDP: the frame's rx queue is queue 0 of ingress_ifindex (the netns
+	// bpf_fib_lookup uses); data/data_meta 0 and data_end = the frame, as
+	// the kernel requires of a test_run xdp_md.
+	xdp_md xctx;
+	std::memset(&xctx, 0, sizeof(xctx));
+	xctx.data_end = static_cast<__u32>(frame.size());
+	xctx.ingress_ifindex = static_cast<__u32>(ifindex);
 
 	bpf_test_run_opts opts;
 	std::memset(&opts, 0, sizeof(opts));
@@ -316,8 +384,13 @@ RunResult Datapath::run(Prog prog, const testpkt::Bytes &frame, int ifindex)
 	opts.data_size_in = static_cast<__u32>(frame.size());
 	opts.data_out = r.out.data();
 	opts.data_size_out = static_cast<__u32>(r.out.size());
-	opts.ctx_in = &ctx;
-	opts.ctx_size_in = sizeof(ctx);
+	if (is_xdp(prog)) {
+		opts.ctx_in = &xctx;
+		opts.ctx_size_in = sizeof(xctx);
+	} else {
+		opts.ctx_in = &ctx;
+		opts.ctx_size_in = sizeof(ctx);
+	}
 	opts.repeat = 1;
 	if (bpf_prog_test_run_opts(bpf_program__fd(p), &opts) != 0)
 		throw std::runtime_error(
@@ -365,6 +438,60 @@ void Datapath::extaddr_update(std::uint32_t addr, std::uint32_t flags)
 	v.flags = flags;
 	if (bpf_map_update_elem(fd_extaddr(), &key, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_extaddr: " + errno_text(errno));
+}
+
+kvx_xfdb_key xfdb_key(const testpkt::Mac &mac)
+{
+	kvx_xfdb_key k;
+	std::memset(&k, 0, sizeof(k));
+	std::memcpy(k.mac, mac.data(), sizeof(k.mac));
+	return k;
+}
+
+void Datapath::xdev_update(int ifindex, const testpkt::Mac &mac, std::uint16_t flags)
+{
+	const __u32 key = static_cast<__u32>(ifindex);
+	kvx_xdev_val v;
+	std::memset(&v, 0, sizeof(v));
+	std::memcpy(v.mac, mac.data(), sizeof(v.mac));
+	v.flags = flags;
+	if (bpf_map_update_elem(bpf_map__fd(skel_->maps.kvx_xdev), &key, &v, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_xdev: " + errno_text(errno));
+}
+
+void Datapath::xdev_delete(int ifindex)
+{
+	const __u32 key = static_cast<__u32>(ifindex);
+	if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.kvx_xdev), &key) != 0 && errno != ENOENT)
+		throw std::runtime_error("delete kvx_xdev: " + errno_text(errno));
+}
+
+std::optional<kvx_xfdb_val> Datapath::xfdb_lookup(const testpkt::Mac &mac) const
+{
+	const kvx_xfdb_key k = xfdb_key(mac);
+	kvx_xfdb_val v;
+	if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.kvx_xfdb), &k, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+void Datapath::xfdb_update(const testpkt::Mac &mac, const kvx_xfdb_val &val)
+{
+	const kvx_xfdb_key k = xfdb_key(mac);
+	if (bpf_map_update_elem(bpf_map__fd(skel_->maps.kvx_xfdb), &k, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_xfdb: " + errno_text(errno));
+}
+
+void Datapath::xfdb_delete(const testpkt::Mac &mac)
+{
+	const kvx_xfdb_key k = xfdb_key(mac);
+	if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.kvx_xfdb), &k) != 0 && errno != ENOENT)
+		throw std::runtime_error("delete kvx_xfdb: " + errno_text(errno));
+}
+
+std::size_t Datapath::xfdb_size() const
+{
+	return all_keys<kvx_xfdb_key>(bpf_map__fd(skel_->maps.kvx_xfdb)).size();
 }
 
 std::optional<kvx_ct_val> Datapath::ct_lookup(const kvx_ct_key &key) const

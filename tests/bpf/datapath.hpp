@@ -1,6 +1,8 @@
 // Test harness around the kvmxdp_tc skeleton: owns one loaded instance,
 // gives typed access to its maps and runs its programs with
-// BPF_PROG_TEST_RUN on crafted frames.
+// BPF_PROG_TEST_RUN on crafted frames.  The XDP programs (kvmxdp_xdp) are
+// loaded on first use, with every map of the TC object reused (as the
+// loader does), so both paths see one state.
 #pragma once
 
 #include <cstdint>
@@ -15,10 +17,18 @@
 #include "pkt.hpp"
 
 struct kvmxdp_tc;
+struct kvmxdp_xdp;
 
 namespace kvmxdp::test {
 
-enum class Prog { BrIngress, UpIngress };
+// The TC programs and the XDP fast path in front of them: XdpPort runs on
+// a bridge port (guest -> outside), XdpUp on the uplink (outside -> guest).
+enum class Prog { BrIngress, UpIngress, XdpPort, XdpUp };
+
+inline bool is_xdp(Prog prog)
+{
+	return prog == Prog::XdpPort || prog == Prog::XdpUp;
+}
 
 const char *reason_name(int reason);
 const char *verdict_name(int verdict);
@@ -55,11 +65,17 @@ public:
 	void set_cfg(const kvx_cfg &cfg);
 	kvx_cfg cfg() const;
 
-	void clear_tables(); // kvx_ct, kvx_bind, kvx_extaddr and kvx_frag
+	// kvx_ct, kvx_bind, kvx_extaddr, kvx_frag, kvx_xdev and kvx_xfdb.
+	void clear_tables();
 	Stats stats() const;
 
+	// TC programs: ifindex is skb->ifindex; XDP programs: the xdp_md's
+	// ingress_ifindex (the device the program would be attached to).
 	RunResult run(Prog prog, const testpkt::Bytes &frame, int ifindex);
-	int prog_fd(Prog prog) const;
+	int prog_fd(Prog prog);
+	// Loads kvmxdp_xdp (maps reused); run() does it on first use.  Throws
+	// with the verifier's log on failure.
+	void load_xdp();
 
 	std::optional<kvx_bind_val> bind_lookup(const kvx_bind_key &key) const;
 	void bind_update(const kvx_bind_key &key, const kvx_bind_val &val);
@@ -76,6 +92,15 @@ public:
 	void set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
 	std::uint32_t reclaim_cursor() const;
 
+	// kvx_xdev[ifindex] (the daemon's device table of the XDP path).
+	void xdev_update(int ifindex, const testpkt::Mac &mac, std::uint16_t flags);
+	void xdev_delete(int ifindex);
+	// kvx_xfdb: guest MAC -> bridge port, learnt by kvx_xdp_port.
+	std::optional<kvx_xfdb_val> xfdb_lookup(const testpkt::Mac &mac) const;
+	void xfdb_update(const testpkt::Mac &mac, const kvx_xfdb_val &val);
+	void xfdb_delete(const testpkt::Mac &mac);
+	std::size_t xfdb_size() const;
+
 	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> ct_entries() const;
@@ -88,11 +113,13 @@ private:
 	int fd_extaddr() const;
 
 	kvmxdp_tc *skel_ = nullptr;
+	kvmxdp_xdp *xdp_ = nullptr;
 };
 
 // Keys built the way the ABI says (zeroed, network order), from host-order
 // addresses and ports.
 kvx_bind_key bind_key(kvx_bind_dir dir, std::uint8_t proto, std::uint32_t addr, std::uint16_t port);
+kvx_xfdb_key xfdb_key(const testpkt::Mac &mac);
 kvx_ct_key ct_key(std::uint8_t proto, std::uint32_t int_addr, std::uint16_t int_port,
 		  std::uint32_t rem_addr, std::uint16_t rem_port);
 

@@ -40,7 +40,16 @@ const Topology &topo()
 
 int ingress_ifindex(Prog prog)
 {
-	return prog == Prog::BrIngress ? g_topo.bridge_ifindex : g_topo.uplink_ifindex;
+	switch (prog) {
+	case Prog::BrIngress:
+		return g_topo.bridge_ifindex;
+	case Prog::XdpPort:
+		return g_topo.bridge_port_ifindex;
+	case Prog::UpIngress:
+	case Prog::XdpUp:
+		break;
+	}
+	return g_topo.uplink_ifindex;
 }
 
 const std::string &skip_reason()
@@ -119,6 +128,28 @@ Packet dnat(Packet p, std::uint32_t guest, std::uint16_t guest_port)
 	p.src_mac = Topology::kBridgeMac;
 	p.dst_mac = guest_mac(guest);
 	return p;
+}
+
+Packet dnat_unknown_mac(const Packet &in, std::uint32_t guest, std::uint16_t port)
+{
+	Packet p = dnat(in, guest, port);
+	p.src_mac = in.src_mac;
+	p.dst_mac = in.dst_mac;
+	return p;
+}
+
+UplinkMtu::UplinkMtu(int mtu)
+{
+	must_run({"ip", "link", "set", Topology::kUplink, "mtu", std::to_string(mtu)});
+}
+
+UplinkMtu::~UplinkMtu()
+{
+	try {
+		must_run({"ip", "link", "set", Topology::kUplink, "mtu", "1500"});
+	} catch (const std::exception &e) {
+		ADD_FAILURE() << "restoring the uplink MTU: " << e.what();
+	}
 }
 
 Packet reply_to(const Packet &out)

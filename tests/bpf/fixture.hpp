@@ -57,6 +57,9 @@ Packet snat(Packet p, std::uint16_t ext_port, std::uint32_t ext_addr = Topology:
 // The expected result of DNAT: dst -> guest:port, TTL-1, MACs from the
 // binding (bridge MAC, the guest's gateway, -> guest MAC).
 Packet dnat(Packet p, std::uint32_t guest, std::uint16_t guest_port);
+// The DNAT result delivered while the guest's MAC is still unknown: only
+// L3/L4 rewritten, the MACs left to bpf_redirect_neigh.
+Packet dnat_unknown_mac(const Packet &in, std::uint32_t guest, std::uint16_t port);
 // The port/echo id a packet carries in the direction of the lookup.
 std::uint16_t src_port_of(const Packet &p);
 std::uint16_t dst_port_of(const Packet &p);
@@ -113,6 +116,15 @@ void add_port_forward(Datapath &dp, std::uint8_t proto, std::uint32_t ext_addr,
 		      std::uint16_t ext_port, std::uint32_t guest, std::uint16_t guest_port);
 void add_one_to_one(Datapath &dp, std::uint32_t ext_addr, std::uint32_t guest,
 		    std::uint32_t extaddr_flags);
+
+// The uplink's MTU lowered for one test (private netns), 1500 restored.
+class UplinkMtu {
+public:
+	explicit UplinkMtu(int mtu);
+	~UplinkMtu();
+	UplinkMtu(const UplinkMtu &) = delete;
+	UplinkMtu &operator=(const UplinkMtu &) = delete;
+};
 
 // Base fixture: skips without the private netns, shares one loaded
 // datapath, and starts every test from empty tables and the default cfg.

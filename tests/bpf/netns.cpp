@@ -166,10 +166,15 @@ std::string enter_private_netns(Topology &t, std::string &error)
 			  testpkt::mac_str(Topology::kBridgeMac), "type", "bridge", "stp_state",
 			  "0"});
 		// veth pairs, not dummies: CONFIG_DUMMY is not in every kernel.
-		must_run({ip, "link", "add", Topology::kBridgePort, "type", "veth", "peer", "name",
-			  Topology::kBridgePortPeer});
+		must_run({ip, "link", "add", Topology::kBridgePort, "address",
+			  testpkt::mac_str(Topology::kBridgePortMac), "type", "veth", "peer",
+			  "name", Topology::kBridgePortPeer});
 		must_run({ip, "link", "set", Topology::kBridgePortPeer, "up"});
 		must_run({ip, "link", "set", Topology::kBridgePort, "master", Topology::kBridge});
+		must_run({ip, "link", "add", Topology::kBridgePort2, "address",
+			  testpkt::mac_str(Topology::kBridgePort2Mac), "type", "veth", "peer",
+			  "name", Topology::kBridgePort2Peer});
+		must_run({ip, "link", "set", Topology::kBridgePort2, "master", Topology::kBridge});
 		must_run({ip, "addr", "add", "192.168.122.1/24", "dev", Topology::kBridge});
 		must_run({ip, "link", "set", Topology::kBridgePort, "up"});
 		must_run({ip, "link", "set", Topology::kBridge, "up"});
@@ -208,6 +213,8 @@ std::string enter_private_netns(Topology &t, std::string &error)
 		t.bridge_ifindex = ifindex_of(Topology::kBridge);
 		t.uplink_ifindex = ifindex_of(Topology::kUplink);
 		t.other_ifindex = ifindex_of(Topology::kOther);
+		t.bridge_port_ifindex = ifindex_of(Topology::kBridgePort);
+		t.bridge_port2_ifindex = ifindex_of(Topology::kBridgePort2);
 		t.bridge_port_peer_ifindex = ifindex_of(Topology::kBridgePortPeer);
 		t.uplink_peer_ifindex = ifindex_of(Topology::kUplinkPeer);
 	} catch (const std::exception &e) {

@@ -4,8 +4,10 @@
 //
 //   guest side                              uplink side
 //   kvxbrp0p <veth> kvxbrp0 --[kvxbr0]      kvxup0 10.77.0.2/24 <veth> kvxup0p
-//              192.168.122.1/24, forwarding=1   default via 10.77.0.1 (permanent
-//                                               neighbour kGatewayMac)
+//   kvxbrp1p <veth> kvxbrp1 --/  192.168.122.1/24, forwarding=1
+//                                  default via 10.77.0.1 (permanent
+//                                  neighbour kGatewayMac)
+// (kvxbrp0/kvxbrp1: the bridge ports the XDP port program runs on.)
 //   kvxoth0 172.31.0.1/24 <veth> kvxoth0p (a route that is not the uplink)
 //   blackhole 198.51.100.0/24, unreachable 203.0.113.0/24, prohibit 192.0.2.0/24
 //
@@ -35,6 +37,8 @@ struct Topology {
 	static constexpr const char *kBridge = "kvxbr0";
 	static constexpr const char *kBridgePort = "kvxbrp0";
 	static constexpr const char *kBridgePortPeer = "kvxbrp0p";
+	static constexpr const char *kBridgePort2 = "kvxbrp1";
+	static constexpr const char *kBridgePort2Peer = "kvxbrp1p";
 	static constexpr const char *kUplink = "kvxup0";
 	static constexpr const char *kUplinkPeer = "kvxup0p";
 	static constexpr const char *kOther = "kvxoth0";
@@ -44,6 +48,9 @@ struct Topology {
 	static constexpr testpkt::Mac kUplinkMac{0x02, 0x6b, 0x76, 0x00, 0x02, 0x02};
 	static constexpr testpkt::Mac kGatewayMac{0x02, 0x6b, 0x76, 0x00, 0x03, 0x01};
 	static constexpr testpkt::Mac kOtherNeighMac{0x02, 0x6b, 0x76, 0x00, 0x04, 0x07};
+	// Set explicitly: the bridge keeps kBridgeMac whatever its ports' MACs.
+	static constexpr testpkt::Mac kBridgePortMac{0x02, 0x6b, 0x76, 0x00, 0x05, 0x00};
+	static constexpr testpkt::Mac kBridgePort2Mac{0x02, 0x6b, 0x76, 0x00, 0x05, 0x01};
 
 	static constexpr std::uint32_t kBridgeAddr = testpkt::ip4(192, 168, 122, 1);
 	static constexpr std::uint32_t kSubnet = testpkt::ip4(192, 168, 122, 0);
@@ -56,6 +63,8 @@ struct Topology {
 	int bridge_ifindex = 0;
 	int uplink_ifindex = 0;
 	int other_ifindex = 0;
+	int bridge_port_ifindex = 0;	  // kvxbrp0, a port of the bridge
+	int bridge_port2_ifindex = 0;	  // kvxbrp1, another port
 	int bridge_port_peer_ifindex = 0; // frames sent here reach the bridge
 	int uplink_peer_ifindex = 0;	  // frames sent here reach the uplink
 };

@@ -557,16 +557,6 @@ TEST_F(UpIngressTest, StaleBindingOnOldAddressNotUsed)
 
 // --- static mappings (abi.h: KVX_BIND_F_STATIC, KVX_BIND_F_ONE_TO_ONE, kvx_extaddr) ---
 
-// The frame as delivered while the guest's MAC is still unknown: only
-// L3/L4 rewritten, the MACs left to bpf_redirect_neigh.
-Packet dnat_unknown_mac(const Packet &in, std::uint32_t guest, std::uint16_t port)
-{
-	Packet p = dnat(in, guest, port);
-	p.src_mac = in.src_mac;
-	p.dst_mac = in.dst_mac;
-	return p;
-}
-
 TEST_F(UpIngressTest, PortForwardOpensInboundFlows)
 {
 	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 8080, kGuestA, 80);

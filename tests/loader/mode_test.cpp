@@ -60,16 +60,77 @@ TEST(HookMode, DeviceFactsFromSysfs)
 	EXPECT_FALSE(device_facts("nosuch0", t.path()).exists);
 }
 
-TEST(HookMode, AutoPicksTcForWifiAndSaysWhyXdpIsRefused)
+TEST(HookMode, WifiAndBridgeStayTcWhateverTheMode)
 {
 	DeviceFacts wifi;
 	wifi.exists = wifi.wireless = true;
-	HookChoice c = choose_hook(HookMode::Auto, wifi);
-	EXPECT_EQ(c.mode, "tc");
-	EXPECT_NE(c.why.find("wireless"), std::string::npos) << c.why;
+	wifi.xdp_features = kXdpActBasic | kXdpActRedirect | kXdpActNdoXmit;
+	for (HookMode m : {HookMode::Auto, HookMode::Xdp}) {
+		HookChoice c = choose_hook(m, "uplink", wifi);
+		EXPECT_EQ(c.mode, "tc");
+		EXPECT_NE(c.why.find("wireless"), std::string::npos) << c.why;
+	}
+	std::string why;
+	EXPECT_FALSE(xdp_tx_allowed(wifi, why));
+	EXPECT_NE(why.find("wireless"), std::string::npos) << why;
 	DeviceFacts br;
 	br.exists = br.bridge = true;
-	EXPECT_NE(choose_hook(HookMode::Auto, br).why.find("bridge"), std::string::npos);
-	EXPECT_EQ(choose_hook(HookMode::Tc, wifi).mode, "tc");
-	EXPECT_THROW(choose_hook(HookMode::Xdp, DeviceFacts{}), Error);
+	br.xdp_features = kXdpActBasic | kXdpActRedirect;
+	EXPECT_EQ(choose_hook(HookMode::Xdp, "bridge", br).mode, "tc");
+	EXPECT_NE(choose_hook(HookMode::Auto, "bridge", br).why.find("bridge"), std::string::npos);
+	EXPECT_EQ(choose_hook(HookMode::Tc, "uplink", wifi).why, "--mode tc");
+}
+
+TEST(HookMode, AutoTakesXdpOnAWiredUplinkWithNativeXdpOnly)
+{
+	DeviceFacts nic;
+	nic.exists = true;
+	nic.driver = "igc";
+	nic.xdp_features = kXdpActBasic | kXdpActRedirect | kXdpActNdoXmit;
+	HookChoice c = choose_hook(HookMode::Auto, "uplink", nic);
+	EXPECT_EQ(c.mode, "xdp");
+	EXPECT_NE(c.why.find("igc"), std::string::npos) << c.why;
+	EXPECT_EQ(choose_hook(HookMode::Tc, "uplink", nic).mode, "tc");
+
+	DeviceFacts usb = nic; // a driver without native XDP (generic only)
+	usb.driver = "r8152";
+	usb.xdp_features = 0;
+	c = choose_hook(HookMode::Xdp, "uplink", usb);
+	EXPECT_EQ(c.mode, "tc");
+	EXPECT_NE(c.why.find("no native XDP (driver r8152)"), std::string::npos) << c.why;
+
+	DeviceFacts old = nic; // a kernel before 6.3 cannot say
+	old.xdp_features.reset();
+	c = choose_hook(HookMode::Xdp, "uplink", old);
+	EXPECT_EQ(c.mode, "tc");
+	EXPECT_NE(c.why.find("6.3"), std::string::npos) << c.why;
+}
+
+TEST(HookMode, VethsTakeXdpOnlyWhenAskedAndTapsNever)
+{
+	DeviceFacts veth;
+	veth.exists = true;
+	veth.kind = "veth";
+	veth.xdp_features = kXdpActBasic | kXdpActRedirect;
+	for (const char *role : {"uplink", "port"}) {
+		HookChoice c = choose_hook(HookMode::Auto, role, veth);
+		EXPECT_EQ(c.mode, "tc") << role;
+		EXPECT_NE(c.why.find("GSO"), std::string::npos) << c.why;
+		EXPECT_EQ(choose_hook(HookMode::Xdp, role, veth).mode, "xdp") << role;
+	}
+	// A veth takes redirects only while its peer has NAPI (NDO_XMIT).
+	std::string why;
+	EXPECT_FALSE(xdp_tx_allowed(veth, why));
+	EXPECT_NE(why.find("NAPI"), std::string::npos) << why;
+	veth.xdp_features = *veth.xdp_features | kXdpActNdoXmit;
+	EXPECT_TRUE(xdp_tx_allowed(veth, why)) << why;
+
+	DeviceFacts tap;
+	tap.exists = true;
+	tap.kind = "tun";
+	tap.xdp_features = kXdpActBasic | kXdpActRedirect | kXdpActNdoXmit;
+	HookChoice c = choose_hook(HookMode::Xdp, "port", tap);
+	EXPECT_EQ(c.mode, "tc");
+	EXPECT_NE(c.why.find("tap"), std::string::npos) << c.why;
+	EXPECT_FALSE(xdp_tx_allowed(tap, why));
 }

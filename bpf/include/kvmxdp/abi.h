@@ -38,6 +38,8 @@
 #define KVX_MAP_EXTADDR "kvx_extaddr"
 #define KVX_MAP_FRAG "kvx_frag"
 #define KVX_MAP_GFLOWS "kvx_gflows"
+#define KVX_MAP_XDEV "kvx_xdev"
+#define KVX_MAP_XFDB "kvx_xfdb"
 
 /* Default table sizes (entries); attach --ct-size/--bind-size override. */
 #define KVX_CT_DEFAULT_SIZE 65536
@@ -220,6 +222,46 @@ struct kvx_frag_val {
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 
 /*
+ * XDP fast path (issue 4).  kvx_xdev: the devices the XDP programs deal
+ * with, keyed by ifindex, written by the daemon: the bridge (its MAC: only
+ * frames a guest addressed to it are routed), the uplink and the bridge
+ * ports.  KVX_XDEV_F_TX says an XDP redirect into the device lands: the
+ * kernel reports NETDEV_XDP_ACT_NDO_XMIT for it (a veth: only while its
+ * peer has NAPI) and kvmxdp allows it (never a tap: vhost-net guests keep
+ * the TC path).  A device without the flag gets its frames through TC.
+ */
+#define KVX_XDEV_MAX 1024
+#define KVX_XDEV_F_TX (1U << 0)     /* an XDP redirect into it lands */
+#define KVX_XDEV_F_BRIDGE (1U << 1) /* the bridge: mac is its address */
+#define KVX_XDEV_F_PORT (1U << 2)   /* a port of the bridge */
+
+struct kvx_xdev_val {
+	__u8 mac[6];
+	__u16 flags; /* KVX_XDEV_F_* */
+};
+
+/*
+ * kvx_xfdb: guest MAC -> the bridge port it was last seen on, learnt by the
+ * XDP port program from the frames it sees (at most once a second per MAC).
+ * Frames that XDP redirects bypass the bridge, which stops learning them:
+ * the daemon refreshes the bridge's forwarding database from this map (as
+ * if the frames had passed), and the uplink's XDP program delivers
+ * translated replies straight to the guest's port with it.
+ */
+#define KVX_XFDB_SIZE 4096
+
+struct kvx_xfdb_key {
+	__u8 mac[6];
+	__u16 _pad;
+};
+
+struct kvx_xfdb_val {
+	__u32 ifindex;
+	__u32 _pad;
+	__u64 seen_ns; /* CLOCK_BOOTTIME */
+};
+
+/*
  * Runtime configuration, kvx_cfg[0].  Written by the loader at attach and by
  * the daemon when the uplink address changes; read by every packet.
  */
@@ -276,7 +318,12 @@ struct kvx_cfg {
 	X(XLATE_RELATED_IN, 0, "ICMP error for a guest's flow translated (RFC 5508)") \
 	X(XLATE_RELATED_OUT, 0, "guest's ICMP error for a flow translated (RFC 5508)") \
 	X(DROP_GUEST_QUOTA, 1, "new flow over the guest's flow quota")              \
-	X(DROP_TCP_NO_FLOW, 1, "TCP flags that cannot open a flow (not SYN, not ACK)")
+	X(DROP_TCP_NO_FLOW, 1, "TCP flags that cannot open a flow (not SYN, not ACK)") \
+	X(XDP_XLATE_OUT, 0, "XDP: guest->outside translated and redirected")            \
+	X(XDP_XLATE_IN, 0, "XDP: outside->guest translated and redirected")             \
+	X(XDP_TO_TC, 0, "XDP: handed to the TC path (not a fast-path class)")          \
+	X(XDP_TO_TC_CSUM, 0, "XDP: L4 checksum left to offload: handed to the TC path") \
+	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

@@ -1,0 +1,323 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The XDP fast path (issue 4): the common packets of established and new
+ * TCP/UDP flows, translated by the TC path's own code (parse.h, ct.h,
+ * nat4_rewrite) and redirected device to device, without an skb.
+ *
+ * XDP only takes what it can do exactly as TC would, and hands everything
+ * else to TC (XDP_PASS) *before* touching a map or a byte:
+ * - frames whose L4 checksum is not complete (offloaded by the sender,
+ *   see ctx_xdp.h): XDP_TO_TC_CSUM;
+ * - next hops without a neighbour entry, devices an XDP redirect would not
+ *   reach (kvx_xdev without KVX_XDEV_F_TX), guests whose port is unknown:
+ *   XDP_TO_TC_DEV;
+ * - ICMP, fragments, hairpin, TTL expiring, too big, IP options beyond the
+ *   verifier's reach...: XDP_TO_TC.
+ * A frame kvmxdp does not translate at all (the host's own traffic, ARP,
+ * guest to guest) passes uncounted: the TC path counts it as it always did.
+ */
+#ifndef KVX_XDP_H
+#define KVX_XDP_H
+
+#ifndef KVX_CTX_XDP
+#error "xdp.h is for the XDP object (define KVX_CTX_XDP)"
+#endif
+
+#include "nat.h"
+
+/* A learnt MAC is rewritten at most this often per guest (a hash update
+ * per packet would cost more than the rest of the fast path). */
+#define KVX_XFDB_REFRESH_NS 1000000000ULL
+
+/* L4 segments longer than this go to TC (the sum is walked in 256-byte
+ * blocks, a bounded loop for the verifier): 9000-byte jumbo frames fit. */
+#define KVX_CSUM_BLOCKS 36
+
+static __always_inline struct kvx_xdev_val *xdev_get(__u32 ifindex)
+{
+	return bpf_map_lookup_elem(&kvx_xdev, &ifindex);
+}
+
+/*
+ * Is the L4 checksum of this TCP/UDP segment complete, i.e. does the whole
+ * segment with the pseudo-header sum to 0xffff?  An offloaded frame's field
+ * holds only the pseudo-header sum and fails (unless its payload happens to
+ * sum to zero, and then its bytes are a valid checksummed segment anyway).
+ * A UDP zero checksum means "none": nothing to keep right.
+ * A global function with scalar arguments (csum_complete() packs them): the
+ * verifier checks its block loop once, not once per call site and state.
+ */
+__noinline int l4_csum_complete(kvx_ctx_t *ctx, __u64 addrs, __u32 offs, __u32 proto)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	__u32 off = offs >> 16, end = offs & 0xffff, len = end - off, i;
+	struct {
+		__be32 saddr;
+		__be32 daddr;
+		__u8 zero;
+		__u8 proto;
+		__be16 len;
+	} ph = {(__be32)addrs, (__be32)(addrs >> 32), 0, (__u8)proto, bpf_htons(len)};
+	__u8 tail[4] __attribute__((aligned(4))) = {};
+	__s64 s;
+	__u8 *c;
+
+	if (off < ETH_HLEN + 20 || off > ETH_HLEN + 60 || end < off)
+		return 0;
+	if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = data + (off & 0x7f);
+
+		if ((void *)(uh + 1) > data_end)
+			return 0;
+		if (!uh->check)
+			return 1;
+	}
+	s = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+	for (i = 0; i < KVX_CSUM_BLOCKS; i++) {
+		if (end - off < 256)
+			break;
+		c = data + (off & 0x3fff);
+		if ((void *)(c + 256) > data_end)
+			return 0;
+		s = bpf_csum_diff(NULL, 0, (__be32 *)c, 256, s);
+		off += 256;
+	}
+	if (end - off >= 256)
+		return 0;
+	/* The rest in power-of-two pieces (constant sizes for the verifier). */
+#define KVX_CSUM_PIECE(n)                                                                          \
+	if (end - off >= (n)) {                                                                    \
+		c = data + (off & 0x3fff);                                                         \
+		if ((void *)(c + (n)) > data_end)                                                  \
+			return 0;                                                                  \
+		s = bpf_csum_diff(NULL, 0, (__be32 *)c, (n), s);                                   \
+		off += (n);                                                                        \
+	}
+	KVX_CSUM_PIECE(128)
+	KVX_CSUM_PIECE(64)
+	KVX_CSUM_PIECE(32)
+	KVX_CSUM_PIECE(16)
+	KVX_CSUM_PIECE(8)
+	KVX_CSUM_PIECE(4)
+#undef KVX_CSUM_PIECE
+	/* 0-3 bytes: zero-padded, as the checksum's definition pads. */
+	c = data + (off & 0x3fff);
+	if (end - off >= 1) {
+		if ((void *)(c + 1) > data_end)
+			return 0;
+		tail[0] = c[0];
+	}
+	if (end - off >= 2) {
+		if ((void *)(c + 2) > data_end)
+			return 0;
+		tail[1] = c[1];
+	}
+	if (end - off >= 3) {
+		if ((void *)(c + 3) > data_end)
+			return 0;
+		tail[2] = c[2];
+	}
+	s = bpf_csum_diff(NULL, 0, (__be32 *)tail, sizeof(tail), s);
+	if (s < 0)
+		return 0;
+	/* bpf_csum_diff returns a 32-bit sum (folded to 16 bits since 6.13). */
+	return csum_fold32((__u32)s) == 0xffff;
+}
+
+static __always_inline int csum_complete(kvx_ctx_t *ctx, const struct kvx_pkt *p)
+{
+	/* Offsets are masked to 14 bits for the verifier's packet-range
+	 * arithmetic: longer frames (not XDP's: a linear frame is at most a
+	 * page, jumbo frames 9k) go to TC. */
+	if (p->ip_end > 0x3fff)
+		return 0;
+	return l4_csum_complete(ctx, (__u64)p->daddr << 32 | p->saddr, p->l4_off << 16 | p->ip_end,
+				p->proto);
+}
+
+/* XDP_PASS with a count: the TC path takes the frame from here. */
+static __always_inline int to_tc(enum kvx_reason r, __u32 len)
+{
+	stats_count(r, len);
+	return XDP_PASS;
+}
+
+/* Remember on which port a guest MAC was seen (see kvx_xfdb in abi.h). */
+static __always_inline void xfdb_learn(const __u8 *mac, __u32 ifindex, __u64 now)
+{
+	struct kvx_xfdb_key k = {};
+	struct kvx_xfdb_val *v, nv = {};
+
+	__builtin_memcpy(k.mac, mac, ETH_ALEN);
+	v = bpf_map_lookup_elem(&kvx_xfdb, &k);
+	if (v && v->ifindex == ifindex && now - v->seen_ns < KVX_XFDB_REFRESH_NS)
+		return;
+	nv.ifindex = ifindex;
+	nv.seen_ns = now;
+	bpf_map_update_elem(&kvx_xfdb, &k, &nv, BPF_ANY);
+}
+
+/* The rewrites, each in its own frame: the caller's frame must leave room
+ * for ct_egress's call chain (512 bytes of stack for the whole chain). */
+static __noinline int xdp_snat(kvx_ctx_t *ctx, const struct kvx_pkt *p,
+			       const struct nat_endpoint *ext, const struct bpf_fib_lookup *fib)
+{
+	struct nat_rewrite rw = {};
+
+	rw.src = 1;
+	rw.saddr = ext->addr;
+	rw.sport = ext->port;
+	rw.smac = fib->smac;
+	rw.dmac = fib->dmac;
+	return nat4_rewrite(ctx, p, &rw);
+}
+
+static __noinline int xdp_dnat(kvx_ctx_t *ctx, const struct kvx_pkt *p,
+			       const struct nat_endpoint *guest)
+{
+	struct nat_rewrite rw = {};
+
+	rw.dst = 1;
+	rw.daddr = guest->addr;
+	rw.dport = guest->port;
+	rw.smac = guest->gw_mac;
+	rw.dmac = guest->guest_mac;
+	return nat4_rewrite(ctx, p, &rw);
+}
+
+/* Bridge port ingress: a guest's frame to the host (the bridge's MAC). */
+static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
+{
+	struct bpf_fib_lookup fib;
+	struct nat_endpoint ext = {};
+	struct kvx_pkt p = {};
+	const struct kvx_cfg *cfg;
+	struct kvx_xdev_val *br, *up;
+	__u8 macs[16] __attribute__((aligned(8))); /* see KVX_GW_MAC_OFF */
+	__u32 len = ctx_len(ctx);
+	__u64 now;
+	int rc, r;
+
+	{
+		struct ethhdr *eth = ctx_data(ctx);
+
+		if ((void *)(eth + 1) > ctx_data_end(ctx) || eth->h_proto != bpf_htons(ETH_P_IP))
+			return XDP_PASS;
+		cfg = cfg_get();
+		if (!cfg)
+			return XDP_PASS;
+		br = xdev_get(cfg->bridge_ifindex);
+		/* Not routed by the host (another guest, a broadcast): the
+		 * bridge's business. */
+		if (!br || !mac_eq(eth->h_dest, br->mac))
+			return XDP_PASS;
+		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
+	}
+	now = bpf_ktime_get_boot_ns();
+	xfdb_learn(macs, ctx_ifindex(ctx), now);
+
+	if (parse_ipv4(ctx, &p) != PARSE_OK)
+		return XDP_PASS;
+	/* What TC would not translate, or not the common way: TC decides. */
+	if (!subnet_has(cfg, p.saddr) || is_mcast_or_bcast(cfg, p.daddr) ||
+	    subnet_has(cfg, p.daddr) || (bpf_ntohl(p.daddr) >> 24) == 0)
+		return XDP_PASS;
+	if ((p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) || !p.l4_ok ||
+	    pkt_is_fragment(&p) || p.ttl <= 1 || !cfg->uplink_addr ||
+	    p.saddr == cfg->subnet_addr || p.saddr == (cfg->subnet_addr | ~cfg->subnet_mask) ||
+	    ext_addr_check(cfg, p.daddr) == KVX_CONTINUE /* hairpin */)
+		return to_tc(KVX_R_XDP_TO_TC, len);
+	if (!csum_complete(ctx, &p))
+		return to_tc(KVX_R_XDP_TO_TC_CSUM, len);
+
+	rc = fib_route(ctx, &p, &fib, cfg->bridge_ifindex, p.ip_end - ETH_HLEN);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS || fib.ifindex != cfg->uplink_ifindex)
+		return to_tc(KVX_R_XDP_TO_TC, len);
+	up = xdev_get(fib.ifindex);
+	if (!up || !(up->flags & KVX_XDEV_F_TX))
+		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
+
+	/* From here on exactly the TC path's translation. */
+	r = ct_egress(cfg, &p, macs, now, &ext);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	maybe_clamp_mss(ctx, cfg, &p);
+	if (xdp_snat(ctx, &p, &ext, &fib))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XDP_XLATE_OUT, len);
+	return ctx_redirect(fib.ifindex);
+}
+
+/* The port a guest MAC is reachable on by XDP redirect, or 0. */
+static __always_inline __u32 xdp_guest_port(const __u8 *guest_mac)
+{
+	struct kvx_xfdb_key k = {};
+	struct kvx_xfdb_val *v;
+	struct kvx_xdev_val *d;
+
+	if (mac_is_zero(guest_mac))
+		return 0;
+	__builtin_memcpy(k.mac, guest_mac, ETH_ALEN);
+	v = bpf_map_lookup_elem(&kvx_xfdb, &k);
+	if (!v)
+		return 0;
+	d = xdev_get(v->ifindex);
+	if (!d || (d->flags & (KVX_XDEV_F_TX | KVX_XDEV_F_PORT)) !=
+			  (KVX_XDEV_F_TX | KVX_XDEV_F_PORT))
+		return 0;
+	return v->ifindex;
+}
+
+/* Uplink ingress: replies to guests' flows, traffic to mapped addresses. */
+static __always_inline int xdp_from_uplink(kvx_ctx_t *ctx)
+{
+	struct nat_endpoint guest = {};
+	struct kvx_pkt p = {};
+	const struct kvx_cfg *cfg;
+	struct kvx_bind_val *ib;
+	__u32 len = ctx_len(ctx), port;
+	__u8 flags;
+	int r;
+
+	{
+		struct ethhdr *eth = ctx_data(ctx);
+
+		if ((void *)(eth + 1) > ctx_data_end(ctx) || eth->h_proto != bpf_htons(ETH_P_IP))
+			return XDP_PASS;
+	}
+	cfg = cfg_get();
+	if (!cfg)
+		return XDP_PASS;
+	if (parse_ipv4(ctx, &p) != PARSE_OK || subnet_has(cfg, p.daddr) ||
+	    ext_addr_check(cfg, p.daddr) != KVX_CONTINUE)
+		return XDP_PASS;
+	if ((p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) || !p.l4_ok ||
+	    pkt_is_fragment(&p))
+		return XDP_PASS; /* TC: ICMP, fragments, the host's own protocols */
+	ib = bind_in_find(&p, &flags);
+	if (!ib)
+		return XDP_PASS; /* the host's own traffic */
+	if (p.ttl <= 1)
+		return to_tc(KVX_R_XDP_TO_TC, len);
+	port = xdp_guest_port(ib->guest_mac);
+	if (!port)
+		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
+	if (!csum_complete(ctx, &p))
+		return to_tc(KVX_R_XDP_TO_TC_CSUM, len);
+
+	/* From here on exactly the TC path's translation. */
+	r = ct_ingress(cfg, &p, bpf_ktime_get_boot_ns(), &guest);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	maybe_clamp_mss(ctx, cfg, &p);
+	if (xdp_dnat(ctx, &p, &guest))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XDP_XLATE_IN, len);
+	return ctx_redirect(port);
+}
+
+#endif /* KVX_XDP_H */
