@@ -539,6 +539,14 @@ class KvmxdpConfig(Config):
                 for pid in tc_prog_ids(t, dev):
                     i = prog_info(pid)
                     self._info[i["name"]] = i
+            # The XDP programs in front (--mode xdp): the guest's port and
+            # the uplink.
+            for dev in (t.dev["gp"], t.dev["up"]):
+                j = json.loads(t.sh("h", "ip", "-j", "link", "show", "dev", dev) or "[{}]")
+                pid = (j[0].get("xdp") or {}).get("prog", {}).get("id")
+                if pid:
+                    i = prog_info(pid)
+                    self._info[i["name"]] = i
 
     def _cli(self, *args):
         t = self.topo
@@ -552,7 +560,7 @@ class KvmxdpConfig(Config):
         # ephemeral ports (PITFALLS 6): everything below them instead.
         args = ["attach", "--bridge", t.dev["br"], "--uplink", t.dev["up"], "--subnet", SUBNET,
                 "--nat-ports", KVX_NAT_PORTS]
-        if self.mode != "tc":
+        if "--mode" in run([self.opts.kvmxdp, "attach", "--help"], check=False):
             args += ["--mode", self.mode]
         if self.ct_size:
             args += ["--ct-size", str(self.ct_size)]
@@ -939,7 +947,31 @@ def targets(summary):
         lambda r: r <= 1 / 1.5, "<= 0.67", "cost view of the 1.5x target")
     add("latency p99: kvmxdp-tc / iptables", ratio(m(k, "rr"), m("iptables", "rr")),
         lambda r: r <= 1.0, "<= 1.0")
+    x = "kvmxdp-xdp"
+    add("UDP 60B rate: kvmxdp-xdp / iptables", ratio(m(x, "udp"), m("iptables", "udp")),
+        lambda r: r >= 6, ">= 6")
+    add("UDP 60B rate: kvmxdp-xdp / bare-xdp", ratio(m(x, "udp"), m("bare-xdp", "udp")),
+        lambda r: r >= 0.85, ">= 0.85")
+    add("TCP bulk guest->server: kvmxdp-xdp / iptables",
+        ratio(m(x, "tcp_up"), m("iptables", "tcp_up")), lambda r: r >= 1.2, ">= 1.2",
+        "veth guest: XDP on its port strips the guest's GSO")
+    add("TCP bulk server->guest: kvmxdp-xdp / iptables",
+        ratio(m(x, "tcp_down"), m("iptables", "tcp_down")), lambda r: r >= 1.2, ">= 1.2")
     return rows
+
+
+def xdp_share(stats):
+    """Of the packets the XDP programs looked at as NAT candidates, the share
+    they handed to TC, and why (kvx_stats XDP_* reasons)."""
+    if not stats:
+        return None
+    done = stats.get("XDP_XLATE_OUT", 0) + stats.get("XDP_XLATE_IN", 0)
+    why = {r: stats.get(r, 0) for r in ("XDP_TO_TC_CSUM", "XDP_TO_TC_DEV", "XDP_TO_TC")}
+    total = done + sum(why.values())
+    if not total:
+        return None
+    return {"translated": done, "to_tc": sum(why.values()), "share_to_tc": sum(why.values()) / total,
+            **why}
 
 
 def ct_target(ct):
@@ -1129,6 +1161,12 @@ def render_md(res, chart, top=False):
             L.append(f"| {c} | {name} | {p.get('verified_insns', '-')} | {p.get('bytes_xlated')} |"
                      f" {p.get('bytes_jited')} |")
     L.append("")
+    for c, st in (res.get("kvx_stats") or {}).items():
+        xs = xdp_share(st) if isinstance(st, dict) else None
+        if xs:
+            L += [f"XDP hand-off ({c}): {xs['translated']} packets translated by XDP, "
+                  f"{xs['to_tc']} handed to TC ({100 * xs['share_to_tc']:.2f}%: checksum offloaded "
+                  f"{xs['XDP_TO_TC_CSUM']}, device {xs['XDP_TO_TC_DEV']}, class {xs['XDP_TO_TC']})", ""]
     if res.get("kvx_stats"):
         L += ["## kvmxdp verdict counters at the end of each attach (summed over reps)", "",
               "```", json.dumps(res["kvx_stats"], indent=1, sort_keys=True), "```", ""]
@@ -1176,7 +1214,7 @@ def main():
     ap.add_argument("--configs", default=",".join(c.name for c in CONFIGS),
                     help="comma list of: " + ",".join(c.name for c in CONFIGS))
     ap.add_argument("--kvmxdp", default=None, help="kvmxdp binary (default: first of "
-                    "build-loader/kvmxdp, build/kvmxdp)")
+                    "build/kvmxdp, the README's build)")
     ap.add_argument("--tc-obj", default=os.path.join(REPO, "build", "bpf", "kvmxdp_tc",
                                                      "kvmxdp_tc.bpf.o"),
                     help="TC object for the bpftool fallback when there is no kvmxdp binary")
@@ -1199,7 +1237,7 @@ def main():
     if os.geteuid() != 0:
         sys.exit("kvxbench: error: must run as root (namespaces, BPF)")
     if opts.kvmxdp is None and not opts.raw:
-        for c in ("build-loader/kvmxdp", "build/kvmxdp"):
+        for c in ("build/kvmxdp",):
             if os.access(os.path.join(REPO, c), os.X_OK):
                 opts.kvmxdp = os.path.join(REPO, c)
                 break

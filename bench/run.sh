@@ -46,10 +46,12 @@ done
 /usr/bin/python3 "$here/kvxbench.py" --tools "$build" \
 	--command "bench/run.sh${*:+ $*}" "${args[@]}"
 if ((guest)); then
-	kvmxdp=""
-	for c in "$repo/build-loader/kvmxdp" "$repo/build/kvmxdp"; do
-		[[ -x $c ]] && kvmxdp=$c && break
+	# --kvmxdp PATH for the guest row too, else the README's build.
+	kvmxdp="$repo/build/kvmxdp"
+	for ((i = 1; i <= $#; i++)); do
+		[[ ${!i} == --kvmxdp ]] && j=$((i + 1)) && kvmxdp=${!j}
 	done
+	[[ -x $kvmxdp ]] || kvmxdp=""
 	if [[ -z $kvmxdp ]]; then
 		echo "bench/run.sh: no kvmxdp binary for the real-guest row (build first)" >&2
 	else

@@ -15,6 +15,7 @@
 #include "ct.h"
 #include "icmp.h"
 #include "stats.h"
+#include "clock.h"
 
 enum nat_side {
 	NAT_SRC, /* SNAT: rewrite source address/port */
@@ -65,8 +66,10 @@ struct nat_rewrite {
 
 /*
  * Rewrite addresses, ports (TCP/UDP) or the echo identifier (ICMP), TTL - 1
- * and the MACs; then fix the checksums incrementally.  All direct writes
- * happen first: the checksum helpers invalidate packet pointers.
+ * and the MACs; then fix the checksums incrementally: the IPv4 header's in
+ * place, the L4 one through the context layer (it knows the skb's checksum
+ * state).  All direct writes happen first: the checksum helpers invalidate
+ * packet pointers.
  */
 static __noinline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 					const struct nat_rewrite *rw)
@@ -79,7 +82,7 @@ static __noinline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 	__be16 *sport = NULL, *dport = NULL;
 	__be16 old_sport = 0, old_dport = 0;
 	__be32 old_saddr, old_daddr;
-	__u16 old_ttl, new_ttl;
+	__u16 old_ttl;
 	__u32 l4_off = p->l4_off;
 	void *l4;
 
@@ -140,7 +143,6 @@ static __noinline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 
 	old_ttl = *(__u16 *)&ip->ttl;
 	ip->ttl--;
-	new_ttl = *(__u16 *)&ip->ttl;
 	old_saddr = ip->saddr;
 	old_daddr = ip->daddr;
 	if (rw->src) {
@@ -158,12 +160,12 @@ static __noinline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 		}
 	}
 
-	if (csum_ttl(ctx, old_ttl, new_ttl))
-		return -1;
-	if (rw->src && (csum_addr(ctx, &l4c, old_saddr, rw->saddr) ||
+	csum_ip_rewrite(ip, old_ttl, old_saddr, old_daddr);
+
+	if (rw->src && (csum_l4_addr(ctx, &l4c, old_saddr, rw->saddr) ||
 			(sport && csum_port(ctx, &l4c, old_sport, rw->sport))))
 		return -1;
-	if (rw->dst && (csum_addr(ctx, &l4c, old_daddr, rw->daddr) ||
+	if (rw->dst && (csum_l4_addr(ctx, &l4c, old_daddr, rw->daddr) ||
 			(dport && csum_port(ctx, &l4c, old_dport, rw->dport))))
 		return -1;
 	return 0;
@@ -519,7 +521,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 			return verdict(KVX_R_DROP_ICMP_TYPE, len);
 	}
 
-	now = bpf_ktime_get_boot_ns();
+	now = clock_now_ns();
 	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
@@ -656,7 +658,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (!icmp_translatable(&p))
 		return verdict(KVX_R_PASS_HOST, len);
 
-	r = ct_ingress(cfg, &p, bpf_ktime_get_boot_ns(), &guest);
+	r = ct_ingress(cfg, &p, clock_now_ns(), &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	frag_remember(&p, KVX_BIND_IN, p.saddr, p.daddr, &guest);

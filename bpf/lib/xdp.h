@@ -215,7 +215,7 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
 		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	}
-	now = bpf_ktime_get_boot_ns();
+	now = clock_now_ns();
 	xfdb_learn(macs, ctx_ifindex(ctx), now);
 
 	if (parse_ipv4(ctx, &p) != PARSE_OK)
@@ -310,7 +310,7 @@ static __always_inline int xdp_from_uplink(kvx_ctx_t *ctx)
 		return to_tc(KVX_R_XDP_TO_TC_CSUM, len);
 
 	/* From here on exactly the TC path's translation. */
-	r = ct_ingress(cfg, &p, bpf_ktime_get_boot_ns(), &guest);
+	r = ct_ingress(cfg, &p, clock_now_ns(), &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	maybe_clamp_mss(ctx, cfg, &p);

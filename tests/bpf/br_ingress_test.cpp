@@ -6,6 +6,7 @@
 // (1:1, port forwards, hairpin), guests' ICMP errors, MSS clamping and a real
 // redirect out of the uplink.
 #include <linux/pkt_cls.h>
+#include <unistd.h>
 
 #include <ostream>
 #include <set>
@@ -984,6 +985,61 @@ TEST_F(BrIngressTest, MssClampedWhereverTheOptionIs)
 						       {1, 1, 4, 2, 2, 4, 0x05, 0xb4}));
 	run_br(syn, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
 	       with_mss_options(snat(syn, 62802), {1, 1, 4, 2, 2, 4, 0x05, 0x78}));
+}
+
+// --- route cache (fib.h): a route change reaches a flow within one tick;
+// a packet longer than the cached MTU allows always asks the kernel ---
+
+class BlackholeRoute {
+public:
+	explicit BlackholeRoute(std::uint32_t dst)
+		: prefix_(ip4_str(dst) + "/32")
+	{
+		must_run({"ip", "route", "add", "blackhole", prefix_});
+	}
+	~BlackholeRoute()
+	{
+		try {
+			must_run({"ip", "route", "del", "blackhole", prefix_});
+		} catch (const std::exception &e) {
+			ADD_FAILURE() << "removing the blackhole route: " << e.what();
+		}
+	}
+	BlackholeRoute(const BlackholeRoute &) = delete;
+	BlackholeRoute &operator=(const BlackholeRoute &) = delete;
+
+private:
+	std::string prefix_;
+};
+
+// More than one tick at any HZ >= 100: the cache entry is from an old jiffy.
+void wait_a_tick()
+{
+	usleep(50 * 1000);
+}
+
+TEST_F(BrIngressTest, RouteChangeReachesCachedFlowWithinATick)
+{
+	const Packet p = from_guest(make_udp(kGuestA, 62900, kRemote2, 53));
+	translate_out(p, 62900);
+	translate_out(p, 62900); // the route from the cache (same CPU, same tick)
+	{
+		BlackholeRoute bh(kRemote2);
+		wait_a_tick();
+		run_br(p, TC_ACT_OK, KVX_R_PASS_NO_ROUTE);
+	}
+	wait_a_tick();
+	translate_out(p, 62900);
+}
+
+TEST_F(BrIngressTest, PacketLongerThanCachedMtuAsksTheKernel)
+{
+	UplinkMtu mtu(1280);
+	const Packet small = from_guest(make_udp(kGuestA, 62901, kRemote1, 443, 100));
+	translate_out(small, 62901); // caches the route, MTU 1280
+	run_br(with(small, [](Packet &p) { p.payload = pattern(1400 - 28); }), TC_ACT_OK,
+	       KVX_R_PASS_MTU);
+	translate_out(with(small, [](Packet &p) { p.payload = pattern(1280 - 28); }), 62901);
 }
 
 } // namespace

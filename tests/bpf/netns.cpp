@@ -3,6 +3,7 @@
 #include <bpf/libbpf.h>
 #include <fcntl.h>
 #include <linux/if_ether.h>
+#include <linux/if_link.h>
 #include <linux/if_packet.h>
 #include <arpa/inet.h>
 #include <poll.h>
@@ -248,6 +249,19 @@ TcIngress::~TcIngress()
 	// Removes the clsact qdisc with its filters (ours, in our netns).
 	hook_.attach_point = static_cast<bpf_tc_attach_point>(BPF_TC_INGRESS | BPF_TC_EGRESS);
 	bpf_tc_hook_destroy(&hook_);
+}
+
+XdpAttached::XdpAttached(int ifindex, int prog_fd)
+	: ifindex_(ifindex)
+{
+	int err = bpf_xdp_attach(ifindex, prog_fd, XDP_FLAGS_SKB_MODE, nullptr);
+	if (err)
+		throw std::runtime_error("bpf_xdp_attach: " + std::string(std::strerror(-err)));
+}
+
+XdpAttached::~XdpAttached()
+{
+	bpf_xdp_detach(ifindex_, XDP_FLAGS_SKB_MODE, nullptr);
 }
 
 void send_frame(int ifindex, const testpkt::Bytes &frame)

@@ -83,6 +83,20 @@ private:
 	bpf_tc_hook hook_;
 };
 
+// An XDP program attached to a device of the private namespace in generic
+// (skb) mode, which every device supports and whose redirects land on any
+// device; detached on destruction.
+class XdpAttached {
+public:
+	XdpAttached(int ifindex, int prog_fd);
+	~XdpAttached();
+	XdpAttached(const XdpAttached &) = delete;
+	XdpAttached &operator=(const XdpAttached &) = delete;
+
+private:
+	int ifindex_;
+};
+
 // Sends one raw Ethernet frame out of a device (AF_PACKET).
 void send_frame(int ifindex, const testpkt::Bytes &frame);
 

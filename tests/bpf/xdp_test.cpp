@@ -1036,6 +1036,64 @@ TEST_F(XdpTest, TooBigIsLeftToTc)
 	}
 }
 
+// XDP runs on a port, which has no forwarding of its own: the fib lookup
+// names the bridge (cfg.bridge_ifindex), whose forwarding is what counts.
+TEST_F(XdpTest, FibLookupIsTheBridges)
+{
+	const std::string port_fwd =
+		std::string("/proc/sys/net/ipv4/conf/") + Topology::kBridgePort + "/forwarding";
+	const std::string br_fwd =
+		std::string("/proc/sys/net/ipv4/conf/") + Topology::kBridge + "/forwarding";
+	ASSERT_EQ(read_sysctl(port_fwd), "0") << "test setup: the port does not forward";
+	const Packet p = from_guest(make_udp(kGuestA, 62001, kRemote1, 53));
+	const Bytes in = p.build();
+	Shot x = shoot(Prog::XdpPort, in);
+	EXPECT_EQ(x.counted, counted(KVX_R_XDP_XLATE_OUT, in.size()));
+	EXPECT_EQ(diff(x.out, snat(p, 62001).build()), "");
+
+	// Forwarding off on the bridge: FWD_DISABLED, left to TC (DROP_FIB).
+	dp().clear_tables();
+	write_sysctl(br_fwd, "0");
+	x = shoot(Prog::XdpPort, in);
+	const Shot t = shoot(Prog::BrIngress, x.out);
+	write_sysctl(br_fwd, "1");
+	EXPECT_EQ(xdp_verdict_name(x.verdict), std::string("XDP_PASS"));
+	EXPECT_EQ(x.counted, counted(KVX_R_XDP_TO_TC, in.size()));
+	EXPECT_EQ(t.counted, counted(KVX_R_DROP_FIB, in.size()));
+	EXPECT_TRUE(dp().bind_entries().empty());
+}
+
+// For real (generic XDP on the devices of the private netns): the guest's
+// frame entering kvxbrp0 leaves through the uplink translated without TC,
+// the reply entering the uplink reaches the guest's wire through its port.
+TEST_F(XdpTest, RedirectsLandOnTheDevices)
+{
+	XdpAttached port(topo().bridge_port_ifindex, dp().prog_fd(Prog::XdpPort));
+	XdpAttached up(topo().uplink_ifindex, dp().prog_fd(Prog::XdpUp));
+	Capture uplink_wire(topo().uplink_peer_ifindex);
+	Capture guest_wire(topo().bridge_port_peer_ifindex);
+	for (const Packet &g : {from_guest(make_tcp(kGuestA, 62220, kRemote1, 443)),
+				from_guest(make_udp(kGuestA, 62221, kRemote1, 53, 300))}) {
+		SCOPED_TRACE(g.proto == kProtoTcp ? "TCP" : "UDP");
+		const Bytes gb = g.build();
+		Stats before = dp().stats();
+		send_frame(topo().bridge_port_peer_ifindex, gb);
+		auto out = uplink_wire.next_ipv4(2000);
+		ASSERT_TRUE(out) << "nothing left through the uplink";
+		EXPECT_EQ(diff(*out, snat(g, g.sport).build()), "");
+		EXPECT_EQ(stats_delta(before, dp().stats()), counted(KVX_R_XDP_XLATE_OUT, gb.size()));
+
+		const Packet reply = reply_to(snat(g, g.sport));
+		const Bytes rb = reply.build();
+		before = dp().stats();
+		send_frame(topo().uplink_peer_ifindex, rb);
+		auto in = guest_wire.next_ipv4(2000);
+		ASSERT_TRUE(in) << "nothing reached the guest";
+		EXPECT_EQ(diff(*in, dnat(reply, kGuestA, g.sport).build()), "");
+		EXPECT_EQ(stats_delta(before, dp().stats()), counted(KVX_R_XDP_XLATE_IN, rb.size()));
+	}
+}
+
 // ---------------------------------------------------------------------------
 // Learning (kvx_xfdb)
 // ---------------------------------------------------------------------------
