@@ -11,10 +11,16 @@
  * - next hops without a neighbour entry, devices an XDP redirect would not
  *   reach (kvx_xdev without KVX_XDEV_F_TX), guests whose port is unknown:
  *   XDP_TO_TC_DEV;
- * - ICMP, fragments, hairpin, TTL expiring, too big, IP options beyond the
- *   verifier's reach...: XDP_TO_TC.
+ * - from a guest: ICMP, fragments, hairpin, TTL expiring, too big...:
+ *   XDP_TO_TC;
+ * - on the uplink, ICMP and fragments pass uncounted before any lookup
+ *   (most are the host's own: telling a guest's echo reply or RELATED
+ *   error apart would cost a binding lookup per host packet); TC counts
+ *   what it translates of them.
  * A frame kvmxdp does not translate at all (the host's own traffic, ARP,
  * guest to guest) passes uncounted: the TC path counts it as it always did.
+ * The checksum gate sums up to the IP length: a UDP datagram with bytes
+ * after its own length fails it and goes to TC, which translates it.
  */
 #ifndef KVX_XDP_H
 #define KVX_XDP_H
@@ -149,6 +155,9 @@ static __always_inline void xfdb_learn(const __u8 *mac, __u32 ifindex, __u64 now
 	struct kvx_xfdb_key k = {};
 	struct kvx_xfdb_val *v, nv = {};
 
+	/* What the bridge would not learn either: group and zero addresses. */
+	if ((mac[0] & 1) || mac_is_zero(mac))
+		return;
 	__builtin_memcpy(k.mac, mac, ETH_ALEN);
 	v = bpf_map_lookup_elem(&kvx_xfdb, &k);
 	if (v && v->ifindex == ifindex && now - v->seen_ns < KVX_XFDB_REFRESH_NS)
