@@ -71,28 +71,16 @@ kvx_teardown_cfg() {
 
 # boot N: one guest run on a new tap; prints "dl_mbit up_mbit".
 boot() {
-	local n=$1 tap=kt$1$KVX_ID con=$KVX_TMP/console.$1.log port=$((5200 + $1)) pid i v
+	local n=$1 tap=kt$1$KVX_ID con=$KVX_TMP/console.$1.log port=$((5200 + $1))
 	ip -n "$NS_HOST" tuntap add dev "$tap" mode tap
 	ip -n "$NS_HOST" link set "$tap" master "$BR"
 	ip -n "$NS_HOST" link set "$tap" up
 	kvx_bg "$KVX_TMP/upload.$n.log" ip netns exec "$NS_SRV" socat -u \
 		"TCP-LISTEN:$port,bind=$SRV_IP,reuseaddr" "CREATE:$KVX_TMP/upload.$n"
 	kvx_wait_tcp_listen 10 "$NS_SRV" "$port"
-	kvx_bg "$con" ip netns exec "$NS_HOST" qemu-system-x86_64 \
-		-nodefaults -display none -serial stdio -no-reboot -machine pc -m 512M -smp 1 \
-		-kernel "$KVX_GUEST_KERNEL" -initrd "$KVX_GUEST_INITRD" \
-		-append "console=ttyS0 quiet loglevel=3 panic=-1 kvx.ip=192.168.122.30/24 kvx.gw=$GW_IP kvx.srv=$SRV_IP kvx.http=8080 kvx.file=blob kvx.up=$port kvx.mb=$MB kvx.tftp=6969 kvx.tfile=tblob" \
-		-netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off" \
-		-device "virtio-net-pci,netdev=n0,mac=52:54:00:6b:76:30,romfile="
-	pid=$KVX_LAST_PID
-	for ((i = 0; i < 1200; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -0 "$pid" 2>/dev/null && kvx_kill_pid "$pid"
-	wait "$pid" 2>/dev/null || true
+	kvx_qemu_guest "$con" "$tap" 512M 120 "virtio-net-pci,netdev=n0,mac=52:54:00:6b:76:30,romfile=" \
+		"kvx.ip=192.168.122.30/24 kvx.gw=$GW_IP kvx.srv=$SRV_IP kvx.http=8080 kvx.file=blob kvx.up=$port kvx.mb=$MB kvx.tftp=6969 kvx.tfile=tblob" || true
 	ip -n "$NS_HOST" link delete "$tap"
-	tr -d '\r' <"$con" >"$con.txt"
 	v() { sed -n "s/^KVX $1=//p" "$con.txt" | tail -n1; }
 	grep -qx 'KVX end' "$con.txt" || kvx_fatal "boot $n: the guest did not finish: $(tail -n 20 "$con.txt")"
 	[[ $(v dl_sha) == "$dl_sha" ]] || kvx_fatal "boot $n: download corrupted or incomplete"

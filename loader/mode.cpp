@@ -53,7 +53,8 @@ DeviceFacts device_facts(const std::string &ifname, const std::string &sysfs_roo
 	return f;
 }
 
-HookChoice choose_hook(HookMode requested, const std::string &role, const DeviceFacts &f)
+HookChoice choose_hook(HookMode requested, const std::string &role, const DeviceFacts &f,
+		       bool ports_take_redirects)
 {
 	const std::string &kind = f.kind;
 	const std::optional<uint64_t> &features = f.xdp_features;
@@ -81,6 +82,9 @@ HookChoice choose_hook(HookMode requested, const std::string &role, const Device
 		return {"tc", "veth: XDP would strip the peer's GSO (--mode xdp uses it)"};
 	if (role == "port")
 		return {"tc", "bridge port: the fast path serves veth ports with --mode xdp"};
+	if (!ports_take_redirects)
+		return {"tc", "no bridge port takes XDP redirects (taps, veths without NAPI): XDP on "
+			      "the uplink would only add work (" + what + ")"};
 	return {"xdp", "wired uplink with native XDP (" + what + ")"};
 }
 

@@ -48,9 +48,12 @@ struct HookChoice {
 };
 
 // The hook of one device; role: "bridge", "uplink" or "port".  `auto` takes
-// XDP where it costs nothing else (a wired uplink with native XDP), `xdp`
-// also on veths; everything else is TC, with the reason.
-HookChoice choose_hook(HookMode requested, const std::string &role, const DeviceFacts &f);
+// XDP where it costs nothing else and pays: a wired uplink with native XDP,
+// while some bridge port takes XDP redirects (ports_take_redirects: with
+// taps only, the uplink's XDP program would hand every reply to TC and only
+// add work); `xdp` also on veths; everything else is TC, with the reason.
+HookChoice choose_hook(HookMode requested, const std::string &role, const DeviceFacts &f,
+		       bool ports_take_redirects = true);
 
 // Whether kvmxdp lets the XDP programs redirect into the device
 // (KVX_XDEV_F_TX), and why: the kernel must say a redirect lands

@@ -149,14 +149,14 @@ json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
 // XDP redirects into it.
 void add_xdp_facts(json &d, int ifindex, const std::string &ifname, const std::string &role,
 		   const std::string &kind, const std::string &mode,
-		   const std::vector<std::pair<int, uint32_t>> &links)
+		   const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx)
 {
 	DeviceFacts f = device_facts(ifname);
 	f.kind = kind;
 	f.xdp_features = xdp_features(ifindex);
 	HookChoice c;
 	try {
-		c = choose_hook(parse_hook_mode(mode), role, f);
+		c = choose_hook(parse_hook_mode(mode), role, f, ports_tx);
 	} catch (const Error &e) {
 		c = {"tc", e.what()};
 	}
@@ -188,7 +188,8 @@ void add_xdp_facts(json &d, int ifindex, const std::string &ifname, const std::s
 
 json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
 		 const std::string &role, const std::string &mode,
-		 const std::vector<std::pair<int, uint32_t>> &links, std::vector<std::string> &warnings)
+		 const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx,
+		 std::vector<std::string> &warnings)
 {
 	json d = device_json(nl, ifname, expect, warnings);
 	if (d["ifindex"].is_null())
@@ -196,7 +197,7 @@ json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
 	std::string kind;
 	if (auto l = find_link(nl, ifname))
 		kind = l->kind;
-	add_xdp_facts(d, d["ifindex"].get<int>(), ifname, role, kind, mode, links);
+	add_xdp_facts(d, d["ifindex"].get<int>(), ifname, role, kind, mode, links, ports_tx);
 	return d;
 }
 
@@ -221,25 +222,31 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				   "collected (run attach again to resume)");
 
 	const auto links = XdpPath::pinned_links(inst.pin_dir);
-	j["devices"] = json::array(
-		{device_json(nl, inst.bridge, "kvx_br_ingress", "bridge", inst.mode, links, warnings)});
-	if (!inst.uplink.empty())
-		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress", "uplink",
-						   inst.mode, links, warnings));
-	// The bridge's ports: XDP (--mode xdp on veths) or nothing of ours.
+	// The bridge's ports first: whether any takes XDP redirects decides
+	// the uplink's XDP under --mode auto (choose_hook).
+	json ports = json::array();
+	bool ports_tx = false;
 	try {
 		if (auto br = find_link(nl, inst.bridge))
 			for (const PortInfo &p : bridge_ports(br->ifindex)) {
 				json d = {{"ifname", p.name}, {"ifindex", p.ifindex}, {"hook", nullptr},
 					  {"prog", nullptr}};
-				add_xdp_facts(d, p.ifindex, p.name, "port", p.kind, inst.mode, links);
+				add_xdp_facts(d, p.ifindex, p.name, "port", p.kind, inst.mode, links, true);
 				if (!d["xdp_prog"].is_null())
 					d["hook"] = "xdp";
-				j["devices"].push_back(d);
+				ports_tx = ports_tx || d["redirect_target"].get<bool>();
+				ports.push_back(d);
 			}
 	} catch (const Error &e) {
 		warnings.push_back(std::string("bridge ports: ") + e.what());
 	}
+	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress", "bridge",
+						inst.mode, links, true, warnings)});
+	if (!inst.uplink.empty())
+		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress", "uplink",
+						   inst.mode, links, ports_tx, warnings));
+	for (auto &p : ports)
+		j["devices"].push_back(p);
 	if (inst.uplink.empty())
 		warnings.push_back("uplink: none (waiting for a default route): guest traffic "
 				   "to the outside is dropped until one appears");

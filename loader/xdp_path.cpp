@@ -143,22 +143,24 @@ template <typename T> T attr_as(const std::pair<const void *, size_t> &a)
 	return v;
 }
 
-std::optional<uint16_t> genl_family(RawNl &nl, const char *name)
+// One generic netlink request with one attribute, one attribute of the
+// answer; nullopt on an error (ENOENT: a kernel without the family).
+template <typename T>
+std::optional<T> genl_query(RawNl &nl, uint16_t family, uint8_t cmd, uint16_t in_attr,
+			    const void *in, size_t in_len, uint16_t out_attr)
 {
 	genlmsghdr g{};
-	g.cmd = CTRL_CMD_GETFAMILY;
+	g.cmd = cmd;
 	g.version = 1;
-	auto m = nl_msg(GENL_ID_CTRL, NLM_F_REQUEST, &g, sizeof(g));
-	nl_put(m, CTRL_ATTR_FAMILY_NAME, name, std::strlen(name) + 1);
-	std::optional<uint16_t> id;
+	auto m = nl_msg(family, NLM_F_REQUEST, &g, sizeof(g));
+	nl_put(m, in_attr, in, in_len);
+	std::optional<T> out;
 	int err = nl.exchange(m, [&](const nlmsghdr *r) {
 		auto attrs = nl_attrs(r, GENL_HDRLEN);
-		if (attrs.count(CTRL_ATTR_FAMILY_ID))
-			id = attr_as<uint16_t>(attrs[CTRL_ATTR_FAMILY_ID]);
+		if (attrs.count(out_attr))
+			out = attr_as<T>(attrs[out_attr]);
 	});
-	if (err)
-		return std::nullopt; // ENOENT: a kernel without the family
-	return id;
+	return err ? std::nullopt : out;
 }
 
 bool has(const std::vector<std::string> &v, const std::string &s)
@@ -182,24 +184,15 @@ std::string ifname_of(int ifindex)
 std::optional<uint64_t> xdp_features(int ifindex)
 {
 	RawNl nl(NETLINK_GENERIC);
-	static std::optional<uint16_t> family = genl_family(nl, "netdev");
+	static const char kFamily[] = "netdev";
+	static std::optional<uint16_t> family =
+		genl_query<uint16_t>(nl, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_NAME,
+				     kFamily, sizeof(kFamily), CTRL_ATTR_FAMILY_ID);
 	if (!family)
 		return std::nullopt;
-	genlmsghdr g{};
-	g.cmd = kNetdevCmdDevGet;
-	g.version = 1;
-	auto m = nl_msg(*family, NLM_F_REQUEST, &g, sizeof(g));
 	uint32_t idx = static_cast<uint32_t>(ifindex);
-	nl_put(m, kNetdevAttrIfindex, &idx, sizeof(idx));
-	std::optional<uint64_t> out;
-	int err = nl.exchange(m, [&](const nlmsghdr *r) {
-		auto attrs = nl_attrs(r, GENL_HDRLEN);
-		if (attrs.count(kNetdevAttrXdpFeatures))
-			out = attr_as<uint64_t>(attrs[kNetdevAttrXdpFeatures]);
-	});
-	if (err)
-		return std::nullopt;
-	return out;
+	return genl_query<uint64_t>(nl, *family, kNetdevCmdDevGet, kNetdevAttrIfindex, &idx,
+				    sizeof(idx), kNetdevAttrXdpFeatures);
 }
 
 std::vector<PortInfo> bridge_ports(int bridge_ifindex)
@@ -293,6 +286,13 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 	int pfd = prog_fd(prog);
 	Fd link(bpf_obj_get(pin.c_str()));
 	if (link) {
+		bpf_link_info li{};
+		bpf_prog_info pi{};
+		uint32_t ll = sizeof(li), pl = sizeof(pi);
+		// Already this program (every sync after the first): nothing to do.
+		if (bpf_obj_get_info_by_fd(link.get(), &li, &ll) == 0 && li.xdp.ifindex != 0 &&
+		    bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0 && li.prog_id == pi.id)
+			return true;
 		// Ours from before (a restart, an upgrade): swapped in place,
 		// no moment without a program.
 		if (bpf_link_update(link.get(), pfd, nullptr) == 0)
@@ -345,14 +345,23 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		if (auto l = find_link(nl, devs[0].ifname))
 			kinds[uplink_ifindex] = l->kind; // a veth in tests and the bench
 
-	std::set<int> want;
-	const int xdev_fd = tc_.map_fd(KVX_MAP_XDEV);
-	std::map<uint32_t, kvx_xdev_val> xdev;
+	// Facts and redirect targets first: whether the uplink's XDP pays
+	// depends on the ports (choose_hook).
+	std::map<int, DeviceFacts> facts;
+	bool ports_tx = false;
 	for (XdpDevice &d : devs) {
 		DeviceFacts f = device_facts(d.ifname);
 		f.kind = kinds[d.ifindex];
 		f.xdp_features = xdp_features(d.ifindex);
-		d.hook = choose_hook(mode_, d.role, f);
+		d.tx = xdp_tx_allowed(f, d.tx_why);
+		ports_tx = ports_tx || (d.tx && d.role == "port");
+		facts[d.ifindex] = f;
+	}
+	std::set<int> want;
+	const int xdev_fd = tc_.map_fd(KVX_MAP_XDEV);
+	std::map<uint32_t, kvx_xdev_val> xdev;
+	for (XdpDevice &d : devs) {
+		d.hook = choose_hook(mode_, d.role, facts[d.ifindex], ports_tx);
 		if (d.hook.mode == "xdp") {
 			std::string why;
 			if (attach(d.ifindex, d.ifname,
@@ -367,9 +376,6 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 				}
 			}
 		}
-		// Features again: attaching XDP to a veth changes its peer's.
-		f.xdp_features = xdp_features(d.ifindex);
-		d.tx = xdp_tx_allowed(f, d.tx_why);
 		kvx_xdev_val v{};
 		v.flags = static_cast<__u16>((d.tx ? KVX_XDEV_F_TX : 0) |
 					     (d.role == "port" ? KVX_XDEV_F_PORT : 0));

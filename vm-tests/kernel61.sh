@@ -28,19 +28,8 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/qemu/host61.sh"
 
-kvx_require_root
-vm61_require
-k61_kvmxdp=${1:-}
-k61_bpftest=${2:-$(dirname "${k61_kvmxdp:-.}")/tests/bpf/kvmxdp_bpf_test}
-
 # Under TCG the boot takes ~8 s, the BPF tests ~17 s, the smoke test ~17 s.
-# The image build is not counted.
-: "${KVX_TIMEOUT:=300}"
-kvx_init "$k61_kvmxdp"
-[[ -n $KVMXDP ]] || kvx_fatal "usage: kernel61.sh KVMXDP_BINARY [BPF_TEST_BINARY]"
-vm61_image "$KVMXDP" "$k61_bpftest"
-vm61_boot kernel61
-val() { vm61_val "$@"; }
+vm61_test kernel61 "$@"
 con=${VM61_CON%.txt}
 
 kvx_step "the VM's results"

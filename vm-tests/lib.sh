@@ -663,6 +663,35 @@ kvx_server_sources() {
 # kvx_udp_client NS ARGS...: runs udp_peer.py client; prints its lines.
 kvx_udp_client() { local ns=$1; shift; nsx "$ns" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" client "$@"; }
 
+# ---------------------------------------------------------------- QEMU guest
+# kvx_qemu_guest CONSOLE TAP MEM LIMIT_S DEVICE APPEND: boots the cached
+# Debian guest (vm-tests/qemu/build-guest.sh: KVX_GUEST_KERNEL/INITRD) in the
+# host ns with DEVICE on TAP (vhost off: QEMU's own virtio backend), kernel
+# arguments APPEND after the console ones; waits until it powers off, at
+# most LIMIT_S seconds (then kills it and returns 1), and leaves the console
+# without carriage returns in CONSOLE.txt.
+kvx_qemu_guest() {
+	local con=$1 tap=$2 mem=$3 limit=$4 dev=$5 append=$6 pid i rc=0
+	kvx_bg "$con" ip netns exec "$NS_HOST" qemu-system-x86_64 \
+		-nodefaults -display none -serial stdio -no-reboot -machine pc -m "$mem" -smp 1 \
+		-kernel "$KVX_GUEST_KERNEL" -initrd "$KVX_GUEST_INITRD" \
+		-append "console=ttyS0 quiet loglevel=3 panic=-1 $append" \
+		-netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off" \
+		-device "$dev"
+	pid=$KVX_LAST_PID
+	for ((i = 0; i < limit * 10; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$pid" 2>/dev/null; then
+		rc=1
+		kvx_kill_pid "$pid"
+	fi
+	wait "$pid" 2>/dev/null || true
+	tr -d '\r' <"$con" >"$con.txt"
+	return "$rc"
+}
+
 # ---------------------------------------------------------------- guest HTTP
 # An HTTP server on port 80 in each guest, serving a file "who" that names
 # the guest; its access log ($KVX_TMP/g<N>.http.log) carries the client

@@ -82,7 +82,7 @@ kvx_attach_bg || kvx_fatal "cannot attach"
 # qg_boot N MODE IP MAC: one guest boot on a new tap; MODE offload|nooffload.
 # Leaves the console in $KVX_TMP/console.N.log.
 qg_boot() {
-	local n=$1 mode=$2 ip=$3 mac=$4 tap dev con up_port t0 i pid
+	local n=$1 mode=$2 ip=$3 mac=$4 tap dev con up_port t0
 	tap=kt$n$KVX_ID dev=virtio-net-pci,netdev=n0,mac=$mac,romfile=
 	con=$KVX_TMP/console.$n.log up_port=$((5100 + n))
 	[[ $mode == nooffload ]] && dev+=,csum=off,guest_csum=off
@@ -96,27 +96,12 @@ qg_boot() {
 	kvx_wait_tcp_listen 10 "$NS_SRV" "$up_port"
 	qg_out0=$(kvx_counter XLATE_OUT) qg_out0b=$(kvx_counter XLATE_OUT bytes)
 	t0=$(date +%s%N)
-	kvx_bg "$con" ip netns exec "$NS_HOST" qemu-system-x86_64 \
-		-nodefaults -display none -serial stdio -no-reboot \
-		-machine pc -m 256M -smp 1 \
-		-kernel "$KVX_GUEST_KERNEL" -initrd "$KVX_GUEST_INITRD" \
-		-append "console=ttyS0 quiet loglevel=3 panic=-1 kvx.ip=$ip/24 kvx.gw=$GW_IP kvx.srv=$SRV_IP kvx.http=8080 kvx.file=blob kvx.up=$up_port kvx.mb=$MB kvx.tftp=6969 kvx.tfile=tblob" \
-		-netdev "tap,id=n0,ifname=$tap,script=no,downscript=no,vhost=off" \
-		-device "$dev"
-	pid=$KVX_LAST_PID
 	# the guest powers off after "KVX end"; every step in it has a timeout
 	# (~6 s here; the guest's own timeouts add up to < 60 s)
-	for ((i = 0; i < 600; i++)); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	if kill -0 "$pid" 2>/dev/null; then
-		kvx_fail "boot $n: QEMU still running after 60 s; console: $(tail -n 30 "$con")"
-		kvx_kill_pid "$pid"
-	fi
-	wait "$pid" 2>/dev/null || true
+	kvx_qemu_guest "$con" "$tap" 256M 60 "$dev" \
+		"kvx.ip=$ip/24 kvx.gw=$GW_IP kvx.srv=$SRV_IP kvx.http=8080 kvx.file=blob kvx.up=$up_port kvx.mb=$MB kvx.tftp=6969 kvx.tfile=tblob" ||
+		kvx_fail "boot $n: QEMU still running after 60 s; console: $(tail -n 30 "$con.txt")"
 	qg_ms=$((($(date +%s%N) - t0) / 1000000))
-	tr -d '\r' <"$con" >"$con.txt"
 	kvx_log "boot $n: QEMU ran ${qg_ms} ms; guest timeline: $(sed -n 's/^KVX t_\([a-z_]*\)=\(.*\)/\1=\2/p' "$con.txt" | paste -sd' ')"
 	if ! grep -qx 'KVX end' "$con.txt"; then
 		# every step in the guest has a timeout: it crashed or QEMU died

@@ -33,16 +33,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/qemu/host61.sh"
 
-kvx_require_root
-vm61_require
-w61_kvmxdp=${1:-}
-w61_bpftest=${2:-$(dirname "${w61_kvmxdp:-.}")/tests/bpf/kvmxdp_bpf_test}
-: "${KVX_TIMEOUT:=300}"
-kvx_init "$w61_kvmxdp"
-[[ -n $KVMXDP ]] || kvx_fatal "usage: wifi61.sh KVMXDP_BINARY [BPF_TEST_BINARY]"
-vm61_image "$KVMXDP" "$w61_bpftest"
-vm61_boot wifi61
-val() { vm61_val "$@"; }
+vm61_test wifi61 "$@"
 
 kvx_step "the VM's results"
 sed -n 's/^KVX\([AWD]\) /  vm\1: /p' "$VM61_CON" >&2

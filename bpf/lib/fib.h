@@ -4,6 +4,7 @@
 
 #include <linux/in.h>
 #include "parse.h"
+#include "clock.h"
 
 #ifndef AF_INET
 #define AF_INET 2
@@ -32,7 +33,7 @@
  * moves with every write, so a reader that saw it change, or odd, asks the
  * kernel, and a writer that finds it odd leaves the cache alone.
  */
-#define KVX_FIBC_CPUS 64   /* beyond: no cache */
+#define KVX_FIBC_CPUS 64   /* a power of 2; beyond: no cache */
 #define KVX_FIBC_SLOTS 16  /* per CPU; a power of 2 */
 
 struct kvx_fibc_slot {
@@ -105,7 +106,8 @@ static __noinline int fib_route(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 	fib->ifindex = in_ifindex;
 
 	if (cpu < KVX_FIBC_CPUS) {
-		c = &kvx_fibc[cpu];
+		kvx_index_barrier(cpu); /* see clock.h */
+		c = &kvx_fibc[cpu & (KVX_FIBC_CPUS - 1)];
 		h = p->daddr ^ p->saddr ^ ((__u32)sport << 16 | dport) ^ p->proto;
 		h ^= h >> 16;
 		h ^= h >> 8;

@@ -91,6 +91,11 @@ TEST(HookMode, AutoTakesXdpOnAWiredUplinkWithNativeXdpOnly)
 	EXPECT_EQ(c.mode, "xdp");
 	EXPECT_NE(c.why.find("igc"), std::string::npos) << c.why;
 	EXPECT_EQ(choose_hook(HookMode::Tc, "uplink", nic).mode, "tc");
+	// With only taps on the bridge, every reply would go to TC anyway.
+	c = choose_hook(HookMode::Auto, "uplink", nic, false);
+	EXPECT_EQ(c.mode, "tc");
+	EXPECT_NE(c.why.find("no bridge port takes XDP redirects"), std::string::npos) << c.why;
+	EXPECT_EQ(choose_hook(HookMode::Xdp, "uplink", nic, false).mode, "xdp") << "asked for";
 
 	DeviceFacts usb = nic; // a driver without native XDP (generic only)
 	usb.driver = "r8152";

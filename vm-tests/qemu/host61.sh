@@ -74,6 +74,24 @@ vm61_boot() { # TEST [EXTRA KERNEL ARGS...]
 }
 
 vm61_val() { sed -n "s/^KVX $1=//p" "$VM61_CON" | tail -n1; }
+val() { vm61_val "$@"; }
+
+# vm61_test NAME KVMXDP_BINARY [BPF_TEST_BINARY]: the common start of the
+# 6.1 VM tests: root and tools, the test's temp dir and watchdog (300 s
+# unless KVX_TIMEOUT says otherwise; the image build is not counted), the
+# image with this build, the boot running the in-VM script NAME.  The BPF
+# test binary defaults to tests/bpf/kvmxdp_bpf_test next to kvmxdp.
+vm61_test() {
+	local name=$1 kvmxdp=${2:-} bpftest=${3:-}
+	kvx_require_root
+	vm61_require
+	: "${bpftest:=$(dirname "${kvmxdp:-.}")/tests/bpf/kvmxdp_bpf_test}"
+	: "${KVX_TIMEOUT:=300}"
+	kvx_init "$kvmxdp"
+	[[ -n $KVMXDP ]] || kvx_fatal "usage: $name.sh KVMXDP_BINARY [BPF_TEST_BINARY]"
+	vm61_image "$KVMXDP" "$bpftest"
+	vm61_boot "$name"
+}
 
 vm61_json() { # EXPR [KEY]: on the last "KVX KEY=" line (default status_json)
 	vm61_val "${2:-status_json}" | "$KVX_PY" -c '
