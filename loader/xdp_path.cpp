@@ -289,15 +289,19 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 		bpf_link_info li{};
 		bpf_prog_info pi{};
 		uint32_t ll = sizeof(li), pl = sizeof(pi);
-		// Already this program (every sync after the first): nothing to do.
-		if (bpf_obj_get_info_by_fd(link.get(), &li, &ll) == 0 && li.xdp.ifindex != 0 &&
-		    bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0 && li.prog_id == pi.id)
-			return true;
-		// Ours from before (a restart, an upgrade): swapped in place,
-		// no moment without a program.
-		if (bpf_link_update(link.get(), pfd, nullptr) == 0)
-			return true;
-		::unlink(pin.c_str()); // defunct (device gone and back): anew
+		// A link whose device went away is defunct (ifindex 0): an
+		// update would succeed and attach nothing, so it is replaced.
+		if (bpf_obj_get_info_by_fd(link.get(), &li, &ll) == 0 &&
+		    li.xdp.ifindex == static_cast<uint32_t>(ifindex)) {
+			// Already this program (every sync after the first).
+			if (bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0 && li.prog_id == pi.id)
+				return true;
+			// Ours from before (a restart, an upgrade): swapped in
+			// place, no moment without a program.
+			if (bpf_link_update(link.get(), pfd, nullptr) == 0)
+				return true;
+		}
+		::unlink(pin.c_str());
 	}
 	bpf_link_create_opts opts{};
 	opts.sz = sizeof(opts);
