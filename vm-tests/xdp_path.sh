@@ -16,7 +16,8 @@
 #    a port with another tool's XDP program stays TC with the reason, and
 #    keeps that program through detach;
 #  - SIGKILL: the XDP links stay and translate; attach resumes in place;
-#    --mode tc removes them; detach leaves no XDP program of ours.
+#    --mode tc removes them; detach leaves no XDP program of ours, and
+#    neither does an attach that fails at or after the XDP step.
 #
 # Topology: vm-tests/lib.sh (masquerade.sh's diagram).  The server sends
 # software checksums (tx off) so that its frames arrive complete at the
@@ -126,7 +127,10 @@ kvx_step "the bridge's forwarding database follows a guest that only XDP sees"
 g2mac=$(ip -n "$NS_G2" -br link show "$G2_IF" | awk '{print $3}')
 brmac=$(ip -n "$NS_HOST" -br link show "$BR" | awk '{print $3}')
 # Nothing but XDP-redirected frames from guest2 from now on: no ARP (a
-# permanent neighbour), no IPv6 chatter.
+# permanent neighbour), no IPv6 chatter.  The bridge's MAC is pinned first:
+# a bridge without an assigned address takes its lowest port MAC, and the
+# ports added below could change it under the permanent entry.
+ip -n "$NS_HOST" link set dev "$BR" address "$brmac"
 ip -n "$NS_G2" neigh replace "$GW_IP" lladdr "$brmac" dev "$G2_IF" nud permanent
 nsx "$NS_G2" sysctl -qw "net.ipv6.conf.$G2_IF.disable_ipv6=1"
 bridge -n "$NS_HOST" fdb del "$g2mac" dev "$P2_IF" master 2>/dev/null || true
@@ -220,5 +224,19 @@ for d in "$UP" "$P1_IF" "$P2_IF" "$P3_IF"; do
 done
 assert_eq "detached: the foreign program kept" fx_other "$(xdp_prog_on "$NS_HOST" "$P4_IF")"
 assert_eq "detached: no pins left" "" "$(kvx_pins)"
+
+kvx_step "a failed attach --mode xdp leaves no XDP program, filter or pin behind"
+for fp in xdp sysctls; do
+	out=$(KVMXDP_FAILPOINT=$fp ip netns exec "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" \
+		attach --bridge "$BR" --uplink "$UP" --mode xdp 2>&1) &&
+		kvx_fail "attach with failpoint $fp succeeded"
+	assert_contains "failpoint $fp hit" "injected failure at $fp" "$out"
+	for d in "$UP" "$P1_IF" "$P2_IF" "$P3_IF"; do
+		assert_eq "failpoint $fp: no XDP on $d" "" "$(xdp_prog_on "$NS_HOST" "$d")"
+	done
+	assert_eq "failpoint $fp: the foreign program kept" fx_other "$(xdp_prog_on "$NS_HOST" "$P4_IF")"
+	assert_eq "failpoint $fp: no pins" "" "$(kvx_pins)"
+	assert_eq "failpoint $fp: no filter on the bridge" 0 "$(kvx_tc_bpf_filters "$BR")"
+done
 ip -n "$NS_HOST" link set dev "$P4_IF" xdpdrv off
 kvx_finish
