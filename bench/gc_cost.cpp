@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 // kvx-gccost: what one garbage-collection sweep of the daemon costs at a
-// large table (issue 3 item 4, PITFALLS 5: "userspace sweeps cost CPU").
+// large table: a user-space sweep costs CPU in proportion to the table
+// (docs/pitfalls.md, gc-cost).
 //
 //   kvx-gccost [--flows N] [--flows-per-binding F] [--sweeps S] [--prefix P] [--json]
 //

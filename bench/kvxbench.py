@@ -70,7 +70,7 @@ def run(cmd, check=True, input=None, timeout=120):
 
 def nsx(ns, cmd):
     """Command inside netns ns, keeping this mount namespace (bpffs pins stay
-    visible, PITFALLS 11)."""
+    visible; ip netns exec would hide them)."""
     return ["nsenter", f"--net=/run/netns/{ns}", "--"] + cmd
 
 
@@ -152,7 +152,7 @@ class Topology:
         self.host_threads = []
         self.ifindex = {}
         self.work = f"/tmp/kvxbench-{s}"
-        # Our own bpffs outside /sys (ip netns exec remounts /sys, PITFALLS 11).
+        # Our own bpffs outside /sys (ip netns exec remounts /sys and hides it).
         self.bpffs = os.path.join(self.work, "bpffs")
         self.mounted = False
         self.created = []
@@ -210,13 +210,14 @@ class Topology:
         h("sysctl", "-qw", "net.ipv4.ip_forward=1")
         # br_netfilter (loaded machine-wide by Docker and others) would send
         # every bridged frame through iptables/conntrack before the bridge
-        # device's TC hook (PITFALLS 14): off in our host netns, recorded.
+        # device's TC hook: off in our host netns, recorded.
         self.br_netfilter = os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables")
         if self.br_netfilter:
             for k in ("iptables", "ip6tables", "arptables"):
                 h("sysctl", "-qw", f"net.bridge.bridge-nf-call-{k}=0")
         # The host's own sockets get the top of the port space, NAT the rest
-        # (PITFALLS 6): kvmxdp refuses a NAT range overlapping the host's
+        # (docs/pitfalls.md, host-ephemeral-ports): kvmxdp refuses a NAT range
+        # overlapping the host's
         # ephemeral ports, and the guest's ports (32768-60999) stay unchanged
         # inside 1024-60999, as they do under the recipe's MASQUERADE.
         h("sysctl", "-qw", f"net.ipv4.ip_local_port_range={HOST_PORTS.replace('-', ' ')}")
@@ -308,10 +309,10 @@ class Topology:
 # ---------------------------------------------------------------- configurations
 
 def clang_bpf(src, out, defines):
-    ma = run(["cc", "-print-multiarch"]).strip()
-    run(["clang", "--target=bpf", "-g", "-O2", "-mcpu=v3", "-Wall", "-Wextra", "-Werror",
-         "-Wno-unused-parameter", "-idirafter", f"/usr/include/{ma}"]
-        + [f"-D{k}={v}" for k, v in defines.items()] + ["-c", src, "-o", out])
+    # cmake/bpf-cc: the project's one set of BPF compiler flags.
+    bpf_cc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "cmake", "bpf-cc")
+    run([bpf_cc] + [f"-D{k}={v}" for k, v in defines.items()] + ["-c", src, "-o", out])
 
 
 def ip_hex(ip):
@@ -500,8 +501,8 @@ class BareXdpConfig(Config):
 
 class KvmxdpConfig(Config):
     """kvmxdp through its CLI (`attach` runs as the daemon) when the binary
-    exists, else the same TC object loaded by hand with bpftool + tc (the
-    lead's smoke-test recipe), labelled as such in the results."""
+    exists, else the same TC object loaded by hand with bpftool + tc (what
+    `--raw` forces), labelled as such in the results."""
     name, label = "kvmxdp-tc", "kvmxdp TC"
     mode = "tc"
 
@@ -557,7 +558,8 @@ class KvmxdpConfig(Config):
     def _attach_cli(self):
         t = self.topo
         # kvmxdp refuses the recipe's 1024-65535 as overlapping the host's
-        # ephemeral ports (PITFALLS 6): everything below them instead.
+        # ephemeral ports (a flow could share a host socket's 5-tuple):
+        # everything below them instead.
         args = ["attach", "--bridge", t.dev["br"], "--uplink", t.dev["up"], "--subnet", SUBNET,
                 "--nat-ports", KVX_NAT_PORTS]
         if "--mode" in run([self.opts.kvmxdp, "attach", "--help"], check=False):
@@ -902,7 +904,7 @@ def fmt(v, nd=3):
 
 
 def targets(summary):
-    """The issue's targets, as ratios of medians from this run."""
+    """kvmxdp's performance goals, as ratios of medians from this run."""
     def m(cfg, wl, key=None):
         key = key or METRIC[wl][0]
         s = summary.get(cfg, {}).get(wl, {}).get(key)

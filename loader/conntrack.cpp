@@ -242,8 +242,26 @@ json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t no
 	return out;
 }
 
-CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, int gflows_fd,
-			  uint32_t subnet_mask_be)
+// A binding half counts as used at now_ns.  Only an existing half is
+// touched (BPF_EXIST: the GC may have just released it); the datapath may
+// write the same value meanwhile, and either write leaves a recent time.
+static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, uint32_t addr, uint16_t port,
+		       uint64_t now_ns)
+{
+	kvx_bind_key k{};
+	k.dir = dir;
+	k.proto = proto;
+	k.addr = addr;
+	k.port = port;
+	kvx_bind_val v{};
+	if (bpf_map_lookup_elem(bind_fd, &k, &v) != 0 || v.last_used_ns >= now_ns)
+		return;
+	v.last_used_ns = now_ns;
+	bpf_map_update_elem(bind_fd, &k, &v, BPF_EXIST);
+}
+
+CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
+			  int gflows_fd, uint32_t subnet_mask_be)
 {
 	CtFlushResult r;
 	// Keys first, deletes second (maps.hpp: deleting while walking may
@@ -252,8 +270,14 @@ CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, int gflows_
 	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd)) {
 		if (!f.matches(k, v))
 			continue;
-		if (bpf_map_delete_elem(ct_fd, &k) == 0)
-			r.flows++;
+		if (bpf_map_delete_elem(ct_fd, &k) != 0)
+			continue;
+		r.flows++;
+		// The binding's own time is that of its last new flow: without
+		// this, the GC would release a years-old binding of a stream
+		// that is still sending at its next sweep.
+		bind_touch(bind_fd, KVX_BIND_OUT, k.proto, k.int_addr, k.int_port, now_ns);
+		bind_touch(bind_fd, KVX_BIND_IN, k.proto, v.ext_addr, v.ext_port, now_ns);
 	}
 	// Report what the GC will reclaim: dynamic IN halves no flow uses.
 	std::set<std::tuple<uint8_t, uint32_t, uint16_t>> referenced;
@@ -342,7 +366,7 @@ CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge,
 	CtPins p = open_ct_pins(g, bridge);
 	if (bridge_out)
 		*bridge_out = p.bridge;
-	return ct_flush_fd(p.ct.get(), p.bind.get(), f, p.gflows.get(),
+	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(), p.gflows.get(),
 			   read_cfg(p.cfg.get()).subnet_mask);
 }
 

@@ -537,7 +537,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	}
 
 	// Pins: bpf_obj_pin on our own paths, not libbpf's pin_root_path,
-	// which rewrites every '.' of the whole path (PITFALLS 11).
+	// which rewrites every '.' of the whole path.
 	if (!resume) {
 		mkdir_p(pin_dir, 0700);
 		rb.add("pin directory", [pin_dir, bpffs] {

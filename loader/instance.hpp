@@ -67,7 +67,7 @@ private:
 // runs the daemon until SIGINT/SIGTERM.  Returns the exit code.
 int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream &out);
 void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out);
-// The CONTRACT.md status shape; bridge empty = every instance.
+// The status JSON (docs/status-json.md); bridge empty = every instance.
 nlohmann::json status_json(const GlobalOptions &g, const std::string &bridge);
 
 // Trims trailing slashes so that "/x/" and "/x" name one instance.

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// `status`: the state of every instance as JSON (CONTRACT.md's shape); the
+// `status`: the state of every instance as JSON (docs/status-json.md); the
 // CLI renders the same JSON as a table, so both views always agree.
 #include <arpa/inet.h>
 #include <bpf/libbpf.h>
@@ -24,6 +24,7 @@
 #include "netaddr.hpp"
 #include "netlink.hpp"
 #include "sysctl.hpp"
+#include "version.hpp"
 #include "xdp_path.hpp"
 
 namespace kvmxdp {
@@ -342,7 +343,11 @@ json status_json(const GlobalOptions &g, const std::string &bridge)
 			continue;
 		insts.push_back(instance_json(g, inst, nl, sys));
 	}
-	return {{"instances", insts}, {"kernel", kernel_features_json(probe_kernel_features())}};
+	const std::string describe = git_describe();
+	return {{"version", project_version()},
+		{"git_describe", describe.empty() ? json(nullptr) : json(describe)},
+		{"instances", insts},
+		{"kernel", kernel_features_json(probe_kernel_features())}};
 }
 
 } // namespace kvmxdp

@@ -13,6 +13,7 @@
 #include "mapctl.hpp"
 #include "conntrack_print.hpp"
 #include "print.hpp"
+#include "version.hpp"
 
 namespace {
 
@@ -34,6 +35,7 @@ int main(int argc, char **argv)
 	// Not require_subcommand(): CLI11 would then report a misspelt command
 	// as "a subcommand is required" instead of naming it.
 	app.require_subcommand(0, 1);
+	app.set_version_flag("--version", "kvmxdp " + version_string());
 
 	GlobalOptions g;
 	app.add_option("--bpffs", g.bpffs, "bpffs directory (mounted there if it is not a bpffs)")

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # vm-tests/foreign_hooks.sh: another tool's hooks are already on the bridge
-# and the uplink (PITFALLS 9): a clsact qdisc with the tool's own counting
+# and the uplink: a clsact qdisc with the tool's own counting
 # TC filters (BPF, direct action, returning TC_ACT_UNSPEC so that the next
 # filter runs, at priority 10, ahead of kvmxdp's 0x6b76) on the bridge's
 # ingress and the uplink's ingress and egress, and a counting XDP program

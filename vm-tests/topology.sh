@@ -67,7 +67,7 @@ kvx_wait_for 3 "Udp InCsumErrors to grow in host ns" \
 
 kvx_step "detector check: a leaked private source is visible at the server"
 # With forwarding on for the bridge and no NAT, guest packets are routed out
-# unchanged (PITFALLS 12): the server's log must show the guest address.
+# unchanged: the server's log must show the guest address.
 kvx_udp_server "$SRV_IP:5001"
 nsx "$NS_HOST" sysctl -qw "net.ipv4.conf.$BR.forwarding=1"
 out=$(kvx_udp_client "$NS_G1" --msg leak --wait 0.5 "$SRV_IP:5001" || true)

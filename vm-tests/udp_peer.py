@@ -28,6 +28,14 @@ client [--bind PORT] [--msg TEXT] [--count N] [--wait SEC] [--no-check] DST_ADDR
     (fixed source port with --bind), then prints every datagram received
     within --wait seconds after the last send as "from=<ip>:<port> data=...".
 
+probe DST_ADDR:PORT [--interval SEC]
+    Opens a new flow every --interval seconds (default 0.02: a fresh socket,
+    so a fresh source port) until killed, sending "probe<n>@<send time>".
+    Prints "probing" once, then "t_us=<send time> seen=<ip>:<port>" for every
+    reply of a `serve` peer (send time: CLOCK_REALTIME in microseconds, as
+    `date +%s%6N`): when, to the 20 ms, new flows began to leave with an
+    address, measured from the sender, which runs before and after the event.
+
 --no-check sends UDP datagrams without checksum (SO_NO_CHECK: checksum 0).
 """
 import argparse
@@ -157,6 +165,44 @@ def client(args):
     return 0 if got else 1
 
 
+def probe(args):
+    dst = endpoint(args.dst)
+    sel = selectors.DefaultSelector()
+    open_socks = []
+    print("probing", flush=True)
+    seq = 0
+    next_send = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= next_send:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            try:
+                s.sendto(f"probe{seq}@{time.time_ns() // 1000}".encode(), dst)
+            except OSError:
+                pass  # no route for a moment: the next probe tries again
+            sel.register(s, selectors.EVENT_READ)
+            open_socks.append(s)
+            # a reply comes within milliseconds: keep the last 2 s open
+            while len(open_socks) > max(1, int(2 / args.interval)):
+                old = open_socks.pop(0)
+                sel.unregister(old)
+                old.close()
+            seq += 1
+            next_send += args.interval
+            if next_send < now:
+                next_send = now + args.interval
+        for key, _ in sel.select(max(0.0, next_send - time.monotonic())):
+            try:
+                data = key.fileobj.recv(65535).decode(errors="replace")
+            except OSError:
+                continue
+            seen = data.split()[0] if data.startswith("seen=") else "seen=?"
+            sent = data.rpartition("@")[2]
+            if sent.isdigit():
+                print(f"t_us={sent} {seen}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -179,6 +225,9 @@ def main():
     pc.add_argument("--wait", type=float, default=1.0)
     pc.add_argument("--no-check", action="store_true")
     pc.add_argument("destinations", nargs="+")
+    pp = sub.add_parser("probe")
+    pp.add_argument("dst")
+    pp.add_argument("--interval", type=float, default=0.02)
     args = p.parse_args()
     if args.cmd == "serve":
         serve(args)
@@ -188,6 +237,9 @@ def main():
         return 0
     if args.cmd == "echo":
         return echo(args)
+    if args.cmd == "probe":
+        probe(args)
+        return 0
     return client(args)
 
 

@@ -496,7 +496,8 @@ static __always_inline int bind_get_1to1(const struct kvx_pkt *p, const __u8 *gu
  * dynamic binding, reused when it is on the current uplink address (or
  * static) and its IN half still points back to this guest; a missing IN
  * half is repaired; a stale or stolen dynamic pair is released and bound
- * anew.  Never translates through a pair whose halves disagree (PITFALLS 4).
+ * anew.  Never translates through a pair whose halves disagree
+ * (docs/pitfalls.md, lru-half-pairs).
  */
 static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 				    const __u8 *macs, __u64 now, struct nat_endpoint *ext)

@@ -1,4 +1,4 @@
-// Conntrack capacity faults (issue 3 items 4-6): opportunistic reclaim of
+// Conntrack capacity faults: opportunistic reclaim of
 // expired flows by the datapath when kvx_ct is full (no daemon, no GC), the
 // per-guest flow quota (DROP_GUEST_QUOTA), a table full of live flows
 // (DROP_TABLE_FULL, established flows unaffected) and the cost of one

@@ -17,7 +17,7 @@ namespace {
 
 using namespace testpkt;
 
-// --- replies translated back (contract uplink step 6) ---
+// --- replies translated back: ct_ingress finds the guest's flow ---
 
 struct ReplyCase {
 	std::string name;
@@ -89,7 +89,7 @@ std::vector<ReplyCase> reply_cases()
 INSTANTIATE_TEST_SUITE_P(Table, UpIngressReplies, ::testing::ValuesIn(reply_cases()),
 			 [](const ::testing::TestParamInfo<ReplyCase> &i) { return i.param.name; });
 
-// --- not translated (contract uplink steps 1-5) ---
+// --- not translated: the host's, dropped or filtered ---
 
 struct UpCase {
 	std::string name;

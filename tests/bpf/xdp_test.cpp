@@ -715,7 +715,8 @@ struct HandoffCase {
 	// TC's translation of the frame (nullptr: unchanged).
 	std::function<Packet(const Packet &)> tc_want = nullptr;
 	// An offloaded frame: TC's test_run (CHECKSUM_NONE) cannot finish a
-	// partial checksum (PITFALLS 13), so its L4 checksum is not compared.
+	// partial checksum (docs/pitfalls.md, test-run-checksums), so its L4
+	// checksum is not compared.
 	bool tc_l4_csum_unchecked = false;
 };
 

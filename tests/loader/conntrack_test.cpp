@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "conntrack.hpp"
@@ -335,7 +337,7 @@ TEST_F(CtMaps, FlushByGuestKeepsTheOthersAndAllBindings)
 	populate();
 	CtFilter f;
 	f.guest = kG1;
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f);
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, now_);
 	EXPECT_EQ(r.flows, 3u);
 	// g1's three bindings are unused now; g2's dynamic one still is used.
 	EXPECT_EQ(r.unused_bindings, 3u);
@@ -345,9 +347,14 @@ TEST_F(CtMaps, FlushByGuestKeepsTheOthersAndAllBindings)
 	EXPECT_EQ(ct_list_fd(ct_.get(), default_timeouts(), g2, now_).size(), 3u);
 	// Bindings are the GC's: all five pairs are still there, consistent.
 	EXPECT_EQ(binds(), 10u);
-	// The GC then releases exactly g1's (unreferenced, idle 100 s) and
-	// keeps g2's dynamic binding (its flows are live) and the static one.
-	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_);
+	// g1's bindings were made 100 s ago, but their flows were in use until
+	// the flush: they are kept for the grace from then (a stream that goes
+	// on sending picks its own port up again) ...
+	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_ + 29 * kSec);
+	EXPECT_EQ(sw.bind_deleted, 0u);
+	// ... then the GC releases exactly g1's and keeps g2's dynamic binding
+	// (its flows are live) and the static one.
+	sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_ + 31 * kSec);
 	EXPECT_EQ(sw.ct_deleted, 0u);
 	EXPECT_EQ(sw.bind_deleted, 6u);
 	EXPECT_EQ(binds(), 4u);
@@ -360,7 +367,7 @@ TEST_F(CtMaps, FlushOneOfTwoFlowsOfABindingKeepsItReferenced)
 	f.remote = kR2;
 	f.proto = IPPROTO_TCP;
 	f.state = KVX_CT_SYN_SENT;
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f);
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, now_);
 	EXPECT_EQ(r.flows, 1u);
 	// The other flow of g2's socket still references the binding.
 	EXPECT_EQ(r.unused_bindings, 0u);
@@ -372,16 +379,19 @@ TEST_F(CtMaps, FlushOneOfTwoFlowsOfABindingKeepsItReferenced)
 TEST_F(CtMaps, FlushAllNeverTouchesStaticBindings)
 {
 	populate();
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), {});
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), {}, now_);
 	EXPECT_EQ(r.flows, 6u);
 	EXPECT_EQ(flows(), 0u);
 	// Four dynamic pairs unused; the static port forward is not counted.
 	EXPECT_EQ(r.unused_bindings, 4u);
-	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_);
+	// They count as used at the flush: kept for the grace, then released.
+	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_ + 29 * kSec);
+	EXPECT_EQ(sw.bind_deleted, 0u);
+	sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_ + 31 * kSec);
 	EXPECT_EQ(sw.bind_deleted, 8u);
 	EXPECT_EQ(binds(), 2u); // the static pair
 	// Flushing an empty table is fine and flushes nothing.
-	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), {}).flows, 0u);
+	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), {}, now_).flows, 0u);
 }
 
 TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
@@ -398,14 +408,14 @@ TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
 	CtFilter f;
 	f.guest = kG1;
 	f.proto = IPPROTO_TCP;
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, gflows.get(), mask);
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, now_, gflows.get(), mask);
 	EXPECT_EQ(r.flows, 1u);
 	EXPECT_EQ(r.gflows_fixed, 1u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
 	EXPECT_EQ(v, 2u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i12, &v), 0);
 	EXPECT_EQ(v, 3u);
-	r = ct_flush_fd(ct_.get(), bind_.get(), {}, gflows.get(), mask);
+	r = ct_flush_fd(ct_.get(), bind_.get(), {}, now_, gflows.get(), mask);
 	EXPECT_EQ(r.flows, 5u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
 	EXPECT_EQ(v, 0u);
@@ -418,7 +428,7 @@ TEST_F(CtMaps, NoMatchFlushesNothing)
 	populate();
 	CtFilter f;
 	f.guest = 0xc0a87a63;
-	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f).flows, 0u);
+	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f, now_).flows, 0u);
 	EXPECT_EQ(flows(), 6u);
 }
 
@@ -427,11 +437,10 @@ TEST(ConntrackRead, BatchReadEqualsTheWalk)
 	// More entries than one batch, in a table whose buckets are crowded
 	// (max_entries = entries): both reads return the same set.
 	const uint32_t n = 3 * kMapReadBatch + 123;
-	int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key), sizeof(kvx_ct_val),
-				n, nullptr);
-	if (fd < 0)
-		GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
-	Fd ct(fd);
+	KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+	Fd ct(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key), sizeof(kvx_ct_val), n,
+			     nullptr));
+	ASSERT_GE(ct.get(), 0) << "bpf_map_create(t_ct): " << std::strerror(errno);
 	EXPECT_TRUE((dump_hash<kvx_ct_key, kvx_ct_val>(ct.get()).empty()));
 	for (uint32_t i = 0; i < n; i++) {
 		kvx_ct_key k = key(IPPROTO_UDP, 0xc0a87a00 + (i & 0xff), uint16_t(1000 + (i >> 8)),
@@ -479,8 +488,11 @@ TEST_F(CtMaps, StatusUsageWarnsNearFullAndOnTableFullDrops)
 	TempDir dir;
 	std::string bpffs = dir.path() + "/bpffs";
 	ASSERT_EQ(::mkdir(bpffs.c_str(), 0700), 0);
-	if (::mount("bpf", bpffs.c_str(), "bpf", 0, nullptr) != 0)
-		GTEST_SKIP() << "cannot mount a bpffs";
+	const std::string no_mount = test::missing_capabilities({CAP_SYS_ADMIN});
+	if (!no_mount.empty())
+		GTEST_SKIP() << "mounting a bpffs needs " << no_mount;
+	ASSERT_EQ(::mount("bpf", bpffs.c_str(), "bpf", 0, nullptr), 0)
+		<< "mount bpffs on " << bpffs << ": " << std::strerror(errno);
 	struct Unmount {
 		std::string p;
 		~Unmount() { ::umount(p.c_str()); }

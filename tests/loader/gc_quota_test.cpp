@@ -9,10 +9,14 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include "config.hpp"
 #include "error.hpp"
 #include "fd.hpp"
 #include "gc.hpp"
+#include "kernel_maps.hpp"
 #include "maps.hpp"
 
 using namespace kvmxdp;
@@ -88,27 +92,19 @@ TEST(GcQuota, ConfigKeepsQuotaAndTimeouts)
 	EXPECT_EQ(back.instances[0].flow_quota, std::optional<uint32_t>(0));
 }
 
-// On real (unpinned) maps: needs root/CAP_BPF.
-class GcQuotaMaps : public ::testing::Test {
+// On real (unpinned) maps (kvx_ct, kvx_bind of KernelMapsTest, and
+// kvx_gflows): needs root/CAP_BPF (skipped without it).
+class GcQuotaMaps : public test::KernelMapsTest {
 protected:
 	static constexpr uint32_t kMask = 0xffffff00; // 192.168.122.0/24
 	void SetUp() override
 	{
-		int ct = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
-					sizeof(kvx_ct_val), 64, nullptr);
-		int bind = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
-					  sizeof(kvx_bind_val), 64, nullptr);
-		int gf = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", sizeof(__u32), sizeof(__u32),
-					gflows_size(htonl(kMask)), nullptr);
-		if (ct < 0 || bind < 0 || gf < 0) {
-			for (int fd : {ct, bind, gf})
-				if (fd >= 0)
-					::close(fd);
-			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
-		}
-		ct_.reset(ct);
-		bind_.reset(bind);
-		gf_.reset(gf);
+		KernelMapsTest::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		gf_.reset(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", sizeof(__u32), sizeof(__u32),
+					 gflows_size(htonl(kMask)), nullptr));
+		ASSERT_GE(gf_.get(), 0) << "bpf_map_create(t_gflows): " << std::strerror(errno);
 	}
 	void add_flow(uint32_t guest, uint16_t gport, uint8_t state, uint64_t seen)
 	{
@@ -136,7 +132,7 @@ protected:
 		__u32 i = gflows_index(htonl(guest), htonl(kMask));
 		ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &n, BPF_ANY), 0);
 	}
-	Fd ct_, bind_, gf_;
+	Fd gf_;
 };
 
 // Counters that drifted (the GC's own deletions, lost datapath updates, a

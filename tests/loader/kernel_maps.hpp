@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 // Real (unpinned) kvx_ct and kvx_bind hash maps for a unit test, and the
 // writer of a binding pair in the datapath's layout.  Needs root/CAP_BPF:
-// without it the test is skipped.
+// without it the test is skipped; as root a map that cannot be made fails it.
 #pragma once
 
 #include <arpa/inet.h>
@@ -9,10 +9,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 #include "fd.hpp"
 #include "kvmxdp/abi.h"
+#include "privileges.hpp"
 
 namespace kvmxdp::test {
 
@@ -20,19 +23,13 @@ class KernelMapsTest : public ::testing::Test {
 protected:
 	void SetUp() override
 	{
-		int ct = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
-					sizeof(kvx_ct_val), 64, nullptr);
-		int bind = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
-					  sizeof(kvx_bind_val), 64, nullptr);
-		if (ct < 0 || bind < 0) {
-			if (ct >= 0)
-				::close(ct);
-			if (bind >= 0)
-				::close(bind);
-			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
-		}
-		ct_.reset(ct);
-		bind_.reset(bind);
+		KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+		ct_.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
+					 sizeof(kvx_ct_val), 64, nullptr));
+		ASSERT_GE(ct_.get(), 0) << "bpf_map_create(t_ct): " << std::strerror(errno);
+		bind_.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
+					   sizeof(kvx_bind_val), 64, nullptr));
+		ASSERT_GE(bind_.get(), 0) << "bpf_map_create(t_bind): " << std::strerror(errno);
 	}
 
 	// Both halves of a binding (host order in, network order in the map):

@@ -34,7 +34,8 @@ kvmxdp=$1 bpftest=$2 out=$3
 
 # Modules the tests need (their dependencies are added from modules.dep).
 # mac80211_hwsim is carried but loaded by the wifi script (radios=2); ctr and
-# ccm must be loaded before hostapd installs CCMP keys (TESTBED.md).
+# ccm must be loaded before hostapd installs CCMP keys: the kernel cannot load
+# crypto modules on demand here (docs/pitfalls.md, wifi-in-a-vm).
 MODULES=(veth bridge sch_ingress cls_bpf rfkill cfg80211 libarc4 mac80211 ctr ccm cmac)
 LATE_MODULES=(mac80211_hwsim)
 # Userland beyond busybox (absolute paths on the build host).

@@ -105,9 +105,10 @@ struct kvx_extaddr_val {
  * layer, and this map remembers, per socket (cookie) and guest endpoint,
  * which external endpoint the application asked for, so that recvmsg and
  * getpeername show it that one.  LRU is right here (unlike kvx_ct/kvx_bind,
- * PITFALLS 4): an entry is never half of a pair, and socket cookies are
- * never reused, so an evicted or stale entry can only make a long-idle
- * socket see the guest's address instead of the mapped one.
+ * where it would evict one half of a live NAT pair): an entry is never half
+ * of a pair, and socket cookies are never reused, so an evicted or stale
+ * entry can only make a long-idle socket see the guest's address instead of
+ * the mapped one.
  */
 #define KVX_MAP_HOSTREV "kvx_hostrev"
 #define KVX_HOSTREV_DEFAULT_SIZE 16384
@@ -222,7 +223,7 @@ struct kvx_frag_val {
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 
 /*
- * XDP fast path (issue 4).  kvx_xdev: the devices the XDP programs deal
+ * XDP fast path.  kvx_xdev: the devices the XDP programs deal
  * with, keyed by ifindex, written by the daemon: the bridge (its MAC: only
  * frames a guest addressed to it are routed), the uplink and the bridge
  * ports.  KVX_XDEV_F_TX says an XDP redirect into the device lands: the

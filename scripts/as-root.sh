@@ -1,0 +1,12 @@
+# Sourced by the scripts that need root (packages, namespaces, BPF): in a
+# root shell they just go on; for a user they run themselves again through
+# sudo (a fresh Debian 12 root shell has no sudo, a user's desktop has no
+# root shell, and the README's commands are the same for both).
+# Usage: source "$(dirname "$0")/as-root.sh" "$0" "$@"
+if [[ $(id -u) -ne 0 ]]; then
+	if command -v sudo >/dev/null; then
+		exec sudo -- bash "$@"
+	fi
+	echo "$(basename "$1"): error: must run as root (a root shell, or a user with sudo)" >&2
+	exit 1
+fi
