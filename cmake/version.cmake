@@ -6,8 +6,10 @@
 #   cmake -DSRC=dir -DOUT=file -DVERSION=x.y.z -P version.cmake
 set(describe "")
 find_program(_git git)
-if(_git AND EXISTS "${SRC}/.git")
-  execute_process(COMMAND ${_git} -C "${SRC}" describe --always --dirty --tags
+# KVMXDP_GIT_DESCRIBE=OFF (packagers: reproducible builds) leaves it out.
+if(NOT NO_DESCRIBE AND _git AND EXISTS "${SRC}/.git")
+  # safe.directory: a root build of a user's checkout (sudo) is not refused.
+  execute_process(COMMAND ${_git} -c safe.directory=${SRC} -C "${SRC}" describe --always --dirty --tags
                   OUTPUT_VARIABLE describe ERROR_QUIET OUTPUT_STRIP_TRAILING_WHITESPACE
                   RESULT_VARIABLE rc)
   if(NOT rc EQUAL 0)

@@ -166,6 +166,18 @@ kvx_require_root() {
 	fi
 }
 
+# The QEMU tests boot Debian's amd64 kernel (linux-image-amd64) with
+# qemu-system-x86_64 and copy x86_64 libraries into their image: on any
+# other architecture they skip (CI is amd64, where they run).
+kvx_require_amd64() {
+	local arch
+	arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+	if [[ $arch != amd64 ]]; then
+		echo "SKIP: $KVX_TEST boots an amd64 Debian kernel and image, this machine is $arch" >&2
+		exit 77
+	fi
+}
+
 kvx_require_tools() {
 	local t missing=()
 	for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
@@ -756,7 +768,7 @@ kvx_ping_received() {
 # access log (client addresses) in $KVX_TMP/http.log.
 kvx_http_server() {
 	mkdir -p "$KVX_TMP/www"
-	kvx_bg "$KVX_TMP/http.log" ip netns exec "$NS_SRV" "$KVX_PY" -u -m http.server \
+	kvx_bg "$KVX_TMP/http.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
 		--bind "$SRV_IP" --directory "$KVX_TMP/www" 8080
 	kvx_wait_tcp_listen 10 "$NS_SRV" 8080
 }
@@ -854,7 +866,7 @@ kvx_guest_http_servers() {
 		ns=NS_G$g
 		mkdir -p "$KVX_TMP/www$g"
 		echo "guest$g" >"$KVX_TMP/www$g/who"
-		kvx_bg "$KVX_TMP/g$g.http.log" ip netns exec "${!ns}" "$KVX_PY" -u -m http.server \
+		kvx_bg "$KVX_TMP/g$g.http.log" ip netns exec "${!ns}" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
 			--bind 0.0.0.0 --directory "$KVX_TMP/www$g" 80
 		kvx_wait_tcp_listen 10 "${!ns}" 80
 	done

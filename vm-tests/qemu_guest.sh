@@ -28,6 +28,7 @@
 source "$(dirname "$0")/lib.sh"
 
 kvx_require_root
+kvx_require_amd64
 # Debian packages this test needs beyond lib.sh's (command -> package).
 qg_missing=()
 for cp in qemu-system-x86_64:qemu-system-x86 cpio:cpio xz:xz-utils depmod:kmod \

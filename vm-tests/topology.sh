@@ -42,7 +42,7 @@ assert_eq "host downloads 4 MB from server intact" "$sha" \
 	"$(kvx_curl_sha "$NS_HOST" "http://$SRV_IP:8080/blob")"
 # Guests fetch from an HTTP server on the bridge address (host ns).
 mkdir -p "$KVX_TMP/hostwww" && cp "$KVX_TMP/www/blob" "$KVX_TMP/hostwww/"
-kvx_bg "$KVX_TMP/hosthttp.log" ip netns exec "$NS_HOST" "$KVX_PY" -m http.server \
+kvx_bg "$KVX_TMP/hosthttp.log" ip netns exec "$NS_HOST" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
 	--bind "$GW_IP" --directory "$KVX_TMP/hostwww" 8081
 kvx_wait_tcp_listen 10 "$NS_HOST" 8081
 assert_eq "guest1 downloads 4 MB from the host intact" "$sha" \

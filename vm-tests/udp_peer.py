@@ -36,9 +36,18 @@ probe DST_ADDR:PORT [--interval SEC]
     `date +%s%6N`): when, to the 20 ms, new flows began to leave with an
     address, measured from the sender, which runs before and after the event.
 
+stream DST_ADDR:PORT --bind PORT [--interval SEC] [--hold FILE]
+    One long-lived socket (fixed source port) sends "stream<n>" every
+    --interval seconds (default 0.5) until killed, except while FILE exists
+    (the application has nothing to say for a while).  Prints "streaming"
+    once, "sent=<n>" for every datagram, "reply=<n> seen=<ip>:<port>" for
+    every answer of a `serve` peer, and "held" when a hold begins: nothing
+    is sent after that line until FILE is gone.
+
 --no-check sends UDP datagrams without checksum (SO_NO_CHECK: checksum 0).
 """
 import argparse
+import os
 import selectors
 import socket
 import struct
@@ -203,6 +212,40 @@ def probe(args):
                 print(f"t_us={sent} {seen}", flush=True)
 
 
+def stream(args):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", args.bind))
+    s.settimeout(0.05)
+    dst = endpoint(args.dst)
+    print("streaming", flush=True)
+    seq = 0
+    held = False
+    next_send = time.monotonic()
+    while True:
+        if time.monotonic() >= next_send:
+            next_send += args.interval
+            if args.hold and os.path.exists(args.hold):
+                if not held:
+                    print("held", flush=True)
+                held = True
+            else:
+                held = False
+                try:
+                    s.sendto(f"stream{seq}".encode(), dst)
+                    print(f"sent={seq}", flush=True)
+                except OSError:
+                    pass  # no route for a moment: never sent, so not logged
+                seq += 1
+        try:
+            data = s.recv(65535).decode(errors="replace")
+        except socket.timeout:
+            continue
+        # "seen=<ip>:<port> via=... data=stream<n>"
+        words = dict(w.split("=", 1) for w in data.split() if "=" in w)
+        if words.get("data", "").startswith("stream"):
+            print(f"reply={words['data'][6:]} seen={words.get('seen', '?')}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -228,6 +271,11 @@ def main():
     pp = sub.add_parser("probe")
     pp.add_argument("dst")
     pp.add_argument("--interval", type=float, default=0.02)
+    pt = sub.add_parser("stream")
+    pt.add_argument("dst")
+    pt.add_argument("--bind", type=int, required=True)
+    pt.add_argument("--interval", type=float, default=0.5)
+    pt.add_argument("--hold")
     args = p.parse_args()
     if args.cmd == "serve":
         serve(args)
@@ -239,6 +287,9 @@ def main():
         return echo(args)
     if args.cmd == "probe":
         probe(args)
+        return 0
+    if args.cmd == "stream":
+        stream(args)
         return 0
     return client(args)
 

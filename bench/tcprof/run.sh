@@ -30,4 +30,4 @@ if ((${#objs[@]} == 0)); then
 	set -- "$@" "$build/bpf/kvmxdp_tc/kvmxdp_tc.bpf.o"
 fi
 exec "$out/kvx-tcprof" --harness "$out/tcprof.bpf.o" \
-	--minimal "$repo/bench/minimal/snat_tc.bpf.c" "$@"
+	--minimal "$repo/bench/minimal/snat_tc.bpf.c" --bpf-cc "$repo/cmake/bpf-cc" "$@"

@@ -784,5 +784,18 @@ TEST_F(UpIngressTest, MssClampedOnInboundSynAck)
 	run_up(synack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, want);
 }
 
+TEST_F(UpIngressTest, MssClampedOnInboundSynAckAtOddOffset)
+{
+	// After one NOP the value sits at an odd offset and straddles two of
+	// the checksum's 16-bit words: its checksum update is byte-swapped.
+	const Packet out = establish(from_guest(make_tcp(kGuestA, 62901, kRemote1, 443)));
+	set_cfg([](kvx_cfg &c) { c.clamp_mss = 1400; });
+	Packet synack = reply_to(out);
+	synack.tcp_options = {0x01, 0x02, 0x04, 0x05, 0xb4, 0x01, 0x01, 0x00};
+	Packet want = dnat(synack, kGuestA, 62901);
+	want.tcp_options = {0x01, 0x02, 0x04, 0x05, 0x78, 0x01, 0x01, 0x00};
+	run_up(synack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, want);
+}
+
 } // namespace
 } // namespace kvmxdp::test

@@ -290,6 +290,15 @@ protected:
 	size_t flows() { return count_entries<kvx_ct_key>(ct_.get()); }
 	size_t binds() { return count_entries<kvx_bind_key>(bind_.get()); }
 
+	// One binding half as the map holds it (host order in).
+	kvx_bind_val bind_half(uint8_t dir, uint8_t proto, uint32_t addr, uint16_t port)
+	{
+		kvx_bind_val v{};
+		EXPECT_TRUE(lookup_bind(dir, proto, addr, port, &v))
+			<< "no binding half dir " << int(dir) << " port " << port;
+		return v;
+	}
+
 	static constexpr uint32_t kG1 = 0xc0a87a0b, kG2 = 0xc0a87a0c;
 	static constexpr uint32_t kR1 = 0x0a4e0002, kR2 = 0x0a4e0003;
 	static constexpr uint32_t kExt = 0x0a4d0002;
@@ -392,6 +401,55 @@ TEST_F(CtMaps, FlushAllNeverTouchesStaticBindings)
 	EXPECT_EQ(binds(), 2u); // the static pair
 	// Flushing an empty table is fine and flushes nothing.
 	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), {}, now_).flows, 0u);
+}
+
+TEST_F(CtMaps, FlushLeavesStaticBindingsTimesAlone)
+{
+	populate();
+	CtFilter f;
+	f.guest = kG2;
+	ASSERT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f, now_).flows, 3u);
+	// The port forward's pair keeps its own time (static: no expiry, and
+	// nothing of the flush is written into it) ...
+	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_TCP, kExt, 2222).last_used_ns, now_ - 100 * kSec);
+	EXPECT_EQ(bind_half(KVX_BIND_OUT, IPPROTO_TCP, kG2, 22).last_used_ns, now_ - 100 * kSec);
+	// ... while g2's dynamic pair counts as used at the flush.
+	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_TCP, kExt, 61002).last_used_ns, now_);
+	EXPECT_EQ(bind_half(KVX_BIND_OUT, IPPROTO_TCP, kG2, 41000).last_used_ns, now_);
+	// A binding touched more recently than the flush keeps its later time.
+	add_flow(IPPROTO_UDP, kG2, 7000, kR1, 53, 61007, KVX_CT_UDP);
+	put_pair(IPPROTO_UDP, kG2, 7000, kExt, 61007, now_ + kSec);
+	ASSERT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f, now_).flows, 1u);
+	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61007).last_used_ns, now_ + kSec);
+	EXPECT_EQ(bind_half(KVX_BIND_OUT, IPPROTO_UDP, kG2, 7000).last_used_ns, now_ + kSec);
+}
+
+TEST_F(CtMaps, FlushLeavesBindingKeysReusedByOthersAlone)
+{
+	// g1's UDP flow still says ext port 61001, but both of its binding
+	// keys have moved on since (released, then taken again): the IN half
+	// of 61001 now belongs to g2's socket (with g2's MACs), and g1's
+	// socket is bound to 61005.  The flush must write neither.
+	add_flow(IPPROTO_UDP, kG1, 5000, kR1, 53, 61001, KVX_CT_UDP);
+	put_pair(IPPROTO_UDP, kG2, 6000, kExt, 61001, now_ - 100 * kSec);
+	put_pair(IPPROTO_UDP, kG1, 5000, kExt, 61005, now_ - 100 * kSec);
+	const kvx_bind_key ik = bind_key(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001);
+	kvx_bind_val iv = bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001);
+	const uint8_t g2_mac[6] = {0x52, 0x54, 0x00, 0x00, 0x00, 0x0c};
+	std::memcpy(iv.guest_mac, g2_mac, 6);
+	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &ik, &iv, BPF_EXIST), 0);
+	const kvx_bind_val in_before = bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001);
+	const kvx_bind_val out_before = bind_half(KVX_BIND_OUT, IPPROTO_UDP, kG1, 5000);
+
+	ASSERT_EQ(ct_flush_fd(ct_.get(), bind_.get(), {}, now_).flows, 1u);
+	const kvx_bind_val in_after = bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001);
+	const kvx_bind_val out_after = bind_half(KVX_BIND_OUT, IPPROTO_UDP, kG1, 5000);
+	EXPECT_EQ(std::memcmp(&in_before, &in_after, sizeof(in_after)), 0)
+		<< "g2's IN half was written: last_used_ns " << in_after.last_used_ns;
+	EXPECT_EQ(std::memcmp(&out_before, &out_after, sizeof(out_after)), 0)
+		<< "g1's OUT half (now 61005) was written: last_used_ns "
+		<< out_after.last_used_ns;
+	EXPECT_EQ(std::memcmp(in_after.guest_mac, g2_mac, 6), 0);
 }
 
 TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)

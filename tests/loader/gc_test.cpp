@@ -139,13 +139,8 @@ protected:
 
 	bool has_bind(uint8_t dir, uint32_t addr, uint16_t port, uint8_t proto)
 	{
-		kvx_bind_key k{};
-		k.dir = dir;
-		k.proto = proto;
-		k.addr = htonl(addr);
-		k.port = htons(port);
 		kvx_bind_val v{};
-		return bpf_map_lookup_elem(bind_.get(), &k, &v) == 0;
+		return lookup_bind(dir, proto, addr, port, &v);
 	}
 };
 

@@ -26,6 +26,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${KVX_VM_CACHE:-${XDG_CACHE_HOME:-/var/cache}/kvmxdp-vm-tests}
 say() { printf '[build-vm61] %s\n' "$*" >&2; }
 die() { printf '[build-vm61] ERROR: %s\n' "$*" >&2; exit 1; }
+# Debian's amd64 kernel and x86_64 libraries (the tests skip elsewhere).
+arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+[[ $arch == amd64 ]] || die "amd64 only: this machine is $arch"
 
 (($# == 3)) || die "usage: build-vm61.sh KVMXDP_BINARY BPF_TEST_BINARY OUT_INITRD"
 kvmxdp=$1 bpftest=$2 out=$3
