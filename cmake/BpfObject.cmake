@@ -7,14 +7,11 @@
 #
 # A function (not a macro) so that its variables stay local; header
 # dependencies are tracked with clang's depfile.
+# The compiler flags live in cmake/bpf-cc (uapi headers only, never libc),
+# which the benchmark and the tests' throw-away programs call too.
 find_program(BPF_CLANG NAMES clang-14 clang REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
-
-# The uapi headers of the build host's libc (asm/types.h lives under the
-# multiarch directory, which clang --target=bpf does not search).
-execute_process(COMMAND ${CMAKE_C_COMPILER} -print-multiarch
-                OUTPUT_VARIABLE _kvx_multiarch OUTPUT_STRIP_TRAILING_WHITESPACE)
-set(BPF_SYS_INCLUDES "/usr/include/${_kvx_multiarch}" CACHE INTERNAL "")
+set(BPF_CC ${CMAKE_CURRENT_LIST_DIR}/bpf-cc CACHE INTERNAL "")
 
 function(kvmxdp_bpf_skeleton name source)
   cmake_parse_arguments(ARG "" "" "INCLUDES" ${ARGN})
@@ -33,11 +30,9 @@ function(kvmxdp_bpf_skeleton name source)
   add_custom_command(
     OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
-    COMMAND ${BPF_CLANG} --target=bpf -g -O2 -mcpu=v3
-            -Wall -Wextra -Werror -Wno-unused-parameter
-            -D__TARGET_ARCH_x86 -idirafter ${BPF_SYS_INCLUDES}
-            ${inc_flags} -MD -MF ${dep} -c ${src_abs} -o ${obj}
-    DEPENDS ${src_abs}
+    COMMAND ${CMAKE_COMMAND} -E env BPF_CLANG=${BPF_CLANG}
+            ${BPF_CC} ${inc_flags} -MD -MF ${dep} -c ${src_abs} -o ${obj}
+    DEPENDS ${src_abs} ${BPF_CC}
     DEPFILE ${dep}
     COMMENT "BPF ${name}.bpf.o"
     VERBATIM)

@@ -12,7 +12,7 @@
 #include <linux/ip.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <linux/icmp.h>
+#include "proto.h"
 #include "ctx.h"
 #include "csum_math.h"
 

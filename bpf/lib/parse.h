@@ -13,7 +13,7 @@
 #include <linux/ip.h>
 #include <linux/tcp.h>
 #include <linux/udp.h>
-#include <linux/icmp.h>
+#include "proto.h"
 #include <bpf/bpf_endian.h>
 #include "ctx.h"
 
