@@ -306,10 +306,10 @@ class Topology:
 # ---------------------------------------------------------------- configurations
 
 def clang_bpf(src, out, defines):
-    ma = run(["cc", "-print-multiarch"]).strip()
-    run(["clang", "--target=bpf", "-g", "-O2", "-mcpu=v3", "-Wall", "-Wextra", "-Werror",
-         "-Wno-unused-parameter", "-idirafter", f"/usr/include/{ma}"]
-        + [f"-D{k}={v}" for k, v in defines.items()] + ["-c", src, "-o", out])
+    # cmake/bpf-cc: the project's one set of BPF compiler flags.
+    bpf_cc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "cmake", "bpf-cc")
+    run([bpf_cc] + [f"-D{k}={v}" for k, v in defines.items()] + ["-c", src, "-o", out])
 
 
 def ip_hex(ip):

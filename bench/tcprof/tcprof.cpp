@@ -4,7 +4,8 @@
 // lookup resolves as on a real host).  See tcprof.bpf.c for the harness.
 //
 //   kvx-tcprof [--repeat N] [--rounds R] [--cases udp_out,udp_in,tcp_out,ref]
-//              [--cfg-flags BITS] [--minimal SNAT_TC_SRC] [--harness tcprof.bpf.o] OBJ...
+//              [--cfg-flags BITS] [--minimal SNAT_TC_SRC [--bpf-cc PATH]]
+//              [--harness tcprof.bpf.o] OBJ...
 //
 // Every OBJ is a kvmxdp_tc.bpf.o (e.g. builds of two commits); each case
 // prints the median and the minimum over R rounds of ns per run, the
@@ -19,6 +20,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -198,12 +200,17 @@ std::string mac_list(const Mac &m)
 	return s;
 }
 
+// The project's BPF compiler wrapper (cmake/bpf-cc: the build's flags).
+std::string g_bpf_cc = "cmake/bpf-cc";
+
 bpf_object *build_minimal(const std::string &src)
 {
-	const std::string obj = "/tmp/kvx-tcprof-snat-" + std::to_string(getpid()) + ".o";
+	char dir[] = "/tmp/kvx-tcprof-XXXXXX";
+	if (!mkdtemp(dir))
+		die("mkdtemp");
+	const std::string obj = std::string(dir) + "/snat_tc.bpf.o";
 	std::string cmd =
-		"clang --target=bpf -g -O2 -mcpu=v3 -idirafter /usr/include/x86_64-linux-gnu"
-		" -DGUEST_ADDR=" + hex(kGuest) + " -DSUBNET=" + hex(Topology::kSubnet) +
+		g_bpf_cc + " -DGUEST_ADDR=" + hex(kGuest) + " -DSUBNET=" + hex(Topology::kSubnet) +
 		" -DSUBNET_MASK=" + hex(Topology::kSubnetMask) +
 		" -DUPLINK_ADDR=" + hex(Topology::kUplinkAddr) +
 		" -DUP_IFINDEX=" + std::to_string(g_topo.uplink_ifindex) +
@@ -213,9 +220,9 @@ bpf_object *build_minimal(const std::string &src)
 		" '-DBR_MAC=" + mac_list(Topology::kBridgeMac) + "'" +
 		" '-DGUEST_MAC=" + mac_list(kGuestMac) + "'" + " -c " + src + " -o " + obj;
 	if (std::system(cmd.c_str()) != 0)
-		die("clang: " + cmd);
+		die("bpf-cc: " + cmd);
 	bpf_object *o = open_load(obj);
-	std::remove(obj.c_str());
+	std::filesystem::remove_all(dir);
 	return o;
 }
 
@@ -234,6 +241,8 @@ int main(int argc, char **argv)
 			g_rounds = std::atoi(argv[++i]);
 		else if (a == "--minimal" && i + 1 < argc)
 			minimal = argv[++i];
+		else if (a == "--bpf-cc" && i + 1 < argc)
+			g_bpf_cc = argv[++i];
 		else if (a == "--cfg-flags" && i + 1 < argc)
 			g_cfg_flags = static_cast<std::uint32_t>(std::strtoul(argv[++i], nullptr, 0));
 		else if (a == "--cases" && i + 1 < argc)
