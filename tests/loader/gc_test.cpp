@@ -19,15 +19,6 @@ namespace {
 
 constexpr uint64_t kSec = 1000000000ULL;
 
-kvx_ct_val flow(uint8_t state, uint8_t flags, uint64_t last_seen)
-{
-	kvx_ct_val v{};
-	v.state = state;
-	v.flags = flags;
-	v.last_seen_ns = last_seen;
-	return v;
-}
-
 } // namespace
 
 // The expiry rule itself (kvmxdp/ct_rules.h): ct_rules_test.cpp.
@@ -53,7 +44,9 @@ protected:
 		k.int_port = htons(gport);
 		k.rem_port = htons(53);
 		k.proto = proto;
-		kvx_ct_val v = flow(state, 0, seen);
+		kvx_ct_val v{};
+		v.state = state;
+		v.last_seen_ns = seen;
 		v.ext_addr = htonl(ext);
 		v.ext_port = htons(eport);
 		ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_NOEXIST), 0);
