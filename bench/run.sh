@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: builds the benchmark tools and runs the kvmxdp benchmark.
 # Usage: sudo bench/run.sh [--quick] [--reps N] [--workloads udp,tcp_up,...]
-#                          [--configs iptables,kvmxdp-tc,...] [--raw] [--no-guest] [...]
+#                          [--configs iptables,kvmxdp-tc,...] [--no-guest] [...]
 # All options but --no-guest are kvxbench.py's (bench/run.sh --help); see
 # bench/README.md.  Then the real-guest row (bench/guest.sh: a QEMU guest,
 # iptables vs kvmxdp) unless --no-guest.

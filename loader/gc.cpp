@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "error.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "maps.hpp"
 
 namespace kvmxdp {
@@ -25,15 +26,7 @@ namespace kvmxdp {
 kvx_timeouts default_timeouts()
 {
 	kvx_timeouts t{};
-	t.tcp_syn_sent = 120;
-	t.tcp_established = 432000;
-	t.tcp_fin_wait = 120;
-	t.tcp_time_wait = 120;
-	t.tcp_close = 10;
-	t.udp = 30;
-	t.udp_stream = 120;
-	t.icmp = 30;
-	t.other = 600;
+	kvx_timeouts_default(&t);
 	return t;
 }
 
@@ -90,8 +83,7 @@ uint32_t gflows_size(uint32_t subnet_mask_be)
 
 uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be)
 {
-	// As the datapath (ct.h gflows_of) computes it.
-	return ntohl(addr_be & ~subnet_mask_be) & (KVX_GFLOWS_MAX - 1);
+	return kvx_gflows_index(addr_be, subnet_mask_be);
 }
 
 namespace {
@@ -146,36 +138,12 @@ size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be)
 
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t)
 {
-	switch (val.state) {
-	case KVX_CT_SYN_SENT:
-		return t.tcp_syn_sent;
-	case KVX_CT_ESTABLISHED:
-		return t.tcp_established;
-	case KVX_CT_FIN_WAIT:
-		return t.tcp_fin_wait;
-	case KVX_CT_TIME_WAIT:
-		return t.tcp_time_wait;
-	case KVX_CT_CLOSE:
-		return t.tcp_close;
-	case KVX_CT_UDP:
-		if (proto == IPPROTO_UDP)
-			return (val.flags & KVX_CT_F_SEEN_REPLY) ? t.udp_stream : t.udp;
-		if (proto == IPPROTO_ICMP)
-			return t.icmp;
-		return t.other;
-	default:
-		// NONE or an unknown state (a newer datapath?): the shortest TCP
-		// timeout would kill live flows, "other" is the cautious choice
-		// for non-TCP; a TCP flow without a state is a half-created one.
-		return proto == IPPROTO_TCP ? t.tcp_syn_sent : t.other;
-	}
+	return kvx_ct_timeout_s(&val, proto, &t);
 }
 
 bool ct_expired(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t, uint64_t now_ns)
 {
-	uint64_t deadline =
-		val.last_seen_ns + uint64_t{ct_timeout_s(val, proto, t)} * 1000000000ULL;
-	return deadline < now_ns;
+	return kvx_ct_expired(&val, proto, &t, now_ns) != 0;
 }
 
 bool bind_idle(uint64_t last_used_ns, uint64_t now_ns)

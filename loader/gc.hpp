@@ -11,7 +11,7 @@
 
 namespace kvmxdp {
 
-// netfilter's defaults (nf_conntrack_proto_{tcp,udp,icmp,generic}.c).
+// netfilter's defaults (kvmxdp/ct_rules.h kvx_timeouts_default).
 kvx_timeouts default_timeouts();
 // attach --timeouts: "NAME=SECONDS[,NAME=SECONDS...]" over the defaults,
 // NAME a kvx_timeouts field (tcp_syn_sent, tcp_established, tcp_fin_wait,
@@ -24,7 +24,8 @@ kvx_timeouts parse_timeouts(const std::string &spec);
 // guest leaves three quarters to the others.
 constexpr uint32_t kDefaultQuotaShare = 4;
 uint32_t default_flow_quota(uint32_t ct_size);
-// kvx_gflows (abi.h): its size for a subnet and a guest's index in it.
+// kvx_gflows (abi.h): its size for a subnet and a guest's index in it
+// (the datapath's, kvmxdp/ct_rules.h kvx_gflows_index).
 uint32_t gflows_size(uint32_t subnet_mask_be);
 uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be);
 // Rewrites every kvx_gflows counter with the number of flows in ct_fd per
@@ -32,6 +33,7 @@ uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be);
 // the number of counters that were wrong.
 size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be);
 
+// The datapath's expiry rule (kvmxdp/ct_rules.h), for C++ callers.
 // Seconds a flow may stay idle, from its state, flags and protocol.
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t);
 // True once last_seen_ns + timeout lies in the past (CLOCK_BOOTTIME).
