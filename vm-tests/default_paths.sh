@@ -61,7 +61,9 @@ kvx_bg "$KVX_TMP/holder.log" nsenter --net="/run/netns/$NS_HOST" \
 HOLDER=$KVX_LAST_PID
 kvx_wait_file_contains 10 "$KVX_TMP/holder.log" ready || kvx_fatal "no private mount namespace: $(cat "$KVX_TMP/holder.log")"
 ROOT=/proc/$HOLDER/root # the private namespace's tree, seen from here
-kvd() { nsenter --target "$HOLDER" --mount --net "$KVMXDP" "$@"; }
+# --root/--wd: entering a mount namespace resets the root to the namespace's
+# own, which in a chroot (the fresh-machine check) is not the tree we run in.
+kvd() { nsenter --target "$HOLDER" --mount --net --root --wd "$KVMXDP" "$@"; }
 ns_mount() { findmnt --task "$HOLDER" -n -o FSTYPE --mountpoint "$1" || true; }
 assert_eq "inside: /sys/fs/bpf is not a bpffs yet" "" "$(ns_mount /sys/fs/bpf)"
 assert_eq "inside: /etc is the overlay" overlay "$(ns_mount /etc)"
@@ -69,7 +71,7 @@ assert_eq "inside: no /etc/kvmxdp/kvmxdp.json yet" "" "$(ls "$ROOT/etc/kvmxdp" 2
 
 kvx_step "attach with the defaults"
 KVX_FWD0=$(kvx_fwd_datagrams)
-kvx_bg "$KVX_TMP/daemon.log" nsenter --target "$HOLDER" --mount --net \
+kvx_bg "$KVX_TMP/daemon.log" nsenter --target "$HOLDER" --mount --net --root --wd \
 	"$KVMXDP" attach --bridge "$BR" --uplink "$UP"
 DAEMON=$KVX_LAST_PID
 kvx_wait_file_contains 15 "$KVX_TMP/daemon.log" "kvmxdp: attached bridge=$BR uplink=$UP" ||
