@@ -34,11 +34,11 @@
 #include <string>
 #include <vector>
 
-#include "daemon.hpp"
-#include "fd.hpp"
-#include "gc.hpp"
+#include "control/daemon.hpp"
+#include "base/fd.hpp"
+#include "control/gc.hpp"
 #include "kvmxdp/abi.h"
-#include "maps.hpp"
+#include "kernel/maps.hpp"
 
 using namespace kvmxdp;
 

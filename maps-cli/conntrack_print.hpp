@@ -8,8 +8,8 @@
 #include <ostream>
 #include <string>
 
-#include "conntrack.hpp"
-#include "instance.hpp"
+#include "control/conntrack.hpp"
+#include "verbs/instance_verbs.hpp"
 
 namespace kvmxdp {
 

@@ -7,10 +7,10 @@
 #include <cstdio>
 #include <iostream>
 
-#include "error.hpp"
-#include "install.hpp"
-#include "instance.hpp"
-#include "mapctl.hpp"
+#include "base/error.hpp"
+#include "verbs/install.hpp"
+#include "verbs/instance_verbs.hpp"
+#include "control/mapping_sync.hpp"
 #include "conntrack_print.hpp"
 #include "print.hpp"
 

@@ -14,12 +14,12 @@
 #include <algorithm>
 #include <string>
 
-#include "conntrack.hpp"
-#include "error.hpp"
-#include "fd.hpp"
-#include "gc.hpp"
+#include "control/conntrack.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "control/gc.hpp"
 #include "kernel_maps.hpp"
-#include "maps.hpp"
+#include "kernel/maps.hpp"
 #include "temp_dir.hpp"
 
 using namespace kvmxdp;

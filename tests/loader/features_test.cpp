@@ -9,8 +9,8 @@
 
 #include <sstream>
 
-#include "error.hpp"
-#include "features.hpp"
+#include "base/error.hpp"
+#include "kernel/features.hpp"
 
 namespace kvmxdp {
 namespace {

@@ -9,11 +9,11 @@
 #include <netinet/in.h>
 #include <unistd.h>
 
-#include "config.hpp"
-#include "error.hpp"
-#include "fd.hpp"
-#include "gc.hpp"
-#include "maps.hpp"
+#include "model/config.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "control/gc.hpp"
+#include "kernel/maps.hpp"
 
 using namespace kvmxdp;
 

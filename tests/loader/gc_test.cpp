@@ -8,10 +8,10 @@
 
 #include <map>
 
-#include "fd.hpp"
-#include "gc.hpp"
+#include "base/fd.hpp"
+#include "control/gc.hpp"
 #include "kernel_maps.hpp"
-#include "maps.hpp"
+#include "kernel/maps.hpp"
 
 using namespace kvmxdp;
 

@@ -11,7 +11,7 @@
 
 #include <cstdint>
 
-#include "fd.hpp"
+#include "base/fd.hpp"
 #include "kvmxdp/abi.h"
 
 namespace kvmxdp::test {

@@ -5,8 +5,8 @@
 
 #include <functional>
 
-#include "error.hpp"
-#include "mapping.hpp"
+#include "base/error.hpp"
+#include "model/mapping.hpp"
 
 namespace kvmxdp {
 namespace {

@@ -3,8 +3,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.hpp"
-#include "mode.hpp"
+#include "base/error.hpp"
+#include "model/mode.hpp"
 #include "temp_dir.hpp"
 
 using namespace kvmxdp;

@@ -4,8 +4,8 @@
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
-#include "config.hpp"
-#include "route.hpp"
+#include "model/config.hpp"
+#include "kernel/routes.hpp"
 
 namespace kvmxdp {
 namespace {

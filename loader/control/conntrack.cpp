@@ -1,0 +1,508 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/conntrack.hpp"
+
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <tuple>
+
+#include "model/config.hpp"
+#include "base/error.hpp"
+#include "base/fs.hpp"
+#include "control/gc.hpp"
+#include "verbs/instance_verbs.hpp"
+#include "base/netaddr.hpp"
+
+namespace kvmxdp {
+
+using nlohmann::json;
+
+namespace {
+
+const char *const kStateNames[KVX_CT_STATE_MAX] = {
+	"NONE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT", "TIME_WAIT", "CLOSE", "STATELESS",
+};
+
+std::string upper(std::string s)
+{
+	for (auto &c : s)
+		c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+	return s;
+}
+
+// Seconds between two CLOCK_BOOTTIME stamps, 0 if "later" is not later (a
+// flow the datapath touched after we read the clock).
+uint64_t secs_since(uint64_t earlier_ns, uint64_t later_ns)
+{
+	return later_ns > earlier_ns ? (later_ns - earlier_ns) / 1000000000ULL : 0;
+}
+
+} // namespace
+
+bool CtFilter::matches(const kvx_ct_key &k, const kvx_ct_val &v) const
+{
+	if (guest && ntohl(k.int_addr) != *guest)
+		return false;
+	if (remote && ntohl(k.rem_addr) != *remote)
+		return false;
+	if (proto && k.proto != *proto)
+		return false;
+	if (ext_port && ntohs(v.ext_port) != *ext_port)
+		return false;
+	if (state && v.state != *state)
+		return false;
+	return true;
+}
+
+std::string ct_state_name(uint8_t state)
+{
+	if (state < KVX_CT_STATE_MAX)
+		return kStateNames[state];
+	return "STATE_" + std::to_string(state);
+}
+
+std::optional<uint8_t> parse_ct_state(const std::string &name)
+{
+	std::string u = upper(name);
+	for (uint8_t s = 0; s < KVX_CT_STATE_MAX; s++)
+		if (u == kStateNames[s])
+			return s;
+	return std::nullopt;
+}
+
+std::string ct_proto_name(uint8_t proto)
+{
+	switch (proto) {
+	case IPPROTO_TCP:
+		return "tcp";
+	case IPPROTO_UDP:
+		return "udp";
+	case IPPROTO_ICMP:
+		return "icmp";
+	default:
+		return std::to_string(proto);
+	}
+}
+
+std::vector<std::string> ct_flag_names(uint8_t flags)
+{
+	static const std::pair<uint8_t, const char *> names[] = {
+		{KVX_CT_F_SEEN_REPLY, "seen_reply"}, {KVX_CT_F_FIN_OUT, "fin_out"},
+		{KVX_CT_F_FIN_IN, "fin_in"},	     {KVX_CT_F_INBOUND, "inbound"},
+		{KVX_CT_F_STATIC, "static"},	     {KVX_CT_F_ONE_TO_ONE, "one_to_one"},
+	};
+	std::vector<std::string> out;
+	for (const auto &[bit, name] : names)
+		if (flags & bit)
+			out.emplace_back(name);
+	return out;
+}
+
+CtFilter parse_ct_filter(const CtFilterArgs &a)
+{
+	CtFilter f;
+	if (!a.guest.empty()) {
+		try {
+			f.guest = parse_ipv4(a.guest);
+		} catch (const Error &) {
+			throw Error("invalid --guest '" + a.guest + "': not an IPv4 address");
+		}
+	}
+	if (!a.remote.empty()) {
+		try {
+			f.remote = parse_ipv4(a.remote);
+		} catch (const Error &) {
+			throw Error("invalid --remote '" + a.remote + "': not an IPv4 address");
+		}
+	}
+	if (!a.proto.empty()) {
+		std::string p = upper(a.proto);
+		if (p == "TCP")
+			f.proto = IPPROTO_TCP;
+		else if (p == "UDP")
+			f.proto = IPPROTO_UDP;
+		else if (p == "ICMP")
+			f.proto = IPPROTO_ICMP;
+		else
+			throw Error("invalid --proto '" + a.proto + "': use tcp, udp or icmp");
+	}
+	if (!a.ext_port.empty()) {
+		uint64_t p = 0;
+		try {
+			p = parse_uint(a.ext_port, 65535, "--ext-port");
+		} catch (const Error &) {
+			throw Error("invalid --ext-port '" + a.ext_port + "': not a port 1-65535");
+		}
+		if (p == 0)
+			throw Error("invalid --ext-port '" + a.ext_port + "': not a port 1-65535");
+		f.ext_port = static_cast<uint16_t>(p);
+	}
+	if (!a.state.empty()) {
+		f.state = parse_ct_state(a.state);
+		if (!f.state) {
+			std::string all;
+			for (uint8_t s = 1; s < KVX_CT_STATE_MAX; s++)
+				all += (s > 1 ? ", " : "") + std::string(kStateNames[s]);
+			throw Error("invalid --state '" + a.state + "': use one of " + all);
+		}
+	}
+	return f;
+}
+
+json ct_flow_json(const kvx_ct_key &k, const kvx_ct_val &v, const kvx_timeouts &t, uint64_t now_ns)
+{
+	const uint32_t timeout = ct_timeout_s(v, k.proto, t);
+	const uint64_t idle = secs_since(v.last_seen_ns, now_ns);
+	const bool expired = ct_expired(v, k.proto, t, now_ns);
+	json j;
+	j["proto"] = ct_proto_name(k.proto);
+	j["int_addr"] = format_ipv4(ntohl(k.int_addr));
+	j["int_port"] = ntohs(k.int_port);
+	j["rem_addr"] = format_ipv4(ntohl(k.rem_addr));
+	j["rem_port"] = ntohs(k.rem_port);
+	j["ext_addr"] = format_ipv4(ntohl(v.ext_addr));
+	j["ext_port"] = ntohs(v.ext_port);
+	j["state"] = ct_state_name(v.state);
+	j["flags"] = ct_flag_names(v.flags);
+	j["age_s"] = secs_since(v.created_ns, now_ns);
+	j["idle_s"] = idle;
+	j["timeout_s"] = timeout;
+	j["expires_in_s"] = expired || idle >= timeout ? 0 : timeout - idle;
+	// Expired but not yet collected (no daemon, or between two sweeps).
+	j["expired"] = expired;
+	j["pkts_out"] = v.pkts_out;
+	j["pkts_in"] = v.pkts_in;
+	return j;
+}
+
+std::string ct_flow_line(const json &f)
+{
+	const std::string proto = f.at("proto").get<std::string>();
+	const bool ports = proto == "tcp" || proto == "udp";
+	const bool icmp = proto == "icmp";
+	auto ep = [&](const char *addr, const char *port) {
+		std::string s = f.at(addr).get<std::string>();
+		if (ports)
+			s += ":" + std::to_string(f.at(port).get<unsigned>());
+		else if (icmp && std::string(port) != "rem_port")
+			s += " id=" + std::to_string(f.at(port).get<unsigned>());
+		return s;
+	};
+	std::ostringstream o;
+	char head[64];
+	std::snprintf(head, sizeof(head), "%-5s %-12s", proto.c_str(),
+		      f.at("state").get<std::string>().c_str());
+	o << head << " guest=" << ep("int_addr", "int_port")
+	  << " remote=" << ep("rem_addr", "rem_port") << " ext=" << ep("ext_addr", "ext_port")
+	  << " age=" << f.at("age_s").get<uint64_t>() << "s idle=" << f.at("idle_s").get<uint64_t>()
+	  << "s";
+	if (f.at("expired").get<bool>())
+		o << " expired";
+	else
+		o << " expires_in=" << f.at("expires_in_s").get<uint64_t>() << "s";
+	o << " pkts_out=" << f.at("pkts_out").get<uint64_t>()
+	  << " pkts_in=" << f.at("pkts_in").get<uint64_t>();
+	const auto &flags = f.at("flags");
+	if (!flags.empty()) {
+		o << " [";
+		bool first = true;
+		for (const auto &fl : flags) {
+			std::string n = fl.get<std::string>();
+			o << (first ? "" : ",") << (n == "one_to_one" ? "1:1" : n);
+			first = false;
+		}
+		o << "]";
+	}
+	return o.str();
+}
+
+json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t now_ns)
+{
+	auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
+	std::sort(flows.begin(), flows.end(), [](const auto &a, const auto &b) {
+		const kvx_ct_key &x = a.first, &y = b.first;
+		return std::make_tuple(x.proto, ntohl(x.int_addr), ntohs(x.int_port),
+				       ntohl(x.rem_addr), ntohs(x.rem_port)) <
+		       std::make_tuple(y.proto, ntohl(y.int_addr), ntohs(y.int_port),
+				       ntohl(y.rem_addr), ntohs(y.rem_port));
+	});
+	json out = json::array();
+	for (const auto &[k, v] : flows)
+		if (f.matches(k, v))
+			out.push_back(ct_flow_json(k, v, t, now_ns));
+	return out;
+}
+
+CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, int gflows_fd,
+			  uint32_t subnet_mask_be)
+{
+	CtFlushResult r;
+	// Keys first, deletes second (maps.hpp: deleting while walking may
+	// restart the walk).  A flow the datapath re-creates in between is a
+	// new flow and stays.
+	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd)) {
+		if (!f.matches(k, v))
+			continue;
+		if (bpf_map_delete_elem(ct_fd, &k) == 0)
+			r.flows++;
+	}
+	// Report what the GC will reclaim: dynamic IN halves no flow uses.
+	std::set<std::tuple<uint8_t, uint32_t, uint16_t>> referenced;
+	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
+		referenced.insert({k.proto, v.ext_addr, v.ext_port});
+	for (const auto &[k, v] : dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd)) {
+		if (k.dir != KVX_BIND_IN || (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
+			continue;
+		if (!referenced.count({k.proto, k.addr, k.port}))
+			r.unused_bindings++;
+	}
+	// The datapath decrements a guest's counter only for the flows it
+	// reclaims itself; every other deletion is made good by a recount.
+	if (gflows_fd >= 0)
+		r.gflows_fixed = gflows_recount(ct_fd, gflows_fd, subnet_mask_be);
+	return r;
+}
+
+namespace {
+
+struct CtPins {
+	std::string bridge;
+	Fd cfg, ct, bind;
+	Fd gflows; // -1 when not pinned (maps of an older version)
+};
+
+CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
+{
+	ConfigStore store(g.config);
+	Config cfg = store.load();
+	std::string pin_dir;
+	CtPins p;
+	if (!bridge.empty()) {
+		if (const Instance *i = cfg.find(bridge)) {
+			pin_dir = i->pin_dir;
+		} else {
+			// Not in this config (another --config, a lost file):
+			// the pins of --bpffs still tell the whole story.
+			pin_dir = pin_dir_for(g.bpffs, bridge);
+			if (::access(pin_path(pin_dir, KVX_MAP_CT).c_str(), F_OK) != 0)
+				throw Error("bridge '" + bridge +
+					    "' is not attached (no instance in " + g.config +
+					    ", no maps pinned in " + pin_dir + ")");
+		}
+		p.bridge = bridge;
+	} else if (cfg.instances.size() == 1) {
+		pin_dir = cfg.instances[0].pin_dir;
+		p.bridge = cfg.instances[0].bridge;
+	} else if (cfg.instances.empty()) {
+		throw Error("no kvmxdp instance in " + g.config + ": attach a bridge first");
+	} else {
+		throw Error("more than one instance in " + g.config + ": pick one with --bridge");
+	}
+	p.cfg = open_pinned(pin_path(pin_dir, KVX_MAP_CFG));
+	p.ct = open_pinned(pin_path(pin_dir, KVX_MAP_CT));
+	p.bind = open_pinned(pin_path(pin_dir, KVX_MAP_BIND));
+	if (::access(pin_path(pin_dir, KVX_MAP_GFLOWS).c_str(), F_OK) == 0)
+		p.gflows = open_pinned(pin_path(pin_dir, KVX_MAP_GFLOWS));
+	return p;
+}
+
+kvx_timeouts configured_timeouts(int cfg_fd)
+{
+	kvx_timeouts t = read_cfg(cfg_fd).timeouts;
+	// All zero: not written yet (an attach in progress); show the
+	// defaults the loader is about to write rather than "expired".
+	if (t.tcp_established == 0 && t.udp == 0 && t.icmp == 0)
+		t = default_timeouts();
+	return t;
+}
+
+} // namespace
+
+json conntrack_list(const GlobalOptions &g, const std::string &bridge, const CtFilter &f)
+{
+	CtPins p = open_ct_pins(g, bridge);
+	json flows = ct_list_fd(p.ct.get(), configured_timeouts(p.cfg.get()), f, boottime_ns());
+	for (auto &fl : flows)
+		fl["bridge"] = p.bridge;
+	return flows;
+}
+
+CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge, const CtFilter &f,
+			      std::string *bridge_out)
+{
+	CtPins p = open_ct_pins(g, bridge);
+	if (bridge_out)
+		*bridge_out = p.bridge;
+	return ct_flush_fd(p.ct.get(), p.bind.get(), f, p.gflows.get(),
+			   read_cfg(p.cfg.get()).subnet_mask);
+}
+
+std::optional<uint64_t> map_memlock_bytes(int fd)
+{
+	std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.rfind("memlock:", 0) != 0)
+			continue;
+		try {
+			size_t b = line.find_first_not_of(" \t", 8);
+			return parse_uint(line.substr(b == std::string::npos ? 8 : b), UINT64_MAX,
+					  "memlock");
+		} catch (const Error &) {
+			return std::nullopt;
+		}
+	}
+	return std::nullopt;
+}
+
+uint64_t map_memory_estimate(const MapInfo &m, unsigned possible_cpus)
+{
+	auto r8 = [](uint64_t x) { return (x + 7) & ~uint64_t{7}; };
+	const uint64_t key = r8(m.key_size), val = r8(m.value_size), n = m.max_entries;
+	const uint64_t cpus = possible_cpus ? possible_cpus : 1;
+	// Sizes of the kernel's bookkeeping on x86_64 (kernel/bpf/hashtab.c,
+	// arraymap.c): struct htab_elem 48 bytes, struct bucket 16, a
+	// preallocated hash map holds max_entries + one spare element per CPU.
+	constexpr uint64_t kHtabElem = 48, kBucket = 16, kMapHeader = 512;
+	switch (m.type) {
+	case BPF_MAP_TYPE_HASH:
+	case BPF_MAP_TYPE_LRU_HASH: {
+		uint64_t buckets = 1;
+		while (buckets < n)
+			buckets <<= 1;
+		uint64_t elems = n + (m.type == BPF_MAP_TYPE_HASH ? cpus : 0);
+		return kMapHeader + buckets * kBucket + elems * (kHtabElem + key + val);
+	}
+	case BPF_MAP_TYPE_PERCPU_ARRAY:
+		return kMapHeader + n * (sizeof(void *) + val * cpus);
+	case BPF_MAP_TYPE_ARRAY:
+	default:
+		return kMapHeader + n * (key + val);
+	}
+}
+
+namespace {
+
+uint32_t count_any(int fd, const MapInfo &m)
+{
+	if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_PERCPU_ARRAY)
+		return m.max_entries; // arrays are always full
+	std::vector<uint8_t> key(m.key_size), next(m.key_size);
+	uint32_t n = 0;
+	void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+		n++;
+		key.swap(next);
+		prev = key.data();
+	}
+	return n;
+}
+
+std::string dirname_of(const std::string &path)
+{
+	auto slash = path.rfind('/');
+	return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+} // namespace
+
+void status_add_usage(json &inst, const std::string &pin_dir, const std::string &state_file,
+		      std::vector<std::string> &warnings)
+{
+	static const char *const kMaps[] = {KVX_MAP_CFG,   KVX_MAP_BIND,    KVX_MAP_CT,
+					    KVX_MAP_STATS, KVX_MAP_EXTADDR, KVX_MAP_FRAG,
+					    KVX_MAP_GFLOWS};
+	int ncpu = libbpf_num_possible_cpus();
+	json maps = json::object();
+	uint64_t total = 0;
+	for (const char *name : kMaps) {
+		std::string path = pin_path(pin_dir, name);
+		if (::access(path.c_str(), F_OK) != 0)
+			continue;
+		try {
+			Fd fd = open_pinned(path);
+			MapInfo mi = map_info(fd.get(), name);
+			auto kernel = map_memlock_bytes(fd.get());
+			uint64_t mem =
+				kernel ? *kernel :
+					 map_memory_estimate(mi, ncpu > 0 ? unsigned(ncpu) : 1);
+			uint32_t entries;
+			if (std::string(name) == KVX_MAP_CT &&
+			    inst["conntrack"].contains("entries"))
+				entries = inst["conntrack"]["entries"].get<uint32_t>();
+			else if (std::string(name) == KVX_MAP_BIND &&
+				 inst["bindings"].contains("entries"))
+				entries = inst["bindings"]["entries"].get<uint32_t>();
+			else
+				entries = count_any(fd.get(), mi);
+			maps[name] = {{"entries", entries},
+				      {"max_entries", mi.max_entries},
+				      {"memory_bytes", mem},
+				      {"memory_source", kernel ? "kernel" : "estimate"}};
+			total += mem;
+		} catch (const Error &e) {
+			warnings.push_back(std::string("cannot read map ") + name + ": " +
+					   e.what());
+		}
+	}
+	inst["maps"] = maps;
+	inst["memory_bytes"] = total;
+	auto table = [&](const char *key, const char *map, const char *what) {
+		json &t = inst[key];
+		t["memory_bytes"] = maps.contains(map) ? maps[map]["memory_bytes"] : json(nullptr);
+		uint64_t n = t.value("entries", uint64_t{0}),
+			 max = t.value("max_entries", uint64_t{0});
+		if (max && n * 100 >= max * kTableWarnPercent)
+			warnings.push_back(
+				std::string(what) + " table " + std::to_string(n) + "/" +
+				std::to_string(max) + " entries (" + std::to_string(n * 100 / max) +
+				"% full): new flows will be " +
+				"refused (DROP_TABLE_FULL) when it is full; attach with a " +
+				"larger " +
+				(std::string(key) == "conntrack" ? "--ct-size" : "--bind-size"));
+	};
+	table("conntrack", KVX_MAP_CT, "conntrack");
+	table("bindings", KVX_MAP_BIND, "binding");
+
+	uint64_t drops = 0;
+	if (inst.contains("counters") && inst["counters"].contains("DROP_TABLE_FULL"))
+		drops = inst["counters"]["DROP_TABLE_FULL"].value("packets", uint64_t{0});
+	std::optional<uint64_t> prev;
+	if (!state_file.empty())
+		if (auto text = read_file(state_file)) {
+			try {
+				prev = parse_uint(text->substr(0, text->find('\n')), UINT64_MAX,
+						  "count");
+			} catch (const Error &) {
+			}
+		}
+	// A smaller count than recorded: the counters started again (a new
+	// attach); everything counted now is new.
+	const bool have_base = prev && *prev <= drops;
+	const uint64_t base = have_base ? *prev : 0;
+	if (drops > base)
+		warnings.push_back("DROP_TABLE_FULL increased by " + std::to_string(drops - base) +
+				   (have_base ? " since the last status" : "") + " (" +
+				   std::to_string(drops) +
+				   " in all): new flows were refused because the conntrack or "
+				   "binding table was full");
+	if (!state_file.empty() && (!prev || *prev != drops) &&
+	    ::access(dirname_of(state_file).c_str(), W_OK) == 0) {
+		try {
+			atomic_write_file(state_file, std::to_string(drops) + "\n", 0644);
+		} catch (const Error &) {
+			// Only a record for the next status: not worth failing for.
+		}
+	}
+}
+
+} // namespace kvmxdp

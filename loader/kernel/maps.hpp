@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: GPL-2.0
+// Typed access to the pinned maps through their fds.
+#pragma once
+
+#include <bpf/bpf.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "kvmxdp/abi.h"
+
+namespace kvmxdp {
+
+struct MapInfo {
+	uint32_t type = 0;
+	uint32_t key_size = 0;
+	uint32_t value_size = 0;
+	uint32_t max_entries = 0;
+	std::string name;
+};
+
+MapInfo map_info(int fd, const std::string &what);
+// bpf_obj_get; throws naming the path.
+Fd open_pinned(const std::string &path);
+
+// Every (key, value) of a hash map, two syscalls per entry (get_next_key,
+// lookup).  Keys are collected first: deleting while walking with
+// get_next_key restarts the walk on some kernels.
+template <typename K, typename V>
+std::vector<std::pair<K, V>> dump_hash_walk(int fd)
+{
+	std::vector<std::pair<K, V>> out;
+	K key{}, next{};
+	K *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		V val{};
+		if (bpf_map_lookup_elem(fd, &next, &val) == 0)
+			out.emplace_back(next, val);
+		key = next;
+		prev = &key;
+	}
+	return out;
+}
+
+// Entries per BPF_MAP_LOOKUP_BATCH call of dump_hash.
+constexpr uint32_t kMapReadBatch = 4096;
+
+// Every (key, value) of a hash map with BPF_MAP_LOOKUP_BATCH: one syscall
+// per kMapReadBatch entries.  The GC sweeps kvx_ct and kvx_bind every 5 s;
+// entry by entry a sweep of 1M flows costs more than its interval, batched
+// 13x less (bench/RESULTS.md, GC cost).  Falls back to the walk where the
+// kernel refuses (ENOSPC: a bucket larger than the batch; EINVAL/ENOTSUPP).
+template <typename K, typename V>
+std::vector<std::pair<K, V>> dump_hash(int fd)
+{
+	std::vector<K> keys(kMapReadBatch);
+	std::vector<V> vals(kMapReadBatch);
+	std::vector<std::pair<K, V>> out;
+	// The batch position: a bucket index for hash maps.
+	uint64_t in = 0, next = 0;
+	bool first = true;
+	for (;;) {
+		__u32 cnt = kMapReadBatch;
+		int err = bpf_map_lookup_batch(fd, first ? nullptr : &in, &next, keys.data(),
+					       vals.data(), &cnt, nullptr);
+		int e = errno;
+		first = false;
+		if (err && e != ENOENT)
+			return dump_hash_walk<K, V>(fd);
+		for (__u32 i = 0; i < cnt; i++)
+			out.emplace_back(keys[i], vals[i]);
+		if (err) // ENOENT: the end of the map
+			return out;
+		in = next;
+	}
+}
+
+template <typename K>
+uint32_t count_entries(int fd)
+{
+	uint32_t n = 0;
+	K key{}, next{};
+	K *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		n++;
+		key = next;
+		prev = &key;
+	}
+	return n;
+}
+
+kvx_cfg read_cfg(int cfg_fd);
+void write_cfg(int cfg_fd, const kvx_cfg &cfg);
+// Sums the per-CPU counters: index = enum kvx_reason.
+std::vector<kvx_stat> read_stats(int stats_fd);
+
+} // namespace kvmxdp
