@@ -37,6 +37,8 @@
 #include "control/daemon.hpp"
 #include "base/fd.hpp"
 #include "control/gc.hpp"
+#include "model/quota.hpp"
+#include "model/timeouts.hpp"
 #include "kvmxdp/abi.h"
 #include "kernel/maps.hpp"
 

@@ -8,8 +8,8 @@
 #include <ostream>
 #include <string>
 
-#include "control/conntrack.hpp"
-#include "verbs/instance_verbs.hpp"
+#include "model/options.hpp"
+#include "verbs/conntrack_verbs.hpp"
 
 namespace kvmxdp {
 

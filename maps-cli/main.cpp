@@ -7,12 +7,14 @@
 #include <cstdio>
 #include <iostream>
 
-#include "base/error.hpp"
+#include "base/log.hpp"
+#include "conntrack_print.hpp"
+#include "control/status.hpp"
+#include "model/options.hpp"
+#include "print.hpp"
 #include "verbs/install.hpp"
 #include "verbs/instance_verbs.hpp"
-#include "control/mapping_sync.hpp"
-#include "conntrack_print.hpp"
-#include "print.hpp"
+#include "verbs/mapping_verbs.hpp"
 
 namespace {
 
@@ -21,7 +23,7 @@ constexpr int kExitUsage = 2;
 
 void fail(const std::string &msg)
 {
-	std::fprintf(stderr, "kvmxdp: error: %s\n", msg.c_str());
+	kvmxdp::log_error(msg);
 }
 
 } // namespace
@@ -91,7 +93,7 @@ int main(int argc, char **argv)
 	// map add|del|list: static mappings (1:1 NAT, port forwards).
 	auto *map = app.add_subcommand("map", "static mappings: 1:1 NAT and port forwards");
 	map->require_subcommand(1);
-	MapOptions mo;
+	MappingOptions mo;
 	auto add_map_args = [&](CLI::App *c) {
 		c->add_option("EXT", mo.ext, "EXT_IP (1:1) or EXT_IP|uplink:PORT[-PORT]")
 			->required();
@@ -173,15 +175,15 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if (map_add_cmd->parsed()) {
-			map_add(g, mo, std::cout);
+			mapping_add(g, mo, std::cout);
 			return 0;
 		}
 		if (map_del_cmd->parsed()) {
-			map_del(g, mo, std::cout);
+			mapping_del(g, mo, std::cout);
 			return 0;
 		}
 		if (map_list_cmd->parsed()) {
-			auto j = map_list_json(g, map_list_bridge);
+			auto j = mapping_list_json(g, map_list_bridge);
 			if (map_json)
 				std::cout << j.dump(2) << std::endl;
 			else

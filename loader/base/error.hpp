@@ -31,11 +31,7 @@ int check_libbpf(int ret, const std::string &op, const std::string &object);
 // For calls that report through errno (POSIX and libbpf's pointer returns).
 [[noreturn]] void throw_errno(const std::string &op, const std::string &object);
 
-// libbpf prints through libbpf_set_print: silent unless verbose, then to
-// stderr (stdout carries only the CLI's own output, which scripts parse).
-void set_verbose(bool on);
-bool verbose();
-// A diagnostic line on stderr, printed only with -v.
-void log_verbose(const std::string &line);
+// Commands that create kernel objects: one line naming the verb otherwise.
+void require_root(const std::string &verb);
 
 } // namespace kvmxdp

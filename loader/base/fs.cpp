@@ -17,6 +17,14 @@
 
 namespace kvmxdp {
 
+std::string normalize_dir(const std::string &dir)
+{
+	std::string d = dir;
+	while (d.size() > 1 && d.back() == '/')
+		d.pop_back();
+	return d;
+}
+
 void mkdir_p(const std::string &path, mode_t mode)
 {
 	std::string cur;

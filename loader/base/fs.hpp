@@ -11,6 +11,9 @@
 
 namespace kvmxdp {
 
+// Trims trailing slashes so that "/x/" and "/x" name one directory.
+std::string normalize_dir(const std::string &dir);
+
 void mkdir_p(const std::string &path, mode_t mode = 0755);
 
 // statfs f_type == BPF_FS_MAGIC.

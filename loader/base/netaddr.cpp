@@ -2,6 +2,7 @@
 #include "base/netaddr.hpp"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 
 #include <cctype>
 
@@ -17,6 +18,16 @@ std::string Ipv4Net::str() const
 std::string PortRange::str() const
 {
 	return std::to_string(lo) + "-" + std::to_string(hi);
+}
+
+void check_ifname(const std::string &name)
+{
+	bool ok = !name.empty() && name.size() < IFNAMSIZ && name != "." && name != "..";
+	for (char c : name)
+		if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)))
+			ok = false;
+	if (!ok)
+		throw Error("invalid interface name '" + name + "'");
 }
 
 uint64_t parse_uint(const std::string &text, uint64_t max, const std::string &what)

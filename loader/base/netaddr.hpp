@@ -52,6 +52,10 @@ constexpr uint32_t kMinDefaultNatPorts = 1024;
 PortRange default_nat_range(const PortRange &ephemeral);
 void check_nat_range(const PortRange &nat, const PortRange &ephemeral);
 
+// Interface names: throws on an invalid one (empty, >= IFNAMSIZ, '/', ':',
+// whitespace), before any kernel call sees it.
+void check_ifname(const std::string &name);
+
 // Strict unsigned decimal (no sign, no spaces, no trailing garbage).
 uint64_t parse_uint(const std::string &text, uint64_t max, const std::string &what);
 

@@ -2,25 +2,19 @@
 #include "control/conntrack.hpp"
 
 #include <arpa/inet.h>
-#include <bpf/libbpf.h>
 #include <netinet/in.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <tuple>
 
-#include "model/config.hpp"
 #include "base/error.hpp"
-#include "base/fs.hpp"
-#include "control/gc.hpp"
-#include "verbs/instance_verbs.hpp"
 #include "base/netaddr.hpp"
+#include "control/gc.hpp"
 
 namespace kvmxdp {
 
@@ -270,239 +264,6 @@ CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, int gflows_
 	if (gflows_fd >= 0)
 		r.gflows_fixed = gflows_recount(ct_fd, gflows_fd, subnet_mask_be);
 	return r;
-}
-
-namespace {
-
-struct CtPins {
-	std::string bridge;
-	Fd cfg, ct, bind;
-	Fd gflows; // -1 when not pinned (maps of an older version)
-};
-
-CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
-{
-	ConfigStore store(g.config);
-	Config cfg = store.load();
-	std::string pin_dir;
-	CtPins p;
-	if (!bridge.empty()) {
-		if (const Instance *i = cfg.find(bridge)) {
-			pin_dir = i->pin_dir;
-		} else {
-			// Not in this config (another --config, a lost file):
-			// the pins of --bpffs still tell the whole story.
-			pin_dir = pin_dir_for(g.bpffs, bridge);
-			if (::access(pin_path(pin_dir, KVX_MAP_CT).c_str(), F_OK) != 0)
-				throw Error("bridge '" + bridge +
-					    "' is not attached (no instance in " + g.config +
-					    ", no maps pinned in " + pin_dir + ")");
-		}
-		p.bridge = bridge;
-	} else if (cfg.instances.size() == 1) {
-		pin_dir = cfg.instances[0].pin_dir;
-		p.bridge = cfg.instances[0].bridge;
-	} else if (cfg.instances.empty()) {
-		throw Error("no kvmxdp instance in " + g.config + ": attach a bridge first");
-	} else {
-		throw Error("more than one instance in " + g.config + ": pick one with --bridge");
-	}
-	p.cfg = open_pinned(pin_path(pin_dir, KVX_MAP_CFG));
-	p.ct = open_pinned(pin_path(pin_dir, KVX_MAP_CT));
-	p.bind = open_pinned(pin_path(pin_dir, KVX_MAP_BIND));
-	if (::access(pin_path(pin_dir, KVX_MAP_GFLOWS).c_str(), F_OK) == 0)
-		p.gflows = open_pinned(pin_path(pin_dir, KVX_MAP_GFLOWS));
-	return p;
-}
-
-kvx_timeouts configured_timeouts(int cfg_fd)
-{
-	kvx_timeouts t = read_cfg(cfg_fd).timeouts;
-	// All zero: not written yet (an attach in progress); show the
-	// defaults the loader is about to write rather than "expired".
-	if (t.tcp_established == 0 && t.udp == 0 && t.icmp == 0)
-		t = default_timeouts();
-	return t;
-}
-
-} // namespace
-
-json conntrack_list(const GlobalOptions &g, const std::string &bridge, const CtFilter &f)
-{
-	CtPins p = open_ct_pins(g, bridge);
-	json flows = ct_list_fd(p.ct.get(), configured_timeouts(p.cfg.get()), f, boottime_ns());
-	for (auto &fl : flows)
-		fl["bridge"] = p.bridge;
-	return flows;
-}
-
-CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge, const CtFilter &f,
-			      std::string *bridge_out)
-{
-	CtPins p = open_ct_pins(g, bridge);
-	if (bridge_out)
-		*bridge_out = p.bridge;
-	return ct_flush_fd(p.ct.get(), p.bind.get(), f, p.gflows.get(),
-			   read_cfg(p.cfg.get()).subnet_mask);
-}
-
-std::optional<uint64_t> map_memlock_bytes(int fd)
-{
-	std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
-	std::string line;
-	while (std::getline(in, line)) {
-		if (line.rfind("memlock:", 0) != 0)
-			continue;
-		try {
-			size_t b = line.find_first_not_of(" \t", 8);
-			return parse_uint(line.substr(b == std::string::npos ? 8 : b), UINT64_MAX,
-					  "memlock");
-		} catch (const Error &) {
-			return std::nullopt;
-		}
-	}
-	return std::nullopt;
-}
-
-uint64_t map_memory_estimate(const MapInfo &m, unsigned possible_cpus)
-{
-	auto r8 = [](uint64_t x) { return (x + 7) & ~uint64_t{7}; };
-	const uint64_t key = r8(m.key_size), val = r8(m.value_size), n = m.max_entries;
-	const uint64_t cpus = possible_cpus ? possible_cpus : 1;
-	// Sizes of the kernel's bookkeeping on x86_64 (kernel/bpf/hashtab.c,
-	// arraymap.c): struct htab_elem 48 bytes, struct bucket 16, a
-	// preallocated hash map holds max_entries + one spare element per CPU.
-	constexpr uint64_t kHtabElem = 48, kBucket = 16, kMapHeader = 512;
-	switch (m.type) {
-	case BPF_MAP_TYPE_HASH:
-	case BPF_MAP_TYPE_LRU_HASH: {
-		uint64_t buckets = 1;
-		while (buckets < n)
-			buckets <<= 1;
-		uint64_t elems = n + (m.type == BPF_MAP_TYPE_HASH ? cpus : 0);
-		return kMapHeader + buckets * kBucket + elems * (kHtabElem + key + val);
-	}
-	case BPF_MAP_TYPE_PERCPU_ARRAY:
-		return kMapHeader + n * (sizeof(void *) + val * cpus);
-	case BPF_MAP_TYPE_ARRAY:
-	default:
-		return kMapHeader + n * (key + val);
-	}
-}
-
-namespace {
-
-uint32_t count_any(int fd, const MapInfo &m)
-{
-	if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_PERCPU_ARRAY)
-		return m.max_entries; // arrays are always full
-	std::vector<uint8_t> key(m.key_size), next(m.key_size);
-	uint32_t n = 0;
-	void *prev = nullptr;
-	while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
-		n++;
-		key.swap(next);
-		prev = key.data();
-	}
-	return n;
-}
-
-std::string dirname_of(const std::string &path)
-{
-	auto slash = path.rfind('/');
-	return slash == std::string::npos ? "." : path.substr(0, slash);
-}
-
-} // namespace
-
-void status_add_usage(json &inst, const std::string &pin_dir, const std::string &state_file,
-		      std::vector<std::string> &warnings)
-{
-	static const char *const kMaps[] = {KVX_MAP_CFG,   KVX_MAP_BIND,    KVX_MAP_CT,
-					    KVX_MAP_STATS, KVX_MAP_EXTADDR, KVX_MAP_FRAG,
-					    KVX_MAP_GFLOWS};
-	int ncpu = libbpf_num_possible_cpus();
-	json maps = json::object();
-	uint64_t total = 0;
-	for (const char *name : kMaps) {
-		std::string path = pin_path(pin_dir, name);
-		if (::access(path.c_str(), F_OK) != 0)
-			continue;
-		try {
-			Fd fd = open_pinned(path);
-			MapInfo mi = map_info(fd.get(), name);
-			auto kernel = map_memlock_bytes(fd.get());
-			uint64_t mem =
-				kernel ? *kernel :
-					 map_memory_estimate(mi, ncpu > 0 ? unsigned(ncpu) : 1);
-			uint32_t entries;
-			if (std::string(name) == KVX_MAP_CT &&
-			    inst["conntrack"].contains("entries"))
-				entries = inst["conntrack"]["entries"].get<uint32_t>();
-			else if (std::string(name) == KVX_MAP_BIND &&
-				 inst["bindings"].contains("entries"))
-				entries = inst["bindings"]["entries"].get<uint32_t>();
-			else
-				entries = count_any(fd.get(), mi);
-			maps[name] = {{"entries", entries},
-				      {"max_entries", mi.max_entries},
-				      {"memory_bytes", mem},
-				      {"memory_source", kernel ? "kernel" : "estimate"}};
-			total += mem;
-		} catch (const Error &e) {
-			warnings.push_back(std::string("cannot read map ") + name + ": " +
-					   e.what());
-		}
-	}
-	inst["maps"] = maps;
-	inst["memory_bytes"] = total;
-	auto table = [&](const char *key, const char *map, const char *what) {
-		json &t = inst[key];
-		t["memory_bytes"] = maps.contains(map) ? maps[map]["memory_bytes"] : json(nullptr);
-		uint64_t n = t.value("entries", uint64_t{0}),
-			 max = t.value("max_entries", uint64_t{0});
-		if (max && n * 100 >= max * kTableWarnPercent)
-			warnings.push_back(
-				std::string(what) + " table " + std::to_string(n) + "/" +
-				std::to_string(max) + " entries (" + std::to_string(n * 100 / max) +
-				"% full): new flows will be " +
-				"refused (DROP_TABLE_FULL) when it is full; attach with a " +
-				"larger " +
-				(std::string(key) == "conntrack" ? "--ct-size" : "--bind-size"));
-	};
-	table("conntrack", KVX_MAP_CT, "conntrack");
-	table("bindings", KVX_MAP_BIND, "binding");
-
-	uint64_t drops = 0;
-	if (inst.contains("counters") && inst["counters"].contains("DROP_TABLE_FULL"))
-		drops = inst["counters"]["DROP_TABLE_FULL"].value("packets", uint64_t{0});
-	std::optional<uint64_t> prev;
-	if (!state_file.empty())
-		if (auto text = read_file(state_file)) {
-			try {
-				prev = parse_uint(text->substr(0, text->find('\n')), UINT64_MAX,
-						  "count");
-			} catch (const Error &) {
-			}
-		}
-	// A smaller count than recorded: the counters started again (a new
-	// attach); everything counted now is new.
-	const bool have_base = prev && *prev <= drops;
-	const uint64_t base = have_base ? *prev : 0;
-	if (drops > base)
-		warnings.push_back("DROP_TABLE_FULL increased by " + std::to_string(drops - base) +
-				   (have_base ? " since the last status" : "") + " (" +
-				   std::to_string(drops) +
-				   " in all): new flows were refused because the conntrack or "
-				   "binding table was full");
-	if (!state_file.empty() && (!prev || *prev != drops) &&
-	    ::access(dirname_of(state_file).c_str(), W_OK) == 0) {
-		try {
-			atomic_write_file(state_file, std::to_string(drops) + "\n", 0644);
-		} catch (const Error &) {
-			// Only a record for the next status: not worth failing for.
-		}
-	}
 }
 
 } // namespace kvmxdp

@@ -26,8 +26,6 @@
 
 namespace kvmxdp {
 
-struct GlobalOptions;
-
 // The CLI's filter arguments as typed ("" = not given).
 struct CtFilterArgs {
 	std::string guest;
@@ -69,7 +67,6 @@ nlohmann::json ct_flow_json(const kvx_ct_key &k, const kvx_ct_val &v, const kvx_
 // One line per flow, conntrack -L style.
 std::string ct_flow_line(const nlohmann::json &flow);
 
-
 // The matching flows of a kvx_ct map fd, sorted (proto, guest, remote).
 nlohmann::json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t now_ns);
 
@@ -85,34 +82,5 @@ struct CtFlushResult {
 // flows at once even with no daemon running.
 CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, int gflows_fd = -1,
 			  uint32_t subnet_mask_be = 0);
-
-// The verbs on an attached instance's pinned maps (found through the config;
-// no daemon needed).  bridge "" = the only instance.  The list is an array
-// of ct_flow_json objects, each with "bridge" added.
-nlohmann::json conntrack_list(const GlobalOptions &g, const std::string &bridge, const CtFilter &f);
-CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge, const CtFilter &f,
-			      std::string *bridge_out = nullptr);
-
-// Memory the kernel charges for a map: fdinfo's "memlock:" (the kernel's
-// map_mem_usage since 6.4), else nullopt.
-std::optional<uint64_t> map_memlock_bytes(int fd);
-// An estimate from the map's type, key/value sizes and max_entries, for
-// kernels whose fdinfo has no memlock line (preallocated hash maps: the
-// element array plus the bucket array).
-uint64_t map_memory_estimate(const MapInfo &m, unsigned possible_cpus);
-
-// A table this full (entries * 100 / max_entries) gets a status warning.
-constexpr uint32_t kTableWarnPercent = 80;
-
-// For `status`, on an instance's JSON that already holds "conntrack",
-// "bindings" and "counters": adds "maps" ({name: {entries, max_entries,
-// memory_bytes, memory_source: "kernel"|"estimate"}} for every map pinned in
-// pin_dir), "memory_bytes" (their sum) and "memory_bytes" to "conntrack"
-// and "bindings"; appends warnings when conntrack or bindings is at least
-// kTableWarnPercent full, and when DROP_TABLE_FULL grew since the value
-// recorded in state_file by the previous status ("" = no record: any
-// nonzero count warns).  state_file is written only if its directory exists.
-void status_add_usage(nlohmann::json &inst, const std::string &pin_dir,
-		      const std::string &state_file, std::vector<std::string> &warnings);
 
 } // namespace kvmxdp

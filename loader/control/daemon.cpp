@@ -13,25 +13,21 @@
 #include <cstdio>
 #include <cstring>
 
-#include "kernel/bpf_objects.hpp"
 #include "base/error.hpp"
+#include "base/log.hpp"
+#include "base/netaddr.hpp"
+#include "base/sysctl.hpp"
 #include "control/gc.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/xdp_path.hpp"
+#include "kernel/bpf_objects.hpp"
 #include "kernel/maps.hpp"
-#include "base/netaddr.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
-#include "base/sysctl.hpp"
-#include "control/xdp_path.hpp"
 
 namespace kvmxdp {
 
 namespace {
-
-void info(const std::string &msg)
-{
-	std::fprintf(stderr, "kvmxdp: %s\n", msg.c_str());
-}
 
 Fd dup_fd(int fd, const char *what)
 {
@@ -69,7 +65,7 @@ void Daemon::refresh_bridge(NlSocket &nl)
 	// A libvirt network restart deletes and re-creates the bridge: the
 	// filter went with the old device, and the new one starts with
 	// forwarding at its default.  Guests re-join it as their taps come.
-	info("bridge " + inst_.bridge + " is back as ifindex " + std::to_string(link->ifindex) +
+	log_info("bridge " + inst_.bridge + " is back as ifindex " + std::to_string(link->ifindex) +
 	     ": re-attaching");
 	try {
 		tc_hook_create(link->ifindex, inst_.bridge);
@@ -80,7 +76,7 @@ void Daemon::refresh_bridge(NlSocket &nl)
 			if (sys.exists(fwd) && sys.read(fwd) != "1")
 				sys.write(fwd, "1");
 		} catch (const Error &e) {
-			info(std::string("forwarding on the re-created bridge: ") + e.what());
+			log_info(std::string("forwarding on the re-created bridge: ") + e.what());
 		}
 		kvx_cfg cfg = read_cfg(cfg_fd_.get());
 		cfg.bridge_ifindex = static_cast<__u32>(link->ifindex);
@@ -88,7 +84,7 @@ void Daemon::refresh_bridge(NlSocket &nl)
 		bridge_ifindex_ = link->ifindex;
 	} catch (const Error &e) {
 		// Retried on the next event or tick.
-		info(std::string("re-attach to bridge failed: ") + e.what());
+		log_info(std::string("re-attach to bridge failed: ") + e.what());
 	}
 }
 
@@ -103,7 +99,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	std::optional<NetId> net;
 	if (!inst_.uplink.empty()) { // empty: --uplink auto, no default route yet
 		if (auto link = find_link(nl, inst_.uplink))
-			net = network_of_link(nl, link->ifindex, inst_.uplink);
+			net = network_of_link(nl, link->ifindex);
 	}
 	// No address (WiFi reconnecting): nothing can flow anyway; the
 	// mappings stay as they were until the uplink is on some network
@@ -115,7 +111,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
 	ConfigStore store(config_path_);
-	auto lock = FileLock::try_acquire(config_path_ + ".lock");
+	auto lock = store.try_lock();
 	if (!lock)
 		return;
 	Config cfg = store.load();
@@ -125,14 +121,14 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get()}, i->mappings,
 				addr, net);
 	for (const auto &e : r.errors)
-		info("mapping: " + e);
+		log_info("mapping: " + e);
 	// --add-address: on the uplink while active, off while suspended.
 	sync_added_addresses(i->mappings, inst_.uplink, net);
 	if (synced_ && !(net == synced_net_)) {
 		size_t active = 0;
 		for (const auto &sm : i->mappings)
 			active += mapping_active(sm, net);
-		info("uplink network " + (net ? net->str() : std::string("none")) + ": " +
+		log_info("uplink network " + (net ? net->str() : std::string("none")) + ": " +
 		     std::to_string(active) + " of " + std::to_string(i->mappings.size()) +
 		     " mapping(s) active, the others suspended");
 	}
@@ -165,7 +161,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 	// concurrent detach sees either the old device or the new one with
 	// our filter on it.  Busy: the next event or tick retries.
 	ConfigStore store(config_path_);
-	auto lock = FileLock::try_acquire(config_path_ + ".lock");
+	auto lock = store.try_lock();
 	if (!lock)
 		return;
 	Config conf = store.load();
@@ -175,7 +171,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 	for (const Instance &o : conf.instances)
 		if (o.bridge != inst_.bridge && o.uplink == link->name) {
 			if (refused_uplink_ != link->name)
-				info("default route via " + link->name +
+				log_info("default route via " + link->name +
 				     ", the uplink of the kvmxdp instance of bridge '" + o.bridge +
 				     "': staying on " + (inst_.uplink.empty() ? "none" : inst_.uplink));
 			refused_uplink_ = link->name;
@@ -183,7 +179,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 		}
 	refused_uplink_.clear();
 	const std::string old_name = inst_.uplink;
-	info("default route moved to " + link->name + ": uplink " +
+	log_info("default route moved to " + link->name + ": uplink " +
 	     (old_name.empty() ? "none" : old_name) + " -> " + link->name);
 
 	// New hook first: the bridge program drops what the route lookup
@@ -218,7 +214,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 					tc_hook_destroy(ol->ifindex, old_name);
 			}
 		} catch (const Error &e) {
-			info("removing the filter from " + old_name + ": " + e.what());
+			log_info("removing the filter from " + old_name + ": " + e.what());
 		}
 	}
 	// --add-address addresses leave with the old device; the mapping
@@ -235,13 +231,13 @@ void Daemon::follow_default_route(NlSocket &nl)
 	inst_.clsact_created_uplink = created;
 	uplink_ifindex_ = link->ifindex;
 
-	info("uplink " + link->name + " address " + addr_str(old_addr) + " -> " +
+	log_info("uplink " + link->name + " address " + addr_str(old_addr) + " -> " +
 	     addr_str(addr_be));
 	// As on an address change: flows bound to the old address can never
 	// get a reply through the new device (PITFALLS 8).
 	if (old_addr && old_addr != addr_be) {
 		auto r = flush_ext_addr(ct_fd_.get(), bind_fd_.get(), old_addr);
-		info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
+		log_info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
 		     std::to_string(r.bind_deleted) + " binding entr(ies) of " +
 		     addr_str(old_addr));
 	}
@@ -254,7 +250,7 @@ void Daemon::refresh_uplink(NlSocket &nl)
 			follow_default_route(nl);
 		} catch (const Error &e) {
 			// Retried on the next event or tick.
-			info(std::string("following the default route: ") + e.what());
+			log_info(std::string("following the default route: ") + e.what());
 		}
 	}
 	// --uplink auto before any default route: kvx_cfg has no uplink
@@ -272,7 +268,7 @@ void Daemon::refresh_uplink(NlSocket &nl)
 	if (link && link->ifindex != uplink_ifindex_) {
 		// The uplink was re-created (a new ifindex): its TC filter went
 		// with the old device, so attach ours to the new one.
-		info("uplink " + inst_.uplink + " is back as ifindex " +
+		log_info("uplink " + inst_.uplink + " is back as ifindex " +
 		     std::to_string(link->ifindex) + ": re-attaching");
 		try {
 			bool created = tc_hook_create(link->ifindex, inst_.uplink);
@@ -284,7 +280,7 @@ void Daemon::refresh_uplink(NlSocket &nl)
 			dirty = true;
 		} catch (const Error &e) {
 			// Retried on the next event or tick.
-			info(std::string("re-attach to uplink failed: ") + e.what());
+			log_info(std::string("re-attach to uplink failed: ") + e.what());
 		}
 	}
 	// A re-created uplink (or a changed MAC) changes the source MAC of
@@ -301,13 +297,13 @@ void Daemon::refresh_uplink(NlSocket &nl)
 	if (dirty)
 		write_cfg(cfg_fd_.get(), cfg);
 	if (addr_be != old) {
-		info("uplink " + inst_.uplink + " address " + addr_str(old) + " -> " +
+		log_info("uplink " + inst_.uplink + " address " + addr_str(old) + " -> " +
 		     addr_str(addr_be));
 		// Written first, flushed second: new flows already use the new
 		// address while the old ones go (einat#34: never stay at 0).
 		auto r = flush_ext_addr(ct_fd_.get(), bind_fd_.get(), old);
 		if (r.ct_deleted || r.bind_deleted)
-			info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
+			log_info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
 			     std::to_string(r.bind_deleted) + " binding entr(ies) of " +
 			     addr_str(old));
 	}
@@ -326,7 +322,7 @@ void Daemon::record_uplink_clsact()
 		inst_.clsact_created_uplink = true;
 	} catch (const Error &e) {
 		// Only cost: detach leaves an empty clsact qdisc behind.
-		info(std::string("recording the uplink's clsact in the config: ") + e.what());
+		log_info(std::string("recording the uplink's clsact in the config: ") + e.what());
 	}
 }
 
@@ -358,7 +354,7 @@ void Daemon::collect_garbage()
 		try {
 			xdp_->sync_fdb(bridge_ifindex_, boottime_ns());
 		} catch (const Error &e) {
-			info(std::string("bridge forwarding database: ") + e.what());
+			log_info(std::string("bridge forwarding database: ") + e.what());
 		}
 	}
 	if (r.ct_deleted || r.bind_deleted)
@@ -399,7 +395,7 @@ int Daemon::run()
 				sync_mappings(nl, heal);
 				sync_xdp(nl);
 			} catch (const Error &e) {
-				info(std::string("uplink refresh: ") + e.what());
+				log_info(std::string("uplink refresh: ") + e.what());
 			}
 			next_refresh = now + std::chrono::milliseconds(kPollMs);
 		}
@@ -407,7 +403,7 @@ int Daemon::run()
 			try {
 				collect_garbage();
 			} catch (const Error &e) {
-				info(std::string("gc: ") + e.what());
+				log_info(std::string("gc: ") + e.what());
 			}
 			next_gc = now + std::chrono::milliseconds(kGcIntervalMs);
 		}
@@ -424,7 +420,7 @@ int Daemon::run()
 		if (fds[0].revents & POLLIN) {
 			signalfd_siginfo si{};
 			(void)!::read(sfd.get(), &si, sizeof(si));
-			info("signal " + std::to_string(si.ssi_signo) +
+			log_info("signal " + std::to_string(si.ssi_signo) +
 			     ": control plane stops, datapath stays attached");
 			return 0;
 		}
@@ -436,7 +432,7 @@ int Daemon::run()
 				sync_mappings(nl, false);
 				sync_xdp(nl);
 			} catch (const Error &e) {
-				info(std::string("uplink refresh: ") + e.what());
+				log_info(std::string("uplink refresh: ") + e.what());
 			}
 		}
 	}

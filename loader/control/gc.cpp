@@ -7,92 +7,17 @@
 #include <arpa/inet.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <ctime>
 #include <cstring>
-#include <map>
 #include <unordered_map>
 #include <unordered_set>
-#include <sstream>
-#include <tuple>
 #include <vector>
 
 #include "base/error.hpp"
 #include "kernel/maps.hpp"
+#include "model/quota.hpp"
 
 namespace kvmxdp {
-
-kvx_timeouts default_timeouts()
-{
-	kvx_timeouts t{};
-	t.tcp_syn_sent = 120;
-	t.tcp_established = 432000;
-	t.tcp_fin_wait = 120;
-	t.tcp_time_wait = 120;
-	t.tcp_close = 10;
-	t.udp = 30;
-	t.udp_stream = 120;
-	t.icmp = 30;
-	t.other = 600;
-	return t;
-}
-
-kvx_timeouts parse_timeouts(const std::string &spec)
-{
-	kvx_timeouts t = default_timeouts();
-	const std::map<std::string, __u32 kvx_timeouts::*> fields = {
-		{"tcp_syn_sent", &kvx_timeouts::tcp_syn_sent},
-		{"tcp_established", &kvx_timeouts::tcp_established},
-		{"tcp_fin_wait", &kvx_timeouts::tcp_fin_wait},
-		{"tcp_time_wait", &kvx_timeouts::tcp_time_wait},
-		{"tcp_close", &kvx_timeouts::tcp_close},
-		{"udp", &kvx_timeouts::udp},
-		{"udp_stream", &kvx_timeouts::udp_stream},
-		{"icmp", &kvx_timeouts::icmp},
-		{"other", &kvx_timeouts::other},
-	};
-	std::stringstream ss(spec);
-	std::string item;
-	bool any = false;
-	while (std::getline(ss, item, ',')) {
-		auto eq = item.find('=');
-		auto it = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
-		if (it == fields.end())
-			throw Error("invalid timeout '" + item +
-				    "': need NAME=SECONDS, NAME one of tcp_syn_sent, tcp_established, "
-				    "tcp_fin_wait, tcp_time_wait, tcp_close, udp, udp_stream, icmp, other");
-		std::string num = item.substr(eq + 1);
-		char *end = nullptr;
-		errno = 0;
-		unsigned long v = num.empty() || num[0] == '-' ? 0 : std::strtoul(num.c_str(), &end, 10);
-		if (num.empty() || errno || !end || *end || v < 1 || v > 315360000UL)
-			throw Error("invalid timeout '" + item +
-				    "': SECONDS must be a number 1-315360000");
-		t.*(it->second) = static_cast<__u32>(v);
-		any = true;
-	}
-	if (!any || spec.back() == ',')
-		throw Error("invalid timeouts '" + spec + "': need NAME=SECONDS[,NAME=SECONDS...]");
-	return t;
-}
-
-uint32_t default_flow_quota(uint32_t ct_size)
-{
-	uint32_t q = ct_size / kDefaultQuotaShare;
-	return q ? q : 1;
-}
-
-uint32_t gflows_size(uint32_t subnet_mask_be)
-{
-	uint32_t hosts = ~ntohl(subnet_mask_be); // 2^host_bits - 1
-	return hosts >= KVX_GFLOWS_MAX - 1 ? KVX_GFLOWS_MAX : hosts + 1;
-}
-
-uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be)
-{
-	// As the datapath (ct.h gflows_of) computes it.
-	return ntohl(addr_be & ~subnet_mask_be) & (KVX_GFLOWS_MAX - 1);
-}
 
 namespace {
 

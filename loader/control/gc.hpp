@@ -5,28 +5,11 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string>
 
 #include "kvmxdp/abi.h"
 
 namespace kvmxdp {
 
-// netfilter's defaults (nf_conntrack_proto_{tcp,udp,icmp,generic}.c).
-kvx_timeouts default_timeouts();
-// attach --timeouts: "NAME=SECONDS[,NAME=SECONDS...]" over the defaults,
-// NAME a kvx_timeouts field (tcp_syn_sent, tcp_established, tcp_fin_wait,
-// tcp_time_wait, tcp_close, udp, udp_stream, icmp, other), SECONDS
-// 1..2^31/1e9-safe (at most 10 years).  Throws Error naming the bad item.
-kvx_timeouts parse_timeouts(const std::string &spec);
-
-// Per-guest flow quota (kvx_cfg.flow_quota) when attach has no
-// --flow-quota: a quarter of the conntrack table, so that one flooding
-// guest leaves three quarters to the others.
-constexpr uint32_t kDefaultQuotaShare = 4;
-uint32_t default_flow_quota(uint32_t ct_size);
-// kvx_gflows (abi.h): its size for a subnet and a guest's index in it.
-uint32_t gflows_size(uint32_t subnet_mask_be);
-uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be);
 // Rewrites every kvx_gflows counter with the number of flows in ct_fd per
 // guest (all of them: the datapath counts every flow it creates).  Returns
 // the number of counters that were wrong.

@@ -18,14 +18,11 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/fs.hpp"
-#include "verbs/instance_verbs.hpp"
+#include "base/rollback.hpp"
 #include "kvmxdp/abi.h"
 #include "kvmxdp_host.skel.h"
 #include "kernel/maps.hpp"
-
-#ifndef SO_NETNS_COOKIE
-#define SO_NETNS_COOKIE 71
-#endif
+#include "kernel/sockets.hpp"
 
 namespace kvmxdp {
 namespace {
@@ -124,18 +121,6 @@ struct HostSkel {
 };
 
 } // namespace
-
-std::optional<uint64_t> netns_cookie()
-{
-	Fd sock(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-	if (!sock)
-		return std::nullopt;
-	uint64_t cookie = 0;
-	socklen_t len = sizeof(cookie);
-	if (::getsockopt(sock.get(), SOL_SOCKET, SO_NETNS_COOKIE, &cookie, &len) < 0)
-		return std::nullopt;
-	return cookie;
-}
 
 std::string host_hooks_attach(const Skeleton &tc, const std::string &pin_dir,
 			      const std::string &run_dir, Rollback &rb)

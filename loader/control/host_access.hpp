@@ -15,10 +15,6 @@ namespace kvmxdp {
 class Skeleton;
 class Rollback;
 
-// The cookie of the calling thread's network namespace (SO_NETNS_COOKIE,
-// Linux 5.14), or nullopt on an older kernel.
-std::optional<uint64_t> netns_cookie();
-
 // Loads kvmxdp_host on the datapath's maps (every map of `tc` by name; its
 // own kvx_hostrev reused from pin_dir when pinned) and attaches its four
 // programs to the root of the cgroup v2 hierarchy.  Links already pinned in

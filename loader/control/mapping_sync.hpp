@@ -1,28 +1,28 @@
 // SPDX-License-Identifier: GPL-2.0
-// Static mappings in a running instance: installing the configured
-// mappings into the pinned maps (kvx_bind pairs, kvx_extaddr), the uplink's
-// network identity, RFC 5227 ARP probing/announcing, and the `map`
-// verbs.  The same reconciliation (apply_mappings) runs in `map add/del`,
-// in attach (restore from the config) and in the daemon (uplink address
-// or network changes), so there is one definition of "installed".
+// Static mappings in a running instance: installing the configured mappings
+// into the pinned maps (kvx_bind pairs, kvx_extaddr), the uplink's network
+// identity, the `--add-address` addresses on the uplink.  The same
+// reconciliation (apply_mappings) runs in `map add/del`, in attach (restore
+// from the config) and in the daemon (uplink address or network changes),
+// so there is one definition of "installed".
 #pragma once
 
 #include <nlohmann/json.hpp>
 
-#include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
-#include <ostream>
 #include <string>
 #include <vector>
 
-#include "verbs/instance_verbs.hpp"
+#include "model/config.hpp"
 #include "model/mapping.hpp"
 
 namespace kvmxdp {
 
 class NlSocket;
 
+// The BPF maps a mapping lives in.
 struct MapFds {
 	int bind = -1;
 	int extaddr = -1;
@@ -36,51 +36,30 @@ struct ApplyResult {
 	std::vector<std::string> errors; // conflicts left unresolved
 };
 
-// Makes kvx_bind's static entries and kvx_extaddr match `maps` (host-order
-// uplink_addr: where `uplink` mappings point; cur: the uplink's network
-// now).  Active mappings get their pairs (IN halves first, BPF_NOEXIST; OUT
-// halves second, BPF_ANY); stale static pairs go (OUT first) with the flows
-// bound through them; suspended mappings have no pairs and their address is
-// flagged KVX_EXT_F_SUSPENDED.  With strict_last, a conflict of the last
-// mapping (the one `map add` adds) throws after undoing its IN halves;
-// other conflicts are reported in errors.
-ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &maps,
+// Makes kvx_bind's static entries and kvx_extaddr match `mappings`
+// (host-order uplink_addr: where `uplink` mappings point; cur: the uplink's
+// network now).  Active mappings get their pairs (IN halves first,
+// BPF_NOEXIST; OUT halves second, BPF_ANY); stale static pairs go (OUT
+// first) with the flows bound through them; suspended mappings have no
+// pairs and their address is flagged KVX_EXT_F_SUSPENDED.  With
+// strict_last, a conflict of the last mapping (the one `map add` adds)
+// throws after undoing its IN halves; other conflicts are reported in
+// errors.
+ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &mappings,
 			   uint32_t uplink_addr, const std::optional<NetId> &cur,
 			   bool strict_last = false);
 
 // The uplink's network now: the network of its primary address and the
-// default gateway through it (/proc/net/route of this netns); unset
-// without an address.
-std::optional<NetId> current_network(NlSocket &nl, const std::string &uplink);
-std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, const std::string &uplink);
+// default gateway through it (the main table's default route via the
+// device, lowest metric); unset without an address.
+std::optional<NetId> network_of_link(NlSocket &nl, int ifindex);
 
-// RFC 5227 probe: `count` ARP requests with sender IP 0.0.0.0 over about
-// `total_ms`; returns the MAC of a host that claims addr (host order).
-std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<uint8_t, 6> &mac,
-						uint32_t addr, int count = 3, int total_ms = 1000);
-// Gratuitous ARP (RFC 5227 announcement): sender IP = target IP = addr.
-void arp_announce(int ifindex, const std::array<uint8_t, 6> &mac, uint32_t addr, int count = 2);
-
-// Host sockets listening on (proto, port) on addr or the wildcard.
-bool host_listens(uint8_t proto, uint32_t addr, uint16_t port);
-
-struct MapOptions {
-	std::string bridge; // empty: the only instance
-	std::string ext, guest, proto;
-	bool force = false;
-	bool add_address = false;
-};
-
-void map_add(const GlobalOptions &g, const MapOptions &o, std::ostream &out);
-void map_del(const GlobalOptions &g, const MapOptions &o, std::ostream &out);
-// {"mappings":[{"bridge","ext","guest","proto","ext_addr","state",...}]}
-nlohmann::json map_list_json(const GlobalOptions &g, const std::string &bridge);
-// The "mappings" member of one instance's status.
-nlohmann::json mappings_json(const struct Instance &inst, NlSocket &nl);
+// The "mappings" member of one instance's status (and of `map list`).
+nlohmann::json mappings_json(const Instance &inst, NlSocket &nl);
 
 // Removes the addresses `--add-address` mappings added to the uplink
-// (detach).  Errors are ignored: the device may be gone.
-void remove_added_addresses(const struct Instance &inst);
+// (detach).  Errors are warnings: the device may be gone.
+void remove_added_addresses(const Instance &inst);
 // Puts the addresses of active `--add-address` mappings on the uplink and
 // takes those of suspended ones off (attach after a detach or a reboot; the
 // daemon when the uplink's network changes): an address of the mapping's
@@ -92,7 +71,7 @@ struct AddedAddress {
 };
 // `cur` is the uplink's network as the caller decided it (the daemon keeps
 // the last one through a brief loss of the address).
-std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> &maps,
+std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> &mappings,
 					       const std::string &uplink,
 					       const std::optional<NetId> &cur);
 // Takes one address off the uplink (rollback of the above).

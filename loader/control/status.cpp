@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-// `status`: the state of every instance as JSON (CONTRACT.md's shape); the
-// CLI renders the same JSON as a table, so both views always agree.
+#include "control/status.hpp"
+
 #include <arpa/inet.h>
 #include <bpf/libbpf.h>
 #include <sys/wait.h>
@@ -12,12 +12,10 @@
 
 #include "kernel/bpf_objects.hpp"
 #include "model/config.hpp"
-#include "control/conntrack.hpp"
 #include "base/error.hpp"
 #include "kernel/features.hpp"
 #include "base/fs.hpp"
 #include "control/host_access.hpp"
-#include "verbs/instance_verbs.hpp"
 #include "control/mapping_sync.hpp"
 #include "kernel/maps.hpp"
 #include "model/mode.hpp"
@@ -325,7 +323,118 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	return j;
 }
 
+uint32_t count_any(int fd, const MapInfo &m)
+{
+	if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_PERCPU_ARRAY)
+		return m.max_entries; // arrays are always full
+	std::vector<uint8_t> key(m.key_size), next(m.key_size);
+	uint32_t n = 0;
+	void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+		n++;
+		key.swap(next);
+		prev = key.data();
+	}
+	return n;
+}
+
+std::string dirname_of(const std::string &path)
+{
+	auto slash = path.rfind('/');
+	return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
 } // namespace
+
+void status_add_usage(json &inst, const std::string &pin_dir, const std::string &state_file,
+		      std::vector<std::string> &warnings)
+{
+	static const char *const kMaps[] = {KVX_MAP_CFG,   KVX_MAP_BIND,    KVX_MAP_CT,
+					    KVX_MAP_STATS, KVX_MAP_EXTADDR, KVX_MAP_FRAG,
+					    KVX_MAP_GFLOWS};
+	int ncpu = libbpf_num_possible_cpus();
+	json maps = json::object();
+	uint64_t total = 0;
+	for (const char *name : kMaps) {
+		std::string path = pin_path(pin_dir, name);
+		if (::access(path.c_str(), F_OK) != 0)
+			continue;
+		try {
+			Fd fd = open_pinned(path);
+			MapInfo mi = map_info(fd.get(), name);
+			auto kernel = map_memlock_bytes(fd.get());
+			uint64_t mem =
+				kernel ? *kernel :
+					 map_memory_estimate(mi, ncpu > 0 ? unsigned(ncpu) : 1);
+			uint32_t entries;
+			if (std::string(name) == KVX_MAP_CT &&
+			    inst["conntrack"].contains("entries"))
+				entries = inst["conntrack"]["entries"].get<uint32_t>();
+			else if (std::string(name) == KVX_MAP_BIND &&
+				 inst["bindings"].contains("entries"))
+				entries = inst["bindings"]["entries"].get<uint32_t>();
+			else
+				entries = count_any(fd.get(), mi);
+			maps[name] = {{"entries", entries},
+				      {"max_entries", mi.max_entries},
+				      {"memory_bytes", mem},
+				      {"memory_source", kernel ? "kernel" : "estimate"}};
+			total += mem;
+		} catch (const Error &e) {
+			warnings.push_back(std::string("cannot read map ") + name + ": " +
+					   e.what());
+		}
+	}
+	inst["maps"] = maps;
+	inst["memory_bytes"] = total;
+	auto table = [&](const char *key, const char *map, const char *what) {
+		json &t = inst[key];
+		t["memory_bytes"] = maps.contains(map) ? maps[map]["memory_bytes"] : json(nullptr);
+		uint64_t n = t.value("entries", uint64_t{0}),
+			 max = t.value("max_entries", uint64_t{0});
+		if (max && n * 100 >= max * kTableWarnPercent)
+			warnings.push_back(
+				std::string(what) + " table " + std::to_string(n) + "/" +
+				std::to_string(max) + " entries (" + std::to_string(n * 100 / max) +
+				"% full): new flows will be " +
+				"refused (DROP_TABLE_FULL) when it is full; attach with a " +
+				"larger " +
+				(std::string(key) == "conntrack" ? "--ct-size" : "--bind-size"));
+	};
+	table("conntrack", KVX_MAP_CT, "conntrack");
+	table("bindings", KVX_MAP_BIND, "binding");
+
+	uint64_t drops = 0;
+	if (inst.contains("counters") && inst["counters"].contains("DROP_TABLE_FULL"))
+		drops = inst["counters"]["DROP_TABLE_FULL"].value("packets", uint64_t{0});
+	std::optional<uint64_t> prev;
+	if (!state_file.empty())
+		if (auto text = read_file(state_file)) {
+			try {
+				prev = parse_uint(text->substr(0, text->find('\n')), UINT64_MAX,
+						  "count");
+			} catch (const Error &) {
+			}
+		}
+	// A smaller count than recorded: the counters started again (a new
+	// attach); everything counted now is new.
+	const bool have_base = prev && *prev <= drops;
+	const uint64_t base = have_base ? *prev : 0;
+	if (drops > base)
+		warnings.push_back("DROP_TABLE_FULL increased by " + std::to_string(drops - base) +
+				   (have_base ? " since the last status" : "") + " (" +
+				   std::to_string(drops) +
+				   " in all): new flows were refused because the conntrack or "
+				   "binding table was full");
+	if (!state_file.empty() && (!prev || *prev != drops) &&
+	    ::access(dirname_of(state_file).c_str(), W_OK) == 0) {
+		try {
+			atomic_write_file(state_file, std::to_string(drops) + "\n", 0644);
+		} catch (const Error &) {
+			// Only a record for the next status: not worth failing for.
+		}
+	}
+}
 
 json status_json(const GlobalOptions &g, const std::string &bridge)
 {

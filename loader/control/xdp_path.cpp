@@ -17,12 +17,12 @@
 #include <cerrno>
 #include <cstring>
 #include <functional>
-#include <iostream>
 #include <map>
 #include <set>
 
 #include "kernel/bpf_objects.hpp"
 #include "base/error.hpp"
+#include "base/log.hpp"
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "kvmxdp/abi.h"
@@ -375,8 +375,7 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 				d.hook = {"tc", why};
 				if (!has(warned_, d.ifname + why)) {
 					warned_.push_back(d.ifname + why);
-					std::cerr << "kvmxdp: warning: " << d.ifname << ": " << why
-						  << std::endl;
+					log_warn(d.ifname + ": " + why);
 				}
 			}
 		}

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
 
 namespace kvmxdp {
 
@@ -173,7 +174,7 @@ const KernelFeatures &probe_kernel_features()
 	return k;
 }
 
-void require_kernel_features(const KernelFeatures &k, std::ostream &warn, bool verbose)
+void require_kernel_features(const KernelFeatures &k)
 {
 	auto miss = k.missing();
 	if (!miss.empty()) {
@@ -184,12 +185,10 @@ void require_kernel_features(const KernelFeatures &k, std::ostream &warn, bool v
 			    "; kvmxdp needs Linux >= " + kMinSupportedKernel.str());
 	}
 	for (const auto &d : k.degraded())
-		warn << "kvmxdp: warning: " << d << "\n";
-	if (verbose)
-		warn << "kvmxdp: kernel " << k.release << ": hooks via " << k.tc_hook << " (tcx "
-		     << (k.tcx ? "available, not used" : "not available: Linux >= 6.6") << "), XDP "
-		     << (k.xdp ? "available" : "not available") << "\n";
-	warn.flush();
+		log_warn(d);
+	log_verbose("kernel " + k.release + ": hooks via " + k.tc_hook + " (tcx " +
+		    (k.tcx ? "available, not used" : "not available: Linux >= 6.6") + "), XDP " +
+		    (k.xdp ? "available" : "not available"));
 }
 
 nlohmann::json kernel_features_json(const KernelFeatures &k)

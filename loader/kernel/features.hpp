@@ -11,7 +11,6 @@
 
 #include <functional>
 #include <optional>
-#include <ostream>
 #include <string>
 #include <vector>
 
@@ -87,9 +86,9 @@ ProbeFn probe_by_version(KernelVersion v);
 const KernelFeatures &probe_kernel_features();
 
 // attach's gate: throws Error naming every missing required feature and the
-// kernel that has it; prints a "kvmxdp: warning:" line per degradation on
-// `warn` (and, when verbose, what was detected).
-void require_kernel_features(const KernelFeatures &k, std::ostream &warn, bool verbose);
+// kernel that has it; logs a warning per degradation (and, with -v, what
+// was detected).
+void require_kernel_features(const KernelFeatures &k);
 
 // status --json's "kernel" object.
 nlohmann::json kernel_features_json(const KernelFeatures &k);

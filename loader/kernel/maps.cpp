@@ -3,6 +3,10 @@
 
 #include <bpf/libbpf.h>
 
+#include <fstream>
+
+#include "base/netaddr.hpp"
+
 namespace kvmxdp {
 
 MapInfo map_info(int fd, const std::string &what)
@@ -56,6 +60,50 @@ std::vector<kvx_stat> read_stats(int stats_fd)
 		}
 	}
 	return out;
+}
+
+std::optional<uint64_t> map_memlock_bytes(int fd)
+{
+	std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.rfind("memlock:", 0) != 0)
+			continue;
+		try {
+			size_t b = line.find_first_not_of(" \t", 8);
+			return parse_uint(line.substr(b == std::string::npos ? 8 : b), UINT64_MAX,
+					  "memlock");
+		} catch (const Error &) {
+			return std::nullopt;
+		}
+	}
+	return std::nullopt;
+}
+
+uint64_t map_memory_estimate(const MapInfo &m, unsigned possible_cpus)
+{
+	auto r8 = [](uint64_t x) { return (x + 7) & ~uint64_t{7}; };
+	const uint64_t key = r8(m.key_size), val = r8(m.value_size), n = m.max_entries;
+	const uint64_t cpus = possible_cpus ? possible_cpus : 1;
+	// Sizes of the kernel's bookkeeping on x86_64 (kernel/bpf/hashtab.c,
+	// arraymap.c): struct htab_elem 48 bytes, struct bucket 16, a
+	// preallocated hash map holds max_entries + one spare element per CPU.
+	constexpr uint64_t kHtabElem = 48, kBucket = 16, kMapHeader = 512;
+	switch (m.type) {
+	case BPF_MAP_TYPE_HASH:
+	case BPF_MAP_TYPE_LRU_HASH: {
+		uint64_t buckets = 1;
+		while (buckets < n)
+			buckets <<= 1;
+		uint64_t elems = n + (m.type == BPF_MAP_TYPE_HASH ? cpus : 0);
+		return kMapHeader + buckets * kBucket + elems * (kHtabElem + key + val);
+	}
+	case BPF_MAP_TYPE_PERCPU_ARRAY:
+		return kMapHeader + n * (sizeof(void *) + val * cpus);
+	case BPF_MAP_TYPE_ARRAY:
+	default:
+		return kMapHeader + n * (key + val);
+	}
 }
 
 } // namespace kvmxdp

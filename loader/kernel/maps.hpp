@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -93,6 +94,14 @@ uint32_t count_entries(int fd)
 	}
 	return n;
 }
+
+// Memory the kernel charges for a map: fdinfo's "memlock:" (the kernel's
+// map_mem_usage since 6.4), else nullopt.
+std::optional<uint64_t> map_memlock_bytes(int fd);
+// An estimate from the map's type, key/value sizes and max_entries, for
+// kernels whose fdinfo has no memlock line (preallocated hash maps: the
+// element array plus the bucket array).
+uint64_t map_memory_estimate(const MapInfo &m, unsigned possible_cpus);
 
 kvx_cfg read_cfg(int cfg_fd);
 void write_cfg(int cfg_fd, const kvx_cfg &cfg);

@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "base/error.hpp"
+#include "base/netaddr.hpp"
 
 namespace kvmxdp {
 
@@ -50,16 +51,6 @@ NlSocket::NlSocket()
 NlSocket::~NlSocket()
 {
 	nl_socket_free(sk_);
-}
-
-void check_ifname(const std::string &name)
-{
-	bool ok = !name.empty() && name.size() < IFNAMSIZ && name != "." && name != "..";
-	for (char c : name)
-		if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)))
-			ok = false;
-	if (!ok)
-		throw Error("invalid interface name '" + name + "'");
 }
 
 std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name)
@@ -133,6 +124,59 @@ std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs)
 		if (!a.secondary && a.scope == RT_SCOPE_UNIVERSE && !ours(a.label))
 			return a;
 	return std::nullopt;
+}
+
+bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr)
+{
+	for (const auto &a : ipv4_addrs(nl, ifindex))
+		if (a.addr == addr)
+			return true;
+	return false;
+}
+
+namespace {
+
+void change_ipv4_address(NlSocket &nl, bool add, int ifindex, uint32_t addr, uint8_t prefix,
+			 const std::string &label)
+{
+	rtnl_addr *a = rtnl_addr_alloc();
+	if (!a)
+		throw Error("out of memory");
+	uint32_t be = htonl(addr);
+	nl_addr *local = nl_addr_build(AF_INET, &be, 4);
+	nl_addr_set_prefixlen(local, prefix);
+	rtnl_addr_set_ifindex(a, ifindex);
+	rtnl_addr_set_family(a, AF_INET);
+	rtnl_addr_set_local(a, local);
+	rtnl_addr_set_prefixlen(a, prefix);
+	if (!label.empty())
+		rtnl_addr_set_label(a, label.c_str());
+	int err = add ? rtnl_addr_add(nl.get(), a, NLM_F_EXCL) : rtnl_addr_delete(nl.get(), a, 0);
+	nl_addr_put(local);
+	rtnl_addr_put(a);
+	if (err < 0)
+		throw Error(std::string(add ? "add" : "remove") + " address " + format_ipv4(addr) +
+			    "/" + std::to_string(prefix) + ": " + nl_geterror(err));
+}
+
+} // namespace
+
+void add_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr, uint8_t prefix,
+		      const std::string &label)
+{
+	change_ipv4_address(nl, true, ifindex, addr, prefix, label);
+}
+
+bool remove_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr)
+{
+	std::optional<IfAddr> have;
+	for (const auto &ia : ipv4_addrs(nl, ifindex))
+		if (ia.addr == addr)
+			have = ia;
+	if (!have)
+		return false;
+	change_ipv4_address(nl, false, ifindex, addr, have->prefix, have->label);
+	return true;
 }
 
 int count_clsact_filters(NlSocket &nl, int ifindex)

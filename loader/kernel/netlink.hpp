@@ -47,13 +47,21 @@ struct IfAddr {
 // promote_secondaries, the loss of the primary) they could come first.
 std::string added_address_label(int ifindex);
 
-// Throws on an invalid name (empty, >= IFNAMSIZ, '/', ':', whitespace).
-void check_ifname(const std::string &name);
 std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name);
 std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex);
 // The first global-scope, non-secondary address (the kernel lists the
 // primary first), i.e. what the host uses as source on that link.
 std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs);
+bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
+// Adds addr/prefix (host order) with a label to a device; an address that
+// is there already is an error (NLM_F_EXCL).
+void add_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr, uint8_t prefix,
+		      const std::string &label);
+// Removes addr as it is there: the kernel matches a deletion's prefix
+// length and label, so both are taken from the address itself (the network
+// may have changed since it was added, and older versions added no label).
+// False if the device does not have it.
+bool remove_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
 // Filters on the clsact ingress and egress hooks; -1 if unknown.
 int count_clsact_filters(NlSocket &nl, int ifindex);
 

@@ -43,6 +43,23 @@ std::optional<RouteEntry> choose_uplink_route(const std::vector<RouteEntry> &rou
 	return best;
 }
 
+std::optional<uint32_t> default_gateway(const std::vector<RouteEntry> &routes, int ifindex)
+{
+	const RouteEntry *best = nullptr;
+	for (const auto &r : routes) {
+		// The main table's routes, as /proc/net/route shows them (no
+		// broadcast or multicast entries there).
+		if (r.family != AF_INET || r.table != RT_TABLE_MAIN || r.dst_len != 0 ||
+		    r.type == RTN_BROADCAST || r.type == RTN_MULTICAST || r.ifindex != ifindex)
+			continue;
+		if (!best || r.metric < best->metric)
+			best = &r;
+	}
+	if (!best)
+		return std::nullopt;
+	return best->gateway;
+}
+
 std::vector<RouteEntry> ipv4_routes(NlSocket &nl)
 {
 	nl_cache *raw = nullptr;

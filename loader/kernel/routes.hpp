@@ -44,6 +44,11 @@ struct RouteEntry {
 std::optional<RouteEntry> choose_uplink_route(const std::vector<RouteEntry> &routes,
 					      const std::vector<int> &exclude = {});
 
+// The gateway of the main table's default route through ifindex (lowest
+// metric; of equal ones the first), 0 for a device route; nullopt if there
+// is none.  The network identity of a mapping (model/mapping.hpp NetId).
+std::optional<uint32_t> default_gateway(const std::vector<RouteEntry> &routes, int ifindex);
+
 // Every IPv4 route of the caller's network namespace (all tables).
 std::vector<RouteEntry> ipv4_routes(NlSocket &nl);
 std::optional<LinkInfo> find_link_by_index(NlSocket &nl, int ifindex);

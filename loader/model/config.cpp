@@ -53,6 +53,27 @@ bool Config::remove(const std::string &bridge)
 	return found;
 }
 
+Instance &select_instance(Config &cfg, const std::string &bridge, const std::string &config_path)
+{
+	if (!bridge.empty()) {
+		if (Instance *i = cfg.find(bridge))
+			return *i;
+		throw not_attached(bridge, config_path);
+	}
+	if (cfg.instances.size() == 1)
+		return cfg.instances[0];
+	if (cfg.instances.empty())
+		throw Error("no kvmxdp instance in " + config_path + ": attach a bridge first");
+	throw Error("more than one instance in " + config_path + ": pick one with --bridge");
+}
+
+Error not_attached(const std::string &bridge, const std::string &config_path,
+		   const std::string &also)
+{
+	return Error("bridge '" + bridge + "' is not attached (no instance in " + config_path +
+		     (also.empty() ? "" : ", " + also) + ")");
+}
+
 namespace {
 
 json mapping_json(const StaticMapping &sm)

@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "base/error.hpp"
 #include "base/fs.hpp"
 #include "model/mapping.hpp"
 #include "base/netaddr.hpp"
@@ -77,6 +78,15 @@ struct Config {
 	bool remove(const std::string &bridge);
 };
 
+// The instance a verb acts on: the one of `bridge`, or with bridge "" the
+// only one.  Throws Error naming what is missing (config_path: the file, for
+// the message).
+Instance &select_instance(Config &cfg, const std::string &bridge, const std::string &config_path);
+// "bridge 'B' is not attached (no instance in PATH[, also])", the one
+// spelling of that refusal.
+Error not_attached(const std::string &bridge, const std::string &config_path,
+		   const std::string &also = "");
+
 nlohmann::json to_json(const Config &cfg);
 // Validates every field; errors name the field ("instances[0].nat_port_lo").
 Config config_from_json(const nlohmann::json &j);
@@ -89,13 +99,16 @@ public:
 	}
 
 	// Serialises read-modify-write cycles of concurrent kvmxdp processes.
-	FileLock lock() const { return FileLock::acquire(path_ + ".lock"); }
+	FileLock lock() const { return FileLock::acquire(lock_path()); }
+	// nullopt while another process holds it (the daemon retries later).
+	std::optional<FileLock> try_lock() const { return FileLock::try_acquire(lock_path()); }
 	// A missing file is an empty configuration.
 	Config load() const;
 	void save(const Config &cfg) const;
 	const std::string &path() const { return path_; }
 
 private:
+	std::string lock_path() const { return path_ + ".lock"; }
 	std::string path_;
 };
 

@@ -261,4 +261,11 @@ std::vector<BindEntry> mapping_entries(const Mapping &m, uint32_t uplink_addr)
 	return in;
 }
 
+uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId> &cur)
+{
+	if (cur && cur->net.contains(sm.m.ext_addr))
+		return cur->net.prefix;
+	return 32;
+}
+
 } // namespace kvmxdp

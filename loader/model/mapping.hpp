@@ -99,5 +99,8 @@ struct StaticMapping {
 
 // Active on the current network (cur unset: the uplink has no address).
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
+// The prefix length an `--add-address` address gets on the uplink: the
+// network's when the address is on it, else a host route's (32).
+uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId> &cur);
 
 } // namespace kvmxdp

@@ -18,32 +18,31 @@
 #include <iostream>
 #include <thread>
 
-#include "kernel/abi_check.hpp"
-#include "kernel/bpf_objects.hpp"
-#include "model/config.hpp"
-#include "control/daemon.hpp"
 #include "base/error.hpp"
-#include "kernel/features.hpp"
 #include "base/fs.hpp"
+#include "base/log.hpp"
+#include "base/netaddr.hpp"
+#include "base/rollback.hpp"
+#include "base/sysctl.hpp"
+#include "control/daemon.hpp"
 #include "control/gc.hpp"
 #include "control/host_access.hpp"
 #include "control/mapping_sync.hpp"
-#include "model/mode.hpp"
 #include "control/xdp_path.hpp"
+#include "kernel/abi_check.hpp"
+#include "kernel/bpf_objects.hpp"
+#include "kernel/features.hpp"
 #include "kernel/maps.hpp"
-#include "base/netaddr.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
-#include "base/sysctl.hpp"
+#include "model/config.hpp"
+#include "model/mode.hpp"
+#include "model/quota.hpp"
+#include "model/timeouts.hpp"
 
 namespace kvmxdp {
 
 namespace {
-
-void warn(const std::string &msg)
-{
-	std::fprintf(stderr, "kvmxdp: warning: %s\n", msg.c_str());
-}
 
 // Test hook: KVMXDP_FAILPOINT=<name> makes attach fail at that step, so
 // tests can prove the rollback leaves nothing behind.
@@ -52,13 +51,6 @@ void failpoint(const char *name)
 	const char *fp = std::getenv("KVMXDP_FAILPOINT");
 	if (fp && std::string(fp) == name)
 		throw Error(std::string("injected failure at ") + name + " (KVMXDP_FAILPOINT)");
-}
-
-void require_root(const char *verb)
-{
-	if (::geteuid() != 0)
-		throw Error(std::string(verb) +
-			    " needs root (CAP_BPF, CAP_NET_ADMIN and bpffs access)");
 }
 
 // A kernel object we create must match what the loaded program expects;
@@ -163,7 +155,7 @@ void remove_tc(NlSocket &nl, const std::string &ifname, bool created)
 		return;
 	int left = count_clsact_filters(nl, link->ifindex);
 	if (left > 0) {
-		warn("leaving the clsact qdisc on " + ifname + ": " + std::to_string(left) +
+		log_warn("leaving the clsact qdisc on " + ifname + ": " + std::to_string(left) +
 		     " filter(s) of other tools remain");
 		return;
 	}
@@ -194,39 +186,6 @@ void stop_daemon(const std::string &pid_file, const std::string &bridge)
 }
 
 } // namespace
-
-Rollback::~Rollback()
-{
-	for (auto it = steps_.rbegin(); it != steps_.rend(); ++it) {
-		try {
-			it->second();
-		} catch (const std::exception &e) {
-			warn("rollback of " + it->first + " failed: " + e.what());
-		}
-	}
-}
-
-void Rollback::add(std::string what, std::function<void()> undo)
-{
-	steps_.emplace_back(std::move(what), std::move(undo));
-}
-
-std::string normalize_dir(const std::string &dir)
-{
-	std::string d = dir;
-	while (d.size() > 1 && d.back() == '/')
-		d.pop_back();
-	return d;
-}
-
-uint16_t parse_clamp_mss(const std::string &text)
-{
-	uint64_t v = parse_uint(text, 65535, "--clamp-mss");
-	if (v != 0 && (v < kMinClampMss || v > kMaxClampMss))
-		throw Error("invalid --clamp-mss '" + text + "': need 0 (off) or " +
-			    std::to_string(kMinClampMss) + ".." + std::to_string(kMaxClampMss));
-	return static_cast<uint16_t>(v);
-}
 
 int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostream &out)
 {
@@ -266,7 +225,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	require_root("attach");
 	// Before anything is created: a kernel without a helper the datapath
 	// needs gets one line naming it, not a verifier log (features.hpp).
-	require_kernel_features(probe_kernel_features(), std::cerr, g.verbose);
+	require_kernel_features(probe_kernel_features());
 
 	// A signal during attach must not leave half an attachment: it stays
 	// pending and the daemon loop sees it right after the attach.
@@ -328,7 +287,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	pid_rb.add("pid file", [pid_file] { ::unlink(pid_file.c_str()); });
 
 	if (ensure_bpffs(bpffs) && in_private_mount_ns())
-		warn("mounted a bpffs at " + bpffs +
+		log_warn("mounted a bpffs at " + bpffs +
 		     " inside a private mount namespace (ip netns exec?): the pins vanish "
 		     "when this process exits; mount it outside or use nsenter --net");
 	std::string pin_dir = pin_dir_for(bpffs, a.bridge);
@@ -410,11 +369,10 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 				    have.key_size == bpf_map__key_size(sm) &&
 				    have.value_size == bpf_map__value_size(sm) &&
 				    have.max_entries != bpf_map__max_entries(sm)) {
-					out << "kvmxdp: note: " << path << " has "
-					    << have.max_entries << " counters, this kvmxdp "
-					    << bpf_map__max_entries(sm)
-					    << ": counters restart from zero (conntrack kept)"
-					    << std::endl;
+					log_note(path + " has " + std::to_string(have.max_entries) +
+						 " counters, this kvmxdp " +
+						 std::to_string(bpf_map__max_entries(sm)) +
+						 ": counters restart from zero (conntrack kept)");
 					to_pin.push_back(name);
 					replace_pins.push_back(path);
 					continue;
@@ -450,9 +408,10 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 				    have.key_size == bpf_map__key_size(cm) &&
 				    have.max_entries == bpf_map__max_entries(cm) &&
 				    have.value_size != bpf_map__value_size(cm)) {
-					out << "kvmxdp: note: " << path << " is of ABI version "
-					    << old.abi_version << " (" << have.value_size
-					    << " bytes): replaced, conntrack kept" << std::endl;
+					log_note(path + " is of ABI version " +
+						 std::to_string(old.abi_version) + " (" +
+						 std::to_string(have.value_size) +
+						 " bytes): replaced, conntrack kept");
 					to_pin.push_back(name);
 					replace_pins.push_back(path);
 					continue;
@@ -519,7 +478,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	// Static mappings of the config, as `map add` made them (a first
 	// attach after a reboot, a resume, a re-created bridge).
 	if (!mappings.empty()) {
-		std::optional<NetId> cur = network_of_link(nl, v.uplink.ifindex, a.uplink);
+		std::optional<NetId> cur = network_of_link(nl, v.uplink.ifindex);
 		MapFds fds{skel.map_fd(KVX_MAP_BIND), skel.map_fd(KVX_MAP_EXTADDR),
 			   skel.map_fd(KVX_MAP_CT)};
 		if (!a.uplink.empty())
@@ -528,7 +487,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 				       [ad, uplink = a.uplink] { remove_uplink_address(uplink, ad); });
 		auto r = apply_mappings(fds, mappings, ntohl(kc.uplink_addr), cur);
 		for (const auto &e : r.errors)
-			warn(e);
+			log_warn(e);
 		size_t suspended = 0;
 		for (const auto &sm : mappings)
 			suspended += !mapping_active(sm, cur);
@@ -611,7 +570,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	// datapath still serves the guests and the LAN.
 	std::string host_off = host_hooks_attach(skel, pin_dir, g.run_dir, rb);
 	if (!host_off.empty())
-		warn("the host itself cannot reach mapped addresses: " + host_off);
+		log_warn("the host itself cannot reach mapped addresses: " + host_off);
 	failpoint("host_hooks");
 
 	Instance inst;
@@ -644,7 +603,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 			rb.add(fwd, [sys, fwd, old = *cur] { sys.write(fwd, old); });
 		}
 	} else {
-		warn("cannot read " + sys.root() + "/" + fwd +
+		log_warn("cannot read " + sys.root() + "/" + fwd +
 		     ": forwarding on the bridge is needed for the route lookup");
 	}
 	if (auto cur = sys.try_read(kReservedPortsKey)) {
@@ -693,8 +652,7 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 	Config cfg = store.load();
 	const Instance *found = cfg.find(bridge);
 	if (!found)
-		throw Error("bridge '" + bridge + "' is not attached (no instance in " + g.config +
-			    ")");
+		throw not_attached(bridge, g.config);
 	Instance inst = *found;
 
 	std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, bridge);

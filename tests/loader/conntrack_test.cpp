@@ -15,6 +15,8 @@
 #include <string>
 
 #include "control/conntrack.hpp"
+#include "control/status.hpp"
+#include "model/timeouts.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "control/gc.hpp"

@@ -9,7 +9,7 @@
 #include <cstdlib>
 
 #include "base/fs.hpp"
-#include "verbs/instance_verbs.hpp"
+#include "base/rollback.hpp"
 
 using namespace kvmxdp;
 

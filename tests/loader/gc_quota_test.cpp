@@ -13,6 +13,8 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "control/gc.hpp"
+#include "model/quota.hpp"
+#include "model/timeouts.hpp"
 #include "kernel/maps.hpp"
 
 using namespace kvmxdp;

@@ -10,6 +10,7 @@
 
 #include "base/fd.hpp"
 #include "control/gc.hpp"
+#include "model/timeouts.hpp"
 #include "kernel_maps.hpp"
 #include "kernel/maps.hpp"
 
