@@ -333,8 +333,7 @@ void Daemon::sync_xdp(NlSocket &nl)
 	std::string sig;
 	std::vector<std::string> lines;
 	for (const XdpDevice &d : xdp_->sync(nl, bridge_ifindex_, uplink_ifindex_)) {
-		lines.push_back(d.ifname + " (" + d.role + "): " + d.hook.mode + ", " + d.hook.why +
-				"; " + d.tx_why);
+		lines.push_back(d.describe());
 		sig += lines.back() + "\n";
 	}
 	if (sig == xdp_sig_)
@@ -373,8 +372,8 @@ int Daemon::run()
 	if (!sfd)
 		throw_errno("create", "signalfd");
 
-	NlMonitor mon;
-	RouteMonitor routes; // --uplink auto follows the default route
+	NlMonitor mon = NlMonitor::links_and_addresses();
+	NlMonitor routes = NlMonitor::routes(); // --uplink auto follows the default route
 	NlSocket nl;
 	using clock = std::chrono::steady_clock;
 	auto next_gc = clock::now() + std::chrono::milliseconds(kGcIntervalMs);

@@ -19,6 +19,7 @@
 #include "control/mapping_sync.hpp"
 #include "kernel/maps.hpp"
 #include "model/mode.hpp"
+#include "control/devices.hpp"
 #include "base/netaddr.hpp"
 #include "kernel/netlink.hpp"
 #include "base/sysctl.hpp"
@@ -145,37 +146,30 @@ json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
 // What the XDP fast path makes of a device (attach --mode, xdp_path.hpp):
 // the hook it should have and why, the XDP program it has, and whether
 // XDP redirects into it.
-void add_xdp_facts(json &d, int ifindex, const std::string &ifname, const std::string &role,
-		   const std::string &kind, const std::string &mode,
+void add_xdp_facts(json &d, int ifindex, const std::string &ifname, DeviceRole role,
+		   const std::string &kind, HookMode mode,
 		   const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx)
 {
-	DeviceFacts f = device_facts(ifname);
-	f.kind = kind;
-	f.xdp_features = xdp_features(ifindex);
-	HookChoice c;
-	try {
-		c = choose_hook(parse_hook_mode(mode), role, f, ports_tx);
-	} catch (const Error &e) {
-		c = {"tc", e.what()};
-	}
+	DeviceFacts f = probe_device(ifindex, ifname, kind);
+	HookChoice c = choose_hook(mode, role, f, ports_tx);
 	json xdp_prog = nullptr;
 	for (const auto &[idx, prog_id] : links)
 		if (idx == ifindex && prog_id)
 			xdp_prog = prog_name_by_id(prog_id);
-	if (c.mode == "xdp" && xdp_prog.is_null()) {
+	if (c.hook == Hook::Xdp && xdp_prog.is_null()) {
 		// Whose XDP program is there, if any (another tool's keeps the
 		// device on TC: the daemon does not replace it).
 		bpf_xdp_query_opts q{};
 		q.sz = sizeof(q);
 		if (bpf_xdp_query(ifindex, 0, &q) == 0 && q.prog_id)
-			c = {"tc", "another XDP program is attached (id " + std::to_string(q.prog_id) +
+			c = {Hook::Tc, "another XDP program is attached (id " + std::to_string(q.prog_id) +
 					   ", " + prog_name_by_id(q.prog_id) + "): TC path"};
 		else
-			c = {"tc", "XDP wanted (" + c.why +
+			c = {Hook::Tc, "XDP wanted (" + c.why +
 					   ") but not attached: no daemon yet, or the attach failed (its "
 					   "log says why)"};
 	}
-	d["role"] = role;
+	d["role"] = role_name(role);
 	d["mode"] = xdp_prog.is_null() ? "tc" : "xdp";
 	d["xdp_prog"] = xdp_prog;
 	d["why"] = c.why;
@@ -185,7 +179,7 @@ void add_xdp_facts(json &d, int ifindex, const std::string &ifname, const std::s
 }
 
 json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
-		 const std::string &role, const std::string &mode,
+		 DeviceRole role, HookMode mode,
 		 const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx,
 		 std::vector<std::string> &warnings)
 {
@@ -226,10 +220,11 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	bool ports_tx = false;
 	try {
 		if (auto br = find_link(nl, inst.bridge))
-			for (const PortInfo &p : bridge_ports(br->ifindex)) {
+			for (const PortInfo &p : bridge_ports(nl, br->ifindex)) {
 				json d = {{"ifname", p.name}, {"ifindex", p.ifindex}, {"hook", nullptr},
 					  {"prog", nullptr}};
-				add_xdp_facts(d, p.ifindex, p.name, "port", p.kind, inst.mode, links, true);
+				add_xdp_facts(d, p.ifindex, p.name, DeviceRole::Port, p.kind, inst.mode, links,
+					      true);
 				if (!d["xdp_prog"].is_null())
 					d["hook"] = "xdp";
 				ports_tx = ports_tx || d["redirect_target"].get<bool>();
@@ -238,11 +233,12 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	} catch (const Error &e) {
 		warnings.push_back(std::string("bridge ports: ") + e.what());
 	}
-	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress", "bridge",
-						inst.mode, links, true, warnings)});
+	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress",
+						DeviceRole::Bridge, inst.mode, links, true, warnings)});
 	if (!inst.uplink.empty())
-		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress", "uplink",
-						   inst.mode, links, ports_tx, warnings));
+		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress",
+						   DeviceRole::Uplink, inst.mode, links, ports_tx,
+						   warnings));
 	for (auto &p : ports)
 		j["devices"].push_back(p);
 	if (inst.uplink.empty())

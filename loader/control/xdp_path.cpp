@@ -4,164 +4,31 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
-#include <linux/genetlink.h>
 #include <linux/if_link.h>
-#include <linux/neighbour.h>
 #include <linux/netlink.h>
-#include <linux/rtnetlink.h>
 #include <net/if.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
-#include <functional>
 #include <map>
 #include <set>
 
-#include "kernel/bpf_objects.hpp"
 #include "base/error.hpp"
-#include "base/log.hpp"
 #include "base/fd.hpp"
 #include "base/fs.hpp"
+#include "base/log.hpp"
+#include "control/devices.hpp"
+#include "kernel/bpf_objects.hpp"
+#include "kernel/netlink.hpp"
 #include "kvmxdp/abi.h"
 #include "kvmxdp_xdp.skel.h"
-#include "kernel/netlink.hpp"
 
 namespace kvmxdp {
 namespace {
 
-// netdev generic netlink (uapi linux/netdev.h, Linux 6.3).
-constexpr uint8_t kNetdevCmdDevGet = 1;
-constexpr uint16_t kNetdevAttrIfindex = 1;
-constexpr uint16_t kNetdevAttrXdpFeatures = 3;
-
 constexpr const char *kLinkPinPrefix = "link_xdp_";
-
-// A raw netlink request/response exchange: the few messages here (genl,
-// bridge FDB) are simpler to spell out than to find in libnl-route.
-class RawNl {
-public:
-	explicit RawNl(int protocol)
-		: fd_(::socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, protocol))
-	{
-		if (!fd_)
-			throw_errno("open netlink socket", "");
-		sockaddr_nl sa{};
-		sa.nl_family = AF_NETLINK;
-		if (::bind(fd_.get(), reinterpret_cast<sockaddr *>(&sa), sizeof(sa)) < 0)
-			throw_errno("bind netlink socket", "");
-		// The daemon must never hang on a reply that does not come.
-		timeval tv{2, 0};
-		::setsockopt(fd_.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	}
-
-	// Sends msg (its nlmsg_len set) and calls on_msg for every reply
-	// until NLMSG_DONE or the ACK.  Returns 0 or the negative errno of an
-	// NLMSG_ERROR.
-	int exchange(std::vector<char> &msg, const std::function<void(const nlmsghdr *)> &on_msg)
-	{
-		auto *h = reinterpret_cast<nlmsghdr *>(msg.data());
-		h->nlmsg_len = static_cast<uint32_t>(msg.size());
-		h->nlmsg_seq = ++seq_;
-		if (::send(fd_.get(), msg.data(), msg.size(), 0) < 0)
-			throw_errno("send netlink request", "");
-		// NLM_F_DUMP's bits mean other things on NEW requests
-		// (NLM_F_ROOT == NLM_F_REPLACE): only GET requests dump.
-		const bool dump = (h->nlmsg_flags & NLM_F_DUMP) == NLM_F_DUMP &&
-				  (h->nlmsg_type == RTM_GETLINK || h->nlmsg_type == RTM_GETNEIGH);
-		std::vector<char> buf(65536);
-		for (;;) {
-			ssize_t n = ::recv(fd_.get(), buf.data(), buf.size(), 0);
-			if (n < 0) {
-				if (errno == EINTR)
-					continue;
-				throw_errno("receive netlink reply", "");
-			}
-			int len = static_cast<int>(n);
-			for (auto *r = reinterpret_cast<nlmsghdr *>(buf.data()); NLMSG_OK(r, len);
-			     r = NLMSG_NEXT(r, len)) {
-				if (r->nlmsg_seq != seq_)
-					continue;
-				if (r->nlmsg_type == NLMSG_DONE)
-					return 0;
-				if (r->nlmsg_type == NLMSG_ERROR) {
-					auto *e = static_cast<nlmsgerr *>(NLMSG_DATA(r));
-					if (e->error || !dump)
-						return e->error;
-					continue;
-				}
-				on_msg(r);
-				if (!dump)
-					return 0;
-			}
-		}
-	}
-
-private:
-	Fd fd_;
-	uint32_t seq_ = 0;
-};
-
-std::vector<char> nl_msg(uint16_t type, uint16_t flags, const void *hdr, size_t hdr_len)
-{
-	std::vector<char> m(NLMSG_SPACE(hdr_len));
-	auto *h = reinterpret_cast<nlmsghdr *>(m.data());
-	h->nlmsg_type = type;
-	h->nlmsg_flags = flags;
-	std::memcpy(NLMSG_DATA(h), hdr, hdr_len);
-	return m;
-}
-
-void nl_put(std::vector<char> &m, uint16_t type, const void *data, size_t len)
-{
-	size_t off = NLMSG_ALIGN(m.size());
-	m.resize(off + RTA_SPACE(len));
-	auto *a = reinterpret_cast<rtattr *>(m.data() + off);
-	a->rta_type = type;
-	a->rta_len = static_cast<uint16_t>(RTA_LENGTH(len));
-	std::memcpy(RTA_DATA(a), data, len);
-}
-
-// Attributes after a fixed header of hdr_len bytes.
-std::map<uint16_t, std::pair<const void *, size_t>> nl_attrs(const nlmsghdr *h, size_t hdr_len)
-{
-	std::map<uint16_t, std::pair<const void *, size_t>> out;
-	int len = static_cast<int>(h->nlmsg_len) - static_cast<int>(NLMSG_SPACE(hdr_len));
-	auto *a = reinterpret_cast<const rtattr *>(static_cast<const char *>(NLMSG_DATA(h)) +
-						   NLMSG_ALIGN(hdr_len));
-	for (; RTA_OK(a, len); a = RTA_NEXT(a, len))
-		out[a->rta_type & NLA_TYPE_MASK] = {RTA_DATA(a), RTA_PAYLOAD(a)};
-	return out;
-}
-
-template <typename T> T attr_as(const std::pair<const void *, size_t> &a)
-{
-	T v{};
-	std::memcpy(&v, a.first, std::min(sizeof(T), a.second));
-	return v;
-}
-
-// One generic netlink request with one attribute, one attribute of the
-// answer; nullopt on an error (ENOENT: a kernel without the family).
-template <typename T>
-std::optional<T> genl_query(RawNl &nl, uint16_t family, uint8_t cmd, uint16_t in_attr,
-			    const void *in, size_t in_len, uint16_t out_attr)
-{
-	genlmsghdr g{};
-	g.cmd = cmd;
-	g.version = 1;
-	auto m = nl_msg(family, NLM_F_REQUEST, &g, sizeof(g));
-	nl_put(m, in_attr, in, in_len);
-	std::optional<T> out;
-	int err = nl.exchange(m, [&](const nlmsghdr *r) {
-		auto attrs = nl_attrs(r, GENL_HDRLEN);
-		if (attrs.count(out_attr))
-			out = attr_as<T>(attrs[out_attr]);
-	});
-	return err ? std::nullopt : out;
-}
 
 bool has(const std::vector<std::string> &v, const std::string &s)
 {
@@ -181,61 +48,10 @@ std::string ifname_of(int ifindex)
 
 } // namespace
 
-std::optional<uint64_t> xdp_features(int ifindex)
+std::string XdpDevice::describe() const
 {
-	RawNl nl(NETLINK_GENERIC);
-	static const char kFamily[] = "netdev";
-	static std::optional<uint16_t> family =
-		genl_query<uint16_t>(nl, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_NAME,
-				     kFamily, sizeof(kFamily), CTRL_ATTR_FAMILY_ID);
-	if (!family)
-		return std::nullopt;
-	uint32_t idx = static_cast<uint32_t>(ifindex);
-	return genl_query<uint64_t>(nl, *family, kNetdevCmdDevGet, kNetdevAttrIfindex, &idx,
-				    sizeof(idx), kNetdevAttrXdpFeatures);
-}
-
-std::vector<PortInfo> bridge_ports(int bridge_ifindex)
-{
-	RawNl nl(NETLINK_ROUTE);
-	ifinfomsg ifi{};
-	ifi.ifi_family = AF_UNSPEC;
-	auto m = nl_msg(RTM_GETLINK, NLM_F_REQUEST | NLM_F_DUMP, &ifi, sizeof(ifi));
-	std::vector<PortInfo> out;
-	int err = nl.exchange(m, [&](const nlmsghdr *r) {
-		if (r->nlmsg_type != RTM_NEWLINK)
-			return;
-		auto *ri = static_cast<const ifinfomsg *>(NLMSG_DATA(r));
-		auto attrs = nl_attrs(r, sizeof(ifinfomsg));
-		if (!attrs.count(IFLA_MASTER) ||
-		    attr_as<uint32_t>(attrs[IFLA_MASTER]) != static_cast<uint32_t>(bridge_ifindex))
-			return;
-		PortInfo p;
-		p.ifindex = ri->ifi_index;
-		if (attrs.count(IFLA_IFNAME))
-			p.name = static_cast<const char *>(attrs[IFLA_IFNAME].first);
-		if (attrs.count(IFLA_LINKINFO)) {
-			auto &li = attrs[IFLA_LINKINFO];
-			int len = static_cast<int>(li.second);
-			for (auto *a = static_cast<const rtattr *>(li.first); RTA_OK(a, len);
-			     a = RTA_NEXT(a, len))
-				if (a->rta_type == IFLA_INFO_KIND)
-					p.kind = static_cast<const char *>(RTA_DATA(a));
-		}
-		if (attrs.count(IFLA_XDP)) {
-			auto &x = attrs[IFLA_XDP];
-			int len = static_cast<int>(x.second);
-			for (auto *a = static_cast<const rtattr *>(x.first); RTA_OK(a, len);
-			     a = RTA_NEXT(a, len))
-				if (a->rta_type == IFLA_XDP_PROG_ID)
-					p.xdp_prog_id = *static_cast<const uint32_t *>(RTA_DATA(a));
-		}
-		out.push_back(p);
-	});
-	if (err)
-		throw Error("list the ports of bridge ifindex " + std::to_string(bridge_ifindex), "",
-			    -err);
-	return out;
+	return ifname + " (" + role_name(role) + "): " + hook_name(choice.hook) + ", " + choice.why +
+	       "; " + tx_why;
 }
 
 XdpPath::XdpPath(HookMode mode, Skeleton &tc, std::string pin_dir)
@@ -332,16 +148,16 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		XdpDevice d;
 		d.ifindex = uplink_ifindex;
 		d.ifname = ifname_of(uplink_ifindex);
-		d.role = "uplink";
+		d.role = DeviceRole::Uplink;
 		devs.push_back(d);
 	}
 	std::map<int, std::string> kinds;
 	if (bridge_ifindex > 0)
-		for (const PortInfo &p : bridge_ports(bridge_ifindex)) {
+		for (const PortInfo &p : bridge_ports(nl, bridge_ifindex)) {
 			XdpDevice d;
 			d.ifindex = p.ifindex;
 			d.ifname = p.name;
-			d.role = "port";
+			d.role = DeviceRole::Port;
 			kinds[p.ifindex] = p.kind;
 			devs.push_back(d);
 		}
@@ -354,25 +170,23 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 	std::map<int, DeviceFacts> facts;
 	bool ports_tx = false;
 	for (XdpDevice &d : devs) {
-		DeviceFacts f = device_facts(d.ifname);
-		f.kind = kinds[d.ifindex];
-		f.xdp_features = xdp_features(d.ifindex);
+		DeviceFacts f = probe_device(d.ifindex, d.ifname, kinds[d.ifindex]);
 		d.tx = xdp_tx_allowed(f, d.tx_why);
-		ports_tx = ports_tx || (d.tx && d.role == "port");
+		ports_tx = ports_tx || (d.tx && d.role == DeviceRole::Port);
 		facts[d.ifindex] = f;
 	}
 	std::set<int> want;
 	const int xdev_fd = tc_.map_fd(KVX_MAP_XDEV);
 	std::map<uint32_t, kvx_xdev_val> xdev;
 	for (XdpDevice &d : devs) {
-		d.hook = choose_hook(mode_, d.role, facts[d.ifindex], ports_tx);
-		if (d.hook.mode == "xdp") {
+		d.choice = choose_hook(mode_, d.role, facts[d.ifindex], ports_tx);
+		if (d.choice.hook == Hook::Xdp) {
 			std::string why;
 			if (attach(d.ifindex, d.ifname,
-				   d.role == "uplink" ? "kvx_xdp_up" : "kvx_xdp_port", why)) {
+				   d.role == DeviceRole::Uplink ? "kvx_xdp_up" : "kvx_xdp_port", why)) {
 				want.insert(d.ifindex);
 			} else {
-				d.hook = {"tc", why};
+				d.choice = {Hook::Tc, why};
 				if (!has(warned_, d.ifname + why)) {
 					warned_.push_back(d.ifname + why);
 					log_warn(d.ifname + ": " + why);
@@ -381,7 +195,7 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		}
 		kvx_xdev_val v{};
 		v.flags = static_cast<__u16>((d.tx ? KVX_XDEV_F_TX : 0) |
-					     (d.role == "port" ? KVX_XDEV_F_PORT : 0));
+					     (d.role == DeviceRole::Port ? KVX_XDEV_F_PORT : 0));
 		xdev[static_cast<uint32_t>(d.ifindex)] = v;
 	}
 	if (bridge_ifindex > 0) {
@@ -420,30 +234,18 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 	if (bridge_ifindex <= 0)
 		return;
 	const int xfdb_fd = tc_.map_fd(KVX_MAP_XFDB);
+	// A socket of its own: a reply that does not come must not hang the
+	// daemon.
+	NlSocket nl(NETLINK_ROUTE, 2);
 	std::set<int> ports;
-	for (const PortInfo &p : bridge_ports(bridge_ifindex))
+	for (const PortInfo &p : bridge_ports(nl, bridge_ifindex))
 		ports.insert(p.ifindex);
 
 	// The bridge's dynamic entries of its ports.
-	RawNl nl(NETLINK_ROUTE);
-	ndmsg ndm{};
-	ndm.ndm_family = AF_BRIDGE;
-	auto dump = nl_msg(RTM_GETNEIGH, NLM_F_REQUEST | NLM_F_DUMP, &ndm, sizeof(ndm));
 	std::map<std::array<uint8_t, 6>, int> fdb;
-	nl.exchange(dump, [&](const nlmsghdr *r) {
-		if (r->nlmsg_type != RTM_NEWNEIGH)
-			return;
-		auto *n = static_cast<const ndmsg *>(NLMSG_DATA(r));
-		auto attrs = nl_attrs(r, sizeof(ndmsg));
-		if (!ports.count(n->ndm_ifindex) || (n->ndm_state & (NUD_PERMANENT | NUD_NOARP)) ||
-		    !attrs.count(NDA_LLADDR) || attrs[NDA_LLADDR].second != 6 ||
-		    (attrs.count(NDA_MASTER) &&
-		     attr_as<uint32_t>(attrs[NDA_MASTER]) != static_cast<uint32_t>(bridge_ifindex)))
-			return;
-		std::array<uint8_t, 6> mac;
-		std::memcpy(mac.data(), attrs[NDA_LLADDR].first, 6);
-		fdb[mac] = n->ndm_ifindex;
-	});
+	for (const FdbEntry &e : bridge_fdb_learnt(nl, bridge_ifindex))
+		if (ports.count(e.ifindex))
+			fdb[e.mac] = e.ifindex;
 
 	std::vector<std::pair<kvx_xfdb_key, kvx_xfdb_val>> entries;
 	kvx_xfdb_key key{}, next{};
@@ -462,17 +264,8 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		const bool seen = v.seen_ns > fdb_synced_ns_; // by XDP since the last call
 		if (seen && ports.count(static_cast<int>(v.ifindex))) {
 			// As if the frame had passed the bridge: learnt or
-			// refreshed on that port (NTF_USE is br_fdb_update()).
-			ndmsg u{};
-			u.ndm_family = AF_BRIDGE;
-			u.ndm_ifindex = static_cast<int>(v.ifindex);
-			u.ndm_state = NUD_REACHABLE;
-			u.ndm_flags = NTF_MASTER | NTF_USE;
-			auto m = nl_msg(RTM_NEWNEIGH,
-					NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_REPLACE, &u,
-					sizeof(u));
-			nl_put(m, NDA_LLADDR, k.mac, 6);
-			nl.exchange(m, [](const nlmsghdr *) {});
+			// refreshed on that port.
+			bridge_fdb_use(nl, static_cast<int>(v.ifindex), mac);
 			continue;
 		}
 		auto it = fdb.find(mac);

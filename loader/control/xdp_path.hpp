@@ -26,31 +26,17 @@ namespace kvmxdp {
 class Skeleton;
 class NlSocket;
 
-// What the kernel reports of a device's XDP abilities through the netdev
-// generic netlink family (Linux 6.3+); nullopt where it cannot say.  A
-// veth reports NDO_XMIT only while its peer has NAPI (an XDP program or
-// GRO), which is exactly when a redirect into it lands.
-std::optional<uint64_t> xdp_features(int ifindex);
-
-struct PortInfo {
-	int ifindex = 0;
-	std::string name;
-	std::string kind; // IFLA_INFO_KIND: "veth", "tun", "" for hardware
-	uint32_t xdp_prog_id = 0; // an XDP program attached, whoever's
-};
-
-// The bridge's ports (IFLA_MASTER), in the current network namespace.
-std::vector<PortInfo> bridge_ports(int bridge_ifindex);
-
 // One device's place in the fast path, as the daemon applies it and
 // status shows it.
 struct XdpDevice {
 	int ifindex = 0;
 	std::string ifname;
-	std::string role; // "uplink" or "port"
-	HookChoice hook;  // "xdp" or "tc", and why
+	DeviceRole role = DeviceRole::Port; // the uplink or a bridge port
+	HookChoice choice;		    // XDP or TC, and why
 	bool tx = false;  // KVX_XDEV_F_TX: an XDP redirect into it lands
 	std::string tx_why;
+	// "IF (ROLE): HOOK, WHY; TX_WHY", the line -v logs.
+	std::string describe() const;
 };
 
 // The XDP object (loaded on first use, sharing every map of the TC

@@ -59,21 +59,4 @@ std::optional<LinkInfo> find_link_by_index(NlSocket &nl, int ifindex);
 // which must not move or flush anything); "" if there is none (waiting).
 std::string auto_uplink_device(NlSocket &nl, int bridge_ifindex, const std::string &previous);
 
-// A socket subscribed to IPv4 route changes (RTNLGRP_IPV4_ROUTE); like
-// NlMonitor, events only say "look again".
-class RouteMonitor {
-public:
-	RouteMonitor();
-	~RouteMonitor();
-	RouteMonitor(const RouteMonitor &) = delete;
-	RouteMonitor &operator=(const RouteMonitor &) = delete;
-	int fd() const;
-	// Drains pending messages; true if anything arrived or was lost.
-	bool drain();
-
-private:
-	nl_sock *sk_ = nullptr;
-	bool seen_ = false;
-};
-
 } // namespace kvmxdp

@@ -121,8 +121,8 @@ json to_json(const Config &cfg)
 		});
 		if (i.flow_quota)
 			insts.back()["flow_quota"] = *i.flow_quota;
-		if (i.mode != "auto")
-			insts.back()["mode"] = i.mode;
+		if (i.mode != HookMode::Auto)
+			insts.back()["mode"] = hook_mode_name(i.mode);
 		if (!i.timeouts.empty())
 			insts.back()["timeouts"] = i.timeouts;
 		if (i.uplink_auto) {
@@ -311,9 +311,11 @@ Config config_from_json(const json &j)
 		if (o.contains("clamp_mss"))
 			i.clamp_mss = static_cast<uint16_t>(get_uint(o, "clamp_mss", p, 0, 65535));
 		if (o.contains("mode")) {
-			i.mode = get_string(o, "mode", p);
-			if (i.mode != "auto" && i.mode != "tc" && i.mode != "xdp")
-				bad(p + "mode", "'" + i.mode + "' is not auto, tc or xdp");
+			const std::string mode = get_string(o, "mode", p);
+			auto m = find_hook_mode(mode);
+			if (!m)
+				bad(p + "mode", "'" + mode + "' is not auto, tc or xdp");
+			i.mode = *m;
 		}
 		if (o.contains("flow_quota"))
 			i.flow_quota = static_cast<uint32_t>(

@@ -15,6 +15,7 @@
 #include "base/error.hpp"
 #include "base/fs.hpp"
 #include "model/mapping.hpp"
+#include "model/mode.hpp"
 #include "base/netaddr.hpp"
 
 namespace kvmxdp {
@@ -46,7 +47,7 @@ struct Instance {
 	std::vector<StaticMapping> mappings;
 	// attach --clamp-mss (0: off).
 	uint16_t clamp_mss = 0;
-	std::string mode = "auto"; // attach --mode (mode.hpp)
+	HookMode mode = HookMode::Auto; // attach --mode
 	// attach --flow-quota (unset: a share of ct_size, gc.hpp) and
 	// --timeouts (empty: netfilter's defaults).
 	std::optional<uint32_t> flow_quota;

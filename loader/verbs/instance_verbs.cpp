@@ -25,6 +25,7 @@
 #include "base/rollback.hpp"
 #include "base/sysctl.hpp"
 #include "control/daemon.hpp"
+#include "control/devices.hpp"
 #include "control/gc.hpp"
 #include "control/host_access.hpp"
 #include "control/mapping_sync.hpp"
@@ -251,13 +252,13 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	}
 	Validated v = validate(nl, sys, a, subnet, nat);
 	// The datapath mode: explicit, else the instance's, else auto.
-	std::string mode = a.mode ? *a.mode : "auto";
+	HookMode mode = a.mode ? parse_hook_mode(*a.mode) : HookMode::Auto;
 	if (!a.mode) {
 		const Config saved = ConfigStore(g.config).load();
 		if (const Instance *p = saved.find(a.bridge))
 			mode = p->mode;
 	}
-	if (parse_hook_mode(mode) == HookMode::Xdp && !a.uplink.empty()) {
+	if (mode == HookMode::Xdp && !a.uplink.empty()) {
 		// Asked for XDP where there can be none: one line, nothing made.
 		DeviceFacts f = device_facts(a.uplink);
 		if (f.wireless)
@@ -558,12 +559,11 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a_in, std::ostre
 	// The XDP fast path in front of the TC programs, where the mode and
 	// the devices allow it (xdp_path.hpp); a device it cannot take stays
 	// TC with the reason, which status shows.
-	XdpPath xdp(parse_hook_mode(mode), skel, pin_dir);
+	XdpPath xdp(mode, skel, pin_dir);
 	if (!resume)
 		rb.add("XDP links", [pin_dir] { XdpPath::remove_all(pin_dir); });
 	for (const XdpDevice &d : xdp.sync(nl, v.bridge.ifindex, v.uplink.ifindex))
-		log_verbose(d.ifname + " (" + d.role + "): " + d.hook.mode + ", " + d.hook.why +
-			    "; " + d.tx_why);
+		log_verbose(d.describe());
 	failpoint("xdp");
 
 	// The host's own sockets reaching mapped addresses; without them the
