@@ -20,10 +20,11 @@
 #include "control/gc.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/xdp_path.hpp"
-#include "kernel/bpf_objects.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
+#include "kernel/skel.hpp"
+#include "kernel/tc.hpp"
 
 namespace kvmxdp {
 
@@ -44,7 +45,7 @@ std::string addr_str(uint32_t be)
 
 } // namespace
 
-Daemon::Daemon(const Instance &inst, Skeleton &skel, int uplink_ifindex, std::string config_path)
+Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::string config_path)
 	: inst_(inst)
 	, skel_(skel)
 	, config_path_(std::move(config_path))
@@ -66,10 +67,9 @@ void Daemon::refresh_bridge(NlSocket &nl)
 	// filter went with the old device, and the new one starts with
 	// forwarding at its default.  Guests re-join it as their taps come.
 	log_info("bridge " + inst_.bridge + " is back as ifindex " + std::to_string(link->ifindex) +
-	     ": re-attaching");
+		 ": re-attaching");
 	try {
-		tc_hook_create(link->ifindex, inst_.bridge);
-		tc_attach(link->ifindex, inst_.bridge, skel_.prog_fd("kvx_br_ingress"));
+		tc_attach_ingress(link->ifindex, inst_.bridge, skel_.prog_fd("kvx_br_ingress"));
 		try {
 			Sysctl sys(sysctl_root_);
 			std::string fwd = forwarding_key(inst_.bridge);
@@ -129,8 +129,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		for (const auto &sm : i->mappings)
 			active += mapping_active(sm, net);
 		log_info("uplink network " + (net ? net->str() : std::string("none")) + ": " +
-		     std::to_string(active) + " of " + std::to_string(i->mappings.size()) +
-		     " mapping(s) active, the others suspended");
+			 std::to_string(active) + " of " + std::to_string(i->mappings.size()) +
+			 " mapping(s) active, the others suspended");
 	}
 	if (r.bind_added || r.bind_deleted)
 		log_verbose("mappings: " + std::to_string(r.bind_added) + " entr(ies) installed, " +
@@ -172,27 +172,22 @@ void Daemon::follow_default_route(NlSocket &nl)
 		if (o.bridge != inst_.bridge && o.uplink == link->name) {
 			if (refused_uplink_ != link->name)
 				log_info("default route via " + link->name +
-				     ", the uplink of the kvmxdp instance of bridge '" + o.bridge +
-				     "': staying on " + (inst_.uplink.empty() ? "none" : inst_.uplink));
+					 ", the uplink of the kvmxdp instance of bridge '" +
+					 o.bridge + "': staying on " +
+					 (inst_.uplink.empty() ? "none" : inst_.uplink));
 			refused_uplink_ = link->name;
 			return;
 		}
 	refused_uplink_.clear();
 	const std::string old_name = inst_.uplink;
 	log_info("default route moved to " + link->name + ": uplink " +
-	     (old_name.empty() ? "none" : old_name) + " -> " + link->name);
+		 (old_name.empty() ? "none" : old_name) + " -> " + link->name);
 
 	// New hook first: the bridge program drops what the route lookup
 	// sends elsewhere than cfg.uplink_ifindex (DROP_OTHER_IFACE) until
 	// the cfg below names the new device.
-	bool created = tc_hook_create(link->ifindex, link->name);
-	try {
-		tc_attach(link->ifindex, link->name, skel_.prog_fd("kvx_up_ingress"));
-	} catch (const Error &) {
-		if (created)
-			tc_hook_destroy(link->ifindex, link->name);
-		throw;
-	}
+	bool created =
+		tc_attach_ingress(link->ifindex, link->name, skel_.prog_fd("kvx_up_ingress"));
 	uint32_t addr_be = 0;
 	if (auto a = primary_ipv4(ipv4_addrs(nl, link->ifindex)))
 		addr_be = htonl(a->addr);
@@ -207,12 +202,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 	// and nobody else's filter is on it); the device may be gone.
 	if (!old_name.empty()) {
 		try {
-			if (auto ol = find_link(nl, old_name)) {
-				tc_detach(ol->ifindex, old_name);
-				if (inst_.clsact_created_uplink &&
-				    count_clsact_filters(nl, ol->ifindex) == 0)
-					tc_hook_destroy(ol->ifindex, old_name);
-			}
+			tc_remove_ingress(nl, old_name, inst_.clsact_created_uplink);
 		} catch (const Error &e) {
 			log_info("removing the filter from " + old_name + ": " + e.what());
 		}
@@ -232,14 +222,14 @@ void Daemon::follow_default_route(NlSocket &nl)
 	uplink_ifindex_ = link->ifindex;
 
 	log_info("uplink " + link->name + " address " + addr_str(old_addr) + " -> " +
-	     addr_str(addr_be));
+		 addr_str(addr_be));
 	// As on an address change: flows bound to the old address can never
 	// get a reply through the new device (PITFALLS 8).
 	if (old_addr && old_addr != addr_be) {
 		auto r = flush_ext_addr(ct_fd_.get(), bind_fd_.get(), old_addr);
 		log_info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
-		     std::to_string(r.bind_deleted) + " binding entr(ies) of " +
-		     addr_str(old_addr));
+			 std::to_string(r.bind_deleted) + " binding entr(ies) of " +
+			 addr_str(old_addr));
 	}
 }
 
@@ -269,12 +259,12 @@ void Daemon::refresh_uplink(NlSocket &nl)
 		// The uplink was re-created (a new ifindex): its TC filter went
 		// with the old device, so attach ours to the new one.
 		log_info("uplink " + inst_.uplink + " is back as ifindex " +
-		     std::to_string(link->ifindex) + ": re-attaching");
+			 std::to_string(link->ifindex) + ": re-attaching");
 		try {
-			bool created = tc_hook_create(link->ifindex, inst_.uplink);
+			bool created = tc_attach_ingress(link->ifindex, inst_.uplink,
+							 skel_.prog_fd("kvx_up_ingress"));
 			if (created && !inst_.clsact_created_uplink)
 				record_uplink_clsact();
-			tc_attach(link->ifindex, inst_.uplink, skel_.prog_fd("kvx_up_ingress"));
 			uplink_ifindex_ = link->ifindex;
 			cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
 			dirty = true;
@@ -298,14 +288,14 @@ void Daemon::refresh_uplink(NlSocket &nl)
 		write_cfg(cfg_fd_.get(), cfg);
 	if (addr_be != old) {
 		log_info("uplink " + inst_.uplink + " address " + addr_str(old) + " -> " +
-		     addr_str(addr_be));
+			 addr_str(addr_be));
 		// Written first, flushed second: new flows already use the new
 		// address while the old ones go (einat#34: never stay at 0).
 		auto r = flush_ext_addr(ct_fd_.get(), bind_fd_.get(), old);
 		if (r.ct_deleted || r.bind_deleted)
 			log_info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
-			     std::to_string(r.bind_deleted) + " binding entr(ies) of " +
-			     addr_str(old));
+				 std::to_string(r.bind_deleted) + " binding entr(ies) of " +
+				 addr_str(old));
 	}
 }
 
@@ -408,9 +398,8 @@ int Daemon::run()
 		}
 		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
 			std::min(next_refresh, next_gc) - clock::now());
-		pollfd fds[3] = {{sfd.get(), POLLIN, 0},
-				 {mon.fd(), POLLIN, 0},
-				 {routes.fd(), POLLIN, 0}};
+		pollfd fds[3] = {
+			{sfd.get(), POLLIN, 0}, {mon.fd(), POLLIN, 0}, {routes.fd(), POLLIN, 0}};
 		int n = ::poll(fds, 3, static_cast<int>(std::max<int64_t>(wait.count(), 0)));
 		if (n < 0 && errno != EINTR)
 			throw_errno("poll", "daemon");
@@ -420,7 +409,7 @@ int Daemon::run()
 			signalfd_siginfo si{};
 			(void)!::read(sfd.get(), &si, sizeof(si));
 			log_info("signal " + std::to_string(si.ssi_signo) +
-			     ": control plane stops, datapath stays attached");
+				 ": control plane stops, datapath stays attached");
 			return 0;
 		}
 		bool route_event = (fds[2].revents & POLLIN) && routes.drain();

@@ -14,7 +14,7 @@
 
 namespace kvmxdp {
 
-class Skeleton;
+class SkelObject;
 class NlSocket;
 class XdpPath;
 
@@ -24,7 +24,7 @@ public:
 	// that is re-attached when the uplink reappears.
 	// config_path: where the instance is recorded (a clsact the daemon
 	// creates on a re-created uplink is recorded there as ours).
-	Daemon(const Instance &inst, Skeleton &skel, int uplink_ifindex, std::string config_path);
+	Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::string config_path);
 	~Daemon();
 	// Until SIGINT/SIGTERM (blocked by the caller or here); returns 0.
 	int run();
@@ -57,7 +57,7 @@ private:
 	void sync_xdp(NlSocket &nl);
 
 	Instance inst_;
-	Skeleton &skel_;
+	SkelObject &skel_;
 	std::string config_path_;
 	int uplink_ifindex_;
 	Fd cfg_fd_;

@@ -3,25 +3,20 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <fcntl.h>
-#include <sys/mount.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
-#include "kernel/bpf_objects.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/rollback.hpp"
 #include "kvmxdp/abi.h"
 #include "kvmxdp_host.skel.h"
+#include "kernel/cgroup.hpp"
 #include "kernel/maps.hpp"
+#include "kernel/skel.hpp"
 #include "kernel/sockets.hpp"
 
 namespace kvmxdp {
@@ -42,87 +37,9 @@ constexpr HookSpec kHooks[] = {
 	 "link_host_peername4"},
 };
 
-// mountinfo escapes blanks and backslashes in paths as \ooo.
-std::string unescape_mountinfo(const std::string &s)
-{
-	std::string out;
-	for (size_t i = 0; i < s.size(); i++) {
-		if (s[i] == '\\' && i + 3 < s.size()) {
-			out += static_cast<char>(std::stoi(s.substr(i + 1, 3), nullptr, 8));
-			i += 3;
-		} else {
-			out += s[i];
-		}
-	}
-	return out;
-}
-
-// Where the root of the cgroup v2 hierarchy is mounted, if it is.
-std::optional<std::string> cgroup2_root_mount()
-{
-	std::ifstream in("/proc/self/mountinfo");
-	std::string line;
-	while (std::getline(in, line)) {
-		auto sep = line.find(" - ");
-		if (sep == std::string::npos)
-			continue;
-		std::istringstream pre(line.substr(0, sep)), post(line.substr(sep + 3));
-		std::string id, parent, dev, root, mnt, fstype;
-		pre >> id >> parent >> dev >> root >> mnt;
-		post >> fstype;
-		if (fstype == "cgroup2" && root == "/")
-			return unescape_mountinfo(mnt);
-	}
-	return std::nullopt;
-}
-
-// An fd of the cgroup v2 root.  `ip netns exec` remounts /sys, which hides
-// /sys/fs/cgroup: then a cgroup2 is mounted on a private temporary
-// directory just long enough to open it (the fd keeps the cgroup).
-Fd open_cgroup2_root(const std::string &run_dir, std::string &why)
-{
-	if (auto mnt = cgroup2_root_mount()) {
-		Fd fd(::open(mnt->c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-		if (!fd)
-			why = "cannot open the cgroup v2 root " + *mnt + ": " + std::strerror(errno);
-		return fd;
-	}
-	mkdir_p(run_dir, 0755);
-	std::string dir = run_dir + "/cgroup2.XXXXXX";
-	if (!::mkdtemp(dir.data())) {
-		why = "cannot create a mount point in " + run_dir + ": " + std::strerror(errno);
-		return Fd();
-	}
-	Fd fd;
-	if (::mount("cgroup2", dir.c_str(), "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-		    nullptr) == 0) {
-		fd.reset(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-		if (!fd)
-			why = "cannot open the cgroup v2 root: " + std::string(std::strerror(errno));
-		::umount2(dir.c_str(), MNT_DETACH);
-	} else {
-		why = "no cgroup v2 hierarchy (mount -t cgroup2: " +
-		      std::string(std::strerror(errno)) + ")";
-	}
-	::rmdir(dir.c_str());
-	return fd;
-}
-
-struct HostSkel {
-	kvmxdp_host *s = kvmxdp_host__open();
-	HostSkel()
-	{
-		if (!s)
-			throw_errno("open BPF object", "kvmxdp_host");
-	}
-	~HostSkel() { kvmxdp_host__destroy(s); }
-	HostSkel(const HostSkel &) = delete;
-	HostSkel &operator=(const HostSkel &) = delete;
-};
-
 } // namespace
 
-std::string host_hooks_attach(const Skeleton &tc, const std::string &pin_dir,
+std::string host_hooks_attach(const SkelObject &tc, const std::string &pin_dir,
 			      const std::string &run_dir, Rollback &rb)
 {
 	auto cookie = netns_cookie();
@@ -134,45 +51,32 @@ std::string host_hooks_attach(const Skeleton &tc, const std::string &pin_dir,
 	if (!cg)
 		return why;
 
-	HostSkel hs;
-	hs.s->rodata->host_netns_cookie = *cookie;
+	Skel<kvmxdp_host> hs("kvmxdp_host");
+	hs->rodata->host_netns_cookie = *cookie;
+	// kvx_hostrev is this object's own, kept across restarts in its pin;
+	// every other map is the datapath's, the very same one.
 	const std::string rev_pin = pin_path(pin_dir, KVX_MAP_HOSTREV);
 	bool rev_pinned = false;
-	bpf_map *m;
-	bpf_object__for_each_map(m, hs.s->obj)
-	{
-		std::string name = bpf_map__name(m);
-		if (name.find('.') != std::string::npos)
-			continue; // .rodata: ours
-		if (name == KVX_MAP_HOSTREV) {
-			if (::access(rev_pin.c_str(), F_OK) != 0)
-				continue;
-			Fd fd = open_pinned(rev_pin);
-			MapInfo have = map_info(fd.get(), rev_pin);
-			// Another layout (a future kvmxdp's): start a fresh one.
-			if (have.key_size != bpf_map__key_size(m) ||
-			    have.value_size != bpf_map__value_size(m) ||
-			    have.type != bpf_map__type(m)) {
-				::unlink(rev_pin.c_str());
-				continue;
-			}
-			check_libbpf(bpf_map__reuse_fd(m, fd.get()), "reuse map", rev_pin);
+	if (::access(rev_pin.c_str(), F_OK) == 0) {
+		Fd fd = open_pinned(rev_pin);
+		// Another layout (a future kvmxdp's): start a fresh one.
+		if (same_layout(map_info(fd.get(), rev_pin), hs.map_spec(KVX_MAP_HOSTREV))) {
+			hs.reuse_map(KVX_MAP_HOSTREV, fd.get());
 			rev_pinned = true;
-			continue;
+		} else {
+			::unlink(rev_pin.c_str());
 		}
-		// Every other map is the datapath's, the very same one.
-		check_libbpf(bpf_map__reuse_fd(m, tc.map_fd(name.c_str())), "reuse map", name);
 	}
-	check_libbpf(kvmxdp_host__load(hs.s), "load BPF object", "kvmxdp_host");
+	hs.reuse_maps_from(tc, {KVX_MAP_HOSTREV});
+	hs.load();
 	if (!rev_pinned) {
-		check_libbpf(bpf_obj_pin(bpf_map__fd(hs.s->maps.kvx_hostrev), rev_pin.c_str()),
-			     "pin map", rev_pin);
+		check_libbpf(bpf_obj_pin(hs.map_fd(KVX_MAP_HOSTREV), rev_pin.c_str()), "pin map",
+			     rev_pin);
 		rb.add("pin " + rev_pin, [rev_pin] { ::unlink(rev_pin.c_str()); });
 	}
 
 	for (const HookSpec &h : kHooks) {
-		bpf_program *p = bpf_object__find_program_by_name(hs.s->obj, h.prog);
-		int prog_fd = bpf_program__fd(p);
+		int prog_fd = hs.prog_fd(h.prog);
 		const std::string pin = pin_path(pin_dir, h.pin);
 		if (::access(pin.c_str(), F_OK) == 0) {
 			// Resume or upgrade: swap the program under the live link.
@@ -188,7 +92,8 @@ std::string host_hooks_attach(const Skeleton &tc, const std::string &pin_dir,
 			int err = errno;
 			// Nothing of ours is attached yet at the first hook; a
 			// later failure rolls back the earlier ones.
-			if (&h == &kHooks[0] && (err == EINVAL || err == EOPNOTSUPP || err == EPERM))
+			if (&h == &kHooks[0] &&
+			    (err == EINVAL || err == EOPNOTSUPP || err == EPERM))
 				return std::string("cannot attach ") + h.hook +
 				       " programs to the cgroup v2 root: " + std::strerror(err);
 			throw_errno(std::string("attach ") + h.hook, "the cgroup v2 root");

@@ -12,7 +12,7 @@
 
 namespace kvmxdp {
 
-class Skeleton;
+class SkelObject;
 class Rollback;
 
 // Loads kvmxdp_host on the datapath's maps (every map of `tc` by name; its
@@ -22,7 +22,7 @@ class Rollback;
 // (bpf_link_update).  Returns "" when attached, else why host access is
 // off: what the kernel or system lacks.  Errors that would leave the
 // instance half-made throw; rb undoes what was created.
-std::string host_hooks_attach(const Skeleton &tc, const std::string &pin_dir,
+std::string host_hooks_attach(const SkelObject &tc, const std::string &pin_dir,
 			      const std::string &run_dir, Rollback &rb);
 
 struct HostHook {

@@ -176,8 +176,9 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 			// A dynamic OUT binding of this guest port may exist:
 			// the mapping replaces it (its IN half expires in GC).
 			if (bpf_map_update_elem(fds.bind, &e.key, &e.val, BPF_ANY) != 0) {
-				r.errors.push_back("mapping '" + mappings[i].m.str() + "': insert " +
-						   bind_str(e.key) + ": " + std::strerror(errno));
+				r.errors.push_back("mapping '" + mappings[i].m.str() +
+						   "': insert " + bind_str(e.key) + ": " +
+						   std::strerror(errno));
 				continue;
 			}
 			r.bind_added++;

@@ -10,7 +10,8 @@
 #include <cstdio>
 #include <sstream>
 
-#include "kernel/bpf_objects.hpp"
+#include "kernel/skel.hpp"
+#include "kernel/tc.hpp"
 #include "model/config.hpp"
 #include "base/error.hpp"
 #include "kernel/features.hpp"
@@ -162,12 +163,14 @@ void add_xdp_facts(json &d, int ifindex, const std::string &ifname, DeviceRole r
 		bpf_xdp_query_opts q{};
 		q.sz = sizeof(q);
 		if (bpf_xdp_query(ifindex, 0, &q) == 0 && q.prog_id)
-			c = {Hook::Tc, "another XDP program is attached (id " + std::to_string(q.prog_id) +
-					   ", " + prog_name_by_id(q.prog_id) + "): TC path"};
+			c = {Hook::Tc, "another XDP program is attached (id " +
+					       std::to_string(q.prog_id) + ", " +
+					       prog_name_by_id(q.prog_id) + "): TC path"};
 		else
-			c = {Hook::Tc, "XDP wanted (" + c.why +
-					   ") but not attached: no daemon yet, or the attach failed (its "
-					   "log says why)"};
+			c = {Hook::Tc,
+			     "XDP wanted (" + c.why +
+				     ") but not attached: no daemon yet, or the attach failed (its "
+				     "log says why)"};
 	}
 	d["role"] = role_name(role);
 	d["mode"] = xdp_prog.is_null() ? "tc" : "xdp";
@@ -178,9 +181,8 @@ void add_xdp_facts(json &d, int ifindex, const std::string &ifname, DeviceRole r
 	d["redirect_why"] = tx_why;
 }
 
-json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
-		 DeviceRole role, HookMode mode,
-		 const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx,
+json device_json(NlSocket &nl, const std::string &ifname, const char *expect, DeviceRole role,
+		 HookMode mode, const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx,
 		 std::vector<std::string> &warnings)
 {
 	json d = device_json(nl, ifname, expect, warnings);
@@ -221,10 +223,12 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	try {
 		if (auto br = find_link(nl, inst.bridge))
 			for (const PortInfo &p : bridge_ports(nl, br->ifindex)) {
-				json d = {{"ifname", p.name}, {"ifindex", p.ifindex}, {"hook", nullptr},
+				json d = {{"ifname", p.name},
+					  {"ifindex", p.ifindex},
+					  {"hook", nullptr},
 					  {"prog", nullptr}};
-				add_xdp_facts(d, p.ifindex, p.name, DeviceRole::Port, p.kind, inst.mode, links,
-					      true);
+				add_xdp_facts(d, p.ifindex, p.name, DeviceRole::Port, p.kind,
+					      inst.mode, links, true);
 				if (!d["xdp_prog"].is_null())
 					d["hook"] = "xdp";
 				ports_tx = ports_tx || d["redirect_target"].get<bool>();
@@ -233,8 +237,9 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	} catch (const Error &e) {
 		warnings.push_back(std::string("bridge ports: ") + e.what());
 	}
-	j["devices"] = json::array({device_json(nl, inst.bridge, "kvx_br_ingress",
-						DeviceRole::Bridge, inst.mode, links, true, warnings)});
+	j["devices"] =
+		json::array({device_json(nl, inst.bridge, "kvx_br_ingress", DeviceRole::Bridge,
+					 inst.mode, links, true, warnings)});
 	if (!inst.uplink.empty())
 		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress",
 						   DeviceRole::Uplink, inst.mode, links, ports_tx,
@@ -323,15 +328,7 @@ uint32_t count_any(int fd, const MapInfo &m)
 {
 	if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_PERCPU_ARRAY)
 		return m.max_entries; // arrays are always full
-	std::vector<uint8_t> key(m.key_size), next(m.key_size);
-	uint32_t n = 0;
-	void *prev = nullptr;
-	while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
-		n++;
-		key.swap(next);
-		prev = key.data();
-	}
-	return n;
+	return count_keys(fd, m.key_size);
 }
 
 std::string dirname_of(const std::string &path)

@@ -20,7 +20,8 @@
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "control/devices.hpp"
-#include "kernel/bpf_objects.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/skel.hpp"
 #include "kernel/netlink.hpp"
 #include "kvmxdp/abi.h"
 #include "kvmxdp_xdp.skel.h"
@@ -50,50 +51,29 @@ std::string ifname_of(int ifindex)
 
 std::string XdpDevice::describe() const
 {
-	return ifname + " (" + role_name(role) + "): " + hook_name(choice.hook) + ", " + choice.why +
-	       "; " + tx_why;
+	return ifname + " (" + role_name(role) + "): " + hook_name(choice.hook) + ", " +
+	       choice.why + "; " + tx_why;
 }
 
-XdpPath::XdpPath(HookMode mode, Skeleton &tc, std::string pin_dir)
+XdpPath::XdpPath(HookMode mode, const SkelObject &tc, std::string pin_dir)
 	: mode_(mode)
 	, tc_(tc)
 	, pin_dir_(std::move(pin_dir))
 {
 }
 
-XdpPath::~XdpPath()
-{
-	kvmxdp_xdp__destroy(skel_);
-}
+XdpPath::~XdpPath() = default;
 
 int XdpPath::prog_fd(const char *name)
 {
-	if (!skel_) {
-		kvmxdp_xdp *s = kvmxdp_xdp__open();
-		if (!s)
-			throw_errno("open", "BPF skeleton kvmxdp_xdp");
-		bpf_map *m;
-		int err = 0;
-		bpf_object__for_each_map(m, s->obj) {
-			std::string n = bpf_map__name(m);
-			if (n.find('.') != std::string::npos)
-				continue; // .bss and friends are the object's own
-			err = bpf_map__reuse_fd(m, tc_.map_fd(n.c_str()));
-			if (err)
-				break;
-		}
-		if (!err)
-			err = kvmxdp_xdp__load(s);
-		if (err) {
-			kvmxdp_xdp__destroy(s);
+	if (!xdp_) {
+		auto s = std::make_unique<Skel<kvmxdp_xdp>>("kvmxdp_xdp");
+		s->reuse_maps_from(tc_);
+		if (int err = s->try_load())
 			throw Error("load the XDP programs", "", -err);
-		}
-		skel_ = s;
+		xdp_ = std::move(s);
 	}
-	bpf_program *p = bpf_object__find_program_by_name(skel_->obj, name);
-	if (!p)
-		throw Error("find program", name, ENOENT);
-	return check_libbpf(bpf_program__fd(p), "get fd of program", name);
+	return xdp_->prog_fd(name);
 }
 
 bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, std::string &why)
@@ -126,10 +106,10 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 	if (fd < 0) {
 		int err = errno;
 		why = "XDP attach failed (" + std::string(std::strerror(err)) + ")" +
-		      (err == EBUSY || err == EEXIST
-			       ? ": another XDP program is attached ('ip link show dev " + ifname +
-					 "'); TC path"
-			       : "; TC path");
+		      (err == EBUSY || err == EEXIST ?
+			       ": another XDP program is attached ('ip link show dev " + ifname +
+				       "'); TC path" :
+			       "; TC path");
 		return false;
 	}
 	Fd owned(fd);
@@ -183,7 +163,8 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		if (d.choice.hook == Hook::Xdp) {
 			std::string why;
 			if (attach(d.ifindex, d.ifname,
-				   d.role == DeviceRole::Uplink ? "kvx_xdp_up" : "kvx_xdp_port", why)) {
+				   d.role == DeviceRole::Uplink ? "kvx_xdp_up" : "kvx_xdp_port",
+				   why)) {
 				want.insert(d.ifindex);
 			} else {
 				d.choice = {Hook::Tc, why};
@@ -216,16 +197,9 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 	// kvx_xdev: what is, then what was not.
 	for (const auto &[k, v] : xdev)
 		check_libbpf(bpf_map_update_elem(xdev_fd, &k, &v, BPF_ANY), "update", KVX_MAP_XDEV);
-	uint32_t key, next;
-	std::vector<uint32_t> gone;
-	for (int r = bpf_map_get_next_key(xdev_fd, nullptr, &next); r == 0;
-	     r = bpf_map_get_next_key(xdev_fd, &key, &next)) {
-		key = next;
-		if (!xdev.count(key))
-			gone.push_back(key);
-	}
-	for (uint32_t k : gone)
-		bpf_map_delete_elem(xdev_fd, &k);
+	for (uint32_t k : map_keys<uint32_t>(xdev_fd))
+		if (!xdev.count(k))
+			bpf_map_delete_elem(xdev_fd, &k);
 	return devs;
 }
 
@@ -247,17 +221,8 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		if (ports.count(e.ifindex))
 			fdb[e.mac] = e.ifindex;
 
-	std::vector<std::pair<kvx_xfdb_key, kvx_xfdb_val>> entries;
-	kvx_xfdb_key key{}, next{};
-	for (int r = bpf_map_get_next_key(xfdb_fd, nullptr, &next); r == 0;
-	     r = bpf_map_get_next_key(xfdb_fd, &key, &next)) {
-		key = next;
-		kvx_xfdb_val v{};
-		if (bpf_map_lookup_elem(xfdb_fd, &key, &v) == 0)
-			entries.emplace_back(key, v);
-	}
 	std::set<std::array<uint8_t, 6>> known;
-	for (const auto &[k, v] : entries) {
+	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(xfdb_fd)) {
 		std::array<uint8_t, 6> mac;
 		std::memcpy(mac.data(), k.mac, 6);
 		known.insert(mac);
@@ -270,8 +235,8 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		}
 		auto it = fdb.find(mac);
 		const bool stale = !v.seen_ns || now_ns - v.seen_ns > kStaleNs;
-		if (it == fdb.end() ? stale || !ports.count(static_cast<int>(v.ifindex))
-				    : static_cast<uint32_t>(it->second) != v.ifindex) {
+		if (it == fdb.end() ? stale || !ports.count(static_cast<int>(v.ifindex)) :
+				      static_cast<uint32_t>(it->second) != v.ifindex) {
 			if (it == fdb.end()) {
 				bpf_map_delete_elem(xfdb_fd, &k);
 			} else {

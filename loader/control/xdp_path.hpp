@@ -19,12 +19,10 @@
 
 #include "model/mode.hpp"
 
-struct kvmxdp_xdp; // the generated skeleton; only xdp_path.cpp includes it
-
 namespace kvmxdp {
 
-class Skeleton;
 class NlSocket;
+class SkelObject;
 
 // One device's place in the fast path, as the daemon applies it and
 // status shows it.
@@ -33,20 +31,20 @@ struct XdpDevice {
 	std::string ifname;
 	DeviceRole role = DeviceRole::Port; // the uplink or a bridge port
 	HookChoice choice;		    // XDP or TC, and why
-	bool tx = false;  // KVX_XDEV_F_TX: an XDP redirect into it lands
+	bool tx = false;		    // KVX_XDEV_F_TX: an XDP redirect into it lands
 	std::string tx_why;
 	// "IF (ROLE): HOOK, WHY; TX_WHY", the line -v logs.
 	std::string describe() const;
 };
 
 // The XDP object (loaded on first use, sharing every map of the TC
-// skeleton) and the XDP links of one instance, pinned in its pin directory
+// object) and the XDP links of one instance, pinned in its pin directory
 // as link_xdp_<ifindex>: they stay attached without a daemon, a restarted
 // daemon swaps its programs in atomically (bpf_link_update), and detach
 // removes them with the other pins.
 class XdpPath {
 public:
-	XdpPath(HookMode mode, Skeleton &tc, std::string pin_dir);
+	XdpPath(HookMode mode, const SkelObject &tc, std::string pin_dir);
 	~XdpPath();
 	XdpPath(const XdpPath &) = delete;
 	XdpPath &operator=(const XdpPath &) = delete;
@@ -74,9 +72,9 @@ private:
 	bool attach(int ifindex, const std::string &ifname, const char *prog, std::string &why);
 
 	HookMode mode_;
-	Skeleton &tc_;
+	const SkelObject &tc_;
 	std::string pin_dir_;
-	kvmxdp_xdp *skel_ = nullptr;
+	std::unique_ptr<SkelObject> xdp_; // kvmxdp_xdp, loaded on first use
 	uint64_t fdb_synced_ns_ = 0;
 	std::vector<std::string> warned_;
 };

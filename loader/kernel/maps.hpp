@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: GPL-2.0
-// Typed access to the pinned maps through their fds.
+// Typed access to BPF maps through their fds: facts, the one key walk and
+// the batched dump, kvx_cfg and the counters, memory figures.
 #pragma once
 
 #include <bpf/bpf.h>
 
 #include <cerrno>
 #include <cstdint>
+#include <cstring>
 #include <optional>
 #include <string>
 #include <utility>
@@ -26,24 +28,65 @@ struct MapInfo {
 };
 
 MapInfo map_info(int fd, const std::string &what);
+// Same type, key and value size: one map's entries read right as the
+// other's.
+inline bool same_layout(const MapInfo &a, const MapInfo &b)
+{
+	return a.type == b.type && a.key_size == b.key_size && a.value_size == b.value_size;
+}
 // bpf_obj_get; throws naming the path.
 Fd open_pinned(const std::string &path);
 
+// The one walk over a map's keys (bpf_map_get_next_key, key_size bytes
+// each): f(key) for every key.  Callers that delete collect the keys first
+// (map_keys): deleting while walking restarts the walk on some kernels.
+template <typename F>
+void for_each_key(int fd, uint32_t key_size, F f)
+{
+	std::vector<unsigned char> key(key_size), next(key_size);
+	const void *prev = nullptr;
+	while (bpf_map_get_next_key(fd, prev, next.data()) == 0) {
+		f(static_cast<const void *>(next.data()));
+		key.swap(next);
+		prev = key.data();
+	}
+}
+
+template <typename K>
+std::vector<K> map_keys(int fd)
+{
+	std::vector<K> out;
+	for_each_key(fd, sizeof(K), [&](const void *k) {
+		K key;
+		std::memcpy(&key, k, sizeof(K));
+		out.push_back(key);
+	});
+	return out;
+}
+
+// A hash map's entries (an array's are always max_entries).
+inline uint32_t count_keys(int fd, uint32_t key_size)
+{
+	uint32_t n = 0;
+	for_each_key(fd, key_size, [&](const void *) { n++; });
+	return n;
+}
+template <typename K>
+uint32_t count_entries(int fd)
+{
+	return count_keys(fd, sizeof(K));
+}
+
 // Every (key, value) of a hash map, two syscalls per entry (get_next_key,
-// lookup).  Keys are collected first: deleting while walking with
-// get_next_key restarts the walk on some kernels.
+// lookup).
 template <typename K, typename V>
 std::vector<std::pair<K, V>> dump_hash_walk(int fd)
 {
 	std::vector<std::pair<K, V>> out;
-	K key{}, next{};
-	K *prev = nullptr;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+	for (const K &k : map_keys<K>(fd)) {
 		V val{};
-		if (bpf_map_lookup_elem(fd, &next, &val) == 0)
-			out.emplace_back(next, val);
-		key = next;
-		prev = &key;
+		if (bpf_map_lookup_elem(fd, &k, &val) == 0)
+			out.emplace_back(k, val);
 	}
 	return out;
 }
@@ -79,20 +122,6 @@ std::vector<std::pair<K, V>> dump_hash(int fd)
 			return out;
 		in = next;
 	}
-}
-
-template <typename K>
-uint32_t count_entries(int fd)
-{
-	uint32_t n = 0;
-	K key{}, next{};
-	K *prev = nullptr;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		n++;
-		key = next;
-		prev = &key;
-	}
-	return n;
 }
 
 // Memory the kernel charges for a map: fdinfo's "memlock:" (the kernel's

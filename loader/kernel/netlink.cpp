@@ -320,7 +320,8 @@ std::optional<T> genl_query(NlSocket &nl, int family, uint8_t cmd, int in_attr, 
 		auto tb = attrs_of(r, GENL_HDRLEN);
 		if (nlattr *a = tb[static_cast<size_t>(out_attr)]) {
 			T v{};
-			std::memcpy(&v, nla_data(a), std::min(sizeof(T), static_cast<size_t>(nla_len(a))));
+			std::memcpy(&v, nla_data(a),
+				    std::min(sizeof(T), static_cast<size_t>(nla_len(a))));
 			out = v;
 		}
 	});

@@ -24,13 +24,13 @@ inline constexpr const char *kUplinkAuto = "auto";
 // One IPv4 route as rtnetlink reports it (first nexthop only: the device
 // of a multipath default route is the first hop's).
 struct RouteEntry {
-	int family = 0;	      // AF_INET
-	uint32_t table = 0;   // RT_TABLE_MAIN = 254
-	uint8_t dst_len = 0;  // 0: a default route
-	uint8_t type = 0;     // RTN_UNICAST = 1
-	uint32_t metric = 0;  // RTA_PRIORITY
-	int ifindex = 0;      // the (first) nexthop's device
-	uint32_t gateway = 0; // host order; 0: a device route
+	int family = 0;	       // AF_INET
+	uint32_t table = 0;    // RT_TABLE_MAIN = 254
+	uint8_t dst_len = 0;   // 0: a default route
+	uint8_t type = 0;      // RTN_UNICAST = 1
+	uint32_t metric = 0;   // RTA_PRIORITY
+	int ifindex = 0;       // the (first) nexthop's device
+	uint32_t gateway = 0;  // host order; 0: a device route
 	uint32_t nh_flags = 0; // RTNH_F_*
 };
 

@@ -64,11 +64,12 @@ HookChoice choose_hook(HookMode requested, DeviceRole role, const DeviceFacts &f
 		return {Hook::Tc, "bridge device: generic XDP only (TC; XDP runs on its ports)"};
 	if (kind == "tun")
 		return {Hook::Tc, "tap (a VM's NIC): XDP stays off, its frames carry offloaded "
-			      "checksums and GSO (TC path)"};
+				  "checksums and GSO (TC path)"};
 	if (!features)
-		return {Hook::Tc, "the kernel does not report XDP features (netdev netlink, Linux 6.3)"};
-	const std::string what = f.driver.empty() ? (kind.empty() ? "device" : kind)
-						  : "driver " + f.driver;
+		return {Hook::Tc,
+			"the kernel does not report XDP features (netdev netlink, Linux 6.3)"};
+	const std::string what = f.driver.empty() ? (kind.empty() ? "device" : kind) :
+						    "driver " + f.driver;
 	if ((*features & (kXdpActBasic | kXdpActRedirect)) != (kXdpActBasic | kXdpActRedirect))
 		return {Hook::Tc, "no native XDP (" + what + ")"};
 	if (requested == HookMode::Xdp)
@@ -81,8 +82,10 @@ HookChoice choose_hook(HookMode requested, DeviceRole role, const DeviceFacts &f
 	if (role == DeviceRole::Port)
 		return {Hook::Tc, "bridge port: the fast path serves veth ports with --mode xdp"};
 	if (!ports_take_redirects)
-		return {Hook::Tc, "no bridge port takes XDP redirects (taps, veths without NAPI): XDP on "
-			      "the uplink would only add work (" + what + ")"};
+		return {Hook::Tc,
+			"no bridge port takes XDP redirects (taps, veths without NAPI): XDP on "
+			"the uplink would only add work (" +
+				what + ")"};
 	return {Hook::Xdp, "wired uplink with native XDP (" + what + ")"};
 }
 
@@ -104,8 +107,8 @@ bool xdp_tx_allowed(const DeviceFacts &f, std::string &why)
 	}
 	if (!(*features & kXdpActNdoXmit)) {
 		why = kind == "veth" ? "veth whose peer has no NAPI (no XDP program, GRO off): "
-				       "an XDP redirect would not land"
-				     : "the driver takes no XDP redirects (ndo_xdp_xmit)";
+				       "an XDP redirect would not land" :
+				       "the driver takes no XDP redirects (ndo_xdp_xmit)";
 		return false;
 	}
 	why = "XDP redirect target";

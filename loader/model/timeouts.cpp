@@ -46,13 +46,15 @@ kvx_timeouts parse_timeouts(const std::string &spec)
 		auto eq = item.find('=');
 		auto it = eq == std::string::npos ? fields.end() : fields.find(item.substr(0, eq));
 		if (it == fields.end())
-			throw Error("invalid timeout '" + item +
-				    "': need NAME=SECONDS, NAME one of tcp_syn_sent, tcp_established, "
-				    "tcp_fin_wait, tcp_time_wait, tcp_close, udp, udp_stream, icmp, other");
+			throw Error(
+				"invalid timeout '" + item +
+				"': need NAME=SECONDS, NAME one of tcp_syn_sent, tcp_established, "
+				"tcp_fin_wait, tcp_time_wait, tcp_close, udp, udp_stream, icmp, other");
 		std::string num = item.substr(eq + 1);
 		char *end = nullptr;
 		errno = 0;
-		unsigned long v = num.empty() || num[0] == '-' ? 0 : std::strtoul(num.c_str(), &end, 10);
+		unsigned long v =
+			num.empty() || num[0] == '-' ? 0 : std::strtoul(num.c_str(), &end, 10);
 		if (num.empty() || errno || !end || *end || v < 1 || v > 315360000UL)
 			throw Error("invalid timeout '" + item +
 				    "': SECONDS must be a number 1-315360000");

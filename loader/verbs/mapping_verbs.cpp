@@ -104,8 +104,8 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 			if (host_listens(static_cast<uint8_t>(m.proto), ext,
 					 static_cast<uint16_t>(p))) {
 				log_warn("a host socket listens on " + m.proto_str() + " port " +
-				     std::to_string(p) + " of " + format_ipv4(ext) +
-				     ": the forward takes its inbound traffic");
+					 std::to_string(p) + " of " + format_ipv4(ext) +
+					 ": the forward takes its inbound traffic");
 				break;
 			}
 	}
@@ -125,8 +125,10 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 		if (ethernet)
 			other = arp_probe(up->ifindex, up->mac, m.ext_addr);
 		else
-			log_warn(inst.uplink + " has no Ethernet address: " + format_ipv4(m.ext_addr) +
-			     " is not probed for (no ARP on this link); it must be routed to this host");
+			log_warn(
+				inst.uplink +
+				" has no Ethernet address: " + format_ipv4(m.ext_addr) +
+				" is not probed for (no ARP on this link); it must be routed to this host");
 		if (other) {
 			char mac[32];
 			std::snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x",

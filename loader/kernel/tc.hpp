@@ -1,41 +1,15 @@
 // SPDX-License-Identifier: GPL-2.0
-// Owning wrappers of the kernel objects the loader creates: the libbpf
-// skeleton (open/load/destroy) and the TC hooks and filters.
+// kvmxdp's TC filters: the clsact qdisc and our ingress filter of a device,
+// through libbpf's netlink TC calls.
 #pragma once
 
 #include <cstdint>
 #include <optional>
 #include <string>
-#include <vector>
-
-struct kvmxdp_tc; // the generated skeleton; only bpf_objects.cpp includes it
-struct bpf_map;
-struct bpf_object;
 
 namespace kvmxdp {
 
-class Skeleton {
-public:
-	Skeleton(); // kvmxdp_tc__open
-	~Skeleton();
-	Skeleton(const Skeleton &) = delete;
-	Skeleton &operator=(const Skeleton &) = delete;
-
-	bpf_map *map(const char *name) const;
-	// The maps to pin: every map of the object except libbpf's internal
-	// ones (.rodata, .bss: their names contain a dot).
-	std::vector<std::string> map_names() const;
-	int map_fd(const char *name) const;
-	int prog_fd(const char *name) const;
-	// Before load(): the kernel fixes the map size at creation.
-	void set_max_entries(const char *map, uint32_t n);
-	// Before load(): use an existing (pinned) map instead of creating one.
-	void reuse_map(const char *map, int fd);
-	void load();
-
-private:
-	kvmxdp_tc *skel_ = nullptr;
-};
+class NlSocket;
 
 // Our filters carry a fixed handle and priority ("kv") so that they can be
 // found, replaced atomically (BPF_TC_F_REPLACE) on restart or upgrade and
@@ -53,6 +27,15 @@ void tc_attach(int ifindex, const std::string &ifname, int prog_fd);
 bool tc_detach(int ifindex, const std::string &ifname);
 // The program id of our ingress filter, if present.
 std::optional<uint32_t> tc_query(int ifindex);
-std::string prog_name_by_id(uint32_t id);
+
+// prog_fd as our ingress filter of a device, with its clsact qdisc created
+// when missing: attach, a re-created bridge or uplink, a moved default
+// route.  Returns whether it created the clsact (only those may be
+// deleted later); on failure a clsact it created is gone again.  The usual
+// EINVAL of another tool's filter at our priority says so.
+bool tc_attach_ingress(int ifindex, const std::string &ifname, int prog_fd);
+// Removes our filter from a device and, if we created its clsact and no
+// other filter is left on it, the clsact too.  A vanished device is fine.
+void tc_remove_ingress(NlSocket &nl, const std::string &ifname, bool created_clsact);
 
 } // namespace kvmxdp
