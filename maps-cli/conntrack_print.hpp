@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 // `conntrack list|flush`: the CLI's side (arguments and printing); the work
-// is in loader/conntrack.cpp.
+// is in loader/verbs/conntrack_verbs.cpp and loader/control/conntrack.cpp.
 #pragma once
 
 #include <CLI/CLI.hpp>

@@ -240,7 +240,7 @@ CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, int gflows_
 			  uint32_t subnet_mask_be)
 {
 	CtFlushResult r;
-	// Keys first, deletes second (maps.hpp: deleting while walking may
+	// Keys first, deletes second (kernel/maps.hpp: deleting while walking may
 	// restart the walk).  A flow the datapath re-creates in between is a
 	// new flow and stays.
 	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd)) {

@@ -5,7 +5,7 @@
 // Flush deletes flow entries only.  Flows reference bindings (proto, external
 // addr, external port), never the other way round, so deleting a flow can
 // not leave a dangling reference; a dynamic binding no flow uses any more is
-// exactly the state the daemon's GC (gc.cpp) reclaims once it has been idle
+// exactly the state the daemon's GC (control/gc.cpp) reclaims once it has been idle
 // for kBindGraceNs.  Until then the guest endpoint keeps its external port
 // (a new flow from it reuses the binding: RFC 4787 endpoint-independent
 // mapping holds across a flush).  Static mappings' bindings are

@@ -336,7 +336,7 @@ void Daemon::sync_xdp(NlSocket &nl)
 void Daemon::collect_garbage()
 {
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
-	// The per-guest flow counters are recounted at every sweep (gc.hpp).
+	// The per-guest flow counters are recounted at every sweep (control/gc.hpp).
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(),
 			  skel_.map_fd(KVX_MAP_GFLOWS), cfg.subnet_mask);
 	if (xdp_) {

@@ -144,7 +144,7 @@ json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
 		{"prog", prog}};
 }
 
-// What the XDP fast path makes of a device (attach --mode, xdp_path.hpp):
+// What the XDP fast path makes of a device (attach --mode, control/xdp_path.hpp):
 // the hook it should have and why, the XDP program it has, and whether
 // XDP redirects into it.
 void add_xdp_facts(json &d, int ifindex, const std::string &ifname, DeviceRole role,
@@ -293,7 +293,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	j["bindings"] = bind;
 	j["counters"] = counters;
 	// Per-map entries and memory; near-full and DROP_TABLE_FULL warnings
-	// (loader/conntrack.cpp).
+	// (status_add_usage below).
 	{
 		std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, inst.bridge);
 		status_add_usage(j, inst.pin_dir,

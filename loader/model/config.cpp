@@ -130,19 +130,19 @@ json to_json(const Config &cfg)
 			insts.back()["uplink_device"] =
 				i.uplink.empty() ? json(nullptr) : json(i.uplink);
 		}
-		json maps = json::array();
+		json mappings = json::array();
 		for (const auto &sm : i.mappings)
-			maps.push_back(mapping_json(sm));
-		insts.back()["mappings"] = maps;
+			mappings.push_back(mapping_json(sm));
+		insts.back()["mappings"] = mappings;
 	}
 	json j = {{"version", Config::kVersion}, {"instances", insts}};
 	if (!cfg.detached.empty()) {
 		json d = json::object();
 		for (const auto &[br, det] : cfg.detached) {
-			json maps = json::array();
+			json mappings = json::array();
 			for (const auto &sm : det.mappings)
-				maps.push_back(mapping_json(sm));
-			d[br] = {{"uplink", det.uplink}, {"mappings", maps}};
+				mappings.push_back(mapping_json(sm));
+			d[br] = {{"uplink", det.uplink}, {"mappings", mappings}};
 		}
 		j["detached"] = d;
 	}
@@ -343,12 +343,12 @@ Config config_from_json(const json &j)
 				bad(p, "expected an object");
 			Detached d;
 			d.uplink = get_string(o, "uplink", p + ".");
-			const json &maps = member(o, "mappings", p + ".mappings");
-			if (!maps.is_array())
+			const json &mappings = member(o, "mappings", p + ".mappings");
+			if (!mappings.is_array())
 				bad(p + ".mappings", "expected an array");
-			for (size_t k = 0; k < maps.size(); k++)
+			for (size_t k = 0; k < mappings.size(); k++)
 				d.mappings.push_back(mapping_from_json(
-					maps[k], p + ".mappings[" + std::to_string(k) + "]"));
+					mappings[k], p + ".mappings[" + std::to_string(k) + "]"));
 			cfg.detached[br] = std::move(d);
 		}
 	}

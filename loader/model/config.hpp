@@ -48,7 +48,7 @@ struct Instance {
 	// attach --clamp-mss (0: off).
 	uint16_t clamp_mss = 0;
 	HookMode mode = HookMode::Auto; // attach --mode
-	// attach --flow-quota (unset: a share of ct_size, gc.hpp) and
+	// attach --flow-quota (unset: a share of ct_size, model/quota.hpp) and
 	// --timeouts (empty: netfilter's defaults).
 	std::optional<uint32_t> flow_quota;
 	std::string timeouts;

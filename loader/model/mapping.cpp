@@ -11,12 +11,12 @@ namespace kvmxdp {
 
 namespace {
 
-std::string proto_name(MapProto p)
+std::string proto_name(MappingProto p)
 {
 	switch (p) {
-	case MapProto::Tcp:
+	case MappingProto::Tcp:
 		return "tcp";
-	case MapProto::Udp:
+	case MappingProto::Udp:
 		return "udp";
 	default:
 		return "any";
@@ -82,7 +82,7 @@ bool ranges_overlap(const PortRange &a, const PortRange &b)
 	return a.lo <= b.hi && b.lo <= a.hi;
 }
 
-kvx_bind_key bind_key(uint8_t dir, MapProto proto, uint32_t addr, uint16_t port)
+kvx_bind_key bind_key(uint8_t dir, MappingProto proto, uint32_t addr, uint16_t port)
 {
 	kvx_bind_key k;
 	std::memset(&k, 0, sizeof(k)); // padding is hashed: zero every key
@@ -175,9 +175,9 @@ Mapping parse_mapping(const std::string &ext, const std::string &guest, const st
 		throw Error("mapping '" + ext + "' -> '" + guest +
 			    "': give ports on both sides, or on neither for 1:1");
 	if (proto == "tcp")
-		m.proto = MapProto::Tcp;
+		m.proto = MappingProto::Tcp;
 	else if (proto == "udp")
-		m.proto = MapProto::Udp;
+		m.proto = MappingProto::Udp;
 	else
 		throw Error(proto.empty() ? "port forward '" + ext + "' -> '" + guest +
 						    "' needs --proto tcp|udp" :
@@ -243,9 +243,9 @@ std::vector<BindEntry> mapping_entries(const Mapping &m, uint32_t uplink_addr)
 		return {};
 	if (m.one_to_one()) {
 		const uint16_t f = KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
-		in.push_back({bind_key(KVX_BIND_IN, MapProto::Any, ext, 0),
+		in.push_back({bind_key(KVX_BIND_IN, MappingProto::Any, ext, 0),
 			      bind_val(m.guest_addr, 0, f)});
-		out.push_back({bind_key(KVX_BIND_OUT, MapProto::Any, m.guest_addr, 0),
+		out.push_back({bind_key(KVX_BIND_OUT, MappingProto::Any, m.guest_addr, 0),
 			       bind_val(ext, 0, f)});
 	} else {
 		for (uint32_t i = 0; i < m.ext_ports.size(); i++) {

@@ -15,7 +15,7 @@
 
 namespace kvmxdp {
 
-enum class MapProto : uint8_t { Any = KVX_PROTO_ANY, Tcp = 6, Udp = 17 };
+enum class MappingProto : uint8_t { Any = KVX_PROTO_ANY, Tcp = 6, Udp = 17 };
 
 struct Mapping {
 	// The external address: a literal one, or (ext_uplink) "whatever
@@ -23,11 +23,11 @@ struct Mapping {
 	bool ext_uplink = false;
 	uint32_t ext_addr = 0; // host order; 0 with ext_uplink
 	uint32_t guest_addr = 0;
-	MapProto proto = MapProto::Any; // Any: 1:1, whole address, ports kept
+	MappingProto proto = MappingProto::Any; // Any: 1:1, whole address, ports kept
 	PortRange ext_ports{};		// port forwards only
 	PortRange guest_ports{};
 
-	bool one_to_one() const { return proto == MapProto::Any; }
+	bool one_to_one() const { return proto == MappingProto::Any; }
 	// The external address in effect, given the uplink's current one.
 	uint32_t ext(uint32_t uplink_addr) const { return ext_uplink ? uplink_addr : ext_addr; }
 	// "EXT[:P[-P]] GUEST[:P[-P]] [tcp|udp]", the CLI's own spelling.

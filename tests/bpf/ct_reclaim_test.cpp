@@ -112,7 +112,7 @@ TEST_F(CtReclaimTest, FullTableOfExpiredFlowsAcceptsNewFlow)
 		 KVX_R_DROP_TABLE_FULL);
 }
 
-// The datapath expires flows by the GC's rule (loader/gc.cpp ct_timeout_s):
+// The datapath expires flows by the GC's rule (loader/control/gc.cpp ct_timeout_s):
 // one timeout per TCP state, UDP unreplied/replied, ICMP, other protocols,
 // taken from kvx_cfg.  Each kind once just past its timeout (reclaimed) and
 // once just inside it (kept); the timeouts are 10 s apart, so taking any

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// `conntrack list|flush` (loader/conntrack.cpp): filter parsing, the flow
+// `conntrack list|flush` (loader/control/conntrack.cpp): filter parsing, the flow
 // JSON/line, flush on real BPF hash maps, and the status memory helpers.
 #include <gtest/gtest.h>
 

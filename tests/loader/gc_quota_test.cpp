@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// The per-guest flow quota's userspace half (gc.hpp): counter indexing as
+// The per-guest flow quota's userspace half (model/quota.hpp, control/gc.hpp): counter indexing as
 // the datapath does it, the exact recount at every sweep, and the
 // attach --timeouts / --flow-quota defaults.
 #include <gtest/gtest.h>

@@ -215,9 +215,9 @@ protected:
 
 TEST_F(MapsFixture, InstallsPairsAndExtAddrs)
 {
-	std::vector<StaticMapping> maps = {sm("192.168.1.101", "192.168.122.101"),
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
 					   sm("uplink:8080-8081", "192.168.122.102:80-81", "tcp")};
-	auto r = apply_mappings(fds(), maps, up_, home_);
+	auto r = apply_mappings(fds(), mappings, up_, home_);
 	EXPECT_TRUE(r.errors.empty());
 	EXPECT_EQ(r.bind_added, 6u);
 	EXPECT_EQ(nbind(), 6u);
@@ -233,15 +233,15 @@ TEST_F(MapsFixture, InstallsPairsAndExtAddrs)
 	EXPECT_FALSE(ext_flags("192.168.1.50")); // the uplink's own: no entry
 
 	// Idempotent: nothing changes on a second run.
-	r = apply_mappings(fds(), maps, up_, home_);
+	r = apply_mappings(fds(), mappings, up_, home_);
 	EXPECT_EQ(r.bind_added + r.bind_deleted, 0u);
 }
 
 TEST_F(MapsFixture, DelRemovesPairsFlowsAndAddress)
 {
-	std::vector<StaticMapping> maps = {sm("192.168.1.101", "192.168.122.101"),
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
 					   sm("uplink:8080", "192.168.122.102:80", "tcp")};
-	apply_mappings(fds(), maps, up_, home_);
+	apply_mappings(fds(), mappings, up_, home_);
 	// A flow through each mapping and one dynamic flow.
 	auto add_flow = [&](const char *guest, uint16_t gport, const char *ext, uint16_t eport,
 			    uint8_t flags) {
@@ -261,8 +261,8 @@ TEST_F(MapsFixture, DelRemovesPairsFlowsAndAddress)
 	add_flow("192.168.122.102", 80, "192.168.1.50", 8080, KVX_CT_F_STATIC);
 	add_flow("192.168.122.102", 5555, "192.168.1.50", 62000, 0);
 
-	maps.erase(maps.begin()); // map del of the 1:1 mapping
-	auto r = apply_mappings(fds(), maps, up_, home_);
+	mappings.erase(mappings.begin()); // map del of the 1:1 mapping
+	auto r = apply_mappings(fds(), mappings, up_, home_);
 	EXPECT_EQ(r.bind_deleted, 2u);
 	EXPECT_EQ(r.ct_deleted, 1u);
 	EXPECT_FALSE(get(KVX_BIND_IN, 0, "192.168.1.101", 0));
@@ -270,8 +270,8 @@ TEST_F(MapsFixture, DelRemovesPairsFlowsAndAddress)
 	EXPECT_FALSE(ext_flags("192.168.1.101"));
 	EXPECT_EQ(count_entries<kvx_ct_key>(ct_.get()), 2u);
 
-	maps.clear(); // and of the forward
-	r = apply_mappings(fds(), maps, up_, home_);
+	mappings.clear(); // and of the forward
+	r = apply_mappings(fds(), mappings, up_, home_);
 	EXPECT_EQ(r.bind_deleted, 2u);
 	EXPECT_EQ(r.ct_deleted, 1u);
 	EXPECT_EQ(nbind(), 0u);
@@ -280,12 +280,12 @@ TEST_F(MapsFixture, DelRemovesPairsFlowsAndAddress)
 
 TEST_F(MapsFixture, UplinkMappingsFollowTheAddressLiteralOnesStay)
 {
-	std::vector<StaticMapping> maps = {sm("uplink:8080", "192.168.122.102:80", "tcp"),
+	std::vector<StaticMapping> mappings = {sm("uplink:8080", "192.168.122.102:80", "tcp"),
 					   sm("192.168.1.50:2222", "192.168.122.103:22", "tcp"),
 					   sm("192.168.1.101", "192.168.122.101")};
-	apply_mappings(fds(), maps, up_, home_);
+	apply_mappings(fds(), mappings, up_, home_);
 	const uint32_t up2 = parse_ipv4("192.168.1.60");
-	auto r = apply_mappings(fds(), maps, up2, home_);
+	auto r = apply_mappings(fds(), mappings, up2, home_);
 	EXPECT_TRUE(r.errors.empty());
 	EXPECT_FALSE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8080));
 	EXPECT_TRUE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.60", 8080));
@@ -298,14 +298,14 @@ TEST_F(MapsFixture, UplinkMappingsFollowTheAddressLiteralOnesStay)
 
 TEST_F(MapsFixture, SuspendedOnAnotherNetworkResumedOnReturn)
 {
-	std::vector<StaticMapping> maps = {sm("192.168.1.101", "192.168.122.101"),
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
 					   sm("uplink:8080", "192.168.122.102:80", "tcp")};
-	apply_mappings(fds(), maps, up_, home_);
+	apply_mappings(fds(), mappings, up_, home_);
 	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1")};
-	apply_mappings(fds(), maps, parse_ipv4("10.0.3.4"), cafe);
+	apply_mappings(fds(), mappings, parse_ipv4("10.0.3.4"), cafe);
 	EXPECT_EQ(nbind(), 0u);
 	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
-	apply_mappings(fds(), maps, up_, home_);
+	apply_mappings(fds(), mappings, up_, home_);
 	EXPECT_EQ(nbind(), 4u);
 	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP);
 }
@@ -323,10 +323,10 @@ TEST_F(MapsFixture, DynamicBindingOnTheExternalPortIsAConflict)
 	v.addr = htonl(parse_ipv4("192.168.122.9"));
 	v.port = htons(4444);
 	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_NOEXIST), 0);
-	std::vector<StaticMapping> maps = {sm("192.168.1.101", "192.168.122.101"),
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
 					   sm("uplink:8079-8081", "192.168.122.102:79-81", "tcp")};
 	try {
-		apply_mappings(fds(), maps, up_, home_, true);
+		apply_mappings(fds(), mappings, up_, home_, true);
 		ADD_FAILURE() << "conflict not reported";
 	} catch (const Error &e) {
 		EXPECT_NE(std::string(e.what()).find(
@@ -339,7 +339,7 @@ TEST_F(MapsFixture, DynamicBindingOnTheExternalPortIsAConflict)
 	EXPECT_FALSE(get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.102", 79));
 	EXPECT_EQ(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8080)->port, htons(4444));
 	// Non-strict (daemon): reported, the others installed.
-	auto r = apply_mappings(fds(), maps, up_, home_);
+	auto r = apply_mappings(fds(), mappings, up_, home_);
 	EXPECT_EQ(r.errors.size(), 1u);
 	EXPECT_TRUE(get(KVX_BIND_IN, 0, "192.168.1.101", 0));
 }
