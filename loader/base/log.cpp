@@ -32,38 +32,20 @@ bool stderr_is_journal()
 	return yes;
 }
 
-const char *prefix(LogLevel level)
-{
-	switch (level) {
-	case LogLevel::Error:
-		return "kvmxdp: error: ";
-	case LogLevel::Warning:
-		return "kvmxdp: warning: ";
-	case LogLevel::Notice:
-		return "kvmxdp: note: ";
-	case LogLevel::Info:
-	case LogLevel::Debug:
-		break;
-	}
-	return "kvmxdp: ";
-}
+struct LevelText {
+	const char *prefix;
+	int priority; // syslog(3): LOG_ERR 3 .. LOG_DEBUG 7
+};
 
-// syslog(3) priorities: LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG.
-int priority(LogLevel level)
+// In LogLevel's order.
+constexpr LevelText kLevels[] = {
+	{"kvmxdp: error: ", 3}, {"kvmxdp: warning: ", 4}, {"kvmxdp: note: ", 5},
+	{"kvmxdp: ", 6},	{"kvmxdp: ", 7},
+};
+
+const LevelText &text_of(LogLevel level)
 {
-	switch (level) {
-	case LogLevel::Error:
-		return 3;
-	case LogLevel::Warning:
-		return 4;
-	case LogLevel::Notice:
-		return 5;
-	case LogLevel::Info:
-		return 6;
-	case LogLevel::Debug:
-		break;
-	}
-	return 7;
+	return kLevels[static_cast<int>(level)];
 }
 
 int libbpf_print(enum libbpf_print_level, const char *fmt, va_list args)
@@ -79,14 +61,15 @@ void log(LogLevel level, const std::string &msg)
 {
 	if (level == LogLevel::Debug && !verbose_)
 		return;
+	const LevelText &t = text_of(level);
 	if (capture_) {
-		capture_->text_ += prefix(level) + msg + "\n";
+		capture_->text_ += t.prefix + msg + "\n";
 		return;
 	}
 	if (stderr_is_journal())
-		std::fprintf(stderr, "<%d>%s%s\n", priority(level), prefix(level), msg.c_str());
+		std::fprintf(stderr, "<%d>%s%s\n", t.priority, t.prefix, msg.c_str());
 	else
-		std::fprintf(stderr, "%s%s\n", prefix(level), msg.c_str());
+		std::fprintf(stderr, "%s%s\n", t.prefix, msg.c_str());
 }
 
 void set_verbose(bool on)

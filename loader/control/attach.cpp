@@ -207,6 +207,9 @@ public:
 	}
 
 private:
+	// The config's record of the bridge, if any.
+	const Instance *prev_instance() const { return plan_.prev ? &*plan_.prev : nullptr; }
+
 	void resolve()
 	{
 		check_attach_syntax(a_);
@@ -221,9 +224,18 @@ private:
 		sigaddset(&sigs, SIGINT);
 		sigaddset(&sigs, SIGTERM);
 		pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-		cfg_lock_ = store_.lock();
-		cfg_ = store_.load();
-		plan_ = resolve_attach(a_, cfg_, g_.config);
+		cfg_.emplace(g_.config);
+		plan_ = resolve_attach(a_, **cfg_, g_.config);
+		const Instance *prev = prev_instance();
+		inst_.bridge = plan_.bridge;
+		inst_.eif = plan_.eif;
+		inst_.mappings = plan_.mappings;
+		inst_.clamp_mss = plan_.clamp_mss;
+		inst_.mode = plan_.mode;
+		inst_.flow_quota = plan_.flow_quota;
+		inst_.timeouts = plan_.timeouts;
+		// A clsact an earlier attach created stays ours to delete.
+		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
 	}
 
 	void validate()
@@ -232,12 +244,13 @@ private:
 		// the instance followed last, else none yet (the daemon waits
 		// for a default route; guests' outside traffic is dropped
 		// meanwhile).
-		uplink_auto_ = plan_.uplink == kUplinkAuto;
-		if (uplink_auto_) {
+		inst_.uplink_auto = plan_.uplink == kUplinkAuto;
+		if (inst_.uplink_auto) {
 			auto br = find_link(nl_, plan_.bridge);
 			plan_.uplink = auto_uplink_device(nl_, br ? br->ifindex : 0,
 							  plan_.prev ? plan_.prev->uplink : "");
 		}
+		inst_.uplink = plan_.uplink;
 		validate_devices();
 		if (plan_.mode == HookMode::Xdp && !plan_.uplink.empty() &&
 		    device_facts(plan_.uplink).wireless)
@@ -246,8 +259,8 @@ private:
 				    "' is wireless (802.11): no native XDP and not an XDP "
 				    "redirect target; use --mode auto (TC on WiFi)");
 
-		bpffs_ = absolute_dir(g_.bpffs);
-		pid_file_ = pid_file_for(g_.run_dir, bpffs_, plan_.bridge);
+		inst_.bpffs = absolute_dir(g_.bpffs);
+		pid_file_ = pid_file_for(g_.run_dir, inst_.bpffs, plan_.bridge);
 		pid_lock_ = PidLock::try_acquire(pid_file_);
 		if (!pid_lock_) {
 			auto pid = PidLock::holder(pid_file_);
@@ -259,14 +272,14 @@ private:
 		// A failed attach leaves no pid file behind (we hold its lock).
 		pid_rb_.add("pid file", [pid_file = pid_file_] { ::unlink(pid_file.c_str()); });
 
-		if (ensure_bpffs(bpffs_) && in_private_mount_ns())
-			log_warn("mounted a bpffs at " + bpffs_ +
+		if (ensure_bpffs(inst_.bpffs) && in_private_mount_ns())
+			log_warn("mounted a bpffs at " + inst_.bpffs +
 				 " inside a private mount namespace (ip netns exec?): the pins "
 				 "vanish when this process exits; mount it outside or use nsenter "
 				 "--net");
-		pin_dir_ = pin_dir_for(bpffs_, plan_.bridge);
-		check_uplink_free(cfg_, plan_.bridge, plan_.uplink, uplink_auto_);
-		check_same_bpffs(plan_.prev, plan_.bridge, bpffs_);
+		inst_.pin_dir = pin_dir_for(inst_.bpffs, plan_.bridge);
+		check_uplink_free(**cfg_, plan_.bridge, plan_.uplink, inst_.uplink_auto);
+		check_same_bpffs(plan_.prev, plan_.bridge, inst_.bpffs);
 	}
 
 	void validate_devices()
@@ -287,10 +300,11 @@ private:
 				throw Error("uplink '" + plan_.uplink + "' is the bridge itself");
 			uplink_ = *up;
 		}
-		subnet_ = choose_subnet(ipv4_addrs(nl_, br->ifindex), plan_.subnet, plan_.bridge);
+		inst_.subnet =
+			choose_subnet(ipv4_addrs(nl_, br->ifindex), plan_.subnet, plan_.bridge);
 		PortRange eph = parse_local_port_range(sys_.read(kLocalPortRangeKey));
-		nat_ = plan_.nat_ports ? *plan_.nat_ports : default_nat_range(eph);
-		check_nat_range(nat_, eph);
+		inst_.nat_ports = plan_.nat_ports ? *plan_.nat_ports : default_nat_range(eph);
+		check_nat_range(inst_.nat_ports, eph);
 	}
 
 	// Conntrack and bindings survive a restart or an upgrade: the pinned
@@ -300,7 +314,8 @@ private:
 		skel_ = std::make_unique<Skel<kvmxdp_tc>>("kvmxdp_tc");
 		std::vector<std::string> pinned;
 		for (const auto &name : skel_->map_names())
-			(::access(pin_path(pin_dir_, name).c_str(), F_OK) == 0 ? pinned : to_pin_)
+			(::access(pin_path(inst_.pin_dir, name).c_str(), F_OK) == 0 ? pinned :
+										      to_pin_)
 				.push_back(name);
 		resume_ = !pinned.empty();
 		// A map of a newer kvmxdp that is not pinned yet is created and
@@ -309,17 +324,17 @@ private:
 			for (const MapResumeRule &r : kResumeTable)
 				if (r.required &&
 				    std::find(pinned.begin(), pinned.end(), r.map) == pinned.end())
-					throw Error("pin directory " + pin_dir_ + " lacks " +
+					throw Error("pin directory " + inst_.pin_dir + " lacks " +
 						    r.map + ": run 'kvmxdp detach --bridge " +
 						    plan_.bridge + "' first");
 
-		const Instance *prev = plan_.prev ? &*plan_.prev : nullptr;
+		const Instance *prev = prev_instance();
 		MapSizes sizes;
 		sizes.ct = plan_.ct_size;
 		sizes.bind = plan_.bind_size;
 		sizes.ct_default = prev ? prev->ct_size : KVX_CT_DEFAULT_SIZE;
 		sizes.bind_default = prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE;
-		sizes.gflows = gflows_size(htonl(subnet_.mask()));
+		sizes.gflows = gflows_size(htonl(inst_.subnet.mask()));
 		for (const auto &name : skel_->map_names()) {
 			const bool is_pinned = std::find(pinned.begin(), pinned.end(), name) !=
 					       pinned.end();
@@ -327,7 +342,7 @@ private:
 			Fd fd;
 			if (is_pinned) {
 				pm = PinnedMap{};
-				pm->path = pin_path(pin_dir_, name);
+				pm->path = pin_path(inst_.pin_dir, name);
 				fd = open_pinned(pm->path);
 				pm->info = map_info(fd.get(), pm->path);
 				if (name == KVX_MAP_CFG) {
@@ -342,9 +357,9 @@ private:
 			if (!d.note.empty())
 				log_note(d.note);
 			if (name == KVX_MAP_CT)
-				ct_size_ = d.max_entries;
+				inst_.ct_size = d.max_entries;
 			else if (name == KVX_MAP_BIND)
-				bind_size_ = d.max_entries;
+				inst_.bind_size = d.max_entries;
 			switch (d.action) {
 			case ResumeAction::Reuse:
 				// libbpf dups the fd: ours may close.
@@ -361,7 +376,7 @@ private:
 				skel_->set_max_entries(name.c_str(), d.max_entries);
 		}
 		if (resume_)
-			log_verbose("resuming with the maps pinned in " + pin_dir_);
+			log_verbose("resuming with the maps pinned in " + inst_.pin_dir);
 		load_skeleton();
 	}
 
@@ -392,15 +407,15 @@ private:
 		kc_.uplink_addr = up_addr ? htonl(up_addr->addr) : 0;
 		kc_.uplink_ifindex = static_cast<__u32>(uplink_.ifindex);
 		kc_.bridge_ifindex = static_cast<__u32>(bridge_.ifindex);
-		kc_.subnet_addr = htonl(subnet_.addr);
-		kc_.subnet_mask = htonl(subnet_.mask());
-		kc_.nat_port_lo = nat_.lo;
-		kc_.nat_port_hi = nat_.hi;
+		kc_.subnet_addr = htonl(inst_.subnet.addr);
+		kc_.subnet_mask = htonl(inst_.subnet.mask());
+		kc_.nat_port_lo = inst_.nat_ports.lo;
+		kc_.nat_port_hi = inst_.nat_ports.hi;
 		kc_.clamp_mss = plan_.clamp_mss;
 		// Flow quota: explicit, else the instance's, else a share of the
 		// table (which follows --ct-size).  Timeouts likewise.
 		kc_.flow_quota = plan_.flow_quota ? *plan_.flow_quota :
-						    default_flow_quota(ct_size_);
+						    default_flow_quota(inst_.ct_size);
 		kc_.timeouts = plan_.timeouts.empty() ? default_timeouts() :
 							parse_timeouts(plan_.timeouts);
 		std::memcpy(kc_.uplink_mac, uplink_.mac.data(), sizeof(kc_.uplink_mac));
@@ -448,14 +463,14 @@ private:
 	void pin()
 	{
 		if (!resume_) {
-			mkdir_p(pin_dir_, 0700);
-			rb_.add("pin directory", [pin_dir = pin_dir_, bpffs = bpffs_] {
+			mkdir_p(inst_.pin_dir, 0700);
+			rb_.add("pin directory", [pin_dir = inst_.pin_dir, bpffs = inst_.bpffs] {
 				::rmdir(pin_dir.c_str());
 				::rmdir((bpffs + "/kvmxdp").c_str()); // only if empty
 			});
 		}
 		for (const auto &name : to_pin_) {
-			std::string path = pin_path(pin_dir_, name);
+			std::string path = pin_path(inst_.pin_dir, name);
 			if (std::find(replace_pins_.begin(), replace_pins_.end(), path) !=
 			    replace_pins_.end())
 				::unlink(path.c_str());
@@ -468,27 +483,31 @@ private:
 
 	void hooks()
 	{
-		const Instance *prev = plan_.prev ? &*plan_.prev : nullptr;
+		const Instance *prev = prev_instance();
 		// An uplink changed on resume: our filter on the old one goes.
 		if (prev && prev->uplink != plan_.uplink)
 			tc_remove_ingress(nl_, prev->uplink, prev->clsact_created_uplink);
-		created_bridge_clsact_ = tc_hook(bridge_, "kvx_br_ingress");
-		created_uplink_clsact_ = tc_hook(uplink_, "kvx_up_ingress");
+		if (tc_hook(bridge_, "kvx_br_ingress"))
+			inst_.clsact_created_bridge = true;
+		// Recorded for the uplink it was created on only.
+		inst_.clsact_created_uplink =
+			tc_hook(uplink_, "kvx_up_ingress") ||
+			(prev && prev->uplink == plan_.uplink && prev->clsact_created_uplink);
 
 		// The XDP fast path in front of the TC programs, where the mode
 		// and the devices allow it (control/xdp_path.hpp); a device it
 		// cannot take stays TC with the reason, which status shows.
-		xdp_ = std::make_unique<XdpPath>(plan_.mode, *skel_, pin_dir_);
+		xdp_ = std::make_unique<XdpPath>(plan_.mode, *skel_, inst_.pin_dir);
 		if (!resume_)
 			rb_.add("XDP links",
-				[pin_dir = pin_dir_] { XdpPath::remove_all(pin_dir); });
+				[pin_dir = inst_.pin_dir] { XdpPath::remove_all(pin_dir); });
 		for (const XdpDevice &d : xdp_->sync(nl_, bridge_.ifindex, uplink_.ifindex))
 			log_verbose(d.describe());
 		failpoint("xdp");
 
 		// The host's own sockets reaching mapped addresses; without them
 		// the datapath still serves the guests and the LAN.
-		std::string host_off = host_hooks_attach(*skel_, pin_dir_, g_.run_dir, rb_);
+		std::string host_off = host_hooks_attach(*skel_, inst_.pin_dir, g_.run_dir, rb_);
 		if (!host_off.empty())
 			log_warn("the host itself cannot reach mapped addresses: " + host_off);
 		failpoint("host_hooks");
@@ -520,10 +539,10 @@ private:
 	// current ones are our own.
 	void sysctls()
 	{
-		const Instance *prev = plan_.prev ? &*plan_.prev : nullptr;
+		const Instance *prev = prev_instance();
 		std::string fwd = forwarding_key(plan_.bridge);
 		if (auto cur = sys_.try_read(fwd)) {
-			saved_forwarding_ = prev ? prev->saved_forwarding : cur;
+			inst_.saved_forwarding = prev ? prev->saved_forwarding : cur;
 			if (*cur != "1") {
 				sys_.write(fwd, "1");
 				rb_.add(fwd,
@@ -534,12 +553,13 @@ private:
 				 ": forwarding on the bridge is needed for the route lookup");
 		}
 		if (auto cur = sys_.try_read(kReservedPortsKey)) {
-			saved_reserved_ports_ = prev ? prev->saved_reserved_ports : cur;
+			inst_.saved_reserved_ports = prev ? prev->saved_reserved_ports : cur;
 			std::string base = *cur;
-			if (prev && prev->saved_reserved_ports && !(prev->nat_ports == nat_))
+			if (prev && prev->saved_reserved_ports &&
+			    !(prev->nat_ports == inst_.nat_ports))
 				base = reserved_ports_remove(base, *prev->saved_reserved_ports,
 							     prev->nat_ports);
-			std::string next = reserved_ports_add(base, nat_);
+			std::string next = reserved_ports_add(base, inst_.nat_ports);
 			if (next != *cur) {
 				sys_.write(kReservedPortsKey, next);
 				rb_.add(kReservedPortsKey, [sys = sys_, old = *cur] {
@@ -552,36 +572,13 @@ private:
 
 	void record()
 	{
-		const Instance *prev = plan_.prev ? &*plan_.prev : nullptr;
-		inst_.bridge = plan_.bridge;
-		inst_.uplink = plan_.uplink;
-		inst_.uplink_auto = uplink_auto_;
-		inst_.subnet = subnet_;
-		inst_.nat_ports = nat_;
-		inst_.eif = plan_.eif;
-		inst_.ct_size = ct_size_;
-		inst_.bind_size = bind_size_;
-		inst_.bpffs = bpffs_;
-		inst_.pin_dir = pin_dir_;
-		inst_.clsact_created_bridge = created_bridge_clsact_ ||
-					      (prev && prev->clsact_created_bridge);
-		inst_.clsact_created_uplink =
-			created_uplink_clsact_ ||
-			(prev && prev->uplink == plan_.uplink && prev->clsact_created_uplink);
-		inst_.saved_forwarding = saved_forwarding_;
-		inst_.saved_reserved_ports = saved_reserved_ports_;
-		inst_.mappings = plan_.mappings;
-		inst_.clamp_mss = plan_.clamp_mss;
-		inst_.mode = plan_.mode;
-		inst_.flow_quota = plan_.flow_quota;
-		inst_.timeouts = plan_.timeouts;
-		cfg_.upsert(inst_);
-		cfg_.detached.erase(plan_.bridge);
-		store_.save(cfg_);
+		(*cfg_)->upsert(inst_);
+		(*cfg_)->detached.erase(plan_.bridge);
+		cfg_->save();
 		rb_.commit();
 		pid_rb_.commit();
 		// The daemon runs for days: other kvmxdp commands must get the lock.
-		cfg_lock_.reset();
+		cfg_->unlock();
 	}
 
 	// Members go in reverse order: on a failure the kernel objects first,
@@ -591,36 +588,28 @@ private:
 	const AttachOptions &a_;
 	Sysctl sys_;
 	NlSocket nl_;
-	ConfigStore store_{g_.config};
-	std::optional<FileLock> cfg_lock_;
-	Config cfg_; // read once, under cfg_lock_
+	std::optional<LockedConfig> cfg_; // read once, under its lock
 	AttachPlan plan_;
 	std::optional<PidLock> pid_lock_;
 	Rollback pid_rb_;
 	Rollback rb_;
 
+	// What attach makes, filled in phase by phase.
+	Instance inst_;
+
 	// validate
-	bool uplink_auto_ = false;
 	LinkInfo bridge_, uplink_;
-	Ipv4Net subnet_;
-	PortRange nat_;
-	std::string bpffs_, pid_file_, pin_dir_;
+	std::string pid_file_;
 	// resume maps
 	std::unique_ptr<Skel<kvmxdp_tc>> skel_;
 	bool resume_ = false;
 	std::vector<std::string> to_pin_;
 	std::vector<std::string> replace_pins_; // pinned maps replaced by new ones
 	uint32_t resumed_uplink_addr_ = 0;	// network order
-	uint32_t ct_size_ = 0, bind_size_ = 0;
 	// write cfg
 	kvx_cfg kc_{};
 	// hooks
 	std::unique_ptr<XdpPath> xdp_;
-	bool created_bridge_clsact_ = false, created_uplink_clsact_ = false;
-	// sysctls
-	std::optional<std::string> saved_forwarding_, saved_reserved_ports_;
-	// record
-	Instance inst_;
 };
 
 } // namespace

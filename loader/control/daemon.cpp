@@ -110,12 +110,10 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
-	ConfigStore store(config_path_);
-	auto lock = store.try_lock();
-	if (!lock)
+	auto cfg = LockedConfig::try_lock(config_path_);
+	if (!cfg)
 		return;
-	Config cfg = store.load();
-	const Instance *i = cfg.find(inst_.bridge);
+	const Instance *i = (*cfg)->find(inst_.bridge);
 	if (!i)
 		return; // being detached
 	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get()}, i->mappings,
@@ -160,15 +158,13 @@ void Daemon::follow_default_route(NlSocket &nl)
 	// Under the config lock from the first change to the record, so a
 	// concurrent detach sees either the old device or the new one with
 	// our filter on it.  Busy: the next event or tick retries.
-	ConfigStore store(config_path_);
-	auto lock = store.try_lock();
-	if (!lock)
+	auto conf = LockedConfig::try_lock(config_path_);
+	if (!conf)
 		return;
-	Config conf = store.load();
-	Instance *rec = conf.find(inst_.bridge);
+	Instance *rec = (*conf)->find(inst_.bridge);
 	if (!rec)
 		return; // being detached
-	for (const Instance &o : conf.instances)
+	for (const Instance &o : (*conf)->instances)
 		if (o.bridge != inst_.bridge && o.uplink == link->name) {
 			if (refused_uplink_ != link->name)
 				log_info("default route via " + link->name +
@@ -216,7 +212,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 	}
 	rec->uplink = link->name;
 	rec->clsact_created_uplink = created;
-	store.save(conf);
+	conf->save();
 	inst_.uplink = link->name;
 	inst_.clsact_created_uplink = created;
 	uplink_ifindex_ = link->ifindex;
@@ -302,12 +298,10 @@ void Daemon::refresh_uplink(NlSocket &nl)
 void Daemon::record_uplink_clsact()
 {
 	try {
-		ConfigStore store(config_path_);
-		FileLock lock = store.lock();
-		Config cfg = store.load();
-		if (Instance *i = cfg.find(inst_.bridge)) {
+		LockedConfig cfg(config_path_);
+		if (Instance *i = cfg->find(inst_.bridge)) {
 			i->clsact_created_uplink = true;
-			store.save(cfg);
+			cfg.save();
 		}
 		inst_.clsact_created_uplink = true;
 	} catch (const Error &e) {

@@ -14,13 +14,7 @@ MapInfo map_info(int fd, const std::string &what)
 	bpf_map_info info{};
 	__u32 len = sizeof(info);
 	check_libbpf(bpf_obj_get_info_by_fd(fd, &info, &len), "get info of map", what);
-	MapInfo m;
-	m.type = info.type;
-	m.key_size = info.key_size;
-	m.value_size = info.value_size;
-	m.max_entries = info.max_entries;
-	m.name = info.name;
-	return m;
+	return {info.type, info.key_size, info.value_size, info.max_entries, info.name};
 }
 
 Fd open_pinned(const std::string &path)

@@ -38,13 +38,8 @@ int SkelObject::map_fd(const char *name) const
 MapInfo SkelObject::map_spec(const char *name) const
 {
 	bpf_map *m = map(name);
-	MapInfo mi;
-	mi.type = bpf_map__type(m);
-	mi.key_size = bpf_map__key_size(m);
-	mi.value_size = bpf_map__value_size(m);
-	mi.max_entries = bpf_map__max_entries(m);
-	mi.name = name;
-	return mi;
+	return {bpf_map__type(m), bpf_map__key_size(m), bpf_map__value_size(m),
+		bpf_map__max_entries(m), name};
 }
 
 int SkelObject::prog_fd(const char *name) const

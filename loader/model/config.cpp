@@ -355,6 +355,27 @@ Config config_from_json(const json &j)
 	return cfg;
 }
 
+LockedConfig::LockedConfig(const std::string &path)
+	: LockedConfig(ConfigStore(path), ConfigStore(path).lock())
+{
+}
+
+LockedConfig::LockedConfig(ConfigStore store, FileLock lock)
+	: store_(std::move(store))
+	, lock_(std::move(lock))
+	, cfg_(store_.load())
+{
+}
+
+std::optional<LockedConfig> LockedConfig::try_lock(const std::string &path)
+{
+	ConfigStore store(path);
+	auto lock = store.try_lock();
+	if (!lock)
+		return std::nullopt;
+	return LockedConfig(std::move(store), std::move(*lock));
+}
+
 Config ConfigStore::load() const
 {
 	auto text = read_file(path_);

@@ -113,4 +113,27 @@ private:
 	std::string path_;
 };
 
+// The config read under its lock, for one read-modify-write: what every
+// command and the daemon change goes through here.
+class LockedConfig {
+public:
+	// Blocks until the lock is ours.
+	explicit LockedConfig(const std::string &path);
+	// nullopt while another process holds the lock (the daemon retries at
+	// its next tick rather than wait).
+	static std::optional<LockedConfig> try_lock(const std::string &path);
+
+	Config &operator*() { return cfg_; }
+	Config *operator->() { return &cfg_; }
+	void save() const { store_.save(cfg_); }
+	// Lets other kvmxdp processes in (the daemon runs for days).
+	void unlock() { lock_.reset(); }
+
+private:
+	LockedConfig(ConfigStore store, FileLock lock);
+	ConfigStore store_;
+	std::optional<FileLock> lock_;
+	Config cfg_;
+};
+
 } // namespace kvmxdp

@@ -20,35 +20,23 @@ HookMode parse_hook_mode(const std::string &text)
 	throw Error("invalid --mode '" + text + "': expected auto, tc or xdp");
 }
 
+// The spellings of the CLI, the config and status, in enum order.
 const char *hook_mode_name(HookMode m)
 {
-	switch (m) {
-	case HookMode::Tc:
-		return "tc";
-	case HookMode::Xdp:
-		return "xdp";
-	case HookMode::Auto:
-		break;
-	}
-	return "auto";
+	static const char *const kNames[] = {"auto", "tc", "xdp"};
+	return kNames[static_cast<int>(m)];
 }
 
 const char *hook_name(Hook h)
 {
-	return h == Hook::Xdp ? "xdp" : "tc";
+	static const char *const kNames[] = {"tc", "xdp"};
+	return kNames[static_cast<int>(h)];
 }
 
 const char *role_name(DeviceRole r)
 {
-	switch (r) {
-	case DeviceRole::Bridge:
-		return "bridge";
-	case DeviceRole::Uplink:
-		return "uplink";
-	case DeviceRole::Port:
-		break;
-	}
-	return "port";
+	static const char *const kNames[] = {"bridge", "uplink", "port"};
+	return kNames[static_cast<int>(r)];
 }
 
 HookChoice choose_hook(HookMode requested, DeviceRole role, const DeviceFacts &f,

@@ -75,10 +75,8 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 {
 	check_ifname(bridge);
 	require_root("detach");
-	ConfigStore store(g.config);
-	FileLock cfg_lock = store.lock();
-	Config cfg = store.load();
-	const Instance *found = cfg.find(bridge);
+	LockedConfig cfg(g.config);
+	const Instance *found = cfg->find(bridge);
 	if (!found)
 		throw not_attached(bridge, g.config);
 	Instance inst = *found;
@@ -143,11 +141,11 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 			msg += " " + e + ";";
 		throw Error(msg + " fix and run detach again");
 	}
-	cfg.remove(bridge);
+	cfg->remove(bridge);
 	if (!inst.mappings.empty())
-		cfg.detached[bridge] =
+		cfg->detached[bridge] =
 			Detached{inst.uplink_auto ? kUplinkAuto : inst.uplink, inst.mappings};
-	store.save(cfg);
+	cfg.save();
 	// Still holding its lock, so no daemon can be between open and flock.
 	if (pid_lock)
 		::unlink(pid_file.c_str());

@@ -30,6 +30,9 @@ namespace {
 struct Pins {
 	Fd bind, extaddr, ct, cfg;
 	MapFds fds() const { return {bind.get(), extaddr.get(), ct.get()}; }
+	// Whatever the datapath uses is authoritative for `uplink` (host
+	// order).
+	uint32_t uplink_addr() const { return ntohl(read_cfg(cfg.get()).uplink_addr); }
 };
 
 // The running instance's maps, or nullopt when they are not pinned.
@@ -43,6 +46,14 @@ std::optional<Pins> open_pins(const Instance &inst)
 	p.ct = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CT));
 	p.cfg = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CFG));
 	return p;
+}
+
+// The instance a `map` verb changes.
+Instance &instance_of(LockedConfig &cfg, const MappingOptions &o, const std::string &config_path)
+{
+	if (!o.bridge.empty())
+		check_ifname(o.bridge);
+	return select_instance(*cfg, o.bridge, config_path);
 }
 
 bool ext_used_by_other(const Instance &inst, const StaticMapping &sm)
@@ -61,12 +72,8 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	if (o.add_address && m.ext_uplink)
 		throw Error("--add-address with 'uplink': the uplink's address is there already");
 	require_root("map add");
-	ConfigStore store(g.config);
-	FileLock lock = store.lock();
-	Config cfg = store.load();
-	if (!o.bridge.empty())
-		check_ifname(o.bridge);
-	Instance &inst = select_instance(cfg, o.bridge, g.config);
+	LockedConfig cfg(g.config);
+	Instance &inst = instance_of(cfg, o, g.config);
 
 	NlSocket nl;
 	if (inst.uplink.empty())
@@ -150,10 +157,7 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	}
 	inst.mappings.push_back(sm);
 	if (pins) {
-		uint32_t ua = ctx.uplink_addr;
-		// Whatever the datapath uses is authoritative for `uplink`.
-		kvx_cfg kc = read_cfg(pins->cfg.get());
-		ua = ntohl(kc.uplink_addr);
+		const uint32_t ua = pins->uplink_addr();
 		auto r = apply_mappings(pins->fds(), inst.mappings, ua, cur, true);
 		for (const auto &e : r.errors)
 			log_warn(e);
@@ -162,7 +166,7 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 			apply_mappings(pins->fds(), inst.mappings, ua, cur);
 		});
 	}
-	store.save(cfg);
+	cfg.save();
 	rb.commit();
 	if (claimed && !o.add_address && up->mac != std::array<uint8_t, 6>{})
 		arp_announce(up->ifindex, up->mac, m.ext_addr);
@@ -174,12 +178,8 @@ void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 {
 	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
 	require_root("map del");
-	ConfigStore store(g.config);
-	FileLock lock = store.lock();
-	Config cfg = store.load();
-	if (!o.bridge.empty())
-		check_ifname(o.bridge);
-	Instance &inst = select_instance(cfg, o.bridge, g.config);
+	LockedConfig cfg(g.config);
+	Instance &inst = instance_of(cfg, o, g.config);
 	auto it = std::find_if(inst.mappings.begin(), inst.mappings.end(),
 			       [&](const StaticMapping &sm) { return sm.m == m; });
 	if (it == inst.mappings.end())
@@ -196,12 +196,11 @@ void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 		cur = network_of_link(nl, up->ifindex);
 	ApplyResult r;
 	if (auto pins = open_pins(inst)) {
-		kvx_cfg kc = read_cfg(pins->cfg.get());
-		r = apply_mappings(pins->fds(), inst.mappings, ntohl(kc.uplink_addr), cur);
+		r = apply_mappings(pins->fds(), inst.mappings, pins->uplink_addr(), cur);
 		for (const auto &e : r.errors)
 			log_warn(e);
 	}
-	store.save(cfg);
+	cfg.save();
 	if (drop_addr && up) {
 		try {
 			remove_ipv4_address(nl, up->ifindex, gone.m.ext_addr);
@@ -214,8 +213,7 @@ void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 }
 json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 {
-	ConfigStore store(g.config);
-	Config cfg = store.load();
+	Config cfg = ConfigStore(g.config).load();
 	NlSocket nl;
 	json out = json::array();
 	for (const auto &inst : cfg.instances) {

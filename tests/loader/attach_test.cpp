@@ -184,24 +184,19 @@ TEST(ResumeTable, ConfigOfACompatibleAbiIsReplacedOthersRefused)
 
 // ---- resolve
 
+// An instance as the config records it.
 Instance recorded()
 {
-	Instance i;
-	i.bridge = "br0";
-	i.uplink = "wlan0";
-	i.subnet = parse_cidr("192.168.122.0/24");
-	i.nat_ports = {61000, 65535};
-	i.eif = true;
-	i.ct_size = 4096;
-	i.bind_size = 2048;
-	i.clamp_mss = 1400;
-	i.mode = HookMode::Tc;
-	i.flow_quota = 100;
-	i.timeouts = "udp=10";
-	StaticMapping sm;
-	sm.m = parse_mapping("10.0.0.9", "192.168.122.9", "");
-	i.mappings = {sm};
-	return i;
+	const char *text = R"({"version": 1, "instances": [{
+		"bridge": "br0", "uplink": "wlan0", "subnet": "192.168.122.0/24",
+		"nat_port_lo": 61000, "nat_port_hi": 65535, "eif": true,
+		"ct_size": 4096, "bind_size": 2048,
+		"bpffs": "/sys/fs/bpf", "pin_dir": "/sys/fs/bpf/kvmxdp/br0",
+		"clsact_created": {"bridge": true, "uplink": false}, "saved_sysctls": {},
+		"clamp_mss": 1400, "mode": "tc", "flow_quota": 100, "timeouts": "udp=10",
+		"mappings": [{"ext": "10.0.0.9", "guest": "192.168.122.9", "proto": "any",
+			      "add_address": false, "network": null, "gateway": null}]}]})";
+	return config_from_json(nlohmann::json::parse(text)).instances.at(0);
 }
 
 TEST(AttachResolve, BridgeAloneTakesTheRestFromItsInstance)
