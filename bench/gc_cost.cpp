@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 // kvx-gccost: what one garbage-collection sweep of the daemon costs at a
-// large table (issue 3 item 4, PITFALLS 5: "userspace sweeps cost CPU").
+// large table: a user-space sweep costs CPU in proportion to the table
+// (docs/pitfalls.md, gc-cost).
 //
 //   kvx-gccost [--flows N] [--flows-per-binding F] [--sweeps S] [--prefix P] [--json]
 //
@@ -9,7 +10,7 @@
 // bindings are each shared by F flows (one guest socket talking to F
 // remotes: endpoint-independent mapping), half of the bindings with all
 // their flows expired, and runs the daemon's own sweep, gc_sweep() from
-// loader/gc.cpp, unchanged and called as the daemon calls it (with the
+// loader/control/gc.cpp, unchanged and called as the daemon calls it (with the
 // per-guest flow counters, kvx_gflows, recounted at the end):
 //   sweep 1: deletes the expired half (N/2 flows, half the bindings);
 //   sweeps 2..S: the steady state (N/2 live flows, nothing to delete),

@@ -30,9 +30,7 @@ import random
 import re
 import shutil
 import signal
-import socket
 import statistics
-import struct
 import subprocess
 import sys
 import time
@@ -70,7 +68,7 @@ def run(cmd, check=True, input=None, timeout=120):
 
 def nsx(ns, cmd):
     """Command inside netns ns, keeping this mount namespace (bpffs pins stay
-    visible, PITFALLS 11)."""
+    visible; ip netns exec would hide them)."""
     return ["nsenter", f"--net=/run/netns/{ns}", "--"] + cmd
 
 
@@ -152,7 +150,7 @@ class Topology:
         self.host_threads = []
         self.ifindex = {}
         self.work = f"/tmp/kvxbench-{s}"
-        # Our own bpffs outside /sys (ip netns exec remounts /sys, PITFALLS 11).
+        # Our own bpffs outside /sys (ip netns exec remounts /sys and hides it).
         self.bpffs = os.path.join(self.work, "bpffs")
         self.mounted = False
         self.created = []
@@ -210,13 +208,14 @@ class Topology:
         h("sysctl", "-qw", "net.ipv4.ip_forward=1")
         # br_netfilter (loaded machine-wide by Docker and others) would send
         # every bridged frame through iptables/conntrack before the bridge
-        # device's TC hook (PITFALLS 14): off in our host netns, recorded.
+        # device's TC hook: off in our host netns, recorded.
         self.br_netfilter = os.path.exists("/proc/sys/net/bridge/bridge-nf-call-iptables")
         if self.br_netfilter:
             for k in ("iptables", "ip6tables", "arptables"):
                 h("sysctl", "-qw", f"net.bridge.bridge-nf-call-{k}=0")
         # The host's own sockets get the top of the port space, NAT the rest
-        # (PITFALLS 6): kvmxdp refuses a NAT range overlapping the host's
+        # (docs/pitfalls.md, host-ephemeral-ports): kvmxdp refuses a NAT range
+        # overlapping the host's
         # ephemeral ports, and the guest's ports (32768-60999) stay unchanged
         # inside 1024-60999, as they do under the recipe's MASQUERADE.
         h("sysctl", "-qw", f"net.ipv4.ip_local_port_range={HOST_PORTS.replace('-', ' ')}")
@@ -308,10 +307,10 @@ class Topology:
 # ---------------------------------------------------------------- configurations
 
 def clang_bpf(src, out, defines):
-    ma = run(["cc", "-print-multiarch"]).strip()
-    run(["clang", "--target=bpf", "-g", "-O2", "-mcpu=v3", "-Wall", "-Wextra", "-Werror",
-         "-Wno-unused-parameter", "-idirafter", f"/usr/include/{ma}"]
-        + [f"-D{k}={v}" for k, v in defines.items()] + ["-c", src, "-o", out])
+    # cmake/bpf-cc: the project's one set of BPF compiler flags.
+    bpf_cc = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "cmake", "bpf-cc")
+    run([bpf_cc] + [f"-D{k}={v}" for k, v in defines.items()] + ["-c", src, "-o", out])
 
 
 def ip_hex(ip):
@@ -499,9 +498,9 @@ class BareXdpConfig(Config):
 
 
 class KvmxdpConfig(Config):
-    """kvmxdp through its CLI (`attach` runs as the daemon) when the binary
-    exists, else the same TC object loaded by hand with bpftool + tc (the
-    lead's smoke-test recipe), labelled as such in the results."""
+    """kvmxdp through its CLI: `attach` runs as the daemon, `status --json`
+    gives the verdict counters by reason name and the tables' sizes,
+    `detach` takes it down."""
     name, label = "kvmxdp-tc", "kvmxdp TC"
     mode = "tc"
 
@@ -510,29 +509,21 @@ class KvmxdpConfig(Config):
         self.daemon = None
         self.ct_size = None
         self.bind_size = None
-        self.driver = None
         self._info = {}
         self.last_stats = {}
 
     def available(self):
         b = self.opts.kvmxdp
         if b and os.access(b, os.X_OK):
-            self.driver = "cli"
             return True, ""
-        if os.path.exists(self.opts.tc_obj):
-            self.driver = "raw"
-            return True, ""
-        return False, f"neither the kvmxdp binary ({b}) nor {self.opts.tc_obj} exists"
+        return False, f"no kvmxdp binary ({b or 'build/kvmxdp'}): build it, or give --kvmxdp PATH"
 
     @property
     def pin_dir(self):
         return os.path.join(self.topo.bpffs, "kvmxdp", self.topo.dev["br"].replace(".", ":"))
 
     def setup(self):
-        if self.driver == "cli":
-            self._attach_cli()
-        else:
-            self._attach_raw()
+        self._attach()
         t = self.topo
         if not self._info:
             for dev in (t.dev["br"], t.dev["up"]):
@@ -554,14 +545,14 @@ class KvmxdpConfig(Config):
                 os.path.join(t.work, "kvmxdp.json"), "--run-dir",
                 os.path.join(t.work, "run")] + list(args)
 
-    def _attach_cli(self):
+    def _attach(self):
         t = self.topo
         # kvmxdp refuses the recipe's 1024-65535 as overlapping the host's
-        # ephemeral ports (PITFALLS 6): everything below them instead.
+        # ephemeral ports (a flow could share a host socket's 5-tuple):
+        # everything below them instead.
         args = ["attach", "--bridge", t.dev["br"], "--uplink", t.dev["up"], "--subnet", SUBNET,
                 "--nat-ports", KVX_NAT_PORTS]
-        if "--mode" in run([self.opts.kvmxdp, "attach", "--help"], check=False):
-            args += ["--mode", self.mode]
+        args += ["--mode", self.mode]
         if self.ct_size:
             args += ["--ct-size", str(self.ct_size)]
         if self.bind_size:
@@ -569,8 +560,7 @@ class KvmxdpConfig(Config):
         # One generator guest stands for many here (crr opens thousands of
         # flows a second, ct fills the table): the per-guest flow quota,
         # which protects guests from each other, is off as for iptables.
-        if "--flow-quota" in run([self.opts.kvmxdp, "attach", "--help"], check=False):
-            args += ["--flow-quota", "0"]
+        args += ["--flow-quota", "0"]
         os.makedirs(t.bpffs, exist_ok=True)
         self.daemon = t.spawn("kvmxdp", nsx(t.ns["h"], self._cli(*args)), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -583,117 +573,54 @@ class KvmxdpConfig(Config):
                 err = "(no 'attached' line; daemon still running)"
             raise RuntimeError(f"kvmxdp attach failed: {line.strip()} {err.strip()}")
 
-    def _attach_raw(self):
-        t = self.topo
-        pins = self.pin_dir
-        progs = os.path.join(t.bpffs, "progs")
-        os.makedirs(pins, exist_ok=True)
-        cmd = ["bpftool", "prog", "loadall", self.opts.tc_obj, progs, "type", "tc"]
-        pre = os.path.join(t.bpffs, "premade")
-        os.makedirs(pre, exist_ok=True)
-        for name, size, ks, vs in (("kvx_ct", self.ct_size, 16, 40),
-                                   ("kvx_bind", self.bind_size, 8, 32)):
-            if size:
-                p = os.path.join(pre, name)
-                run(["bpftool", "map", "create", p, "type", "hash", "key", str(ks), "value",
-                     str(vs), "entries", str(size), "name", name])
-                cmd += ["map", "name", name, "pinned", p]
-        run(cmd + ["pinmaps", pins])
-        for name in ("kvx_ct", "kvx_bind"):
-            p = os.path.join(pre, name)
-            if os.path.exists(p):
-                os.rename(p, os.path.join(pins, name))
-        v = struct.pack("<II4sII4s4sHH10I", 1, 0, socket.inet_aton(UP_IP),
-                        t.ifindex[t.dev["up"]], t.ifindex[t.dev["br"]],
-                        socket.inet_aton("192.168.122.0"), socket.inet_aton("255.255.255.0"),
-                        *[int(x) for x in KVX_NAT_PORTS.split("-")], 120, 432000, 120, 120, 10, 30, 120, 30, 600, 0)
-        cfgp = os.path.join(pins, "kvx_cfg")
-        vsz = json.loads(run(["bpftool", "map", "show", "pinned", cfgp, "--json"]))["bytes_value"]
-        v = v + bytes(max(0, vsz - len(v)))  # later ABI fields (uplink_mac...) stay 0
-        run(["bpftool", "map", "update", "pinned", cfgp, "key", "0", "0",
-             "0", "0", "value", "hex"] + ["%02x" % b for b in v])
-        t.sh("h", "sysctl", "-qw", f"net.ipv4.conf.{t.dev['br']}.forwarding=1")
-        for dev, prog in ((t.dev["br"], "kvx_br_ingress"), (t.dev["up"], "kvx_up_ingress")):
-            t.sh("h", "tc", "qdisc", "add", "dev", dev, "clsact")
-            t.sh("h", "tc", "filter", "add", "dev", dev, "ingress", "bpf", "da", "object-pinned",
-                 os.path.join(progs, prog))
+    def status(self):
+        """This instance's object of `kvmxdp status --json`, or None."""
+        try:
+            j = json.loads(run(nsx(self.topo.ns["h"], self._cli("status", "--json")),
+                               timeout=60))
+        except Exception:
+            return None
+        for inst in j.get("instances", []):
+            if inst.get("bridge") == self.topo.dev["br"]:
+                return inst
+        return None
 
     def stats(self):
-        """Sums kvx_stats per reason name (the X-macro order of abi.h)."""
-        p = os.path.join(self.pin_dir, "kvx_stats")
-        if not os.path.exists(p):
-            return {}
-        try:
-            j = json.loads(run(["bpftool", "map", "dump", "pinned", p, "--json"]))
-        except Exception:
-            return {}
-        names = reason_names()
-        out = {}
-        for e in j:
-            k = e.get("key")
-            idx = int.from_bytes(bytes(int(x, 16) for x in k), "little") if isinstance(k, list) else k
-            pk = 0
-            for cpu in e.get("values", []):
-                val = cpu.get("value")
-                if isinstance(val, list):
-                    pk += int.from_bytes(bytes(int(x, 16) for x in val[:8]), "little")
-                elif isinstance(val, dict):
-                    pk += int(val.get("packets", 0))
-            if pk:
-                out[names[idx] if idx < len(names) else str(idx)] = pk
-        return out
+        """Packets per verdict reason (the names `status` gives), non-zero only."""
+        inst = self.status() or {}
+        return {name: c["packets"] for name, c in inst.get("counters", {}).items()
+                if c.get("packets")}
 
     def map_info(self):
+        inst = self.status() or {}
         out = {}
-        for m in ("kvx_ct", "kvx_bind"):
-            p = os.path.join(self.pin_dir, m)
-            if os.path.exists(p):
-                j = json.loads(run(["bpftool", "map", "show", "pinned", p, "--json"]))
-                out[m] = {"max_entries": j.get("max_entries"), "bytes_memlock": j.get("bytes_memlock")}
+        for m, mi in inst.get("maps", {}).items():
+            if m in ("kvx_ct", "kvx_bind"):
+                out[m] = {"max_entries": mi.get("max_entries"),
+                          "bytes_memlock": mi.get("memory_bytes")
+                          if mi.get("memory_source") == "kernel" else None}
         return out
 
     def teardown(self):
         t = self.topo
         self.last_stats = self.stats()
-        if self.driver == "cli":
-            run(nsx(t.ns["h"], self._cli("detach", "--bridge", t.dev["br"])), check=False)
-            if self.daemon:
-                try:
-                    self.daemon.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    self.daemon.terminate()
-                    self.daemon.wait(timeout=5)
-                self.daemon = None
-        else:
-            for dev in (t.dev["br"], t.dev["up"]):
-                t.sh("h", "tc", "qdisc", "del", "dev", dev, "clsact", check=False)
-        for d in (self.pin_dir, os.path.join(t.bpffs, "progs"), os.path.join(t.bpffs, "premade")):
-            shutil.rmtree(d, ignore_errors=True)
+        run(nsx(t.ns["h"], self._cli("detach", "--bridge", t.dev["br"])), check=False)
+        if self.daemon:
+            try:
+                self.daemon.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.daemon.terminate()
+                self.daemon.wait(timeout=5)
+            self.daemon = None
+        shutil.rmtree(self.pin_dir, ignore_errors=True)
 
     def info(self):
-        return {"driver": self.driver, "programs": self._info}
+        return {"driver": "cli", "programs": self._info}
 
 
 class KvmxdpXdpConfig(KvmxdpConfig):
     name, label = "kvmxdp-xdp", "kvmxdp XDP"
     mode = "xdp"
-
-    def available(self):
-        b = self.opts.kvmxdp
-        if not (b and os.access(b, os.X_OK)):
-            return False, "n/a (not implemented yet): no kvmxdp binary"
-        h = run([b, "attach", "--help"], check=False) + run([b, "--help"], check=False)
-        if "--mode" not in h:
-            return False, "n/a (not implemented yet): `kvmxdp attach --mode xdp` does not exist"
-        # attach refuses a mode it has no datapath for while checking its
-        # arguments, before anything is created (and before the root check).
-        r = subprocess.run([b, "attach", "--bridge", "kvxprobe0", "--uplink", "kvxprobe1",
-                            "--mode", "xdp"], capture_output=True, text=True, timeout=10)
-        if "no XDP datapath" in r.stderr:
-            return False, "n/a (not implemented yet): " + r.stderr.strip().removeprefix(
-                "kvmxdp: error: ")
-        self.driver = "cli"
-        return True, ""
 
 
 def snapshot_binary(src, dst, tries=20):
@@ -713,16 +640,6 @@ def snapshot_binary(src, dst, tries=20):
             pass
         time.sleep(1)
     raise RuntimeError(f"{src} does not settle (being rebuilt?)")
-
-
-def reason_names():
-    hdr = os.path.join(REPO, "bpf", "include", "kvmxdp", "abi.h")
-    try:
-        with open(hdr) as f:
-            txt = f.read()
-        return re.findall(r"^\s*X\((\w+),", txt, re.M)
-    except OSError:
-        return []
 
 
 CONFIGS = [IptablesConfig, NftConfig, RoutingConfig, KvmxdpConfig, KvmxdpXdpConfig,
@@ -902,7 +819,7 @@ def fmt(v, nd=3):
 
 
 def targets(summary):
-    """The issue's targets, as ratios of medians from this run."""
+    """kvmxdp's performance goals, as ratios of medians from this run."""
     def m(cfg, wl, key=None):
         key = key or METRIC[wl][0]
         s = summary.get(cfg, {}).get(wl, {}).get(key)
@@ -1213,12 +1130,8 @@ def main():
                     help="comma list of: " + ",".join(WORKLOADS + ["ct"]))
     ap.add_argument("--configs", default=",".join(c.name for c in CONFIGS),
                     help="comma list of: " + ",".join(c.name for c in CONFIGS))
-    ap.add_argument("--kvmxdp", default=None, help="kvmxdp binary (default: first of "
-                    "build/kvmxdp, the README's build)")
-    ap.add_argument("--tc-obj", default=os.path.join(REPO, "build", "bpf", "kvmxdp_tc",
-                                                     "kvmxdp_tc.bpf.o"),
-                    help="TC object for the bpftool fallback when there is no kvmxdp binary")
-    ap.add_argument("--raw", action="store_true", help="load kvmxdp by hand even if the CLI exists")
+    ap.add_argument("--kvmxdp", default=None, help="kvmxdp binary (default: build/kvmxdp, "
+                    "the README's build)")
     ap.add_argument("--ct-points", default="1k,100k,1M")
     ap.add_argument("--profile", action="store_true",
                     help="perf profile of the host threads in each configuration's first udp")
@@ -1236,13 +1149,8 @@ def main():
         return 0
     if os.geteuid() != 0:
         sys.exit("kvxbench: error: must run as root (namespaces, BPF)")
-    if opts.kvmxdp is None and not opts.raw:
-        for c in ("build/kvmxdp",):
-            if os.access(os.path.join(REPO, c), os.X_OK):
-                opts.kvmxdp = os.path.join(REPO, c)
-                break
-    if opts.raw:
-        opts.kvmxdp = None
+    if opts.kvmxdp is None and os.access(os.path.join(REPO, "build", "kvmxdp"), os.X_OK):
+        opts.kvmxdp = os.path.join(REPO, "build", "kvmxdp")
     reps = opts.reps or (3 if opts.quick else 5)
     wls = [w for w in opts.workloads.split(",") if w]
     for w in wls:
@@ -1305,11 +1213,9 @@ def main():
                 res["unavailable"][c.name] = why
                 log(f"{c.name}: {why}")
         res["configs"] = [c.name for c in configs]
-        kv = [c for c in configs if isinstance(c, KvmxdpConfig)]
-        kb = res.get("kvmxdp_binary", {})
-        res["kvmxdp_driver"] = (f"CLI {kb.get('path')} (built {kb.get('mtime')})"
-                                if kv and kv[0].driver == "cli" else
-                                f"bpftool+tc with {opts.tc_obj} (no kvmxdp binary yet)")
+        kb = res.get("kvmxdp_binary")
+        res["kvmxdp_driver"] = (f"CLI {kb['path']} (built {kb['mtime']})" if kb else
+                                "none (no kvmxdp binary)")
         run_wls = [w for w in wls if w in WORKLOADS]
         for rep in range(reps):
             order = configs[rep % len(configs):] + configs[:rep % len(configs)] if configs else []
@@ -1415,19 +1321,13 @@ def perf_top(path, n=14):
 
 
 def ct_entries(cfg):
-    if cfg.driver != "cli":
-        return None
-    try:
-        j = json.loads(run(nsx(cfg.topo.ns["h"], cfg._cli("status", "--json")), timeout=60))
-        return j["instances"][0]["conntrack"]["entries"]
-    except Exception:
-        return None
+    return ((cfg.status() or {}).get("conntrack") or {}).get("entries")
 
 
 def prewarm(topo, bench, cfg, flows, fill):
     """Creates the active flows before the measurement (the first packet of
     a flow is an insert, not the lookup this point measures): unmeasured
-    generator passes until kvmxdp's status counts them (CLI), or 3 s."""
+    generator passes until `kvmxdp status` counts them, or 4 passes."""
     n = None
     for _ in range(4):
         run(nsx(topo.ns["g"], [f"{bench.opts.tools}/kvx-gen", "gen", "--dev", topo.dev["ge"],
@@ -1446,12 +1346,6 @@ def ct_phase(topo, bench, opts, res, reps, kv):
         res["notes"].append("conntrack scaling skipped: kvmxdp-tc not available")
         return
     cfg = kv[0]
-    if cfg.driver == "cli":
-        h = run([opts.kvmxdp, "attach", "--help"], check=False) + \
-            run([opts.kvmxdp, "--help"], check=False)
-        if "--ct-size" not in h:
-            res["notes"].append("conntrack scaling skipped: `kvmxdp attach --ct-size` missing")
-            return
     points = {"1k": (65536, 1024, 0), "100k": (131072, 65536, 100000 - 65536),
               "1M": (1048576, 65536, 1000000 - 65536)}
     sel = [p for p in opts.ct_points.split(",") if p in points]

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: builds the benchmark tools and runs the kvmxdp benchmark.
 # Usage: sudo bench/run.sh [--quick] [--reps N] [--workloads udp,tcp_up,...]
-#                          [--configs iptables,kvmxdp-tc,...] [--raw] [--no-guest] [...]
+#                          [--configs iptables,kvmxdp-tc,...] [--no-guest] [...]
 # All options but --no-guest are kvxbench.py's (bench/run.sh --help); see
 # bench/README.md.  Then the real-guest row (bench/guest.sh: a QEMU guest,
 # iptables vs kvmxdp) unless --no-guest.
@@ -19,9 +19,7 @@ fi
 # The tools (built by hand here so the bench needs no configured CMake tree;
 # bench/CMakeLists.txt builds the same targets in the main build).
 mkdir -p "$build"
-multiarch=$(cc -print-multiarch)
-bpfcc=(clang --target=bpf -g -O2 -mcpu=v3 -Wall -Wextra -Werror -Wno-unused-parameter
-	-idirafter "/usr/include/$multiarch")
+bpfcc=("$repo/cmake/bpf-cc") # the project's one set of BPF compiler flags
 ccflags=(-O2 -g -Wall -Wextra -Werror)
 newer() { [[ ! -e $1 ]] || [[ -n $(find "${@:2}" -newer "$1" 2>/dev/null) ]]; }
 if newer "$build/kvx-gen" "$here/gen/kvx_gen.c" "$here/gen/kvx_gen.bpf.c"; then

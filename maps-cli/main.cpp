@@ -8,6 +8,7 @@
 #include <iostream>
 
 #include "base/log.hpp"
+#include "base/version.hpp"
 #include "conntrack_print.hpp"
 #include "control/status.hpp"
 #include "model/options.hpp"
@@ -36,6 +37,7 @@ int main(int argc, char **argv)
 	// Not require_subcommand(): CLI11 would then report a misspelt command
 	// as "a subcommand is required" instead of naming it.
 	app.require_subcommand(0, 1);
+	app.set_version_flag("--version", "kvmxdp " + version_string());
 
 	GlobalOptions g;
 	app.add_option("--bpffs", g.bpffs, "bpffs directory (mounted there if it is not a bpffs)")

@@ -65,7 +65,11 @@ kvx_random_file big 16 >/dev/null
 echo "  guests: $G1_IP, $G2_IP on bridge $BR; uplink $UP $UP_IP; server $SRV_IP"
 
 say "2. Without kvmxdp the guests cannot reach the server (it has no route back)"
-if kvx_ping "$NS_G1" "$SRV_IP" 2; then echo "  (unexpected: ping worked)"; else echo "  guest1 -> $SRV_IP: no reply, as expected"; fi
+if kvx_ping "$NS_G1" "$SRV_IP" 2; then
+	echo "demo.sh: error: guest1 reached $SRV_IP before kvmxdp was attached" >&2
+	exit 1
+fi
+echo "  guest1 -> $SRV_IP: no reply, as expected"
 
 say "3. kvmxdp attach --bridge $BR --uplink $UP"
 kvx_attach_bg || { echo "attach failed:"; cat "$KVX_DAEMON_LOG"; exit 1; }
@@ -86,7 +90,11 @@ showas "kvmxdp status" kvx status
 
 say "7. kvmxdp detach --bridge $BR"
 showas "kvmxdp detach --bridge $BR" kvx detach --bridge "$BR"
-if kvx_ping "$NS_G1" "$SRV_IP" 2; then echo "  (unexpected: ping still works)"; else echo "  guest1 -> $SRV_IP: no reply again; nothing of kvmxdp is left"; fi
+if kvx_ping "$NS_G1" "$SRV_IP" 2; then
+	echo "demo.sh: error: guest1 still reaches $SRV_IP after detach" >&2
+	exit 1
+fi
+echo "  guest1 -> $SRV_IP: no reply again; nothing of kvmxdp is left"
 
 say "8. Cleaning up (namespaces, bpffs, temp files)"
 exit 0

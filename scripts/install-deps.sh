@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# Installs everything kvmxdp needs to build, test and benchmark, from Debian 12
-# packages only (no downloads of anything else).  Idempotent; run as root.
+# Installs everything kvmxdp needs to build, test, fuzz, demo and benchmark,
+# from Debian 12 packages only (no downloads of anything else).  Nothing is
+# assumed present beyond a minimal Debian 12 (essential packages and apt):
+# scripts/check-fresh.sh proves that in a pristine tree.  Idempotent.  As
+# root, or as a user with sudo.
 set -euo pipefail
-
-if [[ $(id -u) -ne 0 ]]; then
-	echo "install-deps.sh: must run as root (apt-get)" >&2
-	exit 1
-fi
+source "$(dirname "$0")/as-root.sh" "$0" "$@"
 
 pkgs=(
-	# build
+	# build (BPF objects: clang + the kernel's uapi headers, never libc's)
 	build-essential cmake pkg-config clang-14 llvm-14 bpftool
 	libbpf-dev libxdp-dev libnl-3-dev libnl-route-3-dev
 	libcli11-dev nlohmann-json3-dev libgtest-dev googletest
 	linux-libc-dev clang-format-14
+	# tests/fuzz: libFuzzer's runtime (clang -fsanitize=fuzzer)
+	libclang-rt-14-dev
+	# scripts/check-fresh.sh: a pristine Debian 12 tree
+	mmdebstrap
 	# integration tests and demo: real clients and servers in netns
 	iproute2 ethtool iputils-ping iputils-tracepath curl iperf3 socat python3 procps util-linux
 	kmod

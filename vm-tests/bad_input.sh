@@ -89,8 +89,14 @@ assert_eq "first daemon still running" 0 "$(kill -0 "$first" 2>/dev/null; echo $
 assert_eq "status still names the first daemon" "$first" "$(kvx_json 'i["daemon_pid"]')"
 assert_eq "one bpf filter on the bridge" 1 "$(kvx_tc_bpf_filters "$BR")"
 assert_eq "guest1 ping through the running datapath" 5 "$(kvx_ping_received "$NS_G1" "$SRV_IP" 5)"
+# Another bridge (a second libvirt network), so that only the uplink is bad.
+BR2=kc$KVX_ID
+kvx_bridge_add "$BR2" 192.168.123.1/24
+cfg_before=$(cat "$KVX_CFG")
 bad_case "attach of another bridge on a bad uplink while running" "nosuch$KVX_ID" \
-	attach --bridge "$BR" --uplink "nosuch$KVX_ID"
+	attach --bridge "$BR2" --uplink "nosuch$KVX_ID"
+kvx_assert_bridge_untouched "another bridge" "$BR2"
+assert_eq "another bridge: config unchanged" "$cfg_before" "$(cat "$KVX_CFG")"
 assert_eq "guest2 ping through the running datapath" 5 "$(kvx_ping_received "$NS_G2" "$SRV_IP" 5)"
 
 kvx_assert_no_csum_errors

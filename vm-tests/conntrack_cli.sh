@@ -235,17 +235,21 @@ assert_not_contains "guest2's stream saw no error" error "$(cat "$KVX_TMP/echo2.
 kvx_step "the flushed connection: the server's next packet is not delivered (no EIF)"
 touch "$KVX_TMP/go.w1"
 kvx_wait_file_contains 5 "$KVX_TMP/tcp_peer.log" "sent w1"
-sleep 1.5
-assert_not_contains "guest1 did not receive the server's data" got "$(cat "$KVX_TMP/wait1.log")"
+# Once kvmxdp counted the segment, it has decided its fate: then guest1 must
+# not have it.
 if (($(date +%s) - w1_t0 < 28)); then
+	kvx_wait_datapath 5 "kvmxdp to drop the server's segment" "c['DROP_FILTERED'] > $filtered0" || true
 	assert_ge "DROP_FILTERED counted the server's segment(s)" "$(($(kvx_counter DROP_FILTERED) - filtered0))" 1
 else
 	# A slow run: the GC may have released the unused binding by now, and
 	# then the segment is the host's (PASS_HOST: a host address, no NAT).
 	kvx_log "binding older than 28 s: DROP_FILTERED or PASS_HOST"
+	kvx_wait_datapath 5 "kvmxdp to count the server's segment" \
+		"c['DROP_FILTERED'] - $filtered0 + c['PASS_HOST'] - $host0 > 0" || true
 	assert_ge "DROP_FILTERED or PASS_HOST counted the server's segment(s)" \
 		"$(($(kvx_counter DROP_FILTERED) - filtered0 + $(kvx_counter PASS_HOST) - host0))" 1
 fi
+assert_not_contains "guest1 did not receive the server's data" got "$(cat "$KVX_TMP/wait1.log")"
 assert_eq "and no flow was created for it" 0 \
 	"$(pyj 'len(f)' "$(ctj --guest "$G1_IP" --proto tcp)")"
 kvx_step "a new outbound connection from guest1 works at once"
@@ -280,7 +284,10 @@ assert_contains "flush --proto udp without a daemon" "kvmxdp: flushed 0 flows on
 # guest2's stream would re-create its flow with its next segment (mid-stream
 # pick-up, as netfilter's tcp_loose): end it first.
 kvx_kill_pid "$ECHO2_PID"
-sleep 0.5
+# ... and let its close finish (guest2's socket in TIME-WAIT or gone): a
+# later ACK of the server's FIN would pick the flow up again.
+closed() { ! nsx "$NS_G2" ss -Htn dst "$SRV_IP" | grep -v '^TIME-WAIT' | grep -q .; }
+kvx_wait_for 5 "guest2's stream to close" closed || true
 out=$(ct flush 2>&1 || true)
 assert_contains "flush without filter (the only instance, no --bridge)" "kvmxdp: flushed" "$out"
 assert_eq "the table is empty" 0 "$(pyj 'len(f)' "$(ctj)")"
@@ -308,9 +315,11 @@ S=$(kvx_status_json)
 assert_eq "conntrack max_entries" 64 "$(kvx_json "i['conntrack']['max_entries']" "$S")"
 assert_contains "warning: conntrack >= 80% full" "conntrack table 54/64 entries (84% full)" "$(kvx_json "i['warnings']" "$S")"
 assert_not_contains "no DROP_TABLE_FULL warning yet" "DROP_TABLE_FULL increased" "$(kvx_json "i['warnings']" "$S")"
-# 16 more: 10 fit, 6 are refused
+# 16 more: 10 fit, 6 are refused.  Counted once the datapath saw all 16
+# (entries + refused), then the split is exact.
+full0=$(kvx_counter DROP_TABLE_FULL)
 nsx "$NS_G1" "$KVX_PY" "$KVX_TMP/flood.py" "$SRV_IP" 16 43000
-sleep 0.5
+kvx_wait_datapath 5 "the datapath to see the 16 new flows" "ct + c['DROP_TABLE_FULL'] - $full0 >= 64 + 6" || true
 S=$(kvx_status_json)
 assert_eq "DROP_TABLE_FULL counted the 6 refused flows" 6 "$(kvx_json "i['counters']['DROP_TABLE_FULL']['packets']" "$S")"
 assert_contains "warning: DROP_TABLE_FULL increased" "DROP_TABLE_FULL increased by 6" "$(kvx_json "i['warnings']" "$S")"
@@ -326,14 +335,14 @@ out=$(kvx detach --bridge "$BR" 2>&1) || kvx_fatal "detach failed: $out"
 kvx_attach_bg --ct-size 64 --flow-quota 20 || kvx_fatal "cannot attach --flow-quota 20"
 kvx_daemon_stop # the datapath stays; nobody but flush recounts kvx_gflows now
 nsx "$NS_G1" "$KVX_PY" "$KVX_TMP/flood.py" "$SRV_IP" 25 44000
-sleep 0.5
+kvx_wait_datapath 5 "the datapath to see the 25 new flows" "ct + c['DROP_GUEST_QUOTA'] >= 25" || true
 S=$(kvx_status_json)
 assert_eq "guest1 got its 20 flows" 20 "$(kvx_json "i['conntrack']['entries']" "$S")"
 assert_eq "the 5 over the quota were refused" 5 "$(kvx_json "i['counters']['DROP_GUEST_QUOTA']['packets']" "$S")"
 out=$(ct flush --bridge "$BR" --guest "$G1_IP" 2>&1)
 assert_contains "flush --guest G1" "kvmxdp: flushed 20 flows" "$out"
 nsx "$NS_G1" "$KVX_PY" "$KVX_TMP/flood.py" "$SRV_IP" 20 45000
-sleep 0.5
+kvx_wait_datapath 5 "the datapath to see the 20 new flows" "ct + c['DROP_GUEST_QUOTA'] >= 20 + 5" || true
 S=$(kvx_status_json)
 assert_eq "right after the flush guest1 opens 20 new flows" 20 "$(kvx_json "i['conntrack']['entries']" "$S")"
 assert_eq "none refused by the quota" 5 "$(kvx_json "i['counters']['DROP_GUEST_QUOTA']['packets']" "$S")"

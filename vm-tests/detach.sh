@@ -3,7 +3,8 @@
 #
 # vm-tests/detach.sh: `kvmxdp detach` after real traffic puts the host back
 # exactly as it was: no tc filter, no clsact qdisc kvmxdp created (another
-# tool's clsact and filter on the uplink stay, PITFALLS 9), no pins, the
+# tool's clsact and filter on the uplink stay: docs/pitfalls.md,
+# foreign-hooks), no pins, the
 # bridge's forwarding and ip_local_reserved_ports restored, the daemon gone,
 # the instance gone from the config; and forwarding stops.
 #

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # vm-tests/dot_bridge.sh: a bridge named like a VLAN device (kb<id>.10) works:
-# bpffs refuses '.' in pin names and libbpf rewrites it (PITFALLS 11), so the
+# bpffs refuses '.' in pin names and libbpf rewrites it, so the
 # pins live under <bpffs>/kvmxdp/kb<id>:10/; traffic is translated; status
 # and detach find the instance by its real name.
 #

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # vm-tests/foreign_hooks.sh: another tool's hooks are already on the bridge
-# and the uplink (PITFALLS 9): a clsact qdisc with the tool's own counting
+# and the uplink: a clsact qdisc with the tool's own counting
 # TC filters (BPF, direct action, returning TC_ACT_UNSPEC so that the next
 # filter runs, at priority 10, ahead of kvmxdp's 0x6b76) on the bridge's
 # ingress and the uplink's ingress and egress, and a counting XDP program
@@ -25,7 +25,6 @@
 # Usage: foreign_hooks.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
 kvx_init "${1:-}"
-kvx_require_tools clang
 kvx_topology_up
 kvx_assert_offloads
 kvx_http_server
@@ -67,7 +66,7 @@ int fx_tc(struct __sk_buff *skb)
 }
 char _license[] SEC("license") = "GPL";
 EOF
-clang --target=bpf -O2 -g -I/usr/include/"$(uname -m)"-linux-gnu -c "$KVX_TMP/fx.bpf.c" -o "$KVX_TMP/fx.o" ||
+"$KVX_LIBDIR/../cmake/bpf-cc" -c "$KVX_TMP/fx.bpf.c" -o "$KVX_TMP/fx.o" ||
 	kvx_fatal "cannot build the foreign BPF programs"
 # One load per hook point (own counters): fx_br (XDP + TC ingress on the
 # bridge), fx_upi (XDP + TC ingress on the uplink), fx_upe (TC egress there).

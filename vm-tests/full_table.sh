@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# vm-tests/full_table.sh: a full conntrack table (issue 3 items 4 and 5).
+# vm-tests/full_table.sh: a full conntrack table.
 #  1. attach --ct-size 64 --flow-quota 0 (short --timeouts): an established
 #     TCP stream (socat echo) from guest1 runs throughout; guest2 bursts 300
 #     new UDP flows: 63 fit, the rest are counted DROP_TABLE_FULL, a new TCP

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # vm-tests/host_access.sh: the host itself reaches guests through their
-# mapped addresses (issue 2, hairpin from the host): TCP to a 1:1 address
+# mapped addresses (hairpin from the host): TCP to a 1:1 address
 # and to a forwarded port of the uplink's own address, UDP to a forwarded
 # port, with getpeername()/recvfrom() showing the mapped address.  The
 # cgroup hooks that do it act only in the instance's network namespace

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # vm-tests/icmp_errors.sh: ICMP errors and fragments across the NAT
-# (RFC 5508, PITFALLS 3).  The router's link to the server has MTU 1300, so
+# (RFC 5508).  The router's link to the server has MTU 1300, so
 # the path MTU is found beyond the uplink, by the router:
 #  - ping with TTL 2: the router's "time exceeded" reaches the guest;
 #  - UDP to a closed server port: "port unreachable" reaches the guest's
@@ -72,9 +72,12 @@ assert_eq "no DROP_FRAGMENT" 0 $(($(kvx_counter DROP_FRAGMENT) - f0))
 kvx_step "the guest's own port unreachable leaves translated"
 out0=$(kvx_counter XLATE_RELATED_OUT)
 kvx_udp_client "$NS_G2" --bind 42000 --msg later --wait 0.2 "$SRV_IP:5001" >/dev/null || true
-sleep 1.5 # the server's second datagram hits the closed socket -> ICMP from guest2
-assert_ge "XLATE_RELATED_OUT counted guest2's port unreachable" \
-	$(($(kvx_counter XLATE_RELATED_OUT) - out0)) 1
+# The server's second datagram, a second after its reply, hits the closed
+# socket: guest2 answers with one ICMP port unreachable.
+kvx_wait_datapath 5 "guest2's port unreachable to be translated" \
+	"c['XLATE_RELATED_OUT'] > $out0" || true
+assert_eq "XLATE_RELATED_OUT counted guest2's one port unreachable" \
+	1 $(($(kvx_counter XLATE_RELATED_OUT) - out0))
 
 kvx_step "what the server received"
 srcs=$(kvx_server_sources)

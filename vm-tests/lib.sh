@@ -28,10 +28,11 @@
 #              guest source address can ever get a reply.
 #
 # Checksums: the guests' veths keep tx checksum offload and TSO on, so guest
-# packets enter kvmxdp CHECKSUM_PARTIAL / GSO (PITFALLS 2, 13).  Offload is
-# off on the bridge ports and on the router's port towards the server, so the
-# kernel finalizes every checksum in software before the receiver verifies
-# it: a wrong NAT checksum shows up as InCsumErrors in a guest or the server.
+# packets enter kvmxdp CHECKSUM_PARTIAL / GSO, which BPF_PROG_TEST_RUN cannot
+# make (docs/pitfalls.md, test-run-checksums).  Offload is off on the bridge
+# ports and on the router's port towards the server, so the kernel finalizes
+# every checksum in software before the receiver verifies it: a wrong NAT
+# checksum shows up as InCsumErrors in a guest or the server.
 #
 # Bash 4.4+.  Tests use `set -Eeuo pipefail`; an unexpected command failure
 # is reported with its line and fails the test.
@@ -165,6 +166,18 @@ kvx_require_root() {
 	fi
 }
 
+# The QEMU tests boot Debian's amd64 kernel (linux-image-amd64) with
+# qemu-system-x86_64 and copy x86_64 libraries into their image: on any
+# other architecture they skip (CI is amd64, where they run).
+kvx_require_amd64() {
+	local arch
+	arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+	if [[ $arch != amd64 ]]; then
+		echo "SKIP: $KVX_TEST boots an amd64 Debian kernel and image, this machine is $arch" >&2
+		exit 77
+	fi
+}
+
 kvx_require_tools() {
 	local t missing=()
 	for t in "$@"; do command -v "$t" >/dev/null 2>&1 || missing+=("$t"); done
@@ -188,7 +201,7 @@ kvx_init() {
 		compgen -G "/run/netns/kvx-${KVX_ID}-*" >/dev/null || break
 		((++tries < 50)) || kvx_fatal "cannot find a free namespace id"
 	done
-	# No dot in the path: libbpf turns every "." of a pin path into "_" (PITFALLS 11).
+	# No dot in the path: libbpf turns every "." of a pin path into "_".
 	KVX_TMP=$(mktemp -d "/tmp/kvx-${KVX_TEST//./_}-${KVX_ID}-XXXXXX")
 	trap 'kvx_teardown' EXIT
 	trap 'kvx_log "interrupted"; exit 130' INT
@@ -208,14 +221,15 @@ kvx_init() {
 	KVX_PIDS+=("$!")
 	# Our own bpffs, mounted in the ROOT mount namespace before any
 	# `ip netns exec` (which runs in a private mount namespace and hides
-	# /sys/fs/bpf, PITFALLS 11): every process of the test sees it.
+	# /sys/fs/bpf): every process of the test sees it.
 	BPFFS=$KVX_TMP/bpffs
 	mkdir -p "$BPFFS"
 	mount -t bpf bpf "$BPFFS" || kvx_fatal "cannot mount a bpffs on $BPFFS"
 	KVX_MOUNTS+=("$BPFFS")
 	KVX_CFG=$KVX_TMP/kvmxdp.json
 	# Global options of every kvmxdp call: our bpffs and config; our own
-	# lock/pid dir when the binary has --run-dir (not in the contract).
+	# lock/pid dir when the binary has --run-dir (checked: a binary without it
+	# still runs under this harness).
 	KVX_OPTS=(--bpffs "$BPFFS" --config "$KVX_CFG")
 	if [[ -n "$KVMXDP" ]] && "$KVMXDP" --help 2>&1 | grep -q -- --run-dir; then
 		mkdir -p "$KVX_TMP/run"
@@ -317,6 +331,48 @@ kvx_wait_for() {
 	done
 }
 
+# ---------------------------------------------------------------- timing
+# How soon an event (an address change, a new default route) shows in new
+# flows, measured at the sender: a prober (udp_peer.py probe) in a guest
+# opens a new flow every 20 ms before, during and after the event, and the
+# time is that of the first probe sent after the event that the server saw
+# from the expected address.  Process start-up and the load of the machine
+# stay out of the figure; polling granularity too.
+
+kvx_now_us() { date +%s%6N; }
+
+kvx_probe_start() { # NS DST:PORT: the prober, in the background
+	KVX_PROBE_N=$((${KVX_PROBE_N:-0} + 1))
+	KVX_PROBE_LOG=$KVX_TMP/probe.$KVX_PROBE_N.log
+	kvx_bg "$KVX_PROBE_LOG" ip netns exec "$1" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" probe "$2"
+	KVX_PROBE_PID=$KVX_LAST_PID
+	kvx_wait_file_contains 10 "$KVX_PROBE_LOG" probing
+}
+
+kvx_probe_stop() { kvx_kill_pid "$KVX_PROBE_PID"; }
+
+# Send time (us) of the first probe sent at or after T0_US that the server
+# saw from ADDR; fails if there is none yet.
+kvx_probe_first() { # T0_US ADDR
+	awk -v t0="$1" -v a="seen=$2:" '
+		index($1, "t_us=") == 1 && substr($1, 6) + 0 >= t0 + 0 && index($2, a) == 1 {
+			print substr($1, 6); found = 1; exit
+		}
+		END { exit !found }' "$KVX_PROBE_LOG"
+}
+
+# kvx_assert_probe_latency DESC T0_US ADDR MAX_MS: the first new flow after
+# T0_US (taken right after the event) left from ADDR within MAX_MS.
+kvx_assert_probe_latency() {
+	local desc=$1 t0=$2 addr=$3 max=$4 t
+	if ! kvx_wait_for 10 "$desc: a new flow from $addr" kvx_probe_first "$t0" "$addr"; then
+		kvx_log "prober log (end): $(tail -n 5 "$KVX_PROBE_LOG" | tr '\n' '|')"
+		return 0
+	fi
+	t=$(kvx_probe_first "$t0" "$addr")
+	assert_le "$desc: first new flow from $addr, ms after the event" $(((t - t0) / 1000)) "$max"
+}
+
 kvx_wait_file_contains() { # TIMEOUT FILE STRING
 	kvx_wait_for "$1" "'$3' in $2" grep -qF -- "$3" "$2"
 }
@@ -353,6 +409,22 @@ kvx_bridge_recreate() {
 	ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
 	ip -n "$NS_HOST" link set "$P2_IF" master "$BR"
 	kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true
+}
+
+# kvx_bridge_add NAME ADDR/PREFIX: another bridge in the host ns (a second
+# libvirt network), up, with the address.
+kvx_bridge_add() {
+	ip -n "$NS_HOST" link add "$1" type bridge
+	ip -n "$NS_HOST" link set "$1" up
+	ip -n "$NS_HOST" addr add "$2" dev "$1"
+}
+
+# kvx_assert_bridge_untouched DESC BRIDGE: kvmxdp left nothing on BRIDGE:
+# no clsact qdisc, no ingress filter, no pin directory.
+kvx_assert_bridge_untouched() {
+	assert_empty "$1: no qdisc or filter on $2" \
+		"$(tc -n "$NS_HOST" qdisc show dev "$2" | grep clsact || true)$(tc -n "$NS_HOST" filter show dev "$2" ingress 2>/dev/null)"
+	assert_eq "$1: no pin directory for $2" "" "$(ls "$(kvx_pin_dir "$2")" 2>/dev/null || true)"
 }
 
 kvx_topology_up() {
@@ -396,7 +468,8 @@ kvx_topology_up() {
 	ip -n "$NS_SRV" addr add "$SRV_IP/24" dev "$SRV_IF"
 	ip -n "$NS_SRV" route add default via "$ROUTER_IP"
 
-	# Checksum proof (PITFALLS 13): software checksums towards receivers.
+	# Checksum proof: software checksums towards receivers, which count what
+	# a wrong NAT checksum does (InCsumErrors).
 	nsx "$NS_HOST" ethtool -K "$P1_IF" tx off >/dev/null
 	nsx "$NS_HOST" ethtool -K "$P2_IF" tx off >/dev/null
 	nsx "$NS_LAN" ethtool -K "$LAN_SRV_IF" tx off >/dev/null
@@ -509,11 +582,67 @@ else: print(v)
 ' "$expr" <<<"$json"
 }
 
+# kvx_wait_datapath TIMEOUT DESC EXPR: wait until EXPR (python) is true of
+# the datapath's own numbers: c["REASON"] (a verdict counter's packets,
+# summed over the CPUs) and ct (kvx_ct entries).  Packets a test just sent
+# are counted once the datapath saw them, not after a guessed sleep.  Read
+# from the pins with bpftool: not `status`, which records what it reported
+# (the "DROP_TABLE_FULL increased by" warning counts from there).
+kvx_wait_datapath() {
+	kvx_wait_for "$1" "$2" kvx_datapath_true "$3"
+}
+kvx_datapath_true() { # EXPR
+	"$KVX_PY" - "$1" "$(kvx_pin_dir "$BR")" "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h" <<'EOF'
+import json, re, subprocess, sys
+expr, pins, abi = sys.argv[1:4]
+names = re.findall(r"^\s*X\(([A-Z_]+),", open(abi).read(), re.M)
+def dump(m):
+    return json.loads(subprocess.run(["bpftool", "-j", "map", "dump", "pinned", pins + "/" + m],
+                                     capture_output=True, text=True, check=True).stdout)
+c = {}
+for e in dump("kvx_stats"):
+    idx = int.from_bytes(bytes(int(x, 16) for x in e["key"]), "little")
+    if idx < len(names):
+        c[names[idx]] = sum(int.from_bytes(bytes(int(x, 16) for x in v["value"][:8]), "little")
+                            for v in e["values"])
+ct = len(dump("kvx_ct"))
+sys.exit(0 if eval(expr) else 1)
+EOF
+}
+
 # kvx_counter NAME [packets|bytes]: a kvmxdp reason counter of our bridge.
 kvx_counter() {
 	local v
 	v=$(kvx_json "i['counters']['$1']['${2:-packets}']")
 	echo "${v:-error}"
+}
+
+# kvx_dev_field DEV FIELD [JSON]: a field (mode, why, redirect_target, ...)
+# of one device of our bridge's instance in `status --json`.
+kvx_dev_field() {
+	kvx_json "[d['$2'] for d in i['devices'] if d['ifname'] == '$1'][0]" "${3-$(kvx_status_json)}"
+}
+
+# kvx_xdp_prog NS DEV: the name of the XDP program attached to DEV, '' if none.
+kvx_xdp_prog() {
+	ip -n "$1" -d -j link show dev "$2" | "$KVX_PY" -c '
+import json, sys
+x = json.load(sys.stdin)[0].get("xdp", {})
+print(x.get("prog", {}).get("name", "") if x else "")'
+}
+
+# kvx_cfg_field FIELD[.SUB]: a field of the datapath's kvx_cfg[0] of our
+# bridge as the daemon wrote it (bpftool's BTF-formatted dump), e.g.
+# clamp_mss, flow_quota, timeouts.udp; '' on error.
+kvx_cfg_field() {
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_cfg" 2>/dev/null |
+		"$KVX_PY" -c '
+import json, sys
+d = json.load(sys.stdin)[0]
+v = d["formatted"]["value"] if "formatted" in d else d["value"]
+for k in sys.argv[1].split("."):
+    v = v[k]
+print(v)' "$1" 2>/dev/null || true
 }
 
 kvx_dump_status() {
@@ -557,6 +686,27 @@ kvx_attach_bg() {
 kvx_daemon_stop() {
 	[[ -n "${KVX_DAEMON_PID:-}" ]] && kvx_kill_pid "$KVX_DAEMON_PID"
 	KVX_DAEMON_PID=""
+}
+
+# SIGKILL the daemon (a crash: nothing of its own cleanup runs) and reap it.
+kvx_daemon_kill() {
+	kill -KILL "$KVX_DAEMON_PID"
+	wait "$KVX_DAEMON_PID" 2>/dev/null || true
+	KVX_DAEMON_PID=""
+}
+
+# A reboot as far as the datapath goes: the daemon killed, every pin (a
+# fresh bpffs), the lock/pid dir and the clsact qdiscs with kvmxdp's
+# filters gone; the config stays.
+kvx_reboot_datapath() {
+	kvx_daemon_kill
+	umount "$BPFFS"
+	mount -t bpf bpf "$BPFFS"
+	rm -rf "$KVX_TMP/run"
+	local dev
+	for dev in "$BR" "$UP"; do
+		ip netns exec "$NS_HOST" tc qdisc del dev "$dev" clsact 2>/dev/null || true
+	done
 }
 
 # Snapshot of everything kvmxdp may touch in the host ns (for "nothing
@@ -618,7 +768,7 @@ kvx_ping_received() {
 # access log (client addresses) in $KVX_TMP/http.log.
 kvx_http_server() {
 	mkdir -p "$KVX_TMP/www"
-	kvx_bg "$KVX_TMP/http.log" ip netns exec "$NS_SRV" "$KVX_PY" -u -m http.server \
+	kvx_bg "$KVX_TMP/http.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
 		--bind "$SRV_IP" --directory "$KVX_TMP/www" 8080
 	kvx_wait_tcp_listen 10 "$NS_SRV" 8080
 }
@@ -626,6 +776,20 @@ kvx_http_server() {
 kvx_random_file() { # NAME SIZE_MB -> sha256
 	head -c "$(($2 * 1024 * 1024))" /dev/urandom >"$KVX_TMP/www/$1"
 	sha256sum "$KVX_TMP/www/$1" | cut -d' ' -f1
+}
+
+# kvx_upload_sha NS FILE: send FILE from NS to a one-shot TCP sink on the
+# server (port 9000), print the sha256 of what arrived ('' if nothing).
+kvx_upload_sha() {
+	local f=$KVX_TMP/up.$RANDOM sink
+	kvx_bg "$KVX_TMP/sink.log" ip netns exec "$NS_SRV" timeout 30 socat -u \
+		TCP-LISTEN:9000,bind="$SRV_IP",reuseaddr "CREATE:$f"
+	sink=$KVX_LAST_PID
+	kvx_wait_tcp_listen 10 "$NS_SRV" 9000
+	nsx "$1" timeout 30 socat -u "OPEN:$2" "TCP:$SRV_IP:9000" || true
+	wait "$sink" 2>/dev/null || true
+	[[ -f $f ]] && sha256sum "$f" | cut -d' ' -f1
+	rm -f "$f"
 }
 
 # kvx_curl_sha NS URL: download, print sha256 ('' on failure).
@@ -702,7 +866,7 @@ kvx_guest_http_servers() {
 		ns=NS_G$g
 		mkdir -p "$KVX_TMP/www$g"
 		echo "guest$g" >"$KVX_TMP/www$g/who"
-		kvx_bg "$KVX_TMP/g$g.http.log" ip netns exec "${!ns}" "$KVX_PY" -u -m http.server \
+		kvx_bg "$KVX_TMP/g$g.http.log" ip netns exec "${!ns}" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
 			--bind 0.0.0.0 --directory "$KVX_TMP/www$g" 80
 		kvx_wait_tcp_listen 10 "${!ns}" 80
 	done

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# vm-tests/mapping.sh: static mappings (issue 2) with real traffic.
+# vm-tests/mapping.sh: static mappings with real traffic.
 # 1:1 NAT of guest1 to 10.77.0.101 and a port forward uplink:8080 -> guest2:80,
 # reached from the LAN host (which keeps its own address), hairpin between the
 # guests, proxy ARP with the uplink MAC, the RFC 5227 probe refusing an

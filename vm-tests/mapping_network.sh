@@ -64,7 +64,8 @@ assert_eq "map list shows the new address" "$UP_IP2" \
 
 kvx_step "uplink loses its address briefly (WiFi reconnect): mappings stay"
 ip -n "$NS_HOST" addr del "$UP_IP2/24" dev "$UP"
-sleep 1.5
+no_addr() { [[ $(state_of "$EXT1") == no-uplink-address ]]; }
+kvx_wait_for 5 "the mapping state to show the lost address" no_addr || true
 assert_eq "state without an address" no-uplink-address "$(state_of "$EXT1")"
 ip -n "$NS_HOST" addr add "$UP_IP2/24" dev "$UP"
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"

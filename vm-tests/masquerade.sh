@@ -42,7 +42,8 @@ assert_eq "status: every device on TC under --mode auto" "tc tc tc tc" \
 	"$(kvx_json '" ".join(d["mode"] for d in i["devices"])' "$st")"
 assert_contains "status: the uplink says why it is not XDP" "GSO" \
 	"$(kvx_json '[d["why"] for d in i["devices"] if d["ifname"] == "'"$UP"'"][0]' "$st")"
-# The JSON shape of the contract, every reason of the ABI's X-macro included.
+# The JSON shape docs/status-json.md documents, every reason of the ABI's
+# X-macro included.
 reasons=$(sed -n 's/^[[:space:]]*X(\([A-Z_]*\),.*/\1/p' "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h" | paste -sd,)
 shape=$(KVX_REASONS=$reasons kvx_json '";".join(
 	["missing " + k for k in ("bridge", "uplink", "subnet", "uplink_addr", "nat_port_lo", "nat_port_hi",
@@ -53,7 +54,7 @@ shape=$(KVX_REASONS=$reasons kvx_json '";".join(
 	+ ["no counter " + r for r in os.environ["KVX_REASONS"].split(",") if r not in i["counters"]]
 	+ ["coexistence lacks " + k for k in ("br_netfilter", "foreign_rules") if k not in i["coexistence"]]
 	) or "complete"' "$st")
-assert_eq "status --json has the contract's shape (reasons: ${reasons:0:40}...)" complete "$shape"
+assert_eq "status --json has every documented key (reasons: ${reasons:0:40}...)" complete "$shape"
 brnf=$(kvx_sysctl_get "$NS_HOST" net/bridge/bridge-nf-call-iptables 2>/dev/null || echo 0)
 assert_eq "status: coexistence.br_netfilter matches bridge-nf-call-iptables=$brnf" \
 	"$([[ $brnf == 1 ]] && echo true || echo false)" "$(kvx_json 'i["coexistence"]["br_netfilter"]' "$st")"
@@ -121,7 +122,11 @@ xl=$(kvx_json 'i["counters"]["XLATE_OUT"]["packets"] + i["counters"]["XLATE_IN"]
 fwd=$(($(kvx_fwd_datagrams) - fwd0))
 kvx_log "translated packets: $xl, host IpForwDatagrams delta: $fwd"
 assert_ge "packets translated by kvmxdp" "$xl" 1000
-assert_le "host IpForwDatagrams barely moved (< 1% + 20)" "$fwd" $((${xl:-0} / 100 + 20))
+# Every guest packet is translated or dropped by kvmxdp, or handed up for the
+# host itself (PASS_LOCAL, PASS_TTL, PASS_NOT_IP: never forwarded); the
+# kernel forwards only PASS_MTU packets (for its 'frag needed' answer: none
+# here, the MTUs are equal).  So nothing at all, whatever the traffic.
+assert_eq "host IpForwDatagrams did not move (PASS_MTU: none)" "0 0" "$fwd $(kvx_counter PASS_MTU)"
 for r in DROP_MALFORMED DROP_SPOOFED DROP_FIB DROP_OTHER_IFACE DROP_BROKEN_PAIR DROP_TABLE_FULL \
 	DROP_PORTS_EXHAUSTED DROP_NO_UPLINK_ADDR PASS_NO_ROUTE; do
 	assert_eq "counter $r" 0 "$(kvx_json "i['counters']['$r']['packets']" "$st")"
@@ -143,8 +148,8 @@ s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
 for _ in range(3):
     s.sendto(ip + udp, (dst, 0))
 EOF2
-sleep 0.3
-assert_ge "DROP_SPOOFED counted the 3 spoofed datagrams" $(($(kvx_counter DROP_SPOOFED) - sp0)) 3
+kvx_wait_datapath 5 "DROP_SPOOFED to count 3 more" "c['DROP_SPOOFED'] >= $sp0 + 3" || true
+assert_eq "DROP_SPOOFED counted the 3 spoofed datagrams" 3 $(($(kvx_counter DROP_SPOOFED) - sp0))
 
 kvx_step "UDP without checksum: 0 stays 0 both ways"
 kvx_bg "$KVX_TMP/udp0.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" \

@@ -22,11 +22,13 @@
 # Usage: qemu_guest.sh KVMXDP_BINARY
 # Env: KVX_VM_CACHE (cache dir), KVX_QEMU_MB (upload/download size, default 4),
 #      KVX_KEEP_TMP=1 (keep logs, incl. the serial consoles), KVX_TIMEOUT (watchdog, 150 s).
-# Partial checksums and GSO only exist with real traffic (PITFALLS 2, 13):
-# here they come from a real virtio-net driver, not from veths.
+# Partial checksums and GSO only exist with real traffic (docs/pitfalls.md,
+# test-run-checksums): here they come from a real virtio-net driver, not
+# from veths.
 source "$(dirname "$0")/lib.sh"
 
 kvx_require_root
+kvx_require_amd64
 # Debian packages this test needs beyond lib.sh's (command -> package).
 qg_missing=()
 for cp in qemu-system-x86_64:qemu-system-x86 cpio:cpio xz:xz-utils depmod:kmod \

@@ -21,25 +21,22 @@ kvx_topology_up
 kvx_assert_offloads
 kvx_http_server
 
-cfg_field() { # FIELD of kvx_cfg[0] (bpftool's BTF-formatted dump)
-	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_cfg" 2>/dev/null |
-		"$KVX_PY" -c 'import json,sys; d=json.load(sys.stdin); print(d[0]["formatted"]["value"][sys.argv[1]] if "formatted" in d[0] else d[0]["value"][sys.argv[1]])' "$1" 2>/dev/null || true
-}
-
 kvx_step "--clamp-mss"
 for bad in 100 535 65496 abc; do
 	out=$(kvx attach --bridge "$BR" --uplink "$UP" --clamp-mss "$bad" 2>&1) && kvx_fail "--clamp-mss $bad accepted"
 	assert_contains "--clamp-mss $bad refused" "invalid --clamp-mss '$bad'" "$out"
 done
 kvx_attach_bg --clamp-mss 1400 || kvx_fatal "cannot attach"
-assert_eq "kvx_cfg.clamp_mss" 1400 "$(cfg_field clamp_mss)"
+assert_eq "kvx_cfg.clamp_mss" 1400 "$(kvx_cfg_field clamp_mss)"
 assert_contains "config records clamp_mss" '"clamp_mss": 1400' "$(cat "$KVX_CFG")"
 assert_ne "guest1 -> server" "" "$(nsx "$NS_G1" curl -sS --fail --max-time 3 "http://$SRV_IP:8080/" 2>/dev/null || true)"
 
 kvx_step "resume over a kvx_stats map of another size"
 # A long-lived UDP flow whose conntrack entry must survive the resume.
 kvx_udp_server "$SRV_IP:5001"
-assert_contains "UDP flow before" "seen=$UP_IP:" "$(kvx_udp_client "$NS_G1" --bind 40111 --msg a --wait 1 "$SRV_IP:5001" || true)"
+r=$(kvx_udp_client "$NS_G1" --bind 40111 --msg a --wait 1 "$SRV_IP:5001" || true)
+assert_contains "UDP flow before" "seen=$UP_IP:" "$r"
+port_before=$(sed -n 's/.*seen=[0-9.]*:\([0-9]*\) .*/\1/p' <<<"$r")
 ct_before=$(kvx_json "i['conntrack']['entries']")
 kvx_daemon_stop
 pin=$(kvx_pin_dir "$BR")/kvx_stats
@@ -47,16 +44,28 @@ rm -f "$pin"
 bpftool map create "$pin" type percpu_array key 4 value 16 entries 8 name kvx_stats
 kvx_attach_bg || kvx_fatal "cannot resume"
 assert_contains "note about the counters" "counters restart from zero" "$(cat "$KVX_DAEMON_LOG")"
-assert_eq "kvx_cfg.clamp_mss kept without the flag" 1400 "$(cfg_field clamp_mss)"
+assert_eq "kvx_cfg.clamp_mss kept without the flag" 1400 "$(kvx_cfg_field clamp_mss)"
 assert_ge "conntrack kept" "$(kvx_json "i['conntrack']['entries']")" "$ct_before"
-assert_contains "UDP flow after (same external port)" "seen=$UP_IP:" "$(kvx_udp_client "$NS_G1" --bind 40111 --msg b --wait 1 "$SRV_IP:5001" || true)"
+r=$(kvx_udp_client "$NS_G1" --bind 40111 --msg b --wait 1 "$SRV_IP:5001" || true)
+assert_contains "UDP flow after, from the uplink address" "seen=$UP_IP:" "$r"
+# The conntrack entry was kept, so its binding too: the server sees the
+# same external port (a fresh binding starts at a random port of the NAT
+# range, as 40111 is outside it).
+assert_ne "UDP flow: external port before the resume" "" "$port_before"
+assert_eq "UDP flow after: the same external port" "$port_before" \
+	"$(sed -n 's/.*seen=[0-9.]*:\([0-9]*\) .*/\1/p' <<<"$r")"
 assert_ge "counters count again" "$(kvx_counter XLATE_OUT)" 1
 n=$(bpftool -j map show pinned "$pin" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)["max_entries"])')
-assert_ge "new kvx_stats has every reason" "$n" 20
+# One entry per verdict reason of the ABI's X-macro (as masquerade.sh reads
+# it), and status names exactly those reasons.
+reasons=$(sed -n 's/^[[:space:]]*X(\([A-Z_]*\),.*/\1/p' "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h")
+assert_eq "new kvx_stats: one entry per reason of abi.h" "$(grep -c . <<<"$reasons")" "$n"
+assert_eq "status: the counters are exactly abi.h's reasons" "$(sort <<<"$reasons" | paste -sd' ')" \
+	"$(kvx_json '" ".join(sorted(i["counters"]))')"
 
 kvx_step "attach --clamp-mss 0 turns it off"
 kvx_daemon_stop
 kvx_attach_bg --clamp-mss 0 || kvx_fatal "cannot resume"
-assert_eq "kvx_cfg.clamp_mss off" 0 "$(cfg_field clamp_mss)"
+assert_eq "kvx_cfg.clamp_mss off" 0 "$(kvx_cfg_field clamp_mss)"
 
 kvx_finish

@@ -42,7 +42,7 @@ assert_eq "host downloads 4 MB from server intact" "$sha" \
 	"$(kvx_curl_sha "$NS_HOST" "http://$SRV_IP:8080/blob")"
 # Guests fetch from an HTTP server on the bridge address (host ns).
 mkdir -p "$KVX_TMP/hostwww" && cp "$KVX_TMP/www/blob" "$KVX_TMP/hostwww/"
-kvx_bg "$KVX_TMP/hosthttp.log" ip netns exec "$NS_HOST" "$KVX_PY" -m http.server \
+kvx_bg "$KVX_TMP/hosthttp.log" ip netns exec "$NS_HOST" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
 	--bind "$GW_IP" --directory "$KVX_TMP/hostwww" 8081
 kvx_wait_tcp_listen 10 "$NS_HOST" 8081
 assert_eq "guest1 downloads 4 MB from the host intact" "$sha" \
@@ -67,7 +67,7 @@ kvx_wait_for 3 "Udp InCsumErrors to grow in host ns" \
 
 kvx_step "detector check: a leaked private source is visible at the server"
 # With forwarding on for the bridge and no NAT, guest packets are routed out
-# unchanged (PITFALLS 12): the server's log must show the guest address.
+# unchanged: the server's log must show the guest address.
 kvx_udp_server "$SRV_IP:5001"
 nsx "$NS_HOST" sysctl -qw "net.ipv4.conf.$BR.forwarding=1"
 out=$(kvx_udp_client "$NS_G1" --msg leak --wait 0.5 "$SRV_IP:5001" || true)

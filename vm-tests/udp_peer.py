@@ -28,9 +28,26 @@ client [--bind PORT] [--msg TEXT] [--count N] [--wait SEC] [--no-check] DST_ADDR
     (fixed source port with --bind), then prints every datagram received
     within --wait seconds after the last send as "from=<ip>:<port> data=...".
 
+probe DST_ADDR:PORT [--interval SEC]
+    Opens a new flow every --interval seconds (default 0.02: a fresh socket,
+    so a fresh source port) until killed, sending "probe<n>@<send time>".
+    Prints "probing" once, then "t_us=<send time> seen=<ip>:<port>" for every
+    reply of a `serve` peer (send time: CLOCK_REALTIME in microseconds, as
+    `date +%s%6N`): when, to the 20 ms, new flows began to leave with an
+    address, measured from the sender, which runs before and after the event.
+
+stream DST_ADDR:PORT --bind PORT [--interval SEC] [--hold FILE]
+    One long-lived socket (fixed source port) sends "stream<n>" every
+    --interval seconds (default 0.5) until killed, except while FILE exists
+    (the application has nothing to say for a while).  Prints "streaming"
+    once, "sent=<n>" for every datagram, "reply=<n> seen=<ip>:<port>" for
+    every answer of a `serve` peer, and "held" when a hold begins: nothing
+    is sent after that line until FILE is gone.
+
 --no-check sends UDP datagrams without checksum (SO_NO_CHECK: checksum 0).
 """
 import argparse
+import os
 import selectors
 import socket
 import struct
@@ -157,6 +174,78 @@ def client(args):
     return 0 if got else 1
 
 
+def probe(args):
+    dst = endpoint(args.dst)
+    sel = selectors.DefaultSelector()
+    open_socks = []
+    print("probing", flush=True)
+    seq = 0
+    next_send = time.monotonic()
+    while True:
+        now = time.monotonic()
+        if now >= next_send:
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            s.setblocking(False)
+            try:
+                s.sendto(f"probe{seq}@{time.time_ns() // 1000}".encode(), dst)
+            except OSError:
+                pass  # no route for a moment: the next probe tries again
+            sel.register(s, selectors.EVENT_READ)
+            open_socks.append(s)
+            # a reply comes within milliseconds: keep the last 2 s open
+            while len(open_socks) > max(1, int(2 / args.interval)):
+                old = open_socks.pop(0)
+                sel.unregister(old)
+                old.close()
+            seq += 1
+            next_send += args.interval
+            if next_send < now:
+                next_send = now + args.interval
+        for key, _ in sel.select(max(0.0, next_send - time.monotonic())):
+            try:
+                data = key.fileobj.recv(65535).decode(errors="replace")
+            except OSError:
+                continue
+            seen = data.split()[0] if data.startswith("seen=") else "seen=?"
+            sent = data.rpartition("@")[2]
+            if sent.isdigit():
+                print(f"t_us={sent} {seen}", flush=True)
+
+
+def stream(args):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("0.0.0.0", args.bind))
+    s.settimeout(0.05)
+    dst = endpoint(args.dst)
+    print("streaming", flush=True)
+    seq = 0
+    held = False
+    next_send = time.monotonic()
+    while True:
+        if time.monotonic() >= next_send:
+            next_send += args.interval
+            if args.hold and os.path.exists(args.hold):
+                if not held:
+                    print("held", flush=True)
+                held = True
+            else:
+                held = False
+                try:
+                    s.sendto(f"stream{seq}".encode(), dst)
+                    print(f"sent={seq}", flush=True)
+                except OSError:
+                    pass  # no route for a moment: never sent, so not logged
+                seq += 1
+        try:
+            data = s.recv(65535).decode(errors="replace")
+        except socket.timeout:
+            continue
+        # "seen=<ip>:<port> via=... data=stream<n>"
+        words = dict(w.split("=", 1) for w in data.split() if "=" in w)
+        if words.get("data", "").startswith("stream"):
+            print(f"reply={words['data'][6:]} seen={words.get('seen', '?')}", flush=True)
+
+
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -179,6 +268,14 @@ def main():
     pc.add_argument("--wait", type=float, default=1.0)
     pc.add_argument("--no-check", action="store_true")
     pc.add_argument("destinations", nargs="+")
+    pp = sub.add_parser("probe")
+    pp.add_argument("dst")
+    pp.add_argument("--interval", type=float, default=0.02)
+    pt = sub.add_parser("stream")
+    pt.add_argument("dst")
+    pt.add_argument("--bind", type=int, required=True)
+    pt.add_argument("--interval", type=float, default=0.5)
+    pt.add_argument("--hold")
     args = p.parse_args()
     if args.cmd == "serve":
         serve(args)
@@ -188,6 +285,12 @@ def main():
         return 0
     if args.cmd == "echo":
         return echo(args)
+    if args.cmd == "probe":
+        probe(args)
+        return 0
+    if args.cmd == "stream":
+        stream(args)
+        return 0
     return client(args)
 
 

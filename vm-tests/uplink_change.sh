@@ -2,11 +2,13 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # vm-tests/uplink_change.sh: the uplink's address changes while attached (a
-# WiFi reconnect with a new DHCP lease, PITFALLS 8): the daemon follows it and
-# new flows leave with the new address within a couple of seconds.  Then the
-# uplink loses every address (link lost): nothing leaks, status shows no
-# address; an address comes back and traffic resumes with it.  Last, attach
-# to an uplink that has no address yet (einat#34): it works once one appears.
+# WiFi reconnect with a new DHCP lease): the daemon follows it and
+# new flows leave with the new address within a second (README), measured
+# from the change to the first new flow a prober in guest1 (a new flow every
+# 20 ms) got out with it.  Then the uplink loses every address (link lost):
+# nothing leaks, status shows no address; an address comes back and new
+# flows leave with it within a second.  Last, attach to an uplink that has no
+# address yet: new flows leave within a second of one appearing.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+ bridge kb<id> (192.168.122.1/24), host ns
@@ -39,25 +41,17 @@ assert_eq "curl before the change" "$sha" "$(kvx_curl_sha "$NS_G1" "http://$SRV_
 assert_eq "http client address before" "$UP_IP" "$(awk '/"GET /{a=$1} END{print a}' "$KVX_TMP/http.log")"
 
 kvx_step "replace the uplink address $UP_IP -> $UP_IP2"
+kvx_probe_start "$NS_G1" "$SRV_IP:5001"
+kvx_wait_for 5 "the prober's flows leave with $UP_IP" kvx_probe_first 0 "$UP_IP" || true
 ip -n "$NS_HOST" addr add "$UP_IP2/24" dev "$UP"
+# The event: the old address goes and the new one becomes the primary,
+# timed from before the command (so its own run time counts against the
+# budget, as do the 20 ms between probes: the figure is an upper bound).
+t0=$(kvx_now_us)
 ip -n "$NS_HOST" addr del "$UP_IP/24" dev "$UP"
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
-t0=$(date +%s%N)
-
-# New flows (a fresh source port each try) until one leaves with the new
-# address; 3 s budget.
-new_ok=0
-for ((try = 0; try < 15; try++)); do
-	r=$(kvx_udp_client "$NS_G1" --msg "after$try" --wait 0.2 "$SRV_IP:5001" || true)
-	if [[ $r == *"seen=$UP_IP2:"* ]]; then new_ok=1; break; fi
-done
-ms=$((($(date +%s%N) - t0) / 1000000))
-if ((new_ok)); then
-	kvx_pass "new UDP flow seen from $UP_IP2 after ${ms} ms"
-	assert_le "address change followed within 3 s" "$ms" 3000
-else
-	kvx_fail "no UDP flow left with $UP_IP2 within ${ms} ms; last reply: '$r'"
-fi
+kvx_assert_probe_latency "address change followed within a second" "$t0" "$UP_IP2" 1000
+kvx_probe_stop
 assert_eq "status: uplink_addr" "$UP_IP2" "$(kvx_json 'i["uplink_addr"]')"
 # The same 5-tuple as before the change: its binding still names the old
 # address, which the host no longer has; replies could never come back.
@@ -88,15 +82,12 @@ assert_empty "no UDP reply without an uplink address" "$r"
 assert_eq "no ping reply without an uplink address" 0 "$(kvx_ping_received "$NS_G2" "$SRV_IP" 3)"
 
 kvx_step "an address comes back: $UP_IP"
+kvx_probe_start "$NS_G1" "$SRV_IP:5001"
+t0=$(kvx_now_us)
 ip -n "$NS_HOST" addr add "$UP_IP/24" dev "$UP"
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
-t0=$(date +%s%N) new_ok=0
-for ((try = 0; try < 15; try++)); do
-	r=$(kvx_udp_client "$NS_G1" --msg "back$try" --wait 0.2 "$SRV_IP:5001" || true)
-	if [[ $r == *"seen=$UP_IP:"* ]]; then new_ok=1; break; fi
-done
-ms=$((($(date +%s%N) - t0) / 1000000))
-assert_eq "a new UDP flow leaves with $UP_IP again (after ${ms} ms)" 1 "$new_ok"
+kvx_assert_probe_latency "new flows leave with $UP_IP again within a second" "$t0" "$UP_IP" 1000
+kvx_probe_stop
 assert_eq "curl after the address came back" "$sha" "$(kvx_curl_sha "$NS_G1" "http://$SRV_IP:8080/blob")"
 assert_eq "status: uplink_addr" "$UP_IP" "$(kvx_json 'i["uplink_addr"]')"
 
@@ -108,15 +99,12 @@ kvx_attach_bg || kvx_fatal "cannot attach to an uplink without address"
 assert_eq "status: uplink_addr null at attach" null "$(kvx_json 'i["uplink_addr"]')"
 r=$(kvx_udp_client "$NS_G1" --msg noaddr --wait 0.5 "$SRV_IP:5001" || true)
 assert_empty "no UDP reply while the uplink has no address" "$r"
+kvx_probe_start "$NS_G1" "$SRV_IP:5001"
+t0=$(kvx_now_us)
 ip -n "$NS_HOST" addr add "$UP_IP2/24" dev "$UP"
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
-t0=$(date +%s%N) new_ok=0
-for ((try = 0; try < 15; try++)); do
-	r=$(kvx_udp_client "$NS_G1" --msg "late$try" --wait 0.2 "$SRV_IP:5001" || true)
-	if [[ $r == *"seen=$UP_IP2:"* ]]; then new_ok=1; break; fi
-done
-ms=$((($(date +%s%N) - t0) / 1000000))
-assert_eq "traffic flows once the address appears (after ${ms} ms)" 1 "$new_ok"
+kvx_assert_probe_latency "new flows leave within a second of the first address" "$t0" "$UP_IP2" 1000
+kvx_probe_stop
 assert_eq "status: uplink_addr appeared" "$UP_IP2" "$(kvx_json 'i["uplink_addr"]')"
 
 srcs=$(kvx_server_sources)

@@ -19,10 +19,8 @@ if [[ $(id -u) -ne 0 ]]; then
 fi
 out=$build/tcprof
 mkdir -p "$out"
-multiarch=$(cc -print-multiarch)
-clang --target=bpf -g -O2 -mcpu=v3 -Wall -Wextra -Werror -Wno-unused-parameter \
-	-idirafter "/usr/include/$multiarch" -c "$here/tcprof.bpf.c" -o "$out/tcprof.bpf.o"
-c++ -std=c++17 -O2 -Wall -Wextra -Werror -I"$repo/bpf/include" -I"$repo/tests/bpf" \
+"$repo/cmake/bpf-cc" -c "$here/tcprof.bpf.c" -o "$out/tcprof.bpf.o"
+c++ -std=c++17 -O2 -Wall -Wextra -Werror -I"$repo/bpf/include" -I"$repo/tests/bpf" -I"$repo/tests/common" \
 	-I"$build/bpf/kvmxdp_tc" -I"$build/bpf/kvmxdp_xdp" "$here/tcprof.cpp" "$repo/tests/bpf/netns.cpp" \
 	"$repo/tests/bpf/datapath.cpp" "$repo/tests/bpf/pkt.cpp" -o "$out/kvx-tcprof" \
 	-lbpf -lelf -lz
@@ -32,4 +30,4 @@ if ((${#objs[@]} == 0)); then
 	set -- "$@" "$build/bpf/kvmxdp_tc/kvmxdp_tc.bpf.o"
 fi
 exec "$out/kvx-tcprof" --harness "$out/tcprof.bpf.o" \
-	--minimal "$repo/bench/minimal/snat_tc.bpf.c" "$@"
+	--minimal "$repo/bench/minimal/snat_tc.bpf.c" --bpf-cc "$repo/cmake/bpf-cc" "$@"

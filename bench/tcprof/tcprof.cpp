@@ -4,7 +4,8 @@
 // lookup resolves as on a real host).  See tcprof.bpf.c for the harness.
 //
 //   kvx-tcprof [--repeat N] [--rounds R] [--cases udp_out,udp_in,tcp_out,ref]
-//              [--cfg-flags BITS] [--minimal SNAT_TC_SRC] [--harness tcprof.bpf.o] OBJ...
+//              [--cfg-flags BITS] [--minimal SNAT_TC_SRC --bpf-cc cmake/bpf-cc]
+//              [--harness tcprof.bpf.o] OBJ...
 //
 // Every OBJ is a kvmxdp_tc.bpf.o (e.g. builds of two commits); each case
 // prints the median and the minimum over R rounds of ns per run, the
@@ -13,12 +14,14 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/pkt_cls.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -198,24 +201,49 @@ std::string mac_list(const Mac &m)
 	return s;
 }
 
-bpf_object *build_minimal(const std::string &src)
+// The minimal SNAT's constants come from this topology, so it is compiled
+// here, by cmake/bpf-cc like every BPF object of the project (its flags, its
+// clang-14): no shell, so the arguments need no quoting.
+bpf_object *build_minimal(const std::string &bpf_cc, const std::string &src)
 {
-	const std::string obj = "/tmp/kvx-tcprof-snat-" + std::to_string(getpid()) + ".o";
-	std::string cmd =
-		"clang --target=bpf -g -O2 -mcpu=v3 -idirafter /usr/include/x86_64-linux-gnu"
-		" -DGUEST_ADDR=" + hex(kGuest) + " -DSUBNET=" + hex(Topology::kSubnet) +
-		" -DSUBNET_MASK=" + hex(Topology::kSubnetMask) +
-		" -DUPLINK_ADDR=" + hex(Topology::kUplinkAddr) +
-		" -DUP_IFINDEX=" + std::to_string(g_topo.uplink_ifindex) +
-		" -DBR_IFINDEX=" + std::to_string(g_topo.bridge_ifindex) +
-		" '-DUP_MAC=" + mac_list(Topology::kUplinkMac) + "'" +
-		" '-DLAN_MAC=" + mac_list(Topology::kGatewayMac) + "'" +
-		" '-DBR_MAC=" + mac_list(Topology::kBridgeMac) + "'" +
-		" '-DGUEST_MAC=" + mac_list(kGuestMac) + "'" + " -c " + src + " -o " + obj;
-	if (std::system(cmd.c_str()) != 0)
-		die("clang: " + cmd);
-	bpf_object *o = open_load(obj);
-	std::remove(obj.c_str());
+	char dir[] = "/tmp/kvx-tcprof-XXXXXX";
+	if (!mkdtemp(dir))
+		die(std::string("mkdtemp: ") + std::strerror(errno));
+	const std::string obj = std::string(dir) + "/snat_tc.bpf.o";
+	std::vector<std::string> args = {
+		bpf_cc,
+		"-DGUEST_ADDR=" + hex(kGuest),
+		"-DSUBNET=" + hex(Topology::kSubnet),
+		"-DSUBNET_MASK=" + hex(Topology::kSubnetMask),
+		"-DUPLINK_ADDR=" + hex(Topology::kUplinkAddr),
+		"-DUP_IFINDEX=" + std::to_string(g_topo.uplink_ifindex),
+		"-DBR_IFINDEX=" + std::to_string(g_topo.bridge_ifindex),
+		"-DUP_MAC=" + mac_list(Topology::kUplinkMac),
+		"-DLAN_MAC=" + mac_list(Topology::kGatewayMac),
+		"-DBR_MAC=" + mac_list(Topology::kBridgeMac),
+		"-DGUEST_MAC=" + mac_list(kGuestMac),
+		"-c", src, "-o", obj};
+	std::vector<char *> argv;
+	for (auto &a : args)
+		argv.push_back(a.data());
+	argv.push_back(nullptr);
+	const pid_t pid = fork();
+	if (pid < 0)
+		die(std::string("fork: ") + std::strerror(errno));
+	if (pid == 0) {
+		execv(argv[0], argv.data());
+		std::fprintf(stderr, "kvx-tcprof: exec %s: %s\n", argv[0], std::strerror(errno));
+		_exit(127);
+	}
+	int status = 0;
+	const bool built = waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+			   WEXITSTATUS(status) == 0;
+	bpf_object *o = built ? open_load(obj) : nullptr;
+	// bpf-cc left its uapi links next to the object: remove the whole dir.
+	std::error_code ec;
+	std::filesystem::remove_all(dir, ec);
+	if (!built)
+		die(bpf_cc + " failed on " + src);
 	return o;
 }
 
@@ -223,7 +251,7 @@ bpf_object *build_minimal(const std::string &src)
 
 int main(int argc, char **argv)
 {
-	std::string minimal;
+	std::string minimal, bpf_cc;
 	std::vector<std::string> objs;
 	std::string harness_obj = "tcprof.bpf.o";
 	for (int i = 1; i < argc; i++) {
@@ -234,6 +262,8 @@ int main(int argc, char **argv)
 			g_rounds = std::atoi(argv[++i]);
 		else if (a == "--minimal" && i + 1 < argc)
 			minimal = argv[++i];
+		else if (a == "--bpf-cc" && i + 1 < argc)
+			bpf_cc = argv[++i];
 		else if (a == "--cfg-flags" && i + 1 < argc)
 			g_cfg_flags = static_cast<std::uint32_t>(std::strtoul(argv[++i], nullptr, 0));
 		else if (a == "--cases" && i + 1 < argc)
@@ -265,7 +295,9 @@ int main(int argc, char **argv)
 			cases.push_back({"reference", ref, prog_fd(h.obj, ref), udp_out(), br,
 					 TC_ACT_OK, {}});
 	if (!minimal.empty()) {
-		bpf_object *m = build_minimal(minimal);
+		if (bpf_cc.empty())
+			die("--minimal needs --bpf-cc PATH (cmake/bpf-cc)");
+		bpf_object *m = build_minimal(bpf_cc, minimal);
 		keep.push_back(m);
 		cases.push_back({"minimal snat_tc", "udp_out", prog_fd(m, "snat_br"), udp_out(), br,
 				 TC_ACT_REDIRECT, {}});

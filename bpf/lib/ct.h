@@ -8,8 +8,14 @@
 #define KVX_CT_H
 
 #include <linux/errno.h>
+#include "kvmxdp/ct_rules.h"
 #include "maps.h"
 #include "parse.h"
+
+/* The shared rules name the protocols without <linux/in.h> (ct_rules.h). */
+_Static_assert(KVX_IPPROTO_ICMP == IPPROTO_ICMP && KVX_IPPROTO_TCP == IPPROTO_TCP &&
+		       KVX_IPPROTO_UDP == IPPROTO_UDP,
+	       "IANA protocol numbers");
 
 /* How many external ports one new binding may probe before giving up. */
 #define KVX_PORT_TRIES 64
@@ -143,41 +149,10 @@ static __always_inline void ct_update(struct kvx_ct_val *f, const struct kvx_pkt
 		f->state = state;
 }
 
-/* Seconds a flow may stay idle: the same rule as the daemon's GC
- * (loader/gc.cpp ct_timeout_s), so both agree on what is expired. */
-static __always_inline __u32 ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
-					  const struct kvx_timeouts *t)
-{
-	switch (f->state) {
-	case KVX_CT_SYN_SENT:
-		return t->tcp_syn_sent;
-	case KVX_CT_ESTABLISHED:
-		return t->tcp_established;
-	case KVX_CT_FIN_WAIT:
-		return t->tcp_fin_wait;
-	case KVX_CT_TIME_WAIT:
-		return t->tcp_time_wait;
-	case KVX_CT_CLOSE:
-		return t->tcp_close;
-	case KVX_CT_UDP:
-		if (proto == IPPROTO_UDP)
-			return f->flags & KVX_CT_F_SEEN_REPLY ? t->udp_stream : t->udp;
-		return proto == IPPROTO_ICMP ? t->icmp : t->other;
-	default:
-		return proto == IPPROTO_TCP ? t->tcp_syn_sent : t->other;
-	}
-}
-
-static __always_inline int ct_expired(const struct kvx_ct_val *f, __u8 proto,
-				      const struct kvx_timeouts *t, __u64 now)
-{
-	return f->last_seen_ns + (__u64)ct_timeout_s(f, proto, t) * 1000000000ULL < now;
-}
-
 /* The guest's flow counter (abi.h kvx_gflows). */
 static __always_inline __u32 *gflows_of(const struct kvx_cfg *cfg, __be32 guest)
 {
-	__u32 idx = bpf_ntohl(guest & ~cfg->subnet_mask) & (KVX_GFLOWS_MAX - 1);
+	__u32 idx = kvx_gflows_index(guest, cfg->subnet_mask);
 
 	return bpf_map_lookup_elem(&kvx_gflows, &idx);
 }
@@ -187,7 +162,7 @@ static __always_inline __u32 *gflows_of(const struct kvx_cfg *cfg, __be32 guest)
  * and a table full of dead entries would refuse every new flow.  When an
  * insert finds kvx_ct full (or a guest at its quota), one pass walks up to
  * KVX_RECLAIM_BUDGET flows with bpf_for_each_map_elem (5.13+; no bpf_loop,
- * which 5.15 lacks) and deletes the expired ones, by the GC's own rule: a
+ * which 5.15 lacks) and deletes the expired ones, by the GC's own rule (kvmxdp/ct_rules.h): a
  * live flow is never touched, and bindings are left to the GC's expiry
  * (which knows every flow that references them).
  *
@@ -229,7 +204,7 @@ static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 	cfg = cfg_get();
 	if (!cfg)
 		return 1;
-	if (!ct_expired(f, k->proto, &cfg->timeouts, c->now))
+	if (!kvx_ct_expired(f, k->proto, &cfg->timeouts, c->now))
 		return 0;
 	if (bpf_map_delete_elem(&kvx_ct, k))
 		return 0; /* someone else deleted it */
@@ -366,7 +341,7 @@ static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pk
 		goto claimed;
 	}
 
-	if (lo == 0 || hi < lo)
+	if (!KVX_PORT_RANGE_OK(lo, hi))
 		return KVX_R_DROP_PORTS_EXHAUSTED;
 	range = hi - lo + 1;
 	want = bpf_ntohs(p->sport);
@@ -496,7 +471,8 @@ static __always_inline int bind_get_1to1(const struct kvx_pkt *p, const __u8 *gu
  * dynamic binding, reused when it is on the current uplink address (or
  * static) and its IN half still points back to this guest; a missing IN
  * half is repaired; a stale or stolen dynamic pair is released and bound
- * anew.  Never translates through a pair whose halves disagree (PITFALLS 4).
+ * anew.  Never translates through a pair whose halves disagree
+ * (docs/pitfalls.md, lru-half-pairs).
  */
 static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 				    const __u8 *macs, __u64 now, struct nat_endpoint *ext)

@@ -17,9 +17,10 @@ struct {
 
 /*
  * Plain (preallocated) hash maps, not LRU: an LRU map evicts one half of a
- * live NAT pair (PITFALLS 4, cilium #29305).  A full table is a counted
- * drop of the new flow; expiry is the daemon's GC, and the datapath reclaims
- * expired flows itself when an insert finds kvx_ct full (ct.h ct_reclaim).
+ * live NAT pair (cilium #29305; docs/pitfalls.md, lru-half-pairs).  A full
+ * table is a counted drop of the new flow; expiry is the daemon's GC, and
+ * the datapath reclaims expired flows itself when an insert finds kvx_ct
+ * full (ct.h ct_reclaim).
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

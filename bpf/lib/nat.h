@@ -204,6 +204,7 @@ static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u
 	void *data_end = ctx_data_end(ctx);
 	__u32 l4_off = p->l4_off, opt_len, i = 0, n;
 	struct tcphdr *th;
+	__be16 from, to;
 	__u16 old;
 	__u8 *o;
 
@@ -237,8 +238,16 @@ static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u
 		return 0;
 	o[2] = mss >> 8;
 	o[3] = mss & 0xff;
-	ctx_l4_csum_replace(ctx, l4_off + offsetof(struct tcphdr, check), bpf_htons(old),
-			    bpf_htons(mss), sizeof(__u16));
+	/* The checksum sums 16-bit words from the header's start: a value at
+	 * an odd offset (NOP, MSS) straddles two words, its bytes swapped. */
+	from = bpf_htons(old);
+	to = bpf_htons(mss);
+	if (i & 1) {
+		from = __builtin_bswap16(from);
+		to = __builtin_bswap16(to);
+	}
+	ctx_l4_csum_replace(ctx, l4_off + offsetof(struct tcphdr, check), from, to,
+			    sizeof(__u16));
 	return 0;
 }
 
@@ -490,7 +499,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		/*
 		 * From here on the packet is bound for the outside.  With
 		 * forwarding on, anything handed to the stack would leave
-		 * with its private source (PITFALLS 12): only packets the
+		 * with its private source: only packets the
 		 * stack will answer with an ICMP error and not forward (TTL,
 		 * too big with DF) go up.
 		 */

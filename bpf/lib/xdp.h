@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * The XDP fast path (issue 4): the common packets of established and new
+ * The XDP fast path: the common packets of established and new
  * TCP/UDP flows, translated by the TC path's own code (parse.h, ct.h,
  * nat4_rewrite) and redirected device to device, without an skb.
  *

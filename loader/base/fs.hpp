@@ -27,7 +27,7 @@ bool in_private_mount_ns();
 
 // <bpffs>/kvmxdp/<bridge with '.' written as ':'>: bpffs refuses names with
 // dots, and ':' cannot occur in an interface name, so the mapping is
-// injective (PITFALLS 11).
+// injective (docs/pitfalls.md, dots-in-pin-paths).
 std::string pin_dir_for(const std::string &bpffs, const std::string &bridge);
 std::string pin_path(const std::string &pin_dir, const std::string &map_name);
 

@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "base/error.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp {
 
@@ -112,7 +113,7 @@ PortRange parse_port_range(const std::string &text)
 	} catch (const Error &) {
 		throw Error("invalid port range '" + text + "': ports must be numbers 1..65535");
 	}
-	if (lo < 1 || lo > hi)
+	if (!KVX_PORT_RANGE_OK(lo, hi))
 		throw Error("invalid port range '" + text + "': need 1 <= LO <= HI <= 65535");
 	return {static_cast<uint16_t>(lo), static_cast<uint16_t>(hi)};
 }

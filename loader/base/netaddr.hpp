@@ -46,7 +46,8 @@ PortRange parse_port_range(const std::string &text);
 PortRange parse_local_port_range(const std::string &text);
 
 // NAT ports must be disjoint from the host's ephemeral range, else a
-// translated flow and a host socket can share a 5-tuple (PITFALLS 6).
+// translated flow and a host socket can share a 5-tuple
+// (docs/pitfalls.md, host-ephemeral-ports).
 constexpr uint32_t kMinDefaultNatPorts = 1024;
 // (ephemeral.hi+1)-65535 when that holds at least kMinDefaultNatPorts ports.
 PortRange default_nat_range(const PortRange &ephemeral);

@@ -32,7 +32,7 @@ private:
 };
 
 // Forwarding on the bridge alone: bpf_fib_lookup returns FWD_DISABLED
-// without it (PITFALLS 12); the global ip_forward is never touched.
+// without it; the global ip_forward is never touched.
 std::string forwarding_key(const std::string &ifname);
 inline const char *const kReservedPortsKey = "net/ipv4/ip_local_reserved_ports";
 inline const char *const kLocalPortRangeKey = "net/ipv4/ip_local_port_range";

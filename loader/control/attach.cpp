@@ -459,7 +459,7 @@ private:
 	}
 
 	// bpf_obj_pin on our own paths, not libbpf's pin_root_path, which
-	// rewrites every '.' of the whole path (PITFALLS 11).
+	// rewrites every '.' of the whole path.
 	void pin()
 	{
 		if (!resume_) {

@@ -236,8 +236,36 @@ json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t no
 	return out;
 }
 
-CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, int gflows_fd,
-			  uint32_t subnet_mask_be)
+// A binding half of the flow being flushed counts as used at now_ns.
+// Called while the flow still exists: the GC keeps the half meanwhile (a
+// sweep that copied the flow table before our delete sees the flow, one that
+// copies it after sees our time), so it cannot be released and taken by
+// another guest between our read and our write.  Written only if it still
+// belongs to this flow (its addr/port are the flow's other end: a key
+// released and re-used by another guest before the flush read the flow
+// table is that guest's, with its MACs) and is older.  Static and 1:1 halves
+// have no expiry: never written.  BPF_EXIST: the half may be gone meanwhile.
+static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, uint32_t key_addr,
+		       uint16_t key_port, uint32_t val_addr, uint16_t val_port, uint64_t now_ns)
+{
+	kvx_bind_key k{};
+	k.dir = dir;
+	k.proto = proto;
+	k.addr = key_addr;
+	k.port = key_port;
+	kvx_bind_val v{};
+	if (bpf_map_lookup_elem(bind_fd, &k, &v) != 0)
+		return;
+	if (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE))
+		return;
+	if (v.addr != val_addr || v.port != val_port || v.last_used_ns >= now_ns)
+		return;
+	v.last_used_ns = now_ns;
+	bpf_map_update_elem(bind_fd, &k, &v, BPF_EXIST);
+}
+
+CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
+			  int gflows_fd, uint32_t subnet_mask_be)
 {
 	CtFlushResult r;
 	// Keys first, deletes second (kernel/maps.hpp: deleting while walking may
@@ -246,8 +274,17 @@ CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, int gflows_
 	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd)) {
 		if (!f.matches(k, v))
 			continue;
-		if (bpf_map_delete_elem(ct_fd, &k) == 0)
-			r.flows++;
+		// The binding's own time is that of its last new flow: without
+		// this, the GC would release a years-old binding of a stream
+		// that is still sending at its next sweep.  Before the delete
+		// (see bind_touch).
+		bind_touch(bind_fd, KVX_BIND_OUT, k.proto, k.int_addr, k.int_port, v.ext_addr,
+			   v.ext_port, now_ns);
+		bind_touch(bind_fd, KVX_BIND_IN, k.proto, v.ext_addr, v.ext_port, k.int_addr,
+			   k.int_port, now_ns);
+		if (bpf_map_delete_elem(ct_fd, &k) != 0)
+			continue;
+		r.flows++;
 	}
 	// Report what the GC will reclaim: dynamic IN halves no flow uses.
 	std::set<std::tuple<uint8_t, uint32_t, uint16_t>> referenced;

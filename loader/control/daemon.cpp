@@ -220,7 +220,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 	log_info("uplink " + link->name + " address " + addr_str(old_addr) + " -> " +
 		 addr_str(addr_be));
 	// As on an address change: flows bound to the old address can never
-	// get a reply through the new device (PITFALLS 8).
+	// get a reply through the new device.
 	if (old_addr && old_addr != addr_be) {
 		auto r = flush_ext_addr(ct_fd_.get(), bind_fd_.get(), old_addr);
 		log_info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +

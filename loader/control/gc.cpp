@@ -15,6 +15,7 @@
 
 #include "base/error.hpp"
 #include "kernel/maps.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "model/quota.hpp"
 
 namespace kvmxdp {
@@ -71,36 +72,12 @@ size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be)
 
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t)
 {
-	switch (val.state) {
-	case KVX_CT_SYN_SENT:
-		return t.tcp_syn_sent;
-	case KVX_CT_ESTABLISHED:
-		return t.tcp_established;
-	case KVX_CT_FIN_WAIT:
-		return t.tcp_fin_wait;
-	case KVX_CT_TIME_WAIT:
-		return t.tcp_time_wait;
-	case KVX_CT_CLOSE:
-		return t.tcp_close;
-	case KVX_CT_UDP:
-		if (proto == IPPROTO_UDP)
-			return (val.flags & KVX_CT_F_SEEN_REPLY) ? t.udp_stream : t.udp;
-		if (proto == IPPROTO_ICMP)
-			return t.icmp;
-		return t.other;
-	default:
-		// NONE or an unknown state (a newer datapath?): the shortest TCP
-		// timeout would kill live flows, "other" is the cautious choice
-		// for non-TCP; a TCP flow without a state is a half-created one.
-		return proto == IPPROTO_TCP ? t.tcp_syn_sent : t.other;
-	}
+	return kvx_ct_timeout_s(&val, proto, &t);
 }
 
 bool ct_expired(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t, uint64_t now_ns)
 {
-	uint64_t deadline =
-		val.last_seen_ns + uint64_t{ct_timeout_s(val, proto, t)} * 1000000000ULL;
-	return deadline < now_ns;
+	return kvx_ct_expired(&val, proto, &t, now_ns) != 0;
 }
 
 bool bind_idle(uint64_t last_used_ns, uint64_t now_ns)

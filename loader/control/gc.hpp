@@ -15,6 +15,7 @@ namespace kvmxdp {
 // the number of counters that were wrong.
 size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be);
 
+// The datapath's expiry rule (kvmxdp/ct_rules.h), for C++ callers.
 // Seconds a flow may stay idle, from its state, flags and protocol.
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t);
 // True once last_seen_ns + timeout lies in the past (CLOCK_BOOTTIME).

@@ -24,6 +24,7 @@
 #include "base/netaddr.hpp"
 #include "kernel/netlink.hpp"
 #include "base/sysctl.hpp"
+#include "base/version.hpp"
 #include "control/xdp_path.hpp"
 
 namespace kvmxdp {
@@ -444,7 +445,11 @@ json status_json(const GlobalOptions &g, const std::string &bridge)
 			continue;
 		insts.push_back(instance_json(g, inst, nl, sys));
 	}
-	return {{"instances", insts}, {"kernel", kernel_features_json(probe_kernel_features())}};
+	const std::string describe = git_describe();
+	return {{"version", project_version()},
+		{"git_describe", describe.empty() ? json(nullptr) : json(describe)},
+		{"instances", insts},
+		{"kernel", kernel_features_json(probe_kernel_features())}};
 }
 
 } // namespace kvmxdp

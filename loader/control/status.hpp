@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// `status`: the state of every instance as JSON (CONTRACT.md's shape); the
+// `status`: the state of every instance as JSON (docs/status-json.md); the
 // CLI renders the same JSON as a table, so both views always agree.
 #pragma once
 

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// The XDP fast path of one instance (issue 4): which devices run kvmxdp's
+// The XDP fast path of one instance: which devices run kvmxdp's
 // XDP programs, the maps that tell those programs where a redirect lands
 // (kvx_xdev) and where a guest is (kvx_xfdb), and the bridge's forwarding
 // database, which stops learning the guests whose frames XDP redirects.

@@ -5,9 +5,12 @@
 // packing difference and force a KVX_ABI_VERSION bump to be deliberate.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <cstddef>
 
 #include "kvmxdp/abi.h"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp::abi {
 
@@ -27,7 +30,13 @@ static_assert(offsetof(kvx_bind_val, port) == 4);
 static_assert(offsetof(kvx_bind_val, flags) == 6);
 static_assert(offsetof(kvx_bind_val, guest_mac) == 8);
 static_assert(offsetof(kvx_bind_val, gw_mac) == 14);
+static_assert(offsetof(kvx_bind_val, _pad) == 20);
 static_assert(offsetof(kvx_bind_val, last_used_ns) == 24);
+
+// Values stored in the tables: renumbering them misreads pinned entries.
+static_assert(KVX_BIND_OUT == 0 && KVX_BIND_IN == 1);
+static_assert(KVX_BIND_F_STATIC == 1 && KVX_BIND_F_ONE_TO_ONE == 2);
+static_assert(KVX_PROTO_ANY == 0);
 
 static_assert(sizeof(kvx_ct_key) == 16);
 static_assert(offsetof(kvx_ct_key, int_addr) == 0);
@@ -46,6 +55,15 @@ static_assert(offsetof(kvx_ct_val, state) == 22);
 static_assert(offsetof(kvx_ct_val, flags) == 23);
 static_assert(offsetof(kvx_ct_val, pkts_out) == 24);
 static_assert(offsetof(kvx_ct_val, pkts_in) == 32);
+
+static_assert(KVX_CT_NONE == 0 && KVX_CT_SYN_SENT == 1 && KVX_CT_ESTABLISHED == 2 &&
+	      KVX_CT_FIN_WAIT == 3 && KVX_CT_TIME_WAIT == 4 && KVX_CT_CLOSE == 5 &&
+	      KVX_CT_UDP == 6 && KVX_CT_STATE_MAX == 7);
+static_assert(KVX_CT_F_SEEN_REPLY == 1 && KVX_CT_F_FIN_OUT == 2 && KVX_CT_F_FIN_IN == 4 &&
+	      KVX_CT_F_INBOUND == 8 && KVX_CT_F_STATIC == 16 && KVX_CT_F_ONE_TO_ONE == 32);
+// The shared rules (ct_rules.h) name the protocols without <linux/in.h>.
+static_assert(KVX_IPPROTO_ICMP == IPPROTO_ICMP && KVX_IPPROTO_TCP == IPPROTO_TCP &&
+	      KVX_IPPROTO_UDP == IPPROTO_UDP);
 
 static_assert(sizeof(kvx_timeouts) == 40);
 static_assert(offsetof(kvx_timeouts, tcp_syn_sent) == 0);
@@ -73,6 +91,7 @@ static_assert(offsetof(kvx_cfg, timeouts) == 32);
 static_assert(offsetof(kvx_cfg, uplink_mac) == 72);
 static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
 static_assert(offsetof(kvx_cfg, flow_quota) == 80);
+static_assert(KVX_CFG_F_EIF == 1);
 
 // kvx_gflows: a __u32 counter per guest, indexed by the host part's low bits.
 static_assert((KVX_GFLOWS_MAX & (KVX_GFLOWS_MAX - 1)) == 0);
@@ -80,6 +99,19 @@ static_assert((KVX_GFLOWS_MAX & (KVX_GFLOWS_MAX - 1)) == 0);
 static_assert(sizeof(kvx_extaddr_val) == 8);
 static_assert(offsetof(kvx_extaddr_val, flags) == 0);
 static_assert(offsetof(kvx_extaddr_val, _pad) == 4);
+static_assert(KVX_EXT_F_ARP == 1 && KVX_EXT_F_SUSPENDED == 2);
+
+static_assert(sizeof(kvx_hostrev_key) == 16);
+static_assert(offsetof(kvx_hostrev_key, sock_cookie) == 0);
+static_assert(offsetof(kvx_hostrev_key, guest_addr) == 8);
+static_assert(offsetof(kvx_hostrev_key, guest_port) == 12);
+static_assert(offsetof(kvx_hostrev_key, proto) == 14);
+static_assert(offsetof(kvx_hostrev_key, _pad) == 15);
+
+static_assert(sizeof(kvx_hostrev_val) == 8);
+static_assert(offsetof(kvx_hostrev_val, ext_addr) == 0);
+static_assert(offsetof(kvx_hostrev_val, ext_port) == 4);
+static_assert(offsetof(kvx_hostrev_val, _pad) == 6);
 
 static_assert(sizeof(kvx_frag_key) == 12);
 static_assert(offsetof(kvx_frag_key, saddr) == 0);
@@ -93,6 +125,21 @@ static_assert(offsetof(kvx_frag_val, addr) == 0);
 static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
 static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
 static_assert(offsetof(kvx_frag_val, _pad) == 16);
+
+// kvx_xdev[ifindex] and kvx_xfdb[MAC] (the XDP path).
+static_assert(sizeof(kvx_xdev_val) == 8);
+static_assert(offsetof(kvx_xdev_val, mac) == 0);
+static_assert(offsetof(kvx_xdev_val, flags) == 6);
+static_assert(KVX_XDEV_F_TX == 1 && KVX_XDEV_F_BRIDGE == 2 && KVX_XDEV_F_PORT == 4);
+
+static_assert(sizeof(kvx_xfdb_key) == 8);
+static_assert(offsetof(kvx_xfdb_key, mac) == 0);
+static_assert(offsetof(kvx_xfdb_key, _pad) == 6);
+
+static_assert(sizeof(kvx_xfdb_val) == 16);
+static_assert(offsetof(kvx_xfdb_val, ifindex) == 0);
+static_assert(offsetof(kvx_xfdb_val, _pad) == 4);
+static_assert(offsetof(kvx_xfdb_val, seen_ns) == 8);
 
 static_assert(sizeof(kvx_stat) == 16);
 static_assert(offsetof(kvx_stat, packets) == 0);

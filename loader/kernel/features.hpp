@@ -2,7 +2,8 @@
 // Runtime kernel feature detection: what the datapath needs (program and map
 // types, helpers) is probed on the running kernel before anything is
 // created, so an old kernel gets one line naming the missing feature and the
-// kernel version that has it instead of a verifier log (PITFALLS 10).  What
+// kernel version that has it instead of a verifier log (docs/pitfalls.md,
+// kernel-portability).  What
 // is only nice to have (tcx, XDP) is reported, never assumed: kvmxdp attaches
 // with netlink clsact on every kernel.
 #pragma once

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "base/error.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp {
 
@@ -290,7 +291,7 @@ Config config_from_json(const json &j)
 		}
 		i.nat_ports.lo = static_cast<uint16_t>(get_uint(o, "nat_port_lo", p, 1, 65535));
 		i.nat_ports.hi = static_cast<uint16_t>(get_uint(o, "nat_port_hi", p, 1, 65535));
-		if (i.nat_ports.lo > i.nat_ports.hi)
+		if (!KVX_PORT_RANGE_OK(i.nat_ports.lo, i.nat_ports.hi))
 			bad(p + "nat_port_hi", "smaller than nat_port_lo");
 		i.eif = get_bool(o, "eif", p);
 		i.ct_size = static_cast<uint32_t>(get_uint(o, "ct_size", p, 1, UINT32_MAX));

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 
 #include "kvmxdp/abi.h"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp {
 
@@ -21,8 +22,7 @@ uint32_t gflows_size(uint32_t subnet_mask_be)
 
 uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be)
 {
-	// As the datapath (ct.h gflows_of) computes it.
-	return ntohl(addr_be & ~subnet_mask_be) & (KVX_GFLOWS_MAX - 1);
+	return kvx_gflows_index(addr_be, subnet_mask_be);
 }
 
 } // namespace kvmxdp

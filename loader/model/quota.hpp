@@ -12,7 +12,8 @@ namespace kvmxdp {
 // guest leaves three quarters to the others.
 constexpr uint32_t kDefaultQuotaShare = 4;
 uint32_t default_flow_quota(uint32_t ct_size);
-// kvx_gflows (abi.h): its size for a subnet and a guest's index in it.
+// kvx_gflows (abi.h): its size for a subnet and a guest's index in it
+// (the datapath's, kvmxdp/ct_rules.h kvx_gflows_index).
 uint32_t gflows_size(uint32_t subnet_mask_be);
 uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be);
 

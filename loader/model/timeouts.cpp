@@ -7,21 +7,14 @@
 #include <sstream>
 
 #include "base/error.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp {
 
 kvx_timeouts default_timeouts()
 {
 	kvx_timeouts t{};
-	t.tcp_syn_sent = 120;
-	t.tcp_established = 432000;
-	t.tcp_fin_wait = 120;
-	t.tcp_time_wait = 120;
-	t.tcp_close = 10;
-	t.udp = 30;
-	t.udp_stream = 120;
-	t.icmp = 30;
-	t.other = 600;
+	kvx_timeouts_default(&t);
 	return t;
 }
 

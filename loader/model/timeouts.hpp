@@ -10,7 +10,7 @@
 
 namespace kvmxdp {
 
-// netfilter's defaults (nf_conntrack_proto_{tcp,udp,icmp,generic}.c).
+// netfilter's defaults (kvmxdp/ct_rules.h kvx_timeouts_default).
 kvx_timeouts default_timeouts();
 // attach --timeouts: "NAME=SECONDS[,NAME=SECONDS...]" over the defaults,
 // NAME a kvx_timeouts field (tcp_syn_sent, tcp_established, tcp_fin_wait,

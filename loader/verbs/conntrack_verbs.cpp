@@ -75,7 +75,7 @@ CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge,
 	CtPins p = open_ct_pins(g, bridge);
 	if (bridge_out)
 		*bridge_out = p.bridge;
-	return ct_flush_fd(p.ct.get(), p.bind.get(), f, p.gflows.get(),
+	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(), p.gflows.get(),
 			   read_cfg(p.cfg.get()).subnet_mask);
 }
 

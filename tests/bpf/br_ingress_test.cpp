@@ -1,10 +1,11 @@
 // kvx_br_ingress (bridge ingress, guest -> outside).  Table-driven cases
-// (contract steps 1-13, each from empty tables and the default cfg), then
-// scenarios: truncations (test_run and, below 34 bytes, the real bridge),
-// mutation invariants, MTU, bindings (EIM, port choice, exhaustion, table
-// limits, uplink address change, broken pairs), fragments, static mappings
-// (1:1, port forwards, hairpin), guests' ICMP errors, MSS clamping and a real
-// redirect out of the uplink.
+// (every decision of nat4_from_guest in bpf/lib/nat.h, in its order, each
+// from empty tables and the default cfg), then scenarios: truncations
+// (test_run and, below 34 bytes, the real bridge), mutation invariants, MTU,
+// bindings (EIM, port choice, exhaustion, table limits, uplink address
+// change, broken pairs), fragments, static mappings (1:1, port forwards,
+// hairpin), guests' ICMP errors, MSS clamping and a real redirect out of the
+// uplink.
 #include <linux/pkt_cls.h>
 #include <unistd.h>
 
@@ -38,7 +39,7 @@ std::vector<BrCase> br_cases()
 {
 	const std::uint32_t A = kGuestA, R = kRemote1;
 	std::vector<BrCase> c;
-	// --- translated (contract step 13) ---
+	// --- translated ---
 	c.push_back({"TcpSynTranslated", [=] { return make_tcp(A, 62000, R, 443); }, nullptr,
 		     TC_ACT_REDIRECT, KVX_R_XLATE_OUT, keep_port});
 	c.push_back({"TcpAckWithPayloadTranslated",
@@ -107,7 +108,7 @@ std::vector<BrCase> br_cases()
 			     return p;
 		     }});
 
-	// --- step 1: not IPv4 ---
+	// --- not IPv4 ---
 	c.push_back({"ArpNotIp", [] { return make_ethertype(kEthArp, 28); }, nullptr, TC_ACT_OK,
 		     KVX_R_PASS_NOT_IP, nullptr});
 	c.push_back({"Ipv6NotIp", [] { return make_ethertype(kEthIpv6, 60); }, nullptr, TC_ACT_OK,
@@ -119,7 +120,7 @@ std::vector<BrCase> br_cases()
 		     },
 		     nullptr, TC_ACT_OK, KVX_R_PASS_NOT_IP, nullptr});
 
-	// --- step 2: malformed IPv4 header ---
+	// --- malformed IPv4 header ---
 	c.push_back(
 		{"Version6InIpv4Frame",
 		 [=] { return with(make_udp(A, 62012, R, 53), [](Packet &p) { p.version = 6; }); },
@@ -147,7 +148,7 @@ std::vector<BrCase> br_cases()
 		     },
 		     nullptr, TC_ACT_SHOT, KVX_R_DROP_MALFORMED, nullptr});
 
-	// --- step 3: source ---
+	// --- source outside the subnet (anti-spoofing) ---
 	c.push_back({"SpoofedSourceOutsideSubnet",
 		     [=] { return make_udp(ip4(10, 1, 2, 3), 62013, R, 53); }, nullptr, TC_ACT_SHOT,
 		     KVX_R_DROP_SPOOFED, nullptr});
@@ -161,7 +162,7 @@ std::vector<BrCase> br_cases()
 		     [] { return make_udp(0, 68, Topology::kBridgeAddr, 67, 240); }, nullptr,
 		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
 
-	// --- step 4: multicast / broadcast ---
+	// --- multicast / broadcast ---
 	c.push_back({"MulticastMdns", [=] { return make_udp(A, 5353, ip4(224, 0, 0, 251), 5353); },
 		     nullptr, TC_ACT_OK, KVX_R_PASS_MCAST, nullptr});
 	c.push_back({"MulticastOrgScope",
@@ -174,7 +175,7 @@ std::vector<BrCase> br_cases()
 		     [=] { return make_udp(A, 137, ip4(192, 168, 122, 255), 137); }, nullptr,
 		     TC_ACT_OK, KVX_R_PASS_MCAST, nullptr});
 
-	// --- step 5 / 6: local ---
+	// --- local: the guest subnet, or the route lookup says not forwarded ---
 	c.push_back({"DstOtherGuest",
 		     [=] { return make_tcp(A, 62014, ip4(192, 168, 122, 20), 22); }, nullptr,
 		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
@@ -188,7 +189,7 @@ std::vector<BrCase> br_cases()
 		     [=] { return make_tcp(A, 62014, Topology::kOtherAddr, 22); }, nullptr,
 		     TC_ACT_OK, KVX_R_PASS_LOCAL, nullptr});
 
-	// --- step 6: routes ---
+	// --- routes (bpf_fib_lookup) ---
 	c.push_back({"BlackholeRoute", [=] { return make_udp(A, 62015, ip4(198, 51, 100, 5), 53); },
 		     nullptr, TC_ACT_OK, KVX_R_PASS_NO_ROUTE, nullptr});
 	c.push_back({"UnreachableRoute",
@@ -216,7 +217,7 @@ std::vector<BrCase> br_cases()
 		     [=] { return make_udp(ip4(192, 168, 122, 255), 62015, R, 53); }, nullptr,
 		     TC_ACT_SHOT, KVX_R_DROP_MARTIAN, nullptr});
 
-	// --- step 7: TTL ---
+	// --- TTL ---
 	c.push_back({"TtlOne",
 		     [=] { return with(make_udp(A, 62016, R, 53), [](Packet &p) { p.ttl = 1; }); },
 		     nullptr, TC_ACT_OK, KVX_R_PASS_TTL, nullptr});
@@ -224,7 +225,7 @@ std::vector<BrCase> br_cases()
 		     [=] { return with(make_tcp(A, 62016, R, 80), [](Packet &p) { p.ttl = 0; }); },
 		     nullptr, TC_ACT_OK, KVX_R_PASS_TTL, nullptr});
 
-	// --- step 9: fragments (later ones without their first: dropped) ---
+	// --- fragments (later ones without their first: dropped) ---
 	c.push_back({"FirstFragmentTranslated",
 		     [=] {
 			     return with(make_udp(A, 62017, R, 53, 64), [](Packet &p) {
@@ -252,12 +253,12 @@ std::vector<BrCase> br_cases()
 		     },
 		     nullptr, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, nullptr});
 
-	// --- step 10: no uplink address ---
+	// --- no uplink address ---
 	c.push_back({"NoUplinkAddress", [=] { return make_tcp(A, 62018, R, 443); },
 		     [](kvx_cfg &cfg) { cfg.uplink_addr = 0; }, TC_ACT_SHOT,
 		     KVX_R_DROP_NO_UPLINK_ADDR, nullptr});
 
-	// --- step 11: L4 ---
+	// --- L4 header and ICMP type ---
 	c.push_back({"TcpHeaderTruncated",
 		     [=] {
 			     Packet p = make_ip_proto(A, R, kProtoTcp, 12);
@@ -314,7 +315,7 @@ TEST_P(BrIngressCases, Verdict)
 INSTANTIATE_TEST_SUITE_P(Table, BrIngressCases, ::testing::ValuesIn(br_cases()),
 			 [](const ::testing::TestParamInfo<BrCase> &i) { return i.param.name; });
 
-// --- every truncation of valid packets (contract step 2) ---
+// --- every truncation of valid packets: a malformed IPv4 header ---
 
 TEST_F(BrIngressTest, EveryTruncationIsMalformed)
 {
@@ -402,9 +403,9 @@ TEST_F(BrIngressTest, RedirectLeavesThroughTheUplink)
 
 TEST_F(BrIngressTest, IcmpHeaderTruncatedIsDropped)
 {
-	// An ICMP header shorter than 8 bytes with a consistent tot_len: the
-	// contract names no reason; either malformed or not-translated is fine
-	// as long as it is dropped.
+	// An ICMP header shorter than 8 bytes with a consistent tot_len: which
+	// reason counts it is not part of the datapath's promise; either
+	// malformed or not-translated is fine as long as it is dropped.
 	Packet p = from_guest(make_ip_proto(kGuestA, kRemote1, kProtoIcmp, 4));
 	p.raw_l4 = true;
 	p.payload = {kIcmpEchoRequest, 0, 0xf7, 0xff};
@@ -430,7 +431,7 @@ TEST_F(BrIngressTest, FrameForAnotherMacIsNotRouted)
 	translate_out(p, 62016);
 }
 
-// --- MTU (contract step 8): needs the uplink's MTU lowered ---
+// --- MTU check before the redirect: needs the uplink's MTU lowered ---
 
 TEST_F(BrIngressTest, TooBigWithDfPassesForFragNeeded)
 {
@@ -465,7 +466,7 @@ TEST_F(BrIngressTest, ExactlyMtuFits)
 	translate_out(p, 62202);
 }
 
-// --- FWD_DISABLED (contract step 6) ---
+// --- route lookup without forwarding on the bridge: FWD_DISABLED ---
 
 TEST_F(BrIngressTest, ForwardingDisabledIsFibDrop)
 {
@@ -477,7 +478,7 @@ TEST_F(BrIngressTest, ForwardingDisabledIsFibDrop)
 	write_sysctl(path, "1");
 }
 
-// --- NAT bindings (contract step 12) ---
+// --- NAT bindings: flow and binding lookup or creation (ct_egress) ---
 
 TEST_F(BrIngressTest, FlowStateOfTranslatedTcpUdpIcmp)
 {
@@ -710,7 +711,7 @@ TEST_F(BrIngressTest, TcpChecksumComputingToZero)
 	run_br(p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, want);
 }
 
-// --- failures of the tables (contract step 12) ---
+// --- failures of the tables in ct_egress: full conntrack or binding table ---
 
 TEST_F(BrIngressTest, ConntrackTableFull)
 {
@@ -751,7 +752,7 @@ TEST_F(BrIngressTest, BindingTableFull)
 	run_case(small, Prog::BrIngress, a, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(a, 62600));
 }
 
-// --- uplink address change (PITFALLS 8) ---
+// --- uplink address change (docs/pitfalls.md, uplink-address-changes) ---
 
 TEST_F(BrIngressTest, UplinkAddressChangeRebinds)
 {
@@ -767,7 +768,7 @@ TEST_F(BrIngressTest, UplinkAddressChangeRebinds)
 		<< "the stale IN half on the old address should be gone";
 }
 
-// --- broken pairs (PITFALLS 4): repaired or dropped, never mistranslated ---
+// --- broken pairs (docs/pitfalls.md, lru-half-pairs): repaired or dropped, never mistranslated ---
 
 TEST_F(BrIngressTest, MissingInHalfRepairedOrDropped)
 {
@@ -985,6 +986,12 @@ TEST_F(BrIngressTest, MssClampedWhereverTheOptionIs)
 						       {1, 1, 4, 2, 2, 4, 0x05, 0xb4}));
 	run_br(syn, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
 	       with_mss_options(snat(syn, 62802), {1, 1, 4, 2, 2, 4, 0x05, 0x78}));
+	// After one NOP the value sits at an odd offset and straddles two of
+	// the checksum's 16-bit words: its checksum update is byte-swapped.
+	const Packet odd = from_guest(with_mss_options(make_tcp(kGuestA, 62803, kRemote1, 443),
+						       {1, 2, 4, 0x05, 0xb4, 1, 1, 0}));
+	run_br(odd, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+	       with_mss_options(snat(odd, 62803), {1, 2, 4, 0x05, 0x78, 1, 1, 0}));
 }
 
 // --- route cache (fib.h): a route change reaches a flow within one tick;

@@ -1,4 +1,4 @@
-// Conntrack capacity faults (issue 3 items 4-6): opportunistic reclaim of
+// Conntrack capacity faults: opportunistic reclaim of
 // expired flows by the datapath when kvx_ct is full (no daemon, no GC), the
 // per-guest flow quota (DROP_GUEST_QUOTA), a table full of live flows
 // (DROP_TABLE_FULL, established flows unaffected) and the cost of one
@@ -112,7 +112,7 @@ TEST_F(CtReclaimTest, FullTableOfExpiredFlowsAcceptsNewFlow)
 		 KVX_R_DROP_TABLE_FULL);
 }
 
-// The datapath expires flows by the GC's rule (loader/control/gc.cpp ct_timeout_s):
+// The datapath expires flows by the GC's rule (kvmxdp/ct_rules.h, shared):
 // one timeout per TCP state, UDP unreplied/replied, ICMP, other protocols,
 // taken from kvx_cfg.  Each kind once just past its timeout (reclaimed) and
 // once just inside it (kept); the timeouts are 10 s apart, so taking any

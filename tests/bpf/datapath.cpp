@@ -15,6 +15,7 @@
 
 #include "kernel/maps.hpp"
 #include "kernel/skel.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "kvmxdp_tc.skel.h"
 #include "kvmxdp_xdp.skel.h"
 
@@ -215,15 +216,7 @@ kvx_cfg Datapath::default_cfg(const Topology &topo)
 	c.subnet_mask = be32(Topology::kSubnetMask);
 	c.nat_port_lo = 61000;
 	c.nat_port_hi = 65535;
-	c.timeouts.tcp_syn_sent = 120;
-	c.timeouts.tcp_established = 432000;
-	c.timeouts.tcp_fin_wait = 120;
-	c.timeouts.tcp_time_wait = 120;
-	c.timeouts.tcp_close = 10;
-	c.timeouts.udp = 30;
-	c.timeouts.udp_stream = 120;
-	c.timeouts.icmp = 30;
-	c.timeouts.other = 600;
+	kvx_timeouts_default(&c.timeouts);
 	std::memcpy(c.uplink_mac, Topology::kUplinkMac.data(), sizeof(c.uplink_mac));
 	return c;
 }
@@ -256,7 +249,7 @@ void Datapath::clear_tables()
 
 static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
 {
-	return (guest & ~ntohl(c.subnet_mask)) & (KVX_GFLOWS_MAX - 1);
+	return kvx_gflows_index(htonl(guest), c.subnet_mask);
 }
 
 std::uint32_t Datapath::gflows(std::uint32_t guest) const

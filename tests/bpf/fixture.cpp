@@ -138,15 +138,25 @@ Packet dnat_unknown_mac(const Packet &in, std::uint32_t guest, std::uint16_t por
 	return p;
 }
 
+// fib.h's per-CPU route cache answers with the MTU it saw for the rest of
+// the jiffy it was filled in: a change is the kernel's only after that.
+// 25 ms outlasts a jiffy at any HZ (>= 100).
+static void wait_route_cache_jiffy()
+{
+	usleep(25000);
+}
+
 UplinkMtu::UplinkMtu(int mtu)
 {
 	must_run({"ip", "link", "set", Topology::kUplink, "mtu", std::to_string(mtu)});
+	wait_route_cache_jiffy();
 }
 
 UplinkMtu::~UplinkMtu()
 {
 	try {
 		must_run({"ip", "link", "set", Topology::kUplink, "mtu", "1500"});
+		wait_route_cache_jiffy();
 	} catch (const std::exception &e) {
 		ADD_FAILURE() << "restoring the uplink MTU: " << e.what();
 	}

@@ -1,4 +1,5 @@
 #include "netns.hpp"
+#include "privileges.hpp"
 
 #include <bpf/libbpf.h>
 #include <fcntl.h>
@@ -136,14 +137,18 @@ std::string read_sysctl(const std::string &path)
 
 std::string enter_private_netns(Topology &t, std::string &error)
 {
-	if (geteuid() != 0)
-		return "needs root (CAP_NET_ADMIN, CAP_BPF, CAP_SYS_ADMIN) for a private netns "
-		       "and BPF_PROG_TEST_RUN";
+	// Skip only without the privilege (tests/common/privileges.hpp); a
+	// privileged process that cannot unshare has a broken setup: a failure.
+	const std::string missing = missing_capabilities({CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF});
+	if (!missing.empty())
+		return "needs root for a private netns and BPF_PROG_TEST_RUN (lacks " + missing + ")";
+	error.clear();
 	// Only this (single) thread and the commands it spawns move: the root
 	// namespace is never modified.
-	if (unshare(CLONE_NEWNET) != 0)
-		return std::string("unshare(CLONE_NEWNET): ") + std::strerror(errno);
-	error.clear();
+	if (unshare(CLONE_NEWNET) != 0) {
+		error = std::string("unshare(CLONE_NEWNET) with CAP_SYS_ADMIN: ") + std::strerror(errno);
+		return "";
+	}
 
 	const std::string ip = "ip";
 	try {
@@ -153,7 +158,7 @@ std::string enter_private_netns(Topology &t, std::string &error)
 		write_sysctl("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
 		// br_netfilter (when loaded) validates IPv4 headers of frames
 		// entering the bridge and drops malformed ones before the bridge
-		// device's TC hook (PITFALLS 14): the real-device tests want the
+		// device's TC hook: the real-device tests want the
 		// program to see them.  These sysctls are per network namespace.
 		for (const char *f : {"bridge-nf-call-iptables", "bridge-nf-call-ip6tables",
 				      "bridge-nf-call-arptables"}) {
@@ -206,7 +211,7 @@ std::string enter_private_netns(Topology &t, std::string &error)
 		must_run({ip, "route", "add", "prohibit", "192.0.2.0/24"});
 
 		// bpf_fib_lookup returns FWD_DISABLED unless forwarding is on for
-		// the ingress device (PITFALLS 12); private namespace only.
+		// the ingress device; private namespace only.
 		write_sysctl(std::string("/proc/sys/net/ipv4/conf/") + Topology::kBridge +
 				     "/forwarding",
 			     "1");
@@ -319,8 +324,11 @@ std::optional<testpkt::Bytes> Capture::next_ipv4(int timeout_ms)
 				     reinterpret_cast<sockaddr *>(&from), &fromlen);
 		if (n < 0)
 			return std::nullopt;
-		// Incoming only (not what this side sends), and only IPv4.
-		if (from.sll_pkttype == PACKET_OUTGOING || from.sll_protocol != htons(ETH_P_IP))
+		// Incoming only (not what this side sends), only IPv4, and only
+		// unicast: the kernel's own IGMP reports (224.0.0.22, sent when a
+		// device of the topology joins a group) arrive at any moment.
+		if (from.sll_pkttype == PACKET_OUTGOING || from.sll_protocol != htons(ETH_P_IP) ||
+		    from.sll_pkttype == PACKET_MULTICAST || from.sll_pkttype == PACKET_BROADCAST)
 			continue;
 		buf.resize(static_cast<std::size_t>(n));
 		return buf;

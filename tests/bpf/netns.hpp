@@ -116,8 +116,8 @@ private:
 };
 
 // Enters a new network namespace and builds the topology above in it.
-// Returns why the tests cannot run at all (not root, no unshare: a skip),
-// else "" with error set if building the topology failed (a failure).
+// Returns why the tests cannot run at all (no privilege: a skip), else ""
+// with error set if unshare or building the topology failed (a failure).
 std::string enter_private_netns(Topology &topo, std::string &error);
 
 } // namespace kvmxdp::test

@@ -17,7 +17,7 @@ namespace {
 
 using namespace testpkt;
 
-// --- replies translated back (contract uplink step 6) ---
+// --- replies translated back: ct_ingress finds the guest's flow ---
 
 struct ReplyCase {
 	std::string name;
@@ -89,7 +89,7 @@ std::vector<ReplyCase> reply_cases()
 INSTANTIATE_TEST_SUITE_P(Table, UpIngressReplies, ::testing::ValuesIn(reply_cases()),
 			 [](const ::testing::TestParamInfo<ReplyCase> &i) { return i.param.name; });
 
-// --- not translated (contract uplink steps 1-5) ---
+// --- not translated: the host's, dropped or filtered ---
 
 struct UpCase {
 	std::string name;
@@ -781,6 +781,19 @@ TEST_F(UpIngressTest, MssClampedOnInboundSynAck)
 	synack.tcp_options = {0x02, 0x04, 0x05, 0xb4};
 	Packet want = dnat(synack, kGuestA, 62900);
 	want.tcp_options = {0x02, 0x04, 0x05, 0x78};
+	run_up(synack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, want);
+}
+
+TEST_F(UpIngressTest, MssClampedOnInboundSynAckAtOddOffset)
+{
+	// After one NOP the value sits at an odd offset and straddles two of
+	// the checksum's 16-bit words: its checksum update is byte-swapped.
+	const Packet out = establish(from_guest(make_tcp(kGuestA, 62901, kRemote1, 443)));
+	set_cfg([](kvx_cfg &c) { c.clamp_mss = 1400; });
+	Packet synack = reply_to(out);
+	synack.tcp_options = {0x01, 0x02, 0x04, 0x05, 0xb4, 0x01, 0x01, 0x00};
+	Packet want = dnat(synack, kGuestA, 62901);
+	want.tcp_options = {0x01, 0x02, 0x04, 0x05, 0x78, 0x01, 0x01, 0x00};
 	run_up(synack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, want);
 }
 

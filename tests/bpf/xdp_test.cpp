@@ -427,6 +427,22 @@ std::vector<IdentCase> ident_cases()
 			     w.tcp_options[19] = 0x78;
 			     return std::vector<Step>{out_step(syn, w)};
 		     }});
+	// After one NOP the MSS value sits at an odd offset of the TCP header
+	// and straddles two of the checksum's 16-bit words: the checksum update
+	// must be byte-swapped, on the way out and on the way in.
+	c.push_back({"ClampMssAtOddOffset", clamp, nullptr, [=] {
+			     const Bytes odd = {0x01, 0x02, 0x04, 0x05, 0xb4, 0x01, 0x01, 0x00};
+			     const Bytes clamped = {0x01, 0x02, 0x04, 0x05, 0x78, 0x01, 0x01, 0x00};
+			     Packet syn = syn_out(62000);
+			     syn.tcp_options = odd;
+			     Packet w = snat(from_guest(syn), 62000);
+			     w.tcp_options = clamped;
+			     Packet synack = reply_to(snat(syn, 62000));
+			     synack.tcp_options = odd;
+			     Packet wi = dnat(synack, A, 62000);
+			     wi.tcp_options = clamped;
+			     return std::vector<Step>{out_step(syn, w), {true, synack, wi}};
+		     }});
 	c.push_back({"ClampMssAlreadySmaller", clamp, nullptr, [=] {
 			     Packet syn = syn_out(62000);
 			     syn.tcp_options = {0x02, 0x04, 0x04, 0xb0};
@@ -715,7 +731,8 @@ struct HandoffCase {
 	// TC's translation of the frame (nullptr: unchanged).
 	std::function<Packet(const Packet &)> tc_want = nullptr;
 	// An offloaded frame: TC's test_run (CHECKSUM_NONE) cannot finish a
-	// partial checksum (PITFALLS 13), so its L4 checksum is not compared.
+	// partial checksum (docs/pitfalls.md, test-run-checksums), so its L4
+	// checksum is not compared.
 	bool tc_l4_csum_unchecked = false;
 };
 

@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <string>
 
 #include "control/conntrack.hpp"
@@ -290,6 +292,15 @@ protected:
 	size_t flows() { return count_entries<kvx_ct_key>(ct_.get()); }
 	size_t binds() { return count_entries<kvx_bind_key>(bind_.get()); }
 
+	// One binding half as the map holds it (host order in).
+	kvx_bind_val bind_half(uint8_t dir, uint8_t proto, uint32_t addr, uint16_t port)
+	{
+		kvx_bind_val v{};
+		EXPECT_TRUE(lookup_bind(dir, proto, addr, port, &v))
+			<< "no binding half dir " << int(dir) << " port " << port;
+		return v;
+	}
+
 	static constexpr uint32_t kG1 = 0xc0a87a0b, kG2 = 0xc0a87a0c;
 	static constexpr uint32_t kR1 = 0x0a4e0002, kR2 = 0x0a4e0003;
 	static constexpr uint32_t kExt = 0x0a4d0002;
@@ -337,7 +348,7 @@ TEST_F(CtMaps, FlushByGuestKeepsTheOthersAndAllBindings)
 	populate();
 	CtFilter f;
 	f.guest = kG1;
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f);
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, now_);
 	EXPECT_EQ(r.flows, 3u);
 	// g1's three bindings are unused now; g2's dynamic one still is used.
 	EXPECT_EQ(r.unused_bindings, 3u);
@@ -347,9 +358,14 @@ TEST_F(CtMaps, FlushByGuestKeepsTheOthersAndAllBindings)
 	EXPECT_EQ(ct_list_fd(ct_.get(), default_timeouts(), g2, now_).size(), 3u);
 	// Bindings are the GC's: all five pairs are still there, consistent.
 	EXPECT_EQ(binds(), 10u);
-	// The GC then releases exactly g1's (unreferenced, idle 100 s) and
-	// keeps g2's dynamic binding (its flows are live) and the static one.
-	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_);
+	// g1's bindings were made 100 s ago, but their flows were in use until
+	// the flush: they are kept for the grace from then (a stream that goes
+	// on sending picks its own port up again) ...
+	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_ + 29 * kSec);
+	EXPECT_EQ(sw.bind_deleted, 0u);
+	// ... then the GC releases exactly g1's and keeps g2's dynamic binding
+	// (its flows are live) and the static one.
+	sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_ + 31 * kSec);
 	EXPECT_EQ(sw.ct_deleted, 0u);
 	EXPECT_EQ(sw.bind_deleted, 6u);
 	EXPECT_EQ(binds(), 4u);
@@ -362,7 +378,7 @@ TEST_F(CtMaps, FlushOneOfTwoFlowsOfABindingKeepsItReferenced)
 	f.remote = kR2;
 	f.proto = IPPROTO_TCP;
 	f.state = KVX_CT_SYN_SENT;
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f);
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, now_);
 	EXPECT_EQ(r.flows, 1u);
 	// The other flow of g2's socket still references the binding.
 	EXPECT_EQ(r.unused_bindings, 0u);
@@ -374,16 +390,68 @@ TEST_F(CtMaps, FlushOneOfTwoFlowsOfABindingKeepsItReferenced)
 TEST_F(CtMaps, FlushAllNeverTouchesStaticBindings)
 {
 	populate();
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), {});
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), {}, now_);
 	EXPECT_EQ(r.flows, 6u);
 	EXPECT_EQ(flows(), 0u);
 	// Four dynamic pairs unused; the static port forward is not counted.
 	EXPECT_EQ(r.unused_bindings, 4u);
-	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_);
+	// They count as used at the flush: kept for the grace, then released.
+	auto sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_ + 29 * kSec);
+	EXPECT_EQ(sw.bind_deleted, 0u);
+	sw = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now_ + 31 * kSec);
 	EXPECT_EQ(sw.bind_deleted, 8u);
 	EXPECT_EQ(binds(), 2u); // the static pair
 	// Flushing an empty table is fine and flushes nothing.
-	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), {}).flows, 0u);
+	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), {}, now_).flows, 0u);
+}
+
+TEST_F(CtMaps, FlushLeavesStaticBindingsTimesAlone)
+{
+	populate();
+	CtFilter f;
+	f.guest = kG2;
+	ASSERT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f, now_).flows, 3u);
+	// The port forward's pair keeps its own time (static: no expiry, and
+	// nothing of the flush is written into it) ...
+	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_TCP, kExt, 2222).last_used_ns, now_ - 100 * kSec);
+	EXPECT_EQ(bind_half(KVX_BIND_OUT, IPPROTO_TCP, kG2, 22).last_used_ns, now_ - 100 * kSec);
+	// ... while g2's dynamic pair counts as used at the flush.
+	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_TCP, kExt, 61002).last_used_ns, now_);
+	EXPECT_EQ(bind_half(KVX_BIND_OUT, IPPROTO_TCP, kG2, 41000).last_used_ns, now_);
+	// A binding touched more recently than the flush keeps its later time.
+	add_flow(IPPROTO_UDP, kG2, 7000, kR1, 53, 61007, KVX_CT_UDP);
+	put_pair(IPPROTO_UDP, kG2, 7000, kExt, 61007, now_ + kSec);
+	ASSERT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f, now_).flows, 1u);
+	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61007).last_used_ns, now_ + kSec);
+	EXPECT_EQ(bind_half(KVX_BIND_OUT, IPPROTO_UDP, kG2, 7000).last_used_ns, now_ + kSec);
+}
+
+TEST_F(CtMaps, FlushLeavesBindingKeysReusedByOthersAlone)
+{
+	// g1's UDP flow still says ext port 61001, but both of its binding
+	// keys have moved on since (released, then taken again): the IN half
+	// of 61001 now belongs to g2's socket (with g2's MACs), and g1's
+	// socket is bound to 61005.  The flush must write neither.
+	add_flow(IPPROTO_UDP, kG1, 5000, kR1, 53, 61001, KVX_CT_UDP);
+	put_pair(IPPROTO_UDP, kG2, 6000, kExt, 61001, now_ - 100 * kSec);
+	put_pair(IPPROTO_UDP, kG1, 5000, kExt, 61005, now_ - 100 * kSec);
+	const kvx_bind_key ik = bind_key(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001);
+	kvx_bind_val iv = bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001);
+	const uint8_t g2_mac[6] = {0x52, 0x54, 0x00, 0x00, 0x00, 0x0c};
+	std::memcpy(iv.guest_mac, g2_mac, 6);
+	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &ik, &iv, BPF_EXIST), 0);
+	const kvx_bind_val in_before = bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001);
+	const kvx_bind_val out_before = bind_half(KVX_BIND_OUT, IPPROTO_UDP, kG1, 5000);
+
+	ASSERT_EQ(ct_flush_fd(ct_.get(), bind_.get(), {}, now_).flows, 1u);
+	const kvx_bind_val in_after = bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001);
+	const kvx_bind_val out_after = bind_half(KVX_BIND_OUT, IPPROTO_UDP, kG1, 5000);
+	EXPECT_EQ(std::memcmp(&in_before, &in_after, sizeof(in_after)), 0)
+		<< "g2's IN half was written: last_used_ns " << in_after.last_used_ns;
+	EXPECT_EQ(std::memcmp(&out_before, &out_after, sizeof(out_after)), 0)
+		<< "g1's OUT half (now 61005) was written: last_used_ns "
+		<< out_after.last_used_ns;
+	EXPECT_EQ(std::memcmp(in_after.guest_mac, g2_mac, 6), 0);
 }
 
 TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
@@ -400,14 +468,14 @@ TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
 	CtFilter f;
 	f.guest = kG1;
 	f.proto = IPPROTO_TCP;
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, gflows.get(), mask);
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, now_, gflows.get(), mask);
 	EXPECT_EQ(r.flows, 1u);
 	EXPECT_EQ(r.gflows_fixed, 1u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
 	EXPECT_EQ(v, 2u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i12, &v), 0);
 	EXPECT_EQ(v, 3u);
-	r = ct_flush_fd(ct_.get(), bind_.get(), {}, gflows.get(), mask);
+	r = ct_flush_fd(ct_.get(), bind_.get(), {}, now_, gflows.get(), mask);
 	EXPECT_EQ(r.flows, 5u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
 	EXPECT_EQ(v, 0u);
@@ -420,7 +488,7 @@ TEST_F(CtMaps, NoMatchFlushesNothing)
 	populate();
 	CtFilter f;
 	f.guest = 0xc0a87a63;
-	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f).flows, 0u);
+	EXPECT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f, now_).flows, 0u);
 	EXPECT_EQ(flows(), 6u);
 }
 
@@ -429,11 +497,10 @@ TEST(ConntrackRead, BatchReadEqualsTheWalk)
 	// More entries than one batch, in a table whose buckets are crowded
 	// (max_entries = entries): both reads return the same set.
 	const uint32_t n = 3 * kMapReadBatch + 123;
-	int fd = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key), sizeof(kvx_ct_val),
-				n, nullptr);
-	if (fd < 0)
-		GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
-	Fd ct(fd);
+	KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+	Fd ct(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key), sizeof(kvx_ct_val), n,
+			     nullptr));
+	ASSERT_GE(ct.get(), 0) << "bpf_map_create(t_ct): " << std::strerror(errno);
 	EXPECT_TRUE((dump_hash<kvx_ct_key, kvx_ct_val>(ct.get()).empty()));
 	for (uint32_t i = 0; i < n; i++) {
 		kvx_ct_key k = key(IPPROTO_UDP, 0xc0a87a00 + (i & 0xff), uint16_t(1000 + (i >> 8)),
@@ -481,8 +548,11 @@ TEST_F(CtMaps, StatusUsageWarnsNearFullAndOnTableFullDrops)
 	TempDir dir;
 	std::string bpffs = dir.path() + "/bpffs";
 	ASSERT_EQ(::mkdir(bpffs.c_str(), 0700), 0);
-	if (::mount("bpf", bpffs.c_str(), "bpf", 0, nullptr) != 0)
-		GTEST_SKIP() << "cannot mount a bpffs";
+	const std::string no_mount = test::missing_capabilities({CAP_SYS_ADMIN});
+	if (!no_mount.empty())
+		GTEST_SKIP() << "mounting a bpffs needs " << no_mount;
+	ASSERT_EQ(::mount("bpf", bpffs.c_str(), "bpf", 0, nullptr), 0)
+		<< "mount bpffs on " << bpffs << ": " << std::strerror(errno);
 	struct Unmount {
 		std::string p;
 		~Unmount() { ::umount(p.c_str()); }

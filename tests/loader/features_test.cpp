@@ -12,6 +12,7 @@
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "kernel/features.hpp"
+#include "privileges.hpp"
 
 namespace kvmxdp {
 namespace {
@@ -159,8 +160,9 @@ TEST(KernelFeatures, Json)
 
 TEST(KernelFeatures, RealKernelHasWhatTheDatapathNeeds)
 {
-	if (geteuid() != 0)
-		GTEST_SKIP() << "the probes load BPF programs: needs root";
+	const std::string missing = test::missing_capabilities({CAP_BPF, CAP_NET_ADMIN});
+	if (!missing.empty())
+		GTEST_SKIP() << "the probes load BPF programs: needs root (lacks " << missing << ")";
 	const auto &k = probe_kernel_features();
 	struct utsname u;
 	ASSERT_EQ(uname(&u), 0);

@@ -19,7 +19,7 @@ TEST(PinDir, DotsBecomeColons)
 	EXPECT_EQ(pin_dir_for("/sys/fs/bpf", "br0.10"), "/sys/fs/bpf/kvmxdp/br0:10");
 	EXPECT_EQ(pin_dir_for("/sys/fs/bpf/", "a.b.c"), "/sys/fs/bpf/kvmxdp/a:b:c");
 	// Dots in the bpffs path itself are left alone (unlike libbpf's
-	// pin_root_path handling, PITFALLS 11).
+	// pin_root_path handling).
 	EXPECT_EQ(pin_dir_for("/tmp/x.y/bpf", "kb1.10"), "/tmp/x.y/bpf/kvmxdp/kb1:10");
 	// Injective: names that differ stay different.
 	EXPECT_NE(pin_dir_for("/b", "br0.1"), pin_dir_for("/b", "br0_1"));

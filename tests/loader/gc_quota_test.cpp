@@ -1,13 +1,17 @@
 // SPDX-License-Identifier: GPL-2.0
-// The per-guest flow quota's userspace half (model/quota.hpp, control/gc.hpp): counter indexing as
-// the datapath does it, the exact recount at every sweep, and the
-// attach --timeouts / --flow-quota defaults.
+// The per-guest flow quota's userspace half (model/quota.hpp, control/gc.hpp):
+// the counter array's size (the index is the datapath's: ct_rules_test.cpp),
+// the exact recount at every sweep, and the attach --timeouts / --flow-quota
+// defaults.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <netinet/in.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "model/config.hpp"
 #include "base/error.hpp"
@@ -16,6 +20,7 @@
 #include "model/quota.hpp"
 #include "model/timeouts.hpp"
 #include "kernel/maps.hpp"
+#include "kernel_maps.hpp"
 
 using namespace kvmxdp;
 
@@ -43,18 +48,14 @@ TEST(GcQuota, DefaultQuotaIsAQuarterOfTheTable)
 	EXPECT_EQ(default_flow_quota(3), 1u) << "never 0 (which means off)";
 }
 
-TEST(GcQuota, CounterIndexFollowsTheSubnet)
+TEST(GcQuota, CounterArrayFollowsTheSubnet)
 {
 	const uint32_t m24 = htonl(0xffffff00), m16 = htonl(0xffff0000), m8 = htonl(0xff000000);
 	EXPECT_EQ(gflows_size(m24), 256u);
 	EXPECT_EQ(gflows_size(m16), 65536u);
 	EXPECT_EQ(gflows_size(m8), 65536u) << "capped at KVX_GFLOWS_MAX";
 	EXPECT_EQ(gflows_size(htonl(0xffffffff)), 1u);
-	EXPECT_EQ(gflows_index(htonl(0xc0a87a0a), m24), 10u);
-	EXPECT_EQ(gflows_index(htonl(0xac10fe01), m16), 0xfe01u);
-	// /8: counters shared by addresses 65536 apart (documented in abi.h).
-	EXPECT_EQ(gflows_index(htonl(0x0a010203), m8), 0x0203u);
-	EXPECT_EQ(gflows_index(htonl(0x0a020203), m8), 0x0203u);
+	// The index in it: ct_rules_test.cpp (kvx_gflows_index).
 }
 
 // attach --flow-quota / --timeouts are kept in the instance's config: absent
@@ -90,27 +91,19 @@ TEST(GcQuota, ConfigKeepsQuotaAndTimeouts)
 	EXPECT_EQ(back.instances[0].flow_quota, std::optional<uint32_t>(0));
 }
 
-// On real (unpinned) maps: needs root/CAP_BPF.
-class GcQuotaMaps : public ::testing::Test {
+// On real (unpinned) maps (kvx_ct, kvx_bind of KernelMapsTest, and
+// kvx_gflows): needs root/CAP_BPF (skipped without it).
+class GcQuotaMaps : public test::KernelMapsTest {
 protected:
 	static constexpr uint32_t kMask = 0xffffff00; // 192.168.122.0/24
 	void SetUp() override
 	{
-		int ct = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
-					sizeof(kvx_ct_val), 64, nullptr);
-		int bind = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
-					  sizeof(kvx_bind_val), 64, nullptr);
-		int gf = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", sizeof(__u32), sizeof(__u32),
-					gflows_size(htonl(kMask)), nullptr);
-		if (ct < 0 || bind < 0 || gf < 0) {
-			for (int fd : {ct, bind, gf})
-				if (fd >= 0)
-					::close(fd);
-			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
-		}
-		ct_.reset(ct);
-		bind_.reset(bind);
-		gf_.reset(gf);
+		KernelMapsTest::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		gf_.reset(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", sizeof(__u32), sizeof(__u32),
+					 gflows_size(htonl(kMask)), nullptr));
+		ASSERT_GE(gf_.get(), 0) << "bpf_map_create(t_gflows): " << std::strerror(errno);
 	}
 	void add_flow(uint32_t guest, uint16_t gport, uint8_t state, uint64_t seen)
 	{
@@ -138,7 +131,7 @@ protected:
 		__u32 i = gflows_index(htonl(guest), htonl(kMask));
 		ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &n, BPF_ANY), 0);
 	}
-	Fd ct_, bind_, gf_;
+	Fd gf_;
 };
 
 // Counters that drifted (the GC's own deletions, lost datapath updates, a

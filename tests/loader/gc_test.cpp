@@ -20,90 +20,9 @@ namespace {
 
 constexpr uint64_t kSec = 1000000000ULL;
 
-kvx_ct_val flow(uint8_t state, uint8_t flags, uint64_t last_seen)
-{
-	kvx_ct_val v{};
-	v.state = state;
-	v.flags = flags;
-	v.last_seen_ns = last_seen;
-	return v;
-}
-
 } // namespace
 
-TEST(Gc, DefaultTimeoutsAreNetfilters)
-{
-	kvx_timeouts t = default_timeouts();
-	EXPECT_EQ(t.tcp_syn_sent, 120u);
-	EXPECT_EQ(t.tcp_established, 432000u);
-	EXPECT_EQ(t.tcp_fin_wait, 120u);
-	EXPECT_EQ(t.tcp_time_wait, 120u);
-	EXPECT_EQ(t.tcp_close, 10u);
-	EXPECT_EQ(t.udp, 30u);
-	EXPECT_EQ(t.udp_stream, 120u);
-	EXPECT_EQ(t.icmp, 30u);
-	EXPECT_EQ(t.other, 600u);
-	EXPECT_EQ(t._pad, 0u);
-}
-
-TEST(Gc, TimeoutByStateFlagsProto)
-{
-	kvx_timeouts t{};
-	// Distinct values so that a wrong branch cannot pass by accident.
-	t.tcp_syn_sent = 1;
-	t.tcp_established = 2;
-	t.tcp_fin_wait = 3;
-	t.tcp_time_wait = 4;
-	t.tcp_close = 5;
-	t.udp = 6;
-	t.udp_stream = 7;
-	t.icmp = 8;
-	t.other = 9;
-	struct Case {
-		uint8_t state, flags, proto;
-		uint32_t want;
-	} cases[] = {
-		{KVX_CT_SYN_SENT, 0, IPPROTO_TCP, 1},
-		{KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, IPPROTO_TCP, 2},
-		{KVX_CT_FIN_WAIT, KVX_CT_F_FIN_OUT, IPPROTO_TCP, 3},
-		{KVX_CT_TIME_WAIT, 0, IPPROTO_TCP, 4},
-		{KVX_CT_CLOSE, 0, IPPROTO_TCP, 5},
-		{KVX_CT_UDP, 0, IPPROTO_UDP, 6},
-		{KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, IPPROTO_UDP, 7},
-		{KVX_CT_UDP, KVX_CT_F_INBOUND, IPPROTO_UDP, 6},
-		{KVX_CT_UDP, 0, IPPROTO_ICMP, 8},
-		{KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, IPPROTO_ICMP, 8},
-		{KVX_CT_UDP, 0, IPPROTO_GRE, 9},
-		{KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, IPPROTO_SCTP, 9},
-		{KVX_CT_NONE, 0, IPPROTO_TCP, 1},
-		{KVX_CT_NONE, 0, IPPROTO_UDP, 9},
-		{200, 0, IPPROTO_UDP, 9},
-	};
-	for (const auto &c : cases)
-		EXPECT_EQ(ct_timeout_s(flow(c.state, c.flags, 0), c.proto, t), c.want)
-			<< "state " << int(c.state) << " flags " << int(c.flags) << " proto "
-			<< int(c.proto);
-}
-
-TEST(Gc, ExpiryIsStrictlyAfterTheDeadline)
-{
-	kvx_timeouts t = default_timeouts();
-	uint64_t seen = 1000 * kSec;
-	auto udp = flow(KVX_CT_UDP, 0, seen);
-	EXPECT_FALSE(ct_expired(udp, IPPROTO_UDP, t, seen));
-	EXPECT_FALSE(ct_expired(udp, IPPROTO_UDP, t, seen + 30 * kSec));
-	EXPECT_TRUE(ct_expired(udp, IPPROTO_UDP, t, seen + 30 * kSec + 1));
-	auto stream = flow(KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, seen);
-	EXPECT_FALSE(ct_expired(stream, IPPROTO_UDP, t, seen + 31 * kSec));
-	EXPECT_TRUE(ct_expired(stream, IPPROTO_UDP, t, seen + 121 * kSec));
-	auto est = flow(KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, seen);
-	EXPECT_FALSE(ct_expired(est, IPPROTO_TCP, t, seen + 86400 * kSec));
-	EXPECT_TRUE(ct_expired(est, IPPROTO_TCP, t, seen + 432001 * kSec));
-	auto closed = flow(KVX_CT_CLOSE, 0, seen);
-	EXPECT_TRUE(ct_expired(closed, IPPROTO_TCP, t, seen + 11 * kSec));
-	// A flow touched "in the future" (a packet after our clock read) is live.
-	EXPECT_FALSE(ct_expired(flow(KVX_CT_CLOSE, 0, seen + 5 * kSec), IPPROTO_TCP, t, seen));
-}
+// The expiry rule itself (kvmxdp/ct_rules.h): ct_rules_test.cpp.
 
 TEST(Gc, BindingGrace)
 {
@@ -126,7 +45,9 @@ protected:
 		k.int_port = htons(gport);
 		k.rem_port = htons(53);
 		k.proto = proto;
-		kvx_ct_val v = flow(state, 0, seen);
+		kvx_ct_val v{};
+		v.state = state;
+		v.last_seen_ns = seen;
 		v.ext_addr = htonl(ext);
 		v.ext_port = htons(eport);
 		ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_NOEXIST), 0);
@@ -140,13 +61,8 @@ protected:
 
 	bool has_bind(uint8_t dir, uint32_t addr, uint16_t port, uint8_t proto)
 	{
-		kvx_bind_key k{};
-		k.dir = dir;
-		k.proto = proto;
-		k.addr = htonl(addr);
-		k.port = htons(port);
 		kvx_bind_val v{};
-		return bpf_map_lookup_elem(bind_.get(), &k, &v) == 0;
+		return lookup_bind(dir, proto, addr, port, &v);
 	}
 };
 

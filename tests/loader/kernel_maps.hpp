@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 // Real (unpinned) kvx_ct and kvx_bind hash maps for a unit test, and the
-// writer of a binding pair in the datapath's layout.  Needs root/CAP_BPF:
-// without it the test is skipped.
+// writer and reader of binding halves in the datapath's layout.  Needs
+// root/CAP_BPF: without it the test is skipped; as root a map that cannot be
+// made fails it.
 #pragma once
 
 #include <arpa/inet.h>
@@ -9,10 +10,13 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
+#include <cstring>
 
 #include "base/fd.hpp"
 #include "kvmxdp/abi.h"
+#include "privileges.hpp"
 
 namespace kvmxdp::test {
 
@@ -20,19 +24,31 @@ class KernelMapsTest : public ::testing::Test {
 protected:
 	void SetUp() override
 	{
-		int ct = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
-					sizeof(kvx_ct_val), 64, nullptr);
-		int bind = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
-					  sizeof(kvx_bind_val), 64, nullptr);
-		if (ct < 0 || bind < 0) {
-			if (ct >= 0)
-				::close(ct);
-			if (bind >= 0)
-				::close(bind);
-			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
-		}
-		ct_.reset(ct);
-		bind_.reset(bind);
+		KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+		ct_.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
+					 sizeof(kvx_ct_val), 64, nullptr));
+		ASSERT_GE(ct_.get(), 0) << "bpf_map_create(t_ct): " << std::strerror(errno);
+		bind_.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
+					   sizeof(kvx_bind_val), 64, nullptr));
+		ASSERT_GE(bind_.get(), 0) << "bpf_map_create(t_bind): " << std::strerror(errno);
+	}
+
+	// A binding half's key (host order in, network order in the map).
+	static kvx_bind_key bind_key(uint8_t dir, uint8_t proto, uint32_t addr, uint16_t port)
+	{
+		kvx_bind_key k{};
+		k.dir = dir;
+		k.proto = proto;
+		k.addr = htonl(addr);
+		k.port = htons(port);
+		return k;
+	}
+
+	// One binding half: true, and its value in *v, if it exists.
+	bool lookup_bind(uint8_t dir, uint8_t proto, uint32_t addr, uint16_t port, kvx_bind_val *v)
+	{
+		const kvx_bind_key k = bind_key(dir, proto, addr, port);
+		return bpf_map_lookup_elem(bind_.get(), &k, v) == 0;
 	}
 
 	// Both halves of a binding (host order in, network order in the map):

@@ -1,13 +1,16 @@
 // SPDX-License-Identifier: GPL-2.0
 // Static mappings beyond parsing: the config round trip, the network tie,
 // --clamp-mss, and apply_mappings() on real kernel hash maps (root; skipped
-// without CAP_BPF) - the same code `map add/del`, attach and the daemon run.
+// without CAP_BPF, failed as root if the kernel refuses a map) - the same code `map add/del`, attach and the daemon run.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "model/config.hpp"
 #include "base/error.hpp"
@@ -17,6 +20,7 @@
 #include "model/mapping.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
+#include "privileges.hpp"
 
 using namespace kvmxdp;
 using nlohmann::json;
@@ -172,17 +176,16 @@ class MapsFixture : public ::testing::Test {
 protected:
 	void SetUp() override
 	{
-		int b = bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
-				       sizeof(kvx_bind_val), 1024, nullptr);
-		int e = bpf_map_create(BPF_MAP_TYPE_HASH, "t_extaddr", sizeof(__be32),
-				       sizeof(kvx_extaddr_val), 64, nullptr);
-		int c = bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
-				       sizeof(kvx_ct_val), 1024, nullptr);
-		bind_ = Fd(b);
-		ext_ = Fd(e);
-		ct_ = Fd(c);
-		if (b < 0 || e < 0 || c < 0)
-			GTEST_SKIP() << "cannot create BPF maps (needs root/CAP_BPF)";
+		KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+		bind_ = Fd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
+					  sizeof(kvx_bind_val), 1024, nullptr));
+		ASSERT_GE(bind_.get(), 0) << "bpf_map_create(t_bind): " << std::strerror(errno);
+		ext_ = Fd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_extaddr", sizeof(__be32),
+					 sizeof(kvx_extaddr_val), 64, nullptr));
+		ASSERT_GE(ext_.get(), 0) << "bpf_map_create(t_extaddr): " << std::strerror(errno);
+		ct_ = Fd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
+					sizeof(kvx_ct_val), 1024, nullptr));
+		ASSERT_GE(ct_.get(), 0) << "bpf_map_create(t_ct): " << std::strerror(errno);
 	}
 	MapFds fds() const { return {bind_.get(), ext_.get(), ct_.get()}; }
 	size_t nbind() { return dump_hash<kvx_bind_key, kvx_bind_val>(bind_.get()).size(); }

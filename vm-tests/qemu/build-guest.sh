@@ -28,6 +28,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${1:-${KVX_VM_CACHE:-${XDG_CACHE_HOME:-/var/cache}/kvmxdp-vm-tests}}
 say() { printf '[build-guest] %s\n' "$*" >&2; }
 die() { printf '[build-guest] ERROR: %s\n' "$*" >&2; exit 1; }
+# Debian's amd64 kernel and x86_64 libraries (the tests skip elsewhere).
+arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+[[ $arch == amd64 ]] || die "amd64 only: this machine is $arch"
 
 # The modules virtio-net needs, in load order (each one's dependencies first;
 # verified against modules.dep below).

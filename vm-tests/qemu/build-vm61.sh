@@ -26,6 +26,9 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${KVX_VM_CACHE:-${XDG_CACHE_HOME:-/var/cache}/kvmxdp-vm-tests}
 say() { printf '[build-vm61] %s\n' "$*" >&2; }
 die() { printf '[build-vm61] ERROR: %s\n' "$*" >&2; exit 1; }
+# Debian's amd64 kernel and x86_64 libraries (the tests skip elsewhere).
+arch=$(dpkg --print-architecture 2>/dev/null || uname -m)
+[[ $arch == amd64 ]] || die "amd64 only: this machine is $arch"
 
 (($# == 3)) || die "usage: build-vm61.sh KVMXDP_BINARY BPF_TEST_BINARY OUT_INITRD"
 kvmxdp=$1 bpftest=$2 out=$3
@@ -34,7 +37,8 @@ kvmxdp=$1 bpftest=$2 out=$3
 
 # Modules the tests need (their dependencies are added from modules.dep).
 # mac80211_hwsim is carried but loaded by the wifi script (radios=2); ctr and
-# ccm must be loaded before hostapd installs CCMP keys (TESTBED.md).
+# ccm must be loaded before hostapd installs CCMP keys: the kernel cannot load
+# crypto modules on demand here (docs/pitfalls.md, wifi-in-a-vm).
 MODULES=(veth bridge sch_ingress cls_bpf rfkill cfg80211 libarc4 mac80211 ctr ccm cmac)
 LATE_MODULES=(mac80211_hwsim)
 # Userland beyond busybox (absolute paths on the build host).

@@ -84,6 +84,7 @@ val() { vm61_val "$@"; }
 vm61_test() {
 	local name=$1 kvmxdp=${2:-} bpftest=${3:-}
 	kvx_require_root
+	kvx_require_amd64
 	vm61_require
 	: "${bpftest:=$(dirname "${kvmxdp:-.}")/tests/bpf/kvmxdp_bpf_test}"
 	: "${KVX_TIMEOUT:=300}"

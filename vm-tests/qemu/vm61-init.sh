@@ -17,7 +17,7 @@ mount -t tmpfs tmp /tmp
 mkdir -p /sys/fs/bpf /run/netns /var/run
 mount -t bpf bpf /sys/fs/bpf
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
-# A bpffs outside /sys: `ip netns exec` remounts /sys (PITFALLS 11).
+# A bpffs outside /sys: `ip netns exec` remounts /sys and hides /sys/fs/bpf.
 mkdir -p /bpf && mount -t bpf bpf /bpf
 ip link set lo up 2>/dev/null
 

@@ -36,6 +36,8 @@ sed 's/^/KVXG /' /tmp/gtest.log | tail -n 400
 say "gtest_passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' /tmp/gtest.log)"
 say "gtest_failed=$(grep -c '^\[  FAILED  \] [A-Za-z]' /tmp/gtest.log)"
 say "gtest_skipped=$(grep -c 'kvmxdp bpf tests: skipping' /tmp/gtest.log)"
+# the names gtest's summary lists as skipped (GTEST_SKIP), comma separated
+say "gtest_skipped_tests=$(sed -n 's/^\[  SKIPPED \] \([A-Za-z0-9_./]*\)$/\1/p' /tmp/gtest.log | sort | paste -sd, -)"
 
 # ------------------------------------------------------------- topology
 say "t_smoke_start=$(cut -d' ' -f1 /proc/uptime)"
@@ -96,7 +98,7 @@ done
 say "attached=$(grep -c '^kvmxdp: attached' /tmp/attach.log)"
 sed 's/^/KVXA /' /tmp/attach.log
 if ! grep -q '^kvmxdp: attached' /tmp/attach.log; then
-	# the verifier's verdict for the lead: libbpf's log with -v (its end
+	# the verifier's verdict on the console: libbpf's log with -v (its end
 	# names the rejected instruction)
 	$K -v attach --bridge br0 --uplink up0 >/tmp/attach-v.log 2>&1
 	sed -n '/BEGIN PROG LOAD LOG/,/END PROG LOAD LOG/p' /tmp/attach-v.log | tail -n 150 | sed 's/^/KVXV /'

@@ -3,7 +3,8 @@
  * kvmxdp ABI: the layout of every pinned map, shared verbatim by the BPF
  * programs (bpf/) and the C++ loader/CLI (loader/, maps-cli/).  There is no
  * second copy anywhere: C++ includes this file and checks sizes and offsets
- * with static_assert (loader/abi_check.hpp).
+ * with static_assert (loader/kernel/abi_check.hpp).  The rules both sides apply to
+ * these tables (flow expiry, the quota's counter index) are in ct_rules.h.
  *
  * Rules:
  *  - fixed-width kernel types only; byte order is stated per field
@@ -105,9 +106,10 @@ struct kvx_extaddr_val {
  * layer, and this map remembers, per socket (cookie) and guest endpoint,
  * which external endpoint the application asked for, so that recvmsg and
  * getpeername show it that one.  LRU is right here (unlike kvx_ct/kvx_bind,
- * PITFALLS 4): an entry is never half of a pair, and socket cookies are
- * never reused, so an evicted or stale entry can only make a long-idle
- * socket see the guest's address instead of the mapped one.
+ * where it would evict one half of a live NAT pair): an entry is never half
+ * of a pair, and socket cookies are never reused, so an evicted or stale
+ * entry can only make a long-idle socket see the guest's address instead of
+ * the mapped one.
  */
 #define KVX_MAP_HOSTREV "kvx_hostrev"
 #define KVX_HOSTREV_DEFAULT_SIZE 16384
@@ -170,17 +172,21 @@ struct kvx_ct_val {
 	__u64 pkts_in;      /* remote -> guest (approximate: not atomic) */
 };
 
-/* Flow timeouts in seconds, netfilter's defaults (nf_conntrack_proto_*.c). */
+/*
+ * Flow timeouts in seconds, per state (kvx_ct_val.state) and protocol.  The
+ * rule that picks one and decides expiry, and the defaults (netfilter's),
+ * are in ct_rules.h, shared by the datapath and the daemon's GC.
+ */
 struct kvx_timeouts {
-	__u32 tcp_syn_sent;    /* 120 */
-	__u32 tcp_established; /* 432000 (5 days) */
-	__u32 tcp_fin_wait;    /* 120 */
-	__u32 tcp_time_wait;   /* 120 */
-	__u32 tcp_close;       /* 10 */
-	__u32 udp;             /* 30: no reply seen */
-	__u32 udp_stream;      /* 120: reply seen */
-	__u32 icmp;            /* 30 */
-	__u32 other;           /* 600 */
+	__u32 tcp_syn_sent;
+	__u32 tcp_established;
+	__u32 tcp_fin_wait;
+	__u32 tcp_time_wait;
+	__u32 tcp_close;
+	__u32 udp;             /* no reply seen */
+	__u32 udp_stream;      /* reply seen */
+	__u32 icmp;
+	__u32 other;
 	__u32 _pad;
 };
 
@@ -222,7 +228,7 @@ struct kvx_frag_val {
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 
 /*
- * XDP fast path (issue 4).  kvx_xdev: the devices the XDP programs deal
+ * XDP fast path.  kvx_xdev: the devices the XDP programs deal
  * with, keyed by ifindex, written by the daemon: the bridge (its MAC: only
  * frames a guest addressed to it are routed), the uplink and the bridge
  * ports.  KVX_XDEV_F_TX says an XDP redirect into the device lands: the

@@ -1,0 +1,122 @@
+/* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
+/*
+ * kvmxdp conntrack rules: the decisions over the ABI's tables that the
+ * datapath (bpf/lib/ct.h) and the loader (loader/control/gc.cpp and
+ * conntrack.cpp, loader/model/: timeouts, quota, config parsing) must take
+ * identically, written once.  The flow the
+ * datapath's reclaim deletes as expired is the flow the daemon's GC deletes
+ * and `conntrack list` shows as expired; the kvx_gflows counter the datapath
+ * bumps is the one the GC recounts.
+ *
+ * C, static inline, nothing but linux/types.h and abi.h (no libc, no BPF
+ * helpers): the same text compiles for --target=bpf and in C++.  Always
+ * inlined, as the datapath's own helpers are: a BPF-to-BPF call would change
+ * the programs the verifier sees.
+ */
+#ifndef KVMXDP_CT_RULES_H
+#define KVMXDP_CT_RULES_H
+
+#include <linux/types.h>
+
+#include "abi.h"
+
+#define KVX_RULE static inline __attribute__((always_inline))
+
+/*
+ * IP protocol numbers (IANA).  <linux/in.h>'s IPPROTO_* cannot be used
+ * here: C++ gets them from glibc's <netinet/in.h>, which clashes with it.
+ * bpf/lib/ct.h and loader/kernel/abi_check.hpp check them against the system's.
+ */
+#define KVX_IPPROTO_ICMP 1
+#define KVX_IPPROTO_TCP 6
+#define KVX_IPPROTO_UDP 17
+
+/* ntohl without libc or bpf_endian.h; bpf_ntohl compiles to the same. */
+KVX_RULE __u32 kvx_ntohl(__be32 x)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return __builtin_bswap32(x);
+#else
+	return x;
+#endif
+}
+
+/*
+ * Flow timeouts when attach has no --timeouts: netfilter's defaults, in
+ * seconds (nf_conntrack_proto_tcp.c tcp_timeouts[], nf_conntrack_proto_udp.c
+ * udp_timeouts[], nf_conntrack_proto_icmp.c, nf_conntrack_proto_generic.c).
+ */
+KVX_RULE void kvx_timeouts_default(struct kvx_timeouts *t)
+{
+	t->tcp_syn_sent = 120;
+	t->tcp_established = 432000; /* 5 days */
+	t->tcp_fin_wait = 120;
+	t->tcp_time_wait = 120;
+	t->tcp_close = 10;
+	t->udp = 30;         /* no reply seen */
+	t->udp_stream = 120; /* reply seen */
+	t->icmp = 30;
+	t->other = 600;
+	t->_pad = 0;
+}
+
+/* Seconds a flow may stay idle, from its state, flags and protocol. */
+KVX_RULE __u32 kvx_ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
+				const struct kvx_timeouts *t)
+{
+	switch (f->state) {
+	case KVX_CT_SYN_SENT:
+		return t->tcp_syn_sent;
+	case KVX_CT_ESTABLISHED:
+		return t->tcp_established;
+	case KVX_CT_FIN_WAIT:
+		return t->tcp_fin_wait;
+	case KVX_CT_TIME_WAIT:
+		return t->tcp_time_wait;
+	case KVX_CT_CLOSE:
+		return t->tcp_close;
+	case KVX_CT_UDP:
+		if (proto == KVX_IPPROTO_UDP)
+			return (f->flags & KVX_CT_F_SEEN_REPLY) ? t->udp_stream : t->udp;
+		return proto == KVX_IPPROTO_ICMP ? t->icmp : t->other;
+	default:
+		/* NONE or an unknown state (a newer datapath?): the shortest
+		 * TCP timeout would kill live flows, "other" is the cautious
+		 * choice for non-TCP; a TCP flow without a state is a
+		 * half-created one. */
+		return proto == KVX_IPPROTO_TCP ? t->tcp_syn_sent : t->other;
+	}
+}
+
+/*
+ * Expired once last_seen_ns + timeout lies strictly in the past (both
+ * CLOCK_BOOTTIME): a flow is live for its whole timeout, and one touched
+ * after `now_ns` was read is live.
+ */
+KVX_RULE int kvx_ct_expired(const struct kvx_ct_val *f, __u8 proto,
+			    const struct kvx_timeouts *t, __u64 now_ns)
+{
+	return f->last_seen_ns + (__u64)kvx_ct_timeout_s(f, proto, t) * 1000000000ULL < now_ns;
+}
+
+/*
+ * A guest's counter in kvx_gflows (abi.h): the host part of its address,
+ * host order, modulo KVX_GFLOWS_MAX.  Both arguments in network order.
+ */
+KVX_RULE __u32 kvx_gflows_index(__be32 guest, __be32 subnet_mask)
+{
+	return kvx_ntohl(guest & ~subnet_mask) & (KVX_GFLOWS_MAX - 1);
+}
+
+/*
+ * A port range lo..hi (host order, inclusive) holds a port: 1 <= lo <= hi
+ * (port 0 is no port).  The loader accepts no other NAT range; the
+ * datapath finds none in a kvx_cfg not written yet (0..0) and allocates
+ * nothing from it.  A macro: as an inline function it gave the datapath's
+ * bind_create other registers and stack slots for the same instructions.
+ */
+#define KVX_PORT_RANGE_OK(lo, hi) ((lo) != 0 && (lo) <= (hi))
+
+#undef KVX_RULE
+
+#endif /* KVMXDP_CT_RULES_H */

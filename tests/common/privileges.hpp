@@ -1,0 +1,76 @@
+// SPDX-License-Identifier: GPL-2.0
+// The one decision every kernel-facing unit test makes: may it skip?
+// A test skips only when the process lacks the privilege the kernel asks
+// for (not root, or root without the capability); a privileged process
+// that cannot create a BPF map, load a program or enter a network
+// namespace has found a failure, and the test must say so.  (The kernel
+// answers EPERM both for "no privilege" and for other refusals, e.g. a
+// memlock limit or a LSM, so the errno cannot make this decision.)
+#pragma once
+
+#include <linux/capability.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <initializer_list>
+#include <string>
+
+#ifndef CAP_BPF
+#define CAP_BPF 39 // linux/capability.h of kernels before 5.8
+#endif
+
+namespace kvmxdp::test {
+
+// Whether the capability is in the process's effective set.
+inline bool has_capability(int cap)
+{
+	__user_cap_header_struct hdr{};
+	__user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
+	hdr.version = _LINUX_CAPABILITY_VERSION_3;
+	hdr.pid = 0;
+	if (syscall(SYS_capget, &hdr, data) != 0)
+		return false;
+	return (data[cap / 32].effective >> (cap % 32)) & 1U;
+}
+
+// Names of the capabilities the process lacks, "" when it has them all.
+// CAP_BPF counts as present with CAP_SYS_ADMIN (what kernels before 5.8
+// asked for, and what they still accept).
+inline std::string missing_capabilities(std::initializer_list<int> caps)
+{
+	std::string missing;
+	for (int cap : caps) {
+		const bool ok = has_capability(cap) ||
+				(cap == CAP_BPF && has_capability(CAP_SYS_ADMIN));
+		if (ok)
+			continue;
+		const char *name = cap == CAP_BPF	  ? "CAP_BPF" :
+				   cap == CAP_SYS_ADMIN ? "CAP_SYS_ADMIN" :
+				   cap == CAP_NET_ADMIN ? "CAP_NET_ADMIN" :
+							  "capability";
+		missing += (missing.empty() ? "" : ", ") + std::string(name);
+	}
+	return missing;
+}
+
+// Why a test that creates BPF maps must skip, "" when it must run (and
+// fail if the kernel refuses).
+inline std::string bpf_skip_reason()
+{
+	const std::string missing = missing_capabilities({CAP_BPF});
+	return missing.empty() ? "" : "needs root (lacks " + missing + ")";
+}
+
+} // namespace kvmxdp::test
+
+// In a GoogleTest SetUp or test body: skip without the privilege to make
+// BPF maps (ctest shows the test as skipped); a privileged run goes on, and
+// a map it then cannot create fails the test (ASSERT on the fd).
+#define KVX_SKIP_WITHOUT_BPF_PRIVILEGE()                                                           \
+	do {                                                                                       \
+		const std::string kvx_skip_ = ::kvmxdp::test::bpf_skip_reason();                   \
+		if (!kvx_skip_.empty())                                                            \
+			GTEST_SKIP() << kvx_skip_;                                                 \
+	} while (0)

@@ -1,0 +1,189 @@
+// SPDX-License-Identifier: GPL-2.0
+// The rules the datapath and the loader share (bpf/include/kvmxdp/
+// ct_rules.h), called as C++ sees them, table-driven; the BPF tests
+// (tests/bpf/ct_reclaim_test.cpp) check the datapath's side against
+// expected outcomes of their own.  Also checks that the loader's C++ entry
+// points (control/gc.hpp, model/timeouts.hpp, model/quota.hpp) are these
+// rules and nothing else.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+
+#include <cstring>
+
+#include "control/gc.hpp"
+#include "kvmxdp/ct_rules.h"
+#include "model/quota.hpp"
+#include "model/timeouts.hpp"
+
+using namespace kvmxdp;
+
+namespace {
+
+constexpr uint64_t kSec = 1000000000ULL;
+
+kvx_ct_val flow(uint8_t state, uint8_t flags, uint64_t last_seen)
+{
+	kvx_ct_val v{};
+	v.state = state;
+	v.flags = flags;
+	v.last_seen_ns = last_seen;
+	return v;
+}
+
+kvx_timeouts defaults()
+{
+	kvx_timeouts t;
+	std::memset(&t, 0xff, sizeof(t)); // every field must be written
+	kvx_timeouts_default(&t);
+	return t;
+}
+
+} // namespace
+
+TEST(CtRules, DefaultTimeoutsAreNetfilters)
+{
+	const kvx_timeouts t = defaults();
+	EXPECT_EQ(t.tcp_syn_sent, 120u);
+	EXPECT_EQ(t.tcp_established, 432000u);
+	EXPECT_EQ(t.tcp_fin_wait, 120u);
+	EXPECT_EQ(t.tcp_time_wait, 120u);
+	EXPECT_EQ(t.tcp_close, 10u);
+	EXPECT_EQ(t.udp, 30u);
+	EXPECT_EQ(t.udp_stream, 120u);
+	EXPECT_EQ(t.icmp, 30u);
+	EXPECT_EQ(t.other, 600u);
+	EXPECT_EQ(t._pad, 0u);
+	const kvx_timeouts loader = default_timeouts();
+	EXPECT_EQ(std::memcmp(&loader, &t, sizeof(t)), 0) << "model/timeouts.hpp default_timeouts";
+}
+
+TEST(CtRules, TimeoutByStateFlagsProto)
+{
+	kvx_timeouts t{};
+	// Distinct values so that a wrong branch cannot pass by accident.
+	t.tcp_syn_sent = 1;
+	t.tcp_established = 2;
+	t.tcp_fin_wait = 3;
+	t.tcp_time_wait = 4;
+	t.tcp_close = 5;
+	t.udp = 6;
+	t.udp_stream = 7;
+	t.icmp = 8;
+	t.other = 9;
+	struct Case {
+		uint8_t state, flags, proto;
+		uint32_t want;
+	} cases[] = {
+		{KVX_CT_SYN_SENT, 0, IPPROTO_TCP, 1},
+		{KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, IPPROTO_TCP, 2},
+		{KVX_CT_FIN_WAIT, KVX_CT_F_FIN_OUT, IPPROTO_TCP, 3},
+		{KVX_CT_TIME_WAIT, 0, IPPROTO_TCP, 4},
+		{KVX_CT_CLOSE, 0, IPPROTO_TCP, 5},
+		{KVX_CT_UDP, 0, IPPROTO_UDP, 6},
+		{KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, IPPROTO_UDP, 7},
+		{KVX_CT_UDP, KVX_CT_F_INBOUND, IPPROTO_UDP, 6},
+		{KVX_CT_UDP, 0, IPPROTO_ICMP, 8},
+		{KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, IPPROTO_ICMP, 8},
+		{KVX_CT_UDP, 0, IPPROTO_GRE, 9},
+		{KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, IPPROTO_SCTP, 9},
+		{KVX_CT_NONE, 0, IPPROTO_TCP, 1},
+		{KVX_CT_NONE, 0, IPPROTO_UDP, 9},
+		{200, 0, IPPROTO_UDP, 9},
+		{200, 0, IPPROTO_TCP, 1},
+	};
+	for (const auto &c : cases) {
+		const kvx_ct_val f = flow(c.state, c.flags, 0);
+		EXPECT_EQ(kvx_ct_timeout_s(&f, c.proto, &t), c.want)
+			<< "state " << int(c.state) << " flags " << int(c.flags) << " proto "
+			<< int(c.proto);
+		EXPECT_EQ(ct_timeout_s(f, c.proto, t), c.want) << "gc.hpp ct_timeout_s";
+	}
+}
+
+TEST(CtRules, ExpiryIsStrictlyAfterTheDeadline)
+{
+	const kvx_timeouts t = defaults();
+	const uint64_t seen = 1000 * kSec;
+	struct Case {
+		const char *what;
+		kvx_ct_val f;
+		uint8_t proto;
+		uint64_t now;
+		bool expired;
+	} cases[] = {
+		{"udp, no time passed", flow(KVX_CT_UDP, 0, seen), IPPROTO_UDP, seen, false},
+		{"udp at its deadline", flow(KVX_CT_UDP, 0, seen), IPPROTO_UDP, seen + 30 * kSec,
+		 false},
+		{"udp 1 ns past it", flow(KVX_CT_UDP, 0, seen), IPPROTO_UDP, seen + 30 * kSec + 1,
+		 true},
+		{"udp stream past the unreplied timeout", flow(KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, seen),
+		 IPPROTO_UDP, seen + 31 * kSec, false},
+		{"udp stream past its own", flow(KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, seen), IPPROTO_UDP,
+		 seen + 121 * kSec, true},
+		{"tcp established after a day", flow(KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, seen),
+		 IPPROTO_TCP, seen + 86400 * kSec, false},
+		{"tcp established after 5 days", flow(KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, seen),
+		 IPPROTO_TCP, seen + 432001 * kSec, true},
+		{"tcp closed after 11 s", flow(KVX_CT_CLOSE, 0, seen), IPPROTO_TCP, seen + 11 * kSec,
+		 true},
+		// A packet after our clock read: the flow is live.
+		{"touched in the future", flow(KVX_CT_CLOSE, 0, seen + 5 * kSec), IPPROTO_TCP, seen,
+		 false},
+		{"icmp past 30 s", flow(KVX_CT_UDP, 0, seen), IPPROTO_ICMP, seen + 31 * kSec, true},
+		{"other protocol inside 600 s", flow(KVX_CT_UDP, 0, seen), IPPROTO_GRE,
+		 seen + 599 * kSec, false},
+	};
+	for (const auto &c : cases) {
+		EXPECT_EQ(kvx_ct_expired(&c.f, c.proto, &t, c.now) != 0, c.expired) << c.what;
+		EXPECT_EQ(ct_expired(c.f, c.proto, t, c.now), c.expired) << "gc.hpp: " << c.what;
+	}
+}
+
+TEST(CtRules, ExpiryDoesNotOverflowTheLongestTimeout)
+{
+	// attach --timeouts allows 10 years; last_seen is CLOCK_BOOTTIME.
+	kvx_timeouts t = defaults();
+	t.tcp_established = 315360000;
+	const kvx_ct_val f = flow(KVX_CT_ESTABLISHED, 0, 1000 * kSec);
+	EXPECT_FALSE(kvx_ct_expired(&f, IPPROTO_TCP, &t, 1000 * kSec + 315360000 * kSec));
+	EXPECT_TRUE(kvx_ct_expired(&f, IPPROTO_TCP, &t, 1000 * kSec + 315360000 * kSec + 1));
+}
+
+TEST(CtRules, GflowsIndexIsTheHostPart)
+{
+	struct Case {
+		uint32_t guest, mask; // host order
+		uint32_t want;
+	} cases[] = {
+		{0xc0a87a0a, 0xffffff00, 10},
+		{0xc0a87aff, 0xffffff00, 255},
+		{0xac10fe01, 0xffff0000, 0xfe01},
+		// /8: counters shared by addresses 65536 apart (documented in abi.h).
+		{0x0a010203, 0xff000000, 0x0203},
+		{0x0a020203, 0xff000000, 0x0203},
+		{0x0a000001, 0xfffffffc, 1},
+	};
+	for (const auto &c : cases) {
+		EXPECT_EQ(kvx_gflows_index(htonl(c.guest), htonl(c.mask)), c.want)
+			<< std::hex << c.guest << "/" << c.mask;
+		EXPECT_EQ(gflows_index(htonl(c.guest), htonl(c.mask)), c.want) << "model/quota.hpp";
+		EXPECT_LT(c.want, uint32_t{KVX_GFLOWS_MAX});
+	}
+	for (uint32_t x : {0u, 1u, 0x01020304u, 0xffffffffu, 0x80000000u})
+		EXPECT_EQ(kvx_ntohl(htonl(x)), x);
+}
+
+TEST(CtRules, PortRangeHoldsAPort)
+{
+	struct Case {
+		uint32_t lo, hi;
+		bool ok;
+	} cases[] = {
+		{1, 1, true},	  {1, 65535, true},  {61000, 65535, true}, {0, 0, false},
+		{0, 65535, false}, {2, 1, false},    {65535, 65535, true}, {65535, 1024, false},
+	};
+	for (const auto &c : cases)
+		EXPECT_EQ(KVX_PORT_RANGE_OK(c.lo, c.hi), c.ok) << c.lo << "-" << c.hi;
+}
