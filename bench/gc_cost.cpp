@@ -10,7 +10,7 @@
 // bindings are each shared by F flows (one guest socket talking to F
 // remotes: endpoint-independent mapping), half of the bindings with all
 // their flows expired, and runs the daemon's own sweep, gc_sweep() from
-// loader/gc.cpp, unchanged and called as the daemon calls it (with the
+// loader/control/gc.cpp, unchanged and called as the daemon calls it (with the
 // per-guest flow counters, kvx_gflows, recounted at the end):
 //   sweep 1: deletes the expired half (N/2 flows, half the bindings);
 //   sweeps 2..S: the steady state (N/2 live flows, nothing to delete),
@@ -35,11 +35,13 @@
 #include <string>
 #include <vector>
 
-#include "daemon.hpp"
-#include "fd.hpp"
-#include "gc.hpp"
+#include "control/daemon.hpp"
+#include "base/fd.hpp"
+#include "control/gc.hpp"
+#include "model/quota.hpp"
+#include "model/timeouts.hpp"
 #include "kvmxdp/abi.h"
-#include "maps.hpp"
+#include "kernel/maps.hpp"
 
 using namespace kvmxdp;
 

@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # bench/gc_cost.sh: CPU cost of the daemon's garbage-collection sweep
-# (loader/gc.cpp gc_sweep, unchanged) at 1M conntrack entries
+# (loader/control/gc.cpp gc_sweep, unchanged) at 1M conntrack entries
 # (docs/pitfalls.md, gc-cost).  Runs build/bench/kvx-gccost, which creates
 # standalone BPF hash maps of the ABI's types (no network, no pins, nothing
 # outside the process: the maps go with it), fills 1M flows and their

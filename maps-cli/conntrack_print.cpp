@@ -3,6 +3,8 @@
 
 #include <iostream>
 
+#include "base/log.hpp"
+
 namespace kvmxdp {
 
 void add_conntrack_commands(CLI::App &app, ConntrackCli &c)
@@ -60,8 +62,8 @@ void print_conntrack(const nlohmann::json &flows, std::ostream &out)
 		out << ct_flow_line(f) << "\n";
 	out << std::flush;
 	// Like conntrack -L: the count on stderr, stdout stays one line per flow.
-	std::cerr << "kvmxdp: " << flows.size() << " flow" << (flows.size() == 1 ? "" : "s")
-		  << " shown" << std::endl;
+	log_info(std::to_string(flows.size()) + " flow" + (flows.size() == 1 ? "" : "s") +
+		 " shown");
 }
 
 } // namespace kvmxdp

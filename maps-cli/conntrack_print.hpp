@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 // `conntrack list|flush`: the CLI's side (arguments and printing); the work
-// is in loader/conntrack.cpp.
+// is in loader/verbs/conntrack_verbs.cpp and loader/control/conntrack.cpp.
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -8,8 +8,8 @@
 #include <ostream>
 #include <string>
 
-#include "conntrack.hpp"
-#include "instance.hpp"
+#include "model/options.hpp"
+#include "verbs/conntrack_verbs.hpp"
 
 namespace kvmxdp {
 

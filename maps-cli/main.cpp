@@ -7,13 +7,15 @@
 #include <cstdio>
 #include <iostream>
 
-#include "error.hpp"
-#include "install.hpp"
-#include "instance.hpp"
-#include "mapctl.hpp"
+#include "base/log.hpp"
+#include "base/version.hpp"
 #include "conntrack_print.hpp"
+#include "control/status.hpp"
+#include "model/options.hpp"
 #include "print.hpp"
-#include "version.hpp"
+#include "verbs/install.hpp"
+#include "verbs/instance_verbs.hpp"
+#include "verbs/mapping_verbs.hpp"
 
 namespace {
 
@@ -22,7 +24,7 @@ constexpr int kExitUsage = 2;
 
 void fail(const std::string &msg)
 {
-	std::fprintf(stderr, "kvmxdp: error: %s\n", msg.c_str());
+	kvmxdp::log_error(msg);
 }
 
 } // namespace
@@ -91,10 +93,10 @@ int main(int argc, char **argv)
 	detach->add_option("--bridge", detach_bridge, "the bridge")->required();
 
 	// map add|del|list: static mappings (1:1 NAT, port forwards).
-	auto *map = app.add_subcommand("map", "static mappings: 1:1 NAT and port forwards");
-	map->require_subcommand(1);
-	MapOptions mo;
-	auto add_map_args = [&](CLI::App *c) {
+	auto *mapping_cmd = app.add_subcommand("map", "static mappings: 1:1 NAT and port forwards");
+	mapping_cmd->require_subcommand(1);
+	MappingOptions mo;
+	auto add_mapping_args = [&](CLI::App *c) {
 		c->add_option("EXT", mo.ext, "EXT_IP (1:1) or EXT_IP|uplink:PORT[-PORT]")
 			->required();
 		c->add_option("GUEST", mo.guest, "GUEST_IP (1:1) or GUEST_IP:PORT[-PORT]")
@@ -102,20 +104,22 @@ int main(int argc, char **argv)
 		c->add_option("--proto", mo.proto, "tcp or udp (port forwards)");
 		c->add_option("--bridge", mo.bridge, "the instance (when more than one)");
 	};
-	auto *map_add_cmd = map->add_subcommand(
+	auto *mapping_add_cmd = mapping_cmd->add_subcommand(
 		"add", "add a mapping (takes effect at once, saved in the config)");
-	add_map_args(map_add_cmd);
-	map_add_cmd->add_flag("--force", mo.force,
-			      "allow an EXT_IP outside the uplink's network (routed to this host)");
-	map_add_cmd->add_flag("--add-address", mo.add_address,
-			      "add EXT_IP to the uplink instead of answering ARP for it");
-	auto *map_del_cmd = map->add_subcommand("del", "delete a mapping (same arguments as add)");
-	add_map_args(map_del_cmd);
-	std::string map_list_bridge;
-	bool map_json = false;
-	auto *map_list_cmd = map->add_subcommand("list", "list the mappings");
-	map_list_cmd->add_flag("--json", map_json, "machine-readable output");
-	map_list_cmd->add_option("--bridge", map_list_bridge, "only this bridge");
+	add_mapping_args(mapping_add_cmd);
+	mapping_add_cmd->add_flag(
+		"--force", mo.force,
+		"allow an EXT_IP outside the uplink's network (routed to this host)");
+	mapping_add_cmd->add_flag("--add-address", mo.add_address,
+				  "add EXT_IP to the uplink instead of answering ARP for it");
+	auto *mapping_del_cmd =
+		mapping_cmd->add_subcommand("del", "delete a mapping (same arguments as add)");
+	add_mapping_args(mapping_del_cmd);
+	std::string mapping_list_bridge;
+	bool mapping_json = false;
+	auto *mapping_list_cmd = mapping_cmd->add_subcommand("list", "list the mappings");
+	mapping_list_cmd->add_flag("--json", mapping_json, "machine-readable output");
+	mapping_list_cmd->add_option("--bridge", mapping_list_bridge, "only this bridge");
 
 	InstallOptions io;
 	auto *install = app.add_subcommand(
@@ -174,17 +178,17 @@ int main(int argc, char **argv)
 			kvmxdp::detach(g, detach_bridge, std::cout);
 			return 0;
 		}
-		if (map_add_cmd->parsed()) {
-			map_add(g, mo, std::cout);
+		if (mapping_add_cmd->parsed()) {
+			mapping_add(g, mo, std::cout);
 			return 0;
 		}
-		if (map_del_cmd->parsed()) {
-			map_del(g, mo, std::cout);
+		if (mapping_del_cmd->parsed()) {
+			mapping_del(g, mo, std::cout);
 			return 0;
 		}
-		if (map_list_cmd->parsed()) {
-			auto j = map_list_json(g, map_list_bridge);
-			if (map_json)
+		if (mapping_list_cmd->parsed()) {
+			auto j = mapping_list_json(g, mapping_list_bridge);
+			if (mapping_json)
 				std::cout << j.dump(2) << std::endl;
 			else
 				print_mappings(j, std::cout);

@@ -164,14 +164,14 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 
 void print_mappings(const nlohmann::json &list, std::ostream &out)
 {
-	const auto &maps = list.at("mappings");
-	if (maps.empty()) {
+	const auto &mappings = list.at("mappings");
+	if (mappings.empty()) {
 		out << "no mappings\n";
 		return;
 	}
 	out << pad("BRIDGE", 12) << pad("EXTERNAL", 22) << pad("GUEST", 22) << pad("PROTO", 6)
 	    << pad("ADDRESS", 16) << "STATE\n";
-	for (const auto &m : maps)
+	for (const auto &m : mappings)
 		out << pad(str(m["bridge"]), 12) << pad(str(m["ext"]), 22)
 		    << pad(str(m["guest"]), 22) << pad(str(m["proto"]), 6)
 		    << pad(str(m["ext_addr"]), 16) << str(m["state"])

@@ -32,7 +32,7 @@ kvx_init "${1:-}"
 kvx_topology_up
 kvx_udp_server "$SRV_IP:5001"
 
-GRACE=30 # s, loader/gc.hpp kBindGraceNs
+GRACE=30 # s, loader/control/gc.hpp kBindGraceNs
 SWEEP=5  # s, the daemon's GC interval
 kvx_attach_bg --nat-ports 61000-61001 --timeouts udp=3,udp_stream=3 || kvx_fatal "cannot attach"
 

@@ -9,8 +9,12 @@
 #include <cerrno>
 #include <cstdarg>
 #include <cstring>
+#include <functional>
+#include <memory>
 #include <stdexcept>
 
+#include "kernel/maps.hpp"
+#include "kernel/skel.hpp"
 #include "kvmxdp/ct_rules.h"
 #include "kvmxdp_tc.skel.h"
 #include "kvmxdp_xdp.skel.h"
@@ -39,23 +43,9 @@ std::string errno_text(int err)
 }
 
 template <typename K>
-std::vector<K> all_keys(int fd)
-{
-	std::vector<K> keys;
-	K key{}, next{};
-	const void *prev = nullptr;
-	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
-		keys.push_back(next);
-		key = next;
-		prev = &key;
-	}
-	return keys;
-}
-
-template <typename K>
 void clear_hash(int fd, const char *name)
 {
-	for (const K &k : all_keys<K>(fd))
+	for (const K &k : map_keys<K>(fd))
 		if (bpf_map_delete_elem(fd, &k) != 0 && errno != ENOENT)
 			throw std::runtime_error(std::string("clear ") + name + ": " +
 						 errno_text(errno));
@@ -139,99 +129,78 @@ kvx_ct_key ct_key(std::uint8_t proto, std::uint32_t int_addr, std::uint16_t int_
 	return k;
 }
 
-Datapath::Datapath(TableSizes sizes)
+// The loader's skeleton owner (kernel/skel.hpp), its errors with libbpf's
+// log of the failed step (the verifier's output).
+template <typename T>
+std::unique_ptr<Skel<T>> load_skel(const char *name, const std::function<void(Skel<T> &)> &setup)
 {
 	g_libbpf_log.clear();
 	libbpf_set_print(capture_libbpf);
-	skel_ = kvmxdp_tc__open();
-	if (!skel_)
-		throw std::runtime_error("kvmxdp_tc__open: " + errno_text(errno) + "\n" +
-					 g_libbpf_log);
-	int err = 0;
-	if (sizes.ct)
-		err = bpf_map__set_max_entries(skel_->maps.kvx_ct, sizes.ct);
-	if (!err && sizes.bind)
-		err = bpf_map__set_max_entries(skel_->maps.kvx_bind, sizes.bind);
-	if (!err)
-		err = kvmxdp_tc__load(skel_);
-	if (err) {
-		kvmxdp_tc__destroy(skel_);
-		skel_ = nullptr;
-		throw std::runtime_error("kvmxdp_tc load: " + errno_text(err) + "\n" +
-					 g_libbpf_log);
+	try {
+		auto s = std::make_unique<Skel<T>>(name);
+		setup(*s);
+		s->load();
+		return s;
+	} catch (const std::exception &e) {
+		throw std::runtime_error(std::string(e.what()) + "\n" + g_libbpf_log);
 	}
 }
 
-Datapath::~Datapath()
+Datapath::Datapath(TableSizes sizes)
 {
-	kvmxdp_xdp__destroy(xdp_);
-	kvmxdp_tc__destroy(skel_);
+	skel_ = load_skel<kvmxdp_tc>("kvmxdp_tc", [&](Skel<kvmxdp_tc> &s) {
+		if (sizes.ct)
+			s.set_max_entries(KVX_MAP_CT, sizes.ct);
+		if (sizes.bind)
+			s.set_max_entries(KVX_MAP_BIND, sizes.bind);
+	});
+}
+
+Datapath::~Datapath() = default;
+
+kvmxdp_tc *Datapath::tc() const
+{
+	return skel_->get();
+}
+
+kvmxdp_xdp *Datapath::xdp() const
+{
+	return xdp_->get();
 }
 
 void Datapath::load_xdp()
 {
 	if (xdp_)
 		return;
-	g_libbpf_log.clear();
-	libbpf_set_print(capture_libbpf);
-	kvmxdp_xdp *x = kvmxdp_xdp__open();
-	if (!x)
-		throw std::runtime_error("kvmxdp_xdp__open: " + errno_text(errno) + "\n" +
-					 g_libbpf_log);
 	// Every map but the object's own .bss/.rodata is the TC object's (by
 	// name), as the loader hands them over: one state for both paths.
-	int err = 0;
-	std::string which;
-	bpf_map *m;
-	bpf_object__for_each_map(m, x->obj)
-	{
-		if (bpf_map__is_internal(m))
-			continue;
-		const bpf_map *tc = bpf_object__find_map_by_name(skel_->obj, bpf_map__name(m));
-		if (!tc) {
-			err = -ENOENT;
-			which = std::string(" (no map ") + bpf_map__name(m) + " in kvmxdp_tc)";
-			break;
-		}
-		err = bpf_map__reuse_fd(m, bpf_map__fd(tc));
-		if (err) {
-			which = std::string(" (reusing ") + bpf_map__name(m) + ")";
-			break;
-		}
-	}
-	if (!err)
-		err = kvmxdp_xdp__load(x);
-	if (err) {
-		kvmxdp_xdp__destroy(x);
-		throw std::runtime_error("kvmxdp_xdp load" + which + ": " + errno_text(err) +
-					 "\n" + g_libbpf_log);
-	}
-	xdp_ = x;
+	xdp_ = load_skel<kvmxdp_xdp>("kvmxdp_xdp",
+				     [&](Skel<kvmxdp_xdp> &s) { s.reuse_maps_from(*skel_); });
 }
 
 int Datapath::fd_cfg() const
 {
-	return bpf_map__fd(skel_->maps.kvx_cfg);
+	return bpf_map__fd(tc()->maps.kvx_cfg);
 }
 
 int Datapath::fd_bind() const
 {
-	return bpf_map__fd(skel_->maps.kvx_bind);
+	return bpf_map__fd(tc()->maps.kvx_bind);
 }
 
 int Datapath::fd_ct() const
 {
-	return bpf_map__fd(skel_->maps.kvx_ct);
+	return bpf_map__fd(tc()->maps.kvx_ct);
 }
 
 int Datapath::fd_stats() const
 {
-	return bpf_map__fd(skel_->maps.kvx_stats);
+	return bpf_map__fd(tc()->maps.kvx_stats);
 }
 
 int Datapath::fd_extaddr() const
 {
-	return bpf_map__fd(skel_->maps.kvx_extaddr);
+	return bpf_map__fd(tc()->maps.kvx_extaddr);
 }
 
 kvx_cfg Datapath::default_cfg(const Topology &topo)
@@ -273,9 +242,9 @@ void Datapath::clear_tables()
 	clear_hash<kvx_ct_key>(fd_ct(), "kvx_ct");
 	clear_hash<kvx_bind_key>(fd_bind(), "kvx_bind");
 	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
-	clear_hash<kvx_frag_key>(bpf_map__fd(skel_->maps.kvx_frag), "kvx_frag");
-	clear_hash<__u32>(bpf_map__fd(skel_->maps.kvx_xdev), "kvx_xdev");
-	clear_hash<kvx_xfdb_key>(bpf_map__fd(skel_->maps.kvx_xfdb), "kvx_xfdb");
+	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_frag), "kvx_frag");
+	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_xdev), "kvx_xdev");
+	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb), "kvx_xfdb");
 }
 
 static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
@@ -286,7 +255,7 @@ static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
 std::uint32_t Datapath::gflows(std::uint32_t guest) const
 {
 	__u32 key = gflows_key(cfg(), guest), v = 0;
-	if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.kvx_gflows), &key, &v) != 0)
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &v) != 0)
 		throw std::runtime_error("lookup kvx_gflows: " + errno_text(errno));
 	return v;
 }
@@ -294,19 +263,19 @@ std::uint32_t Datapath::gflows(std::uint32_t guest) const
 void Datapath::set_gflows(std::uint32_t guest, std::uint32_t count)
 {
 	__u32 key = gflows_key(cfg(), guest);
-	if (bpf_map_update_elem(bpf_map__fd(skel_->maps.kvx_gflows), &key, &count, BPF_ANY) != 0)
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &count, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_gflows: " + errno_text(errno));
 }
 
 void Datapath::set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns)
 {
-	skel_->bss->kvx_reclaim_cursor = cursor;
-	skel_->bss->kvx_reclaim_holdoff = holdoff_ns;
+	tc()->bss->kvx_reclaim_cursor = cursor;
+	tc()->bss->kvx_reclaim_holdoff = holdoff_ns;
 }
 
 std::uint32_t Datapath::reclaim_cursor() const
 {
-	return skel_->bss->kvx_reclaim_cursor;
+	return tc()->bss->kvx_reclaim_cursor;
 }
 
 Stats Datapath::stats() const
@@ -332,15 +301,15 @@ int Datapath::prog_fd(Prog prog)
 {
 	switch (prog) {
 	case Prog::BrIngress:
-		return bpf_program__fd(skel_->progs.kvx_br_ingress);
+		return bpf_program__fd(tc()->progs.kvx_br_ingress);
 	case Prog::UpIngress:
-		return bpf_program__fd(skel_->progs.kvx_up_ingress);
+		return bpf_program__fd(tc()->progs.kvx_up_ingress);
 	case Prog::XdpPort:
 		load_xdp();
-		return bpf_program__fd(xdp_->progs.kvx_xdp_port);
+		return bpf_program__fd(xdp()->progs.kvx_xdp_port);
 	case Prog::XdpUp:
 		load_xdp();
-		return bpf_program__fd(xdp_->progs.kvx_xdp_up);
+		return bpf_program__fd(xdp()->progs.kvx_xdp_up);
 	}
 	return -1;
 }
@@ -349,10 +318,10 @@ RunResult Datapath::run(Prog prog, const testpkt::Bytes &frame, int ifindex)
 {
 	if (is_xdp(prog))
 		load_xdp();
-	const bpf_program *p = prog == Prog::BrIngress ? skel_->progs.kvx_br_ingress :
-			       prog == Prog::UpIngress ? skel_->progs.kvx_up_ingress :
-			       prog == Prog::XdpPort   ? xdp_->progs.kvx_xdp_port :
-							 xdp_->progs.kvx_xdp_up;
+	const bpf_program *p = prog == Prog::BrIngress ? tc()->progs.kvx_br_ingress :
+			       prog == Prog::UpIngress ? tc()->progs.kvx_up_ingress :
+			       prog == Prog::XdpPort   ? xdp()->progs.kvx_xdp_port :
+							 xdp()->progs.kvx_xdp_up;
 	RunResult r;
 	// Room for a frame that grows (none should) and for the kernel's check
 	// that the output fits (-ENOSPC otherwise).
@@ -417,7 +386,7 @@ void Datapath::bind_delete(const kvx_bind_key &key)
 std::vector<std::pair<kvx_bind_key, kvx_bind_val>> Datapath::bind_entries() const
 {
 	std::vector<std::pair<kvx_bind_key, kvx_bind_val>> out;
-	for (const auto &k : all_keys<kvx_bind_key>(fd_bind()))
+	for (const auto &k : map_keys<kvx_bind_key>(fd_bind()))
 		if (auto v = bind_lookup(k))
 			out.emplace_back(k, *v);
 	return out;
@@ -448,14 +417,14 @@ void Datapath::xdev_update(int ifindex, const testpkt::Mac &mac, std::uint16_t f
 	std::memset(&v, 0, sizeof(v));
 	std::memcpy(v.mac, mac.data(), sizeof(v.mac));
 	v.flags = flags;
-	if (bpf_map_update_elem(bpf_map__fd(skel_->maps.kvx_xdev), &key, &v, BPF_ANY) != 0)
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_xdev), &key, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_xdev: " + errno_text(errno));
 }
 
 void Datapath::xdev_delete(int ifindex)
 {
 	const __u32 key = static_cast<__u32>(ifindex);
-	if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.kvx_xdev), &key) != 0 && errno != ENOENT)
+	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_xdev), &key) != 0 && errno != ENOENT)
 		throw std::runtime_error("delete kvx_xdev: " + errno_text(errno));
 }
 
@@ -463,7 +432,7 @@ std::optional<kvx_xfdb_val> Datapath::xfdb_lookup(const testpkt::Mac &mac) const
 {
 	const kvx_xfdb_key k = xfdb_key(mac);
 	kvx_xfdb_val v;
-	if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.kvx_xfdb), &k, &v) != 0)
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_xfdb), &k, &v) != 0)
 		return std::nullopt;
 	return v;
 }
@@ -471,20 +440,20 @@ std::optional<kvx_xfdb_val> Datapath::xfdb_lookup(const testpkt::Mac &mac) const
 void Datapath::xfdb_update(const testpkt::Mac &mac, const kvx_xfdb_val &val)
 {
 	const kvx_xfdb_key k = xfdb_key(mac);
-	if (bpf_map_update_elem(bpf_map__fd(skel_->maps.kvx_xfdb), &k, &val, BPF_ANY) != 0)
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_xfdb), &k, &val, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_xfdb: " + errno_text(errno));
 }
 
 void Datapath::xfdb_delete(const testpkt::Mac &mac)
 {
 	const kvx_xfdb_key k = xfdb_key(mac);
-	if (bpf_map_delete_elem(bpf_map__fd(skel_->maps.kvx_xfdb), &k) != 0 && errno != ENOENT)
+	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_xfdb), &k) != 0 && errno != ENOENT)
 		throw std::runtime_error("delete kvx_xfdb: " + errno_text(errno));
 }
 
 std::size_t Datapath::xfdb_size() const
 {
-	return all_keys<kvx_xfdb_key>(bpf_map__fd(skel_->maps.kvx_xfdb)).size();
+	return map_keys<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb)).size();
 }
 
 std::optional<kvx_ct_val> Datapath::ct_lookup(const kvx_ct_key &key) const
@@ -504,7 +473,7 @@ void Datapath::ct_update(const kvx_ct_key &key, const kvx_ct_val &val)
 std::vector<std::pair<kvx_ct_key, kvx_ct_val>> Datapath::ct_entries() const
 {
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> out;
-	for (const auto &k : all_keys<kvx_ct_key>(fd_ct()))
+	for (const auto &k : map_keys<kvx_ct_key>(fd_ct()))
 		if (auto v = ct_lookup(k))
 			out.emplace_back(k, *v);
 	return out;

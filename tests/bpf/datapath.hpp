@@ -19,6 +19,11 @@
 struct kvmxdp_tc;
 struct kvmxdp_xdp;
 
+namespace kvmxdp {
+template <typename T>
+class Skel; // kernel/skel.hpp
+}
+
 namespace kvmxdp::test {
 
 // The TC programs and the XDP fast path in front of them: XdpPort runs on
@@ -112,8 +117,11 @@ private:
 	int fd_stats() const;
 	int fd_extaddr() const;
 
-	kvmxdp_tc *skel_ = nullptr;
-	kvmxdp_xdp *xdp_ = nullptr;
+	kvmxdp_tc *tc() const;
+	kvmxdp_xdp *xdp() const;
+
+	std::unique_ptr<Skel<kvmxdp_tc>> skel_;
+	std::unique_ptr<Skel<kvmxdp_xdp>> xdp_;
 };
 
 // Keys built the way the ABI says (zeroed, network order), from host-order

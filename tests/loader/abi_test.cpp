@@ -7,7 +7,7 @@
 #include <set>
 #include <string>
 
-#include "abi_check.hpp"
+#include "kernel/abi_check.hpp"
 
 TEST(Abi, ReasonNamesAreUniqueAndIndexed)
 {

@@ -9,8 +9,8 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "config.hpp"
-#include "error.hpp"
+#include "model/config.hpp"
+#include "base/error.hpp"
 
 using namespace kvmxdp;
 using nlohmann::json;

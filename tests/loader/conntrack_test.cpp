@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: GPL-2.0
-// `conntrack list|flush` (loader/conntrack.cpp): filter parsing, the flow
+// `conntrack list|flush` (loader/control/conntrack.cpp): filter parsing, the flow
 // JSON/line, flush on real BPF hash maps, and the status memory helpers.
 #include <gtest/gtest.h>
 
@@ -16,12 +16,14 @@
 #include <cstring>
 #include <string>
 
-#include "conntrack.hpp"
-#include "error.hpp"
-#include "fd.hpp"
-#include "gc.hpp"
+#include "control/conntrack.hpp"
+#include "control/status.hpp"
+#include "model/timeouts.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "control/gc.hpp"
 #include "kernel_maps.hpp"
-#include "maps.hpp"
+#include "kernel/maps.hpp"
 #include "temp_dir.hpp"
 
 using namespace kvmxdp;

@@ -3,7 +3,8 @@
 // ct_rules.h), called as C++ sees them, table-driven; the BPF tests
 // (tests/bpf/ct_reclaim_test.cpp) check the datapath's side against
 // expected outcomes of their own.  Also checks that the loader's C++ entry
-// points (gc.hpp) are these rules and nothing else.
+// points (control/gc.hpp, model/timeouts.hpp, model/quota.hpp) are these
+// rules and nothing else.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -11,8 +12,10 @@
 
 #include <cstring>
 
-#include "gc.hpp"
+#include "control/gc.hpp"
 #include "kvmxdp/ct_rules.h"
+#include "model/quota.hpp"
+#include "model/timeouts.hpp"
 
 using namespace kvmxdp;
 
@@ -53,7 +56,7 @@ TEST(CtRules, DefaultTimeoutsAreNetfilters)
 	EXPECT_EQ(t.other, 600u);
 	EXPECT_EQ(t._pad, 0u);
 	const kvx_timeouts loader = default_timeouts();
-	EXPECT_EQ(std::memcmp(&loader, &t, sizeof(t)), 0) << "gc.hpp default_timeouts";
+	EXPECT_EQ(std::memcmp(&loader, &t, sizeof(t)), 0) << "model/timeouts.hpp default_timeouts";
 }
 
 TEST(CtRules, TimeoutByStateFlagsProto)
@@ -165,7 +168,7 @@ TEST(CtRules, GflowsIndexIsTheHostPart)
 	for (const auto &c : cases) {
 		EXPECT_EQ(kvx_gflows_index(htonl(c.guest), htonl(c.mask)), c.want)
 			<< std::hex << c.guest << "/" << c.mask;
-		EXPECT_EQ(gflows_index(htonl(c.guest), htonl(c.mask)), c.want) << "gc.hpp";
+		EXPECT_EQ(gflows_index(htonl(c.guest), htonl(c.mask)), c.want) << "model/quota.hpp";
 		EXPECT_LT(c.want, uint32_t{KVX_GFLOWS_MAX});
 	}
 	for (uint32_t x : {0u, 1u, 0x01020304u, 0xffffffffu, 0x80000000u})

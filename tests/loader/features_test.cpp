@@ -9,8 +9,9 @@
 
 #include <sstream>
 
-#include "error.hpp"
-#include "features.hpp"
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "kernel/features.hpp"
 #include "privileges.hpp"
 
 namespace kvmxdp {
@@ -53,9 +54,9 @@ TEST(KernelFeatures, Debian12KernelHasEverythingButTcx)
 	EXPECT_FALSE(k.tcx);
 	EXPECT_TRUE(k.xdp);
 	EXPECT_EQ(k.tc_hook, "netlink-clsact");
-	std::ostringstream warn;
-	EXPECT_NO_THROW(require_kernel_features(k, warn, false));
-	EXPECT_EQ(warn.str(), "");
+	LogCapture warn;
+	EXPECT_NO_THROW(require_kernel_features(k));
+	EXPECT_EQ(warn.text(), "");
 }
 
 TEST(KernelFeatures, NewKernelHasTcx)
@@ -63,9 +64,11 @@ TEST(KernelFeatures, NewKernelHasTcx)
 	auto k = evaluate_kernel_features("6.18.0", kernel_of({6, 18, 0}));
 	EXPECT_TRUE(k.tcx);
 	EXPECT_EQ(k.tc_hook, "netlink-clsact"); // used everywhere, even with tcx
-	std::ostringstream warn;
-	require_kernel_features(k, warn, true);
-	EXPECT_NE(warn.str().find("tcx available, not used"), std::string::npos) << warn.str();
+	LogCapture warn;
+	set_verbose(true);
+	require_kernel_features(k);
+	set_verbose(false);
+	EXPECT_NE(warn.text().find("tcx available, not used"), std::string::npos) << warn.text();
 }
 
 TEST(KernelFeatures, MissingHelperIsOneErrorNamingItAndTheKernel)
@@ -74,9 +77,9 @@ TEST(KernelFeatures, MissingHelperIsOneErrorNamingItAndTheKernel)
 	auto k = evaluate_kernel_features("5.12.0-30-amd64", kernel_of({5, 12, 0}));
 	ASSERT_EQ(k.missing().size(), 1u);
 	EXPECT_EQ(k.missing()[0], "bpf_for_each_map_elem (Linux >= 5.13)");
-	std::ostringstream warn;
+	LogCapture warn;
 	try {
-		require_kernel_features(k, warn, false);
+		require_kernel_features(k);
 		FAIL() << "no error for a kernel without bpf_for_each_map_elem";
 	} catch (const Error &e) {
 		std::string m = e.what();
@@ -86,7 +89,7 @@ TEST(KernelFeatures, MissingHelperIsOneErrorNamingItAndTheKernel)
 	}
 	// Nothing is printed before the refusal (attach creates nothing either:
 	// the gate runs before any kernel object exists).
-	EXPECT_EQ(warn.str(), "");
+	EXPECT_EQ(warn.text(), "");
 }
 
 TEST(KernelFeatures, OldKernelListsEveryMissingFeature)
@@ -112,14 +115,14 @@ TEST(KernelFeatures, OptionalFeaturesDegradeWithAMessage)
 	});
 	EXPECT_TRUE(k.missing().empty());
 	EXPECT_FALSE(k.xdp);
-	std::ostringstream warn;
-	EXPECT_NO_THROW(require_kernel_features(k, warn, false));
-	EXPECT_NE(warn.str().find("kvmxdp: warning: kernel 5.13.0 is older than 5.15"),
+	LogCapture warn;
+	EXPECT_NO_THROW(require_kernel_features(k));
+	EXPECT_NE(warn.text().find("kvmxdp: warning: kernel 5.13.0 is older than 5.15"),
 		  std::string::npos)
-		<< warn.str();
-	EXPECT_NE(warn.str().find("kvmxdp: warning: XDP (Linux >= 4.8) is not available"),
+		<< warn.text();
+	EXPECT_NE(warn.text().find("kvmxdp: warning: XDP (Linux >= 4.8) is not available"),
 		  std::string::npos)
-		<< warn.str();
+		<< warn.text();
 }
 
 TEST(KernelFeatures, ProbeFailureIsNotAMissingFeature)

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
-// The per-guest flow quota's userspace half (gc.hpp): the counter array's
-// size (the index is the datapath's: ct_rules_test.cpp), the exact recount
-// at every sweep, and the attach --timeouts / --flow-quota defaults.
+// The per-guest flow quota's userspace half (model/quota.hpp, control/gc.hpp):
+// the counter array's size (the index is the datapath's: ct_rules_test.cpp),
+// the exact recount at every sweep, and the attach --timeouts / --flow-quota
+// defaults.
 #include <gtest/gtest.h>
 
 #include <arpa/inet.h>
@@ -12,12 +13,14 @@
 #include <cerrno>
 #include <cstring>
 
-#include "config.hpp"
-#include "error.hpp"
-#include "fd.hpp"
-#include "gc.hpp"
+#include "model/config.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "control/gc.hpp"
+#include "model/quota.hpp"
+#include "model/timeouts.hpp"
+#include "kernel/maps.hpp"
 #include "kernel_maps.hpp"
-#include "maps.hpp"
 
 using namespace kvmxdp;
 

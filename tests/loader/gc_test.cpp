@@ -8,10 +8,11 @@
 
 #include <map>
 
-#include "fd.hpp"
-#include "gc.hpp"
+#include "base/fd.hpp"
+#include "control/gc.hpp"
+#include "model/timeouts.hpp"
 #include "kernel_maps.hpp"
-#include "maps.hpp"
+#include "kernel/maps.hpp"
 
 using namespace kvmxdp;
 

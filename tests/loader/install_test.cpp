@@ -11,7 +11,7 @@
 #include <fstream>
 #include <sstream>
 
-#include "install.hpp"
+#include "verbs/install.hpp"
 
 using namespace kvmxdp;
 

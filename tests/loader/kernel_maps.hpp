@@ -14,7 +14,7 @@
 #include <cstdint>
 #include <cstring>
 
-#include "fd.hpp"
+#include "base/fd.hpp"
 #include "kvmxdp/abi.h"
 #include "privileges.hpp"
 

@@ -5,8 +5,8 @@
 
 #include <functional>
 
-#include "error.hpp"
-#include "mapping.hpp"
+#include "base/error.hpp"
+#include "model/mapping.hpp"
 
 namespace kvmxdp {
 namespace {
@@ -44,12 +44,12 @@ TEST(MappingParse, PortForwardRangeAndUplinkWord)
 {
 	Mapping m = parse_mapping("uplink:2222-2223", "192.168.122.101:22-23", "tcp");
 	EXPECT_TRUE(m.ext_uplink);
-	EXPECT_EQ(m.proto, MapProto::Tcp);
+	EXPECT_EQ(m.proto, MappingProto::Tcp);
 	EXPECT_EQ(m.ext_ports.lo, 2222);
 	EXPECT_EQ(m.guest_ports.hi, 23);
 	EXPECT_EQ(m.str(), "uplink:2222-2223 192.168.122.101:22-23 tcp");
 	EXPECT_EQ(parse_mapping("192.168.1.100:53", "192.168.122.5:53", "udp").proto,
-		  MapProto::Udp);
+		  MappingProto::Udp);
 }
 
 TEST(MappingParse, BadInputNamesTheValue)

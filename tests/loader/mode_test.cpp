@@ -3,8 +3,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "error.hpp"
-#include "mode.hpp"
+#include "base/error.hpp"
+#include "control/devices.hpp"
+#include "model/mode.hpp"
 #include "temp_dir.hpp"
 
 using namespace kvmxdp;
@@ -66,8 +67,8 @@ TEST(HookMode, WifiAndBridgeStayTcWhateverTheMode)
 	wifi.exists = wifi.wireless = true;
 	wifi.xdp_features = kXdpActBasic | kXdpActRedirect | kXdpActNdoXmit;
 	for (HookMode m : {HookMode::Auto, HookMode::Xdp}) {
-		HookChoice c = choose_hook(m, "uplink", wifi);
-		EXPECT_EQ(c.mode, "tc");
+		HookChoice c = choose_hook(m, DeviceRole::Uplink, wifi);
+		EXPECT_EQ(c.hook, Hook::Tc);
 		EXPECT_NE(c.why.find("wireless"), std::string::npos) << c.why;
 	}
 	std::string why;
@@ -76,9 +77,9 @@ TEST(HookMode, WifiAndBridgeStayTcWhateverTheMode)
 	DeviceFacts br;
 	br.exists = br.bridge = true;
 	br.xdp_features = kXdpActBasic | kXdpActRedirect;
-	EXPECT_EQ(choose_hook(HookMode::Xdp, "bridge", br).mode, "tc");
-	EXPECT_NE(choose_hook(HookMode::Auto, "bridge", br).why.find("bridge"), std::string::npos);
-	EXPECT_EQ(choose_hook(HookMode::Tc, "uplink", wifi).why, "--mode tc");
+	EXPECT_EQ(choose_hook(HookMode::Xdp, DeviceRole::Bridge, br).hook, Hook::Tc);
+	EXPECT_NE(choose_hook(HookMode::Auto, DeviceRole::Bridge, br).why.find("bridge"), std::string::npos);
+	EXPECT_EQ(choose_hook(HookMode::Tc, DeviceRole::Uplink, wifi).why, "--mode tc");
 }
 
 TEST(HookMode, AutoTakesXdpOnAWiredUplinkWithNativeXdpOnly)
@@ -87,27 +88,27 @@ TEST(HookMode, AutoTakesXdpOnAWiredUplinkWithNativeXdpOnly)
 	nic.exists = true;
 	nic.driver = "igc";
 	nic.xdp_features = kXdpActBasic | kXdpActRedirect | kXdpActNdoXmit;
-	HookChoice c = choose_hook(HookMode::Auto, "uplink", nic);
-	EXPECT_EQ(c.mode, "xdp");
+	HookChoice c = choose_hook(HookMode::Auto, DeviceRole::Uplink, nic);
+	EXPECT_EQ(c.hook, Hook::Xdp);
 	EXPECT_NE(c.why.find("igc"), std::string::npos) << c.why;
-	EXPECT_EQ(choose_hook(HookMode::Tc, "uplink", nic).mode, "tc");
+	EXPECT_EQ(choose_hook(HookMode::Tc, DeviceRole::Uplink, nic).hook, Hook::Tc);
 	// With only taps on the bridge, every reply would go to TC anyway.
-	c = choose_hook(HookMode::Auto, "uplink", nic, false);
-	EXPECT_EQ(c.mode, "tc");
+	c = choose_hook(HookMode::Auto, DeviceRole::Uplink, nic, false);
+	EXPECT_EQ(c.hook, Hook::Tc);
 	EXPECT_NE(c.why.find("no bridge port takes XDP redirects"), std::string::npos) << c.why;
-	EXPECT_EQ(choose_hook(HookMode::Xdp, "uplink", nic, false).mode, "xdp") << "asked for";
+	EXPECT_EQ(choose_hook(HookMode::Xdp, DeviceRole::Uplink, nic, false).hook, Hook::Xdp) << "asked for";
 
 	DeviceFacts usb = nic; // a driver without native XDP (generic only)
 	usb.driver = "r8152";
 	usb.xdp_features = 0;
-	c = choose_hook(HookMode::Xdp, "uplink", usb);
-	EXPECT_EQ(c.mode, "tc");
+	c = choose_hook(HookMode::Xdp, DeviceRole::Uplink, usb);
+	EXPECT_EQ(c.hook, Hook::Tc);
 	EXPECT_NE(c.why.find("no native XDP (driver r8152)"), std::string::npos) << c.why;
 
 	DeviceFacts old = nic; // a kernel before 6.3 cannot say
 	old.xdp_features.reset();
-	c = choose_hook(HookMode::Xdp, "uplink", old);
-	EXPECT_EQ(c.mode, "tc");
+	c = choose_hook(HookMode::Xdp, DeviceRole::Uplink, old);
+	EXPECT_EQ(c.hook, Hook::Tc);
 	EXPECT_NE(c.why.find("6.3"), std::string::npos) << c.why;
 }
 
@@ -117,11 +118,11 @@ TEST(HookMode, VethsTakeXdpOnlyWhenAskedAndTapsNever)
 	veth.exists = true;
 	veth.kind = "veth";
 	veth.xdp_features = kXdpActBasic | kXdpActRedirect;
-	for (const char *role : {"uplink", "port"}) {
+	for (DeviceRole role : {DeviceRole::Uplink, DeviceRole::Port}) {
 		HookChoice c = choose_hook(HookMode::Auto, role, veth);
-		EXPECT_EQ(c.mode, "tc") << role;
+		EXPECT_EQ(c.hook, Hook::Tc) << role_name(role);
 		EXPECT_NE(c.why.find("GSO"), std::string::npos) << c.why;
-		EXPECT_EQ(choose_hook(HookMode::Xdp, role, veth).mode, "xdp") << role;
+		EXPECT_EQ(choose_hook(HookMode::Xdp, role, veth).hook, Hook::Xdp) << role_name(role);
 	}
 	// A veth takes redirects only while its peer has NAPI (NDO_XMIT).
 	std::string why;
@@ -134,8 +135,8 @@ TEST(HookMode, VethsTakeXdpOnlyWhenAskedAndTapsNever)
 	tap.exists = true;
 	tap.kind = "tun";
 	tap.xdp_features = kXdpActBasic | kXdpActRedirect | kXdpActNdoXmit;
-	HookChoice c = choose_hook(HookMode::Xdp, "port", tap);
-	EXPECT_EQ(c.mode, "tc");
+	HookChoice c = choose_hook(HookMode::Xdp, DeviceRole::Port, tap);
+	EXPECT_EQ(c.hook, Hook::Tc);
 	EXPECT_NE(c.why.find("tap"), std::string::npos) << c.why;
 	EXPECT_FALSE(xdp_tx_allowed(tap, why));
 }

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <gtest/gtest.h>
 
-#include "error.hpp"
-#include "netaddr.hpp"
+#include "base/error.hpp"
+#include "base/netaddr.hpp"
 
 using namespace kvmxdp;
 

@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-// `--uplink auto`: which default route names the uplink (loader/route.hpp).
+// `--uplink auto`: which default route names the uplink (kernel/routes.hpp).
 #include <gtest/gtest.h>
 #include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
-#include "config.hpp"
-#include "route.hpp"
+#include "model/config.hpp"
+#include "kernel/routes.hpp"
 
 namespace kvmxdp {
 namespace {
@@ -138,6 +138,24 @@ TEST(RouteConfig, AutoRoundTrip)
 	EXPECT_TRUE(back.instances[0] == c.instances[0]);
 	EXPECT_TRUE(back.instances[1] == c.instances[1]);
 	EXPECT_TRUE(back.instances[2] == c.instances[2]);
+}
+
+TEST(DefaultGateway, TheMainTablesDefaultRouteViaTheDevice)
+{
+	RouteEntry lan = dflt(3, 0, 0);
+	lan.dst_len = 24;
+	RouteEntry vpn = dflt(3, 0, 0x0a0a0a01);
+	vpn.table = 100;
+	RouteEntry cheap = dflt(3, 100, 0x0a000001);
+	RouteEntry dear = dflt(3, 600, 0x0a0000fe);
+	RouteEntry other_dev = dflt(4, 0, 0xc0a80001);
+	EXPECT_EQ(default_gateway({lan, vpn, dear, cheap, other_dev}, 3), 0x0a000001u)
+		<< "lowest metric of the device's default routes in the main table";
+	EXPECT_EQ(default_gateway({dflt(3, 10, 0x0a000001), dflt(3, 10, 0x0a000002)}, 3),
+		  0x0a000001u)
+		<< "equal metrics: the first";
+	EXPECT_EQ(default_gateway({dflt(3, 0, 0)}, 3), 0u) << "a device route: no gateway";
+	EXPECT_FALSE(default_gateway({lan, vpn, other_dev}, 3)) << "none via the device";
 }
 
 } // namespace

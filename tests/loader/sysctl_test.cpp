@@ -8,9 +8,9 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "error.hpp"
-#include "fsutil.hpp"
-#include "sysctl.hpp"
+#include "base/error.hpp"
+#include "base/fs.hpp"
+#include "base/sysctl.hpp"
 
 using namespace kvmxdp;
 

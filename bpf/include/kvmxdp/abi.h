@@ -3,7 +3,7 @@
  * kvmxdp ABI: the layout of every pinned map, shared verbatim by the BPF
  * programs (bpf/) and the C++ loader/CLI (loader/, maps-cli/).  There is no
  * second copy anywhere: C++ includes this file and checks sizes and offsets
- * with static_assert (loader/abi_check.hpp).  The rules both sides apply to
+ * with static_assert (loader/kernel/abi_check.hpp).  The rules both sides apply to
  * these tables (flow expiry, the quota's counter index) are in ct_rules.h.
  *
  * Rules:

@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0 OR BSD-2-Clause) */
 /*
  * kvmxdp conntrack rules: the decisions over the ABI's tables that the
- * datapath (bpf/lib/ct.h) and the loader (loader/gc.cpp, conntrack.cpp,
- * config parsing) must take identically, written once.  The flow the
+ * datapath (bpf/lib/ct.h) and the loader (loader/control/gc.cpp and
+ * conntrack.cpp, loader/model/: timeouts, quota, config parsing) must take
+ * identically, written once.  The flow the
  * datapath's reclaim deletes as expired is the flow the daemon's GC deletes
  * and `conntrack list` shows as expired; the kvx_gflows counter the datapath
  * bumps is the one the GC recounts.
@@ -24,7 +25,7 @@
 /*
  * IP protocol numbers (IANA).  <linux/in.h>'s IPPROTO_* cannot be used
  * here: C++ gets them from glibc's <netinet/in.h>, which clashes with it.
- * bpf/lib/ct.h and loader/abi_check.hpp check them against the system's.
+ * bpf/lib/ct.h and loader/kernel/abi_check.hpp check them against the system's.
  */
 #define KVX_IPPROTO_ICMP 1
 #define KVX_IPPROTO_TCP 6

@@ -1,0 +1,37 @@
+// SPDX-License-Identifier: GPL-2.0
+// The one error type of the loader and CLI.  Every failure that reaches the
+// user names the operation, the object it was applied to and, for system
+// errors, the errno text, so one line on stderr is enough to act on.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace kvmxdp {
+
+class Error : public std::runtime_error {
+public:
+	explicit Error(const std::string &msg)
+		: std::runtime_error(msg)
+	{
+	}
+	// "<op> <object>: <strerror(err)>"; err is a positive errno value.
+	Error(const std::string &op, const std::string &object, int err);
+
+	int err() const { return err_; }
+
+private:
+	int err_ = 0;
+};
+
+// The single boundary where libbpf's "-errno" convention becomes an
+// exception: returns ret when it is >= 0.
+int check_libbpf(int ret, const std::string &op, const std::string &object);
+
+// For calls that report through errno (POSIX and libbpf's pointer returns).
+[[noreturn]] void throw_errno(const std::string &op, const std::string &object);
+
+// Commands that create kernel objects: one line naming the verb otherwise.
+void require_root(const std::string &verb);
+
+} // namespace kvmxdp

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "base/log.hpp"
+
+#include <bpf/libbpf.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdarg>
+#include <cstdio>
+#include <cstdlib>
+
+namespace kvmxdp {
+
+namespace {
+
+bool verbose_ = false;
+LogCapture *capture_ = nullptr;
+
+// systemd sets JOURNAL_STREAM=<dev>:<ino> for a service whose stderr is
+// the journal; it is inherited by children whose stderr went elsewhere, so
+// the pair must match stderr itself.
+bool stderr_is_journal()
+{
+	static const bool yes = [] {
+		const char *env = std::getenv("JOURNAL_STREAM");
+		unsigned long long dev = 0, ino = 0;
+		if (!env || std::sscanf(env, "%llu:%llu", &dev, &ino) != 2)
+			return false;
+		struct stat st {};
+		return ::fstat(STDERR_FILENO, &st) == 0 && st.st_dev == dev && st.st_ino == ino;
+	}();
+	return yes;
+}
+
+struct LevelText {
+	const char *prefix;
+	int priority; // syslog(3): LOG_ERR 3 .. LOG_DEBUG 7
+};
+
+// In LogLevel's order.
+constexpr LevelText kLevels[] = {
+	{"kvmxdp: error: ", 3}, {"kvmxdp: warning: ", 4}, {"kvmxdp: note: ", 5},
+	{"kvmxdp: ", 6},	{"kvmxdp: ", 7},
+};
+
+const LevelText &text_of(LogLevel level)
+{
+	return kLevels[static_cast<int>(level)];
+}
+
+int libbpf_print(enum libbpf_print_level, const char *fmt, va_list args)
+{
+	if (!verbose_)
+		return 0;
+	return std::vfprintf(stderr, fmt, args);
+}
+
+} // namespace
+
+void log(LogLevel level, const std::string &msg)
+{
+	if (level == LogLevel::Debug && !verbose_)
+		return;
+	const LevelText &t = text_of(level);
+	if (capture_) {
+		capture_->text_ += t.prefix + msg + "\n";
+		return;
+	}
+	if (stderr_is_journal())
+		std::fprintf(stderr, "<%d>%s%s\n", t.priority, t.prefix, msg.c_str());
+	else
+		std::fprintf(stderr, "%s%s\n", t.prefix, msg.c_str());
+}
+
+void set_verbose(bool on)
+{
+	verbose_ = on;
+	libbpf_set_print(libbpf_print);
+}
+
+bool verbose()
+{
+	return verbose_;
+}
+
+LogCapture::LogCapture()
+	: outer_(capture_)
+{
+	capture_ = this;
+}
+
+LogCapture::~LogCapture()
+{
+	capture_ = outer_;
+}
+
+} // namespace kvmxdp

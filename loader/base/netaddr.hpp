@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0
+// Parsing and checking of the user-facing network values (addresses, CIDR
+// subnets, port ranges).  Pure functions, unit-tested; every error names the
+// bad value.  Addresses are host order here and become network order only
+// where kvx_cfg is written.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace kvmxdp {
+
+struct Ipv4Net {
+	uint32_t addr = 0; // network address, host order
+	uint8_t prefix = 0;
+
+	uint32_t mask() const { return prefix ? ~uint32_t{0} << (32 - prefix) : 0; }
+	uint32_t broadcast() const { return addr | ~mask(); }
+	bool contains(uint32_t a) const { return (a & mask()) == addr; }
+	std::string str() const;
+	bool operator==(const Ipv4Net &o) const { return addr == o.addr && prefix == o.prefix; }
+};
+
+struct PortRange {
+	uint16_t lo = 0;
+	uint16_t hi = 0;
+
+	uint32_t size() const { return uint32_t{hi} - lo + 1; }
+	bool overlaps(const PortRange &o) const { return lo <= o.hi && o.lo <= hi; }
+	std::string str() const;
+	bool operator==(const PortRange &o) const { return lo == o.lo && hi == o.hi; }
+};
+
+// Dotted quad only (inet_pton): "10.1" or "1.2.3.4 " are rejected.
+uint32_t parse_ipv4(const std::string &text);
+std::string format_ipv4(uint32_t host_order);
+
+// "a.b.c.d/n" with 1 <= n <= 30 and no host bits set.
+Ipv4Net parse_cidr(const std::string &text);
+// The network an interface address belongs to (host bits cleared).
+Ipv4Net network_of(uint32_t addr, uint8_t prefix);
+
+// "LO-HI", 1 <= LO <= HI <= 65535.
+PortRange parse_port_range(const std::string &text);
+// The content of net.ipv4.ip_local_port_range ("32768\t60999").
+PortRange parse_local_port_range(const std::string &text);
+
+// NAT ports must be disjoint from the host's ephemeral range, else a
+// translated flow and a host socket can share a 5-tuple
+// (docs/pitfalls.md, host-ephemeral-ports).
+constexpr uint32_t kMinDefaultNatPorts = 1024;
+// (ephemeral.hi+1)-65535 when that holds at least kMinDefaultNatPorts ports.
+PortRange default_nat_range(const PortRange &ephemeral);
+void check_nat_range(const PortRange &nat, const PortRange &ephemeral);
+
+// Interface names: throws on an invalid one (empty, >= IFNAMSIZ, '/', ':',
+// whitespace), before any kernel call sees it.
+void check_ifname(const std::string &name);
+
+// Strict unsigned decimal (no sign, no spaces, no trailing garbage).
+uint64_t parse_uint(const std::string &text, uint64_t max, const std::string &what);
+
+} // namespace kvmxdp

@@ -1,0 +1,622 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/attach.hpp"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "base/rollback.hpp"
+#include "base/sysctl.hpp"
+#include "control/devices.hpp"
+#include "control/gc.hpp"
+#include "control/host_access.hpp"
+#include "control/mapping_sync.hpp"
+#include "control/resume.hpp"
+#include "control/xdp_path.hpp"
+#include "kernel/abi_check.hpp"
+#include "kernel/features.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/routes.hpp"
+#include "kernel/skel.hpp"
+#include "kernel/tc.hpp"
+#include "kvmxdp_tc.skel.h"
+#include "model/quota.hpp"
+#include "model/timeouts.hpp"
+
+namespace kvmxdp {
+
+void check_attach_syntax(const AttachOptions &a)
+{
+	check_ifname(a.bridge);
+	// Empty: taken from the config (resolve_attach).
+	if (!a.uplink.empty())
+		check_ifname(a.uplink);
+	if (a.subnet)
+		parse_cidr(*a.subnet);
+	if (a.nat_ports)
+		parse_port_range(*a.nat_ports);
+	if (a.timeouts)
+		parse_timeouts(*a.timeouts);
+	if (a.mode)
+		parse_hook_mode(*a.mode);
+}
+
+AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::string &config_path)
+{
+	AttachPlan p;
+	p.bridge = a.bridge;
+	p.uplink = a.uplink;
+	p.eif = a.eif;
+	if (a.subnet)
+		p.subnet = parse_cidr(*a.subnet);
+	if (a.nat_ports)
+		p.nat_ports = parse_port_range(*a.nat_ports);
+	if (const Instance *i = cfg.find(a.bridge))
+		p.prev = *i;
+	const Instance *prev = p.prev ? &*p.prev : nullptr;
+	if (a.uplink.empty()) {
+		auto det = cfg.detached.find(a.bridge);
+		if (prev) {
+			p.uplink = prev->uplink_auto ? kUplinkAuto : prev->uplink;
+			if (!p.subnet)
+				p.subnet = prev->subnet;
+			if (!p.nat_ports)
+				p.nat_ports = prev->nat_ports;
+			p.eif = p.eif || prev->eif;
+		} else if (det != cfg.detached.end()) {
+			p.uplink = det->second.uplink;
+		} else {
+			throw Error("attach --bridge " + a.bridge +
+				    " without --uplink: no instance of '" + a.bridge + "' in " +
+				    config_path + " to take it from");
+		}
+		check_ifname(p.uplink);
+	}
+	p.mode = a.mode ? parse_hook_mode(*a.mode) : prev ? prev->mode : HookMode::Auto;
+	p.ct_size = a.ct_size;
+	p.bind_size = a.bind_size;
+	p.clamp_mss = a.clamp_mss ? *a.clamp_mss : prev ? prev->clamp_mss : 0;
+	p.flow_quota = a.flow_quota ? a.flow_quota : prev ? prev->flow_quota : std::nullopt;
+	p.timeouts = a.timeouts ? *a.timeouts : prev ? prev->timeouts : "";
+	// Mappings a detach kept come back (the uplink is the new one's).
+	if (prev)
+		p.mappings = prev->mappings;
+	else if (auto det = cfg.detached.find(a.bridge); det != cfg.detached.end())
+		p.mappings = det->second.mappings;
+	return p;
+}
+
+Ipv4Net choose_subnet(const std::vector<IfAddr> &bridge_addrs,
+		      const std::optional<Ipv4Net> &requested, const std::string &bridge)
+{
+	if (!requested) {
+		auto p = primary_ipv4(bridge_addrs);
+		if (!p)
+			throw Error("bridge '" + bridge +
+				    "' has no IPv4 address: give it the guests' gateway address "
+				    "first (or pass --subnet for one of its networks)");
+		return network_of(p->addr, p->prefix);
+	}
+	for (const auto &ad : bridge_addrs)
+		if (network_of(ad.addr, ad.prefix) == *requested)
+			return *requested;
+	std::string list;
+	for (const auto &ad : bridge_addrs)
+		list += (list.empty() ? "" : ", ") + format_ipv4(ad.addr) + "/" +
+			std::to_string(ad.prefix);
+	throw Error("subnet " + requested->str() + " is not a network of bridge '" + bridge +
+		    "' (its IPv4 addresses: " + (list.empty() ? "none" : list) + ")");
+}
+
+void check_uplink_free(const Config &cfg, const std::string &bridge, const std::string &uplink,
+		       bool uplink_auto)
+{
+	for (const Instance &o : cfg.instances) {
+		if (uplink_auto && o.uplink_auto && o.bridge != bridge)
+			throw Error("the kvmxdp instance of bridge '" + o.bridge +
+				    "' already follows the default route (--uplink auto): one "
+				    "bridge per uplink (detach '" +
+				    o.bridge + "' first)");
+		if (o.bridge != bridge && !uplink.empty() && o.uplink == uplink)
+			throw Error("uplink '" + uplink +
+				    "' is already used by the kvmxdp instance of bridge '" +
+				    o.bridge + "': one bridge per uplink (detach '" + o.bridge +
+				    "' first)");
+	}
+}
+
+void check_same_bpffs(const std::optional<Instance> &prev, const std::string &bridge,
+		      const std::string &bpffs)
+{
+	if (prev && prev->bpffs != bpffs)
+		throw Error("bridge '" + bridge + "' is attached with --bpffs " + prev->bpffs +
+			    " (this is " + bpffs + "): use that, or detach first");
+}
+
+AttachedInstance::AttachedInstance() = default;
+AttachedInstance::AttachedInstance(AttachedInstance &&) noexcept = default;
+AttachedInstance::~AttachedInstance() = default;
+
+namespace {
+
+// Test hook: KVMXDP_FAILPOINT=<name> makes attach fail at that step, so
+// tests can prove the rollback leaves nothing behind.
+void failpoint(const char *name)
+{
+	const char *fp = std::getenv("KVMXDP_FAILPOINT");
+	if (fp && std::string(fp) == name)
+		throw Error(std::string("injected failure at ") + name + " (KVMXDP_FAILPOINT)");
+}
+
+// Absolute: the path keys the daemon's pid file and goes into the config.
+std::string absolute_dir(const std::string &dir)
+{
+	std::string d = normalize_dir(dir);
+	if (!d.empty() && d[0] == '/')
+		return d;
+	char cwd[4096];
+	if (!::getcwd(cwd, sizeof(cwd)))
+		throw_errno("getcwd", "");
+	return normalize_dir(std::string(cwd) + "/" + d);
+}
+
+// kvx_cfg as a pinned map holds it: an older kvmxdp's may be shorter.
+kvx_cfg read_pinned_cfg(int fd, const MapInfo &have, const std::string &path)
+{
+	std::vector<unsigned char> raw(std::max<size_t>(have.value_size, sizeof(kvx_cfg)));
+	__u32 zero = 0;
+	check_libbpf(bpf_map_lookup_elem(fd, &zero, raw.data()), "read", path);
+	kvx_cfg old{};
+	std::memcpy(&old, raw.data(), std::min<size_t>(have.value_size, sizeof(old)));
+	return old;
+}
+
+class Attach {
+public:
+	Attach(const GlobalOptions &g, const AttachOptions &a)
+		: g_(g)
+		, a_(a)
+		, sys_(g.sysctl_root)
+	{
+	}
+
+	AttachedInstance run()
+	{
+		resolve();
+		validate();
+		resume_maps();
+		write_cfg();
+		pin();
+		hooks();
+		sysctls();
+		record();
+		AttachedInstance out;
+		out.inst = inst_;
+		out.uplink_ifindex = uplink_.ifindex;
+		out.tc = std::move(skel_);
+		out.xdp = std::move(xdp_);
+		out.pid_lock = std::move(pid_lock_);
+		return out;
+	}
+
+private:
+	// The config's record of the bridge, if any.
+	const Instance *prev_instance() const { return plan_.prev ? &*plan_.prev : nullptr; }
+
+	void resolve()
+	{
+		check_attach_syntax(a_);
+		require_root("attach");
+		// Before anything is created: a kernel without a helper the
+		// datapath needs gets one line naming it, not a verifier log.
+		require_kernel_features(probe_kernel_features());
+		// A signal during attach must not leave half an attachment: it
+		// stays pending and the daemon loop sees it right after attach.
+		sigset_t sigs;
+		sigemptyset(&sigs);
+		sigaddset(&sigs, SIGINT);
+		sigaddset(&sigs, SIGTERM);
+		pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+		cfg_.emplace(g_.config);
+		plan_ = resolve_attach(a_, **cfg_, g_.config);
+		const Instance *prev = prev_instance();
+		inst_.bridge = plan_.bridge;
+		inst_.eif = plan_.eif;
+		inst_.mappings = plan_.mappings;
+		inst_.clamp_mss = plan_.clamp_mss;
+		inst_.mode = plan_.mode;
+		inst_.flow_quota = plan_.flow_quota;
+		inst_.timeouts = plan_.timeouts;
+		// A clsact an earlier attach created stays ours to delete.
+		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
+	}
+
+	void validate()
+	{
+		// --uplink auto: the default route's device now, else the device
+		// the instance followed last, else none yet (the daemon waits
+		// for a default route; guests' outside traffic is dropped
+		// meanwhile).
+		inst_.uplink_auto = plan_.uplink == kUplinkAuto;
+		if (inst_.uplink_auto) {
+			auto br = find_link(nl_, plan_.bridge);
+			plan_.uplink = auto_uplink_device(nl_, br ? br->ifindex : 0,
+							  plan_.prev ? plan_.prev->uplink : "");
+		}
+		inst_.uplink = plan_.uplink;
+		validate_devices();
+		if (plan_.mode == HookMode::Xdp && !plan_.uplink.empty() &&
+		    device_facts(plan_.uplink).wireless)
+			// Asked for XDP where there can be none: one line, nothing made.
+			throw Error("--mode xdp: uplink '" + plan_.uplink +
+				    "' is wireless (802.11): no native XDP and not an XDP "
+				    "redirect target; use --mode auto (TC on WiFi)");
+
+		inst_.bpffs = absolute_dir(g_.bpffs);
+		pid_file_ = pid_file_for(g_.run_dir, inst_.bpffs, plan_.bridge);
+		pid_lock_ = PidLock::try_acquire(pid_file_);
+		if (!pid_lock_) {
+			auto pid = PidLock::holder(pid_file_);
+			throw Error("bridge '" + plan_.bridge +
+				    "' is already served by a kvmxdp daemon (pid " +
+				    (pid ? std::to_string(*pid) : std::string("?")) +
+				    "): stop it or run 'kvmxdp detach' first");
+		}
+		// A failed attach leaves no pid file behind (we hold its lock).
+		pid_rb_.add("pid file", [pid_file = pid_file_] { ::unlink(pid_file.c_str()); });
+
+		if (ensure_bpffs(inst_.bpffs) && in_private_mount_ns())
+			log_warn("mounted a bpffs at " + inst_.bpffs +
+				 " inside a private mount namespace (ip netns exec?): the pins "
+				 "vanish when this process exits; mount it outside or use nsenter "
+				 "--net");
+		inst_.pin_dir = pin_dir_for(inst_.bpffs, plan_.bridge);
+		check_uplink_free(**cfg_, plan_.bridge, plan_.uplink, inst_.uplink_auto);
+		check_same_bpffs(plan_.prev, plan_.bridge, inst_.bpffs);
+	}
+
+	void validate_devices()
+	{
+		auto br = find_link(nl_, plan_.bridge);
+		if (!br)
+			throw Error("bridge '" + plan_.bridge + "' does not exist");
+		if (br->kind != "bridge")
+			throw Error("'" + plan_.bridge + "' is not a bridge (kind '" +
+				    (br->kind.empty() ? "none" : br->kind) + "')");
+		bridge_ = *br;
+		// Empty: --uplink auto without a default route yet (ifindex 0).
+		if (!plan_.uplink.empty()) {
+			auto up = find_link(nl_, plan_.uplink);
+			if (!up)
+				throw Error("uplink '" + plan_.uplink + "' does not exist");
+			if (up->ifindex == br->ifindex)
+				throw Error("uplink '" + plan_.uplink + "' is the bridge itself");
+			uplink_ = *up;
+		}
+		inst_.subnet =
+			choose_subnet(ipv4_addrs(nl_, br->ifindex), plan_.subnet, plan_.bridge);
+		PortRange eph = parse_local_port_range(sys_.read(kLocalPortRangeKey));
+		inst_.nat_ports = plan_.nat_ports ? *plan_.nat_ports : default_nat_range(eph);
+		check_nat_range(inst_.nat_ports, eph);
+	}
+
+	// Conntrack and bindings survive a restart or an upgrade: the pinned
+	// maps are reused where kResumeTable allows it.
+	void resume_maps()
+	{
+		skel_ = std::make_unique<Skel<kvmxdp_tc>>("kvmxdp_tc");
+		std::vector<std::string> pinned;
+		for (const auto &name : skel_->map_names())
+			(::access(pin_path(inst_.pin_dir, name).c_str(), F_OK) == 0 ? pinned :
+										      to_pin_)
+				.push_back(name);
+		resume_ = !pinned.empty();
+		// A map of a newer kvmxdp that is not pinned yet is created and
+		// pinned like on a first attach; the core tables must be there.
+		if (resume_)
+			for (const MapResumeRule &r : kResumeTable)
+				if (r.required &&
+				    std::find(pinned.begin(), pinned.end(), r.map) == pinned.end())
+					throw Error("pin directory " + inst_.pin_dir + " lacks " +
+						    r.map + ": run 'kvmxdp detach --bridge " +
+						    plan_.bridge + "' first");
+
+		const Instance *prev = prev_instance();
+		MapSizes sizes;
+		sizes.ct = plan_.ct_size;
+		sizes.bind = plan_.bind_size;
+		sizes.ct_default = prev ? prev->ct_size : KVX_CT_DEFAULT_SIZE;
+		sizes.bind_default = prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE;
+		sizes.gflows = gflows_size(htonl(inst_.subnet.mask()));
+		for (const auto &name : skel_->map_names()) {
+			const bool is_pinned = std::find(pinned.begin(), pinned.end(), name) !=
+					       pinned.end();
+			std::optional<PinnedMap> pm;
+			Fd fd;
+			if (is_pinned) {
+				pm = PinnedMap{};
+				pm->path = pin_path(inst_.pin_dir, name);
+				fd = open_pinned(pm->path);
+				pm->info = map_info(fd.get(), pm->path);
+				if (name == KVX_MAP_CFG) {
+					kvx_cfg old = read_pinned_cfg(fd.get(), pm->info, pm->path);
+					pm->abi_version = old.abi_version;
+					resumed_uplink_addr_ = old.uplink_addr;
+				}
+			}
+			const MapResumeRule rule = resume_rule(name);
+			ResumeDecision d =
+				decide_resume(rule, skel_->map_spec(name.c_str()), pm, sizes);
+			if (!d.note.empty())
+				log_note(d.note);
+			if (name == KVX_MAP_CT)
+				inst_.ct_size = d.max_entries;
+			else if (name == KVX_MAP_BIND)
+				inst_.bind_size = d.max_entries;
+			switch (d.action) {
+			case ResumeAction::Reuse:
+				// libbpf dups the fd: ours may close.
+				skel_->reuse_map(name.c_str(), fd.get());
+				continue;
+			case ResumeAction::Replace:
+				to_pin_.push_back(name);
+				replace_pins_.push_back(pm->path);
+				break;
+			case ResumeAction::Create:
+				break;
+			}
+			if (rule.size != SizeFrom::Object)
+				skel_->set_max_entries(name.c_str(), d.max_entries);
+		}
+		if (resume_)
+			log_verbose("resuming with the maps pinned in " + inst_.pin_dir);
+		load_skeleton();
+	}
+
+	void load_skeleton()
+	{
+		int err = skel_->try_load();
+		if (err == -EACCES || err == -EINVAL || err == -E2BIG)
+			throw Error(
+				"load BPF programs: the kernel's verifier rejected them (-v shows "
+				"its log)",
+				"", -err);
+		if (err < 0)
+			throw Error(
+				"load BPF programs (is BPF available? kernel >= 5.15 with "
+				"CONFIG_BPF_SYSCALL and CONFIG_NET_CLS_BPF, run as root; -v shows "
+				"the libbpf/verifier log)",
+				"", -err);
+	}
+
+	// Runtime configuration, read by every packet.  The uplink address
+	// may be missing (WiFi not associated yet): 0 until the daemon sees
+	// one.
+	void write_cfg()
+	{
+		kc_.abi_version = KVX_ABI_VERSION;
+		kc_.flags = plan_.eif ? KVX_CFG_F_EIF : 0;
+		auto up_addr = primary_ipv4(ipv4_addrs(nl_, uplink_.ifindex));
+		kc_.uplink_addr = up_addr ? htonl(up_addr->addr) : 0;
+		kc_.uplink_ifindex = static_cast<__u32>(uplink_.ifindex);
+		kc_.bridge_ifindex = static_cast<__u32>(bridge_.ifindex);
+		kc_.subnet_addr = htonl(inst_.subnet.addr);
+		kc_.subnet_mask = htonl(inst_.subnet.mask());
+		kc_.nat_port_lo = inst_.nat_ports.lo;
+		kc_.nat_port_hi = inst_.nat_ports.hi;
+		kc_.clamp_mss = plan_.clamp_mss;
+		// Flow quota: explicit, else the instance's, else a share of the
+		// table (which follows --ct-size).  Timeouts likewise.
+		kc_.flow_quota = plan_.flow_quota ? *plan_.flow_quota :
+						    default_flow_quota(inst_.ct_size);
+		kc_.timeouts = plan_.timeouts.empty() ? default_timeouts() :
+							parse_timeouts(plan_.timeouts);
+		std::memcpy(kc_.uplink_mac, uplink_.mac.data(), sizeof(kc_.uplink_mac));
+		kvmxdp::write_cfg(skel_->map_fd(KVX_MAP_CFG), kc_);
+		// Resumed flows (or another subnet): the quota counts them from now on.
+		gflows_recount(skel_->map_fd(KVX_MAP_CT), skel_->map_fd(KVX_MAP_GFLOWS),
+			       kc_.subnet_mask);
+		// The address changed while no daemon was watching: what the
+		// daemon would have flushed then goes now.
+		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)
+			flush_ext_addr(skel_->map_fd(KVX_MAP_CT), skel_->map_fd(KVX_MAP_BIND),
+				       resumed_uplink_addr_);
+		restore_mappings();
+	}
+
+	// Static mappings of the config, as `map add` made them (a first
+	// attach after a reboot, a resume, a re-created bridge).
+	void restore_mappings()
+	{
+		const auto &mappings = plan_.mappings;
+		if (mappings.empty())
+			return;
+		std::optional<NetId> cur = network_of_link(nl_, uplink_.ifindex);
+		MapFds fds{skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_EXTADDR),
+			   skel_->map_fd(KVX_MAP_CT)};
+		if (!plan_.uplink.empty())
+			for (const AddedAddress &ad :
+			     sync_added_addresses(mappings, plan_.uplink, cur))
+				rb_.add("address " + format_ipv4(ad.addr) + " on " + plan_.uplink,
+					[ad, uplink = plan_.uplink] {
+						remove_uplink_address(uplink, ad);
+					});
+		auto r = apply_mappings(fds, mappings, ntohl(kc_.uplink_addr), cur);
+		for (const auto &e : r.errors)
+			log_warn(e);
+		size_t suspended = 0;
+		for (const auto &sm : mappings)
+			suspended += !mapping_active(sm, cur);
+		log_verbose("restored " + std::to_string(mappings.size()) + " mapping(s), " +
+			    std::to_string(suspended) + " suspended (another network)");
+	}
+
+	// bpf_obj_pin on our own paths, not libbpf's pin_root_path, which
+	// rewrites every '.' of the whole path.
+	void pin()
+	{
+		if (!resume_) {
+			mkdir_p(inst_.pin_dir, 0700);
+			rb_.add("pin directory", [pin_dir = inst_.pin_dir, bpffs = inst_.bpffs] {
+				::rmdir(pin_dir.c_str());
+				::rmdir((bpffs + "/kvmxdp").c_str()); // only if empty
+			});
+		}
+		for (const auto &name : to_pin_) {
+			std::string path = pin_path(inst_.pin_dir, name);
+			if (std::find(replace_pins_.begin(), replace_pins_.end(), path) !=
+			    replace_pins_.end())
+				::unlink(path.c_str());
+			check_libbpf(bpf_obj_pin(skel_->map_fd(name.c_str()), path.c_str()),
+				     "pin map", path);
+			rb_.add("pin " + path, [path] { ::unlink(path.c_str()); });
+		}
+		failpoint("pinned");
+	}
+
+	void hooks()
+	{
+		const Instance *prev = prev_instance();
+		// An uplink changed on resume: our filter on the old one goes.
+		if (prev && prev->uplink != plan_.uplink)
+			tc_remove_ingress(nl_, prev->uplink, prev->clsact_created_uplink);
+		if (tc_hook(bridge_, "kvx_br_ingress"))
+			inst_.clsact_created_bridge = true;
+		// Recorded for the uplink it was created on only.
+		inst_.clsact_created_uplink =
+			tc_hook(uplink_, "kvx_up_ingress") ||
+			(prev && prev->uplink == plan_.uplink && prev->clsact_created_uplink);
+
+		// The XDP fast path in front of the TC programs, where the mode
+		// and the devices allow it (control/xdp_path.hpp); a device it
+		// cannot take stays TC with the reason, which status shows.
+		xdp_ = std::make_unique<XdpPath>(plan_.mode, *skel_, inst_.pin_dir);
+		if (!resume_)
+			rb_.add("XDP links",
+				[pin_dir = inst_.pin_dir] { XdpPath::remove_all(pin_dir); });
+		for (const XdpDevice &d : xdp_->sync(nl_, bridge_.ifindex, uplink_.ifindex))
+			log_verbose(d.describe());
+		failpoint("xdp");
+
+		// The host's own sockets reaching mapped addresses; without them
+		// the datapath still serves the guests and the LAN.
+		std::string host_off = host_hooks_attach(*skel_, inst_.pin_dir, g_.run_dir, rb_);
+		if (!host_off.empty())
+			log_warn("the host itself cannot reach mapped addresses: " + host_off);
+		failpoint("host_hooks");
+	}
+
+	// Our ingress filter on one device; returns whether attach created
+	// its clsact.
+	bool tc_hook(const LinkInfo &link, const char *prog)
+	{
+		const int ifindex = link.ifindex;
+		const std::string ifname = link.name;
+		if (ifindex == 0)
+			return false; // --uplink auto, no default route yet
+		const bool had_filter = tc_query(ifindex).has_value();
+		const bool created = tc_attach_ingress(ifindex, ifname, skel_->prog_fd(prog));
+		if (created)
+			rb_.add("clsact on " + ifname,
+				[ifindex, ifname] { tc_hook_destroy(ifindex, ifname); });
+		// A filter that was there before (resume) is replaced in place;
+		// removing it on rollback would cut a working datapath.
+		else if (!had_filter)
+			rb_.add("filter on " + ifname,
+				[ifindex, ifname] { tc_detach(ifindex, ifname); });
+		failpoint(prog);
+		return created;
+	}
+
+	// On resume the values saved by the first attach are kept: the
+	// current ones are our own.
+	void sysctls()
+	{
+		const Instance *prev = prev_instance();
+		std::string fwd = forwarding_key(plan_.bridge);
+		if (auto cur = sys_.try_read(fwd)) {
+			inst_.saved_forwarding = prev ? prev->saved_forwarding : cur;
+			if (*cur != "1") {
+				sys_.write(fwd, "1");
+				rb_.add(fwd,
+					[sys = sys_, fwd, old = *cur] { sys.write(fwd, old); });
+			}
+		} else {
+			log_warn("cannot read " + sys_.root() + "/" + fwd +
+				 ": forwarding on the bridge is needed for the route lookup");
+		}
+		if (auto cur = sys_.try_read(kReservedPortsKey)) {
+			inst_.saved_reserved_ports = prev ? prev->saved_reserved_ports : cur;
+			std::string base = *cur;
+			if (prev && prev->saved_reserved_ports &&
+			    !(prev->nat_ports == inst_.nat_ports))
+				base = reserved_ports_remove(base, *prev->saved_reserved_ports,
+							     prev->nat_ports);
+			std::string next = reserved_ports_add(base, inst_.nat_ports);
+			if (next != *cur) {
+				sys_.write(kReservedPortsKey, next);
+				rb_.add(kReservedPortsKey, [sys = sys_, old = *cur] {
+					sys.write(kReservedPortsKey, old);
+				});
+			}
+		}
+		failpoint("sysctls");
+	}
+
+	void record()
+	{
+		(*cfg_)->upsert(inst_);
+		(*cfg_)->detached.erase(plan_.bridge);
+		cfg_->save();
+		rb_.commit();
+		pid_rb_.commit();
+		// The daemon runs for days: other kvmxdp commands must get the lock.
+		cfg_->unlock();
+	}
+
+	// Members go in reverse order: on a failure the kernel objects first,
+	// then the undo steps (rb_), the pid file, the daemon slot and last
+	// the config lock.
+	const GlobalOptions &g_;
+	const AttachOptions &a_;
+	Sysctl sys_;
+	NlSocket nl_;
+	std::optional<LockedConfig> cfg_; // read once, under its lock
+	AttachPlan plan_;
+	std::optional<PidLock> pid_lock_;
+	Rollback pid_rb_;
+	Rollback rb_;
+
+	// What attach makes, filled in phase by phase.
+	Instance inst_;
+
+	// validate
+	LinkInfo bridge_, uplink_;
+	std::string pid_file_;
+	// resume maps
+	std::unique_ptr<Skel<kvmxdp_tc>> skel_;
+	bool resume_ = false;
+	std::vector<std::string> to_pin_;
+	std::vector<std::string> replace_pins_; // pinned maps replaced by new ones
+	uint32_t resumed_uplink_addr_ = 0;	// network order
+	// write cfg
+	kvx_cfg kc_{};
+	// hooks
+	std::unique_ptr<XdpPath> xdp_;
+};
+
+} // namespace
+
+AttachedInstance attach_instance(const GlobalOptions &g, const AttachOptions &a)
+{
+	return Attach(g, a).run();
+}
+
+} // namespace kvmxdp

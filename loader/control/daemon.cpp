@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/daemon.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "base/netaddr.hpp"
+#include "base/sysctl.hpp"
+#include "control/gc.hpp"
+#include "control/mapping_sync.hpp"
+#include "control/xdp_path.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/netlink.hpp"
+#include "kernel/routes.hpp"
+#include "kernel/skel.hpp"
+#include "kernel/tc.hpp"
+
+namespace kvmxdp {
+
+namespace {
+
+Fd dup_fd(int fd, const char *what)
+{
+	int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+	if (d < 0)
+		throw_errno("dup fd of", what);
+	return Fd(d);
+}
+
+std::string addr_str(uint32_t be)
+{
+	return be ? format_ipv4(ntohl(be)) : "none";
+}
+
+} // namespace
+
+Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::string config_path)
+	: inst_(inst)
+	, skel_(skel)
+	, config_path_(std::move(config_path))
+	, uplink_ifindex_(uplink_ifindex)
+	, cfg_fd_(dup_fd(skel.map_fd(KVX_MAP_CFG), KVX_MAP_CFG))
+	, ct_fd_(dup_fd(skel.map_fd(KVX_MAP_CT), KVX_MAP_CT))
+	, bind_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND), KVX_MAP_BIND))
+	, extaddr_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR), KVX_MAP_EXTADDR))
+	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
+{
+}
+
+void Daemon::refresh_bridge(NlSocket &nl)
+{
+	auto link = find_link(nl, inst_.bridge);
+	if (!link || link->ifindex == bridge_ifindex_ || link->kind != "bridge")
+		return;
+	// A libvirt network restart deletes and re-creates the bridge: the
+	// filter went with the old device, and the new one starts with
+	// forwarding at its default.  Guests re-join it as their taps come.
+	log_info("bridge " + inst_.bridge + " is back as ifindex " + std::to_string(link->ifindex) +
+		 ": re-attaching");
+	try {
+		tc_attach_ingress(link->ifindex, inst_.bridge, skel_.prog_fd("kvx_br_ingress"));
+		try {
+			Sysctl sys(sysctl_root_);
+			std::string fwd = forwarding_key(inst_.bridge);
+			if (sys.exists(fwd) && sys.read(fwd) != "1")
+				sys.write(fwd, "1");
+		} catch (const Error &e) {
+			log_info(std::string("forwarding on the re-created bridge: ") + e.what());
+		}
+		kvx_cfg cfg = read_cfg(cfg_fd_.get());
+		cfg.bridge_ifindex = static_cast<__u32>(link->ifindex);
+		write_cfg(cfg_fd_.get(), cfg);
+		bridge_ifindex_ = link->ifindex;
+	} catch (const Error &e) {
+		// Retried on the next event or tick.
+		log_info(std::string("re-attach to bridge failed: ") + e.what());
+	}
+}
+
+void Daemon::sync_mappings(NlSocket &nl, bool force)
+{
+	struct stat st {};
+	std::string sig;
+	if (::stat(config_path_.c_str(), &st) == 0)
+		sig = std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+		      std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_size);
+	uint32_t addr = ntohl(read_cfg(cfg_fd_.get()).uplink_addr);
+	std::optional<NetId> net;
+	if (!inst_.uplink.empty()) { // empty: --uplink auto, no default route yet
+		if (auto link = find_link(nl, inst_.uplink))
+			net = network_of_link(nl, link->ifindex);
+	}
+	// No address (WiFi reconnecting): nothing can flow anyway; the
+	// mappings stay as they were until the uplink is on some network
+	// again, so a short drop does not suspend and flush them.
+	if (!net && synced_)
+		net = synced_net_;
+	if (synced_ && !force && sig == cfg_sig_ && addr == synced_addr_ && net == synced_net_)
+		return;
+	// `map add/del` change the maps and the config under this lock; a
+	// sync from an older config would undo their change.  Busy: next tick.
+	auto cfg = LockedConfig::try_lock(config_path_);
+	if (!cfg)
+		return;
+	const Instance *i = (*cfg)->find(inst_.bridge);
+	if (!i)
+		return; // being detached
+	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get()}, i->mappings,
+				addr, net);
+	for (const auto &e : r.errors)
+		log_info("mapping: " + e);
+	// --add-address: on the uplink while active, off while suspended.
+	sync_added_addresses(i->mappings, inst_.uplink, net);
+	if (synced_ && !(net == synced_net_)) {
+		size_t active = 0;
+		for (const auto &sm : i->mappings)
+			active += mapping_active(sm, net);
+		log_info("uplink network " + (net ? net->str() : std::string("none")) + ": " +
+			 std::to_string(active) + " of " + std::to_string(i->mappings.size()) +
+			 " mapping(s) active, the others suspended");
+	}
+	if (r.bind_added || r.bind_deleted)
+		log_verbose("mappings: " + std::to_string(r.bind_added) + " entr(ies) installed, " +
+			    std::to_string(r.bind_deleted) + " removed, " +
+			    std::to_string(r.ct_deleted) + " flow(s) dropped");
+	cfg_sig_ = sig;
+	synced_addr_ = addr;
+	synced_net_ = net;
+	synced_ = true;
+}
+
+Daemon::~Daemon() = default;
+
+void Daemon::follow_default_route(NlSocket &nl)
+{
+	auto route = choose_uplink_route(ipv4_routes(nl), {bridge_ifindex_});
+	// No default route (suspended, WiFi reconnecting, cable pulled with
+	// nothing else up): the uplink stays where it is, so that a short
+	// outage neither moves the hook nor flushes a flow.
+	if (!route)
+		return;
+	auto link = find_link_by_index(nl, route->ifindex);
+	// The same name with a new ifindex is a re-created device: the
+	// re-attach in refresh_uplink handles it.
+	if (!link || link->name == inst_.uplink)
+		return;
+	// Under the config lock from the first change to the record, so a
+	// concurrent detach sees either the old device or the new one with
+	// our filter on it.  Busy: the next event or tick retries.
+	auto conf = LockedConfig::try_lock(config_path_);
+	if (!conf)
+		return;
+	Instance *rec = (*conf)->find(inst_.bridge);
+	if (!rec)
+		return; // being detached
+	for (const Instance &o : (*conf)->instances)
+		if (o.bridge != inst_.bridge && o.uplink == link->name) {
+			if (refused_uplink_ != link->name)
+				log_info("default route via " + link->name +
+					 ", the uplink of the kvmxdp instance of bridge '" +
+					 o.bridge + "': staying on " +
+					 (inst_.uplink.empty() ? "none" : inst_.uplink));
+			refused_uplink_ = link->name;
+			return;
+		}
+	refused_uplink_.clear();
+	const std::string old_name = inst_.uplink;
+	log_info("default route moved to " + link->name + ": uplink " +
+		 (old_name.empty() ? "none" : old_name) + " -> " + link->name);
+
+	// New hook first: the bridge program drops what the route lookup
+	// sends elsewhere than cfg.uplink_ifindex (DROP_OTHER_IFACE) until
+	// the cfg below names the new device.
+	bool created =
+		tc_attach_ingress(link->ifindex, link->name, skel_.prog_fd("kvx_up_ingress"));
+	uint32_t addr_be = 0;
+	if (auto a = primary_ipv4(ipv4_addrs(nl, link->ifindex)))
+		addr_be = htonl(a->addr);
+	kvx_cfg cfg = read_cfg(cfg_fd_.get());
+	uint32_t old_addr = cfg.uplink_addr;
+	cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
+	cfg.uplink_addr = addr_be;
+	std::memcpy(cfg.uplink_mac, link->mac.data(), sizeof(cfg.uplink_mac));
+	write_cfg(cfg_fd_.get(), cfg);
+
+	// Our filter leaves the old device (and the clsact, if it was ours
+	// and nobody else's filter is on it); the device may be gone.
+	if (!old_name.empty()) {
+		try {
+			tc_remove_ingress(nl, old_name, inst_.clsact_created_uplink);
+		} catch (const Error &e) {
+			log_info("removing the filter from " + old_name + ": " + e.what());
+		}
+	}
+	// --add-address addresses leave with the old device; the mapping
+	// sync puts them on the new one if their network is there.
+	if (!old_name.empty()) {
+		Instance old = *rec;
+		old.uplink = old_name;
+		remove_added_addresses(old);
+	}
+	rec->uplink = link->name;
+	rec->clsact_created_uplink = created;
+	conf->save();
+	inst_.uplink = link->name;
+	inst_.clsact_created_uplink = created;
+	uplink_ifindex_ = link->ifindex;
+
+	log_info("uplink " + link->name + " address " + addr_str(old_addr) + " -> " +
+		 addr_str(addr_be));
+	// As on an address change: flows bound to the old address can never
+	// get a reply through the new device.
+	if (old_addr && old_addr != addr_be) {
+		auto r = flush_ext_addr(ct_fd_.get(), bind_fd_.get(), old_addr);
+		log_info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
+			 std::to_string(r.bind_deleted) + " binding entr(ies) of " +
+			 addr_str(old_addr));
+	}
+}
+
+void Daemon::refresh_uplink(NlSocket &nl)
+{
+	if (inst_.uplink_auto) {
+		try {
+			follow_default_route(nl);
+		} catch (const Error &e) {
+			// Retried on the next event or tick.
+			log_info(std::string("following the default route: ") + e.what());
+		}
+	}
+	// --uplink auto before any default route: kvx_cfg has no uplink
+	// (ifindex 0, address 0): guest traffic to the outside is dropped.
+	if (inst_.uplink.empty())
+		return;
+	auto link = find_link(nl, inst_.uplink);
+	uint32_t addr_be = 0;
+	if (link) {
+		if (auto a = primary_ipv4(ipv4_addrs(nl, link->ifindex)))
+			addr_be = htonl(a->addr);
+	}
+	kvx_cfg cfg = read_cfg(cfg_fd_.get());
+	bool dirty = false;
+	if (link && link->ifindex != uplink_ifindex_) {
+		// The uplink was re-created (a new ifindex): its TC filter went
+		// with the old device, so attach ours to the new one.
+		log_info("uplink " + inst_.uplink + " is back as ifindex " +
+			 std::to_string(link->ifindex) + ": re-attaching");
+		try {
+			bool created = tc_attach_ingress(link->ifindex, inst_.uplink,
+							 skel_.prog_fd("kvx_up_ingress"));
+			if (created && !inst_.clsact_created_uplink)
+				record_uplink_clsact();
+			uplink_ifindex_ = link->ifindex;
+			cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
+			dirty = true;
+		} catch (const Error &e) {
+			// Retried on the next event or tick.
+			log_info(std::string("re-attach to uplink failed: ") + e.what());
+		}
+	}
+	// A re-created uplink (or a changed MAC) changes the source MAC of
+	// the ARP replies the datapath sends for mapped addresses.
+	if (link && std::memcmp(cfg.uplink_mac, link->mac.data(), sizeof(cfg.uplink_mac)) != 0) {
+		std::memcpy(cfg.uplink_mac, link->mac.data(), sizeof(cfg.uplink_mac));
+		dirty = true;
+	}
+	uint32_t old = cfg.uplink_addr;
+	if (addr_be != old) {
+		cfg.uplink_addr = addr_be;
+		dirty = true;
+	}
+	if (dirty)
+		write_cfg(cfg_fd_.get(), cfg);
+	if (addr_be != old) {
+		log_info("uplink " + inst_.uplink + " address " + addr_str(old) + " -> " +
+			 addr_str(addr_be));
+		// Written first, flushed second: new flows already use the new
+		// address while the old ones go (einat#34: never stay at 0).
+		auto r = flush_ext_addr(ct_fd_.get(), bind_fd_.get(), old);
+		if (r.ct_deleted || r.bind_deleted)
+			log_info("flushed " + std::to_string(r.ct_deleted) + " flow(s) and " +
+				 std::to_string(r.bind_deleted) + " binding entr(ies) of " +
+				 addr_str(old));
+	}
+}
+
+void Daemon::record_uplink_clsact()
+{
+	try {
+		LockedConfig cfg(config_path_);
+		if (Instance *i = cfg->find(inst_.bridge)) {
+			i->clsact_created_uplink = true;
+			cfg.save();
+		}
+		inst_.clsact_created_uplink = true;
+	} catch (const Error &e) {
+		// Only cost: detach leaves an empty clsact qdisc behind.
+		log_info(std::string("recording the uplink's clsact in the config: ") + e.what());
+	}
+}
+
+void Daemon::sync_xdp(NlSocket &nl)
+{
+	if (!xdp_)
+		return;
+	std::string sig;
+	std::vector<std::string> lines;
+	for (const XdpDevice &d : xdp_->sync(nl, bridge_ifindex_, uplink_ifindex_)) {
+		lines.push_back(d.describe());
+		sig += lines.back() + "\n";
+	}
+	if (sig == xdp_sig_)
+		return;
+	xdp_sig_ = sig;
+	for (const auto &l : lines)
+		log_verbose("xdp: " + l);
+}
+
+void Daemon::collect_garbage()
+{
+	kvx_cfg cfg = read_cfg(cfg_fd_.get());
+	// The per-guest flow counters are recounted at every sweep (control/gc.hpp).
+	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(),
+			  skel_.map_fd(KVX_MAP_GFLOWS), cfg.subnet_mask);
+	if (xdp_) {
+		try {
+			xdp_->sync_fdb(bridge_ifindex_, boottime_ns());
+		} catch (const Error &e) {
+			log_info(std::string("bridge forwarding database: ") + e.what());
+		}
+	}
+	if (r.ct_deleted || r.bind_deleted)
+		log_verbose("gc: " + std::to_string(r.ct_deleted) + " flow(s), " +
+			    std::to_string(r.bind_deleted) + " binding entr(ies) expired");
+}
+
+int Daemon::run()
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
+	Fd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
+	if (!sfd)
+		throw_errno("create", "signalfd");
+
+	NlMonitor mon = NlMonitor::links_and_addresses();
+	NlMonitor routes = NlMonitor::routes(); // --uplink auto follows the default route
+	NlSocket nl;
+	using clock = std::chrono::steady_clock;
+	auto next_gc = clock::now() + std::chrono::milliseconds(kGcIntervalMs);
+	auto next_refresh = clock::now();
+	auto next_heal = clock::now() + std::chrono::milliseconds(kMappingHealMs);
+
+	for (;;) {
+		auto now = clock::now();
+		if (now >= next_refresh) {
+			// Safety net besides events (lost on overrun, or a
+			// device that came back under the same name).
+			try {
+				refresh_uplink(nl);
+				refresh_bridge(nl);
+				bool heal = now >= next_heal;
+				if (heal)
+					next_heal = now + std::chrono::milliseconds(kMappingHealMs);
+				sync_mappings(nl, heal);
+				sync_xdp(nl);
+			} catch (const Error &e) {
+				log_info(std::string("uplink refresh: ") + e.what());
+			}
+			next_refresh = now + std::chrono::milliseconds(kPollMs);
+		}
+		if (now >= next_gc) {
+			try {
+				collect_garbage();
+			} catch (const Error &e) {
+				log_info(std::string("gc: ") + e.what());
+			}
+			next_gc = now + std::chrono::milliseconds(kGcIntervalMs);
+		}
+		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
+			std::min(next_refresh, next_gc) - clock::now());
+		pollfd fds[3] = {
+			{sfd.get(), POLLIN, 0}, {mon.fd(), POLLIN, 0}, {routes.fd(), POLLIN, 0}};
+		int n = ::poll(fds, 3, static_cast<int>(std::max<int64_t>(wait.count(), 0)));
+		if (n < 0 && errno != EINTR)
+			throw_errno("poll", "daemon");
+		if (n <= 0)
+			continue;
+		if (fds[0].revents & POLLIN) {
+			signalfd_siginfo si{};
+			(void)!::read(sfd.get(), &si, sizeof(si));
+			log_info("signal " + std::to_string(si.ssi_signo) +
+				 ": control plane stops, datapath stays attached");
+			return 0;
+		}
+		bool route_event = (fds[2].revents & POLLIN) && routes.drain();
+		if (((fds[1].revents & POLLIN) && mon.drain()) || route_event) {
+			try {
+				refresh_uplink(nl);
+				refresh_bridge(nl);
+				sync_mappings(nl, false);
+				sync_xdp(nl);
+			} catch (const Error &e) {
+				log_info(std::string("uplink refresh: ") + e.what());
+			}
+		}
+	}
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,80 @@
+// SPDX-License-Identifier: GPL-2.0
+// The control plane of one instance.  The datapath never depends on it:
+// when it is not running, translation goes on; only the uplink address is
+// not followed and expired flows are not collected.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "model/config.hpp"
+#include "base/fd.hpp"
+#include "model/mapping.hpp"
+
+namespace kvmxdp {
+
+class SkelObject;
+class NlSocket;
+class XdpPath;
+
+class Daemon {
+public:
+	// skel must be loaded and outlive the daemon: it owns the program
+	// that is re-attached when the uplink reappears.
+	// config_path: where the instance is recorded (a clsact the daemon
+	// creates on a re-created uplink is recorded there as ours).
+	Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::string config_path);
+	~Daemon();
+	// Until SIGINT/SIGTERM (blocked by the caller or here); returns 0.
+	int run();
+
+	static constexpr int kGcIntervalMs = 5000;
+	// The uplink is re-read at least this often even without events.
+	static constexpr int kPollMs = 1000;
+	// Static mappings are re-checked against the maps at least this often.
+	static constexpr int kMappingHealMs = 30000;
+	// Where the bridge's forwarding sysctl is set again after the bridge
+	// was re-created (a libvirt network restart).
+	void set_sysctl_root(std::string root) { sysctl_root_ = std::move(root); }
+	// The XDP fast path: its devices follow the bridge's ports (libvirt
+	// adds vnetN later) and the uplink; the bridge's forwarding database
+	// is refreshed for the guests XDP redirects.  Outlives the daemon.
+	void set_xdp(XdpPath *xdp) { xdp_ = xdp; }
+
+private:
+	void refresh_uplink(NlSocket &nl);
+	// `--uplink auto`: moves the uplink hook to the default route's
+	// device when that route moved to another device.
+	void follow_default_route(NlSocket &nl);
+	void collect_garbage();
+
+	void record_uplink_clsact();
+	void refresh_bridge(NlSocket &nl);
+	// Re-installs the configured static mappings when the config, the
+	// uplink address or the uplink's network changed (or to heal).
+	void sync_mappings(NlSocket &nl, bool force);
+	void sync_xdp(NlSocket &nl);
+
+	Instance inst_;
+	SkelObject &skel_;
+	std::string config_path_;
+	int uplink_ifindex_;
+	Fd cfg_fd_;
+	Fd ct_fd_;
+	Fd bind_fd_;
+	Fd extaddr_fd_;
+	int bridge_ifindex_ = 0;
+	std::string sysctl_root_ = "/proc/sys";
+	// What the mappings were last synced against.
+	std::string cfg_sig_;
+	uint32_t synced_addr_ = 0; // host order
+	std::optional<NetId> synced_net_;
+	bool synced_ = false;
+	// --uplink auto: a device refused as another instance's uplink (logged once).
+	std::string refused_uplink_;
+	XdpPath *xdp_ = nullptr;
+	std::string xdp_sig_; // the decisions last logged
+};
+
+} // namespace kvmxdp

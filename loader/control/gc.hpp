@@ -1,0 +1,53 @@
+// SPDX-License-Identifier: GPL-2.0
+// Conntrack/binding expiry: pure decision functions (unit-tested) and the
+// sweeps over the pinned maps that the daemon runs.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kvmxdp/abi.h"
+
+namespace kvmxdp {
+
+// Rewrites every kvx_gflows counter with the number of flows in ct_fd per
+// guest (all of them: the datapath counts every flow it creates).  Returns
+// the number of counters that were wrong.
+size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be);
+
+// The datapath's expiry rule (kvmxdp/ct_rules.h), for C++ callers.
+// Seconds a flow may stay idle, from its state, flags and protocol.
+uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t);
+// True once last_seen_ns + timeout lies in the past (CLOCK_BOOTTIME).
+bool ct_expired(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t, uint64_t now_ns);
+
+// A binding no flow references survives this long after its last use, so
+// that a flow the datapath is creating right now (binding first, flow
+// second) does not lose its binding to a sweep running in between.
+constexpr uint64_t kBindGraceNs = 30ULL * 1000 * 1000 * 1000;
+bool bind_idle(uint64_t last_used_ns, uint64_t now_ns);
+
+uint64_t boottime_ns();
+
+struct SweepResult {
+	size_t ct_deleted = 0;
+	size_t bind_deleted = 0; // entries (each pair counts 2)
+	size_t gflows_fixed = 0; // per-guest counters rewritten
+};
+
+// Deletes expired flows, then the bindings no remaining flow references
+// (matched by proto + external addr + port) and idle for kBindGraceNs.
+// Pairs are deleted OUT half first, then IN half (abi.h: "OUT exists =>
+// IN exists" must hold at every instant).  With gflows_fd >= 0, the
+// per-guest flow counters are then rewritten from the flows that remain
+// (exact at every sweep, so neither the GC's deletions nor lost datapath
+// updates accumulate drift; flows created during the sweep are counted at
+// the next one).
+SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
+		     int gflows_fd = -1, uint32_t subnet_mask_be = 0);
+
+// After the uplink address changed: flows and bindings on the old external
+// address can never carry traffic again.  addr_be in network order.
+SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be);
+
+} // namespace kvmxdp

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/host_access.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/fs.hpp"
+#include "base/rollback.hpp"
+#include "kvmxdp/abi.h"
+#include "kvmxdp_host.skel.h"
+#include "kernel/cgroup.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/skel.hpp"
+#include "kernel/sockets.hpp"
+
+namespace kvmxdp {
+namespace {
+
+struct HookSpec {
+	const char *prog;
+	bpf_attach_type type;
+	const char *hook; // as bpftool cgroup show names it
+	const char *pin;  // link pin in the instance's pin directory
+};
+
+constexpr HookSpec kHooks[] = {
+	{"kvx_host_conn4", BPF_CGROUP_INET4_CONNECT, "cgroup/connect4", "link_host_connect4"},
+	{"kvx_host_send4", BPF_CGROUP_UDP4_SENDMSG, "cgroup/sendmsg4", "link_host_sendmsg4"},
+	{"kvx_host_recv4", BPF_CGROUP_UDP4_RECVMSG, "cgroup/recvmsg4", "link_host_recvmsg4"},
+	{"kvx_host_peer4", BPF_CGROUP_INET4_GETPEERNAME, "cgroup/getpeername4",
+	 "link_host_peername4"},
+};
+
+} // namespace
+
+std::string host_hooks_attach(const SkelObject &tc, const std::string &pin_dir,
+			      const std::string &run_dir, Rollback &rb)
+{
+	auto cookie = netns_cookie();
+	if (!cookie)
+		return "the kernel cannot tell network namespaces apart to BPF "
+		       "(SO_NETNS_COOKIE needs Linux 5.14)";
+	std::string why;
+	Fd cg = open_cgroup2_root(run_dir, why);
+	if (!cg)
+		return why;
+
+	Skel<kvmxdp_host> hs("kvmxdp_host");
+	hs->rodata->host_netns_cookie = *cookie;
+	// kvx_hostrev is this object's own, kept across restarts in its pin;
+	// every other map is the datapath's, the very same one.
+	const std::string rev_pin = pin_path(pin_dir, KVX_MAP_HOSTREV);
+	bool rev_pinned = false;
+	if (::access(rev_pin.c_str(), F_OK) == 0) {
+		Fd fd = open_pinned(rev_pin);
+		// Another layout (a future kvmxdp's): start a fresh one.
+		if (same_layout(map_info(fd.get(), rev_pin), hs.map_spec(KVX_MAP_HOSTREV))) {
+			hs.reuse_map(KVX_MAP_HOSTREV, fd.get());
+			rev_pinned = true;
+		} else {
+			::unlink(rev_pin.c_str());
+		}
+	}
+	hs.reuse_maps_from(tc, {KVX_MAP_HOSTREV});
+	hs.load();
+	if (!rev_pinned) {
+		check_libbpf(bpf_obj_pin(hs.map_fd(KVX_MAP_HOSTREV), rev_pin.c_str()), "pin map",
+			     rev_pin);
+		rb.add("pin " + rev_pin, [rev_pin] { ::unlink(rev_pin.c_str()); });
+	}
+
+	for (const HookSpec &h : kHooks) {
+		int prog_fd = hs.prog_fd(h.prog);
+		const std::string pin = pin_path(pin_dir, h.pin);
+		if (::access(pin.c_str(), F_OK) == 0) {
+			// Resume or upgrade: swap the program under the live link.
+			Fd link(bpf_obj_get(pin.c_str()));
+			if (!link)
+				throw_errno("open pinned link", pin);
+			check_libbpf(bpf_link_update(link.get(), prog_fd, nullptr),
+				     "replace program of link", pin);
+			continue;
+		}
+		Fd link(bpf_link_create(prog_fd, cg.get(), h.type, nullptr));
+		if (!link) {
+			int err = errno;
+			// Nothing of ours is attached yet at the first hook; a
+			// later failure rolls back the earlier ones.
+			if (&h == &kHooks[0] &&
+			    (err == EINVAL || err == EOPNOTSUPP || err == EPERM))
+				return std::string("cannot attach ") + h.hook +
+				       " programs to the cgroup v2 root: " + std::strerror(err);
+			throw_errno(std::string("attach ") + h.hook, "the cgroup v2 root");
+		}
+		check_libbpf(bpf_obj_pin(link.get(), pin.c_str()), "pin link", pin);
+		// Unpinning drops the last reference once our fd is closed:
+		// that detaches the program.
+		rb.add("link " + pin, [pin] { ::unlink(pin.c_str()); });
+	}
+	return "";
+}
+
+std::vector<HostHook> host_hooks_query(const std::string &pin_dir)
+{
+	std::vector<HostHook> out;
+	for (const HookSpec &h : kHooks) {
+		const std::string pin = pin_path(pin_dir, h.pin);
+		Fd link(bpf_obj_get(pin.c_str()));
+		if (!link)
+			continue;
+		HostHook hh;
+		hh.hook = h.hook;
+		bpf_link_info info{};
+		__u32 len = sizeof(info);
+		if (bpf_obj_get_info_by_fd(link.get(), &info, &len) == 0) {
+			hh.prog_id = info.prog_id;
+			hh.prog = prog_name_by_id(info.prog_id);
+		}
+		out.push_back(hh);
+	}
+	return out;
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,299 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/mapping_sync.hpp"
+
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <netinet/in.h>
+
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+#include <tuple>
+
+#include "base/error.hpp"
+#include "base/log.hpp"
+#include "base/netaddr.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/netlink.hpp"
+#include "kernel/routes.hpp"
+
+namespace kvmxdp {
+
+using nlohmann::json;
+
+namespace {
+
+bool key_less(const kvx_bind_key &a, const kvx_bind_key &b)
+{
+	return std::memcmp(&a, &b, sizeof(a)) < 0;
+}
+using KeySet = std::set<kvx_bind_key, decltype(&key_less)>;
+
+bool same_target(const kvx_bind_val &a, const kvx_bind_val &b)
+{
+	return a.addr == b.addr && a.port == b.port && a.flags == b.flags;
+}
+
+std::string bind_str(const kvx_bind_key &k)
+{
+	std::string p = k.proto == IPPROTO_TCP ? "tcp" : k.proto == IPPROTO_UDP ? "udp" : "any";
+	return format_ipv4(ntohl(k.addr)) + (k.proto ? ":" + std::to_string(ntohs(k.port)) : "") +
+	       "/" + p;
+}
+
+} // namespace
+
+ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &mappings,
+			   uint32_t uplink_addr, const std::optional<NetId> &cur, bool strict_last)
+{
+	ApplyResult r;
+	// Desired state.
+	std::vector<std::vector<BindEntry>> per_mapping(mappings.size());
+	std::map<kvx_bind_key, kvx_bind_val, decltype(&key_less)> want(&key_less);
+	std::map<uint32_t, uint32_t> ext_flags; // be32 -> flags
+	std::map<uint32_t, bool> ext_any_active;
+	for (size_t i = 0; i < mappings.size(); i++) {
+		const StaticMapping &sm = mappings[i];
+		bool active = mapping_active(sm, cur);
+		if (!sm.m.ext_uplink && sm.m.ext_addr != uplink_addr) {
+			uint32_t be = htonl(sm.m.ext_addr);
+			ext_flags[be] |= sm.add_address ? 0 : KVX_EXT_F_ARP;
+			ext_any_active[be] = ext_any_active[be] || active;
+		}
+		if (!active)
+			continue;
+		per_mapping[i] = mapping_entries(sm.m, uplink_addr);
+		for (const auto &e : per_mapping[i])
+			want[e.key] = e.val;
+	}
+	for (auto &[be, f] : ext_flags)
+		if (!ext_any_active[be])
+			f |= KVX_EXT_F_SUSPENDED;
+
+	// Stale static entries: OUT halves first, then IN halves.
+	auto entries = dump_hash<kvx_bind_key, kvx_bind_val>(fds.bind);
+	std::set<std::tuple<uint8_t, uint32_t, uint16_t>> gone_in; // proto, addr, port
+	std::set<uint32_t> gone_1to1;
+	for (int dir : {KVX_BIND_OUT, KVX_BIND_IN}) {
+		for (const auto &[k, v] : entries) {
+			if (k.dir != dir || !(v.flags & KVX_BIND_F_STATIC))
+				continue;
+			auto it = want.find(k);
+			if (it != want.end() && same_target(it->second, v))
+				continue;
+			if (bpf_map_delete_elem(fds.bind, &k) == 0)
+				r.bind_deleted++;
+			if (dir == KVX_BIND_IN) {
+				if (v.flags & KVX_BIND_F_ONE_TO_ONE)
+					gone_1to1.insert(k.addr);
+				else
+					gone_in.insert({k.proto, k.addr, k.port});
+			}
+		}
+	}
+	// Flows bound through a deleted IN half: their packets could only
+	// go to the host now (and a stale flow would pin the old binding).
+	if ((!gone_in.empty() || !gone_1to1.empty()) && fds.ct >= 0) {
+		for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(fds.ct)) {
+			if (!(v.flags & KVX_CT_F_STATIC))
+				continue;
+			bool hit = (v.flags & KVX_CT_F_ONE_TO_ONE) ?
+					   gone_1to1.count(v.ext_addr) != 0 :
+					   gone_in.count({k.proto, v.ext_addr, v.ext_port}) != 0;
+			if (hit && bpf_map_delete_elem(fds.ct, &k) == 0)
+				r.ct_deleted++;
+		}
+	}
+
+	// Address flags before the pairs: an address being suspended stops
+	// answering ARP first; a new one is answered once its pairs exist.
+	auto write_flags = [&](bool suspended) {
+		for (const auto &[be, f] : ext_flags) {
+			if (!(f & KVX_EXT_F_SUSPENDED) != !suspended)
+				continue;
+			kvx_extaddr_val have{}, v{};
+			v.flags = f;
+			if (bpf_map_lookup_elem(fds.extaddr, &be, &have) == 0 && have.flags == f)
+				continue;
+			if (bpf_map_update_elem(fds.extaddr, &be, &v, BPF_ANY) != 0)
+				r.errors.push_back("kvx_extaddr " + format_ipv4(ntohl(be)) + ": " +
+						   std::strerror(errno));
+		}
+	};
+	for (const auto &[k, v] : dump_hash<uint32_t, kvx_extaddr_val>(fds.extaddr))
+		if (!ext_flags.count(k))
+			bpf_map_delete_elem(fds.extaddr, &k);
+	write_flags(true);
+
+	// Install, mapping by mapping: its IN halves, then its OUT halves.
+	for (size_t i = 0; i < mappings.size(); i++) {
+		const auto &ents = per_mapping[i];
+		const bool strict = strict_last && i + 1 == mappings.size();
+		std::vector<kvx_bind_key> added;
+		std::string conflict;
+		for (const auto &e : ents) {
+			if (e.key.dir != KVX_BIND_IN)
+				continue;
+			kvx_bind_val have{};
+			if (bpf_map_lookup_elem(fds.bind, &e.key, &have) == 0) {
+				if ((have.flags & KVX_BIND_F_STATIC) && same_target(have, e.val))
+					continue; // ours already (MACs learnt by the datapath)
+				conflict =
+					"external " + bind_str(e.key) +
+					" is in use by a NAT binding of guest " +
+					format_ipv4(ntohl(have.addr)) +
+					(e.key.proto ? ":" + std::to_string(ntohs(have.port)) : "");
+				break;
+			}
+			if (bpf_map_update_elem(fds.bind, &e.key, &e.val, BPF_NOEXIST) != 0) {
+				conflict = "external " + bind_str(e.key) + ": " +
+					   (errno == EEXIST ?
+						    "taken by a new NAT binding right now" :
+						    std::string(std::strerror(errno)));
+				break;
+			}
+			added.push_back(e.key);
+			r.bind_added++;
+		}
+		if (!conflict.empty()) {
+			for (const auto &k : added)
+				bpf_map_delete_elem(fds.bind, &k);
+			r.bind_added -= added.size();
+			std::string msg = "mapping '" + mappings[i].m.str() + "': " + conflict;
+			if (strict)
+				throw Error(msg);
+			r.errors.push_back(msg);
+			continue;
+		}
+		for (const auto &e : ents) {
+			if (e.key.dir != KVX_BIND_OUT)
+				continue;
+			kvx_bind_val have{};
+			if (bpf_map_lookup_elem(fds.bind, &e.key, &have) == 0 &&
+			    (have.flags & KVX_BIND_F_STATIC) && same_target(have, e.val))
+				continue;
+			// A dynamic OUT binding of this guest port may exist:
+			// the mapping replaces it (its IN half expires in GC).
+			if (bpf_map_update_elem(fds.bind, &e.key, &e.val, BPF_ANY) != 0) {
+				r.errors.push_back("mapping '" + mappings[i].m.str() +
+						   "': insert " + bind_str(e.key) + ": " +
+						   std::strerror(errno));
+				continue;
+			}
+			r.bind_added++;
+		}
+	}
+
+	write_flags(false);
+	return r;
+}
+
+std::optional<NetId> network_of_link(NlSocket &nl, int ifindex)
+{
+	auto a = primary_ipv4(ipv4_addrs(nl, ifindex));
+	if (!a)
+		return std::nullopt;
+	NetId id;
+	id.net = network_of(a->addr, a->prefix);
+	if (auto gw = default_gateway(ipv4_routes(nl), ifindex))
+		id.gateway = *gw;
+	return id;
+}
+
+json mappings_json(const Instance &inst, NlSocket &nl)
+{
+	std::optional<NetId> cur;
+	uint32_t ua = 0;
+	try {
+		if (auto up = find_link(nl, inst.uplink)) {
+			cur = network_of_link(nl, up->ifindex);
+			if (auto a = primary_ipv4(ipv4_addrs(nl, up->ifindex)))
+				ua = a->addr;
+		}
+	} catch (const Error &) {
+	}
+	json arr = json::array();
+	for (const auto &sm : inst.mappings) {
+		bool active = mapping_active(sm, cur);
+		uint32_t ext = sm.m.ext(ua);
+		arr.push_back({
+			{"ext", sm.m.ext_str()},
+			{"guest", sm.m.guest_str()},
+			{"proto", sm.m.one_to_one() ? "any" : sm.m.proto_str()},
+			{"type", sm.m.one_to_one() ? "1:1" : "port-forward"},
+			{"ext_addr", ext ? json(format_ipv4(ext)) : json(nullptr)},
+			{"add_address", sm.add_address},
+			{"network", sm.network ? json(sm.network->str()) : json(nullptr)},
+			{"state", !cur && sm.network ? "no-uplink-address" :
+				  active	     ? "active" :
+						       "suspended"},
+		});
+	}
+	return arr;
+}
+
+void remove_added_addresses(const Instance &inst)
+{
+	try {
+		NlSocket nl;
+		auto up = find_link(nl, inst.uplink);
+		if (!up)
+			return;
+		std::set<uint32_t> done;
+		for (const auto &sm : inst.mappings) {
+			if (!sm.add_address || done.count(sm.m.ext_addr))
+				continue;
+			done.insert(sm.m.ext_addr);
+			remove_ipv4_address(nl, up->ifindex, sm.m.ext_addr);
+		}
+	} catch (const Error &e) {
+		log_warn(std::string("removing mapped addresses: ") + e.what());
+	}
+}
+
+void remove_uplink_address(const std::string &uplink, const AddedAddress &a)
+{
+	NlSocket nl;
+	if (auto up = find_link(nl, uplink))
+		remove_ipv4_address(nl, up->ifindex, a.addr);
+}
+
+std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> &mappings,
+					       const std::string &uplink,
+					       const std::optional<NetId> &cur)
+{
+	std::vector<AddedAddress> added;
+	try {
+		NlSocket nl;
+		auto up = find_link(nl, uplink);
+		if (!up)
+			return added;
+		// One address may serve several mappings (1:1 plus forwards):
+		// it stays while any of them is active.
+		std::map<uint32_t, const StaticMapping *> want, all;
+		for (const auto &sm : mappings) {
+			if (!sm.add_address)
+				continue;
+			all.emplace(sm.m.ext_addr, &sm);
+			if (mapping_active(sm, cur))
+				want.emplace(sm.m.ext_addr, &sm);
+		}
+		for (const auto &[addr, sm] : all) {
+			bool on = has_ipv4_address(nl, up->ifindex, addr);
+			if (want.count(addr) && !on) {
+				const uint8_t prefix = added_address_prefix(*sm, cur);
+				add_ipv4_address(nl, up->ifindex, addr, prefix,
+						 added_address_label(up->ifindex));
+				added.push_back({addr, prefix});
+			} else if (!want.count(addr) && on) {
+				remove_ipv4_address(nl, up->ifindex, addr);
+			}
+		}
+	} catch (const Error &e) {
+		log_warn(std::string("mapped addresses on the uplink: ") + e.what());
+	}
+	return added;
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,108 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/resume.hpp"
+
+#include "base/error.hpp"
+#include "kvmxdp/abi.h"
+
+namespace kvmxdp {
+
+namespace {
+
+[[noreturn]] void refuse(const std::string &path, const std::string &what, uint64_t pinned,
+			 uint64_t want)
+{
+	throw Error("pinned map " + path + " has " + what + " " + std::to_string(pinned) +
+		    ", this kvmxdp expects " + std::to_string(want) +
+		    ": run 'kvmxdp detach' first (drops conntrack state)");
+}
+
+// A kernel object we create must match what the loaded program expects;
+// pinned maps from another build are refused rather than misread.
+void check_reusable(const MapInfo &have, const MapInfo &want, const std::string &path)
+{
+	if (have.type != want.type)
+		refuse(path, "type", have.type, want.type);
+	if (have.key_size != want.key_size)
+		refuse(path, "key size", have.key_size, want.key_size);
+	if (have.value_size != want.value_size)
+		refuse(path, "value size", have.value_size, want.value_size);
+	if (have.max_entries != want.max_entries)
+		throw Error("pinned map " + path + " has " + std::to_string(have.max_entries) +
+			    " entries, requested " + std::to_string(want.max_entries) +
+			    ": resize needs 'kvmxdp detach' first (drops conntrack state)");
+}
+
+} // namespace
+
+MapResumeRule resume_rule(const std::string &map)
+{
+	for (const MapResumeRule &r : kResumeTable)
+		if (map == r.map)
+			return r;
+	return {nullptr, SizeFrom::Object, ReplaceIf::Never, false, nullptr, nullptr};
+}
+
+ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
+			     const std::optional<PinnedMap> &pinned, const MapSizes &sizes)
+{
+	MapInfo want = spec;
+	switch (rule.size) {
+	case SizeFrom::Object:
+		break;
+	case SizeFrom::CtSize:
+		// Without --ct-size, a resume adopts the pinned size.
+		want.max_entries = sizes.ct ? *sizes.ct :
+				   pinned   ? pinned->info.max_entries :
+					      sizes.ct_default;
+		break;
+	case SizeFrom::BindSize:
+		want.max_entries = sizes.bind ? *sizes.bind :
+				   pinned     ? pinned->info.max_entries :
+						sizes.bind_default;
+		break;
+	case SizeFrom::Subnet:
+		want.max_entries = sizes.gflows;
+		break;
+	}
+	if (!pinned)
+		return {ResumeAction::Create, want.max_entries, ""};
+
+	const MapInfo &have = pinned->info;
+	const std::string &path = pinned->path;
+	if (pinned->abi_version) {
+		const uint32_t v = *pinned->abi_version;
+		if (v < KVX_ABI_TABLES_SINCE || v > KVX_ABI_VERSION)
+			throw Error("pinned " + path + " is of ABI version " + std::to_string(v) +
+				    ", this kvmxdp uses " + std::to_string(KVX_ABI_VERSION) +
+				    " (tables of " + std::to_string(KVX_ABI_TABLES_SINCE) + ".." +
+				    std::to_string(KVX_ABI_VERSION) +
+				    "): run 'kvmxdp detach' first (drops conntrack state)");
+	}
+	switch (rule.replace) {
+	case ReplaceIf::Never:
+		break;
+	case ReplaceIf::Resized:
+		if (same_layout(have, want) && have.max_entries != want.max_entries) {
+			std::string note;
+			if (rule.resized_note)
+				note = path + " has " + std::to_string(have.max_entries) + " " +
+				       rule.entries + ", this kvmxdp " +
+				       std::to_string(want.max_entries) + ": " + rule.resized_note;
+			return {ResumeAction::Replace, want.max_entries, note};
+		}
+		break;
+	case ReplaceIf::ValueSize:
+		if (have.type == want.type && have.key_size == want.key_size &&
+		    have.max_entries == want.max_entries && have.value_size != want.value_size)
+			return {ResumeAction::Replace, want.max_entries,
+				path + " is of ABI version " +
+					std::to_string(pinned->abi_version.value_or(0)) + " (" +
+					std::to_string(have.value_size) +
+					" bytes): replaced, conntrack kept"};
+		break;
+	}
+	check_reusable(have, want, path);
+	return {ResumeAction::Reuse, want.max_entries, ""};
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,97 @@
+// SPDX-License-Identifier: GPL-2.0
+// Resuming over pinned maps: attach again (a restart, an upgrade) reuses
+// the maps pinned by the previous attach, so conntrack and bindings survive.
+// What happens to each map is a row of kResumeTable; decide_resume() is the
+// pure decision for one map (unit-tested), attach does the I/O.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "kernel/maps.hpp"
+#include "kvmxdp/abi.h"
+
+namespace kvmxdp {
+
+// Where a map's max_entries comes from.
+enum class SizeFrom {
+	Object,	  // the BPF object's own
+	CtSize,	  // --ct-size, else the pinned map's, else the config's (or the default)
+	BindSize, // --bind-size, likewise
+	Subnet,	  // one counter per guest address (model/quota.hpp gflows_size)
+};
+
+// Which difference of a pinned map makes a fresh map instead of a refusal
+// (a refusal asks for `kvmxdp detach`, which drops conntrack state).
+enum class ReplaceIf {
+	Never,
+	Resized,   // same layout, another size: the old content is expendable
+	ValueSize, // kvx_cfg of an older ABI version: rewritten by attach anyway
+};
+
+struct MapResumeRule {
+	const char *map;
+	SizeFrom size;
+	ReplaceIf replace;
+	// A resume without this map pinned is refused (the core tables).
+	bool required;
+	// Said when a resized map is replaced: "PATH has N <entries>, this
+	// kvmxdp M: <resized_note>"; null: replaced silently.
+	const char *entries;
+	const char *resized_note;
+};
+
+// Every map with a rule of its own; any other map of the object is
+// {name, Object, Never, not required}: reused if it matches, created if
+// not pinned (a map a newer kvmxdp added).
+inline constexpr MapResumeRule kResumeTable[] = {
+	// Rewritten by every attach; tables of ABI versions
+	// KVX_ABI_TABLES_SINCE..KVX_ABI_VERSION share this layout (abi.h).
+	{KVX_MAP_CFG, SizeFrom::Object, ReplaceIf::ValueSize, true, nullptr, nullptr},
+	{KVX_MAP_CT, SizeFrom::CtSize, ReplaceIf::Never, true, nullptr, nullptr},
+	{KVX_MAP_BIND, SizeFrom::BindSize, ReplaceIf::Never, true, nullptr, nullptr},
+	// A newer kvmxdp with more verdict reasons: the counters restart.
+	{KVX_MAP_STATS, SizeFrom::Object, ReplaceIf::Resized, false, "counters",
+	 "counters restart from zero (conntrack kept)"},
+	// Counters sized to the subnet: another size starts afresh (attach
+	// recounts them from kvx_ct).
+	{KVX_MAP_GFLOWS, SizeFrom::Subnet, ReplaceIf::Resized, false, nullptr, nullptr},
+};
+
+MapResumeRule resume_rule(const std::string &map);
+
+// The sizes attach asks for.
+struct MapSizes {
+	std::optional<uint32_t> ct;   // --ct-size
+	std::optional<uint32_t> bind; // --bind-size
+	uint32_t ct_default = 0;      // the config's, else KVX_CT_DEFAULT_SIZE
+	uint32_t bind_default = 0;    // the config's, else KVX_BIND_DEFAULT_SIZE
+	uint32_t gflows = 0;	      // for the subnet
+};
+
+enum class ResumeAction {
+	Create,	 // not pinned: created and pinned
+	Reuse,	 // the pinned map, as it is
+	Replace, // a fresh map pinned over the old one
+};
+
+struct ResumeDecision {
+	ResumeAction action = ResumeAction::Create;
+	uint32_t max_entries = 0; // of the map the programs will use
+	std::string note;	  // for the log, when replacing says something
+};
+
+struct PinnedMap {
+	MapInfo info;
+	std::string path;
+	// kvx_cfg only: the ABI version its value carries.
+	std::optional<uint32_t> abi_version;
+};
+
+// One map: spec is the map as this object creates it (max_entries: the
+// object's own).  Throws Error when the pinned map cannot be used.
+ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
+			     const std::optional<PinnedMap> &pinned, const MapSizes &sizes);
+
+} // namespace kvmxdp

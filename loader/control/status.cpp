@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/status.hpp"
+
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+#include <sys/wait.h>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <sstream>
+
+#include "kernel/skel.hpp"
+#include "kernel/tc.hpp"
+#include "model/config.hpp"
+#include "base/error.hpp"
+#include "kernel/features.hpp"
+#include "base/fs.hpp"
+#include "control/host_access.hpp"
+#include "control/mapping_sync.hpp"
+#include "kernel/maps.hpp"
+#include "model/mode.hpp"
+#include "control/devices.hpp"
+#include "base/netaddr.hpp"
+#include "kernel/netlink.hpp"
+#include "base/sysctl.hpp"
+#include "base/version.hpp"
+#include "control/xdp_path.hpp"
+
+namespace kvmxdp {
+
+using nlohmann::json;
+
+namespace {
+
+// Runs argv (no shell) and returns its stdout, or nullopt if it could not
+// run (not installed) or failed.
+std::optional<std::string> run_capture(const std::vector<std::string> &argv)
+{
+	int pipefd[2];
+	if (::pipe2(pipefd, O_CLOEXEC) < 0)
+		return std::nullopt;
+	pid_t pid = ::fork();
+	if (pid < 0) {
+		::close(pipefd[0]);
+		::close(pipefd[1]);
+		return std::nullopt;
+	}
+	if (pid == 0) {
+		::dup2(pipefd[1], STDOUT_FILENO);
+		int devnull = ::open("/dev/null", O_WRONLY);
+		if (devnull >= 0)
+			::dup2(devnull, STDERR_FILENO);
+		std::vector<char *> args;
+		for (const auto &a : argv)
+			args.push_back(const_cast<char *>(a.c_str()));
+		args.push_back(nullptr);
+		::execvp(args[0], args.data());
+		::_exit(127);
+	}
+	::close(pipefd[1]);
+	std::string out;
+	char buf[4096];
+	ssize_t n;
+	while ((n = ::read(pipefd[0], buf, sizeof(buf))) > 0)
+		out.append(buf, static_cast<size_t>(n));
+	::close(pipefd[0]);
+	int status = 0;
+	while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		return std::nullopt;
+	return out;
+}
+
+std::optional<std::string> run_tool(const std::string &tool, std::vector<std::string> args)
+{
+	// Root's PATH usually has the sbin directories; a service's may not.
+	for (const std::string &exe : {tool, "/usr/sbin/" + tool, "/sbin/" + tool}) {
+		args[0] = exe;
+		if (auto out = run_capture(args))
+			return out;
+	}
+	return std::nullopt;
+}
+
+// Lines of the firewall rule sets that mention the bridge or libvirt's
+// chains: such rules see (or drop) what kvmxdp hands to the host stack.
+std::vector<std::string> foreign_rules(const std::string &bridge)
+{
+	std::vector<std::string> out;
+	auto scan = [&](const std::string &prefix, const std::optional<std::string> &text) {
+		if (!text)
+			return;
+		std::istringstream in(*text);
+		std::string line;
+		while (std::getline(in, line)) {
+			if (line.find(bridge) == std::string::npos &&
+			    line.find("LIBVIRT") == std::string::npos)
+				continue;
+			if (out.size() >= 50)
+				return;
+			auto b = line.find_first_not_of(" \t");
+			out.push_back(prefix + line.substr(b == std::string::npos ? 0 : b));
+		}
+	};
+	scan("iptables: ", run_tool("iptables-save", {
+							     "",
+						     }));
+	scan("nft: ", run_tool("nft", {"", "list", "ruleset"}));
+	return out;
+}
+
+json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
+		 std::vector<std::string> &warnings)
+{
+	std::optional<LinkInfo> link;
+	try {
+		link = find_link(nl, ifname);
+	} catch (const Error &) {
+	}
+	if (!link) {
+		warnings.push_back("device " + ifname + " does not exist");
+		return {{"ifname", ifname},
+			{"ifindex", nullptr},
+			{"hook", "tc-ingress"},
+			{"mode", "tc"},
+			{"prog", nullptr}};
+	}
+	json prog = nullptr;
+	if (auto id = tc_query(link->ifindex)) {
+		std::string name = prog_name_by_id(*id);
+		prog = name;
+		if (name != expect)
+			warnings.push_back("the kvmxdp filter on " + ifname + " runs '" + name +
+					   "', expected '" + expect + "'");
+	} else {
+		warnings.push_back("no kvmxdp filter on " + ifname +
+				   " ingress: run attach again to restore the datapath");
+	}
+	return {{"ifname", ifname},
+		{"ifindex", link->ifindex},
+		{"hook", "tc-ingress"},
+		{"mode", "tc"},
+		{"prog", prog}};
+}
+
+// What the XDP fast path makes of a device (attach --mode, control/xdp_path.hpp):
+// the hook it should have and why, the XDP program it has, and whether
+// XDP redirects into it.
+void add_xdp_facts(json &d, int ifindex, const std::string &ifname, DeviceRole role,
+		   const std::string &kind, HookMode mode,
+		   const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx)
+{
+	DeviceFacts f = probe_device(ifindex, ifname, kind);
+	HookChoice c = choose_hook(mode, role, f, ports_tx);
+	json xdp_prog = nullptr;
+	for (const auto &[idx, prog_id] : links)
+		if (idx == ifindex && prog_id)
+			xdp_prog = prog_name_by_id(prog_id);
+	if (c.hook == Hook::Xdp && xdp_prog.is_null()) {
+		// Whose XDP program is there, if any (another tool's keeps the
+		// device on TC: the daemon does not replace it).
+		bpf_xdp_query_opts q{};
+		q.sz = sizeof(q);
+		if (bpf_xdp_query(ifindex, 0, &q) == 0 && q.prog_id)
+			c = {Hook::Tc, "another XDP program is attached (id " +
+					       std::to_string(q.prog_id) + ", " +
+					       prog_name_by_id(q.prog_id) + "): TC path"};
+		else
+			c = {Hook::Tc,
+			     "XDP wanted (" + c.why +
+				     ") but not attached: no daemon yet, or the attach failed (its "
+				     "log says why)"};
+	}
+	d["role"] = role_name(role);
+	d["mode"] = xdp_prog.is_null() ? "tc" : "xdp";
+	d["xdp_prog"] = xdp_prog;
+	d["why"] = c.why;
+	std::string tx_why;
+	d["redirect_target"] = xdp_tx_allowed(f, tx_why);
+	d["redirect_why"] = tx_why;
+}
+
+json device_json(NlSocket &nl, const std::string &ifname, const char *expect, DeviceRole role,
+		 HookMode mode, const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx,
+		 std::vector<std::string> &warnings)
+{
+	json d = device_json(nl, ifname, expect, warnings);
+	if (d["ifindex"].is_null())
+		return d;
+	std::string kind;
+	if (auto l = find_link(nl, ifname))
+		kind = l->kind;
+	add_xdp_facts(d, d["ifindex"].get<int>(), ifname, role, kind, mode, links, ports_tx);
+	return d;
+}
+
+json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, const Sysctl &sys)
+{
+	std::vector<std::string> warnings;
+	json j;
+	j["bridge"] = inst.bridge;
+	// --uplink auto: "auto", and the device it follows now in uplink_device.
+	j["uplink"] = inst.uplink_auto ? std::string("auto") : inst.uplink;
+	j["uplink_device"] = inst.uplink.empty() ? json(nullptr) : json(inst.uplink);
+	j["subnet"] = inst.subnet.str();
+	j["uplink_addr"] = nullptr;
+	j["nat_port_lo"] = inst.nat_ports.lo;
+	j["nat_port_hi"] = inst.nat_ports.hi;
+	j["eif"] = inst.eif;
+	auto pid = PidLock::holder(pid_file_for(g.run_dir, inst.bpffs, inst.bridge));
+	j["daemon_pid"] = pid ? json(*pid) : json(nullptr);
+	if (!pid)
+		warnings.push_back("no daemon running: the datapath works, but uplink address "
+				   "changes are not followed and expired flows are not "
+				   "collected (run attach again to resume)");
+
+	const auto links = XdpPath::pinned_links(inst.pin_dir);
+	// The bridge's ports first: whether any takes XDP redirects decides
+	// the uplink's XDP under --mode auto (choose_hook).
+	json ports = json::array();
+	bool ports_tx = false;
+	try {
+		if (auto br = find_link(nl, inst.bridge))
+			for (const PortInfo &p : bridge_ports(nl, br->ifindex)) {
+				json d = {{"ifname", p.name},
+					  {"ifindex", p.ifindex},
+					  {"hook", nullptr},
+					  {"prog", nullptr}};
+				add_xdp_facts(d, p.ifindex, p.name, DeviceRole::Port, p.kind,
+					      inst.mode, links, true);
+				if (!d["xdp_prog"].is_null())
+					d["hook"] = "xdp";
+				ports_tx = ports_tx || d["redirect_target"].get<bool>();
+				ports.push_back(d);
+			}
+	} catch (const Error &e) {
+		warnings.push_back(std::string("bridge ports: ") + e.what());
+	}
+	j["devices"] =
+		json::array({device_json(nl, inst.bridge, "kvx_br_ingress", DeviceRole::Bridge,
+					 inst.mode, links, true, warnings)});
+	if (!inst.uplink.empty())
+		j["devices"].push_back(device_json(nl, inst.uplink, "kvx_up_ingress",
+						   DeviceRole::Uplink, inst.mode, links, ports_tx,
+						   warnings));
+	for (auto &p : ports)
+		j["devices"].push_back(p);
+	if (inst.uplink.empty())
+		warnings.push_back("uplink: none (waiting for a default route): guest traffic "
+				   "to the outside is dropped until one appears");
+
+	json host = json::array();
+	for (const HostHook &h : host_hooks_query(inst.pin_dir))
+		host.push_back({{"hook", h.hook}, {"prog", h.prog}, {"prog_id", h.prog_id}});
+	j["host_access"] = host;
+	if (host.empty())
+		warnings.push_back("the host's own sockets do not reach mapped addresses "
+				   "(no cgroup hooks; see the attach warning)");
+
+	json ct = {{"entries", 0}, {"max_entries", inst.ct_size}};
+	json bind = {{"entries", 0}, {"max_entries", inst.bind_size}};
+	json counters = json::object();
+#define KVX_X_ZERO(name, drop, desc) counters[#name] = {{"packets", 0}, {"bytes", 0}};
+	KVX_REASONS(KVX_X_ZERO)
+#undef KVX_X_ZERO
+	try {
+		Fd cfg_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CFG));
+		Fd ct_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CT));
+		Fd bind_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_BIND));
+		Fd stats_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_STATS));
+		kvx_cfg kc = read_cfg(cfg_fd.get());
+		if (kc.uplink_addr)
+			j["uplink_addr"] = format_ipv4(ntohl(kc.uplink_addr));
+		else if (!inst.uplink.empty())
+			warnings.push_back("uplink " + inst.uplink +
+					   " has no IPv4 address yet: guest traffic to the "
+					   "outside is dropped (DROP_NO_UPLINK_ADDR)");
+		ct = {{"entries", count_entries<kvx_ct_key>(ct_fd.get())},
+		      {"max_entries", map_info(ct_fd.get(), KVX_MAP_CT).max_entries}};
+		bind = {{"entries", count_entries<kvx_bind_key>(bind_fd.get())},
+			{"max_entries", map_info(bind_fd.get(), KVX_MAP_BIND).max_entries}};
+		auto stats = read_stats(stats_fd.get());
+#define KVX_X_STAT(name, drop, desc)                                 \
+	counters[#name] = {{"packets", stats[KVX_R_##name].packets}, \
+			   {"bytes", stats[KVX_R_##name].bytes}};
+		KVX_REASONS(KVX_X_STAT)
+#undef KVX_X_STAT
+	} catch (const Error &e) {
+		warnings.push_back(std::string("cannot read the pinned maps: ") + e.what());
+	}
+	j["conntrack"] = ct;
+	j["bindings"] = bind;
+	j["counters"] = counters;
+	// Per-map entries and memory; near-full and DROP_TABLE_FULL warnings
+	// (status_add_usage below).
+	{
+		std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, inst.bridge);
+		status_add_usage(j, inst.pin_dir,
+				 pid_file.substr(0, pid_file.size() - 4) + ".table_full", warnings);
+	}
+
+	bool br_nf = sys.try_read(kBrNfCallIptablesKey).value_or("0") == "1";
+	auto rules = foreign_rules(inst.bridge);
+	j["coexistence"] = {{"br_netfilter", br_nf}, {"foreign_rules", rules}};
+	if (br_nf)
+		warnings.push_back("br_netfilter is active (bridge-nf-call-iptables=1): bridged "
+				   "frames pass netfilter/conntrack before the bridge's TC hook; "
+				   "set sysctl net.bridge.bridge-nf-call-iptables=0 or unload "
+				   "br_netfilter");
+	if (!rules.empty())
+		warnings.push_back(std::to_string(rules.size()) + " firewall rule(s) mention " +
+				   inst.bridge +
+				   " or libvirt: they may NAT or drop what kvmxdp passes to the "
+				   "host; for a libvirt network use <forward mode='open'/>");
+	j["mappings"] = mappings_json(inst, nl);
+	for (const auto &m : j["mappings"])
+		if (m["state"] == "suspended")
+			warnings.push_back("mapping " + m["ext"].get<std::string>() + " -> " +
+					   m["guest"].get<std::string>() +
+					   " is suspended: made on another network (" +
+					   m["network"].get<std::string>() + ")");
+	j["warnings"] = warnings;
+	return j;
+}
+
+uint32_t count_any(int fd, const MapInfo &m)
+{
+	if (m.type == BPF_MAP_TYPE_ARRAY || m.type == BPF_MAP_TYPE_PERCPU_ARRAY)
+		return m.max_entries; // arrays are always full
+	return count_keys(fd, m.key_size);
+}
+
+std::string dirname_of(const std::string &path)
+{
+	auto slash = path.rfind('/');
+	return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+} // namespace
+
+void status_add_usage(json &inst, const std::string &pin_dir, const std::string &state_file,
+		      std::vector<std::string> &warnings)
+{
+	static const char *const kMaps[] = {KVX_MAP_CFG,   KVX_MAP_BIND,    KVX_MAP_CT,
+					    KVX_MAP_STATS, KVX_MAP_EXTADDR, KVX_MAP_FRAG,
+					    KVX_MAP_GFLOWS};
+	int ncpu = libbpf_num_possible_cpus();
+	json maps = json::object();
+	uint64_t total = 0;
+	for (const char *name : kMaps) {
+		std::string path = pin_path(pin_dir, name);
+		if (::access(path.c_str(), F_OK) != 0)
+			continue;
+		try {
+			Fd fd = open_pinned(path);
+			MapInfo mi = map_info(fd.get(), name);
+			auto kernel = map_memlock_bytes(fd.get());
+			uint64_t mem =
+				kernel ? *kernel :
+					 map_memory_estimate(mi, ncpu > 0 ? unsigned(ncpu) : 1);
+			uint32_t entries;
+			if (std::string(name) == KVX_MAP_CT &&
+			    inst["conntrack"].contains("entries"))
+				entries = inst["conntrack"]["entries"].get<uint32_t>();
+			else if (std::string(name) == KVX_MAP_BIND &&
+				 inst["bindings"].contains("entries"))
+				entries = inst["bindings"]["entries"].get<uint32_t>();
+			else
+				entries = count_any(fd.get(), mi);
+			maps[name] = {{"entries", entries},
+				      {"max_entries", mi.max_entries},
+				      {"memory_bytes", mem},
+				      {"memory_source", kernel ? "kernel" : "estimate"}};
+			total += mem;
+		} catch (const Error &e) {
+			warnings.push_back(std::string("cannot read map ") + name + ": " +
+					   e.what());
+		}
+	}
+	inst["maps"] = maps;
+	inst["memory_bytes"] = total;
+	auto table = [&](const char *key, const char *map, const char *what) {
+		json &t = inst[key];
+		t["memory_bytes"] = maps.contains(map) ? maps[map]["memory_bytes"] : json(nullptr);
+		uint64_t n = t.value("entries", uint64_t{0}),
+			 max = t.value("max_entries", uint64_t{0});
+		if (max && n * 100 >= max * kTableWarnPercent)
+			warnings.push_back(
+				std::string(what) + " table " + std::to_string(n) + "/" +
+				std::to_string(max) + " entries (" + std::to_string(n * 100 / max) +
+				"% full): new flows will be " +
+				"refused (DROP_TABLE_FULL) when it is full; attach with a " +
+				"larger " +
+				(std::string(key) == "conntrack" ? "--ct-size" : "--bind-size"));
+	};
+	table("conntrack", KVX_MAP_CT, "conntrack");
+	table("bindings", KVX_MAP_BIND, "binding");
+
+	uint64_t drops = 0;
+	if (inst.contains("counters") && inst["counters"].contains("DROP_TABLE_FULL"))
+		drops = inst["counters"]["DROP_TABLE_FULL"].value("packets", uint64_t{0});
+	std::optional<uint64_t> prev;
+	if (!state_file.empty())
+		if (auto text = read_file(state_file)) {
+			try {
+				prev = parse_uint(text->substr(0, text->find('\n')), UINT64_MAX,
+						  "count");
+			} catch (const Error &) {
+			}
+		}
+	// A smaller count than recorded: the counters started again (a new
+	// attach); everything counted now is new.
+	const bool have_base = prev && *prev <= drops;
+	const uint64_t base = have_base ? *prev : 0;
+	if (drops > base)
+		warnings.push_back("DROP_TABLE_FULL increased by " + std::to_string(drops - base) +
+				   (have_base ? " since the last status" : "") + " (" +
+				   std::to_string(drops) +
+				   " in all): new flows were refused because the conntrack or "
+				   "binding table was full");
+	if (!state_file.empty() && (!prev || *prev != drops) &&
+	    ::access(dirname_of(state_file).c_str(), W_OK) == 0) {
+		try {
+			atomic_write_file(state_file, std::to_string(drops) + "\n", 0644);
+		} catch (const Error &) {
+			// Only a record for the next status: not worth failing for.
+		}
+	}
+}
+
+json status_json(const GlobalOptions &g, const std::string &bridge)
+{
+	ConfigStore store(g.config);
+	Config cfg = store.load();
+	if (!bridge.empty() && !cfg.find(bridge))
+		throw Error("bridge '" + bridge + "' is not attached (no instance in " + g.config +
+			    ")");
+	NlSocket nl;
+	Sysctl sys(g.sysctl_root);
+	json insts = json::array();
+	for (const auto &inst : cfg.instances) {
+		if (!bridge.empty() && inst.bridge != bridge)
+			continue;
+		insts.push_back(instance_json(g, inst, nl, sys));
+	}
+	const std::string describe = git_describe();
+	return {{"version", project_version()},
+		{"git_describe", describe.empty() ? json(nullptr) : json(describe)},
+		{"instances", insts},
+		{"kernel", kernel_features_json(probe_kernel_features())}};
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,33 @@
+// SPDX-License-Identifier: GPL-2.0
+// `status`: the state of every instance as JSON (docs/status-json.md); the
+// CLI renders the same JSON as a table, so both views always agree.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/options.hpp"
+
+namespace kvmxdp {
+
+// bridge empty = every instance.
+nlohmann::json status_json(const GlobalOptions &g, const std::string &bridge);
+
+// A table this full (entries * 100 / max_entries) gets a status warning.
+constexpr uint32_t kTableWarnPercent = 80;
+
+// For `status`, on an instance's JSON that already holds "conntrack",
+// "bindings" and "counters": adds "maps" ({name: {entries, max_entries,
+// memory_bytes, memory_source: "kernel"|"estimate"}} for every map pinned in
+// pin_dir), "memory_bytes" (their sum) and "memory_bytes" to "conntrack"
+// and "bindings"; appends warnings when conntrack or bindings is at least
+// kTableWarnPercent full, and when DROP_TABLE_FULL grew since the value
+// recorded in state_file by the previous status ("" = no record: any
+// nonzero count warns).  state_file is written only if its directory exists.
+void status_add_usage(nlohmann::json &inst, const std::string &pin_dir,
+		      const std::string &state_file, std::vector<std::string> &warnings);
+
+} // namespace kvmxdp

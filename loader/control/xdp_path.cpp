@@ -1,0 +1,298 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/xdp_path.hpp"
+
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+#include <dirent.h>
+#include <linux/if_link.h>
+#include <linux/netlink.h>
+#include <net/if.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <set>
+
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/fs.hpp"
+#include "base/log.hpp"
+#include "control/devices.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/skel.hpp"
+#include "kernel/netlink.hpp"
+#include "kvmxdp/abi.h"
+#include "kvmxdp_xdp.skel.h"
+
+namespace kvmxdp {
+namespace {
+
+constexpr const char *kLinkPinPrefix = "link_xdp_";
+
+bool has(const std::vector<std::string> &v, const std::string &s)
+{
+	return std::find(v.begin(), v.end(), s) != v.end();
+}
+
+std::string link_pin(const std::string &pin_dir, int ifindex)
+{
+	return pin_dir + "/" + kLinkPinPrefix + std::to_string(ifindex);
+}
+
+std::string ifname_of(int ifindex)
+{
+	char buf[IF_NAMESIZE] = {};
+	return ::if_indextoname(static_cast<unsigned>(ifindex), buf) ? buf : "";
+}
+
+} // namespace
+
+std::string XdpDevice::describe() const
+{
+	return ifname + " (" + role_name(role) + "): " + hook_name(choice.hook) + ", " +
+	       choice.why + "; " + tx_why;
+}
+
+XdpPath::XdpPath(HookMode mode, const SkelObject &tc, std::string pin_dir)
+	: mode_(mode)
+	, tc_(tc)
+	, pin_dir_(std::move(pin_dir))
+{
+}
+
+XdpPath::~XdpPath() = default;
+
+int XdpPath::prog_fd(const char *name)
+{
+	if (!xdp_) {
+		auto s = std::make_unique<Skel<kvmxdp_xdp>>("kvmxdp_xdp");
+		s->reuse_maps_from(tc_);
+		if (int err = s->try_load())
+			throw Error("load the XDP programs", "", -err);
+		xdp_ = std::move(s);
+	}
+	return xdp_->prog_fd(name);
+}
+
+bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, std::string &why)
+{
+	const std::string pin = link_pin(pin_dir_, ifindex);
+	int pfd = prog_fd(prog);
+	Fd link(bpf_obj_get(pin.c_str()));
+	if (link) {
+		bpf_link_info li{};
+		bpf_prog_info pi{};
+		uint32_t ll = sizeof(li), pl = sizeof(pi);
+		// A link whose device went away is defunct (ifindex 0): an
+		// update would succeed and attach nothing, so it is replaced.
+		if (bpf_obj_get_info_by_fd(link.get(), &li, &ll) == 0 &&
+		    li.xdp.ifindex == static_cast<uint32_t>(ifindex)) {
+			// Already this program (every sync after the first).
+			if (bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0 && li.prog_id == pi.id)
+				return true;
+			// Ours from before (a restart, an upgrade): swapped in
+			// place, no moment without a program.
+			if (bpf_link_update(link.get(), pfd, nullptr) == 0)
+				return true;
+		}
+		::unlink(pin.c_str());
+	}
+	bpf_link_create_opts opts{};
+	opts.sz = sizeof(opts);
+	opts.flags = XDP_FLAGS_DRV_MODE;
+	int fd = bpf_link_create(pfd, ifindex, BPF_XDP, &opts);
+	if (fd < 0) {
+		int err = errno;
+		why = "XDP attach failed (" + std::string(std::strerror(err)) + ")" +
+		      (err == EBUSY || err == EEXIST ?
+			       ": another XDP program is attached ('ip link show dev " + ifname +
+				       "'); TC path" :
+			       "; TC path");
+		return false;
+	}
+	Fd owned(fd);
+	if (bpf_obj_pin(fd, pin.c_str()) < 0) {
+		why = "pin " + pin + ": " + std::strerror(errno) + "; TC path";
+		bpf_link_detach(fd);
+		return false;
+	}
+	return true;
+}
+
+std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplink_ifindex)
+{
+	std::vector<XdpDevice> devs;
+	if (uplink_ifindex > 0) {
+		XdpDevice d;
+		d.ifindex = uplink_ifindex;
+		d.ifname = ifname_of(uplink_ifindex);
+		d.role = DeviceRole::Uplink;
+		devs.push_back(d);
+	}
+	std::map<int, std::string> kinds;
+	if (bridge_ifindex > 0)
+		for (const PortInfo &p : bridge_ports(nl, bridge_ifindex)) {
+			XdpDevice d;
+			d.ifindex = p.ifindex;
+			d.ifname = p.name;
+			d.role = DeviceRole::Port;
+			kinds[p.ifindex] = p.kind;
+			devs.push_back(d);
+		}
+	if (uplink_ifindex > 0)
+		if (auto l = find_link(nl, devs[0].ifname))
+			kinds[uplink_ifindex] = l->kind; // a veth in tests and the bench
+
+	// Facts and redirect targets first: whether the uplink's XDP pays
+	// depends on the ports (choose_hook).
+	std::map<int, DeviceFacts> facts;
+	bool ports_tx = false;
+	for (XdpDevice &d : devs) {
+		DeviceFacts f = probe_device(d.ifindex, d.ifname, kinds[d.ifindex]);
+		d.tx = xdp_tx_allowed(f, d.tx_why);
+		ports_tx = ports_tx || (d.tx && d.role == DeviceRole::Port);
+		facts[d.ifindex] = f;
+	}
+	std::set<int> want;
+	const int xdev_fd = tc_.map_fd(KVX_MAP_XDEV);
+	std::map<uint32_t, kvx_xdev_val> xdev;
+	for (XdpDevice &d : devs) {
+		d.choice = choose_hook(mode_, d.role, facts[d.ifindex], ports_tx);
+		if (d.choice.hook == Hook::Xdp) {
+			std::string why;
+			if (attach(d.ifindex, d.ifname,
+				   d.role == DeviceRole::Uplink ? "kvx_xdp_up" : "kvx_xdp_port",
+				   why)) {
+				want.insert(d.ifindex);
+			} else {
+				d.choice = {Hook::Tc, why};
+				if (!has(warned_, d.ifname + why)) {
+					warned_.push_back(d.ifname + why);
+					log_warn(d.ifname + ": " + why);
+				}
+			}
+		}
+		kvx_xdev_val v{};
+		v.flags = static_cast<__u16>((d.tx ? KVX_XDEV_F_TX : 0) |
+					     (d.role == DeviceRole::Port ? KVX_XDEV_F_PORT : 0));
+		xdev[static_cast<uint32_t>(d.ifindex)] = v;
+	}
+	if (bridge_ifindex > 0) {
+		kvx_xdev_val v{};
+		v.flags = KVX_XDEV_F_BRIDGE;
+		if (auto l = find_link(nl, ifname_of(bridge_ifindex)))
+			std::memcpy(v.mac, l->mac.data(), sizeof(v.mac));
+		xdev[static_cast<uint32_t>(bridge_ifindex)] = v;
+	}
+
+	// Links of devices that no longer want XDP (mode change, a port that
+	// left the bridge, an uplink that moved) go.
+	for (const auto &[ifindex, prog_id] : pinned_links(pin_dir_)) {
+		(void)prog_id;
+		if (!want.count(ifindex))
+			::unlink(link_pin(pin_dir_, ifindex).c_str());
+	}
+	// kvx_xdev: what is, then what was not.
+	for (const auto &[k, v] : xdev)
+		check_libbpf(bpf_map_update_elem(xdev_fd, &k, &v, BPF_ANY), "update", KVX_MAP_XDEV);
+	for (uint32_t k : map_keys<uint32_t>(xdev_fd))
+		if (!xdev.count(k))
+			bpf_map_delete_elem(xdev_fd, &k);
+	return devs;
+}
+
+void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
+{
+	if (bridge_ifindex <= 0)
+		return;
+	const int xfdb_fd = tc_.map_fd(KVX_MAP_XFDB);
+	// A socket of its own: a reply that does not come must not hang the
+	// daemon.
+	NlSocket nl(NETLINK_ROUTE, 2);
+	std::set<int> ports;
+	for (const PortInfo &p : bridge_ports(nl, bridge_ifindex))
+		ports.insert(p.ifindex);
+
+	// The bridge's dynamic entries of its ports.
+	std::map<std::array<uint8_t, 6>, int> fdb;
+	for (const FdbEntry &e : bridge_fdb_learnt(nl, bridge_ifindex))
+		if (ports.count(e.ifindex))
+			fdb[e.mac] = e.ifindex;
+
+	std::set<std::array<uint8_t, 6>> known;
+	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(xfdb_fd)) {
+		std::array<uint8_t, 6> mac;
+		std::memcpy(mac.data(), k.mac, 6);
+		known.insert(mac);
+		const bool seen = v.seen_ns > fdb_synced_ns_; // by XDP since the last call
+		if (seen && ports.count(static_cast<int>(v.ifindex))) {
+			// As if the frame had passed the bridge: learnt or
+			// refreshed on that port.
+			bridge_fdb_use(nl, static_cast<int>(v.ifindex), mac);
+			continue;
+		}
+		auto it = fdb.find(mac);
+		const bool stale = !v.seen_ns || now_ns - v.seen_ns > kStaleNs;
+		if (it == fdb.end() ? stale || !ports.count(static_cast<int>(v.ifindex)) :
+				      static_cast<uint32_t>(it->second) != v.ifindex) {
+			if (it == fdb.end()) {
+				bpf_map_delete_elem(xfdb_fd, &k);
+			} else {
+				kvx_xfdb_val nv{};
+				nv.ifindex = static_cast<uint32_t>(it->second);
+				bpf_map_update_elem(xfdb_fd, &k, &nv, BPF_ANY);
+			}
+		}
+	}
+	// Guests the bridge knows and XDP has not seen (ports without XDP):
+	// seen_ns 0, so they are never refreshed on the bridge's behalf.
+	for (const auto &[mac, ifindex] : fdb) {
+		if (known.count(mac))
+			continue;
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, mac.data(), 6);
+		kvx_xfdb_val v{};
+		v.ifindex = static_cast<uint32_t>(ifindex);
+		bpf_map_update_elem(xfdb_fd, &k, &v, BPF_NOEXIST);
+	}
+	fdb_synced_ns_ = now_ns;
+}
+
+std::vector<std::pair<int, uint32_t>> XdpPath::pinned_links(const std::string &pin_dir)
+{
+	std::vector<std::pair<int, uint32_t>> out;
+	DIR *dir = ::opendir(pin_dir.c_str());
+	if (!dir)
+		return out;
+	const std::string prefix = kLinkPinPrefix;
+	while (dirent *de = ::readdir(dir)) {
+		std::string n = de->d_name;
+		if (n.compare(0, prefix.size(), prefix) != 0)
+			continue;
+		int ifindex = std::atoi(n.c_str() + prefix.size());
+		uint32_t prog_id = 0;
+		Fd fd(bpf_obj_get((pin_dir + "/" + n).c_str()));
+		if (fd) {
+			bpf_link_info info{};
+			uint32_t len = sizeof(info);
+			if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0 &&
+			    info.xdp.ifindex != 0)
+				prog_id = info.prog_id;
+		}
+		out.emplace_back(ifindex, prog_id);
+	}
+	::closedir(dir);
+	return out;
+}
+
+void XdpPath::remove_all(const std::string &pin_dir)
+{
+	for (const auto &[ifindex, prog_id] : pinned_links(pin_dir)) {
+		(void)prog_id;
+		::unlink(link_pin(pin_dir, ifindex).c_str());
+	}
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+// The XDP fast path of one instance: which devices run kvmxdp's
+// XDP programs, the maps that tell those programs where a redirect lands
+// (kvx_xdev) and where a guest is (kvx_xfdb), and the bridge's forwarding
+// database, which stops learning the guests whose frames XDP redirects.
+//
+// The XDP programs sit in front of the TC ones and hand them everything
+// they do not do exactly as TC would (bpf/lib/xdp.h), so a device without
+// XDP, or a redirect target the kernel says would not take frames, only
+// costs speed, never a packet.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "model/mode.hpp"
+
+namespace kvmxdp {
+
+class NlSocket;
+class SkelObject;
+
+// One device's place in the fast path, as the daemon applies it and
+// status shows it.
+struct XdpDevice {
+	int ifindex = 0;
+	std::string ifname;
+	DeviceRole role = DeviceRole::Port; // the uplink or a bridge port
+	HookChoice choice;		    // XDP or TC, and why
+	bool tx = false;		    // KVX_XDEV_F_TX: an XDP redirect into it lands
+	std::string tx_why;
+	// "IF (ROLE): HOOK, WHY; TX_WHY", the line -v logs.
+	std::string describe() const;
+};
+
+// The XDP object (loaded on first use, sharing every map of the TC
+// object) and the XDP links of one instance, pinned in its pin directory
+// as link_xdp_<ifindex>: they stay attached without a daemon, a restarted
+// daemon swaps its programs in atomically (bpf_link_update), and detach
+// removes them with the other pins.
+class XdpPath {
+public:
+	XdpPath(HookMode mode, const SkelObject &tc, std::string pin_dir);
+	~XdpPath();
+	XdpPath(const XdpPath &) = delete;
+	XdpPath &operator=(const XdpPath &) = delete;
+
+	// Decides every device, attaches/updates/removes kvmxdp's XDP links
+	// and rewrites kvx_xdev.  Errors on one device make it a TC device
+	// with the reason (warned once), never a failed sync.
+	std::vector<XdpDevice> sync(NlSocket &nl, int bridge_ifindex, int uplink_ifindex);
+
+	// The bridge's forwarding database and kvx_xfdb, both ways: guests
+	// that XDP saw since the last call are refreshed in the bridge (as
+	// if their frames had passed it); the bridge's dynamic entries fill
+	// kvx_xfdb for guests XDP has not seen (ports without XDP); entries
+	// neither has seen for kStaleNs go.
+	void sync_fdb(int bridge_ifindex, uint64_t now_ns);
+	static constexpr uint64_t kStaleNs = 300ULL * 1000 * 1000 * 1000;
+
+	// The XDP links pinned in pin_dir: ifindex -> program id.
+	static std::vector<std::pair<int, uint32_t>> pinned_links(const std::string &pin_dir);
+	// Removes every XDP link pin of pin_dir (the links go with them).
+	static void remove_all(const std::string &pin_dir);
+
+private:
+	int prog_fd(const char *name);
+	bool attach(int ifindex, const std::string &ifname, const char *prog, std::string &why);
+
+	HookMode mode_;
+	const SkelObject &tc_;
+	std::string pin_dir_;
+	std::unique_ptr<SkelObject> xdp_; // kvmxdp_xdp, loaded on first use
+	uint64_t fdb_synced_ns_ = 0;
+	std::vector<std::string> warned_;
+};
+
+} // namespace kvmxdp

@@ -1,0 +1,103 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "kernel/maps.hpp"
+
+#include <bpf/libbpf.h>
+
+#include <fstream>
+
+#include "base/netaddr.hpp"
+
+namespace kvmxdp {
+
+MapInfo map_info(int fd, const std::string &what)
+{
+	bpf_map_info info{};
+	__u32 len = sizeof(info);
+	check_libbpf(bpf_obj_get_info_by_fd(fd, &info, &len), "get info of map", what);
+	return {info.type, info.key_size, info.value_size, info.max_entries, info.name};
+}
+
+Fd open_pinned(const std::string &path)
+{
+	int fd = bpf_obj_get(path.c_str());
+	check_libbpf(fd, "open pinned map", path);
+	return Fd(fd);
+}
+
+kvx_cfg read_cfg(int cfg_fd)
+{
+	__u32 key = 0;
+	kvx_cfg cfg{};
+	check_libbpf(bpf_map_lookup_elem(cfg_fd, &key, &cfg), "read", KVX_MAP_CFG);
+	return cfg;
+}
+
+void write_cfg(int cfg_fd, const kvx_cfg &cfg)
+{
+	__u32 key = 0;
+	check_libbpf(bpf_map_update_elem(cfg_fd, &key, &cfg, BPF_ANY), "write", KVX_MAP_CFG);
+}
+
+std::vector<kvx_stat> read_stats(int stats_fd)
+{
+	int ncpu = check_libbpf(libbpf_num_possible_cpus(), "count", "possible CPUs");
+	std::vector<kvx_stat> percpu(static_cast<size_t>(ncpu));
+	std::vector<kvx_stat> out(KVX_R_MAX);
+	for (__u32 r = 0; r < KVX_R_MAX; r++) {
+		// Per-CPU values come as an array of 8-byte-rounded slots;
+		// sizeof(kvx_stat) is already a multiple of 8.
+		check_libbpf(bpf_map_lookup_elem(stats_fd, &r, percpu.data()), "read",
+			     KVX_MAP_STATS);
+		for (const auto &s : percpu) {
+			out[r].packets += s.packets;
+			out[r].bytes += s.bytes;
+		}
+	}
+	return out;
+}
+
+std::optional<uint64_t> map_memlock_bytes(int fd)
+{
+	std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.rfind("memlock:", 0) != 0)
+			continue;
+		try {
+			size_t b = line.find_first_not_of(" \t", 8);
+			return parse_uint(line.substr(b == std::string::npos ? 8 : b), UINT64_MAX,
+					  "memlock");
+		} catch (const Error &) {
+			return std::nullopt;
+		}
+	}
+	return std::nullopt;
+}
+
+uint64_t map_memory_estimate(const MapInfo &m, unsigned possible_cpus)
+{
+	auto r8 = [](uint64_t x) { return (x + 7) & ~uint64_t{7}; };
+	const uint64_t key = r8(m.key_size), val = r8(m.value_size), n = m.max_entries;
+	const uint64_t cpus = possible_cpus ? possible_cpus : 1;
+	// Sizes of the kernel's bookkeeping on x86_64 (kernel/bpf/hashtab.c,
+	// arraymap.c): struct htab_elem 48 bytes, struct bucket 16, a
+	// preallocated hash map holds max_entries + one spare element per CPU.
+	constexpr uint64_t kHtabElem = 48, kBucket = 16, kMapHeader = 512;
+	switch (m.type) {
+	case BPF_MAP_TYPE_HASH:
+	case BPF_MAP_TYPE_LRU_HASH: {
+		uint64_t buckets = 1;
+		while (buckets < n)
+			buckets <<= 1;
+		uint64_t elems = n + (m.type == BPF_MAP_TYPE_HASH ? cpus : 0);
+		return kMapHeader + buckets * kBucket + elems * (kHtabElem + key + val);
+	}
+	case BPF_MAP_TYPE_PERCPU_ARRAY:
+		return kMapHeader + n * (sizeof(void *) + val * cpus);
+	case BPF_MAP_TYPE_ARRAY:
+	default:
+		return kMapHeader + n * (key + val);
+	}
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,482 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "kernel/netlink.hpp"
+
+#include <linux/genetlink.h>
+#include <linux/neighbour.h>
+#include <linux/pkt_sched.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netlink/cache.h>
+#include <netlink/msg.h>
+#include <netlink/netlink.h>
+#include <netlink/route/addr.h>
+#include <netlink/route/classifier.h>
+#include <netlink/route/link.h>
+#include <netlink/route/tc.h>
+#include <netlink/socket.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <utility>
+
+#include "base/error.hpp"
+#include "base/netaddr.hpp"
+
+namespace kvmxdp {
+
+namespace {
+
+[[noreturn]] void throw_nl(const std::string &op, const std::string &obj, int err)
+{
+	throw Error(op + (obj.empty() ? "" : " " + obj) + ": " + nl_geterror(err));
+}
+
+struct CacheDeleter {
+	void operator()(nl_cache *c) const { nl_cache_free(c); }
+};
+using CachePtr = std::unique_ptr<nl_cache, CacheDeleter>;
+
+} // namespace
+
+NlSocket::NlSocket()
+	: NlSocket(NETLINK_ROUTE)
+{
+}
+
+NlSocket::NlSocket(int protocol, int timeout_s)
+{
+	sk_ = nl_socket_alloc();
+	if (!sk_)
+		throw Error("allocate netlink socket");
+	int err = nl_connect(sk_, protocol);
+	if (err < 0) {
+		nl_socket_free(sk_);
+		throw_nl("connect", protocol == NETLINK_ROUTE ? "rtnetlink" : "netlink", err);
+	}
+	if (timeout_s > 0) {
+		timeval tv{timeout_s, 0};
+		::setsockopt(nl_socket_get_fd(sk_), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	}
+}
+
+NlSocket::~NlSocket()
+{
+	nl_socket_free(sk_);
+}
+
+std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name)
+{
+	// No name: an `--uplink auto` instance waiting for a default route.
+	if (name.empty())
+		return std::nullopt;
+	check_ifname(name);
+	rtnl_link *link = nullptr;
+	int err = rtnl_link_get_kernel(nl.get(), 0, name.c_str(), &link);
+	if (err == -NLE_OBJ_NOTFOUND || err == -NLE_NODEV)
+		return std::nullopt;
+	if (err < 0)
+		throw_nl("look up interface", name, err);
+	LinkInfo info;
+	info.ifindex = rtnl_link_get_ifindex(link);
+	info.name = rtnl_link_get_name(link) ? rtnl_link_get_name(link) : name;
+	const char *kind = rtnl_link_get_type(link);
+	info.kind = kind ? kind : "";
+	nl_addr *ll = rtnl_link_get_addr(link);
+	if (ll && nl_addr_get_len(ll) == info.mac.size())
+		std::memcpy(info.mac.data(), nl_addr_get_binary_addr(ll), info.mac.size());
+	rtnl_link_put(link);
+	return info;
+}
+
+std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
+{
+	nl_cache *raw = nullptr;
+	int err = rtnl_addr_alloc_cache(nl.get(), &raw);
+	if (err < 0)
+		throw_nl("dump", "IPv4 addresses", err);
+	CachePtr cache(raw);
+	std::vector<IfAddr> out;
+	for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o)) {
+		auto *a = reinterpret_cast<rtnl_addr *>(o);
+		if (rtnl_addr_get_family(a) != AF_INET || rtnl_addr_get_ifindex(a) != ifindex)
+			continue;
+		nl_addr *local = rtnl_addr_get_local(a);
+		if (!local || nl_addr_get_len(local) != 4)
+			continue;
+		uint32_t be;
+		std::memcpy(&be, nl_addr_get_binary_addr(local), 4);
+		IfAddr ia;
+		ia.addr = ntohl(be);
+		ia.prefix = static_cast<uint8_t>(rtnl_addr_get_prefixlen(a));
+		ia.secondary = (rtnl_addr_get_flags(a) & IFA_F_SECONDARY) != 0;
+		ia.scope = rtnl_addr_get_scope(a);
+		if (const char *l = rtnl_addr_get_label(a))
+			ia.label = l;
+		out.push_back(ia);
+	}
+	return out;
+}
+
+std::string added_address_label(int ifindex)
+{
+	static const std::string suffix = ":kvx";
+	char name[IF_NAMESIZE] = "";
+	if (!if_indextoname(static_cast<unsigned>(ifindex), name))
+		throw_errno("name of interface", std::to_string(ifindex));
+	return std::string(name).substr(0, IFNAMSIZ - 1 - suffix.size()) + suffix;
+}
+
+std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs)
+{
+	auto ours = [](const std::string &l) {
+		return l.size() > 4 && l.compare(l.size() - 4, 4, ":kvx") == 0;
+	};
+	for (const auto &a : addrs)
+		if (!a.secondary && a.scope == RT_SCOPE_UNIVERSE && !ours(a.label))
+			return a;
+	return std::nullopt;
+}
+
+bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr)
+{
+	for (const auto &a : ipv4_addrs(nl, ifindex))
+		if (a.addr == addr)
+			return true;
+	return false;
+}
+
+namespace {
+
+void change_ipv4_address(NlSocket &nl, bool add, int ifindex, uint32_t addr, uint8_t prefix,
+			 const std::string &label)
+{
+	rtnl_addr *a = rtnl_addr_alloc();
+	if (!a)
+		throw Error("out of memory");
+	uint32_t be = htonl(addr);
+	nl_addr *local = nl_addr_build(AF_INET, &be, 4);
+	nl_addr_set_prefixlen(local, prefix);
+	rtnl_addr_set_ifindex(a, ifindex);
+	rtnl_addr_set_family(a, AF_INET);
+	rtnl_addr_set_local(a, local);
+	rtnl_addr_set_prefixlen(a, prefix);
+	if (!label.empty())
+		rtnl_addr_set_label(a, label.c_str());
+	int err = add ? rtnl_addr_add(nl.get(), a, NLM_F_EXCL) : rtnl_addr_delete(nl.get(), a, 0);
+	nl_addr_put(local);
+	rtnl_addr_put(a);
+	if (err < 0)
+		throw Error(std::string(add ? "add" : "remove") + " address " + format_ipv4(addr) +
+			    "/" + std::to_string(prefix) + ": " + nl_geterror(err));
+}
+
+} // namespace
+
+void add_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr, uint8_t prefix,
+		      const std::string &label)
+{
+	change_ipv4_address(nl, true, ifindex, addr, prefix, label);
+}
+
+bool remove_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr)
+{
+	std::optional<IfAddr> have;
+	for (const auto &ia : ipv4_addrs(nl, ifindex))
+		if (ia.addr == addr)
+			have = ia;
+	if (!have)
+		return false;
+	change_ipv4_address(nl, false, ifindex, addr, have->prefix, have->label);
+	return true;
+}
+
+int count_clsact_filters(NlSocket &nl, int ifindex)
+{
+	int total = 0;
+	for (uint32_t minor : {TC_H_MIN_INGRESS, TC_H_MIN_EGRESS}) {
+		nl_cache *raw = nullptr;
+		int err = rtnl_cls_alloc_cache(nl.get(), ifindex, TC_H_MAKE(TC_H_CLSACT, minor),
+					       &raw);
+		if (err < 0)
+			return -1;
+		CachePtr cache(raw);
+		// The kernel dumps a filter chain's head (handle 0) besides
+		// each filter: count filters only.
+		for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o))
+			if (rtnl_tc_get_handle(TC_CAST(o)) != 0)
+				total++;
+	}
+	return total;
+}
+
+// ---- Requests built as messages: bridge ports' FDB, generic netlink.
+
+namespace {
+
+// One request and its replies: every message of a dump (until
+// NLMSG_DONE), or the answer and the ACK of a plain request (sent with
+// NLM_F_ACK, which also keeps libnl's sequence numbers in step).
+struct Exchange {
+	const std::function<void(nlmsghdr *)> *on_reply = nullptr;
+	bool done = false;
+	int error = 0; // the kernel's, negative errno
+};
+
+int on_reply_msg(nl_msg *msg, void *arg)
+{
+	auto *ex = static_cast<Exchange *>(arg);
+	(*ex->on_reply)(nlmsg_hdr(msg));
+	return NL_OK;
+}
+
+int on_done(nl_msg *, void *arg)
+{
+	static_cast<Exchange *>(arg)->done = true;
+	return NL_STOP;
+}
+
+int on_error(sockaddr_nl *, nlmsgerr *e, void *arg)
+{
+	auto *ex = static_cast<Exchange *>(arg);
+	ex->error = e->error;
+	ex->done = true;
+	return NL_STOP;
+}
+
+struct CbDeleter {
+	void operator()(nl_cb *cb) const { nl_cb_put(cb); }
+};
+struct MsgDeleter {
+	void operator()(nl_msg *m) const { nlmsg_free(m); }
+};
+using MsgPtr = std::unique_ptr<nl_msg, MsgDeleter>;
+
+// A request with a fixed header (ifinfomsg, ndmsg, genlmsghdr) of hdr_len
+// bytes; attributes are added with nla_put.
+MsgPtr request(int type, int flags, const void *hdr, size_t hdr_len)
+{
+	const bool dump = (flags & NLM_F_DUMP) == NLM_F_DUMP;
+	MsgPtr m(nlmsg_alloc_simple(type, flags | NLM_F_REQUEST | (dump ? 0 : NLM_F_ACK)));
+	if (!m || nlmsg_append(m.get(), const_cast<void *>(hdr), hdr_len, NLMSG_ALIGNTO) < 0)
+		throw Error("build netlink request", "", ENOMEM);
+	return m;
+}
+
+// Sends msg and calls on_reply for every data message of the answer.
+// Returns 0 or the negative errno of the kernel's NLMSG_ERROR.
+int exchange(NlSocket &nl, nl_msg *msg, const std::function<void(nlmsghdr *)> &on_reply)
+{
+	std::unique_ptr<nl_cb, CbDeleter> cb(nl_cb_clone(nl_socket_get_cb(nl.get())));
+	if (!cb)
+		throw Error("build netlink request", "", ENOMEM);
+	Exchange ex;
+	ex.on_reply = &on_reply;
+	nl_cb_set(cb.get(), NL_CB_VALID, NL_CB_CUSTOM, on_reply_msg, &ex);
+	nl_cb_set(cb.get(), NL_CB_FINISH, NL_CB_CUSTOM, on_done, &ex);
+	nl_cb_set(cb.get(), NL_CB_ACK, NL_CB_CUSTOM, on_done, &ex);
+	nl_cb_err(cb.get(), NL_CB_CUSTOM, on_error, &ex);
+	int err = nl_send_auto(nl.get(), msg);
+	if (err < 0)
+		throw_nl("send netlink request", "", err);
+	while (!ex.done) {
+		err = nl_recvmsgs(nl.get(), cb.get());
+		if (err < 0 && !ex.done)
+			throw_nl("receive netlink reply", "", err);
+	}
+	return ex.error;
+}
+
+// The attributes of a reply after its fixed header of hdr_len bytes.
+std::vector<nlattr *> attrs_of(nlmsghdr *h, int hdr_len)
+{
+	std::vector<nlattr *> tb(64, nullptr);
+	if (nlmsg_parse(h, hdr_len, tb.data(), static_cast<int>(tb.size()) - 1, nullptr) < 0)
+		std::fill(tb.begin(), tb.end(), nullptr);
+	return tb;
+}
+
+// netdev generic netlink (uapi linux/netdev.h, Linux 6.3).
+constexpr uint8_t kNetdevCmdDevGet = 1;
+constexpr int kNetdevAttrIfindex = 1;
+constexpr int kNetdevAttrXdpFeatures = 3;
+
+// One generic netlink request with one attribute, one attribute of the
+// answer; nullopt on an error (ENOENT: a kernel without the family).
+template <typename T>
+std::optional<T> genl_query(NlSocket &nl, int family, uint8_t cmd, int in_attr, const void *in,
+			    size_t in_len, int out_attr)
+{
+	genlmsghdr g{};
+	g.cmd = cmd;
+	g.version = 1;
+	MsgPtr m = request(family, 0, &g, sizeof(g));
+	nla_put(m.get(), in_attr, static_cast<int>(in_len), in);
+	std::optional<T> out;
+	int err = exchange(nl, m.get(), [&](nlmsghdr *r) {
+		auto tb = attrs_of(r, GENL_HDRLEN);
+		if (nlattr *a = tb[static_cast<size_t>(out_attr)]) {
+			T v{};
+			std::memcpy(&v, nla_data(a),
+				    std::min(sizeof(T), static_cast<size_t>(nla_len(a))));
+			out = v;
+		}
+	});
+	return err ? std::nullopt : out;
+}
+
+} // namespace
+
+std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex)
+{
+	nl_cache *raw = nullptr;
+	int err = rtnl_link_alloc_cache(nl.get(), AF_UNSPEC, &raw);
+	if (err < 0)
+		throw_nl("list the ports of bridge ifindex", std::to_string(bridge_ifindex), err);
+	CachePtr cache(raw);
+	std::vector<PortInfo> out;
+	for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o)) {
+		auto *link = reinterpret_cast<rtnl_link *>(o);
+		if (rtnl_link_get_master(link) != bridge_ifindex)
+			continue;
+		PortInfo p;
+		p.ifindex = rtnl_link_get_ifindex(link);
+		if (const char *name = rtnl_link_get_name(link))
+			p.name = name;
+		if (const char *kind = rtnl_link_get_type(link))
+			p.kind = kind;
+		out.push_back(p);
+	}
+	return out;
+}
+
+std::vector<FdbEntry> bridge_fdb_learnt(NlSocket &nl, int bridge_ifindex)
+{
+	ndmsg ndm{};
+	ndm.ndm_family = AF_BRIDGE;
+	MsgPtr m = request(RTM_GETNEIGH, NLM_F_DUMP, &ndm, sizeof(ndm));
+	std::vector<FdbEntry> out;
+	exchange(nl, m.get(), [&](nlmsghdr *r) {
+		if (r->nlmsg_type != RTM_NEWNEIGH)
+			return;
+		auto *n = static_cast<const ndmsg *>(nlmsg_data(r));
+		auto tb = attrs_of(r, sizeof(ndmsg));
+		const nlattr *ll = tb[NDA_LLADDR], *master = tb[NDA_MASTER];
+		if ((n->ndm_state & (NUD_PERMANENT | NUD_NOARP)) || !ll || nla_len(ll) != 6 ||
+		    (master && nla_get_u32(const_cast<nlattr *>(master)) !=
+				       static_cast<uint32_t>(bridge_ifindex)))
+			return;
+		FdbEntry e;
+		std::memcpy(e.mac.data(), nla_data(ll), 6);
+		e.ifindex = n->ndm_ifindex;
+		out.push_back(e);
+	});
+	return out;
+}
+
+void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6> &mac)
+{
+	ndmsg u{};
+	u.ndm_family = AF_BRIDGE;
+	u.ndm_ifindex = port_ifindex;
+	u.ndm_state = NUD_REACHABLE;
+	u.ndm_flags = NTF_MASTER | NTF_USE;
+	MsgPtr m = request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, &u, sizeof(u));
+	nla_put(m.get(), NDA_LLADDR, 6, mac.data());
+	exchange(nl, m.get(), [](nlmsghdr *) {});
+}
+
+std::optional<uint64_t> xdp_features(int ifindex)
+{
+	NlSocket nl(NETLINK_GENERIC, 2);
+	static const char kFamily[] = "netdev";
+	static const std::optional<uint16_t> family =
+		genl_query<uint16_t>(nl, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_NAME,
+				     kFamily, sizeof(kFamily), CTRL_ATTR_FAMILY_ID);
+	if (!family)
+		return std::nullopt;
+	uint32_t idx = static_cast<uint32_t>(ifindex);
+	return genl_query<uint64_t>(nl, *family, kNetdevCmdDevGet, kNetdevAttrIfindex, &idx,
+				    sizeof(idx), kNetdevAttrXdpFeatures);
+}
+
+// ---- Monitors
+
+namespace {
+
+int on_event(nl_msg *, void *arg)
+{
+	*static_cast<bool *>(arg) = true;
+	return NL_OK;
+}
+
+} // namespace
+
+NlMonitor NlMonitor::links_and_addresses()
+{
+	return NlMonitor({RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR}, "rtnetlink link/address events");
+}
+
+NlMonitor NlMonitor::routes()
+{
+	return NlMonitor({RTNLGRP_IPV4_ROUTE}, "rtnetlink route events");
+}
+
+NlMonitor::NlMonitor(std::initializer_list<unsigned> groups, const char *what)
+{
+	sk_ = nl_socket_alloc();
+	if (!sk_)
+		throw Error("allocate netlink socket");
+	// Notifications are unsolicited: no sequence numbers to check.
+	nl_socket_disable_seq_check(sk_);
+	nl_socket_modify_cb(sk_, NL_CB_VALID, NL_CB_CUSTOM, on_event, seen_.get());
+	int err = nl_connect(sk_, NETLINK_ROUTE);
+	for (unsigned g : groups)
+		if (err >= 0)
+			err = nl_socket_add_membership(sk_, static_cast<int>(g));
+	if (err >= 0)
+		err = nl_socket_set_nonblocking(sk_);
+	if (err < 0) {
+		nl_socket_free(sk_);
+		throw_nl("subscribe to", what, err);
+	}
+}
+
+NlMonitor::NlMonitor(NlMonitor &&o) noexcept
+	: sk_(std::exchange(o.sk_, nullptr))
+	, seen_(std::move(o.seen_))
+{
+}
+
+NlMonitor::~NlMonitor()
+{
+	nl_socket_free(sk_);
+}
+
+int NlMonitor::fd() const
+{
+	return nl_socket_get_fd(sk_);
+}
+
+bool NlMonitor::drain()
+{
+	*seen_ = false;
+	bool any = false;
+	for (;;) {
+		int err = nl_recvmsgs_default(sk_);
+		if (err == -NLE_AGAIN)
+			break;
+		if (err < 0) {
+			// ENOBUFS (overrun) and friends: events were lost, so
+			// the caller must re-read the state anyway.
+			any = true;
+			break;
+		}
+	}
+	return any || *seen_;
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,129 @@
+// SPDX-License-Identifier: GPL-2.0
+// Netlink through libnl-3, the one netlink layer of the loader: links,
+// IPv4 addresses, tc filters and routes (kernel/routes.hpp) as libnl-route
+// objects; the bridge's ports and forwarding database and the netdev
+// generic netlink family as messages built with libnl's nl_msg API over
+// the same socket type.  Netlink rather than /sys or /proc/net: it is the
+// kernel's authoritative, namespace-correct view and carries
+// IFLA_INFO_KIND ("bridge").
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <initializer_list>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+struct nl_sock;
+
+namespace kvmxdp {
+
+class NlSocket {
+public:
+	NlSocket(); // NETLINK_ROUTE
+	// protocol: NETLINK_ROUTE or NETLINK_GENERIC.  timeout_s > 0: a reply
+	// that does not come within it is an error (the daemon must never
+	// hang on one).
+	explicit NlSocket(int protocol, int timeout_s = 0);
+	~NlSocket();
+	NlSocket(const NlSocket &) = delete;
+	NlSocket &operator=(const NlSocket &) = delete;
+	nl_sock *get() const { return sk_; }
+
+private:
+	nl_sock *sk_ = nullptr;
+};
+
+struct LinkInfo {
+	int ifindex = 0;
+	std::string name;
+	std::string kind;	      // IFLA_INFO_KIND: "bridge", "veth", "" for hardware
+	std::array<uint8_t, 6> mac{}; // all zero if the link has no Ethernet address
+};
+
+struct IfAddr {
+	uint32_t addr = 0; // host order
+	uint8_t prefix = 0;
+	bool secondary = false;
+	int scope = 0; // RT_SCOPE_*
+	std::string label;
+};
+
+// The label of the addresses `map add --add-address` puts on an uplink:
+// "<ifname>:kvx" (cut to the kernel's 15 characters).  primary_ipv4() never
+// takes them for the uplink's own address: after a DHCP change (or, with
+// promote_secondaries, the loss of the primary) they could come first.
+std::string added_address_label(int ifindex);
+
+std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name);
+std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex);
+// The first global-scope, non-secondary address (the kernel lists the
+// primary first), i.e. what the host uses as source on that link.
+std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs);
+bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
+// Adds addr/prefix (host order) with a label to a device; an address that
+// is there already is an error (NLM_F_EXCL).
+void add_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr, uint8_t prefix,
+		      const std::string &label);
+// Removes addr as it is there: the kernel matches a deletion's prefix
+// length and label, so both are taken from the address itself (the network
+// may have changed since it was added, and older versions added no label).
+// False if the device does not have it.
+bool remove_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
+// Filters on the clsact ingress and egress hooks; -1 if unknown.
+int count_clsact_filters(NlSocket &nl, int ifindex);
+
+// The bridge's ports (IFLA_MASTER), in the current network namespace.
+struct PortInfo {
+	int ifindex = 0;
+	std::string name;
+	std::string kind; // IFLA_INFO_KIND: "veth", "tun", "" for hardware
+};
+std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex);
+
+// The bridge's learnt forwarding database: dynamic entries (not permanent,
+// not NOARP) of bridge_ifindex, MAC -> port.
+struct FdbEntry {
+	std::array<uint8_t, 6> mac{};
+	int ifindex = 0;
+};
+std::vector<FdbEntry> bridge_fdb_learnt(NlSocket &nl, int bridge_ifindex);
+// As if a frame from mac had passed the bridge on port_ifindex: learnt or
+// refreshed there (NTF_USE is br_fdb_update()).  Kernel errors are ignored
+// (the port may have left meanwhile).
+void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6> &mac);
+
+// What the kernel reports of a device's XDP abilities (NETDEV_XDP_ACT_*)
+// through the netdev generic netlink family (Linux 6.3+); nullopt where it
+// cannot say.  A veth reports NDO_XMIT only while its peer has NAPI (an XDP
+// program or GRO), which is exactly when a redirect into it lands.
+std::optional<uint64_t> xdp_features(int ifindex);
+
+// A socket subscribed to rtnetlink multicast groups.  The daemon polls its
+// fd and re-reads the state on any event (events only say "look").
+class NlMonitor {
+public:
+	// Link and IPv4 address changes.
+	static NlMonitor links_and_addresses();
+	// IPv4 route changes (`--uplink auto` follows the default route).
+	static NlMonitor routes();
+	~NlMonitor();
+	NlMonitor(NlMonitor &&o) noexcept;
+	NlMonitor(const NlMonitor &) = delete;
+	NlMonitor &operator=(const NlMonitor &) = delete;
+	int fd() const;
+	// Drains pending messages; true if anything arrived (or was lost to
+	// an overrun, which means "re-read everything" too).
+	bool drain();
+
+private:
+	NlMonitor(std::initializer_list<unsigned> groups, const char *what);
+	nl_sock *sk_ = nullptr;
+	// Set by the socket's callback during drain(); on the heap so that
+	// the callback's pointer survives a move.
+	std::unique_ptr<bool> seen_ = std::make_unique<bool>(false);
+};
+
+} // namespace kvmxdp

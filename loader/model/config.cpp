@@ -1,0 +1,403 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "model/config.hpp"
+
+#include <algorithm>
+
+#include "base/error.hpp"
+#include "kvmxdp/ct_rules.h"
+
+namespace kvmxdp {
+
+using nlohmann::json;
+
+bool Instance::operator==(const Instance &o) const
+{
+	return bridge == o.bridge && uplink == o.uplink && uplink_auto == o.uplink_auto &&
+	       subnet == o.subnet &&
+	       nat_ports == o.nat_ports && eif == o.eif && ct_size == o.ct_size &&
+	       bind_size == o.bind_size && bpffs == o.bpffs && pin_dir == o.pin_dir &&
+	       clsact_created_bridge == o.clsact_created_bridge &&
+	       clsact_created_uplink == o.clsact_created_uplink &&
+	       saved_forwarding == o.saved_forwarding &&
+	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
+	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota && timeouts == o.timeouts &&
+	       mode == o.mode;
+}
+
+Instance *Config::find(const std::string &bridge)
+{
+	for (auto &i : instances)
+		if (i.bridge == bridge)
+			return &i;
+	return nullptr;
+}
+
+const Instance *Config::find(const std::string &bridge) const
+{
+	return const_cast<Config *>(this)->find(bridge);
+}
+
+void Config::upsert(const Instance &inst)
+{
+	if (auto *i = find(inst.bridge))
+		*i = inst;
+	else
+		instances.push_back(inst);
+}
+
+bool Config::remove(const std::string &bridge)
+{
+	auto it = std::remove_if(instances.begin(), instances.end(),
+				 [&](const Instance &i) { return i.bridge == bridge; });
+	bool found = it != instances.end();
+	instances.erase(it, instances.end());
+	return found;
+}
+
+Instance &select_instance(Config &cfg, const std::string &bridge, const std::string &config_path)
+{
+	if (!bridge.empty()) {
+		if (Instance *i = cfg.find(bridge))
+			return *i;
+		throw not_attached(bridge, config_path);
+	}
+	if (cfg.instances.size() == 1)
+		return cfg.instances[0];
+	if (cfg.instances.empty())
+		throw Error("no kvmxdp instance in " + config_path + ": attach a bridge first");
+	throw Error("more than one instance in " + config_path + ": pick one with --bridge");
+}
+
+Error not_attached(const std::string &bridge, const std::string &config_path,
+		   const std::string &also)
+{
+	return Error("bridge '" + bridge + "' is not attached (no instance in " + config_path +
+		     (also.empty() ? "" : ", " + also) + ")");
+}
+
+namespace {
+
+json mapping_json(const StaticMapping &sm)
+{
+	json j = {{"ext", sm.m.ext_str()},
+		  {"guest", sm.m.guest_str()},
+		  {"proto", sm.m.one_to_one() ? "any" : sm.m.proto_str()},
+		  {"add_address", sm.add_address},
+		  {"network", nullptr},
+		  {"gateway", nullptr}};
+	if (sm.network) {
+		j["network"] = sm.network->net.str();
+		if (sm.network->gateway)
+			j["gateway"] = format_ipv4(sm.network->gateway);
+	}
+	return j;
+}
+
+} // namespace
+
+json to_json(const Config &cfg)
+{
+	json insts = json::array();
+	for (const auto &i : cfg.instances) {
+		json saved = json::object();
+		if (i.saved_forwarding)
+			saved["forwarding"] = *i.saved_forwarding;
+		if (i.saved_reserved_ports)
+			saved["ip_local_reserved_ports"] = *i.saved_reserved_ports;
+		insts.push_back({
+			{"bridge", i.bridge},
+			{"uplink", i.uplink},
+			{"subnet", i.subnet.str()},
+			{"nat_port_lo", i.nat_ports.lo},
+			{"nat_port_hi", i.nat_ports.hi},
+			{"eif", i.eif},
+			{"ct_size", i.ct_size},
+			{"bind_size", i.bind_size},
+			{"bpffs", i.bpffs},
+			{"pin_dir", i.pin_dir},
+			{"clsact_created",
+			 {{"bridge", i.clsact_created_bridge}, {"uplink", i.clsact_created_uplink}}},
+			{"saved_sysctls", saved},
+			{"clamp_mss", i.clamp_mss},
+		});
+		if (i.flow_quota)
+			insts.back()["flow_quota"] = *i.flow_quota;
+		if (i.mode != HookMode::Auto)
+			insts.back()["mode"] = hook_mode_name(i.mode);
+		if (!i.timeouts.empty())
+			insts.back()["timeouts"] = i.timeouts;
+		if (i.uplink_auto) {
+			insts.back()["uplink"] = "auto";
+			insts.back()["uplink_device"] =
+				i.uplink.empty() ? json(nullptr) : json(i.uplink);
+		}
+		json mappings = json::array();
+		for (const auto &sm : i.mappings)
+			mappings.push_back(mapping_json(sm));
+		insts.back()["mappings"] = mappings;
+	}
+	json j = {{"version", Config::kVersion}, {"instances", insts}};
+	if (!cfg.detached.empty()) {
+		json d = json::object();
+		for (const auto &[br, det] : cfg.detached) {
+			json mappings = json::array();
+			for (const auto &sm : det.mappings)
+				mappings.push_back(mapping_json(sm));
+			d[br] = {{"uplink", det.uplink}, {"mappings", mappings}};
+		}
+		j["detached"] = d;
+	}
+	return j;
+}
+
+namespace {
+
+[[noreturn]] void bad(const std::string &field, const std::string &why)
+{
+	throw Error("config field " + field + ": " + why);
+}
+
+const json &member(const json &obj, const std::string &name, const std::string &field)
+{
+	auto it = obj.find(name);
+	if (it == obj.end())
+		bad(field, "missing");
+	return *it;
+}
+
+std::string get_string(const json &obj, const std::string &name, const std::string &prefix)
+{
+	std::string field = prefix + name;
+	const json &v = member(obj, name, field);
+	if (!v.is_string())
+		bad(field, "expected a string");
+	std::string s = v.get<std::string>();
+	if (s.empty())
+		bad(field, "empty");
+	return s;
+}
+
+uint64_t get_uint(const json &obj, const std::string &name, const std::string &prefix, uint64_t lo,
+		  uint64_t hi)
+{
+	std::string field = prefix + name;
+	const json &v = member(obj, name, field);
+	if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
+		bad(field, "expected an integer " + std::to_string(lo) + ".." + std::to_string(hi));
+	auto n = v.get<uint64_t>();
+	if (n < lo || n > hi)
+		bad(field, "expected an integer " + std::to_string(lo) + ".." + std::to_string(hi) +
+				   ", got " + std::to_string(n));
+	return n;
+}
+
+bool get_bool(const json &obj, const std::string &name, const std::string &field_prefix)
+{
+	std::string field = field_prefix + name;
+	const json &v = member(obj, name, field);
+	if (!v.is_boolean())
+		bad(field, "expected true or false");
+	return v.get<bool>();
+}
+
+std::optional<std::string> get_opt_string(const json &obj, const std::string &name,
+					  const std::string &prefix)
+{
+	auto it = obj.find(name);
+	if (it == obj.end() || it->is_null())
+		return std::nullopt;
+	if (!it->is_string())
+		bad(prefix + name, "expected a string");
+	return it->get<std::string>();
+}
+
+StaticMapping mapping_from_json(const json &o, const std::string &field)
+{
+	if (!o.is_object())
+		bad(field, "expected an object");
+	const std::string p = field + ".";
+	std::string ext = get_string(o, "ext", p);
+	std::string guest = get_string(o, "guest", p);
+	std::string proto = get_string(o, "proto", p);
+	StaticMapping sm;
+	try {
+		sm.m = parse_mapping(ext, guest, proto == "any" ? "" : proto);
+	} catch (const Error &e) {
+		bad(field, e.what());
+	}
+	sm.add_address = get_bool(o, "add_address", p);
+	auto net = get_opt_string(o, "network", p);
+	auto gw = get_opt_string(o, "gateway", p);
+	if (net) {
+		NetId id;
+		// Any prefix length (an uplink may be a /31 or /32).
+		auto slash = net->find('/');
+		try {
+			if (slash == std::string::npos)
+				throw Error("expected a.b.c.d/n");
+			uint32_t a = parse_ipv4(net->substr(0, slash));
+			auto len = parse_uint(net->substr(slash + 1), 32, "prefix length");
+			id.net = network_of(a, static_cast<uint8_t>(len));
+			if (id.net.addr != a)
+				throw Error("host bits set");
+		} catch (const Error &e) {
+			bad(p + "network", "invalid '" + *net + "': " + e.what());
+		}
+		if (gw) {
+			try {
+				id.gateway = parse_ipv4(*gw);
+			} catch (const Error &e) {
+				bad(p + "gateway", e.what());
+			}
+		}
+		sm.network = id;
+	} else if (gw) {
+		bad(p + "gateway", "given without network");
+	}
+	return sm;
+}
+
+} // namespace
+
+Config config_from_json(const json &j)
+{
+	if (!j.is_object())
+		bad("(top level)", "expected an object");
+	auto version = get_uint(j, "version", "", 1, 1000000);
+	if (version != Config::kVersion)
+		bad("version", "unsupported version " + std::to_string(version));
+	const json &insts = member(j, "instances", "instances");
+	if (!insts.is_array())
+		bad("instances", "expected an array");
+	Config cfg;
+	for (size_t n = 0; n < insts.size(); n++) {
+		std::string p = "instances[" + std::to_string(n) + "].";
+		const json &o = insts[n];
+		if (!o.is_object())
+			bad("instances[" + std::to_string(n) + "]", "expected an object");
+		Instance i;
+		i.bridge = get_string(o, "bridge", p);
+		i.uplink = get_string(o, "uplink", p);
+		if (i.uplink == "auto") {
+			// `--uplink auto`: the device it follows now (none yet: "").
+			i.uplink_auto = true;
+			i.uplink = get_opt_string(o, "uplink_device", p).value_or("");
+		}
+		std::string subnet = get_string(o, "subnet", p);
+		try {
+			i.subnet = parse_cidr(subnet);
+		} catch (const Error &e) {
+			bad(p + "subnet", e.what());
+		}
+		i.nat_ports.lo = static_cast<uint16_t>(get_uint(o, "nat_port_lo", p, 1, 65535));
+		i.nat_ports.hi = static_cast<uint16_t>(get_uint(o, "nat_port_hi", p, 1, 65535));
+		if (!KVX_PORT_RANGE_OK(i.nat_ports.lo, i.nat_ports.hi))
+			bad(p + "nat_port_hi", "smaller than nat_port_lo");
+		i.eif = get_bool(o, "eif", p);
+		i.ct_size = static_cast<uint32_t>(get_uint(o, "ct_size", p, 1, UINT32_MAX));
+		i.bind_size = static_cast<uint32_t>(get_uint(o, "bind_size", p, 1, UINT32_MAX));
+		i.bpffs = get_string(o, "bpffs", p);
+		i.pin_dir = get_string(o, "pin_dir", p);
+		const json &cc = member(o, "clsact_created", p + "clsact_created");
+		if (!cc.is_object())
+			bad(p + "clsact_created", "expected an object");
+		i.clsact_created_bridge = get_bool(cc, "bridge", p + "clsact_created.");
+		i.clsact_created_uplink = get_bool(cc, "uplink", p + "clsact_created.");
+		const json &saved = member(o, "saved_sysctls", p + "saved_sysctls");
+		if (!saved.is_object())
+			bad(p + "saved_sysctls", "expected an object");
+		i.saved_forwarding = get_opt_string(saved, "forwarding", p + "saved_sysctls.");
+		i.saved_reserved_ports =
+			get_opt_string(saved, "ip_local_reserved_ports", p + "saved_sysctls.");
+		if (o.contains("clamp_mss"))
+			i.clamp_mss = static_cast<uint16_t>(get_uint(o, "clamp_mss", p, 0, 65535));
+		if (o.contains("mode")) {
+			const std::string mode = get_string(o, "mode", p);
+			auto m = find_hook_mode(mode);
+			if (!m)
+				bad(p + "mode", "'" + mode + "' is not auto, tc or xdp");
+			i.mode = *m;
+		}
+		if (o.contains("flow_quota"))
+			i.flow_quota = static_cast<uint32_t>(
+				get_uint(o, "flow_quota", p, 0, 0xffffffffu));
+		if (o.contains("timeouts"))
+			i.timeouts = get_string(o, "timeouts", p);
+		// Absent in configurations of older versions: no mappings.
+		if (auto it = o.find("mappings"); it != o.end()) {
+			if (!it->is_array())
+				bad(p + "mappings", "expected an array");
+			for (size_t k = 0; k < it->size(); k++)
+				i.mappings.push_back(mapping_from_json(
+					(*it)[k], p + "mappings[" + std::to_string(k) + "]"));
+		}
+		if (cfg.find(i.bridge))
+			bad(p + "bridge", "duplicate bridge " + i.bridge);
+		cfg.instances.push_back(std::move(i));
+	}
+	if (auto it = j.find("detached"); it != j.end()) {
+		if (!it->is_object())
+			bad("detached", "expected an object");
+		for (const auto &[br, o] : it->items()) {
+			std::string p = "detached." + br;
+			if (!o.is_object())
+				bad(p, "expected an object");
+			Detached d;
+			d.uplink = get_string(o, "uplink", p + ".");
+			const json &mappings = member(o, "mappings", p + ".mappings");
+			if (!mappings.is_array())
+				bad(p + ".mappings", "expected an array");
+			for (size_t k = 0; k < mappings.size(); k++)
+				d.mappings.push_back(mapping_from_json(
+					mappings[k], p + ".mappings[" + std::to_string(k) + "]"));
+			cfg.detached[br] = std::move(d);
+		}
+	}
+	return cfg;
+}
+
+LockedConfig::LockedConfig(const std::string &path)
+	: LockedConfig(ConfigStore(path), ConfigStore(path).lock())
+{
+}
+
+LockedConfig::LockedConfig(ConfigStore store, FileLock lock)
+	: store_(std::move(store))
+	, lock_(std::move(lock))
+	, cfg_(store_.load())
+{
+}
+
+std::optional<LockedConfig> LockedConfig::try_lock(const std::string &path)
+{
+	ConfigStore store(path);
+	auto lock = store.try_lock();
+	if (!lock)
+		return std::nullopt;
+	return LockedConfig(std::move(store), std::move(*lock));
+}
+
+Config ConfigStore::load() const
+{
+	auto text = read_file(path_);
+	if (!text)
+		return {};
+	json j;
+	try {
+		j = json::parse(*text);
+	} catch (const json::parse_error &e) {
+		throw Error("config " + path_ + ": invalid JSON: " + e.what());
+	}
+	try {
+		return config_from_json(j);
+	} catch (const Error &e) {
+		throw Error("config " + path_ + ": " + e.what());
+	}
+}
+
+void ConfigStore::save(const Config &cfg) const
+{
+	atomic_write_file(path_, to_json(cfg).dump(2) + "\n");
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: GPL-2.0
+// The persistent configuration: one record per attached bridge, with what
+// detach needs to undo attach (which clsact qdiscs we created, the sysctl
+// values we replaced).  JSON on disk, read-modify-written under an flock.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/error.hpp"
+#include "base/fs.hpp"
+#include "model/mapping.hpp"
+#include "model/mode.hpp"
+#include "base/netaddr.hpp"
+
+namespace kvmxdp {
+
+struct Instance {
+	std::string bridge;
+	// The uplink device.  With uplink_auto (`attach --uplink auto`) the
+	// device of the default route right now, as the daemon last moved
+	// to it ("" while there is none yet); the JSON then says
+	// "uplink": "auto" and keeps the device in "uplink_device".
+	std::string uplink;
+	bool uplink_auto = false;
+	Ipv4Net subnet;
+	PortRange nat_ports;
+	bool eif = false;
+	uint32_t ct_size = 0;
+	uint32_t bind_size = 0;
+	std::string bpffs;
+	std::string pin_dir;
+	// clsact qdiscs that attach created (not another tool's): only these
+	// may be deleted by detach.
+	bool clsact_created_bridge = false;
+	bool clsact_created_uplink = false;
+	// Values before the first attach; restored by detach.  Absent when
+	// the key did not exist (e.g. the sysctl is missing in a test tree).
+	std::optional<std::string> saved_forwarding;
+	std::optional<std::string> saved_reserved_ports;
+	// Static mappings (`map add`), restored by every attach.
+	std::vector<StaticMapping> mappings;
+	// attach --clamp-mss (0: off).
+	uint16_t clamp_mss = 0;
+	HookMode mode = HookMode::Auto; // attach --mode
+	// attach --flow-quota (unset: a share of ct_size, model/quota.hpp) and
+	// --timeouts (empty: netfilter's defaults).
+	std::optional<uint32_t> flow_quota;
+	std::string timeouts;
+
+	bool operator==(const Instance &o) const;
+};
+
+// What a detach leaves of an instance: its static mappings are
+// configuration, not state, and come back with the next attach.
+struct Detached {
+	std::string uplink;
+	std::vector<StaticMapping> mappings;
+	bool operator==(const Detached &o) const
+	{
+		return uplink == o.uplink && mappings == o.mappings;
+	}
+};
+
+struct Config {
+	static constexpr int kVersion = 1;
+	std::vector<Instance> instances;
+	// bridge -> what its detach kept ("detached" in the JSON; optional).
+	std::map<std::string, Detached> detached;
+
+	Instance *find(const std::string &bridge);
+	const Instance *find(const std::string &bridge) const;
+	void upsert(const Instance &inst);
+	bool remove(const std::string &bridge);
+};
+
+// The instance a verb acts on: the one of `bridge`, or with bridge "" the
+// only one.  Throws Error naming what is missing (config_path: the file, for
+// the message).
+Instance &select_instance(Config &cfg, const std::string &bridge, const std::string &config_path);
+// "bridge 'B' is not attached (no instance in PATH[, also])", the one
+// spelling of that refusal.
+Error not_attached(const std::string &bridge, const std::string &config_path,
+		   const std::string &also = "");
+
+nlohmann::json to_json(const Config &cfg);
+// Validates every field; errors name the field ("instances[0].nat_port_lo").
+Config config_from_json(const nlohmann::json &j);
+
+class ConfigStore {
+public:
+	explicit ConfigStore(std::string path)
+		: path_(std::move(path))
+	{
+	}
+
+	// Serialises read-modify-write cycles of concurrent kvmxdp processes.
+	FileLock lock() const { return FileLock::acquire(lock_path()); }
+	// nullopt while another process holds it (the daemon retries later).
+	std::optional<FileLock> try_lock() const { return FileLock::try_acquire(lock_path()); }
+	// A missing file is an empty configuration.
+	Config load() const;
+	void save(const Config &cfg) const;
+	const std::string &path() const { return path_; }
+
+private:
+	std::string lock_path() const { return path_ + ".lock"; }
+	std::string path_;
+};
+
+// The config read under its lock, for one read-modify-write: what every
+// command and the daemon change goes through here.
+class LockedConfig {
+public:
+	// Blocks until the lock is ours.
+	explicit LockedConfig(const std::string &path);
+	// nullopt while another process holds the lock (the daemon retries at
+	// its next tick rather than wait).
+	static std::optional<LockedConfig> try_lock(const std::string &path);
+
+	Config &operator*() { return cfg_; }
+	Config *operator->() { return &cfg_; }
+	void save() const { store_.save(cfg_); }
+	// Lets other kvmxdp processes in (the daemon runs for days).
+	void unlock() { lock_.reset(); }
+
+private:
+	LockedConfig(ConfigStore store, FileLock lock);
+	ConfigStore store_;
+	std::optional<FileLock> lock_;
+	Config cfg_;
+};
+
+} // namespace kvmxdp

@@ -1,0 +1,106 @@
+// SPDX-License-Identifier: GPL-2.0
+// Static mappings (`kvmxdp map add|del|list`): 1:1 NAT ("bridge by
+// iptables") and port forwards.  Parsing and validation are pure functions,
+// unit-tested; mapping_entries() turns a mapping into the kvx_bind pairs
+// and kvx_extaddr entries the datapath reads (bpf/include/kvmxdp/abi.h).
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "kvmxdp/abi.h"
+#include "base/netaddr.hpp"
+
+namespace kvmxdp {
+
+enum class MappingProto : uint8_t { Any = KVX_PROTO_ANY, Tcp = 6, Udp = 17 };
+
+struct Mapping {
+	// The external address: a literal one, or (ext_uplink) "whatever
+	// address the uplink has now", which follows DHCP changes.
+	bool ext_uplink = false;
+	uint32_t ext_addr = 0; // host order; 0 with ext_uplink
+	uint32_t guest_addr = 0;
+	MappingProto proto = MappingProto::Any; // Any: 1:1, whole address, ports kept
+	PortRange ext_ports{};		// port forwards only
+	PortRange guest_ports{};
+
+	bool one_to_one() const { return proto == MappingProto::Any; }
+	// The external address in effect, given the uplink's current one.
+	uint32_t ext(uint32_t uplink_addr) const { return ext_uplink ? uplink_addr : ext_addr; }
+	// "EXT[:P[-P]] GUEST[:P[-P]] [tcp|udp]", the CLI's own spelling.
+	std::string str() const;
+	// The two endpoint arguments and --proto as `map add` takes them
+	// ("" for 1:1); the config stores these spellings.
+	std::string ext_str() const;
+	std::string guest_str() const;
+	std::string proto_str() const;
+	bool operator==(const Mapping &o) const;
+};
+
+// `map add EXT GUEST [--proto tcp|udp]`: "EXT_IP GUEST_IP" is a 1:1
+// mapping (no --proto), "EXT_IP:PORT[-PORT] GUEST_IP:PORT[-PORT]" a port
+// forward (--proto required); EXT_IP may be the word "uplink".  Throws
+// Error naming the bad value.
+Mapping parse_mapping(const std::string &ext, const std::string &guest, const std::string &proto);
+
+struct MappingContext {
+	Ipv4Net subnet;			   // the instance's guest subnet
+	PortRange nat_ports;		   // the dynamic NAT range
+	uint32_t uplink_addr = 0;	   // host order, 0 if none yet
+	std::optional<Ipv4Net> uplink_net; // the uplink's network, if known
+	bool force = false;		   // allow an EXT_IP outside the uplink's network
+};
+
+// A new mapping against the instance and the existing mappings: the guest
+// inside the subnet, the external address not the uplink's own for 1:1,
+// on the uplink's network (unless force), no overlap with another mapping
+// (one external address to two guests, a guest endpoint mapped twice,
+// overlapping port ranges) or with the NAT port range.  Throws Error.
+void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
+		   const MappingContext &ctx);
+
+struct BindEntry {
+	kvx_bind_key key;
+	kvx_bind_val val;
+};
+
+// The kvx_bind entries of a mapping: every IN half first, then the OUT
+// halves (the datapath's pair-ordering invariant: insert IN first, delete
+// OUT first).  Empty when the external address is unknown (ext_uplink
+// with no uplink address yet).
+std::vector<BindEntry> mapping_entries(const Mapping &m, uint32_t uplink_addr);
+
+// The network a mapping was made on: the uplink's network and its default
+// gateway.  On another network the mapping is suspended (its address is
+// not ours there), and resumed when the uplink is back on this one.
+struct NetId {
+	Ipv4Net net;
+	uint32_t gateway = 0; // host order; 0: no default route via the uplink
+	std::string str() const;
+	bool operator==(const NetId &o) const { return net == o.net && gateway == o.gateway; }
+};
+
+// A mapping as recorded in the configuration.
+struct StaticMapping {
+	Mapping m;
+	// `--add-address`: the external address is added to the uplink
+	// (host-local, no proxy ARP) and removed on del/detach.
+	bool add_address = false;
+	// Unset: not tied (made while the uplink had no address).
+	std::optional<NetId> network;
+	bool operator==(const StaticMapping &o) const
+	{
+		return m == o.m && add_address == o.add_address && network == o.network;
+	}
+};
+
+// Active on the current network (cur unset: the uplink has no address).
+bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
+// The prefix length an `--add-address` address gets on the uplink: the
+// network's when the address is on it, else a host route's (32).
+uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId> &cur);
+
+} // namespace kvmxdp

@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: GPL-2.0
+// What the command line hands to the loader: the global options and those
+// of `attach`.  Values that attach validates itself (so that the first bad
+// one is reported, in a fixed order) stay as typed.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+namespace kvmxdp {
+
+struct GlobalOptions {
+	std::string bpffs = "/sys/fs/bpf";
+	std::string config = "/etc/kvmxdp/kvmxdp.json";
+	std::string run_dir = "/run/kvmxdp";
+	std::string sysctl_root = "/proc/sys";
+	bool verbose = false;
+};
+
+struct AttachOptions {
+	std::string bridge;
+	std::string uplink;
+	std::optional<std::string> subnet;
+	std::optional<std::string> nat_ports;
+	bool eif = false;
+	std::optional<uint32_t> ct_size;
+	std::optional<uint32_t> bind_size;
+	// TCP MSS clamp (kvx_cfg.clamp_mss); unset: the config's, else off.
+	std::optional<uint16_t> clamp_mss;
+	// Per-guest flow quota (kvx_cfg.flow_quota; 0: off); unset: the
+	// config's, else kDefaultQuotaShare of the conntrack table.
+	std::optional<uint32_t> flow_quota;
+	// Flow timeouts "NAME=SECONDS,..." (model/timeouts.hpp); unset: the
+	// config's, else netfilter's defaults.  For tests and experts.
+	std::optional<std::string> timeouts;
+	// Hooks per device: "auto" (each device's best, model/mode.hpp), "tc"
+	// or "xdp"; unset: the config's, else auto.
+	std::optional<std::string> mode;
+};
+
+// attach --clamp-mss: 0 (off) or kMinClampMss..kMaxClampMss.
+constexpr uint32_t kMinClampMss = 536;	 // RFC 879's default MSS
+constexpr uint32_t kMaxClampMss = 65495; // 65535 - 40
+uint16_t parse_clamp_mss(const std::string &text);
+
+} // namespace kvmxdp

@@ -1,0 +1,82 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "verbs/conntrack_verbs.hpp"
+
+#include <unistd.h>
+
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/fs.hpp"
+#include "control/gc.hpp"
+#include "kernel/maps.hpp"
+#include "model/config.hpp"
+#include "model/timeouts.hpp"
+
+namespace kvmxdp {
+
+using nlohmann::json;
+
+namespace {
+
+struct CtPins {
+	std::string bridge;
+	Fd cfg, ct, bind;
+	Fd gflows; // -1 when not pinned (maps of an older version)
+};
+
+CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
+{
+	Config cfg = ConfigStore(g.config).load();
+	std::string pin_dir;
+	CtPins p;
+	if (!bridge.empty() && !cfg.find(bridge)) {
+		// Not in this config (another --config, a lost file): the pins
+		// of --bpffs still tell the whole story.
+		pin_dir = pin_dir_for(g.bpffs, bridge);
+		if (::access(pin_path(pin_dir, KVX_MAP_CT).c_str(), F_OK) != 0)
+			throw not_attached(bridge, g.config, "no maps pinned in " + pin_dir);
+		p.bridge = bridge;
+	} else {
+		const Instance &inst = select_instance(cfg, bridge, g.config);
+		pin_dir = inst.pin_dir;
+		p.bridge = inst.bridge;
+	}
+	p.cfg = open_pinned(pin_path(pin_dir, KVX_MAP_CFG));
+	p.ct = open_pinned(pin_path(pin_dir, KVX_MAP_CT));
+	p.bind = open_pinned(pin_path(pin_dir, KVX_MAP_BIND));
+	if (::access(pin_path(pin_dir, KVX_MAP_GFLOWS).c_str(), F_OK) == 0)
+		p.gflows = open_pinned(pin_path(pin_dir, KVX_MAP_GFLOWS));
+	return p;
+}
+
+kvx_timeouts configured_timeouts(int cfg_fd)
+{
+	kvx_timeouts t = read_cfg(cfg_fd).timeouts;
+	// All zero: not written yet (an attach in progress); show the
+	// defaults the loader is about to write rather than "expired".
+	if (t.tcp_established == 0 && t.udp == 0 && t.icmp == 0)
+		t = default_timeouts();
+	return t;
+}
+
+} // namespace
+
+json conntrack_list(const GlobalOptions &g, const std::string &bridge, const CtFilter &f)
+{
+	CtPins p = open_ct_pins(g, bridge);
+	json flows = ct_list_fd(p.ct.get(), configured_timeouts(p.cfg.get()), f, boottime_ns());
+	for (auto &fl : flows)
+		fl["bridge"] = p.bridge;
+	return flows;
+}
+
+CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge, const CtFilter &f,
+			      std::string *bridge_out)
+{
+	CtPins p = open_ct_pins(g, bridge);
+	if (bridge_out)
+		*bridge_out = p.bridge;
+	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(), p.gflows.get(),
+			   read_cfg(p.cfg.get()).subnet_mask);
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,155 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "verbs/instance_verbs.hpp"
+
+#include <dirent.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <functional>
+#include <thread>
+#include <vector>
+
+#include "base/error.hpp"
+#include "base/fs.hpp"
+#include "base/sysctl.hpp"
+#include "control/attach.hpp"
+#include "control/daemon.hpp"
+#include "control/mapping_sync.hpp"
+#include "control/xdp_path.hpp"
+#include "kernel/netlink.hpp"
+#include "kernel/routes.hpp"
+#include "kernel/skel.hpp"
+#include "kernel/tc.hpp"
+#include "model/config.hpp"
+
+namespace kvmxdp {
+
+namespace {
+
+// Stops the daemon of a pid file, waiting until its lock is released.
+void stop_daemon(const std::string &pid_file, const std::string &bridge)
+{
+	auto pid = PidLock::holder(pid_file);
+	if (!pid)
+		return;
+	if (*pid > 0)
+		::kill(*pid, SIGTERM);
+	using namespace std::chrono;
+	auto deadline = steady_clock::now() + seconds(10);
+	while (PidLock::holder(pid_file)) {
+		if (steady_clock::now() > deadline) {
+			if (*pid > 0 && ::kill(*pid, SIGKILL) == 0)
+				std::this_thread::sleep_for(milliseconds(200));
+			if (PidLock::holder(pid_file))
+				throw Error("daemon of bridge '" + bridge + "' (pid " +
+					    std::to_string(*pid) + ") does not stop");
+			break;
+		}
+		std::this_thread::sleep_for(milliseconds(50));
+	}
+}
+
+} // namespace
+
+int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream &out)
+{
+	AttachedInstance at = attach_instance(g, a);
+	const Instance &inst = at.inst;
+	if (inst.uplink_auto)
+		out << "kvmxdp: attached bridge=" << inst.bridge << " uplink=auto device="
+		    << (inst.uplink.empty() ? "none (waiting for a default route)" : inst.uplink)
+		    << std::endl;
+	else
+		out << "kvmxdp: attached bridge=" << inst.bridge << " uplink=" << inst.uplink
+		    << std::endl;
+
+	Daemon daemon(inst, *at.tc, at.uplink_ifindex, g.config);
+	daemon.set_sysctl_root(g.sysctl_root);
+	daemon.set_xdp(at.xdp.get());
+	return daemon.run();
+}
+
+void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out)
+{
+	check_ifname(bridge);
+	require_root("detach");
+	LockedConfig cfg(g.config);
+	const Instance *found = cfg->find(bridge);
+	if (!found)
+		throw not_attached(bridge, g.config);
+	Instance inst = *found;
+
+	std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, bridge);
+	stop_daemon(pid_file, bridge);
+	// Keep the daemon slot taken while we take things down.
+	auto pid_lock = PidLock::try_acquire(pid_file);
+
+	// Every step runs even if an earlier one failed; the instance stays in
+	// the config until all succeeded, so detach can simply be repeated.
+	std::vector<std::string> errors;
+	auto step = [&](const std::function<void()> &f) {
+		try {
+			f();
+		} catch (const std::exception &e) {
+			errors.push_back(e.what());
+		}
+	};
+	NlSocket nl;
+	step([&] { tc_remove_ingress(nl, inst.bridge, inst.clsact_created_bridge); });
+	step([&] { tc_remove_ingress(nl, inst.uplink, inst.clsact_created_uplink); });
+	step([&] {
+		// Every pin in the directory: maps of older or newer versions too.
+		if (DIR *dir = ::opendir(inst.pin_dir.c_str())) {
+			std::vector<std::string> pins;
+			while (dirent *de = ::readdir(dir))
+				if (std::string(de->d_name) != "." &&
+				    std::string(de->d_name) != "..")
+					pins.push_back(pin_path(inst.pin_dir, de->d_name));
+			::closedir(dir);
+			for (const auto &path : pins)
+				if (::unlink(path.c_str()) < 0 && errno != ENOENT)
+					throw_errno("unpin", path);
+		}
+		if (::rmdir(inst.pin_dir.c_str()) < 0 && errno != ENOENT)
+			throw_errno("remove", inst.pin_dir);
+		// <bpffs>/kvmxdp is shared by instances: only if empty.
+		::rmdir((inst.bpffs + "/kvmxdp").c_str());
+	});
+	step([&] { remove_added_addresses(inst); });
+	Sysctl sys(g.sysctl_root);
+	step([&] {
+		std::string fwd = forwarding_key(bridge);
+		if (inst.saved_forwarding && sys.exists(fwd))
+			sys.write(fwd, *inst.saved_forwarding);
+	});
+	step([&] {
+		if (!inst.saved_reserved_ports)
+			return;
+		auto cur = sys.try_read(kReservedPortsKey);
+		if (!cur)
+			return;
+		std::string next =
+			reserved_ports_remove(*cur, *inst.saved_reserved_ports, inst.nat_ports);
+		if (next != *cur)
+			sys.write(kReservedPortsKey, next);
+	});
+	if (!errors.empty()) {
+		std::string msg = "detach of bridge '" + bridge + "' incomplete:";
+		for (const auto &e : errors)
+			msg += " " + e + ";";
+		throw Error(msg + " fix and run detach again");
+	}
+	cfg->remove(bridge);
+	if (!inst.mappings.empty())
+		cfg->detached[bridge] =
+			Detached{inst.uplink_auto ? kUplinkAuto : inst.uplink, inst.mappings};
+	cfg.save();
+	// Still holding its lock, so no daemon can be between open and flock.
+	if (pid_lock)
+		::unlink(pid_file.c_str());
+	out << "kvmxdp: detached bridge=" << bridge << std::endl;
+}
+
+} // namespace kvmxdp

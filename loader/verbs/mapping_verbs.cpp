@@ -1,0 +1,232 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "verbs/mapping_verbs.hpp"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdio>
+
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "base/fs.hpp"
+#include "base/log.hpp"
+#include "base/netaddr.hpp"
+#include "base/rollback.hpp"
+#include "control/mapping_sync.hpp"
+#include "kernel/arp.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/netlink.hpp"
+#include "kernel/sockets.hpp"
+#include "model/config.hpp"
+
+namespace kvmxdp {
+
+using nlohmann::json;
+
+namespace {
+
+struct Pins {
+	Fd bind, extaddr, ct, cfg;
+	MapFds fds() const { return {bind.get(), extaddr.get(), ct.get()}; }
+	// Whatever the datapath uses is authoritative for `uplink` (host
+	// order).
+	uint32_t uplink_addr() const { return ntohl(read_cfg(cfg.get()).uplink_addr); }
+};
+
+// The running instance's maps, or nullopt when they are not pinned.
+std::optional<Pins> open_pins(const Instance &inst)
+{
+	if (::access(pin_path(inst.pin_dir, KVX_MAP_BIND).c_str(), F_OK) != 0)
+		return std::nullopt;
+	Pins p;
+	p.bind = open_pinned(pin_path(inst.pin_dir, KVX_MAP_BIND));
+	p.extaddr = open_pinned(pin_path(inst.pin_dir, KVX_MAP_EXTADDR));
+	p.ct = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CT));
+	p.cfg = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CFG));
+	return p;
+}
+
+// The instance a `map` verb changes.
+Instance &instance_of(LockedConfig &cfg, const MappingOptions &o, const std::string &config_path)
+{
+	if (!o.bridge.empty())
+		check_ifname(o.bridge);
+	return select_instance(*cfg, o.bridge, config_path);
+}
+
+bool ext_used_by_other(const Instance &inst, const StaticMapping &sm)
+{
+	for (const auto &o : inst.mappings)
+		if (!(o == sm) && !o.m.ext_uplink && o.m.ext_addr == sm.m.ext_addr)
+			return true;
+	return false;
+}
+
+} // namespace
+
+void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &out)
+{
+	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
+	if (o.add_address && m.ext_uplink)
+		throw Error("--add-address with 'uplink': the uplink's address is there already");
+	require_root("map add");
+	LockedConfig cfg(g.config);
+	Instance &inst = instance_of(cfg, o, g.config);
+
+	NlSocket nl;
+	if (inst.uplink.empty())
+		throw Error("bridge '" + inst.bridge +
+			    "' has '--uplink auto' and no default route yet: a mapping is made on "
+			    "the uplink's network, add it once the host is online");
+	auto up = find_link(nl, inst.uplink);
+	if (!up)
+		throw Error("uplink '" + inst.uplink + "' of bridge '" + inst.bridge +
+			    "' does not exist");
+	auto up_addr = primary_ipv4(ipv4_addrs(nl, up->ifindex));
+	std::optional<NetId> cur = network_of_link(nl, up->ifindex);
+
+	MappingContext ctx;
+	ctx.subnet = inst.subnet;
+	ctx.nat_ports = inst.nat_ports;
+	ctx.uplink_addr = up_addr ? up_addr->addr : 0;
+	if (cur)
+		ctx.uplink_net = cur->net;
+	ctx.force = o.force;
+	std::vector<Mapping> existing;
+	for (const auto &sm : inst.mappings)
+		existing.push_back(sm.m);
+	check_mapping(m, existing, ctx);
+
+	StaticMapping sm;
+	sm.m = m;
+	sm.add_address = o.add_address;
+	sm.network = cur;
+	const uint32_t ext = m.ext(ctx.uplink_addr);
+	const bool own = m.ext_uplink || (ctx.uplink_addr && m.ext_addr == ctx.uplink_addr);
+
+	if (!m.one_to_one() && ext) {
+		for (uint32_t p = m.ext_ports.lo; p <= m.ext_ports.hi; p++)
+			if (host_listens(static_cast<uint8_t>(m.proto), ext,
+					 static_cast<uint16_t>(p))) {
+				log_warn("a host socket listens on " + m.proto_str() + " port " +
+					 std::to_string(p) + " of " + format_ipv4(ext) +
+					 ": the forward takes its inbound traffic");
+				break;
+			}
+	}
+
+	// Claim the address unless it is ours already (the uplink's, or one
+	// another mapping claimed).
+	bool claimed = false;
+	if (!own && !ext_used_by_other(inst, sm)) {
+		if (o.add_address) {
+			if (has_ipv4_address(nl, up->ifindex, m.ext_addr))
+				throw Error("mapping '" + m.str() +
+					    "': " + format_ipv4(m.ext_addr) +
+					    " is already an address of " + inst.uplink);
+		}
+		const bool ethernet = up->mac != std::array<uint8_t, 6>{};
+		std::optional<std::array<uint8_t, 6>> other;
+		if (ethernet)
+			other = arp_probe(up->ifindex, up->mac, m.ext_addr);
+		else
+			log_warn(
+				inst.uplink +
+				" has no Ethernet address: " + format_ipv4(m.ext_addr) +
+				" is not probed for (no ARP on this link); it must be routed to this host");
+		if (other) {
+			char mac[32];
+			std::snprintf(mac, sizeof(mac), "%02x:%02x:%02x:%02x:%02x:%02x",
+				      (*other)[0], (*other)[1], (*other)[2], (*other)[3],
+				      (*other)[4], (*other)[5]);
+			throw Error("mapping '" + m.str() + "': " + format_ipv4(m.ext_addr) +
+				    " is in use on the uplink's network (ARP answered by " + mac +
+				    "): pick a free address");
+		}
+		claimed = true;
+	}
+
+	auto pins = open_pins(inst);
+	Rollback rb;
+	if (claimed && o.add_address) {
+		add_ipv4_address(nl, up->ifindex, m.ext_addr, added_address_prefix(sm, cur),
+				 added_address_label(up->ifindex));
+		rb.add("address", [&, a = m.ext_addr] { remove_ipv4_address(nl, up->ifindex, a); });
+	}
+	inst.mappings.push_back(sm);
+	if (pins) {
+		const uint32_t ua = pins->uplink_addr();
+		auto r = apply_mappings(pins->fds(), inst.mappings, ua, cur, true);
+		for (const auto &e : r.errors)
+			log_warn(e);
+		rb.add("map entries", [&] {
+			inst.mappings.pop_back();
+			apply_mappings(pins->fds(), inst.mappings, ua, cur);
+		});
+	}
+	cfg.save();
+	rb.commit();
+	if (claimed && !o.add_address && up->mac != std::array<uint8_t, 6>{})
+		arp_announce(up->ifindex, up->mac, m.ext_addr);
+	out << "kvmxdp: mapped " << m.str() << " bridge=" << inst.bridge
+	    << (pins ? "" : " (not running: installed at the next attach)") << std::endl;
+}
+
+void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &out)
+{
+	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
+	require_root("map del");
+	LockedConfig cfg(g.config);
+	Instance &inst = instance_of(cfg, o, g.config);
+	auto it = std::find_if(inst.mappings.begin(), inst.mappings.end(),
+			       [&](const StaticMapping &sm) { return sm.m == m; });
+	if (it == inst.mappings.end())
+		throw Error("no mapping '" + m.str() + "' on bridge '" + inst.bridge +
+			    "' (see 'kvmxdp map list')");
+	StaticMapping gone = *it;
+	bool drop_addr = gone.add_address && !ext_used_by_other(inst, gone);
+	inst.mappings.erase(it);
+
+	NlSocket nl;
+	auto up = find_link(nl, inst.uplink);
+	std::optional<NetId> cur;
+	if (up)
+		cur = network_of_link(nl, up->ifindex);
+	ApplyResult r;
+	if (auto pins = open_pins(inst)) {
+		r = apply_mappings(pins->fds(), inst.mappings, pins->uplink_addr(), cur);
+		for (const auto &e : r.errors)
+			log_warn(e);
+	}
+	cfg.save();
+	if (drop_addr && up) {
+		try {
+			remove_ipv4_address(nl, up->ifindex, gone.m.ext_addr);
+		} catch (const Error &e) {
+			log_warn(e.what());
+		}
+	}
+	out << "kvmxdp: unmapped " << m.str() << " bridge=" << inst.bridge << " (" << r.ct_deleted
+	    << " flow(s) dropped)" << std::endl;
+}
+json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
+{
+	Config cfg = ConfigStore(g.config).load();
+	NlSocket nl;
+	json out = json::array();
+	for (const auto &inst : cfg.instances) {
+		if (!bridge.empty() && inst.bridge != bridge)
+			continue;
+		for (auto &e : mappings_json(inst, nl)) {
+			e["bridge"] = inst.bridge;
+			out.push_back(e);
+		}
+	}
+	if (!bridge.empty() && !cfg.find(bridge))
+		throw not_attached(bridge, g.config);
+	return {{"mappings", out}};
+}
+
+} // namespace kvmxdp

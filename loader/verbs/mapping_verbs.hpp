@@ -1,0 +1,29 @@
+// SPDX-License-Identifier: GPL-2.0
+// `kvmxdp map add|del|list`: static mappings in the config and, when the
+// instance runs, in its pinned maps (control/mapping_sync.hpp), with the
+// external address claimed on the uplink's network (RFC 5227 probe and
+// announcement, or `--add-address`).
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <ostream>
+#include <string>
+
+#include "model/options.hpp"
+
+namespace kvmxdp {
+
+struct MappingOptions {
+	std::string bridge; // empty: the only instance
+	std::string ext, guest, proto;
+	bool force = false;
+	bool add_address = false;
+};
+
+void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &out);
+void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &out);
+// {"mappings":[{"bridge","ext","guest","proto","ext_addr","state",...}]}
+nlohmann::json mapping_list_json(const GlobalOptions &g, const std::string &bridge);
+
+} // namespace kvmxdp

@@ -1,0 +1,382 @@
+// SPDX-License-Identifier: GPL-2.0
+// Static mappings beyond parsing: the config round trip, the network tie,
+// --clamp-mss, and apply_mappings() on real kernel hash maps (root; skipped
+// without CAP_BPF, failed as root if the kernel refuses a map) - the same code `map add/del`, attach and the daemon run.
+#include <arpa/inet.h>
+#include <bpf/bpf.h>
+#include <gtest/gtest.h>
+#include <linux/rtnetlink.h>
+#include <netinet/in.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "model/config.hpp"
+#include "base/error.hpp"
+#include "base/fd.hpp"
+#include "verbs/instance_verbs.hpp"
+#include "control/mapping_sync.hpp"
+#include "model/mapping.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/netlink.hpp"
+#include "privileges.hpp"
+
+using namespace kvmxdp;
+using nlohmann::json;
+
+namespace {
+
+StaticMapping sm(const std::string &ext, const std::string &guest, const std::string &proto = "",
+		 bool tied = true)
+{
+	StaticMapping s;
+	s.m = parse_mapping(ext, guest, proto);
+	if (tied)
+		s.network = NetId{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
+	return s;
+}
+
+Instance inst_with_mappings()
+{
+	Instance i;
+	i.bridge = "virbr0";
+	i.uplink = "wlan0";
+	i.subnet = parse_cidr("192.168.122.0/24");
+	i.nat_ports = {61000, 65535};
+	i.ct_size = 4096;
+	i.bind_size = 2048;
+	i.bpffs = "/sys/fs/bpf";
+	i.pin_dir = "/sys/fs/bpf/kvmxdp/virbr0";
+	i.clamp_mss = 1400;
+	i.mappings = {sm("192.168.1.101", "192.168.122.101"),
+		      sm("uplink:8080-8081", "192.168.122.102:80-81", "tcp", false),
+		      sm("192.168.1.103:53", "192.168.122.103:53", "udp")};
+	i.mappings[2].add_address = true;
+	i.mappings[2].network->gateway = 0;
+	return i;
+}
+
+std::string error_of(const json &j)
+{
+	try {
+		config_from_json(j);
+	} catch (const Error &e) {
+		return e.what();
+	}
+	return "(no error)";
+}
+
+} // namespace
+
+TEST(MappingConfig, RoundTripWithMappingsAndDetached)
+{
+	Config c;
+	c.instances.push_back(inst_with_mappings());
+	c.detached["br1"] = Detached{"eth0", {sm("10.0.0.9", "192.168.100.9")}};
+	json j = to_json(c);
+	EXPECT_EQ(j["instances"][0]["mappings"][0]["ext"], "192.168.1.101");
+	EXPECT_EQ(j["instances"][0]["mappings"][0]["proto"], "any");
+	EXPECT_EQ(j["instances"][0]["mappings"][1]["ext"], "uplink:8080-8081");
+	EXPECT_TRUE(j["instances"][0]["mappings"][1]["network"].is_null());
+	EXPECT_EQ(j["instances"][0]["mappings"][0]["gateway"], "192.168.1.1");
+	EXPECT_TRUE(j["instances"][0]["mappings"][2]["gateway"].is_null());
+	EXPECT_EQ(j["instances"][0]["clamp_mss"], 1400);
+	Config back = config_from_json(json::parse(j.dump()));
+	ASSERT_EQ(back.instances.size(), 1u);
+	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+	ASSERT_EQ(back.detached.count("br1"), 1u);
+	EXPECT_TRUE(back.detached["br1"] == c.detached["br1"]);
+}
+
+TEST(MappingConfig, OlderConfigWithoutMappingsLoads)
+{
+	Config c;
+	c.instances.push_back(inst_with_mappings());
+	json j = to_json(c);
+	j["instances"][0].erase("mappings");
+	j["instances"][0].erase("clamp_mss");
+	Config back = config_from_json(j);
+	EXPECT_TRUE(back.instances[0].mappings.empty());
+	EXPECT_EQ(back.instances[0].clamp_mss, 0);
+}
+
+TEST(MappingConfig, ValidationNamesTheField)
+{
+	Config c;
+	c.instances.push_back(inst_with_mappings());
+	json good = to_json(c);
+	struct Case {
+		std::function<void(json &)> edit;
+		std::string field;
+	} cases[] = {
+		{[](json &j) { j["instances"][0]["mappings"] = 5; }, "instances[0].mappings"},
+		{[](json &j) { j["instances"][0]["mappings"][1].erase("guest"); },
+		 "instances[0].mappings[1].guest"},
+		{[](json &j) { j["instances"][0]["mappings"][1]["guest"] = "300.1.1.1:80-81"; },
+		 "instances[0].mappings[1]"},
+		{[](json &j) { j["instances"][0]["mappings"][1]["proto"] = "sctp"; },
+		 "instances[0].mappings[1]"},
+		{[](json &j) { j["instances"][0]["mappings"][0]["add_address"] = "yes"; },
+		 "instances[0].mappings[0].add_address"},
+		{[](json &j) { j["instances"][0]["mappings"][0]["network"] = "192.168.1.7/24"; },
+		 "instances[0].mappings[0].network"},
+		{[](json &j) { j["instances"][0]["mappings"][0]["gateway"] = "x"; },
+		 "instances[0].mappings[0].gateway"},
+		{[](json &j) { j["instances"][0]["clamp_mss"] = -1; }, "instances[0].clamp_mss"},
+		{[](json &j) { j["detached"] = json::array(); }, "detached"},
+		{[](json &j) {
+			 j["detached"] = {{"br1", {{"uplink", "x"}}}};
+		 },
+		 "detached.br1.mappings"},
+	};
+	for (auto &tc : cases) {
+		json j = good;
+		tc.edit(j);
+		std::string err = error_of(j);
+		EXPECT_NE(err.find("config field " + tc.field), std::string::npos)
+			<< tc.field << " -> " << err;
+	}
+}
+
+TEST(MappingNetwork, ActiveOnlyOnItsNetwork)
+{
+	StaticMapping tied = sm("192.168.1.101", "192.168.122.101");
+	StaticMapping untied = sm("192.168.1.101", "192.168.122.101", "", false);
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
+	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1")};
+	NetId other_gw{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.254")};
+	EXPECT_TRUE(mapping_active(tied, home));
+	EXPECT_FALSE(mapping_active(tied, cafe));
+	EXPECT_FALSE(mapping_active(tied, other_gw)); // same subnet, another router
+	EXPECT_FALSE(mapping_active(tied, std::nullopt));
+	EXPECT_TRUE(mapping_active(untied, cafe));
+	EXPECT_TRUE(mapping_active(untied, std::nullopt));
+}
+
+TEST(ClampMss, ParseAndValidate)
+{
+	EXPECT_EQ(parse_clamp_mss("0"), 0);
+	EXPECT_EQ(parse_clamp_mss("536"), 536);
+	EXPECT_EQ(parse_clamp_mss("1452"), 1452);
+	EXPECT_EQ(parse_clamp_mss("65495"), 65495);
+	for (const char *bad : {"535", "1", "65496", "65535", "70000", "-1", "14x", ""}) {
+		try {
+			parse_clamp_mss(bad);
+			ADD_FAILURE() << bad << " accepted";
+		} catch (const Error &e) {
+			EXPECT_NE(std::string(e.what()).find("--clamp-mss"), std::string::npos);
+		}
+	}
+}
+
+namespace {
+
+class MapsFixture : public ::testing::Test {
+protected:
+	void SetUp() override
+	{
+		KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+		bind_ = Fd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
+					  sizeof(kvx_bind_val), 1024, nullptr));
+		ASSERT_GE(bind_.get(), 0) << "bpf_map_create(t_bind): " << std::strerror(errno);
+		ext_ = Fd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_extaddr", sizeof(__be32),
+					 sizeof(kvx_extaddr_val), 64, nullptr));
+		ASSERT_GE(ext_.get(), 0) << "bpf_map_create(t_extaddr): " << std::strerror(errno);
+		ct_ = Fd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct", sizeof(kvx_ct_key),
+					sizeof(kvx_ct_val), 1024, nullptr));
+		ASSERT_GE(ct_.get(), 0) << "bpf_map_create(t_ct): " << std::strerror(errno);
+	}
+	MapFds fds() const { return {bind_.get(), ext_.get(), ct_.get()}; }
+	size_t nbind() { return dump_hash<kvx_bind_key, kvx_bind_val>(bind_.get()).size(); }
+	std::optional<kvx_bind_val> get(uint8_t dir, uint8_t proto, const char *addr, uint16_t port)
+	{
+		kvx_bind_key k{};
+		k.dir = dir;
+		k.proto = proto;
+		k.addr = htonl(parse_ipv4(addr));
+		k.port = htons(port);
+		kvx_bind_val v{};
+		if (bpf_map_lookup_elem(bind_.get(), &k, &v) != 0)
+			return std::nullopt;
+		return v;
+	}
+	std::optional<uint32_t> ext_flags(const char *addr)
+	{
+		uint32_t be = htonl(parse_ipv4(addr));
+		kvx_extaddr_val v{};
+		if (bpf_map_lookup_elem(ext_.get(), &be, &v) != 0)
+			return std::nullopt;
+		return v.flags;
+	}
+	Fd bind_, ext_, ct_;
+	const uint32_t up_ = parse_ipv4("192.168.1.50");
+	const NetId home_{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
+};
+
+} // namespace
+
+TEST_F(MapsFixture, InstallsPairsAndExtAddrs)
+{
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
+					   sm("uplink:8080-8081", "192.168.122.102:80-81", "tcp")};
+	auto r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_TRUE(r.errors.empty());
+	EXPECT_EQ(r.bind_added, 6u);
+	EXPECT_EQ(nbind(), 6u);
+	auto in = get(KVX_BIND_IN, 0, "192.168.1.101", 0);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->addr, htonl(parse_ipv4("192.168.122.101")));
+	EXPECT_EQ(in->flags, KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE);
+	auto out = get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.102", 81);
+	ASSERT_TRUE(out);
+	EXPECT_EQ(out->addr, htonl(up_));
+	EXPECT_EQ(ntohs(out->port), 8081);
+	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP);
+	EXPECT_FALSE(ext_flags("192.168.1.50")); // the uplink's own: no entry
+
+	// Idempotent: nothing changes on a second run.
+	r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(r.bind_added + r.bind_deleted, 0u);
+}
+
+TEST_F(MapsFixture, DelRemovesPairsFlowsAndAddress)
+{
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
+					   sm("uplink:8080", "192.168.122.102:80", "tcp")};
+	apply_mappings(fds(), mappings, up_, home_);
+	// A flow through each mapping and one dynamic flow.
+	auto add_flow = [&](const char *guest, uint16_t gport, const char *ext, uint16_t eport,
+			    uint8_t flags) {
+		kvx_ct_key k{};
+		k.int_addr = htonl(parse_ipv4(guest));
+		k.rem_addr = htonl(parse_ipv4("192.168.1.7"));
+		k.int_port = htons(gport);
+		k.rem_port = htons(40000);
+		k.proto = IPPROTO_TCP;
+		kvx_ct_val v{};
+		v.ext_addr = htonl(parse_ipv4(ext));
+		v.ext_port = htons(eport);
+		v.flags = flags;
+		ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_ANY), 0);
+	};
+	add_flow("192.168.122.101", 22, "192.168.1.101", 22, KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
+	add_flow("192.168.122.102", 80, "192.168.1.50", 8080, KVX_CT_F_STATIC);
+	add_flow("192.168.122.102", 5555, "192.168.1.50", 62000, 0);
+
+	mappings.erase(mappings.begin()); // map del of the 1:1 mapping
+	auto r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(r.bind_deleted, 2u);
+	EXPECT_EQ(r.ct_deleted, 1u);
+	EXPECT_FALSE(get(KVX_BIND_IN, 0, "192.168.1.101", 0));
+	EXPECT_FALSE(get(KVX_BIND_OUT, 0, "192.168.122.101", 0));
+	EXPECT_FALSE(ext_flags("192.168.1.101"));
+	EXPECT_EQ(count_entries<kvx_ct_key>(ct_.get()), 2u);
+
+	mappings.clear(); // and of the forward
+	r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(r.bind_deleted, 2u);
+	EXPECT_EQ(r.ct_deleted, 1u);
+	EXPECT_EQ(nbind(), 0u);
+	EXPECT_EQ(count_entries<kvx_ct_key>(ct_.get()), 1u); // the dynamic flow stays
+}
+
+TEST_F(MapsFixture, UplinkMappingsFollowTheAddressLiteralOnesStay)
+{
+	std::vector<StaticMapping> mappings = {sm("uplink:8080", "192.168.122.102:80", "tcp"),
+					   sm("192.168.1.50:2222", "192.168.122.103:22", "tcp"),
+					   sm("192.168.1.101", "192.168.122.101")};
+	apply_mappings(fds(), mappings, up_, home_);
+	const uint32_t up2 = parse_ipv4("192.168.1.60");
+	auto r = apply_mappings(fds(), mappings, up2, home_);
+	EXPECT_TRUE(r.errors.empty());
+	EXPECT_FALSE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8080));
+	EXPECT_TRUE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.60", 8080));
+	EXPECT_EQ(get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.102", 80)->addr, htonl(up2));
+	// A literal address stays where it was (now a secondary one: proxy ARP).
+	EXPECT_TRUE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 2222));
+	EXPECT_EQ(ext_flags("192.168.1.50"), KVX_EXT_F_ARP);
+	EXPECT_TRUE(get(KVX_BIND_IN, 0, "192.168.1.101", 0));
+}
+
+TEST_F(MapsFixture, SuspendedOnAnotherNetworkResumedOnReturn)
+{
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
+					   sm("uplink:8080", "192.168.122.102:80", "tcp")};
+	apply_mappings(fds(), mappings, up_, home_);
+	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1")};
+	apply_mappings(fds(), mappings, parse_ipv4("10.0.3.4"), cafe);
+	EXPECT_EQ(nbind(), 0u);
+	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
+	apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(nbind(), 4u);
+	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP);
+}
+
+TEST_F(MapsFixture, DynamicBindingOnTheExternalPortIsAConflict)
+{
+	// A dynamic binding owns uplink:62000 (e.g. a forward inside the NAT
+	// range made with --force on a literal uplink address).
+	kvx_bind_key k{};
+	k.dir = KVX_BIND_IN;
+	k.proto = IPPROTO_TCP;
+	k.addr = htonl(up_);
+	k.port = htons(8080);
+	kvx_bind_val v{};
+	v.addr = htonl(parse_ipv4("192.168.122.9"));
+	v.port = htons(4444);
+	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_NOEXIST), 0);
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
+					   sm("uplink:8079-8081", "192.168.122.102:79-81", "tcp")};
+	try {
+		apply_mappings(fds(), mappings, up_, home_, true);
+		ADD_FAILURE() << "conflict not reported";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find(
+				  "in use by a NAT binding of guest 192.168.122.9:4444"),
+			  std::string::npos)
+			<< e.what();
+	}
+	// The conflicting mapping left nothing; the dynamic binding is intact.
+	EXPECT_FALSE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8079));
+	EXPECT_FALSE(get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.102", 79));
+	EXPECT_EQ(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8080)->port, htons(4444));
+	// Non-strict (daemon): reported, the others installed.
+	auto r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(r.errors.size(), 1u);
+	EXPECT_TRUE(get(KVX_BIND_IN, 0, "192.168.1.101", 0));
+}
+
+TEST_F(MapsFixture, ReplacesADynamicOutHalfOfTheGuestPort)
+{
+	kvx_bind_key k{};
+	k.dir = KVX_BIND_OUT;
+	k.proto = IPPROTO_TCP;
+	k.addr = htonl(parse_ipv4("192.168.122.102"));
+	k.port = htons(80);
+	kvx_bind_val v{};
+	v.addr = htonl(up_);
+	v.port = htons(61234);
+	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_NOEXIST), 0);
+	auto r =
+		apply_mappings(fds(), {sm("uplink:8080", "192.168.122.102:80", "tcp")}, up_, home_);
+	EXPECT_TRUE(r.errors.empty());
+	auto out = get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.102", 80);
+	ASSERT_TRUE(out);
+	EXPECT_EQ(ntohs(out->port), 8080);
+	EXPECT_EQ(out->flags, KVX_BIND_F_STATIC);
+}
+
+TEST(UplinkAddress, PrimaryNeverTakesAnAddedMappingAddress)
+{
+	// A --add-address address promoted to primary (promote_secondaries,
+	// after the DHCP address went) or listed first (another subnet, added
+	// before a DHCP renewal) must not become the masquerade address.
+	IfAddr added{0x0a4d0078, 24, false, RT_SCOPE_UNIVERSE, "wlp0s20f3:kvx"};
+	IfAddr dhcp{0x0a4d0002, 24, false, RT_SCOPE_UNIVERSE, "wlp0s20f3"};
+	IfAddr second{0x0a4d0003, 24, true, RT_SCOPE_UNIVERSE, "wlp0s20f3"};
+	ASSERT_TRUE(primary_ipv4({added, dhcp}));
+	EXPECT_EQ(primary_ipv4({added, dhcp})->addr, dhcp.addr);
+	EXPECT_FALSE(primary_ipv4({added, second}));
+	EXPECT_FALSE(primary_ipv4({added}));
+}
