@@ -91,6 +91,10 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 			return {ResumeAction::Replace, want.max_entries, note};
 		}
 		break;
+	case ReplaceIf::Differs:
+		if (!same_layout(have, want) || have.max_entries != want.max_entries)
+			return {ResumeAction::Replace, want.max_entries, ""};
+		break;
 	case ReplaceIf::ValueSize:
 		if (have.type == want.type && have.key_size == want.key_size &&
 		    have.max_entries == want.max_entries && have.value_size != want.value_size)

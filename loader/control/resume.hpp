@@ -27,6 +27,7 @@ enum class SizeFrom {
 enum class ReplaceIf {
 	Never,
 	Resized,   // same layout, another size: the old content is expendable
+	Differs,   // any difference: the content is derived (attach recounts it)
 	ValueSize, // kvx_cfg of an older ABI version: rewritten by attach anyway
 };
 
@@ -56,7 +57,7 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 "counters restart from zero (conntrack kept)"},
 	// Counters sized to the subnet: another size starts afresh (attach
 	// recounts them from kvx_ct).
-	{KVX_MAP_GFLOWS, SizeFrom::Subnet, ReplaceIf::Resized, false, nullptr, nullptr},
+	{KVX_MAP_GFLOWS, SizeFrom::Subnet, ReplaceIf::Differs, false, nullptr, nullptr},
 };
 
 MapResumeRule resume_rule(const std::string &map);

@@ -125,6 +125,10 @@ void tc_remove_ingress(NlSocket &nl, const std::string &ifname, bool created_cls
 	if (left > 0)
 		log_warn("leaving the clsact qdisc on " + ifname + ": " + std::to_string(left) +
 			 " filter(s) of other tools remain");
+	else if (left < 0)
+		log_warn("leaving the clsact qdisc on " + ifname +
+			 ": its filters cannot be counted (remove it with 'tc qdisc del dev " + ifname +
+			 " clsact' if nothing else uses it)");
 	if (left != 0)
 		return;
 	tc_hook_destroy(link->ifindex, ifname);

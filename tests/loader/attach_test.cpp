@@ -6,12 +6,16 @@
 #include <linux/bpf.h>
 #include <linux/rtnetlink.h>
 
+#include <algorithm>
 #include <string>
+#include <vector>
 
 #include "base/error.hpp"
 #include "control/attach.hpp"
 #include "control/resume.hpp"
 #include "kernel/routes.hpp"
+#include "kernel/skel.hpp"
+#include "kvmxdp_tc.skel.h"
 
 namespace kvmxdp {
 namespace {
@@ -69,6 +73,17 @@ TEST(ResumeTable, TheCoreTablesAreRequiredAndOtherMapsHaveTheDefaultRule)
 	MapResumeRule r = resume_rule(KVX_MAP_FRAG);
 	EXPECT_EQ(r.size, SizeFrom::Object);
 	EXPECT_EQ(r.replace, ReplaceIf::Never);
+}
+
+// The table names maps of the real object: a renamed or removed map would
+// otherwise fall back to the default rule without a word.
+TEST(ResumeTable, EveryRowIsAMapOfTheTcObject)
+{
+	Skel<kvmxdp_tc> skel("kvmxdp_tc"); // opened, never loaded: no privilege needed
+	const std::vector<std::string> names = skel.map_names();
+	for (const MapResumeRule &r : kResumeTable)
+		EXPECT_NE(std::find(names.begin(), names.end(), r.map), names.end())
+			<< r.map << " is in kResumeTable but not a map of kvmxdp_tc";
 }
 
 TEST(ResumeTable, AMapNotPinnedIsCreatedAtTheSizeAsked)
@@ -154,6 +169,14 @@ TEST(ResumeTable, ResizedCountersStartAfreshTheTablesNever)
 	EXPECT_EQ(decide_resume(resume_rule(KVX_MAP_GFLOWS), gflows, pinned(other_subnet), sizes())
 			  .action,
 		  ResumeAction::Reuse);
+	// Another layout of the guests' counters: replaced too, never refused
+	// (a refusal would ask for a detach, which drops conntrack, for
+	// counters attach recounts anyway).
+	MapInfo other_layout = gflows;
+	other_layout.value_size = 8;
+	d = decide_resume(resume_rule(KVX_MAP_GFLOWS), gflows, pinned(other_layout), sizes());
+	EXPECT_EQ(d.action, ResumeAction::Replace);
+	EXPECT_EQ(d.max_entries, 256u);
 }
 
 TEST(ResumeTable, ConfigOfACompatibleAbiIsReplacedOthersRefused)
