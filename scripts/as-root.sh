@@ -9,7 +9,8 @@
 if [[ $(id -u) -ne 0 ]]; then
 	if command -v sudo >/dev/null; then
 		keep=http_proxy,https_proxy,no_proxy,HTTP_PROXY,HTTPS_PROXY,NO_PROXY,KVMXDP,BPF_CLANG
-		keep+=$(compgen -e | grep '^KVX_' | sed 's/^/,/' | tr -d '\n')
+		# (no KVX_ variable: grep fails, and the caller runs under set -e)
+		keep+=$(compgen -e | { grep '^KVX_' || true; } | sed 's/^/,/' | tr -d '\n')
 		exec sudo --preserve-env="$keep" -- bash "$@"
 	fi
 	echo "$(basename "$1"): error: must run as root (a root shell, or a user with sudo)" >&2

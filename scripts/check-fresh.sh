@@ -169,13 +169,12 @@ shell) readme_cmds='' ;;
 esac
 cat >"$root/run-fresh-check.sh" <<RUN
 set -euo pipefail
+trap 'echo "check-fresh: failed (exit \$?) at: \$BASH_COMMAND" >&2' ERR
 cd /src/kvmxdp
 # A user without sudo (a fresh Debian 12 has none): one clear line, exit 1.
 useradd -m kvx-nosudo
-set +e
-out=\$(su kvx-nosudo -c 'scripts/test.sh' 2>&1)
-rc=\$?
-set -e
+rc=0
+out=\$(su kvx-nosudo -c 'scripts/test.sh' 2>&1) || rc=\$?
 if [[ \$rc -ne 1 || \$out != "test.sh: error: must run as root (a root shell, or a user with sudo)" ]]; then
 	echo "check-fresh: a user without sudo got rc \$rc: \$out" >&2
 	exit 1
