@@ -256,7 +256,7 @@ static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, uint32_t key_add
 	kvx_bind_val v{};
 	if (bpf_map_lookup_elem(bind_fd, &k, &v) != 0)
 		return;
-	if (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE))
+	if (bind_is_static(v))
 		return;
 	if (v.addr != val_addr || v.port != val_port || v.last_used_ns >= now_ns)
 		return;
@@ -291,7 +291,7 @@ CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t no
 	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
 		referenced.insert({k.proto, v.ext_addr, v.ext_port});
 	for (const auto &[k, v] : dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd)) {
-		if (k.dir != KVX_BIND_IN || (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
+		if (k.dir != KVX_BIND_IN || bind_is_static(v))
 			continue;
 		if (!referenced.count({k.proto, k.addr, k.port}))
 			r.unused_bindings++;

@@ -92,12 +92,12 @@ uint64_t boottime_ns()
 	return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
 }
 
-namespace {
-
-bool is_static(const kvx_bind_val &v)
+bool bind_is_static(const kvx_bind_val &v)
 {
 	return (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) != 0;
 }
+
+namespace {
 
 // The sweep holds every key of a 1M-entry table in hash sets: 64-bit keys,
 // not tuples in a tree (the sweep's user time at 1M flows).
@@ -199,7 +199,7 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 	r.bind_deleted = delete_bindings(
 		bind_fd,
 		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *out) {
-			if (is_static(v))
+			if (bind_is_static(v))
 				return false;
 			if (referenced.count(ext_key(k.proto, k.addr, k.port)))
 				return false;
@@ -209,7 +209,7 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 			return bind_idle(last, now_ns);
 		},
 		[&](const kvx_bind_key &, const kvx_bind_val &v) {
-			return !is_static(v) && bind_idle(v.last_used_ns, now_ns);
+			return !bind_is_static(v) && bind_idle(v.last_used_ns, now_ns);
 		});
 	return r;
 }
@@ -228,10 +228,10 @@ SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be)
 		// Static mappings are user configuration, not state: kept for
 		// whoever owns them (`map`) to move to the new address.
 		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *) {
-			return k.addr == addr_be && !is_static(v);
+			return k.addr == addr_be && !bind_is_static(v);
 		},
 		[&](const kvx_bind_key &, const kvx_bind_val &v) {
-			return v.addr == addr_be && !is_static(v);
+			return v.addr == addr_be && !bind_is_static(v);
 		});
 	return r;
 }

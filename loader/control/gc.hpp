@@ -26,6 +26,9 @@ bool ct_expired(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t, uin
 // second) does not lose its binding to a sweep running in between.
 constexpr uint64_t kBindGraceNs = 30ULL * 1000 * 1000 * 1000;
 bool bind_idle(uint64_t last_used_ns, uint64_t now_ns);
+// A binding of a static mapping (port forward, 1:1): never expired, never
+// touched by the GC or by a flush.
+bool bind_is_static(const kvx_bind_val &v);
 
 uint64_t boottime_ns();
 
