@@ -8,6 +8,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
 
 namespace kvmxdp {
 
@@ -48,11 +49,30 @@ const LevelText &text_of(LogLevel level)
 	return kLevels[static_cast<int>(level)];
 }
 
+// libbpf's messages (the verifier log among them) go through log() like
+// ours, so that under systemd each line carries its priority and tests can
+// capture them.  libbpf may end a message without a newline and finish the
+// line in the next call: the tail waits for it.
 int libbpf_print(enum libbpf_print_level, const char *fmt, va_list args)
 {
 	if (!verbose_)
 		return 0;
-	return std::vfprintf(stderr, fmt, args);
+	static std::string pending;
+	va_list copy;
+	va_copy(copy, args);
+	int n = std::vsnprintf(nullptr, 0, fmt, copy);
+	va_end(copy);
+	if (n <= 0)
+		return n;
+	std::string text(static_cast<size_t>(n) + 1, '\0');
+	std::vsnprintf(text.data(), text.size(), fmt, args);
+	text.resize(static_cast<size_t>(n));
+	pending += text;
+	size_t start = 0;
+	for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1)
+		log(LogLevel::Debug, pending.substr(start, nl - start));
+	pending.erase(0, start);
+	return n;
 }
 
 } // namespace

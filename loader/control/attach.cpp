@@ -3,12 +3,14 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 
 #include "base/error.hpp"
 #include "base/log.hpp"
@@ -419,7 +421,20 @@ private:
 		kc_.timeouts = plan_.timeouts.empty() ? default_timeouts() :
 							parse_timeouts(plan_.timeouts);
 		std::memcpy(kc_.uplink_mac, uplink_.mac.data(), sizeof(kc_.uplink_mac));
-		kvmxdp::write_cfg(skel_->map_fd(KVX_MAP_CFG), kc_);
+		const int cfg_fd = skel_->map_fd(KVX_MAP_CFG);
+		// A reused cfg map is the one the pinned datapath reads: a later
+		// failure puts its old value back.  The skeleton (and its fd) is
+		// gone by the time the undo steps run, hence a duplicate.
+		if (resume_ &&
+		    std::find(to_pin_.begin(), to_pin_.end(), KVX_MAP_CFG) == to_pin_.end()) {
+			auto keep = std::make_shared<Fd>(::fcntl(cfg_fd, F_DUPFD_CLOEXEC, 3));
+			if (keep->get() < 0)
+				throw_errno("dup the cfg map fd", inst_.pin_dir);
+			rb_.add("runtime configuration", [keep, before = read_cfg(cfg_fd)] {
+				kvmxdp::write_cfg(keep->get(), before);
+			});
+		}
+		kvmxdp::write_cfg(cfg_fd, kc_);
 		// Resumed flows (or another subnet): the quota counts them from now on.
 		gflows_recount(skel_->map_fd(KVX_MAP_CT), skel_->map_fd(KVX_MAP_GFLOWS),
 			       kc_.subnet_mask);
@@ -471,12 +486,24 @@ private:
 		}
 		for (const auto &name : to_pin_) {
 			std::string path = pin_path(inst_.pin_dir, name);
+			// A replaced map stays open until attach commits: a failure
+			// pins it back, or the pinned state would be lost.
+			std::shared_ptr<Fd> old;
 			if (std::find(replace_pins_.begin(), replace_pins_.end(), path) !=
-			    replace_pins_.end())
+			    replace_pins_.end()) {
+				old = std::make_shared<Fd>(open_pinned(path));
 				::unlink(path.c_str());
-			check_libbpf(bpf_obj_pin(skel_->map_fd(name.c_str()), path.c_str()),
-				     "pin map", path);
-			rb_.add("pin " + path, [path] { ::unlink(path.c_str()); });
+			}
+			int err = bpf_obj_pin(skel_->map_fd(name.c_str()), path.c_str());
+			if (err < 0 && old)
+				bpf_obj_pin(old->get(), path.c_str());
+			check_libbpf(err, "pin map", path);
+			rb_.add("pin " + path, [path, old] {
+				::unlink(path.c_str());
+				if (old)
+					check_libbpf(bpf_obj_pin(old->get(), path.c_str()),
+						     "pin the replaced map back", path);
+			});
 		}
 		failpoint("pinned");
 	}
@@ -484,9 +511,6 @@ private:
 	void hooks()
 	{
 		const Instance *prev = prev_instance();
-		// An uplink changed on resume: our filter on the old one goes.
-		if (prev && prev->uplink != plan_.uplink)
-			tc_remove_ingress(nl_, prev->uplink, prev->clsact_created_uplink);
 		if (tc_hook(bridge_, "kvx_br_ingress"))
 			inst_.clsact_created_bridge = true;
 		// Recorded for the uplink it was created on only.
@@ -572,6 +596,11 @@ private:
 
 	void record()
 	{
+		// An uplink changed on resume: our filter on the old one goes,
+		// last, so that a failure before here leaves it serving.
+		const Instance *prev = prev_instance();
+		if (prev && prev->uplink != plan_.uplink)
+			tc_remove_ingress(nl_, prev->uplink, prev->clsact_created_uplink);
 		(*cfg_)->upsert(inst_);
 		(*cfg_)->detached.erase(plan_.bridge);
 		cfg_->save();

@@ -393,9 +393,14 @@ std::optional<uint64_t> xdp_features(int ifindex)
 {
 	NlSocket nl(NETLINK_GENERIC, 2);
 	static const char kFamily[] = "netdev";
-	static const std::optional<uint16_t> family =
-		genl_query<uint16_t>(nl, GENL_ID_CTRL, CTRL_CMD_GETFAMILY, CTRL_ATTR_FAMILY_NAME,
-				     kFamily, sizeof(kFamily), CTRL_ATTR_FAMILY_ID);
+	// The id is fixed while the kernel runs, so a found one is kept; a
+	// failed query (ENOBUFS, an interrupted dump) is not, or one bad
+	// moment would disable the XDP feature check for the daemon's life.
+	static std::optional<uint16_t> family;
+	if (!family)
+		family = genl_query<uint16_t>(nl, GENL_ID_CTRL, CTRL_CMD_GETFAMILY,
+					      CTRL_ATTR_FAMILY_NAME, kFamily, sizeof(kFamily),
+					      CTRL_ATTR_FAMILY_ID);
 	if (!family)
 		return std::nullopt;
 	uint32_t idx = static_cast<uint32_t>(ifindex);
