@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: GPL-2.0
 #
-# vm-tests/resume_stats.sh: small issue-3 items of the loader.
+# vm-tests/resume_stats.sh: two options of attach that outlive a restart.
 #  - `attach --clamp-mss N` writes kvx_cfg.clamp_mss and the config; a later
 #    attach without the flag keeps it; bad values are one error line.
 #  - Resume over a kvx_stats map of another size (an older kvmxdp with fewer
