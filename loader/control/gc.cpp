@@ -172,8 +172,23 @@ size_t delete_bindings(int bind_fd, Pick pick, PickOrphan pick_orphan)
 
 } // namespace
 
-SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
-		     int gflows_fd, uint32_t subnet_mask_be)
+FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t, uint64_t now_ns,
+			   kvx_ct_val *now)
+{
+	kvx_ct_val v{};
+	if (bpf_map_lookup_elem(ct_fd, &k, &v) != 0)
+		return FlowFate::Gone;
+	if (now)
+		*now = v;
+	if (!ct_expired(v, k.proto, t, now_ns))
+		return FlowFate::Kept;
+	if (bpf_map_delete_elem(ct_fd, &k) == 0)
+		return FlowFate::Deleted;
+	return FlowFate::Gone;
+}
+
+SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns, int gflows_fd,
+		     uint32_t subnet_mask_be)
 {
 	SweepResult r;
 	const auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
@@ -183,13 +198,18 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 	guests.reserve(flows.size());
 	for (const auto &[k, v] : flows) {
 		if (ct_expired(v, k.proto, t, now_ns)) {
-			if (bpf_map_delete_elem(ct_fd, &k) == 0) {
+			kvx_ct_val now_v{};
+			switch (delete_if_expired(ct_fd, k, t, now_ns, &now_v)) {
+			case FlowFate::Deleted:
 				r.ct_deleted++;
 				continue;
-			}
-			// Already gone (the datapath reclaimed it): not counted.
-			if (errno == ENOENT)
+			case FlowFate::Gone: // the datapath reclaimed it: not counted
 				continue;
+			case FlowFate::Kept: // refreshed since the dump
+				referenced.insert(ext_key(k.proto, now_v.ext_addr, now_v.ext_port));
+				guests.push_back(k.int_addr);
+				continue;
+			}
 		}
 		referenced.insert(ext_key(k.proto, v.ext_addr, v.ext_port));
 		guests.push_back(k.int_addr);

@@ -46,6 +46,16 @@ struct SweepResult {
 // (exact at every sweep, so neither the GC's deletions nor lost datapath
 // updates accumulate drift; flows created during the sweep are counted at
 // the next one).
+enum class FlowFate { Deleted, Kept, Gone };
+// The sweep picks expired flows from a dump that may be many milliseconds
+// old by the time it gets to one: a packet may have refreshed the flow
+// since.  The flow is read again and deleted only if still expired; the
+// window left is the one between that read and the delete (the kernel has
+// no compare-and-delete), microseconds instead of a whole dump.  *now gets
+// the value read (unless Gone).
+FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t, uint64_t now_ns,
+			   kvx_ct_val *now = nullptr);
+
 SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
 		     int gflows_fd = -1, uint32_t subnet_mask_be = 0);
 

@@ -96,6 +96,32 @@ TEST_F(GcMaps, SweepDeletesExpiredFlowsAndUnreferencedIdleBindings)
 	EXPECT_TRUE(has_bind(KVX_BIND_OUT, g2, 22, IPPROTO_TCP));
 }
 
+// A flow the dump saw expired but a packet refreshed since: the sweep's
+// delete re-reads it and keeps it (and so its binding).
+TEST_F(GcMaps, AFlowRefreshedSinceTheDumpIsKept)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t g1 = 0x0a000002, ext = 0xc0a80105;
+	add_flow(g1, 5000, ext, 61000, IPPROTO_UDP, KVX_CT_UDP, now - 31 * kSec);
+	kvx_ct_key k{};
+	kvx_ct_val v{};
+	ASSERT_EQ(bpf_map_get_next_key(ct_.get(), nullptr, &k), 0);
+	ASSERT_EQ(bpf_map_lookup_elem(ct_.get(), &k, &v), 0);
+	ASSERT_TRUE(ct_expired(v, k.proto, default_timeouts(), now)); // as the dump saw it
+	v.last_seen_ns = now - 1 * kSec;			       // the packet since
+	ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_EXIST), 0);
+	kvx_ct_val seen{};
+	EXPECT_EQ(delete_if_expired(ct_.get(), k, default_timeouts(), now, &seen), FlowFate::Kept);
+	EXPECT_EQ(seen.last_seen_ns, now - 1 * kSec);
+	EXPECT_EQ(count_entries<kvx_ct_key>(ct_.get()), 1u);
+	// Expired when re-read: deleted; then it is gone.
+	EXPECT_EQ(delete_if_expired(ct_.get(), k, default_timeouts(), now + 31 * kSec),
+		  FlowFate::Deleted);
+	EXPECT_EQ(delete_if_expired(ct_.get(), k, default_timeouts(), now + 31 * kSec),
+		  FlowFate::Gone);
+	EXPECT_EQ(count_entries<kvx_ct_key>(ct_.get()), 0u);
+}
+
 TEST_F(GcMaps, FlushOldExternalAddress)
 {
 	const uint64_t now = 100000 * kSec;
