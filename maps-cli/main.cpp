@@ -219,8 +219,12 @@ int main(int argc, char **argv)
 			return 0;
 		if (status->parsed()) {
 			auto j = status_json(g, status_bridge);
+			// Device names and firewall rules are the kernel's bytes:
+			// what is not UTF-8 is shown as U+FFFD, not refused.
 			if (json)
-				std::cout << j.dump(2) << std::endl;
+				std::cout << j.dump(2, ' ', false,
+						    nlohmann::json::error_handler_t::replace)
+					  << std::endl;
 			else
 				print_status(j, std::cout);
 			return 0;
