@@ -49,7 +49,7 @@ int main(int argc, char **argv)
 
 	AttachOptions a;
 	std::string subnet, nat_ports;
-	uint32_t ct_size = 0, bind_size = 0;
+	std::string ct_size, bind_size;
 	auto *attach = app.add_subcommand(
 		"attach", "attach the datapath to a bridge and its uplink, then run the daemon");
 	attach->add_option("--bridge", a.bridge, "the guests' bridge")->required();
@@ -71,15 +71,14 @@ int main(int argc, char **argv)
 		"NAT port range LO-HI (default: above net.ipv4.ip_local_port_range)");
 	attach->add_flag("--eif", a.eif,
 			 "endpoint-independent filtering (full cone, RFC 4787 EIF)");
-	auto *o_ct = attach->add_option("--ct-size", ct_size, "conntrack table entries")
-			     ->check(CLI::Range(1u, 1u << 24));
-	auto *o_bind = attach->add_option("--bind-size", bind_size, "binding table entries")
-			       ->check(CLI::Range(1u, 1u << 24));
-	uint32_t flow_quota = 0;
+	// Sizes are checked after parsing, by the checks the config loader
+	// uses too (model/options.hpp).
+	auto *o_ct = attach->add_option("--ct-size", ct_size, "conntrack table entries");
+	auto *o_bind = attach->add_option("--bind-size", bind_size, "binding table entries");
+	std::string flow_quota;
 	auto *o_quota = attach->add_option("--flow-quota", flow_quota,
 					   "max conntrack flows per guest address; 0: no quota "
-					   "(default: a quarter of --ct-size)")
-				->check(CLI::Range(0u, 1u << 24));
+					   "(default: a quarter of --ct-size)");
 	std::string timeouts;
 	auto *o_timeouts = attach->add_option(
 		"--timeouts", timeouts,
@@ -154,20 +153,27 @@ int main(int argc, char **argv)
 		return kExitUsage;
 	}
 	set_verbose(g.verbose);
+	if (attach->parsed()) {
+		try {
+			if (o_ct->count())
+				a.ct_size = parse_table_size(ct_size, "--ct-size");
+			if (o_bind->count())
+				a.bind_size = parse_table_size(bind_size, "--bind-size");
+			if (o_quota->count())
+				a.flow_quota = parse_flow_quota(flow_quota, "--flow-quota");
+		} catch (const std::exception &e) {
+			fail(e.what());
+			return kExitUsage;
+		}
+	}
 	try {
 		if (attach->parsed()) {
 			if (o_subnet->count())
 				a.subnet = subnet;
 			if (o_nat->count())
 				a.nat_ports = nat_ports;
-			if (o_ct->count())
-				a.ct_size = ct_size;
-			if (o_bind->count())
-				a.bind_size = bind_size;
 			if (o_mss->count())
 				a.clamp_mss = parse_clamp_mss(clamp_mss);
-			if (o_quota->count())
-				a.flow_quota = flow_quota;
 			if (o_timeouts->count())
 				a.timeouts = timeouts;
 			if (o_mode->count())
@@ -213,8 +219,12 @@ int main(int argc, char **argv)
 			return 0;
 		if (status->parsed()) {
 			auto j = status_json(g, status_bridge);
+			// Device names and firewall rules are the kernel's bytes:
+			// what is not UTF-8 is shown as U+FFFD, not refused.
 			if (json)
-				std::cout << j.dump(2) << std::endl;
+				std::cout << j.dump(2, ' ', false,
+						    nlohmann::json::error_handler_t::replace)
+					  << std::endl;
 			else
 				print_status(j, std::cout);
 			return 0;

@@ -146,6 +146,8 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		    << "  foreign firewall rules: " << co["foreign_rules"].size() << "\n";
 		for (const auto &r : co["foreign_rules"])
 			out << "    " << str(r) << "\n";
+		for (const auto &r : co.value("rules_unread", nlohmann::json::array()))
+			out << "  firewall rules not read: " << str(r) << "\n";
 		if (i.contains("mappings") && !i["mappings"].empty()) {
 			out << "  mappings:\n";
 			for (const auto &m : i["mappings"])

@@ -3,14 +3,16 @@
 #
 # vm-tests/bad_input.sh: every bad invocation exits non-zero with exactly one
 # `kvmxdp: error:` line on stderr that names the offending value, and leaves
-# nothing behind (no qdisc/filter/pin/sysctl/config change).  A second
-# attach while a daemon runs is refused the same way and the running
-# datapath is untouched.
+# nothing behind (no qdisc/filter/pin/sysctl/config change): bad options,
+# an interface name that is no UTF-8, a config holding a value the CLI
+# refuses.  A second attach while a daemon runs is refused the same way and
+# the running datapath is untouched; `conntrack --bridge` takes names only.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+ bridge kb<id> (192.168.122.1/24), host ns
 #                                                     host ns: uplink ku<id> 10.77.0.2/24,
 #                                                              default via 10.77.0.1   <- kvmxdp
+#                                                              kx\xff<id> (a veth to ky<id>, lan ns)
 #                                                     ip_local_port_range 32768-60999 (default)
 #   lan ns:    router, kl<id> 10.77.0.1/24 (towards host), kr<id> 10.78.0.1/24 (towards server),
 #              ip_forward=1 (here only)
@@ -73,6 +75,35 @@ bad_case "unknown option" "--frobnicate" "${ATTACH[@]}" --frobnicate
 bad_case "unknown subcommand" "frobnicate" frobnicate --bridge "$BR"
 bad_case "--uplink is the bridge itself" "$BR" attach --bridge "$BR" --uplink "$BR"
 bad_case "--mode garbage" "fast" "${ATTACH[@]}" --mode fast
+# A device the kernel accepts but whose name is no UTF-8 (any byte but '/',
+# ':' and blanks is allowed): refused by name, shown escaped.
+BADNAME=$'kx\xff'$KVX_ID
+kvx_veth "$NS_HOST" "$BADNAME" "$NS_LAN" "ky$KVX_ID"
+STATE=$(kvx_host_state)
+bad_case "uplink name not UTF-8" "'kx\\xff$KVX_ID'" attach --bridge "$BR" --uplink "$BADNAME"
+# A config hand-edited with a value the CLI refuses (--ct-size caps at
+# 2^24): attach refuses it, naming the file, the key and the value.
+cat >"$KVX_CFG" <<EOF
+{"version": 1, "instances": [{"bridge": "kz$KVX_ID", "uplink": "kw$KVX_ID",
+  "subnet": "192.168.124.0/24", "nat_port_lo": 61000, "nat_port_hi": 65535, "eif": false,
+  "ct_size": 4294967295, "bind_size": 1024, "bpffs": "$BPFFS",
+  "pin_dir": "$BPFFS/kvmxdp/kz$KVX_ID", "clsact_created": {"bridge": true, "uplink": true},
+  "saved_sysctls": {}, "mappings": []}]}
+EOF
+cfg_before=$(cat "$KVX_CFG")
+bad_case "config with ct_size 2^32-1" "config $KVX_CFG: invalid instances[0].ct_size '4294967295'" "${ATTACH[@]}"
+assert_eq "config with ct_size 2^32-1: file unchanged" "$cfg_before" "$(cat "$KVX_CFG")"
+# A forward a detach kept, on ports this attach's NAT range (the default,
+# 61000-65535) would take: the config it wrote could not be read back.
+cat >"$KVX_CFG" <<EOF
+{"version": 1, "instances": [], "detached": {"$BR": {"uplink": "$UP", "mappings": [
+  {"ext": "uplink:62000", "guest": "192.168.122.11:80", "proto": "tcp", "add_address": false,
+   "network": null, "gateway": null}]}}}
+EOF
+cfg_before=$(cat "$KVX_CFG")
+bad_case "a kept forward inside the NAT ports" "mapping 'uplink:62000 192.168.122.11:80 tcp': external ports 62000 overlap the NAT port range 61000-65535" "${ATTACH[@]}"
+assert_eq "a kept forward inside the NAT ports: config unchanged" "$cfg_before" "$(cat "$KVX_CFG")"
+rm -f "$KVX_CFG"
 # No --subnet and no address on the bridge: there is no guest subnet to use.
 ip -n "$NS_HOST" addr del "$GW_IP/24" dev "$BR"
 STATE=$(kvx_host_state)
@@ -85,6 +116,8 @@ kvx_attach_bg || kvx_fatal "cannot attach"
 first=$KVX_DAEMON_PID
 STATE=$(kvx_host_state)
 bad_case "second attach" "$BR" "${ATTACH[@]}"
+# Not an interface name, though the pins it would name are there.
+bad_case "conntrack --bridge $BR/" "'$BR/'" conntrack list --bridge "$BR/"
 assert_eq "first daemon still running" 0 "$(kill -0 "$first" 2>/dev/null; echo $?)"
 assert_eq "status still names the first daemon" "$first" "$(kvx_json 'i["daemon_pid"]')"
 assert_eq "one bpf filter on the bridge" 1 "$(kvx_tc_bpf_filters "$BR")"

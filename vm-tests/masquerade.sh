@@ -3,7 +3,8 @@
 #
 # vm-tests/masquerade.sh: kvmxdp masquerades two guests behind the uplink
 # address with real clients (ping, curl, iperf3, UDP), checksums proven end
-# to end, the host stack bypassed, no netfilter involved.
+# to end, the host stack bypassed, no netfilter involved; status reads the
+# firewall rule sets with /usr/sbin's tools, not those first in PATH.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+ bridge kb<id> (192.168.122.1/24), host ns
@@ -58,6 +59,18 @@ assert_eq "status --json has every documented key (reasons: ${reasons:0:40}...)"
 brnf=$(kvx_sysctl_get "$NS_HOST" net/bridge/bridge-nf-call-iptables 2>/dev/null || echo 0)
 assert_eq "status: coexistence.br_netfilter matches bridge-nf-call-iptables=$brnf" \
 	"$([[ $brnf == 1 ]] && echo true || echo false)" "$(kvx_json 'i["coexistence"]["br_netfilter"]' "$st")"
+# The firewall tools come from /usr/sbin or /sbin, never from the caller's
+# PATH (status runs as root): stand-ins first in PATH must not run.
+mkdir -p "$KVX_TMP/fakebin"
+for tool in nft iptables-save; do
+	printf '#!/bin/sh\necho "$0" >>%q\n' "$KVX_TMP/fakebin.ran" >"$KVX_TMP/fakebin/$tool"
+	chmod +x "$KVX_TMP/fakebin/$tool"
+done
+st2=$(PATH="$KVX_TMP/fakebin:$PATH" nsx "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" status --json \
+	--bridge "$BR" 2>>"$KVX_TMP/status.err" || true)
+assert_eq "status ran no firewall tool found through PATH" "" "$(cat "$KVX_TMP/fakebin.ran" 2>/dev/null || true)"
+assert_eq "status read both rule sets (coexistence.rules_unread empty)" "[]" \
+	"$(kvx_json 'i["coexistence"]["rules_unread"]' "$st2")"
 assert_eq "one bpf filter on the bridge ingress" 1 "$(kvx_tc_bpf_filters "$BR")"
 assert_eq "one bpf filter on the uplink ingress" 1 "$(kvx_tc_bpf_filters "$UP")"
 assert_eq "bridge forwarding on while attached" 1 \

@@ -103,6 +103,30 @@ bool verbose()
 	return verbose_;
 }
 
+void StepLog::failed(const std::string &step, const std::string &msg, Clock::time_point now)
+{
+	auto it = failing_.find(step);
+	if (it == failing_.end() || it->second.msg != msg) {
+		failing_[step] = {msg, now, 0};
+		log_warn(step + ": " + msg);
+		return;
+	}
+	Failing &f = it->second;
+	f.since_logged++;
+	if (now - f.logged < repeat_)
+		return;
+	log_warn(step + ": " + msg + " (still failing: " + std::to_string(f.since_logged) +
+		 " more time(s) since it was last logged)");
+	f.logged = now;
+	f.since_logged = 0;
+}
+
+void StepLog::ok(const std::string &step)
+{
+	if (failing_.erase(step))
+		log_info(step + ": recovered");
+}
+
 LogCapture::LogCapture()
 	: outer_(capture_)
 {

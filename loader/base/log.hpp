@@ -8,6 +8,8 @@
 // warning` finds the daemon's warnings.
 #pragma once
 
+#include <chrono>
+#include <map>
 #include <string>
 
 namespace kvmxdp {
@@ -47,6 +49,33 @@ inline void log_verbose(const std::string &msg)
 // reported by our own error message, with a hint to -v).
 void set_verbose(bool on);
 bool verbose();
+
+// The failures of recurring steps (the daemon's once-a-second work): a
+// step that fails every tick must not flood the journal, and one step's
+// failure must not hide another's.  A failure is logged (as a warning,
+// "STEP: MESSAGE") when its message differs from the step's previous one,
+// the same message again at most once per `repeat` (with how often it
+// recurred), and the first success after a failure once.
+class StepLog {
+public:
+	using Clock = std::chrono::steady_clock;
+	explicit StepLog(Clock::duration repeat = std::chrono::minutes(10))
+		: repeat_(repeat)
+	{
+	}
+	void failed(const std::string &step, const std::string &msg,
+		    Clock::time_point now = Clock::now());
+	void ok(const std::string &step);
+
+private:
+	struct Failing {
+		std::string msg;
+		Clock::time_point logged;
+		unsigned long since_logged = 0; // failures not logged since
+	};
+	std::map<std::string, Failing> failing_;
+	Clock::duration repeat_;
+};
 
 // Collects the lines (without journal prefixes) instead of printing them,
 // for as long as it lives; for tests.

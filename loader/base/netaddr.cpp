@@ -7,6 +7,7 @@
 #include <cctype>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 #include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp {
@@ -23,12 +24,16 @@ std::string PortRange::str() const
 
 void check_ifname(const std::string &name)
 {
-	bool ok = !name.empty() && name.size() < IFNAMSIZ && name != "." && name != "..";
+	// The kernel's dev_valid_name(), plus: UTF-8 only, no control
+	// characters.  Names go into the JSON config, JSON output and log
+	// lines, none of which carries arbitrary bytes.
+	bool ok = !name.empty() && name.size() < IFNAMSIZ && name != "." && name != ".." &&
+		  is_printable_text(name);
 	for (char c : name)
 		if (c == '/' || c == ':' || std::isspace(static_cast<unsigned char>(c)))
 			ok = false;
 	if (!ok)
-		throw Error("invalid interface name '" + name + "'");
+		throw Error("invalid interface name '" + printable(name) + "'");
 }
 
 uint64_t parse_uint(const std::string &text, uint64_t max, const std::string &what)

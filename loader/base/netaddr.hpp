@@ -54,7 +54,9 @@ PortRange default_nat_range(const PortRange &ephemeral);
 void check_nat_range(const PortRange &nat, const PortRange &ephemeral);
 
 // Interface names: throws on an invalid one (empty, >= IFNAMSIZ, '/', ':',
-// whitespace), before any kernel call sees it.
+// whitespace, control characters, not UTF-8), before any kernel call sees
+// it.  The kernel takes any other byte; kvmxdp refuses such a device
+// rather than write a name it cannot represent into its config.
 void check_ifname(const std::string &name);
 
 // Strict unsigned decimal (no sign, no spaces, no trailing garbage).

@@ -307,6 +307,16 @@ private:
 		PortRange eph = parse_local_port_range(sys_.read(kLocalPortRangeKey));
 		inst_.nat_ports = plan_.nat_ports ? *plan_.nat_ports : default_nat_range(eph);
 		check_nat_range(inst_.nat_ports, eph);
+		// A new --subnet or --nat-ports must still hold the recorded
+		// mappings: the config this attach writes is loaded by the
+		// same check.
+		try {
+			check_recorded_mappings(plan_.mappings, inst_.subnet, inst_.nat_ports);
+		} catch (const Error &e) {
+			throw Error("bridge '" + plan_.bridge + "': the recorded " + e.what() +
+				    " (subnet " + inst_.subnet.str() + ", NAT ports " +
+				    inst_.nat_ports.str() + "; 'kvmxdp map del' it first)");
+		}
 	}
 
 	// Conntrack and bindings survive a restart or an upgrade: the pinned

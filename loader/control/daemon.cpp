@@ -58,6 +58,21 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 {
 }
 
+template <typename F>
+void Daemon::step(const char *name, F &&f)
+{
+	// Anything: a kvmxdp::Error, a nlohmann exception, std::bad_alloc of
+	// a huge hand-edited config.  The datapath does not depend on this
+	// step and the next tick retries it; ending the daemon instead would
+	// end GC and the uplink following for good.
+	try {
+		f();
+		steps_.ok(name);
+	} catch (const std::exception &e) {
+		steps_.failed(name, e.what());
+	}
+}
+
 void Daemon::refresh_bridge(NlSocket &nl)
 {
 	auto link = find_link(nl, inst_.bridge);
@@ -66,26 +81,24 @@ void Daemon::refresh_bridge(NlSocket &nl)
 	// A libvirt network restart deletes and re-creates the bridge: the
 	// filter went with the old device, and the new one starts with
 	// forwarding at its default.  Guests re-join it as their taps come.
+	// A failure is retried on the next event or tick (step()); logged
+	// after the attach, so that a failing one is not a line per tick.
+	tc_attach_ingress(link->ifindex, inst_.bridge, skel_.prog_fd("kvx_br_ingress"));
 	log_info("bridge " + inst_.bridge + " is back as ifindex " + std::to_string(link->ifindex) +
-		 ": re-attaching");
+		 ": re-attached");
 	try {
-		tc_attach_ingress(link->ifindex, inst_.bridge, skel_.prog_fd("kvx_br_ingress"));
-		try {
-			Sysctl sys(sysctl_root_);
-			std::string fwd = forwarding_key(inst_.bridge);
-			if (sys.exists(fwd) && sys.read(fwd) != "1")
-				sys.write(fwd, "1");
-		} catch (const Error &e) {
-			log_info(std::string("forwarding on the re-created bridge: ") + e.what());
-		}
-		kvx_cfg cfg = read_cfg(cfg_fd_.get());
-		cfg.bridge_ifindex = static_cast<__u32>(link->ifindex);
-		write_cfg(cfg_fd_.get(), cfg);
-		bridge_ifindex_ = link->ifindex;
+		Sysctl sys(sysctl_root_);
+		std::string fwd = forwarding_key(inst_.bridge);
+		if (sys.exists(fwd) && sys.read(fwd) != "1")
+			sys.write(fwd, "1");
 	} catch (const Error &e) {
-		// Retried on the next event or tick.
-		log_info(std::string("re-attach to bridge failed: ") + e.what());
+		// Once per re-creation: not retried.
+		log_warn(std::string("forwarding on the re-created bridge: ") + e.what());
 	}
+	kvx_cfg cfg = read_cfg(cfg_fd_.get());
+	cfg.bridge_ifindex = static_cast<__u32>(link->ifindex);
+	write_cfg(cfg_fd_.get(), cfg);
+	bridge_ifindex_ = link->ifindex;
 }
 
 void Daemon::sync_mappings(NlSocket &nl, bool force)
@@ -150,7 +163,16 @@ void Daemon::follow_default_route(NlSocket &nl)
 	// outage neither moves the hook nor flushes a flow.
 	if (!route)
 		return;
-	auto link = find_link_by_index(nl, route->ifindex);
+	std::optional<LinkInfo> link;
+	try {
+		link = find_link_by_index(nl, route->ifindex);
+	} catch (const Error &e) {
+		// A device kvmxdp cannot name (check_ifname) is never recorded
+		// as the uplink.
+		throw Error("default route via ifindex " + std::to_string(route->ifindex) + ": " +
+			    e.what() + "; staying on " +
+			    (inst_.uplink.empty() ? "none" : inst_.uplink));
+	}
 	// The same name with a new ifindex is a re-created device: the
 	// re-attach in refresh_uplink handles it.
 	if (!link || link->name == inst_.uplink)
@@ -231,14 +253,8 @@ void Daemon::follow_default_route(NlSocket &nl)
 
 void Daemon::refresh_uplink(NlSocket &nl)
 {
-	if (inst_.uplink_auto) {
-		try {
-			follow_default_route(nl);
-		} catch (const Error &e) {
-			// Retried on the next event or tick.
-			log_info(std::string("following the default route: ") + e.what());
-		}
-	}
+	if (inst_.uplink_auto)
+		step("following the default route", [&] { follow_default_route(nl); });
 	// --uplink auto before any default route: kvx_cfg has no uplink
 	// (ifindex 0, address 0): guest traffic to the outside is dropped.
 	if (inst_.uplink.empty())
@@ -254,20 +270,17 @@ void Daemon::refresh_uplink(NlSocket &nl)
 	if (link && link->ifindex != uplink_ifindex_) {
 		// The uplink was re-created (a new ifindex): its TC filter went
 		// with the old device, so attach ours to the new one.
-		log_info("uplink " + inst_.uplink + " is back as ifindex " +
-			 std::to_string(link->ifindex) + ": re-attaching");
-		try {
+		step("re-attach to the uplink", [&] {
 			bool created = tc_attach_ingress(link->ifindex, inst_.uplink,
 							 skel_.prog_fd("kvx_up_ingress"));
+			log_info("uplink " + inst_.uplink + " is back as ifindex " +
+				 std::to_string(link->ifindex) + ": re-attached");
 			if (created && !inst_.clsact_created_uplink)
 				record_uplink_clsact();
 			uplink_ifindex_ = link->ifindex;
 			cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
 			dirty = true;
-		} catch (const Error &e) {
-			// Retried on the next event or tick.
-			log_info(std::string("re-attach to uplink failed: ") + e.what());
-		}
+		});
 	}
 	// A re-created uplink (or a changed MAC) changes the source MAC of
 	// the ARP replies the datapath sends for mapped addresses.
@@ -327,19 +340,25 @@ void Daemon::sync_xdp(NlSocket &nl)
 		log_verbose("xdp: " + l);
 }
 
+void Daemon::refresh(NlSocket &nl, bool heal)
+{
+	// Each step on its own: an invalid config stops only the mapping
+	// sync, a failed netlink dump only its step.
+	step("uplink", [&] { refresh_uplink(nl); });
+	step("bridge", [&] { refresh_bridge(nl); });
+	step("mappings", [&] { sync_mappings(nl, heal); });
+	step("xdp", [&] { sync_xdp(nl); });
+}
+
 void Daemon::collect_garbage()
 {
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
 	// The per-guest flow counters are recounted at every sweep (control/gc.hpp).
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(),
 			  skel_.map_fd(KVX_MAP_GFLOWS), cfg.subnet_mask);
-	if (xdp_) {
-		try {
-			xdp_->sync_fdb(bridge_ifindex_, boottime_ns());
-		} catch (const Error &e) {
-			log_info(std::string("bridge forwarding database: ") + e.what());
-		}
-	}
+	if (xdp_)
+		step("bridge forwarding database",
+		     [&] { xdp_->sync_fdb(bridge_ifindex_, boottime_ns()); });
 	if (r.ct_deleted || r.bind_deleted)
 		log_verbose("gc: " + std::to_string(r.ct_deleted) + " flow(s), " +
 			    std::to_string(r.bind_deleted) + " binding entr(ies) expired");
@@ -369,25 +388,14 @@ int Daemon::run()
 		if (now >= next_refresh) {
 			// Safety net besides events (lost on overrun, or a
 			// device that came back under the same name).
-			try {
-				refresh_uplink(nl);
-				refresh_bridge(nl);
-				bool heal = now >= next_heal;
-				if (heal)
-					next_heal = now + std::chrono::milliseconds(kMappingHealMs);
-				sync_mappings(nl, heal);
-				sync_xdp(nl);
-			} catch (const Error &e) {
-				log_info(std::string("uplink refresh: ") + e.what());
-			}
+			bool heal = now >= next_heal;
+			if (heal)
+				next_heal = now + std::chrono::milliseconds(kMappingHealMs);
+			refresh(nl, heal);
 			next_refresh = now + std::chrono::milliseconds(kPollMs);
 		}
 		if (now >= next_gc) {
-			try {
-				collect_garbage();
-			} catch (const Error &e) {
-				log_info(std::string("gc: ") + e.what());
-			}
+			step("gc", [&] { collect_garbage(); });
 			next_gc = now + std::chrono::milliseconds(kGcIntervalMs);
 		}
 		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -407,16 +415,8 @@ int Daemon::run()
 			return 0;
 		}
 		bool route_event = (fds[2].revents & POLLIN) && routes.drain();
-		if (((fds[1].revents & POLLIN) && mon.drain()) || route_event) {
-			try {
-				refresh_uplink(nl);
-				refresh_bridge(nl);
-				sync_mappings(nl, false);
-				sync_xdp(nl);
-			} catch (const Error &e) {
-				log_info(std::string("uplink refresh: ") + e.what());
-			}
-		}
+		if (((fds[1].revents & POLLIN) && mon.drain()) || route_event)
+			refresh(nl, false);
 	}
 }
 

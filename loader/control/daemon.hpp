@@ -8,8 +8,9 @@
 #include <optional>
 #include <string>
 
-#include "model/config.hpp"
 #include "base/fd.hpp"
+#include "base/log.hpp"
+#include "model/config.hpp"
 #include "model/mapping.hpp"
 
 namespace kvmxdp {
@@ -43,6 +44,13 @@ public:
 	void set_xdp(XdpPath *xdp) { xdp_ = xdp; }
 
 private:
+	// Runs f; a failure of any kind is logged through steps_ and retried
+	// at the next tick, the other steps run regardless.
+	template <typename F>
+	void step(const char *name, F &&f);
+	// The steps that follow the network and the config (each tick and
+	// on netlink events).
+	void refresh(NlSocket &nl, bool heal);
 	void refresh_uplink(NlSocket &nl);
 	// `--uplink auto`: moves the uplink hook to the default route's
 	// device when that route moved to another device.
@@ -75,6 +83,7 @@ private:
 	std::string refused_uplink_;
 	XdpPath *xdp_ = nullptr;
 	std::string xdp_sig_; // the decisions last logged
+	StepLog steps_;
 };
 
 } // namespace kvmxdp

@@ -33,8 +33,10 @@ using nlohmann::json;
 
 namespace {
 
-// Runs argv (no shell) and returns its stdout, or nullopt if it could not
-// run (not installed) or failed.
+// Runs argv (no shell; argv[0] an absolute path, never searched in PATH)
+// with a fixed, minimal environment and returns its stdout, or nullopt if
+// it failed.  status runs as root: neither the caller's PATH nor variables
+// such as LD_PRELOAD or XTABLES_LIBDIR may choose what it runs.
 std::optional<std::string> run_capture(const std::vector<std::string> &argv)
 {
 	int pipefd[2];
@@ -55,7 +57,10 @@ std::optional<std::string> run_capture(const std::vector<std::string> &argv)
 		for (const auto &a : argv)
 			args.push_back(const_cast<char *>(a.c_str()));
 		args.push_back(nullptr);
-		::execvp(args[0], args.data());
+		char path[] = "PATH=/usr/sbin:/usr/bin:/sbin:/bin";
+		char lang[] = "LC_ALL=C";
+		char *env[] = {path, lang, nullptr};
+		::execve(args[0], args.data(), env);
 		::_exit(127);
 	}
 	::close(pipefd[1]);
@@ -73,20 +78,33 @@ std::optional<std::string> run_capture(const std::vector<std::string> &argv)
 	return out;
 }
 
-std::optional<std::string> run_tool(const std::string &tool, std::vector<std::string> args)
+// The directories a distribution installs iptables and nft in (Debian:
+// /usr/sbin; /sbin on systems without a merged /usr).
+constexpr const char *kToolDirs[] = {"/usr/sbin/", "/sbin/"};
+
+// The firewall tool's output; a tool that is not installed there or that
+// fails is named in `unread` instead.
+std::optional<std::string> run_tool(const std::string &tool, std::vector<std::string> args,
+				    std::vector<std::string> &unread)
 {
-	// Root's PATH usually has the sbin directories; a service's may not.
-	for (const std::string &exe : {tool, "/usr/sbin/" + tool, "/sbin/" + tool}) {
-		args[0] = exe;
+	for (const char *dir : kToolDirs) {
+		args[0] = dir + tool;
+		if (::access(args[0].c_str(), X_OK) != 0)
+			continue;
 		if (auto out = run_capture(args))
 			return out;
+		unread.push_back(tool + ": " + args[0] + " failed");
+		return std::nullopt;
 	}
+	unread.push_back(tool + ": not installed (no " + kToolDirs[0] + tool + " or " +
+			 kToolDirs[1] + tool + ")");
 	return std::nullopt;
 }
 
 // Lines of the firewall rule sets that mention the bridge or libvirt's
 // chains: such rules see (or drop) what kvmxdp hands to the host stack.
-std::vector<std::string> foreign_rules(const std::string &bridge)
+// The rule sets that could not be read are named in `unread`.
+std::vector<std::string> foreign_rules(const std::string &bridge, std::vector<std::string> &unread)
 {
 	std::vector<std::string> out;
 	auto scan = [&](const std::string &prefix, const std::optional<std::string> &text) {
@@ -104,10 +122,8 @@ std::vector<std::string> foreign_rules(const std::string &bridge)
 			out.push_back(prefix + line.substr(b == std::string::npos ? 0 : b));
 		}
 	};
-	scan("iptables: ", run_tool("iptables-save", {
-							     "",
-						     }));
-	scan("nft: ", run_tool("nft", {"", "list", "ruleset"}));
+	scan("iptables: ", run_tool("iptables-save", {""}, unread));
+	scan("nft: ", run_tool("nft", {"", "list", "ruleset"}, unread));
 	return out;
 }
 
@@ -302,8 +318,10 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	}
 
 	bool br_nf = sys.try_read(kBrNfCallIptablesKey).value_or("0") == "1";
-	auto rules = foreign_rules(inst.bridge);
-	j["coexistence"] = {{"br_netfilter", br_nf}, {"foreign_rules", rules}};
+	std::vector<std::string> unread;
+	auto rules = foreign_rules(inst.bridge, unread);
+	j["coexistence"] = {
+		{"br_netfilter", br_nf}, {"foreign_rules", rules}, {"rules_unread", unread}};
 	if (br_nf)
 		warnings.push_back("br_netfilter is active (bridge-nf-call-iptables=1): bridged "
 				   "frames pass netfilter/conntrack before the bridge's TC hook; "

@@ -17,35 +17,95 @@
 
 namespace kvmxdp {
 
-bool host_listens(uint8_t proto, uint32_t addr, uint16_t port)
+namespace {
+
+// One line of /proc/net/{tcp,udp}{,6}: "sl local_address rem_address st ...",
+// the local address as hex of the kernel's in-memory words and the port as
+// hex.  nullopt for a line that is not a listener (or not parseable).
+struct Listener {
+	bool wildcard;
+	uint32_t addr;
+	uint16_t port;
+};
+
+std::optional<Listener> parse_line(const std::string &line, bool tcp, bool v6)
 {
+	std::istringstream is(line);
+	std::string sl, local, remote, st;
+	if (!(is >> sl >> local >> remote >> st))
+		return std::nullopt;
+	// TCP_LISTEN (0A); an unconnected UDP socket shows TCP_CLOSE (07).
+	if (st != (tcp ? "0A" : "07"))
+		return std::nullopt;
+	auto colon = local.find(':');
+	if (colon == std::string::npos)
+		return std::nullopt;
+	const std::string a = local.substr(0, colon), p = local.substr(colon + 1);
+	auto hex = [](const std::string &h, size_t digits) {
+		return h.size() == digits &&
+		       h.find_first_not_of("0123456789abcdefABCDEF") == std::string::npos;
+	};
+	if (!hex(p, 4) || !hex(a, v6 ? 32 : 8))
+		return std::nullopt;
+	Listener l{};
+	l.port = static_cast<uint16_t>(std::stoul(p, nullptr, 16));
+	l.wildcard = a.find_first_not_of('0') == std::string::npos;
+	if (!v6 && !l.wildcard)
+		l.addr = ntohl(static_cast<uint32_t>(std::stoul(a, nullptr, 16)));
+	else if (!l.wildcard)
+		return std::nullopt; // an IPv6 address: never a mapped IPv4 one
+	return l;
+}
+
+std::string read_text(const std::string &path)
+{
+	std::ifstream f(path);
+	std::ostringstream ss;
+	ss << f.rdbuf();
+	return ss.str();
+}
+
+} // namespace
+
+ListeningSockets ListeningSockets::read(uint8_t proto, const std::string &proc_root)
+{
+	const std::string base = proc_root + "/net/" + (proto == IPPROTO_TCP ? "tcp" : "udp");
+	return parse(proto, read_text(base), read_text(base + "6"));
+}
+
+ListeningSockets ListeningSockets::parse(uint8_t proto, const std::string &v4,
+					 const std::string &v6)
+{
+	ListeningSockets out;
 	const bool tcp = proto == IPPROTO_TCP;
-	for (const char *file :
-	     {tcp ? "/proc/net/tcp" : "/proc/net/udp", tcp ? "/proc/net/tcp6" : "/proc/net/udp6"}) {
-		const bool v6 = std::strchr(file, '6') != nullptr;
-		std::ifstream f(file);
+	for (const auto &[text, is6] : {std::make_pair(&v4, false), std::make_pair(&v6, true)}) {
+		std::istringstream in(*text);
 		std::string line;
-		std::getline(f, line);
-		while (std::getline(f, line)) {
-			std::istringstream is(line);
-			std::string sl, local, remote, st;
-			if (!(is >> sl >> local >> remote >> st))
-				continue;
-			if (st != (tcp ? "0A" : "07"))
-				continue;
-			auto colon = local.find(':');
-			if (colon == std::string::npos)
-				continue;
-			if (std::stoul(local.substr(colon + 1), nullptr, 16) != port)
-				continue;
-			std::string a = local.substr(0, colon);
-			if (a.find_first_not_of('0') == std::string::npos)
-				return true; // wildcard
-			if (!v6 && ntohl(static_cast<uint32_t>(std::stoul(a, nullptr, 16))) == addr)
-				return true;
-		}
+		std::getline(in, line); // the header
+		while (std::getline(in, line))
+			if (auto l = parse_line(line, tcp, is6))
+				out.entries_.push_back({l->wildcard, l->addr, l->port});
 	}
+	return out;
+}
+
+bool ListeningSockets::listens(uint32_t addr, uint16_t port) const
+{
+	for (const Entry &e : entries_)
+		if (e.port == port && (e.wildcard || e.addr == addr))
+			return true;
 	return false;
+}
+
+std::optional<uint16_t> ListeningSockets::first_listening(uint32_t addr,
+							  const PortRange &ports) const
+{
+	std::optional<uint16_t> first;
+	for (const Entry &e : entries_)
+		if (e.port >= ports.lo && e.port <= ports.hi && (e.wildcard || e.addr == addr) &&
+		    (!first || e.port < *first))
+			first = e.port;
+	return first;
 }
 
 std::optional<uint64_t> netns_cookie()

@@ -2,9 +2,14 @@
 #include "model/config.hpp"
 
 #include <algorithm>
+#include <functional>
 
 #include "base/error.hpp"
+#include "base/sysctl.hpp"
+#include "base/text.hpp"
 #include "kvmxdp/ct_rules.h"
+#include "model/options.hpp"
+#include "model/timeouts.hpp"
 
 namespace kvmxdp {
 
@@ -152,9 +157,29 @@ json to_json(const Config &cfg)
 
 namespace {
 
+// Errors name the key and the value: "instances[0].uplink: invalid
+// interface name 'a/b'"; ConfigStore::load puts the file in front.
 [[noreturn]] void bad(const std::string &field, const std::string &why)
 {
-	throw Error("config field " + field + ": " + why);
+	throw Error(field + ": " + why);
+}
+
+// A JSON value in an error message (it came from a parse, so it dumps).
+std::string shown(const json &v)
+{
+	std::string s = v.dump();
+	return s.size() > 60 ? s.substr(0, 57) + "..." : s;
+}
+
+// Runs a check of the CLI on a value read from the config; its error
+// (naming the value) gets the key in front.
+void checked(const std::string &field, const std::function<void()> &check)
+{
+	try {
+		check();
+	} catch (const Error &e) {
+		bad(field, e.what());
+	}
 }
 
 const json &member(const json &obj, const std::string &name, const std::string &field)
@@ -170,24 +195,31 @@ std::string get_string(const json &obj, const std::string &name, const std::stri
 	std::string field = prefix + name;
 	const json &v = member(obj, name, field);
 	if (!v.is_string())
-		bad(field, "expected a string");
+		bad(field, "expected a string, got " + shown(v));
 	std::string s = v.get<std::string>();
 	if (s.empty())
 		bad(field, "empty");
 	return s;
 }
 
-uint64_t get_uint(const json &obj, const std::string &name, const std::string &prefix, uint64_t lo,
-		  uint64_t hi)
+// A non-negative integer, for one of the CLI's checks (model/options.hpp),
+// which knows its range.
+uint64_t get_count(const json &obj, const std::string &name, const std::string &prefix)
 {
 	std::string field = prefix + name;
 	const json &v = member(obj, name, field);
 	if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<int64_t>() >= 0))
-		bad(field, "expected an integer " + std::to_string(lo) + ".." + std::to_string(hi));
-	auto n = v.get<uint64_t>();
+		bad(field, "expected an integer >= 0, got " + shown(v));
+	return v.get<uint64_t>();
+}
+
+uint64_t get_uint(const json &obj, const std::string &name, const std::string &prefix, uint64_t lo,
+		  uint64_t hi)
+{
+	auto n = get_count(obj, name, prefix);
 	if (n < lo || n > hi)
-		bad(field, "expected an integer " + std::to_string(lo) + ".." + std::to_string(hi) +
-				   ", got " + std::to_string(n));
+		bad(prefix + name, "expected an integer " + std::to_string(lo) + ".." +
+					   std::to_string(hi) + ", got " + std::to_string(n));
 	return n;
 }
 
@@ -196,7 +228,7 @@ bool get_bool(const json &obj, const std::string &name, const std::string &field
 	std::string field = field_prefix + name;
 	const json &v = member(obj, name, field);
 	if (!v.is_boolean())
-		bad(field, "expected true or false");
+		bad(field, "expected true or false, got " + shown(v));
 	return v.get<bool>();
 }
 
@@ -207,8 +239,17 @@ std::optional<std::string> get_opt_string(const json &obj, const std::string &na
 	if (it == obj.end() || it->is_null())
 		return std::nullopt;
 	if (!it->is_string())
-		bad(prefix + name, "expected a string");
+		bad(prefix + name, "expected a string, got " + shown(*it));
 	return it->get<std::string>();
+}
+
+// An interface name, as attach checks it: it goes into sysctl paths, pin
+// and pid file names and netlink requests.
+std::string get_ifname(const json &obj, const std::string &name, const std::string &prefix)
+{
+	std::string s = get_string(obj, name, prefix);
+	checked(prefix + name, [&] { check_ifname(s); });
+	return s;
 }
 
 StaticMapping mapping_from_json(const json &o, const std::string &field)
@@ -276,12 +317,16 @@ Config config_from_json(const json &j)
 		if (!o.is_object())
 			bad("instances[" + std::to_string(n) + "]", "expected an object");
 		Instance i;
-		i.bridge = get_string(o, "bridge", p);
+		i.bridge = get_ifname(o, "bridge", p);
 		i.uplink = get_string(o, "uplink", p);
 		if (i.uplink == "auto") {
 			// `--uplink auto`: the device it follows now (none yet: "").
 			i.uplink_auto = true;
 			i.uplink = get_opt_string(o, "uplink_device", p).value_or("");
+			if (!i.uplink.empty())
+				checked(p + "uplink_device", [&] { check_ifname(i.uplink); });
+		} else {
+			checked(p + "uplink", [&] { check_ifname(i.uplink); });
 		}
 		std::string subnet = get_string(o, "subnet", p);
 		try {
@@ -292,12 +337,24 @@ Config config_from_json(const json &j)
 		i.nat_ports.lo = static_cast<uint16_t>(get_uint(o, "nat_port_lo", p, 1, 65535));
 		i.nat_ports.hi = static_cast<uint16_t>(get_uint(o, "nat_port_hi", p, 1, 65535));
 		if (!KVX_PORT_RANGE_OK(i.nat_ports.lo, i.nat_ports.hi))
-			bad(p + "nat_port_hi", "smaller than nat_port_lo");
+			bad(p + "nat_port_hi", std::to_string(i.nat_ports.hi) +
+						       " is smaller than nat_port_lo " +
+						       std::to_string(i.nat_ports.lo));
 		i.eif = get_bool(o, "eif", p);
-		i.ct_size = static_cast<uint32_t>(get_uint(o, "ct_size", p, 1, UINT32_MAX));
-		i.bind_size = static_cast<uint32_t>(get_uint(o, "bind_size", p, 1, UINT32_MAX));
+		i.ct_size = check_table_size(get_count(o, "ct_size", p), p + "ct_size");
+		i.bind_size = check_table_size(get_count(o, "bind_size", p), p + "bind_size");
+		// attach records the absolute bpffs; detach empties pin_dir, so it
+		// must be the instance's own directory and nothing else.
 		i.bpffs = get_string(o, "bpffs", p);
+		if (i.bpffs[0] != '/' || normalize_dir(i.bpffs) != i.bpffs)
+			bad(p + "bpffs",
+			    "'" + printable(i.bpffs) + "' is not an absolute directory");
 		i.pin_dir = get_string(o, "pin_dir", p);
+		if (i.pin_dir != pin_dir_for(i.bpffs, i.bridge))
+			bad(p + "pin_dir", "'" + printable(i.pin_dir) + "' is not " +
+						   pin_dir_for(i.bpffs, i.bridge) +
+						   ", the pin directory of bridge '" + i.bridge +
+						   "' on bpffs " + i.bpffs);
 		const json &cc = member(o, "clsact_created", p + "clsact_created");
 		if (!cc.is_object())
 			bad(p + "clsact_created", "expected an object");
@@ -306,11 +363,19 @@ Config config_from_json(const json &j)
 		const json &saved = member(o, "saved_sysctls", p + "saved_sysctls");
 		if (!saved.is_object())
 			bad(p + "saved_sysctls", "expected an object");
+		// detach writes these back into /proc/sys.
 		i.saved_forwarding = get_opt_string(saved, "forwarding", p + "saved_sysctls.");
+		if (i.saved_forwarding && *i.saved_forwarding != "0" && *i.saved_forwarding != "1")
+			bad(p + "saved_sysctls.forwarding",
+			    "'" + printable(*i.saved_forwarding) + "' is not 0 or 1");
 		i.saved_reserved_ports =
 			get_opt_string(saved, "ip_local_reserved_ports", p + "saved_sysctls.");
+		if (i.saved_reserved_ports)
+			checked(p + "saved_sysctls.ip_local_reserved_ports",
+				[&] { parse_port_list(*i.saved_reserved_ports); });
 		if (o.contains("clamp_mss"))
-			i.clamp_mss = static_cast<uint16_t>(get_uint(o, "clamp_mss", p, 0, 65535));
+			i.clamp_mss =
+				check_clamp_mss(get_count(o, "clamp_mss", p), p + "clamp_mss");
 		if (o.contains("mode")) {
 			const std::string mode = get_string(o, "mode", p);
 			auto m = find_hook_mode(mode);
@@ -319,10 +384,12 @@ Config config_from_json(const json &j)
 			i.mode = *m;
 		}
 		if (o.contains("flow_quota"))
-			i.flow_quota = static_cast<uint32_t>(
-				get_uint(o, "flow_quota", p, 0, 0xffffffffu));
-		if (o.contains("timeouts"))
+			i.flow_quota =
+				check_flow_quota(get_count(o, "flow_quota", p), p + "flow_quota");
+		if (o.contains("timeouts")) {
 			i.timeouts = get_string(o, "timeouts", p);
+			checked(p + "timeouts", [&] { parse_timeouts(i.timeouts); });
+		}
 		// Absent in configurations of older versions: no mappings.
 		if (auto it = o.find("mappings"); it != o.end()) {
 			if (!it->is_array())
@@ -330,6 +397,12 @@ Config config_from_json(const json &j)
 			for (size_t k = 0; k < it->size(); k++)
 				i.mappings.push_back(mapping_from_json(
 					(*it)[k], p + "mappings[" + std::to_string(k) + "]"));
+			// What `map add` checked when it made them.
+			try {
+				check_recorded_mappings(i.mappings, i.subnet, i.nat_ports);
+			} catch (const Error &e) {
+				throw Error(p + e.what()); // "instances[0].mappings[1]: ..."
+			}
 		}
 		if (cfg.find(i.bridge))
 			bad(p + "bridge", "duplicate bridge " + i.bridge);
@@ -340,10 +413,13 @@ Config config_from_json(const json &j)
 			bad("detached", "expected an object");
 		for (const auto &[br, o] : it->items()) {
 			std::string p = "detached." + br;
+			checked("detached", [&] { check_ifname(br); });
 			if (!o.is_object())
 				bad(p, "expected an object");
 			Detached d;
 			d.uplink = get_string(o, "uplink", p + ".");
+			if (d.uplink != "auto")
+				checked(p + ".uplink", [&] { check_ifname(d.uplink); });
 			const json &mappings = member(o, "mappings", p + ".mappings");
 			if (!mappings.is_array())
 				bad(p + ".mappings", "expected an array");
@@ -388,6 +464,7 @@ Config ConfigStore::load() const
 	} catch (const json::parse_error &e) {
 		throw Error("config " + path_ + ": invalid JSON: " + e.what());
 	}
+	// One line naming the file, the key and the value.
 	try {
 		return config_from_json(j);
 	} catch (const Error &e) {

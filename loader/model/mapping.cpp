@@ -235,6 +235,26 @@ void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 	}
 }
 
+void check_recorded_mappings(const std::vector<StaticMapping> &mappings, const Ipv4Net &subnet,
+			     const PortRange &nat_ports)
+{
+	// No uplink address and no network: the checks that need them ran
+	// when `map add` made the mapping (its --force is not recorded).
+	MappingContext ctx;
+	ctx.subnet = subnet;
+	ctx.nat_ports = nat_ports;
+	ctx.force = true;
+	std::vector<Mapping> before;
+	for (size_t k = 0; k < mappings.size(); k++) {
+		try {
+			check_mapping(mappings[k].m, before, ctx);
+		} catch (const Error &e) {
+			throw Error("mappings[" + std::to_string(k) + "]: " + e.what());
+		}
+		before.push_back(mappings[k].m);
+	}
+}
+
 std::vector<BindEntry> mapping_entries(const Mapping &m, uint32_t uplink_addr)
 {
 	std::vector<BindEntry> in, out;

@@ -62,6 +62,15 @@ struct MappingContext {
 void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 		   const MappingContext &ctx);
 
+struct StaticMapping;
+
+// The mappings of an instance as recorded (config, attach), each against
+// the ones before it, with what is known without the network: the guest
+// in the subnet, no overlaps, a forward on the uplink's address outside
+// the NAT ports.  Throws Error naming the index ("mappings[2]: ...").
+void check_recorded_mappings(const std::vector<StaticMapping> &mappings, const Ipv4Net &subnet,
+			     const PortRange &nat_ports);
+
 struct BindEntry {
 	kvx_bind_key key;
 	kvx_bind_val val;

@@ -1,18 +1,58 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "model/options.hpp"
 
+#include <cstdint>
+
 #include "base/error.hpp"
 #include "base/netaddr.hpp"
 
 namespace kvmxdp {
 
+namespace {
+
+std::string value_error(const std::string &what, uint64_t v, const std::string &need)
+{
+	return "invalid " + what + " '" + std::to_string(v) + "': need " + need;
+}
+
+} // namespace
+
+uint16_t check_clamp_mss(uint64_t v, const std::string &what)
+{
+	if (v != 0 && (v < kMinClampMss || v > kMaxClampMss))
+		throw Error(value_error(what, v,
+					"0 (off) or " + std::to_string(kMinClampMss) + ".." +
+						std::to_string(kMaxClampMss)));
+	return static_cast<uint16_t>(v);
+}
+
 uint16_t parse_clamp_mss(const std::string &text)
 {
-	uint64_t v = parse_uint(text, 65535, "--clamp-mss");
-	if (v != 0 && (v < kMinClampMss || v > kMaxClampMss))
-		throw Error("invalid --clamp-mss '" + text + "': need 0 (off) or " +
-			    std::to_string(kMinClampMss) + ".." + std::to_string(kMaxClampMss));
-	return static_cast<uint16_t>(v);
+	return check_clamp_mss(parse_uint(text, 65535, "--clamp-mss"), "--clamp-mss");
+}
+
+uint32_t check_table_size(uint64_t v, const std::string &what)
+{
+	if (v < 1 || v > kMaxTableSize)
+		throw Error(value_error(what, v, "1.." + std::to_string(kMaxTableSize)));
+	return static_cast<uint32_t>(v);
+}
+
+uint32_t parse_table_size(const std::string &text, const std::string &what)
+{
+	return check_table_size(parse_uint(text, UINT64_MAX, what), what);
+}
+
+uint32_t check_flow_quota(uint64_t v, const std::string &what)
+{
+	if (v > kMaxTableSize)
+		throw Error(value_error(what, v, "0 (no quota).." + std::to_string(kMaxTableSize)));
+	return static_cast<uint32_t>(v);
+}
+
+uint32_t parse_flow_quota(const std::string &text, const std::string &what)
+{
+	return check_flow_quota(parse_uint(text, UINT64_MAX, what), what);
 }
 
 } // namespace kvmxdp

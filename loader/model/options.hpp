@@ -39,9 +39,24 @@ struct AttachOptions {
 	std::optional<std::string> mode;
 };
 
+// One check per value, shared by the command line and the config loader
+// (model/config.hpp), so that a hand-edited config can hold nothing the
+// CLI refuses.  `what` names the value in the error: the option
+// ("--ct-size") or the config key ("instances[0].ct_size").
+
 // attach --clamp-mss: 0 (off) or kMinClampMss..kMaxClampMss.
 constexpr uint32_t kMinClampMss = 536;	 // RFC 879's default MSS
 constexpr uint32_t kMaxClampMss = 65495; // 65535 - 40
+uint16_t check_clamp_mss(uint64_t v, const std::string &what);
 uint16_t parse_clamp_mss(const std::string &text);
+
+// attach --ct-size, --bind-size: entries of a preallocated hash map
+// (memory is taken at load time, so the cap is what a laptop can spare).
+constexpr uint32_t kMaxTableSize = 1u << 24;
+uint32_t check_table_size(uint64_t v, const std::string &what);
+uint32_t parse_table_size(const std::string &text, const std::string &what);
+// attach --flow-quota: 0 (no quota) .. kMaxTableSize flows per guest.
+uint32_t check_flow_quota(uint64_t v, const std::string &what);
+uint32_t parse_flow_quota(const std::string &text, const std::string &what);
 
 } // namespace kvmxdp

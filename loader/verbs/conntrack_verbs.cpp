@@ -25,6 +25,10 @@ struct CtPins {
 
 CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
 {
+	// The name becomes a pin directory below --bpffs: only a name attach
+	// would take ("a/b" names a directory no instance has).
+	if (!bridge.empty())
+		check_ifname(bridge);
 	Config cfg = ConfigStore(g.config).load();
 	std::string pin_dir;
 	CtPins p;

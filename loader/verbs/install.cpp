@@ -11,6 +11,7 @@
 
 #include "base/error.hpp"
 #include "base/fs.hpp"
+#include "base/text.hpp"
 
 namespace kvmxdp {
 
@@ -41,6 +42,28 @@ std::string sdq(const std::string &s)
 		body += c;
 	}
 	return quote ? "\"" + body + "\"" : body;
+}
+
+// A path install writes into the unit or the hook.  Refused: what would
+// end the line it is on (a newline: the rest becomes a directive of its
+// own), a '%' (a systemd specifier in some directives and escaped
+// differently in each), control characters and bytes that are not UTF-8
+// (systemd ignores such an assignment), and a relative path (the unit runs
+// in '/').  Blanks, quotes, '$' and '\' are quoted by sdq() and shq().
+void check_unit_path(const std::string &what, const std::string &path)
+{
+	std::string why;
+	if (path.empty() || path[0] != '/')
+		why = "not an absolute path";
+	else if (!is_utf8(path))
+		why = "not UTF-8";
+	else if (!is_printable_text(path))
+		why = "a control character (newline, tab, ...)";
+	else if (path.find('%') != std::string::npos)
+		why = "'%' (a systemd specifier)";
+	if (!why.empty())
+		throw Error("install: " + what + " '" + printable(path) +
+			    "' cannot go into the unit: " + why);
 }
 
 std::string self_exe()
@@ -120,6 +143,13 @@ std::vector<std::string> install_files(const InstallOptions &o, const std::strin
 	std::string exe = o.prefix.empty() ? self_exe() : o.prefix + "/sbin/kvmxdp";
 	std::string unit_dir = o.unit_dir.empty() ? "/etc/systemd/system" : o.unit_dir;
 	std::string hook_dir = o.hook_dir.empty() ? "/etc/libvirt/hooks/network.d" : o.hook_dir;
+	// Before anything is written.
+	check_unit_path(o.prefix.empty() ? "the binary's path" : "--prefix", exe);
+	check_unit_path("--config", config);
+	if (!o.bpffs.empty())
+		check_unit_path("--bpffs", o.bpffs);
+	if (!o.run_dir.empty())
+		check_unit_path("--run-dir", o.run_dir);
 	std::vector<std::string> written;
 	auto put = [&](const std::string &dir, const std::string &name, const std::string &text,
 		       mode_t mode) {

@@ -72,6 +72,11 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	if (o.add_address && m.ext_uplink)
 		throw Error("--add-address with 'uplink': the uplink's address is there already");
 	require_root("map add");
+	// The host's listeners, read once and before the config lock that
+	// every other kvmxdp command and the daemon wait for.
+	std::optional<ListeningSockets> listening;
+	if (!m.one_to_one())
+		listening = ListeningSockets::read(static_cast<uint8_t>(m.proto));
 	LockedConfig cfg(g.config);
 	Instance &inst = instance_of(cfg, o, g.config);
 
@@ -106,16 +111,11 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	const uint32_t ext = m.ext(ctx.uplink_addr);
 	const bool own = m.ext_uplink || (ctx.uplink_addr && m.ext_addr == ctx.uplink_addr);
 
-	if (!m.one_to_one() && ext) {
-		for (uint32_t p = m.ext_ports.lo; p <= m.ext_ports.hi; p++)
-			if (host_listens(static_cast<uint8_t>(m.proto), ext,
-					 static_cast<uint16_t>(p))) {
-				log_warn("a host socket listens on " + m.proto_str() + " port " +
-					 std::to_string(p) + " of " + format_ipv4(ext) +
-					 ": the forward takes its inbound traffic");
-				break;
-			}
-	}
+	if (listening && ext)
+		if (auto p = listening->first_listening(ext, m.ext_ports))
+			log_warn("a host socket listens on " + m.proto_str() + " port " +
+				 std::to_string(*p) + " of " + format_ipv4(ext) +
+				 ": the forward takes its inbound traffic");
 
 	// Claim the address unless it is ours already (the uplink's, or one
 	// another mapping claimed).

@@ -28,7 +28,7 @@ Instance sample(const std::string &bridge = "br0.10")
 	i.ct_size = 4096;
 	i.bind_size = 2048;
 	i.bpffs = "/sys/fs/bpf";
-	i.pin_dir = "/sys/fs/bpf/kvmxdp/br0:10";
+	i.pin_dir = pin_dir_for(i.bpffs, bridge);
 	i.clsact_created_bridge = true;
 	i.clsact_created_uplink = false;
 	i.saved_forwarding = "0";
@@ -187,4 +187,117 @@ TEST(ConfigStore, BrokenFileIsAClearError)
 		EXPECT_NE(std::string(e.what()).find("instances[0].uplink"), std::string::npos)
 			<< e.what();
 	}
+}
+
+// A hand-edited config is held to what the command line accepts, one check
+// per value shared with it: every refusal is one line naming the file, the
+// key and the value.
+TEST(ConfigStore, HandEditedValuesAreCheckedLikeTheCommandLine)
+{
+	TempDir t;
+	const std::string path = t.path() + "/kvmxdp.json";
+	Config c;
+	Instance i = sample();
+	i.mappings = {
+		{parse_mapping("192.168.1.101", "192.168.122.11", ""), false, std::nullopt},
+		{parse_mapping("uplink:2222", "192.168.122.12:22", "tcp"), false, std::nullopt},
+	};
+	c.instances.push_back(i);
+	c.detached["br1"] = Detached{"eth0", {}};
+	const json good = to_json(c);
+	std::ofstream(path) << good.dump(2);
+	ASSERT_NO_THROW(ConfigStore(path).load());
+
+	struct Case {
+		std::function<void(json &)> edit;
+		std::string error; // after "config PATH: "
+	};
+	auto inst = [](json &j) -> json & { return j["instances"][0]; };
+	auto mapping = [](const char *ext, const char *guest, const char *proto) {
+		return json{{"ext", ext},	    {"guest", guest},	  {"proto", proto},
+			    {"add_address", false}, {"network", nullptr}, {"gateway", nullptr}};
+	};
+	const std::vector<Case> cases = {
+		{[&](json &j) { inst(j)["bridge"] = "a/b"; },
+		 "instances[0].bridge: invalid interface name 'a/b'"},
+		{[&](json &j) { inst(j)["uplink"] = "wlan0\n"; },
+		 "instances[0].uplink: invalid interface name 'wlan0\\x0a'"},
+		{[&](json &j) { inst(j)["uplink"] = "0123456789abcdef"; },
+		 "instances[0].uplink: invalid interface name '0123456789abcdef'"},
+		{[&](json &j) {
+			 inst(j)["uplink"] = "auto";
+			 inst(j)["uplink_device"] = "..";
+		 },
+		 "instances[0].uplink_device: invalid interface name '..'"},
+		{[&](json &j) { inst(j)["ct_size"] = 16777217; },
+		 "invalid instances[0].ct_size '16777217': need 1..16777216"},
+		{[&](json &j) { inst(j)["ct_size"] = 4294967296; },
+		 "invalid instances[0].ct_size '4294967296': need 1..16777216"},
+		{[&](json &j) { inst(j)["bind_size"] = 0; },
+		 "invalid instances[0].bind_size '0': need 1..16777216"},
+		{[&](json &j) { inst(j)["flow_quota"] = 16777217; },
+		 "invalid instances[0].flow_quota '16777217': need 0 (no quota)..16777216"},
+		{[&](json &j) { inst(j)["clamp_mss"] = 100; },
+		 "invalid instances[0].clamp_mss '100': need 0 (off) or 536..65495"},
+		{[&](json &j) { inst(j)["nat_port_lo"] = 0; },
+		 "instances[0].nat_port_lo: expected an integer 1..65535, got 0"},
+		{[&](json &j) { inst(j)["nat_port_hi"] = 60000; },
+		 "instances[0].nat_port_hi: 60000 is smaller than nat_port_lo 61000"},
+		{[&](json &j) { inst(j)["subnet"] = "192.168.122.0/31"; },
+		 "instances[0].subnet: invalid subnet '192.168.122.0/31': prefix length must be "
+		 "1..30"},
+		{[&](json &j) { inst(j)["timeouts"] = "udp=0"; },
+		 "instances[0].timeouts: invalid timeout 'udp=0': SECONDS must be a number "
+		 "1-315360000"},
+		{[&](json &j) { inst(j)["eif"] = 1; },
+		 "instances[0].eif: expected true or false, got 1"},
+		{[&](json &j) { inst(j)["mode"] = "fast"; },
+		 "instances[0].mode: 'fast' is not auto, tc or xdp"},
+		{[&](json &j) { inst(j)["bpffs"] = "sys/fs/bpf"; },
+		 "instances[0].bpffs: 'sys/fs/bpf' is not an absolute directory"},
+		{[&](json &j) { inst(j)["pin_dir"] = "/etc"; },
+		 "instances[0].pin_dir: '/etc' is not /sys/fs/bpf/kvmxdp/br0:10, the pin directory "
+		 "of bridge 'br0.10' on bpffs /sys/fs/bpf"},
+		{[&](json &j) { inst(j)["saved_sysctls"]["forwarding"] = "1\n0"; },
+		 "instances[0].saved_sysctls.forwarding: '1\\x0a0' is not 0 or 1"},
+		{[&](json &j) { inst(j)["saved_sysctls"]["ip_local_reserved_ports"] = "1-x"; },
+		 "instances[0].saved_sysctls.ip_local_reserved_ports: cannot parse port list "
+		 "'1-x' at '1-x'"},
+		{[&](json &j) { inst(j)["mappings"][1]["guest"] = "192.168.123.12:22"; },
+		 "instances[0].mappings[1]: mapping 'uplink:2222 192.168.123.12:22 tcp': guest "
+		 "192.168.123.12 is not a host address in 192.168.122.0/24"},
+		{[&](json &j) {
+			 inst(j)["mappings"].push_back(
+				 mapping("192.168.1.101", "192.168.122.13", "any"));
+		 },
+		 "instances[0].mappings[2]: mapping '192.168.1.101 192.168.122.13' conflicts with "
+		 "'192.168.1.101 192.168.122.11': one external address, two mappings"},
+		{[&](json &j) {
+			 inst(j)["mappings"].push_back(
+				 mapping("uplink:62000", "192.168.122.14:80", "tcp"));
+		 },
+		 "instances[0].mappings[2]: mapping 'uplink:62000 192.168.122.14:80 tcp': external "
+		 "ports 62000 overlap the NAT port range 61000-65535"},
+		{[&](json &j) { j["detached"]["b r"] = j["detached"]["br1"]; },
+		 "detached: invalid interface name 'b r'"},
+		{[&](json &j) { j["detached"]["br1"]["uplink"] = "x:y"; },
+		 "detached.br1.uplink: invalid interface name 'x:y'"},
+	};
+	for (const Case &k : cases) {
+		json j = good;
+		k.edit(j);
+		std::ofstream(path, std::ios::trunc) << j.dump(2);
+		std::string err = "(loaded)";
+		try {
+			ConfigStore(path).load();
+		} catch (const Error &e) {
+			err = e.what();
+		}
+		EXPECT_EQ(err, "config " + path + ": " + k.error);
+		EXPECT_EQ(err.find('\n'), std::string::npos) << "one line: " << err;
+	}
+	// "auto" is what the config says for `--uplink auto`, not a name.
+	json j = good;
+	j["detached"]["br1"]["uplink"] = "auto";
+	EXPECT_NO_THROW(config_from_json(j));
 }

@@ -92,3 +92,69 @@ TEST(Install, UnitCarriesNonDefaultPathsQuotedForSystemd)
 	EXPECT_EQ(unit_text("/usr/sbin/kvmxdp", "/etc/kvmxdp/kvmxdp.json").find("--bpffs"),
 		  std::string::npos);
 }
+
+// Every path install writes into the unit or the hook is checked first: a
+// newline would start a directive of its own ("--config $'/x\nExecStartPre=...'"),
+// '%' is a systemd specifier.  One line naming the value; nothing written.
+TEST(Install, RefusesPathsThatWouldBreakTheUnit)
+{
+	struct Case {
+		std::string config, bpffs, run_dir, error;
+	};
+	const std::vector<Case> cases = {
+		{"/etc/kvmxdp/x.json\nExecStartPre=/bin/touch /tmp/owned", "", "",
+		 "install: --config '/etc/kvmxdp/x.json\\x0aExecStartPre=/bin/touch /tmp/owned' "
+		 "cannot go into the unit: a control character (newline, tab, ...)"},
+		{"/etc/kvmxdp/%i.json", "", "",
+		 "install: --config '/etc/kvmxdp/%i.json' cannot go into the unit: '%' (a systemd "
+		 "specifier)"},
+		{"kvmxdp.json", "", "",
+		 "install: --config 'kvmxdp.json' cannot go into the unit: not an absolute path"},
+		{"/etc/kvmxdp/\xff.json", "", "",
+		 "install: --config '/etc/kvmxdp/\\xff.json' cannot go into the unit: not UTF-8"},
+		{"/etc/kvmxdp/kvmxdp.json", "/run/bpf\r", "",
+		 "install: --bpffs '/run/bpf\\x0d' cannot go into the unit: a control character "
+		 "(newline, tab, ...)"},
+		{"/etc/kvmxdp/kvmxdp.json", "", "/run/kv%%x",
+		 "install: --run-dir '/run/kv%%x' cannot go into the unit: '%' (a systemd "
+		 "specifier)"},
+	};
+	for (const Case &c : cases) {
+		TempRoot t;
+		InstallOptions o;
+		o.root = t.path();
+		o.prefix = "/usr";
+		o.bpffs = c.bpffs;
+		o.run_dir = c.run_dir;
+		std::string err = "(installed)";
+		try {
+			install_files(o, c.config);
+		} catch (const std::exception &e) {
+			err = e.what();
+		}
+		EXPECT_EQ(err, c.error);
+		struct stat st {};
+		EXPECT_NE(::stat((t.path() + "/etc").c_str(), &st), 0) << "something was written";
+	}
+	TempRoot t;
+	InstallOptions o;
+	o.root = t.path();
+	o.prefix = "/opt/kv\tmx";
+	try {
+		install_files(o, "/etc/kvmxdp/kvmxdp.json");
+		ADD_FAILURE() << "a tab in --prefix accepted";
+	} catch (const std::exception &e) {
+		EXPECT_EQ(std::string(e.what()),
+			  "install: --prefix '/opt/kv\\x09mx/sbin/kvmxdp' cannot "
+			  "go into the unit: a control character (newline, "
+			  "tab, ...)");
+	}
+	// Blanks, quotes, '$' and '\' are allowed and quoted.
+	o.prefix = "/opt/kv mx";
+	ASSERT_NO_THROW(install_files(o, "/etc/kv \"$x\\y/kvmxdp.json"));
+	std::string unit = slurp(t.path() + "/etc/systemd/system/kvmxdp@.service");
+	EXPECT_NE(unit.find("ExecStart=\"/opt/kv mx/sbin/kvmxdp\" --config \"/etc/kv \\\"$$x\\\\y/"
+			    "kvmxdp.json\" attach"),
+		  std::string::npos)
+		<< unit;
+}

@@ -134,8 +134,8 @@ TEST(MappingConfig, ValidationNamesTheField)
 		json j = good;
 		tc.edit(j);
 		std::string err = error_of(j);
-		EXPECT_NE(err.find("config field " + tc.field), std::string::npos)
-			<< tc.field << " -> " << err;
+		// The key first, then what is wrong with its value.
+		EXPECT_EQ(err.rfind(tc.field + ": ", 0), 0u) << tc.field << " -> " << err;
 	}
 }
 

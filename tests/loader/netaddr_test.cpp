@@ -3,6 +3,7 @@
 
 #include "base/error.hpp"
 #include "base/netaddr.hpp"
+#include "base/text.hpp"
 
 using namespace kvmxdp;
 
@@ -117,4 +118,50 @@ TEST(Netaddr, NatRangeMustNotOverlapEphemeral)
 	expect_error_naming([&] { check_nat_range({60999, 65535}, eph); }, "60999-65535");
 	expect_error_naming([&] { check_nat_range({30000, 32768}, eph); }, "30000-32768");
 	expect_error_naming([&] { check_nat_range({40000, 40010}, eph); }, "32768-60999");
+}
+
+TEST(Netaddr, InterfaceNames)
+{
+	for (const char *good : {"br0", "br0.10", "virbr0-nic", "wlp0s20f3", "br-\xc3\xbc", "a"})
+		EXPECT_NO_THROW(check_ifname(good)) << good;
+	// What the kernel refuses (dev_valid_name) and what kvmxdp refuses on
+	// top: bytes that are no UTF-8 text, and control characters.
+	const std::vector<std::pair<std::string, std::string>> bad = {
+		{"", "''"},
+		{"0123456789abcdef", "'0123456789abcdef'"},
+		{".", "'.'"},
+		{"..", "'..'"},
+		{"a/b", "'a/b'"},
+		{"a:b", "'a:b'"},
+		{"a b", "'a b'"},
+		{"a\nb", "'a\\x0ab'"},
+		{"ku\xff", "'ku\\xff'"},
+		{"ku\xc3", "'ku\\xc3'"},
+		{"ku\xc0\xaf", "'ku\\xc0\\xaf'"}, // overlong '/'
+		{"ku\x1b[2J", "'ku\\x1b[2J'"},
+		{"ku\x7f", "'ku\\x7f'"},
+		{"ku\xc2\x9b", "'ku\\xc2\\x9b'"}, // C1 CSI
+	};
+	for (const auto &[name, shown] : bad) {
+		try {
+			check_ifname(name);
+			ADD_FAILURE() << "accepted " << printable(name);
+		} catch (const Error &e) {
+			EXPECT_EQ(std::string(e.what()), "invalid interface name " + shown);
+		}
+	}
+}
+
+TEST(Text, Utf8AndPrintable)
+{
+	EXPECT_TRUE(is_utf8(""));
+	EXPECT_TRUE(is_utf8("plain"));
+	EXPECT_TRUE(is_utf8("\xc3\xbc\xe2\x82\xac\xf0\x9f\x98\x80")); // ü € 😀
+	EXPECT_FALSE(is_utf8("\xff"));
+	EXPECT_FALSE(is_utf8("\xc3"));		   // truncated
+	EXPECT_FALSE(is_utf8("\xe0\x80\xaf"));	   // overlong
+	EXPECT_FALSE(is_utf8("\xed\xa0\x80"));	   // surrogate
+	EXPECT_FALSE(is_utf8("\xf4\x90\x80\x80")); // above U+10FFFF
+	EXPECT_EQ(printable("br\xc3\xbc x"), "br\xc3\xbc x");
+	EXPECT_EQ(printable("a\\b\tc\xff"), "a\\x5cb\\x09c\\xff");
 }

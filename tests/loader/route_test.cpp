@@ -120,10 +120,12 @@ TEST(RouteConfig, AutoRoundTrip)
 	c.instances.push_back(i);
 	Instance waiting = i;
 	waiting.bridge = "virbr1";
+	waiting.pin_dir = "/sys/fs/bpf/kvmxdp/virbr1";
 	waiting.uplink = ""; // no default route yet
 	c.instances.push_back(waiting);
 	Instance fixed = i;
 	fixed.bridge = "virbr2";
+	fixed.pin_dir = "/sys/fs/bpf/kvmxdp/virbr2";
 	fixed.uplink_auto = false;
 	c.instances.push_back(fixed);
 	nlohmann::json j = to_json(c);

@@ -1,0 +1,25 @@
+// SPDX-License-Identifier: GPL-2.0
+// Bytes that come from the kernel or the user (interface names, paths) on
+// their way into JSON, log lines and unit files.  JSON (RFC 8259) and the
+// systemd journal take UTF-8 text; a name the kernel accepts may be any
+// bytes but '/', ':' and whitespace.
+#pragma once
+
+#include <string>
+
+namespace kvmxdp {
+
+// Well-formed UTF-8 (RFC 3629: no overlong forms, no surrogates, at most
+// U+10FFFF); what nlohmann::json can dump without throwing.
+bool is_utf8(const std::string &s);
+
+// Well-formed UTF-8 without control characters (C0, DEL, C1): text that
+// can neither break a line nor send a terminal an escape sequence.
+bool is_printable_text(const std::string &s);
+
+// s for an error or log line: well-formed UTF-8 printable text as it is,
+// every other byte (control characters, DEL, invalid UTF-8) and '\' as
+// \xNN, so that a hostile name can neither break the line nor the terminal.
+std::string printable(const std::string &s);
+
+} // namespace kvmxdp
