@@ -386,12 +386,12 @@ Config ConfigStore::load() const
 	try {
 		j = json::parse(*text);
 	} catch (const json::parse_error &e) {
-		throw Error("config " + path_ + ": invalid JSON: " + e.what());
+		throw ConfigError("config " + path_ + ": invalid JSON: " + e.what());
 	}
 	try {
 		return config_from_json(j);
 	} catch (const Error &e) {
-		throw Error("config " + path_ + ": " + e.what());
+		throw ConfigError("config " + path_ + ": " + e.what());
 	}
 }
 
