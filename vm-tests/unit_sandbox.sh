@@ -262,6 +262,17 @@ wait_attached() {
 	done
 	kvx_fatal "the sandboxed daemon did not attach: $(cat "$KVX_DAEMON_LOG")"
 }
+# start_sandboxed N: ExecStart in the sandbox, traced into strace.N, its
+# output in unit.N.log; returns once it attached.
+start_sandboxed() {
+	KVX_DAEMON_LOG=$KVX_TMP/unit.$1.log
+	sandbox "$(setpriv_caps "${caps[@]}")" trace -- "${cmd[@]}"
+	exec 9>"$KVX_TMP/strace.$1"
+	kvx_bg "$KVX_DAEMON_LOG" "${SB[@]}"
+	exec 9>&-
+	KVX_DAEMON_PID=$KVX_LAST_PID
+	wait_attached
+}
 # The daemon's pid (strace's child), from its pid file.
 daemon_pid() { awk 'NR == 1 {print $1}' "$KVX_TMP"/run/*.pid 2>/dev/null; }
 # The capability mask of CAP_X names, as /proc/PID/status prints it.
@@ -301,13 +312,7 @@ check_trace() {
 
 kvx_step "'systemd' runs ExecStart for $unit_name in the sandbox (${caps[*]})"
 [[ -n ${KVX_FWD0:-} ]] || KVX_FWD0=$(kvx_fwd_datagrams)
-KVX_DAEMON_LOG=$KVX_TMP/unit.1.log
-sandbox "$(setpriv_caps "${caps[@]}")" trace -- "${cmd[@]}"
-exec 9>"$KVX_TMP/strace.1"
-kvx_bg "$KVX_DAEMON_LOG" "${SB[@]}"
-exec 9>&-
-KVX_DAEMON_PID=$KVX_LAST_PID
-wait_attached
+start_sandboxed 1
 status=$(cat "/proc/$(daemon_pid)/status")
 assert_eq "the daemon's bounding, permitted and effective sets: ${caps[*]}" \
 	"$(cap_mask "${caps[@]}") $(cap_mask "${caps[@]}") $(cap_mask "${caps[@]}")" \
@@ -333,13 +338,7 @@ assert_eq "SIGTERM: the daemon exits 0 (no restart)" 0 "$STOP_RC"
 check_trace "$KVX_TMP/strace.1"
 
 kvx_step "a restart of the unit: resume over the pins, in the sandbox"
-KVX_DAEMON_LOG=$KVX_TMP/unit.2.log
-sandbox "$(setpriv_caps "${caps[@]}")" trace -- "${cmd[@]}"
-exec 9>"$KVX_TMP/strace.2"
-kvx_bg "$KVX_DAEMON_LOG" "${SB[@]}"
-exec 9>&-
-KVX_DAEMON_PID=$KVX_LAST_PID
-wait_attached
+start_sandboxed 2
 assert_eq "LAN -> :8080 reaches guest2" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
 assert_eq "guest2 -> server" server "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/who")"
 stop_sandboxed

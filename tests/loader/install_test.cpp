@@ -50,32 +50,50 @@ TEST(Install, WritesUnitAndHook)
 	EXPECT_EQ(slurp(hook).find("virsh"), std::string::npos); // never calls back into libvirt
 }
 
+// The installed hook, with an instance of `bridge` in the config and a
+// stand-in systemctl on its PATH that records its arguments.
+class HookRun {
+public:
+	explicit HookRun(const std::string &bridge)
+	{
+		std::string cfg = t_.path() + "/kvmxdp.json";
+		std::ofstream(cfg) << "{\n  \"instances\": [\n    {\n      \"bridge\": \"" +
+					      bridge +
+					      "\",\n      \"uplink\": \"wlan0\"\n    }\n  ],\n"
+					      "  \"version\": 1\n}\n";
+		InstallOptions o;
+		o.root = t_.path();
+		install_files(o, cfg);
+		::mkdir(bin().c_str(), 0755);
+		std::ofstream(bin() + "/systemctl")
+			<< "#!/bin/sh\necho \"$*\" >> " + t_.path() + "/calls\n";
+		::chmod((bin() + "/systemctl").c_str(), 0755);
+	}
+	// As libvirt runs it: `NETWORK OPERATION begin -`, the XML on stdin.
+	int run(const std::string &xml, const std::string &op) const
+	{
+		std::string cmd = "printf '%s' \"" + xml + "\" | PATH='" + bin() +
+				  "':/usr/bin:/bin '" + t_.path() +
+				  "/etc/libvirt/hooks/network.d/kvmxdp' net " + op + " begin -";
+		return std::system(cmd.c_str());
+	}
+	std::string calls() const { return slurp(t_.path() + "/calls"); }
+
+private:
+	std::string bin() const { return t_.path() + "/bin"; }
+	TempRoot t_;
+};
+
 TEST(Install, HookStartsTheInstanceOfAStartedNetworkOnly)
 {
-	TempRoot t;
-	std::string cfg = t.path() + "/kvmxdp.json";
-	std::ofstream(cfg) << "{\n  \"instances\": [\n    {\n      \"bridge\": \"virbr0\",\n"
-			      "      \"uplink\": \"wlan0\"\n    }\n  ],\n  \"version\": 1\n}\n";
-	InstallOptions o;
-	o.root = t.path();
-	install_files(o, cfg);
-	std::string bin = t.path() + "/bin";
-	::mkdir(bin.c_str(), 0755);
-	std::ofstream(bin + "/systemctl") << "#!/bin/sh\necho \"$*\" >> " + t.path() + "/calls\n";
-	::chmod((bin + "/systemctl").c_str(), 0755);
-	std::string hook = t.path() + "/etc/libvirt/hooks/network.d/kvmxdp";
-	auto run = [&](const std::string &xml, const std::string &op) {
-		std::string cmd = "printf '%s' \"" + xml + "\" | PATH='" + bin +
-				  "':/usr/bin:/bin '" + hook + "' net " + op + " begin -";
-		return std::system(cmd.c_str());
-	};
+	HookRun h("virbr0");
 	const std::string xml0 = "<network><name>default</name><bridge name='virbr0' "
 				 "stp='on' delay='0'/></network>";
-	EXPECT_EQ(run(xml0, "start"), 0);
-	EXPECT_EQ(run("<network><bridge name='virbr1'/></network>", "started"), 0);
-	EXPECT_EQ(slurp(t.path() + "/calls"), ""); // not started / no instance
-	EXPECT_EQ(run(xml0, "started"), 0);
-	EXPECT_EQ(slurp(t.path() + "/calls"),
+	EXPECT_EQ(h.run(xml0, "start"), 0);
+	EXPECT_EQ(h.run("<network><bridge name='virbr1'/></network>", "started"), 0);
+	EXPECT_EQ(h.calls(), ""); // not started / no instance
+	EXPECT_EQ(h.run(xml0, "started"), 0);
+	EXPECT_EQ(h.calls(),
 		  "reset-failed kvmxdp@virbr0.service\n--no-block start kvmxdp@virbr0.service\n");
 }
 
@@ -83,23 +101,10 @@ TEST(Install, HookEscapesTheBridgeAsTheUnitsPercentIUnescapesIt)
 {
 	// The unit runs `attach --bridge %I`: systemd unescapes the instance,
 	// so "\x2d" is the bridge's '-' and a bare '-' would be a '/'.
-	TempRoot t;
-	std::string cfg = t.path() + "/kvmxdp.json";
-	std::ofstream(cfg) << "{\n  \"instances\": [\n    {\n      \"bridge\": \"br-lan.10\"\n"
-			      "    }\n  ],\n  \"version\": 1\n}\n";
-	InstallOptions o;
-	o.root = t.path();
-	install_files(o, cfg);
-	std::string bin = t.path() + "/bin";
-	::mkdir(bin.c_str(), 0755);
-	std::ofstream(bin + "/systemctl") << "#!/bin/sh\necho \"$*\" >> " + t.path() + "/calls\n";
-	::chmod((bin + "/systemctl").c_str(), 0755);
-	std::string cmd = "printf '%s' \"<network><bridge name='br-lan.10'/></network>\" | PATH='" +
-			  bin + "':/usr/bin:/bin '" + t.path() +
-			  "/etc/libvirt/hooks/network.d/kvmxdp' net started begin -";
-	ASSERT_EQ(std::system(cmd.c_str()), 0);
-	EXPECT_EQ(slurp(t.path() + "/calls"), "reset-failed kvmxdp@br\\x2dlan.10.service\n"
-					      "--no-block start kvmxdp@br\\x2dlan.10.service\n");
+	HookRun h("br-lan.10");
+	ASSERT_EQ(h.run("<network><bridge name='br-lan.10'/></network>", "started"), 0);
+	EXPECT_EQ(h.calls(), "reset-failed kvmxdp@br\\x2dlan.10.service\n"
+			     "--no-block start kvmxdp@br\\x2dlan.10.service\n");
 }
 
 TEST(Install, UnitStopsOnConfigErrorsAndIsSandboxed)
