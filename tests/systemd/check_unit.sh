@@ -87,7 +87,8 @@ run "$kvmxdp" "${g[@]}" --config "$tmp/empty.json" attach
 prevents "$rc" || fail "a usage error exits $rc ($err), not in RestartPreventExitStatus=$prevent"
 echo "check_unit: ok: usage error: exit $rc: no restart"
 if [[ $(id -u) -eq 0 ]]; then
-	run "$kvmxdp" "${g[@]}" --config "$tmp/empty.json" attach --bridge kvxnone0 --uplink lo
+	# In a network namespace of its own: nothing of this machine's is looked at.
+	run unshare --net -- "$kvmxdp" "${g[@]}" --config "$tmp/empty.json" attach --bridge kvxnone0 --uplink lo
 	[[ $rc -ne 0 && $err == *"'kvxnone0' does not exist"* ]] || fail "attach to a missing bridge: exit $rc: $err"
 	prevents "$rc" && fail "a bridge that does not exist yet exits $rc, which RestartPreventExitStatus=$prevent never retries"
 	echo "check_unit: ok: bridge not there yet: exit $rc: restarted"
