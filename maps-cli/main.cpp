@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: GPL-2.0
 // kvmxdp: the command line.  A CLI11 subcommand table with iproute2-like
 // verbs; errors are one line `kvmxdp: error: ...` on stderr.  Exit codes:
-// 0 ok, 1 runtime error, 2 usage error.
+// 0 ok, 1 runtime error, 2 usage error, 78 configuration error (see
+// kExitConfig).
 #include <CLI/CLI.hpp>
 
 #include <cstdio>
 #include <iostream>
 
+#include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/version.hpp"
 #include "conntrack_print.hpp"
@@ -21,6 +23,11 @@ namespace {
 
 constexpr int kExitError = 1;
 constexpr int kExitUsage = 2;
+// EX_CONFIG (sysexits.h): kvmxdp::ConfigError, an error that a retry cannot
+// fix (invalid config, no instance to attach, missing capabilities).  The
+// systemd unit does not restart on it (RestartPreventExitStatus=), while
+// exit 1 (e.g. a bridge that does not exist yet) is retried.
+constexpr int kExitConfig = 78;
 
 void fail(const std::string &msg)
 {
@@ -229,6 +236,9 @@ int main(int argc, char **argv)
 				print_status(j, std::cout);
 			return 0;
 		}
+	} catch (const ConfigError &e) {
+		fail(e.what());
+		return kExitConfig;
 	} catch (const std::exception &e) {
 		fail(e.what());
 		return kExitError;

@@ -24,6 +24,10 @@ pkgs=(
 	qemu-system-x86 busybox-static cpio xz-utils
 	# vm-tests/wifi61.sh: a WPA2 access point and station on mac80211_hwsim in the 6.1 VM
 	hostapd wpasupplicant iw
+	# the systemd unit: systemd-analyze checks it (tests/systemd/check_unit.sh), and
+	# systemd-escape names its instances (the libvirt hook); strace reproduces its
+	# system call filter (vm-tests/unit_sandbox.sh)
+	systemd strace
 	# benchmark baselines
 	iptables nftables python3-matplotlib
 )

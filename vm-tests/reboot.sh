@@ -11,8 +11,9 @@
 #
 # No systemd runs here (and the test must not start services in the root
 # namespace): a stand-in `systemctl` on the hook's PATH records the call;
-# the test then runs the ExecStart= line of the installed unit, with %i
-# replaced by the instance, in the host namespace, as systemd would.
+# the test then runs the ExecStart= line of the installed unit, with %I
+# replaced by the unescaped instance, in the host namespace, as systemd
+# would.
 #
 # Usage: reboot.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
@@ -73,14 +74,14 @@ assert_ok "hook: another network's bridge" run_hook other virbr9 started
 assert_ok "hook: our network stopped" run_hook default "$BR" stopped
 assert_eq "no service started for those" "" "$(cat "$CALLS")"
 assert_ok "hook: our network started" run_hook default "$BR" started
-assert_eq "the hook starts the unit without blocking libvirt" \
-	"--no-block start kvmxdp@$BR.service" "$(cat "$CALLS")"
+assert_eq "the hook resets the unit's start limit and starts it without blocking libvirt" \
+	"reset-failed kvmxdp@$BR.service|--no-block start kvmxdp@$BR.service" \
+	"$(paste -sd'|' "$CALLS")"
 
 kvx_step "'systemd' runs the unit's ExecStart for instance $BR"
-unit_name=$(awk '{print $3}' "$CALLS")
-instance=${unit_name#kvmxdp@}
-instance=${instance%.service}
-read -ra cmd <<<"${exec_start//%i/$instance}"
+unit_name=$(awk '$2 == "start" {print $3}' "$CALLS")
+instance=$(systemd-escape --unescape --instance "$unit_name")
+read -ra cmd <<<"${exec_start//%I/$instance}"
 KVX_DAEMON_LOG=$KVX_TMP/unit.log
 kvx_bg "$KVX_DAEMON_LOG" ip netns exec "$NS_HOST" "${cmd[@]}"
 KVX_DAEMON_PID=$KVX_LAST_PID

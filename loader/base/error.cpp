@@ -1,8 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "base/error.hpp"
 
-#include <unistd.h>
-
 #include <cerrno>
 #include <cstring>
 
@@ -24,12 +22,6 @@ int check_libbpf(int ret, const std::string &op, const std::string &object)
 void throw_errno(const std::string &op, const std::string &object)
 {
 	throw Error(op, object, errno);
-}
-
-void require_root(const std::string &verb)
-{
-	if (::geteuid() != 0)
-		throw Error(verb + " needs root (CAP_BPF, CAP_NET_ADMIN and bpffs access)");
 }
 
 } // namespace kvmxdp

@@ -24,14 +24,21 @@ private:
 	int err_ = 0;
 };
 
+// A failure no retry can fix until someone changes the setup: the config
+// file is invalid or has no instance to attach, or the process lacks the
+// capabilities.  The CLI exits with 78 (EX_CONFIG of sysexits.h) for it,
+// which the systemd unit lists in RestartPreventExitStatus=, so that such
+// an error stops the service instead of restarting it every few seconds.
+class ConfigError : public Error {
+public:
+	using Error::Error;
+};
+
 // The single boundary where libbpf's "-errno" convention becomes an
 // exception: returns ret when it is >= 0.
 int check_libbpf(int ret, const std::string &op, const std::string &object);
 
 // For calls that report through errno (POSIX and libbpf's pointer returns).
 [[noreturn]] void throw_errno(const std::string &op, const std::string &object);
-
-// Commands that create kernel objects: one line naming the verb otherwise.
-void require_root(const std::string &verb);
 
 } // namespace kvmxdp

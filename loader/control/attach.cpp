@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 
+#include "base/caps.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/rollback.hpp"
@@ -75,9 +76,9 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 		} else if (det != cfg.detached.end()) {
 			p.uplink = det->second.uplink;
 		} else {
-			throw Error("attach --bridge " + a.bridge +
-				    " without --uplink: no instance of '" + a.bridge + "' in " +
-				    config_path + " to take it from");
+			throw ConfigError("attach --bridge " + a.bridge +
+					  " without --uplink: no instance of '" + a.bridge +
+					  "' in " + config_path + " to take it from");
 		}
 		check_ifname(p.uplink);
 	}
@@ -215,7 +216,10 @@ private:
 	void resolve()
 	{
 		check_attach_syntax(a_);
-		require_root("attach");
+		// CAP_PERFMON: the verifier lets the datapath subtract packet
+		// pointers (data_end - data) only with it ("pointer -= pointer
+		// prohibited").
+		require_caps("attach", {CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON});
 		// Before anything is created: a kernel without a helper the
 		// datapath needs gets one line naming it, not a verifier log.
 		require_kernel_features(probe_kernel_features());

@@ -462,13 +462,13 @@ Config ConfigStore::load() const
 	try {
 		j = json::parse(*text);
 	} catch (const json::parse_error &e) {
-		throw Error("config " + path_ + ": invalid JSON: " + e.what());
+		throw ConfigError("config " + path_ + ": invalid JSON: " + e.what());
 	}
 	// One line naming the file, the key and the value.
 	try {
 		return config_from_json(j);
 	} catch (const Error &e) {
-		throw Error("config " + path_ + ": " + e.what());
+		throw ConfigError("config " + path_ + ": " + e.what());
 	}
 }
 

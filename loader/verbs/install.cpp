@@ -8,10 +8,12 @@
 #include <unistd.h>
 
 #include <climits>
+#include <initializer_list>
 
 #include "base/error.hpp"
 #include "base/fs.hpp"
 #include "base/text.hpp"
+#include "model/options.hpp"
 
 namespace kvmxdp {
 
@@ -26,14 +28,16 @@ std::string shq(const std::string &s)
 	return o + "'";
 }
 
-// One argument of an ExecStart= line: systemd expands '%' specifiers and
-// '$' variables and splits on blanks unless double-quoted.
-std::string sdq(const std::string &s)
+// One word of a unit file's value, as systemd splits and expands it: it
+// unquotes double quotes and expands '%' specifiers everywhere, and '$'
+// variables in ExecStart= lines only (exec).  An empty ExecStart= argument
+// must be quoted to count.
+std::string sdq(const std::string &s, bool exec = true)
 {
 	std::string body;
-	bool quote = s.empty();
+	bool quote = exec && s.empty();
 	for (char c : s) {
-		if (c == '%' || c == '$')
+		if (c == '%' || (exec && c == '$'))
 			body += c; // doubled: a literal
 		if (c == '"' || c == '\\')
 			body += '\\';
@@ -66,6 +70,12 @@ void check_unit_path(const std::string &what, const std::string &path)
 			    "' cannot go into the unit: " + why);
 }
 
+// A path in a file-system directive (ReadWritePaths=, RequiresMountsFor=).
+std::string sd_path(const std::string &s)
+{
+	return sdq(s, false);
+}
+
 std::string self_exe()
 {
 	char buf[PATH_MAX];
@@ -73,6 +83,31 @@ std::string self_exe()
 	if (n <= 0)
 		throw_errno("readlink", "/proc/self/exe");
 	return std::string(buf, static_cast<size_t>(n));
+}
+
+std::string parent_dir(const std::string &path)
+{
+	auto slash = path.rfind('/');
+	return slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
+}
+
+// The part of path below top ("/etc/kvmxdp" under "/etc": "kvmxdp"), or ""
+// when it does not lie below it.
+std::string below(const std::string &path, const std::string &top)
+{
+	if (path.size() <= top.size() + 1 || path.compare(0, top.size(), top) != 0 ||
+	    path[top.size()] != '/')
+		return "";
+	return path.substr(top.size() + 1);
+}
+
+bool under_any(const std::vector<std::string> &paths, std::initializer_list<const char *> tops)
+{
+	for (const auto &p : paths)
+		for (const char *t : tops)
+			if (p == t || !below(p, t).empty())
+				return true;
+	return false;
 }
 
 } // namespace
@@ -85,10 +120,56 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 		globals += " --bpffs " + sdq(bpffs);
 	if (!run_dir.empty())
 		globals += " --run-dir " + sdq(run_dir);
-	// %i, not %I: the instance is the bridge name verbatim ('-' stays '-').
+
+	// Where the daemon writes, under ProtectSystem=strict: a directory of
+	// its own that systemd creates below /etc or /run, else an explicit
+	// ReadWritePaths= entry (which must exist: '-' skips it otherwise,
+	// and the daemon then names the read-only path it could not write).
+	const GlobalOptions defaults;
+	const std::string run = run_dir.empty() ? defaults.run_dir : normalize_dir(run_dir);
+	const std::string cfg_dir = parent_dir(config);
+	std::string dirs, writable, mounts;
+	if (!below(cfg_dir, "/etc").empty())
+		dirs += "ConfigurationDirectory=" + sd_path(below(cfg_dir, "/etc")) +
+			"\nConfigurationDirectoryMode=0700\n";
+	else
+		writable += " " + sd_path("-" + cfg_dir);
+	if (!below(run, "/run").empty())
+		dirs += "RuntimeDirectory=" + sd_path(below(run, "/run")) +
+			"\nRuntimeDirectoryMode=0700\n"
+			"# Other instances' pid files live there too: never removed.\n"
+			"RuntimeDirectoryPreserve=yes\n";
+	else
+		writable += " " + sd_path("-" + run);
+	// The default /sys/fs/bpf is systemd's own mount, and /sys stays
+	// writable under ProtectSystem=strict.
+	if (!bpffs.empty()) {
+		writable += " " + sd_path("-" + normalize_dir(bpffs));
+		mounts = "RequiresMountsFor=" + sd_path(normalize_dir(bpffs)) + "\n";
+	}
+	if (!writable.empty())
+		dirs += "ReadWritePaths=" + writable.substr(1) + "\n";
+	// A binary or a path in /tmp or a home directory (a build tree, a
+	// test) would be hidden by the private /tmp and ProtectHome=yes.
+	const std::vector<std::string> used = {exe, config, run,
+					       bpffs.empty() ? defaults.bpffs : bpffs};
+	const std::string tmp = under_any(used, {"/tmp", "/var/tmp"}) ?
+					"# The binary or a path lies under /tmp: no private /tmp.\n"
+					"PrivateTmp=no\n" :
+					"PrivateTmp=yes\n";
+	const std::string home = under_any(used, {"/home", "/root", "/run/user"}) ?
+					 "# The binary or a path lies in a home directory.\n"
+					 "ProtectHome=read-only\n" :
+					 "ProtectHome=yes\n";
+
+	// %I: the instance unescaped, so that a bridge named like "br-lan"
+	// (instance "br\x2dlan", what systemd-escape makes of it) reaches
+	// attach as it is; the libvirt hook escapes the same way.
 	return "# kvmxdp@BRIDGE.service: the kvmxdp datapath and daemon of one bridge.\n"
 	       "# Written by `kvmxdp install`.  Enable with\n"
 	       "#   systemctl enable --now kvmxdp@virbr0\n"
+	       "# A bridge name with '-' or other characters systemd escapes:\n"
+	       "#   systemctl enable --now \"kvmxdp@$(systemd-escape br-lan)\"\n"
 	       "# The bridge's uplink, subnet and mappings come from " +
 	       config +
 	       "\n"
@@ -96,19 +177,78 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "# Stopping the service stops the daemon only: the datapath stays\n"
 	       "# attached; `kvmxdp detach --bridge BR` removes it.\n"
 	       "[Unit]\n"
-	       "Description=kvmxdp eBPF NAT for the KVM guests on bridge %i\n"
+	       "Description=kvmxdp eBPF NAT for the KVM guests on bridge %I\n"
 	       "After=network.target libvirtd.service\n"
 	       "Wants=network.target\n"
+	       "# A bridge that does not exist yet is retried every 5 s for about\n"
+	       "# a minute; the libvirt hook starts the unit again when it comes.\n"
+	       "StartLimitIntervalSec=120\n"
+	       "StartLimitBurst=10\n" +
+	       mounts +
 	       "\n"
 	       "[Service]\n"
 	       "Type=simple\n"
 	       "ExecStart=" +
 	       sdq(exe) + globals +
-	       " attach --bridge %i\n"
-	       // The bridge may not exist yet (libvirt starts the network
-	       // later; its hook starts us again then).
+	       " attach --bridge %I\n"
 	       "Restart=on-failure\n"
 	       "RestartSec=5\n"
+	       "# 2: usage error; 78: configuration error (invalid config, no instance\n"
+	       "# of this bridge, missing capabilities).  A restart cannot help.\n"
+	       "RestartPreventExitStatus=2 78\n"
+	       "\n"
+	       "# The sandbox (systemd-networkd's unit is the model).  Root with these\n"
+	       "# capabilities only: CAP_BPF (maps, programs, pins), CAP_NET_ADMIN (TC,\n"
+	       "# XDP and cgroup hooks, netlink, the forwarding sysctl), CAP_PERFMON\n"
+	       "# (the verifier accepts the datapath's packet pointer arithmetic only\n"
+	       "# with it).\n"
+	       "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON\n"
+	       "NoNewPrivileges=yes\n"
+	       "UMask=0077\n"
+	       "# Read-only but the config, the pid files and the bpffs; /proc/sys and\n"
+	       "# /sys stay writable (forwarding sysctl, reserved ports, pins).\n"
+	       "ProtectSystem=strict\n" +
+	       dirs + tmp + home +
+	       "PrivateDevices=yes\n"
+	       "PrivateMounts=yes\n"
+	       "ProtectKernelModules=yes\n"
+	       "ProtectKernelLogs=yes\n"
+	       "# The cgroup hooks attach to the cgroup v2 root through a read-only fd.\n"
+	       "ProtectControlGroups=yes\n"
+	       "ProtectClock=yes\n"
+	       "ProtectHostname=yes\n"
+	       "# The daemon reads /proc/self and /proc/sys only.\n"
+	       "ProtectProc=invisible\n"
+	       "# Netlink, glibc's interface name ioctls (AF_UNIX) and the network\n"
+	       "# namespace's cookie (AF_INET); the daemon sends no IP packet itself.\n"
+	       "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET\n"
+	       "IPAddressDeny=any\n"
+	       "RestrictNamespaces=yes\n"
+	       "RestrictRealtime=yes\n"
+	       "RestrictSUIDSGID=yes\n"
+	       "LockPersonality=yes\n"
+	       "MemoryDenyWriteExecute=yes\n"
+	       "SystemCallArchitectures=native\n"
+	       "# @system-service and bpf(2), less @privileged and @resources (which\n"
+	       "# hold bpf(2) too: added back).  Anything else fails with EPERM and\n"
+	       "# one error line instead of killing the daemon.\n"
+	       "SystemCallFilter=@system-service bpf\n"
+	       "SystemCallFilter=~@privileged @resources\n"
+	       "SystemCallFilter=bpf\n"
+	       "SystemCallErrorNumber=EPERM\n"
+	       "# Left out, and why:\n"
+	       "# - User=, AmbientCapabilities=: root owns the pins, the config and the\n"
+	       "#   lock files that `kvmxdp` run from a root shell shares; the bounding\n"
+	       "#   set above limits root instead (no CAP_DAC_OVERRIDE: only root's files).\n"
+	       "# - ProtectKernelTunables=: makes /proc/sys and /sys/fs/bpf read-only, and\n"
+	       "#   ReadWritePaths= cannot reopen /sys/fs/bpf itself (the read-only entry\n"
+	       "#   of the same path wins); ProcSubset=pid: hides /proc/sys.\n"
+	       "# - PrivateNetwork=, PrivateUsers=: the datapath is the host's network,\n"
+	       "#   and the capabilities must be the initial user namespace's.\n"
+	       "# - CAP_NET_RAW, AF_PACKET, AF_INET6: only `map add` probes ARP, from a\n"
+	       "#   shell; the daemon opens no packet or IPv6 socket.\n"
+	       "# - CAP_SYS_ADMIN, @mount: the daemon mounts nothing here (/sys/fs/bpf\n"
+	       "#   and the cgroup v2 root are systemd's mounts).\n"
 	       "\n"
 	       "[Install]\n"
 	       "WantedBy=multi-user.target\n";
@@ -120,7 +260,10 @@ std::string hook_text(const std::string &config)
 	// the network XML on stdin.  A hook must not call back into libvirt
 	// (libvirt.org/hooks.html: deadlock): the bridge name comes from the
 	// XML, and the service is started with --no-block so that libvirtd
-	// never waits for us.
+	// never waits for us.  The instance is the bridge name escaped as the
+	// unit's %I unescapes it (systemd-escape: '-' becomes \x2d).  The
+	// start-limit counter is reset first: at boot the unit may have given
+	// up on a bridge that libvirt creates only now.
 	return "#!/bin/sh\n"
 	       "# kvmxdp libvirt network hook (written by `kvmxdp install`): when a\n"
 	       "# network whose bridge has a kvmxdp instance has started, (re)start\n"
@@ -134,7 +277,9 @@ std::string hook_text(const std::string &config)
 	       "[ -n \"$bridge\" ] || exit 0\n"
 	       "grep -qF \"\\\"bridge\\\": \\\"$bridge\\\"\" \"$config\" || exit 0\n"
 	       "command -v systemctl >/dev/null 2>&1 || exit 0\n"
-	       "systemctl --no-block start \"kvmxdp@$bridge.service\" || true\n"
+	       "unit=$(systemd-escape --template=kvmxdp@.service -- \"$bridge\") || exit 0\n"
+	       "systemctl reset-failed \"$unit\" >/dev/null 2>&1 || true\n"
+	       "systemctl --no-block start \"$unit\" || true\n"
 	       "exit 0\n";
 }
 

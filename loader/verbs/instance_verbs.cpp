@@ -11,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "base/caps.hpp"
 #include "base/error.hpp"
 #include "base/fs.hpp"
 #include "base/sysctl.hpp"
@@ -74,7 +75,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out)
 {
 	check_ifname(bridge);
-	require_root("detach");
+	require_caps("detach", {CAP_BPF, CAP_NET_ADMIN});
 	LockedConfig cfg(g.config);
 	const Instance *found = cfg->find(bridge);
 	if (!found)

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdio>
 
+#include "base/caps.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/fs.hpp"
@@ -71,7 +72,8 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
 	if (o.add_address && m.ext_uplink)
 		throw Error("--add-address with 'uplink': the uplink's address is there already");
-	require_root("map add");
+	// CAP_NET_RAW: the RFC 5227 probe and announcements (AF_PACKET).
+	require_caps("map add", {CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW});
 	// The host's listeners, read once and before the config lock that
 	// every other kvmxdp command and the daemon wait for.
 	std::optional<ListeningSockets> listening;
@@ -177,7 +179,7 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &out)
 {
 	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
-	require_root("map del");
+	require_caps("map del", {CAP_BPF, CAP_NET_ADMIN});
 	LockedConfig cfg(g.config);
 	Instance &inst = instance_of(cfg, o, g.config);
 	auto it = std::find_if(inst.mappings.begin(), inst.mappings.end(),

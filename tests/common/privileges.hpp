@@ -8,50 +8,20 @@
 // memlock limit or a LSM, so the errno cannot make this decision.)
 #pragma once
 
-#include <linux/capability.h>
-#include <sys/syscall.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
 #include <initializer_list>
 #include <string>
 
-#ifndef CAP_BPF
-#define CAP_BPF 39 // linux/capability.h of kernels before 5.8
-#endif
+#include "base/caps.hpp"
 
 namespace kvmxdp::test {
 
-// Whether the capability is in the process's effective set.
-inline bool has_capability(int cap)
-{
-	__user_cap_header_struct hdr{};
-	__user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3] = {};
-	hdr.version = _LINUX_CAPABILITY_VERSION_3;
-	hdr.pid = 0;
-	if (syscall(SYS_capget, &hdr, data) != 0)
-		return false;
-	return (data[cap / 32].effective >> (cap % 32)) & 1U;
-}
-
-// Names of the capabilities the process lacks, "" when it has them all.
-// CAP_BPF counts as present with CAP_SYS_ADMIN (what kernels before 5.8
-// asked for, and what they still accept).
+// Names of the capabilities the process lacks, "" when it has them all
+// (kvmxdp's own check: CAP_SYS_ADMIN stands in for CAP_BPF).
 inline std::string missing_capabilities(std::initializer_list<int> caps)
 {
 	std::string missing;
-	for (int cap : caps) {
-		const bool ok = has_capability(cap) ||
-				(cap == CAP_BPF && has_capability(CAP_SYS_ADMIN));
-		if (ok)
-			continue;
-		const char *name = cap == CAP_BPF	  ? "CAP_BPF" :
-				   cap == CAP_SYS_ADMIN ? "CAP_SYS_ADMIN" :
-				   cap == CAP_NET_ADMIN ? "CAP_NET_ADMIN" :
-							  "capability";
-		missing += (missing.empty() ? "" : ", ") + std::string(name);
-	}
+	for (int cap : ::kvmxdp::missing_capabilities(caps))
+		missing += (missing.empty() ? "" : ", ") + capability_name(cap);
 	return missing;
 }
 

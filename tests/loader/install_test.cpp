@@ -39,7 +39,7 @@ TEST(Install, WritesUnitAndHook)
 	ASSERT_EQ(files.size(), 2u);
 	std::string unit = slurp(t.path() + "/etc/systemd/system/kvmxdp@.service");
 	EXPECT_NE(unit.find("ExecStart=/usr/sbin/kvmxdp --config /etc/kvmxdp/kvmxdp.json attach "
-			    "--bridge %i\n"),
+			    "--bridge %I\n"),
 		  std::string::npos)
 		<< unit;
 	EXPECT_NE(unit.find("WantedBy=multi-user.target"), std::string::npos);
@@ -50,32 +50,106 @@ TEST(Install, WritesUnitAndHook)
 	EXPECT_EQ(slurp(hook).find("virsh"), std::string::npos); // never calls back into libvirt
 }
 
+// The installed hook, with an instance of `bridge` in the config and a
+// stand-in systemctl on its PATH that records its arguments.
+class HookRun {
+public:
+	explicit HookRun(const std::string &bridge)
+	{
+		std::string cfg = t_.path() + "/kvmxdp.json";
+		std::ofstream(cfg) << "{\n  \"instances\": [\n    {\n      \"bridge\": \"" +
+					      bridge +
+					      "\",\n      \"uplink\": \"wlan0\"\n    }\n  ],\n"
+					      "  \"version\": 1\n}\n";
+		InstallOptions o;
+		o.root = t_.path();
+		install_files(o, cfg);
+		::mkdir(bin().c_str(), 0755);
+		std::ofstream(bin() + "/systemctl")
+			<< "#!/bin/sh\necho \"$*\" >> " + t_.path() + "/calls\n";
+		::chmod((bin() + "/systemctl").c_str(), 0755);
+	}
+	// As libvirt runs it: `NETWORK OPERATION begin -`, the XML on stdin.
+	int run(const std::string &xml, const std::string &op) const
+	{
+		std::string cmd = "printf '%s' \"" + xml + "\" | PATH='" + bin() +
+				  "':/usr/bin:/bin '" + t_.path() +
+				  "/etc/libvirt/hooks/network.d/kvmxdp' net " + op + " begin -";
+		return std::system(cmd.c_str());
+	}
+	std::string calls() const { return slurp(t_.path() + "/calls"); }
+
+private:
+	std::string bin() const { return t_.path() + "/bin"; }
+	TempRoot t_;
+};
+
 TEST(Install, HookStartsTheInstanceOfAStartedNetworkOnly)
 {
-	TempRoot t;
-	std::string cfg = t.path() + "/kvmxdp.json";
-	std::ofstream(cfg) << "{\n  \"instances\": [\n    {\n      \"bridge\": \"virbr0\",\n"
-			      "      \"uplink\": \"wlan0\"\n    }\n  ],\n  \"version\": 1\n}\n";
-	InstallOptions o;
-	o.root = t.path();
-	install_files(o, cfg);
-	std::string bin = t.path() + "/bin";
-	::mkdir(bin.c_str(), 0755);
-	std::ofstream(bin + "/systemctl") << "#!/bin/sh\necho \"$*\" >> " + t.path() + "/calls\n";
-	::chmod((bin + "/systemctl").c_str(), 0755);
-	std::string hook = t.path() + "/etc/libvirt/hooks/network.d/kvmxdp";
-	auto run = [&](const std::string &xml, const std::string &op) {
-		std::string cmd = "printf '%s' \"" + xml + "\" | PATH='" + bin +
-				  "':/usr/bin:/bin '" + hook + "' net " + op + " begin -";
-		return std::system(cmd.c_str());
-	};
+	HookRun h("virbr0");
 	const std::string xml0 = "<network><name>default</name><bridge name='virbr0' "
 				 "stp='on' delay='0'/></network>";
-	EXPECT_EQ(run(xml0, "start"), 0);
-	EXPECT_EQ(run("<network><bridge name='virbr1'/></network>", "started"), 0);
-	EXPECT_EQ(slurp(t.path() + "/calls"), ""); // not started / no instance
-	EXPECT_EQ(run(xml0, "started"), 0);
-	EXPECT_EQ(slurp(t.path() + "/calls"), "--no-block start kvmxdp@virbr0.service\n");
+	EXPECT_EQ(h.run(xml0, "start"), 0);
+	EXPECT_EQ(h.run("<network><bridge name='virbr1'/></network>", "started"), 0);
+	EXPECT_EQ(h.calls(), ""); // not started / no instance
+	EXPECT_EQ(h.run(xml0, "started"), 0);
+	EXPECT_EQ(h.calls(),
+		  "reset-failed kvmxdp@virbr0.service\n--no-block start kvmxdp@virbr0.service\n");
+}
+
+TEST(Install, HookEscapesTheBridgeAsTheUnitsPercentIUnescapesIt)
+{
+	// The unit runs `attach --bridge %I`: systemd unescapes the instance,
+	// so "\x2d" is the bridge's '-' and a bare '-' would be a '/'.
+	HookRun h("br-lan.10");
+	ASSERT_EQ(h.run("<network><bridge name='br-lan.10'/></network>", "started"), 0);
+	EXPECT_EQ(h.calls(), "reset-failed kvmxdp@br\\x2dlan.10.service\n"
+			     "--no-block start kvmxdp@br\\x2dlan.10.service\n");
+}
+
+TEST(Install, UnitStopsOnConfigErrorsAndIsSandboxed)
+{
+	const std::string unit = unit_text("/usr/sbin/kvmxdp", "/etc/kvmxdp/kvmxdp.json");
+	auto has = [&](const std::string &line) {
+		return unit.find("\n" + line + "\n") != std::string::npos;
+	};
+	EXPECT_EQ(unit.find("%i"), std::string::npos) << "the escaped instance: use %I";
+	// Restarts end: after a start limit, and at once for the exit codes a
+	// restart cannot help (usage 2, configuration 78).
+	EXPECT_TRUE(has("Restart=on-failure"));
+	EXPECT_TRUE(has("StartLimitIntervalSec=120"));
+	EXPECT_TRUE(has("StartLimitBurst=10"));
+	EXPECT_TRUE(has("RestartPreventExitStatus=2 78"));
+	EXPECT_LT(unit.find("StartLimitBurst="), unit.find("[Service]")) << "a [Unit] setting";
+	// The capabilities attach needs (require_caps in control/attach.cpp),
+	// and nothing else.
+	EXPECT_TRUE(has("CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON"));
+	for (const char *d :
+	     {"NoNewPrivileges=yes", "UMask=0077", "ProtectSystem=strict",
+	      "ConfigurationDirectory=kvmxdp", "RuntimeDirectory=kvmxdp",
+	      "RuntimeDirectoryPreserve=yes", "PrivateTmp=yes", "ProtectHome=yes",
+	      "PrivateDevices=yes", "ProtectControlGroups=yes",
+	      "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET",
+	      "SystemCallFilter=@system-service bpf", "SystemCallErrorNumber=EPERM"})
+		EXPECT_TRUE(has(d)) << d << " missing from:\n" << unit;
+	// Default paths are systemd's own directories: nothing else writable.
+	EXPECT_EQ(unit.find("\nReadWritePaths="), std::string::npos);
+}
+
+TEST(Install, UnitKeepsPathsOutsideTheSandboxWritableAndVisible)
+{
+	// Paths in /tmp (tests) and a binary in a home directory (a build
+	// tree) must stay reachable, or the unit cannot start.
+	const std::string unit = unit_text("/home/u/kvmxdp/build/kvmxdp", "/tmp/t/etc/kvmxdp.json",
+					   "/tmp/t/bpffs", "/tmp/t/run");
+	EXPECT_NE(unit.find("\nReadWritePaths=-/tmp/t/etc -/tmp/t/run -/tmp/t/bpffs\n"),
+		  std::string::npos)
+		<< unit;
+	EXPECT_NE(unit.find("\nRequiresMountsFor=/tmp/t/bpffs\n"), std::string::npos);
+	EXPECT_NE(unit.find("\nPrivateTmp=no\n"), std::string::npos);
+	EXPECT_NE(unit.find("\nProtectHome=read-only\n"), std::string::npos);
+	EXPECT_EQ(unit.find("ConfigurationDirectory="), std::string::npos);
+	EXPECT_EQ(unit.find("RuntimeDirectory="), std::string::npos);
 }
 
 TEST(Install, UnitCarriesNonDefaultPathsQuotedForSystemd)
@@ -86,9 +160,12 @@ TEST(Install, UnitCarriesNonDefaultPathsQuotedForSystemd)
 	std::string unit = unit_text("/opt/kv mx/kvmxdp", "/etc/kvmxdp/a%b.json", "/run/my bpf",
 				     "/run/kv$x");
 	EXPECT_NE(unit.find("ExecStart=\"/opt/kv mx/kvmxdp\" --config /etc/kvmxdp/a%%b.json "
-			    "--bpffs \"/run/my bpf\" --run-dir /run/kv$$x attach --bridge %i\n"),
+			    "--bpffs \"/run/my bpf\" --run-dir /run/kv$$x attach --bridge %I\n"),
 		  std::string::npos)
 		<< unit;
+	// Path directives expand '%' but not '$'.
+	EXPECT_NE(unit.find("\nReadWritePaths=\"-/run/my bpf\"\n"), std::string::npos) << unit;
+	EXPECT_NE(unit.find("\nRuntimeDirectory=kv$x\n"), std::string::npos) << unit;
 	EXPECT_EQ(unit_text("/usr/sbin/kvmxdp", "/etc/kvmxdp/kvmxdp.json").find("--bpffs"),
 		  std::string::npos);
 }
