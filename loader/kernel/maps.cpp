@@ -78,13 +78,6 @@ Fd open_pinned(const DirFd &dir, const std::string &name, const MapLayout &want)
 	return std::move(*fd);
 }
 
-Fd open_pinned(const std::string &path)
-{
-	int fd = bpf_obj_get(path.c_str());
-	check_libbpf(fd, "open pinned map", path);
-	return Fd(fd);
-}
-
 void pin_at(int fd, const DirFd &dir, const std::string &name)
 {
 	check_libbpf(bpf_obj_pin(fd, dir.via_fd(name).c_str()), "pin", dir.show(name));

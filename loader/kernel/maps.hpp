@@ -63,8 +63,6 @@ std::optional<Fd> find_pinned(const DirFd &dir, const std::string &name, const M
 Fd open_pinned(const DirFd &dir, const std::string &name, const MapLayout &want);
 // bpf_obj_pin of fd as dir/name (through dir's fd).
 void pin_at(int fd, const DirFd &dir, const std::string &name);
-// bpf_obj_get by path; throws naming the path.
-Fd open_pinned(const std::string &path);
 
 // The one walk over a map's keys (bpf_map_get_next_key, key_size bytes
 // each): f(key) for every key.  Callers that delete collect the keys first
