@@ -34,6 +34,14 @@ public:
 	using Error::Error;
 };
 
+// kvmxdp refuses to use a pin or a pin directory: another user's, a
+// symbolic link, another build's layout.  Always the command's error, where
+// a pin that is merely missing or unreadable may be a warning (status).
+class PinRefused : public Error {
+public:
+	using Error::Error;
+};
+
 // The single boundary where libbpf's "-errno" convention becomes an
 // exception: returns ret when it is >= 0.
 int check_libbpf(int ret, const std::string &op, const std::string &object);

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "base/fs.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <sys/file.h>
@@ -82,21 +83,221 @@ bool in_private_mount_ns()
 	return false;
 }
 
-std::string pin_dir_for(const std::string &bpffs, const std::string &bridge)
+std::string pin_dir_name(const std::string &bridge)
 {
 	std::string name = bridge;
 	for (char &c : name)
 		if (c == '.')
 			c = ':';
-	std::string base = bpffs;
-	while (base.size() > 1 && base.back() == '/')
-		base.pop_back();
-	return base + "/kvmxdp/" + name;
+	return name;
+}
+
+std::string pin_dir_for(const std::string &bpffs, const std::string &bridge)
+{
+	return normalize_dir(bpffs) + "/kvmxdp/" + pin_dir_name(bridge);
 }
 
 std::string pin_path(const std::string &pin_dir, const std::string &map_name)
 {
 	return pin_dir + "/" + map_name;
+}
+
+namespace {
+
+constexpr const char *kTopDir = "kvmxdp";
+
+std::string mode_str(mode_t m)
+{
+	char buf[8];
+	std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(m & 07777));
+	return buf;
+}
+
+[[noreturn]] void refuse_level(const std::string &path, const std::string &problem, PinLevel level)
+{
+	const char *remedy =
+		level == PinLevel::Bpffs ?
+			"mount it with mode=0700, or give kvmxdp a bpffs of its own (--bpffs)" :
+		level == PinLevel::Dir ?
+			"kvmxdp uses only pin directories that root alone can change; remove it "
+			"or fix its owner and mode" :
+			"kvmxdp reads only pins that root alone can change";
+	throw PinRefused(path + ": " + problem + ": " + remedy);
+}
+
+// What a name that openat(O_NOFOLLOW) refused is, for the message.
+std::string what_is(int dirfd, const std::string &name, const std::string &path, int err)
+{
+	struct stat st = {};
+	if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
+		if (std::string p = pin_level_problem(st, PinLevel::Dir); !p.empty())
+			return p;
+	return Error("open", path, err).what();
+}
+
+// fstat on fd, then the policy of its level: refused naming path.
+void check_level(int fd, const std::string &path, PinLevel level)
+{
+	struct stat st = {};
+	if (::fstat(fd, &st) < 0)
+		throw_errno("stat", path);
+	if (std::string problem = pin_level_problem(st, level); !problem.empty())
+		refuse_level(path, problem, level);
+}
+
+} // namespace
+
+std::string pin_level_problem(const struct stat &st, PinLevel level)
+{
+	if (S_ISLNK(st.st_mode))
+		return "a symbolic link (kvmxdp does not follow links here)";
+	if (level == PinLevel::Pin ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode))
+		return level == PinLevel::Pin ? "not a pinned BPF object" : "not a directory";
+	if (st.st_uid != 0)
+		return "owned by uid " + std::to_string(st.st_uid) + ", not root";
+	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+		// A sticky directory lets others add entries but not remove or
+		// rename root's (the VFS's may_delete): kvmxdp/ below it stays
+		// root's once made, and is checked itself.
+		if (level == PinLevel::Bpffs && (st.st_mode & S_ISVTX))
+			return "";
+		return "writable by group or others (mode " + mode_str(st.st_mode) +
+		       (level == PinLevel::Bpffs ? ", no sticky bit)" : ")");
+	}
+	return "";
+}
+
+std::string fd_path(int fd)
+{
+	return "/proc/self/fd/" + std::to_string(fd);
+}
+
+std::string DirFd::via_fd(const std::string &name) const
+{
+	return fd_path(fd.get()) + "/" + name;
+}
+
+bool DirFd::unlink(const std::string &name) const
+{
+	return ::unlinkat(fd.get(), name.c_str(), 0) == 0;
+}
+
+DirFd DirFd::dup() const
+{
+	Fd d(::fcntl(fd.get(), F_DUPFD_CLOEXEC, 0));
+	if (!d)
+		throw_errno("dup fd of", path);
+	return DirFd{std::move(d), path};
+}
+
+std::optional<DirFd> open_bpffs(const std::string &path)
+{
+	const std::string p = normalize_dir(path);
+	Fd fd(::open(p.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+	if (!fd) {
+		if (errno == ENOENT)
+			return std::nullopt;
+		if (errno == ENOTDIR || errno == ELOOP)
+			refuse_level(p, what_is(AT_FDCWD, p, p, errno), PinLevel::Bpffs);
+		throw_errno("open", p);
+	}
+	struct statfs sfs = {};
+	if (::fstatfs(fd.get(), &sfs) < 0)
+		throw_errno("statfs", p);
+	if (static_cast<unsigned long>(sfs.f_type) != BPF_FS_MAGIC)
+		return std::nullopt;
+	check_level(fd.get(), p, PinLevel::Bpffs);
+	return DirFd{std::move(fd), p};
+}
+
+std::optional<DirFd> open_pin_subdir(const DirFd &parent, const std::string &name, bool create)
+{
+	const std::string path = parent.show(name);
+	auto open_it = [&] {
+		return Fd(::openat(parent.fd.get(), name.c_str(),
+				   O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+	};
+	Fd fd = open_it();
+	if (!fd && errno == ENOENT && create) {
+		// EEXIST: made by someone else in between, checked like any other.
+		if (::mkdirat(parent.fd.get(), name.c_str(), 0700) < 0 && errno != EEXIST)
+			throw_errno("mkdir", path);
+		fd = open_it();
+	}
+	if (!fd) {
+		if (errno == ENOENT)
+			return std::nullopt;
+		if (errno == ENOTDIR || errno == ELOOP)
+			refuse_level(path, what_is(parent.fd.get(), name, path, errno),
+				     PinLevel::Dir);
+		throw_errno("open", path);
+	}
+	check_level(fd.get(), path, PinLevel::Dir);
+	return DirFd{std::move(fd), path};
+}
+
+std::optional<PinDir> open_pin_dir(const std::string &bpffs, const std::string &bridge, bool create)
+{
+	auto root = open_bpffs(bpffs);
+	if (!root) {
+		if (create)
+			throw Error(normalize_dir(bpffs) + " is not a bpffs");
+		return std::nullopt;
+	}
+	auto top = open_pin_subdir(*root, kTopDir, create);
+	if (!top)
+		return std::nullopt;
+	const std::string name = pin_dir_name(bridge);
+	auto dir = open_pin_subdir(*top, name, create);
+	if (!dir)
+		return std::nullopt;
+	return PinDir{std::move(*root), std::move(*top), std::move(*dir), name};
+}
+
+std::optional<Fd> open_pin_entry(const DirFd &dir, const std::string &name)
+{
+	const std::string path = dir.show(name);
+	Fd fd(::openat(dir.fd.get(), name.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC));
+	if (!fd) {
+		if (errno == ENOENT)
+			return std::nullopt;
+		throw_errno("open", path);
+	}
+	check_level(fd.get(), path, PinLevel::Pin);
+	return fd;
+}
+
+std::vector<std::string> dir_entries(const DirFd &dir)
+{
+	// fdopendir takes the fd over: a duplicate keeps ours open.
+	Fd dup = dir.dup().fd;
+	DIR *d = ::fdopendir(dup.get());
+	if (!d)
+		throw_errno("read", dir.path);
+	dup.release();
+	// The duplicate shares the file offset: start from the beginning.
+	::rewinddir(d);
+	std::vector<std::string> out;
+	while (dirent *de = ::readdir(d)) {
+		std::string n = de->d_name;
+		if (n != "." && n != "..")
+			out.push_back(n);
+	}
+	::closedir(d);
+	return out;
+}
+
+void remove_pin_dir(const PinDir &pd, bool pins)
+{
+	if (pins)
+		for (const auto &name : dir_entries(pd.dir))
+			if (!pd.dir.unlink(name) && errno != ENOENT)
+				throw_errno("unpin", pd.dir.show(name));
+	if (::unlinkat(pd.top.fd.get(), pd.name.c_str(), AT_REMOVEDIR) < 0 && errno != ENOENT &&
+	    (pins || errno != ENOTEMPTY))
+		throw_errno("remove", pd.dir.path);
+	// Other instances' directories keep it.
+	::unlinkat(pd.bpffs.fd.get(), kTopDir, AT_REMOVEDIR);
 }
 
 std::string pid_file_for(const std::string &run_dir, const std::string &bpffs,

@@ -2,10 +2,12 @@
 // File-system helpers: bpffs, pin directory naming, locks, atomic writes.
 #pragma once
 
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/fd.hpp"
 
@@ -30,6 +32,75 @@ bool in_private_mount_ns();
 // injective (docs/pitfalls.md, dots-in-pin-paths).
 std::string pin_dir_for(const std::string &bpffs, const std::string &bridge);
 std::string pin_path(const std::string &pin_dir, const std::string &map_name);
+// The last component of pin_dir_for.
+std::string pin_dir_name(const std::string &bridge);
+
+// The pin path, walked by fd.  What kvmxdp finds under <bpffs>/kvmxdp/
+// steers a root process and the datapath, and detach unlinks every entry
+// of a pin directory, so a name is resolved once: each level is opened
+// from the fd of the one above (openat O_DIRECTORY|O_NOFOLLOW), checked on
+// its fd, and used through that fd from then on (the *at() calls), so a
+// symbolic link put in place after the check is never followed.  The
+// policy (loader/base/README.md, "Pin directories"):
+//   the bpffs    a bpffs, a directory owned by root, writable by group or
+//                others only with the sticky bit (1777, the mode of a bpffs
+//                mounted without mode=)
+//   kvmxdp/, <bridge>/
+//                directories (not symbolic links) owned by root, writable
+//                by nobody else; attach makes them 0700
+//   pins         bpffs objects (not symbolic links) owned by root, writable
+//                by nobody else
+enum class PinLevel {
+	Bpffs,
+	Dir,
+	Pin,
+};
+// What disqualifies st at that level, "" when nothing does.
+std::string pin_level_problem(const struct stat &st, PinLevel level);
+
+// A directory held open; path names it in messages only.
+struct DirFd {
+	Fd fd;
+	std::string path;
+
+	std::string show(const std::string &name) const { return path + "/" + name; }
+	// "/proc/self/fd/<fd>/<name>": an entry of this very directory, for
+	// interfaces that take only a path (bpf_obj_pin).
+	std::string via_fd(const std::string &name) const;
+	// unlinkat of an entry; false (errno set) if it failed.
+	bool unlink(const std::string &name) const;
+	// The same directory on a new fd, for an owner that outlives this one.
+	DirFd dup() const;
+};
+// "/proc/self/fd/<fd>": the object fd holds (an O_PATH fd of a pin, for
+// bpf_obj_get).
+std::string fd_path(int fd);
+
+// The bpffs at path, checked; nullopt when path is not a bpffs.
+std::optional<DirFd> open_bpffs(const std::string &path);
+// parent/name, checked as PinLevel::Dir; made 0700 first if missing and
+// create.  nullopt when missing and not create.
+std::optional<DirFd> open_pin_subdir(const DirFd &parent, const std::string &name, bool create);
+
+// <bpffs>/kvmxdp/<bridge>, every level held.
+struct PinDir {
+	DirFd bpffs, top, dir;
+	std::string name; // dir's entry in top (pin_dir_name)
+};
+// nullopt when a level is missing and not create (nothing is pinned).
+// Throws naming the path and what is wrong with it when a level fails the
+// policy: nothing below it is looked at.
+std::optional<PinDir> open_pin_dir(const std::string &bpffs, const std::string &bridge,
+				   bool create);
+// An entry of dir as an O_PATH|O_NOFOLLOW fd, checked as PinLevel::Pin;
+// nullopt when there is none.
+std::optional<Fd> open_pin_entry(const DirFd &dir, const std::string &name);
+// The names in dir (without "." and "..").
+std::vector<std::string> dir_entries(const DirFd &dir);
+// Removes the pin directory, with its pins when pins is set, else only if
+// it is empty; then <bpffs>/kvmxdp if empty (instances share it).  Throws
+// naming the first entry that cannot go.
+void remove_pin_dir(const PinDir &pd, bool pins);
 
 // Lock/pid file of the daemon of one instance.  Test runs put many
 // instances with the same bridge name in different netns, each with its

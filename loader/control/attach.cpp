@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
 
 #include "base/caps.hpp"
@@ -171,6 +172,8 @@ std::string absolute_dir(const std::string &dir)
 }
 
 // kvx_cfg as a pinned map holds it: an older kvmxdp's may be shorter.
+// Only for an array of one __u32 key (checked by the caller): the kernel
+// writes value_size bytes per CPU into the buffer of a per-CPU map.
 kvx_cfg read_pinned_cfg(int fd, const MapInfo &have, const std::string &path)
 {
 	std::vector<unsigned char> raw(std::max<size_t>(have.value_size, sizeof(kvx_cfg)));
@@ -286,6 +289,11 @@ private:
 		inst_.pin_dir = pin_dir_for(inst_.bpffs, plan_.bridge);
 		check_uplink_free(**cfg_, plan_.bridge, plan_.uplink, inst_.uplink_auto);
 		check_same_bpffs(plan_.prev, plan_.bridge, inst_.bpffs);
+		// Every level checked and held (base/fs.hpp): a directory another
+		// user could change is refused before anything is read from it.
+		pins_ = open_pin_dir(inst_.bpffs, plan_.bridge, true);
+		// Only if empty: a resume's pins stay.
+		rb_.add("pin directory", [this] { remove_pin_dir(*pins_, false); });
 	}
 
 	void validate_devices()
@@ -329,10 +337,13 @@ private:
 	{
 		skel_ = std::make_unique<Skel<kvmxdp_tc>>("kvmxdp_tc");
 		std::vector<std::string> pinned;
-		for (const auto &name : skel_->map_names())
-			(::access(pin_path(inst_.pin_dir, name).c_str(), F_OK) == 0 ? pinned :
-										      to_pin_)
-				.push_back(name);
+		std::map<std::string, Fd> pinned_fds;
+		for (const auto &name : skel_->map_names()) {
+			auto fd = get_pinned(pins_->dir, name);
+			(fd ? pinned : to_pin_).push_back(name);
+			if (fd)
+				pinned_fds[name] = std::move(*fd);
+		}
 		resume_ = !pinned.empty();
 		// A map of a newer kvmxdp that is not pinned yet is created and
 		// pinned like on a first attach; the core tables must be there.
@@ -356,20 +367,23 @@ private:
 					       pinned.end();
 			std::optional<PinnedMap> pm;
 			Fd fd;
+			const MapInfo spec = skel_->map_spec(name.c_str());
 			if (is_pinned) {
 				pm = PinnedMap{};
-				pm->path = pin_path(inst_.pin_dir, name);
-				fd = open_pinned(pm->path);
+				pm->path = pins_->dir.show(name);
+				fd = std::move(pinned_fds[name]);
 				pm->info = map_info(fd.get(), pm->path);
-				if (name == KVX_MAP_CFG) {
+				// Its version sizes nothing before its type and
+				// key are ours; otherwise decide_resume refuses.
+				if (name == KVX_MAP_CFG && pm->info.type == spec.type &&
+				    pm->info.key_size == spec.key_size) {
 					kvx_cfg old = read_pinned_cfg(fd.get(), pm->info, pm->path);
 					pm->abi_version = old.abi_version;
 					resumed_uplink_addr_ = old.uplink_addr;
 				}
 			}
 			const MapResumeRule rule = resume_rule(name);
-			ResumeDecision d =
-				decide_resume(rule, skel_->map_spec(name.c_str()), pm, sizes);
+			ResumeDecision d = decide_resume(rule, spec, pm, sizes);
 			if (!d.note.empty())
 				log_note(d.note);
 			if (name == KVX_MAP_CT)
@@ -383,7 +397,7 @@ private:
 				continue;
 			case ResumeAction::Replace:
 				to_pin_.push_back(name);
-				replace_pins_.push_back(pm->path);
+				replaced_[name] = std::make_shared<Fd>(std::move(fd));
 				break;
 			case ResumeAction::Create:
 				break;
@@ -487,35 +501,30 @@ private:
 			    std::to_string(suspended) + " suspended (another network)");
 	}
 
-	// bpf_obj_pin on our own paths, not libbpf's pin_root_path, which
-	// rewrites every '.' of the whole path.
+	// bpf_obj_pin into the held pin directory (not libbpf's
+	// pin_root_path, which rewrites every '.' of the whole path).
 	void pin()
 	{
-		if (!resume_) {
-			mkdir_p(inst_.pin_dir, 0700);
-			rb_.add("pin directory", [pin_dir = inst_.pin_dir, bpffs = inst_.bpffs] {
-				::rmdir(pin_dir.c_str());
-				::rmdir((bpffs + "/kvmxdp").c_str()); // only if empty
-			});
-		}
+		const DirFd &dir = pins_->dir;
 		for (const auto &name : to_pin_) {
-			std::string path = pin_path(inst_.pin_dir, name);
 			// A replaced map stays open until attach commits: a failure
 			// pins it back, or the pinned state would be lost.
-			std::shared_ptr<Fd> old;
-			if (std::find(replace_pins_.begin(), replace_pins_.end(), path) !=
-			    replace_pins_.end()) {
-				old = std::make_shared<Fd>(open_pinned(path));
-				::unlink(path.c_str());
-			}
-			int err = bpf_obj_pin(skel_->map_fd(name.c_str()), path.c_str());
+			auto it = replaced_.find(name);
+			const std::shared_ptr<Fd> old = it == replaced_.end() ? nullptr :
+										it->second;
+			if (old)
+				dir.unlink(name);
+			const std::string path = dir.show(name);
+			int err =
+				bpf_obj_pin(skel_->map_fd(name.c_str()), dir.via_fd(name).c_str());
 			if (err < 0 && old)
-				bpf_obj_pin(old->get(), path.c_str());
+				bpf_obj_pin(old->get(), dir.via_fd(name).c_str());
 			check_libbpf(err, "pin map", path);
-			rb_.add("pin " + path, [path, old] {
-				::unlink(path.c_str());
+			rb_.add("pin " + path, [this, name, path, old] {
+				pins_->dir.unlink(name);
 				if (old)
-					check_libbpf(bpf_obj_pin(old->get(), path.c_str()),
+					check_libbpf(bpf_obj_pin(old->get(),
+								 pins_->dir.via_fd(name).c_str()),
 						     "pin the replaced map back", path);
 			});
 		}
@@ -535,17 +544,16 @@ private:
 		// The XDP fast path in front of the TC programs, where the mode
 		// and the devices allow it (control/xdp_path.hpp); a device it
 		// cannot take stays TC with the reason, which status shows.
-		xdp_ = std::make_unique<XdpPath>(plan_.mode, *skel_, inst_.pin_dir);
+		xdp_ = std::make_unique<XdpPath>(plan_.mode, *skel_, pins_->dir.dup());
 		if (!resume_)
-			rb_.add("XDP links",
-				[pin_dir = inst_.pin_dir] { XdpPath::remove_all(pin_dir); });
+			rb_.add("XDP links", [this] { XdpPath::remove_all(pins_->dir); });
 		for (const XdpDevice &d : xdp_->sync(nl_, bridge_.ifindex, uplink_.ifindex))
 			log_verbose(d.describe());
 		failpoint("xdp");
 
 		// The host's own sockets reaching mapped addresses; without them
 		// the datapath still serves the guests and the LAN.
-		std::string host_off = host_hooks_attach(*skel_, inst_.pin_dir, g_.run_dir, rb_);
+		std::string host_off = host_hooks_attach(*skel_, pins_->dir, g_.run_dir, rb_);
 		if (!host_off.empty())
 			log_warn("the host itself cannot reach mapped addresses: " + host_off);
 		failpoint("host_hooks");
@@ -635,6 +643,9 @@ private:
 	AttachPlan plan_;
 	std::optional<PidLock> pid_lock_;
 	Rollback pid_rb_;
+	// <bpffs>/kvmxdp/<bridge>, held from validate on; rb_'s undo steps
+	// use it.
+	std::optional<PinDir> pins_;
 	Rollback rb_;
 
 	// What attach makes, filled in phase by phase.
@@ -647,8 +658,9 @@ private:
 	std::unique_ptr<Skel<kvmxdp_tc>> skel_;
 	bool resume_ = false;
 	std::vector<std::string> to_pin_;
-	std::vector<std::string> replace_pins_; // pinned maps replaced by new ones
-	uint32_t resumed_uplink_addr_ = 0;	// network order
+	// Pinned maps replaced by new ones, held until attach commits.
+	std::map<std::string, std::shared_ptr<Fd>> replaced_;
+	uint32_t resumed_uplink_addr_ = 0; // network order
 	// write cfg
 	kvx_cfg kc_{};
 	// hooks

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
@@ -39,8 +40,8 @@ constexpr HookSpec kHooks[] = {
 
 } // namespace
 
-std::string host_hooks_attach(const SkelObject &tc, const std::string &pin_dir,
-			      const std::string &run_dir, Rollback &rb)
+std::string host_hooks_attach(const SkelObject &tc, const DirFd &pins, const std::string &run_dir,
+			      Rollback &rb)
 {
 	auto cookie = netns_cookie();
 	if (!cookie)
@@ -53,38 +54,35 @@ std::string host_hooks_attach(const SkelObject &tc, const std::string &pin_dir,
 
 	Skel<kvmxdp_host> hs("kvmxdp_host");
 	hs->rodata->host_netns_cookie = *cookie;
+	// Undo steps run after our caller's fd of the directory may be gone.
+	auto dir = std::make_shared<DirFd>(pins.dup());
+	auto unpin = [dir](const std::string &name) { return [dir, name] { dir->unlink(name); }; };
 	// kvx_hostrev is this object's own, kept across restarts in its pin;
 	// every other map is the datapath's, the very same one.
-	const std::string rev_pin = pin_path(pin_dir, KVX_MAP_HOSTREV);
 	bool rev_pinned = false;
-	if (::access(rev_pin.c_str(), F_OK) == 0) {
-		Fd fd = open_pinned(rev_pin);
+	if (auto fd = get_pinned(pins, KVX_MAP_HOSTREV)) {
 		// Another layout (a future kvmxdp's): start a fresh one.
-		if (same_layout(map_info(fd.get(), rev_pin), hs.map_spec(KVX_MAP_HOSTREV))) {
-			hs.reuse_map(KVX_MAP_HOSTREV, fd.get());
+		if (same_layout(map_info(fd->get(), pins.show(KVX_MAP_HOSTREV)),
+				hs.map_spec(KVX_MAP_HOSTREV))) {
+			hs.reuse_map(KVX_MAP_HOSTREV, fd->get());
 			rev_pinned = true;
 		} else {
-			::unlink(rev_pin.c_str());
+			pins.unlink(KVX_MAP_HOSTREV);
 		}
 	}
 	hs.reuse_maps_from(tc, {KVX_MAP_HOSTREV});
 	hs.load();
 	if (!rev_pinned) {
-		check_libbpf(bpf_obj_pin(hs.map_fd(KVX_MAP_HOSTREV), rev_pin.c_str()), "pin map",
-			     rev_pin);
-		rb.add("pin " + rev_pin, [rev_pin] { ::unlink(rev_pin.c_str()); });
+		pin_at(hs.map_fd(KVX_MAP_HOSTREV), pins, KVX_MAP_HOSTREV);
+		rb.add("pin " + pins.show(KVX_MAP_HOSTREV), unpin(KVX_MAP_HOSTREV));
 	}
 
 	for (const HookSpec &h : kHooks) {
 		int prog_fd = hs.prog_fd(h.prog);
-		const std::string pin = pin_path(pin_dir, h.pin);
-		if (::access(pin.c_str(), F_OK) == 0) {
+		if (auto link = get_pinned(pins, h.pin)) {
 			// Resume or upgrade: swap the program under the live link.
-			Fd link(bpf_obj_get(pin.c_str()));
-			if (!link)
-				throw_errno("open pinned link", pin);
-			check_libbpf(bpf_link_update(link.get(), prog_fd, nullptr),
-				     "replace program of link", pin);
+			check_libbpf(bpf_link_update(link->get(), prog_fd, nullptr),
+				     "replace program of link", pins.show(h.pin));
 			continue;
 		}
 		Fd link(bpf_link_create(prog_fd, cg.get(), h.type, nullptr));
@@ -98,27 +96,26 @@ std::string host_hooks_attach(const SkelObject &tc, const std::string &pin_dir,
 				       " programs to the cgroup v2 root: " + std::strerror(err);
 			throw_errno(std::string("attach ") + h.hook, "the cgroup v2 root");
 		}
-		check_libbpf(bpf_obj_pin(link.get(), pin.c_str()), "pin link", pin);
+		pin_at(link.get(), pins, h.pin);
 		// Unpinning drops the last reference once our fd is closed:
 		// that detaches the program.
-		rb.add("link " + pin, [pin] { ::unlink(pin.c_str()); });
+		rb.add("link " + pins.show(h.pin), unpin(h.pin));
 	}
 	return "";
 }
 
-std::vector<HostHook> host_hooks_query(const std::string &pin_dir)
+std::vector<HostHook> host_hooks_query(const DirFd &pins)
 {
 	std::vector<HostHook> out;
 	for (const HookSpec &h : kHooks) {
-		const std::string pin = pin_path(pin_dir, h.pin);
-		Fd link(bpf_obj_get(pin.c_str()));
+		auto link = get_pinned(pins, h.pin);
 		if (!link)
 			continue;
 		HostHook hh;
 		hh.hook = h.hook;
 		bpf_link_info info{};
 		__u32 len = sizeof(info);
-		if (bpf_obj_get_info_by_fd(link.get(), &info, &len) == 0) {
+		if (bpf_obj_get_info_by_fd(link->get(), &info, &len) == 0) {
 			hh.prog_id = info.prog_id;
 			hh.prog = prog_name_by_id(info.prog_id);
 		}

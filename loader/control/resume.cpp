@@ -8,24 +8,14 @@ namespace kvmxdp {
 
 namespace {
 
-[[noreturn]] void refuse(const std::string &path, const std::string &what, uint64_t pinned,
-			 uint64_t want)
-{
-	throw Error("pinned map " + path + " has " + what + " " + std::to_string(pinned) +
-		    ", this kvmxdp expects " + std::to_string(want) +
-		    ": run 'kvmxdp detach' first (drops conntrack state)");
-}
-
 // A kernel object we create must match what the loaded program expects;
 // pinned maps from another build are refused rather than misread.
 void check_reusable(const MapInfo &have, const MapInfo &want, const std::string &path)
 {
-	if (have.type != want.type)
-		refuse(path, "type", have.type, want.type);
-	if (have.key_size != want.key_size)
-		refuse(path, "key size", have.key_size, want.key_size);
-	if (have.value_size != want.value_size)
-		refuse(path, "value size", have.value_size, want.value_size);
+	if (std::string m = layout_mismatch(have, {want.type, want.key_size, want.value_size});
+	    !m.empty())
+		throw Error("pinned map " + path + " has " + m +
+			    ": run 'kvmxdp detach' first (drops conntrack state)");
 	if (have.max_entries != want.max_entries)
 		throw Error("pinned map " + path + " has " + std::to_string(have.max_entries) +
 			    " entries, requested " + std::to_string(want.max_entries) +
@@ -39,7 +29,15 @@ MapResumeRule resume_rule(const std::string &map)
 	for (const MapResumeRule &r : kResumeTable)
 		if (map == r.map)
 			return r;
-	return {nullptr, SizeFrom::Object, ReplaceIf::Never, false, nullptr, nullptr};
+	return {nullptr, {}, SizeFrom::Object, ReplaceIf::Never, false, nullptr, nullptr};
+}
+
+MapLayout pinned_layout(const char *map)
+{
+	for (const MapResumeRule &r : kResumeTable)
+		if (std::string(map) == r.map)
+			return r.layout;
+	throw Error(std::string("no layout for map ") + map + " (kResumeTable)");
 }
 
 ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
@@ -69,15 +67,10 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 
 	const MapInfo &have = pinned->info;
 	const std::string &path = pinned->path;
-	if (pinned->abi_version) {
-		const uint32_t v = *pinned->abi_version;
-		if (v < KVX_ABI_TABLES_SINCE || v > KVX_ABI_VERSION)
-			throw Error("pinned " + path + " is of ABI version " + std::to_string(v) +
-				    ", this kvmxdp uses " + std::to_string(KVX_ABI_VERSION) +
-				    " (tables of " + std::to_string(KVX_ABI_TABLES_SINCE) + ".." +
-				    std::to_string(KVX_ABI_VERSION) +
-				    "): run 'kvmxdp detach' first (drops conntrack state)");
-	}
+	if (pinned->abi_version)
+		if (std::string m = abi_version_mismatch(*pinned->abi_version); !m.empty())
+			throw Error("pinned " + path + " is of " + m +
+				    ": run 'kvmxdp detach' first (drops conntrack state)");
 	switch (rule.replace) {
 	case ReplaceIf::Never:
 		break;

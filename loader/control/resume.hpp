@@ -5,6 +5,8 @@
 // pure decision for one map (unit-tested), attach does the I/O.
 #pragma once
 
+#include <linux/bpf.h>
+
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -33,6 +35,10 @@ enum class ReplaceIf {
 
 struct MapResumeRule {
 	const char *map;
+	// The layout this build's programs declare for it (bpf/lib/maps.h,
+	// from the abi.h types): what every reader of the pin checks first
+	// (pinned_layout, find_pinned).
+	MapLayout layout;
 	SizeFrom size;
 	ReplaceIf replace;
 	// A resume without this map pinned is refused (the core tables).
@@ -43,24 +49,85 @@ struct MapResumeRule {
 	const char *resized_note;
 };
 
-// Every map with a rule of its own; any other map of the object is
-// {name, Object, Never, not required}: reused if it matches, created if
-// not pinned (a map a newer kvmxdp added).
+// Every map of the TC object (tests/loader checks the table against it).
 inline constexpr MapResumeRule kResumeTable[] = {
 	// Rewritten by every attach; tables of ABI versions
 	// KVX_ABI_TABLES_SINCE..KVX_ABI_VERSION share this layout (abi.h).
-	{KVX_MAP_CFG, SizeFrom::Object, ReplaceIf::ValueSize, true, nullptr, nullptr},
-	{KVX_MAP_CT, SizeFrom::CtSize, ReplaceIf::Never, true, nullptr, nullptr},
-	{KVX_MAP_BIND, SizeFrom::BindSize, ReplaceIf::Never, true, nullptr, nullptr},
+	{KVX_MAP_CFG,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_cfg)},
+	 SizeFrom::Object,
+	 ReplaceIf::ValueSize,
+	 true,
+	 nullptr,
+	 nullptr},
+	{KVX_MAP_CT,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_ct_key), sizeof(kvx_ct_val)},
+	 SizeFrom::CtSize,
+	 ReplaceIf::Never,
+	 true,
+	 nullptr,
+	 nullptr},
+	{KVX_MAP_BIND,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_bind_key), sizeof(kvx_bind_val)},
+	 SizeFrom::BindSize,
+	 ReplaceIf::Never,
+	 true,
+	 nullptr,
+	 nullptr},
 	// A newer kvmxdp with more verdict reasons: the counters restart.
-	{KVX_MAP_STATS, SizeFrom::Object, ReplaceIf::Resized, false, "counters",
+	{KVX_MAP_STATS,
+	 {BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32), sizeof(kvx_stat)},
+	 SizeFrom::Object,
+	 ReplaceIf::Resized,
+	 false,
+	 "counters",
 	 "counters restart from zero (conntrack kept)"},
 	// Counters sized to the subnet: another size starts afresh (attach
 	// recounts them from kvx_ct).
-	{KVX_MAP_GFLOWS, SizeFrom::Subnet, ReplaceIf::Differs, false, nullptr, nullptr},
+	{KVX_MAP_GFLOWS,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u32)},
+	 SizeFrom::Subnet,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	// The rest: reused if they match, created if not pinned (a map a
+	// newer kvmxdp added).
+	{KVX_MAP_EXTADDR,
+	 {BPF_MAP_TYPE_HASH, sizeof(__be32), sizeof(kvx_extaddr_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Never,
+	 false,
+	 nullptr,
+	 nullptr},
+	{KVX_MAP_FRAG,
+	 {BPF_MAP_TYPE_LRU_HASH, sizeof(kvx_frag_key), sizeof(kvx_frag_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Never,
+	 false,
+	 nullptr,
+	 nullptr},
+	{KVX_MAP_XDEV,
+	 {BPF_MAP_TYPE_HASH, sizeof(__u32), sizeof(kvx_xdev_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Never,
+	 false,
+	 nullptr,
+	 nullptr},
+	{KVX_MAP_XFDB,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_xfdb_key), sizeof(kvx_xfdb_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Never,
+	 false,
+	 nullptr,
+	 nullptr},
 };
 
+// Its row; a map without one gets {name, no layout, Object, Never, not
+// required} (reused if it matches the object's, created if not pinned).
 MapResumeRule resume_rule(const std::string &map);
+// What a reader of the pinned map checks (a map of kResumeTable).
+MapLayout pinned_layout(const char *map);
 
 // The sizes attach asks for.
 struct MapSizes {

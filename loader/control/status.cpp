@@ -18,6 +18,7 @@
 #include "base/fs.hpp"
 #include "control/host_access.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/resume.hpp"
 #include "kernel/maps.hpp"
 #include "model/mode.hpp"
 #include "control/devices.hpp"
@@ -232,7 +233,26 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				   "changes are not followed and expired flows are not "
 				   "collected (run attach again to resume)");
 
-	const auto links = XdpPath::pinned_links(inst.pin_dir);
+	// The pin directory: one another user could change, or maps of
+	// another build, end status with that one line (PinRefused); pins
+	// that are missing or unreadable are a warning.
+	std::optional<PinDir> pins;
+	std::vector<std::pair<int, uint32_t>> links;
+	json host = json::array();
+	try {
+		pins = open_pin_dir(inst.bpffs, inst.bridge, false);
+		if (!pins)
+			throw Error("open pin directory", pin_dir_for(inst.bpffs, inst.bridge),
+				    ENOENT);
+		links = XdpPath::pinned_links(pins->dir);
+		for (const HostHook &h : host_hooks_query(pins->dir))
+			host.push_back(
+				{{"hook", h.hook}, {"prog", h.prog}, {"prog_id", h.prog_id}});
+	} catch (const PinRefused &) {
+		throw;
+	} catch (const Error &e) {
+		warnings.push_back(std::string("cannot read the pinned maps: ") + e.what());
+	}
 	// The bridge's ports first: whether any takes XDP redirects decides
 	// the uplink's XDP under --mode auto (choose_hook).
 	json ports = json::array();
@@ -267,9 +287,6 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 		warnings.push_back("uplink: none (waiting for a default route): guest traffic "
 				   "to the outside is dropped until one appears");
 
-	json host = json::array();
-	for (const HostHook &h : host_hooks_query(inst.pin_dir))
-		host.push_back({{"hook", h.hook}, {"prog", h.prog}, {"prog_id", h.prog_id}});
 	j["host_access"] = host;
 	if (host.empty())
 		warnings.push_back("the host's own sockets do not reach mapped addresses "
@@ -281,30 +298,38 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 #define KVX_X_ZERO(name, drop, desc) counters[#name] = {{"packets", 0}, {"bytes", 0}};
 	KVX_REASONS(KVX_X_ZERO)
 #undef KVX_X_ZERO
-	try {
-		Fd cfg_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CFG));
-		Fd ct_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CT));
-		Fd bind_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_BIND));
-		Fd stats_fd = open_pinned(pin_path(inst.pin_dir, KVX_MAP_STATS));
-		kvx_cfg kc = read_cfg(cfg_fd.get());
-		if (kc.uplink_addr)
-			j["uplink_addr"] = format_ipv4(ntohl(kc.uplink_addr));
-		else if (!inst.uplink.empty())
-			warnings.push_back("uplink " + inst.uplink +
-					   " has no IPv4 address yet: guest traffic to the "
-					   "outside is dropped (DROP_NO_UPLINK_ADDR)");
-		ct = {{"entries", count_entries<kvx_ct_key>(ct_fd.get())},
-		      {"max_entries", map_info(ct_fd.get(), KVX_MAP_CT).max_entries}};
-		bind = {{"entries", count_entries<kvx_bind_key>(bind_fd.get())},
-			{"max_entries", map_info(bind_fd.get(), KVX_MAP_BIND).max_entries}};
-		auto stats = read_stats(stats_fd.get());
+	if (pins) {
+		try {
+			const DirFd &d = pins->dir;
+			auto open = [&](const char *m) {
+				return open_pinned(d, m, pinned_layout(m));
+			};
+			Fd cfg_fd = open(KVX_MAP_CFG);
+			Fd ct_fd = open(KVX_MAP_CT);
+			Fd bind_fd = open(KVX_MAP_BIND);
+			Fd stats_fd = open(KVX_MAP_STATS);
+			kvx_cfg kc = read_cfg(cfg_fd.get());
+			if (kc.uplink_addr)
+				j["uplink_addr"] = format_ipv4(ntohl(kc.uplink_addr));
+			else if (!inst.uplink.empty())
+				warnings.push_back("uplink " + inst.uplink +
+						   " has no IPv4 address yet: guest traffic to the "
+						   "outside is dropped (DROP_NO_UPLINK_ADDR)");
+			ct = {{"entries", count_entries<kvx_ct_key>(ct_fd.get())},
+			      {"max_entries", map_info(ct_fd.get(), KVX_MAP_CT).max_entries}};
+			bind = {{"entries", count_entries<kvx_bind_key>(bind_fd.get())},
+				{"max_entries", map_info(bind_fd.get(), KVX_MAP_BIND).max_entries}};
+			auto stats = read_stats(stats_fd.get());
 #define KVX_X_STAT(name, drop, desc)                                 \
 	counters[#name] = {{"packets", stats[KVX_R_##name].packets}, \
 			   {"bytes", stats[KVX_R_##name].bytes}};
-		KVX_REASONS(KVX_X_STAT)
+			KVX_REASONS(KVX_X_STAT)
 #undef KVX_X_STAT
-	} catch (const Error &e) {
-		warnings.push_back(std::string("cannot read the pinned maps: ") + e.what());
+		} catch (const PinRefused &) {
+			throw;
+		} catch (const Error &e) {
+			warnings.push_back(std::string("cannot read the pinned maps: ") + e.what());
+		}
 	}
 	j["conntrack"] = ct;
 	j["bindings"] = bind;
@@ -313,7 +338,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	// (status_add_usage below).
 	{
 		std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, inst.bridge);
-		status_add_usage(j, inst.pin_dir,
+		status_add_usage(j, pins ? &pins->dir : nullptr,
 				 pid_file.substr(0, pid_file.size() - 4) + ".table_full", warnings);
 	}
 
@@ -358,7 +383,7 @@ std::string dirname_of(const std::string &path)
 
 } // namespace
 
-void status_add_usage(json &inst, const std::string &pin_dir, const std::string &state_file,
+void status_add_usage(json &inst, const DirFd *pins, const std::string &state_file,
 		      std::vector<std::string> &warnings)
 {
 	static const char *const kMaps[] = {KVX_MAP_CFG,   KVX_MAP_BIND,    KVX_MAP_CT,
@@ -368,11 +393,12 @@ void status_add_usage(json &inst, const std::string &pin_dir, const std::string 
 	json maps = json::object();
 	uint64_t total = 0;
 	for (const char *name : kMaps) {
-		std::string path = pin_path(pin_dir, name);
-		if (::access(path.c_str(), F_OK) != 0)
-			continue;
 		try {
-			Fd fd = open_pinned(path);
+			auto pinned = pins ? find_pinned(*pins, name, pinned_layout(name)) :
+					     std::optional<Fd>();
+			if (!pinned)
+				continue;
+			const Fd &fd = *pinned;
 			MapInfo mi = map_info(fd.get(), name);
 			auto kernel = map_memlock_bytes(fd.get());
 			uint64_t mem =
@@ -392,6 +418,8 @@ void status_add_usage(json &inst, const std::string &pin_dir, const std::string 
 				      {"memory_bytes", mem},
 				      {"memory_source", kernel ? "kernel" : "estimate"}};
 			total += mem;
+		} catch (const PinRefused &) {
+			throw;
 		} catch (const Error &e) {
 			warnings.push_back(std::string("cannot read map ") + name + ": " +
 					   e.what());

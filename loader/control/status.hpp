@@ -13,6 +13,8 @@
 
 namespace kvmxdp {
 
+struct DirFd;
+
 // bridge empty = every instance.
 nlohmann::json status_json(const GlobalOptions &g, const std::string &bridge);
 
@@ -22,12 +24,12 @@ constexpr uint32_t kTableWarnPercent = 80;
 // For `status`, on an instance's JSON that already holds "conntrack",
 // "bindings" and "counters": adds "maps" ({name: {entries, max_entries,
 // memory_bytes, memory_source: "kernel"|"estimate"}} for every map pinned in
-// pin_dir), "memory_bytes" (their sum) and "memory_bytes" to "conntrack"
+// pins, none when null), "memory_bytes" (their sum) and "memory_bytes" to "conntrack"
 // and "bindings"; appends warnings when conntrack or bindings is at least
 // kTableWarnPercent full, and when DROP_TABLE_FULL grew since the value
 // recorded in state_file by the previous status ("" = no record: any
 // nonzero count warns).  state_file is written only if its directory exists.
-void status_add_usage(nlohmann::json &inst, const std::string &pin_dir,
-		      const std::string &state_file, std::vector<std::string> &warnings);
+void status_add_usage(nlohmann::json &inst, const DirFd *pins, const std::string &state_file,
+		      std::vector<std::string> &warnings);
 
 } // namespace kvmxdp

@@ -3,7 +3,6 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
-#include <dirent.h>
 #include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <net/if.h>
@@ -36,9 +35,9 @@ bool has(const std::vector<std::string> &v, const std::string &s)
 	return std::find(v.begin(), v.end(), s) != v.end();
 }
 
-std::string link_pin(const std::string &pin_dir, int ifindex)
+std::string link_pin(int ifindex)
 {
-	return pin_dir + "/" + kLinkPinPrefix + std::to_string(ifindex);
+	return kLinkPinPrefix + std::to_string(ifindex);
 }
 
 std::string ifname_of(int ifindex)
@@ -55,10 +54,10 @@ std::string XdpDevice::describe() const
 	       choice.why + "; " + tx_why;
 }
 
-XdpPath::XdpPath(HookMode mode, const SkelObject &tc, std::string pin_dir)
+XdpPath::XdpPath(HookMode mode, const SkelObject &tc, DirFd pins)
 	: mode_(mode)
 	, tc_(tc)
-	, pin_dir_(std::move(pin_dir))
+	, pins_(std::move(pins))
 {
 }
 
@@ -78,9 +77,15 @@ int XdpPath::prog_fd(const char *name)
 
 bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, std::string &why)
 {
-	const std::string pin = link_pin(pin_dir_, ifindex);
+	const std::string pin = link_pin(ifindex);
 	int pfd = prog_fd(prog);
-	Fd link(bpf_obj_get(pin.c_str()));
+	Fd link;
+	try {
+		link = get_pinned(pins_, pin).value_or(Fd());
+	} catch (const Error &e) {
+		why = std::string(e.what()) + "; TC path";
+		return false;
+	}
 	if (link) {
 		bpf_link_info li{};
 		bpf_prog_info pi{};
@@ -97,7 +102,7 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 			if (bpf_link_update(link.get(), pfd, nullptr) == 0)
 				return true;
 		}
-		::unlink(pin.c_str());
+		pins_.unlink(pin);
 	}
 	bpf_link_create_opts opts{};
 	opts.sz = sizeof(opts);
@@ -113,8 +118,8 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 		return false;
 	}
 	Fd owned(fd);
-	if (bpf_obj_pin(fd, pin.c_str()) < 0) {
-		why = "pin " + pin + ": " + std::strerror(errno) + "; TC path";
+	if (bpf_obj_pin(fd, pins_.via_fd(pin).c_str()) < 0) {
+		why = "pin " + pins_.show(pin) + ": " + std::strerror(errno) + "; TC path";
 		bpf_link_detach(fd);
 		return false;
 	}
@@ -189,10 +194,10 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 
 	// Links of devices that no longer want XDP (mode change, a port that
 	// left the bridge, an uplink that moved) go.
-	for (const auto &[ifindex, prog_id] : pinned_links(pin_dir_)) {
+	for (const auto &[ifindex, prog_id] : pinned_links(pins_)) {
 		(void)prog_id;
 		if (!want.count(ifindex))
-			::unlink(link_pin(pin_dir_, ifindex).c_str());
+			pins_.unlink(link_pin(ifindex));
 	}
 	// kvx_xdev: what is, then what was not.
 	for (const auto &[k, v] : xdev)
@@ -260,38 +265,32 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 	fdb_synced_ns_ = now_ns;
 }
 
-std::vector<std::pair<int, uint32_t>> XdpPath::pinned_links(const std::string &pin_dir)
+std::vector<std::pair<int, uint32_t>> XdpPath::pinned_links(const DirFd &pins)
 {
 	std::vector<std::pair<int, uint32_t>> out;
-	DIR *dir = ::opendir(pin_dir.c_str());
-	if (!dir)
-		return out;
 	const std::string prefix = kLinkPinPrefix;
-	while (dirent *de = ::readdir(dir)) {
-		std::string n = de->d_name;
+	for (const std::string &n : dir_entries(pins)) {
 		if (n.compare(0, prefix.size(), prefix) != 0)
 			continue;
 		int ifindex = std::atoi(n.c_str() + prefix.size());
 		uint32_t prog_id = 0;
-		Fd fd(bpf_obj_get((pin_dir + "/" + n).c_str()));
-		if (fd) {
+		if (auto fd = get_pinned(pins, n)) {
 			bpf_link_info info{};
 			uint32_t len = sizeof(info);
-			if (bpf_obj_get_info_by_fd(fd.get(), &info, &len) == 0 &&
+			if (bpf_obj_get_info_by_fd(fd->get(), &info, &len) == 0 &&
 			    info.xdp.ifindex != 0)
 				prog_id = info.prog_id;
 		}
 		out.emplace_back(ifindex, prog_id);
 	}
-	::closedir(dir);
 	return out;
 }
 
-void XdpPath::remove_all(const std::string &pin_dir)
+void XdpPath::remove_all(const DirFd &pins)
 {
-	for (const auto &[ifindex, prog_id] : pinned_links(pin_dir)) {
+	for (const auto &[ifindex, prog_id] : pinned_links(pins)) {
 		(void)prog_id;
-		::unlink(link_pin(pin_dir, ifindex).c_str());
+		pins.unlink(link_pin(ifindex));
 	}
 }
 

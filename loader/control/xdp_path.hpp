@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "base/fs.hpp"
 #include "model/mode.hpp"
 
 namespace kvmxdp {
@@ -44,7 +45,9 @@ struct XdpDevice {
 // removes them with the other pins.
 class XdpPath {
 public:
-	XdpPath(HookMode mode, const SkelObject &tc, std::string pin_dir);
+	// pins: the instance's pin directory (open_pin_dir), held for the
+	// daemon's lifetime.
+	XdpPath(HookMode mode, const SkelObject &tc, DirFd pins);
 	~XdpPath();
 	XdpPath(const XdpPath &) = delete;
 	XdpPath &operator=(const XdpPath &) = delete;
@@ -62,10 +65,10 @@ public:
 	void sync_fdb(int bridge_ifindex, uint64_t now_ns);
 	static constexpr uint64_t kStaleNs = 300ULL * 1000 * 1000 * 1000;
 
-	// The XDP links pinned in pin_dir: ifindex -> program id.
-	static std::vector<std::pair<int, uint32_t>> pinned_links(const std::string &pin_dir);
-	// Removes every XDP link pin of pin_dir (the links go with them).
-	static void remove_all(const std::string &pin_dir);
+	// The XDP links pinned in pins: ifindex -> program id.
+	static std::vector<std::pair<int, uint32_t>> pinned_links(const DirFd &pins);
+	// Removes every XDP link pin of pins (the links go with them).
+	static void remove_all(const DirFd &pins);
 
 private:
 	int prog_fd(const char *name);
@@ -73,7 +76,7 @@ private:
 
 	HookMode mode_;
 	const SkelObject &tc_;
-	std::string pin_dir_;
+	DirFd pins_;
 	std::unique_ptr<SkelObject> xdp_; // kvmxdp_xdp, loaded on first use
 	uint64_t fdb_synced_ns_ = 0;
 	std::vector<std::string> warned_;

@@ -17,11 +17,70 @@ MapInfo map_info(int fd, const std::string &what)
 	return {info.type, info.key_size, info.value_size, info.max_entries, info.name};
 }
 
-Fd open_pinned(const std::string &path)
+std::string layout_mismatch(const MapInfo &have, const MapLayout &want)
 {
-	int fd = bpf_obj_get(path.c_str());
-	check_libbpf(fd, "open pinned map", path);
-	return Fd(fd);
+	auto differs = [](const char *what, uint32_t h, uint32_t w) {
+		return std::string(what) + " " + std::to_string(h) + ", this kvmxdp expects " +
+		       std::to_string(w);
+	};
+	if (have.type != want.type)
+		return differs("type", have.type, want.type);
+	if (have.key_size != want.key_size)
+		return differs("key size", have.key_size, want.key_size);
+	if (have.value_size != want.value_size)
+		return differs("value size", have.value_size, want.value_size);
+	return "";
+}
+
+std::string abi_version_mismatch(uint32_t v)
+{
+	if (v >= KVX_ABI_TABLES_SINCE && v <= KVX_ABI_VERSION)
+		return "";
+	return "ABI version " + std::to_string(v) + ", this kvmxdp uses " +
+	       std::to_string(KVX_ABI_VERSION) + " (tables of " +
+	       std::to_string(KVX_ABI_TABLES_SINCE) + ".." + std::to_string(KVX_ABI_VERSION) + ")";
+}
+
+std::optional<Fd> get_pinned(const DirFd &dir, const std::string &name)
+{
+	auto entry = open_pin_entry(dir, name);
+	if (!entry)
+		return std::nullopt;
+	return Fd(check_libbpf(bpf_obj_get(fd_path(entry->get()).c_str()), "open pinned object",
+			       dir.show(name)));
+}
+
+std::optional<Fd> find_pinned(const DirFd &dir, const std::string &name, const MapLayout &want)
+{
+	auto fd = get_pinned(dir, name);
+	if (!fd)
+		return std::nullopt;
+	const std::string path = dir.show(name);
+	// Pinned by another build (a rollback, a second install): refused
+	// before a key or value is read into a buffer of this build's sizes.
+	const char *remedy = ": pinned by another kvmxdp; use that one, or run 'kvmxdp detach' "
+			     "(drops conntrack state)";
+	if (std::string m = layout_mismatch(map_info(fd->get(), path), want); !m.empty())
+		throw PinRefused(path + ": " + m + " (ABI " + std::to_string(KVX_ABI_VERSION) +
+				 ")" + remedy);
+	if (name == KVX_MAP_CFG)
+		if (std::string m = abi_version_mismatch(read_cfg(fd->get()).abi_version);
+		    !m.empty())
+			throw PinRefused(path + ": " + m + remedy);
+	return fd;
+}
+
+Fd open_pinned(const DirFd &dir, const std::string &name, const MapLayout &want)
+{
+	auto fd = find_pinned(dir, name, want);
+	if (!fd)
+		throw Error("open pinned map", dir.show(name), ENOENT);
+	return std::move(*fd);
+}
+
+void pin_at(int fd, const DirFd &dir, const std::string &name)
+{
+	check_libbpf(bpf_obj_pin(fd, dir.via_fd(name).c_str()), "pin", dir.show(name));
 }
 
 kvx_cfg read_cfg(int cfg_fd)

@@ -15,6 +15,7 @@
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
+#include "base/fs.hpp"
 #include "kvmxdp/abi.h"
 
 namespace kvmxdp {
@@ -27,6 +28,14 @@ struct MapInfo {
 	std::string name;
 };
 
+// What a reader needs of a map before it reads: keys and values are read
+// into buffers of the ABI's sizes (a per-CPU map's value once per CPU).
+struct MapLayout {
+	uint32_t type = 0;
+	uint32_t key_size = 0;
+	uint32_t value_size = 0;
+};
+
 MapInfo map_info(int fd, const std::string &what);
 // Same type, key and value size: one map's entries read right as the
 // other's.
@@ -34,8 +43,26 @@ inline bool same_layout(const MapInfo &a, const MapInfo &b)
 {
 	return a.type == b.type && a.key_size == b.key_size && a.value_size == b.value_size;
 }
-// bpf_obj_get; throws naming the path.
-Fd open_pinned(const std::string &path);
+// The first difference of have from want ("value size 64, this kvmxdp
+// expects 72"), "" when the layouts are the same.
+std::string layout_mismatch(const MapInfo &have, const MapLayout &want);
+// "ABI version 3, this kvmxdp uses 2 (tables of 1..2)" when the tables of
+// a kvx_cfg of that version are not this build's, else "".
+std::string abi_version_mismatch(uint32_t version);
+
+// A pinned object of dir (map or link) through an fd of the checked pin
+// (open_pin_entry: root's, not a link), never through its name again;
+// nullopt when name is not pinned there.
+std::optional<Fd> get_pinned(const DirFd &dir, const std::string &name);
+// The one way kvmxdp reads a pinned map: get_pinned, then the map's type,
+// key and value size are checked against want before anything is read,
+// and kvx_cfg's ABI version too.  Throws one line naming the pin and the
+// mismatch; nullopt when name is not pinned.
+std::optional<Fd> find_pinned(const DirFd &dir, const std::string &name, const MapLayout &want);
+// Same; a missing pin is an error naming it.
+Fd open_pinned(const DirFd &dir, const std::string &name, const MapLayout &want);
+// bpf_obj_pin of fd as dir/name (through dir's fd).
+void pin_at(int fd, const DirFd &dir, const std::string &name);
 
 // The one walk over a map's keys (bpf_map_get_next_key, key_size bytes
 // each): f(key) for every key.  Callers that delete collect the keys first

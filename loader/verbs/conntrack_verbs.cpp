@@ -7,6 +7,7 @@
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "control/gc.hpp"
+#include "control/resume.hpp"
 #include "kernel/maps.hpp"
 #include "model/config.hpp"
 #include "model/timeouts.hpp"
@@ -30,25 +31,31 @@ CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
 	if (!bridge.empty())
 		check_ifname(bridge);
 	Config cfg = ConfigStore(g.config).load();
-	std::string pin_dir;
+	std::optional<PinDir> pins;
 	CtPins p;
 	if (!bridge.empty() && !cfg.find(bridge)) {
 		// Not in this config (another --config, a lost file): the pins
 		// of --bpffs still tell the whole story.
-		pin_dir = pin_dir_for(g.bpffs, bridge);
-		if (::access(pin_path(pin_dir, KVX_MAP_CT).c_str(), F_OK) != 0)
-			throw not_attached(bridge, g.config, "no maps pinned in " + pin_dir);
+		pins = open_pin_dir(g.bpffs, bridge, false);
+		if (!pins || !open_pin_entry(pins->dir, KVX_MAP_CT))
+			throw not_attached(bridge, g.config,
+					   "no maps pinned in " + pin_dir_for(g.bpffs, bridge));
 		p.bridge = bridge;
 	} else {
 		const Instance &inst = select_instance(cfg, bridge, g.config);
-		pin_dir = inst.pin_dir;
+		pins = open_pin_dir(inst.bpffs, inst.bridge, false);
+		if (!pins)
+			throw Error("open pin directory", pin_dir_for(inst.bpffs, inst.bridge),
+				    ENOENT);
 		p.bridge = inst.bridge;
 	}
-	p.cfg = open_pinned(pin_path(pin_dir, KVX_MAP_CFG));
-	p.ct = open_pinned(pin_path(pin_dir, KVX_MAP_CT));
-	p.bind = open_pinned(pin_path(pin_dir, KVX_MAP_BIND));
-	if (::access(pin_path(pin_dir, KVX_MAP_GFLOWS).c_str(), F_OK) == 0)
-		p.gflows = open_pinned(pin_path(pin_dir, KVX_MAP_GFLOWS));
+	const DirFd &d = pins->dir;
+	auto open = [&](const char *m) { return open_pinned(d, m, pinned_layout(m)); };
+	p.cfg = open(KVX_MAP_CFG);
+	p.ct = open(KVX_MAP_CT);
+	p.bind = open(KVX_MAP_BIND);
+	if (auto gflows = find_pinned(d, KVX_MAP_GFLOWS, pinned_layout(KVX_MAP_GFLOWS)))
+		p.gflows = std::move(*gflows);
 	return p;
 }
 

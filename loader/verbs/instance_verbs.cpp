@@ -1,11 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "verbs/instance_verbs.hpp"
 
-#include <dirent.h>
 #include <signal.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <chrono>
 #include <functional>
 #include <thread>
@@ -101,22 +99,11 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 	step([&] { tc_remove_ingress(nl, inst.bridge, inst.clsact_created_bridge); });
 	step([&] { tc_remove_ingress(nl, inst.uplink, inst.clsact_created_uplink); });
 	step([&] {
-		// Every pin in the directory: maps of older or newer versions too.
-		if (DIR *dir = ::opendir(inst.pin_dir.c_str())) {
-			std::vector<std::string> pins;
-			while (dirent *de = ::readdir(dir))
-				if (std::string(de->d_name) != "." &&
-				    std::string(de->d_name) != "..")
-					pins.push_back(pin_path(inst.pin_dir, de->d_name));
-			::closedir(dir);
-			for (const auto &path : pins)
-				if (::unlink(path.c_str()) < 0 && errno != ENOENT)
-					throw_errno("unpin", path);
-		}
-		if (::rmdir(inst.pin_dir.c_str()) < 0 && errno != ENOENT)
-			throw_errno("remove", inst.pin_dir);
-		// <bpffs>/kvmxdp is shared by instances: only if empty.
-		::rmdir((inst.bpffs + "/kvmxdp").c_str());
+		// Every pin in the directory: maps of older or newer versions
+		// too.  Unlinked through the checked directory's fd: a pin path
+		// another user could change is refused, never walked.
+		if (auto pins = open_pin_dir(inst.bpffs, bridge, false))
+			remove_pin_dir(*pins, true);
 	});
 	step([&] { remove_added_addresses(inst); });
 	Sysctl sys(g.sysctl_root);

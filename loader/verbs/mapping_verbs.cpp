@@ -16,6 +16,7 @@
 #include "base/netaddr.hpp"
 #include "base/rollback.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/resume.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
@@ -39,13 +40,19 @@ struct Pins {
 // The running instance's maps, or nullopt when they are not pinned.
 std::optional<Pins> open_pins(const Instance &inst)
 {
-	if (::access(pin_path(inst.pin_dir, KVX_MAP_BIND).c_str(), F_OK) != 0)
+	auto pins = open_pin_dir(inst.bpffs, inst.bridge, false);
+	if (!pins)
+		return std::nullopt;
+	const DirFd &d = pins->dir;
+	auto open = [&](const char *m) { return open_pinned(d, m, pinned_layout(m)); };
+	auto bind = find_pinned(d, KVX_MAP_BIND, pinned_layout(KVX_MAP_BIND));
+	if (!bind)
 		return std::nullopt;
 	Pins p;
-	p.bind = open_pinned(pin_path(inst.pin_dir, KVX_MAP_BIND));
-	p.extaddr = open_pinned(pin_path(inst.pin_dir, KVX_MAP_EXTADDR));
-	p.ct = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CT));
-	p.cfg = open_pinned(pin_path(inst.pin_dir, KVX_MAP_CFG));
+	p.bind = std::move(*bind);
+	p.extaddr = open(KVX_MAP_EXTADDR);
+	p.ct = open(KVX_MAP_CT);
+	p.cfg = open(KVX_MAP_CFG);
 	return p;
 }
 
@@ -113,6 +120,10 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	const uint32_t ext = m.ext(ctx.uplink_addr);
 	const bool own = m.ext_uplink || (ctx.uplink_addr && m.ext_addr == ctx.uplink_addr);
 
+	// The running instance's maps before anything is claimed on the wire:
+	// pins kvmxdp refuses to read stop the command here.
+	auto pins = open_pins(inst);
+
 	if (listening && ext)
 		if (auto p = listening->first_listening(ext, m.ext_ports))
 			log_warn("a host socket listens on " + m.proto_str() + " port " +
@@ -150,7 +161,6 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 		claimed = true;
 	}
 
-	auto pins = open_pins(inst);
 	Rollback rb;
 	if (claimed && o.add_address) {
 		add_ipv4_address(nl, up->ifindex, m.ext_addr, added_address_prefix(sm, cur),

@@ -44,3 +44,12 @@ inline std::string bpf_skip_reason()
 		if (!kvx_skip_.empty())                                                            \
 			GTEST_SKIP() << kvx_skip_;                                                 \
 	} while (0)
+
+// Skip without the privilege to mount a bpffs (test::TempBpffs).
+#define KVX_SKIP_WITHOUT_MOUNT_PRIVILEGE()                                                         \
+	do {                                                                                       \
+		const std::string kvx_skip_ =                                                      \
+			::kvmxdp::test::missing_capabilities({CAP_SYS_ADMIN});                     \
+		if (!kvx_skip_.empty())                                                            \
+			GTEST_SKIP() << "mounting a bpffs needs " << kvx_skip_;                    \
+	} while (0)

@@ -13,6 +13,7 @@
 #include "base/error.hpp"
 #include "control/attach.hpp"
 #include "control/resume.hpp"
+#include "error_of.hpp"
 #include "kernel/routes.hpp"
 #include "kernel/skel.hpp"
 #include "kvmxdp_tc.skel.h"
@@ -20,17 +21,7 @@
 namespace kvmxdp {
 namespace {
 
-// The message of the Error f throws ("" if none).
-template <typename F>
-std::string error_of(F f)
-{
-	try {
-		f();
-	} catch (const Error &e) {
-		return e.what();
-	}
-	return "";
-}
+using test::error_of;
 
 #define EXPECT_ERROR_HAS(expr, text)                                                    \
 	do {                                                                            \
@@ -84,6 +75,21 @@ TEST(ResumeTable, EveryRowIsAMapOfTheTcObject)
 	for (const MapResumeRule &r : kResumeTable)
 		EXPECT_NE(std::find(names.begin(), names.end(), r.map), names.end())
 			<< r.map << " is in kResumeTable but not a map of kvmxdp_tc";
+}
+
+// Readers check a pin against its row (pinned_layout): every map of the
+// object has one, with the object's own type, key and value size.
+TEST(ResumeTable, EveryMapOfTheTcObjectHasItsLayout)
+{
+	Skel<kvmxdp_tc> skel("kvmxdp_tc");
+	for (const std::string &name : skel.map_names()) {
+		const MapResumeRule r = resume_rule(name);
+		ASSERT_NE(r.map, nullptr) << name << " has no row in kResumeTable";
+		const MapInfo spec = skel.map_spec(name.c_str());
+		EXPECT_EQ(layout_mismatch(spec, r.layout), "") << name;
+		EXPECT_EQ(layout_mismatch(spec, pinned_layout(name.c_str())), "") << name;
+	}
+	EXPECT_THROW(pinned_layout("kvx_nosuch"), Error);
 }
 
 TEST(ResumeTable, AMapNotPinnedIsCreatedAtTheSizeAsked)

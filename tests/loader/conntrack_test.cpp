@@ -21,13 +21,13 @@
 #include "model/timeouts.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
+#include "base/fs.hpp"
 #include "control/gc.hpp"
 #include "kernel_maps.hpp"
 #include "kernel/maps.hpp"
 #include "temp_dir.hpp"
 
 using namespace kvmxdp;
-using kvmxdp::test::TempDir;
 using nlohmann::json;
 
 namespace {
@@ -545,28 +545,22 @@ TEST_F(CtMaps, KernelMemlockOfAMap)
 TEST_F(CtMaps, StatusUsageWarnsNearFullAndOnTableFullDrops)
 {
 	// A pin dir with our two maps under the names the instance uses.
-	TempDir dir;
-	std::string bpffs = dir.path() + "/bpffs";
-	ASSERT_EQ(::mkdir(bpffs.c_str(), 0700), 0);
-	const std::string no_mount = test::missing_capabilities({CAP_SYS_ADMIN});
-	if (!no_mount.empty())
-		GTEST_SKIP() << "mounting a bpffs needs " << no_mount;
-	ASSERT_EQ(::mount("bpf", bpffs.c_str(), "bpf", 0, nullptr), 0)
-		<< "mount bpffs on " << bpffs << ": " << std::strerror(errno);
-	struct Unmount {
-		std::string p;
-		~Unmount() { ::umount(p.c_str()); }
-	} unmount{bpffs};
+	KVX_SKIP_WITHOUT_MOUNT_PRIVILEGE();
+	test::TempBpffs fs;
+	ASSERT_TRUE(fs.mounted()) << fs.error();
+	const std::string &bpffs = fs.path();
 	ASSERT_EQ(bpf_obj_pin(ct_.get(), (bpffs + "/" KVX_MAP_CT).c_str()), 0);
 	ASSERT_EQ(bpf_obj_pin(bind_.get(), (bpffs + "/" KVX_MAP_BIND).c_str()), 0);
+	auto pins = open_bpffs(bpffs);
+	ASSERT_TRUE(pins);
 	populate(); // 6 of 64 flows, 10 of 64 binding entries
 
 	json inst = {{"conntrack", {{"entries", 6}, {"max_entries", 64}}},
 		     {"bindings", {{"entries", 10}, {"max_entries", 64}}},
 		     {"counters", {{"DROP_TABLE_FULL", {{"packets", 0}, {"bytes", 0}}}}}};
 	std::vector<std::string> w;
-	const std::string state = dir.path() + "/br0.table_full";
-	status_add_usage(inst, bpffs, state, w);
+	const std::string state = fs.dir() + "/br0.table_full";
+	status_add_usage(inst, &*pins, state, w);
 	EXPECT_TRUE(w.empty()) << w[0];
 	ASSERT_TRUE(inst["maps"].contains(KVX_MAP_CT));
 	EXPECT_EQ(inst["maps"][KVX_MAP_CT]["entries"], 6);
@@ -586,7 +580,7 @@ TEST_F(CtMaps, StatusUsageWarnsNearFullAndOnTableFullDrops)
 	inst["bindings"]["entries"] = 51;
 	inst["counters"]["DROP_TABLE_FULL"]["packets"] = 3;
 	w.clear();
-	status_add_usage(inst, bpffs, state, w);
+	status_add_usage(inst, &*pins, state, w);
 	ASSERT_EQ(w.size(), 2u);
 	EXPECT_NE(w[0].find("conntrack table 52/64 entries (81% full)"), std::string::npos) << w[0];
 	EXPECT_NE(w[1].find("DROP_TABLE_FULL increased by 3 since the last status (3 in all)"),
@@ -595,24 +589,24 @@ TEST_F(CtMaps, StatusUsageWarnsNearFullAndOnTableFullDrops)
 	// Recorded: the same count again does not warn; more does, by the
 	// difference; a smaller count (a new attach) counts from zero.
 	w.clear();
-	status_add_usage(inst, bpffs, state, w);
+	status_add_usage(inst, &*pins, state, w);
 	EXPECT_EQ(w.size(), 1u);
 	inst["counters"]["DROP_TABLE_FULL"]["packets"] = 10;
 	w.clear();
-	status_add_usage(inst, bpffs, state, w);
+	status_add_usage(inst, &*pins, state, w);
 	ASSERT_EQ(w.size(), 2u);
 	EXPECT_NE(w[1].find("increased by 7 since the last status (10 in all)"), std::string::npos)
 		<< w[1];
 	inst["counters"]["DROP_TABLE_FULL"]["packets"] = 2;
 	inst["conntrack"]["entries"] = 1;
 	w.clear();
-	status_add_usage(inst, bpffs, state, w);
+	status_add_usage(inst, &*pins, state, w);
 	ASSERT_EQ(w.size(), 1u);
 	EXPECT_NE(w[0].find("increased by 2 (2 in all)"), std::string::npos) << w[0];
 	// The bindings table warns the same way (52/64 = 81 %).
 	inst["bindings"]["entries"] = 52;
 	w.clear();
-	status_add_usage(inst, bpffs, state, w);
+	status_add_usage(inst, &*pins, state, w);
 	ASSERT_EQ(w.size(), 1u);
 	EXPECT_NE(w[0].find("binding table 52/64"), std::string::npos) << w[0];
 	EXPECT_NE(w[0].find("--bind-size"), std::string::npos) << w[0];
