@@ -224,7 +224,7 @@ private:
 		sigaddset(&sigs, SIGINT);
 		sigaddset(&sigs, SIGTERM);
 		pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-		cfg_.emplace(g_.config);
+		cfg_.emplace(g_.config, std::chrono::seconds(g_.lock_wait));
 		plan_ = resolve_attach(a_, **cfg_, g_.config);
 		const Instance *prev = prev_instance();
 		inst_.bridge = plan_.bridge;

@@ -110,7 +110,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
-	auto cfg = LockedConfig::try_lock(config_path_);
+	auto cfg = try_config("static mappings not synced");
 	if (!cfg)
 		return;
 	const Instance *i = (*cfg)->find(inst_.bridge);
@@ -158,7 +158,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 	// Under the config lock from the first change to the record, so a
 	// concurrent detach sees either the old device or the new one with
 	// our filter on it.  Busy: the next event or tick retries.
-	auto conf = LockedConfig::try_lock(config_path_);
+	auto conf = try_config("the default route not followed");
 	if (!conf)
 		return;
 	Instance *rec = (*conf)->find(inst_.bridge);
@@ -231,6 +231,8 @@ void Daemon::follow_default_route(NlSocket &nl)
 
 void Daemon::refresh_uplink(NlSocket &nl)
 {
+	if (clsact_unrecorded_)
+		record_uplink_clsact();
 	if (inst_.uplink_auto) {
 		try {
 			follow_default_route(nl);
@@ -259,8 +261,11 @@ void Daemon::refresh_uplink(NlSocket &nl)
 		try {
 			bool created = tc_attach_ingress(link->ifindex, inst_.uplink,
 							 skel_.prog_fd("kvx_up_ingress"));
-			if (created && !inst_.clsact_created_uplink)
+			if (created && !inst_.clsact_created_uplink) {
+				inst_.clsact_created_uplink = true;
+				clsact_unrecorded_ = true;
 				record_uplink_clsact();
+			}
 			uplink_ifindex_ = link->ifindex;
 			cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
 			dirty = true;
@@ -295,17 +300,43 @@ void Daemon::refresh_uplink(NlSocket &nl)
 	}
 }
 
+std::optional<LockedConfig> Daemon::try_config(const char *what)
+{
+	using namespace std::chrono;
+	auto cfg = LockedConfig::try_lock(config_path_);
+	const auto now = steady_clock::now();
+	if (cfg) {
+		config_busy_since_.reset();
+		return cfg;
+	}
+	// Commands hold it for a moment (attach of another bridge: seconds).
+	if (!config_busy_since_)
+		config_busy_since_ = now;
+	if (now - *config_busy_since_ >= seconds(10) && now - config_busy_logged_ >= minutes(1)) {
+		config_busy_logged_ = now;
+		const std::string lock = ConfigStore(config_path_).lock_path();
+		log_info("config lock " + lock + " held by " + describe_lock_holders(lock) +
+			 " for " +
+			 std::to_string(duration_cast<seconds>(now - *config_busy_since_).count()) +
+			 " s: " + what + ", retrying every tick");
+	}
+	return std::nullopt;
+}
+
 void Daemon::record_uplink_clsact()
 {
 	try {
-		LockedConfig cfg(config_path_);
-		if (Instance *i = cfg->find(inst_.bridge)) {
+		auto cfg = try_config("the uplink's new clsact not recorded");
+		if (!cfg)
+			return;
+		if (Instance *i = (*cfg)->find(inst_.bridge)) {
 			i->clsact_created_uplink = true;
-			cfg.save();
+			cfg->save();
 		}
-		inst_.clsact_created_uplink = true;
+		clsact_unrecorded_ = false;
 	} catch (const Error &e) {
 		// Only cost: detach leaves an empty clsact qdisc behind.
+		clsact_unrecorded_ = false;
 		log_info(std::string("recording the uplink's clsact in the config: ") + e.what());
 	}
 }

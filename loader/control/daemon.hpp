@@ -4,6 +4,7 @@
 // not followed and expired flows are not collected.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -49,6 +50,11 @@ private:
 	void follow_default_route(NlSocket &nl);
 	void collect_garbage();
 
+	// The config under its lock, or nullopt while another process holds
+	// it: the daemon never waits for a lock (it would stop collecting
+	// and following the uplink); what needed it is retried next tick.
+	// A lock held long is logged, with its holder, once a minute.
+	std::optional<LockedConfig> try_config(const char *what);
 	void record_uplink_clsact();
 	void refresh_bridge(NlSocket &nl);
 	// Re-installs the configured static mappings when the config, the
@@ -73,6 +79,11 @@ private:
 	bool synced_ = false;
 	// --uplink auto: a device refused as another instance's uplink (logged once).
 	std::string refused_uplink_;
+	// A clsact the daemon created on a re-created uplink, not yet
+	// recorded in the config (its lock was busy).
+	bool clsact_unrecorded_ = false;
+	std::optional<std::chrono::steady_clock::time_point> config_busy_since_;
+	std::chrono::steady_clock::time_point config_busy_logged_{};
 	XdpPath *xdp_ = nullptr;
 	std::string xdp_sig_; // the decisions last logged
 };

@@ -75,7 +75,7 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 {
 	check_ifname(bridge);
 	require_root("detach");
-	LockedConfig cfg(g.config);
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	const Instance *found = cfg->find(bridge);
 	if (!found)
 		throw not_attached(bridge, g.config);

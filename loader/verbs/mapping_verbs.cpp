@@ -72,7 +72,7 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	if (o.add_address && m.ext_uplink)
 		throw Error("--add-address with 'uplink': the uplink's address is there already");
 	require_root("map add");
-	LockedConfig cfg(g.config);
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	Instance &inst = instance_of(cfg, o, g.config);
 
 	NlSocket nl;
@@ -178,7 +178,7 @@ void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 {
 	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
 	require_root("map del");
-	LockedConfig cfg(g.config);
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	Instance &inst = instance_of(cfg, o, g.config);
 	auto it = std::find_if(inst.mappings.begin(), inst.mappings.end(),
 			       [&](const StaticMapping &sm) { return sm.m == m; });
