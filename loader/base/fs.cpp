@@ -4,10 +4,12 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -499,6 +501,45 @@ std::optional<FileLock> FileLock::try_acquire_dir(const std::string &dir)
 	return lock(dir, true, 0700, std::nullopt);
 }
 
+std::vector<LockHolder> LockHolder::of(const std::string &path)
+{
+	std::vector<LockHolder> out;
+	struct stat st = {};
+	if (::lstat(path.c_str(), &st) < 0)
+		return out;
+	for (pid_t pid : flock_pids(st)) {
+		// The pidfd first: what is checked next is then either the
+		// process it refers to or, if that one exited, one it does
+		// not refer to (and whose signals fail with ESRCH).
+		Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+		if (!pidfd)
+			continue;
+		auto uid = process_euid(pid);
+		if (!uid || (*uid != 0 && *uid != ::geteuid()))
+			continue;
+		if (!process_holds_flock(pid, st))
+			continue;
+		out.push_back(LockHolder(pid, std::move(pidfd)));
+	}
+	return out;
+}
+
+bool LockHolder::signal(int sig) const
+{
+	return ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == 0;
+}
+
+bool LockHolder::wait_exit(std::chrono::milliseconds timeout) const
+{
+	// A pidfd polls readable once its process has exited (Linux 5.3).
+	pollfd p = {pidfd_.get(), POLLIN, 0};
+	int n;
+	do
+		n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+	while (n < 0 && errno == EINTR);
+	return n > 0;
+}
+
 std::string describe_lock_holders(const std::string &path)
 {
 	struct stat st = {};
@@ -525,17 +566,16 @@ std::optional<PidLock> PidLock::try_acquire(const std::string &path)
 
 std::optional<pid_t> PidLock::holder(const std::string &path)
 {
+	auto holders = LockHolder::of(path);
+	if (!holders.empty())
+		return holders.front().pid();
 	Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
 	if (!fd)
 		return std::nullopt;
 	// A shared lock succeeds only when no daemon holds the exclusive one.
 	if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0)
 		return std::nullopt;
-	char buf[32] = {};
-	ssize_t n = ::pread(fd.get(), buf, sizeof(buf) - 1, 0);
-	if (n <= 0)
-		return pid_t{0}; // locked, pid not written yet
-	return static_cast<pid_t>(std::strtol(buf, nullptr, 10));
+	return pid_t{0}; // held by a process we cannot see
 }
 
 } // namespace kvmxdp

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
-// File-system helpers: bpffs, pin directory naming, locks, atomic writes.
+// File-system helpers: bpffs, pin directory naming, locks and their
+// holders, atomic writes.
 #pragma once
 
 #include <sys/types.h>
@@ -87,9 +88,39 @@ private:
 	Fd fd_;
 };
 
+// A process holding an exclusive flock on a file or directory, as a pidfd.
+// /proc/locks names the pid that took each lock; the pid alone is not the
+// process (it may have exited and the number gone to another one), so the
+// pidfd is opened first and the process behind the number is then checked
+// to hold the lock itself (a "lock:" line for the file in its
+// /proc/PID/fdinfo) and to run as our user.  A check that reads another
+// process (the pidfd's exited meanwhile) leaves a pidfd whose signals fail:
+// nothing but the verified holder is ever signalled.
+class LockHolder {
+public:
+	// The verified holders of path's lock (none: nobody holds it, or only
+	// processes we cannot see: other users, other pid namespaces).
+	static std::vector<LockHolder> of(const std::string &path);
+
+	pid_t pid() const { return pid_; }
+	// pidfd_send_signal; false once the process is gone (reaped).
+	bool signal(int sig) const;
+	// Until the process exits (true) or the timeout passes (false).
+	bool wait_exit(std::chrono::milliseconds timeout) const;
+
+private:
+	LockHolder(pid_t pid, Fd pidfd)
+		: pid_(pid)
+		, pidfd_(std::move(pidfd))
+	{
+	}
+	pid_t pid_;
+	Fd pidfd_;
+};
+
 // "pid 1234 (kvmxdp)[, ...]" for the processes /proc/locks says hold an
 // flock on path's file, "another process" when none is visible; for
-// messages only.
+// messages only (never signal by it: LockHolder).
 std::string describe_lock_holders(const std::string &path);
 
 // Daemon liveness: the daemon holds an flock on its pid file for its
@@ -98,7 +129,8 @@ std::string describe_lock_holders(const std::string &path);
 class PidLock {
 public:
 	static std::optional<PidLock> try_acquire(const std::string &path);
-	// The pid of the process holding path's lock, if any.
+	// The pid of the process holding path's lock (0: held, by a process
+	// we cannot see), if any.  From the lock, never from the file's text.
 	static std::optional<pid_t> holder(const std::string &path);
 
 private:

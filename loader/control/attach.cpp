@@ -203,6 +203,7 @@ public:
 		out.tc = std::move(skel_);
 		out.xdp = std::move(xdp_);
 		out.pid_lock = std::move(pid_lock_);
+		out.pin_lock = std::move(pin_lock_);
 		return out;
 	}
 
@@ -262,13 +263,8 @@ private:
 		inst_.bpffs = absolute_dir(g_.bpffs);
 		pid_file_ = pid_file_for(g_.run_dir, inst_.bpffs, plan_.bridge);
 		pid_lock_ = PidLock::try_acquire(pid_file_);
-		if (!pid_lock_) {
-			auto pid = PidLock::holder(pid_file_);
-			throw Error("bridge '" + plan_.bridge +
-				    "' is already served by a kvmxdp daemon (pid " +
-				    (pid ? std::to_string(*pid) : std::string("?")) +
-				    "): stop it or run 'kvmxdp detach' first");
-		}
+		if (!pid_lock_)
+			refuse_served(pid_file_);
 		// A failed attach leaves no pid file behind (we hold its lock).
 		pid_rb_.add("pid file", [pid_file = pid_file_] { ::unlink(pid_file.c_str()); });
 
@@ -278,8 +274,31 @@ private:
 				 "vanish when this process exits; mount it outside or use nsenter "
 				 "--net");
 		inst_.pin_dir = pin_dir_for(inst_.bpffs, plan_.bridge);
+		// The pid file may be gone under a running daemon (/run
+		// cleaned, the file deleted): its pin directory's lock is not.
+		if (::access(inst_.pin_dir.c_str(), F_OK) == 0)
+			lock_pin_dir();
 		check_uplink_free(**cfg_, plan_.bridge, plan_.uplink, inst_.uplink_auto);
 		check_same_bpffs(plan_.prev, plan_.bridge, inst_.bpffs);
+	}
+
+	// The daemon slot's second lock, taken once the pin directory exists
+	// (lock order: loader/README.md).
+	void lock_pin_dir()
+	{
+		pin_lock_ = FileLock::try_acquire_dir(inst_.pin_dir);
+		if (!pin_lock_)
+			refuse_served(inst_.pin_dir);
+	}
+
+	[[noreturn]] void refuse_served(const std::string &lock) const
+	{
+		auto holders = LockHolder::of(lock);
+		throw Error("bridge '" + plan_.bridge +
+			    "' is already served by a kvmxdp daemon (pid " +
+			    (holders.empty() ? std::string("?") :
+					       std::to_string(holders.front().pid())) +
+			    "): stop it or run 'kvmxdp detach' first");
 	}
 
 	void validate_devices()
@@ -468,6 +487,7 @@ private:
 				::rmdir(pin_dir.c_str());
 				::rmdir((bpffs + "/kvmxdp").c_str()); // only if empty
 			});
+			lock_pin_dir();
 		}
 		for (const auto &name : to_pin_) {
 			std::string path = pin_path(inst_.pin_dir, name);
@@ -582,8 +602,8 @@ private:
 	}
 
 	// Members go in reverse order: on a failure the kernel objects first,
-	// then the undo steps (rb_), the pid file, the daemon slot and last
-	// the config lock.
+	// then the undo steps (rb_), the pid file, the daemon slot (pin
+	// directory, pid file) and last the config lock.
 	const GlobalOptions &g_;
 	const AttachOptions &a_;
 	Sysctl sys_;
@@ -591,6 +611,7 @@ private:
 	std::optional<LockedConfig> cfg_; // read once, under its lock
 	AttachPlan plan_;
 	std::optional<PidLock> pid_lock_;
+	std::optional<FileLock> pin_lock_;
 	Rollback pid_rb_;
 	Rollback rb_;
 

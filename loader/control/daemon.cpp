@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -449,6 +450,16 @@ int Daemon::run()
 			}
 		}
 	}
+}
+
+std::vector<LockHolder> instance_daemons(const std::string &pid_file, const std::string &pin_dir)
+{
+	std::vector<LockHolder> out = LockHolder::of(pid_file);
+	for (LockHolder &h : LockHolder::of(pin_dir))
+		if (std::none_of(out.begin(), out.end(),
+				 [&](const LockHolder &o) { return o.pid() == h.pid(); }))
+			out.push_back(std::move(h));
+	return out;
 }
 
 } // namespace kvmxdp

@@ -8,9 +8,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "model/config.hpp"
 #include "base/fd.hpp"
+#include "base/fs.hpp"
 #include "model/mapping.hpp"
 
 namespace kvmxdp {
@@ -18,6 +20,13 @@ namespace kvmxdp {
 class SkelObject;
 class NlSocket;
 class XdpPath;
+
+// The running daemon of an instance: whoever holds the lock of its pid
+// file (<run-dir>/<bridge>-<hash>.pid) or of its pin directory, verified
+// (base/fs.hpp: LockHolder).  The pin directory lives with the instance's
+// maps: when /run was cleaned or the pid file deleted under a running
+// daemon, a second attach still sees it and detach still stops it.
+std::vector<LockHolder> instance_daemons(const std::string &pid_file, const std::string &pin_dir);
 
 class Daemon {
 public:

@@ -336,6 +336,47 @@ TEST(FileLock, SigtermEndsTheWait)
 	EXPECT_FALSE(still_pending);
 }
 
+// The daemon is the process holding the lock, whatever pid its file says.
+TEST(LockHolder, IsWhoHoldsTheLockNotThePidInTheFile)
+{
+	test::TempDir tmp;
+	const std::string path = tmp.path() + "/x.pid";
+	std::ofstream(path) << ::getppid() << "\n"; // a live process that holds nothing
+	EXPECT_TRUE(LockHolder::of(path).empty());
+	EXPECT_FALSE(PidLock::holder(path));
+	Holder daemon(path);
+	ASSERT_GT(daemon.pid, 0);
+	auto holders = LockHolder::of(path);
+	ASSERT_EQ(holders.size(), 1u);
+	EXPECT_EQ(holders[0].pid(), daemon.pid);
+	EXPECT_EQ(PidLock::holder(path), daemon.pid);
+	EXPECT_NE(describe_lock_holders(path).find("pid " + std::to_string(daemon.pid)),
+		  std::string::npos);
+	// Signalled through its pidfd; once it is gone, nothing is.
+	EXPECT_TRUE(holders[0].signal(SIGTERM));
+	EXPECT_TRUE(holders[0].wait_exit(5s));
+	::waitpid(daemon.pid, nullptr, 0); // our child: reaped here
+	daemon.pid = -1;
+	EXPECT_FALSE(holders[0].signal(0));
+	EXPECT_TRUE(LockHolder::of(path).empty());
+	EXPECT_EQ(describe_lock_holders(path), "another process");
+}
+
+TEST(LockHolder, OfADirectory)
+{
+	test::TempDir tmp;
+	const std::string dir = tmp.path() + "/pins";
+	ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+	auto l = FileLock::try_acquire_dir(dir);
+	ASSERT_TRUE(l);
+	EXPECT_FALSE(FileLock::try_acquire_dir(dir));
+	auto holders = LockHolder::of(dir);
+	ASSERT_EQ(holders.size(), 1u);
+	EXPECT_EQ(holders[0].pid(), ::getpid());
+	l.reset();
+	EXPECT_TRUE(LockHolder::of(dir).empty());
+}
+
 TEST(AtomicWrite, ReplacesContent)
 {
 	test::TempDir tmp;
