@@ -52,6 +52,10 @@ int main(int argc, char **argv)
 	app.add_option("--config", g.config, "configuration file")->capture_default_str();
 	app.add_option("--run-dir", g.run_dir, "directory of the daemons' lock/pid files")
 		->capture_default_str();
+	app.add_option("--lock-wait", g.lock_wait,
+		       "seconds to wait for a lock another kvmxdp holds before giving up")
+		->capture_default_str()
+		->check(CLI::Range(0u, 3600u));
 	app.add_flag("-v,--verbose", g.verbose, "libbpf and diagnostic output on stderr");
 
 	AttachOptions a;

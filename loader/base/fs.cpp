@@ -4,17 +4,26 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
+#include <poll.h>
+#include <signal.h>
 #include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/sysmacros.h>
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 
 #include "base/error.hpp"
+#include "base/log.hpp"
 
 namespace kvmxdp {
 
@@ -372,43 +381,381 @@ std::optional<std::string> read_file(const std::string &path)
 
 namespace {
 
-Fd open_lock_file(const std::string &path)
+bool owned_by_us(const struct stat &st)
+{
+	return st.st_uid == 0 || st.st_uid == ::geteuid();
+}
+
+std::string mode_str(mode_t mode)
+{
+	char buf[8];
+	std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
+	return buf;
+}
+
+// Only root (or we) may create, rename or remove entries where a lock file
+// lives: another user could otherwise swap it for one of theirs.  In a
+// sticky directory (/tmp) they cannot touch ours, and one they made first
+// is refused by open_lock_file.
+void check_lock_dir(const std::string &dir)
+{
+	struct stat st = {};
+	if (::stat(dir.c_str(), &st) < 0)
+		throw_errno("stat", dir);
+	if (!owned_by_us(st))
+		throw Error("directory " + dir + " of a kvmxdp lock belongs to uid " +
+			    std::to_string(st.st_uid) +
+			    ": another user could replace the lock; use a directory of root's");
+	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
+		throw Error("directory " + dir +
+			    " of a kvmxdp lock is writable by other users (mode " +
+			    mode_str(st.st_mode) + "): another user could replace the lock");
+}
+
+// One line of /proc/locks, or the part after "lock:\t" of a line of
+// /proc/PID/fdinfo/FD: "1: FLOCK  ADVISORY  WRITE 1234 00:2f:5678 0 EOF".
+// A waiter's line ("1: -> FLOCK ...") holds nothing.
+struct LockLine {
+	pid_t pid = 0;
+	bool matches = false; // an exclusive flock held on the file
+};
+
+LockLine parse_lock_line(const std::string &line, const struct stat &st)
+{
+	std::istringstream in(line);
+	std::string num, type, adv, access, pid, id;
+	in >> num >> type >> adv >> access >> pid >> id;
+	LockLine l;
+	if (type != "FLOCK" || access != "WRITE")
+		return l;
+	unsigned maj = 0, min = 0;
+	unsigned long ino = 0;
+	if (std::sscanf(id.c_str(), "%x:%x:%lu", &maj, &min, &ino) != 3)
+		return l;
+	l.pid = static_cast<pid_t>(std::strtol(pid.c_str(), nullptr, 10));
+	l.matches = maj == major(st.st_dev) && min == minor(st.st_dev) && ino == st.st_ino;
+	return l;
+}
+
+// The pids /proc/locks names as holding an exclusive flock on the file
+// (in our pid namespace; others' are left out by the kernel).
+std::vector<pid_t> flock_pids(const struct stat &st)
+{
+	std::vector<pid_t> pids;
+	std::ifstream in("/proc/locks");
+	std::string line;
+	while (std::getline(in, line)) {
+		LockLine l = parse_lock_line(line, st);
+		if (l.matches && l.pid > 0 &&
+		    std::find(pids.begin(), pids.end(), l.pid) == pids.end())
+			pids.push_back(l.pid);
+	}
+	return pids;
+}
+
+// A line of /proc/PID/status ("Uid:\t0\t0\t0\t0": real, effective, ...).
+std::optional<uid_t> process_euid(pid_t pid)
+{
+	std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+	std::string line;
+	while (std::getline(in, line)) {
+		if (line.rfind("Uid:", 0) != 0)
+			continue;
+		std::istringstream f(line.substr(4));
+		unsigned long real = 0, eff = 0;
+		if (f >> real >> eff)
+			return static_cast<uid_t>(eff);
+	}
+	return std::nullopt;
+}
+
+std::string process_name(pid_t pid)
+{
+	std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
+	std::string name;
+	std::getline(in, name);
+	return name;
+}
+
+// Whether the process now at pid holds an exclusive flock on the file
+// through one of its own descriptors.
+bool process_holds_flock(pid_t pid, const struct stat &st)
+{
+	const std::string dir = "/proc/" + std::to_string(pid) + "/fdinfo";
+	DIR *d = ::opendir(dir.c_str());
+	if (!d)
+		return false;
+	bool found = false;
+	while (dirent *de = ::readdir(d)) {
+		if (de->d_name[0] == '.')
+			continue;
+		std::ifstream in(dir + "/" + de->d_name);
+		std::string line;
+		while (!found && std::getline(in, line))
+			if (line.rfind("lock:", 0) == 0 &&
+			    parse_lock_line(line.substr(5), st).matches)
+				found = true;
+		if (found)
+			break;
+	}
+	::closedir(d);
+	return found;
+}
+
+// A process of root or of our user holding the file's lock (checked on
+// the process: /proc/locks keeps the pid that took a lock, which may have
+// passed it to a child and exited): another kvmxdp, maybe an older one,
+// not a user who got hold of a readable file.
+bool privileged_holder(const struct stat &st)
+{
+	for (pid_t pid : flock_pids(st)) {
+		auto uid = process_euid(pid);
+		if (uid && (*uid == 0 || *uid == ::geteuid()) && process_holds_flock(pid, st))
+			return true;
+	}
+	return false;
+}
+
+// A fresh 0600 file renamed over path: whoever holds an fd of the old one
+// keeps a lock on a file nobody looks at any more.
+void replace_lock_file(const std::string &path)
+{
+	std::string tmp = path + ".new." + std::to_string(::getpid());
+	::unlink(tmp.c_str());
+	Fd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
+	if (!fd)
+		throw_errno("create lock file", tmp);
+	if (::rename(tmp.c_str(), path.c_str()) < 0) {
+		int e = errno;
+		::unlink(tmp.c_str());
+		throw Error("rename " + tmp + " to", path, e);
+	}
+}
+
+Fd open_lock_file(const std::string &path, mode_t dir_mode)
 {
 	auto slash = path.rfind('/');
-	if (slash != std::string::npos && slash > 0)
-		mkdir_p(path.substr(0, slash));
-	Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-	if (!fd)
-		throw_errno("open lock file", path);
-	return fd;
+	if (slash != std::string::npos && slash > 0) {
+		const std::string dir = path.substr(0, slash);
+		mkdir_p(dir, dir_mode);
+		check_lock_dir(dir);
+	}
+	for (int round = 0; round < 10; round++) {
+		// O_CREAT without O_EXCL: an existing file is used, a symbolic
+		// link (O_NOFOLLOW) is not.
+		Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+		if (!fd) {
+			if (errno == ELOOP)
+				throw Error("lock file " + path +
+					    " is a symbolic link: refused (remove it)");
+			throw_errno("open lock file", path);
+		}
+		struct stat st = {};
+		if (::fstat(fd.get(), &st) < 0)
+			throw_errno("stat", path);
+		if (!S_ISREG(st.st_mode))
+			throw Error("lock file " + path + " is not a regular file: refused");
+		if (!owned_by_us(st))
+			throw Error("lock file " + path + " belongs to uid " +
+				    std::to_string(st.st_uid) +
+				    ", not root: another user may hold it; remove it");
+		if (st.st_mode & (S_IWGRP | S_IWOTH))
+			throw Error("lock file " + path + " is writable by other users (mode " +
+				    mode_str(st.st_mode) + "): refused; remove it");
+		if (!(st.st_mode & (S_IRWXG | S_IRWXO)))
+			return fd;
+		// An older kvmxdp still running keeps the old file until it is
+		// done with it: then it is replaced by the next one to come.
+		if (privileged_holder(st))
+			return fd;
+		replace_lock_file(path);
+	}
+	throw Error("lock file " + path + " keeps changing: refused");
+}
+
+// The file at path is still the one fd has open.
+bool still_at_path(int fd, const std::string &path)
+{
+	struct stat a = {}, b = {};
+	if (::fstat(fd, &a) < 0 || ::lstat(path.c_str(), &b) < 0)
+		return false;
+	return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+}
+
+// SIGINT and SIGTERM, blocked for as long as a lock is waited for and
+// taken by the wait itself: a command waiting for a lock has done nothing
+// yet, and ends with an error rather than hang on.
+class InterruptibleWait {
+public:
+	InterruptibleWait()
+	{
+		sigemptyset(&set_);
+		sigaddset(&set_, SIGINT);
+		sigaddset(&set_, SIGTERM);
+		pthread_sigmask(SIG_BLOCK, &set_, &old_);
+	}
+	~InterruptibleWait() { pthread_sigmask(SIG_SETMASK, &old_, nullptr); }
+	InterruptibleWait(const InterruptibleWait &) = delete;
+	InterruptibleWait &operator=(const InterruptibleWait &) = delete;
+
+	// Sleeps for ms; the signal that cut it short, or 0.
+	int sleep(std::chrono::milliseconds ms)
+	{
+		timespec ts = {static_cast<time_t>(ms.count() / 1000),
+			       static_cast<long>(ms.count() % 1000) * 1000000};
+		int sig = ::sigtimedwait(&set_, nullptr, &ts);
+		return sig > 0 ? sig : 0;
+	}
+
+private:
+	sigset_t set_, old_;
+};
+
+constexpr std::chrono::milliseconds kLockPoll{50};
+
+std::string seconds_str(std::chrono::milliseconds ms)
+{
+	char buf[32];
+	std::snprintf(buf, sizeof(buf), ms.count() % 1000 ? "%.1f" : "%.0f", ms.count() / 1000.0);
+	return buf;
 }
 
 } // namespace
 
-FileLock FileLock::acquire(const std::string &path)
+std::optional<FileLock> FileLock::lock(const std::string &path, bool dir, mode_t dir_mode,
+				       std::optional<std::chrono::milliseconds> wait)
 {
-	Fd fd = open_lock_file(path);
-	while (::flock(fd.get(), LOCK_EX) < 0) {
-		if (errno != EINTR)
-			throw_errno("flock", path);
+	using clock = std::chrono::steady_clock;
+	const auto deadline = clock::now() + wait.value_or(std::chrono::milliseconds(0));
+	std::optional<InterruptibleWait> sigs;
+	if (wait)
+		sigs.emplace();
+	bool told = false;
+	for (int round = 0; round < 100; round++) {
+		Fd fd;
+		if (dir) {
+			fd.reset(::open(path.c_str(),
+					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
+			if (!fd)
+				throw_errno("open directory", path);
+			struct stat st = {};
+			if (::fstat(fd.get(), &st) < 0)
+				throw_errno("stat", path);
+			if (!owned_by_us(st) || (st.st_mode & (S_IRWXG | S_IRWXO)))
+				throw Error("directory " + path + " (uid " +
+					    std::to_string(st.st_uid) + ", mode " +
+					    mode_str(st.st_mode) +
+					    ") is open to other users, who could hold its lock: "
+					    "refused (it must be root's, mode 0700)");
+		} else {
+			fd = open_lock_file(path, dir_mode);
+		}
+		for (;;) {
+			if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0)
+				break;
+			if (errno == EINTR)
+				continue;
+			if (errno != EWOULDBLOCK)
+				throw_errno("flock", path);
+			if (!wait)
+				return std::nullopt;
+			if (!told) {
+				log_verbose("waiting for the lock " + path + ", held by " +
+					    describe_lock_holders(path));
+				told = true;
+			}
+			if (clock::now() >= deadline)
+				throw Error("lock " + path + " still held by " +
+					    describe_lock_holders(path) + " after " +
+					    seconds_str(*wait) + " s (--lock-wait)");
+			if (int sig = sigs->sleep(kLockPoll))
+				throw Error(std::string("interrupted by ") +
+					    (sig == SIGINT ? "SIGINT" : "SIGTERM") +
+					    " while waiting for the lock " + path + " (held by " +
+					    describe_lock_holders(path) + ")");
+			// Replaced while we waited (an older kvmxdp's file): wait
+			// on the new one.
+			if (!still_at_path(fd.get(), path))
+				break;
+		}
+		if (still_at_path(fd.get(), path))
+			return FileLock(path, std::move(fd));
+		// Locked a file that has been replaced or removed meanwhile: the
+		// lock protects nothing; the file at path now is the lock.
 	}
-	return FileLock(path, std::move(fd));
+	throw Error("lock " + path + " keeps being replaced: refused");
 }
 
-std::optional<FileLock> FileLock::try_acquire(const std::string &path)
+FileLock FileLock::acquire(const std::string &path, std::chrono::milliseconds wait, mode_t dir_mode)
 {
-	Fd fd = open_lock_file(path);
-	if (::flock(fd.get(), LOCK_EX | LOCK_NB) < 0) {
-		if (errno == EWOULDBLOCK)
-			return std::nullopt;
-		throw_errno("flock", path);
+	return std::move(*lock(path, false, dir_mode, wait));
+}
+
+std::optional<FileLock> FileLock::try_acquire(const std::string &path, mode_t dir_mode)
+{
+	return lock(path, false, dir_mode, std::nullopt);
+}
+
+std::optional<FileLock> FileLock::try_acquire_dir(const std::string &dir)
+{
+	return lock(dir, true, 0700, std::nullopt);
+}
+
+std::vector<LockHolder> LockHolder::of(const std::string &path)
+{
+	std::vector<LockHolder> out;
+	struct stat st = {};
+	if (::lstat(path.c_str(), &st) < 0)
+		return out;
+	for (pid_t pid : flock_pids(st)) {
+		// The pidfd first: what is checked next is then either the
+		// process it refers to or, if that one exited, one it does
+		// not refer to (and whose signals fail with ESRCH).
+		Fd pidfd(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
+		if (!pidfd)
+			continue;
+		auto uid = process_euid(pid);
+		if (!uid || (*uid != 0 && *uid != ::geteuid()))
+			continue;
+		if (!process_holds_flock(pid, st))
+			continue;
+		out.push_back(LockHolder(pid, std::move(pidfd)));
 	}
-	return FileLock(path, std::move(fd));
+	return out;
+}
+
+bool LockHolder::signal(int sig) const
+{
+	return ::syscall(SYS_pidfd_send_signal, pidfd_.get(), sig, nullptr, 0) == 0;
+}
+
+bool LockHolder::wait_exit(std::chrono::milliseconds timeout) const
+{
+	// A pidfd polls readable once its process has exited (Linux 5.3).
+	pollfd p = {pidfd_.get(), POLLIN, 0};
+	int n;
+	do
+		n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+	while (n < 0 && errno == EINTR);
+	return n > 0;
+}
+
+std::string describe_lock_holders(const std::string &path)
+{
+	struct stat st = {};
+	std::string out;
+	if (::lstat(path.c_str(), &st) == 0)
+		for (pid_t pid : flock_pids(st)) {
+			std::string name = process_name(pid);
+			out += (out.empty() ? "pid " : ", pid ") + std::to_string(pid) +
+			       (name.empty() ? "" : " (" + name + ")");
+		}
+	return out.empty() ? "another process" : out;
 }
 
 std::optional<PidLock> PidLock::try_acquire(const std::string &path)
 {
-	auto lock = FileLock::try_acquire(path);
+	auto lock = FileLock::try_acquire(path, 0700);
 	if (!lock)
 		return std::nullopt;
 	std::string pid = std::to_string(::getpid()) + "\n";
@@ -419,17 +766,16 @@ std::optional<PidLock> PidLock::try_acquire(const std::string &path)
 
 std::optional<pid_t> PidLock::holder(const std::string &path)
 {
-	Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+	auto holders = LockHolder::of(path);
+	if (!holders.empty())
+		return holders.front().pid();
+	Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
 	if (!fd)
 		return std::nullopt;
 	// A shared lock succeeds only when no daemon holds the exclusive one.
 	if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0)
 		return std::nullopt;
-	char buf[32] = {};
-	ssize_t n = ::pread(fd.get(), buf, sizeof(buf) - 1, 0);
-	if (n <= 0)
-		return pid_t{0}; // locked, pid not written yet
-	return static_cast<pid_t>(std::strtol(buf, nullptr, 10));
+	return pid_t{0}; // held by a process we cannot see
 }
 
 } // namespace kvmxdp

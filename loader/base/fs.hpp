@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-// File-system helpers: bpffs, pin directory naming, locks, atomic writes.
+// File-system helpers: bpffs, pin directory naming, locks and their
+// holders, atomic writes.
 #pragma once
 
 #include <sys/stat.h>
 #include <sys/types.h>
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -113,13 +115,33 @@ std::string pid_file_for(const std::string &run_dir, const std::string &bpffs,
 void atomic_write_file(const std::string &path, const std::string &content, mode_t mode = 0644);
 std::optional<std::string> read_file(const std::string &path);
 
-// An exclusive flock(2) held for the lifetime of the object.
+// Locks.  flock(2) needs nothing but an open file descriptor, so a lock is
+// exactly as private as its file: a lock file is 0600 and owned by root
+// (or by us), in a directory no other user can write (or a sticky one),
+// opened with O_NOFOLLOW.  An existing lock file that is not ours is
+// refused, one writable by other users too; one of ours that other users
+// may read (0644: what kvmxdp made before) is replaced by a fresh 0600 one,
+// since anybody may hold an fd of it, and with it the lock, for ever.
+// After locking, the file must still be the one at the path: a lock on a
+// file that was replaced or removed meanwhile protects nothing, and is
+// taken again on the new one.
+//
+// A missing directory of a lock file is created with dir_mode.
 class FileLock {
 public:
-	// Blocks until the lock is ours.
-	static FileLock acquire(const std::string &path);
+	// Waits at most `wait` for the lock, then throws an Error naming the
+	// file and its holder.  SIGINT and SIGTERM end the wait with an Error
+	// (they are blocked and taken while waiting, whatever the caller's
+	// mask), so that a command stuck behind a lock can be stopped before
+	// it changed anything.
+	static FileLock acquire(const std::string &path, std::chrono::milliseconds wait,
+				mode_t dir_mode = 0700);
 	// Returns nullopt if another process holds it.
-	static std::optional<FileLock> try_acquire(const std::string &path);
+	static std::optional<FileLock> try_acquire(const std::string &path, mode_t dir_mode = 0700);
+	// The lock of an existing directory (never created here), which must
+	// be ours and closed to other users (mode 0700): the daemon holds its
+	// pin directory's.  nullopt if another process holds it.
+	static std::optional<FileLock> try_acquire_dir(const std::string &dir);
 
 	const std::string &path() const { return path_; }
 	int fd() const { return fd_.get(); }
@@ -130,17 +152,55 @@ private:
 		, fd_(std::move(fd))
 	{
 	}
+	static std::optional<FileLock> lock(const std::string &path, bool dir, mode_t dir_mode,
+					    std::optional<std::chrono::milliseconds> wait);
 	std::string path_;
 	Fd fd_;
 };
 
+// A process holding an exclusive flock on a file or directory, as a pidfd.
+// /proc/locks names the pid that took each lock; the pid alone is not the
+// process (it may have exited and the number gone to another one), so the
+// pidfd is opened first and the process behind the number is then checked
+// to hold the lock itself (a "lock:" line for the file in its
+// /proc/PID/fdinfo) and to run as our user.  A check that reads another
+// process (the pidfd's exited meanwhile) leaves a pidfd whose signals fail:
+// nothing but the verified holder is ever signalled.
+class LockHolder {
+public:
+	// The verified holders of path's lock (none: nobody holds it, or only
+	// processes we cannot see: other users, other pid namespaces).
+	static std::vector<LockHolder> of(const std::string &path);
+
+	pid_t pid() const { return pid_; }
+	// pidfd_send_signal; false once the process is gone (reaped).
+	bool signal(int sig) const;
+	// Until the process exits (true) or the timeout passes (false).
+	bool wait_exit(std::chrono::milliseconds timeout) const;
+
+private:
+	LockHolder(pid_t pid, Fd pidfd)
+		: pid_(pid)
+		, pidfd_(std::move(pidfd))
+	{
+	}
+	pid_t pid_;
+	Fd pidfd_;
+};
+
+// "pid 1234 (kvmxdp)[, ...]" for the processes /proc/locks says hold an
+// flock on path's file, "another process" when none is visible; for
+// messages only (never signal by it: LockHolder).
+std::string describe_lock_holders(const std::string &path);
+
 // Daemon liveness: the daemon holds an flock on its pid file for its
 // lifetime and writes its pid into it, so a crashed daemon never looks
-// alive (unlike a bare pid file).
+// alive (unlike a bare pid file).  The run directory is made 0700.
 class PidLock {
 public:
 	static std::optional<PidLock> try_acquire(const std::string &path);
-	// The pid of the process holding path's lock, if any.
+	// The pid of the process holding path's lock (0: held, by a process
+	// we cannot see), if any.  From the lock, never from the file's text.
 	static std::optional<pid_t> holder(const std::string &path);
 
 private:

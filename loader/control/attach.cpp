@@ -209,6 +209,7 @@ public:
 		out.tc = std::move(skel_);
 		out.xdp = std::move(xdp_);
 		out.pid_lock = std::move(pid_lock_);
+		out.pin_lock = std::move(pin_lock_);
 		return out;
 	}
 
@@ -233,7 +234,7 @@ private:
 		sigaddset(&sigs, SIGINT);
 		sigaddset(&sigs, SIGTERM);
 		pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
-		cfg_.emplace(g_.config);
+		cfg_.emplace(g_.config, std::chrono::seconds(g_.lock_wait));
 		plan_ = resolve_attach(a_, **cfg_, g_.config);
 		const Instance *prev = prev_instance();
 		inst_.bridge = plan_.bridge;
@@ -271,13 +272,8 @@ private:
 		inst_.bpffs = absolute_dir(g_.bpffs);
 		pid_file_ = pid_file_for(g_.run_dir, inst_.bpffs, plan_.bridge);
 		pid_lock_ = PidLock::try_acquire(pid_file_);
-		if (!pid_lock_) {
-			auto pid = PidLock::holder(pid_file_);
-			throw Error("bridge '" + plan_.bridge +
-				    "' is already served by a kvmxdp daemon (pid " +
-				    (pid ? std::to_string(*pid) : std::string("?")) +
-				    "): stop it or run 'kvmxdp detach' first");
-		}
+		if (!pid_lock_)
+			refuse_served(pid_file_);
 		// A failed attach leaves no pid file behind (we hold its lock).
 		pid_rb_.add("pid file", [pid_file = pid_file_] { ::unlink(pid_file.c_str()); });
 
@@ -294,6 +290,28 @@ private:
 		pins_ = open_pin_dir(inst_.bpffs, plan_.bridge, true);
 		// Only if empty: a resume's pins stay.
 		rb_.add("pin directory", [this] { remove_pin_dir(*pins_, false); });
+		// The pid file may be gone under a running daemon (/run
+		// cleaned, the file deleted): its pin directory's lock is not.
+		lock_pin_dir();
+	}
+
+	// The daemon slot's second lock, taken once the pin directory exists
+	// (lock order: loader/README.md).
+	void lock_pin_dir()
+	{
+		pin_lock_ = FileLock::try_acquire_dir(inst_.pin_dir);
+		if (!pin_lock_)
+			refuse_served(inst_.pin_dir);
+	}
+
+	[[noreturn]] void refuse_served(const std::string &lock) const
+	{
+		auto holders = LockHolder::of(lock);
+		throw Error("bridge '" + plan_.bridge +
+			    "' is already served by a kvmxdp daemon (pid " +
+			    (holders.empty() ? std::string("?") :
+					       std::to_string(holders.front().pid())) +
+			    "): stop it or run 'kvmxdp detach' first");
 	}
 
 	void validate_devices()
@@ -633,8 +651,8 @@ private:
 	}
 
 	// Members go in reverse order: on a failure the kernel objects first,
-	// then the undo steps (rb_), the pid file, the daemon slot and last
-	// the config lock.
+	// then the undo steps (rb_), the pid file, the daemon slot (pin
+	// directory, pid file) and last the config lock.
 	const GlobalOptions &g_;
 	const AttachOptions &a_;
 	Sysctl sys_;
@@ -642,6 +660,7 @@ private:
 	std::optional<LockedConfig> cfg_; // read once, under its lock
 	AttachPlan plan_;
 	std::optional<PidLock> pid_lock_;
+	std::optional<FileLock> pin_lock_;
 	Rollback pid_rb_;
 	// <bpffs>/kvmxdp/<bridge>, held from validate on; rb_'s undo steps
 	// use it.

@@ -5,10 +5,12 @@
 //                config is read once, under its lock, which attach holds
 //                until it records the instance)
 //   validate     devices, subnet, NAT range, one instance per uplink, the
-//                daemon slot (pid lock), the bpffs
+//                daemon slot (pid lock, and the pin directory's lock if it
+//                exists), the bpffs
 //   resume maps  the pinned maps reused, replaced or refused (kResumeTable)
 //   write cfg    kvx_cfg, the flow quota's counters, the static mappings
-//   pin          the maps under <bpffs>/kvmxdp/<bridge>/
+//   pin          the maps under <bpffs>/kvmxdp/<bridge>/ (a new pin
+//                directory is locked as it is made)
 //   hooks        TC on the bridge and the uplink, XDP where it pays, the
 //                host's cgroup hooks
 //   sysctls      forwarding on the bridge, the NAT ports reserved
@@ -85,7 +87,10 @@ struct AttachedInstance {
 	int uplink_ifindex = 0;
 	std::unique_ptr<SkelObject> tc; // kvmxdp_tc, loaded
 	std::unique_ptr<XdpPath> xdp;
-	std::optional<PidLock> pid_lock; // the daemon slot, held while it runs
+	// The daemon slot, held while it runs: the pid file's lock and the
+	// pin directory's (which survives a lost /run).
+	std::optional<PidLock> pid_lock;
+	std::optional<FileLock> pin_lock;
 	AttachedInstance();
 	AttachedInstance(AttachedInstance &&) noexcept;
 	~AttachedInstance();

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
@@ -123,7 +124,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
-	auto cfg = LockedConfig::try_lock(config_path_);
+	auto cfg = try_config("static mappings not synced");
 	if (!cfg)
 		return;
 	const Instance *i = (*cfg)->find(inst_.bridge);
@@ -180,7 +181,7 @@ void Daemon::follow_default_route(NlSocket &nl)
 	// Under the config lock from the first change to the record, so a
 	// concurrent detach sees either the old device or the new one with
 	// our filter on it.  Busy: the next event or tick retries.
-	auto conf = LockedConfig::try_lock(config_path_);
+	auto conf = try_config("the default route not followed");
 	if (!conf)
 		return;
 	Instance *rec = (*conf)->find(inst_.bridge);
@@ -253,6 +254,8 @@ void Daemon::follow_default_route(NlSocket &nl)
 
 void Daemon::refresh_uplink(NlSocket &nl)
 {
+	if (clsact_unrecorded_)
+		step("record the uplink's clsact", [&] { record_uplink_clsact(); });
 	if (inst_.uplink_auto)
 		step("following the default route", [&] { follow_default_route(nl); });
 	// --uplink auto before any default route: kvx_cfg has no uplink
@@ -275,8 +278,11 @@ void Daemon::refresh_uplink(NlSocket &nl)
 							 skel_.prog_fd("kvx_up_ingress"));
 			log_info("uplink " + inst_.uplink + " is back as ifindex " +
 				 std::to_string(link->ifindex) + ": re-attached");
-			if (created && !inst_.clsact_created_uplink)
+			if (created && !inst_.clsact_created_uplink) {
+				inst_.clsact_created_uplink = true;
+				clsact_unrecorded_ = true;
 				record_uplink_clsact();
+			}
 			uplink_ifindex_ = link->ifindex;
 			cfg.uplink_ifindex = static_cast<__u32>(link->ifindex);
 			dirty = true;
@@ -308,17 +314,43 @@ void Daemon::refresh_uplink(NlSocket &nl)
 	}
 }
 
+std::optional<LockedConfig> Daemon::try_config(const char *what)
+{
+	using namespace std::chrono;
+	auto cfg = LockedConfig::try_lock(config_path_);
+	const auto now = steady_clock::now();
+	if (cfg) {
+		config_busy_since_.reset();
+		return cfg;
+	}
+	// Commands hold it for a moment (attach of another bridge: seconds).
+	if (!config_busy_since_)
+		config_busy_since_ = now;
+	if (now - *config_busy_since_ >= seconds(10) && now - config_busy_logged_ >= minutes(1)) {
+		config_busy_logged_ = now;
+		const std::string lock = ConfigStore(config_path_).lock_path();
+		log_info("config lock " + lock + " held by " + describe_lock_holders(lock) +
+			 " for " +
+			 std::to_string(duration_cast<seconds>(now - *config_busy_since_).count()) +
+			 " s: " + what + ", retrying every tick");
+	}
+	return std::nullopt;
+}
+
 void Daemon::record_uplink_clsact()
 {
 	try {
-		LockedConfig cfg(config_path_);
-		if (Instance *i = cfg->find(inst_.bridge)) {
+		auto cfg = try_config("the uplink's new clsact not recorded");
+		if (!cfg)
+			return;
+		if (Instance *i = (*cfg)->find(inst_.bridge)) {
 			i->clsact_created_uplink = true;
-			cfg.save();
+			cfg->save();
 		}
-		inst_.clsact_created_uplink = true;
+		clsact_unrecorded_ = false;
 	} catch (const Error &e) {
 		// Only cost: detach leaves an empty clsact qdisc behind.
+		clsact_unrecorded_ = false;
 		log_info(std::string("recording the uplink's clsact in the config: ") + e.what());
 	}
 }
@@ -418,6 +450,16 @@ int Daemon::run()
 		if (((fds[1].revents & POLLIN) && mon.drain()) || route_event)
 			refresh(nl, false);
 	}
+}
+
+std::vector<LockHolder> instance_daemons(const std::string &pid_file, const std::string &pin_dir)
+{
+	std::vector<LockHolder> out = LockHolder::of(pid_file);
+	for (LockHolder &h : LockHolder::of(pin_dir))
+		if (std::none_of(out.begin(), out.end(),
+				 [&](const LockHolder &o) { return o.pid() == h.pid(); }))
+			out.push_back(std::move(h));
+	return out;
 }
 
 } // namespace kvmxdp

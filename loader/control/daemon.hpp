@@ -4,11 +4,14 @@
 // not followed and expired flows are not collected.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "base/fd.hpp"
+#include "base/fs.hpp"
 #include "base/log.hpp"
 #include "model/config.hpp"
 #include "model/mapping.hpp"
@@ -18,6 +21,13 @@ namespace kvmxdp {
 class SkelObject;
 class NlSocket;
 class XdpPath;
+
+// The running daemon of an instance: whoever holds the lock of its pid
+// file (<run-dir>/<bridge>-<hash>.pid) or of its pin directory, verified
+// (base/fs.hpp: LockHolder).  The pin directory lives with the instance's
+// maps: when /run was cleaned or the pid file deleted under a running
+// daemon, a second attach still sees it and detach still stops it.
+std::vector<LockHolder> instance_daemons(const std::string &pid_file, const std::string &pin_dir);
 
 class Daemon {
 public:
@@ -57,6 +67,11 @@ private:
 	void follow_default_route(NlSocket &nl);
 	void collect_garbage();
 
+	// The config under its lock, or nullopt while another process holds
+	// it: the daemon never waits for a lock (it would stop collecting
+	// and following the uplink); what needed it is retried next tick.
+	// A lock held long is logged, with its holder, once a minute.
+	std::optional<LockedConfig> try_config(const char *what);
 	void record_uplink_clsact();
 	void refresh_bridge(NlSocket &nl);
 	// Re-installs the configured static mappings when the config, the
@@ -81,6 +96,11 @@ private:
 	bool synced_ = false;
 	// --uplink auto: a device refused as another instance's uplink (logged once).
 	std::string refused_uplink_;
+	// A clsact the daemon created on a re-created uplink, not yet
+	// recorded in the config (its lock was busy).
+	bool clsact_unrecorded_ = false;
+	std::optional<std::chrono::steady_clock::time_point> config_busy_since_;
+	std::chrono::steady_clock::time_point config_busy_logged_{};
 	XdpPath *xdp_ = nullptr;
 	std::string xdp_sig_; // the decisions last logged
 	StepLog steps_;

@@ -16,6 +16,7 @@
 #include "base/error.hpp"
 #include "kernel/features.hpp"
 #include "base/fs.hpp"
+#include "control/daemon.hpp"
 #include "control/host_access.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/resume.hpp"
@@ -226,9 +227,10 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	j["nat_port_lo"] = inst.nat_ports.lo;
 	j["nat_port_hi"] = inst.nat_ports.hi;
 	j["eif"] = inst.eif;
-	auto pid = PidLock::holder(pid_file_for(g.run_dir, inst.bpffs, inst.bridge));
-	j["daemon_pid"] = pid ? json(*pid) : json(nullptr);
-	if (!pid)
+	auto daemons =
+		instance_daemons(pid_file_for(g.run_dir, inst.bpffs, inst.bridge), inst.pin_dir);
+	j["daemon_pid"] = daemons.empty() ? json(nullptr) : json(daemons.front().pid());
+	if (daemons.empty())
 		warnings.push_back("no daemon running: the datapath works, but uplink address "
 				   "changes are not followed and expired flows are not "
 				   "collected (run attach again to resume)");

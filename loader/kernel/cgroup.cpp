@@ -66,7 +66,7 @@ Fd open_cgroup2_root(const std::string &run_dir, std::string &why)
 			      std::strerror(errno);
 		return fd;
 	}
-	mkdir_p(run_dir, 0755);
+	mkdir_p(run_dir, 0700);
 	std::string dir = run_dir + "/cgroup2.XXXXXX";
 	if (!::mkdtemp(dir.data())) {
 		why = "cannot create a mount point in " + run_dir + ": " + std::strerror(errno);

@@ -432,8 +432,8 @@ Config config_from_json(const json &j)
 	return cfg;
 }
 
-LockedConfig::LockedConfig(const std::string &path)
-	: LockedConfig(ConfigStore(path), ConfigStore(path).lock())
+LockedConfig::LockedConfig(const std::string &path, std::chrono::milliseconds wait)
+	: LockedConfig(ConfigStore(path), ConfigStore(path).lock(wait))
 {
 }
 

@@ -6,6 +6,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -99,17 +100,27 @@ public:
 	{
 	}
 
-	// Serialises read-modify-write cycles of concurrent kvmxdp processes.
-	FileLock lock() const { return FileLock::acquire(lock_path()); }
+	// Serialises read-modify-write cycles of concurrent kvmxdp processes;
+	// waits at most `wait` (base/fs.hpp: FileLock).  The lock file sits
+	// beside the config, 0600: other users, who may read the config, can
+	// neither open nor lock it.  The config's directory is made 0755 if
+	// missing (as the config is saved): `map list` reads it as any user.
+	FileLock lock(std::chrono::milliseconds wait) const
+	{
+		return FileLock::acquire(lock_path(), wait, 0755);
+	}
 	// nullopt while another process holds it (the daemon retries later).
-	std::optional<FileLock> try_lock() const { return FileLock::try_acquire(lock_path()); }
+	std::optional<FileLock> try_lock() const
+	{
+		return FileLock::try_acquire(lock_path(), 0755);
+	}
 	// A missing file is an empty configuration.
 	Config load() const;
 	void save(const Config &cfg) const;
 	const std::string &path() const { return path_; }
+	std::string lock_path() const { return path_ + ".lock"; }
 
 private:
-	std::string lock_path() const { return path_ + ".lock"; }
 	std::string path_;
 };
 
@@ -117,8 +128,8 @@ private:
 // command and the daemon change goes through here.
 class LockedConfig {
 public:
-	// Blocks until the lock is ours.
-	explicit LockedConfig(const std::string &path);
+	// Waits at most `wait` for the lock (the CLI's verbs: --lock-wait).
+	LockedConfig(const std::string &path, std::chrono::milliseconds wait);
 	// nullopt while another process holds the lock (the daemon retries at
 	// its next tick rather than wait).
 	static std::optional<LockedConfig> try_lock(const std::string &path);

@@ -15,6 +15,9 @@ struct GlobalOptions {
 	std::string config = "/etc/kvmxdp/kvmxdp.json";
 	std::string run_dir = "/run/kvmxdp";
 	std::string sysctl_root = "/proc/sys";
+	// How long attach, detach and map add/del wait for a lock that another
+	// kvmxdp holds before they give up (seconds).
+	unsigned lock_wait = 30;
 	bool verbose = false;
 };
 

@@ -6,12 +6,12 @@
 
 #include <chrono>
 #include <functional>
-#include <thread>
 #include <vector>
 
 #include "base/caps.hpp"
 #include "base/error.hpp"
 #include "base/fs.hpp"
+#include "base/log.hpp"
 #include "base/sysctl.hpp"
 #include "control/attach.hpp"
 #include "control/daemon.hpp"
@@ -27,27 +27,25 @@ namespace kvmxdp {
 
 namespace {
 
-// Stops the daemon of a pid file, waiting until its lock is released.
-void stop_daemon(const std::string &pid_file, const std::string &bridge)
+// Stops the daemon of an instance: SIGTERM, then SIGKILL after 10 s,
+// through pidfds of the processes that hold its locks (never by a pid
+// read from a file: that process may be long gone and the number reused).
+void stop_daemon(const std::string &pid_file, const std::string &pin_dir, const std::string &bridge)
 {
-	auto pid = PidLock::holder(pid_file);
-	if (!pid)
-		return;
-	if (*pid > 0)
-		::kill(*pid, SIGTERM);
 	using namespace std::chrono;
-	auto deadline = steady_clock::now() + seconds(10);
-	while (PidLock::holder(pid_file)) {
-		if (steady_clock::now() > deadline) {
-			if (*pid > 0 && ::kill(*pid, SIGKILL) == 0)
-				std::this_thread::sleep_for(milliseconds(200));
-			if (PidLock::holder(pid_file))
-				throw Error("daemon of bridge '" + bridge + "' (pid " +
-					    std::to_string(*pid) + ") does not stop");
-			break;
-		}
-		std::this_thread::sleep_for(milliseconds(50));
+	for (const LockHolder &d : instance_daemons(pid_file, pin_dir)) {
+		if (!d.signal(SIGTERM) || d.wait_exit(seconds(10)))
+			continue;
+		log_warn("daemon of bridge '" + bridge + "' (pid " + std::to_string(d.pid()) +
+			 ") did not stop within 10 s: SIGKILL");
+		if (d.signal(SIGKILL) && !d.wait_exit(seconds(5)))
+			throw Error("daemon of bridge '" + bridge + "' (pid " +
+				    std::to_string(d.pid()) + ") does not stop");
 	}
+	// Held by a process we cannot see (another pid namespace).
+	if (PidLock::holder(pid_file))
+		throw Error("daemon of bridge '" + bridge + "' still holds " + pid_file +
+			    " (held by " + describe_lock_holders(pid_file) + ")");
 }
 
 } // namespace
@@ -74,14 +72,14 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 {
 	check_ifname(bridge);
 	require_caps("detach", {CAP_BPF, CAP_NET_ADMIN});
-	LockedConfig cfg(g.config);
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	const Instance *found = cfg->find(bridge);
 	if (!found)
 		throw not_attached(bridge, g.config);
 	Instance inst = *found;
 
 	std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, bridge);
-	stop_daemon(pid_file, bridge);
+	stop_daemon(pid_file, inst.pin_dir, bridge);
 	// Keep the daemon slot taken while we take things down.
 	auto pid_lock = PidLock::try_acquire(pid_file);
 

@@ -86,7 +86,7 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	std::optional<ListeningSockets> listening;
 	if (!m.one_to_one())
 		listening = ListeningSockets::read(static_cast<uint8_t>(m.proto));
-	LockedConfig cfg(g.config);
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	Instance &inst = instance_of(cfg, o, g.config);
 
 	NlSocket nl;
@@ -190,7 +190,7 @@ void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 {
 	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
 	require_caps("map del", {CAP_BPF, CAP_NET_ADMIN});
-	LockedConfig cfg(g.config);
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	Instance &inst = instance_of(cfg, o, g.config);
 	auto it = std::find_if(inst.mappings.begin(), inst.mappings.end(),
 			       [&](const StaticMapping &sm) { return sm.m == m; });

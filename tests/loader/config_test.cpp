@@ -136,7 +136,7 @@ TEST(ConfigStore, AtomicSaveAndLoad)
 	Config c;
 	c.instances.push_back(sample());
 	{
-		FileLock l = store.lock();
+		FileLock l = store.lock(std::chrono::seconds(1));
 		store.save(c);
 	}
 	Config back = store.load();

@@ -3,13 +3,21 @@
 
 #include "temp_dir.hpp"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <optional>
+#include <thread>
 
 #include "base/error.hpp"
 #include "base/fs.hpp"
@@ -18,6 +26,87 @@
 #include "privileges.hpp"
 
 using namespace kvmxdp;
+using namespace std::chrono_literals;
+using test::error_of;
+
+namespace {
+
+mode_t mode_of(const std::string &path)
+{
+	struct stat st = {};
+	return ::lstat(path.c_str(), &st) == 0 ? st.st_mode & 07777 : 0;
+}
+
+ino_t inode_of(const std::string &path)
+{
+	struct stat st = {};
+	return ::lstat(path.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+ino_t inode_of_fd(int fd)
+{
+	struct stat st = {};
+	return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
+}
+
+// How many of our descriptors have path open.
+int fds_open_on(const std::string &path)
+{
+	int n = 0;
+	DIR *d = ::opendir("/proc/self/fd");
+	while (dirent *de = d ? ::readdir(d) : nullptr) {
+		char buf[4096];
+		ssize_t len = ::readlink(("/proc/self/fd/" + std::string(de->d_name)).c_str(), buf,
+					 sizeof(buf));
+		n += len > 0 && std::string(buf, static_cast<size_t>(len)) == path;
+	}
+	if (d)
+		::closedir(d);
+	return n;
+}
+
+// A child process holding LOCK_EX on path (opened before it drops to uid,
+// when uid is set), until the pipe to it closes.  Returns its pid.
+struct Holder {
+	pid_t pid = -1;
+	int release_fd = -1;
+	Holder(const std::string &path, std::optional<uid_t> uid = std::nullopt)
+	{
+		int ready[2], release[2];
+		if (::pipe(ready) < 0 || ::pipe(release) < 0)
+			return;
+		pid = ::fork();
+		if (pid == 0) {
+			::close(ready[0]);
+			::close(release[1]);
+			int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+			if (uid && (::setresgid(*uid, *uid, *uid) < 0 ||
+				    ::setresuid(*uid, *uid, *uid) < 0))
+				::_exit(2);
+			if (fd < 0 || ::flock(fd, LOCK_EX) < 0)
+				::_exit(3);
+			char c = 'r';
+			(void)!::write(ready[1], &c, 1);
+			(void)!::read(release[0], &c, 1);
+			::_exit(0);
+		}
+		::close(ready[1]);
+		::close(release[0]);
+		char c = 0;
+		if (::read(ready[0], &c, 1) != 1)
+			pid = -1;
+		::close(ready[0]);
+		release_fd = release[1];
+	}
+	~Holder()
+	{
+		::close(release_fd);
+		if (pid > 0)
+			::waitpid(pid, nullptr, 0);
+	}
+};
+
+} // namespace
 
 TEST(PinDir, DotsBecomeColons)
 {
@@ -63,6 +152,231 @@ TEST(PidLock, HolderIsSeenAndReleased)
 	}
 	EXPECT_FALSE(PidLock::holder(path));
 	EXPECT_TRUE(PidLock::try_acquire(path));
+}
+
+// Lock files are 0600 in a 0700 directory whatever the umask: flock
+// needs only an open fd, and other users cannot open these.
+TEST(FileLock, PrivateFileInPrivateDirectory)
+{
+	test::TempDir tmp;
+	const mode_t old = ::umask(0);
+	{
+		auto a = FileLock::try_acquire(tmp.path() + "/run/a.lock");
+		ASSERT_TRUE(a);
+		auto b = FileLock::acquire(tmp.path() + "/etc/b.lock", 1s, 0755);
+	}
+	::umask(old);
+	EXPECT_EQ(mode_of(tmp.path() + "/run"), 0700u);
+	EXPECT_EQ(mode_of(tmp.path() + "/run/a.lock"), 0600u);
+	// The config's directory stays readable (the config is), its lock not.
+	EXPECT_EQ(mode_of(tmp.path() + "/etc"), 0755u);
+	EXPECT_EQ(mode_of(tmp.path() + "/etc/b.lock"), 0600u);
+	auto pl = PidLock::try_acquire(tmp.path() + "/run2/x.pid");
+	EXPECT_EQ(mode_of(tmp.path() + "/run2"), 0700u);
+	EXPECT_EQ(mode_of(tmp.path() + "/run2/x.pid"), 0600u);
+}
+
+TEST(FileLock, RefusesASymlink)
+{
+	test::TempDir tmp;
+	const std::string target = tmp.path() + "/target", link = tmp.path() + "/x.lock";
+	std::ofstream(target) << "keep";
+	ASSERT_EQ(::symlink(target.c_str(), link.c_str()), 0);
+	EXPECT_NE(error_of([&] { FileLock::try_acquire(link); }).find(link + " is a symbolic link"),
+		  std::string::npos);
+	EXPECT_NE(error_of([&] { FileLock::acquire(link, 1s); }).find("symbolic link"),
+		  std::string::npos);
+	// Neither followed nor locked.
+	std::ifstream in(target);
+	std::string text;
+	in >> text;
+	EXPECT_EQ(text, "keep");
+	EXPECT_EQ(mode_of(target) & 0600, 0600u);
+	Fd fd(::open(target.c_str(), O_RDONLY));
+	EXPECT_EQ(::flock(fd.get(), LOCK_EX | LOCK_NB), 0);
+	// The pin directory's lock: a symlink to a directory is refused too.
+	const std::string dir = tmp.path() + "/d", dlink = tmp.path() + "/dl";
+	ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+	ASSERT_EQ(::symlink(dir.c_str(), dlink.c_str()), 0);
+	EXPECT_THROW(FileLock::try_acquire_dir(dlink), Error);
+	EXPECT_TRUE(FileLock::try_acquire_dir(dir));
+}
+
+TEST(FileLock, RefusesFilesAndDirectoriesOthersControl)
+{
+	test::TempDir tmp;
+	const std::string f = tmp.path() + "/w.lock";
+	Fd(::open(f.c_str(), O_CREAT | O_WRONLY, 0600));
+	ASSERT_EQ(::chmod(f.c_str(), 0666), 0);
+	EXPECT_NE(error_of([&] { FileLock::try_acquire(f); }).find("writable by other users"),
+		  std::string::npos);
+	EXPECT_EQ(mode_of(f), 0666u); // left as it is
+	// A directory others may write: they could swap the lock file.
+	const std::string open_dir = tmp.path() + "/open";
+	ASSERT_EQ(::mkdir(open_dir.c_str(), 0700), 0);
+	ASSERT_EQ(::chmod(open_dir.c_str(), 0777), 0);
+	EXPECT_NE(error_of([&] {
+			  FileLock::try_acquire(open_dir + "/x.lock");
+		  }).find("writable by other users"),
+		  std::string::npos);
+	EXPECT_EQ(inode_of(open_dir + "/x.lock"), 0u); // nothing created
+	// Sticky (/tmp): others cannot touch our file there.
+	ASSERT_EQ(::chmod(open_dir.c_str(), 01777), 0);
+	EXPECT_TRUE(FileLock::try_acquire(open_dir + "/x.lock"));
+	// A pin directory other users may open could be locked by them.
+	const std::string pd = tmp.path() + "/pins";
+	ASSERT_EQ(::mkdir(pd.c_str(), 0700), 0);
+	ASSERT_EQ(::chmod(pd.c_str(), 0755), 0);
+	EXPECT_NE(error_of([&] { FileLock::try_acquire_dir(pd); }).find("open to other users"),
+		  std::string::npos);
+	if (::geteuid() != 0)
+		return; // the rest makes a file of another user
+	const std::string foreign = tmp.path() + "/foreign.lock";
+	Fd(::open(foreign.c_str(), O_CREAT | O_WRONLY, 0600));
+	ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);
+	EXPECT_NE(error_of([&] { FileLock::try_acquire(foreign); }).find("belongs to uid 65534"),
+		  std::string::npos);
+}
+
+// A 0644 lock file (what kvmxdp made before) may be held open by any user,
+// who could then hold its lock for ever: it is replaced by a fresh 0600
+// one, unless a process of root holds it (an older kvmxdp at work: the
+// lock is busy until it is done).
+TEST(FileLock, ReplacesAReadableFileOnlyOthersHold)
+{
+	if (::geteuid() != 0)
+		GTEST_SKIP() << "needs root (a holder of another uid)";
+	test::TempDir tmp;
+	ASSERT_EQ(::chmod(tmp.path().c_str(), 0755), 0);
+	const std::string path = tmp.path() + "/old.lock";
+	Fd(::open(path.c_str(), O_CREAT | O_WRONLY, 0644));
+	ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+	const ino_t old_ino = inode_of(path);
+	{
+		Holder root(path);
+		ASSERT_GT(root.pid, 0);
+		EXPECT_FALSE(FileLock::try_acquire(path));
+		EXPECT_EQ(inode_of(path), old_ino);
+	}
+	Holder nobody(path, 65534);
+	ASSERT_GT(nobody.pid, 0);
+	auto l = FileLock::try_acquire(path);
+	ASSERT_TRUE(l);
+	EXPECT_NE(inode_of(path), old_ino);
+	EXPECT_EQ(inode_of_fd(l->fd()), inode_of(path));
+	EXPECT_EQ(mode_of(path), 0600u);
+}
+
+// A waiter that gets the lock of a file which meanwhile left the path
+// holds nothing anybody else would look at: it takes the new file's.
+TEST(FileLock, RetakenWhenTheFileLeftThePath)
+{
+	test::TempDir tmp;
+	const std::string path = tmp.path() + "/x.lock";
+	auto first = FileLock::try_acquire(path);
+	ASSERT_TRUE(first);
+	std::optional<FileLock> second;
+	std::string err;
+	std::thread waiter([&] {
+		try {
+			second = FileLock::acquire(path, 20s);
+		} catch (const Error &e) {
+			err = e.what();
+		}
+	});
+	// The waiter has the old file open (and waits for its lock) ...
+	for (int i = 0; i < 2000 && fds_open_on(path) < 2; i++)
+		std::this_thread::sleep_for(5ms);
+	EXPECT_EQ(fds_open_on(path), 2);
+	// ... when its holder removes it and lets go.
+	ASSERT_EQ(::unlink(path.c_str()), 0);
+	first.reset();
+	waiter.join();
+	ASSERT_TRUE(second) << err;
+	ASSERT_NE(inode_of(path), 0u) << "no lock file at the path";
+	EXPECT_EQ(inode_of_fd(second->fd()), inode_of(path));
+}
+
+TEST(FileLock, WaitIsBoundedAndNamesTheHolder)
+{
+	test::TempDir tmp;
+	const std::string path = tmp.path() + "/x.lock";
+	auto held = FileLock::try_acquire(path);
+	ASSERT_TRUE(held);
+	const auto t0 = std::chrono::steady_clock::now();
+	const std::string err = error_of([&] { FileLock::acquire(path, 300ms); });
+	const auto took = std::chrono::steady_clock::now() - t0;
+	EXPECT_NE(err.find("lock " + path + " still held by pid " + std::to_string(::getpid())),
+		  std::string::npos)
+		<< err;
+	EXPECT_NE(err.find("after 0.3 s"), std::string::npos) << err;
+	EXPECT_GE(took, 300ms);
+	EXPECT_LT(took, 10s);
+}
+
+TEST(FileLock, SigtermEndsTheWait)
+{
+	test::TempDir tmp;
+	const std::string path = tmp.path() + "/x.lock";
+	auto held = FileLock::try_acquire(path);
+	ASSERT_TRUE(held);
+	// Pending for this thread before the wait starts, or arriving during
+	// it: either way the wait takes it.
+	sigset_t term, old;
+	sigemptyset(&term);
+	sigaddset(&term, SIGTERM);
+	ASSERT_EQ(pthread_sigmask(SIG_BLOCK, &term, &old), 0);
+	ASSERT_EQ(pthread_kill(pthread_self(), SIGTERM), 0);
+	const std::string err = error_of([&] { FileLock::acquire(path, 20s); });
+	sigset_t pending;
+	sigpending(&pending);
+	const bool still_pending = sigismember(&pending, SIGTERM);
+	pthread_sigmask(SIG_SETMASK, &old, nullptr);
+	EXPECT_NE(err.find("interrupted by SIGTERM while waiting for the lock " + path),
+		  std::string::npos)
+		<< err;
+	EXPECT_FALSE(still_pending);
+}
+
+// The daemon is the process holding the lock, whatever pid its file says.
+TEST(LockHolder, IsWhoHoldsTheLockNotThePidInTheFile)
+{
+	test::TempDir tmp;
+	const std::string path = tmp.path() + "/x.pid";
+	std::ofstream(path) << ::getppid() << "\n"; // a live process that holds nothing
+	EXPECT_TRUE(LockHolder::of(path).empty());
+	EXPECT_FALSE(PidLock::holder(path));
+	Holder daemon(path);
+	ASSERT_GT(daemon.pid, 0);
+	auto holders = LockHolder::of(path);
+	ASSERT_EQ(holders.size(), 1u);
+	EXPECT_EQ(holders[0].pid(), daemon.pid);
+	EXPECT_EQ(PidLock::holder(path), daemon.pid);
+	EXPECT_NE(describe_lock_holders(path).find("pid " + std::to_string(daemon.pid)),
+		  std::string::npos);
+	// Signalled through its pidfd; once it is gone, nothing is.
+	EXPECT_TRUE(holders[0].signal(SIGTERM));
+	EXPECT_TRUE(holders[0].wait_exit(5s));
+	::waitpid(daemon.pid, nullptr, 0); // our child: reaped here
+	daemon.pid = -1;
+	EXPECT_FALSE(holders[0].signal(0));
+	EXPECT_TRUE(LockHolder::of(path).empty());
+	EXPECT_EQ(describe_lock_holders(path), "another process");
+}
+
+TEST(LockHolder, OfADirectory)
+{
+	test::TempDir tmp;
+	const std::string dir = tmp.path() + "/pins";
+	ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
+	auto l = FileLock::try_acquire_dir(dir);
+	ASSERT_TRUE(l);
+	EXPECT_FALSE(FileLock::try_acquire_dir(dir));
+	auto holders = LockHolder::of(dir);
+	ASSERT_EQ(holders.size(), 1u);
+	EXPECT_EQ(holders[0].pid(), ::getpid());
+	l.reset();
+	EXPECT_TRUE(LockHolder::of(dir).empty());
 }
 
 TEST(AtomicWrite, ReplacesContent)

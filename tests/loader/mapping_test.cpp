@@ -3,13 +3,14 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
-#include <functional>
-
 #include "base/error.hpp"
+#include "error_of.hpp"
 #include "model/mapping.hpp"
 
 namespace kvmxdp {
 namespace {
+
+using test::error_of;
 
 MappingContext ctx()
 {
@@ -19,16 +20,6 @@ MappingContext ctx()
 	c.uplink_addr = parse_ipv4("192.168.1.50");
 	c.uplink_net = parse_cidr("192.168.1.0/24");
 	return c;
-}
-
-std::string error_of(const std::function<void()> &f)
-{
-	try {
-		f();
-	} catch (const Error &e) {
-		return e.what();
-	}
-	return "";
 }
 
 TEST(MappingParse, OneToOne)
