@@ -386,13 +386,6 @@ bool owned_by_us(const struct stat &st)
 	return st.st_uid == 0 || st.st_uid == ::geteuid();
 }
 
-std::string mode_str(mode_t mode)
-{
-	char buf[8];
-	std::snprintf(buf, sizeof(buf), "%04o", static_cast<unsigned>(mode & 07777));
-	return buf;
-}
-
 // Only root (or we) may create, rename or remove entries where a lock file
 // lives: another user could otherwise swap it for one of theirs.  In a
 // sticky directory (/tmp) they cannot touch ours, and one they made first
