@@ -539,6 +539,11 @@ private:
 				bpf_obj_pin(old->get(), dir.via_fd(name).c_str());
 			check_libbpf(err, "pin map", path);
 			rb_.add("pin " + path, [this, name, path, old] {
+				// Once a program was swapped in place (hooks), the
+				// live datapath uses the new map: its pin stays, or
+				// the pins and the datapath would disagree.
+				if (old && programs_swapped_)
+					return;
 				pins_->dir.unlink(name);
 				if (old)
 					check_libbpf(bpf_obj_pin(old->get(),
@@ -552,6 +557,10 @@ private:
 	void hooks()
 	{
 		const Instance *prev = prev_instance();
+		// From here on filters, XDP links and cgroup links of a resume
+		// are replaced in place and not undone: a failure leaves the new
+		// programs serving with the pinned maps they use.
+		programs_swapped_ = resume_;
 		if (tc_hook(bridge_, "kvx_br_ingress"))
 			inst_.clsact_created_bridge = true;
 		// Recorded for the uplink it was created on only.
@@ -638,13 +647,20 @@ private:
 	{
 		// An uplink changed on resume: our filter on the old one goes,
 		// last, so that a failure before here leaves it serving.
-		const Instance *prev = prev_instance();
-		if (prev && prev->uplink != plan_.uplink)
-			tc_remove_ingress(nl_, prev->uplink, prev->clsact_created_uplink);
 		(*cfg_)->upsert(inst_);
 		(*cfg_)->detached.erase(plan_.bridge);
 		cfg_->save();
 		rb_.commit();
+		// After the save: a failure there rolls back with the old filter
+		// still serving.  Failing here only costs a stale filter.
+		const Instance *prev = prev_instance();
+		if (prev && prev->uplink != plan_.uplink)
+			try {
+				tc_remove_ingress(nl_, prev->uplink, prev->clsact_created_uplink);
+			} catch (const Error &e) {
+				log_warn(std::string("the old uplink keeps kvmxdp's filter: ") +
+					 e.what());
+			}
 		pid_rb_.commit();
 		// The daemon runs for days: other kvmxdp commands must get the lock.
 		cfg_->unlock();
@@ -676,6 +692,7 @@ private:
 	// resume maps
 	std::unique_ptr<Skel<kvmxdp_tc>> skel_;
 	bool resume_ = false;
+	bool programs_swapped_ = false;
 	std::vector<std::string> to_pin_;
 	// Pinned maps replaced by new ones, held until attach commits.
 	std::map<std::string, std::shared_ptr<Fd>> replaced_;
