@@ -191,24 +191,36 @@ readers_refuse() { # CASE NEEDLE
 	assert_eq "$c: map list reads no pin: exit 0" 0 "$RC"
 	assert_contains "$c: map list shows the config's mapping" "uplink:8080" "$OUT"
 }
-# kvx_ct with 20-byte keys (this ABI's are 16), one entry.
-swap_in kvx_ct type hash key 20 value 40 entries 64
-bpftool map update pinned "$PD/kvx_ct" key $(zeros 19) 1 value $(zeros 40)
-readers_refuse "kvx_ct with 20-byte keys" "$PD/kvx_ct: key size 20, this kvmxdp expects 16 (ABI 2)"
+# This build's layouts, read off its own pins (the ABI header is the one
+# source; the planted maps differ from them in one thing each).
+pin_size() { # NAME key|value
+	bpftool -j map show pinned "$PD/$1" | "$KVX_PY" -c "import json,sys; print(json.load(sys.stdin)['bytes_$2'])"
+}
+ABI=$(sed -n 's/^#define KVX_ABI_VERSION \([0-9]*\)$/\1/p' "$(dirname "$0")/../bpf/include/kvmxdp/abi.h")
+SINCE=$(sed -n 's/^#define KVX_ABI_TABLES_SINCE \([0-9]*\)$/\1/p' "$(dirname "$0")/../bpf/include/kvmxdp/abi.h")
+CT_KEY=$(pin_size kvx_ct key)
+CT_VAL=$(pin_size kvx_ct value)
+CFG_VAL=$(pin_size kvx_cfg value)
+[[ -n $ABI && -n $SINCE && -n $CT_KEY && -n $CT_VAL && -n $CFG_VAL ]] || kvx_fatal "cannot read this build's layouts"
+# kvx_ct with keys 4 bytes longer than this ABI's, one entry.
+swap_in kvx_ct type hash key $((CT_KEY + 4)) value "$CT_VAL" entries 64
+bpftool map update pinned "$PD/kvx_ct" key $(zeros $((CT_KEY + 3))) 1 value $(zeros "$CT_VAL")
+readers_refuse "kvx_ct with longer keys" \
+	"$PD/kvx_ct: key size $((CT_KEY + 4)), this kvmxdp expects $CT_KEY (ABI $ABI)"
 assert_eq "flush left the planted map alone" 1 \
 	"$(bpftool -j map dump pinned "$PD/kvx_ct" | "$KVX_PY" -c 'import json,sys; print(len(json.load(sys.stdin)))')"
 swap_back kvx_ct
-# kvx_cfg of this size but ABI version 3.
-swap_in kvx_cfg type array key 4 value 84 entries 1
-bpftool map update pinned "$PD/kvx_cfg" key 0 0 0 0 value 3 $(zeros 83)
-readers_refuse "kvx_cfg of ABI version 3" \
-	"$PD/kvx_cfg: ABI version 3, this kvmxdp uses 2 (tables of 1..2)"
+# kvx_cfg of this size but the next ABI version.
+swap_in kvx_cfg type array key 4 value "$CFG_VAL" entries 1
+bpftool map update pinned "$PD/kvx_cfg" key 0 0 0 0 value $((ABI + 1)) $(zeros $((CFG_VAL - 1)))
+readers_refuse "kvx_cfg of ABI version $((ABI + 1))" \
+	"$PD/kvx_cfg: ABI version $((ABI + 1)), this kvmxdp uses $ABI (tables of $SINCE..$ABI)"
 swap_back kvx_cfg
-# kvx_cfg of 256 bytes: read into this build's 84-byte struct, it would
-# overwrite the stack.
+# kvx_cfg of 256 bytes: read into this build's struct, it would overwrite
+# the stack.
 swap_in kvx_cfg type array key 4 value 256 entries 1
-bpftool map update pinned "$PD/kvx_cfg" key 0 0 0 0 value 2 $(zeros 255)
-readers_refuse "kvx_cfg of 256 bytes" "$PD/kvx_cfg: value size 256, this kvmxdp expects 84 (ABI 2)"
+bpftool map update pinned "$PD/kvx_cfg" key 0 0 0 0 value "$ABI" $(zeros 255)
+readers_refuse "kvx_cfg of 256 bytes" "$PD/kvx_cfg: value size 256, this kvmxdp expects $CFG_VAL (ABI $ABI)"
 swap_back kvx_cfg
 rmdir "$SAVED"
 

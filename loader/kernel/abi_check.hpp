@@ -14,9 +14,9 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 2, "ABI changed: review abi_check.hpp and bump");
-// Version 2 only appended to kvx_cfg: the tables are those of version 1.
-static_assert(KVX_ABI_TABLES_SINCE == 1);
+static_assert(KVX_ABI_VERSION == 3, "ABI changed: review abi_check.hpp and bump");
+// Version 3 changes the state tables: pinned tables of 1..2 are not reused.
+static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
 static_assert(offsetof(kvx_bind_key, dir) == 0);

@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 2
+#define KVX_ABI_VERSION 3
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -28,8 +28,11 @@
  * another size is replaced.  Version history:
  *   1: first release.
  *   2: kvx_cfg.flow_quota appended (84 bytes), map kvx_gflows.
+ *   3: NAT hardening: conntrack TCP states and per-direction quotas, frag
+ *      entry ages, cfg fields for the bridge address and routing marks
+ *      (state tables change: pinned tables of 1..2 are recreated).
  */
-#define KVX_ABI_TABLES_SINCE 1
+#define KVX_ABI_TABLES_SINCE 3
 
 /* Pinned map names; the kernel keeps 15 characters of a map name. */
 #define KVX_MAP_CFG "kvx_cfg"
