@@ -12,9 +12,11 @@
 # detach.  Then: a stale pid file naming an unrelated live process (a
 # `sleep`) is not signalled by detach; a pid file deleted under a running
 # daemon: a second attach is refused and detach still stops the first one.
-# Last, a lock really held (by root, with flock(1)): `map add --lock-wait 2`
+# Then, a lock really held (by root, with flock(1)): `map add --lock-wait 2`
 # gives up with one error line naming the lock and its holder, `map add`
 # and `attach` waiting for it end cleanly on SIGTERM/SIGINT, nothing done.
+# Last, a pid file the user could open (left 0644 by an older kvmxdp, or
+# the user's own) and locks: detach is not blocked by it.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+ bridge kb<id> (192.168.122.1/24), host ns
@@ -267,6 +269,27 @@ assert_eq "attach interrupted: config unchanged" "$cfg_before" "$(cat "$KVX_CFG"
 kvx_kill_pid "$HOLDER"
 detach_ok "once the lock is free"
 assert_hostile_holds_nothing "at the end"
+
+# ---------------------------------------------------------------- pid files the user could open
+# Last: the hostile user keeps what it locks here, which the checks above
+# would count.
+kvx_step "a pid file left 0644 (an older kvmxdp's), one of the user's: their lock blocks no detach"
+held_count() { grep -cxF "held $1" "$KVX_TMP/hostile.log" || true; }
+held_more() { (($(held_count "$1") > $2)); }
+for how in 0644 user; do
+	kvx_attach_bg || kvx_fatal "cannot attach"
+	PIDFILE=$(ls "$KVX_TMP/run/$BR"-*.pid)
+	kvx_daemon_kill # gone, its pid file left
+	n=$(held_count "$PIDFILE")
+	case $how in
+	0644) chmod 0644 "$PIDFILE" ;;
+	user) chown 65534:65534 "$PIDFILE" ;;
+	esac
+	kvx_wait_for 10 "the hostile user locks $PIDFILE ($how)" held_more "$PIDFILE" "$n" ||
+		kvx_fatal "the hostile user did not lock $PIDFILE"
+	detach_ok "pid file $how, locked by the user"
+	assert_eq "pid file $how: the hostile user still runs" yes "$(alive "$HOSTILE")"
+done
 
 kvx_assert_no_csum_errors
 kvx_finish

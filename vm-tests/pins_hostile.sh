@@ -8,8 +8,9 @@
 # <bpffs>/othertool/) are the decoy a planted link points at.
 #  1. A user's <bpffs>/kvmxdp/ holding <bridge> -> ../othertool, made
 #     before the first attach: attach refuses with one line naming
-#     <bpffs>/kvmxdp and its owner; nothing is pinned into the decoy,
-#     nothing changes.
+#     <bpffs>/kvmxdp, its owner and the fix (root removes it; a bpffs
+#     mounted with mode=0700); nothing is pinned into the decoy, nothing
+#     changes.
 #  2. The same planted after a "reboot" (the instance still in the config):
 #     detach, status and conntrack refuse with that line; the decoy's pins
 #     are all there (detach used to unlink every entry of the directory the
@@ -20,6 +21,8 @@
 #     attach and status refuse naming it; the decoy keeps its pins.
 #  4. A kvx_ct of this build's layout owned by another user: attach does
 #     not resume on it (one line naming the pin and its owner).
+#     detach refuses such a pin directory before it signals anybody: the
+#     daemon runs on.
 #  5. Pins of another ABI after the daemon is gone (kvx_ct with 20-byte
 #     keys, kvx_cfg of ABI version 3, kvx_cfg of 256 bytes): status,
 #     status --json, map add, map del, conntrack list and conntrack flush
@@ -96,6 +99,10 @@ plant_user_dir
 STATE=$(kvx_host_state)
 assert_refused "attach under the user's kvmxdp/" \
 	"$TOP: owned by uid $USER_UID, not root" attach --bridge "$BR" --uplink "$UP"
+assert_contains "attach says who may write where, and the fix" \
+	"another user made it in $BPFFS (mode 1777, open to every user); kvmxdp neither uses it nor deletes through it: as root, remove it (rm -r $TOP) and mount the bpffs with mode=0700, or give kvmxdp a bpffs of its own (--bpffs)" \
+	"$OUT"
+assert_eq "the user's kvmxdp/ is left as it is" "$USER_UID" "$(stat -c %u "$TOP")"
 assert_eq "nothing pinned into the decoy" "./map_a ./map_b" "$(other_pins)"
 assert_eq "attach changed nothing (filters, sysctls, bpffs)" "$STATE" "$(kvx_host_state)"
 assert_eq "no instance recorded" "" "$(cat "$KVX_CFG" 2>/dev/null | grep "\"bridge\": \"$BR\"" || true)"
@@ -161,6 +168,14 @@ assert_eq "no pin left" "" "$(kvx_pins)"
 kvx_step "5. pins of another ABI, the daemon gone: every reader refuses with one line"
 kvx_attach_bg || kvx_fatal "cannot attach"
 assert_ok "map add uplink:8080 -> guest2:80" kvx map add uplink:8080 "$G2_IP:80" --proto tcp
+# detach checks the pin directory before it signals anyone: refused, the
+# daemon runs on.
+chmod 0770 "$PD"
+assert_refused "detach, group-writable pin directory, the daemon running" \
+	"$PD: writable by group or others (mode 0770)" detach --bridge "$BR"
+assert_ok "the daemon was not stopped by the refused detach" kill -0 "$KVX_DAEMON_PID"
+assert_ok "the instance stays in the config" in_config
+chmod 0700 "$PD"
 kvx_daemon_stop
 SAVED=$BPFFS/saved
 mkdir -m 0700 "$SAVED"

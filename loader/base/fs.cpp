@@ -122,12 +122,12 @@ std::string mode_str(mode_t m)
 	return buf;
 }
 
-[[noreturn]] void refuse_level(const std::string &path, const std::string &problem, PinLevel level)
+[[noreturn]] void refuse_level(const std::string &path, const std::string &problem, Trust level)
 {
 	const char *remedy =
-		level == PinLevel::Bpffs ?
+		level == Trust::Bpffs ?
 			"mount it with mode=0700, or give kvmxdp a bpffs of its own (--bpffs)" :
-		level == PinLevel::Dir ?
+		level == Trust::Dir ?
 			"kvmxdp uses only pin directories that root alone can change; remove it "
 			"or fix its owner and mode" :
 			"kvmxdp reads only pins that root alone can change";
@@ -139,39 +139,52 @@ std::string what_is(int dirfd, const std::string &name, const std::string &path,
 {
 	struct stat st = {};
 	if (::fstatat(dirfd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0)
-		if (std::string p = pin_level_problem(st, PinLevel::Dir); !p.empty())
+		if (std::string p = trust_problem(st, Trust::Dir); !p.empty())
 			return p;
 	return Error("open", path, err).what();
 }
 
 // fstat on fd, then the policy of its level: refused naming path.
-void check_level(int fd, const std::string &path, PinLevel level)
+void check_level(int fd, const std::string &path, Trust level)
 {
 	struct stat st = {};
 	if (::fstat(fd, &st) < 0)
 		throw_errno("stat", path);
-	if (std::string problem = pin_level_problem(st, level); !problem.empty())
+	if (std::string problem = trust_problem(st, level); !problem.empty())
 		refuse_level(path, problem, level);
 }
 
 } // namespace
 
-std::string pin_level_problem(const struct stat &st, PinLevel level)
+std::string trust_problem(const struct stat &st, Trust what)
 {
+	const bool file = what == Trust::Pin || what == Trust::LockFile;
 	if (S_ISLNK(st.st_mode))
 		return "a symbolic link (kvmxdp does not follow links here)";
-	if (level == PinLevel::Pin ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode))
-		return level == PinLevel::Pin ? "not a pinned BPF object" : "not a directory";
-	if (st.st_uid != 0)
+	if (file ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode))
+		return what == Trust::Pin      ? "not a pinned BPF object" :
+		       what == Trust::LockFile ? "not a regular file" :
+						 "not a directory";
+	if (st.st_uid != 0 && st.st_uid != ::geteuid())
 		return "owned by uid " + std::to_string(st.st_uid) + ", not root";
+	// Another name of the same file (a hard link made while it was
+	// reachable) would let its lock be taken through a path we never check.
+	if (what == Trust::LockFile && st.st_nlink > 1)
+		return "a file with " + std::to_string(st.st_nlink) +
+		       " hard links (another name reaches it)";
+	if (what == Trust::LockedDir && (st.st_mode & (S_IRWXG | S_IRWXO)))
+		return "open to other users (mode " + mode_str(st.st_mode) +
+		       "), who could hold its lock";
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		// A sticky directory lets others add entries but not remove or
-		// rename root's (the VFS's may_delete): kvmxdp/ below it stays
-		// root's once made, and is checked itself.
-		if (level == PinLevel::Bpffs && (st.st_mode & S_ISVTX))
+		// rename root's (the VFS's may_delete): kvmxdp/ below a 1777
+		// bpffs, a lock file in /tmp, stays root's once made, and is
+		// checked itself.
+		const bool sticky_ok = what == Trust::Bpffs || what == Trust::LockDir;
+		if (sticky_ok && (st.st_mode & S_ISVTX))
 			return "";
 		return "writable by group or others (mode " + mode_str(st.st_mode) +
-		       (level == PinLevel::Bpffs ? ", no sticky bit)" : ")");
+		       (sticky_ok ? ", no sticky bit)" : ")");
 	}
 	return "";
 }
@@ -207,7 +220,7 @@ std::optional<DirFd> open_bpffs(const std::string &path)
 		if (errno == ENOENT)
 			return std::nullopt;
 		if (errno == ENOTDIR || errno == ELOOP)
-			refuse_level(p, what_is(AT_FDCWD, p, p, errno), PinLevel::Bpffs);
+			refuse_level(p, what_is(AT_FDCWD, p, p, errno), Trust::Bpffs);
 		throw_errno("open", p);
 	}
 	struct statfs sfs = {};
@@ -215,7 +228,7 @@ std::optional<DirFd> open_bpffs(const std::string &path)
 		throw_errno("statfs", p);
 	if (static_cast<unsigned long>(sfs.f_type) != BPF_FS_MAGIC)
 		return std::nullopt;
-	check_level(fd.get(), p, PinLevel::Bpffs);
+	check_level(fd.get(), p, Trust::Bpffs);
 	return DirFd{std::move(fd), p};
 }
 
@@ -237,11 +250,30 @@ std::optional<DirFd> open_pin_subdir(const DirFd &parent, const std::string &nam
 		if (errno == ENOENT)
 			return std::nullopt;
 		if (errno == ENOTDIR || errno == ELOOP)
-			refuse_level(path, what_is(parent.fd.get(), name, path, errno),
-				     PinLevel::Dir);
+			refuse_level(path, what_is(parent.fd.get(), name, path, errno), Trust::Dir);
 		throw_errno("open", path);
 	}
-	check_level(fd.get(), path, PinLevel::Dir);
+	struct stat st = {};
+	if (::fstat(fd.get(), &st) < 0)
+		throw_errno("stat", path);
+	if (std::string problem = trust_problem(st, Trust::Dir); !problem.empty()) {
+		// Another user's entry where every user may create one (a 1777
+		// bpffs): what they made is neither used nor deleted through
+		// (nor renamed aside: without CAP_FOWNER, as under the unit,
+		// root may not), so only root can clear the way, and only a
+		// bpffs of root's keeps it clear.
+		struct stat pst = {};
+		if (st.st_uid != 0 && st.st_uid != ::geteuid() &&
+		    ::fstat(parent.fd.get(), &pst) == 0 && (pst.st_mode & S_IWOTH))
+			throw PinRefused(path + ": " + problem + ": another user made it in " +
+					 parent.path + " (mode " + mode_str(pst.st_mode) +
+					 ", open to every user); kvmxdp neither uses it nor "
+					 "deletes through it: as root, remove it (rm -r " +
+					 path +
+					 ") and mount the bpffs with mode=0700, or give kvmxdp "
+					 "a bpffs of its own (--bpffs)");
+		refuse_level(path, problem, Trust::Dir);
+	}
 	return DirFd{std::move(fd), path};
 }
 
@@ -272,7 +304,7 @@ std::optional<Fd> open_pin_entry(const DirFd &dir, const std::string &name)
 			return std::nullopt;
 		throw_errno("open", path);
 	}
-	check_level(fd.get(), path, PinLevel::Pin);
+	check_level(fd.get(), path, Trust::Pin);
 	return fd;
 }
 
@@ -381,28 +413,23 @@ std::optional<std::string> read_file(const std::string &path)
 
 namespace {
 
-bool owned_by_us(const struct stat &st)
-{
-	return st.st_uid == 0 || st.st_uid == ::geteuid();
-}
-
 // Only root (or we) may create, rename or remove entries where a lock file
 // lives: another user could otherwise swap it for one of theirs.  In a
 // sticky directory (/tmp) they cannot touch ours, and one they made first
 // is refused by open_lock_file.
-void check_lock_dir(const std::string &dir)
+std::string lock_dir_problem(const std::string &dir)
 {
 	struct stat st = {};
 	if (::stat(dir.c_str(), &st) < 0)
-		throw_errno("stat", dir);
-	if (!owned_by_us(st))
-		throw Error("directory " + dir + " of a kvmxdp lock belongs to uid " +
-			    std::to_string(st.st_uid) +
+		return Error("stat", dir, errno).what();
+	return trust_problem(st, Trust::LockDir);
+}
+
+void check_lock_dir(const std::string &dir)
+{
+	if (std::string problem = lock_dir_problem(dir); !problem.empty())
+		throw Error("directory " + dir + " of a kvmxdp lock: " + problem +
 			    ": another user could replace the lock; use a directory of root's");
-	if ((st.st_mode & (S_IWGRP | S_IWOTH)) && !(st.st_mode & S_ISVTX))
-		throw Error("directory " + dir +
-			    " of a kvmxdp lock is writable by other users (mode " +
-			    mode_str(st.st_mode) + "): another user could replace the lock");
 }
 
 // One line of /proc/locks, or the part after "lock:\t" of a line of
@@ -546,15 +573,9 @@ Fd open_lock_file(const std::string &path, mode_t dir_mode)
 		struct stat st = {};
 		if (::fstat(fd.get(), &st) < 0)
 			throw_errno("stat", path);
-		if (!S_ISREG(st.st_mode))
-			throw Error("lock file " + path + " is not a regular file: refused");
-		if (!owned_by_us(st))
-			throw Error("lock file " + path + " belongs to uid " +
-				    std::to_string(st.st_uid) +
-				    ", not root: another user may hold it; remove it");
-		if (st.st_mode & (S_IWGRP | S_IWOTH))
-			throw Error("lock file " + path + " is writable by other users (mode " +
-				    mode_str(st.st_mode) + "): refused; remove it");
+		if (std::string problem = trust_problem(st, Trust::LockFile); !problem.empty())
+			throw Error("lock file " + path + ": " + problem +
+				    ": another user may hold it; refused (remove it)");
 		if (!(st.st_mode & (S_IRWXG | S_IRWXO)))
 			return fd;
 		// An older kvmxdp still running keeps the old file until it is
@@ -615,7 +636,7 @@ std::string seconds_str(std::chrono::milliseconds ms)
 
 } // namespace
 
-std::optional<FileLock> FileLock::lock(const std::string &path, bool dir, mode_t dir_mode,
+std::optional<FileLock> FileLock::lock(const std::string &path, mode_t dir_mode,
 				       std::optional<std::chrono::milliseconds> wait)
 {
 	using clock = std::chrono::steady_clock;
@@ -625,24 +646,7 @@ std::optional<FileLock> FileLock::lock(const std::string &path, bool dir, mode_t
 		sigs.emplace();
 	bool told = false;
 	for (int round = 0; round < 100; round++) {
-		Fd fd;
-		if (dir) {
-			fd.reset(::open(path.c_str(),
-					O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC));
-			if (!fd)
-				throw_errno("open directory", path);
-			struct stat st = {};
-			if (::fstat(fd.get(), &st) < 0)
-				throw_errno("stat", path);
-			if (!owned_by_us(st) || (st.st_mode & (S_IRWXG | S_IRWXO)))
-				throw Error("directory " + path + " (uid " +
-					    std::to_string(st.st_uid) + ", mode " +
-					    mode_str(st.st_mode) +
-					    ") is open to other users, who could hold its lock: "
-					    "refused (it must be root's, mode 0700)");
-		} else {
-			fd = open_lock_file(path, dir_mode);
-		}
+		Fd fd = open_lock_file(path, dir_mode);
 		for (;;) {
 			if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0)
 				break;
@@ -681,25 +685,56 @@ std::optional<FileLock> FileLock::lock(const std::string &path, bool dir, mode_t
 
 FileLock FileLock::acquire(const std::string &path, std::chrono::milliseconds wait, mode_t dir_mode)
 {
-	return std::move(*lock(path, false, dir_mode, wait));
+	return std::move(*lock(path, dir_mode, wait));
 }
 
 std::optional<FileLock> FileLock::try_acquire(const std::string &path, mode_t dir_mode)
 {
-	return lock(path, false, dir_mode, std::nullopt);
+	return lock(path, dir_mode, std::nullopt);
 }
 
-std::optional<FileLock> FileLock::try_acquire_dir(const std::string &dir)
+std::optional<FileLock> FileLock::try_acquire_dir(const DirFd &dir)
 {
-	return lock(dir, true, 0700, std::nullopt);
+	// An open file description of its own: a lock taken on a dup of
+	// dir.fd would be released with whatever else shares it.
+	Fd fd(::openat(dir.fd.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+	if (!fd)
+		throw_errno("open directory", dir.path);
+	struct stat st = {};
+	if (::fstat(fd.get(), &st) < 0)
+		throw_errno("stat", dir.path);
+	if (std::string problem = trust_problem(st, Trust::LockedDir); !problem.empty())
+		throw Error("directory " + dir.path + ": " + problem +
+			    ": refused (it must be root's, mode 0700)");
+	for (;;) {
+		if (::flock(fd.get(), LOCK_EX | LOCK_NB) == 0)
+			return FileLock(dir.path, std::move(fd));
+		if (errno == EWOULDBLOCK)
+			return std::nullopt;
+		if (errno != EINTR)
+			throw_errno("flock", dir.path);
+	}
 }
 
 std::vector<LockHolder> LockHolder::of(const std::string &path)
 {
-	std::vector<LockHolder> out;
 	struct stat st = {};
 	if (::lstat(path.c_str(), &st) < 0)
-		return out;
+		return {};
+	return of_file(st);
+}
+
+std::vector<LockHolder> LockHolder::of(const DirFd &dir)
+{
+	struct stat st = {};
+	if (::fstat(dir.fd.get(), &st) < 0)
+		return {};
+	return of_file(st);
+}
+
+std::vector<LockHolder> LockHolder::of_file(const struct stat &st)
+{
+	std::vector<LockHolder> out;
 	for (pid_t pid : flock_pids(st)) {
 		// The pidfd first: what is checked next is then either the
 		// process it refers to or, if that one exited, one it does
@@ -762,8 +797,19 @@ std::optional<pid_t> PidLock::holder(const std::string &path)
 	auto holders = LockHolder::of(path);
 	if (!holders.empty())
 		return holders.front().pid();
-	Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
+	// Nobody we can verify: a holder we cannot see (another pid
+	// namespace) is believed only on a file no other user could have
+	// opened, under a name no other user could have replaced.
+	Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
 	if (!fd)
+		return std::nullopt;
+	struct stat st = {};
+	if (::fstat(fd.get(), &st) < 0 || !trust_problem(st, Trust::LockFile).empty() ||
+	    (st.st_mode & (S_IRWXG | S_IRWXO)))
+		return std::nullopt;
+	auto slash = path.rfind('/');
+	if (slash != std::string::npos &&
+	    !lock_dir_problem(slash ? path.substr(0, slash) : "/").empty())
 		return std::nullopt;
 	// A shared lock succeeds only when no daemon holds the exclusive one.
 	if (::flock(fd.get(), LOCK_SH | LOCK_NB) == 0)

@@ -37,28 +37,37 @@ std::string pin_path(const std::string &pin_dir, const std::string &map_name);
 // The last component of pin_dir_for.
 std::string pin_dir_name(const std::string &bridge);
 
-// The pin path, walked by fd.  What kvmxdp finds under <bpffs>/kvmxdp/
-// steers a root process and the datapath, and detach unlinks every entry
-// of a pin directory, so a name is resolved once: each level is opened
-// from the fd of the one above (openat O_DIRECTORY|O_NOFOLLOW), checked on
-// its fd, and used through that fd from then on (the *at() calls), so a
-// symbolic link put in place after the check is never followed.  The
-// policy (loader/base/README.md, "Pin directories"):
-//   the bpffs    a bpffs, a directory owned by root, writable by group or
-//                others only with the sticky bit (1777, the mode of a bpffs
-//                mounted without mode=)
-//   kvmxdp/, <bridge>/
-//                directories (not symbolic links) owned by root, writable
-//                by nobody else; attach makes them 0700
-//   pins         bpffs objects (not symbolic links) owned by root, writable
-//                by nobody else
-enum class PinLevel {
+// Trust: what kvmxdp may rely on, judged on an fstat by one policy for
+// the pin path and for the locks (loader/base/README.md, "Pin
+// directories").  What kvmxdp finds under <bpffs>/kvmxdp/ steers a root
+// process and the datapath, and detach unlinks every entry of a pin
+// directory, so a name is resolved once: each level is opened from the fd
+// of the one above (openat O_DIRECTORY|O_NOFOLLOW), checked on its fd, and
+// used through that fd from then on (the *at() calls), so a symbolic link
+// put in place after the check is never followed.  Never a symbolic link;
+// owned by root (or by us, a process with the capabilities but another
+// uid); and:
+//   Bpffs      a bpffs directory writable by group or others only with the
+//              sticky bit (1777, the mode of a bpffs mounted without mode=)
+//   Dir        kvmxdp/, <bridge>/: directories writable by nobody else;
+//              attach makes them 0700
+//   Pin        pins: bpffs objects writable by nobody else
+//   LockDir    the directory of a lock file: writable by nobody else but
+//              with the sticky bit (/tmp), where others cannot touch ours
+//   LockFile   a lock file: a regular file with one link, writable by
+//              nobody else (readable by others: see FileLock)
+//   LockedDir  a directory locked as itself (the daemon's pin directory):
+//              no access for anybody else at all (flock needs only an fd)
+enum class Trust {
 	Bpffs,
 	Dir,
 	Pin,
+	LockDir,
+	LockFile,
+	LockedDir,
 };
-// What disqualifies st at that level, "" when nothing does.
-std::string pin_level_problem(const struct stat &st, PinLevel level);
+// What disqualifies st as that, "" when nothing does.
+std::string trust_problem(const struct stat &st, Trust what);
 
 // A directory held open; path names it in messages only.
 struct DirFd {
@@ -80,7 +89,7 @@ std::string fd_path(int fd);
 
 // The bpffs at path, checked; nullopt when path is not a bpffs.
 std::optional<DirFd> open_bpffs(const std::string &path);
-// parent/name, checked as PinLevel::Dir; made 0700 first if missing and
+// parent/name, checked as Trust::Dir; made 0700 first if missing and
 // create.  nullopt when missing and not create.
 std::optional<DirFd> open_pin_subdir(const DirFd &parent, const std::string &name, bool create);
 
@@ -94,7 +103,7 @@ struct PinDir {
 // policy: nothing below it is looked at.
 std::optional<PinDir> open_pin_dir(const std::string &bpffs, const std::string &bridge,
 				   bool create);
-// An entry of dir as an O_PATH|O_NOFOLLOW fd, checked as PinLevel::Pin;
+// An entry of dir as an O_PATH|O_NOFOLLOW fd, checked as Trust::Pin;
 // nullopt when there is none.
 std::optional<Fd> open_pin_entry(const DirFd &dir, const std::string &name);
 // The names in dir (without "." and "..").
@@ -138,10 +147,11 @@ public:
 				mode_t dir_mode = 0700);
 	// Returns nullopt if another process holds it.
 	static std::optional<FileLock> try_acquire(const std::string &path, mode_t dir_mode = 0700);
-	// The lock of an existing directory (never created here), which must
-	// be ours and closed to other users (mode 0700): the daemon holds its
-	// pin directory's.  nullopt if another process holds it.
-	static std::optional<FileLock> try_acquire_dir(const std::string &dir);
+	// The lock of a directory held open (Trust::LockedDir), on an open
+	// file description of its own (openat "."): no path is resolved
+	// again.  The daemon holds its pin directory's.  nullopt if another
+	// process holds it.
+	static std::optional<FileLock> try_acquire_dir(const DirFd &dir);
 
 	const std::string &path() const { return path_; }
 	int fd() const { return fd_.get(); }
@@ -152,7 +162,7 @@ private:
 		, fd_(std::move(fd))
 	{
 	}
-	static std::optional<FileLock> lock(const std::string &path, bool dir, mode_t dir_mode,
+	static std::optional<FileLock> lock(const std::string &path, mode_t dir_mode,
 					    std::optional<std::chrono::milliseconds> wait);
 	std::string path_;
 	Fd fd_;
@@ -171,6 +181,8 @@ public:
 	// The verified holders of path's lock (none: nobody holds it, or only
 	// processes we cannot see: other users, other pid namespaces).
 	static std::vector<LockHolder> of(const std::string &path);
+	// The same for a directory held open (no path resolved again).
+	static std::vector<LockHolder> of(const DirFd &dir);
 
 	pid_t pid() const { return pid_; }
 	// pidfd_send_signal; false once the process is gone (reaped).
@@ -179,6 +191,7 @@ public:
 	bool wait_exit(std::chrono::milliseconds timeout) const;
 
 private:
+	static std::vector<LockHolder> of_file(const struct stat &st);
 	LockHolder(pid_t pid, Fd pidfd)
 		: pid_(pid)
 		, pidfd_(std::move(pidfd))
@@ -201,6 +214,10 @@ public:
 	static std::optional<PidLock> try_acquire(const std::string &path);
 	// The pid of the process holding path's lock (0: held, by a process
 	// we cannot see), if any.  From the lock, never from the file's text.
+	// A lock on a file other users could open or replace (a leftover
+	// 0644 pid file, one not ours, a link, one in a directory others may
+	// write) is believed only of a verified holder (LockHolder): anybody
+	// may hold an fd of it, and so its lock.
 	static std::optional<pid_t> holder(const std::string &path);
 
 private:

@@ -273,7 +273,7 @@ private:
 		pid_file_ = pid_file_for(g_.run_dir, inst_.bpffs, plan_.bridge);
 		pid_lock_ = PidLock::try_acquire(pid_file_);
 		if (!pid_lock_)
-			refuse_served(pid_file_);
+			refuse_served(LockHolder::of(pid_file_));
 		// A failed attach leaves no pid file behind (we hold its lock).
 		pid_rb_.add("pid file", [pid_file = pid_file_] { ::unlink(pid_file.c_str()); });
 
@@ -299,14 +299,13 @@ private:
 	// (lock order: loader/README.md).
 	void lock_pin_dir()
 	{
-		pin_lock_ = FileLock::try_acquire_dir(inst_.pin_dir);
+		pin_lock_ = FileLock::try_acquire_dir(pins_->dir);
 		if (!pin_lock_)
-			refuse_served(inst_.pin_dir);
+			refuse_served(LockHolder::of(pins_->dir));
 	}
 
-	[[noreturn]] void refuse_served(const std::string &lock) const
+	[[noreturn]] void refuse_served(const std::vector<LockHolder> &holders) const
 	{
-		auto holders = LockHolder::of(lock);
 		throw Error("bridge '" + plan_.bridge +
 			    "' is already served by a kvmxdp daemon (pid " +
 			    (holders.empty() ? std::string("?") :

@@ -321,18 +321,17 @@ std::optional<LockedConfig> Daemon::try_config(const char *what)
 	const auto now = steady_clock::now();
 	if (cfg) {
 		config_busy_since_.reset();
+		steps_.ok(what);
 		return cfg;
 	}
-	// Commands hold it for a moment (attach of another bridge: seconds).
+	// Commands hold it for a moment (attach of another bridge: seconds):
+	// only a longer hold is worth a line, then logged as a failing step.
 	if (!config_busy_since_)
 		config_busy_since_ = now;
-	if (now - *config_busy_since_ >= seconds(10) && now - config_busy_logged_ >= minutes(1)) {
-		config_busy_logged_ = now;
+	if (now - *config_busy_since_ >= seconds(10)) {
 		const std::string lock = ConfigStore(config_path_).lock_path();
-		log_info("config lock " + lock + " held by " + describe_lock_holders(lock) +
-			 " for " +
-			 std::to_string(duration_cast<seconds>(now - *config_busy_since_).count()) +
-			 " s: " + what + ", retrying every tick");
+		steps_.failed(what, "config lock " + lock + " held by " +
+					    describe_lock_holders(lock) + ", retrying every tick");
 	}
 	return std::nullopt;
 }
@@ -452,10 +451,12 @@ int Daemon::run()
 	}
 }
 
-std::vector<LockHolder> instance_daemons(const std::string &pid_file, const std::string &pin_dir)
+std::vector<LockHolder> instance_daemons(const std::string &pid_file, const DirFd *pin_dir)
 {
 	std::vector<LockHolder> out = LockHolder::of(pid_file);
-	for (LockHolder &h : LockHolder::of(pin_dir))
+	if (!pin_dir)
+		return out;
+	for (LockHolder &h : LockHolder::of(*pin_dir))
 		if (std::none_of(out.begin(), out.end(),
 				 [&](const LockHolder &o) { return o.pid() == h.pid(); }))
 			out.push_back(std::move(h));

@@ -26,8 +26,10 @@ class XdpPath;
 // file (<run-dir>/<bridge>-<hash>.pid) or of its pin directory, verified
 // (base/fs.hpp: LockHolder).  The pin directory lives with the instance's
 // maps: when /run was cleaned or the pid file deleted under a running
-// daemon, a second attach still sees it and detach still stops it.
-std::vector<LockHolder> instance_daemons(const std::string &pid_file, const std::string &pin_dir);
+// daemon, a second attach still sees it and detach still stops it.  The
+// pin directory as held open by open_pin_dir (checked; null: there is
+// none).
+std::vector<LockHolder> instance_daemons(const std::string &pid_file, const DirFd *pin_dir);
 
 class Daemon {
 public:
@@ -70,7 +72,7 @@ private:
 	// The config under its lock, or nullopt while another process holds
 	// it: the daemon never waits for a lock (it would stop collecting
 	// and following the uplink); what needed it is retried next tick.
-	// A lock held long is logged, with its holder, once a minute.
+	// A lock held long is a failing step of StepLog (steps_), named by what.
 	std::optional<LockedConfig> try_config(const char *what);
 	void record_uplink_clsact();
 	void refresh_bridge(NlSocket &nl);
@@ -99,8 +101,8 @@ private:
 	// A clsact the daemon created on a re-created uplink, not yet
 	// recorded in the config (its lock was busy).
 	bool clsact_unrecorded_ = false;
+	// Since when the config lock was found busy (try_config).
 	std::optional<std::chrono::steady_clock::time_point> config_busy_since_;
-	std::chrono::steady_clock::time_point config_busy_logged_{};
 	XdpPath *xdp_ = nullptr;
 	std::string xdp_sig_; // the decisions last logged
 	StepLog steps_;

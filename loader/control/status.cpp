@@ -227,14 +227,6 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	j["nat_port_lo"] = inst.nat_ports.lo;
 	j["nat_port_hi"] = inst.nat_ports.hi;
 	j["eif"] = inst.eif;
-	auto daemons =
-		instance_daemons(pid_file_for(g.run_dir, inst.bpffs, inst.bridge), inst.pin_dir);
-	j["daemon_pid"] = daemons.empty() ? json(nullptr) : json(daemons.front().pid());
-	if (daemons.empty())
-		warnings.push_back("no daemon running: the datapath works, but uplink address "
-				   "changes are not followed and expired flows are not "
-				   "collected (run attach again to resume)");
-
 	// The pin directory: one another user could change, or maps of
 	// another build, end status with that one line (PinRefused); pins
 	// that are missing or unreadable are a warning.
@@ -255,6 +247,15 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	} catch (const Error &e) {
 		warnings.push_back(std::string("cannot read the pinned maps: ") + e.what());
 	}
+	// The daemon by its locks, the pin directory's through the checked fd.
+	auto daemons = instance_daemons(pid_file_for(g.run_dir, inst.bpffs, inst.bridge),
+					pins ? &pins->dir : nullptr);
+	j["daemon_pid"] = daemons.empty() ? json(nullptr) : json(daemons.front().pid());
+	if (daemons.empty())
+		warnings.insert(warnings.begin(),
+				"no daemon running: the datapath works, but uplink address "
+				"changes are not followed and expired flows are not "
+				"collected (run attach again to resume)");
 	// The bridge's ports first: whether any takes XDP redirects decides
 	// the uplink's XDP under --mode auto (choose_hook).
 	json ports = json::array();

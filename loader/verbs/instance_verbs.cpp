@@ -30,7 +30,7 @@ namespace {
 // Stops the daemon of an instance: SIGTERM, then SIGKILL after 10 s,
 // through pidfds of the processes that hold its locks (never by a pid
 // read from a file: that process may be long gone and the number reused).
-void stop_daemon(const std::string &pid_file, const std::string &pin_dir, const std::string &bridge)
+void stop_daemon(const std::string &pid_file, const DirFd *pin_dir, const std::string &bridge)
 {
 	using namespace std::chrono;
 	for (const LockHolder &d : instance_daemons(pid_file, pin_dir)) {
@@ -78,10 +78,22 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 		throw not_attached(bridge, g.config);
 	Instance inst = *found;
 
+	// The pin directory first, every level checked and held: one another
+	// user could change is refused before anyone is signalled, and the
+	// daemon is found by its lock, and its pins removed, through the
+	// same fds.
+	const std::optional<PinDir> pins = open_pin_dir(inst.bpffs, bridge, false);
 	std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, bridge);
-	stop_daemon(pid_file, inst.pin_dir, bridge);
-	// Keep the daemon slot taken while we take things down.
-	auto pid_lock = PidLock::try_acquire(pid_file);
+	stop_daemon(pid_file, pins ? &pins->dir : nullptr, bridge);
+	// Keep the daemon slot taken while we take things down.  A pid file
+	// kvmxdp cannot use (another user's, a link: only where the run
+	// directory lets others create files) must not keep the datapath on.
+	std::optional<PidLock> pid_lock;
+	try {
+		pid_lock = PidLock::try_acquire(pid_file);
+	} catch (const Error &e) {
+		log_warn(std::string(e.what()) + " (detaching without it)");
+	}
 
 	// Every step runs even if an earlier one failed; the instance stays in
 	// the config until all succeeded, so detach can simply be repeated.
@@ -100,7 +112,7 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 		// Every pin in the directory: maps of older or newer versions
 		// too.  Unlinked through the checked directory's fd: a pin path
 		// another user could change is refused, never walked.
-		if (auto pins = open_pin_dir(inst.bpffs, bridge, false))
+		if (pins)
 			remove_pin_dir(*pins, true);
 	});
 	step([&] { remove_added_addresses(inst); });

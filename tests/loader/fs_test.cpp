@@ -49,6 +49,13 @@ ino_t inode_of_fd(int fd)
 	return ::fstat(fd, &st) == 0 ? st.st_ino : 0;
 }
 
+// The directory at path, held open as the pin walk holds its levels.
+DirFd dir_fd(const std::string &path)
+{
+	return DirFd{Fd(::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)),
+		     path};
+}
+
 // How many of our descriptors have path open.
 int fds_open_on(const std::string &path)
 {
@@ -194,12 +201,16 @@ TEST(FileLock, RefusesASymlink)
 	EXPECT_EQ(mode_of(target) & 0600, 0600u);
 	Fd fd(::open(target.c_str(), O_RDONLY));
 	EXPECT_EQ(::flock(fd.get(), LOCK_EX | LOCK_NB), 0);
-	// The pin directory's lock: a symlink to a directory is refused too.
-	const std::string dir = tmp.path() + "/d", dlink = tmp.path() + "/dl";
+	// The pin directory's lock is taken on the directory held open (its
+	// path, checked level by level, is never resolved again).
+	const std::string dir = tmp.path() + "/d";
 	ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
-	ASSERT_EQ(::symlink(dir.c_str(), dlink.c_str()), 0);
-	EXPECT_THROW(FileLock::try_acquire_dir(dlink), Error);
-	EXPECT_TRUE(FileLock::try_acquire_dir(dir));
+	DirFd d = dir_fd(dir);
+	ASSERT_EQ(::rename(dir.c_str(), (tmp.path() + "/moved").c_str()), 0);
+	ASSERT_EQ(::symlink(target.c_str(), dir.c_str()), 0);
+	auto l = FileLock::try_acquire_dir(d);
+	ASSERT_TRUE(l);
+	EXPECT_EQ(inode_of(tmp.path() + "/moved"), inode_of_fd(l->fd()));
 }
 
 TEST(FileLock, RefusesFilesAndDirectoriesOthersControl)
@@ -208,7 +219,7 @@ TEST(FileLock, RefusesFilesAndDirectoriesOthersControl)
 	const std::string f = tmp.path() + "/w.lock";
 	Fd(::open(f.c_str(), O_CREAT | O_WRONLY, 0600));
 	ASSERT_EQ(::chmod(f.c_str(), 0666), 0);
-	EXPECT_NE(error_of([&] { FileLock::try_acquire(f); }).find("writable by other users"),
+	EXPECT_NE(error_of([&] { FileLock::try_acquire(f); }).find("writable by group or others"),
 		  std::string::npos);
 	EXPECT_EQ(mode_of(f), 0666u); // left as it is
 	// A directory others may write: they could swap the lock file.
@@ -217,7 +228,7 @@ TEST(FileLock, RefusesFilesAndDirectoriesOthersControl)
 	ASSERT_EQ(::chmod(open_dir.c_str(), 0777), 0);
 	EXPECT_NE(error_of([&] {
 			  FileLock::try_acquire(open_dir + "/x.lock");
-		  }).find("writable by other users"),
+		  }).find("writable by group or others"),
 		  std::string::npos);
 	EXPECT_EQ(inode_of(open_dir + "/x.lock"), 0u); // nothing created
 	// Sticky (/tmp): others cannot touch our file there.
@@ -227,15 +238,76 @@ TEST(FileLock, RefusesFilesAndDirectoriesOthersControl)
 	const std::string pd = tmp.path() + "/pins";
 	ASSERT_EQ(::mkdir(pd.c_str(), 0700), 0);
 	ASSERT_EQ(::chmod(pd.c_str(), 0755), 0);
-	EXPECT_NE(error_of([&] { FileLock::try_acquire_dir(pd); }).find("open to other users"),
+	EXPECT_NE(error_of([&] {
+			  FileLock::try_acquire_dir(dir_fd(pd));
+		  }).find("open to other users"),
 		  std::string::npos);
 	if (::geteuid() != 0)
 		return; // the rest makes a file of another user
 	const std::string foreign = tmp.path() + "/foreign.lock";
 	Fd(::open(foreign.c_str(), O_CREAT | O_WRONLY, 0600));
 	ASSERT_EQ(::chown(foreign.c_str(), 65534, 65534), 0);
-	EXPECT_NE(error_of([&] { FileLock::try_acquire(foreign); }).find("belongs to uid 65534"),
+	EXPECT_NE(error_of([&] { FileLock::try_acquire(foreign); }).find("owned by uid 65534"),
 		  std::string::npos);
+}
+
+// A lock file with a second name (a hard link) could be locked through a
+// path nobody checks: refused, left as it is.
+TEST(FileLock, RefusesAFileWithHardLinks)
+{
+	test::TempDir tmp;
+	const std::string f = tmp.path() + "/x.lock", other = tmp.path() + "/other";
+	Fd(::open(f.c_str(), O_CREAT | O_WRONLY, 0600));
+	ASSERT_EQ(::link(f.c_str(), other.c_str()), 0);
+	EXPECT_EQ(error_of([&] { FileLock::try_acquire(f); }),
+		  "lock file " + f +
+			  ": a file with 2 hard links (another name reaches it): another user may "
+			  "hold it; refused (remove it)");
+	EXPECT_EQ(error_of([&] { PidLock::try_acquire(f); }).empty(), false);
+	EXPECT_EQ(inode_of(f), inode_of(other));
+}
+
+// A lock on a pid file other users could open (a leftover 0644 one, one
+// of theirs, one with another name) is not believed unless its holder is
+// verified: detach would otherwise stop at "still held" for ever.
+TEST(PidLock, HolderOfAFileOthersCouldOpenIsNotBelieved)
+{
+	if (::geteuid() != 0)
+		GTEST_SKIP() << "needs root (a holder of another uid)";
+	test::TempDir tmp;
+	ASSERT_EQ(::chmod(tmp.path().c_str(), 0711), 0); // uid 65534 reaches the files
+	struct Case {
+		const char *what;
+		mode_t mode;
+		uid_t owner;
+		bool second_name;
+	};
+	const Case cases[] = {
+		{"a leftover 0644 pid file", 0644, 0, false},
+		{"a 0600 pid file of the user's", 0600, 65534, false},
+		{"a 0644 pid file with a second name", 0644, 0, true},
+	};
+	for (const Case &c : cases) {
+		const std::string path = tmp.path() + "/x.pid";
+		::unlink(path.c_str());
+		::unlink((tmp.path() + "/alias").c_str());
+		Fd(::open(path.c_str(), O_CREAT | O_WRONLY, 0600));
+		ASSERT_EQ(::chmod(path.c_str(), c.mode), 0);
+		ASSERT_EQ(::chown(path.c_str(), c.owner, c.owner), 0);
+		if (c.second_name) {
+			ASSERT_EQ(::link(path.c_str(), (tmp.path() + "/alias").c_str()), 0);
+		}
+		Holder user(path, 65534);
+		ASSERT_GT(user.pid, 0) << c.what;
+		EXPECT_TRUE(LockHolder::of(path).empty()) << c.what;
+		EXPECT_FALSE(PidLock::holder(path)) << c.what;
+	}
+	// A private file (0600, root's, in a directory of root's): its holder.
+	const std::string path = tmp.path() + "/y.pid";
+	Fd(::open(path.c_str(), O_CREAT | O_WRONLY, 0600));
+	Holder hidden(path);
+	ASSERT_GT(hidden.pid, 0);
+	EXPECT_EQ(PidLock::holder(path), hidden.pid);
 }
 
 // A 0644 lock file (what kvmxdp made before) may be held open by any user,
@@ -369,14 +441,19 @@ TEST(LockHolder, OfADirectory)
 	test::TempDir tmp;
 	const std::string dir = tmp.path() + "/pins";
 	ASSERT_EQ(::mkdir(dir.c_str(), 0700), 0);
-	auto l = FileLock::try_acquire_dir(dir);
+	DirFd d = dir_fd(dir);
+	auto l = FileLock::try_acquire_dir(d);
 	ASSERT_TRUE(l);
-	EXPECT_FALSE(FileLock::try_acquire_dir(dir));
-	auto holders = LockHolder::of(dir);
+	// Each lock has an open file description of its own: a second one
+	// conflicts like another process would.
+	EXPECT_FALSE(FileLock::try_acquire_dir(d));
+	auto holders = LockHolder::of(d);
 	ASSERT_EQ(holders.size(), 1u);
 	EXPECT_EQ(holders[0].pid(), ::getpid());
+	EXPECT_EQ(LockHolder::of(dir).size(), 1u);
 	l.reset();
-	EXPECT_TRUE(LockHolder::of(dir).empty());
+	EXPECT_TRUE(LockHolder::of(d).empty());
+	EXPECT_TRUE(FileLock::try_acquire_dir(d));
 }
 
 TEST(AtomicWrite, ReplacesContent)
@@ -424,52 +501,68 @@ struct LevelCase {
 	const char *what;
 	mode_t type, perm;
 	uid_t uid;
-	PinLevel level;
+	Trust level;
 	const char *problem; // "" = accepted
 };
 
-TEST(PinLevel, RootAloneMayChangeEveryLevel)
+TEST(Trust, RootAloneMayChangeEveryLevel)
 {
 	const char *link = "a symbolic link (kvmxdp does not follow links here)";
 	const LevelCase cases[] = {
-		{"root 0700", S_IFDIR, 0700, 0, PinLevel::Dir, ""},
-		{"root 0755", S_IFDIR, 0755, 0, PinLevel::Dir, ""},
-		{"root 0755 bpffs", S_IFDIR, 0755, 0, PinLevel::Bpffs, ""},
-		{"another owner", S_IFDIR, 0700, 1000, PinLevel::Dir,
+		{"root 0700", S_IFDIR, 0700, 0, Trust::Dir, ""},
+		{"root 0755", S_IFDIR, 0755, 0, Trust::Dir, ""},
+		{"root 0755 bpffs", S_IFDIR, 0755, 0, Trust::Bpffs, ""},
+		{"another owner", S_IFDIR, 0700, 1000, Trust::Dir, "owned by uid 1000, not root"},
+		{"another owner's bpffs", S_IFDIR, 01777, 1000, Trust::Bpffs,
 		 "owned by uid 1000, not root"},
-		{"another owner's bpffs", S_IFDIR, 01777, 1000, PinLevel::Bpffs,
-		 "owned by uid 1000, not root"},
-		{"a link", S_IFLNK, 0777, 0, PinLevel::Dir, link},
-		{"a link as the bpffs", S_IFLNK, 0777, 0, PinLevel::Bpffs, link},
-		{"a file", S_IFREG, 0600, 0, PinLevel::Dir, "not a directory"},
+		{"a link", S_IFLNK, 0777, 0, Trust::Dir, link},
+		{"a link as the bpffs", S_IFLNK, 0777, 0, Trust::Bpffs, link},
+		{"a file", S_IFREG, 0600, 0, Trust::Dir, "not a directory"},
 		// A bpffs mounted without mode= is 1777: others may add entries
 		// at the top but not remove or rename root's.  Below it, never.
-		{"1777 bpffs", S_IFDIR, 01777, 0, PinLevel::Bpffs, ""},
-		{"1777 below", S_IFDIR, 01777, 0, PinLevel::Dir,
+		{"1777 bpffs", S_IFDIR, 01777, 0, Trust::Bpffs, ""},
+		{"1777 below", S_IFDIR, 01777, 0, Trust::Dir,
 		 "writable by group or others (mode 1777)"},
-		{"0777 bpffs", S_IFDIR, 0777, 0, PinLevel::Bpffs,
+		{"0777 bpffs", S_IFDIR, 0777, 0, Trust::Bpffs,
 		 "writable by group or others (mode 0777, no sticky bit)"},
-		{"group-writable", S_IFDIR, 0770, 0, PinLevel::Dir,
+		{"group-writable", S_IFDIR, 0770, 0, Trust::Dir,
 		 "writable by group or others (mode 0770)"},
-		{"other-writable", S_IFDIR, 0702, 0, PinLevel::Dir,
+		{"other-writable", S_IFDIR, 0702, 0, Trust::Dir,
 		 "writable by group or others (mode 0702)"},
 		// Pins: bpffs objects are regular inodes, 0600 as bpf_obj_pin
 		// makes them.
-		{"a pin", S_IFREG, 0600, 0, PinLevel::Pin, ""},
-		{"a readable pin", S_IFREG, 0644, 0, PinLevel::Pin, ""},
-		{"a writable pin", S_IFREG, 0666, 0, PinLevel::Pin,
+		{"a pin", S_IFREG, 0600, 0, Trust::Pin, ""},
+		{"a readable pin", S_IFREG, 0644, 0, Trust::Pin, ""},
+		{"a writable pin", S_IFREG, 0666, 0, Trust::Pin,
 		 "writable by group or others (mode 0666)"},
-		{"another's pin", S_IFREG, 0600, 65534, PinLevel::Pin,
+		{"another's pin", S_IFREG, 0600, 65534, Trust::Pin, "owned by uid 65534, not root"},
+		{"a link as a pin", S_IFLNK, 0777, 0, Trust::Pin, link},
+		{"a directory as a pin", S_IFDIR, 0700, 0, Trust::Pin, "not a pinned BPF object"},
+		// The same judgement for the locks.
+		{"a lock directory", S_IFDIR, 0755, 0, Trust::LockDir, ""},
+		{"/tmp", S_IFDIR, 01777, 0, Trust::LockDir, ""},
+		{"an open lock directory", S_IFDIR, 0777, 0, Trust::LockDir,
+		 "writable by group or others (mode 0777, no sticky bit)"},
+		{"another's lock directory", S_IFDIR, 0700, 1000, Trust::LockDir,
+		 "owned by uid 1000, not root"},
+		{"a lock file", S_IFREG, 0600, 0, Trust::LockFile, ""},
+		{"a leftover 0644 lock file", S_IFREG, 0644, 0, Trust::LockFile, ""},
+		{"a writable lock file", S_IFREG, 0660, 0, Trust::LockFile,
+		 "writable by group or others (mode 0660)"},
+		{"another's lock file", S_IFREG, 0600, 65534, Trust::LockFile,
 		 "owned by uid 65534, not root"},
-		{"a link as a pin", S_IFLNK, 0777, 0, PinLevel::Pin, link},
-		{"a directory as a pin", S_IFDIR, 0700, 0, PinLevel::Pin,
-		 "not a pinned BPF object"},
+		{"a link as a lock file", S_IFLNK, 0777, 0, Trust::LockFile, link},
+		{"a fifo as a lock file", S_IFIFO, 0600, 0, Trust::LockFile, "not a regular file"},
+		{"a locked directory", S_IFDIR, 0700, 0, Trust::LockedDir, ""},
+		{"a readable locked directory", S_IFDIR, 0755, 0, Trust::LockedDir,
+		 "open to other users (mode 0755), who could hold its lock"},
 	};
 	for (const LevelCase &c : cases) {
 		struct stat st = {};
+		st.st_nlink = 1;
 		st.st_mode = c.type | c.perm;
 		st.st_uid = c.uid;
-		EXPECT_EQ(pin_level_problem(st, c.level), c.problem) << c.what;
+		EXPECT_EQ(trust_problem(st, c.level), c.problem) << c.what;
 	}
 }
 
