@@ -8,7 +8,9 @@
 #include <unistd.h>
 
 #include <climits>
+#include <cstdlib>
 #include <initializer_list>
+#include <vector>
 
 #include "base/error.hpp"
 #include "base/fs.hpp"
@@ -68,6 +70,66 @@ void check_unit_path(const std::string &what, const std::string &path)
 	if (!why.empty())
 		throw Error("install: " + what + " '" + printable(path) +
 			    "' cannot go into the unit: " + why);
+}
+
+// path with "//", "." and ".." resolved by name, then by the file system
+// when it exists (a symbolic link such as /var/run -> /run).
+std::string canonical_dir(const std::string &path)
+{
+	std::vector<std::string> parts;
+	size_t pos = 0;
+	while (pos <= path.size()) {
+		size_t slash = path.find('/', pos);
+		if (slash == std::string::npos)
+			slash = path.size();
+		const std::string part = path.substr(pos, slash - pos);
+		pos = slash + 1;
+		if (part.empty() || part == ".")
+			continue;
+		if (part == "..") {
+			if (!parts.empty())
+				parts.pop_back();
+			continue;
+		}
+		parts.push_back(part);
+	}
+	std::string out;
+	for (const auto &p : parts)
+		out += "/" + p;
+	if (out.empty())
+		out = "/";
+	char buf[PATH_MAX];
+	if (::realpath(out.c_str(), buf))
+		out = buf;
+	return out;
+}
+
+// A directory the unit hands to the daemon (RuntimeDirectory=,
+// ConfigurationDirectory=, ReadWritePaths=) must be one of its own: the
+// unit would otherwise make a system directory writable for it (--config
+// /etc/kvmxdp.json: ReadWritePaths=/etc), and systemd would create, chown
+// or chmod it as the daemon's (RuntimeDirectory=.. is /run itself).
+void check_unit_dir(const std::string &what, const std::string &value, const std::string &dir)
+{
+	static const char *const kSystemDirs[] = {
+		"/",	    "/bin",	  "/boot",	  "/dev",	  "/etc",      "/home",
+		"/lib",	    "/lib32",	  "/lib64",	  "/libx32",	  "/media",    "/mnt",
+		"/opt",	    "/proc",	  "/root",	  "/run",	  "/run/user", "/sbin",
+		"/srv",	    "/sys",	  "/sys/fs",	  "/tmp",	  "/usr",      "/usr/bin",
+		"/usr/lib", "/usr/local", "/usr/sbin",	  "/var",	  "/var/lib",  "/var/log",
+		"/var/run", "/var/tmp",	  "/etc/systemd", "/etc/libvirt",
+	};
+	const std::string c = canonical_dir(dir);
+	for (const char *s : kSystemDirs)
+		if (c == s)
+			throw Error("install: " + what + " '" + printable(value) +
+				    "' gives the unit " + c +
+				    " itself: the daemon would get a system directory to write; " +
+				    "use a directory of its own (" +
+				    (what == "--config"	 ? "/etc/kvmxdp/kvmxdp.json" :
+				     what == "--run-dir" ? "/run/kvmxdp" :
+							   "the default /sys/fs/bpf") +
+				    ")");
 }
 
 // A path in a file-system directive (ReadWritePaths=, RequiresMountsFor=).
@@ -272,10 +334,31 @@ std::string hook_text(const std::string &config)
 	       "config=" +
 	       shq(config) +
 	       "\n"
-	       "[ -r \"$config\" ] || exit 0\n"
-	       "bridge=$(sed -n \"s/.*<bridge[^>]* name=['\\\"]\\([^'\\\"]*\\)['\\\"].*/\\1/p\" | head -n 1)\n"
+	       "[ -r \"$config\" ] || exit 0\n" +
+	       // Parsed, not grepped: XML attributes may be quoted either way
+	       // and hold entities, JSON strings escapes, and a bridge name
+	       // may hold any character but '/', ':' and blanks.
+	       R"(if ! command -v python3 >/dev/null 2>&1; then
+	echo "kvmxdp hook: python3 not found: cannot read $config" >&2
+	exit 0
+fi
+bridge=$(python3 -c '
+import json, sys, xml.etree.ElementTree as ET
+try:
+    net = ET.fromstring(sys.stdin.read())
+    nets = [net] if net.tag == "network" else list(net.iter("network"))
+    br = nets[0].find("bridge") if nets else None
+    name = br.get("name") if br is not None else None
+    with open(sys.argv[1], encoding="utf-8") as f:
+        cfg = json.load(f)
+    if name and any(isinstance(i, dict) and i.get("bridge") == name
+                    for i in cfg.get("instances", [])):
+        sys.stdout.write(name)
+except Exception as e:
+    sys.stderr.write("kvmxdp hook: %s\n" % e)
+' "$config") || exit 0
+)"
 	       "[ -n \"$bridge\" ] || exit 0\n"
-	       "grep -qF \"\\\"bridge\\\": \\\"$bridge\\\"\" \"$config\" || exit 0\n"
 	       "command -v systemctl >/dev/null 2>&1 || exit 0\n"
 	       "unit=$(systemd-escape --template=kvmxdp@.service -- \"$bridge\") || exit 0\n"
 	       "systemctl reset-failed \"$unit\" >/dev/null 2>&1 || true\n"
@@ -295,6 +378,11 @@ std::vector<std::string> install_files(const InstallOptions &o, const std::strin
 		check_unit_path("--bpffs", o.bpffs);
 	if (!o.run_dir.empty())
 		check_unit_path("--run-dir", o.run_dir);
+	check_unit_dir("--config", config, parent_dir(config));
+	if (!o.bpffs.empty())
+		check_unit_dir("--bpffs", o.bpffs, o.bpffs);
+	if (!o.run_dir.empty())
+		check_unit_dir("--run-dir", o.run_dir, o.run_dir);
 	std::vector<std::string> written;
 	auto put = [&](const std::string &dir, const std::string &name, const std::string &text,
 		       mode_t mode) {

@@ -3,6 +3,7 @@
 // (sh, with a stand-in systemctl on PATH that records its arguments).
 #include <gtest/gtest.h>
 
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,6 +15,7 @@
 #include "verbs/install.hpp"
 
 using namespace kvmxdp;
+using test::error_of;
 
 namespace {
 
@@ -55,12 +57,16 @@ TEST(Install, WritesUnitAndHook)
 class HookRun {
 public:
 	explicit HookRun(const std::string &bridge)
+		: HookRun(bridge, "{\n  \"instances\": [\n    {\n      \"bridge\": \"" + bridge +
+					  "\",\n      \"uplink\": \"wlan0\"\n    }\n  ],\n"
+					  "  \"version\": 1\n}\n")
+	{
+	}
+	// With this text as the config.
+	HookRun(const std::string &, const std::string &config)
 	{
 		std::string cfg = t_.path() + "/kvmxdp.json";
-		std::ofstream(cfg) << "{\n  \"instances\": [\n    {\n      \"bridge\": \"" +
-					      bridge +
-					      "\",\n      \"uplink\": \"wlan0\"\n    }\n  ],\n"
-					      "  \"version\": 1\n}\n";
+		std::ofstream(cfg) << config;
 		InstallOptions o;
 		o.root = t_.path();
 		install_files(o, cfg);
@@ -72,7 +78,8 @@ public:
 	// As libvirt runs it: `NETWORK OPERATION begin -`, the XML on stdin.
 	int run(const std::string &xml, const std::string &op) const
 	{
-		std::string cmd = "printf '%s' \"" + xml + "\" | PATH='" + bin() +
+		std::ofstream(t_.path() + "/net.xml") << xml;
+		std::string cmd = "cat '" + t_.path() + "/net.xml' | PATH='" + bin() +
 				  "':/usr/bin:/bin '" + t_.path() +
 				  "/etc/libvirt/hooks/network.d/kvmxdp' net " + op + " begin -";
 		return std::system(cmd.c_str());
@@ -105,6 +112,48 @@ TEST(Install, HookEscapesTheBridgeAsTheUnitsPercentIUnescapesIt)
 	ASSERT_EQ(h.run("<network><bridge name='br-lan.10'/></network>", "started"), 0);
 	EXPECT_EQ(h.calls(), "reset-failed kvmxdp@br\\x2dlan.10.service\n"
 			     "--no-block start kvmxdp@br\\x2dlan.10.service\n");
+}
+
+// The hook parses the network XML and the config instead of matching
+// text: a config written compactly or by hand, names that JSON escapes or
+// with regex metacharacters ("br.0"), the XML's other quoting and entities.
+TEST(Install, HookParsesTheConfigAndTheXml)
+{
+	const std::string started = "reset-failed kvmxdp@br.0.service\n"
+				    "--no-block start kvmxdp@br.0.service\n";
+	{
+		HookRun h("br.0",
+			  R"({"version":1,"instances":[{"uplink":"wlan0","bridge":"br.0"}]})");
+		ASSERT_EQ(h.run("<network><bridge name=\"br.0\" stp='on'/></network>", "started"),
+			  0);
+		EXPECT_EQ(h.calls(), started);
+	}
+	{
+		// Another bridge whose name the dot would match as a pattern.
+		HookRun h("brx0", R"({"instances": [{"bridge": "brx0"}]})");
+		ASSERT_EQ(h.run("<network><bridge name='br.0'/></network>", "started"), 0);
+		EXPECT_EQ(h.calls(), "");
+	}
+	{
+		// The name only as another instance's uplink: not an instance.
+		HookRun h("br.0", R"({"instances": [{"bridge": "virbr1", "uplink": "br.0"}]})");
+		ASSERT_EQ(h.run("<network><bridge name='br.0'/></network>", "started"), 0);
+		EXPECT_EQ(h.calls(), "");
+	}
+	{
+		// A quote and an ampersand: escaped in JSON and in the XML.
+		HookRun h("b\"r&", R"({"instances": [{"bridge": "b\"r&"}]})");
+		ASSERT_EQ(h.run("<network><bridge name='b&quot;r&amp;'/></network>", "started"), 0);
+		EXPECT_EQ(h.calls(), "reset-failed kvmxdp@b\\x22r\\x26.service\n"
+				     "--no-block start kvmxdp@b\\x22r\\x26.service\n");
+	}
+	{
+		// An unreadable config starts nothing, and the hook still exits 0
+		// (libvirt would fail the network's start otherwise).
+		HookRun h("br.0", "{\"instances\": [");
+		EXPECT_EQ(h.run("<network><bridge name='br.0'/></network>", "started"), 0);
+		EXPECT_EQ(h.calls(), "");
+	}
 }
 
 TEST(Install, UnitStopsOnConfigErrorsAndIsSandboxed)
@@ -157,8 +206,8 @@ TEST(Install, UnitCarriesNonDefaultPathsQuotedForSystemd)
 	// A daemon started by the unit must find the instance's pins and pid
 	// file where `kvmxdp --bpffs X --run-dir Y attach` put them; systemd
 	// splits ExecStart on blanks and expands '%' and '$'.
-	std::string unit = unit_text("/opt/kv mx/kvmxdp", "/etc/kvmxdp/a%b.json", "/run/my bpf",
-				     "/run/kv$x");
+	std::string unit =
+		unit_text("/opt/kv mx/kvmxdp", "/etc/kvmxdp/a%b.json", "/run/my bpf", "/run/kv$x");
 	EXPECT_NE(unit.find("ExecStart=\"/opt/kv mx/kvmxdp\" --config /etc/kvmxdp/a%%b.json "
 			    "--bpffs \"/run/my bpf\" --run-dir /run/kv$$x attach --bridge %I\n"),
 		  std::string::npos)
@@ -168,6 +217,81 @@ TEST(Install, UnitCarriesNonDefaultPathsQuotedForSystemd)
 	EXPECT_NE(unit.find("\nRuntimeDirectory=kv$x\n"), std::string::npos) << unit;
 	EXPECT_EQ(unit_text("/usr/sbin/kvmxdp", "/etc/kvmxdp/kvmxdp.json").find("--bpffs"),
 		  std::string::npos);
+}
+
+// The unit hands the config's directory, the run directory and the bpffs
+// to the daemon (ConfigurationDirectory=, RuntimeDirectory=,
+// ReadWritePaths=): a system directory itself, however spelt, is refused
+// with one line naming the value; nothing is written.
+TEST(Install, RefusesSystemDirectoriesAsTheDaemonsOwn)
+{
+	struct Case {
+		std::string config, bpffs, run_dir, error;
+	};
+	const std::string own = "use a directory of its own (";
+	const std::vector<Case> cases = {
+		{"/etc/kvmxdp.json", "", "",
+		 "install: --config '/etc/kvmxdp.json' gives the unit /etc itself: the daemon "
+		 "would get a system directory to write; " +
+			 own + "/etc/kvmxdp/kvmxdp.json)"},
+		{"/etc/kvmxdp/../kvmxdp.json", "", "",
+		 "install: --config '/etc/kvmxdp/../kvmxdp.json' gives the unit /etc itself: the "
+		 "daemon would get a system directory to write; " +
+			 own + "/etc/kvmxdp/kvmxdp.json)"},
+		{"/kvmxdp.json", "", "",
+		 "install: --config '/kvmxdp.json' gives the unit / itself: the daemon would get a "
+		 "system directory to write; " +
+			 own + "/etc/kvmxdp/kvmxdp.json)"},
+		{"/etc/kvmxdp/kvmxdp.json", "", "/run/",
+		 "install: --run-dir '/run/' gives the unit /run itself: the daemon would get a "
+		 "system directory to write; " +
+			 own + "/run/kvmxdp)"},
+		{"/etc/kvmxdp/kvmxdp.json", "", "/run/kvmxdp/..//.",
+		 "install: --run-dir '/run/kvmxdp/..//.' gives the unit /run itself: the daemon "
+		 "would get a system directory to write; " +
+			 own + "/run/kvmxdp)"},
+		{"/etc/kvmxdp/kvmxdp.json", "", "/",
+		 "install: --run-dir '/' gives the unit / itself: the daemon would get a system "
+		 "directory to write; " +
+			 own + "/run/kvmxdp)"},
+		{"/etc/kvmxdp/kvmxdp.json", "/sys", "",
+		 "install: --bpffs '/sys' gives the unit /sys itself: the daemon would get a "
+		 "system directory to write; " +
+			 own + "the default /sys/fs/bpf)"},
+	};
+	for (const char *d :
+	     {"/usr", "/var", "/proc", "/dev", "/boot", "/home", "/etc", "/var/lib"})
+		for (const std::string &run : {std::string(d), std::string(d) + "/"}) {
+			TempRoot t;
+			InstallOptions o;
+			o.root = t.path();
+			o.prefix = "/usr";
+			o.run_dir = run;
+			EXPECT_NE(error_of([&] {
+					  install_files(o, "/etc/kvmxdp/kvmxdp.json");
+				  }).find("gives the unit " + std::string(d) + " itself"),
+				  std::string::npos)
+				<< run;
+		}
+	for (const Case &c : cases) {
+		TempRoot t;
+		InstallOptions o;
+		o.root = t.path();
+		o.prefix = "/usr";
+		o.bpffs = c.bpffs;
+		o.run_dir = c.run_dir;
+		EXPECT_EQ(error_of([&] { install_files(o, c.config); }), c.error);
+		struct stat st {};
+		EXPECT_NE(::stat((t.path() + "/etc").c_str(), &st), 0) << "something was written";
+	}
+	// Directories of its own are fine, below a system directory or not.
+	TempRoot t;
+	InstallOptions o;
+	o.root = t.path();
+	o.prefix = "/usr";
+	o.run_dir = "/run/kvmxdp-test";
+	o.bpffs = "/run/kvmxdp-bpf";
+	EXPECT_NO_THROW(install_files(o, "/var/lib/kvmxdp/kvmxdp.json"));
 }
 
 // Every path install writes into the unit or the hook is checked first: a
