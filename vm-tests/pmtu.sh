@@ -73,6 +73,11 @@ ip -n "$NS_G2" route flush cache
 assert_not_contains "G2 starts without a learnt path MTU" "mtu 1400" \
 	"$(ip -n "$NS_G2" route get "$SRV_IP")"
 m0=$(kvx_counter PASS_MTU)
+# What reaches the server, segment by segment (the router's link to it
+# segments in software): nothing larger than the uplink's MTU allows.
+kvx_bg "$KVX_TMP/tcpsniff.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/tcp_peer.py" \
+	sniff "$SRV_IF"
+kvx_wait_file_contains 10 "$KVX_TMP/tcpsniff.log" sniffing
 kvx_bg "$KVX_TMP/sink.log" ip netns exec "$NS_SRV" socat -u TCP-LISTEN:9000,bind="$SRV_IP",reuseaddr \
 	OPEN:"$KVX_TMP/upload",creat,trunc
 kvx_wait_tcp_listen 10 "$NS_SRV" 9000
@@ -84,6 +89,12 @@ assert_ge "a GSO super-packet with too-big segments went up for 'frag needed'" \
 	$(($(kvx_counter PASS_MTU) - m0)) 1
 assert_contains "G2 learnt the path MTU from the host's ICMP" "mtu 1400" \
 	"$(ip -n "$NS_G2" route get "$SRV_IP")"
+# 1400 - 20 (IP) - 20 (TCP) - 12 (timestamps): 1348 bytes of data at most.
+big=$(awk -v s="src=$UP_IP:" -v d="dst=$SRV_IP:9000" \
+	'$1 == "data" && index($2, s) == 1 && $3 == d { sub("max=", "", $4); if ($4 + 0 > m) m = $4 + 0 } END { print m + 0 }' \
+	"$KVX_TMP/tcpsniff.log")
+assert_le "largest upload segment at the server fits the uplink MTU" "$big" 1348
+assert_ge "the sniffer saw the upload" "$big" 1000
 kvx_wait_for 5 "the sink to finish" bash -c "! kill -0 $sink 2>/dev/null" || true
 assert_eq "4 MB upload arrived intact" "$sha" "$(sha256sum <"$KVX_TMP/upload" | cut -d' ' -f1)"
 assert_eq "4 MB download intact" "$sha" "$(kvx_curl_sha "$NS_G1" "http://$SRV_IP:8080/blob")"
