@@ -5,7 +5,10 @@
 # (1500), as behind a WiFi/VPN/PPPoE link.  A redirect bypasses ip_forward's
 # MTU check, so kvmxdp must hand too-big DF packets to the host
 # stack (PASS_MTU), which answers the guest with ICMP "frag needed"; then
-# TCP uploads from a TSO guest (GSO packets!) still get through intact.
+# TCP uploads from a TSO guest (GSO packets!) still get through intact, the
+# guest learning the path MTU from its first super-packet: the route lookup
+# passes any GSO skb whole, so kvmxdp checks the segment size (veth would
+# carry the oversized segments on, hiding the stall a real uplink shows).
 # Too big without DF: dropped (DROP_TOO_BIG: BPF cannot fragment, and the
 # host stack would forward it with the guest's source).
 #
@@ -57,7 +60,24 @@ rx=$(nsx "$NS_G2" ping -n -q -c 2 -i 0.2 -W 1 -M dont -s 1450 "$SRV_IP" 2>/dev/n
 assert_eq "no reply to a too-big packet without DF" 0 "${rx:-0}"
 assert_ge "DROP_TOO_BIG counted" $(($(kvx_counter DROP_TOO_BIG) - b0)) 2
 
+kvx_step "tracepath from a guest: the host's 'frag needed' gives pmtu 1400"
+ip -n "$NS_G1" route flush cache
+out=$(nsx "$NS_G1" timeout 20 tracepath -n -m 4 "$SRV_IP" 2>&1 || true)
+kvx_log "tracepath: $(tr '\n' '|' <<<"$out")"
+assert_contains "tracepath finds the uplink's MTU" "pmtu 1400" "$out"
+
 kvx_step "TCP upload from a TSO guest (GSO packets larger than the uplink MTU)"
+# G2 has not learnt the path MTU (its cache was flushed and its pings went
+# without DF): its first TSO super-packets carry 1448-byte segments.
+ip -n "$NS_G2" route flush cache
+assert_not_contains "G2 starts without a learnt path MTU" "mtu 1400" \
+	"$(ip -n "$NS_G2" route get "$SRV_IP")"
+m0=$(kvx_counter PASS_MTU)
+# What reaches the server, segment by segment (the router's link to it
+# segments in software): nothing larger than the uplink's MTU allows.
+kvx_bg "$KVX_TMP/tcpsniff.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/tcp_peer.py" \
+	sniff "$SRV_IF"
+kvx_wait_file_contains 10 "$KVX_TMP/tcpsniff.log" sniffing
 kvx_bg "$KVX_TMP/sink.log" ip netns exec "$NS_SRV" socat -u TCP-LISTEN:9000,bind="$SRV_IP",reuseaddr \
 	OPEN:"$KVX_TMP/upload",creat,trunc
 kvx_wait_tcp_listen 10 "$NS_SRV" 9000
@@ -65,6 +85,16 @@ sink=$KVX_LAST_PID
 rc=0
 nsx "$NS_G2" timeout 20 socat -u FILE:"$KVX_TMP/www/blob" TCP:"$SRV_IP":9000 || rc=$?
 assert_eq "upload exit code" 0 "$rc"
+assert_ge "a GSO super-packet with too-big segments went up for 'frag needed'" \
+	$(($(kvx_counter PASS_MTU) - m0)) 1
+assert_contains "G2 learnt the path MTU from the host's ICMP" "mtu 1400" \
+	"$(ip -n "$NS_G2" route get "$SRV_IP")"
+# 1400 - 20 (IP) - 20 (TCP) - 12 (timestamps): 1348 bytes of data at most.
+big=$(awk -v s="src=$UP_IP:" -v d="dst=$SRV_IP:9000" \
+	'$1 == "data" && index($2, s) == 1 && $3 == d { sub("max=", "", $4); if ($4 + 0 > m) m = $4 + 0 } END { print m + 0 }' \
+	"$KVX_TMP/tcpsniff.log")
+assert_le "largest upload segment at the server fits the uplink MTU" "$big" 1348
+assert_ge "the sniffer saw the upload" "$big" 1000
 kvx_wait_for 5 "the sink to finish" bash -c "! kill -0 $sink 2>/dev/null" || true
 assert_eq "4 MB upload arrived intact" "$sha" "$(sha256sum <"$KVX_TMP/upload" | cut -d' ' -f1)"
 assert_eq "4 MB download intact" "$sha" "$(kvx_curl_sha "$NS_G1" "http://$SRV_IP:8080/blob")"

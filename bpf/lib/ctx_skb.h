@@ -91,13 +91,51 @@ static __always_inline int ctx_l4_csum_replace(kvx_ctx_t *ctx, __u32 off, __u32 
 	return bpf_l4_csum_replace(ctx, off, from, to, flags);
 }
 
-/* GSO-aware check of the skb against the egress device's MTU, for when the
- * route lookup could not do it (NO_NEIGH skips the kernel's own check). */
-static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex)
+/*
+ * One load of a context field at a constant offset, where it is used: clang
+ * otherwise keeps &ctx->field in a register or on the stack and loads
+ * through it later, which the verifier refuses ("dereference of modified
+ * ctx ptr").
+ */
+#define ctx_load_u32(ctx, field)                                                                   \
+	({                                                                                         \
+		__u32 __v;                                                                         \
+		asm volatile("%0 = *(u32 *)(%1 + %2)"                                              \
+			     : "=r"(__v)                                                           \
+			     : "r"(ctx), "i"(__builtin_offsetof(struct __sk_buff, field)));        \
+		__v;                                                                               \
+	})
+
+/* Payload bytes per segment of a GSO skb (virtio/veth TSO, GRO); 0: none. */
+static __always_inline __u32 ctx_gso_size(const kvx_ctx_t *ctx)
+{
+	return ctx_load_u32(ctx, gso_size);
+}
+
+/*
+ * Does the packet exceed the MTU of ifindex?  seg_len: the IPv4 length of
+ * the largest packet it leaves as (nat.h pkt_seg_len).  bpf_check_mtu()
+ * answers for the skb as a whole and passes any GSO skb (as the route
+ * lookup's is_skb_forwardable() does), which would let a TSO super-packet
+ * through to a device that then drops every segment without an ICMP: for
+ * GSO the segment is compared with the MTU the helper reports.
+ * (BPF_MTU_CHK_SEGS would do the same in the kernel, but it needs the skb's
+ * transport header, which a frame at TC ingress need not have set.)
+ */
+static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex, __u32 seg_len)
 {
 	__u32 mtu_len = 0;
+	long rc = bpf_check_mtu(ctx, ifindex, &mtu_len, 0, 0);
 
-	return bpf_check_mtu(ctx, ifindex, &mtu_len, 0, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED;
+	if (rc == BPF_MTU_CHK_RET_FRAG_NEEDED)
+		return 1;
+	return rc == BPF_MTU_CHK_RET_SUCCESS && ctx_gso_size(ctx) && seg_len > mtu_len;
+}
+
+/* The skb's mark (tc, nftables, a VPN's fwmark): routing policy may use it. */
+static __always_inline __u32 ctx_mark(const kvx_ctx_t *ctx)
+{
+	return ctx_load_u32(ctx, mark);
 }
 
 static __always_inline long ctx_redirect(__u32 ifindex)

@@ -121,13 +121,25 @@ static __always_inline int ctx_l4_csum_replace(kvx_ctx_t *ctx, __u32 off, __u32 
 	return 0;
 }
 
+/* XDP frames are never GSO. */
+static __always_inline __u32 ctx_gso_size(const kvx_ctx_t *ctx)
+{
+	return 0;
+}
+
 /* Exact for linear frames: XDP_REDIRECT would drop what the target cannot
  * take, so FRAG_NEEDED frames never reach here (fib_route checks tot_len). */
-static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex)
+static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex, __u32 seg_len)
 {
 	__u32 mtu_len = 0;
 
 	return bpf_check_mtu(ctx, ifindex, &mtu_len, 0, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED;
+}
+
+/* No skb, no mark yet: tc and netfilter mark packets after XDP. */
+static __always_inline __u32 ctx_mark(const kvx_ctx_t *ctx)
+{
+	return 0;
 }
 
 static __always_inline long ctx_redirect(__u32 ifindex)

@@ -53,6 +53,23 @@ static __always_inline int is_mcast_or_bcast(const struct kvx_cfg *cfg, __be32 a
 	       addr == (cfg->subnet_addr | ~cfg->subnet_mask);
 }
 
+/*
+ * The IPv4 length of the largest packet this one leaves as.  A GSO skb (a
+ * guest's TSO super-packet, a GRO aggregate) is cut into segments of
+ * gso_size payload bytes, each behind a copy of the IP and TCP/UDP headers:
+ * that is what must fit the MTU (the kernel's skb_gso_validate_network_len).
+ */
+static __always_inline __u32 pkt_seg_len(const kvx_ctx_t *ctx, const struct kvx_pkt *p)
+{
+	__u32 ip_len = p->ip_end - ETH_HLEN;
+	__u32 gso = ctx_gso_size(ctx), seg;
+
+	if (!gso)
+		return ip_len;
+	seg = p->l4_off - ETH_HLEN + p->l4_hlen + gso;
+	return seg < ip_len ? seg : ip_len;
+}
+
 struct nat_rewrite {
 	__u8 src;          /* rewrite the source endpoint */
 	__u8 dst;          /* rewrite the destination endpoint */
@@ -259,37 +276,54 @@ static __always_inline void maybe_clamp_mss(kvx_ctx_t *ctx, const struct kvx_cfg
 		tcp_clamp_mss(ctx, p, cfg->clamp_mss);
 }
 
-/* Remember the first fragment's translation for the later ones (a call: its
- * key and value stay off the main path's stack). */
-static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir, __be32 later_saddr,
-					  __be32 later_daddr, const struct nat_endpoint *to)
+/* Remember the first fragment's translation for the later ones, which carry
+ * the same untranslated addresses (a call: its key and value stay off the
+ * main path's stack). */
+static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
+					  const struct nat_endpoint *to, __u64 now)
 {
 	struct kvx_frag_key k = {};
 	struct kvx_frag_val v = {};
 
 	if (!(p->frag & KVX_IP_MF))
 		return;
-	k.saddr = later_saddr;
-	k.daddr = later_daddr;
+	k.saddr = p->saddr;
+	k.daddr = p->daddr;
 	k.id = p->ip_id;
 	k.proto = p->proto;
 	k.dir = dir;
 	v.addr = to->addr;
 	__builtin_memcpy(v.guest_mac, to->guest_mac, ETH_ALEN);
 	__builtin_memcpy(v.gw_mac, to->gw_mac, ETH_ALEN);
+	v.created_ns = now;
 	bpf_map_update_elem(&kvx_frag, &k, &v, BPF_ANY);
 }
 
-static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p, __u8 dir)
+/*
+ * The translation of a later fragment's datagram, if its first fragment
+ * passed less than KVX_FRAG_TIMEOUT_S ago.  An older entry belongs to an
+ * earlier datagram whose id the sender has since reused: it is deleted,
+ * never followed.  Later fragments that arrive before their first one are
+ * not held back (that would be a reassembly queue in the datapath): the
+ * caller drops or passes them, counted.
+ */
+static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p, __u8 dir,
+							 __u64 now)
 {
 	struct kvx_frag_key k = {};
+	struct kvx_frag_val *v;
 
 	k.saddr = p->saddr;
 	k.daddr = p->daddr;
 	k.id = p->ip_id;
 	k.proto = p->proto;
 	k.dir = dir;
-	return bpf_map_lookup_elem(&kvx_frag, &k);
+	v = bpf_map_lookup_elem(&kvx_frag, &k);
+	if (v && now - v->created_ns > (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL) {
+		bpf_map_delete_elem(&kvx_frag, &k);
+		return NULL;
+	}
+	return v;
 }
 
 /* Is addr one kvmxdp translates inbound: the uplink's or a mapped one? */
@@ -493,6 +527,8 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		case BPF_FIB_LKUP_RET_UNREACHABLE:
 		case BPF_FIB_LKUP_RET_PROHIBIT:
 			return verdict(KVX_R_PASS_NO_ROUTE, len);
+		case KVX_FIB_NO_MARK_SUPPORT:
+			return verdict(KVX_R_DROP_FWMARK, len);
 		default:
 			return verdict(KVX_R_DROP_FIB, len);
 		}
@@ -507,14 +543,17 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 			return verdict(KVX_R_DROP_OTHER_IFACE, len);
 		if (p.ttl <= 1)
 			return verdict(KVX_R_PASS_TTL, len);
+		/* NO_NEIGH skips the lookup's MTU test, and the lookup passes
+		 * any GSO skb whole: both are checked here, per segment. */
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
-		    (rc == BPF_FIB_LKUP_RET_NO_NEIGH && ctx_exceeds_mtu(ctx, fib.ifindex)))
+		    ((rc == BPF_FIB_LKUP_RET_NO_NEIGH || ctx_gso_size(ctx)) &&
+		     ctx_exceeds_mtu(ctx, fib.ifindex, pkt_seg_len(ctx, &p))))
 			return verdict(p.frag & KVX_IP_DF ? KVX_R_PASS_MTU : KVX_R_DROP_TOO_BIG,
 				       len);
 		if (!cfg->uplink_addr)
 			return verdict(KVX_R_DROP_NO_UPLINK_ADDR, len);
 		if (pkt_is_later_fragment(&p)) {
-			struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_OUT);
+			struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_OUT, clock_now_ns());
 
 			if (!fv)
 				return verdict(KVX_R_DROP_FRAGMENT, len);
@@ -536,7 +575,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		return verdict(r, len);
 	if (hairpin)
 		return nat4_hairpin(ctx, cfg, &p, macs, len, &ext, &rw, now);
-	frag_remember(&p, KVX_BIND_OUT, p.saddr, p.daddr, &ext);
+	frag_remember(&p, KVX_BIND_OUT, &ext, now);
 	maybe_clamp_mss(ctx, cfg, &p);
 
 	rw.src = 1;
@@ -623,6 +662,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	struct kvx_pkt p = {};
 	const struct kvx_cfg *cfg;
 	__u32 len = ctx_len(ctx);
+	__u64 now;
 	int r;
 
 	ctx_pull_headers(ctx);
@@ -647,8 +687,9 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	r = ext_addr_check(cfg, p.daddr);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	now = clock_now_ns();
 	if (pkt_is_later_fragment(&p)) {
-		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_IN);
+		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_IN, now);
 
 		/* Not a guest's (or its first fragment was missed): the host's. */
 		if (!fv)
@@ -667,13 +708,17 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (!icmp_translatable(&p))
 		return verdict(KVX_R_PASS_HOST, len);
 
-	r = ct_ingress(cfg, &p, clock_now_ns(), &guest);
+	r = ct_ingress(cfg, &p, now, &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
-	frag_remember(&p, KVX_BIND_IN, p.saddr, p.daddr, &guest);
+	frag_remember(&p, KVX_BIND_IN, &guest, now);
 	maybe_clamp_mss(ctx, cfg, &p);
 
 out:
+	/* A redirect skips ip_forward's MTU test: a packet (or GSO segment)
+	 * larger than the bridge takes would be dropped there unseen. */
+	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p)))
+		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
 	rw.dst = 1;
 	rw.daddr = guest.addr;
 	rw.dport = guest.port;

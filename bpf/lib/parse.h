@@ -42,6 +42,7 @@ struct kvx_pkt {
 	__u8 tcp_flags; /* TCP only: byte 13 of the header */
 	__u8 icmp_type;
 	__u8 l4_ok;     /* the L4 header we need is present */
+	__u8 l4_hlen;   /* TCP/UDP header length (segments repeat it); else 0 */
 };
 
 #define KVX_TCP_FIN 0x01
@@ -101,6 +102,7 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 	p->tcp_flags = 0;
 	p->icmp_type = 0;
 	p->l4_ok = 0;
+	p->l4_hlen = 0;
 
 	/* Later fragments have no L4 header. */
 	if (p->frag & KVX_IP_OFFSET)
@@ -117,6 +119,7 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 		p->sport = th->source;
 		p->dport = th->dest;
 		p->tcp_flags = ((__u8 *)th)[13];
+		p->l4_hlen = th->doff * 4;
 		p->l4_ok = 1;
 		break;
 	}
@@ -127,6 +130,7 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 			break;
 		p->sport = uh->source;
 		p->dport = uh->dest;
+		p->l4_hlen = sizeof(*uh);
 		p->l4_ok = 1;
 		break;
 	}

@@ -120,11 +120,11 @@ static_assert(offsetof(kvx_frag_key, id) == 8);
 static_assert(offsetof(kvx_frag_key, proto) == 10);
 static_assert(offsetof(kvx_frag_key, dir) == 11);
 
-static_assert(sizeof(kvx_frag_val) == 20);
+static_assert(sizeof(kvx_frag_val) == 24);
 static_assert(offsetof(kvx_frag_val, addr) == 0);
 static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
 static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
-static_assert(offsetof(kvx_frag_val, _pad) == 16);
+static_assert(offsetof(kvx_frag_val, created_ns) == 16);
 
 // kvx_xdev[ifindex] and kvx_xfdb[MAC] (the XDP path).
 static_assert(sizeof(kvx_xdev_val) == 8);

@@ -23,13 +23,6 @@ using namespace testpkt;
 
 constexpr std::uint64_t kSec = 1000000000ULL;
 
-std::uint64_t boot_ns()
-{
-	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return std::uint64_t(ts.tv_sec) * kSec + std::uint64_t(ts.tv_nsec);
-}
-
 // A datapath of its own (small tables, fresh .bss and counters).
 class CtReclaimTest : public BrIngressTest {
 protected:

@@ -245,6 +245,7 @@ void Datapath::clear_tables()
 	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_frag), "kvx_frag");
 	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_xdev), "kvx_xdev");
 	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb), "kvx_xfdb");
+	skb_meta_ = {};
 }
 
 static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
@@ -331,6 +332,10 @@ RunResult Datapath::run(Prog prog, const testpkt::Bytes &frame, int ifindex)
 	// test_run picks skb->dev from ctx->ifindex (in the caller's netns);
 	// bpf_fib_lookup needs it.
 	ctx.ifindex = static_cast<__u32>(ifindex);
+	ctx.mark = skb_meta_.mark;
+	ctx.gso_size = skb_meta_.gso_size;
+	// A GSO skb: test_run makes skb_is_gso() true from gso_size.
+	ctx.gso_segs = skb_meta_.gso_size ? 2 : 0;
 	// XDP: the frame's rx queue is queue 0 of ingress_ifindex (the netns
 	// bpf_fib_lookup uses); data/data_meta 0 and data_end = the frame, as
 	// the kernel requires of a test_run xdp_md.
@@ -477,6 +482,24 @@ std::vector<std::pair<kvx_ct_key, kvx_ct_val>> Datapath::ct_entries() const
 		if (auto v = ct_lookup(k))
 			out.emplace_back(k, *v);
 	return out;
+}
+
+std::vector<std::pair<kvx_frag_key, kvx_frag_val>> Datapath::frag_entries() const
+{
+	const int fd = bpf_map__fd(tc()->maps.kvx_frag);
+	std::vector<std::pair<kvx_frag_key, kvx_frag_val>> out;
+	for (const auto &k : map_keys<kvx_frag_key>(fd)) {
+		kvx_frag_val v;
+		if (bpf_map_lookup_elem(fd, &k, &v) == 0)
+			out.emplace_back(k, v);
+	}
+	return out;
+}
+
+void Datapath::frag_update(const kvx_frag_key &key, const kvx_frag_val &val)
+{
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_frag), &key, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_frag: " + errno_text(errno));
 }
 
 } // namespace kvmxdp::test

@@ -51,6 +51,13 @@ struct Stats {
 	std::vector<kvx_stat> by_reason;
 };
 
+// skb fields a TC test run starts with (test_run takes them from the
+// __sk_buff context): a mark set by tc/nftables, a GSO skb's segment size.
+struct SkbMeta {
+	std::uint32_t mark = 0;
+	std::uint16_t gso_size = 0; // 0: not GSO
+};
+
 struct TableSizes {
 	std::uint32_t ct = 0;	// 0: keep the object's default
 	std::uint32_t bind = 0; // 0: keep the object's default
@@ -77,6 +84,8 @@ public:
 	// TC programs: ifindex is skb->ifindex; XDP programs: the xdp_md's
 	// ingress_ifindex (the device the program would be attached to).
 	RunResult run(Prog prog, const testpkt::Bytes &frame, int ifindex);
+	// The skb fields of the TC runs that follow (reset by clear_tables()).
+	void set_skb_meta(const SkbMeta &meta) { skb_meta_ = meta; }
 	int prog_fd(Prog prog);
 	// Loads kvmxdp_xdp (maps reused); run() does it on first use.  Throws
 	// with the verifier's log on failure.
@@ -110,6 +119,9 @@ public:
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> ct_entries() const;
 
+	std::vector<std::pair<kvx_frag_key, kvx_frag_val>> frag_entries() const;
+	void frag_update(const kvx_frag_key &key, const kvx_frag_val &val);
+
 private:
 	int fd_cfg() const;
 	int fd_bind() const;
@@ -122,6 +134,7 @@ private:
 
 	std::unique_ptr<Skel<kvmxdp_tc>> skel_;
 	std::unique_ptr<Skel<kvmxdp_xdp>> xdp_;
+	SkbMeta skb_meta_;
 };
 
 // Keys built the way the ABI says (zeroed, network order), from host-order

@@ -1,11 +1,13 @@
 #include "fixture.hpp"
 
 #include <arpa/inet.h>
+#include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <linux/pkt_cls.h>
 
+#include <cstdio>
 #include <memory>
 #include <sstream>
 
@@ -146,19 +148,36 @@ static void wait_route_cache_jiffy()
 	usleep(25000);
 }
 
-UplinkMtu::UplinkMtu(int mtu)
+std::uint64_t boot_ns()
 {
-	must_run({"ip", "link", "set", Topology::kUplink, "mtu", std::to_string(mtu)});
+	timespec ts{};
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
+}
+
+int kernel_version()
+{
+	utsname u{};
+	int major = 0, minor = 0;
+	if (uname(&u) != 0 || std::sscanf(u.release, "%d.%d", &major, &minor) != 2)
+		throw std::runtime_error("cannot read the kernel version");
+	return major * 100 + minor;
+}
+
+DeviceMtu::DeviceMtu(const char *dev, int mtu)
+	: dev_(dev)
+{
+	must_run({"ip", "link", "set", dev_, "mtu", std::to_string(mtu)});
 	wait_route_cache_jiffy();
 }
 
-UplinkMtu::~UplinkMtu()
+DeviceMtu::~DeviceMtu()
 {
 	try {
-		must_run({"ip", "link", "set", Topology::kUplink, "mtu", "1500"});
+		must_run({"ip", "link", "set", dev_, "mtu", "1500"});
 		wait_route_cache_jiffy();
 	} catch (const std::exception &e) {
-		ADD_FAILURE() << "restoring the uplink MTU: " << e.what();
+		ADD_FAILURE() << "restoring the MTU of " << dev_ << ": " << e.what();
 	}
 }
 

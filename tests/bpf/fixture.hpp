@@ -117,13 +117,36 @@ void add_port_forward(Datapath &dp, std::uint8_t proto, std::uint32_t ext_addr,
 void add_one_to_one(Datapath &dp, std::uint32_t ext_addr, std::uint32_t guest,
 		    std::uint32_t extaddr_flags);
 
-// The uplink's MTU lowered for one test (private netns), 1500 restored.
-class UplinkMtu {
+// The datapath's clock (CLOCK_BOOTTIME, bpf_ktime_get_boot_ns), in ns.
+std::uint64_t boot_ns();
+
+// Linux version of the running kernel as major * 100 + minor (6.10: 610).
+int kernel_version();
+
+// A device's MTU lowered for one test (private netns), 1500 restored.
+class DeviceMtu {
 public:
-	explicit UplinkMtu(int mtu);
-	~UplinkMtu();
-	UplinkMtu(const UplinkMtu &) = delete;
-	UplinkMtu &operator=(const UplinkMtu &) = delete;
+	DeviceMtu(const char *dev, int mtu);
+	~DeviceMtu();
+	DeviceMtu(const DeviceMtu &) = delete;
+	DeviceMtu &operator=(const DeviceMtu &) = delete;
+
+private:
+	const char *dev_;
+};
+
+struct UplinkMtu : DeviceMtu {
+	explicit UplinkMtu(int mtu)
+		: DeviceMtu(Topology::kUplink, mtu)
+	{
+	}
+};
+
+struct BridgeMtu : DeviceMtu {
+	explicit BridgeMtu(int mtu)
+		: DeviceMtu(Topology::kBridge, mtu)
+	{
+	}
 };
 
 // Base fixture: skips without the private netns, shares one loaded

@@ -245,6 +245,67 @@ TEST_F(UpIngressTest, FragmentedReplyTranslated)
 	run_up(later, TC_ACT_OK, KVX_R_PASS_HOST);
 }
 
+TEST_F(UpIngressTest, FragmentEntryExpires)
+{
+	// After KVX_FRAG_TIMEOUT_S the id may name a new datagram of the host's
+	// own: the stale entry no longer sends it to the guest.
+	const Packet out = establish(from_guest(make_udp(kGuestA, 40031, kRemote1, 53)));
+	Packet first = reply_to(out);
+	first.payload = pattern(64, 0x77);
+	first.mf = true;
+	first.df = false;
+	first.ip_id = 0x3434;
+	run_up(first, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(first, kGuestA, 40031));
+	auto frags = dp().frag_entries();
+	ASSERT_EQ(frags.size(), 1u);
+	EXPECT_EQ(frags[0].first.dir, KVX_BIND_IN);
+	EXPECT_EQ(frags[0].second.addr, be32(kGuestA));
+
+	Packet later = from_uplink(make_ip_proto(kRemote1, Topology::kUplinkAddr, kProtoUdp, 40));
+	later.df = false;
+	later.ip_id = 0x3434;
+	later.frag_offset = 9;
+	later.raw_l4 = true; // later fragment: no L4 header
+	later.ttl = first.ttl;
+	kvx_frag_val val = frags[0].second;
+	val.created_ns = boot_ns() - (KVX_FRAG_TIMEOUT_S - 1) * 1000000000ULL;
+	dp().frag_update(frags[0].first, val);
+	run_up(later, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(later, kGuestA, 0));
+	val.created_ns = boot_ns() - (KVX_FRAG_TIMEOUT_S + 1) * 1000000000ULL;
+	dp().frag_update(frags[0].first, val);
+	run_up(later, TC_ACT_OK, KVX_R_PASS_HOST);
+	EXPECT_TRUE(dp().frag_entries().empty());
+}
+
+// --- MTU toward the bridge: a redirect skips ip_forward's check ---
+
+TEST_F(UpIngressTest, LargerThanBridgeMtuDropped)
+{
+	BridgeMtu mtu(1280);
+	const Packet out = establish(from_guest(make_udp(kGuestA, 40040, kRemote1, 443)));
+	Packet fits = reply_to(out);
+	fits.payload = pattern(1280 - 28);
+	run_up(fits, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(fits, kGuestA, 40040));
+	Packet big = reply_to(out);
+	big.payload = pattern(1281 - 28);
+	run_up(big, TC_ACT_SHOT, KVX_R_DROP_TOO_BIG_IN);
+}
+
+TEST_F(UpIngressTest, GroSegmentsLargerThanBridgeMtuDropped)
+{
+	// A GRO aggregate from the uplink (UDP GRO: 20 + 8 + gso_size per
+	// segment): each of its segments must fit.
+	BridgeMtu mtu(1280);
+	const Packet out = establish(from_guest(make_udp(kGuestA, 40041, kRemote1, 443)));
+	Packet p = reply_to(out);
+	p.payload = pattern(2 * 1252);
+	dp().set_skb_meta({0, 1252});
+	run_up(p, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(p, kGuestA, 40041));
+	p.payload = pattern(2 * 1253);
+	dp().set_skb_meta({0, 1253});
+	run_up(p, TC_ACT_SHOT, KVX_R_DROP_TOO_BIG_IN);
+}
+
 TEST_F(UpIngressTest, EndpointIndependentFilteringTranslates)
 {
 	const Packet g = from_guest(make_udp(kGuestA, 62100, kRemote1, 3478));

@@ -198,6 +198,10 @@ struct kvx_timeouts {
  * remembered per datagram for the later ones, keyed by the addresses the
  * later fragments will carry and the IP id (RFC 791's reassembly key).
  * An LRU map: entries are short-lived and losing one only loses a datagram.
+ * An entry steers fragments for KVX_FRAG_TIMEOUT_S after its first
+ * fragment, as long as the kernel keeps an incomplete datagram
+ * (net.ipv4.ipfrag_time): the 16-bit id wraps, and a later datagram of the
+ * same pair with the same id must not follow a stale entry to a guest.
  */
 struct kvx_frag_key {
 	__be32 saddr;
@@ -211,10 +215,11 @@ struct kvx_frag_val {
 	__be32 addr;          /* OUT: external source address; IN: guest address */
 	__u8 guest_mac[6];    /* IN: deliver to */
 	__u8 gw_mac[6];
-	__u8 _pad[4];
+	__u64 created_ns;     /* CLOCK_BOOTTIME: when the first fragment passed */
 };
 
 #define KVX_FRAG_DEFAULT_SIZE 4096
+#define KVX_FRAG_TIMEOUT_S 30
 
 /*
  * Per-guest flow counts for the flow quota (kvx_cfg.flow_quota):
@@ -332,7 +337,9 @@ struct kvx_cfg {
 	X(XDP_XLATE_IN, 0, "XDP: outside->guest translated and redirected")             \
 	X(XDP_TO_TC, 0, "XDP: handed to the TC path (not a fast-path class)")          \
 	X(XDP_TO_TC_CSUM, 0, "XDP: L4 checksum left to offload: handed to the TC path") \
-	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC")
+	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC") \
+	X(DROP_TOO_BIG_IN, 1, "inbound larger than the bridge's MTU")                   \
+	X(DROP_FWMARK, 1, "marked packet: this kernel's route lookup ignores marks (< 6.10)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
