@@ -97,6 +97,12 @@ int main(int argc, char **argv)
 		"tcp_established, tcp_fin_wait, tcp_time_wait, tcp_close, udp, udp_stream, icmp, "
 		"other); for tests");
 
+	std::string dhcp_leases;
+	auto *o_leases = attach->add_option(
+		"--dhcp-leases", dhcp_leases,
+		"libvirt's DHCP lease status file, whose addresses stay with their MACs, or "
+		"'none' (default: /var/lib/libvirt/dnsmasq/BRIDGE.status)");
+
 	std::string detach_bridge;
 	auto *detach = app.add_subcommand(
 		"detach", "stop the daemon, remove filters, pins, sysctls and the instance");
@@ -189,6 +195,8 @@ int main(int argc, char **argv)
 				a.timeouts = timeouts;
 			if (o_mode->count())
 				a.mode = mode;
+			if (o_leases->count())
+				a.dhcp_leases = dhcp_leases;
 			return attach_and_run(g, a, std::cout);
 		}
 		if (detach->parsed()) {

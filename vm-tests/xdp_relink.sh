@@ -50,10 +50,14 @@ expected_pins() {
 port2_on_xdp() { [[ $(kvx_xdp_prog "$NS_HOST" "$P2_IF") == kvx_xdp_port && $(kvx_dev_field "$P2_IF" redirect_target) == true ]]; }
 
 # Deletes guest2's port (its peer in guest2 goes with it) and creates it
-# again with the same names, ifindex INDEX if given, on the bridge.
+# again with the same names, ifindex INDEX if given, on the bridge.  guest2
+# keeps its MAC, as a libvirt VM re-plugged keeps the one its domain names
+# (another MAC could not use guest2's address for 5 minutes: anti-spoofing).
+G2_MAC=$(ip -n "$NS_G2" -br link show "$G2_IF" | awk '{print $3}')
 recreate_port2() { # [INDEX]
 	ip -n "$NS_HOST" link del "$P2_IF"
-	ip -n "$NS_HOST" link add "$P2_IF" ${1:+index "$1"} type veth peer name "$G2_IF" netns "$NS_G2"
+	ip -n "$NS_HOST" link add "$P2_IF" ${1:+index "$1"} type veth peer name "$G2_IF" \
+		address "$G2_MAC" netns "$NS_G2"
 	ip -n "$NS_HOST" link set "$P2_IF" up
 	ip -n "$NS_G2" link set "$G2_IF" up
 	ip -n "$NS_G2" addr add "$G2_IP/24" dev "$G2_IF"

@@ -660,6 +660,32 @@ static __always_inline void guest_of_binding(const struct kvx_bind_val *ib, __u8
 	__builtin_memcpy(guest->gw_mac, ib->gw_mac, 6);
 }
 
+/*
+ * A binding that has not learnt its guest's MAC (a port forward of a guest
+ * that only ever sent through its 1:1 mapping, say) delivers to the owner
+ * of the guest address (abi.h kvx_guest) from the bridge's MAC (kvx_xdev),
+ * not through the host's neighbour table: any guest can poison that with an
+ * ARP that claims another guest's address.  Without an owner or a known
+ * bridge MAC, the neighbour table it is.  Not inlined: its frame stays off
+ * ct_ingress's, which is on the bridge program's deepest chain (hairpin).
+ */
+static __noinline void guest_mac_from_owner(const struct kvx_cfg *cfg, struct nat_endpoint *guest)
+{
+	struct kvx_guest_val *g;
+	struct kvx_xdev_val *br;
+	__u32 bridge = cfg->bridge_ifindex;
+	__be32 addr = guest->addr;
+
+	g = bpf_map_lookup_elem(&kvx_guest, &addr);
+	if (!g)
+		return;
+	br = bpf_map_lookup_elem(&kvx_xdev, &bridge);
+	if (!br || mac_is_zero(br->mac))
+		return;
+	__builtin_memcpy(guest->guest_mac, g->mac, 6);
+	__builtin_memcpy(guest->gw_mac, br->mac, 6);
+}
+
 /* outside -> guest: the guest endpoint for a packet to (daddr, dport), or
  * KVX_R_PASS_HOST when no binding owns it (the host's own traffic). */
 static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
@@ -683,6 +709,8 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	ext.port = proto_has_ports(p->proto) ? p->dport : 0;
 	ext.flags = flags;
 	guest_of_binding(ib, flags, ext.port, guest);
+	if (mac_is_zero(guest->guest_mac))
+		guest_mac_from_owner(cfg, guest);
 
 	ct_key_init(&k, p->proto, guest->addr, guest->port, p->saddr, p->sport);
 	f = bpf_map_lookup_elem(&kvx_ct, &k);

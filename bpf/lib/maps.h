@@ -67,6 +67,15 @@ struct {
 	__type(value, __u32);
 } kvx_gflows SEC(".maps");
 
+/* Guest address -> owning MAC (abi.h); the loader sizes it to the subnet,
+ * as kvx_gflows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_GFLOWS_MAX);
+	__type(key, __be32);
+	__type(value, struct kvx_guest_val);
+} kvx_guest SEC(".maps");
+
 /* The XDP fast path's devices and learnt guest MACs (abi.h); the TC
  * object carries them too, so that one set of pins serves both. */
 struct {

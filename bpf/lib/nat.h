@@ -70,6 +70,58 @@ static __always_inline __u32 pkt_seg_len(const kvx_ctx_t *ctx, const struct kvx_
 	return seg < ip_len ? seg : ip_len;
 }
 
+/* The owner's frames rewrite its kvx_guest entry at most this often. */
+#define KVX_GUEST_REFRESH_NS 1000000000ULL
+
+/*
+ * Anti-spoofing beyond the subnet (abi.h kvx_guest): a guest address
+ * belongs to one MAC.  The first translated frame from an address binds it
+ * (BPF_NOEXIST: of two racing claimers exactly one wins); another MAC gets
+ * it only from a learnt owner idle for KVX_GUEST_IDLE_NS, never from a
+ * leased one.  Without it one frame from guest A with guest B's address
+ * would move B's bindings, 1:1 address and forwards (their IN halves
+ * deliver to the MAC that used them last) to A.  libvirt's clean-traffic
+ * nwfilter binds address and MAC the same way.  Not inlined: one copy for
+ * both paths, its frame off the main path's stack.
+ */
+static __noinline int guest_owner_check(__be32 saddr, const __u8 *mac)
+{
+	struct kvx_guest_val *g, nv = {};
+	__u64 now = clock_now_ns();
+	int err;
+
+	/* A group or zero source: no station sends it (the bridge drops such
+	 * frames, br_handle_frame), and it must own nothing. */
+	if ((mac[0] & 1) || mac_is_zero(mac))
+		return KVX_R_DROP_SPOOF_MAC;
+	g = bpf_map_lookup_elem(&kvx_guest, &saddr);
+	if (g) {
+		if (mac_eq(g->mac, mac)) {
+			if (now - g->seen_ns >= KVX_GUEST_REFRESH_NS)
+				g->seen_ns = now;
+			return KVX_CONTINUE;
+		}
+		if ((g->flags & KVX_GUEST_F_LEASE) || now - g->seen_ns < KVX_GUEST_IDLE_NS)
+			return KVX_R_DROP_SPOOF_MAC;
+	}
+	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
+	nv.seen_ns = now;
+	if (g) {
+		/* The owner went quiet long ago (a VM re-created with another
+		 * MAC): the address is this MAC's now. */
+		bpf_map_update_elem(&kvx_guest, &saddr, &nv, BPF_ANY);
+		return KVX_CONTINUE;
+	}
+	err = bpf_map_update_elem(&kvx_guest, &saddr, &nv, BPF_NOEXIST);
+	if (!err)
+		return KVX_CONTINUE;
+	if (err != -EEXIST)
+		return KVX_R_DROP_TABLE_FULL;
+	/* Another CPU bound it first: to this MAC or not. */
+	g = bpf_map_lookup_elem(&kvx_guest, &saddr);
+	return g && mac_eq(g->mac, mac) ? KVX_CONTINUE : KVX_R_DROP_SPOOF_MAC;
+}
+
 struct nat_rewrite {
 	__u8 src;          /* rewrite the source endpoint */
 	__u8 dst;          /* rewrite the destination endpoint */
@@ -508,6 +560,10 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
 		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	}
+	/* Everything below may bind or use the source address's state. */
+	r = guest_owner_check(p.saddr, macs);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
 
 	/* Both paths share the one call site of ct_egress (verifier work). */
 	hairpin = hairpin_has_target(cfg, &p);

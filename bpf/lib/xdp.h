@@ -224,9 +224,6 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
 		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	}
-	now = clock_now_ns();
-	xfdb_learn(macs, ctx_ifindex(ctx), now);
-
 	if (parse_ipv4(ctx, &p) != PARSE_OK)
 		return XDP_PASS;
 	/* What TC would not translate, or not the common way: TC decides. */
@@ -251,12 +248,20 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
 
 	/* From here on exactly the TC path's translation. */
+	r = guest_owner_check(p.saddr, macs);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	now = clock_now_ns();
 	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	maybe_clamp_mss(ctx, cfg, &p);
 	if (xdp_snat(ctx, &p, &ext, &fib))
 		return verdict(KVX_R_DROP_MALFORMED, len);
+	/* Only a frame that bypasses the bridge is learnt for it, and only
+	 * once its source passed every check: a spoofed frame must not move
+	 * a MAC to the spoofer's port (the daemon feeds kvx_xfdb to the FDB). */
+	xfdb_learn(macs, ctx_ifindex(ctx), now);
 	stats_count(KVX_R_XDP_XLATE_OUT, len);
 	return ctx_redirect(fib.ifindex);
 }

@@ -31,6 +31,7 @@
 #include "kernel/skel.hpp"
 #include "kernel/tc.hpp"
 #include "kvmxdp_tc.skel.h"
+#include "model/leases.hpp"
 #include "model/quota.hpp"
 #include "model/timeouts.hpp"
 
@@ -50,6 +51,8 @@ void check_attach_syntax(const AttachOptions &a)
 		parse_timeouts(*a.timeouts);
 	if (a.mode)
 		parse_hook_mode(*a.mode);
+	if (a.dhcp_leases)
+		check_leases_option(*a.dhcp_leases, "--dhcp-leases");
 }
 
 AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::string &config_path)
@@ -89,6 +92,7 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 	p.clamp_mss = a.clamp_mss ? *a.clamp_mss : prev ? prev->clamp_mss : 0;
 	p.flow_quota = a.flow_quota ? a.flow_quota : prev ? prev->flow_quota : std::nullopt;
 	p.timeouts = a.timeouts ? *a.timeouts : prev ? prev->timeouts : "";
+	p.dhcp_leases = a.dhcp_leases ? *a.dhcp_leases : prev ? prev->dhcp_leases : "";
 	// Mappings a detach kept come back (the uplink is the new one's).
 	if (prev)
 		p.mappings = prev->mappings;
@@ -244,6 +248,7 @@ private:
 		inst_.mode = plan_.mode;
 		inst_.flow_quota = plan_.flow_quota;
 		inst_.timeouts = plan_.timeouts;
+		inst_.dhcp_leases = plan_.dhcp_leases;
 		// A clsact an earlier attach created stays ours to delete.
 		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
 	}

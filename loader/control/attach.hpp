@@ -54,6 +54,7 @@ struct AttachPlan {
 	uint16_t clamp_mss = 0;
 	std::optional<uint32_t> flow_quota; // unset: a share of the conntrack table
 	std::string timeouts;		    // "" = netfilter's defaults
+	std::string dhcp_leases;	    // "" = the default path (model/leases.hpp)
 	std::optional<Instance> prev;	    // the config's record of this bridge
 	std::vector<StaticMapping> mappings;
 };

@@ -13,12 +13,15 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "base/error.hpp"
+#include "base/fs.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
 #include "base/sysctl.hpp"
 #include "control/gc.hpp"
+#include "control/guests.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/xdp_path.hpp"
 #include "kernel/maps.hpp"
@@ -56,6 +59,7 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, bind_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND), KVX_MAP_BIND))
 	, extaddr_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR), KVX_MAP_EXTADDR))
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
+	, leases_path_(leases_path(inst.dhcp_leases, inst.bridge))
 {
 }
 
@@ -379,6 +383,38 @@ void Daemon::refresh(NlSocket &nl, bool heal)
 	step("bridge", [&] { refresh_bridge(nl); });
 	step("mappings", [&] { sync_mappings(nl, heal); });
 	step("xdp", [&] { sync_xdp(nl); });
+	step("dhcp leases", [&] { sync_dhcp_leases(); });
+}
+
+void Daemon::sync_dhcp_leases()
+{
+	if (leases_path_.empty())
+		return;
+	struct stat st {};
+	// A missing file (no libvirt, no lease yet) is no lease at all.
+	const bool exists = ::stat(leases_path_.c_str(), &st) == 0;
+	const std::string sig = exists ? std::to_string(st.st_ino) + "/" +
+						 std::to_string(st.st_size) + "/" +
+						 std::to_string(st.st_mtim.tv_sec) + "." +
+						 std::to_string(st.st_mtim.tv_nsec) :
+					 "";
+	const auto now = std::chrono::steady_clock::now();
+	if (sig == leases_sig_ && now - leases_read_ < std::chrono::milliseconds(kLeasesRereadMs))
+		return;
+	std::vector<Lease> leases;
+	if (exists)
+		if (auto text = read_file(leases_path_))
+			leases = parse_libvirt_leases(*text, leases_path_);
+	const kvx_cfg cfg = read_cfg(cfg_fd_.get());
+	LeaseSync r = sync_leases(skel_.map_fd(KVX_MAP_GUEST), leases, cfg.subnet_addr,
+				  cfg.subnet_mask, static_cast<int64_t>(::time(nullptr)),
+				  boottime_ns());
+	if (sig != leases_sig_)
+		log_verbose("dhcp leases " + leases_path_ + ": " + std::to_string(r.leased) +
+			    " address(es) owned by their lease, " + std::to_string(r.released) +
+			    " released");
+	leases_sig_ = sig;
+	leases_read_ = now;
 }
 
 void Daemon::collect_garbage()

@@ -47,6 +47,9 @@ public:
 	static constexpr int kPollMs = 1000;
 	// Static mappings are re-checked against the maps at least this often.
 	static constexpr int kMappingHealMs = 30000;
+	// The DHCP lease file is re-read when it changes and at least this
+	// often (leases end without a write).
+	static constexpr int kLeasesRereadMs = 30000;
 	// Where the bridge's forwarding sysctl is set again after the bridge
 	// was re-created (a libvirt network restart).
 	void set_sysctl_root(std::string root) { sysctl_root_ = std::move(root); }
@@ -80,6 +83,8 @@ private:
 	// uplink address or the uplink's network changed (or to heal).
 	void sync_mappings(NlSocket &nl, bool force);
 	void sync_xdp(NlSocket &nl);
+	// kvx_guest from libvirt's lease status file (control/guests.hpp).
+	void sync_dhcp_leases();
 
 	Instance inst_;
 	SkelObject &skel_;
@@ -105,6 +110,9 @@ private:
 	std::optional<std::chrono::steady_clock::time_point> config_busy_since_;
 	XdpPath *xdp_ = nullptr;
 	std::string xdp_sig_; // the decisions last logged
+	std::string leases_path_; // "" with --dhcp-leases none
+	std::string leases_sig_;  // the file's inode, size and mtime when last read
+	std::chrono::steady_clock::time_point leases_read_{};
 	StepLog steps_;
 };
 

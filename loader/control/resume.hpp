@@ -91,6 +91,15 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Address owners, one per guest address: another subnet size starts
+	// afresh (owners are learnt again from traffic and leases).
+	{KVX_MAP_GUEST,
+	 {BPF_MAP_TYPE_HASH, sizeof(__be32), sizeof(kvx_guest_val)},
+	 SizeFrom::Subnet,
+	 ReplaceIf::Resized,
+	 false,
+	 nullptr,
+	 nullptr},
 	// The rest: reused if they match, created if not pinned (a map a
 	// newer kvmxdp added).
 	{KVX_MAP_EXTADDR,

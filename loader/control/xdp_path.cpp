@@ -216,9 +216,15 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 	// A socket of its own: a reply that does not come must not hang the
 	// daemon.
 	NlSocket nl(NETLINK_ROUTE, 2);
-	std::set<int> ports;
-	for (const PortInfo &p : bridge_ports(nl, bridge_ifindex))
+	std::set<int> ports, learning;
+	for (const PortInfo &p : bridge_ports(nl, bridge_ifindex)) {
 		ports.insert(p.ifindex);
+		// NTF_USE is br_fdb_update(): it would learn where the bridge
+		// itself must not (learning off, or a locked 802.1X port whose
+		// entries only the authenticator adds).
+		if (p.learning && !p.locked)
+			learning.insert(p.ifindex);
+	}
 
 	// The bridge's dynamic entries of its ports.
 	std::map<std::array<uint8_t, 6>, int> fdb;
@@ -234,8 +240,9 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		const bool seen = v.seen_ns > fdb_synced_ns_; // by XDP since the last call
 		if (seen && ports.count(static_cast<int>(v.ifindex))) {
 			// As if the frame had passed the bridge: learnt or
-			// refreshed on that port.
-			bridge_fdb_use(nl, static_cast<int>(v.ifindex), mac);
+			// refreshed on that port, if the port learns.
+			if (learning.count(static_cast<int>(v.ifindex)))
+				bridge_fdb_use(nl, static_cast<int>(v.ifindex), mac);
 			continue;
 		}
 		auto it = fdb.find(mac);

@@ -141,6 +141,12 @@ static_assert(offsetof(kvx_xfdb_val, ifindex) == 0);
 static_assert(offsetof(kvx_xfdb_val, _pad) == 4);
 static_assert(offsetof(kvx_xfdb_val, seen_ns) == 8);
 
+// kvx_guest: __be32 address -> owner.
+static_assert(sizeof(kvx_guest_val) == 16);
+static_assert(offsetof(kvx_guest_val, mac) == 0);
+static_assert(offsetof(kvx_guest_val, flags) == 6);
+static_assert(offsetof(kvx_guest_val, seen_ns) == 8);
+
 static_assert(sizeof(kvx_stat) == 16);
 static_assert(offsetof(kvx_stat, packets) == 0);
 static_assert(offsetof(kvx_stat, bytes) == 8);
@@ -149,5 +155,6 @@ static_assert(offsetof(kvx_stat, bytes) == 8);
 static_assert(KVX_R_XLATE_OUT == 0);
 static_assert(KVX_R_MAX > KVX_R_DROP_BROKEN_PAIR);
 static_assert(KVX_R_DROP_GUEST_QUOTA > KVX_R_XLATE_RELATED_OUT); // appended
+static_assert(KVX_R_DROP_SPOOF_MAC == KVX_R_MAX - 1);		 // appended
 
 } // namespace kvmxdp::abi

@@ -2,6 +2,7 @@
 #include "kernel/netlink.hpp"
 
 #include <linux/genetlink.h>
+#include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
@@ -333,6 +334,41 @@ std::optional<T> genl_query(NlSocket &nl, int family, uint8_t cmd, int in_attr, 
 	return err ? std::nullopt : out;
 }
 
+// The ports' bridge flags: an AF_BRIDGE link dump carries IFLA_PROTINFO
+// (nested IFLA_BRPORT_*) for every bridge port.  A port missing from the
+// dump keeps the defaults (learning on, unlocked); a kernel without
+// IFLA_BRPORT_LOCKED sends none (unlocked).
+void bridge_port_flags(NlSocket &nl, int bridge_ifindex, std::vector<PortInfo> &ports)
+{
+	ifinfomsg ifi{};
+	ifi.ifi_family = AF_BRIDGE;
+	MsgPtr m = request(RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof(ifi));
+	int err = exchange(nl, m.get(), [&](nlmsghdr *r) {
+		if (r->nlmsg_type != RTM_NEWLINK)
+			return;
+		auto *i = static_cast<const ifinfomsg *>(nlmsg_data(r));
+		auto tb = attrs_of(r, sizeof(ifinfomsg));
+		nlattr *master = tb[IFLA_MASTER], *info = tb[IFLA_PROTINFO];
+		if (!master || !info ||
+		    nla_get_u32(master) != static_cast<uint32_t>(bridge_ifindex))
+			return;
+		std::vector<nlattr *> br(IFLA_BRPORT_MAX + 1, nullptr);
+		if (nla_parse_nested(br.data(), IFLA_BRPORT_MAX, info, nullptr) < 0)
+			return;
+		for (PortInfo &p : ports) {
+			if (p.ifindex != i->ifi_index)
+				continue;
+			if (br[IFLA_BRPORT_LEARNING])
+				p.learning = nla_get_u8(br[IFLA_BRPORT_LEARNING]) != 0;
+			if (br[IFLA_BRPORT_LOCKED])
+				p.locked = nla_get_u8(br[IFLA_BRPORT_LOCKED]) != 0;
+		}
+	});
+	if (err)
+		throw Error("read the port flags of bridge ifindex", std::to_string(bridge_ifindex),
+			    -err);
+}
+
 } // namespace
 
 std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex)
@@ -355,6 +391,7 @@ std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex)
 			p.kind = kind;
 		out.push_back(p);
 	}
+	bridge_port_flags(nl, bridge_ifindex, out);
 	return out;
 }
 

@@ -80,6 +80,11 @@ struct PortInfo {
 	int ifindex = 0;
 	std::string name;
 	std::string kind; // IFLA_INFO_KIND: "veth", "tun", "" for hardware
+	// The port's IFLA_BRPORT_LEARNING and IFLA_BRPORT_LOCKED (802.1X,
+	// Linux 5.18+): where the bridge must not learn from frames, nobody
+	// learns on its behalf.
+	bool learning = true;
+	bool locked = false;
 };
 std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex);
 

@@ -8,6 +8,7 @@
 #include "base/sysctl.hpp"
 #include "base/text.hpp"
 #include "kvmxdp/ct_rules.h"
+#include "model/leases.hpp"
 #include "model/options.hpp"
 #include "model/timeouts.hpp"
 
@@ -26,7 +27,7 @@ bool Instance::operator==(const Instance &o) const
 	       saved_forwarding == o.saved_forwarding &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
 	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota && timeouts == o.timeouts &&
-	       mode == o.mode;
+	       mode == o.mode && dhcp_leases == o.dhcp_leases;
 }
 
 Instance *Config::find(const std::string &bridge)
@@ -131,6 +132,8 @@ json to_json(const Config &cfg)
 			insts.back()["mode"] = hook_mode_name(i.mode);
 		if (!i.timeouts.empty())
 			insts.back()["timeouts"] = i.timeouts;
+		if (!i.dhcp_leases.empty())
+			insts.back()["dhcp_leases"] = i.dhcp_leases;
 		if (i.uplink_auto) {
 			insts.back()["uplink"] = "auto";
 			insts.back()["uplink_device"] =
@@ -389,6 +392,10 @@ Config config_from_json(const json &j)
 		if (o.contains("timeouts")) {
 			i.timeouts = get_string(o, "timeouts", p);
 			checked(p + "timeouts", [&] { parse_timeouts(i.timeouts); });
+		}
+		if (o.contains("dhcp_leases")) {
+			i.dhcp_leases = get_string(o, "dhcp_leases", p);
+			check_leases_option(i.dhcp_leases, p + "dhcp_leases");
 		}
 		// Absent in configurations of older versions: no mappings.
 		if (auto it = o.find("mappings"); it != o.end()) {

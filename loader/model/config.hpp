@@ -53,6 +53,9 @@ struct Instance {
 	// --timeouts (empty: netfilter's defaults).
 	std::optional<uint32_t> flow_quota;
 	std::string timeouts;
+	// attach --dhcp-leases: libvirt's lease status file (model/leases.hpp);
+	// empty: the default path, "none": no leases.
+	std::string dhcp_leases;
 
 	bool operator==(const Instance &o) const;
 };

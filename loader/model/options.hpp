@@ -40,6 +40,9 @@ struct AttachOptions {
 	// Hooks per device: "auto" (each device's best, model/mode.hpp), "tc"
 	// or "xdp"; unset: the config's, else auto.
 	std::optional<std::string> mode;
+	// libvirt's DHCP lease status file, or "none" (model/leases.hpp);
+	// unset: the config's, else /var/lib/libvirt/dnsmasq/<bridge>.status.
+	std::optional<std::string> dhcp_leases;
 };
 
 // One check per value, shared by the command line and the config loader

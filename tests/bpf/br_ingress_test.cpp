@@ -9,6 +9,7 @@
 #include <linux/pkt_cls.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <ostream>
 #include <set>
 
@@ -979,6 +980,138 @@ TEST_F(BrIngressTest, InHalfOwnedByOtherGuestNeverUsed)
 	EXPECT_NE(ext, 62801) << "translated with a port whose IN half belongs to another guest";
 	EXPECT_EQ(diff(r.out, snat(q, ext).build()), "");
 	expect_flow_state(dp(), q, ext);
+}
+
+// --- address ownership (anti-spoofing) ---
+
+TEST_F(BrIngressTest, AnotherMacCannotTakeAGuestsAddress)
+{
+	// B's binding exists; A sends with B's address (a secondary address
+	// on A, raw packets): dropped before any state is touched, and B's
+	// replies still reach B's MAC.
+	const Packet b = from_guest(make_udp(kGuestB, 62501, kRemote1, 53));
+	const Packet out = snat(b, 62501);
+	run_br(b, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, out);
+	EXPECT_EQ(owner_of(dp(), kGuestB), kGuestBMac);
+
+	const auto binds = dp().bind_entries();
+	const auto flows = dp().ct_entries();
+	for (const Packet &p : {from_guest(make_udp(kGuestB, 62501, kRemote1, 53)),
+				from_guest(make_udp(kGuestB, 62502, kRemote2, 53)),
+				from_guest(make_tcp(kGuestB, 62503, kRemote1, 443)),
+				from_guest(make_icmp_echo(kGuestB, kRemote1, 9))}) {
+		Packet spoof = p;
+		spoof.src_mac = kGuestAMac;
+		run_br(spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	}
+	EXPECT_EQ(dp().bind_entries().size(), binds.size());
+	EXPECT_EQ(dp().ct_entries().size(), flows.size());
+	EXPECT_EQ(owner_of(dp(), kGuestB), kGuestBMac);
+	const Packet reply = reply_to(out);
+	run_case(dp(), Prog::UpIngress, reply, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(reply, kGuestB, 62501));
+	// A's own address is A's.
+	translate_out(from_guest(make_udp(kGuestA, 62504, kRemote1, 53)), 62504);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kGuestAMac);
+}
+
+TEST_F(BrIngressTest, OneToOneAndForwardsStayWithTheirGuest)
+{
+	add_one_to_one(dp(), kMappedAddr, kGuestB, KVX_EXT_F_ARP);
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 2222, kGuestC, 22);
+	const Packet b = from_guest(make_tcp(kGuestB, 40000, kRemote1, 443));
+	run_br(b, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(b, 40000, kMappedAddr));
+	translate_out(from_guest(make_tcp(kGuestC, 22, kRemote2, 5000, kTcpAck)), 2222);
+
+	// A claims B's and C's addresses: nothing moves to A's MAC.
+	for (Packet p : {from_guest(make_udp(kGuestB, 41000, kRemote2, 53)),
+			 from_guest(make_tcp(kGuestC, 22, kRemote1, 6000, kTcpAck))}) {
+		p.src_mac = kGuestAMac;
+		run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	}
+	for (const auto &[k, v] : dp().bind_entries()) {
+		if (k.dir == KVX_BIND_IN) {
+			EXPECT_NE(std::memcmp(v.guest_mac, kGuestAMac.data(), 6), 0)
+				<< "an IN half now delivers to the spoofer";
+		}
+	}
+	// New connections to the 1:1 address and the forward reach B and C.
+	const Packet to_b = from_uplink(make_tcp(kRemote2, 7000, kMappedAddr, 22));
+	run_case(dp(), Prog::UpIngress, to_b, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(to_b, kGuestB, 22));
+	const Packet to_c = from_uplink(make_tcp(kRemote2, 7001, Topology::kUplinkAddr, 2222));
+	run_case(dp(), Prog::UpIngress, to_c, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(to_c, kGuestC, 22));
+}
+
+TEST_F(BrIngressTest, ForwardWithoutLearntMacDeliversToTheOwner)
+{
+	// B only ever sent through its 1:1 mapping, so its forward's IN half
+	// has no MAC: delivery goes to the owner of B's address, not through
+	// the host's neighbour table (which A can poison with an ARP claiming
+	// B's address).
+	dp().xdev_update(topo().bridge_ifindex, Topology::kBridgeMac, KVX_XDEV_F_BRIDGE);
+	add_one_to_one(dp(), kMappedAddr, kGuestB, KVX_EXT_F_ARP);
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 8080, kGuestB, 80);
+	const Packet b = from_guest(make_tcp(kGuestB, 40000, kRemote1, 443));
+	run_br(b, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(b, 40000, kMappedAddr));
+	auto ib = dp().bind_lookup(bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, 8080));
+	ASSERT_TRUE(ib);
+	EXPECT_EQ(std::memcmp(ib->guest_mac, "\0\0\0\0\0\0", 6), 0) << "the forward learnt a MAC";
+	const Packet syn = from_uplink(make_tcp(kRemote2, 7001, Topology::kUplinkAddr, 8080));
+	run_case(dp(), Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(syn, kGuestB, 80));
+	// No owner yet (C never sent): the neighbour table, as before.
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 8081, kGuestC, 80);
+	const Packet syn_c = from_uplink(make_tcp(kRemote2, 7002, Topology::kUplinkAddr, 8081));
+	run_case(dp(), Prog::UpIngress, syn_c, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat_unknown_mac(syn_c, kGuestC, 80));
+}
+
+TEST_F(BrIngressTest, IdleAddressIsLearntAgainLeasedOneIsNot)
+{
+	translate_out(from_guest(make_udp(kGuestA, 62601, kRemote1, 53)), 62601);
+	const Mac new_mac{0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc};
+	Packet p = from_guest(make_udp(kGuestA, 62602, kRemote1, 53));
+	p.src_mac = new_mac;
+	// Idle for less than KVX_GUEST_IDLE_NS: still the old owner's.
+	kvx_guest_val g{};
+	std::memcpy(g.mac, kGuestAMac.data(), 6);
+	g.seen_ns = boottime_ns() - KVX_GUEST_IDLE_NS + 5000000000ull;
+	dp().guest_update(kGuestA, g);
+	run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// A leased owner keeps it however long it is quiet.
+	g.flags = KVX_GUEST_F_LEASE;
+	g.seen_ns = 1; // quiet since boot
+	dp().guest_update(kGuestA, g);
+	run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// A learnt owner idle for longer gives it up to the next MAC.
+	make_owner_idle(dp(), kGuestA);
+	const std::uint64_t t0 = boottime_ns();
+	run_br(p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, 62602));
+	EXPECT_EQ(owner_of(dp(), kGuestA), new_mac);
+	auto now = dp().guest_lookup(kGuestA);
+	ASSERT_TRUE(now);
+	EXPECT_EQ(now->flags, 0);
+	EXPECT_GE(now->seen_ns + 10000000ull, t0);
+	// ...and then the old MAC is the stranger.
+	Packet old = from_guest(make_udp(kGuestA, 62603, kRemote1, 53));
+	run_br(old, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+}
+
+TEST_F(BrIngressTest, OwnerRefreshedAtMostOnceASecond)
+{
+	const Packet p = from_guest(make_udp(kGuestA, 62701, kRemote1, 53));
+	translate_out(p, 62701);
+	auto first = dp().guest_lookup(kGuestA);
+	ASSERT_TRUE(first);
+	translate_out(p, 62701);
+	EXPECT_EQ(dp().guest_lookup(kGuestA)->seen_ns, first->seen_ns);
+	kvx_guest_val g = *first;
+	g.seen_ns -= 2000000000ull;
+	dp().guest_update(kGuestA, g);
+	translate_out(p, 62701);
+	EXPECT_GE(dp().guest_lookup(kGuestA)->seen_ns, first->seen_ns);
 }
 
 // --- static mappings, guest side ---

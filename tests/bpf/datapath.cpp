@@ -246,6 +246,7 @@ void Datapath::clear_tables()
 	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_xdev), "kvx_xdev");
 	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb), "kvx_xfdb");
 	skb_meta_ = {};
+	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
 }
 
 static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
@@ -459,6 +460,22 @@ void Datapath::xfdb_delete(const testpkt::Mac &mac)
 std::size_t Datapath::xfdb_size() const
 {
 	return map_keys<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb)).size();
+}
+
+std::optional<kvx_guest_val> Datapath::guest_lookup(std::uint32_t addr) const
+{
+	const __be32 k = htonl(addr);
+	kvx_guest_val v;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_guest), &k, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+void Datapath::guest_update(std::uint32_t addr, const kvx_guest_val &val)
+{
+	const __be32 k = htonl(addr);
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_guest), &k, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_guest: " + errno_text(errno));
 }
 
 std::optional<kvx_ct_val> Datapath::ct_lookup(const kvx_ct_key &key) const

@@ -77,7 +77,8 @@ public:
 	void set_cfg(const kvx_cfg &cfg);
 	kvx_cfg cfg() const;
 
-	// kvx_ct, kvx_bind, kvx_extaddr, kvx_frag, kvx_xdev and kvx_xfdb.
+	// kvx_ct, kvx_bind, kvx_extaddr, kvx_frag, kvx_xdev, kvx_xfdb and
+	// kvx_guest.
 	void clear_tables();
 	Stats stats() const;
 
@@ -114,6 +115,10 @@ public:
 	void xfdb_update(const testpkt::Mac &mac, const kvx_xfdb_val &val);
 	void xfdb_delete(const testpkt::Mac &mac);
 	std::size_t xfdb_size() const;
+
+	// kvx_guest[addr] (host-order address): the MAC that owns it.
+	std::optional<kvx_guest_val> guest_lookup(std::uint32_t addr) const;
+	void guest_update(std::uint32_t addr, const kvx_guest_val &val);
 
 	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);

@@ -8,6 +8,7 @@
 #include <linux/pkt_cls.h>
 
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <sstream>
 
@@ -25,6 +26,27 @@ bool has_ports(std::uint8_t proto)
 	return proto == testpkt::kProtoTcp || proto == testpkt::kProtoUdp;
 }
 
+} // namespace
+
+void make_owner_idle(Datapath &dp, std::uint32_t guest)
+{
+	kvx_guest_val g{};
+	const Mac m = guest_mac(guest);
+	std::memcpy(g.mac, m.data(), sizeof(g.mac));
+	g.seen_ns = boottime_ns() - KVX_GUEST_IDLE_NS - 1000000000ull;
+	dp.guest_update(guest, g);
+}
+
+std::optional<Mac> owner_of(const Datapath &dp, std::uint32_t guest)
+{
+	auto g = dp.guest_lookup(guest);
+	if (!g)
+		return std::nullopt;
+	Mac m;
+	std::memcpy(m.data(), g->mac, m.size());
+	return m;
+}
+
 std::uint64_t boottime_ns()
 {
 	timespec ts{};
@@ -32,8 +54,6 @@ std::uint64_t boottime_ns()
 	return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
 	       static_cast<std::uint64_t>(ts.tv_nsec);
 }
-
-} // namespace
 
 const Topology &topo()
 {

@@ -564,12 +564,14 @@ TEST_F(UpIngressTest, TcpFlagsThatCannotOpenAFlowAreDropped)
 
 TEST_F(UpIngressTest, RepliesFollowTheGuestsCurrentMac)
 {
-	// A VM re-created with the same address and another MAC: replies go
+	// A VM re-created with the same address and another MAC, once the old
+	// owner has been idle long enough to give the address up: replies go
 	// to the MAC its latest packet came from.
 	Packet g = from_guest(make_udp(kGuestA, 62401, kRemote1, 53));
 	const Packet out = establish(g);
 	const Mac new_mac{0x52, 0x54, 0x00, 0xaa, 0xbb, 0xcc};
 	g.src_mac = new_mac;
+	make_owner_idle(dp(), kGuestA);
 	run_case(dp(), Prog::BrIngress, g, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(g, 62401));
 	Packet reply = reply_to(out);
 	Packet want = dnat(reply, kGuestA, 62401);

@@ -59,7 +59,8 @@ TEST(ResumeTable, TheCoreTablesAreRequiredAndOtherMapsHaveTheDefaultRule)
 {
 	for (const char *core : {KVX_MAP_CFG, KVX_MAP_CT, KVX_MAP_BIND})
 		EXPECT_TRUE(resume_rule(core).required) << core;
-	for (const char *other : {KVX_MAP_STATS, KVX_MAP_GFLOWS, KVX_MAP_FRAG, KVX_MAP_XFDB})
+	for (const char *other :
+	     {KVX_MAP_STATS, KVX_MAP_GFLOWS, KVX_MAP_FRAG, KVX_MAP_XFDB, KVX_MAP_GUEST})
 		EXPECT_FALSE(resume_rule(other).required) << other;
 	MapResumeRule r = resume_rule(KVX_MAP_FRAG);
 	EXPECT_EQ(r.size, SizeFrom::Object);

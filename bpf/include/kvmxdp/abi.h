@@ -44,6 +44,7 @@
 #define KVX_MAP_GFLOWS "kvx_gflows"
 #define KVX_MAP_XDEV "kvx_xdev"
 #define KVX_MAP_XFDB "kvx_xfdb"
+#define KVX_MAP_GUEST "kvx_guest"
 
 /* Default table sizes (entries); attach --ct-size/--bind-size override. */
 #define KVX_CT_DEFAULT_SIZE 65536
@@ -236,6 +237,27 @@ struct kvx_frag_val {
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 
 /*
+ * Guest address ownership (anti-spoofing): kvx_guest[guest address (network
+ * order)] = the MAC that owns it.  A guest address is bound to the MAC of
+ * the first frame kvmxdp translates from it, or to the MAC of its DHCP lease
+ * (the daemon reads libvirt's lease status file: KVX_GUEST_F_LEASE).  A
+ * frame with the address and another MAC is dropped (DROP_SPOOF_MAC): one
+ * guest cannot move another's bindings, 1:1 address or port forwards to
+ * itself.  A learnt owner idle for KVX_GUEST_IDLE_NS gives the address up
+ * (a VM re-created with a new MAC, an address handed out again); a leased
+ * one only when its lease ends.  A hash map sized like kvx_gflows (one
+ * entry per guest address), written by the datapath and the daemon.
+ */
+#define KVX_GUEST_IDLE_NS (300ULL * 1000 * 1000 * 1000)
+#define KVX_GUEST_F_LEASE (1U << 0) /* from a DHCP lease: never re-learnt by traffic */
+
+struct kvx_guest_val {
+	__u8 mac[6];
+	__u16 flags;   /* KVX_GUEST_F_* */
+	__u64 seen_ns; /* CLOCK_BOOTTIME: the owner's last translated frame (1 s precision) */
+};
+
+/*
  * XDP fast path.  kvx_xdev: the devices the XDP programs deal
  * with, keyed by ifindex, written by the daemon: the bridge (its MAC: only
  * frames a guest addressed to it are routed), the uplink and the bridge
@@ -256,7 +278,8 @@ struct kvx_xdev_val {
 
 /*
  * kvx_xfdb: guest MAC -> the bridge port it was last seen on, learnt by the
- * XDP port program from the frames it sees (at most once a second per MAC).
+ * XDP port program from the frames it translates and redirects, after their
+ * source passed the anti-spoofing checks (at most once a second per MAC).
  * Frames that XDP redirects bypass the bridge, which stops learning them:
  * the daemon refreshes the bridge's forwarding database from this map (as
  * if the frames had passed), and the uplink's XDP program delivers
@@ -339,7 +362,8 @@ struct kvx_cfg {
 	X(XDP_TO_TC_CSUM, 0, "XDP: L4 checksum left to offload: handed to the TC path") \
 	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC") \
 	X(DROP_TOO_BIG_IN, 1, "inbound larger than the bridge's MTU")                   \
-	X(DROP_FWMARK, 1, "marked packet: this kernel's route lookup ignores marks (< 6.10)")
+	X(DROP_FWMARK, 1, "marked packet: this kernel's route lookup ignores marks (< 6.10)") \
+	X(DROP_SPOOF_MAC, 1, "guest address owned by another MAC (anti-spoofing)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

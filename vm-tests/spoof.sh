@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vm-tests/spoof.sh: one guest cannot impersonate another.
+# guest2 ("B") has a 1:1 address and a port forward and has spoken; guest1
+# ("A") adds B's address as a secondary address and sends with it (curl,
+# ping): kvmxdp drops A's frames (DROP_SPOOF_MAC), B's 1:1 address and its
+# forward keep reaching B, B's own connections keep working.  A DHCP lease
+# (attach --dhcp-leases, libvirt's status file format) owns an address no
+# guest has used yet.  With --mode xdp, a bridge port whose learning is off
+# gets no forwarding-database entry from kvmxdp (NTF_USE) for the guest
+# frames XDP redirects past the bridge.
+#
+#   guest1 ns "A" (kg1<id> 192.168.122.11/24 + .12 spoofed, HTTP :80) --+
+#   guest2 ns "B" (kg2<id> 192.168.122.12/24, HTTP :80) ----------------+ bridge kb<id>
+#                                                                          host ns, kvmxdp:
+#                                                                          uplink ku<id> 10.77.0.2/24
+#                                                                          1:1     10.77.0.101 -> B
+#                                                                          forward uplink:8080 -> B:80
+#   lan ns:    kl<id> 10.77.0.1/24 = the LAN host (curl), kr<id> 10.78.0.1/24
+#   server ns: ks<id> 10.78.0.2/24 HTTP :8080
+#
+# Usage: spoof.sh KVMXDP_BINARY
+source "$(dirname "$0")/lib.sh"
+KVX_TIMEOUT=${KVX_TIMEOUT:-170}
+kvx_init "${1:-}"
+kvx_require_tools bridge
+kvx_topology_up
+kvx_http_server
+kvx_guest_http_servers
+EXT_B=10.77.0.101
+mac_of() { ip -n "$1" -br link show "$2" | awk '{print $3}'; }
+g1mac=$(mac_of "$NS_G1" "$G1_IF")
+g2mac=$(mac_of "$NS_G2" "$G2_IF")
+# kvx_guest's owner of ADDR from the pin: "MAC FLAGS" (MAC in lower case,
+# FLAGS 1 = leased), '' if none.
+owner_entry() { # ADDR
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_guest" 2>/dev/null | "$KVX_PY" -c '
+import ipaddress, json, sys
+want = int(ipaddress.IPv4Address(sys.argv[1])).to_bytes(4, "big")
+for e in json.load(sys.stdin):
+    if bytes(int(x, 16) for x in e["key"]) == want:
+        v = bytes(int(x, 16) for x in e["value"])
+        print(":".join("%02x" % b for b in v[:6]), int.from_bytes(v[6:8], "little"))' "$1" || true
+}
+owner() { owner_entry "$1" | cut -d' ' -f1; }
+owned_by() { [[ $(owner "$1") == "$2" ]]; } # ADDR MAC
+# Has kvx_xfdb (the XDP port program's learnt MACs) an entry for MAC?
+xfdb_has() { # MAC
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_xfdb" 2>/dev/null | "$KVX_PY" -c '
+import json, sys
+want = bytes(int(x, 16) for x in sys.argv[1].split(":"))
+sys.exit(0 if any(bytes(int(x, 16) for x in e["key"])[:6] == want
+                  for e in json.load(sys.stdin)) else 1)' "$1"
+}
+p2_target() { [[ $(kvx_dev_field "$P2_IF" redirect_target) == true ]]; }
+
+kvx_attach_bg || kvx_fatal "cannot attach"
+assert_ok "map add $EXT_B $G2_IP" kvx map add "$EXT_B" "$G2_IP"
+assert_ok "map add uplink:8080 $G2_IP:80" kvx map add uplink:8080 "$G2_IP:80" --proto tcp
+
+kvx_step "B speaks first: its address is its MAC's"
+assert_ne "B -> server" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
+assert_eq "server sees B as $EXT_B" "$EXT_B" "$(kvx_http_last_client "$KVX_TMP/http.log")"
+assert_eq "LAN -> $EXT_B reaches B" guest2 "$(kvx_http_get "$NS_LAN" "http://$EXT_B/who")"
+assert_eq "kvx_guest: $G2_IP owned by B's MAC" "$g2mac" "$(owner "$G2_IP")"
+
+kvx_step "A sends with B's address: dropped, counted, nothing moves"
+ip -n "$NS_G1" addr add "$G2_IP/32" dev "$G1_IF"
+spoof0=$(kvx_counter DROP_SPOOF_MAC)
+assert_eq "A's curl from $G2_IP gets nothing" "" \
+	"$(nsx "$NS_G1" curl -sS --fail --max-time 3 --interface "$G2_IP" "http://$SRV_IP:8080/" 2>/dev/null || true)"
+assert_eq "A's ping from $G2_IP gets no reply" 0 \
+	"$(nsx "$NS_G1" ping -n -q -c 3 -i 0.2 -W 1 -I "$G2_IP" "$SRV_IP" 2>/dev/null |
+		sed -n 's/.* \([0-9]\+\) received.*/\1/p' || true)"
+assert_ge "DROP_SPOOF_MAC counted A's frames" $(($(kvx_counter DROP_SPOOF_MAC) - spoof0)) 4
+assert_eq "kvx_guest: $G2_IP still B's" "$g2mac" "$(owner "$G2_IP")"
+assert_contains "status names the drop" DROP_SPOOF_MAC "$(kvx status --bridge "$BR")"
+
+kvx_step "B's mappings and connections keep going to B"
+assert_eq "LAN -> $EXT_B still reaches B" guest2 "$(kvx_http_get "$NS_LAN" "http://$EXT_B/who")"
+assert_eq "B saw the LAN host" "$LAN_IP" "$(kvx_http_last_client "$KVX_TMP/g2.http.log")"
+assert_eq "LAN -> $UP_IP:8080 still reaches B" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
+assert_ne "B -> server still works" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
+assert_eq "server sees B as $EXT_B" "$EXT_B" "$(kvx_http_last_client "$KVX_TMP/http.log")"
+assert_eq "A saw none of it" "" "$(grep -c GET "$KVX_TMP/g1.http.log" | grep -v '^0$' || true)"
+assert_ne "A's own address still works" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+assert_eq "server sees A as the uplink address" "$UP_IP" "$(kvx_http_last_client "$KVX_TMP/http.log")"
+assert_eq "kvx_guest: $G1_IP owned by A's MAC" "$g1mac" "$(owner "$G1_IP")"
+ip -n "$NS_G1" addr del "$G2_IP/32" dev "$G1_IF"
+
+kvx_step "a DHCP lease owns an address before anyone used it"
+G3_IP=192.168.122.13
+LEASES=$KVX_TMP/leases.status
+cat >"$LEASES" <<EOF
+[
+  {
+    "ip-address": "$G3_IP",
+    "mac-address": "52:54:00:12:34:56",
+    "hostname": "g3",
+    "expiry-time": $(($(date +%s) + 3600))
+  }
+]
+EOF
+kvx_daemon_stop
+kvx_attach_bg --dhcp-leases "$LEASES" || kvx_fatal "cannot attach --dhcp-leases"
+kvx_wait_for 5 "the daemon read the lease" owned_by "$G3_IP" 52:54:00:12:34:56 || true
+assert_eq "kvx_guest: $G3_IP leased" "52:54:00:12:34:56 1" "$(owner_entry "$G3_IP")"
+ip -n "$NS_G1" addr add "$G3_IP/32" dev "$G1_IF"
+spoof0=$(kvx_counter DROP_SPOOF_MAC)
+assert_eq "A's curl from the leased $G3_IP gets nothing" "" \
+	"$(nsx "$NS_G1" curl -sS --fail --max-time 3 --interface "$G3_IP" "http://$SRV_IP:8080/" 2>/dev/null || true)"
+assert_ge "DROP_SPOOF_MAC counted" $(($(kvx_counter DROP_SPOOF_MAC) - spoof0)) 1
+assert_eq "kvx_guest: $G3_IP still the lease's" 52:54:00:12:34:56 "$(owner "$G3_IP")"
+# The lease ends (the file loses it): the owner becomes a learnt one,
+# idle from now on, so A still cannot have it for KVX_GUEST_IDLE_NS.
+echo '[]' >"$LEASES"
+lease_ended() { [[ $(owner_entry "$G3_IP") == "52:54:00:12:34:56 0" ]]; }
+kvx_wait_for 5 "the daemon saw the lease end" lease_ended || true
+assert_eq "after the lease, still not A's" "" \
+	"$(nsx "$NS_G1" curl -sS --fail --max-time 2 --interface "$G3_IP" "http://$SRV_IP:8080/" 2>/dev/null || true)"
+ip -n "$NS_G1" addr del "$G3_IP/32" dev "$G1_IF"
+assert_fails "--dhcp-leases with a relative path refused" \
+	kvx attach --bridge "$BR" --uplink "$UP" --dhcp-leases leases.status
+
+kvx_step "--mode xdp: a port with learning off gets no FDB entry from kvmxdp"
+kvx_daemon_stop
+nsx "$NS_G2" ethtool -K "$G2_IF" tx off >/dev/null
+nsx "$NS_SRV" ethtool -K "$SRV_IF" tx off >/dev/null
+nsx "$NS_LAN" ethtool -K "$LAN_UP_IF" gro on >/dev/null
+nsx "$NS_G2" ethtool -K "$G2_IF" gro on >/dev/null
+# Only XDP-redirected frames from B from now on: no ARP, no IPv6 chatter.
+brmac=$(mac_of "$NS_HOST" "$BR")
+ip -n "$NS_HOST" link set dev "$BR" address "$brmac"
+ip -n "$NS_G2" neigh replace "$GW_IP" lladdr "$brmac" dev "$G2_IF" nud permanent
+nsx "$NS_G2" sysctl -qw "net.ipv6.conf.$G2_IF.disable_ipv6=1"
+bridge -n "$NS_HOST" link set dev "$P2_IF" learning off
+bridge -n "$NS_HOST" fdb del "$g2mac" dev "$P2_IF" master 2>/dev/null || true
+kvx_attach_bg --mode xdp || kvx_fatal "cannot attach --mode xdp"
+kvx_wait_for 10 "B's port is an XDP redirect target" p2_target || true
+sleep 1.5 # the daemon writes kvx_xdev on its next tick
+sha=$(kvx_random_file blob 4)
+xo0=$(kvx_counter XDP_XLATE_OUT)
+kvx_bg "$KVX_TMP/iperf3.log" ip netns exec "$NS_SRV" iperf3 -s -1 -B "$SRV_IP" -p 5201
+kvx_wait_tcp_listen 10 "$NS_SRV" 5201
+nsx "$NS_G2" iperf3 -c "$SRV_IP" -p 5201 -t 7 >/dev/null 2>&1 || kvx_fail "iperf3 from B"
+assert_ge "B's iperf3 went through XDP" $(($(kvx_counter XDP_XLATE_OUT) - xo0)) 1000
+assert_ok "kvx_xdp_port learnt B for the fast path" xfdb_has "$g2mac"
+# The daemon's FDB upkeep runs with each GC sweep (5 s): give it two.
+sleep 11
+assert_eq "no FDB entry for B on its learning-off port" "" \
+	"$(bridge -n "$NS_HOST" fdb show br "$BR" | grep -i "^$g2mac dev $P2_IF" || true)"
+assert_eq "B's download still intact (flooded to its port)" "$sha" \
+	"$(kvx_curl_sha "$NS_G2" "http://$SRV_IP:8080/blob")"
+
+kvx_finish
