@@ -1077,7 +1077,7 @@ TEST_F(BrIngressTest, IdleAddressIsLearntAgainLeasedOneIsNot)
 	// Idle for less than KVX_GUEST_IDLE_NS: still the old owner's.
 	kvx_guest_val g{};
 	std::memcpy(g.mac, kGuestAMac.data(), 6);
-	g.seen_ns = boottime_ns() - KVX_GUEST_IDLE_NS + 5000000000ull;
+	g.seen_ns = boot_ns() - KVX_GUEST_IDLE_NS + 5000000000ull;
 	dp().guest_update(kGuestA, g);
 	run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 	// A leased owner keeps it however long it is quiet.
@@ -1087,7 +1087,7 @@ TEST_F(BrIngressTest, IdleAddressIsLearntAgainLeasedOneIsNot)
 	run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 	// A learnt owner idle for longer gives it up to the next MAC.
 	make_owner_idle(dp(), kGuestA);
-	const std::uint64_t t0 = boottime_ns();
+	const std::uint64_t t0 = boot_ns();
 	run_br(p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, 62602));
 	EXPECT_EQ(owner_of(dp(), kGuestA), new_mac);
 	auto now = dp().guest_lookup(kGuestA);

@@ -33,7 +33,7 @@ void make_owner_idle(Datapath &dp, std::uint32_t guest)
 	kvx_guest_val g{};
 	const Mac m = guest_mac(guest);
 	std::memcpy(g.mac, m.data(), sizeof(g.mac));
-	g.seen_ns = boottime_ns() - KVX_GUEST_IDLE_NS - 1000000000ull;
+	g.seen_ns = boot_ns() - KVX_GUEST_IDLE_NS - 1000000000ull;
 	dp.guest_update(guest, g);
 }
 
@@ -45,14 +45,6 @@ std::optional<Mac> owner_of(const Datapath &dp, std::uint32_t guest)
 	Mac m;
 	std::memcpy(m.data(), g->mac, m.size());
 	return m;
-}
-
-std::uint64_t boottime_ns()
-{
-	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return static_cast<std::uint64_t>(ts.tv_sec) * 1000000000ull +
-	       static_cast<std::uint64_t>(ts.tv_nsec);
 }
 
 const Topology &topo()
@@ -374,7 +366,7 @@ void expect_flow_state(const Datapath &dp, const Packet &g, std::uint16_t ext_po
 	SCOPED_TRACE("flow state of " + testpkt::ip4_str(g.src) + ":" +
 		     std::to_string(src_port_of(g)) + " -> " + testpkt::ip4_str(g.dst));
 	const std::uint16_t gport = src_port_of(g);
-	const std::uint64_t now = boottime_ns();
+	const std::uint64_t now = boot_ns();
 
 	auto out = dp.bind_lookup(bind_key(KVX_BIND_OUT, g.proto, g.src, gport));
 	ASSERT_TRUE(out.has_value()) << "no OUT half of the binding";

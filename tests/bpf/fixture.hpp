@@ -46,8 +46,6 @@ constexpr std::uint16_t kNatLo = 61000;
 constexpr std::uint16_t kNatHi = 65535;
 
 Mac guest_mac(std::uint32_t guest);
-// CLOCK_BOOTTIME, the datapath's clock (lib/clock.h).
-std::uint64_t boottime_ns();
 // Makes guest's address an idle, learnt owner's (KVX_GUEST_IDLE_NS and a
 // second ago): the next MAC to use it takes it over.
 void make_owner_idle(Datapath &dp, std::uint32_t guest);

@@ -182,7 +182,7 @@ void learn(Datapath &d, std::uint32_t guest, int port = 0)
 {
 	kvx_xfdb_val v{};
 	v.ifindex = static_cast<__u32>(port ? port : topo().bridge_port_ifindex);
-	v.seen_ns = boottime_ns();
+	v.seen_ns = boot_ns();
 	d.xfdb_update(guest_mac(guest), v);
 }
 
@@ -1119,7 +1119,7 @@ TEST_F(XdpTest, LearnsTheGuestsPort)
 {
 	const Packet p = from_guest(make_udp(kGuestA, 62001, kRemote1, 53));
 	EXPECT_FALSE(dp().xfdb_lookup(kGuestAMac));
-	const std::uint64_t t0 = boottime_ns();
+	const std::uint64_t t0 = boot_ns();
 	ASSERT_EQ(shoot(Prog::XdpPort, p.build()).verdict, XDP_REDIRECT);
 	auto l = dp().xfdb_lookup(kGuestAMac);
 	ASSERT_TRUE(l);
@@ -1127,7 +1127,7 @@ TEST_F(XdpTest, LearnsTheGuestsPort)
 	// The datapath's clock is read at most once per jiffy (lib/clock.h):
 	// up to one tick (<= 10 ms) behind a fresh reading, never ahead.
 	EXPECT_GE(l->seen_ns + 10000000ULL, t0);
-	EXPECT_LE(l->seen_ns, boottime_ns());
+	EXPECT_LE(l->seen_ns, boot_ns());
 	EXPECT_EQ(dp().xfdb_size(), 1u);
 
 	// Within a second, on the same port: not rewritten.
@@ -1166,7 +1166,7 @@ TEST_F(XdpTest, LearntPortRefreshedAfterASecond)
 	const Packet p = from_guest(make_udp(kGuestA, 62001, kRemote1, 53));
 	kvx_xfdb_val old{};
 	old.ifindex = static_cast<__u32>(topo().bridge_port_ifindex);
-	old.seen_ns = boottime_ns() - 1500000000ull;
+	old.seen_ns = boot_ns() - 1500000000ull;
 	dp().xfdb_update(kGuestAMac, old);
 	ASSERT_EQ(shoot(Prog::XdpPort, p.build()).verdict, XDP_REDIRECT);
 	auto l = dp().xfdb_lookup(kGuestAMac);

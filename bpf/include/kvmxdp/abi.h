@@ -28,9 +28,9 @@
  * another size is replaced.  Version history:
  *   1: first release.
  *   2: kvx_cfg.flow_quota appended (84 bytes), map kvx_gflows.
- *   3: NAT hardening: conntrack TCP states and per-direction quotas, frag
- *      entry ages, cfg fields for the bridge address and routing marks
- *      (state tables change: pinned tables of 1..2 are recreated).
+ *   3: NAT hardening: kvx_frag.created_ns (fragment entries expire), map
+ *      kvx_guest (a guest address's owning MAC), new drop reasons (state
+ *      tables change: pinned tables of 1..2 are recreated).
  */
 #define KVX_ABI_TABLES_SINCE 3
 
