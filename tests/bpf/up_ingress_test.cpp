@@ -485,8 +485,9 @@ TEST_F(UpIngressTest, TcpFlagsThatCannotOpenAFlowAreDropped)
 	// would come back in through it).
 	const std::uint16_t gp = 62420;
 	const std::uint8_t bad[] = {
-		kTcpFin, kTcpRst, kTcpRst | kTcpAck, kTcpFin | kTcpAck, 0, kTcpSyn | kTcpFin,
-		kTcpSyn | kTcpRst, kTcpSyn | kTcpAck, 0xff,
+		kTcpFin, kTcpRst,	    kTcpRst | kTcpAck, kTcpFin | kTcpAck,
+		0,	 kTcpSyn | kTcpFin, kTcpSyn | kTcpRst, kTcpSyn | kTcpAck,
+		0xff,
 	};
 	for (std::uint8_t flags : bad) {
 		Packet p = from_guest(make_tcp(kGuestA, gp, kRemote1, 443, flags));
@@ -553,6 +554,54 @@ TEST_F(UpIngressTest, StaleBindingOnOldAddressNotUsed)
 	const Packet out = establish(from_guest(make_udp(kGuestA, 62300, kRemote1, 53)));
 	set_cfg([](kvx_cfg &c) { c.uplink_addr = be32(ip4(10, 77, 0, 3)); });
 	run_up(reply_to(out), TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// --- the wildcard protocol: only 1:1 mappings, never a guest's binding ---
+
+// The host's own traffic to the uplink address, of every protocol it speaks:
+// each must stay the host's.
+void expect_uplink_traffic_is_hosts(Datapath &dp)
+{
+	const std::uint32_t U = Topology::kUplinkAddr;
+	for (const Packet &p :
+	     {make_tcp(kRemote2, 40000, U, 22), make_udp(kRemote2, 40001, U, 5353),
+	      make_icmp_echo(kRemote2, U, 4242), make_ip_proto(kRemote1, U, kProtoGre)}) {
+		SCOPED_TRACE("proto " + std::to_string(p.proto));
+		run_case(dp, Prog::UpIngress, from_uplink(p), TC_ACT_OK, KVX_R_PASS_HOST);
+	}
+}
+
+TEST_F(UpIngressTest, GuestProtocolZeroNeverTakesTheHostsTraffic)
+{
+	// Protocol 0 is the 1:1 mappings' wildcard: an address-only binding
+	// of it on the uplink address would look like a 1:1 mapping of the
+	// uplink and send the host's SSH to the guest.
+	run_case(dp(), Prog::BrIngress, from_guest(make_ip_proto(kGuestA, kRemote1, 0)),
+		 TC_ACT_SHOT, KVX_R_DROP_PROTO_ZERO);
+	EXPECT_TRUE(dp().bind_entries().empty());
+	expect_uplink_traffic_is_hosts(dp());
+	// The guest's own traffic is still masqueraded, its port not kept as
+	// a 1:1 mapping would keep it.
+	const Packet out = establish(from_guest(make_tcp(kGuestA, 40000, kRemote1, 443)));
+	EXPECT_GE(out.sport, kNatLo);
+}
+
+TEST_F(UpIngressTest, WildcardEntryWithoutOneToOneFlagIsNoMapping)
+{
+	// A pair under the wildcard protocol that `map add` did not make (an
+	// older datapath's protocol-0 binding, left in the pinned table): it
+	// neither takes inbound traffic nor turns the guest into a 1:1 guest.
+	kvx_bind_val in{}, out{};
+	in.addr = be32(kGuestA);
+	out.addr = be32(Topology::kUplinkAddr);
+	dp().bind_update(bind_key(KVX_BIND_IN, KVX_PROTO_ANY, Topology::kUplinkAddr, 0), in);
+	dp().bind_update(bind_key(KVX_BIND_OUT, KVX_PROTO_ANY, kGuestA, 0), out);
+	expect_uplink_traffic_is_hosts(dp());
+	const Packet o = establish(from_guest(make_tcp(kGuestA, 40000, kRemote1, 443)));
+	EXPECT_GE(o.sport, kNatLo);
+	// Still nothing for the host's SSH after the guest's flow exists.
+	run_up(from_uplink(make_tcp(kRemote1, 443, Topology::kUplinkAddr, 22)), TC_ACT_OK,
+	       KVX_R_PASS_HOST);
 }
 
 // --- static mappings (abi.h: KVX_BIND_F_STATIC, KVX_BIND_F_ONE_TO_ONE, kvx_extaddr) ---

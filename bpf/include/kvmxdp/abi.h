@@ -87,7 +87,10 @@ struct kvx_bind_val {
 #define KVX_BIND_F_STATIC (1U << 0)     /* installed by `map add`: no expiry, inbound opens flows */
 #define KVX_BIND_F_ONE_TO_ONE (1U << 1) /* whole-address mapping: proto KVX_PROTO_ANY, port 0 */
 
-/* Protocol wildcard of 1:1 mappings (IPv4 never carries protocol 0). */
+/* Protocol wildcard of 1:1 mappings.  IPv4 may carry protocol 0 (IPv6's
+ * hop-by-hop number, reserved in IPv4): the datapath drops guests' protocol-0
+ * packets, so none ever makes a binding under the wildcard, and takes an
+ * entry under it as a 1:1 mapping only with KVX_BIND_F_ONE_TO_ONE. */
 #define KVX_PROTO_ANY 0
 
 /*
@@ -332,7 +335,8 @@ struct kvx_cfg {
 	X(XDP_XLATE_IN, 0, "XDP: outside->guest translated and redirected")             \
 	X(XDP_TO_TC, 0, "XDP: handed to the TC path (not a fast-path class)")          \
 	X(XDP_TO_TC_CSUM, 0, "XDP: L4 checksum left to offload: handed to the TC path") \
-	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC")
+	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC") \
+	X(DROP_PROTO_ZERO, 1, "guest packet of IP protocol 0 (the 1:1 mappings' wildcard)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
