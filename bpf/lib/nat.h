@@ -662,6 +662,11 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	}
 	if (!p.l4_ok)
 		return verdict(KVX_R_PASS_HOST, len);
+	/* The host's own tunnel, even under a guest's flow made before the
+	 * tunnel was: the tunnel wins. */
+	if (!proto_has_ports(p.proto) && p.daddr == cfg->uplink_addr &&
+	    host_tunnel_peer(p.proto, p.saddr))
+		return verdict(KVX_R_PASS_HOST, len);
 	if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
 		return nat4_icmp_error_in(ctx, cfg, &p, len);
 	if (!icmp_translatable(&p))

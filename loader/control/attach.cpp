@@ -21,6 +21,7 @@
 #include "control/devices.hpp"
 #include "control/gc.hpp"
 #include "control/host_access.hpp"
+#include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/resume.hpp"
 #include "control/xdp_path.hpp"
@@ -490,6 +491,9 @@ private:
 			flush_ext_addr(skel_->map_fd(KVX_MAP_CT), skel_->map_fd(KVX_MAP_BIND),
 				       resumed_uplink_addr_);
 		restore_mappings();
+		// Before the hooks: no guest packet may bind a host tunnel's
+		// peer in the window before the daemon's first refresh.
+		sync_host_tunnels(skel_->map_fd(KVX_MAP_HOSTTUN), host_tunnels(nl_));
 	}
 
 	// Static mappings of the config, as `map add` made them (a first

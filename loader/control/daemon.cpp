@@ -19,6 +19,7 @@
 #include "base/netaddr.hpp"
 #include "base/sysctl.hpp"
 #include "control/gc.hpp"
+#include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/xdp_path.hpp"
 #include "kernel/maps.hpp"
@@ -55,6 +56,7 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, ct_fd_(dup_fd(skel.map_fd(KVX_MAP_CT), KVX_MAP_CT))
 	, bind_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND), KVX_MAP_BIND))
 	, extaddr_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR), KVX_MAP_EXTADDR))
+	, hosttun_fd_(dup_fd(skel.map_fd(KVX_MAP_HOSTTUN), KVX_MAP_HOSTTUN))
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 {
 }
@@ -372,6 +374,14 @@ void Daemon::sync_xdp(NlSocket &nl)
 		log_verbose("xdp: " + l);
 }
 
+void Daemon::sync_tunnels(NlSocket &nl)
+{
+	auto r = sync_host_tunnels(hosttun_fd_.get(), host_tunnels(nl));
+	if (r.added || r.removed)
+		log_info("host tunnels: " + std::to_string(r.added) + " peer(s) added, " +
+			 std::to_string(r.removed) + " removed (guests' packets to them dropped)");
+}
+
 void Daemon::refresh(NlSocket &nl, bool heal)
 {
 	// Each step on its own: an invalid config stops only the mapping
@@ -380,6 +390,7 @@ void Daemon::refresh(NlSocket &nl, bool heal)
 	step("bridge", [&] { refresh_bridge(nl); });
 	step("mappings", [&] { sync_mappings(nl, heal); });
 	step("xdp", [&] { sync_xdp(nl); });
+	step("host tunnels", [&] { sync_tunnels(nl); });
 }
 
 void Daemon::collect_garbage()

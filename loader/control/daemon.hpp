@@ -78,6 +78,7 @@ private:
 	// uplink address or the uplink's network changed (or to heal).
 	void sync_mappings(NlSocket &nl, bool force);
 	void sync_xdp(NlSocket &nl);
+	void sync_tunnels(NlSocket &nl);
 
 	Instance inst_;
 	SkelObject &skel_;
@@ -87,6 +88,7 @@ private:
 	Fd ct_fd_;
 	Fd bind_fd_;
 	Fd extaddr_fd_;
+	Fd hosttun_fd_;
 	int bridge_ifindex_ = 0;
 	std::string sysctl_root_ = "/proc/sys";
 	// What the mappings were last synced against.

@@ -126,6 +126,15 @@ static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
 static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
 static_assert(offsetof(kvx_frag_val, _pad) == 16);
 
+// kvx_hosttun[(remote, proto)]: the host's tunnel peers.
+static_assert(sizeof(kvx_hosttun_key) == 8);
+static_assert(offsetof(kvx_hosttun_key, remote) == 0);
+static_assert(offsetof(kvx_hosttun_key, proto) == 4);
+static_assert(offsetof(kvx_hosttun_key, _pad) == 5);
+static_assert(sizeof(kvx_hosttun_val) == 8);
+static_assert(offsetof(kvx_hosttun_val, ifindex) == 0);
+static_assert(offsetof(kvx_hosttun_val, _pad) == 4);
+
 // kvx_xdev[ifindex] and kvx_xfdb[MAC] (the XDP path).
 static_assert(sizeof(kvx_xdev_val) == 8);
 static_assert(offsetof(kvx_xdev_val, mac) == 0);

@@ -6,12 +6,17 @@
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <netlink/cache.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/classifier.h>
 #include <netlink/route/link.h>
+#include <netlink/route/link/ipgre.h>
+#include <netlink/route/link/ipip.h>
+#include <netlink/route/link/ipvti.h>
+#include <netlink/route/link/sit.h>
 #include <netlink/route/tc.h>
 #include <netlink/socket.h>
 #include <sys/socket.h>
@@ -117,6 +122,50 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 		if (const char *l = rtnl_addr_get_label(a))
 			ia.label = l;
 		out.push_back(ia);
+	}
+	return out;
+}
+
+std::vector<HostTunnel> host_tunnels(NlSocket &nl)
+{
+	nl_cache *raw = nullptr;
+	int err = rtnl_link_alloc_cache(nl.get(), AF_UNSPEC, &raw);
+	if (err < 0)
+		throw_nl("dump", "links", err);
+	CachePtr cache(raw);
+	std::vector<HostTunnel> out;
+	for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o)) {
+		auto *l = reinterpret_cast<rtnl_link *>(o);
+		const char *kind = rtnl_link_get_type(l);
+		// Down: not speaking.  The fallback devices a tunnel module
+		// creates (gre0, tunl0, sit0: no peer, every remote) are down
+		// unless someone uses them.
+		if (!kind || !(rtnl_link_get_flags(l) & IFF_UP))
+			continue;
+		HostTunnel t;
+		t.kind = kind;
+		// libnl's accessors assert the link's type: each only on its own.
+		uint32_t remote_be;
+		if (t.kind == "gre" || t.kind == "gretap") {
+			t.proto = IPPROTO_GRE;
+			remote_be = rtnl_link_ipgre_get_remote(l);
+		} else if (t.kind == "ipip") {
+			t.proto = IPPROTO_IPIP;
+			remote_be = rtnl_link_ipip_get_remote(l);
+		} else if (t.kind == "sit") {
+			t.proto = IPPROTO_IPV6;
+			remote_be = rtnl_link_sit_get_remote(l);
+		} else if (t.kind == "vti") {
+			t.proto = IPPROTO_ESP;
+			remote_be = rtnl_link_ipvti_get_remote(l);
+		} else {
+			continue;
+		}
+		t.remote = ntohl(remote_be);
+		t.ifindex = rtnl_link_get_ifindex(l);
+		if (const char *n = rtnl_link_get_name(l))
+			t.name = n;
+		out.push_back(t);
 	}
 	return out;
 }

@@ -95,6 +95,19 @@ std::vector<FdbEntry> bridge_fdb_learnt(NlSocket &nl, int bridge_ifindex);
 // (the port may have left meanwhile).
 void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6> &mac);
 
+// The host's own IPv4 tunnels: devices whose packets are an IP protocol
+// without ports to a remote (gre/gretap: 47, ipip: 4, sit: 41, vti: ESP 50).
+// Only devices that are up; remote 0: the tunnel has no fixed peer (it
+// speaks to any remote).
+struct HostTunnel {
+	uint8_t proto = 0;
+	uint32_t remote = 0; // host order
+	int ifindex = 0;
+	std::string name;
+	std::string kind;
+};
+std::vector<HostTunnel> host_tunnels(NlSocket &nl);
+
 // What the kernel reports of a device's XDP abilities (NETDEV_XDP_ACT_*)
 // through the netdev generic netlink family (Linux 6.3+); nullopt where it
 // cannot say.  A veth reports NDO_XMIT only while its peer has NAPI (an XDP

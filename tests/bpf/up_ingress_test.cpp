@@ -604,6 +604,52 @@ TEST_F(UpIngressTest, WildcardEntryWithoutOneToOneFlagIsNoMapping)
 	       KVX_R_PASS_HOST);
 }
 
+// --- the host's own tunnels (abi.h kvx_hosttun) ---
+
+constexpr std::uint8_t kProtoIpip = 4;
+constexpr std::uint32_t kRemote3 = ip4(198, 18, 0, 30);
+
+TEST_F(UpIngressTest, HostTunnelPeerIsNeverBound)
+{
+	const std::uint32_t U = Topology::kUplinkAddr;
+	dp().hosttun_update(kProtoGre, kRemote1, 7);
+	// The guest's GRE to the host's tunnel peer: never bound.
+	run_case(dp(), Prog::BrIngress, from_guest(make_ip_proto(kGuestA, kRemote1, kProtoGre)),
+		 TC_ACT_SHOT, KVX_R_DROP_HOST_TUNNEL);
+	EXPECT_TRUE(dp().bind_entries().empty());
+	EXPECT_TRUE(dp().ct_entries().empty());
+	// Its GRE to another remote is address-only NAT as before ...
+	const Packet out = establish(from_guest(make_ip_proto(kGuestA, kRemote2, kProtoGre)));
+	const Packet back = reply_to(out);
+	run_up(back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(back, kGuestA, 0));
+	// ... and the tunnel's packets stay the host's under that binding.
+	run_up(from_uplink(make_ip_proto(kRemote1, U, kProtoGre)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// GRE from a remote no one asked for (a tunnel kvmxdp does not know,
+	// say): the host's, as before the guest's binding, not filtered away.
+	run_up(from_uplink(make_ip_proto(kRemote3, U, kProtoGre)), TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+TEST_F(UpIngressTest, TunnelMadeAfterTheGuestsFlowWins)
+{
+	const std::uint32_t U = Topology::kUplinkAddr;
+	const Packet g = from_guest(make_ip_proto(kGuestA, kRemote2, kProtoGre));
+	establish(g);
+	dp().hosttun_update(kProtoGre, kRemote2, 8);
+	run_up(from_uplink(make_ip_proto(kRemote2, U, kProtoGre)), TC_ACT_OK, KVX_R_PASS_HOST);
+	run_case(dp(), Prog::BrIngress, g, TC_ACT_SHOT, KVX_R_DROP_HOST_TUNNEL);
+}
+
+TEST_F(UpIngressTest, TunnelWithoutPeerCoversEveryRemote)
+{
+	dp().hosttun_update(kProtoIpip, 0, 9);
+	for (std::uint32_t r : {kRemote1, kRemote2})
+		run_case(dp(), Prog::BrIngress, from_guest(make_ip_proto(kGuestA, r, kProtoIpip)),
+			 TC_ACT_SHOT, KVX_R_DROP_HOST_TUNNEL);
+	// Other protocols and the guest's TCP are not affected.
+	establish(from_guest(make_ip_proto(kGuestA, kRemote1, kProtoGre)));
+	establish(from_guest(make_tcp(kGuestA, 62000, kRemote1, 443)));
+}
+
 // --- static mappings (abi.h: KVX_BIND_F_STATIC, KVX_BIND_F_ONE_TO_ONE, kvx_extaddr) ---
 
 TEST_F(UpIngressTest, PortForwardOpensInboundFlows)

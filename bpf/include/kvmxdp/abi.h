@@ -30,7 +30,8 @@
  *   2: kvx_cfg.flow_quota appended (84 bytes), map kvx_gflows.
  *   3: NAT hardening: conntrack TCP states and per-direction quotas, frag
  *      entry ages, cfg fields for the bridge address and routing marks
- *      (state tables change: pinned tables of 1..2 are recreated).
+ *      (state tables change: pinned tables of 1..2 are recreated); map
+ *      kvx_hosttun (the host's tunnel peers).
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -105,6 +106,30 @@ struct kvx_extaddr_val {
 
 #define KVX_EXT_F_ARP (1U << 0)       /* answer ARP for it on the uplink with the uplink MAC */
 #define KVX_EXT_F_SUSPENDED (1U << 1) /* made on another network: neither answered nor translated */
+
+/*
+ * The host's own tunnels (GRE, IPIP, 6in4, ESP of its IPsec): the
+ * (protocol, remote) pairs the host itself speaks on the uplink, read by the
+ * loader from netlink and kept current by the daemon.  Protocols without
+ * ports get address-only NAT: a guest's packet of one to the host's tunnel
+ * peer would make a binding that takes the tunnel's inbound traffic, so the
+ * datapath never binds these pairs (the guest's packet is dropped, counted)
+ * and passes their inbound packets to the host.  remote 0: the host speaks
+ * the protocol with any remote (a tunnel without a fixed peer).
+ */
+#define KVX_MAP_HOSTTUN "kvx_hosttun"
+#define KVX_HOSTTUN_MAX 256
+
+struct kvx_hosttun_key {
+	__be32 remote; /* 0: any */
+	__u8 proto;    /* IPPROTO_* */
+	__u8 _pad[3];
+};
+
+struct kvx_hosttun_val {
+	__u32 ifindex; /* the tunnel device (0: not a device, e.g. an xfrm state) */
+	__u32 _pad;
+};
 
 /*
  * The host's own sockets reaching mapped addresses (kvmxdp_host.bpf.c): a
@@ -336,7 +361,8 @@ struct kvx_cfg {
 	X(XDP_TO_TC, 0, "XDP: handed to the TC path (not a fast-path class)")          \
 	X(XDP_TO_TC_CSUM, 0, "XDP: L4 checksum left to offload: handed to the TC path") \
 	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC") \
-	X(DROP_PROTO_ZERO, 1, "guest packet of IP protocol 0 (the 1:1 mappings' wildcard)")
+	X(DROP_PROTO_ZERO, 1, "guest packet of IP protocol 0 (the 1:1 mappings' wildcard)")    \
+	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
