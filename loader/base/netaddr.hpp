@@ -17,6 +17,8 @@ struct Ipv4Net {
 	uint32_t mask() const { return prefix ? ~uint32_t{0} << (32 - prefix) : 0; }
 	uint32_t broadcast() const { return addr | ~mask(); }
 	bool contains(uint32_t a) const { return (a & mask()) == addr; }
+	// One holds the other (two networks either nest or are disjoint).
+	bool overlaps(const Ipv4Net &o) const { return contains(o.addr) || o.contains(addr); }
 	std::string str() const;
 	bool operator==(const Ipv4Net &o) const { return addr == o.addr && prefix == o.prefix; }
 };

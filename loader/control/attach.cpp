@@ -335,6 +335,14 @@ private:
 		}
 		inst_.subnet =
 			choose_subnet(ipv4_addrs(nl_, br->ifindex), plan_.subnet, plan_.bridge);
+		if (!plan_.uplink.empty())
+			if (auto n = uplink_overlap(ipv4_addrs(nl_, uplink_.ifindex), uplink_.ifindex,
+						    inst_.subnet))
+				throw Error("guest subnet " + inst_.subnet.str() + " of bridge '" +
+					    plan_.bridge + "' overlaps network " + n->str() +
+					    " of uplink '" + plan_.uplink +
+					    "': the host's own traffic to that network would be "
+					    "taken (choose another guest subnet)");
 		PortRange eph = parse_local_port_range(sys_.read(kLocalPortRangeKey));
 		inst_.nat_ports = plan_.nat_ports ? *plan_.nat_ports : default_nat_range(eph);
 		check_nat_range(inst_.nat_ports, eph);

@@ -266,12 +266,30 @@ void Daemon::refresh_uplink(NlSocket &nl)
 		return;
 	auto link = find_link(nl, inst_.uplink);
 	uint32_t addr_be = 0;
+	std::optional<Ipv4Net> overlap;
 	if (link) {
-		if (auto a = primary_ipv4(ipv4_addrs(nl, link->ifindex)))
+		const std::vector<IfAddr> addrs = ipv4_addrs(nl, link->ifindex);
+		if (auto a = primary_ipv4(addrs))
 			addr_be = htonl(a->addr);
+		overlap = uplink_overlap(addrs, link->ifindex, inst_.subnet);
 	}
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
 	bool dirty = false;
+	// A lease into the guest subnet's range: translating would take the
+	// host's own LAN traffic (attach refuses this; DHCP does not ask).
+	const bool was_overlap = cfg.flags & KVX_CFG_F_OVERLAP;
+	if (overlap.has_value() != was_overlap) {
+		cfg.flags ^= KVX_CFG_F_OVERLAP;
+		dirty = true;
+		if (overlap)
+			log_warn("uplink " + inst_.uplink + " network " + overlap->str() +
+				 " overlaps the guest subnet " + inst_.subnet.str() +
+				 ": translation stopped (every packet to the kernel) until it "
+				 "leaves that network");
+		else
+			log_info("uplink " + inst_.uplink +
+				 " no longer overlaps the guest subnet: translation resumed");
+	}
 	if (link && link->ifindex != uplink_ifindex_) {
 		// The uplink was re-created (a new ifindex): its TC filter went
 		// with the old device, so attach ours to the new one.

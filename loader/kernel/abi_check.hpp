@@ -92,6 +92,7 @@ static_assert(offsetof(kvx_cfg, uplink_mac) == 72);
 static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
 static_assert(offsetof(kvx_cfg, flow_quota) == 80);
 static_assert(KVX_CFG_F_EIF == 1);
+static_assert(KVX_CFG_F_OVERLAP == 2);
 
 // kvx_gflows: a __u32 counter per guest, indexed by the host part's low bits.
 static_assert((KVX_GFLOWS_MAX & (KVX_GFLOWS_MAX - 1)) == 0);

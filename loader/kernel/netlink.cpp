@@ -13,6 +13,7 @@
 #include <netlink/route/addr.h>
 #include <netlink/route/classifier.h>
 #include <netlink/route/link.h>
+#include <netlink/route/neighbour.h>
 #include <netlink/route/link/ipgre.h>
 #include <netlink/route/link/ipip.h>
 #include <netlink/route/link/ipvti.h>
@@ -187,6 +188,46 @@ std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs)
 	for (const auto &a : addrs)
 		if (!a.secondary && a.scope == RT_SCOPE_UNIVERSE && !ours(a.label))
 			return a;
+	return std::nullopt;
+}
+
+std::optional<Ipv4Net> uplink_overlap(const std::vector<IfAddr> &uplink_addrs, int uplink_ifindex,
+				      const Ipv4Net &subnet)
+{
+	const std::string added = added_address_label(uplink_ifindex);
+	for (const IfAddr &a : uplink_addrs) {
+		if (a.scope != RT_SCOPE_UNIVERSE || a.label == added)
+			continue;
+		const Ipv4Net n = network_of(a.addr, a.prefix);
+		if (n.overlaps(subnet))
+			return n;
+	}
+	return std::nullopt;
+}
+
+std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr)
+{
+	nl_cache *raw = nullptr;
+	int err = rtnl_neigh_alloc_cache(nl.get(), &raw);
+	if (err < 0)
+		throw_nl("dump", "neighbours", err);
+	CachePtr cache(raw);
+	for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o)) {
+		auto *n = reinterpret_cast<rtnl_neigh *>(o);
+		nl_addr *dst = rtnl_neigh_get_dst(n);
+		nl_addr *ll = rtnl_neigh_get_lladdr(n);
+		if (rtnl_neigh_get_family(n) != AF_INET || rtnl_neigh_get_ifindex(n) != ifindex ||
+		    !dst || nl_addr_get_len(dst) != 4 || !ll || nl_addr_get_len(ll) != 6 ||
+		    (rtnl_neigh_get_state(n) & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP)))
+			continue;
+		uint32_t be;
+		std::memcpy(&be, nl_addr_get_binary_addr(dst), 4);
+		if (ntohl(be) != addr)
+			continue;
+		std::array<uint8_t, 6> mac{};
+		std::memcpy(mac.data(), nl_addr_get_binary_addr(ll), 6);
+		return mac;
+	}
 	return std::nullopt;
 }
 

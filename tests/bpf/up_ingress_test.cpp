@@ -6,6 +6,7 @@
 // mutation invariants, TCP state, fragments, static mappings and proxy ARP,
 // RELATED ICMP errors (table), MSS clamping and a real redirect to a guest.
 #include <arpa/inet.h>
+#include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
 #include <ostream>
@@ -648,6 +649,53 @@ TEST_F(UpIngressTest, TunnelWithoutPeerCoversEveryRemote)
 	// Other protocols and the guest's TCP are not affected.
 	establish(from_guest(make_ip_proto(kGuestA, kRemote1, kProtoGre)));
 	establish(from_guest(make_tcp(kGuestA, 62000, kRemote1, 443)));
+}
+
+// --- martian sources (what rp_filter drops before an iptables DNAT) ---
+
+TEST_F(UpIngressTest, MartianSourcesDroppedAndCounted)
+{
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 2222, kGuestA, 22);
+	add_one_to_one(dp(), kMappedAddr, kGuestB, KVX_EXT_F_ARP);
+	const std::uint32_t U = Topology::kUplinkAddr;
+	for (std::uint32_t src : {kGuestC, ip4(192, 168, 122, 0), ip4(127, 0, 0, 1), U, kMappedAddr,
+				  ip4(0, 0, 0, 0), ip4(0, 1, 2, 3), ip4(224, 0, 0, 1),
+				  ip4(239, 1, 1, 1), ip4(255, 255, 255, 255)}) {
+		SCOPED_TRACE(ip4_str(src));
+		for (std::uint32_t dst : {U, kMappedAddr}) {
+			const std::uint16_t dport = dst == U ? 2222 : 22;
+			run_up(from_uplink(make_tcp(src, 5555, dst, dport)), TC_ACT_SHOT,
+			       KVX_R_DROP_MARTIAN_IN);
+			const Bytes in = from_uplink(make_tcp(src, 5555, dst, dport)).build();
+			const RunResult x =
+				dp().run(Prog::XdpUp, in, ingress_ifindex(Prog::XdpUp));
+			EXPECT_EQ(x.verdict, XDP_PASS) << "XDP leaves martians to TC";
+		}
+	}
+	EXPECT_TRUE(dp().ct_entries().empty()) << "no flow from a martian";
+	// A real LAN host still gets through both mappings.
+	const Packet ok = from_uplink(make_tcp(kRemote1, 5555, U, 2222));
+	run_up(ok, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat_unknown_mac(ok, kGuestA, 22));
+	// Martian sources to an address kvmxdp does not translate are the
+	// host's to judge (its rp_filter): untouched.
+	run_up(from_uplink(make_tcp(ip4(127, 0, 0, 1), 5555, Topology::kOtherAddr, 22)), TC_ACT_OK,
+	       KVX_R_PASS_HOST);
+}
+
+// --- the uplink's network overlaps the guest subnet (KVX_CFG_F_OVERLAP) ---
+
+TEST_F(UpIngressTest, OverlapPassesEverythingToTheKernel)
+{
+	const Packet out = establish(from_guest(make_udp(kGuestA, 62001, kRemote1, 53)));
+	set_cfg([](kvx_cfg &c) { c.flags |= KVX_CFG_F_OVERLAP; });
+	// The host's own LAN traffic now "to the guest subnet": the kernel's.
+	run_up(from_uplink(make_tcp(kRemote1, 40000, kGuestB, 22)), TC_ACT_OK, KVX_R_PASS_OVERLAP);
+	// Nothing translated either way, even a known flow.
+	run_up(reply_to(out), TC_ACT_OK, KVX_R_PASS_OVERLAP);
+	run_case(dp(), Prog::BrIngress, from_guest(make_udp(kGuestA, 62001, kRemote1, 53)),
+		 TC_ACT_OK, KVX_R_PASS_OVERLAP);
+	set_cfg([](kvx_cfg &c) { c.flags &= ~KVX_CFG_F_OVERLAP; });
+	run_up(reply_to(out), TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(reply_to(out), kGuestA, 62001));
 }
 
 // --- static mappings (abi.h: KVX_BIND_F_STATIC, KVX_BIND_F_ONE_TO_ONE, kvx_extaddr) ---

@@ -257,6 +257,11 @@ struct kvx_frag_val {
 #define KVX_GFLOWS_MAX 65536
 
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
+/* The uplink's network overlaps the guest subnet (a DHCP lease after
+ * attach): nothing is translated, every packet goes to the kernel, which
+ * routes by its own tables; dropping inbound packets "to the guest subnet"
+ * would drop the host's own traffic on its LAN.  Set by the daemon. */
+#define KVX_CFG_F_OVERLAP (1U << 1)
 
 /*
  * XDP fast path.  kvx_xdev: the devices the XDP programs deal
@@ -362,7 +367,9 @@ struct kvx_cfg {
 	X(XDP_TO_TC_CSUM, 0, "XDP: L4 checksum left to offload: handed to the TC path") \
 	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC") \
 	X(DROP_PROTO_ZERO, 1, "guest packet of IP protocol 0 (the 1:1 mappings' wildcard)")    \
-	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote")
+	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote") \
+	X(DROP_MARTIAN_IN, 1, "inbound from a martian source (guest subnet, loopback, host's own, 0/8, multicast)") \
+	X(PASS_OVERLAP, 0, "uplink network overlaps the guest subnet: not translated, to host stack")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
