@@ -115,7 +115,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	std::optional<NetId> net;
 	if (!inst_.uplink.empty()) { // empty: --uplink auto, no default route yet
 		if (auto link = find_link(nl, inst_.uplink))
-			net = network_of_link(nl, link->ifindex);
+			net = network_of_link(nl, link->ifindex, true);
 	}
 	// No address (WiFi reconnecting): nothing can flow anyway; the
 	// mappings stay as they were until the uplink is on some network
@@ -132,6 +132,21 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	const Instance *i = (*cfg)->find(inst_.bridge);
 	if (!i)
 		return; // being detached
+	// Mappings recorded without the gateway's MAC (not resolved when they
+	// were made, or an older kvmxdp) learn it on their network now.
+	if (net && !net->gateway_mac.empty()) {
+		bool learnt = false;
+		for (StaticMapping &sm : (*cfg)->find(inst_.bridge)->mappings)
+			if (sm.network && sm.network->gateway_mac.empty() &&
+			    mapping_active(sm, net)) {
+				sm.network->gateway_mac = net->gateway_mac;
+				learnt = true;
+			}
+		if (learnt) {
+			cfg->save();
+			log_info("mappings of " + net->str() + ": gateway MAC recorded");
+		}
+	}
 	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get()}, i->mappings,
 				addr, net);
 	for (const auto &e : r.errors)

@@ -154,6 +154,26 @@ TEST(MappingNetwork, ActiveOnlyOnItsNetwork)
 	EXPECT_TRUE(mapping_active(untied, std::nullopt));
 }
 
+TEST(MappingNetwork, GatewayMacTellsCafeNetworksApart)
+{
+	// A café network on the same subnet with the same gateway address:
+	// only the gateway's MAC differs.
+	StaticMapping tied = sm("192.168.1.101", "192.168.122.101");
+	tied.network->gateway_mac = "52:54:00:00:00:01";
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), "52:54:00:00:00:01"};
+	NetId cafe{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), "52:54:00:00:00:99"};
+	NetId unresolved{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	EXPECT_TRUE(mapping_active(tied, home));
+	EXPECT_FALSE(mapping_active(tied, cafe));
+	EXPECT_FALSE(mapping_active(tied, unresolved)) << "no proof it is the same network";
+	// Recorded without a MAC (an older config): subnet and gateway decide
+	// until the daemon records one.
+	StaticMapping old = sm("192.168.1.101", "192.168.122.101");
+	EXPECT_TRUE(mapping_active(old, cafe));
+	EXPECT_TRUE(mapping_active(old, unresolved));
+	EXPECT_EQ(home.str(), "192.168.1.0/24 via 192.168.1.1 at 52:54:00:00:00:01");
+}
+
 TEST(ClampMss, ParseAndValidate)
 {
 	EXPECT_EQ(parse_clamp_mss("0"), 0);
