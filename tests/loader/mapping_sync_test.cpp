@@ -33,7 +33,7 @@ StaticMapping sm(const std::string &ext, const std::string &guest, const std::st
 	StaticMapping s;
 	s.m = parse_mapping(ext, guest, proto);
 	if (tied)
-		s.network = NetId{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
+		s.network = NetId{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
 	return s;
 }
 
@@ -143,9 +143,9 @@ TEST(MappingNetwork, ActiveOnlyOnItsNetwork)
 {
 	StaticMapping tied = sm("192.168.1.101", "192.168.122.101");
 	StaticMapping untied = sm("192.168.1.101", "192.168.122.101", "", false);
-	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
-	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1")};
-	NetId other_gw{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.254")};
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1"), ""};
+	NetId other_gw{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.254"), ""};
 	EXPECT_TRUE(mapping_active(tied, home));
 	EXPECT_FALSE(mapping_active(tied, cafe));
 	EXPECT_FALSE(mapping_active(tied, other_gw)); // same subnet, another router
@@ -231,7 +231,7 @@ protected:
 	}
 	Fd bind_, ext_, ct_;
 	const uint32_t up_ = parse_ipv4("192.168.1.50");
-	const NetId home_{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
+	const NetId home_{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
 };
 
 } // namespace
@@ -324,7 +324,7 @@ TEST_F(MapsFixture, SuspendedOnAnotherNetworkResumedOnReturn)
 	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
 					   sm("uplink:8080", "192.168.122.102:80", "tcp")};
 	apply_mappings(fds(), mappings, up_, home_);
-	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1")};
+	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1"), ""};
 	apply_mappings(fds(), mappings, parse_ipv4("10.0.3.4"), cafe);
 	EXPECT_EQ(nbind(), 0u);
 	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
