@@ -59,6 +59,22 @@ static __always_inline int proto_has_ports(__u8 proto)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_ICMP;
 }
 
+/* Does the host itself speak proto (one without ports) with remote: one of
+ * its tunnels (abi.h kvx_hosttun)?  Address-only NAT must leave those
+ * pairs to the host. */
+static __always_inline int host_tunnel_peer(__u8 proto, __be32 remote)
+{
+	struct kvx_hosttun_key k;
+
+	__builtin_memset(&k, 0, sizeof(k));
+	k.proto = proto;
+	k.remote = remote;
+	if (bpf_map_lookup_elem(&kvx_hosttun, &k))
+		return 1;
+	k.remote = 0;
+	return bpf_map_lookup_elem(&kvx_hosttun, &k) != NULL;
+}
+
 /* The flow key, from the guest's point of view in internal addresses.
  * ICMP echo: the identifier is rewritten, so only the guest side keeps it. */
 static __always_inline void ct_key_init(struct kvx_ct_key *k, __u8 proto, __be32 int_addr,
@@ -415,7 +431,7 @@ static __always_inline struct kvx_bind_val *bind_1to1_lookup_own(const struct kv
 
 	bind_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
 	ib = bpf_map_lookup_elem(&kvx_bind, &ik);
-	if (ib && ib->addr == p->saddr)
+	if (ib && ib->addr == p->saddr && (ib->flags & KVX_BIND_F_ONE_TO_ONE))
 		return ib;
 	return NULL;
 }
@@ -453,8 +469,10 @@ static __always_inline int bind_get_1to1(const struct kvx_pkt *p, const __u8 *gu
 
 	bind_key_init(&ok, KVX_BIND_OUT, KVX_PROTO_ANY, p->saddr, 0);
 	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
-	/* Suspended: the address is not ours on this network; masquerade. */
-	if (!ob || extaddr_suspended(ob->addr))
+	/* Suspended: the address is not ours on this network; masquerade.
+	 * Only `map add` makes 1:1 pairs (flagged): anything else under the
+	 * wildcard protocol is no mapping. */
+	if (!ob || !(ob->flags & KVX_BIND_F_ONE_TO_ONE) || extaddr_suspended(ob->addr))
 		return KVX_NO_MAPPING;
 	ib = bind_1to1_lookup_own(p, ob->addr);
 	if (!ib)
@@ -578,6 +596,14 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 	struct kvx_ct_val *f;
 	int r;
 
+	/* An address-only binding of protocol 0 would sit on the key of a 1:1
+	 * mapping of the uplink address (KVX_PROTO_ANY): never make one. */
+	if (p->proto == KVX_PROTO_ANY)
+		return KVX_R_DROP_PROTO_ZERO;
+	/* A flow to the host's tunnel peer would take the tunnel's inbound
+	 * packets (address-only NAT has nothing else to tell them apart). */
+	if (!proto_has_ports(p->proto) && host_tunnel_peer(p->proto, p->daddr))
+		return KVX_R_DROP_HOST_TUNNEL;
 	ct_key_init(&k, p->proto, p->saddr, p->sport, p->daddr, p->dport);
 	f = bpf_map_lookup_elem(&kvx_ct, &k);
 	/* Fast path: the flow knows its external endpoint; one more lookup
@@ -643,6 +669,12 @@ static __always_inline struct kvx_bind_val *bind_in_find(const struct kvx_pkt *p
 	}
 	bind_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p->daddr, 0);
 	ib = bpf_map_lookup_elem(&kvx_bind, &ik);
+	/* Only a 1:1 mapping is a wildcard: any other entry under proto 0 (a
+	 * guest's address-only binding of protocol 0, made before guests'
+	 * protocol-0 packets were refused) would take every protocol sent
+	 * to the address, the host's own SSH on the uplink included. */
+	if (!ib || !(ib->flags & KVX_BIND_F_ONE_TO_ONE))
+		return NULL;
 	*ct_flags = KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE;
 	return ib;
 }
@@ -719,7 +751,11 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 		 * user asked for endpoint-independent ("full cone"); static
 		 * mappings accept new inbound connections. */
 		if (!(flags & KVX_CT_F_STATIC) && !(cfg->flags & KVX_CFG_F_EIF))
-			return KVX_R_DROP_FILTERED;
+			/* An address-only binding holds a whole protocol of the
+			 * uplink address: what no guest flow asked for may be
+			 * the host's own (a tunnel the loader does not know),
+			 * as it was before the guest sent anything. */
+			return proto_has_ports(p->proto) ? KVX_R_DROP_FILTERED : KVX_R_PASS_HOST;
 		r = ct_quota_check(cfg, guest->addr, now);
 		if (r != KVX_CONTINUE)
 			return r;

@@ -92,6 +92,14 @@ struct {
 	__type(value, struct kvx_xfdb_val);
 } kvx_xfdb SEC(".maps");
 
+/* The host's tunnel peers (abi.h), written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_HOSTTUN_MAX);
+	__type(key, struct kvx_hosttun_key);
+	__type(value, struct kvx_hosttun_val);
+} kvx_hosttun SEC(".maps");
+
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {
 	__u32 zero = 0;

@@ -122,6 +122,23 @@ static __noinline int guest_owner_check(__be32 saddr, const __u8 *mac)
 	return g && mac_eq(g->mac, mac) ? KVX_CONTINUE : KVX_R_DROP_SPOOF_MAC;
 }
 
+/*
+ * Inbound sources that no one on the uplink can have, for a packet to an
+ * address kvmxdp translates: what the kernel's rp_filter and
+ * ip_route_input_slow() would drop before an iptables DNAT (martian
+ * sources): the guest subnet (a LAN host posing as a guest to another
+ * guest), loopback, the host's own addresses (the uplink's and the mapped
+ * ones), 0.0.0.0/8 and multicast or limited broadcast as a source.
+ */
+static __always_inline int inbound_martian(const struct kvx_cfg *cfg, __be32 saddr)
+{
+	__u32 h = bpf_ntohl(saddr);
+
+	return subnet_has(cfg, saddr) || (h >> 24) == 127 || (h >> 24) == 0 ||
+	       (h >> 28) == 0xe || saddr == 0xffffffff || saddr == cfg->uplink_addr ||
+	       bpf_map_lookup_elem(&kvx_extaddr, &saddr);
+}
+
 struct nat_rewrite {
 	__u8 src;          /* rewrite the source endpoint */
 	__u8 dst;          /* rewrite the destination endpoint */
@@ -199,6 +216,22 @@ static __noinline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 		else
 			sport = &ih->un.echo.id;
 		l4c.off = l4_off + offsetof(struct icmphdr, checksum);
+		break;
+	}
+	case IPPROTO_UDPLITE:
+	case IPPROTO_DCCP: {
+		/* Address-only NAT, but their checksums cover the pseudo-header
+		 * (RFC 3828 section 3.2, RFC 4340 section 9.1), at offset 6 in
+		 * both headers: update it for the addresses like UDP's.  The
+		 * pseudo-header is always covered, whatever UDP-Lite's
+		 * coverage or DCCP's CsCov say.  Unlike UDP, 0 is no "no
+		 * checksum" for either (it stays a plain value). */
+		__u8 *h = l4;
+
+		if ((void *)(h + 8) > data_end || l4_off + 8 > p->ip_end)
+			return -1;
+		l4c.off = l4_off + 6;
+		l4c.pseudo = 1;
 		break;
 	}
 	default:
@@ -538,6 +571,8 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		break;
 	}
 
+	if (cfg->flags & KVX_CFG_F_OVERLAP)
+		return verdict(KVX_R_PASS_OVERLAP, len);
 	/* Anti-spoofing; 0.0.0.0 is a DHCP client (the stack never forwards it). */
 	if (!subnet_has(cfg, p.saddr))
 		return verdict(p.saddr ? KVX_R_DROP_SPOOFED : KVX_R_PASS_LOCAL, len);
@@ -736,6 +771,8 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 		break;
 	}
 
+	if (cfg->flags & KVX_CFG_F_OVERLAP)
+		return verdict(KVX_R_PASS_OVERLAP, len);
 	/* The recipe's FORWARD reject: nobody on the LAN routes into the guest
 	 * subnet through us. */
 	if (subnet_has(cfg, p.daddr))
@@ -743,6 +780,8 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	r = ext_addr_check(cfg, p.daddr);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	if (inbound_martian(cfg, p.saddr))
+		return verdict(KVX_R_DROP_MARTIAN_IN, len);
 	now = clock_now_ns();
 	if (pkt_is_later_fragment(&p)) {
 		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_IN, now);
@@ -758,6 +797,11 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 		goto out;
 	}
 	if (!p.l4_ok)
+		return verdict(KVX_R_PASS_HOST, len);
+	/* The host's own tunnel, even under a guest's flow made before the
+	 * tunnel was: the tunnel wins. */
+	if (!proto_has_ports(p.proto) && p.daddr == cfg->uplink_addr &&
+	    host_tunnel_peer(p.proto, p.saddr))
 		return verdict(KVX_R_PASS_HOST, len);
 	if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
 		return nat4_icmp_error_in(ctx, cfg, &p, len);

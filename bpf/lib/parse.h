@@ -147,6 +147,17 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 		p->l4_ok = 1;
 		break;
 	}
+	case IPPROTO_UDPLITE:
+	case IPPROTO_DCCP: {
+		/* Address-only NAT, but the checksum field (offset 6 of both
+		 * headers, as in UDP's) must be there to be updated. */
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > data_end || p->l4_off + sizeof(*uh) > p->ip_end)
+			break;
+		p->l4_ok = 1;
+		break;
+	}
 	default:
 		/* Address-only NAT for other protocols. */
 		p->l4_ok = 1;

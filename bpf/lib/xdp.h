@@ -224,7 +224,7 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
 		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	}
-	if (parse_ipv4(ctx, &p) != PARSE_OK)
+	if (parse_ipv4(ctx, &p) != PARSE_OK || (cfg->flags & KVX_CFG_F_OVERLAP))
 		return XDP_PASS;
 	/* What TC would not translate, or not the common way: TC decides. */
 	if (!subnet_has(cfg, p.saddr) || is_mcast_or_bcast(cfg, p.daddr) ||
@@ -306,8 +306,10 @@ static __always_inline int xdp_from_uplink(kvx_ctx_t *ctx)
 	cfg = cfg_get();
 	if (!cfg)
 		return XDP_PASS;
-	if (parse_ipv4(ctx, &p) != PARSE_OK || subnet_has(cfg, p.daddr) ||
-	    ext_addr_check(cfg, p.daddr) != KVX_CONTINUE)
+	/* Martian sources: TC drops and counts them. */
+	if (parse_ipv4(ctx, &p) != PARSE_OK || (cfg->flags & KVX_CFG_F_OVERLAP) ||
+	    subnet_has(cfg, p.daddr) ||
+	    ext_addr_check(cfg, p.daddr) != KVX_CONTINUE || inbound_martian(cfg, p.saddr))
 		return XDP_PASS;
 	if ((p.proto != IPPROTO_TCP && p.proto != IPPROTO_UDP) || !p.l4_ok ||
 	    pkt_is_fragment(&p))

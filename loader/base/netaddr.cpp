@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "base/netaddr.hpp"
 
+#include <cstdio>
+
 #include <arpa/inet.h>
 #include <net/if.h>
 
@@ -165,6 +167,26 @@ void check_nat_range(const PortRange &nat, const PortRange &ephemeral)
 		throw Error("NAT port range " + nat.str() +
 			    " overlaps net.ipv4.ip_local_port_range " + ephemeral.str() +
 			    " (host sockets would collide with translated flows)");
+}
+
+std::string format_mac(const std::array<uint8_t, 6> &mac)
+{
+	char buf[18];
+	std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],
+		      mac[3], mac[4], mac[5]);
+	return buf;
+}
+
+bool is_mac_str(const std::string &text)
+{
+	if (text.size() != 17)
+		return false;
+	for (size_t i = 0; i < text.size(); i++) {
+		const char c = text[i];
+		if (i % 3 == 2 ? c != ':' : !((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+	}
+	return true;
 }
 
 } // namespace kvmxdp

@@ -5,6 +5,7 @@
 // where kvx_cfg is written.
 #pragma once
 
+#include <array>
 #include <cstdint>
 #include <string>
 
@@ -17,6 +18,8 @@ struct Ipv4Net {
 	uint32_t mask() const { return prefix ? ~uint32_t{0} << (32 - prefix) : 0; }
 	uint32_t broadcast() const { return addr | ~mask(); }
 	bool contains(uint32_t a) const { return (a & mask()) == addr; }
+	// One holds the other (two networks either nest or are disjoint).
+	bool overlaps(const Ipv4Net &o) const { return contains(o.addr) || o.contains(addr); }
 	std::string str() const;
 	bool operator==(const Ipv4Net &o) const { return addr == o.addr && prefix == o.prefix; }
 };
@@ -30,6 +33,10 @@ struct PortRange {
 	std::string str() const;
 	bool operator==(const PortRange &o) const { return lo == o.lo && hi == o.hi; }
 };
+
+// "aa:bb:cc:dd:ee:ff", lower case, as the config stores MACs.
+std::string format_mac(const std::array<uint8_t, 6> &mac);
+bool is_mac_str(const std::string &text);
 
 // Dotted quad only (inet_pton): "10.1" or "1.2.3.4 " are rejected.
 uint32_t parse_ipv4(const std::string &text);

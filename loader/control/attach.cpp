@@ -21,6 +21,7 @@
 #include "control/devices.hpp"
 #include "control/gc.hpp"
 #include "control/host_access.hpp"
+#include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/resume.hpp"
 #include "control/xdp_path.hpp"
@@ -338,6 +339,14 @@ private:
 		}
 		inst_.subnet =
 			choose_subnet(ipv4_addrs(nl_, br->ifindex), plan_.subnet, plan_.bridge);
+		if (!plan_.uplink.empty())
+			if (auto n = uplink_overlap(ipv4_addrs(nl_, uplink_.ifindex), uplink_.ifindex,
+						    inst_.subnet))
+				throw Error("guest subnet " + inst_.subnet.str() + " of bridge '" +
+					    plan_.bridge + "' overlaps network " + n->str() +
+					    " of uplink '" + plan_.uplink +
+					    "': the host's own traffic to that network would be "
+					    "taken (choose another guest subnet)");
 		PortRange eph = parse_local_port_range(sys_.read(kLocalPortRangeKey));
 		inst_.nat_ports = plan_.nat_ports ? *plan_.nat_ports : default_nat_range(eph);
 		check_nat_range(inst_.nat_ports, eph);
@@ -494,6 +503,9 @@ private:
 			flush_ext_addr(skel_->map_fd(KVX_MAP_CT), skel_->map_fd(KVX_MAP_BIND),
 				       resumed_uplink_addr_);
 		restore_mappings();
+		// Before the hooks: no guest packet may bind a host tunnel's
+		// peer in the window before the daemon's first refresh.
+		sync_host_tunnels(skel_->map_fd(KVX_MAP_HOSTTUN), host_tunnels(nl_));
 	}
 
 	// Static mappings of the config, as `map add` made them (a first

@@ -22,6 +22,7 @@
 #include "base/sysctl.hpp"
 #include "control/gc.hpp"
 #include "control/guests.hpp"
+#include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/xdp_path.hpp"
 #include "kernel/maps.hpp"
@@ -58,6 +59,7 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, ct_fd_(dup_fd(skel.map_fd(KVX_MAP_CT), KVX_MAP_CT))
 	, bind_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND), KVX_MAP_BIND))
 	, extaddr_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR), KVX_MAP_EXTADDR))
+	, hosttun_fd_(dup_fd(skel.map_fd(KVX_MAP_HOSTTUN), KVX_MAP_HOSTTUN))
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 	, leases_path_(leases_path(inst.dhcp_leases, inst.bridge))
 {
@@ -117,7 +119,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	std::optional<NetId> net;
 	if (!inst_.uplink.empty()) { // empty: --uplink auto, no default route yet
 		if (auto link = find_link(nl, inst_.uplink))
-			net = network_of_link(nl, link->ifindex);
+			net = network_of_link(nl, link->ifindex, true);
 	}
 	// No address (WiFi reconnecting): nothing can flow anyway; the
 	// mappings stay as they were until the uplink is on some network
@@ -134,6 +136,21 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	const Instance *i = (*cfg)->find(inst_.bridge);
 	if (!i)
 		return; // being detached
+	// Mappings recorded without the gateway's MAC (not resolved when they
+	// were made, or an older kvmxdp) learn it on their network now.
+	if (net && !net->gateway_mac.empty()) {
+		bool learnt = false;
+		for (StaticMapping &sm : (*cfg)->find(inst_.bridge)->mappings)
+			if (sm.network && sm.network->gateway_mac.empty() &&
+			    mapping_active(sm, net)) {
+				sm.network->gateway_mac = net->gateway_mac;
+				learnt = true;
+			}
+		if (learnt) {
+			cfg->save();
+			log_info("mappings of " + net->str() + ": gateway MAC recorded");
+		}
+	}
 	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get()}, i->mappings,
 				addr, net);
 	for (const auto &e : r.errors)
@@ -268,12 +285,30 @@ void Daemon::refresh_uplink(NlSocket &nl)
 		return;
 	auto link = find_link(nl, inst_.uplink);
 	uint32_t addr_be = 0;
+	std::optional<Ipv4Net> overlap;
 	if (link) {
-		if (auto a = primary_ipv4(ipv4_addrs(nl, link->ifindex)))
+		const std::vector<IfAddr> addrs = ipv4_addrs(nl, link->ifindex);
+		if (auto a = primary_ipv4(addrs))
 			addr_be = htonl(a->addr);
+		overlap = uplink_overlap(addrs, link->ifindex, inst_.subnet);
 	}
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
 	bool dirty = false;
+	// A lease into the guest subnet's range: translating would take the
+	// host's own LAN traffic (attach refuses this; DHCP does not ask).
+	const bool was_overlap = cfg.flags & KVX_CFG_F_OVERLAP;
+	if (overlap.has_value() != was_overlap) {
+		cfg.flags ^= KVX_CFG_F_OVERLAP;
+		dirty = true;
+		if (overlap)
+			log_warn("uplink " + inst_.uplink + " network " + overlap->str() +
+				 " overlaps the guest subnet " + inst_.subnet.str() +
+				 ": translation stopped (every packet to the kernel) until it "
+				 "leaves that network");
+		else
+			log_info("uplink " + inst_.uplink +
+				 " no longer overlaps the guest subnet: translation resumed");
+	}
 	if (link && link->ifindex != uplink_ifindex_) {
 		// The uplink was re-created (a new ifindex): its TC filter went
 		// with the old device, so attach ours to the new one.
@@ -375,6 +410,14 @@ void Daemon::sync_xdp(NlSocket &nl)
 		log_verbose("xdp: " + l);
 }
 
+void Daemon::sync_tunnels(NlSocket &nl)
+{
+	auto r = sync_host_tunnels(hosttun_fd_.get(), host_tunnels(nl));
+	if (r.added || r.removed)
+		log_info("host tunnels: " + std::to_string(r.added) + " peer(s) added, " +
+			 std::to_string(r.removed) + " removed (guests' packets to them dropped)");
+}
+
 void Daemon::refresh(NlSocket &nl, bool heal)
 {
 	// Each step on its own: an invalid config stops only the mapping
@@ -383,6 +426,7 @@ void Daemon::refresh(NlSocket &nl, bool heal)
 	step("bridge", [&] { refresh_bridge(nl); });
 	step("mappings", [&] { sync_mappings(nl, heal); });
 	step("xdp", [&] { sync_xdp(nl); });
+	step("host tunnels", [&] { sync_tunnels(nl); });
 	step("dhcp leases", [&] { sync_dhcp_leases(); });
 }
 

@@ -85,6 +85,7 @@ private:
 	void sync_xdp(NlSocket &nl);
 	// kvx_guest from libvirt's lease status file (control/guests.hpp).
 	void sync_dhcp_leases();
+	void sync_tunnels(NlSocket &nl);
 
 	Instance inst_;
 	SkelObject &skel_;
@@ -94,6 +95,7 @@ private:
 	Fd ct_fd_;
 	Fd bind_fd_;
 	Fd extaddr_fd_;
+	Fd hosttun_fd_;
 	int bridge_ifindex_ = 0;
 	std::string sysctl_root_ = "/proc/sys";
 	// What the mappings were last synced against.

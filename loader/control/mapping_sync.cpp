@@ -15,6 +15,7 @@
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
 #include "kernel/maps.hpp"
+#include "kernel/arp.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
 
@@ -189,15 +190,29 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	return r;
 }
 
-std::optional<NetId> network_of_link(NlSocket &nl, int ifindex)
+std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 {
 	auto a = primary_ipv4(ipv4_addrs(nl, ifindex));
 	if (!a)
 		return std::nullopt;
 	NetId id;
 	id.net = network_of(a->addr, a->prefix);
-	if (auto gw = default_gateway(ipv4_routes(nl), ifindex))
+	if (auto gw = default_gateway(ipv4_routes(nl), ifindex)) {
 		id.gateway = *gw;
+		if (auto mac = neighbour_mac(nl, ifindex, *gw)) {
+			id.gateway_mac = format_mac(*mac);
+		} else if (resolve) {
+			try {
+				auto link = find_link_by_index(nl, ifindex);
+				auto mac = link ? arp_probe(ifindex, link->mac, *gw, 1, 300) :
+						  std::nullopt;
+				if (mac)
+					id.gateway_mac = format_mac(*mac);
+			} catch (const Error &) {
+				// No raw socket here: the MAC stays unknown.
+			}
+		}
+	}
 	return id;
 }
 
@@ -207,7 +222,8 @@ json mappings_json(const Instance &inst, NlSocket &nl)
 	uint32_t ua = 0;
 	try {
 		if (auto up = find_link(nl, inst.uplink)) {
-			cur = network_of_link(nl, up->ifindex);
+			// As the daemon sees it (it resolves an unknown gateway).
+			cur = network_of_link(nl, up->ifindex, true);
 			if (auto a = primary_ipv4(ipv4_addrs(nl, up->ifindex)))
 				ua = a->addr;
 		}

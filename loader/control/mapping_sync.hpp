@@ -49,10 +49,12 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 			   uint32_t uplink_addr, const std::optional<NetId> &cur,
 			   bool strict_last = false);
 
-// The uplink's network now: the network of its primary address and the
+// The uplink's network now: the network of its primary address, the
 // default gateway through it (the main table's default route via the
-// device, lowest metric); unset without an address.
-std::optional<NetId> network_of_link(NlSocket &nl, int ifindex);
+// device, lowest metric) and the gateway's MAC from the neighbour table;
+// unset without an address.  resolve: a gateway the neighbour table does
+// not hold is asked with one ARP probe (300 ms at most).
+std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = false);
 
 // The "mappings" member of one instance's status (and of `map list`).
 nlohmann::json mappings_json(const Instance &inst, NlSocket &nl);

@@ -130,6 +130,14 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Rewritten from netlink by every attach and by the daemon.
+	{KVX_MAP_HOSTTUN,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_hosttun_key), sizeof(kvx_hosttun_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Never,
+	 false,
+	 nullptr,
+	 nullptr},
 };
 
 // Its row; a map without one gets {name, no layout, Object, Never, not

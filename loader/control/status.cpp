@@ -312,6 +312,13 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 			Fd bind_fd = open(KVX_MAP_BIND);
 			Fd stats_fd = open(KVX_MAP_STATS);
 			kvx_cfg kc = read_cfg(cfg_fd.get());
+			j["overlap"] = (kc.flags & KVX_CFG_F_OVERLAP) != 0;
+			if (kc.flags & KVX_CFG_F_OVERLAP)
+				warnings.push_back("uplink " + inst.uplink +
+						   "'s network overlaps the guest subnet " +
+						   inst.subnet.str() +
+						   ": not translating (PASS_OVERLAP) until the "
+						   "uplink leaves that network");
 			if (kc.uplink_addr)
 				j["uplink_addr"] = format_ipv4(ntohl(kc.uplink_addr));
 			else if (!inst.uplink.empty())

@@ -92,6 +92,7 @@ static_assert(offsetof(kvx_cfg, uplink_mac) == 72);
 static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
 static_assert(offsetof(kvx_cfg, flow_quota) == 80);
 static_assert(KVX_CFG_F_EIF == 1);
+static_assert(KVX_CFG_F_OVERLAP == 2);
 
 // kvx_gflows: a __u32 counter per guest, indexed by the host part's low bits.
 static_assert((KVX_GFLOWS_MAX & (KVX_GFLOWS_MAX - 1)) == 0);
@@ -125,6 +126,15 @@ static_assert(offsetof(kvx_frag_val, addr) == 0);
 static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
 static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
 static_assert(offsetof(kvx_frag_val, created_ns) == 16);
+
+// kvx_hosttun[(remote, proto)]: the host's tunnel peers.
+static_assert(sizeof(kvx_hosttun_key) == 8);
+static_assert(offsetof(kvx_hosttun_key, remote) == 0);
+static_assert(offsetof(kvx_hosttun_key, proto) == 4);
+static_assert(offsetof(kvx_hosttun_key, _pad) == 5);
+static_assert(sizeof(kvx_hosttun_val) == 8);
+static_assert(offsetof(kvx_hosttun_val, ifindex) == 0);
+static_assert(offsetof(kvx_hosttun_val, _pad) == 4);
 
 // kvx_xdev[ifindex] and kvx_xfdb[MAC] (the XDP path).
 static_assert(sizeof(kvx_xdev_val) == 8);

@@ -7,12 +7,18 @@
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
+#include <netinet/in.h>
 #include <netlink/cache.h>
 #include <netlink/msg.h>
 #include <netlink/netlink.h>
 #include <netlink/route/addr.h>
 #include <netlink/route/classifier.h>
 #include <netlink/route/link.h>
+#include <netlink/route/neighbour.h>
+#include <netlink/route/link/ipgre.h>
+#include <netlink/route/link/ipip.h>
+#include <netlink/route/link/ipvti.h>
+#include <netlink/route/link/sit.h>
 #include <netlink/route/tc.h>
 #include <netlink/socket.h>
 #include <sys/socket.h>
@@ -122,6 +128,50 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 	return out;
 }
 
+std::vector<HostTunnel> host_tunnels(NlSocket &nl)
+{
+	nl_cache *raw = nullptr;
+	int err = rtnl_link_alloc_cache(nl.get(), AF_UNSPEC, &raw);
+	if (err < 0)
+		throw_nl("dump", "links", err);
+	CachePtr cache(raw);
+	std::vector<HostTunnel> out;
+	for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o)) {
+		auto *l = reinterpret_cast<rtnl_link *>(o);
+		const char *kind = rtnl_link_get_type(l);
+		// Down: not speaking.  The fallback devices a tunnel module
+		// creates (gre0, tunl0, sit0: no peer, every remote) are down
+		// unless someone uses them.
+		if (!kind || !(rtnl_link_get_flags(l) & IFF_UP))
+			continue;
+		HostTunnel t;
+		t.kind = kind;
+		// libnl's accessors assert the link's type: each only on its own.
+		uint32_t remote_be;
+		if (t.kind == "gre" || t.kind == "gretap") {
+			t.proto = IPPROTO_GRE;
+			remote_be = rtnl_link_ipgre_get_remote(l);
+		} else if (t.kind == "ipip") {
+			t.proto = IPPROTO_IPIP;
+			remote_be = rtnl_link_ipip_get_remote(l);
+		} else if (t.kind == "sit") {
+			t.proto = IPPROTO_IPV6;
+			remote_be = rtnl_link_sit_get_remote(l);
+		} else if (t.kind == "vti") {
+			t.proto = IPPROTO_ESP;
+			remote_be = rtnl_link_ipvti_get_remote(l);
+		} else {
+			continue;
+		}
+		t.remote = ntohl(remote_be);
+		t.ifindex = rtnl_link_get_ifindex(l);
+		if (const char *n = rtnl_link_get_name(l))
+			t.name = n;
+		out.push_back(t);
+	}
+	return out;
+}
+
 std::string added_address_label(int ifindex)
 {
 	static const std::string suffix = ":kvx";
@@ -139,6 +189,46 @@ std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs)
 	for (const auto &a : addrs)
 		if (!a.secondary && a.scope == RT_SCOPE_UNIVERSE && !ours(a.label))
 			return a;
+	return std::nullopt;
+}
+
+std::optional<Ipv4Net> uplink_overlap(const std::vector<IfAddr> &uplink_addrs, int uplink_ifindex,
+				      const Ipv4Net &subnet)
+{
+	const std::string added = added_address_label(uplink_ifindex);
+	for (const IfAddr &a : uplink_addrs) {
+		if (a.scope != RT_SCOPE_UNIVERSE || a.label == added)
+			continue;
+		const Ipv4Net n = network_of(a.addr, a.prefix);
+		if (n.overlaps(subnet))
+			return n;
+	}
+	return std::nullopt;
+}
+
+std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr)
+{
+	nl_cache *raw = nullptr;
+	int err = rtnl_neigh_alloc_cache(nl.get(), &raw);
+	if (err < 0)
+		throw_nl("dump", "neighbours", err);
+	CachePtr cache(raw);
+	for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o)) {
+		auto *n = reinterpret_cast<rtnl_neigh *>(o);
+		nl_addr *dst = rtnl_neigh_get_dst(n);
+		nl_addr *ll = rtnl_neigh_get_lladdr(n);
+		if (rtnl_neigh_get_family(n) != AF_INET || rtnl_neigh_get_ifindex(n) != ifindex ||
+		    !dst || nl_addr_get_len(dst) != 4 || !ll || nl_addr_get_len(ll) != 6 ||
+		    (rtnl_neigh_get_state(n) & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP)))
+			continue;
+		uint32_t be;
+		std::memcpy(&be, nl_addr_get_binary_addr(dst), 4);
+		if (ntohl(be) != addr)
+			continue;
+		std::array<uint8_t, 6> mac{};
+		std::memcpy(mac.data(), nl_addr_get_binary_addr(ll), 6);
+		return mac;
+	}
 	return std::nullopt;
 }
 

@@ -16,6 +16,8 @@
 #include <string>
 #include <vector>
 
+#include "base/netaddr.hpp"
+
 struct nl_sock;
 
 namespace kvmxdp {
@@ -63,6 +65,13 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex);
 // primary first), i.e. what the host uses as source on that link.
 std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs);
 bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
+// The MAC the neighbour table holds for addr (host order) on ifindex, if
+// it holds a usable one (not INCOMPLETE/FAILED).
+std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr);
+// The first network of the uplink's own addresses (global scope; not the
+// ones `map add --add-address` put there) that overlaps subnet.
+std::optional<Ipv4Net> uplink_overlap(const std::vector<IfAddr> &uplink_addrs, int uplink_ifindex,
+				      const Ipv4Net &subnet);
 // Adds addr/prefix (host order) with a label to a device; an address that
 // is there already is an error (NLM_F_EXCL).
 void add_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr, uint8_t prefix,
@@ -99,6 +108,19 @@ std::vector<FdbEntry> bridge_fdb_learnt(NlSocket &nl, int bridge_ifindex);
 // refreshed there (NTF_USE is br_fdb_update()).  Kernel errors are ignored
 // (the port may have left meanwhile).
 void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6> &mac);
+
+// The host's own IPv4 tunnels: devices whose packets are an IP protocol
+// without ports to a remote (gre/gretap: 47, ipip: 4, sit: 41, vti: ESP 50).
+// Only devices that are up; remote 0: the tunnel has no fixed peer (it
+// speaks to any remote).
+struct HostTunnel {
+	uint8_t proto = 0;
+	uint32_t remote = 0; // host order
+	int ifindex = 0;
+	std::string name;
+	std::string kind;
+};
+std::vector<HostTunnel> host_tunnels(NlSocket &nl);
 
 // What the kernel reports of a device's XDP abilities (NETDEV_XDP_ACT_*)
 // through the netdev generic netlink family (Linux 6.3+); nullopt where it

@@ -95,6 +95,8 @@ json mapping_json(const StaticMapping &sm)
 		j["network"] = sm.network->net.str();
 		if (sm.network->gateway)
 			j["gateway"] = format_ipv4(sm.network->gateway);
+		if (!sm.network->gateway_mac.empty())
+			j["gateway_mac"] = sm.network->gateway_mac;
 	}
 	return j;
 }
@@ -272,6 +274,7 @@ StaticMapping mapping_from_json(const json &o, const std::string &field)
 	sm.add_address = get_bool(o, "add_address", p);
 	auto net = get_opt_string(o, "network", p);
 	auto gw = get_opt_string(o, "gateway", p);
+	auto gw_mac = get_opt_string(o, "gateway_mac", p);
 	if (net) {
 		NetId id;
 		// Any prefix length (an uplink may be a /31 or /32).
@@ -294,9 +297,15 @@ StaticMapping mapping_from_json(const json &o, const std::string &field)
 				bad(p + "gateway", e.what());
 			}
 		}
+		if (gw_mac) {
+			if (!is_mac_str(*gw_mac))
+				bad(p + "gateway_mac", "invalid '" + printable(*gw_mac) +
+							       "': expected aa:bb:cc:dd:ee:ff");
+			id.gateway_mac = *gw_mac;
+		}
 		sm.network = id;
-	} else if (gw) {
-		bad(p + "gateway", "given without network");
+	} else if (gw || gw_mac) {
+		bad(p + (gw ? "gateway" : "gateway_mac"), "given without network");
 	}
 	return sm;
 }

@@ -125,14 +125,18 @@ std::string Mapping::proto_str() const
 std::string NetId::str() const
 {
 	return net.str() +
-	       (gateway ? " via " + format_ipv4(gateway) : std::string(" (no gateway)"));
+	       (gateway ? " via " + format_ipv4(gateway) : std::string(" (no gateway)")) +
+	       (gateway_mac.empty() ? std::string() : " at " + gateway_mac);
 }
 
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 {
 	if (!sm.network)
 		return true;
-	return cur && *cur == *sm.network;
+	const NetId &rec = *sm.network;
+	if (!cur || !(cur->net == rec.net) || cur->gateway != rec.gateway)
+		return false;
+	return rec.gateway_mac.empty() || cur->gateway_mac == rec.gateway_mac;
 }
 
 std::string Mapping::str() const

@@ -82,14 +82,22 @@ struct BindEntry {
 // with no uplink address yet).
 std::vector<BindEntry> mapping_entries(const Mapping &m, uint32_t uplink_addr);
 
-// The network a mapping was made on: the uplink's network and its default
-// gateway.  On another network the mapping is suspended (its address is
-// not ours there), and resumed when the uplink is back on this one.
+// The network a mapping was made on: the uplink's network, its default
+// gateway and the gateway's MAC.  On another network the mapping is
+// suspended (its address is not ours there), and resumed when the uplink is
+// back on this one.  Café networks share subnets and gateway addresses
+// (192.168.1.0/24 via .1): the gateway's MAC tells them apart.
 struct NetId {
 	Ipv4Net net;
 	uint32_t gateway = 0; // host order; 0: no default route via the uplink
+	// "aa:bb:cc:dd:ee:ff" from the neighbour table; "": not known (not
+	// resolved yet, or recorded by an older kvmxdp: learnt on use).
+	std::string gateway_mac;
 	std::string str() const;
-	bool operator==(const NetId &o) const { return net == o.net && gateway == o.gateway; }
+	bool operator==(const NetId &o) const
+	{
+		return net == o.net && gateway == o.gateway && gateway_mac == o.gateway_mac;
+	}
 };
 
 // A mapping as recorded in the configuration.
@@ -106,7 +114,11 @@ struct StaticMapping {
 	}
 };
 
-// Active on the current network (cur unset: the uplink has no address).
+// Active on the current network (cur unset: the uplink has no address):
+// same subnet and gateway, and the gateway's MAC as recorded.  A recorded
+// MAC that the current network does not know yet keeps the mapping
+// suspended (same subnet and gateway IP are no proof); none recorded: the
+// subnet and gateway decide (the daemon records the MAC on first use).
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
 // The prefix length an `--add-address` address gets on the uplink: the
 // network's when the address is on it, else a host route's (32).

@@ -99,7 +99,7 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 		throw Error("uplink '" + inst.uplink + "' of bridge '" + inst.bridge +
 			    "' does not exist");
 	auto up_addr = primary_ipv4(ipv4_addrs(nl, up->ifindex));
-	std::optional<NetId> cur = network_of_link(nl, up->ifindex);
+	std::optional<NetId> cur = network_of_link(nl, up->ifindex, true);
 
 	MappingContext ctx;
 	ctx.subnet = inst.subnet;

@@ -827,6 +827,111 @@ TEST_F(BrIngressTest, OtherProtocolOneGuestAtATime)
 	translate_out(from_guest(make_ip_proto(kGuestA, kRemote2, kProtoGre)), 0);
 }
 
+// UDP-Lite (RFC 3828) and DCCP (RFC 4340): checksums over the pseudo-header
+// and a covered prefix of the packet, at offset 6 of both headers.  The
+// covered length: UDP-Lite's coverage field (0: all); DCCP's CsCov (0: all,
+// else the header and (CsCov - 1) * 4 bytes of data).
+constexpr std::uint8_t kProtoDccp = 33;
+constexpr std::uint8_t kProtoUdpLite = 136;
+
+std::size_t covered_len(std::uint8_t proto, const Bytes &seg)
+{
+	if (proto == kProtoUdpLite) {
+		const std::size_t cov = std::size_t(seg[4]) << 8 | seg[5];
+		return cov ? cov : seg.size();
+	}
+	const std::size_t cscov = seg[5] & 0x0f;
+	return cscov ? std::min(seg.size(), seg[4] * 4u + (cscov - 1) * 4u) : seg.size();
+}
+
+// The checksum from scratch, over the pseudo-header (the whole length) and
+// the covered bytes, with the field taken as 0.
+std::uint16_t pseudo_csum(std::uint8_t proto, std::uint32_t src, std::uint32_t dst, Bytes seg)
+{
+	seg[6] = seg[7] = 0;
+	Bytes ph(12, 0);
+	ph[0] = src >> 24, ph[1] = src >> 16, ph[2] = src >> 8, ph[3] = src;
+	ph[4] = dst >> 24, ph[5] = dst >> 16, ph[6] = dst >> 8, ph[7] = dst;
+	ph[9] = proto;
+	ph[10] = seg.size() >> 8, ph[11] = seg.size() & 0xff;
+	return csum_fold(csum_partial(seg.data(), covered_len(proto, seg),
+				      csum_partial(ph.data(), ph.size())));
+}
+
+void fill_csum(Packet &p)
+{
+	const std::uint16_t c = pseudo_csum(p.proto, p.src, p.dst, p.payload);
+	p.payload[6] = c >> 8;
+	p.payload[7] = c & 0xff;
+}
+
+// The checksum a frame carries, checked against one computed from its bytes.
+std::string frame_csum_check(const Bytes &f)
+{
+	const Parsed pr = parse(f);
+	const Bytes seg(f.begin() + long(pr.l4_off), f.begin() + long(pr.l3_off + pr.tot_len));
+	const std::uint16_t want = pseudo_csum(pr.proto, pr.src, pr.dst, seg);
+	const std::uint16_t got = std::uint16_t(seg[6] << 8 | seg[7]);
+	return got == want ? "" : "checksum " + std::to_string(got) + ", want " + std::to_string(want);
+}
+
+Packet pseudo_csum_pkt(std::uint32_t src, std::uint32_t dst, std::uint8_t proto, std::uint8_t cov)
+{
+	Packet p = make_ip_proto(src, dst, proto, 40);
+	p.payload[0] = 0x9c, p.payload[1] = 0x40; // port 40000
+	p.payload[2] = 0x13, p.payload[3] = 0x88; // port 5000
+	if (proto == kProtoUdpLite) {
+		p.payload[4] = 0;
+		p.payload[5] = cov;
+	} else {
+		p.payload[4] = 4;     // data offset: a 16-byte header
+		p.payload[5] = cov;   // CCVal 0, CsCov
+		p.payload[8] = 0x00; // type Request, X = 0: a 12-byte generic header
+	}
+	fill_csum(p);
+	return p;
+}
+
+TEST_F(BrIngressTest, UdpLiteAndDccpChecksumsTranslated)
+{
+	struct Case {
+		std::uint8_t proto;
+		std::uint8_t cov;
+	};
+	for (const Case c : {Case{kProtoUdpLite, 16}, Case{kProtoUdpLite, 0}, Case{kProtoDccp, 0},
+			     Case{kProtoDccp, 2}}) {
+		SCOPED_TRACE("proto " + std::to_string(c.proto) + " coverage " +
+			     std::to_string(c.cov));
+		dp().clear_tables();
+		const Packet p = from_guest(pseudo_csum_pkt(kGuestA, kRemote1, c.proto, c.cov));
+		ASSERT_EQ(frame_csum_check(p.build()), "") << "test setup";
+		Packet want = snat(p, 0);
+		fill_csum(want);
+		const RunResult out = run_br(p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, want);
+		EXPECT_EQ(frame_csum_check(out.out), "") << "outbound";
+
+		// The remote's answer, from port 5000 back to 40000.
+		Packet back = reply_to(want);
+		back.payload = want.payload;
+		std::swap(back.payload[0], back.payload[2]);
+		std::swap(back.payload[1], back.payload[3]);
+		fill_csum(back);
+		Packet in = dnat(back, kGuestA, 0);
+		fill_csum(in);
+		const RunResult r = run_case(dp(), Prog::UpIngress, back, TC_ACT_REDIRECT,
+					     KVX_R_XLATE_IN, in);
+		EXPECT_EQ(frame_csum_check(r.out), "") << "inbound";
+	}
+}
+
+TEST_F(BrIngressTest, TruncatedUdpLiteNotTranslated)
+{
+	// Too short for the checksum field: never forwarded with a stale one.
+	Packet p = from_guest(make_ip_proto(kGuestA, kRemote1, kProtoUdpLite, 6));
+	run_br(p, TC_ACT_SHOT, KVX_R_DROP_MALFORMED);
+	EXPECT_TRUE(dp().bind_entries().empty()) << "nothing bound for it";
+}
+
 TEST_F(BrIngressTest, UdpChecksumComputingToZeroIsSentAsOnes)
 {
 	// Pick the last two payload bytes so the translated packet's UDP

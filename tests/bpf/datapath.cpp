@@ -247,6 +247,7 @@ void Datapath::clear_tables()
 	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb), "kvx_xfdb");
 	skb_meta_ = {};
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
+	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
 }
 
 static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
@@ -406,6 +407,19 @@ void Datapath::extaddr_update(std::uint32_t addr, std::uint32_t flags)
 	v.flags = flags;
 	if (bpf_map_update_elem(fd_extaddr(), &key, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_extaddr: " + errno_text(errno));
+}
+
+void Datapath::hosttun_update(std::uint8_t proto, std::uint32_t remote, std::uint32_t ifindex)
+{
+	kvx_hosttun_key k;
+	std::memset(&k, 0, sizeof(k));
+	k.proto = proto;
+	k.remote = be32(remote);
+	kvx_hosttun_val v;
+	std::memset(&v, 0, sizeof(v));
+	v.ifindex = ifindex;
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_hosttun), &k, &v, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_hosttun: " + errno_text(errno));
 }
 
 kvx_xfdb_key xfdb_key(const testpkt::Mac &mac)

@@ -100,6 +100,10 @@ public:
 	// kvx_extaddr[addr]: mapped external addresses (host-order address).
 	void extaddr_update(std::uint32_t addr, std::uint32_t flags);
 
+	// kvx_hosttun: a (protocol, remote) pair the host tunnels to (host
+	// order; remote 0: any).
+	void hosttun_update(std::uint8_t proto, std::uint32_t remote, std::uint32_t ifindex);
+
 	// kvx_gflows: the flow count of a guest (host-order address).
 	std::uint32_t gflows(std::uint32_t guest) const;
 	void set_gflows(std::uint32_t guest, std::uint32_t count);

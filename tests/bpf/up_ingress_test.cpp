@@ -6,6 +6,7 @@
 // mutation invariants, TCP state, fragments, static mappings and proxy ARP,
 // RELATED ICMP errors (table), MSS clamping and a real redirect to a guest.
 #include <arpa/inet.h>
+#include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
 #include <ostream>
@@ -546,8 +547,9 @@ TEST_F(UpIngressTest, TcpFlagsThatCannotOpenAFlowAreDropped)
 	// would come back in through it).
 	const std::uint16_t gp = 62420;
 	const std::uint8_t bad[] = {
-		kTcpFin, kTcpRst, kTcpRst | kTcpAck, kTcpFin | kTcpAck, 0, kTcpSyn | kTcpFin,
-		kTcpSyn | kTcpRst, kTcpSyn | kTcpAck, 0xff,
+		kTcpFin, kTcpRst,	    kTcpRst | kTcpAck, kTcpFin | kTcpAck,
+		0,	 kTcpSyn | kTcpFin, kTcpSyn | kTcpRst, kTcpSyn | kTcpAck,
+		0xff,
 	};
 	for (std::uint8_t flags : bad) {
 		Packet p = from_guest(make_tcp(kGuestA, gp, kRemote1, 443, flags));
@@ -616,6 +618,147 @@ TEST_F(UpIngressTest, StaleBindingOnOldAddressNotUsed)
 	const Packet out = establish(from_guest(make_udp(kGuestA, 62300, kRemote1, 53)));
 	set_cfg([](kvx_cfg &c) { c.uplink_addr = be32(ip4(10, 77, 0, 3)); });
 	run_up(reply_to(out), TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// --- the wildcard protocol: only 1:1 mappings, never a guest's binding ---
+
+// The host's own traffic to the uplink address, of every protocol it speaks:
+// each must stay the host's.
+void expect_uplink_traffic_is_hosts(Datapath &dp)
+{
+	const std::uint32_t U = Topology::kUplinkAddr;
+	for (const Packet &p :
+	     {make_tcp(kRemote2, 40000, U, 22), make_udp(kRemote2, 40001, U, 5353),
+	      make_icmp_echo(kRemote2, U, 4242), make_ip_proto(kRemote1, U, kProtoGre)}) {
+		SCOPED_TRACE("proto " + std::to_string(p.proto));
+		run_case(dp, Prog::UpIngress, from_uplink(p), TC_ACT_OK, KVX_R_PASS_HOST);
+	}
+}
+
+TEST_F(UpIngressTest, GuestProtocolZeroNeverTakesTheHostsTraffic)
+{
+	// Protocol 0 is the 1:1 mappings' wildcard: an address-only binding
+	// of it on the uplink address would look like a 1:1 mapping of the
+	// uplink and send the host's SSH to the guest.
+	run_case(dp(), Prog::BrIngress, from_guest(make_ip_proto(kGuestA, kRemote1, 0)),
+		 TC_ACT_SHOT, KVX_R_DROP_PROTO_ZERO);
+	EXPECT_TRUE(dp().bind_entries().empty());
+	expect_uplink_traffic_is_hosts(dp());
+	// The guest's own traffic is still masqueraded, its port not kept as
+	// a 1:1 mapping would keep it.
+	const Packet out = establish(from_guest(make_tcp(kGuestA, 40000, kRemote1, 443)));
+	EXPECT_GE(out.sport, kNatLo);
+}
+
+TEST_F(UpIngressTest, WildcardEntryWithoutOneToOneFlagIsNoMapping)
+{
+	// A pair under the wildcard protocol that `map add` did not make (an
+	// older datapath's protocol-0 binding, left in the pinned table): it
+	// neither takes inbound traffic nor turns the guest into a 1:1 guest.
+	kvx_bind_val in{}, out{};
+	in.addr = be32(kGuestA);
+	out.addr = be32(Topology::kUplinkAddr);
+	dp().bind_update(bind_key(KVX_BIND_IN, KVX_PROTO_ANY, Topology::kUplinkAddr, 0), in);
+	dp().bind_update(bind_key(KVX_BIND_OUT, KVX_PROTO_ANY, kGuestA, 0), out);
+	expect_uplink_traffic_is_hosts(dp());
+	const Packet o = establish(from_guest(make_tcp(kGuestA, 40000, kRemote1, 443)));
+	EXPECT_GE(o.sport, kNatLo);
+	// Still nothing for the host's SSH after the guest's flow exists.
+	run_up(from_uplink(make_tcp(kRemote1, 443, Topology::kUplinkAddr, 22)), TC_ACT_OK,
+	       KVX_R_PASS_HOST);
+}
+
+// --- the host's own tunnels (abi.h kvx_hosttun) ---
+
+constexpr std::uint8_t kProtoIpip = 4;
+constexpr std::uint32_t kRemote3 = ip4(198, 18, 0, 30);
+
+TEST_F(UpIngressTest, HostTunnelPeerIsNeverBound)
+{
+	const std::uint32_t U = Topology::kUplinkAddr;
+	dp().hosttun_update(kProtoGre, kRemote1, 7);
+	// The guest's GRE to the host's tunnel peer: never bound.
+	run_case(dp(), Prog::BrIngress, from_guest(make_ip_proto(kGuestA, kRemote1, kProtoGre)),
+		 TC_ACT_SHOT, KVX_R_DROP_HOST_TUNNEL);
+	EXPECT_TRUE(dp().bind_entries().empty());
+	EXPECT_TRUE(dp().ct_entries().empty());
+	// Its GRE to another remote is address-only NAT as before ...
+	const Packet out = establish(from_guest(make_ip_proto(kGuestA, kRemote2, kProtoGre)));
+	const Packet back = reply_to(out);
+	run_up(back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(back, kGuestA, 0));
+	// ... and the tunnel's packets stay the host's under that binding.
+	run_up(from_uplink(make_ip_proto(kRemote1, U, kProtoGre)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// GRE from a remote no one asked for (a tunnel kvmxdp does not know,
+	// say): the host's, as before the guest's binding, not filtered away.
+	run_up(from_uplink(make_ip_proto(kRemote3, U, kProtoGre)), TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+TEST_F(UpIngressTest, TunnelMadeAfterTheGuestsFlowWins)
+{
+	const std::uint32_t U = Topology::kUplinkAddr;
+	const Packet g = from_guest(make_ip_proto(kGuestA, kRemote2, kProtoGre));
+	establish(g);
+	dp().hosttun_update(kProtoGre, kRemote2, 8);
+	run_up(from_uplink(make_ip_proto(kRemote2, U, kProtoGre)), TC_ACT_OK, KVX_R_PASS_HOST);
+	run_case(dp(), Prog::BrIngress, g, TC_ACT_SHOT, KVX_R_DROP_HOST_TUNNEL);
+}
+
+TEST_F(UpIngressTest, TunnelWithoutPeerCoversEveryRemote)
+{
+	dp().hosttun_update(kProtoIpip, 0, 9);
+	for (std::uint32_t r : {kRemote1, kRemote2})
+		run_case(dp(), Prog::BrIngress, from_guest(make_ip_proto(kGuestA, r, kProtoIpip)),
+			 TC_ACT_SHOT, KVX_R_DROP_HOST_TUNNEL);
+	// Other protocols and the guest's TCP are not affected.
+	establish(from_guest(make_ip_proto(kGuestA, kRemote1, kProtoGre)));
+	establish(from_guest(make_tcp(kGuestA, 62000, kRemote1, 443)));
+}
+
+// --- martian sources (what rp_filter drops before an iptables DNAT) ---
+
+TEST_F(UpIngressTest, MartianSourcesDroppedAndCounted)
+{
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 2222, kGuestA, 22);
+	add_one_to_one(dp(), kMappedAddr, kGuestB, KVX_EXT_F_ARP);
+	const std::uint32_t U = Topology::kUplinkAddr;
+	for (std::uint32_t src : {kGuestC, ip4(192, 168, 122, 0), ip4(127, 0, 0, 1), U, kMappedAddr,
+				  ip4(0, 0, 0, 0), ip4(0, 1, 2, 3), ip4(224, 0, 0, 1),
+				  ip4(239, 1, 1, 1), ip4(255, 255, 255, 255)}) {
+		SCOPED_TRACE(ip4_str(src));
+		for (std::uint32_t dst : {U, kMappedAddr}) {
+			const std::uint16_t dport = dst == U ? 2222 : 22;
+			run_up(from_uplink(make_tcp(src, 5555, dst, dport)), TC_ACT_SHOT,
+			       KVX_R_DROP_MARTIAN_IN);
+			const Bytes in = from_uplink(make_tcp(src, 5555, dst, dport)).build();
+			const RunResult x =
+				dp().run(Prog::XdpUp, in, ingress_ifindex(Prog::XdpUp));
+			EXPECT_EQ(x.verdict, XDP_PASS) << "XDP leaves martians to TC";
+		}
+	}
+	EXPECT_TRUE(dp().ct_entries().empty()) << "no flow from a martian";
+	// A real LAN host still gets through both mappings.
+	const Packet ok = from_uplink(make_tcp(kRemote1, 5555, U, 2222));
+	run_up(ok, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat_unknown_mac(ok, kGuestA, 22));
+	// Martian sources to an address kvmxdp does not translate are the
+	// host's to judge (its rp_filter): untouched.
+	run_up(from_uplink(make_tcp(ip4(127, 0, 0, 1), 5555, Topology::kOtherAddr, 22)), TC_ACT_OK,
+	       KVX_R_PASS_HOST);
+}
+
+// --- the uplink's network overlaps the guest subnet (KVX_CFG_F_OVERLAP) ---
+
+TEST_F(UpIngressTest, OverlapPassesEverythingToTheKernel)
+{
+	const Packet out = establish(from_guest(make_udp(kGuestA, 62001, kRemote1, 53)));
+	set_cfg([](kvx_cfg &c) { c.flags |= KVX_CFG_F_OVERLAP; });
+	// The host's own LAN traffic now "to the guest subnet": the kernel's.
+	run_up(from_uplink(make_tcp(kRemote1, 40000, kGuestB, 22)), TC_ACT_OK, KVX_R_PASS_OVERLAP);
+	// Nothing translated either way, even a known flow.
+	run_up(reply_to(out), TC_ACT_OK, KVX_R_PASS_OVERLAP);
+	run_case(dp(), Prog::BrIngress, from_guest(make_udp(kGuestA, 62001, kRemote1, 53)),
+		 TC_ACT_OK, KVX_R_PASS_OVERLAP);
+	set_cfg([](kvx_cfg &c) { c.flags &= ~KVX_CFG_F_OVERLAP; });
+	run_up(reply_to(out), TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(reply_to(out), kGuestA, 62001));
 }
 
 // --- static mappings (abi.h: KVX_BIND_F_STATIC, KVX_BIND_F_ONE_TO_ONE, kvx_extaddr) ---

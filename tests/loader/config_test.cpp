@@ -70,6 +70,31 @@ TEST(Config, JsonRoundTrip)
 	EXPECT_FALSE(back.instances[1].saved_forwarding.has_value());
 }
 
+TEST(Config, GatewayMacRoundTripAndValidation)
+{
+	Config c;
+	Instance i = sample();
+	StaticMapping sm;
+	sm.m = parse_mapping("10.77.0.50", "192.168.122.10", "");
+	sm.network =
+		NetId{parse_cidr("10.77.0.0/24"), parse_ipv4("10.77.0.1"), "02:00:00:00:00:01"};
+	i.mappings.push_back(sm);
+	c.instances.push_back(i);
+	json j = to_json(c);
+	EXPECT_EQ(j["instances"][0]["mappings"][0]["gateway_mac"], "02:00:00:00:00:01");
+	Config back = config_from_json(json::parse(j.dump()));
+	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+	j["instances"][0]["mappings"][0]["gateway_mac"] = "02:00:00:00:00:0G";
+	try {
+		config_from_json(j);
+		ADD_FAILURE() << "an invalid gateway_mac was accepted";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("gateway_mac: invalid '02:00:00:00:00:0G'"),
+			  std::string::npos)
+			<< e.what();
+	}
+}
+
 TEST(Config, ValidationNamesTheField)
 {
 	Config c;

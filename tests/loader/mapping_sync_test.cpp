@@ -33,7 +33,7 @@ StaticMapping sm(const std::string &ext, const std::string &guest, const std::st
 	StaticMapping s;
 	s.m = parse_mapping(ext, guest, proto);
 	if (tied)
-		s.network = NetId{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
+		s.network = NetId{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
 	return s;
 }
 
@@ -143,15 +143,35 @@ TEST(MappingNetwork, ActiveOnlyOnItsNetwork)
 {
 	StaticMapping tied = sm("192.168.1.101", "192.168.122.101");
 	StaticMapping untied = sm("192.168.1.101", "192.168.122.101", "", false);
-	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
-	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1")};
-	NetId other_gw{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.254")};
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1"), ""};
+	NetId other_gw{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.254"), ""};
 	EXPECT_TRUE(mapping_active(tied, home));
 	EXPECT_FALSE(mapping_active(tied, cafe));
 	EXPECT_FALSE(mapping_active(tied, other_gw)); // same subnet, another router
 	EXPECT_FALSE(mapping_active(tied, std::nullopt));
 	EXPECT_TRUE(mapping_active(untied, cafe));
 	EXPECT_TRUE(mapping_active(untied, std::nullopt));
+}
+
+TEST(MappingNetwork, GatewayMacTellsCafeNetworksApart)
+{
+	// A café network on the same subnet with the same gateway address:
+	// only the gateway's MAC differs.
+	StaticMapping tied = sm("192.168.1.101", "192.168.122.101");
+	tied.network->gateway_mac = "52:54:00:00:00:01";
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), "52:54:00:00:00:01"};
+	NetId cafe{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), "52:54:00:00:00:99"};
+	NetId unresolved{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	EXPECT_TRUE(mapping_active(tied, home));
+	EXPECT_FALSE(mapping_active(tied, cafe));
+	EXPECT_FALSE(mapping_active(tied, unresolved)) << "no proof it is the same network";
+	// Recorded without a MAC (an older config): subnet and gateway decide
+	// until the daemon records one.
+	StaticMapping old = sm("192.168.1.101", "192.168.122.101");
+	EXPECT_TRUE(mapping_active(old, cafe));
+	EXPECT_TRUE(mapping_active(old, unresolved));
+	EXPECT_EQ(home.str(), "192.168.1.0/24 via 192.168.1.1 at 52:54:00:00:00:01");
 }
 
 TEST(ClampMss, ParseAndValidate)
@@ -211,7 +231,7 @@ protected:
 	}
 	Fd bind_, ext_, ct_;
 	const uint32_t up_ = parse_ipv4("192.168.1.50");
-	const NetId home_{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1")};
+	const NetId home_{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
 };
 
 } // namespace
@@ -304,7 +324,7 @@ TEST_F(MapsFixture, SuspendedOnAnotherNetworkResumedOnReturn)
 	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
 					   sm("uplink:8080", "192.168.122.102:80", "tcp")};
 	apply_mappings(fds(), mappings, up_, home_);
-	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1")};
+	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1"), ""};
 	apply_mappings(fds(), mappings, parse_ipv4("10.0.3.4"), cafe);
 	EXPECT_EQ(nbind(), 0u);
 	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);

@@ -3,6 +3,7 @@
 
 #include "base/error.hpp"
 #include "base/netaddr.hpp"
+#include "kernel/netlink.hpp"
 #include "base/text.hpp"
 
 using namespace kvmxdp;
@@ -164,4 +165,29 @@ TEST(Text, Utf8AndPrintable)
 	EXPECT_FALSE(is_utf8("\xf4\x90\x80\x80")); // above U+10FFFF
 	EXPECT_EQ(printable("br\xc3\xbc x"), "br\xc3\xbc x");
 	EXPECT_EQ(printable("a\\b\tc\xff"), "a\\x5cb\\x09c\\xff");
+}
+
+TEST(NetAddr, NetworksOverlapWhenOneHoldsTheOther)
+{
+	const Ipv4Net guests = parse_cidr("192.168.122.0/24");
+	EXPECT_TRUE(guests.overlaps(parse_cidr("192.168.0.0/16")));
+	EXPECT_TRUE(parse_cidr("192.168.0.0/16").overlaps(guests));
+	EXPECT_TRUE(guests.overlaps(guests));
+	EXPECT_TRUE(guests.overlaps(parse_cidr("192.168.122.128/25")));
+	EXPECT_FALSE(guests.overlaps(parse_cidr("192.168.123.0/24")));
+	EXPECT_FALSE(guests.overlaps(parse_cidr("10.0.0.0/8")));
+}
+
+TEST(NetAddr, UplinkOverlapIgnoresAddedAndLinkScopeAddresses)
+{
+	const Ipv4Net guests = parse_cidr("192.168.122.0/24");
+	IfAddr lan{parse_ipv4("10.77.0.2"), 24, false, 0, "ku0"};
+	// ifindex 1: the loopback device (its name makes the label).
+	IfAddr added{parse_ipv4("192.168.122.50"), 24, true, 0, added_address_label(1)};
+	IfAddr link_local{parse_ipv4("192.168.122.9"), 24, false, 253, "ku0"};
+	EXPECT_FALSE(uplink_overlap({lan, added, link_local}, 1, guests));
+	IfAddr dhcp{parse_ipv4("192.168.122.77"), 23, false, 0, "ku0"};
+	auto n = uplink_overlap({lan, dhcp}, 1, guests);
+	ASSERT_TRUE(n);
+	EXPECT_EQ(n->str(), "192.168.122.0/23");
 }

@@ -28,9 +28,10 @@
  * another size is replaced.  Version history:
  *   1: first release.
  *   2: kvx_cfg.flow_quota appended (84 bytes), map kvx_gflows.
- *   3: NAT hardening: kvx_frag.created_ns (fragment entries expire), map
- *      kvx_guest (a guest address's owning MAC), new drop reasons (state
- *      tables change: pinned tables of 1..2 are recreated).
+ *   3: NAT hardening: kvx_frag.created_ns (fragment entries expire), maps
+ *      kvx_guest (a guest address's owning MAC) and kvx_hosttun (the host's
+ *      tunnel peers), new reasons and cfg flags (state tables change:
+ *      pinned tables of 1..2 are recreated).
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -88,7 +89,10 @@ struct kvx_bind_val {
 #define KVX_BIND_F_STATIC (1U << 0)     /* installed by `map add`: no expiry, inbound opens flows */
 #define KVX_BIND_F_ONE_TO_ONE (1U << 1) /* whole-address mapping: proto KVX_PROTO_ANY, port 0 */
 
-/* Protocol wildcard of 1:1 mappings (IPv4 never carries protocol 0). */
+/* Protocol wildcard of 1:1 mappings.  IPv4 may carry protocol 0 (IPv6's
+ * hop-by-hop number, reserved in IPv4): the datapath drops guests' protocol-0
+ * packets, so none ever makes a binding under the wildcard, and takes an
+ * entry under it as a 1:1 mapping only with KVX_BIND_F_ONE_TO_ONE. */
 #define KVX_PROTO_ANY 0
 
 /*
@@ -103,6 +107,30 @@ struct kvx_extaddr_val {
 
 #define KVX_EXT_F_ARP (1U << 0)       /* answer ARP for it on the uplink with the uplink MAC */
 #define KVX_EXT_F_SUSPENDED (1U << 1) /* made on another network: neither answered nor translated */
+
+/*
+ * The host's own tunnels (GRE, IPIP, 6in4, ESP of its IPsec): the
+ * (protocol, remote) pairs the host itself speaks on the uplink, read by the
+ * loader from netlink and kept current by the daemon.  Protocols without
+ * ports get address-only NAT: a guest's packet of one to the host's tunnel
+ * peer would make a binding that takes the tunnel's inbound traffic, so the
+ * datapath never binds these pairs (the guest's packet is dropped, counted)
+ * and passes their inbound packets to the host.  remote 0: the host speaks
+ * the protocol with any remote (a tunnel without a fixed peer).
+ */
+#define KVX_MAP_HOSTTUN "kvx_hosttun"
+#define KVX_HOSTTUN_MAX 256
+
+struct kvx_hosttun_key {
+	__be32 remote; /* 0: any */
+	__u8 proto;    /* IPPROTO_* */
+	__u8 _pad[3];
+};
+
+struct kvx_hosttun_val {
+	__u32 ifindex; /* the tunnel device (0: not a device, e.g. an xfrm state) */
+	__u32 _pad;
+};
 
 /*
  * The host's own sockets reaching mapped addresses (kvmxdp_host.bpf.c): a
@@ -235,6 +263,11 @@ struct kvx_frag_val {
 #define KVX_GFLOWS_MAX 65536
 
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
+/* The uplink's network overlaps the guest subnet (a DHCP lease after
+ * attach): nothing is translated, every packet goes to the kernel, which
+ * routes by its own tables; dropping inbound packets "to the guest subnet"
+ * would drop the host's own traffic on its LAN.  Set by the daemon. */
+#define KVX_CFG_F_OVERLAP (1U << 1)
 
 /*
  * Guest address ownership (anti-spoofing): kvx_guest[guest address (network
@@ -363,7 +396,11 @@ struct kvx_cfg {
 	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC") \
 	X(DROP_TOO_BIG_IN, 1, "inbound larger than the bridge's MTU")                   \
 	X(DROP_FWMARK, 1, "marked packet: this kernel's route lookup ignores marks (< 6.10)") \
-	X(DROP_SPOOF_MAC, 1, "guest address owned by another MAC (anti-spoofing)")
+	X(DROP_SPOOF_MAC, 1, "guest address owned by another MAC (anti-spoofing)") \
+	X(DROP_PROTO_ZERO, 1, "guest packet of IP protocol 0 (the 1:1 mappings' wildcard)")    \
+	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote") \
+	X(DROP_MARTIAN_IN, 1, "inbound from a martian source (guest subnet, loopback, host's own, 0/8, multicast)") \
+	X(PASS_OVERLAP, 0, "uplink network overlaps the guest subnet: not translated, to host stack")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

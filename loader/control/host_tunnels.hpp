@@ -1,0 +1,34 @@
+// SPDX-License-Identifier: GPL-2.0
+// The host's own tunnel peers in kvx_hosttun (abi.h): address-only NAT of
+// a guest's GRE/IPIP/6in4/ESP never binds a (protocol, remote) pair the host
+// itself speaks, and the tunnel's inbound packets stay the host's.  Written
+// by attach and kept current by the daemon (a tunnel is a link: link events
+// and the periodic refresh re-read them).
+#pragma once
+
+#include <cstddef>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "kernel/netlink.hpp"
+#include "kvmxdp/abi.h"
+
+namespace kvmxdp {
+
+// The map's contents for these tunnels: (proto, remote) -> the first
+// tunnel device with that pair.  At most KVX_HOSTTUN_MAX pairs; beyond them
+// a pair's remote is widened to "any" for its protocol (never fewer pairs
+// protected: one wildcard covers them all).
+std::map<std::pair<uint8_t, uint32_t>, int> hosttun_pairs(const std::vector<HostTunnel> &tunnels);
+
+struct HostTunSync {
+	size_t added = 0;
+	size_t removed = 0;
+};
+
+// Makes kvx_hosttun hold exactly hosttun_pairs(tunnels): new pairs first,
+// stale ones after (a pair is never unprotected in between).
+HostTunSync sync_host_tunnels(int hosttun_fd, const std::vector<HostTunnel> &tunnels);
+
+} // namespace kvmxdp

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vm-tests/cafe_network.sh: a 1:1 mapping made at "home" does not resume on a
+# "café" network with the same subnet and the same gateway address: the
+# gateway's MAC (recorded with the mapping) differs, so kvmxdp neither
+# answers ARP for the mapped address there nor exposes the guest.  Back home
+# (the home gateway's MAC again) it resumes.
+#
+#   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+ bridge kb<id> 192.168.122.1/24  (host ns)
+#                                                    uplink ku<id> 10.77.0.2/24, default via
+#                                                    10.77.0.1                        <- kvmxdp
+#   lan ns: kl<id> 10.77.0.1/24 = the gateway.  "Home": its own MAC; "café": the same
+#           address with another MAC (the port's address changed, the host's neighbour
+#           entry flushed as a WiFi reconnect would).
+#
+# Usage: cafe_network.sh KVMXDP_BINARY
+source "$(dirname "$0")/lib.sh"
+kvx_init "${1:-}"
+kvx_require_tools curl
+kvx_topology_up
+kvx_guest_http_servers
+EXT1=10.77.0.50
+HOME_MAC=$(ip -n "$NS_LAN" -j link show dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+CAFE_MAC=02:ca:fe:00:00:01
+state_of() { kvx_json "[m['state'] for m in i['mappings'] if m['ext'] == '$1'][0]"; }
+network_of() { kvx_json "[m['network'] for m in i['mappings'] if m['ext'] == '$1'][0]"; }
+wait_state() { # STATE
+	local t
+	for ((t = 0; t < 40; t++)); do [[ $(state_of "$EXT1") == "$1" ]] && return 0; sleep 0.25; done
+	return 0
+}
+# A WiFi reconnect: the host's neighbour entries of the uplink are gone.
+reconnect() {
+	ip -n "$NS_HOST" neigh flush dev "$UP"
+	ip -n "$NS_LAN" neigh flush dev "$LAN_UP_IF"
+}
+
+kvx_step "home: map add $EXT1 $G1_IP records the gateway's MAC"
+kvx_attach_bg || kvx_fatal "cannot attach"
+reconnect # map add must find the MAC itself (one ARP probe), not from earlier traffic
+assert_ok "map add $EXT1 $G1_IP" kvx map add "$EXT1" "$G1_IP"
+assert_contains "the mapping's network names the home gateway's MAC" "at $HOME_MAC" "$(network_of "$EXT1")"
+assert_contains "the config records it" "\"gateway_mac\": \"$HOME_MAC\"" "$(cat "$KVX_CFG")"
+assert_eq "LAN -> $EXT1 reaches guest1" guest1 "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
+
+kvx_step "café: same subnet, same gateway address, another gateway MAC"
+ip -n "$NS_LAN" link set dev "$LAN_UP_IF" address "$CAFE_MAC"
+reconnect
+wait_state suspended
+assert_eq "1:1 mapping suspended on the café network" suspended "$(state_of "$EXT1")"
+assert_contains "status says so" "suspended" "$(kvx status --bridge "$BR")"
+ip -n "$NS_LAN" neigh flush dev "$LAN_UP_IF"
+sus0=$(kvx_counter PASS_SUSPENDED) arp0=$(kvx_counter ARP_REPLY)
+assert_eq "café LAN -> $EXT1: nobody answers for it" "" "$(kvx_http_get "$NS_LAN" "http://$EXT1/who")"
+assert_eq "no ARP answer for $EXT1 on the café network" "" \
+	"$(ip -n "$NS_LAN" -4 neigh show "$EXT1" | grep -v -e FAILED -e INCOMPLETE || true)"
+assert_eq "ARP_REPLY did not move" 0 "$(($(kvx_counter ARP_REPLY) - arp0))"
+assert_ge "guest1 is masqueraded meanwhile" "$(nsx "$NS_G1" ping -c 2 -i 0.2 -W 2 "$LAN_IP" | grep -c 'bytes from' || true)" 1
+kvx_log "PASS_SUSPENDED moved by $(($(kvx_counter PASS_SUSPENDED) - sus0))"
+
+kvx_step "home again: the gateway's own MAC"
+ip -n "$NS_LAN" link set dev "$LAN_UP_IF" address "$HOME_MAC"
+reconnect
+wait_state active
+assert_eq "1:1 mapping resumed at home" active "$(state_of "$EXT1")"
+ok=""
+for ((t = 0; t < 20; t++)); do
+	ok=$(kvx_http_get "$NS_LAN" "http://$EXT1/who")
+	[[ $ok == guest1 ]] && break
+	ip -n "$NS_LAN" neigh flush dev "$LAN_UP_IF"
+	sleep 0.25
+done
+assert_eq "LAN -> $EXT1 reaches guest1 again" guest1 "$ok"
+kvx_finish
