@@ -165,6 +165,11 @@ static_assert(offsetof(kvx_stat, bytes) == 8);
 static_assert(KVX_R_XLATE_OUT == 0);
 static_assert(KVX_R_MAX > KVX_R_DROP_BROKEN_PAIR);
 static_assert(KVX_R_DROP_GUEST_QUOTA > KVX_R_XLATE_RELATED_OUT); // appended
-static_assert(KVX_R_DROP_SPOOF_MAC == KVX_R_MAX - 1);		 // appended
+// Appended in version 3, in this order (a reason's index is its counter).
+static_assert(KVX_R_DROP_TOO_BIG_IN > KVX_R_DROP_GUEST_QUOTA);
+static_assert(KVX_R_DROP_FWMARK > KVX_R_DROP_TOO_BIG_IN);
+static_assert(KVX_R_DROP_SPOOF_MAC > KVX_R_DROP_FWMARK);
+static_assert(KVX_R_DROP_PROTO_ZERO > KVX_R_DROP_SPOOF_MAC);
+static_assert(KVX_R_PASS_OVERLAP == KVX_R_MAX - 1);
 
 } // namespace kvmxdp::abi
