@@ -15,6 +15,9 @@
 # Then, a lock really held (by root, with flock(1)): `map add --lock-wait 2`
 # gives up with one error line naming the lock and its holder, `map add`
 # and `attach` waiting for it end cleanly on SIGTERM/SIGINT, nothing done.
+# Then the same lock held by root while the uplink is re-created: the
+# daemon re-attaches and sweeps without it, and records the clsact it made
+# once the lock is free.
 # Last, a pid file the user could open (left 0644 by an older kvmxdp, or
 # the user's own) and locks: detach is not blocked by it.
 #
@@ -140,8 +143,9 @@ kvx_attach_bg --timeouts "$TIMEOUTS" || kvx_fatal "cannot attach"
 DAEMON=$KVX_DAEMON_PID
 assert_eq "config: the uplink's clsact is not kvmxdp's" False "$(cfg_clsact_uplink)"
 hostile_sync
-assert_contains "the hostile user locks what it can open (the config itself, 0644)" \
-	"held $KVX_CFG" "$(grep "^held $KVX_CFG\$" "$KVX_TMP/hostile.log" || true)"
+assert_contains "the hostile user locks what it can open (the 0755 directory of the config)" \
+	"held $KVX_TMP" "$(grep "^held $KVX_TMP\$" "$KVX_TMP/hostile.log" || true)"
+assert_eq "config: 0600, root's (the hostile user cannot open it)" "600 0" "$(stat -c '%a %u' "$KVX_CFG")"
 assert_eq "config lock file: 0600, root's" "600 0" "$(stat -c '%a %u' "$LOCK")"
 assert_eq "pid file: 0600 (in $KVX_TMP/run)" 600 "$(stat -c '%a' "$KVX_TMP/run/$BR"-*.pid)"
 assert_hostile_holds_nothing "after attach"
@@ -149,15 +153,20 @@ assert_hostile_holds_nothing "after attach"
 cli_ok "map add $EXT1 $G1_IP" 20 map add "$EXT1" "$G1_IP"
 assert_eq "LAN pings $EXT1: guest1 answers" 3 "$(kvx_ping_received "$NS_LAN" "$EXT1" 3)"
 
-# The same network comes back: the router keeps its MAC (a mapping resumes
-# only where the gateway's MAC is the one it was made behind).
-GW_MAC=$(ip -n "$NS_LAN" -j link show "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
-ip -n "$NS_HOST" link del "$UP"
-kvx_veth "$NS_HOST" "$UP" "$NS_LAN" "$LAN_UP_IF"
-ip -n "$NS_LAN" link set "$LAN_UP_IF" address "$GW_MAC"
-ip -n "$NS_HOST" addr add "$UP_IP/24" dev "$UP"
-ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
-ip -n "$NS_LAN" addr add "$LAN_IP/24" dev "$LAN_UP_IF"
+# The uplink deleted and made again (a WiFi driver reload): same name,
+# address and default route, new ifindex, no clsact.  The router keeps its
+# MAC (a mapping resumes only behind the gateway MAC it was made behind).
+recreate_uplink() {
+	local gw_mac
+	gw_mac=$(ip -n "$NS_LAN" -j link show "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+	ip -n "$NS_HOST" link del "$UP"
+	kvx_veth "$NS_HOST" "$UP" "$NS_LAN" "$LAN_UP_IF"
+	ip -n "$NS_LAN" link set "$LAN_UP_IF" address "$gw_mac"
+	ip -n "$NS_HOST" addr add "$UP_IP/24" dev "$UP"
+	ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
+	ip -n "$NS_LAN" addr add "$LAN_IP/24" dev "$LAN_UP_IF"
+}
+recreate_uplink
 uplink_filter_back() { [[ $(kvx_tc_bpf_filters "$UP") == 1 ]]; }
 clsact_recorded() { [[ $(cfg_clsact_uplink) == True ]]; }
 kvx_wait_for 10 "the daemon re-attached to the new uplink" uplink_filter_back || true
@@ -273,6 +282,33 @@ assert_eq "attach interrupted: config unchanged" "$cfg_before" "$(cat "$KVX_CFG"
 kvx_kill_pid "$HOLDER"
 detach_ok "once the lock is free"
 assert_hostile_holds_nothing "at the end"
+
+# The daemon must never wait for the config lock: while root holds it the
+# network goes on changing, and what needs no config goes on too.
+kvx_step "the config lock held by root: an uplink re-creation is followed, GC runs; recorded once free"
+tc -n "$NS_HOST" qdisc add dev "$UP" clsact 2>/dev/null || true # another tool's
+kvx_attach_bg --timeouts "$TIMEOUTS" || kvx_fatal "cannot attach"
+DAEMON=$KVX_DAEMON_PID
+assert_eq "config: the uplink's clsact is not kvmxdp's" False "$(cfg_clsact_uplink)"
+kvx_bg "$KVX_TMP/holder2.log" flock --no-fork "$LOCK" bash -c 'echo locked; exec sleep 1000'
+HOLDER=$KVX_LAST_PID
+kvx_wait_file_contains 10 "$KVX_TMP/holder2.log" locked || kvx_fatal "flock(1) did not take $LOCK"
+recreate_uplink
+kvx_wait_for 10 "the daemon re-attached to the new uplink, lock held" uplink_filter_back || true
+assert_eq "lock held: the new uplink carries kvmxdp's filters" 1 "$(kvx_tc_bpf_filters "$UP")"
+assert_contains "lock held: guest1 -> server through the new uplink" "seen=$UP_IP:" \
+	"$(udp_from "$NS_G1" held-replug)"
+kvx_bg "$KVX_TMP/ping2.log" ip netns exec "$NS_G1" ping -n -i 0.2 "$SRV_IP"
+PING=$KVX_LAST_PID
+kvx_wait_datapath 10 "lock held: a flow in the table" "ct >= 1" || true
+kvx_kill_pid "$PING"
+kvx_wait_datapath 20 "lock held: the daemon's GC empties the conntrack table" "ct == 0" || true
+assert_eq "lock held: the daemon runs" yes "$(alive "$DAEMON")"
+assert_eq "lock held: the config is not written" False "$(cfg_clsact_uplink)"
+kvx_kill_pid "$HOLDER"
+kvx_wait_for 15 "the lock free: the daemon records the new uplink's clsact" clsact_recorded || true
+assert_eq "config: the new uplink's clsact is the daemon's" True "$(cfg_clsact_uplink)"
+detach_ok "after the held lock" "$DAEMON"
 
 # ---------------------------------------------------------------- pid files the user could open
 # Last: the hostile user keeps what it locks here, which the checks above

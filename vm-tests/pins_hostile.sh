@@ -248,6 +248,8 @@ assert_eq "the mapping survived every refusal" 1 \
 kvx_daemon_stop
 assert_ok "detach" kvx detach --bridge "$BR"
 assert_eq "no pin left" "" "$(kvx_pins)"
+assert_eq "$TOP stays, root's and empty: no user can squat the name on this 1777 bpffs" \
+	"0 700 0" "$(stat -c '%u %a' "$TOP") $(find "$TOP" -mindepth 1 | wc -l)"
 assert_eq "the decoy still has its pins" "./map_a ./map_b" "$(other_pins)"
 
 kvx_finish

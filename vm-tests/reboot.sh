@@ -18,6 +18,11 @@
 # Usage: reboot.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
 kvx_init "${1:-}"
+# The config and the pid files in directories the unit may hand to the
+# daemon: install gives it only directories named for kvmxdp (or not there
+# yet), not the test's whole temporary directory.
+KVX_CFG=$KVX_TMP/kvmxdp/kvmxdp.json
+KVX_OPTS=(--bpffs "$BPFFS" --config "$KVX_CFG" --run-dir "$KVX_TMP/kvmxdp-run")
 kvx_topology_up
 kvx_guest_http_servers
 kvx_http_server
@@ -50,7 +55,7 @@ wait "$KVX_DAEMON_PID" 2>/dev/null || true
 KVX_DAEMON_PID=""
 umount "$BPFFS"
 mount -t bpf bpf "$BPFFS"
-rm -rf "$KVX_TMP/run"
+rm -rf "$KVX_TMP/kvmxdp-run"
 for dev in "$BR" "$UP"; do
 	ip netns exec "$NS_HOST" tc qdisc del dev "$dev" clsact 2>/dev/null || true
 done

@@ -53,9 +53,9 @@ echo server >"$KVX_TMP/www/who"
 
 # The unit's paths: config, pid files and bpffs in three directories of
 # their own, so that each must be writable in the sandbox on its own.
-mkdir -p "$KVX_TMP/etc"
-KVX_CFG=$KVX_TMP/etc/kvmxdp.json
-KVX_OPTS=(--bpffs "$BPFFS" --config "$KVX_CFG" --run-dir "$KVX_TMP/run")
+mkdir -p "$KVX_TMP/kvmxdp-etc"
+KVX_CFG=$KVX_TMP/kvmxdp-etc/kvmxdp.json
+KVX_OPTS=(--bpffs "$BPFFS" --config "$KVX_CFG" --run-dir "$KVX_TMP/kvmxdp-run")
 ROOT=$KVX_TMP/root
 UNIT=$ROOT/etc/systemd/system/kvmxdp@.service
 HOOK=$ROOT/etc/libvirt/hooks/network.d/kvmxdp
@@ -71,8 +71,11 @@ read -ra caps <<<"$(unit_values CapabilityBoundingSet)"
 ((${#caps[@]} > 0)) || kvx_fatal "the unit has no CapabilityBoundingSet="
 read -ra rw_paths <<<"$(unit_values ReadWritePaths)"
 rw_paths=("${rw_paths[@]#-}") # "-": may be missing
-assert_eq "the unit's writable paths: the config's, the pid files' and the bpffs" \
-	"$KVX_TMP/etc $KVX_TMP/run $BPFFS" "${rw_paths[*]}"
+assert_eq "the unit's writable paths: the config's, the pid files', net/ipv4's sysctls and the bpffs" \
+	"$KVX_TMP/kvmxdp-etc $KVX_TMP/kvmxdp-run /proc/sys/net/ipv4 $BPFFS" "${rw_paths[*]}"
+read -ra ro_paths <<<"$(unit_values ReadOnlyPaths)"
+assert_eq "the unit's read-only paths: /proc/sys, /proc/sysrq-trigger, /sys" \
+	"/proc/sys -/proc/sysrq-trigger /sys" "${ro_paths[*]}"
 assert_contains "ExecStart attaches the unescaped instance" " attach --bridge %I" "${exec_start: -19}"
 assert_eq "no private /tmp (the unit's paths are in /tmp)" no "$(unit_values PrivateTmp)"
 kvx_log "capabilities: ${caps[*]}"
@@ -134,6 +137,7 @@ SANDBOX_SH=$KVX_TMP/sandbox.sh
 cat >"$SANDBOX_SH" <<'EOF'
 set -euo pipefail
 read -ra rw <<<"$SANDBOX_RW"
+read -ra ro <<<"$SANDBOX_RO"
 # /sys of this network namespace, as the host namespace's daemon sees
 # its own; the cgroup v2 hierarchy read-only (ProtectControlGroups=).
 umount -l /sys
@@ -170,6 +174,25 @@ while read -r mp; do
 	for p in "${rw[@]}"; do [[ $mp == "$p" ]] && continue 2; done
 	mount -o remount,bind,ro "$mp" 2>/dev/null || true
 done <<<"$mps"
+# ReadOnlyPaths= ("-": may be missing): each bound onto itself with what
+# is mounted below it, then every mount there read-only but those of the
+# ReadWritePaths= (the deeper path wins, as in systemd's namespace).
+for p in "${ro[@]}"; do
+	p=${p#-}
+	[[ -e $p ]] && mount --rbind "$p" "$p"
+done
+mps=$(awk '{print $5}' /proc/self/mountinfo)
+while read -r mp; do
+	mp=$(printf '%b' "${mp//\\/\\0}")
+	under=0
+	for p in "${ro[@]}"; do
+		p=${p#-}
+		[[ $mp == "$p" || $mp == "$p"/* ]] && under=1
+	done
+	((under)) || continue
+	for p in "${rw[@]}"; do [[ $mp == "$p" || $mp == "$p"/* ]] && continue 2; done
+	mount -o remount,bind,ro "$mp"
+done <<<"$mps"
 # The sandbox is real: the test's directory is read-only, the writable
 # paths are writable (mkdir: a bpffs takes no plain files, and no dots).
 if mkdir "$SANDBOX_TMP/kvx-rw-probe" 2>/dev/null; then
@@ -177,8 +200,20 @@ if mkdir "$SANDBOX_TMP/kvx-rw-probe" 2>/dev/null; then
 	exit 125
 fi
 for p in "${rw[@]}"; do
+	[[ $p == /proc/* ]] && continue
 	mkdir "$p/kvx-rw-probe" && rmdir "$p/kvx-rw-probe" || { echo "sandbox: $p is read-only" >&2; exit 125; }
 done
+# Opened for writing, nothing written: root may not reach the sysctls that
+# run a program of its choice outside the sandbox, and reaches those
+# kvmxdp writes.
+for f in /proc/sys/kernel/core_pattern /proc/sys/kernel/modprobe /proc/sysrq-trigger; do
+	[[ -e $f ]] || continue
+	if (: >>"$f") 2>/dev/null; then
+		echo "sandbox: $f is writable" >&2
+		exit 125
+	fi
+done
+(: >>/proc/sys/net/ipv4/ip_local_reserved_ports) || { echo "sandbox: net/ipv4 sysctls are read-only" >&2; exit 125; }
 umask "$SANDBOX_UMASK"
 exec "$@"
 EOF
@@ -191,7 +226,7 @@ sandbox() {
 	local capset=$1 trace=$2
 	shift 3
 	SB=(nsenter --net="/run/netns/$NS_HOST" -- unshare --mount --propagation private --
-		env SANDBOX_RW="${rw_paths[*]}" SANDBOX_TMP="$KVX_TMP"
+		env SANDBOX_RW="${rw_paths[*]}" SANDBOX_RO="${ro_paths[*]}" SANDBOX_TMP="$KVX_TMP"
 		SANDBOX_HOME="$(unit_values ProtectHome)" SANDBOX_UMASK="$(unit_values UMask)"
 		bash "$SANDBOX_SH"
 		setpriv "--bounding-set=-all,$capset" --inh-caps=-all --no-new-privs --)
@@ -200,7 +235,7 @@ sandbox() {
 }
 
 kvx_step "non-root: without capabilities one error line; with them accepted"
-kvx_netns_snapshot() { tc -n "$NS_HOST" filter show dev "$BR" ingress; ls -A "$BPFFS"; ls -A "$KVX_TMP/etc"; }
+kvx_netns_snapshot() { tc -n "$NS_HOST" filter show dev "$BR" ingress; ls -A "$BPFFS"; ls -A "$KVX_TMP/kvmxdp-etc"; }
 before=$(kvx_netns_snapshot)
 rc=0
 err=$(nsx "$NS_HOST" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all -- \
@@ -219,7 +254,7 @@ kvx_log "uid 65534 with ${caps[*]}: exit $rc: $err"
 assert_not_contains "uid 65534 with the unit's capabilities passes the capability check" "needs CAP_" "$err"
 # ... and goes on to the kernel (probes need CAP_BPF) and then to the
 # config, root's: refused by the file system, not by kvmxdp.
-assert_contains "it stops at the config directory, root's" "$KVX_TMP/etc" "$err"
+assert_contains "it stops at the config directory, root's" "$KVX_TMP/kvmxdp-etc" "$err"
 assert_eq "nothing changed" "$before" "$(kvx_netns_snapshot)"
 
 kvx_step "the instance, recorded by hand: attach, a port forward"
@@ -230,7 +265,7 @@ kvx_step "reboot: daemon, pins, filters, cgroup links, pid files and the bridge 
 kvx_daemon_stop
 umount "$BPFFS"
 mount -t bpf bpf "$BPFFS"
-rm -f "$KVX_TMP"/run/*
+rm -f "$KVX_TMP"/kvmxdp-run/*
 for dev in "$BR" "$UP"; do tc -n "$NS_HOST" qdisc del dev "$dev" clsact 2>/dev/null || true; done
 ip -n "$NS_HOST" link del "$BR"
 assert_eq "LAN -> :8080 while 'rebooting'" "" "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
@@ -274,7 +309,7 @@ start_sandboxed() {
 	wait_attached
 }
 # The daemon's pid (strace's child), from its pid file.
-daemon_pid() { awk 'NR == 1 {print $1}' "$KVX_TMP"/run/*.pid 2>/dev/null; }
+daemon_pid() { awk 'NR == 1 {print $1}' "$KVX_TMP"/kvmxdp-run/*.pid 2>/dev/null; }
 # The capability mask of CAP_X names, as /proc/PID/status prints it.
 cap_mask() {
 	local -A bit=([CAP_NET_ADMIN]=12 [CAP_NET_RAW]=13 [CAP_SYS_ADMIN]=21 [CAP_PERFMON]=38 [CAP_BPF]=39)

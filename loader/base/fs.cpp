@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <climits>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -158,29 +159,25 @@ void check_level(int fd, const std::string &path, Trust level)
 
 std::string trust_problem(const struct stat &st, Trust what)
 {
-	const bool file = what == Trust::Pin || what == Trust::LockFile;
+	const bool file = what == Trust::Pin || what == Trust::LockFile || what == Trust::File;
 	if (S_ISLNK(st.st_mode))
 		return "a symbolic link (kvmxdp does not follow links here)";
 	if (file ? !S_ISREG(st.st_mode) : !S_ISDIR(st.st_mode))
-		return what == Trust::Pin      ? "not a pinned BPF object" :
-		       what == Trust::LockFile ? "not a regular file" :
-						 "not a directory";
+		return what == Trust::Pin ? "not a pinned BPF object" :
+		       file		  ? "not a regular file" :
+					    "not a directory";
 	if (st.st_uid != 0 && st.st_uid != ::geteuid())
 		return "owned by uid " + std::to_string(st.st_uid) + ", not root";
-	// Another name of the same file (a hard link made while it was
-	// reachable) would let its lock be taken through a path we never check.
-	if (what == Trust::LockFile && st.st_nlink > 1)
-		return "a file with " + std::to_string(st.st_nlink) +
-		       " hard links (another name reaches it)";
 	if (what == Trust::LockedDir && (st.st_mode & (S_IRWXG | S_IRWXO)))
 		return "open to other users (mode " + mode_str(st.st_mode) +
 		       "), who could hold its lock";
 	if (st.st_mode & (S_IWGRP | S_IWOTH)) {
 		// A sticky directory lets others add entries but not remove or
 		// rename root's (the VFS's may_delete): kvmxdp/ below a 1777
-		// bpffs, a lock file in /tmp, stays root's once made, and is
-		// checked itself.
-		const bool sticky_ok = what == Trust::Bpffs || what == Trust::LockDir;
+		// bpffs stays root's once made, and is checked itself.  Not so
+		// for locks: in /tmp a user could make the lock file (or the
+		// temporary names beside it) first, and stall or steer kvmxdp.
+		const bool sticky_ok = what == Trust::Bpffs;
 		if (sticky_ok && (st.st_mode & S_ISVTX))
 			return "";
 		return "writable by group or others (mode " + mode_str(st.st_mode) +
@@ -337,8 +334,12 @@ void remove_pin_dir(const PinDir &pd, bool pins)
 	if (::unlinkat(pd.top.fd.get(), pd.name.c_str(), AT_REMOVEDIR) < 0 && errno != ENOENT &&
 	    (pins || errno != ENOTEMPTY))
 		throw_errno("remove", pd.dir.path);
-	// Other instances' directories keep it.
-	::unlinkat(pd.bpffs.fd.get(), kTopDir, AT_REMOVEDIR);
+	// Other instances' directories keep it.  On a bpffs every user may
+	// add to (1777) it stays: once removed, a user could make a kvmxdp/
+	// of their own there, which every later attach refuses.
+	struct stat st = {};
+	if (::fstat(pd.bpffs.fd.get(), &st) == 0 && !(st.st_mode & (S_IWGRP | S_IWOTH)))
+		::unlinkat(pd.bpffs.fd.get(), kTopDir, AT_REMOVEDIR);
 }
 
 std::string pid_file_for(const std::string &run_dir, const std::string &bpffs,
@@ -364,7 +365,16 @@ void atomic_write_file(const std::string &path, const std::string &content, mode
 	if (slash != std::string::npos && slash > 0)
 		mkdir_p(path.substr(0, slash));
 	std::string tmp = path + ".tmp." + std::to_string(::getpid());
-	Fd fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
+	// A fresh file, never one already there under that name (a link to
+	// elsewhere, a file another user holds open): a leftover of ours, from
+	// a run that died with our pid, is removed and made anew.
+	auto create = [&] {
+		return Fd(::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+				 mode));
+	};
+	Fd fd = create();
+	if (!fd && errno == EEXIST && ::unlink(tmp.c_str()) == 0)
+		fd = create();
 	if (!fd)
 		throw_errno("create", tmp);
 	size_t off = 0;
@@ -390,13 +400,21 @@ void atomic_write_file(const std::string &path, const std::string &content, mode
 	}
 }
 
-std::optional<std::string> read_file(const std::string &path)
+std::optional<std::string> read_file(const std::string &path, bool trusted)
 {
 	Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
 	if (!fd) {
 		if (errno == ENOENT)
 			return std::nullopt;
 		throw_errno("open", path);
+	}
+	if (trusted) {
+		struct stat st = {};
+		if (::fstat(fd.get(), &st) < 0)
+			throw_errno("stat", path);
+		if (std::string problem = trust_problem(st, Trust::File); !problem.empty())
+			throw ConfigError(path + ": " + problem +
+					  ": kvmxdp reads only files that root alone can change");
 	}
 	std::string out;
 	char buf[8192];
@@ -489,6 +507,32 @@ std::optional<uid_t> process_euid(pid_t pid)
 	return std::nullopt;
 }
 
+// The program pid runs is this kvmxdp's: the same file, or the same path
+// (an older daemon whose binary a package upgrade replaced shows as
+// "PATH (deleted)").  A root process holding a lock is not proof enough:
+// a user's fd, kept across the exec of a setuid-root program (su, passwd),
+// makes that program a root holder of the user's choosing.
+bool runs_kvmxdp(pid_t pid)
+{
+	const std::string exe = "/proc/" + std::to_string(pid) + "/exe";
+	struct stat a = {}, b = {};
+	if (::stat(exe.c_str(), &a) == 0 && ::stat("/proc/self/exe", &b) == 0 &&
+	    a.st_dev == b.st_dev && a.st_ino == b.st_ino)
+		return true;
+	auto target = [](const std::string &link) {
+		char buf[PATH_MAX];
+		ssize_t n = ::readlink(link.c_str(), buf, sizeof(buf) - 1);
+		std::string t = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "";
+		const std::string deleted = " (deleted)";
+		if (t.size() > deleted.size() &&
+		    t.compare(t.size() - deleted.size(), deleted.size(), deleted) == 0)
+			t.resize(t.size() - deleted.size());
+		return t;
+	};
+	const std::string theirs = target(exe);
+	return !theirs.empty() && theirs == target("/proc/self/exe");
+}
+
 std::string process_name(pid_t pid)
 {
 	std::ifstream in("/proc/" + std::to_string(pid) + "/comm");
@@ -522,25 +566,47 @@ bool process_holds_flock(pid_t pid, const struct stat &st)
 	return found;
 }
 
-// A process of root or of our user holding the file's lock (checked on
-// the process: /proc/locks keeps the pid that took a lock, which may have
-// passed it to a child and exited): another kvmxdp, maybe an older one,
-// not a user who got hold of a readable file.
-bool privileged_holder(const struct stat &st)
+// A file other users could open (mode & 077: a 0644 lock or pid file of
+// an older kvmxdp) may be held open, and locked, by any of them for ever:
+// its name gets a fresh 0600 file, whoever holds the old one (never
+// asked: a user's fd passed to a setuid-root program looks like root's).
+// Under a second lock, path + ".migrate", which only root can open: two
+// kvmxdp replacing the same old file at once would otherwise each rename
+// a file of their own over the other's, and both hold "the" lock.  The
+// file is looked at again under it: only an old file is ever replaced,
+// never a 0600 one another kvmxdp may be holding.
+void replace_open_lock_file(const std::string &path)
 {
-	for (pid_t pid : flock_pids(st)) {
-		auto uid = process_euid(pid);
-		if (uid && (*uid == 0 || *uid == ::geteuid()) && process_holds_flock(pid, st))
-			return true;
+	const std::string mpath = path + ".migrate";
+	Fd m(::open(mpath.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+	if (!m)
+		throw_errno("open lock file", mpath);
+	struct stat mst = {};
+	if (::fstat(m.get(), &mst) < 0)
+		throw_errno("stat", mpath);
+	if (std::string problem = trust_problem(mst, Trust::LockFile); !problem.empty())
+		throw Error("lock file " + mpath + ": " + problem + ": refused (remove it)");
+	if (mst.st_mode & (S_IRWXG | S_IRWXO))
+		throw Error("lock file " + mpath + ": open to other users (mode " +
+			    mode_str(mst.st_mode) + "): refused (remove it)");
+	// Held by another kvmxdp for a rename at most: bounded all the same.
+	for (int i = 0; ::flock(m.get(), LOCK_EX | LOCK_NB) < 0; i++) {
+		if (errno != EWOULDBLOCK && errno != EINTR)
+			throw_errno("flock", mpath);
+		if (i == 200)
+			throw Error("lock " + mpath + " held by " + describe_lock_holders(mpath) +
+				    " for 2 s: refused");
+		::usleep(10000);
 	}
-	return false;
-}
-
-// A fresh 0600 file renamed over path: whoever holds an fd of the old one
-// keeps a lock on a file nobody looks at any more.
-void replace_lock_file(const std::string &path)
-{
-	std::string tmp = path + ".new." + std::to_string(::getpid());
+	struct stat st = {};
+	if (::lstat(path.c_str(), &st) < 0) {
+		if (errno == ENOENT)
+			return; // gone: the next open makes a 0600 one
+		throw_errno("stat", path);
+	}
+	if (!S_ISREG(st.st_mode) || !(st.st_mode & (S_IRWXG | S_IRWXO)))
+		return; // already replaced, or refused by the caller next
+	const std::string tmp = path + ".new." + std::to_string(::getpid());
 	::unlink(tmp.c_str());
 	Fd fd(::open(tmp.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600));
 	if (!fd)
@@ -576,13 +642,12 @@ Fd open_lock_file(const std::string &path, mode_t dir_mode)
 		if (std::string problem = trust_problem(st, Trust::LockFile); !problem.empty())
 			throw Error("lock file " + path + ": " + problem +
 				    ": another user may hold it; refused (remove it)");
+		// A 0600 file of root's no other user can open, by this name or
+		// another (a hard link made with fs.protected_hardlinks=0):
+		// used whatever its link count, and never replaced.
 		if (!(st.st_mode & (S_IRWXG | S_IRWXO)))
 			return fd;
-		// An older kvmxdp still running keeps the old file until it is
-		// done with it: then it is replaced by the next one to come.
-		if (privileged_holder(st))
-			return fd;
-		replace_lock_file(path);
+		replace_open_lock_file(path);
 	}
 	throw Error("lock file " + path + " keeps changing: refused");
 }
@@ -745,7 +810,7 @@ std::vector<LockHolder> LockHolder::of_file(const struct stat &st)
 		auto uid = process_euid(pid);
 		if (!uid || (*uid != 0 && *uid != ::geteuid()))
 			continue;
-		if (!process_holds_flock(pid, st))
+		if (!process_holds_flock(pid, st) || !runs_kvmxdp(pid))
 			continue;
 		out.push_back(LockHolder(pid, std::move(pidfd)));
 	}

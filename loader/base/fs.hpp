@@ -52,12 +52,15 @@ std::string pin_dir_name(const std::string &bridge);
 //   Dir        kvmxdp/, <bridge>/: directories writable by nobody else;
 //              attach makes them 0700
 //   Pin        pins: bpffs objects writable by nobody else
-//   LockDir    the directory of a lock file: writable by nobody else but
-//              with the sticky bit (/tmp), where others cannot touch ours
-//   LockFile   a lock file: a regular file with one link, writable by
-//              nobody else (readable by others: see FileLock)
+//   LockDir    the directory of a lock file: writable by nobody else, not
+//              even with the sticky bit (in /tmp a user could make the
+//              lock file, or the names kvmxdp writes beside it, first)
+//   LockFile   a lock file: a regular file writable by nobody else (one
+//              others could open is replaced: see FileLock)
 //   LockedDir  a directory locked as itself (the daemon's pin directory):
 //              no access for anybody else at all (flock needs only an fd)
+//   File       a file whose content steers root (the config): a regular
+//              file writable by nobody else
 enum class Trust {
 	Bpffs,
 	Dir,
@@ -65,6 +68,7 @@ enum class Trust {
 	LockDir,
 	LockFile,
 	LockedDir,
+	File,
 };
 // What disqualifies st as that, "" when nothing does.
 std::string trust_problem(const struct stat &st, Trust what);
@@ -122,15 +126,20 @@ std::string pid_file_for(const std::string &run_dir, const std::string &bpffs,
 // Writes to a temporary file in the same directory, fsyncs it and renames
 // it over path: readers see the old or the new content, never a mix.
 void atomic_write_file(const std::string &path, const std::string &content, mode_t mode = 0644);
-std::optional<std::string> read_file(const std::string &path);
+// trusted: the file must pass Trust::File (checked on the open fd), else
+// a ConfigError naming it and what is wrong.
+std::optional<std::string> read_file(const std::string &path, bool trusted = false);
 
 // Locks.  flock(2) needs nothing but an open file descriptor, so a lock is
 // exactly as private as its file: a lock file is 0600 and owned by root
-// (or by us), in a directory no other user can write (or a sticky one),
+// (or by us), in a directory no other user can write (sticky or not),
 // opened with O_NOFOLLOW.  An existing lock file that is not ours is
 // refused, one writable by other users too; one of ours that other users
-// may read (0644: what kvmxdp made before) is replaced by a fresh 0600 one,
-// since anybody may hold an fd of it, and with it the lock, for ever.
+// may read (0644: what kvmxdp made before) is replaced by a fresh 0600 one
+// whoever holds it, since anybody may hold an fd of it, and with it the
+// lock, for ever (an older kvmxdp still running loses its exclusion: stop
+// it before the upgrade).  A 0600 file is used whatever its link count:
+// no other user can open it by any name.
 // After locking, the file must still be the one at the path: a lock on a
 // file that was replaced or removed meanwhile protects nothing, and is
 // taken again on the new one.
@@ -173,7 +182,9 @@ private:
 // process (it may have exited and the number gone to another one), so the
 // pidfd is opened first and the process behind the number is then checked
 // to hold the lock itself (a "lock:" line for the file in its
-// /proc/PID/fdinfo) and to run as our user.  A check that reads another
+// /proc/PID/fdinfo), to run as our user and to run this kvmxdp (its
+// /proc/PID/exe: a setuid-root program run with a user's fd is no holder
+// to signal).  A check that reads another
 // process (the pidfd's exited meanwhile) leaves a pidfd whose signals fail:
 // nothing but the verified holder is ever signalled.
 class LockHolder {

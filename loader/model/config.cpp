@@ -471,7 +471,10 @@ std::optional<LockedConfig> LockedConfig::try_lock(const std::string &path)
 
 Config ConfigStore::load() const
 {
-	auto text = read_file(path_);
+	// Its mappings become NAT rules and its names sysctl paths: only a
+	// file no other user could have written (a config in /tmp, one left
+	// 0666) is read.
+	auto text = read_file(path_, true);
 	if (!text)
 		return {};
 	json j;
@@ -490,7 +493,8 @@ Config ConfigStore::load() const
 
 void ConfigStore::save(const Config &cfg) const
 {
-	atomic_write_file(path_, to_json(cfg).dump(2) + "\n");
+	// Root's alone, as the unit makes it (UMask=0077).
+	atomic_write_file(path_, to_json(cfg).dump(2) + "\n", 0600);
 }
 
 } // namespace kvmxdp

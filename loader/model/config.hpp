@@ -105,17 +105,18 @@ public:
 
 	// Serialises read-modify-write cycles of concurrent kvmxdp processes;
 	// waits at most `wait` (base/fs.hpp: FileLock).  The lock file sits
-	// beside the config, 0600: other users, who may read the config, can
-	// neither open nor lock it.  The config's directory is made 0755 if
-	// missing (as the config is saved): `map list` reads it as any user.
+	// beside the config, 0600.  The config is root's alone, as the unit
+	// makes it (ConfigurationDirectoryMode=0700, UMask=0077): saved 0600,
+	// its directory made 0700 if missing; `map list` and `status` are
+	// root's commands.
 	FileLock lock(std::chrono::milliseconds wait) const
 	{
-		return FileLock::acquire(lock_path(), wait, 0755);
+		return FileLock::acquire(lock_path(), wait, 0700);
 	}
 	// nullopt while another process holds it (the daemon retries later).
 	std::optional<FileLock> try_lock() const
 	{
-		return FileLock::try_acquire(lock_path(), 0755);
+		return FileLock::try_acquire(lock_path(), 0700);
 	}
 	// A missing file is an empty configuration.
 	Config load() const;

@@ -120,16 +120,31 @@ void check_unit_dir(const std::string &what, const std::string &value, const std
 		"/var/run", "/var/tmp",	  "/etc/systemd", "/etc/libvirt",
 	};
 	const std::string c = canonical_dir(dir);
+	const std::string own = std::string("use a directory of its own (") +
+				(what == "--config"  ? "/etc/kvmxdp/kvmxdp.json" :
+				 what == "--run-dir" ? "/run/kvmxdp" :
+						       "the default /sys/fs/bpf") +
+				")";
 	for (const char *s : kSystemDirs)
 		if (c == s)
 			throw Error("install: " + what + " '" + printable(value) +
 				    "' gives the unit " + c +
 				    " itself: the daemon would get a system directory to write; " +
-				    "use a directory of its own (" +
-				    (what == "--config"	 ? "/etc/kvmxdp/kvmxdp.json" :
-				     what == "--run-dir" ? "/run/kvmxdp" :
-							   "the default /sys/fs/bpf") +
-				    ")");
+				    own);
+	// Beyond that list, only what is kvmxdp's by its name or not there yet
+	// (made by systemd or kvmxdp): --config /etc/cron.d/k.json would
+	// otherwise get cron.d made 0700 and writable by the daemon, --run-dir
+	// /usr/local/bin a directory root runs programs from.  A bpffs is the
+	// daemon's to write whatever its name.
+	const std::string name = c.substr(c.rfind('/') + 1);
+	struct stat st = {};
+	if (name.find("kvmxdp") != std::string::npos || ::stat(c.c_str(), &st) < 0 ||
+	    (what == "--bpffs" && is_bpffs(c)))
+		return;
+	throw Error("install: " + what + " '" + printable(value) + "' gives the unit " + c +
+		    ", an existing directory that is not kvmxdp's (its name lacks 'kvmxdp'): the "
+		    "daemon would get another program's directory to write; " +
+		    own);
 }
 
 // A path in a file-system directive (ReadWritePaths=, RequiresMountsFor=).
@@ -203,14 +218,22 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 			"RuntimeDirectoryPreserve=yes\n";
 	else
 		writable += " " + sd_path("-" + run);
-	// The default /sys/fs/bpf is systemd's own mount, and /sys stays
-	// writable under ProtectSystem=strict.
+	// /proc/sys and /sys, which ProtectSystem=strict leaves writable, are
+	// made read-only below (kernel/core_pattern or kernel/modprobe written
+	// by root run a program of its choice outside the sandbox): the
+	// sysctls kvmxdp writes (net/ipv4/conf/BR/forwarding,
+	// net/ipv4/ip_local_reserved_ports) and the bpffs are reopened.  The
+	// deeper path wins whichever list names it.
+	writable += " /proc/sys/net/ipv4";
 	if (!bpffs.empty()) {
 		writable += " " + sd_path("-" + normalize_dir(bpffs));
 		mounts = "RequiresMountsFor=" + sd_path(normalize_dir(bpffs)) + "\n";
+	} else {
+		writable += " " + sd_path("-" + defaults.bpffs);
 	}
-	if (!writable.empty())
-		dirs += "ReadWritePaths=" + writable.substr(1) + "\n";
+	dirs += "ReadOnlyPaths=/proc/sys -/proc/sysrq-trigger /sys\n"
+		"ReadWritePaths=" +
+		writable.substr(1) + "\n";
 	// A binary or a path in /tmp or a home directory (a build tree, a
 	// test) would be hidden by the private /tmp and ProtectHome=yes.
 	const std::vector<std::string> used = {exe, config, run,
@@ -267,8 +290,10 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON\n"
 	       "NoNewPrivileges=yes\n"
 	       "UMask=0077\n"
-	       "# Read-only but the config, the pid files and the bpffs; /proc/sys and\n"
-	       "# /sys stay writable (forwarding sysctl, reserved ports, pins).\n"
+	       "# Read-only but the config, the pid files, the bpffs and the sysctls of\n"
+	       "# net/ipv4 (forwarding, reserved ports): /proc/sys, /proc/sysrq-trigger\n"
+	       "# and /sys too, where root could otherwise run a program outside the\n"
+	       "# sandbox (kernel/core_pattern, kernel/modprobe, uevent_helper).\n"
 	       "ProtectSystem=strict\n" +
 	       dirs + tmp + home +
 	       "PrivateDevices=yes\n"
@@ -302,9 +327,10 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "# - User=, AmbientCapabilities=: root owns the pins, the config and the\n"
 	       "#   lock files that `kvmxdp` run from a root shell shares; the bounding\n"
 	       "#   set above limits root instead (no CAP_DAC_OVERRIDE: only root's files).\n"
-	       "# - ProtectKernelTunables=: makes /proc/sys and /sys/fs/bpf read-only, and\n"
-	       "#   ReadWritePaths= cannot reopen /sys/fs/bpf itself (the read-only entry\n"
-	       "#   of the same path wins); ProcSubset=pid: hides /proc/sys.\n"
+	       "# - ProtectKernelTunables=: makes /sys/fs/bpf read-only under that very\n"
+	       "#   name, which ReadWritePaths= cannot reopen (the read-only entry of the\n"
+	       "#   same path wins): ReadOnlyPaths= above does its work instead.\n"
+	       "#   ProcSubset=pid: hides /proc/sys.\n"
 	       "# - PrivateNetwork=, PrivateUsers=: the datapath is the host's network,\n"
 	       "#   and the capabilities must be the initial user namespace's.\n"
 	       "# - CAP_NET_RAW, AF_PACKET, AF_INET6: only `map add` probes ARP, from a\n"
@@ -337,12 +363,15 @@ std::string hook_text(const std::string &config)
 	       "[ -r \"$config\" ] || exit 0\n" +
 	       // Parsed, not grepped: XML attributes may be quoted either way
 	       // and hold entities, JSON strings escapes, and a bridge name
-	       // may hold any character but '/', ':' and blanks.
+	       // may hold any character but '/', ':' and blanks.  Isolated
+	       // (-I): run as root, python3 must import its own json and xml,
+	       // not modules found through PYTHONPATH, the working directory
+	       // or the user's site directory.
 	       R"(if ! command -v python3 >/dev/null 2>&1; then
 	echo "kvmxdp hook: python3 not found: cannot read $config" >&2
 	exit 0
 fi
-bridge=$(python3 -c '
+bridge=$(python3 -I -c '
 import json, sys, xml.etree.ElementTree as ET
 try:
     net = ET.fromstring(sys.stdin.read())
@@ -383,6 +412,19 @@ std::vector<std::string> install_files(const InstallOptions &o, const std::strin
 		check_unit_dir("--bpffs", o.bpffs, o.bpffs);
 	if (!o.run_dir.empty())
 		check_unit_dir("--run-dir", o.run_dir, o.run_dir);
+	// The unit gets the directories checked above, not their spelling
+	// ("/etc/kvmxdp/../kvmxdp/x.json", a link: another directory once
+	// the link changes).
+	const std::string base = config.substr(config.rfind('/') + 1);
+	const std::string cfg_dir = canonical_dir(parent_dir(config));
+	const std::string cfg = (cfg_dir == "/" ? "" : cfg_dir) + "/" + base;
+	const std::string bpffs = o.bpffs.empty() ? "" : canonical_dir(o.bpffs);
+	const std::string run_dir = o.run_dir.empty() ? "" : canonical_dir(o.run_dir);
+	check_unit_path("--config", cfg);
+	if (!bpffs.empty())
+		check_unit_path("--bpffs", bpffs);
+	if (!run_dir.empty())
+		check_unit_path("--run-dir", run_dir);
 	std::vector<std::string> written;
 	auto put = [&](const std::string &dir, const std::string &name, const std::string &text,
 		       mode_t mode) {
@@ -395,8 +437,8 @@ std::vector<std::string> install_files(const InstallOptions &o, const std::strin
 			throw_errno("chmod", p);
 		written.push_back(p);
 	};
-	put(unit_dir, "kvmxdp@.service", unit_text(exe, config, o.bpffs, o.run_dir), 0644);
-	put(hook_dir, "kvmxdp", hook_text(config), 0755);
+	put(unit_dir, "kvmxdp@.service", unit_text(exe, cfg, bpffs, run_dir), 0644);
+	put(hook_dir, "kvmxdp", hook_text(cfg), 0755);
 	return written;
 }
 

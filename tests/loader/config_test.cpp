@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include <gtest/gtest.h>
 
+#include "error_of.hpp"
 #include "temp_dir.hpp"
 
 #include <dirent.h>
@@ -14,6 +15,7 @@
 
 using namespace kvmxdp;
 using nlohmann::json;
+using test::error_of;
 
 namespace {
 
@@ -191,6 +193,43 @@ TEST(ConfigStore, AtomicSaveAndLoad)
 			     std::istreambuf_iterator<char>());
 	EXPECT_NE(old_text.find("br0.10"), std::string::npos);
 	EXPECT_TRUE(store.load().instances.empty());
+}
+
+// The config is root's alone (the unit's ConfigurationDirectoryMode=0700
+// and UMask=0077): saved 0600 in a directory made 0700; and one another
+// user could have written (a config in /tmp, one left 0666) steers no
+// root process: refused with one line naming it.
+TEST(ConfigStore, RootsAloneAndReadOnlyWhenNobodyElseCouldWriteIt)
+{
+	TempDir t;
+	const mode_t old = ::umask(0);
+	ConfigStore store(t.path() + "/etc/kvmxdp.json");
+	Config c;
+	c.instances.push_back(sample());
+	{
+		FileLock l = store.lock(std::chrono::seconds(1));
+		store.save(c);
+	}
+	::umask(old);
+	struct stat st = {};
+	ASSERT_EQ(::stat((t.path() + "/etc").c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 07777, 0700u);
+	ASSERT_EQ(::stat(store.path().c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 07777, 0600u);
+	EXPECT_EQ(store.load().instances.size(), 1u);
+
+	ASSERT_EQ(::chmod(store.path().c_str(), 0666), 0);
+	EXPECT_EQ(error_of([&] { store.load(); }),
+		  store.path() +
+			  ": writable by group or others (mode 0666): kvmxdp reads only files "
+			  "that root alone can change");
+	ASSERT_EQ(::chmod(store.path().c_str(), 0644), 0);
+	EXPECT_EQ(store.load().instances.size(), 1u) << "readable by others is fine";
+	if (::geteuid() != 0)
+		return;
+	ASSERT_EQ(::chown(store.path().c_str(), 65534, 65534), 0);
+	EXPECT_NE(error_of([&] { store.load(); }).find(": owned by uid 65534, not root"),
+		  std::string::npos);
 }
 
 TEST(ConfigStore, BrokenFileIsAClearError)

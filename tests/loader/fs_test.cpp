@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -18,6 +19,7 @@
 #include <functional>
 #include <optional>
 #include <thread>
+#include <vector>
 
 #include "base/error.hpp"
 #include "base/fs.hpp"
@@ -231,9 +233,13 @@ TEST(FileLock, RefusesFilesAndDirectoriesOthersControl)
 		  }).find("writable by group or others"),
 		  std::string::npos);
 	EXPECT_EQ(inode_of(open_dir + "/x.lock"), 0u); // nothing created
-	// Sticky (/tmp): others cannot touch our file there.
+	// Sticky (/tmp): others could make the lock file first.
 	ASSERT_EQ(::chmod(open_dir.c_str(), 01777), 0);
-	EXPECT_TRUE(FileLock::try_acquire(open_dir + "/x.lock"));
+	EXPECT_NE(error_of([&] {
+			  FileLock::try_acquire(open_dir + "/x.lock");
+		  }).find("writable by group or others (mode 1777)"),
+		  std::string::npos);
+	EXPECT_EQ(inode_of(open_dir + "/x.lock"), 0u); // nothing created
 	// A pin directory other users may open could be locked by them.
 	const std::string pd = tmp.path() + "/pins";
 	ASSERT_EQ(::mkdir(pd.c_str(), 0700), 0);
@@ -251,20 +257,31 @@ TEST(FileLock, RefusesFilesAndDirectoriesOthersControl)
 		  std::string::npos);
 }
 
-// A lock file with a second name (a hard link) could be locked through a
-// path nobody checks: refused, left as it is.
-TEST(FileLock, RefusesAFileWithHardLinks)
+// A second name of a lock file (ln, with fs.protected_hardlinks=0) gives
+// nobody a way in to a 0600 file: used, not refused (a refusal would let
+// any user stall kvmxdp with one ln) and not replaced (another kvmxdp may
+// hold it).  One others could open is replaced whatever its names.
+TEST(FileLock, AFileWithHardLinksIsUsedOrReplacedNeverRefused)
 {
 	test::TempDir tmp;
 	const std::string f = tmp.path() + "/x.lock", other = tmp.path() + "/other";
 	Fd(::open(f.c_str(), O_CREAT | O_WRONLY, 0600));
 	ASSERT_EQ(::link(f.c_str(), other.c_str()), 0);
-	EXPECT_EQ(error_of([&] { FileLock::try_acquire(f); }),
-		  "lock file " + f +
-			  ": a file with 2 hard links (another name reaches it): another user may "
-			  "hold it; refused (remove it)");
-	EXPECT_EQ(error_of([&] { PidLock::try_acquire(f); }).empty(), false);
-	EXPECT_EQ(inode_of(f), inode_of(other));
+	const ino_t ino = inode_of(f);
+	{
+		auto l = FileLock::try_acquire(f);
+		ASSERT_TRUE(l);
+		EXPECT_EQ(inode_of_fd(l->fd()), ino);
+	}
+	EXPECT_TRUE(PidLock::try_acquire(f));
+	EXPECT_EQ(inode_of(f), ino);
+	ASSERT_EQ(::chmod(f.c_str(), 0644), 0);
+	auto l = FileLock::try_acquire(f);
+	ASSERT_TRUE(l);
+	EXPECT_NE(inode_of(f), ino);
+	EXPECT_EQ(inode_of_fd(l->fd()), inode_of(f));
+	EXPECT_EQ(mode_of(f), 0600u);
+	EXPECT_EQ(inode_of(other), ino) << "the other name is left alone";
 }
 
 // A lock on a pid file other users could open (a leftover 0644 one, one
@@ -311,32 +328,86 @@ TEST(PidLock, HolderOfAFileOthersCouldOpenIsNotBelieved)
 }
 
 // A 0644 lock file (what kvmxdp made before) may be held open by any user,
-// who could then hold its lock for ever: it is replaced by a fresh 0600
-// one, unless a process of root holds it (an older kvmxdp at work: the
-// lock is busy until it is done).
-TEST(FileLock, ReplacesAReadableFileOnlyOthersHold)
+// who could then hold its lock for ever, or pass it to a setuid-root
+// program (su) to look like root: it is replaced by a fresh 0600 one
+// whoever holds it, root included.
+TEST(FileLock, ReplacesAReadableFileWhoeverHoldsIt)
 {
 	if (::geteuid() != 0)
 		GTEST_SKIP() << "needs root (a holder of another uid)";
 	test::TempDir tmp;
 	ASSERT_EQ(::chmod(tmp.path().c_str(), 0755), 0);
 	const std::string path = tmp.path() + "/old.lock";
-	Fd(::open(path.c_str(), O_CREAT | O_WRONLY, 0644));
-	ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
-	const ino_t old_ino = inode_of(path);
-	{
-		Holder root(path);
-		ASSERT_GT(root.pid, 0);
+	for (std::optional<uid_t> uid : {std::optional<uid_t>(0), std::optional<uid_t>(65534)}) {
+		::unlink(path.c_str());
+		Fd(::open(path.c_str(), O_CREAT | O_WRONLY, 0644));
+		ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+		const ino_t old_ino = inode_of(path);
+		Holder holder(path, uid);
+		ASSERT_GT(holder.pid, 0);
+		auto l = FileLock::try_acquire(path);
+		ASSERT_TRUE(l) << "held by uid " << *uid;
+		EXPECT_NE(inode_of(path), old_ino);
+		EXPECT_EQ(inode_of_fd(l->fd()), inode_of(path));
+		EXPECT_EQ(mode_of(path), 0600u);
+		// The fresh file is never replaced again: it is the lock now.
 		EXPECT_FALSE(FileLock::try_acquire(path));
-		EXPECT_EQ(inode_of(path), old_ino);
+		EXPECT_EQ(inode_of_fd(l->fd()), inode_of(path));
 	}
-	Holder nobody(path, 65534);
-	ASSERT_GT(nobody.pid, 0);
-	auto l = FileLock::try_acquire(path);
-	ASSERT_TRUE(l);
-	EXPECT_NE(inode_of(path), old_ino);
-	EXPECT_EQ(inode_of_fd(l->fd()), inode_of(path));
-	EXPECT_EQ(mode_of(path), 0600u);
+}
+
+// Processes replacing the same old file at once: one lock at a time, on
+// the file at the path (without the .migrate lock, one could rename its
+// fresh file over the one another had just locked).
+TEST(FileLock, ConcurrentReplacementsLeaveOneHolder)
+{
+	test::TempDir tmp;
+	const std::string path = tmp.path() + "/old.lock";
+	constexpr int kProcs = 4;
+	for (int round = 0; round < 100; round++) {
+		::unlink(path.c_str());
+		Fd(::open(path.c_str(), O_CREAT | O_WRONLY, 0644));
+		ASSERT_EQ(::chmod(path.c_str(), 0644), 0);
+		int go[2], res[2], hold[2];
+		ASSERT_EQ(::pipe(go), 0);
+		ASSERT_EQ(::pipe(res), 0);
+		ASSERT_EQ(::pipe(hold), 0);
+		std::vector<pid_t> kids;
+		for (int i = 0; i < kProcs; i++) {
+			pid_t pid = ::fork();
+			if (pid == 0) {
+				::close(go[1]);
+				::close(hold[1]);
+				char c;
+				(void)!::read(go[0], &c, 1); // EOF: all start at once
+				std::optional<FileLock> l;
+				try {
+					l = FileLock::try_acquire(path);
+				} catch (...) {
+				}
+				c = l ? '1' : '0';
+				(void)!::write(res[1], &c, 1);
+				(void)!::read(hold[0], &c, 1); // held until all tried
+				::_exit(0);
+			}
+			kids.push_back(pid);
+		}
+		::close(go[0]);
+		::close(res[1]);
+		::close(hold[0]);
+		::close(go[1]);
+		std::string got;
+		char c;
+		while (got.size() < kProcs && ::read(res[0], &c, 1) == 1)
+			got += c;
+		::close(hold[1]);
+		::close(res[0]);
+		for (pid_t k : kids)
+			::waitpid(k, nullptr, 0);
+		EXPECT_LE(std::count(got.begin(), got.end(), '1'), 1) << "round " << round;
+		if (std::count(got.begin(), got.end(), '1') > 1)
+			break;
+	}
 }
 
 // A waiter that gets the lock of a file which meanwhile left the path
@@ -434,6 +505,44 @@ TEST(LockHolder, IsWhoHoldsTheLockNotThePidInTheFile)
 	EXPECT_FALSE(holders[0].signal(0));
 	EXPECT_TRUE(LockHolder::of(path).empty());
 	EXPECT_EQ(describe_lock_holders(path), "another process");
+}
+
+// A root process holding the lock is not the daemon unless it runs
+// kvmxdp: a user's fd kept across the exec of a setuid-root program makes
+// that program a root holder, never to be signalled.
+TEST(LockHolder, IsOnlyAProcessRunningKvmxdp)
+{
+	test::TempDir tmp;
+	const std::string path = tmp.path() + "/x.pid";
+	Fd(::open(path.c_str(), O_CREAT | O_WRONLY, 0600));
+	int ready[2];
+	ASSERT_EQ(::pipe(ready), 0);
+	pid_t pid = ::fork();
+	if (pid == 0) {
+		int fd = ::open(path.c_str(), O_RDONLY); // no O_CLOEXEC: kept
+		if (fd < 0 || ::flock(fd, LOCK_EX) < 0)
+			::_exit(3);
+		::dup2(ready[1], 1);
+		// Another program, with the lock: says so once exec'd.
+		::execl("/bin/sh", "sh", "-c", "echo r; exec sleep 30", (char *)nullptr);
+		::_exit(4);
+	}
+	::close(ready[1]);
+	char c = 0;
+	ASSERT_EQ(::read(ready[0], &c, 1), 1);
+	::close(ready[0]);
+	std::string comm;
+	for (int i = 0; i < 100 && comm != "sleep"; i++) {
+		std::this_thread::sleep_for(std::chrono::milliseconds(10));
+		std::ifstream("/proc/" + std::to_string(pid) + "/comm") >> comm;
+	}
+	EXPECT_EQ(comm, "sleep");
+	EXPECT_NE(describe_lock_holders(path).find("pid " + std::to_string(pid)), std::string::npos)
+		<< "it does hold the lock";
+	EXPECT_TRUE(LockHolder::of(path).empty()) << "a sleep is no kvmxdp to signal";
+	EXPECT_NE(PidLock::holder(path), std::optional<pid_t>(pid));
+	::kill(pid, SIGKILL);
+	::waitpid(pid, nullptr, 0);
 }
 
 TEST(LockHolder, OfADirectory)
@@ -540,9 +649,12 @@ TEST(Trust, RootAloneMayChangeEveryLevel)
 		{"a directory as a pin", S_IFDIR, 0700, 0, Trust::Pin, "not a pinned BPF object"},
 		// The same judgement for the locks.
 		{"a lock directory", S_IFDIR, 0755, 0, Trust::LockDir, ""},
-		{"/tmp", S_IFDIR, 01777, 0, Trust::LockDir, ""},
+		// In /tmp a user could make the lock file, or the names
+		// written beside it, first.
+		{"/tmp", S_IFDIR, 01777, 0, Trust::LockDir,
+		 "writable by group or others (mode 1777)"},
 		{"an open lock directory", S_IFDIR, 0777, 0, Trust::LockDir,
-		 "writable by group or others (mode 0777, no sticky bit)"},
+		 "writable by group or others (mode 0777)"},
 		{"another's lock directory", S_IFDIR, 0700, 1000, Trust::LockDir,
 		 "owned by uid 1000, not root"},
 		{"a lock file", S_IFREG, 0600, 0, Trust::LockFile, ""},
@@ -674,6 +786,22 @@ TEST_F(PinWalk, RemovingUnlinksEntriesNotWhatALinkPointsAt)
 	EXPECT_EQ(mode_owner(at("kvmxdp/br0")), "missing");
 	EXPECT_EQ(mode_owner(at("kvmxdp")), "missing") << "empty: removed with it";
 	EXPECT_EQ(mode_owner(at("decoy/precious")), "600 0");
+}
+
+TEST_F(PinWalk, RemovingKeepsTheTopDirOfABpffsOpenToEveryUser)
+{
+	// A user could make the kvmxdp/ of a 1777 bpffs theirs once it is
+	// gone: root's, kept empty, keeps the name.
+	ASSERT_EQ(::chmod(tmp_.path().c_str(), 01777), 0);
+	auto top = open_pin_subdir(top_, "kvmxdp", true);
+	ASSERT_TRUE(top);
+	auto dir = open_pin_subdir(*top, "br0", true);
+	ASSERT_TRUE(dir);
+	PinDir pd{top_.dup(), std::move(*top), std::move(*dir), "br0"};
+	remove_pin_dir(pd, true);
+	EXPECT_EQ(mode_owner(at("kvmxdp/br0")), "missing");
+	EXPECT_EQ(mode_owner(at("kvmxdp")), "700 0") << "kept";
+	ASSERT_EQ(::chmod(tmp_.path().c_str(), 0700), 0);
 }
 
 TEST(Bpffs, OnlyARootBpffsWritableByRootOrSticky)

@@ -65,7 +65,8 @@ public:
 	// With this text as the config.
 	HookRun(const std::string &, const std::string &config)
 	{
-		std::string cfg = t_.path() + "/kvmxdp.json";
+		::mkdir((t_.path() + "/kvmxdp").c_str(), 0700);
+		std::string cfg = t_.path() + "/kvmxdp/kvmxdp.json";
 		std::ofstream(cfg) << config;
 		InstallOptions o;
 		o.root = t_.path();
@@ -76,18 +77,22 @@ public:
 		::chmod((bin() + "/systemctl").c_str(), 0755);
 	}
 	// As libvirt runs it: `NETWORK OPERATION begin -`, the XML on stdin.
-	int run(const std::string &xml, const std::string &op) const
+	// In directory cwd, with the variable assignments env ("A='x'").
+	int run(const std::string &xml, const std::string &op, const std::string &cwd = "",
+		const std::string &env = "") const
 	{
 		std::ofstream(t_.path() + "/net.xml") << xml;
-		std::string cmd = "cat '" + t_.path() + "/net.xml' | PATH='" + bin() +
+		std::string cmd = (cwd.empty() ? "" : "cd '" + cwd + "' && ") + "cat '" +
+				  t_.path() + "/net.xml' | " + env + " PATH='" + bin() +
 				  "':/usr/bin:/bin '" + t_.path() +
 				  "/etc/libvirt/hooks/network.d/kvmxdp' net " + op + " begin -";
 		return std::system(cmd.c_str());
 	}
 	std::string calls() const { return slurp(t_.path() + "/calls"); }
+	std::string bin() const { return t_.path() + "/bin"; }
+	const std::string &dir() const { return t_.path(); }
 
 private:
-	std::string bin() const { return t_.path() + "/bin"; }
 	TempRoot t_;
 };
 
@@ -112,6 +117,25 @@ TEST(Install, HookEscapesTheBridgeAsTheUnitsPercentIUnescapesIt)
 	ASSERT_EQ(h.run("<network><bridge name='br-lan.10'/></network>", "started"), 0);
 	EXPECT_EQ(h.calls(), "reset-failed kvmxdp@br\\x2dlan.10.service\n"
 			     "--no-block start kvmxdp@br\\x2dlan.10.service\n");
+}
+
+// libvirt runs the hook as root with whatever environment libvirtd has:
+// the python3 it runs imports only its own modules (-I), not a json.py
+// from PYTHONPATH or from the working directory.
+TEST(Install, HookImportsNoModuleFromTheEnvironment)
+{
+	HookRun h("virbr0");
+	const std::string planted = h.dir() + "/planted";
+	::mkdir(planted.c_str(), 0755);
+	for (const char *mod : {"/json.py", "/xml.py"})
+		std::ofstream(planted + mod)
+			<< "open('" + h.dir() + "/imported', 'a').write('" + mod + "')\n";
+	ASSERT_EQ(h.run("<network><bridge name='virbr0'/></network>", "started", planted,
+			"PYTHONPATH='" + planted + "'"),
+		  0);
+	EXPECT_EQ(slurp(h.dir() + "/imported"), "") << "the hook imported a planted module";
+	EXPECT_EQ(h.calls(),
+		  "reset-failed kvmxdp@virbr0.service\n--no-block start kvmxdp@virbr0.service\n");
 }
 
 // The hook parses the network XML and the config instead of matching
@@ -181,8 +205,11 @@ TEST(Install, UnitStopsOnConfigErrorsAndIsSandboxed)
 	      "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET",
 	      "SystemCallFilter=@system-service bpf", "SystemCallErrorNumber=EPERM"})
 		EXPECT_TRUE(has(d)) << d << " missing from:\n" << unit;
-	// Default paths are systemd's own directories: nothing else writable.
-	EXPECT_EQ(unit.find("\nReadWritePaths="), std::string::npos);
+	// Default paths are systemd's own directories: nothing else writable
+	// but net/ipv4's sysctls and the bpffs, below a read-only /proc/sys
+	// and /sys (kernel/core_pattern run by root escapes any sandbox).
+	EXPECT_TRUE(has("ReadOnlyPaths=/proc/sys -/proc/sysrq-trigger /sys")) << unit;
+	EXPECT_TRUE(has("ReadWritePaths=/proc/sys/net/ipv4 -/sys/fs/bpf")) << unit;
 }
 
 TEST(Install, UnitKeepsPathsOutsideTheSandboxWritableAndVisible)
@@ -191,8 +218,10 @@ TEST(Install, UnitKeepsPathsOutsideTheSandboxWritableAndVisible)
 	// tree) must stay reachable, or the unit cannot start.
 	const std::string unit = unit_text("/home/u/kvmxdp/build/kvmxdp", "/tmp/t/etc/kvmxdp.json",
 					   "/tmp/t/bpffs", "/tmp/t/run");
-	EXPECT_NE(unit.find("\nReadWritePaths=-/tmp/t/etc -/tmp/t/run -/tmp/t/bpffs\n"),
-		  std::string::npos)
+	EXPECT_NE(
+		unit.find(
+			"\nReadWritePaths=-/tmp/t/etc -/tmp/t/run /proc/sys/net/ipv4 -/tmp/t/bpffs\n"),
+		std::string::npos)
 		<< unit;
 	EXPECT_NE(unit.find("\nRequiresMountsFor=/tmp/t/bpffs\n"), std::string::npos);
 	EXPECT_NE(unit.find("\nPrivateTmp=no\n"), std::string::npos);
@@ -213,7 +242,9 @@ TEST(Install, UnitCarriesNonDefaultPathsQuotedForSystemd)
 		  std::string::npos)
 		<< unit;
 	// Path directives expand '%' but not '$'.
-	EXPECT_NE(unit.find("\nReadWritePaths=\"-/run/my bpf\"\n"), std::string::npos) << unit;
+	EXPECT_NE(unit.find("\nReadWritePaths=/proc/sys/net/ipv4 \"-/run/my bpf\"\n"),
+		  std::string::npos)
+		<< unit;
 	EXPECT_NE(unit.find("\nRuntimeDirectory=kv$x\n"), std::string::npos) << unit;
 	EXPECT_EQ(unit_text("/usr/sbin/kvmxdp", "/etc/kvmxdp/kvmxdp.json").find("--bpffs"),
 		  std::string::npos);
@@ -292,6 +323,51 @@ TEST(Install, RefusesSystemDirectoriesAsTheDaemonsOwn)
 	o.run_dir = "/run/kvmxdp-test";
 	o.bpffs = "/run/kvmxdp-bpf";
 	EXPECT_NO_THROW(install_files(o, "/var/lib/kvmxdp/kvmxdp.json"));
+}
+
+// Beyond the system directories, an existing directory is the daemon's
+// only if its name says kvmxdp: --config /etc/cron.d/k.json would get
+// cron.d writable by the daemon.  One that does not exist yet is made for
+// it.  The unit gets the directory as resolved, not as spelt.
+TEST(Install, GivesTheDaemonOnlyDirectoriesOfItsOwn)
+{
+	TempRoot t;
+	const std::string d = t.path();
+	ASSERT_EQ(::mkdir((d + "/cron.d").c_str(), 0755), 0);
+	ASSERT_EQ(::mkdir((d + "/kvmxdp").c_str(), 0700), 0);
+	ASSERT_EQ(::symlink("cron.d", (d + "/kvmxdp-link").c_str()), 0);
+	ASSERT_EQ(::symlink("kvmxdp", (d + "/link").c_str()), 0);
+	auto install = [&](const std::string &config, const std::string &run_dir = "") {
+		TempRoot r;
+		InstallOptions o;
+		o.root = r.path();
+		o.prefix = "/usr";
+		o.run_dir = run_dir;
+		install_files(o, config);
+		return slurp(r.path() + "/etc/systemd/system/kvmxdp@.service");
+	};
+	EXPECT_EQ(error_of([&] { install(d + "/cron.d/k.json"); }),
+		  "install: --config '" + d + "/cron.d/k.json' gives the unit " + d +
+			  "/cron.d, an existing directory that is not kvmxdp's (its name lacks "
+			  "'kvmxdp'): the daemon would get another program's directory to write; "
+			  "use a directory of its own (/etc/kvmxdp/kvmxdp.json)");
+	EXPECT_NE(error_of([&] {
+			  install(d + "/kvmxdp-link/k.json");
+		  }).find("gives the unit " + d + "/cron.d, an existing directory"),
+		  std::string::npos)
+		<< "judged where the link leads";
+	EXPECT_NE(error_of([&] {
+			  install(d + "/kvmxdp/k.json", d + "/cron.d");
+		  }).find("--run-dir '" + d + "/cron.d' gives the unit"),
+		  std::string::npos);
+	std::string unit = install(d + "/link/../kvmxdp/./k.json", d + "/new/run");
+	EXPECT_NE(unit.find("ExecStart=/usr/sbin/kvmxdp --config " + d +
+			    "/kvmxdp/k.json --run-dir " + d + "/new/run attach"),
+		  std::string::npos)
+		<< unit;
+	unit = install(d + "/link/k.json");
+	EXPECT_NE(unit.find("--config " + d + "/kvmxdp/k.json attach"), std::string::npos) << unit;
+	EXPECT_EQ(unit.find(d + "/link"), std::string::npos) << "the link's name stays out";
 }
 
 // Every path install writes into the unit or the hook is checked first: a

@@ -66,6 +66,17 @@ grep -q '^StartLimitBurst=[1-9]' "$unit" || fail "no StartLimitBurst="
 [[ $(sed -n '/^\[Unit\]/,/^\[/p' "$unit") == *StartLimitBurst=* ]] || fail "StartLimitBurst= is not in [Unit]"
 prevent=$(sed -n 's/^RestartPreventExitStatus=//p' "$unit")
 [[ -n $prevent ]] || fail "no RestartPreventExitStatus="
+# Root may not write the kernel's tunables that run programs outside the
+# sandbox (kernel/core_pattern, kernel/modprobe, sysrq, uevent_helper);
+# only net/ipv4's sysctls and the bpffs are reopened.
+has 'ReadOnlyPaths=/proc/sys -/proc/sysrq-trigger /sys'
+rw=" $(sed -n 's/^ReadWritePaths=//p' "$unit") "
+[[ $rw == *" /proc/sys/net/ipv4 "* && $rw == *" -/sys/fs/bpf "* ]] ||
+	fail "ReadWritePaths=$rw does not reopen /proc/sys/net/ipv4 and /sys/fs/bpf"
+for p in $rw; do
+	case ${p#-} in /proc/sys | /proc/sys/kernel* | /sys | /sys/kernel*) fail "ReadWritePaths= reopens $p" ;; esac
+done
+echo "check_unit: ok: /proc/sys and /sys read-only but$rw"
 echo "check_unit: ok: %I, Restart=on-failure with a start limit, RestartPreventExitStatus=$prevent"
 
 # Exit codes kvmxdp returns, against RestartPreventExitStatus=.
