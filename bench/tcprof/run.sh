@@ -20,14 +20,13 @@ fi
 out=$build/tcprof
 mkdir -p "$out"
 "$repo/cmake/bpf-cc" -c "$here/tcprof.bpf.c" -o "$out/tcprof.bpf.o"
-c++ -std=c++17 -O2 -Wall -Wextra -Werror -I"$repo/bpf/include" -I"$repo/tests/bpf" -I"$repo/tests/common" \
-	-I"$build/bpf/kvmxdp_tc" -I"$build/bpf/kvmxdp_xdp" "$here/tcprof.cpp" "$repo/tests/bpf/netns.cpp" \
-	"$repo/tests/bpf/datapath.cpp" "$repo/tests/bpf/pkt.cpp" -o "$out/kvx-tcprof" \
-	-lbpf -lelf -lz
+# The harness is the BPF tests' (tests/bpf): built by the project's own
+# CMake target so its include paths and libraries cannot drift from theirs.
+cmake --build "$build" --target kvx-tcprof >/dev/null
 objs=()
 for a in "$@"; do [[ $a == *.o ]] && objs+=("$a"); done
 if ((${#objs[@]} == 0)); then
 	set -- "$@" "$build/bpf/kvmxdp_tc/kvmxdp_tc.bpf.o"
 fi
-exec "$out/kvx-tcprof" --harness "$out/tcprof.bpf.o" \
+exec "$build/bench/kvx-tcprof" --harness "$out/tcprof.bpf.o" \
 	--minimal "$repo/bench/minimal/snat_tc.bpf.c" --bpf-cc "$repo/cmake/bpf-cc" "$@"
