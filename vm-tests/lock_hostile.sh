@@ -149,8 +149,12 @@ assert_hostile_holds_nothing "after attach"
 cli_ok "map add $EXT1 $G1_IP" 20 map add "$EXT1" "$G1_IP"
 assert_eq "LAN pings $EXT1: guest1 answers" 3 "$(kvx_ping_received "$NS_LAN" "$EXT1" 3)"
 
+# The same network comes back: the router keeps its MAC (a mapping resumes
+# only where the gateway's MAC is the one it was made behind).
+GW_MAC=$(ip -n "$NS_LAN" -j link show "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
 ip -n "$NS_HOST" link del "$UP"
 kvx_veth "$NS_HOST" "$UP" "$NS_LAN" "$LAN_UP_IF"
+ip -n "$NS_LAN" link set "$LAN_UP_IF" address "$GW_MAC"
 ip -n "$NS_HOST" addr add "$UP_IP/24" dev "$UP"
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
 ip -n "$NS_LAN" addr add "$LAN_IP/24" dev "$LAN_UP_IF"
