@@ -93,7 +93,7 @@ int main(int argc, char **argv)
 	std::string timeouts;
 	auto *o_timeouts = attach->add_option(
 		"--timeouts", timeouts,
-		"flow timeouts NAME=SECONDS,... over netfilter's defaults (tcp_syn_sent, "
+		"flow timeouts NAME=SECONDS,... over the defaults (tcp_syn_sent, tcp_syn_recv, "
 		"tcp_established, tcp_fin_wait, tcp_time_wait, tcp_close, udp, udp_stream, icmp, "
 		"other); for tests");
 

@@ -176,7 +176,8 @@ assert_eq "  state and flags" 'STATELESS ["seen_reply"] 120' \
 # ICMP
 icmp=$(pyj "[x for x in f if x['proto'] == 'icmp' and x['int_addr'] == '$G1_IP']" "$L")
 assert_eq "one flow for guest1's ping" 1 "$(pyj 'len(f)' "$icmp")"
-assert_eq "  remote, external address, no remote port, 30 s timeout" "$SRV_IP $UP_IP 0 30" \
+# An ICMP query lives 60 s (RFC 5508 REQ-2).
+assert_eq "  remote, external address, no remote port, 60 s timeout" "$SRV_IP $UP_IP 0 60" \
 	"$(pyj 'f[0]["rem_addr"] + " " + f[0]["ext_addr"] + " " + str(f[0]["rem_port"]) + " " + str(f[0]["timeout_s"])' "$icmp")"
 assert_eq "  3 echo requests out, 3 replies in" "3 3" "$(pyj 'str(f[0]["pkts_out"]) + " " + str(f[0]["pkts_in"])' "$icmp")"
 # guest2's stream

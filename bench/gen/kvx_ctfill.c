@@ -26,7 +26,7 @@
 #include "kvmxdp/abi.h"
 
 _Static_assert(sizeof(struct kvx_ct_key) == 16, "kvx_ct_key layout");
-_Static_assert(sizeof(struct kvx_ct_val) == 40, "kvx_ct_val layout");
+_Static_assert(sizeof(struct kvx_ct_val) == 80, "kvx_ct_val layout");
 
 #define CHUNK 16384
 

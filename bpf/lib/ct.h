@@ -98,79 +98,286 @@ static __always_inline void bind_key_init(struct kvx_bind_key *k, __u8 dir, __u8
 	k->port = port;
 }
 
-static __always_inline __u8 ct_initial_tcp_state(__u8 tcp_flags)
+/*
+ * TCP sequence tracking, after netfilter's tcp_in_window (nf_conntrack_proto_tcp.c,
+ * "Real Stateful TCP Packet Filtering in IP Filter"): per side the highest
+ * sequence it sent (end), the highest the other side lets it send (maxend:
+ * the other's ACK + window) and its largest window.  Only flows whose two
+ * SYNs were seen are checked: a flow picked up mid-stream has no window
+ * scale to go by, and stays as loose as netfilter's tcp_loose.
+ */
+static __always_inline int seq_before(__u32 a, __u32 b)
 {
-	if (tcp_flags & KVX_TCP_RST)
-		return KVX_CT_CLOSE;
-	if ((tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK)) == KVX_TCP_SYN)
-		return KVX_CT_SYN_SENT;
-	/* Mid-stream pick-up (e.g. after a flush), like netfilter's
-	 * nf_conntrack_tcp_loose=1. */
-	return KVX_CT_ESTABLISHED;
+	return (__s32)(a - b) < 0;
 }
 
-/* Account one packet of an existing flow: last-seen time, counters, TCP
- * state (a netfilter-like subset: SYN_SENT -> ESTABLISHED on the first
- * reply, FIN_WAIT/TIME_WAIT from FINs, CLOSE on RST). */
-static __always_inline void ct_update(struct kvx_ct_val *f, const struct kvx_pkt *p,
-				      enum ct_dir dir, __u64 now)
+static __always_inline int seq_after(__u32 a, __u32 b)
 {
-	__u8 flags = f->flags, state = f->state;
-	int reply = (dir == CT_DIR_IN) != !!(flags & KVX_CT_F_INBOUND);
+	return (__s32)(b - a) < 0;
+}
 
+/* The sequence number after the packet: payload, SYN and FIN each count. */
+static __always_inline __u32 tcp_seq_end(const struct kvx_pkt *p)
+{
+	return p->tcp_seq + pkt_tcp_len(p) + !!(p->tcp_flags & KVX_TCP_SYN) +
+	       !!(p->tcp_flags & KVX_TCP_FIN);
+}
+
+static __always_inline void tcp_track_syn(struct kvx_ct_tcp *s, const struct kvx_pkt *p)
+{
+	s->end = tcp_seq_end(p);
+	/* SYN windows are never scaled (RFC 7323 section 2.2). */
+	s->maxwin = p->tcp_win ? p->tcp_win : 1;
+	s->maxend = s->end;
+	s->ack = 0;
+	s->flags = KVX_CT_TCP_F_SYN;
+	s->wscale = 0;
+	if (p->tcp_wscale != KVX_TCP_NO_WSCALE) {
+		s->flags |= KVX_CT_TCP_F_WSCALE;
+		s->wscale = p->tcp_wscale;
+	}
+}
+
+/* Both SYNs seen: the windows are known. */
+static __always_inline int tcp_tracked(const struct kvx_ct_val *f)
+{
+	return f->tcp[0].flags & f->tcp[1].flags & KVX_CT_TCP_F_SYN;
+}
+
+/* Window scaling is on when both SYNs asked for it (RFC 7323 section 2.2). */
+static __always_inline __u32 tcp_win_scaled(const struct kvx_ct_val *f, const struct kvx_ct_tcp *s,
+					    const struct kvx_pkt *p)
+{
+	if (p->tcp_flags & KVX_TCP_SYN)
+		return p->tcp_win;
+	if (f->tcp[0].flags & f->tcp[1].flags & KVX_CT_TCP_F_WSCALE)
+		return (__u32)p->tcp_win << (s->wscale & 15);
+	return p->tcp_win;
+}
+
+/* netfilter's tcp_in_window conditions I-IV (MAXACKWINDOW 66000). */
+static __always_inline int tcp_in_window(const struct kvx_ct_tcp *s, const struct kvx_ct_tcp *r,
+					 const struct kvx_pkt *p)
+{
+	__u32 end = tcp_seq_end(p), maxack = s->maxwin > 66000 ? s->maxwin : 66000;
+
+	if (seq_after(p->tcp_seq, s->maxend) || seq_before(end, s->end - r->maxwin))
+		return 0;
+	if (!(p->tcp_flags & KVX_TCP_ACK))
+		return 1;
+	return !seq_after(p->tcp_ack, r->end) && !seq_before(p->tcp_ack, r->end - maxack);
+}
+
+/* What the sender's in-window packet teaches (netfilter's updates). */
+static __always_inline void tcp_track(const struct kvx_ct_val *f, struct kvx_ct_tcp *s,
+				      struct kvx_ct_tcp *r, const struct kvx_pkt *p)
+{
+	__u32 end = tcp_seq_end(p), win = tcp_win_scaled(f, s, p);
+
+	if (seq_after(end, s->end))
+		s->end = end;
+	if (win > s->maxwin)
+		s->maxwin = win;
+	if (p->tcp_flags & KVX_TCP_ACK) {
+		if (!(s->flags & KVX_CT_TCP_F_ACK) || seq_after(p->tcp_ack, s->ack))
+			s->ack = p->tcp_ack;
+		s->flags |= KVX_CT_TCP_F_ACK;
+		if (seq_after(p->tcp_ack + win + !win, r->maxend))
+			r->maxend = p->tcp_ack + win + !win;
+	}
+}
+
+enum tcp_rst_fate {
+	TCP_RST_CLOSE, /* acceptable: the flow is over */
+	TCP_RST_KEEP,  /* in the window but not exact: the endpoint answers it
+			* with a challenge ACK (RFC 5961 section 3.2) */
+	TCP_RST_DROP,  /* out of the window: off-path */
+};
+
+/*
+ * A RST from s to r.  r's RCV.NXT is the highest ACK r sent: a RST exactly
+ * there is acceptable, one inside r's window is forwarded without closing
+ * the flow (RFC 5961 3.2: the endpoint challenges it; if the RST was real,
+ * the exact one follows), anything else is dropped (RFC 5961 3.2 step 1;
+ * netfilter drops RSTs below td_maxack likewise).  Before r has sent an
+ * ACK (it only sent its SYN), a RST must acknowledge that SYN (RFC 9293
+ * 3.10.7.3, SYN-SENT).  Nothing known (no SYN seen from r): accepted.
+ */
+static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *r,
+						       const struct kvx_pkt *p)
+{
+	if (r->flags & KVX_CT_TCP_F_ACK) {
+		if (p->tcp_seq == r->ack)
+			return TCP_RST_CLOSE;
+		if (p->tcp_seq - r->ack < (r->maxwin ? r->maxwin : 1))
+			return TCP_RST_KEEP;
+		return TCP_RST_DROP;
+	}
+	if (r->flags & KVX_CT_TCP_F_SYN)
+		return (p->tcp_flags & KVX_TCP_ACK) && p->tcp_ack == r->end ? TCP_RST_CLOSE :
+									      TCP_RST_DROP;
+	return TCP_RST_CLOSE;
+}
+
+/* ct_tcp_update: a segment outside the window that changes nothing. */
+#define KVX_CT_STRAY (KVX_R_MAX + 2)
+
+/*
+ * The TCP state machine, netfilter's in fewer steps:
+ *   guest SYN -> SYN_SENT -> (SYN-ACK or any reply) ESTABLISHED;
+ *   remote SYN (static mapping, EIF) -> SYN_RECV -> the guest's SYN-ACK,
+ *     then the remote's ACK of it -> ESTABLISHED: a spoofed SYN or a scan
+ *     never gets past SYN_RECV's short timeout;
+ *   FIN from one side -> FIN_WAIT, from both -> TIME_WAIT;
+ *   an acceptable RST -> CLOSE.
+ * Returns KVX_CONTINUE, KVX_CT_STRAY or a drop reason (a RST or FIN outside
+ * the window, which changes nothing).  State and flags are written to the
+ * flow directly, only when they change (the value's cache line is shared
+ * by CPUs); few live values keep its caller's frame small (the bridge
+ * program's deepest chain is at the verifier's stack limit).
+ */
+static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_pkt *p, int out,
+					 int reply)
+{
+	__u8 tf = p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
+	struct kvx_ct_tcp *s = &f->tcp[out ? KVX_CT_SIDE_GUEST : KVX_CT_SIDE_REMOTE];
+	struct kvx_ct_tcp *r = &f->tcp[out ? KVX_CT_SIDE_REMOTE : KVX_CT_SIDE_GUEST];
+	__u8 state = f->state, flags;
+
+	if (tf & KVX_TCP_RST) {
+		switch (tcp_rst_check(r, p)) {
+		case TCP_RST_DROP:
+			return KVX_R_DROP_TCP_WINDOW;
+		case TCP_RST_CLOSE:
+			if (state != KVX_CT_CLOSE)
+				f->state = KVX_CT_CLOSE;
+			break;
+		default:
+			break;
+		}
+		return KVX_CONTINUE;
+	}
+	if (tf == KVX_TCP_SYN) {
+		/* The opener's SYN: a retransmission, or a new connection
+		 * reusing the tuple of a closed one. */
+		if (!reply && (state == KVX_CT_CLOSE || state == KVX_CT_TIME_WAIT ||
+			       state == KVX_CT_SYN_SENT || state == KVX_CT_SYN_RECV)) {
+			flags = f->flags;
+			f->state = flags & KVX_CT_F_INBOUND ? KVX_CT_SYN_RECV : KVX_CT_SYN_SENT;
+			f->flags = flags & ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN |
+					     KVX_CT_F_SEEN_REPLY | KVX_CT_F_SYNACK);
+			tcp_track_syn(s, p);
+			r->flags = 0;
+		}
+		return KVX_CONTINUE;
+	}
+	if (tf == (KVX_TCP_SYN | KVX_TCP_ACK)) {
+		/* The answer to the opener's SYN; it must acknowledge it. */
+		if (reply && (state == KVX_CT_SYN_SENT || state == KVX_CT_SYN_RECV) &&
+		    (!(r->flags & KVX_CT_TCP_F_SYN) || p->tcp_ack == r->end)) {
+			tcp_track_syn(s, p);
+			s->maxend = s->end + s->maxwin;
+			tcp_track(f, s, r, p);
+			if (state == KVX_CT_SYN_SENT)
+				f->state = KVX_CT_ESTABLISHED;
+			else
+				f->flags |= KVX_CT_F_SYNACK;
+		}
+		return KVX_CONTINUE;
+	}
+	/* SYN with FIN or RST: never valid (tcp_valid_flags). */
+	if (tf & KVX_TCP_SYN)
+		return KVX_R_DROP_TCP_NO_FLOW;
+
+	if (tcp_tracked(f)) {
+		/* An off-path FIN would start the flow's end; other stray
+		 * segments go to the endpoint, which ignores them, and change
+		 * nothing here. */
+		if (!tcp_in_window(s, r, p))
+			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
+		tcp_track(f, s, r, p);
+	}
+	flags = f->flags;
+	if (tf & KVX_TCP_FIN)
+		flags |= out ? KVX_CT_F_FIN_OUT : KVX_CT_F_FIN_IN;
+	if ((flags & (KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN)) == (KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN))
+		state = KVX_CT_TIME_WAIT;
+	else if (flags & (KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN))
+		state = KVX_CT_FIN_WAIT;
+	else if (state == KVX_CT_SYN_SENT && reply)
+		state = KVX_CT_ESTABLISHED;
+	/* The handshake of an inbound-opened flow completes with the opener's
+	 * ACK of the guest's SYN-ACK. */
+	else if (state == KVX_CT_SYN_RECV && !reply && (flags & KVX_CT_F_SYNACK) &&
+		 (tf & KVX_TCP_ACK) &&
+		 (!tcp_tracked(f) || p->tcp_ack == f->tcp[KVX_CT_SIDE_GUEST].end))
+		state = KVX_CT_ESTABLISHED;
+	/* The guest's TCP goes on after a RST it did not accept (in the
+	 * window, not exact: RFC 5961); after one it accepted it sends nothing
+	 * more on the tuple (a RST at most).  Closing the flow would let it
+	 * expire in 10 s under a live connection.  A flow opened from outside
+	 * only if its handshake had got as far as the guest's SYN-ACK. */
+	else if (state == KVX_CT_CLOSE && out && (flags & KVX_CT_F_SEEN_REPLY) &&
+		 (!(flags & KVX_CT_F_INBOUND) || (flags & KVX_CT_F_SYNACK)))
+		state = KVX_CT_ESTABLISHED;
+	if (flags != f->flags)
+		f->flags = flags;
+	if (state != f->state)
+		f->state = state;
+	return KVX_CONTINUE;
+}
+
+/*
+ * Account one packet of an existing flow: last-seen time, counters, TCP
+ * state (ct_tcp_update).  Returns KVX_CONTINUE or a drop reason.  Not
+ * inlined: a leaf with a small frame, where inlined into its callers it
+ * grew the bridge program's deepest call chain past the verifier's stack
+ * limit.
+ */
+static __noinline int ct_update(struct kvx_ct_val *f, const struct kvx_pkt *p, enum ct_dir dir,
+				__u64 now)
+{
+	int reply = (dir == CT_DIR_IN) != !!(f->flags & KVX_CT_F_INBOUND);
+
+	if (p->proto == IPPROTO_TCP) {
+		int r = ct_tcp_update(f, p, dir == CT_DIR_OUT, reply);
+
+		if (r == KVX_CT_STRAY)
+			return KVX_CONTINUE;
+		if (r != KVX_CONTINUE)
+			return r;
+	}
 	f->last_seen_ns = now;
 	if (dir == CT_DIR_OUT)
 		f->pkts_out++;
 	else
 		f->pkts_in++;
-	if (reply)
-		flags |= KVX_CT_F_SEEN_REPLY;
-
-	if (p->proto == IPPROTO_TCP) {
-		__u8 tf = p->tcp_flags;
-
-		if (tf & KVX_TCP_RST) {
-			state = KVX_CT_CLOSE;
-		} else if ((tf & (KVX_TCP_SYN | KVX_TCP_ACK)) == KVX_TCP_SYN) {
-			/* A new connection reusing the tuple of a closed one. */
-			if (!reply && (state == KVX_CT_CLOSE || state == KVX_CT_TIME_WAIT)) {
-				state = KVX_CT_SYN_SENT;
-				flags &= ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN | KVX_CT_F_SEEN_REPLY);
-			}
-		} else {
-			if (tf & KVX_TCP_FIN)
-				flags |= dir == CT_DIR_OUT ? KVX_CT_F_FIN_OUT : KVX_CT_F_FIN_IN;
-			if ((flags & (KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN)) ==
-			    (KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN))
-				state = KVX_CT_TIME_WAIT;
-			else if (flags & (KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN))
-				state = KVX_CT_FIN_WAIT;
-			else if (state == KVX_CT_SYN_SENT && reply)
-				state = KVX_CT_ESTABLISHED;
-			/* The guest's TCP goes on after a RST: it found the RST's
-			 * sequence number out of its window (RFC 5961; an
-			 * off-path RST from the LAN), which we do not track.
-			 * Closing the flow would let it expire in 10 s under a
-			 * live connection.  After a RST it accepted, the guest
-			 * sends nothing more on the tuple (a RST at most). */
-			else if (state == KVX_CT_CLOSE && dir == CT_DIR_OUT &&
-				 (flags & KVX_CT_F_SEEN_REPLY))
-				state = KVX_CT_ESTABLISHED;
-		}
-	}
-	/* Write only what changed: the value's cache line is shared by CPUs. */
-	if (flags != f->flags)
-		f->flags = flags;
-	if (state != f->state)
-		f->state = state;
+	if (reply && !(f->flags & KVX_CT_F_SEEN_REPLY))
+		f->flags |= KVX_CT_F_SEEN_REPLY;
+	return KVX_CONTINUE;
 }
 
-/* The guest's flow counter (abi.h kvx_gflows). */
-static __always_inline __u32 *gflows_of(const struct kvx_cfg *cfg, __be32 guest)
+/* The guest's flow counters (abi.h kvx_gflows). */
+static __always_inline struct kvx_gflows_val *gflows_of(const struct kvx_cfg *cfg, __be32 guest)
 {
 	__u32 idx = kvx_gflows_index(guest, cfg->subnet_mask);
 
 	return bpf_map_lookup_elem(&kvx_gflows, &idx);
+}
+
+/* The counter a flow counts against: flows opened from outside have their own. */
+static __always_inline __u32 *gflows_counter(struct kvx_gflows_val *g, __u8 ct_flags)
+{
+	return ct_flags & KVX_CT_F_INBOUND ? &g->in : &g->out;
+}
+
+static __always_inline void gflows_add(const struct kvx_cfg *cfg, __be32 guest, __u8 ct_flags,
+				       int d)
+{
+	struct kvx_gflows_val *g = gflows_of(cfg, guest);
+
+	if (g)
+		__sync_fetch_and_add(gflows_counter(g, ct_flags), d);
 }
 
 /*
@@ -209,7 +416,7 @@ static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 			  struct ct_reclaim_ctx *c)
 {
 	const struct kvx_cfg *cfg;
-	__u32 *n;
+	__u8 flags;
 
 	if (c->seen++ < c->skip)
 		return 0;
@@ -222,12 +429,11 @@ static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 		return 1;
 	if (!kvx_ct_expired(f, k->proto, &cfg->timeouts, c->now))
 		return 0;
+	flags = f->flags;
 	if (bpf_map_delete_elem(&kvx_ct, k))
 		return 0; /* someone else deleted it */
 	c->freed++;
-	n = gflows_of(cfg, k->int_addr);
-	if (n)
-		__sync_fetch_and_add(n, -1);
+	gflows_add(cfg, k->int_addr, flags, -1);
 	return 0;
 }
 
@@ -258,69 +464,193 @@ __noinline int ct_reclaim(__u64 now)
 }
 
 /*
- * Per-guest flow quota (kvx_cfg.flow_quota): one guest's flood of new flows
- * cannot take the whole table from the others.  Checked before anything is
- * created for a new flow (no binding either); flows that exist are never
- * affected.  Approximate under races between CPUs (by a few flows).
+ * Early drop (netfilter's early_drop, which evicts unassured flows first):
+ * the guest's newest half-open inbound flows sit in a ring
+ * (abi.h kvx_halfopen); when its inbound quota or the table is full, a new
+ * SYN evicts the oldest of them that is still in SYN_RECV, and takes its
+ * slot.  A SYN flood then recycles its own entries instead of locking the
+ * guest's forwards (or the table) until SYN_RECV's timeout.  Returns 1 if
+ * a flow was evicted.
  */
-static __always_inline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __u64 now)
+static __noinline int ct_early_drop(const struct kvx_cfg *cfg, __be32 guest)
 {
+	__u32 idx = kvx_gflows_index(guest, cfg->subnet_mask) & (KVX_HALFOPEN_GUESTS - 1);
+	struct kvx_halfopen_val *h = bpf_map_lookup_elem(&kvx_halfopen, &idx);
+	struct kvx_ct_key *k;
+	struct kvx_ct_val *f;
+	__u32 i, slot;
+
+	if (!h)
+		return 0;
+	for (i = 0; i < KVX_HALFOPEN_RING; i++) {
+		slot = (h->next + i) & (KVX_HALFOPEN_RING - 1);
+		k = &h->keys[slot];
+		/* Slots are shared by guests KVX_HALFOPEN_GUESTS apart. */
+		if (k->int_addr != guest || k->proto != IPPROTO_TCP)
+			continue;
+		f = bpf_map_lookup_elem(&kvx_ct, k);
+		if (!f || f->state != KVX_CT_SYN_RECV || !(f->flags & KVX_CT_F_INBOUND))
+			continue;
+		if (bpf_map_delete_elem(&kvx_ct, k))
+			continue;
+		gflows_add(cfg, guest, KVX_CT_F_INBOUND, -1);
+		h->next = slot; /* the new flow takes its slot */
+		return 1;
+	}
+	return 0;
+}
+
+/* Remember a new half-open inbound flow for ct_early_drop. */
+static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct kvx_ct_key *k)
+{
+	__u32 idx = kvx_gflows_index(k->int_addr, cfg->subnet_mask) & (KVX_HALFOPEN_GUESTS - 1);
+	struct kvx_halfopen_val *h = bpf_map_lookup_elem(&kvx_halfopen, &idx);
+	__u32 slot;
+
+	if (!h)
+		return;
+	slot = h->next & (KVX_HALFOPEN_RING - 1);
+	__builtin_memcpy(&h->keys[slot], k, sizeof(*k));
+	h->next = (slot + 1) & (KVX_HALFOPEN_RING - 1);
+}
+
+/*
+ * Per-guest flow quota (kvx_cfg.flow_quota), for the flows the guest opens
+ * and, separately, for those opened from outside (abi.h kvx_gflows_val):
+ * one guest's flood of new flows cannot take the whole table from the
+ * others, and a LAN host's flood at a guest's forwards cannot take the
+ * guest's own outbound capacity.  Checked before anything is created for a
+ * new flow (no binding either); flows that exist are never affected.
+ * Approximate under races between CPUs (by a few flows).
+ *
+ * A guest at its quota whose flows may be dead (no daemon to expire them)
+ * gets a reclaim pass, but at most one per KVX_RECLAIM_HOLDOFF_NS: a guest
+ * that stays over its quota must not make each of its packets pay a walk
+ * of the table (the machine-wide hold-off only counts passes that freed
+ * nothing, and other guests' dead flows keep a pass "useful").  A new
+ * inbound SYN over the quota first evicts a half-open one (ct_early_drop).
+ */
+static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __u8 ct_flags,
+					  const struct kvx_pkt *p, __u64 now)
+{
+	struct kvx_gflows_val *g;
 	__u32 q = cfg->flow_quota;
 	__u32 *n;
 
 	if (!q)
 		return KVX_CONTINUE;
-	n = gflows_of(cfg, guest);
-	if (!n || (__s32)*n < (__s32)q)
+	g = gflows_of(cfg, guest);
+	if (!g)
 		return KVX_CONTINUE;
-	/* The guest's own flows may be dead with no daemon to expire them. */
+	n = gflows_counter(g, ct_flags);
+	if ((__s32)*n < (__s32)q)
+		return KVX_CONTINUE;
+	if ((ct_flags & KVX_CT_F_INBOUND) && p->proto == IPPROTO_TCP && ct_early_drop(cfg, guest))
+		return KVX_CONTINUE;
+	if (now < g->reclaim_ns)
+		return KVX_R_DROP_GUEST_QUOTA;
 	if (ct_reclaim(now) && (__s32)*n < (__s32)q)
 		return KVX_CONTINUE;
+	g->reclaim_ns = now + KVX_RECLAIM_HOLDOFF_NS;
 	return KVX_R_DROP_GUEST_QUOTA;
 }
+
+#define KVX_CT_RACE (KVX_R_MAX + 3)
 
 /* Not inlined: its retry and counting paths would multiply with every path
  * into its two callers (verifier work). */
 static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt *p,
 				enum ct_dir dir, const struct nat_endpoint *ext, __u64 now)
 {
-	const struct kvx_cfg *cfg;
-	__u32 *n;
-	struct kvx_ct_val v = {};
-	struct kvx_ct_val *f;
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_ct_val *vp;
+	__u32 zero = 0;
+	__u8 state;
 	int err;
 
-	v.created_ns = now;
-	v.last_seen_ns = now;
-	v.ext_addr = ext->addr;
-	v.ext_port = ext->port;
-	v.flags = ext->flags;
-	v.state = p->proto == IPPROTO_TCP ? ct_initial_tcp_state(p->tcp_flags) : KVX_CT_UDP;
+	/* The value is built in the per-CPU scratch (abi.h kvx_scratch). */
+	vp = bpf_map_lookup_elem(&kvx_scratch, &zero);
+	if (!cfg || !vp)
+		return KVX_R_DROP_TABLE_FULL;
+	__builtin_memset(vp, 0, sizeof(*vp));
+	vp->created_ns = now;
+	vp->last_seen_ns = now;
+	vp->ext_addr = ext->addr;
+	vp->ext_port = ext->port;
+	vp->flags = ext->flags;
+	vp->state = KVX_CT_UDP;
 	if (dir == CT_DIR_OUT) {
-		v.pkts_out = 1;
+		vp->pkts_out = 1;
 	} else {
-		v.flags |= KVX_CT_F_INBOUND;
-		v.pkts_in = 1;
+		vp->flags |= KVX_CT_F_INBOUND;
+		vp->pkts_in = 1;
 	}
-	err = bpf_map_update_elem(&kvx_ct, k, &v, BPF_NOEXIST);
-	/* Full (-E2BIG): make room from expired flows, then try once more. */
-	if (err == -E2BIG && ct_reclaim(now) > 0)
-		err = bpf_map_update_elem(&kvx_ct, k, &v, BPF_NOEXIST);
+	if (p->proto == IPPROTO_TCP) {
+		/* Callers let only a SYN open an inbound flow; outbound also a
+		 * bare ACK: a mid-stream pick-up (after a flush or a restart,
+		 * netfilter's nf_conntrack_tcp_loose), established and not
+		 * window-checked (its window scale is unknown). */
+		if (p->tcp_flags & KVX_TCP_SYN) {
+			vp->state = dir == CT_DIR_OUT ? KVX_CT_SYN_SENT : KVX_CT_SYN_RECV;
+			tcp_track_syn(&vp->tcp[dir == CT_DIR_OUT ? KVX_CT_SIDE_GUEST :
+								   KVX_CT_SIDE_REMOTE],
+				      p);
+		} else {
+			vp->state = KVX_CT_ESTABLISHED;
+		}
+	}
+	state = vp->state;
+	err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
+	/* Full (-E2BIG): make room from expired flows (or, for an inbound
+	 * SYN, from the guest's half-open ones), then try once more.  Neither
+	 * runs a program on this CPU: the scratch value is intact. */
+	if (err == -E2BIG &&
+	    (ct_reclaim(now) > 0 || (state == KVX_CT_SYN_RECV && ct_early_drop(cfg, k->int_addr))))
+		err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
 	if (!err) {
-		cfg = cfg_get();
-		n = cfg ? gflows_of(cfg, k->int_addr) : NULL;
-		if (n)
-			__sync_fetch_and_add(n, 1);
+		gflows_add(cfg, k->int_addr, dir == CT_DIR_OUT ? 0 : KVX_CT_F_INBOUND, 1);
+		if (state == KVX_CT_SYN_RECV)
+			ct_halfopen_push(cfg, k);
 		return KVX_CONTINUE;
 	}
-	if (err != -EEXIST)
-		return KVX_R_DROP_TABLE_FULL;
-	/* Another CPU created it first. */
+	/* -EEXIST: another CPU created it first; the caller accounts the
+	 * packet to that flow (ct_create_or_update). */
+	return err == -EEXIST ? KVX_CT_RACE : KVX_R_DROP_TABLE_FULL;
+}
+
+/* A new flow, or, if another CPU just made it, this packet on it (ct_update
+ * called from here, one frame less deep than from ct_create). */
+static __always_inline int ct_create_or_update(const struct kvx_ct_key *k, const struct kvx_pkt *p,
+					       enum ct_dir dir, const struct nat_endpoint *ext,
+					       __u64 now)
+{
+	struct kvx_ct_val *f;
+	int r = ct_create(k, p, dir, ext, now);
+
+	if (r != KVX_CT_RACE)
+		return r;
 	f = bpf_map_lookup_elem(&kvx_ct, k);
 	if (!f)
 		return KVX_R_DROP_TABLE_FULL;
-	ct_update(f, p, dir, now);
-	return KVX_CONTINUE;
+	return ct_update(f, p, dir, now);
+}
+
+/*
+ * A dynamic IN half that already delivers to p's guest endpoint: its OUT
+ * half was lost (or is being re-made after a stale one).  It is this
+ * endpoint's mapping, not a taken port: keeping it keeps the mapping
+ * endpoint-independent (RFC 4787 REQ-1) instead of leaving it orphaned
+ * and binding the endpoint anew.  Refreshed, as a claim would have set it.
+ */
+static __noinline int bind_in_is_own(const struct kvx_bind_key *ik, const struct kvx_pkt *p,
+				     __u64 now)
+{
+	struct kvx_bind_val *ib = bpf_map_lookup_elem(&kvx_bind, ik);
+
+	if (!ib || ib->addr != p->saddr || ib->port != p->sport || ib->flags)
+		return 0;
+	ib->last_used_ns = now;
+	return 1;
 }
 
 /*
@@ -352,6 +682,8 @@ static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pk
 	if (!proto_has_ports(p->proto)) {
 		/* Address-only: one guest per protocol at a time. */
 		err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
+		if (err == -EEXIST && bind_in_is_own(&ik, p, now))
+			err = 0;
 		if (err)
 			return err == -EEXIST ? KVX_R_DROP_PORTS_EXHAUSTED : KVX_R_DROP_TABLE_FULL;
 		goto claimed;
@@ -378,6 +710,10 @@ static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pk
 		err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
 		if (err != -EEXIST)
 			break;
+		if (bind_in_is_own(&ik, p, now)) {
+			err = 0;
+			break;
+		}
 	}
 	if (err)
 		return err == -EEXIST ? KVX_R_DROP_PORTS_EXHAUSTED : KVX_R_DROP_TABLE_FULL;
@@ -566,10 +902,15 @@ create:
 	return bind_create(cfg, p, macs, now, ext);
 }
 
-/* Is the flow's external endpoint still bound to this guest endpoint? */
+/*
+ * Is the flow's external endpoint still bound to this guest endpoint?  A
+ * dynamic binding's last use is refreshed by the guest's packets (RFC 4787
+ * REQ-5/6: outbound refresh), at most once a second (a shared cache line).
+ */
+#define KVX_BIND_REFRESH_NS (1000ULL * 1000 * 1000)
 static __always_inline int flow_binding_ok(const struct kvx_cfg *cfg, const struct kvx_ct_val *f,
 					   const struct kvx_pkt *p, const __u8 *guest_mac,
-					   const __u8 *gw_mac)
+					   const __u8 *gw_mac, __u64 now)
 {
 	struct kvx_bind_val *ib;
 
@@ -582,6 +923,8 @@ static __always_inline int flow_binding_ok(const struct kvx_cfg *cfg, const stru
 	if (!ib)
 		return 0;
 	bind_in_refresh(ib, guest_mac, gw_mac);
+	if (!(ib->flags & KVX_BIND_F_STATIC) && now - ib->last_used_ns > KVX_BIND_REFRESH_NS)
+		ib->last_used_ns = now;
 	return 1;
 }
 
@@ -608,12 +951,11 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 	f = bpf_map_lookup_elem(&kvx_ct, &k);
 	/* Fast path: the flow knows its external endpoint; one more lookup
 	 * proves the pair is still intact. */
-	if (f && flow_binding_ok(cfg, f, p, guest_mac, gw_mac)) {
+	if (f && flow_binding_ok(cfg, f, p, guest_mac, gw_mac, now)) {
 		ext->addr = f->ext_addr;
 		ext->port = f->ext_port;
 		ext->flags = f->flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
-		ct_update(f, p, CT_DIR_OUT, now);
-		return KVX_CONTINUE;
+		return ct_update(f, p, CT_DIR_OUT, now);
 	}
 
 	/* A new flow: within the guest's quota before anything is created. */
@@ -630,7 +972,7 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 			if (tf != KVX_TCP_SYN && tf != KVX_TCP_ACK)
 				return KVX_R_DROP_TCP_NO_FLOW;
 		}
-		r = ct_quota_check(cfg, p->saddr, now);
+		r = ct_quota_check(cfg, p->saddr, 0, p, now);
 		if (r != KVX_CONTINUE)
 			return r;
 	}
@@ -641,10 +983,9 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 		f->ext_addr = ext->addr;
 		f->ext_port = ext->port;
 		f->flags = (f->flags & ~(KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE)) | ext->flags;
-		ct_update(f, p, CT_DIR_OUT, now);
-		return KVX_CONTINUE;
+		return ct_update(f, p, CT_DIR_OUT, now);
 	}
-	return ct_create(&k, p, CT_DIR_OUT, ext, now);
+	return ct_create_or_update(&k, p, CT_DIR_OUT, ext, now);
 }
 
 /*
@@ -756,17 +1097,24 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 			 * the host's own (a tunnel the loader does not know),
 			 * as it was before the guest sent anything. */
 			return proto_has_ports(p->proto) ? KVX_R_DROP_FILTERED : KVX_R_PASS_HOST;
-		r = ct_quota_check(cfg, guest->addr, now);
+		/* Only a SYN opens a TCP flow from outside: an ACK, FIN or
+		 * NULL scan, or a stray segment, never holds an entry (nor the
+		 * guest's quota), and the SYN only a half-open one
+		 * (SYN_RECV) until the handshake completes. */
+		if (p->proto == IPPROTO_TCP &&
+		    (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) !=
+			    KVX_TCP_SYN)
+			return KVX_R_DROP_TCP_NO_FLOW;
+		r = ct_quota_check(cfg, guest->addr, KVX_CT_F_INBOUND, p, now);
 		if (r != KVX_CONTINUE)
 			return r;
 		if (!(flags & KVX_CT_F_STATIC))
 			ib->last_used_ns = now;
-		return ct_create(&k, p, CT_DIR_IN, &ext, now);
+		return ct_create_or_update(&k, p, CT_DIR_IN, &ext, now);
 	}
 	if (f->ext_addr != ext.addr || f->ext_port != ext.port)
 		return KVX_R_DROP_BROKEN_PAIR;
-	ct_update(f, p, CT_DIR_IN, now);
-	return KVX_CONTINUE;
+	return ct_update(f, p, CT_DIR_IN, now);
 }
 
 #endif /* KVX_CT_H */

@@ -64,7 +64,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, KVX_GFLOWS_MAX);
 	__type(key, __u32);
-	__type(value, __u32);
+	__type(value, struct kvx_gflows_val);
 } kvx_gflows SEC(".maps");
 
 /* Guest address -> owning MAC (abi.h); the loader sizes it to the subnet,
@@ -75,6 +75,22 @@ struct {
 	__type(key, __be32);
 	__type(value, struct kvx_guest_val);
 } kvx_guest SEC(".maps");
+
+/* Per-CPU scratch (abi.h KVX_MAP_SCRATCH). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kvx_ct_val);
+} kvx_scratch SEC(".maps");
+
+/* Half-open inbound flows per guest, for early drop (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KVX_HALFOPEN_GUESTS);
+	__type(key, __u32);
+	__type(value, struct kvx_halfopen_val);
+} kvx_halfopen SEC(".maps");
 
 /* The XDP fast path's devices and learnt guest MACs (abi.h); the TC
  * object carries them too, so that one set of pins serves both. */

@@ -291,49 +291,70 @@ static __always_inline long deliver_to_guest(const struct kvx_cfg *cfg,
 }
 
 /*
- * TCP MSS clamping (attach --clamp-mss): lower the MSS option of SYNs in
- * both directions, for paths whose PMTU discovery is broken by someone
- * dropping ICMP.  The options are walked as RFC 9293 lays them out (kind,
- * length), at most KVX_TCPOPT_WALK of them.  The offset is masked to 6 bits
- * at every step: a bounded, imprecise offset lets the verifier prune the
- * walk's states instead of following every kind/length combination (an
- * unmasked walk hit its 1M-instruction limit).
+ * The TCP option `kind` of length `len` in p's header: its offset from the
+ * end of the fixed header, or -1.  The options are walked as RFC 9293 lays
+ * them out (kind, length), at most KVX_TCPOPT_WALK of them.  The offset is
+ * masked to 6 bits at every step: a bounded, imprecise offset lets the
+ * verifier prune the walk's states instead of following every kind/length
+ * combination (an unmasked walk hit its 1M-instruction limit).
  */
 #define KVX_TCPOPT_WALK 12
-static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u16 mss)
+static __always_inline int tcp_opt_find(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u8 kind,
+					__u8 len)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
 	__u32 l4_off = p->l4_off, opt_len, i = 0, n;
 	struct tcphdr *th;
-	__be16 from, to;
-	__u16 old;
 	__u8 *o;
 
 	if (l4_off < ETH_HLEN + 20 || l4_off > ETH_HLEN + 60)
-		return 0;
+		return -1;
 	th = data + l4_off;
 	if ((void *)(th + 1) > data_end || th->doff < 6)
-		return 0;
+		return -1;
 	opt_len = th->doff * 4 - sizeof(*th);
 	for (n = 0; n < KVX_TCPOPT_WALK; n++) {
 		i &= 0x3f;
 		if (i >= opt_len)
-			return 0;
+			return -1;
 		o = (__u8 *)(th + 1) + i;
 		if ((void *)(o + 2) > data_end || o[0] == 0)
-			return 0;
+			return -1;
 		if (o[0] == 1) { /* NOP */
 			i++;
 			continue;
 		}
 		if (o[1] < 2)
-			return 0;
-		if (o[0] == 2 && o[1] == 4)
+			return -1;
+		if (o[0] == kind && o[1] == len)
 			break;
 		i += o[1];
 	}
-	if (n == KVX_TCPOPT_WALK || (void *)(o + 4) > data_end || i + 4 > opt_len)
+	if (n == KVX_TCPOPT_WALK || i + len > opt_len)
+		return -1;
+	return i;
+}
+
+/*
+ * TCP MSS clamping (attach --clamp-mss): lower the MSS option of SYNs in
+ * both directions, for paths whose PMTU discovery is broken by someone
+ * dropping ICMP.
+ */
+static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u16 mss)
+{
+	void *data_end = ctx_data_end(ctx);
+	__u32 l4_off = p->l4_off;
+	__be16 from, to;
+	__u16 old;
+	__u8 *o;
+	int i;
+
+	i = tcp_opt_find(ctx, p, 2, 4);
+	if (i < 0 || l4_off > ETH_HLEN + 60)
+		return 0;
+	o = ctx_data(ctx) + (l4_off & 0x7f) + sizeof(struct tcphdr) + (i & 0x3f);
+	if ((void *)(o + 4) > data_end)
 		return 0;
 	old = (__u16)o[2] << 8 | o[3];
 	if (old <= mss)
@@ -351,6 +372,32 @@ static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u
 	ctx_l4_csum_replace(ctx, l4_off + offsetof(struct tcphdr, check), from, to,
 			    sizeof(__u16));
 	return 0;
+}
+
+/*
+ * The window scale option of a SYN (RFC 7323 section 2), for conntrack's
+ * window checks; shifts above 14 are taken as 14, as the RFC says.
+ */
+static __noinline int tcp_syn_wscale(kvx_ctx_t *ctx, const struct kvx_pkt *p)
+{
+	void *data_end = ctx_data_end(ctx);
+	__u32 l4_off = p->l4_off;
+	__u8 *o;
+	int i;
+
+	i = tcp_opt_find(ctx, p, 3, 3);
+	if (i < 0 || l4_off > ETH_HLEN + 60)
+		return KVX_TCP_NO_WSCALE;
+	o = ctx_data(ctx) + (l4_off & 0x7f) + sizeof(struct tcphdr) + (i & 0x3f);
+	if ((void *)(o + 3) > data_end)
+		return KVX_TCP_NO_WSCALE;
+	return o[2] > 14 ? 14 : o[2];
+}
+
+static __always_inline void pkt_syn_options(kvx_ctx_t *ctx, struct kvx_pkt *p)
+{
+	if (p->proto == IPPROTO_TCP && (p->tcp_flags & KVX_TCP_SYN) && !pkt_is_later_fragment(p))
+		p->tcp_wscale = tcp_syn_wscale(ctx, p);
 }
 
 static __always_inline void maybe_clamp_mss(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
@@ -661,6 +708,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	}
 
 	now = clock_now_ns();
+	pkt_syn_options(ctx, &p);
 	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
@@ -808,6 +856,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (!icmp_translatable(&p))
 		return verdict(KVX_R_PASS_HOST, len);
 
+	pkt_syn_options(ctx, &p);
 	r = ct_ingress(cfg, &p, now, &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);

@@ -28,7 +28,6 @@ enum parse_result {
 };
 
 struct kvx_pkt {
-	__u32 l4_off;   /* from the start of the frame */
 	__u32 ip_end;   /* ETH_HLEN + tot_len: where the IP datagram ends */
 	__be32 saddr;
 	__be32 daddr;
@@ -36,19 +35,46 @@ struct kvx_pkt {
 	__be16 dport;   /* TCP/UDP destination port; ICMP echo: the identifier */
 	__u16 frag;     /* frag_off, host order (flags + offset) */
 	__be16 ip_id;   /* identification: keys the fragments of one datagram */
+	__u16 l4_off;   /* from the start of the frame (at most ETH_HLEN + 60) */
+	__u16 tcp_win;  /* TCP: the window, host order, unscaled */
 	__u8 proto;
 	__u8 ttl;
 	__u8 tos;
 	__u8 tcp_flags; /* TCP only: byte 13 of the header */
-	__u8 icmp_type;
+	/* 40 bytes in all: this struct sits in the frame of the bridge
+	 * program, whose deepest call chain is at the verifier's stack
+	 * limit, hence one byte for two protocols' fields. */
+	union {
+		__u8 icmp_type;  /* ICMP */
+		__u8 tcp_wscale; /* TCP SYN: its window scale option, KVX_TCP_NO_WSCALE
+				  * if none (set by tcp_syn_wscale before conntrack) */
+	};
 	__u8 l4_ok;     /* the L4 header we need is present */
-	__u8 l4_hlen;   /* TCP/UDP header length (segments repeat it); else 0 */
+	__u8 l4_hlen;   /* TCP/UDP header length (segments repeat it); else 0;
+			 * with ip_end it gives a TCP payload's length (pkt_tcp_len) */
+	__u8 _pad;
+	/* TCP, host order: for conntrack's window checks (ct.h). */
+	__u32 tcp_seq;
+	__u32 tcp_ack;
 };
+
+_Static_assert(sizeof(struct kvx_pkt) == 40, "kvx_pkt: see the union");
+
+#define KVX_TCP_NO_WSCALE 0xff
 
 #define KVX_TCP_FIN 0x01
 #define KVX_TCP_SYN 0x02
 #define KVX_TCP_RST 0x04
 #define KVX_TCP_ACK 0x10
+
+/* TCP: the payload's length; a data offset beyond the datagram leaves
+ * none. */
+static __always_inline __u32 pkt_tcp_len(const struct kvx_pkt *p)
+{
+	__u32 hdr = p->l4_off + p->l4_hlen;
+
+	return p->l4_hlen && p->ip_end > hdr ? p->ip_end - hdr : 0;
+}
 
 static __always_inline int pkt_is_fragment(const struct kvx_pkt *p)
 {
@@ -103,6 +129,10 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 	p->icmp_type = 0;
 	p->l4_ok = 0;
 	p->l4_hlen = 0;
+	p->tcp_seq = 0;
+	p->tcp_ack = 0;
+	p->tcp_win = 0;
+	p->_pad = 0;
 
 	/* Later fragments have no L4 header. */
 	if (p->frag & KVX_IP_OFFSET)
@@ -120,6 +150,10 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 		p->dport = th->dest;
 		p->tcp_flags = ((__u8 *)th)[13];
 		p->l4_hlen = th->doff * 4;
+		p->tcp_wscale = KVX_TCP_NO_WSCALE;
+		p->tcp_seq = bpf_ntohl(th->seq);
+		p->tcp_ack = bpf_ntohl(th->ack_seq);
+		p->tcp_win = bpf_ntohs(th->window);
 		p->l4_ok = 1;
 		break;
 	}

@@ -252,6 +252,7 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	now = clock_now_ns();
+	pkt_syn_options(ctx, &p);
 	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
@@ -326,6 +327,7 @@ static __always_inline int xdp_from_uplink(kvx_ctx_t *ctx)
 		return to_tc(KVX_R_XDP_TO_TC_CSUM, len);
 
 	/* From here on exactly the TC path's translation. */
+	pkt_syn_options(ctx, &p);
 	r = ct_ingress(cfg, &p, clock_now_ns(), &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);

@@ -23,7 +23,8 @@ using nlohmann::json;
 namespace {
 
 const char *const kStateNames[KVX_CT_STATE_MAX] = {
-	"NONE", "SYN_SENT", "ESTABLISHED", "FIN_WAIT", "TIME_WAIT", "CLOSE", "STATELESS",
+	"NONE",	     "SYN_SENT", "ESTABLISHED", "FIN_WAIT",
+	"TIME_WAIT", "CLOSE",	 "STATELESS",	"SYN_RECV",
 };
 
 std::string upper(std::string s)
@@ -93,6 +94,7 @@ std::vector<std::string> ct_flag_names(uint8_t flags)
 		{KVX_CT_F_SEEN_REPLY, "seen_reply"}, {KVX_CT_F_FIN_OUT, "fin_out"},
 		{KVX_CT_F_FIN_IN, "fin_in"},	     {KVX_CT_F_INBOUND, "inbound"},
 		{KVX_CT_F_STATIC, "static"},	     {KVX_CT_F_ONE_TO_ONE, "one_to_one"},
+		{KVX_CT_F_SYNACK, "synack"},
 	};
 	std::vector<std::string> out;
 	for (const auto &[bit, name] : names)
@@ -175,6 +177,27 @@ json ct_flow_json(const kvx_ct_key &k, const kvx_ct_val &v, const kvx_timeouts &
 	j["expired"] = expired;
 	j["pkts_out"] = v.pkts_out;
 	j["pkts_in"] = v.pkts_in;
+	if (k.proto == IPPROTO_TCP) {
+		// The sequence tracking behind the RST/FIN window checks,
+		// per side (abi.h kvx_ct_tcp); absent for a side not seen.
+		static const char *const sides[2] = {"guest", "remote"};
+		json tcp = json::object();
+		for (int i = 0; i < 2; i++) {
+			const kvx_ct_tcp &s = v.tcp[i];
+			if (!(s.flags & (KVX_CT_TCP_F_SYN | KVX_CT_TCP_F_ACK)))
+				continue;
+			json side;
+			side["end"] = s.end;
+			side["maxend"] = s.maxend;
+			side["maxwin"] = s.maxwin;
+			if (s.flags & KVX_CT_TCP_F_ACK)
+				side["ack"] = s.ack;
+			if (s.flags & KVX_CT_TCP_F_WSCALE)
+				side["wscale"] = s.wscale;
+			tcp[sides[i]] = side;
+		}
+		j["tcp"] = tcp;
+	}
 	return j;
 }
 
@@ -264,8 +287,8 @@ static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, uint32_t key_add
 	bpf_map_update_elem(bind_fd, &k, &v, BPF_EXIST);
 }
 
-CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
-			  int gflows_fd, uint32_t subnet_mask_be)
+CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns, int gflows_fd,
+			  uint32_t subnet_mask_be)
 {
 	CtFlushResult r;
 	// Keys first, deletes second (kernel/maps.hpp: deleting while walking may

@@ -22,19 +22,26 @@ namespace kvmxdp {
 
 namespace {
 
-size_t gflows_write(int gflows_fd, uint32_t subnet_mask_be,
-		    const std::vector<uint32_t> &flow_guests_be)
+// A flow's guest and whether it was opened from outside (abi.h
+// kvx_gflows_val: separate counters).
+struct FlowOwner {
+	uint32_t guest_be;
+	bool inbound;
+};
+
+size_t gflows_write(int gflows_fd, uint32_t subnet_mask_be, const std::vector<FlowOwner> &owners)
 {
 	MapInfo mi = map_info(gflows_fd, KVX_MAP_GFLOWS);
-	std::vector<uint32_t> counts(mi.max_entries, 0);
-	for (uint32_t g : flow_guests_be) {
-		uint32_t i = gflows_index(g, subnet_mask_be);
+	std::vector<kvx_gflows_val> counts(mi.max_entries, kvx_gflows_val{});
+	for (const FlowOwner &o : owners) {
+		uint32_t i = gflows_index(o.guest_be, subnet_mask_be);
 		if (i < counts.size())
-			counts[i]++;
+			(o.inbound ? counts[i].in : counts[i].out)++;
 	}
 	// The current values in one syscall (arrays support batches since
 	// 5.6; 65536 single lookups for a /16 would cost ~20 ms a sweep).
-	std::vector<uint32_t> keys(counts.size()), vals(counts.size()), have(counts.size());
+	std::vector<uint32_t> keys(counts.size());
+	std::vector<kvx_gflows_val> vals(counts.size()), have(counts.size());
 	std::vector<char> known(counts.size(), 0);
 	uint32_t out_batch = 0, n = static_cast<uint32_t>(counts.size());
 	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
@@ -50,10 +57,15 @@ size_t gflows_write(int gflows_fd, uint32_t subnet_mask_be,
 	}
 	size_t fixed = 0;
 	for (uint32_t i = 0; i < counts.size(); i++) {
-		uint32_t cur = 0;
-		if (known[i] ? have[i] == counts[i] :
-			       (bpf_map_lookup_elem(gflows_fd, &i, &cur) == 0 && cur == counts[i]))
+		kvx_gflows_val cur{};
+		if (known[i])
+			cur = have[i];
+		else if (bpf_map_lookup_elem(gflows_fd, &i, &cur) != 0)
+			cur = kvx_gflows_val{};
+		if (cur.out == counts[i].out && cur.in == counts[i].in)
 			continue;
+		// The datapath's reclaim hold-off is its own: kept.
+		counts[i].reclaim_ns = cur.reclaim_ns;
 		if (bpf_map_update_elem(gflows_fd, &i, &counts[i], BPF_ANY) == 0)
 			fixed++;
 	}
@@ -64,9 +76,9 @@ size_t gflows_write(int gflows_fd, uint32_t subnet_mask_be,
 
 size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be)
 {
-	std::vector<uint32_t> guests;
+	std::vector<FlowOwner> guests;
 	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
-		guests.push_back(k.int_addr);
+		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
 	return gflows_write(gflows_fd, subnet_mask_be, guests);
 }
 
@@ -194,7 +206,7 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 	const auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
 	std::unordered_set<uint64_t> referenced;
 	referenced.reserve(flows.size());
-	std::vector<uint32_t> guests; // int_addr of every flow kept
+	std::vector<FlowOwner> guests; // every flow kept
 	guests.reserve(flows.size());
 	for (const auto &[k, v] : flows) {
 		if (ct_expired(v, k.proto, t, now_ns)) {
@@ -207,12 +219,13 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 				continue;
 			case FlowFate::Kept: // refreshed since the dump
 				referenced.insert(ext_key(k.proto, now_v.ext_addr, now_v.ext_port));
-				guests.push_back(k.int_addr);
+				guests.push_back(
+					{k.int_addr, (now_v.flags & KVX_CT_F_INBOUND) != 0});
 				continue;
 			}
 		}
 		referenced.insert(ext_key(k.proto, v.ext_addr, v.ext_port));
-		guests.push_back(k.int_addr);
+		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
 	}
 	if (gflows_fd >= 0)
 		r.gflows_fixed = gflows_write(gflows_fd, subnet_mask_be, guests);

@@ -85,7 +85,7 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	// Counters sized to the subnet: another size starts afresh (attach
 	// recounts them from kvx_ct).
 	{KVX_MAP_GFLOWS,
-	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u32)},
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_gflows_val)},
 	 SizeFrom::Subnet,
 	 ReplaceIf::Differs,
 	 false,
@@ -97,6 +97,22 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 {BPF_MAP_TYPE_HASH, sizeof(__be32), sizeof(kvx_guest_val)},
 	 SizeFrom::Subnet,
 	 ReplaceIf::Resized,
+	 false,
+	 nullptr,
+	 nullptr},
+	// The datapath's per-CPU scratch: no state.
+	{KVX_MAP_SCRATCH,
+	 {BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32), sizeof(kvx_ct_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	// Hints for early drop, checked against kvx_ct before use: expendable.
+	{KVX_MAP_HALFOPEN,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_halfopen_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
 	 false,
 	 nullptr,
 	 nullptr},

@@ -46,7 +46,7 @@ static_assert(offsetof(kvx_ct_key, rem_port) == 10);
 static_assert(offsetof(kvx_ct_key, proto) == 12);
 static_assert(offsetof(kvx_ct_key, _pad) == 13);
 
-static_assert(sizeof(kvx_ct_val) == 40);
+static_assert(sizeof(kvx_ct_val) == 80);
 static_assert(offsetof(kvx_ct_val, last_seen_ns) == 0);
 static_assert(offsetof(kvx_ct_val, created_ns) == 8);
 static_assert(offsetof(kvx_ct_val, ext_addr) == 16);
@@ -55,12 +55,24 @@ static_assert(offsetof(kvx_ct_val, state) == 22);
 static_assert(offsetof(kvx_ct_val, flags) == 23);
 static_assert(offsetof(kvx_ct_val, pkts_out) == 24);
 static_assert(offsetof(kvx_ct_val, pkts_in) == 32);
+static_assert(offsetof(kvx_ct_val, tcp) == 40);
+static_assert(sizeof(kvx_ct_tcp) == 20);
+static_assert(offsetof(kvx_ct_tcp, end) == 0);
+static_assert(offsetof(kvx_ct_tcp, maxend) == 4);
+static_assert(offsetof(kvx_ct_tcp, ack) == 8);
+static_assert(offsetof(kvx_ct_tcp, maxwin) == 12);
+static_assert(offsetof(kvx_ct_tcp, wscale) == 16);
+static_assert(offsetof(kvx_ct_tcp, flags) == 17);
+static_assert(offsetof(kvx_ct_tcp, _pad) == 18);
+static_assert(KVX_CT_SIDE_GUEST == 0 && KVX_CT_SIDE_REMOTE == 1);
+static_assert(KVX_CT_TCP_F_SYN == 1 && KVX_CT_TCP_F_ACK == 2 && KVX_CT_TCP_F_WSCALE == 4);
 
 static_assert(KVX_CT_NONE == 0 && KVX_CT_SYN_SENT == 1 && KVX_CT_ESTABLISHED == 2 &&
 	      KVX_CT_FIN_WAIT == 3 && KVX_CT_TIME_WAIT == 4 && KVX_CT_CLOSE == 5 &&
-	      KVX_CT_UDP == 6 && KVX_CT_STATE_MAX == 7);
+	      KVX_CT_UDP == 6 && KVX_CT_SYN_RECV == 7 && KVX_CT_STATE_MAX == 8);
 static_assert(KVX_CT_F_SEEN_REPLY == 1 && KVX_CT_F_FIN_OUT == 2 && KVX_CT_F_FIN_IN == 4 &&
-	      KVX_CT_F_INBOUND == 8 && KVX_CT_F_STATIC == 16 && KVX_CT_F_ONE_TO_ONE == 32);
+	      KVX_CT_F_INBOUND == 8 && KVX_CT_F_STATIC == 16 && KVX_CT_F_ONE_TO_ONE == 32 &&
+	      KVX_CT_F_SYNACK == 64);
 // The shared rules (ct_rules.h) name the protocols without <linux/in.h>.
 static_assert(KVX_IPPROTO_ICMP == IPPROTO_ICMP && KVX_IPPROTO_TCP == IPPROTO_TCP &&
 	      KVX_IPPROTO_UDP == IPPROTO_UDP);
@@ -75,7 +87,7 @@ static_assert(offsetof(kvx_timeouts, udp) == 20);
 static_assert(offsetof(kvx_timeouts, udp_stream) == 24);
 static_assert(offsetof(kvx_timeouts, icmp) == 28);
 static_assert(offsetof(kvx_timeouts, other) == 32);
-static_assert(offsetof(kvx_timeouts, _pad) == 36);
+static_assert(offsetof(kvx_timeouts, tcp_syn_recv) == 36);
 
 static_assert(sizeof(kvx_cfg) == 84);
 static_assert(offsetof(kvx_cfg, abi_version) == 0);
@@ -94,8 +106,18 @@ static_assert(offsetof(kvx_cfg, flow_quota) == 80);
 static_assert(KVX_CFG_F_EIF == 1);
 static_assert(KVX_CFG_F_OVERLAP == 2);
 
-// kvx_gflows: a __u32 counter per guest, indexed by the host part's low bits.
+// kvx_gflows: counters per guest, indexed by the host part's low bits.
 static_assert((KVX_GFLOWS_MAX & (KVX_GFLOWS_MAX - 1)) == 0);
+static_assert(sizeof(kvx_gflows_val) == 16);
+static_assert(offsetof(kvx_gflows_val, out) == 0);
+static_assert(offsetof(kvx_gflows_val, in) == 4);
+static_assert(offsetof(kvx_gflows_val, reclaim_ns) == 8);
+
+static_assert((KVX_HALFOPEN_GUESTS & (KVX_HALFOPEN_GUESTS - 1)) == 0);
+static_assert(sizeof(kvx_halfopen_val) == 8 + KVX_HALFOPEN_RING * sizeof(kvx_ct_key));
+static_assert(offsetof(kvx_halfopen_val, next) == 0);
+static_assert(offsetof(kvx_halfopen_val, _pad) == 4);
+static_assert(offsetof(kvx_halfopen_val, keys) == 8);
 
 static_assert(sizeof(kvx_extaddr_val) == 8);
 static_assert(offsetof(kvx_extaddr_val, flags) == 0);
@@ -170,6 +192,10 @@ static_assert(KVX_R_DROP_TOO_BIG_IN > KVX_R_DROP_GUEST_QUOTA);
 static_assert(KVX_R_DROP_FWMARK > KVX_R_DROP_TOO_BIG_IN);
 static_assert(KVX_R_DROP_SPOOF_MAC > KVX_R_DROP_FWMARK);
 static_assert(KVX_R_DROP_PROTO_ZERO > KVX_R_DROP_SPOOF_MAC);
-static_assert(KVX_R_PASS_OVERLAP == KVX_R_MAX - 1);
+static_assert(KVX_R_DROP_HOST_TUNNEL > KVX_R_DROP_PROTO_ZERO);
+static_assert(KVX_R_DROP_MARTIAN_IN > KVX_R_DROP_HOST_TUNNEL);
+static_assert(KVX_R_PASS_OVERLAP > KVX_R_DROP_MARTIAN_IN);
+static_assert(KVX_R_DROP_TCP_WINDOW > KVX_R_PASS_OVERLAP);
+static_assert(KVX_R_DROP_TCP_WINDOW == KVX_R_MAX - 1);
 
 } // namespace kvmxdp::abi

@@ -23,6 +23,7 @@ kvx_timeouts parse_timeouts(const std::string &spec)
 	kvx_timeouts t = default_timeouts();
 	const std::map<std::string, __u32 kvx_timeouts::*> fields = {
 		{"tcp_syn_sent", &kvx_timeouts::tcp_syn_sent},
+		{"tcp_syn_recv", &kvx_timeouts::tcp_syn_recv},
 		{"tcp_established", &kvx_timeouts::tcp_established},
 		{"tcp_fin_wait", &kvx_timeouts::tcp_fin_wait},
 		{"tcp_time_wait", &kvx_timeouts::tcp_time_wait},
@@ -41,7 +42,8 @@ kvx_timeouts parse_timeouts(const std::string &spec)
 		if (it == fields.end())
 			throw Error(
 				"invalid timeout '" + item +
-				"': need NAME=SECONDS, NAME one of tcp_syn_sent, tcp_established, "
+				"': need NAME=SECONDS, NAME one of tcp_syn_sent, tcp_syn_recv, "
+				"tcp_established, "
 				"tcp_fin_wait, tcp_time_wait, tcp_close, udp, udp_stream, icmp, other");
 		std::string num = item.substr(eq + 1);
 		char *end = nullptr;

@@ -255,7 +255,8 @@ TEST_F(CtReclaimTest, GuestQuotaStopsOnlyThatGuest)
 	EXPECT_EQ(d->gflows(kGuestB), 1u);
 	// A's existing flows, both ways.
 	for (const Packet &p : a) {
-		run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, p.sport));
+		run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+			 snat(p, p.sport));
 		const Packet r = from_uplink(reply_to(snat(p, p.sport)));
 		run_case(*d, Prog::UpIngress, r, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
 			 dnat(r, kGuestA, p.sport));
@@ -274,8 +275,15 @@ TEST_F(CtReclaimTest, GuestAtQuotaWithExpiredFlowsGetsNewFlow)
 	run_case(*d, Prog::BrIngress, udp(kGuestA, 62502, kRemote1), TC_ACT_SHOT,
 		 KVX_R_DROP_GUEST_QUOTA);
 	age(*d, a0, 31);
-	// The failed pass above holds further passes off for 100 ms.
+	// The failed pass above holds further passes off for 100 ms, machine-
+	// wide and for this guest.
 	d->set_reclaim_state(0, 0);
+	{
+		kvx_gflows_val g = d->gflows_val(kGuestA);
+		EXPECT_GT(g.reclaim_ns, 0u) << "the guest's hold-off";
+		g.reclaim_ns = 0;
+		d->set_gflows_val(kGuestA, g);
+	}
 	const Packet a2 = udp(kGuestA, 62502, kRemote1);
 	run_case(*d, Prog::BrIngress, a2, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(a2, 62502));
 	EXPECT_FALSE(has_flow(*d, a0));
@@ -283,8 +291,9 @@ TEST_F(CtReclaimTest, GuestAtQuotaWithExpiredFlowsGetsNewFlow)
 	EXPECT_EQ(d->gflows(kGuestA), 2u);
 }
 
-// Inbound flows (EIF) count against the guest they deliver to.
-TEST_F(CtReclaimTest, QuotaCountsInboundFlows)
+// Inbound flows (EIF) count against the guest they deliver to, on their
+// own counter: a flood from outside cannot take the guest's own capacity.
+TEST_F(CtReclaimTest, QuotaCountsInboundFlowsSeparately)
 {
 	auto d = make(64, 2);
 	kvx_cfg c = d->cfg();
@@ -292,14 +301,58 @@ TEST_F(CtReclaimTest, QuotaCountsInboundFlows)
 	d->set_cfg(c);
 	const Packet p = udp(kGuestA, 62600, kRemote1);
 	const Packet sent = snat(p, out(*d, p));
-	// A second remote reaches the guest's mapping (EIF): a second flow.
+	// Other remotes reach the guest's mapping (EIF): inbound flows.
 	Packet in = from_uplink(reply_to(sent));
-	in.src = kRemote2;
-	run_case(*d, Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(in, kGuestA, 62600));
-	EXPECT_EQ(d->gflows(kGuestA), 2u);
-	Packet third = in;
-	third.src = kRemote2 + 1;
-	run_case(*d, Prog::UpIngress, third, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	for (std::uint32_t i = 0; i < 2; i++) {
+		in.src = kRemote2 + i;
+		run_case(*d, Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+			 dnat(in, kGuestA, 62600));
+	}
+	EXPECT_EQ(d->gflows_val(kGuestA).in, 2u);
+	EXPECT_EQ(d->gflows_val(kGuestA).out, 1u);
+	in.src = kRemote2 + 2;
+	run_case(*d, Prog::UpIngress, in, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// The guest still opens its own second flow.
+	const Packet p2 = udp(kGuestA, 62601, kRemote1);
+	out(*d, p2);
+	EXPECT_EQ(d->gflows_val(kGuestA).out, 2u);
+}
+
+// A guest that stays over its quota pays at most one reclaim pass per
+// hold-off, even when passes free other guests' expired flows (which
+// keeps the machine-wide hold-off from starting): before, every packet of
+// it walked the table.
+TEST_F(CtReclaimTest, GuestOverQuotaPaysOneReclaimPassPerHoldoff)
+{
+	auto d = make(64, 1);
+	out(*d, udp(kGuestA, 62900, kRemote1));
+	std::vector<Packet> b;
+	for (std::uint32_t i = 0; i < 3; i++)
+		b.push_back(udp(kGuestB, std::uint16_t(62900 + i), kRemote1 + i));
+	// B's expired flows, made directly (B's own quota is 1).
+	for (const Packet &p : b) {
+		kvx_ct_val v{};
+		v.state = KVX_CT_UDP;
+		v.last_seen_ns = boot_ns() - 100 * kSec; // expired
+		d->ct_update(ct_key(p.proto, p.src, p.sport, p.dst, p.dport), v);
+	}
+	d->set_reclaim_state(0, 0);
+	// A over its quota: one pass frees B's expired flows...
+	run_case(*d, Prog::BrIngress, udp(kGuestA, 62901, kRemote1), TC_ACT_SHOT,
+		 KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_FALSE(has_flow(*d, b[0]));
+	// ...and A's next packets, inside the hold-off, walk nothing.
+	for (std::uint32_t i = 0; i < 2; i++) {
+		const Packet p = udp(kGuestB, std::uint16_t(62950 + i), kRemote1 + i);
+		kvx_ct_val v{};
+		v.state = KVX_CT_UDP;
+		v.last_seen_ns = boot_ns() - 100 * kSec;
+		d->ct_update(ct_key(p.proto, p.src, p.sport, p.dst, p.dport), v);
+		d->set_reclaim_state(0, 0);
+		run_case(*d, Prog::BrIngress, udp(kGuestA, 62902, kRemote1), TC_ACT_SHOT,
+			 KVX_R_DROP_GUEST_QUOTA);
+		EXPECT_TRUE(has_flow(*d, p)) << "no pass for a guest in its hold-off";
+	}
 }
 
 // A counter that went below zero (a racing decrement) reads as no flows.
@@ -325,8 +378,8 @@ TEST_F(CtReclaimTest, PassCostOnFullTable)
 	v.last_seen_ns = boot_ns() + 3600 * kSec; // live for the whole test
 	for (std::uint32_t i = 0; i < kN; i++) {
 		v.ext_port = be16(std::uint16_t(1024 + (i & 0x7fff)));
-		d->ct_update(ct_key(kProtoUdp, kGuestA + (i >> 15), std::uint16_t(1024 + (i & 0x7fff)),
-				    kRemote1, 53),
+		d->ct_update(ct_key(kProtoUdp, kGuestA + (i >> 15),
+				    std::uint16_t(1024 + (i & 0x7fff)), kRemote1, 53),
 			     v);
 	}
 	const Bytes frame = udp(kGuestB, 62800, kRemote2).build();

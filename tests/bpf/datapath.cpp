@@ -248,6 +248,11 @@ void Datapath::clear_tables()
 	skb_meta_ = {};
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
 	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
+	const kvx_halfopen_val none{};
+	for (__u32 i = 0; i < KVX_HALFOPEN_GUESTS; i++)
+		if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &i, &none, BPF_ANY) !=
+		    0)
+			throw std::runtime_error("clear kvx_halfopen: " + errno_text(errno));
 }
 
 static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
@@ -255,19 +260,33 @@ static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
 	return kvx_gflows_index(htonl(guest), c.subnet_mask);
 }
 
-std::uint32_t Datapath::gflows(std::uint32_t guest) const
+kvx_gflows_val Datapath::gflows_val(std::uint32_t guest) const
 {
-	__u32 key = gflows_key(cfg(), guest), v = 0;
+	__u32 key = gflows_key(cfg(), guest);
+	kvx_gflows_val v{};
 	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &v) != 0)
 		throw std::runtime_error("lookup kvx_gflows: " + errno_text(errno));
 	return v;
 }
 
-void Datapath::set_gflows(std::uint32_t guest, std::uint32_t count)
+std::uint32_t Datapath::gflows(std::uint32_t guest) const
+{
+	const kvx_gflows_val v = gflows_val(guest);
+	return v.out + v.in;
+}
+
+void Datapath::set_gflows_val(std::uint32_t guest, const kvx_gflows_val &v)
 {
 	__u32 key = gflows_key(cfg(), guest);
-	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &count, BPF_ANY) != 0)
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_gflows: " + errno_text(errno));
+}
+
+void Datapath::set_gflows(std::uint32_t guest, std::uint32_t count)
+{
+	kvx_gflows_val v{};
+	v.out = count;
+	set_gflows_val(guest, v);
 }
 
 void Datapath::set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns)

@@ -78,7 +78,7 @@ public:
 	kvx_cfg cfg() const;
 
 	// kvx_ct, kvx_bind, kvx_extaddr, kvx_frag, kvx_xdev, kvx_xfdb and
-	// kvx_guest.
+	// kvx_guest and kvx_halfopen.
 	void clear_tables();
 	Stats stats() const;
 
@@ -104,9 +104,12 @@ public:
 	// order; remote 0: any).
 	void hosttun_update(std::uint8_t proto, std::uint32_t remote, std::uint32_t ifindex);
 
-	// kvx_gflows: the flow count of a guest (host-order address).
+	// kvx_gflows: the flow count of a guest (host-order address), both
+	// directions; set_gflows sets the outbound one (inbound 0).
 	std::uint32_t gflows(std::uint32_t guest) const;
 	void set_gflows(std::uint32_t guest, std::uint32_t count);
+	kvx_gflows_val gflows_val(std::uint32_t guest) const;
+	void set_gflows_val(std::uint32_t guest, const kvx_gflows_val &v);
 	// The reclaim pass's shared state (.bss): window start and hold-off.
 	void set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
 	std::uint32_t reclaim_cursor() const;

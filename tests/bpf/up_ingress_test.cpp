@@ -476,17 +476,33 @@ protected:
 		auto ct = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, gp_, kRemote1, 443));
 		return ct ? int(ct->state) : -1;
 	}
+	// Segments carry each side's next sequence number and acknowledge the
+	// other's (conntrack checks RSTs and FINs against them).
 	void out(std::uint8_t flags)
 	{
 		Packet p = from_guest(make_tcp(kGuestA, gp_, kRemote1, 443, flags));
+		p.seq = g_;
+		p.ack_seq = (flags & kTcpAck) ? r_ : 0;
+		g_ += !!(flags & kTcpSyn) + !!(flags & kTcpFin);
 		run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, gp_));
 	}
 	void in(std::uint8_t flags)
 	{
+		in_at(flags, r_, KVX_R_XLATE_IN);
+		r_ += !!(flags & kTcpSyn) + !!(flags & kTcpFin);
+	}
+	void in_at(std::uint8_t flags, std::uint32_t seq, kvx_reason want)
+	{
 		Packet p = from_uplink(make_tcp(kRemote1, 443, Topology::kUplinkAddr, gp_, flags));
-		run_up(p, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(p, kGuestA, gp_));
+		p.seq = seq;
+		p.ack_seq = (flags & kTcpAck) ? g_ : 0;
+		if (want == KVX_R_XLATE_IN)
+			run_up(p, TC_ACT_REDIRECT, want, dnat(p, kGuestA, gp_));
+		else
+			run_up(p, reason_verdict(want), want);
 	}
 	std::uint16_t gp_ = 62400;
+	std::uint32_t g_ = 0x01020304, r_ = 0x55667788;
 };
 
 TEST_F(UpIngressTcp, TcpStateFollowsTheConnection)
@@ -515,25 +531,27 @@ TEST_F(UpIngressTcp, TcpStateFollowsTheConnection)
 	EXPECT_EQ(ct->pkts_in, 3u);
 }
 
-TEST_F(UpIngressTcp, RstTheGuestIgnoresDoesNotCloseItsConnection)
+TEST_F(UpIngressTcp, OffPathRstDoesNotCloseTheConnection)
 {
-	// An off-path RST (from the LAN, spoofing the remote) moves the flow
-	// to CLOSE; the guest's TCP drops it as out of window and keeps
-	// sending: the flow is ESTABLISHED again (else the 10 s CLOSE timeout
-	// would let GC remove a live connection's flow).  A RST the guest
-	// accepted is followed by nothing from the guest: the flow stays CLOSE.
+	// An off-path RST (from the LAN, spoofing the remote and guessing the
+	// external port) is checked against the guest's receive window
+	// (RFC 5961): outside it is dropped; inside but not exact it reaches
+	// the guest, whose challenge ACK brings the exact one if it was real,
+	// and the flow stays; only the exact one (RCV.NXT) closes the flow.
+	// Before, any RST moved an idle SSH flow to CLOSE (10 s).
 	gp_ = 62410;
 	out(kTcpSyn);
 	in(kTcpSyn | kTcpAck);
 	out(kTcpAck);
 	ASSERT_EQ(state(), KVX_CT_ESTABLISHED);
-	in(kTcpRst);
-	EXPECT_EQ(state(), KVX_CT_CLOSE);
-	in(kTcpAck); // the remote's data in flight does not reopen it
-	EXPECT_EQ(state(), KVX_CT_CLOSE);
-	out(kTcpAck); // the guest carries on: the RST was not for it
+	in_at(kTcpRst, r_ + 0x40000000, KVX_R_DROP_TCP_WINDOW);
+	in_at(kTcpRst, r_ - 1, KVX_R_DROP_TCP_WINDOW);
 	EXPECT_EQ(state(), KVX_CT_ESTABLISHED);
-	in(kTcpRst | kTcpAck);
+	in_at(kTcpFin | kTcpAck, r_ + 0x40000000, KVX_R_DROP_TCP_WINDOW);
+	EXPECT_EQ(state(), KVX_CT_ESTABLISHED);
+	in_at(kTcpRst, r_ + 10, KVX_R_XLATE_IN);
+	EXPECT_EQ(state(), KVX_CT_ESTABLISHED);
+	in_at(kTcpRst, r_, KVX_R_XLATE_IN);
 	EXPECT_EQ(state(), KVX_CT_CLOSE);
 	out(kTcpRst); // the guest answers a stray segment with RST: still closed
 	EXPECT_EQ(state(), KVX_CT_CLOSE);

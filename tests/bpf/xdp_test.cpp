@@ -378,13 +378,30 @@ std::vector<IdentCase> ident_cases()
 	c.push_back({"TcpConnection", nullptr, nullptr, [=] {
 			     std::vector<Step> s = syn_steps(62000);
 			     const std::uint8_t PA = kTcpAck | kTcpPsh, FA = kTcpFin | kTcpAck;
-			     s.push_back(out_step(tcp(A, 62000, R, 443, kTcpAck)));
-			     s.push_back(out_step(tcp(A, 62000, R, 443, PA, 517)));
-			     s.push_back(in_step(tcp(R, 443, U, 62000, PA, 1460)));
-			     s.push_back(in_step(tcp(R, 443, U, 62000, PA, 1)));
-			     s.push_back(out_step(tcp(A, 62000, R, 443, FA)));
-			     s.push_back(in_step(tcp(R, 443, U, 62000, FA)));
-			     s.push_back(out_step(tcp(A, 62000, R, 443, kTcpAck)));
+			     // Consistent sequence numbers (conntrack checks FINs
+			     // against the window), after syn_steps' SYNs.
+			     std::uint32_t g = 0x01020305, r = 0x55667789;
+			     auto o = [&](std::uint8_t f, std::size_t len = 0) {
+				     Packet p = tcp(A, 62000, R, 443, f, len);
+				     p.seq = g;
+				     p.ack_seq = r;
+				     g += std::uint32_t(len) + !!(f & kTcpFin);
+				     return out_step(p);
+			     };
+			     auto i = [&](std::uint8_t f, std::size_t len = 0) {
+				     Packet p = tcp(R, 443, U, 62000, f, len);
+				     p.seq = r;
+				     p.ack_seq = g;
+				     r += std::uint32_t(len) + !!(f & kTcpFin);
+				     return in_step(p);
+			     };
+			     s.push_back(o(kTcpAck));
+			     s.push_back(o(PA, 517));
+			     s.push_back(i(PA, 1460));
+			     s.push_back(i(PA, 1));
+			     s.push_back(o(FA));
+			     s.push_back(i(FA));
+			     s.push_back(o(kTcpAck));
 			     return s;
 		     }});
 	for (std::size_t len : {std::size_t(1), std::size_t(2), std::size_t(3), std::size_t(333),

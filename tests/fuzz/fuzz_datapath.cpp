@@ -11,7 +11,11 @@
 //     (guest ip:port -> remote ip:port) maps to exactly the external
 //     endpoint seen on the wire;
 //   - a remote's answer to a translated packet comes back to the guest as
-//     the mirror image of what the guest sent (round trip).
+//     the mirror image of what the guest sent (round trip);
+//   - TCP states: a known state; SYN_RECV only for flows opened from
+//     outside, SYN_SENT only for the guest's; a flow opened from outside is
+//     ESTABLISHED only after the guest answered (SYNACK seen); only a RST or
+//     FIN is dropped for its window (DROP_TCP_WINDOW).
 // A violation aborts with the frames in hex (libFuzzer then saves the input),
 // and so does any error of the harness itself.  With KVX_FUZZ_REACH=1 (the
 // ctest run) the end of the run also checks that it got deep enough into
@@ -263,6 +267,23 @@ Bytes mirror(const Bytes &out, const Parsed &p)
 	return r.build();
 }
 
+// The TCP state invariants of a flow a translated packet went through.
+void check_tcp_flow(const kvx_ct_val &f, const Bytes &in, const Bytes &out)
+{
+	if (f.state >= KVX_CT_STATE_MAX)
+		violation("flow in an unknown state " + std::to_string(f.state), in, out);
+	const bool inbound = f.flags & KVX_CT_F_INBOUND;
+	if (inbound && f.state == KVX_CT_SYN_SENT)
+		violation("a flow opened from outside in SYN_SENT", in, out);
+	if (!inbound && f.state == KVX_CT_SYN_RECV)
+		violation("a flow the guest opened in SYN_RECV", in, out);
+	if (inbound && f.state == KVX_CT_ESTABLISHED && !(f.flags & KVX_CT_F_SYNACK))
+		violation("a flow opened from outside ESTABLISHED without the guest's SYN-ACK", in,
+			  out);
+	if (f.state == KVX_CT_UDP)
+		violation("a TCP flow without TCP state", in, out);
+}
+
 void check_translated(const Bytes &in, const Bytes &out, int reason, bool in_csum_ok)
 {
 	Parsed pi = parse(in), po = parse(out);
@@ -294,6 +315,8 @@ void check_translated(const Bytes &in, const Bytes &out, int reason, bool in_csu
 			violation("source is not the flow's external endpoint", in, out);
 		if (po.dst != pi.dst)
 			violation("destination changed on the way out", in, out);
+		if (pi.proto == kProtoTcp)
+			check_tcp_flow(*f, in, out);
 	}
 	if (reason == KVX_R_XLATE_IN && ports && pi.icmp_type != kIcmpDestUnreach &&
 	    pi.icmp_type != kIcmpTimeExceeded && pi.icmp_type != 12) {
@@ -306,6 +329,8 @@ void check_translated(const Bytes &in, const Bytes &out, int reason, bool in_csu
 			violation("translated to a guest whose flow is not this one", in, out);
 		if ((po.dst & Topology::kSubnetMask) != Topology::kSubnet)
 			violation("XLATE_IN to an address outside the guest subnet", in, out);
+		if (pi.proto == kProtoTcp)
+			check_tcp_flow(*f, in, out);
 	}
 }
 
@@ -506,6 +531,12 @@ int test_one(const std::uint8_t *data, std::size_t size)
 			  in, r.out);
 	if (r.verdict == TC_ACT_OK && r.out != in)
 		violation("a packet passed to the stack was modified", in, r.out);
+	if (reason == KVX_R_DROP_TCP_WINDOW) {
+		const Parsed pi = parse(in);
+		if (pi.proto != kProtoTcp || !pi.l4_complete || pi.l4_off + 13 >= in.size() ||
+		    !(in[pi.l4_off + 13] & (kTcpRst | kTcpFin)))
+			violation("DROP_TCP_WINDOW for a packet that is no TCP RST or FIN", in, r.out);
+	}
 	if (r.verdict == TC_ACT_REDIRECT) {
 		check_translated(in, r.out, reason, in_csum_ok);
 		if (reason == KVX_R_XLATE_OUT && in_csum_ok)

@@ -220,10 +220,10 @@ TEST(Conntrack, FlowJsonAndLine)
 	k = key(IPPROTO_ICMP, 0xc0a87a0b, 777, 0x0a4e0002, 0);
 	v = val(KVX_CT_UDP, KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE, 0x0a4d0064, 777, now, now);
 	j = ct_flow_json(k, v, t, now);
-	EXPECT_EQ(j["timeout_s"], 30);
+	EXPECT_EQ(j["timeout_s"], 60); // RFC 5508 REQ-2
 	EXPECT_EQ(ct_flow_line(j), "icmp  STATELESS    guest=192.168.122.11 id=777 "
 				   "remote=10.78.0.2 ext=10.77.0.100 id=777 age=0s idle=0s "
-				   "expires_in=30s pkts_out=0 pkts_in=0 [static,1:1]");
+				   "expires_in=60s pkts_out=0 pkts_in=0 [static,1:1]");
 
 	// Last seen after "now" (touched by the datapath since we read the
 	// clock): idle 0, never a huge unsigned number.
@@ -241,10 +241,10 @@ TEST(Conntrack, MemoryEstimate)
 	m.key_size = sizeof(kvx_ct_key);
 	m.value_size = sizeof(kvx_ct_val);
 	m.max_entries = 65536;
-	// buckets 65536 * 16 + (65536 + 2 CPUs) * (48 + 16 + 40) + header
-	EXPECT_EQ(map_memory_estimate(m, 2), 512u + 65536u * 16 + 65538u * 104);
+	// buckets 65536 * 16 + (65536 + 2 CPUs) * (48 + 16 + 80) + header
+	EXPECT_EQ(map_memory_estimate(m, 2), 512u + 65536u * 16 + 65538u * 144);
 	m.max_entries = 1000; // buckets round up to a power of two
-	EXPECT_EQ(map_memory_estimate(m, 1), 512u + 1024u * 16 + 1001u * 104);
+	EXPECT_EQ(map_memory_estimate(m, 1), 512u + 1024u * 16 + 1001u * 144);
 	m.type = BPF_MAP_TYPE_PERCPU_ARRAY;
 	m.key_size = 4;
 	m.value_size = sizeof(kvx_stat);
@@ -457,13 +457,18 @@ TEST_F(CtMaps, FlushLeavesBindingKeysReusedByOthersAlone)
 TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
 {
 	// kvx_gflows for a /24: index = host part of the guest address.
-	int g = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", 4, 4, 256, nullptr);
+	int g = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", 4, sizeof(kvx_gflows_val), 256,
+			       nullptr);
 	ASSERT_GE(g, 0);
 	Fd gflows(g);
 	populate(); // g1 (.11): 3 flows, g2 (.12): 3 flows
 	const uint32_t mask = htonl(0xffffff00);
-	uint32_t i11 = 11, i12 = 12, v = 3;
+	uint32_t i11 = 11, i12 = 12;
+	kvx_gflows_val v{};
+	v.out = 3;
 	ASSERT_EQ(bpf_map_update_elem(gflows.get(), &i11, &v, BPF_ANY), 0);
+	v.out = 2; // g2's third flow came in through its port forward
+	v.in = 1;
 	ASSERT_EQ(bpf_map_update_elem(gflows.get(), &i12, &v, BPF_ANY), 0);
 	CtFilter f;
 	f.guest = kG1;
@@ -472,15 +477,17 @@ TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
 	EXPECT_EQ(r.flows, 1u);
 	EXPECT_EQ(r.gflows_fixed, 1u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
-	EXPECT_EQ(v, 2u);
+	EXPECT_EQ(v.out, 2u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i12, &v), 0);
-	EXPECT_EQ(v, 3u);
+	EXPECT_EQ(v.out, 2u);
+	EXPECT_EQ(v.in, 1u);
 	r = ct_flush_fd(ct_.get(), bind_.get(), {}, now_, gflows.get(), mask);
 	EXPECT_EQ(r.flows, 5u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
-	EXPECT_EQ(v, 0u);
+	EXPECT_EQ(v.out, 0u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i12, &v), 0);
-	EXPECT_EQ(v, 0u);
+	EXPECT_EQ(v.out, 0u);
+	EXPECT_EQ(v.in, 0u);
 }
 
 TEST_F(CtMaps, NoMatchFlushesNothing)

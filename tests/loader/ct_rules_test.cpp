@@ -47,14 +47,14 @@ TEST(CtRules, DefaultTimeoutsAreNetfilters)
 	const kvx_timeouts t = defaults();
 	EXPECT_EQ(t.tcp_syn_sent, 120u);
 	EXPECT_EQ(t.tcp_established, 432000u);
-	EXPECT_EQ(t.tcp_fin_wait, 120u);
+	EXPECT_EQ(t.tcp_fin_wait, 240u) << "RFC 5382 REQ-5: transitory 4 minutes";
 	EXPECT_EQ(t.tcp_time_wait, 120u);
 	EXPECT_EQ(t.tcp_close, 10u);
 	EXPECT_EQ(t.udp, 30u);
 	EXPECT_EQ(t.udp_stream, 120u);
-	EXPECT_EQ(t.icmp, 30u);
+	EXPECT_EQ(t.icmp, 60u) << "RFC 5508 REQ-2";
 	EXPECT_EQ(t.other, 600u);
-	EXPECT_EQ(t._pad, 0u);
+	EXPECT_EQ(t.tcp_syn_recv, 60u);
 	const kvx_timeouts loader = default_timeouts();
 	EXPECT_EQ(std::memcmp(&loader, &t, sizeof(t)), 0) << "model/timeouts.hpp default_timeouts";
 }
@@ -72,6 +72,7 @@ TEST(CtRules, TimeoutByStateFlagsProto)
 	t.udp_stream = 7;
 	t.icmp = 8;
 	t.other = 9;
+	t.tcp_syn_recv = 10;
 	struct Case {
 		uint8_t state, flags, proto;
 		uint32_t want;
@@ -81,6 +82,8 @@ TEST(CtRules, TimeoutByStateFlagsProto)
 		{KVX_CT_FIN_WAIT, KVX_CT_F_FIN_OUT, IPPROTO_TCP, 3},
 		{KVX_CT_TIME_WAIT, 0, IPPROTO_TCP, 4},
 		{KVX_CT_CLOSE, 0, IPPROTO_TCP, 5},
+		{KVX_CT_SYN_RECV, KVX_CT_F_INBOUND, IPPROTO_TCP, 10},
+		{KVX_CT_SYN_RECV, KVX_CT_F_INBOUND | KVX_CT_F_SYNACK, IPPROTO_TCP, 10},
 		{KVX_CT_UDP, 0, IPPROTO_UDP, 6},
 		{KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, IPPROTO_UDP, 7},
 		{KVX_CT_UDP, KVX_CT_F_INBOUND, IPPROTO_UDP, 6},
@@ -131,7 +134,8 @@ TEST(CtRules, ExpiryIsStrictlyAfterTheDeadline)
 		// A packet after our clock read: the flow is live.
 		{"touched in the future", flow(KVX_CT_CLOSE, 0, seen + 5 * kSec), IPPROTO_TCP, seen,
 		 false},
-		{"icmp past 30 s", flow(KVX_CT_UDP, 0, seen), IPPROTO_ICMP, seen + 31 * kSec, true},
+		{"icmp inside 60 s", flow(KVX_CT_UDP, 0, seen), IPPROTO_ICMP, seen + 59 * kSec, false},
+		{"icmp past 60 s", flow(KVX_CT_UDP, 0, seen), IPPROTO_ICMP, seen + 61 * kSec, true},
 		{"other protocol inside 600 s", flow(KVX_CT_UDP, 0, seen), IPPROTO_GRE,
 		 seen + 599 * kSec, false},
 	};

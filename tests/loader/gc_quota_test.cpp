@@ -101,11 +101,12 @@ protected:
 		KernelMapsTest::SetUp();
 		if (IsSkipped() || HasFatalFailure())
 			return;
-		gf_.reset(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", sizeof(__u32), sizeof(__u32),
-					 gflows_size(htonl(kMask)), nullptr));
+		gf_.reset(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", sizeof(__u32),
+					 sizeof(kvx_gflows_val), gflows_size(htonl(kMask)), nullptr));
 		ASSERT_GE(gf_.get(), 0) << "bpf_map_create(t_gflows): " << std::strerror(errno);
 	}
-	void add_flow(uint32_t guest, uint16_t gport, uint8_t state, uint64_t seen)
+	void add_flow(uint32_t guest, uint16_t gport, uint8_t state, uint64_t seen,
+		      uint8_t flags = 0)
 	{
 		kvx_ct_key k{};
 		k.int_addr = htonl(guest);
@@ -115,21 +116,26 @@ protected:
 		k.proto = state == KVX_CT_UDP ? IPPROTO_UDP : IPPROTO_TCP;
 		kvx_ct_val v{};
 		v.state = state;
+		v.flags = flags;
 		v.last_seen_ns = seen;
 		v.ext_addr = htonl(0xc0000205);
 		v.ext_port = htons(gport);
 		ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_NOEXIST), 0);
 	}
-	uint32_t count(uint32_t guest)
+	kvx_gflows_val counts(uint32_t guest)
 	{
-		__u32 i = gflows_index(htonl(guest), htonl(kMask)), v = 0;
+		__u32 i = gflows_index(htonl(guest), htonl(kMask));
+		kvx_gflows_val v{};
 		EXPECT_EQ(bpf_map_lookup_elem(gf_.get(), &i, &v), 0);
 		return v;
 	}
+	uint32_t count(uint32_t guest) { return counts(guest).out + counts(guest).in; }
 	void set_count(uint32_t guest, uint32_t n)
 	{
 		__u32 i = gflows_index(htonl(guest), htonl(kMask));
-		ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &n, BPF_ANY), 0);
+		kvx_gflows_val v{};
+		v.out = n;
+		ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &v, BPF_ANY), 0);
 	}
 	Fd gf_;
 };
@@ -176,6 +182,26 @@ TEST_F(GcQuotaMaps, RecountCountsAllFlows)
 	EXPECT_EQ(gflows_recount(ct_.get(), gf_.get(), htonl(kMask)), 1u);
 	EXPECT_EQ(count(g1), 2u);
 	EXPECT_EQ(gflows_recount(ct_.get(), gf_.get(), htonl(kMask)), 0u);
+}
+
+// Inbound-opened flows are counted on their own counter (the datapath's
+// separate inbound quota); the datapath's reclaim hold-off survives.
+TEST_F(GcQuotaMaps, RecountKeepsDirectionsApartAndTheHoldoff)
+{
+	const uint32_t g1 = 0xc0a87a0b;
+	add_flow(g1, 5000, KVX_CT_UDP, 1);
+	add_flow(g1, 5001, KVX_CT_SYN_RECV, 1, KVX_CT_F_INBOUND);
+	add_flow(g1, 5002, KVX_CT_ESTABLISHED, 1, KVX_CT_F_INBOUND | KVX_CT_F_STATIC);
+	__u32 i = gflows_index(htonl(g1), htonl(kMask));
+	kvx_gflows_val v{};
+	v.out = 7;
+	v.reclaim_ns = 12345;
+	ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &v, BPF_ANY), 0);
+	EXPECT_EQ(gflows_recount(ct_.get(), gf_.get(), htonl(kMask)), 1u);
+	const kvx_gflows_val got = counts(g1);
+	EXPECT_EQ(got.out, 1u);
+	EXPECT_EQ(got.in, 2u);
+	EXPECT_EQ(got.reclaim_ns, 12345u);
 }
 
 } // namespace

@@ -33,8 +33,8 @@ TEST(PinLayout, TheFirstDifferenceIsNamed)
 	have.key_size = ct.key_size;
 	have.value_size = ct.value_size;
 	EXPECT_EQ(layout_mismatch(have, ct), "");
-	have.value_size = 48;
-	EXPECT_EQ(layout_mismatch(have, ct), "value size 48, this kvmxdp expects 40");
+	have.value_size = 88;
+	EXPECT_EQ(layout_mismatch(have, ct), "value size 88, this kvmxdp expects 80");
 	have.key_size = 20;
 	EXPECT_EQ(layout_mismatch(have, ct), "key size 20, this kvmxdp expects 16");
 	have.type = BPF_MAP_TYPE_LRU_HASH;
@@ -119,7 +119,7 @@ TEST_F(PinnedMaps, AnotherLayoutIsRefusedBeforeAnythingIsRead)
 {
 	pin(KVX_MAP_CT, BPF_MAP_TYPE_HASH, sizeof(kvx_ct_key), sizeof(kvx_ct_val) + 8);
 	EXPECT_EQ(refusal(KVX_MAP_CT), path(KVX_MAP_CT) +
-					       ": value size 48, this kvmxdp expects 40 (ABI " +
+					       ": value size 88, this kvmxdp expects 80 (ABI " +
 					       std::to_string(KVX_ABI_VERSION) +
 					       "): pinned by another kvmxdp; use that one, or run "
 					       "'kvmxdp detach' (drops conntrack state)");

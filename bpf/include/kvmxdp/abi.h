@@ -31,7 +31,10 @@
  *   3: NAT hardening: kvx_frag.created_ns (fragment entries expire), maps
  *      kvx_guest (a guest address's owning MAC) and kvx_hosttun (the host's
  *      tunnel peers), new reasons and cfg flags (state tables change:
- *      pinned tables of 1..2 are recreated).
+ *      pinned tables of 1..2 are recreated); conntrack TCP states and
+ *      per-direction quotas: kvx_ct_val.tcp (sequence tracking),
+ *      KVX_CT_SYN_RECV, kvx_timeouts.tcp_syn_recv, kvx_gflows_val {out, in},
+ *      maps kvx_halfopen and kvx_scratch.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -183,6 +186,7 @@ enum kvx_ct_state {
 	KVX_CT_TIME_WAIT,
 	KVX_CT_CLOSE,
 	KVX_CT_UDP,       /* UDP, ICMP and other protocols: no states */
+	KVX_CT_SYN_RECV,  /* opened by an inbound SYN: established only by the handshake */
 	KVX_CT_STATE_MAX,
 };
 
@@ -192,6 +196,32 @@ enum kvx_ct_state {
 #define KVX_CT_F_INBOUND (1U << 3)    /* created by an inbound packet (EIF, static mapping) */
 #define KVX_CT_F_STATIC (1U << 4)     /* bound through a static mapping (port forward or 1:1) */
 #define KVX_CT_F_ONE_TO_ONE (1U << 5) /* bound through a 1:1 mapping: ports are kept */
+#define KVX_CT_F_SYNACK (1U << 6)     /* SYN_RECV: the guest answered the SYN */
+
+/*
+ * TCP sequence tracking, one per direction (kvx_ct_val.tcp[KVX_CT_SIDE_*]),
+ * as netfilter's struct ip_ct_tcp_state: what that side sent and what the
+ * other side allows it to send, for the receive-window checks of RST and
+ * FIN (RFC 5961).  Sequence numbers host order, compared modulo 2^32.
+ */
+enum kvx_ct_side {
+	KVX_CT_SIDE_GUEST = 0,
+	KVX_CT_SIDE_REMOTE = 1,
+};
+
+struct kvx_ct_tcp {
+	__u32 end;    /* highest seq + len this side sent */
+	__u32 maxend; /* highest seq the other side's ACK + window lets it send */
+	__u32 ack;    /* highest ACK this side sent (its RCV.NXT) */
+	__u32 maxwin; /* largest window this side advertised, scaled */
+	__u8 wscale;  /* window scale from its SYN (RFC 7323); valid with _F_WSCALE */
+	__u8 flags;   /* KVX_CT_TCP_F_* */
+	__u16 _pad;
+};
+
+#define KVX_CT_TCP_F_SYN (1U << 0)    /* its SYN was seen: end/maxwin are from the start */
+#define KVX_CT_TCP_F_ACK (1U << 1)    /* it sent an ACK: ack and the other's maxend are set */
+#define KVX_CT_TCP_F_WSCALE (1U << 2) /* its SYN carried the window scale option */
 
 struct kvx_ct_val {
 	__u64 last_seen_ns; /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): counts suspend */
@@ -202,7 +232,15 @@ struct kvx_ct_val {
 	__u8 flags;         /* KVX_CT_F_* */
 	__u64 pkts_out;     /* guest -> remote (approximate: not atomic) */
 	__u64 pkts_in;      /* remote -> guest (approximate: not atomic) */
+	struct kvx_ct_tcp tcp[2]; /* TCP only: enum kvx_ct_side */
 };
+
+/*
+ * Per-CPU scratch for the datapath (kvx_scratch[0]): a new flow's value is
+ * built here, not on the stack, which the bridge program's deepest call
+ * chain fills to the verifier's 512 bytes.  Never read by the loader.
+ */
+#define KVX_MAP_SCRATCH "kvx_scratch"
 
 /*
  * Flow timeouts in seconds, per state (kvx_ct_val.state) and protocol.  The
@@ -219,7 +257,7 @@ struct kvx_timeouts {
 	__u32 udp_stream;      /* reply seen */
 	__u32 icmp;
 	__u32 other;
-	__u32 _pad;
+	__u32 tcp_syn_recv;    /* inbound-opened, handshake not complete */
 };
 
 /*
@@ -253,14 +291,40 @@ struct kvx_frag_val {
 /*
  * Per-guest flow counts for the flow quota (kvx_cfg.flow_quota):
  * kvx_gflows[index] with index = host part of the guest address (host
- * order) & (KVX_GFLOWS_MAX - 1); an ARRAY of __u32 sized min(subnet
- * hosts, KVX_GFLOWS_MAX), so a subnet larger than /16 shares counters
- * between addresses 65536 apart.  Incremented by the datapath on each flow
- * it creates, decremented when it reclaims one; the daemon's GC recounts
- * them exactly at every sweep (deletions by the GC never drift).  Read as
+ * order) & (KVX_GFLOWS_MAX - 1); an ARRAY of kvx_gflows_val sized
+ * min(subnet hosts, KVX_GFLOWS_MAX), so a subnet larger than /16 shares
+ * counters between addresses 65536 apart.  Flows the guest opened and flows
+ * opened from outside (KVX_CT_F_INBOUND) count separately, each against
+ * flow_quota: a LAN flood at a port forward cannot take the guest's own
+ * outbound capacity.  Incremented by the datapath on each flow it creates,
+ * decremented when it reclaims or evicts one; the daemon's GC recounts them
+ * exactly at every sweep (deletions by the GC never drift).  Read as
  * signed: a racing decrement below 0 means "no flows".
  */
 #define KVX_GFLOWS_MAX 65536
+
+struct kvx_gflows_val {
+	__u32 out;          /* flows the guest opened */
+	__u32 in;           /* flows opened from outside */
+	__u64 reclaim_ns;   /* CLOCK_BOOTTIME: no quota reclaim pass for it before */
+};
+
+/*
+ * Early drop (netfilter's early_drop): the guest's newest half-open
+ * inbound flows (SYN_RECV), so that when its inbound quota or kvx_ct is
+ * full a new SYN evicts one of them instead of being refused.
+ * kvx_halfopen[kvx_gflows_index & (KVX_HALFOPEN_GUESTS - 1)]; a slot is a
+ * hint, checked against kvx_ct before anything is evicted.
+ */
+#define KVX_MAP_HALFOPEN "kvx_halfopen"
+#define KVX_HALFOPEN_GUESTS 1024
+#define KVX_HALFOPEN_RING 16
+
+struct kvx_halfopen_val {
+	__u32 next; /* the slot written next (and evicted first): oldest */
+	__u32 _pad;
+	struct kvx_ct_key keys[KVX_HALFOPEN_RING];
+};
 
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 /* The uplink's network overlaps the guest subnet (a DHCP lease after
@@ -388,7 +452,7 @@ struct kvx_cfg {
 	X(XLATE_RELATED_IN, 0, "ICMP error for a guest's flow translated (RFC 5508)") \
 	X(XLATE_RELATED_OUT, 0, "guest's ICMP error for a flow translated (RFC 5508)") \
 	X(DROP_GUEST_QUOTA, 1, "new flow over the guest's flow quota")              \
-	X(DROP_TCP_NO_FLOW, 1, "TCP flags that cannot open a flow (not SYN, not ACK)") \
+	X(DROP_TCP_NO_FLOW, 1, "TCP flags that cannot open a flow (inbound: only a SYN)") \
 	X(XDP_XLATE_OUT, 0, "XDP: guest->outside translated and redirected")            \
 	X(XDP_XLATE_IN, 0, "XDP: outside->guest translated and redirected")             \
 	X(XDP_TO_TC, 0, "XDP: handed to the TC path (not a fast-path class)")          \
@@ -400,7 +464,8 @@ struct kvx_cfg {
 	X(DROP_PROTO_ZERO, 1, "guest packet of IP protocol 0 (the 1:1 mappings' wildcard)")    \
 	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote") \
 	X(DROP_MARTIAN_IN, 1, "inbound from a martian source (guest subnet, loopback, host's own, 0/8, multicast)") \
-	X(PASS_OVERLAP, 0, "uplink network overlaps the guest subnet: not translated, to host stack")
+	X(PASS_OVERLAP, 0, "uplink network overlaps the guest subnet: not translated, to host stack") \
+	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the receive window (RFC 5961)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

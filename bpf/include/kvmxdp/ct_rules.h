@@ -42,22 +42,26 @@ KVX_RULE __u32 kvx_ntohl(__be32 x)
 }
 
 /*
- * Flow timeouts when attach has no --timeouts: netfilter's defaults, in
- * seconds (nf_conntrack_proto_tcp.c tcp_timeouts[], nf_conntrack_proto_udp.c
- * udp_timeouts[], nf_conntrack_proto_icmp.c, nf_conntrack_proto_generic.c).
+ * Flow timeouts when attach has no --timeouts, in seconds: netfilter's
+ * defaults (nf_conntrack_proto_tcp.c tcp_timeouts[], nf_conntrack_proto_udp.c
+ * udp_timeouts[], nf_conntrack_proto_generic.c), except where the NAT RFCs
+ * ask for more: a half-closed TCP flow ("transitory") lives 4 minutes
+ * (RFC 5382 REQ-5, RFC 7857 section 3.2), an ICMP query mapping 60 s
+ * (RFC 5508 REQ-2).  SYN_RECV is netfilter's 60 s: an inbound SYN alone
+ * must not hold a flow for long (spoofed SYN floods).
  */
 KVX_RULE void kvx_timeouts_default(struct kvx_timeouts *t)
 {
 	t->tcp_syn_sent = 120;
 	t->tcp_established = 432000; /* 5 days */
-	t->tcp_fin_wait = 120;
+	t->tcp_fin_wait = 240;
 	t->tcp_time_wait = 120;
 	t->tcp_close = 10;
 	t->udp = 30;         /* no reply seen */
 	t->udp_stream = 120; /* reply seen */
-	t->icmp = 30;
+	t->icmp = 60;
 	t->other = 600;
-	t->_pad = 0;
+	t->tcp_syn_recv = 60;
 }
 
 /* Seconds a flow may stay idle, from its state, flags and protocol. */
@@ -75,6 +79,8 @@ KVX_RULE __u32 kvx_ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
 		return t->tcp_time_wait;
 	case KVX_CT_CLOSE:
 		return t->tcp_close;
+	case KVX_CT_SYN_RECV:
+		return t->tcp_syn_recv;
 	case KVX_CT_UDP:
 		if (proto == KVX_IPPROTO_UDP)
 			return (f->flags & KVX_CT_F_SEEN_REPLY) ? t->udp_stream : t->udp;

@@ -1,0 +1,322 @@
+// Conntrack's TCP states and sequence tracking (bpf/lib/ct.h): inbound
+// flows opened only by a SYN and established only by the handshake
+// (SYN_RECV), separate inbound quotas with early drop of half-open flows,
+// and the receive-window checks of RST and FIN (RFC 5961) with window
+// scaling (RFC 7323).  Every segment carries consistent sequence numbers,
+// as real endpoints' do.
+#include <linux/pkt_cls.h>
+
+#include <ctime>
+
+#include "fixture.hpp"
+#include "kvmxdp/ct_rules.h"
+
+namespace kvmxdp::test {
+namespace {
+
+using namespace testpkt;
+
+constexpr std::uint64_t kSec = 1000000000ULL;
+
+std::uint64_t boot_ns()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return std::uint64_t(ts.tv_sec) * kSec + std::uint64_t(ts.tv_nsec);
+}
+
+// The window scale option (kind 3) behind a NOP, as Linux sends it.
+Bytes wscale_opt(std::uint8_t shift)
+{
+	return {0x01, 0x03, 0x03, shift};
+}
+
+constexpr std::uint16_t kFwdPort = 2222;
+constexpr std::uint16_t kGuestPort = 22;
+
+// One TCP connection through a port forward (uplink:2222 -> guest A:22),
+// opened by a LAN remote; g_ and r_ are each side's next sequence number.
+class TcpStateTest : public UpIngressTest {
+protected:
+	void SetUp() override
+	{
+		UpIngressTest::SetUp();
+		if (IsSkipped())
+			return;
+		add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, kFwdPort, kGuestA,
+				 kGuestPort);
+		dp().set_gflows_val(kGuestA, kvx_gflows_val{});
+	}
+	// A segment from remote (at rport) to the forward.
+	static Packet from_remote(std::uint32_t remote, std::uint16_t rport, std::uint8_t flags,
+				  std::uint32_t seq, std::uint32_t ack, std::uint16_t win = 502)
+	{
+		Packet p = from_uplink(
+			make_tcp(remote, rport, Topology::kUplinkAddr, kFwdPort, flags));
+		p.seq = seq;
+		p.ack_seq = ack;
+		p.window = win;
+		return p;
+	}
+	static Packet from_guest_to(std::uint32_t remote, std::uint16_t rport, std::uint8_t flags,
+				    std::uint32_t seq, std::uint32_t ack, std::uint16_t win = 502)
+	{
+		Packet p = from_guest(make_tcp(kGuestA, kGuestPort, remote, rport, flags));
+		p.seq = seq;
+		p.ack_seq = ack;
+		p.window = win;
+		return p;
+	}
+	static std::optional<kvx_ct_val> flow(std::uint32_t remote, std::uint16_t rport)
+	{
+		return dp().ct_lookup(ct_key(kProtoTcp, kGuestA, kGuestPort, remote, rport));
+	}
+	static int state(std::uint32_t remote, std::uint16_t rport)
+	{
+		auto f = flow(remote, rport);
+		return f ? int(f->state) : -1;
+	}
+	// Remote's SYN in (translated: the guest's MAC may be unknown yet).
+	void syn_in(std::uint32_t remote, std::uint16_t rport, std::uint32_t isn,
+		    kvx_reason want = KVX_R_XLATE_IN)
+	{
+		Packet syn = from_remote(remote, rport, kTcpSyn, isn, 0, 64240);
+		syn.tcp_options = wscale_opt(7);
+		RunResult r = dp().run(Prog::UpIngress, syn.build(), topo().uplink_ifindex);
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(reason_verdict(want))))
+			<< "SYN from " << remote << ":" << rport;
+	}
+	void out(const Packet &p, kvx_reason want = KVX_R_XLATE_OUT)
+	{
+		if (want == KVX_R_XLATE_OUT)
+			run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, want,
+				 snat(p, kFwdPort));
+		else
+			run_case(dp(), Prog::BrIngress, p, reason_verdict(want), want);
+	}
+	// mac_known: the guest sent something already (the forward learnt
+	// its MAC), else only L3/L4 are rewritten.
+	void in(const Packet &p, kvx_reason want = KVX_R_XLATE_IN, bool mac_known = true)
+	{
+		if (want == KVX_R_XLATE_IN)
+			run_up(p, TC_ACT_REDIRECT, want,
+			       mac_known ? dnat(p, kGuestA, kGuestPort) :
+					   dnat_unknown_mac(p, kGuestA, kGuestPort));
+		else
+			run_up(p, reason_verdict(want), want);
+	}
+	// The whole handshake with remote: both SYNs ask for window scale 7.
+	void handshake(std::uint32_t remote, std::uint16_t rport)
+	{
+		syn_in(remote, rport, r_ - 1);
+		Packet synack = from_guest_to(remote, rport, kTcpSyn | kTcpAck, g_ - 1, r_, 65160);
+		synack.tcp_options = wscale_opt(7);
+		out(synack);
+		in(from_remote(remote, rport, kTcpAck, r_, g_));
+		ASSERT_EQ(state(remote, rport), KVX_CT_ESTABLISHED);
+	}
+	std::uint32_t g_ = 0x10000001; // the guest's next sequence number
+	std::uint32_t r_ = 0x7f000001; // the remote's
+};
+
+TEST_F(TcpStateTest, OnlyAPureSynOpensAnInboundFlow)
+{
+	// An ACK, FIN, NULL or Xmas scan of the forward, a stray RST or
+	// SYN-ACK: dropped and counted, no flow, nothing counted against the
+	// guest (before: each opened an ESTABLISHED flow for five days).
+	const std::uint8_t scans[] = {kTcpAck,
+				      kTcpFin,
+				      0,
+				      kTcpFin | kTcpPsh | 0x20,
+				      kTcpRst,
+				      kTcpRst | kTcpAck,
+				      kTcpSyn | kTcpAck,
+				      kTcpFin | kTcpAck,
+				      kTcpSyn | kTcpFin,
+				      kTcpSyn | kTcpRst};
+	std::uint16_t rport = 40000;
+	for (std::uint8_t f : scans) {
+		in(from_remote(kRemote1, rport, f, 1000, 0), KVX_R_DROP_TCP_NO_FLOW);
+		EXPECT_EQ(state(kRemote1, rport), -1) << "flags " << int(f);
+		rport++;
+	}
+	EXPECT_EQ(dp().gflows(kGuestA), 0u);
+	syn_in(kRemote1, rport, 1000);
+	EXPECT_EQ(state(kRemote1, rport), KVX_CT_SYN_RECV);
+	const kvx_gflows_val g = dp().gflows_val(kGuestA);
+	EXPECT_EQ(g.in, 1u) << "inbound flows count on their own counter";
+	EXPECT_EQ(g.out, 0u);
+}
+
+TEST_F(TcpStateTest, HandshakeEstablishesAnInboundFlow)
+{
+	syn_in(kRemote1, 40100, r_ - 1);
+	auto f = flow(kRemote1, 40100);
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_SYN_RECV);
+	EXPECT_EQ(f->tcp[KVX_CT_SIDE_REMOTE].end, r_);
+	EXPECT_EQ(f->tcp[KVX_CT_SIDE_REMOTE].wscale, 7);
+	// The remote's ACK before the guest answered: still half-open.
+	in(from_remote(kRemote1, 40100, kTcpAck, r_, g_), KVX_R_XLATE_IN, false);
+	EXPECT_EQ(state(kRemote1, 40100), KVX_CT_SYN_RECV);
+	Packet synack = from_guest_to(kRemote1, 40100, kTcpSyn | kTcpAck, g_ - 1, r_, 65160);
+	synack.tcp_options = wscale_opt(7);
+	out(synack);
+	f = flow(kRemote1, 40100);
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_SYN_RECV);
+	EXPECT_TRUE(f->flags & KVX_CT_F_SYNACK);
+	// An ACK that does not acknowledge the SYN-ACK (a blind guess).
+	in(from_remote(kRemote1, 40100, kTcpAck, r_, g_ + 5000));
+	EXPECT_EQ(state(kRemote1, 40100), KVX_CT_SYN_RECV);
+	in(from_remote(kRemote1, 40100, kTcpAck, r_, g_));
+	EXPECT_EQ(state(kRemote1, 40100), KVX_CT_ESTABLISHED);
+}
+
+TEST_F(TcpStateTest, HalfOpenFlowExpiresAfterSynRecvTimeout)
+{
+	syn_in(kRemote1, 40200, 1000);
+	auto f = flow(kRemote1, 40200);
+	ASSERT_TRUE(f);
+	const kvx_cfg c = dp().cfg();
+	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts), 60u);
+	f->last_seen_ns = boot_ns() - 59 * kSec;
+	EXPECT_FALSE(kvx_ct_expired(&*f, kProtoTcp, &c.timeouts, boot_ns()));
+	f->last_seen_ns = boot_ns() - 61 * kSec;
+	EXPECT_TRUE(kvx_ct_expired(&*f, kProtoTcp, &c.timeouts, boot_ns()))
+		<< "a SYN alone holds a flow for 60 s, not ESTABLISHED's 5 days";
+}
+
+TEST_F(TcpStateTest, EarlyDropEvictsTheOldestHalfOpenFlowAtTheInboundQuota)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
+	handshake(kRemote1, 40300); // established: never evicted
+	syn_in(kRemote2, 40301, 5000);
+	syn_in(kRemote2, 40302, 6000);
+	ASSERT_EQ(dp().gflows_val(kGuestA).in, 3u);
+	// The inbound quota is full: the next SYN takes the oldest half-open
+	// flow's place instead of being refused.
+	syn_in(kRemote2, 40303, 7000);
+	EXPECT_EQ(state(kRemote2, 40301), -1) << "the oldest half-open flow is evicted";
+	EXPECT_EQ(state(kRemote2, 40302), KVX_CT_SYN_RECV);
+	EXPECT_EQ(state(kRemote2, 40303), KVX_CT_SYN_RECV);
+	EXPECT_EQ(state(kRemote1, 40300), KVX_CT_ESTABLISHED);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 3u);
+	// A flood keeps recycling its own entries; the established flow stays.
+	for (std::uint16_t p = 40304; p < 40340; p++)
+		syn_in(kRemote2, p, 8000 + p);
+	EXPECT_EQ(state(kRemote1, 40300), KVX_CT_ESTABLISHED);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 3u);
+	// The guest's own outbound capacity is untouched by the flood.
+	const Packet mine = from_guest(make_tcp(kGuestA, 62000, kRemote1, 443, kTcpSyn));
+	run_case(dp(), Prog::BrIngress, mine, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(mine, 62000));
+	EXPECT_EQ(dp().gflows_val(kGuestA).out, 1u);
+}
+
+TEST_F(TcpStateTest, InboundQuotaOfEstablishedFlowsRefusesNewSyns)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 1; });
+	handshake(kRemote1, 40400);
+	// Nothing half-open to evict: refused, counted.
+	syn_in(kRemote2, 40401, 1000, KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_EQ(state(kRemote2, 40401), -1);
+	EXPECT_EQ(state(kRemote1, 40400), KVX_CT_ESTABLISHED);
+}
+
+TEST_F(TcpStateTest, RstAndFinOutsideTheScaledWindowAreDropped)
+{
+	handshake(kRemote1, 40500);
+	// The guest advertises 2000 << 7 = 256000 bytes (its SYN-ACK's
+	// unscaled 65160 is the most it had said); it acked r_.
+	out(from_guest_to(kRemote1, 40500, kTcpAck, g_, r_, 2000));
+	// Off-path: far outside.
+	in(from_remote(kRemote1, 40500, kTcpRst, r_ + 1000000, 0), KVX_R_DROP_TCP_WINDOW);
+	in(from_remote(kRemote1, 40500, kTcpRst, r_ - 1000, 0), KVX_R_DROP_TCP_WINDOW);
+	in(from_remote(kRemote1, 40500, kTcpFin | kTcpAck, r_ + 1000000, g_),
+	   KVX_R_DROP_TCP_WINDOW);
+	EXPECT_EQ(state(kRemote1, 40500), KVX_CT_ESTABLISHED);
+	// 100000 bytes ahead: inside the window only with scaling applied;
+	// not exact: forwarded for the guest's challenge ACK, the flow stays.
+	in(from_remote(kRemote1, 40500, kTcpRst, r_ + 100000, 0));
+	EXPECT_EQ(state(kRemote1, 40500), KVX_CT_ESTABLISHED);
+	// Data both ways moves the window.
+	Packet data = from_guest_to(kRemote1, 40500, kTcpAck | kTcpPsh, g_, r_);
+	data.payload = pattern(100, 1);
+	out(data);
+	g_ += 100;
+	Packet rdata = from_remote(kRemote1, 40500, kTcpAck | kTcpPsh, r_, g_);
+	rdata.payload = pattern(200, 2);
+	in(rdata);
+	r_ += 200;
+	out(from_guest_to(kRemote1, 40500, kTcpAck, g_, r_));
+	// An in-window FIN ends the remote's half.
+	in(from_remote(kRemote1, 40500, kTcpFin | kTcpAck, r_, g_));
+	EXPECT_EQ(state(kRemote1, 40500), KVX_CT_FIN_WAIT);
+	r_ += 1;
+	out(from_guest_to(kRemote1, 40500, kTcpAck, g_, r_));
+	// The exact RST (RCV.NXT) closes it.
+	in(from_remote(kRemote1, 40500, kTcpRst, r_, 0));
+	EXPECT_EQ(state(kRemote1, 40500), KVX_CT_CLOSE);
+}
+
+TEST_F(TcpStateTest, WithoutWindowScalingTheWindowIsUnscaled)
+{
+	// Only the remote asks for scaling: neither side scales (RFC 7323
+	// 2.2), so 100000 bytes ahead is outside the guest's window (65160
+	// in its SYN-ACK, 2000 since).
+	syn_in(kRemote1, 40600, r_ - 1);
+	out(from_guest_to(kRemote1, 40600, kTcpSyn | kTcpAck, g_ - 1, r_, 65160));
+	in(from_remote(kRemote1, 40600, kTcpAck, r_, g_));
+	out(from_guest_to(kRemote1, 40600, kTcpAck, g_, r_, 2000));
+	ASSERT_EQ(state(kRemote1, 40600), KVX_CT_ESTABLISHED);
+	in(from_remote(kRemote1, 40600, kTcpRst, r_ + 100000, 0), KVX_R_DROP_TCP_WINDOW);
+	in(from_remote(kRemote1, 40600, kTcpRst, r_ + 300, 0));
+	EXPECT_EQ(state(kRemote1, 40600), KVX_CT_ESTABLISHED);
+}
+
+TEST_F(TcpStateTest, GuestRstToASynClosesTheHalfOpenFlow)
+{
+	// A closed port: the guest's RST+ACK acknowledges the SYN (RFC 9293).
+	syn_in(kRemote1, 40700, 999);
+	out(from_guest_to(kRemote1, 40700, kTcpRst | kTcpAck, 0, 12345), KVX_R_DROP_TCP_WINDOW);
+	EXPECT_EQ(state(kRemote1, 40700), KVX_CT_SYN_RECV);
+	out(from_guest_to(kRemote1, 40700, kTcpRst | kTcpAck, 0, 1000));
+	EXPECT_EQ(state(kRemote1, 40700), KVX_CT_CLOSE);
+}
+
+// Outbound: a remote's RST to the guest's SYN must acknowledge the SYN.
+TEST_F(UpIngressTest, RstToAGuestSynMustAcknowledgeIt)
+{
+	Packet syn = from_guest(make_tcp(kGuestA, 62800, kRemote1, 443, kTcpSyn));
+	syn.seq = 5000;
+	const Packet sent = establish(syn);
+	Packet rst = reply_to(sent);
+	rst.tcp_flags = kTcpRst | kTcpAck;
+	rst.seq = 0;
+	rst.ack_seq = 4242;
+	run_up(rst, TC_ACT_SHOT, KVX_R_DROP_TCP_WINDOW);
+	auto st = [&] {
+		return int(dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62800, kRemote1, 443))->state);
+	};
+	EXPECT_EQ(st(), KVX_CT_SYN_SENT);
+	rst.ack_seq = 5001;
+	run_up(rst, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(rst, kGuestA, 62800));
+	EXPECT_EQ(st(), KVX_CT_CLOSE);
+}
+
+// A flow picked up mid-stream (no SYNs seen) has no window to check
+// against: a RST is taken as before (netfilter's loose pick-up).
+TEST_F(UpIngressTest, MidStreamFlowIsNotWindowChecked)
+{
+	const Packet ack = from_guest(make_tcp(kGuestA, 62810, kRemote1, 443, kTcpAck));
+	const Packet sent = establish(ack);
+	Packet rst = reply_to(sent);
+	rst.tcp_flags = kTcpRst;
+	rst.seq = 0x12345678;
+	run_up(rst, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(rst, kGuestA, 62810));
+	EXPECT_EQ(dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62810, kRemote1, 443))->state,
+		  KVX_CT_CLOSE);
+}
+
+} // namespace
+} // namespace kvmxdp::test
