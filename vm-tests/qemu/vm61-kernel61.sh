@@ -19,7 +19,7 @@
 #
 # iproute2 by absolute path: busybox's shell runs its own ip/tc applets.
 IP=/usr/sbin/ip TC=/usr/sbin/tc
-K="/usr/bin/kvmxdp --bpffs /bpf --config /tmp/kvmxdp.json"
+K="/usr/bin/kvmxdp --bpffs /bpf --config /etc/kvmxdp/kvmxdp.json"
 say() { echo "KVX $*"; }
 in_ns() { ns=$1; shift; $IP netns exec "$ns" "$@"; }
 sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
@@ -84,7 +84,7 @@ KVMXDP_FAKE_KERNEL=5.10.0-30-amd64 $K attach --bridge br0 --uplink up0 >/tmp/old
 say "old_rc=$?"
 say "old_err_lines=$(wc -l </tmp/old.err)"
 say "old_err=$(head -n1 /tmp/old.err)"
-say "old_left=$($TC qdisc show dev br0 | grep -c clsact),$($TC qdisc show dev up0 | grep -c clsact),$(find /bpf/kvmxdp -mindepth 1 2>/dev/null | wc -l),$([ -e /tmp/kvmxdp.json ] && echo config || echo no-config),$(cat /proc/sys/net/ipv4/conf/br0/forwarding)"
+say "old_left=$($TC qdisc show dev br0 | grep -c clsact),$($TC qdisc show dev up0 | grep -c clsact),$(find /bpf/kvmxdp -mindepth 1 2>/dev/null | wc -l),$([ -e /etc/kvmxdp/kvmxdp.json ] && echo config || echo no-config),$(cat /proc/sys/net/ipv4/conf/br0/forwarding)"
 
 # ------------------------------------------------------------- attach
 $K attach --bridge br0 --uplink up0 >/tmp/attach.log 2>&1 &

@@ -18,7 +18,7 @@
 # Phases: masquerade; 1:1 from the LAN; DHCP renewal to a new address;
 # disassociate/reassociate.  Every wait is bounded.
 IP=/usr/sbin/ip TC=/usr/sbin/tc
-K="/usr/bin/kvmxdp --bpffs /bpf --config /tmp/kvmxdp.json"
+K="/usr/bin/kvmxdp --bpffs /bpf --config /etc/kvmxdp/kvmxdp.json"
 SSID=kvx-wifi61 PSK=kvmxdp-test-psk
 say() { echo "KVX $*"; }
 stamp() { say "t_$1=$(cut -d' ' -f1 /proc/uptime)"; }
