@@ -507,9 +507,11 @@ std::optional<uid_t> process_euid(pid_t pid)
 	return std::nullopt;
 }
 
-// The program pid runs is this kvmxdp's: the same file, or the same path
-// (an older daemon whose binary a package upgrade replaced shows as
-// "PATH (deleted)").  A root process holding a lock is not proof enough:
+// The program pid runs is a kvmxdp: this one's file, the same path (an
+// older daemon whose binary a package upgrade replaced shows as
+// "PATH (deleted)"), or a file named kvmxdp* elsewhere (a build in
+// /usr/local beside the package, a copy an upgrade test runs).  A root
+// process holding a lock is not proof enough:
 // a user's fd, kept across the exec of a setuid-root program (su, passwd),
 // makes that program a root holder of the user's choosing.
 bool runs_kvmxdp(pid_t pid)
@@ -530,7 +532,12 @@ bool runs_kvmxdp(pid_t pid)
 		return t;
 	};
 	const std::string theirs = target(exe);
-	return !theirs.empty() && theirs == target("/proc/self/exe");
+	if (theirs.empty())
+		return false;
+	if (theirs == target("/proc/self/exe"))
+		return true;
+	const std::string base = theirs.substr(theirs.rfind('/') + 1);
+	return base.rfind("kvmxdp", 0) == 0;
 }
 
 std::string process_name(pid_t pid)
