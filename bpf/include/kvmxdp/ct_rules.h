@@ -46,7 +46,7 @@ KVX_RULE __u32 kvx_ntohl(__be32 x)
  * defaults (nf_conntrack_proto_tcp.c tcp_timeouts[], nf_conntrack_proto_udp.c
  * udp_timeouts[], nf_conntrack_proto_generic.c), except where the NAT RFCs
  * ask for more: a half-closed TCP flow ("transitory") lives 4 minutes
- * (RFC 5382 REQ-5, RFC 7857 section 3.2), an ICMP query mapping 60 s
+ * (RFC 5382 REQ-5, RFC 7857 section 2.1), an ICMP query mapping 60 s
  * (RFC 5508 REQ-2).  SYN_RECV is netfilter's 60 s: an inbound SYN alone
  * must not hold a flow for long (spoofed SYN floods).
  */
