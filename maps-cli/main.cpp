@@ -15,6 +15,7 @@
 #include "control/status.hpp"
 #include "model/options.hpp"
 #include "print.hpp"
+#include "verbs/import_verbs.hpp"
 #include "verbs/install.hpp"
 #include "verbs/instance_verbs.hpp"
 #include "verbs/mapping_verbs.hpp"
@@ -137,6 +138,18 @@ int main(int argc, char **argv)
 	mapping_list_cmd->add_flag("--json", mapping_json, "machine-readable output");
 	mapping_list_cmd->add_option("--bridge", mapping_list_bridge, "only this bridge");
 
+	// import: an iptables recipe as kvmxdp commands (verbs/import_verbs.hpp).
+	ImportOptions imp;
+	auto *import_cmd = app.add_subcommand(
+		"import", "print an iptables recipe (iptables-save, iptables -S, a hook script) as "
+			  "kvmxdp commands");
+	import_cmd->add_option("FILE", imp.file, "the rules; - or none: standard input");
+	import_cmd->add_flag("--apply", imp.apply,
+			     "also make the mappings (all or none), as map add does");
+	import_cmd->add_flag("--json", imp.json, "machine-readable output");
+	import_cmd->add_option("--bridge", imp.bridge,
+			       "the instance (--apply), the bridge the rules do not name");
+
 	InstallOptions io;
 	auto *install = app.add_subcommand(
 		"install", "install the systemd unit kvmxdp@.service and the libvirt network hook");
@@ -217,6 +230,10 @@ int main(int argc, char **argv)
 				std::cout << j.dump(2) << std::endl;
 			else
 				print_mappings(j, std::cout);
+			return 0;
+		}
+		if (import_cmd->parsed()) {
+			import_recipe(g, imp, std::cout);
 			return 0;
 		}
 		if (install->parsed()) {

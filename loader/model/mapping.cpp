@@ -222,10 +222,17 @@ void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 		throw Error(what + ": external ports " + ports_str(m.ext_ports) +
 			    " overlap the NAT port range " + ctx.nat_ports.str());
 
+	check_mapping_overlap(m, existing, ctx.uplink_addr);
+}
+
+void check_mapping_overlap(const Mapping &m, const std::vector<Mapping> &existing,
+			   uint32_t uplink_addr)
+{
+	const std::string what = "mapping '" + m.str() + "'";
 	for (const Mapping &o : existing) {
 		const std::string clash = what + " conflicts with '" + o.str() + "': ";
 		const bool same_ext = (m.ext_uplink && o.ext_uplink) ||
-				      m.ext(ctx.uplink_addr) == o.ext(ctx.uplink_addr);
+				      m.ext(uplink_addr) == o.ext(uplink_addr);
 		if (same_ext && (m.one_to_one() || o.one_to_one()))
 			throw Error(clash + "one external address, two mappings");
 		if (same_ext && m.proto == o.proto && ranges_overlap(m.ext_ports, o.ext_ports))

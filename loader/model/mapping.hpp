@@ -62,6 +62,13 @@ struct MappingContext {
 void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 		   const MappingContext &ctx);
 
+// The part of check_mapping that needs only the other mappings: one
+// external address to two guests, a guest with two 1:1 addresses,
+// overlapping external or guest port ranges (`kvmxdp import` reports these
+// as conflicts between rules).  Throws Error.
+void check_mapping_overlap(const Mapping &m, const std::vector<Mapping> &existing,
+			   uint32_t uplink_addr);
+
 struct StaticMapping;
 
 // The mappings of an instance as recorded (config, attach), each against
