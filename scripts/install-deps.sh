@@ -28,6 +28,10 @@ pkgs=(
 	# systemd-escape names its instances (the libvirt hook); strace reproduces its
 	# system call filter (vm-tests/unit_sandbox.sh)
 	systemd strace
+	# the man page (scdoc renders docs/kvmxdp.8.scd; man checks it) and the
+	# bash completion's tests (bash-completion's loader); dpkg-dev: the
+	# Debian package's Depends (CPack runs dpkg-shlibdeps)
+	scdoc man-db bash-completion dpkg-dev
 	# benchmark baselines
 	iptables nftables python3-matplotlib
 )
