@@ -32,6 +32,8 @@ pkgs=(
 	# bash completion's tests (bash-completion's loader); dpkg-dev: the
 	# Debian package's Depends (CPack runs dpkg-shlibdeps)
 	scdoc man-db bash-completion dpkg-dev
+	# vm-tests/nspawn_deb.sh: the package on a Debian 12 tree booted with systemd-nspawn
+	systemd-container
 	# benchmark baselines
 	iptables nftables python3-matplotlib
 )
