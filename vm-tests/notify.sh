@@ -86,10 +86,11 @@ assert_contains "the reload is logged" "SIGHUP: re-reading" "$(cat "$KVX_DAEMON_
 kvx_step "the watchdog"
 assert_ge "WATCHDOG=1 since READY=1" "$(grep -cx "WATCHDOG=1" "$nlog" || true)" 3
 w0=$(grep -cx "WATCHDOG=1" "$nlog" || true)
-sleep 2.5
+sleep 3
 n=$(($(grep -cx "WATCHDOG=1" "$nlog" || true) - w0))
-# Every 0.5 s: about 5 in 2.5 s; at least 3 on a loaded machine.
-assert_ge "WATCHDOG=1 at half of WATCHDOG_USEC (got $n in 2.5 s)" "$n" 3
+# Every 0.5 s: about 6 in 3 s; at least 2 on a loaded machine, where a
+# step of the loop (a netlink dump, a sweep) may hold a ping back.
+assert_ge "WATCHDOG=1 at half of WATCHDOG_USEC (got $n in 3 s; log: $(tr '\n' ' ' <"$nlog" | tail -c 300))" "$n" 2
 
 kvx_step "SIGTERM: STOPPING=1, the datapath stays"
 kvx_daemon_stop
