@@ -28,6 +28,12 @@ pkgs=(
 	# systemd-escape names its instances (the libvirt hook); strace reproduces its
 	# system call filter (vm-tests/unit_sandbox.sh)
 	systemd strace
+	# the man page (scdoc renders docs/kvmxdp.8.scd; man checks it) and the
+	# bash completion's tests (bash-completion's loader); dpkg-dev: the
+	# Debian package's Depends (CPack runs dpkg-shlibdeps)
+	scdoc man-db bash-completion dpkg-dev
+	# vm-tests/nspawn_deb.sh: the package on a Debian 12 tree booted with systemd-nspawn
+	systemd-container
 	# benchmark baselines
 	iptables nftables python3-matplotlib
 )

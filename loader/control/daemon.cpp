@@ -19,6 +19,7 @@
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
+#include "base/notify.hpp"
 #include "base/sysctl.hpp"
 #include "control/gc.hpp"
 #include "control/guests.hpp"
@@ -475,12 +476,44 @@ void Daemon::collect_garbage()
 			    std::to_string(r.bind_deleted) + " binding entr(ies) expired");
 }
 
+std::string Daemon::status_text() const
+{
+	return "bridge " + inst_.bridge + ", uplink " +
+	       (inst_.uplink_auto ?
+			"auto (" + (inst_.uplink.empty() ? "none" : inst_.uplink) + ")" :
+			inst_.uplink) +
+	       ": attached";
+}
+
+void Daemon::reload(NlSocket &nl)
+{
+	// RELOADING=1 ... READY=1 brackets the work, so that systemd shows the
+	// unit as reloading meanwhile (MONOTONIC_USEC: what systemd 253's
+	// Type=notify-reload wants with it; older ones ignore it).
+	timespec ts{};
+	::clock_gettime(CLOCK_MONOTONIC, &ts);
+	sd_notify_state("RELOADING=1\nMONOTONIC_USEC=" +
+			std::to_string(static_cast<uint64_t>(ts.tv_sec) * 1000000u +
+				       static_cast<uint64_t>(ts.tv_nsec) / 1000u) +
+			"\nSTATUS=reloading " + config_path_);
+	log_info("SIGHUP: re-reading " + config_path_ + " (mappings) and the DHCP leases");
+	// Re-read even when the files look unchanged (same mtime: an edit
+	// within the timestamp's granularity, or a copy with preserved times).
+	leases_sig_.clear();
+	leases_read_ = {};
+	refresh(nl, true);
+	sd_notify_state("READY=1\nSTATUS=" + status_text());
+}
+
 int Daemon::run()
 {
 	sigset_t sigs;
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	// SIGHUP: reload (systemctl reload); blocked before READY=1 is sent,
+	// since its default action would end the daemon.
+	sigaddset(&sigs, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 	Fd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK));
 	if (!sfd)
@@ -493,9 +526,19 @@ int Daemon::run()
 	auto next_gc = clock::now() + std::chrono::milliseconds(kGcIntervalMs);
 	auto next_refresh = clock::now();
 	auto next_heal = clock::now() + std::chrono::milliseconds(kMappingHealMs);
+	// Type=notify: the datapath is attached (the caller did it) and the
+	// signals are ours: the unit is started.  The watchdog is pinged from
+	// this loop, so a daemon stuck in a step is restarted by systemd.
+	const auto watchdog = sd_watchdog_interval();
+	auto next_watchdog = clock::now();
+	sd_notify_state("READY=1\nSTATUS=" + status_text());
 
 	for (;;) {
 		auto now = clock::now();
+		if (watchdog.count() && now >= next_watchdog) {
+			sd_notify_state("WATCHDOG=1");
+			next_watchdog = now + watchdog / 2;
+		}
 		if (now >= next_refresh) {
 			// Safety net besides events (lost on overrun, or a
 			// device that came back under the same name).
@@ -509,8 +552,11 @@ int Daemon::run()
 			step("gc", [&] { collect_garbage(); });
 			next_gc = now + std::chrono::milliseconds(kGcIntervalMs);
 		}
-		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(
-			std::min(next_refresh, next_gc) - clock::now());
+		auto deadline = std::min(next_refresh, next_gc);
+		if (watchdog.count())
+			deadline = std::min(deadline, next_watchdog);
+		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
+										  clock::now());
 		pollfd fds[3] = {
 			{sfd.get(), POLLIN, 0}, {mon.fd(), POLLIN, 0}, {routes.fd(), POLLIN, 0}};
 		int n = ::poll(fds, 3, static_cast<int>(std::max<int64_t>(wait.count(), 0)));
@@ -521,6 +567,11 @@ int Daemon::run()
 		if (fds[0].revents & POLLIN) {
 			signalfd_siginfo si{};
 			(void)!::read(sfd.get(), &si, sizeof(si));
+			if (si.ssi_signo == SIGHUP) {
+				reload(nl);
+				continue;
+			}
+			sd_notify_state("STOPPING=1\nSTATUS=stopping: the datapath stays attached");
 			log_info("signal " + std::to_string(si.ssi_signo) +
 				 ": control plane stops, datapath stays attached");
 			return 0;

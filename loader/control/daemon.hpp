@@ -40,6 +40,8 @@ public:
 	Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::string config_path);
 	~Daemon();
 	// Until SIGINT/SIGTERM (blocked by the caller or here); returns 0.
+	// Under systemd (sd_notify(3)): READY=1 when it starts, WATCHDOG=1 at
+	// half of $WATCHDOG_USEC, STOPPING=1 at the end; SIGHUP reloads.
 	int run();
 
 	static constexpr int kGcIntervalMs = 5000;
@@ -71,6 +73,13 @@ private:
 	// device when that route moved to another device.
 	void follow_default_route(NlSocket &nl);
 	void collect_garbage();
+	// SIGHUP (systemctl reload): the config's mappings and the DHCP
+	// leases re-read and applied at once, between RELOADING=1 and
+	// READY=1.  The instance's other settings (uplink, mode, sizes) are
+	// the attach's: they take a restart.
+	void reload(NlSocket &nl);
+	// STATUS= of systemctl status.
+	std::string status_text() const;
 
 	// The config under its lock, or nullopt while another process holds
 	// it: the daemon never waits for a lock (it would stop collecting
@@ -111,7 +120,7 @@ private:
 	// Since when the config lock was found busy (try_config).
 	std::optional<std::chrono::steady_clock::time_point> config_busy_since_;
 	XdpPath *xdp_ = nullptr;
-	std::string xdp_sig_; // the decisions last logged
+	std::string xdp_sig_;	  // the decisions last logged
 	std::string leases_path_; // "" with --dhcp-leases none
 	std::string leases_sig_;  // the file's inode, size and mtime when last read
 	std::chrono::steady_clock::time_point leases_read_{};

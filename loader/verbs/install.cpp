@@ -272,10 +272,19 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       mounts +
 	       "\n"
 	       "[Service]\n"
-	       "Type=simple\n"
+	       "# The daemon says READY=1 once the datapath is attached (sd_notify),\n"
+	       "# then pings the watchdog from its main loop at half the interval:\n"
+	       "# a daemon stuck in a step is killed and restarted (the datapath\n"
+	       "# goes on meanwhile).  A garbage-collection sweep of a full 2^24-entry\n"
+	       "# table takes seconds, not a minute.\n"
+	       "Type=notify\n"
+	       "WatchdogSec=60\n"
 	       "ExecStart=" +
 	       sdq(exe) + globals +
 	       " attach --bridge %I\n"
+	       "# Re-reads the config's mappings and the DHCP leases (SIGHUP); the\n"
+	       "# daemon brackets the work with RELOADING=1 and READY=1.\n"
+	       "ExecReload=kill -HUP $MAINPID\n"
 	       "Restart=on-failure\n"
 	       "RestartSec=5\n"
 	       "# 2: usage error; 78: configuration error (invalid config, no instance\n"

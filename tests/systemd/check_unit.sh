@@ -61,6 +61,11 @@ has() { grep -qxF -- "$1" "$unit" || fail "the unit lacks '$1'"; }
 grep -q '%i' "$unit" && fail "the unit uses %i (the escaped instance): $(grep -n '%i' "$unit")"
 grep -q '^ExecStart=.* attach --bridge %I$' "$unit" || fail "ExecStart does not attach --bridge %I"
 has 'Restart=on-failure'
+# Started means attached: the daemon sends READY=1 (Type=notify), pings the
+# watchdog, and reloads on SIGHUP.
+has 'Type=notify'
+grep -q '^WatchdogSec=[1-9][0-9]*$' "$unit" || fail "no WatchdogSec="
+has 'ExecReload=kill -HUP $MAINPID'
 grep -q '^StartLimitIntervalSec=[1-9]' "$unit" || fail "no StartLimitIntervalSec="
 grep -q '^StartLimitBurst=[1-9]' "$unit" || fail "no StartLimitBurst="
 [[ $(sed -n '/^\[Unit\]/,/^\[/p' "$unit") == *StartLimitBurst=* ]] || fail "StartLimitBurst= is not in [Unit]"
@@ -77,7 +82,7 @@ for p in $rw; do
 	case ${p#-} in /proc/sys | /proc/sys/kernel* | /sys | /sys/kernel*) fail "ReadWritePaths= reopens $p" ;; esac
 done
 echo "check_unit: ok: /proc/sys and /sys read-only but$rw"
-echo "check_unit: ok: %I, Restart=on-failure with a start limit, RestartPreventExitStatus=$prevent"
+echo "check_unit: ok: %I, Type=notify with $(grep '^WatchdogSec=' "$unit"), ExecReload=, Restart=on-failure with a start limit, RestartPreventExitStatus=$prevent"
 
 # Exit codes kvmxdp returns, against RestartPreventExitStatus=.
 run() { # CMD...: its exit code in $rc, its stderr in $err

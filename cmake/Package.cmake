@@ -1,0 +1,50 @@
+# The Debian package: `cmake --build build --target package` writes
+# build/kvmxdp_<version>_<arch>.deb with CPack.  Its files are what
+# `cmake --install` puts under /usr (CPack installs into a staging
+# DESTDIR), so the systemd unit and the libvirt hook are written at package
+# build time by the packaged binary's own `kvmxdp install --prefix /usr`:
+# the same code path and text as a hand-run install, with paths fixed at
+# build time (a postinst running it would write an /etc file dpkg does not
+# know, which neither an upgrade nor a purge would then handle).
+#   /usr/sbin/kvmxdp
+#   /usr/lib/systemd/system/kvmxdp@.service (merged /usr: Debian 12's
+#     systemd reads it there as it reads /lib/systemd/system)
+#   /etc/libvirt/hooks/network.d/kvmxdp (a conffile)
+#   /usr/share/man/man8/kvmxdp.8.gz
+#   /usr/share/bash-completion/completions/kvmxdp
+# Depends: the shared libraries' packages (dpkg-shlibdeps), and what the
+# unit and the hook run: kill (procps: the unit's ExecReload=), python3 (the
+# hook reads the network XML and the config), systemd (systemctl and
+# systemd-escape in the hook, the unit itself).  status reads iptables and
+# nftables rules when those tools are there: suggested.
+set(CPACK_GENERATOR DEB)
+set(CPACK_PACKAGE_NAME kvmxdp)
+set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
+set(CPACK_PACKAGE_VENDOR kvmxdp)
+set(CPACK_PACKAGE_CONTACT "kvmxdp developers <root@localhost>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "eBPF NAT for KVM guests on a Linux bridge behind a WiFi uplink")
+set(CPACK_PACKAGE_DESCRIPTION
+    "kvmxdp translates the IPv4 traffic of the guests on a Linux bridge (libvirt's virbr0)
+to the address of an uplink, typically WiFi, with TC and XDP programs and BPF maps
+instead of netfilter rules: masquerading, static 1:1 NAT and port forwards, following
+DHCP changes of the uplink.  A systemd unit kvmxdp@BRIDGE.service and a libvirt network
+hook start it at boot and when libvirt re-creates the bridge.")
+set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
+# Install into the staging directory through DESTDIR with the real prefix,
+# so that `kvmxdp install --root $DESTDIR --prefix /usr` writes /usr paths.
+set(CPACK_SET_DESTDIR ON)
+set(CPACK_INSTALL_PREFIX /usr)
+set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT) # kvmxdp_VERSION_ARCH.deb
+set(CPACK_DEBIAN_PACKAGE_SECTION net)
+set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
+set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "procps, python3, systemd")
+set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libvirt-daemon-system, iptables, nftables")
+set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
+    ${PROJECT_SOURCE_DIR}/packaging/debian/postinst
+    ${PROJECT_SOURCE_DIR}/packaging/debian/prerm
+    ${PROJECT_SOURCE_DIR}/packaging/debian/postrm
+    ${PROJECT_SOURCE_DIR}/packaging/debian/conffiles)
+set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
+set(CPACK_STRIP_FILES ON)
+include(CPack)

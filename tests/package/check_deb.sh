@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# tests/package/check_deb.sh BUILD_DIR: the Debian package CPack builds
+# (what `cmake --build build --target package` writes), made anew into a
+# temporary directory and read with dpkg-deb:
+#   - its files: the binary, the unit, the libvirt hook (executable, a
+#     conffile), the man page, the bash completion; nothing under /usr/local;
+#   - the unit and the hook are byte for byte what the packaged binary's
+#     `kvmxdp install --prefix /usr` writes (one source of their texts), and
+#     the unit runs /usr/sbin/kvmxdp as Type=notify;
+#   - Depends: the shared libraries' packages (dpkg-shlibdeps) and the tools
+#     the unit and the hook run (procps' kill, python3, systemd);
+#   - the maintainer scripts parse, the man page renders from the package.
+set -euo pipefail
+fail() {
+	echo "check_deb: FAIL: $*" >&2
+	exit 1
+}
+[[ $# -eq 1 && -f $1/CPackConfig.cmake ]] || fail "usage: check_deb.sh BUILD_DIR (with CPackConfig.cmake)"
+build=$(readlink -f "$1")
+for t in cpack dpkg-deb dpkg-shlibdeps; do
+	command -v $t >/dev/null || fail "$t not found (cmake, dpkg-dev: scripts/install-deps.sh)"
+done
+tmp=$(mktemp -d)
+trap 'rm -rf --one-file-system "$tmp"' EXIT
+
+cpack --config "$build/CPackConfig.cmake" -B "$tmp/out" >"$tmp/cpack.log" 2>&1 ||
+	fail "cpack failed: $(tail -20 "$tmp/cpack.log")"
+debs=("$tmp"/out/kvmxdp_*_*.deb)
+[[ ${#debs[@]} -eq 1 && -f ${debs[0]} ]] || fail "no single kvmxdp_VERSION_ARCH.deb: $(ls "$tmp/out")"
+deb=${debs[0]}
+version=$(dpkg-deb -f "$deb" Version)
+arch=$(dpkg-deb -f "$deb" Architecture)
+[[ $(basename "$deb") == "kvmxdp_${version}_${arch}.deb" ]] || fail "file name $(basename "$deb")"
+echo "check_deb: ok: $(basename "$deb")"
+
+list=$(dpkg-deb -c "$deb")
+mode_of() { awk -v p="./$1" '$6 == p { print $1 }' <<<"$list"; }
+for f in usr/sbin/kvmxdp usr/lib/systemd/system/kvmxdp@.service etc/libvirt/hooks/network.d/kvmxdp \
+	usr/share/man/man8/kvmxdp.8.gz usr/share/bash-completion/completions/kvmxdp; do
+	[[ -n $(mode_of "$f") ]] || fail "the package lacks /$f"
+done
+[[ $(mode_of usr/sbin/kvmxdp) == -rwxr-xr-x ]] || fail "/usr/sbin/kvmxdp is $(mode_of usr/sbin/kvmxdp)"
+[[ $(mode_of etc/libvirt/hooks/network.d/kvmxdp) == -rwxr-xr-x ]] || fail "the hook is not executable"
+[[ $list != *./usr/local/* ]] || fail "files under /usr/local: $(grep usr/local <<<"$list")"
+echo "check_deb: ok: binary, unit, hook, man page and completion, modes"
+
+dpkg-deb -e "$deb" "$tmp/control"
+grep -qx /etc/libvirt/hooks/network.d/kvmxdp "$tmp/control/conffiles" || fail "the hook is not a conffile"
+for s in postinst prerm postrm; do
+	[[ -x $tmp/control/$s ]] || fail "no executable $s"
+	sh -n "$tmp/control/$s" || fail "$s does not parse"
+done
+depends=$(dpkg-deb -f "$deb" Depends)
+for d in libbpf1 libnl-3-200 libnl-route-3-200 libc6 libstdc++6 procps python3 systemd; do
+	[[ ", $depends," == *", $d"[\ ,]* ]] || fail "Depends lacks $d: $depends"
+done
+echo "check_deb: ok: conffiles, maintainer scripts, Depends: $depends"
+
+dpkg-deb -x "$deb" "$tmp/root"
+"$tmp/root/usr/sbin/kvmxdp" install --root "$tmp/ref" --prefix /usr \
+	--unit-dir /usr/lib/systemd/system >/dev/null
+cmp "$tmp/root/usr/lib/systemd/system/kvmxdp@.service" "$tmp/ref/usr/lib/systemd/system/kvmxdp@.service" ||
+	fail "the packaged unit differs from what the packaged kvmxdp install writes"
+cmp "$tmp/root/etc/libvirt/hooks/network.d/kvmxdp" "$tmp/ref/etc/libvirt/hooks/network.d/kvmxdp" ||
+	fail "the packaged hook differs from what the packaged kvmxdp install writes"
+unit=$tmp/root/usr/lib/systemd/system/kvmxdp@.service
+grep -qx 'ExecStart=/usr/sbin/kvmxdp --config /etc/kvmxdp/kvmxdp.json attach --bridge %I' "$unit" ||
+	fail "ExecStart: $(grep ExecStart= "$unit")"
+grep -qx 'Type=notify' "$unit" || fail "the unit is not Type=notify"
+"$tmp/root/usr/sbin/kvmxdp" --version >/dev/null || fail "the packaged binary does not run"
+echo "check_deb: ok: unit and hook are kvmxdp install's, ExecStart=/usr/sbin/kvmxdp"
+
+if command -v man >/dev/null; then
+	warnings=$(MANWIDTH=80 man --warnings -l "$tmp/root/usr/share/man/man8/kvmxdp.8.gz" 2>&1 >/dev/null)
+	[[ -z $warnings ]] || fail "the packaged man page: $warnings"
+	MANWIDTH=80 man -l "$tmp/root/usr/share/man/man8/kvmxdp.8.gz" 2>/dev/null | grep -qx "EXIT STATUS" ||
+		fail "the packaged man page does not render"
+	echo "check_deb: ok: the packaged man page renders"
+fi
+echo "check_deb: PASSED"
