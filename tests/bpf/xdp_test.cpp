@@ -1361,7 +1361,8 @@ TEST_P(XdpDrops, SameAsTc)
 	if (c.refused) {
 		// TC answers a refused guest (nat.h refusal_code), which XDP
 		// cannot: it hands the frame over unchanged, before any change.
-		const Bytes answer = icmp_answer(in, kIcmpDestUnreach, 13, ntohl(dp().cfg().gw_addr));
+		const Bytes answer =
+			icmp_answer(in, kIcmpDestUnreach, 13, ntohl(dp().cfg().gw_addr));
 		EXPECT_EQ(verdict_name(t.verdict), std::string("TC_ACT_REDIRECT"));
 		EXPECT_EQ(t.counted, counted(c.reason, in.size()) + " ICMP_SENT +1/+" +
 					     std::to_string(answer.size()) + "B");
