@@ -12,9 +12,9 @@
 #  - REQ-7: guest1's UDP to a forwarded port of guest2 where nothing
 #    listens: guest2's "port unreachable" reaches guest1, translated
 #    (from the uplink address, quoting guest1's own packet);
-#  - PMTU towards a guest: with the bridge's MTU at 1280, a DF ping from the
-#    LAN gets "frag needed (mtu 1280)" and a 2 MB TCP upload from the LAN
-#    (TSO, partial checksums) to a 1:1 guest completes.
+#  - PMTU towards a guest: with the bridge's MTU at 1280, a 2 MB TCP upload
+#    from the LAN (TSO, partial checksums) through a forward completes on
+#    "frag needed (mtu 1280)", and a DF ping to a 1:1 address gets one.
 # Who saw which ICMP (addresses, quoted header, checksum) is read by raw
 # sockets in the receivers' namespaces (udp_peer.py icmp).  The uplink's
 # veth has tx checksumming off here, so the LAN host verifies every
@@ -54,10 +54,20 @@ assert_ok "map add uplink:5353 $G2_IP:5353 --proto udp" kvx map add uplink:5353 
 assert_ok "map add uplink:2222 $G2_IP:22 --proto tcp" kvx map add uplink:2222 "$G2_IP:22" --proto tcp
 
 kvx_step "REQ-8: no NAT port left, guest2's connect() fails at once"
+# Each protocol has its pool: two UDP flows and two open TCP connections
+# of guest2 take both ports of each.
 for p in 5101 5102; do
 	r=$(kvx_udp_client "$NS_G2" --bind "$p" --msg fill --wait 0.5 "$SRV_IP:5001" || true)
-	assert_contains "guest2's flow from $p takes a NAT port" "seen=$UP_IP:6100" "$r"
+	assert_contains "guest2's UDP flow from $p takes a NAT port" "seen=$UP_IP:6100" "$r"
 done
+kvx_bg "$KVX_TMP/hold.srv.log" ip netns exec "$NS_SRV" socat TCP-LISTEN:9100,bind="$SRV_IP",fork,reuseaddr \
+	SYSTEM:"sleep 90"
+kvx_wait_tcp_listen 10 "$NS_SRV" 9100
+for p in 5201 5202; do
+	kvx_bg "$KVX_TMP/hold.$p.log" ip netns exec "$NS_G2" socat TCP:"$SRV_IP":9100,bind="$G2_IP":$p \
+		SYSTEM:"sleep 90"
+done
+kvx_wait_datapath 5 "guest2's two TCP connections" "c['XLATE_OUT'] >= 6" || true
 ex0=$(kvx_counter DROP_PORTS_EXHAUSTED)
 sent0=$(kvx_counter ICMP_SENT)
 out=$(peer "$NS_G2" connect "$SRV_IP:8080" --timeout 10)
@@ -89,7 +99,7 @@ kvx_step "REQ-10b: TTL 1 from the LAN gets time exceeded from the uplink address
 out=$(nsx "$NS_LAN" ping -n -c 1 -W 2 -t 1 "$EXT1" 2>&1 || true)
 assert_contains "ping -t 1 $EXT1 (1:1)" "From $UP_IP icmp_seq=1 Time to live exceeded" "$out"
 assert_ge "the LAN host got it quoting its echo request to $EXT1" \
-	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=11 code=0 mtu=0 csum=ok quote=$LAN_IP:0->$EXT1:0 qproto=1")" 1
+	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=11 code=0 mtu=0 csum=ok quote=$LAN_IP:[0-9]*->$EXT1:[0-9]* qproto=1")" 1
 out=$(nsx "$NS_LAN" timeout 20 tracepath -n -m 3 "$EXT1" 2>&1 || true)
 kvx_log "tracepath: $(tr '\n' '|' <<<"$out")"
 assert_contains "tracepath shows the host as the first hop" " 1:  $UP_IP" "$out"
@@ -110,23 +120,26 @@ assert_ge "XLATE_HAIRPIN counted the datagram and the error" $(($(kvx_counter XL
 
 kvx_step "PMTU towards a guest: bridge MTU 1280"
 ip -n "$NS_HOST" link set "$BR" mtu 1280
-out=$(nsx "$NS_LAN" ping -n -c 1 -W 2 -M do -s 1400 "$EXT1" 2>&1 || true)
-kvx_log "ping: $(tr '\n' '|' <<<"$out")"
-assert_contains "the LAN host is told the bridge's MTU" "mtu = 1280" "$out"
-assert_ge "... from the uplink address, checksum valid" \
-	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=3 code=4 mtu=1280 csum=ok quote=$LAN_IP:0->$EXT1:0 qproto=1")" 1
+# First TCP, through a forward of the uplink address (the ping below
+# caches the path MTU of the 1:1 address on the LAN host).
+assert_ok "map add uplink:9000 $G1_IP:9000 --proto tcp" kvx map add uplink:9000 "$G1_IP:9000" --proto tcp
 sha=$(kvx_random_file blob 2)
 kvx_bg "$KVX_TMP/sink.log" ip netns exec "$NS_G1" socat -u TCP-LISTEN:9000,bind="$G1_IP",reuseaddr \
 	OPEN:"$KVX_TMP/upload",creat,trunc
 sink=$KVX_LAST_PID
 kvx_wait_tcp_listen 10 "$NS_G1" 9000
 rc=0
-nsx "$NS_LAN" timeout 30 socat -u FILE:"$KVX_TMP/www/blob" TCP:"$EXT1":9000 || rc=$?
-assert_eq "2 MB TCP upload from the LAN (TSO) to guest1's 1:1 address, exit code" 0 "$rc"
+nsx "$NS_LAN" timeout 30 socat -u FILE:"$KVX_TMP/www/blob" TCP:"$UP_IP":9000 || rc=$?
+assert_eq "2 MB TCP upload from the LAN (TSO) through a forward to guest1, exit code" 0 "$rc"
 kvx_wait_for 5 "the sink to finish" bash -c "! kill -0 $sink 2>/dev/null" || true
 assert_eq "upload arrived intact" "$sha" "$(sha256sum <"$KVX_TMP/upload" | cut -d' ' -f1)"
-assert_ge "the LAN host got frag needed for its TCP segments" \
-	"$(icmp_seen lan "type=3 code=4 mtu=1280 csum=ok quote=$LAN_IP:[0-9]*->$EXT1:9000 qproto=6")" 1
+assert_ge "the LAN host got frag needed (mtu 1280) for its TCP segments" \
+	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=3 code=4 mtu=1280 csum=ok quote=$LAN_IP:[0-9]*->$UP_IP:9000 qproto=6")" 1
+out=$(nsx "$NS_LAN" ping -n -c 1 -W 2 -M do -s 1400 "$EXT1" 2>&1 || true)
+kvx_log "ping: $(tr '\n' '|' <<<"$out")"
+assert_contains "a DF ping to the 1:1 address: the LAN host is told the bridge's MTU" "mtu = 1280" "$out"
+assert_ge "... from the uplink address, checksum valid" \
+	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=3 code=4 mtu=1280 csum=ok quote=$LAN_IP:[0-9]*->$EXT1:[0-9]* qproto=1")" 1
 assert_eq "no ICMP the receivers found broken" 0 "$(cat "$KVX_TMP"/icmp.*.log | grep -c csum=bad || true)"
 
 kvx_finish

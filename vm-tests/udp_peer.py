@@ -27,7 +27,8 @@ icmp
     Prints every ICMP error this namespace receives (raw socket), one line
     each: "icmp from=<ip> to=<ip> type=<t> code=<c> mtu=<n> csum=ok|bad
     quote=<src>:<sport>-><dst>:<dport> qproto=<n>": who sent it, and the
-    header it quotes, as the receiver sees them.
+    header it quotes, as the receiver sees them (a quoted echo: its
+    identifier as both ports).
 
 connect DST_ADDR:PORT [--ttl N] [--timeout SEC]
     One TCP connect(); prints "connect errno=<name or 0> seconds=<elapsed>".
@@ -146,7 +147,9 @@ def icmp(args):
         q = m[8:]
         qhl = (q[0] & 0xF) * 4
         sport = dport = 0
-        if len(q) >= qhl + 4:
+        if q[9] == 1 and len(q) >= qhl + 6:  # echo: the identifier, both sides
+            sport = dport = struct.unpack("!H", q[qhl + 4:qhl + 6])[0]
+        elif len(q) >= qhl + 4:
             sport, dport = struct.unpack("!HH", q[qhl:qhl + 4])
         mtu = struct.unpack("!H", m[6:8])[0]
         print(f"icmp from={socket.inet_ntoa(pkt[12:16])} to={socket.inet_ntoa(pkt[16:20])} "
