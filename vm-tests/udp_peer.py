@@ -23,6 +23,20 @@ echo DST --id N --payload TEXT [--count N] [--wait SEC]
     "reply from=<ip> id=<id> seq=<seq> payload=<text>" for every echo reply
     received (whoever it was meant for), exit 1 if none.
 
+icmp
+    Prints every ICMP error this namespace receives (raw socket), one line
+    each: "icmp from=<ip> to=<ip> type=<t> code=<c> mtu=<n> csum=ok|bad
+    quote=<src>:<sport>-><dst>:<dport> qproto=<n>": who sent it, and the
+    header it quotes, as the receiver sees them (a quoted echo: its
+    identifier as both ports).
+
+connect DST_ADDR:PORT [--ttl N] [--timeout SEC]
+    One TCP connect(); prints "connect errno=<name or 0> seconds=<elapsed>".
+
+flood DST_ADDR:PORT --count N [--first-port P]
+    N UDP datagrams to DST, each from its own source port (P, P+1, ...):
+    N new flows.
+
 client [--bind PORT] [--msg TEXT] [--count N] [--wait SEC] [--no-check] DST_ADDR:PORT...
     Sends TEXT (N times, 0.2 s apart) to every destination from one socket
     (fixed source port with --bind), then prints every datagram received
@@ -47,6 +61,7 @@ stream DST_ADDR:PORT --bind PORT [--interval SEC] [--hold FILE]
 --no-check sends UDP datagrams without checksum (SO_NO_CHECK: checksum 0).
 """
 import argparse
+import errno
 import os
 import selectors
 import socket
@@ -117,6 +132,59 @@ def icmp_csum(data):
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
+
+
+def icmp(args):
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+    print("listening", flush=True)
+    while True:
+        pkt = s.recv(65535)
+        hl = (pkt[0] & 0xF) * 4
+        m = pkt[hl:]
+        if len(m) < 8 + 20 or m[0] not in (3, 11, 12):
+            continue
+        ok = "ok" if icmp_csum(m) == 0 else "bad"
+        q = m[8:]
+        qhl = (q[0] & 0xF) * 4
+        sport = dport = 0
+        if q[9] == 1 and len(q) >= qhl + 6:  # echo: the identifier, both sides
+            sport = dport = struct.unpack("!H", q[qhl + 4:qhl + 6])[0]
+        elif len(q) >= qhl + 4:
+            sport, dport = struct.unpack("!HH", q[qhl:qhl + 4])
+        mtu = struct.unpack("!H", m[6:8])[0]
+        print(f"icmp from={socket.inet_ntoa(pkt[12:16])} to={socket.inet_ntoa(pkt[16:20])} "
+              f"type={m[0]} code={m[1]} mtu={mtu} csum={ok} "
+              f"quote={socket.inet_ntoa(q[12:16])}:{sport}->{socket.inet_ntoa(q[16:20])}:{dport} "
+              f"qproto={q[9]}", flush=True)
+
+
+def connect(args):
+    host, port = endpoint(args.dst)
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if args.ttl:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, args.ttl)
+    s.settimeout(args.timeout)
+    t0 = time.monotonic()
+    err = "0"
+    try:
+        s.connect((host, port))
+    except socket.timeout:
+        err = "timeout"
+    except OSError as e:
+        err = errno.errorcode.get(e.errno, str(e.errno))
+    print(f"connect errno={err} seconds={time.monotonic() - t0:.2f}", flush=True)
+    return 0
+
+
+def flood(args):
+    host, port = endpoint(args.dst)
+    for i in range(args.count):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.bind(("", args.first_port + i))
+        s.sendto(b"flood", (host, port))
+        s.close()
+    print(f"sent {args.count}", flush=True)
+    return 0
 
 
 def echo(args):
@@ -268,6 +336,15 @@ def main():
     pc.add_argument("--wait", type=float, default=1.0)
     pc.add_argument("--no-check", action="store_true")
     pc.add_argument("destinations", nargs="+")
+    pi = sub.add_parser("icmp")
+    pk = sub.add_parser("connect")
+    pk.add_argument("dst")
+    pk.add_argument("--ttl", type=int, default=0)
+    pk.add_argument("--timeout", type=float, default=10.0)
+    pf = sub.add_parser("flood")
+    pf.add_argument("dst")
+    pf.add_argument("--count", type=int, required=True)
+    pf.add_argument("--first-port", type=int, default=20000)
     pp = sub.add_parser("probe")
     pp.add_argument("dst")
     pp.add_argument("--interval", type=float, default=0.02)
@@ -288,6 +365,13 @@ def main():
     if args.cmd == "probe":
         probe(args)
         return 0
+    if args.cmd == "icmp":
+        icmp(args)
+        return 0
+    if args.cmd == "connect":
+        return connect(args)
+    if args.cmd == "flood":
+        return flood(args)
     if args.cmd == "stream":
         stream(args)
         return 0

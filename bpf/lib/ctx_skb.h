@@ -122,11 +122,14 @@ static __always_inline __u32 ctx_gso_size(const kvx_ctx_t *ctx)
  * (BPF_MTU_CHK_SEGS would do the same in the kernel, but it needs the skb's
  * transport header, which a frame at TC ingress need not have set.)
  */
-static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex, __u32 seg_len)
+static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex, __u32 seg_len,
+					   __u32 *mtu)
 {
 	__u32 mtu_len = 0;
 	long rc = bpf_check_mtu(ctx, ifindex, &mtu_len, 0, 0);
 
+	if (mtu)
+		*mtu = mtu_len; /* the helper reports the device's MTU either way */
 	if (rc == BPF_MTU_CHK_RET_FRAG_NEEDED)
 		return 1;
 	return rc == BPF_MTU_CHK_RET_SUCCESS && ctx_gso_size(ctx) && seg_len > mtu_len;
@@ -136,6 +139,24 @@ static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex, __u32 
 static __always_inline __u32 ctx_mark(const kvx_ctx_t *ctx)
 {
 	return ctx_load_u32(ctx, mark);
+}
+
+/*
+ * Turn the frame into room for an ICMP error about it (icmp.h icmp_reply):
+ * cut it to keep bytes (Ethernet + the quoted part), then open room bytes
+ * after the Ethernet header.  Cutting drops the skb's GSO state and a
+ * CHECKSUM_COMPLETE skb->csum, which the new bytes would make wrong (an
+ * unchanged length would keep it: then grow first); it refuses to cut
+ * before the checksum field of a CHECKSUM_PARTIAL skb (__bpf_skb_min_len),
+ * which icmp_reply deals with.  The adjust_room resets CHECKSUM_UNNECESSARY.
+ */
+static __always_inline int ctx_icmp_reshape(kvx_ctx_t *ctx, __u32 keep, __u32 room)
+{
+	if (ctx->len == keep && bpf_skb_change_tail(ctx, keep + 4, 0))
+		return -1;
+	if (bpf_skb_change_tail(ctx, keep, 0))
+		return -1;
+	return bpf_skb_adjust_room(ctx, room, BPF_ADJ_ROOM_MAC, 0) ? -1 : 0;
 }
 
 static __always_inline long ctx_redirect(__u32 ifindex)

@@ -129,17 +129,27 @@ static __always_inline __u32 ctx_gso_size(const kvx_ctx_t *ctx)
 
 /* Exact for linear frames: XDP_REDIRECT would drop what the target cannot
  * take, so FRAG_NEEDED frames never reach here (fib_route checks tot_len). */
-static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex, __u32 seg_len)
+static __always_inline int ctx_exceeds_mtu(kvx_ctx_t *ctx, __u32 ifindex, __u32 seg_len,
+					   __u32 *mtu)
 {
 	__u32 mtu_len = 0;
+	int rc = bpf_check_mtu(ctx, ifindex, &mtu_len, 0, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED;
 
-	return bpf_check_mtu(ctx, ifindex, &mtu_len, 0, 0) == BPF_MTU_CHK_RET_FRAG_NEEDED;
+	if (mtu)
+		*mtu = mtu_len;
+	return rc;
 }
 
 /* No skb, no mark yet: tc and netfilter mark packets after XDP. */
 static __always_inline __u32 ctx_mark(const kvx_ctx_t *ctx)
 {
 	return 0;
+}
+
+/* XDP sends no ICMP errors: what would get one goes to TC (xdp.h). */
+static __always_inline int ctx_icmp_reshape(kvx_ctx_t *ctx, __u32 keep, __u32 room)
+{
+	return -1;
 }
 
 static __always_inline long ctx_redirect(__u32 ifindex)

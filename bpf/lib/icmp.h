@@ -11,6 +11,8 @@
 
 #include "ct.h"
 #include "csum.h"
+#include "stats.h"
+#include "clock.h"
 
 /* Outer Ethernet + IPv4 (with options) + ICMP + quoted IPv4 + 8 bytes. */
 #define KVX_ICMP_ERR_PULL (ETH_HLEN + 60 + 8 + 60 + 8)
@@ -96,10 +98,13 @@ static __always_inline int icmp_parse_quote(kvx_ctx_t *ctx, const struct kvx_pkt
  * with RFC 1624 updates: every checksum stays valid, so the sum over the
  * whole datagram is unchanged and a CHECKSUM_COMPLETE skb->csum stays right.
  */
+#define ICMP_RW_OUT 1      /* outbound: the source side is rewritten */
+#define ICMP_RW_KEEP_TTL 2 /* the second rewrite of a hairpinned error */
 static __noinline int icmp_err_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
-				       const struct icmp_quote *q, int outbound,
+				       const struct icmp_quote *q, int how,
 				       const struct nat_endpoint *to)
 {
+	int outbound = how & ICMP_RW_OUT;
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
 	struct iphdr *ip = data + ETH_HLEN;
@@ -127,9 +132,11 @@ static __noinline int icmp_err_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 	    (void *)(qip + 1) > data_end || (void *)(ql4 + 8) > data_end)
 		return -1;
 
-	old_ttl = *(__u16 *)&ip->ttl;
-	ip->ttl--;
-	ip->check = csum16_update(ip->check, old_ttl, *(__u16 *)&ip->ttl);
+	if (!(how & ICMP_RW_KEEP_TTL)) {
+		old_ttl = *(__u16 *)&ip->ttl;
+		ip->ttl--;
+		ip->check = csum16_update(ip->check, old_ttl, *(__u16 *)&ip->ttl);
+	}
 	addr = outbound ? &ip->saddr : &ip->daddr;
 	old = *addr;
 	*addr = to->addr;
@@ -236,6 +243,206 @@ static __always_inline int ct_related_out(const struct kvx_pkt *p, const struct 
 	ext->addr = f->ext_addr;
 	ext->port = f->ext_port;
 	return KVX_CONTINUE;
+}
+
+/*
+ * ICMP errors kvmxdp sends itself, in place of a packet it drops: the
+ * guest's new flow for which no mapping can be made (RFC 5508 REQ-8),
+ * inbound packets whose TTL expires on the way to a guest (REQ-10b) or too
+ * big for the bridge with DF set (what ip_forward would answer).  One
+ * builder for all of them: icmp_reply().
+ */
+
+/* Take one message from a token bucket (abi.h KVX_MAP_ICMPRL). */
+static __always_inline int icmp_rl_take(__be32 key, __u64 now, __u64 interval, __u64 burst)
+{
+	struct kvx_icmprl_val *v, nv = {};
+	__u64 tokens;
+
+	v = bpf_map_lookup_elem(&kvx_icmprl, &key);
+	if (!v) {
+		nv.last_ns = now;
+		nv.tokens_ns = (burst - 1) * interval;
+		bpf_map_update_elem(&kvx_icmprl, &key, &nv, BPF_ANY);
+		return 1;
+	}
+	/* Unlocked, so approximate under concurrency: another CPU may have
+	 * stored a later time (then no credit is added, never a wrap). */
+	tokens = v->tokens_ns;
+	if (now > v->last_ns)
+		tokens += now - v->last_ns;
+	if (tokens > burst * interval)
+		tokens = burst * interval;
+	v->last_ns = now;
+	if (tokens < interval) {
+		v->tokens_ns = tokens;
+		return 0;
+	}
+	v->tokens_ns = tokens - interval;
+	return 1;
+}
+
+/* Per destination, then all destinations together (key 0.0.0.0). */
+static __always_inline int icmp_rl_allow(__be32 dst)
+{
+	__u64 now = clock_now_ns();
+
+	return icmp_rl_take(dst, now, KVX_ICMPRL_INTERVAL_NS, KVX_ICMPRL_BURST) &&
+	       icmp_rl_take(0, now, KVX_ICMPRL_GLOBAL_INTERVAL_NS, KVX_ICMPRL_GLOBAL_BURST);
+}
+
+/* One's complement sum of len bytes (even, at most 88) at p, unfolded. */
+#define KVX_ICMP_SUM_MAX (8 + 60 + 20)
+static __always_inline __u32 icmp_sum(const void *p, const void *data_end, __u32 len)
+{
+	__u32 sum = 0, i;
+
+	for (i = 0; i < KVX_ICMP_SUM_MAX; i += 2) {
+		const __u16 *w = p + i;
+
+		if (i >= len)
+			break;
+		/* One register for the test and the load: clang would
+		 * otherwise re-derive the pointer after the test, and the
+		 * verifier sees an unchecked one. */
+		asm volatile("" : "+r"(w));
+		if ((const void *)(w + 1) > data_end)
+			break;
+		sum += *w;
+	}
+	return sum;
+}
+
+/* Who never gets an error (RFC 1812 4.3.2.7, RFC 1122 3.2.2): a source
+ * that is no single host (0/8, loopback, multicast, broadcast). */
+static __always_inline int icmp_bad_source(__be32 a)
+{
+	__u32 h = bpf_ntohl(a);
+
+	return (h >> 24) == 0 || (h >> 24) == 127 || (h >> 28) >= 0xe;
+}
+
+/* type, code and the next-hop MTU of a fragmentation needed, in one word. */
+#define KVX_ICMP_TCM(type, code, mtu) ((__u32)(type) << 24 | (__u32)(code) << 16 | (__u16)(mtu))
+
+/*
+ * Turn the frame into an ICMP error about it, from saddr back to its
+ * sender, and send it out of the device it came in on (MACs swapped).  The
+ * quote is the offending IPv4 header and 8 bytes of what follows (RFC 792),
+ * 20 for TCP (RFC 1812 asks for more; 20 reach the TCP checksum, see below).
+ * -1: nothing sent (RFC 1812's exceptions, the rate limit, a frame that
+ * cannot be reshaped), the caller drops.  Not inlined: one copy for every
+ * caller, its frame off the main path's stack.
+ *
+ * Checksums: both are computed in full.  A CHECKSUM_PARTIAL skb (a guest's
+ * or a veth peer's TCP/UDP with offload) keeps that state through
+ * bpf_skb_change_tail/adjust_room, and with it csum_start/csum_offset,
+ * which now point into the quote: whoever finishes it later (a device
+ * without offload, skb_checksum_help) sums from the quoted L4 header to the
+ * end and stores the result in the quoted checksum field.  The field is
+ * set to the one value that this leaves unchanged: with S the sum of the
+ * quoted L4 bytes without it, P + S = ~P, i.e. P = ~S / 2, and halving in
+ * one's complement arithmetic (mod 0xffff) is a rotation by one bit.  So
+ * the bytes sent are the bytes the guest gets, finished or not.  The field
+ * in a quote is not checked by anyone (the kernel's error handlers read
+ * ports and sequence numbers only).
+ */
+static __noinline int icmp_reply(kvx_ctx_t *ctx, __u32 tcm, __be32 saddr)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct iphdr *ip = data + ETH_HLEN;
+	struct icmphdr *ih;
+	struct iphdr *qip;
+	__u32 hl, tot, quote, sum, csum_off = 0;
+	__u8 mac[ETH_ALEN], proto, *l4;
+	__be32 dst;
+	__u16 n;
+
+	if ((void *)(ip + 1) > data_end || !saddr)
+		return -1;
+	hl = ip->ihl * 4;
+	if (hl < 20)
+		return -1;
+	l4 = (__u8 *)(ip + 1) + (hl - 20);
+	if ((void *)(l4 + 8) > data_end)
+		return -1;
+	/* Not about a link-layer or IP broadcast/multicast, a later
+	 * fragment, an ICMP error or a source that is no host. */
+	dst = ip->saddr;
+	if ((eth->h_dest[0] & 1) || (ip->frag_off & bpf_htons(KVX_IP_OFFSET)) ||
+	    icmp_bad_source(dst) || (bpf_ntohl(ip->daddr) >> 28) >= 0xe)
+		return -1;
+	proto = ip->protocol;
+	if (proto == IPPROTO_ICMP && (icmp_is_error(l4[0]) || l4[0] == ICMP_SOURCE_QUENCH ||
+				      l4[0] == ICMP_REDIRECT || l4[0] > NR_ICMP_TYPES))
+		return -1;
+	tot = bpf_ntohs(ip->tot_len);
+	if (tot < hl + 8 || ETH_HLEN + tot > ctx_len(ctx))
+		return -1;
+	quote = 8;
+	if (proto == IPPROTO_TCP && tot >= hl + 20) {
+		quote = 20;
+		csum_off = offsetof(struct tcphdr, check);
+	} else if (proto == IPPROTO_UDP) {
+		csum_off = offsetof(struct udphdr, check);
+	}
+	if (!icmp_rl_allow(dst)) {
+		stats_count(KVX_R_ICMP_RATELIMITED, 0);
+		return -1;
+	}
+
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	if (ctx_icmp_reshape(ctx, ETH_HLEN + hl + quote, sizeof(*ip) + sizeof(*ih)))
+		return -1;
+
+	data = ctx_data(ctx);
+	data_end = ctx_data_end(ctx);
+	ip = data + ETH_HLEN;
+	ih = (void *)(ip + 1);
+	qip = (void *)(ih + 1);
+	if ((void *)(qip + 1) > data_end || hl > 60)
+		return -1;
+	l4 = (__u8 *)(qip + 1) + (hl - 20);
+	if ((void *)(l4 + 8) > data_end)
+		return -1;
+
+	if (csum_off) {
+		__sum16 *f = (void *)(l4 + csum_off);
+
+		if ((void *)(f + 1) > data_end)
+			return -1;
+		*f = 0;
+		n = ~csum_fold32(icmp_sum(l4, data_end, quote));
+		*f = (__sum16)(n >> 1 | n << 15);
+	}
+
+	/* RFC 1812 4.3.2.5: ICMP errors go out with precedence 6. */
+	ip->version = 4;
+	ip->ihl = 5;
+	ip->tos = 0xc0;
+	ip->tot_len = bpf_htons(sizeof(*ip) + sizeof(*ih) + hl + quote);
+	ip->id = 0;
+	ip->frag_off = 0;
+	ip->ttl = 64;
+	ip->protocol = IPPROTO_ICMP;
+	ip->check = 0;
+	ip->saddr = saddr;
+	ip->daddr = dst;
+	ip->check = ~csum_fold32(icmp_sum(ip, data_end, sizeof(*ip)));
+
+	ih->type = tcm >> 24;
+	ih->code = tcm >> 16;
+	ih->checksum = 0;
+	ih->un.gateway = bpf_htonl(tcm & 0xffff);
+	sum = icmp_sum(ih, data_end, sizeof(*ih) + hl + quote);
+	ih->checksum = ~csum_fold32(sum);
+
+	stats_count(KVX_R_ICMP_SENT, ctx_len(ctx));
+	return ctx_redirect(ctx_ifindex(ctx));
 }
 
 #endif /* KVX_ICMP_H */

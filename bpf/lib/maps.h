@@ -116,6 +116,14 @@ struct {
 	__type(value, struct kvx_hosttun_val);
 } kvx_hosttun SEC(".maps");
 
+/* Rate limit of kvmxdp's own ICMP errors (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KVX_ICMPRL_SIZE);
+	__type(key, __be32);
+	__type(value, struct kvx_icmprl_val);
+} kvx_icmprl SEC(".maps");
+
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {
 	__u32 zero = 0;

@@ -42,6 +42,62 @@ static __always_inline int verdict(enum kvx_reason r, __u32 len)
 	return reason_is_drop(r) ? CTX_DROP : CTX_PASS;
 }
 
+/*
+ * RFC 5508 REQ-8: a guest's packet for which no mapping can be made (no
+ * free port, a full table, its quota, a protocol the host tunnels to that
+ * remote) is answered with "communication administratively prohibited",
+ * so that its connect() fails at once instead of timing out; with no
+ * uplink address yet, "network unreachable", as the host itself says
+ * without a route.  -1: no answer.
+ */
+static __always_inline int refusal_code(enum kvx_reason r)
+{
+	switch (r) {
+	case KVX_R_DROP_PORTS_EXHAUSTED:
+	case KVX_R_DROP_TABLE_FULL:
+	case KVX_R_DROP_GUEST_QUOTA:
+	case KVX_R_DROP_HOST_TUNNEL:
+		return ICMP_PKT_FILTERED;
+	case KVX_R_DROP_NO_UPLINK_ADDR:
+		return ICMP_NET_UNREACH;
+	default:
+		return -1;
+	}
+}
+
+/* The exit of a guest's packet that may be refused: counted under its
+ * reason as any other, answered from the gateway when it is a refusal.
+ * Not inlined: three call sites on the bridge program's main path, whose
+ * frame is at the verifier's limit. */
+static __noinline int verdict_guest(kvx_ctx_t *ctx, __be32 gw_addr, __u32 r, __u32 len)
+{
+	int code = refusal_code(r), rc;
+
+	rc = verdict(r, len);
+	if (code < 0)
+		return rc;
+	code = icmp_reply(ctx, KVX_ICMP_TCM(ICMP_DEST_UNREACH, code, 0), gw_addr);
+	return code < 0 ? rc : code;
+}
+
+/*
+ * Inbound packets a router would answer, from the uplink address: a TTL
+ * that expires on the way to a guest (RFC 5508 REQ-10b: time exceeded,
+ * which traceroute shows as the host's hop) and a DF packet larger than the
+ * bridge takes (fragmentation needed with the bridge's MTU, for the
+ * sender's path-MTU discovery).  tcm 0: no answer.
+ */
+static __always_inline int verdict_uplink(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					  enum kvx_reason r, __u32 len, __u32 tcm)
+{
+	int rc = verdict(r, len), sent;
+
+	if (!tcm)
+		return rc;
+	sent = icmp_reply(ctx, tcm, cfg->uplink_addr);
+	return sent < 0 ? rc : sent;
+}
+
 static __always_inline int subnet_has(const struct kvx_cfg *cfg, __be32 addr)
 {
 	return (addr & cfg->subnet_mask) == cfg->subnet_addr;
@@ -569,7 +625,7 @@ static __noinline int nat4_icmp_error_out(kvx_ctx_t *ctx, const struct kvx_pkt *
 	r = ct_related_out(p, &q, &ext);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
-	if (icmp_err_rewrite(ctx, p, &q, 1, &ext))
+	if (icmp_err_rewrite(ctx, p, &q, ICMP_RW_OUT, &ext))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_RELATED_OUT, len);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH) {
@@ -589,6 +645,47 @@ static __noinline int nat4_icmp_error_out(kvx_ctx_t *ctx, const struct kvx_pkt *
 		__builtin_memcpy(eth->h_dest, fib->dmac, ETH_ALEN);
 	}
 	return ctx_redirect(fib->ifindex);
+}
+
+/*
+ * Hairpin of an ICMP error (RFC 5508 REQ-7): guest B's error about a packet
+ * guest A sent it through a mapped address or forwarded port (quoted: A's
+ * external endpoint -> B) is translated as if it had gone out and come
+ * back: out as B's external endpoint's error (ct_related_out), in to A
+ * (ct_related_in, about A's flow to that endpoint).  -1: not about a
+ * hairpinned flow, nothing changed; the packet goes the usual way.
+ */
+static __noinline int nat4_icmp_error_hairpin(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					      const struct kvx_pkt *p, __u32 len)
+{
+	struct nat_endpoint ext = {}, guest = {};
+	struct icmp_quote q = {};
+	int r;
+
+	if (icmp_parse_quote(ctx, p, &q) || ct_related_out(p, &q, &ext) != KVX_CONTINUE)
+		return -1;
+	/* Seen from A's side, the quoted packet went to B's external endpoint. */
+	q.daddr = ext.addr;
+	q.dport = ext.port;
+	r = ct_related_in(p, &q, &guest);
+	if (r == KVX_R_PASS_HOST)
+		return -1;
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	/* One hop: the TTL goes down once. */
+	if (icmp_err_rewrite(ctx, p, &q, ICMP_RW_OUT, &ext) ||
+	    icmp_err_rewrite(ctx, p, &q, ICMP_RW_KEEP_TTL, &guest))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	if (!mac_is_zero(guest.guest_mac)) {
+		struct ethhdr *eth = ctx_data(ctx);
+
+		if ((void *)(eth + 1) > ctx_data_end(ctx))
+			return verdict(KVX_R_DROP_MALFORMED, len);
+		__builtin_memcpy(eth->h_source, guest.gw_mac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, guest.guest_mac, ETH_ALEN);
+	}
+	stats_count(KVX_R_XLATE_HAIRPIN, len);
+	return deliver_to_guest(cfg, &guest);
 }
 
 /* Bridge ingress: a guest's packet on its way to the host or beyond. */
@@ -645,8 +742,14 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	/* Everything below may bind or use the source address's state. */
 	r = guest_owner_check(p.saddr, macs);
 	if (r != KVX_CONTINUE)
-		return verdict(r, len);
+		return verdict_guest(ctx, cfg->gw_addr, r, len);
 
+	if (p.proto == IPPROTO_ICMP && p.l4_ok && icmp_is_error(p.icmp_type) &&
+	    !pkt_is_fragment(&p) && ext_addr_check(cfg, p.daddr) == KVX_CONTINUE) {
+		r = nat4_icmp_error_hairpin(ctx, cfg, &p, len);
+		if (r >= 0)
+			return r;
+	}
 	/* Both paths share the one call site of ct_egress (verifier work). */
 	hairpin = hairpin_has_target(cfg, &p);
 	if (hairpin) {
@@ -685,11 +788,11 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		 * any GSO skb whole: both are checked here, per segment. */
 		if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
 		    ((rc == BPF_FIB_LKUP_RET_NO_NEIGH || ctx_gso_size(ctx)) &&
-		     ctx_exceeds_mtu(ctx, fib.ifindex, pkt_seg_len(ctx, &p))))
+		     ctx_exceeds_mtu(ctx, fib.ifindex, pkt_seg_len(ctx, &p), NULL)))
 			return verdict(p.frag & KVX_IP_DF ? KVX_R_PASS_MTU : KVX_R_DROP_TOO_BIG,
 				       len);
 		if (!cfg->uplink_addr)
-			return verdict(KVX_R_DROP_NO_UPLINK_ADDR, len);
+			return verdict_guest(ctx, cfg->gw_addr, KVX_R_DROP_NO_UPLINK_ADDR, len);
 		if (pkt_is_later_fragment(&p)) {
 			struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_OUT, clock_now_ns());
 
@@ -711,7 +814,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	pkt_syn_options(ctx, &p);
 	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
-		return verdict(r, len);
+		return verdict_guest(ctx, cfg->gw_addr, r, len);
 	if (hairpin)
 		return nat4_hairpin(ctx, cfg, &p, macs, len, &ext, &rw, now);
 	frag_remember(&p, KVX_BIND_OUT, &ext, now);
@@ -800,7 +903,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	struct nat_rewrite rw = {};
 	struct kvx_pkt p = {};
 	const struct kvx_cfg *cfg;
-	__u32 len = ctx_len(ctx);
+	__u32 len = ctx_len(ctx), mtu;
 	__u64 now;
 	int r;
 
@@ -859,15 +962,21 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	pkt_syn_options(ctx, &p);
 	r = ct_ingress(cfg, &p, now, &guest);
 	if (r != KVX_CONTINUE)
-		return verdict(r, len);
+		return verdict_uplink(ctx, cfg, r, len,
+				      r == KVX_R_DROP_TTL_IN ?
+					      KVX_ICMP_TCM(ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, 0) :
+					      0);
 	frag_remember(&p, KVX_BIND_IN, &guest, now);
 	maybe_clamp_mss(ctx, cfg, &p);
 
 out:
 	/* A redirect skips ip_forward's MTU test: a packet (or GSO segment)
 	 * larger than the bridge takes would be dropped there unseen. */
-	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p)))
-		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
+	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p), &mtu))
+		return verdict_uplink(ctx, cfg, KVX_R_DROP_TOO_BIG_IN, len,
+				      p.frag & KVX_IP_DF ?
+					      KVX_ICMP_TCM(ICMP_DEST_UNREACH, ICMP_FRAG_NEEDED, mtu) :
+					      0);
 	rw.dst = 1;
 	rw.daddr = guest.addr;
 	rw.dport = guest.port;

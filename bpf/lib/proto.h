@@ -20,6 +20,15 @@
 #define ICMP_ECHO 8           /* echo request */
 #define ICMP_TIME_EXCEEDED 11 /* time exceeded */
 #define ICMP_PARAMETERPROB 12 /* parameter problem */
+#define ICMP_SOURCE_QUENCH 4  /* (deprecated) errors too: never answered */
+#define ICMP_REDIRECT 5
+#define NR_ICMP_TYPES 18      /* types above are unknown: never answered */
+
+/* Codes of the errors kvmxdp sends itself. */
+#define ICMP_NET_UNREACH 0    /* destination unreachable: network */
+#define ICMP_FRAG_NEEDED 4    /* destination unreachable: fragmentation needed */
+#define ICMP_PKT_FILTERED 13  /* destination unreachable: administratively prohibited */
+#define ICMP_EXC_TTL 0        /* time exceeded in transit */
 
 struct icmphdr {
 	__u8 type;

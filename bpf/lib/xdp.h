@@ -11,8 +11,9 @@
  * - next hops without a neighbour entry, devices an XDP redirect would not
  *   reach (kvx_xdev without KVX_XDEV_F_TX), guests whose port is unknown:
  *   XDP_TO_TC_DEV;
- * - from a guest: ICMP, fragments, hairpin, TTL expiring, too big...:
- *   XDP_TO_TC;
+ * - from a guest: ICMP, fragments, hairpin, TTL expiring, too big...,
+ *   and a new flow refused for want of a mapping (TC answers it with an
+ *   ICMP error): XDP_TO_TC;
  * - on the uplink, ICMP and fragments pass uncounted before any lookup
  *   (most are the host's own: telling a guest's echo reply or RELATED
  *   error apart would cost a binding lookup per host packet); TC counts
@@ -149,6 +150,14 @@ static __always_inline int to_tc(enum kvx_reason r, __u32 len)
 	return XDP_PASS;
 }
 
+/* A guest's packet no mapping can be made for is answered with an ICMP
+ * error (nat.h refusal_code), which only TC builds: it goes there, to be
+ * refused again and answered; any other drop stays here. */
+static __always_inline int xdp_refused(enum kvx_reason r, __u32 len)
+{
+	return refusal_code(r) >= 0 ? to_tc(KVX_R_XDP_TO_TC, len) : verdict(r, len);
+}
+
 /* Remember on which port a guest MAC was seen (see kvx_xfdb in abi.h). */
 static __always_inline void xfdb_learn(const __u8 *mac, __u32 ifindex, __u64 now)
 {
@@ -250,12 +259,12 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 	/* From here on exactly the TC path's translation. */
 	r = guest_owner_check(p.saddr, macs);
 	if (r != KVX_CONTINUE)
-		return verdict(r, len);
+		return xdp_refused(r, len);
 	now = clock_now_ns();
 	pkt_syn_options(ctx, &p);
 	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
-		return verdict(r, len);
+		return xdp_refused(r, len);
 	maybe_clamp_mss(ctx, cfg, &p);
 	if (xdp_snat(ctx, &p, &ext, &fib))
 		return verdict(KVX_R_DROP_MALFORMED, len);

@@ -116,6 +116,14 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Rate-limit buckets of the ICMP errors kvmxdp sends: expendable.
+	{KVX_MAP_ICMPRL,
+	 {BPF_MAP_TYPE_LRU_HASH, sizeof(__be32), sizeof(kvx_icmprl_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// The rest: reused if they match, created if not pinned (a map a
 	// newer kvmxdp added).
 	{KVX_MAP_EXTADDR,

@@ -89,7 +89,7 @@ static_assert(offsetof(kvx_timeouts, icmp) == 28);
 static_assert(offsetof(kvx_timeouts, other) == 32);
 static_assert(offsetof(kvx_timeouts, tcp_syn_recv) == 36);
 
-static_assert(sizeof(kvx_cfg) == 84);
+static_assert(sizeof(kvx_cfg) == 88);
 static_assert(offsetof(kvx_cfg, abi_version) == 0);
 static_assert(offsetof(kvx_cfg, flags) == 4);
 static_assert(offsetof(kvx_cfg, uplink_addr) == 8);
@@ -103,6 +103,7 @@ static_assert(offsetof(kvx_cfg, timeouts) == 32);
 static_assert(offsetof(kvx_cfg, uplink_mac) == 72);
 static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
 static_assert(offsetof(kvx_cfg, flow_quota) == 80);
+static_assert(offsetof(kvx_cfg, gw_addr) == 84);
 static_assert(KVX_CFG_F_EIF == 1);
 static_assert(KVX_CFG_F_OVERLAP == 2);
 
@@ -196,6 +197,12 @@ static_assert(KVX_R_DROP_HOST_TUNNEL > KVX_R_DROP_PROTO_ZERO);
 static_assert(KVX_R_DROP_MARTIAN_IN > KVX_R_DROP_HOST_TUNNEL);
 static_assert(KVX_R_PASS_OVERLAP > KVX_R_DROP_MARTIAN_IN);
 static_assert(KVX_R_DROP_TCP_WINDOW > KVX_R_PASS_OVERLAP);
-static_assert(KVX_R_DROP_TCP_WINDOW == KVX_R_MAX - 1);
+static_assert(KVX_R_ICMP_SENT > KVX_R_DROP_TCP_WINDOW);
+static_assert(KVX_R_ICMP_RATELIMITED > KVX_R_ICMP_SENT);
+static_assert(KVX_R_ICMP_RATELIMITED == KVX_R_MAX - 1);
+
+static_assert(sizeof(kvx_icmprl_val) == 16);
+static_assert(offsetof(kvx_icmprl_val, last_ns) == 0);
+static_assert(offsetof(kvx_icmprl_val, tokens_ns) == 8);
 
 } // namespace kvmxdp::abi

@@ -218,7 +218,24 @@ kvx_cfg Datapath::default_cfg(const Topology &topo)
 	c.nat_port_hi = 65535;
 	kvx_timeouts_default(&c.timeouts);
 	std::memcpy(c.uplink_mac, Topology::kUplinkMac.data(), sizeof(c.uplink_mac));
+	c.gw_addr = be32(Topology::kBridgeAddr);
 	return c;
+}
+
+std::optional<kvx_icmprl_val> Datapath::icmprl_lookup(std::uint32_t addr) const
+{
+	const __be32 k = be32(addr);
+	kvx_icmprl_val v{};
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_icmprl), &k, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+void Datapath::icmprl_update(std::uint32_t addr, const kvx_icmprl_val &v)
+{
+	const __be32 k = be32(addr);
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_icmprl), &k, &v, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_icmprl: " + errno_text(errno));
 }
 
 void Datapath::set_cfg(const kvx_cfg &cfg)
@@ -248,6 +265,7 @@ void Datapath::clear_tables()
 	skb_meta_ = {};
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
 	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
+	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_icmprl), "kvx_icmprl");
 	const kvx_halfopen_val none{};
 	for (__u32 i = 0; i < KVX_HALFOPEN_GUESTS; i++)
 		if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &i, &none, BPF_ANY) !=

@@ -78,7 +78,7 @@ public:
 	kvx_cfg cfg() const;
 
 	// kvx_ct, kvx_bind, kvx_extaddr, kvx_frag, kvx_xdev, kvx_xfdb and
-	// kvx_guest and kvx_halfopen.
+	// kvx_guest, kvx_halfopen and kvx_icmprl.
 	void clear_tables();
 	Stats stats() const;
 
@@ -126,6 +126,10 @@ public:
 	// kvx_guest[addr] (host-order address): the MAC that owns it.
 	std::optional<kvx_guest_val> guest_lookup(std::uint32_t addr) const;
 	void guest_update(std::uint32_t addr, const kvx_guest_val &val);
+
+	// kvx_icmprl[addr] (host order; 0: the bucket of all destinations).
+	std::optional<kvx_icmprl_val> icmprl_lookup(std::uint32_t addr) const;
+	void icmprl_update(std::uint32_t addr, const kvx_icmprl_val &val);
 
 	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);

@@ -1,6 +1,9 @@
 #include "fixture.hpp"
 
 #include <arpa/inet.h>
+#include <net/if.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -226,12 +229,150 @@ std::string stats_delta(const Stats &before, const Stats &after)
 	return o.str();
 }
 
+namespace {
+
+std::uint16_t get16(const Bytes &b, std::size_t off)
+{
+	return static_cast<std::uint16_t>(b.at(off) << 8 | b.at(off + 1));
+}
+
+void put16(Bytes &b, std::size_t off, std::uint16_t v)
+{
+	b.at(off) = static_cast<std::uint8_t>(v >> 8);
+	b.at(off + 1) = static_cast<std::uint8_t>(v);
+}
+
+bool is_answered_drop(Prog prog, kvx_reason reason)
+{
+	if (prog == Prog::BrIngress)
+		return reason == KVX_R_DROP_PORTS_EXHAUSTED || reason == KVX_R_DROP_TABLE_FULL ||
+		       reason == KVX_R_DROP_GUEST_QUOTA || reason == KVX_R_DROP_HOST_TUNNEL ||
+		       reason == KVX_R_DROP_NO_UPLINK_ADDR;
+	if (prog == Prog::UpIngress)
+		return reason == KVX_R_DROP_TTL_IN || reason == KVX_R_DROP_TOO_BIG_IN;
+	return false;
+}
+
+} // namespace
+
+Bytes icmp_answer(const Bytes &in, std::uint8_t type, std::uint8_t code, std::uint32_t src,
+		  std::uint16_t mtu)
+{
+	const std::size_t l3 = 14, hl = (in.at(l3) & 0xf) * 4u;
+	const std::size_t tot = get16(in, l3 + 2);
+	const std::uint8_t proto = in.at(l3 + 9);
+	const bool tcp = proto == testpkt::kProtoTcp && tot >= hl + 20;
+	const std::size_t quote = hl + (tcp ? 20 : 8);
+	Bytes q(in.begin() + l3, in.begin() + static_cast<long>(l3 + quote));
+	if (tcp || proto == testpkt::kProtoUdp) {
+		// P with P + S == ~P (mod 0xffff), S the quoted L4 bytes'
+		// sum without the field: 2P == -S, P = -S * 2^-1 mod 0xffff.
+		const std::size_t f = hl + (tcp ? 16 : 6);
+		put16(q, f, 0);
+		const std::uint32_t s =
+			0xffffu ^
+			testpkt::csum_fold(testpkt::csum_partial(q.data() + hl, quote - hl));
+		const std::uint32_t n = (0xffffu - s) % 0xffffu;
+		put16(q, f, static_cast<std::uint16_t>(n % 2 ? (n + 0xffffu) / 2 : n / 2));
+	}
+	Bytes out(in.begin() + 6, in.begin() + 12); // dst: the sender
+	out.insert(out.end(), in.begin(), in.begin() + 6);
+	const Bytes ip = {0x08, 0x00, 0x45, 0xc0, 0, 0, 0, 0, 0, 0, 64, 1, 0, 0};
+	out.insert(out.end(), ip.begin(), ip.end());
+	put16(out, 16, static_cast<std::uint16_t>(20 + 8 + quote));
+	for (int i = 3; i >= 0; i--)
+		out.push_back(static_cast<std::uint8_t>(src >> (8 * i)));
+	out.insert(out.end(), in.begin() + static_cast<long>(l3 + 12),
+		   in.begin() + static_cast<long>(l3 + 16)); // in's source
+	put16(out, 24, testpkt::inet_checksum(out.data() + 14, 20));
+	const Bytes icmp = {type,
+			    code,
+			    0,
+			    0,
+			    0,
+			    0,
+			    static_cast<std::uint8_t>(mtu >> 8),
+			    static_cast<std::uint8_t>(mtu)};
+	out.insert(out.end(), icmp.begin(), icmp.end());
+	out.insert(out.end(), q.begin(), q.end());
+	put16(out, 36, testpkt::inet_checksum(out.data() + 34, out.size() - 34));
+	return out;
+}
+
+int device_mtu(const char *dev)
+{
+	ifreq ifr{};
+	std::snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", dev);
+	const int fd = ::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	const int rc = fd < 0 ? -1 : ::ioctl(fd, SIOCGIFMTU, &ifr);
+	if (fd >= 0)
+		::close(fd);
+	if (rc != 0)
+		throw std::runtime_error(std::string("SIOCGIFMTU ") + dev);
+	return ifr.ifr_mtu;
+}
+
+std::optional<Bytes> expected_answer(const Datapath &dp, Prog prog, const Bytes &in,
+				     kvx_reason reason)
+{
+	if (!is_answered_drop(prog, reason))
+		return std::nullopt;
+	const testpkt::Parsed p = testpkt::parse(in);
+	if (!p.ipv4 || (in.at(0) & 1) || p.later_fragment || p.tot_len < p.ihl_bytes + 8 ||
+	    (p.src >> 24) == 0 || (p.src >> 24) == 127 || (p.src >> 28) >= 0xe ||
+	    (p.dst >> 28) >= 0xe)
+		return std::nullopt;
+	if (p.proto == testpkt::kProtoIcmp) {
+		const std::uint8_t t = in.at(p.l4_off);
+		if (t == 3 || t == 4 || t == 5 || t == 11 || t == 12 || t > 18)
+			return std::nullopt;
+	}
+	const kvx_cfg c = dp.cfg();
+	if (prog == Prog::BrIngress && !c.gw_addr)
+		return std::nullopt;
+	switch (reason) {
+	case KVX_R_DROP_NO_UPLINK_ADDR:
+		return icmp_answer(in, testpkt::kIcmpDestUnreach, 0, ntohl(c.gw_addr));
+	case KVX_R_DROP_TTL_IN:
+		return icmp_answer(in, testpkt::kIcmpTimeExceeded, 0, ntohl(c.uplink_addr));
+	case KVX_R_DROP_TOO_BIG_IN:
+		if (!(get16(in, 14 + 6) & 0x4000))
+			return std::nullopt;
+		return icmp_answer(in, testpkt::kIcmpDestUnreach, 4, ntohl(c.uplink_addr),
+				   static_cast<std::uint16_t>(device_mtu(Topology::kBridge)));
+	default:
+		return icmp_answer(in, testpkt::kIcmpDestUnreach, 13, ntohl(c.gw_addr));
+	}
+}
+
 RunResult run_case_bytes(Datapath &dp, Prog prog, const Bytes &in, int verdict, kvx_reason reason,
 			 const std::optional<Bytes> &want)
 {
+	const std::optional<Bytes> answer =
+		verdict == TC_ACT_SHOT ? expected_answer(dp, prog, in, reason) : std::nullopt;
 	const Stats before = dp.stats();
 	RunResult r = dp.run(prog, in, ingress_ifindex(prog));
 	const Stats after = dp.stats();
+
+	if (answer) {
+		const bool sent = after.by_reason[KVX_R_ICMP_SENT].packets !=
+				  before.by_reason[KVX_R_ICMP_SENT].packets;
+		std::ostringstream want_delta;
+		want_delta << reason_name(reason) << " +1/+" << in.size() << "B "
+			   << (sent ? "ICMP_SENT +1/+" + std::to_string(answer->size()) + "B" :
+				      std::string("ICMP_RATELIMITED +1/+0B"));
+		EXPECT_EQ(stats_delta(before, after), want_delta.str())
+			<< "the drop's reason, and the answer sent or rate-limited";
+		EXPECT_EQ(verdict_name(r.verdict),
+			  std::string(verdict_name(sent ? TC_ACT_REDIRECT : TC_ACT_SHOT)));
+		if (sent) {
+			EXPECT_EQ(testpkt::diff(r.out, *answer), "") << "the ICMP answer";
+			EXPECT_EQ(testpkt::check_checksums(r.out), "");
+		} else {
+			EXPECT_EQ(testpkt::diff(r.out, in), "") << "frame must come out unchanged";
+		}
+		return r;
+	}
 
 	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(verdict)))
 		<< "retval " << r.verdict;
@@ -276,9 +417,14 @@ void expect_invariants(Datapath &dp, Prog prog, const Bytes &in)
 	const RunResult r = dp.run(prog, in, ingress_ifindex(prog));
 	const Stats after = dp.stats();
 	int moved = -1, count = 0;
+	// An answered drop also counts the answer (or its rate limit).
+	const bool answered = after.by_reason[KVX_R_ICMP_SENT].packets !=
+			      before.by_reason[KVX_R_ICMP_SENT].packets;
 	for (std::size_t i = 0; i < after.by_reason.size(); i++) {
 		if (after.by_reason[i].packets == before.by_reason[i].packets &&
 		    after.by_reason[i].bytes == before.by_reason[i].bytes)
+			continue;
+		if (i == KVX_R_ICMP_SENT || i == KVX_R_ICMP_RATELIMITED)
 			continue;
 		count++;
 		moved = static_cast<int>(i);
@@ -286,6 +432,17 @@ void expect_invariants(Datapath &dp, Prog prog, const Bytes &in)
 		EXPECT_EQ(after.by_reason[i].bytes - before.by_reason[i].bytes, in.size());
 	}
 	ASSERT_EQ(count, 1) << "counters moved: " << stats_delta(before, after);
+	if (answered) {
+		EXPECT_TRUE(is_answered_drop(prog, static_cast<kvx_reason>(moved)))
+			<< "reason " << reason_name(moved);
+		EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+		EXPECT_EQ(testpkt::check_checksums(r.out), "") << "reason " << reason_name(moved);
+		const testpkt::Parsed pi = testpkt::parse(in), po = testpkt::parse(r.out);
+		ASSERT_TRUE(po.ipv4);
+		EXPECT_EQ(po.proto, testpkt::kProtoIcmp);
+		EXPECT_EQ(po.dst, pi.src);
+		return;
+	}
 	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(reason_verdict(moved))))
 		<< "reason " << reason_name(moved);
 	if (r.verdict != TC_ACT_REDIRECT) {

@@ -77,7 +77,25 @@ inline Packet with(Packet p, const std::function<void(Packet &)> &edit)
 // The reply a remote sends to an (already translated) outbound packet.
 Packet reply_to(const Packet &translated_out);
 
-// Runs one frame and checks everything; returns what came out.
+// The ICMP error kvmxdp answers a dropped frame with (icmp.h icmp_reply),
+// built here from scratch: from src to in's sender, MACs swapped, quoting
+// in's IPv4 header and its next 8 bytes (20 of a TCP segment), the quoted
+// TCP/UDP checksum replaced by the value a later checksum completion
+// (csum_start at the quoted L4 header) leaves as it is.
+Bytes icmp_answer(const Bytes &in, std::uint8_t type, std::uint8_t code, std::uint32_t src,
+		  std::uint16_t mtu = 0);
+// The answer kvmxdp owes in when prog drops it for reason (a guest's
+// packet no mapping can be made for; TTL expiring or too big with DF on
+// the way in), unless RFC 1812's exceptions apply; nullopt: none.
+std::optional<Bytes> expected_answer(const Datapath &dp, Prog prog, const Bytes &in,
+				     kvx_reason reason);
+// The MTU of a device of the private netns.
+int device_mtu(const char *dev);
+
+// Runs one frame and checks everything; returns what came out.  A drop
+// that kvmxdp answers (expected_answer) must come out as that answer
+// (redirected, ICMP_SENT counted too) or, past the rate limit, dropped
+// with ICMP_RATELIMITED counted.
 // want == nullopt: the frame must come out unchanged.
 RunResult run_case(Datapath &dp, Prog prog, const Packet &in, int verdict, kvx_reason reason,
 		   const std::optional<Packet> &want = std::nullopt);

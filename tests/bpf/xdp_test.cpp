@@ -781,7 +781,19 @@ TEST_P(XdpHandoff, PassedUntouchedAndTcTakesIt)
 	}
 
 	// TC takes the frame XDP passed, from the state XDP left.
-	const Shot t = shoot(c.inbound ? Prog::UpIngress : Prog::BrIngress, x.out);
+	const Prog tc_prog = c.inbound ? Prog::UpIngress : Prog::BrIngress;
+	const std::optional<Bytes> answer =
+		c.tc_verdict == TC_ACT_SHOT ? expected_answer(dp(), tc_prog, in, c.tc_reason) :
+					      std::nullopt;
+	const Shot t = shoot(tc_prog, x.out);
+	if (answer) {
+		// A drop TC answers with an ICMP error (icmp.h icmp_reply).
+		EXPECT_EQ(verdict_name(t.verdict), std::string("TC_ACT_REDIRECT"));
+		EXPECT_EQ(t.counted, counted(c.tc_reason, in.size()) + " ICMP_SENT +1/+" +
+					     std::to_string(answer->size()) + "B");
+		EXPECT_EQ(diff(t.out, *answer), "");
+		return;
+	}
 	EXPECT_EQ(verdict_name(t.verdict), std::string(verdict_name(c.tc_verdict)));
 	EXPECT_EQ(t.counted, counted(c.tc_reason, in.size()));
 	if (!c.tc_want) {
@@ -1322,6 +1334,7 @@ struct DropCase {
 	std::function<void(Datapath &)> setup;
 	std::function<Packet()> pkt;
 	kvx_reason reason;
+	bool refused = false; // no mapping: TC answers, XDP hands over
 };
 
 void PrintTo(const DropCase &c, std::ostream *os)
@@ -1344,11 +1357,26 @@ TEST_P(XdpDrops, SameAsTc)
 	const Shot x = shoot(c.inbound ? Prog::XdpUp : Prog::XdpPort, in);
 	const std::string xdp_after = tables(dp(), true);
 
+	EXPECT_EQ(diff(x.out, in), "");
+	if (c.refused) {
+		// TC answers a refused guest (nat.h refusal_code), which XDP
+		// cannot: it hands the frame over unchanged, before any change.
+		const Bytes answer =
+			icmp_answer(in, kIcmpDestUnreach, 13, ntohl(dp().cfg().gw_addr));
+		EXPECT_EQ(verdict_name(t.verdict), std::string("TC_ACT_REDIRECT"));
+		EXPECT_EQ(t.counted, counted(c.reason, in.size()) + " ICMP_SENT +1/+" +
+					     std::to_string(answer.size()) + "B");
+		EXPECT_EQ(diff(t.out, answer), "");
+		EXPECT_EQ(xdp_verdict_name(x.verdict), std::string("XDP_PASS"));
+		EXPECT_EQ(x.counted, counted(KVX_R_XDP_TO_TC, in.size()));
+		EXPECT_EQ(tc_after, tc_before) << "TC's drop changed a table";
+		EXPECT_EQ(xdp_after, xdp_before) << "XDP's refusal changed a table";
+		return;
+	}
 	EXPECT_EQ(verdict_name(t.verdict), std::string("TC_ACT_SHOT"));
 	EXPECT_EQ(t.counted, counted(c.reason, in.size()));
 	EXPECT_EQ(xdp_verdict_name(x.verdict), std::string("XDP_DROP"));
 	EXPECT_EQ(x.counted, counted(c.reason, in.size()));
-	EXPECT_EQ(diff(x.out, in), "");
 	EXPECT_EQ(tc_after, tc_before) << "TC's drop changed a table";
 	EXPECT_EQ(xdp_after, xdp_before) << "XDP's drop changed a table";
 }
@@ -1365,12 +1393,13 @@ std::vector<DropCase> drop_cases()
 	}
 	c.push_back({"GuestQuota", false, [](kvx_cfg &cf) { cf.flow_quota = 1; },
 		     [=](Datapath &d) { tc_out(d, from_guest(make_udp(A, 62001, R, 53))); },
-		     [=] { return from_guest(make_udp(A, 62001, R2, 53)); }, KVX_R_DROP_GUEST_QUOTA});
+		     [=] { return from_guest(make_udp(A, 62001, R2, 53)); }, KVX_R_DROP_GUEST_QUOTA,
+		     true});
 	c.push_back({"PortsExhausted", false,
 		     [](kvx_cfg &cf) { cf.nat_port_lo = cf.nat_port_hi = 61000; },
 		     [=](Datapath &d) { tc_out(d, from_guest(make_udp(B, 40000, R, 53))); },
 		     [=] { return from_guest(make_udp(A, 40001, R, 53)); },
-		     KVX_R_DROP_PORTS_EXHAUSTED});
+		     KVX_R_DROP_PORTS_EXHAUSTED, true});
 	auto a_flow = [=](Datapath &d) {
 		tc_out(d, from_guest(make_udp(A, 62001, R, 53)));
 		learn(d, A);

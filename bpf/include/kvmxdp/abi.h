@@ -326,6 +326,28 @@ struct kvx_halfopen_val {
 	struct kvx_ct_key keys[KVX_HALFOPEN_RING];
 };
 
+/*
+ * Rate limit of the ICMP errors kvmxdp itself sends (destination
+ * unreachable when no mapping can be made, time exceeded and fragmentation
+ * needed on the way to a guest): a token bucket per destination, as the
+ * kernel's icmp_ratelimit (1 per second, bursts of 6: XRLIM_BURST_FACTOR),
+ * and one for all destinations together (key 0.0.0.0, never a destination),
+ * as icmp_msgs_per_sec / icmp_msgs_burst: spoofed sources cannot turn the
+ * datapath into an ICMP generator.  Tokens are nanoseconds of credit.  An
+ * LRU map: an evicted bucket only starts full again.
+ */
+#define KVX_MAP_ICMPRL "kvx_icmprl"
+#define KVX_ICMPRL_SIZE 4096
+#define KVX_ICMPRL_INTERVAL_NS 1000000000ULL /* per destination */
+#define KVX_ICMPRL_BURST 6
+#define KVX_ICMPRL_GLOBAL_INTERVAL_NS 1000000ULL /* 1000 per second */
+#define KVX_ICMPRL_GLOBAL_BURST 50
+
+struct kvx_icmprl_val {
+	__u64 last_ns;   /* CLOCK_BOOTTIME of the last refill */
+	__u64 tokens_ns; /* credit; one message costs one interval */
+};
+
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 /* The uplink's network overlaps the guest subnet (a DHCP lease after
  * attach): nothing is translated, every packet goes to the kernel, which
@@ -413,6 +435,8 @@ struct kvx_cfg {
 	__u8 uplink_mac[6];   /* source MAC of ARP replies for mapped addresses */
 	__u16 clamp_mss;      /* host order; 0: off. TCP SYNs through the NAT get at most this MSS */
 	__u32 flow_quota;     /* max flows per guest address (kvx_gflows); 0: no quota */
+	__be32 gw_addr;       /* the bridge's address in the subnet: source of the ICMP
+			       * errors kvmxdp sends to guests; 0: none sent */
 };
 
 /*
@@ -465,7 +489,9 @@ struct kvx_cfg {
 	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote") \
 	X(DROP_MARTIAN_IN, 1, "inbound from a martian source (guest subnet, loopback, host's own, 0/8, multicast)") \
 	X(PASS_OVERLAP, 0, "uplink network overlaps the guest subnet: not translated, to host stack") \
-	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the receive window (RFC 5961)")
+	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the receive window (RFC 5961)") \
+	X(ICMP_SENT, 0, "ICMP error sent for a dropped packet (also counted under its reason)") \
+	X(ICMP_RATELIMITED, 0, "ICMP error not sent: rate limit (packet counted under its reason)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
