@@ -35,6 +35,7 @@
 #
 # Usage: conntrack_cli.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
+KVX_TIMEOUT=${KVX_TIMEOUT:-170} # the ctest TIMEOUT is 200 (vm-tests/CMakeLists.txt)
 kvx_init "${1:-}"
 kvx_topology_up
 kvx_http_server
