@@ -22,6 +22,7 @@
 #
 # Usage: cafe_network.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
+KVX_TIMEOUT=${KVX_TIMEOUT:-170} # the ctest TIMEOUT is 200 (vm-tests/CMakeLists.txt)
 kvx_init "${1:-}"
 kvx_require_tools curl
 kvx_topology_up
