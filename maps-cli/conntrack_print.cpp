@@ -18,8 +18,8 @@ void add_conntrack_commands(CLI::App &app, ConntrackCli &c)
 		s->add_option("--ext-port", c.filter.ext_port,
 			      "only flows on this external port (ICMP: echo id)");
 		s->add_option("--state", c.filter.state,
-			      "only flows in this state (SYN_SENT, ESTABLISHED, FIN_WAIT, "
-			      "TIME_WAIT, CLOSE, STATELESS)");
+			      "only flows in this state (SYN_SENT, SYN_RECV, ESTABLISHED, "
+			      "FIN_WAIT, TIME_WAIT, CLOSE, STATELESS)");
 		s->add_option("--bridge", c.bridge, "the instance (when more than one)");
 	};
 	c.list = c.cmd->add_subcommand("list", "one line per flow");

@@ -156,6 +156,8 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 				    << str(m["state"])
 				    << (m["state"] == "suspended" ?
 						" (made on " + str(m["network"]) + ")" :
+					m["state"] == "conflict" || m["state"] == "probing" ?
+						" (" + str(m["reason"]) + ")" :
 						std::string())
 				    << "\n";
 		}

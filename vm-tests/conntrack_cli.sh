@@ -7,6 +7,11 @@
 #    TIME_WAIT or CLOSE), UDP and ICMP flows of guest1 and a long-running
 #    TCP echo stream of guest2 are listed with the guest, remote and external
 #    addresses and ports that the server really saw;
+#  - the TCP states with their timeouts and per-side windows: a SYN from a
+#    raw socket to a forward (SYN_RECV, 60 s; the remote's ISN, window and
+#    window scale; the guest's SYN-ACK), a connection guest1 half-closed
+#    (FIN_WAIT, 240 s) and one closed both ways (TIME_WAIT, 120 s), in the
+#    JSON, in the text lines and through --state;
 #  - `flush --guest G1` removes exactly guest1's flows (the count printed is
 #    the count listed), guest2's stream carries on through the flush;
 #  - a flushed TCP flow's next packet from the remote is not delivered to
@@ -30,6 +35,7 @@
 #
 # Usage: conntrack_cli.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
+KVX_TIMEOUT=${KVX_TIMEOUT:-170} # the ctest TIMEOUT is 200 (vm-tests/CMakeLists.txt)
 kvx_init "${1:-}"
 kvx_topology_up
 kvx_http_server
@@ -200,6 +206,85 @@ assert_eq "text list: one line per flow" "$(pyj 'len(f)' "$L")" "$(grep -c . <<<
 assert_contains "text list: guest1's open connection" \
 	"ESTABLISHED  guest=$G1_IP:$w1_port remote=$SRV_IP:9000 ext=$w1_seen " "$txt"
 assert_contains "text list: the count on stderr" "$(pyj 'len(f)' "$L") flows shown" "$(cat "$KVX_TMP/list.err")"
+
+kvx_step "TCP states: an inbound half-open SYN (SYN_RECV), half-closed (FIN_WAIT), closed (TIME_WAIT)"
+assert_ok "forward $UP_IP:2222 -> guest1:2222" kvx map add "$UP_IP:2222" "$G1_IP:2222" --proto tcp
+# guest1 listens: its kernel answers the SYN with a SYN-ACK (never accepted).
+kvx_bg "$KVX_TMP/listen1.log" ip netns exec "$NS_G1" "$KVX_PY" -u -c '
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 2222)); s.listen(8); print("listening", flush=True); time.sleep(300)'
+LISTEN1_PID=$KVX_LAST_PID
+kvx_wait_file_contains 10 "$KVX_TMP/listen1.log" listening
+# One SYN from a raw socket in the server ns, from an address nobody on the
+# server's segment has (SPOOF): the guest's SYN-ACK dies at the router, so
+# no RST ever closes the handshake.  ISN 1000000, window 5000, wscale 7.
+SPOOF=10.78.0.99
+nsx "$NS_SRV" "$KVX_PY" - "$SPOOF" "$UP_IP" 2222 <<'PY'
+import socket, struct, sys
+src, dst, dport = sys.argv[1], sys.argv[2], int(sys.argv[3])
+def csum(b):
+    b += b"\0" * (len(b) % 2)
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+opts = struct.pack("!BBH", 2, 4, 1460) + struct.pack("!BBBB", 1, 3, 3, 7)
+tcp = struct.pack("!HHIIBBHHH", 40000, dport, 1000000, 0, (5 + len(opts) // 4) << 4, 0x02, 5000, 0, 0) + opts
+ph = socket.inet_aton(src) + socket.inet_aton(dst) + struct.pack("!BBH", 0, 6, len(tcp))
+tcp = tcp[:16] + struct.pack("!H", csum(ph + tcp)) + tcp[18:]
+ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 1, 0, 64, 6, 0, socket.inet_aton(src), socket.inet_aton(dst))
+socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW).sendto(ip + tcp, (dst, 0))
+PY
+# guest1: a connection it half-closes (its FIN; the server keeps its side
+# open), and one closed both ways (FINs from both sides).
+kvx_bg "$KVX_TMP/fin1.log" ip netns exec "$NS_G1" "$KVX_PY" -u -c '
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 9000), timeout=5)
+c.sendall(b"WAIT fw\n"); time.sleep(0.3); c.shutdown(socket.SHUT_WR)
+print("local=%d" % c.getsockname()[1], flush=True); time.sleep(300)' "$SRV_IP"
+FIN1_PID=$KVX_LAST_PID
+tw_port=$(nsx "$NS_G1" "$KVX_PY" -c '
+import socket, sys
+c = socket.create_connection((sys.argv[1], 8080), timeout=5)
+c.sendall(b"GET /blob HTTP/1.0\r\n\r\n")
+while c.recv(65536):  # to the server FIN (HTTP/1.0), then ours
+    pass
+print(c.getsockname()[1]); c.close()' "$SRV_IP")
+kvx_wait_file_contains 10 "$KVX_TMP/fin1.log" local=
+fw_port=$(sed -n 's/^local=//p' "$KVX_TMP/fin1.log")
+sleep 1 # the last ACKs and the guest's SYN-ACK
+L=$(ctj)
+sr=$(pyj "[x for x in f if x['proto'] == 'tcp' and x['rem_addr'] == '$SPOOF']" "$L")
+assert_eq "one flow for the inbound SYN" 1 "$(pyj 'len(f)' "$sr")"
+assert_eq "  SYN_RECV, inbound through the forward, 60 s" \
+	'SYN_RECV ["inbound", "seen_reply", "static", "synack"] 60 '"$G1_IP:2222 $UP_IP:2222 40000" \
+	"$(pyj 'f[0]["state"] + " " + json.dumps(sorted(f[0]["flags"])) + " " + str(f[0]["timeout_s"]) + " " + f[0]["int_addr"] + ":" + str(f[0]["int_port"]) + " " + f[0]["ext_addr"] + ":" + str(f[0]["ext_port"]) + " " + str(f[0]["rem_port"])' "$sr")"
+assert_eq "  expires within SYN_RECV's 60 s" 1 "$(pyj 'int(50 <= f[0]["expires_in_s"] <= 60 and not f[0]["expired"])' "$sr")"
+assert_eq "  the remote's side: its SYN (end = ISN + 1, window 5000, wscale 7)" "1000001 5000 7" \
+	"$(pyj 'str(f[0]["tcp"]["remote"]["end"]) + " " + str(f[0]["tcp"]["remote"]["maxwin"]) + " " + str(f[0]["tcp"]["remote"]["wscale"])' "$sr")"
+assert_eq "  the guest's side: its SYN-ACK acknowledges the SYN" 1000001 "$(pyj 'f[0]["tcp"]["guest"]["ack"]' "$sr")"
+assert_eq "list --state syn_recv shows just it" "$SPOOF" "$(pyj '" ".join(x["rem_addr"] for x in f)' "$(ctj --state syn_recv)")"
+fw=$(pyj "[x for x in f if x['proto'] == 'tcp' and x['int_addr'] == '$G1_IP' and x['int_port'] == $fw_port]" "$L")
+assert_eq "guest1's half-closed connection: FIN_WAIT, its FIN only, 240 s" 'FIN_WAIT ["fin_out", "seen_reply"] 240' \
+	"$(pyj 'f[0]["state"] + " " + json.dumps(sorted(f[0]["flags"])) + " " + str(f[0]["timeout_s"])' "$fw")"
+assert_eq "  expires within FIN_WAIT's 240 s" 1 "$(pyj 'int(230 <= f[0]["expires_in_s"] <= 240)' "$fw")"
+tw=$(pyj "[x for x in f if x['proto'] == 'tcp' and x['int_addr'] == '$G1_IP' and x['int_port'] == $tw_port]" "$L")
+assert_eq "guest1's closed connection: TIME_WAIT, FINs both ways, 120 s" 'TIME_WAIT ["fin_in", "fin_out", "seen_reply"] 120' \
+	"$(pyj 'f[0]["state"] + " " + json.dumps(sorted(f[0]["flags"])) + " " + str(f[0]["timeout_s"])' "$tw")"
+assert_eq "  expires within TIME_WAIT's 120 s" 1 "$(pyj 'int(110 <= f[0]["expires_in_s"] <= 120)' "$tw")"
+assert_eq "  both sides tracked (window info listed)" '["guest", "remote"]' "$(pyj 'sorted(f[0]["tcp"])' "$tw")"
+txt=$(ct list --bridge "$BR" 2>/dev/null)
+assert_contains "text list: the SYN_RECV flow" "tcp   SYN_RECV     guest=$G1_IP:2222 remote=$SPOOF:40000 ext=$UP_IP:2222 " "$txt"
+assert_contains "text list: the TIME_WAIT flow" "tcp   TIME_WAIT    guest=$G1_IP:$tw_port remote=$SRV_IP:8080" "$txt"
+assert_contains "text list: the FIN_WAIT flow" "tcp   FIN_WAIT     guest=$G1_IP:$fw_port remote=$SRV_IP:9000" "$txt"
+assert_contains "text list: the windows" "win=guest:" "$(grep SYN_RECV <<<"$txt")"
+# Gone before the flush steps below: no more SYN-ACK retransmissions (the
+# listener), the forward's flows go with it.
+kvx_kill_pid "$LISTEN1_PID"
+kvx_kill_pid "$FIN1_PID"
+kvx map del "$UP_IP:2222" "$G1_IP:2222" --proto tcp >/dev/null
+assert_eq "the forward's SYN_RECV flow went with it" 0 "$(pyj 'len(f)' "$(ctj --remote "$SPOOF")")"
 
 kvx_step "bad filter values: one error line naming the value, nothing flushed"
 n_before=$(pyj 'len(f)' "$(ctj)")

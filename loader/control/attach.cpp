@@ -527,16 +527,18 @@ private:
 		std::optional<NetId> cur = network_of_link(nl_, uplink_.ifindex);
 		MapFds fds{skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_EXTADDR),
 			   skel_->map_fd(KVX_MAP_CT)};
+		auto r = apply_mappings(fds, mappings, ntohl(kc_.uplink_addr), cur);
+		for (const auto &e : r.errors)
+			log_warn(e);
+		// After the maps: an address a resumed kvx_extaddr holds back
+		// (a probe pending or lost) stays off the uplink.
 		if (!plan_.uplink.empty())
 			for (const AddedAddress &ad :
-			     sync_added_addresses(mappings, plan_.uplink, cur))
+			     sync_added_addresses(mappings, plan_.uplink, cur, r.held))
 				rb_.add("address " + format_ipv4(ad.addr) + " on " + plan_.uplink,
 					[ad, uplink = plan_.uplink] {
 						remove_uplink_address(uplink, ad);
 					});
-		auto r = apply_mappings(fds, mappings, ntohl(kc_.uplink_addr), cur);
-		for (const auto &e : r.errors)
-			log_warn(e);
 		size_t suspended = 0;
 		for (const auto &sm : mappings)
 			suspended += !mapping_active(sm, cur);

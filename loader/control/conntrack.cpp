@@ -228,6 +228,22 @@ std::string ct_flow_line(const json &f)
 		o << " expires_in=" << f.at("expires_in_s").get<uint64_t>() << "s";
 	o << " pkts_out=" << f.at("pkts_out").get<uint64_t>()
 	  << " pkts_in=" << f.at("pkts_in").get<uint64_t>();
+	// The largest window each side offered (and its scale), as far as
+	// the sequence tracking has seen that side: what the RST/FIN window
+	// checks go by.
+	if (f.contains("tcp") && !f.at("tcp").empty()) {
+		o << " win=";
+		bool first = true;
+		for (const char *side : {"guest", "remote"}) {
+			if (!f.at("tcp").contains(side))
+				continue;
+			const auto &t = f.at("tcp").at(side);
+			o << (first ? "" : ",") << side << ":" << t.at("maxwin").get<uint64_t>();
+			if (t.contains("wscale"))
+				o << "/" << t.at("wscale").get<unsigned>();
+			first = false;
+		}
+	}
 	const auto &flags = f.at("flags");
 	if (!flags.empty()) {
 		o << " [";

@@ -26,6 +26,7 @@
 #include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/xdp_path.hpp"
+#include "kernel/arp.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
@@ -127,7 +128,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// again, so a short drop does not suspend and flush them.
 	if (!net && synced_)
 		net = synced_net_;
-	if (synced_ && !force && sig == cfg_sig_ && addr == synced_addr_ && net == synced_net_)
+	if (synced_ && !force && !probes_changed_ && !probe_retry_due() && sig == cfg_sig_ &&
+	    addr == synced_addr_ && net == synced_net_)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
@@ -152,16 +154,23 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			log_info("mappings of " + net->str() + ": gateway MAC recorded");
 		}
 	}
+	ProbeVerdicts verdicts;
+	for (const auto &[a, p] : probes_)
+		if (p.verdict)
+			verdicts[a] = *p.verdict;
 	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get()}, i->mappings,
-				addr, net);
+				addr, net, false, verdicts);
+	probes_changed_ = false;
 	for (const auto &e : r.errors)
 		log_info("mapping: " + e);
 	// --add-address: on the uplink while active, off while suspended.
-	sync_added_addresses(i->mappings, inst_.uplink, net);
+	sync_added_addresses(i->mappings, inst_.uplink, net, r.held);
+	start_probes(r);
 	if (synced_ && !(net == synced_net_)) {
 		size_t active = 0;
 		for (const auto &sm : i->mappings)
-			active += mapping_active(sm, net);
+			active += mapping_active(sm, net) &&
+				  (sm.m.ext_uplink || !r.held.count(sm.m.ext_addr));
 		log_info("uplink network " + (net ? net->str() : std::string("none")) + ": " +
 			 std::to_string(active) + " of " + std::to_string(i->mappings.size()) +
 			 " mapping(s) active, the others suspended");
@@ -177,6 +186,90 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 }
 
 Daemon::~Daemon() = default;
+
+bool Daemon::probe_retry_due() const
+{
+	const auto now = std::chrono::steady_clock::now();
+	for (const auto &[a, p] : probes_)
+		if (!p.probe && p.verdict == ProbeVerdict::Conflict && now >= p.retry_at)
+			return true;
+	return false;
+}
+
+void Daemon::start_probes(const ApplyResult &r)
+{
+	for (uint32_t a : r.resumed) {
+		log_info("mapped address " + format_ipv4(a) +
+			 ": nobody answered the probe, resumed on its network");
+		probes_.erase(a);
+		// RFC 5227 2.3: announce, so that neighbours holding another
+		// host's MAC for it (from while we were away) update now.
+		try {
+			NlSocket nl;
+			if (auto up = find_link(nl, inst_.uplink))
+				arp_announce(up->ifindex, up->mac, a);
+		} catch (const Error &e) {
+			log_info("announcing " + format_ipv4(a) + ": " + e.what());
+		}
+	}
+	for (auto it = probes_.begin(); it != probes_.end();)
+		it = r.held.count(it->first) ? std::next(it) : probes_.erase(it);
+	const auto now = std::chrono::steady_clock::now();
+	std::optional<LinkInfo> up;
+	for (const auto &[a, why] : r.held) {
+		ResumeProbe &p = probes_[a];
+		if (p.probe || (p.verdict == ProbeVerdict::Conflict && now < p.retry_at))
+			continue;
+		if (!up) {
+			NlSocket nl;
+			up = find_link(nl, inst_.uplink);
+			if (!up)
+				return; // the uplink is gone: the next event retries
+		}
+		if (!p.verdict)
+			log_info("mapped address " + format_ipv4(a) +
+				 " is back on its network: probing it (RFC 5227) before resuming");
+		p.probe = std::make_unique<ArpProber>(up->ifindex, up->mac, a);
+		p.probe->step();
+	}
+}
+
+void Daemon::step_probes()
+{
+	using namespace std::chrono;
+	for (auto &[a, p] : probes_) {
+		if (!p.probe)
+			continue;
+		bool done;
+		try {
+			done = p.probe->step();
+		} catch (const Error &e) {
+			// The uplink went away under the socket: try again later.
+			log_info("probing " + format_ipv4(a) + ": " + e.what());
+			p.probe.reset();
+			continue;
+		}
+		if (!done)
+			continue;
+		if (auto mac = p.probe->conflict()) {
+			p.conflicts++;
+			const int ms = std::min(kProbeRetryMaxMs,
+						kProbeRetryMinMs << std::min(p.conflicts - 1, 4));
+			p.retry_at = steady_clock::now() + milliseconds(ms);
+			if (p.verdict != ProbeVerdict::Conflict || p.conflicts <= 1)
+				log_info("mapped address " + format_ipv4(a) + " is in use by " +
+					 format_mac(*mac) +
+					 " on its network: its mappings stay suspended (conflict), "
+					 "probed again in " +
+					 std::to_string(ms / 1000) + " s");
+			p.verdict = ProbeVerdict::Conflict;
+		} else {
+			p.verdict = ProbeVerdict::Free;
+		}
+		p.probe.reset();
+		probes_changed_ = true;
+	}
+}
 
 void Daemon::follow_default_route(NlSocket &nl)
 {
@@ -521,6 +614,15 @@ int Daemon::run()
 
 	NlMonitor mon = NlMonitor::links_and_addresses();
 	NlMonitor routes = NlMonitor::routes(); // --uplink auto follows the default route
+	// IPsec SAs come and go with IKE rekeys: each change is a look at
+	// the host's peers (kvx_hosttun); the periodic refresh covers a
+	// kernel without NETLINK_XFRM.
+	std::optional<NlMonitor> xfrm;
+	try {
+		xfrm.emplace(NlMonitor::xfrm_sas());
+	} catch (const Error &e) {
+		log_verbose(std::string("no xfrm events: ") + e.what());
+	}
 	NlSocket nl;
 	using clock = std::chrono::steady_clock;
 	auto next_gc = clock::now() + std::chrono::milliseconds(kGcIntervalMs);
@@ -557,11 +659,28 @@ int Daemon::run()
 			deadline = std::min(deadline, next_watchdog);
 		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
 										  clock::now());
-		pollfd fds[3] = {
-			{sfd.get(), POLLIN, 0}, {mon.fd(), POLLIN, 0}, {routes.fd(), POLLIN, 0}};
-		int n = ::poll(fds, 3, static_cast<int>(std::max<int64_t>(wait.count(), 0)));
+		// Probes run beside everything else: their sockets are in the
+		// same poll, their timers bound its wait.
+		std::vector<pollfd> fds = {{sfd.get(), POLLIN, 0},
+					   {mon.fd(), POLLIN, 0},
+					   {routes.fd(), POLLIN, 0},
+					   {xfrm ? xfrm->fd() : -1, POLLIN, 0}};
+		constexpr size_t kFixedFds = 4;
+		int64_t wait_ms = wait.count();
+		for (const auto &[a, p] : probes_)
+			if (p.probe) {
+				fds.push_back({p.probe->fd(), POLLIN, 0});
+				wait_ms = std::min<int64_t>(wait_ms, p.probe->wait_ms());
+			}
+		int n = ::poll(fds.data(), fds.size(),
+			       static_cast<int>(std::max<int64_t>(wait_ms, 0)));
 		if (n < 0 && errno != EINTR)
 			throw_errno("poll", "daemon");
+		if (fds.size() > kFixedFds) {
+			step_probes();
+			if (probes_changed_)
+				step("mappings", [&] { sync_mappings(nl, false); });
+		}
 		if (n <= 0)
 			continue;
 		if (fds[0].revents & POLLIN) {
@@ -577,6 +696,8 @@ int Daemon::run()
 			return 0;
 		}
 		bool route_event = (fds[2].revents & POLLIN) && routes.drain();
+		if ((fds[3].revents & POLLIN) && xfrm->drain())
+			step("host tunnels", [&] { sync_tunnels(nl); });
 		if (((fds[1].revents & POLLIN) && mon.drain()) || route_event)
 			refresh(nl, false);
 	}

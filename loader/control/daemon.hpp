@@ -6,6 +6,8 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -13,11 +15,13 @@
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
+#include "control/mapping_sync.hpp"
 #include "model/config.hpp"
 #include "model/mapping.hpp"
 
 namespace kvmxdp {
 
+class ArpProber;
 class SkelObject;
 class NlSocket;
 class XdpPath;
@@ -52,6 +56,16 @@ public:
 	// The DHCP lease file is re-read when it changes and at least this
 	// often (leases end without a write).
 	static constexpr int kLeasesRereadMs = 30000;
+	// A mapped address coming back with its network is probed first
+	// (RFC 5227): nobody answers, it resumes; another host answers, it
+	// stays suspended and is probed again after kProbeRetryMinMs,
+	// doubling up to kProbeRetryMaxMs.  A phone that took the address
+	// while we were away usually leaves within seconds (a DHCP lease
+	// released, a roam); one that keeps it costs three broadcasts a
+	// minute, RFC 5227's RATE_LIMIT_INTERVAL.  Leaving the network and
+	// coming back probes afresh.
+	static constexpr int kProbeRetryMinMs = 5000;
+	static constexpr int kProbeRetryMaxMs = 60000;
 	// Where the bridge's forwarding sysctl is set again after the bridge
 	// was re-created (a libvirt network restart).
 	void set_sysctl_root(std::string root) { sysctl_root_ = std::move(root); }
@@ -95,6 +109,12 @@ private:
 	// kvx_guest from libvirt's lease status file (control/guests.hpp).
 	void sync_dhcp_leases();
 	void sync_tunnels(NlSocket &nl);
+	// Starts the probes held addresses wait for (ApplyResult::held);
+	// forgets those no longer held.
+	void start_probes(const ApplyResult &r);
+	// Steps the running probes (after poll); records finished ones.
+	void step_probes();
+	bool probe_retry_due() const;
 
 	Instance inst_;
 	SkelObject &skel_;
@@ -125,6 +145,16 @@ private:
 	std::string leases_sig_;  // the file's inode, size and mtime when last read
 	std::chrono::steady_clock::time_point leases_read_{};
 	StepLog steps_;
+	// Addresses (host order) held back on their network, see
+	// kProbeRetryMinMs.
+	struct ResumeProbe {
+		std::unique_ptr<ArpProber> probe; // running
+		std::optional<ProbeVerdict> verdict;
+		int conflicts = 0; // in a row: the backoff
+		std::chrono::steady_clock::time_point retry_at{};
+	};
+	std::map<uint32_t, ResumeProbe> probes_;
+	bool probes_changed_ = false; // a verdict the maps do not show yet
 };
 
 } // namespace kvmxdp

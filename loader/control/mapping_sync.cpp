@@ -5,6 +5,7 @@
 #include <bpf/bpf.h>
 #include <netinet/in.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -46,7 +47,8 @@ std::string bind_str(const kvx_bind_key &k)
 } // namespace
 
 ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &mappings,
-			   uint32_t uplink_addr, const std::optional<NetId> &cur, bool strict_last)
+			   uint32_t uplink_addr, const std::optional<NetId> &cur, bool strict_last,
+			   const ProbeVerdicts &probed)
 {
 	ApplyResult r;
 	// Desired state.
@@ -54,23 +56,47 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	std::map<kvx_bind_key, kvx_bind_val, decltype(&key_less)> want(&key_less);
 	std::map<uint32_t, uint32_t> ext_flags; // be32 -> flags
 	std::map<uint32_t, bool> ext_any_active;
+	const auto own_addr = [&](const StaticMapping &sm) {
+		return !sm.m.ext_uplink && sm.m.ext_addr != uplink_addr;
+	};
+	for (const StaticMapping &sm : mappings) {
+		if (!own_addr(sm))
+			continue;
+		uint32_t be = htonl(sm.m.ext_addr);
+		ext_flags[be] |= sm.add_address ? 0 : KVX_EXT_F_ARP;
+		ext_any_active[be] = ext_any_active[be] || mapping_active(sm, cur);
+	}
+	// Addresses coming back from suspension wait for their probe.
+	const auto have_flags = dump_hash<uint32_t, kvx_extaddr_val>(fds.extaddr);
+	for (auto &[be, f] : ext_flags) {
+		if (!ext_any_active[be]) {
+			f |= KVX_EXT_F_SUSPENDED;
+			continue;
+		}
+		auto prev = std::find_if(have_flags.begin(), have_flags.end(),
+					 [be = be](const auto &kv) { return kv.first == be; });
+		if (prev == have_flags.end() || !(prev->second.flags & KVX_EXT_F_SUSPENDED))
+			continue;
+		auto v = probed.find(ntohl(be));
+		if (v != probed.end() && v->second == ProbeVerdict::Free) {
+			r.resumed.push_back(ntohl(be));
+			continue;
+		}
+		const uint32_t why =
+			(v != probed.end() || (prev->second.flags & KVX_EXT_F_CONFLICT)) ?
+				KVX_EXT_F_CONFLICT :
+				KVX_EXT_F_PROBING;
+		f |= KVX_EXT_F_SUSPENDED | why;
+		r.held[ntohl(be)] = why;
+	}
 	for (size_t i = 0; i < mappings.size(); i++) {
 		const StaticMapping &sm = mappings[i];
-		bool active = mapping_active(sm, cur);
-		if (!sm.m.ext_uplink && sm.m.ext_addr != uplink_addr) {
-			uint32_t be = htonl(sm.m.ext_addr);
-			ext_flags[be] |= sm.add_address ? 0 : KVX_EXT_F_ARP;
-			ext_any_active[be] = ext_any_active[be] || active;
-		}
-		if (!active)
+		if (!mapping_active(sm, cur) || (own_addr(sm) && r.held.count(sm.m.ext_addr)))
 			continue;
 		per_mapping[i] = mapping_entries(sm.m, uplink_addr);
 		for (const auto &e : per_mapping[i])
 			want[e.key] = e.val;
 	}
-	for (auto &[be, f] : ext_flags)
-		if (!ext_any_active[be])
-			f |= KVX_EXT_F_SUSPENDED;
 
 	// Stale static entries: OUT halves first, then IN halves.
 	auto entries = dump_hash<kvx_bind_key, kvx_bind_val>(fds.bind);
@@ -216,8 +242,16 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 	return id;
 }
 
-json mappings_json(const Instance &inst, NlSocket &nl)
+json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd)
 {
+	std::map<uint32_t, uint32_t> ext_flags; // host order -> KVX_EXT_F_*
+	if (extaddr_fd >= 0) {
+		try {
+			for (const auto &[be, v] : dump_hash<uint32_t, kvx_extaddr_val>(extaddr_fd))
+				ext_flags[ntohl(be)] = v.flags;
+		} catch (const Error &) {
+		}
+	}
 	std::optional<NetId> cur;
 	uint32_t ua = 0;
 	try {
@@ -233,6 +267,32 @@ json mappings_json(const Instance &inst, NlSocket &nl)
 	for (const auto &sm : inst.mappings) {
 		bool active = mapping_active(sm, cur);
 		uint32_t ext = sm.m.ext(ua);
+		// Held back on its own network by the daemon's probe (the
+		// datapath sees it as suspended).  Still flagged suspended
+		// without a finding: the daemon has not seen the network come
+		// back yet, and will probe first (apply_mappings).
+		uint32_t held = 0;
+		if (active && !sm.m.ext_uplink) {
+			auto f = ext_flags.find(sm.m.ext_addr);
+			if (f != ext_flags.end() && (f->second & KVX_EXT_F_SUSPENDED))
+				held = f->second & KVX_EXT_F_CONFLICT ? KVX_EXT_F_CONFLICT :
+									KVX_EXT_F_PROBING;
+		}
+		std::string state = !cur && sm.network	      ? "no-uplink-address" :
+				    !active		      ? "suspended" :
+				    held & KVX_EXT_F_CONFLICT ? "conflict" :
+				    held		      ? "probing" :
+								"active";
+		json reason = nullptr;
+		if (state == "suspended")
+			reason = "made on another network";
+		else if (state == "conflict")
+			reason = "another host answers ARP for " + format_ipv4(sm.m.ext_addr) +
+				 " on this network (RFC 5227 probe): kept suspended, probed "
+				 "again later";
+		else if (state == "probing")
+			reason = "back on its network: probing " + format_ipv4(sm.m.ext_addr) +
+				 " (RFC 5227) before resuming";
 		arr.push_back({
 			{"ext", sm.m.ext_str()},
 			{"guest", sm.m.guest_str()},
@@ -241,9 +301,8 @@ json mappings_json(const Instance &inst, NlSocket &nl)
 			{"ext_addr", ext ? json(format_ipv4(ext)) : json(nullptr)},
 			{"add_address", sm.add_address},
 			{"network", sm.network ? json(sm.network->str()) : json(nullptr)},
-			{"state", !cur && sm.network ? "no-uplink-address" :
-				  active	     ? "active" :
-						       "suspended"},
+			{"state", state},
+			{"reason", reason},
 		});
 	}
 	return arr;
@@ -277,7 +336,8 @@ void remove_uplink_address(const std::string &uplink, const AddedAddress &a)
 
 std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> &mappings,
 					       const std::string &uplink,
-					       const std::optional<NetId> &cur)
+					       const std::optional<NetId> &cur,
+					       const std::map<uint32_t, uint32_t> &held)
 {
 	std::vector<AddedAddress> added;
 	try {
@@ -292,7 +352,9 @@ std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> 
 			if (!sm.add_address)
 				continue;
 			all.emplace(sm.m.ext_addr, &sm);
-			if (mapping_active(sm, cur))
+			// A held address stays off: the kernel would answer
+			// ARP for it as the host's own.
+			if (mapping_active(sm, cur) && !held.count(sm.m.ext_addr))
 				want.emplace(sm.m.ext_addr, &sm);
 		}
 		for (const auto &[addr, sm] : all) {

@@ -11,6 +11,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -34,7 +35,17 @@ struct ApplyResult {
 	size_t bind_deleted = 0;
 	size_t ct_deleted = 0;
 	std::vector<std::string> errors; // conflicts left unresolved
+	// Addresses (host order) whose mappings are on their network but
+	// kept suspended: KVX_EXT_F_PROBING (to be probed) or
+	// KVX_EXT_F_CONFLICT (another host answered).
+	std::map<uint32_t, uint32_t> held;
+	// Addresses (host order) resumed now on a Free verdict.
+	std::vector<uint32_t> resumed;
 };
+
+// What the daemon's RFC 5227 probe found for an address being resumed.
+enum class ProbeVerdict { Free, Conflict };
+using ProbeVerdicts = std::map<uint32_t, ProbeVerdict>; // host order
 
 // Makes kvx_bind's static entries and kvx_extaddr match `mappings`
 // (host-order uplink_addr: where `uplink` mappings point; cur: the uplink's
@@ -45,9 +56,19 @@ struct ApplyResult {
 // strict_last, a conflict of the last mapping (the one `map add` adds)
 // throws after undoing its IN halves; other conflicts are reported in
 // errors.
+//
+// Resuming: an address kvx_extaddr holds as suspended whose network is back
+// stays suspended, flagged KVX_EXT_F_PROBING, until `probed` says Free for
+// it (the daemon probes it, RFC 5227: the address may have been given to
+// another host meanwhile, and answering ARP for it would steal it); a
+// Conflict verdict keeps it suspended with KVX_EXT_F_CONFLICT.  The flags
+// live in the map, so a writer without probes (`map add|del`, attach)
+// keeps an address held; leaving the network clears them (the next return
+// probes afresh).  An address new to kvx_extaddr is active at once: `map
+// add` probed it itself.
 ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &mappings,
 			   uint32_t uplink_addr, const std::optional<NetId> &cur,
-			   bool strict_last = false);
+			   bool strict_last = false, const ProbeVerdicts &probed = {});
 
 // The uplink's network now: the network of its primary address, the
 // default gateway through it (the main table's default route via the
@@ -57,7 +78,9 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = false);
 
 // The "mappings" member of one instance's status (and of `map list`).
-nlohmann::json mappings_json(const Instance &inst, NlSocket &nl);
+// extaddr_fd: the pinned kvx_extaddr (-1: none), which says which mappings
+// are held back by a probe ("probing") or by another host ("conflict").
+nlohmann::json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd = -1);
 
 // Removes the addresses `--add-address` mappings added to the uplink
 // (detach).  Errors are warnings: the device may be gone.
@@ -73,9 +96,11 @@ struct AddedAddress {
 };
 // `cur` is the uplink's network as the caller decided it (the daemon keeps
 // the last one through a brief loss of the address).
+// held: ApplyResult::held (addresses kept off while probed or taken).
 std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> &mappings,
 					       const std::string &uplink,
-					       const std::optional<NetId> &cur);
+					       const std::optional<NetId> &cur,
+					       const std::map<uint32_t, uint32_t> &held = {});
 // Takes one address off the uplink (rollback of the above).
 void remove_uplink_address(const std::string &uplink, const AddedAddress &a);
 

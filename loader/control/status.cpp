@@ -367,13 +367,27 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				   inst.bridge +
 				   " or libvirt: they may NAT or drop what kvmxdp passes to the "
 				   "host; for a libvirt network use <forward mode='open'/>");
-	j["mappings"] = mappings_json(inst, nl);
-	for (const auto &m : j["mappings"])
+	{
+		std::optional<Fd> extaddr;
+		if (pins)
+			try {
+				extaddr = find_pinned(pins->dir, KVX_MAP_EXTADDR,
+						      pinned_layout(KVX_MAP_EXTADDR));
+			} catch (const Error &) {
+			}
+		j["mappings"] = mappings_json(inst, nl, extaddr ? extaddr->get() : -1);
+	}
+	for (const auto &m : j["mappings"]) {
+		const std::string what = "mapping " + m["ext"].get<std::string>() + " -> " +
+					 m["guest"].get<std::string>();
 		if (m["state"] == "suspended")
-			warnings.push_back("mapping " + m["ext"].get<std::string>() + " -> " +
-					   m["guest"].get<std::string>() +
-					   " is suspended: made on another network (" +
+			warnings.push_back(what + " is suspended: made on another network (" +
 					   m["network"].get<std::string>() + ")");
+		else if (m["state"] == "conflict" || m["state"] == "probing")
+			warnings.push_back(what + " is suspended (" +
+					   m["state"].get<std::string>() +
+					   "): " + m["reason"].get<std::string>());
+	}
 	j["warnings"] = warnings;
 	return j;
 }

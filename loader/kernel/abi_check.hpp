@@ -123,7 +123,8 @@ static_assert(offsetof(kvx_halfopen_val, keys) == 8);
 static_assert(sizeof(kvx_extaddr_val) == 8);
 static_assert(offsetof(kvx_extaddr_val, flags) == 0);
 static_assert(offsetof(kvx_extaddr_val, _pad) == 4);
-static_assert(KVX_EXT_F_ARP == 1 && KVX_EXT_F_SUSPENDED == 2);
+static_assert(KVX_EXT_F_ARP == 1 && KVX_EXT_F_SUSPENDED == 2 && KVX_EXT_F_PROBING == 4 &&
+	      KVX_EXT_F_CONFLICT == 8);
 
 static_assert(sizeof(kvx_hostrev_key) == 16);
 static_assert(offsetof(kvx_hostrev_key, sock_cookie) == 0);

@@ -14,7 +14,6 @@
 #include <cstring>
 
 #include "base/error.hpp"
-#include "base/fd.hpp"
 
 namespace kvmxdp {
 
@@ -69,39 +68,50 @@ void arp_send(int fd, int ifindex, const std::array<uint8_t, 6> &mac, uint32_t s
 
 } // namespace
 
-std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<uint8_t, 6> &mac,
-						uint32_t addr, int count, int total_ms)
+ArpProber::ArpProber(int ifindex, const Mac &mac, uint32_t addr, int count, int total_ms)
+	: sock_(arp_socket(ifindex))
+	, ifindex_(ifindex)
+	, mac_(mac)
+	, addr_(addr)
+	, count_(count)
+	, total_ms_(total_ms)
+	, start_(Clock::now())
 {
-	Fd s = arp_socket(ifindex);
-	using clock = std::chrono::steady_clock;
-	auto start = clock::now();
-	auto end = start + std::chrono::milliseconds(total_ms);
-	int sent = 0;
-	const uint32_t want = htonl(addr);
+}
+
+ArpProber::Clock::time_point ArpProber::next_send() const
+{
+	// Spread over the window, the last one leaving time for an answer.
+	return start_ + std::chrono::milliseconds(total_ms_ * sent_ / (count_ + 1));
+}
+
+int ArpProber::wait_ms() const
+{
+	if (done_)
+		return 0;
+	const auto end = start_ + std::chrono::milliseconds(total_ms_);
+	const auto until = sent_ < count_ ? std::min(next_send(), end) : end;
+	const auto ms =
+		std::chrono::duration_cast<std::chrono::milliseconds>(until - Clock::now()).count();
+	return static_cast<int>(std::max<int64_t>(ms, 0));
+}
+
+bool ArpProber::step()
+{
+	if (done_)
+		return true;
+	const uint32_t want = htonl(addr_);
 	for (;;) {
-		auto now = clock::now();
-		if (now >= end)
-			return std::nullopt;
-		auto next_send = start + std::chrono::milliseconds(total_ms * sent / (count + 1));
-		if (sent < count && now >= next_send) {
-			arp_send(s.get(), ifindex, mac, 0, addr);
-			sent++;
-			continue;
-		}
-		auto until = sent < count ? std::min(next_send, end) : end;
-		int ms = static_cast<int>(
-			std::chrono::duration_cast<std::chrono::milliseconds>(until - now).count());
-		pollfd pfd{s.get(), POLLIN, 0};
-		if (::poll(&pfd, 1, std::max(ms, 1)) <= 0)
-			continue;
 		ArpPkt p{};
 		sockaddr_ll from{};
 		socklen_t fl = sizeof(from);
-		ssize_t n = ::recvfrom(s.get(), &p, sizeof(p), 0,
+		ssize_t n = ::recvfrom(sock_.get(), &p, sizeof(p), MSG_DONTWAIT,
 				       reinterpret_cast<sockaddr *>(&from), &fl);
+		if (n < 0)
+			break; // EAGAIN: nothing more now
 		if (n < static_cast<ssize_t>(sizeof(p)) || from.sll_pkttype == PACKET_OUTGOING)
 			continue;
-		if (std::memcmp(p.sha, mac.data(), 6) == 0)
+		if (std::memcmp(p.sha, mac_.data(), 6) == 0)
 			continue;
 		uint32_t spa, tpa;
 		std::memcpy(&spa, p.spa, 4);
@@ -111,11 +121,34 @@ std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<ui
 		bool conflict = spa == want ||
 				(spa == 0 && tpa == want && ntohs(p.oper) == ARPOP_REQUEST);
 		if (conflict) {
-			std::array<uint8_t, 6> other;
+			Mac other;
 			std::memcpy(other.data(), p.sha, 6);
-			return other;
+			conflict_ = other;
+			done_ = true;
+			return true;
 		}
 	}
+	const auto now = Clock::now();
+	if (now >= start_ + std::chrono::milliseconds(total_ms_)) {
+		done_ = true;
+		return true;
+	}
+	while (sent_ < count_ && now >= next_send()) {
+		arp_send(sock_.get(), ifindex_, mac_, 0, addr_);
+		sent_++;
+	}
+	return false;
+}
+
+std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<uint8_t, 6> &mac,
+						uint32_t addr, int count, int total_ms)
+{
+	ArpProber probe(ifindex, mac, addr, count, total_ms);
+	while (!probe.step()) {
+		pollfd pfd{probe.fd(), POLLIN, 0};
+		::poll(&pfd, 1, std::max(probe.wait_ms(), 1));
+	}
+	return probe.conflict();
 }
 
 void arp_announce(int ifindex, const std::array<uint8_t, 6> &mac, uint32_t addr, int count)

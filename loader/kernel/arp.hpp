@@ -1,13 +1,53 @@
 // SPDX-License-Identifier: GPL-2.0
 // RFC 5227 ARP probing and announcing on an Ethernet device (AF_PACKET):
-// `map add` claims an external address on the uplink's network this way.
+// `map add` claims an external address on the uplink's network this way,
+// and the daemon probes a suspended mapping's address again before it
+// resumes it.
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
 #include <optional>
 
+#include "base/fd.hpp"
+
 namespace kvmxdp {
+
+// One RFC 5227 probe in progress, driven by the caller's poll loop: the
+// daemon probes while it goes on collecting and following netlink.
+// arp_probe() below is the blocking loop over it.
+class ArpProber {
+public:
+	using Mac = std::array<uint8_t, 6>;
+	// Opens the socket; the first probe goes out at the first step().
+	ArpProber(int ifindex, const Mac &mac, uint32_t addr, int count = 3, int total_ms = 1000);
+	// Readable when a frame to look at arrived.
+	int fd() const { return sock_.get(); }
+	// Sends the probes that are due and reads what arrived, without
+	// waiting; true once finished (a conflict, or the time is up).
+	bool step();
+	bool done() const { return done_; }
+	// The MAC of a host that claims the address (once done).
+	const std::optional<Mac> &conflict() const { return conflict_; }
+	// Milliseconds until step() has something to do without a frame.
+	int wait_ms() const;
+	uint32_t addr() const { return addr_; }
+
+private:
+	using Clock = std::chrono::steady_clock;
+	Clock::time_point next_send() const;
+	Fd sock_;
+	int ifindex_;
+	Mac mac_;
+	uint32_t addr_;
+	int count_;
+	int total_ms_;
+	Clock::time_point start_;
+	int sent_ = 0;
+	bool done_ = false;
+	std::optional<Mac> conflict_;
+};
 
 // RFC 5227 probe: `count` ARP requests with sender IP 0.0.0.0 over about
 // `total_ms`; returns the MAC of a host that claims addr (host order).

@@ -6,6 +6,7 @@
 #include <linux/neighbour.h>
 #include <linux/pkt_sched.h>
 #include <linux/rtnetlink.h>
+#include <linux/xfrm.h>
 #include <net/if.h>
 #include <netinet/in.h>
 #include <netlink/cache.h>
@@ -25,9 +26,11 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <utility>
 
 #include "base/error.hpp"
@@ -169,6 +172,24 @@ std::vector<HostTunnel> host_tunnels(NlSocket &nl)
 			t.name = n;
 		out.push_back(t);
 	}
+	// IPsec without a device: the host's addresses tell its own end of
+	// an SA from the peer's.
+	std::vector<uint32_t> local;
+	nl_cache *addrs = nullptr;
+	err = rtnl_addr_alloc_cache(nl.get(), &addrs);
+	if (err < 0)
+		throw_nl("dump", "IPv4 addresses", err);
+	CachePtr addr_cache(addrs);
+	for (nl_object *o = nl_cache_get_first(addrs); o; o = nl_cache_get_next(o)) {
+		nl_addr *a = rtnl_addr_get_local(reinterpret_cast<rtnl_addr *>(o));
+		if (a && nl_addr_get_family(a) == AF_INET && nl_addr_get_len(a) == 4) {
+			uint32_t be;
+			std::memcpy(&be, nl_addr_get_binary_addr(a), 4);
+			local.push_back(ntohl(be));
+		}
+	}
+	for (HostTunnel &t : host_ipsec_peers(local))
+		out.push_back(std::move(t));
 	return out;
 }
 
@@ -521,6 +542,64 @@ void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6>
 	exchange(nl, m.get(), [](nlmsghdr *) {});
 }
 
+std::vector<HostTunnel> xfrm_sa_peers(const void *nlmsg, size_t len,
+				      const std::vector<uint32_t> &local)
+{
+	std::vector<HostTunnel> out;
+	nlmsghdr h;
+	if (len < sizeof(h))
+		return out;
+	std::memcpy(&h, nlmsg, sizeof(h));
+	if (h.nlmsg_type != XFRM_MSG_NEWSA || h.nlmsg_len > len ||
+	    h.nlmsg_len < NLMSG_LENGTH(sizeof(xfrm_usersa_info)))
+		return out;
+	xfrm_usersa_info sa;
+	std::memcpy(&sa, static_cast<const char *>(nlmsg) + NLMSG_HDRLEN, sizeof(sa));
+	const uint8_t proto = sa.id.proto;
+	if (sa.family != AF_INET ||
+	    (proto != IPPROTO_ESP && proto != IPPROTO_AH && proto != IPPROTO_COMP))
+		return out;
+	char spi[16];
+	std::snprintf(spi, sizeof(spi), "spi 0x%08x", ntohl(sa.id.spi));
+	for (uint32_t be : {sa.id.daddr.a4, sa.saddr.a4}) {
+		const uint32_t a = ntohl(be);
+		// 0.0.0.0 is no peer (a half-filled larval SA).
+		if (!a || std::find(local.begin(), local.end(), a) != local.end())
+			continue;
+		HostTunnel t;
+		t.proto = proto;
+		t.remote = a;
+		t.name = spi;
+		t.kind = "xfrm";
+		out.push_back(t);
+	}
+	return out;
+}
+
+std::vector<HostTunnel> host_ipsec_peers(const std::vector<uint32_t> &local)
+{
+	std::optional<NlSocket> nl;
+	try {
+		nl.emplace(NETLINK_XFRM, 2);
+	} catch (const Error &) {
+		// EPROTONOSUPPORT: a kernel without XFRM_USER has no SAs a
+		// user could have made either.
+		return {};
+	}
+	// A dump without a filter: every SA of this network namespace.
+	MsgPtr m(nlmsg_alloc_simple(XFRM_MSG_GETSA, NLM_F_REQUEST | NLM_F_DUMP));
+	if (!m)
+		throw Error("build netlink request", "", ENOMEM);
+	std::vector<HostTunnel> out;
+	int err = exchange(*nl, m.get(), [&](nlmsghdr *h) {
+		for (HostTunnel &t : xfrm_sa_peers(h, h->nlmsg_len, local))
+			out.push_back(std::move(t));
+	});
+	if (err < 0)
+		throw Error("dump", "xfrm states", -err);
+	return out;
+}
+
 std::optional<uint64_t> xdp_features(int ifindex)
 {
 	NlSocket nl(NETLINK_GENERIC, 2);
@@ -554,15 +633,21 @@ int on_event(nl_msg *, void *arg)
 
 NlMonitor NlMonitor::links_and_addresses()
 {
-	return NlMonitor({RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR}, "rtnetlink link/address events");
+	return NlMonitor(NETLINK_ROUTE, {RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR},
+			 "rtnetlink link/address events");
 }
 
 NlMonitor NlMonitor::routes()
 {
-	return NlMonitor({RTNLGRP_IPV4_ROUTE}, "rtnetlink route events");
+	return NlMonitor(NETLINK_ROUTE, {RTNLGRP_IPV4_ROUTE}, "rtnetlink route events");
 }
 
-NlMonitor::NlMonitor(std::initializer_list<unsigned> groups, const char *what)
+NlMonitor NlMonitor::xfrm_sas()
+{
+	return NlMonitor(NETLINK_XFRM, {XFRMNLGRP_SA}, "xfrm SA events");
+}
+
+NlMonitor::NlMonitor(int protocol, std::initializer_list<unsigned> groups, const char *what)
 {
 	sk_ = nl_socket_alloc();
 	if (!sk_)
@@ -570,7 +655,7 @@ NlMonitor::NlMonitor(std::initializer_list<unsigned> groups, const char *what)
 	// Notifications are unsolicited: no sequence numbers to check.
 	nl_socket_disable_seq_check(sk_);
 	nl_socket_modify_cb(sk_, NL_CB_VALID, NL_CB_CUSTOM, on_event, seen_.get());
-	int err = nl_connect(sk_, NETLINK_ROUTE);
+	int err = nl_connect(sk_, protocol);
 	for (unsigned g : groups)
 		if (err >= 0)
 			err = nl_socket_add_membership(sk_, static_cast<int>(g));

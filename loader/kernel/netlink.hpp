@@ -112,15 +112,28 @@ void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6>
 // The host's own IPv4 tunnels: devices whose packets are an IP protocol
 // without ports to a remote (gre/gretap: 47, ipip: 4, sit: 41, vti: ESP 50).
 // Only devices that are up; remote 0: the tunnel has no fixed peer (it
-// speaks to any remote).
+// speaks to any remote).  Then the host's IPsec peers (host_ipsec_peers).
 struct HostTunnel {
 	uint8_t proto = 0;
 	uint32_t remote = 0; // host order
-	int ifindex = 0;
+	int ifindex = 0;     // 0: an xfrm state, no device
 	std::string name;
-	std::string kind;
+	std::string kind; // "xfrm" for an IPsec SA
 };
 std::vector<HostTunnel> host_tunnels(NlSocket &nl);
+// The peers of the host's IPsec security associations (NETLINK_XFRM,
+// XFRM_MSG_GETSA dump): ESP, AH and IPComp to the peer without a tunnel
+// device (transport or tunnel mode, strongSwan's default), each SA's
+// addresses that are not the host's own (`local`, host order).  Larval
+// SAs (an SPI allocated while IKE negotiates) count: their traffic is
+// about to start.  UDP-encapsulated ESP (NAT-T, port 4500) needs nothing
+// here: its UDP flows are NATed by port, and the datapath's NAT ports
+// never include the host's 4500.  None without NETLINK_XFRM
+// (CONFIG_XFRM_USER off).
+std::vector<HostTunnel> host_ipsec_peers(const std::vector<uint32_t> &local);
+// One XFRM_MSG_NEWSA message's peers (the parser of the above).
+std::vector<HostTunnel> xfrm_sa_peers(const void *nlmsg, size_t len,
+				      const std::vector<uint32_t> &local);
 
 // What the kernel reports of a device's XDP abilities (NETDEV_XDP_ACT_*)
 // through the netdev generic netlink family (Linux 6.3+); nullopt where it
@@ -136,6 +149,9 @@ public:
 	static NlMonitor links_and_addresses();
 	// IPv4 route changes (`--uplink auto` follows the default route).
 	static NlMonitor routes();
+	// IPsec SA changes (NETLINK_XFRM, XFRMNLGRP_SA): the host's IPsec
+	// peers.  Throws where the kernel has no NETLINK_XFRM.
+	static NlMonitor xfrm_sas();
 	~NlMonitor();
 	NlMonitor(NlMonitor &&o) noexcept;
 	NlMonitor(const NlMonitor &) = delete;
@@ -146,7 +162,7 @@ public:
 	bool drain();
 
 private:
-	NlMonitor(std::initializer_list<unsigned> groups, const char *what);
+	NlMonitor(int protocol, std::initializer_list<unsigned> groups, const char *what);
 	nl_sock *sk_ = nullptr;
 	// Set by the socket's callback during drain(); on the heap so that
 	// the callback's pointer survives a move.

@@ -231,7 +231,13 @@ json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 	for (const auto &inst : cfg.instances) {
 		if (!bridge.empty() && inst.bridge != bridge)
 			continue;
-		for (auto &e : mappings_json(inst, nl)) {
+		std::optional<Pins> pins;
+		try {
+			pins = open_pins(inst);
+		} catch (const Error &) {
+			// Not attached (or refused): states from the network only.
+		}
+		for (auto &e : mappings_json(inst, nl, pins ? pins->extaddr.get() : -1)) {
 			e["bridge"] = inst.bridge;
 			out.push_back(e);
 		}

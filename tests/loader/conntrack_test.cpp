@@ -234,6 +234,63 @@ TEST(Conntrack, FlowJsonAndLine)
 	EXPECT_EQ(j["age_s"], 0);
 }
 
+TEST(Conntrack, TcpStatesTimeoutsAndWindows)
+{
+	const kvx_timeouts t = default_timeouts();
+	const uint64_t now = 100000 * kSec;
+	// An inbound SYN to a forward, answered by the guest's SYN-ACK: the
+	// remote's side from its SYN (window scale 7), the guest's with its
+	// ACK of it.  3 s idle of SYN_RECV's 60.
+	kvx_ct_key k = key(IPPROTO_TCP, 0xc0a87a0b, 2222, 0x0a4e0063, 40000);
+	kvx_ct_val v = val(KVX_CT_SYN_RECV, KVX_CT_F_INBOUND | KVX_CT_F_STATIC | KVX_CT_F_SYNACK,
+			   0x0a4d0002, 2222, now - 3 * kSec, now - 3 * kSec);
+	auto side = [](uint32_t end, uint32_t ack, uint32_t maxwin, uint8_t flags) {
+		kvx_ct_tcp s{};
+		s.end = end;
+		s.maxend = end;
+		s.ack = ack;
+		s.maxwin = maxwin;
+		s.wscale = 7;
+		s.flags = flags | KVX_CT_TCP_F_SYN | KVX_CT_TCP_F_WSCALE;
+		return s;
+	};
+	v.tcp[KVX_CT_SIDE_REMOTE] = side(1000001, 0, 5000, 0);
+	v.tcp[KVX_CT_SIDE_GUEST] = side(77, 1000001, 64240, KVX_CT_TCP_F_ACK);
+	json j = ct_flow_json(k, v, t, now);
+	EXPECT_EQ(j["state"], "SYN_RECV");
+	EXPECT_EQ(j["timeout_s"], 60);
+	EXPECT_EQ(j["expires_in_s"], 57);
+	EXPECT_EQ(j["tcp"]["remote"]["end"], 1000001);
+	EXPECT_EQ(j["tcp"]["remote"]["wscale"], 7);
+	EXPECT_FALSE(j["tcp"]["remote"].contains("ack")) << "no ACK from it yet";
+	EXPECT_EQ(j["tcp"]["guest"]["ack"], 1000001);
+	EXPECT_EQ(ct_flow_line(j),
+		  "tcp   SYN_RECV     guest=192.168.122.11:2222 "
+		  "remote=10.78.0.99:40000 ext=10.77.0.2:2222 age=3s idle=3s "
+		  "expires_in=57s pkts_out=0 pkts_in=0 win=guest:64240/7,remote:5000/7 "
+		  "[inbound,static,synack]");
+	EXPECT_EQ(parse_ct_state("syn_recv"), KVX_CT_SYN_RECV);
+
+	// The other TCP states and their default timeouts.
+	struct {
+		uint8_t state;
+		const char *name;
+		uint32_t timeout;
+	} cases[] = {{KVX_CT_SYN_SENT, "SYN_SENT", 120},
+		     {KVX_CT_FIN_WAIT, "FIN_WAIT", 240},
+		     {KVX_CT_TIME_WAIT, "TIME_WAIT", 120},
+		     {KVX_CT_CLOSE, "CLOSE", 10}};
+	for (const auto &c : cases) {
+		v = val(c.state, KVX_CT_F_SEEN_REPLY, 0x0a4d0002, 61000, now - 5 * kSec,
+			now - 5 * kSec);
+		j = ct_flow_json(k, v, t, now);
+		EXPECT_EQ(j["state"], c.name);
+		EXPECT_EQ(j["timeout_s"], c.timeout) << c.name;
+		EXPECT_EQ(j["expires_in_s"], c.timeout - 5) << c.name;
+		EXPECT_EQ(ct_flow_line(j).find(" win="), std::string::npos) << "no side tracked";
+	}
+}
+
 TEST(Conntrack, MemoryEstimate)
 {
 	MapInfo m;

@@ -1,14 +1,18 @@
 // SPDX-License-Identifier: GPL-2.0
 // kvx_hosttun from the host's tunnels: the pairs (protocol, remote), the
 // widening to whole protocols past the map's size, and the sync of a real
-// map (new pairs in, stale ones out).
+// map (new pairs in, stale ones out); the peers of the host's IPsec SAs
+// from NETLINK_XFRM messages as the kernel sends them.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
+#include <linux/netlink.h>
+#include <linux/xfrm.h>
 #include <netinet/in.h>
 
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "base/fd.hpp"
 #include "control/host_tunnels.hpp"
@@ -25,6 +29,67 @@ HostTunnel tun(uint8_t proto, uint32_t remote, int ifindex)
 	t.remote = remote;
 	t.ifindex = ifindex;
 	return t;
+}
+
+// An XFRM_MSG_NEWSA message as a GETSA dump carries it (the fixed
+// xfrm_usersa_info, no attributes needed).
+std::vector<char> newsa(uint8_t proto, const char *src, const char *dst, uint16_t family = AF_INET,
+			uint16_t type = XFRM_MSG_NEWSA)
+{
+	std::vector<char> buf(NLMSG_SPACE(sizeof(xfrm_usersa_info)), 0);
+	nlmsghdr h{};
+	h.nlmsg_len = NLMSG_LENGTH(sizeof(xfrm_usersa_info));
+	h.nlmsg_type = type;
+	xfrm_usersa_info sa{};
+	sa.family = family;
+	sa.id.proto = proto;
+	sa.id.spi = htonl(0xc0ffee);
+	inet_pton(AF_INET, src, &sa.saddr.a4);
+	inet_pton(AF_INET, dst, &sa.id.daddr.a4);
+	sa.mode = XFRM_MODE_TRANSPORT;
+	std::memcpy(buf.data(), &h, sizeof(h));
+	std::memcpy(buf.data() + NLMSG_HDRLEN, &sa, sizeof(sa));
+	return buf;
+}
+
+TEST(HostTunnels, IpsecSaPeers)
+{
+	const std::vector<uint32_t> local = {0x0a4d0002};
+	// Outbound and inbound SAs of one peer: the peer, never the host.
+	for (auto m : {newsa(IPPROTO_ESP, "10.77.0.2", "10.77.0.1"),
+		       newsa(IPPROTO_ESP, "10.77.0.1", "10.77.0.2")}) {
+		auto p = xfrm_sa_peers(m.data(), m.size(), local);
+		ASSERT_EQ(p.size(), 1u);
+		EXPECT_EQ(p[0].proto, IPPROTO_ESP);
+		EXPECT_EQ(p[0].remote, 0x0a4d0001u);
+		EXPECT_EQ(p[0].ifindex, 0) << "no device";
+		EXPECT_EQ(p[0].kind, "xfrm");
+		EXPECT_EQ(p[0].name, "spi 0x00c0ffee");
+	}
+	auto m = newsa(IPPROTO_AH, "10.77.0.2", "198.51.100.7");
+	auto p = xfrm_sa_peers(m.data(), m.size(), local);
+	ASSERT_EQ(p.size(), 1u);
+	EXPECT_EQ(p[0].proto, IPPROTO_AH);
+	EXPECT_EQ(p[0].remote, 0xc6336407u);
+	// Neither side local (a gateway's SA seen from a forwarding host):
+	// both are peers.
+	m = newsa(IPPROTO_COMP, "10.1.0.1", "10.2.0.1");
+	EXPECT_EQ(xfrm_sa_peers(m.data(), m.size(), local).size(), 2u);
+	// A larval SA without a source yet: only its destination.
+	m = newsa(IPPROTO_ESP, "0.0.0.0", "10.77.0.9");
+	p = xfrm_sa_peers(m.data(), m.size(), local);
+	ASSERT_EQ(p.size(), 1u);
+	EXPECT_EQ(p[0].remote, 0x0a4d0009u);
+	// Not ours to protect: IPv6 SAs, other protocols, other messages,
+	// truncated ones.
+	m = newsa(IPPROTO_ESP, "10.77.0.2", "10.77.0.1", AF_INET6);
+	EXPECT_TRUE(xfrm_sa_peers(m.data(), m.size(), local).empty());
+	m = newsa(IPPROTO_UDP, "10.77.0.2", "10.77.0.1");
+	EXPECT_TRUE(xfrm_sa_peers(m.data(), m.size(), local).empty());
+	m = newsa(IPPROTO_ESP, "10.77.0.2", "10.77.0.1", AF_INET, XFRM_MSG_DELSA);
+	EXPECT_TRUE(xfrm_sa_peers(m.data(), m.size(), local).empty());
+	m = newsa(IPPROTO_ESP, "10.77.0.2", "10.77.0.1");
+	EXPECT_TRUE(xfrm_sa_peers(m.data(), NLMSG_HDRLEN + 8, local).empty());
 }
 
 TEST(HostTunnels, PairsPerProtocolAndRemote)

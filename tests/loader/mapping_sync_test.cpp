@@ -328,8 +328,58 @@ TEST_F(MapsFixture, SuspendedOnAnotherNetworkResumedOnReturn)
 	apply_mappings(fds(), mappings, parse_ipv4("10.0.3.4"), cafe);
 	EXPECT_EQ(nbind(), 0u);
 	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
-	apply_mappings(fds(), mappings, up_, home_);
+	// Home again: the forward on the uplink's own address resumes; the 1:1
+	// address waits for its probe (someone may have been given it).
+	auto r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(nbind(), 2u);
+	EXPECT_FALSE(get(KVX_BIND_IN, 0, "192.168.1.101", 0));
+	EXPECT_EQ(ext_flags("192.168.1.101"),
+		  KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING);
+	EXPECT_EQ(r.held,
+		  (std::map<uint32_t, uint32_t>{{parse_ipv4("192.168.1.101"), KVX_EXT_F_PROBING}}));
+	// Nobody answered.
+	r = apply_mappings(fds(), mappings, up_, home_, false,
+			   {{parse_ipv4("192.168.1.101"), ProbeVerdict::Free}});
 	EXPECT_EQ(nbind(), 4u);
+	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP);
+	EXPECT_TRUE(r.held.empty());
+	EXPECT_EQ(r.resumed, std::vector<uint32_t>{parse_ipv4("192.168.1.101")});
+	// Active now: a later sync without verdicts keeps it.
+	r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(nbind(), 4u);
+	EXPECT_TRUE(r.resumed.empty());
+}
+
+TEST_F(MapsFixture, ResumeProbeConflictKeepsTheAddressSuspended)
+{
+	const uint32_t a = parse_ipv4("192.168.1.101");
+	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
+					       sm("192.168.1.101:8443", "192.168.122.102:443",
+						  "tcp")};
+	apply_mappings(fds(), mappings, up_, home_);
+	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1"), ""};
+	apply_mappings(fds(), mappings, parse_ipv4("10.0.3.4"), cafe);
+	apply_mappings(fds(), mappings, up_, home_);
+	// Another host answered the probe: every mapping of the address stays
+	// out, the datapath sees it suspended (neither ARP nor translation).
+	auto r = apply_mappings(fds(), mappings, up_, home_, false, {{a, ProbeVerdict::Conflict}});
+	EXPECT_EQ(nbind(), 0u);
+	EXPECT_EQ(ext_flags("192.168.1.101"),
+		  KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED | KVX_EXT_F_CONFLICT);
+	EXPECT_EQ(r.held.at(a), KVX_EXT_F_CONFLICT);
+	// `map add|del` of another mapping (no probes of its own) keeps it so.
+	r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(nbind(), 0u);
+	EXPECT_EQ(r.held.at(a), KVX_EXT_F_CONFLICT);
+	// Leaving the network forgets the conflict: the next return probes.
+	apply_mappings(fds(), mappings, parse_ipv4("10.0.3.4"), cafe);
+	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
+	r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_EQ(r.held.at(a), KVX_EXT_F_PROBING);
+	// The retry finds it free.
+	r = apply_mappings(fds(), mappings, up_, home_, false, {{a, ProbeVerdict::Free}});
+	EXPECT_EQ(nbind(), 4u);
+	EXPECT_TRUE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.101", 8443));
 	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP);
 }
 

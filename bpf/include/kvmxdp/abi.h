@@ -110,6 +110,15 @@ struct kvx_extaddr_val {
 
 #define KVX_EXT_F_ARP (1U << 0)       /* answer ARP for it on the uplink with the uplink MAC */
 #define KVX_EXT_F_SUSPENDED (1U << 1) /* made on another network: neither answered nor translated */
+/*
+ * Control-plane states of a suspended address (always with KVX_EXT_F_SUSPENDED;
+ * the datapath reads only that): back on its network, it is probed (RFC 5227)
+ * before it resumes, and kept suspended while another host answers for it.
+ * In the map so that every writer (the daemon, `map add|del`, attach) keeps
+ * them and `status` can say why.
+ */
+#define KVX_EXT_F_PROBING (1U << 2)  /* back on its network: being probed */
+#define KVX_EXT_F_CONFLICT (1U << 3) /* another host answered the probe: retried later */
 
 /*
  * The host's own tunnels (GRE, IPIP, 6in4, ESP of its IPsec): the
