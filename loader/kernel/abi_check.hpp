@@ -89,7 +89,7 @@ static_assert(offsetof(kvx_timeouts, icmp) == 28);
 static_assert(offsetof(kvx_timeouts, other) == 32);
 static_assert(offsetof(kvx_timeouts, tcp_syn_recv) == 36);
 
-static_assert(sizeof(kvx_cfg) == 84);
+static_assert(sizeof(kvx_cfg) == 88);
 static_assert(offsetof(kvx_cfg, abi_version) == 0);
 static_assert(offsetof(kvx_cfg, flags) == 4);
 static_assert(offsetof(kvx_cfg, uplink_addr) == 8);
@@ -103,10 +103,11 @@ static_assert(offsetof(kvx_cfg, timeouts) == 32);
 static_assert(offsetof(kvx_cfg, uplink_mac) == 72);
 static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
 static_assert(offsetof(kvx_cfg, flow_quota) == 80);
+static_assert(offsetof(kvx_cfg, guest_seed) == 84);
 static_assert(KVX_CFG_F_EIF == 1);
 static_assert(KVX_CFG_F_OVERLAP == 2);
 
-// kvx_gflows: counters per guest, indexed by the host part's low bits.
+// kvx_gflows: counters per guest slot (ct_rules.h kvx_guest_slot masks).
 static_assert((KVX_GFLOWS_MAX & (KVX_GFLOWS_MAX - 1)) == 0);
 static_assert(sizeof(kvx_gflows_val) == 16);
 static_assert(offsetof(kvx_gflows_val, out) == 0);
