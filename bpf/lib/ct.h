@@ -361,10 +361,12 @@ static __noinline int ct_update(struct kvx_ct_val *f, const struct kvx_pkt *p, e
  * The quota slot of the guest that owns a guest address (abi.h kvx_gflows):
  * from the owner's MAC (kvx_guest), so that every address a guest claims
  * counts against one quota; an address without an owner yet, from the
- * address.  Not inlined: one copy for its many callers (the hash is ~40
- * instructions).
+ * address.  Inlined: as a call of its own it is one frame more on the
+ * bridge program's deepest chain (ct_quota_check -> ct_early_drop), which
+ * 6.1's verifier refuses ("combined stack size of 6 calls is 544"): a
+ * frame costs at least 32 bytes there.
  */
-static __noinline __u32 guest_slot(const struct kvx_cfg *cfg, __be32 guest)
+static __always_inline __u32 guest_slot(const struct kvx_cfg *cfg, __be32 guest)
 {
 	__be32 addr = guest;
 	struct kvx_guest_val *g = bpf_map_lookup_elem(&kvx_guest, &addr);
