@@ -148,8 +148,8 @@ int main(int argc, char **argv)
 		die("--flows <= 16777216, --flows-per-binding <= 256, --sweeps >= 2, "
 		    "--prefix 16..24");
 	const uint64_t binds = (flows + per_bind - 1) / per_bind;
-	// The guests: every host address of 192.168.0.0/prefix (the kvx_gflows
-	// counters the sweep recounts: one per address of the subnet).
+	// The guests: every host address of 192.168.0.0/prefix, each owned by
+	// its own MAC (kvx_guest: the sweep recounts kvx_gflows per owner).
 	const uint64_t nguests = (1ull << (32 - prefix)) - 2;
 	if (binds > 200ull * 60000 || 20000 + binds / nguests > 65535)
 		die("too many bindings for the address plan (use a shorter --prefix)");
@@ -164,11 +164,24 @@ int main(int argc, char **argv)
 			     static_cast<uint32_t>(2 * binds));
 	// The per-guest flow counters the daemon's sweep recounts.
 	const uint32_t mask = htonl(0xffffffffu << (32 - prefix));
-	int gfd =
-		bpf_map_create(BPF_MAP_TYPE_ARRAY, "kvx_gflows", 4, 4, gflows_size(mask), nullptr);
+	int gfd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "kvx_gflows", 4, sizeof(kvx_gflows_val),
+				 KVX_GFLOWS_MAX, nullptr);
 	if (gfd < 0)
 		die(std::string("create map kvx_gflows: ") + std::strerror(errno));
 	Fd gflows(gfd);
+	Fd owners = create_map("kvx_guest", sizeof(__be32), sizeof(kvx_guest_val),
+			       guest_map_size(mask));
+	for (uint64_t g = 0; g < nguests; g++) {
+		const __be32 a = htonl(0xc0a80000u + 1 + uint32_t(g));
+		kvx_guest_val v{};
+		v.mac[0] = 0x52;
+		v.mac[1] = 0x54;
+		v.mac[4] = uint8_t(g >> 8);
+		v.mac[5] = uint8_t(g);
+		if (bpf_map_update_elem(owners.get(), &a, &v, BPF_NOEXIST) != 0)
+			die(std::string("fill kvx_guest: ") + std::strerror(errno));
+	}
+	const QuotaMaps quota{gflows.get(), owners.get(), 0x5eed};
 
 	// Binding b: guest 192.168.0.0 + 1 + b % nguests, port 20000 + b / nguests, external
 	// 10.77.(b / 60000).2 port 1024 + b % 60000; every 4th one UDP.  Even b:
@@ -245,7 +258,7 @@ int main(int argc, char **argv)
 	// Sweep 1: half of everything expired.
 	SweepResult r1;
 	Times s1 =
-		measure([&] { r1 = gc_sweep(ct.get(), bind.get(), t, now, gflows.get(), mask); });
+		measure([&] { r1 = gc_sweep(ct.get(), bind.get(), t, now, quota); });
 	const uint64_t exp_binds = (binds + 1) / 2;
 	uint64_t exp_flows = 0;
 	for (uint64_t b = 0; b < binds; b += 2)
@@ -260,7 +273,7 @@ int main(int argc, char **argv)
 	for (uint64_t s = 1; s < sweeps; s++) {
 		SweepResult r;
 		steady.push_back(measure(
-			[&] { r = gc_sweep(ct.get(), bind.get(), t, now, gflows.get(), mask); }));
+			[&] { r = gc_sweep(ct.get(), bind.get(), t, now, quota); }));
 		if (r.ct_deleted || r.bind_deleted)
 			die("a steady-state sweep deleted live entries");
 	}

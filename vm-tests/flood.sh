@@ -5,7 +5,11 @@
 # (the per-guest flow quota).
 #  - guest1 sends 120k new UDP flows (4 sockets x 30000 server ports) as
 #    fast as it can, while guest2 downloads a 16 MB file over HTTP and keeps
-#    opening new connections; guest1 also has a TCP stream running.
+#    opening new connections; guest1 also has a TCP stream running.  It
+#    sends from four addresses of the subnet (its own and three it adds,
+#    each bound to its MAC on first use): the quota is the guest's, not the
+#    address's, so four addresses do not get four quotas (which would be the
+#    whole table).
 #  - guest1 is stopped at its quota (default: a quarter of the table): the
 #    rest of its flood is counted DROP_GUEST_QUOTA, the table never fills
 #    (no DROP_TABLE_FULL), guest2's download completes intact (sha256) and
@@ -17,6 +21,7 @@
 #    (DROP_TABLE_FULL) and guest2's new connection fails.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+   flood + TCP stream
+#             (+ .21, .22, .23: the flood's extra sources)
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+   download + new connections
 #                                    bridge kb<id> (192.168.122.1/24), host ns
 #                                    uplink ku<id> 10.77.0.2/24 <- kvmxdp
@@ -50,7 +55,9 @@ kvx_bg "$KVX_TMP/stream.log" ip netns exec "$NS_G1" "${FLOWGEN[@]}" stream "$SRV
 STREAM_PID=$KVX_LAST_PID
 kvx_wait_file_contains 10 "$KVX_TMP/stream.log" "ok 5 " || kvx_fatal "stream did not start: $(cat "$KVX_TMP/stream.log")"
 
-kvx_step "flood from guest1 during guest2's download"
+kvx_step "flood from guest1 (from four addresses) during guest2's download"
+G1_EXTRA=(192.168.122.21 192.168.122.22 192.168.122.23)
+for a in "${G1_EXTRA[@]}"; do ip -n "$NS_G1" addr add "$a/24" dev "$G1_IF"; done
 q0=$(kvx_counter DROP_GUEST_QUOTA)
 full0=$(kvx_counter DROP_TABLE_FULL)
 # The download takes a few seconds (rate-limited) so that the flood runs
@@ -59,7 +66,8 @@ kvx_bg "$KVX_TMP/dl.log" ip netns exec "$NS_G2" curl -sS --fail --max-time 60 --
 	-o "$KVX_TMP/big.dl" "http://$SRV_IP:8080/big"
 DL_PID=$KVX_LAST_PID
 sleep 1
-kvx_bg "$KVX_TMP/flood.log" ip netns exec "$NS_G1" timeout 60 "${FLOWGEN[@]}" burst "$SRV_IP" 1024 31023 --sports 4
+kvx_bg "$KVX_TMP/flood.log" ip netns exec "$NS_G1" timeout 60 "${FLOWGEN[@]}" burst "$SRV_IP" 1024 31023 --sports 4 \
+	--src "$G1_IP,$(IFS=,; echo "${G1_EXTRA[*]}")"
 FLOOD_PID=$KVX_LAST_PID
 # guest2's new connections while the flood runs.
 ok=0 bad=0
@@ -75,7 +83,22 @@ assert_ge "guest2 opened new connections during the flood" "$ok" 1
 assert_eq "none of guest2's new connections failed" 0 "$bad"
 assert_eq "guest2's new connection right after the flood" "small file" "$(curl_small "$NS_G2" 3)"
 q=$(($(kvx_counter DROP_GUEST_QUOTA) - q0))
-assert_ge "the flood hit guest1's quota: DROP_GUEST_QUOTA" "$q" $((sent - QUOTA - 200))
+assert_eq "each of guest1's flood addresses is bound to guest1's MAC" 4 \
+	"$(bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_guest" | "$KVX_PY" -c '
+import json, sys
+mac = bytes.fromhex(sys.argv[1].replace(":", ""))
+addrs = set(sys.argv[2].split(","))
+n = 0
+for e in json.load(sys.stdin):
+    v = e["formatted"] if "formatted" in e else e
+    k = v["key"] if isinstance(v["key"], int) else int.from_bytes(bytes(int(x, 16) for x in v["key"]), "little")
+    a = ".".join(str(k >> s & 255) for s in (0, 8, 16, 24))
+    m = v["value"]["mac"]
+    m = bytes(int(x, 16) if isinstance(x, str) else x for x in m)
+    n += a in addrs and m == mac
+print(n)' "$(ip -n "$NS_G1" -j link show "$G1_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')" \
+		"$G1_IP,$(IFS=,; echo "${G1_EXTRA[*]}")")"
+assert_ge "the flood hit guest1's one quota (four addresses): DROP_GUEST_QUOTA" "$q" $((sent - QUOTA - 200))
 assert_le "...and only beyond the quota" "$q" $((sent - QUOTA + 200))
 assert_eq "the table never filled (no DROP_TABLE_FULL)" "$full0" "$(kvx_counter DROP_TABLE_FULL)"
 entries=$(kvx_json "i['conntrack']['entries']")

@@ -3,10 +3,13 @@
 """Flow generators for kvmxdp's capacity vm-tests (full_table.sh, flood.sh).
 
 burst DST_ADDR[,DST_ADDR...] PORT_LO PORT_HI [--sports N] [--rounds N]
+      [--src ADDR[,ADDR...]]
     Opens N UDP sockets (kernel-chosen source ports) and sends one small
     datagram from each to every DST_ADDR:PORT in the range: N * addresses *
     ports new flows, as fast as sendto() goes.  Prints "sent=<datagrams>
     errors=<send errors> secs=<elapsed>" at the end.  --rounds repeats it.
+    --src binds the sockets to these source addresses in turn (a guest
+    rotating over several addresses of its own).
 
 stream ADDR:PORT SECONDS [--interval SEC]
     One TCP connection to an echo server: every interval, sends a numbered
@@ -23,10 +26,11 @@ import time
 def burst(args):
     addrs = args.dst.split(",")
     socks = []
-    for _ in range(args.sports):
+    srcs = args.src.split(",") if args.src else ["0.0.0.0"]
+    for i in range(args.sports):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setblocking(False)
-        s.bind(("0.0.0.0", 0))
+        s.bind((srcs[i % len(srcs)], 0))
         socks.append(s)
     payload = b"f"
     sent = errors = 0
@@ -93,6 +97,7 @@ def main():
     b.add_argument("port_hi", type=int)
     b.add_argument("--sports", type=int, default=1)
     b.add_argument("--rounds", type=int, default=1)
+    b.add_argument("--src", default="")
     s = sub.add_parser("stream")
     s.add_argument("dst")
     s.add_argument("seconds", type=float)

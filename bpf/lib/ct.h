@@ -357,10 +357,27 @@ static __noinline int ct_update(struct kvx_ct_val *f, const struct kvx_pkt *p, e
 	return KVX_CONTINUE;
 }
 
+/*
+ * The quota slot of the guest that owns a guest address (abi.h kvx_gflows):
+ * from the owner's MAC (kvx_guest), so that every address a guest claims
+ * counts against one quota; an address without an owner yet, from the
+ * address.  Inlined: as a call of its own it is one frame more on the
+ * bridge program's deepest chain (ct_quota_check -> ct_early_drop), which
+ * 6.1's verifier refuses ("combined stack size of 6 calls is 544"): a
+ * frame costs at least 32 bytes there.
+ */
+static __always_inline __u32 guest_slot(const struct kvx_cfg *cfg, __be32 guest)
+{
+	__be32 addr = guest;
+	struct kvx_guest_val *g = bpf_map_lookup_elem(&kvx_guest, &addr);
+
+	return kvx_guest_slot(g ? g->mac : NULL, guest, cfg->guest_seed);
+}
+
 /* The guest's flow counters (abi.h kvx_gflows). */
 static __always_inline struct kvx_gflows_val *gflows_of(const struct kvx_cfg *cfg, __be32 guest)
 {
-	__u32 idx = kvx_gflows_index(guest, cfg->subnet_mask);
+	__u32 idx = guest_slot(cfg, guest);
 
 	return bpf_map_lookup_elem(&kvx_gflows, &idx);
 }
@@ -474,8 +491,10 @@ __noinline int ct_reclaim(__u64 now)
  */
 static __noinline int ct_early_drop(const struct kvx_cfg *cfg, __be32 guest)
 {
-	__u32 idx = kvx_gflows_index(guest, cfg->subnet_mask) & (KVX_HALFOPEN_GUESTS - 1);
+	__u32 gslot = guest_slot(cfg, guest);
+	__u32 idx = gslot & (KVX_HALFOPEN_GUESTS - 1);
 	struct kvx_halfopen_val *h = bpf_map_lookup_elem(&kvx_halfopen, &idx);
+	struct kvx_gflows_val *g;
 	struct kvx_ct_key *k;
 	struct kvx_ct_val *f;
 	__u32 i, slot;
@@ -485,15 +504,19 @@ static __noinline int ct_early_drop(const struct kvx_cfg *cfg, __be32 guest)
 	for (i = 0; i < KVX_HALFOPEN_RING; i++) {
 		slot = (h->next + i) & (KVX_HALFOPEN_RING - 1);
 		k = &h->keys[slot];
-		/* Slots are shared by guests KVX_HALFOPEN_GUESTS apart. */
-		if (k->int_addr != guest || k->proto != IPPROTO_TCP)
+		/* One ring serves all of the guest's addresses; rings are
+		 * shared by slots KVX_HALFOPEN_GUESTS apart, and a guest
+		 * evicts only flows that count against its own quota. */
+		if (k->proto != IPPROTO_TCP || guest_slot(cfg, k->int_addr) != gslot)
 			continue;
 		f = bpf_map_lookup_elem(&kvx_ct, k);
 		if (!f || f->state != KVX_CT_SYN_RECV || !(f->flags & KVX_CT_F_INBOUND))
 			continue;
 		if (bpf_map_delete_elem(&kvx_ct, k))
 			continue;
-		gflows_add(cfg, guest, KVX_CT_F_INBOUND, -1);
+		g = bpf_map_lookup_elem(&kvx_gflows, &gslot);
+		if (g)
+			__sync_fetch_and_add(&g->in, -1);
 		h->next = slot; /* the new flow takes its slot */
 		return 1;
 	}
@@ -503,7 +526,7 @@ static __noinline int ct_early_drop(const struct kvx_cfg *cfg, __be32 guest)
 /* Remember a new half-open inbound flow for ct_early_drop. */
 static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct kvx_ct_key *k)
 {
-	__u32 idx = kvx_gflows_index(k->int_addr, cfg->subnet_mask) & (KVX_HALFOPEN_GUESTS - 1);
+	__u32 idx = guest_slot(cfg, k->int_addr) & (KVX_HALFOPEN_GUESTS - 1);
 	struct kvx_halfopen_val *h = bpf_map_lookup_elem(&kvx_halfopen, &idx);
 	__u32 slot;
 

@@ -392,7 +392,7 @@ private:
 		sizes.bind = plan_.bind_size;
 		sizes.ct_default = prev ? prev->ct_size : KVX_CT_DEFAULT_SIZE;
 		sizes.bind_default = prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE;
-		sizes.gflows = gflows_size(htonl(inst_.subnet.mask()));
+		sizes.guests = guest_map_size(htonl(inst_.subnet.mask()));
 		for (const auto &name : skel_->map_names()) {
 			const bool is_pinned = std::find(pinned.begin(), pinned.end(), name) !=
 					       pinned.end();
@@ -489,6 +489,11 @@ private:
 		kc_.timeouts = plan_.timeouts.empty() ? default_timeouts() :
 							parse_timeouts(plan_.timeouts);
 		std::memcpy(kc_.uplink_mac, uplink_.mac.data(), sizeof(kc_.uplink_mac));
+		// A new key for the quota slots at every attach: a guest cannot
+		// learn it, so it cannot pick a MAC whose slot is another guest's
+		// (abi.h kvx_gflows).  The recount below moves resumed flows to
+		// the new slots.
+		kc_.guest_seed = new_guest_seed();
 		const int cfg_fd = skel_->map_fd(KVX_MAP_CFG);
 		// A reused cfg map is the one the pinned datapath reads: a later
 		// failure puts its old value back.  The skeleton (and its fd) is
@@ -504,8 +509,9 @@ private:
 		}
 		kvmxdp::write_cfg(cfg_fd, kc_);
 		// Resumed flows (or another subnet): the quota counts them from now on.
-		gflows_recount(skel_->map_fd(KVX_MAP_CT), skel_->map_fd(KVX_MAP_GFLOWS),
-			       kc_.subnet_mask);
+		gflows_recount(skel_->map_fd(KVX_MAP_CT),
+			       {skel_->map_fd(KVX_MAP_GFLOWS), skel_->map_fd(KVX_MAP_GUEST),
+				kc_.guest_seed});
 		// The address changed while no daemon was watching: what the
 		// daemon would have flushed then goes now.
 		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)

@@ -303,8 +303,8 @@ static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, uint32_t key_add
 	bpf_map_update_elem(bind_fd, &k, &v, BPF_EXIST);
 }
 
-CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns, int gflows_fd,
-			  uint32_t subnet_mask_be)
+CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
+			  const QuotaMaps &q)
 {
 	CtFlushResult r;
 	// Keys first, deletes second (kernel/maps.hpp: deleting while walking may
@@ -337,8 +337,8 @@ CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t no
 	}
 	// The datapath decrements a guest's counter only for the flows it
 	// reclaims itself; every other deletion is made good by a recount.
-	if (gflows_fd >= 0)
-		r.gflows_fixed = gflows_recount(ct_fd, gflows_fd, subnet_mask_be);
+	if (q.gflows_fd >= 0)
+		r.gflows_fixed = gflows_recount(ct_fd, q);
 	return r;
 }
 

@@ -23,6 +23,7 @@
 
 #include "kvmxdp/abi.h"
 #include "kernel/maps.hpp"
+#include "control/gc.hpp"
 
 namespace kvmxdp {
 
@@ -80,11 +81,11 @@ struct CtFlushResult {
 // as used at now_ns (CLOCK_BOOTTIME): they are released only after the
 // binding grace from the flush, so a stream that goes on sending picks up
 // its own external port again even when its binding was made long ago.
-// With gflows_fd >= 0 the per-guest flow counters of the quota (kvx_gflows)
+// With q.gflows_fd >= 0 the per-guest flow counters of the quota (kvx_gflows)
 // are then recounted from the flows that remain (gflows_recount, as the GC
 // does), so a flushed guest may open new flows at once even with no daemon
 // running.
 CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
-			  int gflows_fd = -1, uint32_t subnet_mask_be = 0);
+			  const QuotaMaps &q = {});
 
 } // namespace kvmxdp

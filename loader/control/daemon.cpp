@@ -560,7 +560,7 @@ void Daemon::collect_garbage()
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
 	// The per-guest flow counters are recounted at every sweep (control/gc.hpp).
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(),
-			  skel_.map_fd(KVX_MAP_GFLOWS), cfg.subnet_mask);
+			  {skel_.map_fd(KVX_MAP_GFLOWS), skel_.map_fd(KVX_MAP_GUEST), cfg.guest_seed});
 	if (xdp_)
 		step("bridge forwarding database",
 		     [&] { xdp_->sync_fdb(bridge_ifindex_, boottime_ns()); });

@@ -29,12 +29,20 @@ struct FlowOwner {
 	bool inbound;
 };
 
-size_t gflows_write(int gflows_fd, uint32_t subnet_mask_be, const std::vector<FlowOwner> &owners)
+size_t gflows_write(const QuotaMaps &q, const std::vector<FlowOwner> &owners)
 {
+	const int gflows_fd = q.gflows_fd;
 	MapInfo mi = map_info(gflows_fd, KVX_MAP_GFLOWS);
 	std::vector<kvx_gflows_val> counts(mi.max_entries, kvx_gflows_val{});
+	// Each flow counts for the guest that owns its address now, as the
+	// datapath's next decrement for it will (one dump of kvx_guest).
+	std::unordered_map<uint32_t, uint32_t> slot_of; // address (network order) -> slot
+	if (q.guest_fd >= 0)
+		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(q.guest_fd))
+			slot_of.emplace(a, guest_slot(&v, a, q.seed));
 	for (const FlowOwner &o : owners) {
-		uint32_t i = gflows_index(o.guest_be, subnet_mask_be);
+		auto it = slot_of.find(o.guest_be);
+		uint32_t i = it != slot_of.end() ? it->second : guest_slot(nullptr, o.guest_be, q.seed);
 		if (i < counts.size())
 			(o.inbound ? counts[i].in : counts[i].out)++;
 	}
@@ -74,12 +82,12 @@ size_t gflows_write(int gflows_fd, uint32_t subnet_mask_be, const std::vector<Fl
 
 } // namespace
 
-size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be)
+size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 {
 	std::vector<FlowOwner> guests;
 	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
 		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
-	return gflows_write(gflows_fd, subnet_mask_be, guests);
+	return gflows_write(q, guests);
 }
 
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t)
@@ -199,8 +207,8 @@ FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t
 	return FlowFate::Gone;
 }
 
-SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns, int gflows_fd,
-		     uint32_t subnet_mask_be)
+SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
+		     const QuotaMaps &q)
 {
 	SweepResult r;
 	const auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
@@ -227,8 +235,8 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 		referenced.insert(ext_key(k.proto, v.ext_addr, v.ext_port));
 		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
 	}
-	if (gflows_fd >= 0)
-		r.gflows_fixed = gflows_write(gflows_fd, subnet_mask_be, guests);
+	if (q.gflows_fd >= 0)
+		r.gflows_fixed = gflows_write(q, guests);
 	r.bind_deleted = delete_bindings(
 		bind_fd,
 		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *out) {

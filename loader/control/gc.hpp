@@ -10,10 +10,21 @@
 
 namespace kvmxdp {
 
+// Where the per-guest flow counters live and how a flow finds its guest's
+// (abi.h kvx_gflows): the slot of the MAC that owns the flow's guest address
+// now (kvx_guest), keyed with kvx_cfg.guest_seed, as the datapath computes
+// it.  gflows_fd -1: no counters to rewrite; guest_fd -1: no owners known
+// (every address counts in its own owner-less slot).
+struct QuotaMaps {
+	int gflows_fd = -1;
+	int guest_fd = -1;
+	uint32_t seed = 0;
+};
+
 // Rewrites every kvx_gflows counter with the number of flows in ct_fd per
 // guest (all of them: the datapath counts every flow it creates).  Returns
 // the number of counters that were wrong.
-size_t gflows_recount(int ct_fd, int gflows_fd, uint32_t subnet_mask_be);
+size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 
 // The datapath's expiry rule (kvmxdp/ct_rules.h), for C++ callers.
 // Seconds a flow may stay idle, from its state, flags and protocol.
@@ -41,7 +52,7 @@ struct SweepResult {
 // Deletes expired flows, then the bindings no remaining flow references
 // (matched by proto + external addr + port) and idle for kBindGraceNs.
 // Pairs are deleted OUT half first, then IN half (abi.h: "OUT exists =>
-// IN exists" must hold at every instant).  With gflows_fd >= 0, the
+// IN exists" must hold at every instant).  With q.gflows_fd >= 0, the
 // per-guest flow counters are then rewritten from the flows that remain
 // (exact at every sweep, so neither the GC's deletions nor lost datapath
 // updates accumulate drift; flows created during the sweep are counted at
@@ -57,7 +68,7 @@ FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t
 			   kvx_ct_val *now = nullptr);
 
 SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
-		     int gflows_fd = -1, uint32_t subnet_mask_be = 0);
+		     const QuotaMaps &q = {});
 
 // After the uplink address changed: flows and bindings on the old external
 // address can never carry traffic again.  addr_be in network order.

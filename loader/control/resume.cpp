@@ -59,7 +59,7 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 						sizes.bind_default;
 		break;
 	case SizeFrom::Subnet:
-		want.max_entries = sizes.gflows;
+		want.max_entries = sizes.guests;
 		break;
 	}
 	if (!pinned)

@@ -21,7 +21,7 @@ enum class SizeFrom {
 	Object,	  // the BPF object's own
 	CtSize,	  // --ct-size, else the pinned map's, else the config's (or the default)
 	BindSize, // --bind-size, likewise
-	Subnet,	  // one counter per guest address (model/quota.hpp gflows_size)
+	Subnet,	  // one entry per guest address (model/quota.hpp guest_map_size)
 };
 
 // Which difference of a pinned map makes a fresh map instead of a refusal
@@ -82,11 +82,12 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 "counters",
 	 "counters restart from zero (conntrack kept)"},
-	// Counters sized to the subnet: another size starts afresh (attach
+	// Counters per guest slot (KVX_GFLOWS_MAX of them): another size (one
+	// sized to a subnet by an older kvmxdp) starts afresh (attach
 	// recounts them from kvx_ct).
 	{KVX_MAP_GFLOWS,
 	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_gflows_val)},
-	 SizeFrom::Subnet,
+	 SizeFrom::Object,
 	 ReplaceIf::Differs,
 	 false,
 	 nullptr,
@@ -176,7 +177,7 @@ struct MapSizes {
 	std::optional<uint32_t> bind; // --bind-size
 	uint32_t ct_default = 0;      // the config's, else KVX_CT_DEFAULT_SIZE
 	uint32_t bind_default = 0;    // the config's, else KVX_BIND_DEFAULT_SIZE
-	uint32_t gflows = 0;	      // for the subnet
+	uint32_t guests = 0;	      // for the subnet (kvx_guest)
 };
 
 enum class ResumeAction {

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 3, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 4, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changes the state tables: pinned tables of 1..2 are not reused.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
@@ -89,7 +89,7 @@ static_assert(offsetof(kvx_timeouts, icmp) == 28);
 static_assert(offsetof(kvx_timeouts, other) == 32);
 static_assert(offsetof(kvx_timeouts, tcp_syn_recv) == 36);
 
-static_assert(sizeof(kvx_cfg) == 88);
+static_assert(sizeof(kvx_cfg) == 92);
 static_assert(offsetof(kvx_cfg, abi_version) == 0);
 static_assert(offsetof(kvx_cfg, flags) == 4);
 static_assert(offsetof(kvx_cfg, uplink_addr) == 8);
@@ -104,10 +104,11 @@ static_assert(offsetof(kvx_cfg, uplink_mac) == 72);
 static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
 static_assert(offsetof(kvx_cfg, flow_quota) == 80);
 static_assert(offsetof(kvx_cfg, gw_addr) == 84);
+static_assert(offsetof(kvx_cfg, guest_seed) == 88);
 static_assert(KVX_CFG_F_EIF == 1);
 static_assert(KVX_CFG_F_OVERLAP == 2);
 
-// kvx_gflows: counters per guest, indexed by the host part's low bits.
+// kvx_gflows: counters per guest slot (ct_rules.h kvx_guest_slot masks).
 static_assert((KVX_GFLOWS_MAX & (KVX_GFLOWS_MAX - 1)) == 0);
 static_assert(sizeof(kvx_gflows_val) == 16);
 static_assert(offsetof(kvx_gflows_val, out) == 0);

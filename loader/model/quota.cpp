@@ -2,7 +2,9 @@
 #include "model/quota.hpp"
 
 #include <arpa/inet.h>
+#include <sys/random.h>
 
+#include "base/error.hpp"
 #include "kvmxdp/abi.h"
 #include "kvmxdp/ct_rules.h"
 
@@ -14,15 +16,25 @@ uint32_t default_flow_quota(uint32_t ct_size)
 	return q ? q : 1;
 }
 
-uint32_t gflows_size(uint32_t subnet_mask_be)
+uint32_t guest_map_size(uint32_t subnet_mask_be)
 {
 	uint32_t hosts = ~ntohl(subnet_mask_be); // 2^host_bits - 1
 	return hosts >= KVX_GFLOWS_MAX - 1 ? KVX_GFLOWS_MAX : hosts + 1;
 }
 
-uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be)
+uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed)
 {
-	return kvx_gflows_index(addr_be, subnet_mask_be);
+	return kvx_guest_slot(owner ? owner->mac : nullptr, addr_be, seed);
+}
+
+uint32_t new_guest_seed()
+{
+	uint32_t seed = 0;
+	// getrandom(2) without flags blocks only before the kernel's pool is
+	// initialised (early boot); a short read cannot happen for 4 bytes.
+	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+		throw_errno("getrandom", "the quota slot key");
+	return seed;
 }
 
 } // namespace kvmxdp

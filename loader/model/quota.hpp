@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "kvmxdp/abi.h"
+
 namespace kvmxdp {
 
 // Per-guest flow quota (kvx_cfg.flow_quota) when attach has no
@@ -12,9 +14,14 @@ namespace kvmxdp {
 // guest leaves three quarters to the others.
 constexpr uint32_t kDefaultQuotaShare = 4;
 uint32_t default_flow_quota(uint32_t ct_size);
-// kvx_gflows (abi.h): its size for a subnet and a guest's index in it
-// (the datapath's, kvmxdp/ct_rules.h kvx_gflows_index).
-uint32_t gflows_size(uint32_t subnet_mask_be);
-uint32_t gflows_index(uint32_t addr_be, uint32_t subnet_mask_be);
+// kvx_guest (abi.h), one owner per guest address: its size for a subnet.
+uint32_t guest_map_size(uint32_t subnet_mask_be);
+// The kvx_gflows slot a flow of guest address addr_be (network order)
+// counts against: its owner's (kvx_guest; nullptr: none yet), as the
+// datapath computes it (kvmxdp/ct_rules.h kvx_guest_slot, seed
+// kvx_cfg.guest_seed).
+uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed);
+// A fresh kvx_cfg.guest_seed (the kernel's random source).
+uint32_t new_guest_seed();
 
 } // namespace kvmxdp

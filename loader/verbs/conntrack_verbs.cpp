@@ -22,6 +22,7 @@ struct CtPins {
 	std::string bridge;
 	Fd cfg, ct, bind;
 	Fd gflows; // -1 when not pinned (maps of an older version)
+	Fd guest;  // kvx_guest, the owners that name a guest's quota slot
 };
 
 CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
@@ -56,6 +57,8 @@ CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
 	p.bind = open(KVX_MAP_BIND);
 	if (auto gflows = find_pinned(d, KVX_MAP_GFLOWS, pinned_layout(KVX_MAP_GFLOWS)))
 		p.gflows = std::move(*gflows);
+	if (auto guest = find_pinned(d, KVX_MAP_GUEST, pinned_layout(KVX_MAP_GUEST)))
+		p.guest = std::move(*guest);
 	return p;
 }
 
@@ -86,8 +89,8 @@ CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge,
 	CtPins p = open_ct_pins(g, bridge);
 	if (bridge_out)
 		*bridge_out = p.bridge;
-	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(), p.gflows.get(),
-			   read_cfg(p.cfg.get()).subnet_mask);
+	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(),
+			   {p.gflows.get(), p.guest.get(), read_cfg(p.cfg.get()).guest_seed});
 }
 
 } // namespace kvmxdp

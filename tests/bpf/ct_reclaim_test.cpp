@@ -318,6 +318,41 @@ TEST_F(CtReclaimTest, QuotaCountsInboundFlowsSeparately)
 	EXPECT_EQ(d->gflows_val(kGuestA).out, 2u);
 }
 
+// The quota is the guest's (its MAC's), not the address's: guest A sends
+// from four addresses of the subnet (each bound to A's MAC on first use)
+// and has one quota for all of them, a fifth address included; guest B,
+// another MAC, is not affected.  Counted per address, A had four quotas.
+TEST_F(CtReclaimTest, GuestQuotaIsPerMacNotPerAddress)
+{
+	auto d = make(64, 4);
+	const Mac mac_a = guest_mac(kGuestA);
+	const std::uint32_t addrs[] = {kGuestA, ip4(192, 168, 122, 20), ip4(192, 168, 122, 30),
+				       ip4(192, 168, 122, 40)};
+	auto from_a = [&](std::uint32_t src, std::uint16_t sport) {
+		Packet p = udp(src, sport, kRemote1);
+		p.src_mac = mac_a;
+		return p;
+	};
+	for (std::uint32_t addr : addrs)
+		out(*d, from_a(addr, 62700));
+	for (std::uint32_t addr : addrs) {
+		ASSERT_EQ(owner_of(*d, addr), mac_a) << "bound to A's MAC on first use";
+		EXPECT_EQ(d->gflows_slot(addr), d->gflows_slot(kGuestA));
+	}
+	EXPECT_EQ(d->gflows(kGuestA), 4u) << "four addresses, one counter";
+	run_case(*d, Prog::BrIngress, from_a(addrs[3], 62701), TC_ACT_SHOT,
+		 KVX_R_DROP_GUEST_QUOTA);
+	run_case(*d, Prog::BrIngress, from_a(ip4(192, 168, 122, 50), 62700), TC_ACT_SHOT,
+		 KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_EQ(d->ct_entries().size(), 4u);
+	// Guest B's own MAC, its own quota.
+	ASSERT_NE(d->gflows_slot(kGuestB), d->gflows_slot(kGuestA));
+	for (std::uint16_t i = 0; i < 4; i++)
+		out(*d, udp(kGuestB, std::uint16_t(62700 + i), kRemote1));
+	EXPECT_EQ(d->gflows(kGuestB), 4u);
+	EXPECT_EQ(d->gflows(kGuestA), 4u);
+}
+
 // A guest that stays over its quota pays at most one reclaim pass per
 // hold-off, even when passes free other guests' expired flows (which
 // keeps the machine-wide hold-off from starting): before, every packet of
@@ -359,6 +394,7 @@ TEST_F(CtReclaimTest, GuestOverQuotaPaysOneReclaimPassPerHoldoff)
 TEST_F(CtReclaimTest, NegativeCounterIsUnderQuota)
 {
 	auto d = make(64, 1);
+	own_address(*d, kGuestA);
 	d->set_gflows(kGuestA, 0xffffffffu);
 	const Packet p = udp(kGuestA, 62700, kRemote1);
 	run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(p, 62700));

@@ -12,6 +12,7 @@
 #include <functional>
 #include <memory>
 #include <stdexcept>
+#include <vector>
 
 #include "kernel/maps.hpp"
 #include "kernel/skel.hpp"
@@ -219,6 +220,7 @@ kvx_cfg Datapath::default_cfg(const Topology &topo)
 	kvx_timeouts_default(&c.timeouts);
 	std::memcpy(c.uplink_mac, Topology::kUplinkMac.data(), sizeof(c.uplink_mac));
 	c.gw_addr = be32(Topology::kBridgeAddr);
+	c.guest_seed = 0x9e3779b9; // any key: the datapath and the helpers use the same
 	return c;
 }
 
@@ -266,6 +268,18 @@ void Datapath::clear_tables()
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
 	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_icmprl), "kvx_icmprl");
+	// Every quota slot: a test's guests may own other slots than the
+	// last test's (one batch; 65536 single updates per test are slow).
+	{
+		std::vector<__u32> keys(KVX_GFLOWS_MAX);
+		std::vector<kvx_gflows_val> zero(KVX_GFLOWS_MAX);
+		for (__u32 i = 0; i < KVX_GFLOWS_MAX; i++)
+			keys[i] = i;
+		__u32 n = KVX_GFLOWS_MAX;
+		if (bpf_map_update_batch(bpf_map__fd(tc()->maps.kvx_gflows), keys.data(),
+					 zero.data(), &n, nullptr) != 0)
+			throw std::runtime_error("clear kvx_gflows: " + errno_text(errno));
+	}
 	const kvx_halfopen_val none{};
 	for (__u32 i = 0; i < KVX_HALFOPEN_GUESTS; i++)
 		if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &i, &none, BPF_ANY) !=
@@ -273,14 +287,15 @@ void Datapath::clear_tables()
 			throw std::runtime_error("clear kvx_halfopen: " + errno_text(errno));
 }
 
-static __u32 gflows_key(const kvx_cfg &c, std::uint32_t guest)
+std::uint32_t Datapath::gflows_slot(std::uint32_t guest) const
 {
-	return kvx_gflows_index(htonl(guest), c.subnet_mask);
+	const std::optional<kvx_guest_val> owner = guest_lookup(guest);
+	return kvx_guest_slot(owner ? owner->mac : nullptr, htonl(guest), cfg().guest_seed);
 }
 
 kvx_gflows_val Datapath::gflows_val(std::uint32_t guest) const
 {
-	__u32 key = gflows_key(cfg(), guest);
+	__u32 key = gflows_slot(guest);
 	kvx_gflows_val v{};
 	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &v) != 0)
 		throw std::runtime_error("lookup kvx_gflows: " + errno_text(errno));
@@ -295,7 +310,7 @@ std::uint32_t Datapath::gflows(std::uint32_t guest) const
 
 void Datapath::set_gflows_val(std::uint32_t guest, const kvx_gflows_val &v)
 {
-	__u32 key = gflows_key(cfg(), guest);
+	__u32 key = gflows_slot(guest);
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_gflows: " + errno_text(errno));
 }

@@ -105,7 +105,10 @@ public:
 	void hosttun_update(std::uint8_t proto, std::uint32_t remote, std::uint32_t ifindex);
 
 	// kvx_gflows: the flow count of a guest (host-order address), both
-	// directions; set_gflows sets the outbound one (inbound 0).
+	// directions, in the slot of the address's owner now (kvx_guest; an
+	// owner-less address: its own); set_gflows sets the outbound one
+	// (inbound 0).
+	std::uint32_t gflows_slot(std::uint32_t guest) const;
 	std::uint32_t gflows(std::uint32_t guest) const;
 	void set_gflows(std::uint32_t guest, std::uint32_t count);
 	kvx_gflows_val gflows_val(std::uint32_t guest) const;

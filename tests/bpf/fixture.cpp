@@ -40,6 +40,15 @@ void make_owner_idle(Datapath &dp, std::uint32_t guest)
 	dp.guest_update(guest, g);
 }
 
+void own_address(Datapath &dp, std::uint32_t guest)
+{
+	kvx_guest_val g{};
+	const Mac m = guest_mac(guest);
+	std::memcpy(g.mac, m.data(), sizeof(g.mac));
+	g.seen_ns = boot_ns();
+	dp.guest_update(guest, g);
+}
+
 std::optional<Mac> owner_of(const Datapath &dp, std::uint32_t guest)
 {
 	auto g = dp.guest_lookup(guest);

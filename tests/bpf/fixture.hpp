@@ -49,6 +49,9 @@ Mac guest_mac(std::uint32_t guest);
 // Makes guest's address an idle, learnt owner's (KVX_GUEST_IDLE_NS and a
 // second ago): the next MAC to use it takes it over.
 void make_owner_idle(Datapath &dp, std::uint32_t guest);
+// Binds guest's address to guest_mac(guest), as its first frame would:
+// its flows count in that MAC's quota slot from the start.
+void own_address(Datapath &dp, std::uint32_t guest);
 // The MAC kvx_guest binds guest's address to; nullopt: none.
 std::optional<Mac> owner_of(const Datapath &dp, std::uint32_t guest);
 

@@ -45,6 +45,10 @@ protected:
 			return;
 		add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, kFwdPort, kGuestA,
 				 kGuestPort);
+		// A's address owned from the start (its DHCP lease): the
+		// inbound flows count in its MAC's slot, where its SYN-ACKs
+		// (which would bind it) look.
+		own_address(dp(), kGuestA);
 		dp().set_gflows_val(kGuestA, kvx_gflows_val{});
 	}
 	// A segment from remote (at rport) to the forward.

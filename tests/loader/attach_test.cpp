@@ -51,7 +51,7 @@ MapSizes sizes()
 	MapSizes s;
 	s.ct_default = KVX_CT_DEFAULT_SIZE;
 	s.bind_default = KVX_BIND_DEFAULT_SIZE;
-	s.gflows = 256;
+	s.guests = 256;
 	return s;
 }
 
@@ -110,7 +110,11 @@ TEST(ResumeTable, AMapNotPinnedIsCreatedAtTheSizeAsked)
 	const MapInfo gflows = hash_map(4, 4, KVX_GFLOWS_MAX);
 	d = decide_resume(resume_rule(KVX_MAP_GFLOWS), gflows, std::nullopt, sizes());
 	EXPECT_EQ(d.action, ResumeAction::Create);
-	EXPECT_EQ(d.max_entries, 256u) << "one counter per address of the subnet";
+	EXPECT_EQ(d.max_entries, uint32_t{KVX_GFLOWS_MAX})
+		<< "one counter per guest slot, whatever the subnet";
+	const MapInfo guest = hash_map(4, 16, KVX_GFLOWS_MAX);
+	d = decide_resume(resume_rule(KVX_MAP_GUEST), guest, std::nullopt, sizes());
+	EXPECT_EQ(d.max_entries, 256u) << "one owner per address of the subnet";
 }
 
 TEST(ResumeTable, ConntrackKeepsItsPinnedSizeUnlessAnotherIsAsked)
@@ -167,12 +171,12 @@ TEST(ResumeTable, ResizedCountersStartAfreshTheTablesNever)
 	MapInfo gflows = hash_map(4, 4, KVX_GFLOWS_MAX);
 	gflows.type = BPF_MAP_TYPE_ARRAY;
 	MapInfo other_subnet = gflows;
-	other_subnet.max_entries = 65536;
+	other_subnet.max_entries = 256; // sized to a /24 by a kvmxdp that counted per address
 	d = decide_resume(resume_rule(KVX_MAP_GFLOWS), gflows, pinned(other_subnet), sizes());
 	EXPECT_EQ(d.action, ResumeAction::Replace);
-	EXPECT_EQ(d.max_entries, 256u);
+	EXPECT_EQ(d.max_entries, uint32_t{KVX_GFLOWS_MAX});
 	EXPECT_EQ(d.note, "") << "recounted by attach: nothing to say";
-	other_subnet.max_entries = 256;
+	other_subnet.max_entries = KVX_GFLOWS_MAX;
 	EXPECT_EQ(decide_resume(resume_rule(KVX_MAP_GFLOWS), gflows, pinned(other_subnet), sizes())
 			  .action,
 		  ResumeAction::Reuse);
@@ -183,7 +187,7 @@ TEST(ResumeTable, ResizedCountersStartAfreshTheTablesNever)
 	other_layout.value_size = 8;
 	d = decide_resume(resume_rule(KVX_MAP_GFLOWS), gflows, pinned(other_layout), sizes());
 	EXPECT_EQ(d.action, ResumeAction::Replace);
-	EXPECT_EQ(d.max_entries, 256u);
+	EXPECT_EQ(d.max_entries, uint32_t{KVX_GFLOWS_MAX});
 }
 
 TEST(ResumeTable, ConfigOfACompatibleAbiIsReplacedOthersRefused)

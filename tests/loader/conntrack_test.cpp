@@ -23,6 +23,7 @@
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "control/gc.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "kernel_maps.hpp"
 #include "kernel/maps.hpp"
 #include "temp_dir.hpp"
@@ -513,14 +514,16 @@ TEST_F(CtMaps, FlushLeavesBindingKeysReusedByOthersAlone)
 
 TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
 {
-	// kvx_gflows for a /24: index = host part of the guest address.
-	int g = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", 4, sizeof(kvx_gflows_val), 256,
-			       nullptr);
+	// kvx_gflows; no owner map: each address counts in its owner-less slot.
+	int g = bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", 4, sizeof(kvx_gflows_val),
+			       KVX_GFLOWS_MAX, nullptr);
 	ASSERT_GE(g, 0);
 	Fd gflows(g);
 	populate(); // g1 (.11): 3 flows, g2 (.12): 3 flows
-	const uint32_t mask = htonl(0xffffff00);
-	uint32_t i11 = 11, i12 = 12;
+	const QuotaMaps q{gflows.get(), -1, 7};
+	uint32_t i11 = kvx_guest_slot(nullptr, htonl(kG1), 7);
+	uint32_t i12 = kvx_guest_slot(nullptr, htonl(kG2), 7);
+	ASSERT_NE(i11, i12);
 	kvx_gflows_val v{};
 	v.out = 3;
 	ASSERT_EQ(bpf_map_update_elem(gflows.get(), &i11, &v, BPF_ANY), 0);
@@ -530,7 +533,7 @@ TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
 	CtFilter f;
 	f.guest = kG1;
 	f.proto = IPPROTO_TCP;
-	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, now_, gflows.get(), mask);
+	CtFlushResult r = ct_flush_fd(ct_.get(), bind_.get(), f, now_, q);
 	EXPECT_EQ(r.flows, 1u);
 	EXPECT_EQ(r.gflows_fixed, 1u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
@@ -538,7 +541,7 @@ TEST_F(CtMaps, FlushRecountsTheGuestFlowQuota)
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i12, &v), 0);
 	EXPECT_EQ(v.out, 2u);
 	EXPECT_EQ(v.in, 1u);
-	r = ct_flush_fd(ct_.get(), bind_.get(), {}, now_, gflows.get(), mask);
+	r = ct_flush_fd(ct_.get(), bind_.get(), {}, now_, q);
 	EXPECT_EQ(r.flows, 5u);
 	ASSERT_EQ(bpf_map_lookup_elem(gflows.get(), &i11, &v), 0);
 	EXPECT_EQ(v.out, 0u);

@@ -11,6 +11,7 @@
 #include <netinet/in.h>
 
 #include <cstring>
+#include <set>
 
 #include "control/gc.hpp"
 #include "kvmxdp/ct_rules.h"
@@ -155,26 +156,33 @@ TEST(CtRules, ExpiryDoesNotOverflowTheLongestTimeout)
 	EXPECT_TRUE(kvx_ct_expired(&f, IPPROTO_TCP, &t, 1000 * kSec + 315360000 * kSec + 1));
 }
 
-TEST(CtRules, GflowsIndexIsTheHostPart)
+// The quota slot is the owner's (its MAC), whatever address the flow has;
+// owner-less addresses get their own; the key moves every slot.
+TEST(CtRules, GuestSlotIsTheOwnersMac)
 {
-	struct Case {
-		uint32_t guest, mask; // host order
-		uint32_t want;
-	} cases[] = {
-		{0xc0a87a0a, 0xffffff00, 10},
-		{0xc0a87aff, 0xffffff00, 255},
-		{0xac10fe01, 0xffff0000, 0xfe01},
-		// /8: counters shared by addresses 65536 apart (documented in abi.h).
-		{0x0a010203, 0xff000000, 0x0203},
-		{0x0a020203, 0xff000000, 0x0203},
-		{0x0a000001, 0xfffffffc, 1},
-	};
-	for (const auto &c : cases) {
-		EXPECT_EQ(kvx_gflows_index(htonl(c.guest), htonl(c.mask)), c.want)
-			<< std::hex << c.guest << "/" << c.mask;
-		EXPECT_EQ(gflows_index(htonl(c.guest), htonl(c.mask)), c.want) << "model/quota.hpp";
-		EXPECT_LT(c.want, uint32_t{KVX_GFLOWS_MAX});
+	const __u8 m1[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
+	const __u8 m2[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x57};
+	const uint32_t a1 = htonl(0xc0a87a0a), a2 = htonl(0xc0a87a0b);
+	const uint32_t seed = 0x1234abcd;
+	const uint32_t s1 = kvx_guest_slot(m1, a1, seed);
+	EXPECT_LT(s1, uint32_t{KVX_GFLOWS_MAX});
+	EXPECT_EQ(kvx_guest_slot(m1, a2, seed), s1) << "one slot for all of a MAC's addresses";
+	EXPECT_NE(kvx_guest_slot(m2, a1, seed), s1) << "a neighbouring MAC has another";
+	EXPECT_NE(kvx_guest_slot(m1, a1, seed + 1), s1) << "the key moves it";
+	EXPECT_NE(kvx_guest_slot(nullptr, a1, seed), kvx_guest_slot(nullptr, a2, seed))
+		<< "owner-less addresses count apart";
+	kvx_guest_val owner{};
+	std::memcpy(owner.mac, m1, 6);
+	EXPECT_EQ(guest_slot(&owner, a2, seed), s1) << "model/quota.hpp";
+	EXPECT_EQ(guest_slot(nullptr, a1, seed), kvx_guest_slot(nullptr, a1, seed));
+	// Spread: 4096 MACs of one OUI land on (nearly) 4096 slots; with
+	// KVX_GFLOWS_MAX slots a few collisions are expected (abi.h).
+	std::set<uint32_t> slots;
+	for (uint32_t i = 0; i < 4096; i++) {
+		const __u8 m[6] = {0x52, 0x54, 0x00, 0x00, uint8_t(i >> 8), uint8_t(i)};
+		slots.insert(kvx_guest_slot(m, a1, seed));
 	}
+	EXPECT_GT(slots.size(), 3900u);
 	for (uint32_t x : {0u, 1u, 0x01020304u, 0xffffffffu, 0x80000000u})
 		EXPECT_EQ(kvx_ntohl(htonl(x)), x);
 }

@@ -17,6 +17,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "control/gc.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "model/quota.hpp"
 #include "model/timeouts.hpp"
 #include "kernel/maps.hpp"
@@ -48,14 +49,14 @@ TEST(GcQuota, DefaultQuotaIsAQuarterOfTheTable)
 	EXPECT_EQ(default_flow_quota(3), 1u) << "never 0 (which means off)";
 }
 
-TEST(GcQuota, CounterArrayFollowsTheSubnet)
+TEST(GcQuota, OwnerMapFollowsTheSubnet)
 {
 	const uint32_t m24 = htonl(0xffffff00), m16 = htonl(0xffff0000), m8 = htonl(0xff000000);
-	EXPECT_EQ(gflows_size(m24), 256u);
-	EXPECT_EQ(gflows_size(m16), 65536u);
-	EXPECT_EQ(gflows_size(m8), 65536u) << "capped at KVX_GFLOWS_MAX";
-	EXPECT_EQ(gflows_size(htonl(0xffffffff)), 1u);
-	// The index in it: ct_rules_test.cpp (kvx_gflows_index).
+	EXPECT_EQ(guest_map_size(m24), 256u);
+	EXPECT_EQ(guest_map_size(m16), 65536u);
+	EXPECT_EQ(guest_map_size(m8), 65536u) << "capped at KVX_GFLOWS_MAX";
+	EXPECT_EQ(guest_map_size(htonl(0xffffffff)), 1u);
+	// The counters' slot: ct_rules_test.cpp (kvx_guest_slot).
 }
 
 // attach --flow-quota / --timeouts are kept in the instance's config: absent
@@ -95,15 +96,36 @@ TEST(GcQuota, ConfigKeepsQuotaAndTimeouts)
 // kvx_gflows): needs root/CAP_BPF (skipped without it).
 class GcQuotaMaps : public test::KernelMapsTest {
 protected:
-	static constexpr uint32_t kMask = 0xffffff00; // 192.168.122.0/24
+	static constexpr uint32_t kSeed = 0x5eed5eed;
 	void SetUp() override
 	{
 		KernelMapsTest::SetUp();
 		if (IsSkipped() || HasFatalFailure())
 			return;
 		gf_.reset(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gflows", sizeof(__u32),
-					 sizeof(kvx_gflows_val), gflows_size(htonl(kMask)), nullptr));
+					 sizeof(kvx_gflows_val), KVX_GFLOWS_MAX, nullptr));
 		ASSERT_GE(gf_.get(), 0) << "bpf_map_create(t_gflows): " << std::strerror(errno);
+		guest_.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "t_guest", sizeof(__be32),
+					    sizeof(kvx_guest_val), 256, nullptr));
+		ASSERT_GE(guest_.get(), 0) << "bpf_map_create(t_guest): " << std::strerror(errno);
+	}
+	QuotaMaps q() const { return {gf_.get(), guest_.get(), kSeed}; }
+	// kvx_guest[addr] = mac, as the datapath binds an address.
+	void own(uint32_t guest, uint8_t mac_last)
+	{
+		kvx_guest_val v{};
+		const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, mac_last};
+		std::memcpy(v.mac, mac, 6);
+		const __be32 k = htonl(guest);
+		ASSERT_EQ(bpf_map_update_elem(guest_.get(), &k, &v, BPF_ANY), 0);
+	}
+	// The slot the datapath counts guest's flows in: its owner's now.
+	__u32 slot(uint32_t guest)
+	{
+		const __be32 k = htonl(guest);
+		kvx_guest_val v{};
+		const bool owned = bpf_map_lookup_elem(guest_.get(), &k, &v) == 0;
+		return kvx_guest_slot(owned ? v.mac : nullptr, k, kSeed);
 	}
 	void add_flow(uint32_t guest, uint16_t gport, uint8_t state, uint64_t seen,
 		      uint8_t flags = 0)
@@ -124,7 +146,7 @@ protected:
 	}
 	kvx_gflows_val counts(uint32_t guest)
 	{
-		__u32 i = gflows_index(htonl(guest), htonl(kMask));
+		__u32 i = slot(guest);
 		kvx_gflows_val v{};
 		EXPECT_EQ(bpf_map_lookup_elem(gf_.get(), &i, &v), 0);
 		return v;
@@ -132,12 +154,12 @@ protected:
 	uint32_t count(uint32_t guest) { return counts(guest).out + counts(guest).in; }
 	void set_count(uint32_t guest, uint32_t n)
 	{
-		__u32 i = gflows_index(htonl(guest), htonl(kMask));
+		__u32 i = slot(guest);
 		kvx_gflows_val v{};
 		v.out = n;
 		ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &v, BPF_ANY), 0);
 	}
-	Fd gf_;
+	Fd gf_, guest_;
 };
 
 // Counters that drifted (the GC's own deletions, lost datapath updates, a
@@ -156,15 +178,14 @@ TEST_F(GcQuotaMaps, SweepRecountsEveryGuest)
 	set_count(g2, 0);
 	set_count(g3, 0xffffffffu); // -1: a decrement raced below zero
 
-	auto r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now, gf_.get(),
-			  htonl(kMask));
+	auto r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now, q());
 	EXPECT_EQ(r.ct_deleted, 2u);
 	EXPECT_EQ(count(g1), 4u);
 	EXPECT_EQ(count(g2), 1u);
 	EXPECT_EQ(count(g3), 0u);
 	EXPECT_EQ(r.gflows_fixed, 3u);
 	// Already exact: nothing rewritten.
-	r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now, gf_.get(), htonl(kMask));
+	r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now, q());
 	EXPECT_EQ(r.gflows_fixed, 0u);
 	// Without the counters (older callers): the flows alone.
 	r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now + 200 * kSec);
@@ -179,9 +200,9 @@ TEST_F(GcQuotaMaps, RecountCountsAllFlows)
 	const uint32_t g1 = 0xc0a87a0a;
 	add_flow(g1, 5000, KVX_CT_UDP, 1);
 	add_flow(g1, 5001, KVX_CT_UDP, 1);
-	EXPECT_EQ(gflows_recount(ct_.get(), gf_.get(), htonl(kMask)), 1u);
+	EXPECT_EQ(gflows_recount(ct_.get(), q()), 1u);
 	EXPECT_EQ(count(g1), 2u);
-	EXPECT_EQ(gflows_recount(ct_.get(), gf_.get(), htonl(kMask)), 0u);
+	EXPECT_EQ(gflows_recount(ct_.get(), q()), 0u);
 }
 
 // Inbound-opened flows are counted on their own counter (the datapath's
@@ -192,16 +213,55 @@ TEST_F(GcQuotaMaps, RecountKeepsDirectionsApartAndTheHoldoff)
 	add_flow(g1, 5000, KVX_CT_UDP, 1);
 	add_flow(g1, 5001, KVX_CT_SYN_RECV, 1, KVX_CT_F_INBOUND);
 	add_flow(g1, 5002, KVX_CT_ESTABLISHED, 1, KVX_CT_F_INBOUND | KVX_CT_F_STATIC);
-	__u32 i = gflows_index(htonl(g1), htonl(kMask));
+	__u32 i = slot(g1);
 	kvx_gflows_val v{};
 	v.out = 7;
 	v.reclaim_ns = 12345;
 	ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &v, BPF_ANY), 0);
-	EXPECT_EQ(gflows_recount(ct_.get(), gf_.get(), htonl(kMask)), 1u);
+	EXPECT_EQ(gflows_recount(ct_.get(), q()), 1u);
 	const kvx_gflows_val got = counts(g1);
 	EXPECT_EQ(got.out, 1u);
 	EXPECT_EQ(got.in, 2u);
 	EXPECT_EQ(got.reclaim_ns, 12345u);
+}
+
+// One guest that claims four addresses of the subnet (each bound to its MAC
+// in kvx_guest) has one counter for all of them; another guest keeps its
+// own, and an address nobody owns yet its own slot.  When an address
+// changes owner, its flows go to the new owner's counter.
+TEST_F(GcQuotaMaps, RecountCountsPerOwnerNotPerAddress)
+{
+	const uint32_t a[4] = {0xc0a87a0a, 0xc0a87a14, 0xc0a87a1e, 0xc0a87a28};
+	const uint32_t other = 0xc0a87a63, nobody = 0xc0a87a64;
+	for (uint32_t addr : a) {
+		own(addr, 0x01);
+		add_flow(addr, 5000, KVX_CT_UDP, 1);
+		add_flow(addr, 5001, KVX_CT_SYN_RECV, 1, KVX_CT_F_INBOUND);
+	}
+	own(other, 0x02);
+	add_flow(other, 5000, KVX_CT_UDP, 1);
+	add_flow(nobody, 5000, KVX_CT_UDP, 1);
+	ASSERT_NE(slot(a[0]), slot(other)) << "pick another seed: these MACs collide";
+	EXPECT_EQ(gflows_recount(ct_.get(), q()), 3u);
+	for (uint32_t addr : a) {
+		EXPECT_EQ(slot(addr), slot(a[0]));
+		EXPECT_EQ(counts(addr).out, 4u) << std::hex << addr;
+		EXPECT_EQ(counts(addr).in, 4u) << std::hex << addr;
+	}
+	EXPECT_EQ(counts(other).out, 1u);
+	EXPECT_EQ(counts(other).in, 0u);
+	EXPECT_EQ(counts(nobody).out, 1u) << "an owner-less address counts in its own slot";
+
+	// a[3] is taken over by the other guest (its first owner went idle).
+	const __u32 first = slot(a[0]);
+	own(a[3], 0x02);
+	EXPECT_EQ(gflows_recount(ct_.get(), q()), 2u);
+	kvx_gflows_val v{};
+	ASSERT_EQ(bpf_map_lookup_elem(gf_.get(), &first, &v), 0);
+	EXPECT_EQ(v.out, 3u);
+	EXPECT_EQ(v.in, 3u);
+	EXPECT_EQ(counts(other).out, 2u);
+	EXPECT_EQ(counts(other).in, 1u);
 }
 
 } // namespace

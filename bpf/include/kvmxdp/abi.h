@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 3
+#define KVX_ABI_VERSION 4
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -35,6 +35,13 @@
  *      per-direction quotas: kvx_ct_val.tcp (sequence tracking),
  *      KVX_CT_SYN_RECV, kvx_timeouts.tcp_syn_recv, kvx_gflows_val {out, in},
  *      maps kvx_halfopen and kvx_scratch.
+ *   4: kvx_cfg.gw_addr (source of the ICMP errors kvmxdp sends guests) and
+ *      kvx_cfg.guest_seed (the quota slot's key) appended (92 bytes); map
+ *      kvx_icmprl; quotas per guest (owning MAC), not per address:
+ *      kvx_gflows always KVX_GFLOWS_MAX slots (a pinned one of another size
+ *      is replaced and recounted at attach); kvx_extaddr flags PROBING and
+ *      CONFLICT; reasons ICMP_SENT, ICMP_RATELIMITED.  State tables
+ *      unchanged: pinned tables of 3 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -299,15 +306,30 @@ struct kvx_frag_val {
 
 /*
  * Per-guest flow counts for the flow quota (kvx_cfg.flow_quota):
- * kvx_gflows[index] with index = host part of the guest address (host
- * order) & (KVX_GFLOWS_MAX - 1); an ARRAY of kvx_gflows_val sized
- * min(subnet hosts, KVX_GFLOWS_MAX), so a subnet larger than /16 shares
- * counters between addresses 65536 apart.  Flows the guest opened and flows
- * opened from outside (KVX_CT_F_INBOUND) count separately, each against
- * flow_quota: a LAN flood at a port forward cannot take the guest's own
- * outbound capacity.  Incremented by the datapath on each flow it creates,
- * decremented when it reclaims or evicts one; the daemon's GC recounts them
- * exactly at every sweep (deletions by the GC never drift).  Read as
+ * kvx_gflows[slot], an ARRAY of KVX_GFLOWS_MAX kvx_gflows_val.  The slot
+ * belongs to the guest, not to the address it claims: it is a keyed hash
+ * of the MAC that owns the flow's guest address (kvx_guest), computed by
+ * kvx_guest_slot (ct_rules.h) with kvx_cfg.guest_seed, by the datapath
+ * whenever it counts a flow and by the daemon's GC when it recounts.  A
+ * guest that binds four addresses of the subnet to its MAC (spoofing them,
+ * or an `ip addr add` in the VM) has one quota for all four.
+ *
+ * Collisions: two MACs can hash to one slot, and then share one quota (and
+ * one half-open ring).  With KVX_GFLOWS_MAX slots the chance that a given
+ * guest shares is (guests - 1) / 65536; the key is random per attach and
+ * readable only by root, so a guest cannot pick a MAC that lands on
+ * another guest's slot.  An address with no owner yet (an inbound flow to
+ * a guest that never sent a frame, no DHCP lease) is counted in a slot
+ * hashed from the address itself (never a MAC's input); once the address
+ * gets its owner, its flows move to the owner's slot at the GC's next
+ * recount (until then the two counters are off by those flows).
+ *
+ * Flows the guest opened and flows opened from outside (KVX_CT_F_INBOUND)
+ * count separately, each against flow_quota: a LAN flood at a port forward
+ * cannot take the guest's own outbound capacity.  Incremented by the
+ * datapath on each flow it creates, decremented when it reclaims or evicts
+ * one; the daemon's GC recounts them exactly at every sweep (deletions by
+ * the GC never drift, nor do flows whose address changed owner).  Read as
  * signed: a racing decrement below 0 means "no flows".
  */
 #define KVX_GFLOWS_MAX 65536
@@ -322,8 +344,11 @@ struct kvx_gflows_val {
  * Early drop (netfilter's early_drop): the guest's newest half-open
  * inbound flows (SYN_RECV), so that when its inbound quota or kvx_ct is
  * full a new SYN evicts one of them instead of being refused.
- * kvx_halfopen[kvx_gflows_index & (KVX_HALFOPEN_GUESTS - 1)]; a slot is a
- * hint, checked against kvx_ct before anything is evicted.
+ * kvx_halfopen[guest slot & (KVX_HALFOPEN_GUESTS - 1)] (the kvx_gflows
+ * slot: one ring for all of a guest's addresses; guests whose slots are
+ * KVX_HALFOPEN_GUESTS apart share a ring, and evict only their own flows
+ * from it); a ring entry is a hint, checked against kvx_ct before anything
+ * is evicted.
  */
 #define KVX_MAP_HALFOPEN "kvx_halfopen"
 #define KVX_HALFOPEN_GUESTS 1024
@@ -373,8 +398,10 @@ struct kvx_icmprl_val {
  * guest cannot move another's bindings, 1:1 address or port forwards to
  * itself.  A learnt owner idle for KVX_GUEST_IDLE_NS gives the address up
  * (a VM re-created with a new MAC, an address handed out again); a leased
- * one only when its lease ends.  A hash map sized like kvx_gflows (one
- * entry per guest address), written by the datapath and the daemon.
+ * one only when its lease ends.  A hash map sized to the subnet (one entry
+ * per guest address, at most KVX_GFLOWS_MAX), written by the datapath and
+ * the daemon.  The owner's MAC also names the guest's quota slot
+ * (kvx_gflows).
  */
 #define KVX_GUEST_IDLE_NS (300ULL * 1000 * 1000 * 1000)
 #define KVX_GUEST_F_LEASE (1U << 0) /* from a DHCP lease: never re-learnt by traffic */
@@ -443,9 +470,10 @@ struct kvx_cfg {
 	struct kvx_timeouts timeouts;
 	__u8 uplink_mac[6];   /* source MAC of ARP replies for mapped addresses */
 	__u16 clamp_mss;      /* host order; 0: off. TCP SYNs through the NAT get at most this MSS */
-	__u32 flow_quota;     /* max flows per guest address (kvx_gflows); 0: no quota */
+	__u32 flow_quota;     /* max flows per guest (kvx_gflows), each direction; 0: no quota */
 	__be32 gw_addr;       /* the bridge's address in the subnet: source of the ICMP
 			       * errors kvmxdp sends to guests; 0: none sent */
+	__u32 guest_seed;     /* key of kvx_guest_slot (ct_rules.h): random per attach */
 };
 
 /*

@@ -106,13 +106,42 @@ KVX_RULE int kvx_ct_expired(const struct kvx_ct_val *f, __u8 proto,
 }
 
 /*
- * A guest's counter in kvx_gflows (abi.h): the host part of its address,
- * host order, modulo KVX_GFLOWS_MAX.  Both arguments in network order.
+ * A guest's quota slot in kvx_gflows (abi.h): a keyed hash of the MAC that
+ * owns the flow's guest address (owner_mac: kvx_guest's entry), or of the
+ * address itself when it has no owner (owner_mac NULL).  The two inputs
+ * never coincide: a MAC's second word has at most 16 bits, an address's
+ * has bit 16 set.  The one place that says where a guest's flows count:
+ * the datapath, the daemon's recount and every per-guest counter use it.
+ * The mixing is jhash's final round (the kernel's jhash_3words).
  */
-KVX_RULE __u32 kvx_gflows_index(__be32 guest, __be32 subnet_mask)
+#define KVX_ROL32(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
+
+KVX_RULE __u32 kvx_guest_slot(const __u8 *owner_mac, __be32 addr, __u32 seed)
 {
-	return kvx_ntohl(guest & ~subnet_mask) & (KVX_GFLOWS_MAX - 1);
+	__u32 a, b, c;
+
+	if (owner_mac) {
+		a = (__u32)owner_mac[0] << 24 | (__u32)owner_mac[1] << 16 |
+		    (__u32)owner_mac[2] << 8 | owner_mac[3];
+		b = (__u32)owner_mac[4] << 8 | owner_mac[5];
+	} else {
+		a = kvx_ntohl(addr);
+		b = 1U << 16;
+	}
+	a += 0xdeadbeef + 8;
+	b += 0xdeadbeef + 8;
+	c = 0xdeadbeef + 8 + seed;
+	c ^= b; c -= KVX_ROL32(b, 14);
+	a ^= c; a -= KVX_ROL32(c, 11);
+	b ^= a; b -= KVX_ROL32(a, 25);
+	c ^= b; c -= KVX_ROL32(b, 16);
+	a ^= c; a -= KVX_ROL32(c, 4);
+	b ^= a; b -= KVX_ROL32(a, 14);
+	c ^= b; c -= KVX_ROL32(b, 24);
+	return c & (KVX_GFLOWS_MAX - 1);
 }
+
+#undef KVX_ROL32
 
 /*
  * A port range lo..hi (host order, inclusive) holds a port: 1 <= lo <= hi
