@@ -30,8 +30,9 @@ pkgs=(
 	systemd strace
 	# the man page (scdoc renders docs/kvmxdp.8.scd; man checks it) and the
 	# bash completion's tests (bash-completion's loader); dpkg-dev: the
-	# Debian package's Depends (CPack runs dpkg-shlibdeps)
-	scdoc man-db bash-completion dpkg-dev
+	# Debian package's Depends (CPack runs dpkg-shlibdeps, and `file` to find
+	# the ELF files to run it on)
+	scdoc man-db bash-completion dpkg-dev file
 	# vm-tests/nspawn_deb.sh: the package on a Debian 12 tree booted with systemd-nspawn
 	systemd-container
 	# benchmark baselines

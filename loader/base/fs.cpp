@@ -424,6 +424,12 @@ std::optional<std::string> read_file(const std::string &path, bool trusted)
 			throw_errno("read", path);
 		if (n == 0)
 			break;
+		// Every file kvmxdp reads (config, leases, an import's rules) is
+		// small: an endless one (/dev/zero as an import) must not take
+		// the host's memory.
+		if (out.size() + static_cast<size_t>(n) > kReadFileMax)
+			throw Error(path + ": larger than " + std::to_string(kReadFileMax >> 20) +
+				    " MiB, not read");
 		out.append(buf, static_cast<size_t>(n));
 	}
 	return out;

@@ -128,6 +128,8 @@ std::string pid_file_for(const std::string &run_dir, const std::string &bpffs,
 void atomic_write_file(const std::string &path, const std::string &content, mode_t mode = 0644);
 // trusted: the file must pass Trust::File (checked on the open fd), else
 // a ConfigError naming it and what is wrong.
+// The most read_file takes before it gives up with an Error.
+inline constexpr size_t kReadFileMax = size_t{64} << 20;
 std::optional<std::string> read_file(const std::string &path, bool trusted = false);
 
 // Locks.  flock(2) needs nothing but an open file descriptor, so a lock is

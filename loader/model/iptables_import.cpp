@@ -1423,7 +1423,7 @@ void print_findings(std::ostream &o, const std::vector<Finding> &fs, const std::
 	for (const auto &f : fs) {
 		for (const auto &r : f.rules)
 			o << "#   line " << r.line << ": " << printable(r.text) << "\n";
-		o << "#     " << f.why << "\n";
+		o << "#     " << printable(f.why) << "\n";
 	}
 }
 
@@ -1474,7 +1474,7 @@ std::string format_import(const ImportResult &r, const std::string &source)
 		     "(`kvmxdp attach --bridge BRIDGE`)\n";
 	for (const auto &m : r.mappings)
 		o << m.command() << "   # " << lines_of(m.from)
-		  << (m.guest.empty() ? "" : ", guest " + m.guest) << "\n";
+		  << (m.guest.empty() ? "" : ", guest " + printable(m.guest)) << "\n";
 	print_findings(o, r.notes, "imported, with a difference");
 	print_findings(o, r.builtin,
 		       "needs no command (kvmxdp does it itself, or it is not its business)");

@@ -143,7 +143,8 @@ void import_recipe(const GlobalOptions &g, const ImportOptions &o, std::ostream 
 			for (auto it = made.rbegin(); it != made.rend(); ++it) {
 				try {
 					mapping_del(g, *it, sink);
-				} catch (const Error &de) {
+				} catch (const std::exception &de) {
+					// Go on undoing the others whatever failed.
 					log_warn(std::string("import --apply: undoing: ") +
 						 de.what());
 				}

@@ -245,6 +245,15 @@ TEST(ImportTranslate, NamesArePasteSafe)
 	// Control characters in a rule are shown escaped, never sent to the terminal.
 	auto log = run("iptables -A FORWARD -j LOG --log-prefix \"\x1b[2J\"\n");
 	EXPECT_EQ(format_import(log, "x").find('\x1b'), std::string::npos);
+	// ... nor through the explanation, which names the chain and target
+	// from the file: a carriage return there would start a pasted line.
+	auto names = run("*filter\n:CH\x1b]0;x\x07\rreboot - [0:0]\n"
+			 "-A FORWARD -j CH\x1b]0;x\x07\rreboot\n"
+			 "-A FORWARD -j T\rrm\nCOMMIT\n");
+	std::string out = format_import(names, "x");
+	EXPECT_EQ(out.find('\x1b'), std::string::npos) << out;
+	EXPECT_EQ(out.find('\r'), std::string::npos) << out;
+	EXPECT_EQ(out.find('\x07'), std::string::npos) << out;
 }
 
 // Whole recipes: exact output (the text a user pastes).
