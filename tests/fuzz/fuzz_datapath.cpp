@@ -74,6 +74,10 @@ int counted_reason(const Stats &before, const Stats &after)
 {
 	int reason = -1;
 	for (std::size_t i = 0; i < after.by_reason.size(); i++) {
+		// The ICMP answer's own counters are no verdict: a packet
+		// answered is also counted under the reason it was dropped for.
+		if (i == KVX_R_ICMP_SENT || i == KVX_R_ICMP_RATELIMITED)
+			continue;
 		if (after.by_reason[i].packets != before.by_reason[i].packets) {
 			if (reason >= 0)
 				return -2; // more than one reason moved
@@ -525,6 +529,21 @@ int test_one(const std::uint8_t *data, std::size_t size)
 			  r.out);
 	cover_reason(reason);
 	g_hits[reason]++;
+	// A drop answered with an ICMP error (kvmxdp's own: refused flows,
+	// TTL expiry, too big inbound) goes out as that error instead of the
+	// packet: a valid ICMP message, never the packet itself.
+	if (after.by_reason[KVX_R_ICMP_SENT].packets != before.by_reason[KVX_R_ICMP_SENT].packets) {
+		const Parsed po = parse(r.out);
+		if (reason_verdict(reason) != TC_ACT_SHOT || r.verdict != TC_ACT_REDIRECT)
+			violation(std::string("ICMP answer with verdict ") + verdict_name(r.verdict) +
+					  " for reason " + reason_name(reason),
+				  in, r.out);
+		if (!po.ipv4 || po.proto != 1 || !check_checksums(r.out).empty())
+			violation("ICMP answer that is no valid ICMP message: " +
+					  check_checksums(r.out),
+				  in, r.out);
+		return 0;
+	}
 	if (r.verdict != reason_verdict(reason))
 		violation(std::string("verdict ") + verdict_name(r.verdict) + " but reason " +
 				  reason_name(reason),
