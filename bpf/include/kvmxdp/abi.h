@@ -317,8 +317,10 @@ struct kvx_frag_val {
  * Collisions: two MACs can hash to one slot, and then share one quota (and
  * one half-open ring).  With KVX_GFLOWS_MAX slots the chance that a given
  * guest shares is (guests - 1) / 65536; the key is random per attach and
- * readable only by root, so a guest cannot pick a MAC that lands on
- * another guest's slot.  An address with no owner yet (an inbound flow to
+ * readable only by root, so a guest cannot pick a MAC that collides with
+ * another guest's slot (it can still send with that guest's own MAC: the
+ * frame's MAC is all this hook sees, and forged MACs are for the bridge
+ * port to stop; README "Capacity").  An address with no owner yet (an inbound flow to
  * a guest that never sent a frame, no DHCP lease) is counted in a slot
  * hashed from the address itself (never a MAC's input); once the address
  * gets its owner, its flows move to the owner's slot at the GC's next
