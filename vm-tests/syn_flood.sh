@@ -115,7 +115,16 @@ kvx_log "floods: $syn_sent SYNs, $nonsyn_sent ACK/FIN/RST; $(grep -c . "$KVX_TMP
 assert_ge "the floods were sent (SYNs)" "$syn_sent" 40000
 assert_ge "the floods were sent (ACK/FIN/RST)" "$nonsyn_sent" 15000
 assert_ge "downloads during the flood (3 per round)" "$(grep -c '^ok' "$KVX_TMP/work.log")" 6
-assert_eq "no download failed or came back corrupt during the flood" "" "$({ grep -v '^ok' "$KVX_TMP/work.log" || true; } | sort | uniq -c | paste -sd' ')"
+# guest1's own connections must all work, and nothing may ever come back
+# corrupt.  A LAN client's connection to the flooded forward is half-open
+# like the flood's until its ACK comes, and early drop evicts the oldest
+# half-open flow of the guest's ring: under 4000 SYNs/s one whose ACK is
+# late (a loaded machine) can lose its entry, as with netfilter's early
+# drop without SYN cookies.  Most must still get through.
+assert_eq "no outbound download failed, none came back corrupt during the flood" "" \
+	"$({ grep -v '^ok' "$KVX_TMP/work.log" | grep -v '^fail .*/in$' || true; } | sort | uniq -c | paste -sd' ')"
+in_failed=$(grep -c '^fail .*/in$' "$KVX_TMP/work.log" || true)
+assert_le "LAN -> forward/1:1 downloads that failed during the flood (of $((samples * 2)))" "$in_failed" $((samples * 2 / 5))
 assert_ge "the SYN flood filled guest1's inbound quota (half-open seen)" "$max_half" $((QUOTA / 2))
 assert_le "half-open flows never exceeded the inbound quota" "$max_half" "$QUOTA"
 nf=$(($(kvx_counter DROP_TCP_NO_FLOW) - nf0))
