@@ -160,6 +160,11 @@ _kvmxdp()
 		mapfile -t COMPREPLY < <(compgen -W "SYN_SENT ESTABLISHED FIN_WAIT TIME_WAIT CLOSE STATELESS" -- "$cur")
 		return
 		;;
+	--subnet6)
+		# A prefix is typed; "none" forgets the recorded one.
+		mapfile -t COMPREPLY < <(compgen -W none -- "$cur")
+		return
+		;;
 	--dhcp-leases)
 		mapfile -t COMPREPLY < <(compgen -W none -- "$cur"; compgen -f -- "$cur")
 		return

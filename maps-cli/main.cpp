@@ -78,6 +78,11 @@ int main(int argc, char **argv)
 					 "clamp the MSS of TCP SYNs through the NAT (0: off)");
 	auto *o_subnet = attach->add_option(
 		"--subnet", subnet, "guest subnet CIDR (default: the bridge's primary network)");
+	std::string subnet6;
+	auto *o_subnet6 = attach->add_option(
+		"--subnet6", subnet6,
+		"the guests' IPv6 prefix (PREFIX/n, n <= 64; 'none': forget it); recorded and shown, "
+		"not translated yet (default: the instance's in the config, else none)");
 	auto *o_nat = attach->add_option(
 		"--nat-ports", nat_ports,
 		"NAT port range LO-HI (default: above net.ipv4.ip_local_port_range)");
@@ -200,6 +205,8 @@ int main(int argc, char **argv)
 		if (attach->parsed()) {
 			if (o_subnet->count())
 				a.subnet = subnet;
+			if (o_subnet6->count())
+				a.subnet6 = subnet6;
 			if (o_nat->count())
 				a.nat_ports = nat_ports;
 			if (o_mss->count())

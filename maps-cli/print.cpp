@@ -73,6 +73,28 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		    << (i["eif"].get<bool>() ? "endpoint-independent (eif)" :
 					       "address-and-port-dependent")
 		    << "\n";
+		// IPv6: what NAT66 and relay mode will use (control/uplink6.hpp);
+		// nothing of it is translated yet.
+		if (i.contains("ipv6") && i["ipv6"].is_object()) {
+			const auto &v6 = i["ipv6"];
+			out << "  ipv6 uplink address ";
+			if (v6["uplink_addr"].is_null())
+				out << "none (" << str(v6["uplink_addr_why"]) << ")";
+			else
+				out << str(v6["uplink_addr"]) << " (" << str(v6["uplink_addr_why"])
+				    << ")";
+			out << "  on-link";
+			if (v6["prefixes"].empty())
+				out << " none";
+			for (const auto &p : v6["prefixes"])
+				out << " " << str(p["prefix"]) << (p["from_ra"].get<bool>() ? " (ra)" : "");
+			out << "\n  ipv6 relay "
+			    << (v6["relay"]["possible"].get<bool>() ? "possible: " : "refused: ")
+			    << str(v6["relay"]["why"]) << "\n";
+		}
+		if (i.contains("subnet6") && !i["subnet6"].is_null())
+			out << "  subnet6 " << str(i["subnet6"])
+			    << " (recorded; IPv6 is not translated yet)\n";
 		out << "  devices:\n";
 		// One line per device: its TC filter, its XDP program, whether
 		// XDP redirects into it, and why the mode is what it is.

@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <fcntl.h>
+#include <linux/rtnetlink.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -46,6 +47,8 @@ void check_attach_syntax(const AttachOptions &a)
 		check_ifname(a.uplink);
 	if (a.subnet)
 		parse_cidr(*a.subnet);
+	if (a.subnet6 && *a.subnet6 != "none")
+		parse_subnet6(*a.subnet6, "--subnet6");
 	if (a.nat_ports)
 		parse_port_range(*a.nat_ports);
 	if (a.timeouts)
@@ -94,6 +97,11 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 	p.flow_quota = a.flow_quota ? a.flow_quota : prev ? prev->flow_quota : std::nullopt;
 	p.timeouts = a.timeouts ? *a.timeouts : prev ? prev->timeouts : "";
 	p.dhcp_leases = a.dhcp_leases ? *a.dhcp_leases : prev ? prev->dhcp_leases : "";
+	if (a.subnet6)
+		p.subnet6 = *a.subnet6 == "none" ? std::nullopt :
+						   std::optional(parse_subnet6(*a.subnet6, "--subnet6"));
+	else if (prev)
+		p.subnet6 = prev->subnet6;
 	// Mappings a detach kept come back (the uplink is the new one's).
 	if (prev)
 		p.mappings = prev->mappings;
@@ -250,6 +258,7 @@ private:
 		inst_.flow_quota = plan_.flow_quota;
 		inst_.timeouts = plan_.timeouts;
 		inst_.dhcp_leases = plan_.dhcp_leases;
+		inst_.subnet6 = plan_.subnet6;
 		// A clsact an earlier attach created stays ours to delete.
 		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
 	}
@@ -347,6 +356,19 @@ private:
 					    " of uplink '" + plan_.uplink +
 					    "': the host's own traffic to that network would be "
 					    "taken (choose another guest subnet)");
+		// The same for IPv6: a guest prefix inside the uplink's would
+		// take the host's own traffic to its LAN once NAT66 runs.
+		if (inst_.subnet6 && !plan_.uplink.empty())
+			for (const Ipv6IfAddr &a : ipv6_addrs(nl_, uplink_.ifindex)) {
+				const Ipv6Net n = network_of6(a.addr, a.prefix);
+				if (a.scope == RT_SCOPE_UNIVERSE && n.overlaps(*inst_.subnet6))
+					throw Error("guest IPv6 subnet " + inst_.subnet6->str() +
+						    " of bridge '" + plan_.bridge +
+						    "' overlaps network " + n.str() + " of uplink '" +
+						    plan_.uplink +
+						    "' (choose another --subnet6, e.g. a ULA fd00::/8 "
+						    "prefix)");
+			}
 		PortRange eph = parse_local_port_range(sys_.read(kLocalPortRangeKey));
 		inst_.nat_ports = plan_.nat_ports ? *plan_.nat_ports : default_nat_range(eph);
 		check_nat_range(inst_.nat_ports, eph);

@@ -46,6 +46,7 @@ struct AttachPlan {
 	std::string bridge;
 	std::string uplink; // a device, or "auto" (kUplinkAuto)
 	std::optional<Ipv4Net> subnet;
+	std::optional<Ipv6Net> subnet6; // --subnet6, else the config's; none: unset
 	std::optional<PortRange> nat_ports;
 	bool eif = false;
 	HookMode mode = HookMode::Auto;

@@ -25,6 +25,7 @@
 #include "control/guests.hpp"
 #include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/maps.hpp"
@@ -447,6 +448,23 @@ void Daemon::refresh_uplink(NlSocket &nl)
 	}
 }
 
+void Daemon::refresh_uplink6(NlSocket &nl)
+{
+	std::string sig = "none (no uplink device)";
+	std::optional<LinkInfo> link;
+	if (!inst_.uplink.empty())
+		link = find_link(nl, inst_.uplink);
+	if (link)
+		sig = read_uplink6(nl, link->ifindex).summary();
+	if (sig == uplink6_sig_)
+		return;
+	// SLAAC renumbering, an address that goes or turns deprecated, a new
+	// network: one line each.  The datapath does not use it yet.
+	log_info("uplink " + (inst_.uplink.empty() ? std::string("none") : inst_.uplink) +
+		 " IPv6: " + sig);
+	uplink6_sig_ = sig;
+}
+
 std::optional<LockedConfig> Daemon::try_config(const char *what)
 {
 	using namespace std::chrono;
@@ -517,6 +535,7 @@ void Daemon::refresh(NlSocket &nl, bool heal)
 	// Each step on its own: an invalid config stops only the mapping
 	// sync, a failed netlink dump only its step.
 	step("uplink", [&] { refresh_uplink(nl); });
+	step("uplink ipv6", [&] { refresh_uplink6(nl); });
 	step("bridge", [&] { refresh_bridge(nl); });
 	step("mappings", [&] { sync_mappings(nl, heal); });
 	step("xdp", [&] { sync_xdp(nl); });

@@ -83,6 +83,8 @@ private:
 	// on netlink events).
 	void refresh(NlSocket &nl, bool heal);
 	void refresh_uplink(NlSocket &nl);
+	// The uplink's IPv6 (control/uplink6.hpp): logged when it changes.
+	void refresh_uplink6(NlSocket &nl);
 	// `--uplink auto`: moves the uplink hook to the default route's
 	// device when that route moved to another device.
 	void follow_default_route(NlSocket &nl);
@@ -130,6 +132,7 @@ private:
 	// What the mappings were last synced against.
 	std::string cfg_sig_;
 	uint32_t synced_addr_ = 0; // host order
+	std::string uplink6_sig_;  // Uplink6View::summary() last logged
 	std::optional<NetId> synced_net_;
 	bool synced_ = false;
 	// --uplink auto: a device refused as another instance's uplink (logged once).

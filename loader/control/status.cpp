@@ -27,6 +27,7 @@
 #include "kernel/netlink.hpp"
 #include "base/sysctl.hpp"
 #include "base/version.hpp"
+#include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
 
 namespace kvmxdp {
@@ -223,6 +224,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	j["uplink"] = inst.uplink_auto ? std::string("auto") : inst.uplink;
 	j["uplink_device"] = inst.uplink.empty() ? json(nullptr) : json(inst.uplink);
 	j["subnet"] = inst.subnet.str();
+	j["subnet6"] = inst.subnet6 ? json(inst.subnet6->str()) : json(nullptr);
 	j["uplink_addr"] = nullptr;
 	j["nat_port_lo"] = inst.nat_ports.lo;
 	j["nat_port_hi"] = inst.nat_ports.hi;
@@ -289,6 +291,17 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	if (inst.uplink.empty())
 		warnings.push_back("uplink: none (waiting for a default route): guest traffic "
 				   "to the outside is dropped until one appears");
+
+	// The uplink's IPv6, read now (the daemon logs its changes): what
+	// NAT66 and relay mode will use; the datapath does not yet.
+	j["ipv6"] = nullptr;
+	if (!inst.uplink.empty())
+		try {
+			if (auto up = find_link(nl, inst.uplink))
+				j["ipv6"] = uplink6_json(read_uplink6(nl, up->ifindex));
+		} catch (const Error &e) {
+			warnings.push_back(std::string("uplink IPv6: ") + e.what());
+		}
 
 	j["host_access"] = host;
 	if (host.empty())

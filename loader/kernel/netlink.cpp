@@ -2,6 +2,7 @@
 #include "kernel/netlink.hpp"
 
 #include <linux/genetlink.h>
+#include <linux/if_addr.h>
 #include <linux/if_link.h>
 #include <linux/neighbour.h>
 #include <linux/pkt_sched.h>
@@ -482,6 +483,113 @@ void bridge_port_flags(NlSocket &nl, int bridge_ifindex, std::vector<PortInfo> &
 
 } // namespace
 
+std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex)
+{
+	// A raw dump rather than libnl's address cache: the cache does not
+	// keep IFA_CACHEINFO's lifetimes apart from the flags on every
+	// version Debian ships, and the preferred lifetime is what says
+	// "deprecated" before the kernel's timer sets the flag.
+	ifaddrmsg ifa{};
+	ifa.ifa_family = AF_INET6;
+	MsgPtr m = request(RTM_GETADDR, NLM_F_DUMP, &ifa, sizeof(ifa));
+	std::vector<Ipv6IfAddr> out;
+	int err = exchange(nl, m.get(), [&](nlmsghdr *r) {
+		if (r->nlmsg_type != RTM_NEWADDR)
+			return;
+		auto *i = static_cast<const ifaddrmsg *>(nlmsg_data(r));
+		if (i->ifa_family != AF_INET6 || static_cast<int>(i->ifa_index) != ifindex)
+			return;
+		auto tb = attrs_of(r, sizeof(ifaddrmsg));
+		// IFA_ADDRESS is the local address unless the address has a
+		// peer (IFA_LOCAL then): the local one is ours.
+		nlattr *a = tb[IFA_LOCAL] ? tb[IFA_LOCAL] : tb[IFA_ADDRESS];
+		if (!a || nla_len(a) != 16)
+			return;
+		Ipv6IfAddr x;
+		std::memcpy(x.addr.data(), nla_data(a), 16);
+		x.prefix = i->ifa_prefixlen;
+		x.scope = i->ifa_scope;
+		x.flags = tb[IFA_FLAGS] ? nla_get_u32(tb[IFA_FLAGS]) : i->ifa_flags;
+		if (nlattr *ci = tb[IFA_CACHEINFO];
+		    ci && nla_len(ci) >= int(sizeof(ifa_cacheinfo))) {
+			ifa_cacheinfo c;
+			std::memcpy(&c, nla_data(ci), sizeof(c));
+			x.preferred = c.ifa_prefered;
+			x.valid = c.ifa_valid;
+		}
+		out.push_back(x);
+	});
+	if (err)
+		throw Error("dump", "IPv6 addresses", -err);
+	return out;
+}
+
+std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex)
+{
+	rtmsg rtm{};
+	rtm.rtm_family = AF_INET6;
+	MsgPtr m = request(RTM_GETROUTE, NLM_F_DUMP, &rtm, sizeof(rtm));
+	std::vector<Ipv6Route> out;
+	int err = exchange(nl, m.get(), [&](nlmsghdr *r) {
+		if (r->nlmsg_type != RTM_NEWROUTE)
+			return;
+		auto *rt = static_cast<const rtmsg *>(nlmsg_data(r));
+		auto tb = attrs_of(r, sizeof(rtmsg));
+		const uint32_t table = tb[RTA_TABLE] ? nla_get_u32(tb[RTA_TABLE]) : rt->rtm_table;
+		if (rt->rtm_family != AF_INET6 || rt->rtm_type != RTN_UNICAST ||
+		    table != RT_TABLE_MAIN || !tb[RTA_OIF] ||
+		    static_cast<int>(nla_get_u32(tb[RTA_OIF])) != ifindex)
+			return;
+		Ipv6Route x;
+		Ipv6Addr dst{};
+		if (tb[RTA_DST] && nla_len(tb[RTA_DST]) == 16)
+			std::memcpy(dst.data(), nla_data(tb[RTA_DST]), 16);
+		x.dst = network_of6(dst, rt->rtm_dst_len);
+		x.protocol = rt->rtm_protocol;
+		if (tb[RTA_GATEWAY] && nla_len(tb[RTA_GATEWAY]) == 16) {
+			x.gateway = true;
+			std::memcpy(x.via.data(), nla_data(tb[RTA_GATEWAY]), 16);
+		}
+		if (nlattr *ci = tb[RTA_CACHEINFO];
+		    ci && nla_len(ci) >= int(sizeof(rta_cacheinfo))) {
+			rta_cacheinfo c;
+			std::memcpy(&c, nla_data(ci), sizeof(c));
+			x.expires = c.rta_expires != 0;
+		}
+		out.push_back(x);
+	});
+	if (err)
+		throw Error("dump", "IPv6 routes", -err);
+	return out;
+}
+
+bool ipv6_ra_managed(NlSocket &nl, int ifindex)
+{
+	// include/net/if_inet6.h, not in the uapi headers; the value is ABI
+	// (iproute2 prints it as "managed").
+	constexpr uint32_t kIfRaManaged = 0x40;
+	ifinfomsg ifi{};
+	ifi.ifi_family = AF_INET6;
+	MsgPtr m = request(RTM_GETLINK, NLM_F_DUMP, &ifi, sizeof(ifi));
+	bool managed = false;
+	int err = exchange(nl, m.get(), [&](nlmsghdr *r) {
+		if (r->nlmsg_type != RTM_NEWLINK)
+			return;
+		auto *i = static_cast<const ifinfomsg *>(nlmsg_data(r));
+		auto tb = attrs_of(r, sizeof(ifinfomsg));
+		if (i->ifi_index != ifindex || !tb[IFLA_PROTINFO])
+			return;
+		std::vector<nlattr *> in6(IFLA_INET6_MAX + 1, nullptr);
+		if (nla_parse_nested(in6.data(), IFLA_INET6_MAX, tb[IFLA_PROTINFO], nullptr) < 0 ||
+		    !in6[IFLA_INET6_FLAGS])
+			return;
+		managed = (nla_get_u32(in6[IFLA_INET6_FLAGS]) & kIfRaManaged) != 0;
+	});
+	if (err)
+		throw Error("read the IPv6 flags of ifindex", std::to_string(ifindex), -err);
+	return managed;
+}
+
 std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex)
 {
 	nl_cache *raw = nullptr;
@@ -633,13 +741,16 @@ int on_event(nl_msg *, void *arg)
 
 NlMonitor NlMonitor::links_and_addresses()
 {
-	return NlMonitor(NETLINK_ROUTE, {RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR},
+	return NlMonitor(NETLINK_ROUTE,
+			 {RTNLGRP_LINK, RTNLGRP_IPV4_IFADDR, RTNLGRP_IPV6_IFADDR,
+			  RTNLGRP_IPV6_IFINFO},
 			 "rtnetlink link/address events");
 }
 
 NlMonitor NlMonitor::routes()
 {
-	return NlMonitor(NETLINK_ROUTE, {RTNLGRP_IPV4_ROUTE}, "rtnetlink route events");
+	return NlMonitor(NETLINK_ROUTE, {RTNLGRP_IPV4_ROUTE, RTNLGRP_IPV6_ROUTE},
+			 "rtnetlink route events");
 }
 
 NlMonitor NlMonitor::xfrm_sas()

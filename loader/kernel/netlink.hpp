@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/netaddr.hpp"
+#include "base/netaddr6.hpp"
 
 struct nl_sock;
 
@@ -65,6 +66,14 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex);
 // primary first), i.e. what the host uses as source on that link.
 std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs);
 bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
+// The IPv6 addresses of a device, in the kernel's order (newest of a
+// scope first), with IFA_FLAGS and the lifetimes left.
+std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex);
+// The main table's IPv6 unicast routes through a device.
+std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex);
+// The M flag of the last router advertisement the device took (the
+// kernel's IF_RA_MANAGED in IFLA_INET6_FLAGS): addresses by DHCPv6.
+bool ipv6_ra_managed(NlSocket &nl, int ifindex);
 // The MAC the neighbour table holds for addr (host order) on ifindex, if
 // it holds a usable one (not INCOMPLETE/FAILED).
 std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr);
@@ -145,9 +154,10 @@ std::optional<uint64_t> xdp_features(int ifindex);
 // fd and re-reads the state on any event (events only say "look").
 class NlMonitor {
 public:
-	// Link and IPv4 address changes.
+	// Link and address changes (IPv4 and IPv6, and the IPv6 RA flags).
 	static NlMonitor links_and_addresses();
-	// IPv4 route changes (`--uplink auto` follows the default route).
+	// Route changes: `--uplink auto` follows the IPv4 default route, the
+	// uplink's IPv6 on-link prefixes come and go with RAs.
 	static NlMonitor routes();
 	// IPsec SA changes (NETLINK_XFRM, XFRMNLGRP_SA): the host's IPsec
 	// peers.  Throws where the kernel has no NETLINK_XFRM.

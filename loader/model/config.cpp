@@ -19,7 +19,7 @@ using nlohmann::json;
 bool Instance::operator==(const Instance &o) const
 {
 	return bridge == o.bridge && uplink == o.uplink && uplink_auto == o.uplink_auto &&
-	       subnet == o.subnet &&
+	       subnet == o.subnet && subnet6 == o.subnet6 &&
 	       nat_ports == o.nat_ports && eif == o.eif && ct_size == o.ct_size &&
 	       bind_size == o.bind_size && bpffs == o.bpffs && pin_dir == o.pin_dir &&
 	       clsact_created_bridge == o.clsact_created_bridge &&
@@ -136,6 +136,8 @@ json to_json(const Config &cfg)
 			insts.back()["timeouts"] = i.timeouts;
 		if (!i.dhcp_leases.empty())
 			insts.back()["dhcp_leases"] = i.dhcp_leases;
+		if (i.subnet6)
+			insts.back()["subnet6"] = i.subnet6->str();
 		if (i.uplink_auto) {
 			insts.back()["uplink"] = "auto";
 			insts.back()["uplink_device"] =
@@ -406,6 +408,9 @@ Config config_from_json(const json &j)
 			i.dhcp_leases = get_string(o, "dhcp_leases", p);
 			check_leases_option(i.dhcp_leases, p + "dhcp_leases");
 		}
+		// Absent: no IPv6 guest prefix (and in older versions' configs).
+		if (o.contains("subnet6"))
+			i.subnet6 = parse_subnet6(get_string(o, "subnet6", p), p + "subnet6");
 		// Absent in configurations of older versions: no mappings.
 		if (auto it = o.find("mappings"); it != o.end()) {
 			if (!it->is_array())

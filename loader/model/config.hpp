@@ -18,6 +18,7 @@
 #include "model/mapping.hpp"
 #include "model/mode.hpp"
 #include "base/netaddr.hpp"
+#include "base/netaddr6.hpp"
 
 namespace kvmxdp {
 
@@ -30,6 +31,9 @@ struct Instance {
 	std::string uplink;
 	bool uplink_auto = false;
 	Ipv4Net subnet;
+	// attach --subnet6: the guests' IPv6 prefix for NAT66 (unset: none).
+	// Recorded and shown; the datapath does not translate IPv6 yet.
+	std::optional<Ipv6Net> subnet6;
 	PortRange nat_ports;
 	bool eif = false;
 	uint32_t ct_size = 0;

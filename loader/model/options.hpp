@@ -25,6 +25,9 @@ struct AttachOptions {
 	std::string bridge;
 	std::string uplink;
 	std::optional<std::string> subnet;
+	// The guests' IPv6 prefix (base/netaddr6.hpp parse_subnet6), or
+	// "none" to forget a recorded one; unset: the config's.
+	std::optional<std::string> subnet6;
 	std::optional<std::string> nat_ports;
 	bool eif = false;
 	std::optional<uint32_t> ct_size;

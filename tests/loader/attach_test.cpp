@@ -282,6 +282,31 @@ TEST(AttachResolve, ExplicitOptionsWin)
 	EXPECT_EQ(p.mappings.size(), 1u) << "the instance's mappings stay";
 }
 
+TEST(AttachResolve, Subnet6KeptUntilReplacedOrNone)
+{
+	Config cfg;
+	cfg.instances = {recorded()};
+	cfg.instances[0].subnet6 = parse_subnet6("fd42::/64", "x");
+	AttachOptions a;
+	a.bridge = "br0";
+	a.uplink = "eth0";
+	// Like --mode, not like --subnet: a setting of the user's, not the
+	// bridge's address.
+	AttachPlan p = resolve_attach(a, cfg, "x");
+	ASSERT_TRUE(p.subnet6);
+	EXPECT_EQ(p.subnet6->str(), "fd42::/64");
+	a.subnet6 = "fd43:1::/48";
+	p = resolve_attach(a, cfg, "x");
+	ASSERT_TRUE(p.subnet6);
+	EXPECT_EQ(p.subnet6->str(), "fd43:1::/48");
+	a.subnet6 = "none";
+	EXPECT_FALSE(resolve_attach(a, cfg, "x").subnet6);
+	a.subnet6 = "fd42::1/64";
+	EXPECT_ERROR_HAS(check_attach_syntax(a), "invalid --subnet6 'fd42::1/64': host bits set");
+	a.subnet6 = "";
+	EXPECT_ERROR_HAS(check_attach_syntax(a), "invalid --subnet6 '': expected PREFIX/n");
+}
+
 TEST(AttachResolve, DetachedBridgeGetsItsUplinkAndMappingsBack)
 {
 	Config cfg;

@@ -1,0 +1,62 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/uplink6.hpp"
+
+#include "kernel/netlink.hpp"
+
+namespace kvmxdp {
+
+Uplink6View read_uplink6(NlSocket &nl, int ifindex)
+{
+	const std::vector<Ipv6IfAddr> addrs = ipv6_addrs(nl, ifindex);
+	const std::vector<Ipv6Route> routes = ipv6_routes(nl, ifindex);
+	// RFC 6724 rule 8 toward the default router, when it has a global
+	// address (almost always it is link-local and tells nothing).
+	std::optional<Ipv6Addr> gateway;
+	for (const Ipv6Route &r : routes)
+		if (r.dst.prefix == 0 && r.gateway) {
+			gateway = r.via;
+			break;
+		}
+	Uplink6View v;
+	v.choice = choose_uplink_ipv6(addrs, gateway);
+	v.prefixes = onlink_prefixes(addrs, routes);
+	v.relay = relay_check(addrs, routes, ipv6_ra_managed(nl, ifindex));
+	return v;
+}
+
+std::string Uplink6View::summary() const
+{
+	std::string s = choice.addr ? format_ipv6(choice.addr->addr) + " (" + choice.why + ")" :
+				      "none (" + choice.why + ")";
+	s += ", on-link prefixes";
+	if (prefixes.empty())
+		s += " none";
+	for (const Ipv6Prefix &p : prefixes)
+		s += " " + p.net.str() + (p.from_ra ? " (router advertisement)" : "");
+	s += "; relay " + std::string(relay.possible ? "possible: " : "refused: ") + relay.why;
+	return s;
+}
+
+nlohmann::json uplink6_json(const Uplink6View &v)
+{
+	using nlohmann::json;
+	json prefixes = json::array();
+	for (const Ipv6Prefix &p : v.prefixes)
+		prefixes.push_back({{"prefix", p.net.str()},
+				    {"from_ra", p.from_ra},
+				    {"autoconf", p.autoconf},
+				    {"has_addr", p.has_addr}});
+	const auto &c = v.choice;
+	return {{"uplink_addr", c.addr ? json(format_ipv6(c.addr->addr)) : json(nullptr)},
+		{"uplink_addr_kind",
+		 c.addr ? json(c.temporary ? "temporary" : "stable") : json(nullptr)},
+		{"uplink_addr_deprecated", c.addr && c.deprecated},
+		{"uplink_addr_why", c.why},
+		{"prefixes", prefixes},
+		{"relay",
+		 {{"possible", v.relay.possible},
+		  {"prefix", v.relay.prefix ? json(v.relay.prefix->str()) : json(nullptr)},
+		  {"why", v.relay.why}}}};
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,84 @@
+// SPDX-License-Identifier: GPL-2.0
+// What the uplink offers for IPv6, decided from its addresses and routes
+// (pure functions; the daemon and `status` feed them rtnetlink's view):
+//
+// - the address NAT66 translates guests to: the one the kernel would pick
+//   as source for a new connection to the internet (RFC 6724 section 5,
+//   the rules that apply to one interface and a global destination), with
+//   one deliberate difference: a stable address is preferred over
+//   temporary ones (rule 7 reversed, as a socket with
+//   IPV6_PREFER_SRC_PUBLIC asks).  Temporary addresses (RFC 8981) rotate
+//   daily; every rotation would flush the guests' flows and move their
+//   port forwards, and privacy per guest is not what one shared NAT
+//   address gives anyway;
+// - the uplink's on-link prefixes, and whether relay mode (guests on the
+//   uplink's own /64, ND proxy) can work on this network, and why not.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "base/netaddr6.hpp"
+
+namespace kvmxdp {
+
+struct Uplink6Choice {
+	std::optional<Ipv6IfAddr> addr;
+	bool temporary = false;	 // IFA_F_TEMPORARY: only temporary addresses were usable
+	bool deprecated = false; // only deprecated addresses were usable (RFC 6724 rule 3)
+	bool ula = false;	 // a unique local address (fc00::/7): no internet behind it
+	// Why this one, or why none: a line for `status` and the daemon's log.
+	std::string why;
+};
+
+// Candidates: global scope (RT_SCOPE_UNIVERSE; link-local and loopback can
+// never carry a guest's flow off the link), not tentative, optimistic or
+// dadfailed (DAD has not said the address is ours).  Among them, the first
+// rule that tells two apart decides:
+//   rule 3: not deprecated (preferred lifetime 0: being renumbered away;
+//           used only when nothing else is left, as the kernel does);
+//   rule 6: not a ULA (fc00::/7 has another label than a global
+//           destination in RFC 6724's policy table);
+//   rule 7: stable over temporary (see above);
+//   rule 8: the longest prefix shared with `toward` (a global gateway; a
+//           link-local one, the usual case, tells nothing);
+//   then the first in rtnetlink's order, as the kernel keeps the first of
+//   equals (its list has the newest address of a scope first).
+Uplink6Choice choose_uplink_ipv6(const std::vector<Ipv6IfAddr> &addrs,
+				 const std::optional<Ipv6Addr> &toward = std::nullopt);
+
+// An on-link prefix of the uplink and where it was learnt.
+struct Ipv6Prefix {
+	Ipv6Net net;
+	bool from_ra =
+		false; // a prefix route the kernel made from a router advertisement (RTPROT_RA)
+	bool autoconf = false; // the uplink has a SLAAC address in it (not IFA_F_PERMANENT)
+	bool has_addr = false; // the uplink has an address in it
+};
+
+// The global on-link prefixes of the uplink: its on-link routes (no
+// gateway) and its addresses' networks, each /1../64 (a /128 is no link
+// prefix), not link-local or multicast.  Sorted by: from a router
+// advertisement first, then as listed.
+std::vector<Ipv6Prefix> onlink_prefixes(const std::vector<Ipv6IfAddr> &addrs,
+					const std::vector<Ipv6Route> &routes);
+
+struct RelayCheck {
+	bool possible = false;
+	std::optional<Ipv6Net> prefix; // the /64 relay would share
+	std::string why;	       // why it is possible, or why the network refuses it
+};
+
+// Relay needs a /64 the LAN's router announces for SLAAC: the guests take
+// addresses in it as the host did, and the router reaches them through
+// the host's ND proxy.  Refused when the uplink has no global IPv6; when
+// the router announces no prefix (no on-link /64 from an RA: an address
+// made by hand, or a /128 from DHCPv6 alone); when the only prefix is not
+// a /64 (SLAAC needs one); when the RA's prefix is on-link but not for
+// autoconfiguration (DHCPv6-only: `managed` is the RA's M flag, the
+// kernel's IF_RA_MANAGED; the host's address in it is a /128).
+RelayCheck relay_check(const std::vector<Ipv6IfAddr> &addrs, const std::vector<Ipv6Route> &routes,
+		       bool managed);
+
+} // namespace kvmxdp
