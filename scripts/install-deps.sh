@@ -20,6 +20,8 @@ pkgs=(
 	# integration tests and demo: real clients and servers in netns
 	iproute2 ethtool iputils-ping iputils-tracepath curl iperf3 socat python3 procps util-linux
 	kmod
+	# vm-tests/ipv6_uplink.sh: a LAN router announcing IPv6 prefixes (SLAAC)
+	radvd
 	# vm-tests/qemu_guest.sh: a real guest under QEMU (TCG), image from Debian packages
 	qemu-system-x86 busybox-static cpio xz-utils
 	# vm-tests/wifi61.sh: a WPA2 access point and station on mac80211_hwsim in the 6.1 VM
