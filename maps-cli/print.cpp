@@ -88,6 +88,8 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 				out << " none";
 			for (const auto &p : v6["prefixes"])
 				out << " " << str(p["prefix"]) << (p["from_ra"].get<bool>() ? " (ra)" : "");
+			if (v6.value("prefixes_omitted", 0) > 0)
+				out << " and " << str(v6["prefixes_omitted"]) << " more";
 			out << "\n  ipv6 relay "
 			    << (v6["relay"]["possible"].get<bool>() ? "possible: " : "refused: ")
 			    << str(v6["relay"]["why"]) << "\n";

@@ -195,6 +195,24 @@ assert_contains "status: relay refused, why" \
 	"$(v6 "['relay']['why']")"
 assert_eq "status: the /128 stays the uplink IPv6" 2001:db8:5::7 "$(v6 "['uplink_addr']")"
 radvd_stop
+# Its prefix route would outlive it (valid lifetime 600 s): gone with the network.
+ip -n "$NS_HOST" -6 route del 2001:db8:5::/64 dev "$UP"
+
+kvx_step "a LAN host floods router advertisements with 40 prefixes: status lists 32, counts the rest"
+# On-link only (no SLAAC: the kernel caps addresses, not prefix routes).
+blocks=""
+for n in $(seq 16 55); do blocks+="$(prefix_block "2001:db8:$(printf %x "$n")::/64" 300 off) "; done
+radvd_conf "$blocks"
+radvd_start
+many_prefixes() { [[ $(v6 "['prefixes_omitted']") == 8 ]]; }
+kvx_wait_for 15 "status: 32 prefixes listed and 8 omitted" many_prefixes || true
+assert_eq "status: 32 prefixes listed" 32 "$(v6 "['prefixes'] and len(i['ipv6']['prefixes'])")"
+assert_eq "status: 8 omitted" 8 "$(v6 "['prefixes_omitted']")"
+assert_contains "status text: counted" " and 8 more" "$(kvx status --bridge "$BR")"
+radvd_stop
+line=$(grep 'IPv6: ' "$KVX_DAEMON_LOG" | tail -n 1)
+assert_contains "the daemon's line counts the rest" "and 36 more" "$line"
+assert_le "the daemon's line stays short" "${#line}" 600
 
 kvx_step "attach again without --subnet6 keeps it; --subnet6 none forgets it"
 kvx_daemon_stop

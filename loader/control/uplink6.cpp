@@ -5,6 +5,16 @@
 
 namespace kvmxdp {
 
+namespace {
+
+// Any host on the LAN can send router advertisements: a flood of made-up
+// prefixes (thc-ipv6's flood_router6) makes a prefix route of each.  The
+// log line and status list the first ones and count the rest.
+constexpr size_t kLogPrefixes = 4;
+constexpr size_t kStatusPrefixes = 32;
+
+} // namespace
+
 Uplink6View read_uplink6(NlSocket &nl, int ifindex)
 {
 	const std::vector<Ipv6IfAddr> addrs = ipv6_addrs(nl, ifindex);
@@ -31,8 +41,11 @@ std::string Uplink6View::summary() const
 	s += ", on-link prefixes";
 	if (prefixes.empty())
 		s += " none";
-	for (const Ipv6Prefix &p : prefixes)
-		s += " " + p.net.str() + (p.from_ra ? " (router advertisement)" : "");
+	for (size_t n = 0; n < prefixes.size() && n < kLogPrefixes; n++)
+		s += " " + prefixes[n].net.str() +
+		     (prefixes[n].from_ra ? " (router advertisement)" : "");
+	if (prefixes.size() > kLogPrefixes)
+		s += " and " + std::to_string(prefixes.size() - kLogPrefixes) + " more";
 	s += "; relay " + std::string(relay.possible ? "possible: " : "refused: ") + relay.why;
 	return s;
 }
@@ -41,11 +54,13 @@ nlohmann::json uplink6_json(const Uplink6View &v)
 {
 	using nlohmann::json;
 	json prefixes = json::array();
-	for (const Ipv6Prefix &p : v.prefixes)
+	for (size_t n = 0; n < v.prefixes.size() && n < kStatusPrefixes; n++) {
+		const Ipv6Prefix &p = v.prefixes[n];
 		prefixes.push_back({{"prefix", p.net.str()},
 				    {"from_ra", p.from_ra},
 				    {"autoconf", p.autoconf},
 				    {"has_addr", p.has_addr}});
+	}
 	const auto &c = v.choice;
 	return {{"uplink_addr", c.addr ? json(format_ipv6(c.addr->addr)) : json(nullptr)},
 		{"uplink_addr_kind",
@@ -53,6 +68,7 @@ nlohmann::json uplink6_json(const Uplink6View &v)
 		{"uplink_addr_deprecated", c.addr && c.deprecated},
 		{"uplink_addr_why", c.why},
 		{"prefixes", prefixes},
+		{"prefixes_omitted", v.prefixes.size() - prefixes.size()},
 		{"relay",
 		 {{"possible", v.relay.possible},
 		  {"prefix", v.relay.prefix ? json(v.relay.prefix->str()) : json(nullptr)},
