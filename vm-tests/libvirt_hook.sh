@@ -167,8 +167,12 @@ assert_eq "... says nothing" "" "$(cat "$KVX_TMP/hook.out")"
 kvx_step "map add uplink:2223 vm:web1:80 (the domain's status file)"
 mkdir -p "$LV/run/libvirt/qemu"
 { echo "<domstatus state='running'>"; cat "$KVX_TMP/web1.xml"; echo "</domstatus>"; } >"$LV/run/libvirt/qemu/web1.xml"
-assert_ok "map add uplink:2223 vm:web1:80" nsx "$NS_HOST" env KVMXDP_LIBVIRT_ROOT="$LV" "$KVMXDP" "${KVX_OPTS[@]}" map add uplink:2223 vm:web1:80 --proto tcp
+kvx_lv() { nsx "$NS_HOST" env KVMXDP_LIBVIRT_ROOT="$LV" "$KVMXDP" "${KVX_OPTS[@]}" "$@"; }
+assert_ok "map add uplink:2223 vm:web1:80" kvx_lv map add uplink:2223 vm:web1:80 --proto tcp
 assert_eq "LAN -> $UP_IP:2223 reaches guest1:80" guest1 "$(web "$UP_IP:2223")"
+assert_ok "map del uplink:2223 vm:web1:80" kvx_lv map del uplink:2223 vm:web1:80 --proto tcp
+assert_eq "LAN -> $UP_IP:2223 after map del" "" "$(web "$UP_IP:2223")"
+assert_ok "map add uplink:2223 vm:web1:80 again" kvx_lv map add uplink:2223 vm:web1:80 --proto tcp
 assert_eq "map list: vm:web1's forward is web1's" web1 "$(vm_of uplink:2223)"
 assert_fails "map add vm:../../etc/passwd" nsx "$NS_HOST" env KVMXDP_LIBVIRT_ROOT="$LV" "$KVMXDP" "${KVX_OPTS[@]}" map add uplink:2224 vm:../x:80 --proto tcp
 assert_fails "map add vm:nosuch" nsx "$NS_HOST" env KVMXDP_LIBVIRT_ROOT="$LV" "$KVMXDP" "${KVX_OPTS[@]}" map add uplink:2224 vm:nosuch:80 --proto tcp
