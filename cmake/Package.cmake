@@ -9,11 +9,13 @@
 #   /usr/sbin/kvmxdp
 #   /usr/lib/systemd/system/kvmxdp@.service (merged /usr: Debian 12's
 #     systemd reads it there as it reads /lib/systemd/system)
-#   /etc/libvirt/hooks/network.d/kvmxdp (a conffile)
+#   /etc/libvirt/hooks/network.d/kvmxdp, /etc/libvirt/hooks/qemu.d/kvmxdp
+#     (conffiles; libvirt >= 6.5 runs every executable of <driver>.d/, so a
+#     user's own /etc/libvirt/hooks/qemu or network stays theirs)
 #   /usr/share/man/man8/kvmxdp.8.gz
 #   /usr/share/bash-completion/completions/kvmxdp
 # Depends: the shared libraries' packages (dpkg-shlibdeps), and what the
-# unit and the hook run: kill (procps: the unit's ExecReload=), python3 (the
+# unit and the hooks run: kill (procps: the unit's ExecReload=), python3 (the
 # hook reads the network XML and the config), systemd (systemctl and
 # systemd-escape in the hook, the unit itself).  status reads iptables and
 # nftables rules when those tools are there: suggested.

@@ -173,7 +173,7 @@ _kvmxdp()
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return
 		;;
-	--bpffs | --run-dir | --root | --unit-dir | --hook-dir | --prefix)
+	--bpffs | --run-dir | --root | --unit-dir | --hook-dir | --qemu-hook-dir | --prefix)
 		mapfile -t COMPREPLY < <(compgen -d -- "$cur")
 		return
 		;;
@@ -185,6 +185,11 @@ _kvmxdp()
 
 	if [[ $cur == -* ]]; then
 		mapfile -t COMPREPLY < <(compgen -W "$(sed -n 's/^o \(--[^ ]*\) .*/\1/p' <<<"$help")" -- "$cur")
+		return
+	fi
+	# libvirt-hook DRIVER: libvirt runs it; completed for a hand run.
+	if [[ $cmd == libvirt-hook ]] && ((${#pos[@]} == 0)); then
+		mapfile -t COMPREPLY < <(compgen -W "qemu network" -- "$cur")
 		return
 	fi
 	if [[ $cmd == "map del" ]] && ((${#pos[@]} < 2)); then

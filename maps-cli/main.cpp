@@ -18,6 +18,7 @@
 #include "verbs/import_verbs.hpp"
 #include "verbs/install.hpp"
 #include "verbs/instance_verbs.hpp"
+#include "verbs/libvirt_verbs.hpp"
 #include "verbs/mapping_verbs.hpp"
 
 namespace {
@@ -121,7 +122,9 @@ int main(int argc, char **argv)
 	auto add_mapping_args = [&](CLI::App *c) {
 		c->add_option("EXT", mo.ext, "EXT_IP (1:1) or EXT_IP|uplink:PORT[-PORT]")
 			->required();
-		c->add_option("GUEST", mo.guest, "GUEST_IP (1:1) or GUEST_IP:PORT[-PORT]")
+		c->add_option("GUEST", mo.guest,
+			      "GUEST_IP (1:1) or GUEST_IP:PORT[-PORT]; vm:NAME[:PORT[-PORT]]: "
+			      "the libvirt domain's address")
 			->required();
 		c->add_option("--proto", mo.proto, "tcp or udp (port forwards)");
 		c->add_option("--bridge", mo.bridge, "the instance (when more than one)");
@@ -155,6 +158,22 @@ int main(int argc, char **argv)
 	import_cmd->add_option("--bridge", imp.bridge,
 			       "the instance (--apply), the bridge the rules do not name");
 
+	// libvirt-hook: what the installed libvirt hooks run
+	// (verbs/libvirt_verbs.hpp); libvirt's own arguments, the XML on stdin.
+	LibvirtHookOptions lh;
+	auto *hook_cmd = app.add_subcommand(
+		"libvirt-hook",
+		"libvirt hook: make or remove the mappings in a domain's or network's kvmxdp "
+		"metadata (the XML on standard input)");
+	hook_cmd->add_option("DRIVER", lh.driver, "qemu or network")
+		->required()
+		->check(CLI::IsMember({"qemu", "network"}));
+	hook_cmd->add_option("OBJECT", lh.object, "the domain or network name")->required();
+	hook_cmd->add_option("OPERATION", lh.op, "libvirt's operation (started, stopped, ...)")
+		->required();
+	hook_cmd->add_option("SUBOPERATION", lh.subop, "libvirt's sub-operation")->required();
+	hook_cmd->add_option("EXTRA", lh.extra, "libvirt's extra argument (ignored)");
+
 	InstallOptions io;
 	auto *install = app.add_subcommand(
 		"install", "install the systemd unit kvmxdp@.service and the libvirt network hook");
@@ -162,7 +181,10 @@ int main(int argc, char **argv)
 	install->add_option("--prefix", io.prefix,
 			    "the unit runs PREFIX/sbin/kvmxdp (default: this binary's path)");
 	install->add_option("--unit-dir", io.unit_dir, "default /etc/systemd/system");
-	install->add_option("--hook-dir", io.hook_dir, "default /etc/libvirt/hooks/network.d");
+	install->add_option("--hook-dir", io.hook_dir,
+			    "the network hook's directory, default /etc/libvirt/hooks/network.d");
+	install->add_option("--qemu-hook-dir", io.qemu_hook_dir,
+			    "the qemu hook's directory, default /etc/libvirt/hooks/qemu.d");
 
 	std::string status_bridge;
 	bool json = false;
@@ -237,6 +259,10 @@ int main(int argc, char **argv)
 				std::cout << j.dump(2) << std::endl;
 			else
 				print_mappings(j, std::cout);
+			return 0;
+		}
+		if (hook_cmd->parsed()) {
+			libvirt_hook(g, lh, std::cin, std::cout);
 			return 0;
 		}
 		if (import_cmd->parsed()) {

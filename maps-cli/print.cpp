@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <string>
 
+#include "base/text.hpp"
 #include "kvmxdp/abi.h"
 
 namespace kvmxdp {
@@ -198,13 +199,21 @@ void print_mappings(const nlohmann::json &list, std::ostream &out)
 		return;
 	}
 	out << pad("BRIDGE", 12) << pad("EXTERNAL", 22) << pad("GUEST", 22) << pad("PROTO", 6)
-	    << pad("ADDRESS", 16) << "STATE\n";
-	for (const auto &m : mappings)
+	    << pad("ADDRESS", 16) << pad("VM", 16) << "STATE\n";
+	for (const auto &m : mappings) {
+		// The libvirt domain the guest is, or "net:NAME" for a
+		// network's mapping; "-" for one made by hand.
+		std::string vm = "-";
+		if (m.contains("vm") && m["vm"].is_string())
+			vm = m["vm"].get<std::string>();
+		else if (m.contains("libvirt_network") && m["libvirt_network"].is_string())
+			vm = "net:" + m["libvirt_network"].get<std::string>();
 		out << pad(str(m["bridge"]), 12) << pad(str(m["ext"]), 22)
 		    << pad(str(m["guest"]), 22) << pad(str(m["proto"]), 6)
-		    << pad(str(m["ext_addr"]), 16) << str(m["state"])
+		    << pad(str(m["ext_addr"]), 16) << pad(printable(vm), 16) << str(m["state"])
 		    << (m["add_address"].get<bool>() ? " (address added to the uplink)" : "")
 		    << "\n";
+	}
 }
 
 } // namespace kvmxdp

@@ -12,6 +12,8 @@ pkgs=(
 	build-essential cmake pkg-config clang-14 llvm-14 bpftool
 	libbpf-dev libxdp-dev libnl-3-dev libnl-route-3-dev
 	libcli11-dev nlohmann-json3-dev libgtest-dev googletest
+	# libvirt's domain and network XML (the hooks): libvirt's own parser
+	libxml2-dev
 	linux-libc-dev clang-format-14
 	# tests/fuzz: libFuzzer's runtime (clang -fsanitize=fuzzer)
 	libclang-rt-14-dev

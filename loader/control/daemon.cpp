@@ -27,6 +27,7 @@
 #include "control/mapping_sync.hpp"
 #include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
+#include "model/libvirt.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
@@ -570,8 +571,46 @@ void Daemon::sync_dhcp_leases()
 		log_verbose("dhcp leases " + leases_path_ + ": " + std::to_string(r.leased) +
 			    " address(es) owned by their lease, " + std::to_string(r.released) +
 			    " released");
+	if (!follow_guest_leases(leases))
+		return;
 	leases_sig_ = sig;
 	leases_read_ = now;
+}
+
+bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
+{
+	const int64_t now = static_cast<int64_t>(::time(nullptr));
+	// Without the lock first: most instances have no such mapping.
+	{
+		const Config c = ConfigStore(config_path_).load();
+		const Instance *i = c.find(inst_.bridge);
+		if (!i)
+			return true;
+		std::vector<StaticMapping> ms = i->mappings;
+		if (follow_leases(ms, leases, now).empty())
+			return true;
+	}
+	auto cfg = try_config("mappings not moved to their guests' new leases");
+	if (!cfg)
+		return false;
+	Instance *i = (*cfg)->find(inst_.bridge);
+	if (!i)
+		return true;
+	std::vector<StaticMapping> ms = i->mappings;
+	auto moved = follow_leases(ms, leases, now);
+	try {
+		// The new address may be another mapping's guest by now.
+		check_recorded_mappings(ms, i->subnet, i->nat_ports);
+	} catch (const Error &e) {
+		log_warn(std::string("a guest's new lease: mappings not moved: ") + e.what());
+		return true;
+	}
+	i->mappings = ms;
+	cfg->save();
+	for (const auto &m : moved)
+		log_info("dhcp lease moved: " + m);
+	// Applied by the mapping sync (the config changed).
+	return true;
 }
 
 void Daemon::collect_garbage()

@@ -17,6 +17,7 @@
 #include "base/log.hpp"
 #include "control/mapping_sync.hpp"
 #include "model/config.hpp"
+#include "model/leases.hpp"
 #include "model/mapping.hpp"
 
 namespace kvmxdp {
@@ -110,6 +111,10 @@ private:
 	void sync_xdp(NlSocket &nl);
 	// kvx_guest from libvirt's lease status file (control/guests.hpp).
 	void sync_dhcp_leases();
+	// Moves the mappings of guests addressed by their lease (libvirt
+	// hooks, model/libvirt.hpp follow_leases) to their current lease;
+	// false while the config lock is busy (retried at the next tick).
+	bool follow_guest_leases(const std::vector<Lease> &leases);
 	void sync_tunnels(NlSocket &nl);
 	// Starts the probes held addresses wait for (ApplyResult::held);
 	// forgets those no longer held.

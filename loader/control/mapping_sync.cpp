@@ -303,6 +303,9 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd)
 			{"network", sm.network ? json(sm.network->str()) : json(nullptr)},
 			{"state", state},
 			{"reason", reason},
+			{"vm", sm.vm.empty() ? json(nullptr) : json(sm.vm)},
+			{"libvirt_network",
+			 sm.libvirt_network.empty() ? json(nullptr) : json(sm.libvirt_network)},
 		});
 	}
 	return arr;

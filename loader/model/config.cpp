@@ -9,6 +9,7 @@
 #include "base/text.hpp"
 #include "kvmxdp/ct_rules.h"
 #include "model/leases.hpp"
+#include "model/libvirt.hpp"
 #include "model/options.hpp"
 #include "model/timeouts.hpp"
 
@@ -98,6 +99,13 @@ json mapping_json(const StaticMapping &sm)
 		if (!sm.network->gateway_mac.empty())
 			j["gateway_mac"] = sm.network->gateway_mac;
 	}
+	// Absent for plain mappings (and in older configs).
+	if (!sm.vm.empty())
+		j["vm"] = sm.vm;
+	if (!sm.libvirt_network.empty())
+		j["libvirt_network"] = sm.libvirt_network;
+	if (!sm.lease_mac.empty())
+		j["lease_mac"] = sm.lease_mac;
 	return j;
 }
 
@@ -308,6 +316,19 @@ StaticMapping mapping_from_json(const json &o, const std::string &field)
 		sm.network = id;
 	} else if (gw || gw_mac) {
 		bad(p + (gw ? "gateway" : "gateway_mac"), "given without network");
+	}
+	for (auto [key, dst] :
+	     {std::pair{"vm", &sm.vm}, {"libvirt_network", &sm.libvirt_network}}) {
+		if (auto v = get_opt_string(o, key, p)) {
+			checked(p + key, [&] { check_libvirt_name(*v, key); });
+			*dst = *v;
+		}
+	}
+	if (auto mac = get_opt_string(o, "lease_mac", p)) {
+		if (!is_mac_str(*mac))
+			bad(p + "lease_mac",
+			    "invalid '" + printable(*mac) + "': expected aa:bb:cc:dd:ee:ff");
+		sm.lease_mac = *mac;
 	}
 	return sm;
 }

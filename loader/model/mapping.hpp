@@ -115,9 +115,21 @@ struct StaticMapping {
 	bool add_address = false;
 	// Unset: not tied (made while the uplink had no address).
 	std::optional<NetId> network;
+	// Declared in libvirt's XML (model/libvirt.hpp): the domain whose
+	// guest it maps (`map add ... vm:NAME` too), or the network whose
+	// metadata holds it; the libvirt hooks remove what they made by
+	// these names.  "" for a plain `map add`.  (Default member
+	// initializers: aggregate initializations without them stay valid.)
+	std::string vm{};
+	std::string libvirt_network{};
+	// The MAC whose DHCP lease gave the guest address (no static DHCP
+	// host entry): the daemon moves the mapping when that lease moves.
+	std::string lease_mac{};
 	bool operator==(const StaticMapping &o) const
 	{
-		return m == o.m && add_address == o.add_address && network == o.network;
+		return m == o.m && add_address == o.add_address && network == o.network &&
+		       vm == o.vm && libvirt_network == o.libvirt_network &&
+		       lease_mac == o.lease_mac;
 	}
 };
 

@@ -351,7 +351,24 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "WantedBy=multi-user.target\n";
 }
 
-std::string hook_text(const std::string &config)
+namespace {
+
+// The global options of a hook's kvmxdp command line, for sh.
+std::string hook_globals(const std::string &config, const std::string &bpffs,
+			 const std::string &run_dir)
+{
+	std::string s = " --config " + shq(config);
+	if (!bpffs.empty())
+		s += " --bpffs " + shq(bpffs);
+	if (!run_dir.empty())
+		s += " --run-dir " + shq(run_dir);
+	return s;
+}
+
+} // namespace
+
+std::string hook_text(const std::string &config, const std::string &exe, const std::string &bpffs,
+		      const std::string &run_dir)
 {
 	// libvirt runs network hooks as `network NAME OPERATION SUBOP -` with
 	// the network XML on stdin.  A hook must not call back into libvirt
@@ -361,15 +378,33 @@ std::string hook_text(const std::string &config)
 	// unit's %I unescapes it (systemd-escape: '-' becomes \x2d).  The
 	// start-limit counter is reset first: at boot the unit may have given
 	// up on a bridge that libvirt creates only now.
+	//
+	// The mappings in the network's kvmxdp metadata come first (they are
+	// recorded in the config, which the daemon then starts with); their
+	// error is the hook's exit status, which makes libvirt refuse to
+	// start the network with one error line rather than start it without
+	// them.  A binary that is gone (the package removed, this conffile
+	// kept) is skipped.
 	return "#!/bin/sh\n"
-	       "# kvmxdp libvirt network hook (written by `kvmxdp install`): when a\n"
-	       "# network whose bridge has a kvmxdp instance has started, (re)start\n"
+	       "# kvmxdp libvirt network hook (written by `kvmxdp install`): makes and\n"
+	       "# removes the mappings in a network's kvmxdp metadata, and when a\n"
+	       "# network whose bridge has a kvmxdp instance has started, (re)starts\n"
 	       "# kvmxdp@BRIDGE.  Never calls back into libvirt.\n"
-	       "[ \"$2\" = started ] || exit 0\n"
+	       "xml=$(cat)\n"
+	       "status=0\n"
+	       "exe=" +
+	       shq(exe) +
+	       "\n"
+	       "if [ -x \"$exe\" ]; then\n"
+	       "\tprintf '%s\\n' \"$xml\" | \"$exe\"" +
+	       hook_globals(config, bpffs, run_dir) +
+	       " libvirt-hook network \"$@\" || status=$?\n"
+	       "fi\n"
+	       "[ \"$2\" = started ] || exit $status\n"
 	       "config=" +
 	       shq(config) +
 	       "\n"
-	       "[ -r \"$config\" ] || exit 0\n" +
+	       "[ -r \"$config\" ] || exit $status\n" +
 	       // Parsed, not grepped: XML attributes may be quoted either way
 	       // and hold entities, JSON strings escapes, and a bridge name
 	       // may hold any character but '/', ':' and blanks.  Isolated
@@ -378,9 +413,9 @@ std::string hook_text(const std::string &config)
 	       // or the user's site directory.
 	       R"(if ! command -v python3 >/dev/null 2>&1; then
 	echo "kvmxdp hook: python3 not found: cannot read $config" >&2
-	exit 0
+	exit $status
 fi
-bridge=$(python3 -I -c '
+bridge=$(printf '%s\n' "$xml" | python3 -I -c '
 import json, sys, xml.etree.ElementTree as ET
 try:
     net = ET.fromstring(sys.stdin.read())
@@ -394,14 +429,36 @@ try:
         sys.stdout.write(name)
 except Exception as e:
     sys.stderr.write("kvmxdp hook: %s\n" % e)
-' "$config") || exit 0
+' "$config") || exit $status
 )"
-	       "[ -n \"$bridge\" ] || exit 0\n"
-	       "command -v systemctl >/dev/null 2>&1 || exit 0\n"
-	       "unit=$(systemd-escape --template=kvmxdp@.service -- \"$bridge\") || exit 0\n"
+	       "[ -n \"$bridge\" ] || exit $status\n"
+	       "command -v systemctl >/dev/null 2>&1 || exit $status\n"
+	       "unit=$(systemd-escape --template=kvmxdp@.service -- \"$bridge\") || exit $status\n"
 	       "systemctl reset-failed \"$unit\" >/dev/null 2>&1 || true\n"
 	       "systemctl --no-block start \"$unit\" || true\n"
-	       "exit 0\n";
+	       "exit $status\n";
+}
+
+std::string qemu_hook_text(const std::string &exe, const std::string &config,
+			   const std::string &bpffs, const std::string &run_dir)
+{
+	// libvirt (>= 6.5) runs every executable in hooks/qemu.d/ as
+	// `NAME OPERATION SUBOP EXTRA` with the domain XML on stdin, beside a
+	// user's own hooks/qemu.  kvmxdp reads the XML and libvirt's files
+	// only (never virsh: libvirtd waits for the hook).  A failed "started"
+	// makes libvirt stop the domain: an invalid kvmxdp metadata is an
+	// error line there, not a VM running without its forwards.
+	return "#!/bin/sh\n"
+	       "# kvmxdp libvirt qemu hook (written by `kvmxdp install`): makes the\n"
+	       "# mappings in a domain's kvmxdp metadata when it has started and\n"
+	       "# removes them when it stops.  Never calls back into libvirt.\n"
+	       "exe=" +
+	       shq(exe) +
+	       "\n"
+	       "# A binary that is gone (the package removed, this conffile kept).\n"
+	       "[ -x \"$exe\" ] || exit 0\n"
+	       "exec \"$exe\"" +
+	       hook_globals(config, bpffs, run_dir) + " libvirt-hook qemu \"$@\"\n";
 }
 
 std::vector<std::string> install_files(const InstallOptions &o, const std::string &config)
@@ -409,6 +466,8 @@ std::vector<std::string> install_files(const InstallOptions &o, const std::strin
 	std::string exe = o.prefix.empty() ? self_exe() : o.prefix + "/sbin/kvmxdp";
 	std::string unit_dir = o.unit_dir.empty() ? "/etc/systemd/system" : o.unit_dir;
 	std::string hook_dir = o.hook_dir.empty() ? "/etc/libvirt/hooks/network.d" : o.hook_dir;
+	std::string qemu_hook_dir = o.qemu_hook_dir.empty() ? "/etc/libvirt/hooks/qemu.d" :
+							      o.qemu_hook_dir;
 	// Before anything is written.
 	check_unit_path(o.prefix.empty() ? "the binary's path" : "--prefix", exe);
 	check_unit_path("--config", config);
@@ -447,7 +506,8 @@ std::vector<std::string> install_files(const InstallOptions &o, const std::strin
 		written.push_back(p);
 	};
 	put(unit_dir, "kvmxdp@.service", unit_text(exe, cfg, bpffs, run_dir), 0644);
-	put(hook_dir, "kvmxdp", hook_text(cfg), 0755);
+	put(hook_dir, "kvmxdp", hook_text(cfg, exe, bpffs, run_dir), 0755);
+	put(qemu_hook_dir, "kvmxdp", qemu_hook_text(exe, cfg, bpffs, run_dir), 0755);
 	return written;
 }
 

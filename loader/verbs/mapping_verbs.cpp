@@ -21,7 +21,10 @@
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/sockets.hpp"
+#include "base/text.hpp"
 #include "model/config.hpp"
+#include "model/libvirt.hpp"
+#include "verbs/libvirt_verbs.hpp"
 
 namespace kvmxdp {
 
@@ -74,8 +77,22 @@ bool ext_used_by_other(const Instance &inst, const StaticMapping &sm)
 
 } // namespace
 
-void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &out)
+namespace {
+
+// "vm:NAME[:PORT]" as the VM's address, the instance its bridge's.
+void resolve_vm(const GlobalOptions &g, MappingOptions &o)
 {
+	if (auto t = parse_vm_target(o.guest)) {
+		o.guest = libvirt_vm_guest(g, o.bridge, o.lease_mac, *t);
+		o.vm = t->name;
+	}
+}
+
+} // namespace
+
+void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
+{
+	resolve_vm(g, o);
 	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
 	if (o.add_address && m.ext_uplink)
 		throw Error("--add-address with 'uplink': the uplink's address is there already");
@@ -117,6 +134,9 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	sm.m = m;
 	sm.add_address = o.add_address;
 	sm.network = cur;
+	sm.vm = o.vm;
+	sm.libvirt_network = o.libvirt_network;
+	sm.lease_mac = o.lease_mac;
 	const uint32_t ext = m.ext(ctx.uplink_addr);
 	const bool own = m.ext_uplink || (ctx.uplink_addr && m.ext_addr == ctx.uplink_addr);
 
@@ -183,11 +203,14 @@ void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &
 	if (claimed && !o.add_address && up->mac != std::array<uint8_t, 6>{})
 		arp_announce(up->ifindex, up->mac, m.ext_addr);
 	out << "kvmxdp: mapped " << m.str() << " bridge=" << inst.bridge
+	    << (sm.vm.empty() ? "" : " vm=" + printable(sm.vm))
+	    << (sm.libvirt_network.empty() ? "" : " network=" + printable(sm.libvirt_network))
 	    << (pins ? "" : " (not running: installed at the next attach)") << std::endl;
 }
 
-void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &out)
+void mapping_del(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 {
+	resolve_vm(g, o);
 	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
 	require_caps("map del", {CAP_BPF, CAP_NET_ADMIN});
 	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));

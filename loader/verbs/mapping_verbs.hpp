@@ -19,10 +19,17 @@ struct MappingOptions {
 	std::string ext, guest, proto;
 	bool force = false;
 	bool add_address = false;
+	// Recorded with the mapping (StaticMapping::vm, libvirt_network);
+	// a GUEST of "vm:NAME[:PORT]" sets vm.
+	std::string vm;
+	std::string libvirt_network;
+	std::string lease_mac; // StaticMapping::lease_mac
 };
 
-void mapping_add(const GlobalOptions &g, const MappingOptions &o, std::ostream &out);
-void mapping_del(const GlobalOptions &g, const MappingOptions &o, std::ostream &out);
+// GUEST "vm:NAME[:PORT]": the libvirt domain's address
+// (verbs/libvirt_verbs.hpp).
+void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out);
+void mapping_del(const GlobalOptions &g, MappingOptions o, std::ostream &out);
 // {"mappings":[{"bridge","ext","guest","proto","ext_addr","state",...}]}
 nlohmann::json mapping_list_json(const GlobalOptions &g, const std::string &bridge);
 

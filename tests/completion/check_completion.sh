@@ -79,7 +79,7 @@ expect() {
 	[[ $got == "$want" ]] || fail "kvmxdp $*<Tab>: got '$got', want '$want'"
 	n=$((n + 1))
 }
-expect "attach conntrack detach import install map status" ""
+expect "attach conntrack detach import install libvirt-hook map status" ""
 expect "conntrack" con
 expect "--bpffs --config --help --lock-wait --run-dir --verbose --version" --
 expect "add del list" map ""
@@ -101,6 +101,8 @@ expect "kvxcbr0 kvxcbr1" status --bridge kv
 expect "10.0.0.5 uplink:2222" --config "$tmp/k.json" map del ""
 expect "192.168.122.14:22" --config "$tmp/k.json" map del uplink:2222 ""
 expect "192.168.122.11" --config "$tmp/k.json" map del --bridge kvxcbr0 10.0.0.5 ""
+expect "network qemu" libvirt-hook ""
+expect "--qemu-hook-dir" install --q
 # Nothing for a value nobody can guess.
 expect "" attach --ct-size ""
 echo "check_completion: ok: $n cases"

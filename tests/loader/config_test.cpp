@@ -120,6 +120,38 @@ TEST(Config, GatewayMacRoundTripAndValidation)
 	}
 }
 
+TEST(Config, LibvirtOwnerRoundTripAndValidation)
+{
+	Config c;
+	Instance i = sample();
+	StaticMapping vm;
+	vm.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
+	vm.vm = "web1";
+	vm.lease_mac = "52:54:00:ab:cd:01";
+	StaticMapping net;
+	net.m = parse_mapping("10.77.0.50", "192.168.122.11", "");
+	net.libvirt_network = "default";
+	StaticMapping plain;
+	plain.m = parse_mapping("10.77.0.51", "192.168.122.12", "");
+	i.mappings = {vm, net, plain};
+	c.instances.push_back(i);
+	json j = to_json(c);
+	const json &ms = j["instances"][0]["mappings"];
+	EXPECT_EQ(ms[0]["vm"], "web1");
+	EXPECT_EQ(ms[0]["lease_mac"], "52:54:00:ab:cd:01");
+	EXPECT_EQ(ms[1]["libvirt_network"], "default");
+	EXPECT_FALSE(ms[2].contains("vm")); // a plain mapping's JSON as before
+	EXPECT_FALSE(ms[2].contains("lease_mac"));
+	Config back = config_from_json(json::parse(j.dump()));
+	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+	j["instances"][0]["mappings"][0]["vm"] = "../x";
+	EXPECT_EQ(field_error(j), "instances[0].mappings[0].vm: vm '../x' is not a libvirt name");
+	j["instances"][0]["mappings"][0]["vm"] = "web1";
+	j["instances"][0]["mappings"][0]["lease_mac"] = "52:54:00:AB:CD:01";
+	EXPECT_NE(field_error(j).find("lease_mac: invalid '52:54:00:AB:CD:01'"), std::string::npos)
+		<< field_error(j);
+}
+
 TEST(Config, ValidationNamesTheField)
 {
 	Config c;

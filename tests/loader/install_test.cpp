@@ -6,6 +6,7 @@
 #include "error_of.hpp"
 #include "temp_dir.hpp"
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
@@ -38,7 +39,7 @@ TEST(Install, WritesUnitAndHook)
 	o.root = t.path();
 	o.prefix = "/usr";
 	auto files = install_files(o, "/etc/kvmxdp/kvmxdp.json");
-	ASSERT_EQ(files.size(), 2u);
+	ASSERT_EQ(files.size(), 3u);
 	std::string unit = slurp(t.path() + "/etc/systemd/system/kvmxdp@.service");
 	EXPECT_NE(unit.find("ExecStart=/usr/sbin/kvmxdp --config /etc/kvmxdp/kvmxdp.json attach "
 			    "--bridge %I\n"),
@@ -50,6 +51,16 @@ TEST(Install, WritesUnitAndHook)
 	ASSERT_EQ(::stat(hook.c_str(), &st), 0);
 	EXPECT_EQ(st.st_mode & 0777, 0755u);
 	EXPECT_EQ(slurp(hook).find("virsh"), std::string::npos); // never calls back into libvirt
+	// libvirt >= 6.5 runs every executable of hooks/qemu.d beside a
+	// user's own hooks/qemu.
+	std::string qemu = t.path() + "/etc/libvirt/hooks/qemu.d/kvmxdp";
+	ASSERT_EQ(::stat(qemu.c_str(), &st), 0);
+	EXPECT_EQ(st.st_mode & 0777, 0755u);
+	EXPECT_NE(slurp(qemu).find("exec \"$exe\" --config '/etc/kvmxdp/kvmxdp.json' libvirt-hook "
+				   "qemu \"$@\"\n"),
+		  std::string::npos)
+		<< slurp(qemu);
+	EXPECT_EQ(slurp(qemu).find("virsh"), std::string::npos);
 }
 
 // The installed hook, with an instance of `bridge` in the config and a
@@ -70,6 +81,9 @@ public:
 		std::ofstream(cfg) << config;
 		InstallOptions o;
 		o.root = t_.path();
+		// The hooks run PREFIX/sbin/kvmxdp: a stand-in that records its
+		// arguments and input, or none (prefix without a binary).
+		o.prefix = t_.path() + "/prefix";
 		install_files(o, cfg);
 		::mkdir(bin().c_str(), 0755);
 		std::ofstream(bin() + "/systemctl")
@@ -88,6 +102,19 @@ public:
 				  "/etc/libvirt/hooks/network.d/kvmxdp' net " + op + " begin -";
 		return std::system(cmd.c_str());
 	}
+	// A stand-in kvmxdp that exits with `rc` after recording its
+	// arguments and input in kvmxdp.calls.
+	void fake_kvmxdp(int rc) const
+	{
+		const std::string sbin = t_.path() + "/prefix/sbin";
+		::mkdir((t_.path() + "/prefix").c_str(), 0755);
+		::mkdir(sbin.c_str(), 0755);
+		std::ofstream(sbin + "/kvmxdp")
+			<< "#!/bin/sh\necho \"$*\" >> " + t_.path() + "/kvmxdp.calls\ncat >> " +
+				   t_.path() + "/kvmxdp.calls\nexit " + std::to_string(rc) + "\n";
+		::chmod((sbin + "/kvmxdp").c_str(), 0755);
+	}
+	std::string kvmxdp_calls() const { return slurp(t_.path() + "/kvmxdp.calls"); }
 	std::string calls() const { return slurp(t_.path() + "/calls"); }
 	std::string bin() const { return t_.path() + "/bin"; }
 	const std::string &dir() const { return t_.path(); }
@@ -95,6 +122,26 @@ public:
 private:
 	TempRoot t_;
 };
+
+TEST(Install, NetworkHookHandsTheXmlToLibvirtHook)
+{
+	HookRun h("virbr0");
+	const std::string xml = "<network><name>net</name><bridge name='virbr0'/></network>";
+	// Without the binary (package removed, conffile kept): only the unit.
+	EXPECT_EQ(h.run(xml, "started"), 0);
+	EXPECT_EQ(h.kvmxdp_calls(), "");
+	h.fake_kvmxdp(0);
+	EXPECT_EQ(h.run(xml, "stopped"), 0);
+	EXPECT_EQ(h.kvmxdp_calls(), "--config " + h.dir() +
+					    "/kvmxdp/kvmxdp.json libvirt-hook network net stopped "
+					    "begin -\n" +
+					    xml + "\n");
+	// Its error is the hook's status (libvirt then refuses the network),
+	// the unit is started all the same.
+	h.fake_kvmxdp(3);
+	EXPECT_EQ(WEXITSTATUS(h.run(xml, "started")), 3);
+	EXPECT_NE(h.calls().find("--no-block start kvmxdp@virbr0.service"), std::string::npos);
+}
 
 TEST(Install, HookStartsTheInstanceOfAStartedNetworkOnly)
 {

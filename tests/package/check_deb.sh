@@ -38,22 +38,25 @@ echo "check_deb: ok: $(basename "$deb")"
 list=$(dpkg-deb -c "$deb")
 mode_of() { awk -v p="./$1" '$6 == p { print $1 }' <<<"$list"; }
 for f in usr/sbin/kvmxdp usr/lib/systemd/system/kvmxdp@.service etc/libvirt/hooks/network.d/kvmxdp \
+	etc/libvirt/hooks/qemu.d/kvmxdp \
 	usr/share/man/man8/kvmxdp.8.gz usr/share/bash-completion/completions/kvmxdp; do
 	[[ -n $(mode_of "$f") ]] || fail "the package lacks /$f"
 done
 [[ $(mode_of usr/sbin/kvmxdp) == -rwxr-xr-x ]] || fail "/usr/sbin/kvmxdp is $(mode_of usr/sbin/kvmxdp)"
 [[ $(mode_of etc/libvirt/hooks/network.d/kvmxdp) == -rwxr-xr-x ]] || fail "the hook is not executable"
+[[ $(mode_of etc/libvirt/hooks/qemu.d/kvmxdp) == -rwxr-xr-x ]] || fail "the qemu hook is not executable"
 [[ $list != *./usr/local/* ]] || fail "files under /usr/local: $(grep usr/local <<<"$list")"
 echo "check_deb: ok: binary, unit, hook, man page and completion, modes"
 
 dpkg-deb -e "$deb" "$tmp/control"
 grep -qx /etc/libvirt/hooks/network.d/kvmxdp "$tmp/control/conffiles" || fail "the hook is not a conffile"
+grep -qx /etc/libvirt/hooks/qemu.d/kvmxdp "$tmp/control/conffiles" || fail "the qemu hook is not a conffile"
 for s in postinst prerm postrm; do
 	[[ -x $tmp/control/$s ]] || fail "no executable $s"
 	sh -n "$tmp/control/$s" || fail "$s does not parse"
 done
 depends=$(dpkg-deb -f "$deb" Depends)
-for d in libbpf1 libnl-3-200 libnl-route-3-200 libc6 libstdc++6 procps python3 systemd; do
+for d in libbpf1 libnl-3-200 libnl-route-3-200 libxml2 libc6 libstdc++6 procps python3 systemd; do
 	[[ ", $depends," == *", $d"[\ ,]* ]] || fail "Depends lacks $d: $depends"
 done
 echo "check_deb: ok: conffiles, maintainer scripts, Depends: $depends"
@@ -65,6 +68,8 @@ cmp "$tmp/root/usr/lib/systemd/system/kvmxdp@.service" "$tmp/ref/usr/lib/systemd
 	fail "the packaged unit differs from what the packaged kvmxdp install writes"
 cmp "$tmp/root/etc/libvirt/hooks/network.d/kvmxdp" "$tmp/ref/etc/libvirt/hooks/network.d/kvmxdp" ||
 	fail "the packaged hook differs from what the packaged kvmxdp install writes"
+cmp "$tmp/root/etc/libvirt/hooks/qemu.d/kvmxdp" "$tmp/ref/etc/libvirt/hooks/qemu.d/kvmxdp" ||
+	fail "the packaged qemu hook differs from what the packaged kvmxdp install writes"
 unit=$tmp/root/usr/lib/systemd/system/kvmxdp@.service
 grep -qx 'ExecStart=/usr/sbin/kvmxdp --config /etc/kvmxdp/kvmxdp.json attach --bridge %I' "$unit" ||
 	fail "ExecStart: $(grep ExecStart= "$unit")"

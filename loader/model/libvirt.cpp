@@ -1,0 +1,428 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "model/libvirt.hpp"
+
+#include <libxml/parser.h>
+#include <libxml/tree.h>
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+
+#include "base/error.hpp"
+#include "base/netaddr.hpp"
+#include "base/text.hpp"
+
+namespace kvmxdp {
+
+namespace {
+
+struct DocFree {
+	void operator()(xmlDoc *d) const { xmlFreeDoc(d); }
+};
+struct CtxtFree {
+	void operator()(xmlParserCtxt *c) const { xmlFreeParserCtxt(c); }
+};
+using Doc = std::unique_ptr<xmlDoc, DocFree>;
+
+struct FirstError {
+	bool set = false;
+	int line = 0;
+	std::string message;
+	static void record(void *self, xmlErrorPtr e)
+	{
+		auto *f = static_cast<FirstError *>(self);
+		if (f->set || !e || e->level < XML_ERR_ERROR)
+			return;
+		f->set = true;
+		f->line = e->line;
+		f->message = e->message ? e->message : "";
+	}
+};
+
+// XML_PARSE_NONET: no fetching of anything named in the document; no
+// XML_PARSE_NOENT or XML_PARSE_DTDLOAD: entities are not substituted and no
+// external DTD is read.  A document with a DTD is refused after the parse
+// (libvirt never writes one), so entity declarations never matter.
+Doc parse_xml(const std::string &text, const std::string &what)
+{
+	if (text.size() > kLibvirtXmlMax)
+		throw Error(what + ": " + std::to_string(text.size()) +
+			    " bytes of XML, more than " + std::to_string(kLibvirtXmlMax));
+	std::unique_ptr<xmlParserCtxt, CtxtFree> ctxt(xmlNewParserCtxt());
+	if (!ctxt)
+		throw Error(what + ": out of memory for the XML parser");
+	// The first error says what is wrong (the last one is often only
+	// "Premature end of data"); the handler also keeps libxml2 from
+	// printing anything itself.  It is per thread.
+	FirstError first;
+	xmlSetStructuredErrorFunc(&first, &FirstError::record);
+	Doc doc(xmlCtxtReadMemory(ctxt.get(), text.data(), static_cast<int>(text.size()), nullptr,
+				  nullptr,
+				  XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING));
+	xmlSetStructuredErrorFunc(nullptr, nullptr);
+	if (!doc || !ctxt->wellFormed) {
+		std::string msg = first.set ? first.message : "not well-formed";
+		while (!msg.empty() && std::isspace(static_cast<unsigned char>(msg.back())))
+			msg.pop_back();
+		throw Error(what + ": not valid XML" +
+			    (first.line > 0 ? " (line " + std::to_string(first.line) + ")" : "") +
+			    ": " + printable(msg));
+	}
+	if (doc->intSubset || doc->extSubset)
+		throw Error(what + ": XML with a DTD (<!DOCTYPE>) is not accepted");
+	return doc;
+}
+
+bool named(const xmlNode *n, const char *name)
+{
+	return n && n->type == XML_ELEMENT_NODE && !n->ns &&
+	       xmlStrEqual(n->name, reinterpret_cast<const xmlChar *>(name));
+}
+
+bool ours(const xmlNode *n)
+{
+	return n && n->type == XML_ELEMENT_NODE && n->ns && n->ns->href &&
+	       xmlStrEqual(n->ns->href, reinterpret_cast<const xmlChar *>(kLibvirtXmlns));
+}
+
+const xmlNode *child(const xmlNode *n, const char *name)
+{
+	for (const xmlNode *c = n ? n->children : nullptr; c; c = c->next)
+		if (named(c, name))
+			return c;
+	return nullptr;
+}
+
+std::optional<std::string> attr(const xmlNode *n, const char *name)
+{
+	// Attributes without a namespace only: libvirt's and ours are
+	// unqualified.
+	xmlChar *v = xmlGetNoNsProp(n, reinterpret_cast<const xmlChar *>(name));
+	if (!v)
+		return std::nullopt;
+	std::string s(reinterpret_cast<const char *>(v));
+	xmlFree(v);
+	return s;
+}
+
+std::string text_of(const xmlNode *n)
+{
+	xmlChar *v = xmlNodeGetContent(n);
+	if (!v)
+		return "";
+	std::string s(reinterpret_cast<const char *>(v));
+	xmlFree(v);
+	return s;
+}
+
+std::string lower(std::string s)
+{
+	for (char &c : s)
+		c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+	return s;
+}
+
+// The document element `name`, or its child of that name (a hook's
+// <hookData>, a <domstatus> or <networkstatus> file).
+const xmlNode *top(const Doc &doc, const char *name, const std::string &what)
+{
+	const xmlNode *root = xmlDocGetRootElement(doc.get());
+	if (named(root, name))
+		return root;
+	if (const xmlNode *c = child(root, name))
+		return c;
+	throw Error(what + ": no <" + name + "> element");
+}
+
+std::string quoted(const std::string &s)
+{
+	return "'" + printable(s) + "'";
+}
+
+void only_attrs(const xmlNode *n, std::initializer_list<const char *> allowed,
+		const std::string &where)
+{
+	for (const xmlAttr *a = n->properties; a; a = a->next) {
+		bool ok = !a->ns && std::any_of(allowed.begin(), allowed.end(), [&](const char *x) {
+			return xmlStrEqual(a->name, reinterpret_cast<const xmlChar *>(x));
+		});
+		if (!ok)
+			throw Error(where + ": unknown attribute " +
+				    quoted(reinterpret_cast<const char *>(a->name)));
+	}
+}
+
+std::string need(const xmlNode *n, const char *name, const std::string &where)
+{
+	auto v = attr(n, name);
+	if (!v || v->empty())
+		throw Error(where + ": attribute '" + name + "' is missing");
+	return *v;
+}
+
+// The kvmxdp element of <metadata> (libvirt keeps one per namespace);
+// domain: whether `mac` and `guest` attributes belong to it.
+LibvirtNat parse_nat(const xmlNode *owner, bool domain, const std::string &what)
+{
+	LibvirtNat nat;
+	const xmlNode *meta = child(owner, "metadata");
+	const xmlNode *el = nullptr;
+	for (const xmlNode *c = meta ? meta->children : nullptr; c && !el; c = c->next)
+		if (ours(c))
+			el = c;
+	if (!el)
+		return nat;
+	const std::string where =
+		what + ": <kvmxdp:" + reinterpret_cast<const char *>(el->name) + ">";
+	if (!xmlStrEqual(el->name, reinterpret_cast<const xmlChar *>("nat")))
+		throw Error(where + ": unknown element (expected kvmxdp:nat)");
+	nat.present = true;
+	if (domain) {
+		only_attrs(el, {"mac"}, where);
+		if (auto m = attr(el, "mac")) {
+			nat.mac = lower(*m);
+			if (!is_mac_str(nat.mac))
+				throw Error(where + ": mac " + quoted(*m) +
+					    " is not a MAC address");
+		}
+	} else {
+		only_attrs(el, {}, where);
+	}
+	for (const xmlNode *c = el->children; c; c = c->next) {
+		if (c->type == XML_TEXT_NODE || c->type == XML_COMMENT_NODE)
+			continue;
+		if (c->type != XML_ELEMENT_NODE || !ours(c))
+			throw Error(where +
+				    ": only kvmxdp:forward and kvmxdp:address may be in it");
+		const std::string name = reinterpret_cast<const char *>(c->name);
+		if (name == "forward") {
+			const std::string w =
+				where + " forward " + std::to_string(nat.forwards.size() + 1);
+			only_attrs(c, {"proto", "port", "to", "external"}, w);
+			LibvirtForward f;
+			f.proto = need(c, "proto", w);
+			f.port = need(c, "port", w);
+			f.to = attr(c, "to").value_or("");
+			f.external = attr(c, "external").value_or("");
+			if (!domain && f.to.empty())
+				throw Error(w + ": attribute 'to' (GUEST_IP:PORT) is missing");
+			nat.forwards.push_back(f);
+		} else if (name == "address") {
+			const std::string w =
+				where + " address " + std::to_string(nat.addresses.size() + 1);
+			if (domain)
+				only_attrs(c, {"external"}, w);
+			else
+				only_attrs(c, {"external", "guest"}, w);
+			LibvirtAddress a;
+			a.external = need(c, "external", w);
+			if (!domain)
+				a.guest = need(c, "guest", w);
+			nat.addresses.push_back(a);
+		} else {
+			throw Error(where + ": unknown element " + quoted("kvmxdp:" + name));
+		}
+	}
+	return nat;
+}
+
+} // namespace
+
+LibvirtDomain parse_libvirt_domain(const std::string &xml, const std::string &what)
+{
+	Doc doc = parse_xml(xml, what);
+	const xmlNode *dom = top(doc, "domain", what);
+	LibvirtDomain d;
+	d.name = text_of(child(dom, "name"));
+	const xmlNode *devices = child(dom, "devices");
+	for (const xmlNode *c = devices ? devices->children : nullptr; c; c = c->next) {
+		if (!named(c, "interface"))
+			continue;
+		LibvirtInterface i;
+		if (auto m = attr(child(c, "mac"), "address"))
+			i.mac = lower(*m);
+		if (const xmlNode *src = child(c, "source")) {
+			i.network = attr(src, "network").value_or("");
+			i.bridge = attr(src, "bridge").value_or("");
+		}
+		d.interfaces.push_back(i);
+	}
+	d.nat = parse_nat(dom, true, what);
+	return d;
+}
+
+LibvirtNetwork parse_libvirt_network(const std::string &xml, const std::string &what)
+{
+	Doc doc = parse_xml(xml, what);
+	const xmlNode *net = top(doc, "network", what);
+	LibvirtNetwork n;
+	n.name = text_of(child(net, "name"));
+	if (const xmlNode *br = child(net, "bridge"))
+		n.bridge = attr(br, "name").value_or("");
+	for (const xmlNode *ip = net->children; ip; ip = ip->next) {
+		if (!named(ip, "ip"))
+			continue;
+		const xmlNode *dhcp = child(ip, "dhcp");
+		for (const xmlNode *h = dhcp ? dhcp->children : nullptr; h; h = h->next) {
+			if (!named(h, "host"))
+				continue;
+			auto mac = attr(h, "mac");
+			auto addr = attr(h, "ip");
+			if (!mac || !addr || !is_mac_str(lower(*mac)))
+				continue; // IPv6 hosts (id=), hosts by name only
+			try {
+				n.hosts.push_back({lower(*mac), parse_ipv4(*addr)});
+			} catch (const Error &) {
+				// An IPv6 <ip> block's host.
+			}
+		}
+	}
+	n.nat = parse_nat(net, false, what);
+	return n;
+}
+
+const LibvirtInterface &libvirt_nat_interface(const LibvirtDomain &d)
+{
+	for (const auto &i : d.interfaces) {
+		if (!d.nat.mac.empty() ?
+			    i.mac == d.nat.mac :
+			    !i.mac.empty() && (!i.network.empty() || !i.bridge.empty()))
+			return i;
+	}
+	if (!d.nat.mac.empty())
+		throw Error("domain '" + printable(d.name) + "': no interface with MAC " +
+			    d.nat.mac);
+	throw Error("domain '" + printable(d.name) +
+		    "': no interface on a network or a bridge for its kvmxdp mappings");
+}
+
+std::optional<uint32_t> libvirt_guest_addr(const std::string &mac,
+					   const std::vector<LibvirtDhcpHost> &hosts,
+					   const std::vector<Lease> &leases, int64_t now)
+{
+	for (const auto &h : hosts)
+		if (h.mac == mac)
+			return h.addr;
+	const Lease *best = nullptr;
+	for (const auto &l : leases) {
+		if (format_mac(l.mac) != mac || (l.expiry != 0 && l.expiry <= now))
+			continue;
+		if (!best || (best->expiry != 0 && (l.expiry == 0 || l.expiry > best->expiry)))
+			best = &l;
+	}
+	return best ? std::optional<uint32_t>(best->addr) : std::nullopt;
+}
+
+std::vector<Mapping> libvirt_domain_mappings(const LibvirtNat &nat, uint32_t guest)
+{
+	std::vector<Mapping> out;
+	const std::string g = format_ipv4(guest);
+	for (size_t k = 0; k < nat.forwards.size(); k++) {
+		const auto &f = nat.forwards[k];
+		const std::string ext = (f.external.empty() ? "uplink" : f.external) + ":" + f.port;
+		try {
+			out.push_back(parse_mapping(ext, g + ":" + (f.to.empty() ? f.port : f.to),
+						    f.proto));
+		} catch (const Error &e) {
+			throw Error("kvmxdp:forward " + std::to_string(k + 1) + ": " + e.what());
+		}
+	}
+	for (size_t k = 0; k < nat.addresses.size(); k++) {
+		try {
+			out.push_back(parse_mapping(nat.addresses[k].external, g, ""));
+		} catch (const Error &e) {
+			throw Error("kvmxdp:address " + std::to_string(k + 1) + ": " + e.what());
+		}
+	}
+	return out;
+}
+
+std::vector<Mapping> libvirt_network_mappings(const LibvirtNat &nat)
+{
+	std::vector<Mapping> out;
+	for (size_t k = 0; k < nat.forwards.size(); k++) {
+		const auto &f = nat.forwards[k];
+		const std::string ext = (f.external.empty() ? "uplink" : f.external) + ":" + f.port;
+		try {
+			out.push_back(parse_mapping(ext, f.to, f.proto));
+		} catch (const Error &e) {
+			throw Error("kvmxdp:forward " + std::to_string(k + 1) + ": " + e.what());
+		}
+	}
+	for (size_t k = 0; k < nat.addresses.size(); k++) {
+		try {
+			out.push_back(parse_mapping(nat.addresses[k].external,
+						    nat.addresses[k].guest, ""));
+		} catch (const Error &e) {
+			throw Error("kvmxdp:address " + std::to_string(k + 1) + ": " + e.what());
+		}
+	}
+	return out;
+}
+
+std::vector<std::string> follow_leases(std::vector<StaticMapping> &mappings,
+				       const std::vector<Lease> &leases, int64_t now)
+{
+	std::vector<std::string> moved;
+	for (auto &sm : mappings) {
+		if (sm.lease_mac.empty())
+			continue;
+		auto a = libvirt_guest_addr(sm.lease_mac, {}, leases, now);
+		// No current lease (the guest is down, or its lease ran out):
+		// kept where it is; the address is still its until taken.
+		if (!a || *a == sm.m.guest_addr)
+			continue;
+		moved.push_back((sm.vm.empty() ? "mapping " + sm.m.str() : "vm " + sm.vm) + ": " +
+				format_ipv4(sm.m.guest_addr) + " -> " + format_ipv4(*a));
+		sm.m.guest_addr = *a;
+	}
+	return moved;
+}
+
+HookAction libvirt_qemu_action(const std::string &op, const std::string &subop)
+{
+	(void)subop; // "begin" for all of these, "-" from older libvirt
+	if (op == "started")
+		return HookAction::Apply;
+	if (op == "stopped" || op == "release")
+		return HookAction::Remove;
+	return HookAction::None;
+}
+
+HookAction libvirt_network_action(const std::string &op, const std::string &subop)
+{
+	(void)subop;
+	if (op == "started")
+		return HookAction::Apply;
+	if (op == "stopped")
+		return HookAction::Remove;
+	return HookAction::None;
+}
+
+void check_libvirt_name(const std::string &name, const std::string &what)
+{
+	if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos ||
+	    !is_printable_text(name) || name.size() > 255)
+		throw Error(what + " " + quoted(name) + " is not a libvirt name");
+}
+
+std::optional<VmTarget> parse_vm_target(const std::string &guest)
+{
+	if (guest.compare(0, 3, "vm:") != 0)
+		return std::nullopt;
+	VmTarget t;
+	t.name = guest.substr(3);
+	// A trailing ":PORT[-PORT]" is the port (a VM name may hold ':').
+	auto colon = t.name.rfind(':');
+	if (colon != std::string::npos) {
+		const std::string p = t.name.substr(colon + 1);
+		if (!p.empty() && p.find_first_not_of("0123456789-") == std::string::npos) {
+			t.ports = p;
+			t.name.erase(colon);
+		}
+	}
+	check_libvirt_name(t.name, "vm:");
+	return t;
+}
+
+} // namespace kvmxdp
