@@ -12,6 +12,8 @@ pkgs=(
 	build-essential cmake pkg-config clang-14 llvm-14 bpftool
 	libbpf-dev libxdp-dev libnl-3-dev libnl-route-3-dev
 	libcli11-dev nlohmann-json3-dev libgtest-dev googletest
+	# the daemon's Prometheus endpoint (attach --metrics)
+	prometheus-cpp-dev
 	linux-libc-dev clang-format-14
 	# tests/fuzz: libFuzzer's runtime (clang -fsanitize=fuzzer)
 	libclang-rt-14-dev
@@ -19,6 +21,8 @@ pkgs=(
 	mmdebstrap
 	# integration tests and demo: real clients and servers in netns
 	iproute2 ethtool iputils-ping iputils-tracepath curl iperf3 socat python3 procps util-linux
+	# vm-tests/metrics.sh: `kvmxdp top` driven in a terminal
+	tmux
 	kmod
 	# vm-tests/qemu_guest.sh: a real guest under QEMU (TCG), image from Debian packages
 	qemu-system-x86 busybox-static cpio xz-utils

@@ -54,6 +54,8 @@ void check_attach_syntax(const AttachOptions &a)
 		parse_hook_mode(*a.mode);
 	if (a.dhcp_leases)
 		check_leases_option(*a.dhcp_leases, "--dhcp-leases");
+	if (a.metrics && *a.metrics != "off")
+		parse_metrics_listen(*a.metrics, "--metrics");
 }
 
 AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::string &config_path)
@@ -94,6 +96,7 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 	p.flow_quota = a.flow_quota ? a.flow_quota : prev ? prev->flow_quota : std::nullopt;
 	p.timeouts = a.timeouts ? *a.timeouts : prev ? prev->timeouts : "";
 	p.dhcp_leases = a.dhcp_leases ? *a.dhcp_leases : prev ? prev->dhcp_leases : "";
+	p.metrics = a.metrics ? (*a.metrics == "off" ? "" : *a.metrics) : prev ? prev->metrics : "";
 	// Mappings a detach kept come back (the uplink is the new one's).
 	if (prev)
 		p.mappings = prev->mappings;
@@ -250,6 +253,7 @@ private:
 		inst_.flow_quota = plan_.flow_quota;
 		inst_.timeouts = plan_.timeouts;
 		inst_.dhcp_leases = plan_.dhcp_leases;
+		inst_.metrics = plan_.metrics;
 		// A clsact an earlier attach created stays ours to delete.
 		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
 	}

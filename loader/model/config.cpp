@@ -27,7 +27,7 @@ bool Instance::operator==(const Instance &o) const
 	       saved_forwarding == o.saved_forwarding &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
 	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota && timeouts == o.timeouts &&
-	       mode == o.mode && dhcp_leases == o.dhcp_leases;
+	       mode == o.mode && dhcp_leases == o.dhcp_leases && metrics == o.metrics;
 }
 
 Instance *Config::find(const std::string &bridge)
@@ -136,6 +136,8 @@ json to_json(const Config &cfg)
 			insts.back()["timeouts"] = i.timeouts;
 		if (!i.dhcp_leases.empty())
 			insts.back()["dhcp_leases"] = i.dhcp_leases;
+		if (!i.metrics.empty())
+			insts.back()["metrics"] = i.metrics;
 		if (i.uplink_auto) {
 			insts.back()["uplink"] = "auto";
 			insts.back()["uplink_device"] =
@@ -405,6 +407,11 @@ Config config_from_json(const json &j)
 		if (o.contains("dhcp_leases")) {
 			i.dhcp_leases = get_string(o, "dhcp_leases", p);
 			check_leases_option(i.dhcp_leases, p + "dhcp_leases");
+		}
+		if (o.contains("metrics")) {
+			i.metrics = get_string(o, "metrics", p);
+			if (!i.metrics.empty())
+				parse_metrics_listen(i.metrics, p + "metrics");
 		}
 		// Absent in configurations of older versions: no mappings.
 		if (auto it = o.find("mappings"); it != o.end()) {
