@@ -169,6 +169,11 @@ _kvmxdp()
 		mapfile -t COMPREPLY < <(compgen -W none -- "$cur"; compgen -f -- "$cur")
 		return
 		;;
+	--metrics)
+		# ADDR:PORT is the user's to choose; off drops a recorded one.
+		mapfile -t COMPREPLY < <(compgen -W "off 127.0.0.1:" -- "$cur")
+		return
+		;;
 	--config)
 		mapfile -t COMPREPLY < <(compgen -f -- "$cur")
 		return

@@ -20,6 +20,7 @@
 #include "verbs/instance_verbs.hpp"
 #include "verbs/libvirt_verbs.hpp"
 #include "verbs/mapping_verbs.hpp"
+#include "verbs/top_verbs.hpp"
 
 namespace {
 
@@ -109,6 +110,11 @@ int main(int argc, char **argv)
 		"--dhcp-leases", dhcp_leases,
 		"libvirt's DHCP lease status file, whose addresses stay with their MACs, or "
 		"'none' (default: /var/lib/libvirt/dnsmasq/BRIDGE.status)");
+	std::string metrics;
+	auto *o_metrics = attach->add_option(
+		"--metrics", metrics,
+		"serve Prometheus metrics at http://ADDR:PORT/metrics from the daemon, or 'off' "
+		"(default: the instance's in the config, else off)");
 
 	std::string detach_bridge;
 	auto *detach = app.add_subcommand(
@@ -192,6 +198,14 @@ int main(int argc, char **argv)
 	status->add_flag("--json", json, "machine-readable output");
 	status->add_option("--bridge", status_bridge, "only this bridge");
 
+	TopOptions top_opts;
+	auto *top = app.add_subcommand(
+		"top", "live per-guest traffic: rates each way, flows, drops (q quits)");
+	top->add_option("--bridge", top_opts.bridge, "the instance (when more than one)");
+	top->add_flag("--json", top_opts.json, "print one sample (rates over one interval) and exit");
+	top->add_option("--interval", top_opts.interval, "seconds between refreshes (default 1)")
+		->check(CLI::Range(kTopMinInterval, kTopMaxInterval));
+
 	// conntrack list|flush (maps-cli/conntrack_print.cpp).
 	ConntrackCli ct_cli;
 	add_conntrack_commands(app, ct_cli);
@@ -239,6 +253,8 @@ int main(int argc, char **argv)
 				a.mode = mode;
 			if (o_leases->count())
 				a.dhcp_leases = dhcp_leases;
+			if (o_metrics->count())
+				a.metrics = metrics;
 			return attach_and_run(g, a, std::cout);
 		}
 		if (detach->parsed()) {
@@ -286,6 +302,16 @@ int main(int argc, char **argv)
 		}
 		if (run_conntrack_commands(g, ct_cli, std::cout))
 			return 0;
+		if (top->parsed()) {
+			if (top_opts.json) {
+				std::cout << top_sample(g, top_opts)
+						     .dump(2, ' ', false,
+							   nlohmann::json::error_handler_t::replace)
+					  << std::endl;
+				return 0;
+			}
+			return run_top(g, top_opts, std::cout);
+		}
 		if (status->parsed()) {
 			auto j = status_json(g, status_bridge);
 			// Device names and firewall rules are the kernel's bytes:

@@ -14,6 +14,8 @@ pkgs=(
 	libcli11-dev nlohmann-json3-dev libgtest-dev googletest
 	# libvirt's domain and network XML (the hooks): libvirt's own parser
 	libxml2-dev
+	# the daemon's Prometheus endpoint (attach --metrics)
+	prometheus-cpp-dev
 	linux-libc-dev clang-format-14
 	# tests/fuzz: libFuzzer's runtime (clang -fsanitize=fuzzer)
 	libclang-rt-14-dev
@@ -21,6 +23,8 @@ pkgs=(
 	mmdebstrap
 	# integration tests and demo: real clients and servers in netns
 	iproute2 ethtool iputils-ping iputils-tracepath curl iperf3 socat python3 procps util-linux
+	# vm-tests/metrics.sh: `kvmxdp top` driven in a terminal
+	tmux
 	kmod
 	# vm-tests/ipv6_uplink.sh: a LAN router announcing IPv6 prefixes (SLAAC)
 	radvd

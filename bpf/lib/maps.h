@@ -84,6 +84,23 @@ struct {
 	__type(value, struct kvx_ct_val);
 } kvx_scratch SEC(".maps");
 
+/* Per-guest counters (abi.h kvx_gstats): per-CPU, no atomics on the
+ * per-packet path; a reader sums the CPUs of the slots it shows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, KVX_GSTATS_SLOTS);
+	__type(key, __u32);
+	__type(value, struct kvx_gstat);
+} kvx_gstats SEC(".maps");
+
+/* The guest the current packet is charged to (abi.h kvx_gcur). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kvx_gcur);
+} kvx_gcur SEC(".maps");
+
 /* Half-open inbound flows per guest, for early drop (abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

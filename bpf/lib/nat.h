@@ -579,6 +579,8 @@ static __always_inline int nat4_hairpin(kvx_ctx_t *ctx, const struct kvx_cfg *cf
 	if (nat4_rewrite(ctx, p, rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_HAIRPIN, len);
+	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
+	gstats_take(KVX_R_XLATE_HAIRPIN, len);
 	return deliver_to_guest(cfg, &guest);
 }
 
@@ -597,6 +599,7 @@ static __noinline int nat4_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
 	r = ct_related_in(p, &q, &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
 	if (icmp_err_rewrite(ctx, p, &q, 0, &guest))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	if (!mac_is_zero(guest.guest_mac)) {
@@ -739,6 +742,9 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
 		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	}
+	/* The guest's from here on: the frame's MAC owns the source once the
+	 * check passes, and is the one to charge when it does not. */
+	gstats_set(macs, p.saddr, cfg->guest_seed, 0);
 	/* Everything below may bind or use the source address's state. */
 	r = guest_owner_check(p.saddr, macs);
 	if (r != KVX_CONTINUE)
@@ -943,6 +949,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 		guest.addr = fv->addr;
 		__builtin_memcpy(guest.guest_mac, fv->guest_mac, ETH_ALEN);
 		__builtin_memcpy(guest.gw_mac, fv->gw_mac, ETH_ALEN);
+		gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
 		if (p.ttl <= 1)
 			return verdict(KVX_R_DROP_TTL_IN, len);
 		goto out;
@@ -966,6 +973,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 				      r == KVX_R_DROP_TTL_IN ?
 					      KVX_ICMP_TCM(ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, 0) :
 					      0);
+	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
 	frag_remember(&p, KVX_BIND_IN, &guest, now);
 	maybe_clamp_mss(ctx, cfg, &p);
 

@@ -257,6 +257,7 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
 
 	/* From here on exactly the TC path's translation. */
+	gstats_set(macs, p.saddr, cfg->guest_seed, 0);
 	r = guest_owner_check(p.saddr, macs);
 	if (r != KVX_CONTINUE)
 		return xdp_refused(r, len);
@@ -340,6 +341,7 @@ static __always_inline int xdp_from_uplink(kvx_ctx_t *ctx)
 	r = ct_ingress(cfg, &p, clock_now_ns(), &guest);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
 	maybe_clamp_mss(ctx, cfg, &p);
 	if (xdp_dnat(ctx, &p, &guest))
 		return verdict(KVX_R_DROP_MALFORMED, len);

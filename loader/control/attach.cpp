@@ -57,6 +57,8 @@ void check_attach_syntax(const AttachOptions &a)
 		parse_hook_mode(*a.mode);
 	if (a.dhcp_leases)
 		check_leases_option(*a.dhcp_leases, "--dhcp-leases");
+	if (a.metrics && *a.metrics != "off")
+		parse_metrics_listen(*a.metrics, "--metrics");
 }
 
 AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::string &config_path)
@@ -102,6 +104,7 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 						   std::optional(parse_subnet6(*a.subnet6, "--subnet6"));
 	else if (prev)
 		p.subnet6 = prev->subnet6;
+	p.metrics = a.metrics ? (*a.metrics == "off" ? "" : *a.metrics) : prev ? prev->metrics : "";
 	// Mappings a detach kept come back (the uplink is the new one's).
 	if (prev)
 		p.mappings = prev->mappings;
@@ -259,6 +262,7 @@ private:
 		inst_.timeouts = plan_.timeouts;
 		inst_.dhcp_leases = plan_.dhcp_leases;
 		inst_.subnet6 = plan_.subnet6;
+		inst_.metrics = plan_.metrics;
 		// A clsact an earlier attach created stays ours to delete.
 		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
 	}

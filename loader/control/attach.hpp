@@ -56,6 +56,7 @@ struct AttachPlan {
 	std::optional<uint32_t> flow_quota; // unset: a share of the conntrack table
 	std::string timeouts;		    // "" = netfilter's defaults
 	std::string dhcp_leases;	    // "" = the default path (model/leases.hpp)
+	std::string metrics;		    // ADDR:PORT of /metrics; "" = off
 	std::optional<Instance> prev;	    // the config's record of this bridge
 	std::vector<StaticMapping> mappings;
 };

@@ -67,6 +67,20 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 	, leases_path_(leases_path(inst.dhcp_leases, inst.bridge))
 {
+	if (!inst.metrics.empty()) {
+		MetricsSource src;
+		src.bridge = inst.bridge;
+		src.stats = skel.map_fd(KVX_MAP_STATS);
+		src.ct = ct_fd_.get();
+		src.bind = bind_fd_.get();
+		src.frag = skel.map_fd(KVX_MAP_FRAG);
+		src.guests = {cfg_fd_.get(), skel.map_fd(KVX_MAP_GUEST), skel.map_fd(KVX_MAP_GSTATS),
+			      skel.map_fd(KVX_MAP_GFLOWS)};
+		src.leases_path = leases_path_;
+		src.daemon = &counters_;
+		metrics_ = std::make_unique<MetricsServer>(inst.metrics, std::move(src));
+		log_info("metrics: http://" + inst.metrics + "/metrics");
+	}
 }
 
 template <typename F>
@@ -356,6 +370,8 @@ void Daemon::follow_default_route(NlSocket &nl)
 	inst_.uplink = link->name;
 	inst_.clsact_created_uplink = created;
 	uplink_ifindex_ = link->ifindex;
+	if (old_addr != addr_be)
+		counters_.uplink_addr_changes++;
 
 	log_info("uplink " + link->name + " address " + addr_str(old_addr) + " -> " +
 		 addr_str(addr_be));
@@ -437,6 +453,7 @@ void Daemon::refresh_uplink(NlSocket &nl)
 	if (dirty)
 		write_cfg(cfg_fd_.get(), cfg);
 	if (addr_be != old) {
+		counters_.uplink_addr_changes++;
 		log_info("uplink " + inst_.uplink + " address " + addr_str(old) + " -> " +
 			 addr_str(addr_be));
 		// Written first, flushed second: new flows already use the new
@@ -616,9 +633,17 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 void Daemon::collect_garbage()
 {
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
+	const auto t0 = std::chrono::steady_clock::now();
 	// The per-guest flow counters are recounted at every sweep (control/gc.hpp).
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(),
 			  {skel_.map_fd(KVX_MAP_GFLOWS), skel_.map_fd(KVX_MAP_GUEST), cfg.guest_seed});
+	const auto ns = static_cast<uint64_t>(
+		std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
+								     t0)
+			.count());
+	counters_.gc_runs++;
+	counters_.gc_ns_total += ns;
+	counters_.gc_last_ns = ns;
 	if (xdp_)
 		step("bridge forwarding database",
 		     [&] { xdp_->sync_fdb(bridge_ifindex_, boottime_ns()); });

@@ -16,6 +16,7 @@
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/metrics.hpp"
 #include "model/config.hpp"
 #include "model/leases.hpp"
 #include "model/mapping.hpp"
@@ -163,6 +164,10 @@ private:
 	};
 	std::map<uint32_t, ResumeProbe> probes_;
 	bool probes_changed_ = false; // a verdict the maps do not show yet
+	// attach --metrics: what the scrapes read of the daemon, and the
+	// endpoint (last: it stops serving before anything it reads goes).
+	DaemonCounters counters_;
+	std::unique_ptr<MetricsServer> metrics_;
 };
 
 } // namespace kvmxdp

@@ -109,6 +109,22 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Per-guest counters: another layout restarts them.
+	{KVX_MAP_GSTATS,
+	 {BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32), sizeof(kvx_gstat)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	// The packet's guest, per CPU: no state.
+	{KVX_MAP_GCUR,
+	 {BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32), sizeof(kvx_gcur)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// Hints for early drop, checked against kvx_ct before use: expendable.
 	{KVX_MAP_HALFOPEN,
 	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_halfopen_val)},

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 4, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 5, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changes the state tables: pinned tables of 1..2 are not reused.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
@@ -114,6 +114,18 @@ static_assert(sizeof(kvx_gflows_val) == 16);
 static_assert(offsetof(kvx_gflows_val, out) == 0);
 static_assert(offsetof(kvx_gflows_val, in) == 4);
 static_assert(offsetof(kvx_gflows_val, reclaim_ns) == 8);
+
+// kvx_gstats[slot & (KVX_GSTATS_SLOTS - 1)]: per-guest counters.
+static_assert((KVX_GSTATS_SLOTS & (KVX_GSTATS_SLOTS - 1)) == 0);
+static_assert(KVX_GSTATS_SLOTS <= KVX_GFLOWS_MAX);
+static_assert(KVX_GD_MAX == 6);
+static_assert(sizeof(kvx_gstat) == 32 + 8 * KVX_GD_MAX);
+static_assert(offsetof(kvx_gstat, pkts_out) == 0);
+static_assert(offsetof(kvx_gstat, bytes_out) == 8);
+static_assert(offsetof(kvx_gstat, pkts_in) == 16);
+static_assert(offsetof(kvx_gstat, bytes_in) == 24);
+static_assert(offsetof(kvx_gstat, drops) == 32);
+static_assert(sizeof(kvx_gcur) == 8);
 
 static_assert((KVX_HALFOPEN_GUESTS & (KVX_HALFOPEN_GUESTS - 1)) == 0);
 static_assert(sizeof(kvx_halfopen_val) == 8 + KVX_HALFOPEN_RING * sizeof(kvx_ct_key));

@@ -28,7 +28,7 @@ bool Instance::operator==(const Instance &o) const
 	       saved_forwarding == o.saved_forwarding &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
 	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota && timeouts == o.timeouts &&
-	       mode == o.mode && dhcp_leases == o.dhcp_leases;
+	       mode == o.mode && dhcp_leases == o.dhcp_leases && metrics == o.metrics;
 }
 
 Instance *Config::find(const std::string &bridge)
@@ -146,6 +146,8 @@ json to_json(const Config &cfg)
 			insts.back()["dhcp_leases"] = i.dhcp_leases;
 		if (i.subnet6)
 			insts.back()["subnet6"] = i.subnet6->str();
+		if (!i.metrics.empty())
+			insts.back()["metrics"] = i.metrics;
 		if (i.uplink_auto) {
 			insts.back()["uplink"] = "auto";
 			insts.back()["uplink_device"] =
@@ -432,6 +434,11 @@ Config config_from_json(const json &j)
 		// Absent: no IPv6 guest prefix (and in older versions' configs).
 		if (o.contains("subnet6"))
 			i.subnet6 = parse_subnet6(get_string(o, "subnet6", p), p + "subnet6");
+		if (o.contains("metrics")) {
+			i.metrics = get_string(o, "metrics", p);
+			if (!i.metrics.empty())
+				parse_metrics_listen(i.metrics, p + "metrics");
+		}
 		// Absent in configurations of older versions: no mappings.
 		if (auto it = o.find("mappings"); it != o.end()) {
 			if (!it->is_array())

@@ -60,6 +60,8 @@ struct Instance {
 	// attach --dhcp-leases: libvirt's lease status file (model/leases.hpp);
 	// empty: the default path, "none": no leases.
 	std::string dhcp_leases;
+	// attach --metrics ADDR:PORT: the daemon's Prometheus endpoint; "": off.
+	std::string metrics;
 
 	bool operator==(const Instance &o) const;
 };

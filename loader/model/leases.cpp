@@ -70,6 +70,12 @@ std::vector<Lease> parse_libvirt_leases(const std::string &text, const std::stri
 		l.addr = ntohl(a.s_addr);
 		if (auto exp = e.find("expiry-time"); exp != e.end() && exp->is_number_integer())
 			l.expiry = exp->get<int64_t>();
+		// The name the guest asked for (DHCP option 12): what `top` and the
+		// metrics call it.  Guest-chosen text: only printable ASCII is kept.
+		if (auto h = e.find("hostname"); h != e.end() && h->is_string())
+			for (char c : h->get<std::string>())
+				if (c > ' ' && c < 0x7f && l.hostname.size() < 64)
+					l.hostname += c;
 		out.push_back(l);
 	}
 	return out;

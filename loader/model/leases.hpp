@@ -26,6 +26,7 @@ struct Lease {
 	uint32_t addr = 0; // host order
 	std::array<uint8_t, 6> mac{};
 	int64_t expiry = 0; // Unix seconds; 0: never
+	std::string hostname; // the lease's "hostname", printable ASCII only; "" if none
 };
 
 // The IPv4 leases of a status file's text.  Entries without an IPv4

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "model/options.hpp"
 
+#include <arpa/inet.h>
+
 #include <cstdint>
 
 #include "base/error.hpp"
@@ -53,6 +55,31 @@ uint32_t check_flow_quota(uint64_t v, const std::string &what)
 uint32_t parse_flow_quota(const std::string &text, const std::string &what)
 {
 	return check_flow_quota(parse_uint(text, UINT64_MAX, what), what);
+}
+
+} // namespace kvmxdp
+
+namespace kvmxdp {
+
+MetricsListen parse_metrics_listen(const std::string &value, const std::string &what)
+{
+	auto bad = [&]() -> MetricsListen {
+		throw ConfigError("invalid " + what + " '" + value +
+				  "': need ADDR:PORT (an IPv4 address, port 1..65535), e.g. "
+				  "127.0.0.1:9810");
+	};
+	const auto colon = value.rfind(':');
+	if (colon == std::string::npos || colon == 0 || colon + 1 == value.size())
+		return bad();
+	const std::string host = value.substr(0, colon), port = value.substr(colon + 1);
+	in_addr a{};
+	if (inet_pton(AF_INET, host.c_str(), &a) != 1 ||
+	    port.find_first_not_of("0123456789") != std::string::npos || port.size() > 5)
+		return bad();
+	const unsigned long p = std::stoul(port);
+	if (p < 1 || p > 65535)
+		return bad();
+	return {ntohl(a.s_addr), static_cast<uint16_t>(p)};
 }
 
 } // namespace kvmxdp

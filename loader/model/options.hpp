@@ -46,7 +46,19 @@ struct AttachOptions {
 	// libvirt's DHCP lease status file, or "none" (model/leases.hpp);
 	// unset: the config's, else /var/lib/libvirt/dnsmasq/<bridge>.status.
 	std::optional<std::string> dhcp_leases;
+	// The daemon's Prometheus endpoint, ADDR:PORT, or "off"; unset: the
+	// config's, else off.
+	std::optional<std::string> metrics;
 };
+
+// attach --metrics: "ADDR:PORT" (an IPv4 address, port 1..65535), the
+// address the daemon's /metrics listens on.  Throws ConfigError naming
+// `what` and the value otherwise.
+struct MetricsListen {
+	uint32_t addr = 0; // host order
+	uint16_t port = 0;
+};
+MetricsListen parse_metrics_listen(const std::string &value, const std::string &what);
 
 // One check per value, shared by the command line and the config loader
 // (model/config.hpp), so that a hand-edited config can hold nothing the

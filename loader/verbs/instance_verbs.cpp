@@ -52,6 +52,10 @@ void stop_daemon(const std::string &pid_file, const DirFd *pin_dir, const std::s
 
 int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream &out)
 {
+	// An endpoint that cannot listen fails the attach before anything is
+	// attached (the daemon listens for real once it runs).
+	if (a.metrics && *a.metrics != "off")
+		check_metrics_bind(*a.metrics);
 	AttachedInstance at = attach_instance(g, a);
 	const Instance &inst = at.inst;
 	if (inst.uplink_auto)

@@ -268,6 +268,20 @@ void Datapath::clear_tables()
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
 	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_icmprl), "kvx_icmprl");
+	// Every per-guest counter: a test expects its guests' from zero (one
+	// batch: a per-CPU value is one kvx_gstat per possible CPU).
+	{
+		const int ncpu = libbpf_num_possible_cpus();
+		std::vector<__u32> keys(KVX_GSTATS_SLOTS);
+		std::vector<kvx_gstat> zero(KVX_GSTATS_SLOTS *
+					    static_cast<std::size_t>(ncpu > 0 ? ncpu : 1));
+		for (__u32 i = 0; i < KVX_GSTATS_SLOTS; i++)
+			keys[i] = i;
+		__u32 n = KVX_GSTATS_SLOTS;
+		if (bpf_map_update_batch(bpf_map__fd(tc()->maps.kvx_gstats), keys.data(),
+					 zero.data(), &n, nullptr) != 0)
+			throw std::runtime_error("clear kvx_gstats: " + errno_text(errno));
+	}
 	// Every quota slot: a test's guests may own other slots than the
 	// last test's (one batch; 65536 single updates per test are slow).
 	{
@@ -331,6 +345,27 @@ void Datapath::set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns)
 std::uint32_t Datapath::reclaim_cursor() const
 {
 	return tc()->bss->kvx_reclaim_cursor;
+}
+
+kvx_gstat Datapath::gstats(std::uint32_t guest) const
+{
+	const int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		throw std::runtime_error("libbpf_num_possible_cpus: " + errno_text(ncpu));
+	__u32 key = gflows_slot(guest) & (KVX_GSTATS_SLOTS - 1);
+	std::vector<kvx_gstat> percpu(static_cast<std::size_t>(ncpu));
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gstats), &key, percpu.data()) != 0)
+		throw std::runtime_error("lookup kvx_gstats: " + errno_text(errno));
+	kvx_gstat sum{};
+	for (const kvx_gstat &v : percpu) {
+		sum.pkts_out += v.pkts_out;
+		sum.bytes_out += v.bytes_out;
+		sum.pkts_in += v.pkts_in;
+		sum.bytes_in += v.bytes_in;
+		for (int i = 0; i < KVX_GD_MAX; i++)
+			sum.drops[i] += v.drops[i];
+	}
+	return sum;
 }
 
 Stats Datapath::stats() const

@@ -113,6 +113,9 @@ public:
 	void set_gflows(std::uint32_t guest, std::uint32_t count);
 	kvx_gflows_val gflows_val(std::uint32_t guest) const;
 	void set_gflows_val(std::uint32_t guest, const kvx_gflows_val &v);
+	// kvx_gstats: the per-guest counters of the slot of guest's owner now
+	// (host-order address), summed over every CPU.
+	kvx_gstat gstats(std::uint32_t guest) const;
 	// The reclaim pass's shared state (.bss): window start and hold-off.
 	void set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
 	std::uint32_t reclaim_cursor() const;

@@ -1190,6 +1190,32 @@ TEST_F(XdpTest, LearnsTheGuestsPort)
 	EXPECT_EQ(diff(in.out, dnat(reply, kGuestA, 62001).build()), "");
 }
 
+// Per-guest counters (kvx_gstats) on the fast path: each way once, and a
+// frame XDP hands to TC is charged once, by TC.
+TEST_F(XdpTest, GuestCountersEachWayOnce)
+{
+	fresh(nullptr, nullptr);
+	const Packet p = from_guest(make_udp(kGuestA, 62001, kRemote1, 53));
+	ASSERT_EQ(shoot(Prog::XdpPort, p.build()).verdict, XDP_REDIRECT);
+	const Packet reply = reply_to(snat(p, 62001));
+	ASSERT_EQ(shoot(Prog::XdpUp, reply.build()).verdict, XDP_REDIRECT);
+	kvx_gstat g = dp().gstats(kGuestA);
+	EXPECT_EQ(g.pkts_out, 1u);
+	EXPECT_EQ(g.bytes_out, p.build().size());
+	EXPECT_EQ(g.pkts_in, 1u);
+	EXPECT_EQ(g.bytes_in, reply.build().size());
+
+	const Packet ping = from_guest(make_icmp_echo(kGuestA, kRemote1, 62010));
+	EXPECT_EQ(shoot(Prog::XdpPort, ping.build()).counted,
+		  counted(KVX_R_XDP_TO_TC, ping.build().size()));
+	EXPECT_EQ(dp().gstats(kGuestA).pkts_out, 1u) << "handed to TC: not charged by XDP";
+	RunResult r = dp().run(Prog::BrIngress, ping.build(), topo().bridge_ifindex);
+	EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+	g = dp().gstats(kGuestA);
+	EXPECT_EQ(g.pkts_out, 2u);
+	EXPECT_EQ(g.bytes_out, p.build().size() + ping.build().size());
+}
+
 TEST_F(XdpTest, LearntPortRefreshedAfterASecond)
 {
 	const Packet p = from_guest(make_udp(kGuestA, 62001, kRemote1, 53));

@@ -79,7 +79,7 @@ expect() {
 	[[ $got == "$want" ]] || fail "kvmxdp $*<Tab>: got '$got', want '$want'"
 	n=$((n + 1))
 }
-expect "attach conntrack detach import install libvirt-hook map status" ""
+expect "attach conntrack detach import install libvirt-hook map status top" ""
 expect "conntrack" con
 expect "--bpffs --config --help --lock-wait --run-dir --verbose --version" --
 expect "add del list" map ""
@@ -96,6 +96,9 @@ expect "icmp tcp udp" conntrack flush --proto ""
 expect "tcp udp" map add --proto ""
 expect "ESTABLISHED" conntrack list --state EST
 expect "kvxcbr0 kvxcbr1" status --bridge kv
+expect "--interval" top --int
+expect "kvxcbr0 kvxcbr1" top --bridge kv
+expect "off" attach --bridge kvxcbr0 --metrics o
 # map del: the recorded mappings (with the global --config), then the
 # guest side of the chosen one.
 expect "10.0.0.5 uplink:2222" --config "$tmp/k.json" map del ""

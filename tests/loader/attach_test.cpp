@@ -228,6 +228,7 @@ Instance recorded()
 		"bpffs": "/sys/fs/bpf", "pin_dir": "/sys/fs/bpf/kvmxdp/br0",
 		"clsact_created": {"bridge": true, "uplink": false}, "saved_sysctls": {},
 		"clamp_mss": 1400, "mode": "tc", "flow_quota": 100, "timeouts": "udp=10",
+		"metrics": "127.0.0.1:9810",
 		"mappings": [{"ext": "10.0.0.9", "guest": "192.168.122.9", "proto": "any",
 			      "add_address": false, "network": null, "gateway": null}]}]})";
 	return config_from_json(nlohmann::json::parse(text)).instances.at(0);
@@ -250,6 +251,7 @@ TEST(AttachResolve, BridgeAloneTakesTheRestFromItsInstance)
 	EXPECT_EQ(p.clamp_mss, 1400);
 	EXPECT_EQ(p.flow_quota, 100u);
 	EXPECT_EQ(p.timeouts, "udp=10");
+	EXPECT_EQ(p.metrics, "127.0.0.1:9810");
 	EXPECT_FALSE(p.ct_size) << "the pinned size or the config's, decided by resume";
 	EXPECT_EQ(p.mappings.size(), 1u);
 	ASSERT_TRUE(p.prev);
@@ -305,6 +307,37 @@ TEST(AttachResolve, Subnet6KeptUntilReplacedOrNone)
 	EXPECT_ERROR_HAS(check_attach_syntax(a), "invalid --subnet6 'fd42::1/64': host bits set");
 	a.subnet6 = "";
 	EXPECT_ERROR_HAS(check_attach_syntax(a), "invalid --subnet6 '': expected PREFIX/n");
+}
+
+TEST(AttachResolve, MetricsOffDropsTheRecordedEndpoint)
+{
+	Config cfg;
+	cfg.instances = {recorded()};
+	AttachOptions a;
+	a.bridge = "br0";
+	a.metrics = "off";
+	EXPECT_EQ(resolve_attach(a, cfg, "x").metrics, "");
+	a.metrics = "0.0.0.0:9100";
+	EXPECT_EQ(resolve_attach(a, cfg, "x").metrics, "0.0.0.0:9100");
+}
+
+TEST(AttachOptions, MetricsListenIsAddrColonPort)
+{
+	const MetricsListen l = parse_metrics_listen("127.0.0.1:9810", "--metrics");
+	EXPECT_EQ(l.addr, 0x7f000001u);
+	EXPECT_EQ(l.port, 9810);
+	for (const char *bad : {"", "9810", "127.0.0.1", "127.0.0.1:", ":9810", "127.0.0.1:0",
+				"127.0.0.1:65536", "127.0.0.1:9x", "[::1]:9810", "::1:9810",
+				"localhost:9810", "127.0.0.1:-1", "127.0.0.1:0009810"}) {
+		try {
+			parse_metrics_listen(bad, "--metrics");
+			ADD_FAILURE() << "accepted '" << bad << "'";
+		} catch (const ConfigError &e) {
+			EXPECT_NE(std::string(e.what()).find(std::string("--metrics '") + bad + "'"),
+				  std::string::npos)
+				<< e.what();
+		}
+	}
 }
 
 TEST(AttachResolve, DetachedBridgeGetsItsUplinkAndMappingsBack)

@@ -54,6 +54,16 @@ TEST(Leases, ParsesLibvirtStatusFile)
 	EXPECT_EQ(l[1].addr, 0xc0a87a0bu);
 	EXPECT_EQ(l[1].mac, (std::array<uint8_t, 6>{0x52, 0x54, 0, 0xaa, 0xbb, 0x0b}));
 	EXPECT_EQ(l[1].expiry, 0);
+	// The name `top` and the metrics show; none is "".
+	EXPECT_EQ(l[0].hostname, "a");
+	EXPECT_EQ(l[1].hostname, "");
+	// Guest-chosen: only printable ASCII, at most 64 characters.
+	auto h = parse_libvirt_leases(
+		"[{\"ip-address\":\"192.168.122.12\",\"mac-address\":\"52:54:00:00:00:0c\","
+		"\"hostname\":\"vm\\u001b[2Jone\\n\"}]",
+		"t");
+	ASSERT_EQ(h.size(), 1u);
+	EXPECT_EQ(h[0].hostname, "vm[2Jone");
 	EXPECT_TRUE(parse_libvirt_leases("", "t").empty()) << "libvirt's file before any lease";
 	EXPECT_TRUE(parse_libvirt_leases("[]\n", "t").empty());
 	for (const char *bad : {"{", "{}", "[1]", "not json"}) {

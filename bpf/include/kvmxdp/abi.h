@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 4
+#define KVX_ABI_VERSION 5
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -41,6 +41,8 @@
  *      kvx_gflows always KVX_GFLOWS_MAX slots (a pinned one of another size
  *      is replaced and recounted at attach); kvx_extaddr flags PROBING and
  *      CONFLICT; reasons ICMP_SENT, ICMP_RATELIMITED.  State tables
+ *      unchanged: pinned tables of 3 are reused.
+ *   5: per-guest counters: maps kvx_gstats and kvx_gcur.  State tables
  *      unchanged: pinned tables of 3 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
@@ -340,6 +342,68 @@ struct kvx_gflows_val {
 	__u32 out;          /* flows the guest opened */
 	__u32 in;           /* flows opened from outside */
 	__u64 reclaim_ns;   /* CLOCK_BOOTTIME: no quota reclaim pass for it before */
+};
+
+/*
+ * Per-guest counters (`kvmxdp top`, the metrics endpoint):
+ * kvx_gstats[slot & (KVX_GSTATS_SLOTS - 1)], a per-CPU array, where slot
+ * is the guest's kvx_gflows slot (kvx_guest_slot of the owning MAC).  The
+ * datapath never looks the owner up for it: a guest's packet is counted
+ * once guest_owner_check has seen its frame's MAC own its source (or is
+ * counted to that MAC when the check drops it), a packet to a guest under
+ * the MAC its binding delivers to (an address without an owner: under the
+ * address).  Fewer slots than kvx_gflows (memory is per CPU): two guests
+ * share one with chance (guests - 1) / KVX_GSTATS_SLOTS, which readers
+ * detect (two owners of one slot) and report instead of splitting.
+ *
+ * Counted: what kvmxdp translated for the guest, each way (the IP packet
+ * as the programs saw it: bytes are frame bytes, a TSO/GRO super-packet
+ * is one packet), and the guest's packets it dropped, by class of reason
+ * (KVX_GDROPS; the exact reason is in kvx_stats).  Packets kvmxdp hands
+ * to the host stack are not the guest's translated traffic and are not
+ * counted here.  Approximate under races like kvx_stats: never reset by
+ * the datapath, a reader computes rates from two samples.
+ */
+#define KVX_MAP_GSTATS "kvx_gstats"
+#define KVX_GSTATS_SLOTS 4096
+
+/* Not X: tools read the verdict reasons as the lines "X(NAME, ...)". */
+#define KVX_GDROPS(G)                                                              \
+	G(QUOTA, "new flow over the guest's flow quota")                          \
+	G(NO_MAPPING, "no mapping possible: no free port, table full, no uplink address, host tunnel") \
+	G(SPOOF, "address owned by another MAC")                                   \
+	G(TOO_BIG, "too big for the next link")                                    \
+	G(TCP, "TCP segment refused (flags or window)")                            \
+	G(OTHER, "any other drop reason")
+
+enum kvx_gdrop {
+#define KVX_X_GD_ENUM(name, desc) KVX_GD_##name,
+	KVX_GDROPS(KVX_X_GD_ENUM)
+#undef KVX_X_GD_ENUM
+	KVX_GD_MAX,
+};
+
+struct kvx_gstat {
+	__u64 pkts_out;  /* guest -> outside (and to a hairpinned guest) */
+	__u64 bytes_out;
+	__u64 pkts_in;   /* outside -> guest */
+	__u64 bytes_in;
+	__u64 drops[KVX_GD_MAX]; /* packets, enum kvx_gdrop */
+};
+
+/*
+ * Per-CPU: the guest the packet being processed belongs to, set by the
+ * program once it knows (kvx_gcur[0]) and taken by the packet's one
+ * counter bump (stats.h), so that the bump charges the guest too without
+ * every verdict site naming it.  Datapath-only, never read by the loader.
+ */
+#define KVX_MAP_GCUR "kvx_gcur"
+#define KVX_GCUR_F_SET (1U << 0)
+#define KVX_GCUR_F_IN (1U << 1) /* outside -> guest */
+
+struct kvx_gcur {
+	__u32 slot;  /* already masked to KVX_GSTATS_SLOTS */
+	__u32 flags; /* KVX_GCUR_F_* */
 };
 
 /*

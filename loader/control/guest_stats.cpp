@@ -1,0 +1,132 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/guest_stats.hpp"
+
+#include <arpa/inet.h>
+#include <bpf/libbpf.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <map>
+
+#include "base/fs.hpp"
+#include "control/resume.hpp"
+#include "kernel/maps.hpp"
+#include "kvmxdp/ct_rules.h"
+#include "model/config.hpp"
+
+namespace kvmxdp {
+
+uint64_t GuestRow::drops_total() const
+{
+	uint64_t n = 0;
+	for (uint64_t d : drops)
+		n += d;
+	return n;
+}
+
+const char *gdrop_name(int cls)
+{
+	switch (cls) {
+#define KVX_X_GD_NAME(name, desc) \
+	case KVX_GD_##name:       \
+		return #name;
+		KVX_GDROPS(KVX_X_GD_NAME)
+#undef KVX_X_GD_NAME
+	default:
+		return "?";
+	}
+}
+
+std::string mac_text(const std::array<uint8_t, 6> &m)
+{
+	char buf[18];
+	std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
+		      m[4], m[5]);
+	return buf;
+}
+
+std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases)
+{
+	const int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		throw Error("count", "possible CPUs", -ncpu);
+	const kvx_cfg cfg = read_cfg(fds.cfg);
+	// One row per owner: a guest that claims several addresses counts
+	// them in one slot (abi.h kvx_gflows).
+	std::map<std::array<uint8_t, 6>, GuestRow> by_mac;
+	for (const auto &[addr_be, owner] : dump_hash<__be32, kvx_guest_val>(fds.guest)) {
+		std::array<uint8_t, 6> mac;
+		std::copy(owner.mac, owner.mac + 6, mac.begin());
+		GuestRow &r = by_mac[mac];
+		r.mac = mac;
+		r.addrs.push_back(ntohl(addr_be));
+	}
+	std::map<uint32_t, int> owners_of_slot;
+	std::vector<GuestRow> rows;
+	std::vector<kvx_gstat> percpu(static_cast<size_t>(ncpu));
+	for (auto &[mac, r] : by_mac) {
+		std::sort(r.addrs.begin(), r.addrs.end());
+		const uint32_t gslot =
+			kvx_guest_slot(mac.data(), htonl(r.addrs.front()), cfg.guest_seed);
+		r.slot = gslot & (KVX_GSTATS_SLOTS - 1);
+		owners_of_slot[r.slot]++;
+		if (bpf_map_lookup_elem(fds.gstats, &r.slot, percpu.data()) == 0)
+			for (const kvx_gstat &v : percpu) {
+				r.pkts_out += v.pkts_out;
+				r.bytes_out += v.bytes_out;
+				r.pkts_in += v.pkts_in;
+				r.bytes_in += v.bytes_in;
+				for (int i = 0; i < KVX_GD_MAX; i++)
+					r.drops[static_cast<size_t>(i)] += v.drops[i];
+			}
+		kvx_gflows_val f{};
+		__u32 k = gslot;
+		if (bpf_map_lookup_elem(fds.gflows, &k, &f) == 0) {
+			// Read as signed (abi.h): a racing decrement below 0 is none.
+			r.flows_out = static_cast<int32_t>(f.out) > 0 ? f.out : 0;
+			r.flows_in = static_cast<int32_t>(f.in) > 0 ? f.in : 0;
+		}
+		for (const Lease &l : leases)
+			if (l.mac == mac && !l.hostname.empty())
+				r.name = l.hostname;
+		rows.push_back(r);
+	}
+	for (GuestRow &r : rows)
+		r.shared = owners_of_slot[r.slot] > 1;
+	std::sort(rows.begin(), rows.end(),
+		  [](const GuestRow &a, const GuestRow &b) { return a.addrs < b.addrs; });
+	return rows;
+}
+
+std::vector<Lease> instance_leases(const Instance &inst)
+{
+	const std::string path = leases_path(inst.dhcp_leases, inst.bridge);
+	if (path.empty())
+		return {};
+	try {
+		if (auto text = read_file(path))
+			return parse_libvirt_leases(*text, path);
+	} catch (const std::exception &) {
+	}
+	return {};
+}
+
+struct PinnedGuestStats::Fds {
+	Fd cfg, guest, gstats, gflows;
+};
+
+PinnedGuestStats::PinnedGuestStats(const DirFd &pins)
+{
+	auto open = [&](const char *m) { return open_pinned(pins, m, pinned_layout(m)); };
+	fds_ = std::make_unique<Fds>(Fds{open(KVX_MAP_CFG), open(KVX_MAP_GUEST),
+					 open(KVX_MAP_GSTATS), open(KVX_MAP_GFLOWS)});
+}
+
+PinnedGuestStats::~PinnedGuestStats() = default;
+
+GuestStatsFds PinnedGuestStats::fds() const
+{
+	return {fds_->cfg.get(), fds_->guest.get(), fds_->gstats.get(), fds_->gflows.get()};
+}
+
+} // namespace kvmxdp

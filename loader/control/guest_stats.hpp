@@ -1,0 +1,70 @@
+// SPDX-License-Identifier: GPL-2.0
+// The per-guest counters (abi.h kvx_gstats) as rows, one per guest (an
+// owning MAC of kvx_guest with its addresses), named from libvirt's DHCP
+// leases: what `kvmxdp top` shows and the metrics endpoint exports.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <array>
+#include <memory>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "kvmxdp/abi.h"
+#include "model/leases.hpp"
+
+namespace kvmxdp {
+
+struct DirFd;
+struct Instance;
+
+// The maps a row is read from (borrowed fds).
+struct GuestStatsFds {
+	int cfg = -1;	 // kvx_cfg: the slot key (guest_seed)
+	int guest = -1;	 // kvx_guest: the guests and their addresses
+	int gstats = -1; // kvx_gstats
+	int gflows = -1; // kvx_gflows: flows now
+};
+
+struct GuestRow {
+	std::array<uint8_t, 6> mac{};
+	std::vector<uint32_t> addrs; // host order, ascending
+	std::string name;	     // the lease's hostname; "" if unknown
+	uint32_t slot = 0;	     // kvx_gstats index
+	// Another guest's counters share the slot (abi.h): they are the sum of
+	// both.
+	bool shared = false;
+	uint64_t pkts_out = 0, bytes_out = 0, pkts_in = 0, bytes_in = 0;
+	std::array<uint64_t, KVX_GD_MAX> drops{};
+	uint32_t flows_out = 0, flows_in = 0;
+	uint64_t drops_total() const;
+};
+
+// Every guest of kvx_guest, sorted by first address; counters summed over
+// every CPU.
+std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases);
+// The instance's lease file's leases; none when it has none or cannot be
+// read (names are optional: a broken file is the daemon's to report).
+std::vector<Lease> instance_leases(const Instance &inst);
+
+// "QUOTA" ... (abi.h KVX_GDROPS): labels and JSON keys.
+const char *gdrop_name(int cls);
+std::string mac_text(const std::array<uint8_t, 6> &mac);
+
+// The maps of an instance's pin directory, checked (maps.hpp find_pinned).
+class PinnedGuestStats {
+public:
+	explicit PinnedGuestStats(const DirFd &pins);
+	~PinnedGuestStats();
+	PinnedGuestStats(const PinnedGuestStats &) = delete;
+	PinnedGuestStats &operator=(const PinnedGuestStats &) = delete;
+	GuestStatsFds fds() const;
+
+private:
+	struct Fds;
+	std::unique_ptr<Fds> fds_;
+};
+
+} // namespace kvmxdp

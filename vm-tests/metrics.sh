@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vm-tests/metrics.sh: seeing inside.  Traffic of known size from guest1
+# (ping -c N -s S, a download of a file of known size), then:
+#  - the daemon's Prometheus endpoint (attach --metrics) scraped with curl
+#    inside the host namespace: guest1's packets and bytes each way equal
+#    what was sent (ping: exactly; the download: its size plus headers),
+#    guest1 carries the name of its DHCP lease, guest2 (silent) has no
+#    traffic, every verdict counter lies between two `status --json` taken
+#    around the scrape, table capacity is status's, GC runs are counted, an
+#    uplink address change is counted;
+#  - `kvmxdp top --json`: guest1's rates over one interval while it pings;
+#  - `kvmxdp top` in tmux: the screen shows guest1's row with nonzero rates,
+#    q ends it;
+#  - a --metrics that cannot listen (bad value, port taken): one error line,
+#    nothing attached.
+#
+#   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+
+#   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+ bridge kb<id> (192.168.122.1/24), host ns
+#                                                     uplink ku<id> 10.77.0.2/24 <- kvmxdp
+#                                                     /metrics on 127.0.0.1:9810 (host ns)
+#   lan ns:    router kl<id> 10.77.0.1/24, kr<id> 10.78.0.1/24
+#   server ns: ks<id> 10.78.0.2/24 (HTTP :8080)
+#
+# Usage: metrics.sh KVMXDP_BINARY
+source "$(dirname "$0")/lib.sh"
+kvx_init "${1:-}"
+kvx_require_tools tmux
+kvx_topology_up
+kvx_http_server
+size=$((1024 * 1024))
+sha=$(kvx_random_file one "$((size / 1024 / 1024))")
+LISTEN=127.0.0.1:9810
+G1_MAC=$(ip -n "$NS_G1" -j link show "$G1_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+# libvirt's lease status file: guest1's lease names it.
+cat >"$KVX_TMP/leases.status" <<JSON
+[{"ip-address": "$G1_IP", "mac-address": "$G1_MAC", "hostname": "vm-one", "expiry-time": 0}]
+JSON
+
+scrape() { nsx "$NS_HOST" curl -sS --fail --max-time 5 "http://$LISTEN/metrics" 2>>"$KVX_TMP/curl.err" || true; }
+# metric TEXT NAME LABEL=VALUE...: the sum of NAME's samples whose labels
+# include every LABEL=VALUE ('' when none), from the exposition text.
+metric() {
+	local text=$1
+	shift
+	"$KVX_PY" -c '
+import re, sys
+name, want = sys.argv[1], dict(a.split("=", 1) for a in sys.argv[2:])
+total, seen = 0.0, False
+for line in sys.stdin:
+    m = re.match(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)", line)
+    if not m or m.group(1) != name:
+        continue
+    labels = dict(re.findall(r"(\w+)=\"((?:[^\"\\\\]|\\\\.)*)\"", m.group(2) or ""))
+    if all(labels.get(k) == v for k, v in want.items()):
+        total += float(m.group(3)); seen = True
+print(int(total) if seen and total == int(total) else (total if seen else ""))
+' "$@" <<<"$text"
+}
+g1() { metric "$1" "$2" mac="$G1_MAC" "${@:3}"; }
+# ping_sized NS DST COUNT SIZE: the number of replies.
+ping_sized() {
+	nsx "$1" ping -n -q -c "$3" -s "$4" -i 0.05 -W 1 -w 5 "$2" 2>/dev/null |
+		sed -n 's/.* \([0-9]\+\) received.*/\1/p' || true
+}
+
+kvx_step "a --metrics that cannot listen: one line, nothing attached"
+for bad in nope 127.0.0.1 127.0.0.1:0 127.0.0.1:65536 ::1:9810 300.1.1.1:80; do
+	rc=0
+	out=$(kvx attach --bridge "$BR" --uplink "$UP" --metrics "$bad" 2>&1) || rc=$?
+	assert_ne "--metrics $bad refused" 0 "$rc"
+	assert_contains "--metrics $bad: the error names it" "invalid --metrics '$bad'" "$out"
+	assert_eq "--metrics $bad: one line" 1 "$(grep -c . <<<"$out")"
+done
+kvx_bg "$KVX_TMP/squat.log" ip netns exec "$NS_HOST" socat TCP-LISTEN:9810,bind=127.0.0.1,reuseaddr -
+kvx_wait_tcp_listen 10 "$NS_HOST" 9810
+squat=$KVX_LAST_PID
+rc=0
+out=$(kvx attach --bridge "$BR" --uplink "$UP" --metrics "$LISTEN" 2>&1) || rc=$?
+assert_ne "--metrics on a taken port refused" 0 "$rc"
+assert_contains "the error names the address and why" "--metrics $LISTEN" "$out"
+assert_contains "the error says why" "Address already in use" "$out"
+assert_eq "one line" 1 "$(grep -c . <<<"$out")"
+assert_eq "nothing pinned" "" "$(kvx_pins)"
+assert_eq "no clsact on the bridge" 0 "$(tc -n "$NS_HOST" qdisc show dev "$BR" | grep -c clsact || true)"
+kvx_kill_pid "$squat"
+
+kvx_step "attach --metrics $LISTEN"
+must kvx_attach_bg --metrics "$LISTEN" --dhcp-leases "$KVX_TMP/leases.status"
+assert_contains "config records metrics" "\"metrics\": \"$LISTEN\"" "$(cat "$KVX_CFG")"
+kvx_wait_for 10 "/metrics answers" bash -c "[[ -n \$(ip netns exec $NS_HOST curl -sS --fail --max-time 2 http://$LISTEN/metrics) ]]"
+m0=$(scrape)
+assert_contains "help and type lines" "# TYPE kvmxdp_packets_total counter" "$m0"
+
+kvx_step "ping -c 10 -s 100: exactly 10 frames of 142 bytes each way"
+kvx_ping "$NS_G1" "$SRV_IP" 1 # guest1's address gets its owner and lease slot
+before=$(scrape)
+assert_eq "ping: 10 of 10 answered" 10 "$(ping_sized "$NS_G1" "$SRV_IP" 10 100)"
+after=$(scrape)
+for d in out in; do
+	assert_eq "guest1 packets $d" 10 "$(($(g1 "$after" kvmxdp_guest_packets_total direction=$d) - $(g1 "$before" kvmxdp_guest_packets_total direction=$d)))"
+	# Ethernet 14 + IP 20 + ICMP 8 + 100
+	assert_eq "guest1 bytes $d" 1420 "$(($(g1 "$after" kvmxdp_guest_bytes_total direction=$d) - $(g1 "$before" kvmxdp_guest_bytes_total direction=$d)))"
+done
+assert_ne "guest1's row carries its lease's name" "" "$(g1 "$after" kvmxdp_guest_packets_total name=vm-one direction=out)"
+assert_ne "guest1's row carries its address" "" "$(g1 "$after" kvmxdp_guest_packets_total address="$G1_IP" direction=out)"
+assert_ge "guest1 has a flow (the ping's)" "$(g1 "$after" kvmxdp_guest_flows direction=out)" 1
+
+kvx_step "download of ${size} bytes"
+before=$(scrape)
+assert_eq "download intact" "$sha" "$(kvx_curl_sha "$NS_G1" "http://$SRV_IP:8080/one")"
+after=$(scrape)
+bin=$(($(g1 "$after" kvmxdp_guest_bytes_total direction=in) - $(g1 "$before" kvmxdp_guest_bytes_total direction=in)))
+assert_ge "guest1 bytes in >= the file" "$bin" "$size"
+assert_le "guest1 bytes in <= the file + 10% headers" "$bin" $((size * 11 / 10))
+assert_ge "guest1 packets out (requests, ACKs)" "$(($(g1 "$after" kvmxdp_guest_packets_total direction=out) - $(g1 "$before" kvmxdp_guest_packets_total direction=out)))" 3
+assert_eq "guest1 drops" 0 "$(g1 "$after" kvmxdp_guest_drops_total)"
+assert_eq "guest2 (silent) has no row" "" "$(metric "$after" kvmxdp_guest_packets_total address="$G2_IP")"
+# Only guest1 sent: its counters are the translation counters (TC's and,
+# where --mode auto put XDP on a port, XDP's).
+xlate() { echo $(($(metric "$1" kvmxdp_bytes_total reason="$2") + $(metric "$1" kvmxdp_bytes_total reason="XDP_$2"))); }
+assert_eq "guest1 bytes out = XLATE_OUT bytes" "$(xlate "$after" XLATE_OUT)" "$(g1 "$after" kvmxdp_guest_bytes_total direction=out)"
+assert_eq "guest1 bytes in = XLATE_IN bytes" "$(xlate "$after" XLATE_IN)" "$(g1 "$after" kvmxdp_guest_bytes_total direction=in)"
+
+kvx_step "every verdict counter between two status --json around a scrape"
+s1=$(kvx_status_json)
+m=$(scrape)
+s2=$(kvx_status_json)
+printf '%s\n' "$m" >"$KVX_TMP/scrape.txt"
+bad=$("$KVX_PY" - "$s1" "$s2" "$BR" "$KVX_TMP/scrape.txt" <<'PY'
+import json, re, sys
+s1, s2, br, scrape = sys.argv[1:5]
+def counters(s):
+    return next(i for i in json.loads(s)["instances"] if i["bridge"] == br)["counters"]
+c1, c2 = counters(s1), counters(s2)
+m = {}
+for line in open(scrape):
+    r = re.match(r'^kvmxdp_(packets|bytes)_total\{.*reason="([A-Z_]+)".*\} (\S+)', line)
+    if r:
+        m[(r.group(2), r.group(1))] = float(r.group(3))
+bad = [f"{k}: {c1[k[0]][k[1]]} <= {v} <= {c2[k[0]][k[1]]}?" for k, v in m.items()
+       if not c1[k[0]][k[1]] <= v <= c2[k[0]][k[1]]]
+missing = sorted(set(c1) - {k[0] for k in m})
+print("; ".join(bad + [f"no metric for {x}" for x in missing]))
+PY
+)
+assert_eq "metrics = status counters" "" "$bad"
+assert_ge "XLATE_OUT counted" "$(metric "$m" kvmxdp_packets_total reason=XLATE_OUT)" 20
+assert_eq "conntrack capacity = status's" "$(kvx_json "i['conntrack']['max_entries']" "$s2")" "$(metric "$m" kvmxdp_table_capacity table=conntrack)"
+assert_ge "conntrack entries" "$(metric "$m" kvmxdp_table_entries table=conntrack)" 1
+
+kvx_step "top --json: rates over one interval while guest1 pings"
+kvx_bg "$KVX_TMP/ping.log" ip netns exec "$NS_G1" ping -n -i 0.05 -s 200 "$SRV_IP"
+pinger=$KVX_LAST_PID
+j=$(kvx top --bridge "$BR" --json --interval 1 2>&1 || true)
+row() { KVX_MAC=$G1_MAC "$KVX_PY" -c '
+import json, os, sys
+d = json.loads(sys.stdin.read())
+r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
+print(eval(sys.argv[1]))' "$1" <<<"$j" 2>/dev/null || true; }
+assert_eq "top --json: guest1's name" "vm-one" "$(row 'r["name"]')"
+assert_eq "top --json: guest1's address" "$G1_IP" "$(row 'r["addrs"][0]')"
+assert_ge "top --json: guest1 pps out (20/s sent)" "$(row 'int(r["pps_out"])')" 10
+assert_ge "top --json: guest1 pps in" "$(row 'int(r["pps_in"])')" 10
+# 20 frames of 242 bytes a second: ~38 kbit/s each way.
+assert_ge "top --json: guest1 bps in" "$(row 'int(r["bps_in"])')" 20000
+assert_le "top --json: guest1 bps in" "$(row 'int(r["bps_in"])')" 80000
+assert_ge "top --json: interval" "$(row 'int(d["interval_s"] * 10)')" 10
+
+kvx_step "top in tmux: guest1's row, q quits"
+TMUX_SOCK=kvx$KVX_ID
+kvx_on_cleanup "tmux -L $TMUX_SOCK kill-server"
+tmux -L "$TMUX_SOCK" new-session -d -x 160 -y 30 -s top \
+	"ip netns exec $NS_HOST $KVMXDP ${KVX_OPTS[*]} top --bridge $BR --interval 0.5; echo TOP-EXITED \$?; sleep 30"
+screen_has_rates() {
+	local s
+	s=$(tmux -L "$TMUX_SOCK" capture-pane -p -t top)
+	grep "^$G1_IP " <<<"$s" | awk '{exit !($4 != "0" && $5 != "0" && $6 != "0b" && $7 != "0b")}'
+}
+kvx_wait_for 10 "top shows guest1 with nonzero rates" screen_has_rates
+screen=$(tmux -L "$TMUX_SOCK" capture-pane -p -t top)
+kvx_log "top's screen:"$'\n'"$screen"
+assert_contains "top: header" "PPS_OUT" "$screen"
+assert_contains "top: guest1's row" "$G1_IP" "$screen"
+assert_contains "top: guest1's name" "vm-one" "$screen"
+tmux -L "$TMUX_SOCK" send-keys -t top q
+kvx_wait_for 5 "top exits on q" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t top | grep -q 'TOP-EXITED 0'"
+kvx_kill_pid "$pinger"
+
+kvx_step "the daemon's own: GC runs, uplink address changes"
+kvx_wait_for 15 "a GC sweep" bash -c "ip netns exec $NS_HOST curl -sS http://$LISTEN/metrics | grep -q '^kvmxdp_gc_runs_total{.*} [1-9]'"
+m=$(scrape)
+assert_ge "gc runs" "$(metric "$m" kvmxdp_gc_runs_total)" 1
+assert_eq "no uplink address change yet" 0 "$(metric "$m" kvmxdp_uplink_address_changes_total)"
+ip -n "$NS_HOST" addr add 10.77.0.5/24 dev "$UP"
+ip -n "$NS_HOST" addr del "$UP_IP/24" dev "$UP"
+kvx_wait_for 10 "the change counted" bash -c "ip netns exec $NS_HOST curl -sS http://$LISTEN/metrics | grep -q '^kvmxdp_uplink_address_changes_total{.*} 1'"
+
+kvx_step "detach: the endpoint is gone"
+kvx_daemon_stop
+assert_eq "nothing listens after the daemon stopped" "" "$(scrape)"
+
+kvx_finish
