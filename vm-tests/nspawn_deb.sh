@@ -22,7 +22,9 @@
 #   - a network defined and started with virsh, <forward mode='open'/> on
 #     bridge kvxbr0 (the test's bridge removed first): libvirt makes the
 #     bridge and runs its dnsmasq, and adds no firewall rule;
-#   - kvmxdp@kvxbr0 started on it: a guest's TCP connection and pings
+#   - kvmxdp@kvxbr0 started on it: a guest takes a lease from libvirt's
+#     dnsmasq (DHCP through kvmxdp's bridge program, the lease in libvirt's
+#     status file kvmxdp reads); the guest's TCP connection and pings
 #     reach the LAN peer from the uplink's address (the peer has no route
 #     back to the guests);
 #   - `systemctl restart libvirtd`: the daemon (same MainPID) and the
@@ -34,8 +36,8 @@
 #   netns kvx-<id>-ct (the container's network): bridge kvxbr0 192.168.122.1/24
 #     (the test's, later libvirt's), uplink kvxup0 10.77.0.2/24
 #   netns kvx-<id>-lan: kvxlan0 10.77.0.1/24, kvxup0's peer; no other route
-#   netns kvx-<id>-g1: kvxg1 192.168.122.11/24 gw .1, its peer kvxgp1 a port
-#     of kvxbr0 (the libvirt part)
+#   netns kvx-<id>-g1: kvxg1 (address and gateway by DHCP from libvirt's
+#     dnsmasq), its peer kvxgp1 a port of kvxbr0 (the libvirt part)
 #
 # Usage: nspawn_deb.sh KVMXDP_BINARY (the build directory's binary: its
 # CPackConfig.cmake makes the package).  The first run downloads the tree
@@ -223,8 +225,32 @@ g1=kvx-$KVX_ID-g1
 kvx_netns_add "$g1"
 kvx_veth "$g1" kvxg1 "$ns" kvxgp1
 ip -n "$ns" link set kvxgp1 master kvxbr0
-ip -n "$g1" addr add 192.168.122.11/24 dev kvxg1
-ip -n "$g1" route add default via 192.168.122.1
+# The guest's address from libvirt's dnsmasq: DHCP through the bridge with
+# kvmxdp's program on it (the bridge's own traffic, handed up untranslated).
+cat >"$KVX_TMP/udhcpc.sh" <<'SH'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr add "$ip/$mask" dev "$interface"
+ip route add default via "$router"
+SH
+chmod 0755 "$KVX_TMP/udhcpc.sh"
+out=$(ip netns exec "$g1" timeout 30 busybox udhcpc -i kvxg1 -n -q -t 5 -T 2 -s "$KVX_TMP/udhcpc.sh" 2>&1) ||
+	kvx_fatal "no DHCP lease from libvirt's dnsmasq: $out"
+gaddr=$(ip -n "$g1" -4 -o addr show dev kvxg1 | awk '{ sub("/.*", "", $4); print $4 }')
+gmac=$(ip -n "$g1" -o link show dev kvxg1 | grep -o 'link/ether [^ ]*' | cut -d' ' -f2)
+assert_contains "the guest's lease from libvirt's range" 192.168.122. "$gaddr"
+assert_eq "the guest's default route from the lease" "default via 192.168.122.1 dev kvxg1" \
+	"$(ip -n "$g1" -4 route show default | cut -d' ' -f1-5)"
+# libvirt's lease status file, which kvmxdp reads (--dhcp-leases' default).
+# (written by libvirt's lease helper, which dnsmasq runs after its ACK).
+lease_mac() {
+	in_ct cat /var/lib/libvirt/dnsmasq/kvxbr0.status 2>&1 | "$KVX_PY" -c '
+import json, sys
+print(" ".join(l["mac-address"] for l in json.load(sys.stdin) if l["ip-address"] == sys.argv[1]))' "$gaddr" 2>&1
+}
+lease_is_guests() { [[ $(lease_mac) == "$gmac" ]]; }
+kvx_wait_for 10 "the guest's lease in libvirt's status file" lease_is_guests || true
+assert_eq "libvirt's lease file holds the guest's address for its MAC" "$gmac" "$(lease_mac)"
 # The LAN peer answers a TCP connection with the address it came from.
 kvx_bg "$KVX_TMP/lan-tcp.log" ip netns exec "$lan" socat TCP-LISTEN:8080,reuseaddr,fork \
 	'SYSTEM:echo seen=$SOCAT_PEERADDR'
