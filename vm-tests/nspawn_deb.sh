@@ -27,8 +27,9 @@
 #     status file kvmxdp reads); the guest's TCP connection and pings
 #     reach the LAN peer from the uplink's address (the peer has no route
 #     back to the guests);
-#   - `systemctl restart libvirtd`: the daemon (same MainPID) and the
-#     bridge's filter stay, the guest's traffic still translated;
+#   - `systemctl restart libvirtd` while a guest's TCP stream runs: the
+#     stream goes on intact, the daemon (same MainPID) and the bridge's
+#     filter stay, new connections still translated;
 #   - the unit stopped, the network destroyed and started again: the
 #     package's network hook starts kvmxdp@kvxbr0 on the new bridge, and the
 #     guest's traffic is translated there.
@@ -276,7 +277,20 @@ kvx_step "systemctl restart libvirtd"
 ifindex=$(ip -n "$ns" -o link show dev kvxbr0 | cut -d: -f1)
 mainpid=$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)
 lvpid=$(in_ct systemctl show -p MainPID --value libvirtd)
+# A guest's TCP stream runs through the restart: 4 MB echoed byte for byte
+# (sha256 both ways) by the LAN peer, which saw it from the uplink's address.
+kvx_bg "$KVX_TMP/lan-echo.log" ip netns exec "$lan" "$KVX_PY" -u "$KVX_LIBDIR/tcp_peer.py" echo 10.77.0.1 7100
+kvx_wait_for 10 "the LAN peer's echo server" grep -q '^listening' "$KVX_TMP/lan-echo.log"
+kvx_bg "$KVX_TMP/stream.log" ip netns exec "$g1" "$KVX_PY" -u "$KVX_LIBDIR/tcp_peer.py" \
+	client 10.77.0.1:7100 --bytes 4000000 --secs 8
+stream=$KVX_LAST_PID
+kvx_wait_for 10 "the guest's stream under way" grep -q '^progress sent=' "$KVX_TMP/stream.log" || true
 must assert_ok "systemctl restart libvirtd" in_ct systemctl restart libvirtd
+rc=0
+wait "$stream" || rc=$?
+assert_eq "the guest's stream through libvirtd's restart: echoed intact (exit 0; $(tail -n 1 "$KVX_TMP/stream.log"))" 0 "$rc"
+assert_contains "the stream reached the LAN peer from the uplink's address" "peer=10.77.0.2:" \
+	"$(grep -m1 '^hello' "$KVX_TMP/stream.log" || true)"
 assert_ne "a new libvirtd" "$lvpid" "$(in_ct systemctl show -p MainPID --value libvirtd)"
 assert_contains "the network is still active" "Active:         yes" "$(in_ct virsh net-info kvxnet 2>&1)"
 assert_eq "the same bridge (ifindex)" "$ifindex" "$(ip -n "$ns" -o link show dev kvxbr0 | cut -d: -f1)"
