@@ -79,7 +79,7 @@ expect() {
 	[[ $got == "$want" ]] || fail "kvmxdp $*<Tab>: got '$got', want '$want'"
 	n=$((n + 1))
 }
-expect "attach conntrack detach import install map status" ""
+expect "attach conntrack detach doctor import install map status" ""
 expect "conntrack" con
 expect "--bpffs --config --help --lock-wait --run-dir --verbose --version" --
 expect "add del list" map ""
@@ -96,6 +96,8 @@ expect "icmp tcp udp" conntrack flush --proto ""
 expect "tcp udp" map add --proto ""
 expect "ESTABLISHED" conntrack list --state EST
 expect "kvxcbr0 kvxcbr1" status --bridge kv
+expect "--arp-wait" doctor --ar
+expect "kvxcbr0 kvxcbr1" doctor --json --bridge ""
 # map del: the recorded mappings (with the global --config), then the
 # guest side of the chosen one.
 expect "10.0.0.5 uplink:2222" --config "$tmp/k.json" map del ""
@@ -103,4 +105,5 @@ expect "192.168.122.14:22" --config "$tmp/k.json" map del uplink:2222 ""
 expect "192.168.122.11" --config "$tmp/k.json" map del --bridge kvxcbr0 10.0.0.5 ""
 # Nothing for a value nobody can guess.
 expect "" attach --ct-size ""
+expect "" doctor --arp-wait ""
 echo "check_completion: ok: $n cases"
