@@ -222,4 +222,9 @@ out=$(kvx doctor --bridge "bad/name" 2>&1) && rc=0 || rc=$?
 assert_eq "a bad bridge name: error" 1 "$rc"
 assert_eq "one line" 1 "$(grep -c . <<<"$out")"
 assert_contains "it names the value" "bad/name" "$out"
+out=$(nsx "$NS_HOST" setpriv --reuid=65534 --regid=65534 --clear-groups \
+	"$KVMXDP" "${KVX_OPTS[@]}" doctor --bridge "$BR" 2>&1) && rc=0 || rc=$?
+assert_eq "without privileges: a configuration error (no half-blind report)" 78 "$rc"
+assert_eq "one line" 1 "$(grep -c . <<<"$out")"
+assert_contains "it names what is missing" "doctor needs CAP_BPF" "$out"
 kvx_finish

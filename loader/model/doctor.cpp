@@ -99,6 +99,11 @@ std::vector<DoctorFinding> check_datapath(const DoctorFacts &f)
 				"kvmxdp attach --bridge " + br +
 					(f.uplink.empty() ? "" : " --uplink " + p(f.uplink)) +
 					" (or systemctl enable --now kvmxdp@" + br + ")"));
+		if (!f.bridge_link.exists)
+			out.push_back(finding(
+				"datapath", Severity::Error, "the bridge " + br + " does not exist",
+				"create it (virsh net-start NETWORK, or ip link add " + br +
+					" type bridge)"));
 		return out;
 	}
 	const json &s = f.status;
@@ -221,12 +226,19 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 						 std::string("--arp-wait 0") :
 						 "cannot listen for ARP: " + p(f.arp_error)) +
 					")")};
+	// A guest that forges ARP requests from many addresses must not
+	// bury the report: the first few, then how many more.
+	size_t more = 0;
 	for (const ArpAsk &a : f.arp_asks) {
 		// Probes (RFC 5227: sender 0.0.0.0), announcements and the
 		// host's own requests say nothing of a guest's gateway.
 		if (a.count < kArpUnansweredCount || a.sender == 0 || a.sender == a.target ||
 		    is_bridge_address(f, a.sender) || is_bridge_address(f, a.target))
 			continue;
+		if (out.size() >= kArpMaxFindings) {
+			more++;
+			continue;
+		}
 		auto gw = bridge_address_in(f, a.sender);
 		const std::string who =
 			"guest " + format_ipv4(a.sender) + " (" + format_mac(a.mac) + ")";
@@ -253,6 +265,12 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 			"in the guest: ip route replace default via " + format_ipv4(*gw) +
 				" (or fix the DHCP server's router option)"));
 	}
+	if (more)
+		out.push_back(finding(
+			"gateway", Severity::Warning,
+			"and " + std::to_string(more) + " more unanswered ARP requests on " + br +
+				" (an ARP flood, or a misconfigured network)",
+			"ip neigh show dev " + br + "; look at the guests' configuration"));
 	return out;
 }
 

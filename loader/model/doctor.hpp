@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -109,6 +110,8 @@ constexpr uint32_t kTableWarnPercent = 80;
 // gets no answer (Linux sends mcast_solicit = 3 requests a second apart
 // before it gives up, and starts again with the next packet).
 constexpr int kArpUnansweredCount = 2;
+// Gateway findings listed one by one; the rest are counted in one more.
+constexpr size_t kArpMaxFindings = 8;
 
 // The checks, one function each (every one has a passing and a failing
 // unit test).

@@ -1,8 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "verbs/doctor_verbs.hpp"
 
+#include <linux/capability.h>
+
 #include <algorithm>
 
+#include "base/caps.hpp"
 #include "control/doctor.hpp"
 #include "model/doctor.hpp"
 
@@ -10,6 +13,10 @@ namespace kvmxdp {
 
 int doctor(const GlobalOptions &g, const DoctorOptions &o, std::ostream &out)
 {
+	// Without them the pins, the firewall and the bridge's ARP are hidden
+	// and every kernel probe fails alike: a report then would be wrong,
+	// not partial (the kernel check would say the datapath cannot load).
+	require_caps("doctor", {CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW});
 	nlohmann::json reports = nlohmann::json::array();
 	int code = 0;
 	for (const std::string &br : doctor_bridges(g, o.bridge)) {

@@ -191,6 +191,32 @@ TEST(Doctor, BridgeWithoutAddressOrGuestOutsideIt)
 	expect_one(f, "gateway", Severity::Warning, "on no network of virbr0", "DHCP");
 }
 
+TEST(Doctor, ArpFloodIsSummarized)
+{
+	DoctorFacts f = healthy();
+	for (uint32_t i = 0; i < 1000; i++)
+		f.arp_asks.push_back({{2, 0, 0, 0, 0, 9},
+				      parse_ipv4("192.168.122.20") + i % 200,
+				      parse_ipv4("192.168.123.0") + i,
+				      2});
+	auto g = only(run_doctor_checks(f), "gateway");
+	ASSERT_EQ(g.size(), kArpMaxFindings + 1);
+	EXPECT_NE(g.back().what.find("and 992 more"), std::string::npos) << g.back().what;
+}
+
+TEST(Doctor, BridgeMissing)
+{
+	DoctorFacts f = healthy();
+	f.status = nullptr;
+	f.bridge_link = DoctorLink{};
+	f.bridge_link.name = "virbr0";
+	f.ports.clear();
+	auto d = only(run_doctor_checks(f), "datapath");
+	ASSERT_EQ(d.size(), 2u);
+	EXPECT_NE(d[1].what.find("the bridge virbr0 does not exist"), std::string::npos);
+	EXPECT_NE(d[1].fix.find("ip link add virbr0 type bridge"), std::string::npos);
+}
+
 TEST(Doctor, GatewayNotListenedIsANote)
 {
 	DoctorFacts f = healthy();
