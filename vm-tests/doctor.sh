@@ -7,7 +7,8 @@
 # a non-zero exit (3: warnings, 4: an error); fixing it (with the printed
 # command where it is one) clears it and the exit is 0 again.  Faults: not
 # attached, the daemon gone, detached; strict rp_filter; MTU of the uplink
-# and of one port; uplink down, without an address, without a default
+# and of one port; a generic XDP program on the uplink (built with clang
+# here: XDP_PASS); uplink down, without an address, without a default
 # route; libvirt's LIBVIRT_PRT masquerade and a FORWARD DROP policy (real
 # iptables rules in the host namespace); a guest whose default gateway is
 # not the bridge; a conntrack table near full (--ct-size 64);
@@ -122,6 +123,23 @@ ip -n "$NS_HOST" link set dev "$P1_IF" mtu 1400
 finds "port MTU" mtu warning "differ in MTU"
 apply_fix mtu "differ in MTU"
 cleared "port MTU fixed" mtu
+
+kvx_step "another tool's XDP program in generic mode on the uplink (a veth: native XDP where the kernel says so)"
+if command -v clang >/dev/null 2>&1; then
+	# XDP_PASS and nothing else; no header at all (a BPF target has no libc).
+	cat >"$KVX_TMP/xdp_pass.c" <<'EOF'
+__attribute__((section("xdp"), used)) int xdp_pass(void *ctx) { return 2; }
+char _license[] __attribute__((section("license"), used)) = "GPL";
+EOF
+	clang -O2 --target=bpf -c "$KVX_TMP/xdp_pass.c" -o "$KVX_TMP/xdp_pass.o"
+	ip -n "$NS_HOST" link set dev "$UP" xdpgeneric obj "$KVX_TMP/xdp_pass.o" sec xdp
+	finds "generic XDP" xdp warning "generic XDP program 'xdp_pass' on $UP"
+	apply_fix xdp "$UP"
+	assert_eq "the fix removed it" "" "$(kvx_xdp_prog "$NS_HOST" "$UP")"
+	cleared "generic XDP removed" xdp
+else
+	kvx_log "no clang: the generic XDP check is covered by the unit tests only"
+fi
 
 kvx_step "uplink down, then without its address, then without a default route"
 ip -n "$NS_HOST" link set dev "$UP" down
