@@ -444,10 +444,12 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 			// (DOCKER-ISOLATION, a hand-written DROP).
 			if (r.table == "filter" && (target == "DROP" || target == "REJECT") &&
 			    (arg_of(r.args, "-i") == f.bridge || arg_of(r.args, "-o") == f.bridge))
-				out.push_back(finding("firewall", Severity::Warning,
-						      "iptables drops " + br + "'s traffic (" +
-							      p(r.text) + ")",
-						      "iptables -D " + p(rule_words(r))));
+				out.push_back(finding(
+					"firewall", Severity::Warning,
+					"iptables drops " + br + "'s traffic (" + p(r.text) + ")",
+					"iptables -D " + p(rule_words(r)) +
+						(r.chain.rfind("LIBVIRT", 0) == 0 ? open_mode :
+										    "")));
 		}
 		// FORWARD policy DROP (Docker sets it) without an accept of the
 		// bridge before it (in FORWARD or Docker's DOCKER-USER).

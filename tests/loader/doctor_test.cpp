@@ -288,6 +288,14 @@ TEST(Doctor, IptablesDropOfTheBridge)
 			  "-A DOCKER-ISOLATION-STAGE-2 -o virbr0 -j DROP\nCOMMIT\n";
 	expect_one(f, "firewall", Severity::Warning, "iptables drops virbr0's traffic",
 		   "iptables -D DOCKER-ISOLATION-STAGE-2 -o virbr0 -j DROP");
+	// libvirt's own reject of what it did not NAT: its rules, its advice.
+	f.iptables_save = "*filter\n:FORWARD ACCEPT [0:0]\n:LIBVIRT_FWI - [0:0]\n"
+			  "-A FORWARD -j LIBVIRT_FWI\n"
+			  "-A LIBVIRT_FWI -o virbr0 -j REJECT --reject-with icmp-port-unreachable\n"
+			  "COMMIT\n";
+	expect_one(f, "firewall", Severity::Warning, "iptables drops virbr0's traffic",
+		   "iptables -D LIBVIRT_FWI -o virbr0 -j REJECT --reject-with "
+		   "icmp-port-unreachable (a libvirt network re-adds its rules");
 }
 
 TEST(Doctor, NftablesLibvirtNatForwardDropAndFirewalld)
