@@ -6,7 +6,8 @@
 # from the binary's own --help (the CLI11 table is their one source, so this
 # file never lists them and cannot fall behind); values are completed from
 # the system: bridges from /sys/class/net/*/bridge, uplinks from the other
-# interfaces, `map del` arguments from `kvmxdp map list --json`.  Needs
+# interfaces (`--bridge` of every command, doctor's too), `map del`
+# arguments from `kvmxdp map list --json`.  Needs
 # nothing but bash (python3 for `map del`, as the libvirt hook does).
 
 # _kvmxdp_help_read KVMXDP WORDS...: the --help of the command WORDS, as lines

@@ -13,8 +13,10 @@
 #include "base/version.hpp"
 #include "conntrack_print.hpp"
 #include "control/status.hpp"
+#include "model/doctor.hpp"
 #include "model/options.hpp"
 #include "print.hpp"
+#include "verbs/doctor_verbs.hpp"
 #include "verbs/import_verbs.hpp"
 #include "verbs/install.hpp"
 #include "verbs/instance_verbs.hpp"
@@ -31,6 +33,13 @@ constexpr int kExitUsage = 2;
 // systemd unit does not restart on it (RestartPreventExitStatus=), while
 // exit 1 (e.g. a bridge that does not exist yet) is retried.
 constexpr int kExitConfig = 78;
+// doctor found warnings but no error / at least one error
+// (model/doctor.hpp).
+constexpr int kExitDoctorWarning = 3;
+constexpr int kExitDoctorError = 4;
+static_assert(kExitDoctorWarning == kvmxdp::kDoctorExitWarning &&
+		      kExitDoctorError == kvmxdp::kDoctorExitError,
+	      "doctor's exit codes are model/doctor.hpp's");
 
 void fail(const std::string &msg)
 {
@@ -205,6 +214,19 @@ int main(int argc, char **argv)
 	top->add_flag("--json", top_opts.json, "print one sample (rates over one interval) and exit");
 	top->add_option("--interval", top_opts.interval, "seconds between refreshes (default 1)")
 		->check(CLI::Range(kTopMinInterval, kTopMaxInterval));
+	// doctor: what is wrong with the host, and the fixes (verbs/doctor_verbs.hpp).
+	DoctorOptions doc;
+	auto *doctor_cmd = app.add_subcommand(
+		"doctor", "check the host for what breaks the guests' NAT and print the fixes");
+	doctor_cmd->add_option("--bridge", doc.bridge,
+			       "only this bridge (default: every instance)");
+	doctor_cmd->add_flag("--json", doc.json, "machine-readable output");
+	doctor_cmd
+		->add_option("--arp-wait", doc.arp_wait,
+			     "seconds to listen for the guests' ARP requests (their gateways); 0: "
+			     "skip")
+		->capture_default_str()
+		->check(CLI::Range(0u, 60u));
 
 	// conntrack list|flush (maps-cli/conntrack_print.cpp).
 	ConntrackCli ct_cli;
@@ -281,6 +303,8 @@ int main(int argc, char **argv)
 			libvirt_hook(g, lh, std::cin, std::cout);
 			return 0;
 		}
+		if (doctor_cmd->parsed())
+			return doctor(g, doc, std::cout);
 		if (import_cmd->parsed()) {
 			import_recipe(g, imp, std::cout);
 			return 0;

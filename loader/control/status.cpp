@@ -85,10 +85,10 @@ std::optional<std::string> run_capture(const std::vector<std::string> &argv)
 // /usr/sbin; /sbin on systems without a merged /usr).
 constexpr const char *kToolDirs[] = {"/usr/sbin/", "/sbin/"};
 
-// The firewall tool's output; a tool that is not installed there or that
-// fails is named in `unread` instead.
-std::optional<std::string> run_tool(const std::string &tool, std::vector<std::string> args,
-				    std::vector<std::string> &unread)
+} // namespace
+
+std::optional<std::string> run_firewall_tool(const std::string &tool, std::vector<std::string> args,
+					     std::vector<std::string> &unread)
 {
 	for (const char *dir : kToolDirs) {
 		args[0] = dir + tool;
@@ -103,6 +103,8 @@ std::optional<std::string> run_tool(const std::string &tool, std::vector<std::st
 			 kToolDirs[1] + tool + ")");
 	return std::nullopt;
 }
+
+namespace {
 
 // Lines of the firewall rule sets that mention the bridge or libvirt's
 // chains: such rules see (or drop) what kvmxdp hands to the host stack.
@@ -125,8 +127,8 @@ std::vector<std::string> foreign_rules(const std::string &bridge, std::vector<st
 			out.push_back(prefix + line.substr(b == std::string::npos ? 0 : b));
 		}
 	};
-	scan("iptables: ", run_tool("iptables-save", {""}, unread));
-	scan("nft: ", run_tool("nft", {"", "list", "ruleset"}, unread));
+	scan("iptables: ", run_firewall_tool("iptables-save", {""}, unread));
+	scan("nft: ", run_firewall_tool("nft", {"", "list", "ruleset"}, unread));
 	return out;
 }
 

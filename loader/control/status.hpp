@@ -6,9 +6,11 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "model/doctor.hpp"
 #include "model/options.hpp"
 
 namespace kvmxdp {
@@ -18,8 +20,14 @@ struct DirFd;
 // bridge empty = every instance.
 nlohmann::json status_json(const GlobalOptions &g, const std::string &bridge);
 
-// A table this full (entries * 100 / max_entries) gets a status warning.
-constexpr uint32_t kTableWarnPercent = 80;
+// A table kTableWarnPercent full (model/doctor.hpp) gets a status warning.
+
+// The output of a firewall tool ("iptables-save", "nft") run with args
+// (args[0] is replaced by the tool's path: only /usr/sbin and /sbin are
+// tried, with a fixed environment); a tool that is missing or fails is
+// named in `unread` instead.
+std::optional<std::string> run_firewall_tool(const std::string &tool, std::vector<std::string> args,
+					     std::vector<std::string> &unread);
 
 // For `status`, on an instance's JSON that already holds "conntrack",
 // "bindings" and "counters": adds "maps" ({name: {entries, max_entries,

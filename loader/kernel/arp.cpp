@@ -161,4 +161,41 @@ void arp_announce(int ifindex, const std::array<uint8_t, 6> &mac, uint32_t addr,
 	}
 }
 
+std::vector<ArpRequest> arp_listen(int ifindex, int ms)
+{
+	Fd s = arp_socket(ifindex);
+	std::vector<ArpRequest> out;
+	const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+	for (;;) {
+		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+					  end - std::chrono::steady_clock::now())
+					  .count();
+		if (left <= 0)
+			break;
+		pollfd pfd{s.get(), POLLIN, 0};
+		if (::poll(&pfd, 1, static_cast<int>(left)) <= 0)
+			continue;
+		ArpPkt p{};
+		sockaddr_ll from{};
+		socklen_t fl = sizeof(from);
+		ssize_t n = ::recvfrom(s.get(), &p, sizeof(p), MSG_DONTWAIT,
+				       reinterpret_cast<sockaddr *>(&from), &fl);
+		if (n < static_cast<ssize_t>(sizeof(p)) || from.sll_pkttype == PACKET_OUTGOING ||
+		    ntohs(p.oper) != ARPOP_REQUEST || ntohs(p.ptype) != ETH_P_IP || p.plen != 4 ||
+		    p.hlen != 6)
+			continue;
+		ArpRequest r;
+		std::memcpy(r.mac.data(), p.sha, 6);
+		uint32_t spa, tpa;
+		std::memcpy(&spa, p.spa, 4);
+		std::memcpy(&tpa, p.tpa, 4);
+		r.sender = ntohl(spa);
+		r.target = ntohl(tpa);
+		out.push_back(r);
+		if (out.size() >= 4096)
+			break; // a flood says enough
+	}
+	return out;
+}
+
 } // namespace kvmxdp

@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdint>
 #include <optional>
+#include <vector>
 
 #include "base/fd.hpp"
 
@@ -55,5 +56,15 @@ std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<ui
 						uint32_t addr, int count = 3, int total_ms = 1000);
 // Gratuitous ARP (RFC 5227 announcement): sender IP = target IP = addr.
 void arp_announce(int ifindex, const std::array<uint8_t, 6> &mac, uint32_t addr, int count = 2);
+
+// An ARP request another host sent on the device (addresses host order).
+struct ArpRequest {
+	std::array<uint8_t, 6> mac{}; // the sender's hardware address
+	uint32_t sender = 0;
+	uint32_t target = 0;
+};
+// The ARP requests received on ifindex during `ms` milliseconds (`doctor`
+// learns the guests' gateways from them: a guest asks for its gateway).
+std::vector<ArpRequest> arp_listen(int ifindex, int ms);
 
 } // namespace kvmxdp

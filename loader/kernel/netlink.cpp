@@ -99,6 +99,8 @@ std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name)
 	nl_addr *ll = rtnl_link_get_addr(link);
 	if (ll && nl_addr_get_len(ll) == info.mac.size())
 		std::memcpy(info.mac.data(), nl_addr_get_binary_addr(ll), info.mac.size());
+	info.mtu = rtnl_link_get_mtu(link);
+	info.flags = rtnl_link_get_flags(link);
 	rtnl_link_put(link);
 	return info;
 }

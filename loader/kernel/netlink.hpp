@@ -44,6 +44,8 @@ struct LinkInfo {
 	std::string name;
 	std::string kind;	      // IFLA_INFO_KIND: "bridge", "veth", "" for hardware
 	std::array<uint8_t, 6> mac{}; // all zero if the link has no Ethernet address
+	uint32_t mtu = 0;
+	unsigned flags = 0; // IFF_UP, IFF_LOWER_UP, ...
 };
 
 struct IfAddr {

@@ -79,7 +79,7 @@ expect() {
 	[[ $got == "$want" ]] || fail "kvmxdp $*<Tab>: got '$got', want '$want'"
 	n=$((n + 1))
 }
-expect "attach conntrack detach import install libvirt-hook map status top" ""
+expect "attach conntrack detach doctor import install libvirt-hook map status top" ""
 expect "conntrack" con
 expect "--bpffs --config --help --lock-wait --run-dir --verbose --version" --
 expect "add del list" map ""
@@ -99,6 +99,8 @@ expect "kvxcbr0 kvxcbr1" status --bridge kv
 expect "--interval" top --int
 expect "kvxcbr0 kvxcbr1" top --bridge kv
 expect "off" attach --bridge kvxcbr0 --metrics o
+expect "--arp-wait" doctor --ar
+expect "kvxcbr0 kvxcbr1" doctor --json --bridge ""
 # map del: the recorded mappings (with the global --config), then the
 # guest side of the chosen one.
 expect "10.0.0.5 uplink:2222" --config "$tmp/k.json" map del ""
@@ -108,4 +110,5 @@ expect "network qemu" libvirt-hook ""
 expect "--qemu-hook-dir" install --q
 # Nothing for a value nobody can guess.
 expect "" attach --ct-size ""
+expect "" doctor --arp-wait ""
 echo "check_completion: ok: $n cases"
