@@ -12,6 +12,7 @@
 #   /etc/libvirt/hooks/network.d/kvmxdp (a conffile)
 #   /usr/share/man/man8/kvmxdp.8.gz
 #   /usr/share/bash-completion/completions/kvmxdp
+#   /usr/share/zsh/vendor-completions/_kvmxdp
 # Depends: the shared libraries' packages (dpkg-shlibdeps), and what the
 # unit and the hook run: kill (procps: the unit's ExecReload=), python3 (the
 # hook reads the network XML and the config), systemd (systemctl and

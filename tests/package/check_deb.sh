@@ -5,7 +5,8 @@
 # (what `cmake --build build --target package` writes), made anew into a
 # temporary directory and read with dpkg-deb:
 #   - its files: the binary, the unit, the libvirt hook (executable, a
-#     conffile), the man page, the bash completion; nothing under /usr/local;
+#     conffile), the man page, the bash and zsh completions; nothing under
+#     /usr/local;
 #   - the unit and the hook are byte for byte what the packaged binary's
 #     `kvmxdp install --prefix /usr` writes (one source of their texts), and
 #     the unit runs /usr/sbin/kvmxdp as Type=notify;
@@ -38,13 +39,14 @@ echo "check_deb: ok: $(basename "$deb")"
 list=$(dpkg-deb -c "$deb")
 mode_of() { awk -v p="./$1" '$6 == p { print $1 }' <<<"$list"; }
 for f in usr/sbin/kvmxdp usr/lib/systemd/system/kvmxdp@.service etc/libvirt/hooks/network.d/kvmxdp \
-	usr/share/man/man8/kvmxdp.8.gz usr/share/bash-completion/completions/kvmxdp; do
+	usr/share/man/man8/kvmxdp.8.gz usr/share/bash-completion/completions/kvmxdp \
+	usr/share/zsh/vendor-completions/_kvmxdp; do
 	[[ -n $(mode_of "$f") ]] || fail "the package lacks /$f"
 done
 [[ $(mode_of usr/sbin/kvmxdp) == -rwxr-xr-x ]] || fail "/usr/sbin/kvmxdp is $(mode_of usr/sbin/kvmxdp)"
 [[ $(mode_of etc/libvirt/hooks/network.d/kvmxdp) == -rwxr-xr-x ]] || fail "the hook is not executable"
 [[ $list != *./usr/local/* ]] || fail "files under /usr/local: $(grep usr/local <<<"$list")"
-echo "check_deb: ok: binary, unit, hook, man page and completion, modes"
+echo "check_deb: ok: binary, unit, hook, man page and completions, modes"
 
 dpkg-deb -e "$deb" "$tmp/control"
 grep -qx /etc/libvirt/hooks/network.d/kvmxdp "$tmp/control/conffiles" || fail "the hook is not a conffile"
