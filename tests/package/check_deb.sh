@@ -12,7 +12,11 @@
 #     the unit runs /usr/sbin/kvmxdp as Type=notify;
 #   - Depends: the shared libraries' packages (dpkg-shlibdeps) and the tools
 #     the unit and the hook run (procps' kill, python3, systemd);
-#   - the maintainer scripts parse, the man page renders from the package.
+#   - the maintainer scripts parse, the man page renders from the package;
+#   - lintian finds no error and no warning: the copyright file, the
+#     changelog (whose first entry is the package's version), the
+#     maintainer scripts; an override is allowed only in the package's
+#     overrides file, and only with a comment that says why.
 set -euo pipefail
 fail() {
 	echo "check_deb: FAIL: $*" >&2
@@ -20,8 +24,8 @@ fail() {
 }
 [[ $# -eq 1 && -f $1/CPackConfig.cmake ]] || fail "usage: check_deb.sh BUILD_DIR (with CPackConfig.cmake)"
 build=$(readlink -f "$1")
-for t in cpack dpkg-deb dpkg-shlibdeps; do
-	command -v $t >/dev/null || fail "$t not found (cmake, dpkg-dev: scripts/install-deps.sh)"
+for t in cpack dpkg-deb dpkg-shlibdeps lintian; do
+	command -v $t >/dev/null || fail "$t not found (cmake, dpkg-dev, lintian: scripts/install-deps.sh)"
 done
 tmp=$(mktemp -d)
 trap 'rm -rf --one-file-system "$tmp"' EXIT
@@ -81,4 +85,24 @@ if command -v man >/dev/null; then
 		fail "the packaged man page does not render"
 	echo "check_deb: ok: the packaged man page renders"
 fi
+
+# lintian: errors and warnings fail (--fail-on), and so does an override
+# that no longer matches anything (it would hide a future finding).
+changelog=$tmp/root/usr/share/doc/kvmxdp/changelog.gz
+[[ -f $tmp/root/usr/share/doc/kvmxdp/copyright && -f $changelog ]] || fail "no copyright or changelog.gz"
+top=$(gzip -dc "$changelog" | sed -n '1s/^kvmxdp (\([^)]*\)).*/\1/p')
+[[ $top == "$version" ]] || fail "the changelog's first entry is '$top', the package is $version"
+overrides=$tmp/root/usr/share/lintian/overrides/kvmxdp
+if [[ -f $overrides ]]; then
+	# Every override line follows a comment (its reason).
+	awk '/^#/ { c = 1; next } /^[[:space:]]*$/ { c = 0; next } !c { print; exit 1 }' "$overrides" >"$tmp/bare" ||
+		fail "lintian override without a comment saying why: $(cat "$tmp/bare")"
+fi
+lintian --fail-on error,warning --display-level '>=info' --show-overrides \
+	--tag-display-limit 0 "$deb" >"$tmp/lintian.log" 2>&1 ||
+	fail "lintian: $(grep -v '^N:' "$tmp/lintian.log")"
+if grep -q 'unused-override' "$tmp/lintian.log"; then
+	fail "lintian: $(grep unused-override "$tmp/lintian.log")"
+fi
+echo "check_deb: ok: lintian: no error or warning ($(grep -c '^O:' "$tmp/lintian.log" || true) overridden)"
 echo "check_deb: PASSED"
