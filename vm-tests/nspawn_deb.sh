@@ -14,8 +14,11 @@
 #   - `kvmxdp status --json` shows the datapath on the bridge and the uplink;
 #   - `systemctl reload` returns 0, the daemon logs the SIGHUP reload and
 #     keeps its pid;
+#   - an upgrade (`dpkg -i` of the package again) restarts the daemon (the
+#     postinst's deb-systemd-invoke try-restart), the datapath stays;
 #   - `systemctl stop` stops the daemon and leaves the datapath (by design:
-#     only detach removes it); `kvmxdp detach` then removes the pins.
+#     only detach removes it); so does `dpkg -r` (the prerm); `kvmxdp
+#     detach` then removes the pins.
 #
 #   netns kvx-<id>-ct (the container's network): bridge kvxbr0 192.168.122.1/24,
 #   uplink kvxup0 10.77.0.2/24 -- kvxlan0 10.77.0.1/24 (its peer, same netns)
@@ -122,17 +125,39 @@ kvx_wait_for 10 "the daemon logs the reload" \
 assert_eq "still active after the reload" active "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
 assert_eq "the same daemon (MainPID)" "$mainpid" "$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)"
 
+kvx_step "upgrade: dpkg -i again restarts the daemon (postinst)"
+# The booted container's /tmp is a fresh tmpfs: the package is in /root.
+cp "$deb" "$root/root/"
+out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i inside: $out"
+kvx_wait_for 20 "a new daemon after the upgrade" bash -c \
+	"[[ \$(nsenter -t $pid1 -a systemctl show -p MainPID --value kvmxdp@kvxbr0) != @(0|$mainpid) ]]"
+kvx_wait_for 20 "active after the upgrade" bash -c \
+	"[[ \$(nsenter -t $pid1 -a systemctl is-active kvmxdp@kvxbr0) == active ]]"
+assert_eq "the datapath stays across the upgrade" 1 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+
 kvx_step "systemctl stop, then detach"
 in_ct systemctl stop kvmxdp@kvxbr0 || true
 assert_eq "inactive after stop" inactive "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
 assert_eq "the datapath stays after stop" 1 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+assert_ok "systemctl start kvmxdp@kvxbr0 again" in_ct systemctl start kvmxdp@kvxbr0
+kvx_wait_for 20 "active again" bash -c \
+	"[[ \$(nsenter -t $pid1 -a systemctl is-active kvmxdp@kvxbr0) == active ]]"
+
+kvx_step "dpkg -r stops the daemon (prerm), then detach"
+# A copy of the binary for the detach after the package is gone.
+assert_ok "keep a copy of kvmxdp" in_ct cp /usr/sbin/kvmxdp /root/kvmxdp
+out=$(in_ct dpkg -r kvmxdp 2>&1) || kvx_fatal "dpkg -r inside: $out"
+assert_eq "inactive after dpkg -r" inactive "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
+assert_eq "the datapath stays after dpkg -r" 1 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
 # nspawn mounts the container's /proc/sys read-only (it does not count a
 # network namespace it was handed as private as its own): detach, which
 # puts the sysctls back, runs in a mount namespace of its own where the
 # test (root of the host) made /proc/sys/net writable again.
 assert_ok "kvmxdp detach inside" in_ct unshare -m sh -c \
-	'mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net && exec kvmxdp detach --bridge kvxbr0'
+	'mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net && exec /root/kvmxdp detach --bridge kvxbr0'
 assert_eq "the bridge's forwarding restored" 0 "$(kvx_sysctl_get "$ns" net/ipv4/conf/kvxbr0/forwarding)"
 assert_eq "no filter after detach" 0 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
