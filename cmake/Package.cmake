@@ -14,6 +14,10 @@
 #     user's own /etc/libvirt/hooks/qemu or network stays theirs)
 #   /usr/share/man/man8/kvmxdp.8.gz
 #   /usr/share/bash-completion/completions/kvmxdp
+#   /usr/share/zsh/vendor-completions/_kvmxdp
+#   /usr/share/doc/kvmxdp/{copyright,changelog.gz} (Debian policy 12.5 and
+#     12.7: every package carries both; a version without '-' is a native
+#     package, whose changelog is changelog.gz)
 # Depends: the shared libraries' packages (dpkg-shlibdeps), and what the
 # unit and the hooks run: kill (procps: the unit's ExecReload=), python3 (the
 # hook reads the network XML and the config), systemd (systemctl and
@@ -23,14 +27,19 @@ set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME kvmxdp)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
 set(CPACK_PACKAGE_VENDOR kvmxdp)
-set(CPACK_PACKAGE_CONTACT "kvmxdp developers <root@localhost>")
-set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "eBPF NAT for KVM guests on a Linux bridge behind a WiFi uplink")
+# No public address yet: the reserved .invalid domain (RFC 2606) says so
+# rather than a made-up one (lintian rejects root@localhost and a host
+# without a dot).  packaging/debian/changelog and copyright name the same.
+set(CPACK_PACKAGE_CONTACT "kvmxdp developers <dev@kvmxdp.invalid>")
+set(CPACK_PACKAGE_DESCRIPTION_SUMMARY "eBPF NAT for KVM guests on a Linux bridge behind a Wi-Fi uplink")
+# Lines of at most 80 columns (Debian policy 3.4.1; lintian checks).
 set(CPACK_PACKAGE_DESCRIPTION
-    "kvmxdp translates the IPv4 traffic of the guests on a Linux bridge (libvirt's virbr0)
-to the address of an uplink, typically WiFi, with TC and XDP programs and BPF maps
-instead of netfilter rules: masquerading, static 1:1 NAT and port forwards, following
-DHCP changes of the uplink.  A systemd unit kvmxdp@BRIDGE.service and a libvirt network
-hook start it at boot and when libvirt re-creates the bridge.")
+    "kvmxdp translates the IPv4 traffic of the guests on a Linux bridge
+(libvirt's virbr0) to the address of an uplink, typically Wi-Fi, with TC
+and XDP programs and BPF maps instead of netfilter rules: masquerading,
+static 1:1 NAT and port forwards, following DHCP changes of the uplink.
+A systemd unit kvmxdp@BRIDGE.service and a libvirt network hook start it
+at boot and when libvirt re-creates the bridge.")
 set(CPACK_PACKAGING_INSTALL_PREFIX /usr)
 # Install into the staging directory through DESTDIR with the real prefix,
 # so that `kvmxdp install --root $DESTDIR --prefix /usr` writes /usr paths.
@@ -50,3 +59,23 @@ set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_STRIP_FILES ON)
 include(CPack)
+
+# The Debian changelog's first entry is the package's version: a release
+# bumps both (tests/package/check_deb.sh holds them together).  Gzipped with
+# -n (no name or time stamp) so that the package is reproducible.
+find_program(GZIP gzip REQUIRED)
+set(KVX_DEB_CHANGELOG_GZ ${CMAKE_BINARY_DIR}/changelog.gz)
+add_custom_command(
+  OUTPUT ${KVX_DEB_CHANGELOG_GZ}
+  COMMAND sh -c "\"$0\" -9n -c \"$1\" >\"$2\""
+          ${GZIP} ${PROJECT_SOURCE_DIR}/packaging/debian/changelog ${KVX_DEB_CHANGELOG_GZ}
+  DEPENDS ${PROJECT_SOURCE_DIR}/packaging/debian/changelog
+  COMMENT "changelog.gz"
+  VERBATIM)
+add_custom_target(kvmxdp_deb_changelog ALL DEPENDS ${KVX_DEB_CHANGELOG_GZ})
+include(GNUInstallDirs)
+install(FILES ${PROJECT_SOURCE_DIR}/packaging/debian/copyright ${KVX_DEB_CHANGELOG_GZ}
+        DESTINATION ${CMAKE_INSTALL_DATADIR}/doc/kvmxdp)
+# lintian finds nothing to override.  An override, if one is ever needed,
+# goes to /usr/share/lintian/overrides/kvmxdp with a comment saying why
+# (tests/package/check_deb.sh requires the comment).

@@ -41,6 +41,8 @@ pkgs=(
 	# Debian package's Depends (CPack runs dpkg-shlibdeps, and `file` to find
 	# the ELF files to run it on)
 	scdoc man-db bash-completion dpkg-dev file
+	# the zsh completion's test (a real zsh); lintian checks the Debian package
+	zsh lintian
 	# vm-tests/nspawn_deb.sh: the package on a Debian 12 tree booted with systemd-nspawn
 	systemd-container
 	# benchmark baselines

@@ -14,6 +14,8 @@
 #   - `kvmxdp status --json` shows the datapath on the bridge and the uplink;
 #   - `systemctl reload` returns 0, the daemon logs the SIGHUP reload and
 #     keeps its pid;
+#   - an upgrade (`dpkg -i` of the package again) restarts the daemon (the
+#     postinst's deb-systemd-invoke try-restart), the datapath stays;
 #   - `systemctl stop` stops the daemon and leaves the datapath (by design:
 #     only detach removes it); `kvmxdp detach` then removes the pins.
 #
@@ -175,6 +177,17 @@ assert_eq "the same daemon (MainPID)" "$mainpid" "$(in_ct systemctl show -p Main
 must assert_ok "/proc/sys/net writable in the container" in_ct sh -c \
 	'mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net'
 
+kvx_step "upgrade: dpkg -i again restarts the daemon (postinst)"
+# The booted container's /tmp is a fresh tmpfs: the package is in /root.
+cp "$deb" "$root/root/"
+out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i inside: $out"
+kvx_wait_for 20 "a new daemon after the upgrade" bash -c \
+	"[[ \$(nsenter -t $pid1 -a -r -w systemctl show -p MainPID --value kvmxdp@kvxbr0) != @(0|$mainpid) ]]"
+kvx_wait_for 20 "active after the upgrade" bash -c \
+	"[[ \$(nsenter -t $pid1 -a -r -w systemctl is-active kvmxdp@kvxbr0) == active ]]"
+assert_eq "the datapath stays across the upgrade" 1 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+
 kvx_step "systemctl stop, then detach"
 in_ct systemctl stop kvmxdp@kvxbr0 || true
 assert_eq "inactive after stop" inactive "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
@@ -330,8 +343,14 @@ libvirt_domain_metadata
 assert_le "the kernel forwarded none of the guest's traffic (IpForwDatagrams moved)" \
 	$(($(kvx_snmp "$ns" Ip ForwDatagrams) - fwd0)) 10
 
-kvx_step "kvmxdp detached, libvirt's network destroyed"
-assert_ok "kvmxdp detach inside" in_ct kvmxdp detach --bridge kvxbr0
+kvx_step "dpkg -r stops the daemon (prerm), the datapath stays; detach"
+# A copy of the binary for the detach after the package is gone.
+assert_ok "keep a copy of kvmxdp" in_ct cp /usr/sbin/kvmxdp /root/kvmxdp
+out=$(in_ct dpkg -r kvmxdp 2>&1) || kvx_fatal "dpkg -r inside: $out"
+assert_eq "inactive after dpkg -r" inactive "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
+assert_eq "the datapath stays after dpkg -r" 1 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+assert_ok "kvmxdp detach inside" in_ct /root/kvmxdp detach --bridge kvxbr0
 assert_ok "virsh net-destroy kvxnet" in_ct virsh net-destroy kvxnet
 assert_empty "no pins after detach" "$(find "$BPFFS/kvmxdp" -mindepth 1 2>/dev/null || true)"
 in_ct systemctl poweroff >/dev/null 2>&1 || true

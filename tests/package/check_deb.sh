@@ -5,13 +5,18 @@
 # (what `cmake --build build --target package` writes), made anew into a
 # temporary directory and read with dpkg-deb:
 #   - its files: the binary, the unit, the libvirt hook (executable, a
-#     conffile), the man page, the bash completion; nothing under /usr/local;
+#     conffile), the man page, the bash and zsh completions; nothing under
+#     /usr/local;
 #   - the unit and the hook are byte for byte what the packaged binary's
 #     `kvmxdp install --prefix /usr` writes (one source of their texts), and
 #     the unit runs /usr/sbin/kvmxdp as Type=notify;
 #   - Depends: the shared libraries' packages (dpkg-shlibdeps) and the tools
 #     the unit and the hook run (procps' kill, python3, systemd);
-#   - the maintainer scripts parse, the man page renders from the package.
+#   - the maintainer scripts parse, the man page renders from the package;
+#   - lintian finds no error and no warning: the copyright file, the
+#     changelog (whose first entry is the package's version), the
+#     maintainer scripts; an override is allowed only in the package's
+#     overrides file, and only with a comment that says why.
 set -euo pipefail
 fail() {
 	echo "check_deb: FAIL: $*" >&2
@@ -19,8 +24,8 @@ fail() {
 }
 [[ $# -eq 1 && -f $1/CPackConfig.cmake ]] || fail "usage: check_deb.sh BUILD_DIR (with CPackConfig.cmake)"
 build=$(readlink -f "$1")
-for t in cpack dpkg-deb dpkg-shlibdeps; do
-	command -v $t >/dev/null || fail "$t not found (cmake, dpkg-dev: scripts/install-deps.sh)"
+for t in cpack dpkg-deb dpkg-shlibdeps lintian; do
+	command -v $t >/dev/null || fail "$t not found (cmake, dpkg-dev, lintian: scripts/install-deps.sh)"
 done
 tmp=$(mktemp -d)
 trap 'rm -rf --one-file-system "$tmp"' EXIT
@@ -39,14 +44,15 @@ list=$(dpkg-deb -c "$deb")
 mode_of() { awk -v p="./$1" '$6 == p { print $1 }' <<<"$list"; }
 for f in usr/sbin/kvmxdp usr/lib/systemd/system/kvmxdp@.service etc/libvirt/hooks/network.d/kvmxdp \
 	etc/libvirt/hooks/qemu.d/kvmxdp \
-	usr/share/man/man8/kvmxdp.8.gz usr/share/bash-completion/completions/kvmxdp; do
+	usr/share/man/man8/kvmxdp.8.gz usr/share/bash-completion/completions/kvmxdp \
+	usr/share/zsh/vendor-completions/_kvmxdp; do
 	[[ -n $(mode_of "$f") ]] || fail "the package lacks /$f"
 done
 [[ $(mode_of usr/sbin/kvmxdp) == -rwxr-xr-x ]] || fail "/usr/sbin/kvmxdp is $(mode_of usr/sbin/kvmxdp)"
 [[ $(mode_of etc/libvirt/hooks/network.d/kvmxdp) == -rwxr-xr-x ]] || fail "the hook is not executable"
 [[ $(mode_of etc/libvirt/hooks/qemu.d/kvmxdp) == -rwxr-xr-x ]] || fail "the qemu hook is not executable"
 [[ $list != *./usr/local/* ]] || fail "files under /usr/local: $(grep usr/local <<<"$list")"
-echo "check_deb: ok: binary, unit, hook, man page and completion, modes"
+echo "check_deb: ok: binary, unit, hook, man page and completions, modes"
 
 dpkg-deb -e "$deb" "$tmp/control"
 grep -qx /etc/libvirt/hooks/network.d/kvmxdp "$tmp/control/conffiles" || fail "the hook is not a conffile"
@@ -84,4 +90,24 @@ if command -v man >/dev/null; then
 		fail "the packaged man page does not render"
 	echo "check_deb: ok: the packaged man page renders"
 fi
+
+# lintian: errors and warnings fail (--fail-on), and so does an override
+# that no longer matches anything (it would hide a future finding).
+changelog=$tmp/root/usr/share/doc/kvmxdp/changelog.gz
+[[ -f $tmp/root/usr/share/doc/kvmxdp/copyright && -f $changelog ]] || fail "no copyright or changelog.gz"
+top=$(gzip -dc "$changelog" | sed -n '1s/^kvmxdp (\([^)]*\)).*/\1/p')
+[[ $top == "$version" ]] || fail "the changelog's first entry is '$top', the package is $version"
+overrides=$tmp/root/usr/share/lintian/overrides/kvmxdp
+if [[ -f $overrides ]]; then
+	# Every override line follows a comment (its reason).
+	awk '/^#/ { c = 1; next } /^[[:space:]]*$/ { c = 0; next } !c { print; exit 1 }' "$overrides" >"$tmp/bare" ||
+		fail "lintian override without a comment saying why: $(cat "$tmp/bare")"
+fi
+lintian --fail-on error,warning --display-level '>=info' --show-overrides \
+	--tag-display-limit 0 "$deb" >"$tmp/lintian.log" 2>&1 ||
+	fail "lintian: $(grep -v '^N:' "$tmp/lintian.log")"
+if grep -q 'unused-override' "$tmp/lintian.log"; then
+	fail "lintian: $(grep unused-override "$tmp/lintian.log")"
+fi
+echo "check_deb: ok: lintian: no error or warning ($(grep -c '^O:' "$tmp/lintian.log" || true) overridden)"
 echo "check_deb: PASSED"
