@@ -78,9 +78,10 @@ int main(int argc, char **argv)
 					 "clamp the MSS of TCP SYNs through the NAT (0: off)");
 	auto *o_subnet = attach->add_option(
 		"--subnet", subnet, "guest subnet CIDR (default: the bridge's primary network)");
-	auto *o_nat = attach->add_option(
-		"--nat-ports", nat_ports,
-		"NAT port range LO-HI (default: above net.ipv4.ip_local_port_range)");
+	auto *o_nat =
+		attach->add_option("--nat-ports", nat_ports,
+				   "NAT port range LO-HI (default: 1024-65535 without "
+				   "net.ipv4.ip_local_port_range and the host's listening ports)");
 	attach->add_flag("--eif", a.eif,
 			 "endpoint-independent filtering (full cone, RFC 4787 EIF)");
 	// Sizes are checked after parsing, by the checks the config loader
@@ -91,6 +92,11 @@ int main(int argc, char **argv)
 	auto *o_quota = attach->add_option("--flow-quota", flow_quota,
 					   "max conntrack flows per guest address; 0: no quota "
 					   "(default: a quarter of --ct-size)");
+	std::string guest_ports;
+	auto *o_gports =
+		attach->add_option("--guest-ports", guest_ports,
+				   "max NAT ports (dynamic bindings) per guest; 0: no limit "
+				   "(default: 7/8 of the NAT pool)");
 	std::string timeouts;
 	auto *o_timeouts = attach->add_option(
 		"--timeouts", timeouts,
@@ -191,6 +197,8 @@ int main(int argc, char **argv)
 				a.bind_size = parse_table_size(bind_size, "--bind-size");
 			if (o_quota->count())
 				a.flow_quota = parse_flow_quota(flow_quota, "--flow-quota");
+			if (o_gports->count())
+				a.guest_ports = parse_guest_ports(guest_ports, "--guest-ports");
 		} catch (const std::exception &e) {
 			fail(e.what());
 			return kExitUsage;

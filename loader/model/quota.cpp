@@ -16,6 +16,12 @@ uint32_t default_flow_quota(uint32_t ct_size)
 	return q ? q : 1;
 }
 
+uint32_t default_guest_ports(uint32_t pool_size)
+{
+	uint64_t n = uint64_t{pool_size} * kGuestPortsShareEighths / 8;
+	return n ? static_cast<uint32_t>(n) : 1;
+}
+
 uint32_t guest_map_size(uint32_t subnet_mask_be)
 {
 	uint32_t hosts = ~ntohl(subnet_mask_be); // 2^host_bits - 1
