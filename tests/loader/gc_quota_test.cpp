@@ -321,6 +321,8 @@ TEST(GcQuota, DefaultGuestPortsIsSevenEighthsOfThePool)
 	EXPECT_EQ(default_guest_ports(31744 + 4536), 31745u);
 	EXPECT_EQ(default_guest_ports(8), 7u);
 	EXPECT_EQ(default_guest_ports(1), 1u) << "never 0 (which means off)";
+	EXPECT_EQ(default_guest_ports(2), 2u) << "a tiny --nat-ports range: no eighth to keep";
+	EXPECT_EQ(default_guest_ports(512), 448u);
 }
 
 } // namespace
