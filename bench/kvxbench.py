@@ -45,8 +45,6 @@ MAC = {"br": "02:6b:76:00:01:01", "gp": "02:6b:76:00:01:02", "ge": "02:6b:76:00:
        "up": "02:6b:76:00:02:01", "ln": "02:6b:76:00:03:01"}
 HOST_CPU, PEER_CPU = 1, 0
 NAT_PORTS = "1024-65535"  # the iptables recipe's --to-ports (iptables, nftables)
-KVX_NAT_PORTS = "1024-60999"  # kvmxdp: the same minus the host's own ephemeral ports
-HOST_PORTS = "61000-65535"  # net.ipv4.ip_local_port_range of the host netns
 UDP_DPORT = 9000
 RR_PORT, CRR_PORT = 7777, 7778
 
@@ -213,12 +211,10 @@ class Topology:
         if self.br_netfilter:
             for k in ("iptables", "ip6tables", "arptables"):
                 h("sysctl", "-qw", f"net.bridge.bridge-nf-call-{k}=0")
-        # The host's own sockets get the top of the port space, NAT the rest
-        # (docs/pitfalls.md, host-ephemeral-ports): kvmxdp refuses a NAT range
-        # overlapping the host's
-        # ephemeral ports, and the guest's ports (32768-60999) stay unchanged
-        # inside 1024-60999, as they do under the recipe's MASQUERADE.
-        h("sysctl", "-qw", f"net.ipv4.ip_local_port_range={HOST_PORTS.replace('-', ' ')}")
+        # The host netns keeps the kernel's default ephemeral range
+        # (32768-60999), as a stock host has it: kvmxdp's default NAT pool
+        # is then 1024-32767 + 61000-65535 (~36000 ports), the pool users
+        # get, and the guest's own ports (32768-60999) are never preserved.
         # GRO on = NAPI on veth (an XDP redirect or XDP_TX into a veth only
         # lands if the peer has NAPI); threaded NAPI pins the work per CPU.
         # TSO off: veth_xmit bypasses NAPI (netif_rx on the sender's CPU) for
@@ -547,11 +543,10 @@ class KvmxdpConfig(Config):
 
     def _attach(self):
         t = self.topo
-        # kvmxdp refuses the recipe's 1024-65535 as overlapping the host's
-        # ephemeral ports (a flow could share a host socket's 5-tuple):
-        # everything below them instead.
-        args = ["attach", "--bridge", t.dev["br"], "--uplink", t.dev["up"], "--subnet", SUBNET,
-                "--nat-ports", KVX_NAT_PORTS]
+        # kvmxdp's default NAT pool, as users get it: 1024-65535 without the
+        # host's ephemeral ports (the kernel's default, 32768-60999) and its
+        # listening ports.
+        args = ["attach", "--bridge", t.dev["br"], "--uplink", t.dev["up"], "--subnet", SUBNET]
         args += ["--mode", self.mode]
         if self.ct_size:
             args += ["--ct-size", str(self.ct_size)]
@@ -656,7 +651,7 @@ class Bench:
         q = opts.quick
         self.d = {"udp_warm": 0.7 if q else 1.0, "udp_win": 1.5 if q else 3.0,
                   "tcp": 2 if q else 3, "cpu1g": 2 if q else 3, "crr": 1.5 if q else 3.0,
-                  "rr": 1.5 if q else 3.0}
+                  "rr": 1.5 if q else 3.0, "churn": 10 if q else 20}
 
     def udp(self, cfg, flows=1):
         t, tl = self.topo, self.opts.tools
@@ -754,6 +749,35 @@ class Bench:
         d["host_us_per_conn"] = (d["host_cpu_s"] * 1e6 / d["connections"]) if d["connections"] else None
         return d
 
+    def churn(self, cfg):
+        """Sustained connection churn: crr's connections (no data, RST close)
+        for far longer, 64 at once, so that the guest goes through its whole
+        ephemeral range (28232 source ports, each a new NAT endpoint the
+        first time) and well past the 4536 ports of kvmxdp's old default
+        range (61000-65535, where such a run ended in DROP_PORTS_EXHAUSTED).
+        Every configuration runs with its defaults; for kvmxdp the drop
+        counters (`status --json`, DROP_*) over the run are reported too and
+        must stay 0."""
+        t, tl = self.topo, self.opts.tools
+        kvx = isinstance(cfg, KvmxdpConfig)
+        before = cfg.stats() if kvx else {}
+        a = self.probe.sample()
+        r = run(nsx(t.ns["g"], ["taskset", "-c", str(PEER_CPU), f"{tl}/kvx-net", "crr-client",
+                                "--dst", SERVER_IP, "--port", str(CRR_PORT), "--seconds",
+                                str(self.d["churn"]), "--parallel", "64"]),
+                timeout=self.d["churn"] + 60)
+        b = self.probe.sample()
+        d = Probe.delta(a, b)
+        d.update(json.loads(r))
+        d["host_us_per_conn"] = (d["host_cpu_s"] * 1e6 / d["connections"]) if d["connections"] else None
+        if kvx:
+            after = cfg.stats()
+            d["nat_drops"] = sum(v - before.get(k, 0) for k, v in after.items()
+                                 if k.startswith("DROP_"))
+            d["nat_drop_reasons"] = {k: v - before.get(k, 0) for k, v in after.items()
+                                     if k.startswith("DROP_") and v != before.get(k, 0)}
+        return d
+
     def rr(self, cfg):
         """One request in flight, so the threads on the path are idle between
         packets: they run SCHED_FIFO for this workload only, so that the
@@ -779,12 +803,13 @@ class Bench:
         return d
 
 
-WORKLOADS = ["udp", "tcp_up", "tcp_down", "cpu1g", "crr", "rr"]
+WORKLOADS = ["udp", "tcp_up", "tcp_down", "cpu1g", "crr", "rr", "churn"]
 # The headline metric of each workload: (key, unit, higher is better)
 METRIC = {"udp": ("mpps", "Mpps", True), "tcp_up": ("gbps", "Gbit/s", True),
           "tcp_down": ("gbps", "Gbit/s", True),
           "cpu1g": ("host_cpu_s_per_gb", "host CPU s/GB", False),
-          "crr": ("cps", "conn/s", True), "rr": ("p99_us", "p99 us", False)}
+          "crr": ("cps", "conn/s", True), "rr": ("p99_us", "p99 us", False),
+          "churn": ("cps", "conn/s", True)}
 SECONDARY = {"udp": [("mpps_per_core", "Mpps per host core"), ("host_share", "host kthread CPU share"),
                      ("cpu1_busy", "CPU1 busy"), ("gen_mpps", "generator Mpps")],
              "tcp_up": [("gbps_per_core", "Gbit/s per host core"), ("host_share", "host CPU share"),
@@ -794,7 +819,9 @@ SECONDARY = {"udp": [("mpps_per_core", "Mpps per host core"), ("host_share", "ho
              "cpu1g": [("gbps", "Gbit/s"), ("cpu1_busy", "CPU1 busy")],
              "crr": [("host_us_per_conn", "host CPU us/conn"), ("failed", "failed"),
                      ("slow", ">0.9 s (SYN lost)")],
-             "rr": [("p50_us", "p50 us"), ("lost", "lost")]}
+             "rr": [("p50_us", "p50 us"), ("lost", "lost")],
+             "churn": [("connections", "connections"), ("failed", "failed"),
+                       ("slow", ">0.9 s (SYN lost)"), ("nat_drops", "kvmxdp drops")]}
 
 # ---------------------------------------------------------------- reporting
 

@@ -94,9 +94,10 @@ int main(int argc, char **argv)
 		"--subnet6", subnet6,
 		"the guests' IPv6 prefix (PREFIX/n, n <= 64; 'none': forget it); recorded and shown, "
 		"not translated yet (default: the instance's in the config, else none)");
-	auto *o_nat = attach->add_option(
-		"--nat-ports", nat_ports,
-		"NAT port range LO-HI (default: above net.ipv4.ip_local_port_range)");
+	auto *o_nat =
+		attach->add_option("--nat-ports", nat_ports,
+				   "NAT port range LO-HI (default: 1024-65535 without "
+				   "net.ipv4.ip_local_port_range and the host's listening ports)");
 	attach->add_flag("--eif", a.eif,
 			 "endpoint-independent filtering (full cone, RFC 4787 EIF)");
 	// Sizes are checked after parsing, by the checks the config loader
@@ -107,6 +108,11 @@ int main(int argc, char **argv)
 	auto *o_quota = attach->add_option("--flow-quota", flow_quota,
 					   "max conntrack flows per guest address; 0: no quota "
 					   "(default: a quarter of --ct-size)");
+	std::string guest_ports;
+	auto *o_gports =
+		attach->add_option("--guest-ports", guest_ports,
+				   "max NAT ports (dynamic bindings) per guest; 0: no limit "
+				   "(default: 7/8 of the NAT pool)");
 	std::string timeouts;
 	auto *o_timeouts = attach->add_option(
 		"--timeouts", timeouts,
@@ -254,6 +260,8 @@ int main(int argc, char **argv)
 				a.bind_size = parse_table_size(bind_size, "--bind-size");
 			if (o_quota->count())
 				a.flow_quota = parse_flow_quota(flow_quota, "--flow-quota");
+			if (o_gports->count())
+				a.guest_ports = parse_guest_ports(guest_ports, "--guest-ports");
 		} catch (const std::exception &e) {
 			fail(e.what());
 			return kExitUsage;

@@ -98,6 +98,25 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		if (i.contains("subnet6") && !i["subnet6"].is_null())
 			out << "  subnet6 " << str(i["subnet6"])
 			    << " (recorded; IPv6 is not translated yet)\n";
+		// The pool the datapath allocates from: the range minus the
+		// host's ephemeral range and the ports it listens on.
+		if (i.contains("nat_pool")) {
+			const auto &p = i["nat_pool"];
+			out << "  NAT pool " << str(p["available"]) << " ports";
+			if (p["nat_skip_lo"].get<uint32_t>() || p["nat_skip_hi"].get<uint32_t>())
+				out << "  (" << str(p["nat_port_lo"]) << "-"
+				    << str(p["nat_port_hi"]) << " without the host's ephemeral "
+				    << str(p["nat_skip_lo"]) << "-" << str(p["nat_skip_hi"]) << ")";
+			if (!p["host_listening"].is_null())
+				out << "  " << str(p["host_listening"])
+				    << " skipped: host listens on them";
+			if (p.contains("guest_ports"))
+				out << "  per guest "
+				    << (p["guest_ports"].get<uint32_t>() ?
+						str(p["guest_ports"]) :
+						std::string("unlimited"));
+			out << "\n";
+		}
 		out << "  devices:\n";
 		// One line per device: its TC filter, its XDP program, whether
 		// XDP redirects into it, and why the mode is what it is.
@@ -107,7 +126,8 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 			out << "    " << pad(str(d["ifname"]), 16) << pad(role, 7)
 			    << pad("ifindex " + str(d["ifindex"]), 14) << pad(str(d["mode"]), 4)
 			    << "tc " << pad(str(d["prog"], port ? "-" : "(not attached)"), 15)
-			    << "xdp " << pad(d.contains("xdp_prog") ? str(d["xdp_prog"], "-") : "-", 13)
+			    << "xdp "
+			    << pad(d.contains("xdp_prog") ? str(d["xdp_prog"], "-") : "-", 13)
 			    << (d.value("redirect_target", false) ? "redirect-target " : "")
 			    << (d.contains("why") ? "(" + str(d["why"]) + ")" : std::string())
 			    << "\n";
@@ -116,9 +136,9 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		// to TC and why (bpf/lib/xdp.h).
 		if (i.contains("counters")) {
 			auto pk = [&](const char *r) {
-				return i["counters"].contains(r)
-					       ? i["counters"][r]["packets"].get<uint64_t>()
-					       : uint64_t{0};
+				return i["counters"].contains(r) ?
+					       i["counters"][r]["packets"].get<uint64_t>() :
+					       uint64_t{0};
 			};
 			uint64_t xdp = pk("XDP_XLATE_OUT") + pk("XDP_XLATE_IN");
 			uint64_t csum = pk("XDP_TO_TC_CSUM"), dev = pk("XDP_TO_TC_DEV"),

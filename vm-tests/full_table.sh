@@ -93,8 +93,10 @@ assert_eq "the live stream was never reclaimed (no failed echo)" 0 "$(stream_fai
 assert_ge "stream echoes in all" "$(stream_n)" 100
 
 kvx_step "3. NAT port exhaustion: --nat-ports with 4 ports"
+# --guest-ports 0: guest1 alone exhausts the pool (its limit would refuse
+# its fifth endpoint first, as DROP_GUEST_PORTS).
 kvx detach --bridge "$BR" >/dev/null 2>&1 || kvx_fatal "detach"
-kvx_attach_bg --nat-ports 61000-61003 --flow-quota 0 --timeouts udp=3,udp_stream=3 ||
+kvx_attach_bg --nat-ports 61000-61003 --flow-quota 0 --guest-ports 0 --timeouts udp=3,udp_stream=3 ||
 	kvx_fatal "cannot attach with 4 NAT ports"
 kvx_udp_server "$SRV_IP:5001" "$SRV_IP:5002"
 ports=""
@@ -144,7 +146,7 @@ refused_over_cfg 1 80 "ABI 1"
 assert_contains "ABI 1: the error says how to go on" "run 'kvmxdp detach' first" "$out"
 cli_detach() { timeout 20 ip netns exec "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" detach --bridge "$BR"; }
 assert_ok "detach removes the old pins" cli_detach
-kvx_attach_bg --nat-ports 61000-61003 --flow-quota 0 --timeouts udp=3,udp_stream=3 ||
+kvx_attach_bg --nat-ports 61000-61003 --flow-quota 0 --guest-ports 0 --timeouts udp=3,udp_stream=3 ||
 	kvx_fatal "cannot attach after detaching the old pins"
 out=$(kvx_udp_client "$NS_G1" --bind 40002 --msg d --wait 1 "$SRV_IP:5002" || true)
 assert_contains "a flow after the upgrade" "seen=$UP_IP:" "$out"

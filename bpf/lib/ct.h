@@ -670,36 +670,181 @@ static __noinline int bind_in_is_own(const struct kvx_bind_key *ik, const struct
 {
 	struct kvx_bind_val *ib = bpf_map_lookup_elem(&kvx_bind, ik);
 
-	if (!ib || ib->addr != p->saddr || ib->port != p->sport || ib->flags)
+	if (!ib || ib->addr != p->saddr || ib->port != p->sport ||
+	    (ib->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
 		return 0;
 	ib->last_used_ns = now;
 	return 1;
 }
 
+/* The guest's dynamic binding counter (abi.h kvx_gports), at the guest's
+ * index in kvx_gflows (guest_slot). */
+static __always_inline __u32 *gports_of(const struct kvx_cfg *cfg, __be32 guest)
+{
+	__u32 idx = guest_slot(cfg, guest);
+
+	return bpf_map_lookup_elem(&kvx_gports, &idx);
+}
+
+/* Does the host listen on this port (kvx_portx)? */
+static __always_inline int port_host_listens(__u32 port)
+{
+	__u32 w = (port & 0xffff) / 64;
+	__u64 *bits = bpf_map_lookup_elem(&kvx_portx, &w);
+
+	return bits && (*bits & (1ULL << (port % 64)));
+}
+
+/*
+ * RFC 7857 section 3 (and netfilter, which reuses the tuple of a closed
+ * connection for a new SYN): a port whose one TCP flow is over (TIME_WAIT,
+ * or CLOSE after a RST) and has been quiet for KVX_TW_RECYCLE_NS (the
+ * guest's last ACK and a retransmitted FIN are through) is given to a new
+ * SYN, so that short connections do not hold a port for TIME_WAIT plus the
+ * GC's grace (150 s).  Never to a connection towards a remote that may hold
+ * the port in TIME_WAIT itself (tw_remotes, ct_rules.h kvx_tw_bits); never
+ * a binding with more than one flow (MULTI) or a static one.  The old pair
+ * is released as bind_get releases one (OUT half first); its flow is left
+ * to expire: a late packet of it finds the port no longer its own and is
+ * never translated through it.  With at_limit (a guest at its port
+ * limit) only a binding of that guest is taken: its count stays, and a
+ * guest that churns through short connections goes on at its limit.
+ * Returns 0 when the port stays taken, else the filter the new binding
+ * carries on, with bit 0 set (the caller claims the port with BPF_NOEXIST
+ * like any free port).  A global function, called by bind_create's probe
+ * loop after bind_claim_port (not from it: nested, the two frames took
+ * the bridge program's call chain past 512 bytes of stack).
+ */
+__noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pkt *p, __u64 now,
+			      int at_limit)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_bind_key ok;
+	struct kvx_bind_val *ib, *ob;
+	__u32 *n, bits, seen;
+
+	if (!ik || !p || !cfg)
+		return 0;
+	if (p->proto != IPPROTO_TCP ||
+	    (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) != KVX_TCP_SYN)
+		return 0;
+	ib = bpf_map_lookup_elem(&kvx_bind, ik);
+	if (!ib)
+		return at_limit ? 0 : 1; /* released meanwhile: free (not for a guest at its limit) */
+	if (at_limit && ib->addr != p->saddr)
+		return 0;
+	if ((ib->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_MULTI |
+			  KVX_BIND_F_TW)) != KVX_BIND_F_TW)
+		return 0;
+	if (ib->last_used_ns + KVX_TW_RECYCLE_NS > now)
+		return 0;
+	bits = kvx_tw_bits(p->daddr, p->dport);
+	seen = ib->tw_remotes;
+	if ((seen & bits) == bits)
+		return 0;
+	bind_key_init(&ok, KVX_BIND_OUT, ik->proto, ib->addr, ib->port);
+	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
+	if (ob && ob->addr == ik->addr && ob->port == ik->port &&
+	    !bpf_map_delete_elem(&kvx_bind, &ok)) {
+		n = gports_of(cfg, ok.addr);
+		if (n)
+			__sync_fetch_and_add(n, -1);
+	}
+	if (bpf_map_delete_elem(&kvx_bind, ik))
+		return 0; /* another CPU recycled it first */
+	return seen | 1;
+}
+
+/*
+ * One probe of bind_create: the pool's port at index off, claimed (the IN
+ * half *ik, value *iv) unless the host listens on it or the guest is at
+ * its port limit (at_limit: only bind_recycle may give it a port).
+ * Returns 0 when claimed (ik->port says which), -EEXIST when taken
+ * (ik->port says which), -EADDRINUSE when the host listens on it,
+ * another error when the table is full.  A global function: called from
+ * the probe loop, it is verified once instead of once per iteration and
+ * state (inlined, the loop took the bridge program past the verifier's
+ * budget).  Its frame is on the bridge program's deepest call chain: the
+ * key and value are used where the caller keeps them.
+ */
+__noinline int bind_claim_port(struct kvx_bind_key *ik, const struct kvx_bind_val *iv,
+			       const struct kvx_pkt *p, __u32 off, int at_limit)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	__u32 lo, hi, slo, shi, port;
+
+	if (!ik || !iv || !p || !cfg)
+		return -EINVAL;
+	lo = cfg->nat_port_lo;
+	hi = cfg->nat_port_hi;
+	slo = cfg->nat_skip_lo;
+	shi = cfg->nat_skip_hi;
+	/* The cfg changed under the probe loop: nothing to claim here. */
+	if (off >= kvx_nat_pool_size(lo, hi, slo, shi))
+		return -EEXIST;
+	port = kvx_nat_pool_port(lo, hi, slo, shi, off);
+	if (port_host_listens(port))
+		return -EADDRINUSE;
+	ik->port = bpf_htons(port);
+	if (at_limit)
+		return -EEXIST;
+	return bpf_map_update_elem(&kvx_bind, ik, iv, BPF_NOEXIST);
+}
+
+/* The MAC pair the paths pass around (KVX_GW_MAC_OFF), as one object for
+ * bind_create's prototype. */
+struct nat_macs {
+	__u8 b[16];
+};
+
 /*
  * Claim a new external endpoint for the guest endpoint (proto, saddr,
  * sport): the IN half first with BPF_NOEXIST (the atomic claim), then the
- * OUT half.  The guest's own port is kept when it lies in the NAT range and
- * is free (RFC 4787 REQ-3 "port preservation" where possible).
+ * OUT half.  The guest's own port is kept when it lies in the pool and is
+ * free (RFC 4787 REQ-3 "port preservation" where possible).
+ *
+ * The pool is the range minus the host's ephemeral range (abi.h
+ * nat_skip_*): indexes 0..range-1 name its ports, so the hole costs no
+ * probe.  First the guest's own port, then: a small pool is scanned whole
+ * (a free port is always found); a large one is probed at random points.
+ * Linear probing from a random start would land inside the runs of used
+ * ports that sequential allocation leaves, and give up with most of the
+ * pool free.  A port the host listens on (kvx_portx) counts as taken; a
+ * taken one may be recycled for a SYN (bind_recycle, RFC 7857); an IN half
+ * that is already the endpoint's own is kept (bind_in_is_own).
+ *
+ * A global function: the verifier checks its probe loop once, not once per
+ * state its callers reach it in (static, the pool's hole and the listener
+ * test took the bridge program past a million instructions); the probes
+ * are global functions too, and the frames stay within the 512 bytes of
+ * the bridge program's deepest chain.
  */
-static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
-				  const __u8 *macs, __u64 now, struct nat_endpoint *ext)
+__noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
+			   const struct nat_macs *macs, __u64 now, struct nat_endpoint *ext)
 {
-	/* Not inlined: its probe loop is verified once per caller context
-	 * instead of once per path into it. */
-	struct kvx_bind_key ik, ok;
+	struct kvx_bind_key ik;
 	struct kvx_bind_val iv = {};
 	struct kvx_bind_val *won;
-	__u32 lo = cfg->nat_port_lo, hi = cfg->nat_port_hi;
-	__u32 range, start, want, i;
-	int err;
+	__u32 lo, hi, slo, shi, hole, range, start, want, i, off, tw, *n;
+	int err, at_limit;
+	__u64 pk;
 
+	if (!cfg || !p || !macs || !ext)
+		return KVX_R_DROP_TABLE_FULL;
 	ext->flags = 0;
+	/* RFC 6888 REQ-4: one guest cannot take the whole pool.  Bindings it
+	 * holds keep working; a new one only takes the place of one of its
+	 * own in TIME_WAIT (bind_recycle).  Approximate under races between
+	 * CPUs (by a few ports); the GC recounts. */
+	n = gports_of(cfg, p->saddr);
+	at_limit = n && cfg->guest_ports && (__s32)*n >= (__s32)cfg->guest_ports;
+	if (at_limit && p->proto != IPPROTO_TCP)
+		return KVX_R_DROP_GUEST_PORTS;
 	iv.addr = p->saddr;
 	iv.port = p->sport;
 	iv.last_used_ns = now;
-	__builtin_memcpy(iv.guest_mac, macs, 6);
-	__builtin_memcpy(iv.gw_mac, macs + KVX_GW_MAC_OFF, 6);
+	__builtin_memcpy(iv.guest_mac, macs->b, 6);
+	__builtin_memcpy(iv.gw_mac, macs->b + KVX_GW_MAC_OFF, 6);
 	bind_key_init(&ik, KVX_BIND_IN, p->proto, cfg->uplink_addr, 0);
 
 	if (!proto_has_ports(p->proto)) {
@@ -712,58 +857,82 @@ static __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pk
 		goto claimed;
 	}
 
-	if (!KVX_PORT_RANGE_OK(lo, hi))
+	lo = cfg->nat_port_lo;
+	hi = cfg->nat_port_hi;
+	slo = cfg->nat_skip_lo;
+	shi = cfg->nat_skip_hi;
+	range = kvx_nat_pool_size(lo, hi, slo, shi);
+	if (!range)
 		return KVX_R_DROP_PORTS_EXHAUSTED;
-	range = hi - lo + 1;
 	want = bpf_ntohs(p->sport);
-	start = (want >= lo && want <= hi) ? want - lo : bpf_get_prandom_u32() % range;
-	/*
-	 * First the guest's own port, then: a small range is scanned whole
-	 * (a free port is always found); a large one is probed at random
-	 * points.  Linear probing from a random start would land inside the
-	 * runs of used ports that sequential allocation leaves, and give up
-	 * with most of the range free.
-	 */
+	hole = kvx_nat_hole(lo, hi, slo, shi);
+	if (want >= lo && want <= hi && !(hole && want >= slo && want <= shi))
+		start = want >= slo && hole ? want - lo - hole : want - lo;
+	else
+		start = bpf_get_prandom_u32() % range;
+	/* start, range - 1 and at_limit in one register, now in iv: fewer
+	 * values live across the calls, a frame that keeps the bridge
+	 * program's deepest chain within 512 bytes. */
+	pk = (__u64)(start & 0xffff) | (__u64)((range - 1) & 0xffff) << 16 | (__u64)!!at_limit << 32;
 	err = -EEXIST;
-	for (i = 0; i < KVX_PORT_TRIES && i < range; i++) {
-		__u32 off = (i == 0 || range <= KVX_PORT_TRIES) ? (start + i) % range :
-								   bpf_get_prandom_u32() % range;
-
-		ik.port = bpf_htons(lo + off);
-		err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
-		if (err != -EEXIST)
+	for (i = 0; i < KVX_PORT_TRIES; i++) {
+		range = ((pk >> 16) & 0xffff) + 1;
+		if (i >= range)
 			break;
-		if (bind_in_is_own(&ik, p, now)) {
+		off = (i == 0 || range <= KVX_PORT_TRIES) ? ((pk & 0xffff) + i) % range :
+							    bpf_get_prandom_u32() % range;
+		err = bind_claim_port(&ik, &iv, p, off, pk >> 32);
+		if (err == -EEXIST) {
+			tw = bind_recycle(&ik, p, iv.last_used_ns, pk >> 32);
+			if (tw) {
+				/* The port's TIME_WAIT remotes go with it (bit 0
+				 * is only bind_recycle's "freed" mark). */
+				iv.tw_remotes = tw & ~1U;
+				err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
+				iv.tw_remotes = 0;
+			}
+		}
+		if (err != -EEXIST && err != -EADDRINUSE)
+			break;
+		if (bind_in_is_own(&ik, p, iv.last_used_ns)) {
 			err = 0;
 			break;
 		}
 	}
+	if (err == -EEXIST || err == -EADDRINUSE)
+		return (pk >> 32) ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
 	if (err)
-		return err == -EEXIST ? KVX_R_DROP_PORTS_EXHAUSTED : KVX_R_DROP_TABLE_FULL;
+		return KVX_R_DROP_TABLE_FULL;
 
 claimed:
-	/* The OUT half's value reuses iv's stack slot: this frame is on the
-	 * deepest call chain of the bridge program (512 bytes in all). */
-	bind_key_init(&ok, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
-	__builtin_memset(&iv, 0, sizeof(iv));
+	/* The OUT half's key reuses ik's slot (the IN half's key is kept in
+	 * iv, its value): one key less on this frame. */
+	iv.flags = 0;
+	iv.tw_remotes = 0;
 	iv.addr = ik.addr;
 	iv.port = ik.port;
-	iv.last_used_ns = now;
-	err = bpf_map_update_elem(&kvx_bind, &ok, &iv, BPF_NOEXIST);
+	__builtin_memset(iv.guest_mac, 0, 12);
+	bind_key_init(&ik, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
+	err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
 	if (err) {
+		bind_key_init(&ik, KVX_BIND_IN, p->proto, iv.addr, iv.port);
 		bpf_map_delete_elem(&kvx_bind, &ik);
 		if (err != -EEXIST)
 			return KVX_R_DROP_TABLE_FULL;
 		/* Another CPU bound this guest endpoint first: use its binding. */
-		won = bpf_map_lookup_elem(&kvx_bind, &ok);
+		bind_key_init(&ik, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
+		won = bpf_map_lookup_elem(&kvx_bind, &ik);
 		if (!won)
 			return KVX_R_DROP_BROKEN_PAIR;
 		ext->addr = won->addr;
 		ext->port = won->port;
 		return KVX_CONTINUE;
 	}
-	ext->addr = ik.addr;
-	ext->port = ik.port;
+	n = gports_of(cfg, p->saddr);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+	ext->addr = iv.addr;
+	ext->port = iv.port;
 	return KVX_CONTINUE;
 }
 
@@ -844,6 +1013,45 @@ static __always_inline int bind_get_1to1(const struct kvx_pkt *p, const __u8 *gu
 }
 
 /*
+ * bind_get's repair of a dynamic pair whose IN half is missing: the same
+ * external port again, if still free (0: claimed).  Its flows are unknown:
+ * never recycled (KVX_BIND_F_MULTI).  Not inlined, and neither is
+ * gports_release: their keys and value stay off ct_egress's frame, which
+ * is on the bridge program's deepest call chain (-> bind_create ->
+ * bind_recycle: 512 bytes in all, 6.1 counting each frame in 32-byte
+ * steps).
+ */
+static __noinline int bind_in_reclaim(const struct kvx_pkt *p, const __u8 *macs, __be32 old_addr,
+				      __be16 old_port, __u64 now)
+{
+	struct kvx_bind_key ik;
+	struct kvx_bind_val iv = {};
+
+	if (!p || !macs)
+		return -EINVAL;
+	bind_key_init(&ik, KVX_BIND_IN, p->proto, old_addr, old_port);
+	iv.flags = KVX_BIND_F_MULTI;
+	iv.addr = p->saddr;
+	iv.port = p->sport;
+	iv.last_used_ns = now;
+	__builtin_memcpy(iv.guest_mac, macs, 6);
+	__builtin_memcpy(iv.gw_mac, macs + KVX_GW_MAC_OFF, 6);
+	return bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
+}
+
+/* A dynamic binding of the guest went: one port less against its limit. */
+static __noinline void gports_release(const struct kvx_cfg *cfg, __be32 guest)
+{
+	__u32 *n;
+
+	if (!cfg)
+		return;
+	n = gports_of(cfg, guest);
+	if (n)
+		__sync_fetch_and_add(n, -1);
+}
+
+/*
  * The guest endpoint's binding: a 1:1 mapping first, then a static or
  * dynamic binding, reused when it is on the current uplink address (or
  * static) and its IN half still points back to this guest; a missing IN
@@ -856,7 +1064,7 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 {
 	const __u8 *guest_mac = macs, *gw_mac = macs + KVX_GW_MAC_OFF;
 	struct kvx_bind_key ok, ik;
-	struct kvx_bind_val *ob, *ib, iv = {};
+	struct kvx_bind_val *ob, *ib;
 	__be32 old_addr;
 	__be16 old_port;
 	int r;
@@ -892,6 +1100,10 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		ib = bind_in_lookup_own(p, old_addr, old_port);
 		if (ib) {
 			bind_in_refresh(ib, guest_mac, gw_mac);
+			/* Another flow through it: its flows are no longer one
+			 * (never recycled, bind_recycle). */
+			if (!(ib->flags & KVX_BIND_F_MULTI))
+				ib->flags |= KVX_BIND_F_MULTI;
 			ib->last_used_ns = now;
 			ob->last_used_ns = now;
 			ext->addr = old_addr;
@@ -899,13 +1111,7 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 			return KVX_CONTINUE;
 		}
 		/* IN half missing: re-claim the same port if still free. */
-		bind_key_init(&ik, KVX_BIND_IN, p->proto, old_addr, old_port);
-		iv.addr = p->saddr;
-		iv.port = p->sport;
-		iv.last_used_ns = now;
-		__builtin_memcpy(iv.guest_mac, guest_mac, 6);
-		__builtin_memcpy(iv.gw_mac, gw_mac, 6);
-		if (!bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST)) {
+		if (!bind_in_reclaim(p, macs, old_addr, old_port, now)) {
 			ob->last_used_ns = now;
 			ext->addr = old_addr;
 			ext->port = old_port;
@@ -914,7 +1120,8 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 	}
 
 	/* Stale (old uplink address) or stolen: release OUT first, then our IN. */
-	bpf_map_delete_elem(&kvx_bind, &ok);
+	if (!bpf_map_delete_elem(&kvx_bind, &ok))
+		gports_release(cfg, p->saddr);
 	if (bind_in_lookup_own(p, old_addr, old_port)) {
 		bind_key_init(&ik, KVX_BIND_IN, p->proto, old_addr, old_port);
 		bpf_map_delete_elem(&kvx_bind, &ik);
@@ -922,18 +1129,21 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 create:
 	/* One call site: the verifier walks bind_create's probe loop once per
 	 * call site. */
-	return bind_create(cfg, p, macs, now, ext);
+	return bind_create(cfg, p, (const struct nat_macs *)macs, now, ext);
 }
 
 /*
- * Is the flow's external endpoint still bound to this guest endpoint?  A
- * dynamic binding's last use is refreshed by the guest's packets (RFC 4787
- * REQ-5/6: outbound refresh), at most once a second (a shared cache line).
+ * The flow's IN half if its external endpoint is still bound to this guest
+ * endpoint, else NULL.  A dynamic binding's last use is refreshed by the
+ * guest's packets (RFC 4787 REQ-5/6: outbound refresh), at most once a
+ * second (a shared cache line).
  */
 #define KVX_BIND_REFRESH_NS (1000ULL * 1000 * 1000)
-static __always_inline int flow_binding_ok(const struct kvx_cfg *cfg, const struct kvx_ct_val *f,
-					   const struct kvx_pkt *p, const __u8 *guest_mac,
-					   const __u8 *gw_mac, __u64 now)
+static __always_inline struct kvx_bind_val *flow_binding(const struct kvx_cfg *cfg,
+							 const struct kvx_ct_val *f,
+							 const struct kvx_pkt *p,
+							 const __u8 *guest_mac, const __u8 *gw_mac,
+							 __u64 now)
 {
 	struct kvx_bind_val *ib;
 
@@ -942,13 +1152,54 @@ static __always_inline int flow_binding_ok(const struct kvx_cfg *cfg, const stru
 	else if ((f->flags & KVX_CT_F_STATIC) || f->ext_addr == cfg->uplink_addr)
 		ib = bind_in_lookup_own(p, f->ext_addr, f->ext_port);
 	else
-		return 0; /* bound to an old uplink address */
+		return NULL; /* bound to an old uplink address */
 	if (!ib)
-		return 0;
+		return NULL;
 	bind_in_refresh(ib, guest_mac, gw_mac);
 	if (!(ib->flags & KVX_BIND_F_STATIC) && now - ib->last_used_ns > KVX_BIND_REFRESH_NS)
 		ib->last_used_ns = now;
-	return 1;
+	return ib;
+}
+
+/*
+ * Keep a dynamic TCP binding's recycling state (abi.h KVX_BIND_F_TW,
+ * KVX_BIND_F_RFIN, tw_remotes) in step with its flow after packet p (out:
+ * from the guest).  A FIN from the remote that does not acknowledge the
+ * guest's FIN means the remote closed first (or both at once): if the flow
+ * then ends in TIME_WAIT, the remote holds the connection in TIME_WAIT too
+ * and joins tw_remotes.  A flow ended by a RST (CLOSE) leaves no TIME_WAIT
+ * on either side (a RST ends FIN_WAIT and, on Linux, TIME_WAIT).  TW is set
+ * while the flow is over, its time moved on by each packet, and cleared
+ * when the tuple is used again (a new SYN on it).  Not inlined: its frame
+ * stays off ct_ingress's.
+ */
+static __noinline void bind_tw_mark(struct kvx_bind_val *ib, const struct kvx_ct_val *f,
+				    const struct kvx_pkt *p, int out, __u64 now)
+{
+	__u16 fl = ib->flags, nfl = fl;
+	__u8 st = f->state;
+	__u32 bits;
+
+	if ((fl & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) || p->proto != IPPROTO_TCP)
+		return;
+	if (!out && (p->tcp_flags & KVX_TCP_FIN) &&
+	    !((f->flags & KVX_CT_F_FIN_OUT) && tcp_tracked(f) && (p->tcp_flags & KVX_TCP_ACK) &&
+	      p->tcp_ack == f->tcp[KVX_CT_SIDE_GUEST].end))
+		nfl |= KVX_BIND_F_RFIN;
+	if (st == KVX_CT_TIME_WAIT || st == KVX_CT_CLOSE) {
+		nfl |= KVX_BIND_F_TW;
+		if (st == KVX_CT_TIME_WAIT && (nfl & KVX_BIND_F_RFIN)) {
+			bits = kvx_tw_bits(out ? p->daddr : p->saddr,
+					   out ? p->dport : p->sport);
+			if ((ib->tw_remotes & bits) != bits)
+				ib->tw_remotes |= bits;
+		}
+		ib->last_used_ns = now;
+	} else if (fl & KVX_BIND_F_TW) {
+		nfl &= ~(KVX_BIND_F_TW | KVX_BIND_F_RFIN);
+	}
+	if (nfl != fl)
+		ib->flags = nfl;
 }
 
 /* guest -> outside: the external endpoint for this packet, creating the
@@ -958,6 +1209,7 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 				const __u8 *macs, __u64 now, struct nat_endpoint *ext)
 {
 	const __u8 *guest_mac = macs, *gw_mac = macs + KVX_GW_MAC_OFF;
+	struct kvx_bind_val *ib;
 	struct kvx_ct_key k;
 	struct kvx_ct_val *f;
 	int r;
@@ -974,11 +1226,15 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 	f = bpf_map_lookup_elem(&kvx_ct, &k);
 	/* Fast path: the flow knows its external endpoint; one more lookup
 	 * proves the pair is still intact. */
-	if (f && flow_binding_ok(cfg, f, p, guest_mac, gw_mac, now)) {
+	ib = f ? flow_binding(cfg, f, p, guest_mac, gw_mac, now) : NULL;
+	if (f && ib) {
 		ext->addr = f->ext_addr;
 		ext->port = f->ext_port;
 		ext->flags = f->flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
-		return ct_update(f, p, CT_DIR_OUT, now);
+		r = ct_update(f, p, CT_DIR_OUT, now);
+		if (r == KVX_CONTINUE)
+			bind_tw_mark(ib, f, p, 1, now);
+		return r;
 	}
 
 	/* A new flow: within the guest's quota before anything is created. */
@@ -1131,13 +1387,19 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 		r = ct_quota_check(cfg, guest->addr, KVX_CT_F_INBOUND, p, now);
 		if (r != KVX_CONTINUE)
 			return r;
-		if (!(flags & KVX_CT_F_STATIC))
+		if (!(flags & KVX_CT_F_STATIC)) {
+			/* A second flow through a dynamic binding (EIF). */
+			ib->flags |= KVX_BIND_F_MULTI;
 			ib->last_used_ns = now;
+		}
 		return ct_create_or_update(&k, p, CT_DIR_IN, &ext, now);
 	}
 	if (f->ext_addr != ext.addr || f->ext_port != ext.port)
 		return KVX_R_DROP_BROKEN_PAIR;
-	return ct_update(f, p, CT_DIR_IN, now);
+	r = ct_update(f, p, CT_DIR_IN, now);
+	if (r == KVX_CONTINUE)
+		bind_tw_mark(ib, f, p, 0, now);
+	return r;
 }
 
 #endif /* KVX_CT_H */

@@ -109,6 +109,23 @@ struct {
 	__type(value, struct kvx_halfopen_val);
 } kvx_halfopen SEC(".maps");
 
+/* Dynamic bindings per guest for the port limit (abi.h kvx_gports); sized
+ * like kvx_gflows by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KVX_GFLOWS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} kvx_gports SEC(".maps");
+
+/* Ports the host listens on, never allocated (abi.h kvx_portx). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KVX_PORTX_WORDS);
+	__type(key, __u32);
+	__type(value, __u64);
+} kvx_portx SEC(".maps");
+
 /* The XDP fast path's devices and learnt guest MACs (abi.h); the TC
  * object carries them too, so that one set of pins serves both. */
 struct {

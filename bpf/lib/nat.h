@@ -44,8 +44,9 @@ static __always_inline int verdict(enum kvx_reason r, __u32 len)
 
 /*
  * RFC 5508 REQ-8: a guest's packet for which no mapping can be made (no
- * free port, a full table, its quota, a protocol the host tunnels to that
- * remote) is answered with "communication administratively prohibited",
+ * free port, a full table, its flow quota or port limit (RFC 6888 REQ-11),
+ * a protocol the host tunnels to that remote) is answered with
+ * "communication administratively prohibited",
  * so that its connect() fails at once instead of timing out; with no
  * uplink address yet, "network unreachable", as the host itself says
  * without a route.  -1: no answer.
@@ -56,6 +57,7 @@ static __always_inline int refusal_code(enum kvx_reason r)
 	case KVX_R_DROP_PORTS_EXHAUSTED:
 	case KVX_R_DROP_TABLE_FULL:
 	case KVX_R_DROP_GUEST_QUOTA:
+	case KVX_R_DROP_GUEST_PORTS:
 	case KVX_R_DROP_HOST_TUNNEL:
 		return ICMP_PKT_FILTERED;
 	case KVX_R_DROP_NO_UPLINK_ADDR:

@@ -150,15 +150,46 @@ PortRange parse_local_port_range(const std::string &text)
 	}
 }
 
-PortRange default_nat_range(const PortRange &ephemeral)
+uint32_t NatPool::size() const
 {
-	uint32_t lo = uint32_t{ephemeral.hi} + 1;
-	if (lo > 65535 || 65535 - lo + 1 < kMinDefaultNatPorts)
+	uint32_t n = 0;
+	for (const PortRange &r : parts())
+		n += r.size();
+	return n;
+}
+
+std::vector<PortRange> NatPool::parts() const
+{
+	if (!KVX_PORT_RANGE_OK(range.lo, range.hi))
+		return {};
+	if (!kvx_nat_hole(range.lo, range.hi, skip.lo, skip.hi))
+		return {range};
+	return {{range.lo, static_cast<uint16_t>(skip.lo - 1)},
+		{static_cast<uint16_t>(skip.hi + 1), range.hi}};
+}
+
+NatPool default_nat_pool(const PortRange &ephemeral)
+{
+	NatPool p;
+	p.range = {static_cast<uint16_t>(kMinDefaultNatPorts), 65535};
+	if (ephemeral.hi < p.range.lo || ephemeral.lo > p.range.hi) {
+		// Disjoint already: the whole range.
+	} else if (ephemeral.lo <= p.range.lo && ephemeral.hi >= p.range.hi) {
+		p.range = {};
+	} else if (ephemeral.lo <= p.range.lo) {
+		p.range.lo = static_cast<uint16_t>(ephemeral.hi + 1);
+	} else if (ephemeral.hi >= p.range.hi) {
+		p.range.hi = static_cast<uint16_t>(ephemeral.lo - 1);
+	} else {
+		p.skip = ephemeral;
+	}
+	if (p.size() < kMinDefaultNatPorts)
 		throw Error("no default NAT port range: net.ipv4.ip_local_port_range is " +
 			    ephemeral.str() + ", which leaves fewer than " +
+			    std::to_string(kMinDefaultNatPorts) + " ports of " +
 			    std::to_string(kMinDefaultNatPorts) +
-			    " ports above it; give --nat-ports LO-HI outside it");
-	return {static_cast<uint16_t>(lo), 65535};
+			    "-65535 outside it; give --nat-ports LO-HI outside it");
+	return p;
 }
 
 void check_nat_range(const PortRange &nat, const PortRange &ephemeral)

@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace kvmxdp {
 
@@ -56,8 +57,26 @@ PortRange parse_local_port_range(const std::string &text);
 // translated flow and a host socket can share a 5-tuple
 // (docs/pitfalls.md, host-ephemeral-ports).
 constexpr uint32_t kMinDefaultNatPorts = 1024;
-// (ephemeral.hi+1)-65535 when that holds at least kMinDefaultNatPorts ports.
-PortRange default_nat_range(const PortRange &ephemeral);
+// The NAT pool: a range and the hole in it that is never allocated
+// (kvx_cfg.nat_skip_*; {0, 0}: none).
+struct NatPool {
+	PortRange range;
+	PortRange skip;
+
+	uint32_t size() const;
+	// The pool as disjoint ranges (one, or two around the hole).
+	std::vector<PortRange> parts() const;
+	bool operator==(const NatPool &o) const { return range == o.range && skip == o.skip; }
+};
+// Without --nat-ports: 1024-65535 minus the host's ephemeral range.  With
+// endpoint-independent mapping every guest endpoint holds its own port for
+// its flows' lifetime plus TIME_WAIT, so capacity is the pool's size over
+// that time: the ~4500 ports above Linux's ephemeral range sustain ~30 new
+// connections a second, the ~36000 of this pool eight times more.  Throws
+// when fewer than kMinDefaultNatPorts ports remain.
+NatPool default_nat_pool(const PortRange &ephemeral);
+// An explicit --nat-ports range has no hole: it must be disjoint from the
+// ephemeral range.
 void check_nat_range(const PortRange &nat, const PortRange &ephemeral);
 
 // Interface names: throws on an invalid one (empty, >= IFNAMSIZ, '/', ':',

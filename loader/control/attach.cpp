@@ -31,6 +31,7 @@
 #include "kernel/maps.hpp"
 #include "kernel/routes.hpp"
 #include "kernel/skel.hpp"
+#include "kernel/sockets.hpp"
 #include "kernel/tc.hpp"
 #include "kvmxdp_tc.skel.h"
 #include "model/leases.hpp"
@@ -80,7 +81,8 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 			p.uplink = prev->uplink_auto ? kUplinkAuto : prev->uplink;
 			if (!p.subnet)
 				p.subnet = prev->subnet;
-			if (!p.nat_ports)
+			// The default pool stays the default (recomputed).
+			if (!p.nat_ports && !prev->nat_ports_auto)
 				p.nat_ports = prev->nat_ports;
 			p.eif = p.eif || prev->eif;
 		} else if (det != cfg.detached.end()) {
@@ -97,6 +99,7 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 	p.bind_size = a.bind_size;
 	p.clamp_mss = a.clamp_mss ? *a.clamp_mss : prev ? prev->clamp_mss : 0;
 	p.flow_quota = a.flow_quota ? a.flow_quota : prev ? prev->flow_quota : std::nullopt;
+	p.guest_ports = a.guest_ports ? a.guest_ports : prev ? prev->guest_ports : std::nullopt;
 	p.timeouts = a.timeouts ? *a.timeouts : prev ? prev->timeouts : "";
 	p.dhcp_leases = a.dhcp_leases ? *a.dhcp_leases : prev ? prev->dhcp_leases : "";
 	if (a.subnet6)
@@ -259,6 +262,7 @@ private:
 		inst_.clamp_mss = plan_.clamp_mss;
 		inst_.mode = plan_.mode;
 		inst_.flow_quota = plan_.flow_quota;
+		inst_.guest_ports = plan_.guest_ports;
 		inst_.timeouts = plan_.timeouts;
 		inst_.dhcp_leases = plan_.dhcp_leases;
 		inst_.subnet6 = plan_.subnet6;
@@ -374,13 +378,23 @@ private:
 						    "prefix)");
 			}
 		PortRange eph = parse_local_port_range(sys_.read(kLocalPortRangeKey));
-		inst_.nat_ports = plan_.nat_ports ? *plan_.nat_ports : default_nat_range(eph);
-		check_nat_range(inst_.nat_ports, eph);
+		inst_.nat_ports_auto = !plan_.nat_ports;
+		if (plan_.nat_ports) {
+			check_nat_range(*plan_.nat_ports, eph);
+			inst_.nat_ports = *plan_.nat_ports;
+			inst_.nat_skip = {};
+		} else {
+			// Recomputed each time: the host's ephemeral range may
+			// have changed since the last attach.
+			NatPool pool = default_nat_pool(eph);
+			inst_.nat_ports = pool.range;
+			inst_.nat_skip = pool.skip;
+		}
 		// A new --subnet or --nat-ports must still hold the recorded
 		// mappings: the config this attach writes is loaded by the
 		// same check.
 		try {
-			check_recorded_mappings(plan_.mappings, inst_.subnet, inst_.nat_ports);
+			check_recorded_mappings(plan_.mappings, inst_.subnet, inst_.nat_guard());
 		} catch (const Error &e) {
 			throw Error("bridge '" + plan_.bridge + "': the recorded " + e.what() +
 				    " (subnet " + inst_.subnet.str() + ", NAT ports " +
@@ -507,6 +521,10 @@ private:
 			}
 		kc_.nat_port_lo = inst_.nat_ports.lo;
 		kc_.nat_port_hi = inst_.nat_ports.hi;
+		kc_.nat_skip_lo = inst_.nat_skip.lo;
+		kc_.nat_skip_hi = inst_.nat_skip.hi;
+		kc_.guest_ports = plan_.guest_ports ? *plan_.guest_ports :
+						      default_guest_ports(inst_.nat_pool().size());
 		kc_.clamp_mss = plan_.clamp_mss;
 		// Flow quota: explicit, else the instance's, else a share of the
 		// table (which follows --ct-size).  Timeouts likewise.
@@ -534,10 +552,15 @@ private:
 			});
 		}
 		kvmxdp::write_cfg(cfg_fd, kc_);
+		// Ports the host listens on stay out of the pool; the daemon
+		// follows listeners that come and go.
+		write_portx(skel_->map_fd(KVX_MAP_PORTX), host_port_bitmap());
 		// Resumed flows (or another subnet): the quota counts them from now on.
 		gflows_recount(skel_->map_fd(KVX_MAP_CT),
 			       {skel_->map_fd(KVX_MAP_GFLOWS), skel_->map_fd(KVX_MAP_GUEST),
 				kc_.guest_seed});
+		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS),
+			       {-1, skel_->map_fd(KVX_MAP_GUEST), kc_.guest_seed});
 		// The address changed while no daemon was watching: what the
 		// daemon would have flushed then goes now.
 		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)
@@ -687,11 +710,16 @@ private:
 		if (auto cur = sys_.try_read(kReservedPortsKey)) {
 			inst_.saved_reserved_ports = prev ? prev->saved_reserved_ports : cur;
 			std::string base = *cur;
+			// The pool's parts: the hole in the default pool is the
+			// host's ephemeral range, which must stay usable.
 			if (prev && prev->saved_reserved_ports &&
-			    !(prev->nat_ports == inst_.nat_ports))
-				base = reserved_ports_remove(base, *prev->saved_reserved_ports,
-							     prev->nat_ports);
-			std::string next = reserved_ports_add(base, inst_.nat_ports);
+			    !(prev->nat_pool() == inst_.nat_pool()))
+				for (const PortRange &r : prev->nat_pool().parts())
+					base = reserved_ports_remove(
+						base, *prev->saved_reserved_ports, r);
+			std::string next = base;
+			for (const PortRange &r : inst_.nat_pool().parts())
+				next = reserved_ports_add(next, r);
 			if (next != *cur) {
 				sys_.write(kReservedPortsKey, next);
 				rb_.add(kReservedPortsKey, [sys = sys_, old = *cur] {

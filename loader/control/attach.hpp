@@ -53,11 +53,12 @@ struct AttachPlan {
 	std::optional<uint32_t> ct_size;   // --ct-size
 	std::optional<uint32_t> bind_size; // --bind-size
 	uint16_t clamp_mss = 0;
-	std::optional<uint32_t> flow_quota; // unset: a share of the conntrack table
-	std::string timeouts;		    // "" = netfilter's defaults
-	std::string dhcp_leases;	    // "" = the default path (model/leases.hpp)
-	std::string metrics;		    // ADDR:PORT of /metrics; "" = off
-	std::optional<Instance> prev;	    // the config's record of this bridge
+	std::optional<uint32_t> flow_quota;  // unset: a share of the conntrack table
+	std::optional<uint32_t> guest_ports; // unset: a share of the NAT pool
+	std::string timeouts;		     // "" = netfilter's defaults
+	std::string dhcp_leases;	     // "" = the default path (model/leases.hpp)
+	std::string metrics;		     // ADDR:PORT of /metrics; "" = off
+	std::optional<Instance> prev;	     // the config's record of this bridge
 	std::vector<StaticMapping> mappings;
 };
 

@@ -30,6 +30,7 @@
 #include "model/libvirt.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/maps.hpp"
+#include "kernel/sockets.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
 #include "kernel/skel.hpp"
@@ -644,6 +645,16 @@ void Daemon::collect_garbage()
 	counters_.gc_runs++;
 	counters_.gc_ns_total += ns;
 	counters_.gc_last_ns = ns;
+	// The port limit's counters, after the sweep's binding deletions.
+	step("guest port counters", [&] {
+		gports_recount(bind_fd_.get(), skel_.map_fd(KVX_MAP_GPORTS),
+			       {-1, skel_.map_fd(KVX_MAP_GUEST), cfg.guest_seed});
+	});
+	// Host services that started or stopped since: their ports leave or
+	// rejoin the NAT pool (bindings already made there stay until they
+	// expire).
+	step("host listeners",
+	     [&] { write_portx(skel_.map_fd(KVX_MAP_PORTX), host_port_bitmap()); });
 	if (xdp_)
 		step("bridge forwarding database",
 		     [&] { xdp_->sync_fdb(bridge_ifindex_, boottime_ns()); });

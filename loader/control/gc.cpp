@@ -29,6 +29,17 @@ struct FlowOwner {
 	bool inbound;
 };
 
+// Guest address (network order) -> the slot of the MAC that owns it now
+// (one dump of kvx_guest); addresses without an owner are not in it.
+std::unordered_map<uint32_t, uint32_t> owner_slots(const QuotaMaps &q)
+{
+	std::unordered_map<uint32_t, uint32_t> slot_of;
+	if (q.guest_fd >= 0)
+		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(q.guest_fd))
+			slot_of.emplace(a, guest_slot(&v, a, q.seed));
+	return slot_of;
+}
+
 size_t gflows_write(const QuotaMaps &q, const std::vector<FlowOwner> &owners)
 {
 	const int gflows_fd = q.gflows_fd;
@@ -36,10 +47,7 @@ size_t gflows_write(const QuotaMaps &q, const std::vector<FlowOwner> &owners)
 	std::vector<kvx_gflows_val> counts(mi.max_entries, kvx_gflows_val{});
 	// Each flow counts for the guest that owns its address now, as the
 	// datapath's next decrement for it will (one dump of kvx_guest).
-	std::unordered_map<uint32_t, uint32_t> slot_of; // address (network order) -> slot
-	if (q.guest_fd >= 0)
-		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(q.guest_fd))
-			slot_of.emplace(a, guest_slot(&v, a, q.seed));
+	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
 	for (const FlowOwner &o : owners) {
 		auto it = slot_of.find(o.guest_be);
 		uint32_t i = it != slot_of.end() ? it->second : guest_slot(nullptr, o.guest_be, q.seed);
@@ -88,6 +96,33 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
 		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
 	return gflows_write(q, guests);
+}
+
+size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q)
+{
+	// A dynamic binding is a port its guest holds: one OUT half each,
+	// counted in the slot of the guest that owns the address now, as
+	// the datapath's next decrement for it will be (as gflows_write).
+	MapInfo mi = map_info(gports_fd, KVX_MAP_GPORTS);
+	std::vector<uint32_t> counts(mi.max_entries, 0);
+	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
+	for (const auto &[k, v] : dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd)) {
+		if (k.dir != KVX_BIND_OUT || bind_is_static(v))
+			continue;
+		auto it = slot_of.find(k.addr);
+		uint32_t i = it != slot_of.end() ? it->second : guest_slot(nullptr, k.addr, q.seed);
+		if (i < counts.size())
+			counts[i]++;
+	}
+	size_t fixed = 0;
+	for (uint32_t i = 0; i < counts.size(); i++) {
+		uint32_t cur = 0;
+		if (bpf_map_lookup_elem(gports_fd, &i, &cur) == 0 && cur == counts[i])
+			continue;
+		if (bpf_map_update_elem(gports_fd, &i, &counts[i], BPF_ANY) == 0)
+			fixed++;
+	}
+	return fixed;
 }
 
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t)

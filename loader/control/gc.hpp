@@ -26,6 +26,12 @@ struct QuotaMaps {
 // the number of counters that were wrong.
 size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 
+// Rewrites every kvx_gports counter with the number of dynamic bindings
+// (OUT halves that are not static) per guest in bind_fd, slotted as
+// kvx_gflows (q.gflows_fd unused).  Returns the number of counters that
+// were wrong.
+size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q);
+
 // The datapath's expiry rule (kvmxdp/ct_rules.h), for C++ callers.
 // Seconds a flow may stay idle, from its state, flags and protocol.
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t);

@@ -141,6 +141,22 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Per-guest port counters, recounted from kvx_bind at attach.
+	{KVX_MAP_GPORTS,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u32)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	// Derived from the host's sockets and rewritten by every attach.
+	{KVX_MAP_PORTX,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u64)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// The rest: reused if they match, created if not pinned (a map a
 	// newer kvmxdp added).
 	{KVX_MAP_EXTADDR,

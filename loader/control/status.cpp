@@ -217,6 +217,28 @@ json device_json(NlSocket &nl, const std::string &ifname, const char *expect, De
 	return d;
 }
 
+// The NAT pool as the datapath sees it (kvx_cfg, kvx_portx): its range,
+// the hole (the host's ephemeral range), the ports the host listens on,
+// and what is left to allocate.
+json nat_pool_json(const kvx_cfg &kc, const DirFd &pins)
+{
+	NatPool pool{{kc.nat_port_lo, kc.nat_port_hi}, {kc.nat_skip_lo, kc.nat_skip_hi}};
+	json p = {{"nat_port_lo", kc.nat_port_lo}, {"nat_port_hi", kc.nat_port_hi},
+		  {"nat_skip_lo", kc.nat_skip_lo}, {"nat_skip_hi", kc.nat_skip_hi},
+		  {"ports", pool.size()},	   {"host_listening", nullptr},
+		  {"available", pool.size()},	   {"guest_ports", kc.guest_ports}};
+	if (auto fd = find_pinned(pins, KVX_MAP_PORTX, pinned_layout(KVX_MAP_PORTX))) {
+		const std::vector<uint64_t> bits = read_portx(fd->get());
+		uint32_t listening = 0;
+		for (const PortRange &r : pool.parts())
+			for (uint32_t port = r.lo; port <= r.hi; port++)
+				listening += (bits[port / 64] >> (port % 64)) & 1;
+		p["host_listening"] = listening;
+		p["available"] = pool.size() - listening;
+	}
+	return p;
+}
+
 json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, const Sysctl &sys)
 {
 	std::vector<std::string> warnings;
@@ -334,6 +356,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 						   inst.subnet.str() +
 						   ": not translating (PASS_OVERLAP) until the "
 						   "uplink leaves that network");
+			j["nat_pool"] = nat_pool_json(kc, d);
 			if (kc.uplink_addr)
 				j["uplink_addr"] = format_ipv4(ntohl(kc.uplink_addr));
 			else if (!inst.uplink.empty())

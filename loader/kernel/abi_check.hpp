@@ -15,7 +15,9 @@
 namespace kvmxdp::abi {
 
 static_assert(KVX_ABI_VERSION == 5, "ABI changed: review abi_check.hpp and bump");
-// Version 3 changes the state tables: pinned tables of 1..2 are not reused.
+// Version 3 changed the state tables: pinned tables of 1..2 are not reused;
+// version 5 appended to kvx_cfg (rewritten by every attach) and gave
+// kvx_bind_val's padding a meaning that its zero reads as "none".
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -30,12 +32,13 @@ static_assert(offsetof(kvx_bind_val, port) == 4);
 static_assert(offsetof(kvx_bind_val, flags) == 6);
 static_assert(offsetof(kvx_bind_val, guest_mac) == 8);
 static_assert(offsetof(kvx_bind_val, gw_mac) == 14);
-static_assert(offsetof(kvx_bind_val, _pad) == 20);
+static_assert(offsetof(kvx_bind_val, tw_remotes) == 20);
 static_assert(offsetof(kvx_bind_val, last_used_ns) == 24);
 
 // Values stored in the tables: renumbering them misreads pinned entries.
 static_assert(KVX_BIND_OUT == 0 && KVX_BIND_IN == 1);
 static_assert(KVX_BIND_F_STATIC == 1 && KVX_BIND_F_ONE_TO_ONE == 2);
+static_assert(KVX_BIND_F_MULTI == 4 && KVX_BIND_F_TW == 8 && KVX_BIND_F_RFIN == 16);
 static_assert(KVX_PROTO_ANY == 0);
 
 static_assert(sizeof(kvx_ct_key) == 16);
@@ -89,7 +92,7 @@ static_assert(offsetof(kvx_timeouts, icmp) == 28);
 static_assert(offsetof(kvx_timeouts, other) == 32);
 static_assert(offsetof(kvx_timeouts, tcp_syn_recv) == 36);
 
-static_assert(sizeof(kvx_cfg) == 92);
+static_assert(sizeof(kvx_cfg) == 100);
 static_assert(offsetof(kvx_cfg, abi_version) == 0);
 static_assert(offsetof(kvx_cfg, flags) == 4);
 static_assert(offsetof(kvx_cfg, uplink_addr) == 8);
@@ -105,6 +108,10 @@ static_assert(offsetof(kvx_cfg, clamp_mss) == 78);
 static_assert(offsetof(kvx_cfg, flow_quota) == 80);
 static_assert(offsetof(kvx_cfg, gw_addr) == 84);
 static_assert(offsetof(kvx_cfg, guest_seed) == 88);
+static_assert(offsetof(kvx_cfg, nat_skip_lo) == 92);
+static_assert(offsetof(kvx_cfg, nat_skip_hi) == 94);
+static_assert(offsetof(kvx_cfg, guest_ports) == 96);
+static_assert(KVX_PORTX_WORDS * 64 == 65536);
 static_assert(KVX_CFG_F_EIF == 1);
 static_assert(KVX_CFG_F_OVERLAP == 2);
 
@@ -213,10 +220,13 @@ static_assert(KVX_R_PASS_OVERLAP > KVX_R_DROP_MARTIAN_IN);
 static_assert(KVX_R_DROP_TCP_WINDOW > KVX_R_PASS_OVERLAP);
 static_assert(KVX_R_ICMP_SENT > KVX_R_DROP_TCP_WINDOW);
 static_assert(KVX_R_ICMP_RATELIMITED > KVX_R_ICMP_SENT);
-static_assert(KVX_R_ICMP_RATELIMITED == KVX_R_MAX - 1);
 
 static_assert(sizeof(kvx_icmprl_val) == 16);
 static_assert(offsetof(kvx_icmprl_val, last_ns) == 0);
 static_assert(offsetof(kvx_icmprl_val, tokens_ns) == 8);
+
+// Appended in version 5.
+static_assert(KVX_R_DROP_GUEST_PORTS == KVX_R_ICMP_RATELIMITED + 1);
+static_assert(KVX_R_DROP_GUEST_PORTS == KVX_R_MAX - 1);
 
 } // namespace kvmxdp::abi

@@ -97,6 +97,27 @@ void write_cfg(int cfg_fd, const kvx_cfg &cfg)
 	check_libbpf(bpf_map_update_elem(cfg_fd, &key, &cfg, BPF_ANY), "write", KVX_MAP_CFG);
 }
 
+std::vector<uint64_t> read_portx(int portx_fd)
+{
+	std::vector<uint64_t> bits(KVX_PORTX_WORDS, 0);
+	for (__u32 w = 0; w < KVX_PORTX_WORDS; w++)
+		check_libbpf(bpf_map_lookup_elem(portx_fd, &w, &bits[w]), "read", KVX_MAP_PORTX);
+	return bits;
+}
+
+size_t write_portx(int portx_fd, const std::vector<uint64_t> &bits)
+{
+	const std::vector<uint64_t> cur = read_portx(portx_fd);
+	size_t n = 0;
+	for (__u32 w = 0; w < KVX_PORTX_WORDS && w < bits.size(); w++) {
+		n += static_cast<size_t>(__builtin_popcountll(bits[w]));
+		if (bits[w] != cur[w])
+			check_libbpf(bpf_map_update_elem(portx_fd, &w, &bits[w], BPF_ANY), "write",
+				     KVX_MAP_PORTX);
+	}
+	return n;
+}
+
 std::vector<kvx_stat> read_stats(int stats_fd)
 {
 	int ncpu = check_libbpf(libbpf_num_possible_cpus(), "count", "possible CPUs");

@@ -161,6 +161,10 @@ uint64_t map_memory_estimate(const MapInfo &m, unsigned possible_cpus);
 
 kvx_cfg read_cfg(int cfg_fd);
 void write_cfg(int cfg_fd, const kvx_cfg &cfg);
+// kvx_portx (abi.h): KVX_PORTX_WORDS words, only those that differ are
+// written; returns how many ports are set.
+size_t write_portx(int portx_fd, const std::vector<uint64_t> &bits);
+std::vector<uint64_t> read_portx(int portx_fd);
 // Sums the per-CPU counters: index = enum kvx_reason.
 std::vector<kvx_stat> read_stats(int stats_fd);
 

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "base/fd.hpp"
+#include "kvmxdp/abi.h"
 
 #ifndef SO_NETNS_COOKIE
 #define SO_NETNS_COOKIE 71
@@ -106,6 +107,24 @@ std::optional<uint16_t> ListeningSockets::first_listening(uint32_t addr,
 		    (!first || e.port < *first))
 			first = e.port;
 	return first;
+}
+
+std::vector<uint16_t> ListeningSockets::reachable_ports() const
+{
+	std::vector<uint16_t> out;
+	for (const Entry &e : entries_)
+		if (e.wildcard || (e.addr != 0 && (e.addr >> 24) != 127))
+			out.push_back(e.port);
+	return out;
+}
+
+std::vector<uint64_t> host_port_bitmap(const std::string &proc_root)
+{
+	std::vector<uint64_t> bits(KVX_PORTX_WORDS, 0);
+	for (uint8_t proto : {uint8_t{IPPROTO_TCP}, uint8_t{IPPROTO_UDP}})
+		for (uint16_t port : ListeningSockets::read(proto, proc_root).reachable_ports())
+			bits[port / 64] |= uint64_t{1} << (port % 64);
+	return bits;
 }
 
 std::optional<uint64_t> netns_cookie()

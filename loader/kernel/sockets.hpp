@@ -26,6 +26,10 @@ public:
 	bool listens(uint32_t addr, uint16_t port) const;
 	// The lowest port of the range with a listener on addr, if any.
 	std::optional<uint16_t> first_listening(uint32_t addr, const PortRange &ports) const;
+	// Ports with a listener that packets from the uplink can reach: on the
+	// wildcard or on an address outside 127.0.0.0/8 (IPv6 listeners only
+	// on the wildcard, which takes IPv4 too unless v6only).
+	std::vector<uint16_t> reachable_ports() const;
 
 private:
 	struct Entry {
@@ -35,6 +39,11 @@ private:
 	};
 	std::vector<Entry> entries_;
 };
+
+// The host's TCP listeners and bound UDP sockets reachable from outside
+// (reachable_ports), as the bitmap of kvx_portx (abi.h): the NAT pool's
+// ports the datapath must never allocate.
+std::vector<uint64_t> host_port_bitmap(const std::string &proc_root = "/proc");
 
 // The cookie of the calling thread's network namespace (SO_NETNS_COOKIE,
 // Linux 5.14), or nullopt on an older kernel.

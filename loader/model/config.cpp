@@ -20,15 +20,16 @@ using nlohmann::json;
 bool Instance::operator==(const Instance &o) const
 {
 	return bridge == o.bridge && uplink == o.uplink && uplink_auto == o.uplink_auto &&
-	       subnet == o.subnet && subnet6 == o.subnet6 &&
-	       nat_ports == o.nat_ports && eif == o.eif && ct_size == o.ct_size &&
-	       bind_size == o.bind_size && bpffs == o.bpffs && pin_dir == o.pin_dir &&
-	       clsact_created_bridge == o.clsact_created_bridge &&
+	       subnet == o.subnet && subnet6 == o.subnet6 && nat_ports == o.nat_ports &&
+	       nat_ports_auto == o.nat_ports_auto && nat_skip == o.nat_skip && eif == o.eif &&
+	       ct_size == o.ct_size && bind_size == o.bind_size && bpffs == o.bpffs &&
+	       pin_dir == o.pin_dir && clsact_created_bridge == o.clsact_created_bridge &&
 	       clsact_created_uplink == o.clsact_created_uplink &&
 	       saved_forwarding == o.saved_forwarding &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
-	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota && timeouts == o.timeouts &&
-	       mode == o.mode && dhcp_leases == o.dhcp_leases && metrics == o.metrics;
+	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota &&
+	       guest_ports == o.guest_ports && timeouts == o.timeouts && mode == o.mode &&
+	       dhcp_leases == o.dhcp_leases && metrics == o.metrics;
 }
 
 Instance *Config::find(const std::string &bridge)
@@ -138,6 +139,13 @@ json to_json(const Config &cfg)
 		});
 		if (i.flow_quota)
 			insts.back()["flow_quota"] = *i.flow_quota;
+		if (i.guest_ports)
+			insts.back()["guest_ports"] = *i.guest_ports;
+		if (i.nat_ports_auto) {
+			insts.back()["nat_ports_auto"] = true;
+			insts.back()["nat_skip_lo"] = i.nat_skip.lo;
+			insts.back()["nat_skip_hi"] = i.nat_skip.hi;
+		}
 		if (i.mode != HookMode::Auto)
 			insts.back()["mode"] = hook_mode_name(i.mode);
 		if (!i.timeouts.empty())
@@ -150,8 +158,8 @@ json to_json(const Config &cfg)
 			insts.back()["metrics"] = i.metrics;
 		if (i.uplink_auto) {
 			insts.back()["uplink"] = "auto";
-			insts.back()["uplink_device"] =
-				i.uplink.empty() ? json(nullptr) : json(i.uplink);
+			insts.back()["uplink_device"] = i.uplink.empty() ? json(nullptr) :
+									   json(i.uplink);
 		}
 		json mappings = json::array();
 		for (const auto &sm : i.mappings)
@@ -377,6 +385,20 @@ Config config_from_json(const json &j)
 			bad(p + "nat_port_hi", std::to_string(i.nat_ports.hi) +
 						       " is smaller than nat_port_lo " +
 						       std::to_string(i.nat_ports.lo));
+		// Absent in configurations of older versions: an explicit range.
+		if (o.contains("nat_ports_auto"))
+			i.nat_ports_auto = get_bool(o, "nat_ports_auto", p);
+		if (i.nat_ports_auto) {
+			i.nat_skip.lo =
+				static_cast<uint16_t>(get_uint(o, "nat_skip_lo", p, 0, 65535));
+			i.nat_skip.hi =
+				static_cast<uint16_t>(get_uint(o, "nat_skip_hi", p, 0, 65535));
+			if ((i.nat_skip.lo || i.nat_skip.hi) &&
+			    !kvx_nat_hole(i.nat_ports.lo, i.nat_ports.hi, i.nat_skip.lo,
+					  i.nat_skip.hi))
+				bad(p + "nat_skip_lo",
+				    i.nat_skip.str() + " is no hole inside " + i.nat_ports.str());
+		}
 		i.eif = get_bool(o, "eif", p);
 		i.ct_size = check_table_size(get_count(o, "ct_size", p), p + "ct_size");
 		i.bind_size = check_table_size(get_count(o, "bind_size", p), p + "bind_size");
@@ -423,6 +445,9 @@ Config config_from_json(const json &j)
 		if (o.contains("flow_quota"))
 			i.flow_quota =
 				check_flow_quota(get_count(o, "flow_quota", p), p + "flow_quota");
+		if (o.contains("guest_ports"))
+			i.guest_ports = check_guest_ports(get_count(o, "guest_ports", p),
+							  p + "guest_ports");
 		if (o.contains("timeouts")) {
 			i.timeouts = get_string(o, "timeouts", p);
 			checked(p + "timeouts", [&] { parse_timeouts(i.timeouts); });
@@ -448,7 +473,7 @@ Config config_from_json(const json &j)
 					(*it)[k], p + "mappings[" + std::to_string(k) + "]"));
 			// What `map add` checked when it made them.
 			try {
-				check_recorded_mappings(i.mappings, i.subnet, i.nat_ports);
+				check_recorded_mappings(i.mappings, i.subnet, i.nat_guard());
 			} catch (const Error &e) {
 				throw Error(p + e.what()); // "instances[0].mappings[1]: ..."
 			}

@@ -35,6 +35,10 @@ struct Instance {
 	// Recorded and shown; the datapath does not translate IPv6 yet.
 	std::optional<Ipv6Net> subnet6;
 	PortRange nat_ports;
+	// No --nat-ports: the default pool, recomputed by every attach
+	// (netaddr.hpp default_nat_pool); nat_skip is its hole ({0, 0}: none).
+	bool nat_ports_auto = false;
+	PortRange nat_skip;
 	bool eif = false;
 	uint32_t ct_size = 0;
 	uint32_t bind_size = 0;
@@ -56,12 +60,21 @@ struct Instance {
 	// attach --flow-quota (unset: a share of ct_size, model/quota.hpp) and
 	// --timeouts (empty: netfilter's defaults).
 	std::optional<uint32_t> flow_quota;
+	// attach --guest-ports (unset: a share of the NAT pool, model/quota.hpp).
+	std::optional<uint32_t> guest_ports;
 	std::string timeouts;
 	// attach --dhcp-leases: libvirt's lease status file (model/leases.hpp);
 	// empty: the default path, "none": no leases.
 	std::string dhcp_leases;
 	// attach --metrics ADDR:PORT: the daemon's Prometheus endpoint; "": off.
 	std::string metrics;
+
+	NatPool nat_pool() const { return {nat_ports, nat_skip}; }
+	// The range `map add` keeps port forwards out of: an explicit
+	// --nat-ports; none for the default pool, where a forward's static
+	// binding takes its ports out of the pool instead (the datapath never
+	// claims a port that has an IN half).
+	PortRange nat_guard() const { return nat_ports_auto ? PortRange{} : nat_ports; }
 
 	bool operator==(const Instance &o) const;
 };

@@ -1377,12 +1377,10 @@ ImportResult translate_iptables(const IptInput &in, const ImportContext &ctx)
 			mc.subnet = a->subnet;
 			mc.uplink_addr = ctx.uplink_addr;
 			mc.force = true; // the uplink's network is the host's business
-			try {
-				mc.nat_ports = a->nat_ports ? *a->nat_ports :
-							      default_nat_range(ctx.ephemeral);
-			} catch (const Error &) {
-				mc.nat_ports = {65535, 65535};
-			}
+			// The default pool makes room for forwards (their static
+			// binding holds the port): only an explicit range guards
+			// (Instance::nat_guard).
+			mc.nat_ports = a->nat_ports ? *a->nat_ports : PortRange{};
 			std::vector<Mapping> others;
 			try {
 				check_mapping(u.m, others, mc);

@@ -57,6 +57,18 @@ uint32_t parse_flow_quota(const std::string &text, const std::string &what)
 	return check_flow_quota(parse_uint(text, UINT64_MAX, what), what);
 }
 
+uint32_t check_guest_ports(uint64_t v, const std::string &what)
+{
+	if (v > 65535)
+		throw Error(value_error(what, v, "0 (no limit)..65535"));
+	return static_cast<uint32_t>(v);
+}
+
+uint32_t parse_guest_ports(const std::string &text, const std::string &what)
+{
+	return check_guest_ports(parse_uint(text, UINT64_MAX, what), what);
+}
+
 } // namespace kvmxdp
 
 namespace kvmxdp {

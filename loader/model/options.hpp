@@ -37,6 +37,9 @@ struct AttachOptions {
 	// Per-guest flow quota (kvx_cfg.flow_quota; 0: off); unset: the
 	// config's, else kDefaultQuotaShare of the conntrack table.
 	std::optional<uint32_t> flow_quota;
+	// Per-guest port limit (kvx_cfg.guest_ports; 0: off); unset: the
+	// config's, else model/quota.hpp default_guest_ports of the pool.
+	std::optional<uint32_t> guest_ports;
 	// Flow timeouts "NAME=SECONDS,..." (model/timeouts.hpp); unset: the
 	// config's, else netfilter's defaults.  For tests and experts.
 	std::optional<std::string> timeouts;
@@ -79,5 +82,8 @@ uint32_t parse_table_size(const std::string &text, const std::string &what);
 // attach --flow-quota: 0 (no quota) .. kMaxTableSize flows per guest.
 uint32_t check_flow_quota(uint64_t v, const std::string &what);
 uint32_t parse_flow_quota(const std::string &text, const std::string &what);
+// attach --guest-ports: 0 (no limit) .. 65535 dynamic bindings per guest.
+uint32_t check_guest_ports(uint64_t v, const std::string &what);
+uint32_t parse_guest_ports(const std::string &text, const std::string &what);
 
 } // namespace kvmxdp

@@ -16,6 +16,16 @@ uint32_t default_flow_quota(uint32_t ct_size)
 	return q ? q : 1;
 }
 
+uint32_t default_guest_ports(uint32_t pool_size)
+{
+	// The pool less an eighth of it rounded down: 7/8 of a large pool, all
+	// of a tiny explicit --nat-ports (2 ports: a limit of 1 would refuse a
+	// guest's second socket where the range itself has room).
+	uint64_t keep = uint64_t{pool_size} * (8 - kGuestPortsShareEighths) / 8;
+	uint32_t n = pool_size - static_cast<uint32_t>(keep);
+	return n ? n : 1;
+}
+
 uint32_t guest_map_size(uint32_t subnet_mask_be)
 {
 	uint32_t hosts = ~ntohl(subnet_mask_be); // 2^host_bits - 1

@@ -14,6 +14,14 @@ namespace kvmxdp {
 // guest leaves three quarters to the others.
 constexpr uint32_t kDefaultQuotaShare = 4;
 uint32_t default_flow_quota(uint32_t ct_size);
+// Per-guest port limit (kvx_cfg.guest_ports, RFC 6888 REQ-4) when attach
+// has no --guest-ports: 7/8 of the NAT pool, so that one guest churning
+// through connections leaves an eighth (some 4500 ports of the default
+// pool) to the others, and a single guest still gets nearly all of it.
+// The eighth is rounded down: a tiny --nat-ports range (fewer than 8
+// ports) has no limit short of the range itself.
+constexpr uint32_t kGuestPortsShareEighths = 7;
+uint32_t default_guest_ports(uint32_t pool_size);
 // kvx_guest (abi.h), one owner per guest address: its size for a subnet.
 uint32_t guest_map_size(uint32_t subnet_mask_be);
 // The kvx_gflows slot a flow of guest address addr_be (network order)

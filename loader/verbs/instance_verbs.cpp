@@ -132,8 +132,9 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 		auto cur = sys.try_read(kReservedPortsKey);
 		if (!cur)
 			return;
-		std::string next =
-			reserved_ports_remove(*cur, *inst.saved_reserved_ports, inst.nat_ports);
+		std::string next = *cur;
+		for (const PortRange &r : inst.nat_pool().parts())
+			next = reserved_ports_remove(next, *inst.saved_reserved_ports, r);
 		if (next != *cur)
 			sys.write(kReservedPortsKey, next);
 	});

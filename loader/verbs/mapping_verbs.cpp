@@ -120,7 +120,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 
 	MappingContext ctx;
 	ctx.subnet = inst.subnet;
-	ctx.nat_ports = inst.nat_ports;
+	ctx.nat_ports = inst.nat_guard();
 	ctx.uplink_addr = up_addr ? up_addr->addr : 0;
 	if (cur)
 		ctx.uplink_net = cur->net;

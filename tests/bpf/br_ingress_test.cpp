@@ -719,6 +719,364 @@ TEST_F(BrIngressTest, LargeRangeWithLongUsedRunStillAllocates)
 	EXPECT_EQ(got.size(), 40u);
 }
 
+// The default pool is 1024-65535 minus the host's ephemeral range
+// (kvx_cfg.nat_skip_*) and the ports the host listens on (kvx_portx):
+// neither is ever allocated, however full the rest is.
+TEST_F(BrIngressTest, PoolSkipsEphemeralRangeAndHostListeners)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61063;
+		c.nat_skip_lo = 61010; // 61010..61049: the "ephemeral range"
+		c.nat_skip_hi = 61049;
+	});
+	dp().set_host_ports({61003, 61050, 61062, 61010});
+	// 64 - 40 - 3 listeners in the pool = 21 ports; 61010 lies in the hole.
+	const std::set<std::uint16_t> pool = [] {
+		std::set<std::uint16_t> p;
+		for (std::uint16_t port = 61000; port <= 61063; port++)
+			if ((port < 61010 || port > 61049) && port != 61003 && port != 61050 &&
+			    port != 61062)
+				p.insert(port);
+		return p;
+	}();
+	ASSERT_EQ(pool.size(), 21u);
+	// The guest's own port is kept when it is in the pool, never in the
+	// hole or on a listener.
+	EXPECT_EQ(translate_out(from_guest(make_udp(kGuestA, 61051, kRemote1, 53))), 61051);
+	std::set<std::uint16_t> got{61051};
+	for (std::uint16_t sport : {61020, 61003, 61062}) {
+		const std::uint16_t port =
+			translate_out(from_guest(make_udp(kGuestA, sport, kRemote1, 53)));
+		EXPECT_TRUE(pool.count(port)) << "guest port " << sport << " got " << port;
+		got.insert(port);
+	}
+	for (std::uint16_t i = 0; got.size() < pool.size(); i++) {
+		const std::uint16_t port = translate_out(from_guest(
+			make_udp(kGuestB, static_cast<std::uint16_t>(5000 + i), kRemote1, 53)));
+		EXPECT_TRUE(pool.count(port)) << "got " << port;
+		got.insert(port);
+		if (HasFailure() || i > 100)
+			return;
+	}
+	EXPECT_EQ(got, pool);
+	// Full: the hole and the listeners stay free.
+	run_br(from_guest(make_udp(kGuestC, 61020, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	run_br(from_guest(make_udp(kGuestC, 61003, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	EXPECT_EQ(dp().bind_entries().size(), 2 * pool.size());
+}
+
+// RFC 6888 REQ-4: a guest at its port limit (kvx_cfg.guest_ports, counted
+// in kvx_gports) gets no new binding; its bindings keep working and other
+// guests still get ports.
+TEST_F(BrIngressTest, GuestPortLimit)
+{
+	// No ICMP answer here (IcmpAnswerTest.GuestPortLimitAnswered).
+	set_cfg([](kvx_cfg &c) {
+		c.guest_ports = 3;
+		c.gw_addr = 0;
+	});
+	for (std::uint16_t sport : {40000, 40001, 40002})
+		translate_out(from_guest(make_udp(kGuestA, sport, kRemote1, 53)));
+	EXPECT_EQ(dp().gports(kGuestA), 3u);
+	run_br(from_guest(make_udp(kGuestA, 40003, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	run_br(from_guest(make_tcp(kGuestA, 40004, kRemote1, 80)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	EXPECT_EQ(dp().bind_entries().size(), 6u) << "nothing made for the refused ones";
+	// A new flow of a binding it holds needs no new port.
+	translate_out(from_guest(make_udp(kGuestA, 40001, kRemote2, 53)));
+	// Another guest is not affected.
+	translate_out(from_guest(make_udp(kGuestB, 40003, kRemote1, 53)));
+	EXPECT_EQ(dp().gports(kGuestB), 1u);
+	// Static mappings are not the guest's dynamic ports: a guest with a
+	// port forward is counted for its dynamic bindings only (the GC's
+	// recount, gports_recount, counts the same).
+	EXPECT_EQ(dp().gports(kGuestC), 0u);
+	// Limit 0: no limit.
+	set_cfg([](kvx_cfg &c) { c.guest_ports = 0; });
+	translate_out(from_guest(make_udp(kGuestA, 40003, kRemote1, 53)));
+	EXPECT_EQ(dp().gports(kGuestA), 4u);
+}
+
+// A TCP connection of a guest endpoint through the NAT, with the sequence
+// numbers real endpoints use (conntrack checks FINs and RSTs against the
+// window): g and r are the guest's and the remote's next sequence numbers.
+struct TcpConn {
+	Packet syn;	       // the guest's SYN, untranslated
+	std::uint16_t ext = 0; // its external port
+	std::uint32_t g = 0, r = 0;
+
+	Packet out(std::uint8_t flags) const
+	{
+		return with(syn, [&](Packet &q) {
+			q.tcp_flags = flags;
+			q.seq = g;
+			q.ack_seq = r;
+		});
+	}
+	Packet in(std::uint8_t flags) const
+	{
+		return with(reply_to(snat(syn, ext)), [&](Packet &q) {
+			q.tcp_flags = flags;
+			q.seq = r;
+			q.ack_seq = g;
+		});
+	}
+};
+
+class TimeWaitReuseTest : public BrIngressTest {
+protected:
+	// The handshake; ext 0: any port.
+	TcpConn open(std::uint32_t guest, std::uint16_t sport, std::uint32_t remote,
+		     std::uint16_t rport, std::uint16_t ext = 0)
+	{
+		TcpConn c;
+		c.syn = from_guest(make_tcp(guest, sport, remote, rport));
+		c.ext = translate_out(c.syn, ext);
+		const Packet sa = reply_to(snat(c.syn, c.ext));
+		run_case(dp(), Prog::UpIngress, sa, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+			 dnat(sa, guest, sport));
+		c.g = c.syn.seq + 1;
+		c.r = sa.seq + 1;
+		send(c, kTcpAck);
+		return c;
+	}
+	void send(TcpConn &c, std::uint8_t flags)
+	{
+		translate_out(c.out(flags), c.ext);
+		c.g += (flags & kTcpFin) ? 1 : 0;
+	}
+	void recv(TcpConn &c, std::uint8_t flags)
+	{
+		const Packet p = c.in(flags);
+		run_case(dp(), Prog::UpIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+			 dnat(p, c.syn.src, c.syn.sport));
+		c.r += (flags & kTcpFin) ? 1 : 0;
+	}
+	// The guest closes first: the remote ends in CLOSED, the guest in
+	// TIME_WAIT.
+	void close_guest_first(TcpConn &c)
+	{
+		send(c, kTcpFin | kTcpAck);
+		recv(c, kTcpFin | kTcpAck);
+		send(c, kTcpAck);
+	}
+	// The remote closes first: it holds the connection in TIME_WAIT.
+	void close_remote_first(TcpConn &c)
+	{
+		recv(c, kTcpFin | kTcpAck);
+		send(c, kTcpFin | kTcpAck);
+		recv(c, kTcpAck);
+	}
+	static kvx_bind_key in_key(std::uint16_t ext)
+	{
+		return bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, ext);
+	}
+	// 3 s ago: past the 2 s a closed flow's last packets may take (moved
+	// back by hand: the test cannot wait on the datapath's clock).
+	static void age(std::uint16_t ext)
+	{
+		auto in = dp().bind_lookup(in_key(ext));
+		ASSERT_TRUE(in);
+		ASSERT_TRUE(in->flags & KVX_BIND_F_TW) << "flags " << in->flags;
+		in->last_used_ns -= 3'000'000'000ULL;
+		dp().bind_update(in_key(ext), *in);
+	}
+};
+
+// RFC 7857 section 3: a port whose one TCP flow is over (TIME_WAIT) and
+// quiet for 2 s goes to a new SYN of any guest; the old guest's late
+// packets never go out through it, nor do the remote's reach the new one.
+TEST_F(TimeWaitReuseTest, ClosedPortGoesToANewSyn)
+{
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
+	const Packet syn_b = from_guest(make_tcp(kGuestB, 40001, kRemote2, 443));
+	// Established: the one port is taken.
+	run_br(syn_b, TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	close_guest_first(a);
+	auto f = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 40000, kRemote1, 80));
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_TIME_WAIT);
+	auto in = dp().bind_lookup(in_key(61000));
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->flags, KVX_BIND_F_TW);
+	EXPECT_EQ(in->tw_remotes, 0u) << "the remote closed second: it holds no TIME_WAIT";
+	// Fresh: the guest's last ACK or a retransmitted FIN may still come.
+	run_br(syn_b, TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	age(61000);
+	// Only a SYN takes it over.
+	run_br(from_guest(make_tcp(kGuestB, 40003, kRemote2, 443, kTcpAck)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	translate_out(syn_b, 61000);
+	expect_flow_state(dp(), syn_b, 61000);
+	EXPECT_FALSE(dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoTcp, kGuestA, 40000)))
+		<< "the old pair released";
+	EXPECT_EQ(dp().bind_entries().size(), 2u);
+	EXPECT_EQ(dp().gports(kGuestA), 0u);
+	EXPECT_EQ(dp().gports(kGuestB), 1u);
+	// The old guest's late ACK is not translated through B's port: it
+	// needs a new binding, and there is none.
+	run_br(a.out(kTcpAck), TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	// The remote's late FIN for A's connection does not reach B.
+	run_case(dp(), Prog::UpIngress, a.in(kTcpFin | kTcpAck), TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+}
+
+// Towards the same remote endpoint only when the remote cannot hold the old
+// connection in TIME_WAIT (RFC 6191's concern): it closed second.  A remote
+// that closed first is remembered with the port, across later reuses.
+TEST_F(TimeWaitReuseTest, SameRemoteOnlyIfItClosedSecond)
+{
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
+	close_guest_first(a);
+	age(61000);
+	// The churn case: one server, the clients close first.
+	TcpConn b = open(kGuestB, 40001, kRemote1, 80, 61000);
+	close_remote_first(b);
+	auto in = dp().bind_lookup(in_key(61000));
+	ASSERT_TRUE(in);
+	EXPECT_NE(in->tw_remotes, 0u);
+	age(61000);
+	run_br(from_guest(make_tcp(kGuestC, 40002, kRemote1, 80)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	// Another remote port of the same host is another endpoint.
+	TcpConn c = open(kGuestC, 40002, kRemote1, 8080, 61000);
+	close_guest_first(c);
+	age(61000);
+	// Still remembered after that reuse.
+	run_br(from_guest(make_tcp(kGuestA, 40003, kRemote1, 80)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	open(kGuestA, 40003, kRemote2, 80, 61000);
+}
+
+// Simultaneous close: the remote's FIN crosses the guest's (it does not
+// acknowledge it), so the remote is in TIME_WAIT too.
+TEST_F(TimeWaitReuseTest, CrossedFinsCountAsTheRemoteClosingFirst)
+{
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
+	send(a, kTcpFin | kTcpAck);
+	a.g--; // the remote's FIN was sent before it saw the guest's
+	recv(a, kTcpFin | kTcpAck);
+	a.g++;
+	send(a, kTcpAck);
+	recv(a, kTcpAck);
+	age(61000);
+	run_br(from_guest(make_tcp(kGuestB, 40001, kRemote1, 80)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	open(kGuestB, 40001, kRemote2, 80, 61000);
+}
+
+// A flow closed by an accepted RST (CLOSE) leaves no TIME_WAIT anywhere.
+TEST_F(TimeWaitReuseTest, PortOfAResetFlowGoesToANewSyn)
+{
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
+	recv(a, kTcpRst | kTcpAck);
+	auto f = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 40000, kRemote1, 80));
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_CLOSE);
+	run_br(from_guest(make_tcp(kGuestB, 40001, kRemote1, 80)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	age(61000);
+	TcpConn b = open(kGuestB, 40001, kRemote1, 80, 61000);
+	// The remote closes first and the guest answers with a RST (as a
+	// client with SO_LINGER 0 does): the RST ends the remote's FIN_WAIT,
+	// nothing waits in TIME_WAIT.
+	recv(b, kTcpFin | kTcpAck);
+	send(b, kTcpRst | kTcpAck);
+	f = dp().ct_lookup(ct_key(kProtoTcp, kGuestB, 40001, kRemote1, 80));
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_CLOSE);
+	age(61000);
+	auto in = dp().bind_lookup(in_key(61000));
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->tw_remotes, 0u);
+	open(kGuestC, 40002, kRemote1, 80, 61000);
+}
+
+// The guest's own new SYN on the tuple of its closed connection reopens
+// that flow on its port (main's state machine), and the port is no longer
+// marked closed.
+TEST_F(TimeWaitReuseTest, SameTupleReopenedKeepsItsPort)
+{
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
+	close_guest_first(a);
+	age(61000);
+	Packet syn = with(a.syn, [&](Packet &q) { q.seq = a.g + 100000; });
+	translate_out(syn, 61000);
+	auto f = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 40000, kRemote1, 80));
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_SYN_SENT);
+	auto in = dp().bind_lookup(in_key(61000));
+	ASSERT_TRUE(in);
+	EXPECT_FALSE(in->flags & KVX_BIND_F_TW);
+	run_br(from_guest(make_tcp(kGuestB, 40001, kRemote2, 80)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+}
+
+// A guest at its port limit goes on with short connections: a new SYN
+// takes the place of one of its own closed bindings, never one of another
+// guest's (which would move the other's port to it).
+TEST_F(TimeWaitReuseTest, GuestAtPortLimitRecyclesOnlyItsOwn)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61001;
+		c.guest_ports = 1;
+		c.gw_addr = 0; // refusals unanswered: compared as drops
+	});
+	TcpConn a = open(kGuestA, 61000, kRemote1, 80, 61000);
+	close_guest_first(a);
+	age(61000);
+	TcpConn b = open(kGuestB, 61001, kRemote1, 80, 61001);
+	close_guest_first(b);
+	age(61001);
+	// A at its limit: its own port, whichever the probe order.
+	for (std::uint16_t sport : {61001, 40000, 40001}) {
+		TcpConn c = open(kGuestA, sport, kRemote1, 80, 61000);
+		close_guest_first(c);
+		age(61000);
+	}
+	EXPECT_EQ(dp().gports(kGuestA), 1u);
+	EXPECT_EQ(dp().gports(kGuestB), 1u);
+	auto bb = dp().bind_lookup(in_key(61001));
+	ASSERT_TRUE(bb);
+	EXPECT_EQ(bb->addr, be32(kGuestB)) << "B's port stays B's";
+	// Not a UDP binding at the limit (nothing to recycle for it).
+	run_br(from_guest(make_udp(kGuestA, 5353, kRemote2, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	// Nor a TCP one while its port is in use.
+	open(kGuestA, 40005, kRemote2, 80, 61000);
+	run_br(from_guest(make_tcp(kGuestA, 40006, kRemote2, 80)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+}
+
+// A binding with more than one flow is never recycled: its other flows
+// are not known one by one.
+TEST_F(BrIngressTest, TimeWaitPortWithTwoFlowsNotRecycled)
+{
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
+	const Packet syn_a = from_guest(make_tcp(kGuestA, 40000, kRemote1, 80));
+	translate_out(syn_a, 61000);
+	translate_out(from_guest(make_tcp(kGuestA, 40000, kRemote2, 80)), 61000);
+	const kvx_bind_key ik = bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, 61000);
+	auto in = dp().bind_lookup(ik);
+	ASSERT_TRUE(in);
+	EXPECT_TRUE(in->flags & KVX_BIND_F_MULTI);
+	// Even marked TIME_WAIT long ago.
+	in->flags |= KVX_BIND_F_TW;
+	in->last_used_ns = 1;
+	dp().bind_update(ik, *in);
+	run_br(from_guest(make_tcp(kGuestB, 40001, kRemote2, 443)), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+}
+
 TEST_F(BrIngressTest, FragmentedDatagramTranslated)
 {
 	// The first fragment is translated like any packet and remembered;
@@ -872,7 +1230,8 @@ std::string frame_csum_check(const Bytes &f)
 	const Bytes seg(f.begin() + long(pr.l4_off), f.begin() + long(pr.l3_off + pr.tot_len));
 	const std::uint16_t want = pseudo_csum(pr.proto, pr.src, pr.dst, seg);
 	const std::uint16_t got = std::uint16_t(seg[6] << 8 | seg[7]);
-	return got == want ? "" : "checksum " + std::to_string(got) + ", want " + std::to_string(want);
+	return got == want ? "" :
+			     "checksum " + std::to_string(got) + ", want " + std::to_string(want);
 }
 
 Packet pseudo_csum_pkt(std::uint32_t src, std::uint32_t dst, std::uint8_t proto, std::uint8_t cov)
@@ -884,8 +1243,8 @@ Packet pseudo_csum_pkt(std::uint32_t src, std::uint32_t dst, std::uint8_t proto,
 		p.payload[4] = 0;
 		p.payload[5] = cov;
 	} else {
-		p.payload[4] = 4;     // data offset: a 16-byte header
-		p.payload[5] = cov;   // CCVal 0, CsCov
+		p.payload[4] = 4;    // data offset: a 16-byte header
+		p.payload[5] = cov;  // CCVal 0, CsCov
 		p.payload[8] = 0x00; // type Request, X = 0: a 12-byte generic header
 	}
 	fill_csum(p);
@@ -918,8 +1277,8 @@ TEST_F(BrIngressTest, UdpLiteAndDccpChecksumsTranslated)
 		fill_csum(back);
 		Packet in = dnat(back, kGuestA, 0);
 		fill_csum(in);
-		const RunResult r = run_case(dp(), Prog::UpIngress, back, TC_ACT_REDIRECT,
-					     KVX_R_XLATE_IN, in);
+		const RunResult r =
+			run_case(dp(), Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, in);
 		EXPECT_EQ(frame_csum_check(r.out), "") << "inbound";
 	}
 }

@@ -299,6 +299,23 @@ void Datapath::clear_tables()
 		if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &i, &none, BPF_ANY) !=
 		    0)
 			throw std::runtime_error("clear kvx_halfopen: " + errno_text(errno));
+	set_host_ports({});
+	// The port limit's counters describe kvx_bind, emptied above.
+	const int gports = bpf_map__fd(tc()->maps.kvx_gports);
+	const __u32 zero = 0;
+	for (__u32 i = 0; i < bpf_map__max_entries(tc()->maps.kvx_gports); i++)
+		if (bpf_map_update_elem(gports, &i, &zero, BPF_ANY) != 0)
+			throw std::runtime_error("clear kvx_gports: " + errno_text(errno));
+}
+
+void Datapath::set_host_ports(const std::vector<std::uint16_t> &ports)
+{
+	std::vector<__u64> bits(KVX_PORTX_WORDS, 0);
+	for (std::uint16_t p : ports)
+		bits[p / 64] |= __u64{1} << (p % 64);
+	for (__u32 w = 0; w < KVX_PORTX_WORDS; w++)
+		if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_portx), &w, &bits[w], BPF_ANY))
+			throw std::runtime_error("update kvx_portx: " + errno_text(errno));
 }
 
 std::uint32_t Datapath::gflows_slot(std::uint32_t guest) const
@@ -313,6 +330,14 @@ kvx_gflows_val Datapath::gflows_val(std::uint32_t guest) const
 	kvx_gflows_val v{};
 	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &v) != 0)
 		throw std::runtime_error("lookup kvx_gflows: " + errno_text(errno));
+	return v;
+}
+
+std::uint32_t Datapath::gports(std::uint32_t guest) const
+{
+	__u32 key = gflows_slot(guest), v = 0;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gports), &key, &v) != 0)
+		throw std::runtime_error("lookup kvx_gports: " + errno_text(errno));
 	return v;
 }
 

@@ -78,7 +78,7 @@ public:
 	kvx_cfg cfg() const;
 
 	// kvx_ct, kvx_bind, kvx_extaddr, kvx_frag, kvx_xdev, kvx_xfdb and
-	// kvx_guest, kvx_halfopen and kvx_icmprl.
+	// kvx_guest, kvx_halfopen and kvx_icmprl; kvx_portx emptied.
 	void clear_tables();
 	Stats stats() const;
 
@@ -99,6 +99,11 @@ public:
 
 	// kvx_extaddr[addr]: mapped external addresses (host-order address).
 	void extaddr_update(std::uint32_t addr, std::uint32_t flags);
+
+	// kvx_gports: the dynamic bindings a guest holds (host-order address).
+	std::uint32_t gports(std::uint32_t guest) const;
+	// kvx_portx: the ports the host listens on (replaces the set).
+	void set_host_ports(const std::vector<std::uint16_t> &ports);
 
 	// kvx_hosttun: a (protocol, remote) pair the host tunnels to (host
 	// order; remote 0: any).

@@ -41,10 +41,13 @@ protected:
 		RunResult r = dp().run(prog, frame, ingress_ifindex(prog));
 		const Stats after = dp().stats();
 		EXPECT_EQ(r.verdict, TC_ACT_REDIRECT) << verdict_name(r.verdict);
-		EXPECT_EQ(stats_delta(before, after), std::string(reason_name(reason)) + " +1/+" +
-							      std::to_string(frame.size()) +
-							      "B ICMP_SENT +1/+" +
-							      std::to_string(want.size()) + "B");
+		// stats_delta lists the counters in reason order: reasons
+		// appended after ICMP_SENT (DROP_GUEST_PORTS) come after it.
+		const std::string drop = std::string(reason_name(reason)) + " +1/+" +
+					 std::to_string(frame.size()) + "B";
+		const std::string sent = "ICMP_SENT +1/+" + std::to_string(want.size()) + "B";
+		EXPECT_EQ(stats_delta(before, after),
+			  reason < KVX_R_ICMP_SENT ? drop + " " + sent : sent + " " + drop);
 		EXPECT_EQ(diff(r.out, want), "");
 		EXPECT_EQ(check_checksums(r.out), "");
 		return r;
@@ -156,6 +159,17 @@ TEST_F(IcmpAnswerTest, GuestQuotaAnswered)
 	translate_out(from_guest(make_udp(kGuestA, 4000, kRemote1, 53)));
 	const Packet in = from_guest(make_udp(kGuestA, 4001, kRemote1, 53));
 	expect_answer(Prog::BrIngress, in, KVX_R_DROP_GUEST_QUOTA,
+		      icmp_answer(in.build(), kIcmpDestUnreach, 13, Topology::kBridgeAddr));
+}
+
+// RFC 6888 REQ-11: a guest at its port limit is refused as one over its
+// flow quota is.
+TEST_F(IcmpAnswerTest, GuestPortLimitAnswered)
+{
+	set_cfg([](kvx_cfg &c) { c.guest_ports = 1; });
+	translate_out(from_guest(make_udp(kGuestA, 4000, kRemote1, 53)));
+	const Packet in = from_guest(make_udp(kGuestA, 4001, kRemote1, 53));
+	expect_answer(Prog::BrIngress, in, KVX_R_DROP_GUEST_PORTS,
 		      icmp_answer(in.build(), kIcmpDestUnreach, 13, Topology::kBridgeAddr));
 }
 

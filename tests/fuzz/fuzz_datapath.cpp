@@ -16,6 +16,11 @@
 //     outside, SYN_SENT only for the guest's; a flow opened from outside is
 //     ESTABLISHED only after the guest answered (SYNACK seen); only a RST or
 //     FIN is dropped for its window (DROP_TCP_WINDOW).
+//   - the NAT pool (check_pool, every kPoolCheckEvery frames): no dynamic
+//     binding holds a port outside the range, in its hole (the host's
+//     ephemeral range) or one the host listens on; each guest's kvx_gports
+//     counter equals the dynamic bindings it holds, never more than its
+//     limit (single CPU: no races to allow for).
 // A violation aborts with the frames in hex (libFuzzer then saves the input),
 // and so does any error of the harness itself.  With KVX_FUZZ_REACH=1 (the
 // ctest run) the end of the run also checks that it got deep enough into
@@ -28,11 +33,13 @@
 #include <linux/pkt_cls.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -55,13 +62,69 @@ unsigned long g_runs;
 constexpr std::uint8_t kUplinkProg = 1 << 0; // else the bridge program
 constexpr std::uint8_t kPlausible = 1 << 1;  // addresses inside the topology
 constexpr std::uint8_t kFixCsum = 1 << 2;    // recompute every checksum
-constexpr std::uint8_t kEif = 1 << 3;        // endpoint-independent filtering
+constexpr std::uint8_t kEif = 1 << 3;	     // endpoint-independent filtering
 
 [[noreturn]] void violation(const std::string &what, const Bytes &in, const Bytes &out)
 {
 	std::fprintf(stderr, "INVARIANT VIOLATED: %s\n in: %s\nout: %s\n", what.c_str(),
 		     hex(in).c_str(), hex(out).c_str());
 	std::abort();
+}
+
+// The pool the harness runs with: the tests' range 61000-65535 with a hole
+// (the "ephemeral range") and two listeners, and a per-guest port limit
+// low enough that guests reach it between two table clears.
+constexpr std::uint16_t kSkipLo = 62000, kSkipHi = 64999;
+const std::vector<std::uint16_t> kHostPorts = {61001, 65000};
+constexpr std::uint32_t kGuestPorts = 48;
+constexpr unsigned long kPoolCheckEvery = 64;
+
+kvx_cfg fuzz_cfg()
+{
+	kvx_cfg c = Datapath::default_cfg(g_topo);
+	c.nat_skip_lo = kSkipLo;
+	c.nat_skip_hi = kSkipHi;
+	c.guest_ports = kGuestPorts;
+	return c;
+}
+
+void check_pool(const Bytes &in, const Bytes &out)
+{
+	const kvx_cfg c = g_dp->cfg();
+	// A guest's ports are counted in its slot (the MAC that owns the
+	// address, as kvx_gflows): slot -> {dynamic OUT halves, one of its
+	// addresses (host order)}.
+	std::map<std::uint32_t, std::pair<std::uint32_t, std::uint32_t>> held;
+	for (const auto &[k, v] : g_dp->bind_entries()) {
+		if (v.flags & KVX_BIND_F_STATIC)
+			continue;
+		if (k.dir == KVX_BIND_OUT) {
+			auto &h = held[g_dp->gflows_slot(ntohl(k.addr))];
+			h.first++;
+			h.second = ntohl(k.addr);
+			continue;
+		}
+		if (k.proto != kProtoTcp && k.proto != kProtoUdp && k.proto != kProtoIcmp)
+			continue; // address-only: port 0
+		const std::uint16_t port = ntohs(k.port);
+		if (port < c.nat_port_lo || port > c.nat_port_hi ||
+		    (port >= c.nat_skip_lo && port <= c.nat_skip_hi) ||
+		    std::find(kHostPorts.begin(), kHostPorts.end(), port) != kHostPorts.end())
+			violation("dynamic binding on port " + std::to_string(port) +
+					  ", outside the pool",
+				  in, out);
+	}
+	for (const auto &[slot, h] : held) {
+		const auto &[n, guest] = h;
+		if (n > c.guest_ports)
+			violation("guest holds " + std::to_string(n) + " ports, over its limit " +
+					  std::to_string(c.guest_ports),
+				  in, out);
+		if (g_dp->gports(guest) != n)
+			violation("kvx_gports says " + std::to_string(g_dp->gports(guest)) +
+					  " for a guest holding " + std::to_string(n) + " ports",
+				  in, out);
+	}
 }
 
 [[noreturn]] void harness_error(const std::string &what, const Bytes &in)
@@ -185,9 +248,9 @@ void cover_reason(int reason)
 {
 	volatile int &sink = g_reason_sink;
 	switch (reason) {
-#define KVX_X_COVER(name, drop, desc)                                                              \
-	case KVX_R_##name:                                                                         \
-		sink = KVX_R_##name;                                                               \
+#define KVX_X_COVER(name, drop, desc) \
+	case KVX_R_##name:            \
+		sink = KVX_R_##name;  \
 		break;
 		KVX_REASONS(KVX_X_COVER)
 #undef KVX_X_COVER
@@ -217,8 +280,8 @@ void fix_checksums(Bytes &f)
 	if (p.proto == kProtoUdp && !l4[6] && !l4[7])
 		return; // "no checksum" stays
 	l4[off] = l4[off + 1] = 0;
-	c = p.proto == kProtoIcmp ? inet_checksum(l4, l4_len)
-				  : l4_checksum(p.src, p.dst, p.proto, l4, l4_len);
+	c = p.proto == kProtoIcmp ? inet_checksum(l4, l4_len) :
+				    l4_checksum(p.src, p.dst, p.proto, l4, l4_len);
 	if (p.proto == kProtoUdp && c == 0)
 		c = 0xffff;
 	std::memcpy(l4 + off, &c, 2);
@@ -352,7 +415,8 @@ void round_trip(const Bytes &in, const Bytes &out)
 	RunResult r = g_dp->run(Prog::UpIngress, answer, g_topo.uplink_ifindex);
 	if (r.verdict != TC_ACT_REDIRECT)
 		violation("the remote's answer to a translated packet was not translated back "
-			  "(verdict " + std::string(verdict_name(r.verdict)) + ")",
+			  "(verdict " +
+				  std::string(verdict_name(r.verdict)) + ")",
 			  out, answer);
 	Parsed pb = parse(r.out);
 	std::uint16_t back_dport = pb.proto == kProtoIcmp ? pb.icmp_id : pb.dport;
@@ -383,7 +447,8 @@ void round_trip(const Bytes &in, const Bytes &out)
 	const std::size_t q = pe.l4_off + 8; // the quoted IPv4 header
 	if (pe.dst != pi.src || e.out.size() < q + 28)
 		violation("ICMP error not delivered to the guest", err_frame, e.out);
-	if (inet_checksum(e.out.data() + q, 20) != 0 && inet_checksum(e.out.data() + q, 20) != 0xffff)
+	if (inet_checksum(e.out.data() + q, 20) != 0 &&
+	    inet_checksum(e.out.data() + q, 20) != 0xffff)
 		violation("quoted IPv4 header checksum broken", err_frame, e.out);
 	std::uint32_t qsrc;
 	std::uint16_t qport;
@@ -400,6 +465,7 @@ constexpr std::uint32_t kForwardGuest = ip4(192, 168, 122, 51);
 
 void install_static()
 {
+	g_dp->set_host_ports(kHostPorts);
 	auto val = [](std::uint32_t addr, std::uint16_t port, std::uint16_t flags) {
 		kvx_bind_val v;
 		std::memset(&v, 0, sizeof(v));
@@ -452,13 +518,16 @@ void write_seeds(const std::string &dir)
 	seeds.push_back({0, from_guest(make_tcp(kOneToOneGuest, 40002, remote, 22))});
 	seeds.push_back({0, from_guest(make_tcp(guest, 40003, kOneToOneExt, 80))});
 	seeds.push_back({kUplinkProg, to_uplink(make_tcp(remote, 5555, kOneToOneExt, 80))});
-	seeds.push_back({kUplinkProg, to_uplink(make_tcp(remote, 5555, Topology::kUplinkAddr, 2222))});
-	seeds.push_back({kUplinkProg, to_uplink(make_udp(remote, 53, Topology::kUplinkAddr, 61234))});
-	seeds.push_back({kUplinkProg, to_uplink(make_icmp_error(ip4(10, 77, 0, 1), Topology::kUplinkAddr,
-							 kIcmpDestUnreach, 4, tcp, 28, 1280))});
+	seeds.push_back(
+		{kUplinkProg, to_uplink(make_tcp(remote, 5555, Topology::kUplinkAddr, 2222))});
+	seeds.push_back(
+		{kUplinkProg, to_uplink(make_udp(remote, 53, Topology::kUplinkAddr, 61234))});
+	seeds.push_back(
+		{kUplinkProg, to_uplink(make_icmp_error(ip4(10, 77, 0, 1), Topology::kUplinkAddr,
+							kIcmpDestUnreach, 4, tcp, 28, 1280))});
 	Packet arp = make_ethertype(kEthArp, 28);
-	arp.payload = {0, 1, 8, 0, 6, 4, 0, 1, 2, 0, 0, 0, 0, 9, 10, 77, 0, 1,
-		       0, 0, 0, 0, 0, 0, 10, 77, 0, 101};
+	arp.payload = {0,  1,  8, 0, 6, 4, 0, 1, 2, 0, 0,  0,  0, 9,
+		       10, 77, 0, 1, 0, 0, 0, 0, 0, 0, 10, 77, 0, 101};
 	seeds.push_back({kUplinkProg, to_uplink(arp)});
 	mkdir(dir.c_str(), 0755);
 	for (std::size_t i = 0; i < seeds.size(); i++) {
@@ -477,12 +546,13 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***)
 	std::string error;
 	std::string skip = enter_private_netns(g_topo, error);
 	if (!skip.empty() || !error.empty()) {
-		std::fprintf(stderr, "kvmxdp fuzz: cannot run: %s%s\n", skip.c_str(), error.c_str());
+		std::fprintf(stderr, "kvmxdp fuzz: cannot run: %s%s\n", skip.c_str(),
+			     error.c_str());
 		std::exit(1);
 	}
 	// Small tables, so full-table and port-exhaustion paths are reachable.
 	g_dp = new Datapath(TableSizes{4096, 4096});
-	g_dp->set_cfg(Datapath::default_cfg(g_topo));
+	g_dp->set_cfg(fuzz_cfg());
 	install_static();
 	// atexit runs its handlers in reverse: the statistics print first.
 	if (const char *reach = std::getenv("KVX_FUZZ_REACH"); reach && std::string(reach) == "1")
@@ -509,7 +579,7 @@ int test_one(const std::uint8_t *data, std::size_t size)
 	if (mode & kFixCsum)
 		fix_checksums(in);
 
-	kvx_cfg cfg = Datapath::default_cfg(g_topo);
+	kvx_cfg cfg = fuzz_cfg();
 	if (mode & kEif)
 		cfg.flags |= KVX_CFG_F_EIF;
 	g_dp->set_cfg(cfg);
@@ -561,6 +631,8 @@ int test_one(const std::uint8_t *data, std::size_t size)
 		if (reason == KVX_R_XLATE_OUT && in_csum_ok)
 			round_trip(in, r.out);
 	}
+	if (g_runs % kPoolCheckEvery == 0)
+		check_pool(in, r.out);
 	return 0;
 }
 

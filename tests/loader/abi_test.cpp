@@ -27,8 +27,9 @@ TEST(Abi, ReasonNamesAreUniqueAndIndexed)
 TEST(Abi, MapNamesFitTheKernelLimit)
 {
 	// The kernel keeps 15 characters of a map name (BPF_OBJ_NAME_LEN - 1).
-	for (const char *n : {KVX_MAP_CFG, KVX_MAP_BIND, KVX_MAP_CT, KVX_MAP_STATS, KVX_MAP_EXTADDR,
-			      KVX_MAP_FRAG, KVX_MAP_GFLOWS, KVX_MAP_XDEV, KVX_MAP_XFDB,
-			      KVX_MAP_GUEST, KVX_MAP_HOSTREV, KVX_MAP_HALFOPEN, KVX_MAP_SCRATCH})
+	for (const char *n :
+	     {KVX_MAP_CFG, KVX_MAP_BIND, KVX_MAP_CT, KVX_MAP_STATS, KVX_MAP_EXTADDR, KVX_MAP_FRAG,
+	      KVX_MAP_GFLOWS, KVX_MAP_XDEV, KVX_MAP_XFDB, KVX_MAP_GUEST, KVX_MAP_HOSTREV,
+	      KVX_MAP_HALFOPEN, KVX_MAP_SCRATCH, KVX_MAP_PORTX, KVX_MAP_GPORTS})
 		EXPECT_LE(std::strlen(n), 15u) << n;
 }

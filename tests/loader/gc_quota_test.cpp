@@ -170,10 +170,10 @@ TEST_F(GcQuotaMaps, SweepRecountsEveryGuest)
 	const uint32_t g1 = 0xc0a87a0a, g2 = 0xc0a87a0b, g3 = 0xc0a87a0c;
 	for (uint16_t p = 0; p < 3; p++)
 		add_flow(g1, uint16_t(5000 + p), KVX_CT_UDP, now - 10 * kSec); // live
-	add_flow(g1, 5100, KVX_CT_UDP, now - 31 * kSec);			     // expired
-	add_flow(g1, 5101, KVX_CT_ESTABLISHED, now - 3600 * kSec);	     // live (5 days)
-	add_flow(g2, 6000, KVX_CT_CLOSE, now - 11 * kSec);		     // expired
-	add_flow(g2, 6001, KVX_CT_SYN_SENT, now - 60 * kSec);		     // live
+	add_flow(g1, 5100, KVX_CT_UDP, now - 31 * kSec);		       // expired
+	add_flow(g1, 5101, KVX_CT_ESTABLISHED, now - 3600 * kSec);	       // live (5 days)
+	add_flow(g2, 6000, KVX_CT_CLOSE, now - 11 * kSec);		       // expired
+	add_flow(g2, 6001, KVX_CT_SYN_SENT, now - 60 * kSec);		       // live
 	set_count(g1, 99);
 	set_count(g2, 0);
 	set_count(g3, 0xffffffffu); // -1: a decrement raced below zero
@@ -262,6 +262,67 @@ TEST_F(GcQuotaMaps, RecountCountsPerOwnerNotPerAddress)
 	EXPECT_EQ(v.in, 3u);
 	EXPECT_EQ(counts(other).out, 2u);
 	EXPECT_EQ(counts(other).in, 1u);
+}
+
+// The port limit's counters (kvx_gports) are recounted from kvx_bind: a
+// guest's dynamic bindings (OUT halves), not its static ones.
+TEST_F(GcQuotaMaps, PortCountersCountDynamicBindings)
+{
+	const uint32_t g1 = 0xc0a87a0a, g2 = 0xc0a87a0b;
+	auto add_pair = [&](uint32_t guest, uint16_t gport, uint16_t ext, uint16_t flags) {
+		kvx_bind_key ok{}, ik{};
+		ok.dir = KVX_BIND_OUT;
+		ok.proto = IPPROTO_TCP;
+		ok.addr = htonl(guest);
+		ok.port = htons(gport);
+		ik.dir = KVX_BIND_IN;
+		ik.proto = IPPROTO_TCP;
+		ik.addr = htonl(0xc0000205);
+		ik.port = htons(ext);
+		kvx_bind_val ov{}, iv{};
+		ov.addr = ik.addr;
+		ov.port = ik.port;
+		ov.flags = flags;
+		iv.addr = ok.addr;
+		iv.port = ok.port;
+		iv.flags = flags;
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &ik, &iv, BPF_NOEXIST), 0);
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &ok, &ov, BPF_NOEXIST), 0);
+	};
+	own(g1, 0x01);
+	own(g2, 0x02);
+	add_pair(g1, 40000, 1500, 0);
+	add_pair(g1, 40001, 1501, 0);
+	add_pair(g1, 22, 2222, KVX_BIND_F_STATIC); // a port forward: not counted
+	add_pair(g2, 40000, 1502, 0);
+	// Indexed and sized like kvx_gflows: the owner's slot.
+	Fd gp(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gports", sizeof(__u32), sizeof(__u32),
+			     KVX_GFLOWS_MAX, nullptr));
+	ASSERT_GE(gp.get(), 0) << "bpf_map_create(t_gports): " << std::strerror(errno);
+	auto get = [&](uint32_t g) {
+		__u32 i = slot(g), v = 0;
+		EXPECT_EQ(bpf_map_lookup_elem(gp.get(), &i, &v), 0);
+		return v;
+	};
+	auto put = [&](uint32_t g, __u32 v) {
+		__u32 i = slot(g);
+		ASSERT_EQ(bpf_map_update_elem(gp.get(), &i, &v, BPF_ANY), 0);
+	};
+	put(g1, 7);
+	put(g2, 0xffffffffu);
+	EXPECT_EQ(gports_recount(bind_.get(), gp.get(), q()), 2u);
+	EXPECT_EQ(get(g1), 2u);
+	EXPECT_EQ(get(g2), 1u);
+	EXPECT_EQ(gports_recount(bind_.get(), gp.get(), q()), 0u);
+}
+
+TEST(GcQuota, DefaultGuestPortsIsSevenEighthsOfThePool)
+{
+	EXPECT_EQ(default_guest_ports(31744 + 4536), 31745u);
+	EXPECT_EQ(default_guest_ports(8), 7u);
+	EXPECT_EQ(default_guest_ports(1), 1u) << "never 0 (which means off)";
+	EXPECT_EQ(default_guest_ports(2), 2u) << "a tiny --nat-ports range: no eighth to keep";
+	EXPECT_EQ(default_guest_ports(512), 448u);
 }
 
 } // namespace

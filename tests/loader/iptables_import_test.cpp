@@ -215,14 +215,24 @@ TEST(ImportTranslate, NatPortsKeptOutsideTheEphemeralRange)
 	EXPECT_EQ(commands(r),
 		  (Words{"kvmxdp attach --bridge br7 --uplink eth0 --subnet 10.1.0.0/24 "
 			 "--nat-ports 61000-65535"}));
-	// A forward on the uplink inside the NAT ports: map add's own check.
-	auto f = run("iptables -t nat -A POSTROUTING -s 10.1.0.0/24 -o eth0 -j MASQUERADE\n"
+	// A forward on the uplink inside an explicit --nat-ports range: map
+	// add's own check refuses it.
+	auto f = run("iptables -t nat -A POSTROUTING -s 10.1.0.0/24 -o eth0 -j MASQUERADE "
+		     "--to-ports 61000-65535\n"
 		     "iptables -t nat -A PREROUTING -p tcp --dport 62000 -j DNAT --to 10.1.0.5\n"
 		     "iptables -t nat -A PREROUTING -p tcp --dport 22 -j DNAT --to 10.2.0.5\n");
 	ASSERT_EQ(f.unsupported.size(), 2u);
 	EXPECT_NE(f.unsupported[0].why.find("overlap the NAT port range 61000-65535"),
 		  std::string::npos);
 	EXPECT_NE(f.unsupported[1].why.find("is not a host address in 10.1.0.0/24"),
+		  std::string::npos);
+	// The default pool makes room for a forward (its static binding holds
+	// the port): only the guest outside the subnet is refused.
+	auto d = run("iptables -t nat -A POSTROUTING -s 10.1.0.0/24 -o eth0 -j MASQUERADE\n"
+		     "iptables -t nat -A PREROUTING -p tcp --dport 62000 -j DNAT --to 10.1.0.5\n"
+		     "iptables -t nat -A PREROUTING -p tcp --dport 22 -j DNAT --to 10.2.0.5\n");
+	ASSERT_EQ(d.unsupported.size(), 1u);
+	EXPECT_NE(d.unsupported[0].why.find("is not a host address in 10.1.0.0/24"),
 		  std::string::npos);
 }
 

@@ -94,21 +94,40 @@ TEST(Netaddr, LocalPortRange)
 	EXPECT_THROW(parse_local_port_range("60999\t32768"), Error);
 }
 
-TEST(Netaddr, DefaultNatRange)
+TEST(Netaddr, DefaultNatPool)
 {
-	// Debian's default ephemeral range leaves 61000-65535.
-	EXPECT_EQ(default_nat_range({32768, 60999}), (PortRange{61000, 65535}));
-	// Exactly 1024 ports above the range is enough...
-	EXPECT_EQ(default_nat_range({1024, 64511}), (PortRange{64512, 65535}));
-	// ...1023 is not, and the error asks for --nat-ports.
+	// Debian's default ephemeral range: 1024-65535 around it, a hole.
+	NatPool p = default_nat_pool({32768, 60999});
+	EXPECT_EQ(p.range, (PortRange{1024, 65535}));
+	EXPECT_EQ(p.skip, (PortRange{32768, 60999}));
+	EXPECT_EQ(p.size(), 31744u + 4536u);
+	ASSERT_EQ(p.parts().size(), 2u);
+	EXPECT_EQ(p.parts()[0], (PortRange{1024, 32767}));
+	EXPECT_EQ(p.parts()[1], (PortRange{61000, 65535}));
+	// An ephemeral range at either end clips the range instead.
+	p = default_nat_pool({1024, 64511});
+	EXPECT_EQ(p.range, (PortRange{64512, 65535}));
+	EXPECT_EQ(p.skip, PortRange{});
+	EXPECT_EQ(p.size(), 1024u);
+	p = default_nat_pool({2048, 65535});
+	EXPECT_EQ(p.range, (PortRange{1024, 2047}));
+	EXPECT_EQ(p.parts(), (std::vector<PortRange>{{1024, 2047}}));
+	// Below 1024 (privileged ports): the whole range.
+	p = default_nat_pool({100, 900});
+	EXPECT_EQ(p.range, (PortRange{1024, 65535}));
+	EXPECT_EQ(p.size(), 64512u);
+	// Fewer than 1024 ports left: the error names the range and asks for
+	// --nat-ports.
 	try {
-		default_nat_range({1024, 64512});
+		default_nat_pool({1024, 64512});
 		FAIL();
 	} catch (const Error &e) {
 		EXPECT_NE(std::string(e.what()).find("--nat-ports"), std::string::npos);
 		EXPECT_NE(std::string(e.what()).find("1024-64512"), std::string::npos);
 	}
-	EXPECT_THROW(default_nat_range({1024, 65535}), Error);
+	EXPECT_THROW(default_nat_pool({1024, 65535}), Error);
+	EXPECT_THROW(default_nat_pool({1500, 65000}), Error); // 476 + 535 ports
+	EXPECT_NO_THROW(default_nat_pool({1600, 65000}));     // 576 + 535
 }
 
 TEST(Netaddr, NatRangeMustNotOverlapEphemeral)

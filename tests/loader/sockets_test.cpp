@@ -85,3 +85,31 @@ TEST(ListeningSockets, OneReadPerSnapshot)
 	// No tables at all (another proc root): nothing listens.
 	EXPECT_FALSE(ListeningSockets::read(IPPROTO_TCP, t.path()).listens(addr, 8080));
 }
+
+// The NAT pool skips the ports of host services that packets from the
+// uplink can reach (kvx_portx): not those on loopback only.
+TEST(ListeningSockets, HostPortBitmapTakesReachableListenersOfBothProtocols)
+{
+	test::TempDir t;
+	::mkdir((t.path() + "/net").c_str(), 0755);
+	std::ofstream(t.path() + "/net/tcp")
+		<< tcp4()
+		// 127.0.0.1:631 (0100007F:0277): loopback only
+		<< "   4: 0100007F:0277 00000000:0000 0A 00000000:00000000 00:00000000 00000000     "
+		   "0        0 1005 1 0000000000000000 100 0 0 10 0\n";
+	std::ofstream(t.path() + "/net/tcp6") << tcp6();
+	// 0.0.0.0:5353 (14E9), unconnected UDP
+	std::ofstream(t.path() + "/net/udp")
+		<< kHeader4
+		<< "   0: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000     "
+		   "0        0 3001 2 0000000000000000 0\n";
+	std::ofstream(t.path() + "/net/udp6") << kHeader6;
+	const std::vector<uint64_t> bits = host_port_bitmap(t.path());
+	ASSERT_EQ(bits.size(), 1024u);
+	auto set = [&](uint16_t p) { return (bits[p / 64] >> (p % 64)) & 1; };
+	std::vector<uint16_t> got;
+	for (uint32_t p = 0; p < 65536; p++)
+		if (set(static_cast<uint16_t>(p)))
+			got.push_back(static_cast<uint16_t>(p));
+	EXPECT_EQ(got, (std::vector<uint16_t>{5353, 8080, 8081, 8083}));
+}

@@ -42,8 +42,14 @@
  *      is replaced and recounted at attach); kvx_extaddr flags PROBING and
  *      CONFLICT; reasons ICMP_SENT, ICMP_RATELIMITED.  State tables
  *      unchanged: pinned tables of 3 are reused.
- *   5: per-guest counters: maps kvx_gstats and kvx_gcur.  State tables
- *      unchanged: pinned tables of 3 are reused.
+ *   5: NAT capacity: kvx_cfg.nat_skip_lo/hi (the host's ephemeral range
+ *      inside the NAT range) appended, map kvx_portx (ports the host
+ *      listens on), kvx_cfg.guest_ports and map kvx_gports (per-guest
+ *      port limit), kvx_bind_val._pad became tw_remote and new IN-half
+ *      flags (TIME_WAIT port reuse; 0 in version 3's entries, which read
+ *      as "not reusable").  The state tables keep version 3's layout:
+ *      pins of 3..5 are reused, 1..2 recreated.  Per-guest counters:
+ *      maps kvx_gstats and kvx_gcur.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -58,10 +64,19 @@
 #define KVX_MAP_XDEV "kvx_xdev"
 #define KVX_MAP_XFDB "kvx_xfdb"
 #define KVX_MAP_GUEST "kvx_guest"
+#define KVX_MAP_PORTX "kvx_portx"
+#define KVX_MAP_GPORTS "kvx_gports"
 
-/* Default table sizes (entries); attach --ct-size/--bind-size override. */
-#define KVX_CT_DEFAULT_SIZE 65536
-#define KVX_BIND_DEFAULT_SIZE 65536
+/*
+ * Default table sizes (entries); attach --ct-size/--bind-size override.
+ * A dynamic binding takes two kvx_bind entries, so the binding table holds
+ * the default NAT pool (about 36000 ports on a stock Linux host) twice over
+ * with room for the static mappings; conntrack holds several flows per
+ * binding.  Both are preallocated: about 14 MB for kvx_ct and 11 MB for
+ * kvx_bind at these sizes (README "NAT behaviour").
+ */
+#define KVX_CT_DEFAULT_SIZE 131072
+#define KVX_BIND_DEFAULT_SIZE 131072
 
 /*
  * NAT bindings (RFC 4787 "mappings").  Endpoint-independent mapping: one
@@ -94,12 +109,28 @@ struct kvx_bind_val {
 	__u16 flags;          /* KVX_BIND_F_* */
 	__u8 guest_mac[6];    /* IN: the guest's MAC (deliver to) */
 	__u8 gw_mac[6];       /* IN: the MAC the guest used as gateway */
-	__u32 _pad;
-	__u64 last_used_ns;   /* CLOCK_BOOTTIME; set on create and on each new flow */
+	__u32 tw_remotes;     /* IN: remotes that may hold its port in TIME_WAIT (ct_rules.h
+			       * kvx_tw_bits: a Bloom filter; 0 in version 3's entries) */
+	__u64 last_used_ns;   /* CLOCK_BOOTTIME; set on create, on each new flow, and
+			       * (IN, KVX_BIND_F_TW) by each packet of its closed flow */
 };
 
 #define KVX_BIND_F_STATIC (1U << 0)     /* installed by `map add`: no expiry, inbound opens flows */
 #define KVX_BIND_F_ONE_TO_ONE (1U << 1) /* whole-address mapping: proto KVX_PROTO_ANY, port 0 */
+/*
+ * RFC 7857 section 3 (TIME_WAIT reuse), IN halves of dynamic TCP bindings:
+ * KVX_BIND_F_MULTI: more than one flow was made through the binding (its
+ * flows are not known one by one: never recycled); KVX_BIND_F_TW: its one
+ * flow is over (TIME_WAIT, or CLOSE after a RST).  A binding with TW and
+ * not MULTI, over for at least KVX_TW_RECYCLE_NS, may be taken over for a
+ * new SYN towards a remote that is not in tw_remotes (ct.h bind_recycle).
+ */
+#define KVX_BIND_F_MULTI (1U << 2)
+#define KVX_BIND_F_TW (1U << 3)
+/* The remote's FIN came first (or crossed the guest's): in TIME_WAIT, the
+ * remote joins tw_remotes. */
+#define KVX_BIND_F_RFIN (1U << 4)
+#define KVX_TW_RECYCLE_NS (2ULL * 1000 * 1000 * 1000)
 
 /* Protocol wildcard of 1:1 mappings.  IPv4 may carry protocol 0 (IPv6's
  * hop-by-hop number, reserved in IPv4): the datapath drops guests' protocol-0
@@ -448,6 +479,14 @@ struct kvx_icmprl_val {
 	__u64 tokens_ns; /* credit; one message costs one interval */
 };
 
+/*
+ * Per-guest port limit (RFC 6888 REQ-4; kvx_cfg.guest_ports): kvx_gports
+ * counts each guest's dynamic bindings (external ports it holds), indexed
+ * and sized like kvx_gflows.  Incremented by the datapath when it makes a
+ * binding, decremented when it releases one; the daemon's GC recounts them
+ * from kvx_bind at every sweep.
+ */
+
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
 /* The uplink's network overlaps the guest subnet (a DHCP lease after
  * attach): nothing is translated, every packet goes to the kernel, which
@@ -540,7 +579,27 @@ struct kvx_cfg {
 	__be32 gw_addr;       /* the bridge's address in the subnet: source of the ICMP
 			       * errors kvmxdp sends to guests; 0: none sent */
 	__u32 guest_seed;     /* key of kvx_guest_slot (ct_rules.h): random per attach */
+	/*
+	 * The host's ephemeral range (net.ipv4.ip_local_port_range) when it
+	 * lies inside nat_port_lo..hi: never allocated, so that the default
+	 * range can be 1024-65535 without a translated flow and a host socket
+	 * sharing a 5-tuple.  Host order, inclusive; 0..0: no hole.  The
+	 * pool is the range minus the hole (ct_rules.h kvx_nat_pool_*).
+	 */
+	__u16 nat_skip_lo;
+	__u16 nat_skip_hi;
+	__u32 guest_ports;    /* max dynamic bindings per guest (kvx_gports); 0: no limit */
 };
+
+/*
+ * kvx_portx: ports of the NAT range the datapath never allocates because
+ * the host listens on them (a TCP listener or a bound UDP socket, any
+ * address): a dynamic binding there would catch the inbound packets meant
+ * for the host's service.  A bitmap: word port / 64, bit port % 64, an
+ * ARRAY of KVX_PORTX_WORDS __u64 written by attach and refreshed by the
+ * daemon; 8 KB for every port.
+ */
+#define KVX_PORTX_WORDS (65536 / 64)
 
 /*
  * Verdict reasons.  Every packet the programs see bumps exactly one of these
@@ -594,7 +653,8 @@ struct kvx_cfg {
 	X(PASS_OVERLAP, 0, "uplink network overlaps the guest subnet: not translated, to host stack") \
 	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the receive window (RFC 5961)") \
 	X(ICMP_SENT, 0, "ICMP error sent for a dropped packet (also counted under its reason)") \
-	X(ICMP_RATELIMITED, 0, "ICMP error not sent: rate limit (packet counted under its reason)")
+	X(ICMP_RATELIMITED, 0, "ICMP error not sent: rate limit (packet counted under its reason)") \
+	X(DROP_GUEST_PORTS, 1, "new binding over the guest's port limit")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

@@ -152,6 +152,57 @@ KVX_RULE __u32 kvx_guest_slot(const __u8 *owner_mac, __be32 addr, __u32 seed)
  */
 #define KVX_PORT_RANGE_OK(lo, hi) ((lo) != 0 && (lo) <= (hi))
 
+/*
+ * The NAT pool: the ports lo..hi (host order) minus the hole
+ * skip_lo..skip_hi (kvx_cfg.nat_skip_*; no hole unless
+ * KVX_PORT_RANGE_OK(skip_lo, skip_hi) and lo < skip_lo <= skip_hi < hi).
+ * The datapath draws an index 0..size-1 and maps it to a port, so the
+ * hole costs no probe.  The loader only writes holes strictly inside the
+ * range; anything else is treated as no hole.
+ */
+KVX_RULE __u32 kvx_nat_hole(__u32 lo, __u32 hi, __u32 skip_lo, __u32 skip_hi)
+{
+	if (!KVX_PORT_RANGE_OK(skip_lo, skip_hi) || skip_lo <= lo || skip_hi >= hi)
+		return 0;
+	return skip_hi - skip_lo + 1;
+}
+
+/* Ports in the pool (0 when lo..hi is no range). */
+KVX_RULE __u32 kvx_nat_pool_size(__u32 lo, __u32 hi, __u32 skip_lo, __u32 skip_hi)
+{
+	if (!KVX_PORT_RANGE_OK(lo, hi))
+		return 0;
+	return hi - lo + 1 - kvx_nat_hole(lo, hi, skip_lo, skip_hi);
+}
+
+/* The port at index i (i < the pool's size). */
+KVX_RULE __u32 kvx_nat_pool_port(__u32 lo, __u32 hi, __u32 skip_lo, __u32 skip_hi, __u32 i)
+{
+	__u32 hole = kvx_nat_hole(lo, hi, skip_lo, skip_hi);
+
+	return hole && lo + i >= skip_lo ? lo + i + hole : lo + i;
+}
+
+/*
+ * A remote endpoint's two bits in kvx_bind_val.tw_remotes, the Bloom filter
+ * of the remotes that may still hold a connection with the binding's
+ * external port in TIME_WAIT: those whose FIN came before the guest's
+ * (RFC 9293: the side that closes first waits 2 MSL).  Recycling never
+ * gives the port to a new connection towards one of them (it could meet
+ * the old connection's TIME_WAIT and be refused or taken for it, RFC 6191);
+ * a remote that closed second is in CLOSED once the guest's last ACK is
+ * through, and may get the port again at once.  The filter goes with the
+ * port from recycle to recycle and starts empty when the port was free.
+ * Bits 1..31 (bit 0 is bind_recycle's "freed" mark); a false positive only
+ * forgoes a recycle.  Arguments in network order.
+ */
+KVX_RULE __u32 kvx_tw_bits(__be32 rem_addr, __be16 rem_port)
+{
+	__u32 h = (rem_addr ^ ((__u32)rem_port * 0x9e3779b1U)) * 0x85ebca6bU;
+
+	return (1U << (1 + (h >> 16) % 31)) | (1U << (1 + (h & 0xffff) % 31));
+}
+
 #undef KVX_RULE
 
 #endif /* KVMXDP_CT_RULES_H */
