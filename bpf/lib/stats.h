@@ -29,6 +29,7 @@ static __always_inline int gstats_class(__u32 r)
 	case KVX_R_XDP_XLATE_IN:
 		return -1;
 	case KVX_R_DROP_GUEST_QUOTA:
+	case KVX_R_DROP_GUEST_PORTS:
 		return KVX_GD_QUOTA;
 	case KVX_R_DROP_TABLE_FULL:
 	case KVX_R_DROP_PORTS_EXHAUSTED:

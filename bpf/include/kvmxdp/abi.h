@@ -400,7 +400,7 @@ struct kvx_gflows_val {
 
 /* Not X: tools read the verdict reasons as the lines "X(NAME, ...)". */
 #define KVX_GDROPS(G)                                                              \
-	G(QUOTA, "new flow over the guest's flow quota")                          \
+	G(QUOTA, "new flow over the guest's flow quota or port limit")                          \
 	G(NO_MAPPING, "no mapping possible: no free port, table full, no uplink address, host tunnel") \
 	G(SPOOF, "address owned by another MAC")                                   \
 	G(TOO_BIG, "too big for the next link")                                    \
