@@ -6,6 +6,8 @@
 #    at once with EHOSTUNREACH ("administratively prohibited" from the
 #    gateway) instead of timing out;
 #  - the rate limit: a flood of 50 refused flows gets a handful of answers;
+#  - the bridge renumbered while attached: the answers come from its new
+#    address (the daemon follows it into kvx_cfg.gw_addr);
 #  - REQ-10b: TTL 1 from the LAN to a 1:1 address and to a forwarded port
 #    gets "time exceeded" from the uplink address (tracepath shows the
 #    host's hop), and a TCP connect() with TTL 1 fails at once;
@@ -89,6 +91,25 @@ assert_le "at most the burst (6) and a token or two" "$sent" 7
 assert_eq "every other refusal counted ICMP_RATELIMITED" $((50 - sent)) \
 	$(($(kvx_counter ICMP_RATELIMITED) - rl0))
 assert_eq "guest2 received exactly the answers sent" "$sent" $(($(kvx_icmp_seen g2 "code=13") - seen0))
+
+kvx_step "the gateway address changes: answers follow it"
+# libvirt (a redefined network) or an administrator renumbers the bridge
+# while attached: the daemon follows the address, the next answer comes
+# from the gateway guest2 now routes through.
+NEW_GW=192.168.122.254
+ip -n "$NS_HOST" addr del "$GW_IP/24" dev "$BR"
+ip -n "$NS_HOST" addr add "$NEW_GW/24" dev "$BR"
+ip -n "$NS_G2" route replace default via "$NEW_GW"
+kvx_wait_file_contains 10 "$KVX_DAEMON_LOG" " -> $NEW_GW" || true
+sleep 1.1 # a token of guest2's bucket, spent by the flood
+out=$(peer "$NS_G2" connect "$SRV_IP:8081" --timeout 10)
+kvx_log "$out"
+assert_contains "connect() fails with EHOSTUNREACH" "errno=EHOSTUNREACH" "$out"
+assert_eq "guest2 got 'administratively prohibited' from the new gateway address" 1 \
+	"$(kvx_icmp_seen g2 "from=$NEW_GW to=$G2_IP type=3 code=13 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:8081 qproto=6")"
+ip -n "$NS_HOST" addr del "$NEW_GW/24" dev "$BR"
+ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
+ip -n "$NS_G2" route replace default via "$GW_IP"
 
 kvx_step "REQ-10b: TTL 1 from the LAN gets time exceeded from the uplink address"
 out=$(nsx "$NS_LAN" ping -n -c 1 -W 2 -t 1 "$EXT1" 2>&1 || true)
