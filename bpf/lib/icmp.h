@@ -369,7 +369,10 @@ static __always_inline int icmp_bad_source(__be32 a)
  * quote is the offending IPv4 header and 8 bytes of what follows (RFC 792),
  * 20 for TCP (RFC 1812 asks for more; 20 reach the TCP checksum, see below).
  * -1: nothing sent (RFC 1812's exceptions, the rate limit, a frame that
- * cannot be reshaped), the caller drops.  Not inlined: one copy for every
+ * cannot be reshaped), the caller drops.  The caller makes sure the frame
+ * was sent to the host's own MAC (a promiscuous device also sees other
+ * hosts' unicast, which the stack drops unanswered): the answer leaves
+ * from the MAC the frame was sent to.  Not inlined: one copy for every
  * caller, its frame off the main path's stack.
  *
  * Checksums: both are computed in full.  A CHECKSUM_PARTIAL skb (a guest's
@@ -398,10 +401,7 @@ static __noinline int icmp_reply(kvx_ctx_t *ctx, __u32 tcm, __be32 saddr)
 	__be32 dst;
 	__u16 n;
 
-	/* Never about a frame that was not for us: a promiscuous device also
-	 * sees other hosts' unicast (PACKET_OTHERHOST), which the stack
-	 * drops unanswered (and a LAN host could aim it at anyone). */
-	if ((void *)(ip + 1) > data_end || !saddr || !ctx_frame_for_host(ctx))
+	if ((void *)(ip + 1) > data_end || !saddr)
 		return -1;
 	hl = ip->ihl * 4;
 	if (hl < 20)

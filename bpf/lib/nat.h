@@ -93,8 +93,10 @@ static __always_inline int verdict_uplink(kvx_ctx_t *ctx, const struct kvx_cfg *
 	struct ethhdr *eth = ctx_data(ctx);
 	int rc = verdict(r, len), sent;
 
-	/* Only a frame sent to the uplink's own MAC is answered: the answer
-	 * leaves from the MAC the frame was sent to, and from no other. */
+	/* Only a frame sent to the uplink's own MAC is answered (icmp_reply):
+	 * not another host's unicast that a promiscuous uplink sees
+	 * (PACKET_OTHERHOST, which the stack drops unanswered), which a LAN
+	 * host could use to make us answer from that host's MAC. */
 	if (!tcm || (void *)(eth + 1) > ctx_data_end(ctx) || !mac_eq(eth->h_dest, cfg->uplink_mac))
 		return rc;
 	sent = icmp_reply(ctx, tcm, cfg->uplink_addr);
