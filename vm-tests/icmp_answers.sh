@@ -6,6 +6,8 @@
 #    at once with EHOSTUNREACH ("administratively prohibited" from the
 #    gateway) instead of timing out;
 #  - the rate limit: a flood of 50 refused flows gets a handful of answers;
+#  - the bridge renumbered while attached: the answers come from its new
+#    address (the daemon follows it into kvx_cfg.gw_addr);
 #  - REQ-10b: TTL 1 from the LAN to a 1:1 address and to a forwarded port
 #    gets "time exceeded" from the uplink address (tracepath shows the
 #    host's hop), and a TCP connect() with TTL 1 fails at once;
@@ -38,16 +40,11 @@ kvx_http_server
 kvx_udp_server "$SRV_IP:5001"
 EXT1=10.77.0.101
 
-icmp_sniffer() { # NS NAME
-	kvx_bg "$KVX_TMP/icmp.$2.log" ip netns exec "$1" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" icmp
-	kvx_wait_file_contains 10 "$KVX_TMP/icmp.$2.log" listening
-}
-icmp_seen() { grep -c "$2" "$KVX_TMP/icmp.$1.log" || true; } # NAME PATTERN
 peer() { local ns=$1; shift; nsx "$ns" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" "$@"; }
 
-icmp_sniffer "$NS_G1" g1
-icmp_sniffer "$NS_G2" g2
-icmp_sniffer "$NS_LAN" lan
+kvx_icmp_sniffer "$NS_G1" g1
+kvx_icmp_sniffer "$NS_G2" g2
+kvx_icmp_sniffer "$NS_LAN" lan
 # No per-guest port limit: guest2 alone fills both ports of the UDP and of
 # the TCP pool (the limit counts a guest's ports of every protocol together).
 kvx_attach_bg --nat-ports 61000-61001 --guest-ports 0 || kvx_fatal "cannot attach"
@@ -80,13 +77,13 @@ assert_le "... within a second, not after SYN retries" "${secs:-99}" 0
 assert_ge "DROP_PORTS_EXHAUSTED counted" $(($(kvx_counter DROP_PORTS_EXHAUSTED) - ex0)) 1
 assert_eq "ICMP_SENT counted one answer" 1 $(($(kvx_counter ICMP_SENT) - sent0))
 assert_eq "guest2 got 'administratively prohibited' from its gateway, quoting its SYN" 1 \
-	"$(icmp_seen g2 "from=$GW_IP to=$G2_IP type=3 code=13 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:8080 qproto=6")"
+	"$(kvx_icmp_seen g2 "from=$GW_IP to=$G2_IP type=3 code=13 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:8080 qproto=6")"
 
 kvx_step "rate limit: 50 refused flows, a handful of answers"
 sleep 1 # one more token
 sent0=$(kvx_counter ICMP_SENT)
 rl0=$(kvx_counter ICMP_RATELIMITED)
-seen0=$(icmp_seen g2 "code=13")
+seen0=$(kvx_icmp_seen g2 "code=13")
 peer "$NS_G2" flood "$SRV_IP:5001" --count 50 --first-port 20000 >/dev/null
 sleep 0.5
 sent=$(($(kvx_counter ICMP_SENT) - sent0))
@@ -95,13 +92,32 @@ assert_ge "some answers" "$sent" 1
 assert_le "at most the burst (6) and a token or two" "$sent" 7
 assert_eq "every other refusal counted ICMP_RATELIMITED" $((50 - sent)) \
 	$(($(kvx_counter ICMP_RATELIMITED) - rl0))
-assert_eq "guest2 received exactly the answers sent" "$sent" $(($(icmp_seen g2 "code=13") - seen0))
+assert_eq "guest2 received exactly the answers sent" "$sent" $(($(kvx_icmp_seen g2 "code=13") - seen0))
+
+kvx_step "the gateway address changes: answers follow it"
+# libvirt (a redefined network) or an administrator renumbers the bridge
+# while attached: the daemon follows the address, the next answer comes
+# from the gateway guest2 now routes through.
+NEW_GW=192.168.122.254
+ip -n "$NS_HOST" addr del "$GW_IP/24" dev "$BR"
+ip -n "$NS_HOST" addr add "$NEW_GW/24" dev "$BR"
+ip -n "$NS_G2" route replace default via "$NEW_GW"
+kvx_wait_file_contains 10 "$KVX_DAEMON_LOG" " -> $NEW_GW" || true
+sleep 1.1 # a token of guest2's bucket, spent by the flood
+out=$(peer "$NS_G2" connect "$SRV_IP:8081" --timeout 10)
+kvx_log "$out"
+assert_contains "connect() fails with EHOSTUNREACH" "errno=EHOSTUNREACH" "$out"
+assert_eq "guest2 got 'administratively prohibited' from the new gateway address" 1 \
+	"$(kvx_icmp_seen g2 "from=$NEW_GW to=$G2_IP type=3 code=13 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:8081 qproto=6")"
+ip -n "$NS_HOST" addr del "$NEW_GW/24" dev "$BR"
+ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
+ip -n "$NS_G2" route replace default via "$GW_IP"
 
 kvx_step "REQ-10b: TTL 1 from the LAN gets time exceeded from the uplink address"
 out=$(nsx "$NS_LAN" ping -n -c 1 -W 2 -t 1 "$EXT1" 2>&1 || true)
 assert_contains "ping -t 1 $EXT1 (1:1)" "From $UP_IP icmp_seq=1 Time to live exceeded" "$out"
 assert_ge "the LAN host got it quoting its echo request to $EXT1" \
-	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=11 code=0 mtu=0 csum=ok quote=$LAN_IP:[0-9]*->$EXT1:[0-9]* qproto=1")" 1
+	"$(kvx_icmp_seen lan "from=$UP_IP to=$LAN_IP type=11 code=0 mtu=0 csum=ok quote=$LAN_IP:[0-9]*->$EXT1:[0-9]* qproto=1")" 1
 out=$(nsx "$NS_LAN" timeout 20 tracepath -n -m 3 "$EXT1" 2>&1 || true)
 kvx_log "tracepath: $(tr '\n' '|' <<<"$out")"
 assert_contains "tracepath shows the host as the first hop" " 1:  $UP_IP" "$out"
@@ -110,14 +126,14 @@ out=$(peer "$NS_LAN" connect "$UP_IP:2222" --ttl 1 --timeout 10)
 kvx_log "$out"
 assert_contains "TCP connect() with TTL 1 to a forwarded port: EHOSTUNREACH" "errno=EHOSTUNREACH" "$out"
 assert_ge "the LAN host got time exceeded quoting its SYN to the forward" \
-	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=11 code=0 mtu=0 csum=ok quote=$LAN_IP:[0-9]*->$UP_IP:2222 qproto=6")" 1
+	"$(kvx_icmp_seen lan "from=$UP_IP to=$LAN_IP type=11 code=0 mtu=0 csum=ok quote=$LAN_IP:[0-9]*->$UP_IP:2222 qproto=6")" 1
 
 kvx_step "REQ-7: guest2's port unreachable reaches guest1 through the hairpin"
 hp0=$(kvx_counter XLATE_HAIRPIN)
 out=$(echo probe | nsx "$NS_G1" timeout 5 socat -t 1 -T 2 STDIO "UDP4:$UP_IP:5353,bind=$G1_IP:47000" 2>&1 || true)
 assert_contains "guest1's connected UDP socket gets ECONNREFUSED" "refused" "$out"
 assert_eq "guest1 got it from the forwarded endpoint, quoting its own datagram" 1 \
-	"$(icmp_seen g1 "from=$UP_IP to=$G1_IP type=3 code=3 mtu=0 csum=ok quote=$G1_IP:47000->$UP_IP:5353 qproto=17")"
+	"$(kvx_icmp_seen g1 "from=$UP_IP to=$G1_IP type=3 code=3 mtu=0 csum=ok quote=$G1_IP:47000->$UP_IP:5353 qproto=17")"
 assert_ge "XLATE_HAIRPIN counted the datagram and the error" $(($(kvx_counter XLATE_HAIRPIN) - hp0)) 2
 
 kvx_step "PMTU towards a guest: bridge MTU 1280"
@@ -136,12 +152,12 @@ assert_eq "2 MB TCP upload from the LAN (TSO) through a forward to guest1, exit 
 kvx_wait_for 5 "the sink to finish" bash -c "! kill -0 $sink 2>/dev/null" || true
 assert_eq "upload arrived intact" "$sha" "$(sha256sum <"$KVX_TMP/upload" | cut -d' ' -f1)"
 assert_ge "the LAN host got frag needed (mtu 1280) for its TCP segments" \
-	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=3 code=4 mtu=1280 csum=ok quote=$LAN_IP:[0-9]*->$UP_IP:9000 qproto=6")" 1
+	"$(kvx_icmp_seen lan "from=$UP_IP to=$LAN_IP type=3 code=4 mtu=1280 csum=ok quote=$LAN_IP:[0-9]*->$UP_IP:9000 qproto=6")" 1
 out=$(nsx "$NS_LAN" ping -n -c 1 -W 2 -M do -s 1400 "$EXT1" 2>&1 || true)
 kvx_log "ping: $(tr '\n' '|' <<<"$out")"
 assert_contains "a DF ping to the 1:1 address: the LAN host is told the bridge's MTU" "mtu = 1280" "$out"
 assert_ge "... from the uplink address, checksum valid" \
-	"$(icmp_seen lan "from=$UP_IP to=$LAN_IP type=3 code=4 mtu=1280 csum=ok quote=$LAN_IP:[0-9]*->$EXT1:[0-9]* qproto=1")" 1
-assert_eq "no ICMP the receivers found broken" 0 "$(cat "$KVX_TMP"/icmp.*.log | grep -c csum=bad || true)"
+	"$(kvx_icmp_seen lan "from=$UP_IP to=$LAN_IP type=3 code=4 mtu=1280 csum=ok quote=$LAN_IP:[0-9]*->$EXT1:[0-9]* qproto=1")" 1
+kvx_assert_icmp_csums
 
 kvx_finish

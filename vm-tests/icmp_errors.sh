@@ -11,7 +11,8 @@
 #    upload from a TSO guest completes (the PMTU blackhole of cilium#33844);
 #  - a UDP datagram of 3000 bytes goes out and comes back fragmented;
 #  - the guest's own "port unreachable" for a closed socket leaves translated.
-# In all of it the server sees only the uplink address, checksums verify.
+# In all of it the server sees only the uplink address, checksums verify;
+# the guests' raw sockets see each error quote their own packet.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+ bridge kb<id> (192.168.122.1/24), host ns
@@ -32,21 +33,29 @@ kvx_http_server
 sha=$(kvx_random_file blob 4)
 kvx_udp_server "$SRV_IP:5001"
 kvx_server_sniffer
+kvx_icmp_sniffer "$NS_G1" g1
+kvx_icmp_sniffer "$NS_G2" g2
 kvx_attach_bg || kvx_fatal "cannot attach"
 rel0=$(kvx_counter XLATE_RELATED_IN)
 
 kvx_step "TTL 2: the router's time exceeded reaches the guest"
 out=$(nsx "$NS_G1" ping -n -c 1 -W 2 -t 2 "$SRV_IP" 2>&1 || true)
 assert_contains "guest1 gets time exceeded from the router" "From $LAN_IP icmp_seq=1 Time to live exceeded" "$out"
+assert_eq "... quoting its own echo request (inner source translated back), checksum valid" 1 \
+	"$(kvx_icmp_seen g1 "from=$LAN_IP to=$G1_IP type=11 code=0 mtu=0 csum=ok quote=$G1_IP:[0-9]*->$SRV_IP:[0-9]* qproto=1")"
 
 kvx_step "UDP to a closed port: port unreachable reaches the guest"
 out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP4:$SRV_IP:5999" 2>&1 || true)
 assert_contains "guest2's connected UDP socket gets ECONNREFUSED" "refused" "$out"
+assert_eq "... from the server, quoting guest2's datagram as guest2 sent it" 1 \
+	"$(kvx_icmp_seen g2 "from=$SRV_IP to=$G2_IP type=3 code=3 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:5999 qproto=17")"
 
 kvx_step "path MTU beyond the uplink: the router's frag needed reaches the guest"
 out=$(nsx "$NS_G2" ping -n -c 1 -W 2 -M "do" -s 1350 "$SRV_IP" 2>&1 || true)
 kvx_log "ping: $(tr '\n' '|' <<<"$out")"
 assert_contains "guest2 told the path MTU by the router" "mtu = 1300" "$out"
+assert_ge "... in a frag needed (mtu 1300) quoting its echo request, checksum valid" \
+	"$(kvx_icmp_seen g2 "from=$LAN_IP to=$G2_IP type=3 code=4 mtu=1300 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:[0-9]* qproto=1")" 1
 kvx_bg "$KVX_TMP/sink.log" ip netns exec "$NS_SRV" socat -u TCP-LISTEN:9000,bind="$SRV_IP",reuseaddr \
 	OPEN:"$KVX_TMP/upload",creat,trunc
 sink=$KVX_LAST_PID
@@ -84,5 +93,6 @@ srcs=$(kvx_server_sources)
 kvx_log "sources seen by the server: $srcs"
 assert_eq "every packet the server received came from the uplink address" "$UP_IP" "$srcs"
 kvx_assert_no_csum_errors
+kvx_assert_icmp_csums
 kvx_assert_no_netfilter
 kvx_finish

@@ -824,6 +824,32 @@ kvx_server_sources() {
 	sed -n 's/^src=\([0-9.]*\) .*/\1/p' "$KVX_TMP/sniff.log" | grep -vxF "$ROUTER_IP" | sort -u | paste -sd' '
 }
 
+# kvx_icmp_sniffer NS NAME: every ICMP error NS receives, one line each in
+# $KVX_TMP/icmp.NAME.log (udp_peer.py icmp: sender, quoted header, checksum
+# verified), from a raw socket in the receiver's namespace.
+kvx_icmp_sniffer() {
+	kvx_bg "$KVX_TMP/icmp.$2.log" ip netns exec "$1" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" icmp
+	kvx_wait_file_contains 10 "$KVX_TMP/icmp.$2.log" listening
+}
+
+# kvx_icmp_seen NAME PATTERN: how many of NAME's ICMP errors match PATTERN,
+# after waiting up to 2 s for a first one: the sniffer may print its line
+# after the receiving application (ping) has returned.
+kvx_icmp_seen() {
+	local i
+	for ((i = 0; i < 20; i++)); do
+		grep -q "$2" "$KVX_TMP/icmp.$1.log" && break
+		sleep 0.1
+	done
+	grep -c "$2" "$KVX_TMP/icmp.$1.log" || true
+}
+
+# kvx_assert_icmp_csums: no receiver found an ICMP error's checksum broken.
+kvx_assert_icmp_csums() {
+	assert_eq "no ICMP the receivers found broken" 0 \
+		"$(cat "$KVX_TMP"/icmp.*.log | grep -c csum=bad || true)"
+}
+
 # kvx_udp_client NS ARGS...: runs udp_peer.py client; prints its lines.
 kvx_udp_client() { local ns=$1; shift; nsx "$ns" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" client "$@"; }
 

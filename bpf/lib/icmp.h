@@ -253,7 +253,7 @@ static __always_inline int ct_related_out(const struct kvx_pkt *p, const struct 
  * builder for all of them: icmp_reply().
  */
 
-/* Take one message from a token bucket (abi.h KVX_MAP_ICMPRL). */
+/* Take one message from a destination's token bucket (abi.h KVX_MAP_ICMPRL). */
 static __always_inline int icmp_rl_take(__be32 key, __u64 now, __u64 interval, __u64 burst)
 {
 	struct kvx_icmprl_val *v, nv = {};
@@ -267,7 +267,8 @@ static __always_inline int icmp_rl_take(__be32 key, __u64 now, __u64 interval, _
 		return 1;
 	}
 	/* Unlocked, so approximate under concurrency: another CPU may have
-	 * stored a later time (then no credit is added, never a wrap). */
+	 * stored a later time (then no credit is added, never a wrap).  At
+	 * worst a destination gets a message or two more than its burst. */
 	tokens = v->tokens_ns;
 	if (now > v->last_ns)
 		tokens += now - v->last_ns;
@@ -282,13 +283,50 @@ static __always_inline int icmp_rl_take(__be32 key, __u64 now, __u64 interval, _
 	return 1;
 }
 
-/* Per destination, then all destinations together (key 0.0.0.0). */
-static __always_inline int icmp_rl_allow(__be32 dst)
+/*
+ * The budgets of all destinations together, as icmp_msgs_per_sec /
+ * icmp_msgs_burst: one for the answers kvmxdp owes guests and remotes, one
+ * of its own for fragmentation needed, so that a flood of refused flows or
+ * expiring TTLs (spoofed sources cost nothing) cannot starve path-MTU
+ * discovery (the kernel never rate-limits frag needed: icmpv4_mask_allow).
+ * Not in kvx_icmprl: an LRU map evicts the bucket under a flood of new
+ * destinations, and an evicted bucket comes back full.  Each is one word,
+ * the generic cell rate algorithm's theoretical arrival time (ns,
+ * CLOCK_BOOTTIME): a message is allowed while that time is at most
+ * burst - 1 intervals ahead of now, and moves it one interval on.  One
+ * word can be updated atomically (cmpxchg): concurrent CPUs never hand out
+ * the same credit twice; a CPU that loses the race sends nothing, which
+ * errs on the side of the limit.  In .bss: zero (a full bucket) at load.
+ */
+enum {
+	KVX_ICMPRL_ANSWERS,
+	KVX_ICMPRL_PMTU,
+	KVX_ICMPRL_GLOBALS,
+};
+__u64 kvx_icmprl_tat[KVX_ICMPRL_GLOBALS];
+
+static __always_inline int icmp_rl_global(__u32 which, __u64 now)
+{
+	__u64 *tat = &kvx_icmprl_tat[which & 1];
+	__u64 old = *(volatile __u64 *)tat, next;
+
+	next = (old > now ? old : now) + KVX_ICMPRL_GLOBAL_INTERVAL_NS;
+	if (next - now > KVX_ICMPRL_GLOBAL_BURST * KVX_ICMPRL_GLOBAL_INTERVAL_NS)
+		return 0;
+	return __sync_val_compare_and_swap(tat, old, next) == old;
+}
+
+/* Per destination, then all destinations together; fragmentation needed
+ * only against its own global budget: a sender's path-MTU discovery must
+ * not depend on what else was sent to it. */
+static __always_inline int icmp_rl_allow(__be32 dst, int pmtu)
 {
 	__u64 now = clock_now_ns();
 
+	if (pmtu)
+		return icmp_rl_global(KVX_ICMPRL_PMTU, now);
 	return icmp_rl_take(dst, now, KVX_ICMPRL_INTERVAL_NS, KVX_ICMPRL_BURST) &&
-	       icmp_rl_take(0, now, KVX_ICMPRL_GLOBAL_INTERVAL_NS, KVX_ICMPRL_GLOBAL_BURST);
+	       icmp_rl_global(KVX_ICMPRL_ANSWERS, now);
 }
 
 /* One's complement sum of len bytes (even, at most 88) at p, unfolded. */
@@ -331,7 +369,10 @@ static __always_inline int icmp_bad_source(__be32 a)
  * quote is the offending IPv4 header and 8 bytes of what follows (RFC 792),
  * 20 for TCP (RFC 1812 asks for more; 20 reach the TCP checksum, see below).
  * -1: nothing sent (RFC 1812's exceptions, the rate limit, a frame that
- * cannot be reshaped), the caller drops.  Not inlined: one copy for every
+ * cannot be reshaped), the caller drops.  The caller makes sure the frame
+ * was sent to the host's own MAC (a promiscuous device also sees other
+ * hosts' unicast, which the stack drops unanswered): the answer leaves
+ * from the MAC the frame was sent to.  Not inlined: one copy for every
  * caller, its frame off the main path's stack.
  *
  * Checksums: both are computed in full.  A CHECKSUM_PARTIAL skb (a guest's
@@ -388,7 +429,7 @@ static __noinline int icmp_reply(kvx_ctx_t *ctx, __u32 tcm, __be32 saddr)
 	} else if (proto == IPPROTO_UDP) {
 		csum_off = offsetof(struct udphdr, check);
 	}
-	if (!icmp_rl_allow(dst)) {
+	if (!icmp_rl_allow(dst, tcm >> 16 == (ICMP_DEST_UNREACH << 8 | ICMP_FRAG_NEEDED))) {
 		stats_count(KVX_R_ICMP_RATELIMITED, 0);
 		return -1;
 	}

@@ -92,9 +92,14 @@ static __noinline int verdict_guest(kvx_ctx_t *ctx, __be32 gw_addr, __u32 r, __u
 static __always_inline int verdict_uplink(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 					  enum kvx_reason r, __u32 len, __u32 tcm)
 {
+	struct ethhdr *eth = ctx_data(ctx);
 	int rc = verdict(r, len), sent;
 
-	if (!tcm)
+	/* Only a frame sent to the uplink's own MAC is answered (icmp_reply):
+	 * not another host's unicast that a promiscuous uplink sees
+	 * (PACKET_OTHERHOST, which the stack drops unanswered), which a LAN
+	 * host could use to make us answer from that host's MAC. */
+	if (!tcm || (void *)(eth + 1) > ctx_data_end(ctx) || !mac_eq(eth->h_dest, cfg->uplink_mac))
 		return rc;
 	sent = icmp_reply(ctx, tcm, cfg->uplink_addr);
 	return sent < 0 ? rc : sent;
@@ -328,6 +333,23 @@ static __noinline int nat4_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 	if (rw->dst && (csum_l4_addr(ctx, &l4c, old_daddr, rw->daddr) ||
 			(dport && csum_port(ctx, &l4c, old_dport, rw->dport))))
 		return -1;
+	return 0;
+}
+
+/* The Ethernet header of a frame rewritten in place for a guest (the ICMP
+ * error paths: nat4_rewrite does it for the others): from the gateway MAC
+ * the guest uses, to the guest; left to deliver_to_guest's neighbour
+ * lookup while the guest's MAC is unknown.  -1: no Ethernet header. */
+static __always_inline int eth_to_guest(kvx_ctx_t *ctx, const struct nat_endpoint *guest)
+{
+	struct ethhdr *eth = ctx_data(ctx);
+
+	if (mac_is_zero(guest->guest_mac))
+		return 0;
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return -1;
+	__builtin_memcpy(eth->h_source, guest->gw_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, guest->guest_mac, ETH_ALEN);
 	return 0;
 }
 
@@ -602,16 +624,8 @@ static __noinline int nat4_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
-	if (icmp_err_rewrite(ctx, p, &q, 0, &guest))
+	if (icmp_err_rewrite(ctx, p, &q, 0, &guest) || eth_to_guest(ctx, &guest))
 		return verdict(KVX_R_DROP_MALFORMED, len);
-	if (!mac_is_zero(guest.guest_mac)) {
-		struct ethhdr *eth = ctx_data(ctx);
-
-		if ((void *)(eth + 1) > ctx_data_end(ctx))
-			return verdict(KVX_R_DROP_MALFORMED, len);
-		__builtin_memcpy(eth->h_source, guest.gw_mac, ETH_ALEN);
-		__builtin_memcpy(eth->h_dest, guest.guest_mac, ETH_ALEN);
-	}
 	stats_count(KVX_R_XLATE_RELATED_IN, len);
 	return deliver_to_guest(cfg, &guest);
 }
@@ -679,16 +693,8 @@ static __noinline int nat4_icmp_error_hairpin(kvx_ctx_t *ctx, const struct kvx_c
 		return verdict(r, len);
 	/* One hop: the TTL goes down once. */
 	if (icmp_err_rewrite(ctx, p, &q, ICMP_RW_OUT, &ext) ||
-	    icmp_err_rewrite(ctx, p, &q, ICMP_RW_KEEP_TTL, &guest))
+	    icmp_err_rewrite(ctx, p, &q, ICMP_RW_KEEP_TTL, &guest) || eth_to_guest(ctx, &guest))
 		return verdict(KVX_R_DROP_MALFORMED, len);
-	if (!mac_is_zero(guest.guest_mac)) {
-		struct ethhdr *eth = ctx_data(ctx);
-
-		if ((void *)(eth + 1) > ctx_data_end(ctx))
-			return verdict(KVX_R_DROP_MALFORMED, len);
-		__builtin_memcpy(eth->h_source, guest.gw_mac, ETH_ALEN);
-		__builtin_memcpy(eth->h_dest, guest.guest_mac, ETH_ALEN);
-	}
 	stats_count(KVX_R_XLATE_HAIRPIN, len);
 	return deliver_to_guest(cfg, &guest);
 }

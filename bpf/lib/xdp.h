@@ -13,7 +13,8 @@
  *   XDP_TO_TC_DEV;
  * - from a guest: ICMP, fragments, hairpin, TTL expiring, too big...,
  *   and a new flow refused for want of a mapping (TC answers it with an
- *   ICMP error): XDP_TO_TC;
+ *   ICMP error); to a guest: TTL expiring, too big for the bridge or the
+ *   guest's port (TC answers those too): XDP_TO_TC;
  * - on the uplink, ICMP and fragments pass uncounted before any lookup
  *   (most are the host's own: telling a guest's echo reply or RELATED
  *   error apart would cost a binding lookup per host packet); TC counts
@@ -333,6 +334,14 @@ static __always_inline int xdp_from_uplink(kvx_ctx_t *ctx)
 	port = xdp_guest_port(ib->guest_mac);
 	if (!port)
 		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
+	/* The redirect skips the bridge, and with it the MTU test the TC path
+	 * makes (nat4_from_uplink): a frame larger than the bridge (or the
+	 * guest's port) takes goes to TC, which answers a DF one with
+	 * fragmentation needed and drops the rest, counted.  Before any
+	 * lookup that changes state: TC does all of it. */
+	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, 0, NULL) ||
+	    ctx_exceeds_mtu(ctx, port, 0, NULL))
+		return to_tc(KVX_R_XDP_TO_TC, len);
 	if (!csum_complete(ctx, &p))
 		return to_tc(KVX_R_XDP_TO_TC_CSUM, len);
 

@@ -512,13 +512,8 @@ private:
 		kc_.subnet_mask = htonl(inst_.subnet.mask());
 		// The guests' gateway, source of the ICMP errors the datapath
 		// sends them (no mapping possible): the bridge's address in the
-		// subnet.
-		kc_.gw_addr = 0;
-		for (const auto &ad : ipv4_addrs(nl_, bridge_.ifindex))
-			if (network_of(ad.addr, ad.prefix) == inst_.subnet) {
-				kc_.gw_addr = htonl(ad.addr);
-				break;
-			}
+		// subnet (the daemon follows it: Daemon::refresh_bridge).
+		kc_.gw_addr = htonl(subnet_gateway(ipv4_addrs(nl_, bridge_.ifindex), inst_.subnet));
 		kc_.nat_port_lo = inst_.nat_ports.lo;
 		kc_.nat_port_hi = inst_.nat_ports.hi;
 		kc_.nat_skip_lo = inst_.nat_skip.lo;

@@ -102,15 +102,39 @@ void Daemon::step(const char *name, F &&f)
 void Daemon::refresh_bridge(NlSocket &nl)
 {
 	auto link = find_link(nl, inst_.bridge);
-	if (!link || link->ifindex == bridge_ifindex_ || link->kind != "bridge")
+	if (!link || link->kind != "bridge")
 		return;
+	if (link->ifindex != bridge_ifindex_)
+		reattach_bridge(*link);
+	follow_gateway(nl, link->ifindex);
+}
+
+// The source of the ICMP errors the datapath sends guests (kvx_cfg.gw_addr)
+// is the bridge's address in the subnet: libvirt (a network restart, a
+// redefined network) or an administrator may change it while attached,
+// and errors from an address the guests do not know as their gateway are
+// dropped by their rp_filter or ignored.
+void Daemon::follow_gateway(NlSocket &nl, int bridge_ifindex)
+{
+	const uint32_t gw = subnet_gateway(ipv4_addrs(nl, bridge_ifindex), inst_.subnet);
+	kvx_cfg cfg = read_cfg(cfg_fd_.get());
+	if (cfg.gw_addr == htonl(gw))
+		return;
+	log_info("bridge " + inst_.bridge + " gateway address " + addr_str(cfg.gw_addr) + " -> " +
+		 addr_str(htonl(gw)) + (gw ? "" : " (no ICMP errors to guests until it has one)"));
+	cfg.gw_addr = htonl(gw);
+	write_cfg(cfg_fd_.get(), cfg);
+}
+
+void Daemon::reattach_bridge(const LinkInfo &link)
+{
 	// A libvirt network restart deletes and re-creates the bridge: the
 	// filter went with the old device, and the new one starts with
 	// forwarding at its default.  Guests re-join it as their taps come.
 	// A failure is retried on the next event or tick (step()); logged
 	// after the attach, so that a failing one is not a line per tick.
-	tc_attach_ingress(link->ifindex, inst_.bridge, skel_.prog_fd("kvx_br_ingress"));
-	log_info("bridge " + inst_.bridge + " is back as ifindex " + std::to_string(link->ifindex) +
+	tc_attach_ingress(link.ifindex, inst_.bridge, skel_.prog_fd("kvx_br_ingress"));
+	log_info("bridge " + inst_.bridge + " is back as ifindex " + std::to_string(link.ifindex) +
 		 ": re-attached");
 	try {
 		Sysctl sys(sysctl_root_);
@@ -122,9 +146,9 @@ void Daemon::refresh_bridge(NlSocket &nl)
 		log_warn(std::string("forwarding on the re-created bridge: ") + e.what());
 	}
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
-	cfg.bridge_ifindex = static_cast<__u32>(link->ifindex);
+	cfg.bridge_ifindex = static_cast<__u32>(link.ifindex);
 	write_cfg(cfg_fd_.get(), cfg);
-	bridge_ifindex_ = link->ifindex;
+	bridge_ifindex_ = link.ifindex;
 }
 
 void Daemon::sync_mappings(NlSocket &nl, bool force)

@@ -26,6 +26,7 @@ namespace kvmxdp {
 class ArpProber;
 class SkelObject;
 class NlSocket;
+struct LinkInfo;
 class XdpPath;
 
 // The running daemon of an instance: whoever holds the lock of its pid
@@ -106,6 +107,8 @@ private:
 	std::optional<LockedConfig> try_config(const char *what);
 	void record_uplink_clsact();
 	void refresh_bridge(NlSocket &nl);
+	void reattach_bridge(const LinkInfo &link);
+	void follow_gateway(NlSocket &nl, int bridge_ifindex);
 	// Re-installs the configured static mappings when the config, the
 	// uplink address or the uplink's network changed (or to heal).
 	void sync_mappings(NlSocket &nl, bool force);

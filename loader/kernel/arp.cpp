@@ -30,9 +30,13 @@ struct ArpPkt {
 } __attribute__((packed));
 static_assert(sizeof(ArpPkt) == 28, "ARP over Ethernet/IPv4 is 28 bytes");
 
+// Protocol 0 at socket(): a packet socket created with a protocol receives
+// it from every device until bind() narrows it to one (packet_create hooks
+// it up at once), so a probe could take another network's ARP for a
+// conflict on the uplink.  bind() sets the protocol and the device together.
 Fd arp_socket(int ifindex)
 {
-	Fd s(::socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, htons(ETH_P_ARP)));
+	Fd s(::socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
 	if (!s)
 		throw_errno("open", "AF_PACKET socket");
 	sockaddr_ll sll{};
@@ -109,7 +113,10 @@ bool ArpProber::step()
 				       reinterpret_cast<sockaddr *>(&from), &fl);
 		if (n < 0)
 			break; // EAGAIN: nothing more now
-		if (n < static_cast<ssize_t>(sizeof(p)) || from.sll_pkttype == PACKET_OUTGOING)
+		// Only ARP received on the probed device counts (bind() makes
+		// that so; checked as well, it costs nothing).
+		if (n < static_cast<ssize_t>(sizeof(p)) || from.sll_pkttype == PACKET_OUTGOING ||
+		    from.sll_ifindex != ifindex_ || from.sll_protocol != htons(ETH_P_ARP))
 			continue;
 		if (std::memcmp(p.sha, mac_.data(), 6) == 0)
 			continue;

@@ -230,6 +230,14 @@ std::optional<Ipv4Net> uplink_overlap(const std::vector<IfAddr> &uplink_addrs, i
 	return std::nullopt;
 }
 
+uint32_t subnet_gateway(const std::vector<IfAddr> &bridge_addrs, const Ipv4Net &subnet)
+{
+	for (const IfAddr &a : bridge_addrs)
+		if (network_of(a.addr, a.prefix) == subnet)
+			return a.addr;
+	return 0;
+}
+
 std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr)
 {
 	nl_cache *raw = nullptr;

@@ -83,6 +83,10 @@ std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, u
 // ones `map add --add-address` put there) that overlaps subnet.
 std::optional<Ipv4Net> uplink_overlap(const std::vector<IfAddr> &uplink_addrs, int uplink_ifindex,
 				      const Ipv4Net &subnet);
+// The guests' gateway: the first of the bridge's addresses inside the guest
+// subnet (host order), source of the ICMP errors the datapath sends guests
+// (kvx_cfg.gw_addr); 0: none.
+uint32_t subnet_gateway(const std::vector<IfAddr> &bridge_addrs, const Ipv4Net &subnet);
 // Adds addr/prefix (host order) with a label to a device; an address that
 // is there already is an error (NLM_F_EXCL).
 void add_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr, uint8_t prefix,

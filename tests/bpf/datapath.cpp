@@ -240,6 +240,16 @@ void Datapath::icmprl_update(std::uint32_t addr, const kvx_icmprl_val &v)
 		throw std::runtime_error("update kvx_icmprl: " + errno_text(errno));
 }
 
+void Datapath::set_icmprl_global(IcmpBudget which, std::uint64_t tat_ns)
+{
+	tc()->bss->kvx_icmprl_tat[static_cast<int>(which)] = tat_ns;
+}
+
+void Datapath::clear_icmprl_buckets()
+{
+	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_icmprl), "kvx_icmprl");
+}
+
 void Datapath::set_cfg(const kvx_cfg &cfg)
 {
 	__u32 key = 0;
@@ -267,7 +277,9 @@ void Datapath::clear_tables()
 	skb_meta_ = {};
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
 	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
-	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_icmprl), "kvx_icmprl");
+	clear_icmprl_buckets();
+	set_icmprl_global(IcmpBudget::Answers, 0);
+	set_icmprl_global(IcmpBudget::Pmtu, 0);
 	// Every per-guest counter: a test expects its guests' from zero (one
 	// batch: a per-CPU value is one kvx_gstat per possible CPU).
 	{

@@ -78,7 +78,8 @@ public:
 	kvx_cfg cfg() const;
 
 	// kvx_ct, kvx_bind, kvx_extaddr, kvx_frag, kvx_xdev, kvx_xfdb and
-	// kvx_guest, kvx_halfopen and kvx_icmprl; kvx_portx emptied.
+	// kvx_guest, kvx_halfopen and kvx_icmprl (and the global ICMP budgets);
+	// kvx_portx emptied.
 	void clear_tables();
 	Stats stats() const;
 
@@ -138,9 +139,16 @@ public:
 	std::optional<kvx_guest_val> guest_lookup(std::uint32_t addr) const;
 	void guest_update(std::uint32_t addr, const kvx_guest_val &val);
 
-	// kvx_icmprl[addr] (host order; 0: the bucket of all destinations).
+	// kvx_icmprl[addr]: a destination's bucket (host order).
 	std::optional<kvx_icmprl_val> icmprl_lookup(std::uint32_t addr) const;
 	void icmprl_update(std::uint32_t addr, const kvx_icmprl_val &val);
+	// The budgets of all destinations together (.bss kvx_icmprl_tat,
+	// icmp.h): the theoretical arrival time (CLOCK_BOOTTIME ns) of the
+	// next message; 0: full (reset by clear_tables()).
+	enum class IcmpBudget { Answers = 0, Pmtu = 1 };
+	void set_icmprl_global(IcmpBudget which, std::uint64_t tat_ns);
+	// Empties kvx_icmprl only (an LRU map evicting every bucket).
+	void clear_icmprl_buckets();
 
 	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);

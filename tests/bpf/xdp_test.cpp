@@ -1080,6 +1080,50 @@ TEST_F(XdpTest, TooBigIsLeftToTc)
 	}
 }
 
+// Too big for the bridge (or the guest's port) on the way in: the redirect
+// to the port would skip the bridge's MTU, so XDP leaves the frame to TC
+// before any table is touched, and TC answers a DF one with fragmentation
+// needed (the bridge's MTU) and drops the rest, as it always did.
+TEST_F(XdpTest, TooBigForTheBridgeIsLeftToTc)
+{
+	for (const char *dev : {Topology::kBridge, Topology::kBridgePort}) {
+		for (bool df : {true, false}) {
+			SCOPED_TRACE(std::string(dev) + (df ? " DF" : " no DF"));
+			fresh(nullptr, [](Datapath &d) {
+				tc_out(d, from_guest(make_udp(kGuestA, 62001, kRemote1, 53)));
+				learn(d, kGuestA);
+			});
+			DeviceMtu mtu(dev, 1280);
+			Packet p = reply_to(
+				snat(from_guest(make_udp(kGuestA, 62001, kRemote1, 53)), 62001));
+			p.payload = pattern(1400 - 28);
+			p.df = df;
+			const Bytes in = p.build();
+			const std::string before = tables(dp(), true);
+			const Shot x = shoot(Prog::XdpUp, in);
+			EXPECT_EQ(xdp_verdict_name(x.verdict), std::string("XDP_PASS"));
+			EXPECT_EQ(x.counted, counted(KVX_R_XDP_TO_TC, in.size()));
+			EXPECT_EQ(diff(x.out, in), "");
+			EXPECT_EQ(tables(dp(), true), before) << "handed over before any table";
+			if (dev != std::string(Topology::kBridge))
+				continue; // the bridge's own MTU is TC's test
+			const Shot t = shoot(Prog::UpIngress, x.out);
+			if (df) {
+				const Bytes want = icmp_answer(in, kIcmpDestUnreach, 4,
+							       Topology::kUplinkAddr, 1280);
+				EXPECT_EQ(verdict_name(t.verdict), std::string("TC_ACT_REDIRECT"));
+				EXPECT_EQ(t.counted, counted(KVX_R_DROP_TOO_BIG_IN, in.size()) +
+							     " ICMP_SENT +1/+" +
+							     std::to_string(want.size()) + "B");
+				EXPECT_EQ(diff(t.out, want), "");
+			} else {
+				EXPECT_EQ(verdict_name(t.verdict), std::string("TC_ACT_SHOT"));
+				EXPECT_EQ(t.counted, counted(KVX_R_DROP_TOO_BIG_IN, in.size()));
+			}
+		}
+	}
+}
+
 // XDP runs on a port, which has no forwarding of its own: the fib lookup
 // names the bridge (cfg.bridge_ifindex), whose forwarding is what counts.
 TEST_F(XdpTest, FibLookupIsTheBridges)

@@ -210,3 +210,19 @@ TEST(NetAddr, UplinkOverlapIgnoresAddedAndLinkScopeAddresses)
 	ASSERT_TRUE(n);
 	EXPECT_EQ(n->str(), "192.168.122.0/23");
 }
+
+// kvx_cfg.gw_addr, at attach and whenever the bridge's addresses change
+// (Daemon::follow_gateway): the bridge's address in the guest subnet, not
+// one of another network it may also hold.
+TEST(NetAddr, SubnetGatewayIsTheBridgesAddressInTheSubnet)
+{
+	const Ipv4Net guests = parse_cidr("192.168.122.0/24");
+	IfAddr other{parse_ipv4("10.9.0.1"), 24, false, 0, "kb0"};
+	IfAddr wider{parse_ipv4("192.168.0.1"), 16, false, 0, "kb0"};
+	IfAddr gw{parse_ipv4("192.168.122.1"), 24, false, 0, "kb0"};
+	IfAddr renumbered{parse_ipv4("192.168.122.254"), 24, false, 0, "kb0"};
+	EXPECT_EQ(subnet_gateway({}, guests), 0u);
+	EXPECT_EQ(subnet_gateway({other, wider}, guests), 0u);
+	EXPECT_EQ(format_ipv4(subnet_gateway({other, wider, gw}, guests)), "192.168.122.1");
+	EXPECT_EQ(format_ipv4(subnet_gateway({renumbered}, guests)), "192.168.122.254");
+}

@@ -461,11 +461,13 @@ struct kvx_halfopen_val {
  * Rate limit of the ICMP errors kvmxdp itself sends (destination
  * unreachable when no mapping can be made, time exceeded and fragmentation
  * needed on the way to a guest): a token bucket per destination, as the
- * kernel's icmp_ratelimit (1 per second, bursts of 6: XRLIM_BURST_FACTOR),
- * and one for all destinations together (key 0.0.0.0, never a destination),
- * as icmp_msgs_per_sec / icmp_msgs_burst: spoofed sources cannot turn the
- * datapath into an ICMP generator.  Tokens are nanoseconds of credit.  An
- * LRU map: an evicted bucket only starts full again.
+ * kernel's icmp_ratelimit (1 per second, bursts of 6: XRLIM_BURST_FACTOR;
+ * fragmentation needed is exempt, as in the kernel), and budgets for all
+ * destinations together, as icmp_msgs_per_sec / icmp_msgs_burst: spoofed
+ * sources cannot turn the datapath into an ICMP generator.  Tokens are
+ * nanoseconds of credit.  An LRU map: an evicted bucket only starts full
+ * again, so the global budgets are not in it (icmp.h kvx_icmprl_tat, the
+ * program's own .bss; key 0.0.0.0 is no longer used).
  */
 #define KVX_MAP_ICMPRL "kvx_icmprl"
 #define KVX_ICMPRL_SIZE 4096
