@@ -642,7 +642,7 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 	auto moved = follow_leases(ms, leases, now);
 	try {
 		// The new address may be another mapping's guest by now.
-		check_recorded_mappings(ms, i->subnet, i->nat_ports);
+		check_recorded_mappings(ms, i->subnet, i->nat_guard());
 	} catch (const Error &e) {
 		log_warn(std::string("a guest's new lease: mappings not moved: ") + e.what());
 		return true;
