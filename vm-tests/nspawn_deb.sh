@@ -68,20 +68,24 @@ deb=$(ls "$KVX_TMP"/pkg/kvmxdp_*.deb)
 
 kvx_step "the Debian 12 tree"
 cache=${KVX_NSPAWN_CACHE:-/var/cache/kvmxdp-fresh}
-tarball=$cache/bookworm-nspawn-$(dpkg --print-architecture).tar
 mkdir -p "$cache"
-# The package's dependencies, and libvirt's daemon with dnsmasq (libvirt's
-# DHCP and DNS on a network it manages, also in mode='open').  A tree made
-# from another list is made anew.
-include=systemd,systemd-sysv,dbus,procps,python3,iproute2,libbpf1,libnl-3-200,libnl-route-3-200
-include+=,libvirt-daemon-system,dnsmasq-base
-if [[ ! -s $tarball ]] || [[ -n $(find "$tarball" -mtime +6) ]] ||
-	[[ $(cat "$tarball.inputs" 2>/dev/null) != "$include" ]]; then
+# The package's own Depends (as dpkg-shlibdeps found them for this build:
+# a library the build links anew is in the tree, and dpkg -i can configure
+# the package), and libvirt's daemon with dnsmasq (libvirt's DHCP and DNS on
+# a network it manages, also in mode='open').  Of alternatives the first.
+depends=$(dpkg-deb -f "$deb" Depends | sed -e 's/([^)]*)//g' -e 's/|[^,]*//g' -e 's/[[:space:]]//g')
+[[ -n $depends ]] || kvx_fatal "no Depends in $deb"
+include=systemd,systemd-sysv,dbus,iproute2,$depends,libvirt-daemon-system,dnsmasq-base
+# One tree per list (named by its hash): runs of branches whose packages
+# depend on different libraries do not make each other's tree anew.
+tarball=$cache/bookworm-nspawn-$(dpkg --print-architecture)-$(sha256sum <<<"$include" | cut -c1-12).tar
+if [[ ! -s $tarball ]] || [[ -n $(find "$tarball" -mtime +6) ]]; then
 	kvx_log "making $tarball with mmdebstrap (minutes)"
+	kvx_on_cleanup "rm -f '$tarball.$$.tmp'"
 	mmdebstrap --quiet --mode=root --variant=minbase --format=tar --include="$include" \
-		bookworm "$tarball.tmp" >"$KVX_TMP/mmdebstrap.log" 2>&1 ||
+		bookworm "$tarball.$$.tmp" >"$KVX_TMP/mmdebstrap.log" 2>&1 ||
 		kvx_fatal "mmdebstrap: $(tail -5 "$KVX_TMP/mmdebstrap.log")"
-	mv "$tarball.tmp" "$tarball"
+	mv "$tarball.$$.tmp" "$tarball"
 	printf '%s\n' "$include" >"$tarball.inputs"
 fi
 root=$KVX_TMP/root
