@@ -425,6 +425,8 @@ XML
 	mapped "web1 started"
 	assert_contains "kvmxdp's config holds web1's mappings" web1 "$(in_ct cat /etc/kvmxdp/kvmxdp.json 2>&1)"
 	assert_contains "map list shows web1's forward" web1 "$(in_ct kvmxdp map list 2>&1)"
+	assert_contains "the forward goes to the guest's address (its static DHCP host)" "\"guest\": \"$gaddr:22\"" \
+		"$(in_ct kvmxdp map list --json 2>&1)"
 
 	lvpid=$(in_ct systemctl show -p MainPID --value libvirtd)
 	must assert_ok "systemctl restart libvirtd (web1 running)" in_ct systemctl restart libvirtd
