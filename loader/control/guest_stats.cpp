@@ -103,12 +103,8 @@ std::vector<Lease> instance_leases(const Instance &inst)
 	const std::string path = leases_path(inst.dhcp_leases, inst.bridge);
 	if (path.empty())
 		return {};
-	try {
-		if (auto text = read_file(path))
-			return parse_libvirt_leases(*text, path);
-	} catch (const std::exception &) {
-	}
-	return {};
+	auto text = read_file(path);
+	return text ? parse_libvirt_leases(*text, path) : std::vector<Lease>{};
 }
 
 struct PinnedGuestStats::Fds {

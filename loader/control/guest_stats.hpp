@@ -45,8 +45,9 @@ struct GuestRow {
 // Every guest of kvx_guest, sorted by first address; counters summed over
 // every CPU.
 std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases);
-// The instance's lease file's leases; none when it has none or cannot be
-// read (names are optional: a broken file is the daemon's to report).
+// The instance's lease file's leases; none when it has no file.  A file
+// that cannot be read or parsed throws: the libvirt hook must say so;
+// `top` catches it (names are optional there, the daemon reports it).
 std::vector<Lease> instance_leases(const Instance &inst);
 
 // "QUOTA" ... (abi.h KVX_GDROPS): labels and JSON keys.

@@ -12,6 +12,7 @@
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
 #include "base/text.hpp"
+#include "control/guest_stats.hpp"
 #include "model/config.hpp"
 #include "model/leases.hpp"
 #include "verbs/mapping_verbs.hpp"
@@ -41,15 +42,6 @@ std::optional<LibvirtNetwork> load_network(const std::string &name)
 	if (!f)
 		return std::nullopt;
 	return parse_libvirt_network(f->second, f->first);
-}
-
-std::vector<Lease> load_leases(const Instance &inst)
-{
-	const std::string path = leases_path(inst.dhcp_leases, inst.bridge);
-	if (path.empty())
-		return {};
-	auto text = read_file(path);
-	return text ? parse_libvirt_leases(*text, path) : std::vector<Lease>{};
 }
 
 struct Guest {
@@ -84,7 +76,7 @@ Guest guest_of(const LibvirtDomain &d, const std::string &vm, const Config &cfg,
 				   "the bridge of domain '" + printable(vm) + "'");
 	const std::vector<LibvirtDhcpHost> hosts = net ? net->hosts :
 							 std::vector<LibvirtDhcpHost>{};
-	auto a = libvirt_guest_addr(i.mac, hosts, load_leases(*inst),
+	auto a = libvirt_guest_addr(i.mac, hosts, instance_leases(*inst),
 				    static_cast<int64_t>(std::time(nullptr)));
 	if (!a)
 		throw Error("domain '" + printable(vm) + "': no address for MAC " + i.mac +

@@ -51,7 +51,11 @@ public:
 			throw Error("open pin directory", pin_dir_for(inst.bpffs, inst.bridge),
 				    ENOENT);
 		maps_ = std::make_unique<PinnedGuestStats>(pins_->dir);
-		leases_ = instance_leases(inst);
+		try {
+			leases_ = instance_leases(inst);
+		} catch (const std::exception &) {
+			// Names only: the daemon reports a broken lease file.
+		}
 	}
 	Sample sample() const { return {Clock::now(), read_guest_rows(maps_->fds(), leases_)}; }
 	const std::string &bridge() const { return bridge_; }
