@@ -760,7 +760,7 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
  * half *ik, value *iv) unless the host listens on it or the guest is at
  * its port limit (at_limit: only bind_recycle may give it a port).
  * Returns 0 when claimed (ik->port says which), -EEXIST when taken
- * (ik->port says which), -EADDRINUSE when the host listens on it,
+ * (ik->port says which), -EADDRINUSE when the host listens on it (or the pool shrank under the loop),
  * another error when the table is full.  A global function: called from
  * the probe loop, it is verified once instead of once per iteration and
  * state (inlined, the loop took the bridge program past the verifier's
@@ -779,9 +779,11 @@ __noinline int bind_claim_port(struct kvx_bind_key *ik, const struct kvx_bind_va
 	hi = cfg->nat_port_hi;
 	slo = cfg->nat_skip_lo;
 	shi = cfg->nat_skip_hi;
-	/* The cfg changed under the probe loop: nothing to claim here. */
+	/* The cfg changed under the probe loop: nothing to claim here.  Not
+	 * -EEXIST: ik->port is not set, and the caller would try to recycle
+	 * whatever port it holds (0 on the first try). */
 	if (off >= kvx_nat_pool_size(lo, hi, slo, shi))
-		return -EEXIST;
+		return -EADDRINUSE;
 	port = kvx_nat_pool_port(lo, hi, slo, shi, off);
 	if (port_host_listens(port))
 		return -EADDRINUSE;
