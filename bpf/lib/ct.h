@@ -760,8 +760,8 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
  * half *ik, value *iv) unless the host listens on it or the guest is at
  * its port limit (at_limit: only bind_recycle may give it a port).
  * Returns 0 when claimed (ik->port says which), -EEXIST when taken
- * (ik->port says which), -EADDRINUSE when the host listens on it (or the pool shrank under the loop),
- * another error when the table is full.  A global function: called from
+ * (ik->port says which), -EADDRINUSE when the host listens on it (or the
+ * pool shrank under the loop), another error when the table is full.  A global function: called from
  * the probe loop, it is verified once instead of once per iteration and
  * state (inlined, the loop took the bridge program past the verifier's
  * budget).  Its frame is on the bridge program's deepest call chain: the
