@@ -629,7 +629,17 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 		if (!i)
 			return true;
 		std::vector<StaticMapping> ms = i->mappings;
-		if (follow_leases(ms, leases, now).empty())
+		std::vector<std::string> held;
+		const bool none = follow_leases(ms, leases, now, &held).empty();
+		// Said once per change, not at every re-read of the file.
+		std::string said;
+		for (const auto &h : held)
+			said += h + "\n";
+		if (said != leases_held_ && !held.empty())
+			for (const auto &h : held)
+				log_warn("dhcp lease: " + h);
+		leases_held_ = said;
+		if (none)
 			return true;
 	}
 	auto cfg = try_config("mappings not moved to their guests' new leases");

@@ -155,6 +155,7 @@ private:
 	std::string xdp_sig_;	  // the decisions last logged
 	std::string leases_path_; // "" with --dhcp-leases none
 	std::string leases_sig_;  // the file's inode, size and mtime when last read
+	std::string leases_held_; // the lease-following warnings last logged
 	std::chrono::steady_clock::time_point leases_read_{};
 	StepLog steps_;
 	// Addresses (host order) held back on their network, see

@@ -303,10 +303,19 @@ std::optional<uint32_t> libvirt_guest_addr(const std::string &mac,
 	for (const auto &h : hosts)
 		if (h.mac == mac)
 			return h.addr;
+	// DHCP's client MAC is a field of the request, not the frame's source:
+	// a guest can lease an address under another guest's MAC.  One MAC
+	// with current leases of two addresses is such a case (or a guest
+	// that changed its client-id): no guess, the mappings stay put.
 	const Lease *best = nullptr;
 	for (const auto &l : leases) {
 		if (format_mac(l.mac) != mac || (l.expiry != 0 && l.expiry <= now))
 			continue;
+		if (best && best->addr != l.addr)
+			throw Error("MAC " + mac + " has current leases of two addresses, " +
+				    format_ipv4(best->addr) + " and " + format_ipv4(l.addr) +
+				    " (a guest may have asked under another's MAC): give the VM a "
+				    "static <host> entry in its network");
 		if (!best || (best->expiry != 0 && (l.expiry == 0 || l.expiry > best->expiry)))
 			best = &l;
 	}
@@ -361,13 +370,23 @@ std::vector<Mapping> libvirt_network_mappings(const LibvirtNat &nat)
 }
 
 std::vector<std::string> follow_leases(std::vector<StaticMapping> &mappings,
-				       const std::vector<Lease> &leases, int64_t now)
+				       const std::vector<Lease> &leases, int64_t now,
+				       std::vector<std::string> *held)
 {
 	std::vector<std::string> moved;
 	for (auto &sm : mappings) {
 		if (sm.lease_mac.empty())
 			continue;
-		auto a = libvirt_guest_addr(sm.lease_mac, {}, leases, now);
+		std::optional<uint32_t> a;
+		try {
+			a = libvirt_guest_addr(sm.lease_mac, {}, leases, now);
+		} catch (const Error &e) {
+			if (held)
+				held->push_back(
+					(sm.vm.empty() ? "mapping " + sm.m.str() : "vm " + sm.vm) +
+					" not moved: " + e.what());
+			continue;
+		}
 		// No current lease (the guest is down, or its lease ran out):
 		// kept where it is; the address is still its until taken.
 		if (!a || *a == sm.m.guest_addr)

@@ -99,6 +99,8 @@ const LibvirtInterface &libvirt_nat_interface(const LibvirtDomain &d);
 
 // The guest address of a MAC: the network's static DHCP host entry, else
 // its lease that expires last (expired ones skipped; 0: never expires).
+// Throws Error when the MAC has current leases of two addresses (a guest
+// can ask for a lease under another's MAC: no guess).
 std::optional<uint32_t> libvirt_guest_addr(const std::string &mac,
 					   const std::vector<LibvirtDhcpHost> &hosts,
 					   const std::vector<Lease> &leases, int64_t now);
@@ -112,9 +114,11 @@ std::vector<Mapping> libvirt_network_mappings(const LibvirtNat &nat);
 // Follows the leases: every mapping with a lease_mac whose MAC has a current
 // lease (libvirt_guest_addr) of another address gets that address (a 1:1
 // mapping's or a forward's guest; ports kept).  Returns one line per
-// mapping moved ("vm web1: 192.168.122.12 -> 192.168.122.13").
+// mapping moved ("vm web1: 192.168.122.12 -> 192.168.122.13").  A MAC
+// with leases of two addresses moves nothing; `held` gets a line each.
 std::vector<std::string> follow_leases(std::vector<StaticMapping> &mappings,
-				       const std::vector<Lease> &leases, int64_t now);
+				       const std::vector<Lease> &leases, int64_t now,
+				       std::vector<std::string> *held = nullptr);
 
 // What a hook call does: libvirt's qemu hook runs with OBJECT OP SUBOP
 // EXTRA; the mappings are made once the domain runs ("started": its
