@@ -89,6 +89,7 @@ kvx_kill_pid "$squat"
 kvx_step "attach --metrics $LISTEN"
 must kvx_attach_bg --metrics "$LISTEN" --dhcp-leases "$KVX_TMP/leases.status"
 assert_contains "config records metrics" "\"metrics\": \"$LISTEN\"" "$(cat "$KVX_CFG")"
+assert_not_contains "loopback: no exposure warning" "reachable from other hosts" "$(cat "$KVX_DAEMON_LOG")"
 kvx_wait_for 10 "/metrics answers" bash -c "[[ -n \$(ip netns exec $NS_HOST curl -sS --fail --max-time 2 http://$LISTEN/metrics) ]]"
 m0=$(scrape)
 assert_contains "help and type lines" "# TYPE kvmxdp_packets_total counter" "$m0"

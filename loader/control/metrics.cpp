@@ -17,6 +17,7 @@
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/fs.hpp"
+#include "base/log.hpp"
 #include "base/netaddr.hpp"
 #include "kernel/maps.hpp"
 #include "model/options.hpp"
@@ -237,7 +238,15 @@ void check_metrics_bind(const std::string &listen)
 MetricsServer::MetricsServer(const std::string &listen, MetricsSource src)
 	: collector_(std::make_shared<Collector>(std::move(src)))
 {
-	parse_metrics_listen(listen, "--metrics");
+	const MetricsListen l = parse_metrics_listen(listen, "--metrics");
+	// The page names guests (MACs, addresses, lease host names) and has no
+	// authentication: on a laptop's WiFi, anything but loopback shows them
+	// to the café.  Allowed (a monitoring host may need it), said aloud.
+	if ((l.addr >> 24) != 127)
+		log_warn("--metrics " + listen +
+			 ": reachable from other hosts on every network the host joins (the page "
+			 "lists guests' MACs, addresses and names, without authentication); "
+			 "127.0.0.1 keeps it local");
 	try {
 		// One thread: a scrape is a few map reads.
 		exposer_ = std::make_unique<prometheus::Exposer>(listen, 1);
