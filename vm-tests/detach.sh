@@ -28,8 +28,10 @@ sha=$(kvx_random_file blob 2)
 # Another tool's clsact qdisc and filter on the uplink (u32, match-all, no action: runs after ours).
 tc -n "$NS_HOST" qdisc add dev "$UP" clsact
 tc -n "$NS_HOST" filter add dev "$UP" ingress pref 65000 u32 match u32 0 0
-# A non-default reserved-ports value that must come back verbatim.
-nsx "$NS_HOST" sysctl -qw net.ipv4.ip_local_reserved_ports=12345
+# A non-default reserved-ports value that must come back verbatim (inside
+# the ephemeral range: the default NAT pool is every other port, and the
+# kernel would merge a port inside it into the pool's range).
+nsx "$NS_HOST" sysctl -qw net.ipv4.ip_local_reserved_ports=40000
 before=$(kvx_host_state)
 
 kvx_step "attach and traffic"
@@ -37,9 +39,10 @@ kvx_attach_bg || kvx_fatal "cannot attach"
 assert_eq "bridge forwarding on while attached" 1 \
 	"$(kvx_sysctl_get "$NS_HOST" "net/ipv4/conf/$BR/forwarding")"
 lo=$(kvx_json 'i["nat_port_lo"]') hi=$(kvx_json 'i["nat_port_hi"]')
+slo=$(kvx_json 'i["nat_pool"]["nat_skip_lo"]') shi=$(kvx_json 'i["nat_pool"]["nat_skip_hi"]')
 res=$(kvx_sysctl_get "$NS_HOST" net/ipv4/ip_local_reserved_ports)
-assert_contains "NAT range $lo-$hi reserved while attached" "$lo-$hi" "$res"
-assert_contains "previous reserved ports kept while attached" "12345" "$res"
+# The pool: the range without the host's ephemeral range, each part reserved.
+assert_eq "NAT pool reserved while attached" "$lo-$((slo - 1)),40000,$((shi + 1))-$hi" "$res"
 assert_ne "pins exist while attached" "" "$(kvx_pins)"
 assert_eq "guest1 ping" 5 "$(kvx_ping_received "$NS_G1" "$SRV_IP" 5)"
 assert_eq "guest2 curl" "$sha" "$(kvx_curl_sha "$NS_G2" "http://$SRV_IP:8080/blob")"
@@ -66,7 +69,7 @@ assert_contains "the foreign clsact on the uplink stays" clsact "$(tc -n "$NS_HO
 assert_contains "the foreign filter on the uplink stays" u32 "$(tc -n "$NS_HOST" filter show dev "$UP" ingress)"
 assert_empty "no pins under $BPFFS/kvmxdp" "$(kvx_pins)"
 assert_eq "bridge forwarding restored" 0 "$(kvx_sysctl_get "$NS_HOST" "net/ipv4/conf/$BR/forwarding")"
-assert_eq "reserved ports restored" 12345 "$(kvx_sysctl_get "$NS_HOST" net/ipv4/ip_local_reserved_ports)"
+assert_eq "reserved ports restored" 40000 "$(kvx_sysctl_get "$NS_HOST" net/ipv4/ip_local_reserved_ports)"
 assert_eq "status lists no instance for the bridge" 0 "$(kvx_instances_of_br)"
 if [[ -f "$KVX_CFG" ]]; then
 	assert_not_contains "config no longer names the bridge" "\"$BR\"" "$(cat "$KVX_CFG")"
