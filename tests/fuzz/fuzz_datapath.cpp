@@ -73,8 +73,11 @@ constexpr std::uint8_t kEif = 1 << 3;	     // endpoint-independent filtering
 
 // The pool the harness runs with: the tests' range 61000-65535 with a hole
 // (the "ephemeral range") and two listeners, and a per-guest port limit
-// low enough that guests reach it between two table clears.
-constexpr std::uint16_t kSkipLo = 62000, kSkipHi = 64999;
+// low enough that guests reach it between two table clears.  The hole is
+// small: the fuzzer's many source addresses fill a pool of 1500 ports
+// between two clears, and valid frames refused for lack of ports made
+// round trips three times rarer (below the reach check's floor).
+constexpr std::uint16_t kSkipLo = 62000, kSkipHi = 62999;
 const std::vector<std::uint16_t> kHostPorts = {61001, 65000};
 constexpr std::uint32_t kGuestPorts = 48;
 constexpr unsigned long kPoolCheckEvery = 64;
