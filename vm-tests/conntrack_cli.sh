@@ -350,12 +350,12 @@ for m in $maps; do want+="$m:kernel:1 "; done
 assert_eq "every map: the kernel's memory figure (fdinfo memlock), >= 64 bytes" "${want% }" \
 	"$(kvx_json "' '.join('%s:%s:%d' % (m, i['maps'][m]['memory_source'], i['maps'][m]['memory_bytes'] >= 64) for m in '$maps'.split())" "$S")"
 kvx_log "map memory: $(kvx_json "{m: (v['entries'], v['max_entries'], v['memory_bytes']) for m, v in i['maps'].items()}" "$S")"
-assert_eq "maps.kvx_ct max_entries (default)" 65536 "$(kvx_json "i['maps']['kvx_ct']['max_entries']" "$S")"
+assert_eq "maps.kvx_ct max_entries (default)" 131072 "$(kvx_json "i['maps']['kvx_ct']['max_entries']" "$S")"
 assert_eq "maps.kvx_ct entries = conntrack.entries" "$(kvx_json "i['conntrack']['entries']" "$S")" \
 	"$(kvx_json "i['maps']['kvx_ct']['entries']" "$S")"
 # preallocated: at least key + value per entry
-assert_ge "conntrack.memory_bytes >= 65536 * 56" "$(kvx_json "i['conntrack']['memory_bytes']" "$S")" $((65536 * 56))
-assert_ge "bindings.memory_bytes >= 65536 * 40" "$(kvx_json "i['bindings']['memory_bytes']" "$S")" $((65536 * 40))
+assert_ge "conntrack.memory_bytes >= 131072 * 56" "$(kvx_json "i['conntrack']['memory_bytes']" "$S")" $((131072 * 56))
+assert_ge "bindings.memory_bytes >= 131072 * 40" "$(kvx_json "i['bindings']['memory_bytes']" "$S")" $((131072 * 40))
 assert_eq "memory_bytes is the sum of the maps'" "$(kvx_json "sum(m['memory_bytes'] for m in i['maps'].values())" "$S")" \
 	"$(kvx_json "i['memory_bytes']" "$S")"
 assert_not_contains "no table warning at this size" "% full" "$(kvx_json "i['warnings']" "$S")"
