@@ -128,17 +128,32 @@ MappingOptions options_of(const std::string &bridge, const Mapping &m)
 }
 
 // Deletes the owned mappings of every instance (a domain may have moved
-// to another bridge since its start); returns how many.
+// to another bridge since its start); returns how many.  The daemon may
+// move a leased guest's mapping between the read and the delete (which
+// matches the whole mapping): a failed delete is tried again on the
+// config as it is then, so a stopped VM's forward cannot stay behind on
+// an address the next lease gives to another guest.
 size_t remove_owned(const GlobalOptions &g, const Owned &owned, std::ostream &out)
 {
-	const Config cfg = ConfigStore(g.config).load();
+	constexpr int kPasses = 3;
 	size_t n = 0;
-	for (const auto &inst : cfg.instances)
-		for (const auto &sm : owned_mappings(cfg, inst.bridge, owned)) {
-			mapping_del(g, options_of(inst.bridge, sm.m), out);
-			n++;
-		}
-	return n;
+	for (int pass = 1;; pass++) {
+		const Config cfg = ConfigStore(g.config).load();
+		bool left = false;
+		for (const auto &inst : cfg.instances)
+			for (const auto &sm : owned_mappings(cfg, inst.bridge, owned)) {
+				try {
+					mapping_del(g, options_of(inst.bridge, sm.m), out);
+					n++;
+				} catch (const Error &) {
+					if (pass == kPasses)
+						throw;
+					left = true;
+				}
+			}
+		if (!left)
+			return n;
+	}
 }
 
 // Makes `ms` on `bridge` for their owner, replacing what it had: all of
