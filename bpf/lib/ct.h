@@ -728,7 +728,10 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 	if (p->proto != IPPROTO_TCP ||
 	    (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) != KVX_TCP_SYN)
 		return 0;
-	ib = bpf_map_lookup_elem(&kvx_bind, ik);
+	/* The key on this frame's stack (ok, reused for the OUT half below):
+	 * 6.1's map helpers refuse a global function's pointer argument. */
+	ok = *ik;
+	ib = bpf_map_lookup_elem(&kvx_bind, &ok);
 	if (!ib)
 		return at_limit ? 0 : 1; /* released meanwhile: free (not for a guest at its limit) */
 	if (at_limit && ib->addr != p->saddr)
@@ -750,16 +753,18 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 		if (n)
 			__sync_fetch_and_add(n, -1);
 	}
-	if (bpf_map_delete_elem(&kvx_bind, ik))
+	ok = *ik;
+	if (bpf_map_delete_elem(&kvx_bind, &ok))
 		return 0; /* another CPU recycled it first */
 	return seen | 1;
 }
 
 /*
- * One probe of bind_create: the pool's port at index off, claimed (the IN
- * half *ik, value *iv) unless the host listens on it or the guest is at
- * its port limit (at_limit: only bind_recycle may give it a port).
- * Returns 0 when claimed (ik->port says which), -EEXIST when taken
+ * One probe of bind_create: the pool's port at index off, to be claimed
+ * by the caller (the IN half *ik, value *iv) unless the host listens on it
+ * or the guest is at its port limit (at_limit: only bind_recycle may give
+ * it a port).  Returns 0 when the caller may claim it (ik->port says
+ * which), -EEXIST when taken
  * (ik->port says which), -EADDRINUSE when the host listens on it (or the
  * pool shrank under the loop), another error when the table is full.  A global function: called from
  * the probe loop, it is verified once instead of once per iteration and
@@ -788,9 +793,7 @@ __noinline int bind_claim_port(struct kvx_bind_key *ik, const struct kvx_bind_va
 	if (port_host_listens(port))
 		return -EADDRINUSE;
 	ik->port = bpf_htons(port);
-	if (at_limit)
-		return -EEXIST;
-	return bpf_map_update_elem(&kvx_bind, ik, iv, BPF_NOEXIST);
+	return at_limit ? -EEXIST : 0;
 }
 
 /* The MAC pair the paths pass around (KVX_GW_MAC_OFF), as one object for
@@ -884,6 +887,11 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 		off = (i == 0 || range <= KVX_PORT_TRIES) ? ((pk & 0xffff) + i) % range :
 							    bpf_get_prandom_u32() % range;
 		err = bind_claim_port(&ik, &iv, p, off, pk >> 32);
+		/* Claimed here, not in bind_claim_port: a global function's
+		 * pointer arguments are "mem" to the verifier, which 6.1's map
+		 * helpers refuse as keys and values; these are the stack's. */
+		if (!err)
+			err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
 		if (err == -EEXIST) {
 			tw = bind_recycle(&ik, p, iv.last_used_ns, pk >> 32);
 			if (tw) {
