@@ -33,11 +33,17 @@ DoctorFinding finding(const char *check, Severity s, std::string what, std::stri
 	return {check, s, std::move(what), std::move(fix)};
 }
 
-// The instance's service, for fixes that restart it.
+// The instance's service, for fixes that restart it.  The unit's instance
+// is the bridge name escaped (a '-' means '/'): systemd-escape does it
+// where the name needs it.
 std::string unit_of(const std::string &bridge)
 {
-	return "systemctl restart kvmxdp@" + p(bridge) + " (or kvmxdp attach --bridge " +
-	       p(bridge) + ")";
+	const bool plain = !bridge.empty() && bridge[0] != '.' &&
+			   bridge.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+						    "0123456789:_.") == std::string::npos;
+	const std::string unit = plain ? "kvmxdp@" + p(bridge) :
+					 "kvmxdp@$(systemd-escape '" + p(bridge) + "')";
+	return "systemctl restart " + unit + " (or kvmxdp attach --bridge " + p(bridge) + ")";
 }
 
 std::optional<uint32_t> bridge_address_in(const DoctorFacts &f, uint32_t addr)
@@ -91,7 +97,7 @@ std::vector<DoctorFinding> check_datapath(const DoctorFacts &f)
 			"net.ipv4.conf." + br +
 				".forwarding is 0: the datapath's route lookups fail (FWD_DISABLED) "
 				"and guests reach nothing outside",
-			"sysctl -w net.ipv4.conf." + br + ".forwarding=1 (attach sets it)"));
+			"sysctl -w net/ipv4/conf/" + br + "/forwarding=1 (attach sets it)"));
 	if (!f.status.is_object()) {
 		out.push_back(
 			finding("datapath", Severity::Error,
@@ -576,7 +582,7 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 					"firewalld is active and " + br +
 						" is in none of its zones: its forward chain rejects "
 						"what kvmxdp hands to the host's routing",
-					"firewall-cmd --permanent --zone=trusted --add-interface=" +
+					"firewall-cmd --permanent --zone=libvirt --add-interface=" +
 						br + "; firewall-cmd --reload"));
 		}
 	}
@@ -624,7 +630,7 @@ std::vector<DoctorFinding> check_rp_filter(const DoctorFacts &f)
 				"source is not routed back through " +
 				p(l->name) +
 				" (mapped addresses, asymmetric routes, a roaming uplink)",
-			"sysctl -w net.ipv4.conf." + p(l->name) + ".rp_filter=2"));
+			"sysctl -w net/ipv4/conf/" + p(l->name) + "/rp_filter=2"));
 	}
 	return out;
 }

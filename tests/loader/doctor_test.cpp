@@ -123,6 +123,10 @@ TEST(Doctor, DatapathFilterMissingOrForeign)
 	f.status["devices"][1]["prog"] = nullptr;
 	expect_one(f, "datapath", Severity::Error, "no kvmxdp filter on wlan0",
 		   "systemctl restart kvmxdp@virbr0");
+	// A '-' in the bridge's name is '/' in a unit's instance: escaped.
+	f.bridge = "br-lan";
+	expect_one(f, "datapath", Severity::Error, "no kvmxdp filter on wlan0",
+		   "systemctl restart kvmxdp@$(systemd-escape 'br-lan')");
 	f = healthy();
 	f.status["devices"][0]["prog"] = "other_prog";
 	expect_one(f, "datapath", Severity::Error, "runs 'other_prog'", "kvmxdp@virbr0");
@@ -136,7 +140,7 @@ TEST(Doctor, DatapathWithoutDaemonOrForwarding)
 	f = healthy();
 	f.bridge_forwarding = 0;
 	expect_one(f, "datapath", Severity::Error, "forwarding is 0",
-		   "sysctl -w net.ipv4.conf.virbr0.forwarding=1");
+		   "sysctl -w net/ipv4/conf/virbr0/forwarding=1");
 }
 
 TEST(Doctor, UplinkDownWithoutCarrierOrAddress)
@@ -326,7 +330,7 @@ TEST(Doctor, NftablesLibvirtNatForwardDropAndFirewalld)
 	  {"rule": {"family": "inet", "table": "firewalld", "chain": "filter_FORWARD", "handle": 1,
 	            "expr": [{"reject": {"type": "icmpx", "expr": "admin-prohibited"}}]}}]})J";
 	expect_one(f, "firewall", Severity::Warning, "firewalld is active",
-		   "firewall-cmd --permanent --zone=trusted --add-interface=virbr0");
+		   "firewall-cmd --permanent --zone=libvirt --add-interface=virbr0");
 	// The bridge in a zone: named in firewalld's rules.
 	f.nft_json = R"J({"nftables": [
 	  {"table": {"family": "inet", "name": "firewalld", "handle": 4}},
@@ -353,7 +357,7 @@ TEST(Doctor, StrictRpFilter)
 	DoctorFacts f = healthy();
 	f.uplink_link.rp_filter = 1;
 	expect_one(f, "rp_filter", Severity::Warning, "strict reverse-path filtering on wlan0",
-		   "sysctl -w net.ipv4.conf.wlan0.rp_filter=2");
+		   "sysctl -w net/ipv4/conf/wlan0/rp_filter=2");
 	// conf.all=1 makes every device strict unless it says loose.
 	f = healthy();
 	f.rp_filter_all = 1;
