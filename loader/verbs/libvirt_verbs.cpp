@@ -10,6 +10,7 @@
 #include "base/error.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
+#include "base/rollback.hpp"
 #include "base/netaddr.hpp"
 #include "base/text.hpp"
 #include "control/guest_stats.hpp"
@@ -181,27 +182,19 @@ void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::v
 		return;
 	}
 	remove_owned(g, owned, out);
-	std::vector<Mapping> made;
-	try {
-		for (const auto &m : ms) {
-			MappingOptions o = options_of(bridge, m);
-			o.vm = vm;
-			o.libvirt_network = network;
-			o.lease_mac = lease_mac;
-			mapping_add(g, o, out);
-			made.push_back(m);
-		}
-	} catch (const Error &) {
-		for (auto it = made.rbegin(); it != made.rend(); ++it) {
-			try {
-				std::ostringstream quiet;
-				mapping_del(g, options_of(bridge, *it), quiet);
-			} catch (const Error &e) {
-				log_warn(std::string("undoing the mappings made: ") + e.what());
-			}
-		}
-		throw;
+	Rollback undo;
+	for (const auto &m : ms) {
+		MappingOptions o = options_of(bridge, m);
+		o.vm = vm;
+		o.libvirt_network = network;
+		o.lease_mac = lease_mac;
+		mapping_add(g, o, out);
+		undo.add("map add " + m.str(), [&g, &bridge, m] {
+			std::ostringstream quiet;
+			mapping_del(g, options_of(bridge, m), quiet);
+		});
 	}
+	undo.commit();
 }
 
 // The mappings an owner has no more (its metadata is gone, it stopped).
