@@ -1,6 +1,8 @@
 #include "datapath.hpp"
 
 #include <arpa/inet.h>
+#include <sys/mman.h>
+#include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <linux/bpf.h>
@@ -51,6 +53,29 @@ void clear_hash(int fd, const char *name)
 			throw std::runtime_error(std::string("clear ") + name + ": " +
 						 errno_text(errno));
 }
+
+// Every element of a per-CPU ARRAY map to zero, in one batch update (a
+// per-CPU array cannot be mapped; see Datapath::mapped_ for the others).
+void zero_percpu_array(const bpf_map *map)
+{
+	const __u32 entries = bpf_map__max_entries(map);
+	const int ncpu = libbpf_num_possible_cpus();
+	// A per-CPU value is one 8-byte-aligned slot per possible CPU.
+	const std::size_t per_key = ((bpf_map__value_size(map) + 7) & ~std::size_t{7}) *
+				    static_cast<std::size_t>(ncpu > 0 ? ncpu : 1);
+	std::vector<__u32> keys(entries);
+	std::vector<unsigned char> zero(per_key * entries, 0);
+	for (__u32 i = 0; i < entries; i++)
+		keys[i] = i;
+	__u32 n = entries;
+	if (bpf_map_update_batch(bpf_map__fd(map), keys.data(), zero.data(), &n, nullptr) != 0)
+		throw std::runtime_error(std::string("clear ") + bpf_map__name(map) + ": " +
+					 errno_text(errno));
+}
+
+// The plain arrays clear_tables() zeroes through a mapping: created
+// BPF_F_MMAPABLE here (the programs do not see the flag).
+constexpr const char *kMappedArrays[] = {KVX_MAP_GFLOWS, KVX_MAP_GPORTS, KVX_MAP_HALFOPEN};
 
 } // namespace
 
@@ -154,10 +179,32 @@ Datapath::Datapath(TableSizes sizes)
 			s.set_max_entries(KVX_MAP_CT, sizes.ct);
 		if (sizes.bind)
 			s.set_max_entries(KVX_MAP_BIND, sizes.bind);
+		for (const char *name : kMappedArrays)
+			if (bpf_map__set_map_flags(s.map(name), bpf_map__map_flags(s.map(name)) |
+									BPF_F_MMAPABLE) != 0)
+				throw std::runtime_error(std::string("mmapable ") + name);
 	});
+	for (const char *name : kMappedArrays) {
+		const bpf_map *m = skel_->map(name);
+		const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+		// The kernel lays an array's values out 8-byte aligned.
+		const std::size_t elem = (std::size_t{bpf_map__value_size(m)} + 7) &
+					 ~std::size_t{7};
+		const std::size_t len = (elem * bpf_map__max_entries(m) + page - 1) & ~(page - 1);
+		void *addr =
+			mmap(nullptr, len, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(m), 0);
+		if (addr == MAP_FAILED)
+			throw std::runtime_error(std::string("mmap ") + name + ": " +
+						 errno_text(errno));
+		mapped_.push_back({addr, len});
+	}
 }
 
-Datapath::~Datapath() = default;
+Datapath::~Datapath()
+{
+	for (const Mapped &m : mapped_)
+		munmap(m.addr, m.len);
+}
 
 kvmxdp_tc *Datapath::tc() const
 {
@@ -280,44 +327,13 @@ void Datapath::clear_tables()
 	clear_icmprl_buckets();
 	set_icmprl_global(IcmpBudget::Answers, 0);
 	set_icmprl_global(IcmpBudget::Pmtu, 0);
-	// Every per-guest counter: a test expects its guests' from zero (one
-	// batch: a per-CPU value is one kvx_gstat per possible CPU).
-	{
-		const int ncpu = libbpf_num_possible_cpus();
-		std::vector<__u32> keys(KVX_GSTATS_SLOTS);
-		std::vector<kvx_gstat> zero(KVX_GSTATS_SLOTS *
-					    static_cast<std::size_t>(ncpu > 0 ? ncpu : 1));
-		for (__u32 i = 0; i < KVX_GSTATS_SLOTS; i++)
-			keys[i] = i;
-		__u32 n = KVX_GSTATS_SLOTS;
-		if (bpf_map_update_batch(bpf_map__fd(tc()->maps.kvx_gstats), keys.data(),
-					 zero.data(), &n, nullptr) != 0)
-			throw std::runtime_error("clear kvx_gstats: " + errno_text(errno));
-	}
-	// Every quota slot: a test's guests may own other slots than the
-	// last test's (one batch; 65536 single updates per test are slow).
-	{
-		std::vector<__u32> keys(KVX_GFLOWS_MAX);
-		std::vector<kvx_gflows_val> zero(KVX_GFLOWS_MAX);
-		for (__u32 i = 0; i < KVX_GFLOWS_MAX; i++)
-			keys[i] = i;
-		__u32 n = KVX_GFLOWS_MAX;
-		if (bpf_map_update_batch(bpf_map__fd(tc()->maps.kvx_gflows), keys.data(),
-					 zero.data(), &n, nullptr) != 0)
-			throw std::runtime_error("clear kvx_gflows: " + errno_text(errno));
-	}
-	const kvx_halfopen_val none{};
-	for (__u32 i = 0; i < KVX_HALFOPEN_GUESTS; i++)
-		if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &i, &none, BPF_ANY) !=
-		    0)
-			throw std::runtime_error("clear kvx_halfopen: " + errno_text(errno));
+	// Every per-guest counter, quota slot, half-open ring and port
+	// counter: a test's guests may own other slots than the last test's
+	// (the port counters describe kvx_bind, emptied above).
+	zero_percpu_array(tc()->maps.kvx_gstats);
+	for (const Mapped &m : mapped_)
+		std::memset(m.addr, 0, m.len);
 	set_host_ports({});
-	// The port limit's counters describe kvx_bind, emptied above.
-	const int gports = bpf_map__fd(tc()->maps.kvx_gports);
-	const __u32 zero = 0;
-	for (__u32 i = 0; i < bpf_map__max_entries(tc()->maps.kvx_gports); i++)
-		if (bpf_map_update_elem(gports, &i, &zero, BPF_ANY) != 0)
-			throw std::runtime_error("clear kvx_gports: " + errno_text(errno));
 }
 
 void Datapath::set_host_ports(const std::vector<std::uint16_t> &ports)
