@@ -1139,11 +1139,11 @@ TEST_F(BrIngressTest, FragmentEntryExpires)
 	later.frag_offset = 9;
 	later.raw_l4 = true; // later fragment: no L4 header
 	const std::uint64_t sec = 1000000000ULL;
-	val.created_ns = boot_ns() - (KVX_FRAG_TIMEOUT_S - 1) * sec;
+	val.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S - 1) * sec);
 	dp().frag_update(key, val);
 	run_br(later, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(later, 0));
 
-	val.created_ns = boot_ns() - (KVX_FRAG_TIMEOUT_S + 1) * sec;
+	val.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S + 1) * sec);
 	dp().frag_update(key, val);
 	run_br(later, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
 	EXPECT_TRUE(dp().frag_entries().empty()) << "the expired entry is deleted";

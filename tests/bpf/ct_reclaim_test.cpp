@@ -53,7 +53,7 @@ protected:
 		kvx_ct_key k = ct_key(p.proto, p.src, p.sport, p.dst, p.dport);
 		auto v = d.ct_lookup(k);
 		ASSERT_TRUE(v) << "flow to age";
-		v->last_seen_ns = boot_ns() - ago_s * kSec;
+		v->last_seen_ns = boot_ns_ago(ago_s * kSec);
 		d.ct_update(k, *v);
 	}
 	static bool has_flow(const Datapath &d, const Packet &p)
@@ -340,8 +340,7 @@ TEST_F(CtReclaimTest, GuestQuotaIsPerMacNotPerAddress)
 		EXPECT_EQ(d->gflows_slot(addr), d->gflows_slot(kGuestA));
 	}
 	EXPECT_EQ(d->gflows(kGuestA), 4u) << "four addresses, one counter";
-	run_case(*d, Prog::BrIngress, from_a(addrs[3], 62701), TC_ACT_SHOT,
-		 KVX_R_DROP_GUEST_QUOTA);
+	run_case(*d, Prog::BrIngress, from_a(addrs[3], 62701), TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
 	run_case(*d, Prog::BrIngress, from_a(ip4(192, 168, 122, 50), 62700), TC_ACT_SHOT,
 		 KVX_R_DROP_GUEST_QUOTA);
 	EXPECT_EQ(d->ct_entries().size(), 4u);
@@ -368,7 +367,7 @@ TEST_F(CtReclaimTest, GuestOverQuotaPaysOneReclaimPassPerHoldoff)
 	for (const Packet &p : b) {
 		kvx_ct_val v{};
 		v.state = KVX_CT_UDP;
-		v.last_seen_ns = boot_ns() - 100 * kSec; // expired
+		v.last_seen_ns = boot_ns_ago(100 * kSec); // expired
 		d->ct_update(ct_key(p.proto, p.src, p.sport, p.dst, p.dport), v);
 	}
 	d->set_reclaim_state(0, 0);
@@ -381,7 +380,7 @@ TEST_F(CtReclaimTest, GuestOverQuotaPaysOneReclaimPassPerHoldoff)
 		const Packet p = udp(kGuestB, std::uint16_t(62950 + i), kRemote1 + i);
 		kvx_ct_val v{};
 		v.state = KVX_CT_UDP;
-		v.last_seen_ns = boot_ns() - 100 * kSec;
+		v.last_seen_ns = boot_ns_ago(100 * kSec);
 		d->ct_update(ct_key(p.proto, p.src, p.sport, p.dst, p.dport), v);
 		d->set_reclaim_state(0, 0);
 		run_case(*d, Prog::BrIngress, udp(kGuestA, 62902, kRemote1), TC_ACT_SHOT,

@@ -10,10 +10,12 @@
 
 #include <linux/pkt_cls.h>
 
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <memory>
 #include <sstream>
+#include <thread>
 
 namespace kvmxdp::test {
 namespace {
@@ -177,6 +179,14 @@ std::uint64_t boot_ns()
 	timespec ts{};
 	clock_gettime(CLOCK_BOOTTIME, &ts);
 	return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
+}
+
+std::uint64_t boot_ns_ago(std::uint64_t ago_ns)
+{
+	constexpr std::uint64_t kMargin = 1000000000ULL;
+	for (std::uint64_t now = boot_ns(); now < ago_ns + kMargin; now = boot_ns())
+		std::this_thread::sleep_for(std::chrono::nanoseconds(ago_ns + kMargin - now));
+	return boot_ns() - ago_ns;
 }
 
 int kernel_version()

@@ -145,6 +145,12 @@ void add_one_to_one(Datapath &dp, std::uint32_t ext_addr, std::uint32_t guest,
 
 // The datapath's clock (CLOCK_BOOTTIME, bpf_ktime_get_boot_ns), in ns.
 std::uint64_t boot_ns();
+// boot_ns() - ago_ns, a time in the past.  In a freshly booted VM the clock
+// may be younger than ago_ns, and a time "before boot" would wrap around to
+// the far future (the datapath's expiry tests are `seen + timeout < now`,
+// safe against a timestamp a racing CPU wrote just after `now` was read):
+// then this waits until the machine is old enough.
+std::uint64_t boot_ns_ago(std::uint64_t ago_ns);
 
 // Linux version of the running kernel as major * 100 + minor (6.10: 610).
 int kernel_version();

@@ -18,13 +18,6 @@ using namespace testpkt;
 
 constexpr std::uint64_t kSec = 1000000000ULL;
 
-std::uint64_t boot_ns()
-{
-	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return std::uint64_t(ts.tv_sec) * kSec + std::uint64_t(ts.tv_nsec);
-}
-
 // The window scale option (kind 3) behind a NOP, as Linux sends it.
 Bytes wscale_opt(std::uint8_t shift)
 {
@@ -184,9 +177,9 @@ TEST_F(TcpStateTest, HalfOpenFlowExpiresAfterSynRecvTimeout)
 	ASSERT_TRUE(f);
 	const kvx_cfg c = dp().cfg();
 	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts), 60u);
-	f->last_seen_ns = boot_ns() - 59 * kSec;
+	f->last_seen_ns = boot_ns_ago(59 * kSec);
 	EXPECT_FALSE(kvx_ct_expired(&*f, kProtoTcp, &c.timeouts, boot_ns()));
-	f->last_seen_ns = boot_ns() - 61 * kSec;
+	f->last_seen_ns = boot_ns_ago(61 * kSec);
 	EXPECT_TRUE(kvx_ct_expired(&*f, kProtoTcp, &c.timeouts, boot_ns()))
 		<< "a SYN alone holds a flow for 60 s, not ESTABLISHED's 5 days";
 }

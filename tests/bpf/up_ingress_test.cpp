@@ -269,10 +269,10 @@ TEST_F(UpIngressTest, FragmentEntryExpires)
 	later.raw_l4 = true; // later fragment: no L4 header
 	later.ttl = first.ttl;
 	kvx_frag_val val = frags[0].second;
-	val.created_ns = boot_ns() - (KVX_FRAG_TIMEOUT_S - 1) * 1000000000ULL;
+	val.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S - 1) * 1000000000ULL);
 	dp().frag_update(frags[0].first, val);
 	run_up(later, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(later, kGuestA, 0));
-	val.created_ns = boot_ns() - (KVX_FRAG_TIMEOUT_S + 1) * 1000000000ULL;
+	val.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S + 1) * 1000000000ULL);
 	dp().frag_update(frags[0].first, val);
 	run_up(later, TC_ACT_OK, KVX_R_PASS_HOST);
 	EXPECT_TRUE(dp().frag_entries().empty());
@@ -739,17 +739,16 @@ TEST_F(UpIngressTest, MartianSourcesDroppedAndCounted)
 	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 2222, kGuestA, 22);
 	add_one_to_one(dp(), kMappedAddr, kGuestB, KVX_EXT_F_ARP);
 	const std::uint32_t U = Topology::kUplinkAddr;
-	for (std::uint32_t src : {kGuestC, ip4(192, 168, 122, 0), ip4(127, 0, 0, 1), U, kMappedAddr,
-				  ip4(0, 0, 0, 0), ip4(0, 1, 2, 3), ip4(224, 0, 0, 1),
-				  ip4(239, 1, 1, 1), ip4(255, 255, 255, 255)}) {
+	for (std::uint32_t src :
+	     {kGuestC, ip4(192, 168, 122, 0), ip4(127, 0, 0, 1), U, kMappedAddr, ip4(0, 0, 0, 0),
+	      ip4(0, 1, 2, 3), ip4(224, 0, 0, 1), ip4(239, 1, 1, 1), ip4(255, 255, 255, 255)}) {
 		SCOPED_TRACE(ip4_str(src));
 		for (std::uint32_t dst : {U, kMappedAddr}) {
 			const std::uint16_t dport = dst == U ? 2222 : 22;
 			run_up(from_uplink(make_tcp(src, 5555, dst, dport)), TC_ACT_SHOT,
 			       KVX_R_DROP_MARTIAN_IN);
 			const Bytes in = from_uplink(make_tcp(src, 5555, dst, dport)).build();
-			const RunResult x =
-				dp().run(Prog::XdpUp, in, ingress_ifindex(Prog::XdpUp));
+			const RunResult x = dp().run(Prog::XdpUp, in, ingress_ifindex(Prog::XdpUp));
 			EXPECT_EQ(x.verdict, XDP_PASS) << "XDP leaves martians to TC";
 		}
 	}
