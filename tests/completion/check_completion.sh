@@ -8,47 +8,13 @@
 # sysfs (two bridges, a veth pair, a bridge port that is no uplink); `map
 # del` completes the mappings of a config the test writes.  The file is
 # loaded the way bash-completion loads it (its loader, by the command's
-# name, from a completions directory), as the package installs it.
+# name, from a completions directory), as the package installs it.  The
+# interfaces and the config: lib.sh.
 set -euo pipefail
 
-fail() {
-	echo "check_completion: FAIL: $*" >&2
-	exit 1
-}
-[[ $# -ge 2 && -x $1 && -f $2 ]] || fail "usage: check_completion.sh KVMXDP_BINARY COMPLETION_FILE"
-kvmxdp=$(readlink -f "$1")
-completion=$(readlink -f "$2")
-
-if [[ ${3:-} != --inside ]]; then
-	if [[ $(id -u) -ne 0 ]]; then
-		echo "check_completion: skip: needs root (a network namespace with its own sysfs)"
-		exit 77
-	fi
-	tmp=$(mktemp -d)
-	trap 'rm -rf --one-file-system "$tmp"' EXIT
-	# A private network and mount namespace: the interfaces made here, and
-	# the sysfs that shows them, vanish with it.
-	unshare --net --mount -- bash "$0" "$kvmxdp" "$completion" --inside "$tmp"
-	exit
-fi
-tmp=$4
-mount --make-rprivate /
-mount -t sysfs sysfs /sys
-ip link add kvxcbr0 type bridge
-ip link add kvxcbr1 type bridge
-ip link add kvxcup0 type veth peer name kvxcup1
-ip tuntap add dev kvxctap0 mode tap # a guest's vnetN
-ip link set kvxctap0 master kvxcbr0
-
-cat >"$tmp/k.json" <<'JSON'
-{"version": 1, "instances": [{"bridge": "kvxcbr0", "uplink": "kvxcup0", "subnet": "192.168.122.0/24",
- "nat_port_lo": 61000, "nat_port_hi": 65535, "eif": false, "ct_size": 65536, "bind_size": 65536,
- "bpffs": "/sys/fs/bpf", "pin_dir": "/sys/fs/bpf/kvmxdp/kvxcbr0",
- "clsact_created": {"bridge": false, "uplink": false}, "saved_sysctls": {}, "clamp_mss": 0,
- "mappings": [{"ext": "10.0.0.5", "guest": "192.168.122.11", "proto": "any", "add_address": false},
-              {"ext": "uplink:2222", "guest": "192.168.122.14:22", "proto": "tcp", "add_address": false}]}]}
-JSON
-chmod 600 "$tmp/k.json"
+CHECK=check_completion
+# shellcheck source=tests/completion/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # bash-completion's loader finds completions/<command> under XDG_DATA_DIRS.
 mkdir -p "$tmp/share/bash-completion/completions"

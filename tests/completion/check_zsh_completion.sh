@@ -6,50 +6,19 @@
 # sits in a directory of $fpath as the package installs it, compinit loads
 # it by its #compdef line, and a line is typed with <Tab> on a pseudo
 # terminal (zsh/zpty).  compadd is wrapped to print what the completion
-# offers, so the check reads the candidates, not the screen.  Bridges and
-# uplinks come from a network namespace of the test's own (two bridges, a
-# veth pair, a bridge port that is no uplink); `map del` completes the
-# mappings of a config the test writes.  Also: zsh parses the file, and
-# every command and option of this build's --help is offered somewhere.
+# offers, so the check reads the candidates, not the screen.  Bridges,
+# uplinks and the mappings `map del` completes: lib.sh.  Also: zsh parses
+# the file, and every command and option of this build's --help is offered
+# somewhere.
 set -euo pipefail
 
-fail() {
-	echo "check_zsh_completion: FAIL: $*" >&2
-	exit 1
-}
-[[ $# -ge 2 && -x $1 && -f $2 ]] || fail "usage: check_zsh_completion.sh KVMXDP_BINARY COMPLETION_FILE"
-kvmxdp=$(readlink -f "$1")
-completion=$(readlink -f "$2")
-command -v zsh >/dev/null || fail "zsh not found (Debian package zsh: scripts/install-deps.sh)"
-
-if [[ ${3:-} != --inside ]]; then
-	if [[ $(id -u) -ne 0 ]]; then
-		echo "check_zsh_completion: skip: needs root (a network namespace)"
-		exit 77
-	fi
+CHECK=check_zsh_completion
+precheck() {
+	command -v zsh >/dev/null || fail "zsh not found (Debian package zsh: scripts/install-deps.sh)"
 	zsh -n "$completion" || fail "zsh does not parse $completion"
-	tmp=$(mktemp -d)
-	trap 'rm -rf --one-file-system "$tmp"' EXIT
-	# The interfaces made here vanish with the namespace.
-	unshare --net -- bash "$0" "$kvmxdp" "$completion" --inside "$tmp"
-	exit
-fi
-tmp=$4
-ip link add kvxzbr0 type bridge
-ip link add kvxzbr1 type bridge
-ip link add kvxzup0 type veth peer name kvxzup1
-ip tuntap add dev kvxztap0 mode tap # a guest's vnetN
-ip link set kvxztap0 master kvxzbr0
-
-cat >"$tmp/k.json" <<'JSON'
-{"version": 1, "instances": [{"bridge": "kvxzbr0", "uplink": "kvxzup0", "subnet": "192.168.122.0/24",
- "nat_port_lo": 61000, "nat_port_hi": 65535, "eif": false, "ct_size": 65536, "bind_size": 65536,
- "bpffs": "/sys/fs/bpf", "pin_dir": "/sys/fs/bpf/kvmxdp/kvxzbr0",
- "clsact_created": {"bridge": false, "uplink": false}, "saved_sysctls": {}, "clamp_mss": 0,
- "mappings": [{"ext": "10.0.0.5", "guest": "192.168.122.11", "proto": "any", "add_address": false},
-              {"ext": "uplink:2222", "guest": "192.168.122.14:22", "proto": "tcp", "add_address": false}]}]}
-JSON
-chmod 600 "$tmp/k.json"
+}
+# shellcheck source=tests/completion/lib.sh
+source "$(dirname "$0")/lib.sh"
 
 # The package's layout: the file is _kvmxdp in a directory of $fpath, and
 # the command is found as "kvmxdp" on $PATH.
@@ -87,10 +56,10 @@ expect() {
 	[[ $got == "$want" ]] || fail "'$2<Tab>': got '$got', want '$want'"
 	n=$((n + 1))
 }
-expect "kvxzbr0 kvxzbr1" "kvmxdp attach --bridge "
-expect "kvxzbr0 kvxzbr1" "kvmxdp status --bridge=kv"
-# Uplinks: not a bridge, not a bridge port (kvxztap0), not lo.
-expect "auto kvxzup0 kvxzup1" "kvmxdp attach --bridge kvxzbr0 --uplink "
+expect "kvxcbr0 kvxcbr1" "kvmxdp attach --bridge "
+expect "kvxcbr0 kvxcbr1" "kvmxdp status --bridge=kv"
+# Uplinks: not a bridge, not a bridge port (kvxctap0), not lo.
+expect "auto kvxcup0 kvxcup1" "kvmxdp attach --bridge kvxcbr0 --uplink "
 expect "auto tc xdp" "kvmxdp --config $tmp/k.json attach --mode "
 expect "conntrack" "kvmxdp con"
 expect "add del list" "kvmxdp map "
