@@ -164,7 +164,11 @@ static __noinline int guest_owner_check(__be32 saddr, const __u8 *mac)
 				g->seen_ns = now;
 			return KVX_CONTINUE;
 		}
-		if ((g->flags & KVX_GUEST_F_LEASE) || now - g->seen_ns < KVX_GUEST_IDLE_NS)
+		/* Not `now - seen < idle`: the clock is cached per CPU (clock.h),
+		 * so the owner's refresh on another CPU can be a jiffy ahead of
+		 * this CPU's now, and the difference would wrap to "idle for
+		 * ages" and hand the address to the spoofer. */
+		if ((g->flags & KVX_GUEST_F_LEASE) || g->seen_ns + KVX_GUEST_IDLE_NS > now)
 			return KVX_R_DROP_SPOOF_MAC;
 	}
 	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
@@ -531,7 +535,9 @@ static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p,
 	k.proto = p->proto;
 	k.dir = dir;
 	v = bpf_map_lookup_elem(&kvx_frag, &k);
-	if (v && now - v->created_ns > (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL) {
+	/* A sum, not `now - created`: an entry another CPU made may be a
+	 * jiffy ahead of this CPU's cached clock (clock.h). */
+	if (v && v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < now) {
 		bpf_map_delete_elem(&kvx_frag, &k);
 		return NULL;
 	}

@@ -1563,6 +1563,21 @@ TEST_F(BrIngressTest, IdleAddressIsLearntAgainLeasedOneIsNot)
 	run_br(old, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 }
 
+// The owner's last refresh may be a little ahead of the clock this CPU
+// cached (clock.h: up to a jiffy, another CPU wrote it): that is "just
+// seen", not "idle since the clock wrapped".
+TEST_F(BrIngressTest, OwnerSeenAheadOfTheCachedClockKeepsTheAddress)
+{
+	kvx_guest_val g{};
+	std::memcpy(g.mac, kGuestAMac.data(), 6);
+	g.seen_ns = boot_ns() + 20000000ull; // 20 ms ahead: longer than any jiffy
+	dp().guest_update(kGuestA, g);
+	Packet p = from_guest(make_udp(kGuestA, 62650, kRemote1, 53));
+	p.src_mac = kGuestBMac;
+	run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kGuestAMac);
+}
+
 TEST_F(BrIngressTest, OwnerRefreshedAtMostOnceASecond)
 {
 	const Packet p = from_guest(make_udp(kGuestA, 62701, kRemote1, 53));
