@@ -9,6 +9,7 @@
 SEC("tc")
 int kvx_br_ingress(struct __sk_buff *skb)
 {
+	gstats_clear();
 	return nat4_from_guest(skb);
 }
 
@@ -16,6 +17,7 @@ int kvx_br_ingress(struct __sk_buff *skb)
 SEC("tc")
 int kvx_up_ingress(struct __sk_buff *skb)
 {
+	gstats_clear();
 	return nat4_from_uplink(skb);
 }
 

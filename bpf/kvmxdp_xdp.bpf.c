@@ -12,6 +12,7 @@
 SEC("xdp")
 int kvx_xdp_port(struct xdp_md *ctx)
 {
+	gstats_clear();
 	return xdp_from_guest(ctx);
 }
 
@@ -20,6 +21,7 @@ int kvx_xdp_port(struct xdp_md *ctx)
 SEC("xdp")
 int kvx_xdp_up(struct xdp_md *ctx)
 {
+	gstats_clear();
 	return xdp_from_uplink(ctx);
 }
 

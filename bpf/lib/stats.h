@@ -102,6 +102,18 @@ static __noinline void gstats_set(const __u8 *mac, __be32 addr, __u32 seed, __u3
 	cur->flags = KVX_GCUR_F_SET | (flags & KVX_GCUR_F_IN);
 }
 
+/* Every program starts with no guest named: a path that named one and
+ * ended without the counter bump (or an XDP run that handed its frame to
+ * TC) must not have the next packet on this CPU charged to that guest. */
+static __always_inline void gstats_clear(void)
+{
+	__u32 zero = 0;
+	struct kvx_gcur *cur = bpf_map_lookup_elem(&kvx_gcur, &zero);
+
+	if (cur)
+		cur->flags = 0;
+}
+
 /* One counter bump per packet, with a named reason (abi.h KVX_REASONS). */
 static __always_inline void stats_count(enum kvx_reason reason, __u32 bytes)
 {

@@ -400,6 +400,17 @@ std::uint32_t Datapath::reclaim_cursor() const
 	return tc()->bss->kvx_reclaim_cursor;
 }
 
+void Datapath::set_gcur(const kvx_gcur &cur)
+{
+	const int ncpu = libbpf_num_possible_cpus();
+	if (ncpu <= 0)
+		throw std::runtime_error("libbpf_num_possible_cpus: " + errno_text(ncpu));
+	const std::vector<kvx_gcur> all(static_cast<std::size_t>(ncpu), cur);
+	const __u32 zero = 0;
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_gcur), &zero, all.data(), BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_gcur: " + errno_text(errno));
+}
+
 kvx_gstat Datapath::gstats(std::uint32_t guest) const
 {
 	const int ncpu = libbpf_num_possible_cpus();

@@ -108,5 +108,20 @@ TEST_F(GuestStatsTest, PassedToHostNotCharged)
 	}
 }
 
+// A mark some earlier run left set on a CPU (a path that named its guest
+// and then ended without the one counter bump) is not taken by the next
+// packet: every program starts with no guest named.
+TEST_F(GuestStatsTest, StaleMarkNotTakenByTheNextPacket)
+{
+	kvx_gcur stale{};
+	stale.slot = dp().gflows_slot(kGuestA) & (KVX_GSTATS_SLOTS - 1);
+	stale.flags = KVX_GCUR_F_SET;
+	dp().set_gcur(stale);
+	run_up(from_uplink(make_udp(kRemote1, 53, kGuestB, 40000)), TC_ACT_SHOT,
+	       KVX_R_DROP_TO_SUBNET);
+	const kvx_gstat s = dp().gstats(kGuestA);
+	EXPECT_EQ(s.pkts_out + s.pkts_in + drops(s), 0u) << "charged to a stale mark";
+}
+
 } // namespace
 } // namespace kvmxdp::test
