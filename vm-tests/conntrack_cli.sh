@@ -15,8 +15,8 @@
 #  - `flush --guest G1` removes exactly guest1's flows (the count printed is
 #    the count listed), guest2's stream carries on through the flush;
 #  - a flushed TCP flow's next packet from the remote is not delivered to
-#    guest1 (default filtering, DROP_FILTERED) while a new outbound
-#    connection from guest1 works at once;
+#    guest1, nor to the host (the flush marked the binding: DROP_FILTERED)
+#    while a new outbound connection from guest1 works at once;
 #  - bad filter values: one `kvmxdp: error:` line naming the value, exit != 0,
 #    nothing flushed;
 #  - list and flush work on the pinned maps with no daemon running;

@@ -1348,8 +1348,48 @@ static __noinline void guest_mac_from_owner(const struct kvx_cfg *cfg, struct na
 	__builtin_memcpy(guest->gw_mac, br->mac, 6);
 }
 
+/*
+ * A packet to a dynamic binding (IN half ib) that matches none of its
+ * flows: is it the host's?  A dynamic binding is the guest's only for what
+ * its flows asked for (address-and-port-dependent filtering, RFC 4787
+ * REQ-8): anything else to the uplink address is what it would be without
+ * kvmxdp, the host's (as a packet no conntrack entry matches goes to INPUT
+ * under iptables MASQUERADE).  The port may be a host service's that
+ * started after the binding was made (kvx_portx follows listeners once per
+ * GC sweep), or one the host publishes without a socket (a DNAT rule):
+ * dropping it, or handing it to the guest, would take it from the host.
+ * With --eif (endpoint-independent filtering) the binding takes new flows
+ * too, but never on a port the host listens on, and a TCP segment other
+ * than a SYN opens nothing (it belongs to a connection of the host's, if
+ * any).  One exception: a TCP segment other than a SYN to a binding whose
+ * flows `conntrack flush` deleted (KVX_BIND_F_FLUSHED) is most likely one
+ * of those flows, which the guest's next packet picks up: dropped, as the
+ * host's stack would reset the connection.  Returns KVX_R_PASS_HOST,
+ * KVX_R_DROP_FILTERED or KVX_CONTINUE (a new inbound flow, EIF).
+ */
+static __always_inline int ct_unsolicited(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
+					  const struct kvx_bind_val *ib)
+{
+	int syn = p->proto == IPPROTO_TCP &&
+		  (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) ==
+			  KVX_TCP_SYN;
+
+	if (p->proto == IPPROTO_TCP && !(p->tcp_flags & KVX_TCP_SYN) &&
+	    (ib->flags & KVX_BIND_F_FLUSHED))
+		return KVX_R_DROP_FILTERED;
+	if (!(cfg->flags & KVX_CFG_F_EIF))
+		return KVX_R_PASS_HOST;
+	if (p->proto == IPPROTO_TCP)
+		return !syn || port_host_listens(bpf_ntohs(p->dport)) ? KVX_R_PASS_HOST :
+									KVX_CONTINUE;
+	if (p->proto == IPPROTO_UDP && port_host_listens(bpf_ntohs(p->dport)))
+		return KVX_R_PASS_HOST;
+	return KVX_CONTINUE;
+}
+
 /* outside -> guest: the guest endpoint for a packet to (daddr, dport), or
- * KVX_R_PASS_HOST when no binding owns it (the host's own traffic). */
+ * KVX_R_PASS_HOST when no binding owns it (the host's own traffic), or a
+ * dynamic binding has no flow that wants it (ct_unsolicited). */
 static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 				      __u64 now, struct nat_endpoint *guest)
 {
@@ -1363,29 +1403,28 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	ib = bind_in_find(p, &flags);
 	if (!ib)
 		return KVX_R_PASS_HOST;
-	/* Ours, but it would expire on the way: drop before it touches the
-	 * flow (no state change, no EIF flow for it). */
-	if (p->ttl <= 1)
-		return KVX_R_DROP_TTL_IN;
 	ext.addr = p->daddr;
 	ext.port = proto_has_ports(p->proto) ? p->dport : 0;
 	ext.flags = flags;
 	guest_of_binding(ib, flags, ext.port, guest);
-	if (mac_is_zero(guest->guest_mac))
-		guest_mac_from_owner(cfg, guest);
 
 	ct_key_init(&k, p->proto, guest->addr, guest->port, p->saddr, p->sport);
 	f = bpf_map_lookup_elem(&kvx_ct, &k);
+	/* RFC 4787: address-and-port-dependent filtering unless the user
+	 * asked for endpoint-independent ("full cone"); static mappings
+	 * accept new inbound connections. */
+	if (!f && !(flags & KVX_CT_F_STATIC)) {
+		r = ct_unsolicited(cfg, p, ib);
+		if (r != KVX_CONTINUE)
+			return r;
+	}
+	/* Ours, but it would expire on the way: drop before it touches the
+	 * flow (no state change, no EIF flow for it). */
+	if (p->ttl <= 1)
+		return KVX_R_DROP_TTL_IN;
+	if (mac_is_zero(guest->guest_mac))
+		guest_mac_from_owner(cfg, guest);
 	if (!f) {
-		/* RFC 4787: address-and-port-dependent filtering unless the
-		 * user asked for endpoint-independent ("full cone"); static
-		 * mappings accept new inbound connections. */
-		if (!(flags & KVX_CT_F_STATIC) && !(cfg->flags & KVX_CFG_F_EIF))
-			/* An address-only binding holds a whole protocol of the
-			 * uplink address: what no guest flow asked for may be
-			 * the host's own (a tunnel the loader does not know),
-			 * as it was before the guest sent anything. */
-			return proto_has_ports(p->proto) ? KVX_R_DROP_FILTERED : KVX_R_PASS_HOST;
 		/* Only a SYN opens a TCP flow from outside: an ACK, FIN or
 		 * NULL scan, or a stray segment, never holds an entry (nor the
 		 * guest's quota), and the SYN only a half-open one

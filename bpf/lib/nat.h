@@ -593,8 +593,13 @@ static __always_inline int nat4_hairpin(kvx_ctx_t *ctx, const struct kvx_cfg *cf
 	if (p->proto == IPPROTO_ICMP)
 		p->dport = ext->port;
 	r = ct_ingress(cfg, p, now, &guest);
+	/* Not the target guest's (a dynamic binding none of whose flows wants
+	 * it, or one just gone): the uplink address is the host's, as for a
+	 * guest packet to any other port of it.  Nothing was rewritten. */
+	if (r == KVX_R_PASS_HOST)
+		return verdict(KVX_R_PASS_LOCAL, len);
 	if (r != KVX_CONTINUE)
-		return verdict(r == KVX_R_PASS_HOST ? KVX_R_DROP_BROKEN_PAIR : r, len);
+		return verdict(r, len);
 
 	rw->src = 1;
 	rw->saddr = ext->addr;

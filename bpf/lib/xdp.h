@@ -348,6 +348,10 @@ static __always_inline int xdp_from_uplink(kvx_ctx_t *ctx)
 	/* From here on exactly the TC path's translation. */
 	pkt_syn_options(ctx, &p);
 	r = ct_ingress(cfg, &p, clock_now_ns(), &guest);
+	/* The host's after all (no flow of the binding wants it): TC sees
+	 * it next and counts it, as the host's traffic above. */
+	if (r == KVX_R_PASS_HOST)
+		return XDP_PASS;
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);

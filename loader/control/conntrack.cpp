@@ -284,8 +284,10 @@ json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t no
 // released and re-used by another guest before the flush read the flow
 // table is that guest's, with its MACs) and is older.  Static and 1:1 halves
 // have no expiry: never written.  BPF_EXIST: the half may be gone meanwhile.
+// set_flags: KVX_BIND_F_* to set as well.
 static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, uint32_t key_addr,
-		       uint16_t key_port, uint32_t val_addr, uint16_t val_port, uint64_t now_ns)
+		       uint16_t key_port, uint32_t val_addr, uint16_t val_port, uint64_t now_ns,
+		       uint16_t set_flags = 0)
 {
 	kvx_bind_key k{};
 	k.dir = dir;
@@ -297,9 +299,12 @@ static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, uint32_t key_add
 		return;
 	if (bind_is_static(v))
 		return;
-	if (v.addr != val_addr || v.port != val_port || v.last_used_ns >= now_ns)
+	if (v.addr != val_addr || v.port != val_port ||
+	    (v.last_used_ns >= now_ns && (v.flags & set_flags) == set_flags))
 		return;
-	v.last_used_ns = now_ns;
+	if (v.last_used_ns < now_ns)
+		v.last_used_ns = now_ns;
+	v.flags |= set_flags;
 	bpf_map_update_elem(bind_fd, &k, &v, BPF_EXIST);
 }
 
@@ -319,8 +324,12 @@ CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t no
 		// (see bind_touch).
 		bind_touch(bind_fd, KVX_BIND_OUT, k.proto, k.int_addr, k.int_port, v.ext_addr,
 			   v.ext_port, now_ns);
+		// A TCP flow's remote may send before the guest does: its
+		// segment must wait for the guest's pick-up (dropped), not go
+		// to the host, which would reset the connection (abi.h
+		// KVX_BIND_F_FLUSHED).
 		bind_touch(bind_fd, KVX_BIND_IN, k.proto, v.ext_addr, v.ext_port, k.int_addr,
-			   k.int_port, now_ns);
+			   k.int_port, now_ns, k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0);
 		if (bpf_map_delete_elem(ct_fd, &k) != 0)
 			continue;
 		r.flows++;

@@ -685,10 +685,17 @@ void Daemon::collect_garbage()
 			       {-1, skel_.map_fd(KVX_MAP_GUEST), cfg.guest_seed});
 	});
 	// Host services that started or stopped since: their ports leave or
-	// rejoin the NAT pool (bindings already made there stay until they
-	// expire).
-	step("host listeners",
-	     [&] { write_portx(skel_.map_fd(KVX_MAP_PORTX), host_port_bitmap()); });
+	// rejoin the NAT pool, and a guest's binding made there before the
+	// service started is released (its live connections keep the port
+	// until they end: release_host_ports).
+	step("host listeners", [&] {
+		const std::vector<uint64_t> bits = host_port_bitmap();
+		write_portx(skel_.map_fd(KVX_MAP_PORTX), bits);
+		if (size_t n = release_host_ports(ct_fd_.get(), bind_fd_.get(), bits))
+			log_info(
+				"host listeners: " + std::to_string(n) +
+				" NAT binding entr(ies) on ports the host now listens on released");
+	});
 	if (xdp_)
 		step("bridge forwarding database",
 		     [&] { xdp_->sync_fdb(bridge_ifindex_, boottime_ns()); });

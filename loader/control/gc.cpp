@@ -6,6 +6,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <ctime>
 #include <cstring>
@@ -310,6 +311,46 @@ SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be)
 			return v.addr == addr_be && !bind_is_static(v);
 		});
 	return r;
+}
+
+size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx)
+{
+	auto listened = [&](const kvx_bind_key &k, const kvx_bind_val &v) {
+		const uint16_t port = ntohs(k.port);
+		return k.dir == KVX_BIND_IN && !bind_is_static(v) &&
+		       (k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP) &&
+		       port / 64 < portx.size() && ((portx[port / 64] >> (port % 64)) & 1);
+	};
+	// The usual sweep finds none: one dump of the bindings, no more.
+	const auto entries = dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd);
+	if (std::none_of(entries.begin(), entries.end(),
+			 [&](const auto &e) { return listened(e.first, e.second); }))
+		return 0;
+	std::unordered_set<uint64_t> used;
+	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
+		used.insert(ext_key(k.proto, v.ext_addr, v.ext_port));
+	size_t deleted = delete_bindings(
+		bind_fd,
+		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *) {
+			return listened(k, v) && !used.count(ext_key(k.proto, k.addr, k.port));
+		},
+		[](const kvx_bind_key &, const kvx_bind_val &) { return false; });
+	// In use: the OUT half only, if it still points back.
+	for (const auto &[k, v] : entries) {
+		if (!listened(k, v) || !used.count(ext_key(k.proto, k.addr, k.port)))
+			continue;
+		kvx_bind_key ok{};
+		ok.dir = KVX_BIND_OUT;
+		ok.proto = k.proto;
+		ok.addr = v.addr;
+		ok.port = v.port;
+		kvx_bind_val ov{};
+		if (bpf_map_lookup_elem(bind_fd, &ok, &ov) == 0 && !bind_is_static(ov) &&
+		    ov.addr == k.addr && ov.port == k.port &&
+		    bpf_map_delete_elem(bind_fd, &ok) == 0)
+			deleted++;
+	}
+	return deleted;
 }
 
 } // namespace kvmxdp

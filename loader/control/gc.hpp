@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "kvmxdp/abi.h"
 
@@ -79,5 +80,18 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 // After the uplink address changed: flows and bindings on the old external
 // address can never carry traffic again.  addr_be in network order.
 SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be);
+
+// A host service that started listening on a port a guest's dynamic binding
+// holds (portx: the words of kvx_portx, as host_port_bitmap makes them).
+// The datapath already keeps such a port from new bindings and from
+// unsolicited inbound (ct.h bind_claim_port, ct_unsolicited_is_host); this
+// releases the binding itself, so that the guest's next new flow (endpoint-
+// independent mapping reuses a binding) leaves from another port: a binding
+// no flow uses goes whole (OUT half first); one with flows loses only its
+// OUT half: the live connections keep their port (their flows find the IN
+// half) and the GC takes the IN half when they end.  TCP and UDP bindings
+// only (the listeners' protocols); static mappings are never touched.
+// Returns the number of binding entries deleted.
+size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx);
 
 } // namespace kvmxdp

@@ -44,6 +44,30 @@ std::string bind_str(const kvx_bind_key &k)
 	       "/" + p;
 }
 
+std::string guest_str(const kvx_bind_key &k, const kvx_bind_val &v)
+{
+	return format_ipv4(ntohl(v.addr)) + (k.proto ? ":" + std::to_string(ntohs(v.port)) : "");
+}
+
+// Releases the dynamic pair whose IN half `in` (value `have`) a static
+// mapping is about to replace: the guest endpoint's OUT half, if it still
+// points here, goes first, as the datapath releases a pair (abi.h: "OUT
+// half exists => IN half exists").  The IN half itself is left for the
+// caller to overwrite.  The guest's port count (kvx_gports) is recounted by
+// the daemon's next sweep.
+void evict_dynamic(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &have)
+{
+	kvx_bind_key ok{};
+	ok.dir = KVX_BIND_OUT;
+	ok.proto = in.proto;
+	ok.addr = have.addr;
+	ok.port = have.port;
+	kvx_bind_val ov{};
+	if (bpf_map_lookup_elem(bind_fd, &ok, &ov) == 0 && !(ov.flags & KVX_BIND_F_STATIC) &&
+	    ov.addr == in.addr && ov.port == in.port)
+		bpf_map_delete_elem(bind_fd, &ok);
+}
+
 } // namespace
 
 ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &mappings,
@@ -154,6 +178,7 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	write_flags(true);
 
 	// Install, mapping by mapping: its IN halves, then its OUT halves.
+	std::set<std::tuple<uint8_t, uint32_t, uint16_t>> evicted; // proto, addr, port
 	for (size_t i = 0; i < mappings.size(); i++) {
 		const auto &ents = per_mapping[i];
 		const bool strict = strict_last && i + 1 == mappings.size();
@@ -162,24 +187,57 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 		for (const auto &e : ents) {
 			if (e.key.dir != KVX_BIND_IN)
 				continue;
-			kvx_bind_val have{};
-			if (bpf_map_lookup_elem(fds.bind, &e.key, &have) == 0) {
-				if ((have.flags & KVX_BIND_F_STATIC) && same_target(have, e.val))
-					continue; // ours already (MACs learnt by the datapath)
-				conflict =
-					"external " + bind_str(e.key) +
-					" is in use by a NAT binding of guest " +
-					format_ipv4(ntohl(have.addr)) +
-					(e.key.proto ? ":" + std::to_string(ntohs(have.port)) : "");
-				break;
+			// A datapath claim between the lookup and the insert
+			// is evicted on the next round.
+			bool ours = false, done = false;
+			for (int round = 0; round < 3 && !done && conflict.empty(); round++) {
+				kvx_bind_val have{};
+				int flag = BPF_NOEXIST;
+				if (bpf_map_lookup_elem(fds.bind, &e.key, &have) == 0) {
+					if ((have.flags & KVX_BIND_F_STATIC) &&
+					    same_target(have, e.val)) {
+						ours = true; // MACs learnt by the datapath
+						break;
+					}
+					if (have.flags &
+					    (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) {
+						conflict =
+							"external " + bind_str(e.key) +
+							" is in use by another mapping, to guest " +
+							guest_str(e.key, have);
+						break;
+					}
+					// A guest's dynamic binding holds the port
+					// (the pool and the mappings share the
+					// uplink's ports): the admin's mapping wins,
+					// or any guest could keep a forward from
+					// being made or restored by holding its
+					// port.  evict_dynamic releases the guest's
+					// OUT half first (pair order, abi.h); the IN
+					// half is then replaced in one update.
+					evict_dynamic(fds.bind, e.key, have);
+					evicted.insert({e.key.proto, e.key.addr, e.key.port});
+					log_note("mapping '" + mappings[i].m.str() +
+						 "': external " + bind_str(e.key) +
+						 " taken from a NAT binding of guest " +
+						 guest_str(e.key, have) +
+						 " (its flows through it flushed; its next "
+						 "packet gets another port)");
+					flag = BPF_ANY;
+				}
+				if (bpf_map_update_elem(fds.bind, &e.key, &e.val, flag) == 0)
+					done = true;
+				else if (errno != EEXIST)
+					conflict = "external " + bind_str(e.key) + ": " +
+						   std::strerror(errno);
 			}
-			if (bpf_map_update_elem(fds.bind, &e.key, &e.val, BPF_NOEXIST) != 0) {
-				conflict = "external " + bind_str(e.key) + ": " +
-					   (errno == EEXIST ?
-						    "taken by a new NAT binding right now" :
-						    std::string(std::strerror(errno)));
+			if (ours)
+				continue;
+			if (!done && conflict.empty())
+				conflict = "external " + bind_str(e.key) +
+					   ": taken by new NAT bindings again and again";
+			if (!conflict.empty())
 				break;
-			}
 			added.push_back(e.key);
 			r.bind_added++;
 		}
@@ -209,6 +267,21 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 				continue;
 			}
 			r.bind_added++;
+		}
+	}
+
+	// The evicted bindings' flows: a packet of one could only find the
+	// mapping's guest (inbound) or a pair that is no longer its own
+	// (outbound, which the datapath re-binds to a new port anyway).
+	// Flushed rather than left to expire: they would hold the guest's flow
+	// quota and keep looking bound to a port that is now the mapping's.
+	if (!evicted.empty() && fds.ct >= 0) {
+		for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(fds.ct)) {
+			if (v.flags & KVX_CT_F_STATIC)
+				continue;
+			if (evicted.count({k.proto, v.ext_addr, v.ext_port}) &&
+			    bpf_map_delete_elem(fds.ct, &k) == 0)
+				r.ct_deleted++;
 		}
 	}
 

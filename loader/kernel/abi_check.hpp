@@ -38,7 +38,8 @@ static_assert(offsetof(kvx_bind_val, last_used_ns) == 24);
 // Values stored in the tables: renumbering them misreads pinned entries.
 static_assert(KVX_BIND_OUT == 0 && KVX_BIND_IN == 1);
 static_assert(KVX_BIND_F_STATIC == 1 && KVX_BIND_F_ONE_TO_ONE == 2);
-static_assert(KVX_BIND_F_MULTI == 4 && KVX_BIND_F_TW == 8 && KVX_BIND_F_RFIN == 16);
+static_assert(KVX_BIND_F_MULTI == 4 && KVX_BIND_F_TW == 8 && KVX_BIND_F_RFIN == 16 &&
+	      KVX_BIND_F_FLUSHED == 32);
 static_assert(KVX_PROTO_ANY == 0);
 
 static_assert(sizeof(kvx_ct_key) == 16);

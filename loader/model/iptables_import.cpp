@@ -886,12 +886,14 @@ ImportResult translate_iptables(const IptInput &in, const ImportContext &ctx)
 				else if (to_guests)
 					builtin(r,
 						"the rest towards the guests is dropped: kvmxdp lets "
-						"in replies and mapped destinations only "
-						"(DROP_FILTERED, DROP_TO_SUBNET)");
+						"in replies and mapped destinations only (the rest "
+						"to the uplink address is the host's, PASS_HOST; "
+						"DROP_TO_SUBNET)");
 				else
 					builtin(r,
 						"everything else is dropped: kvmxdp lets in replies "
-						"and mapped destinations only (DROP_FILTERED, "
+						"and mapped destinations only (the rest to the "
+						"uplink address is the host's, PASS_HOST; "
 						"DROP_TO_SUBNET) and drops guest sources outside "
 						"the subnet (DROP_SPOOFED)");
 			} else {

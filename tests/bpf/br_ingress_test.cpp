@@ -921,8 +921,9 @@ TEST_F(TimeWaitReuseTest, ClosedPortGoesToANewSyn)
 	// The old guest's late ACK is not translated through B's port: it
 	// needs a new binding, and there is none.
 	run_br(a.out(kTcpAck), TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
-	// The remote's late FIN for A's connection does not reach B.
-	run_case(dp(), Prog::UpIngress, a.in(kTcpFin | kTcpAck), TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	// The remote's late FIN for A's connection does not reach B: no flow
+	// of B's wants it, it is the host's (which answers it as a stray).
+	run_case(dp(), Prog::UpIngress, a.in(kTcpFin | kTcpAck), TC_ACT_OK, KVX_R_PASS_HOST);
 }
 
 // Towards the same remote endpoint only when the remote cannot hold the old
@@ -1677,14 +1678,59 @@ TEST_F(BrIngressTest, HairpinToOneToOneAddress)
 	run_br(last, TC_ACT_OK, KVX_R_PASS_TTL);
 }
 
+// A static mapping made on a port a guest's dynamic binding holds takes it
+// (control/mapping_sync.cpp evict_dynamic: the guest's OUT half goes, the
+// IN half is overwritten, the flows through it are flushed).  Here the
+// harder case for the datapath: only the IN half replaced, the guest's OUT
+// half and flow still there.  The guest's next packet must not leave
+// through the mapping's port (it gets another), and inbound to the port
+// reaches the mapping's guest, never the old one.
+TEST_F(BrIngressTest, StaticMappingOverADynamicBindingRebindsItsGuest)
+{
+	const std::uint32_t U = Topology::kUplinkAddr;
+	translate_out(from_guest(make_tcp(kGuestA, 62300, kRemote1, 443, kTcpSyn)), 62300);
+	translate_out(from_guest(make_udp(kGuestA, 62301, kRemote1, 53)), 62301);
+	add_port_forward(dp(), kProtoTcp, U, 62300, kGuestB, 80);
+	add_port_forward(dp(), kProtoUdp, U, 62301, kGuestB, 53);
+
+	const std::uint16_t tcp_port =
+		translate_out(from_guest(make_tcp(kGuestA, 62300, kRemote1, 443, kTcpAck)));
+	const std::uint16_t udp_port =
+		translate_out(from_guest(make_udp(kGuestA, 62301, kRemote1, 53)));
+	EXPECT_NE(tcp_port, 62300);
+	EXPECT_NE(udp_port, 62301);
+	auto out = dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoTcp, kGuestA, 62300));
+	ASSERT_TRUE(out);
+	EXPECT_EQ(out->port, be16(tcp_port));
+	EXPECT_EQ(dp().gports(kGuestA), 2u);
+
+	// Inbound to the mapped ports: the mapping's guest (its MAC not learnt
+	// yet: left to the neighbour table).
+	const Packet syn = from_uplink(make_tcp(kRemote2, 5000, U, 62300, kTcpSyn));
+	run_case(dp(), Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat_unknown_mac(syn, kGuestB, 80));
+	// The old remote's answers to A's flows through 62300/62301 never
+	// reach A: not A's ports any more.
+	const Packet udp_in = from_uplink(make_udp(kRemote1, 53, U, 62301));
+	run_case(dp(), Prog::UpIngress, udp_in, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat_unknown_mac(udp_in, kGuestB, 53));
+	run_case(dp(), Prog::UpIngress, from_uplink(make_tcp(kRemote1, 443, U, 62300, kTcpAck)),
+		 TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	// A's new ports take its replies.
+	const Packet reply = from_uplink(make_udp(kRemote1, 53, U, udp_port));
+	run_case(dp(), Prog::UpIngress, reply, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(reply, kGuestA, 62301));
+}
+
 TEST_F(BrIngressTest, HairpinToDynamicBindingFollowsFiltering)
 {
 	// A talks to remote1 from 62000; B sends to A's external endpoint.
-	// A never talked to B's external endpoint: filtered (RFC 4787
-	// address-and-port-dependent filtering), unless EIF is on.
+	// A never talked to B's external endpoint: not A's (RFC 4787
+	// address-and-port-dependent filtering) but the host's, whose address
+	// it is, untranslated, unless EIF is on.
 	translate_out(from_guest(make_udp(kGuestA, 62000, kRemote1, 53)), 62000);
 	const Packet b = from_guest(make_udp(kGuestB, 62700, Topology::kUplinkAddr, 62000));
-	run_br(b, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	run_br(b, TC_ACT_OK, KVX_R_PASS_LOCAL);
 	set_cfg([](kvx_cfg &c) { c.flags |= KVX_CFG_F_EIF; });
 	Packet want = b;
 	want.src = Topology::kUplinkAddr;

@@ -657,6 +657,12 @@ void Datapath::ct_update(const kvx_ct_key &key, const kvx_ct_val &val)
 		throw std::runtime_error("update kvx_ct: " + errno_text(errno));
 }
 
+void Datapath::ct_delete(const kvx_ct_key &key)
+{
+	if (bpf_map_delete_elem(fd_ct(), &key) != 0)
+		throw std::runtime_error("delete from kvx_ct: " + errno_text(errno));
+}
+
 std::vector<std::pair<kvx_ct_key, kvx_ct_val>> Datapath::ct_entries() const
 {
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> out;

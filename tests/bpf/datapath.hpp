@@ -154,6 +154,7 @@ public:
 
 	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);
+	void ct_delete(const kvx_ct_key &key);
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> ct_entries() const;
 
 	std::vector<std::pair<kvx_frag_key, kvx_frag_val>> frag_entries() const;

@@ -198,16 +198,28 @@ std::vector<UpCase> up_cases()
 			     return p;
 		     },
 		     nullptr, TC_ACT_OK, KVX_R_PASS_HOST});
-	c.push_back({"OtherRemoteFiltered", [=] { return make_udp(R2, 53, U, 62001); }, nullptr,
-		     TC_ACT_SHOT, KVX_R_DROP_FILTERED});
-	c.push_back({"SameRemoteOtherPortFiltered", [=] { return make_udp(R, 54, U, 62001); },
-		     nullptr, TC_ACT_SHOT, KVX_R_DROP_FILTERED});
-	c.push_back({"OtherRemoteTcpFiltered",
+	// A guest's binding takes only what its flows asked for (address-and-
+	// port-dependent filtering): the rest to the uplink address is the
+	// host's, untouched, as under iptables MASQUERADE (the port may be a
+	// host service's that started after the binding, or one it publishes
+	// through a DNAT rule).
+	c.push_back({"OtherRemoteToBindingIsTheHosts", [=] { return make_udp(R2, 53, U, 62001); },
+		     nullptr, TC_ACT_OK, KVX_R_PASS_HOST});
+	c.push_back({"SameRemoteOtherPortToBindingIsTheHosts",
+		     [=] { return make_udp(R, 54, U, 62001); }, nullptr, TC_ACT_OK,
+		     KVX_R_PASS_HOST});
+	c.push_back({"OtherRemoteTcpToBindingIsTheHosts",
 		     [=] { return make_tcp(R2, 443, U, 62000, kTcpSyn | kTcpAck); }, nullptr,
-		     TC_ACT_SHOT, KVX_R_DROP_FILTERED});
-	c.push_back({"OtherRemoteEchoReplyFiltered",
+		     TC_ACT_OK, KVX_R_PASS_HOST});
+	c.push_back({"OtherRemoteSynToBindingIsTheHosts",
+		     [=] { return make_tcp(R2, 443, U, 62000, kTcpSyn); }, nullptr, TC_ACT_OK,
+		     KVX_R_PASS_HOST});
+	c.push_back({"OtherRemoteEchoReplyIsTheHosts",
 		     [=] { return make_icmp_echo(R2, U, 62002, kIcmpEchoReply); }, nullptr,
-		     TC_ACT_SHOT, KVX_R_DROP_FILTERED});
+		     TC_ACT_OK, KVX_R_PASS_HOST});
+	c.push_back({"OtherRemoteTtlOneToBindingIsTheHosts",
+		     [=] { return with(make_udp(R2, 53, U, 62001), [](Packet &p) { p.ttl = 1; }); },
+		     nullptr, TC_ACT_OK, KVX_R_PASS_HOST});
 	c.push_back({"TtlOneToFlow",
 		     [=] { return with(make_udp(R, 53, U, 62001), [](Packet &p) { p.ttl = 1; }); },
 		     nullptr, TC_ACT_SHOT, KVX_R_DROP_TTL_IN});
@@ -351,12 +363,82 @@ TEST_F(UpIngressTest, ExpiringReplyLeavesFlowAlone)
 	EXPECT_FALSE(dp().ct_lookup(ct_key(kProtoUdp, kGuestA, 62105, kRemote2, 53)));
 }
 
-TEST_F(UpIngressTest, FilteredCreatesNoFlow)
+TEST_F(UpIngressTest, UnsolicitedToBindingCreatesNoFlow)
 {
-	establish(from_guest(make_udp(kGuestA, 62102, kRemote1, 53)));
-	run_up(from_uplink(make_udp(kRemote2, 53, Topology::kUplinkAddr, 62102)), TC_ACT_SHOT,
-	       KVX_R_DROP_FILTERED);
+	const Packet out = establish(from_guest(make_udp(kGuestA, 62102, kRemote1, 53)));
+	run_up(from_uplink(make_udp(kRemote2, 53, Topology::kUplinkAddr, 62102)), TC_ACT_OK,
+	       KVX_R_PASS_HOST);
 	EXPECT_EQ(dp().ct_entries().size(), 1u);
+	// The guest's own flow is untouched: its replies still reach it.
+	const Packet reply = reply_to(out);
+	run_up(reply, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(reply, kGuestA, 62102));
+}
+
+// A host service that starts listening on a port a guest's binding holds
+// (kvx_portx, refreshed by the daemon's sweep): with --eif the binding no
+// longer takes new flows there; new remotes reach the host.  Flows the
+// guest has stay its own.
+TEST_F(UpIngressTest, EifNeverTakesAPortTheHostListensOn)
+{
+	set_cfg([](kvx_cfg &c) { c.flags |= KVX_CFG_F_EIF; });
+	const Packet out = establish(from_guest(make_udp(kGuestA, 62110, kRemote1, 53)));
+	establish(from_guest(make_tcp(kGuestA, 62111, kRemote1, 443, kTcpSyn)));
+	dp().set_host_ports({62110, 62111});
+	const std::uint32_t U = Topology::kUplinkAddr;
+	run_up(from_uplink(make_udp(kRemote2, 5000, U, 62110)), TC_ACT_OK, KVX_R_PASS_HOST);
+	run_up(from_uplink(make_tcp(kRemote2, 5000, U, 62111, kTcpSyn)), TC_ACT_OK,
+	       KVX_R_PASS_HOST);
+	EXPECT_FALSE(dp().ct_lookup(ct_key(kProtoUdp, kGuestA, 62110, kRemote2, 5000)));
+	EXPECT_FALSE(dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62111, kRemote2, 5000)));
+	const Packet reply = reply_to(out);
+	run_up(reply, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(reply, kGuestA, 62110));
+	// Not the host's port any more: EIF as before.
+	dp().set_host_ports({});
+	const Packet other = from_uplink(make_udp(kRemote2, 5000, U, 62110));
+	run_up(other, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(other, kGuestA, 62110));
+}
+
+// `conntrack flush` marks a TCP binding whose flows it deleted
+// (KVX_BIND_F_FLUSHED, set by the loader): the remote's next segment of the
+// flushed connection, if it comes before the guest's, is dropped (the
+// guest's next packet picks the flow up) rather than handed to the host,
+// whose stack would reset the connection.  A SYN is still the host's.
+TEST_F(UpIngressTest, FlushedTcpFlowWaitsForTheGuest)
+{
+	const Packet g = from_guest(make_tcp(kGuestA, 62130, kRemote1, 443, kTcpAck));
+	const Packet out = establish(g);
+	const kvx_bind_key ik = bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, 62130);
+	// What the flush does to the maps: the flow goes, the IN half is marked.
+	dp().ct_delete(ct_key(kProtoTcp, kGuestA, 62130, kRemote1, 443));
+	auto in = dp().bind_lookup(ik);
+	ASSERT_TRUE(in);
+	in->flags |= KVX_BIND_F_FLUSHED;
+	dp().bind_update(ik, *in);
+
+	Packet seg = reply_to(out);
+	run_up(seg, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	EXPECT_TRUE(dp().ct_entries().empty());
+	const std::uint32_t U = Topology::kUplinkAddr;
+	run_up(from_uplink(make_tcp(kRemote2, 5000, U, 62130, kTcpSyn)), TC_ACT_OK,
+	       KVX_R_PASS_HOST);
+	run_up(from_uplink(make_udp(kRemote1, 443, U, 62130)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// The guest's next segment picks the flow up; the remote's follow.
+	establish(g);
+	run_up(seg, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(seg, kGuestA, 62130));
+}
+
+// With --eif, a TCP segment other than a SYN that matches no flow of the
+// binding opens nothing and is not the guest's: the host's (its own
+// connection on that port, if it has one).
+TEST_F(UpIngressTest, EifNonSynWithoutFlowIsTheHosts)
+{
+	set_cfg([](kvx_cfg &c) { c.flags |= KVX_CFG_F_EIF; });
+	establish(from_guest(make_tcp(kGuestA, 62112, kRemote1, 443, kTcpSyn)));
+	const std::uint32_t U = Topology::kUplinkAddr;
+	for (std::uint8_t f : {kTcpAck, std::uint8_t(kTcpFin | kTcpAck), kTcpRst, std::uint8_t(0)})
+		run_up(from_uplink(make_tcp(kRemote2, 5000, U, 62112, f)), TC_ACT_OK,
+		       KVX_R_PASS_HOST);
+	EXPECT_FALSE(dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62112, kRemote2, 5000)));
 }
 
 TEST_F(UpIngressTest, TwoGuestsSamePortRepliesReachTheirOwner)

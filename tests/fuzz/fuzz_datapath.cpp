@@ -223,8 +223,9 @@ void check_reach()
 	// Every reason that each 60 s run (and even an 18k-frame run) reaches
 	// at least 30 times (8 times in 5000 frames) must be reached.  Not
 	// required: those the harness reaches only a few times a run
-	// (DROP_TO_SUBNET, DROP_FILTERED, DROP_TTL_IN) and those it cannot
-	// reach (XDP_*: TC programs only; DROP_FIB, DROP_OTHER_IFACE, PASS_MTU,
+	// (DROP_TO_SUBNET, DROP_TTL_IN) and those it cannot reach
+	// (DROP_FILTERED: only after a conntrack flush; XDP_*: TC programs only;
+	// DROP_FIB, DROP_OTHER_IFACE, PASS_MTU,
 	// PASS_NO_ROUTE: the fuzzed destinations stay on the uplink's route;
 	// DROP_TABLE_FULL, DROP_GUEST_QUOTA: tables cleared every 2048 frames;
 	// RELATED_*: the round trip checks ICMP errors outside these counts).

@@ -145,3 +145,35 @@ TEST_F(GcMaps, FlushOldExternalAddress)
 	// Address 0 ("none") flushes nothing.
 	EXPECT_EQ(flush_ext_addr(ct_.get(), bind_.get(), 0).ct_deleted, 0u);
 }
+
+// A host service started on a port guests' bindings hold: the binding no
+// flow uses goes whole, the one with a live connection only loses its OUT
+// half (the connection keeps its port; the guest's next new flow leaves
+// from another), static mappings and other ports are left alone.
+TEST_F(GcMaps, HostListenerReleasesGuestBindingsOnItsPort)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t g1 = 0x0a000002, g2 = 0x0a000003, ext = 0xc0a80105;
+	add_pair(g1, 5000, ext, 61000, IPPROTO_UDP, now); // idle, on the port
+	add_pair(g2, 6000, ext, 61000, IPPROTO_TCP, now); // live, on the port
+	add_flow(g2, 6000, ext, 61000, IPPROTO_TCP, KVX_CT_ESTABLISHED, now);
+	add_pair(g1, 5001, ext, 61001, IPPROTO_UDP, now);		 // another port
+	add_pair(g2, 22, ext, 61002, IPPROTO_TCP, 0, KVX_BIND_F_STATIC); // a forward
+	std::vector<uint64_t> bits(KVX_PORTX_WORDS, 0);
+	for (uint16_t p : {61000, 61002})
+		bits[p / 64] |= 1ULL << (p % 64);
+	EXPECT_EQ(release_host_ports(ct_.get(), bind_.get(), bits), 3u);
+	EXPECT_FALSE(has_bind(KVX_BIND_IN, ext, 61000, IPPROTO_UDP));
+	EXPECT_FALSE(has_bind(KVX_BIND_OUT, g1, 5000, IPPROTO_UDP));
+	EXPECT_TRUE(has_bind(KVX_BIND_IN, ext, 61000, IPPROTO_TCP));
+	EXPECT_FALSE(has_bind(KVX_BIND_OUT, g2, 6000, IPPROTO_TCP));
+	EXPECT_TRUE(has_bind(KVX_BIND_IN, ext, 61001, IPPROTO_UDP));
+	EXPECT_TRUE(has_bind(KVX_BIND_OUT, g1, 5001, IPPROTO_UDP));
+	EXPECT_TRUE(has_bind(KVX_BIND_IN, ext, 61002, IPPROTO_TCP));
+	EXPECT_TRUE(has_bind(KVX_BIND_OUT, g2, 22, IPPROTO_TCP));
+	EXPECT_EQ(count_entries<kvx_ct_key>(ct_.get()), 1u);
+	// Nothing more to do on the next sweep; the GC takes the IN half once
+	// the connection is over.
+	EXPECT_EQ(release_host_ports(ct_.get(), bind_.get(), bits), 0u);
+	EXPECT_EQ(release_host_ports(ct_.get(), bind_.get(), {}), 0u);
+}

@@ -383,38 +383,94 @@ TEST_F(MapsFixture, ResumeProbeConflictKeepsTheAddressSuspended)
 	EXPECT_EQ(ext_flags("192.168.1.101"), KVX_EXT_F_ARP);
 }
 
-TEST_F(MapsFixture, DynamicBindingOnTheExternalPortIsAConflict)
+// A guest's dynamic binding on the port a mapping wants (the default pool
+// and the forwards share the uplink's ports): the mapping wins.  The pair
+// goes (OUT half first), the flows through it are flushed, the guest's
+// other bindings and flows stay.
+TEST_F(MapsFixture, DynamicBindingOnTheExternalPortIsEvicted)
 {
-	// A dynamic binding owns uplink:62000 (e.g. a forward inside the NAT
-	// range made with --force on a literal uplink address).
-	kvx_bind_key k{};
-	k.dir = KVX_BIND_IN;
-	k.proto = IPPROTO_TCP;
-	k.addr = htonl(up_);
-	k.port = htons(8080);
-	kvx_bind_val v{};
-	v.addr = htonl(parse_ipv4("192.168.122.9"));
-	v.port = htons(4444);
-	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_NOEXIST), 0);
+	const uint32_t squatter = htonl(parse_ipv4("192.168.122.9"));
+	auto put_pair = [&](uint16_t gport, uint16_t eport) {
+		kvx_bind_key k{};
+		k.dir = KVX_BIND_IN;
+		k.proto = IPPROTO_TCP;
+		k.addr = htonl(up_);
+		k.port = htons(eport);
+		kvx_bind_val v{};
+		v.addr = squatter;
+		v.port = htons(gport);
+		v.flags = KVX_BIND_F_MULTI;
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_NOEXIST), 0);
+		k.dir = KVX_BIND_OUT;
+		k.addr = squatter;
+		k.port = htons(gport);
+		v.addr = htonl(up_);
+		v.port = htons(eport);
+		v.flags = 0;
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_NOEXIST), 0);
+	};
+	auto put_flow = [&](uint16_t gport, uint16_t eport, uint16_t rport) {
+		kvx_ct_key k{};
+		k.proto = IPPROTO_TCP;
+		k.int_addr = squatter;
+		k.int_port = htons(gport);
+		k.rem_addr = htonl(parse_ipv4("192.168.1.7"));
+		k.rem_port = htons(rport);
+		kvx_ct_val v{};
+		v.ext_addr = htonl(up_);
+		v.ext_port = htons(eport);
+		v.state = KVX_CT_ESTABLISHED;
+		ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_NOEXIST), 0);
+	};
+	put_pair(4444, 8080);
+	put_flow(4444, 8080, 443);
+	put_flow(4444, 8080, 80);
+	put_pair(5555, 9090); // another of its bindings, not in the way
+	put_flow(5555, 9090, 443);
 	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
-					   sm("uplink:8079-8081", "192.168.122.102:79-81", "tcp")};
+					       sm("uplink:8079-8081", "192.168.122.102:79-81",
+						  "tcp")};
+	auto r = apply_mappings(fds(), mappings, up_, home_, true);
+	EXPECT_TRUE(r.errors.empty());
+	EXPECT_EQ(r.ct_deleted, 2u);
+	auto in = get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8080);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->addr, htonl(parse_ipv4("192.168.122.102")));
+	EXPECT_EQ(ntohs(in->port), 80);
+	EXPECT_EQ(in->flags, KVX_BIND_F_STATIC);
+	EXPECT_FALSE(get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.9", 4444))
+		<< "the squatter's OUT half released";
+	EXPECT_TRUE(get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.9", 5555));
+	EXPECT_TRUE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 9090));
+	EXPECT_EQ(count_entries<kvx_ct_key>(ct_.get()), 1u);
+	EXPECT_EQ(nbind(), 2u + 6u + 2u);
+	// Installed: a second run changes nothing.
+	r = apply_mappings(fds(), mappings, up_, home_, true);
+	EXPECT_EQ(r.bind_added + r.bind_deleted + r.ct_deleted, 0u);
+}
+
+// Another mapping's entry is a conflict, never evicted.
+TEST_F(MapsFixture, AnotherMappingOnTheExternalPortIsAConflict)
+{
+	std::vector<StaticMapping> mappings = {sm("uplink:8080", "192.168.122.102:80", "tcp")};
+	apply_mappings(fds(), mappings, up_, home_, true);
+	mappings.push_back(sm("uplink:8079-8080", "192.168.122.103:79-80", "tcp"));
 	try {
 		apply_mappings(fds(), mappings, up_, home_, true);
 		ADD_FAILURE() << "conflict not reported";
 	} catch (const Error &e) {
 		EXPECT_NE(std::string(e.what()).find(
-				  "in use by a NAT binding of guest 192.168.122.9:4444"),
+				  "in use by another mapping, to guest 192.168.122.102:80"),
 			  std::string::npos)
 			<< e.what();
 	}
-	// The conflicting mapping left nothing; the dynamic binding is intact.
+	// The conflicting mapping left nothing; the first one is intact.
 	EXPECT_FALSE(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8079));
-	EXPECT_FALSE(get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.102", 79));
-	EXPECT_EQ(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8080)->port, htons(4444));
-	// Non-strict (daemon): reported, the others installed.
+	EXPECT_FALSE(get(KVX_BIND_OUT, IPPROTO_TCP, "192.168.122.103", 79));
+	EXPECT_EQ(get(KVX_BIND_IN, IPPROTO_TCP, "192.168.1.50", 8080)->port, htons(80));
+	// Non-strict (daemon): reported.
 	auto r = apply_mappings(fds(), mappings, up_, home_);
 	EXPECT_EQ(r.errors.size(), 1u);
-	EXPECT_TRUE(get(KVX_BIND_IN, 0, "192.168.1.101", 0));
 }
 
 TEST_F(MapsFixture, ReplacesADynamicOutHalfOfTheGuestPort)

@@ -130,6 +130,12 @@ struct kvx_bind_val {
 /* The remote's FIN came first (or crossed the guest's): in TIME_WAIT, the
  * remote joins tw_remotes. */
 #define KVX_BIND_F_RFIN (1U << 4)
+/* IN halves of dynamic TCP bindings: `conntrack flush` deleted a flow made
+ * through it.  A remote's segment without a flow (not a SYN) is then taken
+ * for one of that flow and dropped (DROP_FILTERED) until the guest's next
+ * packet picks the flow up again, instead of going to the host, whose stack
+ * would reset the connection (ct.h ct_unsolicited). */
+#define KVX_BIND_F_FLUSHED (1U << 5)
 #define KVX_TW_RECYCLE_NS (2ULL * 1000 * 1000 * 1000)
 
 /* Protocol wildcard of 1:1 mappings.  IPv4 may carry protocol 0 (IPv6's
@@ -617,7 +623,7 @@ struct kvx_cfg {
 	X(PASS_TTL, 0, "TTL expires: to host stack for ICMP time exceeded")       \
 	X(PASS_MTU, 0, "too big with DF: to host stack for ICMP frag needed")     \
 	X(PASS_NO_ROUTE, 0, "no route: to host stack for ICMP unreachable")       \
-	X(PASS_HOST, 0, "uplink traffic of the host itself")                       \
+	X(PASS_HOST, 0, "uplink traffic of the host itself (no flow or mapping wants it)") \
 	X(DROP_MALFORMED, 1, "malformed or truncated packet")                      \
 	X(DROP_SPOOFED, 1, "guest source outside the subnet")                      \
 	X(DROP_FRAGMENT, 1, "IPv4 fragment whose first fragment was not seen")   \
@@ -629,7 +635,7 @@ struct kvx_cfg {
 	X(DROP_TABLE_FULL, 1, "conntrack or binding table full")                   \
 	X(DROP_PORTS_EXHAUSTED, 1, "no free NAT port")                             \
 	X(DROP_TO_SUBNET, 1, "inbound to the guest subnet from the uplink")        \
-	X(DROP_FILTERED, 1, "inbound without a matching flow (filtering)")         \
+	X(DROP_FILTERED, 1, "inbound TCP segment of a flushed flow (waits for the guest's)") \
 	X(DROP_TTL_IN, 1, "inbound TTL expires")                                   \
 	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")          \
 	X(XLATE_HAIRPIN, 0, "guest->mapped address translated back to a guest")      \
