@@ -59,6 +59,9 @@ int main(int argc, char **argv)
 	app.set_version_flag("--version", "kvmxdp " + version_string());
 
 	GlobalOptions g;
+	// The one place the environment's libvirt prefix is read.
+	if (const char *r = std::getenv("KVMXDP_LIBVIRT_ROOT"))
+		g.libvirt_root = r;
 	app.add_option("--bpffs", g.bpffs, "bpffs directory (mounted there if it is not a bpffs)")
 		->capture_default_str();
 	app.add_option("--config", g.config, "configuration file")->capture_default_str();

@@ -23,6 +23,11 @@ contend IFACE ADDR --sha MAC [--wait SEC]
     at the same moment does (RFC 5227 2.1.1: both must give it up).  Prints
     "contending" once bound and "contended with=<the other's MAC>" when it
     has answered; exit 1 if no probe came.
+
+flood IFACE NET --seconds SEC
+    A hostile guest: ARP requests as fast as it can send them for SEC
+    seconds, each from another forged sender and for another target in the
+    /16 NET (e.g. 10.99.0.0), every one different; prints "sent N".
 """
 import argparse
 import fcntl
@@ -132,6 +137,25 @@ def contend(args):
     return 1
 
 
+def flood(args):
+    s = open_socket(args.iface)
+    sha = iface_mac(s, args.iface)
+    base = struct.unpack("!I", socket.inet_aton(args.net))[0] & 0xffff0000
+    end = time.monotonic() + args.seconds
+    n = 0
+    while time.monotonic() < end:
+        for _ in range(256):
+            spa = struct.pack("!I", base | (n & 0xffff))
+            tpa = struct.pack("!I", base | ((n * 7 + 1) & 0xffff))
+            arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + sha + spa + b"\0" * 6 + tpa
+            try:
+                s.send(BROADCAST + sha + b"\x08\x06" + arp)
+            except OSError:
+                pass  # the device's queue is full: a flood does not care
+            n += 1
+    print(f"sent {n}", flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -149,8 +173,13 @@ def main():
     p.add_argument("addr")
     p.add_argument("--sha", required=True)
     p.add_argument("--wait", type=float, default=10.0)
+    p = sub.add_parser("flood")
+    p.add_argument("iface")
+    p.add_argument("net")
+    p.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
-    return {"sniff": sniff, "probe": probe, "contend": contend}[args.cmd](args) or 0
+    return {"sniff": sniff, "probe": probe, "contend": contend,
+            "flood": flood}[args.cmd](args) or 0
 
 
 if __name__ == "__main__":

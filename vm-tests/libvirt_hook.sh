@@ -205,4 +205,47 @@ assert_ok "network hook: default stopped" nhook stopped
 assert_eq "LAN -> $UP_IP:8082 after the network stopped" "" "$(web "$UP_IP:8082")"
 assert_eq "no mappings left" "no mappings" "$(kvx map list)"
 
+kvx_step "a domain with two NICs: the one on the LAN bridge comes first, the one on $BR is meant"
+# web1 again, its first interface on a LAN bridge kvmxdp does not serve
+# (the XML's order): the mappings go to its interface on $BR.
+two_nics() { # NAME MAC1 BRIDGE1 MAC2 METADATA
+	cat <<XML
+<domain type='kvm' id='8'>
+  <name>$1</name>
+  <metadata>$5</metadata>
+  <devices>
+    <interface type='bridge'>
+      <mac address='$2'/>
+      <source bridge='$3'/>
+      <target dev='vnet8'/>
+    </interface>
+    <interface type='network'>
+      <mac address='$4'/>
+      <source network='default' bridge='$BR'/>
+      <target dev='vnet9'/>
+    </interface>
+  </devices>
+</domain>
+XML
+}
+MULTI_META="<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2230' to='80'/></kvmxdp:nat>"
+two_nics web1 52:54:00:77:00:01 br-lan "$G1_MAC" "$MULTI_META" >"$KVX_TMP/web1-2nics.xml"
+assert_ok "hook: web1 (two NICs) started" qhook "$KVX_TMP/web1-2nics.xml" web1 started begin
+kvx_log "hook said: $(cat "$KVX_TMP/hook.out")"
+assert_eq "LAN -> $UP_IP:2230 reaches guest1:80" guest1 "$(web "$UP_IP:2230")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1-2nics.xml" web1 stopped end
+# Both NICs on $BR and no mac=: which address the forward is for is the
+# author's to say. Refused, naming both MACs; nothing made.
+two_nics web1 "$G2_MAC" "$BR" "$G1_MAC" "$MULTI_META" >"$KVX_TMP/web1-ambiguous.xml"
+assert_fails "hook: web1 with two NICs on $BR and no mac=" qhook "$KVX_TMP/web1-ambiguous.xml" web1 started begin
+out=$(cat "$KVX_TMP/hook.out")
+assert_contains "the error names both MACs" "$G2_MAC, $G1_MAC" "$out"
+assert_contains "and how to choose" "<kvmxdp:nat mac=" "$out"
+assert_eq "one line" 1 "$(grep -c . <<<"$out")"
+assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+sed -i "s|<kvmxdp:nat $NS>|<kvmxdp:nat $NS mac='$G1_MAC'>|" "$KVX_TMP/web1-ambiguous.xml"
+assert_ok "hook: with mac= it is made" qhook "$KVX_TMP/web1-ambiguous.xml" web1 started begin
+assert_eq "LAN -> $UP_IP:2230 reaches guest1:80" guest1 "$(web "$UP_IP:2230")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1-ambiguous.xml" web1 stopped end
+
 kvx_finish

@@ -6,8 +6,8 @@
 #  - the daemon's Prometheus endpoint (attach --metrics) scraped with curl
 #    inside the host namespace: guest1's packets and bytes each way equal
 #    what was sent (ping: exactly; the download: its size plus headers),
-#    guest1 carries the name of its DHCP lease, guest2 (silent) has no
-#    traffic, every verdict counter lies between two `status --json` taken
+#    guest1's info series carries the name of its DHCP lease and its
+#    address (the counters only its MAC), guest2 (silent) has no series, every verdict counter lies between two `status --json` taken
 #    around the scrape, table capacity is status's, GC runs are counted, an
 #    uplink address change is counted;
 #  - `kvmxdp top --json`: guest1's rates over one interval while it pings;
@@ -104,8 +104,13 @@ for d in out in; do
 	# Ethernet 14 + IP 20 + ICMP 8 + 100
 	assert_eq "guest1 bytes $d" 1420 "$(($(g1 "$after" kvmxdp_guest_bytes_total direction=$d) - $(g1 "$before" kvmxdp_guest_bytes_total direction=$d)))"
 done
-assert_ne "guest1's row carries its lease's name" "" "$(g1 "$after" kvmxdp_guest_packets_total name=vm-one direction=out)"
-assert_ne "guest1's row carries its address" "" "$(g1 "$after" kvmxdp_guest_packets_total address="$G1_IP" direction=out)"
+# The counters are labelled by what owns them (the MAC) only: a new
+# address or lease name must not start new series.  Those are on the
+# guest's one info series.
+assert_eq "guest1's info: its lease's name and address" 1 "$(g1 "$after" kvmxdp_guest_info name=vm-one addresses="$G1_IP")"
+assert_eq "guest counters carry bridge, mac, direction/class only" "" \
+	"$(grep -E '^kvmxdp_guest_(packets|bytes|drops)_total|^kvmxdp_guest_flows' <<<"$after" |
+		grep -E 'address|name=|shared_slot' | head -3 || true)"
 assert_ge "guest1 has a flow (the ping's)" "$(g1 "$after" kvmxdp_guest_flows direction=out)" 1
 
 kvx_step "download of ${size} bytes"
@@ -117,7 +122,7 @@ assert_ge "guest1 bytes in >= the file" "$bin" "$size"
 assert_le "guest1 bytes in <= the file + 10% headers" "$bin" $((size * 11 / 10))
 assert_ge "guest1 packets out (requests, ACKs)" "$(($(g1 "$after" kvmxdp_guest_packets_total direction=out) - $(g1 "$before" kvmxdp_guest_packets_total direction=out)))" 3
 assert_eq "guest1 drops" 0 "$(g1 "$after" kvmxdp_guest_drops_total)"
-assert_eq "guest2 (silent) has no row" "" "$(metric "$after" kvmxdp_guest_packets_total address="$G2_IP")"
+assert_eq "guest2 (silent) has no row" "" "$(metric "$after" kvmxdp_guest_info addresses="$G2_IP")"
 # Only guest1 sent: its counters are the translation counters (TC's and,
 # where --mode auto put XDP on a port, XDP's).
 xlate() { echo $(($(metric "$1" kvmxdp_bytes_total reason="$2") + $(metric "$1" kvmxdp_bytes_total reason="XDP_$2"))); }

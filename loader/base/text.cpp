@@ -2,6 +2,7 @@
 #include "base/text.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <cstdio>
 
 namespace kvmxdp {
@@ -97,6 +98,42 @@ std::string printable(const std::string &s)
 		i += std::max<size_t>(n, 1);
 	}
 	return out;
+}
+
+std::string shell_word(const std::string &s)
+{
+	bool plain = !s.empty();
+	for (char c : s)
+		if (!std::isalnum(static_cast<unsigned char>(c)) &&
+		    std::string("._-+@%=,:/").find(c) == std::string::npos)
+			plain = false;
+	if (plain)
+		return s;
+	if (is_printable_text(s)) {
+		std::string q = "'";
+		for (char c : s)
+			q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+		return q + "'";
+	}
+	std::string q = "$'";
+	for (size_t i = 0; i < s.size();) {
+		size_t n = utf8_len(s, i);
+		if (n && !is_control(s, i, n)) {
+			if (s[i] == '\\' || s[i] == '\'')
+				q += '\\';
+			q.append(s, i, n);
+			i += n;
+			continue;
+		}
+		for (size_t k = 0; k < std::max<size_t>(n, 1); k++) {
+			char buf[5];
+			std::snprintf(buf, sizeof(buf), "\\x%02x",
+				      static_cast<unsigned char>(s[i + k]));
+			q += buf;
+		}
+		i += std::max<size_t>(n, 1);
+	}
+	return q + "'";
 }
 
 } // namespace kvmxdp

@@ -22,4 +22,11 @@ bool is_printable_text(const std::string &s);
 // \xNN, so that a hostile name can neither break the line nor the terminal.
 std::string printable(const std::string &s);
 
+// s as one word of a shell command meant to be pasted (a fix `doctor`
+// prints, a command `import` prints): as it is when it holds only
+// characters no shell treats specially, else in single quotes, and where
+// it holds bytes printable() would escape, in bash's $'...' with \xNN for
+// them (still one line, still printable).
+std::string shell_word(const std::string &s);
+
 } // namespace kvmxdp

@@ -53,19 +53,26 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 	const kvx_cfg cfg = read_cfg(fds.cfg);
 	// One row per owner: a guest that claims several addresses counts
 	// them in one slot (abi.h kvx_gflows).
-	std::map<std::array<uint8_t, 6>, GuestRow> by_mac;
+	std::map<std::array<uint8_t, 6>, std::map<uint32_t, kvx_guest_val>> owned;
 	for (const auto &[addr_be, owner] : dump_hash<__be32, kvx_guest_val>(fds.guest)) {
 		std::array<uint8_t, 6> mac;
 		std::copy(owner.mac, owner.mac + 6, mac.begin());
+		owned[mac][ntohl(addr_be)] = owner;
+	}
+	std::map<std::array<uint8_t, 6>, GuestRow> by_mac;
+	for (const auto &[mac, addrs] : owned) {
 		GuestRow &r = by_mac[mac];
 		r.mac = mac;
-		r.addrs.push_back(ntohl(addr_be));
+		for (const auto &[addr, v] : addrs) { // ascending
+			r.addrs.push_back(addr);
+			r.seen_ns.push_back(v.seen_ns);
+			r.leased.push_back((v.flags & KVX_GUEST_F_LEASE) != 0);
+		}
 	}
 	std::map<uint32_t, int> owners_of_slot;
 	std::vector<GuestRow> rows;
 	std::vector<kvx_gstat> percpu(static_cast<size_t>(ncpu));
 	for (auto &[mac, r] : by_mac) {
-		std::sort(r.addrs.begin(), r.addrs.end());
 		const uint32_t gslot =
 			kvx_guest_slot(mac.data(), htonl(r.addrs.front()), cfg.guest_seed);
 		r.slot = gslot & (KVX_GSTATS_SLOTS - 1);

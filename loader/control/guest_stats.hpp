@@ -31,8 +31,13 @@ struct GuestStatsFds {
 struct GuestRow {
 	std::array<uint8_t, 6> mac{};
 	std::vector<uint32_t> addrs; // host order, ascending
-	std::string name;	     // the lease's hostname; "" if unknown
-	uint32_t slot = 0;	     // kvx_gstats index
+	// Per address (parallel to addrs): its owner's last translated frame
+	// (kvx_guest seen_ns, CLOCK_BOOTTIME; 0: never), and whether a DHCP
+	// lease holds it (KVX_GUEST_F_LEASE: the owner keeps it while idle).
+	std::vector<uint64_t> seen_ns;
+	std::vector<bool> leased;
+	std::string name;  // the lease's hostname; "" if unknown
+	uint32_t slot = 0; // kvx_gstats index
 	// Another guest's counters share the slot (abi.h): they are the sum of
 	// both.
 	bool shared = false;

@@ -11,6 +11,7 @@
 #include <prometheus/metric_family.h>
 
 #include <cerrno>
+#include <ctime>
 #include <map>
 #include <mutex>
 
@@ -56,7 +57,39 @@ double secs(uint64_t ns)
 	return static_cast<double>(ns) / 1e9;
 }
 
+uint64_t boottime_ns()
+{
+	timespec ts{};
+	::clock_gettime(CLOCK_BOOTTIME, &ts);
+	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
+}
+
 } // namespace
+
+std::vector<GuestRow> exported_guests(std::vector<GuestRow> rows, uint64_t now_ns, uint64_t idle_ns)
+{
+	std::vector<GuestRow> out;
+	for (GuestRow &r : rows) {
+		GuestRow k = r;
+		k.addrs.clear();
+		k.seen_ns.clear();
+		k.leased.clear();
+		for (size_t i = 0; i < r.addrs.size(); i++) {
+			const uint64_t seen = i < r.seen_ns.size() ? r.seen_ns[i] : 0;
+			const bool lease = i < r.leased.size() && r.leased[i];
+			// A seen_ns ahead of now (another clock, a racing write)
+			// counts as now.
+			if (!lease && (!seen || (now_ns > seen && now_ns - seen > idle_ns)))
+				continue;
+			k.addrs.push_back(r.addrs[i]);
+			k.seen_ns.push_back(seen);
+			k.leased.push_back(lease);
+		}
+		if (!k.addrs.empty())
+			out.push_back(std::move(k));
+	}
+	return out;
+}
 
 class MetricsServer::Collector : public prometheus::Collectable {
 public:
@@ -141,11 +174,27 @@ public:
 				 MetricType::Counter);
 		auto gf = family("kvmxdp_guest_flows",
 				 "A guest's conntrack flows now, by direction", MetricType::Gauge);
-		for (const GuestRow &r : read_guest_rows(src_.guests, leases())) {
-			const Labels id = with({{"mac", mac_text(r.mac)},
-						{"address", format_ipv4(r.addrs.front())},
-						{"name", r.name},
-						{"shared_slot", r.shared ? "true" : "false"}});
+		// The counters belong to the owning MAC (abi.h kvx_gstats): it is
+		// their only label beside the bridge, so that a guest whose
+		// address, lease name or slot sharing changes keeps its series.
+		// What changes goes on one kvmxdp_guest_info series (the
+		// Prometheus "info" pattern: join on mac with group_left).
+		auto gi = family("kvmxdp_guest_info",
+				 "A guest now: its current addresses, lease name and whether "
+				 "another guest shares its counters (value 1)",
+				 MetricType::Gauge);
+		for (const GuestRow &r : exported_guests(read_guest_rows(src_.guests, leases()),
+							 boottime_ns(), KVX_GUEST_IDLE_NS)) {
+			const Labels id = with({{"mac", mac_text(r.mac)}});
+			std::string addrs;
+			for (uint32_t a : r.addrs)
+				addrs += (addrs.empty() ? "" : ",") + format_ipv4(a);
+			add(gi,
+			    with({{"mac", mac_text(r.mac)},
+				  {"addresses", addrs},
+				  {"name", r.name},
+				  {"shared_slot", r.shared ? "true" : "false"}}),
+			    1);
 			auto dir = [&](const char *d) {
 				Labels l = id;
 				l.push_back({"direction", d});
@@ -163,6 +212,7 @@ public:
 				add(gd, l, static_cast<double>(r.drops[static_cast<size_t>(i)]));
 			}
 		}
+		out.push_back(std::move(gi));
 		out.push_back(std::move(gp));
 		out.push_back(std::move(gb));
 		out.push_back(std::move(gd));

@@ -87,6 +87,14 @@ constexpr const char *kToolDirs[] = {"/usr/sbin/", "/sbin/"};
 
 } // namespace
 
+bool firewall_tool_installed(const std::string &tool)
+{
+	for (const char *dir : kToolDirs)
+		if (::access((dir + tool).c_str(), X_OK) == 0)
+			return true;
+	return false;
+}
+
 std::optional<std::string> run_firewall_tool(const std::string &tool, std::vector<std::string> args,
 					     std::vector<std::string> &unread)
 {

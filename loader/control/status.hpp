@@ -22,6 +22,8 @@ nlohmann::json status_json(const GlobalOptions &g, const std::string &bridge);
 
 // A table kTableWarnPercent full (model/doctor.hpp) gets a status warning.
 
+// The tool is in /usr/sbin or /sbin (where run_firewall_tool looks).
+bool firewall_tool_installed(const std::string &tool);
 // The output of a firewall tool ("iptables-save", "nft") run with args
 // (args[0] is replaced by the tool's path: only /usr/sbin and /sbin are
 // tried, with a fixed environment); a tool that is missing or fails is

@@ -12,6 +12,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <map>
+#include <tuple>
 
 #include "base/error.hpp"
 
@@ -168,11 +170,14 @@ void arp_announce(int ifindex, const std::array<uint8_t, 6> &mac, uint32_t addr,
 	}
 }
 
-std::vector<ArpRequest> arp_listen(int ifindex, int ms)
+ArpCapture arp_listen(int ifindex, int ms)
 {
 	Fd s = arp_socket(ifindex);
-	std::vector<ArpRequest> out;
+	ArpCapture out;
+	std::map<std::tuple<std::array<uint8_t, 6>, uint32_t, uint32_t>, size_t> row;
 	const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+	// The whole window, flood or not: a listener that stops early reports
+	// "nothing unanswered" for what it did not wait for.
 	for (;;) {
 		const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
 					  end - std::chrono::steady_clock::now())
@@ -198,10 +203,24 @@ std::vector<ArpRequest> arp_listen(int ifindex, int ms)
 		std::memcpy(&tpa, p.tpa, 4);
 		r.sender = ntohl(spa);
 		r.target = ntohl(tpa);
-		out.push_back(r);
-		if (out.size() >= 4096)
-			break; // a flood says enough
+		auto [it, fresh] =
+			row.try_emplace({r.mac, r.sender, r.target}, out.requests.size());
+		if (!fresh) {
+			out.requests[it->second].count++;
+		} else if (out.requests.size() >= kArpListenMaxRows) {
+			row.erase(it);
+			out.missed++;
+		} else {
+			r.count = 1;
+			out.requests.push_back(r);
+		}
 	}
+	// What the kernel dropped for a full receive buffer since the socket
+	// was opened (the counters reset on read: read once).
+	tpacket_stats st{};
+	socklen_t sl = sizeof(st);
+	if (::getsockopt(s.get(), SOL_PACKET, PACKET_STATISTICS, &st, &sl) == 0)
+		out.missed += st.tp_drops;
 	return out;
 }
 

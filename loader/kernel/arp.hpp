@@ -57,14 +57,26 @@ std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<ui
 // Gratuitous ARP (RFC 5227 announcement): sender IP = target IP = addr.
 void arp_announce(int ifindex, const std::array<uint8_t, 6> &mac, uint32_t addr, int count = 2);
 
-// An ARP request another host sent on the device (addresses host order).
+// An ARP request other hosts sent on the device (addresses host order),
+// and how often it came.
 struct ArpRequest {
 	std::array<uint8_t, 6> mac{}; // the sender's hardware address
 	uint32_t sender = 0;
 	uint32_t target = 0;
+	int count = 0;
+};
+// At most this many different requests are kept: a flood of forged ones
+// must not take the memory.
+constexpr size_t kArpListenMaxRows = 4096;
+struct ArpCapture {
+	std::vector<ArpRequest> requests;
+	// Requests received and not counted: new ones beyond kArpListenMaxRows,
+	// and those the kernel dropped because the socket's buffer was full
+	// (PACKET_STATISTICS).  Not 0: what was not seen may be what mattered.
+	uint64_t missed = 0;
 };
 // The ARP requests received on ifindex during `ms` milliseconds (`doctor`
 // learns the guests' gateways from them: a guest asks for its gateway).
-std::vector<ArpRequest> arp_listen(int ifindex, int ms);
+ArpCapture arp_listen(int ifindex, int ms);
 
 } // namespace kvmxdp

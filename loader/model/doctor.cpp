@@ -28,22 +28,53 @@ std::string p(const std::string &s)
 	return printable(s);
 }
 
+// A name inside a fix: the fix is meant to be pasted into a shell, and the
+// kernel allows `;`, `$`, quotes or control bytes in a device name.
+std::string q(const std::string &s)
+{
+	return shell_word(s);
+}
+
 DoctorFinding finding(const char *check, Severity s, std::string what, std::string fix = "")
 {
 	return {check, s, std::move(what), std::move(fix)};
 }
 
-// The instance's service, for fixes that restart it.  The unit's instance
-// is the bridge name escaped (a '-' means '/'): systemd-escape does it
-// where the name needs it.
+// The instance's unit.  Its instance is the bridge name escaped (a '-'
+// means '/'): systemd-escape does it where the name needs it.
+std::string unit_name(const std::string &bridge)
+{
+	const bool plain =
+		!bridge.empty() && bridge[0] != '.' &&
+		bridge.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					 "0123456789:_.") == std::string::npos;
+	return plain ? "kvmxdp@" + bridge : "\"kvmxdp@$(systemd-escape -- " + q(bridge) + ")\"";
+}
+
+// The instance's service, for fixes that restart it.
 std::string unit_of(const std::string &bridge)
 {
-	const bool plain = !bridge.empty() && bridge[0] != '.' &&
-			   bridge.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-						    "0123456789:_.") == std::string::npos;
-	const std::string unit = plain ? "kvmxdp@" + p(bridge) :
-					 "kvmxdp@$(systemd-escape '" + p(bridge) + "')";
-	return "systemctl restart " + unit + " (or kvmxdp attach --bridge " + p(bridge) + ")";
+	return "systemctl restart " + unit_name(bridge) + " (or kvmxdp attach --bridge " +
+	       q(bridge) + ")";
+}
+
+// Sets /proc/sys/KEY (slash form: a device name may hold dots).  sysctl
+// splits its argument at the first '=', which a device name may hold too.
+std::string sysctl_fix(const std::string &key, const std::string &value)
+{
+	if (key.find('=') != std::string::npos)
+		return "echo " + value + " > " + q("/proc/sys/" + key);
+	return "sysctl -w " + q(key + "=" + value);
+}
+
+// A device name inside an nft rule: nft's own quotes (its scanner takes an
+// unquoted word as a keyword or a number where it can); nullopt where nft
+// cannot say it (a '"' in the name: nft strings have no escapes).
+std::optional<std::string> nft_string(const std::string &s)
+{
+	if (s.find('"') != std::string::npos)
+		return std::nullopt;
+	return "\"" + s + "\"";
 }
 
 std::optional<uint32_t> bridge_address_in(const DoctorFacts &f, uint32_t addr)
@@ -97,19 +128,20 @@ std::vector<DoctorFinding> check_datapath(const DoctorFacts &f)
 			"net.ipv4.conf." + br +
 				".forwarding is 0: the datapath's route lookups fail (FWD_DISABLED) "
 				"and guests reach nothing outside",
-			"sysctl -w net/ipv4/conf/" + br + "/forwarding=1 (attach sets it)"));
+			sysctl_fix("net/ipv4/conf/" + f.bridge + "/forwarding", "1") +
+				" (attach sets it)"));
 	if (!f.status.is_object()) {
-		out.push_back(
-			finding("datapath", Severity::Error,
-				br + " is not attached: no kvmxdp instance for it in the config",
-				"kvmxdp attach --bridge " + br +
-					(f.uplink.empty() ? "" : " --uplink " + p(f.uplink)) +
-					" (or systemctl enable --now kvmxdp@" + br + ")"));
+		out.push_back(finding(
+			"datapath", Severity::Error,
+			br + " is not attached: no kvmxdp instance for it in the config",
+			"kvmxdp attach --bridge " + q(f.bridge) +
+				(f.uplink.empty() ? "" : " --uplink " + q(f.uplink)) +
+				" (or systemctl enable --now " + unit_name(f.bridge) + ")"));
 		if (!f.bridge_link.exists)
 			out.push_back(finding(
 				"datapath", Severity::Error, "the bridge " + br + " does not exist",
-				"create it (virsh net-start NETWORK, or ip link add " + br +
-					" type bridge)"));
+				"create it (virsh net-start NETWORK, or ip link add " +
+					q(f.bridge) + " type bridge)"));
 		return out;
 	}
 	const json &s = f.status;
@@ -128,7 +160,7 @@ std::vector<DoctorFinding> check_datapath(const DoctorFacts &f)
 						      "create it (virsh net-start NETWORK), "
 						      "then " +
 							      unit_of(f.bridge) :
-						      "kvmxdp attach --bridge " + br +
+						      "kvmxdp attach --bridge " + q(f.bridge) +
 							      " --uplink DEVICE"));
 			continue;
 		}
@@ -174,33 +206,35 @@ std::vector<DoctorFinding> check_uplink(const DoctorFacts &f)
 	const DoctorLink &l = f.uplink_link;
 	if (!l.exists)
 		return {finding("uplink", Severity::Error, "the uplink " + up + " does not exist",
-				"kvmxdp attach --bridge " + p(f.bridge) + " --uplink auto")};
+				"kvmxdp attach --bridge " + q(f.bridge) + " --uplink auto")};
 	std::vector<DoctorFinding> out;
 	if (!l.up)
 		out.push_back(finding("uplink", Severity::Error,
 				      "the uplink " + up + " is down: guests reach nothing outside",
-				      "ip link set dev " + up + " up"));
+				      "ip link set dev " + q(f.uplink) + " up"));
 	else if (!l.carrier)
 		out.push_back(
 			finding("uplink", Severity::Error,
 				"the uplink " + up +
 					" has no carrier (cable unplugged, WiFi not associated)",
-				"connect it: nmcli device connect " + up));
+				"connect it: nmcli device connect " + q(f.uplink)));
 	if (l.addrs.empty())
 		out.push_back(
 			finding("uplink", Severity::Error,
 				"the uplink " + up +
 					" has no IPv4 address: guest traffic to the outside is "
 					"dropped (DROP_NO_UPLINK_ADDR)",
-				"get one: nmcli device connect " + up + ", dhclient " + up +
-					", or ip addr add ADDRESS/PREFIX dev " + up));
+				"get one: nmcli device connect " + q(f.uplink) + ", dhclient " +
+					q(f.uplink) + ", or ip addr add ADDRESS/PREFIX dev " +
+					q(f.uplink)));
 	else if (l.up && !f.uplink_default_route)
 		out.push_back(finding("uplink", Severity::Error,
 				      "no IPv4 default route through the uplink " + up +
 					      ": guest traffic beyond its network is dropped "
 					      "(DROP_FIB, DROP_OTHER_IFACE)",
-				      "ip route add default via GATEWAY dev " + up +
-					      " (DHCP sets it: nmcli device connect " + up + ")"));
+				      "ip route add default via GATEWAY dev " + q(f.uplink) +
+					      " (DHCP sets it: nmcli device connect " +
+					      q(f.uplink) + ")"));
 	return out;
 }
 
@@ -222,7 +256,7 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 				(sub ? format_ipv4(sub->addr + 1) + "/" +
 						 std::to_string(sub->prefix) :
 				       std::string("ADDRESS/PREFIX")) +
-				" dev " + br));
+				" dev " + q(f.bridge)));
 		return out;
 	}
 	if (f.arp_listen_ms <= 0)
@@ -260,23 +294,38 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 						"'s network (DHCP)"));
 			continue;
 		}
+		// A warning, not an error: an unanswered address on the
+		// guests' network is as often a stopped guest (normal) as a
+		// wrong gateway, and ARP does not say which.
 		out.push_back(finding(
-			"gateway", Severity::Error,
+			"gateway", Severity::Warning,
 			who + " asked " + std::to_string(a.count) + " times in " +
 				std::to_string(f.arp_listen_ms / 1000) + " s for " +
 				format_ipv4(a.target) +
-				" and got no answer: if that is its default gateway, it must be the "
-				"bridge's address " +
-				format_ipv4(*gw),
-			"in the guest: ip route replace default via " + format_ipv4(*gw) +
-				" (or fix the DHCP server's router option)"));
+				" and got no answer: a stopped guest, or a wrong default gateway "
+				"(it must be the bridge's address " +
+				format_ipv4(*gw) + ")",
+			"if it is the guest's gateway, in the guest: ip route replace default via " +
+				format_ipv4(*gw) + " (or fix the DHCP server's router option)"));
 	}
 	if (more)
+		out.push_back(finding("gateway", Severity::Warning,
+				      "and " + std::to_string(more) +
+					      " more unanswered ARP requests on " + br +
+					      " (an ARP flood, or a misconfigured network)",
+				      "ip neigh show dev " + q(f.bridge) +
+					      "; look at the guests' configuration"));
+	// What was not seen is not "ok": a flood that filled the listener
+	// hides the requests that matter.
+	if (f.arp_missed)
 		out.push_back(finding(
 			"gateway", Severity::Warning,
-			"and " + std::to_string(more) + " more unanswered ARP requests on " + br +
-				" (an ARP flood, or a misconfigured network)",
-			"ip neigh show dev " + br + "; look at the guests' configuration"));
+			"guests' gateways checked only in part: " + std::to_string(f.arp_missed) +
+				" ARP requests on " + br +
+				" were received but not looked at (an ARP flood: more different "
+				"requests than doctor keeps, or faster than it reads)",
+			"find the flooding host: tcpdump -eni " + q(f.bridge) +
+				" arp; then kvmxdp doctor --bridge " + q(f.bridge) + " again"));
 	return out;
 }
 
@@ -293,11 +342,13 @@ std::optional<std::string> arg_of(const std::vector<std::string> &args, const st
 	return std::nullopt;
 }
 
+// The rule as iptables -D's arguments, each a shell word (a lone "!" is
+// none of bash's history expansions: it stays as iptables-save prints it).
 std::string rule_words(const IptRule &r)
 {
-	std::string s = r.chain;
+	std::string s = q(r.chain);
 	for (const auto &a : r.args)
-		s += " " + (a.find_first_of(" \t\"'") == std::string::npos ? a : "\"" + a + "\"");
+		s += " " + (a == "!" ? a : q(a));
 	return s;
 }
 
@@ -383,6 +434,30 @@ bool json_names_subnet(const json &j, const Ipv4Net &subnet)
 	return false;
 }
 
+// A {"match": {"left": {"meta": {"key": KEY}}, "right": VALUE}} anywhere
+// in a rule's expressions.
+bool json_meta_is(const json &j, const std::string &key, const std::string &value)
+{
+	if (j.is_object()) {
+		if (j.contains("match") && j["match"].is_object()) {
+			const json &m = j["match"];
+			const json left = m.value("left", json()), right = m.value("right", json());
+			if (left.is_object() && left.contains("meta") && left["meta"].is_object() &&
+			    left["meta"].value("key", "") == key && right == value &&
+			    m.value("op", "==") == "==")
+				return true;
+		}
+		for (const auto &[k, v] : j.items())
+			if (json_meta_is(v, key, value))
+				return true;
+	} else if (j.is_array()) {
+		for (const auto &v : j)
+			if (json_meta_is(v, key, value))
+				return true;
+	}
+	return false;
+}
+
 bool json_has_string(const json &j, const std::string &s)
 {
 	if (j.is_string())
@@ -414,8 +489,11 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 		" (a libvirt network re-adds its rules on restart: switch it to <forward "
 		"mode='open'/> with virsh net-edit NETWORK, then virsh net-destroy NETWORK; "
 		"virsh net-start NETWORK)";
-	if (f.iptables_save) {
-		IptView v = iptables_view(*f.iptables_save);
+	// The rules iptables-save prints, with `tool` the command that edits
+	// them ("iptables": the nft backend on Debian; "iptables-legacy": the
+	// old x_tables, which the kernel runs as well, in its own hooks).
+	auto judge_iptables = [&](const std::string &text, const std::string &tool) {
+		IptView v = iptables_view(text);
 		for (const IptRule &r : v.rules) {
 			const std::string target = arg_of(r.args, "-j").value_or("");
 			// libvirt's NAT (LIBVIRT_PRT) or a hand-written one for the
@@ -437,11 +515,11 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 				    arg_of(r.args, "-i") == f.bridge)
 					out.push_back(finding(
 						"firewall", Severity::Warning,
-						"iptables NATs the guest subnet (" + p(r.text) +
+						tool + " NATs the guest subnet (" + p(r.text) +
 							"): what kvmxdp hands to the host stack "
 							"leaves translated by netfilter, and failures "
 							"of kvmxdp are hidden",
-						"iptables -t nat -D " + p(rule_words(r)) +
+						tool + " -t nat -D " + rule_words(r) +
 							(r.chain.rfind("LIBVIRT", 0) == 0 ?
 								 open_mode :
 								 "")));
@@ -452,8 +530,8 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 			    (arg_of(r.args, "-i") == f.bridge || arg_of(r.args, "-o") == f.bridge))
 				out.push_back(finding(
 					"firewall", Severity::Warning,
-					"iptables drops " + br + "'s traffic (" + p(r.text) + ")",
-					"iptables -D " + p(rule_words(r)) +
+					tool + " drops " + br + "'s traffic (" + p(r.text) + ")",
+					tool + " -D " + rule_words(r) +
 						(r.chain.rfind("LIBVIRT", 0) == 0 ? open_mode :
 										    "")));
 		}
@@ -475,7 +553,7 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 				out.push_back(finding(
 					"firewall",
 					bridged_nf ? Severity::Error : Severity::Warning,
-					std::string("iptables' FORWARD policy is DROP") +
+					tool + "' FORWARD policy is DROP" +
 						(v.docker ? " (Docker)" : "") +
 						(bridged_nf ?
 							 ": with br_netfilter, traffic between "
@@ -485,12 +563,17 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 							 "routing (a suspended mapping, an "
 							 "uplink network overlapping the "
 							 "guests') is dropped"),
-					"iptables -I " + chain + " -i " + br +
-						" -j ACCEPT; iptables -I " + chain + " -o " + br +
-						" -j ACCEPT"));
+					tool + " -I " + chain + " -i " + q(f.bridge) +
+						" -j ACCEPT; " + tool + " -I " + chain + " -o " +
+						q(f.bridge) + " -j ACCEPT"));
 			}
 		}
-	}
+	};
+	if (f.iptables_save)
+		judge_iptables(*f.iptables_save, "iptables");
+	// Where iptables is the legacy one itself, both print the same rules.
+	if (f.iptables_legacy_save && f.iptables_legacy_save != f.iptables_save)
+		judge_iptables(*f.iptables_legacy_save, "iptables-legacy");
 	if (f.nft_json) {
 		json doc;
 		try {
@@ -533,23 +616,45 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 						" " + p(r.table) + ", chain " + p(r.chain) +
 						"): what kvmxdp hands to the host stack leaves "
 						"translated by netfilter",
-					"nft delete rule " + p(r.family) + " " + p(r.table) + " " +
-						p(r.chain) + " handle " + std::to_string(r.handle) +
+					"nft delete rule " + q(r.family) + " " + q(r.table) + " " +
+						q(r.chain) + " handle " + std::to_string(r.handle) +
 						(r.table.rfind("libvirt", 0) == 0 ? open_mode :
 										    "")));
 		}
 		for (const NftChain &c : chains) {
 			if (skip(c.family, c.table) || c.hook != "forward" || c.policy != "drop")
 				continue;
+			// A bridge chain's rule accepts the bridge's frames only
+			// through the bridge's name (iifname there is a port's).
 			bool accepts = false;
 			for (const NftRule &r : rules)
 				if (r.family == c.family && r.table == c.table &&
 				    r.chain == c.name && json_has_key(r.expr, "accept") &&
-				    json_has_string(r.expr, f.bridge))
+				    (c.family == "bridge" ?
+					     json_meta_is(r.expr, "ibrname", f.bridge) ||
+						     json_meta_is(r.expr, "obrname", f.bridge) :
+					     json_has_string(r.expr, f.bridge)))
 					accepts = true;
 			if (accepts)
 				continue;
 			const bool bridge_family = c.family == "bridge";
+			// In the bridge family iifname/oifname are the bridge's
+			// ports (vnet0), never the bridge: its frames are matched
+			// by the bridge they cross (meta ibrname, nft >= 0.9.1).
+			// Routed traffic (ip, inet) enters or leaves through the
+			// bridge device itself.
+			const std::string head =
+				"insert rule " + c.family + " " + c.table + " " + c.name;
+			const auto name = nft_string(f.bridge);
+			std::string fix;
+			if (!name)
+				fix = "rename " + q(f.bridge) +
+				      ": nft cannot name a device with '\"' in a rule";
+			else if (bridge_family)
+				fix = "nft " + q(head + " meta ibrname " + *name + " accept");
+			else
+				fix = "nft " + q(head + " iifname " + *name + " accept") +
+				      "; nft " + q(head + " oifname " + *name + " accept");
 			out.push_back(finding(
 				"firewall",
 				bridge_family || bridged_nf ? Severity::Error : Severity::Warning,
@@ -561,10 +666,7 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 						 ": traffic between guests is dropped" :
 						 ": what kvmxdp hands to the host's routing is "
 						 "dropped"),
-				"nft insert rule " + p(c.family) + " " + p(c.table) + " " +
-					p(c.name) + " iifname " + br + " accept; nft insert rule " +
-					p(c.family) + " " + p(c.table) + " " + p(c.name) +
-					" oifname " + br + " accept"));
+				fix));
 		}
 		// firewalld rejects forwarded traffic no zone allows; the bridge
 		// in a zone shows up in its rules by name.
@@ -582,8 +684,9 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 					"firewalld is active and " + br +
 						" is in none of its zones: its forward chain rejects "
 						"what kvmxdp hands to the host's routing",
-					"firewall-cmd --permanent --zone=libvirt --add-interface=" +
-						br + "; firewall-cmd --reload"));
+					"firewall-cmd --permanent --zone=libvirt " +
+						q("--add-interface=" + f.bridge) +
+						"; firewall-cmd --reload"));
 		}
 	}
 	for (const auto &u : f.firewall_unread)
@@ -598,10 +701,11 @@ std::vector<DoctorFinding> check_br_netfilter(const DoctorFacts &f)
 	if (!f.br_netfilter || f.bridge_nf_call_iptables.value_or(0) != 1)
 		return {};
 	size_t forward_rules = 0;
-	if (f.iptables_save)
-		for (const IptRule &r : iptables_view(*f.iptables_save).rules)
-			if (r.table == "filter" && r.chain == "FORWARD")
-				forward_rules++;
+	for (const auto *text : {&f.iptables_save, &f.iptables_legacy_save})
+		if (*text && (text == &f.iptables_save || *text != f.iptables_save))
+			for (const IptRule &r : iptables_view(**text).rules)
+				if (r.table == "filter" && r.chain == "FORWARD")
+					forward_rules++;
 	return {finding("br_netfilter", Severity::Warning,
 			"br_netfilter sends bridged frames through iptables (bridge-nf-call-"
 			"iptables=1): guest traffic passes netfilter and conntrack (" +
@@ -630,7 +734,7 @@ std::vector<DoctorFinding> check_rp_filter(const DoctorFacts &f)
 				"source is not routed back through " +
 				p(l->name) +
 				" (mapped addresses, asymmetric routes, a roaming uplink)",
-			"sysctl -w net/ipv4/conf/" + p(l->name) + "/rp_filter=2"));
+			sysctl_fix("net/ipv4/conf/" + l->name + "/rp_filter", "2")));
 	}
 	return out;
 }
@@ -652,7 +756,7 @@ std::vector<DoctorFinding> check_mtu(const DoctorFacts &f)
 		for (const auto &port : f.ports) {
 			list.push_back(p(port.name) + " " + std::to_string(port.mtu));
 			if (port.mtu < hi)
-				fixes.push_back("ip link set dev " + p(port.name) + " mtu " +
+				fixes.push_back("ip link set dev " + q(port.name) + " mtu " +
 						std::to_string(hi));
 		}
 		out.push_back(finding("mtu", Severity::Warning,
@@ -666,7 +770,7 @@ std::vector<DoctorFinding> check_mtu(const DoctorFacts &f)
 	if (up.exists && up.mtu && br && up.mtu != br) {
 		std::vector<std::string> fixes;
 		for (const auto &port : f.ports)
-			fixes.push_back("ip link set dev " + p(port.name) + " mtu " +
+			fixes.push_back("ip link set dev " + q(port.name) + " mtu " +
 					std::to_string(up.mtu));
 		out.push_back(finding(
 			"mtu", Severity::Warning,
@@ -711,9 +815,9 @@ std::vector<DoctorFinding> check_tables(const DoctorFacts &f)
 					"new flows will be refused (DROP_TABLE_FULL) when it is full"),
 			// A pinned table is not resized in place: attach refuses
 			// another size until detach (which drops the flows).
-			"kvmxdp detach --bridge " + p(f.bridge) + "; kvmxdp attach --bridge " +
-				p(f.bridge) + " " + option + " " + std::to_string(max * 2) +
-				" (detach drops the tracked flows; stop kvmxdp@" + p(f.bridge) +
+			"kvmxdp detach --bridge " + q(f.bridge) + "; kvmxdp attach --bridge " +
+				q(f.bridge) + " " + option + " " + std::to_string(max * 2) +
+				" (detach drops the tracked flows; stop " + unit_name(f.bridge) +
 				" first where systemd runs it)"));
 	};
 	table("conntrack", "conntrack", "--ct-size");
@@ -748,7 +852,7 @@ std::vector<DoctorFinding> check_xdp(const DoctorFacts &f)
 		out.push_back(finding(
 			"xdp", Severity::Warning,
 			"generic XDP program '" + p(l->xdp_prog) + "' on " + dev + ": " + why,
-			"ip link set dev " + dev + " xdpgeneric off" +
+			"ip link set dev " + q(l->name) + " xdpgeneric off" +
 				(l->xdp_native.value_or(false) ? " (attach it native: xdpdrv)" :
 								 "")));
 	}

@@ -94,12 +94,19 @@ struct DoctorFacts {
 	// The firewall as its tools print it; nullopt where the tool is missing
 	// or failed (named in firewall_unread).
 	std::optional<std::string> iptables_save;
+	// iptables-legacy-save (Debian's iptables package ships it): rules made
+	// with iptables-legacy live in x_tables, which neither iptables-save
+	// (nft backend) nor nft shows.  nullopt where it is not installed.
+	std::optional<std::string> iptables_legacy_save;
 	std::optional<std::string> nft_json; // `nft -j list ruleset`
 	std::vector<std::string> firewall_unread;
 	// Guests' ARP requests seen on the bridge in arp_listen_ms (0: not
 	// listened).
 	int arp_listen_ms = 0;
 	std::vector<ArpAsk> arp_asks;
+	// Requests received but not in arp_asks (a flood filled the socket's
+	// buffer or the listener's table): the gateway check is then partial.
+	uint64_t arp_missed = 0;
 	std::string arp_error; // why doctor could not listen ("" if it did or was not asked to)
 };
 

@@ -653,28 +653,6 @@ struct Masq {
 
 } // namespace
 
-namespace {
-
-// A device name as a shell word: the output is meant to be pasted, and the
-// kernel allows `;`, `$` or quotes in a name (check_ifname refuses only
-// blanks, '/' and ':').
-std::string shell_word(const std::string &w)
-{
-	bool plain = !w.empty();
-	for (char c : w)
-		if (!std::isalnum(static_cast<unsigned char>(c)) &&
-		    std::string("._-+@%=,").find(c) == std::string::npos)
-			plain = false;
-	if (plain)
-		return w;
-	std::string q = "'";
-	for (char c : w)
-		q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-	return q + "'";
-}
-
-} // namespace
-
 std::string ImportedAttach::command() const
 {
 	std::string c = "kvmxdp attach --bridge " +

@@ -281,17 +281,38 @@ LibvirtNetwork parse_libvirt_network(const std::string &xml, const std::string &
 	return n;
 }
 
-const LibvirtInterface &libvirt_nat_interface(const LibvirtDomain &d)
+const LibvirtInterface &
+libvirt_nat_interface(const LibvirtDomain &d,
+		      const std::function<bool(const LibvirtInterface &)> &served)
 {
-	for (const auto &i : d.interfaces) {
-		if (!d.nat.mac.empty() ?
-			    i.mac == d.nat.mac :
-			    !i.mac.empty() && (!i.network.empty() || !i.bridge.empty()))
-			return i;
-	}
-	if (!d.nat.mac.empty())
+	if (!d.nat.mac.empty()) {
+		for (const auto &i : d.interfaces)
+			if (i.mac == d.nat.mac)
+				return i;
 		throw Error("domain '" + printable(d.name) + "': no interface with MAC " +
 			    d.nat.mac);
+	}
+	std::vector<const LibvirtInterface *> on_net, ours;
+	for (const auto &i : d.interfaces)
+		if (!i.mac.empty() && (!i.network.empty() || !i.bridge.empty())) {
+			on_net.push_back(&i);
+			if (served(i))
+				ours.push_back(&i);
+		}
+	if (ours.size() == 1)
+		return *ours[0];
+	if (ours.size() > 1) {
+		std::string macs;
+		for (const auto *i : ours)
+			macs += (macs.empty() ? "" : ", ") + i->mac;
+		throw Error("domain '" + printable(d.name) + "' has " +
+			    std::to_string(ours.size()) +
+			    " interfaces on bridges kvmxdp serves (MACs " + macs +
+			    "): name the one its mappings are for with <kvmxdp:nat mac='" +
+			    ours[0]->mac + "'>");
+	}
+	if (!on_net.empty())
+		return *on_net[0];
 	throw Error("domain '" + printable(d.name) +
 		    "': no interface on a network or a bridge for its kvmxdp mappings");
 }

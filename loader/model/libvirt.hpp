@@ -21,6 +21,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -94,8 +95,15 @@ LibvirtDomain parse_libvirt_domain(const std::string &xml, const std::string &wh
 LibvirtNetwork parse_libvirt_network(const std::string &xml, const std::string &what);
 
 // The interface the domain's mappings apply to: the one of nat.mac, else
-// the first one on a network or a bridge.  Throws Error.
-const LibvirtInterface &libvirt_nat_interface(const LibvirtDomain &d);
+// the one interface on a network or a bridge that `served` says kvmxdp
+// serves (its bridge is an instance's), else the first on a network or a
+// bridge (its bridge is then named as not attached).  A domain with two or
+// more served interfaces and no nat.mac is ambiguous: a forward reaches one
+// guest address, and which one is for its author to say, not for the order
+// of the XML.  Throws Error (for that case naming the MACs to choose from).
+const LibvirtInterface &
+libvirt_nat_interface(const LibvirtDomain &d,
+		      const std::function<bool(const LibvirtInterface &)> &served);
 
 // The guest address of a MAC: the network's static DHCP host entry, else
 // its lease that expires last (expired ones skipped; 0: never expires).

@@ -15,6 +15,10 @@ struct GlobalOptions {
 	std::string config = "/etc/kvmxdp/kvmxdp.json";
 	std::string run_dir = "/run/kvmxdp";
 	std::string sysctl_root = "/proc/sys";
+	// Prepended to libvirt's /run/libvirt and /etc/libvirt (tests; a
+	// libvirt built with another prefix): KVMXDP_LIBVIRT_ROOT, read once
+	// by main.
+	std::string libvirt_root;
 	// How long attach, detach and map add/del wait for a lock that another
 	// kvmxdp holds before they give up (seconds).
 	unsigned lock_wait = 30;

@@ -2,9 +2,9 @@
 #include "verbs/libvirt_verbs.hpp"
 
 #include <algorithm>
-#include <cstdlib>
-#include <functional>
 #include <ctime>
+#include <functional>
+#include <map>
 #include <sstream>
 
 #include "base/error.hpp"
@@ -34,10 +34,9 @@ read_first(std::initializer_list<std::string> paths)
 
 // A network's live status (what libvirt runs, with its bridge), else its
 // definition.
-std::optional<LibvirtNetwork> load_network(const std::string &name)
+std::optional<LibvirtNetwork> load_network(const std::string &r, const std::string &name)
 {
 	check_libvirt_name(name, "network");
-	const std::string r = libvirt_root();
 	auto f = read_first({r + "/run/libvirt/network/" + name + ".xml",
 			     r + "/etc/libvirt/qemu/networks/" + name + ".xml"});
 	if (!f)
@@ -55,20 +54,37 @@ struct Guest {
 
 // The bridge and guest address of a domain's kvmxdp interface; `cfg` names
 // the instances.
-Guest guest_of(const LibvirtDomain &d, const std::string &vm, const Config &cfg,
-	       const std::string &config_path)
+Guest guest_of(const GlobalOptions &g, const LibvirtDomain &d, const std::string &vm,
+	       const Config &cfg)
 {
-	const LibvirtInterface &i = libvirt_nat_interface(d);
+	const std::string &root = g.libvirt_root;
+	const std::string &config_path = g.config;
+	// The bridge of an interface: its own (a running domain's), else its
+	// network's.  Networks read once each.
+	std::map<std::string, std::optional<LibvirtNetwork>> nets;
+	auto network = [&](const std::string &name) -> const std::optional<LibvirtNetwork> & {
+		auto it = nets.find(name);
+		if (it == nets.end())
+			it = nets.emplace(name, load_network(root, name)).first;
+		return it->second;
+	};
+	const LibvirtInterface &i = libvirt_nat_interface(d, [&](const LibvirtInterface &x) {
+		std::string br = x.bridge;
+		if (br.empty() && !x.network.empty())
+			if (const auto &n = network(x.network))
+				br = n->bridge;
+		return !br.empty() && cfg.find(br) != nullptr;
+	});
 	std::optional<LibvirtNetwork> net;
 	if (!i.network.empty())
-		net = load_network(i.network);
+		net = network(i.network);
 	Guest gu;
 	gu.bridge = !i.bridge.empty() ? i.bridge : net ? net->bridge : "";
 	if (gu.bridge.empty())
 		throw Error("domain '" + printable(vm) + "': the bridge of network '" +
-			    printable(i.network) + "' is not known (no " + libvirt_root() +
+			    printable(i.network) + "' is not known (no " + printable(root) +
 			    "/run/libvirt/network/" + printable(i.network) + ".xml or " +
-			    libvirt_root() + "/etc/libvirt/qemu/networks/" + printable(i.network) +
+			    printable(root) + "/etc/libvirt/qemu/networks/" + printable(i.network) +
 			    ".xml)");
 	check_ifname(gu.bridge);
 	const Instance *inst = cfg.find(gu.bridge);
@@ -235,7 +251,7 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const std::s
 	if (!d.nat.present)
 		return no_metadata(g, owned, out);
 	const Config cfg = ConfigStore(g.config).load();
-	Guest gu = guest_of(d, vm, cfg, g.config);
+	Guest gu = guest_of(g, d, vm, cfg);
 	std::vector<Mapping> ms = libvirt_domain_mappings(d.nat, gu.addr);
 	apply_owned(g, gu.bridge, ms, vm, "", gu.lease_mac, owned, out);
 }
@@ -267,12 +283,6 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const std
 
 } // namespace
 
-std::string libvirt_root()
-{
-	const char *r = std::getenv("KVMXDP_LIBVIRT_ROOT");
-	return r ? r : "";
-}
-
 void libvirt_hook(const GlobalOptions &g, const LibvirtHookOptions &o, std::istream &in,
 		  std::ostream &out)
 {
@@ -291,7 +301,7 @@ void libvirt_hook(const GlobalOptions &g, const LibvirtHookOptions &o, std::istr
 std::string libvirt_vm_guest(const GlobalOptions &g, std::string &bridge, std::string &lease_mac,
 			     const VmTarget &t)
 {
-	const std::string r = libvirt_root();
+	const std::string &r = g.libvirt_root;
 	// The running domain's status (its live XML, with the bridge of its
 	// interface), else its definition.
 	auto f = read_first({r + "/run/libvirt/qemu/" + t.name + ".xml",
@@ -302,7 +312,7 @@ std::string libvirt_vm_guest(const GlobalOptions &g, std::string &bridge, std::s
 			    "/etc/libvirt/qemu/" + printable(t.name) + ".xml)");
 	LibvirtDomain d = parse_libvirt_domain(f->second, f->first);
 	const Config cfg = ConfigStore(g.config).load();
-	Guest gu = guest_of(d, t.name, cfg, g.config);
+	Guest gu = guest_of(g, d, t.name, cfg);
 	if (!bridge.empty() && bridge != gu.bridge)
 		throw Error("vm:" + printable(t.name) + " is on bridge '" + gu.bridge +
 			    "', not on '" + bridge + "'");

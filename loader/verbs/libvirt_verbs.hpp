@@ -15,11 +15,6 @@
 
 namespace kvmxdp {
 
-// Where libvirt's files are looked for: KVMXDP_LIBVIRT_ROOT in the
-// environment is prepended to /run/libvirt and /etc/libvirt (tests; a
-// libvirt built with another prefix).
-std::string libvirt_root();
-
 // `kvmxdp libvirt-hook qemu|network OBJECT OP SUBOP [EXTRA]`, run as libvirt
 // runs its hooks (the XML on `in`).  qemu: on "started" the domain's
 // mappings are made for its guest address (replacing what an earlier start

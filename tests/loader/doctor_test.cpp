@@ -2,6 +2,11 @@
 // `doctor`'s checks on fixtures: a healthy host (no finding from any check),
 // then each fault alone, which must produce its check's finding with a fix.
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+
+#include "base/text.hpp"
 
 #include "base/netaddr.hpp"
 #include "model/doctor.hpp"
@@ -126,7 +131,7 @@ TEST(Doctor, DatapathFilterMissingOrForeign)
 	// A '-' in the bridge's name is '/' in a unit's instance: escaped.
 	f.bridge = "br-lan";
 	expect_one(f, "datapath", Severity::Error, "no kvmxdp filter on wlan0",
-		   "systemctl restart kvmxdp@$(systemd-escape 'br-lan')");
+		   "systemctl restart \"kvmxdp@$(systemd-escape -- br-lan)\"");
 	f = healthy();
 	f.status["devices"][0]["prog"] = "other_prog";
 	expect_one(f, "datapath", Severity::Error, "runs 'other_prog'", "kvmxdp@virbr0");
@@ -173,8 +178,11 @@ TEST(Doctor, GatewayOtherThanTheBridge)
 			      parse_ipv4("192.168.122.20"),
 			      parse_ipv4("192.168.122.254"),
 			      3});
-	expect_one(f, "gateway", Severity::Error, "guest 192.168.122.20 (52:54:00:09:09:09)",
+	// A warning: a stopped guest at .254 is as likely as a wrong gateway.
+	expect_one(f, "gateway", Severity::Warning, "guest 192.168.122.20 (52:54:00:09:09:09)",
 		   "ip route replace default via 192.168.122.1");
+	EXPECT_NE(only(run_doctor_checks(f), "gateway")[0].what.find("a stopped guest"),
+		  std::string::npos);
 	// Asked once: answered, as a neighbour would be.
 	f.arp_asks.back().count = 1;
 	EXPECT_TRUE(only(run_doctor_checks(f), "gateway").empty());
@@ -206,6 +214,32 @@ TEST(Doctor, ArpFloodIsSummarized)
 	auto g = only(run_doctor_checks(f), "gateway");
 	ASSERT_EQ(g.size(), kArpMaxFindings + 1);
 	EXPECT_NE(g.back().what.find("and 992 more"), std::string::npos) << g.back().what;
+}
+
+// A guest asking for a peer that is stopped is normal: no error, and the
+// exit code says "look", not "broken".
+TEST(Doctor, DeadPeerOnTheGuestNetworkIsNoError)
+{
+	DoctorFacts f = healthy();
+	f.arp_asks.push_back({{0x52, 0x54, 0, 1, 2, 3},
+			      parse_ipv4("192.168.122.10"),
+			      parse_ipv4("192.168.122.11"),
+			      6});
+	auto all = run_doctor_checks(f);
+	auto g = only(all, "gateway");
+	ASSERT_EQ(g.size(), 1u);
+	EXPECT_NE(g[0].severity, Severity::Error) << g[0].what;
+	EXPECT_NE(doctor_exit_code(all), kDoctorExitError);
+}
+
+// A flood that filled the listener: what was not looked at is not "ok".
+TEST(Doctor, ArpRequestsMissedAreNoOk)
+{
+	DoctorFacts f = healthy();
+	f.arp_missed = 5000;
+	expect_one(f, "gateway", Severity::Warning, "checked only in part: 5000 ARP requests",
+		   "tcpdump -eni virbr0 arp");
+	EXPECT_EQ(doctor_json("virbr0", run_doctor_checks(f))["checks"]["gateway"], "warning");
 }
 
 TEST(Doctor, BridgeMissing)
@@ -321,8 +355,38 @@ TEST(Doctor, NftablesLibvirtNatForwardDropAndFirewalld)
 	  {"table": {"family": "bridge", "name": "filter", "handle": 1}},
 	  {"chain": {"family": "bridge", "table": "filter", "name": "forward", "handle": 1,
 	             "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}]})J";
+	// A bridge chain sees the bridge's ports as iifname: the bridge's frames
+	// are accepted by its name as the bridge they cross.
 	expect_one(f, "firewall", Severity::Error, "traffic between guests is dropped",
-		   "nft insert rule bridge filter forward iifname virbr0 accept");
+		   "nft 'insert rule bridge filter forward meta ibrname \"virbr0\" accept'");
+	// An iifname rule in a bridge chain accepts none of the bridge's
+	// frames; an ibrname one does.
+	const char *bridge_drop = R"J({"nftables": [
+	  {"table": {"family": "bridge", "name": "filter", "handle": 1}},
+	  {"chain": {"family": "bridge", "table": "filter", "name": "forward", "handle": 1,
+	             "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
+	  {"rule": {"family": "bridge", "table": "filter", "chain": "forward", "handle": 2,
+	            "expr": [{"match": {"op": "==", "left": {"meta": {"key": "KEY"}}, "right": "virbr0"}},
+	                     {"accept": null}]}}]})J";
+	auto with_key = [&](const std::string &key) {
+		std::string j = bridge_drop;
+		j.replace(j.find("KEY"), 3, key);
+		return j;
+	};
+	f.nft_json = with_key("iifname");
+	expect_one(f, "firewall", Severity::Error, "traffic between guests is dropped",
+		   "meta ibrname");
+	f.nft_json = with_key("ibrname");
+	EXPECT_TRUE(run_doctor_checks(f).empty());
+	// Routed traffic (an ip/inet forward chain) goes through the bridge
+	// device itself.
+	f.nft_json = R"J({"nftables": [
+	  {"table": {"family": "inet", "name": "fw", "handle": 1}},
+	  {"chain": {"family": "inet", "table": "fw", "name": "forward", "handle": 1,
+	             "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}]})J";
+	expect_one(f, "firewall", Severity::Warning, "what kvmxdp hands to the host's routing",
+		   "nft 'insert rule inet fw forward iifname \"virbr0\" accept'; nft 'insert rule "
+		   "inet fw forward oifname \"virbr0\" accept'");
 
 	f = healthy();
 	f.nft_json = R"J({"nftables": [
@@ -338,6 +402,27 @@ TEST(Doctor, NftablesLibvirtNatForwardDropAndFirewalld)
 	            "expr": [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "virbr0"}},
 	                     {"goto": {"target": "filter_FWD_trusted"}}]}}]})J";
 	EXPECT_TRUE(run_doctor_checks(f).empty());
+}
+
+// Rules made with iptables-legacy live in x_tables: neither iptables-save
+// (the nft backend) nor nft shows them, iptables-legacy-save does.
+TEST(Doctor, IptablesLegacyRulesAreRead)
+{
+	DoctorFacts f = healthy();
+	f.iptables_legacy_save = "*nat\n:PREROUTING ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n"
+				 "-A POSTROUTING -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j "
+				 "MASQUERADE\nCOMMIT\n";
+	expect_one(f, "firewall", Severity::Warning, "iptables-legacy NATs the guest subnet",
+		   "iptables-legacy -t nat -D POSTROUTING -s 192.168.122.0/24 ! -d "
+		   "192.168.122.0/24 -j MASQUERADE");
+	// iptables is the legacy one itself: the same rules, found once.
+	f.iptables_save = f.iptables_legacy_save;
+	expect_one(f, "firewall", Severity::Warning, "iptables NATs the guest subnet",
+		   "iptables -t nat -D POSTROUTING");
+	f = healthy();
+	f.iptables_legacy_save = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\nCOMMIT\n";
+	expect_one(f, "firewall", Severity::Warning, "iptables-legacy' FORWARD policy is DROP",
+		   "iptables-legacy -I FORWARD -i virbr0 -j ACCEPT");
 }
 
 TEST(Doctor, FirewallToolsMissingAreANote)
@@ -459,5 +544,88 @@ TEST(Doctor, ControlCharactersInNamesArePrinted)
 	for (const auto &x : all) {
 		EXPECT_EQ(x.what.find('\x1b'), std::string::npos) << x.what;
 		EXPECT_EQ(x.fix.find('\x1b'), std::string::npos) << x.fix;
+	}
+}
+
+namespace {
+
+// What bash makes of a fix's words: each word printed on its own line by
+// printf, so that a name that breaks out of its quotes shows up as more
+// (or other) words, and one that runs a command leaves its mark.
+std::string bash_words(const std::string &cmd, const std::string &mark)
+{
+	const std::string script = "f() { printf '%s\\n' \"$@\"; }; f " + cmd;
+	std::string argv = "bash -c " + shell_word(script) + " 2>&1";
+	std::string out;
+	if (FILE *p = ::popen(argv.c_str(), "r")) {
+		char buf[256];
+		size_t n;
+		while ((n = fread(buf, 1, sizeof(buf), p)) > 0)
+			out.append(buf, n);
+		::pclose(p);
+	}
+	EXPECT_EQ(::access(mark.c_str(), F_OK), -1) << "a name ran a command: " << cmd;
+	return out;
+}
+
+} // namespace
+
+// Names are the kernel's: any byte but '/', ':' and blanks.  Every fix that
+// names one must be pasteable: bash sees the name as one word, as it is.
+TEST(Doctor, FixesQuoteOddNames)
+{
+	const std::string mark = ::testing::TempDir() + "kvx_doctor_pwned";
+	::unlink(mark.c_str());
+	const std::string odd[] = {"br;touch${IFS}" + mark, "br$(touch${IFS}" + mark + ")",
+				   "b'r\"`x`", "br\x01\x1b[2J", "-br*"};
+	for (const std::string &name : odd) {
+		DoctorFacts f = healthy();
+		f.bridge = f.bridge_link.name = name;
+		f.uplink = f.uplink_link.name = name + "u";
+		f.bridge_forwarding = 0;
+		f.status["devices"][1]["prog"] = nullptr;
+		f.uplink_link.up = false;
+		f.uplink_link.rp_filter = 1;
+		f.ports[0].name = name + "p";
+		f.ports[0].mtu = 1400;
+		f.status["conntrack"] = {{"entries", 64}, {"max_entries", 64}};
+		f.iptables_save = "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n";
+		auto all = run_doctor_checks(f);
+		ASSERT_GE(all.size(), 6u);
+		for (const auto &x : all) {
+			EXPECT_EQ(x.fix.find('\x1b'), std::string::npos) << x.fix;
+			// The words of each command before its remark in parentheses
+			// hold the name as one word.
+			if (x.fix.find("ip link set dev ") == 0) {
+				const std::string words = bash_words(
+					x.fix.substr(16, x.fix.find(' ', 16) - 16), mark);
+				EXPECT_TRUE(words == name + "u\n" || words == name + "p\n")
+					<< x.fix << " -> " << words;
+			}
+		}
+		auto fix_of = [&](const std::string &check, const std::string &needle = "") {
+			for (const auto &x : all)
+				if (x.check == check && x.fix.find(needle) != std::string::npos)
+					return x.fix;
+			return std::string();
+		};
+		// sysctl's key, iptables' -i, kvmxdp's --bridge: one word each.
+		const std::string rp = fix_of("rp_filter");
+		ASSERT_EQ(rp.rfind("sysctl -w ", 0), 0u) << rp;
+		EXPECT_EQ(bash_words(rp.substr(10), mark),
+			  "net/ipv4/conf/" + name + "u/rp_filter=2\n");
+		const std::string fw = fix_of("firewall");
+		ASSERT_EQ(fw.rfind("iptables -I FORWARD ", 0), 0u) << fw;
+		EXPECT_EQ(bash_words(fw.substr(20, fw.find("; iptables") - 20), mark),
+			  "-i\n" + name + "\n-j\nACCEPT\n");
+		const std::string tb = fix_of("tables");
+		ASSERT_EQ(tb.rfind("kvmxdp detach --bridge ", 0), 0u) << tb;
+		EXPECT_EQ(bash_words(tb.substr(23, tb.find("; kvmxdp") - 23), mark), name + "\n");
+		// The unit: systemd-escape gets the name as one word.
+		const std::string dp = fix_of("datapath", "systemd-escape");
+		const auto u = dp.find("$(systemd-escape -- ");
+		ASSERT_NE(u, std::string::npos) << dp;
+		const std::string arg = dp.substr(u + 20, dp.find(")\"", u) - u - 20);
+		EXPECT_EQ(bash_words(arg, mark), name + "\n") << dp;
 	}
 }

@@ -43,6 +43,11 @@ uint32_t ip(const char *s)
 	return parse_ipv4(s);
 }
 
+bool every(const LibvirtInterface &)
+{
+	return true;
+}
+
 } // namespace
 
 TEST(Libvirt, LiveDomainXml)
@@ -57,7 +62,11 @@ TEST(Libvirt, LiveDomainXml)
 	ASSERT_TRUE(d.nat.present);
 	EXPECT_EQ(d.nat.forwards.size(), 2u);
 	EXPECT_EQ(d.nat.addresses.size(), 1u);
-	EXPECT_EQ(libvirt_nat_interface(d).mac, "52:54:00:ab:cd:01");
+	// Its second NIC is on the LAN bridge br-lan, which kvmxdp does not serve.
+	EXPECT_EQ(libvirt_nat_interface(
+			  d, [](const LibvirtInterface &i) { return i.bridge == "virbr0"; })
+			  .mac,
+		  "52:54:00:ab:cd:01");
 	EXPECT_EQ(strs(libvirt_domain_mappings(d.nat, ip("192.168.122.10"))),
 		  (std::vector<std::string>{
 			  "uplink:2222 192.168.122.10:22 tcp",
@@ -70,14 +79,37 @@ TEST(Libvirt, InactiveDomainPicksTheInterfaceOfMac)
 {
 	LibvirtDomain d = parse_libvirt_domain(fixture("domain_inactive.xml"), "x");
 	EXPECT_EQ(d.nat.mac, "52:54:00:00:00:22");
-	const auto &i = libvirt_nat_interface(d);
+	const auto &i = libvirt_nat_interface(d, every);
 	EXPECT_EQ(i.network, "isolated");
 	EXPECT_EQ(i.bridge, ""); // inactive XML: no bridge yet
 	EXPECT_EQ(strs(libvirt_domain_mappings(d.nat, ip("10.0.0.5"))),
 		  (std::vector<std::string>{"uplink:5432 10.0.0.5:5432 tcp"}));
 	d.nat.mac = "52:54:00:00:00:99";
-	EXPECT_EQ(error_of([&] { libvirt_nat_interface(d); }),
+	EXPECT_EQ(error_of([&] { libvirt_nat_interface(d, every); }),
 		  "domain 'db1': no interface with MAC 52:54:00:00:00:99");
+}
+
+// Two NICs on networks, no mac= in the metadata: the one on a bridge
+// kvmxdp serves; two served is ambiguous (a forward reaches one address)
+// and refused naming the MACs; mac= decides.
+TEST(Libvirt, SeveralInterfacesPickTheServedOneOrRefuse)
+{
+	LibvirtDomain d = parse_libvirt_domain(fixture("domain_inactive.xml"), "x");
+	d.nat.mac.clear();
+	auto on = [](const char *net) {
+		return [net](const LibvirtInterface &i) { return i.network == net; };
+	};
+	EXPECT_EQ(libvirt_nat_interface(d, on("isolated")).mac, "52:54:00:00:00:22");
+	EXPECT_EQ(libvirt_nat_interface(d, on("default")).mac, "52:54:00:00:00:11");
+	EXPECT_EQ(error_of([&] { libvirt_nat_interface(d, every); }),
+		  "domain 'db1' has 2 interfaces on bridges kvmxdp serves (MACs "
+		  "52:54:00:00:00:11, 52:54:00:00:00:22): name the one its mappings are for "
+		  "with <kvmxdp:nat mac='52:54:00:00:00:11'>");
+	// None served: the first, whose bridge the caller names as not attached.
+	EXPECT_EQ(libvirt_nat_interface(d, [](const LibvirtInterface &) { return false; }).mac,
+		  "52:54:00:00:00:11");
+	d.nat.mac = "52:54:00:00:00:22";
+	EXPECT_EQ(libvirt_nat_interface(d, every).network, "isolated");
 }
 
 TEST(Libvirt, DomainStatusFileAndOtherPrefix)

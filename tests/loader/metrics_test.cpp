@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: GPL-2.0
+// Which guests the metrics endpoint exports (control/metrics.hpp
+// exported_guests): a guest that is gone or moved must not leave series
+// behind for as long as kvx_guest remembers its old addresses.
+#include <gtest/gtest.h>
+
+#include "base/netaddr.hpp"
+#include "control/metrics.hpp"
+
+using namespace kvmxdp;
+
+namespace {
+
+constexpr uint64_t kSec = 1000000000ULL;
+constexpr uint64_t kNow = 10000 * kSec;
+
+GuestRow row(uint8_t id, std::vector<std::tuple<const char *, uint64_t, bool>> addrs)
+{
+	GuestRow r;
+	r.mac = {0x52, 0x54, 0, 0, 0, id};
+	for (const auto &[a, seen, lease] : addrs) {
+		r.addrs.push_back(parse_ipv4(a));
+		r.seen_ns.push_back(seen);
+		r.leased.push_back(lease);
+	}
+	return r;
+}
+
+} // namespace
+
+TEST(MetricsGuests, GoneGuestsAndOldAddressesAreNotExported)
+{
+	const std::vector<GuestRow> rows = {
+		// Sending now.
+		row(1, {{"192.168.122.10", kNow - 2 * kSec, false}}),
+		// Stopped 10 minutes ago, its address learnt from traffic.
+		row(2, {{"192.168.122.11", kNow - 600 * kSec, false}}),
+		// Moved from .12 to .13 (DHCP): the old address is still its in
+		// kvx_guest, idle.
+		row(3, {{"192.168.122.12", kNow - 900 * kSec, false},
+			{"192.168.122.13", kNow - 1 * kSec, false}}),
+		// Idle, but its lease holds the address: still the guest's.
+		row(4, {{"192.168.122.14", kNow - 3600 * kSec, true}}),
+		// Never sent (seen_ns 0) and no lease.
+		row(5, {{"192.168.122.15", 0, false}}),
+	};
+	const auto out = exported_guests(rows, kNow, KVX_GUEST_IDLE_NS);
+	ASSERT_EQ(out.size(), 3u);
+	EXPECT_EQ(out[0].mac[5], 1);
+	EXPECT_EQ(out[1].mac[5], 3);
+	ASSERT_EQ(out[1].addrs.size(), 1u);
+	EXPECT_EQ(format_ipv4(out[1].addrs[0]), "192.168.122.13");
+	EXPECT_EQ(out[1].seen_ns.size(), 1u);
+	EXPECT_EQ(out[2].mac[5], 4);
+	// Just inside the window is exported, just past it is not.
+	const auto edge = exported_guests({row(6, {{"192.168.122.16", kNow - 300 * kSec, false}})},
+					  kNow, KVX_GUEST_IDLE_NS);
+	EXPECT_EQ(edge.size(), 1u);
+	EXPECT_TRUE(exported_guests({row(6, {{"192.168.122.16", kNow - 301 * kSec, false}})}, kNow,
+				    KVX_GUEST_IDLE_NS)
+			    .empty());
+	// A seen_ns ahead of the reader's clock is "now".
+	EXPECT_EQ(exported_guests({row(7, {{"192.168.122.17", kNow + kSec, false}})}, kNow,
+				  KVX_GUEST_IDLE_NS)
+			  .size(),
+		  1u);
+}
