@@ -78,6 +78,21 @@ bool is_printable_text(const std::string &s)
 	return true;
 }
 
+namespace {
+
+// Every byte of s[i, i + max(n, 1)) as \xNN: a control character, or one
+// invalid byte.
+void append_hex_bytes(std::string &out, const std::string &s, size_t i, size_t n)
+{
+	for (size_t k = 0; k < std::max<size_t>(n, 1); k++) {
+		char buf[5];
+		std::snprintf(buf, sizeof(buf), "\\x%02x", static_cast<unsigned char>(s[i + k]));
+		out += buf;
+	}
+}
+
+} // namespace
+
 std::string printable(const std::string &s)
 {
 	std::string out;
@@ -88,13 +103,7 @@ std::string printable(const std::string &s)
 			i += n;
 			continue;
 		}
-		// Every byte of a control character, one invalid byte at a time.
-		for (size_t k = 0; k < std::max<size_t>(n, 1); k++) {
-			char buf[5];
-			std::snprintf(buf, sizeof(buf), "\\x%02x",
-				      static_cast<unsigned char>(s[i + k]));
-			out += buf;
-		}
+		append_hex_bytes(out, s, i, n);
 		i += std::max<size_t>(n, 1);
 	}
 	return out;
@@ -125,12 +134,7 @@ std::string shell_word(const std::string &s)
 			i += n;
 			continue;
 		}
-		for (size_t k = 0; k < std::max<size_t>(n, 1); k++) {
-			char buf[5];
-			std::snprintf(buf, sizeof(buf), "\\x%02x",
-				      static_cast<unsigned char>(s[i + k]));
-			q += buf;
-		}
+		append_hex_bytes(q, s, i, n);
 		i += std::max<size_t>(n, 1);
 	}
 	return q + "'";
