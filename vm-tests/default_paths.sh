@@ -55,7 +55,7 @@ kvx_bg "$KVX_TMP/holder.log" nsenter --net="/run/netns/$NS_HOST" \
 		mount -t tmpfs tmpfs "$1"
 		mkdir "$1/upper" "$1/work"
 		mount -t overlay overlay -o "lowerdir=/etc,upperdir=$1/upper,workdir=$1/work" /etc
-		if [[ -e /etc/kvmxdp ]]; then mount -t tmpfs tmpfs /etc/kvmxdp; fi
+		if [[ -e /etc/kvmxdp ]]; then mount -t tmpfs -o mode=0700 tmpfs /etc/kvmxdp; fi
 		echo ready
 		exec sleep 1000' _ "$KVX_TMP/etc-rw"
 HOLDER=$KVX_LAST_PID
