@@ -153,6 +153,18 @@ bool bind_is_static(const kvx_bind_val &v)
 	return (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) != 0;
 }
 
+bool release_out_half(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &in_val)
+{
+	kvx_bind_key ok{};
+	ok.dir = KVX_BIND_OUT;
+	ok.proto = in.proto;
+	ok.addr = in_val.addr;
+	ok.port = in_val.port;
+	kvx_bind_val ov{};
+	return bpf_map_lookup_elem(bind_fd, &ok, &ov) == 0 && !bind_is_static(ov) &&
+	       ov.addr == in.addr && ov.port == in.port && bpf_map_delete_elem(bind_fd, &ok) == 0;
+}
+
 namespace {
 
 // The sweep holds every key of a 1M-entry table in hash sets: 64-bit keys,
@@ -339,15 +351,7 @@ size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &p
 	for (const auto &[k, v] : entries) {
 		if (!listened(k, v) || !used.count(ext_key(k.proto, k.addr, k.port)))
 			continue;
-		kvx_bind_key ok{};
-		ok.dir = KVX_BIND_OUT;
-		ok.proto = k.proto;
-		ok.addr = v.addr;
-		ok.port = v.port;
-		kvx_bind_val ov{};
-		if (bpf_map_lookup_elem(bind_fd, &ok, &ov) == 0 && !bind_is_static(ov) &&
-		    ov.addr == k.addr && ov.port == k.port &&
-		    bpf_map_delete_elem(bind_fd, &ok) == 0)
+		if (release_out_half(bind_fd, k, v))
 			deleted++;
 	}
 	return deleted;

@@ -47,6 +47,11 @@ bool bind_idle(uint64_t last_used_ns, uint64_t now_ns);
 // A binding of a static mapping (port forward, 1:1): never expired, never
 // touched by the GC or by a flush.
 bool bind_is_static(const kvx_bind_val &v);
+// Deletes the OUT half of the dynamic pair whose IN half is `in` (value
+// `in_val`), if that OUT half still points back to it, as the datapath
+// releases a pair (abi.h: "OUT half exists => IN half exists"); the IN half
+// is the caller's.  True if it deleted one.
+bool release_out_half(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &in_val);
 
 uint64_t boottime_ns();
 

@@ -12,6 +12,8 @@
 #include <set>
 #include <tuple>
 
+#include "control/gc.hpp"
+
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
@@ -49,24 +51,6 @@ std::string guest_str(const kvx_bind_key &k, const kvx_bind_val &v)
 	return format_ipv4(ntohl(v.addr)) + (k.proto ? ":" + std::to_string(ntohs(v.port)) : "");
 }
 
-// Releases the dynamic pair whose IN half `in` (value `have`) a static
-// mapping is about to replace: the guest endpoint's OUT half, if it still
-// points here, goes first, as the datapath releases a pair (abi.h: "OUT
-// half exists => IN half exists").  The IN half itself is left for the
-// caller to overwrite.  The guest's port count (kvx_gports) is recounted by
-// the daemon's next sweep.
-void evict_dynamic(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &have)
-{
-	kvx_bind_key ok{};
-	ok.dir = KVX_BIND_OUT;
-	ok.proto = in.proto;
-	ok.addr = have.addr;
-	ok.port = have.port;
-	kvx_bind_val ov{};
-	if (bpf_map_lookup_elem(bind_fd, &ok, &ov) == 0 && !(ov.flags & KVX_BIND_F_STATIC) &&
-	    ov.addr == in.addr && ov.port == in.port)
-		bpf_map_delete_elem(bind_fd, &ok);
-}
 
 } // namespace
 
@@ -212,10 +196,12 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 					// uplink's ports): the admin's mapping wins,
 					// or any guest could keep a forward from
 					// being made or restored by holding its
-					// port.  evict_dynamic releases the guest's
-					// OUT half first (pair order, abi.h); the IN
-					// half is then replaced in one update.
-					evict_dynamic(fds.bind, e.key, have);
+					// port.  The guest's OUT half goes first
+					// (pair order, abi.h); the IN half is then
+					// replaced in one update.  Its port count
+					// (kvx_gports) is recounted by the daemon's
+					// next sweep.
+					release_out_half(fds.bind, e.key, have);
 					evicted.insert({e.key.proto, e.key.addr, e.key.port});
 					log_note("mapping '" + mappings[i].m.str() +
 						 "': external " + bind_str(e.key) +
