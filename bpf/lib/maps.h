@@ -109,6 +109,15 @@ struct {
 	__type(value, struct kvx_halfopen_val);
 } kvx_halfopen SEC(".maps");
 
+/* Each guest's recently closed ports, for reuse at its port limit (abi.h
+ * kvx_gtw). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KVX_GTW_GUESTS);
+	__type(key, __u32);
+	__type(value, struct kvx_gtw_val);
+} kvx_gtw SEC(".maps");
+
 /* Dynamic bindings per guest for the port limit (abi.h kvx_gports); sized
  * like kvx_gflows by the loader. */
 struct {

@@ -75,7 +75,8 @@ void zero_percpu_array(const bpf_map *map)
 
 // The plain arrays clear_tables() zeroes through a mapping: created
 // BPF_F_MMAPABLE here (the programs do not see the flag).
-constexpr const char *kMappedArrays[] = {KVX_MAP_GFLOWS, KVX_MAP_GPORTS, KVX_MAP_HALFOPEN};
+constexpr const char *kMappedArrays[] = {KVX_MAP_GFLOWS, KVX_MAP_GPORTS, KVX_MAP_HALFOPEN,
+					 KVX_MAP_GTW};
 
 } // namespace
 
