@@ -55,7 +55,9 @@
  *      (two generations of KVX_TW_EPOCH_NS and their epoch: version 5's
  *      filters read as other bits, which at worst forgoes or allows one
  *      reuse until their epoch is over).  Layouts of the state tables
- *      unchanged: pins of 3..6 are reused.
+ *      unchanged: pins of 3..6 are reused.  kvx_gflows and kvx_gports are
+ *      BPF_F_MMAPABLE (the GC corrects them with atomic adds); pinned ones
+ *      without the flag are replaced and recounted at attach.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -380,8 +382,10 @@ struct kvx_frag_val {
  * count separately, each against flow_quota: a LAN flood at a port forward
  * cannot take the guest's own outbound capacity.  Incremented by the
  * datapath on each flow it creates, decremented when it reclaims or evicts
- * one; the daemon's GC recounts them exactly at every sweep (deletions by
- * the GC never drift, nor do flows whose address changed owner).  Read as
+ * one; the daemon's GC recounts them at every sweep (deletions by the GC
+ * never drift, nor do flows whose address changed owner) and corrects them
+ * with atomic adds through a mapping (BPF_F_MMAPABLE): never a write that
+ * would lose the datapath's concurrent updates.  Read as
  * signed: a racing decrement below 0 means "no flows".
  */
 #define KVX_GFLOWS_MAX 65536
@@ -526,7 +530,7 @@ struct kvx_icmprl_val {
  * counts each guest's dynamic bindings (external ports it holds), indexed
  * and sized like kvx_gflows.  Incremented by the datapath when it makes a
  * binding, decremented when it releases one; the daemon's GC recounts them
- * from kvx_bind at every sweep.
+ * from kvx_bind at every sweep and corrects them as kvx_gflows.
  */
 
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */
