@@ -750,21 +750,27 @@ class Bench:
         return d
 
     def churn(self, cfg):
-        """Sustained connection churn: crr's connections (no data, RST close)
-        for far longer, 64 at once, so that the guest goes through its whole
+        """Sustained connection churn: crr's connections (no data) for far
+        longer, 64 at once, so that the guest goes through its whole
         ephemeral range (28232 source ports, each a new NAT endpoint the
         first time) and well past the 4536 ports of kvmxdp's old default
         range (61000-65535, where such a run ended in DROP_PORTS_EXHAUSTED).
-        Every configuration runs with its defaults; for kvmxdp the drop
-        counters (`status --json`, DROP_*) over the run are reported too and
-        must stay 0."""
+        Closed as real connections are, with FIN from both sides (the
+        server first, `--close fin`), not with crr's RST: both NATs then
+        track every connection through FIN_WAIT to TIME_WAIT, and the
+        server's TIME_WAIT meets the next connection from the same
+        external port.  The same client, server and closing for every
+        configuration, each with its defaults; for kvmxdp the drop
+        counters (`status --json`, DROP_*) over the run are reported too
+        and must stay 0."""
         t, tl = self.topo, self.opts.tools
         kvx = isinstance(cfg, KvmxdpConfig)
         before = cfg.stats() if kvx else {}
         a = self.probe.sample()
         r = run(nsx(t.ns["g"], ["taskset", "-c", str(PEER_CPU), f"{tl}/kvx-net", "crr-client",
                                 "--dst", SERVER_IP, "--port", str(CRR_PORT), "--seconds",
-                                str(self.d["churn"]), "--parallel", "64"]),
+                                str(self.d["churn"]), "--parallel", "64",
+                                "--close", "fin"]),
                 timeout=self.d["churn"] + 60)
         b = self.probe.sample()
         d = Probe.delta(a, b)

@@ -20,14 +20,17 @@
 #    ephemeral range and its listeners): status shows it, and 6000
 #    connections as fast as they go (more than the 4536 ports of the old
 #    default 61000-65535) complete without a drop; no binding lands in the
-#    ephemeral range or on the port the host listens on.
+#    ephemeral range or on the port the host listens on.  That the listener
+#    is skipped is shown, not left to chance: a guest connection from the
+#    listener's own port (which port preservation would keep) reaches the
+#    server from another port, while one from the next port keeps it.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+   churn
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+   connections during it
 #                                    bridge kb<id> (192.168.122.1/24), host ns
 #                                    uplink ku<id> 10.77.0.2/24 <- kvmxdp
 #   lan ns:    router kl<id> 10.77.0.1/24, kr<id> 10.78.0.1/24
-#   server ns: ks<id> 10.78.0.2/24 (echo :9000)
+#   server ns: ks<id> 10.78.0.2/24 (echo :9000; :9001 answers the peer's port)
 #
 # Usage: churn.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
@@ -43,6 +46,23 @@ kvx_bg "$KVX_TMP/hostsvc.log" ip netns exec "$NS_HOST" "$KVX_PY" -c "
 import socket, time
 s = socket.socket(); s.bind(('0.0.0.0', $HOST_PORT)); s.listen(); time.sleep(3600)"
 kvx_wait_tcp_listen 10 "$NS_HOST" "$HOST_PORT"
+# The server's view of a connection: it answers each with the source port
+# it sees (the external port the NAT gave it).
+kvx_bg "$KVX_TMP/peerport.log" ip netns exec "$NS_SRV" "$KVX_PY" -c "
+import socket
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(('$SRV_IP', 9001)); s.listen()
+while True:
+    c, peer = s.accept(); c.sendall(b'%d\\n' % peer[1]); c.close()"
+kvx_wait_tcp_listen 10 "$NS_SRV" 9001
+# The source port the server sees for a guest1 connection from port $1.
+seen_port() {
+	nsx "$NS_G1" "$KVX_PY" -c "
+import socket, sys
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.settimeout(5); s.bind(('$G1_IP', int(sys.argv[1]))); s.connect(('$SRV_IP', 9001))
+print(s.recv(64).decode().strip())" "$1"
+}
 
 # Every drop counter of the instance (kvmxdp status --json), as
 # "NAME=packets ..." for the nonzero ones: the churn must add none.
@@ -115,6 +135,11 @@ assert_eq "status: available = pool - listening" \
 	$(($(kvx_json "i['nat_pool']['ports']") - $(kvx_json "i['nat_pool']['host_listening']"))) \
 	"$(kvx_json "i['nat_pool']['available']")"
 assert_contains "status text shows the pool" "NAT pool" "$(kvx status --bridge "$BR")"
+assert_eq "a guest port in the pool is kept (port preservation)" $((HOST_PORT + 1)) "$(seen_port $((HOST_PORT + 1)))"
+p=$(seen_port "$HOST_PORT")
+kvx_log "guest1's connection from port $HOST_PORT reached the server from port $p"
+assert_ne "the host's listening port is never a NAT port, not even the guest's own" "$HOST_PORT" "$p"
+assert_ge "that connection went through (another port)" "${p:-0}" 1024
 d0=$(drops)
 out=$(nsx "$NS_G1" "${FLOWGEN[@]}" churn "$SRV_IP:9000" 6000 --parallel 32 | tail -1 || true)
 kvx_log "guest1: $out"

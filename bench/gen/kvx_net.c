@@ -6,10 +6,14 @@
  *   kvx-net rr-client  --dst IP --port P --seconds S
  *       one request in flight; prints RTT percentiles (microseconds) as JSON
  *   kvx-net crr-server --port P              TCP: accept and close at once
- *   kvx-net crr-client --dst IP --port P --seconds S [--parallel K]
+ *   kvx-net crr-client --dst IP --port P --seconds S [--parallel K] [--close rst|fin]
  *       K connections in flight (non-blocking connect, epoll); each is
- *       closed with SO_LINGER 0 (RST) as soon as it is established, so the
- *       client leaves no TIME_WAIT; prints connections/s as JSON
+ *       closed as soon as it is established: rst (the default), with
+ *       SO_LINGER 0, so the client leaves no TIME_WAIT; fin, once the
+ *       server's FIN (crr-server closes at once) is in, so both sides close
+ *       with FIN, the server first (it holds the TIME_WAIT, the client's
+ *       port is free again at once, as a browser's after an HTTP/1.0
+ *       response); prints connections/s as JSON
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -33,6 +37,9 @@ static int opt_port = 7777;
 static double opt_seconds = 3;
 static int opt_parallel = 16;
 static int opt_size = 32;
+static int opt_close_fin;
+/* crr-client --close fin: the connections waiting for the server's FIN. */
+static unsigned char crr_closing[1 << 20];
 
 static void die(const char *what)
 {
@@ -154,8 +161,12 @@ static int crr_start(int ep, const struct sockaddr_in *sa)
 
 	if (fd < 0)
 		die("socket");
+	if ((unsigned)fd >= sizeof(crr_closing))
+		die("fd out of range");
+	crr_closing[fd] = 0;
 	/* RST on close: no TIME_WAIT, the guest's ports stay available. */
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	if (!opt_close_fin)
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) && errno != EINPROGRESS)
 		die("connect");
 	ev.data.u64 = ((uint64_t)now_ns() << 20) | (uint64_t)fd;
@@ -186,6 +197,14 @@ static int crr_client(void)
 			socklen_t l = sizeof(soerr);
 			uint64_t started = evs[i].data.u64 >> 20;
 
+			if (crr_closing[fd]) {
+				/* The server's FIN (or an error): close, a FIN
+				 * (a RST if it sent data: it sends none). */
+				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+				close(fd);
+				crr_start(ep, &sa);
+				continue;
+			}
 			getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l);
 			if (soerr)
 				failed++;
@@ -194,6 +213,15 @@ static int crr_client(void)
 			/* Took longer than a SYN retransmission: a SYN was lost. */
 			if (((now_ns() & ((1ull << 44) - 1)) - started) > 900000000ull)
 				slow++;
+			if (opt_close_fin && !soerr) {
+				struct epoll_event w = {.events = EPOLLIN | EPOLLRDHUP,
+							.data.u64 = evs[i].data.u64};
+
+				crr_closing[fd] = 1;
+				if (epoll_ctl(ep, EPOLL_CTL_MOD, fd, &w))
+					die("epoll_ctl");
+				continue;
+			}
 			epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
 			close(fd);
 			crr_start(ep, &sa);
@@ -227,7 +255,15 @@ int main(int argc, char **argv)
 			opt_parallel = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--size"))
 			opt_size = atoi(argv[i + 1]);
-		else {
+		else if (!strcmp(argv[i], "--close")) {
+			if (strcmp(argv[i + 1], "rst") && strcmp(argv[i + 1], "fin")) {
+				fprintf(stderr,
+					"kvx-net: error: --close must be rst or fin, not '%s'\n",
+					argv[i + 1]);
+				return 2;
+			}
+			opt_close_fin = !strcmp(argv[i + 1], "fin");
+		} else {
 			fprintf(stderr, "kvx-net: error: unknown option '%s'\n", argv[i]);
 			return 2;
 		}

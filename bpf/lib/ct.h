@@ -743,7 +743,7 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 		return 0;
 	bits = kvx_tw_bits(p->daddr, p->dport);
 	seen = ib->tw_remotes;
-	if ((seen & bits) == bits)
+	if (kvx_tw_has(seen, bits, now))
 		return 0;
 	bind_key_init(&ok, KVX_BIND_OUT, ik->proto, ib->addr, ib->port);
 	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
@@ -763,7 +763,9 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
  * One probe of bind_create: the pool's port at index off, to be claimed
  * by the caller (the IN half *ik, value *iv) unless the host listens on it
  * or the guest is at its port limit (at_limit: only bind_recycle may give
- * it a port).  Returns 0 when the caller may claim it (ik->port says
+ * it a port).  at_limit 2: the port in slot off of the guest's ring of
+ * closed ports (abi.h kvx_gtw, oldest first) instead, if still in the
+ * pool.  Returns 0 when the caller may claim it (ik->port says
  * which), -EEXIST when taken
  * (ik->port says which), -EADDRINUSE when the host listens on it (or the
  * pool shrank under the loop), another error when the table is full.  A global function: called from
@@ -787,9 +789,20 @@ __noinline int bind_claim_port(struct kvx_bind_key *ik, const struct kvx_bind_va
 	/* The cfg changed under the probe loop: nothing to claim here.  Not
 	 * -EEXIST: ik->port is not set, and the caller would try to recycle
 	 * whatever port it holds (0 on the first try). */
-	if (off >= kvx_nat_pool_size(lo, hi, slo, shi))
-		return -EADDRINUSE;
-	port = kvx_nat_pool_port(lo, hi, slo, shi, off);
+	if (at_limit == 2) {
+		__u32 idx = guest_slot(cfg, p->saddr) & (KVX_GTW_GUESTS - 1);
+		struct kvx_gtw_val *r = bpf_map_lookup_elem(&kvx_gtw, &idx);
+
+		if (!r)
+			return -EADDRINUSE;
+		port = bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]);
+		if (!kvx_nat_pool_has(lo, hi, slo, shi, port))
+			return -EADDRINUSE;
+	} else {
+		if (off >= kvx_nat_pool_size(lo, hi, slo, shi))
+			return -EADDRINUSE;
+		port = kvx_nat_pool_port(lo, hi, slo, shi, off);
+	}
 	if (port_host_listens(port))
 		return -EADDRINUSE;
 	ik->port = bpf_htons(port);
@@ -830,7 +843,7 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 	struct kvx_bind_key ik;
 	struct kvx_bind_val iv = {};
 	struct kvx_bind_val *won;
-	__u32 lo, hi, slo, shi, hole, range, start, want, i, off, tw, *n;
+	__u32 lo, hi, slo, shi, hole, range, start, want, i, tw, *n;
 	int err, at_limit;
 	__u64 pk;
 
@@ -884,9 +897,17 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 		range = ((pk >> 16) & 0xffff) + 1;
 		if (i >= range)
 			break;
-		off = (i == 0 || range <= KVX_PORT_TRIES) ? ((pk & 0xffff) + i) % range :
-							    bpf_get_prandom_u32() % range;
-		err = bind_claim_port(&ik, &iv, p, off, pk >> 32);
+		/* At its limit in a large pool, the guest's own closed
+		 * ports first (abi.h kvx_gtw): random probes miss the few it
+		 * holds.  A small pool is scanned whole anyway. */
+		if ((pk >> 32) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
+			err = bind_claim_port(&ik, &iv, p, i, 2);
+		else
+			err = bind_claim_port(&ik, &iv, p,
+					      (i == 0 || range <= KVX_PORT_TRIES) ?
+						      ((pk & 0xffff) + i) % range :
+						      bpf_get_prandom_u32() % range,
+					      pk >> 32);
 		/* Claimed here, not in bind_claim_port: a global function's
 		 * pointer arguments are "mem" to the verifier, which 6.1's map
 		 * helpers refuse as keys and values; these are the stack's. */
@@ -1183,6 +1204,38 @@ static __always_inline struct kvx_bind_val *flow_binding(const struct kvx_cfg *c
  * when the tuple is used again (a new SYN on it).  Not inlined: its frame
  * stays off ct_ingress's.
  */
+/*
+ * The guest's port ext (network order) just closed: into its ring (abi.h
+ * kvx_gtw) unless the oldest entry, the one it would replace, is still a
+ * port that may be reused (then that one is kept: it is the first to be
+ * quiet).
+ */
+static __always_inline void gtw_push(const struct kvx_bind_val *ib, __be16 ext)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_bind_val *old;
+	struct kvx_gtw_val *r;
+	struct kvx_bind_key k;
+	__u32 idx, slot;
+
+	if (!cfg)
+		return;
+	idx = guest_slot(cfg, ib->addr) & (KVX_GTW_GUESTS - 1);
+	r = bpf_map_lookup_elem(&kvx_gtw, &idx);
+	if (!r)
+		return;
+	slot = r->next & (KVX_GTW_RING - 1);
+	if (r->ports[slot] && r->ports[slot] != ext) {
+		bind_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg->uplink_addr, r->ports[slot]);
+		old = bpf_map_lookup_elem(&kvx_bind, &k);
+		if (old && (old->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE |
+					  KVX_BIND_F_MULTI | KVX_BIND_F_TW)) == KVX_BIND_F_TW)
+			return;
+	}
+	r->ports[slot] = ext;
+	r->next = (slot + 1) & (KVX_GTW_RING - 1);
+}
+
 static __noinline void bind_tw_mark(struct kvx_bind_val *ib, const struct kvx_ct_val *f,
 				    const struct kvx_pkt *p, int out, __u64 now)
 {
@@ -1199,11 +1252,15 @@ static __noinline void bind_tw_mark(struct kvx_bind_val *ib, const struct kvx_ct
 	if (st == KVX_CT_TIME_WAIT || st == KVX_CT_CLOSE) {
 		nfl |= KVX_BIND_F_TW;
 		if (st == KVX_CT_TIME_WAIT && (nfl & KVX_BIND_F_RFIN)) {
-			bits = kvx_tw_bits(out ? p->daddr : p->saddr,
-					   out ? p->dport : p->sport);
-			if ((ib->tw_remotes & bits) != bits)
-				ib->tw_remotes |= bits;
+			bits = kvx_tw_add(ib->tw_remotes,
+					  kvx_tw_bits(out ? p->daddr : p->saddr,
+						      out ? p->dport : p->sport),
+					  now);
+			if (ib->tw_remotes != bits)
+				ib->tw_remotes = bits;
 		}
+		if (!(fl & (KVX_BIND_F_TW | KVX_BIND_F_MULTI)))
+			gtw_push(ib, f->ext_port);
 		ib->last_used_ns = now;
 	} else if (fl & KVX_BIND_F_TW) {
 		nfl &= ~(KVX_BIND_F_TW | KVX_BIND_F_RFIN);

@@ -59,9 +59,11 @@ struct {
 } kvx_frag SEC(".maps");
 
 /* Flow counts per guest address for the flow quota (abi.h).  The loader
- * sizes it to the subnet (at most KVX_GFLOWS_MAX). */
+ * sizes it to the subnet (at most KVX_GFLOWS_MAX).  Mappable: the daemon's
+ * GC corrects it with atomic adds (control/gc.cpp). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, KVX_GFLOWS_MAX);
 	__type(key, __u32);
 	__type(value, struct kvx_gflows_val);
@@ -109,10 +111,20 @@ struct {
 	__type(value, struct kvx_halfopen_val);
 } kvx_halfopen SEC(".maps");
 
-/* Dynamic bindings per guest for the port limit (abi.h kvx_gports); sized
- * like kvx_gflows by the loader. */
+/* Each guest's recently closed ports, for reuse at its port limit (abi.h
+ * kvx_gtw). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KVX_GTW_GUESTS);
+	__type(key, __u32);
+	__type(value, struct kvx_gtw_val);
+} kvx_gtw SEC(".maps");
+
+/* Dynamic bindings per guest for the port limit (abi.h kvx_gports); sized
+ * like kvx_gflows by the loader; mappable as kvx_gflows. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__uint(max_entries, KVX_GFLOWS_MAX);
 	__type(key, __u32);
 	__type(value, __u32);

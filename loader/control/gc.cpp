@@ -6,10 +6,15 @@
 
 #include <arpa/inet.h>
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <ctime>
 #include <cstring>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
@@ -41,73 +46,208 @@ std::unordered_map<uint32_t, uint32_t> owner_slots(const QuotaMaps &q)
 	return slot_of;
 }
 
-size_t gflows_write(const QuotaMaps &q, const std::vector<FlowOwner> &owners)
-{
-	const int gflows_fd = q.gflows_fd;
-	MapInfo mi = map_info(gflows_fd, KVX_MAP_GFLOWS);
-	std::vector<kvx_gflows_val> counts(mi.max_entries, kvx_gflows_val{});
-	// Each flow counts for the guest that owns its address now, as the
-	// datapath's next decrement for it will (one dump of kvx_guest).
-	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
-	for (const FlowOwner &o : owners) {
-		auto it = slot_of.find(o.guest_be);
-		uint32_t i = it != slot_of.end() ? it->second : guest_slot(nullptr, o.guest_be, q.seed);
-		if (i < counts.size())
-			(o.inbound ? counts[i].in : counts[i].out)++;
+// A counter array the datapath keeps with atomic adds (kvx_gflows,
+// kvx_gports), mapped into this process so that the GC corrects it with
+// atomic adds too: a map update would overwrite every +1/-1 the datapath
+// made since the sweep read the counter (lost updates).  Not mapped when
+// the map is not BPF_F_MMAPABLE (pinned by a version before the flag):
+// then corrected with map updates, as before.
+class CounterArray {
+public:
+	// fields: the byte offsets of the value's 32-bit counters.
+	CounterArray(int fd, const char *what, std::vector<size_t> fields)
+		: fd_(fd)
+		, fields_(std::move(fields))
+	{
+		MapInfo mi = map_info(fd, what);
+		n_ = mi.max_entries;
+		value_size_ = mi.value_size;
+		// The kernel lays an array's values out 8-byte aligned.
+		stride_ = (size_t{mi.value_size} + 7) & ~size_t{7};
+		if (!(mi.map_flags & BPF_F_MMAPABLE))
+			return;
+		const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+		len_ = (stride_ * n_ + page - 1) & ~(page - 1);
+		void *p = mmap(nullptr, len_, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+		if (p != MAP_FAILED)
+			base_ = static_cast<char *>(p);
 	}
-	// The current values in one syscall (arrays support batches since
-	// 5.6; 65536 single lookups for a /16 would cost ~20 ms a sweep).
-	std::vector<uint32_t> keys(counts.size());
-	std::vector<kvx_gflows_val> vals(counts.size()), have(counts.size());
-	std::vector<char> known(counts.size(), 0);
-	uint32_t out_batch = 0, n = static_cast<uint32_t>(counts.size());
-	LIBBPF_OPTS(bpf_map_batch_opts, bopts);
-	int err = bpf_map_lookup_batch(gflows_fd, nullptr, &out_batch, keys.data(), vals.data(), &n,
-				       &bopts);
-	if (err == 0 || errno == ENOENT) {
-		for (uint32_t j = 0; j < n && j < keys.size(); j++) {
-			if (keys[j] < counts.size()) {
-				known[keys[j]] = 1;
-				have[keys[j]] = vals[j];
-			}
+	~CounterArray()
+	{
+		if (base_)
+			munmap(base_, len_);
+	}
+	CounterArray(const CounterArray &) = delete;
+	CounterArray &operator=(const CounterArray &) = delete;
+
+	uint32_t slots() const { return n_; }
+	size_t fields() const { return fields_.size(); }
+
+	// Every counter, slot by slot (fields() per slot): one read of the
+	// mapping, or one batch lookup (arrays support batches since 5.6;
+	// 65536 single lookups for a /16 would cost ~20 ms a sweep).
+	std::vector<uint32_t> read() const
+	{
+		std::vector<uint32_t> out(size_t{n_} * fields_.size(), 0);
+		if (base_) {
+			for (uint32_t i = 0; i < n_; i++)
+				for (size_t f = 0; f < fields_.size(); f++)
+					out[i * fields_.size() + f] =
+						__atomic_load_n(at(i, f), __ATOMIC_RELAXED);
+			return out;
 		}
+		std::vector<uint32_t> keys(n_);
+		std::vector<unsigned char> vals(size_t{n_} * value_size_);
+		uint32_t out_batch = 0, n = n_;
+		LIBBPF_OPTS(bpf_map_batch_opts, bopts);
+		int err = bpf_map_lookup_batch(fd_, nullptr, &out_batch, keys.data(), vals.data(),
+					       &n, &bopts);
+		if (err != 0 && errno != ENOENT)
+			n = 0;
+		std::vector<char> known(n_, 0);
+		for (uint32_t j = 0; j < n && j < n_; j++) {
+			if (keys[j] >= n_)
+				continue;
+			known[keys[j]] = 1;
+			for (size_t f = 0; f < fields_.size(); f++)
+				std::memcpy(&out[keys[j] * fields_.size() + f],
+					    &vals[size_t{j} * value_size_ + fields_[f]], 4);
+		}
+		std::vector<unsigned char> v(value_size_);
+		for (uint32_t i = 0; i < n_; i++) {
+			if (known[i] || bpf_map_lookup_elem(fd_, &i, v.data()) != 0)
+				continue;
+			for (size_t f = 0; f < fields_.size(); f++)
+				std::memcpy(&out[i * fields_.size() + f], &v[fields_[f]], 4);
+		}
+		return out;
 	}
+
+	// Slot i's counters moved by d (fields() of them): atomically when
+	// mapped; else the slot is read and written back (racing the
+	// datapath, as every correction did before the mapping).
+	bool add(uint32_t i, const int64_t *d)
+	{
+		if (base_) {
+			for (size_t f = 0; f < fields_.size(); f++)
+				if (d[f])
+					__atomic_fetch_add(at(i, f), static_cast<uint32_t>(d[f]),
+							   __ATOMIC_SEQ_CST);
+			return true;
+		}
+		std::vector<unsigned char> v(value_size_);
+		if (bpf_map_lookup_elem(fd_, &i, v.data()) != 0)
+			return false;
+		for (size_t f = 0; f < fields_.size(); f++) {
+			uint32_t c;
+			std::memcpy(&c, &v[fields_[f]], 4);
+			c += static_cast<uint32_t>(d[f]);
+			std::memcpy(&v[fields_[f]], &c, 4);
+		}
+		return bpf_map_update_elem(fd_, &i, v.data(), BPF_EXIST) == 0;
+	}
+
+private:
+	uint32_t *at(uint32_t i, size_t f) const
+	{
+		return reinterpret_cast<uint32_t *>(base_ + size_t{i} * stride_ + fields_[f]);
+	}
+
+	int fd_;
+	std::vector<size_t> fields_;
+	uint32_t n_ = 0, value_size_ = 0;
+	size_t stride_ = 0, len_ = 0;
+	char *base_ = nullptr;
+};
+
+// Corrects the counters of arr to counted (fields() per slot), measured by
+// a dump made between the readings before and after (taken right around
+// it: the shorter that window, the less activity it has to explain): only
+// what activity during the dump cannot explain (counter_correction), with
+// atomic adds.  Returns the number of slots corrected.
+size_t counters_correct(CounterArray &arr, const std::vector<uint32_t> &before,
+			const std::vector<uint32_t> &after, const std::vector<uint32_t> &counted)
+{
+	const size_t k = arr.fields();
+	std::vector<int64_t> d(k);
 	size_t fixed = 0;
-	for (uint32_t i = 0; i < counts.size(); i++) {
-		kvx_gflows_val cur{};
-		if (known[i])
-			cur = have[i];
-		else if (bpf_map_lookup_elem(gflows_fd, &i, &cur) != 0)
-			cur = kvx_gflows_val{};
-		if (cur.out == counts[i].out && cur.in == counts[i].in)
-			continue;
-		// The datapath's reclaim hold-off is its own: kept.
-		counts[i].reclaim_ns = cur.reclaim_ns;
-		if (bpf_map_update_elem(gflows_fd, &i, &counts[i], BPF_ANY) == 0)
+	for (uint32_t i = 0; i < arr.slots(); i++) {
+		bool any = false;
+		for (size_t f = 0; f < k; f++) {
+			const size_t j = size_t{i} * k + f;
+			d[f] = counter_correction(counted[j], before[j], after[j]);
+			any = any || d[f];
+		}
+		if (any && arr.add(i, d.data()))
 			fixed++;
 	}
 	return fixed;
 }
 
+std::vector<uint32_t> gflows_counted(const QuotaMaps &q, const std::vector<FlowOwner> &owners,
+				     uint32_t slots)
+{
+	std::vector<uint32_t> counts(size_t{slots} * 2, 0);
+	// Each flow counts for the guest that owns its address now, as the
+	// datapath's next decrement for it will (one dump of kvx_guest).
+	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
+	for (const FlowOwner &o : owners) {
+		auto it = slot_of.find(o.guest_be);
+		uint32_t i = it != slot_of.end() ? it->second :
+						   guest_slot(nullptr, o.guest_be, q.seed);
+		if (i < slots)
+			counts[size_t{i} * 2 + (o.inbound ? 1 : 0)]++;
+	}
+	return counts;
+}
+
+// kvx_gflows_val's two counters (its reclaim hold-off is the datapath's own).
+CounterArray gflows_array(int fd)
+{
+	return CounterArray(fd, KVX_MAP_GFLOWS,
+			    {offsetof(kvx_gflows_val, out), offsetof(kvx_gflows_val, in)});
+}
+
 } // namespace
+
+int64_t counter_correction(uint32_t counted, uint32_t before, uint32_t after)
+{
+	// Counters are compared as the datapath does ((__s32)): one that went
+	// below zero is a small negative number, not 4 billion.
+	const int64_t c = static_cast<int32_t>(counted);
+	const int64_t b = static_cast<int32_t>(before), a = static_cast<int32_t>(after);
+	const int64_t lo = b < a ? b : a, hi = b < a ? a : b;
+	if (c < lo)
+		return c - lo;
+	if (c > hi)
+		return c - hi;
+	return 0;
+}
 
 size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 {
+	CounterArray gf = gflows_array(q.gflows_fd);
+	const std::vector<uint32_t> before = gf.read();
+	const auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
+	const std::vector<uint32_t> after = gf.read();
 	std::vector<FlowOwner> guests;
-	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
+	for (const auto &[k, v] : flows)
 		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
-	return gflows_write(q, guests);
+	return counters_correct(gf, before, after, gflows_counted(q, guests, gf.slots()));
 }
 
 size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q)
 {
+	CounterArray gp(gports_fd, KVX_MAP_GPORTS, {0});
 	// A dynamic binding is a port its guest holds: one OUT half each,
 	// counted in the slot of the guest that owns the address now, as
-	// the datapath's next decrement for it will be (as gflows_write).
-	MapInfo mi = map_info(gports_fd, KVX_MAP_GPORTS);
-	std::vector<uint32_t> counts(mi.max_entries, 0);
+	// the datapath's next decrement for it will be (as gflows_counted).
+	std::vector<uint32_t> counts(gp.slots(), 0);
 	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
-	for (const auto &[k, v] : dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd)) {
+	const std::vector<uint32_t> before = gp.read();
+	const auto binds = dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd);
+	const std::vector<uint32_t> after = gp.read();
+	for (const auto &[k, v] : binds) {
 		if (k.dir != KVX_BIND_OUT || bind_is_static(v))
 			continue;
 		auto it = slot_of.find(k.addr);
@@ -115,15 +255,7 @@ size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q)
 		if (i < counts.size())
 			counts[i]++;
 	}
-	size_t fixed = 0;
-	for (uint32_t i = 0; i < counts.size(); i++) {
-		uint32_t cur = 0;
-		if (bpf_map_lookup_elem(gports_fd, &i, &cur) == 0 && cur == counts[i])
-			continue;
-		if (bpf_map_update_elem(gports_fd, &i, &counts[i], BPF_ANY) == 0)
-			fixed++;
-	}
-	return fixed;
+	return counters_correct(gp, before, after, counts);
 }
 
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t)
@@ -259,7 +391,21 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 		     const QuotaMaps &q)
 {
 	SweepResult r;
+	std::optional<CounterArray> gf;
+	std::vector<uint32_t> before, after;
+	if (q.gflows_fd >= 0) {
+		gf.emplace(q.gflows_fd, KVX_MAP_GFLOWS,
+			   std::vector<size_t>{offsetof(kvx_gflows_val, out),
+					       offsetof(kvx_gflows_val, in)});
+		before = gf->read();
+	}
 	const auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
+	// Right after the dump: the flows this sweep deletes below are not
+	// counted, nor decremented by the datapath, and leave the count under
+	// the readings (drift, corrected); the datapath's updates after this
+	// reading are kept by the atomic add.
+	if (gf)
+		after = gf->read();
 	std::unordered_set<uint64_t> referenced;
 	referenced.reserve(flows.size());
 	std::vector<FlowOwner> guests; // every flow kept
@@ -283,8 +429,9 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 		referenced.insert(ext_key(k.proto, v.ext_addr, v.ext_port));
 		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
 	}
-	if (q.gflows_fd >= 0)
-		r.gflows_fixed = gflows_write(q, guests);
+	if (gf)
+		r.gflows_fixed = counters_correct(*gf, before, after,
+						  gflows_counted(q, guests, gf->slots()));
 	r.bind_deleted = delete_bindings(
 		bind_fd,
 		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *out) {

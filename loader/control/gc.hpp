@@ -22,15 +22,24 @@ struct QuotaMaps {
 	uint32_t seed = 0;
 };
 
-// Rewrites every kvx_gflows counter with the number of flows in ct_fd per
-// guest (all of them: the datapath counts every flow it creates).  Returns
-// the number of counters that were wrong.
+// The correction of a counter the datapath keeps, counted from a dump
+// between two readings of the counter (before and after it): the datapath
+// goes on counting during the dump, so any count between the two readings
+// is consistent with it; only a count outside them is drift, corrected up
+// to the nearer reading (counters compared as the datapath's (__s32)).
+int64_t counter_correction(uint32_t counted, uint32_t before, uint32_t after);
+
+// Corrects every kvx_gflows counter towards the number of flows in ct_fd
+// per guest (all of them: the datapath counts every flow it creates), by
+// counter_correction, with atomic adds when the map is BPF_F_MMAPABLE
+// (never a write that would lose the datapath's concurrent +1/-1).
+// Returns the number of slots corrected.
 size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 
-// Rewrites every kvx_gports counter with the number of dynamic bindings
+// Corrects every kvx_gports counter towards the number of dynamic bindings
 // (OUT halves that are not static) per guest in bind_fd, slotted as
-// kvx_gflows (q.gflows_fd unused).  Returns the number of counters that
-// were wrong.
+// kvx_gflows (q.gflows_fd unused), as gflows_recount.  Returns the number
+// of slots corrected.
 size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q);
 
 // The datapath's expiry rule (kvmxdp/ct_rules.h), for C++ callers.
@@ -65,10 +74,9 @@ struct SweepResult {
 // (matched by proto + external addr + port) and idle for kBindGraceNs.
 // Pairs are deleted OUT half first, then IN half (abi.h: "OUT exists =>
 // IN exists" must hold at every instant).  With q.gflows_fd >= 0, the
-// per-guest flow counters are then rewritten from the flows that remain
-// (exact at every sweep, so neither the GC's deletions nor lost datapath
-// updates accumulate drift; flows created during the sweep are counted at
-// the next one).
+// per-guest flow counters are then corrected from the flows that remain
+// (gflows_recount's rule: the GC's deletions do not accumulate drift, and
+// no datapath update made meanwhile is overwritten).
 enum class FlowFate { Deleted, Kept, Gone };
 // The sweep picks expired flows from a dump that may be many milliseconds
 // old by the time it gets to one: a packet may have refreshed the flow

@@ -85,7 +85,10 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 		}
 		break;
 	case ReplaceIf::Differs:
-		if (!same_layout(have, want) || have.max_entries != want.max_entries)
+		// Flags too: counters pinned without BPF_F_MMAPABLE (before
+		// version 6) could not be corrected atomically (control/gc.cpp).
+		if (!same_layout(have, want) || have.max_entries != want.max_entries ||
+		    have.map_flags != want.map_flags)
 			return {ResumeAction::Replace, want.max_entries, ""};
 		break;
 	case ReplaceIf::ValueSize:

@@ -133,6 +133,15 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Each guest's closed ports, checked against kvx_bind before use:
+	// expendable.
+	{KVX_MAP_GTW,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_gtw_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// Rate-limit buckets of the ICMP errors kvmxdp sends: expendable.
 	{KVX_MAP_ICMPRL,
 	 {BPF_MAP_TYPE_LRU_HASH, sizeof(__be32), sizeof(kvx_icmprl_val)},

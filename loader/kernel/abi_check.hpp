@@ -14,10 +14,11 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 5, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 6, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
-// kvx_bind_val's padding a meaning that its zero reads as "none".
+// kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
+// added kvx_gtw and made tw_remotes age (its zero still reads as "none").
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -140,6 +141,15 @@ static_assert(sizeof(kvx_halfopen_val) == 8 + KVX_HALFOPEN_RING * sizeof(kvx_ct_
 static_assert(offsetof(kvx_halfopen_val, next) == 0);
 static_assert(offsetof(kvx_halfopen_val, _pad) == 4);
 static_assert(offsetof(kvx_halfopen_val, keys) == 8);
+// kvx_gtw: rings of closed ports per guest slot (ct.h gtw_push).
+static_assert((KVX_GTW_GUESTS & (KVX_GTW_GUESTS - 1)) == 0);
+static_assert((KVX_GTW_RING & (KVX_GTW_RING - 1)) == 0);
+static_assert(sizeof(kvx_gtw_val) == 8 + KVX_GTW_RING * 2);
+static_assert(offsetof(kvx_gtw_val, next) == 0);
+static_assert(offsetof(kvx_gtw_val, _pad) == 4);
+static_assert(offsetof(kvx_gtw_val, ports) == 8);
+// tw_remotes: two generations and the epoch in 32 bits, bit 0 free.
+static_assert(1 + 3 + 2 * KVX_TW_GEN_BITS == 32);
 
 static_assert(sizeof(kvx_extaddr_val) == 8);
 static_assert(offsetof(kvx_extaddr_val, flags) == 0);

@@ -14,7 +14,8 @@ MapInfo map_info(int fd, const std::string &what)
 	bpf_map_info info{};
 	__u32 len = sizeof(info);
 	check_libbpf(bpf_obj_get_info_by_fd(fd, &info, &len), "get info of map", what);
-	return {info.type, info.key_size, info.value_size, info.max_entries, info.name};
+	return {info.type,	  info.key_size, info.value_size,
+		info.max_entries, info.name,	 info.map_flags};
 }
 
 std::string layout_mismatch(const MapInfo &have, const MapLayout &want)

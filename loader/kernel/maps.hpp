@@ -26,6 +26,7 @@ struct MapInfo {
 	uint32_t value_size = 0;
 	uint32_t max_entries = 0;
 	std::string name;
+	uint32_t map_flags = 0; // BPF_F_*: BPF_F_MMAPABLE for the GC's counters
 };
 
 // What a reader needs of a map before it reads: keys and values are read

@@ -38,8 +38,12 @@ int SkelObject::map_fd(const char *name) const
 MapInfo SkelObject::map_spec(const char *name) const
 {
 	bpf_map *m = map(name);
-	return {bpf_map__type(m), bpf_map__key_size(m), bpf_map__value_size(m),
-		bpf_map__max_entries(m), name};
+	return {bpf_map__type(m),
+		bpf_map__key_size(m),
+		bpf_map__value_size(m),
+		bpf_map__max_entries(m),
+		name,
+		bpf_map__map_flags(m)};
 }
 
 int SkelObject::prog_fd(const char *name) const

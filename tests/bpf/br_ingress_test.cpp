@@ -1058,6 +1058,70 @@ TEST_F(TimeWaitReuseTest, GuestAtPortLimitRecyclesOnlyItsOwn)
 	       KVX_R_DROP_GUEST_PORTS);
 }
 
+// A guest at its port limit in a large pool finds its closed ports (abi.h
+// kvx_gtw) instead of leaving them to random probes: 64 probes into 64512
+// ports hit its one closed port 0.1% of the time.
+TEST_F(TimeWaitReuseTest, GuestAtPortLimitFindsItsClosedPortInALargePool)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 1024;
+		c.nat_port_hi = 65535;
+		c.nat_skip_lo = c.nat_skip_hi = 0;
+		c.guest_ports = 4;
+		c.gw_addr = 0; // refusals unanswered: compared as drops
+	});
+	std::vector<TcpConn> held;
+	for (std::uint16_t i = 0; i < 4; i++)
+		held.push_back(open(kGuestA, 50000 + i, kRemote1, 80));
+	close_guest_first(held[1]);
+	const std::uint16_t closed = held[1].ext;
+	// Not quiet yet: nothing to reuse.
+	run_br(from_guest(make_tcp(kGuestA, 39999, kRemote2, 443)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	age(closed);
+	// Round after round, each new connection takes the port the last one
+	// left.
+	for (std::uint16_t round = 0; round < 20; round++) {
+		TcpConn c = open(kGuestA, 40000 + round, kRemote2, 443, closed);
+		close_guest_first(c);
+		age(closed);
+	}
+	EXPECT_EQ(dp().gports(kGuestA), 4u);
+	// The ports in use stay with their connections.
+	for (std::size_t i : {0, 2, 3}) {
+		auto in = dp().bind_lookup(in_key(held[i].ext));
+		ASSERT_TRUE(in);
+		EXPECT_EQ(in->port, be16(static_cast<std::uint16_t>(50000 + i)));
+	}
+}
+
+// The remotes that closed first are forgotten one to two epochs later
+// (abi.h KVX_TW_EPOCH_NS): a port reused through many remotes would else
+// fill its filter and never be reused again.
+TEST_F(TimeWaitReuseTest, TimeWaitRemotesForgottenAfterTwoEpochs)
+{
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
+	close_remote_first(a);
+	age(61000);
+	const Packet syn = from_guest(make_tcp(kGuestB, 40001, kRemote1, 80));
+	run_br(syn, TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	// The epoch kept in the filter moved back by hand (the test cannot
+	// wait two minutes): one epoch on, the remote still counts ...
+	const auto back = [&](std::uint32_t n) {
+		auto in = dp().bind_lookup(in_key(61000));
+		ASSERT_TRUE(in);
+		const std::uint32_t e = ((in->tw_remotes >> 1) - n) & 7;
+		in->tw_remotes = (in->tw_remotes & ~0xeU) | e << 1;
+		dp().bind_update(in_key(61000), *in);
+	};
+	back(1);
+	run_br(syn, TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	// ... two on, it is forgotten.
+	back(1);
+	open(kGuestB, 40001, kRemote1, 80, 61000);
+}
+
 // A binding with more than one flow is never recycled: its other flows
 // are not known one by one.
 TEST_F(BrIngressTest, TimeWaitPortWithTwoFlowsNotRecycled)

@@ -188,6 +188,16 @@ TEST(ResumeTable, ResizedCountersStartAfreshTheTablesNever)
 	d = decide_resume(resume_rule(KVX_MAP_GFLOWS), gflows, pinned(other_layout), sizes());
 	EXPECT_EQ(d.action, ResumeAction::Replace);
 	EXPECT_EQ(d.max_entries, uint32_t{KVX_GFLOWS_MAX});
+	// Pinned before version 6, without BPF_F_MMAPABLE: the GC could not
+	// correct it with atomic adds (control/gc.cpp), so it is replaced.
+	MapInfo mappable = gflows, unmappable = gflows;
+	mappable.map_flags = BPF_F_MMAPABLE;
+	EXPECT_EQ(decide_resume(resume_rule(KVX_MAP_GFLOWS), mappable, pinned(unmappable), sizes())
+			  .action,
+		  ResumeAction::Replace);
+	EXPECT_EQ(decide_resume(resume_rule(KVX_MAP_GFLOWS), mappable, pinned(mappable), sizes())
+			  .action,
+		  ResumeAction::Reuse);
 }
 
 TEST(ResumeTable, ConfigOfACompatibleAbiIsReplacedOthersRefused)

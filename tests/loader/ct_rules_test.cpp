@@ -199,3 +199,63 @@ TEST(CtRules, PortRangeHoldsAPort)
 	for (const auto &c : cases)
 		EXPECT_EQ(KVX_PORT_RANGE_OK(c.lo, c.hi), c.ok) << c.lo << "-" << c.hi;
 }
+
+TEST(CtRules, PoolMembershipMatchesThePoolsPorts)
+{
+	// 1024-65535 minus the hole 32768-60999: index -> port -> member.
+	const uint32_t lo = 1024, hi = 65535, slo = 32768, shi = 60999;
+	const uint32_t n = kvx_nat_pool_size(lo, hi, slo, shi);
+	std::set<uint32_t> ports;
+	for (uint32_t i = 0; i < n; i++) {
+		const uint32_t p = kvx_nat_pool_port(lo, hi, slo, shi, i);
+		EXPECT_TRUE(kvx_nat_pool_has(lo, hi, slo, shi, p)) << p;
+		ports.insert(p);
+	}
+	for (uint32_t p = 0; p <= 65535; p++) {
+		if (!ports.count(p)) {
+			EXPECT_FALSE(kvx_nat_pool_has(lo, hi, slo, shi, p)) << p;
+		}
+	}
+	EXPECT_FALSE(kvx_nat_pool_has(0, 0, 0, 0, 0)) << "no range";
+}
+
+// tw_remotes (abi.h KVX_TW_EPOCH_NS): a remote counts in the epoch it was
+// added and the next, never after; generations move down as remotes come.
+TEST(CtRules, TimeWaitRemotesAge)
+{
+	const uint64_t E = KVX_TW_EPOCH_NS;
+	const uint32_t r1 = kvx_tw_bits(htonl(0xc6336401), htons(80));
+	const uint32_t r2 = kvx_tw_bits(htonl(0xc6336402), htons(443));
+	ASSERT_NE(r1, 0u);
+	EXPECT_EQ(r1 & ~KVX_TW_GEN_MASK, 0u);
+	const uint64_t t0 = 1000 * E + 5; // any epoch, early in it
+	uint32_t w = kvx_tw_add(0, r1, t0);
+	EXPECT_EQ(w & 1, 0u) << "bit 0 is bind_recycle's mark";
+	EXPECT_TRUE(kvx_tw_has(w, r1, t0));
+	EXPECT_TRUE(kvx_tw_has(w, r1, t0 + E - 10)) << "same epoch";
+	EXPECT_TRUE(kvx_tw_has(w, r1, t0 + E)) << "the next epoch: at least one epoch";
+	EXPECT_FALSE(kvx_tw_has(w, r1, t0 + 2 * E)) << "two epochs on: forgotten";
+	EXPECT_FALSE(kvx_tw_has(w, r1, t0 + 5 * E));
+	EXPECT_FALSE(kvx_tw_has(0, r1, t0)) << "an empty filter holds nobody";
+	// r2 one epoch after r1: r1 moves to the older generation, and goes
+	// one epoch later while r2 stays.
+	uint32_t w2 = kvx_tw_add(w, r2, t0 + E);
+	EXPECT_TRUE(kvx_tw_has(w2, r1, t0 + E));
+	EXPECT_TRUE(kvx_tw_has(w2, r2, t0 + E));
+	if ((r1 & r2) != r1) {
+		EXPECT_FALSE(kvx_tw_has(w2, r1, t0 + 2 * E));
+	}
+	EXPECT_TRUE(kvx_tw_has(w2, r2, t0 + 2 * E));
+	EXPECT_FALSE(kvx_tw_has(w2, r2, t0 + 3 * E));
+	// Added long after: the old generations are dropped, not carried.
+	uint32_t w3 = kvx_tw_add(w2, r2, t0 + 4 * E);
+	EXPECT_EQ(kvx_tw_live(w3, t0 + 4 * E), r2);
+	// Adding what is there changes nothing (no write on every packet).
+	EXPECT_EQ(kvx_tw_add(w3, r2, t0 + 4 * E + 1), w3);
+	// A port reused through many remotes no longer fills up for good.
+	uint32_t f = 0;
+	for (uint32_t i = 0; i < 200; i++)
+		f = kvx_tw_add(f, kvx_tw_bits(htonl(0x0a000000 + i), htons(80)), t0);
+	EXPECT_EQ(kvx_tw_live(f, t0), KVX_TW_GEN_MASK) << "full within its epochs";
+	EXPECT_EQ(kvx_tw_live(f, t0 + 2 * E), 0u) << "and empty after them";
+}

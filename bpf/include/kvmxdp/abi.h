@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 5
+#define KVX_ABI_VERSION 6
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -50,6 +50,14 @@
  *      as "not reusable").  The state tables keep version 3's layout:
  *      pins of 3..5 are reused, 1..2 recreated.  Per-guest counters:
  *      maps kvx_gstats and kvx_gcur.
+ *   6: TIME_WAIT reuse: map kvx_gtw (each guest's recently closed ports,
+ *      consulted first at its port limit); kvx_bind_val.tw_remotes ages
+ *      (two generations of KVX_TW_EPOCH_NS and their epoch: version 5's
+ *      filters read as other bits, which at worst forgoes or allows one
+ *      reuse until their epoch is over).  Layouts of the state tables
+ *      unchanged: pins of 3..6 are reused.  kvx_gflows and kvx_gports are
+ *      BPF_F_MMAPABLE (the GC corrects them with atomic adds); pinned ones
+ *      without the flag are replaced and recounted at attach.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -110,7 +118,7 @@ struct kvx_bind_val {
 	__u8 guest_mac[6];    /* IN: the guest's MAC (deliver to) */
 	__u8 gw_mac[6];       /* IN: the MAC the guest used as gateway */
 	__u32 tw_remotes;     /* IN: remotes that may hold its port in TIME_WAIT (ct_rules.h
-			       * kvx_tw_bits: a Bloom filter; 0 in version 3's entries) */
+			       * kvx_tw_*: an aging Bloom filter; 0 in version 3's entries) */
 	__u64 last_used_ns;   /* CLOCK_BOOTTIME; set on create, on each new flow, and
 			       * (IN, KVX_BIND_F_TW) by each packet of its closed flow */
 };
@@ -137,6 +145,17 @@ struct kvx_bind_val {
  * would reset the connection (ct.h ct_unsolicited). */
 #define KVX_BIND_F_FLUSHED (1U << 5)
 #define KVX_TW_RECYCLE_NS (2ULL * 1000 * 1000 * 1000)
+/*
+ * tw_remotes ages (ct_rules.h kvx_tw_add): bits 18..31 are the remotes added
+ * in the epoch (CLOCK_BOOTTIME / KVX_TW_EPOCH_NS) whose number, mod 8, is in
+ * bits 1..3, bits 4..17 those of the epoch before it; bit 0 is 0.  A remote
+ * counts for one to two epochs after it closed: at least 2 MSL (RFC 9293;
+ * netfilter's TIME_WAIT timeout, 120 s), at most twice that.  Without the
+ * age, a port reused often enough collects every bit and is never reused
+ * again (or refuses remotes that left TIME_WAIT long ago).
+ */
+#define KVX_TW_EPOCH_NS (120ULL * 1000 * 1000 * 1000)
+#define KVX_TW_GEN_BITS 14
 
 /* Protocol wildcard of 1:1 mappings.  IPv4 may carry protocol 0 (IPv6's
  * hop-by-hop number, reserved in IPv4): the datapath drops guests' protocol-0
@@ -369,8 +388,10 @@ struct kvx_frag_val {
  * count separately, each against flow_quota: a LAN flood at a port forward
  * cannot take the guest's own outbound capacity.  Incremented by the
  * datapath on each flow it creates, decremented when it reclaims or evicts
- * one; the daemon's GC recounts them exactly at every sweep (deletions by
- * the GC never drift, nor do flows whose address changed owner).  Read as
+ * one; the daemon's GC recounts them at every sweep (deletions by the GC
+ * never drift, nor do flows whose address changed owner) and corrects them
+ * with atomic adds through a mapping (BPF_F_MMAPABLE): never a write that
+ * would lose the datapath's concurrent updates.  Read as
  * signed: a racing decrement below 0 means "no flows".
  */
 #define KVX_GFLOWS_MAX 65536
@@ -464,6 +485,29 @@ struct kvx_halfopen_val {
 };
 
 /*
+ * TIME_WAIT reuse at the port limit: a guest at its limit only gets a port
+ * by reusing one of its own whose flow is over (ct.h bind_recycle).  Found
+ * by random probes in a large pool, the few ports such a guest holds are
+ * missed (64 probes into 36000 ports hit one of 64 ports 11% of the time):
+ * the datapath puts each of its ports whose flow enters TIME_WAIT or CLOSE
+ * (network order) in kvx_gtw[guest slot & (KVX_GTW_GUESTS - 1)], and a SYN
+ * at the limit tries those first, oldest first.  An entry is only a hint,
+ * checked by bind_recycle (same guest address, over, quiet); the oldest is
+ * overwritten only once it is no longer a reusable port, so a guest that
+ * closes faster than its ports get quiet keeps the ones that will be.
+ * Rings are shared by slots KVX_GTW_GUESTS apart, as kvx_halfopen's.
+ */
+#define KVX_MAP_GTW "kvx_gtw"
+#define KVX_GTW_GUESTS 1024
+#define KVX_GTW_RING 16
+
+struct kvx_gtw_val {
+	__u32 next; /* the slot written next (and tried first): oldest */
+	__u32 _pad;
+	__be16 ports[KVX_GTW_RING];
+};
+
+/*
  * Rate limit of the ICMP errors kvmxdp itself sends (destination
  * unreachable when no mapping can be made, time exceeded and fragmentation
  * needed on the way to a guest): a token bucket per destination, as the
@@ -492,7 +536,7 @@ struct kvx_icmprl_val {
  * counts each guest's dynamic bindings (external ports it holds), indexed
  * and sized like kvx_gflows.  Incremented by the datapath when it makes a
  * binding, decremented when it releases one; the daemon's GC recounts them
- * from kvx_bind at every sweep.
+ * from kvx_bind at every sweep and corrects them as kvx_gflows.
  */
 
 #define KVX_CFG_F_EIF (1U << 0) /* endpoint-independent filtering ("full cone") */

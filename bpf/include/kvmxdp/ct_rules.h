@@ -183,24 +183,83 @@ KVX_RULE __u32 kvx_nat_pool_port(__u32 lo, __u32 hi, __u32 skip_lo, __u32 skip_h
 	return hole && lo + i >= skip_lo ? lo + i + hole : lo + i;
 }
 
+/* Is port (host order) in the pool? */
+KVX_RULE int kvx_nat_pool_has(__u32 lo, __u32 hi, __u32 skip_lo, __u32 skip_hi, __u32 port)
+{
+	if (!KVX_PORT_RANGE_OK(lo, hi) || port < lo || port > hi)
+		return 0;
+	return !(kvx_nat_hole(lo, hi, skip_lo, skip_hi) && port >= skip_lo && port <= skip_hi);
+}
+
 /*
- * A remote endpoint's two bits in kvx_bind_val.tw_remotes, the Bloom filter
- * of the remotes that may still hold a connection with the binding's
- * external port in TIME_WAIT: those whose FIN came before the guest's
- * (RFC 9293: the side that closes first waits 2 MSL).  Recycling never
- * gives the port to a new connection towards one of them (it could meet
- * the old connection's TIME_WAIT and be refused or taken for it, RFC 6191);
- * a remote that closed second is in CLOSED once the guest's last ACK is
- * through, and may get the port again at once.  The filter goes with the
- * port from recycle to recycle and starts empty when the port was free.
- * Bits 1..31 (bit 0 is bind_recycle's "freed" mark); a false positive only
- * forgoes a recycle.  Arguments in network order.
+ * A remote endpoint's two bits (of KVX_TW_GEN_BITS) in a generation of
+ * kvx_bind_val.tw_remotes, the Bloom filter of the remotes that may still
+ * hold a connection with the binding's external port in TIME_WAIT: those
+ * whose FIN came before the guest's (RFC 9293: the side that closes first
+ * waits 2 MSL).  Recycling never gives the port to a new connection
+ * towards one of them (it could meet the old connection's TIME_WAIT and be
+ * refused or taken for it, RFC 6191); a remote that closed second is in
+ * CLOSED once the guest's last ACK is through, and may get the port again
+ * at once.  The filter goes with the port from recycle to recycle, starts
+ * empty when the port was free, and forgets a remote after one to two
+ * epochs (abi.h KVX_TW_EPOCH_NS); a false positive only forgoes a recycle.
+ * Arguments in network order.
  */
 KVX_RULE __u32 kvx_tw_bits(__be32 rem_addr, __be16 rem_port)
 {
 	__u32 h = (rem_addr ^ ((__u32)rem_port * 0x9e3779b1U)) * 0x85ebca6bU;
 
-	return (1U << (1 + (h >> 16) % 31)) | (1U << (1 + (h & 0xffff) % 31));
+	/* MurmurHash3's finalizer: without it the low bits keep the parity
+	 * of the address's first octet, and an even modulus shows it. */
+	h ^= h >> 13;
+	h *= 0xc2b2ae35U;
+	h ^= h >> 16;
+	return (1U << (h >> 16) % KVX_TW_GEN_BITS) | (1U << (h & 0xffff) % KVX_TW_GEN_BITS);
+}
+
+/* The epoch number (mod 8) tw_remotes keeps in bits 1..3. */
+KVX_RULE __u32 kvx_tw_epoch(__u64 now_ns)
+{
+	return (__u32)(now_ns / KVX_TW_EPOCH_NS) & 7;
+}
+
+#define KVX_TW_GEN_MASK ((1U << KVX_TW_GEN_BITS) - 1)
+
+/* The remotes of filter w that still count at now_ns: both generations in
+ * w's own epoch, the newer one in the next, none after that.  (Epochs
+ * 8 apart look alike: an old filter then counts again, which only forgoes
+ * a recycle.) */
+KVX_RULE __u32 kvx_tw_live(__u32 w, __u64 now_ns)
+{
+	__u32 d = (kvx_tw_epoch(now_ns) - ((w >> 1) & 7)) & 7;
+
+	if (d == 0)
+		return (w >> 18) | ((w >> 4) & KVX_TW_GEN_MASK);
+	return d == 1 ? w >> 18 : 0;
+}
+
+/* Is the remote with these kvx_tw_bits in filter w at now_ns? */
+KVX_RULE int kvx_tw_has(__u32 w, __u32 bits, __u64 now_ns)
+{
+	return (kvx_tw_live(w, now_ns) & bits) == bits;
+}
+
+/* Filter w with the remote of these bits added at now_ns: an older epoch's
+ * generation moves down, or goes. */
+KVX_RULE __u32 kvx_tw_add(__u32 w, __u32 bits, __u64 now_ns)
+{
+	__u32 e = kvx_tw_epoch(now_ns), d = (e - ((w >> 1) & 7)) & 7;
+	__u32 cur = w >> 18, prev = (w >> 4) & KVX_TW_GEN_MASK;
+
+	if (d == 1) {
+		prev = cur;
+		cur = 0;
+	} else if (d) {
+		prev = 0;
+		cur = 0;
+	}
+	cur |= bits & KVX_TW_GEN_MASK;
+	return cur << 18 | prev << 4 | e << 1;
 }
 
 #undef KVX_RULE
