@@ -4,12 +4,50 @@
  * each program is attached.  Names are what `bpftool prog show` prints.
  */
 #include "nat.h"
+#include "nat6.h"
+
+SEC("tc")
+int kvx_br6(struct __sk_buff *skb);
+SEC("tc")
+int kvx_up6(struct __sk_buff *skb);
+
+/*
+ * The IPv6 programs (abi.h kvx_v6progs), filled by libbpf when the object
+ * loads, also into a pinned array the loader reuses: every attach points
+ * the slots at the programs it loaded.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, KVX_V6_MAX);
+	__type(key, __u32);
+	__array(values, int(struct __sk_buff *));
+} kvx_v6progs SEC(".maps") = {
+	.values =
+		{
+			[KVX_V6_BR] = (void *)&kvx_br6,
+			[KVX_V6_UP] = (void *)&kvx_up6,
+		},
+};
+
+/*
+ * An IPv6 frame continues in its own program (its own verifier budget);
+ * skb->protocol needs no packet access, and an empty slot returns here,
+ * where the IPv4 program counts the frame PASS_NOT_IP as before.  In the
+ * entry function itself: the verifier refuses a tail call from a
+ * subprogram whose callers' frames exceed 256 bytes of stack.
+ */
+static __always_inline void v6_tail_call(struct __sk_buff *skb, __u32 slot)
+{
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		bpf_tail_call(skb, &kvx_v6progs, slot);
+}
 
 /* clsact ingress of the bridge device: guest packets routed via the host. */
 SEC("tc")
 int kvx_br_ingress(struct __sk_buff *skb)
 {
 	gstats_clear();
+	v6_tail_call(skb, KVX_V6_BR);
 	return nat4_from_guest(skb);
 }
 
@@ -18,7 +56,22 @@ SEC("tc")
 int kvx_up_ingress(struct __sk_buff *skb)
 {
 	gstats_clear();
+	v6_tail_call(skb, KVX_V6_UP);
 	return nat4_from_uplink(skb);
+}
+
+/* Tail-called from kvx_br_ingress: an IPv6 frame from a guest. */
+SEC("tc")
+int kvx_br6(struct __sk_buff *skb)
+{
+	return nat6_from_guest(skb);
+}
+
+/* Tail-called from kvx_up_ingress: an IPv6 frame from the uplink. */
+SEC("tc")
+int kvx_up6(struct __sk_buff *skb)
+{
+	return nat6_from_uplink(skb);
 }
 
 char LICENSE[] SEC("license") = "GPL";

@@ -170,11 +170,42 @@ struct {
 	__type(value, struct kvx_icmprl_val);
 } kvx_icmprl SEC(".maps");
 
+/* IPv6 (abi.h): configuration and the NAT66 tables.  One entry each here,
+ * what IPv6 off costs; the loader sizes them when it is on.  Preallocated
+ * for the reason above. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kvx_cfg6);
+} kvx_cfg6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct kvx_ct6_key);
+	__type(value, struct kvx_ct6_val);
+} kvx_ct6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct kvx_bind6_key);
+	__type(value, struct kvx_bind6_val);
+} kvx_bind6 SEC(".maps");
+
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&kvx_cfg, &zero);
+}
+
+static __always_inline const struct kvx_cfg6 *cfg6_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&kvx_cfg6, &zero);
 }
 
 #endif /* KVX_MAPS_H */

@@ -204,6 +204,37 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// IPv6: rewritten by every attach, like kvx_cfg.
+	{KVX_MAP_CFG6,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_cfg6)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	// The IPv6 programs: libbpf points the slots at the programs of each
+	// load, a reused pin included; nothing else is kept in it.
+	{KVX_MAP_V6PROGS,
+	 {BPF_MAP_TYPE_PROG_ARRAY, sizeof(__u32), sizeof(__u32)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	{KVX_MAP_CT6,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_ct6_key), sizeof(kvx_ct6_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Resized,
+	 false,
+	 nullptr,
+	 nullptr},
+	{KVX_MAP_BIND6,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_bind6_key), sizeof(kvx_bind6_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Resized,
+	 false,
+	 nullptr,
+	 nullptr},
 };
 
 // Its row; a map without one gets {name, no layout, Object, Never, not

@@ -14,11 +14,12 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 6, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 7, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
-// added kvx_gtw and made tw_remotes age (its zero still reads as "none").
+// added kvx_gtw and made tw_remotes age (its zero still reads as "none");
+// version 7 added the IPv6 maps, none of the IPv4 layouts changed.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -238,6 +239,41 @@ static_assert(offsetof(kvx_icmprl_val, tokens_ns) == 8);
 
 // Appended in version 5.
 static_assert(KVX_R_DROP_GUEST_PORTS == KVX_R_ICMP_RATELIMITED + 1);
-static_assert(KVX_R_DROP_GUEST_PORTS == KVX_R_MAX - 1);
+// Appended in version 7.
+static_assert(KVX_R_PASS_ND == KVX_R_DROP_GUEST_PORTS + 1);
+static_assert(KVX_R_DROP_UDP_CSUM0 == KVX_R_MAX - 1);
+
+// IPv6 (version 7).  The values embed the IPv4 ones at offset 0, so that
+// the family-neutral rules (ct_rules.h, the GC) read both through one type.
+static_assert(sizeof(kvx_cfg6) == 80);
+static_assert(offsetof(kvx_cfg6, mode) == 0);
+static_assert(offsetof(kvx_cfg6, flags) == 4);
+static_assert(offsetof(kvx_cfg6, uplink_addr) == 8);
+static_assert(offsetof(kvx_cfg6, subnet) == 24);
+static_assert(offsetof(kvx_cfg6, gw_addr) == 40);
+static_assert(offsetof(kvx_cfg6, relay_prefix) == 56);
+static_assert(offsetof(kvx_cfg6, subnet_len) == 72);
+static_assert(offsetof(kvx_cfg6, relay_len) == 73);
+static_assert(KVX_V6_OFF == 0 && KVX_V6_NAT66 == 1 && KVX_V6_RELAY == 2);
+static_assert(KVX_V6_BR == 0 && KVX_V6_UP == 1 && KVX_V6_MAX == 2);
+
+static_assert(sizeof(kvx_ct6_key) == 40);
+static_assert(offsetof(kvx_ct6_key, int_addr) == 0);
+static_assert(offsetof(kvx_ct6_key, rem_addr) == 16);
+static_assert(offsetof(kvx_ct6_key, int_port) == 32);
+static_assert(offsetof(kvx_ct6_key, rem_port) == 34);
+static_assert(offsetof(kvx_ct6_key, proto) == 36);
+static_assert(sizeof(kvx_ct6_val) == sizeof(kvx_ct_val) + 16);
+static_assert(offsetof(kvx_ct6_val, ct) == 0);
+static_assert(offsetof(kvx_ct6_val, ext_addr) == sizeof(kvx_ct_val));
+
+static_assert(sizeof(kvx_bind6_key) == 20);
+static_assert(offsetof(kvx_bind6_key, dir) == 0);
+static_assert(offsetof(kvx_bind6_key, proto) == 1);
+static_assert(offsetof(kvx_bind6_key, port) == 2);
+static_assert(offsetof(kvx_bind6_key, addr) == 4);
+static_assert(sizeof(kvx_bind6_val) == sizeof(kvx_bind_val) + 16);
+static_assert(offsetof(kvx_bind6_val, bind) == 0);
+static_assert(offsetof(kvx_bind6_val, addr) == sizeof(kvx_bind_val));
 
 } // namespace kvmxdp::abi

@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 6
+#define KVX_ABI_VERSION 7
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -58,6 +58,10 @@
  *      unchanged: pins of 3..6 are reused.  kvx_gflows and kvx_gports are
  *      BPF_F_MMAPABLE (the GC corrects them with atomic adds); pinned ones
  *      without the flag are replaced and recounted at attach.
+ *   7: IPv6: maps kvx_cfg6, kvx_ct6, kvx_bind6 and the program array
+ *      kvx_v6progs (the entry points tail-call the IPv6 programs);
+ *      reasons PASS_ND, DROP_EXTHDR, DROP_UDP_CSUM0.  IPv4 tables
+ *      unchanged: pins of 3..7 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -654,6 +658,92 @@ struct kvx_cfg {
 #define KVX_PORTX_WORDS (65536 / 64)
 
 /*
+ * IPv6 (docs/ipv6.md).  The entry points (kvx_br_ingress, kvx_up_ingress)
+ * tail-call an IPv6 frame into kvx_v6progs[KVX_V6_*]: each IPv6 program is
+ * verified on its own budget, and IPv4 pays one compare.  An empty slot
+ * (IPv6 off, a program array that lost its programs) falls through to the
+ * IPv4 program, which hands the frame to the host as PASS_NOT_IP.  The
+ * array is pinned with the other maps (a program array is emptied when the
+ * last user reference goes: the datapath must survive the daemon) and
+ * filled anew by every attach.
+ */
+#define KVX_MAP_V6PROGS "kvx_v6progs"
+enum kvx_v6prog {
+	KVX_V6_BR = 0, /* kvx_br6: an IPv6 frame from a guest */
+	KVX_V6_UP = 1, /* kvx_up6: an IPv6 frame from the uplink */
+	KVX_V6_MAX,
+};
+
+/* kvx_cfg6.mode; the tables are sized to one entry when off (a hash map
+ * cannot have none). */
+enum kvx_v6_mode {
+	KVX_V6_OFF = 0,   /* IPv6 is the host's, untouched (PASS_NOT_IP) */
+	KVX_V6_NAT66 = 1, /* guests on subnet6 leave from uplink_addr */
+	KVX_V6_RELAY = 2, /* guests on the uplink's own prefix, no translation */
+};
+
+/*
+ * IPv6 configuration, kvx_cfg6[0], written as kvx_cfg (by attach, and by
+ * the daemon when the uplink's IPv6 address changes).  The family-neutral
+ * settings (NAT port range, timeouts, quotas, flags, MACs, ifindexes) are
+ * kvx_cfg's, read by both families.  Addresses are network order, 4 words.
+ */
+struct kvx_cfg6 {
+	__u32 mode;            /* enum kvx_v6_mode */
+	__u32 flags;           /* KVX_CFG6_F_* */
+	__be32 uplink_addr[4]; /* the uplink's chosen address; all 0: none yet ->
+				* guest traffic dropped (DROP_NO_UPLINK_ADDR) */
+	__be32 subnet[4];      /* NAT66: the guests' prefix (--subnet6) */
+	__be32 gw_addr[4];     /* the bridge's link-local address: source of the
+				* ICMPv6 errors kvmxdp sends guests; 0: none sent */
+	__be32 relay_prefix[4]; /* relay: the uplink's prefix the guests use */
+	__u8 subnet_len;       /* prefix length of subnet, 0..128 */
+	__u8 relay_len;        /* prefix length of relay_prefix */
+	__u16 _pad;
+	__u32 _pad2;
+};
+
+/*
+ * IPv6 conntrack and NAT bindings: keys as kvx_ct_key/kvx_bind_key with
+ * 128-bit addresses; values embed the IPv4 ones, so that every rule that
+ * reads or updates a flow or a binding (TCP tracking, timeouts, expiry,
+ * TIME_WAIT reuse; ct.h, ct_rules.h, the daemon's GC) is one code for both
+ * families.  The embedded 32-bit address fields are 0; the 128-bit ones
+ * follow.  Sized by the loader (one entry when IPv6 is off).
+ */
+#define KVX_MAP_CFG6 "kvx_cfg6"
+#define KVX_MAP_CT6 "kvx_ct6"
+#define KVX_MAP_BIND6 "kvx_bind6"
+#define KVX_CT6_DEFAULT_SIZE 65536
+#define KVX_BIND6_DEFAULT_SIZE 65536
+
+struct kvx_ct6_key {
+	__be32 int_addr[4]; /* guest address */
+	__be32 rem_addr[4]; /* remote address */
+	__be16 int_port;    /* guest port / ICMPv6 echo id / 0 */
+	__be16 rem_port;    /* remote port; 0 for echo and other protocols */
+	__u8 proto;         /* IPPROTO_* (ICMPv6: IPPROTO_ICMPV6) */
+	__u8 _pad[3];
+};
+
+struct kvx_ct6_val {
+	struct kvx_ct_val ct; /* ct.ext_addr 0 */
+	__be32 ext_addr[4];   /* external address this flow is bound to */
+};
+
+struct kvx_bind6_key {
+	__u8 dir;       /* enum kvx_bind_dir */
+	__u8 proto;     /* IPPROTO_* */
+	__be16 port;    /* OUT: guest port; IN: external port */
+	__be32 addr[4]; /* OUT: guest address; IN: external address */
+};
+
+struct kvx_bind6_val {
+	struct kvx_bind_val bind; /* bind.addr 0 */
+	__be32 addr[4];           /* OUT: external address; IN: guest address */
+};
+
+/*
  * Verdict reasons.  Every packet the programs see bumps exactly one of these
  * per-CPU counters (kvx_stats, indexed by enum kvx_reason), so "status" can
  * account for every packet by name.  X(name, is_drop, description).
@@ -706,7 +796,10 @@ struct kvx_cfg {
 	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the receive window (RFC 5961)") \
 	X(ICMP_SENT, 0, "ICMP error sent for a dropped packet (also counted under its reason)") \
 	X(ICMP_RATELIMITED, 0, "ICMP error not sent: rate limit (packet counted under its reason)") \
-	X(DROP_GUEST_PORTS, 1, "new binding over the guest's port limit")
+	X(DROP_GUEST_PORTS, 1, "new binding over the guest's port limit") \
+	X(PASS_ND, 0, "IPv6 neighbour/router discovery, link-local or multicast: to host stack") \
+	X(DROP_EXTHDR, 1, "IPv6 extension header chain not parsed (too long, truncated, unknown)") \
+	X(DROP_UDP_CSUM0, 1, "IPv6 UDP datagram with a zero checksum (invalid, RFC 8200)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
