@@ -115,7 +115,7 @@ kill -KILL "$KVX_DAEMON_PID"
 wait "$KVX_DAEMON_PID" 2>/dev/null || true
 KVX_DAEMON_PID=""
 pd=$(kvx_pin_dir "$BR")
-nreasons=$(grep -c '^[[:space:]]*X([A-Z_]*,' "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h")
+nreasons=$(grep -c '^[[:space:]]*X([A-Z0-9_]*,' "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h")
 rm "$pd/kvx_stats"
 bpftool map create "$pd/kvx_stats" type percpu_array key 4 value 8 entries 7 name kvx_stats
 ids_before=$(map_ids)

@@ -58,7 +58,7 @@ assert_ge "counters count again" "$(kvx_counter XLATE_OUT)" 1
 n=$(bpftool -j map show pinned "$pin" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)["max_entries"])')
 # One entry per verdict reason of the ABI's X-macro (as masquerade.sh reads
 # it), and status names exactly those reasons.
-reasons=$(sed -n 's/^[[:space:]]*X(\([A-Z_]*\),.*/\1/p' "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h")
+reasons=$(sed -n 's/^[[:space:]]*X(\([A-Z0-9_]*\),.*/\1/p' "$KVX_LIBDIR/../bpf/include/kvmxdp/abi.h")
 assert_eq "new kvx_stats: one entry per reason of abi.h" "$(grep -c . <<<"$reasons")" "$n"
 assert_eq "status: the counters are exactly abi.h's reasons" "$(sort <<<"$reasons" | paste -sd' ')" \
 	"$(kvx_json '" ".join(sorted(i["counters"]))')"

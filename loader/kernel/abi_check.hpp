@@ -241,7 +241,7 @@ static_assert(offsetof(kvx_icmprl_val, tokens_ns) == 8);
 static_assert(KVX_R_DROP_GUEST_PORTS == KVX_R_ICMP_RATELIMITED + 1);
 // Appended in version 7.
 static_assert(KVX_R_PASS_ND == KVX_R_DROP_GUEST_PORTS + 1);
-static_assert(KVX_R_DROP_UDP_CSUM0 == KVX_R_MAX - 1);
+static_assert(KVX_R_DROP_UDP_NO_CSUM == KVX_R_MAX - 1);
 
 // IPv6 (version 7).  The values embed the IPv4 ones at offset 0, so that
 // the family-neutral rules (ct_rules.h, the GC) read both through one type.

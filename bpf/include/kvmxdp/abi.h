@@ -60,7 +60,7 @@
  *      without the flag are replaced and recounted at attach.
  *   7: IPv6: maps kvx_cfg6, kvx_ct6, kvx_bind6 and the program array
  *      kvx_v6progs (the entry points tail-call the IPv6 programs);
- *      reasons PASS_ND, DROP_EXTHDR, DROP_UDP_CSUM0.  IPv4 tables
+ *      reasons PASS_ND, DROP_EXTHDR, DROP_UDP_NO_CSUM.  IPv4 tables
  *      unchanged: pins of 3..7 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
@@ -799,7 +799,7 @@ struct kvx_bind6_val {
 	X(DROP_GUEST_PORTS, 1, "new binding over the guest's port limit") \
 	X(PASS_ND, 0, "IPv6 neighbour/router discovery, link-local or multicast: to host stack") \
 	X(DROP_EXTHDR, 1, "IPv6 extension header chain not parsed (too long, truncated, unknown)") \
-	X(DROP_UDP_CSUM0, 1, "IPv6 UDP datagram with a zero checksum (invalid, RFC 8200)")
+	X(DROP_UDP_NO_CSUM, 1, "IPv6 UDP datagram with a zero checksum (invalid, RFC 8200)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
