@@ -1207,8 +1207,9 @@ static __always_inline struct kvx_bind_val *flow_binding(const struct kvx_cfg *c
 /*
  * The guest's port ext (network order) just closed: into its ring (abi.h
  * kvx_gtw) unless the oldest entry, the one it would replace, is still a
- * port that may be reused (then that one is kept: it is the first to be
- * quiet).
+ * port of this guest address that may be reused (then that one is kept: it
+ * is the first to be quiet).  Only of this address: rings are shared, and
+ * another guest keeping its closed flows alive must not pin the ring.
  */
 static __always_inline void gtw_push(const struct kvx_bind_val *ib, __be16 ext)
 {
@@ -1228,8 +1229,9 @@ static __always_inline void gtw_push(const struct kvx_bind_val *ib, __be16 ext)
 	if (r->ports[slot] && r->ports[slot] != ext) {
 		bind_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg->uplink_addr, r->ports[slot]);
 		old = bpf_map_lookup_elem(&kvx_bind, &k);
-		if (old && (old->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE |
-					  KVX_BIND_F_MULTI | KVX_BIND_F_TW)) == KVX_BIND_F_TW)
+		if (old && old->addr == ib->addr &&
+		    (old->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_MULTI |
+				   KVX_BIND_F_TW)) == KVX_BIND_F_TW)
 			return;
 	}
 	r->ports[slot] = ext;
@@ -1421,7 +1423,8 @@ static __noinline void guest_mac_from_owner(const struct kvx_cfg *cfg, struct na
  * any).  One exception: a TCP segment other than a SYN to a binding whose
  * flows `conntrack flush` deleted (KVX_BIND_F_FLUSHED) is most likely one
  * of those flows, which the guest's next packet picks up: dropped, as the
- * host's stack would reset the connection.  Returns KVX_R_PASS_HOST,
+ * host's stack would reset the connection (a stray segment, if it was one,
+ * is dropped as a stateful firewall would).  Returns KVX_R_PASS_HOST,
  * KVX_R_DROP_FILTERED or KVX_CONTINUE (a new inbound flow, EIF).
  */
 static __always_inline int ct_unsolicited(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
@@ -1431,8 +1434,12 @@ static __always_inline int ct_unsolicited(const struct kvx_cfg *cfg, const struc
 		  (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) ==
 			  KVX_TCP_SYN;
 
-	if (p->proto == IPPROTO_TCP && !(p->tcp_flags & KVX_TCP_SYN) &&
-	    (ib->flags & KVX_BIND_F_FLUSHED))
+	/* Not for a port a host service now listens on: the remote's
+	 * handshake ACKs for that service would be dropped for as long as
+	 * the binding lives (the flag is only cleared with it).  A SYN-ACK
+	 * can be a flushed flow's (the guest retransmits its SYN). */
+	if (p->proto == IPPROTO_TCP && !syn && (ib->flags & KVX_BIND_F_FLUSHED) &&
+	    !port_host_listens(bpf_ntohs(p->dport)))
 		return KVX_R_DROP_FILTERED;
 	if (!(cfg->flags & KVX_CFG_F_EIF))
 		return KVX_R_PASS_HOST;

@@ -691,7 +691,8 @@ void Daemon::collect_garbage()
 	step("host listeners", [&] {
 		const std::vector<uint64_t> bits = host_port_bitmap();
 		write_portx(skel_.map_fd(KVX_MAP_PORTX), bits);
-		if (size_t n = release_host_ports(ct_fd_.get(), bind_fd_.get(), bits))
+		if (size_t n = release_host_ports(ct_fd_.get(), bind_fd_.get(), bits,
+						  boottime_ns()))
 			log_info(
 				"host listeners: " + std::to_string(n) +
 				" NAT binding entr(ies) on ports the host now listens on released");

@@ -417,7 +417,12 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 			case FlowFate::Deleted:
 				r.ct_deleted++;
 				continue;
-			case FlowFate::Gone: // the datapath reclaimed it: not counted
+			case FlowFate::Gone:
+				// The datapath reclaimed it after the readings
+				// (its decrement is kept by the atomic add):
+				// counted as the readings saw it, or the
+				// correction would take it off a second time.
+				guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
 				continue;
 			case FlowFate::Kept: // refreshed since the dump
 				referenced.insert(ext_key(k.proto, now_v.ext_addr, now_v.ext_port));
@@ -472,8 +477,18 @@ SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be)
 	return r;
 }
 
-size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx)
+size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,
+			  uint64_t now_ns)
 {
+	// A binding used since shortly before now (the datapath's clock is
+	// cached per CPU, a tick behind at worst) may have a flow the
+	// conntrack dump below missed: left for the next sweep.
+	auto quiet = [&](const kvx_bind_val &v, const kvx_bind_val *out) {
+		uint64_t last = v.last_used_ns;
+		if (out && out->last_used_ns > last)
+			last = out->last_used_ns;
+		return last + 1000ULL * 1000 * 1000 < now_ns;
+	};
 	auto listened = [&](const kvx_bind_key &k, const kvx_bind_val &v) {
 		const uint16_t port = ntohs(k.port);
 		return k.dir == KVX_BIND_IN && !bind_is_static(v) &&
@@ -490,8 +505,9 @@ size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &p
 		used.insert(ext_key(k.proto, v.ext_addr, v.ext_port));
 	size_t deleted = delete_bindings(
 		bind_fd,
-		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *) {
-			return listened(k, v) && !used.count(ext_key(k.proto, k.addr, k.port));
+		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *out) {
+			return listened(k, v) && !used.count(ext_key(k.proto, k.addr, k.port)) &&
+			       quiet(v, out);
 		},
 		[](const kvx_bind_key &, const kvx_bind_val &) { return false; });
 	// In use: the OUT half only, if it still points back.

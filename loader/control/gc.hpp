@@ -104,7 +104,10 @@ SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be);
 // OUT half: the live connections keep their port (their flows find the IN
 // half) and the GC takes the IN half when they end.  TCP and UDP bindings
 // only (the listeners' protocols); static mappings are never touched.
-// Returns the number of binding entries deleted.
-size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx);
+// A pair used within a second of now_ns (CLOCK_BOOTTIME, read before the
+// call) is left for the next sweep: its new flow may be after the
+// conntrack dump.  Returns the number of binding entries deleted.
+size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,
+			  uint64_t now_ns);
 
 } // namespace kvmxdp
