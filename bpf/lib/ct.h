@@ -763,9 +763,8 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
  * One probe of bind_create: the pool's port at index off, to be claimed
  * by the caller (the IN half *ik, value *iv) unless the host listens on it
  * or the guest is at its port limit (at_limit: only bind_recycle may give
- * it a port).  at_limit 2: the port in slot off of the guest's ring of
- * closed ports (abi.h kvx_gtw, oldest first) instead, if still in the
- * pool.  Returns 0 when the caller may claim it (ik->port says
+ * it a port).  at_limit 2: off is the port itself, one of the guest's
+ * ring of closed ports (gtw_port), if still in the pool.  Returns 0 when the caller may claim it (ik->port says
  * which), -EEXIST when taken
  * (ik->port says which), -EADDRINUSE when the host listens on it (or the
  * pool shrank under the loop), another error when the table is full.  A global function: called from
@@ -790,12 +789,8 @@ __noinline int bind_claim_port(struct kvx_bind_key *ik, const struct kvx_bind_va
 	 * -EEXIST: ik->port is not set, and the caller would try to recycle
 	 * whatever port it holds (0 on the first try). */
 	if (at_limit == 2) {
-		__u32 idx = guest_slot(cfg, p->saddr) & (KVX_GTW_GUESTS - 1);
-		struct kvx_gtw_val *r = bpf_map_lookup_elem(&kvx_gtw, &idx);
-
-		if (!r)
-			return -EADDRINUSE;
-		port = bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]);
+		/* off is a port of the guest's ring (gtw_port). */
+		port = off;
 		if (!kvx_nat_pool_has(lo, hi, slo, shi, port))
 			return -EADDRINUSE;
 	} else {
@@ -807,6 +802,27 @@ __noinline int bind_claim_port(struct kvx_bind_key *ik, const struct kvx_bind_va
 		return -EADDRINUSE;
 	ik->port = bpf_htons(port);
 	return at_limit ? -EEXIST : 0;
+}
+
+/*
+ * Entry off of the ring of the guest at p's source (abi.h kvx_gtw), oldest
+ * first: a port, host order, 0 if none.  A global function of its own, called
+ * by bind_create: in bind_claim_port its key and spills made that frame 64
+ * bytes, and the bridge program's deepest chain (entry, ct_egress,
+ * bind_create, bind_claim_port) 544 bytes as 6.1 counts frames (each rounded
+ * up to 32), over the 512 it allows.
+ */
+__noinline __u32 gtw_port(const struct kvx_pkt *p, __u32 off)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_gtw_val *r;
+	__u32 idx;
+
+	if (!p || !cfg)
+		return 0;
+	idx = guest_slot(cfg, p->saddr) & (KVX_GTW_GUESTS - 1);
+	r = bpf_map_lookup_elem(&kvx_gtw, &idx);
+	return r ? bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]) : 0;
 }
 
 /* The MAC pair the paths pass around (KVX_GW_MAC_OFF), as one object for
@@ -901,7 +917,7 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 		 * ports first (abi.h kvx_gtw): random probes miss the few it
 		 * holds.  A small pool is scanned whole anyway. */
 		if ((pk >> 32) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
-			err = bind_claim_port(&ik, &iv, p, i, 2);
+			err = bind_claim_port(&ik, &iv, p, gtw_port(p, i), 2);
 		else
 			err = bind_claim_port(&ik, &iv, p,
 					      (i == 0 || range <= KVX_PORT_TRIES) ?
