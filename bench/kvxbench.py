@@ -810,11 +810,7 @@ class Bench:
         d.update(json.loads(r))
         d["host_us_per_conn"] = (d["host_cpu_s"] * 1e6 / d["connections"]) if d["connections"] else None
         if kvx:
-            after = cfg.stats()
-            d["nat_drops"] = sum(v - before.get(k, 0) for k, v in after.items()
-                                 if k.startswith("DROP_"))
-            d["nat_drop_reasons"] = {k: v - before.get(k, 0) for k, v in after.items()
-                                     if k.startswith("DROP_") and v != before.get(k, 0)}
+            nat_drops(d, before, cfg.stats())
         return d
 
     def churn_all(self, cfg):
@@ -849,11 +845,7 @@ class Bench:
         d["per_guest_cps"] = [o.get("cps") for o in outs]
         d["host_us_per_conn"] = (d["host_cpu_s"] * 1e6 / d["connections"]) if d["connections"] else None
         if kvx:
-            after = cfg.stats()
-            d["nat_drops"] = sum(v - before.get(k, 0) for k, v in after.items()
-                                 if k.startswith("DROP_"))
-            d["nat_drop_reasons"] = {k: v - before.get(k, 0) for k, v in after.items()
-                                     if k.startswith("DROP_") and v != before.get(k, 0)}
+            nat_drops(d, before, cfg.stats())
         return d
 
     def rr(self, cfg):
@@ -879,6 +871,14 @@ class Bench:
         d = Probe.delta(a, b)
         d.update(json.loads(r))
         return d
+
+
+def nat_drops(d, before, after):
+    """kvmxdp's drop counters (status --json, every DROP_*) over a run, into
+    sample d: their sum and the reasons that moved."""
+    d["nat_drops"] = sum(v - before.get(k, 0) for k, v in after.items() if k.startswith("DROP_"))
+    d["nat_drop_reasons"] = {k: v - before.get(k, 0) for k, v in after.items()
+                             if k.startswith("DROP_") and v != before.get(k, 0)}
 
 
 WORKLOADS = ["udp", "tcp_up", "tcp_down", "cpu1g", "crr", "rr", "churn", "churn_all"]

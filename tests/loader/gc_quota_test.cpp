@@ -361,12 +361,7 @@ TEST_F(GcQuotaMaps, PortCorrectionKeepsConcurrentDatapathUpdates)
 		return reinterpret_cast<uint32_t *>(static_cast<char *>(m) + size_t{slot(g)} * 8);
 	};
 	auto out_key = [](uint32_t guest, uint16_t port) {
-		kvx_bind_key k{};
-		k.dir = KVX_BIND_OUT;
-		k.proto = IPPROTO_TCP;
-		k.addr = htonl(guest);
-		k.port = htons(port);
-		return k;
+		return bind_key(KVX_BIND_OUT, IPPROTO_TCP, guest, port);
 	};
 	const kvx_bind_val ext{};
 	// g1: two bindings, counted 7 (drift to correct); g2: one, counted 1.
