@@ -714,8 +714,10 @@ struct kvx_cfg6 {
 #define KVX_MAP_CFG6 "kvx_cfg6"
 #define KVX_MAP_CT6 "kvx_ct6"
 #define KVX_MAP_BIND6 "kvx_bind6"
-#define KVX_CT6_DEFAULT_SIZE 65536
-#define KVX_BIND6_DEFAULT_SIZE 65536
+/* When IPv6 is on: the IPv4 tables' sizes (--ct-size and --bind-size size
+ * both families; a dual-stack guest opens most flows over IPv6). */
+#define KVX_CT6_DEFAULT_SIZE KVX_CT_DEFAULT_SIZE
+#define KVX_BIND6_DEFAULT_SIZE KVX_BIND_DEFAULT_SIZE
 
 struct kvx_ct6_key {
 	__be32 int_addr[4]; /* guest address */
