@@ -783,6 +783,7 @@ private:
 			log_warn("cannot read " + sys_.root() + "/" + fwd +
 				 ": forwarding on the bridge is needed for the route lookup");
 		}
+		ipv6_forwarding();
 		if (auto cur = sys_.try_read(kReservedPortsKey)) {
 			inst_.saved_reserved_ports = prev ? prev->saved_reserved_ports : cur;
 			std::string base = *cur;
@@ -804,6 +805,30 @@ private:
 			}
 		}
 		failpoint("sysctls");
+	}
+
+	// NAT66: the bridge's own IPv6 forwarding flag (bpf_fib_lookup), set
+	// and recorded as IPv4's; IPv6 turned off puts back what it was.
+	void ipv6_forwarding()
+	{
+		const Instance *prev = prev_instance();
+		const std::optional<std::string> saved = prev ? prev->saved_forwarding6 : std::nullopt;
+		const std::string fwd = forwarding6_key(plan_.bridge);
+		auto cur = sys_.try_read(fwd);
+		if (!cur) {
+			if (ipv6_.mode != KVX_V6_OFF)
+				log_warn("cannot read " + sys_.root() + "/" + fwd +
+					 ": IPv6 forwarding on the bridge is needed for the route "
+					 "lookup");
+			return;
+		}
+		const std::string want = ipv6_.mode != KVX_V6_OFF ? "1" : saved.value_or(*cur);
+		inst_.saved_forwarding6 = ipv6_.mode != KVX_V6_OFF ? saved.value_or(*cur) :
+								     std::optional<std::string>();
+		if (*cur != want) {
+			sys_.write(fwd, want);
+			rb_.add(fwd, [sys = sys_, fwd, old = *cur] { sys.write(fwd, old); });
+		}
 	}
 
 	void record()

@@ -175,6 +175,10 @@ void Daemon::reattach_bridge(const LinkInfo &link)
 		std::string fwd = forwarding_key(inst_.bridge);
 		if (sys.exists(fwd) && sys.read(fwd) != "1")
 			sys.write(fwd, "1");
+		std::string fwd6 = forwarding6_key(inst_.bridge);
+		if (read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF && sys.exists(fwd6) &&
+		    sys.read(fwd6) != "1")
+			sys.write(fwd6, "1");
 	} catch (const Error &e) {
 		// Once per re-creation: not retried.
 		log_warn(std::string("forwarding on the re-created bridge: ") + e.what());

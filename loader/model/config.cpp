@@ -26,7 +26,7 @@ bool Instance::operator==(const Instance &o) const
 	       bind_size == o.bind_size && bpffs == o.bpffs && pin_dir == o.pin_dir &&
 	       clsact_created_bridge == o.clsact_created_bridge &&
 	       clsact_created_uplink == o.clsact_created_uplink &&
-	       saved_forwarding == o.saved_forwarding &&
+	       saved_forwarding == o.saved_forwarding && saved_forwarding6 == o.saved_forwarding6 &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
 	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota &&
 	       guest_ports == o.guest_ports && timeouts == o.timeouts && mode == o.mode &&
@@ -120,6 +120,8 @@ json to_json(const Config &cfg)
 		json saved = json::object();
 		if (i.saved_forwarding)
 			saved["forwarding"] = *i.saved_forwarding;
+		if (i.saved_forwarding6)
+			saved["forwarding6"] = *i.saved_forwarding6;
 		if (i.saved_reserved_ports)
 			saved["ip_local_reserved_ports"] = *i.saved_reserved_ports;
 		insts.push_back({
@@ -430,6 +432,11 @@ Config config_from_json(const json &j)
 		if (i.saved_forwarding && *i.saved_forwarding != "0" && *i.saved_forwarding != "1")
 			bad(p + "saved_sysctls.forwarding",
 			    "'" + printable(*i.saved_forwarding) + "' is not 0 or 1");
+		// Absent in older versions' configs and while IPv6 is off.
+		i.saved_forwarding6 = get_opt_string(saved, "forwarding6", p + "saved_sysctls.");
+		if (i.saved_forwarding6 && *i.saved_forwarding6 != "0" && *i.saved_forwarding6 != "1")
+			bad(p + "saved_sysctls.forwarding6",
+			    "'" + printable(*i.saved_forwarding6) + "' is not 0 or 1");
 		i.saved_reserved_ports =
 			get_opt_string(saved, "ip_local_reserved_ports", p + "saved_sysctls.");
 		if (i.saved_reserved_ports)

@@ -54,6 +54,8 @@ struct Instance {
 	// Values before the first attach; restored by detach.  Absent when
 	// the key did not exist (e.g. the sysctl is missing in a test tree).
 	std::optional<std::string> saved_forwarding;
+	// The bridge's IPv6 forwarding before an attach with IPv6 on set it.
+	std::optional<std::string> saved_forwarding6;
 	std::optional<std::string> saved_reserved_ports;
 	// Static mappings (`map add`), restored by every attach.
 	std::vector<StaticMapping> mappings;

@@ -104,8 +104,11 @@ TEST(Config, Ipv6ChoiceRoundTripAndValidation)
 	off.ipv6 = Ipv6Choice::Off;
 	Instance nat = sample("kb2");
 	nat.ipv6 = Ipv6Choice::Nat66;
+	nat.saved_forwarding6 = "0"; // the bridge's IPv6 forwarding before attach
 	c.instances = {off, nat, sample("kb3")};
 	json j = to_json(c);
+	EXPECT_EQ(j["instances"][1]["saved_sysctls"]["forwarding6"], "0");
+	EXPECT_FALSE(j["instances"][0]["saved_sysctls"].contains("forwarding6"));
 	EXPECT_EQ(j["instances"][0]["ipv6"], "off");
 	EXPECT_EQ(j["instances"][1]["ipv6"], "nat66");
 	EXPECT_FALSE(j["instances"][2].contains("ipv6"));
@@ -114,7 +117,11 @@ TEST(Config, Ipv6ChoiceRoundTripAndValidation)
 	EXPECT_EQ(back.instances[1].ipv6, Ipv6Choice::Nat66);
 	EXPECT_EQ(back.instances[2].ipv6, Ipv6Choice::Auto);
 	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+	EXPECT_TRUE(back.instances[1] == c.instances[1]);
 	EXPECT_FALSE(back.instances[0] == back.instances[1]);
+	j["instances"][1]["saved_sysctls"]["forwarding6"] = "2";
+	EXPECT_EQ(field_error(j), "instances[1].saved_sysctls.forwarding6: '2' is not 0 or 1");
+	j["instances"][1]["saved_sysctls"].erase("forwarding6");
 	j["instances"][0]["ipv6"] = "relay";
 	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'relay': relay mode is not supported "
 				  "yet (use nat66, off or auto)");
