@@ -578,29 +578,33 @@ static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __
 	return KVX_R_DROP_GUEST_QUOTA;
 }
 
-#define KVX_CT_RACE (KVX_R_MAX + 3)
-
-/* Not inlined: its retry and counting paths would multiply with every path
- * into its two callers (verifier work). */
-static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt *p,
-				enum ct_dir dir, const struct nat_endpoint *ext, __u64 now)
+/* May p open a flow (both families)?  Outbound, TCP only with a SYN or a
+ * bare ACK (a mid-stream pick-up after a flush or a restart, netfilter's
+ * nf_conntrack_tcp_loose), never FIN, RST or invalid combinations (SYN+FIN,
+ * SYN+RST, no flags: nf_conntrack_proto_tcp.c tcp_valid_flags, tcp_new),
+ * else the remote's answering RST would find a way in; inbound only with a
+ * SYN.  Other protocols: any packet. */
+static __always_inline int tcp_may_open(const struct kvx_pkt *p, enum ct_dir dir)
 {
-	const struct kvx_cfg *cfg = cfg_get();
-	struct kvx_ct_val *vp;
-	__u32 zero = 0;
-	__u8 state;
-	int err;
+	__u8 tf = p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
 
-	/* The value is built in the per-CPU scratch (abi.h kvx_scratch). */
-	vp = bpf_map_lookup_elem(&kvx_scratch, &zero);
-	if (!cfg || !vp)
-		return KVX_R_DROP_TABLE_FULL;
+	if (p->proto != IPPROTO_TCP)
+		return 1;
+	return tf == KVX_TCP_SYN || (dir == CT_DIR_OUT && tf == KVX_TCP_ACK);
+}
+
+/*
+ * A new flow's value (both families: kvx_ct6_val embeds it), zeroed and
+ * filled for packet p (its first) except the external address.
+ */
+static __always_inline void ct_val_init(struct kvx_ct_val *vp, const struct kvx_pkt *p,
+					enum ct_dir dir, __be16 ext_port, __u8 flags, __u64 now)
+{
 	__builtin_memset(vp, 0, sizeof(*vp));
 	vp->created_ns = now;
 	vp->last_seen_ns = now;
-	vp->ext_addr = ext->addr;
-	vp->ext_port = ext->port;
-	vp->flags = ext->flags;
+	vp->ext_port = ext_port;
+	vp->flags = flags;
 	vp->state = KVX_CT_UDP;
 	if (dir == CT_DIR_OUT) {
 		vp->pkts_out = 1;
@@ -622,6 +626,27 @@ static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt
 			vp->state = KVX_CT_ESTABLISHED;
 		}
 	}
+}
+
+#define KVX_CT_RACE (KVX_R_MAX + 3)
+
+/* Not inlined: its retry and counting paths would multiply with every path
+ * into its two callers (verifier work). */
+static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt *p,
+				enum ct_dir dir, const struct nat_endpoint *ext, __u64 now)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_ct_val *vp;
+	__u32 zero = 0;
+	__u8 state;
+	int err;
+
+	/* The value is built in the per-CPU scratch (abi.h kvx_scratch). */
+	vp = bpf_map_lookup_elem(&kvx_scratch, &zero);
+	if (!cfg || !vp)
+		return KVX_R_DROP_TABLE_FULL;
+	ct_val_init(vp, p, dir, ext->port, ext->flags, now);
+	vp->ext_addr = ext->addr;
 	state = vp->state;
 	err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
 	/* Full (-E2BIG): make room from expired flows (or, for an inbound
@@ -763,9 +788,8 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
  * One probe of bind_create: the pool's port at index off, to be claimed
  * by the caller (the IN half *ik, value *iv) unless the host listens on it
  * or the guest is at its port limit (at_limit: only bind_recycle may give
- * it a port).  at_limit 2: the port in slot off of the guest's ring of
- * closed ports (abi.h kvx_gtw, oldest first) instead, if still in the
- * pool.  Returns 0 when the caller may claim it (ik->port says
+ * it a port).  at_limit 2: off is the port itself, one of the guest's
+ * ring of closed ports (gtw_port), if still in the pool.  Returns 0 when the caller may claim it (ik->port says
  * which), -EEXIST when taken
  * (ik->port says which), -EADDRINUSE when the host listens on it (or the
  * pool shrank under the loop), another error when the table is full.  A global function: called from
@@ -790,12 +814,8 @@ __noinline int bind_claim_port(struct kvx_bind_key *ik, const struct kvx_bind_va
 	 * -EEXIST: ik->port is not set, and the caller would try to recycle
 	 * whatever port it holds (0 on the first try). */
 	if (at_limit == 2) {
-		__u32 idx = guest_slot(cfg, p->saddr) & (KVX_GTW_GUESTS - 1);
-		struct kvx_gtw_val *r = bpf_map_lookup_elem(&kvx_gtw, &idx);
-
-		if (!r)
-			return -EADDRINUSE;
-		port = bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]);
+		/* off is a port of the guest's ring (gtw_port). */
+		port = off;
 		if (!kvx_nat_pool_has(lo, hi, slo, shi, port))
 			return -EADDRINUSE;
 	} else {
@@ -807,6 +827,27 @@ __noinline int bind_claim_port(struct kvx_bind_key *ik, const struct kvx_bind_va
 		return -EADDRINUSE;
 	ik->port = bpf_htons(port);
 	return at_limit ? -EEXIST : 0;
+}
+
+/*
+ * Entry off of the ring of the guest at p's source (abi.h kvx_gtw), oldest
+ * first: a port, host order, 0 if none.  A global function of its own, called
+ * by bind_create: in bind_claim_port its key and spills made that frame 64
+ * bytes, and the bridge program's deepest chain (entry, ct_egress,
+ * bind_create, bind_claim_port) 544 bytes as 6.1 counts frames (each rounded
+ * up to 32), over the 512 it allows.
+ */
+__noinline __u32 gtw_port(const struct kvx_pkt *p, __u32 off)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_gtw_val *r;
+	__u32 idx;
+
+	if (!p || !cfg)
+		return 0;
+	idx = guest_slot(cfg, p->saddr) & (KVX_GTW_GUESTS - 1);
+	r = bpf_map_lookup_elem(&kvx_gtw, &idx);
+	return r ? bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]) : 0;
 }
 
 /* The MAC pair the paths pass around (KVX_GW_MAC_OFF), as one object for
@@ -901,7 +942,7 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 		 * ports first (abi.h kvx_gtw): random probes miss the few it
 		 * holds.  A small pool is scanned whole anyway. */
 		if ((pk >> 32) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
-			err = bind_claim_port(&ik, &iv, p, i, 2);
+			err = bind_claim_port(&ik, &iv, p, gtw_port(p, i), 2);
 		else
 			err = bind_claim_port(&ik, &iv, p,
 					      (i == 0 || range <= KVX_PORT_TRIES) ?
@@ -1207,8 +1248,9 @@ static __always_inline struct kvx_bind_val *flow_binding(const struct kvx_cfg *c
 /*
  * The guest's port ext (network order) just closed: into its ring (abi.h
  * kvx_gtw) unless the oldest entry, the one it would replace, is still a
- * port that may be reused (then that one is kept: it is the first to be
- * quiet).
+ * port of this guest address that may be reused (then that one is kept: it
+ * is the first to be quiet).  Only of this address: rings are shared, and
+ * another guest keeping its closed flows alive must not pin the ring.
  */
 static __always_inline void gtw_push(const struct kvx_bind_val *ib, __be16 ext)
 {
@@ -1228,8 +1270,9 @@ static __always_inline void gtw_push(const struct kvx_bind_val *ib, __be16 ext)
 	if (r->ports[slot] && r->ports[slot] != ext) {
 		bind_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg->uplink_addr, r->ports[slot]);
 		old = bpf_map_lookup_elem(&kvx_bind, &k);
-		if (old && (old->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE |
-					  KVX_BIND_F_MULTI | KVX_BIND_F_TW)) == KVX_BIND_F_TW)
+		if (old && old->addr == ib->addr &&
+		    (old->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_MULTI |
+				   KVX_BIND_F_TW)) == KVX_BIND_F_TW)
 			return;
 	}
 	r->ports[slot] = ext;
@@ -1306,18 +1349,8 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 
 	/* A new flow: within the guest's quota before anything is created. */
 	if (!f) {
-		/* Only a SYN, or a bare ACK (mid-stream pick-up after a flush or
-		 * a restart, netfilter's nf_conntrack_tcp_loose), opens a TCP
-		 * flow; FIN, RST and invalid combinations (SYN+FIN, SYN+RST, no
-		 * flags) never do (nf_conntrack_proto_tcp.c: tcp_valid_flags,
-		 * tcp_new): else the remote's answering RST would find a way in. */
-		if (p->proto == IPPROTO_TCP) {
-			__u8 tf = p->tcp_flags &
-				  (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
-
-			if (tf != KVX_TCP_SYN && tf != KVX_TCP_ACK)
-				return KVX_R_DROP_TCP_NO_FLOW;
-		}
+		if (!tcp_may_open(p, CT_DIR_OUT))
+			return KVX_R_DROP_TCP_NO_FLOW;
 		r = ct_quota_check(cfg, p->saddr, 0, p, now);
 		if (r != KVX_CONTINUE)
 			return r;
@@ -1421,7 +1454,8 @@ static __noinline void guest_mac_from_owner(const struct kvx_cfg *cfg, struct na
  * any).  One exception: a TCP segment other than a SYN to a binding whose
  * flows `conntrack flush` deleted (KVX_BIND_F_FLUSHED) is most likely one
  * of those flows, which the guest's next packet picks up: dropped, as the
- * host's stack would reset the connection.  Returns KVX_R_PASS_HOST,
+ * host's stack would reset the connection (a stray segment, if it was one,
+ * is dropped as a stateful firewall would).  Returns KVX_R_PASS_HOST,
  * KVX_R_DROP_FILTERED or KVX_CONTINUE (a new inbound flow, EIF).
  */
 static __always_inline int ct_unsolicited(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
@@ -1431,8 +1465,12 @@ static __always_inline int ct_unsolicited(const struct kvx_cfg *cfg, const struc
 		  (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) ==
 			  KVX_TCP_SYN;
 
-	if (p->proto == IPPROTO_TCP && !(p->tcp_flags & KVX_TCP_SYN) &&
-	    (ib->flags & KVX_BIND_F_FLUSHED))
+	/* Not for a port a host service now listens on: the remote's
+	 * handshake ACKs for that service would be dropped for as long as
+	 * the binding lives (the flag is only cleared with it).  A SYN-ACK
+	 * can be a flushed flow's (the guest retransmits its SYN). */
+	if (p->proto == IPPROTO_TCP && !syn && (ib->flags & KVX_BIND_F_FLUSHED) &&
+	    !port_host_listens(bpf_ntohs(p->dport)))
 		return KVX_R_DROP_FILTERED;
 	if (!(cfg->flags & KVX_CFG_F_EIF))
 		return KVX_R_PASS_HOST;
@@ -1486,9 +1524,7 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 		 * NULL scan, or a stray segment, never holds an entry (nor the
 		 * guest's quota), and the SYN only a half-open one
 		 * (SYN_RECV) until the handshake completes. */
-		if (p->proto == IPPROTO_TCP &&
-		    (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) !=
-			    KVX_TCP_SYN)
+		if (!tcp_may_open(p, CT_DIR_IN))
 			return KVX_R_DROP_TCP_NO_FLOW;
 		r = ct_quota_check(cfg, guest->addr, KVX_CT_F_INBOUND, p, now);
 		if (r != KVX_CONTINUE)

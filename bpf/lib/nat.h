@@ -595,9 +595,14 @@ static __always_inline int nat4_hairpin(kvx_ctx_t *ctx, const struct kvx_cfg *cf
 	r = ct_ingress(cfg, p, now, &guest);
 	/* Not the target guest's (a dynamic binding none of whose flows wants
 	 * it, or one just gone): the uplink address is the host's, as for a
-	 * guest packet to any other port of it.  Nothing was rewritten. */
+	 * guest packet to any other port of it.  Nothing was rewritten.  A
+	 * mapped address is not the host's (a `map del` between
+	 * hairpin_has_target and here): passed up, the packet would be routed
+	 * out with the guest's private source. */
 	if (r == KVX_R_PASS_HOST)
-		return verdict(KVX_R_PASS_LOCAL, len);
+		return verdict(p->daddr == cfg->uplink_addr ? KVX_R_PASS_LOCAL :
+							      KVX_R_DROP_BROKEN_PAIR,
+			       len);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 

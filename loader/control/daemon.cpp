@@ -761,8 +761,9 @@ void Daemon::collect_garbage()
 	step("host listeners", [&] {
 		const std::vector<uint64_t> bits = host_port_bitmap();
 		write_portx(skel_.map_fd(KVX_MAP_PORTX), bits);
-		if (size_t n = release_host_ports(ct_fd_.get(), bind_fd_.get(), bits) +
-			       release_host_ports6(ct6_fd_.get(), bind6_fd_.get(), bits))
+		const uint64_t now = boottime_ns();
+		if (size_t n = release_host_ports(ct_fd_.get(), bind_fd_.get(), bits, now) +
+			       release_host_ports6(ct6_fd_.get(), bind6_fd_.get(), bits, now))
 			log_info(
 				"host listeners: " + std::to_string(n) +
 				" NAT binding entr(ies) on ports the host now listens on released");

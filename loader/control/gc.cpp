@@ -388,12 +388,16 @@ SweepResult sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns
 	std::unordered_set<typename F::Ext, typename F::ExtHash> referenced;
 	referenced.reserve(flows.size());
 	std::vector<FlowOwner> guests; // every flow kept
-	auto keep = [&](const typename F::CtKey &k, const typename F::CtVal &v) {
-		referenced.insert(F::ext(k.proto, F::ext_addr(v), F::ct(v).ext_port));
+	// The flow counts for its guest's quota slot (IPv4's counters only).
+	auto owner = [&](const typename F::CtKey &k, const typename F::CtVal &v) {
 		if constexpr (F::kQuota)
 			if (gf)
 				guests.push_back(
 					{k.int_addr, (F::ct(v).flags & KVX_CT_F_INBOUND) != 0});
+	};
+	auto keep = [&](const typename F::CtKey &k, const typename F::CtVal &v) {
+		referenced.insert(F::ext(k.proto, F::ext_addr(v), F::ct(v).ext_port));
+		owner(k, v);
 	};
 	if (gf)
 		guests.reserve(flows.size());
@@ -404,7 +408,12 @@ SweepResult sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns
 			case FlowFate::Deleted:
 				r.ct_deleted++;
 				continue;
-			case FlowFate::Gone: // the datapath reclaimed it: not counted
+			case FlowFate::Gone:
+				// The datapath reclaimed it after the readings
+				// (its decrement is kept by the atomic add):
+				// counted as the readings saw it, or the
+				// correction would take it off a second time.
+				owner(k, v);
 				continue;
 			case FlowFate::Kept: // refreshed since the dump
 				keep(k, now_v);
@@ -461,10 +470,20 @@ SweepResult flush_addr(int ct_fd, int bind_fd, const typename F::Addr &addr)
 }
 
 template <typename F>
-size_t release_listened(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx)
+size_t release_listened(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,
+			uint64_t now_ns)
 {
 	using BindKey = typename F::BindKey;
 	using BindVal = typename F::BindVal;
+	// A binding used since shortly before now (the datapath's clock is
+	// cached per CPU, a tick behind at worst) may have a flow the
+	// conntrack dump below missed: left for the next sweep.
+	auto quiet = [&](const BindVal &v, const BindVal *out) {
+		uint64_t last = F::bind(v).last_used_ns;
+		if (out && F::bind(*out).last_used_ns > last)
+			last = F::bind(*out).last_used_ns;
+		return last + 1000ULL * 1000 * 1000 < now_ns;
+	};
 	auto listened = [&](const BindKey &k, const BindVal &v) {
 		const uint16_t port = ntohs(k.port);
 		return k.dir == KVX_BIND_IN && !bind_is_static(F::bind(v)) &&
@@ -484,8 +503,8 @@ size_t release_listened(int ct_fd, int bind_fd, const std::vector<uint64_t> &por
 	};
 	size_t deleted = delete_bindings<F>(
 		bind_fd,
-		[&](const BindKey &k, const BindVal &v, const BindVal *) {
-			return listened(k, v) && !in_use(k);
+		[&](const BindKey &k, const BindVal &v, const BindVal *out) {
+			return listened(k, v) && !in_use(k) && quiet(v, out);
 		},
 		[](const BindKey &, const BindVal &) { return false; });
 	// In use: the OUT half only, if it still points back.
@@ -532,14 +551,16 @@ SweepResult flush_ext_addr6(int ct6_fd, int bind6_fd, const Ipv6Addr &addr)
 	return flush_addr<Family6>(ct6_fd, bind6_fd, addr);
 }
 
-size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx)
+size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,
+			  uint64_t now_ns)
 {
-	return release_listened<Family4>(ct_fd, bind_fd, portx);
+	return release_listened<Family4>(ct_fd, bind_fd, portx, now_ns);
 }
 
-size_t release_host_ports6(int ct6_fd, int bind6_fd, const std::vector<uint64_t> &portx)
+size_t release_host_ports6(int ct6_fd, int bind6_fd, const std::vector<uint64_t> &portx,
+			   uint64_t now_ns)
 {
-	return release_listened<Family6>(ct6_fd, bind6_fd, portx);
+	return release_listened<Family6>(ct6_fd, bind6_fd, portx, now_ns);
 }
 
 } // namespace kvmxdp

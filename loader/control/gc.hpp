@@ -111,9 +111,13 @@ SweepResult flush_ext_addr6(int ct6_fd, int bind6_fd, const Ipv6Addr &addr);
 // OUT half: the live connections keep their port (their flows find the IN
 // half) and the GC takes the IN half when they end.  TCP and UDP bindings
 // only (the listeners' protocols); static mappings are never touched.
-// Returns the number of binding entries deleted.
-size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx);
+// A pair used within a second of now_ns (CLOCK_BOOTTIME, read before the
+// call) is left for the next sweep: its new flow may be after the
+// conntrack dump.  Returns the number of binding entries deleted.
+size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,
+			  uint64_t now_ns);
 // The same for the IPv6 bindings (the host's listeners are either family's).
-size_t release_host_ports6(int ct6_fd, int bind6_fd, const std::vector<uint64_t> &portx);
+size_t release_host_ports6(int ct6_fd, int bind6_fd, const std::vector<uint64_t> &portx,
+			   uint64_t now_ns);
 
 } // namespace kvmxdp

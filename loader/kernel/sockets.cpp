@@ -27,13 +27,15 @@ struct Listener {
 	bool wildcard;
 	uint32_t addr;
 	uint16_t port;
+	uint32_t uid;
 };
 
 std::optional<Listener> parse_line(const std::string &line, bool tcp, bool v6)
 {
 	std::istringstream is(line);
-	std::string sl, local, remote, st;
-	if (!(is >> sl >> local >> remote >> st))
+	std::string sl, local, remote, st, queues, timer, retransmits;
+	uint32_t uid = 0;
+	if (!(is >> sl >> local >> remote >> st >> queues >> timer >> retransmits >> uid))
 		return std::nullopt;
 	// TCP_LISTEN (0A); an unconnected UDP socket shows TCP_CLOSE (07).
 	if (st != (tcp ? "0A" : "07"))
@@ -49,6 +51,7 @@ std::optional<Listener> parse_line(const std::string &line, bool tcp, bool v6)
 	if (!hex(p, 4) || !hex(a, v6 ? 32 : 8))
 		return std::nullopt;
 	Listener l{};
+	l.uid = uid;
 	l.port = static_cast<uint16_t>(std::stoul(p, nullptr, 16));
 	l.wildcard = a.find_first_not_of('0') == std::string::npos;
 	if (!v6 && !l.wildcard)
@@ -85,7 +88,7 @@ ListeningSockets ListeningSockets::parse(uint8_t proto, const std::string &v4,
 		std::getline(in, line); // the header
 		while (std::getline(in, line))
 			if (auto l = parse_line(line, tcp, is6))
-				out.entries_.push_back({l->wildcard, l->addr, l->port});
+				out.entries_.push_back({l->wildcard, l->addr, l->port, l->uid});
 	}
 	return out;
 }
@@ -109,11 +112,11 @@ std::optional<uint16_t> ListeningSockets::first_listening(uint32_t addr,
 	return first;
 }
 
-std::vector<uint16_t> ListeningSockets::reachable_ports() const
+std::vector<uint16_t> ListeningSockets::reachable_ports(uint32_t uid_below) const
 {
 	std::vector<uint16_t> out;
 	for (const Entry &e : entries_)
-		if (e.wildcard || (e.addr != 0 && (e.addr >> 24) != 127))
+		if (e.uid < uid_below && (e.wildcard || (e.addr != 0 && (e.addr >> 24) != 127)))
 			out.push_back(e.port);
 	return out;
 }
@@ -122,7 +125,8 @@ std::vector<uint64_t> host_port_bitmap(const std::string &proc_root)
 {
 	std::vector<uint64_t> bits(KVX_PORTX_WORDS, 0);
 	for (uint8_t proto : {uint8_t{IPPROTO_TCP}, uint8_t{IPPROTO_UDP}})
-		for (uint16_t port : ListeningSockets::read(proto, proc_root).reachable_ports())
+		for (uint16_t port :
+		     ListeningSockets::read(proto, proc_root).reachable_ports(kFirstLoginUid))
 			bits[port / 64] |= uint64_t{1} << (port % 64);
 	return bits;
 }

@@ -28,21 +28,31 @@ public:
 	std::optional<uint16_t> first_listening(uint32_t addr, const PortRange &ports) const;
 	// Ports with a listener that packets from the uplink can reach: on the
 	// wildcard or on an address outside 127.0.0.0/8 (IPv6 listeners only
-	// on the wildcard, which takes IPv4 too unless v6only).
-	std::vector<uint16_t> reachable_ports() const;
+	// on the wildcard, which takes IPv4 too unless v6only), of a socket
+	// whose owner's uid is below uid_below.
+	std::vector<uint16_t> reachable_ports(uint32_t uid_below = UINT32_MAX) const;
 
 private:
 	struct Entry {
 		bool wildcard;
 		uint32_t addr; // host order; IPv4 entries only
 		uint16_t port;
+		uint32_t uid; // the socket's owner
 	};
 	std::vector<Entry> entries_;
 };
 
-// The host's TCP listeners and bound UDP sockets reachable from outside
-// (reachable_ports), as the bitmap of kvx_portx (abi.h): the NAT pool's
-// ports the datapath must never allocate.
+// The first uid of a login user (login.defs UID_MIN, 1000 on Debian):
+// root's and system users' sockets are the host's services.
+inline constexpr uint32_t kFirstLoginUid = 1000;
+
+// The host services' TCP listeners and bound UDP sockets reachable from
+// outside (reachable_ports of sockets below kFirstLoginUid), as the bitmap
+// of kvx_portx (abi.h): the NAT pool's ports the datapath never allocates,
+// whose unsolicited inbound packets go to the host, and on which the
+// daemon takes a guest's binding back.  Not a login user's: an
+// unprivileged user could otherwise bind a guest's port and have that
+// guest's inbound traffic (with --eif) delivered to its own socket.
 std::vector<uint64_t> host_port_bitmap(const std::string &proc_root = "/proc");
 
 // The cookie of the calling thread's network namespace (SO_NETNS_COOKIE,

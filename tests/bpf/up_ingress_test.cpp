@@ -402,7 +402,8 @@ TEST_F(UpIngressTest, EifNeverTakesAPortTheHostListensOn)
 // (KVX_BIND_F_FLUSHED, set by the loader): the remote's next segment of the
 // flushed connection, if it comes before the guest's, is dropped (the
 // guest's next packet picks the flow up) rather than handed to the host,
-// whose stack would reset the connection.  A SYN is still the host's.
+// whose stack would reset the connection.  A SYN is still the host's, and
+// so is the port once a host service listens on it.
 TEST_F(UpIngressTest, FlushedTcpFlowWaitsForTheGuest)
 {
 	const Packet g = from_guest(make_tcp(kGuestA, 62130, kRemote1, 443, kTcpAck));
@@ -422,6 +423,14 @@ TEST_F(UpIngressTest, FlushedTcpFlowWaitsForTheGuest)
 	run_up(from_uplink(make_tcp(kRemote2, 5000, U, 62130, kTcpSyn)), TC_ACT_OK,
 	       KVX_R_PASS_HOST);
 	run_up(from_uplink(make_udp(kRemote1, 443, U, 62130)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// A SYN-ACK may be a flushed handshake's: the host would reset it.
+	run_up(from_uplink(make_tcp(kRemote2, 5000, U, 62130, std::uint8_t(kTcpSyn | kTcpAck))),
+	       TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	// A host service that listens on the port now gets its handshakes.
+	dp().set_host_ports({62130});
+	run_up(from_uplink(make_tcp(kRemote2, 5001, U, 62130, kTcpAck)), TC_ACT_OK,
+	       KVX_R_PASS_HOST);
+	dp().set_host_ports({});
 	// The guest's next segment picks the flow up; the remote's follow.
 	establish(g);
 	run_up(seg, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(seg, kGuestA, 62130));

@@ -259,3 +259,22 @@ TEST(CtRules, TimeWaitRemotesAge)
 	EXPECT_EQ(kvx_tw_live(f, t0), KVX_TW_GEN_MASK) << "full within its epochs";
 	EXPECT_EQ(kvx_tw_live(f, t0 + 2 * E), 0u) << "and empty after them";
 }
+
+// The datapath's clock is cached per CPU: at an epoch's start, a CPU a tick
+// behind sees the filter another CPU just wrote one epoch ahead of it.  Its
+// remotes still count, and adding keeps them and the filter's epoch.
+TEST(CtRules, TimeWaitRemotesSeenFromABehindClock)
+{
+	const uint64_t E = KVX_TW_EPOCH_NS;
+	const uint32_t r1 = kvx_tw_bits(htonl(0xc6336401), htons(80));
+	const uint32_t r2 = kvx_tw_bits(htonl(0xc6336402), htons(443));
+	const uint64_t start = 1000 * E; // an epoch's first nanosecond
+	const uint32_t w = kvx_tw_add(0, r1, start);
+	EXPECT_TRUE(kvx_tw_has(w, r1, start - 1)) << "seen a tick early: still held";
+	const uint32_t w2 = kvx_tw_add(w, r2, start - 1);
+	EXPECT_TRUE(kvx_tw_has(w2, r1, start)) << "adding from behind kept the first remote";
+	EXPECT_TRUE(kvx_tw_has(w2, r2, start));
+	EXPECT_EQ(kvx_tw_live(w2, start), r1 | r2);
+	EXPECT_TRUE(kvx_tw_has(w2, r2, start + E)) << "and the filter's epoch: one more epoch";
+	EXPECT_FALSE(kvx_tw_has(w2, r2, start + 2 * E));
+}

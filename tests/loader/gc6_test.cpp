@@ -182,9 +182,14 @@ TEST_F(Gc6Maps, HostListenersReleaseIpv6Bindings)
 	const uint64_t now = 100000 * kSec;
 	add_pair("fd42::11", 5000, "2001:db8:1::10", 8080, IPPROTO_TCP, now - 100 * kSec);
 	std::vector<uint64_t> bits(KVX_PORTX_WORDS, 0);
-	EXPECT_EQ(release_host_ports6(ct_.get(), bind_.get(), bits), 0u);
+	EXPECT_EQ(release_host_ports6(ct_.get(), bind_.get(), bits, now), 0u);
 	bits[8080 / 64] |= 1ULL << (8080 % 64);
-	EXPECT_EQ(release_host_ports6(ct_.get(), bind_.get(), bits), 2u);
+	// Used within the last second: left for the next sweep.
+	add_pair("fd42::12", 5001, "2001:db8:1::10", 8081, IPPROTO_TCP, now - kSec / 2);
+	bits[8081 / 64] |= 1ULL << (8081 % 64);
+	EXPECT_EQ(release_host_ports6(ct_.get(), bind_.get(), bits, now), 2u);
+	EXPECT_EQ(count_entries<kvx_bind6_key>(bind_.get()), 2u);
+	EXPECT_EQ(release_host_ports6(ct_.get(), bind_.get(), bits, now + 2 * kSec), 2u);
 	EXPECT_EQ(count_entries<kvx_bind6_key>(bind_.get()), 0u);
 }
 

@@ -87,7 +87,8 @@ TEST(ListeningSockets, OneReadPerSnapshot)
 }
 
 // The NAT pool skips the ports of host services that packets from the
-// uplink can reach (kvx_portx): not those on loopback only.
+// uplink can reach (kvx_portx): not those on loopback only, nor a login
+// user's sockets.
 TEST(ListeningSockets, HostPortBitmapTakesReachableListenersOfBothProtocols)
 {
 	test::TempDir t;
@@ -103,7 +104,12 @@ TEST(ListeningSockets, HostPortBitmapTakesReachableListenersOfBothProtocols)
 		<< kHeader4
 		<< "   0: 00000000:14E9 00000000:0000 07 00000000:00000000 00:00000000 00000000     "
 		   "0        0 3001 2 0000000000000000 0\n";
-	std::ofstream(t.path() + "/net/udp6") << kHeader6;
+	// [::]:7000 (1B58) of uid 1000, a login user's: not the host's service
+	std::ofstream(t.path() + "/net/udp6")
+		<< kHeader6
+		<< "   0: 00000000000000000000000000000000:1B58 00000000000000000000000000000000:0000 "
+		   "07 00000000:00000000 00:00000000 00000000  1000        0 4001 2 0000000000000000 "
+		   "0\n";
 	const std::vector<uint64_t> bits = host_port_bitmap(t.path());
 	ASSERT_EQ(bits.size(), 1024u);
 	auto set = [&](uint16_t p) { return (bits[p / 64] >> (p % 64)) & 1; };

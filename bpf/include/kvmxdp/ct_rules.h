@@ -225,13 +225,23 @@ KVX_RULE __u32 kvx_tw_epoch(__u64 now_ns)
 
 #define KVX_TW_GEN_MASK ((1U << KVX_TW_GEN_BITS) - 1)
 
-/* The remotes of filter w that still count at now_ns: both generations in
- * w's own epoch, the newer one in the next, none after that.  (Epochs
- * 8 apart look alike: an old filter then counts again, which only forgoes
- * a recycle.) */
-KVX_RULE __u32 kvx_tw_live(__u32 w, __u64 now_ns)
+/* How many epochs filter w is older than now_ns, 0..6.  7 reads as 0: the
+ * datapath's clock is cached per CPU, and a CPU a tick behind the one that
+ * wrote w at an epoch's start sees w one epoch in the future; taken as 7
+ * epochs old, its remotes would be forgotten at once.  (Epochs 8 apart look
+ * alike: an old filter then counts again, which only forgoes a recycle.) */
+KVX_RULE __u32 kvx_tw_age(__u32 w, __u64 now_ns)
 {
 	__u32 d = (kvx_tw_epoch(now_ns) - ((w >> 1) & 7)) & 7;
+
+	return d == 7 ? 0 : d;
+}
+
+/* The remotes of filter w that still count at now_ns: both generations in
+ * w's own epoch, the newer one in the next, none after that. */
+KVX_RULE __u32 kvx_tw_live(__u32 w, __u64 now_ns)
+{
+	__u32 d = kvx_tw_age(w, now_ns);
 
 	if (d == 0)
 		return (w >> 18) | ((w >> 4) & KVX_TW_GEN_MASK);
@@ -248,7 +258,7 @@ KVX_RULE int kvx_tw_has(__u32 w, __u32 bits, __u64 now_ns)
  * generation moves down, or goes. */
 KVX_RULE __u32 kvx_tw_add(__u32 w, __u32 bits, __u64 now_ns)
 {
-	__u32 e = kvx_tw_epoch(now_ns), d = (e - ((w >> 1) & 7)) & 7;
+	__u32 d = kvx_tw_age(w, now_ns), e = d ? kvx_tw_epoch(now_ns) : (w >> 1) & 7;
 	__u32 cur = w >> 18, prev = (w >> 4) & KVX_TW_GEN_MASK;
 
 	if (d == 1) {
