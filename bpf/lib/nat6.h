@@ -73,6 +73,7 @@ struct nat6_rewrite {
 	__be32 addr[4]; /* the new address of the side rewritten */
 	__be32 nh[4];	/* fib6_route: the next hop, for bpf_redirect_neigh */
 	__u32 ifindex;	/* fib6_route: the egress device */
+	__u32 mtu;	/* fib6_route: the route's MTU (for a Packet Too Big) */
 	__u8 smac[8];	/* 8-byte slots: aligned word loads for the verifier */
 	__u8 dmac[8];
 	__be16 port; /* the new port (ICMPv6 echo: the identifier) */
@@ -114,6 +115,7 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 	if (rc == -22 /* -EINVAL */ && flags)
 		return KVX_FIB_NO_MARK_SUPPORT;
 	rw->ifindex = fib.ifindex;
+	rw->mtu = fib.mtu_result;
 	__builtin_memcpy(rw->nh, fib.ipv6_dst, 16);
 	__builtin_memcpy(rw->smac, fib.smac, ETH_ALEN);
 	__builtin_memcpy(rw->dmac, fib.dmac, ETH_ALEN);
@@ -209,6 +211,121 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 }
 
 /*
+ * ICMPv6 errors kvmxdp sends a guest itself (RFC 4443), as icmp_reply
+ * does for IPv4: the frame becomes the error about it, from saddr (the
+ * bridge's link-local address) back to its sender, out of the device it
+ * came in on (MACs swapped).  type/code/mtu in tcm (KVX_ICMP_TCM).  The
+ * quote is the offending packet's first KVX_ICMP6_QUOTE bytes (even): its
+ * headers, which is all a receiver's stack reads, not the 1232 bytes RFC
+ * 4443 3.1 allows (the sum is taken by icmp_sum, 88 bytes a call).  The
+ * quoted TCP/UDP checksum gets icmp_reply's fixed point, so that a
+ * CHECKSUM_PARTIAL skb finished later leaves the bytes as sent.  Never
+ * about an ICMPv6 error, a multicast or unspecified address, a frame sent
+ * to a multicast MAC; rate limited by kvx_icmprl (keyed by a fold of the
+ * destination) and the global budgets, Packet Too Big only by its own.
+ * -1: nothing sent, the caller drops.
+ */
+#define KVX_ICMP6_QUOTE 168
+
+/* icmp_sum of up to 2 * KVX_ICMP_SUM_MAX bytes (even), in two calls. */
+static __always_inline __u32 icmp_sum2(const void *p, const void *data_end, __u32 len)
+{
+	__u32 sum = icmp_sum(p, data_end, len);
+
+	if (len > KVX_ICMP_SUM_MAX)
+		sum += icmp_sum(p + KVX_ICMP_SUM_MAX, data_end, len - KVX_ICMP_SUM_MAX);
+	return sum;
+}
+#define ICMPV6_PKT_TOOBIG 2
+#define ICMPV6_TIME_EXCEED 3
+
+static __noinline int icmp6_reply(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 tcm,
+				  const __be32 *saddr)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
+	struct kvx_icmp6hdr *ih;
+	__u32 quote, sum, l4q = 0, csum_off = 0;
+	__be32 src[4], dst[4];
+	__u8 mac[ETH_ALEN];
+	__u16 n;
+
+	if (!p6 || !saddr || (void *)(ip6 + 1) > data_end || addr6_is_zero(saddr))
+		return -1;
+	if ((eth->h_dest[0] & 1) || addr6_is_mcast(ip6->daddr) || addr6_is_mcast(ip6->saddr) ||
+	    addr6_is_zero(ip6->saddr))
+		return -1;
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && (!p6->p.l4_ok || p6->p.icmp_type < 128))
+		return -1;
+	quote = p6->p.ip_end - ETH_HLEN;
+	if (quote > KVX_ICMP6_QUOTE)
+		quote = KVX_ICMP6_QUOTE;
+	quote &= ~1U;
+	if (quote < sizeof(*ip6) || ETH_HLEN + quote > ctx_len(ctx))
+		return -1;
+	/* The quoted TCP/UDP checksum, when the quote holds it. */
+	if (!pkt_is_fragment(&p6->p) && p6->p.l4_ok &&
+	    (p6->p.proto == IPPROTO_TCP || p6->p.proto == IPPROTO_UDP)) {
+		l4q = p6->p.l4_off - ETH_HLEN;
+		csum_off = p6->p.proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) :
+							offsetof(struct udphdr, check);
+		if (l4q + csum_off + 2 > quote)
+			csum_off = 0;
+	}
+	if (!icmp_rl_allow(addr6_fold(ip6->saddr), tcm >> 24 == ICMPV6_PKT_TOOBIG)) {
+		stats_count(KVX_R_ICMP_RATELIMITED, 0);
+		return -1;
+	}
+	addr6_copy(dst, ip6->saddr);
+	addr6_copy(src, saddr);
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	if (ctx_icmp_reshape(ctx, ETH_HLEN + quote, sizeof(*ip6) + sizeof(*ih)))
+		return -1;
+
+	data = ctx_data(ctx);
+	data_end = ctx_data_end(ctx);
+	ip6 = data + ETH_HLEN;
+	ih = (void *)(ip6 + 1);
+	if ((void *)(ih + 1) > data_end)
+		return -1;
+	if (csum_off) {
+		__u8 *l4 = (__u8 *)(ih + 1) + (l4q & 0xff);
+		__sum16 *f = (void *)(l4 + csum_off);
+
+		if ((void *)(f + 1) > data_end)
+			return -1;
+		*f = 0;
+		n = ~csum_fold32(icmp_sum2(l4, data_end, quote - l4q));
+		*f = (__sum16)(n >> 1 | n << 15);
+	}
+	ip6->ver_tc = 0x60;
+	ip6->tc_flow = 0;
+	ip6->flow_lo = 0;
+	ip6->payload_len = bpf_htons(sizeof(*ih) + quote);
+	ip6->nexthdr = KVX_IPPROTO_ICMPV6;
+	ip6->hop_limit = 64;
+	addr6_copy(ip6->saddr, src);
+	addr6_copy(ip6->daddr, dst);
+	ih->type = tcm >> 24;
+	ih->code = tcm >> 16;
+	ih->checksum = 0;
+	*(__be32 *)&ih->id = bpf_htonl(tcm & 0xffff);
+	/* RFC 4443 2.3: the pseudo-header's addresses, length and next
+	 * header, then the message. */
+	sum = icmp_sum(ip6->saddr, data_end, 32) + bpf_htons(sizeof(*ih) + quote) +
+	      bpf_htons(KVX_IPPROTO_ICMPV6);
+	sum += icmp_sum2(ih, data_end, sizeof(*ih) + quote);
+	ih->checksum = ~csum_fold32(sum);
+
+	stats_count(KVX_R_ICMP_SENT, ctx_len(ctx));
+	return ctx_redirect(ctx_ifindex(ctx));
+}
+
+/*
  * A guest's frame up to the binding: parsed into p6, classified, routed
  * (into rw).  Returns KVX_CONTINUE when it is to be translated, else the
  * reason to count it under.  Not inlined, as nat6_uplink_check: the
@@ -270,8 +387,7 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 	 * Bound for the outside from here on: never passed to the host, which
 	 * would route it out with its private source (IPv6 forwarding on).
 	 * Hop limit expiry and a packet too big for the uplink are dropped
-	 * and counted (the ICMPv6 errors a router would send are not sent
-	 * yet).  NO_NEIGH skips the lookup's MTU test, and the lookup passes
+	 * and counted, and answered by the caller (icmp6_reply).  NO_NEIGH skips the lookup's MTU test, and the lookup passes
 	 * any GSO skb whole: both are checked here, per segment.
 	 */
 	if (rw->ifindex != cfg->uplink_ifindex)
@@ -280,7 +396,7 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_DROP_HOP_LIMIT;
 	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
 	    ((rc == BPF_FIB_LKUP_RET_NO_NEIGH || ctx_gso_size(ctx)) &&
-	     ctx_exceeds_mtu(ctx, rw->ifindex, pkt_seg_len(ctx, &p6->p), NULL)))
+	     ctx_exceeds_mtu(ctx, rw->ifindex, pkt_seg_len(ctx, &p6->p), &rw->mtu)))
 		return KVX_R_DROP_TOO_BIG;
 	if (addr6_is_zero(cfg6->uplink_addr))
 		return KVX_R_DROP_NO_UPLINK_ADDR;
@@ -305,6 +421,20 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 	return KVX_CONTINUE;
 }
 
+/* The exit of a guest's packet a router answers: counted under its reason,
+ * answered from the bridge's link-local address (kvx_cfg6.gw_addr; none:
+ * no answer). */
+static __noinline int verdict_guest6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 r, __u32 tcm)
+{
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	int rc = verdict(r, ctx_len(ctx)), sent;
+
+	if (!cfg6)
+		return rc;
+	sent = icmp6_reply(ctx, p6, tcm, cfg6->gw_addr);
+	return sent < 0 ? rc : sent;
+}
+
 /* guest -> outside. */
 static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 {
@@ -318,6 +448,11 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	int r;
 
 	r = nat6_guest_check(ctx, &p6, &rw);
+	if (r == KVX_R_DROP_HOP_LIMIT || r == KVX_R_DROP_TOO_BIG)
+		return verdict_guest6(ctx, &p6, r,
+				      r == KVX_R_DROP_HOP_LIMIT ?
+					      KVX_ICMP_TCM(ICMPV6_TIME_EXCEED, 0, 0) :
+					      KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, rw.mtu));
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	cfg = cfg_get();

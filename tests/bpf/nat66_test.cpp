@@ -9,6 +9,7 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "fixture.hpp"
@@ -108,6 +109,40 @@ Packet6 reply6(const Packet6 &out)
 	return r;
 }
 
+// The ICMPv6 error kvmxdp answers a guest's dropped frame with, from
+// scratch: from the bridge's link-local address (nat66_cfg) to the sender,
+// MACs swapped, hop limit 64, quoting the first 168 bytes (even) of the
+// packet, the quoted TCP/UDP checksum replaced as fixture.cpp's
+// icmp_answer explains (the value a later checksum completion leaves).
+Bytes icmp6_answer(const Bytes &in, std::uint8_t type, std::uint32_t word)
+{
+	const Parsed6 p = parse6(in);
+	const std::size_t quote = std::min<std::size_t>(p.ip_end - 14, 168) & ~std::size_t{1};
+	Bytes q(in.begin() + 14, in.begin() + static_cast<long>(14 + quote));
+	const std::size_t l4 = p.l4_off - 14;
+	const std::size_t f = l4 + (p.proto == kProtoTcp ? 16 : 6);
+	if (!p.fragment && (p.proto == kProtoTcp || p.proto == kProtoUdp) && f + 2 <= quote) {
+		q[f] = q[f + 1] = 0;
+		const std::uint32_t sum = 0xffffu ^
+					  csum_fold(csum_partial(q.data() + l4, quote - l4));
+		const std::uint32_t n = (0xffffu - sum) % 0xffffu;
+		const std::uint32_t v = n % 2 ? (n + 0xffffu) / 2 : n / 2;
+		q[f] = static_cast<std::uint8_t>(v >> 8);
+		q[f + 1] = static_cast<std::uint8_t>(v);
+	}
+	Packet6 e;
+	e.dst_mac = Mac{in[6], in[7], in[8], in[9], in[10], in[11]};
+	e.src_mac = Mac{in[0], in[1], in[2], in[3], in[4], in[5]};
+	e.src = ip6("fe80::1");
+	e.dst = p.src;
+	e.proto = kProtoIcmp6;
+	e.icmp_type = type;
+	e.icmp_id = static_cast<std::uint16_t>(word >> 16);
+	e.icmp_seq = static_cast<std::uint16_t>(word);
+	e.payload = q;
+	return e.build();
+}
+
 class Nat66Test : public DatapathTest {
 protected:
 	void SetUp() override
@@ -141,6 +176,23 @@ protected:
 		EXPECT_EQ(diff(r.out, snat6(p, port).build()), "");
 		EXPECT_EQ(check_checksums(r.out), "");
 		return port;
+	}
+
+	// A guest's frame dropped for reason and answered with want.
+	void answered6(const Packet6 &in, kvx_reason reason, const Bytes &want)
+	{
+		const Bytes f = in.build();
+		const Stats before = dp().stats();
+		const RunResult r = dp().run(Prog::BrIngress, f, ingress_ifindex(Prog::BrIngress));
+		// stats_delta lists the counters in the order of their reasons.
+		const std::string drop =
+			std::string(reason_name(reason)) + " +1/+" + std::to_string(f.size()) + "B";
+		const std::string sent = "ICMP_SENT +1/+" + std::to_string(want.size()) + "B";
+		EXPECT_EQ(stats_delta(before, dp().stats()),
+			  reason < KVX_R_ICMP_SENT ? drop + " " + sent : sent + " " + drop);
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(diff(r.out, want), "");
+		EXPECT_EQ(check_checksums(r.out), "");
 	}
 
 	void set_eif()
@@ -330,7 +382,13 @@ TEST_F(Nat66Test, HopLimitAndRoutesNeverPassed)
 {
 	Packet6 p = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
 	p.hop_limit = 1;
+	answered6(p, KVX_R_DROP_HOP_LIMIT, icmp6_answer(p.build(), 3, 0));
+	// Without the bridge's address: dropped unanswered.
+	kvx_cfg6 c = nat66_cfg();
+	std::memset(c.gw_addr, 0, sizeof(c.gw_addr));
+	dp().set_cfg6(c);
 	run6(Prog::BrIngress, p, TC_ACT_SHOT, KVX_R_DROP_HOP_LIMIT);
+	dp().set_cfg6(nat66_cfg());
 	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40000, ip6("2001:db8:31::7"), 443)),
 	     TC_ACT_SHOT, KVX_R_DROP_OTHER_IFACE);
 	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40000, ip6("2001:db8:dead::1"), 443)),
@@ -351,7 +409,38 @@ TEST_F(Nat66Test, TooBigForTheUplinkDropped)
 {
 	UplinkMtu mtu(1280);
 	Packet6 p = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1400));
-	run6(Prog::BrIngress, p, TC_ACT_SHOT, KVX_R_DROP_TOO_BIG);
+	answered6(p, KVX_R_DROP_TOO_BIG, icmp6_answer(p.build(), 2, 1280));
+	Packet6 t = from_guest6(make_tcp6(kGuest6A, 5000, kRemote6A, 80, kTcpAck));
+	t.payload = pattern(1300);
+	answered6(t, KVX_R_DROP_TOO_BIG, icmp6_answer(t.build(), 2, 1280));
+}
+
+// Time exceeded: 6 a second per destination (the kernel's burst), then
+// counted and dropped; Packet Too Big only against its own budget.
+TEST_F(Nat66Test, IcmpErrorsRateLimited)
+{
+	Packet6 p = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53));
+	p.hop_limit = 1;
+	for (int i = 0; i < KVX_ICMPRL_BURST; i++)
+		answered6(p, KVX_R_DROP_HOP_LIMIT, icmp6_answer(p.build(), 3, 0));
+	const Stats before = dp().stats();
+	const RunResult r = dp().run(Prog::BrIngress, p.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(stats_delta(before, dp().stats()), "ICMP_RATELIMITED +1/+0B DROP_HOP_LIMIT +1/+" +
+							     std::to_string(p.build().size()) +
+							     "B");
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_SHOT)));
+	UplinkMtu mtu(1280);
+	Packet6 big = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1400));
+	answered6(big, KVX_R_DROP_TOO_BIG, icmp6_answer(big.build(), 2, 1280));
+}
+
+// Never an error about an error, or from an unspecified source.
+TEST_F(Nat66Test, NoIcmpErrorAboutAnError)
+{
+	Packet6 err = from_guest6(make_echo6(kGuest6A, kRemote6A, 0));
+	err.icmp_type = kIcmp6PacketTooBig;
+	err.hop_limit = 1;
+	run6(Prog::BrIngress, err, TC_ACT_SHOT, KVX_R_DROP_HOP_LIMIT);
 }
 
 TEST_F(Nat66Test, InboundChecks)
