@@ -104,6 +104,29 @@ FWD6_0=$(fwd6)
 assert_eq "ping -6 without kvmxdp: no reply (the router knows no fd42:99::/64)" 0 \
 	"$(kvx_ping_received "$NS_G1" "$SRV6" 3 || echo 0)"
 
+kvx_step "bad --ipv6: one line naming the value, nothing changed"
+STATE=$(kvx_host_state)
+bad_ipv6() { # VALUE NEEDLE
+	local rc=0
+	timeout 5 ip netns exec "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" attach --bridge "$BR" \
+		--uplink "$UP" --ipv6 "$1" >"$KVX_TMP/bad.out" 2>"$KVX_TMP/bad.err" </dev/null || rc=$?
+	if ((rc == 124)); then
+		kvx_fail "--ipv6 $1 was accepted"
+		kvx detach --bridge "$BR" >/dev/null 2>&1 || true
+		return 0
+	fi
+	assert_ne "--ipv6 $1: exit code" 0 "$rc"
+	assert_eq "--ipv6 $1: one line on stderr" 1 "$(grep -c . "$KVX_TMP/bad.err" || true)"
+	assert_contains "--ipv6 $1: the error names it" "$2" "$(cat "$KVX_TMP/bad.err")"
+	if [[ $(kvx_host_state) == "$STATE" ]]; then
+		kvx_pass "--ipv6 $1: nothing changed in the host ns"
+	else
+		kvx_fail "--ipv6 $1: the host ns changed"
+	fi
+}
+bad_ipv6 relay "kvmxdp: error: invalid --ipv6 'relay': relay mode is not supported yet"
+bad_ipv6 nat64 "kvmxdp: error: invalid --ipv6 'nat64': use auto, nat66 or off"
+
 kvx_step "attach with the default options: NAT66 on the bridge's prefix, and why"
 kvx_attach_bg || kvx_fatal "cannot attach"
 FWD6_0=$(fwd6)
