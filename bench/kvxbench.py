@@ -43,6 +43,9 @@ GW_IP, GUEST_IP = "192.168.122.1", "192.168.122.11"
 UP_IP, SERVER_IP = "10.77.0.2", "10.77.0.1"
 MAC = {"br": "02:6b:76:00:01:01", "gp": "02:6b:76:00:01:02", "ge": "02:6b:76:00:0b:01",
        "up": "02:6b:76:00:02:01", "ln": "02:6b:76:00:03:01"}
+# More guests, for churn from several at once (churn_all): guest i (1..) is
+# GUEST_IP + i on the same bridge, its own namespace and bridge port.
+EXTRA_GUESTS = 3
 HOST_CPU, PEER_CPU = 1, 0
 NAT_PORTS = "1024-65535"  # the iptables recipe's --to-ports (iptables, nftables)
 UDP_DPORT = 9000
@@ -140,6 +143,9 @@ class Topology:
         self.s = str(random.randint(10000, 99999))
         s = self.s
         self.ns = {"g": f"kvxb{s}-g", "h": f"kvxb{s}-h", "l": f"kvxb{s}-l"}
+        self.extra = [f"g{i}" for i in range(1, EXTRA_GUESTS + 1)]
+        for g in self.extra:
+            self.ns[g] = f"kvxb{s}-{g}"
         self.dev = {"ge": f"k{s}ge", "gp": f"k{s}gp", "up": f"k{s}up", "ln": f"k{s}ln",
                     "br": "br0"}
         self.tools = tools
@@ -169,7 +175,7 @@ class Topology:
         os.makedirs(self.bpffs, exist_ok=True)
         run(["mount", "-t", "bpf", "bpf", self.bpffs])
         self.mounted = True
-        for side in ("g", "h", "l"):
+        for side in ["g", "h", "l"] + self.extra:
             run(["ip", "netns", "add", self.ns[side]])
             self.created.append(self.ns[side])
             self.sh(side, "ip", "link", "set", "lo", "up")
@@ -201,6 +207,7 @@ class Topology:
         self.sh("l", "ip", "neigh", "replace", UP_IP, "dev", d["ln"], "lladdr", MAC["up"], "nud",
                 "permanent")
         h("bridge", "fdb", "replace", MAC["ge"], "dev", d["gp"], "master", "static")
+        self.extra_guests()
         # The host routes in every configuration (kvmxdp needs forwarding on
         # the bridge for bpf_fib_lookup, the kernel configs need ip_forward).
         h("sysctl", "-qw", "net.ipv4.ip_forward=1")
@@ -254,6 +261,32 @@ class Topology:
         time.sleep(0.1)
         # nsenter execs sleep in place, so the pid is the sleeper's.
         self.servers()
+
+    def extra_guest_ip(self, i):
+        a, b, c, last = GUEST_IP.split(".")
+        return f"{a}.{b}.{c}.{int(last) + i}"
+
+    def extra_guests(self):
+        """Guests g1.. for churn_all: plain veths on the bridge (no NAPI
+        tuning: only the connection rate of several guests at once is
+        measured through them), static neighbours and FDB as the first."""
+        s, h = self.s, (lambda *c: self.sh("h", *c))
+        for i, g in enumerate(self.extra, 1):
+            port, dev, mac = f"k{s}p{i}", f"k{s}e{i}", f"02:6b:76:00:0b:{i + 1:02x}"
+            ip = self.extra_guest_ip(i)
+            h("ip", "link", "add", port, "type", "veth", "peer", "name", dev, "address", mac,
+              "netns", self.ns[g])
+            h("ip", "link", "set", port, "master", self.dev["br"])
+            h("ip", "link", "set", port, "up")
+            self.sh(g, "ip", "link", "set", "lo", "up")
+            self.sh(g, "ip", "addr", "add", f"{ip}/24", "dev", dev)
+            self.sh(g, "ip", "link", "set", dev, "up")
+            self.sh(g, "ip", "route", "add", "default", "via", GW_IP)
+            self.sh(g, "ip", "neigh", "replace", GW_IP, "dev", dev, "lladdr", MAC["br"], "nud",
+                    "permanent")
+            h("ip", "neigh", "replace", ip, "dev", self.dev["br"], "lladdr", mac, "nud",
+              "permanent")
+            h("bridge", "fdb", "replace", mac, "dev", port, "master", "static")
 
     def napi_threads(self):
         out = {v: [] for v in self.dev.values()}
@@ -784,6 +817,45 @@ class Bench:
                                      if k.startswith("DROP_") and v != before.get(k, 0)}
         return d
 
+    def churn_all(self, cfg):
+        """churn from every guest at once: the first guest and the EXTRA_GUESTS
+        others each run crr's client with 16 connects in flight (64 in all,
+        as churn), FIN closes, for the same time; their connections are
+        summed.  Per-guest limits (kvmxdp's default port limit, 7/8 of the
+        pool) must not cost the guests together anything: for kvmxdp the
+        drop counters over the run must stay 0 here too."""
+        t, tl = self.topo, self.opts.tools
+        kvx = isinstance(cfg, KvmxdpConfig)
+        before = cfg.stats() if kvx else {}
+        secs = self.d["churn"]
+        a = self.probe.sample()
+        procs = [subprocess.Popen(
+            nsx(t.ns[g], ["taskset", "-c", str(PEER_CPU), f"{tl}/kvx-net", "crr-client",
+                          "--dst", SERVER_IP, "--port", str(CRR_PORT), "--seconds", str(secs),
+                          "--parallel", "16", "--close", "fin"]),
+            stdout=subprocess.PIPE, text=True) for g in ["g"] + t.extra]
+        outs = []
+        for p in procs:
+            out, _ = p.communicate(timeout=secs + 60)
+            if p.returncode != 0:
+                raise RuntimeError(f"crr-client exited {p.returncode}")
+            outs.append(json.loads(out))
+        b = self.probe.sample()
+        d = Probe.delta(a, b)
+        for k in ("connections", "failed", "slow"):
+            d[k] = sum(o.get(k) or 0 for o in outs)
+        d["cps"] = sum(o.get("cps") or 0 for o in outs)
+        d["guests"] = len(outs)
+        d["per_guest_cps"] = [o.get("cps") for o in outs]
+        d["host_us_per_conn"] = (d["host_cpu_s"] * 1e6 / d["connections"]) if d["connections"] else None
+        if kvx:
+            after = cfg.stats()
+            d["nat_drops"] = sum(v - before.get(k, 0) for k, v in after.items()
+                                 if k.startswith("DROP_"))
+            d["nat_drop_reasons"] = {k: v - before.get(k, 0) for k, v in after.items()
+                                     if k.startswith("DROP_") and v != before.get(k, 0)}
+        return d
+
     def rr(self, cfg):
         """One request in flight, so the threads on the path are idle between
         packets: they run SCHED_FIFO for this workload only, so that the
@@ -809,13 +881,13 @@ class Bench:
         return d
 
 
-WORKLOADS = ["udp", "tcp_up", "tcp_down", "cpu1g", "crr", "rr", "churn"]
+WORKLOADS = ["udp", "tcp_up", "tcp_down", "cpu1g", "crr", "rr", "churn", "churn_all"]
 # The headline metric of each workload: (key, unit, higher is better)
 METRIC = {"udp": ("mpps", "Mpps", True), "tcp_up": ("gbps", "Gbit/s", True),
           "tcp_down": ("gbps", "Gbit/s", True),
           "cpu1g": ("host_cpu_s_per_gb", "host CPU s/GB", False),
           "crr": ("cps", "conn/s", True), "rr": ("p99_us", "p99 us", False),
-          "churn": ("cps", "conn/s", True)}
+          "churn": ("cps", "conn/s", True), "churn_all": ("cps", "conn/s", True)}
 SECONDARY = {"udp": [("mpps_per_core", "Mpps per host core"), ("host_share", "host kthread CPU share"),
                      ("cpu1_busy", "CPU1 busy"), ("gen_mpps", "generator Mpps")],
              "tcp_up": [("gbps_per_core", "Gbit/s per host core"), ("host_share", "host CPU share"),
@@ -827,7 +899,9 @@ SECONDARY = {"udp": [("mpps_per_core", "Mpps per host core"), ("host_share", "ho
                      ("slow", ">0.9 s (SYN lost)")],
              "rr": [("p50_us", "p50 us"), ("lost", "lost")],
              "churn": [("connections", "connections"), ("failed", "failed"),
-                       ("slow", ">0.9 s (SYN lost)"), ("nat_drops", "kvmxdp drops")]}
+                       ("slow", ">0.9 s (SYN lost)"), ("nat_drops", "kvmxdp drops")],
+             "churn_all": [("connections", "connections"), ("failed", "failed"),
+                           ("slow", ">0.9 s (SYN lost)"), ("nat_drops", "kvmxdp drops")]}
 
 # ---------------------------------------------------------------- reporting
 

@@ -727,7 +727,8 @@ static __always_inline int port_host_listens(__u32 port)
  * guest's last ACK and a retransmitted FIN are through) is given to a new
  * SYN, so that short connections do not hold a port for TIME_WAIT plus the
  * GC's grace (150 s).  Never to a connection towards a remote that may hold
- * the port in TIME_WAIT itself (tw_remotes, ct_rules.h kvx_tw_bits); never
+ * the port in TIME_WAIT itself (tw_remotes, ct_rules.h kvx_tw_bits) unless
+ * the SYN reopens that remote's TIME_WAIT (tw_reopens); never
  * a binding with more than one flow (MULTI) or a static one.  The old pair
  * is released as bind_get releases one (OUT half first); its flow is left
  * to expire: a late packet of it finds the port no longer its own and is
@@ -740,6 +741,35 @@ static __always_inline int port_host_listens(__u32 port)
  * loop after bind_claim_port (not from it: nested, the two frames took
  * the bridge program's call chain past 512 bytes of stack).
  */
+/*
+ * A remote that holds the port's last connection in TIME_WAIT still takes a
+ * new SYN for that very tuple when its sequence number is past what the old
+ * connection sent (RFC 1122 4.2.2.13; Linux's tcp_timewait_state_process):
+ * netfilter's NAT evicts such a TIME_WAIT entry for a new SYN on the same
+ * condition (nf_nat_used_tuple_harder), and without it every connection
+ * to one server held its port for TIME_WAIT (several guests churning
+ * through one server ran the pool dry).  Checkable only against the old
+ * flow itself, still in kvx_ct in TIME_WAIT with both sides tracked: a
+ * remote the filter remembers from an older flow of the port keeps it.  The
+ * key is built in the per-CPU scratch (free until ct_create builds a flow
+ * there, after the binding is made): this frame is on the bridge
+ * program's deepest call chain, at 512 bytes as 6.1 counts it.
+ */
+static __always_inline int tw_reopens(const struct kvx_bind_val *ib, const struct kvx_pkt *p)
+{
+	struct kvx_ct_key *k;
+	struct kvx_ct_val *f;
+	__u32 zero = 0;
+
+	k = bpf_map_lookup_elem(&kvx_scratch, &zero);
+	if (!k)
+		return 0;
+	ct_key_init(k, IPPROTO_TCP, ib->addr, ib->port, p->daddr, p->dport);
+	f = bpf_map_lookup_elem(&kvx_ct, k);
+	return f && f->state == KVX_CT_TIME_WAIT && tcp_tracked(f) &&
+	       seq_after(p->tcp_seq, f->tcp[KVX_CT_SIDE_GUEST].end);
+}
+
 __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pkt *p, __u64 now,
 			      int at_limit)
 {
@@ -768,7 +798,7 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 		return 0;
 	bits = kvx_tw_bits(p->daddr, p->dport);
 	seen = ib->tw_remotes;
-	if (kvx_tw_has(seen, bits, now))
+	if (kvx_tw_has(seen, bits, now) && !tw_reopens(ib, p))
 		return 0;
 	bind_key_init(&ok, KVX_BIND_OUT, ik->proto, ib->addr, ib->port);
 	ob = bpf_map_lookup_elem(&kvx_bind, &ok);

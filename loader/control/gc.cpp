@@ -275,13 +275,6 @@ bool bind_idle(uint64_t last_used_ns, uint64_t now_ns)
 	return now_ns > last_used_ns && now_ns - last_used_ns > kBindGraceNs;
 }
 
-uint64_t boottime_ns()
-{
-	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return uint64_t(ts.tv_sec) * 1000000000ULL + uint64_t(ts.tv_nsec);
-}
-
 bool bind_is_static(const kvx_bind_val &v)
 {
 	return (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) != 0;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "base/netaddr6.hpp"
 #include "kvmxdp/abi.h"
 
@@ -62,8 +63,6 @@ bool bind_is_static(const kvx_bind_val &v);
 // releases a pair (abi.h: "OUT half exists => IN half exists"); the IN half
 // is the caller's.  True if it deleted one.
 bool release_out_half(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &in_val);
-
-uint64_t boottime_ns();
 
 struct SweepResult {
 	size_t ct_deleted = 0;

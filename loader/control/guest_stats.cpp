@@ -132,4 +132,29 @@ GuestStatsFds PinnedGuestStats::fds() const
 	return {fds_->cfg.get(), fds_->guest.get(), fds_->gstats.get(), fds_->gflows.get()};
 }
 
+std::vector<GuestRow> active_guests(std::vector<GuestRow> rows, uint64_t now_ns, uint64_t idle_ns)
+{
+	std::vector<GuestRow> out;
+	for (GuestRow &r : rows) {
+		GuestRow k = r;
+		k.addrs.clear();
+		k.seen_ns.clear();
+		k.leased.clear();
+		for (size_t i = 0; i < r.addrs.size(); i++) {
+			const uint64_t seen = i < r.seen_ns.size() ? r.seen_ns[i] : 0;
+			const bool lease = i < r.leased.size() && r.leased[i];
+			// A seen_ns ahead of now (another clock, a racing write)
+			// counts as now.
+			if (!lease && (!seen || (now_ns > seen && now_ns - seen > idle_ns)))
+				continue;
+			k.addrs.push_back(r.addrs[i]);
+			k.seen_ns.push_back(seen);
+			k.leased.push_back(lease);
+		}
+		if (!k.addrs.empty())
+			out.push_back(std::move(k));
+	}
+	return out;
+}
+
 } // namespace kvmxdp

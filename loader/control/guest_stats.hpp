@@ -50,6 +50,15 @@ struct GuestRow {
 // Every guest of kvx_guest, sorted by first address; counters summed over
 // every CPU.
 std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases);
+// The guests of rows that are here now: those with an address that a DHCP
+// lease holds or that was seen within idle_ns (abi.h KVX_GUEST_IDLE_NS:
+// after it the address is anyone's again), each with only such addresses.
+// A guest that is gone (a stopped VM, an address given up) is left out
+// for as long as kvx_guest remembers it: the metrics endpoint removes its
+// series, `top` its line; it comes back (same counters: they are never
+// reset) when it sends again.  now_ns: CLOCK_BOOTTIME.
+std::vector<GuestRow> active_guests(std::vector<GuestRow> rows, uint64_t now_ns,
+				    uint64_t idle_ns);
 // The instance's lease file's leases; none when it has no file.  A file
 // that cannot be read or parsed throws: the libvirt hook must say so;
 // `top` catches it (names are optional there, the daemon reports it).

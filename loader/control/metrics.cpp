@@ -15,6 +15,7 @@
 #include <map>
 #include <mutex>
 
+#include "base/clock.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/fs.hpp"
@@ -57,39 +58,7 @@ double secs(uint64_t ns)
 	return static_cast<double>(ns) / 1e9;
 }
 
-uint64_t boottime_ns()
-{
-	timespec ts{};
-	::clock_gettime(CLOCK_BOOTTIME, &ts);
-	return static_cast<uint64_t>(ts.tv_sec) * 1000000000ULL + static_cast<uint64_t>(ts.tv_nsec);
-}
-
 } // namespace
-
-std::vector<GuestRow> exported_guests(std::vector<GuestRow> rows, uint64_t now_ns, uint64_t idle_ns)
-{
-	std::vector<GuestRow> out;
-	for (GuestRow &r : rows) {
-		GuestRow k = r;
-		k.addrs.clear();
-		k.seen_ns.clear();
-		k.leased.clear();
-		for (size_t i = 0; i < r.addrs.size(); i++) {
-			const uint64_t seen = i < r.seen_ns.size() ? r.seen_ns[i] : 0;
-			const bool lease = i < r.leased.size() && r.leased[i];
-			// A seen_ns ahead of now (another clock, a racing write)
-			// counts as now.
-			if (!lease && (!seen || (now_ns > seen && now_ns - seen > idle_ns)))
-				continue;
-			k.addrs.push_back(r.addrs[i]);
-			k.seen_ns.push_back(seen);
-			k.leased.push_back(lease);
-		}
-		if (!k.addrs.empty())
-			out.push_back(std::move(k));
-	}
-	return out;
-}
 
 class MetricsServer::Collector : public prometheus::Collectable {
 public:
@@ -183,7 +152,7 @@ public:
 				 "A guest now: its current addresses, lease name and whether "
 				 "another guest shares its counters (value 1)",
 				 MetricType::Gauge);
-		for (const GuestRow &r : exported_guests(read_guest_rows(src_.guests, leases()),
+		for (const GuestRow &r : active_guests(read_guest_rows(src_.guests, leases()),
 							 boottime_ns(), KVX_GUEST_IDLE_NS)) {
 			const Labels id = with({{"mac", mac_text(r.mac)}});
 			std::string addrs;

@@ -39,16 +39,6 @@ struct MetricsSource {
 	const DaemonCounters *daemon = nullptr;
 };
 
-// The guests the endpoint exports, of read_guest_rows' rows: those with an
-// address that a DHCP lease holds or that was seen within idle_ns (abi.h
-// KVX_GUEST_IDLE_NS: after it the address is anyone's again), each with
-// only such addresses.  A guest that is gone (a stopped VM, an address
-// given up) has its series removed instead of exported for as long as
-// kvx_guest remembers it; it comes back (same series: its counters are
-// never reset) when it sends again.  now_ns: CLOCK_BOOTTIME.
-std::vector<GuestRow> exported_guests(std::vector<GuestRow> rows, uint64_t now_ns,
-				      uint64_t idle_ns);
-
 // Binds ADDR:PORT (model/options.hpp parse_metrics_listen) the way the
 // server will, and lets it go: attach refuses an address it cannot serve
 // before anything is attached.  Throws Error naming it and the errno text.

@@ -17,6 +17,7 @@
 #include <sstream>
 #include <thread>
 
+#include "base/clock.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "base/fs.hpp"
@@ -57,7 +58,12 @@ public:
 			// Names only: the daemon reports a broken lease file.
 		}
 	}
-	Sample sample() const { return {Clock::now(), read_guest_rows(maps_->fds(), leases_)}; }
+	// Guests that are here now, as the metrics endpoint exports them.
+	Sample sample() const
+	{
+		return {Clock::now(), active_guests(read_guest_rows(maps_->fds(), leases_),
+						    boottime_ns(), KVX_GUEST_IDLE_NS)};
+	}
 	const std::string &bridge() const { return bridge_; }
 
 private:

@@ -954,6 +954,44 @@ TEST_F(TimeWaitReuseTest, SameRemoteOnlyIfItClosedSecond)
 	open(kGuestA, 40003, kRemote2, 80, 61000);
 }
 
+// A remote in TIME_WAIT still takes a SYN whose sequence number is past
+// the old connection's (RFC 1122 4.2.2.13, as netfilter's NAT reuses such a
+// tuple): the port goes to a SYN to that very remote if its sequence number
+// is past what the old flow sent, never if not, nor when the old flow is no
+// longer known.  Without it, guests churning through one server held a port
+// per connection for TIME_WAIT and ran the pool dry.
+TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitTakesALaterSequence)
+{
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
+	close_remote_first(a);
+	age(61000);
+	auto syn = [&](std::uint16_t sport, std::uint32_t seq) {
+		return from_guest(with(make_tcp(kGuestB, sport, kRemote1, 80),
+				       [&](Packet &q) { q.seq = seq; }));
+	};
+	// Not past the old connection's end: the remote would take it for an
+	// old duplicate.
+	run_br(syn(40001, a.g - 100), TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	run_br(syn(40001, a.g - 1), TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	const Packet later = syn(40001, a.g + 100000);
+	translate_out(later, 61000);
+	expect_flow_state(dp(), later, 61000);
+	auto in = dp().bind_lookup(in_key(61000));
+	ASSERT_TRUE(in);
+	EXPECT_NE(in->tw_remotes, 0u) << "the remote stays remembered with the port";
+
+	// The old flow gone (expired, flushed): nothing to check against.
+	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61001; });
+	TcpConn d = open(kGuestA, 40003, kRemote2, 80, 61001);
+	close_remote_first(d);
+	age(61001);
+	dp().ct_delete(ct_key(kProtoTcp, kGuestA, 40003, kRemote2, 80));
+	run_br(from_guest(with(make_tcp(kGuestB, 40004, kRemote2, 80),
+			       [&](Packet &q) { q.seq = d.g + 100000; })),
+	       TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+}
+
 // Simultaneous close: the remote's FIN crosses the guest's (it does not
 // acknowledge it), so the remote is in TIME_WAIT too.
 TEST_F(TimeWaitReuseTest, CrossedFinsCountAsTheRemoteClosingFirst)

@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
-// Which guests the metrics endpoint exports (control/metrics.hpp
-// exported_guests): a guest that is gone or moved must not leave series
-// behind for as long as kvx_guest remembers its old addresses.
+// Which guests the metrics endpoint exports and `top` shows
+// (control/guest_stats.hpp active_guests): a guest that is gone or moved
+// must not leave series or lines behind for as long as kvx_guest remembers
+// its old addresses.
 #include <gtest/gtest.h>
 
 #include "base/netaddr.hpp"
+#include "control/guest_stats.hpp"
 #include "control/metrics.hpp"
 
 using namespace kvmxdp;
@@ -44,7 +46,7 @@ TEST(MetricsGuests, GoneGuestsAndOldAddressesAreNotExported)
 		// Never sent (seen_ns 0) and no lease.
 		row(5, {{"192.168.122.15", 0, false}}),
 	};
-	const auto out = exported_guests(rows, kNow, KVX_GUEST_IDLE_NS);
+	const auto out = active_guests(rows, kNow, KVX_GUEST_IDLE_NS);
 	ASSERT_EQ(out.size(), 3u);
 	EXPECT_EQ(out[0].mac[5], 1);
 	EXPECT_EQ(out[1].mac[5], 3);
@@ -53,14 +55,14 @@ TEST(MetricsGuests, GoneGuestsAndOldAddressesAreNotExported)
 	EXPECT_EQ(out[1].seen_ns.size(), 1u);
 	EXPECT_EQ(out[2].mac[5], 4);
 	// Just inside the window is exported, just past it is not.
-	const auto edge = exported_guests({row(6, {{"192.168.122.16", kNow - 300 * kSec, false}})},
+	const auto edge = active_guests({row(6, {{"192.168.122.16", kNow - 300 * kSec, false}})},
 					  kNow, KVX_GUEST_IDLE_NS);
 	EXPECT_EQ(edge.size(), 1u);
-	EXPECT_TRUE(exported_guests({row(6, {{"192.168.122.16", kNow - 301 * kSec, false}})}, kNow,
+	EXPECT_TRUE(active_guests({row(6, {{"192.168.122.16", kNow - 301 * kSec, false}})}, kNow,
 				    KVX_GUEST_IDLE_NS)
 			    .empty());
 	// A seen_ns ahead of the reader's clock is "now".
-	EXPECT_EQ(exported_guests({row(7, {{"192.168.122.17", kNow + kSec, false}})}, kNow,
+	EXPECT_EQ(active_guests({row(7, {{"192.168.122.17", kNow + kSec, false}})}, kNow,
 				  KVX_GUEST_IDLE_NS)
 			  .size(),
 		  1u);

@@ -317,7 +317,7 @@ struct kvx_ct_val {
 
 /*
  * Per-CPU scratch for the datapath (kvx_scratch[0]): a new flow's value is
- * built here, not on the stack, which the bridge program's deepest call
+ * built here (and, before it, the key of bind_recycle's lookup), not on the stack, which the bridge program's deepest call
  * chain fills to the verifier's 512 bytes.  Never read by the loader.
  */
 #define KVX_MAP_SCRATCH "kvx_scratch"
