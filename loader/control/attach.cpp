@@ -418,14 +418,15 @@ private:
 				if (inst_.subnet6 || plan_.ipv6 == Ipv6Choice::Nat66)
 					throw Error(what + " (choose another --subnet6, e.g. a ULA "
 							   "fd00::/8 prefix)");
-				ipv6_ = {KVX_V6_OFF, std::nullopt, "off: " + what};
+				ipv6_ = {KVX_V6_OFF, std::nullopt, what};
 				break;
 			}
 		if (ipv6_.mode == KVX_V6_NAT66 && !gw6_)
 			log_warn("bridge '" + plan_.bridge +
 				 "' has no link-local IPv6 address: the guests get no ICMPv6 "
 				 "errors from kvmxdp until it has one");
-		log_verbose("ipv6: " + ipv6_.why);
+		log_verbose(std::string("ipv6: ") +
+			    (ipv6_.mode == KVX_V6_NAT66 ? "nat66, " : "off, ") + ipv6_.why);
 	}
 
 	// Conntrack and bindings survive a restart or an upgrade: the pinned
@@ -812,7 +813,8 @@ private:
 	void ipv6_forwarding()
 	{
 		const Instance *prev = prev_instance();
-		const std::optional<std::string> saved = prev ? prev->saved_forwarding6 : std::nullopt;
+		const std::optional<std::string> saved = prev ? prev->saved_forwarding6 :
+								std::nullopt;
 		const std::string fwd = forwarding6_key(plan_.bridge);
 		auto cur = sys_.try_read(fwd);
 		if (!cur) {

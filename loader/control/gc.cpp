@@ -463,8 +463,7 @@ SweepResult flush_addr(int ct_fd, int bind_fd, const typename F::Addr &addr)
 }
 
 template <typename F>
-size_t release_listened(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,
-			uint64_t now_ns)
+size_t release_listened(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx, uint64_t now_ns)
 {
 	using BindKey = typename F::BindKey;
 	using BindVal = typename F::BindVal;

@@ -297,7 +297,7 @@ Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet
 		throw Error("--ipv6 nat66: " + none +
 			    " (give the bridge one, e.g. libvirt's <ip family='ipv6' "
 			    "address='fd42::1' prefix='64'/>, or pass --subnet6)");
-	d.why = "off: " + none;
+	d.why = none;
 	return d;
 }
 

@@ -307,7 +307,7 @@ TEST(Ipv6Mode, OffAndWhy)
 	Ipv6Decision d = decide_ipv6(Ipv6Choice::Auto, std::nullopt, ll, "br0");
 	EXPECT_EQ(d.mode, KVX_V6_OFF);
 	EXPECT_FALSE(d.subnet);
-	EXPECT_EQ(d.why, "off: bridge 'br0' has no global or ULA IPv6 address to take the guests' "
+	EXPECT_EQ(d.why, "bridge 'br0' has no global or ULA IPv6 address to take the guests' "
 			 "prefix from and no --subnet6 was given");
 	// Off wins over every prefix.
 	d = decide_ipv6(Ipv6Choice::Off, parse_subnet6("fd42::/64", "--subnet6"), ll, "br0");
