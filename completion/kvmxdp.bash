@@ -149,9 +149,14 @@ _kvmxdp()
 		mapfile -t COMPREPLY < <(compgen -W "auto tc xdp" -- "$cur")
 		return
 		;;
+	--ipv6)
+		# relay is refused until it exists: not offered.
+		mapfile -t COMPREPLY < <(compgen -W "auto nat66 off" -- "$cur")
+		return
+		;;
 	--proto)
 		if [[ $cmd == conntrack* ]]; then
-			mapfile -t COMPREPLY < <(compgen -W "tcp udp icmp" -- "$cur")
+			mapfile -t COMPREPLY < <(compgen -W "tcp udp icmp icmpv6" -- "$cur")
 		else
 			mapfile -t COMPREPLY < <(compgen -W "tcp udp" -- "$cur")
 		fi

@@ -12,9 +12,11 @@ void add_conntrack_commands(CLI::App &app, ConntrackCli &c)
 	c.cmd = app.add_subcommand("conntrack", "list or flush the flows (conntrack -L / -F)");
 	c.cmd->require_subcommand(1);
 	auto add_filters = [&c](CLI::App *s) {
-		s->add_option("--guest", c.filter.guest, "only flows of this guest address");
-		s->add_option("--remote", c.filter.remote, "only flows with this remote address");
-		s->add_option("--proto", c.filter.proto, "only tcp, udp or icmp flows");
+		s->add_option("--guest", c.filter.guest,
+			      "only flows of this guest address (IPv4 or IPv6)");
+		s->add_option("--remote", c.filter.remote,
+			      "only flows with this remote address (IPv4 or IPv6)");
+		s->add_option("--proto", c.filter.proto, "only tcp, udp, icmp or icmpv6 flows");
 		s->add_option("--ext-port", c.filter.ext_port,
 			      "only flows on this external port (ICMP: echo id)");
 		s->add_option("--state", c.filter.state,

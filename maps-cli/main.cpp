@@ -95,8 +95,14 @@ int main(int argc, char **argv)
 	std::string subnet6;
 	auto *o_subnet6 = attach->add_option(
 		"--subnet6", subnet6,
-		"the guests' IPv6 prefix (PREFIX/n, n <= 64; 'none': forget it); recorded and shown, "
-		"not translated yet (default: the instance's in the config, else none)");
+		"the guests' IPv6 prefix for NAT66 (PREFIX/n, n <= 64; 'none': forget it) (default: "
+		"the instance's in the config, else the bridge's global or ULA prefix)");
+	std::string ipv6;
+	auto *o_ipv6 = attach->add_option(
+		"--ipv6", ipv6,
+		"the guests' IPv6: auto (NAT66 when they have a prefix, --subnet6 or the bridge's, "
+		"else off; status says which and why), nat66, off; relay is not supported yet "
+		"(default: the instance's in the config, else auto)");
 	auto *o_nat =
 		attach->add_option("--nat-ports", nat_ports,
 				   "NAT port range LO-HI (default: 1024-65535 without "
@@ -276,6 +282,8 @@ int main(int argc, char **argv)
 				a.subnet = subnet;
 			if (o_subnet6->count())
 				a.subnet6 = subnet6;
+			if (o_ipv6->count())
+				a.ipv6 = ipv6;
 			if (o_nat->count())
 				a.nat_ports = nat_ports;
 			if (o_mss->count())

@@ -74,8 +74,7 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		    << (i["eif"].get<bool>() ? "endpoint-independent (eif)" :
 					       "address-and-port-dependent")
 		    << "\n";
-		// IPv6: what NAT66 and relay mode will use (control/uplink6.hpp);
-		// nothing of it is translated yet.
+		// IPv6: the uplink's as rtnetlink shows it (control/uplink6.hpp).
 		if (i.contains("ipv6") && i["ipv6"].is_object()) {
 			const auto &v6 = i["ipv6"];
 			out << "  ipv6 uplink address ";
@@ -95,9 +94,14 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 			    << (v6["relay"]["possible"].get<bool>() ? "possible: " : "refused: ")
 			    << str(v6["relay"]["why"]) << "\n";
 		}
-		if (i.contains("subnet6") && !i["subnet6"].is_null())
-			out << "  subnet6 " << str(i["subnet6"])
-			    << " (recorded; IPv6 is not translated yet)\n";
+		// What the datapath does with the guests' IPv6, and why.
+		if (i.contains("ipv6_mode")) {
+			out << "  ipv6 " << str(i["ipv6_mode"]);
+			if (!i["ipv6_subnet"].is_null())
+				out << " " << str(i["ipv6_subnet"]) << " -> "
+				    << str(i["ipv6_uplink_addr"], "none");
+			out << " (" << str(i["ipv6_mode_why"]) << ")\n";
+		}
 		// The pool the datapath allocates from: the range minus the
 		// host's ephemeral range and the ports it listens on.
 		if (i.contains("nat_pool")) {
@@ -152,14 +156,25 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 				    << ", class " << cls << ")\n";
 			}
 		}
+		// The IPv6 programs, tail-called by the TC programs above.
+		for (const auto &p : i.value("ipv6_programs", nlohmann::json::array()))
+			out << "    " << pad("(tail call)", 16) << pad("ipv6", 7)
+			    << pad("slot " + str(p["slot"]), 14) << pad("tc", 4) << "tc "
+			    << pad(str(p["prog"], "(empty)"), 15) << "from "
+			    << str(p["tail_called_from"]) << "\n";
 		// The host's own sockets to mapped addresses: cgroup hooks.
 		for (const auto &h : i.value("host_access", nlohmann::json::array()))
 			out << "    " << pad("cgroup v2 root", 30) << pad(str(h["hook"]), 21)
 			    << str(h["prog"]) << "\n";
 		out << "  conntrack " << str(i["conntrack"]["entries"]) << "/"
 		    << str(i["conntrack"]["max_entries"]) << "  bindings "
-		    << str(i["bindings"]["entries"]) << "/" << str(i["bindings"]["max_entries"])
-		    << "\n";
+		    << str(i["bindings"]["entries"]) << "/" << str(i["bindings"]["max_entries"]);
+		if (i.contains("conntrack6") && i.contains("bindings6"))
+			out << "  ipv6 conntrack " << str(i["conntrack6"]["entries"]) << "/"
+			    << str(i["conntrack6"]["max_entries"]) << "  ipv6 bindings "
+			    << str(i["bindings6"]["entries"]) << "/"
+			    << str(i["bindings6"]["max_entries"]);
+		out << "\n";
 		if (i.contains("maps") && !i["maps"].empty()) {
 			// Map memory as the kernel charges it (status_add_usage).
 			out << "  memory " << mib(i.value("memory_bytes", uint64_t{0})) << ":";

@@ -7,11 +7,12 @@ is a DNS query from inside a test namespace: seconds of timeouts before the
 server listens, and a packet to a resolver outside the test.  The access log
 (stderr) keeps http.server's format: the client address comes first.
 
-Usage: http_serve.py --bind ADDR --directory DIR PORT
+Usage: http_serve.py --bind ADDR --directory DIR PORT   (ADDR: IPv4 or IPv6)
 """
 import argparse
 import functools
 import http.server
+import socket
 import socketserver
 
 
@@ -30,6 +31,8 @@ def main():
     ap.add_argument("port", type=int)
     a = ap.parse_args()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=a.directory)
+    # An IPv6 address binds an IPv6 socket (nat66.sh).
+    Server.address_family = socket.AF_INET6 if ":" in a.bind else socket.AF_INET
     with Server((a.bind, a.port), handler) as httpd:
         print(f"Serving HTTP on {a.bind} port {a.port}", flush=True)
         httpd.serve_forever()

@@ -722,6 +722,7 @@ kvx_host_state() {
 			echo "## xdp $dev"; ip -d link show dev "$dev" 2>&1 | grep -o "prog/xdp.*" || true
 		done
 		echo "## forwarding"; cat "/proc/sys/net/ipv4/conf/$br/forwarding"
+		echo "## forwarding6"; cat "/proc/sys/net/ipv6/conf/$br/forwarding" 2>&1 || true
 		echo "## ip_forward"; cat /proc/sys/net/ipv4/ip_forward
 		echo "## reserved"; cat /proc/sys/net/ipv4/ip_local_reserved_ports
 		echo "## bpffs"; cd "$bpffs" && find . -mindepth 1 -not -path ./kvmxdp | sort

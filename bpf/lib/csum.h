@@ -43,6 +43,26 @@ static __always_inline int csum_l4_addr(kvx_ctx_t *ctx, const struct csum_l4 *l4
 					   sizeof(to));
 }
 
+/*
+ * An IPv6 address changed (the 16 bytes at from, now to): the L4 side, by
+ * the difference of the two (RFC 1624) as a pseudo-header change.  TCP, UDP
+ * and ICMPv6 all cover the pseudo-header (RFC 8200 8.1, RFC 4443 2.3):
+ * l4->pseudo is set for all three.  There is no IP header checksum.
+ */
+static __always_inline int csum_l4_addr6(kvx_ctx_t *ctx, const struct csum_l4 *l4,
+					 const __be32 *from, const __be32 *to)
+{
+	__s64 diff;
+
+	if (!l4->off)
+		return 0;
+	diff = bpf_csum_diff((__be32 *)from, 16, (__be32 *)to, 16, 0);
+	if (diff < 0)
+		return -1;
+	return ctx_l4_csum_replace(ctx, l4->off, 0, (__u32)diff,
+				   BPF_F_PSEUDO_HDR | (l4->udp ? BPF_F_MARK_MANGLED_0 : 0));
+}
+
 /* A port or ICMP echo identifier changed: covered by the L4 checksum only;
  * for a CHECKSUM_PARTIAL skb the helper leaves the field to the device. */
 static __always_inline int csum_port(kvx_ctx_t *ctx, const struct csum_l4 *l4, __be16 from,

@@ -578,29 +578,33 @@ static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __
 	return KVX_R_DROP_GUEST_QUOTA;
 }
 
-#define KVX_CT_RACE (KVX_R_MAX + 3)
-
-/* Not inlined: its retry and counting paths would multiply with every path
- * into its two callers (verifier work). */
-static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt *p,
-				enum ct_dir dir, const struct nat_endpoint *ext, __u64 now)
+/* May p open a flow (both families)?  Outbound, TCP only with a SYN or a
+ * bare ACK (a mid-stream pick-up after a flush or a restart, netfilter's
+ * nf_conntrack_tcp_loose), never FIN, RST or invalid combinations (SYN+FIN,
+ * SYN+RST, no flags: nf_conntrack_proto_tcp.c tcp_valid_flags, tcp_new),
+ * else the remote's answering RST would find a way in; inbound only with a
+ * SYN.  Other protocols: any packet. */
+static __always_inline int tcp_may_open(const struct kvx_pkt *p, enum ct_dir dir)
 {
-	const struct kvx_cfg *cfg = cfg_get();
-	struct kvx_ct_val *vp;
-	__u32 zero = 0;
-	__u8 state;
-	int err;
+	__u8 tf = p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
 
-	/* The value is built in the per-CPU scratch (abi.h kvx_scratch). */
-	vp = bpf_map_lookup_elem(&kvx_scratch, &zero);
-	if (!cfg || !vp)
-		return KVX_R_DROP_TABLE_FULL;
+	if (p->proto != IPPROTO_TCP)
+		return 1;
+	return tf == KVX_TCP_SYN || (dir == CT_DIR_OUT && tf == KVX_TCP_ACK);
+}
+
+/*
+ * A new flow's value (both families: kvx_ct6_val embeds it), zeroed and
+ * filled for packet p (its first) except the external address.
+ */
+static __always_inline void ct_val_init(struct kvx_ct_val *vp, const struct kvx_pkt *p,
+					enum ct_dir dir, __be16 ext_port, __u8 flags, __u64 now)
+{
 	__builtin_memset(vp, 0, sizeof(*vp));
 	vp->created_ns = now;
 	vp->last_seen_ns = now;
-	vp->ext_addr = ext->addr;
-	vp->ext_port = ext->port;
-	vp->flags = ext->flags;
+	vp->ext_port = ext_port;
+	vp->flags = flags;
 	vp->state = KVX_CT_UDP;
 	if (dir == CT_DIR_OUT) {
 		vp->pkts_out = 1;
@@ -622,6 +626,27 @@ static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt
 			vp->state = KVX_CT_ESTABLISHED;
 		}
 	}
+}
+
+#define KVX_CT_RACE (KVX_R_MAX + 3)
+
+/* Not inlined: its retry and counting paths would multiply with every path
+ * into its two callers (verifier work). */
+static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt *p,
+				enum ct_dir dir, const struct nat_endpoint *ext, __u64 now)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_ct_val *vp;
+	__u32 zero = 0;
+	__u8 state;
+	int err;
+
+	/* The value is built in the per-CPU scratch (abi.h kvx_scratch). */
+	vp = bpf_map_lookup_elem(&kvx_scratch, &zero);
+	if (!cfg || !vp)
+		return KVX_R_DROP_TABLE_FULL;
+	ct_val_init(vp, p, dir, ext->port, ext->flags, now);
+	vp->ext_addr = ext->addr;
 	state = vp->state;
 	err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
 	/* Full (-E2BIG): make room from expired flows (or, for an inbound
@@ -1354,18 +1379,8 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 
 	/* A new flow: within the guest's quota before anything is created. */
 	if (!f) {
-		/* Only a SYN, or a bare ACK (mid-stream pick-up after a flush or
-		 * a restart, netfilter's nf_conntrack_tcp_loose), opens a TCP
-		 * flow; FIN, RST and invalid combinations (SYN+FIN, SYN+RST, no
-		 * flags) never do (nf_conntrack_proto_tcp.c: tcp_valid_flags,
-		 * tcp_new): else the remote's answering RST would find a way in. */
-		if (p->proto == IPPROTO_TCP) {
-			__u8 tf = p->tcp_flags &
-				  (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
-
-			if (tf != KVX_TCP_SYN && tf != KVX_TCP_ACK)
-				return KVX_R_DROP_TCP_NO_FLOW;
-		}
+		if (!tcp_may_open(p, CT_DIR_OUT))
+			return KVX_R_DROP_TCP_NO_FLOW;
 		r = ct_quota_check(cfg, p->saddr, 0, p, now);
 		if (r != KVX_CONTINUE)
 			return r;
@@ -1539,9 +1554,7 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 		 * NULL scan, or a stray segment, never holds an entry (nor the
 		 * guest's quota), and the SYN only a half-open one
 		 * (SYN_RECV) until the handshake completes. */
-		if (p->proto == IPPROTO_TCP &&
-		    (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) !=
-			    KVX_TCP_SYN)
+		if (!tcp_may_open(p, CT_DIR_IN))
 			return KVX_R_DROP_TCP_NO_FLOW;
 		r = ct_quota_check(cfg, guest->addr, KVX_CT_F_INBOUND, p, now);
 		if (r != KVX_CONTINUE)

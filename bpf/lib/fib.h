@@ -9,6 +9,9 @@
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
 
 /* Linux 6.10 (uapi headers of older distributions lack it): the lookup
  * takes the mark, an input in the first 4 bytes of the output smac, for

@@ -1,22 +1,581 @@
 /* SPDX-License-Identifier: GPL-2.0 */
 /*
- * IPv6 datapath (docs/ipv6.md): the programs the entry points tail-call an
- * IPv6 frame into.  Until NAT66 lands here, IPv6 stays the host's: every
- * frame is counted PASS_NOT_IP and passed, as the IPv4 programs did.
+ * NAT66 (docs/ipv6.md): the programs the entry points tail-call an IPv6
+ * frame into.  Guests on kvx_cfg6.subnet leave from kvx_cfg6.uplink_addr
+ * with the IPv4 path's behaviour (endpoint-independent mapping, APDF or
+ * --eif, the NAT port range minus the host's); neighbour and router
+ * discovery, link-local and multicast stay the host's.  Mode off (or relay,
+ * not in the datapath yet): every frame is the host's (PASS_NOT_IP), as
+ * before IPv6 existed here.
+ *
+ * Not translated yet (dropped from guests, counted; the host's from the
+ * uplink): fragments, ICMPv6 errors (their quoted headers), other
+ * protocols.  Never passed to the host from a guest once it is bound for
+ * the outside: with IPv6 forwarding on the bridge the host would route it
+ * out with its private source.
  */
 #ifndef KVX_NAT6_H
 #define KVX_NAT6_H
 
 #include "nat.h"
+#include "ct6.h"
 
-static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
+/* Is a in prefix/len (len 0..128)? */
+static __always_inline int prefix6_has(const __be32 *prefix, __u32 len, const __be32 *a)
 {
-	return verdict(KVX_R_PASS_NOT_IP, ctx_len(ctx));
+	__u32 i;
+
+#pragma unroll
+	for (i = 0; i < 4; i++) {
+		__u32 bits;
+
+		if (len <= 32 * i)
+			return 1;
+		bits = len - 32 * i;
+		if (bits >= 32) {
+			if (a[i] != prefix[i])
+				return 0;
+			continue;
+		}
+		return !((a[i] ^ prefix[i]) & bpf_htonl(0xffffffffU << (32 - bits)));
+	}
+	return 1;
 }
 
+static __always_inline int addr6_is_linklocal(const __be32 *a)
+{
+	return (bpf_ntohl(a[0]) & 0xffc00000) == 0xfe800000;
+}
+
+static __always_inline int addr6_is_mcast(const __be32 *a)
+{
+	return (bpf_ntohl(a[0]) >> 24) == 0xff;
+}
+
+/* Neighbour discovery, router discovery, MLD: the host's (RFC 4861, 2710,
+ * 3810), whatever the addresses. */
+static __always_inline int icmp6_is_nd(const struct kvx_pkt *p)
+{
+	return p->proto == KVX_IPPROTO_ICMPV6 && p->l4_ok &&
+	       ((p->icmp_type >= ICMPV6_MLD_QUERY && p->icmp_type <= ICMPV6_REDIRECT) ||
+		p->icmp_type == ICMPV6_MLD2_REPORT);
+}
+
+/* The host's link-local business: DAD (source ::), link-local either
+ * side, multicast. */
+static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
+{
+	return addr6_is_zero(p6->saddr) || addr6_is_linklocal(p6->saddr) ||
+	       addr6_is_linklocal(p6->daddr) || addr6_is_mcast(p6->daddr);
+}
+
+struct nat6_rewrite {
+	__be32 addr[4]; /* the new address of the side rewritten */
+	__be32 nh[4];	/* fib6_route: the next hop, for bpf_redirect_neigh */
+	__u32 ifindex;	/* fib6_route: the egress device */
+	__u32 mtu;	/* fib6_route: the route's MTU (for a Packet Too Big) */
+	__u8 smac[8];	/* 8-byte slots: aligned word loads for the verifier */
+	__u8 dmac[8];
+	__be16 port; /* the new port (ICMPv6 echo: the identifier) */
+	__u8 src;    /* rewrite the source side, else the destination */
+	__u8 macs;   /* set smac/dmac, else leave them (bpf_redirect_neigh fills them) */
+};
+
+/*
+ * IPv6: the lookup of fib_route (from the device the stack sees the packet
+ * on, with its mark, tot_len 0 so that the kernel tests the skb against
+ * the egress MTU GSO-aware), without its route cache (IPv4 slots); the
+ * answer into rw.  Needs IPv6 forwarding on that device (else
+ * FWD_DISABLED).  Not inlined: the lookup's 64 bytes stay off the frame
+ * of the program, whose chain down to bind6_claim is near the verifier's
+ * 512 bytes.
+ */
+static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, struct nat6_rewrite *rw,
+				 __u32 ifindex)
+{
+	struct bpf_fib_lookup fib;
+	__u32 mark = ctx_mark(ctx);
+	__u32 flags = mark ? BPF_FIB_LOOKUP_MARK : 0;
+	int rc;
+
+	if (!p6 || !rw)
+		return -1;
+	__builtin_memset(&fib, 0, sizeof(fib));
+	fib.family = AF_INET6;
+	fib.l4_protocol = p6->p.proto;
+	if (p6->p.proto == IPPROTO_TCP || p6->p.proto == IPPROTO_UDP) {
+		fib.sport = p6->p.sport;
+		fib.dport = p6->p.dport;
+	}
+	__builtin_memcpy(fib.ipv6_src, p6->saddr, 16);
+	__builtin_memcpy(fib.ipv6_dst, p6->daddr, 16);
+	fib.ifindex = ifindex;
+	*(__u32 *)fib.smac = mark; /* the 6.10 uapi's input "mark" */
+	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), flags);
+	if (rc == -22 /* -EINVAL */ && flags)
+		return KVX_FIB_NO_MARK_SUPPORT;
+	rw->ifindex = fib.ifindex;
+	rw->mtu = fib.mtu_result;
+	__builtin_memcpy(rw->nh, fib.ipv6_dst, 16);
+	__builtin_memcpy(rw->smac, fib.smac, ETH_ALEN);
+	__builtin_memcpy(rw->dmac, fib.dmac, ETH_ALEN);
+	return rc;
+}
+
+/*
+ * Rewrite one side to rw's address and port, hop limit - 1, the MACs when
+ * given; then the L4 checksum incrementally (csum_l4_addr6, csum_port).
+ * All direct writes happen first: the checksum helpers invalidate packet
+ * pointers.
+ */
+static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
+				   const struct nat6_rewrite *rw)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
+	struct csum_l4 l4c = {};
+	__be32 old[4], new[4];
+	__be16 *pp = NULL, old_port = 0, port;
+	__u32 l4_off;
+	void *l4;
+	int src;
+
+	if (!p6 || !rw || (void *)(ip6 + 1) > data_end)
+		return -1;
+	l4_off = p6->p.l4_off;
+	if (l4_off < ETH_HLEN + sizeof(*ip6) || l4_off > KVX_PULL6_LEN)
+		return -1;
+	/* Masked behind a barrier: clang folds the test above into one the
+	 * verifier draws no bound from. */
+	kvx_index_barrier(l4_off);
+	l4 = data + (l4_off & 0x1ff);
+	switch (p6->p.proto) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > data_end)
+			return -1;
+		pp = rw->src ? &th->source : &th->dest;
+		l4c.off = l4_off + offsetof(struct tcphdr, check);
+		break;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > data_end)
+			return -1;
+		pp = rw->src ? &uh->source : &uh->dest;
+		l4c.off = l4_off + offsetof(struct udphdr, check);
+		l4c.udp = 1;
+		break;
+	}
+	case KVX_IPPROTO_ICMPV6: {
+		struct kvx_icmp6hdr *ih = l4;
+
+		if ((void *)(ih + 1) > data_end)
+			return -1;
+		pp = &ih->id;
+		l4c.off = l4_off + offsetof(struct kvx_icmp6hdr, checksum);
+		break;
+	}
+	default:
+		return -1;
+	}
+	l4c.pseudo = 1;
+	if ((void *)(pp + 1) > data_end) /* for the verifier: pp is computed apart */
+		return -1;
+
+	src = rw->src;
+	port = rw->port;
+	if (rw->macs) {
+		__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
+	}
+	ip6->hop_limit--;
+	addr6_copy(new, rw->addr);
+	if (src) {
+		addr6_copy(old, ip6->saddr);
+		addr6_copy(ip6->saddr, new);
+	} else {
+		addr6_copy(old, ip6->daddr);
+		addr6_copy(ip6->daddr, new);
+	}
+	old_port = *pp;
+	*pp = port;
+
+	if (csum_l4_addr6(ctx, &l4c, old, new) || csum_port(ctx, &l4c, old_port, port))
+		return -1;
+	return 0;
+}
+
+/*
+ * ICMPv6 errors kvmxdp sends a guest itself (RFC 4443), as icmp_reply
+ * does for IPv4: the frame becomes the error about it, from saddr (the
+ * bridge's link-local address) back to its sender, out of the device it
+ * came in on (MACs swapped).  type/code/mtu in tcm (KVX_ICMP_TCM).  The
+ * quote is the offending packet's first KVX_ICMP6_QUOTE bytes (even): its
+ * headers, which is all a receiver's stack reads, not the 1232 bytes RFC
+ * 4443 3.1 allows (the sum is taken by icmp_sum, 88 bytes a call).  The
+ * quoted TCP/UDP checksum gets icmp_reply's fixed point, so that a
+ * CHECKSUM_PARTIAL skb finished later leaves the bytes as sent.  Never
+ * about an ICMPv6 error, a multicast or unspecified address, a frame sent
+ * to a multicast MAC; rate limited by kvx_icmprl (keyed by a fold of the
+ * destination) and the global budgets, Packet Too Big only by its own.
+ * -1: nothing sent, the caller drops.
+ */
+#define KVX_ICMP6_QUOTE 168
+
+/* icmp_sum of up to 2 * KVX_ICMP_SUM_MAX bytes (even), in two calls. */
+static __always_inline __u32 icmp_sum2(const void *p, const void *data_end, __u32 len)
+{
+	__u32 sum = icmp_sum(p, data_end, len);
+
+	if (len > KVX_ICMP_SUM_MAX)
+		sum += icmp_sum(p + KVX_ICMP_SUM_MAX, data_end, len - KVX_ICMP_SUM_MAX);
+	return sum;
+}
+#define ICMPV6_PKT_TOOBIG 2
+#define ICMPV6_TIME_EXCEED 3
+
+static __noinline int icmp6_reply(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 tcm,
+				  const __be32 *saddr)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
+	struct kvx_icmp6hdr *ih;
+	__u32 quote, sum, l4q = 0, csum_off = 0;
+	__be32 src[4], dst[4];
+	__u8 mac[ETH_ALEN];
+	__u16 n;
+
+	if (!p6 || !saddr || (void *)(ip6 + 1) > data_end || addr6_is_zero(saddr))
+		return -1;
+	if ((eth->h_dest[0] & 1) || addr6_is_mcast(ip6->daddr) || addr6_is_mcast(ip6->saddr) ||
+	    addr6_is_zero(ip6->saddr))
+		return -1;
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && (!p6->p.l4_ok || p6->p.icmp_type < 128))
+		return -1;
+	quote = p6->p.ip_end - ETH_HLEN;
+	if (quote > KVX_ICMP6_QUOTE)
+		quote = KVX_ICMP6_QUOTE;
+	quote &= ~1U;
+	if (quote < sizeof(*ip6) || ETH_HLEN + quote > ctx_len(ctx))
+		return -1;
+	/* The quoted TCP/UDP checksum, when the quote holds it. */
+	if (!pkt_is_fragment(&p6->p) && p6->p.l4_ok &&
+	    (p6->p.proto == IPPROTO_TCP || p6->p.proto == IPPROTO_UDP)) {
+		l4q = p6->p.l4_off - ETH_HLEN;
+		csum_off = p6->p.proto == IPPROTO_TCP ? offsetof(struct tcphdr, check) :
+							offsetof(struct udphdr, check);
+		if (l4q + csum_off + 2 > quote)
+			csum_off = 0;
+	}
+	if (!icmp_rl_allow(addr6_fold(ip6->saddr), tcm >> 24 == ICMPV6_PKT_TOOBIG)) {
+		stats_count(KVX_R_ICMP_RATELIMITED, 0);
+		return -1;
+	}
+	addr6_copy(dst, ip6->saddr);
+	addr6_copy(src, saddr);
+	__builtin_memcpy(mac, eth->h_dest, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	if (ctx_icmp_reshape(ctx, ETH_HLEN + quote, sizeof(*ip6) + sizeof(*ih)))
+		return -1;
+
+	data = ctx_data(ctx);
+	data_end = ctx_data_end(ctx);
+	ip6 = data + ETH_HLEN;
+	ih = (void *)(ip6 + 1);
+	if ((void *)(ih + 1) > data_end)
+		return -1;
+	if (csum_off) {
+		__u8 *l4 = (__u8 *)(ih + 1) + (l4q & 0xff);
+		__sum16 *f = (void *)(l4 + csum_off);
+
+		if ((void *)(f + 1) > data_end)
+			return -1;
+		*f = 0;
+		n = ~csum_fold32(icmp_sum2(l4, data_end, quote - l4q));
+		*f = (__sum16)(n >> 1 | n << 15);
+	}
+	ip6->ver_tc = 0x60;
+	ip6->tc_flow = 0;
+	ip6->flow_lo = 0;
+	ip6->payload_len = bpf_htons(sizeof(*ih) + quote);
+	ip6->nexthdr = KVX_IPPROTO_ICMPV6;
+	ip6->hop_limit = 64;
+	addr6_copy(ip6->saddr, src);
+	addr6_copy(ip6->daddr, dst);
+	ih->type = tcm >> 24;
+	ih->code = tcm >> 16;
+	ih->checksum = 0;
+	*(__be32 *)&ih->id = bpf_htonl(tcm & 0xffff);
+	/* RFC 4443 2.3: the pseudo-header's addresses, length and next
+	 * header, then the message. */
+	sum = icmp_sum(ip6->saddr, data_end, 32) + bpf_htons(sizeof(*ih) + quote) +
+	      bpf_htons(KVX_IPPROTO_ICMPV6);
+	sum += icmp_sum2(ih, data_end, sizeof(*ih) + quote);
+	ih->checksum = ~csum_fold32(sum);
+
+	stats_count(KVX_R_ICMP_SENT, ctx_len(ctx));
+	return ctx_redirect(ctx_ifindex(ctx));
+}
+
+/*
+ * A guest's frame up to the binding: parsed into p6, classified, routed
+ * (into rw).  Returns KVX_CONTINUE when it is to be translated, else the
+ * reason to count it under.  Not inlined, as nat6_uplink_check: the
+ * parser's and the checks' temporaries stay off the program's frame, on
+ * the chain down to bind6_claim (the verifier allows 512 bytes in all).
+ */
+static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, struct nat6_rewrite *rw)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	enum parse_result pr;
+	int rc;
+
+	if (!p6 || !rw)
+		return KVX_R_DROP_MALFORMED;
+	ctx_pull_len(ctx, KVX_PULL6_LEN);
+	if (!cfg || !cfg6 || cfg6->mode != KVX_V6_NAT66)
+		return KVX_R_PASS_NOT_IP;
+	pr = parse_ipv6(ctx, p6);
+	if (pr == PARSE_NOT_IPV6)
+		return KVX_R_PASS_NOT_IP;
+	if (pr == PARSE_BAD_IP)
+		return KVX_R_DROP_MALFORMED;
+	/* By address first: a link-local packet with a chain we do not walk
+	 * is still the host's (it never leaves the link). */
+	if (pkt6_is_host_local(p6))
+		return KVX_R_PASS_ND;
+	if (pr == PARSE_EXTHDR)
+		return KVX_R_DROP_EXTHDR;
+	if (icmp6_is_nd(&p6->p))
+		return KVX_R_PASS_ND;
+	if (!prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr))
+		return KVX_R_DROP_SPOOFED;
+	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr) ||
+	    addr6_eq(p6->daddr, cfg6->uplink_addr))
+		return KVX_R_PASS_LOCAL;
+	if (!ctx_frame_for_host(ctx))
+		return KVX_R_PASS_OTHERHOST;
+
+	rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx));
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		break;
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		return KVX_R_PASS_LOCAL; /* another address of the host's */
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		/* The host answers these (ICMPv6 unreachable), routes nothing. */
+		return KVX_R_PASS_NO_ROUTE;
+	case KVX_FIB_NO_MARK_SUPPORT:
+		return KVX_R_DROP_FWMARK;
+	default:
+		return KVX_R_DROP_FIB;
+	}
+	/*
+	 * Bound for the outside from here on: never passed to the host, which
+	 * would route it out with its private source (IPv6 forwarding on).
+	 * Hop limit expiry and a packet too big for the uplink are dropped
+	 * and counted, and answered by the caller (icmp6_reply).  NO_NEIGH skips the lookup's MTU test, and the lookup passes
+	 * any GSO skb whole: both are checked here, per segment.
+	 */
+	if (rw->ifindex != cfg->uplink_ifindex)
+		return KVX_R_DROP_OTHER_IFACE;
+	if (p6->p.ttl <= 1)
+		return KVX_R_DROP_HOP_LIMIT;
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
+	    ((rc == BPF_FIB_LKUP_RET_NO_NEIGH || ctx_gso_size(ctx)) &&
+	     ctx_exceeds_mtu(ctx, rw->ifindex, pkt_seg_len(ctx, &p6->p), &rw->mtu)))
+		return KVX_R_DROP_TOO_BIG;
+	if (addr6_is_zero(cfg6->uplink_addr))
+		return KVX_R_DROP_NO_UPLINK_ADDR;
+	if (pkt_is_fragment(&p6->p))
+		return KVX_R_DROP_FRAGMENT;
+	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
+	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+		return KVX_R_DROP_PROTO_UNTRANSLATED;
+	if (!p6->p.l4_ok)
+		return KVX_R_DROP_MALFORMED;
+	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
+		return KVX_R_DROP_UDP_NO_CSUM;
+	/* Echo requests only: a reply leaves through the flow of the request
+	 * it answers, and those come in only to 1:1 mappings (none for IPv6
+	 * yet); errors quote a header (not translated yet). */
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST)
+		return KVX_R_DROP_ICMP_TYPE;
+	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
+	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
+	addr6_copy(rw->addr, cfg6->uplink_addr);
+	pkt_syn_options(ctx, &p6->p);
+	return KVX_CONTINUE;
+}
+
+/* The exit of a guest's packet a router answers: counted under its reason,
+ * answered from the bridge's link-local address (kvx_cfg6.gw_addr; none:
+ * no answer). */
+static __noinline int verdict_guest6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 r, __u32 tcm)
+{
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	int rc = verdict(r, ctx_len(ctx)), sent;
+
+	if (!cfg6)
+		return rc;
+	sent = icmp6_reply(ctx, p6, tcm, cfg6->gw_addr);
+	return sent < 0 ? rc : sent;
+}
+
+/* guest -> outside. */
+static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
+{
+	__u8 macs[16] __attribute__((aligned(8))); /* see KVX_GW_MAC_OFF */
+	struct nat6_rewrite rw = {.src = 1};
+	const struct kvx_cfg *cfg;
+	__u32 len = ctx_len(ctx);
+	struct kvx_pkt6 p6;
+	struct ethhdr *eth;
+	__u64 now;
+	int r;
+
+	r = nat6_guest_check(ctx, &p6, &rw);
+	if (r == KVX_R_DROP_HOP_LIMIT || r == KVX_R_DROP_TOO_BIG)
+		return verdict_guest6(ctx, &p6, r,
+				      r == KVX_R_DROP_HOP_LIMIT ?
+					      KVX_ICMP_TCM(ICMPV6_TIME_EXCEED, 0, 0) :
+					      KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, rw.mtu));
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	cfg = cfg_get();
+	eth = ctx_data(ctx);
+	if (!cfg || (void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
+	now = clock_now_ns();
+	r = ct6_egress(&p6, macs, now, &rw.port);
+	if (r == KVX_NO_MAPPING) {
+		r = bind6_reuse(&p6, macs, now, &rw.port);
+		if (r == KVX_NO_MAPPING)
+			r = bind6_create(cfg, &p6, macs, now, &rw.port);
+		if (r == KVX_CONTINUE)
+			r = ct6_commit_out(&p6, rw.port, now);
+		if (r == KVX_NO_MAPPING)
+			r = ct6_create(&p6, CT_DIR_OUT, p6.saddr, p6.p.sport, rw.port);
+	}
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	if (nat6_rewrite(ctx, &p6, &rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_OUT, len);
+	if (!rw.macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		/* The gateway after the lookup. */
+		__builtin_memcpy(nh.ipv6_nh, rw.nh, 16);
+		return bpf_redirect_neigh(rw.ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(rw.ifindex);
+}
+
+/*
+ * A frame from the uplink up to the binding lookup: parsed into p6 and
+ * classified.  KVX_CONTINUE: to the uplink address, a protocol a binding
+ * may own.
+ */
+static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	enum parse_result pr;
+
+	if (!p6)
+		return KVX_R_PASS_HOST;
+	ctx_pull_len(ctx, KVX_PULL6_LEN);
+	if (!cfg || !cfg6 || cfg6->mode != KVX_V6_NAT66)
+		return KVX_R_PASS_NOT_IP;
+	pr = parse_ipv6(ctx, p6);
+	if (pr == PARSE_NOT_IPV6)
+		return KVX_R_PASS_NOT_IP;
+	if (pr == PARSE_BAD_IP)
+		return KVX_R_PASS_HOST;
+	if (pkt6_is_host_local(p6))
+		return KVX_R_PASS_ND;
+	/* Nobody on the LAN routes into the guest prefix through us. */
+	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
+		return KVX_R_DROP_TO_SUBNET;
+	/* Not to the address guests leave from, a chain we do not walk (ESP,
+	 * AH: the host's own IPsec), a fragment (not translated yet), other
+	 * protocols: the host's, as they would be without kvmxdp. */
+	if (addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr) ||
+	    pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || !p6->p.l4_ok || icmp6_is_nd(&p6->p))
+		return KVX_R_PASS_HOST;
+	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
+	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+		return KVX_R_PASS_HOST;
+	/* Sources no router forwards: the guests' prefix, our own address,
+	 * multicast, unspecified and loopback (RFC 4291 2.5.2, 2.5.3). */
+	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr) ||
+	    addr6_eq(p6->saddr, cfg6->uplink_addr) || addr6_is_mcast(p6->saddr) ||
+	    (!p6->saddr[0] && !p6->saddr[1] && !p6->saddr[2] && !(p6->saddr[3] & ~bpf_htonl(1))))
+		return KVX_R_DROP_MARTIAN_IN;
+	pkt_syn_options(ctx, &p6->p);
+	return KVX_CONTINUE;
+}
+
+/* outside -> guest. */
 static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 {
-	return verdict(KVX_R_PASS_NOT_IP, ctx_len(ctx));
+	struct nat_endpoint guest = {};
+	struct nat6_rewrite rw = {};
+	const struct kvx_cfg *cfg;
+	__u32 len = ctx_len(ctx);
+	struct kvx_pkt6 p6;
+	int r;
+
+	r = nat6_uplink_check(ctx, &p6);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	cfg = cfg_get();
+	if (!cfg)
+		return verdict(KVX_R_PASS_HOST, len);
+	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
+	if (r == KVX_NO_MAPPING)
+		r = ct6_create(&p6, CT_DIR_IN, rw.addr, guest.port, p6.p.dport);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	/* A redirect skips the forwarding path's MTU test. */
+	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6.p), NULL))
+		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
+	rw.port = guest.port;
+	if (!mac_is_zero(guest.guest_mac)) {
+		rw.macs = 1;
+		__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);
+		__builtin_memcpy(rw.dmac, guest.guest_mac, ETH_ALEN);
+	}
+	if (nat6_rewrite(ctx, &p6, &rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_IN, len);
+	if (!rw.macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw.addr, 16);
+		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(cfg->bridge_ifindex);
 }
 
 #endif /* KVX_NAT6_H */

@@ -25,6 +25,8 @@ enum parse_result {
 	PARSE_OK = 0,
 	PARSE_NOT_IPV4, /* not (untagged) IPv4 */
 	PARSE_BAD_IP,   /* IPv4 header malformed or truncated */
+	PARSE_NOT_IPV6, /* not (untagged) IPv6 */
+	PARSE_EXTHDR,   /* IPv6: an extension header chain that is not walked */
 };
 
 struct kvx_pkt {
@@ -197,6 +199,185 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 		p->l4_ok = 1;
 		break;
 	}
+	return PARSE_OK;
+}
+
+/*
+ * IPv6: the family-neutral fields in the embedded kvx_pkt (proto = the
+ * final next header, ttl = the hop limit, ports, TCP fields, l4_off,
+ * ip_end; frag as IPv4's host-order flags + offset, from a Fragment
+ * header), so that every helper taking a kvx_pkt (conntrack's TCP
+ * tracking, the SYN options) works unchanged; p.saddr and p.daddr hold a
+ * fold of the addresses (hashes only: kvx_tw_bits).  The addresses
+ * themselves follow.
+ */
+struct kvx_pkt6 {
+	struct kvx_pkt p;
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__u32 flags; /* KVX_PKT6_F_* */
+};
+
+#define KVX_PKT6_F_UDP_NO_CSUM (1U << 0) /* UDP with checksum 0 (invalid in IPv6) */
+
+/* At most this many extension headers are walked (RFC 8200 section 4.1
+ * orders six kinds; 8 leaves room for repeated destination options). */
+#define KVX_EXTHDR_MAX 8
+/* Headers up to here are made linear and parsed: a chain that ends beyond
+ * it is not walked (DROP_EXTHDR).  Ethernet, the fixed header, 8 headers of
+ * 24 bytes, a TCP header with options. */
+#define KVX_PULL6_LEN (ETH_HLEN + 40 + 256 + 60)
+
+static __always_inline __be32 addr6_fold(const __be32 *a)
+{
+	return a[0] ^ a[1] ^ a[2] ^ a[3];
+}
+
+/* The L4 header at p->l4_off (TCP, UDP, ICMPv6), as parse_ipv4 reads it. */
+static __always_inline void parse_l4_v6(void *data, void *data_end, struct kvx_pkt6 *p6)
+{
+	struct kvx_pkt *p = &p6->p;
+	__u32 off = p->l4_off;
+	void *l4;
+
+	if (off > KVX_PULL6_LEN)
+		return;
+	l4 = data + off;
+	switch (p->proto) {
+	case IPPROTO_TCP: {
+		struct tcphdr *th = l4;
+
+		if ((void *)(th + 1) > data_end || off + sizeof(*th) > p->ip_end)
+			break;
+		p->sport = th->source;
+		p->dport = th->dest;
+		p->tcp_flags = ((__u8 *)th)[13];
+		p->l4_hlen = th->doff * 4;
+		p->tcp_wscale = KVX_TCP_NO_WSCALE;
+		p->tcp_seq = bpf_ntohl(th->seq);
+		p->tcp_ack = bpf_ntohl(th->ack_seq);
+		p->tcp_win = bpf_ntohs(th->window);
+		p->l4_ok = 1;
+		break;
+	}
+	case IPPROTO_UDP: {
+		struct udphdr *uh = l4;
+
+		if ((void *)(uh + 1) > data_end || off + sizeof(*uh) > p->ip_end)
+			break;
+		p->sport = uh->source;
+		p->dport = uh->dest;
+		p->l4_hlen = sizeof(*uh);
+		p->l4_ok = 1;
+		if (!uh->check)
+			p6->flags |= KVX_PKT6_F_UDP_NO_CSUM;
+		break;
+	}
+	case KVX_IPPROTO_ICMPV6: {
+		struct kvx_icmp6hdr *ih = l4;
+
+		if ((void *)(ih + 1) > data_end || off + sizeof(*ih) > p->ip_end)
+			break;
+		p->icmp_type = ih->type;
+		p->sport = ih->id;
+		p->dport = ih->id;
+		p->l4_ok = 1;
+		break;
+	}
+	default:
+		break;
+	}
+}
+
+/*
+ * Parse Ethernet + IPv6 + its extension headers + the L4 header.  Hop-by-
+ * hop (first only, RFC 8200 4.3), destination options, routing with no
+ * segments left (else the destination is not final: RFC 8200 4.4) and
+ * fragment headers are skipped, each length-checked against the frame and
+ * the payload length; ESP, AH, the other extension headers, a chain of more
+ * than KVX_EXTHDR_MAX headers or one that is cut short: PARSE_EXTHDR.  The
+ * fixed header's fields are filled whenever the result is not
+ * PARSE_NOT_IPV6 / PARSE_BAD_IP (the callers classify by address first).
+ */
+static __always_inline enum parse_result parse_ipv6(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct kvx_pkt *p = &p6->p;
+	struct ethhdr *eth = data;
+	struct kvx_ipv6hdr *ip6;
+	__u32 off, plen, i;
+	__u8 nh;
+
+	if ((void *)(eth + 1) > data_end)
+		return PARSE_NOT_IPV6;
+	if (eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return PARSE_NOT_IPV6;
+	ip6 = (void *)(eth + 1);
+	if ((void *)(ip6 + 1) > data_end || (ip6->ver_tc >> 4) != 6)
+		return PARSE_BAD_IP;
+	plen = bpf_ntohs(ip6->payload_len);
+	/* Frames may carry Ethernet padding after the payload, never less.
+	 * (A jumbogram's payload length 0, RFC 2675, never crosses Ethernet.) */
+	if (ETH_HLEN + sizeof(*ip6) + plen > ctx_len(ctx))
+		return PARSE_BAD_IP;
+
+	__builtin_memset(p, 0, sizeof(*p));
+	p6->flags = 0;
+	__builtin_memcpy(p6->saddr, ip6->saddr, 16);
+	__builtin_memcpy(p6->daddr, ip6->daddr, 16);
+	p->saddr = addr6_fold(p6->saddr);
+	p->daddr = addr6_fold(p6->daddr);
+	p->ttl = ip6->hop_limit;
+	p->tos = (ip6->ver_tc << 4) | (ip6->tc_flow >> 4);
+	p->ip_end = ETH_HLEN + sizeof(*ip6) + plen;
+	nh = ip6->nexthdr;
+	off = ETH_HLEN + sizeof(*ip6);
+
+	for (i = 0; i < KVX_EXTHDR_MAX + 1; i++) {
+		__u8 *h;
+
+		if (nh != KVX_IPPROTO_HOPOPTS && nh != KVX_IPPROTO_DSTOPTS &&
+		    nh != KVX_IPPROTO_ROUTING && nh != KVX_IPPROTO_FRAGMENT)
+			break;
+		if (i == KVX_EXTHDR_MAX || (nh == KVX_IPPROTO_HOPOPTS && i))
+			return PARSE_EXTHDR;
+		if (off > KVX_PULL6_LEN - 8)
+			return PARSE_EXTHDR;
+		h = data + off;
+		if ((void *)(h + 8) > data_end || off + 8 > p->ip_end)
+			return PARSE_EXTHDR;
+		if (nh == KVX_IPPROTO_FRAGMENT) {
+			__u16 fo = (__u16)h[2] << 8 | h[3];
+
+			/* Offset in 8-byte units and M, as IPv4's frag_off. */
+			p->frag = (fo >> 3) | (fo & 1 ? KVX_IP_MF : 0);
+			off += 8;
+		} else {
+			if (nh == KVX_IPPROTO_ROUTING && h[3])
+				return PARSE_EXTHDR;
+			off += ((__u32)h[1] + 1) * 8;
+		}
+		nh = h[0];
+	}
+	switch (nh) {
+	case KVX_IPPROTO_ESP:
+	case KVX_IPPROTO_AH:
+	case KVX_IPPROTO_MH:
+	case KVX_IPPROTO_HIP:
+	case KVX_IPPROTO_SHIM6:
+	case KVX_IPPROTO_EXP1:
+	case KVX_IPPROTO_EXP2:
+		return PARSE_EXTHDR;
+	default:
+		break;
+	}
+	if (off > p->ip_end)
+		return PARSE_EXTHDR;
+	p->proto = nh;
+	p->l4_off = off;
+	if (!(p->frag & KVX_IP_OFFSET))
+		parse_l4_v6(data, data_end, p6);
 	return PARSE_OK;
 }
 

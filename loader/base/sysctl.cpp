@@ -73,6 +73,11 @@ std::string forwarding_key(const std::string &ifname)
 	return "net/ipv4/conf/" + ifname + "/forwarding";
 }
 
+std::string forwarding6_key(const std::string &ifname)
+{
+	return "net/ipv6/conf/" + ifname + "/forwarding";
+}
+
 namespace {
 
 std::vector<PortRange> normalize(std::vector<PortRange> v)

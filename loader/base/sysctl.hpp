@@ -34,6 +34,10 @@ private:
 // Forwarding on the bridge alone: bpf_fib_lookup returns FWD_DISABLED
 // without it; the global ip_forward is never touched.
 std::string forwarding_key(const std::string &ifname);
+// The same for IPv6 (NAT66: bpf_fib_lookup(AF_INET6) checks the ingress
+// device's own flag); never net.ipv6.conf.all.forwarding, which would make
+// the uplink ignore router advertisements and lose its SLAAC address.
+std::string forwarding6_key(const std::string &ifname);
 inline const char *const kReservedPortsKey = "net/ipv4/ip_local_reserved_ports";
 inline const char *const kLocalPortRangeKey = "net/ipv4/ip_local_port_range";
 inline const char *const kBrNfCallIptablesKey = "net/bridge/bridge-nf-call-iptables";

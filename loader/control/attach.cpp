@@ -25,6 +25,7 @@
 #include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/resume.hpp"
+#include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
 #include "kernel/abi_check.hpp"
 #include "kernel/features.hpp"
@@ -50,6 +51,8 @@ void check_attach_syntax(const AttachOptions &a)
 		parse_cidr(*a.subnet);
 	if (a.subnet6 && *a.subnet6 != "none")
 		parse_subnet6(*a.subnet6, "--subnet6");
+	if (a.ipv6)
+		parse_ipv6_choice(*a.ipv6, "--ipv6");
 	if (a.nat_ports)
 		parse_port_range(*a.nat_ports);
 	if (a.timeouts)
@@ -107,6 +110,9 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 						   std::optional(parse_subnet6(*a.subnet6, "--subnet6"));
 	else if (prev)
 		p.subnet6 = prev->subnet6;
+	p.ipv6 = a.ipv6 ? parse_ipv6_choice(*a.ipv6, "--ipv6") :
+		 prev	? prev->ipv6 :
+			  Ipv6Choice::Auto;
 	p.metrics = a.metrics ? (*a.metrics == "off" ? "" : *a.metrics) : prev ? prev->metrics : "";
 	// Mappings a detach kept come back (the uplink is the new one's).
 	if (prev)
@@ -266,6 +272,7 @@ private:
 		inst_.timeouts = plan_.timeouts;
 		inst_.dhcp_leases = plan_.dhcp_leases;
 		inst_.subnet6 = plan_.subnet6;
+		inst_.ipv6 = plan_.ipv6;
 		inst_.metrics = plan_.metrics;
 		// A clsact an earlier attach created stays ours to delete.
 		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
@@ -364,19 +371,7 @@ private:
 					    " of uplink '" + plan_.uplink +
 					    "': the host's own traffic to that network would be "
 					    "taken (choose another guest subnet)");
-		// The same for IPv6: a guest prefix inside the uplink's would
-		// take the host's own traffic to its LAN once NAT66 runs.
-		if (inst_.subnet6 && !plan_.uplink.empty())
-			for (const Ipv6IfAddr &a : ipv6_addrs(nl_, uplink_.ifindex)) {
-				const Ipv6Net n = network_of6(a.addr, a.prefix);
-				if (a.scope == RT_SCOPE_UNIVERSE && n.overlaps(*inst_.subnet6))
-					throw Error("guest IPv6 subnet " + inst_.subnet6->str() +
-						    " of bridge '" + plan_.bridge +
-						    "' overlaps network " + n.str() + " of uplink '" +
-						    plan_.uplink +
-						    "' (choose another --subnet6, e.g. a ULA fd00::/8 "
-						    "prefix)");
-			}
+		decide_ipv6_mode();
 		PortRange eph = parse_local_port_range(sys_.read(kLocalPortRangeKey));
 		inst_.nat_ports_auto = !plan_.nat_ports;
 		if (plan_.nat_ports) {
@@ -400,6 +395,38 @@ private:
 				    " (subnet " + inst_.subnet.str() + ", NAT ports " +
 				    inst_.nat_ports.str() + "; 'kvmxdp map del' it first)");
 		}
+	}
+
+	// NAT66 or not, on which prefix (model/ipv6.hpp decide_ipv6).
+	void decide_ipv6_mode()
+	{
+		const std::vector<Ipv6IfAddr> br = ipv6_addrs(nl_, bridge_.ifindex);
+		ipv6_ = decide_ipv6(plan_.ipv6, inst_.subnet6, br, plan_.bridge);
+		gw6_ = link_local_of(br);
+		// A guest prefix inside the uplink's would take the host's own
+		// traffic to its LAN.  Asked for (--subnet6, --ipv6 nat66):
+		// refused; found on the bridge: IPv6 stays the host's.
+		if (ipv6_.subnet && !plan_.uplink.empty())
+			for (const Ipv6IfAddr &a : ipv6_addrs(nl_, uplink_.ifindex)) {
+				const Ipv6Net n = network_of6(a.addr, a.prefix);
+				if (a.scope != RT_SCOPE_UNIVERSE || !n.overlaps(*ipv6_.subnet))
+					continue;
+				const std::string what =
+					"guest IPv6 subnet " + ipv6_.subnet->str() +
+					" of bridge '" + plan_.bridge + "' overlaps network " +
+					n.str() + " of uplink '" + plan_.uplink + "'";
+				if (inst_.subnet6 || plan_.ipv6 == Ipv6Choice::Nat66)
+					throw Error(what + " (choose another --subnet6, e.g. a ULA "
+							   "fd00::/8 prefix)");
+				ipv6_ = {KVX_V6_OFF, std::nullopt, what};
+				break;
+			}
+		if (ipv6_.mode == KVX_V6_NAT66 && !gw6_)
+			log_warn("bridge '" + plan_.bridge +
+				 "' has no link-local IPv6 address: the guests get no ICMPv6 "
+				 "errors from kvmxdp until it has one");
+		log_verbose(std::string("ipv6: ") +
+			    (ipv6_.mode == KVX_V6_NAT66 ? "nat66, " : "off, ") + ipv6_.why);
 	}
 
 	// Conntrack and bindings survive a restart or an upgrade: the pinned
@@ -433,6 +460,12 @@ private:
 		sizes.ct_default = prev ? prev->ct_size : KVX_CT_DEFAULT_SIZE;
 		sizes.bind_default = prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE;
 		sizes.guests = guest_map_size(htonl(inst_.subnet.mask()));
+		sizes.ipv6 = ipv6_.mode != KVX_V6_OFF;
+		// The IPv6 tables follow the IPv4 ones' sizes, pinned ones too.
+		for (auto [name, size] : {std::pair{KVX_MAP_CT, &sizes.ct_pinned},
+					  std::pair{KVX_MAP_BIND, &sizes.bind_pinned}})
+			if (auto it = pinned_fds.find(name); it != pinned_fds.end())
+				*size = map_info(it->second.get(), name).max_entries;
 		for (const auto &name : skel_->map_names()) {
 			const bool is_pinned = std::find(pinned.begin(), pinned.end(), name) !=
 					       pinned.end();
@@ -452,6 +485,9 @@ private:
 					pm->abi_version = old.abi_version;
 					resumed_uplink_addr_ = old.uplink_addr;
 				}
+				if (name == KVX_MAP_CFG6 &&
+				    layout_mismatch(pm->info, pinned_layout(KVX_MAP_CFG6)).empty())
+					resumed_cfg6_ = read_cfg6(fd.get());
 			}
 			const MapResumeRule rule = resume_rule(name);
 			ResumeDecision d = decide_resume(rule, spec, pm, sizes);
@@ -565,6 +601,52 @@ private:
 		// Before the hooks: no guest packet may bind a host tunnel's
 		// peer in the window before the daemon's first refresh.
 		sync_host_tunnels(skel_->map_fd(KVX_MAP_HOSTTUN), host_tunnels(nl_));
+		write_cfg6();
+	}
+
+	// kvx_cfg6: the mode, the guests' prefix, their gateway and the
+	// uplink's address (control/uplink6.hpp, as the daemon follows it).
+	void write_cfg6()
+	{
+		kvx_cfg6 c{};
+		c.mode = ipv6_.mode;
+		if (ipv6_.subnet) {
+			std::memcpy(c.subnet, ipv6_.subnet->addr.data(), sizeof(c.subnet));
+			c.subnet_len = ipv6_.subnet->prefix;
+		}
+		if (gw6_)
+			std::memcpy(c.gw_addr, gw6_->data(), sizeof(c.gw_addr));
+		if (ipv6_.mode != KVX_V6_OFF && uplink_.ifindex) {
+			const Uplink6View v = read_uplink6(nl_, uplink_.ifindex);
+			if (v.choice.addr)
+				std::memcpy(c.uplink_addr, v.choice.addr->addr.data(),
+					    sizeof(c.uplink_addr));
+			log_verbose("ipv6 uplink address: " + v.summary());
+		}
+		const int fd = skel_->map_fd(KVX_MAP_CFG6);
+		// As kvx_cfg: a reused map is the live datapath's.
+		if (resumed_cfg6_ &&
+		    std::find(to_pin_.begin(), to_pin_.end(), KVX_MAP_CFG6) == to_pin_.end()) {
+			auto keep = std::make_shared<Fd>(::fcntl(fd, F_DUPFD_CLOEXEC, 3));
+			if (keep->get() < 0)
+				throw_errno("dup the cfg6 map fd", inst_.pin_dir);
+			rb_.add("IPv6 configuration", [keep, before = *resumed_cfg6_] {
+				kvmxdp::write_cfg6(keep->get(), before);
+			});
+		}
+		kvmxdp::write_cfg6(fd, c);
+		// The address changed (or IPv6 went off) while no daemon was
+		// watching: its flows go now, as the daemon would have flushed
+		// them.
+		if (resumed_cfg6_) {
+			Ipv6Addr old{};
+			std::memcpy(old.data(), resumed_cfg6_->uplink_addr, old.size());
+			if (old != Ipv6Addr{} &&
+			    std::memcmp(resumed_cfg6_->uplink_addr, c.uplink_addr,
+					sizeof(c.uplink_addr)) != 0)
+				flush_ext_addr6(skel_->map_fd(KVX_MAP_CT6),
+						skel_->map_fd(KVX_MAP_BIND6), old);
+		}
 	}
 
 	// Static mappings of the config, as `map add` made them (a first
@@ -702,6 +784,7 @@ private:
 			log_warn("cannot read " + sys_.root() + "/" + fwd +
 				 ": forwarding on the bridge is needed for the route lookup");
 		}
+		ipv6_forwarding();
 		if (auto cur = sys_.try_read(kReservedPortsKey)) {
 			inst_.saved_reserved_ports = prev ? prev->saved_reserved_ports : cur;
 			std::string base = *cur;
@@ -723,6 +806,31 @@ private:
 			}
 		}
 		failpoint("sysctls");
+	}
+
+	// NAT66: the bridge's own IPv6 forwarding flag (bpf_fib_lookup), set
+	// and recorded as IPv4's; IPv6 turned off puts back what it was.
+	void ipv6_forwarding()
+	{
+		const Instance *prev = prev_instance();
+		const std::optional<std::string> saved = prev ? prev->saved_forwarding6 :
+								std::nullopt;
+		const std::string fwd = forwarding6_key(plan_.bridge);
+		auto cur = sys_.try_read(fwd);
+		if (!cur) {
+			if (ipv6_.mode != KVX_V6_OFF)
+				log_warn("cannot read " + sys_.root() + "/" + fwd +
+					 ": IPv6 forwarding on the bridge is needed for the route "
+					 "lookup");
+			return;
+		}
+		const std::string want = ipv6_.mode != KVX_V6_OFF ? "1" : saved.value_or(*cur);
+		inst_.saved_forwarding6 = ipv6_.mode != KVX_V6_OFF ? saved.value_or(*cur) :
+								     std::optional<std::string>();
+		if (*cur != want) {
+			sys_.write(fwd, want);
+			rb_.add(fwd, [sys = sys_, fwd, old = *cur] { sys.write(fwd, old); });
+		}
 	}
 
 	void record()
@@ -779,6 +887,10 @@ private:
 	// Pinned maps replaced by new ones, held until attach commits.
 	std::map<std::string, std::shared_ptr<Fd>> replaced_;
 	uint32_t resumed_uplink_addr_ = 0; // network order
+	std::optional<kvx_cfg6> resumed_cfg6_;
+	// validate
+	Ipv6Decision ipv6_;
+	std::optional<Ipv6Addr> gw6_; // the bridge's link-local
 	// write cfg
 	kvx_cfg kc_{};
 	// hooks

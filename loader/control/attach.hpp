@@ -8,7 +8,8 @@
 //                daemon slot (pid lock, and the pin directory's lock if it
 //                exists), the bpffs
 //   resume maps  the pinned maps reused, replaced or refused (kResumeTable)
-//   write cfg    kvx_cfg, the flow quota's counters, the static mappings
+//   write cfg    kvx_cfg, kvx_cfg6, the flow quota's counters, the static
+//                mappings
 //   pin          the maps under <bpffs>/kvmxdp/<bridge>/ (a new pin
 //                directory is locked as it is made)
 //   hooks        TC on the bridge and the uplink, XDP where it pays, the
@@ -46,7 +47,8 @@ struct AttachPlan {
 	std::string bridge;
 	std::string uplink; // a device, or "auto" (kUplinkAuto)
 	std::optional<Ipv4Net> subnet;
-	std::optional<Ipv6Net> subnet6; // --subnet6, else the config's; none: unset
+	std::optional<Ipv6Net> subnet6;	    // --subnet6, else the config's; none: unset
+	Ipv6Choice ipv6 = Ipv6Choice::Auto; // --ipv6, else the config's
 	std::optional<PortRange> nat_ports;
 	bool eif = false;
 	HookMode mode = HookMode::Auto;

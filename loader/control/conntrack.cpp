@@ -11,9 +11,12 @@
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <unordered_set>
 
 #include "base/error.hpp"
 #include "base/netaddr.hpp"
+#include "base/text.hpp"
+#include "control/family.hpp"
 #include "control/gc.hpp"
 
 namespace kvmxdp {
@@ -43,19 +46,42 @@ uint64_t secs_since(uint64_t earlier_ns, uint64_t later_ns)
 
 } // namespace
 
+namespace {
+
+// The filter's fields that do not depend on the family.
+bool matches_flow(const CtFilter &f, uint8_t proto, const kvx_ct_val &v)
+{
+	if (f.proto && proto != *f.proto)
+		return false;
+	if (f.ext_port && ntohs(v.ext_port) != *f.ext_port)
+		return false;
+	if (f.state && v.state != *f.state)
+		return false;
+	return true;
+}
+
+} // namespace
+
 bool CtFilter::matches(const kvx_ct_key &k, const kvx_ct_val &v) const
 {
+	if (guest6 || remote6)
+		return false;
 	if (guest && ntohl(k.int_addr) != *guest)
 		return false;
 	if (remote && ntohl(k.rem_addr) != *remote)
 		return false;
-	if (proto && k.proto != *proto)
+	return matches_flow(*this, k.proto, v);
+}
+
+bool CtFilter::matches(const kvx_ct6_key &k, const kvx_ct6_val &v) const
+{
+	if (guest || remote)
 		return false;
-	if (ext_port && ntohs(v.ext_port) != *ext_port)
+	if (guest6 && Family6::int_addr(k) != *guest6)
 		return false;
-	if (state && v.state != *state)
+	if (remote6 && Family6::rem_addr(k) != *remote6)
 		return false;
-	return true;
+	return matches_flow(*this, k.proto, v.ct);
 }
 
 std::string ct_state_name(uint8_t state)
@@ -83,6 +109,8 @@ std::string ct_proto_name(uint8_t proto)
 		return "udp";
 	case IPPROTO_ICMP:
 		return "icmp";
+	case IPPROTO_ICMPV6:
+		return "icmpv6";
 	default:
 		return std::to_string(proto);
 	}
@@ -106,20 +134,23 @@ std::vector<std::string> ct_flag_names(uint8_t flags)
 CtFilter parse_ct_filter(const CtFilterArgs &a)
 {
 	CtFilter f;
-	if (!a.guest.empty()) {
+	// An IPv4 or an IPv6 address (no brackets: no port here).
+	auto addr = [](const std::string &text, const char *what, std::optional<uint32_t> &v4,
+		       std::optional<Ipv6Addr> &v6) {
+		if (text.empty())
+			return;
 		try {
-			f.guest = parse_ipv4(a.guest);
+			if (text.find(':') == std::string::npos)
+				v4 = parse_ipv4(text);
+			else
+				v6 = parse_ipv6(text);
 		} catch (const Error &) {
-			throw Error("invalid --guest '" + a.guest + "': not an IPv4 address");
+			throw Error(std::string("invalid ") + what + " '" + printable(text) +
+				    "': not an IPv4 or IPv6 address");
 		}
-	}
-	if (!a.remote.empty()) {
-		try {
-			f.remote = parse_ipv4(a.remote);
-		} catch (const Error &) {
-			throw Error("invalid --remote '" + a.remote + "': not an IPv4 address");
-		}
-	}
+	};
+	addr(a.guest, "--guest", f.guest, f.guest6);
+	addr(a.remote, "--remote", f.remote, f.remote6);
 	if (!a.proto.empty()) {
 		std::string p = upper(a.proto);
 		if (p == "TCP")
@@ -128,8 +159,11 @@ CtFilter parse_ct_filter(const CtFilterArgs &a)
 			f.proto = IPPROTO_UDP;
 		else if (p == "ICMP")
 			f.proto = IPPROTO_ICMP;
+		else if (p == "ICMPV6")
+			f.proto = IPPROTO_ICMPV6;
 		else
-			throw Error("invalid --proto '" + a.proto + "': use tcp, udp or icmp");
+			throw Error("invalid --proto '" + a.proto +
+				    "': use tcp, udp, icmp or icmpv6");
 	}
 	if (!a.ext_port.empty()) {
 		uint64_t p = 0;
@@ -154,18 +188,24 @@ CtFilter parse_ct_filter(const CtFilterArgs &a)
 	return f;
 }
 
-json ct_flow_json(const kvx_ct_key &k, const kvx_ct_val &v, const kvx_timeouts &t, uint64_t now_ns)
+namespace {
+
+template <typename F>
+json flow_json(const typename F::CtKey &k, const typename F::CtVal &fv, const kvx_timeouts &t,
+	       uint64_t now_ns)
 {
+	const kvx_ct_val &v = F::ct(fv);
 	const uint32_t timeout = ct_timeout_s(v, k.proto, t);
 	const uint64_t idle = secs_since(v.last_seen_ns, now_ns);
 	const bool expired = ct_expired(v, k.proto, t, now_ns);
 	json j;
+	j["family"] = F::kName;
 	j["proto"] = ct_proto_name(k.proto);
-	j["int_addr"] = format_ipv4(ntohl(k.int_addr));
+	j["int_addr"] = F::str(F::int_addr(k));
 	j["int_port"] = ntohs(k.int_port);
-	j["rem_addr"] = format_ipv4(ntohl(k.rem_addr));
+	j["rem_addr"] = F::str(F::rem_addr(k));
 	j["rem_port"] = ntohs(k.rem_port);
-	j["ext_addr"] = format_ipv4(ntohl(v.ext_addr));
+	j["ext_addr"] = F::str(F::ext_addr(fv));
 	j["ext_port"] = ntohs(v.ext_port);
 	j["state"] = ct_state_name(v.state);
 	j["flags"] = ct_flag_names(v.flags);
@@ -201,13 +241,29 @@ json ct_flow_json(const kvx_ct_key &k, const kvx_ct_val &v, const kvx_timeouts &
 	return j;
 }
 
+} // namespace
+
+json ct_flow_json(const kvx_ct_key &k, const kvx_ct_val &v, const kvx_timeouts &t, uint64_t now_ns)
+{
+	return flow_json<Family4>(k, v, t, now_ns);
+}
+
+json ct_flow_json(const kvx_ct6_key &k, const kvx_ct6_val &v, const kvx_timeouts &t,
+		  uint64_t now_ns)
+{
+	return flow_json<Family6>(k, v, t, now_ns);
+}
+
 std::string ct_flow_line(const json &f)
 {
 	const std::string proto = f.at("proto").get<std::string>();
 	const bool ports = proto == "tcp" || proto == "udp";
-	const bool icmp = proto == "icmp";
+	const bool icmp = proto == "icmp" || proto == "icmpv6";
 	auto ep = [&](const char *addr, const char *port) {
 		std::string s = f.at(addr).get<std::string>();
+		// RFC 5952 section 6: [2001:db8::1]:80.
+		if (ports && s.find(':') != std::string::npos)
+			s = "[" + s + "]";
 		if (ports)
 			s += ":" + std::to_string(f.at(port).get<unsigned>());
 		else if (icmp && std::string(port) != "rem_port")
@@ -258,20 +314,31 @@ std::string ct_flow_line(const json &f)
 	return o.str();
 }
 
-json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t now_ns)
+namespace {
+
+template <typename F>
+void list_flows(json &out, int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t now_ns)
 {
-	auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
-	std::sort(flows.begin(), flows.end(), [](const auto &a, const auto &b) {
-		const kvx_ct_key &x = a.first, &y = b.first;
-		return std::make_tuple(x.proto, ntohl(x.int_addr), ntohs(x.int_port),
-				       ntohl(x.rem_addr), ntohs(x.rem_port)) <
-		       std::make_tuple(y.proto, ntohl(y.int_addr), ntohs(y.int_port),
-				       ntohl(y.rem_addr), ntohs(y.rem_port));
-	});
-	json out = json::array();
+	auto flows = dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd);
+	auto order = [](const typename F::CtKey &x) {
+		return std::make_tuple(x.proto, F::order(F::int_addr(x)), ntohs(x.int_port),
+				       F::order(F::rem_addr(x)), ntohs(x.rem_port));
+	};
+	std::sort(flows.begin(), flows.end(),
+		  [&](const auto &a, const auto &b) { return order(a.first) < order(b.first); });
 	for (const auto &[k, v] : flows)
 		if (f.matches(k, v))
-			out.push_back(ct_flow_json(k, v, t, now_ns));
+			out.push_back(flow_json<F>(k, v, t, now_ns));
+}
+
+} // namespace
+
+json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t now_ns, Ct6Fds v6)
+{
+	json out = json::array();
+	list_flows<Family4>(out, ct_fd, t, f, now_ns);
+	if (v6.ct >= 0)
+		list_flows<Family6>(out, v6.ct, t, f, now_ns);
 	return out;
 }
 
@@ -285,65 +352,79 @@ json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t no
 // table is that guest's, with its MACs) and is older.  Static and 1:1 halves
 // have no expiry: never written.  BPF_EXIST: the half may be gone meanwhile.
 // set_flags: KVX_BIND_F_* to set as well.
-static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, uint32_t key_addr,
-		       uint16_t key_port, uint32_t val_addr, uint16_t val_port, uint64_t now_ns,
-		       uint16_t set_flags = 0)
+template <typename F>
+static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, const typename F::Addr &key_addr,
+		       uint16_t key_port, const typename F::Addr &val_addr, uint16_t val_port,
+		       uint64_t now_ns, uint16_t set_flags = 0)
 {
-	kvx_bind_key k{};
+	typename F::BindKey k{};
 	k.dir = dir;
 	k.proto = proto;
-	k.addr = key_addr;
+	F::set_addr(k, key_addr);
 	k.port = key_port;
-	kvx_bind_val v{};
-	if (bpf_map_lookup_elem(bind_fd, &k, &v) != 0)
+	typename F::BindVal fv{};
+	if (bpf_map_lookup_elem(bind_fd, &k, &fv) != 0)
 		return;
+	// The IPv4 value is the IPv6 one's head (abi.h): one rule for both.
+	kvx_bind_val &v = F::bind(fv);
 	if (bind_is_static(v))
 		return;
-	if (v.addr != val_addr || v.port != val_port ||
+	if (F::val_addr(fv) != val_addr || v.port != val_port ||
 	    (v.last_used_ns >= now_ns && (v.flags & set_flags) == set_flags))
 		return;
 	if (v.last_used_ns < now_ns)
 		v.last_used_ns = now_ns;
 	v.flags |= set_flags;
-	bpf_map_update_elem(bind_fd, &k, &v, BPF_EXIST);
+	bpf_map_update_elem(bind_fd, &k, &fv, BPF_EXIST);
 }
 
-CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
-			  const QuotaMaps &q)
+template <typename F>
+static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
+			CtFlushResult &r)
 {
-	CtFlushResult r;
 	// Keys first, deletes second (kernel/maps.hpp: deleting while walking may
 	// restart the walk).  A flow the datapath re-creates in between is a
 	// new flow and stays.
-	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd)) {
-		if (!f.matches(k, v))
+	for (const auto &[k, fv] : dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd)) {
+		if (!f.matches(k, fv))
 			continue;
+		const kvx_ct_val &v = F::ct(fv);
+		const auto guest = F::int_addr(k), ext = F::ext_addr(fv);
 		// The binding's own time is that of its last new flow: without
 		// this, the GC would release a years-old binding of a stream
 		// that is still sending at its next sweep.  Before the delete
 		// (see bind_touch).
-		bind_touch(bind_fd, KVX_BIND_OUT, k.proto, k.int_addr, k.int_port, v.ext_addr,
-			   v.ext_port, now_ns);
+		bind_touch<F>(bind_fd, KVX_BIND_OUT, k.proto, guest, k.int_port, ext, v.ext_port,
+			      now_ns);
 		// A TCP flow's remote may send before the guest does: its
 		// segment must wait for the guest's pick-up (dropped), not go
 		// to the host, which would reset the connection (abi.h
 		// KVX_BIND_F_FLUSHED).
-		bind_touch(bind_fd, KVX_BIND_IN, k.proto, v.ext_addr, v.ext_port, k.int_addr,
-			   k.int_port, now_ns, k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0);
+		bind_touch<F>(bind_fd, KVX_BIND_IN, k.proto, ext, v.ext_port, guest, k.int_port,
+			      now_ns, k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0);
 		if (bpf_map_delete_elem(ct_fd, &k) != 0)
 			continue;
 		r.flows++;
 	}
 	// Report what the GC will reclaim: dynamic IN halves no flow uses.
-	std::set<std::tuple<uint8_t, uint32_t, uint16_t>> referenced;
-	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
-		referenced.insert({k.proto, v.ext_addr, v.ext_port});
-	for (const auto &[k, v] : dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd)) {
-		if (k.dir != KVX_BIND_IN || bind_is_static(v))
+	std::unordered_set<typename F::Ext, typename F::ExtHash> referenced;
+	for (const auto &[k, v] : dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd))
+		referenced.insert(F::ext(k.proto, F::ext_addr(v), F::ct(v).ext_port));
+	for (const auto &[k, v] : dump_hash<typename F::BindKey, typename F::BindVal>(bind_fd)) {
+		if (k.dir != KVX_BIND_IN || bind_is_static(F::bind(v)))
 			continue;
-		if (!referenced.count({k.proto, k.addr, k.port}))
+		if (!referenced.count(F::ext(k.proto, key_addr<F>(k), k.port)))
 			r.unused_bindings++;
 	}
+}
+
+CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
+			  const QuotaMaps &q, Ct6Fds v6)
+{
+	CtFlushResult r;
+	flush_flows<Family4>(ct_fd, bind_fd, f, now_ns, r);
+	if (v6.ct >= 0 && v6.bind >= 0)
+		flush_flows<Family6>(v6.ct, v6.bind, f, now_ns, r);
 	// The datapath decrements a guest's counter only for the flows it
 	// reclaims itself; every other deletion is made good by a recount.
 	if (q.gflows_fd >= 0)

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "base/netaddr6.hpp"
 #include "kvmxdp/abi.h"
 #include "kernel/maps.hpp"
 #include "control/gc.hpp"
@@ -39,12 +40,19 @@ struct CtFilterArgs {
 struct CtFilter {
 	std::optional<uint32_t> guest;	  // host order
 	std::optional<uint32_t> remote;	  // host order
+	std::optional<Ipv6Addr> guest6;	  // --guest given as an IPv6 address
+	std::optional<Ipv6Addr> remote6;  // --remote likewise
 	std::optional<uint8_t> proto;	  // IPPROTO_*
 	std::optional<uint16_t> ext_port; // host order; ICMP: the external echo id
 	std::optional<uint8_t> state;	  // enum kvx_ct_state
 
-	bool empty() const { return !guest && !remote && !proto && !ext_port && !state; }
+	bool empty() const
+	{
+		return !guest && !remote && !guest6 && !remote6 && !proto && !ext_port && !state;
+	}
+	// An address of the other family matches no flow.
 	bool matches(const kvx_ct_key &k, const kvx_ct_val &v) const;
+	bool matches(const kvx_ct6_key &k, const kvx_ct6_val &v) const;
 };
 
 // Validates every given value; throws Error naming the bad one.
@@ -55,21 +63,34 @@ CtFilter parse_ct_filter(const CtFilterArgs &a);
 std::string ct_state_name(uint8_t state);
 // Case-insensitive inverse of ct_state_name (nullopt if unknown).
 std::optional<uint8_t> parse_ct_state(const std::string &name);
-// "tcp", "udp", "icmp", else the number.
+// "tcp", "udp", "icmp", "icmpv6", else the number.
 std::string ct_proto_name(uint8_t proto);
 // "seen_reply", "fin_out", "fin_in", "inbound", "static", "one_to_one".
 std::vector<std::string> ct_flag_names(uint8_t flags);
 
-// One flow as JSON: proto, int_addr/int_port, rem_addr/rem_port,
-// ext_addr/ext_port, state, flags, age_s, idle_s, timeout_s, expires_in_s,
-// expired, pkts_out, pkts_in.  Times from CLOCK_BOOTTIME now_ns.
+// One flow as JSON: family ("ipv4", "ipv6"), proto, int_addr/int_port,
+// rem_addr/rem_port, ext_addr/ext_port, state, flags, age_s, idle_s,
+// timeout_s, expires_in_s, expired, pkts_out, pkts_in.  Times from
+// CLOCK_BOOTTIME now_ns.
 nlohmann::json ct_flow_json(const kvx_ct_key &k, const kvx_ct_val &v, const kvx_timeouts &t,
 			    uint64_t now_ns);
-// One line per flow, conntrack -L style.
+nlohmann::json ct_flow_json(const kvx_ct6_key &k, const kvx_ct6_val &v, const kvx_timeouts &t,
+			    uint64_t now_ns);
+// One line per flow, conntrack -L style; an IPv6 address next to a port
+// in brackets ([fd42::14]:51234).
 std::string ct_flow_line(const nlohmann::json &flow);
 
-// The matching flows of a kvx_ct map fd, sorted (proto, guest, remote).
-nlohmann::json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t now_ns);
+// The IPv6 tables of an instance (kvx_ct6, kvx_bind6); -1: not pinned (an
+// instance attached by a kvmxdp without them).
+struct Ct6Fds {
+	int ct = -1;
+	int bind = -1;
+};
+
+// The matching flows of a kvx_ct map fd, sorted (proto, guest, remote),
+// then those of kvx_ct6 likewise.
+nlohmann::json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t now_ns,
+			  Ct6Fds v6 = {});
 
 struct CtFlushResult {
 	size_t flows = 0;	    // flow entries deleted
@@ -85,7 +106,8 @@ struct CtFlushResult {
 // are then recounted from the flows that remain (gflows_recount, as the GC
 // does), so a flushed guest may open new flows at once even with no daemon
 // running.
+// The IPv6 tables (v6) likewise, without counters (kvx_gflows is IPv4's).
 CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
-			  const QuotaMaps &q = {});
+			  const QuotaMaps &q = {}, Ct6Fds v6 = {});
 
 } // namespace kvmxdp

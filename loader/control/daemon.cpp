@@ -53,6 +53,18 @@ std::string addr_str(uint32_t be)
 	return be ? format_ipv4(ntohl(be)) : "none";
 }
 
+Ipv6Addr addr6_of(const __be32 (&w)[4])
+{
+	Ipv6Addr a;
+	std::memcpy(a.data(), w, a.size());
+	return a;
+}
+
+std::string addr6_str(const Ipv6Addr &a)
+{
+	return a == Ipv6Addr{} ? "none" : format_ipv6(a);
+}
+
 } // namespace
 
 Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::string config_path)
@@ -65,6 +77,9 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, bind_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND), KVX_MAP_BIND))
 	, extaddr_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR), KVX_MAP_EXTADDR))
 	, hosttun_fd_(dup_fd(skel.map_fd(KVX_MAP_HOSTTUN), KVX_MAP_HOSTTUN))
+	, cfg6_fd_(dup_fd(skel.map_fd(KVX_MAP_CFG6), KVX_MAP_CFG6))
+	, ct6_fd_(dup_fd(skel.map_fd(KVX_MAP_CT6), KVX_MAP_CT6))
+	, bind6_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND6), KVX_MAP_BIND6))
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 	, leases_path_(leases_path(inst.dhcp_leases, inst.bridge))
 {
@@ -107,6 +122,25 @@ void Daemon::refresh_bridge(NlSocket &nl)
 	if (link->ifindex != bridge_ifindex_)
 		reattach_bridge(*link);
 	follow_gateway(nl, link->ifindex);
+	follow_gateway6(nl, link->ifindex);
+}
+
+// The same for IPv6: the guests' router is the bridge's link-local address
+// (the source of the RAs they got), which a re-created bridge changes.
+void Daemon::follow_gateway6(NlSocket &nl, int bridge_ifindex)
+{
+	kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
+	if (cfg.mode == KVX_V6_OFF)
+		return;
+	const Ipv6Addr gw = link_local_of(ipv6_addrs(nl, bridge_ifindex)).value_or(Ipv6Addr{});
+	const Ipv6Addr old = addr6_of(cfg.gw_addr);
+	if (gw == old)
+		return;
+	log_info("bridge " + inst_.bridge + " IPv6 gateway address " + addr6_str(old) + " -> " +
+		 addr6_str(gw) +
+		 (gw == Ipv6Addr{} ? " (no ICMPv6 errors to guests until it has one)" : ""));
+	std::memcpy(cfg.gw_addr, gw.data(), sizeof(cfg.gw_addr));
+	write_cfg6(cfg6_fd_.get(), cfg);
 }
 
 // The source of the ICMP errors the datapath sends guests (kvx_cfg.gw_addr)
@@ -141,6 +175,10 @@ void Daemon::reattach_bridge(const LinkInfo &link)
 		std::string fwd = forwarding_key(inst_.bridge);
 		if (sys.exists(fwd) && sys.read(fwd) != "1")
 			sys.write(fwd, "1");
+		std::string fwd6 = forwarding6_key(inst_.bridge);
+		if (read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF && sys.exists(fwd6) &&
+		    sys.read(fwd6) != "1")
+			sys.write(fwd6, "1");
 	} catch (const Error &e) {
 		// Once per re-creation: not retried.
 		log_warn(std::string("forwarding on the re-created bridge: ") + e.what());
@@ -497,15 +535,40 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 	std::optional<LinkInfo> link;
 	if (!inst_.uplink.empty())
 		link = find_link(nl, inst_.uplink);
-	if (link)
-		sig = read_uplink6(nl, link->ifindex).summary();
-	if (sig == uplink6_sig_)
+	Ipv6Addr addr{};
+	if (link) {
+		const Uplink6View v = read_uplink6(nl, link->ifindex);
+		sig = v.summary();
+		if (v.choice.addr)
+			addr = v.choice.addr->addr;
+	}
+	if (sig != uplink6_sig_) {
+		// SLAAC renumbering, an address that goes or turns deprecated, a
+		// new network: one line each.
+		log_info("uplink " + (inst_.uplink.empty() ? std::string("none") : inst_.uplink) +
+			 " IPv6: " + sig);
+		uplink6_sig_ = sig;
+	}
+	// --uplink auto before any default route: kept, as for IPv4.
+	if (inst_.uplink.empty())
 		return;
-	// SLAAC renumbering, an address that goes or turns deprecated, a new
-	// network: one line each.  The datapath does not use it yet.
-	log_info("uplink " + (inst_.uplink.empty() ? std::string("none") : inst_.uplink) +
-		 " IPv6: " + sig);
-	uplink6_sig_ = sig;
+	kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
+	const Ipv6Addr old = addr6_of(cfg.uplink_addr);
+	if (cfg.mode == KVX_V6_OFF || addr == old)
+		return;
+	std::memcpy(cfg.uplink_addr, addr.data(), sizeof(cfg.uplink_addr));
+	write_cfg6(cfg6_fd_.get(), cfg);
+	counters_.uplink_addr_changes++;
+	log_info("uplink " + inst_.uplink + " IPv6 address " + addr6_str(old) + " -> " +
+		 addr6_str(addr));
+	// Written first, flushed second, as for IPv4: a flow bound to an
+	// address the host no longer has can never get a reply, and its
+	// port would be reused on the new address by nothing.
+	auto r = flush_ext_addr6(ct6_fd_.get(), bind6_fd_.get(), old);
+	if (r.ct_deleted || r.bind_deleted)
+		log_info("flushed " + std::to_string(r.ct_deleted) + " IPv6 flow(s) and " +
+			 std::to_string(r.bind_deleted) + " binding entr(ies) of " +
+			 addr6_str(old));
 }
 
 std::optional<LockedConfig> Daemon::try_config(const char *what)
@@ -679,6 +742,13 @@ void Daemon::collect_garbage()
 	counters_.gc_runs++;
 	counters_.gc_ns_total += ns;
 	counters_.gc_last_ns = ns;
+	// IPv6: the same sweep (one entry and nothing to do while IPv6 is off).
+	step("gc ipv6", [&] {
+		auto r6 = gc_sweep6(ct6_fd_.get(), bind6_fd_.get(), cfg.timeouts, boottime_ns());
+		if (r6.ct_deleted || r6.bind_deleted)
+			log_verbose("gc: " + std::to_string(r6.ct_deleted) + " IPv6 flow(s), " +
+				    std::to_string(r6.bind_deleted) + " binding entr(ies) expired");
+	});
 	// The port limit's counters, after the sweep's binding deletions.
 	step("guest port counters", [&] {
 		gports_recount(bind_fd_.get(), skel_.map_fd(KVX_MAP_GPORTS),
@@ -691,8 +761,9 @@ void Daemon::collect_garbage()
 	step("host listeners", [&] {
 		const std::vector<uint64_t> bits = host_port_bitmap();
 		write_portx(skel_.map_fd(KVX_MAP_PORTX), bits);
-		if (size_t n = release_host_ports(ct_fd_.get(), bind_fd_.get(), bits,
-						  boottime_ns()))
+		const uint64_t now = boottime_ns();
+		if (size_t n = release_host_ports(ct_fd_.get(), bind_fd_.get(), bits, now) +
+			       release_host_ports6(ct6_fd_.get(), bind6_fd_.get(), bits, now))
 			log_info(
 				"host listeners: " + std::to_string(n) +
 				" NAT binding entr(ies) on ports the host now listens on released");

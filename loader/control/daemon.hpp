@@ -86,7 +86,9 @@ private:
 	// on netlink events).
 	void refresh(NlSocket &nl, bool heal);
 	void refresh_uplink(NlSocket &nl);
-	// The uplink's IPv6 (control/uplink6.hpp): logged when it changes.
+	// The uplink's IPv6 (control/uplink6.hpp): logged when it changes;
+	// with NAT66 on, its address written to kvx_cfg6 and the flows of
+	// the old one flushed.
 	void refresh_uplink6(NlSocket &nl);
 	// `--uplink auto`: moves the uplink hook to the default route's
 	// device when that route moved to another device.
@@ -109,6 +111,7 @@ private:
 	void refresh_bridge(NlSocket &nl);
 	void reattach_bridge(const LinkInfo &link);
 	void follow_gateway(NlSocket &nl, int bridge_ifindex);
+	void follow_gateway6(NlSocket &nl, int bridge_ifindex);
 	// Re-installs the configured static mappings when the config, the
 	// uplink address or the uplink's network changed (or to heal).
 	void sync_mappings(NlSocket &nl, bool force);
@@ -136,6 +139,9 @@ private:
 	Fd bind_fd_;
 	Fd extaddr_fd_;
 	Fd hosttun_fd_;
+	Fd cfg6_fd_;
+	Fd ct6_fd_;
+	Fd bind6_fd_;
 	int bridge_ifindex_ = 0;
 	std::string sysctl_root_ = "/proc/sys";
 	// What the mappings were last synced against.

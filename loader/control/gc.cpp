@@ -15,11 +15,13 @@
 #include <ctime>
 #include <cstring>
 #include <optional>
+#include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
 #include "base/error.hpp"
+#include "control/family.hpp"
 #include "kernel/maps.hpp"
 #include "kvmxdp/ct_rules.h"
 #include "model/quota.hpp"
@@ -278,30 +280,16 @@ bool bind_is_static(const kvx_bind_val &v)
 	return (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) != 0;
 }
 
-bool release_out_half(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &in_val)
-{
-	kvx_bind_key ok{};
-	ok.dir = KVX_BIND_OUT;
-	ok.proto = in.proto;
-	ok.addr = in_val.addr;
-	ok.port = in_val.port;
-	kvx_bind_val ov{};
-	return bpf_map_lookup_elem(bind_fd, &ok, &ov) == 0 && !bind_is_static(ov) &&
-	       ov.addr == in.addr && ov.port == in.port && bpf_map_delete_elem(bind_fd, &ok) == 0;
-}
-
 namespace {
 
-// The sweep holds every key of a 1M-entry table in hash sets: 64-bit keys,
-// not tuples in a tree (the sweep's user time at 1M flows).
-uint64_t ext_key(uint8_t proto, uint32_t addr_be, uint16_t port_be)
+template <typename F>
+bool release_out_half_of(int bind_fd, const typename F::BindKey &in,
+			 const typename F::BindVal &in_val)
 {
-	return uint64_t(proto) << 48 | uint64_t(port_be) << 32 | addr_be;
-}
-
-uint64_t bind_key64(const kvx_bind_key &k)
-{
-	return uint64_t(k.dir) << 56 | ext_key(k.proto, k.addr, k.port);
+	const typename F::BindKey ok = other_half<F>(in, in_val);
+	typename F::BindVal ov{};
+	return bpf_map_lookup_elem(bind_fd, &ok, &ov) == 0 && !bind_is_static(F::bind(ov)) &&
+	       points_to<F>(ov, in) && bpf_map_delete_elem(bind_fd, &ok) == 0;
 }
 
 // Deletes pairs selected by pick(in_key, in_val, out_val_or_null) and
@@ -309,53 +297,44 @@ uint64_t bind_key64(const kvx_bind_key &k)
 // runs on one batched copy of the table; a pair it selects is read again
 // from the map and must still be selected (the datapath may have used it
 // since the copy), so a steady-state sweep costs no syscall per entry.
-template <typename Pick, typename PickOrphan>
+template <typename F, typename Pick, typename PickOrphan>
 size_t delete_bindings(int bind_fd, Pick pick, PickOrphan pick_orphan)
 {
-	const auto entries = dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd);
-	std::unordered_map<uint64_t, const kvx_bind_val *> by_key;
+	using BindKey = typename F::BindKey;
+	using BindVal = typename F::BindVal;
+	const auto entries = dump_hash<BindKey, BindVal>(bind_fd);
+	std::unordered_map<typename F::Ext, const BindVal *, typename F::ExtHash> by_key;
 	by_key.reserve(entries.size());
 	for (const auto &[k, v] : entries)
-		by_key.emplace(bind_key64(k), &v);
+		by_key.emplace(F::bind_key(k), &v);
 	size_t deleted = 0;
-	auto del = [&](const kvx_bind_key &k) {
+	auto del = [&](const BindKey &k) {
 		if (bpf_map_delete_elem(bind_fd, &k) == 0)
 			deleted++;
 	};
-	// Only an OUT half pointing back at this external endpoint belongs to
-	// the pair.
-	auto pairs = [](const kvx_bind_key &in, const kvx_bind_val &out) {
-		return out.addr == in.addr && out.port == in.port;
-	};
 	for (const auto &[k, v] : entries) {
 		if (k.dir == KVX_BIND_IN) {
-			kvx_bind_key out{};
-			out.dir = KVX_BIND_OUT;
-			out.proto = k.proto;
-			out.port = v.port;
-			out.addr = v.addr;
-			auto it = by_key.find(bind_key64(out));
-			const kvx_bind_val *out_val =
-				it != by_key.end() && pairs(k, *it->second) ? it->second : nullptr;
+			// Only an OUT half pointing back at this external
+			// endpoint belongs to the pair.
+			const BindKey out = other_half<F>(k, v);
+			auto it = by_key.find(F::bind_key(out));
+			const BindVal *out_val =
+				it != by_key.end() && points_to<F>(*it->second, k) ? it->second :
+										     nullptr;
 			if (!pick(k, v, out_val))
 				continue;
-			kvx_bind_val in_now{}, out_now{};
+			BindVal in_now{}, out_now{};
 			if (bpf_map_lookup_elem(bind_fd, &k, &in_now) != 0)
 				continue;
 			bool paired = bpf_map_lookup_elem(bind_fd, &out, &out_now) == 0 &&
-				      pairs(k, out_now);
+				      points_to<F>(out_now, k);
 			if (!pick(k, in_now, paired ? &out_now : nullptr))
 				continue;
 			if (paired)
 				del(out); // OUT first
 			del(k);
 		} else if (k.dir == KVX_BIND_OUT) {
-			kvx_bind_key in{};
-			in.dir = KVX_BIND_IN;
-			in.proto = k.proto;
-			in.port = v.port;
-			in.addr = v.addr;
-			bool has_in = by_key.count(bind_key64(in)) != 0;
+			bool has_in = by_key.count(F::bind_key(other_half<F>(k, v))) != 0;
 			if (!has_in && pick_orphan(k, v))
 				del(k);
 		}
@@ -363,50 +342,62 @@ size_t delete_bindings(int bind_fd, Pick pick, PickOrphan pick_orphan)
 	return deleted;
 }
 
-} // namespace
-
-FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t, uint64_t now_ns,
-			   kvx_ct_val *now)
+template <typename F>
+FlowFate delete_if_expired_of(int ct_fd, const typename F::CtKey &k, const kvx_timeouts &t,
+			      uint64_t now_ns, typename F::CtVal *now)
 {
-	kvx_ct_val v{};
+	typename F::CtVal v{};
 	if (bpf_map_lookup_elem(ct_fd, &k, &v) != 0)
 		return FlowFate::Gone;
 	if (now)
 		*now = v;
-	if (!ct_expired(v, k.proto, t, now_ns))
+	if (!ct_expired(F::ct(v), k.proto, t, now_ns))
 		return FlowFate::Kept;
 	if (bpf_map_delete_elem(ct_fd, &k) == 0)
 		return FlowFate::Deleted;
 	return FlowFate::Gone;
 }
 
-SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
-		     const QuotaMaps &q)
+template <typename F>
+SweepResult sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
+		  const QuotaMaps &q)
 {
 	SweepResult r;
 	std::optional<CounterArray> gf;
 	std::vector<uint32_t> before, after;
-	if (q.gflows_fd >= 0) {
+	if (F::kQuota && q.gflows_fd >= 0) {
 		gf.emplace(q.gflows_fd, KVX_MAP_GFLOWS,
 			   std::vector<size_t>{offsetof(kvx_gflows_val, out),
 					       offsetof(kvx_gflows_val, in)});
 		before = gf->read();
 	}
-	const auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
+	const auto flows = dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd);
 	// Right after the dump: the flows this sweep deletes below are not
 	// counted, nor decremented by the datapath, and leave the count under
 	// the readings (drift, corrected); the datapath's updates after this
 	// reading are kept by the atomic add.
 	if (gf)
 		after = gf->read();
-	std::unordered_set<uint64_t> referenced;
+	std::unordered_set<typename F::Ext, typename F::ExtHash> referenced;
 	referenced.reserve(flows.size());
 	std::vector<FlowOwner> guests; // every flow kept
-	guests.reserve(flows.size());
+	// The flow counts for its guest's quota slot (IPv4's counters only).
+	auto owner = [&](const typename F::CtKey &k, const typename F::CtVal &v) {
+		if constexpr (F::kQuota)
+			if (gf)
+				guests.push_back(
+					{k.int_addr, (F::ct(v).flags & KVX_CT_F_INBOUND) != 0});
+	};
+	auto keep = [&](const typename F::CtKey &k, const typename F::CtVal &v) {
+		referenced.insert(F::ext(k.proto, F::ext_addr(v), F::ct(v).ext_port));
+		owner(k, v);
+	};
+	if (gf)
+		guests.reserve(flows.size());
 	for (const auto &[k, v] : flows) {
-		if (ct_expired(v, k.proto, t, now_ns)) {
-			kvx_ct_val now_v{};
-			switch (delete_if_expired(ct_fd, k, t, now_ns, &now_v)) {
+		if (ct_expired(F::ct(v), k.proto, t, now_ns)) {
+			typename F::CtVal now_v{};
+			switch (delete_if_expired_of<F>(ct_fd, k, t, now_ns, &now_v)) {
 			case FlowFate::Deleted:
 				r.ct_deleted++;
 				continue;
@@ -415,102 +406,153 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 				// (its decrement is kept by the atomic add):
 				// counted as the readings saw it, or the
 				// correction would take it off a second time.
-				guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
+				owner(k, v);
 				continue;
 			case FlowFate::Kept: // refreshed since the dump
-				referenced.insert(ext_key(k.proto, now_v.ext_addr, now_v.ext_port));
-				guests.push_back(
-					{k.int_addr, (now_v.flags & KVX_CT_F_INBOUND) != 0});
+				keep(k, now_v);
 				continue;
 			}
 		}
-		referenced.insert(ext_key(k.proto, v.ext_addr, v.ext_port));
-		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
+		keep(k, v);
 	}
 	if (gf)
 		r.gflows_fixed = counters_correct(*gf, before, after,
 						  gflows_counted(q, guests, gf->slots()));
-	r.bind_deleted = delete_bindings(
+	r.bind_deleted = delete_bindings<F>(
 		bind_fd,
-		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *out) {
-			if (bind_is_static(v))
+		[&](const typename F::BindKey &k, const typename F::BindVal &v,
+		    const typename F::BindVal *out) {
+			if (bind_is_static(F::bind(v)))
 				return false;
-			if (referenced.count(ext_key(k.proto, k.addr, k.port)))
+			if (referenced.count(F::ext(k.proto, key_addr<F>(k), k.port)))
 				return false;
-			uint64_t last = v.last_used_ns;
-			if (out && out->last_used_ns > last)
-				last = out->last_used_ns;
+			uint64_t last = F::bind(v).last_used_ns;
+			if (out && F::bind(*out).last_used_ns > last)
+				last = F::bind(*out).last_used_ns;
 			return bind_idle(last, now_ns);
 		},
-		[&](const kvx_bind_key &, const kvx_bind_val &v) {
-			return !bind_is_static(v) && bind_idle(v.last_used_ns, now_ns);
+		[&](const typename F::BindKey &, const typename F::BindVal &v) {
+			return !bind_is_static(F::bind(v)) &&
+			       bind_idle(F::bind(v).last_used_ns, now_ns);
 		});
 	return r;
 }
 
-SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be)
+template <typename F>
+SweepResult flush_addr(int ct_fd, int bind_fd, const typename F::Addr &addr)
 {
 	SweepResult r;
-	if (addr_be == 0)
+	if (addr == typename F::Addr{})
 		return r;
-	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd)) {
-		if (v.ext_addr == addr_be && bpf_map_delete_elem(ct_fd, &k) == 0)
+	for (const auto &[k, v] : dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd)) {
+		if (F::ext_addr(v) == addr && bpf_map_delete_elem(ct_fd, &k) == 0)
 			r.ct_deleted++;
 	}
-	r.bind_deleted = delete_bindings(
+	r.bind_deleted = delete_bindings<F>(
 		bind_fd,
 		// Static mappings are user configuration, not state: kept for
 		// whoever owns them (`map`) to move to the new address.
-		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *) {
-			return k.addr == addr_be && !bind_is_static(v);
+		[&](const typename F::BindKey &k, const typename F::BindVal &v,
+		    const typename F::BindVal *) {
+			return key_addr<F>(k) == addr && !bind_is_static(F::bind(v));
 		},
-		[&](const kvx_bind_key &, const kvx_bind_val &v) {
-			return v.addr == addr_be && !bind_is_static(v);
+		[&](const typename F::BindKey &, const typename F::BindVal &v) {
+			return F::val_addr(v) == addr && !bind_is_static(F::bind(v));
 		});
 	return r;
+}
+
+template <typename F>
+size_t release_listened(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx, uint64_t now_ns)
+{
+	using BindKey = typename F::BindKey;
+	using BindVal = typename F::BindVal;
+	// A binding used since shortly before now (the datapath's clock is
+	// cached per CPU, a tick behind at worst) may have a flow the
+	// conntrack dump below missed: left for the next sweep.
+	auto quiet = [&](const BindVal &v, const BindVal *out) {
+		uint64_t last = F::bind(v).last_used_ns;
+		if (out && F::bind(*out).last_used_ns > last)
+			last = F::bind(*out).last_used_ns;
+		return last + 1000ULL * 1000 * 1000 < now_ns;
+	};
+	auto listened = [&](const BindKey &k, const BindVal &v) {
+		const uint16_t port = ntohs(k.port);
+		return k.dir == KVX_BIND_IN && !bind_is_static(F::bind(v)) &&
+		       (k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP) &&
+		       port / 64 < portx.size() && ((portx[port / 64] >> (port % 64)) & 1);
+	};
+	// The usual sweep finds none: one dump of the bindings, no more.
+	const auto entries = dump_hash<BindKey, BindVal>(bind_fd);
+	if (std::none_of(entries.begin(), entries.end(),
+			 [&](const auto &e) { return listened(e.first, e.second); }))
+		return 0;
+	std::unordered_set<typename F::Ext, typename F::ExtHash> used;
+	for (const auto &[k, v] : dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd))
+		used.insert(F::ext(k.proto, F::ext_addr(v), F::ct(v).ext_port));
+	auto in_use = [&](const BindKey &k) {
+		return used.count(F::ext(k.proto, key_addr<F>(k), k.port)) != 0;
+	};
+	size_t deleted = delete_bindings<F>(
+		bind_fd,
+		[&](const BindKey &k, const BindVal &v, const BindVal *out) {
+			return listened(k, v) && !in_use(k) && quiet(v, out);
+		},
+		[](const BindKey &, const BindVal &) { return false; });
+	// In use: the OUT half only, if it still points back.
+	for (const auto &[k, v] : entries) {
+		if (!listened(k, v) || !in_use(k))
+			continue;
+		if (release_out_half_of<F>(bind_fd, k, v))
+			deleted++;
+	}
+	return deleted;
+}
+
+} // namespace
+
+bool release_out_half(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &in_val)
+{
+	return release_out_half_of<Family4>(bind_fd, in, in_val);
+}
+
+FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t, uint64_t now_ns,
+			   kvx_ct_val *now)
+{
+	return delete_if_expired_of<Family4>(ct_fd, k, t, now_ns, now);
+}
+
+SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
+		     const QuotaMaps &q)
+{
+	return sweep<Family4>(ct_fd, bind_fd, t, now_ns, q);
+}
+
+SweepResult gc_sweep6(int ct6_fd, int bind6_fd, const kvx_timeouts &t, uint64_t now_ns)
+{
+	return sweep<Family6>(ct6_fd, bind6_fd, t, now_ns, {});
+}
+
+SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be)
+{
+	return flush_addr<Family4>(ct_fd, bind_fd, addr_be);
+}
+
+SweepResult flush_ext_addr6(int ct6_fd, int bind6_fd, const Ipv6Addr &addr)
+{
+	return flush_addr<Family6>(ct6_fd, bind6_fd, addr);
 }
 
 size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,
 			  uint64_t now_ns)
 {
-	// A binding used since shortly before now (the datapath's clock is
-	// cached per CPU, a tick behind at worst) may have a flow the
-	// conntrack dump below missed: left for the next sweep.
-	auto quiet = [&](const kvx_bind_val &v, const kvx_bind_val *out) {
-		uint64_t last = v.last_used_ns;
-		if (out && out->last_used_ns > last)
-			last = out->last_used_ns;
-		return last + 1000ULL * 1000 * 1000 < now_ns;
-	};
-	auto listened = [&](const kvx_bind_key &k, const kvx_bind_val &v) {
-		const uint16_t port = ntohs(k.port);
-		return k.dir == KVX_BIND_IN && !bind_is_static(v) &&
-		       (k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP) &&
-		       port / 64 < portx.size() && ((portx[port / 64] >> (port % 64)) & 1);
-	};
-	// The usual sweep finds none: one dump of the bindings, no more.
-	const auto entries = dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd);
-	if (std::none_of(entries.begin(), entries.end(),
-			 [&](const auto &e) { return listened(e.first, e.second); }))
-		return 0;
-	std::unordered_set<uint64_t> used;
-	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd))
-		used.insert(ext_key(k.proto, v.ext_addr, v.ext_port));
-	size_t deleted = delete_bindings(
-		bind_fd,
-		[&](const kvx_bind_key &k, const kvx_bind_val &v, const kvx_bind_val *out) {
-			return listened(k, v) && !used.count(ext_key(k.proto, k.addr, k.port)) &&
-			       quiet(v, out);
-		},
-		[](const kvx_bind_key &, const kvx_bind_val &) { return false; });
-	// In use: the OUT half only, if it still points back.
-	for (const auto &[k, v] : entries) {
-		if (!listened(k, v) || !used.count(ext_key(k.proto, k.addr, k.port)))
-			continue;
-		if (release_out_half(bind_fd, k, v))
-			deleted++;
-	}
-	return deleted;
+	return release_listened<Family4>(ct_fd, bind_fd, portx, now_ns);
+}
+
+size_t release_host_ports6(int ct6_fd, int bind6_fd, const std::vector<uint64_t> &portx,
+			   uint64_t now_ns)
+{
+	return release_listened<Family6>(ct6_fd, bind6_fd, portx, now_ns);
 }
 
 } // namespace kvmxdp

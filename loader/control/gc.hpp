@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/clock.hpp"
+#include "base/netaddr6.hpp"
 #include "kvmxdp/abi.h"
 
 namespace kvmxdp {
@@ -88,10 +89,16 @@ FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t
 
 SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
 		     const QuotaMaps &q = {});
+// The same sweep over kvx_ct6/kvx_bind6 (the same code: their values embed
+// the IPv4 ones, abi.h).  No per-guest counters: kvx_gflows counts IPv4
+// flows.
+SweepResult gc_sweep6(int ct6_fd, int bind6_fd, const kvx_timeouts &t, uint64_t now_ns);
 
 // After the uplink address changed: flows and bindings on the old external
 // address can never carry traffic again.  addr_be in network order.
 SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be);
+// The same for the uplink's IPv6 address (kvx_cfg6.uplink_addr).
+SweepResult flush_ext_addr6(int ct6_fd, int bind6_fd, const Ipv6Addr &addr);
 
 // A host service that started listening on a port a guest's dynamic binding
 // holds (portx: the words of kvx_portx, as host_port_bitmap makes them).
@@ -108,5 +115,8 @@ SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be);
 // conntrack dump.  Returns the number of binding entries deleted.
 size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,
 			  uint64_t now_ns);
+// The same for the IPv6 bindings (the host's listeners are either family's).
+size_t release_host_ports6(int ct6_fd, int bind6_fd, const std::vector<uint64_t> &portx,
+			   uint64_t now_ns);
 
 } // namespace kvmxdp

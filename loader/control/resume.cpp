@@ -61,6 +61,18 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 	case SizeFrom::Subnet:
 		want.max_entries = sizes.guests;
 		break;
+	case SizeFrom::Ct6Size:
+		want.max_entries = !sizes.ipv6	   ? 1 :
+				   sizes.ct	   ? *sizes.ct :
+				   sizes.ct_pinned ? *sizes.ct_pinned :
+						     sizes.ct_default;
+		break;
+	case SizeFrom::Bind6Size:
+		want.max_entries = !sizes.ipv6	     ? 1 :
+				   sizes.bind	     ? *sizes.bind :
+				   sizes.bind_pinned ? *sizes.bind_pinned :
+						       sizes.bind_default;
+		break;
 	}
 	if (!pinned)
 		return {ResumeAction::Create, want.max_entries, ""};

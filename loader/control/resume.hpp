@@ -22,6 +22,12 @@ enum class SizeFrom {
 	CtSize,	  // --ct-size, else the pinned map's, else the config's (or the default)
 	BindSize, // --bind-size, likewise
 	Subnet,	  // one entry per guest address (model/quota.hpp guest_map_size)
+	// The IPv6 tables: as many entries as the IPv4 table of the same kind
+	// (--ct-size and --bind-size size both families: with Happy Eyeballs
+	// a dual-stack guest opens most of its flows over IPv6), one when
+	// IPv6 is off (a hash map cannot have none).
+	Ct6Size,
+	Bind6Size,
 };
 
 // Which difference of a pinned map makes a fresh map instead of a refusal
@@ -221,20 +227,24 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Reused at the same size, so that IPv6 flows survive a restart as
+	// IPv4's do; IPv6 turned on or off, or another --ct-size, starts
+	// them afresh (the IPv4 tables refuse a resize instead: they are the
+	// required core).
 	{KVX_MAP_CT6,
 	 {BPF_MAP_TYPE_HASH, sizeof(kvx_ct6_key), sizeof(kvx_ct6_val)},
-	 SizeFrom::Object,
+	 SizeFrom::Ct6Size,
 	 ReplaceIf::Resized,
 	 false,
-	 nullptr,
-	 nullptr},
+	 "IPv6 flows",
+	 "IPv6 conntrack starts afresh"},
 	{KVX_MAP_BIND6,
 	 {BPF_MAP_TYPE_HASH, sizeof(kvx_bind6_key), sizeof(kvx_bind6_val)},
-	 SizeFrom::Object,
+	 SizeFrom::Bind6Size,
 	 ReplaceIf::Resized,
 	 false,
-	 nullptr,
-	 nullptr},
+	 "IPv6 bindings",
+	 "IPv6 NAT bindings start afresh"},
 };
 
 // Its row; a map without one gets {name, no layout, Object, Never, not
@@ -250,6 +260,11 @@ struct MapSizes {
 	uint32_t ct_default = 0;      // the config's, else KVX_CT_DEFAULT_SIZE
 	uint32_t bind_default = 0;    // the config's, else KVX_BIND_DEFAULT_SIZE
 	uint32_t guests = 0;	      // for the subnet (kvx_guest)
+	// The IPv4 tables' pinned sizes (a resume), which their IPv6 twins
+	// follow like they do.
+	std::optional<uint32_t> ct_pinned;
+	std::optional<uint32_t> bind_pinned;
+	bool ipv6 = false; // kvx_cfg6.mode is not KVX_V6_OFF: the v6 tables are sized
 };
 
 enum class ResumeAction {

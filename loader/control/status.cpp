@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <sstream>
 
 #include "kernel/skel.hpp"
@@ -247,6 +248,98 @@ json nat_pool_json(const kvx_cfg &kc, const DirFd &pins)
 	return p;
 }
 
+const char *v6_mode_name(uint32_t mode)
+{
+	switch (mode) {
+	case KVX_V6_OFF:
+		return "off";
+	case KVX_V6_NAT66:
+		return "nat66";
+	case KVX_V6_RELAY:
+		return "relay";
+	}
+	return "unknown";
+}
+
+Ipv6Addr addr6_of(const __be32 (&w)[4])
+{
+	Ipv6Addr a;
+	std::memcpy(a.data(), w, a.size());
+	return a;
+}
+
+// What the datapath does with IPv6 (kvx_cfg6, as attach and the daemon wrote
+// it) and why (decide_ipv6 on the recorded choice and the bridge's addresses
+// now: a bridge that gained or lost its prefix since says so), its tables and
+// programs (kvx_v6progs: tail-called by the entry points, so `bpftool prog
+// show` lists them but no device does).
+void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
+		   std::vector<std::string> &warnings)
+{
+	Fd cfg6 = open_pinned(d, KVX_MAP_CFG6, pinned_layout(KVX_MAP_CFG6));
+	const kvx_cfg6 c = read_cfg6(cfg6.get());
+	j["ipv6_mode"] = v6_mode_name(c.mode);
+	j["ipv6_subnet"] = nullptr;
+	if (c.mode != KVX_V6_OFF)
+		j["ipv6_subnet"] = Ipv6Net{addr6_of(c.subnet), c.subnet_len}.str();
+	const Ipv6Addr up = addr6_of(c.uplink_addr), gw = addr6_of(c.gw_addr);
+	j["ipv6_uplink_addr"] = up == Ipv6Addr{} ? json(nullptr) : json(format_ipv6(up));
+	j["ipv6_gw_addr"] = gw == Ipv6Addr{} ? json(nullptr) : json(format_ipv6(gw));
+	std::string why;
+	try {
+		std::vector<Ipv6IfAddr> br;
+		if (auto l = find_link(nl, inst.bridge))
+			br = ipv6_addrs(nl, l->ifindex);
+		const Ipv6Decision now = decide_ipv6(inst.ipv6, inst.subnet6, br, inst.bridge);
+		why = now.why;
+		const bool same =
+			now.mode == c.mode &&
+			(c.mode == KVX_V6_OFF ||
+			 (now.subnet && *now.subnet == Ipv6Net{addr6_of(c.subnet), c.subnet_len}));
+		if (!same)
+			warnings.push_back("IPv6 is " + std::string(v6_mode_name(c.mode)) +
+					   " since attach, but bridge '" + inst.bridge +
+					   "' now gives " + now.why + ": run attach again");
+	} catch (const Error &e) {
+		why = e.what();
+		warnings.push_back(std::string("IPv6: ") + e.what());
+	}
+	j["ipv6_mode_why"] = why;
+	if (c.mode == KVX_V6_NAT66 && up == Ipv6Addr{})
+		warnings.push_back(
+			"uplink " + (inst.uplink.empty() ? std::string("none") : inst.uplink) +
+			" has no usable IPv6 address: the guests' IPv6 to the outside is "
+			"dropped (DROP_NO_UPLINK_ADDR)");
+	for (auto [key, map] :
+	     {std::pair{"conntrack6", KVX_MAP_CT6}, std::pair{"bindings6", KVX_MAP_BIND6}}) {
+		Fd fd = open_pinned(d, map, pinned_layout(map));
+		const MapInfo mi = map_info(fd.get(), map);
+		j[key] = {{"entries", count_keys(fd.get(), mi.key_size)},
+			  {"max_entries", mi.max_entries}};
+	}
+	json progs = json::array();
+	if (auto pa = find_pinned(d, KVX_MAP_V6PROGS, pinned_layout(KVX_MAP_V6PROGS))) {
+		static const char *const kFrom[KVX_V6_MAX] = {"kvx_br_ingress", "kvx_up_ingress"};
+		for (__u32 slot = 0; slot < KVX_V6_MAX; slot++) {
+			// A program array's lookup from user space gives the id.
+			__u32 id = 0;
+			if (bpf_map_lookup_elem(pa->get(), &slot, &id) != 0)
+				id = 0;
+			progs.push_back({{"slot", slot},
+					 {"prog", id ? json(prog_name_by_id(id)) : json(nullptr)},
+					 {"prog_id", id ? json(id) : json(nullptr)},
+					 {"tail_called_from", kFrom[slot]}});
+			if (!id && c.mode != KVX_V6_OFF)
+				warnings.push_back(std::string("no IPv6 program in ") +
+						   KVX_MAP_V6PROGS + " slot " +
+						   std::to_string(slot) +
+						   ": IPv6 frames go to the host untranslated (run "
+						   "attach again)");
+		}
+	}
+	j["ipv6_programs"] = progs;
+}
+
 json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, const Sysctl &sys)
 {
 	std::vector<std::string> warnings;
@@ -257,6 +350,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	j["uplink_device"] = inst.uplink.empty() ? json(nullptr) : json(inst.uplink);
 	j["subnet"] = inst.subnet.str();
 	j["subnet6"] = inst.subnet6 ? json(inst.subnet6->str()) : json(nullptr);
+	j["ipv6_choice"] = ipv6_choice_name(inst.ipv6);
 	j["uplink_addr"] = nullptr;
 	j["nat_port_lo"] = inst.nat_ports.lo;
 	j["nat_port_hi"] = inst.nat_ports.hi;
@@ -324,8 +418,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 		warnings.push_back("uplink: none (waiting for a default route): guest traffic "
 				   "to the outside is dropped until one appears");
 
-	// The uplink's IPv6, read now (the daemon logs its changes): what
-	// NAT66 and relay mode will use; the datapath does not yet.
+	// The uplink's IPv6, read now (the daemon follows it into kvx_cfg6).
 	j["ipv6"] = nullptr;
 	if (!inst.uplink.empty())
 		try {
@@ -381,6 +474,14 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 			   {"bytes", stats[KVX_R_##name].bytes}};
 			KVX_REASONS(KVX_X_STAT)
 #undef KVX_X_STAT
+			// Maps of an older kvmxdp have no IPv6 part.
+			try {
+				add_ipv6_mode(j, inst, nl, d, warnings);
+			} catch (const PinRefused &) {
+				throw;
+			} catch (const Error &e) {
+				warnings.push_back(std::string("IPv6 maps: ") + e.what());
+			}
 		} catch (const PinRefused &) {
 			throw;
 		} catch (const Error &e) {
@@ -458,7 +559,8 @@ void status_add_usage(json &inst, const DirFd *pins, const std::string &state_fi
 {
 	static const char *const kMaps[] = {KVX_MAP_CFG,    KVX_MAP_BIND,    KVX_MAP_CT,
 					    KVX_MAP_STATS,  KVX_MAP_EXTADDR, KVX_MAP_FRAG,
-					    KVX_MAP_GFLOWS, KVX_MAP_GUEST};
+					    KVX_MAP_GFLOWS, KVX_MAP_GUEST,   KVX_MAP_CFG6,
+					    KVX_MAP_CT6,    KVX_MAP_BIND6};
 	int ncpu = libbpf_num_possible_cpus();
 	json maps = json::object();
 	uint64_t total = 0;
@@ -481,6 +583,10 @@ void status_add_usage(json &inst, const DirFd *pins, const std::string &state_fi
 			else if (std::string(name) == KVX_MAP_BIND &&
 				 inst["bindings"].contains("entries"))
 				entries = inst["bindings"]["entries"].get<uint32_t>();
+			else if (std::string(name) == KVX_MAP_CT6 && inst.contains("conntrack6"))
+				entries = inst["conntrack6"]["entries"].get<uint32_t>();
+			else if (std::string(name) == KVX_MAP_BIND6 && inst.contains("bindings6"))
+				entries = inst["bindings6"]["entries"].get<uint32_t>();
 			else
 				entries = count_any(fd.get(), mi);
 			maps[name] = {{"entries", entries},
@@ -498,6 +604,8 @@ void status_add_usage(json &inst, const DirFd *pins, const std::string &state_fi
 	inst["maps"] = maps;
 	inst["memory_bytes"] = total;
 	auto table = [&](const char *key, const char *map, const char *what) {
+		if (!inst.contains(key))
+			return; // the IPv6 tables of an instance without them
 		json &t = inst[key];
 		t["memory_bytes"] = maps.contains(map) ? maps[map]["memory_bytes"] : json(nullptr);
 		uint64_t n = t.value("entries", uint64_t{0}),
@@ -508,11 +616,12 @@ void status_add_usage(json &inst, const DirFd *pins, const std::string &state_fi
 				std::to_string(max) + " entries (" + std::to_string(n * 100 / max) +
 				"% full): new flows will be " +
 				"refused (DROP_TABLE_FULL) when it is full; attach with a " +
-				"larger " +
-				(std::string(key) == "conntrack" ? "--ct-size" : "--bind-size"));
+				"larger " + (key[0] == 'c' ? "--ct-size" : "--bind-size"));
 	};
 	table("conntrack", KVX_MAP_CT, "conntrack");
 	table("bindings", KVX_MAP_BIND, "binding");
+	table("conntrack6", KVX_MAP_CT6, "IPv6 conntrack");
+	table("bindings6", KVX_MAP_BIND6, "IPv6 binding");
 
 	uint64_t drops = 0;
 	if (inst.contains("counters") && inst["counters"].contains("DROP_TABLE_FULL"))

@@ -14,12 +14,13 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 7, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 8, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
 // added kvx_gtw and made tw_remotes age (its zero still reads as "none");
-// version 7 added the IPv6 maps, none of the IPv4 layouts changed.
+// version 7 added the IPv6 maps, none of the IPv4 layouts changed; version 8
+// only reasons.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -241,7 +242,10 @@ static_assert(offsetof(kvx_icmprl_val, tokens_ns) == 8);
 static_assert(KVX_R_DROP_GUEST_PORTS == KVX_R_ICMP_RATELIMITED + 1);
 // Appended in version 7.
 static_assert(KVX_R_PASS_ND == KVX_R_DROP_GUEST_PORTS + 1);
-static_assert(KVX_R_DROP_UDP_NO_CSUM == KVX_R_MAX - 1);
+static_assert(KVX_R_DROP_UDP_NO_CSUM == KVX_R_PASS_ND + 2);
+// Appended in version 8.
+static_assert(KVX_R_DROP_HOP_LIMIT == KVX_R_DROP_UDP_NO_CSUM + 1);
+static_assert(KVX_R_DROP_PROTO_UNTRANSLATED == KVX_R_MAX - 1);
 
 // IPv6 (version 7).  The values embed the IPv4 ones at offset 0, so that
 // the family-neutral rules (ct_rules.h, the GC) read both through one type.

@@ -98,6 +98,20 @@ void write_cfg(int cfg_fd, const kvx_cfg &cfg)
 	check_libbpf(bpf_map_update_elem(cfg_fd, &key, &cfg, BPF_ANY), "write", KVX_MAP_CFG);
 }
 
+kvx_cfg6 read_cfg6(int cfg6_fd)
+{
+	__u32 key = 0;
+	kvx_cfg6 cfg{};
+	check_libbpf(bpf_map_lookup_elem(cfg6_fd, &key, &cfg), "read", KVX_MAP_CFG6);
+	return cfg;
+}
+
+void write_cfg6(int cfg6_fd, const kvx_cfg6 &cfg)
+{
+	__u32 key = 0;
+	check_libbpf(bpf_map_update_elem(cfg6_fd, &key, &cfg, BPF_ANY), "write", KVX_MAP_CFG6);
+}
+
 std::vector<uint64_t> read_portx(int portx_fd)
 {
 	std::vector<uint64_t> bits(KVX_PORTX_WORDS, 0);

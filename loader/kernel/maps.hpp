@@ -162,6 +162,8 @@ uint64_t map_memory_estimate(const MapInfo &m, unsigned possible_cpus);
 
 kvx_cfg read_cfg(int cfg_fd);
 void write_cfg(int cfg_fd, const kvx_cfg &cfg);
+kvx_cfg6 read_cfg6(int cfg6_fd);
+void write_cfg6(int cfg6_fd, const kvx_cfg6 &cfg);
 // kvx_portx (abi.h): KVX_PORTX_WORDS words, only those that differ are
 // written; returns how many ports are set.
 size_t write_portx(int portx_fd, const std::vector<uint64_t> &bits);

@@ -20,12 +20,13 @@ using nlohmann::json;
 bool Instance::operator==(const Instance &o) const
 {
 	return bridge == o.bridge && uplink == o.uplink && uplink_auto == o.uplink_auto &&
-	       subnet == o.subnet && subnet6 == o.subnet6 && nat_ports == o.nat_ports &&
-	       nat_ports_auto == o.nat_ports_auto && nat_skip == o.nat_skip && eif == o.eif &&
-	       ct_size == o.ct_size && bind_size == o.bind_size && bpffs == o.bpffs &&
-	       pin_dir == o.pin_dir && clsact_created_bridge == o.clsact_created_bridge &&
+	       subnet == o.subnet && subnet6 == o.subnet6 && ipv6 == o.ipv6 &&
+	       nat_ports == o.nat_ports && nat_ports_auto == o.nat_ports_auto &&
+	       nat_skip == o.nat_skip && eif == o.eif && ct_size == o.ct_size &&
+	       bind_size == o.bind_size && bpffs == o.bpffs && pin_dir == o.pin_dir &&
+	       clsact_created_bridge == o.clsact_created_bridge &&
 	       clsact_created_uplink == o.clsact_created_uplink &&
-	       saved_forwarding == o.saved_forwarding &&
+	       saved_forwarding == o.saved_forwarding && saved_forwarding6 == o.saved_forwarding6 &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
 	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota &&
 	       guest_ports == o.guest_ports && timeouts == o.timeouts && mode == o.mode &&
@@ -119,6 +120,8 @@ json to_json(const Config &cfg)
 		json saved = json::object();
 		if (i.saved_forwarding)
 			saved["forwarding"] = *i.saved_forwarding;
+		if (i.saved_forwarding6)
+			saved["forwarding6"] = *i.saved_forwarding6;
 		if (i.saved_reserved_ports)
 			saved["ip_local_reserved_ports"] = *i.saved_reserved_ports;
 		insts.push_back({
@@ -154,6 +157,8 @@ json to_json(const Config &cfg)
 			insts.back()["dhcp_leases"] = i.dhcp_leases;
 		if (i.subnet6)
 			insts.back()["subnet6"] = i.subnet6->str();
+		if (i.ipv6 != Ipv6Choice::Auto)
+			insts.back()["ipv6"] = ipv6_choice_name(i.ipv6);
 		if (!i.metrics.empty())
 			insts.back()["metrics"] = i.metrics;
 		if (i.uplink_auto) {
@@ -427,6 +432,11 @@ Config config_from_json(const json &j)
 		if (i.saved_forwarding && *i.saved_forwarding != "0" && *i.saved_forwarding != "1")
 			bad(p + "saved_sysctls.forwarding",
 			    "'" + printable(*i.saved_forwarding) + "' is not 0 or 1");
+		// Absent in older versions' configs and while IPv6 is off.
+		i.saved_forwarding6 = get_opt_string(saved, "forwarding6", p + "saved_sysctls.");
+		if (i.saved_forwarding6 && *i.saved_forwarding6 != "0" && *i.saved_forwarding6 != "1")
+			bad(p + "saved_sysctls.forwarding6",
+			    "'" + printable(*i.saved_forwarding6) + "' is not 0 or 1");
 		i.saved_reserved_ports =
 			get_opt_string(saved, "ip_local_reserved_ports", p + "saved_sysctls.");
 		if (i.saved_reserved_ports)
@@ -459,6 +469,9 @@ Config config_from_json(const json &j)
 		// Absent: no IPv6 guest prefix (and in older versions' configs).
 		if (o.contains("subnet6"))
 			i.subnet6 = parse_subnet6(get_string(o, "subnet6", p), p + "subnet6");
+		// Absent: auto (and in older versions' configs).
+		if (o.contains("ipv6"))
+			i.ipv6 = parse_ipv6_choice(get_string(o, "ipv6", p), p + "ipv6");
 		if (o.contains("metrics")) {
 			i.metrics = get_string(o, "metrics", p);
 			if (!i.metrics.empty())

@@ -15,6 +15,7 @@
 
 #include "base/error.hpp"
 #include "base/fs.hpp"
+#include "model/ipv6.hpp"
 #include "model/mapping.hpp"
 #include "model/mode.hpp"
 #include "base/netaddr.hpp"
@@ -31,9 +32,11 @@ struct Instance {
 	std::string uplink;
 	bool uplink_auto = false;
 	Ipv4Net subnet;
-	// attach --subnet6: the guests' IPv6 prefix for NAT66 (unset: none).
-	// Recorded and shown; the datapath does not translate IPv6 yet.
+	// attach --subnet6: the guests' IPv6 prefix for NAT66 (unset: the
+	// bridge's, model/ipv6.hpp decide_ipv6).
 	std::optional<Ipv6Net> subnet6;
+	// attach --ipv6 (auto: absent from the JSON, as in older configs).
+	Ipv6Choice ipv6 = Ipv6Choice::Auto;
 	PortRange nat_ports;
 	// No --nat-ports: the default pool, recomputed by every attach
 	// (netaddr.hpp default_nat_pool); nat_skip is its hole ({0, 0}: none).
@@ -51,6 +54,8 @@ struct Instance {
 	// Values before the first attach; restored by detach.  Absent when
 	// the key did not exist (e.g. the sysctl is missing in a test tree).
 	std::optional<std::string> saved_forwarding;
+	// The bridge's IPv6 forwarding before an attach with IPv6 on set it.
+	std::optional<std::string> saved_forwarding6;
 	std::optional<std::string> saved_reserved_ports;
 	// Static mappings (`map add`), restored by every attach.
 	std::vector<StaticMapping> mappings;

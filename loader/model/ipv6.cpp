@@ -6,6 +6,9 @@
 
 #include <algorithm>
 
+#include "base/error.hpp"
+#include "base/text.hpp"
+
 namespace kvmxdp {
 
 namespace {
@@ -216,6 +219,94 @@ RelayCheck relay_check(const std::vector<Ipv6IfAddr> &addrs, const std::vector<I
 				 prefixes.front().net.str() + " was configured by hand") +
 			"): the LAN's router would not reach guests in it" + dhcp;
 	return r;
+}
+
+Ipv6Choice parse_ipv6_choice(const std::string &text, const std::string &what)
+{
+	if (text == "auto")
+		return Ipv6Choice::Auto;
+	if (text == "off")
+		return Ipv6Choice::Off;
+	if (text == "nat66")
+		return Ipv6Choice::Nat66;
+	if (text == "relay")
+		throw Error("invalid " + what +
+			    " 'relay': relay mode is not supported yet "
+			    "(use nat66, off or auto)");
+	throw Error("invalid " + what + " '" + printable(text) + "': use auto, nat66 or off");
+}
+
+const char *ipv6_choice_name(Ipv6Choice c)
+{
+	switch (c) {
+	case Ipv6Choice::Off:
+		return "off";
+	case Ipv6Choice::Nat66:
+		return "nat66";
+	case Ipv6Choice::Auto:
+		break;
+	}
+	return "auto";
+}
+
+Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet6,
+			 const std::vector<Ipv6IfAddr> &bridge_addrs, const std::string &bridge)
+{
+	Ipv6Decision d;
+	if (choice == Ipv6Choice::Off) {
+		d.why = "--ipv6 off: the guests' IPv6 is the host's";
+		return d;
+	}
+	const std::string asked = choice == Ipv6Choice::Nat66 ? "--ipv6 nat66, " : "";
+	if (subnet6) {
+		d.mode = KVX_V6_NAT66;
+		d.subnet = subnet6;
+		d.why = asked + "guests' prefix " + subnet6->str() + " (--subnet6)";
+		return d;
+	}
+	const Ipv6IfAddr *pick = nullptr;
+	size_t n = 0;
+	for (const Ipv6IfAddr &a : bridge_addrs) {
+		if (a.scope != RT_SCOPE_UNIVERSE || (a.flags & IFA_F_DADFAILED))
+			continue;
+		// The same networks --subnet6 accepts (no ::/8, link-local,
+		// multicast; /1../64).
+		try {
+			const Ipv6Net net = network_of6(a.addr, a.prefix);
+			parse_subnet6(net.str(), "the bridge's prefix");
+		} catch (const Error &) {
+			continue;
+		}
+		if (!pick)
+			pick = &a;
+		n++;
+	}
+	if (pick) {
+		d.mode = KVX_V6_NAT66;
+		d.subnet = network_of6(pick->addr, pick->prefix);
+		d.why = asked + "guests' prefix " + d.subnet->str() + " from bridge '" + bridge +
+			"' address " + format_ipv6(pick->addr) + "/" +
+			std::to_string(pick->prefix) +
+			(n > 1 ? " (the first of " + std::to_string(n) + " prefixes)" : "");
+		return d;
+	}
+	const std::string none = "bridge '" + bridge +
+				 "' has no global or ULA IPv6 address to take the guests' prefix "
+				 "from and no --subnet6 was given";
+	if (choice == Ipv6Choice::Nat66)
+		throw Error("--ipv6 nat66: " + none +
+			    " (give the bridge one, e.g. libvirt's <ip family='ipv6' "
+			    "address='fd42::1' prefix='64'/>, or pass --subnet6)");
+	d.why = none;
+	return d;
+}
+
+std::optional<Ipv6Addr> link_local_of(const std::vector<Ipv6IfAddr> &addrs)
+{
+	for (const Ipv6IfAddr &a : addrs)
+		if (a.addr[0] == 0xfe && (a.addr[1] & 0xc0) == 0x80 && !(a.flags & IFA_F_DADFAILED))
+			return a.addr;
+	return std::nullopt;
 }
 
 } // namespace kvmxdp

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/netaddr6.hpp"
+#include "kvmxdp/abi.h"
 
 namespace kvmxdp {
 
@@ -80,5 +81,41 @@ struct RelayCheck {
 // kernel's IF_RA_MANAGED; the host's address in it is a /128).
 RelayCheck relay_check(const std::vector<Ipv6IfAddr> &addrs, const std::vector<Ipv6Route> &routes,
 		       bool managed);
+
+// attach --ipv6: what the instance does with the guests' IPv6.  Auto (no
+// --ipv6, the default) is what users expect of a NAT: IPv6 translated when
+// the guests have an IPv6 prefix, as IPv4 is when they have a subnet, and
+// left to the host otherwise (a bridge without IPv6 gains nothing and
+// loses nothing).
+enum class Ipv6Choice { Auto, Off, Nat66 };
+
+// "auto", "off", "nat66" (case-sensitive, as the other modes); "relay" is
+// refused as not supported yet.  Throws Error naming `what` and the
+// value ("--ipv6", "instances[0].ipv6").
+Ipv6Choice parse_ipv6_choice(const std::string &text, const std::string &what);
+const char *ipv6_choice_name(Ipv6Choice c);
+
+// What attach makes of the choice: the kvx_cfg6 mode, the guests' prefix
+// and why, in a line for the log and `status`.
+struct Ipv6Decision {
+	kvx_v6_mode mode = KVX_V6_OFF;
+	std::optional<Ipv6Net> subnet; // NAT66: the guests' prefix
+	std::string why;
+};
+
+// The guests' prefix is --subnet6, else the network of the bridge's first
+// global or ULA address whose prefix a guest can autoconfigure from (/1../64;
+// libvirt's <ip family='ipv6' address='fd42::1' prefix='64'/> puts
+// fd42::1/64 on the bridge), tentative or not (a bridge without ports has
+// not run DAD yet; the prefix is what matters).  Off: --ipv6 off, or auto
+// without a prefix.  --ipv6 nat66 without a prefix throws Error
+// naming the bridge and how to give it one.
+Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet6,
+			 const std::vector<Ipv6IfAddr> &bridge_addrs, const std::string &bridge);
+
+// The bridge's link-local address (fe80::/10, not dadfailed): what the
+// guests' default route points at (the RAs come from it), hence the source
+// of the ICMPv6 errors kvmxdp sends them (kvx_cfg6.gw_addr).
+std::optional<Ipv6Addr> link_local_of(const std::vector<Ipv6IfAddr> &addrs);
 
 } // namespace kvmxdp

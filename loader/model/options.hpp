@@ -32,6 +32,9 @@ struct AttachOptions {
 	// The guests' IPv6 prefix (base/netaddr6.hpp parse_subnet6), or
 	// "none" to forget a recorded one; unset: the config's.
 	std::optional<std::string> subnet6;
+	// attach --ipv6: "auto", "nat66" or "off" (model/ipv6.hpp
+	// parse_ipv6_choice); unset: the config's, else auto.
+	std::optional<std::string> ipv6;
 	std::optional<std::string> nat_ports;
 	bool eif = false;
 	std::optional<uint32_t> ct_size;

@@ -21,8 +21,10 @@ namespace {
 struct CtPins {
 	std::string bridge;
 	Fd cfg, ct, bind;
-	Fd gflows; // -1 when not pinned (maps of an older version)
-	Fd guest;  // kvx_guest, the owners that name a guest's quota slot
+	Fd gflows;     // -1 when not pinned (maps of an older version)
+	Fd guest;      // kvx_guest, the owners that name a guest's quota slot
+	Fd ct6, bind6; // -1 when not pinned (maps of an older version)
+	Ct6Fds v6() const { return {ct6.get(), bind6.get()}; }
 };
 
 CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
@@ -59,6 +61,10 @@ CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
 		p.gflows = std::move(*gflows);
 	if (auto guest = find_pinned(d, KVX_MAP_GUEST, pinned_layout(KVX_MAP_GUEST)))
 		p.guest = std::move(*guest);
+	if (auto ct6 = find_pinned(d, KVX_MAP_CT6, pinned_layout(KVX_MAP_CT6)))
+		p.ct6 = std::move(*ct6);
+	if (auto bind6 = find_pinned(d, KVX_MAP_BIND6, pinned_layout(KVX_MAP_BIND6)))
+		p.bind6 = std::move(*bind6);
 	return p;
 }
 
@@ -77,7 +83,8 @@ kvx_timeouts configured_timeouts(int cfg_fd)
 json conntrack_list(const GlobalOptions &g, const std::string &bridge, const CtFilter &f)
 {
 	CtPins p = open_ct_pins(g, bridge);
-	json flows = ct_list_fd(p.ct.get(), configured_timeouts(p.cfg.get()), f, boottime_ns());
+	json flows =
+		ct_list_fd(p.ct.get(), configured_timeouts(p.cfg.get()), f, boottime_ns(), p.v6());
 	for (auto &fl : flows)
 		fl["bridge"] = p.bridge;
 	return flows;
@@ -90,7 +97,8 @@ CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge,
 	if (bridge_out)
 		*bridge_out = p.bridge;
 	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(),
-			   {p.gflows.get(), p.guest.get(), read_cfg(p.cfg.get()).guest_seed});
+			   {p.gflows.get(), p.guest.get(), read_cfg(p.cfg.get()).guest_seed},
+			   p.v6());
 }
 
 } // namespace kvmxdp

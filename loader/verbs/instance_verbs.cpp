@@ -127,6 +127,11 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 			sys.write(fwd, *inst.saved_forwarding);
 	});
 	step([&] {
+		std::string fwd = forwarding6_key(bridge);
+		if (inst.saved_forwarding6 && sys.exists(fwd))
+			sys.write(fwd, *inst.saved_forwarding6);
+	});
+	step([&] {
 		if (!inst.saved_reserved_ports)
 			return;
 		auto cur = sys.try_read(kReservedPortsKey);

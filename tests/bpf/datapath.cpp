@@ -181,6 +181,8 @@ Datapath::Datapath(TableSizes sizes)
 			s.set_max_entries(KVX_MAP_CT, sizes.ct);
 		if (sizes.bind)
 			s.set_max_entries(KVX_MAP_BIND, sizes.bind);
+		s.set_max_entries(KVX_MAP_CT6, sizes.ct6);
+		s.set_max_entries(KVX_MAP_BIND6, sizes.bind6);
 		for (const char *name : kMappedArrays)
 			if (bpf_map__set_map_flags(s.map(name), bpf_map__map_flags(s.map(name)) |
 									BPF_F_MMAPABLE) != 0)
@@ -326,6 +328,9 @@ void Datapath::clear_tables()
 	skb_meta_ = {};
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
 	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
+	clear_hash<kvx_ct6_key>(bpf_map__fd(tc()->maps.kvx_ct6), "kvx_ct6");
+	clear_hash<kvx_bind6_key>(bpf_map__fd(tc()->maps.kvx_bind6), "kvx_bind6");
+	set_cfg6(kvx_cfg6{});
 	clear_icmprl_buckets();
 	set_icmprl_global(IcmpBudget::Answers, 0);
 	set_icmprl_global(IcmpBudget::Pmtu, 0);
@@ -672,6 +677,63 @@ std::vector<std::pair<kvx_ct_key, kvx_ct_val>> Datapath::ct_entries() const
 		if (auto v = ct_lookup(k))
 			out.emplace_back(k, *v);
 	return out;
+}
+
+void Datapath::set_cfg6(const kvx_cfg6 &cfg)
+{
+	__u32 key = 0;
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_cfg6), &key, &cfg, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_cfg6: " + errno_text(errno));
+}
+
+kvx_cfg6 Datapath::cfg6() const
+{
+	__u32 key = 0;
+	kvx_cfg6 c;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_cfg6), &key, &c) != 0)
+		throw std::runtime_error("lookup kvx_cfg6: " + errno_text(errno));
+	return c;
+}
+
+std::vector<std::pair<kvx_ct6_key, kvx_ct6_val>> Datapath::ct6_entries() const
+{
+	const int fd = bpf_map__fd(tc()->maps.kvx_ct6);
+	std::vector<std::pair<kvx_ct6_key, kvx_ct6_val>> out;
+	for (const auto &k : map_keys<kvx_ct6_key>(fd)) {
+		kvx_ct6_val v;
+		if (bpf_map_lookup_elem(fd, &k, &v) == 0)
+			out.emplace_back(k, v);
+	}
+	return out;
+}
+
+std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> Datapath::bind6_entries() const
+{
+	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> out;
+	for (const auto &k : map_keys<kvx_bind6_key>(bpf_map__fd(tc()->maps.kvx_bind6)))
+		if (auto v = bind6_lookup(k))
+			out.emplace_back(k, *v);
+	return out;
+}
+
+std::optional<kvx_bind6_val> Datapath::bind6_lookup(const kvx_bind6_key &key) const
+{
+	kvx_bind6_val v;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_bind6), &key, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+void Datapath::bind6_update(const kvx_bind6_key &key, const kvx_bind6_val &val)
+{
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_bind6), &key, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_bind6: " + errno_text(errno));
+}
+
+void Datapath::bind6_delete(const kvx_bind6_key &key)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_bind6), &key) != 0)
+		throw std::runtime_error("delete kvx_bind6: " + errno_text(errno));
 }
 
 std::vector<std::pair<kvx_frag_key, kvx_frag_val>> Datapath::frag_entries() const

@@ -61,6 +61,9 @@ struct SkbMeta {
 struct TableSizes {
 	std::uint32_t ct = 0;	// 0: keep the object's default
 	std::uint32_t bind = 0; // 0: keep the object's default
+	// The IPv6 tables (one entry in the object: the loader sizes them).
+	std::uint32_t ct6 = 4096;
+	std::uint32_t bind6 = 4096;
 };
 
 class Datapath {
@@ -158,6 +161,15 @@ public:
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> ct_entries() const;
 
 	std::vector<std::pair<kvx_frag_key, kvx_frag_val>> frag_entries() const;
+
+	// IPv6: kvx_cfg6 (zeroed, mode off, by clear_tables()), kvx_ct6, kvx_bind6.
+	void set_cfg6(const kvx_cfg6 &cfg);
+	kvx_cfg6 cfg6() const;
+	std::vector<std::pair<kvx_ct6_key, kvx_ct6_val>> ct6_entries() const;
+	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> bind6_entries() const;
+	std::optional<kvx_bind6_val> bind6_lookup(const kvx_bind6_key &key) const;
+	void bind6_update(const kvx_bind6_key &key, const kvx_bind6_val &val);
+	void bind6_delete(const kvx_bind6_key &key);
 	void frag_update(const kvx_frag_key &key, const kvx_frag_val &val);
 
 private:

@@ -210,6 +210,37 @@ std::string enter_private_netns(Topology &t, std::string &error)
 		must_run({ip, "route", "add", "unreachable", "203.0.113.0/24"});
 		must_run({ip, "route", "add", "prohibit", "192.0.2.0/24"});
 
+		// IPv6 on the three routed devices only, without anything that
+		// would send frames on its own (DAD, router solicitations) or
+		// take routes from outside (RAs).  Their peers and the bridge
+		// ports keep it off: nothing answers, nothing comes in.
+		for (const char *dev : {Topology::kBridge, Topology::kUplink, Topology::kOther}) {
+			const std::string conf = std::string("/proc/sys/net/ipv6/conf/") + dev + "/";
+			write_sysctl(conf + "accept_dad", "0");
+			write_sysctl(conf + "accept_ra", "0");
+			write_sysctl(conf + "router_solicitations", "0");
+			write_sysctl(conf + "disable_ipv6", "0");
+		}
+		must_run({ip, "-6", "addr", "add", std::string(Topology::kBridgeAddr6) + "/64", "dev",
+			  Topology::kBridge, "nodad"});
+		must_run({ip, "-6", "addr", "add", std::string(Topology::kUplinkAddr6) + "/64", "dev",
+			  Topology::kUplink, "nodad"});
+		must_run({ip, "-6", "neigh", "replace", Topology::kGatewayAddr6, "lladdr",
+			  testpkt::mac_str(Topology::kGatewayMac), "dev", Topology::kUplink, "nud",
+			  "permanent"});
+		must_run({ip, "-6", "route", "add", "default", "via", Topology::kGatewayAddr6, "dev",
+			  Topology::kUplink});
+		must_run({ip, "-6", "route", "add", std::string(Topology::kOtherNet6) + "/64", "dev",
+			  Topology::kOther});
+		must_run({ip, "-6", "neigh", "replace", Topology::kOtherNeigh6, "lladdr",
+			  testpkt::mac_str(Topology::kOtherNeighMac), "dev", Topology::kOther, "nud",
+			  "permanent"});
+		must_run({ip, "-6", "route", "add", "unreachable",
+			  std::string(Topology::kUnreachNet6) + "/48"});
+		write_sysctl(std::string("/proc/sys/net/ipv6/conf/") + Topology::kBridge +
+				     "/forwarding",
+			     "1");
+
 		// bpf_fib_lookup returns FWD_DISABLED unless forwarding is on for
 		// the ingress device; private namespace only.
 		write_sysctl(std::string("/proc/sys/net/ipv4/conf/") + Topology::kBridge +

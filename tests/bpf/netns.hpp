@@ -11,9 +11,10 @@
 //   kvxoth0 172.31.0.1/24 <veth> kvxoth0p (a route that is not the uplink)
 //   blackhole 198.51.100.0/24, unreachable 203.0.113.0/24, prohibit 192.0.2.0/24
 //
-// IPv6 and br_netfilter's bridge-nf-call-* are off in the namespace, so that
-// frames sent into kvxbrp0p/kvxup0p (the real-device tests) are the only
-// traffic and reach the programs unfiltered.
+// IPv6 (but on kvxbr0, kvxup0, kvxoth0, quietly: no DAD, RS or RAs) and
+// br_netfilter's bridge-nf-call-* are off in the namespace, so that frames
+// sent into kvxbrp0p/kvxup0p (the real-device tests) are the only traffic
+// and reach the programs unfiltered.
 #pragma once
 
 #include <bpf/libbpf.h>
@@ -59,6 +60,18 @@ struct Topology {
 	static constexpr std::uint32_t kGatewayAddr = testpkt::ip4(10, 77, 0, 1);
 	static constexpr std::uint32_t kOtherAddr = testpkt::ip4(172, 31, 0, 1);
 	static constexpr std::uint32_t kOtherNeigh = testpkt::ip4(172, 31, 0, 7);
+
+	// IPv6 (the NAT66 tests): on the bridge, the uplink and kvxoth0 only,
+	// without DAD, router solicitations or RAs; IPv6 forwarding on the
+	// bridge.  Default route via kGatewayAddr6 (permanent neighbour
+	// kGatewayMac); kOtherNet6 routed to kvxoth0; kUnreachNet6 unreachable.
+	static constexpr const char *kBridgeAddr6 = "fd42::1";
+	static constexpr const char *kSubnet6 = "fd42::";
+	static constexpr const char *kUplinkAddr6 = "2001:db8:77::2";
+	static constexpr const char *kGatewayAddr6 = "2001:db8:77::1";
+	static constexpr const char *kOtherNet6 = "2001:db8:31::";
+	static constexpr const char *kOtherNeigh6 = "2001:db8:31::7";
+	static constexpr const char *kUnreachNet6 = "2001:db8:dead::";
 
 	int bridge_ifindex = 0;
 	int uplink_ifindex = 0;

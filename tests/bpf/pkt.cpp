@@ -1,5 +1,7 @@
 #include "pkt.hpp"
 
+#include <arpa/inet.h>
+
 #include <cstdio>
 #include <sstream>
 #include <stdexcept>
@@ -362,9 +364,49 @@ Parsed parse(const Bytes &f)
 	return r;
 }
 
+namespace {
+
+std::string check_checksums6(const Bytes &f)
+{
+	const Parsed6 p = parse6(f);
+	if (!p.ipv6 || !p.chain_ok)
+		return "not a complete IPv6 packet";
+	if (p.fragment || p.l4_off > p.ip_end)
+		return "";
+	std::ostringstream err;
+	const std::uint8_t *l4 = f.data() + p.l4_off;
+	const std::size_t l4_len = p.ip_end - p.l4_off;
+	switch (p.proto) {
+	case kProtoTcp:
+	case kProtoIcmp6:
+		if (l4_len >= (p.proto == kProtoTcp ? 20u : 4u) &&
+		    l4_checksum6(p.src, p.dst, p.proto, l4, l4_len) != 0)
+			err << (p.proto == kProtoTcp ? "TCP" : "ICMPv6") << " checksum invalid; ";
+		break;
+	case kProtoUdp:
+		if (l4_len < 8)
+			break;
+		// RFC 8200 8.1: 0 is no "no checksum" in IPv6.
+		if (get16(f, p.l4_off + 6) == 0)
+			err << "UDP checksum 0; ";
+		else if (l4_checksum6(p.src, p.dst, p.proto, l4, l4_len) != 0)
+			err << "UDP checksum invalid; ";
+		if (get16(f, p.l4_off + 4) != l4_len)
+			err << "UDP length != payload length; ";
+		break;
+	default:
+		break;
+	}
+	return err.str();
+}
+
+} // namespace
+
 std::string check_checksums(const Bytes &f)
 {
 	Parsed p = parse(f);
+	if (p.ethertype == kEthIpv6)
+		return check_checksums6(f);
 	if (p.ethertype != kEthIpv4)
 		return "";
 	if (!p.ipv4)
@@ -438,6 +480,230 @@ std::string diff(const Bytes &got, const Bytes &want)
 	};
 	o << "\n got:\n" << head(got) << "\n want:\n" << head(want);
 	return o.str();
+}
+
+} // namespace kvmxdp::testpkt
+
+namespace kvmxdp::testpkt {
+
+Ip6 ip6(const char *text)
+{
+	Ip6 a{};
+	if (inet_pton(AF_INET6, text, a.data()) != 1)
+		throw std::invalid_argument(std::string("bad IPv6 address ") + text);
+	return a;
+}
+
+std::string ip6_str(const Ip6 &a)
+{
+	char buf[INET6_ADDRSTRLEN];
+	return inet_ntop(AF_INET6, a.data(), buf, sizeof(buf)) ? buf : "?";
+}
+
+ExtHdr ext_options(std::uint8_t type, std::size_t len)
+{
+	if (len < 8 || len % 8 != 0)
+		throw std::invalid_argument("option header length");
+	ExtHdr h;
+	h.type = type;
+	h.rest.assign(len - 2, 0);
+	h.rest[0] = 1; // PadN
+	h.rest[1] = static_cast<std::uint8_t>(len - 4);
+	return h;
+}
+
+ExtHdr ext_routing(std::uint8_t segments_left, std::size_t len)
+{
+	if (len < 8 || len % 8 != 0)
+		throw std::invalid_argument("routing header length");
+	ExtHdr h;
+	h.type = kExtRouting;
+	h.rest.assign(len - 2, 0);
+	h.rest[0] = 4; // routing type (segment routing)
+	h.rest[1] = segments_left;
+	return h;
+}
+
+ExtHdr ext_fragment(std::uint16_t offset_units, bool more, std::uint32_t id)
+{
+	ExtHdr h;
+	h.type = kExtFragment;
+	h.rest.assign(6, 0);
+	const std::uint16_t fo = static_cast<std::uint16_t>((offset_units << 3) | (more ? 1 : 0));
+	h.rest[0] = static_cast<std::uint8_t>(fo >> 8);
+	h.rest[1] = static_cast<std::uint8_t>(fo);
+	h.rest[2] = static_cast<std::uint8_t>(id >> 24);
+	h.rest[3] = static_cast<std::uint8_t>(id >> 16);
+	h.rest[4] = static_cast<std::uint8_t>(id >> 8);
+	h.rest[5] = static_cast<std::uint8_t>(id);
+	return h;
+}
+
+std::uint16_t l4_checksum6(const Ip6 &src, const Ip6 &dst, std::uint8_t proto,
+			   const std::uint8_t *seg, std::size_t len)
+{
+	Bytes pseudo(40, 0);
+	std::copy(src.begin(), src.end(), pseudo.begin());
+	std::copy(dst.begin(), dst.end(), pseudo.begin() + 16);
+	put32(pseudo, 32, static_cast<std::uint32_t>(len));
+	put8(pseudo, 39, proto);
+	std::uint32_t sum = csum_partial(pseudo.data(), pseudo.size());
+	return csum_fold(csum_partial(seg, len, sum));
+}
+
+Bytes Packet6::build() const
+{
+	Bytes f(12, 0);
+	std::copy(dst_mac.begin(), dst_mac.end(), f.begin());
+	std::copy(src_mac.begin(), src_mac.end(), f.begin() + 6);
+	f.push_back(kEthIpv6 >> 8);
+	f.push_back(kEthIpv6 & 0xff);
+
+	Bytes chain;
+	for (std::size_t i = 0; i < ext.size(); i++) {
+		const ExtHdr &h = ext[i];
+		if ((2 + h.rest.size()) % 8 != 0)
+			throw std::invalid_argument("extension header length");
+		chain.push_back(i + 1 < ext.size() ? ext[i + 1].type : proto);
+		chain.push_back(h.type == kExtFragment ?
+					0 :
+					static_cast<std::uint8_t>((2 + h.rest.size()) / 8 - 1));
+		append(chain, h.rest);
+	}
+	Packet l4p;
+	l4p.proto = proto == kProtoIcmp6 ? kProtoIcmp : proto;
+	l4p.sport = sport;
+	l4p.dport = dport;
+	l4p.seq = seq;
+	l4p.ack_seq = ack_seq;
+	l4p.tcp_flags = tcp_flags;
+	l4p.window = window;
+	l4p.tcp_options = tcp_options;
+	l4p.icmp_type = icmp_type;
+	l4p.icmp_code = icmp_code;
+	l4p.icmp_id = icmp_id;
+	l4p.icmp_seq = icmp_seq;
+	l4p.payload = payload;
+	Bytes l4 = build_l4(l4p);
+	std::uint16_t c = 0;
+	switch (proto) {
+	case kProtoTcp:
+		c = l4_checksum6(src, dst, proto, l4.data(), l4.size());
+		put16(l4, 16, l4_csum.value_or(c));
+		break;
+	case kProtoUdp:
+		c = l4_checksum6(src, dst, proto, l4.data(), l4.size());
+		if (c == 0)
+			c = 0xffff;
+		put16(l4, 6, l4_csum.value_or(udp_no_csum ? 0 : c));
+		break;
+	case kProtoIcmp6:
+		c = l4_checksum6(src, dst, proto, l4.data(), l4.size());
+		put16(l4, 2, l4_csum.value_or(c));
+		break;
+	default:
+		break;
+	}
+
+	Bytes ip(40, 0);
+	put32(ip, 0, (6u << 28) | (std::uint32_t{traffic_class} << 20) | (flow_label & 0xfffff));
+	put16(ip, 4, payload_len.value_or(static_cast<std::uint16_t>(chain.size() + l4.size())));
+	put8(ip, 6, ext.empty() ? proto : ext[0].type);
+	put8(ip, 7, hop_limit);
+	std::copy(src.begin(), src.end(), ip.begin() + 8);
+	std::copy(dst.begin(), dst.end(), ip.begin() + 24);
+	append(f, ip);
+	append(f, chain);
+	append(f, l4);
+	return f;
+}
+
+Packet6 make_tcp6(const Ip6 &src, std::uint16_t sport, const Ip6 &dst, std::uint16_t dport,
+		  std::uint8_t flags)
+{
+	Packet6 p;
+	p.proto = kProtoTcp;
+	p.src = src;
+	p.dst = dst;
+	p.sport = sport;
+	p.dport = dport;
+	p.tcp_flags = flags;
+	if (!(flags & kTcpSyn))
+		p.payload = pattern(12);
+	return p;
+}
+
+Packet6 make_udp6(const Ip6 &src, std::uint16_t sport, const Ip6 &dst, std::uint16_t dport,
+		  std::size_t payload_len)
+{
+	Packet6 p;
+	p.proto = kProtoUdp;
+	p.src = src;
+	p.dst = dst;
+	p.sport = sport;
+	p.dport = dport;
+	p.payload = pattern(payload_len);
+	return p;
+}
+
+Packet6 make_echo6(const Ip6 &src, const Ip6 &dst, std::uint16_t id, std::uint8_t type)
+{
+	Packet6 p;
+	p.proto = kProtoIcmp6;
+	p.src = src;
+	p.dst = dst;
+	p.icmp_type = type;
+	p.icmp_id = id;
+	p.payload = pattern(24);
+	return p;
+}
+
+Parsed6 parse6(const Bytes &f)
+{
+	Parsed6 p;
+	if (f.size() < 14 + 40 || get16(f, 12) != kEthIpv6 || (f[14] >> 4) != 6)
+		return p;
+	p.ip_end = 14 + 40 + get16(f, 18);
+	if (p.ip_end > f.size())
+		return p;
+	p.ipv6 = true;
+	p.hop_limit = f[21];
+	std::copy(f.begin() + 22, f.begin() + 38, p.src.begin());
+	std::copy(f.begin() + 38, f.begin() + 54, p.dst.begin());
+	std::uint8_t nh = f[20];
+	std::size_t off = 54;
+	for (;;) {
+		if (nh != kExtHopByHop && nh != kExtDstOpts && nh != kExtRouting &&
+		    nh != kExtFragment)
+			break;
+		if (off + 8 > p.ip_end)
+			return p;
+		if (nh == kExtFragment) {
+			if (get16(f, off + 2) & 0xfff9)
+				p.fragment = true;
+			nh = f[off];
+			off += 8;
+		} else {
+			const std::size_t len = (std::size_t{f[off + 1]} + 1) * 8;
+			nh = f[off];
+			off += len;
+		}
+	}
+	if (off > p.ip_end)
+		return p;
+	p.chain_ok = true;
+	p.proto = nh;
+	p.l4_off = off;
+	if (p.fragment)
+		return p;
+	if ((nh == kProtoTcp || nh == kProtoUdp) && off + 8 <= p.ip_end) {
+		p.sport = get16(f, off);
+		p.dport = get16(f, off + 2);
+	} else if (nh == kProtoIcmp6 && off + 8 <= p.ip_end) {
+		p.icmp_type = f[off];
+		p.sport = p.dport = get16(f, off + 4);
+	}
+	return p;
 }
 
 } // namespace kvmxdp::testpkt

@@ -165,6 +165,103 @@ Parsed parse(const Bytes &frame);
 // Returns "" if all are valid, else a description of what is wrong.
 std::string check_checksums(const Bytes &frame);
 
+// IPv6 (RFC 8200).  Addresses as 16 bytes in network order.
+using Ip6 = std::array<std::uint8_t, 16>;
+// "2001:db8::1" -> bytes; throws std::invalid_argument on a bad literal.
+Ip6 ip6(const char *text);
+std::string ip6_str(const Ip6 &a);
+
+constexpr std::uint8_t kProtoIcmp6 = 58;
+constexpr std::uint8_t kExtHopByHop = 0;
+constexpr std::uint8_t kExtRouting = 43;
+constexpr std::uint8_t kExtFragment = 44;
+constexpr std::uint8_t kExtEsp = 50;
+constexpr std::uint8_t kExtAh = 51;
+constexpr std::uint8_t kExtDstOpts = 60;
+constexpr std::uint8_t kIcmp6EchoRequest = 128;
+constexpr std::uint8_t kIcmp6EchoReply = 129;
+constexpr std::uint8_t kIcmp6RouterSol = 133;
+constexpr std::uint8_t kIcmp6NeighSol = 135;
+constexpr std::uint8_t kIcmp6PacketTooBig = 2;
+
+// One extension header: its type and its bytes after the next-header and
+// length bytes (which build() fills in; the Fragment header's second byte
+// is reserved and stays 0).  (2 + rest.size()) must be a multiple of 8.
+struct ExtHdr {
+	std::uint8_t type = kExtDstOpts;
+	Bytes rest;
+};
+// Hop-by-hop / destination options of total length len (a multiple of 8),
+// padded with a PadN option.
+ExtHdr ext_options(std::uint8_t type, std::size_t len = 8);
+// A type 4 (segment routing) style routing header with segments_left.
+ExtHdr ext_routing(std::uint8_t segments_left, std::size_t len = 24);
+ExtHdr ext_fragment(std::uint16_t offset_units, bool more, std::uint32_t id = 0x1234);
+
+// An IPv6 frame; L4 as Packet's (TCP, UDP, ICMPv6 with the echo layout,
+// or proto's raw payload).  build() computes every length and checksum
+// from scratch (the pseudo-header of RFC 8200 8.1 for TCP, UDP and ICMPv6)
+// unless an override says otherwise.
+struct Packet6 {
+	Mac dst_mac{};
+	Mac src_mac{};
+	std::uint8_t traffic_class = 0;
+	std::uint32_t flow_label = 0;
+	std::uint8_t hop_limit = 64;
+	std::uint8_t proto = kProtoTcp; // the final next header
+	Ip6 src{};
+	Ip6 dst{};
+	std::vector<ExtHdr> ext;
+
+	std::uint16_t sport = 0;
+	std::uint16_t dport = 0;
+	std::uint32_t seq = 0x01020304;
+	std::uint32_t ack_seq = 0;
+	std::uint8_t tcp_flags = kTcpSyn;
+	std::uint16_t window = 64240;
+	Bytes tcp_options;
+	bool udp_no_csum = false;
+	std::uint8_t icmp_type = kIcmp6EchoRequest;
+	std::uint8_t icmp_code = 0;
+	std::uint16_t icmp_id = 0;
+	std::uint16_t icmp_seq = 1;
+	Bytes payload;
+
+	std::optional<std::uint16_t> payload_len;
+	std::optional<std::uint16_t> l4_csum;
+
+	Bytes build() const;
+};
+
+Packet6 make_tcp6(const Ip6 &src, std::uint16_t sport, const Ip6 &dst, std::uint16_t dport,
+		  std::uint8_t flags = kTcpSyn);
+Packet6 make_udp6(const Ip6 &src, std::uint16_t sport, const Ip6 &dst, std::uint16_t dport,
+		  std::size_t payload_len = 16);
+Packet6 make_echo6(const Ip6 &src, const Ip6 &dst, std::uint16_t id,
+		   std::uint8_t type = kIcmp6EchoRequest);
+
+// TCP/UDP/ICMPv6 checksum over the IPv6 pseudo-header and the segment.
+std::uint16_t l4_checksum6(const Ip6 &src, const Ip6 &dst, std::uint8_t proto,
+			   const std::uint8_t *seg, std::size_t len);
+
+// What a test needs to know about an IPv6 frame, found by walking its
+// header chain independently of the datapath.
+struct Parsed6 {
+	bool ipv6 = false;     // a complete fixed header, payload inside the frame
+	bool chain_ok = false; // every extension header inside the payload
+	std::uint8_t hop_limit = 0;
+	std::uint8_t proto = 0; // the final next header
+	Ip6 src{};
+	Ip6 dst{};
+	std::size_t l4_off = 0;
+	std::size_t ip_end = 0;
+	bool fragment = false;
+	std::uint16_t sport = 0; // TCP/UDP; ICMPv6 echo: the identifier
+	std::uint16_t dport = 0;
+	std::uint8_t icmp_type = 0;
+};
+Parsed6 parse6(const Bytes &frame);
+
 // Human-readable difference of two frames ("" if equal).
 std::string diff(const Bytes &got, const Bytes &want);
 std::string hex(const Bytes &frame);

@@ -61,12 +61,13 @@ expect "kvxcbr0 kvxcbr1" "kvmxdp status --bridge=kv"
 # Uplinks: not a bridge, not a bridge port (kvxctap0), not lo.
 expect "auto kvxcup0 kvxcup1" "kvmxdp attach --bridge kvxcbr0 --uplink "
 expect "auto tc xdp" "kvmxdp --config $tmp/k.json attach --mode "
+expect "auto nat66 off" "kvmxdp attach --ipv6 "
 expect "conntrack" "kvmxdp con"
 expect "add del list" "kvmxdp map "
 expect "--eif" "kvmxdp --lock-wait 5 attach --e"
 # A global option's value is not taken for the command.
 expect "status" "kvmxdp --lock-wait 5 st"
-expect "icmp tcp udp" "kvmxdp conntrack flush --proto "
+expect "icmp icmpv6 tcp udp" "kvmxdp conntrack flush --proto "
 expect "tcp udp" "kvmxdp map add --proto "
 expect "ESTABLISHED" "kvmxdp conntrack list --state EST"
 # map del: the recorded mappings (with the global --config), then the

@@ -16,6 +16,12 @@
 //     outside, SYN_SENT only for the guest's; a flow opened from outside is
 //     ESTABLISHED only after the guest answered (SYNACK seen); only a RST or
 //     FIN is dropped for its window (DROP_TCP_WINDOW).
+//   - IPv6 (NAT66): a translated packet leaves from the uplink address
+//     with the flow's port (never a guest's source), comes in only to the
+//     guest prefix, hop limit one less, checksums valid if the input's
+//     were, and a remote's answer comes back; a guest's frame passed to
+//     the stack is one the host keeps (ND, link-local, local, no route),
+//     never one it would route out;
 //   - the NAT pool (check_pool, every kPoolCheckEvery frames): no dynamic
 //     binding holds a port outside the range, in its hole (the host's
 //     ephemeral range) or one the host listens on; each guest's kvx_gports
@@ -63,6 +69,9 @@ constexpr std::uint8_t kUplinkProg = 1 << 0; // else the bridge program
 constexpr std::uint8_t kPlausible = 1 << 1;  // addresses inside the topology
 constexpr std::uint8_t kFixCsum = 1 << 2;    // recompute every checksum
 constexpr std::uint8_t kEif = 1 << 3;	     // endpoint-independent filtering
+// Both bits: the frame is made IPv6 (NAT66 on fd42::/64 behind the uplink's
+// 2001:db8:77::2), a quarter of the inputs.
+constexpr std::uint8_t kIpv6 = 3 << 4;
 
 [[noreturn]] void violation(const std::string &what, const Bytes &in, const Bytes &out)
 {
@@ -462,6 +471,162 @@ void round_trip(const Bytes &in, const Bytes &out)
 		violation("quoted header not translated back to the guest's", err_frame, e.out);
 }
 
+// --- IPv6 ---
+
+const Ip6 kSubnet6 = ip6(Topology::kSubnet6);
+const Ip6 kUplink6 = ip6(Topology::kUplinkAddr6);
+
+void install_v6()
+{
+	kvx_cfg6 c{};
+	c.mode = KVX_V6_NAT66;
+	std::memcpy(c.uplink_addr, kUplink6.data(), 16);
+	std::memcpy(c.subnet, kSubnet6.data(), 16);
+	c.subnet_len = 64;
+	std::memcpy(c.gw_addr, ip6("fe80::1").data(), 16);
+	g_dp->set_cfg6(c);
+}
+
+bool in_subnet6(const Ip6 &a)
+{
+	return std::equal(a.begin(), a.begin() + 8, kSubnet6.begin());
+}
+
+// Turns the frame into IPv6; plausible: the payload length right, a
+// common next header, addresses inside the topology (guest prefix -> the
+// outside, or -> the uplink address).
+void make_ipv6(Bytes &f, bool plausible, bool uplink)
+{
+	if (f.size() < 14 + 40)
+		return;
+	f[12] = 0x86;
+	f[13] = 0xdd;
+	f[14] = static_cast<std::uint8_t>(0x60 | (f[14] & 0x0f));
+	if (!plausible)
+		return;
+	const std::size_t plen = f.size() - 54;
+	f[18] = static_cast<std::uint8_t>(plen >> 8);
+	f[19] = static_cast<std::uint8_t>(plen);
+	static const std::uint8_t kNext[8] = {kProtoTcp,   kProtoUdp,	kProtoIcmp6,  kExtHopByHop,
+					      kExtDstOpts, kExtRouting, kExtFragment, kProtoTcp};
+	f[20] = kNext[f[20] & 7];
+	if (uplink) {
+		std::copy(kUplink6.begin(), kUplink6.end(), f.begin() + 38);
+	} else {
+		std::copy(kSubnet6.begin(), kSubnet6.begin() + 8, f.begin() + 22);
+		f[38] = 0x20; // 2000::/3, not the guest prefix
+		std::memcpy(f.data(), Topology::kBridgeMac.data(), 6);
+	}
+}
+
+// Recomputes the L4 checksum of an IPv6 frame (a zero UDP one stays).
+void fix_checksums6(Bytes &f)
+{
+	const Parsed6 p = parse6(f);
+	if (!p.ipv6 || !p.chain_ok || p.fragment)
+		return;
+	const std::size_t len = p.ip_end - p.l4_off;
+	std::size_t off;
+	if (p.proto == kProtoTcp && len >= 20)
+		off = 16;
+	else if (p.proto == kProtoUdp && len >= 8)
+		off = 6;
+	else if (p.proto == kProtoIcmp6 && len >= 4)
+		off = 2;
+	else
+		return;
+	std::uint8_t *l4 = f.data() + p.l4_off;
+	if (p.proto == kProtoUdp && !l4[6] && !l4[7])
+		return;
+	l4[off] = l4[off + 1] = 0;
+	std::uint16_t c = l4_checksum6(p.src, p.dst, p.proto, l4, len);
+	if (p.proto == kProtoUdp && c == 0)
+		c = 0xffff;
+	std::memcpy(l4 + off, &c, 2);
+}
+
+// What a guest's IPv6 frame may be passed to the stack for: nothing the
+// host would route out (with its private source).
+bool host_keeps6(int reason)
+{
+	return reason == KVX_R_PASS_NOT_IP || reason == KVX_R_PASS_ND ||
+	       reason == KVX_R_PASS_LOCAL || reason == KVX_R_PASS_NO_ROUTE ||
+	       reason == KVX_R_PASS_OTHERHOST;
+}
+
+void check_translated6(const Bytes &in, const Bytes &out, int reason, bool in_csum_ok)
+{
+	const Parsed6 pi = parse6(in), po = parse6(out);
+	if (!po.ipv6 || !po.chain_ok)
+		violation("translated frame is not IPv6", in, out);
+	if (in_csum_ok) {
+		const std::string bad = check_checksums(out);
+		if (!bad.empty())
+			violation("checksum broken by translation: " + bad, in, out);
+	}
+	if (po.hop_limit + 1 != pi.hop_limit)
+		violation("hop limit not decremented by exactly one", in, out);
+	if (reason == KVX_R_XLATE_OUT) {
+		if (po.src != kUplink6 || in_subnet6(po.src))
+			violation("translated out with a source other than the uplink address", in,
+				  out);
+		if (po.dst != pi.dst)
+			violation("destination changed on the way out", in, out);
+		bool found = false;
+		for (const auto &[k, v] : g_dp->ct6_entries())
+			found |= !std::memcmp(k.int_addr, pi.src.data(), 16) &&
+				 !std::memcmp(k.rem_addr, pi.dst.data(), 16) &&
+				 k.proto == pi.proto && ntohs(k.int_port) == pi.sport &&
+				 ntohs(v.ct.ext_port) == po.sport;
+		if (!found)
+			violation("XLATE_OUT without the flow the wire shows", in, out);
+	} else if (reason == KVX_R_XLATE_IN) {
+		if (!in_subnet6(po.dst))
+			violation("XLATE_IN to an address outside the guest prefix", in, out);
+		if (po.src != pi.src)
+			violation("source changed on the way in", in, out);
+	} else {
+		violation(std::string("IPv6 redirected for reason ") + reason_name(reason), in,
+			  out);
+	}
+}
+
+// The remote's answer to a translated IPv6 packet comes back to the guest.
+void round_trip6(const Bytes &in, const Bytes &out)
+{
+	const Parsed6 pi = parse6(in), po = parse6(out);
+	if (po.fragment ||
+	    (po.proto != kProtoTcp && po.proto != kProtoUdp && po.proto != kProtoIcmp6))
+		return;
+	Packet6 r;
+	r.dst_mac = Topology::kUplinkMac;
+	r.src_mac = Topology::kGatewayMac;
+	r.src = po.dst;
+	r.dst = po.src;
+	r.proto = po.proto;
+	r.hop_limit = 50;
+	r.sport = po.dport;
+	r.dport = po.sport;
+	r.icmp_type = kIcmp6EchoReply;
+	r.icmp_id = po.sport;
+	r.tcp_flags = kTcpSyn | kTcpAck;
+	r.payload = pattern(8, 0x33);
+	const Bytes answer = r.build();
+	g_round_trips++;
+	RunResult b = g_dp->run(Prog::UpIngress, answer, g_topo.uplink_ifindex);
+	if (b.verdict != TC_ACT_REDIRECT)
+		violation("the remote's answer to a translated IPv6 packet was not translated "
+			  "back (verdict " +
+				  std::string(verdict_name(b.verdict)) + ")",
+			  out, answer);
+	const Parsed6 pb = parse6(b.out);
+	if (pb.dst != pi.src || pb.dport != pi.sport || pb.src != pi.dst)
+		violation("IPv6 round trip did not come back to the guest endpoint", in, b.out);
+	const std::string bad = check_checksums(b.out);
+	if (!bad.empty())
+		violation("checksum broken on the way back: " + bad, answer, b.out);
+}
+
 // A 1:1 mapping and a port forward, so the static paths are reachable too.
 constexpr std::uint32_t kOneToOneExt = ip4(10, 77, 0, 101);
 constexpr std::uint32_t kOneToOneGuest = ip4(192, 168, 122, 50);
@@ -533,6 +698,18 @@ void write_seeds(const std::string &dir)
 	arp.payload = {0,  1,  8, 0, 6, 4, 0, 1, 2, 0, 0,  0,  0, 9,
 		       10, 77, 0, 1, 0, 0, 0, 0, 0, 0, 10, 77, 0, 101};
 	seeds.push_back({kUplinkProg, to_uplink(arp)});
+	auto v6 = [](Packet6 p) {
+		p.dst_mac = Topology::kBridgeMac;
+		p.src_mac = {0x02, 0, 0, 0, 0, 0x12};
+		return p.build();
+	};
+	const Ip6 g6 = ip6("fd42::12"), r6 = ip6("2001:db8:100::9");
+	seeds.push_back({kIpv6, v6(make_tcp6(g6, 40000, r6, 443))});
+	seeds.push_back({kIpv6, v6(make_udp6(g6, 5353, r6, 53, 30))});
+	seeds.push_back({kIpv6, v6(make_echo6(g6, r6, 0x4321))});
+	Packet6 chain = make_tcp6(g6, 40001, r6, 80);
+	chain.ext = {ext_options(kExtHopByHop, 8), ext_routing(0), ext_fragment(0, false)};
+	seeds.push_back({kIpv6, v6(chain)});
 	mkdir(dir.c_str(), 0755);
 	for (std::size_t i = 0; i < seeds.size(); i++) {
 		std::ofstream f(dir + "/seed-" + std::to_string(i), std::ios::binary);
@@ -558,6 +735,7 @@ extern "C" int LLVMFuzzerInitialize(int *, char ***)
 	g_dp = new Datapath(TableSizes{4096, 4096});
 	g_dp->set_cfg(fuzz_cfg());
 	install_static();
+	install_v6();
 	// atexit runs its handlers in reverse: the statistics print first.
 	if (const char *reach = std::getenv("KVX_FUZZ_REACH"); reach && std::string(reach) == "1")
 		std::atexit(check_reach);
@@ -578,10 +756,17 @@ int test_one(const std::uint8_t *data, std::size_t size)
 	const std::uint8_t mode = data[0];
 	Bytes in(data + 1, data + size);
 	const bool uplink = mode & kUplinkProg;
-	if (mode & kPlausible)
-		make_plausible(in, uplink);
-	if (mode & kFixCsum)
-		fix_checksums(in);
+	const bool v6 = (mode & kIpv6) == kIpv6;
+	if (v6) {
+		make_ipv6(in, mode & kPlausible, uplink);
+		if (mode & kFixCsum)
+			fix_checksums6(in);
+	} else {
+		if (mode & kPlausible)
+			make_plausible(in, uplink);
+		if (mode & kFixCsum)
+			fix_checksums(in);
+	}
 
 	kvx_cfg cfg = fuzz_cfg();
 	if (mode & kEif)
@@ -590,9 +775,12 @@ int test_one(const std::uint8_t *data, std::size_t size)
 	if (++g_runs % 2048 == 0) {
 		g_dp->clear_tables();
 		install_static();
+		install_v6();
 	}
 
-	const bool in_csum_ok = parse(in).ipv4 && check_checksums(in).empty();
+	const bool in_csum_ok = v6 ? parse6(in).ipv6 && parse6(in).chain_ok &&
+						check_checksums(in).empty() :
+				     parse(in).ipv4 && check_checksums(in).empty();
 	Stats before = g_dp->stats();
 	RunResult r = g_dp->run(uplink ? Prog::UpIngress : Prog::BrIngress, in,
 				uplink ? g_topo.uplink_ifindex : g_topo.bridge_ifindex);
@@ -609,9 +797,19 @@ int test_one(const std::uint8_t *data, std::size_t size)
 	if (after.by_reason[KVX_R_ICMP_SENT].packets != before.by_reason[KVX_R_ICMP_SENT].packets) {
 		const Parsed po = parse(r.out);
 		if (reason_verdict(reason) != TC_ACT_SHOT || r.verdict != TC_ACT_REDIRECT)
-			violation(std::string("ICMP answer with verdict ") + verdict_name(r.verdict) +
-					  " for reason " + reason_name(reason),
+			violation(std::string("ICMP answer with verdict ") +
+					  verdict_name(r.verdict) + " for reason " +
+					  reason_name(reason),
 				  in, r.out);
+		if (in.size() >= 14 && in[12] == 0x86 && in[13] == 0xdd) {
+			const Parsed6 p6 = parse6(r.out);
+			if (!p6.ipv6 || p6.proto != kProtoIcmp6 || p6.icmp_type >= 128 ||
+			    !check_checksums(r.out).empty())
+				violation("ICMPv6 answer that is no valid ICMPv6 error: " +
+						  check_checksums(r.out),
+					  in, r.out);
+			return 0;
+		}
 		if (!po.ipv4 || po.proto != 1 || !check_checksums(r.out).empty())
 			violation("ICMP answer that is no valid ICMP message: " +
 					  check_checksums(r.out),
@@ -624,11 +822,24 @@ int test_one(const std::uint8_t *data, std::size_t size)
 			  in, r.out);
 	if (r.verdict == TC_ACT_OK && r.out != in)
 		violation("a packet passed to the stack was modified", in, r.out);
+	if (in.size() >= 14 && in[12] == 0x86 && in[13] == 0xdd) {
+		if (!uplink && r.verdict == TC_ACT_OK && !host_keeps6(reason))
+			violation(std::string("a guest's IPv6 frame passed to the stack as ") +
+					  reason_name(reason),
+				  in, r.out);
+		if (r.verdict == TC_ACT_REDIRECT) {
+			check_translated6(in, r.out, reason, in_csum_ok);
+			if (reason == KVX_R_XLATE_OUT && in_csum_ok)
+				round_trip6(in, r.out);
+		}
+		return 0;
+	}
 	if (reason == KVX_R_DROP_TCP_WINDOW) {
 		const Parsed pi = parse(in);
 		if (pi.proto != kProtoTcp || !pi.l4_complete || pi.l4_off + 13 >= in.size() ||
 		    !(in[pi.l4_off + 13] & (kTcpRst | kTcpFin)))
-			violation("DROP_TCP_WINDOW for a packet that is no TCP RST or FIN", in, r.out);
+			violation("DROP_TCP_WINDOW for a packet that is no TCP RST or FIN", in,
+				  r.out);
 	}
 	if (r.verdict == TC_ACT_REDIRECT) {
 		check_translated(in, r.out, reason, in_csum_ok);

@@ -137,6 +137,52 @@ TEST(ResumeTable, ConntrackKeepsItsPinnedSizeUnlessAnotherIsAsked)
 			 "has 2048 entries, requested 1024");
 }
 
+// The IPv6 tables: one entry while IPv6 is off, the IPv4 twin's size when
+// it is on (--ct-size/--bind-size, else the pinned IPv4 table's, else the
+// config's); reused at that size (flows survive a restart), replaced when
+// IPv6 is turned on or off.
+TEST(ResumeTable, TheIpv6TablesFollowTheModeAndTheIpv4Sizes)
+{
+	const MapInfo ct6 = hash_map(sizeof(kvx_ct6_key), sizeof(kvx_ct6_val), 1);
+	const MapInfo bind6 = hash_map(sizeof(kvx_bind6_key), sizeof(kvx_bind6_val), 1);
+	const MapResumeRule rc = resume_rule(KVX_MAP_CT6), rb = resume_rule(KVX_MAP_BIND6);
+	EXPECT_FALSE(rc.required);
+	MapSizes s = sizes();
+	EXPECT_EQ(decide_resume(rc, ct6, std::nullopt, s).max_entries, 1u) << "off";
+	EXPECT_EQ(decide_resume(rb, bind6, std::nullopt, s).max_entries, 1u) << "off";
+	s.ipv6 = true;
+	EXPECT_EQ(decide_resume(rc, ct6, std::nullopt, s).max_entries,
+		  uint32_t{KVX_CT_DEFAULT_SIZE});
+	EXPECT_EQ(decide_resume(rb, bind6, std::nullopt, s).max_entries,
+		  uint32_t{KVX_BIND_DEFAULT_SIZE});
+	s.ct_pinned = 4096;
+	s.bind_pinned = 2048;
+	EXPECT_EQ(decide_resume(rc, ct6, std::nullopt, s).max_entries, 4096u);
+	EXPECT_EQ(decide_resume(rb, bind6, std::nullopt, s).max_entries, 2048u);
+	s.ct = 8192;
+	EXPECT_EQ(decide_resume(rc, ct6, std::nullopt, s).max_entries, 8192u);
+
+	// Pinned at the size wanted: reused.  Pinned at one entry (IPv6 was
+	// off) or at another size: replaced, said in the log.
+	s.ct.reset();
+	ResumeDecision d = decide_resume(
+		rc, ct6, pinned(hash_map(sizeof(kvx_ct6_key), sizeof(kvx_ct6_val), 4096)), s);
+	EXPECT_EQ(d.action, ResumeAction::Reuse);
+	d = decide_resume(rc, ct6, pinned(hash_map(sizeof(kvx_ct6_key), sizeof(kvx_ct6_val), 1)),
+			  s);
+	EXPECT_EQ(d.action, ResumeAction::Replace);
+	EXPECT_EQ(d.max_entries, 4096u);
+	EXPECT_NE(d.note.find("has 1 IPv6 flows, this kvmxdp 4096"), std::string::npos) << d.note;
+	s.ipv6 = false;
+	d = decide_resume(rb, bind6,
+			  pinned(hash_map(sizeof(kvx_bind6_key), sizeof(kvx_bind6_val), 2048)), s);
+	EXPECT_EQ(d.action, ResumeAction::Replace);
+	EXPECT_EQ(d.max_entries, 1u);
+	// Another layout is still refused, never misread.
+	EXPECT_ERROR_HAS(decide_resume(rc, ct6, pinned(hash_map(16, 48, 4096)), s),
+			 "run 'kvmxdp detach' first");
+}
+
 TEST(ResumeTable, AnotherLayoutIsRefusedNamingTheDifference)
 {
 	const MapInfo spec = hash_map(16, 48, 4096);

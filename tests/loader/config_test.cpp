@@ -95,6 +95,40 @@ TEST(Config, Subnet6RoundTripAndValidation)
 		<< field_error(j);
 }
 
+// attach --ipv6: recorded unless auto, so that configs of older versions
+// (no key) read as auto, and auto writes what they would.
+TEST(Config, Ipv6ChoiceRoundTripAndValidation)
+{
+	Config c;
+	Instance off = sample();
+	off.ipv6 = Ipv6Choice::Off;
+	Instance nat = sample("kb2");
+	nat.ipv6 = Ipv6Choice::Nat66;
+	nat.saved_forwarding6 = "0"; // the bridge's IPv6 forwarding before attach
+	c.instances = {off, nat, sample("kb3")};
+	json j = to_json(c);
+	EXPECT_EQ(j["instances"][1]["saved_sysctls"]["forwarding6"], "0");
+	EXPECT_FALSE(j["instances"][0]["saved_sysctls"].contains("forwarding6"));
+	EXPECT_EQ(j["instances"][0]["ipv6"], "off");
+	EXPECT_EQ(j["instances"][1]["ipv6"], "nat66");
+	EXPECT_FALSE(j["instances"][2].contains("ipv6"));
+	Config back = config_from_json(json::parse(j.dump()));
+	EXPECT_EQ(back.instances[0].ipv6, Ipv6Choice::Off);
+	EXPECT_EQ(back.instances[1].ipv6, Ipv6Choice::Nat66);
+	EXPECT_EQ(back.instances[2].ipv6, Ipv6Choice::Auto);
+	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+	EXPECT_TRUE(back.instances[1] == c.instances[1]);
+	EXPECT_FALSE(back.instances[0] == back.instances[1]);
+	j["instances"][1]["saved_sysctls"]["forwarding6"] = "2";
+	EXPECT_EQ(field_error(j), "instances[1].saved_sysctls.forwarding6: '2' is not 0 or 1");
+	j["instances"][1]["saved_sysctls"].erase("forwarding6");
+	j["instances"][0]["ipv6"] = "relay";
+	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'relay': relay mode is not supported "
+				  "yet (use nat66, off or auto)");
+	j["instances"][0]["ipv6"] = "on";
+	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'on': use auto, nat66 or off");
+}
+
 TEST(Config, GatewayMacRoundTripAndValidation)
 {
 	Config c;

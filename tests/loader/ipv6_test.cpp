@@ -268,3 +268,86 @@ TEST(Subnet6, NetworksAndCommonPrefix)
 	EXPECT_TRUE(network_of6(parse_ipv6("fd42::"), 48).contains(parse_ipv6("fd42:0:0:7::1")));
 	EXPECT_FALSE(network_of6(parse_ipv6("fd42::"), 48).contains(parse_ipv6("fd43::1")));
 }
+
+// attach --ipv6: NAT66 when the guests have a prefix (--subnet6, else the
+// bridge's global or ULA one), off otherwise, and why.
+TEST(Ipv6Mode, AutoTakesSubnet6ThenTheBridgesPrefix)
+{
+	const auto fd42 = parse_subnet6("fd42:1::/64", "--subnet6");
+	// libvirt's <ip family='ipv6' address='fd42::1' prefix='64'/>, next to
+	// the link-local every bridge has.
+	const std::vector<Ipv6IfAddr> br = {addr("fe80::1", 64, IFA_F_PERMANENT, RT_SCOPE_LINK),
+					    addr("fd42::1", 64, IFA_F_PERMANENT)};
+	Ipv6Decision d = decide_ipv6(Ipv6Choice::Auto, fd42, br, "virbr0");
+	EXPECT_EQ(d.mode, KVX_V6_NAT66);
+	EXPECT_EQ(d.subnet->str(), "fd42:1::/64");
+	EXPECT_EQ(d.why, "guests' prefix fd42:1::/64 (--subnet6)");
+
+	d = decide_ipv6(Ipv6Choice::Auto, std::nullopt, br, "virbr0");
+	EXPECT_EQ(d.mode, KVX_V6_NAT66);
+	EXPECT_EQ(d.subnet->str(), "fd42::/64");
+	EXPECT_EQ(d.why, "guests' prefix fd42::/64 from bridge 'virbr0' address fd42::1/64");
+
+	// A bridge without ports has not run DAD: its prefix counts all the
+	// same; a failed one, a /128 (no SLAAC from it) and link-local do not.
+	std::vector<Ipv6IfAddr> odd = {addr("fd00:1::1", 64, IFA_F_DADFAILED),
+				       addr("fd00:2::1", 128),
+				       addr("fd00:3::1", 64, IFA_F_TENTATIVE),
+				       addr("2001:db8::1", 48)};
+	d = decide_ipv6(Ipv6Choice::Nat66, std::nullopt, odd, "br0");
+	EXPECT_EQ(d.mode, KVX_V6_NAT66);
+	EXPECT_EQ(d.subnet->str(), "fd00:3::/64");
+	EXPECT_EQ(d.why, "--ipv6 nat66, guests' prefix fd00:3::/64 from bridge 'br0' address "
+			 "fd00:3::1/64 (the first of 2 prefixes)");
+}
+
+TEST(Ipv6Mode, OffAndWhy)
+{
+	const std::vector<Ipv6IfAddr> ll = {addr("fe80::1", 64, IFA_F_PERMANENT, RT_SCOPE_LINK)};
+	Ipv6Decision d = decide_ipv6(Ipv6Choice::Auto, std::nullopt, ll, "br0");
+	EXPECT_EQ(d.mode, KVX_V6_OFF);
+	EXPECT_FALSE(d.subnet);
+	EXPECT_EQ(d.why, "bridge 'br0' has no global or ULA IPv6 address to take the guests' "
+			 "prefix from and no --subnet6 was given");
+	// Off wins over every prefix.
+	d = decide_ipv6(Ipv6Choice::Off, parse_subnet6("fd42::/64", "--subnet6"), ll, "br0");
+	EXPECT_EQ(d.mode, KVX_V6_OFF);
+	EXPECT_EQ(d.why, "--ipv6 off: the guests' IPv6 is the host's");
+	// Asked for, impossible: one line naming the bridge and the fix.
+	try {
+		decide_ipv6(Ipv6Choice::Nat66, std::nullopt, ll, "br0");
+		ADD_FAILURE() << "nat66 without a prefix accepted";
+	} catch (const Error &e) {
+		EXPECT_NE(std::string(e.what()).find("--ipv6 nat66: bridge 'br0' has no global or "
+						     "ULA IPv6 address"),
+			  std::string::npos)
+			<< e.what();
+	}
+}
+
+TEST(Ipv6Mode, ParseChoice)
+{
+	EXPECT_EQ(parse_ipv6_choice("auto", "--ipv6"), Ipv6Choice::Auto);
+	EXPECT_EQ(parse_ipv6_choice("off", "--ipv6"), Ipv6Choice::Off);
+	EXPECT_EQ(parse_ipv6_choice("nat66", "--ipv6"), Ipv6Choice::Nat66);
+	for (const char *c : {"auto", "off", "nat66"})
+		EXPECT_STREQ(ipv6_choice_name(parse_ipv6_choice(c, "--ipv6")), c);
+	try {
+		parse_ipv6_choice("relay", "--ipv6");
+		ADD_FAILURE() << "relay accepted";
+	} catch (const Error &e) {
+		EXPECT_STREQ(e.what(), "invalid --ipv6 'relay': relay mode is not supported yet "
+				       "(use nat66, off or auto)");
+	}
+	EXPECT_THROW(parse_ipv6_choice("NAT66", "--ipv6"), Error);
+	EXPECT_THROW(parse_ipv6_choice("", "--ipv6"), Error);
+}
+
+TEST(Ipv6Mode, TheBridgesLinkLocalIsTheGuestsGateway)
+{
+	EXPECT_FALSE(link_local_of({addr("fd42::1", 64)}));
+	EXPECT_FALSE(link_local_of({addr("fe80::9", 64, IFA_F_DADFAILED, RT_SCOPE_LINK)}));
+	auto ll = link_local_of({addr("fd42::1", 64), addr("fe80::9", 64, 0, RT_SCOPE_LINK)});
+	ASSERT_TRUE(ll);
+	EXPECT_EQ(format_ipv6(*ll), "fe80::9");
+}

@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 7
+#define KVX_ABI_VERSION 8
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -62,6 +62,8 @@
  *      kvx_v6progs (the entry points tail-call the IPv6 programs);
  *      reasons PASS_ND, DROP_EXTHDR, DROP_UDP_NO_CSUM.  IPv4 tables
  *      unchanged: pins of 3..7 are reused.
+ *   8: NAT66 datapath: reasons DROP_HOP_LIMIT, DROP_PROTO_UNTRANSLATED.
+ *      Tables unchanged: pins of 3..8 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -714,8 +716,10 @@ struct kvx_cfg6 {
 #define KVX_MAP_CFG6 "kvx_cfg6"
 #define KVX_MAP_CT6 "kvx_ct6"
 #define KVX_MAP_BIND6 "kvx_bind6"
-#define KVX_CT6_DEFAULT_SIZE 65536
-#define KVX_BIND6_DEFAULT_SIZE 65536
+/* When IPv6 is on: the IPv4 tables' sizes (--ct-size and --bind-size size
+ * both families; a dual-stack guest opens most flows over IPv6). */
+#define KVX_CT6_DEFAULT_SIZE KVX_CT_DEFAULT_SIZE
+#define KVX_BIND6_DEFAULT_SIZE KVX_BIND_DEFAULT_SIZE
 
 struct kvx_ct6_key {
 	__be32 int_addr[4]; /* guest address */
@@ -799,7 +803,9 @@ struct kvx_bind6_val {
 	X(DROP_GUEST_PORTS, 1, "new binding over the guest's port limit") \
 	X(PASS_ND, 0, "IPv6 neighbour/router discovery, link-local or multicast: to host stack") \
 	X(DROP_EXTHDR, 1, "IPv6 extension header chain not parsed (too long, truncated, unknown)") \
-	X(DROP_UDP_NO_CSUM, 1, "IPv6 UDP datagram with a zero checksum (invalid, RFC 8200)")
+	X(DROP_UDP_NO_CSUM, 1, "IPv6 UDP datagram with a zero checksum (invalid, RFC 8200)") \
+	X(DROP_HOP_LIMIT, 1, "IPv6 guest packet whose hop limit expires (never to the host: it would route it)") \
+	X(DROP_PROTO_UNTRANSLATED, 1, "IPv6 guest packet of a protocol NAT66 does not translate")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

@@ -1,0 +1,585 @@
+// NAT66 (kvx_br6 / kvx_up6, tail-called from kvx_br_ingress / kvx_up_ingress
+// for IPv6 frames): round trips with every checksum recomputed from
+// scratch (pkt.cpp's Packet6, never the datapath's arithmetic), mapping and
+// filtering behaviour, the frames that stay the host's, the ones that are
+// dropped, and the extension header walk (each kind, too many, truncated at
+// every byte).  The programs run through their entry points, as the kernel
+// runs them.
+#include <arpa/inet.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "fixture.hpp"
+
+namespace kvmxdp::test {
+namespace {
+
+using namespace testpkt;
+
+const Ip6 kGuest6A = ip6("fd42::a");
+const Ip6 kGuest6B = ip6("fd42::b");
+const Ip6 kRemote6A = ip6("2001:db8:100::10");
+const Ip6 kRemote6B = ip6("2001:db8:100::20");
+const Ip6 kUplink6 = ip6(Topology::kUplinkAddr6);
+
+void copy_addr(__be32 *to, const Ip6 &a)
+{
+	std::memcpy(to, a.data(), 16);
+}
+
+// What the daemon would write for fd42::/64 behind 2001:db8:77::2.
+kvx_cfg6 nat66_cfg()
+{
+	kvx_cfg6 c{};
+	c.mode = KVX_V6_NAT66;
+	copy_addr(c.uplink_addr, kUplink6);
+	copy_addr(c.subnet, ip6(Topology::kSubnet6));
+	c.subnet_len = 64;
+	copy_addr(c.gw_addr, ip6("fe80::1"));
+	return c;
+}
+
+Mac mac_of(const Ip6 &guest)
+{
+	return Mac{0x52, 0x54, 0x00, 0x00, 0x06, guest[15]};
+}
+
+Packet6 from_guest6(Packet6 p)
+{
+	p.src_mac = mac_of(p.src);
+	p.dst_mac = Topology::kBridgeMac;
+	return p;
+}
+
+Packet6 from_uplink6(Packet6 p)
+{
+	p.src_mac = Topology::kGatewayMac;
+	p.dst_mac = Topology::kUplinkMac;
+	return p;
+}
+
+// The expected SNAT: source -> uplink address and ext_port (the echo
+// identifier for ICMPv6), hop limit - 1, MACs from the route (uplink ->
+// gateway).  build() recomputes the checksums from scratch.
+Packet6 snat6(Packet6 p, std::uint16_t ext_port)
+{
+	p.src = kUplink6;
+	if (p.proto == kProtoIcmp6)
+		p.icmp_id = ext_port;
+	else
+		p.sport = ext_port;
+	p.hop_limit--;
+	p.src_mac = Topology::kUplinkMac;
+	p.dst_mac = Topology::kGatewayMac;
+	return p;
+}
+
+// The expected DNAT to guest:port, MACs from the binding.
+Packet6 dnat6(Packet6 p, const Ip6 &guest, std::uint16_t port)
+{
+	p.dst = guest;
+	if (p.proto == kProtoIcmp6)
+		p.icmp_id = port;
+	else
+		p.dport = port;
+	p.hop_limit--;
+	p.src_mac = Topology::kBridgeMac;
+	p.dst_mac = mac_of(guest);
+	return p;
+}
+
+// The remote's answer to a translated packet, as it arrives on the uplink.
+Packet6 reply6(const Packet6 &out)
+{
+	Packet6 r = from_uplink6(out);
+	std::swap(r.src, r.dst);
+	std::swap(r.sport, r.dport);
+	r.hop_limit = 60;
+	if (r.proto == kProtoTcp) {
+		r.tcp_flags = kTcpSyn | kTcpAck;
+		r.ack_seq = out.seq + 1;
+		r.seq = 0x50000000;
+	}
+	if (r.proto == kProtoIcmp6)
+		r.icmp_type = kIcmp6EchoReply;
+	r.payload = pattern(20, 0x33);
+	return r;
+}
+
+// The ICMPv6 error kvmxdp answers a guest's dropped frame with, from
+// scratch: from the bridge's link-local address (nat66_cfg) to the sender,
+// MACs swapped, hop limit 64, quoting the first 168 bytes (even) of the
+// packet, the quoted TCP/UDP checksum replaced as fixture.cpp's
+// icmp_answer explains (the value a later checksum completion leaves).
+Bytes icmp6_answer(const Bytes &in, std::uint8_t type, std::uint32_t word)
+{
+	const Parsed6 p = parse6(in);
+	const std::size_t quote = std::min<std::size_t>(p.ip_end - 14, 168) & ~std::size_t{1};
+	Bytes q(in.begin() + 14, in.begin() + static_cast<long>(14 + quote));
+	const std::size_t l4 = p.l4_off - 14;
+	const std::size_t f = l4 + (p.proto == kProtoTcp ? 16 : 6);
+	if (!p.fragment && (p.proto == kProtoTcp || p.proto == kProtoUdp) && f + 2 <= quote) {
+		q[f] = q[f + 1] = 0;
+		const std::uint32_t sum = 0xffffu ^
+					  csum_fold(csum_partial(q.data() + l4, quote - l4));
+		const std::uint32_t n = (0xffffu - sum) % 0xffffu;
+		const std::uint32_t v = n % 2 ? (n + 0xffffu) / 2 : n / 2;
+		q[f] = static_cast<std::uint8_t>(v >> 8);
+		q[f + 1] = static_cast<std::uint8_t>(v);
+	}
+	Packet6 e;
+	e.dst_mac = Mac{in[6], in[7], in[8], in[9], in[10], in[11]};
+	e.src_mac = Mac{in[0], in[1], in[2], in[3], in[4], in[5]};
+	e.src = ip6("fe80::1");
+	e.dst = p.src;
+	e.proto = kProtoIcmp6;
+	e.icmp_type = type;
+	e.icmp_id = static_cast<std::uint16_t>(word >> 16);
+	e.icmp_seq = static_cast<std::uint16_t>(word);
+	e.payload = q;
+	return e.build();
+}
+
+class Nat66Test : public DatapathTest {
+protected:
+	void SetUp() override
+	{
+		DatapathTest::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		dp().set_cfg6(nat66_cfg());
+	}
+
+	RunResult run6(Prog prog, const Packet6 &in, int verdict, kvx_reason reason,
+		       const std::optional<Packet6> &want = std::nullopt)
+	{
+		return run_case_bytes(dp(), prog, in.build(), verdict, reason,
+				      want ? std::optional<Bytes>(want->build()) : std::nullopt);
+	}
+
+	// Sends p (from its guest) out and expects it translated; returns the
+	// external port (or identifier) it left with.
+	std::uint16_t out6(const Packet6 &p, std::uint16_t want_port = 0)
+	{
+		const Bytes in = p.build();
+		RunResult r = dp().run(Prog::BrIngress, in, ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		const Parsed6 o = parse6(r.out);
+		EXPECT_TRUE(o.ipv6);
+		const std::uint16_t port = o.sport;
+		if (want_port) {
+			EXPECT_EQ(port, want_port);
+		}
+		EXPECT_EQ(diff(r.out, snat6(p, port).build()), "");
+		EXPECT_EQ(check_checksums(r.out), "");
+		return port;
+	}
+
+	// A guest's frame dropped for reason and answered with want.
+	void answered6(const Packet6 &in, kvx_reason reason, const Bytes &want)
+	{
+		const Bytes f = in.build();
+		const Stats before = dp().stats();
+		const RunResult r = dp().run(Prog::BrIngress, f, ingress_ifindex(Prog::BrIngress));
+		// stats_delta lists the counters in the order of their reasons.
+		const std::string drop =
+			std::string(reason_name(reason)) + " +1/+" + std::to_string(f.size()) + "B";
+		const std::string sent = "ICMP_SENT +1/+" + std::to_string(want.size()) + "B";
+		EXPECT_EQ(stats_delta(before, dp().stats()),
+			  reason < KVX_R_ICMP_SENT ? drop + " " + sent : sent + " " + drop);
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(diff(r.out, want), "");
+		EXPECT_EQ(check_checksums(r.out), "");
+	}
+
+	void set_eif()
+	{
+		set_cfg([](kvx_cfg &c) { c.flags |= KVX_CFG_F_EIF; });
+	}
+};
+
+// --- round trips: TCP, UDP, echo; checksums recomputed independently ---
+
+TEST_F(Nat66Test, TcpRoundTrip)
+{
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	const std::uint16_t port = out6(syn);
+	EXPECT_GE(port, kNatLo);
+	const Packet6 back = reply6(snat6(syn, port));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 40000));
+
+	// Binding pair and flow, as abi.h lays them out.
+	const auto binds = dp().bind6_entries();
+	ASSERT_EQ(binds.size(), 2u);
+	for (const auto &[k, v] : binds) {
+		if (k.dir == KVX_BIND_IN) {
+			EXPECT_EQ(ntohs(k.port), port);
+			EXPECT_EQ(std::memcmp(k.addr, kUplink6.data(), 16), 0);
+			EXPECT_EQ(std::memcmp(v.addr, kGuest6A.data(), 16), 0);
+			EXPECT_EQ(ntohs(v.bind.port), 40000);
+			EXPECT_EQ(std::memcmp(v.bind.guest_mac, mac_of(kGuest6A).data(), 6), 0);
+		} else {
+			EXPECT_EQ(ntohs(k.port), 40000);
+			EXPECT_EQ(std::memcmp(v.addr, kUplink6.data(), 16), 0);
+			EXPECT_EQ(ntohs(v.bind.port), port);
+		}
+	}
+	const auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_ESTABLISHED);
+	EXPECT_EQ(flows[0].second.ct.pkts_out, 1u);
+	EXPECT_EQ(flows[0].second.ct.pkts_in, 1u);
+	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), port);
+	EXPECT_EQ(flows[0].second.ct.ext_addr, 0u);
+
+	// The guest's ACK goes out on the same port.
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = back.seq + 1;
+	out6(ack, port);
+}
+
+TEST_F(Nat66Test, UdpRoundTrip)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 5353, kRemote6A, 53, 33));
+	const std::uint16_t port = out6(q);
+	const Packet6 back = reply6(snat6(q, port));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 5353));
+}
+
+TEST_F(Nat66Test, UdpPortInPoolIsPreserved)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 62000, kRemote6A, 53));
+	out6(q, 62000);
+}
+
+TEST_F(Nat66Test, EchoRoundTrip)
+{
+	const Packet6 ping = from_guest6(make_echo6(kGuest6A, kRemote6A, 0x77));
+	const std::uint16_t id = out6(ping);
+	const Packet6 back = reply6(snat6(ping, id));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 0x77));
+	// The echo request of a remote to the uplink address is the host's.
+	Packet6 req = back;
+	req.icmp_type = kIcmp6EchoRequest;
+	run6(Prog::UpIngress, req, TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// RFC 4787 REQ-1: one external endpoint for the guest endpoint, whatever
+// the remote; two guests get two.
+TEST_F(Nat66Test, EndpointIndependentMapping)
+{
+	const Packet6 a1 = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const Packet6 a2 = from_guest6(make_udp6(kGuest6A, 7000, kRemote6B, 53));
+	const Packet6 b1 = from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53));
+	const std::uint16_t p1 = out6(a1);
+	EXPECT_EQ(out6(a2), p1);
+	EXPECT_NE(out6(b1), p1);
+	EXPECT_EQ(dp().ct6_entries().size(), 3u);
+}
+
+// Address-and-port-dependent filtering by default: another remote to the
+// binding is the host's; --eif lets it in (and makes a flow).
+TEST_F(Nat66Test, FilteringApdfAndEif)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	Packet6 other = reply6(snat6(q, port));
+	other.src = kRemote6B;
+	run6(Prog::UpIngress, other, TC_ACT_OK, KVX_R_PASS_HOST);
+	set_eif();
+	run6(Prog::UpIngress, other, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(other, kGuest6A, 7000));
+	EXPECT_EQ(dp().ct6_entries().size(), 2u);
+	// EIF opens no TCP flow with anything but a SYN.
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 7001, kRemote6A, 80));
+	const std::uint16_t tport = out6(syn);
+	Packet6 ack = reply6(snat6(syn, tport));
+	ack.src = kRemote6B;
+	ack.tcp_flags = kTcpAck;
+	run6(Prog::UpIngress, ack, TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// --- the host's: neighbour discovery, link-local, multicast, DAD ---
+
+TEST_F(Nat66Test, NeighbourDiscoveryAndLinkLocalStayTheHosts)
+{
+	Packet6 ns = from_guest6(make_echo6(kGuest6A, ip6("ff02::1:ff00:1"), 0));
+	ns.icmp_type = kIcmp6NeighSol;
+	ns.hop_limit = 255;
+	run6(Prog::BrIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
+	// NS for the gateway's global address, unicast (NUD).
+	ns.dst = ip6(Topology::kBridgeAddr6);
+	run6(Prog::BrIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
+	// DAD: from ::.
+	ns.src = ip6("::");
+	run6(Prog::BrIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 rs = from_guest6(make_echo6(ip6("fe80::5054:ff:fe00:60a"), ip6("ff02::2"), 0));
+	rs.icmp_type = kIcmp6RouterSol;
+	run6(Prog::BrIngress, rs, TC_ACT_OK, KVX_R_PASS_ND);
+	// Link-local unicast, multicast UDP (mDNS).
+	run6(Prog::BrIngress,
+	     from_guest6(make_tcp6(ip6("fe80::5054:ff:fe00:60a"), 40000, ip6("fe80::1"), 22)),
+	     TC_ACT_OK, KVX_R_PASS_ND);
+	run6(Prog::BrIngress, from_guest6(make_udp6(kGuest6A, 5353, ip6("ff02::fb"), 5353)),
+	     TC_ACT_OK, KVX_R_PASS_ND);
+	// From the uplink: an RA, an NS for the uplink address.
+	Packet6 ra = from_uplink6(make_echo6(ip6("fe80::1"), ip6("ff02::1"), 0));
+	ra.icmp_type = 134;
+	run6(Prog::UpIngress, ra, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 uns = from_uplink6(make_echo6(ip6(Topology::kGatewayAddr6), kUplink6, 0));
+	uns.icmp_type = kIcmp6NeighSol;
+	run6(Prog::UpIngress, uns, TC_ACT_OK, KVX_R_PASS_HOST);
+	EXPECT_TRUE(dp().bind6_entries().empty());
+}
+
+TEST_F(Nat66Test, LocalDestinationsStayTheHosts)
+{
+	// In the guest prefix, the uplink address, another address of the host.
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40000, kGuest6B, 22)), TC_ACT_OK,
+	     KVX_R_PASS_LOCAL);
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40000, kUplink6, 22)), TC_ACT_OK,
+	     KVX_R_PASS_LOCAL);
+}
+
+// --- dropped, counted, never out with the guest's source ---
+
+TEST_F(Nat66Test, SpoofedSourceDropped)
+{
+	run6(Prog::BrIngress, from_guest6(make_tcp6(ip6("2001:db8:5::1"), 40000, kRemote6A, 443)),
+	     TC_ACT_SHOT, KVX_R_DROP_SPOOFED);
+	run6(Prog::BrIngress, from_guest6(make_tcp6(ip6("fd43::a"), 40000, kRemote6A, 443)),
+	     TC_ACT_SHOT, KVX_R_DROP_SPOOFED);
+}
+
+TEST_F(Nat66Test, ZeroUdpChecksumDropped)
+{
+	Packet6 q = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53));
+	q.udp_no_csum = true;
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_UDP_NO_CSUM);
+	// Inbound, for a guest's binding: dropped too.
+	q.udp_no_csum = false;
+	const std::uint16_t port = out6(q);
+	Packet6 back = reply6(snat6(q, port));
+	back.udp_no_csum = true;
+	run6(Prog::UpIngress, back, TC_ACT_SHOT, KVX_R_DROP_UDP_NO_CSUM);
+}
+
+TEST_F(Nat66Test, NoUplinkAddressDropped)
+{
+	kvx_cfg6 c = nat66_cfg();
+	std::memset(c.uplink_addr, 0, sizeof(c.uplink_addr));
+	dp().set_cfg6(c);
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443)), TC_ACT_SHOT,
+	     KVX_R_DROP_NO_UPLINK_ADDR);
+	EXPECT_TRUE(dp().bind6_entries().empty());
+}
+
+TEST_F(Nat66Test, HopLimitAndRoutesNeverPassed)
+{
+	Packet6 p = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	p.hop_limit = 1;
+	answered6(p, KVX_R_DROP_HOP_LIMIT, icmp6_answer(p.build(), 3, 0));
+	// Without the bridge's address: dropped unanswered.
+	kvx_cfg6 c = nat66_cfg();
+	std::memset(c.gw_addr, 0, sizeof(c.gw_addr));
+	dp().set_cfg6(c);
+	run6(Prog::BrIngress, p, TC_ACT_SHOT, KVX_R_DROP_HOP_LIMIT);
+	dp().set_cfg6(nat66_cfg());
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40000, ip6("2001:db8:31::7"), 443)),
+	     TC_ACT_SHOT, KVX_R_DROP_OTHER_IFACE);
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40000, ip6("2001:db8:dead::1"), 443)),
+	     TC_ACT_OK, KVX_R_PASS_NO_ROUTE);
+	Packet6 gre = from_guest6(make_tcp6(kGuest6A, 0, kRemote6A, 0));
+	gre.proto = kProtoGre;
+	gre.payload = pattern(24);
+	run6(Prog::BrIngress, gre, TC_ACT_SHOT, KVX_R_DROP_PROTO_UNTRANSLATED);
+	Packet6 err = from_guest6(make_echo6(kGuest6A, kRemote6A, 0));
+	err.icmp_type = kIcmp6PacketTooBig;
+	run6(Prog::BrIngress, err, TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+	Packet6 reply = from_guest6(make_echo6(kGuest6A, kRemote6A, 9, kIcmp6EchoReply));
+	run6(Prog::BrIngress, reply, TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+	EXPECT_TRUE(dp().bind6_entries().empty());
+}
+
+TEST_F(Nat66Test, TooBigForTheUplinkDropped)
+{
+	UplinkMtu mtu(1280);
+	Packet6 p = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1400));
+	answered6(p, KVX_R_DROP_TOO_BIG, icmp6_answer(p.build(), 2, 1280));
+	Packet6 t = from_guest6(make_tcp6(kGuest6A, 5000, kRemote6A, 80, kTcpAck));
+	t.payload = pattern(1300);
+	answered6(t, KVX_R_DROP_TOO_BIG, icmp6_answer(t.build(), 2, 1280));
+}
+
+// Time exceeded: 6 a second per destination (the kernel's burst), then
+// counted and dropped; Packet Too Big only against its own budget.
+TEST_F(Nat66Test, IcmpErrorsRateLimited)
+{
+	Packet6 p = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53));
+	p.hop_limit = 1;
+	for (int i = 0; i < KVX_ICMPRL_BURST; i++)
+		answered6(p, KVX_R_DROP_HOP_LIMIT, icmp6_answer(p.build(), 3, 0));
+	const Stats before = dp().stats();
+	const RunResult r = dp().run(Prog::BrIngress, p.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(stats_delta(before, dp().stats()), "ICMP_RATELIMITED +1/+0B DROP_HOP_LIMIT +1/+" +
+							     std::to_string(p.build().size()) +
+							     "B");
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_SHOT)));
+	UplinkMtu mtu(1280);
+	Packet6 big = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1400));
+	answered6(big, KVX_R_DROP_TOO_BIG, icmp6_answer(big.build(), 2, 1280));
+}
+
+// Never an error about an error, or from an unspecified source.
+TEST_F(Nat66Test, NoIcmpErrorAboutAnError)
+{
+	Packet6 err = from_guest6(make_echo6(kGuest6A, kRemote6A, 0));
+	err.icmp_type = kIcmp6PacketTooBig;
+	err.hop_limit = 1;
+	run6(Prog::BrIngress, err, TC_ACT_SHOT, KVX_R_DROP_HOP_LIMIT);
+}
+
+TEST_F(Nat66Test, InboundChecks)
+{
+	// Into the guest prefix from the LAN; to another address; hop limit.
+	run6(Prog::UpIngress, from_uplink6(make_tcp6(kRemote6A, 443, kGuest6A, 40000)), TC_ACT_SHOT,
+	     KVX_R_DROP_TO_SUBNET);
+	run6(Prog::UpIngress, from_uplink6(make_tcp6(kRemote6A, 443, ip6("2001:db8:77::9"), 22)),
+	     TC_ACT_OK, KVX_R_PASS_HOST);
+	run6(Prog::UpIngress, from_uplink6(make_tcp6(kRemote6A, 443, kUplink6, 22)), TC_ACT_OK,
+	     KVX_R_PASS_HOST);
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	Packet6 back = reply6(snat6(q, port));
+	back.hop_limit = 1;
+	run6(Prog::UpIngress, back, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+	Packet6 martian = reply6(snat6(q, port));
+	martian.src = kGuest6B;
+	run6(Prog::UpIngress, martian, TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
+}
+
+TEST_F(Nat66Test, ModeOffIsTheHosts)
+{
+	dp().set_cfg6(kvx_cfg6{});
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443)), TC_ACT_OK,
+	     KVX_R_PASS_NOT_IP);
+	run6(Prog::UpIngress, from_uplink6(make_tcp6(kRemote6A, 443, kUplink6, 61000)), TC_ACT_OK,
+	     KVX_R_PASS_NOT_IP);
+}
+
+TEST_F(Nat66Test, Ipv4UnchangedWithNat66On)
+{
+	const Packet p = from_guest(make_tcp(kGuestA, 40000, kRemote1, 443));
+	const RunResult r = dp().run(Prog::BrIngress, p.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const Parsed o = parse(r.out);
+	EXPECT_EQ(diff(r.out, snat(p, o.sport).build()), "");
+	EXPECT_TRUE(dp().bind6_entries().empty());
+}
+
+// --- the extension header walk ---
+
+struct ChainCase {
+	std::string name;
+	std::vector<ExtHdr> chain;
+	int verdict;
+	kvx_reason reason;
+};
+
+void PrintTo(const ChainCase &c, std::ostream *os)
+{
+	*os << c.name;
+}
+
+class Nat66Chains : public Nat66Test, public ::testing::WithParamInterface<ChainCase> {};
+
+TEST_P(Nat66Chains, Walked)
+{
+	const ChainCase &tc = GetParam();
+	Packet6 p = from_guest6(make_tcp6(kGuest6A, 62001, kRemote6A, 443));
+	p.ext = tc.chain;
+	if (tc.reason == KVX_R_XLATE_OUT)
+		run6(Prog::BrIngress, p, tc.verdict, tc.reason, snat6(p, 62001));
+	else
+		run6(Prog::BrIngress, p, tc.verdict, tc.reason);
+}
+
+std::vector<ExtHdr> dstopts(std::size_t n)
+{
+	return std::vector<ExtHdr>(n, ext_options(kExtDstOpts, 8));
+}
+
+std::vector<ChainCase> chain_cases()
+{
+	std::vector<ExtHdr> eight = dstopts(7);
+	eight.insert(eight.begin(), ext_options(kExtHopByHop, 8));
+	std::vector<ExtHdr> nine = dstopts(8);
+	nine.insert(nine.begin(), ext_options(kExtHopByHop, 8));
+	ExtHdr esp;
+	esp.type = kExtEsp;
+	esp.rest.assign(6, 0);
+	ExtHdr ah;
+	ah.type = kExtAh;
+	ah.rest.assign(14, 0);
+	return {
+		{"none", {}, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
+		{"hop_by_hop", {ext_options(kExtHopByHop, 8)}, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
+		{"dest_options_24",
+		 {ext_options(kExtDstOpts, 24)},
+		 TC_ACT_REDIRECT,
+		 KVX_R_XLATE_OUT},
+		{"routing_segments_left_0", {ext_routing(0)}, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
+		{"atomic_fragment", {ext_fragment(0, false)}, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
+		{"all_kinds",
+		 {ext_options(kExtHopByHop, 16), ext_options(kExtDstOpts, 8), ext_routing(0),
+		  ext_fragment(0, false), ext_options(kExtDstOpts, 8)},
+		 TC_ACT_REDIRECT,
+		 KVX_R_XLATE_OUT},
+		{"eight_headers", eight, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
+		{"nine_headers", nine, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
+		{"routing_segments_left_2", {ext_routing(2)}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
+		{"hop_by_hop_not_first",
+		 {ext_options(kExtDstOpts, 8), ext_options(kExtHopByHop, 8)},
+		 TC_ACT_SHOT,
+		 KVX_R_DROP_EXTHDR},
+		{"esp", {esp}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
+		{"ah", {ah}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
+		{"first_fragment", {ext_fragment(0, true)}, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT},
+		{"later_fragment", {ext_fragment(8, false)}, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT},
+	};
+}
+
+INSTANTIATE_TEST_SUITE_P(All, Nat66Chains, ::testing::ValuesIn(chain_cases()),
+			 [](const ::testing::TestParamInfo<ChainCase> &i) { return i.param.name; });
+
+// Cut at every byte of a chain and of the TCP header: with the payload
+// length saying so (a short chain: DROP_EXTHDR; a short TCP header:
+// DROP_MALFORMED), and with the payload length of the whole packet
+// (longer than the frame: DROP_MALFORMED).  Never translated.
+TEST_F(Nat66Test, TruncatedAtEveryByte)
+{
+	Packet6 p = from_guest6(make_tcp6(kGuest6A, 62001, kRemote6A, 443));
+	p.ext = {ext_options(kExtHopByHop, 8), ext_options(kExtDstOpts, 16), ext_routing(0, 8)};
+	const Bytes full = p.build();
+	const std::size_t chain_end = 14 + 40 + 32;
+	for (std::size_t cut = 14 + 40; cut < chain_end + 20; cut++) {
+		SCOPED_TRACE("cut at " + std::to_string(cut));
+		Bytes f(full.begin(), full.begin() + static_cast<long>(cut));
+		f[18] = static_cast<std::uint8_t>((cut - 54) >> 8);
+		f[19] = static_cast<std::uint8_t>(cut - 54);
+		run_case_bytes(dp(), Prog::BrIngress, f, TC_ACT_SHOT,
+			       cut < chain_end ? KVX_R_DROP_EXTHDR : KVX_R_DROP_MALFORMED,
+			       std::nullopt);
+		run_case_bytes(dp(), Prog::BrIngress,
+			       Bytes(full.begin(), full.begin() + static_cast<long>(cut)),
+			       TC_ACT_SHOT, KVX_R_DROP_MALFORMED, std::nullopt);
+	}
+	EXPECT_TRUE(dp().bind6_entries().empty());
+}
+
+} // namespace
+} // namespace kvmxdp::test
