@@ -264,7 +264,7 @@ Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet
 		d.why = asked + "guests' prefix " + subnet6->str() + " (--subnet6)";
 		return d;
 	}
-	const Ipv6IfAddr *pick = nullptr;
+	const Ipv6IfAddr *pick = nullptr, *routed = nullptr;
 	size_t n = 0;
 	for (const Ipv6IfAddr &a : bridge_addrs) {
 		if (a.scope != RT_SCOPE_UNIVERSE || (a.flags & IFA_F_DADFAILED))
@@ -275,6 +275,15 @@ Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet
 			const Ipv6Net net = network_of6(a.addr, a.prefix);
 			parse_subnet6(net.str(), "the bridge's prefix");
 		} catch (const Error &) {
+			continue;
+		}
+		// Unasked, only a ULA (fc00::/7): a global prefix on the bridge
+		// is most likely routed to the guests (libvirt routes a NAT
+		// network's IPv6, it NATs it only with <nat ipv6='yes'/>), and
+		// translating it would take the guests' own addresses from them.
+		if (choice == Ipv6Choice::Auto && (a.addr[0] & 0xfe) != 0xfc) {
+			if (!routed)
+				routed = &a;
 			continue;
 		}
 		if (!pick)
@@ -288,6 +297,12 @@ Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet
 			"' address " + format_ipv6(pick->addr) + "/" +
 			std::to_string(pick->prefix) +
 			(n > 1 ? " (the first of " + std::to_string(n) + " prefixes)" : "");
+		return d;
+	}
+	if (routed) {
+		d.why = "bridge '" + bridge + "' has the global prefix " +
+			network_of6(routed->addr, routed->prefix).str() +
+			": routed to the guests, not translated (--ipv6 nat66 translates it)";
 		return d;
 	}
 	const std::string none = "bridge '" + bridge +

@@ -270,7 +270,7 @@ TEST(Subnet6, NetworksAndCommonPrefix)
 }
 
 // attach --ipv6: NAT66 when the guests have a prefix (--subnet6, else the
-// bridge's global or ULA one), off otherwise, and why.
+// bridge's ULA one; a global one only when asked), off otherwise, and why.
 TEST(Ipv6Mode, AutoTakesSubnet6ThenTheBridgesPrefix)
 {
 	const auto fd42 = parse_subnet6("fd42:1::/64", "--subnet6");
@@ -299,6 +299,23 @@ TEST(Ipv6Mode, AutoTakesSubnet6ThenTheBridgesPrefix)
 	EXPECT_EQ(d.subnet->str(), "fd00:3::/64");
 	EXPECT_EQ(d.why, "--ipv6 nat66, guests' prefix fd00:3::/64 from bridge 'br0' address "
 			 "fd00:3::1/64 (the first of 2 prefixes)");
+
+	// A global prefix on the bridge is routed to the guests (libvirt routes
+	// a NAT network's IPv6): translated only when asked, else left alone,
+	// a ULA beside it taken.
+	const std::vector<Ipv6IfAddr> routed = {addr("2001:db8:ca2:2::1", 64, IFA_F_PERMANENT)};
+	d = decide_ipv6(Ipv6Choice::Auto, std::nullopt, routed, "virbr1");
+	EXPECT_EQ(d.mode, KVX_V6_OFF);
+	EXPECT_EQ(d.why, "bridge 'virbr1' has the global prefix 2001:db8:ca2:2::/64: routed to the "
+			 "guests, not translated (--ipv6 nat66 translates it)");
+	d = decide_ipv6(Ipv6Choice::Nat66, std::nullopt, routed, "virbr1");
+	EXPECT_EQ(d.mode, KVX_V6_NAT66);
+	EXPECT_EQ(d.subnet->str(), "2001:db8:ca2:2::/64");
+	std::vector<Ipv6IfAddr> both = routed;
+	both.push_back(addr("fd42::1", 64, IFA_F_PERMANENT));
+	d = decide_ipv6(Ipv6Choice::Auto, std::nullopt, both, "virbr1");
+	EXPECT_EQ(d.mode, KVX_V6_NAT66);
+	EXPECT_EQ(d.subnet->str(), "fd42::/64");
 }
 
 TEST(Ipv6Mode, OffAndWhy)
