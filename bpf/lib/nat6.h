@@ -471,6 +471,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 			r = ct6_commit_out(&p6, rw.port, now);
 		if (r == KVX_NO_MAPPING)
 			r = ct6_create(&p6, CT_DIR_OUT, p6.saddr, p6.p.sport, rw.port);
+		if (r == KVX_CT_RACE)
+			r = ct6_race(&p6, CT_DIR_OUT, p6.saddr, p6.p.sport);
 	}
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
@@ -553,6 +555,8 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
 	if (r == KVX_NO_MAPPING)
 		r = ct6_create(&p6, CT_DIR_IN, rw.addr, guest.port, p6.p.dport);
+	if (r == KVX_CT_RACE)
+		r = ct6_race(&p6, CT_DIR_IN, rw.addr, guest.port);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	/* A redirect skips the forwarding path's MTU test. */

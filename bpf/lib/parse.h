@@ -334,6 +334,10 @@ static __always_inline enum parse_result parse_ipv6(kvx_ctx_t *ctx, struct kvx_p
 	nh = ip6->nexthdr;
 	off = ETH_HLEN + sizeof(*ip6);
 
+	/* Unrolled: as a loop, clang lays it out with the back-edge as the
+	 * fallthrough of a plain instruction, which 6.1's check_cfg refuses
+	 * ("back-edge from insn"); later kernels take it. */
+#pragma unroll
 	for (i = 0; i < KVX_EXTHDR_MAX + 1; i++) {
 		__u8 *h;
 
