@@ -52,8 +52,9 @@ static __always_inline int addr6_is_mcast(const __be32 *a)
 	return (bpf_ntohl(a[0]) >> 24) == 0xff;
 }
 
-/* Neighbour discovery, router discovery, MLD: the host's (RFC 4861, 2710,
- * 3810), whatever the addresses. */
+/* Neighbour discovery, router discovery, MLD (RFC 4861, 2710, 3810): from
+ * the uplink, the host's.  (From a guest only by their addresses:
+ * nat6_guest_check.) */
 static __always_inline int icmp6_is_nd(const struct kvx_pkt *p)
 {
 	return p->proto == KVX_IPPROTO_ICMPV6 && p->l4_ok &&
@@ -355,8 +356,12 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_PASS_ND;
 	if (pr == PARSE_EXTHDR)
 		return KVX_R_DROP_EXTHDR;
-	if (icmp6_is_nd(&p6->p))
-		return KVX_R_PASS_ND;
+	/* Neighbour discovery between global addresses (NUD of the gateway's
+	 * address) is to a local destination (below); an ND or MLD type to
+	 * anywhere else is no ND at all, and passed up the host would route
+	 * it out untranslated (with IPv6 forwarding on): it meets the
+	 * anti-spoofing check and then DROP_ICMP_TYPE like any ICMPv6 type
+	 * other than an echo request. */
 	if (!prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr))
 		return KVX_R_DROP_SPOOFED;
 	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr) ||

@@ -311,9 +311,22 @@ TEST_F(Nat66Test, NeighbourDiscoveryAndLinkLocalStayTheHosts)
 	ns.icmp_type = kIcmp6NeighSol;
 	ns.hop_limit = 255;
 	run6(Prog::BrIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
-	// NS for the gateway's global address, unicast (NUD).
+	// NS for the gateway's global address, unicast (NUD): a local
+	// destination.
 	ns.dst = ip6(Topology::kBridgeAddr6);
-	run6(Prog::BrIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
+	run6(Prog::BrIngress, ns, TC_ACT_OK, KVX_R_PASS_LOCAL);
+	// ND and MLD types to anywhere else are no ND: passed up, the host
+	// (forwarding IPv6) would route them out with the guest's source, or
+	// any source the guest likes.
+	for (std::uint8_t type : {kIcmp6NeighSol, std::uint8_t(137), std::uint8_t(130),
+				  std::uint8_t(143)}) {
+		Packet6 out = from_guest6(make_echo6(kGuest6A, kRemote6A, 0));
+		out.icmp_type = type;
+		out.hop_limit = 255;
+		run6(Prog::BrIngress, out, TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+		out.src = ip6("2001:db8:bad::5");
+		run6(Prog::BrIngress, out, TC_ACT_SHOT, KVX_R_DROP_SPOOFED);
+	}
 	// DAD: from ::.
 	ns.src = ip6("::");
 	run6(Prog::BrIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);

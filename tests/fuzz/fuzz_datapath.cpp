@@ -836,6 +836,21 @@ int test_one(const std::uint8_t *data, std::size_t size)
 			violation(std::string("a guest's IPv6 frame passed to the stack as ") +
 					  reason_name(reason),
 				  in, r.out);
+		// The host's link-local business by its addresses, never by an
+		// ICMPv6 type a guest can put on any packet.
+		if (!uplink && reason == KVX_R_PASS_ND) {
+			const Parsed6 p = parse6(in);
+			const auto zero = [](const Ip6 &a) {
+				for (auto b : a)
+					if (b)
+						return false;
+				return true;
+			};
+			const auto ll = [](const Ip6 &a) { return a[0] == 0xfe && (a[1] & 0xc0) == 0x80; };
+			if (p.ipv6 && !(zero(p.src) || ll(p.src) || ll(p.dst) || p.dst[0] == 0xff))
+				violation("a guest's IPv6 frame with global addresses passed as PASS_ND", in,
+					  r.out);
+		}
 		if (r.verdict == TC_ACT_REDIRECT) {
 			check_translated6(in, r.out, reason, in_csum_ok);
 			if (reason == KVX_R_XLATE_OUT && in_csum_ok)

@@ -30,6 +30,7 @@
 #define KVX_IPPROTO_ICMP 1
 #define KVX_IPPROTO_TCP 6
 #define KVX_IPPROTO_UDP 17
+#define KVX_IPPROTO_ICMPV6 58 /* as bpf/lib/proto.h (an identical definition) */
 
 /* ntohl without libc or bpf_endian.h; bpf_ntohl compiles to the same. */
 KVX_RULE __u32 kvx_ntohl(__be32 x)
@@ -84,7 +85,7 @@ KVX_RULE __u32 kvx_ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
 	case KVX_CT_UDP:
 		if (proto == KVX_IPPROTO_UDP)
 			return (f->flags & KVX_CT_F_SEEN_REPLY) ? t->udp_stream : t->udp;
-		return proto == KVX_IPPROTO_ICMP ? t->icmp : t->other;
+		return proto == KVX_IPPROTO_ICMP || proto == KVX_IPPROTO_ICMPV6 ? t->icmp : t->other;
 	default:
 		/* NONE or an unknown state (a newer datapath?): the shortest
 		 * TCP timeout would kill live flows, "other" is the cautious
