@@ -536,8 +536,14 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 	if (!inst_.uplink.empty())
 		link = find_link(nl, inst_.uplink);
 	Ipv6Addr addr{};
+	kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
+	const Ipv6Addr old = addr6_of(cfg.uplink_addr);
 	if (link) {
-		const Uplink6View v = read_uplink6(nl, link->ifindex);
+		// The address in use stays while it is still good (choose_uplink_ipv6
+		// keep): a change flushes every IPv6 flow.
+		const Uplink6View v =
+			read_uplink6(nl, link->ifindex,
+				     old != Ipv6Addr{} ? std::optional<Ipv6Addr>(old) : std::nullopt);
 		sig = v.summary();
 		if (v.choice.addr)
 			addr = v.choice.addr->addr;
@@ -552,8 +558,6 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 	// --uplink auto before any default route: kept, as for IPv4.
 	if (inst_.uplink.empty())
 		return;
-	kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
-	const Ipv6Addr old = addr6_of(cfg.uplink_addr);
 	if (cfg.mode == KVX_V6_OFF || addr == old)
 		return;
 	std::memcpy(cfg.uplink_addr, addr.data(), sizeof(cfg.uplink_addr));

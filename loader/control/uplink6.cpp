@@ -15,7 +15,7 @@ constexpr size_t kStatusPrefixes = 32;
 
 } // namespace
 
-Uplink6View read_uplink6(NlSocket &nl, int ifindex)
+Uplink6View read_uplink6(NlSocket &nl, int ifindex, const std::optional<Ipv6Addr> &keep)
 {
 	const std::vector<Ipv6IfAddr> addrs = ipv6_addrs(nl, ifindex);
 	const std::vector<Ipv6Route> routes = ipv6_routes(nl, ifindex);
@@ -28,7 +28,7 @@ Uplink6View read_uplink6(NlSocket &nl, int ifindex)
 			break;
 		}
 	Uplink6View v;
-	v.choice = choose_uplink_ipv6(addrs, gateway);
+	v.choice = choose_uplink_ipv6(addrs, gateway, keep);
 	v.prefixes = onlink_prefixes(addrs, routes);
 	v.relay = relay_check(addrs, routes, ipv6_ra_managed(nl, ifindex));
 	return v;

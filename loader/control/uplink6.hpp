@@ -27,7 +27,8 @@ struct Uplink6View {
 	std::string summary() const;
 };
 
-Uplink6View read_uplink6(NlSocket &nl, int ifindex);
+Uplink6View read_uplink6(NlSocket &nl, int ifindex,
+			 const std::optional<Ipv6Addr> &keep = std::nullopt);
 
 // status --json's "ipv6" object (docs/status-json.md).
 nlohmann::json uplink6_json(const Uplink6View &v);

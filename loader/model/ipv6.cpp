@@ -52,7 +52,8 @@ bool is_autoconf(const Ipv6IfAddr &a)
 } // namespace
 
 Uplink6Choice choose_uplink_ipv6(const std::vector<Ipv6IfAddr> &addrs,
-				 const std::optional<Ipv6Addr> &toward)
+				 const std::optional<Ipv6Addr> &toward,
+				 const std::optional<Ipv6Addr> &keep)
 {
 	Uplink6Choice c;
 	const bool global_toward = toward && (*toward)[0] >= 0x20 && (*toward)[0] <= 0x3f;
@@ -88,6 +89,14 @@ Uplink6Choice choose_uplink_ipv6(const std::vector<Ipv6IfAddr> &addrs,
 		if (!best || compare(a, *best) < 0)
 			best = &a;
 	}
+	if (best && keep && best->addr != *keep)
+		for (const Ipv6IfAddr &a : addrs)
+			if (a.addr == *keep && is_candidate(a) && !is_deprecated(a) &&
+			    is_ula(a.addr) <= is_ula(best->addr) &&
+			    (a.flags & IFA_F_TEMPORARY) <= (best->flags & IFA_F_TEMPORARY)) {
+				best = &a;
+				break;
+			}
 	if (!best) {
 		if (skipped)
 			c.why = std::to_string(skipped) +

@@ -46,8 +46,14 @@ struct Uplink6Choice {
 //           link-local one, the usual case, tells nothing);
 //   then the first in rtnetlink's order, as the kernel keeps the first of
 //   equals (its list has the newest address of a scope first).
+// keep: the address in use (kvx_cfg6's).  It stays the choice while it is
+// a candidate and the best is no better by rules 3, 6 and 7 (another
+// prefix's address, or a longer-matching one, appearing does not move it):
+// every change of the NAT address flushes the guests' flows, and any host
+// on the LAN can advertise a new prefix.
 Uplink6Choice choose_uplink_ipv6(const std::vector<Ipv6IfAddr> &addrs,
-				 const std::optional<Ipv6Addr> &toward = std::nullopt);
+				 const std::optional<Ipv6Addr> &toward = std::nullopt,
+				 const std::optional<Ipv6Addr> &keep = std::nullopt);
 
 // An on-link prefix of the uplink and where it was learnt.
 struct Ipv6Prefix {

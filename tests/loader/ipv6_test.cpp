@@ -146,6 +146,44 @@ TEST(UplinkIpv6, TiesKeepTheKernelsOrder)
 	EXPECT_EQ(chosen({slaac("2001:db8:1::10"), slaac("2001:db8:2::10")}), "2001:db8:1::10");
 }
 
+// The address in use stays while it is good: a new prefix advertised by
+// any host on the LAN does not move it (every move flushes the guests' IPv6
+// flows); deprecated, gone, a temporary or ULA one next to a better kind,
+// it does.
+TEST(UplinkIpv6, TheAddressInUseStaysWhileItIsGood)
+{
+	const Ipv6Addr inuse = parse_ipv6("2001:db8:2::10");
+	std::vector<Ipv6IfAddr> a = {slaac("2001:db8:1::10"), slaac("2001:db8:2::10")};
+	EXPECT_EQ(format_ipv6(choose_uplink_ipv6(a).addr->addr), "2001:db8:1::10");
+	EXPECT_EQ(format_ipv6(choose_uplink_ipv6(a, std::nullopt, inuse).addr->addr),
+		  "2001:db8:2::10");
+	// A stable address beside a temporary one in use (its DAD ended
+	// later): moves to the stable one, which does not rotate.
+	const std::vector<Ipv6IfAddr> t = {slaac("2001:db8:1::10"),
+					   slaac("2001:db8:1::77", IFA_F_TEMPORARY)};
+	EXPECT_EQ(format_ipv6(
+			  choose_uplink_ipv6(t, std::nullopt, parse_ipv6("2001:db8:1::77")).addr->addr),
+		  "2001:db8:1::10");
+	// Two temporaries (a rotation): the one in use stays until deprecated.
+	const std::vector<Ipv6IfAddr> t2 = {slaac("2001:db8:1::78", IFA_F_TEMPORARY),
+					    slaac("2001:db8:1::77", IFA_F_TEMPORARY)};
+	EXPECT_EQ(format_ipv6(
+			  choose_uplink_ipv6(t2, std::nullopt, parse_ipv6("2001:db8:1::77")).addr->addr),
+		  "2001:db8:1::77");
+	// Deprecated (renumbered away): moves.
+	a[1] = slaac("2001:db8:2::10", IFA_F_DEPRECATED);
+	EXPECT_EQ(format_ipv6(choose_uplink_ipv6(a, std::nullopt, inuse).addr->addr),
+		  "2001:db8:1::10");
+	// Gone: moves.
+	a.pop_back();
+	EXPECT_EQ(format_ipv6(choose_uplink_ipv6(a, std::nullopt, inuse).addr->addr),
+		  "2001:db8:1::10");
+	// A ULA in use, a global address now there: moves (the internet).
+	const std::vector<Ipv6IfAddr> u = {slaac("fd00:1::10"), slaac("2001:db8:1::10")};
+	EXPECT_EQ(format_ipv6(choose_uplink_ipv6(u, std::nullopt, parse_ipv6("fd00:1::10")).addr->addr),
+		  "2001:db8:1::10");
+}
+
 TEST(UplinkIpv6, OnLinkPrefixesFromRoutesAndAddresses)
 {
 	auto p = onlink_prefixes(
