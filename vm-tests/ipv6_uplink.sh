@@ -127,7 +127,11 @@ bad_subnet6 "not IPv6" 192.168.5.0/24 "'192.168.5.0/24'"
 bad_subnet6 "inside the uplink's /64" "$N1" "overlaps network $N1 of uplink '$UP'"
 assert_eq "no instance after the refused attaches" 0 "$(kvx_instances_of_br)"
 
+kvx_step "attach --subnet6 fd42::/64 without it on the bridge: refused (the host would route it out)"
+bad_subnet6 "not on the bridge" fd42::/64 "bridge '$BR' has no address in it"
+
 kvx_step "attach --subnet6 fd42::/64: status shows the stable address and the /64"
+ip -n "$NS_HOST" -6 addr add fd42::1/64 dev "$BR" nodad
 kvx_attach_bg --subnet6 fd42::/64 || kvx_fatal "cannot attach"
 assert_eq "status: subnet6 recorded" "fd42::/64" "$(kvx_json 'i["subnet6"]')"
 kvx_wait_for 5 "status shows $STABLE1" status_v6_is "$STABLE1" || true

@@ -401,25 +401,33 @@ private:
 	void decide_ipv6_mode()
 	{
 		const std::vector<Ipv6IfAddr> br = ipv6_addrs(nl_, bridge_.ifindex);
-		ipv6_ = decide_ipv6(plan_.ipv6, inst_.subnet6, br, plan_.bridge);
-		gw6_ = link_local_of(br);
 		// A guest prefix inside the uplink's would take the host's own
 		// traffic to its LAN.  Asked for (--subnet6, --ipv6 nat66):
-		// refused; found on the bridge: IPv6 stays the host's.
-		if (ipv6_.subnet && !plan_.uplink.empty())
+		// refused (a given one before anything else is said about it);
+		// found on the bridge: IPv6 stays the host's.
+		auto uplink_overlap = [&](const Ipv6Net &subnet) -> std::optional<std::string> {
+			if (plan_.uplink.empty())
+				return std::nullopt;
 			for (const Ipv6IfAddr &a : ipv6_addrs(nl_, uplink_.ifindex)) {
 				const Ipv6Net n = network_of6(a.addr, a.prefix);
-				if (a.scope != RT_SCOPE_UNIVERSE || !n.overlaps(*ipv6_.subnet))
-					continue;
-				const std::string what =
-					"guest IPv6 subnet " + ipv6_.subnet->str() +
-					" of bridge '" + plan_.bridge + "' overlaps network " +
-					n.str() + " of uplink '" + plan_.uplink + "'";
-				if (inst_.subnet6 || plan_.ipv6 == Ipv6Choice::Nat66)
-					throw Error(what + " (choose another --subnet6, e.g. a ULA "
-							   "fd00::/8 prefix)");
-				ipv6_ = {KVX_V6_OFF, std::nullopt, what};
-				break;
+				if (a.scope == RT_SCOPE_UNIVERSE && n.overlaps(subnet))
+					return "guest IPv6 subnet " + subnet.str() + " of bridge '" +
+					       plan_.bridge + "' overlaps network " + n.str() +
+					       " of uplink '" + plan_.uplink + "'";
+			}
+			return std::nullopt;
+		};
+		const char *fix = " (choose another --subnet6, e.g. a ULA fd00::/8 prefix)";
+		if (inst_.subnet6 && plan_.ipv6 != Ipv6Choice::Off)
+			if (auto what = uplink_overlap(*inst_.subnet6))
+				throw Error(*what + fix);
+		ipv6_ = decide_ipv6(plan_.ipv6, inst_.subnet6, br, plan_.bridge);
+		gw6_ = link_local_of(br);
+		if (ipv6_.subnet)
+			if (auto what = uplink_overlap(*ipv6_.subnet)) {
+				if (plan_.ipv6 == Ipv6Choice::Nat66)
+					throw Error(*what + fix);
+				ipv6_ = {KVX_V6_OFF, std::nullopt, *what};
 			}
 		if (ipv6_.mode == KVX_V6_NAT66 && !gw6_)
 			log_warn("bridge '" + plan_.bridge +

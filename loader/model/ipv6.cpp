@@ -268,6 +268,23 @@ Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet
 	}
 	const std::string asked = choice == Ipv6Choice::Nat66 ? "--ipv6 nat66, " : "";
 	if (subnet6) {
+		// The guests' prefix must be on the bridge's link: the datapath
+		// hands a guest's packet to any address of it to the host, which
+		// routes it back onto the bridge only if the bridge has the
+		// prefix (an address whose network holds it); else by its
+		// default route, out of the uplink with the guest's source.
+		bool onlink = false;
+		for (const Ipv6IfAddr &a : bridge_addrs)
+			if (a.scope == RT_SCOPE_UNIVERSE && !(a.flags & IFA_F_DADFAILED) &&
+			    a.prefix <= subnet6->prefix &&
+			    network_of6(a.addr, a.prefix).contains(subnet6->addr))
+				onlink = true;
+		if (!onlink)
+			throw Error("--subnet6 " + subnet6->str() + ": bridge '" + bridge +
+				    "' has no address in it, so the host would not route it to "
+				    "the guests (give the bridge one, e.g. ip -6 addr add " +
+				    format_ipv6(subnet6->addr) + "1/" +
+				    std::to_string(subnet6->prefix) + " dev " + bridge + ")");
 		d.mode = KVX_V6_NAT66;
 		d.subnet = subnet6;
 		d.why = asked + "guests' prefix " + subnet6->str() + " (--subnet6)";

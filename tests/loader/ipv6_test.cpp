@@ -316,10 +316,30 @@ TEST(Ipv6Mode, AutoTakesSubnet6ThenTheBridgesPrefix)
 	// the link-local every bridge has.
 	const std::vector<Ipv6IfAddr> br = {addr("fe80::1", 64, IFA_F_PERMANENT, RT_SCOPE_LINK),
 					    addr("fd42::1", 64, IFA_F_PERMANENT)};
-	Ipv6Decision d = decide_ipv6(Ipv6Choice::Auto, fd42, br, "virbr0");
+	std::vector<Ipv6IfAddr> br2 = br;
+	br2.push_back(addr("fd42:1::1", 64, IFA_F_PERMANENT));
+	Ipv6Decision d = decide_ipv6(Ipv6Choice::Auto, fd42, br2, "virbr0");
 	EXPECT_EQ(d.mode, KVX_V6_NAT66);
 	EXPECT_EQ(d.subnet->str(), "fd42:1::/64");
 	EXPECT_EQ(d.why, "guests' prefix fd42:1::/64 (--subnet6)");
+	// A given prefix the bridge has no address in (or only a narrower
+	// one): the host would route the guests' packets to it out of its
+	// default route, untranslated.  Refused, naming the fix.
+	for (const char *given : {"fd42:1::/64", "fd42::/48"}) {
+		try {
+			decide_ipv6(Ipv6Choice::Auto, parse_subnet6(given, "--subnet6"), br, "virbr0");
+			ADD_FAILURE() << given << " accepted without the bridge on it";
+		} catch (const Error &e) {
+			EXPECT_NE(std::string(e.what()).find(std::string("--subnet6 ") + given +
+							     ": bridge 'virbr0' has no address in it"),
+				  std::string::npos)
+				<< e.what();
+		}
+	}
+	EXPECT_EQ(decide_ipv6(Ipv6Choice::Auto, parse_subnet6("fd42::/64", "--subnet6"), br,
+			      "virbr0")
+			  .mode,
+		  KVX_V6_NAT66);
 
 	d = decide_ipv6(Ipv6Choice::Auto, std::nullopt, br, "virbr0");
 	EXPECT_EQ(d.mode, KVX_V6_NAT66);
