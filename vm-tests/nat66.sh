@@ -130,6 +130,11 @@ bad_ipv6 nat64 "kvmxdp: error: invalid --ipv6 'nat64': use auto, nat66 or off"
 kvx_step "attach with the default options: NAT66 on the bridge's prefix, and why"
 kvx_attach_bg || kvx_fatal "cannot attach"
 FWD6_0=$(fwd6)
+# The LAN router counts every packet that reaches it from the uplink with a
+# source in the guests' prefix: none may, from here on (a leak would be
+# the host or kvmxdp passing a guest's packet on untranslated).
+nsx "$NS_LAN" ip6tables -w -t raw -I PREROUTING -i "$LAN_UP_IF" -s "$PFX" -j ACCEPT
+leaked() { nsx "$NS_LAN" ip6tables -w -t raw -L PREROUTING -n -v -x | awk -v p="$PFX" '$0 ~ p {print $1; exit}'; }
 st=$(kvx_status_json)
 assert_eq "status: ipv6_mode" nat66 "$(kvx_json 'i["ipv6_mode"]' "$st")"
 assert_eq "status: ipv6_choice" auto "$(kvx_json 'i["ipv6_choice"]' "$st")"
@@ -233,4 +238,5 @@ assert_eq "no flow of $G1_6 left" "[]" "$(kvx conntrack list --json --guest "$G1
 
 fwd=$(($(fwd6) - FWD6_0))
 assert_le "host Ip6OutForwDatagrams moved by $fwd in all" "$fwd" 10
+assert_eq "packets from the guests' prefix $PFX on the LAN since attach" 0 "$(leaked)"
 kvx_finish
