@@ -39,6 +39,12 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
 
 SUBNET = "192.168.122.0/24"
+# IPv6 (the *6 workloads): the guests on a ULA of the bridge (what kvmxdp's
+# default `--ipv6 auto` translates), the uplink and the server on a global
+# /64; iperf3's IPv6 server on its own port.
+SUBNET6, GW_IP6, GUEST_IP6 = "fd42:b::/64", "fd42:b::1", "fd42:b::11"
+UP_IP6, SERVER_IP6 = "2001:db8:77::2", "2001:db8:77::1"
+IPERF6_PORT = 5202
 GW_IP, GUEST_IP = "192.168.122.1", "192.168.122.11"
 UP_IP, SERVER_IP = "10.77.0.2", "10.77.0.1"
 MAC = {"br": "02:6b:76:00:01:01", "gp": "02:6b:76:00:01:02", "ge": "02:6b:76:00:0b:01",
@@ -207,6 +213,7 @@ class Topology:
         self.sh("l", "ip", "neigh", "replace", UP_IP, "dev", d["ln"], "lladdr", MAC["up"], "nud",
                 "permanent")
         h("bridge", "fdb", "replace", MAC["ge"], "dev", d["gp"], "master", "static")
+        self.ipv6()
         self.extra_guests()
         # The host routes in every configuration (kvmxdp needs forwarding on
         # the bridge for bpf_fib_lookup, the kernel configs need ip_forward).
@@ -262,6 +269,31 @@ class Topology:
         # nsenter execs sleep in place, so the pid is the sleeper's.
         self.servers()
 
+    def ipv6(self):
+        """The same topology over IPv6, static (nodad, permanent
+        neighbours: no ND inside the measurements).  The host forwards IPv6
+        as it forwards IPv4 (the kernel configurations need it; kvmxdp
+        translates before the kernel would)."""
+        d, h = self.dev, (lambda *c: self.sh("h", *c))
+        for side in ("g", "h", "l"):
+            self.sh(side, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=0")
+            self.sh(side, "sysctl", "-qw", "net.ipv6.conf.default.disable_ipv6=0")
+        h("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        h("ip", "-6", "addr", "add", f"{GW_IP6}/64", "dev", d["br"], "nodad")
+        h("ip", "-6", "addr", "add", f"{UP_IP6}/64", "dev", d["up"], "nodad")
+        h("ip", "-6", "route", "add", "default", "via", SERVER_IP6)
+        self.sh("g", "ip", "-6", "addr", "add", f"{GUEST_IP6}/64", "dev", d["ge"], "nodad")
+        self.sh("g", "ip", "-6", "route", "add", "default", "via", GW_IP6)
+        self.sh("l", "ip", "-6", "addr", "add", f"{SERVER_IP6}/64", "dev", d["ln"], "nodad")
+        self.sh("g", "ip", "-6", "neigh", "replace", GW_IP6, "dev", d["ge"], "lladdr", MAC["br"],
+                "nud", "permanent")
+        h("ip", "-6", "neigh", "replace", GUEST_IP6, "dev", d["br"], "lladdr", MAC["ge"], "nud",
+          "permanent")
+        h("ip", "-6", "neigh", "replace", SERVER_IP6, "dev", d["up"], "lladdr", MAC["ln"], "nud",
+          "permanent")
+        self.sh("l", "ip", "-6", "neigh", "replace", UP_IP6, "dev", d["ln"], "lladdr", MAC["up"],
+                "nud", "permanent")
+
     def extra_guest_ip(self, i):
         a, b, c, last = GUEST_IP.split(".")
         return f"{a}.{b}.{c}.{int(last) + i}"
@@ -307,6 +339,9 @@ class Topology:
         ns, tl = self.ns, self.tools
         dn = subprocess.DEVNULL
         self.spawn("iperf3-s", nsx(ns["l"], ["iperf3", "-s", "-B", SERVER_IP, "-A", str(PEER_CPU)]),
+                   stdout=dn, stderr=dn)
+        self.spawn("iperf3-s6", nsx(ns["l"], ["iperf3", "-s", "-B", SERVER_IP6, "-p",
+                                              str(IPERF6_PORT), "-A", str(PEER_CPU)]),
                    stdout=dn, stderr=dn)
         self.spawn("rr-s", nsx(ns["l"], ["chrt", "-f", "10", "taskset", "-c", str(PEER_CPU),
                                          f"{tl}/kvx-net",
@@ -373,6 +408,7 @@ class Config:
     name = ""
     label = ""
     workloads = None  # None: all
+    ipv6 = False  # runs the *6 workloads (IPv6 NAT or forwarding)
     snat_src = UP_IP  # the source the sink sees for the generator's frames
 
     def __init__(self, topo, opts):
@@ -388,6 +424,8 @@ class Config:
         pass
 
     def supports(self, wl):
+        if wl.endswith("6"):
+            return self.ipv6
         return self.workloads is None or wl in self.workloads
 
     def info(self):
@@ -415,15 +453,35 @@ class IptablesConfig(Config):
             p + ["!", "-d", SUBNET, "-o", up, "-j", "MASQUERADE"],
         ]
 
+    def rules6(self):
+        """The same recipe for IPv6 (ip6tables' MASQUERADE, libvirt's
+        <nat ipv6='yes'/>): forward the guests' new flows, replies back."""
+        br, up = self.topo.dev["br"], self.topo.dev["up"]
+        f = ["-A", "FORWARD"]
+        return [
+            f + ["-i", br, "-o", up, "-s", SUBNET6, "-m", "conntrack", "--ctstate", "NEW",
+                 "-j", "ACCEPT"],
+            f + ["-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "ACCEPT"],
+            f + ["-j", "REJECT"],
+            ["-t", "nat", "-A", "POSTROUTING", "-s", SUBNET6, "!", "-d", SUBNET6, "-o", up,
+             "-j", "MASQUERADE"],
+        ]
+
+    ipv6 = True
+
     def setup(self):
         self.topo.sh("h", "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for r in self.rules():
             self.topo.sh("h", "iptables", *r)
+        for r in self.rules6():
+            self.topo.sh("h", "ip6tables", *r)
 
     def teardown(self):
         t = self.topo
         t.sh("h", "iptables", "-F", "FORWARD", check=False)
         t.sh("h", "iptables", "-t", "nat", "-F", "POSTROUTING", check=False)
+        t.sh("h", "ip6tables", "-F", "FORWARD", check=False)
+        t.sh("h", "ip6tables", "-t", "nat", "-F", "POSTROUTING", check=False)
         if shutil.which("conntrack"):
             t.sh("h", "conntrack", "-F", check=False)
 
@@ -461,12 +519,15 @@ class RoutingConfig(Config):
     name, label = "routing", "kernel fwd, no NAT (reference)"
     snat_src = GUEST_IP
     workloads = ("udp", "tcp_up", "tcp_down", "rr")
+    ipv6 = True
 
     def setup(self):
         self.topo.sh("l", "ip", "route", "replace", SUBNET, "via", UP_IP)
+        self.topo.sh("l", "ip", "-6", "route", "replace", SUBNET6, "via", UP_IP6)
 
     def teardown(self):
         self.topo.sh("l", "ip", "route", "del", SUBNET, check=False)
+        self.topo.sh("l", "ip", "-6", "route", "del", SUBNET6, check=False)
 
 
 class MinimalTcConfig(Config):
@@ -532,6 +593,7 @@ class KvmxdpConfig(Config):
     `detach` takes it down."""
     name, label = "kvmxdp-tc", "kvmxdp TC"
     mode = "tc"
+    ipv6 = True  # NAT66 with the defaults (--ipv6 auto: the bridge's ULA)
 
     def __init__(self, topo, opts):
         super().__init__(topo, opts)
@@ -735,9 +797,12 @@ class Bench:
                   "mpps_per_core": (pps / 1e6 / d["host_share"]) if d["host_share"] else None})
         return d
 
-    def iperf(self, reverse=False, rate=None, secs=3):
+    def iperf(self, reverse=False, rate=None, secs=3, v6=False):
         t = self.topo
-        cmd = ["iperf3", "-c", SERVER_IP, "-t", str(secs), "-J", "-A", str(PEER_CPU)]
+        cmd = ["iperf3", "-c", SERVER_IP6 if v6 else SERVER_IP, "-t", str(secs), "-J", "-A",
+               str(PEER_CPU)]
+        if v6:
+            cmd += ["-p", str(IPERF6_PORT)]
         if reverse:
             cmd.append("-R")
         if rate:
@@ -766,6 +831,13 @@ class Bench:
 
     def tcp_down(self, cfg):
         return self.iperf(True, None, self.d["tcp"])
+
+    # IPv6: NAT66 against ip6tables MASQUERADE and plain forwarding.
+    def tcp_up6(self, cfg):
+        return self.iperf(False, None, self.d["tcp"], v6=True)
+
+    def tcp_down6(self, cfg):
+        return self.iperf(True, None, self.d["tcp"], v6=True)
 
     def cpu1g(self, cfg):
         return self.iperf(False, "1G", self.d["cpu1g"])
@@ -881,13 +953,15 @@ def nat_drops(d, before, after):
                              if k.startswith("DROP_") and v != before.get(k, 0)}
 
 
-WORKLOADS = ["udp", "tcp_up", "tcp_down", "cpu1g", "crr", "rr", "churn", "churn_all"]
+WORKLOADS = ["udp", "tcp_up", "tcp_down", "cpu1g", "crr", "rr", "churn", "churn_all", "tcp_up6",
+             "tcp_down6"]
 # The headline metric of each workload: (key, unit, higher is better)
 METRIC = {"udp": ("mpps", "Mpps", True), "tcp_up": ("gbps", "Gbit/s", True),
           "tcp_down": ("gbps", "Gbit/s", True),
           "cpu1g": ("host_cpu_s_per_gb", "host CPU s/GB", False),
           "crr": ("cps", "conn/s", True), "rr": ("p99_us", "p99 us", False),
-          "churn": ("cps", "conn/s", True), "churn_all": ("cps", "conn/s", True)}
+          "churn": ("cps", "conn/s", True), "churn_all": ("cps", "conn/s", True),
+          "tcp_up6": ("gbps", "Gbit/s", True), "tcp_down6": ("gbps", "Gbit/s", True)}
 SECONDARY = {"udp": [("mpps_per_core", "Mpps per host core"), ("host_share", "host kthread CPU share"),
                      ("cpu1_busy", "CPU1 busy"), ("gen_mpps", "generator Mpps")],
              "tcp_up": [("gbps_per_core", "Gbit/s per host core"), ("host_share", "host CPU share"),
@@ -901,7 +975,11 @@ SECONDARY = {"udp": [("mpps_per_core", "Mpps per host core"), ("host_share", "ho
              "churn": [("connections", "connections"), ("failed", "failed"),
                        ("slow", ">0.9 s (SYN lost)"), ("nat_drops", "kvmxdp drops")],
              "churn_all": [("connections", "connections"), ("failed", "failed"),
-                           ("slow", ">0.9 s (SYN lost)"), ("nat_drops", "kvmxdp drops")]}
+                           ("slow", ">0.9 s (SYN lost)"), ("nat_drops", "kvmxdp drops")],
+             "tcp_up6": [("gbps_per_core", "Gbit/s per host core"), ("host_share", "host CPU share"),
+                         ("retransmits", "retransmits")],
+             "tcp_down6": [("gbps_per_core", "Gbit/s per host core"),
+                           ("host_share", "host CPU share"), ("retransmits", "retransmits")]}
 
 # ---------------------------------------------------------------- reporting
 
