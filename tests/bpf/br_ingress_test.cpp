@@ -1157,6 +1157,14 @@ TEST_F(TimeWaitReuseTest, TimeWaitRemotesForgottenAfterTwoEpochs)
 	run_br(syn, TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
 	// ... two on, it is forgotten.
 	back(1);
+	// What the datapath will see, should it refuse (this test failed
+	// twice under heavy load, never alone: the trace says why next time).
+	const auto in = dp().bind_lookup(in_key(61000));
+	ASSERT_TRUE(in);
+	SCOPED_TRACE("IN half flags " + std::to_string(in->flags) + " tw_remotes " +
+		     std::to_string(in->tw_remotes) + " last_used_ns " +
+		     std::to_string(in->last_used_ns) + " boot_ns " + std::to_string(boot_ns()) +
+		     " gports(B) " + std::to_string(dp().gports(kGuestB)));
 	open(kGuestB, 40001, kRemote1, 80, 61000);
 }
 
