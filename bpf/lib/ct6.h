@@ -2,13 +2,14 @@
 /*
  * IPv6 conntrack and NAT66 bindings (kvx_ct6, kvx_bind6): the IPv4 rules of
  * ct.h with 128-bit keys.  The values embed the IPv4 ones (abi.h), so the
- * flow's TCP tracking and timeouts (ct_update, ct_val_init), the opening
- * rules (tcp_may_open) and the filtering of unsolicited packets
+ * flow's TCP tracking and timeouts (ct_update, ct_val_init), the inbound
+ * opening rule (tcp_may_open) and the filtering of unsolicited packets
  * (ct_unsolicited) are ct.h's own code.  The pair invariant is the same:
  * the IN half is inserted first with BPF_NOEXIST (the claim on the external
- * port), the OUT half second and deleted first.  One rule differs, for want
- * of IPv4's kvx_guest: a binding belongs to the MAC that made it
- * (bind6_mac_owns).
+ * port), the OUT half second and deleted first.  Two rules differ, for want
+ * of IPv4's kvx_guest and quotas: a binding belongs to the MAC that made it
+ * (bind6_mac_owns), and a guest opens a TCP flow with a SYN only
+ * (tcp6_may_open_out).
  *
  * Not here yet (IPv4 has them): static mappings, TIME_WAIT port reuse,
  * address ownership (kvx_guest), per-guest quotas and port limits, reclaim
@@ -373,6 +374,21 @@ static __noinline int ct6_race(const struct kvx_pkt6 *p6, enum ct_dir dir,
 }
 
 /*
+ * A guest opens an IPv6 TCP flow with a SYN only, never mid-stream with a
+ * bare ACK as IPv4's tcp_may_open allows (a flow the datapath lost): such
+ * a flow would start ESTABLISHED (days), and with no per-guest quota for
+ * IPv6 yet one guest's ACKs to random remotes could fill kvx_ct6 for days.
+ * From a SYN, a flow stays SYN_SENT (a short timeout) until the remote
+ * answers.
+ */
+static __always_inline int tcp6_may_open_out(const struct kvx_pkt *p)
+{
+	__u8 tf = p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
+
+	return p->proto != IPPROTO_TCP || tf == KVX_TCP_SYN;
+}
+
+/*
  * guest -> outside (ct_egress), first half: the flow's external port when
  * the flow exists on the current uplink address and its binding is intact
  * (KVX_CONTINUE); KVX_NO_MAPPING when the packet needs a binding (then
@@ -392,7 +408,7 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (!f)
-		return tcp_may_open(&p6->p, CT_DIR_OUT) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
+		return tcp6_may_open_out(&p6->p) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
 	if (!addr6_eq(f->ext_addr, cfg6->uplink_addr))
 		return KVX_NO_MAPPING; /* bound to an old uplink address */
 	ib = bind6_in_own(p6, f->ext_addr, f->ct.ext_port);

@@ -384,6 +384,29 @@ TEST_F(Nat66Test, LostOutHalfNotTakenByAnotherMac)
 	EXPECT_EQ(dp().bind6_entries().size(), 2u);
 }
 
+// --- TCP flows open with a SYN only ---
+
+// A bare ACK opens no IPv6 flow (IPv4 picks a lost flow up mid-stream): it
+// would start ESTABLISHED, for days, and IPv6 has no per-guest quota yet.
+// A SYN's flow stays SYN_SENT until the remote answers.
+TEST_F(Nat66Test, BareAckOpensNoFlow)
+{
+	Packet6 ack = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	ack.tcp_flags = kTcpAck;
+	run6(Prog::BrIngress, ack, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	ack.tcp_flags = kTcpAck | kTcpPsh;
+	ack.payload = pattern(100, 0x44);
+	run6(Prog::BrIngress, ack, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	EXPECT_TRUE(dp().ct6_entries().empty());
+	EXPECT_TRUE(dp().bind6_entries().empty());
+
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	out6(syn);
+	const auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_SYN_SENT);
+}
+
 // --- the host's: neighbour discovery, link-local, multicast, DAD ---
 
 TEST_F(Nat66Test, NeighbourDiscoveryAndLinkLocalStayTheHosts)
