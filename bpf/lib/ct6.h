@@ -2,15 +2,18 @@
 /*
  * IPv6 conntrack and NAT66 bindings (kvx_ct6, kvx_bind6): the IPv4 rules of
  * ct.h with 128-bit keys.  The values embed the IPv4 ones (abi.h), so the
- * flow's TCP tracking and timeouts (ct_update, ct_val_init), the opening
- * rules (tcp_may_open) and the filtering of unsolicited packets
+ * flow's TCP tracking and timeouts (ct_update, ct_val_init), the inbound
+ * opening rule (tcp_may_open) and the filtering of unsolicited packets
  * (ct_unsolicited) are ct.h's own code.  The pair invariant is the same:
  * the IN half is inserted first with BPF_NOEXIST (the claim on the external
- * port), the OUT half second and deleted first.
+ * port), the OUT half second and deleted first.  Two rules differ, for want
+ * of IPv4's kvx_guest and quotas: a binding belongs to the MAC that made it
+ * (bind6_mac_owns), and a guest opens a TCP flow with a SYN only
+ * (tcp6_may_open_out).
  *
  * Not here yet (IPv4 has them): static mappings, TIME_WAIT port reuse,
- * per-guest quotas and port limits, reclaim of expired flows when the
- * table is full (the daemon's GC expires them).
+ * address ownership (kvx_guest), per-guest quotas and port limits, reclaim
+ * of expired flows when the table is full (the daemon's GC expires them).
  */
 #ifndef KVX_CT6_H
 #define KVX_CT6_H
@@ -74,10 +77,32 @@ static __always_inline struct kvx_bind6_val *bind6_in_own(const struct kvx_pkt6 
 	return NULL;
 }
 
+/*
+ * A binding's guest_mac is its owner (IPv6 has no kvx_guest yet): a frame
+ * from another MAC with the binding's guest endpoint is refused
+ * (DROP_SPOOF_MAC), else one UDP packet or bare ACK from guest B with guest
+ * A's address and port would move A's inbound traffic to B.  Only a binding
+ * idle for KVX_GUEST_IDLE_NS goes to the new MAC (a VM re-created with
+ * another MAC).  Sum form, not `now - last < idle`: the clock is cached per
+ * CPU (clock.h), the owner's refresh on another CPU can be a jiffy ahead of
+ * this CPU's now, and the difference would wrap to "idle for ages".
+ */
+static __always_inline int bind6_mac_owns(const struct kvx_bind6_val *ib, const __u8 *macs,
+					  __u64 now)
+{
+	return mac_eq(ib->bind.guest_mac, macs) || ib->bind.last_used_ns + KVX_GUEST_IDLE_NS <= now;
+}
+
+/* The owner's frame (bind6_mac_owns first): its MACs and time. */
 static __always_inline void bind6_in_refresh(struct kvx_bind6_val *ib, const __u8 *macs, __u64 now)
 {
-	bind_in_refresh(&ib->bind, macs, macs + KVX_GW_MAC_OFF);
-	if (now - ib->bind.last_used_ns > KVX_BIND_REFRESH_NS)
+	if (!mac_eq(ib->bind.guest_mac, macs)) {
+		__builtin_memcpy(ib->bind.guest_mac, macs, 6);
+		ib->bind.last_used_ns = now;
+	}
+	if (!mac_eq(ib->bind.gw_mac, macs + KVX_GW_MAC_OFF))
+		__builtin_memcpy(ib->bind.gw_mac, macs + KVX_GW_MAC_OFF, 6);
+	if (ib->bind.last_used_ns + KVX_BIND_REFRESH_NS < now)
 		ib->bind.last_used_ns = now;
 }
 
@@ -127,6 +152,9 @@ __noinline int bind6_claim(const struct kvx_pkt6 *p6, const struct nat_macs *mac
 	own = bpf_map_lookup_elem(&kvx_bind6, &k);
 	if (own && addr6_eq(own->addr, p6->saddr) && own->bind.port == p6->p.sport &&
 	    !(own->bind.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE))) {
+		if (!bind6_mac_owns(own, macs->b, now))
+			return -EPERM;
+		bind6_in_refresh(own, macs->b, now);
 		own->bind.last_used_ns = now;
 		return 0;
 	}
@@ -211,6 +239,8 @@ static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_p
 	}
 	if (err == -EEXIST)
 		return KVX_R_DROP_PORTS_EXHAUSTED;
+	if (err == -EPERM)
+		return KVX_R_DROP_SPOOF_MAC;
 	if (err)
 		return KVX_R_DROP_TABLE_FULL;
 
@@ -263,6 +293,8 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 	if (addr6_eq(old_addr, cfg6->uplink_addr)) {
 		ib = bind6_in_own(p6, old_addr, old_port);
 		if (ib) {
+			if (!bind6_mac_owns(ib, macs, now))
+				return KVX_R_DROP_SPOOF_MAC;
 			bind6_in_refresh(ib, macs, now);
 			if (!(ib->bind.flags & KVX_BIND_F_MULTI))
 				ib->bind.flags |= KVX_BIND_F_MULTI;
@@ -277,9 +309,13 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 			return KVX_CONTINUE;
 		}
 	}
-	/* Stale (old uplink address) or stolen: OUT first, then our IN. */
+	/* Stale (old uplink address) or stolen: OUT first, then our IN; not
+	 * for another MAC while the owner's IN half is in use. */
+	ib = bind6_in_own(p6, old_addr, old_port);
+	if (ib && !bind6_mac_owns(ib, macs, now))
+		return KVX_R_DROP_SPOOF_MAC;
 	bpf_map_delete_elem(&kvx_bind6, &ok);
-	if (bind6_in_own(p6, old_addr, old_port)) {
+	if (ib) {
 		bind6_key_init(&ok, KVX_BIND_IN, p6->p.proto, old_addr, old_port);
 		bpf_map_delete_elem(&kvx_bind6, &ok);
 	}
@@ -338,6 +374,21 @@ static __noinline int ct6_race(const struct kvx_pkt6 *p6, enum ct_dir dir,
 }
 
 /*
+ * A guest opens an IPv6 TCP flow with a SYN only, never mid-stream with a
+ * bare ACK as IPv4's tcp_may_open allows (a flow the datapath lost): such
+ * a flow would start ESTABLISHED (days), and with no per-guest quota for
+ * IPv6 yet one guest's ACKs to random remotes could fill kvx_ct6 for days.
+ * From a SYN, a flow stays SYN_SENT (a short timeout) until the remote
+ * answers.
+ */
+static __always_inline int tcp6_may_open_out(const struct kvx_pkt *p)
+{
+	__u8 tf = p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
+
+	return p->proto != IPPROTO_TCP || tf == KVX_TCP_SYN;
+}
+
+/*
  * guest -> outside (ct_egress), first half: the flow's external port when
  * the flow exists on the current uplink address and its binding is intact
  * (KVX_CONTINUE); KVX_NO_MAPPING when the packet needs a binding (then
@@ -357,12 +408,14 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (!f)
-		return tcp_may_open(&p6->p, CT_DIR_OUT) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
+		return tcp6_may_open_out(&p6->p) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
 	if (!addr6_eq(f->ext_addr, cfg6->uplink_addr))
 		return KVX_NO_MAPPING; /* bound to an old uplink address */
 	ib = bind6_in_own(p6, f->ext_addr, f->ct.ext_port);
 	if (!ib)
 		return KVX_NO_MAPPING;
+	if (!bind6_mac_owns(ib, macs, now))
+		return KVX_R_DROP_SPOOF_MAC;
 	bind6_in_refresh(ib, macs, now);
 	*ext_port = f->ct.ext_port;
 	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, now);

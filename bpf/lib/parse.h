@@ -221,7 +221,8 @@ struct kvx_pkt6 {
 #define KVX_PKT6_F_UDP_NO_CSUM (1U << 0) /* UDP with checksum 0 (invalid in IPv6) */
 
 /* At most this many extension headers are walked (RFC 8200 section 4.1
- * orders six kinds; 8 leaves room for repeated destination options). */
+ * orders six kinds; the walk allows each once, destination options twice,
+ * so a chain it takes has at most five). */
 #define KVX_EXTHDR_MAX 8
 /* Headers up to here are made linear and parsed: a chain that ends beyond
  * it is not walked (DROP_EXTHDR).  Ethernet, the fixed header, 8 headers of
@@ -294,8 +295,10 @@ static __always_inline void parse_l4_v6(void *data, void *data_end, struct kvx_p
  * hop (first only, RFC 8200 4.3), destination options, routing with no
  * segments left (else the destination is not final: RFC 8200 4.4) and
  * fragment headers are skipped, each length-checked against the frame and
- * the payload length; ESP, AH, the other extension headers, a chain of more
- * than KVX_EXTHDR_MAX headers or one that is cut short: PARSE_EXTHDR.  The
+ * the payload length; ESP, AH, the other extension headers, a header
+ * repeated (RFC 8200 4.1: each once, destination options twice), a chain
+ * of more than KVX_EXTHDR_MAX headers or one that is cut short:
+ * PARSE_EXTHDR.  The
  * fixed header's fields are filled whenever the result is not
  * PARSE_NOT_IPV6 / PARSE_BAD_IP (the callers classify by address first).
  */
@@ -306,7 +309,7 @@ static __always_inline enum parse_result parse_ipv6(kvx_ctx_t *ctx, struct kvx_p
 	struct kvx_pkt *p = &p6->p;
 	struct ethhdr *eth = data;
 	struct kvx_ipv6hdr *ip6;
-	__u32 off, plen, i;
+	__u32 off, plen, i, seen = 0, bit;
 	__u8 nh;
 
 	if ((void *)(eth + 1) > data_end)
@@ -346,6 +349,17 @@ static __always_inline enum parse_result parse_ipv6(kvx_ctx_t *ctx, struct kvx_p
 			break;
 		if (i == KVX_EXTHDR_MAX || (nh == KVX_IPPROTO_HOPOPTS && i))
 			return PARSE_EXTHDR;
+		/* RFC 8200 4.1: each header once, destination options twice
+		 * (before a routing header and before the upper layer).  A
+		 * repeat is refused: with two fragment headers, the last one
+		 * read would decide whether fragment data is taken for TCP. */
+		bit = nh == KVX_IPPROTO_ROUTING	 ? 1 :
+		      nh == KVX_IPPROTO_FRAGMENT ? 2 :
+		      nh == KVX_IPPROTO_DSTOPTS	 ? (seen & 4 ? 8 : 4) :
+						   16;
+		if (seen & bit)
+			return PARSE_EXTHDR;
+		seen |= bit;
 		if (off > KVX_PULL6_LEN - 8)
 			return PARSE_EXTHDR;
 		h = data + off;

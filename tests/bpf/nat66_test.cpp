@@ -303,6 +303,110 @@ TEST_F(Nat66Test, FilteringApdfAndEif)
 	run6(Prog::UpIngress, ack, TC_ACT_OK, KVX_R_PASS_HOST);
 }
 
+// --- ownership: a binding is its guest MAC's ---
+
+// Guest B sending with guest A's address and port (a UDP packet, a TCP bare
+// ACK), on A's flow or a new one, never moves A's binding: dropped, and A's
+// inbound traffic still goes to A's MAC.  Only a binding idle for
+// KVX_GUEST_IDLE_NS goes to a new MAC (a re-created VM).
+TEST_F(Nat66Test, BindingOwnedByItsMac)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	const std::uint16_t tport = out6(syn);
+	const Packet6 synack = reply6(snat6(syn, tport));
+	run6(Prog::UpIngress, synack, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+	     dnat6(synack, kGuest6A, 40000));
+
+	Packet6 spoof = q;
+	spoof.src_mac = mac_of(kGuest6B);
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC); // A's flow
+	spoof.dst = kRemote6B;
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC); // A's binding
+	Packet6 ack = syn;
+	ack.src_mac = mac_of(kGuest6B);
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	run6(Prog::BrIngress, ack, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+
+	const Packet6 back = reply6(snat6(q, port));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 7000));
+	Packet6 tback = synack;
+	tback.tcp_flags = kTcpAck;
+	tback.seq = synack.seq + 1;
+	run6(Prog::UpIngress, tback, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+	     dnat6(tback, kGuest6A, 40000));
+	EXPECT_EQ(dp().ct6_entries().size(), 2u);
+
+	// The UDP binding idle for KVX_GUEST_IDLE_NS: B's MAC takes it over,
+	// same external port, and its inbound traffic goes to B's MAC.
+	kvx_bind6_key ik{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = kProtoUdp;
+	copy_addr(ik.addr, kUplink6);
+	ik.port = htons(port);
+	auto iv = dp().bind6_lookup(ik);
+	ASSERT_TRUE(iv.has_value());
+	iv->bind.last_used_ns = boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ULL);
+	dp().bind6_update(ik, *iv);
+	spoof.dst = kRemote6A;
+	EXPECT_EQ(out6(spoof), port);
+	Packet6 to_b = dnat6(back, kGuest6A, 7000);
+	to_b.dst_mac = mac_of(kGuest6B);
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, to_b);
+	// And A, now the other MAC, is refused until B goes quiet.
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+}
+
+// The OUT half lost (the GC deletes it first), the IN half left: another
+// MAC's frame from the guest endpoint does not re-make the pair on it.
+TEST_F(Nat66Test, LostOutHalfNotTakenByAnotherMac)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 62000, kRemote6A, 53));
+	out6(q, 62000);
+	kvx_bind6_key ok{};
+	ok.dir = KVX_BIND_OUT;
+	ok.proto = kProtoUdp;
+	copy_addr(ok.addr, kGuest6A);
+	ok.port = htons(62000);
+	dp().bind6_delete(ok);
+	Packet6 spoof = q;
+	spoof.src_mac = mac_of(kGuest6B);
+	spoof.dst = kRemote6B;
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(dp().bind6_entries().size(), 1u);
+	// The owner re-makes it, on the same port.
+	Packet6 again = q;
+	again.dst = kRemote6B;
+	out6(again, 62000);
+	EXPECT_EQ(dp().bind6_entries().size(), 2u);
+}
+
+// --- TCP flows open with a SYN only ---
+
+// A bare ACK opens no IPv6 flow (IPv4 picks a lost flow up mid-stream): it
+// would start ESTABLISHED, for days, and IPv6 has no per-guest quota yet.
+// A SYN's flow stays SYN_SENT until the remote answers.
+TEST_F(Nat66Test, BareAckOpensNoFlow)
+{
+	Packet6 ack = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	ack.tcp_flags = kTcpAck;
+	run6(Prog::BrIngress, ack, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	ack.tcp_flags = kTcpAck | kTcpPsh;
+	ack.payload = pattern(100, 0x44);
+	run6(Prog::BrIngress, ack, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	EXPECT_TRUE(dp().ct6_entries().empty());
+	EXPECT_TRUE(dp().bind6_entries().empty());
+
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	out6(syn);
+	const auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_SYN_SENT);
+}
+
 // --- the host's: neighbour discovery, link-local, multicast, DAD ---
 
 TEST_F(Nat66Test, NeighbourDiscoveryAndLinkLocalStayTheHosts)
@@ -552,8 +656,25 @@ std::vector<ChainCase> chain_cases()
 		  ext_fragment(0, false), ext_options(kExtDstOpts, 8)},
 		 TC_ACT_REDIRECT,
 		 KVX_R_XLATE_OUT},
-		{"eight_headers", eight, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
+		{"dest_options_twice",
+		 {ext_options(kExtDstOpts, 8), ext_options(kExtDstOpts, 16)},
+		 TC_ACT_REDIRECT,
+		 KVX_R_XLATE_OUT},
+		// RFC 8200 4.1: each header once, destination options twice.
+		{"dest_options_thrice", dstopts(3), TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
+		{"eight_headers", eight, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
 		{"nine_headers", nine, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
+		{"two_routing", {ext_routing(0), ext_routing(0)}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
+		{"two_atomic_fragments",
+		 {ext_fragment(0, false), ext_fragment(0, false)},
+		 TC_ACT_SHOT,
+		 KVX_R_DROP_EXTHDR},
+		// The last fragment header would say "not a fragment": the data
+		// of a later fragment read as a TCP header and translated.
+		{"fragment_then_atomic",
+		 {ext_fragment(8, false), ext_fragment(0, false)},
+		 TC_ACT_SHOT,
+		 KVX_R_DROP_EXTHDR},
 		{"routing_segments_left_2", {ext_routing(2)}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
 		{"hop_by_hop_not_first",
 		 {ext_options(kExtDstOpts, 8), ext_options(kExtHopByHop, 8)},
