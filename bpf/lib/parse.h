@@ -90,6 +90,26 @@ static __always_inline int pkt_is_later_fragment(const struct kvx_pkt *p)
 }
 
 /* Parse Ethernet + IPv4, and the L4 header of first fragments. */
+/* The TCP header at l4 (frame offset off) into p, both families: ports,
+ * flags, header length, sequence numbers and window for conntrack; l4_ok
+ * only when the whole fixed header is in the frame and the datagram. */
+static __always_inline void parse_tcp(struct kvx_pkt *p, void *l4, void *data_end, __u32 off)
+{
+	struct tcphdr *th = l4;
+
+	if ((void *)(th + 1) > data_end || off + sizeof(*th) > p->ip_end)
+		return;
+	p->sport = th->source;
+	p->dport = th->dest;
+	p->tcp_flags = ((__u8 *)th)[13];
+	p->l4_hlen = th->doff * 4;
+	p->tcp_wscale = KVX_TCP_NO_WSCALE;
+	p->tcp_seq = bpf_ntohl(th->seq);
+	p->tcp_ack = bpf_ntohl(th->ack_seq);
+	p->tcp_win = bpf_ntohs(th->window);
+	p->l4_ok = 1;
+}
+
 static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_pkt *p)
 {
 	void *data = ctx_data(ctx);
@@ -143,22 +163,9 @@ static __always_inline enum parse_result parse_ipv4(kvx_ctx_t *ctx, struct kvx_p
 	void *l4 = data + p->l4_off;
 
 	switch (p->proto) {
-	case IPPROTO_TCP: {
-		struct tcphdr *th = l4;
-
-		if ((void *)(th + 1) > data_end || p->l4_off + sizeof(*th) > p->ip_end)
-			break;
-		p->sport = th->source;
-		p->dport = th->dest;
-		p->tcp_flags = ((__u8 *)th)[13];
-		p->l4_hlen = th->doff * 4;
-		p->tcp_wscale = KVX_TCP_NO_WSCALE;
-		p->tcp_seq = bpf_ntohl(th->seq);
-		p->tcp_ack = bpf_ntohl(th->ack_seq);
-		p->tcp_win = bpf_ntohs(th->window);
-		p->l4_ok = 1;
+	case IPPROTO_TCP:
+		parse_tcp(p, l4, data_end, p->l4_off);
 		break;
-	}
 	case IPPROTO_UDP: {
 		struct udphdr *uh = l4;
 
@@ -245,22 +252,9 @@ static __always_inline void parse_l4_v6(void *data, void *data_end, struct kvx_p
 		return;
 	l4 = data + off;
 	switch (p->proto) {
-	case IPPROTO_TCP: {
-		struct tcphdr *th = l4;
-
-		if ((void *)(th + 1) > data_end || off + sizeof(*th) > p->ip_end)
-			break;
-		p->sport = th->source;
-		p->dport = th->dest;
-		p->tcp_flags = ((__u8 *)th)[13];
-		p->l4_hlen = th->doff * 4;
-		p->tcp_wscale = KVX_TCP_NO_WSCALE;
-		p->tcp_seq = bpf_ntohl(th->seq);
-		p->tcp_ack = bpf_ntohl(th->ack_seq);
-		p->tcp_win = bpf_ntohs(th->window);
-		p->l4_ok = 1;
+	case IPPROTO_TCP:
+		parse_tcp(p, l4, data_end, off);
 		break;
-	}
 	case IPPROTO_UDP: {
 		struct udphdr *uh = l4;
 
