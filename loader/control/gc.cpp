@@ -238,7 +238,8 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 	return counters_correct(gf, before, after, gflows_counted(q, guests, gf.slots()));
 }
 
-size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q)
+size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
+		      const std::function<void()> &after_reading)
 {
 	CounterArray gp(gports_fd, KVX_MAP_GPORTS, {0});
 	// A dynamic binding is a port its guest holds: one OUT half each,
@@ -257,6 +258,8 @@ size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q)
 		if (i < counts.size())
 			counts[i]++;
 	}
+	if (after_reading)
+		after_reading();
 	return counters_correct(gp, before, after, counts);
 }
 

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 #include "base/clock.hpp"
@@ -41,8 +42,11 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 // Corrects every kvx_gports counter towards the number of dynamic bindings
 // (OUT halves that are not static) per guest in bind_fd, slotted as
 // kvx_gflows (q.gflows_fd unused), as gflows_recount.  Returns the number
-// of slots corrected.
-size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q);
+// of slots corrected.  after_reading runs between the counters' last
+// reading and the correction: where the datapath's concurrent +1/-1 would
+// be lost to a write-back (tests play the datapath there).
+size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
+		      const std::function<void()> &after_reading = {});
 
 // The datapath's expiry rule (kvmxdp/ct_rules.h), for C++ callers.
 // Seconds a flow may stay idle, from its state, flags and protocol.

@@ -11,9 +11,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <atomic>
-#include <thread>
-
 #include <cerrno>
 #include <cstring>
 
@@ -343,8 +340,10 @@ TEST(GcQuota, CounterCorrectionOnlyForDrift)
 // The datapath counts a guest's bindings while the GC corrects the
 // counters: its +1/-1 are never lost to a correction (the GC adds through a
 // mapping of the counters instead of writing them back), and real drift is
-// still corrected.  A thread plays the datapath for guest 2 (insert then
-// +1, delete then -1, as bind_create and bind_recycle do).
+// still corrected.  The datapath is played where a write-back would lose
+// its update: after the GC's last reading of the counters, before its
+// correction, for the very guest being corrected (bind_create's insert
+// then +1, bind_recycle's delete then -1).
 TEST_F(GcQuotaMaps, PortCorrectionKeepsConcurrentDatapathUpdates)
 {
 	const uint32_t g1 = 0xc0a87a0a, g2 = 0xc0a87a0b;
@@ -364,46 +363,31 @@ TEST_F(GcQuotaMaps, PortCorrectionKeepsConcurrentDatapathUpdates)
 		return bind_key(KVX_BIND_OUT, IPPROTO_TCP, guest, port);
 	};
 	const kvx_bind_val ext{};
-	// g1: two bindings, counted 7 (drift to correct); g2: one, counted 1.
-	for (uint16_t p : {40000, 40001}) {
-		const kvx_bind_key k = out_key(g1, p);
-		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &ext, BPF_NOEXIST), 0);
-	}
-	const kvx_bind_key k2 = out_key(g2, 40000), k2b = out_key(g2, 40001);
-	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k2, &ext, BPF_NOEXIST), 0);
+	// g1: two bindings, counted 7 (drift to correct); g2: two, counted 2.
+	for (uint32_t g : {g1, g2})
+		for (uint16_t p : {40000, 40001}) {
+			const kvx_bind_key k = out_key(g, p);
+			ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &ext, BPF_NOEXIST), 0);
+		}
 	*counter(g1) = 7;
-	*counter(g2) = 1;
-	int wrong = 0;
-	for (int round = 0; round < 20; round++) {
-		std::atomic<bool> stop{false};
-		std::thread dp([&] {
-			uint32_t *c = counter(g2);
-			while (!stop.load()) {
-				if (bpf_map_update_elem(bind_.get(), &k2b, &ext, BPF_NOEXIST) == 0)
-					__atomic_fetch_add(c, 1, __ATOMIC_SEQ_CST);
-				usleep(200);
-				if (bpf_map_delete_elem(bind_.get(), &k2b) == 0)
-					__atomic_fetch_sub(c, 1, __ATOMIC_SEQ_CST);
-				usleep(200);
-			}
-		});
-		gports_recount(bind_.get(), gp.get(), q());
-		usleep(1000);
-		stop = true;
-		dp.join();
-		// The datapath's thread stopped between its pairs: one binding.
-		if (*counter(g2) != 1)
-			wrong++;
-		*counter(g2) = 1;
-	}
-	// A write-back of the count lost the thread's update in 7 to 14 of the
-	// 20 rounds here.  What is left is the measurement's own limit: a
-	// round in which the thread added and removed its binding while the
-	// GC's thread was held up between its two readings of the counter
-	// (on a loaded machine) sees a count neither reading explains, and
-	// the next sweep takes that back (1 in ~70 rounds here).
-	EXPECT_LE(wrong, 4) << "rounds in which a correction lost the datapath's update";
-	EXPECT_EQ(*counter(g1), 2u) << "drift is still corrected";
+	*counter(g2) = 2;
+	const kvx_bind_key g1_new = out_key(g1, 40002), g2_gone = out_key(g2, 40001);
+	EXPECT_EQ(gports_recount(bind_.get(), gp.get(), q(),
+				 [&] {
+					 ASSERT_EQ(bpf_map_update_elem(bind_.get(), &g1_new, &ext,
+								       BPF_NOEXIST),
+						   0);
+					 __atomic_fetch_add(counter(g1), 1, __ATOMIC_SEQ_CST);
+					 ASSERT_EQ(bpf_map_delete_elem(bind_.get(), &g2_gone), 0);
+					 __atomic_fetch_sub(counter(g2), 1, __ATOMIC_SEQ_CST);
+				 }),
+		  1u);
+	// A write-back of the count made before the datapath's update would
+	// leave 2 and 2.
+	EXPECT_EQ(*counter(g1), 3u) << "drift corrected, the datapath's +1 kept";
+	EXPECT_EQ(*counter(g2), 1u) << "no drift: the datapath's -1 alone";
+	// The next sweep finds nothing to correct.
+	EXPECT_EQ(gports_recount(bind_.get(), gp.get(), q()), 0u);
 	munmap(m, len);
 }
 
