@@ -230,7 +230,16 @@ out=$(kvx conntrack flush --bridge "$BR" --guest "$G1_IP" --proto tcp --ext-port
 assert_contains "conntrack flush: the stream's flow" "kvmxdp: flushed 1 flow on $BR" "$out"
 flow_back() { [[ -n $(flow_of "$sport") ]]; }
 kvx_wait_for 5 "the stream's flow back in conntrack list" flow_back || true
-assert_eq "picked up mid-stream: ESTABLISHED, same external port" "$before" "$(flow_of "$sport")"
+# Back with the same external port: picked up, not bound anew.  Its state is
+# ESTABLISHED, or already closing when a loaded machine let the stream end
+# before the list was read (its bytes are checked below).
+after=$(flow_of "$sport")
+assert_eq "picked up mid-stream: the same external port" "${before#* }" "${after#* }"
+case ${after% *} in
+ESTABLISHED | FIN_WAIT | TIME_WAIT) state=picked-up ;;
+*) state="'${after% *}'" ;;
+esac
+assert_eq "picked up mid-stream: ESTABLISHED (or closing after it)" picked-up "$state"
 kvx_wait_for 30 "the stream to finish" bash -c "! kill -0 $spid 2>/dev/null" || true
 rc=0
 wait "$spid" || rc=$?
