@@ -8,9 +8,13 @@
  * not in the datapath yet): every frame is the host's (PASS_NOT_IP), as
  * before IPv6 existed here.
  *
+ * Static mappings (ct6.h): port forwards on the uplink address or another
+ * address, and 1:1 addresses (TCP, UDP, ICMPv6 echo), inbound to them
+ * delivered to their guest, the guest's packets out from them.
+ *
  * Not translated yet (dropped from guests, counted; the host's from the
  * uplink): fragments, ICMPv6 errors (their quoted headers), other
- * protocols.  Never passed to the host from a guest once it is bound for
+ * protocols (at 1:1 addresses too).  Never passed to the host from a guest once it is bound for
  * the outside: with IPv6 forwarding on the bridge the host would route it
  * out with its private source.
  */
@@ -69,18 +73,6 @@ static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
 	return addr6_is_zero(p6->saddr) || addr6_is_linklocal(p6->saddr) ||
 	       addr6_is_linklocal(p6->daddr) || addr6_is_mcast(p6->daddr);
 }
-
-struct nat6_rewrite {
-	__be32 addr[4]; /* the new address of the side rewritten */
-	__be32 nh[4];	/* fib6_route: the next hop, for bpf_redirect_neigh */
-	__u32 ifindex;	/* fib6_route: the egress device */
-	__u32 mtu;	/* fib6_route: the route's MTU (for a Packet Too Big) */
-	__u8 smac[8];	/* 8-byte slots: aligned word loads for the verifier */
-	__u8 dmac[8];
-	__be16 port; /* the new port (ICMPv6 echo: the identifier) */
-	__u8 src;    /* rewrite the source side, else the destination */
-	__u8 macs;   /* set smac/dmac, else leave them (bpf_redirect_neigh fills them) */
-};
 
 /*
  * IPv6: the lookup of fib_route (from the device the stack sees the packet
@@ -414,10 +406,11 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_DROP_MALFORMED;
 	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
 		return KVX_R_DROP_UDP_NO_CSUM;
-	/* Echo requests only: a reply leaves through the flow of the request
-	 * it answers, and those come in only to 1:1 mappings (none for IPv6
-	 * yet); errors quote a header (not translated yet). */
-	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST)
+	/* Echo requests and replies only: a reply leaves through the flow of
+	 * the request it answers or a 1:1 mapping (nat6_from_guest); errors
+	 * quote a header (not translated yet). */
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST &&
+	    p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return KVX_R_DROP_ICMP_TYPE;
 	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
 	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
@@ -467,17 +460,28 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	now = clock_now_ns();
-	r = ct6_egress(&p6, macs, now, &rw.port);
+	r = ct6_egress(&p6, macs, now, &rw);
 	if (r == KVX_NO_MAPPING) {
-		r = bind6_reuse(&p6, macs, now, &rw.port);
-		if (r == KVX_NO_MAPPING)
-			r = bind6_create(cfg, &p6, macs, now, &rw.port);
+		/* A static mapping first: a guest endpoint with a port
+		 * forward (or an address with a 1:1 mapping) leaves from its
+		 * external one. */
+		r = bind6_static(&p6, macs, now, &rw);
+		/* An echo reply leaves only through its request's flow or a
+		 * 1:1 mapping. */
+		if (r == KVX_NO_MAPPING && p6.p.proto == KVX_IPPROTO_ICMPV6 &&
+		    p6.p.icmp_type != ICMPV6_ECHO_REQUEST)
+			r = KVX_R_DROP_ICMP_TYPE;
+		if (r == KVX_NO_MAPPING) {
+			r = bind6_reuse(&p6, macs, now, &rw.port);
+			if (r == KVX_NO_MAPPING)
+				r = bind6_create(cfg, &p6, macs, now, &rw.port);
+		}
 		if (r == KVX_CONTINUE)
-			r = ct6_commit_out(&p6, rw.port, now);
+			r = ct6_commit_out(&p6, &rw, now);
 		if (r == KVX_NO_MAPPING)
-			r = ct6_create(&p6, CT_DIR_OUT, p6.saddr, p6.p.sport, rw.port);
+			r = ct6_create(&p6, CT_DIR_OUT, &rw);
 		if (r == KVX_CT_RACE)
-			r = ct6_race(&p6, CT_DIR_OUT, p6.saddr, p6.p.sport);
+			r = ct6_race(&p6, CT_DIR_OUT, &rw);
 	}
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
@@ -522,14 +526,17 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	/* Nobody on the LAN routes into the guest prefix through us. */
 	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
 		return KVX_R_DROP_TO_SUBNET;
-	/* Not to the address guests leave from, a chain we do not walk (ESP,
-	 * AH: the host's own IPsec), a fragment (not translated yet), other
-	 * protocols: the host's, as they would be without kvmxdp. */
-	if (addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr) ||
-	    pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || !p6->p.l4_ok || icmp6_is_nd(&p6->p))
+	/* A chain we do not walk (ESP, AH: the host's own IPsec), a fragment
+	 * (not translated yet), other protocols, and anything not to the
+	 * address guests leave from or a mapped one: the host's, as they
+	 * would be without kvmxdp. */
+	if (pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || !p6->p.l4_ok || icmp6_is_nd(&p6->p))
 		return KVX_R_PASS_HOST;
 	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
 	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+		return KVX_R_PASS_HOST;
+	if ((addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr)) &&
+	    !bind6_is_mapped(p6))
 		return KVX_R_PASS_HOST;
 	/* Sources no router forwards: the guests' prefix, our own address,
 	 * multicast, unspecified and loopback (RFC 4291 2.5.2, 2.5.3). */
@@ -558,16 +565,17 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	if (!cfg)
 		return verdict(KVX_R_PASS_HOST, len);
 	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
+	rw.port = guest.port;
+	rw.ct_flags = guest.flags;
 	if (r == KVX_NO_MAPPING)
-		r = ct6_create(&p6, CT_DIR_IN, rw.addr, guest.port, p6.p.dport);
+		r = ct6_create(&p6, CT_DIR_IN, &rw);
 	if (r == KVX_CT_RACE)
-		r = ct6_race(&p6, CT_DIR_IN, rw.addr, guest.port);
+		r = ct6_race(&p6, CT_DIR_IN, &rw);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6.p), NULL))
 		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
-	rw.port = guest.port;
 	if (!mac_is_zero(guest.guest_mac)) {
 		rw.macs = 1;
 		__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);

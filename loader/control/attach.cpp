@@ -389,7 +389,8 @@ private:
 		// mappings: the config this attach writes is loaded by the
 		// same check.
 		try {
-			check_recorded_mappings(plan_.mappings, inst_.subnet, inst_.nat_guard());
+			check_recorded_mappings(plan_.mappings, inst_.subnet, inst_.nat_guard(),
+						inst_.subnet6);
 		} catch (const Error &e) {
 			throw Error("bridge '" + plan_.bridge + "': the recorded " + e.what() +
 				    " (subnet " + inst_.subnet.str() + ", NAT ports " +
@@ -666,7 +667,8 @@ private:
 			return;
 		std::optional<NetId> cur = network_of_link(nl_, uplink_.ifindex);
 		MapFds fds{skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_EXTADDR),
-			   skel_->map_fd(KVX_MAP_CT)};
+			   skel_->map_fd(KVX_MAP_CT),	skel_->map_fd(KVX_MAP_BIND6),
+			   skel_->map_fd(KVX_MAP_CT6),	skel_->map_fd(KVX_MAP_CFG6)};
 		auto r = apply_mappings(fds, mappings, ntohl(kc_.uplink_addr), cur);
 		for (const auto &e : r.errors)
 			log_warn(e);
