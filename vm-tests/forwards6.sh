@@ -17,7 +17,7 @@
 #     '[uplink]:5300' -> guest2:5301 (socat echo);
 #  4. 1:1 2001:db8:1::101 <-> guest1 (static neighbour entry as above): ping -6
 #     and curl -6 from the LAN reach guest1, guest1's own connection to the LAN
-#     host leaves from 2001:db8:1::101;
+#     host leaves from 2001:db8:1::101; GRE (raw sockets) both ways;
 #  5. the uplink's IPv6 address replaced (::2 -> ::3): the daemon moves
 #     `[uplink]` forwards to the new address, curl through it again;
 #  6. `map del` of each: the LAN host's connections get nowhere any more.
@@ -145,6 +145,31 @@ assert_eq "ping -6 from the LAN to $ONE6: 5 of 5" 5 "$(kvx_ping_received "$NS_LA
 assert_eq "curl -6 from the LAN to [$ONE6]:8080 (port kept): sha256" "$sum" "$(lan_curl "http://[$ONE6]:8080/big.bin")"
 assert_eq "guest1's own connection to the LAN host: sha256" "$sum" "$(kvx_curl_sha "$NS_G1" "http://[$LAN6]:8090/big.bin")"
 assert_eq "the LAN host's server saw guest1 as $ONE6" "$ONE6" "$(clients lan)"
+# A protocol without ports, translated by address alone: GRE (47) by raw
+# sockets (no GRE driver needed): guest1 answers what it gets, prefixed.
+kvx_bg "$KVX_TMP/gre.g1.log" ip netns exec "$NS_G1" "$KVX_PY" -u -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 47)
+s.bind((sys.argv[1], 0))
+print("listening", flush=True)
+while True:
+    data, addr = s.recvfrom(65535)
+    print("from", addr[0], data.hex(), flush=True)
+    s.sendto(b"echo:" + data, (addr[0], 0))' "$G1_6"
+kvx_wait_file_contains 10 "$KVX_TMP/gre.g1.log" listening
+gre=$(nsx "$NS_LAN" timeout 10 "$KVX_PY" -c '
+import os, socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, 47)
+s.settimeout(3)
+data = os.urandom(64)
+s.sendto(data, (sys.argv[1], 0))
+while True:
+    got, addr = s.recvfrom(65535)
+    if got == b"echo:" + data:
+        print(addr[0], "ok"); break' "$ONE6" 2>&1 || true)
+assert_eq "GRE from the LAN to $ONE6: guest1's answer comes back from $ONE6" "$ONE6 ok" "$gre"
+assert_contains "guest1 got the GRE packet from the LAN host's own address" "from $LAN6 " \
+	"$(cat "$KVX_TMP/gre.g1.log")"
 
 kvx_step "the uplink's IPv6 address replaced: $UP6 -> $UP6B, [uplink] forwards follow"
 ip -n "$NS_HOST" -6 addr add "$UP6B/64" dev "$UP" nodad

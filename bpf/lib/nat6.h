@@ -9,12 +9,13 @@
  * before IPv6 existed here.
  *
  * Static mappings (ct6.h): port forwards on the uplink address or another
- * address, and 1:1 addresses (TCP, UDP, ICMPv6 echo), inbound to them
+ * address, and 1:1 addresses (TCP, UDP, ICMPv6 echo, and the protocols
+ * translated by address alone: proto6_address_only), inbound to them
  * delivered to their guest, the guest's packets out from them.
  *
  * Not translated yet (dropped from guests, counted; the host's from the
  * uplink): fragments, ICMPv6 errors (their quoted headers), other
- * protocols (at 1:1 addresses too).  Never passed to the host from a guest once it is bound for
+ * protocols (at 1:1 addresses: those with a pseudo-header checksum).  Never passed to the host from a guest once it is bound for
  * the outside: with IPv6 forwarding on the bridge the host would route it
  * out with its private source.
  */
@@ -64,6 +65,23 @@ static __always_inline int icmp6_is_nd(const struct kvx_pkt *p)
 	return p->proto == KVX_IPPROTO_ICMPV6 && p->l4_ok &&
 	       ((p->icmp_type >= ICMPV6_MLD_QUERY && p->icmp_type <= ICMPV6_REDIRECT) ||
 		p->icmp_type == ICMPV6_MLD2_REPORT);
+}
+
+/* Protocols a 1:1 mapping translates by address alone: their own checks
+ * do not cover the IPv6 addresses (GRE's optional checksum is over GRE,
+ * SCTP's CRC32c over SCTP: RFC 2784, 9260; the tunnelled packets of IPv4-
+ * and IPv6-in-IPv6 have their own).  Others with a pseudo-header checksum
+ * that kvmxdp does not know (DCCP, UDP-Lite, OSPFv3, PIM...) would arrive
+ * corrupted: not translated. */
+static __always_inline int proto6_address_only(__u8 proto)
+{
+	return proto == IPPROTO_GRE || proto == IPPROTO_SCTP || proto == IPPROTO_IPIP ||
+	       proto == IPPROTO_IPV6;
+}
+
+static __always_inline int proto6_has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == KVX_IPPROTO_ICMPV6;
 }
 
 /* The host's link-local business: DAD (source ::), link-local either
@@ -118,6 +136,8 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 /*
  * Rewrite one side to rw's address and port, hop limit - 1, the MACs when
  * given; then the L4 checksum incrementally (csum_l4_addr6, csum_port).
+ * A protocol translated by address alone (proto6_address_only, 1:1
+ * mappings): the address only.
  * All direct writes happen first: the checksum helpers invalidate packet
  * pointers.
  */
@@ -174,10 +194,12 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		break;
 	}
 	default:
-		return -1;
+		if (!proto6_address_only(p6->p.proto))
+			return -1;
+		break;
 	}
 	l4c.pseudo = 1;
-	if ((void *)(pp + 1) > data_end) /* for the verifier: pp is computed apart */
+	if (pp && (void *)(pp + 1) > data_end) /* for the verifier: pp is computed apart */
 		return -1;
 
 	src = rw->src;
@@ -195,6 +217,8 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		addr6_copy(old, ip6->daddr);
 		addr6_copy(ip6->daddr, new);
 	}
+	if (!pp)
+		return 0;
 	old_port = *pp;
 	*pp = port;
 
@@ -399,10 +423,10 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_DROP_NO_UPLINK_ADDR;
 	if (pkt_is_fragment(&p6->p))
 		return KVX_R_DROP_FRAGMENT;
-	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
-	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+	/* Other protocols only through a 1:1 mapping (nat6_from_guest). */
+	if (!proto6_has_ports(p6->p.proto) && !proto6_address_only(p6->p.proto))
 		return KVX_R_DROP_PROTO_UNTRANSLATED;
-	if (!p6->p.l4_ok)
+	if (proto6_has_ports(p6->p.proto) && !p6->p.l4_ok)
 		return KVX_R_DROP_MALFORMED;
 	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
 		return KVX_R_DROP_UDP_NO_CSUM;
@@ -467,10 +491,13 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 		 * external one. */
 		r = bind6_static(&p6, macs, now, &rw);
 		/* An echo reply leaves only through its request's flow or a
-		 * 1:1 mapping. */
+		 * 1:1 mapping, a protocol without ports only through a 1:1
+		 * mapping. */
 		if (r == KVX_NO_MAPPING && p6.p.proto == KVX_IPPROTO_ICMPV6 &&
 		    p6.p.icmp_type != ICMPV6_ECHO_REQUEST)
 			r = KVX_R_DROP_ICMP_TYPE;
+		if (r == KVX_NO_MAPPING && !proto6_has_ports(p6.p.proto))
+			r = KVX_R_DROP_PROTO_UNTRANSLATED;
 		if (r == KVX_NO_MAPPING) {
 			r = bind6_reuse(&p6, macs, now, &rw.port);
 			if (r == KVX_NO_MAPPING)
@@ -527,15 +554,15 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
 		return KVX_R_DROP_TO_SUBNET;
 	/* A chain we do not walk (ESP, AH: the host's own IPsec), a fragment
-	 * (not translated yet), other protocols, and anything not to the
-	 * address guests leave from or a mapped one: the host's, as they
-	 * would be without kvmxdp. */
-	if (pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || !p6->p.l4_ok || icmp6_is_nd(&p6->p))
+	 * (not translated yet), other protocols (but at 1:1 addresses), and
+	 * anything not to the address guests leave from or a mapped one: the
+	 * host's, as they would be without kvmxdp. */
+	if (pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || icmp6_is_nd(&p6->p))
 		return KVX_R_PASS_HOST;
-	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
-	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+	if (proto6_has_ports(p6->p.proto) ? !p6->p.l4_ok : !proto6_address_only(p6->p.proto))
 		return KVX_R_PASS_HOST;
-	if ((addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr)) &&
+	if ((addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr) ||
+	     !proto6_has_ports(p6->p.proto)) &&
 	    !bind6_is_mapped(p6))
 		return KVX_R_PASS_HOST;
 	/* Sources no router forwards: the guests' prefix, our own address,

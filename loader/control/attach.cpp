@@ -606,11 +606,12 @@ private:
 		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)
 			flush_ext_addr(skel_->map_fd(KVX_MAP_CT), skel_->map_fd(KVX_MAP_BIND),
 				       resumed_uplink_addr_);
+		// kvx_cfg6 first: IPv6 `[uplink]` forwards point to its address.
+		write_cfg6();
 		restore_mappings();
 		// Before the hooks: no guest packet may bind a host tunnel's
 		// peer in the window before the daemon's first refresh.
 		sync_host_tunnels(skel_->map_fd(KVX_MAP_HOSTTUN), host_tunnels(nl_));
-		write_cfg6();
 	}
 
 	// kvx_cfg6: the mode, the guests' prefix, their gateway and the

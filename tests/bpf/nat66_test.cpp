@@ -953,5 +953,47 @@ TEST_F(Nat66Test, OneToOneTcpUdpEcho)
 	run6(Prog::UpIngress, inbound6(kProtoTcp, kMapped6, 5556), TC_ACT_OK, KVX_R_PASS_HOST);
 }
 
+// 1:1 for the protocols translated by address alone (GRE, SCTP, IPv4- and
+// IPv6-in-IPv6): both ways, payload untouched; one with a pseudo-header
+// checksum kvmxdp does not know (DCCP) is not translated, and without a
+// 1:1 mapping none is.  To the uplink address they stay the host's.
+TEST_F(Nat66Test, OneToOneAddressOnlyProtocols)
+{
+	Packet6 gre = from_guest6(make_tcp6(kGuest6F, 0, kRemote6A, 0));
+	gre.proto = kProtoGre;
+	gre.payload = pattern(24, 0x47);
+	run6(Prog::BrIngress, gre, TC_ACT_SHOT, KVX_R_DROP_PROTO_UNTRANSLATED);
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	{
+		const RunResult r =
+			dp().run(Prog::BrIngress, gre.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		Packet6 want = snat6_to(gre, kMapped6, 0);
+		EXPECT_EQ(diff(r.out, want.build()), "");
+	}
+	Packet6 back = from_uplink6(gre);
+	back.src = kRemote6A;
+	back.dst = kMapped6;
+	back.hop_limit = 60;
+	back.payload = pattern(40, 0x74);
+	// Delivered to the MAC the 1:1 mapping learnt from the guest's packet.
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6F, 0));
+	auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].first.proto, kProtoGre);
+	EXPECT_EQ(flows[0].second.ct.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE),
+		  KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
+
+	Packet6 dccp = gre;
+	dccp.proto = 33;
+	run6(Prog::BrIngress, dccp, TC_ACT_SHOT, KVX_R_DROP_PROTO_UNTRANSLATED);
+	Packet6 dccp_in = back;
+	dccp_in.proto = 33;
+	run6(Prog::UpIngress, dccp_in, TC_ACT_OK, KVX_R_PASS_HOST);
+	Packet6 to_host = back;
+	to_host.dst = kUplink6;
+	run6(Prog::UpIngress, to_host, TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
 } // namespace
 } // namespace kvmxdp::test
