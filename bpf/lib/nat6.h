@@ -15,9 +15,10 @@
  *
  * Not translated yet (dropped from guests, counted; the host's from the
  * uplink): fragments, ICMPv6 errors (their quoted headers), other
- * protocols (at 1:1 addresses: those with a pseudo-header checksum).  Never passed to the host from a guest once it is bound for
- * the outside: with IPv6 forwarding on the bridge the host would route it
- * out with its private source.
+ * protocols (at 1:1 addresses: those with a pseudo-header checksum, and
+ * ESP/AH, which the header walk refuses).  Never passed to the host from a
+ * guest once it is bound for the outside: with IPv6 forwarding on the
+ * bridge the host would route it out with its private source.
  */
 #ifndef KVX_NAT6_H
 #define KVX_NAT6_H
