@@ -150,7 +150,9 @@ int main(int argc, char **argv)
 	mapping_cmd->require_subcommand(1);
 	MappingOptions mo;
 	auto add_mapping_args = [&](CLI::App *c) {
-		c->add_option("EXT", mo.ext, "EXT_IP (1:1) or EXT_IP|uplink:PORT[-PORT]")
+		c->add_option(
+			 "EXT", mo.ext,
+			 "EXT_IP (1:1) or EXT_IP|uplink:PORT[-PORT]; IPv6: [EXT_IP6]|[uplink]:PORT[-PORT]")
 			->required();
 		c->add_option("GUEST", mo.guest,
 			      "GUEST_IP (1:1) or GUEST_IP:PORT[-PORT]; vm:NAME[:PORT[-PORT]]: "

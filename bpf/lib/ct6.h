@@ -11,9 +11,17 @@
  * (bind6_mac_owns), and a guest opens a TCP flow with a SYN only
  * (tcp6_may_open_out).
  *
- * Not here yet (IPv4 has them): static mappings, TIME_WAIT port reuse,
- * address ownership (kvx_guest), per-guest quotas and port limits, reclaim
- * of expired flows when the table is full (the daemon's GC expires them).
+ * Static mappings (`map add`, pairs flagged KVX_BIND_F_STATIC, and
+ * KVX_BIND_F_ONE_TO_ONE for a whole address under KVX_PROTO_ANY) follow
+ * IPv4's rules: inbound to them opens flows (TCP with a SYN only, SYN_RECV
+ * until the handshake completes), the guest endpoint leaves from its
+ * mapped one, and a static IN half is owned by the MAC that uses it as
+ * a dynamic one is (bind6_mac_owns).
+ *
+ * Not here yet (IPv4 has them): TIME_WAIT port reuse, address ownership
+ * (kvx_guest), per-guest quotas and port limits (inbound flows to a port
+ * forward included), reclaim of expired flows when the table is full (the
+ * daemon's GC expires them).
  */
 #ifndef KVX_CT6_H
 #define KVX_CT6_H
@@ -38,6 +46,24 @@ static __always_inline int addr6_is_zero(const __be32 *a)
 {
 	return !(a[0] | a[1] | a[2] | a[3]);
 }
+
+/*
+ * A packet's translation: the address and port the rewritten side gets
+ * (outbound: the external endpoint; inbound: the guest's), how it leaves,
+ * and the flow's static flags (a static mapping's binding).
+ */
+struct nat6_rewrite {
+	__be32 addr[4]; /* the new address of the side rewritten */
+	__be32 nh[4];	/* fib6_route: the next hop, for bpf_redirect_neigh */
+	__u32 ifindex;	/* fib6_route: the egress device */
+	__u32 mtu;	/* fib6_route: the route's MTU (for a Packet Too Big) */
+	__u8 smac[8];	/* 8-byte slots: aligned word loads for the verifier */
+	__u8 dmac[8];
+	__be16 port;   /* the new port (ICMPv6 echo: the identifier) */
+	__u8 src;      /* rewrite the source side, else the destination */
+	__u8 macs;     /* set smac/dmac, else leave them (bpf_redirect_neigh fills them) */
+	__u8 ct_flags; /* the flow's KVX_CT_F_STATIC / KVX_CT_F_ONE_TO_ONE */
+};
 
 /* The flow key, as ct_key_init: the echo identifier only on the guest side. */
 static __always_inline void ct6_key_init(struct kvx_ct6_key *k, __u8 proto, const __be32 *int_addr,
@@ -75,6 +101,27 @@ static __always_inline struct kvx_bind6_val *bind6_in_own(const struct kvx_pkt6 
 	    !(ib->bind.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
 		return ib;
 	return NULL;
+}
+
+/* The static IN half a flow with ct_flags (KVX_CT_F_STATIC, maybe
+ * KVX_CT_F_ONE_TO_ONE) is bound through at (ext_addr, ext_port), if it
+ * still delivers to p's guest endpoint: a port forward's by port, a 1:1
+ * mapping's by address (KVX_PROTO_ANY, port 0). */
+static __always_inline struct kvx_bind6_val *
+bind6_in_static(const struct kvx_pkt6 *p6, const __be32 *ext_addr, __be16 ext_port, __u8 ct_flags)
+{
+	int one = ct_flags & KVX_CT_F_ONE_TO_ONE;
+	struct kvx_bind6_key ik;
+	struct kvx_bind6_val *ib;
+
+	bind6_key_init(&ik, KVX_BIND_IN, one ? KVX_PROTO_ANY : p6->p.proto, ext_addr,
+		       one ? 0 : ext_port);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	if (!ib || !addr6_eq(ib->addr, p6->saddr) || !(ib->bind.flags & KVX_BIND_F_STATIC))
+		return NULL;
+	if (one ? !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) : ib->bind.port != p6->p.sport)
+		return NULL;
+	return ib;
 }
 
 /*
@@ -266,12 +313,54 @@ static __noinline int bind6_in_reclaim(const struct kvx_pkt6 *p6, const __u8 *ma
 }
 
 /*
- * The guest endpoint's binding (bind_get): reused while it is on the
- * current uplink address and its IN half points back to the guest; a
+ * A static mapping of the guest endpoint (bind_get_1to1 and bind_get's
+ * static case): a 1:1 mapping of its address first (everything leaves from
+ * the external address, ports kept), then a port forward of the endpoint
+ * (it leaves from its external endpoint).  KVX_CONTINUE with rw's address,
+ * port and flags set; KVX_NO_MAPPING when there is none; a pair whose IN
+ * half is gone is being deleted by `map del`: DROP_BROKEN_PAIR.  Not
+ * inlined: its keys stay off bind6_reuse's frame.
+ */
+static __noinline int bind6_static(const struct kvx_pkt6 *p6, const __u8 *macs, __u64 now,
+				   struct nat6_rewrite *rw)
+{
+	struct kvx_bind6_key ok;
+	struct kvx_bind6_val *ob, *ib;
+	__u8 flags = KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE;
+	__be16 port;
+
+	if (!p6 || !macs || !rw)
+		return KVX_R_DROP_TABLE_FULL;
+	bind6_key_init(&ok, KVX_BIND_OUT, KVX_PROTO_ANY, p6->saddr, 0);
+	ob = bpf_map_lookup_elem(&kvx_bind6, &ok);
+	if (!ob || !(ob->bind.flags & KVX_BIND_F_ONE_TO_ONE)) {
+		flags = KVX_CT_F_STATIC;
+		bind6_key_init(&ok, KVX_BIND_OUT, p6->p.proto, p6->saddr, p6->p.sport);
+		ob = bpf_map_lookup_elem(&kvx_bind6, &ok);
+		if (!ob || !(ob->bind.flags & KVX_BIND_F_STATIC))
+			return KVX_NO_MAPPING;
+	}
+	port = flags & KVX_CT_F_ONE_TO_ONE ? p6->p.sport : ob->bind.port;
+	ib = bind6_in_static(p6, ob->addr, ob->bind.port, flags);
+	if (!ib)
+		return KVX_R_DROP_BROKEN_PAIR;
+	if (!bind6_mac_owns(ib, macs, now))
+		return KVX_R_DROP_SPOOF_MAC;
+	bind6_in_refresh(ib, macs, now);
+	addr6_copy(rw->addr, ob->addr);
+	rw->port = port;
+	rw->ct_flags = flags;
+	return KVX_CONTINUE;
+}
+
+/*
+ * The guest endpoint's dynamic binding (bind_get): reused while it is on
+ * the current uplink address and its IN half points back to the guest; a
  * missing IN half is re-claimed (the same port, flagged MULTI as IPv4's
  * bind_in_reclaim); a stale or stolen pair is released (OUT first), and
  * KVX_NO_MAPPING tells the caller to bind anew (bind6_create: called from
- * there, one frame less deep).
+ * there, one frame less deep).  A static pair is bind6_static's (the
+ * caller's first step): never released here.
  */
 static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, __u64 now,
 				  __be16 *ext_port)
@@ -288,6 +377,8 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 	ob = bpf_map_lookup_elem(&kvx_bind6, &ok);
 	if (!ob)
 		return KVX_NO_MAPPING;
+	if (ob->bind.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE))
+		return KVX_R_DROP_BROKEN_PAIR; /* bind6_static found its IN half gone */
 	addr6_copy(old_addr, ob->addr);
 	old_port = ob->bind.port;
 	if (addr6_eq(old_addr, cfg6->uplink_addr)) {
@@ -323,29 +414,40 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 }
 
 /*
- * A new flow of the guest endpoint (guest_addr, guest_port) with p's
- * remote, bound to (uplink address, ext_port) (ct_create, without its
- * reclaim: the daemon's GC expires kvx_ct6); KVX_CT_RACE when another CPU
- * just made it (ct6_race).  Called by the programs themselves: its key and
- * value (136 bytes) are on no deeper chain of frames.
+ * A new flow of p (ct_create, without its reclaim: the daemon's GC expires
+ * kvx_ct6), with rw's static flags: outbound from p's source bound to rw's
+ * external endpoint, inbound to p's destination delivered to rw's guest
+ * endpoint; KVX_CT_RACE when another CPU just made it (ct6_race).  Called
+ * by the programs themselves: its key and value (136 bytes) are on no
+ * deeper chain of frames.
  */
-static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
-				 const __be32 *guest_addr, __be16 guest_port, __be16 ext_port)
+static __always_inline void ct6_key_of(struct kvx_ct6_key *k, const struct kvx_pkt6 *p6,
+				       enum ct_dir dir, const struct nat6_rewrite *rw)
 {
-	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	if (dir == CT_DIR_OUT)
+		ct6_key_init(k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
+	else
+		ct6_key_init(k, p6->p.proto, rw->addr, rw->port, p6->saddr, p6->p.sport);
+}
+
+static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
+				 const struct nat6_rewrite *rw)
+{
 	__u64 now = clock_now_ns();
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val v;
 	int err;
 
-	if (!cfg6 || !p6 || !guest_addr)
+	if (!p6 || !rw)
 		return KVX_R_DROP_TABLE_FULL;
-	if (dir == CT_DIR_OUT)
-		ct6_key_init(&k, p6->p.proto, guest_addr, guest_port, p6->daddr, p6->p.dport);
-	else
-		ct6_key_init(&k, p6->p.proto, guest_addr, guest_port, p6->saddr, p6->p.sport);
-	ct_val_init(&v.ct, &p6->p, dir, ext_port, 0, now);
-	addr6_copy(v.ext_addr, cfg6->uplink_addr);
+	ct6_key_of(&k, p6, dir, rw);
+	if (dir == CT_DIR_OUT) {
+		ct_val_init(&v.ct, &p6->p, dir, rw->port, rw->ct_flags, now);
+		addr6_copy(v.ext_addr, rw->addr);
+	} else {
+		ct_val_init(&v.ct, &p6->p, dir, p6->p.dport, rw->ct_flags, now);
+		addr6_copy(v.ext_addr, p6->daddr);
+	}
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	if (!err)
 		return KVX_CONTINUE;
@@ -356,17 +458,14 @@ static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
  * is accounted to it.  Apart from ct6_create: its frame and ct_update's
  * on one chain took kvx_br6 past 512 bytes as 6.1 counts them. */
 static __noinline int ct6_race(const struct kvx_pkt6 *p6, enum ct_dir dir,
-			       const __be32 *guest_addr, __be16 guest_port)
+			       const struct nat6_rewrite *rw)
 {
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
 
-	if (!p6 || !guest_addr)
+	if (!p6 || !rw)
 		return KVX_R_DROP_TABLE_FULL;
-	if (dir == CT_DIR_OUT)
-		ct6_key_init(&k, p6->p.proto, guest_addr, guest_port, p6->daddr, p6->p.dport);
-	else
-		ct6_key_init(&k, p6->p.proto, guest_addr, guest_port, p6->saddr, p6->p.sport);
+	ct6_key_of(&k, p6, dir, rw);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (!f)
 		return KVX_R_DROP_TABLE_FULL;
@@ -389,91 +488,118 @@ static __always_inline int tcp6_may_open_out(const struct kvx_pkt *p)
 }
 
 /*
- * guest -> outside (ct_egress), first half: the flow's external port when
- * the flow exists on the current uplink address and its binding is intact
- * (KVX_CONTINUE); KVX_NO_MAPPING when the packet needs a binding (then
- * bind6_reuse / bind6_create and ct6_commit_out, called by the program
- * itself: one chain of frames less deep), or a drop reason.
+ * guest -> outside (ct_egress), first half: the flow's external endpoint
+ * into rw (address, port, static flags) when the flow exists, on the
+ * current uplink address or through a static mapping, and its binding is
+ * intact (KVX_CONTINUE); KVX_NO_MAPPING when the packet needs a binding
+ * (then bind6_static / bind6_reuse / bind6_create and ct6_commit_out,
+ * called by the program itself: one chain of frames less deep), or a drop
+ * reason.
  */
 static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __u64 now,
-				 __be16 *ext_port)
+				 struct nat6_rewrite *rw)
 {
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_bind6_val *ib;
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
+	__u8 flags;
 
-	if (!cfg6 || !p6 || !macs || !ext_port)
+	if (!cfg6 || !p6 || !macs || !rw)
 		return KVX_R_DROP_TABLE_FULL;
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (!f)
 		return tcp6_may_open_out(&p6->p) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
-	if (!addr6_eq(f->ext_addr, cfg6->uplink_addr))
-		return KVX_NO_MAPPING; /* bound to an old uplink address */
-	ib = bind6_in_own(p6, f->ext_addr, f->ct.ext_port);
+	flags = f->ct.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
+	if (flags) {
+		ib = bind6_in_static(p6, f->ext_addr, f->ct.ext_port, flags);
+	} else {
+		if (!addr6_eq(f->ext_addr, cfg6->uplink_addr))
+			return KVX_NO_MAPPING; /* bound to an old uplink address */
+		ib = bind6_in_own(p6, f->ext_addr, f->ct.ext_port);
+	}
 	if (!ib)
 		return KVX_NO_MAPPING;
 	if (!bind6_mac_owns(ib, macs, now))
 		return KVX_R_DROP_SPOOF_MAC;
 	bind6_in_refresh(ib, macs, now);
-	*ext_port = f->ct.ext_port;
+	addr6_copy(rw->addr, f->ext_addr);
+	rw->port = f->ct.ext_port;
+	rw->ct_flags = flags;
 	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, now);
 }
 
-/* guest -> outside, second half: the flow moved to the binding (on the
- * uplink address, ext_port) that bind6_reuse / bind6_create gave;
- * KVX_NO_MAPPING: no flow yet (ct6_create). */
-static __noinline int ct6_commit_out(const struct kvx_pkt6 *p6, __be16 ext_port, __u64 now)
+/* guest -> outside, second half: the flow moved to the binding (rw's
+ * external endpoint and static flags) that bind6_static / bind6_reuse /
+ * bind6_create gave; KVX_NO_MAPPING: no flow yet (ct6_create). */
+static __noinline int ct6_commit_out(const struct kvx_pkt6 *p6, const struct nat6_rewrite *rw,
+				     __u64 now)
 {
-	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
 
-	if (!cfg6 || !p6)
+	if (!p6 || !rw)
 		return KVX_R_DROP_TABLE_FULL;
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (!f)
 		return KVX_NO_MAPPING; /* the caller makes it (ct6_create) */
-	addr6_copy(f->ext_addr, cfg6->uplink_addr);
-	f->ct.ext_port = ext_port;
+	addr6_copy(f->ext_addr, rw->addr);
+	f->ct.ext_port = rw->port;
+	f->ct.flags = (f->ct.flags & ~(KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE)) | rw->ct_flags;
 	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, now);
 }
 
 /*
- * outside -> guest (ct_ingress), for a packet to the uplink address: the
- * guest endpoint (address into guest_addr, port and MACs into guest), or
- * KVX_R_PASS_HOST when no binding owns it or its binding has no flow that
- * wants it (ct_unsolicited: APDF unless --eif).  KVX_NO_MAPPING: a new
- * inbound flow (EIF) for the caller to make (ct6_create).
+ * outside -> guest (ct_ingress), for a packet to the uplink address or a
+ * mapped one: the guest endpoint (address into guest_addr, port, MACs and
+ * the flow's static flags into guest), or KVX_R_PASS_HOST when no binding
+ * owns it or a dynamic binding has no flow that wants it (ct_unsolicited:
+ * APDF unless --eif).  KVX_NO_MAPPING: a new inbound flow for the caller
+ * to make (ct6_create): to a static mapping (a port forward, a 1:1
+ * address: any protocol, an echo request too), or EIF.
  */
 static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt6 *p6, __u64 now,
 				  struct nat_endpoint *guest, __be32 *guest_addr)
 {
 	struct kvx_bind6_key ik;
-	struct kvx_bind6_val *ib;
+	struct kvx_bind6_val *ib = NULL;
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
-	int r;
+	__u8 flags = 0;
+	int echo_req, r;
 
 	if (!cfg || !p6 || !guest || !guest_addr)
 		return KVX_R_PASS_HOST;
-	/* Echo requests to the uplink address are the host's to answer. */
-	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY)
+	/* Echo requests are the host's to answer, but at a 1:1 address. */
+	echo_req = p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type == ICMPV6_ECHO_REQUEST;
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY && !echo_req)
 		return KVX_R_PASS_HOST;
-	bind6_key_init(&ik, KVX_BIND_IN, p6->p.proto, p6->daddr, p6->p.dport);
-	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	if (!ib)
-		return KVX_R_PASS_HOST;
+	if (!echo_req) {
+		bind6_key_init(&ik, KVX_BIND_IN, p6->p.proto, p6->daddr, p6->p.dport);
+		ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+		if (ib && (ib->bind.flags & KVX_BIND_F_STATIC))
+			flags = KVX_CT_F_STATIC;
+	}
+	if (!ib) {
+		/* Only a 1:1 mapping is a wildcard (bind_in_find). */
+		bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p6->daddr, 0);
+		ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+		if (!ib || !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE))
+			return KVX_R_PASS_HOST;
+		flags = KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE;
+	}
 	addr6_copy(guest_addr, ib->addr);
-	guest->port = ib->bind.port;
+	guest->port = flags & KVX_CT_F_ONE_TO_ONE ? p6->p.dport : ib->bind.port;
+	guest->flags = flags;
 	__builtin_memcpy(guest->guest_mac, ib->bind.guest_mac, 6);
 	__builtin_memcpy(guest->gw_mac, ib->bind.gw_mac, 6);
 
 	ct6_key_init(&k, p6->p.proto, guest_addr, guest->port, p6->saddr, p6->p.sport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
-	if (!f) {
+	/* RFC 4787: static mappings accept new inbound connections. */
+	if (!f && !flags) {
 		r = ct_unsolicited(cfg, &p6->p, &ib->bind);
 		if (r != KVX_CONTINUE)
 			return r;
@@ -487,17 +613,42 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
 		return KVX_R_DROP_UDP_NO_CSUM;
 	if (!f) {
+		/* Only a SYN opens a TCP flow from outside, and only a
+		 * half-open one (SYN_RECV, a short timeout) until the
+		 * guest's SYN-ACK and the remote's ACK complete it. */
 		if (!tcp_may_open(&p6->p, CT_DIR_IN))
 			return KVX_R_DROP_TCP_NO_FLOW;
-		/* A second flow through a dynamic binding (EIF); the caller
-		 * makes it (ct6_create). */
-		ib->bind.flags |= KVX_BIND_F_MULTI;
-		ib->bind.last_used_ns = now;
-		return KVX_NO_MAPPING;
+		if (!flags) {
+			/* A second flow through a dynamic binding (EIF). */
+			ib->bind.flags |= KVX_BIND_F_MULTI;
+			ib->bind.last_used_ns = now;
+		}
+		return KVX_NO_MAPPING; /* the caller makes it (ct6_create) */
 	}
 	if (!addr6_eq(f->ext_addr, p6->daddr) || f->ct.ext_port != p6->p.dport)
 		return KVX_R_DROP_BROKEN_PAIR;
 	return ct_update(&f->ct, &p6->p, CT_DIR_IN, now);
+}
+
+/* Is p's destination (not the uplink address) a static mapping's: a 1:1
+ * address, or a port forward's endpoint?  Not inlined: its key stays off
+ * the caller's frame. */
+static __noinline int bind6_is_mapped(const struct kvx_pkt6 *p6)
+{
+	struct kvx_bind6_key ik;
+	struct kvx_bind6_val *ib;
+
+	if (!p6)
+		return 0;
+	bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p6->daddr, 0);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE))
+		return 1;
+	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP)
+		return 0;
+	bind6_key_init(&ik, KVX_BIND_IN, p6->p.proto, p6->daddr, p6->p.dport);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	return ib && (ib->bind.flags & KVX_BIND_F_STATIC);
 }
 
 #endif /* KVX_CT6_H */

@@ -8,11 +8,17 @@
  * not in the datapath yet): every frame is the host's (PASS_NOT_IP), as
  * before IPv6 existed here.
  *
+ * Static mappings (ct6.h): port forwards on the uplink address or another
+ * address, and 1:1 addresses (TCP, UDP, ICMPv6 echo, and the protocols
+ * translated by address alone: proto6_address_only), inbound to them
+ * delivered to their guest, the guest's packets out from them.
+ *
  * Not translated yet (dropped from guests, counted; the host's from the
  * uplink): fragments, ICMPv6 errors (their quoted headers), other
- * protocols.  Never passed to the host from a guest once it is bound for
- * the outside: with IPv6 forwarding on the bridge the host would route it
- * out with its private source.
+ * protocols (at 1:1 addresses: those with a pseudo-header checksum, and
+ * ESP/AH, which the header walk refuses).  Never passed to the host from a
+ * guest once it is bound for the outside: with IPv6 forwarding on the
+ * bridge the host would route it out with its private source.
  */
 #ifndef KVX_NAT6_H
 #define KVX_NAT6_H
@@ -62,6 +68,23 @@ static __always_inline int icmp6_is_nd(const struct kvx_pkt *p)
 		p->icmp_type == ICMPV6_MLD2_REPORT);
 }
 
+/* Protocols a 1:1 mapping translates by address alone: their own checks
+ * do not cover the IPv6 addresses (GRE's optional checksum is over GRE,
+ * SCTP's CRC32c over SCTP: RFC 2784, 9260; the tunnelled packets of IPv4-
+ * and IPv6-in-IPv6 have their own).  Others with a pseudo-header checksum
+ * that kvmxdp does not know (DCCP, UDP-Lite, OSPFv3, PIM...) would arrive
+ * corrupted: not translated. */
+static __always_inline int proto6_address_only(__u8 proto)
+{
+	return proto == IPPROTO_GRE || proto == IPPROTO_SCTP || proto == IPPROTO_IPIP ||
+	       proto == IPPROTO_IPV6;
+}
+
+static __always_inline int proto6_has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == KVX_IPPROTO_ICMPV6;
+}
+
 /* The host's link-local business: DAD (source ::), link-local either
  * side, multicast. */
 static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
@@ -69,18 +92,6 @@ static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
 	return addr6_is_zero(p6->saddr) || addr6_is_linklocal(p6->saddr) ||
 	       addr6_is_linklocal(p6->daddr) || addr6_is_mcast(p6->daddr);
 }
-
-struct nat6_rewrite {
-	__be32 addr[4]; /* the new address of the side rewritten */
-	__be32 nh[4];	/* fib6_route: the next hop, for bpf_redirect_neigh */
-	__u32 ifindex;	/* fib6_route: the egress device */
-	__u32 mtu;	/* fib6_route: the route's MTU (for a Packet Too Big) */
-	__u8 smac[8];	/* 8-byte slots: aligned word loads for the verifier */
-	__u8 dmac[8];
-	__be16 port; /* the new port (ICMPv6 echo: the identifier) */
-	__u8 src;    /* rewrite the source side, else the destination */
-	__u8 macs;   /* set smac/dmac, else leave them (bpf_redirect_neigh fills them) */
-};
 
 /*
  * IPv6: the lookup of fib_route (from the device the stack sees the packet
@@ -126,6 +137,8 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 /*
  * Rewrite one side to rw's address and port, hop limit - 1, the MACs when
  * given; then the L4 checksum incrementally (csum_l4_addr6, csum_port).
+ * A protocol translated by address alone (proto6_address_only, 1:1
+ * mappings): the address only.
  * All direct writes happen first: the checksum helpers invalidate packet
  * pointers.
  */
@@ -182,10 +195,12 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		break;
 	}
 	default:
-		return -1;
+		if (!proto6_address_only(p6->p.proto))
+			return -1;
+		break;
 	}
 	l4c.pseudo = 1;
-	if ((void *)(pp + 1) > data_end) /* for the verifier: pp is computed apart */
+	if (pp && (void *)(pp + 1) > data_end) /* for the verifier: pp is computed apart */
 		return -1;
 
 	src = rw->src;
@@ -203,6 +218,8 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		addr6_copy(old, ip6->daddr);
 		addr6_copy(ip6->daddr, new);
 	}
+	if (!pp)
+		return 0;
 	old_port = *pp;
 	*pp = port;
 
@@ -407,17 +424,18 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_DROP_NO_UPLINK_ADDR;
 	if (pkt_is_fragment(&p6->p))
 		return KVX_R_DROP_FRAGMENT;
-	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
-	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+	/* Other protocols only through a 1:1 mapping (nat6_from_guest). */
+	if (!proto6_has_ports(p6->p.proto) && !proto6_address_only(p6->p.proto))
 		return KVX_R_DROP_PROTO_UNTRANSLATED;
-	if (!p6->p.l4_ok)
+	if (proto6_has_ports(p6->p.proto) && !p6->p.l4_ok)
 		return KVX_R_DROP_MALFORMED;
 	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
 		return KVX_R_DROP_UDP_NO_CSUM;
-	/* Echo requests only: a reply leaves through the flow of the request
-	 * it answers, and those come in only to 1:1 mappings (none for IPv6
-	 * yet); errors quote a header (not translated yet). */
-	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST)
+	/* Echo requests and replies only: a reply leaves through the flow of
+	 * the request it answers or a 1:1 mapping (nat6_from_guest); errors
+	 * quote a header (not translated yet). */
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST &&
+	    p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return KVX_R_DROP_ICMP_TYPE;
 	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
 	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
@@ -467,17 +485,31 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	now = clock_now_ns();
-	r = ct6_egress(&p6, macs, now, &rw.port);
+	r = ct6_egress(&p6, macs, now, &rw);
 	if (r == KVX_NO_MAPPING) {
-		r = bind6_reuse(&p6, macs, now, &rw.port);
-		if (r == KVX_NO_MAPPING)
-			r = bind6_create(cfg, &p6, macs, now, &rw.port);
+		/* A static mapping first: a guest endpoint with a port
+		 * forward (or an address with a 1:1 mapping) leaves from its
+		 * external one. */
+		r = bind6_static(&p6, macs, now, &rw);
+		/* An echo reply leaves only through its request's flow or a
+		 * 1:1 mapping, a protocol without ports only through a 1:1
+		 * mapping. */
+		if (r == KVX_NO_MAPPING && p6.p.proto == KVX_IPPROTO_ICMPV6 &&
+		    p6.p.icmp_type != ICMPV6_ECHO_REQUEST)
+			r = KVX_R_DROP_ICMP_TYPE;
+		if (r == KVX_NO_MAPPING && !proto6_has_ports(p6.p.proto))
+			r = KVX_R_DROP_PROTO_UNTRANSLATED;
+		if (r == KVX_NO_MAPPING) {
+			r = bind6_reuse(&p6, macs, now, &rw.port);
+			if (r == KVX_NO_MAPPING)
+				r = bind6_create(cfg, &p6, macs, now, &rw.port);
+		}
 		if (r == KVX_CONTINUE)
-			r = ct6_commit_out(&p6, rw.port, now);
+			r = ct6_commit_out(&p6, &rw, now);
 		if (r == KVX_NO_MAPPING)
-			r = ct6_create(&p6, CT_DIR_OUT, p6.saddr, p6.p.sport, rw.port);
+			r = ct6_create(&p6, CT_DIR_OUT, &rw);
 		if (r == KVX_CT_RACE)
-			r = ct6_race(&p6, CT_DIR_OUT, p6.saddr, p6.p.sport);
+			r = ct6_race(&p6, CT_DIR_OUT, &rw);
 	}
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
@@ -522,14 +554,17 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	/* Nobody on the LAN routes into the guest prefix through us. */
 	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
 		return KVX_R_DROP_TO_SUBNET;
-	/* Not to the address guests leave from, a chain we do not walk (ESP,
-	 * AH: the host's own IPsec), a fragment (not translated yet), other
-	 * protocols: the host's, as they would be without kvmxdp. */
-	if (addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr) ||
-	    pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || !p6->p.l4_ok || icmp6_is_nd(&p6->p))
+	/* A chain we do not walk (ESP, AH: the host's own IPsec), a fragment
+	 * (not translated yet), other protocols (but at 1:1 addresses), and
+	 * anything not to the address guests leave from or a mapped one: the
+	 * host's, as they would be without kvmxdp. */
+	if (pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || icmp6_is_nd(&p6->p))
 		return KVX_R_PASS_HOST;
-	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
-	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+	if (proto6_has_ports(p6->p.proto) ? !p6->p.l4_ok : !proto6_address_only(p6->p.proto))
+		return KVX_R_PASS_HOST;
+	if ((addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr) ||
+	     !proto6_has_ports(p6->p.proto)) &&
+	    !bind6_is_mapped(p6))
 		return KVX_R_PASS_HOST;
 	/* Sources no router forwards: the guests' prefix, our own address,
 	 * multicast, unspecified and loopback (RFC 4291 2.5.2, 2.5.3). */
@@ -558,16 +593,17 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	if (!cfg)
 		return verdict(KVX_R_PASS_HOST, len);
 	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
+	rw.port = guest.port;
+	rw.ct_flags = guest.flags;
 	if (r == KVX_NO_MAPPING)
-		r = ct6_create(&p6, CT_DIR_IN, rw.addr, guest.port, p6.p.dport);
+		r = ct6_create(&p6, CT_DIR_IN, &rw);
 	if (r == KVX_CT_RACE)
-		r = ct6_race(&p6, CT_DIR_IN, rw.addr, guest.port);
+		r = ct6_race(&p6, CT_DIR_IN, &rw);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6.p), NULL))
 		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
-	rw.port = guest.port;
 	if (!mac_is_zero(guest.guest_mac)) {
 		rw.macs = 1;
 		__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);

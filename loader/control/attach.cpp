@@ -389,7 +389,8 @@ private:
 		// mappings: the config this attach writes is loaded by the
 		// same check.
 		try {
-			check_recorded_mappings(plan_.mappings, inst_.subnet, inst_.nat_guard());
+			check_recorded_mappings(plan_.mappings, inst_.subnet, inst_.nat_guard(),
+						inst_.subnet6);
 		} catch (const Error &e) {
 			throw Error("bridge '" + plan_.bridge + "': the recorded " + e.what() +
 				    " (subnet " + inst_.subnet.str() + ", NAT ports " +
@@ -605,11 +606,12 @@ private:
 		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)
 			flush_ext_addr(skel_->map_fd(KVX_MAP_CT), skel_->map_fd(KVX_MAP_BIND),
 				       resumed_uplink_addr_);
+		// kvx_cfg6 first: IPv6 `[uplink]` forwards point to its address.
+		write_cfg6();
 		restore_mappings();
 		// Before the hooks: no guest packet may bind a host tunnel's
 		// peer in the window before the daemon's first refresh.
 		sync_host_tunnels(skel_->map_fd(KVX_MAP_HOSTTUN), host_tunnels(nl_));
-		write_cfg6();
 	}
 
 	// kvx_cfg6: the mode, the guests' prefix, their gateway and the
@@ -666,7 +668,8 @@ private:
 			return;
 		std::optional<NetId> cur = network_of_link(nl_, uplink_.ifindex);
 		MapFds fds{skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_EXTADDR),
-			   skel_->map_fd(KVX_MAP_CT)};
+			   skel_->map_fd(KVX_MAP_CT),	skel_->map_fd(KVX_MAP_BIND6),
+			   skel_->map_fd(KVX_MAP_CT6),	skel_->map_fd(KVX_MAP_CFG6)};
 		auto r = apply_mappings(fds, mappings, ntohl(kc_.uplink_addr), cur);
 		for (const auto &e : r.errors)
 			log_warn(e);

@@ -197,6 +197,9 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		sig = std::to_string(st.st_ino) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
 		      std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_size);
 	uint32_t addr = ntohl(read_cfg(cfg_fd_.get()).uplink_addr);
+	// `[uplink]` forwards follow NAT66's address (refresh_uplink6 writes
+	// it; its flush keeps static pairs, which are moved here).
+	const Ipv6Addr addr6 = addr6_of(read_cfg6(cfg6_fd_.get()).uplink_addr);
 	std::optional<NetId> net;
 	if (!inst_.uplink.empty()) { // empty: --uplink auto, no default route yet
 		if (auto link = find_link(nl, inst_.uplink))
@@ -208,7 +211,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	if (!net && synced_)
 		net = synced_net_;
 	if (synced_ && !force && !probes_changed_ && !probe_retry_due() && sig == cfg_sig_ &&
-	    addr == synced_addr_ && net == synced_net_)
+	    addr == synced_addr_ && addr6 == synced_addr6_ && net == synced_net_)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
@@ -237,8 +240,9 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	for (const auto &[a, p] : probes_)
 		if (p.verdict)
 			verdicts[a] = *p.verdict;
-	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get()}, i->mappings,
-				addr, net, false, verdicts);
+	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get(), bind6_fd_.get(),
+				 ct6_fd_.get(), cfg6_fd_.get()},
+				i->mappings, addr, net, false, verdicts);
 	probes_changed_ = false;
 	for (const auto &e : r.errors)
 		log_info("mapping: " + e);
@@ -260,6 +264,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			    std::to_string(r.ct_deleted) + " flow(s) dropped");
 	cfg_sig_ = sig;
 	synced_addr_ = addr;
+	synced_addr6_ = addr6;
 	synced_net_ = net;
 	synced_ = true;
 }

@@ -519,6 +519,11 @@ bool release_out_half(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &i
 	return release_out_half_of<Family4>(bind_fd, in, in_val);
 }
 
+bool release_out_half(int bind6_fd, const kvx_bind6_key &in, const kvx_bind6_val &in_val)
+{
+	return release_out_half_of<Family6>(bind6_fd, in, in_val);
+}
+
 FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t, uint64_t now_ns,
 			   kvx_ct_val *now)
 {

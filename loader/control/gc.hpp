@@ -67,6 +67,7 @@ bool bind_is_static(const kvx_bind_val &v);
 // releases a pair (abi.h: "OUT half exists => IN half exists"); the IN half
 // is the caller's.  True if it deleted one.
 bool release_out_half(int bind_fd, const kvx_bind_key &in, const kvx_bind_val &in_val);
+bool release_out_half(int bind6_fd, const kvx_bind6_key &in, const kvx_bind6_val &in_val);
 
 struct SweepResult {
 	size_t ct_deleted = 0;

@@ -11,7 +11,10 @@
 #include <map>
 #include <set>
 #include <tuple>
+#include <type_traits>
+#include <unordered_set>
 
+#include "control/family.hpp"
 #include "control/gc.hpp"
 
 #include "base/error.hpp"
@@ -28,29 +31,247 @@ using nlohmann::json;
 
 namespace {
 
-bool key_less(const kvx_bind_key &a, const kvx_bind_key &b)
+// The pair bookkeeping below is one code for kvx_bind and kvx_bind6
+// (control/family.hpp): F::Entry is the mapping's entry type.
+template <typename F>
+struct Sync;
+template <>
+struct Sync<Family4> {
+	using Entry = BindEntry;
+	static constexpr const char *kBind = "kvx_bind";
+};
+template <>
+struct Sync<Family6> {
+	using Entry = BindEntry6;
+	static constexpr const char *kBind = "kvx_bind6";
+};
+
+template <typename K>
+bool key_less(const K &a, const K &b)
 {
 	return std::memcmp(&a, &b, sizeof(a)) < 0;
 }
-using KeySet = std::set<kvx_bind_key, decltype(&key_less)>;
+template <typename F>
+using KeyLess = bool (*)(const typename F::BindKey &, const typename F::BindKey &);
+template <typename F>
+using Want = std::map<typename F::BindKey, typename F::BindVal, KeyLess<F>>;
 
-bool same_target(const kvx_bind_val &a, const kvx_bind_val &b)
+template <typename F>
+bool same_target(const typename F::BindVal &a, const typename F::BindVal &b)
 {
-	return a.addr == b.addr && a.port == b.port && a.flags == b.flags;
+	return F::val_addr(a) == F::val_addr(b) && F::bind(a).port == F::bind(b).port &&
+	       F::bind(a).flags == F::bind(b).flags;
 }
 
-std::string bind_str(const kvx_bind_key &k)
+template <typename F>
+std::string bind_str(const typename F::BindKey &k)
 {
 	std::string p = k.proto == IPPROTO_TCP ? "tcp" : k.proto == IPPROTO_UDP ? "udp" : "any";
-	return format_ipv4(ntohl(k.addr)) + (k.proto ? ":" + std::to_string(ntohs(k.port)) : "") +
-	       "/" + p;
+	const std::string a = F::str(key_addr<F>(k));
+	if (!k.proto)
+		return a + "/" + p;
+	const std::string port = std::to_string(ntohs(k.port));
+	return (std::is_same_v<F, Family6> ? "[" + a + "]" : a) + ":" + port + "/" + p;
 }
 
-std::string guest_str(const kvx_bind_key &k, const kvx_bind_val &v)
+template <typename F>
+std::string guest_str(const typename F::BindKey &k, const typename F::BindVal &v)
 {
-	return format_ipv4(ntohl(v.addr)) + (k.proto ? ":" + std::to_string(ntohs(v.port)) : "");
+	const std::string a = F::str(F::val_addr(v));
+	if (!k.proto)
+		return a;
+	const std::string port = std::to_string(ntohs(F::bind(v).port));
+	return (std::is_same_v<F, Family6> ? "[" + a + "]" : a) + ":" + port;
 }
 
+// Static entries no mapping wants (any more, or not with this target):
+// OUT halves first, then IN halves; then the flows made through a deleted
+// IN half: their packets could only go to the host now (and a stale flow
+// would pin the old binding).
+template <typename F>
+void remove_stale(int bind_fd, int ct_fd, const Want<F> &want, ApplyResult &r)
+{
+	using Ext = typename F::Ext;
+	const auto entries = dump_hash<typename F::BindKey, typename F::BindVal>(bind_fd);
+	std::unordered_set<Ext, typename F::ExtHash> gone_in, gone_1to1; // proto, addr, port
+	for (int dir : {KVX_BIND_OUT, KVX_BIND_IN}) {
+		for (const auto &[k, v] : entries) {
+			if (k.dir != dir || !(F::bind(v).flags & KVX_BIND_F_STATIC))
+				continue;
+			auto it = want.find(k);
+			if (it != want.end() && same_target<F>(it->second, v))
+				continue;
+			if (bpf_map_delete_elem(bind_fd, &k) == 0)
+				r.bind_deleted++;
+			if (dir == KVX_BIND_IN) {
+				if (F::bind(v).flags & KVX_BIND_F_ONE_TO_ONE)
+					gone_1to1.insert(F::ext(0, key_addr<F>(k), 0));
+				else
+					gone_in.insert(F::ext(k.proto, key_addr<F>(k), k.port));
+			}
+		}
+	}
+	if ((gone_in.empty() && gone_1to1.empty()) || ct_fd < 0)
+		return;
+	for (const auto &[k, v] : dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd)) {
+		const kvx_ct_val &c = F::ct(v);
+		if (!(c.flags & KVX_CT_F_STATIC))
+			continue;
+		bool hit = (c.flags & KVX_CT_F_ONE_TO_ONE) ?
+				   gone_1to1.count(F::ext(0, F::ext_addr(v), 0)) != 0 :
+				   gone_in.count(F::ext(k.proto, F::ext_addr(v), c.ext_port)) != 0;
+		if (hit && bpf_map_delete_elem(ct_fd, &k) == 0)
+			r.ct_deleted++;
+	}
+}
+
+// Install, mapping by mapping: its IN halves, then its OUT halves.
+template <typename F>
+void install(int bind_fd, int ct_fd, const std::vector<StaticMapping> &mappings,
+	     const std::vector<std::vector<typename Sync<F>::Entry>> &per_mapping, bool strict_last,
+	     ApplyResult &r)
+{
+	using BindKey = typename F::BindKey;
+	using BindVal = typename F::BindVal;
+	std::unordered_set<typename F::Ext, typename F::ExtHash> evicted; // proto, addr, port
+	for (size_t i = 0; i < mappings.size(); i++) {
+		const auto &ents = per_mapping[i];
+		if (ents.empty())
+			continue;
+		const bool strict = strict_last && i + 1 == mappings.size();
+		std::vector<BindKey> added;
+		std::string conflict;
+		for (const auto &e : ents) {
+			if (e.key.dir != KVX_BIND_IN)
+				continue;
+			// A datapath claim between the lookup and the insert
+			// is evicted on the next round.
+			bool ours = false, done = false;
+			for (int round = 0; round < 3 && !done && conflict.empty(); round++) {
+				BindVal have{};
+				int flag = BPF_NOEXIST;
+				if (bpf_map_lookup_elem(bind_fd, &e.key, &have) == 0) {
+					const uint16_t hf = F::bind(have).flags;
+					if ((hf & KVX_BIND_F_STATIC) &&
+					    same_target<F>(have, e.val)) {
+						ours = true; // MACs learnt by the datapath
+						break;
+					}
+					if (hf & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) {
+						conflict =
+							"external " + bind_str<F>(e.key) +
+							" is in use by another mapping, to guest " +
+							guest_str<F>(e.key, have);
+						break;
+					}
+					// A guest's dynamic binding holds the port
+					// (the pool and the mappings share the
+					// uplink's ports): the admin's mapping wins,
+					// or any guest could keep a forward from
+					// being made or restored by holding its
+					// port.  The guest's OUT half goes first
+					// (pair order, abi.h); the IN half is then
+					// replaced in one update.  Its port count
+					// (kvx_gports) is recounted by the daemon's
+					// next sweep.
+					release_out_half(bind_fd, e.key, have);
+					evicted.insert(F::ext(e.key.proto, key_addr<F>(e.key),
+							      e.key.port));
+					log_note("mapping '" + mappings[i].m.str() +
+						 "': external " + bind_str<F>(e.key) +
+						 " taken from a NAT binding of guest " +
+						 guest_str<F>(e.key, have) +
+						 " (its flows through it flushed; its next "
+						 "packet gets another port)");
+					flag = BPF_ANY;
+				}
+				if (bpf_map_update_elem(bind_fd, &e.key, &e.val, flag) == 0)
+					done = true;
+				else if (errno != EEXIST)
+					conflict = "external " + bind_str<F>(e.key) + ": " +
+						   std::strerror(errno);
+			}
+			if (ours)
+				continue;
+			if (!done && conflict.empty())
+				conflict = "external " + bind_str<F>(e.key) +
+					   ": taken by new NAT bindings again and again";
+			if (!conflict.empty())
+				break;
+			added.push_back(e.key);
+			r.bind_added++;
+		}
+		if (!conflict.empty()) {
+			for (const auto &k : added)
+				bpf_map_delete_elem(bind_fd, &k);
+			r.bind_added -= added.size();
+			std::string msg = "mapping '" + mappings[i].m.str() + "': " + conflict;
+			if (strict)
+				throw Error(msg);
+			r.errors.push_back(msg);
+			continue;
+		}
+		for (const auto &e : ents) {
+			if (e.key.dir != KVX_BIND_OUT)
+				continue;
+			BindVal have{};
+			if (bpf_map_lookup_elem(bind_fd, &e.key, &have) == 0 &&
+			    (F::bind(have).flags & KVX_BIND_F_STATIC) &&
+			    same_target<F>(have, e.val))
+				continue;
+			// A dynamic OUT binding of this guest port may exist:
+			// the mapping replaces it (its IN half expires in GC).
+			if (bpf_map_update_elem(bind_fd, &e.key, &e.val, BPF_ANY) != 0) {
+				r.errors.push_back("mapping '" + mappings[i].m.str() +
+						   "': insert " + bind_str<F>(e.key) + ": " +
+						   std::strerror(errno));
+				continue;
+			}
+			r.bind_added++;
+		}
+	}
+
+	// The evicted bindings' flows: a packet of one could only find the
+	// mapping's guest (inbound) or a pair that is no longer its own
+	// (outbound, which the datapath re-binds to a new port anyway).
+	// Flushed rather than left to expire: they would hold the guest's flow
+	// quota and keep looking bound to a port that is now the mapping's.
+	if (evicted.empty() || ct_fd < 0)
+		return;
+	for (const auto &[k, v] : dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd)) {
+		if (F::ct(v).flags & KVX_CT_F_STATIC)
+			continue;
+		if (evicted.count(F::ext(k.proto, F::ext_addr(v), F::ct(v).ext_port)) &&
+		    bpf_map_delete_elem(ct_fd, &k) == 0)
+			r.ct_deleted++;
+	}
+}
+
+// The IPv6 mappings in kvx_bind6, on NAT66's current address (kvx_cfg6,
+// which the daemon follows: `[uplink]` forwards move with it).  Not tied
+// to a network (no suspension yet): a literal address off the current
+// prefix is simply never sent to this host.
+void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappings,
+		     bool strict_last, ApplyResult &r)
+{
+	Ipv6Addr up{};
+	if (fds.cfg6 >= 0) {
+		const kvx_cfg6 c = read_cfg6(fds.cfg6);
+		if (c.mode == KVX_V6_NAT66)
+			std::memcpy(up.data(), c.uplink_addr, up.size());
+	}
+	std::vector<std::vector<BindEntry6>> per_mapping(mappings.size());
+	Want<Family6> want(&key_less<kvx_bind6_key>);
+	for (size_t i = 0; i < mappings.size(); i++) {
+		if (!mappings[i].m.v6 || (up == Ipv6Addr{} && mappings[i].m.ext_uplink))
+			continue;
+		per_mapping[i] = mapping_entries6(mappings[i].m, up);
+		for (const auto &e : per_mapping[i])
+			want[e.key] = e.val;
+	}
+	remove_stale<Family6>(fds.bind6, fds.ct6, want, r);
+	install<Family6>(fds.bind6, fds.ct6, mappings, per_mapping, strict_last, r);
+}
 
 } // namespace
 
@@ -61,11 +282,11 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	ApplyResult r;
 	// Desired state.
 	std::vector<std::vector<BindEntry>> per_mapping(mappings.size());
-	std::map<kvx_bind_key, kvx_bind_val, decltype(&key_less)> want(&key_less);
+	Want<Family4> want(&key_less<kvx_bind_key>);
 	std::map<uint32_t, uint32_t> ext_flags; // be32 -> flags
 	std::map<uint32_t, bool> ext_any_active;
 	const auto own_addr = [&](const StaticMapping &sm) {
-		return !sm.m.ext_uplink && sm.m.ext_addr != uplink_addr;
+		return !sm.m.v6 && !sm.m.ext_uplink && sm.m.ext_addr != uplink_addr;
 	};
 	for (const StaticMapping &sm : mappings) {
 		if (!own_addr(sm))
@@ -106,40 +327,7 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 			want[e.key] = e.val;
 	}
 
-	// Stale static entries: OUT halves first, then IN halves.
-	auto entries = dump_hash<kvx_bind_key, kvx_bind_val>(fds.bind);
-	std::set<std::tuple<uint8_t, uint32_t, uint16_t>> gone_in; // proto, addr, port
-	std::set<uint32_t> gone_1to1;
-	for (int dir : {KVX_BIND_OUT, KVX_BIND_IN}) {
-		for (const auto &[k, v] : entries) {
-			if (k.dir != dir || !(v.flags & KVX_BIND_F_STATIC))
-				continue;
-			auto it = want.find(k);
-			if (it != want.end() && same_target(it->second, v))
-				continue;
-			if (bpf_map_delete_elem(fds.bind, &k) == 0)
-				r.bind_deleted++;
-			if (dir == KVX_BIND_IN) {
-				if (v.flags & KVX_BIND_F_ONE_TO_ONE)
-					gone_1to1.insert(k.addr);
-				else
-					gone_in.insert({k.proto, k.addr, k.port});
-			}
-		}
-	}
-	// Flows bound through a deleted IN half: their packets could only
-	// go to the host now (and a stale flow would pin the old binding).
-	if ((!gone_in.empty() || !gone_1to1.empty()) && fds.ct >= 0) {
-		for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(fds.ct)) {
-			if (!(v.flags & KVX_CT_F_STATIC))
-				continue;
-			bool hit = (v.flags & KVX_CT_F_ONE_TO_ONE) ?
-					   gone_1to1.count(v.ext_addr) != 0 :
-					   gone_in.count({k.proto, v.ext_addr, v.ext_port}) != 0;
-			if (hit && bpf_map_delete_elem(fds.ct, &k) == 0)
-				r.ct_deleted++;
-		}
-	}
+	remove_stale<Family4>(fds.bind, fds.ct, want, r);
 
 	// Address flags before the pairs: an address being suspended stops
 	// answering ARP first; a new one is answered once its pairs exist.
@@ -161,117 +349,10 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 			bpf_map_delete_elem(fds.extaddr, &k);
 	write_flags(true);
 
-	// Install, mapping by mapping: its IN halves, then its OUT halves.
-	std::set<std::tuple<uint8_t, uint32_t, uint16_t>> evicted; // proto, addr, port
-	for (size_t i = 0; i < mappings.size(); i++) {
-		const auto &ents = per_mapping[i];
-		const bool strict = strict_last && i + 1 == mappings.size();
-		std::vector<kvx_bind_key> added;
-		std::string conflict;
-		for (const auto &e : ents) {
-			if (e.key.dir != KVX_BIND_IN)
-				continue;
-			// A datapath claim between the lookup and the insert
-			// is evicted on the next round.
-			bool ours = false, done = false;
-			for (int round = 0; round < 3 && !done && conflict.empty(); round++) {
-				kvx_bind_val have{};
-				int flag = BPF_NOEXIST;
-				if (bpf_map_lookup_elem(fds.bind, &e.key, &have) == 0) {
-					if ((have.flags & KVX_BIND_F_STATIC) &&
-					    same_target(have, e.val)) {
-						ours = true; // MACs learnt by the datapath
-						break;
-					}
-					if (have.flags &
-					    (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) {
-						conflict =
-							"external " + bind_str(e.key) +
-							" is in use by another mapping, to guest " +
-							guest_str(e.key, have);
-						break;
-					}
-					// A guest's dynamic binding holds the port
-					// (the pool and the mappings share the
-					// uplink's ports): the admin's mapping wins,
-					// or any guest could keep a forward from
-					// being made or restored by holding its
-					// port.  The guest's OUT half goes first
-					// (pair order, abi.h); the IN half is then
-					// replaced in one update.  Its port count
-					// (kvx_gports) is recounted by the daemon's
-					// next sweep.
-					release_out_half(fds.bind, e.key, have);
-					evicted.insert({e.key.proto, e.key.addr, e.key.port});
-					log_note("mapping '" + mappings[i].m.str() +
-						 "': external " + bind_str(e.key) +
-						 " taken from a NAT binding of guest " +
-						 guest_str(e.key, have) +
-						 " (its flows through it flushed; its next "
-						 "packet gets another port)");
-					flag = BPF_ANY;
-				}
-				if (bpf_map_update_elem(fds.bind, &e.key, &e.val, flag) == 0)
-					done = true;
-				else if (errno != EEXIST)
-					conflict = "external " + bind_str(e.key) + ": " +
-						   std::strerror(errno);
-			}
-			if (ours)
-				continue;
-			if (!done && conflict.empty())
-				conflict = "external " + bind_str(e.key) +
-					   ": taken by new NAT bindings again and again";
-			if (!conflict.empty())
-				break;
-			added.push_back(e.key);
-			r.bind_added++;
-		}
-		if (!conflict.empty()) {
-			for (const auto &k : added)
-				bpf_map_delete_elem(fds.bind, &k);
-			r.bind_added -= added.size();
-			std::string msg = "mapping '" + mappings[i].m.str() + "': " + conflict;
-			if (strict)
-				throw Error(msg);
-			r.errors.push_back(msg);
-			continue;
-		}
-		for (const auto &e : ents) {
-			if (e.key.dir != KVX_BIND_OUT)
-				continue;
-			kvx_bind_val have{};
-			if (bpf_map_lookup_elem(fds.bind, &e.key, &have) == 0 &&
-			    (have.flags & KVX_BIND_F_STATIC) && same_target(have, e.val))
-				continue;
-			// A dynamic OUT binding of this guest port may exist:
-			// the mapping replaces it (its IN half expires in GC).
-			if (bpf_map_update_elem(fds.bind, &e.key, &e.val, BPF_ANY) != 0) {
-				r.errors.push_back("mapping '" + mappings[i].m.str() +
-						   "': insert " + bind_str(e.key) + ": " +
-						   std::strerror(errno));
-				continue;
-			}
-			r.bind_added++;
-		}
-	}
-
-	// The evicted bindings' flows: a packet of one could only find the
-	// mapping's guest (inbound) or a pair that is no longer its own
-	// (outbound, which the datapath re-binds to a new port anyway).
-	// Flushed rather than left to expire: they would hold the guest's flow
-	// quota and keep looking bound to a port that is now the mapping's.
-	if (!evicted.empty() && fds.ct >= 0) {
-		for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(fds.ct)) {
-			if (v.flags & KVX_CT_F_STATIC)
-				continue;
-			if (evicted.count({k.proto, v.ext_addr, v.ext_port}) &&
-			    bpf_map_delete_elem(fds.ct, &k) == 0)
-				r.ct_deleted++;
-		}
-	}
-
+	install<Family4>(fds.bind, fds.ct, mappings, per_mapping, strict_last, r);
 	write_flags(false);
+	if (fds.bind6 >= 0)
+		apply_mappings6(fds, mappings, strict_last, r);
 	return r;
 }
 
@@ -301,8 +382,18 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 	return id;
 }
 
-json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd)
+json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_fd)
 {
+	// NAT66's address as the datapath has it (where `[uplink]` points).
+	Ipv6Addr ua6{};
+	if (cfg6_fd >= 0) {
+		try {
+			const kvx_cfg6 c = read_cfg6(cfg6_fd);
+			if (c.mode == KVX_V6_NAT66)
+				std::memcpy(ua6.data(), c.uplink_addr, ua6.size());
+		} catch (const Error &) {
+		}
+	}
 	std::map<uint32_t, uint32_t> ext_flags; // host order -> KVX_EXT_F_*
 	if (extaddr_fd >= 0) {
 		try {
@@ -324,6 +415,31 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd)
 	}
 	json arr = json::array();
 	for (const auto &sm : inst.mappings) {
+		if (sm.m.v6) {
+			// Not network-bound (yet): active wherever the address
+			// is known.  Not running: its address is not known.
+			const Ipv6Addr ext = sm.m.ext6(ua6);
+			const bool known = ext != Ipv6Addr{};
+			arr.push_back({
+				{"family", "ipv6"},
+				{"ext", sm.m.ext_str()},
+				{"guest", sm.m.guest_str()},
+				{"proto", sm.m.one_to_one() ? "any" : sm.m.proto_str()},
+				{"type", sm.m.one_to_one() ? "1:1" : "port-forward"},
+				{"ext_addr", known ? json(format_ipv6(ext)) : json(nullptr)},
+				{"add_address", false},
+				{"network", nullptr},
+				{"state", known ? "active" : "no-uplink-address"},
+				{"reason", known ? json(nullptr) :
+						   json("the uplink has no NAT66 address (or the "
+							"instance is not running)")},
+				{"vm", sm.vm.empty() ? json(nullptr) : json(sm.vm)},
+				{"libvirt_network", sm.libvirt_network.empty() ?
+							    json(nullptr) :
+							    json(sm.libvirt_network)},
+			});
+			continue;
+		}
 		bool active = mapping_active(sm, cur);
 		uint32_t ext = sm.m.ext(ua);
 		// Held back on its own network by the daemon's probe (the
@@ -353,6 +469,7 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd)
 			reason = "back on its network: probing " + format_ipv4(sm.m.ext_addr) +
 				 " (RFC 5227) before resuming";
 		arr.push_back({
+			{"family", "ipv4"},
 			{"ext", sm.m.ext_str()},
 			{"guest", sm.m.guest_str()},
 			{"proto", sm.m.one_to_one() ? "any" : sm.m.proto_str()},
@@ -379,7 +496,7 @@ void remove_added_addresses(const Instance &inst)
 			return;
 		std::set<uint32_t> done;
 		for (const auto &sm : inst.mappings) {
-			if (!sm.add_address || done.count(sm.m.ext_addr))
+			if (!sm.add_address || sm.m.v6 || done.count(sm.m.ext_addr))
 				continue;
 			done.insert(sm.m.ext_addr);
 			remove_ipv4_address(nl, up->ifindex, sm.m.ext_addr);
@@ -411,7 +528,7 @@ std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> 
 		// it stays while any of them is active.
 		std::map<uint32_t, const StaticMapping *> want, all;
 		for (const auto &sm : mappings) {
-			if (!sm.add_address)
+			if (!sm.add_address || sm.m.v6)
 				continue;
 			all.emplace(sm.m.ext_addr, &sm);
 			// A held address stays off: the kernel would answer

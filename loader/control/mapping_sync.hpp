@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 // Static mappings in a running instance: installing the configured mappings
-// into the pinned maps (kvx_bind pairs, kvx_extaddr), the uplink's network
+// into the pinned maps (kvx_bind and kvx_bind6 pairs, kvx_extaddr), the uplink's network
 // identity, the `--add-address` addresses on the uplink.  The same
 // reconciliation (apply_mappings) runs in `map add/del`, in attach (restore
 // from the config) and in the daemon (uplink address or network changes),
@@ -28,6 +28,11 @@ struct MapFds {
 	int bind = -1;
 	int extaddr = -1;
 	int ct = -1;
+	// IPv6 mappings (kvx_bind6, kvx_ct6; the NAT66 address from kvx_cfg6):
+	// -1 leaves them alone.
+	int bind6 = -1;
+	int ct6 = -1;
+	int cfg6 = -1;
 };
 
 struct ApplyResult {
@@ -55,7 +60,9 @@ using ProbeVerdicts = std::map<uint32_t, ProbeVerdict>; // host order
 // pairs and their address is flagged KVX_EXT_F_SUSPENDED.  With
 // strict_last, a conflict of the last mapping (the one `map add` adds)
 // throws after undoing its IN halves; other conflicts are reported in
-// errors.
+// errors.  IPv6 mappings (fds.bind6 set) go into kvx_bind6 the same way,
+// `[uplink]` on kvx_cfg6's NAT66 address; they are not tied to a network
+// (no suspension, no kvx_extaddr entry).
 //
 // Resuming: an address kvx_extaddr holds as suspended whose network is back
 // stays suspended, flagged KVX_EXT_F_PROBING, until `probed` says Free for
@@ -80,7 +87,10 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = f
 // The "mappings" member of one instance's status (and of `map list`).
 // extaddr_fd: the pinned kvx_extaddr (-1: none), which says which mappings
 // are held back by a probe ("probing") or by another host ("conflict").
-nlohmann::json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd = -1);
+// cfg6_fd: the pinned kvx_cfg6 (-1: none), NAT66's address for the IPv6
+// mappings' `[uplink]`.
+nlohmann::json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd = -1,
+			     int cfg6_fd = -1);
 
 // Removes the addresses `--add-address` mappings added to the uplink
 // (detach).  Errors are warnings: the device may be gone.

@@ -486,7 +486,8 @@ Config config_from_json(const json &j)
 					(*it)[k], p + "mappings[" + std::to_string(k) + "]"));
 			// What `map add` checked when it made them.
 			try {
-				check_recorded_mappings(i.mappings, i.subnet, i.nat_guard());
+				check_recorded_mappings(i.mappings, i.subnet, i.nat_guard(),
+							i.subnet6);
 			} catch (const Error &e) {
 				throw Error(p + e.what()); // "instances[0].mappings[1]: ..."
 			}

@@ -3,9 +3,11 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 
 namespace kvmxdp {
 
@@ -52,13 +54,64 @@ PortRange parse_ports(const std::string &text, const std::string &arg)
 
 struct Endpoint {
 	bool uplink = false;
+	bool v6 = false;
+	bool bare6 = false; // an IPv6 address without brackets (1:1 only)
 	uint32_t addr = 0;
+	Ipv6Addr addr6{};
 	std::optional<PortRange> ports;
 };
 
-Endpoint parse_endpoint(const std::string &text, bool allow_uplink)
+// "[IPV6]:PORT[-PORT]", "[IPV6]", "[uplink]:PORT" (allow_uplink).
+Endpoint parse_bracketed(const std::string &text, bool allow_uplink)
 {
 	Endpoint ep;
+	ep.v6 = true;
+	const auto close = text.find(']');
+	if (close == std::string::npos)
+		throw Error("invalid address '" + printable(text) +
+			    "': '[' without ']' (an IPv6 address with a port is [IPV6]:PORT)");
+	const std::string host = text.substr(1, close - 1);
+	const std::string rest = text.substr(close + 1);
+	if (allow_uplink && host == "uplink") {
+		ep.uplink = true;
+	} else {
+		try {
+			ep.addr6 = parse_ipv6(host);
+		} catch (const Error &) {
+			throw Error("invalid IPv6 address '" + printable(host) + "' in '" +
+				    printable(text) + "'" +
+				    (allow_uplink ? ": need [IPV6]:PORT or [uplink]:PORT" :
+						    ": need [IPV6]:PORT"));
+		}
+	}
+	if (rest.empty())
+		return ep;
+	if (rest[0] != ':')
+		throw Error("invalid address '" + printable(text) + "': need ':PORT' after ']'");
+	ep.ports = parse_ports(rest.substr(1), text);
+	return ep;
+}
+
+Endpoint parse_endpoint(const std::string &text, bool allow_uplink)
+{
+	if (!text.empty() && text[0] == '[')
+		return parse_bracketed(text, allow_uplink);
+	if (text.find(']') != std::string::npos)
+		throw Error("invalid address '" + printable(text) + "': ']' without '['");
+	Endpoint ep;
+	// Two colons or more: a bare IPv6 address, never with a port
+	// ("fd42::1:22" is an address too).
+	if (std::count(text.begin(), text.end(), ':') >= 2) {
+		try {
+			ep.addr6 = parse_ipv6(text);
+		} catch (const Error &) {
+			throw Error("invalid address '" + printable(text) +
+				    "': an IPv6 address with a port is written [IPV6]:PORT");
+		}
+		ep.v6 = true;
+		ep.bare6 = true;
+		return ep;
+	}
 	auto colon = text.find(':');
 	std::string host = text.substr(0, colon);
 	if (allow_uplink && host == "uplink") {
@@ -75,6 +128,35 @@ Endpoint parse_endpoint(const std::string &text, bool allow_uplink)
 	if (colon != std::string::npos)
 		ep.ports = parse_ports(text.substr(colon + 1), text);
 	return ep;
+}
+
+// A bare IPv6 address where a port was wanted: say how to write one,
+// with the reading that splits off the last group as the port if that
+// reads as one ("fd42::1:22" -> "[fd42::1]:22").
+Error bracket_error(const std::string &text)
+{
+	std::string hint = "[IPV6]:PORT";
+	const auto colon = text.rfind(':');
+	const std::string host = text.substr(0, colon), port = text.substr(colon + 1);
+	if (colon != std::string::npos && !port.empty() &&
+	    port.find_first_not_of("0123456789") == std::string::npos && port.size() <= 5) {
+		try {
+			parse_ipv6(host);
+			hint = "'[" + host + "]:" + port + "'";
+		} catch (const Error &) {
+		}
+	}
+	return Error("'" + printable(text) +
+		     "' is ambiguous: a bare IPv6 address maps 1:1 (no ports); write it with a "
+		     "port as " +
+		     hint);
+}
+
+// Addresses no mapping may use: ::/8 (unspecified, loopback,
+// IPv4-mapped), link-local fe80::/10, multicast ff00::/8.
+bool unusable6(const Ipv6Addr &a)
+{
+	return a[0] == 0 || a[0] == 0xff || (a[0] == 0xfe && (a[1] & 0xc0) == 0x80);
 }
 
 bool ranges_overlap(const PortRange &a, const PortRange &b)
@@ -103,18 +185,49 @@ kvx_bind_val bind_val(uint32_t addr, uint16_t port, uint16_t flags)
 	return v;
 }
 
+kvx_bind6_key bind6_key(uint8_t dir, MappingProto proto, const Ipv6Addr &addr, uint16_t port)
+{
+	kvx_bind6_key k;
+	std::memset(&k, 0, sizeof(k)); // padding is hashed: zero every key
+	k.dir = dir;
+	k.proto = static_cast<uint8_t>(proto);
+	std::memcpy(k.addr, addr.data(), sizeof(k.addr));
+	k.port = htons(port);
+	return k;
+}
+
+kvx_bind6_val bind6_val(const Ipv6Addr &addr, uint16_t port, uint16_t flags)
+{
+	kvx_bind6_val v;
+	std::memset(&v, 0, sizeof(v));
+	std::memcpy(v.addr, addr.data(), sizeof(v.addr));
+	v.bind.port = htons(port);
+	v.bind.flags = flags;
+	return v;
+}
+
+// One side: "ADDR" (1:1), "ADDR:PORTS", IPv6 "[ADDR]:PORTS".
+std::string endpoint_str(bool v6, bool uplink, uint32_t a4, const Ipv6Addr &a6,
+			 const PortRange *ports)
+{
+	const std::string a = uplink ? "uplink" : v6 ? format_ipv6(a6) : format_ipv4(a4);
+	if (!ports)
+		return a;
+	return (v6 ? "[" + a + "]" : a) + ":" + ports_str(*ports);
+}
+
 } // namespace
 
 std::string Mapping::ext_str() const
 {
-	std::string ext = ext_uplink ? "uplink" : format_ipv4(ext_addr);
-	return one_to_one() ? ext : ext + ":" + ports_str(ext_ports);
+	return endpoint_str(v6, ext_uplink, ext_addr, ext_addr6,
+			    one_to_one() ? nullptr : &ext_ports);
 }
 
 std::string Mapping::guest_str() const
 {
-	std::string g = format_ipv4(guest_addr);
-	return one_to_one() ? g : g + ":" + ports_str(guest_ports);
+	return endpoint_str(v6, false, guest_addr, guest_addr6,
+			    one_to_one() ? nullptr : &guest_ports);
 }
 
 std::string Mapping::proto_str() const
@@ -141,28 +254,41 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 
 std::string Mapping::str() const
 {
-	std::string ext = ext_uplink ? "uplink" : format_ipv4(ext_addr);
-	std::string guest = format_ipv4(guest_addr);
 	if (one_to_one())
-		return ext + " " + guest;
-	return ext + ":" + ports_str(ext_ports) + " " + guest + ":" + ports_str(guest_ports) + " " +
-	       proto_name(proto);
+		return ext_str() + " " + guest_str();
+	return ext_str() + " " + guest_str() + " " + proto_name(proto);
 }
 
 bool Mapping::operator==(const Mapping &o) const
 {
-	return ext_uplink == o.ext_uplink && ext_addr == o.ext_addr && guest_addr == o.guest_addr &&
-	       proto == o.proto && ext_ports == o.ext_ports && guest_ports == o.guest_ports;
+	return v6 == o.v6 && ext_uplink == o.ext_uplink && ext_addr == o.ext_addr &&
+	       guest_addr == o.guest_addr && ext_addr6 == o.ext_addr6 &&
+	       guest_addr6 == o.guest_addr6 && proto == o.proto && ext_ports == o.ext_ports &&
+	       guest_ports == o.guest_ports;
 }
 
 Mapping parse_mapping(const std::string &ext, const std::string &guest, const std::string &proto)
 {
 	Endpoint e = parse_endpoint(ext, true);
 	Endpoint g = parse_endpoint(guest, false);
+	if (e.v6 != g.v6)
+		throw Error("mapping '" + printable(ext) + "' -> '" + printable(guest) +
+			    "' mixes IPv4 and IPv6: both sides must be one family (IPv6 as "
+			    "[IPV6]:PORT, the uplink's IPv6 address as [uplink]:PORT)");
+	// A bare IPv6 address where a port is wanted: the other side has
+	// one, or a protocol was given.
+	for (const auto *ep : {&e, &g}) {
+		const Endpoint &other = ep == &e ? g : e;
+		if (ep->bare6 && (other.ports || !proto.empty()))
+			throw bracket_error(ep == &e ? ext : guest);
+	}
 	Mapping m;
+	m.v6 = e.v6;
 	m.ext_uplink = e.uplink;
 	m.ext_addr = e.addr;
 	m.guest_addr = g.addr;
+	m.ext_addr6 = e.addr6;
+	m.guest_addr6 = g.addr6;
 
 	if (!e.ports && !g.ports) {
 		if (!proto.empty())
@@ -171,7 +297,7 @@ Mapping parse_mapping(const std::string &ext, const std::string &guest, const st
 				" needs ports: EXT_IP:PORT GUEST_IP:PORT (a 1:1 mapping covers every protocol)");
 		if (e.uplink)
 			throw Error(
-				"'uplink' cannot be mapped 1:1 to '" + guest +
+				"'" + ext + "' cannot be mapped 1:1 to '" + guest +
 				"': the uplink's own address belongs to the host (forward ports instead)");
 		return m;
 	}
@@ -195,10 +321,71 @@ Mapping parse_mapping(const std::string &ext, const std::string &guest, const st
 	return m;
 }
 
+namespace {
+
+// check_mapping of an IPv6 mapping: the same rules on NAT66's values.
+void check_mapping6(const Mapping &m, const std::vector<Mapping> &existing,
+		    const MappingContext &ctx)
+{
+	const std::string what = "mapping '" + m.str() + "'";
+	if (!ctx.subnet6) {
+		if (!ctx.subnet6_unknown_ok)
+			throw Error(
+				what +
+				": NAT66 is off on this bridge (its guests have no IPv6 prefix: "
+				"attach with --subnet6, or give the bridge a ULA prefix)");
+	} else if (!ctx.subnet6->contains(m.guest_addr6) || m.guest_addr6 == ctx.subnet6->addr) {
+		// The prefix's first address is the Subnet-Router anycast
+		// address (RFC 4291 2.6.1), no guest's.
+		throw Error(what + ": guest " + format_ipv6(m.guest_addr6) +
+			    " is not a host address in " + ctx.subnet6->str());
+	}
+	if (!m.ext_uplink) {
+		const std::string ext = format_ipv6(m.ext_addr6);
+		if (unusable6(m.ext_addr6))
+			throw Error(what + ": external " + ext +
+				    " is not a unicast address a mapping can use (not ::/8, "
+				    "link-local or multicast)");
+		if (ctx.subnet6 && ctx.subnet6->contains(m.ext_addr6))
+			throw Error(what + ": external " + ext +
+				    " lies inside the guests' prefix " + ctx.subnet6->str());
+		if (m.one_to_one() && m.ext_addr6 == ctx.uplink_addr6)
+			throw Error(
+				what + ": " + ext +
+				" is the uplink's own address, which belongs to the host (forward ports instead)");
+		const bool on_link =
+			std::any_of(ctx.uplink_nets6.begin(), ctx.uplink_nets6.end(),
+				    [&](const Ipv6Net &n) { return n.contains(m.ext_addr6); });
+		if (!ctx.force && !ctx.uplink_nets6.empty() && !on_link &&
+		    m.ext_addr6 != ctx.uplink_addr6) {
+			std::string nets;
+			for (const auto &n : ctx.uplink_nets6)
+				nets += (nets.empty() ? "" : ", ") + n.str();
+			throw Error(what + ": external " + ext + " is not on the uplink's prefix " +
+				    nets + " (use --force if it is routed to this host)");
+		}
+	}
+	if (unusable6(m.guest_addr6) && !ctx.subnet6)
+		throw Error(what + ": guest " + format_ipv6(m.guest_addr6) +
+			    " is not a unicast address a mapping can use");
+	const bool on_uplink = m.ext_uplink ||
+			       (ctx.uplink_addr6 != Ipv6Addr{} && m.ext_addr6 == ctx.uplink_addr6);
+	if (!m.one_to_one() && on_uplink && ranges_overlap(m.ext_ports, ctx.nat_ports))
+		throw Error(what + ": external ports " + ports_str(m.ext_ports) +
+			    " overlap the NAT port range " + ctx.nat_ports.str());
+	check_mapping_overlap(m, existing, ctx.uplink_addr, ctx.uplink_addr6);
+}
+
+} // namespace
+
 void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 		   const MappingContext &ctx)
 {
 	const std::string what = "mapping '" + m.str() + "'";
+	if (m.v6) {
+		check_mapping6(m, existing, ctx);
+		return;
+	}
 	if (!ctx.subnet.contains(m.guest_addr) || m.guest_addr == ctx.subnet.addr ||
 	    m.guest_addr == ctx.subnet.broadcast())
 		throw Error(what + ": guest " + format_ipv4(m.guest_addr) +
@@ -226,18 +413,24 @@ void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 }
 
 void check_mapping_overlap(const Mapping &m, const std::vector<Mapping> &existing,
-			   uint32_t uplink_addr)
+			   uint32_t uplink_addr, const Ipv6Addr &uplink_addr6)
 {
 	const std::string what = "mapping '" + m.str() + "'";
 	for (const Mapping &o : existing) {
+		// The families' addresses and ports are apart (kvx_bind,
+		// kvx_bind6): '[uplink]:2222' and 'uplink:2222' coexist.
+		if (o.v6 != m.v6)
+			continue;
 		const std::string clash = what + " conflicts with '" + o.str() + "': ";
 		const bool same_ext = (m.ext_uplink && o.ext_uplink) ||
-				      m.ext(uplink_addr) == o.ext(uplink_addr);
+				      (m.v6 ? m.ext6(uplink_addr6) == o.ext6(uplink_addr6) &&
+						       m.ext6(uplink_addr6) != Ipv6Addr{} :
+					      m.ext(uplink_addr) == o.ext(uplink_addr));
 		if (same_ext && (m.one_to_one() || o.one_to_one()))
 			throw Error(clash + "one external address, two mappings");
 		if (same_ext && m.proto == o.proto && ranges_overlap(m.ext_ports, o.ext_ports))
 			throw Error(clash + "external ports overlap");
-		if (m.guest_addr != o.guest_addr)
+		if (m.v6 ? m.guest_addr6 != o.guest_addr6 : m.guest_addr != o.guest_addr)
 			continue;
 		if (m.one_to_one() && o.one_to_one())
 			throw Error(clash + "the guest already has a 1:1 address");
@@ -247,7 +440,7 @@ void check_mapping_overlap(const Mapping &m, const std::vector<Mapping> &existin
 }
 
 void check_recorded_mappings(const std::vector<StaticMapping> &mappings, const Ipv4Net &subnet,
-			     const PortRange &nat_ports)
+			     const PortRange &nat_ports, const std::optional<Ipv6Net> &subnet6)
 {
 	// No uplink address and no network: the checks that need them ran
 	// when `map add` made the mapping (its --force is not recorded).
@@ -255,6 +448,8 @@ void check_recorded_mappings(const std::vector<StaticMapping> &mappings, const I
 	ctx.subnet = subnet;
 	ctx.nat_ports = nat_ports;
 	ctx.force = true;
+	ctx.subnet6 = subnet6;
+	ctx.subnet6_unknown_ok = true;
 	std::vector<Mapping> before;
 	for (size_t k = 0; k < mappings.size(); k++) {
 		try {
@@ -270,7 +465,7 @@ std::vector<BindEntry> mapping_entries(const Mapping &m, uint32_t uplink_addr)
 {
 	std::vector<BindEntry> in, out;
 	const uint32_t ext = m.ext(uplink_addr);
-	if (!ext)
+	if (m.v6 || !ext)
 		return {};
 	if (m.one_to_one()) {
 		const uint16_t f = KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
@@ -286,6 +481,32 @@ std::vector<BindEntry> mapping_entries(const Mapping &m, uint32_t uplink_addr)
 				      bind_val(m.guest_addr, gp, KVX_BIND_F_STATIC)});
 			out.push_back({bind_key(KVX_BIND_OUT, m.proto, m.guest_addr, gp),
 				       bind_val(ext, ep, KVX_BIND_F_STATIC)});
+		}
+	}
+	in.insert(in.end(), out.begin(), out.end());
+	return in;
+}
+
+std::vector<BindEntry6> mapping_entries6(const Mapping &m, const Ipv6Addr &uplink_addr6)
+{
+	std::vector<BindEntry6> in, out;
+	const Ipv6Addr ext = m.ext6(uplink_addr6);
+	if (!m.v6 || ext == Ipv6Addr{})
+		return {};
+	if (m.one_to_one()) {
+		const uint16_t f = KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+		in.push_back({bind6_key(KVX_BIND_IN, MappingProto::Any, ext, 0),
+			      bind6_val(m.guest_addr6, 0, f)});
+		out.push_back({bind6_key(KVX_BIND_OUT, MappingProto::Any, m.guest_addr6, 0),
+			       bind6_val(ext, 0, f)});
+	} else {
+		for (uint32_t i = 0; i < m.ext_ports.size(); i++) {
+			const uint16_t ep = static_cast<uint16_t>(m.ext_ports.lo + i);
+			const uint16_t gp = static_cast<uint16_t>(m.guest_ports.lo + i);
+			in.push_back({bind6_key(KVX_BIND_IN, m.proto, ext, ep),
+				      bind6_val(m.guest_addr6, gp, KVX_BIND_F_STATIC)});
+			out.push_back({bind6_key(KVX_BIND_OUT, m.proto, m.guest_addr6, gp),
+				       bind6_val(ext, ep, KVX_BIND_F_STATIC)});
 		}
 	}
 	in.insert(in.end(), out.begin(), out.end());

@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
 // Static mappings (`kvmxdp map add|del|list`): 1:1 NAT ("bridge by
-// iptables") and port forwards.  Parsing and validation are pure functions,
-// unit-tested; mapping_entries() turns a mapping into the kvx_bind pairs
-// and kvx_extaddr entries the datapath reads (bpf/include/kvmxdp/abi.h).
+// iptables") and port forwards, IPv4 or (NAT66) IPv6.  Parsing and
+// validation are pure functions, unit-tested; mapping_entries() and
+// mapping_entries6() turn a mapping into the kvx_bind / kvx_bind6 pairs and
+// kvx_extaddr entries the datapath reads (bpf/include/kvmxdp/abi.h).
 #pragma once
 
 #include <cstdint>
@@ -12,17 +13,25 @@
 
 #include "kvmxdp/abi.h"
 #include "base/netaddr.hpp"
+#include "base/netaddr6.hpp"
 
 namespace kvmxdp {
 
 enum class MappingProto : uint8_t { Any = KVX_PROTO_ANY, Tcp = 6, Udp = 17 };
 
 struct Mapping {
+	// The family: IPv6 mappings (NAT66) use ext_addr6/guest_addr6, IPv4
+	// ones ext_addr/guest_addr; a mapping is one family, both sides.
+	bool v6 = false;
 	// The external address: a literal one, or (ext_uplink) "whatever
-	// address the uplink has now", which follows DHCP changes.
+	// address the uplink has now", which follows DHCP changes (IPv6: the
+	// address NAT66 translates to, kvx_cfg6.uplink_addr, which follows
+	// SLAAC).
 	bool ext_uplink = false;
-	uint32_t ext_addr = 0; // host order; 0 with ext_uplink
+	uint32_t ext_addr = 0; // host order; 0 with ext_uplink or v6
 	uint32_t guest_addr = 0;
+	Ipv6Addr ext_addr6{}; // v6 only; all 0 with ext_uplink
+	Ipv6Addr guest_addr6{};
 	MappingProto proto = MappingProto::Any; // Any: 1:1, whole address, ports kept
 	PortRange ext_ports{};		// port forwards only
 	PortRange guest_ports{};
@@ -30,7 +39,9 @@ struct Mapping {
 	bool one_to_one() const { return proto == MappingProto::Any; }
 	// The external address in effect, given the uplink's current one.
 	uint32_t ext(uint32_t uplink_addr) const { return ext_uplink ? uplink_addr : ext_addr; }
-	// "EXT[:P[-P]] GUEST[:P[-P]] [tcp|udp]", the CLI's own spelling.
+	Ipv6Addr ext6(const Ipv6Addr &uplink6) const { return ext_uplink ? uplink6 : ext_addr6; }
+	// "EXT[:P[-P]] GUEST[:P[-P]] [tcp|udp]", the CLI's own spelling;
+	// IPv6 bracketed where a port follows ("[fd42::14]:22").
 	std::string str() const;
 	// The two endpoint arguments and --proto as `map add` takes them
 	// ("" for 1:1); the config stores these spellings.
@@ -42,7 +53,10 @@ struct Mapping {
 
 // `map add EXT GUEST [--proto tcp|udp]`: "EXT_IP GUEST_IP" is a 1:1
 // mapping (no --proto), "EXT_IP:PORT[-PORT] GUEST_IP:PORT[-PORT]" a port
-// forward (--proto required); EXT_IP may be the word "uplink".  Throws
+// forward (--proto required); EXT_IP may be the word "uplink".  IPv6:
+// "[EXT_IP6]:PORT" ("[uplink]:PORT": the uplink's IPv6 address), a bare
+// address only for 1:1 ("fd42::1:22" could be an address or one with a
+// port: the error says to bracket it).  Both sides one family.  Throws
 // Error naming the bad value.
 Mapping parse_mapping(const std::string &ext, const std::string &guest, const std::string &proto);
 
@@ -52,6 +66,15 @@ struct MappingContext {
 	uint32_t uplink_addr = 0;	   // host order, 0 if none yet
 	std::optional<Ipv4Net> uplink_net; // the uplink's network, if known
 	bool force = false;		   // allow an EXT_IP outside the uplink's network
+	// IPv6 mappings: the guests' prefix (unset: NAT66 is off, no IPv6
+	// mapping can be made), the uplink's NAT66 address (all 0: none yet)
+	// and its on-link prefixes (empty: not known, not checked).
+	std::optional<Ipv6Net> subnet6;
+	Ipv6Addr uplink_addr6{};
+	std::vector<Ipv6Net> uplink_nets6;
+	// Recorded mappings: the prefix may be decided at attach (the
+	// bridge's), so an unset subnet6 skips the guest check.
+	bool subnet6_unknown_ok = false;
 };
 
 // A new mapping against the instance and the existing mappings: the guest
@@ -67,7 +90,7 @@ void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 // overlapping external or guest port ranges (`kvmxdp import` reports these
 // as conflicts between rules).  Throws Error.
 void check_mapping_overlap(const Mapping &m, const std::vector<Mapping> &existing,
-			   uint32_t uplink_addr);
+			   uint32_t uplink_addr, const Ipv6Addr &uplink_addr6 = {});
 
 struct StaticMapping;
 
@@ -76,7 +99,8 @@ struct StaticMapping;
 // in the subnet, no overlaps, a forward on the uplink's address outside
 // the NAT ports.  Throws Error naming the index ("mappings[2]: ...").
 void check_recorded_mappings(const std::vector<StaticMapping> &mappings, const Ipv4Net &subnet,
-			     const PortRange &nat_ports);
+			     const PortRange &nat_ports,
+			     const std::optional<Ipv6Net> &subnet6 = std::nullopt);
 
 struct BindEntry {
 	kvx_bind_key key;
@@ -88,6 +112,17 @@ struct BindEntry {
 // OUT first).  Empty when the external address is unknown (ext_uplink
 // with no uplink address yet).
 std::vector<BindEntry> mapping_entries(const Mapping &m, uint32_t uplink_addr);
+
+struct BindEntry6 {
+	kvx_bind6_key key;
+	kvx_bind6_val val;
+};
+
+// The same for an IPv6 mapping (kvx_bind6, 128-bit addresses in the
+// embedded value's place; no kvx_extaddr: the uplink program looks the
+// address up in kvx_bind6 itself).  Empty when the external address is
+// unknown ([uplink] with no NAT66 address yet).
+std::vector<BindEntry6> mapping_entries6(const Mapping &m, const Ipv6Addr &uplink_addr6);
 
 // The network a mapping was made on: the uplink's network, its default
 // gateway and the gateway's MAC.  On another network the mapping is

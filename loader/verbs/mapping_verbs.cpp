@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdio>
+#include <cstring>
 
 #include "base/caps.hpp"
 #include "base/error.hpp"
@@ -16,6 +17,7 @@
 #include "base/netaddr.hpp"
 #include "base/rollback.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/uplink6.hpp"
 #include "control/resume.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/maps.hpp"
@@ -34,7 +36,22 @@ namespace {
 
 struct Pins {
 	Fd bind, extaddr, ct, cfg;
-	MapFds fds() const { return {bind.get(), extaddr.get(), ct.get()}; }
+	Fd bind6, ct6, cfg6; // absent in pins of a kvmxdp before IPv6
+	MapFds fds() const
+	{
+		return {bind.get(), extaddr.get(), ct.get(), bind6.get(), ct6.get(), cfg6.get()};
+	}
+	// NAT66's address, as for `uplink`; all 0: none (or NAT66 off).
+	Ipv6Addr uplink_addr6() const
+	{
+		Ipv6Addr a{};
+		if (cfg6.get() < 0)
+			return a;
+		const kvx_cfg6 c = read_cfg6(cfg6.get());
+		if (c.mode == KVX_V6_NAT66)
+			std::memcpy(a.data(), c.uplink_addr, a.size());
+		return a;
+	}
 	// Whatever the datapath uses is authoritative for `uplink` (host
 	// order).
 	uint32_t uplink_addr() const { return ntohl(read_cfg(cfg.get()).uplink_addr); }
@@ -56,6 +73,13 @@ std::optional<Pins> open_pins(const Instance &inst)
 	p.extaddr = open(KVX_MAP_EXTADDR);
 	p.ct = open(KVX_MAP_CT);
 	p.cfg = open(KVX_MAP_CFG);
+	auto opt = [&](const char *m) {
+		auto fd = find_pinned(d, m, pinned_layout(m));
+		return fd ? std::move(*fd) : Fd();
+	};
+	p.bind6 = opt(KVX_MAP_BIND6);
+	p.ct6 = opt(KVX_MAP_CT6);
+	p.cfg6 = opt(KVX_MAP_CFG6);
 	return p;
 }
 
@@ -70,7 +94,8 @@ Instance &instance_of(LockedConfig &cfg, const MappingOptions &o, const std::str
 bool ext_used_by_other(const Instance &inst, const StaticMapping &sm)
 {
 	for (const auto &o : inst.mappings)
-		if (!(o == sm) && !o.m.ext_uplink && o.m.ext_addr == sm.m.ext_addr)
+		if (!(o == sm) && !o.m.ext_uplink && o.m.v6 == sm.m.v6 &&
+		    (sm.m.v6 ? o.m.ext_addr6 == sm.m.ext_addr6 : o.m.ext_addr == sm.m.ext_addr))
 			return true;
 	return false;
 }
@@ -96,12 +121,15 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	Mapping m = parse_mapping(o.ext, o.guest, o.proto);
 	if (o.add_address && m.ext_uplink)
 		throw Error("--add-address with 'uplink': the uplink's address is there already");
+	if (o.add_address && m.v6)
+		throw Error("--add-address with IPv6 mapping '" + m.str() +
+			    "': an IPv6 external address is never added to the host");
 	// CAP_NET_RAW: the RFC 5227 probe and announcements (AF_PACKET).
 	require_caps("map add", {CAP_BPF, CAP_NET_ADMIN, CAP_NET_RAW});
 	// The host's listeners, read once and before the config lock that
 	// every other kvmxdp command and the daemon wait for.
 	std::optional<ListeningSockets> listening;
-	if (!m.one_to_one())
+	if (!m.one_to_one() && !m.v6)
 		listening = ListeningSockets::read(static_cast<uint8_t>(m.proto));
 	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	Instance &inst = instance_of(cfg, o, g.config);
@@ -125,6 +153,47 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	if (cur)
 		ctx.uplink_net = cur->net;
 	ctx.force = o.force;
+	// The running instance's maps before anything is claimed on the wire:
+	// pins kvmxdp refuses to read stop the command here (after the
+	// checks, but an IPv6 mapping is checked against kvx_cfg6's prefix).
+	std::optional<Pins> pins;
+	if (m.v6) {
+		pins = open_pins(inst);
+		// NAT66's prefix and address as the datapath has them; not
+		// running: the recorded prefix (a bridge's own is taken at
+		// attach) and the address attach would choose.
+		const Uplink6View v6 = read_uplink6(nl, up->ifindex);
+		if (pins && pins->cfg6.get() >= 0) {
+			const kvx_cfg6 c = read_cfg6(pins->cfg6.get());
+			if (c.mode == KVX_V6_NAT66) {
+				Ipv6Addr a;
+				std::memcpy(a.data(), c.subnet, a.size());
+				ctx.subnet6 = network_of6(a, c.subnet_len);
+			}
+			ctx.uplink_addr6 = pins->uplink_addr6();
+		} else {
+			ctx.subnet6 = inst.subnet6;
+			if (v6.choice.addr)
+				ctx.uplink_addr6 = v6.choice.addr->addr;
+			if (!ctx.subnet6)
+				throw Error("mapping '" + m.str() + "': bridge '" + inst.bridge +
+					    "' is not running and has no recorded --subnet6: its "
+					    "guests' IPv6 prefix is known once it is attached");
+		}
+		for (const auto &p : v6.prefixes)
+			ctx.uplink_nets6.push_back(p.net);
+		// Another address of the uplink (a temporary one, a second
+		// prefix's) is the host's too: a 1:1 mapping would take its
+		// traffic.
+		if (m.one_to_one())
+			for (const auto &a : ipv6_addrs(nl, up->ifindex))
+				if (a.addr == m.ext_addr6)
+					throw Error(
+						"mapping '" + m.str() +
+						"': " + format_ipv6(m.ext_addr6) +
+						" is an address of " + inst.uplink +
+						", which belongs to the host (forward ports instead)");
+	}
 	std::vector<Mapping> existing;
 	for (const auto &sm : inst.mappings)
 		existing.push_back(sm.m);
@@ -133,16 +202,18 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	StaticMapping sm;
 	sm.m = m;
 	sm.add_address = o.add_address;
-	sm.network = cur;
+	// IPv6 mappings are not tied to a network (yet): no suspension.
+	if (!m.v6)
+		sm.network = cur;
 	sm.vm = o.vm;
 	sm.libvirt_network = o.libvirt_network;
 	sm.lease_mac = o.lease_mac;
-	const uint32_t ext = m.ext(ctx.uplink_addr);
-	const bool own = m.ext_uplink || (ctx.uplink_addr && m.ext_addr == ctx.uplink_addr);
-
-	// The running instance's maps before anything is claimed on the wire:
-	// pins kvmxdp refuses to read stop the command here.
-	auto pins = open_pins(inst);
+	const uint32_t ext = m.v6 ? 0 : m.ext(ctx.uplink_addr);
+	// IPv6: nothing to claim with ARP; announcing a 1:1 address with
+	// Neighbour Advertisements (after DAD) is not done here.
+	const bool own = m.v6 || m.ext_uplink || (ctx.uplink_addr && m.ext_addr == ctx.uplink_addr);
+	if (!m.v6)
+		pins = open_pins(inst);
 
 	if (listening && ext)
 		if (auto p = listening->first_listening(ext, m.ext_ports))
@@ -260,7 +331,8 @@ json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 		} catch (const Error &) {
 			// Not attached (or refused): states from the network only.
 		}
-		for (auto &e : mappings_json(inst, nl, pins ? pins->extaddr.get() : -1)) {
+		for (auto &e : mappings_json(inst, nl, pins ? pins->extaddr.get() : -1,
+					     pins ? pins->cfg6.get() : -1)) {
 			e["bridge"] = inst.bridge;
 			out.push_back(e);
 		}

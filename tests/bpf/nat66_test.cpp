@@ -715,5 +715,285 @@ TEST_F(Nat66Test, TruncatedAtEveryByte)
 	EXPECT_TRUE(dp().bind6_entries().empty());
 }
 
+// --- static mappings (`map add` with IPv6): port forwards and 1:1 ---
+
+const Ip6 kGuest6F = ip6("fd42::14");
+const Ip6 kMapped6 = ip6("2001:db8:77::101"); // on the uplink's /64, not the host's
+
+// A static pair in kvx_bind6 as `map add` writes it (model/mapping.cpp
+// mapping_entries6): IN half first, no MAC (learnt from the guest's first
+// packet).  proto 0 with ports 0: a 1:1 mapping.
+void add_static6(Datapath &dp, std::uint8_t proto, const Ip6 &ext, std::uint16_t ext_port,
+		 const Ip6 &guest, std::uint16_t guest_port)
+{
+	const std::uint16_t flags = proto ? KVX_BIND_F_STATIC :
+					    KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+	kvx_bind6_key ik{}, ok{};
+	kvx_bind6_val iv{}, ov{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = proto;
+	copy_addr(ik.addr, ext);
+	ik.port = htons(ext_port);
+	copy_addr(iv.addr, guest);
+	iv.bind.port = htons(guest_port);
+	iv.bind.flags = flags;
+	ok.dir = KVX_BIND_OUT;
+	ok.proto = proto;
+	copy_addr(ok.addr, guest);
+	ok.port = htons(guest_port);
+	copy_addr(ov.addr, ext);
+	ov.bind.port = htons(ext_port);
+	ov.bind.flags = flags;
+	dp.bind6_update(ik, iv);
+	dp.bind6_update(ok, ov);
+}
+
+void del_static6(Datapath &dp, std::uint8_t proto, const Ip6 &ext, std::uint16_t ext_port,
+		 const Ip6 &guest, std::uint16_t guest_port)
+{
+	kvx_bind6_key ik{}, ok{};
+	ok.dir = KVX_BIND_OUT;
+	ok.proto = proto;
+	copy_addr(ok.addr, guest);
+	ok.port = htons(guest_port);
+	ik.dir = KVX_BIND_IN;
+	ik.proto = proto;
+	copy_addr(ik.addr, ext);
+	ik.port = htons(ext_port);
+	dp.bind6_delete(ok);
+	dp.bind6_delete(ik);
+}
+
+// The SNAT of a mapped guest endpoint: from ext:port.
+Packet6 snat6_to(Packet6 p, const Ip6 &ext, std::uint16_t port)
+{
+	p = snat6(p, port);
+	p.src = ext;
+	return p;
+}
+
+// A remote's first packet to ext:port (a SYN for TCP).
+Packet6 inbound6(std::uint8_t proto, const Ip6 &ext, std::uint16_t port,
+		 const Ip6 &remote = kRemote6A, std::uint16_t rport = 51000)
+{
+	Packet6 p = proto == kProtoTcp ? make_tcp6(remote, rport, ext, port) :
+		    proto == kProtoUdp ? make_udp6(remote, rport, ext, port, 40) :
+					 make_echo6(remote, ext, port);
+	if (proto == kProtoIcmp6)
+		p.icmp_type = kIcmp6EchoRequest;
+	p.hop_limit = 60;
+	return from_uplink6(p);
+}
+
+// Delivered with the binding's MACs unknown (nothing learnt yet): the
+// kernel's neighbour table fills them (bpf_redirect_neigh), the frame's
+// own are left.
+Packet6 dnat6_neigh(Packet6 p, const Ip6 &guest, std::uint16_t port)
+{
+	const Packet6 in = p;
+	p = dnat6(p, guest, port);
+	p.src_mac = in.src_mac;
+	p.dst_mac = in.dst_mac;
+	return p;
+}
+
+// The guest's answer to a delivered packet (a SYN-ACK to a SYN).
+Packet6 answer6(const Packet6 &delivered)
+{
+	Packet6 a = from_guest6(delivered);
+	std::swap(a.src, a.dst);
+	std::swap(a.sport, a.dport);
+	a.src_mac = mac_of(a.src);
+	a.dst_mac = Topology::kBridgeMac;
+	a.hop_limit = 64;
+	if (a.proto == kProtoTcp) {
+		a.tcp_flags = kTcpSyn | kTcpAck;
+		a.ack_seq = delivered.seq + 1;
+		a.seq = 0x60000000;
+	}
+	if (a.proto == kProtoIcmp6)
+		a.icmp_type = kIcmp6EchoReply;
+	a.payload = a.proto == kProtoTcp ? Bytes{} : pattern(30, 0x5a);
+	return a;
+}
+
+// [uplink]:2222 -> [fd42::14]:22: a remote's SYN reaches the guest from
+// the remote's own address, the guest's SYN-ACK leaves from [uplink]:2222,
+// the handshake completes the flow (SYN_RECV until then), and the guest
+// learns its MAC into the IN half.  Anything but a SYN opens nothing.
+TEST_F(Nat66Test, PortForwardOnUplinkAddress)
+{
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
+	Packet6 stray = inbound6(kProtoTcp, kUplink6, 2222);
+	stray.tcp_flags = kTcpAck;
+	run6(Prog::UpIngress, stray, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	EXPECT_TRUE(dp().ct6_entries().empty());
+
+	const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(syn, kGuest6F, 22));
+	auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_SYN_RECV);
+	EXPECT_EQ(flows[0].second.ct.flags & (KVX_CT_F_STATIC | KVX_CT_F_INBOUND),
+		  KVX_CT_F_STATIC | KVX_CT_F_INBOUND);
+	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), 2222);
+	EXPECT_EQ(std::memcmp(flows[0].second.ext_addr, kUplink6.data(), 16), 0);
+
+	const Packet6 synack = answer6(dnat6(syn, kGuest6F, 22));
+	out6(synack, 2222);
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	// The MACs learnt from the guest's SYN-ACK deliver from now on.
+	run6(Prog::UpIngress, ack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(ack, kGuest6F, 22));
+	flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_ESTABLISHED);
+
+	// No dynamic binding was made for any of it: only the static pair.
+	EXPECT_EQ(dp().bind6_entries().size(), 2u);
+	// The guest's own new connection from the forwarded port leaves from
+	// its external endpoint too.
+	const Packet6 own = from_guest6(make_tcp6(kGuest6F, 22, kRemote6B, 443));
+	out6(own, 2222);
+	// Another port of the uplink address is still the host's.
+	run6(Prog::UpIngress, inbound6(kProtoTcp, kUplink6, 2223), TC_ACT_OK, KVX_R_PASS_HOST);
+	// UDP to the TCP forward's port: the host's.
+	run6(Prog::UpIngress, inbound6(kProtoUdp, kUplink6, 2222), TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// [2001:db8:77::101]:8080 -> [fd42::14]:80, on an address the host does not
+// have: inbound reaches the guest, its answer leaves from that address;
+// another port of it, and the address when unmapped (`map del`), are the
+// host's again.
+TEST_F(Nat66Test, PortForwardOnLiteralAddress)
+{
+	add_static6(dp(), kProtoTcp, kMapped6, 8080, kGuest6F, 80);
+	const Packet6 syn = inbound6(kProtoTcp, kMapped6, 8080);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(syn, kGuest6F, 80));
+	const Packet6 synack = answer6(dnat6(syn, kGuest6F, 80));
+	const Bytes in = synack.build();
+	const RunResult r = dp().run(Prog::BrIngress, in, ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(diff(r.out, snat6_to(synack, kMapped6, 8080).build()), "");
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	run6(Prog::UpIngress, inbound6(kProtoTcp, kMapped6, 8081), TC_ACT_OK, KVX_R_PASS_HOST);
+	run6(Prog::UpIngress, inbound6(kProtoUdp, kMapped6, 8080), TC_ACT_OK, KVX_R_PASS_HOST);
+
+	del_static6(dp(), kProtoTcp, kMapped6, 8080, kGuest6F, 80);
+	run6(Prog::UpIngress, inbound6(kProtoTcp, kMapped6, 8080, kRemote6B), TC_ACT_OK,
+	     KVX_R_PASS_HOST);
+}
+
+// The forward's IN half belongs to the MAC that uses it, as a dynamic
+// binding does: guest B with guest A's address and forwarded port cannot
+// take A's inbound connections.
+TEST_F(Nat66Test, PortForwardOwnedByItsMac)
+{
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
+	const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(syn, kGuest6F, 22));
+	const Packet6 synack = answer6(dnat6(syn, kGuest6F, 22));
+	out6(synack, 2222);
+	Packet6 spoof = from_guest6(make_tcp6(kGuest6F, 22, kRemote6B, 443));
+	spoof.src_mac = mac_of(kGuest6B);
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	Packet6 again = synack;
+	again.src_mac = mac_of(kGuest6B);
+	run6(Prog::BrIngress, again, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// A's next connection is still delivered to A's MAC.
+	const Packet6 syn2 = inbound6(kProtoTcp, kUplink6, 2222, kRemote6B, 52000);
+	run6(Prog::UpIngress, syn2, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn2, kGuest6F, 22));
+}
+
+// 2001:db8:77::101 <-> fd42::14, 1:1: every port and echo requests reach
+// the guest, ports kept; the guest's own flows leave from the mapped
+// address, ports kept, not from the uplink's.
+TEST_F(Nat66Test, OneToOneTcpUdpEcho)
+{
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	const Packet6 syn = inbound6(kProtoTcp, kMapped6, 5555);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+	     dnat6_neigh(syn, kGuest6F, 5555));
+	const Packet6 synack = answer6(dnat6(syn, kGuest6F, 5555));
+	{
+		const RunResult r =
+			dp().run(Prog::BrIngress, synack.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(diff(r.out, snat6_to(synack, kMapped6, 5555).build()), "");
+		EXPECT_EQ(check_checksums(r.out), "");
+	}
+	const Packet6 ping = inbound6(kProtoIcmp6, kMapped6, 0x99);
+	run6(Prog::UpIngress, ping, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(ping, kGuest6F, 0x99));
+	const Packet6 pong = answer6(dnat6(ping, kGuest6F, 0x99));
+	{
+		const RunResult r =
+			dp().run(Prog::BrIngress, pong.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(diff(r.out, snat6_to(pong, kMapped6, 0x99).build()), "");
+		EXPECT_EQ(check_checksums(r.out), "");
+	}
+	const Packet6 udp = from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20));
+	{
+		const RunResult r =
+			dp().run(Prog::BrIngress, udp.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(diff(r.out, snat6_to(udp, kMapped6, 5353).build()), "");
+	}
+	// Only the static pair: no binding of the pool was made.
+	EXPECT_EQ(dp().bind6_entries().size(), 2u);
+	// Another guest's echo reply without a request is not let out.
+	Packet6 lone = from_guest6(make_echo6(kGuest6A, kRemote6A, 0x42));
+	lone.icmp_type = kIcmp6EchoReply;
+	run6(Prog::BrIngress, lone, TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+	// Unmapped: the host's.
+	del_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	run6(Prog::UpIngress, inbound6(kProtoTcp, kMapped6, 5556), TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// 1:1 for the protocols translated by address alone (GRE, SCTP, IPv4- and
+// IPv6-in-IPv6): both ways, payload untouched; one with a pseudo-header
+// checksum kvmxdp does not know (DCCP) is not translated, and without a
+// 1:1 mapping none is.  To the uplink address they stay the host's.
+TEST_F(Nat66Test, OneToOneAddressOnlyProtocols)
+{
+	Packet6 gre = from_guest6(make_tcp6(kGuest6F, 0, kRemote6A, 0));
+	gre.proto = kProtoGre;
+	gre.payload = pattern(24, 0x47);
+	run6(Prog::BrIngress, gre, TC_ACT_SHOT, KVX_R_DROP_PROTO_UNTRANSLATED);
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	{
+		const RunResult r =
+			dp().run(Prog::BrIngress, gre.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		Packet6 want = snat6_to(gre, kMapped6, 0);
+		EXPECT_EQ(diff(r.out, want.build()), "");
+	}
+	Packet6 back = from_uplink6(gre);
+	back.src = kRemote6A;
+	back.dst = kMapped6;
+	back.hop_limit = 60;
+	back.payload = pattern(40, 0x74);
+	// Delivered to the MAC the 1:1 mapping learnt from the guest's packet.
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6F, 0));
+	auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].first.proto, kProtoGre);
+	EXPECT_EQ(flows[0].second.ct.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE),
+		  KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
+
+	Packet6 dccp = gre;
+	dccp.proto = 33;
+	run6(Prog::BrIngress, dccp, TC_ACT_SHOT, KVX_R_DROP_PROTO_UNTRANSLATED);
+	Packet6 dccp_in = back;
+	dccp_in.proto = 33;
+	run6(Prog::UpIngress, dccp_in, TC_ACT_OK, KVX_R_PASS_HOST);
+	Packet6 to_host = back;
+	to_host.dst = kUplink6;
+	run6(Prog::UpIngress, to_host, TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
 } // namespace
 } // namespace kvmxdp::test

@@ -167,7 +167,11 @@ TEST(Config, LibvirtOwnerRoundTripAndValidation)
 	net.libvirt_network = "default";
 	StaticMapping plain;
 	plain.m = parse_mapping("10.77.0.51", "192.168.122.12", "");
-	i.mappings = {vm, net, plain};
+	// IPv6 mappings: recorded in the CLI's spelling, read back the same.
+	StaticMapping fwd6, one6;
+	fwd6.m = parse_mapping("[uplink]:2222", "[fd42::14]:22", "tcp");
+	one6.m = parse_mapping("2001:db8:1::101", "fd42::101", "");
+	i.mappings = {vm, net, plain, fwd6, one6};
 	c.instances.push_back(i);
 	json j = to_json(c);
 	const json &ms = j["instances"][0]["mappings"];
@@ -176,6 +180,9 @@ TEST(Config, LibvirtOwnerRoundTripAndValidation)
 	EXPECT_EQ(ms[1]["libvirt_network"], "default");
 	EXPECT_FALSE(ms[2].contains("vm")); // a plain mapping's JSON as before
 	EXPECT_FALSE(ms[2].contains("lease_mac"));
+	EXPECT_EQ(ms[3]["ext"], "[uplink]:2222");
+	EXPECT_EQ(ms[3]["guest"], "[fd42::14]:22");
+	EXPECT_EQ(ms[4]["ext"], "2001:db8:1::101");
 	Config back = config_from_json(json::parse(j.dump()));
 	EXPECT_TRUE(back.instances[0] == c.instances[0]);
 	j["instances"][0]["mappings"][0]["vm"] = "../x";

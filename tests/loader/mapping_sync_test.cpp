@@ -506,3 +506,162 @@ TEST(UplinkAddress, PrimaryNeverTakesAnAddedMappingAddress)
 	EXPECT_FALSE(primary_ipv4({added, second}));
 	EXPECT_FALSE(primary_ipv4({added}));
 }
+
+namespace {
+
+// apply_mappings' IPv6 half on real kvx_bind6/kvx_ct6/kvx_cfg6 maps.
+class Maps6Fixture : public MapsFixture {
+protected:
+	void SetUp() override
+	{
+		MapsFixture::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		bind6_ = Fd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
+					   sizeof(kvx_bind6_val), 1024, nullptr));
+		ASSERT_GE(bind6_.get(), 0) << std::strerror(errno);
+		ct6_ = Fd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct6", sizeof(kvx_ct6_key),
+					 sizeof(kvx_ct6_val), 1024, nullptr));
+		ASSERT_GE(ct6_.get(), 0) << std::strerror(errno);
+		cfg6_ = Fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_cfg6", sizeof(uint32_t),
+					  sizeof(kvx_cfg6), 1, nullptr));
+		ASSERT_GE(cfg6_.get(), 0) << std::strerror(errno);
+		set_uplink6("2001:db8:1::2");
+	}
+	MapFds fds6() const
+	{
+		return {bind_.get(), ext_.get(), ct_.get(), bind6_.get(), ct6_.get(), cfg6_.get()};
+	}
+	void set_uplink6(const char *a)
+	{
+		kvx_cfg6 c{};
+		c.mode = KVX_V6_NAT66;
+		std::memcpy(c.uplink_addr, parse_ipv6(a).data(), 16);
+		write_cfg6(cfg6_.get(), c);
+	}
+	static kvx_bind6_key key6(uint8_t dir, uint8_t proto, const char *addr, uint16_t port)
+	{
+		kvx_bind6_key k{};
+		k.dir = dir;
+		k.proto = proto;
+		std::memcpy(k.addr, parse_ipv6(addr).data(), 16);
+		k.port = htons(port);
+		return k;
+	}
+	std::optional<kvx_bind6_val> get6(uint8_t dir, uint8_t proto, const char *addr,
+					  uint16_t port)
+	{
+		const kvx_bind6_key k = key6(dir, proto, addr, port);
+		kvx_bind6_val v{};
+		if (bpf_map_lookup_elem(bind6_.get(), &k, &v) != 0)
+			return std::nullopt;
+		return v;
+	}
+	size_t nbind6() { return dump_hash<kvx_bind6_key, kvx_bind6_val>(bind6_.get()).size(); }
+	void add_flow6(const char *guest, uint16_t gport, const char *ext, uint16_t eport,
+		       uint8_t flags)
+	{
+		kvx_ct6_key k{};
+		std::memcpy(k.int_addr, parse_ipv6(guest).data(), 16);
+		std::memcpy(k.rem_addr, parse_ipv6("2001:db8:1::7").data(), 16);
+		k.int_port = htons(gport);
+		k.rem_port = htons(40000);
+		k.proto = IPPROTO_TCP;
+		kvx_ct6_val v{};
+		std::memcpy(v.ext_addr, parse_ipv6(ext).data(), 16);
+		v.ct.ext_port = htons(eport);
+		v.ct.flags = flags;
+		ASSERT_EQ(bpf_map_update_elem(ct6_.get(), &k, &v, BPF_ANY), 0);
+	}
+	Fd bind6_, ct6_, cfg6_;
+};
+
+} // namespace
+
+// [uplink] forwards on kvx_cfg6's address, 1:1 pairs, IPv4 mappings in
+// kvx_bind only; a new NAT66 address moves the forward (its flows go), a
+// map del removes the pairs.
+TEST_F(Maps6Fixture, InstallsRepointsAndRemovesInKvxBind6)
+{
+	std::vector<StaticMapping> mappings = {
+		sm("uplink:8080", "192.168.122.102:80", "tcp"),
+		sm("[uplink]:2222", "[fd42::14]:22", "tcp", false),
+		sm("2001:db8:1::101", "fd42::101", "", false),
+	};
+	auto r = apply_mappings(fds6(), mappings, up_, home_);
+	EXPECT_TRUE(r.errors.empty());
+	EXPECT_EQ(r.bind_added, 6u);
+	EXPECT_EQ(nbind(), 2u);
+	EXPECT_EQ(nbind6(), 4u);
+	auto in = get6(KVX_BIND_IN, IPPROTO_TCP, "2001:db8:1::2", 2222);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(0, std::memcmp(in->addr, parse_ipv6("fd42::14").data(), 16));
+	EXPECT_EQ(ntohs(in->bind.port), 22);
+	EXPECT_EQ(in->bind.flags, KVX_BIND_F_STATIC);
+	auto one = get6(KVX_BIND_OUT, 0, "fd42::101", 0);
+	ASSERT_TRUE(one);
+	EXPECT_EQ(one->bind.flags, KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE);
+	EXPECT_FALSE(ext_flags("0.0.0.0")); // no kvx_extaddr entry for IPv6
+	// Idempotent.
+	r = apply_mappings(fds6(), mappings, up_, home_);
+	EXPECT_EQ(r.bind_added + r.bind_deleted, 0u);
+
+	// A flow through the forward, one through the 1:1 mapping, a dynamic one.
+	add_flow6("fd42::14", 22, "2001:db8:1::2", 2222, KVX_CT_F_STATIC);
+	add_flow6("fd42::101", 443, "2001:db8:1::101", 443, KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
+	add_flow6("fd42::9", 5555, "2001:db8:1::2", 62000, 0);
+	set_uplink6("2001:db8:1::3"); // renumbered (the daemon's refresh_uplink6)
+	r = apply_mappings(fds6(), mappings, up_, home_);
+	EXPECT_EQ(r.bind_deleted, 2u);
+	EXPECT_EQ(r.bind_added, 2u);
+	EXPECT_EQ(r.ct_deleted, 1u);
+	EXPECT_FALSE(get6(KVX_BIND_IN, IPPROTO_TCP, "2001:db8:1::2", 2222));
+	ASSERT_TRUE(get6(KVX_BIND_IN, IPPROTO_TCP, "2001:db8:1::3", 2222));
+	auto out = get6(KVX_BIND_OUT, IPPROTO_TCP, "fd42::14", 22);
+	ASSERT_TRUE(out);
+	EXPECT_EQ(0, std::memcmp(out->addr, parse_ipv6("2001:db8:1::3").data(), 16));
+	EXPECT_EQ((dump_hash<kvx_ct6_key, kvx_ct6_val>(ct6_.get()).size()), 2u);
+
+	mappings.pop_back(); // map del of the 1:1 mapping: its flow goes too
+	r = apply_mappings(fds6(), mappings, up_, home_);
+	EXPECT_EQ(r.bind_deleted, 2u);
+	EXPECT_EQ(r.ct_deleted, 1u);
+	EXPECT_EQ(nbind6(), 2u);
+	mappings.pop_back();
+	apply_mappings(fds6(), mappings, up_, home_);
+	EXPECT_EQ(nbind6(), 0u);
+	EXPECT_EQ(nbind(), 2u); // the IPv4 forward untouched
+}
+
+// A guest's dynamic binding on the port a forward wants: the forward takes
+// it (the guest's OUT half released, its flows flushed), as for IPv4.
+TEST_F(Maps6Fixture, ForwardTakesAGuestsDynamicPort)
+{
+	kvx_bind6_key ik = key6(KVX_BIND_IN, IPPROTO_UDP, "2001:db8:1::2", 5300);
+	kvx_bind6_key ok = key6(KVX_BIND_OUT, IPPROTO_UDP, "fd42::9", 4000);
+	kvx_bind6_val iv{}, ov{};
+	std::memcpy(iv.addr, parse_ipv6("fd42::9").data(), 16);
+	iv.bind.port = htons(4000);
+	std::memcpy(ov.addr, parse_ipv6("2001:db8:1::2").data(), 16);
+	ov.bind.port = htons(5300);
+	ASSERT_EQ(bpf_map_update_elem(bind6_.get(), &ik, &iv, BPF_ANY), 0);
+	ASSERT_EQ(bpf_map_update_elem(bind6_.get(), &ok, &ov, BPF_ANY), 0);
+	kvx_ct6_key k{};
+	std::memcpy(k.int_addr, parse_ipv6("fd42::9").data(), 16);
+	k.int_port = htons(4000);
+	k.proto = IPPROTO_UDP;
+	kvx_ct6_val v{};
+	std::memcpy(v.ext_addr, parse_ipv6("2001:db8:1::2").data(), 16);
+	v.ct.ext_port = htons(5300);
+	ASSERT_EQ(bpf_map_update_elem(ct6_.get(), &k, &v, BPF_ANY), 0);
+
+	auto r = apply_mappings(fds6(), {sm("[uplink]:5300", "[fd42::12]:5301", "udp", false)}, up_,
+				home_, true);
+	EXPECT_TRUE(r.errors.empty());
+	EXPECT_EQ(r.ct_deleted, 1u);
+	EXPECT_FALSE(get6(KVX_BIND_OUT, IPPROTO_UDP, "fd42::9", 4000));
+	auto in = get6(KVX_BIND_IN, IPPROTO_UDP, "2001:db8:1::2", 5300);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(0, std::memcmp(in->addr, parse_ipv6("fd42::12").data(), 16));
+	EXPECT_EQ(in->bind.flags, KVX_BIND_F_STATIC);
+}

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <cstring>
+
 #include "base/error.hpp"
 #include "error_of.hpp"
 #include "model/mapping.hpp"
@@ -149,6 +151,164 @@ TEST(MappingEntries, InHalvesFirstInNetworkOrder)
 	EXPECT_EQ(one[0].val.flags, KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE);
 	EXPECT_EQ(ntohl(one[1].key.addr), parse_ipv4("192.168.122.101"));
 	EXPECT_EQ(ntohl(one[1].val.addr), parse_ipv4("192.168.1.101"));
+}
+
+MappingContext ctx6()
+{
+	MappingContext c = ctx();
+	c.subnet6 = parse_subnet6("fd42::/64", "--subnet6");
+	c.uplink_addr6 = parse_ipv6("2001:db8:1::10");
+	c.uplink_nets6 = {network_of6(parse_ipv6("2001:db8:1::10"), 64)};
+	return c;
+}
+
+TEST(MappingParse6, BracketedPortsBareOneToOne)
+{
+	Mapping f = parse_mapping("[uplink]:2222", "[fd42::14]:22", "tcp");
+	EXPECT_TRUE(f.v6);
+	EXPECT_TRUE(f.ext_uplink);
+	EXPECT_EQ(f.guest_addr6, parse_ipv6("fd42::14"));
+	EXPECT_EQ(f.guest_ports.lo, 22);
+	EXPECT_EQ(f.str(), "[uplink]:2222 [fd42::14]:22 tcp");
+	EXPECT_EQ(f.ext_str(), "[uplink]:2222");
+	EXPECT_EQ(f.guest_str(), "[fd42::14]:22");
+
+	Mapping lit = parse_mapping("[2001:DB8:1::5]:8080-8081", "[fd42::14]:80-81", "tcp");
+	EXPECT_EQ(lit.ext_addr6, parse_ipv6("2001:db8:1::5"));
+	// Printed canonically (RFC 5952: lower case, shortest).
+	EXPECT_EQ(lit.str(), "[2001:db8:1::5]:8080-8081 [fd42::14]:80-81 tcp");
+
+	Mapping one = parse_mapping("2001:db8:1::101", "fd42::101", "");
+	EXPECT_TRUE(one.v6);
+	EXPECT_TRUE(one.one_to_one());
+	EXPECT_EQ(one.str(), "2001:db8:1::101 fd42::101");
+	// A bracketed address without a port is an address too.
+	EXPECT_TRUE(parse_mapping("[2001:db8:1::101]", "[fd42::101]", "") == one);
+	// The same text in another family is another mapping.
+	EXPECT_FALSE(parse_mapping("uplink:2222", "192.168.122.14:22", "tcp") == f);
+	// What str() and the config print reads back as the same mapping.
+	for (const Mapping &m : {f, lit, one})
+		EXPECT_TRUE(parse_mapping(m.ext_str(), m.guest_str(), m.proto_str()) == m)
+			<< m.str();
+}
+
+TEST(MappingParse6, MalformedAmbiguousAndMixed)
+{
+	struct Case {
+		const char *ext, *guest, *proto, *needle;
+	} cases[] = {
+		{"[fd42::1", "[fd42::14]:22", "tcp", "'[' without ']'"},
+		{"[uplink]:2222", "[fd42::14:22", "tcp", "'[fd42::14:22': '[' without ']'"},
+		{"fd42::1]:22", "[fd42::14]:22", "tcp", "']' without '['"},
+		{"[fd42::zz]:22", "[fd42::14]:22", "tcp", "invalid IPv6 address 'fd42::zz'"},
+		{"[uplink]:2222", "[uplink]:22", "tcp", "invalid IPv6 address 'uplink'"},
+		{"[fd42::1]22", "[fd42::14]:22", "tcp", "need ':PORT' after ']'"},
+		{"[fd42::1]:0", "[fd42::14]:22", "tcp", "'[fd42::1]:0'"},
+		{"[fd42::1]:2-1", "[fd42::14]:22", "tcp", "'[fd42::1]:2-1'"},
+		// A bare address where a port is wanted: bracket it.
+		{"[uplink]:2222", "fd42::1:22", "tcp", "'fd42::1:22' is ambiguous"},
+		{"[uplink]:2222", "fd42::1:22", "tcp", "'[fd42::1]:22'"},
+		{"2001:db8::1:8080", "fd42::1:80", "tcp", "'2001:db8::1:8080' is ambiguous"},
+		{"2001:db8::1::80", "[fd42::1]:80", "tcp", "[IPV6]:PORT"},
+		// One family per mapping.
+		{"uplink:2222", "[fd42::14]:22", "tcp", "mixes IPv4 and IPv6"},
+		{"[uplink]:2222", "192.168.122.14:22", "tcp", "mixes IPv4 and IPv6"},
+		{"2001:db8:1::101", "192.168.122.101", "", "mixes IPv4 and IPv6"},
+		{"[uplink]", "fd42::101", "", "'[uplink]' cannot be mapped 1:1"},
+		{"[uplink]:2222", "[fd42::14]:22", "", "needs --proto"},
+		{"[uplink]:2222-2223", "[fd42::14]:22", "tcp", "differ in length"},
+	};
+	for (const auto &c : cases) {
+		std::string err = error_of([&] { parse_mapping(c.ext, c.guest, c.proto); });
+		EXPECT_NE(err.find(c.needle), std::string::npos)
+			<< c.ext << " " << c.guest << " " << c.proto << " -> " << err;
+		EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+	}
+}
+
+TEST(MappingCheck6, SameRulesAsIpv4)
+{
+	std::vector<Mapping> have = {
+		parse_mapping("2001:db8:1::101", "fd42::101", ""),
+		parse_mapping("[uplink]:2222-2230", "[fd42::7]:22-30", "tcp"),
+		// An IPv4 mapping's ports are its own family's.
+		parse_mapping("uplink:3000", "192.168.122.7:30", "tcp"),
+	};
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:1::5]:8080", "[fd42::14]:80", "tcp"),
+				      have, ctx6()));
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[uplink]:3000", "[fd42::7]:3000", "tcp"), have,
+				      ctx6()));
+	EXPECT_NO_THROW(
+		check_mapping(parse_mapping("[uplink]:2222", "[fd42::7]:22", "udp"), have, ctx6()));
+	struct Case {
+		Mapping m;
+		const char *needle;
+	} cases[] = {
+		{parse_mapping("2001:db8:1::101", "fd42::9", ""), "one external address"},
+		{parse_mapping("2001:db8:1::105", "fd42::101", ""), "already has a 1:1"},
+		{parse_mapping("[2001:db8:1::101]:80", "[fd42::9]:80", "tcp"),
+		 "one external address"},
+		// The uplink's address written out is [uplink].
+		{parse_mapping("[2001:db8:1::10]:2225", "[fd42::9]:80", "tcp"),
+		 "external ports overlap"},
+		{parse_mapping("[uplink]:2300", "[fd42::7]:25", "tcp"), "guest ports overlap"},
+		{parse_mapping("[uplink]:62000", "[fd42::9]:80", "tcp"), "NAT port range"},
+		{parse_mapping("2001:db8:1::106", "fd43::5", ""),
+		 "not a host address in fd42::/64"},
+		{parse_mapping("2001:db8:1::106", "fd42::", ""), "not a host address in"},
+		{parse_mapping("2001:db8:1::10", "fd42::9", ""), "uplink's own address"},
+		{parse_mapping("2001:db8:2::9", "fd42::9", ""), "--force"},
+		{parse_mapping("fd42::77", "fd42::9", ""), "inside the guests' prefix"},
+		{parse_mapping("fe80::1", "fd42::9", ""), "link-local"},
+		{parse_mapping("ff02::1", "fd42::9", ""), "link-local or multicast"},
+		{parse_mapping("::ffff:192.168.1.9", "fd42::9", ""), "not ::/8"},
+	};
+	for (const auto &c : cases) {
+		std::string err = error_of([&] { check_mapping(c.m, have, ctx6()); });
+		EXPECT_NE(err.find(c.needle), std::string::npos)
+			<< c.m.str() << " -> '" << err << "'";
+	}
+	MappingContext forced = ctx6();
+	forced.force = true;
+	EXPECT_NO_THROW(check_mapping(parse_mapping("2001:db8:2::9", "fd42::9", ""), have, forced));
+	// NAT66 off: no IPv6 mapping, said so.
+	MappingContext off = ctx();
+	EXPECT_NE(error_of([&] {
+			  check_mapping(parse_mapping("[uplink]:80", "[fd42::9]:80", "tcp"), {},
+					off);
+		  }).find("NAT66 is off"),
+		  std::string::npos);
+}
+
+TEST(MappingEntries6, PairsInKvxBind6)
+{
+	const Ipv6Addr up = parse_ipv6("2001:db8:1::10");
+	auto e =
+		mapping_entries6(parse_mapping("[uplink]:2222-2223", "[fd42::7]:22-23", "tcp"), up);
+	ASSERT_EQ(e.size(), 4u);
+	EXPECT_EQ(e[0].key.dir, KVX_BIND_IN);
+	EXPECT_EQ(e[1].key.dir, KVX_BIND_IN);
+	EXPECT_EQ(e[2].key.dir, KVX_BIND_OUT);
+	EXPECT_EQ(ntohs(e[1].key.port), 2223);
+	EXPECT_EQ(0, std::memcmp(e[1].key.addr, up.data(), 16));
+	EXPECT_EQ(0, std::memcmp(e[1].val.addr, parse_ipv6("fd42::7").data(), 16));
+	EXPECT_EQ(e[1].val.bind.addr, 0u); // the IPv4 slot stays 0
+	EXPECT_EQ(ntohs(e[1].val.bind.port), 23);
+	EXPECT_EQ(e[1].val.bind.flags, KVX_BIND_F_STATIC);
+	EXPECT_EQ(0, std::memcmp(e[3].key.addr, parse_ipv6("fd42::7").data(), 16));
+	EXPECT_EQ(ntohs(e[3].val.bind.port), 2223);
+	// [uplink] without a NAT66 address: nothing yet; no IPv4 entries ever.
+	EXPECT_TRUE(
+		mapping_entries6(parse_mapping("[uplink]:2222", "[fd42::7]:22", "tcp"), {}).empty());
+	EXPECT_TRUE(mapping_entries(parse_mapping("[uplink]:2222", "[fd42::7]:22", "tcp"),
+				    parse_ipv4("192.168.1.50"))
+			    .empty());
+	auto one = mapping_entries6(parse_mapping("2001:db8:1::101", "fd42::101", ""), up);
+	ASSERT_EQ(one.size(), 2u);
+	EXPECT_EQ(one[0].key.proto, KVX_PROTO_ANY);
+	EXPECT_EQ(one[0].val.bind.flags, KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE);
+	EXPECT_EQ(0, std::memcmp(one[0].key.addr, parse_ipv6("2001:db8:1::101").data(), 16));
+	EXPECT_EQ(0, std::memcmp(one[1].val.addr, parse_ipv6("2001:db8:1::101").data(), 16));
 }
 
 } // namespace
