@@ -429,18 +429,28 @@ struct ct_reclaim_ctx {
 	__u32 more;  /* stopped at the budget: the table goes on */
 };
 
+/* A reclaim callback's window: 0 to examine this entry, 1 to skip it (an
+ * earlier pass examined it), 2 to stop the walk (the budget is spent). */
+static __always_inline int reclaim_window(struct ct_reclaim_ctx *c)
+{
+	if (c->seen++ < c->skip)
+		return 1;
+	if (c->seen - c->skip > KVX_RECLAIM_BUDGET) {
+		c->more = 1;
+		return 2;
+	}
+	return 0;
+}
+
 static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 			  struct ct_reclaim_ctx *c)
 {
 	const struct kvx_cfg *cfg;
 	__u8 flags;
+	int w = reclaim_window(c);
 
-	if (c->seen++ < c->skip)
-		return 0;
-	if (c->seen - c->skip > KVX_RECLAIM_BUDGET) {
-		c->more = 1;
-		return 1;
-	}
+	if (w)
+		return w - 1;
 	cfg = cfg_get();
 	if (!cfg)
 		return 1;
@@ -454,30 +464,39 @@ static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 	return 0;
 }
 
-/* One reclaim pass; returns the number of flows freed.  A global function:
- * the verifier checks it (and its callback) once, not once per call site
- * and caller state, and its frame stays off the main path's stack. */
-__noinline int ct_reclaim(__u64 now)
+/* One reclaim pass over map with cb, resuming at *cursor; returns the
+ * number of flows freed.  Inlined into one global function per table (the
+ * map and callback are constants there, as bpf_for_each_map_elem needs). */
+static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u64 *holdoff,
+					__u64 now)
 {
 	struct ct_reclaim_ctx c = {};
 
-	if (now < kvx_reclaim_holdoff)
+	if (now < *holdoff)
 		return 0;
 	c.now = now;
-	c.skip = kvx_reclaim_cursor;
-	bpf_for_each_map_elem(&kvx_ct, ct_reclaim_cb, &c, 0);
+	c.skip = *cursor;
+	bpf_for_each_map_elem(map, cb, &c, 0);
 	if (c.skip && c.seen <= c.skip) {
 		/* The table shrank below the cursor: wrap around now rather
 		 * than fail this insert. */
 		c.skip = 0;
 		c.seen = 0;
-		bpf_for_each_map_elem(&kvx_ct, ct_reclaim_cb, &c, 0);
+		bpf_for_each_map_elem(map, cb, &c, 0);
 	}
 	/* Entries freed in the window moved the rest of the walk forward. */
-	kvx_reclaim_cursor = c.more ? c.skip + KVX_RECLAIM_BUDGET - c.freed : 0;
+	*cursor = c.more ? c.skip + KVX_RECLAIM_BUDGET - c.freed : 0;
 	if (!c.freed && c.seen > c.skip)
-		kvx_reclaim_holdoff = now + KVX_RECLAIM_HOLDOFF_NS;
+		*holdoff = now + KVX_RECLAIM_HOLDOFF_NS;
 	return c.freed;
+}
+
+/* kvx_ct's reclaim pass.  A global function: the verifier checks it (and
+ * its callback) once, not once per call site and caller state, and its
+ * frame stays off the main path's stack. */
+__noinline int ct_reclaim(__u64 now)
+{
+	return reclaim_pass(&kvx_ct, ct_reclaim_cb, &kvx_reclaim_cursor, &kvx_reclaim_holdoff, now);
 }
 
 /*

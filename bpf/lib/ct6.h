@@ -7,7 +7,7 @@
  * (ct_unsolicited) are ct.h's own code.  The pair invariant is the same:
  * the IN half is inserted first with BPF_NOEXIST (the claim on the external
  * port), the OUT half second and deleted first.  Two rules differ, for want
- * of IPv4's kvx_guest and quotas: a binding belongs to the MAC that made it
+ * of IPv4's kvx_guest: a binding belongs to the MAC that made it
  * (bind6_mac_owns), and a guest opens a TCP flow with a SYN only
  * (tcp6_may_open_out).
  *
@@ -18,10 +18,14 @@
  * mapped one, and a static IN half is owned by the MAC that uses it as
  * a dynamic one is (bind6_mac_owns).
  *
+ * Quotas: a guest's IPv6 flows and bindings count in the same kvx_gflows
+ * and kvx_gports slot as its IPv4 ones (the slot of its MAC: one quota per
+ * guest, both families).  A flow or binding counts for the MAC its
+ * binding's IN half delivers to (ct6_slot): the rule the daemon's recount
+ * applies too.
+ *
  * Not here yet (IPv4 has them): TIME_WAIT port reuse, address ownership
- * (kvx_guest), per-guest quotas and port limits (inbound flows to a port
- * forward included), reclaim of expired flows when the table is full (the
- * daemon's GC expires them).
+ * (kvx_guest), early drop of half-open inbound flows.
  */
 #ifndef KVX_CT6_H
 #define KVX_CT6_H
@@ -167,6 +171,105 @@ static __always_inline void bind6_in_init(struct kvx_bind6_key *ik, struct kvx_b
 	__builtin_memcpy(iv->bind.gw_mac, macs + KVX_GW_MAC_OFF, 6);
 }
 
+/* The quota slot of the guest whose MAC is mac (zero: none known, the
+ * address's own slot). */
+static __always_inline __u32 guest6_slot(const struct kvx_cfg *cfg, const __u8 *mac,
+					 const __be32 *addr)
+{
+	return kvx_guest_slot6(mac_is_zero(mac) ? NULL : mac, addr, cfg->guest_seed);
+}
+
+/*
+ * The slot a flow or binding of the guest endpoint (guest_addr, guest_port)
+ * counts in: that of the MAC its IN half at (proto, ext_addr, ext_port)
+ * delivers to, else of the address (the daemon's recount: control/gc.cpp).
+ */
+static __always_inline __u32 ct6_slot(const struct kvx_cfg *cfg, __u8 proto,
+				      const __be32 *guest_addr, __be16 guest_port,
+				      const __be32 *ext_addr, __be16 ext_port)
+{
+	struct kvx_bind6_key ik;
+	struct kvx_bind6_val *ib;
+
+	bind6_key_init(&ik, KVX_BIND_IN, proto, ext_addr, ext_port);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	if (ib && addr6_eq(ib->addr, guest_addr) && ib->bind.port == guest_port)
+		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
+	/* A 1:1 address: its one IN half, any port. */
+	bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) && addr6_eq(ib->addr, guest_addr))
+		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
+	return kvx_guest_slot6(NULL, guest_addr, cfg->guest_seed);
+}
+
+static __always_inline void gflows6_add(__u32 slot, __u8 ct_flags, int d)
+{
+	struct kvx_gflows_val *g = bpf_map_lookup_elem(&kvx_gflows, &slot);
+
+	if (g)
+		__sync_fetch_and_add(gflows_counter(g, ct_flags), d);
+}
+
+/* kvx_ct6's reclaim pass (ct.h's reclaim_pass): its own cursor and
+ * hold-off, the table walked being another. */
+__u32 kvx_reclaim6_cursor;
+__u64 kvx_reclaim6_holdoff;
+
+static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val *f,
+			   struct ct_reclaim_ctx *c)
+{
+	const struct kvx_cfg *cfg;
+	__u32 slot;
+	__u8 flags;
+	int w = reclaim_window(c);
+
+	if (w)
+		return w - 1;
+	cfg = cfg_get();
+	if (!cfg)
+		return 1;
+	if (!kvx_ct_expired(&f->ct, k->proto, &cfg->timeouts, c->now))
+		return 0;
+	flags = f->ct.flags;
+	slot = ct6_slot(cfg, k->proto, k->int_addr, k->int_port, f->ext_addr, f->ct.ext_port);
+	if (bpf_map_delete_elem(&kvx_ct6, k))
+		return 0; /* someone else deleted it */
+	c->freed++;
+	gflows6_add(slot, flags, -1);
+	return 0;
+}
+
+__noinline int ct6_reclaim(__u64 now)
+{
+	return reclaim_pass(&kvx_ct6, ct6_reclaim_cb, &kvx_reclaim6_cursor, &kvx_reclaim6_holdoff,
+			    now);
+}
+
+/* The per-guest flow quota (ct_quota_check's rule; no early drop for
+ * IPv6 yet) for a new flow counting in slot. */
+static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u8 ct_flags,
+				      __u64 now)
+{
+	struct kvx_gflows_val *g;
+	__u32 *n;
+
+	if (!cfg || !cfg->flow_quota)
+		return KVX_CONTINUE;
+	g = bpf_map_lookup_elem(&kvx_gflows, &slot);
+	if (!g)
+		return KVX_CONTINUE;
+	n = gflows_counter(g, ct_flags);
+	if ((__s32)*n < (__s32)cfg->flow_quota)
+		return KVX_CONTINUE;
+	if (now < g->reclaim_ns)
+		return KVX_R_DROP_GUEST_QUOTA;
+	if (ct6_reclaim(now) && (__s32)*n < (__s32)cfg->flow_quota)
+		return KVX_CONTINUE;
+	g->reclaim_ns = now + KVX_RECLAIM_HOLDOFF_NS;
+	return KVX_R_DROP_GUEST_QUOTA;
+}
+
 /*
  * One probe of bind6_create: claim port (host order) on the uplink address
  * for p's guest endpoint (the IN half, BPF_NOEXIST) unless the host listens
@@ -216,7 +319,7 @@ __noinline int bind6_claim(const struct kvx_pkt6 *p6, const struct nat_macs *mac
  * chain down to bind6_claim.
  */
 static __noinline int bind6_out_insert(const struct kvx_pkt6 *p6, const __be32 *ext_addr,
-				       __be16 *ext_port, __u64 now)
+				       __be16 *ext_port, __u64 now, __u32 slot)
 {
 	struct kvx_bind6_key k;
 	struct kvx_bind6_val v;
@@ -231,8 +334,13 @@ static __noinline int bind6_out_insert(const struct kvx_pkt6 *p6, const __be32 *
 	v.bind.last_used_ns = now;
 	bind6_key_init(&k, KVX_BIND_OUT, p6->p.proto, p6->saddr, p6->p.sport);
 	err = bpf_map_update_elem(&kvx_bind6, &k, &v, BPF_NOEXIST);
-	if (!err)
+	if (!err) {
+		__u32 *n = bpf_map_lookup_elem(&kvx_gports, &slot);
+
+		if (n)
+			__sync_fetch_and_add(n, 1);
 		return KVX_CONTINUE;
+	}
 	bind6_key_init(&k, KVX_BIND_IN, p6->p.proto, ext_addr, *ext_port);
 	bpf_map_delete_elem(&kvx_bind6, &k);
 	if (err != -EEXIST)
@@ -255,11 +363,18 @@ static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_p
 				   const __u8 *macs, __u64 now, __be16 *ext_port)
 {
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
-	__u32 lo, hi, slo, shi, hole, range, start, want, port = 0, i;
+	__u32 lo, hi, slo, shi, hole, range, start, want, port = 0, i, slot, *n;
 	int err = -EEXIST;
 
 	if (!cfg || !cfg6 || !p6 || !macs || !ext_port)
 		return KVX_R_DROP_TABLE_FULL;
+	/* RFC 6888 REQ-4, as bind_create (without its TIME_WAIT recycling,
+	 * which IPv6 has not yet): a guest at its port limit gets no new
+	 * binding until one of its own goes. */
+	slot = guest6_slot(cfg, macs, p6->saddr);
+	n = bpf_map_lookup_elem(&kvx_gports, &slot);
+	if (n && cfg->guest_ports && (__s32)*n >= (__s32)cfg->guest_ports)
+		return KVX_R_DROP_GUEST_PORTS;
 	lo = cfg->nat_port_lo;
 	hi = cfg->nat_port_hi;
 	slo = cfg->nat_skip_lo;
@@ -292,7 +407,7 @@ static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_p
 		return KVX_R_DROP_TABLE_FULL;
 
 	*ext_port = bpf_htons(port);
-	return bind6_out_insert(p6, cfg6->uplink_addr, ext_port, now);
+	return bind6_out_insert(p6, cfg6->uplink_addr, ext_port, now, slot);
 }
 
 /* bind6_get's repair of a pair whose IN half is missing: the same port
@@ -310,6 +425,23 @@ static __noinline int bind6_in_reclaim(const struct kvx_pkt6 *p6, const __u8 *ma
 	bind6_in_init(&k, &v, p6, macs, ext_addr, ext_port, now);
 	v.bind.flags = KVX_BIND_F_MULTI;
 	return bpf_map_update_elem(&kvx_bind6, &k, &v, BPF_NOEXIST);
+}
+
+/* bind6_reuse released a dynamic OUT half of p's guest endpoint: one port
+ * less for the slot it counted in (ct6_slot: its IN half's MAC, ib).  Not
+ * inlined: off the frames of the chain down to bind6_claim. */
+static __noinline void gports6_release(const struct kvx_pkt6 *p6, const struct kvx_bind6_val *ib)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	__u32 slot, *n;
+
+	if (!cfg || !p6)
+		return;
+	slot = ib ? guest6_slot(cfg, ib->bind.guest_mac, p6->saddr) :
+		    kvx_guest_slot6(NULL, p6->saddr, cfg->guest_seed);
+	n = bpf_map_lookup_elem(&kvx_gports, &slot);
+	if (n)
+		__sync_fetch_and_add(n, -1);
 }
 
 /*
@@ -405,7 +537,8 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 	ib = bind6_in_own(p6, old_addr, old_port);
 	if (ib && !bind6_mac_owns(ib, macs, now))
 		return KVX_R_DROP_SPOOF_MAC;
-	bpf_map_delete_elem(&kvx_bind6, &ok);
+	if (!bpf_map_delete_elem(&kvx_bind6, &ok))
+		gports6_release(p6, ib);
 	if (ib) {
 		bind6_key_init(&ok, KVX_BIND_IN, p6->p.proto, old_addr, old_port);
 		bpf_map_delete_elem(&kvx_bind6, &ok);
@@ -414,12 +547,14 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 }
 
 /*
- * A new flow of p (ct_create, without its reclaim: the daemon's GC expires
- * kvx_ct6), with rw's static flags: outbound from p's source bound to rw's
- * external endpoint, inbound to p's destination delivered to rw's guest
- * endpoint; KVX_CT_RACE when another CPU just made it (ct6_race).  Called
- * by the programs themselves: its key and value (136 bytes) are on no
- * deeper chain of frames.
+ * A new flow of p (ct_create: a full table first gets a reclaim pass),
+ * with rw's static flags: outbound from p's source bound to rw's external
+ * endpoint, inbound to p's destination delivered to rw's guest endpoint;
+ * counted in its guest's slot (ct6_slot); KVX_CT_RACE when another CPU
+ * just made it (ct6_race).  The guest's quota was checked before
+ * (ct6_egress, ct6_ingress), before any binding was made.  Called by the
+ * programs themselves: its key and value (136 bytes) are on no deeper
+ * chain of frames.
  */
 static __always_inline void ct6_key_of(struct kvx_ct6_key *k, const struct kvx_pkt6 *p6,
 				       enum ct_dir dir, const struct nat6_rewrite *rw)
@@ -433,12 +568,13 @@ static __always_inline void ct6_key_of(struct kvx_ct6_key *k, const struct kvx_p
 static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
 				 const struct nat6_rewrite *rw)
 {
+	const struct kvx_cfg *cfg = cfg_get();
 	__u64 now = clock_now_ns();
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val v;
 	int err;
 
-	if (!p6 || !rw)
+	if (!cfg || !p6 || !rw)
 		return KVX_R_DROP_TABLE_FULL;
 	ct6_key_of(&k, p6, dir, rw);
 	if (dir == CT_DIR_OUT) {
@@ -449,8 +585,14 @@ static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
 		addr6_copy(v.ext_addr, p6->daddr);
 	}
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
-	if (!err)
+	if (err == -E2BIG && ct6_reclaim(now) > 0)
+		err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
+	if (!err) {
+		gflows6_add(ct6_slot(cfg, k.proto, k.int_addr, k.int_port, v.ext_addr,
+				     v.ct.ext_port),
+			    v.ct.flags, 1);
 		return KVX_CONTINUE;
+	}
 	return err == -EEXIST ? KVX_CT_RACE : KVX_R_DROP_TABLE_FULL;
 }
 
@@ -509,8 +651,20 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 		return KVX_R_DROP_TABLE_FULL;
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
-	if (!f)
-		return tcp6_may_open_out(&p6->p) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
+	if (!f) {
+		const struct kvx_cfg *cfg = cfg_get();
+		int r;
+
+		if (!tcp6_may_open_out(&p6->p))
+			return KVX_R_DROP_TCP_NO_FLOW;
+		if (!cfg)
+			return KVX_R_DROP_TABLE_FULL;
+		/* A new flow: within the guest's quota before anything is
+		 * made for it (the slot of the frame's MAC: the binding it
+		 * gets belongs to that MAC, bind6_mac_owns). */
+		r = ct6_quota_check(cfg, guest6_slot(cfg, macs, p6->saddr), 0, now);
+		return r == KVX_CONTINUE ? KVX_NO_MAPPING : r;
+	}
 	flags = f->ct.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
 	if (flags) {
 		ib = bind6_in_static(p6, f->ext_addr, f->ct.ext_port, flags);
@@ -618,6 +772,15 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 		 * guest's SYN-ACK and the remote's ACK complete it. */
 		if (!tcp_may_open(&p6->p, CT_DIR_IN))
 			return KVX_R_DROP_TCP_NO_FLOW;
+		/* Within the guest's quota for flows opened from outside
+		 * (its own counter: a LAN flood cannot take the guest's
+		 * outbound share), in the slot ct6_create counts it in. */
+		r = ct6_quota_check(cfg,
+				    ct6_slot(cfg, p6->p.proto, guest_addr, guest->port, p6->daddr,
+					     p6->p.dport),
+				    KVX_CT_F_INBOUND, now);
+		if (r != KVX_CONTINUE)
+			return r;
 		if (!flags) {
 			/* A second flow through a dynamic binding (EIF). */
 			ib->bind.flags |= KVX_BIND_F_MULTI;

@@ -106,8 +106,9 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 	p.timeouts = a.timeouts ? *a.timeouts : prev ? prev->timeouts : "";
 	p.dhcp_leases = a.dhcp_leases ? *a.dhcp_leases : prev ? prev->dhcp_leases : "";
 	if (a.subnet6)
-		p.subnet6 = *a.subnet6 == "none" ? std::nullopt :
-						   std::optional(parse_subnet6(*a.subnet6, "--subnet6"));
+		p.subnet6 = *a.subnet6 == "none" ?
+				    std::nullopt :
+				    std::optional(parse_subnet6(*a.subnet6, "--subnet6"));
 	else if (prev)
 		p.subnet6 = prev->subnet6;
 	p.ipv6 = a.ipv6 ? parse_ipv6_choice(*a.ipv6, "--ipv6") :
@@ -364,8 +365,8 @@ private:
 		inst_.subnet =
 			choose_subnet(ipv4_addrs(nl_, br->ifindex), plan_.subnet, plan_.bridge);
 		if (!plan_.uplink.empty())
-			if (auto n = uplink_overlap(ipv4_addrs(nl_, uplink_.ifindex), uplink_.ifindex,
-						    inst_.subnet))
+			if (auto n = uplink_overlap(ipv4_addrs(nl_, uplink_.ifindex),
+						    uplink_.ifindex, inst_.subnet))
 				throw Error("guest subnet " + inst_.subnet.str() + " of bridge '" +
 					    plan_.bridge + "' overlaps network " + n->str() +
 					    " of uplink '" + plan_.uplink +
@@ -412,9 +413,10 @@ private:
 			for (const Ipv6IfAddr &a : ipv6_addrs(nl_, uplink_.ifindex)) {
 				const Ipv6Net n = network_of6(a.addr, a.prefix);
 				if (a.scope == RT_SCOPE_UNIVERSE && n.overlaps(subnet))
-					return "guest IPv6 subnet " + subnet.str() + " of bridge '" +
-					       plan_.bridge + "' overlaps network " + n.str() +
-					       " of uplink '" + plan_.uplink + "'";
+					return "guest IPv6 subnet " + subnet.str() +
+					       " of bridge '" + plan_.bridge +
+					       "' overlaps network " + n.str() + " of uplink '" +
+					       plan_.uplink + "'";
 			}
 			return std::nullopt;
 		};
@@ -596,11 +598,11 @@ private:
 		// follows listeners that come and go.
 		write_portx(skel_->map_fd(KVX_MAP_PORTX), host_port_bitmap());
 		// Resumed flows (or another subnet): the quota counts them from now on.
-		gflows_recount(skel_->map_fd(KVX_MAP_CT),
-			       {skel_->map_fd(KVX_MAP_GFLOWS), skel_->map_fd(KVX_MAP_GUEST),
-				kc_.guest_seed});
-		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS),
-			       {-1, skel_->map_fd(KVX_MAP_GUEST), kc_.guest_seed});
+		const QuotaMaps quota{skel_->map_fd(KVX_MAP_GFLOWS), skel_->map_fd(KVX_MAP_GUEST),
+				      kc_.guest_seed, skel_->map_fd(KVX_MAP_CT6),
+				      skel_->map_fd(KVX_MAP_BIND6)};
+		gflows_recount(skel_->map_fd(KVX_MAP_CT), quota);
+		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS), quota);
 		// The address changed while no daemon was watching: what the
 		// daemon would have flushed then goes now.
 		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)

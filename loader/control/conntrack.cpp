@@ -427,8 +427,12 @@ CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t no
 		flush_flows<Family6>(v6.ct, v6.bind, f, now_ns, r);
 	// The datapath decrements a guest's counter only for the flows it
 	// reclaims itself; every other deletion is made good by a recount.
-	if (q.gflows_fd >= 0)
-		r.gflows_fixed = gflows_recount(ct_fd, q);
+	if (q.gflows_fd >= 0) {
+		QuotaMaps both = q;
+		both.ct6_fd = v6.ct;
+		both.bind6_fd = v6.bind;
+		r.gflows_fixed = gflows_recount(ct_fd, both);
+	}
 	return r;
 }
 

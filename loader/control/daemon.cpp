@@ -90,8 +90,8 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 		src.ct = ct_fd_.get();
 		src.bind = bind_fd_.get();
 		src.frag = skel.map_fd(KVX_MAP_FRAG);
-		src.guests = {cfg_fd_.get(), skel.map_fd(KVX_MAP_GUEST), skel.map_fd(KVX_MAP_GSTATS),
-			      skel.map_fd(KVX_MAP_GFLOWS)};
+		src.guests = {cfg_fd_.get(), skel.map_fd(KVX_MAP_GUEST),
+			      skel.map_fd(KVX_MAP_GSTATS), skel.map_fd(KVX_MAP_GFLOWS)};
 		src.leases_path = leases_path_;
 		src.daemon = &counters_;
 		metrics_ = std::make_unique<MetricsServer>(inst.metrics, std::move(src));
@@ -546,9 +546,9 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 	if (link) {
 		// The address in use stays while it is still good (choose_uplink_ipv6
 		// keep): a change flushes every IPv6 flow.
-		const Uplink6View v =
-			read_uplink6(nl, link->ifindex,
-				     old != Ipv6Addr{} ? std::optional<Ipv6Addr>(old) : std::nullopt);
+		const Uplink6View v = read_uplink6(
+			nl, link->ifindex,
+			old != Ipv6Addr{} ? std::optional<Ipv6Addr>(old) : std::nullopt);
 		sig = v.summary();
 		if (v.choice.addr)
 			addr = v.choice.addr->addr;
@@ -741,28 +741,27 @@ void Daemon::collect_garbage()
 {
 	kvx_cfg cfg = read_cfg(cfg_fd_.get());
 	const auto t0 = std::chrono::steady_clock::now();
-	// The per-guest flow counters are recounted at every sweep (control/gc.hpp).
-	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(),
-			  {skel_.map_fd(KVX_MAP_GFLOWS), skel_.map_fd(KVX_MAP_GUEST), cfg.guest_seed});
-	const auto ns = static_cast<uint64_t>(
-		std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() -
-								     t0)
-			.count());
-	counters_.gc_runs++;
-	counters_.gc_ns_total += ns;
-	counters_.gc_last_ns = ns;
-	// IPv6: the same sweep (one entry and nothing to do while IPv6 is off).
+	// IPv6 first: the IPv4 sweep's recount counts the flows it leaves.
 	step("gc ipv6", [&] {
 		auto r6 = gc_sweep6(ct6_fd_.get(), bind6_fd_.get(), cfg.timeouts, boottime_ns());
 		if (r6.ct_deleted || r6.bind_deleted)
 			log_verbose("gc: " + std::to_string(r6.ct_deleted) + " IPv6 flow(s), " +
 				    std::to_string(r6.bind_deleted) + " binding entr(ies) expired");
 	});
+	// The per-guest flow counters are recounted at every sweep (control/gc.hpp),
+	// from both families' flows.
+	const QuotaMaps quota{skel_.map_fd(KVX_MAP_GFLOWS), skel_.map_fd(KVX_MAP_GUEST),
+			      cfg.guest_seed, ct6_fd_.get(), bind6_fd_.get()};
+	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(), quota);
+	const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+						      std::chrono::steady_clock::now() - t0)
+						      .count());
+	counters_.gc_runs++;
+	counters_.gc_ns_total += ns;
+	counters_.gc_last_ns = ns;
 	// The port limit's counters, after the sweep's binding deletions.
-	step("guest port counters", [&] {
-		gports_recount(bind_fd_.get(), skel_.map_fd(KVX_MAP_GPORTS),
-			       {-1, skel_.map_fd(KVX_MAP_GUEST), cfg.guest_seed});
-	});
+	step("guest port counters",
+	     [&] { gports_recount(bind_fd_.get(), skel_.map_fd(KVX_MAP_GPORTS), quota); });
 	// Host services that started or stopped since: their ports leave or
 	// rejoin the NAT pool, and a guest's binding made there before the
 	// service started is released (its live connections keep the port

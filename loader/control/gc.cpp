@@ -37,6 +37,66 @@ struct FlowOwner {
 	bool inbound;
 };
 
+// The slot and direction of every IPv6 flow (q.ct6_fd) or dynamic binding
+// (OUT halves of q.bind6_fd): the slot of the MAC its IN half delivers to,
+// else of its address, the datapath's rule (ct6.h ct6_slot).
+struct SlotCount {
+	uint32_t slot;
+	bool inbound;
+};
+
+std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
+{
+	std::vector<SlotCount> out;
+	if (q.bind6_fd < 0 || (!bindings && q.ct6_fd < 0))
+		return out;
+	const auto binds = dump_hash<kvx_bind6_key, kvx_bind6_val>(q.bind6_fd);
+	std::unordered_map<Ext6, const kvx_bind6_val *, Ext6Hash> in_half;
+	for (const auto &[k, v] : binds)
+		if (k.dir == KVX_BIND_IN)
+			in_half.emplace(Family6::bind_key(k), &v);
+	// The slot of guest endpoint (addr, port) bound at ext (IN half key).
+	auto slot = [&](const Ext6 &ext, const __be32(&addr)[4], uint16_t port_be) {
+		auto it = in_half.find(ext);
+		if (it != in_half.end() && std::memcmp(it->second->addr, addr, 16) == 0 &&
+		    it->second->bind.port == port_be) {
+			const uint8_t *mac = it->second->bind.guest_mac;
+			static const uint8_t zero[6] = {};
+			if (std::memcmp(mac, zero, 6) != 0)
+				return kvx_guest_slot6(mac, addr, q.seed);
+			return kvx_guest_slot6(nullptr, addr, q.seed);
+		}
+		// A 1:1 address: its one IN half, any port.
+		Ipv6Addr ea;
+		std::memcpy(ea.data(), &ext.hi, 8);
+		std::memcpy(ea.data() + 8, &ext.lo, 8);
+		it = in_half.find(Family6::ext(KVX_PROTO_ANY, ea, 0, KVX_BIND_IN));
+		if (it != in_half.end() && (it->second->bind.flags & KVX_BIND_F_ONE_TO_ONE) &&
+		    std::memcmp(it->second->addr, addr, 16) == 0) {
+			const uint8_t *mac = it->second->bind.guest_mac;
+			static const uint8_t zero[6] = {};
+			if (std::memcmp(mac, zero, 6) != 0)
+				return kvx_guest_slot6(mac, addr, q.seed);
+		}
+		return kvx_guest_slot6(nullptr, addr, q.seed);
+	};
+	if (bindings) {
+		for (const auto &[k, v] : binds)
+			if (k.dir == KVX_BIND_OUT && !bind_is_static(v.bind))
+				out.push_back({slot(Family6::ext(k.proto, Family6::to_addr(v.addr),
+								 v.bind.port, KVX_BIND_IN),
+						    k.addr, k.port),
+					       false});
+		return out;
+	}
+	for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd))
+		out.push_back({slot(Family6::ext(k.proto, Family6::to_addr(v.ext_addr),
+						 v.ct.ext_port, KVX_BIND_IN),
+				    k.int_addr, k.int_port),
+			       (v.ct.flags & KVX_CT_F_INBOUND) != 0});
+	return out;
+}
+
 // Guest address (network order) -> the slot of the MAC that owns it now
 // (one dump of kvx_guest); addresses without an owner are not in it.
 std::unordered_map<uint32_t, uint32_t> owner_slots(const QuotaMaps &q)
@@ -187,9 +247,12 @@ size_t counters_correct(CounterArray &arr, const std::vector<uint32_t> &before,
 }
 
 std::vector<uint32_t> gflows_counted(const QuotaMaps &q, const std::vector<FlowOwner> &owners,
-				     uint32_t slots)
+				     const std::vector<SlotCount> &owners6, uint32_t slots)
 {
 	std::vector<uint32_t> counts(size_t{slots} * 2, 0);
+	for (const SlotCount &o : owners6)
+		if (o.slot < slots)
+			counts[size_t{o.slot} * 2 + (o.inbound ? 1 : 0)]++;
 	// Each flow counts for the guest that owns its address now, as the
 	// datapath's next decrement for it will (one dump of kvx_guest).
 	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
@@ -231,11 +294,12 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 	CounterArray gf = gflows_array(q.gflows_fd);
 	const std::vector<uint32_t> before = gf.read();
 	const auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
+	const std::vector<SlotCount> flows6 = ipv6_owners(q, false);
 	const std::vector<uint32_t> after = gf.read();
 	std::vector<FlowOwner> guests;
 	for (const auto &[k, v] : flows)
 		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
-	return counters_correct(gf, before, after, gflows_counted(q, guests, gf.slots()));
+	return counters_correct(gf, before, after, gflows_counted(q, guests, flows6, gf.slots()));
 }
 
 size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
@@ -249,7 +313,11 @@ size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
 	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
 	const std::vector<uint32_t> before = gp.read();
 	const auto binds = dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd);
+	const std::vector<SlotCount> binds6 = ipv6_owners(q, true);
 	const std::vector<uint32_t> after = gp.read();
+	for (const SlotCount &o : binds6)
+		if (o.slot < counts.size())
+			counts[o.slot]++;
 	for (const auto &[k, v] : binds) {
 		if (k.dir != KVX_BIND_OUT || bind_is_static(v))
 			continue;
@@ -375,6 +443,9 @@ SweepResult sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns
 		before = gf->read();
 	}
 	const auto flows = dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd);
+	std::vector<SlotCount> flows6;
+	if (gf)
+		flows6 = ipv6_owners(q, false);
 	// Right after the dump: the flows this sweep deletes below are not
 	// counted, nor decremented by the datapath, and leave the count under
 	// the readings (drift, corrected); the datapath's updates after this
@@ -420,7 +491,7 @@ SweepResult sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns
 	}
 	if (gf)
 		r.gflows_fixed = counters_correct(*gf, before, after,
-						  gflows_counted(q, guests, gf->slots()));
+						  gflows_counted(q, guests, flows6, gf->slots()));
 	r.bind_deleted = delete_bindings<F>(
 		bind_fd,
 		[&](const typename F::BindKey &k, const typename F::BindVal &v,

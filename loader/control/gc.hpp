@@ -23,6 +23,11 @@ struct QuotaMaps {
 	int gflows_fd = -1;
 	int guest_fd = -1;
 	uint32_t seed = 0;
+	// kvx_ct6 / kvx_bind6: a guest's IPv6 flows and bindings count in the
+	// same slot as its IPv4 ones (ct6.h ct6_slot), so every recount counts
+	// both families (-1: IPv4 only).
+	int ct6_fd = -1;
+	int bind6_fd = -1;
 };
 
 // The correction of a counter the datapath keeps, counted from a dump
@@ -95,8 +100,8 @@ FlowFate delete_if_expired(int ct_fd, const kvx_ct_key &k, const kvx_timeouts &t
 SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns,
 		     const QuotaMaps &q = {});
 // The same sweep over kvx_ct6/kvx_bind6 (the same code: their values embed
-// the IPv4 ones, abi.h).  No per-guest counters: kvx_gflows counts IPv4
-// flows.
+// the IPv4 ones, abi.h).  It corrects no counters: the IPv4 sweep's
+// recount (q.ct6_fd) counts the IPv6 flows too, so run this one first.
 SweepResult gc_sweep6(int ct6_fd, int bind6_fd, const kvx_timeouts &t, uint64_t now_ns);
 
 // After the uplink address changed: flows and bindings on the old external

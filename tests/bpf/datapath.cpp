@@ -402,6 +402,12 @@ void Datapath::set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns)
 	tc()->bss->kvx_reclaim_holdoff = holdoff_ns;
 }
 
+void Datapath::set_reclaim6_state(std::uint32_t cursor, std::uint64_t holdoff_ns)
+{
+	tc()->bss->kvx_reclaim6_cursor = cursor;
+	tc()->bss->kvx_reclaim6_holdoff = holdoff_ns;
+}
+
 std::uint32_t Datapath::reclaim_cursor() const
 {
 	return tc()->bss->kvx_reclaim_cursor;
@@ -721,6 +727,33 @@ std::optional<kvx_bind6_val> Datapath::bind6_lookup(const kvx_bind6_key &key) co
 	kvx_bind6_val v;
 	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_bind6), &key, &v) != 0)
 		return std::nullopt;
+	return v;
+}
+
+void Datapath::ct6_update(const kvx_ct6_key &key, const kvx_ct6_val &val)
+{
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_ct6), &key, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_ct6: " + errno_text(errno));
+}
+
+std::uint32_t Datapath::mac_slot(const testpkt::Mac &mac) const
+{
+	return kvx_guest_slot6(mac.data(), nullptr, cfg().guest_seed);
+}
+
+kvx_gflows_val Datapath::gflows_at(std::uint32_t slot) const
+{
+	kvx_gflows_val v{};
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gflows), &slot, &v) != 0)
+		throw std::runtime_error("lookup kvx_gflows: " + errno_text(errno));
+	return v;
+}
+
+std::uint32_t Datapath::gports_at(std::uint32_t slot) const
+{
+	__u32 v = 0;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gports), &slot, &v) != 0)
+		throw std::runtime_error("lookup kvx_gports: " + errno_text(errno));
 	return v;
 }
 

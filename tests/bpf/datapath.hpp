@@ -130,6 +130,8 @@ public:
 	// The reclaim pass's shared state (.bss): window start and hold-off.
 	void set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
 	std::uint32_t reclaim_cursor() const;
+	// kvx_ct6's reclaim pass state (ct6.h), likewise.
+	void set_reclaim6_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
 
 	// kvx_xdev[ifindex] (the daemon's device table of the XDP path).
 	void xdev_update(int ifindex, const testpkt::Mac &mac, std::uint16_t flags);
@@ -167,6 +169,12 @@ public:
 	kvx_cfg6 cfg6() const;
 	std::vector<std::pair<kvx_ct6_key, kvx_ct6_val>> ct6_entries() const;
 	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> bind6_entries() const;
+	void ct6_update(const kvx_ct6_key &key, const kvx_ct6_val &val);
+	// An IPv6 guest's quota slot is its MAC's (ct_rules.h kvx_guest_slot6);
+	// kvx_gflows and kvx_gports at a slot.
+	std::uint32_t mac_slot(const testpkt::Mac &mac) const;
+	kvx_gflows_val gflows_at(std::uint32_t slot) const;
+	std::uint32_t gports_at(std::uint32_t slot) const;
 	std::optional<kvx_bind6_val> bind6_lookup(const kvx_bind6_key &key) const;
 	void bind6_update(const kvx_bind6_key &key, const kvx_bind6_val &val);
 	void bind6_delete(const kvx_bind6_key &key);

@@ -422,8 +422,8 @@ TEST_F(Nat66Test, NeighbourDiscoveryAndLinkLocalStayTheHosts)
 	// ND and MLD types to anywhere else are no ND: passed up, the host
 	// (forwarding IPv6) would route them out with the guest's source, or
 	// any source the guest likes.
-	for (std::uint8_t type : {kIcmp6NeighSol, std::uint8_t(137), std::uint8_t(130),
-				  std::uint8_t(143)}) {
+	for (std::uint8_t type :
+	     {kIcmp6NeighSol, std::uint8_t(137), std::uint8_t(130), std::uint8_t(143)}) {
 		Packet6 out = from_guest6(make_echo6(kGuest6A, kRemote6A, 0));
 		out.icmp_type = type;
 		out.hop_limit = 255;
@@ -596,6 +596,138 @@ TEST_F(Nat66Test, Ipv4UnchangedWithNat66On)
 	const Parsed o = parse(r.out);
 	EXPECT_EQ(diff(r.out, snat(p, o.sport).build()), "");
 	EXPECT_TRUE(dp().bind6_entries().empty());
+}
+
+// --- per-guest limits: one quota per guest, both families ---
+
+// A guest's IPv6 flows count in its MAC's kvx_gflows slot, the one its IPv4
+// flows count in: at the quota a new flow of either family is dropped
+// before any binding is made for it, its flows that exist go on, and
+// another guest is not affected.
+TEST_F(Nat66Test, FlowQuotaSharedWithIpv4)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
+	const Mac mac = mac_of(kGuest6A);
+	const std::uint32_t slot = dp().mac_slot(mac);
+	Packet v4 = from_guest(make_udp(kGuestA, 5000, kRemote1, 53));
+	v4.src_mac = mac;
+	const RunResult r4 =
+		dp().run(Prog::BrIngress, v4.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(diff(r4.out, snat(v4, parse(r4.out).sport).build()), "");
+	const Packet6 u1 = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	out6(u1);
+	out6(from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443)));
+	EXPECT_EQ(dp().gflows_at(slot).out, 3u);
+	const std::size_t binds = dp().bind6_entries().size();
+	run6(Prog::BrIngress, from_guest6(make_udp6(kGuest6A, 7001, kRemote6A, 53)), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_EQ(dp().bind6_entries().size(), binds) << "no binding for a refused flow";
+	Packet v4b = from_guest(make_udp(kGuestA, 5001, kRemote1, 53));
+	v4b.src_mac = mac;
+	run_case(dp(), Prog::BrIngress, v4b, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_EQ(dp().gflows_at(slot).out, 3u);
+	out6(u1); // its flows go on
+	out6(from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53)));
+	EXPECT_EQ(dp().gflows_at(dp().mac_slot(mac_of(kGuest6B))).out, 1u);
+}
+
+// Flows opened from outside (--eif) count apart: a LAN host cannot take
+// the guest's own outbound capacity, nor get past the quota.
+TEST_F(Nat66Test, InboundFlowsHaveTheirOwnQuota)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.flow_quota = 1;
+		c.flags |= KVX_CFG_F_EIF;
+	});
+	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6A));
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	Packet6 in = reply6(snat6(q, port));
+	in.src = kRemote6B;
+	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(in, kGuest6A, 7000));
+	in.src = ip6("2001:db8:100::30");
+	run6(Prog::UpIngress, in, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	const kvx_gflows_val g = dp().gflows_at(slot);
+	EXPECT_EQ(g.out, 1u);
+	EXPECT_EQ(g.in, 1u);
+}
+
+// RFC 6888 REQ-4: a guest at its port limit gets no new binding (its
+// bindings keep working, also towards new remotes); the count follows the
+// bindings it holds.
+TEST_F(Nat66Test, PortLimitPerGuest)
+{
+	set_cfg([](kvx_cfg &c) { c.guest_ports = 2; });
+	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6A));
+	const std::uint16_t p = out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53)));
+	out6(from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443)));
+	EXPECT_EQ(dp().gports_at(slot), 2u);
+	run6(Prog::BrIngress, from_guest6(make_udp6(kGuest6A, 7001, kRemote6A, 53)), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_PORTS);
+	EXPECT_EQ(out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6B, 53))), p);
+	EXPECT_EQ(dp().gports_at(slot), 2u);
+	out6(from_guest6(make_udp6(kGuest6B, 7001, kRemote6A, 53)));
+	// A binding released by the datapath (a stale pair after the uplink
+	// address changed) gives its port back.
+	kvx_cfg6 c6 = nat66_cfg();
+	copy_addr(c6.uplink_addr, ip6("2001:db8:77::99"));
+	dp().set_cfg6(c6);
+	const Packet6 moved = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const RunResult r =
+		dp().run(Prog::BrIngress, moved.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(parse6(r.out).src, ip6("2001:db8:77::99"));
+	EXPECT_EQ(dp().gports_at(slot), 2u) << "the old pair's port released, the new one counted";
+}
+
+// No daemon, kvx_ct6 full of expired flows: a new flow gets in (a reclaim
+// pass, as for IPv4), the expired flows are gone and uncounted, the live
+// ones kept.
+TEST_F(Nat66Test, FullTableOfExpiredFlowsAcceptsNewFlow)
+{
+	boot_ns_ago(60ULL * 1000000000ULL); // room to age flows by 40 s
+	TableSizes sizes;
+	sizes.ct6 = 4;
+	Datapath d(sizes);
+	d.set_cfg(Datapath::default_cfg(topo()));
+	d.set_cfg6(nat66_cfg());
+	std::vector<Packet6> flows;
+	for (int i = 0; i < 4; i++)
+		flows.push_back(from_guest6(
+			make_udp6(kGuest6A, 7000,
+				  ip6(("2001:db8:100::" + std::to_string(i + 1)).c_str()), 53)));
+	const auto send = [&](const Packet6 &p) {
+		return verdict_name(
+			d.run(Prog::BrIngress, p.build(), topo().bridge_ifindex).verdict);
+	};
+	const std::string redirect = verdict_name(TC_ACT_REDIRECT);
+	for (const Packet6 &p : flows)
+		EXPECT_EQ(send(p), redirect);
+	const std::uint32_t slot = d.mac_slot(mac_of(kGuest6A));
+	EXPECT_EQ(d.gflows_at(slot).out, 4u);
+	const Packet6 fresh = from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53));
+	run_case_bytes(d, Prog::BrIngress, fresh.build(), TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL,
+		       std::nullopt);
+	// That pass found nothing to free and held further passes off for
+	// 100 ms (ct.h KVX_RECLAIM_HOLDOFF_NS): what a new pass sees next.
+	d.set_reclaim6_state(0, 0);
+	// Unreplied UDP: 30 s.  Three expired, one live.
+	auto entries = d.ct6_entries();
+	ASSERT_EQ(entries.size(), 4u);
+	int aged = 0;
+	for (auto &[k, v] : entries) {
+		if (k.rem_addr[3] == htonl(4))
+			continue;
+		v.ct.last_seen_ns = boot_ns_ago(40ULL * 1000000000ULL);
+		d.ct6_update(k, v);
+		aged++;
+	}
+	ASSERT_EQ(aged, 3);
+	EXPECT_EQ(send(fresh), redirect);
+	entries = d.ct6_entries();
+	EXPECT_EQ(entries.size(), 2u);
+	EXPECT_EQ(d.gflows_at(slot).out, 1u) << "reclaim uncounts the guest's flows";
+	EXPECT_EQ(d.gflows_at(d.mac_slot(mac_of(kGuest6B))).out, 1u);
 }
 
 // --- the extension header walk ---

@@ -391,6 +391,96 @@ TEST_F(GcQuotaMaps, PortCorrectionKeepsConcurrentDatapathUpdates)
 	munmap(m, len);
 }
 
+// A guest's IPv6 flows and bindings count in the slot of the MAC their IN
+// half delivers to, the slot its IPv4 flows count in (the datapath's rule,
+// ct6.h ct6_slot): a recount counts both families there; a flow whose IN
+// half is gone counts in its address's slot.
+TEST_F(GcQuotaMaps, Ipv6FlowsAndBindingsCountInTheOwnersSlot)
+{
+	const uint32_t g4 = 0xc0a87a0a;
+	own(g4, 0x01);
+	add_flow(g4, 5000, KVX_CT_UDP, 1);
+	Fd ct6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct6", sizeof(kvx_ct6_key), sizeof(kvx_ct6_val),
+			      64, nullptr));
+	Fd bind6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
+				sizeof(kvx_bind6_val), 64, nullptr));
+	ASSERT_GE(ct6.get(), 0) << std::strerror(errno);
+	ASSERT_GE(bind6.get(), 0) << std::strerror(errno);
+	const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01}; // g4's owner
+	__be32 guest[4] = {htonl(0xfd420000), 0, 0, htonl(0xa)};
+	__be32 orphan[4] = {htonl(0xfd420000), 0, 0, htonl(0xb)};
+	__be32 uplink[4] = {htonl(0x20010db8), htonl(0x770000), 0, htonl(2)};
+	__be32 remote[4] = {htonl(0x20010db8), htonl(0x1000000), 0, htonl(0x10)};
+	// The pair of fd42::a port 7000 at [uplink]:61000, and one of
+	// fd42::b whose IN half is gone.
+	auto pair = [&](const __be32 *g, uint16_t gport, uint16_t eport, bool with_in) {
+		kvx_bind6_key ok{}, ik{};
+		kvx_bind6_val ov{}, iv{};
+		ok.dir = KVX_BIND_OUT;
+		ok.proto = IPPROTO_UDP;
+		ok.port = htons(gport);
+		std::memcpy(ok.addr, g, 16);
+		std::memcpy(ov.addr, uplink, 16);
+		ov.bind.port = htons(eport);
+		ik.dir = KVX_BIND_IN;
+		ik.proto = IPPROTO_UDP;
+		ik.port = htons(eport);
+		std::memcpy(ik.addr, uplink, 16);
+		std::memcpy(iv.addr, g, 16);
+		iv.bind.port = htons(gport);
+		std::memcpy(iv.bind.guest_mac, mac, 6);
+		if (with_in) {
+			ASSERT_EQ(bpf_map_update_elem(bind6.get(), &ik, &iv, BPF_NOEXIST), 0);
+		}
+		ASSERT_EQ(bpf_map_update_elem(bind6.get(), &ok, &ov, BPF_NOEXIST), 0);
+	};
+	pair(guest, 7000, 61000, true);
+	pair(orphan, 7000, 61001, false);
+	auto flow = [&](const __be32 *g, uint16_t eport, uint32_t rem_last, uint8_t flags) {
+		kvx_ct6_key k{};
+		k.proto = IPPROTO_UDP;
+		std::memcpy(k.int_addr, g, 16);
+		k.int_port = htons(7000);
+		std::memcpy(k.rem_addr, remote, 16);
+		k.rem_addr[3] = htonl(rem_last);
+		k.rem_port = htons(53);
+		kvx_ct6_val v{};
+		v.ct.state = KVX_CT_UDP;
+		v.ct.flags = flags;
+		v.ct.last_seen_ns = 1;
+		v.ct.ext_port = htons(eport);
+		std::memcpy(v.ext_addr, uplink, 16);
+		ASSERT_EQ(bpf_map_update_elem(ct6.get(), &k, &v, BPF_NOEXIST), 0);
+	};
+	flow(guest, 61000, 0x10, 0);
+	flow(guest, 61000, 0x11, KVX_CT_F_INBOUND);
+	flow(orphan, 61001, 0x10, 0);
+	QuotaMaps both = q();
+	both.ct6_fd = ct6.get();
+	both.bind6_fd = bind6.get();
+	gflows_recount(ct_.get(), both);
+	const kvx_gflows_val g = counts(g4);
+	EXPECT_EQ(g.out, 2u) << "g4's IPv4 flow and its MAC's IPv6 flow";
+	EXPECT_EQ(g.in, 1u);
+	__u32 oslot = kvx_guest_slot6(nullptr, orphan, kSeed);
+	kvx_gflows_val o{};
+	ASSERT_EQ(bpf_map_lookup_elem(gf_.get(), &oslot, &o), 0);
+	EXPECT_EQ(o.out, 1u) << "no IN half: the address's slot";
+	// Bindings (kvx_gports, slotted alike): the OUT halves.
+	Fd gp(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gports", sizeof(__u32), sizeof(__u32),
+			     KVX_GFLOWS_MAX, nullptr));
+	ASSERT_GE(gp.get(), 0) << std::strerror(errno);
+	EXPECT_EQ(gports_recount(bind_.get(), gp.get(), both), 2u);
+	__u32 i = slot(g4), n = 0;
+	ASSERT_EQ(bpf_map_lookup_elem(gp.get(), &i, &n), 0);
+	EXPECT_EQ(n, 1u);
+	ASSERT_EQ(bpf_map_lookup_elem(gp.get(), &oslot, &n), 0);
+	EXPECT_EQ(n, 1u);
+	// The same recount without the IPv6 tables would take them off again.
+	gflows_recount(ct_.get(), q());
+	EXPECT_EQ(counts(g4).out, 1u);
+}
+
 TEST(GcQuota, DefaultGuestPortsIsSevenEighthsOfThePool)
 {
 	EXPECT_EQ(default_guest_ports(31744 + 4536), 31745u);

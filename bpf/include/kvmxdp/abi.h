@@ -376,7 +376,9 @@ struct kvx_frag_val {
  * kvx_guest_slot (ct_rules.h) with kvx_cfg.guest_seed, by the datapath
  * whenever it counts a flow and by the daemon's GC when it recounts.  A
  * guest that binds four addresses of the subnet to its MAC (spoofing them,
- * or an `ip addr add` in the VM) has one quota for all four.
+ * or an `ip addr add` in the VM) has one quota for all four.  Its IPv6
+ * flows count in the same slot (kvx_guest_slot6 of the MAC their binding
+ * delivers to, ct6.h): one quota for both families.
  *
  * Collisions: two MACs can hash to one slot, and then share one quota (and
  * one half-open ring).  With KVX_GFLOWS_MAX slots the chance that a given

@@ -145,6 +145,25 @@ KVX_RULE __u32 kvx_guest_slot(const __u8 *owner_mac, __be32 addr, __u32 seed)
 #undef KVX_ROL32
 
 /*
+ * The slot of an IPv6 guest: its owner's MAC gives the same slot as its
+ * IPv4 flows (one quota per guest, both families); an address without an
+ * owner chains the keyed hash over its four words, each keyed by the seed
+ * and the words before it (a plain fold would let a guest pick addresses
+ * that land in another's slot).
+ */
+KVX_RULE __u32 kvx_guest_slot6(const __u8 *owner_mac, const __be32 *addr, __u32 seed)
+{
+	__u32 s = 0;
+	int i;
+
+	if (owner_mac)
+		return kvx_guest_slot(owner_mac, 0, seed);
+	for (i = 0; i < 4; i++)
+		s = kvx_guest_slot((const __u8 *)0, addr[i], seed ^ s);
+	return s;
+}
+
+/*
  * A port range lo..hi (host order, inclusive) holds a port: 1 <= lo <= hi
  * (port 0 is no port).  The loader accepts no other NAT range; the
  * datapath finds none in a kvx_cfg not written yet (0..0) and allocates
