@@ -995,6 +995,25 @@ TEST_F(Nat66Test, PortForwardOnUplinkAddress)
 	run6(Prog::UpIngress, inbound6(kProtoUdp, kUplink6, 2222), TC_ACT_OK, KVX_R_PASS_HOST);
 }
 
+// A SYN flood at a port forward takes the guest's inbound quota only: past
+// it new inbound connections are dropped, and the guest's own outbound
+// flows still open.
+TEST_F(Nat66Test, ForwardedSynFloodStopsAtTheInboundQuota)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
+	out6(from_guest6(make_udp6(kGuest6F, 7000, kRemote6A, 53)));
+	for (std::uint16_t rport : {51000, 51001}) {
+		const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222, kRemote6A, rport);
+		run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		     dnat6_neigh(syn, kGuest6F, 22));
+	}
+	run6(Prog::UpIngress, inbound6(kProtoTcp, kUplink6, 2222, kRemote6A, 51002), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_EQ(dp().ct6_entries().size(), 3u);
+	out6(from_guest6(make_udp6(kGuest6F, 7001, kRemote6A, 53)));
+}
+
 // [2001:db8:77::101]:8080 -> [fd42::14]:80, on an address the host does not
 // have: inbound reaches the guest, its answer leaves from that address;
 // another port of it, and the address when unmapped (`map del`), are the
