@@ -19,6 +19,7 @@
 
 #include "nat.h"
 #include "ct6.h"
+#include "icmp6.h"
 
 /* Is a in prefix/len (len 0..128)? */
 static __always_inline int prefix6_has(const __be32 *prefix, __u32 len, const __be32 *a)
@@ -327,6 +328,92 @@ static __noinline int icmp6_reply(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u
 }
 
 /*
+ * Rewrite an ICMPv6 error in place, to rw's address and port.  Inbound (to
+ * a guest, !rw->src): the outer destination and the quoted source (the
+ * uplink address and the NAT port) become the guest's.  Outbound (a
+ * guest's error, rw->src): the outer source and the quoted destination
+ * become the external endpoint.  Hop limit - 1; the MACs when given.
+ * Direct writes with RFC 1624 updates, every checksum kept valid: the sum
+ * over the whole datagram does not change (the ICMPv6 checksum takes up
+ * the outer address's difference), so a CHECKSUM_COMPLETE skb->csum stays
+ * right.  A zero quoted UDP checksum stays 0 (invalid in IPv6, but not
+ * ours to fix).
+ */
+static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote *q,
+					const struct nat6_rewrite *rw)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
+	struct kvx_icmp6hdr *ih = (void *)(ip6 + 1);
+	struct kvx_ipv6hdr *qip = (void *)(ih + 1);
+	__be32 old[4], new[4], *addr, *qaddr;
+	__u32 ql4_off, csum_off;
+	__be16 *qport, oldp, port;
+	__sum16 sum, *ql4sum = NULL;
+	__u8 *ql4;
+
+	if (!q || !rw || (void *)(qip + 1) > data_end)
+		return -1;
+	ql4_off = q->l4_off;
+	if (ql4_off < KVX_ICMP6_QUOTE_OFF + sizeof(*qip) || ql4_off > KVX_PULL6_LEN - 8)
+		return -1;
+	kvx_index_barrier(ql4_off);
+	ql4 = data + (ql4_off & 0x1ff);
+	if (q->proto == KVX_IPPROTO_ICMPV6) {
+		if ((void *)(ql4 + 8) > data_end)
+			return -1;
+		qport = (__be16 *)(ql4 + 4);
+	} else {
+		if ((void *)(ql4 + 4) > data_end)
+			return -1;
+		qport = (__be16 *)(ql4 + (rw->src ? 2 : 0));
+	}
+	csum_off = q->csum_off;
+	if (csum_off == 2 || csum_off == 6 || csum_off == 16) {
+		__sum16 *f = (void *)(ql4 + csum_off);
+
+		if ((void *)(f + 1) <= data_end && !(q->proto == IPPROTO_UDP && !*f))
+			ql4sum = f;
+	}
+
+	if (rw->macs) {
+		__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
+	}
+	ip6->hop_limit--;
+	addr6_copy(new, rw->addr);
+	addr = rw->src ? ip6->saddr : ip6->daddr;
+	qaddr = rw->src ? qip->daddr : qip->saddr;
+	/* The outer address: in the pseudo-header of the ICMPv6 checksum. */
+	addr6_copy(old, addr);
+	addr6_copy(addr, new);
+	sum = csum128_update(ih->checksum, old, new);
+	/* The quoted address: in the message, and in the quoted L4 checksum's
+	 * pseudo-header (TCP, UDP and ICMPv6 alike). */
+	addr6_copy(old, qaddr);
+	addr6_copy(qaddr, new);
+	sum = csum128_update(sum, old, new);
+	port = rw->port;
+	oldp = *qport;
+	*qport = port;
+	sum = csum16_update(sum, oldp, port);
+	if (ql4sum) {
+		__sum16 l4old = *ql4sum, l4new;
+
+		l4new = csum128_update(l4old, old, new);
+		l4new = csum16_update(l4new, oldp, port);
+		if (q->proto == IPPROTO_UDP && !l4new)
+			l4new = 0xffff;
+		*ql4sum = l4new;
+		sum = csum16_update(sum, l4old, l4new);
+	}
+	ih->checksum = sum;
+	return 0;
+}
+
+/*
  * A guest's frame up to the binding: parsed into p6, classified, routed
  * (into rw).  Returns KVX_CONTINUE when it is to be translated, else the
  * reason to count it under.  Not inlined, as nat6_uplink_check: the
@@ -414,14 +501,17 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_DROP_MALFORMED;
 	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
 		return KVX_R_DROP_UDP_NO_CSUM;
-	/* Echo requests only: a reply leaves through the flow of the request
-	 * it answers, and those come in only to 1:1 mappings (none for IPv6
-	 * yet); errors quote a header (not translated yet). */
-	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST)
-		return KVX_R_DROP_ICMP_TYPE;
 	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
 	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
 	addr6_copy(rw->addr, cfg6->uplink_addr);
+	/* Echo requests, and errors about the guest's inbound flows
+	 * (translated by their quote); not echo replies: a reply leaves
+	 * through the flow of the request it answers, and those come in only
+	 * to 1:1 mappings (none for IPv6 yet). */
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6->p.icmp_type))
+		return KVX_ICMP6_ERR;
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST)
+		return KVX_R_DROP_ICMP_TYPE;
 	pkt_syn_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
@@ -438,6 +528,48 @@ static __noinline int verdict_guest6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, 
 		return rc;
 	sent = icmp6_reply(ctx, p6, tcm, cfg6->gw_addr);
 	return sent < 0 ? rc : sent;
+}
+
+/*
+ * Bridge: a guest's own ICMPv6 error about an inbound flow (its closed UDP
+ * port answered to a remote that reached it through an --eif binding, say)
+ * leaves from the flow's external endpoint (ct6_related_out); routed by
+ * nat6_guest_check into rw.  Without a flow: dropped and counted, never
+ * passed (the host would route it out with the guest's source).  Not
+ * inlined: the quote stays off the program's frame.
+ */
+static __noinline int nat6_icmp_error_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
+					  struct nat6_rewrite *rw, __u32 len)
+{
+	struct icmp6_quote q = {};
+	struct ethhdr *eth;
+	__u8 macs[8] __attribute__((aligned(8))); /* mac_eq: word loads */
+	int r;
+
+	if (!p6 || !rw)
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+	if (icmp6_parse_quote(ctx, p6, &q))
+		return verdict(KVX_R_DROP_ICMP_TYPE, len);
+	r = ct6_related_out(p6, &q, macs, rw->addr, &rw->port);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	rw->src = 1;
+	if (icmp6_err_rewrite(ctx, &q, rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_RELATED_OUT, len);
+	if (!rw->macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw->nh, 16);
+		return bpf_redirect_neigh(rw->ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(rw->ifindex);
 }
 
 /* guest -> outside. */
@@ -458,6 +590,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 				      r == KVX_R_DROP_HOP_LIMIT ?
 					      KVX_ICMP_TCM(ICMPV6_TIME_EXCEED, 0, 0) :
 					      KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, rw.mtu));
+	if (r == KVX_ICMP6_ERR)
+		return nat6_icmp_error_out(ctx, &p6, &rw, len);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	cfg = cfg_get();
@@ -541,6 +675,48 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	return KVX_CONTINUE;
 }
 
+/*
+ * Uplink: an ICMPv6 error about a guest's flow (a router's Time Exceeded
+ * for tracepath, a Packet Too Big for path-MTU discovery, a remote's Port
+ * Unreachable) goes to that guest, translated (ct6_related_in); anything
+ * else is the host's, whose own flows get errors too.  The MTU of a
+ * Packet Too Big passes as is: the guest's path to the remote has it, and
+ * an error is no larger than the IPv6 minimum MTU (RFC 4443 2.4 c), which
+ * the bridge takes.  Not inlined: the quote stays off the program's frame.
+ */
+static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					 const struct kvx_pkt6 *p6, __u32 len)
+{
+	struct nat_endpoint guest = {};
+	struct nat6_rewrite rw = {};
+	struct icmp6_quote q = {};
+	int r;
+
+	if (!cfg || !p6 || icmp6_parse_quote(ctx, p6, &q))
+		return verdict(KVX_R_PASS_HOST, len);
+	r = ct6_related_in(p6, &q, &guest, rw.addr);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	rw.port = guest.port;
+	if (!mac_is_zero(guest.guest_mac)) {
+		rw.macs = 1;
+		__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);
+		__builtin_memcpy(rw.dmac, guest.guest_mac, ETH_ALEN);
+	}
+	if (icmp6_err_rewrite(ctx, &q, &rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_RELATED_IN, len);
+	if (!rw.macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw.addr, 16);
+		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(cfg->bridge_ifindex);
+}
+
 /* outside -> guest. */
 static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 {
@@ -557,6 +733,8 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	cfg = cfg_get();
 	if (!cfg)
 		return verdict(KVX_R_PASS_HOST, len);
+	if (p6.p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6.p.icmp_type))
+		return nat6_icmp_error_in(ctx, cfg, &p6, len);
 	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
 	if (r == KVX_NO_MAPPING)
 		r = ct6_create(&p6, CT_DIR_IN, rw.addr, guest.port, p6.p.dport);

@@ -168,7 +168,7 @@ int counted_reason(const Stats &before, const Stats &after)
 // new reason are kept in the corpus (the BPF code itself has no coverage).
 volatile int g_reason_sink;
 std::vector<unsigned long> g_hits(KVX_R_MAX);
-unsigned long g_round_trips, g_icmp_errors;
+unsigned long g_round_trips, g_icmp_errors, g_icmp6_errors;
 
 // How often each verdict reason was reached, printed at exit: which paths
 // the run actually exercised.
@@ -177,8 +177,9 @@ void print_hits()
 	std::fprintf(stderr, "kvmxdp fuzz: %lu frames run; verdict reasons reached:\n", g_runs);
 	for (int i = 0; i < KVX_R_MAX; i++)
 		std::fprintf(stderr, "  %-22s %lu\n", reason_name(i), g_hits[i]);
-	std::fprintf(stderr, "  round trips checked    %lu\n  ICMP errors checked    %lu\n",
-		     g_round_trips, g_icmp_errors);
+	std::fprintf(stderr,
+		     "  round trips checked    %lu\n  ICMP errors checked    %lu (ICMPv6 %lu)\n",
+		     g_round_trips, g_icmp_errors, g_icmp6_errors);
 }
 
 // The bounded CI run (KVX_FUZZ_REACH=1, tests/fuzz/CMakeLists.txt) must
@@ -594,10 +595,85 @@ void check_translated6(const Bytes &in, const Bytes &out, int reason, bool in_cs
 			violation("XLATE_IN to an address outside the guest prefix", in, out);
 		if (po.src != pi.src)
 			violation("source changed on the way in", in, out);
+	} else if (reason == KVX_R_XLATE_RELATED_IN || reason == KVX_R_XLATE_RELATED_OUT) {
+		// An error about a flow: the quoted address follows the outer one
+		// (RFC 5508), so the quote names the guest inside, the uplink
+		// address outside, never the other.
+		const bool in_dir = reason == KVX_R_XLATE_RELATED_IN;
+		if (po.proto != kProtoIcmp6 || po.l4_off + 8 + 40 > po.ip_end)
+			violation("ICMPv6 error translated without its quote", in, out);
+		const Ip6 outer = in_dir ? po.dst : po.src;
+		Ip6 quoted;
+		std::copy(out.begin() + static_cast<long>(po.l4_off + 8 + (in_dir ? 8 : 24)),
+			  out.begin() + static_cast<long>(po.l4_off + 8 + (in_dir ? 24 : 40)),
+			  quoted.begin());
+		if (quoted != outer)
+			violation("ICMPv6 error: the quoted address is not the outer one", in, out);
+		if (in_dir ? !in_subnet6(outer) : outer != kUplink6)
+			violation("ICMPv6 error translated to the wrong side", in, out);
+		if ((in_dir ? po.src != pi.src : po.dst != pi.dst))
+			violation("ICMPv6 error: the untranslated side changed", in, out);
 	} else {
 		violation(std::string("IPv6 redirected for reason ") + reason_name(reason), in,
 			  out);
 	}
+}
+
+// A router's error about a translated IPv6 packet (the quote cut at a
+// length the input picks) comes back to the guest about the packet as the
+// guest sent it, every checksum valid (the quoted one too when it is
+// quoted whole).
+void error_trip6(const Bytes &in, const Bytes &out)
+{
+	const Parsed6 pi = parse6(in), po = parse6(out);
+	if (po.fragment ||
+	    (po.proto != kProtoTcp && po.proto != kProtoUdp && po.proto != kProtoIcmp6))
+		return;
+	const std::size_t ql4 = po.l4_off - 14; // in the quote
+	const std::size_t need = ql4 + (po.proto == kProtoIcmp6 ? 8 : 4);
+	const std::size_t all = po.ip_end - 14;
+	// Past the bytes the datapath makes linear (KVX_PULL6_LEN): not walked.
+	if (need > all || 14 + 48 + need > 14 + 40 + 256 + 60 - 8)
+		return;
+	const std::size_t n = std::min(all, need + in.size() % 64);
+	Packet6 e;
+	e.dst_mac = Topology::kUplinkMac;
+	e.src_mac = Topology::kGatewayMac;
+	e.src = ip6("2001:db8:77::1");
+	e.dst = po.src;
+	e.proto = kProtoIcmp6;
+	e.icmp_type = static_cast<std::uint8_t>(1 + in.size() % 4);
+	e.icmp_code = 0;
+	e.icmp_id = 0;
+	e.icmp_seq = e.icmp_type == 2 ? 1280 : 0;
+	e.hop_limit = 50;
+	e.payload.assign(out.begin() + 14, out.begin() + static_cast<long>(14 + n));
+	const Bytes err = e.build();
+	g_icmp_errors++;
+	g_icmp6_errors++;
+	RunResult b = g_dp->run(Prog::UpIngress, err, g_topo.uplink_ifindex);
+	if (b.verdict != TC_ACT_REDIRECT)
+		violation("an ICMPv6 error about a translated packet was not translated back "
+			  "(verdict " +
+				  std::string(verdict_name(b.verdict)) + ")",
+			  out, err);
+	const std::size_t q = 14 + 48; // the quote in b.out
+	Ip6 qsrc;
+	std::copy(b.out.begin() + static_cast<long>(q + 8), b.out.begin() + static_cast<long>(q + 24),
+		  qsrc.begin());
+	const std::size_t port_off = q + ql4 + (po.proto == kProtoIcmp6 ? 4 : 0);
+	const std::uint16_t qport =
+		static_cast<std::uint16_t>(b.out.at(port_off) << 8 | b.out.at(port_off + 1));
+	if (parse6(b.out).dst != pi.src || qsrc != pi.src || qport != pi.sport)
+		violation("ICMPv6 error did not come back about the guest's packet", err, b.out);
+	std::string bad = check_checksums(b.out);
+	if (bad.empty() && n == all) {
+		Bytes quoted(b.out.begin(), b.out.begin() + 14);
+		quoted.insert(quoted.end(), b.out.begin() + static_cast<long>(q), b.out.end());
+		bad = check_checksums(quoted);
+	}
+	if (!bad.empty())
+		violation("checksum broken in a translated ICMPv6 error: " + bad, err, b.out);
 }
 
 // The remote's answer to a translated IPv6 packet comes back to the guest.
@@ -853,8 +929,10 @@ int test_one(const std::uint8_t *data, std::size_t size)
 		}
 		if (r.verdict == TC_ACT_REDIRECT) {
 			check_translated6(in, r.out, reason, in_csum_ok);
-			if (reason == KVX_R_XLATE_OUT && in_csum_ok)
+			if (reason == KVX_R_XLATE_OUT && in_csum_ok) {
+				error_trip6(in, r.out);
 				round_trip6(in, r.out);
+			}
 		}
 		return 0;
 	}
