@@ -23,6 +23,9 @@
 /* nat6_guest_check: a guest's ICMPv6 error, routed out of the uplink, to
  * be translated by its quote (nat6_icmp_error_out). */
 #define KVX_ICMP6_ERR (KVX_R_MAX + 4)
+/* nat6_guest_check / nat6_uplink_check: a later fragment (nat6_frag_out /
+ * nat6_frag_in). */
+#define KVX_FRAG6_LATER (KVX_R_MAX + 5)
 
 static __always_inline int icmp6_is_error(__u8 type)
 {

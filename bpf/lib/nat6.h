@@ -8,8 +8,9 @@
  * not in the datapath yet): every frame is the host's (PASS_NOT_IP), as
  * before IPv6 existed here.
  *
- * Not translated yet (dropped from guests, counted; the host's from the
- * uplink): fragments, ICMPv6 errors (their quoted headers), other
+ * ICMPv6 errors about a flow are translated with their quote (icmp6.h),
+ * fragments by their first fragment (kvx_frag6).  Not translated yet
+ * (dropped from guests, counted; the host's from the uplink): other
  * protocols.  Never passed to the host from a guest once it is bound for
  * the outside: with IPv6 forwarding on the bridge the host would route it
  * out with its private source.
@@ -146,6 +147,20 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 
 	if (!p6 || !rw || (void *)(ip6 + 1) > data_end)
 		return -1;
+	/* A later fragment: no L4 header, and no checksum over the addresses
+	 * (the first fragment's L4 checksum covers them, and is fixed there). */
+	if (pkt_is_later_fragment(&p6->p)) {
+		if (rw->macs) {
+			__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
+			__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
+		}
+		ip6->hop_limit--;
+		if (rw->src)
+			addr6_copy(ip6->saddr, rw->addr);
+		else
+			addr6_copy(ip6->daddr, rw->addr);
+		return 0;
+	}
 	l4_off = p6->p.l4_off;
 	if (l4_off < ETH_HLEN + sizeof(*ip6) || l4_off > KVX_PULL6_LEN)
 		return -1;
@@ -209,6 +224,77 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 
 	if (csum_l4_addr6(ctx, &l4c, old, new) || csum_port(ctx, &l4c, old_port, port))
 		return -1;
+	return 0;
+}
+
+/*
+ * IPv6 fragments (RFC 8200 4.5; abi.h kvx_frag6): only the first carries
+ * the L4 header, so its translation is remembered per datagram for the
+ * later ones, as IPv4's frag_remember / frag_lookup do.  Later fragments
+ * that come before their first are not held back (that would be a
+ * reassembly queue in the datapath): a guest's are dropped
+ * (DROP_FRAGMENT), the uplink's are the host's (they may be its own).
+ * Not inlined: the key and value stay off the programs' frames.
+ */
+static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const __be32 *addr,
+				      const __u8 *guest_mac, const __u8 *gw_mac)
+{
+	struct kvx_frag6_key k;
+	struct kvx_frag6_val v;
+
+	if (!p6 || !addr || !guest_mac || !gw_mac || !(p6->p.frag & KVX_IP_MF) ||
+	    pkt_is_later_fragment(&p6->p))
+		return;
+	__builtin_memset(&k, 0, sizeof(k));
+	__builtin_memset(&v, 0, sizeof(v));
+	addr6_copy(k.saddr, p6->saddr);
+	addr6_copy(k.daddr, p6->daddr);
+	k.id = p6->frag_id;
+	k.proto = p6->p.proto;
+	k.dir = dir;
+	addr6_copy(v.addr, addr);
+	__builtin_memcpy(v.guest_mac, guest_mac, ETH_ALEN);
+	__builtin_memcpy(v.gw_mac, gw_mac, ETH_ALEN);
+	v.created_ns = clock_now_ns();
+	bpf_map_update_elem(&kvx_frag6, &k, &v, BPF_ANY);
+}
+
+/*
+ * A later fragment's translation into rw (the address; inbound also the
+ * MACs).  -1: no first fragment seen in the last KVX_FRAG_TIMEOUT_S (an
+ * older entry is an earlier datagram's: deleted, never followed); -2
+ * (outbound): the first fragment came from another MAC.
+ */
+static __noinline int frag6_find(const struct kvx_pkt6 *p6, __u8 dir, const __u8 *src_mac,
+				 struct nat6_rewrite *rw)
+{
+	struct kvx_frag6_key k;
+	struct kvx_frag6_val *v;
+
+	if (!p6 || !src_mac || !rw)
+		return -1;
+	__builtin_memset(&k, 0, sizeof(k));
+	addr6_copy(k.saddr, p6->saddr);
+	addr6_copy(k.daddr, p6->daddr);
+	k.id = p6->frag_id;
+	k.proto = p6->p.proto;
+	k.dir = dir;
+	v = bpf_map_lookup_elem(&kvx_frag6, &k);
+	if (!v)
+		return -1;
+	/* A sum: an entry of another CPU may be a jiffy ahead (clock.h). */
+	if (v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < clock_now_ns()) {
+		bpf_map_delete_elem(&kvx_frag6, &k);
+		return -1;
+	}
+	addr6_copy(rw->addr, v->addr);
+	if (dir == KVX_BIND_OUT)
+		return mac_eq(v->guest_mac, src_mac) ? 0 : -2;
+	if (!mac_is_zero(v->guest_mac)) {
+		rw->macs = 1;
+		__builtin_memcpy(rw->smac, v->gw_mac, ETH_ALEN);
+		__builtin_memcpy(rw->dmac, v->guest_mac, ETH_ALEN);
+	}
 	return 0;
 }
 
@@ -492,24 +578,27 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_DROP_TOO_BIG;
 	if (addr6_is_zero(cfg6->uplink_addr))
 		return KVX_R_DROP_NO_UPLINK_ADDR;
-	if (pkt_is_fragment(&p6->p))
-		return KVX_R_DROP_FRAGMENT;
 	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
 	    p6->p.proto != KVX_IPPROTO_ICMPV6)
 		return KVX_R_DROP_PROTO_UNTRANSLATED;
+	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
+	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
+	addr6_copy(rw->addr, cfg6->uplink_addr);
+	/* A later fragment goes by its first (frag6_find). */
+	if (pkt_is_later_fragment(&p6->p))
+		return KVX_FRAG6_LATER;
 	if (!p6->p.l4_ok)
 		return KVX_R_DROP_MALFORMED;
 	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
 		return KVX_R_DROP_UDP_NO_CSUM;
-	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
-	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
-	addr6_copy(rw->addr, cfg6->uplink_addr);
 	/* Echo requests, and errors about the guest's inbound flows
 	 * (translated by their quote); not echo replies: a reply leaves
 	 * through the flow of the request it answers, and those come in only
 	 * to 1:1 mappings (none for IPv6 yet). */
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6->p.icmp_type))
-		return KVX_ICMP6_ERR;
+		/* An error fits the minimum MTU (RFC 4443 2.4 c): never
+		 * fragmented by a sender that follows the RFC. */
+		return pkt_is_fragment(&p6->p) ? KVX_R_DROP_FRAGMENT : KVX_ICMP6_ERR;
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST)
 		return KVX_R_DROP_ICMP_TYPE;
 	pkt_syn_options(ctx, &p6->p);
@@ -572,6 +661,41 @@ static __noinline int nat6_icmp_error_out(kvx_ctx_t *ctx, const struct kvx_pkt6 
 	return ctx_redirect(rw->ifindex);
 }
 
+/*
+ * Bridge: a guest's later fragment, routed by nat6_guest_check into rw,
+ * leaves from the address its first fragment left from.  Not inlined, as
+ * the error paths.
+ */
+static __noinline int nat6_frag_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
+				    struct nat6_rewrite *rw, __u32 len)
+{
+	__u8 mac[8] __attribute__((aligned(8))); /* mac_eq: word loads */
+	struct ethhdr *eth;
+	int r;
+
+	if (!p6 || !rw)
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	r = frag6_find(p6, KVX_BIND_OUT, mac, rw);
+	if (r)
+		return verdict(r == -2 ? KVX_R_DROP_SPOOF_MAC : KVX_R_DROP_FRAGMENT, len);
+	if (nat6_rewrite(ctx, p6, rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_OUT, len);
+	if (!rw->macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw->nh, 16);
+		return bpf_redirect_neigh(rw->ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(rw->ifindex);
+}
+
 /* guest -> outside. */
 static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 {
@@ -592,6 +716,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 					      KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, rw.mtu));
 	if (r == KVX_ICMP6_ERR)
 		return nat6_icmp_error_out(ctx, &p6, &rw, len);
+	if (r == KVX_FRAG6_LATER)
+		return nat6_frag_out(ctx, &p6, &rw, len);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	cfg = cfg_get();
@@ -615,6 +741,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	}
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	if (pkt_is_fragment(&p6.p))
+		frag6_remember(&p6, KVX_BIND_OUT, rw.addr, macs, macs + KVX_GW_MAC_OFF);
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_OUT, len);
@@ -657,13 +785,16 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
 		return KVX_R_DROP_TO_SUBNET;
 	/* Not to the address guests leave from, a chain we do not walk (ESP,
-	 * AH: the host's own IPsec), a fragment (not translated yet), other
-	 * protocols: the host's, as they would be without kvmxdp. */
+	 * AH: the host's own IPsec), other protocols: the host's, as they
+	 * would be without kvmxdp.  A later fragment has no L4 header: it goes
+	 * by its first (frag6_find). */
 	if (addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr) ||
-	    pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || !p6->p.l4_ok || icmp6_is_nd(&p6->p))
+	    pr == PARSE_EXTHDR)
 		return KVX_R_PASS_HOST;
 	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
 	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+		return KVX_R_PASS_HOST;
+	if (!pkt_is_later_fragment(&p6->p) && (!p6->p.l4_ok || icmp6_is_nd(&p6->p)))
 		return KVX_R_PASS_HOST;
 	/* Sources no router forwards: the guests' prefix, our own address,
 	 * multicast, unspecified and loopback (RFC 4291 2.5.2, 2.5.3). */
@@ -671,6 +802,8 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	    addr6_eq(p6->saddr, cfg6->uplink_addr) || addr6_is_mcast(p6->saddr) ||
 	    (!p6->saddr[0] && !p6->saddr[1] && !p6->saddr[2] && !(p6->saddr[3] & ~bpf_htonl(1))))
 		return KVX_R_DROP_MARTIAN_IN;
+	if (pkt_is_later_fragment(&p6->p))
+		return KVX_FRAG6_LATER;
 	pkt_syn_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
@@ -717,6 +850,39 @@ static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
 	return ctx_redirect(cfg->bridge_ifindex);
 }
 
+/*
+ * Uplink: a later fragment of a datagram whose first fragment went to a
+ * guest goes to that guest; else the host's (its own datagram, or one
+ * whose first fragment is late or lost).  Not inlined, as the error paths.
+ */
+static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+				   const struct kvx_pkt6 *p6, __u32 len)
+{
+	__u8 none[8] __attribute__((aligned(8))) = {};
+	struct nat6_rewrite rw = {};
+
+	if (!cfg || !p6)
+		return verdict(KVX_R_PASS_HOST, len);
+	if (frag6_find(p6, KVX_BIND_IN, none, &rw))
+		return verdict(KVX_R_PASS_HOST, len);
+	if (p6->p.ttl <= 1)
+		return verdict(KVX_R_DROP_TTL_IN, len);
+	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6->p), NULL))
+		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
+	if (nat6_rewrite(ctx, p6, &rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_IN, len);
+	if (!rw.macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw.addr, 16);
+		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(cfg->bridge_ifindex);
+}
+
 /* outside -> guest. */
 static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 {
@@ -725,17 +891,22 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	const struct kvx_cfg *cfg;
 	__u32 len = ctx_len(ctx);
 	struct kvx_pkt6 p6;
+	__u64 now;
 	int r;
 
 	r = nat6_uplink_check(ctx, &p6);
-	if (r != KVX_CONTINUE)
+	if (r != KVX_CONTINUE && r != KVX_FRAG6_LATER)
 		return verdict(r, len);
 	cfg = cfg_get();
 	if (!cfg)
 		return verdict(KVX_R_PASS_HOST, len);
+	if (r == KVX_FRAG6_LATER)
+		return nat6_frag_in(ctx, cfg, &p6, len);
 	if (p6.p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6.p.icmp_type))
-		return nat6_icmp_error_in(ctx, cfg, &p6, len);
-	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
+		return pkt_is_fragment(&p6.p) ? verdict(KVX_R_PASS_HOST, len) :
+						nat6_icmp_error_in(ctx, cfg, &p6, len);
+	now = clock_now_ns();
+	r = ct6_ingress(cfg, &p6, now, &guest, rw.addr);
 	if (r == KVX_NO_MAPPING)
 		r = ct6_create(&p6, CT_DIR_IN, rw.addr, guest.port, p6.p.dport);
 	if (r == KVX_CT_RACE)
@@ -745,6 +916,8 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6.p), NULL))
 		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
+	if (pkt_is_fragment(&p6.p))
+		frag6_remember(&p6, KVX_BIND_IN, rw.addr, guest.guest_mac, guest.gw_mac);
 	rw.port = guest.port;
 	if (!mac_is_zero(guest.guest_mac)) {
 		rw.macs = 1;

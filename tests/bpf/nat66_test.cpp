@@ -772,6 +772,110 @@ TEST_F(Nat66Test, IcmpErrorOutFromGuest)
 	run6(Prog::BrIngress, err_ptb, TC_ACT_SHOT, KVX_R_DROP_HOP_LIMIT);
 }
 
+// --- fragments (RFC 8200 4.5): the first translated and remembered, the
+// later ones by it ---
+
+// Fragment [from, to) of whole's upper-layer data (whose checksum covers
+// the whole datagram, computed by Packet6::build), as its own frame with a
+// Fragment header (identification id).
+Bytes frag6_of(const Packet6 &whole, std::size_t from, std::size_t to, bool more,
+	       std::uint32_t id)
+{
+	const Bytes w = whole.build();
+	const Parsed6 p = parse6(w);
+	Packet6 f = whole;
+	f.proto = kProtoGre; // raw payload; the next header is set below
+	f.ext = {ext_fragment(static_cast<std::uint16_t>(from / 8), more, id)};
+	f.payload.assign(w.begin() + static_cast<long>(p.l4_off + from),
+			 w.begin() + static_cast<long>(p.l4_off + to));
+	Bytes b = f.build();
+	b[14 + 40] = whole.proto; // the Fragment header's next header
+	return b;
+}
+
+// The upper-layer checksum of a datagram put together from its fragments
+// (frames of one datagram, in order), from scratch.
+std::uint16_t reassembled_sum6(const std::vector<Bytes> &frags)
+{
+	Bytes data;
+	for (const Bytes &f : frags)
+		data.insert(data.end(), f.begin() + 14 + 40 + 8, f.end());
+	const Parsed6 p = parse6(frags.front());
+	return l4_checksum6(p.src, p.dst, frags.front()[14 + 40], data.data(), data.size());
+}
+
+TEST_F(Nat66Test, FragmentsOutInOrder)
+{
+	const Packet6 whole = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 9999, 100));
+	const std::uint32_t id = 0xabcd0001;
+	const Bytes f1 = frag6_of(whole, 0, 56, true, id), f2 = frag6_of(whole, 56, 108, false, id);
+	const RunResult r1 = dp().run(Prog::BrIngress, f1, ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r1.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const std::uint16_t port = static_cast<std::uint16_t>(r1.out.at(62) << 8 | r1.out.at(63));
+	const Packet6 sent = snat6(whole, port);
+	EXPECT_EQ(diff(r1.out, frag6_of(sent, 0, 56, true, id)), "");
+	const RunResult r2 = run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_REDIRECT,
+					    KVX_R_XLATE_OUT, frag6_of(sent, 56, 108, false, id));
+	EXPECT_EQ(reassembled_sum6({r1.out, r2.out}), 0) << "the datagram's UDP checksum";
+
+	// Another guest's MAC with A's address and the datagram's id: refused.
+	Bytes spoof = f2;
+	const Mac mac_b = mac_of(kGuest6B);
+	std::copy(mac_b.begin(), mac_b.end(), spoof.begin() + 6);
+	run_case_bytes(dp(), Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC,
+		       std::nullopt);
+
+	// The reply, fragmented by the remote: both to the guest, checksum
+	// valid as the guest puts it together.
+	Packet6 back = reply6(sent);
+	back.payload = pattern(200, 0x5a);
+	const std::uint32_t rid = 0x01020304;
+	const Packet6 got = dnat6(back, kGuest6A, 5000);
+	const RunResult b1 = run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 0, 104, true, rid),
+					    TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+					    frag6_of(got, 0, 104, true, rid));
+	const RunResult b2 =
+		run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, rid),
+			       TC_ACT_REDIRECT, KVX_R_XLATE_IN, frag6_of(got, 104, 208, false, rid));
+	EXPECT_EQ(reassembled_sum6({b1.out, b2.out}), 0);
+}
+
+// A later fragment before its first: a guest's is dropped and counted
+// (never out with the guest's source), the uplink's is the host's; once
+// the first has passed, later ones follow.  An entry older than
+// KVX_FRAG_TIMEOUT_S is not followed.
+TEST_F(Nat66Test, FragmentsOutOfOrder)
+{
+	const Packet6 whole = from_guest6(make_udp6(kGuest6A, 62010, kRemote6A, 9999, 100));
+	const std::uint32_t id = 0x77;
+	const Bytes f1 = frag6_of(whole, 0, 56, true, id), f2 = frag6_of(whole, 56, 108, false, id);
+	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, std::nullopt);
+	const Packet6 sent = snat6(whole, 62010);
+	run_case_bytes(dp(), Prog::BrIngress, f1, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		       frag6_of(sent, 0, 56, true, id));
+	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		       frag6_of(sent, 56, 108, false, id));
+	// Another datagram (another id) of the same flow: its own first.
+	run_case_bytes(dp(), Prog::BrIngress, frag6_of(whole, 56, 108, false, id + 1), TC_ACT_SHOT,
+		       KVX_R_DROP_FRAGMENT, std::nullopt);
+
+	Packet6 back = reply6(sent);
+	back.payload = pattern(200, 0x5a);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 9), TC_ACT_OK,
+		       KVX_R_PASS_HOST, std::nullopt);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 0, 104, true, 9), TC_ACT_REDIRECT,
+		       KVX_R_XLATE_IN, frag6_of(dnat6(back, kGuest6A, 62010), 0, 104, true, 9));
+
+	// Aged past KVX_FRAG_TIMEOUT_S: the entry is an earlier datagram's.
+	for (auto &[k, v] : dp().frag6_entries()) {
+		v.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S + 1) * 1000000000ULL);
+		dp().frag6_update(k, v);
+	}
+	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, std::nullopt);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 9), TC_ACT_OK,
+		       KVX_R_PASS_HOST, std::nullopt);
+}
+
 // --- the extension header walk ---
 
 struct ChainCase {
@@ -856,7 +960,7 @@ std::vector<ChainCase> chain_cases()
 		 KVX_R_DROP_EXTHDR},
 		{"esp", {esp}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
 		{"ah", {ah}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
-		{"first_fragment", {ext_fragment(0, true)}, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT},
+		{"first_fragment", {ext_fragment(0, true)}, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
 		{"later_fragment", {ext_fragment(8, false)}, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT},
 	};
 }

@@ -168,7 +168,7 @@ int counted_reason(const Stats &before, const Stats &after)
 // new reason are kept in the corpus (the BPF code itself has no coverage).
 volatile int g_reason_sink;
 std::vector<unsigned long> g_hits(KVX_R_MAX);
-unsigned long g_round_trips, g_icmp_errors, g_icmp6_errors;
+unsigned long g_round_trips, g_icmp_errors, g_icmp6_errors, g_frag6_trips;
 
 // How often each verdict reason was reached, printed at exit: which paths
 // the run actually exercised.
@@ -178,8 +178,9 @@ void print_hits()
 	for (int i = 0; i < KVX_R_MAX; i++)
 		std::fprintf(stderr, "  %-22s %lu\n", reason_name(i), g_hits[i]);
 	std::fprintf(stderr,
-		     "  round trips checked    %lu\n  ICMP errors checked    %lu (ICMPv6 %lu)\n",
-		     g_round_trips, g_icmp_errors, g_icmp6_errors);
+		     "  round trips checked    %lu\n  ICMP errors checked    %lu (ICMPv6 %lu)\n"
+		     "  IPv6 later fragments   %lu\n",
+		     g_round_trips, g_icmp_errors, g_icmp6_errors, g_frag6_trips);
 }
 
 // The bounded CI run (KVX_FUZZ_REACH=1, tests/fuzz/CMakeLists.txt) must
@@ -520,6 +521,15 @@ void make_ipv6(Bytes &f, bool plausible, bool uplink)
 	static const std::uint8_t kNext[8] = {kProtoTcp,   kProtoUdp,	kProtoIcmp6,  kExtHopByHop,
 					      kExtDstOpts, kExtRouting, kExtFragment, kProtoTcp};
 	f[20] = kNext[f[20] & 7];
+	// A Fragment header first: half of them a first fragment (offset 0,
+	// M set) of TCP, UDP or ICMPv6, which random bytes almost never are.
+	if (f[20] == kExtFragment && f.size() >= 62 && (f[56] & 1)) {
+		static const std::uint8_t kUpper[3] = {kProtoTcp, kProtoUdp, kProtoIcmp6};
+		f[54] = kUpper[f[55] % 3];
+		f[55] = 0;
+		f[56] = 0;
+		f[57] = 1;
+	}
 	if (uplink) {
 		std::copy(kUplink6.begin(), kUplink6.end(), f.begin() + 38);
 	} else {
@@ -582,7 +592,9 @@ void check_translated6(const Bytes &in, const Bytes &out, int reason, bool in_cs
 				  out);
 		if (po.dst != pi.dst)
 			violation("destination changed on the way out", in, out);
-		bool found = false;
+		// A fragment's ports are the first fragment's business (and a
+		// later one has none): its flow was checked with the first.
+		bool found = pi.fragment;
 		for (const auto &[k, v] : g_dp->ct6_entries())
 			found |= !std::memcmp(k.int_addr, pi.src.data(), 16) &&
 				 !std::memcmp(k.rem_addr, pi.dst.data(), 16) &&
@@ -616,6 +628,69 @@ void check_translated6(const Bytes &in, const Bytes &out, int reason, bool in_cs
 	} else {
 		violation(std::string("IPv6 redirected for reason ") + reason_name(reason), in,
 			  out);
+	}
+}
+
+// Where the Fragment header of an IPv6 frame is (0: none), walking the
+// chain as parse6 does.
+std::size_t frag_header_off(const Bytes &f)
+{
+	if (f.size() < 54)
+		return 0;
+	std::uint8_t nh = f[20];
+	std::size_t off = 54;
+	while (nh == kExtHopByHop || nh == kExtDstOpts || nh == kExtRouting || nh == kExtFragment) {
+		if (off + 8 > f.size())
+			return 0;
+		if (nh == kExtFragment)
+			return off;
+		nh = f[off];
+		off += (std::size_t{f[off + 1]} + 1) * 8;
+	}
+	return 0;
+}
+
+// After a guest's first fragment went out translated, a later fragment of
+// its datagram (same addresses, identification and chain) goes out from the
+// same address, its bytes otherwise untouched; one with another
+// identification is dropped (DROP_FRAGMENT), never out with the guest's
+// source.
+void frag_trip6(const Bytes &in, const Bytes &out)
+{
+	const std::size_t fh = frag_header_off(in);
+	const Parsed6 pi = parse6(in);
+	if (!fh || !pi.fragment || (in[fh + 2] << 8 | in[fh + 3]) & 0xfff8 || pi.ip_end < fh + 16)
+		return;
+	g_frag6_trips++;
+	for (int other = 0; other < 2; other++) {
+		Bytes later(in.begin(), in.begin() + static_cast<long>(fh + 16));
+		later[fh + 2] = 0;
+		later[fh + 3] = 8 << 3; // offset 64, the last fragment
+		if (other)
+			later[fh + 7] ^= 0x5a;
+		const std::size_t plen = later.size() - 54;
+		later[18] = static_cast<std::uint8_t>(plen >> 8);
+		later[19] = static_cast<std::uint8_t>(plen);
+		const Stats before = g_dp->stats();
+		RunResult r = g_dp->run(Prog::BrIngress, later, g_topo.bridge_ifindex);
+		const int reason = counted_reason(before, g_dp->stats());
+		if (other) {
+			if (r.verdict != TC_ACT_SHOT || reason != KVX_R_DROP_FRAGMENT)
+				violation("a later fragment of an unknown datagram not dropped as "
+					  "DROP_FRAGMENT",
+					  later, r.out);
+			continue;
+		}
+		if (r.verdict != TC_ACT_REDIRECT || reason != KVX_R_XLATE_OUT)
+			violation("a later fragment of a translated first one not translated", later,
+				  r.out);
+		Bytes want = later;
+		std::copy(out.begin(), out.begin() + 14, want.begin());
+		std::copy(out.begin() + 22, out.begin() + 38, want.begin() + 22);
+		want[21] = static_cast<std::uint8_t>(later[21] - 1);
+		if (r.out != want)
+			violation("a later fragment changed beyond its source and hop limit", later,
+				  r.out);
 	}
 }
 
@@ -929,6 +1004,8 @@ int test_one(const std::uint8_t *data, std::size_t size)
 		}
 		if (r.verdict == TC_ACT_REDIRECT) {
 			check_translated6(in, r.out, reason, in_csum_ok);
+			if (reason == KVX_R_XLATE_OUT)
+				frag_trip6(in, r.out);
 			if (reason == KVX_R_XLATE_OUT && in_csum_ok) {
 				error_trip6(in, r.out);
 				round_trip6(in, r.out);
