@@ -39,6 +39,18 @@ static __always_inline int addr6_is_zero(const __be32 *a)
 	return !(a[0] | a[1] | a[2] | a[3]);
 }
 
+struct nat6_rewrite {
+	__be32 addr[4]; /* the new address of the side rewritten */
+	__be32 nh[4];	/* fib6_route: the next hop, for bpf_redirect_neigh */
+	__u32 ifindex;	/* fib6_route: the egress device */
+	__u32 mtu;	/* fib6_route: the route's MTU (for a Packet Too Big) */
+	__u8 smac[8];	/* 8-byte slots: aligned word loads for the verifier */
+	__u8 dmac[8];
+	__be16 port; /* the new port (ICMPv6 echo: the identifier) */
+	__u8 src;    /* rewrite the source side, else the destination */
+	__u8 macs;   /* set smac/dmac, else leave them (bpf_redirect_neigh fills them) */
+};
+
 /* The flow key, as ct_key_init: the echo identifier only on the guest side. */
 static __always_inline void ct6_key_init(struct kvx_ct6_key *k, __u8 proto, const __be32 *int_addr,
 					 __be16 int_port, const __be32 *rem_addr, __be16 rem_port)

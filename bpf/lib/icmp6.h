@@ -142,19 +142,20 @@ static __always_inline int icmp6_parse_quote(kvx_ctx_t *ctx, const struct kvx_pk
  * remote).  Its binding gives the guest endpoint, and the flow must exist
  * with exactly the quoted remote address and port (RFC 5927: an error is
  * believed only about a flow it names): a LAN host that guesses a NAT port
- * cannot inject errors into other flows of it.  guest_addr receives the
- * guest's address, guest its port and MACs.  KVX_R_PASS_HOST: not about a
- * flow of ours (the host's own flows get errors too).
+ * cannot inject errors into other flows of it.  rw receives the guest's
+ * address and port, and its MACs (when the binding knows them: else the
+ * kernel resolves them).  KVX_R_PASS_HOST: not about a flow of ours (the
+ * host's own flows get errors too).
  */
 static __noinline int ct6_related_in(const struct kvx_pkt6 *p6, const struct icmp6_quote *q,
-				     struct nat_endpoint *guest, __be32 *guest_addr)
+				     struct nat6_rewrite *rw)
 {
 	struct kvx_bind6_key ik;
 	struct kvx_bind6_val *ib;
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
 
-	if (!p6 || !q || !guest || !guest_addr)
+	if (!p6 || !q || !rw)
 		return KVX_R_PASS_HOST;
 	if (!addr6_eq(q->saddr, p6->daddr))
 		return KVX_R_PASS_HOST;
@@ -162,11 +163,14 @@ static __noinline int ct6_related_in(const struct kvx_pkt6 *p6, const struct icm
 	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
 	if (!ib)
 		return KVX_R_PASS_HOST;
-	addr6_copy(guest_addr, ib->addr);
-	guest->port = ib->bind.port;
-	__builtin_memcpy(guest->guest_mac, ib->bind.guest_mac, 6);
-	__builtin_memcpy(guest->gw_mac, ib->bind.gw_mac, 6);
-	ct6_key_init(&k, q->proto, guest_addr, guest->port, q->daddr, q->dport);
+	addr6_copy(rw->addr, ib->addr);
+	rw->port = ib->bind.port;
+	if (!mac_is_zero(ib->bind.guest_mac)) {
+		rw->macs = 1;
+		__builtin_memcpy(rw->smac, ib->bind.gw_mac, ETH_ALEN);
+		__builtin_memcpy(rw->dmac, ib->bind.guest_mac, ETH_ALEN);
+	}
+	ct6_key_init(&k, q->proto, rw->addr, rw->port, q->daddr, q->dport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (!f || !addr6_eq(f->ext_addr, q->saddr) || f->ct.ext_port != q->sport)
 		return KVX_R_PASS_HOST;

@@ -72,18 +72,6 @@ static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
 	       addr6_is_linklocal(p6->daddr) || addr6_is_mcast(p6->daddr);
 }
 
-struct nat6_rewrite {
-	__be32 addr[4]; /* the new address of the side rewritten */
-	__be32 nh[4];	/* fib6_route: the next hop, for bpf_redirect_neigh */
-	__u32 ifindex;	/* fib6_route: the egress device */
-	__u32 mtu;	/* fib6_route: the route's MTU (for a Packet Too Big) */
-	__u8 smac[8];	/* 8-byte slots: aligned word loads for the verifier */
-	__u8 dmac[8];
-	__be16 port; /* the new port (ICMPv6 echo: the identifier) */
-	__u8 src;    /* rewrite the source side, else the destination */
-	__u8 macs;   /* set smac/dmac, else leave them (bpf_redirect_neigh fills them) */
-};
-
 /*
  * IPv6: the lookup of fib_route (from the device the stack sees the packet
  * on, with its mark, tot_len 0 so that the kernel tests the skb against
@@ -815,27 +803,22 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
  * else is the host's, whose own flows get errors too.  The MTU of a
  * Packet Too Big passes as is: the guest's path to the remote has it, and
  * an error is no larger than the IPv6 minimum MTU (RFC 4443 2.4 c), which
- * the bridge takes.  Not inlined: the quote stays off the program's frame.
+ * the bridge takes.  Not inlined: the quote stays off the program's frame
+ * (whose chain down through ct6_related_in is within 6.1's 512 bytes only
+ * as long as this frame holds the quote and rw alone).
  */
 static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 					 const struct kvx_pkt6 *p6, __u32 len)
 {
-	struct nat_endpoint guest = {};
 	struct nat6_rewrite rw = {};
 	struct icmp6_quote q = {};
 	int r;
 
 	if (!cfg || !p6 || icmp6_parse_quote(ctx, p6, &q))
 		return verdict(KVX_R_PASS_HOST, len);
-	r = ct6_related_in(p6, &q, &guest, rw.addr);
+	r = ct6_related_in(p6, &q, &rw);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
-	rw.port = guest.port;
-	if (!mac_is_zero(guest.guest_mac)) {
-		rw.macs = 1;
-		__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);
-		__builtin_memcpy(rw.dmac, guest.guest_mac, ETH_ALEN);
-	}
 	if (icmp6_err_rewrite(ctx, &q, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_RELATED_IN, len);
