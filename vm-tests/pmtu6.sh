@@ -79,6 +79,7 @@ kvx_step "attach with the default options: NAT66 on the bridge's prefix"
 kvx_attach_bg || kvx_fatal "cannot attach"
 st=$(kvx_status_json)
 assert_eq "status: ipv6_mode" nat66 "$(kvx_json 'i["ipv6_mode"]' "$st")"
+assert_eq "status: the guests' prefix is the bridge's" "$PFX" "$(kvx_json 'i["ipv6_subnet"]' "$st")"
 assert_eq "status: the uplink's IPv6 address in kvx_cfg6" "$UP6" "$(kvx_json 'i["ipv6_uplink_addr"]' "$st")"
 assert_eq "ping -6 guest1 -> server: 3 of 3" 3 "$(kvx_ping_received "$NS_G1" "$SRV6" 3)"
 rel0=$(kvx_counter XLATE_RELATED_IN)
