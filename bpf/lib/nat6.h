@@ -422,7 +422,7 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
 	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
 	struct kvx_icmp6hdr *ih = (void *)(ip6 + 1);
 	struct kvx_ipv6hdr *qip = (void *)(ih + 1);
-	__be32 old[4], new[4], *addr, *qaddr;
+	__be32 old[4], *addr, *qaddr;
 	__u32 ql4_off, csum_off;
 	__be16 *qport, oldp, port;
 	__sum16 sum, *ql4sum = NULL;
@@ -457,18 +457,19 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
 		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
 	}
 	ip6->hop_limit--;
-	addr6_copy(new, rw->addr);
 	addr = rw->src ? ip6->saddr : ip6->daddr;
 	qaddr = rw->src ? qip->daddr : qip->saddr;
-	/* The outer address: in the pseudo-header of the ICMPv6 checksum. */
+	/* The outer address: in the pseudo-header of the ICMPv6 checksum.
+	 * (rw->addr read in place: a copy here took kvx_up6's chain through
+	 * nat6_icmp_error_in to 6.1's 512-byte limit.) */
 	addr6_copy(old, addr);
-	addr6_copy(addr, new);
-	sum = csum128_update(ih->checksum, old, new);
+	addr6_copy(addr, rw->addr);
+	sum = csum128_update(ih->checksum, old, rw->addr);
 	/* The quoted address: in the message, and in the quoted L4 checksum's
 	 * pseudo-header (TCP, UDP and ICMPv6 alike). */
 	addr6_copy(old, qaddr);
-	addr6_copy(qaddr, new);
-	sum = csum128_update(sum, old, new);
+	addr6_copy(qaddr, rw->addr);
+	sum = csum128_update(sum, old, rw->addr);
 	port = rw->port;
 	oldp = *qport;
 	*qport = port;
@@ -476,7 +477,7 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
 	if (ql4sum) {
 		__sum16 l4old = *ql4sum, l4new;
 
-		l4new = csum128_update(l4old, old, new);
+		l4new = csum128_update(l4old, old, rw->addr);
 		l4new = csum16_update(l4new, oldp, port);
 		if (q->proto == IPPROTO_UDP && !l4new)
 			l4new = 0xffff;
