@@ -34,4 +34,13 @@ static __always_inline __sum16 csum32_update(__sum16 hc, __be32 from, __be32 to)
 	return (__sum16)~csum_fold32(s);
 }
 
+/* A 128-bit field (an IPv6 address) changed: four 32-bit updates. */
+static __always_inline __sum16 csum128_update(__sum16 hc, const __be32 *from, const __be32 *to)
+{
+	hc = csum32_update(hc, from[0], to[0]);
+	hc = csum32_update(hc, from[1], to[1]);
+	hc = csum32_update(hc, from[2], to[2]);
+	return csum32_update(hc, from[3], to[3]);
+}
+
 #endif /* KVX_CSUM_MATH_H */

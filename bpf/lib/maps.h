@@ -58,6 +58,13 @@ struct {
 	__type(value, struct kvx_frag_val);
 } kvx_frag SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KVX_FRAG_DEFAULT_SIZE);
+	__type(key, struct kvx_frag6_key);
+	__type(value, struct kvx_frag6_val);
+} kvx_frag6 SEC(".maps");
+
 /* Flow counts per guest address for the flow quota (abi.h).  The loader
  * sizes it to the subnet (at most KVX_GFLOWS_MAX).  Mappable: the daemon's
  * GC corrects it with atomic adds (control/gc.cpp). */

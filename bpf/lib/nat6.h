@@ -11,20 +11,23 @@
  * Static mappings (ct6.h): port forwards on the uplink address or another
  * address, and 1:1 addresses (TCP, UDP, ICMPv6 echo, and the protocols
  * translated by address alone: proto6_address_only), inbound to them
- * delivered to their guest, the guest's packets out from them.
+ * delivered to their guest, the guest's packets out from them.  ICMPv6
+ * errors about a flow are translated with their quote (icmp6.h),
+ * fragments by their first fragment (kvx_frag6).
  *
  * Not translated yet (dropped from guests, counted; the host's from the
- * uplink): fragments, ICMPv6 errors (their quoted headers), other
- * protocols (at 1:1 addresses: those with a pseudo-header checksum, and
- * ESP/AH, which the header walk refuses).  Never passed to the host from a
- * guest once it is bound for the outside: with IPv6 forwarding on the
- * bridge the host would route it out with its private source.
+ * uplink): other protocols (at 1:1 addresses: those with a pseudo-header
+ * checksum, and ESP/AH, which the header walk refuses).  Never passed to
+ * the host from a guest once it is bound for the outside: with IPv6
+ * forwarding on the bridge the host would route it out with its private
+ * source.
  */
 #ifndef KVX_NAT6_H
 #define KVX_NAT6_H
 
 #include "nat.h"
 #include "ct6.h"
+#include "icmp6.h"
 
 /* Is a in prefix/len (len 0..128)? */
 static __always_inline int prefix6_has(const __be32 *prefix, __u32 len, const __be32 *a)
@@ -158,6 +161,20 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 
 	if (!p6 || !rw || (void *)(ip6 + 1) > data_end)
 		return -1;
+	/* A later fragment: no L4 header, and no checksum over the addresses
+	 * (the first fragment's L4 checksum covers them, and is fixed there). */
+	if (pkt_is_later_fragment(&p6->p)) {
+		if (rw->macs) {
+			__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
+			__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
+		}
+		ip6->hop_limit--;
+		if (rw->src)
+			addr6_copy(ip6->saddr, rw->addr);
+		else
+			addr6_copy(ip6->daddr, rw->addr);
+		return 0;
+	}
 	l4_off = p6->p.l4_off;
 	if (l4_off < ETH_HLEN + sizeof(*ip6) || l4_off > KVX_PULL6_LEN)
 		return -1;
@@ -225,6 +242,77 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 
 	if (csum_l4_addr6(ctx, &l4c, old, new) || csum_port(ctx, &l4c, old_port, port))
 		return -1;
+	return 0;
+}
+
+/*
+ * IPv6 fragments (RFC 8200 4.5; abi.h kvx_frag6): only the first carries
+ * the L4 header, so its translation is remembered per datagram for the
+ * later ones, as IPv4's frag_remember / frag_lookup do.  Later fragments
+ * that come before their first are not held back (that would be a
+ * reassembly queue in the datapath): a guest's are dropped
+ * (DROP_FRAGMENT), the uplink's are the host's (they may be its own).
+ * Not inlined: the key and value stay off the programs' frames.
+ */
+static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const __be32 *addr,
+				      const __u8 *guest_mac, const __u8 *gw_mac)
+{
+	struct kvx_frag6_key k;
+	struct kvx_frag6_val v;
+
+	if (!p6 || !addr || !guest_mac || !gw_mac || !(p6->p.frag & KVX_IP_MF) ||
+	    pkt_is_later_fragment(&p6->p))
+		return;
+	__builtin_memset(&k, 0, sizeof(k));
+	__builtin_memset(&v, 0, sizeof(v));
+	addr6_copy(k.saddr, p6->saddr);
+	addr6_copy(k.daddr, p6->daddr);
+	k.id = p6->frag_id;
+	k.proto = p6->p.proto;
+	k.dir = dir;
+	addr6_copy(v.addr, addr);
+	__builtin_memcpy(v.guest_mac, guest_mac, ETH_ALEN);
+	__builtin_memcpy(v.gw_mac, gw_mac, ETH_ALEN);
+	v.created_ns = clock_now_ns();
+	bpf_map_update_elem(&kvx_frag6, &k, &v, BPF_ANY);
+}
+
+/*
+ * A later fragment's translation into rw (the address; inbound also the
+ * MACs).  -1: no first fragment seen in the last KVX_FRAG_TIMEOUT_S (an
+ * older entry is an earlier datagram's: deleted, never followed); -2
+ * (outbound): the first fragment came from another MAC.
+ */
+static __noinline int frag6_find(const struct kvx_pkt6 *p6, __u8 dir, const __u8 *src_mac,
+				 struct nat6_rewrite *rw)
+{
+	struct kvx_frag6_key k;
+	struct kvx_frag6_val *v;
+
+	if (!p6 || !src_mac || !rw)
+		return -1;
+	__builtin_memset(&k, 0, sizeof(k));
+	addr6_copy(k.saddr, p6->saddr);
+	addr6_copy(k.daddr, p6->daddr);
+	k.id = p6->frag_id;
+	k.proto = p6->p.proto;
+	k.dir = dir;
+	v = bpf_map_lookup_elem(&kvx_frag6, &k);
+	if (!v)
+		return -1;
+	/* A sum: an entry of another CPU may be a jiffy ahead (clock.h). */
+	if (v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < clock_now_ns()) {
+		bpf_map_delete_elem(&kvx_frag6, &k);
+		return -1;
+	}
+	addr6_copy(rw->addr, v->addr);
+	if (dir == KVX_BIND_OUT)
+		return mac_eq(v->guest_mac, src_mac) ? 0 : -2;
+	if (!mac_is_zero(v->guest_mac)) {
+		rw->macs = 1;
+		__builtin_memcpy(rw->smac, v->gw_mac, ETH_ALEN);
+		__builtin_memcpy(rw->dmac, v->guest_mac, ETH_ALEN);
+	}
 	return 0;
 }
 
@@ -344,6 +432,93 @@ static __noinline int icmp6_reply(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u
 }
 
 /*
+ * Rewrite an ICMPv6 error in place, to rw's address and port.  Inbound (to
+ * a guest, !rw->src): the outer destination and the quoted source (the
+ * uplink address and the NAT port) become the guest's.  Outbound (a
+ * guest's error, rw->src): the outer source and the quoted destination
+ * become the external endpoint.  Hop limit - 1; the MACs when given.
+ * Direct writes with RFC 1624 updates, every checksum kept valid: the sum
+ * over the whole datagram does not change (the ICMPv6 checksum takes up
+ * the outer address's difference), so a CHECKSUM_COMPLETE skb->csum stays
+ * right.  A zero quoted UDP checksum stays 0 (invalid in IPv6, but not
+ * ours to fix).
+ */
+static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote *q,
+					const struct nat6_rewrite *rw)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
+	struct kvx_icmp6hdr *ih = (void *)(ip6 + 1);
+	struct kvx_ipv6hdr *qip = (void *)(ih + 1);
+	__be32 old[4], *addr, *qaddr;
+	__u32 ql4_off, csum_off;
+	__be16 *qport, oldp, port;
+	__sum16 sum, *ql4sum = NULL;
+	__u8 *ql4;
+
+	if (!q || !rw || (void *)(qip + 1) > data_end)
+		return -1;
+	ql4_off = q->l4_off;
+	if (ql4_off < KVX_ICMP6_QUOTE_OFF + sizeof(*qip) || ql4_off > KVX_PULL6_LEN - 8)
+		return -1;
+	kvx_index_barrier(ql4_off);
+	ql4 = data + (ql4_off & 0x1ff);
+	if (q->proto == KVX_IPPROTO_ICMPV6) {
+		if ((void *)(ql4 + 8) > data_end)
+			return -1;
+		qport = (__be16 *)(ql4 + 4);
+	} else {
+		if ((void *)(ql4 + 4) > data_end)
+			return -1;
+		qport = (__be16 *)(ql4 + (rw->src ? 2 : 0));
+	}
+	csum_off = q->csum_off;
+	if (csum_off == 2 || csum_off == 6 || csum_off == 16) {
+		__sum16 *f = (void *)(ql4 + csum_off);
+
+		if ((void *)(f + 1) <= data_end && !(q->proto == IPPROTO_UDP && !*f))
+			ql4sum = f;
+	}
+
+	if (rw->macs) {
+		__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
+	}
+	ip6->hop_limit--;
+	addr = rw->src ? ip6->saddr : ip6->daddr;
+	qaddr = rw->src ? qip->daddr : qip->saddr;
+	/* The outer address: in the pseudo-header of the ICMPv6 checksum.
+	 * (rw->addr read in place: a copy here took kvx_up6's chain through
+	 * nat6_icmp_error_in to 6.1's 512-byte limit.) */
+	addr6_copy(old, addr);
+	addr6_copy(addr, rw->addr);
+	sum = csum128_update(ih->checksum, old, rw->addr);
+	/* The quoted address: in the message, and in the quoted L4 checksum's
+	 * pseudo-header (TCP, UDP and ICMPv6 alike). */
+	addr6_copy(old, qaddr);
+	addr6_copy(qaddr, rw->addr);
+	sum = csum128_update(sum, old, rw->addr);
+	port = rw->port;
+	oldp = *qport;
+	*qport = port;
+	sum = csum16_update(sum, oldp, port);
+	if (ql4sum) {
+		__sum16 l4old = *ql4sum, l4new;
+
+		l4new = csum128_update(l4old, old, rw->addr);
+		l4new = csum16_update(l4new, oldp, port);
+		if (q->proto == IPPROTO_UDP && !l4new)
+			l4new = 0xffff;
+		*ql4sum = l4new;
+		sum = csum16_update(sum, l4old, l4new);
+	}
+	ih->checksum = sum;
+	return 0;
+}
+
+/*
  * A guest's frame up to the binding: parsed into p6, classified, routed
  * (into rw).  Returns KVX_CONTINUE when it is to be translated, else the
  * reason to count it under.  Not inlined, as nat6_uplink_check: the
@@ -422,24 +597,30 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_DROP_TOO_BIG;
 	if (addr6_is_zero(cfg6->uplink_addr))
 		return KVX_R_DROP_NO_UPLINK_ADDR;
-	if (pkt_is_fragment(&p6->p))
-		return KVX_R_DROP_FRAGMENT;
 	/* Other protocols only through a 1:1 mapping (nat6_from_guest). */
 	if (!proto6_has_ports(p6->p.proto) && !proto6_address_only(p6->p.proto))
 		return KVX_R_DROP_PROTO_UNTRANSLATED;
+	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
+	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
+	addr6_copy(rw->addr, cfg6->uplink_addr);
+	/* A later fragment goes by its first (frag6_find). */
+	if (pkt_is_later_fragment(&p6->p))
+		return KVX_FRAG6_LATER;
 	if (proto6_has_ports(p6->p.proto) && !p6->p.l4_ok)
 		return KVX_R_DROP_MALFORMED;
 	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
 		return KVX_R_DROP_UDP_NO_CSUM;
-	/* Echo requests and replies only: a reply leaves through the flow of
-	 * the request it answers or a 1:1 mapping (nat6_from_guest); errors
-	 * quote a header (not translated yet). */
+	/* Errors about the guest's inbound flows are translated by their
+	 * quote; echo requests and replies go as flows (a reply leaves
+	 * through the flow of the request it answers, or a 1:1 mapping:
+	 * nat6_from_guest). */
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6->p.icmp_type))
+		/* An error fits the minimum MTU (RFC 4443 2.4 c): never
+		 * fragmented by a sender that follows the RFC. */
+		return pkt_is_fragment(&p6->p) ? KVX_R_DROP_FRAGMENT : KVX_ICMP6_ERR;
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST &&
 	    p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return KVX_R_DROP_ICMP_TYPE;
-	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
-	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
-	addr6_copy(rw->addr, cfg6->uplink_addr);
 	pkt_syn_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
@@ -456,6 +637,83 @@ static __noinline int verdict_guest6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, 
 		return rc;
 	sent = icmp6_reply(ctx, p6, tcm, cfg6->gw_addr);
 	return sent < 0 ? rc : sent;
+}
+
+/*
+ * Bridge: a guest's own ICMPv6 error about an inbound flow (its closed UDP
+ * port answered to a remote that reached it through an --eif binding, say)
+ * leaves from the flow's external endpoint (ct6_related_out); routed by
+ * nat6_guest_check into rw.  Without a flow: dropped and counted, never
+ * passed (the host would route it out with the guest's source).  Not
+ * inlined: the quote stays off the program's frame.
+ */
+static __noinline int nat6_icmp_error_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
+					  struct nat6_rewrite *rw, __u32 len)
+{
+	struct icmp6_quote q = {};
+	struct ethhdr *eth;
+	__u8 macs[8] __attribute__((aligned(8))); /* mac_eq: word loads */
+	int r;
+
+	if (!p6 || !rw)
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+	if (icmp6_parse_quote(ctx, p6, &q))
+		return verdict(KVX_R_DROP_ICMP_TYPE, len);
+	r = ct6_related_out(p6, &q, macs, rw->addr, &rw->port);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	rw->src = 1;
+	if (icmp6_err_rewrite(ctx, &q, rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_RELATED_OUT, len);
+	if (!rw->macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw->nh, 16);
+		return bpf_redirect_neigh(rw->ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(rw->ifindex);
+}
+
+/*
+ * Bridge: a guest's later fragment, routed by nat6_guest_check into rw,
+ * leaves from the address its first fragment left from.  Not inlined, as
+ * the error paths.
+ */
+static __noinline int nat6_frag_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
+				    struct nat6_rewrite *rw, __u32 len)
+{
+	__u8 mac[8] __attribute__((aligned(8))); /* mac_eq: word loads */
+	struct ethhdr *eth;
+	int r;
+
+	if (!p6 || !rw)
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	r = frag6_find(p6, KVX_BIND_OUT, mac, rw);
+	if (r)
+		return verdict(r == -2 ? KVX_R_DROP_SPOOF_MAC : KVX_R_DROP_FRAGMENT, len);
+	if (nat6_rewrite(ctx, p6, rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_OUT, len);
+	if (!rw->macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw->nh, 16);
+		return bpf_redirect_neigh(rw->ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(rw->ifindex);
 }
 
 /* guest -> outside. */
@@ -476,6 +734,10 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 				      r == KVX_R_DROP_HOP_LIMIT ?
 					      KVX_ICMP_TCM(ICMPV6_TIME_EXCEED, 0, 0) :
 					      KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, rw.mtu));
+	if (r == KVX_ICMP6_ERR)
+		return nat6_icmp_error_out(ctx, &p6, &rw, len);
+	if (r == KVX_FRAG6_LATER)
+		return nat6_frag_out(ctx, &p6, &rw, len);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	cfg = cfg_get();
@@ -513,6 +775,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	}
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	if (pkt_is_fragment(&p6.p))
+		frag6_remember(&p6, KVX_BIND_OUT, rw.addr, macs, macs + KVX_GW_MAC_OFF);
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_OUT, len);
@@ -554,13 +818,15 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	/* Nobody on the LAN routes into the guest prefix through us. */
 	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
 		return KVX_R_DROP_TO_SUBNET;
-	/* A chain we do not walk (ESP, AH: the host's own IPsec), a fragment
-	 * (not translated yet), other protocols (but at 1:1 addresses), and
-	 * anything not to the address guests leave from or a mapped one: the
-	 * host's, as they would be without kvmxdp. */
-	if (pr == PARSE_EXTHDR || pkt_is_fragment(&p6->p) || icmp6_is_nd(&p6->p))
+	/* A chain we do not walk (ESP, AH: the host's own IPsec), ND, other
+	 * protocols (but at 1:1 addresses), and anything not to the address
+	 * guests leave from or a mapped one: the host's, as they would be
+	 * without kvmxdp.  A later fragment has no L4 header: it goes by its
+	 * first (frag6_find). */
+	if (pr == PARSE_EXTHDR || icmp6_is_nd(&p6->p))
 		return KVX_R_PASS_HOST;
-	if (proto6_has_ports(p6->p.proto) ? !p6->p.l4_ok : !proto6_address_only(p6->p.proto))
+	if (proto6_has_ports(p6->p.proto) ? !p6->p.l4_ok && !pkt_is_later_fragment(&p6->p) :
+					    !proto6_address_only(p6->p.proto))
 		return KVX_R_PASS_HOST;
 	if ((addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr) ||
 	     !proto6_has_ports(p6->p.proto)) &&
@@ -572,8 +838,80 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	    addr6_eq(p6->saddr, cfg6->uplink_addr) || addr6_is_mcast(p6->saddr) ||
 	    (!p6->saddr[0] && !p6->saddr[1] && !p6->saddr[2] && !(p6->saddr[3] & ~bpf_htonl(1))))
 		return KVX_R_DROP_MARTIAN_IN;
+	if (pkt_is_later_fragment(&p6->p))
+		return KVX_FRAG6_LATER;
 	pkt_syn_options(ctx, &p6->p);
 	return KVX_CONTINUE;
+}
+
+/*
+ * Uplink: an ICMPv6 error about a guest's flow (a router's Time Exceeded
+ * for tracepath, a Packet Too Big for path-MTU discovery, a remote's Port
+ * Unreachable) goes to that guest, translated (ct6_related_in); anything
+ * else is the host's, whose own flows get errors too.  The MTU of a
+ * Packet Too Big passes as is: the guest's path to the remote has it, and
+ * an error is no larger than the IPv6 minimum MTU (RFC 4443 2.4 c), which
+ * the bridge takes.  Not inlined: the quote stays off the program's frame
+ * (whose chain down through ct6_related_in is within 6.1's 512 bytes only
+ * as long as this frame holds the quote and rw alone).
+ */
+static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					 const struct kvx_pkt6 *p6, __u32 len)
+{
+	struct nat6_rewrite rw = {};
+	struct icmp6_quote q = {};
+	int r;
+
+	if (!cfg || !p6 || icmp6_parse_quote(ctx, p6, &q))
+		return verdict(KVX_R_PASS_HOST, len);
+	r = ct6_related_in(p6, &q, &rw);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	if (icmp6_err_rewrite(ctx, &q, &rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_RELATED_IN, len);
+	if (!rw.macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw.addr, 16);
+		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(cfg->bridge_ifindex);
+}
+
+/*
+ * Uplink: a later fragment of a datagram whose first fragment went to a
+ * guest goes to that guest; else the host's (its own datagram, or one
+ * whose first fragment is late or lost).  Not inlined, as the error paths.
+ */
+static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+				   const struct kvx_pkt6 *p6, __u32 len)
+{
+	__u8 none[8] __attribute__((aligned(8))) = {};
+	struct nat6_rewrite rw = {};
+
+	if (!cfg || !p6)
+		return verdict(KVX_R_PASS_HOST, len);
+	if (frag6_find(p6, KVX_BIND_IN, none, &rw))
+		return verdict(KVX_R_PASS_HOST, len);
+	if (p6->p.ttl <= 1)
+		return verdict(KVX_R_DROP_TTL_IN, len);
+	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6->p), NULL))
+		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
+	if (nat6_rewrite(ctx, p6, &rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_IN, len);
+	if (!rw.macs) {
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw.addr, 16);
+		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
+	}
+	return ctx_redirect(cfg->bridge_ifindex);
 }
 
 /* outside -> guest. */
@@ -584,15 +922,22 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	const struct kvx_cfg *cfg;
 	__u32 len = ctx_len(ctx);
 	struct kvx_pkt6 p6;
+	__u64 now;
 	int r;
 
 	r = nat6_uplink_check(ctx, &p6);
-	if (r != KVX_CONTINUE)
+	if (r != KVX_CONTINUE && r != KVX_FRAG6_LATER)
 		return verdict(r, len);
 	cfg = cfg_get();
 	if (!cfg)
 		return verdict(KVX_R_PASS_HOST, len);
-	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
+	if (r == KVX_FRAG6_LATER)
+		return nat6_frag_in(ctx, cfg, &p6, len);
+	if (p6.p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6.p.icmp_type))
+		return pkt_is_fragment(&p6.p) ? verdict(KVX_R_PASS_HOST, len) :
+						nat6_icmp_error_in(ctx, cfg, &p6, len);
+	now = clock_now_ns();
+	r = ct6_ingress(cfg, &p6, now, &guest, rw.addr);
 	rw.port = guest.port;
 	rw.ct_flags = guest.flags;
 	if (r == KVX_NO_MAPPING)
@@ -604,6 +949,8 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6.p), NULL))
 		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
+	if (pkt_is_fragment(&p6.p))
+		frag6_remember(&p6, KVX_BIND_IN, rw.addr, guest.guest_mac, guest.gw_mac);
 	if (!mac_is_zero(guest.guest_mac)) {
 		rw.macs = 1;
 		__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);

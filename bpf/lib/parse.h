@@ -222,7 +222,8 @@ struct kvx_pkt6 {
 	struct kvx_pkt p;
 	__be32 saddr[4];
 	__be32 daddr[4];
-	__u32 flags; /* KVX_PKT6_F_* */
+	__u32 flags;	/* KVX_PKT6_F_* */
+	__be32 frag_id; /* Fragment header: the identification (p.frag says if any) */
 };
 
 #define KVX_PKT6_F_UDP_NO_CSUM (1U << 0) /* UDP with checksum 0 (invalid in IPv6) */
@@ -321,6 +322,7 @@ static __always_inline enum parse_result parse_ipv6(kvx_ctx_t *ctx, struct kvx_p
 
 	__builtin_memset(p, 0, sizeof(*p));
 	p6->flags = 0;
+	p6->frag_id = 0;
 	__builtin_memcpy(p6->saddr, ip6->saddr, 16);
 	__builtin_memcpy(p6->daddr, ip6->daddr, 16);
 	p->saddr = addr6_fold(p6->saddr);
@@ -364,6 +366,7 @@ static __always_inline enum parse_result parse_ipv6(kvx_ctx_t *ctx, struct kvx_p
 
 			/* Offset in 8-byte units and M, as IPv4's frag_off. */
 			p->frag = (fo >> 3) | (fo & 1 ? KVX_IP_MF : 0);
+			__builtin_memcpy(&p6->frag_id, h + 4, 4);
 			off += 8;
 		} else {
 			if (nh == KVX_IPPROTO_ROUTING && h[3])

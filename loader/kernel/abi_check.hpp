@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 8, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 9, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -183,6 +183,19 @@ static_assert(offsetof(kvx_frag_val, addr) == 0);
 static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
 static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
 static_assert(offsetof(kvx_frag_val, created_ns) == 16);
+
+static_assert(sizeof(kvx_frag6_key) == 40);
+static_assert(offsetof(kvx_frag6_key, saddr) == 0);
+static_assert(offsetof(kvx_frag6_key, daddr) == 16);
+static_assert(offsetof(kvx_frag6_key, id) == 32);
+static_assert(offsetof(kvx_frag6_key, proto) == 36);
+static_assert(offsetof(kvx_frag6_key, dir) == 37);
+
+static_assert(sizeof(kvx_frag6_val) == 40);
+static_assert(offsetof(kvx_frag6_val, addr) == 0);
+static_assert(offsetof(kvx_frag6_val, guest_mac) == 16);
+static_assert(offsetof(kvx_frag6_val, gw_mac) == 22);
+static_assert(offsetof(kvx_frag6_val, created_ns) == 32);
 
 // kvx_hosttun[(remote, proto)]: the host's tunnel peers.
 static_assert(sizeof(kvx_hosttun_key) == 8);

@@ -323,6 +323,7 @@ void Datapath::clear_tables()
 	clear_hash<kvx_bind_key>(fd_bind(), "kvx_bind");
 	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
 	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_frag), "kvx_frag");
+	clear_hash<kvx_frag6_key>(bpf_map__fd(tc()->maps.kvx_frag6), "kvx_frag6");
 	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_xdev), "kvx_xdev");
 	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb), "kvx_xfdb");
 	skb_meta_ = {};
@@ -785,6 +786,24 @@ void Datapath::frag_update(const kvx_frag_key &key, const kvx_frag_val &val)
 {
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_frag), &key, &val, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_frag: " + errno_text(errno));
+}
+
+std::vector<std::pair<kvx_frag6_key, kvx_frag6_val>> Datapath::frag6_entries() const
+{
+	const int fd = bpf_map__fd(tc()->maps.kvx_frag6);
+	std::vector<std::pair<kvx_frag6_key, kvx_frag6_val>> out;
+	for (const auto &k : map_keys<kvx_frag6_key>(fd)) {
+		kvx_frag6_val v;
+		if (bpf_map_lookup_elem(fd, &k, &v) == 0)
+			out.emplace_back(k, v);
+	}
+	return out;
+}
+
+void Datapath::frag6_update(const kvx_frag6_key &key, const kvx_frag6_val &val)
+{
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_frag6), &key, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_frag6: " + errno_text(errno));
 }
 
 } // namespace kvmxdp::test

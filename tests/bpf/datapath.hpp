@@ -179,6 +179,8 @@ public:
 	void bind6_update(const kvx_bind6_key &key, const kvx_bind6_val &val);
 	void bind6_delete(const kvx_bind6_key &key);
 	void frag_update(const kvx_frag_key &key, const kvx_frag_val &val);
+	std::vector<std::pair<kvx_frag6_key, kvx_frag6_val>> frag6_entries() const;
+	void frag6_update(const kvx_frag6_key &key, const kvx_frag6_val &val);
 
 private:
 	int fd_cfg() const;

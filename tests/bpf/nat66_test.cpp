@@ -728,6 +728,283 @@ TEST_F(Nat66Test, FullTableOfExpiredFlowsAcceptsNewFlow)
 	EXPECT_EQ(entries.size(), 2u);
 	EXPECT_EQ(d.gflows_at(slot).out, 1u) << "reclaim uncounts the guest's flows";
 	EXPECT_EQ(d.gflows_at(d.mac_slot(mac_of(kGuest6B))).out, 1u);
+
+// --- ICMPv6 errors about translated flows (RFC 5508's rules) ---
+
+const Ip6 kRouter6 = ip6("2001:db8:77::1");
+
+// An ICMPv6 error from `from` to `to` quoting the IP packet of frame
+// (from its IPv6 header on), cut to quote_len bytes (0: all of it); the
+// checksums from scratch (Packet6::build).
+Packet6 icmp6_error(const Ip6 &from, const Ip6 &to, std::uint8_t type, std::uint32_t word,
+		    const Bytes &frame, std::size_t quote_len = 0)
+{
+	Packet6 e;
+	e.src = from;
+	e.dst = to;
+	e.proto = kProtoIcmp6;
+	e.icmp_type = type;
+	e.icmp_code = 0;
+	e.icmp_id = static_cast<std::uint16_t>(word >> 16);
+	e.icmp_seq = static_cast<std::uint16_t>(word);
+	const std::size_t n = quote_len ? quote_len : frame.size() - 14;
+	e.payload.assign(frame.begin() + 14, frame.begin() + static_cast<long>(14 + n));
+	e.hop_limit = 62;
+	return e;
+}
+
+// The quote of `translated` as its guest sent it: `guest` (the packet
+// before translation) with the hop limit the quote carries, every byte the
+// quote holds; a checksum field the quote holds only in part is left as
+// the translated packet had it.
+Bytes quote_of_guest(const Packet6 &guest, const Bytes &translated, std::size_t quote_len)
+{
+	Packet6 g = guest;
+	g.hop_limit = translated[14 + 7];
+	Bytes b = g.build();
+	const Parsed6 t = parse6(translated);
+	const std::size_t f = t.l4_off + (t.proto == kProtoTcp ? 16 : t.proto == kProtoUdp ? 6 : 2);
+	if (quote_len && 14 + quote_len == f + 1)
+		b[f] = translated[f];
+	return b;
+}
+
+TEST_F(Nat66Test, IcmpErrorInToGuestFullAndTruncated)
+{
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	const std::uint16_t port = out6(syn);
+	const Bytes sent = snat6(syn, port).build();
+	// Full; the whole TCP header; up to the checksum, half of it; the
+	// ports only.
+	for (std::size_t n : {std::size_t{0}, std::size_t{40 + 20}, std::size_t{40 + 17},
+			      std::size_t{40 + 16}, std::size_t{40 + 8}, std::size_t{40 + 4}}) {
+		SCOPED_TRACE("quote " + std::to_string(n));
+		const Packet6 err = from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, sent, n));
+		Packet6 want =
+			icmp6_error(kRouter6, kGuest6A, 3, 0, quote_of_guest(syn, sent, n), n);
+		want.hop_limit = err.hop_limit - 1;
+		want.src_mac = Topology::kBridgeMac;
+		want.dst_mac = mac_of(kGuest6A);
+		const RunResult r =
+			run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
+		EXPECT_EQ(check_checksums(r.out), "");
+	}
+	// Too short to hold the ports: not matched, the host's.
+	run6(Prog::UpIngress, from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, sent, 40 + 3)),
+	     TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// Packet Too Big (path-MTU discovery) about a UDP datagram: the MTU passes
+// as is; Destination Unreachable and Parameter Problem likewise.
+TEST_F(Nat66Test, IcmpErrorInUdpEveryType)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 5353, kRemote6A, 53, 100));
+	const std::uint16_t port = out6(q);
+	const Bytes sent = snat6(q, port).build();
+	for (const auto &[type, word] : std::vector<std::pair<std::uint8_t, std::uint32_t>>{
+		     {2, 1280}, {1, 0}, {3, 0}, {4, 40}}) {
+		SCOPED_TRACE("type " + std::to_string(type));
+		const Packet6 err =
+			from_uplink6(icmp6_error(kRemote6A, kUplink6, type, word, sent));
+		Packet6 want =
+			icmp6_error(kRemote6A, kGuest6A, type, word, quote_of_guest(q, sent, 0));
+		want.hop_limit = err.hop_limit - 1;
+		want.src_mac = Topology::kBridgeMac;
+		want.dst_mac = mac_of(kGuest6A);
+		run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
+	}
+}
+
+TEST_F(Nat66Test, IcmpErrorInAboutEcho)
+{
+	const Packet6 ping = from_guest6(make_echo6(kGuest6A, kRemote6A, 0x77));
+	const std::uint16_t id = out6(ping);
+	const Bytes sent = snat6(ping, id).build();
+	for (std::size_t n : {std::size_t{0}, std::size_t{40 + 8}}) {
+		const Packet6 err = from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, sent, n));
+		Packet6 want =
+			icmp6_error(kRouter6, kGuest6A, 3, 0, quote_of_guest(ping, sent, n), n);
+		want.hop_limit = err.hop_limit - 1;
+		want.src_mac = Topology::kBridgeMac;
+		want.dst_mac = mac_of(kGuest6A);
+		run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
+	}
+}
+
+// Errors that quote no flow of ours are the host's (its own flows get
+// errors too); a quote whose remote differs from the flow's (address or
+// port: a LAN host guessing NAT ports) is not forwarded to the guest.
+TEST_F(Nat66Test, IcmpErrorInNotOursOrSpoofed)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 5353, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	// The host's own flow: no binding at that port.
+	const Bytes host = make_udp6(kUplink6, 33000, kRemote6A, 53).build();
+	run6(Prog::UpIngress, from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, host)), TC_ACT_OK,
+	     KVX_R_PASS_HOST);
+	Packet6 other = snat6(q, port);
+	other.dst = kRemote6B;
+	run6(Prog::UpIngress, from_uplink6(icmp6_error(kRouter6, kUplink6, 1, 0, other.build())),
+	     TC_ACT_OK, KVX_R_PASS_HOST);
+	other = snat6(q, port);
+	other.dport = 54;
+	run6(Prog::UpIngress, from_uplink6(icmp6_error(kRouter6, kUplink6, 2, 1280, other.build())),
+	     TC_ACT_OK, KVX_R_PASS_HOST);
+	// About an error, or a quoted source other than the uplink address.
+	Packet6 e = snat6(q, port);
+	e.src = ip6("2001:db8:77::9");
+	run6(Prog::UpIngress, from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, e.build())),
+	     TC_ACT_OK, KVX_R_PASS_HOST);
+	const Bytes inner =
+		from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, snat6(q, port).build())).build();
+	run6(Prog::UpIngress, from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, inner)), TC_ACT_OK,
+	     KVX_R_PASS_HOST);
+	// Ours, but the hop limit expires on the way.
+	Packet6 last = from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, snat6(q, port).build()));
+	last.hop_limit = 1;
+	run6(Prog::UpIngress, last, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+}
+
+// A guest's own error about a packet it got (a closed UDP port, a remote
+// that reached it through its binding) leaves from the flow's external
+// endpoint, the quote translated back to what the remote sent.
+TEST_F(Nat66Test, IcmpErrorOutFromGuest)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	const Packet6 back = reply6(snat6(q, port));
+	const Packet6 got = dnat6(back, kGuest6A, 7000);
+	for (std::size_t n : {std::size_t{0}, std::size_t{40 + 8}, std::size_t{40 + 4}}) {
+		SCOPED_TRACE("quote " + std::to_string(n));
+		const Packet6 err =
+			from_guest6(icmp6_error(kGuest6A, kRemote6A, 1, 0, got.build(), n));
+		Packet6 want = icmp6_error(kUplink6, kRemote6A, 1, 0,
+					   quote_of_guest(back, got.build(), n), n);
+		want.hop_limit = err.hop_limit - 1;
+		want.src_mac = Topology::kUplinkMac;
+		want.dst_mac = Topology::kGatewayMac;
+		const RunResult r =
+			run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, want);
+		EXPECT_EQ(check_checksums(r.out), "");
+	}
+	// No flow (another remote port), a quote not to the sender, another
+	// guest's MAC: dropped, never out untranslated.
+	Packet6 stray = got;
+	stray.sport = 54;
+	run6(Prog::BrIngress, from_guest6(icmp6_error(kGuest6A, kRemote6A, 1, 0, stray.build())),
+	     TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+	run6(Prog::BrIngress, from_guest6(icmp6_error(kGuest6B, kRemote6A, 1, 0, got.build())),
+	     TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+	Packet6 spoof = from_guest6(icmp6_error(kGuest6A, kRemote6A, 1, 0, got.build()));
+	spoof.src_mac = mac_of(kGuest6B);
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	Packet6 err_ptb = from_guest6(icmp6_error(kGuest6A, kRemote6A, 2, 1280, got.build()));
+	err_ptb.hop_limit = 1; // never an answer about an error
+	run6(Prog::BrIngress, err_ptb, TC_ACT_SHOT, KVX_R_DROP_HOP_LIMIT);
+}
+
+// --- fragments (RFC 8200 4.5): the first translated and remembered, the
+// later ones by it ---
+
+// Fragment [from, to) of whole's upper-layer data (whose checksum covers
+// the whole datagram, computed by Packet6::build), as its own frame with a
+// Fragment header (identification id).
+Bytes frag6_of(const Packet6 &whole, std::size_t from, std::size_t to, bool more,
+	       std::uint32_t id)
+{
+	const Bytes w = whole.build();
+	const Parsed6 p = parse6(w);
+	Packet6 f = whole;
+	f.proto = kProtoGre; // raw payload; the next header is set below
+	f.ext = {ext_fragment(static_cast<std::uint16_t>(from / 8), more, id)};
+	f.payload.assign(w.begin() + static_cast<long>(p.l4_off + from),
+			 w.begin() + static_cast<long>(p.l4_off + to));
+	Bytes b = f.build();
+	b[14 + 40] = whole.proto; // the Fragment header's next header
+	return b;
+}
+
+// The upper-layer checksum of a datagram put together from its fragments
+// (frames of one datagram, in order), from scratch.
+std::uint16_t reassembled_sum6(const std::vector<Bytes> &frags)
+{
+	Bytes data;
+	for (const Bytes &f : frags)
+		data.insert(data.end(), f.begin() + 14 + 40 + 8, f.end());
+	const Parsed6 p = parse6(frags.front());
+	return l4_checksum6(p.src, p.dst, frags.front()[14 + 40], data.data(), data.size());
+}
+
+TEST_F(Nat66Test, FragmentsOutInOrder)
+{
+	const Packet6 whole = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 9999, 100));
+	const std::uint32_t id = 0xabcd0001;
+	const Bytes f1 = frag6_of(whole, 0, 56, true, id), f2 = frag6_of(whole, 56, 108, false, id);
+	const RunResult r1 = dp().run(Prog::BrIngress, f1, ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r1.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const std::uint16_t port = static_cast<std::uint16_t>(r1.out.at(62) << 8 | r1.out.at(63));
+	const Packet6 sent = snat6(whole, port);
+	EXPECT_EQ(diff(r1.out, frag6_of(sent, 0, 56, true, id)), "");
+	const RunResult r2 = run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_REDIRECT,
+					    KVX_R_XLATE_OUT, frag6_of(sent, 56, 108, false, id));
+	EXPECT_EQ(reassembled_sum6({r1.out, r2.out}), 0) << "the datagram's UDP checksum";
+
+	// Another guest's MAC with A's address and the datagram's id: refused.
+	Bytes spoof = f2;
+	const Mac mac_b = mac_of(kGuest6B);
+	std::copy(mac_b.begin(), mac_b.end(), spoof.begin() + 6);
+	run_case_bytes(dp(), Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC,
+		       std::nullopt);
+
+	// The reply, fragmented by the remote: both to the guest, checksum
+	// valid as the guest puts it together.
+	Packet6 back = reply6(sent);
+	back.payload = pattern(200, 0x5a);
+	const std::uint32_t rid = 0x01020304;
+	const Packet6 got = dnat6(back, kGuest6A, 5000);
+	const RunResult b1 = run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 0, 104, true, rid),
+					    TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+					    frag6_of(got, 0, 104, true, rid));
+	const RunResult b2 =
+		run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, rid),
+			       TC_ACT_REDIRECT, KVX_R_XLATE_IN, frag6_of(got, 104, 208, false, rid));
+	EXPECT_EQ(reassembled_sum6({b1.out, b2.out}), 0);
+}
+
+// A later fragment before its first: a guest's is dropped and counted
+// (never out with the guest's source), the uplink's is the host's; once
+// the first has passed, later ones follow.  An entry older than
+// KVX_FRAG_TIMEOUT_S is not followed.
+TEST_F(Nat66Test, FragmentsOutOfOrder)
+{
+	const Packet6 whole = from_guest6(make_udp6(kGuest6A, 62010, kRemote6A, 9999, 100));
+	const std::uint32_t id = 0x77;
+	const Bytes f1 = frag6_of(whole, 0, 56, true, id), f2 = frag6_of(whole, 56, 108, false, id);
+	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, std::nullopt);
+	const Packet6 sent = snat6(whole, 62010);
+	run_case_bytes(dp(), Prog::BrIngress, f1, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		       frag6_of(sent, 0, 56, true, id));
+	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		       frag6_of(sent, 56, 108, false, id));
+	// Another datagram (another id) of the same flow: its own first.
+	run_case_bytes(dp(), Prog::BrIngress, frag6_of(whole, 56, 108, false, id + 1), TC_ACT_SHOT,
+		       KVX_R_DROP_FRAGMENT, std::nullopt);
+
+	Packet6 back = reply6(sent);
+	back.payload = pattern(200, 0x5a);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 9), TC_ACT_OK,
+		       KVX_R_PASS_HOST, std::nullopt);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 0, 104, true, 9), TC_ACT_REDIRECT,
+		       KVX_R_XLATE_IN, frag6_of(dnat6(back, kGuest6A, 62010), 0, 104, true, 9));
+
+	// Aged past KVX_FRAG_TIMEOUT_S: the entry is an earlier datagram's.
+	for (auto &[k, v] : dp().frag6_entries()) {
+		v.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S + 1) * 1000000000ULL);
+		dp().frag6_update(k, v);
+	}
+	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, std::nullopt);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 9), TC_ACT_OK,
+		       KVX_R_PASS_HOST, std::nullopt);
 }
 
 // --- the extension header walk ---
@@ -814,7 +1091,7 @@ std::vector<ChainCase> chain_cases()
 		 KVX_R_DROP_EXTHDR},
 		{"esp", {esp}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
 		{"ah", {ah}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
-		{"first_fragment", {ext_fragment(0, true)}, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT},
+		{"first_fragment", {ext_fragment(0, true)}, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
 		{"later_fragment", {ext_fragment(8, false)}, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT},
 	};
 }

@@ -168,7 +168,7 @@ int counted_reason(const Stats &before, const Stats &after)
 // new reason are kept in the corpus (the BPF code itself has no coverage).
 volatile int g_reason_sink;
 std::vector<unsigned long> g_hits(KVX_R_MAX);
-unsigned long g_round_trips, g_icmp_errors;
+unsigned long g_round_trips, g_icmp_errors, g_icmp6_errors, g_frag6_trips;
 
 // How often each verdict reason was reached, printed at exit: which paths
 // the run actually exercised.
@@ -177,8 +177,10 @@ void print_hits()
 	std::fprintf(stderr, "kvmxdp fuzz: %lu frames run; verdict reasons reached:\n", g_runs);
 	for (int i = 0; i < KVX_R_MAX; i++)
 		std::fprintf(stderr, "  %-22s %lu\n", reason_name(i), g_hits[i]);
-	std::fprintf(stderr, "  round trips checked    %lu\n  ICMP errors checked    %lu\n",
-		     g_round_trips, g_icmp_errors);
+	std::fprintf(stderr,
+		     "  round trips checked    %lu\n  ICMP errors checked    %lu (ICMPv6 %lu)\n"
+		     "  IPv6 later fragments   %lu\n",
+		     g_round_trips, g_icmp_errors, g_icmp6_errors, g_frag6_trips);
 }
 
 // The bounded CI run (KVX_FUZZ_REACH=1, tests/fuzz/CMakeLists.txt) must
@@ -581,7 +583,9 @@ void check_translated6(const Bytes &in, const Bytes &out, int reason, bool in_cs
 				  out);
 		if (po.dst != pi.dst)
 			violation("destination changed on the way out", in, out);
-		bool found = false;
+		// A fragment's ports are the first fragment's business (and a
+		// later one has none): its flow was checked with the first.
+		bool found = pi.fragment;
 		for (const auto &[k, v] : g_dp->ct6_entries())
 			found |= !std::memcmp(k.int_addr, pi.src.data(), 16) &&
 				 !std::memcmp(k.rem_addr, pi.dst.data(), 16) &&
@@ -594,10 +598,155 @@ void check_translated6(const Bytes &in, const Bytes &out, int reason, bool in_cs
 			violation("XLATE_IN to an address outside the guest prefix", in, out);
 		if (po.src != pi.src)
 			violation("source changed on the way in", in, out);
+	} else if (reason == KVX_R_XLATE_RELATED_IN || reason == KVX_R_XLATE_RELATED_OUT) {
+		// An error about a flow: the quoted address follows the outer one
+		// (RFC 5508), so the quote names the guest inside, the uplink
+		// address outside, never the other.
+		const bool in_dir = reason == KVX_R_XLATE_RELATED_IN;
+		if (po.proto != kProtoIcmp6 || po.l4_off + 8 + 40 > po.ip_end)
+			violation("ICMPv6 error translated without its quote", in, out);
+		const Ip6 outer = in_dir ? po.dst : po.src;
+		Ip6 quoted;
+		std::copy(out.begin() + static_cast<long>(po.l4_off + 8 + (in_dir ? 8 : 24)),
+			  out.begin() + static_cast<long>(po.l4_off + 8 + (in_dir ? 24 : 40)),
+			  quoted.begin());
+		if (quoted != outer)
+			violation("ICMPv6 error: the quoted address is not the outer one", in, out);
+		if (in_dir ? !in_subnet6(outer) : outer != kUplink6)
+			violation("ICMPv6 error translated to the wrong side", in, out);
+		if ((in_dir ? po.src != pi.src : po.dst != pi.dst))
+			violation("ICMPv6 error: the untranslated side changed", in, out);
 	} else {
 		violation(std::string("IPv6 redirected for reason ") + reason_name(reason), in,
 			  out);
 	}
+}
+
+// A translated guest packet with no extension header, sent again as the
+// first fragment of its datagram (a Fragment header inserted, M set), must
+// go out as the same translation with that header; then a later fragment
+// of the datagram goes out from the same address, its bytes otherwise
+// untouched, and one of an unknown datagram is dropped (DROP_FRAGMENT),
+// never out with the guest's source.  Built from translated packets, not
+// shaped from random ones: the corpus stays steered as before.
+void frag_trip6(const Bytes &in, const Bytes &out)
+{
+	const Parsed6 pi = parse6(in), po = parse6(out);
+	// 8 bytes more than the packet: within the uplink's MTU.
+	if (pi.fragment || pi.l4_off != 54 || po.l4_off != 54 || pi.ip_end != in.size() ||
+	    in.size() > 1400 ||
+	    (pi.proto != kProtoTcp && pi.proto != kProtoUdp && pi.proto != kProtoIcmp6))
+		return;
+	const std::uint32_t id = 0x6b760000u | static_cast<std::uint32_t>(g_frag6_trips & 0xffff);
+	auto fragment = [&](const Bytes &f, std::uint16_t off_units, bool more, std::uint32_t fid,
+			    std::size_t data_len) {
+		Bytes r(f.begin(), f.begin() + 54);
+		const std::uint8_t h[8] = {f[20],
+					   0,
+					   static_cast<std::uint8_t>(off_units >> 5),
+					   static_cast<std::uint8_t>((off_units << 3) | (more ? 1 : 0)),
+					   static_cast<std::uint8_t>(fid >> 24),
+					   static_cast<std::uint8_t>(fid >> 16),
+					   static_cast<std::uint8_t>(fid >> 8),
+					   static_cast<std::uint8_t>(fid)};
+		r.insert(r.end(), h, h + 8);
+		r.insert(r.end(), f.begin() + 54, f.begin() + static_cast<long>(54 + data_len));
+		r[20] = kExtFragment;
+		const std::size_t plen = r.size() - 54;
+		r[18] = static_cast<std::uint8_t>(plen >> 8);
+		r[19] = static_cast<std::uint8_t>(plen);
+		return r;
+	};
+	g_frag6_trips++;
+	const std::size_t l4_len = in.size() - 54;
+	const Bytes first = fragment(in, 0, true, id, l4_len);
+	const Stats b0 = g_dp->stats();
+	RunResult r1 = g_dp->run(Prog::BrIngress, first, g_topo.bridge_ifindex);
+	if (r1.verdict != TC_ACT_REDIRECT || counted_reason(b0, g_dp->stats()) != KVX_R_XLATE_OUT)
+		violation("the first fragment of a translated packet not translated", first, r1.out);
+	if (r1.out != fragment(out, 0, true, id, l4_len))
+		violation("a first fragment translated otherwise than its whole packet", first,
+			  r1.out);
+	Bytes later = fragment(in, static_cast<std::uint16_t>((l4_len + 7) / 8), false, id, 8);
+	Bytes want = later;
+	std::copy(out.begin(), out.begin() + 14, want.begin());
+	std::copy(out.begin() + 22, out.begin() + 38, want.begin() + 22);
+	want[21] = out[21];
+	const Stats b1 = g_dp->stats();
+	RunResult r2 = g_dp->run(Prog::BrIngress, later, g_topo.bridge_ifindex);
+	if (r2.verdict != TC_ACT_REDIRECT || counted_reason(b1, g_dp->stats()) != KVX_R_XLATE_OUT ||
+	    r2.out != want)
+		violation("a later fragment not translated as its first (source, hop limit only)",
+			  later, r2.out);
+	// Another datagram: an identification outside 0x6b76xxxx, which
+	// earlier trips of the same addresses used.
+	for (int i = 4; i < 8; i++)
+		later[14 + 40 + i] = static_cast<std::uint8_t>(~later[14 + 40 + i]);
+	const Stats b2 = g_dp->stats();
+	RunResult r3 = g_dp->run(Prog::BrIngress, later, g_topo.bridge_ifindex);
+	const int reason3 = counted_reason(b2, g_dp->stats());
+	if (r3.verdict != TC_ACT_SHOT || reason3 != KVX_R_DROP_FRAGMENT)
+		violation(std::string("a later fragment of an unknown datagram not dropped as "
+				      "DROP_FRAGMENT but ") +
+				  (reason3 >= 0 ? reason_name(reason3) : "?"),
+			  later, r3.out);
+}
+
+// A router's error about a translated IPv6 packet (the quote cut at a
+// length the input picks) comes back to the guest about the packet as the
+// guest sent it, every checksum valid (the quoted one too when it is
+// quoted whole).
+void error_trip6(const Bytes &in, const Bytes &out)
+{
+	const Parsed6 pi = parse6(in), po = parse6(out);
+	if (po.fragment ||
+	    (po.proto != kProtoTcp && po.proto != kProtoUdp && po.proto != kProtoIcmp6))
+		return;
+	const std::size_t ql4 = po.l4_off - 14; // in the quote
+	const std::size_t need = ql4 + (po.proto == kProtoIcmp6 ? 8 : 4);
+	const std::size_t all = po.ip_end - 14;
+	// Past the bytes the datapath makes linear (KVX_PULL6_LEN): not walked.
+	if (need > all || 14 + 48 + need > 14 + 40 + 256 + 60 - 8)
+		return;
+	const std::size_t n = std::min(all, need + in.size() % 64);
+	Packet6 e;
+	e.dst_mac = Topology::kUplinkMac;
+	e.src_mac = Topology::kGatewayMac;
+	e.src = ip6("2001:db8:77::1");
+	e.dst = po.src;
+	e.proto = kProtoIcmp6;
+	e.icmp_type = static_cast<std::uint8_t>(1 + in.size() % 4);
+	e.icmp_code = 0;
+	e.icmp_id = 0;
+	e.icmp_seq = e.icmp_type == 2 ? 1280 : 0;
+	e.hop_limit = 50;
+	e.payload.assign(out.begin() + 14, out.begin() + static_cast<long>(14 + n));
+	const Bytes err = e.build();
+	g_icmp_errors++;
+	g_icmp6_errors++;
+	RunResult b = g_dp->run(Prog::UpIngress, err, g_topo.uplink_ifindex);
+	if (b.verdict != TC_ACT_REDIRECT)
+		violation("an ICMPv6 error about a translated packet was not translated back "
+			  "(verdict " +
+				  std::string(verdict_name(b.verdict)) + ")",
+			  out, err);
+	const std::size_t q = 14 + 48; // the quote in b.out
+	Ip6 qsrc;
+	std::copy(b.out.begin() + static_cast<long>(q + 8), b.out.begin() + static_cast<long>(q + 24),
+		  qsrc.begin());
+	const std::size_t port_off = q + ql4 + (po.proto == kProtoIcmp6 ? 4 : 0);
+	const std::uint16_t qport =
+		static_cast<std::uint16_t>(b.out.at(port_off) << 8 | b.out.at(port_off + 1));
+	if (parse6(b.out).dst != pi.src || qsrc != pi.src || qport != pi.sport)
+		violation("ICMPv6 error did not come back about the guest's packet", err, b.out);
+	std::string bad = check_checksums(b.out);
+	if (bad.empty() && n == all) {
+		Bytes quoted(b.out.begin(), b.out.begin() + 14);
+		quoted.insert(quoted.end(), b.out.begin() + static_cast<long>(q), b.out.end());
+		bad = check_checksums(quoted);
+	}
+	if (!bad.empty())
+		violation("checksum broken in a translated ICMPv6 error: " + bad, err, b.out);
 }
 
 // The remote's answer to a translated IPv6 packet comes back to the guest.
@@ -853,8 +1002,12 @@ int test_one(const std::uint8_t *data, std::size_t size)
 		}
 		if (r.verdict == TC_ACT_REDIRECT) {
 			check_translated6(in, r.out, reason, in_csum_ok);
-			if (reason == KVX_R_XLATE_OUT && in_csum_ok)
+			if (reason == KVX_R_XLATE_OUT)
+				frag_trip6(in, r.out);
+			if (reason == KVX_R_XLATE_OUT && in_csum_ok) {
+				error_trip6(in, r.out);
 				round_trip6(in, r.out);
+			}
 		}
 		return 0;
 	}

@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 8
+#define KVX_ABI_VERSION 9
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -64,6 +64,8 @@
  *      unchanged: pins of 3..7 are reused.
  *   8: NAT66 datapath: reasons DROP_HOP_LIMIT, DROP_PROTO_UNTRANSLATED.
  *      Tables unchanged: pins of 3..8 are reused.
+ *   9: NAT66 fragments: map kvx_frag6 (ICMPv6 errors are translated with
+ *      no new state).  Tables unchanged: pins of 3..9 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -74,6 +76,7 @@
 #define KVX_MAP_STATS "kvx_stats"
 #define KVX_MAP_EXTADDR "kvx_extaddr"
 #define KVX_MAP_FRAG "kvx_frag"
+#define KVX_MAP_FRAG6 "kvx_frag6"
 #define KVX_MAP_GFLOWS "kvx_gflows"
 #define KVX_MAP_XDEV "kvx_xdev"
 #define KVX_MAP_XFDB "kvx_xfdb"
@@ -367,6 +370,32 @@ struct kvx_frag_val {
 
 #define KVX_FRAG_DEFAULT_SIZE 4096
 #define KVX_FRAG_TIMEOUT_S 30
+
+/*
+ * IPv6 fragments (RFC 8200 4.5), as kvx_frag: the first fragment's
+ * translation per datagram, keyed by the addresses the later fragments
+ * carry and the Fragment header's 32-bit identification, for
+ * KVX_FRAG_TIMEOUT_S (an LRU map of KVX_FRAG_DEFAULT_SIZE entries).
+ * Later fragments carry no checksum to fix: only the address (and the
+ * MACs) change.
+ */
+struct kvx_frag6_key {
+	__be32 saddr[4];
+	__be32 daddr[4];
+	__be32 id;     /* the Fragment header's identification */
+	__u8 proto;    /* the datagram's upper-layer protocol */
+	__u8 dir;      /* enum kvx_bind_dir: OUT = from a guest, IN = to a guest */
+	__u8 _pad[2];
+};
+
+struct kvx_frag6_val {
+	__be32 addr[4];       /* OUT: external source address; IN: guest address */
+	__u8 guest_mac[6];    /* OUT: the sending guest's (its later fragments come
+			       * from it); IN: deliver to */
+	__u8 gw_mac[6];       /* IN: the bridge's MAC the guest uses */
+	__u8 _pad[4];
+	__u64 created_ns;     /* CLOCK_BOOTTIME: when the first fragment passed */
+};
 
 /*
  * Per-guest flow counts for the flow quota (kvx_cfg.flow_quota):

@@ -1,0 +1,144 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vm-tests/pmtu6.sh: ICMPv6 errors and fragments across NAT66, with the
+# default attach options.  The LAN router's link to the server has the IPv6
+# minimum MTU (1280), the guests' and the uplink's are 1500, so the path MTU
+# is found beyond the uplink, by the router, whose errors quote the
+# translated packets:
+#  - tracepath -6 from a guest: kvmxdp's own Time Exceeded (hop 1), the
+#    router's (hop 2, translated back to the guest), the server reached, and
+#    the router's Packet Too Big: pmtu 1280;
+#  - a TCP upload from a TSO guest that knows no path MTU yet completes
+#    (PMTU discovery from the translated Packet Too Big), and a curl -6
+#    download; both sha256-checked;
+#  - a 3000-byte UDP datagram from a guest (MTU 1500) goes out in fragments
+#    and arrives whole at the server, whose fragmented echo arrives whole at
+#    the guest;
+#  - UDP to a closed server port: the server's Port Unreachable reaches the
+#    guest's connected socket (ECONNREFUSED).
+# No checksum error anywhere (Icmp6InCsumErrors, Udp6InCsumErrors), the
+# server sees only the uplink's address.
+#
+#   guest1 ns  kg1<id> fd42:99::11/64 --+
+#   guest2 ns  kg2<id> fd42:99::12/64 --+ bridge kb<id> fd42:99::1/64, host ns  <- kvmxdp
+#                (default via the bridge's link-local)
+#                                          uplink ku<id> 2001:db8:1::2/64,
+#                                          default via 2001:db8:1::1
+#   lan ns     router: kl<id> 2001:db8:1::1/64, kr<id> 2001:db8:78::1/64 MTU 1280;
+#              IPv6 forwarding; no route to fd42:99::/64
+#   server ns  ks<id> 2001:db8:78::2/64 MTU 1280, default via 2001:db8:78::1
+#
+# Usage: pmtu6.sh KVMXDP_BINARY
+source "$(dirname "$0")/lib.sh"
+kvx_init "${1:-}"
+kvx_require_tools tracepath
+kvx_topology_up
+kvx_assert_offloads
+
+PFX=fd42:99::/64 BR6=fd42:99::1 G1_6=fd42:99::11 G2_6=fd42:99::12
+UP6=2001:db8:1::2 RTR_UP6=2001:db8:1::1 RTR6=2001:db8:78::1 SRV6=2001:db8:78::2
+
+kvx_step "IPv6 addressing; the router's link to the server at 1280"
+v6on() { nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0; }
+for ns in "$NS_G1" "$NS_G2" "$NS_HOST" "$NS_LAN" "$NS_SRV"; do v6on "$ns"; done
+ip -n "$NS_HOST" -6 addr add "$BR6/64" dev "$BR" nodad
+for g in "$NS_G1 $G1_IF $G1_6" "$NS_G2 $G2_IF $G2_6"; do
+	read -r ns ifc a <<<"$g"
+	nsx "$ns" sysctl -qw "net.ipv6.conf.$ifc.accept_ra=0"
+	ip -n "$ns" -6 addr add "$a/64" dev "$ifc" nodad
+done
+nsx "$NS_HOST" sysctl -qw "net.ipv6.conf.$UP.accept_ra=0"
+ip -n "$NS_HOST" -6 addr add "$UP6/64" dev "$UP" nodad
+ip -n "$NS_HOST" -6 route add default via "$RTR_UP6" dev "$UP"
+nsx "$NS_LAN" sysctl -qw net.ipv6.conf.all.forwarding=1
+ip -n "$NS_LAN" -6 addr add "$RTR_UP6/64" dev "$LAN_UP_IF" nodad
+ip -n "$NS_LAN" -6 addr add "$RTR6/64" dev "$LAN_SRV_IF" nodad
+ip -n "$NS_LAN" link set "$LAN_SRV_IF" mtu 1280
+ip -n "$NS_SRV" link set "$SRV_IF" mtu 1280
+ip -n "$NS_SRV" -6 addr add "$SRV6/64" dev "$SRV_IF" nodad
+# advmss: the server offers the MSS of its own 1500-byte path guess, so a
+# guest's segments are larger than the 1280 link until the router's Packet
+# Too Big (translated) teaches the guest the path MTU.
+ip -n "$NS_SRV" -6 route add default via "$RTR6" advmss 1440
+must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
+BR_LL=$(ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1)
+ip -n "$NS_G1" -6 route add default via "$BR_LL" dev "$G1_IF"
+ip -n "$NS_G2" -6 route add default via "$BR_LL" dev "$G2_IF"
+snmp6() { nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6; }
+
+mkdir -p "$KVX_TMP/www"
+sum=$(kvx_random_file blob 4)
+kvx_bg "$KVX_TMP/http.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
+	--bind "$SRV6" --directory "$KVX_TMP/www" 8080
+kvx_wait_tcp_listen 10 "$NS_SRV" 8080
+kvx_bg "$KVX_TMP/udp6.log" ip netns exec "$NS_SRV" socat -d -d "UDP6-RECVFROM:9002,bind=[$SRV6],fork" EXEC:cat
+kvx_wait_udp_listen 10 "$NS_SRV" 9002
+
+kvx_step "attach with the default options: NAT66 on the bridge's prefix"
+kvx_attach_bg || kvx_fatal "cannot attach"
+st=$(kvx_status_json)
+assert_eq "status: ipv6_mode" nat66 "$(kvx_json 'i["ipv6_mode"]' "$st")"
+assert_eq "status: the guests' prefix is the bridge's" "$PFX" "$(kvx_json 'i["ipv6_subnet"]' "$st")"
+assert_eq "status: the uplink's IPv6 address in kvx_cfg6" "$UP6" "$(kvx_json 'i["ipv6_uplink_addr"]' "$st")"
+assert_eq "ping -6 guest1 -> server: 3 of 3" 3 "$(kvx_ping_received "$NS_G1" "$SRV6" 3)"
+rel0=$(kvx_counter XLATE_RELATED_IN)
+
+kvx_step "tracepath -6: the hops and the path MTU, from translated errors"
+out=$(nsx "$NS_G1" timeout 30 tracepath -6 -n -m 5 "$SRV6" 2>&1 || true)
+kvx_log "tracepath -6: $(tr '\n' '|' <<<"$out")"
+assert_contains "hop 1: kvmxdp's own Time Exceeded, from the bridge's link-local" "$BR_LL" "$out"
+assert_ge "hop 2: the router's Time Exceeded, translated back to the guest" \
+	"$(grep -cE "^ *2\??: +$RTR_UP6 " <<<"$out" || true)" 1
+assert_contains "the server reached" "reached" "$out"
+assert_contains "the router's Packet Too Big, translated: pmtu 1280" "pmtu 1280" "$out"
+assert_contains "guest1 keeps the path MTU" "mtu 1280" "$(ip -n "$NS_G1" -6 route get "$SRV6")"
+
+kvx_step "TCP upload from a TSO guest without a path MTU yet, curl -6 download"
+assert_not_contains "guest2 starts without a learnt path MTU" "mtu 1280" \
+	"$(ip -n "$NS_G2" -6 route get "$SRV6")"
+kvx_bg "$KVX_TMP/sink.log" ip netns exec "$NS_SRV" socat -u "TCP6-LISTEN:9000,bind=[$SRV6],reuseaddr" \
+	OPEN:"$KVX_TMP/upload",creat,trunc
+sink=$KVX_LAST_PID
+kvx_wait_tcp_listen 10 "$NS_SRV" 9000
+rc=0
+nsx "$NS_G2" timeout 30 socat -u FILE:"$KVX_TMP/www/blob" "TCP6:[$SRV6]:9000" || rc=$?
+assert_eq "4 MiB TCP upload from guest2 exit code" 0 "$rc"
+kvx_wait_for 5 "the sink to finish" bash -c "! kill -0 $sink 2>/dev/null" || true
+assert_eq "upload arrived intact" "$sum" "$(sha256sum <"$KVX_TMP/upload" | cut -d' ' -f1)"
+assert_contains "guest2 learnt the path MTU from the router's Packet Too Big" "mtu 1280" \
+	"$(ip -n "$NS_G2" -6 route get "$SRV6")"
+assert_eq "curl -6 download: sha256" "$sum" "$(kvx_curl_sha "$NS_G1" "http://[$SRV6]:8080/blob")"
+assert_ge "XLATE_RELATED_IN counted the router's errors" $(($(kvx_counter XLATE_RELATED_IN) - rel0)) 3
+
+kvx_step "fragments: a 3000-byte UDP datagram out, its echo back"
+head -c 3000 /dev/urandom >"$KVX_TMP/d3000"
+dsum=$(sha256sum <"$KVX_TMP/d3000" | cut -d' ' -f1)
+f0=$(kvx_counter DROP_FRAGMENT)
+for ns in "$NS_G1" "$NS_G2"; do
+	rx0=$(snmp6 "$ns" Ip6ReasmOKs)
+	nsx "$ns" timeout 5 socat -b 8192 -t 2 STDIO "UDP6:[$SRV6]:9002" <"$KVX_TMP/d3000" \
+		>"$KVX_TMP/echo" 2>>"$KVX_TMP/socat.err" || true
+	got=$(sha256sum <"$KVX_TMP/echo" | cut -d' ' -f1)
+	assert_eq "${ns##*-}: the echo of the 3000-byte datagram, whole" "$dsum" "$got"
+	assert_ge "${ns##*-}: the echo came in fragments" $(($(snmp6 "$ns" Ip6ReasmOKs) - rx0)) 1
+	assert_ge "${ns##*-}: its datagram went out in fragments" "$(snmp6 "$ns" Ip6FragOKs)" 1
+done
+assert_eq "the server got both datagrams whole, from the uplink's address" 2 \
+	"$(grep -c 'received packet with 3000 bytes from AF=10 \[2001:0db8:0001:0000:0000:0000:0000:0002\]' \
+		"$KVX_TMP/udp6.log" || true)"
+assert_eq "no DROP_FRAGMENT" 0 $(($(kvx_counter DROP_FRAGMENT) - f0))
+kvx_log "counters: $(kvx_json '{k: v["packets"] for k, v in i["counters"].items() if v["packets"]}')"
+
+kvx_step "UDP to a closed port: the server's Port Unreachable reaches the guest"
+out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$SRV6]:5999" 2>&1 || true)
+assert_contains "guest2's connected UDP socket gets ECONNREFUSED" "refused" "$out"
+
+kvx_step "checksums, what the server saw"
+for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
+	assert_eq "Icmp6InCsumErrors/Udp6InCsumErrors in ${ns##*-}" "0 0" \
+		"$(snmp6 "$ns" Icmp6InCsumErrors) $(snmp6 "$ns" Udp6InCsumErrors)"
+done
+assert_eq "HTTP server saw only the uplink's address" "$UP6" \
+	"$(awk '/"GET /{print $1}' "$KVX_TMP/http.log" | sort -u | paste -sd' ')"
+kvx_finish
