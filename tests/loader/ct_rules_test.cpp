@@ -262,6 +262,22 @@ TEST(CtRules, TimeWaitRemotesAge)
 	EXPECT_EQ(kvx_tw_live(f, t0 + 2 * E), 0u) << "and empty after them";
 }
 
+// The filter's epoch is a number mod 8: a remote added in any of the eight
+// epochs (the first one into an empty filter, whose epoch bits read 0) is
+// held for that epoch and the next, and forgotten after.
+TEST(CtRules, TimeWaitRemotesAgeInEveryEpoch)
+{
+	const uint64_t E = KVX_TW_EPOCH_NS;
+	const uint32_t r1 = kvx_tw_bits(htonl(0xc6336401), htons(80));
+	for (uint64_t k = 0; k < 8; k++) {
+		const uint64_t t0 = (1000 + k) * E + 5;
+		const uint32_t w = kvx_tw_add(0, r1, t0);
+		EXPECT_EQ((w >> 1) & 7, kvx_tw_epoch(t0)) << "epoch " << k;
+		EXPECT_TRUE(kvx_tw_has(w, r1, t0 + E)) << "epoch " << k;
+		EXPECT_FALSE(kvx_tw_has(w, r1, t0 + 2 * E)) << "epoch " << k;
+	}
+}
+
 // The datapath's clock is cached per CPU: at an epoch's start, a CPU a tick
 // behind sees the filter another CPU just wrote one epoch ahead of it.  Its
 // remotes still count, and adding keeps them and the filter's epoch.

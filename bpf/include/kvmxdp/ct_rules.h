@@ -275,10 +275,13 @@ KVX_RULE int kvx_tw_has(__u32 w, __u32 bits, __u64 now_ns)
 }
 
 /* Filter w with the remote of these bits added at now_ns: an older epoch's
- * generation moves down, or goes. */
+ * generation moves down, or goes.  An empty filter takes now's epoch: its
+ * epoch bits (0) are no epoch of its own, and read in epoch 7 as "a tick
+ * ahead" (kvx_tw_age) they would date the remote one epoch late. */
 KVX_RULE __u32 kvx_tw_add(__u32 w, __u32 bits, __u64 now_ns)
 {
-	__u32 d = kvx_tw_age(w, now_ns), e = d ? kvx_tw_epoch(now_ns) : (w >> 1) & 7;
+	__u32 d = kvx_tw_age(w, now_ns),
+	      e = d || !(w >> 4) ? kvx_tw_epoch(now_ns) : (w >> 1) & 7;
 	__u32 cur = w >> 18, prev = (w >> 4) & KVX_TW_GEN_MASK;
 
 	if (d == 1) {
