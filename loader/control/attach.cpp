@@ -469,6 +469,7 @@ private:
 		sizes.bind_default = prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE;
 		sizes.guests = guest_map_size(htonl(inst_.subnet.mask()));
 		sizes.ipv6 = ipv6_.mode != KVX_V6_OFF;
+		sizes.relay = ipv6_.mode == KVX_V6_RELAY;
 		// The IPv6 tables follow the IPv4 ones' sizes, pinned ones too.
 		for (auto [name, size] : {std::pair{KVX_MAP_CT, &sizes.ct_pinned},
 					  std::pair{KVX_MAP_BIND, &sizes.bind_pinned}})

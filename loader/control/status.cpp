@@ -319,7 +319,8 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 	}
 	json progs = json::array();
 	if (auto pa = find_pinned(d, KVX_MAP_V6PROGS, pinned_layout(KVX_MAP_V6PROGS))) {
-		static const char *const kFrom[KVX_V6_MAX] = {"kvx_br_ingress", "kvx_up_ingress"};
+		static const char *const kFrom[KVX_V6_MAX] = {"kvx_br_ingress", "kvx_up_ingress",
+								"kvx_br6", "kvx_up6"};
 		for (__u32 slot = 0; slot < KVX_V6_MAX; slot++) {
 			// A program array's lookup from user space gives the id.
 			__u32 id = 0;
