@@ -101,8 +101,9 @@ int main(int argc, char **argv)
 	auto *o_ipv6 = attach->add_option(
 		"--ipv6", ipv6,
 		"the guests' IPv6: auto (NAT66 when they have a prefix, --subnet6 or the bridge's, "
-		"else off; status says which and why), nat66, off; relay is not supported yet "
-		"(default: the instance's in the config, else auto)");
+		"else off; status says which and why), nat66, relay (guests on the uplink's own "
+		"/64, no NAT, where the network allows it), off (default: the instance's in the "
+		"config, else auto)");
 	auto *o_nat =
 		attach->add_option("--nat-ports", nat_ports,
 				   "NAT port range LO-HI (default: 1024-65535 without "

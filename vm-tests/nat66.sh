@@ -124,8 +124,7 @@ bad_ipv6() { # VALUE NEEDLE
 		kvx_fail "--ipv6 $1: the host ns changed"
 	fi
 }
-bad_ipv6 relay "kvmxdp: error: invalid --ipv6 'relay': relay mode is not supported yet"
-bad_ipv6 nat64 "kvmxdp: error: invalid --ipv6 'nat64': use auto, nat66 or off"
+bad_ipv6 nat64 "kvmxdp: error: invalid --ipv6 'nat64': use auto, nat66, relay or off"
 
 kvx_step "attach with the default options: NAT66 on the bridge's prefix, and why"
 kvx_attach_bg || kvx_fatal "cannot attach"

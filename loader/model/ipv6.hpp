@@ -93,11 +93,13 @@ RelayCheck relay_check(const std::vector<Ipv6IfAddr> &addrs, const std::vector<I
 // the guests have an IPv6 prefix, as IPv4 is when they have a subnet, and
 // left to the host otherwise (a bridge without IPv6 gains nothing and
 // loses nothing).
-enum class Ipv6Choice { Auto, Off, Nat66 };
+// Relay only when asked: it puts the guests on the LAN as hosts of their
+// own (reachable from it, inbound traffic let in), which a NAT user did not
+// ask for, and it works only on networks that allow it (relay_check).
+enum class Ipv6Choice { Auto, Off, Nat66, Relay };
 
-// "auto", "off", "nat66" (case-sensitive, as the other modes); "relay" is
-// refused as not supported yet.  Throws Error naming `what` and the
-// value ("--ipv6", "instances[0].ipv6").
+// "auto", "off", "nat66", "relay" (case-sensitive, as the other modes).
+// Throws Error naming `what` and the value ("--ipv6", "instances[0].ipv6").
 Ipv6Choice parse_ipv6_choice(const std::string &text, const std::string &what);
 const char *ipv6_choice_name(Ipv6Choice c);
 
@@ -105,7 +107,8 @@ const char *ipv6_choice_name(Ipv6Choice c);
 // and why, in a line for the log and `status`.
 struct Ipv6Decision {
 	kvx_v6_mode mode = KVX_V6_OFF;
-	std::optional<Ipv6Net> subnet; // NAT66: the guests' prefix
+	std::optional<Ipv6Net> subnet;	     // NAT66: the guests' prefix
+	std::optional<Ipv6Net> relay_prefix; // relay: the uplink's /64 the guests share
 	std::string why;
 };
 
@@ -116,8 +119,13 @@ struct Ipv6Decision {
 // not run DAD yet; the prefix is what matters).  Off: --ipv6 off, or auto
 // without a prefix.  --ipv6 nat66 without a prefix throws Error
 // naming the bridge and how to give it one.
+//
+// --ipv6 relay: relay on relay_check's prefix (the uplink's, read by the
+// caller; none: no uplink), else Error with relay_check's reason; with
+// --subnet6 (NAT66's prefix) an Error too.
 Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet6,
-			 const std::vector<Ipv6IfAddr> &bridge_addrs, const std::string &bridge);
+			 const std::vector<Ipv6IfAddr> &bridge_addrs, const std::string &bridge,
+			 const std::optional<RelayCheck> &relay = std::nullopt);
 
 // The bridge's link-local address (fe80::/10, not dadfailed): what the
 // guests' default route points at (the RAs come from it), hence the source

@@ -123,10 +123,10 @@ TEST(Config, Ipv6ChoiceRoundTripAndValidation)
 	EXPECT_EQ(field_error(j), "instances[1].saved_sysctls.forwarding6: '2' is not 0 or 1");
 	j["instances"][1]["saved_sysctls"].erase("forwarding6");
 	j["instances"][0]["ipv6"] = "relay";
-	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'relay': relay mode is not supported "
-				  "yet (use nat66, off or auto)");
+	EXPECT_EQ(field_error(j), "(no error)");
+	EXPECT_EQ(config_from_json(j).instances[0].ipv6, Ipv6Choice::Relay);
 	j["instances"][0]["ipv6"] = "on";
-	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'on': use auto, nat66 or off");
+	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'on': use auto, nat66, relay or off");
 }
 
 TEST(Config, GatewayMacRoundTripAndValidation)
