@@ -153,6 +153,10 @@ _kvmxdp()
 		mapfile -t COMPREPLY < <(compgen -W "auto nat66 relay off" -- "$cur")
 		return
 		;;
+	--ipv6-inbound)
+		mapfile -t COMPREPLY < <(compgen -W "stateful open" -- "$cur")
+		return
+		;;
 	--proto)
 		if [[ $cmd == conntrack* ]]; then
 			mapfile -t COMPREPLY < <(compgen -W "tcp udp icmp icmpv6" -- "$cur")

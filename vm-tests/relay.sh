@@ -11,8 +11,11 @@
 # (all.forwarding stays 0, as relay needs: a forwarding uplink ignores
 # RAs): Ip6OutForwDatagrams must stay flat, kvmxdp forwarded.
 # Before the router announces a prefix, attach --ipv6 relay is refused in
-# one line saying why; so is --subnet6 with relay.  A second guest that
-# takes the first one's address gets nothing, and the first keeps working.
+# one line saying why; so is --subnet6 with relay.  Inbound is stateful by
+# default (only the replies of the guests' flows come in: the server's
+# ping to a guest gets nothing); attach --ipv6-inbound open then lets the
+# server reach a guest's own server.  A second guest that takes the first
+# one's address gets nothing, and the first keeps working.
 #
 #   guest1 ns  kg1<id> SLAAC in 2001:db8:1::/64 --+
 #   guest2 ns  kg2<id> SLAAC in 2001:db8:1::/64 --+ bridge kb<id> (fe80:: only)
@@ -152,18 +155,20 @@ assert_eq "all.forwarding untouched (0: the uplink keeps its RAs)" 0 \
 	"$(kvx_sysctl_get "$NS_HOST" net/ipv6/conf/all/forwarding)"
 assert_contains "status text: relay and its prefix" "ipv6 relay $N1, " "$(kvx status --bridge "$BR")"
 
-kvx_step "ping -6: guests -> LAN router and server beyond it, server -> guest"
+kvx_step "ping -6: guests -> LAN router and server beyond it"
 for ns in "$NS_G1" "$NS_G2"; do
 	assert_eq "ping -6 ${ns##*-} -> LAN router: 5 of 5" 5 "$(kvx_ping_received "$ns" "$LAN6" 5)"
 	assert_eq "ping -6 ${ns##*-} -> server: 5 of 5" 5 "$(kvx_ping_received "$ns" "$SRV6" 5)"
 done
-# Inbound to a guest's own address, from beyond the router: no NAT.
-assert_eq "ping -6 server -> guest1 at $G1_6: 5 of 5" 5 "$(kvx_ping_received "$NS_SRV" "$G1_6" 5)"
-assert_eq "ping -6 LAN router -> guest2 at $G2_6: 5 of 5" 5 "$(kvx_ping_received "$NS_LAN" "$G2_6" 5)"
+kvx_step "stateful inbound (the default): the server's own ping to a guest gets nothing"
+filtered0=$(kvx_counter DROP_FILTERED)
+assert_eq "ping -6 server -> guest1 at $G1_6: 0 of 3" 0 "$(kvx_ping_received "$NS_SRV" "$G1_6" 3 || echo 0)"
+assert_ge "DROP_FILTERED counted them" "$(($(kvx_counter DROP_FILTERED) - filtered0))" 3
 # The router learnt the guests at the uplink's MAC (our proxied NA).
 up_mac=$(ip -n "$NS_HOST" -j link show dev "$UP" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
 assert_eq "the LAN router's neighbour entry for guest1 is the uplink's MAC" "$up_mac" \
 	"$(ip -n "$NS_LAN" -6 -j neigh show "$G1_6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
+assert_ge "ND_PROXY_NA counted" "$(kvx_counter ND_PROXY_NA)" 2
 
 kvx_step "curl -6: a 4 MiB file, sha256 compared; the server sees the guests' own addresses"
 mkdir -p "$KVX_TMP/www"
@@ -176,6 +181,19 @@ for ns in "$NS_G1" "$NS_G2"; do
 done
 assert_eq "HTTP server saw the guests' own addresses" "$G1_6 $G2_6" \
 	"$(awk '/"GET /{print $1}' "$KVX_TMP/http.log" | sort -u | paste -sd' ')"
+# The guests' flows in conntrack, with their own addresses as ext.
+ct=$(kvx conntrack list --json --proto tcp 2>/dev/null || true)
+assert_contains "conntrack list: guest1's flow to the server, ext = its own address" "$G1_6 $G1_6" \
+	"$("$KVX_PY" -c 'import json,sys; print("|".join(sorted(f["int_addr"]+" "+f["ext_addr"] for f in json.load(sys.stdin) if f["family"] == "ipv6")))' <<<"$ct" 2>/dev/null || echo error)"
+
+kvx_step "attach --ipv6 relay --ipv6-inbound open: the server reaches the guests"
+kvx_daemon_stop
+kvx_attach_bg --ipv6 relay --ipv6-inbound open || kvx_fatal "cannot attach"
+assert_eq "config: ipv6_inbound recorded" open \
+	"$("$KVX_PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["instances"][0].get("ipv6_inbound"))' "$KVX_CFG" 2>/dev/null || echo error)"
+# Inbound to a guest's own address, from beyond the router: no NAT.
+assert_eq "ping -6 server -> guest1 at $G1_6: 5 of 5" 5 "$(kvx_ping_received "$NS_SRV" "$G1_6" 5)"
+assert_eq "ping -6 LAN router -> guest2 at $G2_6: 5 of 5" 5 "$(kvx_ping_received "$NS_LAN" "$G2_6" 5)"
 # And a server on a guest, reached from beyond the router.
 kvx_bg "$KVX_TMP/http_g1.log" ip netns exec "$NS_G1" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
 	--bind "$G1_6" --directory "$KVX_TMP/www" 8081
@@ -198,7 +216,6 @@ kvx_step "counters, checksums and the host's forwarding"
 st=$(kvx_status_json)
 assert_ge "RELAY_OUT counted" "$(kvx_counter RELAY_OUT)" 20
 assert_ge "RELAY_IN counted" "$(kvx_counter RELAY_IN)" 20
-assert_ge "ND_PROXY_NA counted" "$(kvx_counter ND_PROXY_NA)" 2
 assert_ge "status: the guests' addresses in kvx_nd" "$(kvx_json 'i["relay_addresses"]["entries"]' "$st")" 2
 for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
 	assert_eq "Icmp6InCsumErrors/Tcp in ${ns##*-}" "0" "$(snmp6 "$ns" Icmp6InCsumErrors)"

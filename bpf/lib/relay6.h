@@ -22,11 +22,12 @@
  *   The NS becomes the NA in place and goes back out of its device, as the
  *   ARP answers of nat.h do.
  *
+ * - Inbound is stateful by default (relay6_ct_in: the replies of the
+ *   guests' flows); KVX_CFG6_F_INBOUND_OPEN lets everything in.
+ *
  * Link-local, multicast and the rest of neighbour and router discovery
- * stay the host's (PASS_ND).  Not yet: the stateful inbound policy (every
- * packet to an owned address comes in, as through a bridge), relaying a
- * guest's DAD to the LAN (a LAN host's duplicate is not detected), the XDP
- * fast path.
+ * stay the host's (PASS_ND).  Not yet: relaying a guest's DAD to the LAN
+ * (a LAN host's duplicate is not detected), the XDP fast path.
  */
 #ifndef KVX_RELAY6_H
 #define KVX_RELAY6_H
@@ -242,6 +243,100 @@ static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in)
 }
 
 /*
+ * The stateful inbound policy (kvx_cfg6.flags without
+ * KVX_CFG6_F_INBOUND_OPEN), as a home router's IPv6 firewall (RFC 6092):
+ * what a guest sends out makes or refreshes its flow in kvx_ct6, keyed as
+ * NAT66's with the guest's own address and port as the external side
+ * (ext_addr = int_addr), with conntrack's TCP tracking and timeouts (ct.h;
+ * the daemon's GC expires them); from outside only the replies of those
+ * flows come in.  TCP, UDP and echo are tracked; other protocols, chains
+ * not walked and later fragments go out untracked (no reply of theirs
+ * comes in, but later fragments: without their first they are nothing).
+ */
+static __always_inline int relay6_tracked(const struct kvx_pkt6 *p6)
+{
+	return p6->p.l4_ok && !pkt_is_later_fragment(&p6->p) &&
+	       (p6->p.proto == IPPROTO_TCP || p6->p.proto == IPPROTO_UDP ||
+		(p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type == ICMPV6_ECHO_REQUEST));
+}
+
+/* A guest's packet on its flow: KVX_CONTINUE, KVX_NO_MAPPING (no flow yet:
+ * relay6_ct_create) or a drop reason (a TCP segment that opens none, as
+ * NAT66: tcp6_may_open_out; RST/FIN outside the window). */
+static __noinline int relay6_ct_out(const struct kvx_pkt6 *p6)
+{
+	struct kvx_ct6_key k;
+	struct kvx_ct6_val *f;
+
+	if (!p6)
+		return KVX_R_DROP_MALFORMED;
+	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
+	f = bpf_map_lookup_elem(&kvx_ct6, &k);
+	if (!f)
+		return tcp6_may_open_out(&p6->p) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
+	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, clock_now_ns());
+}
+
+/* Its new flow; another CPU's of the same packet is as good. */
+static __noinline int relay6_ct_create(const struct kvx_pkt6 *p6)
+{
+	struct kvx_ct6_key k;
+	struct kvx_ct6_val v;
+	int err;
+
+	if (!p6)
+		return KVX_R_DROP_MALFORMED;
+	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
+	ct_val_init(&v.ct, &p6->p, CT_DIR_OUT, p6->p.sport, 0, clock_now_ns());
+	addr6_copy(v.ext_addr, p6->saddr);
+	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
+	return !err || err == -EEXIST ? KVX_CONTINUE : KVX_R_DROP_TABLE_FULL;
+}
+
+/*
+ * From outside to a guest, stateful: a reply on one of its flows; a later
+ * fragment; an ICMPv6 error that quotes a packet the guest sent (its
+ * quoted source is the guest: Packet Too Big must come in, RFC 4890 4.3.1;
+ * the quote's ports are not looked up).  Else DROP_FILTERED.
+ */
+static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct kvx_ct6_key k;
+	struct kvx_ct6_val *f;
+
+	if (!p6)
+		return KVX_R_DROP_FILTERED;
+	if (pkt_is_later_fragment(&p6->p))
+		return KVX_CONTINUE;
+	if (!p6->p.l4_ok)
+		return KVX_R_DROP_FILTERED;
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type < 128) {
+		__u32 off = p6->p.l4_off;
+		struct kvx_ipv6hdr *q;
+
+		if (off > KVX_PULL6_LEN)
+			return KVX_R_DROP_FILTERED;
+		kvx_index_barrier(off);
+		q = data + (off & 0x1ff) + sizeof(struct kvx_icmp6hdr);
+		if ((void *)(q + 1) > data_end || !addr6_eq(q->saddr, p6->daddr))
+			return KVX_R_DROP_FILTERED;
+		return KVX_CONTINUE;
+	}
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY)
+		return KVX_R_DROP_FILTERED;
+	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
+	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+		return KVX_R_DROP_FILTERED;
+	ct6_key_init(&k, p6->p.proto, p6->daddr, p6->p.dport, p6->saddr, p6->p.sport);
+	f = bpf_map_lookup_elem(&kvx_ct6, &k);
+	if (!f)
+		return KVX_R_DROP_FILTERED;
+	return ct_update(&f->ct, &p6->p, CT_DIR_IN, clock_now_ns());
+}
+
+/*
  * Out of the device the route chose (rw): hop limit - 1 and the MACs when
  * the lookup gave them, else the kernel resolves the next hop.  Nothing
  * else changes: no address, no checksum (the hop limit is not in the
@@ -408,6 +503,13 @@ static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 
+static __always_inline int relay6_stateful(void)
+{
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+
+	return cfg6 && !(cfg6->flags & KVX_CFG6_F_INBOUND_OPEN);
+}
+
 /* guest -> LAN/outside. */
 static __always_inline int relay6_from_guest(kvx_ctx_t *ctx)
 {
@@ -426,6 +528,16 @@ static __always_inline int relay6_from_guest(kvx_ctx_t *ctx)
 					      KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, rw.mtu));
 	if (r != KVX_CONTINUE && r != KVX_RELAY_GUEST)
 		return verdict(r, len);
+	/* Stateful: the flow its replies come back on (called here, not
+	 * from the check: one chain of frames less deep). */
+	if (r == KVX_CONTINUE && relay6_stateful() && relay6_tracked(&p6)) {
+		int c = relay6_ct_out(&p6);
+
+		if (c == KVX_NO_MAPPING)
+			c = relay6_ct_create(&p6);
+		if (c != KVX_CONTINUE)
+			return verdict(c, len);
+	}
 	stats_count(r == KVX_RELAY_GUEST ? KVX_R_RELAY_IN : KVX_R_RELAY_OUT, len);
 	r = relay6_send(ctx, &rw);
 	return r < 0 ? verdict(KVX_R_DROP_MALFORMED, len) : r;
@@ -517,6 +629,11 @@ static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
 	cfg6 = cfg6_get();
 	if (!cfg || !cfg6)
 		return verdict(KVX_R_PASS_HOST, len);
+	if (!(cfg6->flags & KVX_CFG6_F_INBOUND_OPEN)) {
+		r = relay6_ct_in(ctx, &p6);
+		if (r != KVX_CONTINUE)
+			return verdict(r, len);
+	}
 	relay6_to_guest(&rw, cfg, cfg6, dmac);
 	stats_count(KVX_R_RELAY_IN, len);
 	r = relay6_send(ctx, &rw);

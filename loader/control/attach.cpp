@@ -54,6 +54,8 @@ void check_attach_syntax(const AttachOptions &a)
 		parse_subnet6(*a.subnet6, "--subnet6");
 	if (a.ipv6)
 		parse_ipv6_choice(*a.ipv6, "--ipv6");
+	if (a.ipv6_inbound)
+		parse_ipv6_inbound(*a.ipv6_inbound, "--ipv6-inbound");
 	if (a.nat_ports)
 		parse_port_range(*a.nat_ports);
 	if (a.timeouts)
@@ -114,6 +116,14 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 	p.ipv6 = a.ipv6 ? parse_ipv6_choice(*a.ipv6, "--ipv6") :
 		 prev	? prev->ipv6 :
 			  Ipv6Choice::Auto;
+	// Relay's alone: NAT66 lets in only what a binding wants.
+	if (a.ipv6_inbound && p.ipv6 != Ipv6Choice::Relay)
+		throw Error("--ipv6-inbound " + *a.ipv6_inbound +
+			    ": only relay mode has an inbound policy (add --ipv6 relay)");
+	p.ipv6_inbound_open = a.ipv6_inbound ?
+				      parse_ipv6_inbound(*a.ipv6_inbound, "--ipv6-inbound") :
+			      prev ? prev->ipv6_inbound_open :
+				     false;
 	p.metrics = a.metrics ? (*a.metrics == "off" ? "" : *a.metrics) : prev ? prev->metrics : "";
 	// Mappings a detach kept come back (the uplink is the new one's).
 	if (prev)
@@ -274,6 +284,7 @@ private:
 		inst_.dhcp_leases = plan_.dhcp_leases;
 		inst_.subnet6 = plan_.subnet6;
 		inst_.ipv6 = plan_.ipv6;
+		inst_.ipv6_inbound_open = plan_.ipv6_inbound_open;
 		inst_.metrics = plan_.metrics;
 		// A clsact an earlier attach created stays ours to delete.
 		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
@@ -628,6 +639,8 @@ private:
 	{
 		kvx_cfg6 c{};
 		c.mode = ipv6_.mode;
+		if (ipv6_.mode == KVX_V6_RELAY && plan_.ipv6_inbound_open)
+			c.flags |= KVX_CFG6_F_INBOUND_OPEN;
 		if (ipv6_.subnet) {
 			std::memcpy(c.subnet, ipv6_.subnet->addr.data(), sizeof(c.subnet));
 			c.subnet_len = ipv6_.subnet->prefix;

@@ -244,6 +244,15 @@ Ipv6Choice parse_ipv6_choice(const std::string &text, const std::string &what)
 		    "': use auto, nat66, relay or off");
 }
 
+bool parse_ipv6_inbound(const std::string &text, const std::string &what)
+{
+	if (text == "stateful")
+		return false;
+	if (text == "open")
+		return true;
+	throw Error("invalid " + what + " '" + printable(text) + "': use stateful or open");
+}
+
 const char *ipv6_choice_name(Ipv6Choice c)
 {
 	switch (c) {

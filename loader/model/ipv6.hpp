@@ -101,6 +101,12 @@ enum class Ipv6Choice { Auto, Off, Nat66, Relay };
 // "auto", "off", "nat66", "relay" (case-sensitive, as the other modes).
 // Throws Error naming `what` and the value ("--ipv6", "instances[0].ipv6").
 Ipv6Choice parse_ipv6_choice(const std::string &text, const std::string &what);
+
+// attach --ipv6-inbound: "stateful" (false: only the replies of the guests'
+// flows come in, as through a home router's firewall, RFC 6092) or "open"
+// (true: everything to a guest's address, as through a real bridge).
+// Throws Error naming `what` and the value.
+bool parse_ipv6_inbound(const std::string &text, const std::string &what);
 const char *ipv6_choice_name(Ipv6Choice c);
 
 // What attach makes of the choice: the kvx_cfg6 mode, the guests' prefix

@@ -178,6 +178,14 @@ protected:
 		return m;
 	}
 
+	// attach --ipv6-inbound open.
+	void set_inbound_open()
+	{
+		kvx_cfg6 c = relay_cfg();
+		c.flags |= KVX_CFG6_F_INBOUND_OPEN;
+		dp().set_cfg6(c);
+	}
+
 	void own(const Ip6 &addr, const Mac &mac, std::uint64_t seen_ns, std::uint8_t state)
 	{
 		kvx_nd_val v{};
@@ -206,12 +214,13 @@ TEST_F(Relay6Test, GuestToInternetAndBack)
 	back.hop_limit = 57;
 	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(back, kMacA));
 
-	// UDP and echo likewise, and nothing is kept per flow.
+	// UDP and echo likewise: one flow each (the stateful inbound
+	// policy's), no NAT binding.
 	const Packet6 udp = from_guest(make_udp6(kGuestA, 5353, kRemote, 53, 40), kMacA);
 	run6(Prog::BrIngress, udp, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(udp));
 	const Packet6 ping = from_guest(make_echo6(kGuestA, kRemote, 0x77), kMacA);
 	run6(Prog::BrIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(ping));
-	EXPECT_TRUE(dp().ct6_entries().empty());
+	EXPECT_EQ(dp().ct6_entries().size(), 3u);
 	EXPECT_TRUE(dp().bind6_entries().empty());
 }
 
@@ -284,7 +293,7 @@ TEST_F(Relay6Test, AnotherMacCannotTakeAnOwnedAddress)
 	const Packet6 spoof = from_guest(make_udp6(kGuestA, 7001, kRemote, 53), kMacB);
 	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 	EXPECT_EQ(owner(kGuestA), kMacA);
-	const Packet6 back = from_lan(make_udp6(kRemote, 53, kGuestA, 7001));
+	const Packet6 back = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(back, kMacA));
 	// Nor with a DAD probe for it.
 	run6(Prog::BrIngress, neigh_sol(Ip6{}, kMacB, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
@@ -422,6 +431,7 @@ TEST_F(Relay6Test, GuestNeighbourSolicitationForTheLanIsAnsweredByTheBridge)
 
 TEST_F(Relay6Test, GuestDadClaimsTheAddressOrIsDefendedForTheHost)
 {
+	set_inbound_open();
 	// A guest's DAD probe binds the address to it, before any traffic.
 	run6(Prog::BrIngress, neigh_sol(Ip6{}, kMacA, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
 	EXPECT_EQ(owner(kGuestA), kMacA);
@@ -443,6 +453,83 @@ TEST_F(Relay6Test, GuestToGuestThroughTheBridgeMac)
 	want.src_mac = Topology::kBridgeMac;
 	want.dst_mac = kMacB;
 	run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_IN, want);
+}
+
+// --- the stateful inbound policy (default) and --ipv6-inbound open ---
+
+TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	// Unsolicited: a UDP datagram, a TCP SYN, an echo request.
+	const Packet6 udp_in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, udp_in, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40000, kGuestA, 22)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	run6(Prog::UpIngress, from_lan(make_echo6(kRemote, kGuestA, 9)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	// The guest's flow opens the way for its replies, and only those.
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	run6(Prog::UpIngress, udp_in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(udp_in, kMacA));
+	run6(Prog::UpIngress, from_lan(make_udp6(kRemote, 54, kGuestA, 7000)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	const auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	// The guest's own address and port as the external side.
+	EXPECT_EQ(std::memcmp(flows[0].first.int_addr, kGuestA.data(), 16), 0);
+	EXPECT_EQ(std::memcmp(flows[0].second.ext_addr, kGuestA.data(), 16), 0);
+	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), 7000);
+	EXPECT_EQ(flows[0].second.ct.pkts_out, 1u);
+	EXPECT_EQ(flows[0].second.ct.pkts_in, 1u);
+	EXPECT_TRUE(flows[0].second.ct.flags & KVX_CT_F_SEEN_REPLY);
+	// Echo: the reply to the guest's request.
+	const Packet6 ping = from_guest(make_echo6(kGuestA, kRemote, 0x77), kMacA);
+	run6(Prog::BrIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(ping));
+	const Packet6 pong = from_lan(make_echo6(kRemote, kGuestA, 0x77, kIcmp6EchoReply));
+	run6(Prog::UpIngress, pong, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(pong, kMacA));
+	// TCP: a SYN opens, the SYN-ACK comes in; a bare ACK opens nothing.
+	const Packet6 syn = from_guest(make_tcp6(kGuestA, 41000, kRemote, 443), kMacA);
+	run6(Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(syn));
+	Packet6 synack = from_lan(make_tcp6(kRemote, 443, kGuestA, 41000, kTcpSyn | kTcpAck));
+	synack.ack_seq = syn.seq + 1;
+	run6(Prog::UpIngress, synack, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(synack, kMacA));
+	run6(Prog::BrIngress, from_guest(make_tcp6(kGuestA, 41001, kRemote, 443, kTcpAck), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+}
+
+TEST_F(Relay6Test, StatefulInboundLetsInErrorsAboutTheGuestsPackets)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	// A Packet Too Big quoting the guest's packet (PMTU discovery).
+	const Bytes sent = make_udp6(kGuestA, 7000, kRemote, 53, 1400).build();
+	Packet6 ptb = from_lan(make_echo6(kLanHost, kGuestA, 0));
+	ptb.icmp_type = kIcmp6PacketTooBig;
+	ptb.icmp_id = 0;
+	ptb.icmp_seq = 1280;
+	ptb.payload.assign(sent.begin() + 14, sent.begin() + 14 + 200);
+	run6(Prog::UpIngress, ptb, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(ptb, kMacA));
+	// One quoting another source is nobody's business of the guest's.
+	const Bytes other = make_udp6(kGuestB, 7000, kRemote, 53, 100).build();
+	ptb.payload.assign(other.begin() + 14, other.end());
+	run6(Prog::UpIngress, ptb, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	// A later fragment: nothing without its first.
+	Packet6 frag = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	frag.ext = {ext_fragment(100, false)};
+	run6(Prog::UpIngress, frag, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(frag, kMacA));
+}
+
+TEST_F(Relay6Test, OpenInboundLetsEverythingIn)
+{
+	set_inbound_open();
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	const Packet6 syn = from_lan(make_tcp6(kRemote, 40000, kGuestA, 22));
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(syn, kMacA));
+	const Packet6 ping = from_lan(make_echo6(kRemote, kGuestA, 9));
+	run6(Prog::UpIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(ping, kMacA));
+	// And nothing is tracked.
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	EXPECT_TRUE(dp().ct6_entries().empty());
 }
 
 } // namespace

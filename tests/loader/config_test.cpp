@@ -127,6 +127,15 @@ TEST(Config, Ipv6ChoiceRoundTripAndValidation)
 	EXPECT_EQ(config_from_json(j).instances[0].ipv6, Ipv6Choice::Relay);
 	j["instances"][0]["ipv6"] = "on";
 	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'on': use auto, nat66, relay or off");
+	j["instances"][0]["ipv6"] = "relay";
+	j["instances"][0]["ipv6_inbound"] = "open";
+	Config relay = config_from_json(j);
+	EXPECT_TRUE(relay.instances[0].ipv6_inbound_open);
+	EXPECT_EQ(to_json(relay)["instances"][0]["ipv6_inbound"], "open");
+	EXPECT_FALSE(to_json(relay)["instances"][1].contains("ipv6_inbound"));
+	EXPECT_FALSE(relay.instances[0] == back.instances[0]);
+	j["instances"][0]["ipv6_inbound"] = "all";
+	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6_inbound 'all': use stateful or open");
 }
 
 TEST(Config, GatewayMacRoundTripAndValidation)

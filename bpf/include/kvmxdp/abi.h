@@ -67,7 +67,8 @@
  *   9: IPv6 relay: map kvx_nd (guest address -> owning MAC), kvx_cfg6's
  *      padding became bridge_mac (same size), reasons RELAY_OUT, RELAY_IN,
  *      ND_PROXY_NA, kvx_v6progs slots 2..3 (a pinned 2-slot array is
- *      replaced).  Tables unchanged: pins of 3..9 are reused.
+ *      replaced), KVX_CFG6_F_INBOUND_OPEN; relay's flows in kvx_ct6 have
+ *      ext_addr = int_addr.  Tables unchanged: pins of 3..9 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -713,6 +714,11 @@ struct kvx_cfg6 {
 				* bridge side's proxied Neighbour Advertisements */
 };
 
+/* kvx_cfg6.flags.  Relay: every packet to a guest's address comes in (as
+ * through a real bridge), not only the replies of its flows in kvx_ct6
+ * (attach --ipv6-inbound open). */
+#define KVX_CFG6_F_INBOUND_OPEN (1U << 0)
+
 /*
  * Relay mode (docs/ipv6.md "Relay mode in the datapath"): the guests take
  * addresses in the uplink's own prefix (kvx_cfg6.relay_prefix) and the
@@ -816,7 +822,7 @@ struct kvx_bind6_val {
 	X(DROP_TABLE_FULL, 1, "conntrack or binding table full")                   \
 	X(DROP_PORTS_EXHAUSTED, 1, "no free NAT port")                             \
 	X(DROP_TO_SUBNET, 1, "inbound to the guest subnet from the uplink")        \
-	X(DROP_FILTERED, 1, "inbound TCP segment of a flushed flow (waits for the guest's)") \
+	X(DROP_FILTERED, 1, "inbound not on a flow: TCP of a flushed flow (waits for the guest's), relay's stateful policy") \
 	X(DROP_TTL_IN, 1, "inbound TTL expires")                                   \
 	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")          \
 	X(XLATE_HAIRPIN, 0, "guest->mapped address translated back to a guest")      \
