@@ -21,7 +21,6 @@
  *   address of the prefix (a LAN host, the host's own) with the bridge's.
  *   The NS becomes the NA in place and goes back out of its device, as the
  *   ARP answers of nat.h do.
- *
  * - Inbound is stateful by default (relay6_ct_in: the replies of the
  *   guests' flows); KVX_CFG6_F_INBOUND_OPEN lets everything in.
  *
@@ -463,6 +462,10 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 	     ctx_exceeds_mtu(ctx, rw->ifindex, pkt_seg_len(ctx, &p6->p), &rw->mtu)))
 		return KVX_R_DROP_TOO_BIG;
 	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
+	/* A SYN's window scale, for conntrack's window checks of the flow
+	 * the stateful policy tracks (without it a scaled window reads as
+	 * tiny and the remote's FIN is dropped as outside it). */
+	pkt_syn_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
 
@@ -590,6 +593,7 @@ static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, _
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6->p), NULL))
 		return KVX_R_DROP_TOO_BIG_IN;
+	pkt_syn_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
 

@@ -165,14 +165,26 @@ void RaSender::receive(Clock::time_point now)
 		std::memcpy(src.data(), &from.sin6_addr, 16);
 		if (buf[0] == ND_ROUTER_SOLICIT) {
 			answer_ = true;
-		} else if (buf[0] == ND_ROUTER_ADVERT && n >= 16 && src != ll_) {
+		} else if (buf[0] == ND_ROUTER_ADVERT && n >= 16 && src == ll_) {
+			// From the bridge's own address, yet not ours (our socket
+			// does not loop its multicast back): another sender on
+			// this host, libvirt's dnsmasq or radvd.  Two routers would
+			// fight over the guests' prefix and default route.
 			if (foreign_.empty())
-				log_warn("another router advertises on " + bridge_ + " (" +
-					 format_ipv6(src) +
+				log_warn("another program on this host advertises on " + bridge_ +
+					 " (from " + format_ipv6(src) +
 					 "): kvmxdp sends no router advertisements there while it "
-					 "does (two routers would fight over the guests' prefix)");
+					 "does");
 			foreign_ = format_ipv6(src);
 			foreign_seen_ = now;
+		} else if (buf[0] == ND_ROUTER_ADVERT && n >= 16 && !rogue_logged_) {
+			// From another address of the link: a guest.  Not obeyed
+			// (one guest would silence the others' RAs); guarding the
+			// guests against one another's RAs is the bridge port's
+			// business (RA guard, RFC 6105).
+			log_warn("a guest sends router advertisements on " + bridge_ + " (from " +
+				 format_ipv6(src) + "): ignored; kvmxdp keeps advertising");
+			rogue_logged_ = true;
 		}
 	}
 }

@@ -5,9 +5,10 @@
 // address, hop limit 255 (RFC 4861 6.1.2: receivers drop anything else),
 // in the daemon's poll loop: unsolicited RAs on RFC 4861 6.2.4's schedule,
 // an answer to Router Solicitations at most every 3 s, the old prefix
-// announced deprecated after a change.  Another router's RA on the bridge
-// (libvirt's dnsmasq on a network with an IPv6 address) makes it stay
-// silent rather than fight over the guests' default route, and say so.
+// announced deprecated after a change.  Another sender's RA from the
+// bridge's own address (libvirt's dnsmasq on a network with an IPv6
+// address) makes it stay silent rather than fight over the guests' default
+// route, and say so; a guest's RA is logged, not obeyed.
 #pragma once
 
 #include <chrono>
@@ -71,6 +72,7 @@ private:
 	bool answer_ = false; // a solicitation waits for its answer
 	std::string foreign_;
 	Clock::time_point foreign_seen_{};
+	bool rogue_logged_ = false; // a guest's RA was logged (once)
 };
 
 } // namespace kvmxdp

@@ -497,6 +497,30 @@ TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)
 	     TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
 }
 
+// The flow's TCP tracking knows the SYNs' window scale (RFC 7323): the
+// remote's FIN 10000 bytes on is inside the guest's window of 502 << 7.
+TEST_F(Relay6Test, StatefulTcpTrackingKnowsTheWindowScale)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	Packet6 syn = from_guest(make_tcp6(kGuestA, 42000, kRemote, 443), kMacA);
+	syn.tcp_options = {1, 3, 3, 7};
+	run6(Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(syn));
+	Packet6 synack = from_lan(make_tcp6(kRemote, 443, kGuestA, 42000, kTcpSyn | kTcpAck));
+	synack.seq = 0x50000000;
+	synack.ack_seq = syn.seq + 1;
+	synack.tcp_options = {1, 3, 3, 7};
+	run6(Prog::UpIngress, synack, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(synack, kMacA));
+	Packet6 ack = from_guest(make_tcp6(kGuestA, 42000, kRemote, 443, kTcpAck), kMacA);
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	ack.window = 502;
+	run6(Prog::BrIngress, ack, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(ack));
+	Packet6 fin = from_lan(make_tcp6(kRemote, 443, kGuestA, 42000, kTcpFin | kTcpAck));
+	fin.seq = synack.seq + 1 + 10000;
+	fin.ack_seq = ack.seq;
+	run6(Prog::UpIngress, fin, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(fin, kMacA));
+}
+
 TEST_F(Relay6Test, StatefulInboundLetsInErrorsAboutTheGuestsPackets)
 {
 	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
