@@ -5,11 +5,16 @@
  */
 #include "nat.h"
 #include "nat6.h"
+#include "relay6.h"
 
 SEC("tc")
 int kvx_br6(struct __sk_buff *skb);
 SEC("tc")
 int kvx_up6(struct __sk_buff *skb);
+SEC("tc")
+int kvx_br6_relay(struct __sk_buff *skb);
+SEC("tc")
+int kvx_up6_relay(struct __sk_buff *skb);
 
 /*
  * The IPv6 programs (abi.h kvx_v6progs), filled by libbpf when the object
@@ -26,6 +31,8 @@ struct {
 		{
 			[KVX_V6_BR] = (void *)&kvx_br6,
 			[KVX_V6_UP] = (void *)&kvx_up6,
+			[KVX_V6_BR_RELAY] = (void *)&kvx_br6_relay,
+			[KVX_V6_UP_RELAY] = (void *)&kvx_up6_relay,
 		},
 };
 
@@ -60,10 +67,22 @@ int kvx_up_ingress(struct __sk_buff *skb)
 	return nat4_from_uplink(skb);
 }
 
+/* Relay mode (kvx_cfg6.mode) continues in its own program; an empty slot
+ * returns here, where NAT66's checks hand the frame to the host
+ * (PASS_NOT_IP) as with IPv6 off. */
+static __always_inline void v6_relay_tail_call(struct __sk_buff *skb, __u32 slot)
+{
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+
+	if (cfg6 && cfg6->mode == KVX_V6_RELAY)
+		bpf_tail_call(skb, &kvx_v6progs, slot);
+}
+
 /* Tail-called from kvx_br_ingress: an IPv6 frame from a guest. */
 SEC("tc")
 int kvx_br6(struct __sk_buff *skb)
 {
+	v6_relay_tail_call(skb, KVX_V6_BR_RELAY);
 	return nat6_from_guest(skb);
 }
 
@@ -71,7 +90,22 @@ int kvx_br6(struct __sk_buff *skb)
 SEC("tc")
 int kvx_up6(struct __sk_buff *skb)
 {
+	v6_relay_tail_call(skb, KVX_V6_UP_RELAY);
 	return nat6_from_uplink(skb);
+}
+
+/* Tail-called from kvx_br6 in relay mode: an IPv6 frame from a guest. */
+SEC("tc")
+int kvx_br6_relay(struct __sk_buff *skb)
+{
+	return relay6_from_guest(skb);
+}
+
+/* Tail-called from kvx_up6 in relay mode: an IPv6 frame from the uplink. */
+SEC("tc")
+int kvx_up6_relay(struct __sk_buff *skb)
+{
+	return relay6_from_uplink(skb);
 }
 
 char LICENSE[] SEC("license") = "GPL";

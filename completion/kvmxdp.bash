@@ -150,8 +150,11 @@ _kvmxdp()
 		return
 		;;
 	--ipv6)
-		# relay is refused until it exists: not offered.
-		mapfile -t COMPREPLY < <(compgen -W "auto nat66 off" -- "$cur")
+		mapfile -t COMPREPLY < <(compgen -W "auto nat66 relay off" -- "$cur")
+		return
+		;;
+	--ipv6-inbound)
+		mapfile -t COMPREPLY < <(compgen -W "stateful open" -- "$cur")
 		return
 		;;
 	--proto)

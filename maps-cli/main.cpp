@@ -101,8 +101,15 @@ int main(int argc, char **argv)
 	auto *o_ipv6 = attach->add_option(
 		"--ipv6", ipv6,
 		"the guests' IPv6: auto (NAT66 when they have a prefix, --subnet6 or the bridge's, "
-		"else off; status says which and why), nat66, off; relay is not supported yet "
-		"(default: the instance's in the config, else auto)");
+		"else off; status says which and why), nat66, relay (guests on the uplink's own "
+		"/64, no NAT, where the network allows it), off (default: the instance's in the "
+		"config, else auto)");
+	std::string ipv6_inbound;
+	auto *o_ipv6_inbound = attach->add_option(
+		"--ipv6-inbound", ipv6_inbound,
+		"relay: what comes in to the guests' addresses: stateful (the replies of their "
+		"flows) or open (everything, as through a real bridge) (default: the instance's in "
+		"the config, else stateful)");
 	auto *o_nat =
 		attach->add_option("--nat-ports", nat_ports,
 				   "NAT port range LO-HI (default: 1024-65535 without "
@@ -286,6 +293,8 @@ int main(int argc, char **argv)
 				a.subnet6 = subnet6;
 			if (o_ipv6->count())
 				a.ipv6 = ipv6;
+			if (o_ipv6_inbound->count())
+				a.ipv6_inbound = ipv6_inbound;
 			if (o_nat->count())
 				a.nat_ports = nat_ports;
 			if (o_mss->count())

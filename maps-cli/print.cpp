@@ -100,6 +100,9 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 			if (!i["ipv6_subnet"].is_null())
 				out << " " << str(i["ipv6_subnet"]) << " -> "
 				    << str(i["ipv6_uplink_addr"], "none");
+			else if (i.contains("ipv6_relay_prefix") && str(i["ipv6_mode"]) == "relay")
+				out << " " << str(i["ipv6_relay_prefix"], "none") << ", "
+				    << str(i["relay_addresses"]["entries"]) << " address(es) known";
 			out << " (" << str(i["ipv6_mode_why"]) << ")\n";
 		}
 		// The pool the datapath allocates from: the range minus the

@@ -124,8 +124,7 @@ bad_ipv6() { # VALUE NEEDLE
 		kvx_fail "--ipv6 $1: the host ns changed"
 	fi
 }
-bad_ipv6 relay "kvmxdp: error: invalid --ipv6 'relay': relay mode is not supported yet"
-bad_ipv6 nat64 "kvmxdp: error: invalid --ipv6 'nat64': use auto, nat66 or off"
+bad_ipv6 nat64 "kvmxdp: error: invalid --ipv6 'nat64': use auto, nat66, relay or off"
 
 kvx_step "attach with the default options: NAT66 on the bridge's prefix, and why"
 kvx_attach_bg || kvx_fatal "cannot attach"
@@ -143,7 +142,8 @@ assert_eq "status: why" "guests' prefix $PFX from bridge '$BR' address $BR6/64" 
 	"$(kvx_json 'i["ipv6_mode_why"]' "$st")"
 assert_eq "status: the uplink's IPv6 address in kvx_cfg6" "$UP6" "$(kvx_json 'i["ipv6_uplink_addr"]' "$st")"
 assert_eq "status: the bridge's link-local is the guests' gateway" "$BR_LL" "$(kvx_json 'i["ipv6_gw_addr"]' "$st")"
-assert_eq "status: the IPv6 programs, tail-called by the TC programs" '["kvx_br6", "kvx_up6"]' \
+assert_eq "status: the IPv6 programs, tail-called by the TC programs" \
+	'["kvx_br6", "kvx_up6", "kvx_br6_relay", "kvx_up6_relay"]' \
 	"$(kvx_json '[p["prog"] for p in i["ipv6_programs"]]' "$st")"
 assert_eq "status: kvx_ct6 sized as kvx_ct" "$(kvx_json 'i["conntrack"]["max_entries"]' "$st")" \
 	"$(kvx_json 'i["conntrack6"]["max_entries"]' "$st")"

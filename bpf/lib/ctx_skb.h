@@ -159,6 +159,19 @@ static __always_inline int ctx_icmp_reshape(kvx_ctx_t *ctx, __u32 keep, __u32 ro
 	return bpf_skb_adjust_room(ctx, room, BPF_ADJ_ROOM_MAC, 0) ? -1 : 0;
 }
 
+/*
+ * Make the frame len bytes long, for a message written over it whole
+ * (relay6.h nd_answer).  Always ends with a cut, which drops a
+ * CHECKSUM_COMPLETE skb->csum that the rewrite would make wrong (see
+ * ctx_icmp_reshape): a frame not longer than len is grown past it first.
+ */
+static __always_inline int ctx_set_len(kvx_ctx_t *ctx, __u32 len)
+{
+	if (ctx->len <= len && bpf_skb_change_tail(ctx, len + 4, 0))
+		return -1;
+	return bpf_skb_change_tail(ctx, len, 0) ? -1 : 0;
+}
+
 static __always_inline long ctx_redirect(__u32 ifindex)
 {
 	return bpf_redirect(ifindex, 0);

@@ -201,6 +201,15 @@ struct {
 	__type(value, struct kvx_bind6_val);
 } kvx_bind6 SEC(".maps");
 
+/* Relay: guest addresses and their owners (abi.h); sized by the loader
+ * when relay is on. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 1);
+	__type(key, struct kvx_nd_key);
+	__type(value, struct kvx_nd_val);
+} kvx_nd SEC(".maps");
+
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {
 	__u32 zero = 0;

@@ -24,6 +24,7 @@
 #include "control/host_access.hpp"
 #include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/relay.hpp"
 #include "control/resume.hpp"
 #include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
@@ -53,6 +54,8 @@ void check_attach_syntax(const AttachOptions &a)
 		parse_subnet6(*a.subnet6, "--subnet6");
 	if (a.ipv6)
 		parse_ipv6_choice(*a.ipv6, "--ipv6");
+	if (a.ipv6_inbound)
+		parse_ipv6_inbound(*a.ipv6_inbound, "--ipv6-inbound");
 	if (a.nat_ports)
 		parse_port_range(*a.nat_ports);
 	if (a.timeouts)
@@ -114,6 +117,14 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 	p.ipv6 = a.ipv6 ? parse_ipv6_choice(*a.ipv6, "--ipv6") :
 		 prev	? prev->ipv6 :
 			  Ipv6Choice::Auto;
+	// Relay's alone: NAT66 lets in only what a binding wants.
+	if (a.ipv6_inbound && p.ipv6 != Ipv6Choice::Relay)
+		throw Error("--ipv6-inbound " + *a.ipv6_inbound +
+			    ": only relay mode has an inbound policy (add --ipv6 relay)");
+	p.ipv6_inbound_open = a.ipv6_inbound ?
+				      parse_ipv6_inbound(*a.ipv6_inbound, "--ipv6-inbound") :
+			      prev ? prev->ipv6_inbound_open :
+				     false;
 	p.metrics = a.metrics ? (*a.metrics == "off" ? "" : *a.metrics) : prev ? prev->metrics : "";
 	// Mappings a detach kept come back (the uplink is the new one's).
 	if (prev)
@@ -274,6 +285,7 @@ private:
 		inst_.dhcp_leases = plan_.dhcp_leases;
 		inst_.subnet6 = plan_.subnet6;
 		inst_.ipv6 = plan_.ipv6;
+		inst_.ipv6_inbound_open = plan_.ipv6_inbound_open;
 		inst_.metrics = plan_.metrics;
 		// A clsact an earlier attach created stays ours to delete.
 		inst_.clsact_created_bridge = prev && prev->clsact_created_bridge;
@@ -424,20 +436,28 @@ private:
 		if (inst_.subnet6 && plan_.ipv6 != Ipv6Choice::Off)
 			if (auto what = uplink_overlap(*inst_.subnet6))
 				throw Error(*what + fix);
-		ipv6_ = decide_ipv6(plan_.ipv6, inst_.subnet6, br, plan_.bridge);
+		// Relay shares the uplink's /64: whether its network allows it
+		// (model/ipv6.hpp relay_check), as the daemon will follow it.
+		std::optional<RelayCheck> relay;
+		if (plan_.ipv6 == Ipv6Choice::Relay && uplink_.ifindex)
+			relay = read_uplink6(nl_, uplink_.ifindex).relay;
+		ipv6_ = decide_ipv6(plan_.ipv6, inst_.subnet6, br, plan_.bridge, relay);
 		gw6_ = link_local_of(br);
 		if (ipv6_.subnet)
 			if (auto what = uplink_overlap(*ipv6_.subnet)) {
 				if (plan_.ipv6 == Ipv6Choice::Nat66)
 					throw Error(*what + fix);
-				ipv6_ = {KVX_V6_OFF, std::nullopt, *what};
+				ipv6_ = {KVX_V6_OFF, std::nullopt, std::nullopt, *what};
 			}
-		if (ipv6_.mode == KVX_V6_NAT66 && !gw6_)
+		if (ipv6_.mode != KVX_V6_OFF && !gw6_)
 			log_warn("bridge '" + plan_.bridge +
 				 "' has no link-local IPv6 address: the guests get no ICMPv6 "
 				 "errors from kvmxdp until it has one");
 		log_verbose(std::string("ipv6: ") +
-			    (ipv6_.mode == KVX_V6_NAT66 ? "nat66, " : "off, ") + ipv6_.why);
+			    (ipv6_.mode == KVX_V6_NAT66 ? "nat66, " :
+			     ipv6_.mode == KVX_V6_RELAY ? "relay, " :
+							  "off, ") +
+			    ipv6_.why);
 	}
 
 	// Conntrack and bindings survive a restart or an upgrade: the pinned
@@ -472,6 +492,7 @@ private:
 		sizes.bind_default = prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE;
 		sizes.guests = guest_map_size(htonl(inst_.subnet.mask()));
 		sizes.ipv6 = ipv6_.mode != KVX_V6_OFF;
+		sizes.relay = ipv6_.mode == KVX_V6_RELAY;
 		// The IPv6 tables follow the IPv4 ones' sizes, pinned ones too.
 		for (auto [name, size] : {std::pair{KVX_MAP_CT, &sizes.ct_pinned},
 					  std::pair{KVX_MAP_BIND, &sizes.bind_pinned}})
@@ -622,18 +643,36 @@ private:
 	{
 		kvx_cfg6 c{};
 		c.mode = ipv6_.mode;
+		if (ipv6_.mode == KVX_V6_RELAY && plan_.ipv6_inbound_open)
+			c.flags |= KVX_CFG6_F_INBOUND_OPEN;
 		if (ipv6_.subnet) {
 			std::memcpy(c.subnet, ipv6_.subnet->addr.data(), sizeof(c.subnet));
 			c.subnet_len = ipv6_.subnet->prefix;
 		}
 		if (gw6_)
 			std::memcpy(c.gw_addr, gw6_->data(), sizeof(c.gw_addr));
+		if (ipv6_.relay_prefix) {
+			std::memcpy(c.relay_prefix, ipv6_.relay_prefix->addr.data(),
+				    sizeof(c.relay_prefix));
+			c.relay_len = ipv6_.relay_prefix->prefix;
+			std::memcpy(c.bridge_mac, bridge_.mac.data(), sizeof(c.bridge_mac));
+		}
 		if (ipv6_.mode != KVX_V6_OFF && uplink_.ifindex) {
 			const Uplink6View v = read_uplink6(nl_, uplink_.ifindex);
 			if (v.choice.addr)
 				std::memcpy(c.uplink_addr, v.choice.addr->addr.data(),
 					    sizeof(c.uplink_addr));
 			log_verbose("ipv6 uplink address: " + v.summary());
+		}
+		// Relay: the owners of another prefix go (a resumed table of
+		// another network), the host's own addresses are no guest's.
+		if (ipv6_.mode == KVX_V6_RELAY) {
+			const NdSyncResult r =
+				sync_relay_nd(skel_->map_fd(KVX_MAP_ND), ipv6_.relay_prefix,
+					      host_addrs6(ipv6_addrs(nl_, uplink_.ifindex)));
+			if (r.deleted)
+				log_info("relay: forgot " + std::to_string(r.deleted) +
+					 " guest address(es) outside " + ipv6_.relay_prefix->str());
 		}
 		const int fd = skel_->map_fd(KVX_MAP_CFG6);
 		// As kvx_cfg: a reused map is the live datapath's.

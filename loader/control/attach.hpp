@@ -49,6 +49,7 @@ struct AttachPlan {
 	std::optional<Ipv4Net> subnet;
 	std::optional<Ipv6Net> subnet6;	    // --subnet6, else the config's; none: unset
 	Ipv6Choice ipv6 = Ipv6Choice::Auto; // --ipv6, else the config's
+	bool ipv6_inbound_open = false;	    // --ipv6-inbound, else the config's
 	std::optional<PortRange> nat_ports;
 	bool eif = false;
 	HookMode mode = HookMode::Auto;

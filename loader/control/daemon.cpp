@@ -2,6 +2,7 @@
 #include "control/daemon.hpp"
 
 #include <arpa/inet.h>
+#include <linux/if_addr.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -25,6 +26,8 @@
 #include "control/guests.hpp"
 #include "control/host_tunnels.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/ra_sender.hpp"
+#include "control/relay.hpp"
 #include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
 #include "model/libvirt.hpp"
@@ -80,9 +83,13 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, cfg6_fd_(dup_fd(skel.map_fd(KVX_MAP_CFG6), KVX_MAP_CFG6))
 	, ct6_fd_(dup_fd(skel.map_fd(KVX_MAP_CT6), KVX_MAP_CT6))
 	, bind6_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND6), KVX_MAP_BIND6))
+	, nd_fd_(dup_fd(skel.map_fd(KVX_MAP_ND), KVX_MAP_ND))
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 	, leases_path_(leases_path(inst.dhcp_leases, inst.bridge))
 {
+	// Relay: the guests' addresses come from our router advertisements.
+	if (read_cfg6(cfg6_fd_.get()).mode == KVX_V6_RELAY)
+		ra_ = std::make_unique<RaSender>(inst.bridge);
 	if (!inst.metrics.empty()) {
 		MetricsSource src;
 		src.bridge = inst.bridge;
@@ -543,6 +550,7 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 	Ipv6Addr addr{};
 	kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
 	const Ipv6Addr old = addr6_of(cfg.uplink_addr);
+	std::optional<Ipv6Net> relay_prefix;
 	if (link) {
 		// The address in use stays while it is still good (choose_uplink_ipv6
 		// keep): a change flushes every IPv6 flow.
@@ -552,6 +560,14 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 		sig = v.summary();
 		if (v.choice.addr)
 			addr = v.choice.addr->addr;
+		if (cfg.mode == KVX_V6_RELAY) {
+			if (v.relay.possible)
+				relay_prefix = v.relay.prefix;
+			const std::vector<Ipv6IfAddr> up = ipv6_addrs(nl, link->ifindex);
+			refresh_relay(cfg, relay_prefix, host_addrs6(up));
+			if (ra_)
+				update_ra(nl, *link, up, relay_prefix);
+		}
 	}
 	if (sig != uplink6_sig_) {
 		// SLAAC renumbering, an address that goes or turns deprecated, a
@@ -578,6 +594,73 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 		log_info("flushed " + std::to_string(r.ct_deleted) + " IPv6 flow(s) and " +
 			 std::to_string(r.bind_deleted) + " binding entr(ies) of " +
 			 addr6_str(old));
+}
+
+void Daemon::refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
+			   const std::vector<Ipv6Addr> &host_addrs)
+{
+	const std::optional<Ipv6Net> was =
+		cfg.relay_len ?
+			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.relay_prefix), cfg.relay_len}) :
+			std::nullopt;
+	if (prefix != was) {
+		// Renumbered or another network: the datapath forwards the new
+		// prefix at once (length 0: nothing, the network allows no
+		// relay now); the guests' addresses in the old one are forgotten
+		// below, so that nothing is delivered to or answered for them.
+		std::memset(cfg.relay_prefix, 0, sizeof(cfg.relay_prefix));
+		cfg.relay_len = 0;
+		if (prefix) {
+			std::memcpy(cfg.relay_prefix, prefix->addr.data(),
+				    sizeof(cfg.relay_prefix));
+			cfg.relay_len = prefix->prefix;
+		}
+		write_cfg6(cfg6_fd_.get(), cfg);
+		log_info("relay prefix " + (was ? was->str() : std::string("none")) + " -> " +
+			 (prefix ? prefix->str() :
+				   std::string("none (the network allows no relay)")));
+	}
+	const NdSyncResult r = sync_relay_nd(nd_fd_.get(), prefix, host_addrs);
+	if (r.deleted)
+		log_info("relay: forgot " + std::to_string(r.deleted) + " address(es) outside " +
+			 (prefix ? prefix->str() : std::string("any prefix")));
+}
+
+void Daemon::update_ra(NlSocket &nl, const LinkInfo &uplink, const std::vector<Ipv6IfAddr> &up,
+		       const std::optional<Ipv6Net> &prefix)
+{
+	std::optional<RaPrefix> p;
+	if (prefix) {
+		// The lifetimes left of the uplink's own addresses in it (what
+		// the LAN's router gave the host): the guests' end with them.
+		p = RaPrefix{*prefix, 0, 0};
+		for (const Ipv6IfAddr &a : up)
+			if (prefix->contains(a.addr) && !(a.flags & IFA_F_TEMPORARY)) {
+				p->valid = std::max(p->valid, a.valid);
+				p->preferred = std::max(p->preferred, a.preferred);
+			}
+	}
+	const std::optional<LinkInfo> br = find_link(nl, inst_.bridge);
+	if (!br) {
+		ra_->update(0, std::nullopt, {}, p, 0, std::chrono::steady_clock::now());
+		return;
+	}
+	ra_->update(br->ifindex, link_local_of(ipv6_addrs(nl, br->ifindex)), br->mac, p, uplink.mtu,
+		    std::chrono::steady_clock::now());
+}
+
+void Daemon::note_foreign_router()
+{
+	if (ra_->foreign() == ra_foreign_ || state_prefix_.empty())
+		return;
+	const std::string path = state_prefix_ + ".ra_foreign";
+	if (ra_->foreign().empty()) {
+		if (::unlink(path.c_str()) < 0 && errno != ENOENT)
+			throw_errno("remove", path);
+	} else {
+		atomic_write_file(path, ra_->foreign() + "\n", 0644);
+	}
+	ra_foreign_ = ra_->foreign();
 }
 
 std::optional<LockedConfig> Daemon::try_config(const char *what)
@@ -879,9 +962,12 @@ int Daemon::run()
 		std::vector<pollfd> fds = {{sfd.get(), POLLIN, 0},
 					   {mon.fd(), POLLIN, 0},
 					   {routes.fd(), POLLIN, 0},
-					   {xfrm ? xfrm->fd() : -1, POLLIN, 0}};
-		constexpr size_t kFixedFds = 4;
+					   {xfrm ? xfrm->fd() : -1, POLLIN, 0},
+					   {ra_ ? ra_->fd() : -1, POLLIN, 0}};
+		constexpr size_t kFixedFds = 5;
 		int64_t wait_ms = wait.count();
+		if (ra_)
+			wait_ms = std::min<int64_t>(wait_ms, ra_->wait_ms(clock::now()));
 		for (const auto &[a, p] : probes_)
 			if (p.probe) {
 				fds.push_back({p.probe->fd(), POLLIN, 0});
@@ -891,6 +977,11 @@ int Daemon::run()
 			       static_cast<int>(std::max<int64_t>(wait_ms, 0)));
 		if (n < 0 && errno != EINTR)
 			throw_errno("poll", "daemon");
+		if (ra_)
+			step("router advertisements", [&] {
+				ra_->service(n > 0 && (fds[4].revents & POLLIN), clock::now());
+				note_foreign_router();
+			});
 		if (fds.size() > kFixedFds) {
 			step_probes();
 			if (probes_changed_)

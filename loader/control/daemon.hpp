@@ -17,6 +17,8 @@
 #include "base/log.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/metrics.hpp"
+#include "control/ra_sender.hpp"
+#include "kvmxdp/abi.h"
 #include "model/config.hpp"
 #include "model/leases.hpp"
 #include "model/mapping.hpp"
@@ -72,6 +74,10 @@ public:
 	// Where the bridge's forwarding sysctl is set again after the bridge
 	// was re-created (a libvirt network restart).
 	void set_sysctl_root(std::string root) { sysctl_root_ = std::move(root); }
+	// Where the daemon leaves state for `status` (the pid file's path
+	// without ".pid"): PREFIX.ra_foreign names another router on the
+	// bridge while relay's RAs are silent for it.
+	void set_state_prefix(std::string prefix) { state_prefix_ = std::move(prefix); }
 	// The XDP fast path: its devices follow the bridge's ports (libvirt
 	// adds vnetN later) and the uplink; the bridge's forwarding database
 	// is refreshed for the guests XDP redirects.  Outlives the daemon.
@@ -90,6 +96,16 @@ private:
 	// with NAT66 on, its address written to kvx_cfg6 and the flows of
 	// the old one flushed.
 	void refresh_uplink6(NlSocket &nl);
+	// Relay: the prefix relay_check gives now written to kvx_cfg6 when it
+	// changed (cfg updated), kvx_nd kept to it and the host's addresses.
+	void refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
+			   const std::vector<Ipv6Addr> &host_addrs);
+	// Relay: what the router advertisements on the bridge announce (the
+	// prefix with the uplink's lifetimes left, its MTU).
+	// PREFIX.ra_foreign written or removed when RaSender::foreign changed.
+	void note_foreign_router();
+	void update_ra(NlSocket &nl, const LinkInfo &uplink, const std::vector<Ipv6IfAddr> &up,
+		       const std::optional<Ipv6Net> &prefix);
 	// `--uplink auto`: moves the uplink hook to the default route's
 	// device when that route moved to another device.
 	void follow_default_route(NlSocket &nl);
@@ -142,6 +158,10 @@ private:
 	Fd cfg6_fd_;
 	Fd ct6_fd_;
 	Fd bind6_fd_;
+	Fd nd_fd_;		       // relay's address owners
+	std::unique_ptr<RaSender> ra_; // relay only
+	std::string ra_foreign_ = "?"; // what PREFIX.ra_foreign says now ("?": not yet synced)
+	std::string state_prefix_;
 	int bridge_ifindex_ = 0;
 	std::string sysctl_root_ = "/proc/sys";
 	// What the mappings were last synced against.

@@ -73,6 +73,9 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 				   sizes.bind_pinned ? *sizes.bind_pinned :
 						       sizes.bind_default;
 		break;
+	case SizeFrom::NdSize:
+		want.max_entries = sizes.relay ? KVX_ND_DEFAULT_SIZE : 1;
+		break;
 	}
 	if (!pinned)
 		return {ResumeAction::Create, want.max_entries, ""};

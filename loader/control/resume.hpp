@@ -28,6 +28,9 @@ enum class SizeFrom {
 	// IPv6 is off (a hash map cannot have none).
 	Ct6Size,
 	Bind6Size,
+	// Relay's address owners (kvx_nd): KVX_ND_DEFAULT_SIZE with relay on,
+	// else one.
+	NdSize,
 };
 
 // Which difference of a pinned map makes a fresh map instead of a refusal
@@ -252,6 +255,15 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 "IPv6 bindings",
 	 "IPv6 NAT bindings start afresh"},
+	// Relay turned on or off: the owners are learnt again from the
+	// guests' next frames.
+	{KVX_MAP_ND,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_nd_key), sizeof(kvx_nd_val)},
+	 SizeFrom::NdSize,
+	 ReplaceIf::Resized,
+	 false,
+	 "relay addresses",
+	 "relay's address owners are learnt afresh"},
 };
 
 // Its row; a map without one gets {name, no layout, Object, Never, not
@@ -271,7 +283,8 @@ struct MapSizes {
 	// follow like they do.
 	std::optional<uint32_t> ct_pinned;
 	std::optional<uint32_t> bind_pinned;
-	bool ipv6 = false; // kvx_cfg6.mode is not KVX_V6_OFF: the v6 tables are sized
+	bool ipv6 = false;  // kvx_cfg6.mode is not KVX_V6_OFF: the v6 tables are sized
+	bool relay = false; // kvx_cfg6.mode is KVX_V6_RELAY: kvx_nd is sized
 };
 
 enum class ResumeAction {

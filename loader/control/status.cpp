@@ -280,8 +280,15 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 	const kvx_cfg6 c = read_cfg6(cfg6.get());
 	j["ipv6_mode"] = v6_mode_name(c.mode);
 	j["ipv6_subnet"] = nullptr;
-	if (c.mode != KVX_V6_OFF)
+	if (c.mode == KVX_V6_NAT66)
 		j["ipv6_subnet"] = Ipv6Net{addr6_of(c.subnet), c.subnet_len}.str();
+	// Relay: the uplink's prefix the guests share (null: the network
+	// allows no relay now; the daemon writes the next one).
+	const std::optional<Ipv6Net> relay_prefix =
+		c.mode == KVX_V6_RELAY && c.relay_len ?
+			std::optional<Ipv6Net>(Ipv6Net{addr6_of(c.relay_prefix), c.relay_len}) :
+			std::nullopt;
+	j["ipv6_relay_prefix"] = relay_prefix ? json(relay_prefix->str()) : json(nullptr);
 	const Ipv6Addr up = addr6_of(c.uplink_addr), gw = addr6_of(c.gw_addr);
 	j["ipv6_uplink_addr"] = up == Ipv6Addr{} ? json(nullptr) : json(format_ipv6(up));
 	j["ipv6_gw_addr"] = gw == Ipv6Addr{} ? json(nullptr) : json(format_ipv6(gw));
@@ -290,11 +297,17 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 		std::vector<Ipv6IfAddr> br;
 		if (auto l = find_link(nl, inst.bridge))
 			br = ipv6_addrs(nl, l->ifindex);
-		const Ipv6Decision now = decide_ipv6(inst.ipv6, inst.subnet6, br, inst.bridge);
+		std::optional<RelayCheck> relay;
+		if (inst.ipv6 == Ipv6Choice::Relay && !inst.uplink.empty())
+			if (auto up = find_link(nl, inst.uplink))
+				relay = read_uplink6(nl, up->ifindex).relay;
+		const Ipv6Decision now =
+			decide_ipv6(inst.ipv6, inst.subnet6, br, inst.bridge, relay);
 		why = now.why;
 		const bool same =
 			now.mode == c.mode &&
 			(c.mode == KVX_V6_OFF ||
+			 (c.mode == KVX_V6_RELAY && now.relay_prefix == relay_prefix) ||
 			 (now.subnet && *now.subnet == Ipv6Net{addr6_of(c.subnet), c.subnet_len}));
 		if (!same)
 			warnings.push_back("IPv6 is " + std::string(v6_mode_name(c.mode)) +
@@ -305,13 +318,18 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 		warnings.push_back(std::string("IPv6: ") + e.what());
 	}
 	j["ipv6_mode_why"] = why;
+	if (c.mode == KVX_V6_RELAY && !relay_prefix)
+		warnings.push_back("relay: the uplink's network allows no relay now (" + why +
+				   "): the guests' IPv6 to the outside is dropped "
+				   "(DROP_NO_UPLINK_ADDR) until it does");
 	if (c.mode == KVX_V6_NAT66 && up == Ipv6Addr{})
 		warnings.push_back(
 			"uplink " + (inst.uplink.empty() ? std::string("none") : inst.uplink) +
 			" has no usable IPv6 address: the guests' IPv6 to the outside is "
 			"dropped (DROP_NO_UPLINK_ADDR)");
 	for (auto [key, map] :
-	     {std::pair{"conntrack6", KVX_MAP_CT6}, std::pair{"bindings6", KVX_MAP_BIND6}}) {
+	     {std::pair{"conntrack6", KVX_MAP_CT6}, std::pair{"bindings6", KVX_MAP_BIND6},
+	      std::pair{"relay_addresses", KVX_MAP_ND}}) {
 		Fd fd = open_pinned(d, map, pinned_layout(map));
 		const MapInfo mi = map_info(fd.get(), map);
 		j[key] = {{"entries", count_keys(fd.get(), mi.key_size)},
@@ -319,7 +337,8 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 	}
 	json progs = json::array();
 	if (auto pa = find_pinned(d, KVX_MAP_V6PROGS, pinned_layout(KVX_MAP_V6PROGS))) {
-		static const char *const kFrom[KVX_V6_MAX] = {"kvx_br_ingress", "kvx_up_ingress"};
+		static const char *const kFrom[KVX_V6_MAX] = {"kvx_br_ingress", "kvx_up_ingress",
+								"kvx_br6", "kvx_up6"};
 		for (__u32 slot = 0; slot < KVX_V6_MAX; slot++) {
 			// A program array's lookup from user space gives the id.
 			__u32 id = 0;
@@ -497,6 +516,15 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 		std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, inst.bridge);
 		status_add_usage(j, pins ? &pins->dir : nullptr,
 				 pid_file.substr(0, pid_file.size() - 4) + ".table_full", warnings);
+		// Relay's RAs silent for another router (control/ra_sender.hpp).
+		if (auto text = read_file(pid_file.substr(0, pid_file.size() - 4) + ".ra_foreign"))
+			if (j.value("ipv6_mode", "") == "relay")
+				warnings.push_back(
+					"another router advertises on " + inst.bridge + " (" +
+					text->substr(0, text->find('\n')) +
+					"): kvmxdp sends no router advertisements there while it does, "
+					"so the guests may get no address in the relay prefix (libvirt: "
+					"remove the network's <ip family='ipv6'>)");
 	}
 
 	bool br_nf = sys.try_read(kBrNfCallIptablesKey).value_or("0") == "1";
@@ -563,7 +591,8 @@ void status_add_usage(json &inst, const DirFd *pins, const std::string &state_fi
 	static const char *const kMaps[] = {KVX_MAP_CFG,    KVX_MAP_BIND,    KVX_MAP_CT,
 					    KVX_MAP_STATS,  KVX_MAP_EXTADDR, KVX_MAP_FRAG,
 					    KVX_MAP_GFLOWS, KVX_MAP_GUEST,   KVX_MAP_CFG6,
-					    KVX_MAP_CT6,    KVX_MAP_BIND6,   KVX_MAP_FRAG6};
+					    KVX_MAP_CT6,    KVX_MAP_BIND6,   KVX_MAP_FRAG6,
+					    KVX_MAP_ND};
 	int ncpu = libbpf_num_possible_cpus();
 	json maps = json::object();
 	uint64_t total = 0;

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 9, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 10, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -258,7 +258,11 @@ static_assert(KVX_R_PASS_ND == KVX_R_DROP_GUEST_PORTS + 1);
 static_assert(KVX_R_DROP_UDP_NO_CSUM == KVX_R_PASS_ND + 2);
 // Appended in version 8.
 static_assert(KVX_R_DROP_HOP_LIMIT == KVX_R_DROP_UDP_NO_CSUM + 1);
-static_assert(KVX_R_DROP_PROTO_UNTRANSLATED == KVX_R_MAX - 1);
+static_assert(KVX_R_DROP_PROTO_UNTRANSLATED == KVX_R_DROP_HOP_LIMIT + 1);
+// Appended in version 9.
+static_assert(KVX_R_RELAY_OUT == KVX_R_DROP_PROTO_UNTRANSLATED + 1);
+static_assert(KVX_R_RELAY_IN == KVX_R_RELAY_OUT + 1);
+static_assert(KVX_R_ND_PROXY_NA == KVX_R_MAX - 1);
 
 // IPv6 (version 7).  The values embed the IPv4 ones at offset 0, so that
 // the family-neutral rules (ct_rules.h, the GC) read both through one type.
@@ -271,8 +275,10 @@ static_assert(offsetof(kvx_cfg6, gw_addr) == 40);
 static_assert(offsetof(kvx_cfg6, relay_prefix) == 56);
 static_assert(offsetof(kvx_cfg6, subnet_len) == 72);
 static_assert(offsetof(kvx_cfg6, relay_len) == 73);
+static_assert(offsetof(kvx_cfg6, bridge_mac) == 74); // version 9: was padding
 static_assert(KVX_V6_OFF == 0 && KVX_V6_NAT66 == 1 && KVX_V6_RELAY == 2);
-static_assert(KVX_V6_BR == 0 && KVX_V6_UP == 1 && KVX_V6_MAX == 2);
+static_assert(KVX_V6_BR == 0 && KVX_V6_UP == 1 && KVX_V6_BR_RELAY == 2 && KVX_V6_UP_RELAY == 3 &&
+	      KVX_V6_MAX == 4);
 
 static_assert(sizeof(kvx_ct6_key) == 40);
 static_assert(offsetof(kvx_ct6_key, int_addr) == 0);
@@ -292,5 +298,14 @@ static_assert(offsetof(kvx_bind6_key, addr) == 4);
 static_assert(sizeof(kvx_bind6_val) == sizeof(kvx_bind_val) + 16);
 static_assert(offsetof(kvx_bind6_val, bind) == 0);
 static_assert(offsetof(kvx_bind6_val, addr) == sizeof(kvx_bind_val));
+
+// Relay (version 9).
+static_assert(sizeof(kvx_nd_key) == 16);
+static_assert(sizeof(kvx_nd_val) == 24);
+static_assert(offsetof(kvx_nd_val, mac) == 0);
+static_assert(offsetof(kvx_nd_val, state) == 6);
+static_assert(offsetof(kvx_nd_val, ifindex) == 8);
+static_assert(offsetof(kvx_nd_val, last_seen_ns) == 16);
+static_assert(KVX_ND_PENDING == 1 && KVX_ND_OWNED == 2 && KVX_ND_HOST == 3);
 
 } // namespace kvmxdp::abi

@@ -21,10 +21,10 @@ bool Instance::operator==(const Instance &o) const
 {
 	return bridge == o.bridge && uplink == o.uplink && uplink_auto == o.uplink_auto &&
 	       subnet == o.subnet && subnet6 == o.subnet6 && ipv6 == o.ipv6 &&
-	       nat_ports == o.nat_ports && nat_ports_auto == o.nat_ports_auto &&
-	       nat_skip == o.nat_skip && eif == o.eif && ct_size == o.ct_size &&
-	       bind_size == o.bind_size && bpffs == o.bpffs && pin_dir == o.pin_dir &&
-	       clsact_created_bridge == o.clsact_created_bridge &&
+	       ipv6_inbound_open == o.ipv6_inbound_open && nat_ports == o.nat_ports &&
+	       nat_ports_auto == o.nat_ports_auto && nat_skip == o.nat_skip && eif == o.eif &&
+	       ct_size == o.ct_size && bind_size == o.bind_size && bpffs == o.bpffs &&
+	       pin_dir == o.pin_dir && clsact_created_bridge == o.clsact_created_bridge &&
 	       clsact_created_uplink == o.clsact_created_uplink &&
 	       saved_forwarding == o.saved_forwarding && saved_forwarding6 == o.saved_forwarding6 &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
@@ -159,6 +159,8 @@ json to_json(const Config &cfg)
 			insts.back()["subnet6"] = i.subnet6->str();
 		if (i.ipv6 != Ipv6Choice::Auto)
 			insts.back()["ipv6"] = ipv6_choice_name(i.ipv6);
+		if (i.ipv6_inbound_open)
+			insts.back()["ipv6_inbound"] = "open";
 		if (!i.metrics.empty())
 			insts.back()["metrics"] = i.metrics;
 		if (i.uplink_auto) {
@@ -472,6 +474,10 @@ Config config_from_json(const json &j)
 		// Absent: auto (and in older versions' configs).
 		if (o.contains("ipv6"))
 			i.ipv6 = parse_ipv6_choice(get_string(o, "ipv6", p), p + "ipv6");
+		// Absent: stateful (and in older versions' configs).
+		if (o.contains("ipv6_inbound"))
+			i.ipv6_inbound_open = parse_ipv6_inbound(get_string(o, "ipv6_inbound", p),
+								 p + "ipv6_inbound");
 		if (o.contains("metrics")) {
 			i.metrics = get_string(o, "metrics", p);
 			if (!i.metrics.empty())

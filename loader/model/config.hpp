@@ -37,6 +37,9 @@ struct Instance {
 	std::optional<Ipv6Net> subnet6;
 	// attach --ipv6 (auto: absent from the JSON, as in older configs).
 	Ipv6Choice ipv6 = Ipv6Choice::Auto;
+	// attach --ipv6-inbound open (relay: everything to a guest's address
+	// comes in); absent from the JSON when stateful, the default.
+	bool ipv6_inbound_open = false;
 	PortRange nat_ports;
 	// No --nat-ports: the default pool, recomputed by every attach
 	// (netaddr.hpp default_nat_pool); nat_skip is its hole ({0, 0}: none).

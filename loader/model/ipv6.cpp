@@ -239,10 +239,18 @@ Ipv6Choice parse_ipv6_choice(const std::string &text, const std::string &what)
 	if (text == "nat66")
 		return Ipv6Choice::Nat66;
 	if (text == "relay")
-		throw Error("invalid " + what +
-			    " 'relay': relay mode is not supported yet "
-			    "(use nat66, off or auto)");
-	throw Error("invalid " + what + " '" + printable(text) + "': use auto, nat66 or off");
+		return Ipv6Choice::Relay;
+	throw Error("invalid " + what + " '" + printable(text) +
+		    "': use auto, nat66, relay or off");
+}
+
+bool parse_ipv6_inbound(const std::string &text, const std::string &what)
+{
+	if (text == "stateful")
+		return false;
+	if (text == "open")
+		return true;
+	throw Error("invalid " + what + " '" + printable(text) + "': use stateful or open");
 }
 
 const char *ipv6_choice_name(Ipv6Choice c)
@@ -252,6 +260,8 @@ const char *ipv6_choice_name(Ipv6Choice c)
 		return "off";
 	case Ipv6Choice::Nat66:
 		return "nat66";
+	case Ipv6Choice::Relay:
+		return "relay";
 	case Ipv6Choice::Auto:
 		break;
 	}
@@ -259,11 +269,25 @@ const char *ipv6_choice_name(Ipv6Choice c)
 }
 
 Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet6,
-			 const std::vector<Ipv6IfAddr> &bridge_addrs, const std::string &bridge)
+			 const std::vector<Ipv6IfAddr> &bridge_addrs, const std::string &bridge,
+			 const std::optional<RelayCheck> &relay)
 {
 	Ipv6Decision d;
 	if (choice == Ipv6Choice::Off) {
 		d.why = "--ipv6 off: the guests' IPv6 is the host's";
+		return d;
+	}
+	if (choice == Ipv6Choice::Relay) {
+		if (subnet6)
+			throw Error("--ipv6 relay: --subnet6 " + subnet6->str() +
+				    " is NAT66's; relay gives the guests the uplink's own prefix");
+		if (!relay)
+			throw Error("--ipv6 relay: no uplink to share a prefix with");
+		if (!relay->possible || !relay->prefix)
+			throw Error("--ipv6 relay: the uplink's network refuses it: " + relay->why);
+		d.mode = KVX_V6_RELAY;
+		d.relay_prefix = relay->prefix;
+		d.why = "--ipv6 relay, " + relay->why;
 		return d;
 	}
 	const std::string asked = choice == Ipv6Choice::Nat66 ? "--ipv6 nat66, " : "";

@@ -93,19 +93,28 @@ RelayCheck relay_check(const std::vector<Ipv6IfAddr> &addrs, const std::vector<I
 // the guests have an IPv6 prefix, as IPv4 is when they have a subnet, and
 // left to the host otherwise (a bridge without IPv6 gains nothing and
 // loses nothing).
-enum class Ipv6Choice { Auto, Off, Nat66 };
+// Relay only when asked: it puts the guests on the LAN as hosts of their
+// own (reachable from it, inbound traffic let in), which a NAT user did not
+// ask for, and it works only on networks that allow it (relay_check).
+enum class Ipv6Choice { Auto, Off, Nat66, Relay };
 
-// "auto", "off", "nat66" (case-sensitive, as the other modes); "relay" is
-// refused as not supported yet.  Throws Error naming `what` and the
-// value ("--ipv6", "instances[0].ipv6").
+// "auto", "off", "nat66", "relay" (case-sensitive, as the other modes).
+// Throws Error naming `what` and the value ("--ipv6", "instances[0].ipv6").
 Ipv6Choice parse_ipv6_choice(const std::string &text, const std::string &what);
+
+// attach --ipv6-inbound: "stateful" (false: only the replies of the guests'
+// flows come in, as through a home router's firewall, RFC 6092) or "open"
+// (true: everything to a guest's address, as through a real bridge).
+// Throws Error naming `what` and the value.
+bool parse_ipv6_inbound(const std::string &text, const std::string &what);
 const char *ipv6_choice_name(Ipv6Choice c);
 
 // What attach makes of the choice: the kvx_cfg6 mode, the guests' prefix
 // and why, in a line for the log and `status`.
 struct Ipv6Decision {
 	kvx_v6_mode mode = KVX_V6_OFF;
-	std::optional<Ipv6Net> subnet; // NAT66: the guests' prefix
+	std::optional<Ipv6Net> subnet;	     // NAT66: the guests' prefix
+	std::optional<Ipv6Net> relay_prefix; // relay: the uplink's /64 the guests share
 	std::string why;
 };
 
@@ -116,8 +125,13 @@ struct Ipv6Decision {
 // not run DAD yet; the prefix is what matters).  Off: --ipv6 off, or auto
 // without a prefix.  --ipv6 nat66 without a prefix throws Error
 // naming the bridge and how to give it one.
+//
+// --ipv6 relay: relay on relay_check's prefix (the uplink's, read by the
+// caller; none: no uplink), else Error with relay_check's reason; with
+// --subnet6 (NAT66's prefix) an Error too.
 Ipv6Decision decide_ipv6(Ipv6Choice choice, const std::optional<Ipv6Net> &subnet6,
-			 const std::vector<Ipv6IfAddr> &bridge_addrs, const std::string &bridge);
+			 const std::vector<Ipv6IfAddr> &bridge_addrs, const std::string &bridge,
+			 const std::optional<RelayCheck> &relay = std::nullopt);
 
 // The bridge's link-local address (fe80::/10, not dadfailed): what the
 // guests' default route points at (the RAs come from it), hence the source

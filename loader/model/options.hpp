@@ -32,9 +32,12 @@ struct AttachOptions {
 	// The guests' IPv6 prefix (base/netaddr6.hpp parse_subnet6), or
 	// "none" to forget a recorded one; unset: the config's.
 	std::optional<std::string> subnet6;
-	// attach --ipv6: "auto", "nat66" or "off" (model/ipv6.hpp
+	// attach --ipv6: "auto", "nat66", "relay" or "off" (model/ipv6.hpp
 	// parse_ipv6_choice); unset: the config's, else auto.
 	std::optional<std::string> ipv6;
+	// attach --ipv6-inbound: "stateful" or "open" (relay only; model/ipv6.hpp
+	// parse_ipv6_inbound); unset: the config's, else stateful.
+	std::optional<std::string> ipv6_inbound;
 	std::optional<std::string> nat_ports;
 	bool eif = false;
 	std::optional<uint32_t> ct_size;

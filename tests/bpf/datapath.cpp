@@ -183,6 +183,7 @@ Datapath::Datapath(TableSizes sizes)
 			s.set_max_entries(KVX_MAP_BIND, sizes.bind);
 		s.set_max_entries(KVX_MAP_CT6, sizes.ct6);
 		s.set_max_entries(KVX_MAP_BIND6, sizes.bind6);
+		s.set_max_entries(KVX_MAP_ND, sizes.nd);
 		for (const char *name : kMappedArrays)
 			if (bpf_map__set_map_flags(s.map(name), bpf_map__map_flags(s.map(name)) |
 									BPF_F_MMAPABLE) != 0)
@@ -331,6 +332,7 @@ void Datapath::clear_tables()
 	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
 	clear_hash<kvx_ct6_key>(bpf_map__fd(tc()->maps.kvx_ct6), "kvx_ct6");
 	clear_hash<kvx_bind6_key>(bpf_map__fd(tc()->maps.kvx_bind6), "kvx_bind6");
+	clear_hash<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd), "kvx_nd");
 	set_cfg6(kvx_cfg6{});
 	clear_icmprl_buckets();
 	set_icmprl_global(IcmpBudget::Answers, 0);
@@ -691,6 +693,29 @@ void Datapath::set_cfg6(const kvx_cfg6 &cfg)
 	__u32 key = 0;
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_cfg6), &key, &cfg, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_cfg6: " + errno_text(errno));
+}
+
+std::optional<kvx_nd_val> Datapath::nd_lookup(const testpkt::Ip6 &addr) const
+{
+	kvx_nd_key k{};
+	std::memcpy(k.addr, addr.data(), 16);
+	kvx_nd_val v;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_nd), &k, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+void Datapath::nd_update(const testpkt::Ip6 &addr, const kvx_nd_val &val)
+{
+	kvx_nd_key k{};
+	std::memcpy(k.addr, addr.data(), 16);
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_nd), &k, &val, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_nd: " + errno_text(errno));
+}
+
+std::size_t Datapath::nd_size() const
+{
+	return map_keys<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd)).size();
 }
 
 kvx_cfg6 Datapath::cfg6() const

@@ -64,6 +64,7 @@ struct TableSizes {
 	// The IPv6 tables (one entry in the object: the loader sizes them).
 	std::uint32_t ct6 = 4096;
 	std::uint32_t bind6 = 4096;
+	std::uint32_t nd = 256;
 };
 
 class Datapath {
@@ -181,6 +182,11 @@ public:
 	void frag_update(const kvx_frag_key &key, const kvx_frag_val &val);
 	std::vector<std::pair<kvx_frag6_key, kvx_frag6_val>> frag6_entries() const;
 	void frag6_update(const kvx_frag6_key &key, const kvx_frag6_val &val);
+
+	// Relay: kvx_nd (guest address -> owner), emptied by clear_tables().
+	std::optional<kvx_nd_val> nd_lookup(const testpkt::Ip6 &addr) const;
+	void nd_update(const testpkt::Ip6 &addr, const kvx_nd_val &val);
+	std::size_t nd_size() const;
 
 private:
 	int fd_cfg() const;

@@ -54,7 +54,7 @@ expect "kvxcbr0 kvxcbr1" attach --bridge ""
 expect "auto kvxcup0 kvxcup1" attach --bridge kvxcbr0 --uplink ""
 expect "auto tc xdp" --config "$tmp/k.json" attach --mode ""
 expect "none" attach --subnet6 ""
-expect "auto nat66 off" attach --ipv6 ""
+expect "auto nat66 off relay" attach --ipv6 ""
 expect "--eif" --lock-wait 5 attach --e
 # A global option's value is not taken for the command.
 expect "status" --lock-wait 5 st

@@ -61,7 +61,7 @@ expect "kvxcbr0 kvxcbr1" "kvmxdp status --bridge=kv"
 # Uplinks: not a bridge, not a bridge port (kvxctap0), not lo.
 expect "auto kvxcup0 kvxcup1" "kvmxdp attach --bridge kvxcbr0 --uplink "
 expect "auto tc xdp" "kvmxdp --config $tmp/k.json attach --mode "
-expect "auto nat66 off" "kvmxdp attach --ipv6 "
+expect "auto nat66 off relay" "kvmxdp attach --ipv6 "
 expect "conntrack" "kvmxdp con"
 expect "add del list" "kvmxdp map "
 expect "--eif" "kvmxdp --lock-wait 5 attach --e"

@@ -316,6 +316,36 @@ TEST(AttachResolve, BridgeAloneTakesTheRestFromItsInstance)
 	EXPECT_EQ(resolve_attach(a, cfg, "x").uplink, kUplinkAuto);
 }
 
+// --ipv6-inbound: relay's alone, recorded, kept by a later attach.
+TEST(AttachResolve, Ipv6InboundIsRelaysAndKept)
+{
+	Config cfg;
+	cfg.instances = {recorded()};
+	AttachOptions a;
+	a.bridge = "br0";
+	a.ipv6_inbound = "open";
+	try {
+		resolve_attach(a, cfg, "x");
+		ADD_FAILURE() << "--ipv6-inbound without relay accepted";
+	} catch (const Error &e) {
+		EXPECT_STREQ(e.what(), "--ipv6-inbound open: only relay mode has an inbound policy "
+				       "(add --ipv6 relay)");
+	}
+	a.ipv6 = "relay";
+	AttachPlan p = resolve_attach(a, cfg, "x");
+	EXPECT_EQ(p.ipv6, Ipv6Choice::Relay);
+	EXPECT_TRUE(p.ipv6_inbound_open);
+	cfg.instances[0].ipv6 = Ipv6Choice::Relay;
+	cfg.instances[0].ipv6_inbound_open = true;
+	AttachOptions again;
+	again.bridge = "br0";
+	EXPECT_TRUE(resolve_attach(again, cfg, "x").ipv6_inbound_open);
+	a.ipv6_inbound = "closed";
+	EXPECT_THROW(check_attach_syntax(a), Error);
+	a.ipv6_inbound = "stateful";
+	EXPECT_FALSE(resolve_attach(a, cfg, "x").ipv6_inbound_open);
+}
+
 TEST(AttachResolve, ExplicitOptionsWin)
 {
 	Config cfg;

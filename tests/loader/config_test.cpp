@@ -123,10 +123,19 @@ TEST(Config, Ipv6ChoiceRoundTripAndValidation)
 	EXPECT_EQ(field_error(j), "instances[1].saved_sysctls.forwarding6: '2' is not 0 or 1");
 	j["instances"][1]["saved_sysctls"].erase("forwarding6");
 	j["instances"][0]["ipv6"] = "relay";
-	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'relay': relay mode is not supported "
-				  "yet (use nat66, off or auto)");
+	EXPECT_EQ(field_error(j), "(no error)");
+	EXPECT_EQ(config_from_json(j).instances[0].ipv6, Ipv6Choice::Relay);
 	j["instances"][0]["ipv6"] = "on";
-	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'on': use auto, nat66 or off");
+	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6 'on': use auto, nat66, relay or off");
+	j["instances"][0]["ipv6"] = "relay";
+	j["instances"][0]["ipv6_inbound"] = "open";
+	Config relay = config_from_json(j);
+	EXPECT_TRUE(relay.instances[0].ipv6_inbound_open);
+	EXPECT_EQ(to_json(relay)["instances"][0]["ipv6_inbound"], "open");
+	EXPECT_FALSE(to_json(relay)["instances"][1].contains("ipv6_inbound"));
+	EXPECT_FALSE(relay.instances[0] == back.instances[0]);
+	j["instances"][0]["ipv6_inbound"] = "all";
+	EXPECT_EQ(field_error(j), "invalid instances[0].ipv6_inbound 'all': use stateful or open");
 }
 
 TEST(Config, GatewayMacRoundTripAndValidation)

@@ -405,17 +405,57 @@ TEST(Ipv6Mode, ParseChoice)
 	EXPECT_EQ(parse_ipv6_choice("auto", "--ipv6"), Ipv6Choice::Auto);
 	EXPECT_EQ(parse_ipv6_choice("off", "--ipv6"), Ipv6Choice::Off);
 	EXPECT_EQ(parse_ipv6_choice("nat66", "--ipv6"), Ipv6Choice::Nat66);
-	for (const char *c : {"auto", "off", "nat66"})
+	EXPECT_EQ(parse_ipv6_choice("relay", "--ipv6"), Ipv6Choice::Relay);
+	for (const char *c : {"auto", "off", "nat66", "relay"})
 		EXPECT_STREQ(ipv6_choice_name(parse_ipv6_choice(c, "--ipv6")), c);
 	try {
-		parse_ipv6_choice("relay", "--ipv6");
-		ADD_FAILURE() << "relay accepted";
+		parse_ipv6_choice("bridge", "--ipv6");
+		ADD_FAILURE() << "bridge accepted";
 	} catch (const Error &e) {
-		EXPECT_STREQ(e.what(), "invalid --ipv6 'relay': relay mode is not supported yet "
-				       "(use nat66, off or auto)");
+		EXPECT_STREQ(e.what(), "invalid --ipv6 'bridge': use auto, nat66, relay or off");
 	}
 	EXPECT_THROW(parse_ipv6_choice("NAT66", "--ipv6"), Error);
 	EXPECT_THROW(parse_ipv6_choice("", "--ipv6"), Error);
+}
+
+// attach --ipv6 relay: on the prefix relay_check found, else refused with
+// its reason in one line; never auto, never with NAT66's --subnet6.
+TEST(Ipv6Mode, RelayTakesTheUplinksPrefixOrSaysWhyNot)
+{
+	const std::vector<Ipv6IfAddr> br = {addr("fe80::1", 64, IFA_F_PERMANENT, RT_SCOPE_LINK)};
+	const RelayCheck ok = relay_check({kLinkLocal, slaac("2001:db8:1::10")},
+					  {route("2001:db8:1::/64", RTPROT_KERNEL, true)}, false);
+	ASSERT_TRUE(ok.possible);
+	Ipv6Decision d = decide_ipv6(Ipv6Choice::Relay, std::nullopt, br, "virbr0", ok);
+	EXPECT_EQ(d.mode, KVX_V6_RELAY);
+	ASSERT_TRUE(d.relay_prefix);
+	EXPECT_EQ(d.relay_prefix->str(), "2001:db8:1::/64");
+	EXPECT_FALSE(d.subnet);
+	EXPECT_EQ(d.why, "--ipv6 relay, the router announces 2001:db8:1::/64 for SLAAC: guests "
+			 "can take addresses in it");
+	// Auto never picks relay, even where it is possible.
+	EXPECT_EQ(decide_ipv6(Ipv6Choice::Auto, std::nullopt, br, "virbr0", ok).mode, KVX_V6_OFF);
+
+	auto refused = [&](const std::optional<RelayCheck> &r,
+			   const std::optional<Ipv6Net> &subnet6) -> std::string {
+		try {
+			decide_ipv6(Ipv6Choice::Relay, subnet6, br, "virbr0", r);
+		} catch (const Error &e) {
+			return e.what();
+		}
+		return "accepted";
+	};
+	const RelayCheck dhcp = relay_check({addr("2001:db8:5::7", 128)}, {}, true);
+	EXPECT_EQ(refused(dhcp, std::nullopt),
+		  "--ipv6 relay: the uplink's network refuses it: " + dhcp.why);
+	EXPECT_EQ(refused(relay_check({kLinkLocal}, {}, false), std::nullopt),
+		  "--ipv6 relay: the uplink's network refuses it: no global IPv6 address on the "
+		  "uplink");
+	EXPECT_EQ(refused(std::nullopt, std::nullopt),
+		  "--ipv6 relay: no uplink to share a prefix with");
+	EXPECT_EQ(refused(ok, parse_subnet6("fd42::/64", "--subnet6")),
+		  "--ipv6 relay: --subnet6 fd42::/64 is NAT66's; relay gives the guests the "
+		  "uplink's own prefix");
 }
 
 TEST(Ipv6Mode, TheBridgesLinkLocalIsTheGuestsGateway)

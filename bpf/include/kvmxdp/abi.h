@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 9
+#define KVX_ABI_VERSION 10
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -66,6 +66,11 @@
  *      Tables unchanged: pins of 3..8 are reused.
  *   9: NAT66 fragments: map kvx_frag6 (ICMPv6 errors are translated with
  *      no new state).  Tables unchanged: pins of 3..9 are reused.
+ *  10: IPv6 relay: map kvx_nd (guest address -> owning MAC), kvx_cfg6's
+ *      padding became bridge_mac (same size), reasons RELAY_OUT, RELAY_IN,
+ *      ND_PROXY_NA, kvx_v6progs slots 2..3 (a pinned 2-slot array is
+ *      replaced), KVX_CFG6_F_INBOUND_OPEN; relay's flows in kvx_ct6 have
+ *      ext_addr = int_addr.  Tables unchanged: pins of 3..10 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -704,6 +709,10 @@ struct kvx_cfg {
 enum kvx_v6prog {
 	KVX_V6_BR = 0, /* kvx_br6: an IPv6 frame from a guest */
 	KVX_V6_UP = 1, /* kvx_up6: an IPv6 frame from the uplink */
+	/* Relay mode, tail-called by kvx_br6/kvx_up6 (their own stack and
+	 * verifier budget: NAT66's frames leave no room for a second path). */
+	KVX_V6_BR_RELAY = 2, /* kvx_br6_relay */
+	KVX_V6_UP_RELAY = 3, /* kvx_up6_relay */
 	KVX_V6_MAX,
 };
 
@@ -732,8 +741,48 @@ struct kvx_cfg6 {
 	__be32 relay_prefix[4]; /* relay: the uplink's prefix the guests use */
 	__u8 subnet_len;       /* prefix length of subnet, 0..128 */
 	__u8 relay_len;        /* prefix length of relay_prefix */
-	__u16 _pad;
+	__u8 bridge_mac[6];    /* relay: source MAC of frames to guests and of the
+				* bridge side's proxied Neighbour Advertisements */
+};
+
+/* kvx_cfg6.flags.  Relay: every packet to a guest's address comes in (as
+ * through a real bridge), not only the replies of its flows in kvx_ct6
+ * (attach --ipv6-inbound open). */
+#define KVX_CFG6_F_INBOUND_OPEN (1U << 0)
+
+/*
+ * Relay mode (docs/ipv6.md "Relay mode in the datapath"): the guests take
+ * addresses in the uplink's own prefix (kvx_cfg6.relay_prefix) and the
+ * datapath forwards between them and the LAN without translation, as an
+ * RFC 4389 ND proxy.  kvx_nd[guest address] says who owns an address: the
+ * MAC of the first frame (or duplicate address detection) from it, the
+ * one frames to it are delivered to and the one the uplink answers
+ * Neighbour Solicitations for; another MAC takes it over only after the
+ * owner was idle for KVX_GUEST_IDLE_NS (one guest cannot take another's
+ * address with one spoofed frame).  KVX_ND_HOST entries are the host's own
+ * addresses in the prefix, written by the loader: never a guest's.
+ */
+#define KVX_MAP_ND "kvx_nd"
+#define KVX_ND_DEFAULT_SIZE 4096
+
+enum kvx_nd_state {
+	KVX_ND_NONE = 0,
+	KVX_ND_PENDING = 1, /* duplicate address detection running: not forwarded */
+	KVX_ND_OWNED = 2,   /* the guest's: forwarded, answered for on the uplink */
+	KVX_ND_HOST = 3,    /* the host's own address: no guest may use it */
+};
+
+struct kvx_nd_key {
+	__be32 addr[4];
+};
+
+struct kvx_nd_val {
+	__u8 mac[6];	     /* the owning guest's MAC */
+	__u8 state;	     /* enum kvx_nd_state */
+	__u8 _pad;
+	__u32 ifindex;	     /* the device its frames came in on (TC: the bridge) */
 	__u32 _pad2;
+	__u64 last_seen_ns;  /* CLOCK_BOOTTIME: its last frame (1 s precision) */
 };
 
 /*
@@ -804,7 +853,7 @@ struct kvx_bind6_val {
 	X(DROP_TABLE_FULL, 1, "conntrack or binding table full")                   \
 	X(DROP_PORTS_EXHAUSTED, 1, "no free NAT port")                             \
 	X(DROP_TO_SUBNET, 1, "inbound to the guest subnet from the uplink")        \
-	X(DROP_FILTERED, 1, "inbound TCP segment of a flushed flow (waits for the guest's)") \
+	X(DROP_FILTERED, 1, "inbound not on a flow: TCP of a flushed flow (waits for the guest's), relay's stateful policy") \
 	X(DROP_TTL_IN, 1, "inbound TTL expires")                                   \
 	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")          \
 	X(XLATE_HAIRPIN, 0, "guest->mapped address translated back to a guest")      \
@@ -836,7 +885,10 @@ struct kvx_bind6_val {
 	X(DROP_EXTHDR, 1, "IPv6 extension header chain not parsed (too long, truncated, unknown)") \
 	X(DROP_UDP_NO_CSUM, 1, "IPv6 UDP datagram with a zero checksum (invalid, RFC 8200)") \
 	X(DROP_HOP_LIMIT, 1, "IPv6 guest packet whose hop limit expires (never to the host: it would route it)") \
-	X(DROP_PROTO_UNTRANSLATED, 1, "IPv6 guest packet of a protocol NAT66 does not translate")
+	X(DROP_PROTO_UNTRANSLATED, 1, "IPv6 guest packet of a protocol NAT66 does not translate") \
+	X(RELAY_OUT, 0, "IPv6 relay: guest->LAN/outside forwarded (no translation)") \
+	X(RELAY_IN, 0, "IPv6 relay: LAN/outside->guest forwarded (no translation)") \
+	X(ND_PROXY_NA, 0, "IPv6 relay: Neighbour Solicitation answered for a guest or a LAN host")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

@@ -1,0 +1,647 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * IPv6 relay mode (docs/ipv6.md "Relay mode in the datapath"): the guests
+ * take addresses in the uplink's own prefix (kvx_cfg6.relay_prefix) and are
+ * forwarded to and from the LAN without translation, as by a router that
+ * proxies neighbour discovery for them (RFC 4389; OpenWrt odhcpd's "relay"
+ * mode).  The uplink is a WiFi station, which can send frames with its own
+ * MAC only (pitfall 1): the LAN sees every guest address at the uplink's
+ * MAC, and the guests see every LAN address at the bridge's.
+ *
+ * - Guest -> LAN/internet: the source must be in the prefix and owned by
+ *   the frame's MAC (kvx_nd, learnt from the first frame or the guest's
+ *   duplicate address detection, re-learnt by another MAC only after
+ *   KVX_GUEST_IDLE_NS: pitfall 20); routed by bpf_fib_lookup through the
+ *   uplink only, hop limit - 1 (our Time Exceeded at 1, our Packet Too
+ *   Big when too big, as NAT66), from the uplink's MAC.
+ * - LAN/internet -> guest: the destination owned in kvx_nd: hop limit - 1,
+ *   the bridge's MAC as source, the owner's as destination, to the bridge.
+ * - ND proxy: a Neighbour Solicitation on the uplink for a guest's address
+ *   is answered with the uplink's MAC; one from a guest for any other
+ *   address of the prefix (a LAN host, the host's own) with the bridge's.
+ *   The NS becomes the NA in place and goes back out of its device, as the
+ *   ARP answers of nat.h do.
+ * - Inbound is stateful by default (relay6_ct_in: the replies of the
+ *   guests' flows); KVX_CFG6_F_INBOUND_OPEN lets everything in.
+ *
+ * Link-local, multicast and the rest of neighbour and router discovery
+ * stay the host's (PASS_ND).  Not yet: relaying a guest's DAD to the LAN
+ * (a LAN host's duplicate is not detected), the XDP fast path.
+ */
+#ifndef KVX_RELAY6_H
+#define KVX_RELAY6_H
+
+#include "nat6.h"
+
+#define ICMPV6_NEIGH_SOL 135
+#define ICMPV6_NEIGH_ADV 136
+#define KVX_ND_OPT_TLLA 2 /* target link-layer address (RFC 4861 4.6.1) */
+#define KVX_NA_F_SOLICITED 0x40000000U
+/* Returned by the checks below: a Neighbour Solicitation to answer or not. */
+#define KVX_RELAY_NS (KVX_CONTINUE + 1)
+/* Returned by relay6_guest_check: to another guest's address. */
+#define KVX_RELAY_GUEST (KVX_CONTINUE + 2)
+
+/* A Neighbour Solicitation or Advertisement with one link-layer address
+ * option (RFC 4861 4.3, 4.4): an NA we send is exactly this. */
+struct kvx_nd_msg {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 flags; /* NA: R, S, O; NS: reserved */
+	__be32 target[4];
+	__u8 opt_type;
+	__u8 opt_len; /* 8-byte units */
+	__u8 lladdr[6];
+};
+
+#define KVX_ND_NS_MIN 24 /* an NS without options */
+
+/* In the relay prefix; none (length 0: the uplink lost its prefix) holds
+ * nothing, where prefix6_has would take every address. */
+static __always_inline int relay6_has(const struct kvx_cfg6 *cfg6, const __be32 *a)
+{
+	return cfg6->relay_len && prefix6_has(cfg6->relay_prefix, cfg6->relay_len, a);
+}
+
+static __always_inline struct kvx_nd_val *nd_lookup(const __be32 *addr)
+{
+	struct kvx_nd_key k;
+
+	addr6_copy(k.addr, addr);
+	return bpf_map_lookup_elem(&kvx_nd, &k);
+}
+
+/* Owned by a guest: forwarded to, answered for. */
+static __always_inline int nd_is_guest(const __be32 *addr)
+{
+	const struct kvx_nd_val *v = nd_lookup(addr);
+
+	return v && v->state == KVX_ND_OWNED;
+}
+
+/*
+ * The address belongs to mac (kvx_nd): its first frame binds it
+ * (BPF_NOEXIST: of two racing claimers one wins), the owner's frames keep
+ * it, another MAC takes it only from an owner idle for KVX_GUEST_IDLE_NS (a
+ * VM re-created with a new MAC), never from the host (KVX_ND_HOST).  As
+ * guest_owner_check (nat.h) does for IPv4: without it one frame from guest
+ * B with A's address would take A's inbound traffic.
+ */
+static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex)
+{
+	struct kvx_nd_val *v, nv = {};
+	struct kvx_nd_key k;
+	__u64 now = clock_now_ns();
+	int err;
+
+	if (!addr || !mac)
+		return KVX_R_DROP_SPOOF_MAC;
+	if ((mac[0] & 1) || mac_is_zero(mac))
+		return KVX_R_DROP_SPOOF_MAC;
+	addr6_copy(k.addr, addr);
+	v = bpf_map_lookup_elem(&kvx_nd, &k);
+	if (v) {
+		if (v->state == KVX_ND_HOST)
+			return KVX_R_DROP_SPOOFED;
+		if (mac_eq(v->mac, mac)) {
+			if (now - v->last_seen_ns >= KVX_GUEST_REFRESH_NS)
+				v->last_seen_ns = now;
+			return KVX_CONTINUE;
+		}
+		/* Not `now - seen < idle`: the per-CPU clock (see
+		 * guest_owner_check). */
+		if (v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
+			return KVX_R_DROP_SPOOF_MAC;
+	}
+	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
+	nv.state = KVX_ND_OWNED;
+	nv.ifindex = ifindex;
+	nv.last_seen_ns = now;
+	if (v) {
+		bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_ANY);
+		return KVX_CONTINUE;
+	}
+	err = bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_NOEXIST);
+	if (!err)
+		return KVX_CONTINUE;
+	if (err != -EEXIST)
+		return KVX_R_DROP_TABLE_FULL;
+	v = bpf_map_lookup_elem(&kvx_nd, &k);
+	return v && v->state == KVX_ND_OWNED && mac_eq(v->mac, mac) ? KVX_CONTINUE :
+								      KVX_R_DROP_SPOOF_MAC;
+}
+
+/*
+ * A Neighbour Solicitation we may answer (RFC 4861 7.1.1): hop limit 255
+ * (it never crossed a router), code 0, at least 24 bytes, its checksum
+ * right, no extension headers, a unicast target; from :: only to a
+ * multicast address.  Its target into target.  Options up to the sum's
+ * reach (88 bytes of message); a longer NS is left to the host.
+ */
+static __noinline int nd_ns_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be32 *target)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
+	struct kvx_nd_msg *ns = (void *)(ip6 + 1);
+	__u32 len, sum;
+
+	if (!p6 || !target || (void *)ns + KVX_ND_NS_MIN > data_end)
+		return 0;
+	if (p6->p.l4_off != ETH_HLEN + sizeof(*ip6) || p6->p.ttl != 255 || ns->code)
+		return 0;
+	len = p6->p.ip_end - p6->p.l4_off;
+	if (len < KVX_ND_NS_MIN || len > KVX_ICMP_SUM_MAX || (len & 7))
+		return 0;
+	sum = icmp_sum(ip6->saddr, data_end, 32) + bpf_htons(len) + bpf_htons(KVX_IPPROTO_ICMPV6) +
+	      icmp_sum(ns, data_end, len);
+	if (csum_fold32(sum) != 0xffff)
+		return 0;
+	if ((void *)ns + KVX_ND_NS_MIN > data_end)
+		return 0;
+	if (addr6_is_mcast(ns->target) ||
+	    (addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr)))
+		return 0;
+	addr6_copy(target, ns->target);
+	return 1;
+}
+
+/*
+ * The NS in the frame becomes the NA that answers it (RFC 4861 7.2.4), for
+ * its target at mac, and goes back out of the device it came in on: to
+ * its sender (Solicited), or for a DAD probe (source ::) to all nodes.
+ * Router and Override 0: an ND proxy's answer (RFC 4861 7.2.8, as Linux's
+ * proxy_ndp answers) never overrides what a neighbour heard from the
+ * address's real owner.  The frame is cut or grown to the NA's length;
+ * every byte is written, the checksum computed whole.
+ */
+static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
+	struct kvx_nd_msg *na = (void *)(ip6 + 1);
+	__be32 target[4], dst[4];
+	__u8 dmac[ETH_ALEN];
+	__u32 flags = 0, sum;
+
+	if (!mac || (void *)na + KVX_ND_NS_MIN > data_end || (eth->h_source[0] & 1))
+		return -1;
+	addr6_copy(target, na->target);
+	if (addr6_is_zero(ip6->saddr)) {
+		/* ff02::1 at 33:33:00:00:00:01 (RFC 2464 7). */
+		dst[0] = bpf_htonl(0xff020000);
+		dst[1] = 0;
+		dst[2] = 0;
+		dst[3] = bpf_htonl(1);
+		dmac[0] = 0x33;
+		dmac[1] = 0x33;
+		dmac[2] = 0;
+		dmac[3] = 0;
+		dmac[4] = 0;
+		dmac[5] = 1;
+	} else {
+		addr6_copy(dst, ip6->saddr);
+		__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
+		flags = KVX_NA_F_SOLICITED;
+	}
+	if (ctx_set_len(ctx, ETH_HLEN + sizeof(*ip6) + sizeof(*na)))
+		return -1;
+	data = ctx_data(ctx);
+	data_end = ctx_data_end(ctx);
+	eth = data;
+	ip6 = data + ETH_HLEN;
+	na = (void *)(ip6 + 1);
+	if ((void *)(na + 1) > data_end)
+		return -1;
+	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	ip6->ver_tc = 0x60;
+	ip6->tc_flow = 0;
+	ip6->flow_lo = 0;
+	ip6->payload_len = bpf_htons(sizeof(*na));
+	ip6->nexthdr = KVX_IPPROTO_ICMPV6;
+	ip6->hop_limit = 255;
+	addr6_copy(ip6->saddr, target);
+	addr6_copy(ip6->daddr, dst);
+	na->type = ICMPV6_NEIGH_ADV;
+	na->code = 0;
+	na->checksum = 0;
+	na->flags = bpf_htonl(flags);
+	addr6_copy(na->target, target);
+	na->opt_type = KVX_ND_OPT_TLLA;
+	na->opt_len = 1;
+	__builtin_memcpy(na->lladdr, mac, ETH_ALEN);
+	sum = icmp_sum(ip6->saddr, data_end, 32) + bpf_htons(sizeof(*na)) +
+	      bpf_htons(KVX_IPPROTO_ICMPV6) + icmp_sum(na, data_end, sizeof(*na));
+	na->checksum = ~csum_fold32(sum);
+	stats_count(KVX_R_ND_PROXY_NA, len_in);
+	return ctx_redirect(ctx_ifindex(ctx));
+}
+
+/*
+ * The stateful inbound policy (kvx_cfg6.flags without
+ * KVX_CFG6_F_INBOUND_OPEN), as a home router's IPv6 firewall (RFC 6092):
+ * what a guest sends out makes or refreshes its flow in kvx_ct6, keyed as
+ * NAT66's with the guest's own address and port as the external side
+ * (ext_addr = int_addr), with conntrack's TCP tracking and timeouts (ct.h;
+ * the daemon's GC expires them); from outside only the replies of those
+ * flows come in.  TCP, UDP and echo are tracked; other protocols, chains
+ * not walked and later fragments go out untracked (no reply of theirs
+ * comes in, but later fragments: without their first they are nothing).
+ */
+static __always_inline int relay6_tracked(const struct kvx_pkt6 *p6)
+{
+	return p6->p.l4_ok && !pkt_is_later_fragment(&p6->p) &&
+	       (p6->p.proto == IPPROTO_TCP || p6->p.proto == IPPROTO_UDP ||
+		(p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type == ICMPV6_ECHO_REQUEST));
+}
+
+/* A guest's packet on its flow: KVX_CONTINUE, KVX_NO_MAPPING (no flow yet:
+ * relay6_ct_create) or a drop reason (a TCP segment that opens none, as
+ * NAT66: tcp6_may_open_out; RST/FIN outside the window). */
+static __noinline int relay6_ct_out(const struct kvx_pkt6 *p6)
+{
+	struct kvx_ct6_key k;
+	struct kvx_ct6_val *f;
+
+	if (!p6)
+		return KVX_R_DROP_MALFORMED;
+	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
+	f = bpf_map_lookup_elem(&kvx_ct6, &k);
+	if (!f)
+		return tcp6_may_open_out(&p6->p) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
+	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, clock_now_ns());
+}
+
+/* Its new flow; another CPU's of the same packet is as good. */
+static __noinline int relay6_ct_create(const struct kvx_pkt6 *p6)
+{
+	struct kvx_ct6_key k;
+	struct kvx_ct6_val v;
+	int err;
+
+	if (!p6)
+		return KVX_R_DROP_MALFORMED;
+	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
+	ct_val_init(&v.ct, &p6->p, CT_DIR_OUT, p6->p.sport, 0, clock_now_ns());
+	addr6_copy(v.ext_addr, p6->saddr);
+	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
+	return !err || err == -EEXIST ? KVX_CONTINUE : KVX_R_DROP_TABLE_FULL;
+}
+
+/*
+ * From outside to a guest, stateful: a reply on one of its flows; a later
+ * fragment; an ICMPv6 error that quotes a packet the guest sent (its
+ * quoted source is the guest: Packet Too Big must come in, RFC 4890 4.3.1;
+ * the quote's ports are not looked up).  Else DROP_FILTERED.
+ */
+static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct kvx_ct6_key k;
+	struct kvx_ct6_val *f;
+
+	if (!p6)
+		return KVX_R_DROP_FILTERED;
+	if (pkt_is_later_fragment(&p6->p))
+		return KVX_CONTINUE;
+	if (!p6->p.l4_ok)
+		return KVX_R_DROP_FILTERED;
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type < 128) {
+		__u32 off = p6->p.l4_off;
+		struct kvx_ipv6hdr *q;
+
+		if (off > KVX_PULL6_LEN)
+			return KVX_R_DROP_FILTERED;
+		kvx_index_barrier(off);
+		q = data + (off & 0x1ff) + sizeof(struct kvx_icmp6hdr);
+		if ((void *)(q + 1) > data_end || !addr6_eq(q->saddr, p6->daddr))
+			return KVX_R_DROP_FILTERED;
+		return KVX_CONTINUE;
+	}
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY)
+		return KVX_R_DROP_FILTERED;
+	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
+	    p6->p.proto != KVX_IPPROTO_ICMPV6)
+		return KVX_R_DROP_FILTERED;
+	ct6_key_init(&k, p6->p.proto, p6->daddr, p6->p.dport, p6->saddr, p6->p.sport);
+	f = bpf_map_lookup_elem(&kvx_ct6, &k);
+	if (!f)
+		return KVX_R_DROP_FILTERED;
+	return ct_update(&f->ct, &p6->p, CT_DIR_IN, clock_now_ns());
+}
+
+/*
+ * Out of the device the route chose (rw): hop limit - 1 and the MACs when
+ * the lookup gave them, else the kernel resolves the next hop.  Nothing
+ * else changes: no address, no checksum (the hop limit is not in the
+ * pseudo-header).
+ */
+static __always_inline int relay6_send(kvx_ctx_t *ctx, const struct nat6_rewrite *rw)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return -1;
+	ip6->hop_limit--;
+	if (rw->macs) {
+		__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
+		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
+		return ctx_redirect(rw->ifindex);
+	}
+	{
+		struct bpf_redir_neigh nh = {
+			.nh_family = AF_INET6,
+		};
+
+		__builtin_memcpy(nh.ipv6_nh, rw->nh, 16);
+		return bpf_redirect_neigh(rw->ifindex, &nh, sizeof(nh), 0);
+	}
+}
+
+/* To the guest that owns the destination (dmac), from the bridge's MAC. */
+static __always_inline void relay6_to_guest(struct nat6_rewrite *rw, const struct kvx_cfg *cfg,
+					    const struct kvx_cfg6 *cfg6, const __u8 *dmac)
+{
+	rw->macs = 1;
+	rw->ifindex = cfg->bridge_ifindex;
+	__builtin_memcpy(rw->smac, cfg6->bridge_mac, ETH_ALEN);
+	__builtin_memcpy(rw->dmac, dmac, ETH_ALEN);
+}
+
+/*
+ * A guest's frame: parsed into p6, classified, routed into rw.
+ * KVX_CONTINUE: forward it by rw; KVX_RELAY_NS: a Neighbour Solicitation;
+ * else the reason to count it under.
+ */
+static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
+					 struct nat6_rewrite *rw)
+{
+	__u8 mac[8] __attribute__((aligned(8))) = {};
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	const struct kvx_nd_val *to;
+	struct ethhdr *eth;
+	enum parse_result pr;
+	int rc;
+
+	if (!p6 || !rw)
+		return KVX_R_DROP_MALFORMED;
+	ctx_pull_len(ctx, KVX_PULL6_LEN);
+	if (!cfg || !cfg6 || cfg6->mode != KVX_V6_RELAY)
+		return KVX_R_PASS_NOT_IP;
+	pr = parse_ipv6(ctx, p6);
+	if (pr == PARSE_NOT_IPV6)
+		return KVX_R_PASS_NOT_IP;
+	if (pr == PARSE_BAD_IP)
+		return KVX_R_DROP_MALFORMED;
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return KVX_R_DROP_MALFORMED;
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	if (pr == PARSE_OK && p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.l4_ok &&
+	    p6->p.icmp_type == ICMPV6_NEIGH_SOL)
+		return KVX_RELAY_NS;
+	/* Link-local, multicast, DAD, router and neighbour discovery: the
+	 * host's, and never forwarded (an ND message is valid only on its
+	 * link, hop limit 255). */
+	if (pkt6_is_host_local(p6) || icmp6_is_nd(&p6->p))
+		return KVX_R_PASS_ND;
+	/* The uplink lost its prefix (another network without one): nothing
+	 * to forward from until the daemon writes the next. */
+	if (!cfg6->relay_len)
+		return KVX_R_DROP_NO_UPLINK_ADDR;
+	if (!relay6_has(cfg6, p6->saddr) || addr6_eq(p6->saddr, cfg6->uplink_addr))
+		return KVX_R_DROP_SPOOFED;
+	rc = relay6_owner(p6->saddr, mac, ctx_ifindex(ctx));
+	if (rc != KVX_CONTINUE)
+		return rc;
+	if (!ctx_frame_for_host(ctx))
+		return KVX_R_PASS_OTHERHOST;
+	/* Guests share the link and reach one another on it; a frame to
+	 * another guest's address that came to the bridge's MAC goes there. */
+	to = nd_lookup(p6->daddr);
+	if (to && to->state == KVX_ND_OWNED) {
+		if (p6->p.ttl <= 1)
+			return KVX_R_DROP_HOP_LIMIT;
+		relay6_to_guest(rw, cfg, cfg6, to->mac);
+		return KVX_RELAY_GUEST;
+	}
+	rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx));
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		break;
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		return KVX_R_PASS_LOCAL; /* an address of the host's */
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		return KVX_R_PASS_NO_ROUTE;
+	case KVX_FIB_NO_MARK_SUPPORT:
+		return KVX_R_DROP_FWMARK;
+	default:
+		return KVX_R_DROP_FIB;
+	}
+	/* Through the uplink only: the host's other devices are not the
+	 * guests' to reach by a relay (NAT66 and IPv4 do the same). */
+	if (rw->ifindex != cfg->uplink_ifindex)
+		return KVX_R_DROP_OTHER_IFACE;
+	if (p6->p.ttl <= 1)
+		return KVX_R_DROP_HOP_LIMIT;
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
+	    ((rc == BPF_FIB_LKUP_RET_NO_NEIGH || ctx_gso_size(ctx)) &&
+	     ctx_exceeds_mtu(ctx, rw->ifindex, pkt_seg_len(ctx, &p6->p), &rw->mtu)))
+		return KVX_R_DROP_TOO_BIG;
+	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
+	/* A SYN's window scale, for conntrack's window checks of the flow
+	 * the stateful policy tracks (without it a scaled window reads as
+	 * tiny and the remote's FIN is dropped as outside it). */
+	pkt_syn_options(ctx, &p6->p);
+	return KVX_CONTINUE;
+}
+
+/*
+ * A guest's Neighbour Solicitation.  For an address of the prefix that no
+ * guest owns (a LAN host, the host's own): answered with the bridge's MAC,
+ * so that the guest sends it here.  A guest's DAD probe for an address
+ * binds it to the guest's MAC (its first claim, as a frame would), or is
+ * answered when the address is the host's.  Anything else (for another
+ * guest, for a link-local address) is the bridge's and the host's: the
+ * owner answers.
+ */
+static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
+{
+	__u8 mac[8] __attribute__((aligned(8))) = {};
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	const struct kvx_nd_val *v;
+	__be32 target[4];
+	struct ethhdr *eth;
+	int ours, r;
+
+	if (!p6 || !cfg6 || !nd_ns_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
+	    mac_is_zero(cfg6->bridge_mac))
+		return verdict(KVX_R_PASS_ND, len);
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_PASS_ND, len);
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	v = nd_lookup(target);
+	ours = addr6_eq(target, cfg6->uplink_addr) || (v && v->state == KVX_ND_HOST);
+	if (addr6_is_zero(p6->saddr) && !ours) {
+		relay6_owner(target, mac, ctx_ifindex(ctx));
+		return verdict(KVX_R_PASS_ND, len);
+	}
+	if (v && v->state == KVX_ND_OWNED)
+		return verdict(KVX_R_PASS_ND, len);
+	r = nd_answer(ctx, cfg6->bridge_mac, len);
+	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
+}
+
+static __always_inline int relay6_stateful(void)
+{
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+
+	return cfg6 && !(cfg6->flags & KVX_CFG6_F_INBOUND_OPEN);
+}
+
+/* guest -> LAN/outside. */
+static __always_inline int relay6_from_guest(kvx_ctx_t *ctx)
+{
+	struct nat6_rewrite rw = {};
+	__u32 len = ctx_len(ctx);
+	struct kvx_pkt6 p6;
+	int r;
+
+	r = relay6_guest_check(ctx, &p6, &rw);
+	if (r == KVX_RELAY_NS)
+		return relay6_guest_ns(ctx, &p6, len);
+	if (r == KVX_R_DROP_HOP_LIMIT || r == KVX_R_DROP_TOO_BIG)
+		return verdict_guest6(ctx, &p6, r,
+				      r == KVX_R_DROP_HOP_LIMIT ?
+					      KVX_ICMP_TCM(ICMPV6_TIME_EXCEED, 0, 0) :
+					      KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, rw.mtu));
+	if (r != KVX_CONTINUE && r != KVX_RELAY_GUEST)
+		return verdict(r, len);
+	/* Stateful: the flow its replies come back on (called here, not
+	 * from the check: one chain of frames less deep). */
+	if (r == KVX_CONTINUE && relay6_stateful() && relay6_tracked(&p6)) {
+		int c = relay6_ct_out(&p6);
+
+		if (c == KVX_NO_MAPPING)
+			c = relay6_ct_create(&p6);
+		if (c != KVX_CONTINUE)
+			return verdict(c, len);
+	}
+	stats_count(r == KVX_RELAY_GUEST ? KVX_R_RELAY_IN : KVX_R_RELAY_OUT, len);
+	r = relay6_send(ctx, &rw);
+	return r < 0 ? verdict(KVX_R_DROP_MALFORMED, len) : r;
+}
+
+/*
+ * A frame from the uplink: parsed and classified.  KVX_CONTINUE: to a
+ * guest's address, the owner's MAC in dmac; KVX_RELAY_NS: a Neighbour
+ * Solicitation; else the reason.
+ */
+static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u8 *dmac)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	const struct kvx_nd_val *to;
+	enum parse_result pr;
+
+	if (!p6 || !dmac)
+		return KVX_R_PASS_HOST;
+	ctx_pull_len(ctx, KVX_PULL6_LEN);
+	if (!cfg || !cfg6 || cfg6->mode != KVX_V6_RELAY)
+		return KVX_R_PASS_NOT_IP;
+	pr = parse_ipv6(ctx, p6);
+	if (pr == PARSE_NOT_IPV6)
+		return KVX_R_PASS_NOT_IP;
+	if (pr == PARSE_BAD_IP)
+		return KVX_R_PASS_HOST;
+	if (pr == PARSE_OK && p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.l4_ok &&
+	    p6->p.icmp_type == ICMPV6_NEIGH_SOL)
+		return KVX_RELAY_NS;
+	if (pkt6_is_host_local(p6) || icmp6_is_nd(&p6->p))
+		return KVX_R_PASS_ND;
+	/* The host's own addresses, and those of the prefix no guest owns
+	 * (the host answers or drops them: it forwards nothing from the
+	 * uplink, all.forwarding stays 0). */
+	if (!relay6_has(cfg6, p6->daddr) || addr6_eq(p6->daddr, cfg6->uplink_addr))
+		return KVX_R_PASS_HOST;
+	to = nd_lookup(p6->daddr);
+	if (!to || to->state != KVX_ND_OWNED)
+		return KVX_R_PASS_HOST;
+	__builtin_memcpy(dmac, to->mac, ETH_ALEN);
+	/* Sources no router forwards (RFC 4291 2.5.2, 2.5.3), our own, and
+	 * a guest's: a LAN host posing as one guest to another. */
+	if (addr6_is_mcast(p6->saddr) || addr6_eq(p6->saddr, cfg6->uplink_addr) ||
+	    (!p6->saddr[0] && !p6->saddr[1] && !p6->saddr[2] && !(p6->saddr[3] & ~bpf_htonl(1))) ||
+	    nd_is_guest(p6->saddr))
+		return KVX_R_DROP_MARTIAN_IN;
+	if (p6->p.ttl <= 1)
+		return KVX_R_DROP_TTL_IN;
+	/* A redirect skips the forwarding path's MTU test. */
+	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6->p), NULL))
+		return KVX_R_DROP_TOO_BIG_IN;
+	pkt_syn_options(ctx, &p6->p);
+	return KVX_CONTINUE;
+}
+
+/* An NS on the uplink: for a guest's address, answered with the uplink's
+ * MAC; for anything else the host's (its own addresses). */
+static __noinline int relay6_uplink_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	__be32 target[4];
+	int r;
+
+	if (!p6 || !cfg || !cfg6 || !nd_ns_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
+	    !nd_is_guest(target) || mac_is_zero(cfg->uplink_mac))
+		return verdict(KVX_R_PASS_ND, len);
+	r = nd_answer(ctx, cfg->uplink_mac, len);
+	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
+}
+
+/* LAN/outside -> guest. */
+static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
+{
+	__u8 dmac[8] __attribute__((aligned(8))) = {};
+	struct nat6_rewrite rw = {};
+	const struct kvx_cfg *cfg;
+	const struct kvx_cfg6 *cfg6;
+	__u32 len = ctx_len(ctx);
+	struct kvx_pkt6 p6;
+	int r;
+
+	r = relay6_uplink_check(ctx, &p6, dmac);
+	if (r == KVX_RELAY_NS)
+		return relay6_uplink_ns(ctx, &p6, len);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	cfg = cfg_get();
+	cfg6 = cfg6_get();
+	if (!cfg || !cfg6)
+		return verdict(KVX_R_PASS_HOST, len);
+	if (!(cfg6->flags & KVX_CFG6_F_INBOUND_OPEN)) {
+		r = relay6_ct_in(ctx, &p6);
+		if (r != KVX_CONTINUE)
+			return verdict(r, len);
+	}
+	relay6_to_guest(&rw, cfg, cfg6, dmac);
+	stats_count(KVX_R_RELAY_IN, len);
+	r = relay6_send(ctx, &rw);
+	return r < 0 ? verdict(KVX_R_DROP_MALFORMED, len) : r;
+}
+
+#endif /* KVX_RELAY6_H */

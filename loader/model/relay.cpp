@@ -1,0 +1,30 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "model/relay.hpp"
+
+#include <algorithm>
+
+namespace kvmxdp {
+
+NdSync plan_nd_sync(const std::vector<NdEntry> &entries, const std::optional<Ipv6Net> &prefix,
+		    const std::vector<Ipv6Addr> &host_addrs)
+{
+	NdSync s;
+	auto in_prefix = [&](const Ipv6Addr &a) { return prefix && prefix->contains(a); };
+	auto is_host = [&](const Ipv6Addr &a) {
+		return std::find(host_addrs.begin(), host_addrs.end(), a) != host_addrs.end();
+	};
+	for (const NdEntry &e : entries)
+		if (!in_prefix(e.addr) || (e.val.state == KVX_ND_HOST && !is_host(e.addr)))
+			s.del.push_back(e.addr);
+	for (const Ipv6Addr &a : host_addrs) {
+		if (!in_prefix(a) || std::find(s.host.begin(), s.host.end(), a) != s.host.end())
+			continue;
+		auto it = std::find_if(entries.begin(), entries.end(),
+				       [&](const NdEntry &e) { return e.addr == a; });
+		if (it == entries.end() || it->val.state != KVX_ND_HOST)
+			s.host.push_back(a);
+	}
+	return s;
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,560 @@
+// IPv6 relay mode (kvx_br6_relay / kvx_up6_relay, tail-called from kvx_br6 /
+// kvx_up6 when kvx_cfg6.mode is relay): guests on the uplink's own /64,
+// forwarded both ways without translation (hop limit - 1, MACs), the
+// address <-> MAC ownership that keeps one guest off another's address, and
+// the ND proxy's answers (an NS turned into an NA in place), every expected
+// frame built from scratch by pkt.cpp (its checksums computed there, never
+// by the datapath's arithmetic).  The programs run through their entry
+// points, as the kernel runs them.
+#include <arpa/inet.h>
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+
+#include <cstring>
+
+#include "fixture.hpp"
+
+namespace kvmxdp::test {
+namespace {
+
+using namespace testpkt;
+
+// The uplink's /64 (netns.cpp gives the uplink 2001:db8:77::2/64, its
+// router ::1): the guests take addresses in it.
+const Ip6 kPrefix = ip6("2001:db8:77::");
+const Ip6 kGuestA = ip6("2001:db8:77::a0");
+const Ip6 kGuestB = ip6("2001:db8:77::b0");
+const Ip6 kLanHost = ip6(Topology::kGatewayAddr6);
+const Ip6 kRemote = ip6("2001:db8:100::10");
+const Ip6 kUplink6 = ip6(Topology::kUplinkAddr6);
+const Ip6 kBridgeLl = ip6("fe80::1");
+const Mac kMacA{0x52, 0x54, 0x00, 0x00, 0x07, 0xa0};
+const Mac kMacB{0x52, 0x54, 0x00, 0x00, 0x07, 0xb0};
+constexpr std::uint8_t kNeighSol = 135;
+constexpr std::uint8_t kNeighAdv = 136;
+
+void copy_addr(__be32 *to, const Ip6 &a)
+{
+	std::memcpy(to, a.data(), 16);
+}
+
+// What attach writes for relay on 2001:db8:77::/64.
+kvx_cfg6 relay_cfg()
+{
+	kvx_cfg6 c{};
+	c.mode = KVX_V6_RELAY;
+	copy_addr(c.uplink_addr, kUplink6);
+	copy_addr(c.relay_prefix, kPrefix);
+	c.relay_len = 64;
+	copy_addr(c.gw_addr, kBridgeLl);
+	std::memcpy(c.bridge_mac, Topology::kBridgeMac.data(), 6);
+	return c;
+}
+
+Packet6 from_guest(Packet6 p, const Mac &mac)
+{
+	p.src_mac = mac;
+	p.dst_mac = Topology::kBridgeMac;
+	return p;
+}
+
+Packet6 from_lan(Packet6 p)
+{
+	p.src_mac = Topology::kGatewayMac;
+	p.dst_mac = Topology::kUplinkMac;
+	return p;
+}
+
+// Forwarded to the LAN: only the hop limit and the MACs change (the
+// uplink's as source: a WiFi station sends no other).
+Packet6 routed_out(Packet6 p)
+{
+	p.hop_limit--;
+	p.src_mac = Topology::kUplinkMac;
+	p.dst_mac = Topology::kGatewayMac;
+	return p;
+}
+
+Packet6 routed_in(Packet6 p, const Mac &guest)
+{
+	p.hop_limit--;
+	p.src_mac = Topology::kBridgeMac;
+	p.dst_mac = guest;
+	return p;
+}
+
+// Neighbour discovery (RFC 4861 4.3, 4.4) with Packet6's echo layout: the
+// 4 bytes after the checksum are id and seq, the target and the option
+// the payload.
+Packet6 nd_msg(std::uint8_t type, const Ip6 &src, const Ip6 &dst, std::uint32_t word,
+	       const Ip6 &target, std::uint8_t opt, const Mac &lladdr)
+{
+	Packet6 p;
+	p.proto = kProtoIcmp6;
+	p.hop_limit = 255;
+	p.src = src;
+	p.dst = dst;
+	p.icmp_type = type;
+	p.icmp_code = 0;
+	p.icmp_id = static_cast<std::uint16_t>(word >> 16);
+	p.icmp_seq = static_cast<std::uint16_t>(word);
+	p.payload.assign(target.begin(), target.end());
+	if (opt) {
+		p.payload.push_back(opt);
+		p.payload.push_back(1);
+		p.payload.insert(p.payload.end(), lladdr.begin(), lladdr.end());
+	}
+	return p;
+}
+
+// ff02::1:ffXX:XXXX, the solicited-node group of a (RFC 4291 2.7.1), at
+// its 33:33 MAC.
+Ip6 solicited_node(const Ip6 &a)
+{
+	Ip6 g = ip6("ff02::1:ff00:0");
+	g[13] = a[13];
+	g[14] = a[14];
+	g[15] = a[15];
+	return g;
+}
+
+Mac mcast_mac(const Ip6 &g)
+{
+	return Mac{0x33, 0x33, g[12], g[13], g[14], g[15]};
+}
+
+// An NS for target from src (its MAC in the source link-layer option;
+// none from ::, RFC 4861 7.1.1), to the solicited-node group.
+Packet6 neigh_sol(const Ip6 &src, const Mac &smac, const Ip6 &target)
+{
+	const bool dad = src == Ip6{};
+	Packet6 p = nd_msg(kNeighSol, src, solicited_node(target), 0, target, dad ? 0 : 1, smac);
+	p.src_mac = smac;
+	p.dst_mac = mcast_mac(p.dst);
+	return p;
+}
+
+// The NA an ND proxy answers ns with for its target at mac: to the
+// sender, Solicited (to all nodes for a DAD probe, not Solicited);
+// Router and Override 0 (RFC 4861 7.2.8).
+Packet6 proxy_na(const Packet6 &ns, const Mac &mac)
+{
+	const bool dad = ns.src == Ip6{};
+	const Ip6 target = [&] {
+		Ip6 t;
+		std::copy(ns.payload.begin(), ns.payload.begin() + 16, t.begin());
+		return t;
+	}();
+	const Ip6 dst = dad ? ip6("ff02::1") : ns.src;
+	Packet6 na = nd_msg(kNeighAdv, target, dst, dad ? 0 : 0x40000000u, target, 2, mac);
+	na.src_mac = mac;
+	na.dst_mac = dad ? Mac{0x33, 0x33, 0, 0, 0, 1} : ns.src_mac;
+	return na;
+}
+
+class Relay6Test : public DatapathTest {
+protected:
+	void SetUp() override
+	{
+		DatapathTest::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		dp().set_cfg6(relay_cfg());
+	}
+
+	RunResult run6(Prog prog, const Packet6 &in, int verdict, kvx_reason reason,
+		       const std::optional<Packet6> &want = std::nullopt)
+	{
+		return run_case_bytes(dp(), prog, in.build(), verdict, reason,
+				      want ? std::optional<Bytes>(want->build()) : std::nullopt);
+	}
+
+	// The owner kvx_nd records for addr (zero MAC: none).
+	Mac owner(const Ip6 &addr)
+	{
+		Mac m{};
+		if (auto v = dp().nd_lookup(addr))
+			std::memcpy(m.data(), v->mac, 6);
+		return m;
+	}
+
+	// attach --ipv6-inbound open.
+	void set_inbound_open()
+	{
+		kvx_cfg6 c = relay_cfg();
+		c.flags |= KVX_CFG6_F_INBOUND_OPEN;
+		dp().set_cfg6(c);
+	}
+
+	void own(const Ip6 &addr, const Mac &mac, std::uint64_t seen_ns, std::uint8_t state)
+	{
+		kvx_nd_val v{};
+		std::memcpy(v.mac, mac.data(), 6);
+		v.state = state;
+		v.last_seen_ns = seen_ns;
+		dp().nd_update(addr, v);
+	}
+};
+
+// --- forwarding, both ways ---
+
+TEST_F(Relay6Test, GuestToInternetAndBack)
+{
+	const Packet6 syn = from_guest(make_tcp6(kGuestA, 40000, kRemote, 443), kMacA);
+	run6(Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(syn));
+	// The first frame bound the address to the guest's MAC.
+	const auto nd = dp().nd_lookup(kGuestA);
+	ASSERT_TRUE(nd.has_value());
+	EXPECT_EQ(nd->state, KVX_ND_OWNED);
+	EXPECT_EQ(owner(kGuestA), kMacA);
+	EXPECT_GT(nd->last_seen_ns, 0u);
+
+	// The answer keeps the guest's own address: no translation.
+	Packet6 back = from_lan(make_tcp6(kRemote, 443, kGuestA, 40000, kTcpSyn | kTcpAck));
+	back.hop_limit = 57;
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(back, kMacA));
+
+	// UDP and echo likewise: one flow each (the stateful inbound
+	// policy's), no NAT binding.
+	const Packet6 udp = from_guest(make_udp6(kGuestA, 5353, kRemote, 53, 40), kMacA);
+	run6(Prog::BrIngress, udp, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(udp));
+	const Packet6 ping = from_guest(make_echo6(kGuestA, kRemote, 0x77), kMacA);
+	run6(Prog::BrIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(ping));
+	EXPECT_EQ(dp().ct6_entries().size(), 3u);
+	EXPECT_TRUE(dp().bind6_entries().empty());
+}
+
+TEST_F(Relay6Test, GuestToLanHostOnTheLink)
+{
+	// The LAN's router is a neighbour on the uplink (netns.cpp): same
+	// /64, reached through the host's on-link route.
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kLanHost, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	Packet6 back = from_lan(make_udp6(kLanHost, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(back, kMacA));
+}
+
+TEST_F(Relay6Test, ExtensionHeadersAndOtherProtocolsAreForwarded)
+{
+	// A router, not a NAT: what it cannot parse it still forwards.
+	Packet6 gre = from_guest(make_udp6(kGuestA, 1, kRemote, 2), kMacA);
+	gre.proto = 47;
+	gre.payload = pattern(24, 0x47);
+	run6(Prog::BrIngress, gre, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(gre));
+	Packet6 opts = from_guest(make_udp6(kGuestA, 5000, kRemote, 53), kMacA);
+	opts.ext = {ext_options(kExtDstOpts, 8)};
+	run6(Prog::BrIngress, opts, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(opts));
+}
+
+TEST_F(Relay6Test, InboundOnlyToOwnedAddresses)
+{
+	// An address of the prefix no guest owns, the uplink's own: the host's.
+	const Packet6 stray = from_lan(make_udp6(kRemote, 53, kGuestB, 7000));
+	run6(Prog::UpIngress, stray, TC_ACT_OK, KVX_R_PASS_HOST);
+	const Packet6 mine = from_lan(make_udp6(kRemote, 53, kUplink6, 7000));
+	run6(Prog::UpIngress, mine, TC_ACT_OK, KVX_R_PASS_HOST);
+	// Outside the prefix: the host's.
+	const Packet6 other = from_lan(make_udp6(kRemote, 53, ip6("2001:db8:99::1"), 7000));
+	run6(Prog::UpIngress, other, TC_ACT_OK, KVX_R_PASS_HOST);
+	// Being renumbered: a pending entry is not delivered to.
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_PENDING);
+	run6(Prog::UpIngress, stray, TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+TEST_F(Relay6Test, HopLimit)
+{
+	// Ours to answer from the bridge's link-local, never passed up.
+	Packet6 last = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	last.hop_limit = 1;
+	const RunResult r =
+		dp().run(Prog::BrIngress, last.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const Parsed6 e = parse6(r.out);
+	EXPECT_EQ(e.proto, kProtoIcmp6);
+	EXPECT_EQ(e.icmp_type, 3); // Time Exceeded
+	EXPECT_EQ(e.src, kBridgeLl);
+	EXPECT_EQ(e.dst, kGuestA);
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	in.hop_limit = 1;
+	run6(Prog::UpIngress, in, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+}
+
+// --- anti-spoofing: the address belongs to the MAC that used it first ---
+
+TEST_F(Relay6Test, AnotherMacCannotTakeAnOwnedAddress)
+{
+	const Packet6 a = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, a, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(a));
+	// Guest B sends with A's address: dropped, and A keeps it (and its
+	// inbound traffic).
+	const Packet6 spoof = from_guest(make_udp6(kGuestA, 7001, kRemote, 53), kMacB);
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(owner(kGuestA), kMacA);
+	const Packet6 back = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(back, kMacA));
+	// Nor with a DAD probe for it.
+	run6(Prog::BrIngress, neigh_sol(Ip6{}, kMacB, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_EQ(owner(kGuestA), kMacA);
+
+	// An owner idle for KVX_GUEST_IDLE_NS gives it up (a VM re-created
+	// with another MAC).
+	own(kGuestA, kMacA, boot_ns() - KVX_GUEST_IDLE_NS - 1000000000ull, KVX_ND_OWNED);
+	run6(Prog::BrIngress, spoof, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(spoof));
+	EXPECT_EQ(owner(kGuestA), kMacB);
+	run6(Prog::BrIngress, a, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+}
+
+TEST_F(Relay6Test, SourcesOutsideThePrefixOrTheHostsAreSpoofed)
+{
+	run6(Prog::BrIngress, from_guest(make_udp6(ip6("fd42::a"), 7000, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_SPOOFED);
+	run6(Prog::BrIngress,
+	     from_guest(make_udp6(ip6("2001:db8:78::a"), 7000, kRemote, 53), kMacA), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOFED);
+	// The host's own addresses: the uplink's, and those attach lists.
+	run6(Prog::BrIngress, from_guest(make_udp6(kUplink6, 7000, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_SPOOFED);
+	own(kGuestB, Mac{}, boot_ns() - KVX_GUEST_IDLE_NS * 2, KVX_ND_HOST);
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestB, 7000, kRemote, 53), kMacA), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOFED);
+	EXPECT_EQ(dp().nd_lookup(kGuestB)->state, KVX_ND_HOST);
+	// A group or zero source MAC owns nothing.
+	run6(Prog::BrIngress,
+	     from_guest(make_udp6(kGuestA, 7000, kRemote, 53), Mac{0x01, 0, 0x5e, 0, 0, 1}),
+	     TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(dp().nd_size(), 1u);
+}
+
+TEST_F(Relay6Test, LanHostPosingAsAGuestIsDropped)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	run6(Prog::UpIngress, from_lan(make_udp6(kGuestA, 53, kGuestB, 7000)), TC_ACT_SHOT,
+	     KVX_R_DROP_MARTIAN_IN);
+	run6(Prog::UpIngress, from_lan(make_udp6(kUplink6, 53, kGuestB, 7000)), TC_ACT_SHOT,
+	     KVX_R_DROP_MARTIAN_IN);
+}
+
+TEST_F(Relay6Test, LinkLocalAndMulticastStayTheHosts)
+{
+	run6(Prog::BrIngress,
+	     from_guest(make_udp6(ip6("fe80::5054:ff:fe00:7a0"), 546, ip6("ff02::1:2"), 547),
+			kMacA),
+	     TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 rs =
+		from_guest(make_echo6(ip6("fe80::5054:ff:fe00:7a0"), ip6("ff02::2"), 0), kMacA);
+	rs.icmp_type = kIcmp6RouterSol;
+	rs.hop_limit = 255;
+	run6(Prog::BrIngress, rs, TC_ACT_OK, KVX_R_PASS_ND);
+	run6(Prog::UpIngress, from_lan(make_udp6(kLanHost, 5353, ip6("ff02::fb"), 5353)), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	// Nothing was learnt from them.
+	EXPECT_EQ(dp().nd_size(), 0u);
+}
+
+TEST_F(Relay6Test, OtherModesNeverRunTheRelay)
+{
+	// Off: the frame is the host's, as before IPv6 existed here.
+	kvx_cfg6 off = relay_cfg();
+	off.mode = KVX_V6_OFF;
+	dp().set_cfg6(off);
+	const Packet6 syn = from_guest(make_tcp6(kGuestA, 40000, kRemote, 443), kMacA);
+	run6(Prog::BrIngress, syn, TC_ACT_OK, KVX_R_PASS_NOT_IP);
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA), TC_ACT_OK,
+	     KVX_R_PASS_NOT_IP);
+}
+
+// --- the ND proxy ---
+
+TEST_F(Relay6Test, UplinkNeighbourSolicitationForAGuestIsAnswered)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	const Packet6 ns = neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA);
+	run6(Prog::UpIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(ns, Topology::kUplinkMac));
+	// Neighbour unreachability detection: unicast, to the address.
+	Packet6 nud = ns;
+	nud.dst = kGuestA;
+	nud.dst_mac = Topology::kUplinkMac;
+	run6(Prog::UpIngress, nud, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(nud, Topology::kUplinkMac));
+	// A LAN host's DAD for the guest's address is defended, to all nodes.
+	const Packet6 dad = neigh_sol(Ip6{}, Topology::kGatewayMac, kGuestA);
+	run6(Prog::UpIngress, dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(dad, Topology::kUplinkMac));
+}
+
+TEST_F(Relay6Test, UplinkNeighbourSolicitationsNotOursAreTheHosts)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	// For the uplink's own address, an unowned one, a pending one.
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, kUplink6), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, kGuestB), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_PENDING);
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, kGuestB), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	// Invalid ones (RFC 4861 7.1.1): a wrong checksum, a hop limit that
+	// is not 255 (it crossed a router), a DAD probe sent unicast.
+	Packet6 bad = neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA);
+	const Packet6 good = bad;
+	bad.l4_csum = 0x1234;
+	run6(Prog::UpIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
+	bad = good;
+	bad.hop_limit = 254;
+	run6(Prog::UpIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
+	bad = neigh_sol(Ip6{}, Topology::kGatewayMac, kGuestA);
+	bad.dst = kGuestA;
+	run6(Prog::UpIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
+}
+
+TEST_F(Relay6Test, GuestNeighbourSolicitationForTheLanIsAnsweredByTheBridge)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	const Packet6 ns = neigh_sol(kGuestA, kMacA, kLanHost);
+	run6(Prog::BrIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(ns, Topology::kBridgeMac));
+	// The host's uplink address is reached the same way.
+	const Packet6 up = neigh_sol(kGuestA, kMacA, kUplink6);
+	run6(Prog::BrIngress, up, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(up, Topology::kBridgeMac));
+	// Another guest answers for itself (the bridge floods the NS to it).
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	run6(Prog::BrIngress, neigh_sol(kGuestA, kMacA, kGuestB), TC_ACT_OK, KVX_R_PASS_ND);
+	// Outside the prefix (a link-local target): the host's.
+	run6(Prog::BrIngress, neigh_sol(kGuestA, kMacA, ip6("fe80::1")), TC_ACT_OK, KVX_R_PASS_ND);
+}
+
+TEST_F(Relay6Test, GuestDadClaimsTheAddressOrIsDefendedForTheHost)
+{
+	set_inbound_open();
+	// A guest's DAD probe binds the address to it, before any traffic.
+	run6(Prog::BrIngress, neigh_sol(Ip6{}, kMacA, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_EQ(owner(kGuestA), kMacA);
+	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
+	// For the host's address it is answered: the guest picks another.
+	const Packet6 dad = neigh_sol(Ip6{}, kMacB, kUplink6);
+	run6(Prog::BrIngress, dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(dad, Topology::kBridgeMac));
+	EXPECT_FALSE(dp().nd_lookup(kUplink6).has_value());
+}
+
+TEST_F(Relay6Test, GuestToGuestThroughTheBridgeMac)
+{
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	const Packet6 p = from_guest(make_udp6(kGuestA, 7000, kGuestB, 53), kMacA);
+	Packet6 want = p;
+	want.hop_limit--;
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = kMacB;
+	run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_IN, want);
+}
+
+// --- the stateful inbound policy (default) and --ipv6-inbound open ---
+
+TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	// Unsolicited: a UDP datagram, a TCP SYN, an echo request.
+	const Packet6 udp_in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, udp_in, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40000, kGuestA, 22)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	run6(Prog::UpIngress, from_lan(make_echo6(kRemote, kGuestA, 9)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	// The guest's flow opens the way for its replies, and only those.
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	run6(Prog::UpIngress, udp_in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(udp_in, kMacA));
+	run6(Prog::UpIngress, from_lan(make_udp6(kRemote, 54, kGuestA, 7000)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	const auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	// The guest's own address and port as the external side.
+	EXPECT_EQ(std::memcmp(flows[0].first.int_addr, kGuestA.data(), 16), 0);
+	EXPECT_EQ(std::memcmp(flows[0].second.ext_addr, kGuestA.data(), 16), 0);
+	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), 7000);
+	EXPECT_EQ(flows[0].second.ct.pkts_out, 1u);
+	EXPECT_EQ(flows[0].second.ct.pkts_in, 1u);
+	EXPECT_TRUE(flows[0].second.ct.flags & KVX_CT_F_SEEN_REPLY);
+	// Echo: the reply to the guest's request.
+	const Packet6 ping = from_guest(make_echo6(kGuestA, kRemote, 0x77), kMacA);
+	run6(Prog::BrIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(ping));
+	const Packet6 pong = from_lan(make_echo6(kRemote, kGuestA, 0x77, kIcmp6EchoReply));
+	run6(Prog::UpIngress, pong, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(pong, kMacA));
+	// TCP: a SYN opens, the SYN-ACK comes in; a bare ACK opens nothing.
+	const Packet6 syn = from_guest(make_tcp6(kGuestA, 41000, kRemote, 443), kMacA);
+	run6(Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(syn));
+	Packet6 synack = from_lan(make_tcp6(kRemote, 443, kGuestA, 41000, kTcpSyn | kTcpAck));
+	synack.ack_seq = syn.seq + 1;
+	run6(Prog::UpIngress, synack, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(synack, kMacA));
+	run6(Prog::BrIngress, from_guest(make_tcp6(kGuestA, 41001, kRemote, 443, kTcpAck), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+}
+
+// The flow's TCP tracking knows the SYNs' window scale (RFC 7323): the
+// remote's FIN 10000 bytes on is inside the guest's window of 502 << 7.
+TEST_F(Relay6Test, StatefulTcpTrackingKnowsTheWindowScale)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	Packet6 syn = from_guest(make_tcp6(kGuestA, 42000, kRemote, 443), kMacA);
+	syn.tcp_options = {1, 3, 3, 7};
+	run6(Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(syn));
+	Packet6 synack = from_lan(make_tcp6(kRemote, 443, kGuestA, 42000, kTcpSyn | kTcpAck));
+	synack.seq = 0x50000000;
+	synack.ack_seq = syn.seq + 1;
+	synack.tcp_options = {1, 3, 3, 7};
+	run6(Prog::UpIngress, synack, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(synack, kMacA));
+	Packet6 ack = from_guest(make_tcp6(kGuestA, 42000, kRemote, 443, kTcpAck), kMacA);
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	ack.window = 502;
+	run6(Prog::BrIngress, ack, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(ack));
+	Packet6 fin = from_lan(make_tcp6(kRemote, 443, kGuestA, 42000, kTcpFin | kTcpAck));
+	fin.seq = synack.seq + 1 + 10000;
+	fin.ack_seq = ack.seq;
+	run6(Prog::UpIngress, fin, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(fin, kMacA));
+}
+
+TEST_F(Relay6Test, StatefulInboundLetsInErrorsAboutTheGuestsPackets)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	// A Packet Too Big quoting the guest's packet (PMTU discovery).
+	const Bytes sent = make_udp6(kGuestA, 7000, kRemote, 53, 1400).build();
+	Packet6 ptb = from_lan(make_echo6(kLanHost, kGuestA, 0));
+	ptb.icmp_type = kIcmp6PacketTooBig;
+	ptb.icmp_id = 0;
+	ptb.icmp_seq = 1280;
+	ptb.payload.assign(sent.begin() + 14, sent.begin() + 14 + 200);
+	run6(Prog::UpIngress, ptb, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(ptb, kMacA));
+	// One quoting another source is nobody's business of the guest's.
+	const Bytes other = make_udp6(kGuestB, 7000, kRemote, 53, 100).build();
+	ptb.payload.assign(other.begin() + 14, other.end());
+	run6(Prog::UpIngress, ptb, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	// A later fragment: nothing without its first.
+	Packet6 frag = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	frag.ext = {ext_fragment(100, false)};
+	run6(Prog::UpIngress, frag, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(frag, kMacA));
+}
+
+TEST_F(Relay6Test, OpenInboundLetsEverythingIn)
+{
+	set_inbound_open();
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	const Packet6 syn = from_lan(make_tcp6(kRemote, 40000, kGuestA, 22));
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(syn, kMacA));
+	const Packet6 ping = from_lan(make_echo6(kRemote, kGuestA, 9));
+	run6(Prog::UpIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(ping, kMacA));
+	// And nothing is tracked.
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	EXPECT_TRUE(dp().ct6_entries().empty());
+}
+
+} // namespace
+} // namespace kvmxdp::test

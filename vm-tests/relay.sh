@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vm-tests/relay.sh: IPv6 relay mode (attach --ipv6 relay, default options
+# otherwise).  The uplink takes a SLAAC address in the LAN's /64 from a
+# router running radvd; the guests take addresses in that same /64 and are
+# reached at them, with no translation: the LAN router reaches them
+# through kvmxdp's ND proxy (a WiFi station can send only its own MAC), and
+# the server beyond the router, which knows nothing but its default route,
+# sees the guests' own addresses.  The host does not forward IPv6
+# (all.forwarding stays 0, as relay needs: a forwarding uplink ignores
+# RAs): Ip6OutForwDatagrams must stay flat, kvmxdp forwarded.
+# Before the router announces a prefix, attach --ipv6 relay is refused in
+# one line saying why; so is --subnet6 with relay.  Inbound is stateful by
+# default (only the replies of the guests' flows come in: the server's
+# ping to a guest gets nothing); attach --ipv6-inbound open then lets the
+# server reach a guest's own server.  A second guest that takes the first
+# one's address gets nothing, and the first keeps working.  Another program
+# advertising on the bridge (radvd, as libvirt's dnsmasq) silences
+# kvmxdp's RAs, and status says so.
+#
+#   guest1 ns  kg1<id> SLAAC in 2001:db8:1::/64 --+
+#   guest2 ns  kg2<id> SLAAC in 2001:db8:1::/64 --+ bridge kb<id> (fe80:: only)
+#      (from kvmxdp's RAs: default via the      | host ns, all.forwarding=0
+#       bridge's link-local)                     | <- kvmxdp
+#                                            | uplink ku<id>: SLAAC 2001:db8:1::/64,
+#                                            | default via the router
+#   lan ns     router: kl<id> 2001:db8:1::1/64 + radvd (the LAN's own server:
+#              an HTTP server on 2001:db8:1::1), kr<id> 2001:db8:78::1/64;
+#              IPv6 forwarding; the /64 on-link on kl<id>
+#   server ns  ks<id> 2001:db8:78::2/64, default via 2001:db8:78::1 (no
+#              other route: it reaches the guests through the router)
+#
+# The guests take their addresses by SLAAC from kvmxdp's router
+# advertisements on the bridge (the uplink's prefix with its lifetimes, the
+# uplink's MTU, the bridge's link-local as their router); before attach
+# they have none.
+#
+# Usage: relay.sh KVMXDP_BINARY
+source "$(dirname "$0")/lib.sh"
+kvx_init "${1:-}"
+kvx_require_tools radvd
+kvx_topology_up
+
+N1=2001:db8:1::/64 LAN6=2001:db8:1::1
+SRV6=2001:db8:78::2 RTR6=2001:db8:78::1
+
+kvx_step "IPv6 addressing"
+v6on() { nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0; }
+for ns in "$NS_G1" "$NS_G2" "$NS_HOST" "$NS_LAN" "$NS_SRV"; do v6on "$ns"; done
+# SLAAC from whatever RA comes (stable addresses: no privacy ones).
+for g in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
+	nsx "${g%%:*}" sysctl -qw "net.ipv6.conf.${g#*:}.accept_ra=2" \
+		"net.ipv6.conf.${g#*:}.autoconf=1" "net.ipv6.conf.${g#*:}.use_tempaddr=0"
+done
+# An interface's global address in NET, not tentative ('' if none).
+addr_in() { # NS IF NET
+	ip -n "$1" -6 -j addr show dev "$2" scope global | "$KVX_PY" -c '
+import ipaddress, json, sys
+net = ipaddress.ip_network(sys.argv[1])
+for l in json.load(sys.stdin):
+    for a in l.get("addr_info", []):
+        if ipaddress.ip_address(a["local"]) in net and not a.get("tentative"):
+            print(a["local"]); sys.exit(0)' "$3"
+}
+# The host as a laptop on WiFi: SLAAC on the uplink, no IPv6 forwarding.
+nsx "$NS_HOST" sysctl -qw net.ipv6.conf.all.forwarding=0 "net.ipv6.conf.$UP.accept_ra=1" \
+	"net.ipv6.conf.$UP.autoconf=1" "net.ipv6.conf.$UP.use_tempaddr=0"
+nsx "$NS_LAN" sysctl -qw net.ipv6.conf.all.forwarding=1
+ip -n "$NS_LAN" -6 addr add "$LAN6/64" dev "$LAN_UP_IF" nodad
+ip -n "$NS_LAN" -6 addr add "$RTR6/64" dev "$LAN_SRV_IF" nodad
+ip -n "$NS_SRV" -6 addr add "$SRV6/64" dev "$SRV_IF" nodad
+ip -n "$NS_SRV" -6 route add default via "$RTR6"
+brll() { ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1; }
+must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
+BR_LL=$(brll)
+fwd6() { nsx "$NS_HOST" awk '$1 == "Ip6OutForwDatagrams" {print $2}' /proc/net/snmp6; }
+snmp6() { nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6; }
+
+bad_attach() { # NEEDLE ARGS...: refused in one line, nothing changed
+	local needle=$1 rc=0 state
+	shift
+	state=$(kvx_host_state)
+	timeout 10 ip netns exec "$NS_HOST" "$KVMXDP" "${KVX_OPTS[@]}" attach --bridge "$BR" \
+		--uplink "$UP" "$@" >"$KVX_TMP/bad.out" 2>"$KVX_TMP/bad.err" </dev/null || rc=$?
+	if ((rc == 124)); then
+		kvx_fail "attach $* was accepted"
+		kvx detach --bridge "$BR" >/dev/null 2>&1 || true
+		return 0
+	fi
+	assert_ne "attach $*: exit code" 0 "$rc"
+	assert_eq "attach $*: one line on stderr" 1 "$(grep -c . "$KVX_TMP/bad.err" || true)"
+	assert_contains "attach $*: the error says why" "$needle" "$(cat "$KVX_TMP/bad.err")"
+	if [[ $(kvx_host_state) == "$state" ]]; then
+		kvx_pass "attach $*: nothing changed in the host ns"
+	else
+		kvx_fail "attach $*: the host ns changed"
+	fi
+}
+
+kvx_step "a network without a router advertisement refuses relay"
+bad_attach "kvmxdp: error: --ipv6 relay: the uplink's network refuses it: no global IPv6 address on the uplink" \
+	--ipv6 relay
+
+kvx_step "the LAN router announces $N1; the uplink takes an address by SLAAC"
+umask 022
+printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix %s { AdvOnLink on; AdvAutonomous on; AdvValidLifetime 600; AdvPreferredLifetime 300; };\n};\n' \
+	"$LAN_UP_IF" "$N1" >"$KVX_TMP/radvd.conf"
+kvx_bg "$KVX_TMP/radvd.log" ip netns exec "$NS_LAN" radvd -n -m stderr -C "$KVX_TMP/radvd.conf" \
+	-p "$KVX_TMP/radvd.pid"
+must kvx_wait_for 20 "a SLAAC address in $N1 on the uplink" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$UP' scope global -tentative) ]]"
+UP6=$(ip -n "$NS_HOST" -6 -o addr show dev "$UP" scope global -tentative | awk '{print $4}' | cut -d/ -f1 | head -1)
+must kvx_wait_for 10 "the uplink's IPv6 default route from the RA" \
+	bash -c "ip -n '$NS_HOST' -6 route show default | grep -q '$UP'"
+kvx_log "uplink IPv6 address $UP6"
+
+kvx_step "before kvmxdp: no router advertisement on the bridge, no address in $N1 for the guests"
+sleep 2
+assert_eq "guest1 has no address in $N1" "" "$(addr_in "$NS_G1" "$G1_IF" "$N1")"
+
+kvx_step "bad input: relay with NAT66's --subnet6"
+bad_attach "kvmxdp: error: --ipv6 relay: --subnet6 fd42:7::/64 is NAT66's" --ipv6 relay --subnet6 fd42:7::/64
+
+kvx_step "attach --ipv6 relay: the guests take addresses in $N1 from kvmxdp's RAs"
+kvx_attach_bg --ipv6 relay || kvx_fatal "cannot attach"
+FWD6_0=$(fwd6)
+for g in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
+	must kvx_wait_for 20 "${g%%:*}: a SLAAC address in $N1" bash -c "[[ -n \$(ip -n '${g%%:*}' -6 -o addr show dev '${g#*:}' scope global -tentative) ]]"
+done
+G1_6=$(addr_in "$NS_G1" "$G1_IF" "$N1")
+G2_6=$(addr_in "$NS_G2" "$G2_IF" "$N1")
+kvx_log "guest addresses $G1_6 $G2_6"
+assert_ne "guest1 got an address in $N1" "" "$G1_6"
+assert_ne "guest2 got an address in $N1" "" "$G2_6"
+must kvx_wait_for 10 "guest1's default route from the RA" \
+	bash -c "ip -n '$NS_G1' -6 route show default | grep -q 'via $BR_LL'"
+assert_contains "guest1: default route via the bridge's link-local, from the RA" "via $BR_LL dev $G1_IF proto ra" \
+	"$(ip -n "$NS_G1" -6 route show default)"
+assert_contains "the daemon logged its RAs' prefix" "router advertisements on $BR: prefix $N1" \
+	"$(cat "$KVX_DAEMON_LOG")"
+# A solicitation is answered within MIN_DELAY_BETWEEN_RAS: a guest whose
+# interface comes back (its RS) has its route again at once.
+ip -n "$NS_G2" link set "$G2_IF" down
+ip -n "$NS_G2" link set "$G2_IF" up
+must kvx_wait_for 8 "guest2's default route again after its router solicitation" \
+	bash -c "ip -n '$NS_G2' -6 route show default | grep -q 'via $BR_LL'"
+must kvx_wait_for 10 "guest2's address usable again" bash -c "[[ -n \$(ip -n '$NS_G2' -6 -o addr show dev '$G2_IF' scope global -tentative) ]]"
+st=$(kvx_status_json)
+assert_eq "status: ipv6_mode" relay "$(kvx_json 'i["ipv6_mode"]' "$st")"
+assert_eq "status: ipv6_choice" relay "$(kvx_json 'i["ipv6_choice"]' "$st")"
+assert_eq "status: the relay prefix is the uplink's" "$N1" "$(kvx_json 'i["ipv6_relay_prefix"]' "$st")"
+assert_eq "status: no NAT66 subnet" null "$(kvx_json 'i["ipv6_subnet"]' "$st")"
+assert_contains "status: why" "--ipv6 relay, the router announces $N1 for SLAAC" \
+	"$(kvx_json 'i["ipv6_mode_why"]' "$st")"
+assert_eq "bridge IPv6 forwarding on (bpf_fib_lookup)" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$BR/forwarding")"
+assert_eq "all.forwarding untouched (0: the uplink keeps its RAs)" 0 \
+	"$(kvx_sysctl_get "$NS_HOST" net/ipv6/conf/all/forwarding)"
+assert_contains "status text: relay and its prefix" "ipv6 relay $N1, " "$(kvx status --bridge "$BR")"
+
+kvx_step "ping -6: guests -> LAN router and server beyond it"
+for ns in "$NS_G1" "$NS_G2"; do
+	assert_eq "ping -6 ${ns##*-} -> LAN router: 5 of 5" 5 "$(kvx_ping_received "$ns" "$LAN6" 5)"
+	assert_eq "ping -6 ${ns##*-} -> server: 5 of 5" 5 "$(kvx_ping_received "$ns" "$SRV6" 5)"
+done
+kvx_step "stateful inbound (the default): the server's own ping to a guest gets nothing"
+filtered0=$(kvx_counter DROP_FILTERED)
+assert_eq "ping -6 server -> guest1 at $G1_6: 0 of 3" 0 "$(kvx_ping_received "$NS_SRV" "$G1_6" 3 || echo 0)"
+assert_ge "DROP_FILTERED counted them" "$(($(kvx_counter DROP_FILTERED) - filtered0))" 3
+# The router learnt the guests at the uplink's MAC (our proxied NA).
+up_mac=$(ip -n "$NS_HOST" -j link show dev "$UP" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+assert_eq "the LAN router's neighbour entry for guest1 is the uplink's MAC" "$up_mac" \
+	"$(ip -n "$NS_LAN" -6 -j neigh show "$G1_6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
+assert_ge "ND_PROXY_NA counted" "$(kvx_counter ND_PROXY_NA)" 2
+
+kvx_step "curl -6: a 4 MiB file, sha256 compared; the server sees the guests' own addresses"
+mkdir -p "$KVX_TMP/www"
+sum=$(kvx_random_file big.bin 4)
+kvx_bg "$KVX_TMP/http.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
+	--bind "$SRV6" --directory "$KVX_TMP/www" 8080
+kvx_wait_tcp_listen 10 "$NS_SRV" 8080
+for ns in "$NS_G1" "$NS_G2"; do
+	assert_eq "curl -6 ${ns##*-}: sha256" "$sum" "$(kvx_curl_sha "$ns" "http://[$SRV6]:8080/big.bin")"
+done
+assert_eq "HTTP server saw the guests' own addresses" "$(printf '%s\n' "$G1_6" "$G2_6" | sort -u | paste -sd' ')" \
+	"$(awk '/"GET /{print $1}' "$KVX_TMP/http.log" | sort -u | paste -sd' ')"
+# The guests' flows in conntrack, with their own addresses as ext.
+ct=$(kvx conntrack list --json --proto tcp 2>/dev/null || true)
+assert_contains "conntrack list: guest1's flow to the server, ext = its own address" "$G1_6 $G1_6" \
+	"$("$KVX_PY" -c 'import json,sys; print("|".join(sorted(f["int_addr"]+" "+f["ext_addr"] for f in json.load(sys.stdin) if f["family"] == "ipv6")))' <<<"$ct" 2>/dev/null || echo error)"
+
+kvx_step "attach --ipv6 relay --ipv6-inbound open: the server reaches the guests"
+kvx_daemon_stop
+kvx_attach_bg --ipv6 relay --ipv6-inbound open || kvx_fatal "cannot attach"
+assert_eq "config: ipv6_inbound recorded" open \
+	"$("$KVX_PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["instances"][0].get("ipv6_inbound"))' "$KVX_CFG" 2>/dev/null || echo error)"
+# Inbound to a guest's own address, from beyond the router: no NAT.
+assert_eq "ping -6 server -> guest1 at $G1_6: 5 of 5" 5 "$(kvx_ping_received "$NS_SRV" "$G1_6" 5)"
+assert_eq "ping -6 LAN router -> guest2 at $G2_6: 5 of 5" 5 "$(kvx_ping_received "$NS_LAN" "$G2_6" 5)"
+# And a server on a guest, reached from beyond the router.
+kvx_bg "$KVX_TMP/http_g1.log" ip netns exec "$NS_G1" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
+	--bind "$G1_6" --directory "$KVX_TMP/www" 8081
+kvx_wait_tcp_listen 10 "$NS_G1" 8081
+assert_eq "curl -6 server -> guest1: sha256" "$sum" "$(kvx_curl_sha "$NS_SRV" "http://[$G1_6]:8081/big.bin")"
+assert_eq "guest1's server saw the server's own address" "$SRV6" \
+	"$(awk '/"GET /{print $1}' "$KVX_TMP/http_g1.log" | sort -u | paste -sd' ')"
+
+kvx_step "a guest that takes another guest's address gets nothing"
+spoof0=$(kvx_counter DROP_SPOOF_MAC)
+ip -n "$NS_G2" -6 addr add "$G1_6/128" dev "$G2_IF" nodad noprefixroute
+got=$( (nsx "$NS_G2" ping -n -q -c 3 -i 0.2 -W 1 -I "$G1_6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')
+assert_eq "guest2 from $G1_6 -> server: 0 of 3" 0 "${got:-0}"
+assert_ge "DROP_SPOOF_MAC counted them" "$(($(kvx_counter DROP_SPOOF_MAC) - spoof0))" 3
+ip -n "$NS_G2" -6 addr del "$G1_6/128" dev "$G2_IF"
+assert_eq "guest1 still reached at its address: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$G1_6" 3)"
+assert_eq "curl -6 guest1 after the attempt: sha256" "$sum" "$(kvx_curl_sha "$NS_G1" "http://[$SRV6]:8080/big.bin")"
+
+kvx_step "another router advertising on the bridge (radvd as libvirt's dnsmasq): kvmxdp stays silent, status warns"
+printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix fd42:5::/64 { AdvOnLink on; AdvAutonomous on; };\n};\n' \
+	"$BR" >"$KVX_TMP/radvd-br.conf"
+kvx_bg "$KVX_TMP/radvd-br.log" ip netns exec "$NS_HOST" radvd -n -m stderr -C "$KVX_TMP/radvd-br.conf" \
+	-p "$KVX_TMP/radvd-br.pid"
+RADVD_BR_PID=$KVX_LAST_PID
+must kvx_wait_file_contains 15 "$KVX_DAEMON_LOG" "another program on this host advertises on $BR"
+foreign_warned() { kvx_json 'i["warnings"]' | grep -q "another router advertises on $BR"; }
+must kvx_wait_for 10 "status warns of the other router" foreign_warned
+assert_contains "status text: the warning" "another router advertises on $BR (" "$(kvx status --bridge "$BR")"
+kvx_kill_pid "$RADVD_BR_PID"
+
+kvx_step "counters, checksums and the host's forwarding"
+st=$(kvx_status_json)
+assert_ge "RELAY_OUT counted" "$(kvx_counter RELAY_OUT)" 20
+assert_ge "RELAY_IN counted" "$(kvx_counter RELAY_IN)" 20
+assert_eq "no TCP FIN/RST of the guests' flows dropped as outside the window" 0 "$(kvx_counter DROP_TCP_WINDOW)"
+assert_ge "status: the guests' addresses in kvx_nd" "$(kvx_json 'i["relay_addresses"]["entries"]' "$st")" 2
+for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
+	assert_eq "Icmp6InCsumErrors/Tcp in ${ns##*-}" "0" "$(snmp6 "$ns" Icmp6InCsumErrors)"
+done
+fwd=$(($(fwd6) - FWD6_0))
+assert_le "host Ip6OutForwDatagrams moved by $fwd: kvmxdp forwarded, not the kernel" "$fwd" 10
+kvx_finish
