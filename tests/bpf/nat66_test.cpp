@@ -728,6 +728,7 @@ TEST_F(Nat66Test, FullTableOfExpiredFlowsAcceptsNewFlow)
 	EXPECT_EQ(entries.size(), 2u);
 	EXPECT_EQ(d.gflows_at(slot).out, 1u) << "reclaim uncounts the guest's flows";
 	EXPECT_EQ(d.gflows_at(d.mac_slot(mac_of(kGuest6B))).out, 1u);
+}
 
 // --- ICMPv6 errors about translated flows (RFC 5508's rules) ---
 
