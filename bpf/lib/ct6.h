@@ -646,6 +646,7 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
 	__u8 flags;
+	int r;
 
 	if (!cfg6 || !p6 || !macs || !rw)
 		return KVX_R_DROP_TABLE_FULL;
@@ -653,7 +654,6 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (!f) {
 		const struct kvx_cfg *cfg = cfg_get();
-		int r;
 
 		if (!tcp6_may_open_out(&p6->p))
 			return KVX_R_DROP_TCP_NO_FLOW;
@@ -675,13 +675,19 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 	}
 	if (!ib)
 		return KVX_NO_MAPPING;
-	if (!bind6_mac_owns(ib, macs, now))
+	/* A flow is its binding owner's: no other MAC's packet on it, idle or
+	 * not (a bare ACK passes any window check, and taking the binding
+	 * over would send the owner's inbound traffic to the sender).  An
+	 * idle binding goes to another MAC by a new flow only (bind6_reuse). */
+	if (!mac_eq(ib->bind.guest_mac, macs) && !mac_is_zero(ib->bind.guest_mac))
 		return KVX_R_DROP_SPOOF_MAC;
-	bind6_in_refresh(ib, macs, now);
 	addr6_copy(rw->addr, f->ext_addr);
 	rw->port = f->ct.ext_port;
 	rw->ct_flags = flags;
-	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, now);
+	r = ct_update(&f->ct, &p6->p, CT_DIR_OUT, now);
+	if (r == KVX_CONTINUE)
+		bind6_in_refresh(ib, macs, now);
+	return r;
 }
 
 /* guest -> outside, second half: the flow moved to the binding (rw's
@@ -790,7 +796,12 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	}
 	if (!addr6_eq(f->ext_addr, p6->daddr) || f->ct.ext_port != p6->p.dport)
 		return KVX_R_DROP_BROKEN_PAIR;
-	return ct_update(&f->ct, &p6->p, CT_DIR_IN, now);
+	r = ct_update(&f->ct, &p6->p, CT_DIR_IN, now);
+	/* Inbound traffic keeps the binding its owner's too: idle
+	 * (bind6_mac_owns) means no traffic either way. */
+	if (r == KVX_CONTINUE && ib->bind.last_used_ns + KVX_BIND_REFRESH_NS < now)
+		ib->bind.last_used_ns = now;
+	return r;
 }
 
 /* Is p's destination (not the uplink address) a static mapping's: a 1:1

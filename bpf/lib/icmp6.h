@@ -198,7 +198,9 @@ static __noinline int ct6_related_out(const struct kvx_pkt6 *p6, const struct ic
 
 	if (!p6 || !q || !macs || !ext_addr || !ext_port || !cfg6)
 		return KVX_R_DROP_ICMP_TYPE;
-	if (!addr6_eq(q->daddr, p6->saddr))
+	/* About a packet the guest got, and to its sender: never an error
+	 * from the uplink address to a third host of the guest's choosing. */
+	if (!addr6_eq(q->daddr, p6->saddr) || !addr6_eq(q->saddr, p6->daddr))
 		return KVX_R_DROP_ICMP_TYPE;
 	ct6_key_init(&k, q->proto, q->daddr, q->dport, q->saddr, q->sport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);

@@ -828,9 +828,12 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	if (proto6_has_ports(p6->p.proto) ? !p6->p.l4_ok && !pkt_is_later_fragment(&p6->p) :
 					    !proto6_address_only(p6->p.proto))
 		return KVX_R_PASS_HOST;
+	/* A later fragment has no ports to find a port forward by: it goes by
+	 * its first fragment's entry whatever its destination (nat6_frag_in;
+	 * none: the host's). */
 	if ((addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr) ||
 	     !proto6_has_ports(p6->p.proto)) &&
-	    !bind6_is_mapped(p6))
+	    !pkt_is_later_fragment(&p6->p) && !bind6_is_mapped(p6))
 		return KVX_R_PASS_HOST;
 	/* Sources no router forwards: the guests' prefix, our own address,
 	 * multicast, unspecified and loopback (RFC 4291 2.5.2, 2.5.3). */

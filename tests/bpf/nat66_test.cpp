@@ -340,8 +340,9 @@ TEST_F(Nat66Test, BindingOwnedByItsMac)
 	     dnat6(tback, kGuest6A, 40000));
 	EXPECT_EQ(dp().ct6_entries().size(), 2u);
 
-	// The UDP binding idle for KVX_GUEST_IDLE_NS: B's MAC takes it over,
-	// same external port, and its inbound traffic goes to B's MAC.
+	// The UDP binding idle for KVX_GUEST_IDLE_NS: B's MAC takes it over by
+	// a new flow (never by a packet on A's flow), same external port, and
+	// its inbound traffic goes to B's MAC.
 	kvx_bind6_key ik{};
 	ik.dir = KVX_BIND_IN;
 	ik.proto = kProtoUdp;
@@ -352,6 +353,8 @@ TEST_F(Nat66Test, BindingOwnedByItsMac)
 	iv->bind.last_used_ns = boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ULL);
 	dp().bind6_update(ik, *iv);
 	spoof.dst = kRemote6A;
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	spoof.dst = kRemote6B;
 	EXPECT_EQ(out6(spoof), port);
 	Packet6 to_b = dnat6(back, kGuest6A, 7000);
 	to_b.dst_mac = mac_of(kGuest6B);
@@ -902,6 +905,44 @@ TEST_F(Nat66Test, IcmpErrorOutFromGuest)
 	Packet6 err_ptb = from_guest6(icmp6_error(kGuest6A, kRemote6A, 2, 1280, got.build()));
 	err_ptb.hop_limit = 1; // never an answer about an error
 	run6(Prog::BrIngress, err_ptb, TC_ACT_SHOT, KVX_R_DROP_HOP_LIMIT);
+	// About its own flow, but to a third host: the uplink address would
+	// send errors wherever the guest likes.
+	run6(Prog::BrIngress, from_guest6(icmp6_error(kGuest6A, kRemote6B, 1, 0, got.build())),
+	     TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+}
+
+// A binding idle for KVX_GUEST_IDLE_NS may go to another MAC by a new flow,
+// never by a packet on the owner's flow: another guest's bare ACK there
+// (which any window check lets through) is dropped and leaves the binding
+// (and the owner's inbound traffic) where it was.
+TEST_F(Nat66Test, RejectedPacketTakesNoIdleBinding)
+{
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	const std::uint16_t port = out6(syn);
+	const Packet6 synack = reply6(snat6(syn, port));
+	run6(Prog::UpIngress, synack, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+	     dnat6(synack, kGuest6A, 40000));
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	out6(ack, port);
+	kvx_bind6_key ik{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = kProtoTcp;
+	copy_addr(ik.addr, kUplink6);
+	ik.port = htons(port);
+	auto in = dp().bind6_lookup(ik);
+	ASSERT_TRUE(in);
+	in->bind.last_used_ns = 1; // idle for ages
+	dp().bind6_update(ik, *in);
+	Packet6 forged = ack;
+	forged.src_mac = mac_of(kGuest6B);
+	run6(Prog::BrIngress, forged, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	in = dp().bind6_lookup(ik);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(std::memcmp(in->bind.guest_mac, mac_of(kGuest6A).data(), 6), 0)
+		<< "the binding still delivers to its owner";
 }
 
 // --- fragments (RFC 8200 4.5): the first translated and remembered, the
