@@ -138,6 +138,67 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 }
 
 /*
+ * A guest's packet bound for the outside, NAT66 and relay alike: routed
+ * (into rw) through the uplink only (the host's other devices are not the
+ * guests' to reach), with the hop limit and the route's MTU checked per
+ * segment (NO_NEIGH skips the lookup's MTU test, and the lookup passes any
+ * GSO skb whole).  KVX_CONTINUE with rw->macs set when the lookup gave
+ * them; DROP_HOP_LIMIT and DROP_TOO_BIG for the caller to answer
+ * (icmp6_reply); a route that is the host's (one of its addresses, an
+ * unreachable route it answers) is passed.  From here on a packet is
+ * never passed to the host, which would route it out with its source
+ * untranslated (IPv6 forwarding on the bridge).
+ */
+static __always_inline int guest6_route_out(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					    const struct kvx_pkt6 *p6, struct nat6_rewrite *rw)
+{
+	int rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx));
+
+	switch (rc) {
+	case BPF_FIB_LKUP_RET_SUCCESS:
+	case BPF_FIB_LKUP_RET_NO_NEIGH:
+	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
+		break;
+	case BPF_FIB_LKUP_RET_NOT_FWDED:
+		return KVX_R_PASS_LOCAL; /* another address of the host's */
+	case BPF_FIB_LKUP_RET_BLACKHOLE:
+	case BPF_FIB_LKUP_RET_UNREACHABLE:
+	case BPF_FIB_LKUP_RET_PROHIBIT:
+		/* The host answers these (ICMPv6 unreachable), routes nothing. */
+		return KVX_R_PASS_NO_ROUTE;
+	case KVX_FIB_NO_MARK_SUPPORT:
+		return KVX_R_DROP_FWMARK;
+	default:
+		return KVX_R_DROP_FIB;
+	}
+	if (rw->ifindex != cfg->uplink_ifindex)
+		return KVX_R_DROP_OTHER_IFACE;
+	if (p6->p.ttl <= 1)
+		return KVX_R_DROP_HOP_LIMIT;
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
+	    ((rc == BPF_FIB_LKUP_RET_NO_NEIGH || ctx_gso_size(ctx)) &&
+	     ctx_exceeds_mtu(ctx, rw->ifindex, pkt_seg_len(ctx, &p6->p), &rw->mtu)))
+		return KVX_R_DROP_TOO_BIG;
+	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
+	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
+	return KVX_CONTINUE;
+}
+
+/* Out of ifindex: with rw's MACs when it has them (set by the rewrite),
+ * else by the kernel's resolution of nh (bpf_redirect_neigh). */
+static __always_inline int redirect6(const struct nat6_rewrite *rw, __u32 ifindex, const __be32 *nh)
+{
+	struct bpf_redir_neigh n = {
+		.nh_family = AF_INET6,
+	};
+
+	if (rw->macs)
+		return ctx_redirect(ifindex);
+	__builtin_memcpy(n.ipv6_nh, nh, 16);
+	return bpf_redirect_neigh(ifindex, &n, sizeof(n), 0);
+}
+
+/*
  * Rewrite one side to rw's address and port, hop limit - 1, the MACs when
  * given; then the L4 checksum incrementally (csum_l4_addr6, csum_port).
  * A protocol translated by address alone (proto6_address_only, 1:1
@@ -562,46 +623,14 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 	if (!ctx_frame_for_host(ctx))
 		return KVX_R_PASS_OTHERHOST;
 
-	rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx));
-	switch (rc) {
-	case BPF_FIB_LKUP_RET_SUCCESS:
-	case BPF_FIB_LKUP_RET_NO_NEIGH:
-	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		break;
-	case BPF_FIB_LKUP_RET_NOT_FWDED:
-		return KVX_R_PASS_LOCAL; /* another address of the host's */
-	case BPF_FIB_LKUP_RET_BLACKHOLE:
-	case BPF_FIB_LKUP_RET_UNREACHABLE:
-	case BPF_FIB_LKUP_RET_PROHIBIT:
-		/* The host answers these (ICMPv6 unreachable), routes nothing. */
-		return KVX_R_PASS_NO_ROUTE;
-	case KVX_FIB_NO_MARK_SUPPORT:
-		return KVX_R_DROP_FWMARK;
-	default:
-		return KVX_R_DROP_FIB;
-	}
-	/*
-	 * Bound for the outside from here on: never passed to the host, which
-	 * would route it out with its private source (IPv6 forwarding on).
-	 * Hop limit expiry and a packet too big for the uplink are dropped
-	 * and counted, and answered by the caller (icmp6_reply).  NO_NEIGH skips the lookup's MTU test, and the lookup passes
-	 * any GSO skb whole: both are checked here, per segment.
-	 */
-	if (rw->ifindex != cfg->uplink_ifindex)
-		return KVX_R_DROP_OTHER_IFACE;
-	if (p6->p.ttl <= 1)
-		return KVX_R_DROP_HOP_LIMIT;
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
-	    ((rc == BPF_FIB_LKUP_RET_NO_NEIGH || ctx_gso_size(ctx)) &&
-	     ctx_exceeds_mtu(ctx, rw->ifindex, pkt_seg_len(ctx, &p6->p), &rw->mtu)))
-		return KVX_R_DROP_TOO_BIG;
+	rc = guest6_route_out(ctx, cfg, p6, rw);
+	if (rc != KVX_CONTINUE)
+		return rc;
 	if (addr6_is_zero(cfg6->uplink_addr))
 		return KVX_R_DROP_NO_UPLINK_ADDR;
 	/* Other protocols only through a 1:1 mapping (nat6_from_guest). */
 	if (!proto6_has_ports(p6->p.proto) && !proto6_address_only(p6->p.proto))
 		return KVX_R_DROP_PROTO_UNTRANSLATED;
-	/* NO_NEIGH: the kernel resolves the next hop and fills the MACs. */
-	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
 	addr6_copy(rw->addr, cfg6->uplink_addr);
 	/* A later fragment goes by its first (frag6_find). */
 	if (pkt_is_later_fragment(&p6->p))
@@ -670,15 +699,7 @@ static __noinline int nat6_icmp_error_out(kvx_ctx_t *ctx, const struct kvx_pkt6 
 	if (icmp6_err_rewrite(ctx, &q, rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_RELATED_OUT, len);
-	if (!rw->macs) {
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET6,
-		};
-
-		__builtin_memcpy(nh.ipv6_nh, rw->nh, 16);
-		return bpf_redirect_neigh(rw->ifindex, &nh, sizeof(nh), 0);
-	}
-	return ctx_redirect(rw->ifindex);
+	return redirect6(rw, rw->ifindex, rw->nh);
 }
 
 /*
@@ -705,15 +726,7 @@ static __noinline int nat6_frag_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 	if (nat6_rewrite(ctx, p6, rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_OUT, len);
-	if (!rw->macs) {
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET6,
-		};
-
-		__builtin_memcpy(nh.ipv6_nh, rw->nh, 16);
-		return bpf_redirect_neigh(rw->ifindex, &nh, sizeof(nh), 0);
-	}
-	return ctx_redirect(rw->ifindex);
+	return redirect6(rw, rw->ifindex, rw->nh);
 }
 
 /* guest -> outside. */
@@ -780,16 +793,7 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_OUT, len);
-	if (!rw.macs) {
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET6,
-		};
-
-		/* The gateway after the lookup. */
-		__builtin_memcpy(nh.ipv6_nh, rw.nh, 16);
-		return bpf_redirect_neigh(rw.ifindex, &nh, sizeof(nh), 0);
-	}
-	return ctx_redirect(rw.ifindex);
+	return redirect6(&rw, rw.ifindex, rw.nh);
 }
 
 /*
@@ -873,15 +877,7 @@ static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
 	if (icmp6_err_rewrite(ctx, &q, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_RELATED_IN, len);
-	if (!rw.macs) {
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET6,
-		};
-
-		__builtin_memcpy(nh.ipv6_nh, rw.addr, 16);
-		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
-	}
-	return ctx_redirect(cfg->bridge_ifindex);
+	return redirect6(&rw, cfg->bridge_ifindex, rw.addr);
 }
 
 /*
@@ -906,15 +902,7 @@ static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 	if (nat6_rewrite(ctx, p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_IN, len);
-	if (!rw.macs) {
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET6,
-		};
-
-		__builtin_memcpy(nh.ipv6_nh, rw.addr, 16);
-		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
-	}
-	return ctx_redirect(cfg->bridge_ifindex);
+	return redirect6(&rw, cfg->bridge_ifindex, rw.addr);
 }
 
 /* outside -> guest. */
@@ -962,15 +950,7 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_IN, len);
-	if (!rw.macs) {
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET6,
-		};
-
-		__builtin_memcpy(nh.ipv6_nh, rw.addr, 16);
-		return bpf_redirect_neigh(cfg->bridge_ifindex, &nh, sizeof(nh), 0);
-	}
-	return ctx_redirect(cfg->bridge_ifindex);
+	return redirect6(&rw, cfg->bridge_ifindex, rw.addr);
 }
 
 #endif /* KVX_NAT6_H */

@@ -354,16 +354,8 @@ static __always_inline int relay6_send(kvx_ctx_t *ctx, const struct nat6_rewrite
 	if (rw->macs) {
 		__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
 		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
-		return ctx_redirect(rw->ifindex);
 	}
-	{
-		struct bpf_redir_neigh nh = {
-			.nh_family = AF_INET6,
-		};
-
-		__builtin_memcpy(nh.ipv6_nh, rw->nh, 16);
-		return bpf_redirect_neigh(rw->ifindex, &nh, sizeof(nh), 0);
-	}
+	return redirect6(rw, rw->ifindex, rw->nh);
 }
 
 /* To the guest that owns the destination (dmac), from the bridge's MAC. */
@@ -434,34 +426,9 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 		relay6_to_guest(rw, cfg, cfg6, to->mac);
 		return KVX_RELAY_GUEST;
 	}
-	rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx));
-	switch (rc) {
-	case BPF_FIB_LKUP_RET_SUCCESS:
-	case BPF_FIB_LKUP_RET_NO_NEIGH:
-	case BPF_FIB_LKUP_RET_FRAG_NEEDED:
-		break;
-	case BPF_FIB_LKUP_RET_NOT_FWDED:
-		return KVX_R_PASS_LOCAL; /* an address of the host's */
-	case BPF_FIB_LKUP_RET_BLACKHOLE:
-	case BPF_FIB_LKUP_RET_UNREACHABLE:
-	case BPF_FIB_LKUP_RET_PROHIBIT:
-		return KVX_R_PASS_NO_ROUTE;
-	case KVX_FIB_NO_MARK_SUPPORT:
-		return KVX_R_DROP_FWMARK;
-	default:
-		return KVX_R_DROP_FIB;
-	}
-	/* Through the uplink only: the host's other devices are not the
-	 * guests' to reach by a relay (NAT66 and IPv4 do the same). */
-	if (rw->ifindex != cfg->uplink_ifindex)
-		return KVX_R_DROP_OTHER_IFACE;
-	if (p6->p.ttl <= 1)
-		return KVX_R_DROP_HOP_LIMIT;
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED ||
-	    ((rc == BPF_FIB_LKUP_RET_NO_NEIGH || ctx_gso_size(ctx)) &&
-	     ctx_exceeds_mtu(ctx, rw->ifindex, pkt_seg_len(ctx, &p6->p), &rw->mtu)))
-		return KVX_R_DROP_TOO_BIG;
-	rw->macs = rc == BPF_FIB_LKUP_RET_SUCCESS;
+	rc = guest6_route_out(ctx, cfg, p6, rw);
+	if (rc != KVX_CONTINUE)
+		return rc;
 	/* A SYN's window scale, for conntrack's window checks of the flow
 	 * the stateful policy tracks (without it a scaled window reads as
 	 * tiny and the remote's FIN is dropped as outside it). */
