@@ -319,19 +319,24 @@ __noinline int bind6_claim(const struct kvx_pkt6 *p6, const struct nat_macs *mac
  * chain down to bind6_claim.
  */
 static __noinline int bind6_out_insert(const struct kvx_pkt6 *p6, const __be32 *ext_addr,
-				       __be16 *ext_port, __u64 now, __u32 slot)
+				       __be16 *ext_port, const __u8 *mac, __u32 slot)
 {
+	__u64 now = clock_now_ns();
 	struct kvx_bind6_key k;
 	struct kvx_bind6_val v;
 	struct kvx_bind6_val *won;
 	int err;
 
-	if (!p6 || !ext_addr || !ext_port)
+	if (!p6 || !ext_addr || !ext_port || !mac)
 		return KVX_R_DROP_TABLE_FULL;
 	__builtin_memset(&v, 0, sizeof(v));
 	addr6_copy(v.addr, ext_addr);
 	v.bind.port = *ext_port;
 	v.bind.last_used_ns = now;
+	/* The MAC it counts for (slot, kvx_gports): its release and the
+	 * daemon's recount take the slot from here, not from the IN half,
+	 * whose MAC may change or which may be gone by then. */
+	__builtin_memcpy(v.bind.guest_mac, mac, 6);
 	bind6_key_init(&k, KVX_BIND_OUT, p6->p.proto, p6->saddr, p6->p.sport);
 	err = bpf_map_update_elem(&kvx_bind6, &k, &v, BPF_NOEXIST);
 	if (!err) {
@@ -407,7 +412,7 @@ static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_p
 		return KVX_R_DROP_TABLE_FULL;
 
 	*ext_port = bpf_htons(port);
-	return bind6_out_insert(p6, cfg6->uplink_addr, ext_port, now, slot);
+	return bind6_out_insert(p6, cfg6->uplink_addr, ext_port, macs, slot);
 }
 
 /* bind6_get's repair of a pair whose IN half is missing: the same port
@@ -428,17 +433,16 @@ static __noinline int bind6_in_reclaim(const struct kvx_pkt6 *p6, const __u8 *ma
 }
 
 /* bind6_reuse released a dynamic OUT half of p's guest endpoint: one port
- * less for the slot it counted in (ct6_slot: its IN half's MAC, ib).  Not
- * inlined: off the frames of the chain down to bind6_claim. */
-static __noinline void gports6_release(const struct kvx_pkt6 *p6, const struct kvx_bind6_val *ib)
+ * less for the slot it counted in (the MAC it names, bind6_out_insert).
+ * Not inlined: off the frames of the chain down to bind6_claim. */
+static __noinline void gports6_release(const struct kvx_pkt6 *p6, const __u8 *mac)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	__u32 slot, *n;
 
-	if (!cfg || !p6)
+	if (!cfg || !p6 || !mac)
 		return;
-	slot = ib ? guest6_slot(cfg, ib->bind.guest_mac, p6->saddr) :
-		    kvx_guest_slot6(NULL, p6->saddr, cfg->guest_seed);
+	slot = guest6_slot(cfg, mac, p6->saddr);
 	n = bpf_map_lookup_elem(&kvx_gports, &slot);
 	if (n)
 		__sync_fetch_and_add(n, -1);
@@ -500,6 +504,7 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_bind6_key ok;
 	struct kvx_bind6_val *ob, *ib;
+	__u8 omac[8] __attribute__((aligned(8)));
 	__be32 old_addr[4];
 	__be16 old_port;
 
@@ -537,8 +542,9 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 	ib = bind6_in_own(p6, old_addr, old_port);
 	if (ib && !bind6_mac_owns(ib, macs, now))
 		return KVX_R_DROP_SPOOF_MAC;
+	__builtin_memcpy(omac, ob->bind.guest_mac, 6);
 	if (!bpf_map_delete_elem(&kvx_bind6, &ok))
-		gports6_release(p6, ib);
+		gports6_release(p6, omac);
 	if (ib) {
 		bind6_key_init(&ok, KVX_BIND_IN, p6->p.proto, old_addr, old_port);
 		bpf_map_delete_elem(&kvx_bind6, &ok);

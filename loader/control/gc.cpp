@@ -81,11 +81,15 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 		return kvx_guest_slot6(nullptr, addr, q.seed);
 	};
 	if (bindings) {
+		// A dynamic OUT half names the MAC it counts for (ct6.h
+		// bind6_out_insert): no IN half needed.
+		static const uint8_t zero[6] = {};
 		for (const auto &[k, v] : binds)
 			if (k.dir == KVX_BIND_OUT && !bind_is_static(v.bind))
-				out.push_back({slot(Family6::ext(k.proto, Family6::to_addr(v.addr),
-								 v.bind.port, KVX_BIND_IN),
-						    k.addr, k.port),
+				out.push_back({kvx_guest_slot6(std::memcmp(v.bind.guest_mac, zero, 6) ?
+								       v.bind.guest_mac :
+								       nullptr,
+							       k.addr, q.seed),
 					       false});
 		return out;
 	}
