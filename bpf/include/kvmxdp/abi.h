@@ -70,7 +70,9 @@
  *      padding became bridge_mac (same size), reasons RELAY_OUT, RELAY_IN,
  *      ND_PROXY_NA, kvx_v6progs slots 2..3 (a pinned 2-slot array is
  *      replaced), KVX_CFG6_F_INBOUND_OPEN; relay's flows in kvx_ct6 have
- *      ext_addr = int_addr.  Tables unchanged: pins of 3..10 are reused.
+ *      ext_addr = int_addr; a dynamic OUT half of kvx_bind6 names in
+ *      guest_mac the MAC its port counts for (0 in older entries: the
+ *      address's slot).  Tables unchanged: pins of 3..10 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
