@@ -5,13 +5,14 @@
  * forwarded to and from the LAN without translation, as by a router that
  * proxies neighbour discovery for them (RFC 4389; OpenWrt odhcpd's "relay"
  * mode).  The uplink is a WiFi station, which can send frames with its own
- * MAC only (pitfall 1): the LAN sees every guest address at the uplink's
+ * MAC only: the LAN sees every guest address at the uplink's
  * MAC, and the guests see every LAN address at the bridge's.
  *
  * - Guest -> LAN/internet: the source must be in the prefix and owned by
  *   the frame's MAC (kvx_nd, learnt from the first frame or the guest's
  *   duplicate address detection, re-learnt by another MAC only after
- *   KVX_GUEST_IDLE_NS: pitfall 20); routed by bpf_fib_lookup through the
+ *   KVX_GUEST_IDLE_NS, so a re-created VM gets its address back and a
+ *   busy guest never loses it); routed by bpf_fib_lookup through the
  *   uplink only, hop limit - 1 (our Time Exceeded at 1, our Packet Too
  *   Big when too big, as NAT66), from the uplink's MAC.
  * - LAN/internet -> guest: the destination owned in kvx_nd: hop limit - 1,
