@@ -651,6 +651,7 @@ class KvmxdpConfig(Config):
         # flows a second, ct fills the table): the per-guest flow quota,
         # which protects guests from each other, is off as for iptables.
         args += ["--flow-quota", "0"]
+        args += self.extra_attach_args()
         os.makedirs(t.bpffs, exist_ok=True)
         self.daemon = t.spawn("kvmxdp", nsx(t.ns["h"], self._cli(*args)), stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True)
@@ -662,6 +663,9 @@ class KvmxdpConfig(Config):
             except subprocess.TimeoutExpired:
                 err = "(no 'attached' line; daemon still running)"
             raise RuntimeError(f"kvmxdp attach failed: {line.strip()} {err.strip()}")
+
+    def extra_attach_args(self):
+        return []
 
     def status(self):
         """This instance's object of `kvmxdp status --json`, or None."""
@@ -713,6 +717,122 @@ class KvmxdpXdpConfig(KvmxdpConfig):
     mode = "xdp"
 
 
+class KvmxdpRelayConfig(KvmxdpConfig):
+    """kvmxdp's IPv6 relay mode (`attach --ipv6 relay`): the guest on the
+    uplink's own /64, no translation, forwarded by the datapath; against
+    plain IPv6 forwarding (routing) and ip6tables MASQUERADE (iptables) in
+    the same run.  Relay needs the prefix from a router advertisement, so
+    the server's side runs radvd (prefix only: router lifetime 0 keeps the
+    host's static default route); the uplink takes a SLAAC address beside
+    its static one.  The guest's address in the /64 is static with its
+    neighbours permanent, as the rest of the topology: no ND inside the
+    measurements (the server's entry for the guest is the uplink's MAC, what
+    kvmxdp's ND proxy answers)."""
+    name, label = "kvmxdp-relay", "kvmxdp IPv6 relay (no NAT)"
+    workloads = ()  # the IPv6 workloads only
+    RELAY_GUEST6 = "2001:db8:77::11"
+    PREFIX6 = "2001:db8:77::/64"
+
+    def __init__(self, topo, opts):
+        super().__init__(topo, opts)
+        self.radvd = None
+
+    def available(self):
+        ok, why = super().available()
+        if ok and not shutil.which("radvd"):
+            return False, "no radvd (scripts/install-deps.sh installs it)"
+        return ok, why
+
+    def extra_attach_args(self):
+        return ["--ipv6", "relay"]
+
+    def _wait_slaac(self, secs=15):
+        t = self.topo
+        end = time.monotonic() + secs
+        while time.monotonic() < end:
+            j = json.loads(t.sh("h", "ip", "-j", "-6", "addr", "show", "dev", t.dev["up"],
+                                "scope", "global", "dynamic") or "[]")
+            if any(a.get("local", "").startswith("2001:db8:77:") for i in j
+                   for a in i.get("addr_info", []) if not a.get("tentative")):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the uplink took no SLAAC address from the bench's radvd")
+
+    def setup(self):
+        t = self.topo
+        conf = os.path.join(t.work, "radvd.conf")
+        with open(conf, "w") as f:
+            f.write(f"""interface {t.dev["ln"]} {{
+  AdvSendAdvert on; MinRtrAdvInterval 3; MaxRtrAdvInterval 4; AdvDefaultLifetime 0;
+  prefix {self.PREFIX6} {{ AdvOnLink on; AdvAutonomous on; }};
+}};
+""")
+        # radvd wants its namespace to forward; the server's side is the
+        # LAN's router here, and nothing else of it changes.
+        self._saved = {(side, key): t.sh(side, "sysctl", "-n", key).strip() for side, key in (
+            ("l", "net.ipv6.conf.all.forwarding"),
+            ("h", f"net.ipv6.conf.{t.dev['up']}.accept_ra"),
+            ("g", f"net.ipv6.conf.{t.dev['ge']}.accept_ra"))}
+        t.sh("l", "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        up = t.dev["up"]
+        # The host forwards (the kernel configurations need it): a
+        # forwarding interface takes RAs only with accept_ra=2.
+        t.sh("h", "sysctl", "-qw", f"net.ipv6.conf.{up}.accept_ra=2")
+        self.radvd = t.spawn("radvd", nsx(t.ns["l"], [
+            "radvd", "-n", "-C", conf, "-p", os.path.join(t.work, "radvd.pid"),
+            "-m", "stderr"]), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_slaac()
+        g = self.RELAY_GUEST6
+        t.sh("g", "sysctl", "-qw", f"net.ipv6.conf.{t.dev['ge']}.accept_ra=0")
+        t.sh("g", "ip", "-6", "addr", "add", f"{g}/64", "dev", t.dev["ge"], "nodad")
+        t.sh("g", "ip", "-6", "neigh", "replace", SERVER_IP6, "dev", t.dev["ge"], "lladdr",
+             MAC["br"], "nud", "permanent")
+        t.sh("l", "ip", "-6", "neigh", "replace", g, "dev", t.dev["ln"], "lladdr", MAC["up"],
+             "nud", "permanent")
+        super().setup()
+
+    def teardown(self):
+        super().teardown()
+        t = self.topo
+        if self.radvd:
+            self.radvd.terminate()
+            try:
+                self.radvd.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.radvd.kill()
+            self.radvd = None
+        g = self.RELAY_GUEST6
+        t.sh("g", "ip", "-6", "addr", "del", f"{g}/64", "dev", t.dev["ge"], check=False)
+        t.sh("l", "ip", "-6", "neigh", "del", g, "dev", t.dev["ln"], check=False)
+        for (side, key), v in getattr(self, "_saved", {}).items():
+            t.sh(side, "sysctl", "-qw", f"{key}={v}", check=False)
+        self._saved = {}
+        t.sh("h", "ip", "-6", "addr", "flush", "dev", t.dev["up"], "scope", "global", "dynamic",
+             check=False)
+
+
+class KvmxdpBaseConfig(KvmxdpConfig):
+    """Another build of kvmxdp (`--kvmxdp-base`, e.g. the commit before a
+    datapath change), TC mode, driven exactly as kvmxdp-tc and measured in
+    the same run: the before/after of a change as a ratio of two rows.  IPv4
+    workloads only (an older build may have no NAT66); its own config file
+    and run directory, so that two builds never read each other's state."""
+    name, label = "kvmxdp-tc-base", "kvmxdp TC (base build)"
+    ipv6 = False
+
+    def available(self):
+        b = self.opts.kvmxdp_base
+        if b and os.access(b, os.X_OK):
+            return True, ""
+        return False, "no --kvmxdp-base binary given"
+
+    def _cli(self, *args):
+        t = self.topo
+        return [self.opts.kvmxdp_base, "--bpffs", t.bpffs, "--config",
+                os.path.join(t.work, "kvmxdp-base.json"), "--run-dir",
+                os.path.join(t.work, "run-base")] + list(args)
+
+
 def snapshot_binary(src, dst, tries=20):
     """Copies src once it is stable (not being re-linked right now: same
     size and mtime for a second, executable, answers --help)."""
@@ -733,7 +853,7 @@ def snapshot_binary(src, dst, tries=20):
 
 
 CONFIGS = [IptablesConfig, NftConfig, RoutingConfig, KvmxdpConfig, KvmxdpXdpConfig,
-           MinimalTcConfig, BareXdpConfig]
+           MinimalTcConfig, BareXdpConfig, KvmxdpRelayConfig, KvmxdpBaseConfig]
 
 # ---------------------------------------------------------------- workloads
 
@@ -1059,6 +1179,31 @@ def targets(summary):
         "veth guest: XDP on its port strips the guest's GSO")
     add("TCP bulk server->guest: kvmxdp-xdp / iptables",
         ratio(m(x, "tcp_down"), m("iptables", "tcp_down")), lambda r: r >= 1.2, ">= 1.2")
+    # IPv6: NAT66 (kvmxdp-tc) against ip6tables MASQUERADE (the iptables
+    # configuration), relay against plain forwarding: not slower than the
+    # kernel doing the same job.
+    for wl, what in (("tcp_up6", "IPv6 TCP bulk guest->server"),
+                     ("tcp_down6", "IPv6 TCP bulk server->guest")):
+        add(f"{what}: kvmxdp-tc (NAT66) / ip6tables", ratio(m(k, wl), m("iptables", wl)),
+            lambda r: r >= 1.0, ">= 1.0")
+        add(f"{what}: kvmxdp-relay / routing", ratio(m("kvmxdp-relay", wl), m("routing", wl)),
+            lambda r: r >= 1.0, ">= 1.0")
+    b = "kvmxdp-tc-base"
+    for wl, what, better in (("udp", "UDP 60B rate", "higher"),
+                             ("tcp_up", "TCP bulk guest->server", "higher"),
+                             ("tcp_down", "TCP bulk server->guest", "higher"),
+                             ("crr", "new TCP connections/s", "higher"),
+                             ("rr", "latency p99", "lower")):
+        v = ratio(m(k, wl), m(b, wl))
+        if v is None:
+            continue
+        # Not slower than the base build, within the run's noise (5 %).
+        if better == "higher":
+            add(f"{what}: kvmxdp-tc / kvmxdp-tc-base", v, lambda r: r >= 0.95, ">= 0.95",
+                "before/after: this build against --kvmxdp-base")
+        else:
+            add(f"{what}: kvmxdp-tc / kvmxdp-tc-base", v, lambda r: r <= 1.05, "<= 1.05",
+                "before/after: this build against --kvmxdp-base")
     return rows
 
 
@@ -1194,6 +1339,8 @@ def render_md(res, chart, top=False):
           f"- repetitions: {res['reps']} per configuration, alternating (order rotated per rep); "
           f"figures are median [min-max]",
           f"- kvmxdp driver: {res.get('kvmxdp_driver')}",
+          *([f"- base build (kvmxdp-tc-base): {res['kvmxdp_base_binary']['path']} (built "
+             f"{res['kvmxdp_base_binary']['mtime']})"] if res.get("kvmxdp_base_binary") else []),
           f"- checksum errors (InCsumErrors, guest + server): **{res['csum_errors_total']}** "
           f"-> run {'PASSED' if res['passed'] else 'FAILED'}{incomplete}",
           f"- root namespace untouched (iptables-save/nft ruleset/ip_forward before == after): "
@@ -1313,10 +1460,14 @@ def main():
     ap.add_argument("--reps", type=int, help="repetitions per configuration (default 5, quick 3)")
     ap.add_argument("--workloads", default=",".join(WORKLOADS + ["ct"]),
                     help="comma list of: " + ",".join(WORKLOADS + ["ct"]))
-    ap.add_argument("--configs", default=",".join(c.name for c in CONFIGS),
-                    help="comma list of: " + ",".join(c.name for c in CONFIGS))
+    ap.add_argument("--configs", default=None,
+                    help="comma list of: " + ",".join(c.name for c in CONFIGS) +
+                    " (default: all; kvmxdp-tc-base only with --kvmxdp-base)")
     ap.add_argument("--kvmxdp", default=None, help="kvmxdp binary (default: build/kvmxdp, "
                     "the README's build)")
+    ap.add_argument("--kvmxdp-base", default=None, metavar="PATH",
+                    help="another kvmxdp build measured in the same run as configuration "
+                    "kvmxdp-tc-base (TC, IPv4 workloads), for a before/after ratio")
     ap.add_argument("--ct-points", default="1k,100k,1M")
     ap.add_argument("--profile", action="store_true",
                     help="perf profile of the host threads in each configuration's first udp")
@@ -1341,6 +1492,9 @@ def main():
     for w in wls:
         if w not in WORKLOADS + ["ct"]:
             sys.exit(f"kvxbench: error: unknown workload '{w}'")
+    if opts.configs is None:
+        opts.configs = ",".join(c.name for c in CONFIGS
+                                if c is not KvmxdpBaseConfig or opts.kvmxdp_base)
     cfg_names = [c for c in opts.configs.split(",") if c]
     for c in cfg_names:
         if c not in [k.name for k in CONFIGS]:
@@ -1385,6 +1539,13 @@ def main():
             res["kvmxdp_binary"] = {"path": opts.kvmxdp, "mtime": time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(opts.kvmxdp)))}
             opts.kvmxdp = snap
+        if opts.kvmxdp_base:
+            snap = os.path.join(topo.work, "kvmxdp-base")
+            src = opts.kvmxdp_base
+            snapshot_binary(src, snap)
+            res["kvmxdp_base_binary"] = {"path": src, "mtime": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(os.path.getmtime(src)))}
+            opts.kvmxdp_base = snap
         bench = Bench(topo, opts)
         configs = []
         for cls in CONFIGS:

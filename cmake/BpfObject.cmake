@@ -12,6 +12,11 @@
 find_program(BPF_CLANG NAMES clang-14 clang REQUIRED)
 find_program(BPFTOOL NAMES bpftool PATHS /usr/sbin /sbin REQUIRED)
 set(BPF_CC ${CMAKE_CURRENT_LIST_DIR}/bpf-cc CACHE INTERNAL "")
+# Measurement builds only: extra clang flags for every BPF object, e.g.
+# -DKVX_NO_GUEST_STATS (bpf/lib/stats.h) for the benchmark's before/after of
+# the per-guest counters.  Empty in every build users get.
+set(KVMXDP_BPF_EXTRA_FLAGS "" CACHE STRING
+    "extra clang flags for the BPF objects (measurement builds only)")
 
 function(kvmxdp_bpf_skeleton name source)
   cmake_parse_arguments(ARG "" "" "INCLUDES" ${ARGN})
@@ -31,7 +36,7 @@ function(kvmxdp_bpf_skeleton name source)
     OUTPUT ${obj}
     COMMAND ${CMAKE_COMMAND} -E make_directory ${out_dir}
     COMMAND ${CMAKE_COMMAND} -E env BPF_CLANG=${BPF_CLANG}
-            ${BPF_CC} ${inc_flags} -MD -MF ${dep} -c ${src_abs} -o ${obj}
+            ${BPF_CC} ${inc_flags} ${KVMXDP_BPF_EXTRA_FLAGS} -MD -MF ${dep} -c ${src_abs} -o ${obj}
     DEPENDS ${src_abs} ${BPF_CC}
     DEPFILE ${dep}
     COMMENT "BPF ${name}.bpf.o"

@@ -55,6 +55,14 @@ static __always_inline int gstats_class(__u32 r)
 	return -2;
 }
 
+#ifdef KVX_NO_GUEST_STATS
+/* A measurement build (cmake -DKVMXDP_BPF_EXTRA_FLAGS=-DKVX_NO_GUEST_STATS):
+ * the per-guest counters compiled out, so the benchmark can put a number on
+ * what they cost (bench/README.md, --kvmxdp-base).  Never shipped. */
+static __always_inline void gstats_take(__u32 reason, __u32 bytes) {}
+static __always_inline void gstats_set(const __u8 *mac, __be32 addr, __u32 seed, __u32 flags) {}
+static __always_inline void gstats_clear(void) {}
+#else
 static __noinline void gstats_take(__u32 reason, __u32 bytes)
 {
 	__u32 zero = 0, slot, flags;
@@ -113,6 +121,7 @@ static __always_inline void gstats_clear(void)
 	if (cur)
 		cur->flags = 0;
 }
+#endif /* KVX_NO_GUEST_STATS */
 
 /* One counter bump per packet, with a named reason (abi.h KVX_REASONS). */
 static __always_inline void stats_count(enum kvx_reason reason, __u32 bytes)
