@@ -855,6 +855,38 @@ kvx_assert_icmp_csums() {
 kvx_udp_client() { local ns=$1; shift; nsx "$ns" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" client "$@"; }
 
 # ---------------------------------------------------------------- QEMU guest
+# kvx_qemu_image TEST: the Debian packages a QEMU guest test needs beyond
+# this file's (command -> package), then the cached guest image
+# (vm-tests/qemu/build-guest.sh): sets KVX_GUEST_KERNEL, KVX_GUEST_INITRD,
+# KVX_GUEST_KVER, KVX_GUEST_BOOT.  Exits the test naming what is missing.
+# Call it before kvx_init: a cold cache downloads the kernel package, which
+# the watchdog must not count.
+kvx_qemu_image() {
+	local t=$1 missing=() cp f env
+	for cp in qemu-system-x86_64:qemu-system-x86 cpio:cpio xz:xz-utils depmod:kmod \
+		apt-get:apt dpkg:dpkg flock:util-linux readelf:binutils gzip:gzip; do
+		command -v "${cp%%:*}" >/dev/null 2>&1 || missing+=("${cp#*:}")
+	done
+	if [[ ! -x /bin/busybox ]] || [[ $(readelf -d /bin/busybox 2>/dev/null | grep -c NEEDED || true) != 0 ]]; then
+		missing+=(busybox-static)
+	fi
+	if ((${#missing[@]})); then
+		echo "[$t] FAIL: missing Debian packages: ${missing[*]} (scripts/install-deps.sh installs them)" >&2
+		exit 1
+	fi
+	for f in pvh.bin linuxboot_dma.bin; do
+		[[ -e /usr/share/qemu/$f ]] || {
+			echo "[$t] FAIL: /usr/share/qemu/$f missing (Debian package qemu-system-data)" >&2
+			exit 1
+		}
+	done
+	env=$(bash "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/qemu/build-guest.sh") || {
+		echo "[$t] FAIL: cannot build the guest image (see above)" >&2
+		exit 1
+	}
+	eval "$env"
+}
+
 # kvx_qemu_guest CONSOLE TAP MEM LIMIT_S DEVICE APPEND: boots the cached
 # Debian guest (vm-tests/qemu/build-guest.sh: KVX_GUEST_KERNEL/INITRD) in the
 # host ns with DEVICE on TAP (vhost off: QEMU's own virtio backend), kernel

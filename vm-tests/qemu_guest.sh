@@ -29,34 +29,9 @@ source "$(dirname "$0")/lib.sh"
 
 kvx_require_root
 kvx_require_amd64
-# Debian packages this test needs beyond lib.sh's (command -> package).
-qg_missing=()
-for cp in qemu-system-x86_64:qemu-system-x86 cpio:cpio xz:xz-utils depmod:kmod \
-	apt-get:apt dpkg:dpkg flock:util-linux readelf:binutils gzip:gzip; do
-	command -v "${cp%%:*}" >/dev/null 2>&1 || qg_missing+=("${cp#*:}")
-done
-if [[ ! -x /bin/busybox ]] || [[ $(readelf -d /bin/busybox 2>/dev/null | grep -c NEEDED || true) != 0 ]]; then
-	qg_missing+=(busybox-static)
-fi
-if ((${#qg_missing[@]})); then
-	echo "[qemu_guest] FAIL: missing Debian packages: ${qg_missing[*]} (scripts/install-deps.sh installs them)" >&2
-	exit 1
-fi
-for f in pvh.bin linuxboot_dma.bin; do
-	[[ -e /usr/share/qemu/$f ]] || {
-		echo "[qemu_guest] FAIL: /usr/share/qemu/$f missing (Debian package qemu-system-data)" >&2
-		exit 1
-	}
-done
-
 # The guest image first (before the watchdog starts: a cold cache downloads).
 qg_t0=$(date +%s%N)
-qg_here=$(cd "$(dirname "$0")" && pwd)
-qg_env=$(bash "$qg_here/qemu/build-guest.sh") || {
-	echo "[qemu_guest] FAIL: cannot build the guest image (see above)" >&2
-	exit 1
-}
-eval "$qg_env"
+kvx_qemu_image qemu_guest
 qg_build_ms=$((($(date +%s%N) - qg_t0) / 1000000))
 
 # Watchdog (lib.sh): two boots that run into every timeout of init.sh take

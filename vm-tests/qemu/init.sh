@@ -6,7 +6,10 @@
 # command line, runs the checks against the server through kvmxdp and prints
 # one "KVX key=value" line per result on the serial console, then powers off.
 #
-# Kernel command line: kvx.ip=A.B.C.D/N kvx.gw=GW kvx.srv=SERVER
+# Kernel command line: kvx.ip=A.B.C.D/N kvx.gw=GW kvx.srv=SERVER (no kvx.ip:
+#   no IPv4 checks)
+#   kvx.srv6=ADDR kvx.http6=PORT  (IPv6 by SLAAC from the bridge's RAs: the
+#     address, ping -6 and an HTTP download of kvx.file from [ADDR]:PORT)
 #   kvx.http=PORT kvx.file=NAME   (HTTP download of NAME, busybox wget)
 #   kvx.up=PORT kvx.mb=N          (upload N MiB of random bytes, busybox nc -e)
 #   kvx.tftp=PORT kvx.tfile=NAME  (UDP request/response: TFTP read of NAME)
@@ -28,6 +31,40 @@ stamp() { say "t_$1=$(cut -d' ' -f1 /proc/uptime)"; }
 stat_of() { cat "/sys/class/net/eth0/statistics/$1"; }
 sha_of() { sha256sum "$1" | cut -d' ' -f1; }
 
+# eth0's global address from /proc/net/if_inet6, once neither tentative
+# (0x40) nor failed DAD (0x08); '' until then.
+global6() {
+	while read -r a idx plen scope flags name; do
+		[ "$name" = eth0 ] && [ "$scope" = 00 ] && [ $((0x$flags & 0x48)) = 0 ] &&
+			echo "$a" | sed 's/..../&:/g; s/:$//' && return
+	done </proc/net/if_inet6
+}
+
+# The IPv6 checks (relay mode): SLAAC from the RAs on the bridge, ping -6,
+# a download; then the checksum verdicts and power off.
+v6_checks() {
+	i=0 A6=
+	while [ -z "$A6" ] && [ $i -lt 200 ]; do sleep 0.1; A6=$(global6); i=$((i + 1)); done
+	say "ip6=$A6"
+	say "route6=$(ip -6 route show default 2>/dev/null | head -n1)"
+	stamp slaac
+	out=$(timeout 7 ping -6 -c 5 -A -w 5 "$SRV6" 2>&1)
+	say "ping6_rx=$(echo "$out" | sed -n 's/.* \([0-9]*\) packets received.*/\1/p')"
+	rx0=$(stat_of rx_packets)
+	timeout 15 wget -q -O /tmp/dl6 "http://[$SRV6]:$(arg http6)/$(arg file)"
+	say "dl6_rc=$?"
+	say "dl6_bytes=$(wc -c </tmp/dl6 2>/dev/null)"
+	say "dl6_sha=$(sha_of /tmp/dl6 2>/dev/null)"
+	say "dl6_rx_pkts=$(($(stat_of rx_packets) - rx0))"
+	rm -f /tmp/dl6
+	stamp dl6
+	say "csum6_errors=$(awk '$1 ~ /^(Icmp6InCsumErrors|Udp6InCsumErrors)$/ {printf "%s%s=%s", sep, $1, $2; sep = ","}' /proc/net/snmp6)"
+	say "tcp_csum_errors=$(awk '$1 == "Tcp:" { if (!h) { for (i = 2; i <= NF; i++) if ($i == "InCsumErrors") c = i; h = 1; next } print $c }' /proc/net/snmp)"
+	stamp end
+	say end
+	poweroff -f
+}
+
 say begin
 say "kver=$(uname -r)"
 stamp init
@@ -42,7 +79,18 @@ while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.05; i=$((i + 1)
 say "features=$(cat /sys/class/net/eth0/device/features 2>/dev/null)"
 say "mac=$(cat /sys/class/net/eth0/address 2>/dev/null)"
 ip link set lo up
+SRV6=$(arg srv6)
+if [ -n "$SRV6" ]; then
+	# SLAAC with the stable address only: one source address to check.
+	echo 0 >/proc/sys/net/ipv6/conf/eth0/use_tempaddr
+	echo 1 >/proc/sys/net/ipv6/conf/eth0/accept_ra
+	echo 1 >/proc/sys/net/ipv6/conf/eth0/autoconf
+fi
 ip link set eth0 up
+if [ -z "$IP" ]; then
+	stamp net
+	v6_checks
+fi
 ip addr add "$IP" dev eth0
 ip route add default via "$GW"
 stamp net
