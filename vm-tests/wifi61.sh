@@ -25,6 +25,13 @@
 #      renews): kvmxdp follows it, new flows leave from it;
 #   4. disassociate / reassociate (wpa_cli disconnect / reconnect): traffic
 #      and the mapping work again;
+#   5. IPv6: the station's SLAAC address from the LAN's RAs over the air;
+#      NAT66 (the guests on the bridge's ULA) by ping -6, a download by
+#      sha256, the server sees the station's address; then attach --ipv6
+#      relay: the guest takes an address in the LAN's /64 from kvmxdp's
+#      RAs, ping -6 and a download, the server sees the guest's own address,
+#      and the LAN router's neighbour entry for it is the station's MAC
+#      (kvmxdp's ND proxy answered over the air);
 #   and `status --json` shows the wireless uplink on the TC hook (mode "tc";
 #   with `attach --mode` available, --mode auto must pick tc for it).
 #
@@ -75,6 +82,15 @@ assert_eq "the VM hashed the upload" 64 "${#up}"
 assert_eq "1 MiB upload exit status" 0 "$(val p1_up_rc)"
 assert_eq "1 MiB upload intact at the server (sha256)" "$up" "$(val p1_up_srv_sha)"
 
+kvx_step "1b. NAT66 over 802.11"
+sta6=$(val sta6)
+kvx_log "station's SLAAC address: $sta6"
+assert_contains "the station took a SLAAC address from the LAN's RAs over the air" 2001:db8:77: "$sta6"
+assert_eq "guest2 -> server ping -6 5/5" 5 "$(val p6_ping)"
+assert_eq "2 MiB download over IPv6: exit status" 0 "$(val p6_dl_rc)"
+assert_eq "2 MiB download over IPv6 intact (sha256)" "$blob" "$(val p6_dl_sha)"
+assert_eq "the server sees the station's IPv6 address (NAT66)" "[$sta6]" "$(val p6_srv_sees)"
+
 kvx_step "2. 1:1 mapping from the LAN, over the air"
 assert_eq "map add 10.77.0.50 192.168.122.11" 0 "$(val p2_map_rc)"
 assert_eq "LAN -> 10.77.0.50 reaches guest1" guest1 "$(val p2_lan_who)"
@@ -102,6 +118,20 @@ assert_eq "download after the reassociation intact (sha256)" "$blob" "$(val p4_d
 assert_eq "the server still sees the new address" 10.77.0.11 "$(val p4_srv_sees)"
 assert_eq "LAN -> 10.77.0.50 reaches guest1 again" guest1 "$(val p4_lan_who)"
 assert_eq "guest1 sees the LAN client's real address again" 10.77.0.1 "$(val p4_guest_sees)"
+
+kvx_step "5. relay over 802.11"
+assert_eq "attach --ipv6 relay on the station" 1 "$(val p5_attached)"
+g2=$(val p5_g2_addr)
+kvx_log "guest2's relay address: $g2"
+assert_contains "guest2 took an address in the LAN's /64 from kvmxdp's RAs" 2001:db8:77: "$g2"
+assert_ne "guest2's address is its own, not the station's" "$sta6" "$g2"
+assert_eq "guest2 -> server ping -6 5/5 (relay)" 5 "$(val p5_ping)"
+assert_eq "2 MiB download over relay: exit status" 0 "$(val p5_dl_rc)"
+assert_eq "2 MiB download over relay intact (sha256)" "$blob" "$(val p5_dl_sha)"
+assert_eq "the server sees guest2's own address (no NAT)" "[$g2]" "$(val p5_srv_sees)"
+assert_eq "the LAN router reaches guest2 through the station's MAC (ND proxy over the air)" \
+	"$(val p5_sta_mac)" "$(val p5_lan_neigh)"
+assert_eq "detach after relay" 0 "$(val p5_detach_rc)"
 
 kvx_step "counters, detach"
 c() { vm61_json "d['instances'][0]['counters']['$1']['packets']" status_json_end; }

@@ -43,7 +43,8 @@ MODULES=(veth bridge sch_ingress cls_bpf rfkill cfg80211 libarc4 mac80211 ctr cc
 LATE_MODULES=(mac80211_hwsim)
 # Userland beyond busybox (absolute paths on the build host).
 TOOLS=(/usr/sbin/ip /usr/sbin/tc /usr/sbin/bridge /usr/bin/ss
-	/usr/sbin/hostapd /usr/sbin/hostapd_cli /usr/sbin/wpa_supplicant /usr/sbin/wpa_cli /usr/sbin/iw)
+	/usr/sbin/hostapd /usr/sbin/hostapd_cli /usr/sbin/wpa_supplicant /usr/sbin/wpa_cli /usr/sbin/iw
+	/usr/sbin/radvd)
 
 need=(ldd:libc-bin strip:binutils cpio:cpio gzip:gzip depmod:kmod dpkg:dpkg apt-get:apt)
 missing=()
@@ -57,6 +58,7 @@ for t in "${TOOLS[@]}"; do
 	*/hostapd*) missing+=(hostapd) ;;
 	*/wpa_*) missing+=(wpasupplicant) ;;
 	*/iw) missing+=(iw) ;;
+	*/radvd) missing+=(radvd) ;;
 	esac
 done
 ((${#missing[@]} == 0)) ||

@@ -15,14 +15,24 @@
 #          later -> .11); the LAN client of the 1:1 checks; router to
 #   ns srv 10.78.0.2 (httpd :8080 with cgi-bin/addr, nc upload sink :9000)
 #
-# Phases: masquerade; 1:1 from the LAN; DHCP renewal to a new address;
-# disassociate/reassociate.  Every wait is bounded.
+# IPv6: the AP's side announces 2001:db8:77::/64 (radvd), the station takes
+# a SLAAC address in it, the server is 2001:db8:78::2 beyond the router;
+# the guests first sit on the bridge's ULA fd42:b::/64 (NAT66, attach's
+# default), at the end kvmxdp is attached again with --ipv6 relay and the
+# guests take addresses in the LAN's own /64 from kvmxdp's RAs.
+#
+# Phases: masquerade (and NAT66); 1:1 from the LAN; DHCP renewal to a new
+# address; disassociate/reassociate; relay.  Every wait is bounded.
 IP=/usr/sbin/ip TC=/usr/sbin/tc
 K="/usr/bin/kvmxdp --bpffs /bpf --config /etc/kvmxdp/kvmxdp.json"
 SSID=kvx-wifi61 PSK=kvmxdp-test-psk
 say() { echo "KVX $*"; }
 stamp() { say "t_$1=$(cut -d' ' -f1 /proc/uptime)"; }
-in_ns() { ns=$1; shift; $IP netns exec "$ns" "$@"; }
+in_ns() { # NS CMD...: CMD in netns NS ('' = the root ns, the host)
+	ns=$1
+	shift
+	if [ -n "$ns" ]; then $IP netns exec "$ns" "$@"; else "$@"; fi
+}
 sha() { sha256sum "$1" 2>/dev/null | cut -d' ' -f1; }
 received() { sed -n 's/.* \([0-9]*\) packets received.*/\1/p'; }
 # wait_for TENTHS CMD...: poll every 0.1 s for at most TENTHS/10 s of
@@ -81,6 +91,11 @@ in_ns lan sysctl -qw net.ipv4.ip_forward=1
 in_ns srv $IP addr add 10.78.0.2/24 dev eth0
 in_ns srv $IP link set eth0 up
 in_ns srv $IP route add default via 10.78.0.1
+in_ns lan sysctl -qw net.ipv6.conf.all.forwarding=1
+in_ns lan $IP -6 addr add 2001:db8:77::1/64 dev "$AP" nodad
+in_ns lan $IP -6 addr add 2001:db8:78::1/64 dev lan1 nodad
+in_ns srv $IP -6 addr add 2001:db8:78::2/64 dev eth0 nodad
+in_ns srv $IP -6 route add default via 2001:db8:78::1
 
 # ------------------------------------------------------------- AP + DHCP
 mkdir -p /run/hostapd /run/wpa_supplicant
@@ -100,6 +115,14 @@ in_ns lan hostapd /tmp/hostapd.conf >/tmp/hostapd.log 2>&1 &
 wait_for 100 grep -q AP-ENABLED /tmp/hostapd.log
 say "ap_enabled=$(grep -c AP-ENABLED /tmp/hostapd.log)"
 stamp ap
+# The LAN's router advertisements, over the air once the station associates.
+cat >/tmp/radvd.conf <<EOF
+interface $AP {
+	AdvSendAdvert on; MinRtrAdvInterval 3; MaxRtrAdvInterval 4;
+	prefix 2001:db8:77::/64 { AdvOnLink on; AdvAutonomous on; };
+};
+EOF
+in_ns lan radvd -n -m stderr -C /tmp/radvd.conf -p /tmp/radvd.pid >/tmp/radvd.log 2>&1 &
 udhcpd_conf() { # STATIC_IP
 	cat >/tmp/udhcpd.conf <<EOF
 start 10.77.0.100
@@ -134,6 +157,9 @@ wpa_supplicant -D nl80211 -i "$STA" -c /tmp/wpa.conf >/tmp/wpa.log 2>&1 &
 wait_for 200 sta_state_is COMPLETED
 say "assoc1=$(wpa_state)"
 stamp assoc
+# A laptop: SLAAC on the station, stable address only, no IPv6 forwarding.
+sysctl -qw "net.ipv6.conf.$STA.accept_ra=1" "net.ipv6.conf.$STA.autoconf=1" \
+	"net.ipv6.conf.$STA.use_tempaddr=0"
 $IP link set "$STA" up
 : >/tmp/udhcpc.events
 udhcpc -f -i "$STA" -s /kvx/vm61-udhcpc.sh -t 20 -T 1 -A 1 >/tmp/udhcpc.log 2>&1 &
@@ -142,10 +168,20 @@ wait_for 150 sta_addr_is 10.77.0.10
 say "sta_addr1=$(sta_addr)"
 say "sta_route1=$($IP -4 route show default | head -n1)"
 stamp dhcp
+# addr6 NS DEV: the device's global IPv6 address once DAD is done ('' if none)
+addr6() { in_ns "$1" $IP -6 -o addr show dev "$2" scope global -tentative -dadfailed 2>/dev/null |
+	awk '{ split($4, a, "/"); print a[1]; exit }'; }
+has_addr6() { [ -n "$(addr6 "$1" "$2")" ]; }
+wait_for 200 has_addr6 "" "$STA"
+say "sta6=$(addr6 "" "$STA")"
+stamp slaac
 
 # ------------------------------------------------------------- host side
 $IP link add br0 type bridge stp_state 0 forward_delay 0
 $IP addr add 192.168.122.1/24 dev br0
+# The guests' ULA, as libvirt's <ip family='ipv6'>: attach's --ipv6 auto
+# then runs NAT66 on it.
+$IP -6 addr add fd42:b::1/64 dev br0 nodad
 $IP link set br0 up
 mkdir -p /tmp/www/cgi-bin
 printf '#!/bin/sh\nprintf "Content-Type: text/plain\\r\\n\\r\\n%%s\\n" "$REMOTE_ADDR"\n' >/tmp/www/cgi-bin/addr
@@ -159,12 +195,16 @@ for g in 1 2; do
 	in_ns g$g $IP addr add 192.168.122.1$g/24 dev eth0
 	in_ns g$g $IP link set eth0 up
 	in_ns g$g $IP route add default via 192.168.122.1
+	in_ns g$g sysctl -qw net.ipv6.conf.eth0.accept_ra=0
+	in_ns g$g $IP -6 addr add fd42:b::1$g/64 dev eth0 nodad
+	in_ns g$g $IP -6 route add default via fd42:b::1
 	mkdir -p /tmp/g$g/cgi-bin
 	cp /tmp/www/cgi-bin/addr /tmp/g$g/cgi-bin/addr
 	echo "guest$g" >/tmp/g$g/who
 	in_ns g$g httpd -p 0.0.0.0:80 -h /tmp/g$g
 done
 in_ns srv httpd -p 10.78.0.2:8080 -h /tmp/www
+in_ns srv httpd -p "[2001:db8:78::2]:8080" -h /tmp/www
 
 # ------------------------------------------------------------- attach
 mode=""
@@ -200,6 +240,14 @@ say "p1_up_rc=$?"
 wait_for 50 sh -c "! kill -0 $sink"
 say "p1_up_srv_sha=$(sha /tmp/up.srv)"
 stamp masquerade
+# NAT66 over the station: the guest's ULA leaves from the station's address
+say "p6_ping=$(in_ns g2 ping -6 -c 5 -i 0.2 -W 2 -w 8 2001:db8:78::2 2>&1 | received)"
+rm -f /tmp/dl
+in_ns g2 timeout 30 wget -q -O /tmp/dl "http://[2001:db8:78::2]:8080/blob"
+say "p6_dl_rc=$?"
+say "p6_dl_sha=$(sha /tmp/dl)"
+say "p6_srv_sees=$(fetch g2 'http://[2001:db8:78::2]:8080/cgi-bin/addr')"
+stamp nat66
 
 # ------------------------------------------------------------- 2. 1:1 from the LAN
 $K map add 10.77.0.50 192.168.122.11 >/tmp/map.log 2>&1
@@ -268,5 +316,39 @@ say "daemon_gone=$(kill -0 "$dpid" 2>/dev/null && echo no || echo yes)"
 sed 's/^/KVXA /' /tmp/detach.log
 say "filters_after=$($TC filter show dev "$STA" ingress; $TC filter show dev br0 ingress)"
 say "pins_after=$(find /bpf/kvmxdp -mindepth 1 2>/dev/null | tr '\n' ' ')"
+
+# ------------------------------------------------------------- 5. relay
+# The guests leave the ULA; kvmxdp again, in relay mode: the guests take
+# addresses in the LAN's own /64 from kvmxdp's RAs and are reached over the
+# air through its ND proxy (the station answers for them with its own MAC).
+for g in 1 2; do
+	in_ns g$g $IP -6 addr flush dev eth0 scope global
+	in_ns g$g $IP -6 route flush default 2>/dev/null
+	in_ns g$g sysctl -qw net.ipv6.conf.eth0.use_tempaddr=0 net.ipv6.conf.eth0.autoconf=1 \
+		net.ipv6.conf.eth0.accept_ra=1
+done
+$IP -6 addr del fd42:b::1/64 dev br0
+$K attach --bridge br0 --uplink "$STA" --ipv6 relay >/tmp/attach2.log 2>&1 &
+dpid=$!
+wait_for 300 grep -q '^kvmxdp: attached' /tmp/attach2.log
+say "p5_attached=$(grep -c '^kvmxdp: attached' /tmp/attach2.log)"
+sed 's/^/KVXA /' /tmp/attach2.log
+wait_for 300 has_addr6 g2 eth0
+G2_6=$(addr6 g2 eth0)
+say "p5_g2_addr=$G2_6"
+stamp p5_slaac
+say "p5_ping=$(in_ns g2 ping -6 -c 5 -i 0.2 -W 2 -w 8 2001:db8:78::2 2>&1 | received)"
+rm -f /tmp/dl
+in_ns g2 timeout 30 wget -q -O /tmp/dl "http://[2001:db8:78::2]:8080/blob"
+say "p5_dl_rc=$?"
+say "p5_dl_sha=$(sha /tmp/dl)"
+say "p5_srv_sees=$(fetch g2 'http://[2001:db8:78::2]:8080/cgi-bin/addr')"
+say "p5_lan_neigh=$(in_ns lan $IP -6 neigh show "$G2_6" dev "$AP" | awk '{ for (i = 1; i < NF; i++) if ($i == "lladdr") print $(i + 1) }')"
+say "p5_sta_mac=$STA_MAC"
+stamp relay
+$K detach --bridge br0 >/tmp/detach2.log 2>&1
+say "p5_detach_rc=$?"
+wait_for 50 sh -c "! kill -0 $dpid"
+
 grep -E 'AP-STA|CTRL-EVENT|key addition' /tmp/hostapd.log /tmp/wpa.log | tail -n 20 | sed 's/^/KVXW /'
 stamp wifi_end
