@@ -243,6 +243,34 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			log_info("mappings of " + net->str() + ": gateway MAC recorded");
 		}
 	}
+	// Mappings a libvirt hook could not make (model/mapping.hpp
+	// pending) are made once the uplink's network allows them.
+	if (Instance *rec = (*cfg)->find(inst_.bridge)) {
+		MappingContext ctx;
+		ctx.subnet = rec->subnet;
+		ctx.nat_ports = rec->nat_guard();
+		ctx.uplink_addr = addr;
+		if (net && addr)
+			ctx.uplink_net = net->net;
+		bool changed = false;
+		const auto made =
+			promote_pending(rec->mappings, ctx, addr ? net : std::nullopt, &changed);
+		if (changed) {
+			for (size_t k : made) {
+				const StaticMapping &sm = rec->mappings[k];
+				// Taken without map add's probe: held until the daemon's.
+				if (!sm.m.v6 && !sm.m.ext_uplink && sm.m.ext_addr != addr)
+					hold_for_probe(extaddr_fd_.get(), sm.m.ext_addr);
+				log_info("pending mapping made: " + sm.m.str() +
+					 (sm.vm.empty() ? "" : " vm=" + sm.vm) +
+					 (sm.libvirt_network.empty() ?
+						  "" :
+						  " network=" + sm.libvirt_network));
+			}
+			cfg->save();
+		}
+		i = rec;
+	}
 	ProbeVerdicts verdicts;
 	for (const auto &[a, p] : probes_)
 		if (p.verdict)
@@ -805,8 +833,20 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 		return true;
 	std::vector<StaticMapping> ms = i->mappings;
 	auto moved = follow_leases(ms, leases, now);
+	// The new address may be another mapping's guest by now: that
+	// mapping waits (pending) until the clash is gone.
+	std::vector<size_t> idx;
+	for (size_t k = 0; k < ms.size(); k++)
+		if (ms[k].m.guest_addr != i->mappings[k].m.guest_addr)
+			idx.push_back(k);
+	MappingContext ctx;
+	ctx.subnet = i->subnet;
+	ctx.nat_ports = i->nat_guard();
+	ctx.force = true;
+	ctx.subnet6 = i->subnet6;
+	ctx.subnet6_unknown_ok = true;
+	const auto held = hold_clashing(ms, idx, ctx);
 	try {
-		// The new address may be another mapping's guest by now.
 		check_recorded_mappings(ms, i->subnet, i->nat_guard());
 	} catch (const Error &e) {
 		log_warn(std::string("a guest's new lease: mappings not moved: ") + e.what());
@@ -816,6 +856,8 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 	cfg->save();
 	for (const auto &m : moved)
 		log_info("dhcp lease moved: " + m);
+	for (const auto &h : held)
+		log_warn("mapping suspended: " + h);
 	// Applied by the mapping sync (the config changed).
 	return true;
 }

@@ -380,11 +380,12 @@ std::string hook_text(const std::string &config, const std::string &exe, const s
 	// up on a bridge that libvirt creates only now.
 	//
 	// The mappings in the network's kvmxdp metadata come first (they are
-	// recorded in the config, which the daemon then starts with); their
-	// error is the hook's exit status, which makes libvirt refuse to
-	// start the network with one error line rather than start it without
-	// them.  A binary that is gone (the package removed, this conffile
-	// kept) is skipped.
+	// recorded in the config, which the daemon then starts with).  Only
+	// malformed metadata is an error, the hook's exit status, which makes
+	// libvirt refuse to start the network with one error line; what may
+	// pass (the bridge not attached yet, no uplink address) leaves the
+	// mappings pending for the daemon.  A binary that is gone (the
+	// package removed, this conffile kept) is skipped.
 	return "#!/bin/sh\n"
 	       "# kvmxdp libvirt network hook (written by `kvmxdp install`): makes and\n"
 	       "# removes the mappings in a network's kvmxdp metadata, and when a\n"
@@ -446,8 +447,9 @@ std::string qemu_hook_text(const std::string &exe, const std::string &config,
 	// `NAME OPERATION SUBOP EXTRA` with the domain XML on stdin, beside a
 	// user's own hooks/qemu.  kvmxdp reads the XML and libvirt's files
 	// only (never virsh: libvirtd waits for the hook).  A failed "started"
-	// makes libvirt stop the domain: an invalid kvmxdp metadata is an
-	// error line there, not a VM running without its forwards.
+	// makes libvirt stop the domain: malformed kvmxdp metadata is an
+	// error line there, not a VM running without its forwards; what may
+	// pass (no lease yet, no uplink address) is not (pending mappings).
 	return "#!/bin/sh\n"
 	       "# kvmxdp libvirt qemu hook (written by `kvmxdp install`): makes the\n"
 	       "# mappings in a domain's kvmxdp metadata when it has started and\n"
