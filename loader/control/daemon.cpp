@@ -100,10 +100,30 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 		src.guests = {cfg_fd_.get(), skel.map_fd(KVX_MAP_GUEST),
 			      skel.map_fd(KVX_MAP_GSTATS), skel.map_fd(KVX_MAP_GFLOWS)};
 		src.leases_path = leases_path_;
+		src.config_path = config_path_;
 		src.daemon = &counters_;
-		metrics_ = std::make_unique<MetricsServer>(inst.metrics, std::move(src));
-		log_info("metrics: http://" + inst.metrics + "/metrics");
+		// Started by run()'s loop, retried there (start_metrics).
+		metrics_src_ = std::move(src);
 	}
+}
+
+void Daemon::start_metrics()
+{
+	try {
+		metrics_ = std::make_unique<MetricsServer>(inst_.metrics, *metrics_src_);
+	} catch (const Error &) {
+		metrics_failures_++;
+		const int ms = std::min(kMetricsRetryMaxMs,
+					kMetricsRetryMinMs << std::min(metrics_failures_ - 1, 6));
+		metrics_retry_at_ =
+			std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+		throw; // StepLog: logged once, and again while it lasts
+	}
+	log_info("metrics: http://" + inst_.metrics + "/metrics" +
+		 (metrics_failures_ ?
+			  " (after " + std::to_string(metrics_failures_) + " failed attempt(s))" :
+			  ""));
+	metrics_failures_ = 0;
 }
 
 template <typename F>
@@ -990,11 +1010,15 @@ int Daemon::run()
 			refresh(nl, heal);
 			next_refresh = now + std::chrono::milliseconds(kPollMs);
 		}
+		if (metrics_src_ && !metrics_ && now >= metrics_retry_at_)
+			step("metrics", [&] { start_metrics(); });
 		if (now >= next_gc) {
 			step("gc", [&] { collect_garbage(); });
 			next_gc = now + std::chrono::milliseconds(kGcIntervalMs);
 		}
 		auto deadline = std::min(next_refresh, next_gc);
+		if (metrics_src_ && !metrics_)
+			deadline = std::min(deadline, metrics_retry_at_);
 		if (watchdog.count())
 			deadline = std::min(deadline, next_watchdog);
 		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
