@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/error.hpp"
 #include "model/iptables_import.hpp"
 
 namespace kvmxdp {
@@ -62,6 +63,47 @@ TEST(ImportShellWords, Variables)
 	EXPECT_EQ(shell_words("--dport $PORT ${1}", v, &unset),
 		  (Words{"--dport", "$PORT", "${1}"}));
 	EXPECT_EQ(unset, "$PORT");
+}
+
+TEST(ImportShellWords, ExpansionIsCapped)
+{
+	// Every line doubles A: 2^30 bytes by line 31 unless capped.
+	std::string script = "A=xxxxxxxxxxxxxxxx\n";
+	for (int i = 0; i < 30; i++)
+		script += "A=$A$A\n";
+	try {
+		read_iptables(script);
+		ADD_FAILURE() << "an exponential expansion was read";
+	} catch (const Error &e) {
+		// Line 13's word is "A=" and twice 32 KiB: past the 64 KiB cap.
+		EXPECT_EQ(std::string(e.what()),
+			  "line 13: $A makes a word longer than 65536 bytes");
+	}
+	// Many words each under the cap, together over the line's.
+	std::string wide = "B=" + std::string(60000, 'y') + "\niptables";
+	for (int i = 0; i < 20; i++)
+		wide += " $B";
+	try {
+		read_iptables(wide + "\n");
+		ADD_FAILURE() << "a 1.2 MB line was read";
+	} catch (const Error &e) {
+		EXPECT_EQ(std::string(e.what()),
+			  "line 2: the line expands to more than 1048576 bytes");
+	}
+	// Copies under every word cap, together over the variables' cap.
+	std::string copies = "B=" + std::string(60000, 'y') + "\n";
+	for (int i = 0; i < 20; i++)
+		copies += "C" + std::to_string(i) + "=$B\n";
+	try {
+		read_iptables(copies);
+		ADD_FAILURE() << "1.2 MB of variables were read";
+	} catch (const Error &e) {
+		EXPECT_EQ(std::string(e.what()),
+			  "line 18: the variables hold more than 1048576 bytes");
+	}
+	// What real scripts hold is read as before.
+	EXPECT_EQ(shell_words("iptables -d \"$IP\"", {{"IP", "10.0.0.1"}}),
+		  (std::vector<std::string>{"iptables", "-d", "10.0.0.1"}));
 }
 
 TEST(ImportRead, SaveFormatTablesAndChains)
