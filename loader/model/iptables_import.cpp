@@ -1465,9 +1465,12 @@ std::string format_import(const ImportResult &r, const std::string &source)
 	o << "# kvmxdp import: " << r.rules << " rule" << (r.rules == 1 ? "" : "s") << " read from "
 	  << source << "\n";
 	for (const auto &a : r.attach) {
+		// The instance as the unit's %I unescapes it (`br-lan`: a '-'
+		// reads as '/' unless escaped), and the name printable.
 		o << "# the daemon: stays in the foreground (at boot: `kvmxdp install`, then "
-		     "`systemctl enable --now kvmxdp@"
-		  << (a.bridge.empty() ? "BRIDGE" : a.bridge) << "`)\n";
+		     "`systemctl enable --now "
+		  << (a.bridge.empty() ? "kvmxdp@BRIDGE" : unit_instance_shell("kvmxdp", a.bridge))
+		  << "`)\n";
 		o << a.command() << "   # " << lines_of(a.from) << "\n";
 	}
 	if (r.attach.empty())

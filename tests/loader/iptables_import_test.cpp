@@ -294,6 +294,13 @@ TEST(ImportTranslate, NamesArePasteSafe)
 		       "iptables -A FORWARD -i 'br 0' -s 10.1.0.0/24 -j ACCEPT\n");
 	EXPECT_EQ(commands(bad),
 		  (Words{"kvmxdp attach --bridge BRIDGE --uplink auto --subnet 10.1.0.0/24"}));
+	// The unit's instance as systemd-escape makes it ('-' reads as '/').
+	auto dash = run("iptables -t nat -A POSTROUTING -s 10.1.0.0/24 -j MASQUERADE\n"
+			"iptables -A FORWARD -i br-lan -s 10.1.0.0/24 -j ACCEPT\n");
+	EXPECT_NE(format_import(dash, "x").find(
+			  "systemctl enable --now \"kvmxdp@$(systemd-escape -- br-lan)\"`"),
+		  std::string::npos)
+		<< format_import(dash, "x");
 	// Control characters in a rule are shown escaped, never sent to the terminal.
 	auto log = run("iptables -A FORWARD -j LOG --log-prefix \"\x1b[2J\"\n");
 	EXPECT_EQ(format_import(log, "x").find('\x1b'), std::string::npos);
