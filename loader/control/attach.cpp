@@ -91,7 +91,9 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 			if (!p.nat_ports && !prev->nat_ports_auto)
 				p.nat_ports = prev->nat_ports;
 			p.eif = p.eif || prev->eif;
-		} else if (det != cfg.detached.end()) {
+		} else if (det != cfg.detached.end() && !det->second.uplink.empty()) {
+			// ("": pending mappings a libvirt hook recorded for a bridge
+			// never attached; they tell no uplink.)
 			p.uplink = det->second.uplink;
 		} else {
 			throw ConfigError("attach --bridge " + a.bridge +

@@ -100,10 +100,30 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 		src.guests = {cfg_fd_.get(), skel.map_fd(KVX_MAP_GUEST),
 			      skel.map_fd(KVX_MAP_GSTATS), skel.map_fd(KVX_MAP_GFLOWS)};
 		src.leases_path = leases_path_;
+		src.config_path = config_path_;
 		src.daemon = &counters_;
-		metrics_ = std::make_unique<MetricsServer>(inst.metrics, std::move(src));
-		log_info("metrics: http://" + inst.metrics + "/metrics");
+		// Started by run()'s loop, retried there (start_metrics).
+		metrics_src_ = std::move(src);
 	}
+}
+
+void Daemon::start_metrics()
+{
+	try {
+		metrics_ = std::make_unique<MetricsServer>(inst_.metrics, *metrics_src_);
+	} catch (const Error &) {
+		metrics_failures_++;
+		const int ms = std::min(kMetricsRetryMaxMs,
+					kMetricsRetryMinMs << std::min(metrics_failures_ - 1, 6));
+		metrics_retry_at_ =
+			std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+		throw; // StepLog: logged once, and again while it lasts
+	}
+	log_info("metrics: http://" + inst_.metrics + "/metrics" +
+		 (metrics_failures_ ?
+			  " (after " + std::to_string(metrics_failures_) + " failed attempt(s))" :
+			  ""));
+	metrics_failures_ = 0;
 }
 
 template <typename F>
@@ -242,6 +262,34 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			cfg->save();
 			log_info("mappings of " + net->str() + ": gateway MAC recorded");
 		}
+	}
+	// Mappings a libvirt hook could not make (model/mapping.hpp
+	// pending) are made once the uplink's network allows them.
+	if (Instance *rec = (*cfg)->find(inst_.bridge)) {
+		MappingContext ctx;
+		ctx.subnet = rec->subnet;
+		ctx.nat_ports = rec->nat_guard();
+		ctx.uplink_addr = addr;
+		if (net && addr)
+			ctx.uplink_net = net->net;
+		bool changed = false;
+		const auto made =
+			promote_pending(rec->mappings, ctx, addr ? net : std::nullopt, &changed);
+		if (changed) {
+			for (size_t k : made) {
+				const StaticMapping &sm = rec->mappings[k];
+				// Taken without map add's probe: held until the daemon's.
+				if (!sm.m.v6 && !sm.m.ext_uplink && sm.m.ext_addr != addr)
+					hold_for_probe(extaddr_fd_.get(), sm.m.ext_addr);
+				log_info("pending mapping made: " + sm.m.str() +
+					 (sm.vm.empty() ? "" : " vm=" + sm.vm) +
+					 (sm.libvirt_network.empty() ?
+						  "" :
+						  " network=" + sm.libvirt_network));
+			}
+			cfg->save();
+		}
+		i = rec;
 	}
 	ProbeVerdicts verdicts;
 	for (const auto &[a, p] : probes_)
@@ -805,8 +853,20 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 		return true;
 	std::vector<StaticMapping> ms = i->mappings;
 	auto moved = follow_leases(ms, leases, now);
+	// The new address may be another mapping's guest by now: that
+	// mapping waits (pending) until the clash is gone.
+	std::vector<size_t> idx;
+	for (size_t k = 0; k < ms.size(); k++)
+		if (ms[k].m.guest_addr != i->mappings[k].m.guest_addr)
+			idx.push_back(k);
+	MappingContext ctx;
+	ctx.subnet = i->subnet;
+	ctx.nat_ports = i->nat_guard();
+	ctx.force = true;
+	ctx.subnet6 = i->subnet6;
+	ctx.subnet6_unknown_ok = true;
+	const auto held = hold_clashing(ms, idx, ctx);
 	try {
-		// The new address may be another mapping's guest by now.
 		check_recorded_mappings(ms, i->subnet, i->nat_guard());
 	} catch (const Error &e) {
 		log_warn(std::string("a guest's new lease: mappings not moved: ") + e.what());
@@ -816,6 +876,8 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 	cfg->save();
 	for (const auto &m : moved)
 		log_info("dhcp lease moved: " + m);
+	for (const auto &h : held)
+		log_warn("mapping suspended: " + h);
 	// Applied by the mapping sync (the config changed).
 	return true;
 }
@@ -948,11 +1010,15 @@ int Daemon::run()
 			refresh(nl, heal);
 			next_refresh = now + std::chrono::milliseconds(kPollMs);
 		}
+		if (metrics_src_ && !metrics_ && now >= metrics_retry_at_)
+			step("metrics", [&] { start_metrics(); });
 		if (now >= next_gc) {
 			step("gc", [&] { collect_garbage(); });
 			next_gc = now + std::chrono::milliseconds(kGcIntervalMs);
 		}
 		auto deadline = std::min(next_refresh, next_gc);
+		if (metrics_src_ && !metrics_)
+			deadline = std::min(deadline, metrics_retry_at_);
 		if (watchdog.count())
 			deadline = std::min(deadline, next_watchdog);
 		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -

@@ -82,6 +82,13 @@ public:
 	// adds vnetN later) and the uplink; the bridge's forwarding database
 	// is refreshed for the guests XDP redirects.  Outlives the daemon.
 	void set_xdp(XdpPath *xdp) { xdp_ = xdp; }
+	// Where libvirt's files are (GlobalOptions::libvirt_root): the metrics
+	// name guests by their VM.  Before run().
+	void set_libvirt_root(std::string root)
+	{
+		if (metrics_src_)
+			metrics_src_->libvirt_root = std::move(root);
+	}
 
 private:
 	// Runs f; a failure of any kind is logged through steps_ and retried
@@ -199,6 +206,15 @@ private:
 	// endpoint (last: it stops serving before anything it reads goes).
 	DaemonCounters counters_;
 	std::unique_ptr<MetricsServer> metrics_;
+	// An endpoint that cannot listen (its port taken at a restart, the
+	// address not up yet) is retried with backoff, never fatal: the
+	// datapath is attached and GC and the uplink following must go on.
+	static constexpr int kMetricsRetryMinMs = 1000;
+	static constexpr int kMetricsRetryMaxMs = 60000;
+	std::optional<MetricsSource> metrics_src_;
+	int metrics_failures_ = 0;
+	std::chrono::steady_clock::time_point metrics_retry_at_{};
+	void start_metrics();
 };
 
 } // namespace kvmxdp

@@ -263,7 +263,8 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 	std::vector<std::vector<BindEntry6>> per_mapping(mappings.size());
 	Want<Family6> want(&key_less<kvx_bind6_key>);
 	for (size_t i = 0; i < mappings.size(); i++) {
-		if (!mappings[i].m.v6 || (up == Ipv6Addr{} && mappings[i].m.ext_uplink))
+		if (!mappings[i].m.v6 || !mappings[i].pending.empty() ||
+		    (up == Ipv6Addr{} && mappings[i].m.ext_uplink))
 			continue;
 		per_mapping[i] = mapping_entries6(mappings[i].m, up);
 		for (const auto &e : per_mapping[i])
@@ -356,6 +357,17 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	return r;
 }
 
+void hold_for_probe(int extaddr_fd, uint32_t addr)
+{
+	const uint32_t be = htonl(addr);
+	kvx_extaddr_val v{};
+	if (bpf_map_lookup_elem(extaddr_fd, &be, &v) == 0)
+		return;
+	v.flags = KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING;
+	if (bpf_map_update_elem(extaddr_fd, &be, &v, BPF_NOEXIST) != 0 && errno != EEXIST)
+		throw_errno("hold for its probe in kvx_extaddr", format_ipv4(addr));
+}
+
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 {
 	auto a = primary_ipv4(ipv4_addrs(nl, ifindex));
@@ -429,8 +441,11 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				{"ext_addr", known ? json(format_ipv6(ext)) : json(nullptr)},
 				{"add_address", false},
 				{"network", nullptr},
-				{"state", known ? "active" : "no-uplink-address"},
-				{"reason", known ? json(nullptr) :
+				{"state", !sm.pending.empty() ? "pending" :
+					  known		      ? "active" :
+								"no-uplink-address"},
+				{"reason", !sm.pending.empty() ? json(sm.pending) :
+					   known	       ? json(nullptr) :
 						   json("the uplink has no NAT66 address (or the "
 							"instance is not running)")},
 				{"vm", sm.vm.empty() ? json(nullptr) : json(sm.vm)},
@@ -453,13 +468,16 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				held = f->second & KVX_EXT_F_CONFLICT ? KVX_EXT_F_CONFLICT :
 									KVX_EXT_F_PROBING;
 		}
-		std::string state = !cur && sm.network	      ? "no-uplink-address" :
+		std::string state = !sm.pending.empty()	      ? "pending" :
+				    !cur && sm.network	      ? "no-uplink-address" :
 				    !active		      ? "suspended" :
 				    held & KVX_EXT_F_CONFLICT ? "conflict" :
 				    held		      ? "probing" :
 								"active";
 		json reason = nullptr;
-		if (state == "suspended")
+		if (state == "pending")
+			reason = sm.pending;
+		else if (state == "suspended")
 			reason = "made on another network";
 		else if (state == "conflict")
 			reason = "another host answers ARP for " + format_ipv4(sm.m.ext_addr) +

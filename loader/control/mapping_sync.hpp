@@ -77,6 +77,12 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 			   uint32_t uplink_addr, const std::optional<NetId> &cur,
 			   bool strict_last = false, const ProbeVerdicts &probed = {});
 
+// An address a mapping takes without `map add`'s probe (the daemon making a
+// pending mapping a libvirt hook recorded): flagged suspended in kvx_extaddr
+// unless it is there already, so that apply_mappings holds it until the
+// daemon's RFC 5227 probe finds it free.  Host order.
+void hold_for_probe(int extaddr_fd, uint32_t addr);
+
 // The uplink's network now: the network of its primary address, the
 // default gateway through it (the main table's default route via the
 // device, lowest metric) and the gateway's MAC from the neighbour table;

@@ -35,7 +35,10 @@ struct MetricsSource {
 	int bind = -1;	// kvx_bind
 	int frag = -1;	// kvx_frag
 	GuestStatsFds guests;
-	std::string leases_path; // "": no names
+	std::string leases_path; // "": no DHCP hostnames
+	// The VMs' names (guest_vm_names): the config and libvirt's files.
+	std::string config_path;
+	std::string libvirt_root;
 	const DaemonCounters *daemon = nullptr;
 };
 

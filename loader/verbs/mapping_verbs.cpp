@@ -194,9 +194,11 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 						" is an address of " + inst.uplink +
 						", which belongs to the host (forward ports instead)");
 	}
+	// A pending mapping (a hook's) is checked when the daemon makes it.
 	std::vector<Mapping> existing;
 	for (const auto &sm : inst.mappings)
-		existing.push_back(sm.m);
+		if (sm.pending.empty())
+			existing.push_back(sm.m);
 	check_mapping(m, existing, ctx);
 
 	StaticMapping sm;
@@ -208,6 +210,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	sm.vm = o.vm;
 	sm.libvirt_network = o.libvirt_network;
 	sm.lease_mac = o.lease_mac;
+	sm.from_metadata = o.from_metadata;
 	const uint32_t ext = m.v6 ? 0 : m.ext(ctx.uplink_addr);
 	// IPv6: nothing to claim with ARP; announcing a 1:1 address with
 	// Neighbour Advertisements (after DAD) is not done here.
@@ -317,6 +320,47 @@ void mapping_del(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	out << "kvmxdp: unmapped " << m.str() << " bridge=" << inst.bridge << " (" << r.ct_deleted
 	    << " flow(s) dropped)" << std::endl;
 }
+size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const std::string &bridge,
+			   uint32_t addr, const std::string &lease_mac, std::ostream &out)
+{
+	require_caps("map add", {CAP_BPF, CAP_NET_ADMIN});
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
+	Instance *inst = cfg->find(bridge);
+	if (!inst)
+		throw not_attached(bridge, g.config,
+				   "the bridge of domain '" + printable(vm) + "'");
+	size_t n = 0;
+	std::vector<std::string> lines;
+	for (auto &sm : inst->mappings) {
+		if (sm.from_metadata || sm.vm != vm || sm.m.v6)
+			continue;
+		const uint32_t to = addr ? addr : sm.m.guest_addr;
+		if (to == sm.m.guest_addr && sm.lease_mac == lease_mac)
+			continue;
+		if (to != sm.m.guest_addr)
+			lines.push_back(sm.m.str() + " -> guest " + format_ipv4(to));
+		sm.m.guest_addr = to;
+		sm.lease_mac = lease_mac;
+		n++;
+	}
+	if (!n)
+		return 0;
+	check_recorded_mappings(inst->mappings, inst->subnet, inst->nat_guard(), inst->subnet6);
+	if (auto pins = open_pins(*inst)) {
+		NlSocket nl;
+		std::optional<NetId> cur;
+		if (auto up = find_link(nl, inst->uplink))
+			cur = network_of_link(nl, up->ifindex);
+		auto r = apply_mappings(pins->fds(), inst->mappings, pins->uplink_addr(), cur);
+		for (const auto &e : r.errors)
+			log_warn(e);
+	}
+	cfg.save();
+	for (const auto &l : lines)
+		out << "kvmxdp: vm " << printable(vm) << ": " << l << std::endl;
+	return n;
+}
+
 json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 {
 	Config cfg = ConfigStore(g.config).load();
