@@ -167,6 +167,10 @@ assert_eq "metrics = status counters" "" "$bad"
 assert_ge "XLATE_OUT counted" "$(metric "$m" kvmxdp_packets_total reason=XLATE_OUT)" 20
 assert_eq "conntrack capacity = status's" "$(kvx_json "i['conntrack']['max_entries']" "$s2")" "$(metric "$m" kvmxdp_table_capacity table=conntrack)"
 assert_ge "conntrack entries" "$(metric "$m" kvmxdp_table_entries table=conntrack)" 1
+for t in conntrack6:kvx_ct6 bindings6:kvx_bind6; do
+	assert_eq "${t%%:*} capacity = status's ${t#*:}" "$(kvx_json "i['maps']['${t#*:}']['max_entries']" "$s2")" \
+		"$(metric "$m" kvmxdp_table_capacity "table=${t%%:*}")"
+done
 
 kvx_step "top --json: rates over one interval while guest1 pings"
 kvx_bg "$KVX_TMP/ping.log" ip netns exec "$NS_G1" ping -n -i 0.05 -s 200 "$SRV_IP"

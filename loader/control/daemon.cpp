@@ -97,6 +97,9 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 		src.ct = ct_fd_.get();
 		src.bind = bind_fd_.get();
 		src.frag = skel.map_fd(KVX_MAP_FRAG);
+		src.ct6 = ct6_fd_.get();
+		src.bind6 = bind6_fd_.get();
+		src.frag6 = skel.map_fd(KVX_MAP_FRAG6);
 		src.guests = {cfg_fd_.get(), skel.map_fd(KVX_MAP_GUEST),
 			      skel.map_fd(KVX_MAP_GSTATS), skel.map_fd(KVX_MAP_GFLOWS)};
 		src.leases_path = leases_path_;

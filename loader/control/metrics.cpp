@@ -120,6 +120,9 @@ public:
 			{"bindings", src_.bind, sizeof(kvx_bind_key)},
 			{"guests", src_.guests.guest, sizeof(__be32)},
 			{"fragments", src_.frag, sizeof(kvx_frag_key)},
+			{"conntrack6", src_.ct6, sizeof(kvx_ct6_key)},
+			{"bindings6", src_.bind6, sizeof(kvx_bind6_key)},
+			{"fragments6", src_.frag6, sizeof(kvx_frag6_key)},
 		};
 		for (const auto &t : tables) {
 			if (t.fd < 0)
