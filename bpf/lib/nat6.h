@@ -584,11 +584,25 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
  */
 static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
 {
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_bind6_key ik;
 	struct kvx_bind6_val *ib;
 
-	if (!p6 || !p6->p.l4_ok || pkt_is_fragment(&p6->p) || !proto6_has_ports(p6->p.proto))
+	if (!p6 || !cfg6 || !p6->p.l4_ok || pkt_is_fragment(&p6->p) ||
+	    !proto6_has_ports(p6->p.proto))
 		return 0;
+	/* The uplink's address or an announced mapped one, as IPv4's
+	 * ext_addr_check: any other destination costs one lookup. */
+	if (!addr6_eq(p6->daddr, cfg6->uplink_addr)) {
+		const struct kvx_extaddr_val *ea;
+		struct kvx_extaddr6_key ek;
+
+		addr6_copy(ek.addr, p6->daddr);
+		ea = bpf_map_lookup_elem(&kvx_extaddr6, &ek);
+		if (!ea || !(ea->flags & KVX_EXT_F_ARP) ||
+		    (ea->flags & (KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING | KVX_EXT_F_CONFLICT)))
+			return 0;
+	}
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST &&
 	    p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return 0;

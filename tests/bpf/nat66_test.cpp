@@ -1581,9 +1581,19 @@ TEST_F(Nat66Test, HairpinToMappedAddresses)
 	// Two flows: A's out to [uplink]:2222, F's in from A's endpoint.
 	EXPECT_EQ(dp().ct6_entries().size(), 2u);
 
-	// A forward on a literal address, a 1:1 address (UDP, ports kept).
+	// A forward on a literal address, a 1:1 address (UDP, ports kept):
+	// once announced (kvx_extaddr6); before, the address may be another
+	// node's, and the packet is routed out to it.
 	add_static6(dp(), kProtoUdp, kMapped6, 8080, kGuest6F, 80);
 	const Packet6 u = from_guest6(make_udp6(kGuest6A, 41000, kMapped6, 8080, 20));
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_CONFLICT);
+	{
+		const Stats b = dp().stats();
+		dp().run(Prog::BrIngress, u.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(stats_delta(b, dp().stats()),
+			  "XLATE_OUT +1/+" + std::to_string(u.build().size()) + "B");
+	}
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
 	r = dp().run(Prog::BrIngress, u.build(), ingress_ifindex(Prog::BrIngress));
 	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
 	Packet6 want_u = u;
@@ -1596,6 +1606,7 @@ TEST_F(Nat66Test, HairpinToMappedAddresses)
 	EXPECT_EQ(check_checksums(r.out), "");
 	const Ip6 one = ip6("2001:db8:77::102");
 	add_static6(dp(), 0, one, 0, kGuest6B, 0);
+	dp().extaddr6_set(one, KVX_EXT_F_ARP);
 	const Packet6 t = from_guest6(make_udp6(kGuest6A, 41001, one, 5353, 20));
 	r = dp().run(Prog::BrIngress, t.build(), ingress_ifindex(Prog::BrIngress));
 	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
@@ -1612,6 +1623,7 @@ TEST_F(Nat66Test, HairpinToMappedAddresses)
 	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40001, kUplink6, 2223)), TC_ACT_OK,
 	     KVX_R_PASS_LOCAL);
 	del_static6(dp(), 0, one, 0, kGuest6B, 0);
+	dp().extaddr6_set(one, std::nullopt);
 	const Packet6 gone = from_guest6(make_udp6(kGuest6A, 41002, one, 5353, 20));
 	const Stats b2 = dp().stats();
 	r = dp().run(Prog::BrIngress, gone.build(), ingress_ifindex(Prog::BrIngress));
