@@ -710,9 +710,10 @@ private:
 		if (mappings.empty())
 			return;
 		std::optional<NetId> cur = network_of_link(nl_, uplink_.ifindex);
-		MapFds fds{skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_EXTADDR),
-			   skel_->map_fd(KVX_MAP_CT),	skel_->map_fd(KVX_MAP_BIND6),
-			   skel_->map_fd(KVX_MAP_CT6),	skel_->map_fd(KVX_MAP_CFG6)};
+		MapFds fds{skel_->map_fd(KVX_MAP_BIND),	   skel_->map_fd(KVX_MAP_EXTADDR),
+			   skel_->map_fd(KVX_MAP_CT),	   skel_->map_fd(KVX_MAP_BIND6),
+			   skel_->map_fd(KVX_MAP_CT6),	   skel_->map_fd(KVX_MAP_CFG6),
+			   skel_->map_fd(KVX_MAP_EXTADDR6)};
 		auto r = apply_mappings(fds, mappings, ntohl(kc_.uplink_addr), cur);
 		for (const auto &e : r.errors)
 			log_warn(e);

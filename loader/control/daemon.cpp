@@ -84,6 +84,7 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, ct6_fd_(dup_fd(skel.map_fd(KVX_MAP_CT6), KVX_MAP_CT6))
 	, bind6_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND6), KVX_MAP_BIND6))
 	, nd_fd_(dup_fd(skel.map_fd(KVX_MAP_ND), KVX_MAP_ND))
+	, extaddr6_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR6), KVX_MAP_EXTADDR6))
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 	, leases_path_(leases_path(inst.dhcp_leases, inst.bridge))
 {
@@ -240,8 +241,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// again, so a short drop does not suspend and flush them.
 	if (!net && synced_)
 		net = synced_net_;
-	if (synced_ && !force && !probes_changed_ && !probe_retry_due() && sig == cfg_sig_ &&
-	    addr == synced_addr_ && addr6 == synced_addr6_ && net == synced_net_)
+	if (synced_ && !force && !probes_changed_ && !probe_retry_due() && !dad_retry_due() &&
+	    sig == cfg_sig_ && addr == synced_addr_ && addr6 == synced_addr6_ && net == synced_net_)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
@@ -298,15 +299,20 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	for (const auto &[a, p] : probes_)
 		if (p.verdict)
 			verdicts[a] = *p.verdict;
+	DadVerdicts dad;
+	for (const auto &[a, p] : dads_)
+		if (p.verdict)
+			dad[a] = *p.verdict;
 	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get(), bind6_fd_.get(),
-				 ct6_fd_.get(), cfg6_fd_.get()},
-				i->mappings, addr, net, false, verdicts);
+				 ct6_fd_.get(), cfg6_fd_.get(), extaddr6_fd_.get()},
+				i->mappings, addr, net, false, verdicts, dad);
 	probes_changed_ = false;
 	for (const auto &e : r.errors)
 		log_info("mapping: " + e);
 	// --add-address: on the uplink while active, off while suspended.
 	sync_added_addresses(i->mappings, inst_.uplink, net, r.held);
 	start_probes(r);
+	start_dads(r);
 	if (synced_ && !(net == synced_net_)) {
 		size_t active = 0;
 		for (const auto &sm : i->mappings)
@@ -328,6 +334,105 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 }
 
 Daemon::~Daemon() = default;
+
+bool Daemon::dad_retry_due() const
+{
+	const auto now = std::chrono::steady_clock::now();
+	for (const auto &[a, p] : dads_)
+		if (!p.probe && p.verdict == DadVerdict::Duplicate && now >= p.retry_at)
+			return true;
+	return false;
+}
+
+void Daemon::start_dads(const ApplyResult &r)
+{
+	std::optional<LinkInfo> up;
+	auto uplink = [&]() -> const std::optional<LinkInfo> & {
+		if (!up && !inst_.uplink.empty()) {
+			NlSocket nl;
+			up = find_link(nl, inst_.uplink);
+		}
+		return up;
+	};
+	for (const Ipv6Addr &a : r.announced6) {
+		log_info("mapped address " + format_ipv6(a) +
+			 ": duplicate address detection done, nobody has it: announced");
+		dads_.erase(a);
+		// RFC 4861 7.2.6: neighbours that hold another node's MAC for
+		// it (the one that had it before) learn ours now.
+		try {
+			if (uplink())
+				nd_announce(up->ifindex, a);
+		} catch (const Error &e) {
+			log_info("announcing " + format_ipv6(a) + ": " + e.what());
+		}
+	}
+	// The LAN's solicitations for the announced addresses reach the
+	// datapath through a NIC's multicast filter.
+	try {
+		nd_groups_.set(uplink() ? up->ifindex : 0, r.announced_all6);
+	} catch (const Error &e) {
+		log_info("joining the solicited-node groups of the mapped addresses: " +
+			 std::string(e.what()));
+	}
+	for (auto it = dads_.begin(); it != dads_.end();)
+		it = r.held6.count(it->first) ? std::next(it) : dads_.erase(it);
+	const auto now = std::chrono::steady_clock::now();
+	for (const auto &[a, flags] : r.held6) {
+		Dad6 &p = dads_[a];
+		if (p.probe || (p.verdict == DadVerdict::Duplicate && now < p.retry_at))
+			continue;
+		if (!uplink())
+			return; // the uplink is gone: the next event retries
+		if (!p.verdict)
+			log_info("mapped address " + format_ipv6(a) +
+				 ": duplicate address detection (RFC 4862) before it is announced");
+		try {
+			p.probe = std::make_unique<DadProber>(up->ifindex, a);
+			p.probe->step();
+		} catch (const Error &e) {
+			log_info("duplicate address detection of " + format_ipv6(a) + ": " +
+				 e.what());
+			p.probe.reset();
+		}
+	}
+}
+
+void Daemon::step_dads()
+{
+	using namespace std::chrono;
+	for (auto &[a, p] : dads_) {
+		if (!p.probe)
+			continue;
+		bool done;
+		try {
+			done = p.probe->step();
+		} catch (const Error &e) {
+			log_info("duplicate address detection of " + format_ipv6(a) + ": " +
+				 e.what());
+			p.probe.reset();
+			continue;
+		}
+		if (!done)
+			continue;
+		if (auto mac = p.probe->duplicate()) {
+			p.conflicts++;
+			const int ms = dad_retry_ms(p.conflicts);
+			p.retry_at = steady_clock::now() + milliseconds(ms);
+			if (p.verdict != DadVerdict::Duplicate || p.conflicts <= 1)
+				log_info("mapped address " + format_ipv6(a) + " is in use by " +
+					 format_mac(*mac) +
+					 " on the uplink's network: not announced (conflict), "
+					 "checked again in " +
+					 std::to_string(ms / 1000) + " s");
+			p.verdict = DadVerdict::Duplicate;
+		} else {
+			p.verdict = DadVerdict::Free;
+		}
+		p.probe.reset();
+		probes_changed_ = true;
+	}
+}
 
 bool Daemon::probe_retry_due() const
 {
@@ -1042,6 +1147,11 @@ int Daemon::run()
 				fds.push_back({p.probe->fd(), POLLIN, 0});
 				wait_ms = std::min<int64_t>(wait_ms, p.probe->wait_ms());
 			}
+		for (const auto &[a, p] : dads_)
+			if (p.probe) {
+				fds.push_back({p.probe->fd(), POLLIN, 0});
+				wait_ms = std::min<int64_t>(wait_ms, p.probe->wait_ms());
+			}
 		int n = ::poll(fds.data(), fds.size(),
 			       static_cast<int>(std::max<int64_t>(wait_ms, 0)));
 		if (n < 0 && errno != EINTR)
@@ -1053,6 +1163,7 @@ int Daemon::run()
 			});
 		if (fds.size() > kFixedFds) {
 			step_probes();
+			step_dads();
 			if (probes_changed_)
 				step("mappings", [&] { sync_mappings(nl, false); });
 		}

@@ -15,6 +15,7 @@
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
+#include "control/dad.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/metrics.hpp"
 #include "control/ra_sender.hpp"
@@ -152,6 +153,12 @@ private:
 	// Steps the running probes (after poll); records finished ones.
 	void step_probes();
 	bool probe_retry_due() const;
+	// IPv6 mapped addresses: DAD for the held ones (ApplyResult::held6),
+	// the unsolicited NA for those announced now, the solicited-node
+	// groups of the announced ones joined on the uplink.
+	void start_dads(const ApplyResult &r);
+	void step_dads();
+	bool dad_retry_due() const;
 
 	Instance inst_;
 	SkelObject &skel_;
@@ -166,6 +173,7 @@ private:
 	Fd ct6_fd_;
 	Fd bind6_fd_;
 	Fd nd_fd_;		       // relay's address owners
+	Fd extaddr6_fd_;	       // IPv6 mapped addresses and their announcement
 	std::unique_ptr<RaSender> ra_; // relay only
 	std::string ra_foreign_ = "?"; // what PREFIX.ra_foreign says now ("?": not yet synced)
 	std::string state_prefix_;
@@ -202,6 +210,16 @@ private:
 	};
 	std::map<uint32_t, ResumeProbe> probes_;
 	bool probes_changed_ = false; // a verdict the maps do not show yet
+	// IPv6 mapped addresses held back by DAD (model/dad.hpp): a DAD
+	// runs, or waits kDadRetryMinMs..kDadRetryMaxMs after a duplicate.
+	struct Dad6 {
+		std::unique_ptr<DadProber> probe; // running
+		std::optional<DadVerdict> verdict;
+		int conflicts = 0; // in a row: the backoff
+		std::chrono::steady_clock::time_point retry_at{};
+	};
+	std::map<Ipv6Addr, Dad6> dads_;
+	NdGroups nd_groups_;
 	// attach --metrics: what the scrapes read of the daemon, and the
 	// endpoint (last: it stops serving before anything it reads goes).
 	DaemonCounters counters_;

@@ -20,6 +20,7 @@
 #include "control/uplink6.hpp"
 #include "control/resume.hpp"
 #include "kernel/arp.hpp"
+#include "control/dad.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/sockets.hpp"
@@ -37,9 +38,11 @@ namespace {
 struct Pins {
 	Fd bind, extaddr, ct, cfg;
 	Fd bind6, ct6, cfg6; // absent in pins of a kvmxdp before IPv6
+	Fd extaddr6;	     // absent in pins of a kvmxdp before ABI 11
 	MapFds fds() const
 	{
-		return {bind.get(), extaddr.get(), ct.get(), bind6.get(), ct6.get(), cfg6.get()};
+		return {bind.get(), extaddr.get(), ct.get(),	  bind6.get(),
+			ct6.get(),  cfg6.get(),	   extaddr6.get()};
 	}
 	// NAT66's address, as for `uplink`; all 0: none (or NAT66 off).
 	Ipv6Addr uplink_addr6() const
@@ -80,6 +83,7 @@ std::optional<Pins> open_pins(const Instance &inst)
 	p.bind6 = opt(KVX_MAP_BIND6);
 	p.ct6 = opt(KVX_MAP_CT6);
 	p.cfg6 = opt(KVX_MAP_CFG6);
+	p.extaddr6 = opt(KVX_MAP_EXTADDR6);
 	return p;
 }
 
@@ -212,11 +216,23 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	sm.lease_mac = o.lease_mac;
 	sm.from_metadata = o.from_metadata;
 	const uint32_t ext = m.v6 ? 0 : m.ext(ctx.uplink_addr);
-	// IPv6: nothing to claim with ARP; announcing a 1:1 address with
-	// Neighbour Advertisements (after DAD) is not done here.
+	// IPv6: a literal address is claimed by duplicate address detection
+	// below (not ARP).
 	const bool own = m.v6 || m.ext_uplink || (ctx.uplink_addr && m.ext_addr == ctx.uplink_addr);
 	if (!m.v6)
 		pins = open_pins(inst);
+	// A new IPv6 literal address of a running instance: DAD now (RFC 4862
+	// 5.4, one second), so that the mapping works when the command
+	// returns, as IPv4's probe before it.  Taken: the mapping is made and
+	// held (conflict, shown by `map list`); the daemon checks again later.
+	DadVerdicts dad;
+	std::optional<DadMac> dad_other;
+	if (m.v6 && !m.ext_uplink && m.ext_addr6 != ctx.uplink_addr6 && pins &&
+	    pins->extaddr6.get() >= 0 && !ext_used_by_other(inst, sm) &&
+	    up->mac != std::array<uint8_t, 6>{}) {
+		dad_other = dad_probe(up->ifindex, m.ext_addr6);
+		dad[m.ext_addr6] = dad_other ? DadVerdict::Duplicate : DadVerdict::Free;
+	}
 
 	if (listening && ext)
 		if (auto p = listening->first_listening(ext, m.ext_ports))
@@ -255,6 +271,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 		claimed = true;
 	}
 
+	std::vector<Ipv6Addr> announce6;
 	Rollback rb;
 	if (claimed && o.add_address) {
 		add_ipv4_address(nl, up->ifindex, m.ext_addr, added_address_prefix(sm, cur),
@@ -264,9 +281,11 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	inst.mappings.push_back(sm);
 	if (pins) {
 		const uint32_t ua = pins->uplink_addr();
-		auto r = apply_mappings(pins->fds(), inst.mappings, ua, cur, true);
+		auto r = apply_mappings(pins->fds(), inst.mappings, ua, cur, true, {}, dad);
 		for (const auto &e : r.errors)
 			log_warn(e);
+		for (const Ipv6Addr &a : r.announced6)
+			announce6.push_back(a);
 		rb.add("map entries", [&] {
 			inst.mappings.pop_back();
 			apply_mappings(pins->fds(), inst.mappings, ua, cur);
@@ -276,6 +295,13 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	rb.commit();
 	if (claimed && !o.add_address && up->mac != std::array<uint8_t, 6>{})
 		arp_announce(up->ifindex, up->mac, m.ext_addr);
+	for (const Ipv6Addr &a : announce6)
+		nd_announce(up->ifindex, a);
+	if (dad_other)
+		log_warn("mapping '" + m.str() + "': " + format_ipv6(m.ext_addr6) +
+			 " is in use on the uplink's network (duplicate address detection: " +
+			 format_mac(*dad_other) +
+			 " has it): not announced nor translated until it is free (conflict)");
 	out << "kvmxdp: mapped " << m.str() << " bridge=" << inst.bridge
 	    << (sm.vm.empty() ? "" : " vm=" + printable(sm.vm))
 	    << (sm.libvirt_network.empty() ? "" : " network=" + printable(sm.libvirt_network))
@@ -376,7 +402,8 @@ json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 			// Not attached (or refused): states from the network only.
 		}
 		for (auto &e : mappings_json(inst, nl, pins ? pins->extaddr.get() : -1,
-					     pins ? pins->cfg6.get() : -1)) {
+					     pins ? pins->cfg6.get() : -1,
+					     pins ? pins->extaddr6.get() : -1)) {
 			e["bridge"] = inst.bridge;
 			out.push_back(e);
 		}

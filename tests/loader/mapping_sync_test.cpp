@@ -635,6 +635,63 @@ TEST_F(Maps6Fixture, InstallsRepointsAndRemovesInKvxBind6)
 
 // A guest's dynamic binding on the port a forward wants: the forward takes
 // it (the guest's OUT half released, its flows flushed), as for IPv4.
+// A literal IPv6 address is announced only after duplicate address
+// detection: new, it is held (PROBING, no pairs: not translated); a
+// Duplicate verdict keeps it held (CONFLICT), also for a writer without a
+// verdict (`map add` of another mapping, attach); Free installs its pairs
+// and flags it ARP (the datapath answers NSs) once; `[uplink]` forwards
+// have no entry; a deleted mapping's entry goes.
+TEST_F(Maps6Fixture, LiteralAddressAnnouncedAfterDad)
+{
+	Fd ext6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ext6", sizeof(kvx_extaddr6_key),
+			       sizeof(kvx_extaddr_val), 64, nullptr));
+	ASSERT_GE(ext6.get(), 0) << std::strerror(errno);
+	MapFds fds = fds6();
+	fds.extaddr6 = ext6.get();
+	const Ipv6Addr one = parse_ipv6("2001:db8:1::101");
+	auto flags = [&]() -> std::optional<uint32_t> {
+		kvx_extaddr6_key k{};
+		std::memcpy(k.addr, one.data(), 16);
+		kvx_extaddr_val v{};
+		if (bpf_map_lookup_elem(ext6.get(), &k, &v) != 0)
+			return std::nullopt;
+		return v.flags;
+	};
+	std::vector<StaticMapping> mappings = {
+		sm("[uplink]:2222", "[fd42::14]:22", "tcp", false),
+		sm("2001:db8:1::101", "fd42::101", "", false),
+	};
+	auto r = apply_mappings(fds, mappings, up_, home_);
+	EXPECT_EQ(flags(), KVX_EXT_F_PROBING);
+	EXPECT_EQ(r.held6.size(), 1u);
+	EXPECT_TRUE(r.announced6.empty());
+	EXPECT_EQ(nbind6(), 2u); // the [uplink] forward only
+	EXPECT_FALSE(get6(KVX_BIND_IN, 0, "2001:db8:1::101", 0));
+
+	r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Duplicate}});
+	EXPECT_EQ(flags(), KVX_EXT_F_CONFLICT);
+	EXPECT_EQ(nbind6(), 2u);
+	r = apply_mappings(fds, mappings, up_, home_);
+	EXPECT_EQ(flags(), KVX_EXT_F_CONFLICT);
+	EXPECT_EQ(r.held6.at(one), KVX_EXT_F_CONFLICT);
+
+	r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
+	EXPECT_EQ(flags(), KVX_EXT_F_ARP);
+	EXPECT_EQ(r.announced6, std::vector<Ipv6Addr>{one});
+	EXPECT_EQ(r.announced_all6, std::set<Ipv6Addr>{one});
+	EXPECT_TRUE(r.held6.empty());
+	EXPECT_EQ(nbind6(), 4u);
+	EXPECT_TRUE(get6(KVX_BIND_IN, 0, "2001:db8:1::101", 0));
+	r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
+	EXPECT_TRUE(r.announced6.empty()); // announced once
+	EXPECT_EQ(flags(), KVX_EXT_F_ARP);
+
+	mappings.pop_back();
+	apply_mappings(fds, mappings, up_, home_);
+	EXPECT_FALSE(flags());
+	EXPECT_EQ(nbind6(), 2u);
+}
+
 TEST_F(Maps6Fixture, ForwardTakesAGuestsDynamicPort)
 {
 	kvx_bind6_key ik = key6(KVX_BIND_IN, IPPROTO_UDP, "2001:db8:1::2", 5300);
