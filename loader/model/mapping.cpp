@@ -547,6 +547,16 @@ std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
 	return held;
 }
 
+std::string vm_stopped_reason(const std::string &vm)
+{
+	return "domain '" + printable(vm) + "' is not running (made again when it starts)";
+}
+
+bool waits_for_vm_start(const StaticMapping &sm)
+{
+	return !sm.from_metadata && !sm.vm.empty() && sm.pending == vm_stopped_reason(sm.vm);
+}
+
 std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
 				    const std::optional<NetId> &cur, bool *changed)
 {
@@ -555,7 +565,7 @@ std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const 
 		*changed = false;
 	for (size_t k = 0; k < mappings.size(); k++) {
 		StaticMapping &sm = mappings[k];
-		if (sm.pending.empty())
+		if (sm.pending.empty() || waits_for_vm_start(sm))
 			continue;
 		std::string why;
 		if (!sm.m.v6 && !sm.m.guest_addr) {

@@ -33,7 +33,7 @@ struct Mapping {
 	Ipv6Addr ext_addr6{}; // v6 only; all 0 with ext_uplink
 	Ipv6Addr guest_addr6{};
 	MappingProto proto = MappingProto::Any; // Any: 1:1, whole address, ports kept
-	PortRange ext_ports{};		// port forwards only
+	PortRange ext_ports{};			// port forwards only
 	PortRange guest_ports{};
 
 	bool one_to_one() const { return proto == MappingProto::Any; }
@@ -201,6 +201,15 @@ uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId>
 // (no network checks).  Returns one line per mapping held.
 std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
 				       const std::vector<size_t> &moved, const MappingContext &ctx);
+
+// The reason a `map add ... vm:NAME` mapping waits while its domain is not
+// running (its hook's "stopped"): its guest address, or its MAC's lease,
+// may be given to another guest meanwhile (a DHCP client can ask for any
+// MAC's lease), which must not receive the VM's forwards.  Only the
+// domain's "started" makes it again (mapping_retarget_vm), never
+// promote_pending.
+std::string vm_stopped_reason(const std::string &vm);
+bool waits_for_vm_start(const StaticMapping &sm);
 
 // Makes the pending mappings (StaticMapping::pending) that can be made now:
 // a guest address known, the uplink on a network (cur, ctx.uplink_addr

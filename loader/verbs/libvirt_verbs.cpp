@@ -392,8 +392,19 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	const HookAction act = libvirt_qemu_action(o.op, o.subop);
 	if (act == HookAction::None)
 		return;
-	if (act == HookAction::Remove)
-		return drop_owned(g, owned, out);
+	if (act == HookAction::Remove) {
+		drop_owned(g, owned, out);
+		// Its `map add ... vm:` mappings wait for its next start: its
+		// address may go to another guest meanwhile.  A warning: libvirt
+		// goes on either way.
+		try {
+			mapping_vm_stopped(g, vm, out);
+		} catch (const Error &e) {
+			log_warn("domain '" + printable(vm) +
+				 "': map add vm: mappings left active: " + e.what());
+		}
+		return;
+	}
 	const std::string what = "domain '" + printable(vm) + "' XML";
 	const Metadata meta = metadata_of(in, what);
 	if (meta == Metadata::Unread)

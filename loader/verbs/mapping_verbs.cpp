@@ -360,6 +360,11 @@ size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const 
 	for (auto &sm : inst->mappings) {
 		if (sm.from_metadata || sm.vm != vm || sm.m.v6)
 			continue;
+		// The VM runs again: its mappings stopped waiting.
+		if (waits_for_vm_start(sm)) {
+			sm.pending.clear();
+			n++;
+		}
 		const uint32_t to = addr ? addr : sm.m.guest_addr;
 		if (to == sm.m.guest_addr && sm.lease_mac == lease_mac)
 			continue;
@@ -384,6 +389,51 @@ size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const 
 	cfg.save();
 	for (const auto &l : lines)
 		out << "kvmxdp: vm " << printable(vm) << ": " << l << std::endl;
+	return n;
+}
+
+size_t mapping_vm_stopped(const GlobalOptions &g, const std::string &vm, std::ostream &out)
+{
+	{
+		// Nothing of the VM's: no lock, no write.
+		const Config cfg = ConfigStore(g.config).load();
+		bool any = false;
+		for (const auto &inst : cfg.instances)
+			for (const auto &sm : inst.mappings)
+				any = any ||
+				      (!sm.from_metadata && sm.vm == vm && sm.pending.empty());
+		if (!any)
+			return 0;
+	}
+	require_caps("map add", {CAP_BPF, CAP_NET_ADMIN});
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
+	size_t n = 0;
+	for (auto &inst : cfg->instances) {
+		size_t here = 0;
+		for (auto &sm : inst.mappings) {
+			if (sm.from_metadata || sm.vm != vm || !sm.pending.empty())
+				continue;
+			sm.pending = vm_stopped_reason(vm);
+			out << "kvmxdp: vm " << printable(vm) << ": " << sm.m.str()
+			    << " waits until it starts again" << std::endl;
+			here++;
+		}
+		if (!here)
+			continue;
+		n += here;
+		if (auto pins = open_pins(inst)) {
+			NlSocket nl;
+			std::optional<NetId> cur;
+			if (auto up = find_link(nl, inst.uplink))
+				cur = network_of_link(nl, up->ifindex);
+			auto r = apply_mappings(pins->fds(), inst.mappings, pins->uplink_addr(),
+						cur);
+			for (const auto &e : r.errors)
+				log_warn(e);
+		}
+	}
+	if (n)
+		cfg.save();
 	return n;
 }
 

@@ -371,6 +371,35 @@ TEST(MappingPending, MadeWhenTheyCanBe)
 	EXPECT_NO_THROW(check_recorded_mappings(ms, ctx().subnet, ctx().nat_ports));
 }
 
+// A `map add ... vm:NAME` mapping of a stopped domain waits for its start:
+// the daemon never makes it on its own (a lease for its MAC may be
+// another guest's asking), a metadata one with the same text is not it.
+TEST(MappingPending, StoppedVmsMappingWaitsForItsStart)
+{
+	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"),
+			 "02:00:00:00:00:01"};
+	StaticMapping cli, other;
+	cli.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
+	cli.vm = "web1";
+	cli.lease_mac = "52:54:00:00:00:02";
+	cli.pending = vm_stopped_reason("web1");
+	EXPECT_TRUE(waits_for_vm_start(cli));
+	other = cli;
+	other.from_metadata = true; // a hook's: not the administrator's
+	EXPECT_FALSE(waits_for_vm_start(other));
+	other = cli;
+	other.pending = "the uplink has no IPv4 address yet";
+	EXPECT_FALSE(waits_for_vm_start(other));
+
+	std::vector<StaticMapping> ms = {cli};
+	MappingContext c = ctx();
+	bool changed = true;
+	EXPECT_TRUE(promote_pending(ms, c, home, &changed).empty());
+	EXPECT_FALSE(changed);
+	EXPECT_EQ(ms[0].pending, vm_stopped_reason("web1"));
+	EXPECT_FALSE(mapping_active(ms[0], home));
+}
+
 TEST(MappingPending, LeaseMovedOntoAnotherVmsAddressIsHeld)
 {
 	// web1 has .10 (1:1 and :22); db1's lease moves it from .11 to .10.
