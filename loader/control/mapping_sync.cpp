@@ -264,9 +264,14 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 		     bool strict_last, const DadVerdicts &dad, ApplyResult &r)
 {
 	Ipv6Addr up{};
+	// Literal addresses are announced (DAD, NAs, NS answers) only while
+	// NAT66 runs: off or in relay mode the datapath serves none of them,
+	// and claiming them on the LAN would pull their traffic to nowhere.
+	bool nat66 = true;
 	if (fds.cfg6 >= 0) {
 		const kvx_cfg6 c = read_cfg6(fds.cfg6);
-		if (c.mode == KVX_V6_NAT66)
+		nat66 = c.mode == KVX_V6_NAT66;
+		if (nat66)
 			std::memcpy(up.data(), c.uplink_addr, up.size());
 	}
 	std::map<Ipv6Addr, Ext6State> ext;
@@ -281,8 +286,9 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 		for (const StaticMapping &sm : mappings) {
 			// The uplink's own address (a forward spelt literally) is
 			// the host's: its stack answers for it.
-			if (!sm.m.v6 || sm.m.ext_uplink || sm.m.ext_addr6 == up ||
-			    ext.count(sm.m.ext_addr6))
+			// Pending: no DAD, no announcement (as IPv4's own_addr).
+			if (!nat66 || !sm.m.v6 || !sm.pending.empty() || sm.m.ext_uplink ||
+			    sm.m.ext_addr6 == up || ext.count(sm.m.ext_addr6))
 				continue;
 			const Ipv6Addr &a = sm.m.ext_addr6;
 			auto h = have.find(a);
@@ -357,8 +363,15 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	Want<Family4> want(&key_less<kvx_bind_key>);
 	std::map<uint32_t, uint32_t> ext_flags; // be32 -> flags
 	std::map<uint32_t, bool> ext_any_active;
+	// A pending mapping (libvirt's hook could not make it yet) claims no
+	// address: an entry in kvx_extaddr makes the datapath answer ARP for
+	// it or, suspended, treat packets from it as martians.  Its address
+	// may be anybody's (the LAN's router, a remote host), so that would
+	// blackhole the host's own traffic from it.  It gets its entry when
+	// the daemon makes it (promote_pending, probing a 1:1 address first).
 	const auto own_addr = [&](const StaticMapping &sm) {
-		return !sm.m.v6 && !sm.m.ext_uplink && sm.m.ext_addr != uplink_addr;
+		return !sm.m.v6 && sm.pending.empty() && !sm.m.ext_uplink &&
+		       sm.m.ext_addr != uplink_addr;
 	};
 	for (const StaticMapping &sm : mappings) {
 		if (!own_addr(sm))
