@@ -727,7 +727,7 @@ TEST_F(Maps6Fixture, LiteralAddressesAnnouncedOnlyUnderNat66)
 	std::vector<StaticMapping> mappings = {sm("2001:db8:1::101", "fd42::101", "", false)};
 	auto r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
 	EXPECT_EQ(r.announced6, std::vector<Ipv6Addr>{one});
-	EXPECT_EQ(dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(ext6.get()).size(), 1u);
+	EXPECT_EQ((dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(ext6.get()).size()), 1u);
 	for (uint32_t mode : {uint32_t{KVX_V6_RELAY}, uint32_t{KVX_V6_OFF}}) {
 		kvx_cfg6 c = read_cfg6(cfg6_.get());
 		c.mode = mode;
@@ -735,8 +735,8 @@ TEST_F(Maps6Fixture, LiteralAddressesAnnouncedOnlyUnderNat66)
 		r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
 		EXPECT_TRUE(r.announced6.empty()) << mode;
 		EXPECT_TRUE(r.held6.empty()) << mode;
-		EXPECT_TRUE(dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(ext6.get()).empty())
-			<< mode;
+		const auto left = dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(ext6.get());
+		EXPECT_TRUE(left.empty()) << mode;
 	}
 }
 
