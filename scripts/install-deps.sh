@@ -45,6 +45,8 @@ pkgs=(
 	zsh lintian
 	# vm-tests/nspawn_deb.sh: the package on a Debian 12 tree booted with systemd-nspawn
 	systemd-container
+	# vm-tests/metrics.sh parses the exposition with the Prometheus client's own parser
+	python3-prometheus-client
 	# benchmark baselines
 	iptables nftables python3-matplotlib
 )
