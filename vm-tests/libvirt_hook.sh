@@ -195,8 +195,39 @@ domain_xml web1 "$G1_MAC" "$ROAM_META" >"$KVX_TMP/roam.xml"
 assert_ok "hook: web1 started with an address of another network" qhook "$KVX_TMP/roam.xml" web1 started begin
 assert_contains "map list: pending" "pending " "$(state_of 10.99.0.5)"
 assert_contains "... and why" "is not on the uplink's network" "$(state_of 10.99.0.5)"
+# The administrator maps the same (routed to this host: --force) beside
+# the hook's pending one: map del takes exactly what it names, the plain
+# one, not the pending twin recorded first.
+assert_ok "map add the same mapping (--force)" kvx map add 10.99.0.5 "$G1_IP" --force
+assert_eq "map list: the twins" "active pending" "$(state_of 10.99.0.5 | cut -d' ' -f1 | sort | xargs)"
+assert_ok "map del 10.99.0.5 $G1_IP" kvx map del 10.99.0.5 "$G1_IP"
+assert_contains "the hook's pending one is left" "pending " "$(state_of 10.99.0.5)"
+assert_eq "... alone" 1 "$(state_of 10.99.0.5 | wc -l)"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/roam.xml" web1 stopped end
 assert_eq "the pending one went" "no mappings" "$(kvx map list)"
+
+kvx_step "what no waiting fixes fails the start (one line naming it), never a silent pending mapping"
+# A forward on a port an administrator's own mapping holds.
+assert_ok "map add uplink:2240 -> guest2:80" kvx map add uplink:2240 "$G2_IP:80" --proto tcp
+domain_xml web1 "$G1_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2240' to='80'/></kvmxdp:nat>" >"$KVX_TMP/taken.xml"
+assert_fails "hook: web1 with a forward on a map add's port" qhook "$KVX_TMP/taken.xml" web1 started begin
+out=$(cat "$KVX_TMP/hook.out")
+assert_eq "one line" 1 "$(grep -c . <<<"$out")"
+assert_contains "naming the domain and the mapping" "domain 'web1': mapping 'uplink:2240 $G1_IP:80 tcp' conflicts with 'uplink:2240 $G2_IP:80 tcp'" "$out"
+assert_eq "nothing of web1 recorded" "" "$(vm_of uplink:2240 | grep web1 || true)"
+assert_ok "map del uplink:2240" kvx map del uplink:2240 "$G2_IP:80" --proto tcp
+# A network's forward to a guest outside the bridge's subnet.
+cat >"$KVX_TMP/net-out.xml" <<XML
+<hookData><network><name>default</name><metadata>
+<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='8090' to='10.5.5.5:80'/></kvmxdp:nat>
+</metadata><bridge name='$BR'/></network></hookData>
+XML
+assert_fails "network hook: a forward to 10.5.5.5" \
+	nsx "$NS_HOST" env PATH="$FAKEBIN:$PATH" "$NHOOK" default started begin - <"$KVX_TMP/net-out.xml" >"$KVX_TMP/hook.out" 2>&1
+out=$(cat "$KVX_TMP/hook.out")
+assert_eq "one line" 1 "$(grep -c . <<<"$out")"
+assert_contains "naming the network and the guest" "network 'default': mapping 'uplink:8090 10.5.5.5:80 tcp': guest 10.5.5.5 is not a host address in 192.168.122.0/24" "$out"
+assert_eq "nothing recorded" "no mappings" "$(kvx map list)"
 kvx_step "XML without kvmxdp's namespace never fails a start: large, or with a DTD"
 # 1.2 MB of description (more than kvmxdp reads), and a <!DOCTYPE> libxml2
 # would be refused: neither is kvmxdp's to judge.
@@ -341,5 +372,20 @@ sed -i "s|<kvmxdp:nat $NS>|<kvmxdp:nat $NS mac='$G1_MAC'>|" "$KVX_TMP/web1-ambig
 assert_ok "hook: with mac= it is made" qhook "$KVX_TMP/web1-ambiguous.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2230 reaches guest1:80" guest1 "$(web "$UP_IP:2230")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1-ambiguous.xml" web1 stopped end
+
+kvx_step "$BR detached: web1's starts replace its recorded mappings, never append"
+detached_n() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("detached",{}).get(sys.argv[2],{}).get("mappings",[])))' "$KVX_CFG" "$1"; }
+assert_ok "hook: web1 started" qhook "$KVX_TMP/web1.xml" web1 started begin
+assert_eq "web1's two mappings" 2 "$(kvx map list --json | grep -c '"vm": "web1"')"
+kvx_daemon_stop
+assert_ok "detach" kvx detach --bridge "$BR"
+assert_eq "kept for the next attach" 2 "$(detached_n "$BR")"
+for n in 1 2 3; do
+	assert_ok "hook: web1 started ($n) while $BR is detached" qhook "$KVX_TMP/web1.xml" web1 started begin
+	assert_eq "still two recorded ($n)" 2 "$(detached_n "$BR")"
+done
+assert_contains "pending until $BR is attached" "bridge '$BR' is not" "$(detached_of "$BR")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1.xml" web1 stopped end
+assert_eq "and they went" 0 "$(detached_n "$BR")"
 
 kvx_finish
