@@ -296,6 +296,19 @@ ip -n "$NS_G1" addr add "$G1_IP/24" dev "$G1_IF"
 ip -n "$NS_G1" route replace default via "$GW_IP"
 assert_ok "hook: web1 started" qhook "$KVX_TMP/web1-plain.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2223 reaches guest1 at $G1_IP again" guest1 "$(web "$UP_IP:2223")"
+kvx_step "web1's host entry moved onto db1's leased address: its start holds map add vm:web1, never leaves it on the old guest"
+assert_ok "hook: db1 started" qhook "$KVX_TMP/db1.xml" db1 started begin
+assert_eq "db1's forward reaches guest2 at $G2_NEW" guest2 "$(web "$UP_IP:8081")"
+sed -i "s|ip='$G1_IP'|ip='$G2_NEW'|" "$LV/etc/libvirt/qemu/networks/default.xml"
+assert_ok "hook: web1 started (a libvirtd restart)" qhook "$KVX_TMP/web1-plain.xml" web1 started begin
+kvx_log "hook said: $(cat "$KVX_TMP/hook.out")"
+assert_contains "map list: web1's forward waits, saying why" "pending its guest moved to $G2_NEW" "$(state_of uplink:2223)"
+assert_eq "LAN -> $UP_IP:2223 reaches nobody (not guest1 at $G1_IP)" "" "$(web "$UP_IP:2223")"
+assert_eq "db1 (its lease) keeps $G2_NEW" guest2 "$(web "$UP_IP:8081")"
+sed -i "s|ip='$G2_NEW'|ip='$G1_IP'|" "$LV/etc/libvirt/qemu/networks/default.xml"
+assert_ok "hook: web1 started at $G1_IP" qhook "$KVX_TMP/web1-plain.xml" web1 started begin
+assert_eq "map add vm:web1 made again at $G1_IP" guest1 "$(web "$UP_IP:2223")"
+assert_ok "hook: db1 stopped" qhook "$KVX_TMP/db1.xml" db1 stopped end
 assert_ok "map del uplink:2223 vm:web1:80" kvx_lv map del uplink:2223 vm:web1:80 --proto tcp
 
 kvx_step "network hook: network-wide forward from the network's metadata"

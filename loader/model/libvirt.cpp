@@ -519,7 +519,7 @@ std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
 		}
 		for (size_t j : stale) {
 			StaticMapping &o = mappings[j];
-			held.push_back(owner_of(o) + ": " + o.m.str() + " suspended: guest " +
+			held.push_back(owner_of(o) + ": " + o.m.str() + " waits: guest " +
 				       format_ipv4(addr) + " is leased to " + owner_of(sm) + " now");
 			o.pending = pending_reason("guest " + format_ipv4(addr) + " is leased to " +
 						   owner_of(sm) + " now");

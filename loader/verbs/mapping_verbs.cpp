@@ -372,13 +372,15 @@ size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const 
 		StaticMapping &sm = inst->mappings[k];
 		if (sm.from_metadata || sm.vm != vm || sm.m.v6)
 			continue;
-		// The VM runs again: its mappings stopped waiting.
+		// The VM runs again: its mappings stopped waiting, and one
+		// held on a clash (hold_clashing) is judged again at the
+		// address it has now.
 		bool changed = false;
-		if (waits_for_vm_start(sm)) {
+		const uint32_t to = addr ? addr : sm.m.guest_addr;
+		if (waits_for_vm_start(sm) || (!sm.pending.empty() && to)) {
 			sm.pending.clear();
 			changed = true;
 		}
-		const uint32_t to = addr ? addr : sm.m.guest_addr;
 		if (to != sm.m.guest_addr || sm.lease_mac != lease_mac) {
 			if (to != sm.m.guest_addr)
 				lines.push_back(sm.m.str() + " -> guest " + format_ipv4(to));
@@ -404,7 +406,7 @@ size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const 
 	ctx.subnet6_unknown_ok = true;
 	for (const auto &h : hold_clashing(inst->mappings, moved, ctx, instance_leases(*inst),
 					   static_cast<int64_t>(std::time(nullptr))))
-		lines.push_back("suspended: " + h);
+		lines.push_back(h);
 	check_recorded_mappings(inst->mappings, inst->subnet, inst->nat_guard(), inst->subnet6);
 	if (auto pins = open_pins(*inst)) {
 		NlSocket nl;

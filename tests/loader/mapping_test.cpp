@@ -436,7 +436,7 @@ TEST(MappingPending, LeaseMovedOntoAStaleMappingsAddressKeepsIt)
 	c.force = true;
 	const auto held = hold_clashing(ms, {2}, c, leases, now);
 	ASSERT_EQ(held.size(), 2u);
-	EXPECT_NE(held[0].find("vm web1: 192.168.1.101 192.168.122.10 suspended: guest "
+	EXPECT_NE(held[0].find("vm web1: 192.168.1.101 192.168.122.10 waits: guest "
 			       "192.168.122.10 is leased to vm db1 now"),
 		  std::string::npos)
 		<< held[0];
