@@ -274,15 +274,16 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		// IPv6 ones against NAT66 as the datapath runs it (kvx_cfg6)
 		// and the uplink's prefixes, read only when one waits.
 		std::vector<Ipv6Net> nets6;
-		const bool v6_waits =
-			std::any_of(rec->mappings.begin(), rec->mappings.end(),
-				    [](const StaticMapping &sm) { return sm.m.v6 && !sm.pending.empty(); });
+		const bool v6_waits = std::any_of(rec->mappings.begin(), rec->mappings.end(),
+						  [](const StaticMapping &sm) {
+							  return sm.m.v6 && !sm.pending.empty();
+						  });
 		if (v6_waits && !inst_.uplink.empty())
 			if (auto link = find_link(nl, inst_.uplink))
 				for (const auto &p : read_uplink6(nl, link->ifindex).prefixes)
 					nets6.push_back(p.net);
-		const MappingContext ctx = promotion_context(rec->subnet, rec->nat_guard(), addr, net,
-							     read_cfg6(cfg6_fd_.get()), nets6);
+		const MappingContext ctx = promotion_context(rec->subnet, rec->nat_guard(), addr,
+							     net, read_cfg6(cfg6_fd_.get()), nets6);
 		bool changed = false;
 		const auto made =
 			promote_pending(rec->mappings, ctx, addr ? net : std::nullopt, &changed);

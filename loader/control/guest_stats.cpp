@@ -103,8 +103,8 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 		if (auto v = vms.by_mac.find(mac_text(mac)); v != vms.by_mac.end())
 			r.vm = v->second;
 		for (uint32_t a : r.addrs)
-			if (auto v = vms.by_addr.find(a);
-			    r.vm.empty() && v != vms.by_addr.end() && !vms.ambiguous_macs.count(mac_text(mac)))
+			if (auto v = vms.by_addr.find(a); r.vm.empty() && v != vms.by_addr.end() &&
+							  !vms.ambiguous_macs.count(mac_text(mac)))
 				r.vm = v->second;
 		rows.push_back(r);
 	}
@@ -128,8 +128,9 @@ DomainFiles::read(const std::string &libvirt_root)
 		struct stat st {};
 		if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
 			continue;
-		const std::string sig = std::to_string(st.st_ino) + "/" + std::to_string(st.st_size) +
-					"/" + std::to_string(st.st_mtim.tv_sec) + "." +
+		const std::string sig = std::to_string(st.st_ino) + "/" +
+					std::to_string(st.st_size) + "/" +
+					std::to_string(st.st_mtim.tv_sec) + "." +
 					std::to_string(st.st_mtim.tv_nsec);
 		if (auto it = files_.find(path); it != files_.end() && it->second.sig == sig) {
 			now[path] = it->second;

@@ -564,7 +564,8 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				{"add_address", false},
 				{"network", nullptr},
 				{"state", !sm.pending.empty() ? "pending" : state},
-				{"reason", !sm.pending.empty() ? json(pending_reason(sm.pending)) : reason},
+				{"reason",
+				 !sm.pending.empty() ? json(pending_reason(sm.pending)) : reason},
 				{"vm", sm.vm.empty() ? json(nullptr) : json(sm.vm)},
 				{"libvirt_network", sm.libvirt_network.empty() ?
 							    json(nullptr) :

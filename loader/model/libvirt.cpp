@@ -423,8 +423,9 @@ namespace {
 
 std::string owner_of(const StaticMapping &sm)
 {
-	return sm.vm.empty() ? sm.libvirt_network.empty() ? "mapping " + sm.m.str() :
-							    "network " + printable(sm.libvirt_network) :
+	return sm.vm.empty() ? sm.libvirt_network.empty() ?
+			       "mapping " + sm.m.str() :
+			       "network " + printable(sm.libvirt_network) :
 			       "vm " + printable(sm.vm);
 }
 
@@ -520,7 +521,8 @@ std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
 		for (size_t j : stale) {
 			StaticMapping &o = mappings[j];
 			held.push_back(owner_of(o) + ": " + o.m.str() + " waits: guest " +
-				       format_ipv4(addr) + " is leased to " + owner_of(sm) + " now");
+				       format_ipv4(addr) + " is leased to " + owner_of(sm) +
+				       " now");
 			o.pending = pending_reason("guest " + format_ipv4(addr) + " is leased to " +
 						   owner_of(sm) + " now");
 			// A lease's mapping waits for its MAC's next lease
@@ -533,7 +535,8 @@ std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
 			}
 		}
 		if (!stays) {
-			sm.pending = pending_reason("its guest moved to " + format_ipv4(addr) + ": " + why);
+			sm.pending = pending_reason("its guest moved to " + format_ipv4(addr) +
+						    ": " + why);
 			held.push_back(owner_of(sm) + ": " + sm.pending);
 		}
 	}

@@ -586,9 +586,10 @@ size_t mapping_to_delete(const std::vector<StaticMapping> &mappings, const Mappi
 		return owned.front();
 	}
 	auto who = [](const StaticMapping &sm) {
-		std::string w = !sm.vm.empty()		    ? "vm " + printable(sm.vm) :
-				!sm.libvirt_network.empty() ? "network " + printable(sm.libvirt_network) :
-							      std::string("map add");
+		std::string w = !sm.vm.empty() ? "vm " + printable(sm.vm) :
+				!sm.libvirt_network.empty() ?
+						 "network " + printable(sm.libvirt_network) :
+						 std::string("map add");
 		if (!sm.vm.empty() && !sm.from_metadata)
 			w += " (map add vm:)";
 		return sm.pending.empty() ? w : w + " (pending)";

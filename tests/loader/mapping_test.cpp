@@ -594,8 +594,9 @@ TEST(MappingDelete, NamesExactlyOneRecord)
 	ms = {net, cli};
 	EXPECT_EQ(mapping_to_delete(ms, hook.m, {"web1", "", false}, false, "br0"), 1u);
 	ms = {net, hook};
-	EXPECT_NE(error_of([&] { mapping_to_delete(ms, hook.m, plain, false, "br0"); })
-			  .find("is recorded 2 times (network default (pending), vm web1 (pending))"),
+	EXPECT_NE(error_of([&] {
+			  mapping_to_delete(ms, hook.m, plain, false, "br0");
+		  }).find("is recorded 2 times (network default (pending), vm web1 (pending))"),
 		  std::string::npos);
 	EXPECT_NE(error_of([&] {
 			  mapping_to_delete(ms, parse_mapping("10.99.0.7", "192.168.122.11", ""),

@@ -132,7 +132,8 @@ TEST(MetricsGuests, DomainFilesParsedOnlyWhenChanged)
 	EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac.size(), 2u);
 	EXPECT_EQ(files.parses(), 2u);
 	for (int k = 0; k < 5; k++)
-		EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac["52:54:00:00:00:02"], "db1");
+		EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac["52:54:00:00:00:02"],
+			  "db1");
 	EXPECT_EQ(files.parses(), 2u);
 	// db1 renamed in place (a new file: libvirt writes a temporary one
 	// and renames it): read again, web1's not.
