@@ -13,6 +13,7 @@
 #                                                               host ns, kvmxdp, hooks:
 #                                                               web1: uplink:2222 -> :80/tcp, 1:1 10.77.0.101
 #                                                               db1:  uplink:8081 -> :80/tcp, moved with its lease
+#                                                               app1 (no guest): uplink:8085 -> its lease's :80
 #                                                               network "default": uplink:8082 -> guest2:80
 #                                                               uplink ku<id> 10.77.0.2/24
 #   lan ns:    kl<id> 10.77.0.1/24 = "the LAN host" (curl, ping)
@@ -389,6 +390,36 @@ sed -i "s|<kvmxdp:nat $NS>|<kvmxdp:nat $NS mac='$G1_MAC'>|" "$KVX_TMP/web1-ambig
 assert_ok "hook: with mac= it is made" qhook "$KVX_TMP/web1-ambiguous.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2230 reaches guest1:80" guest1 "$(web "$UP_IP:2230")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1-ambiguous.xml" web1 stopped end
+
+kvx_step "db1's lease moves onto the address app1's forward followed, whose lease ran out: db1 keeps it"
+APP_MAC=52:54:00:aa:00:01
+leases() { # "IP MAC EXPIRY"...: libvirt's status file, replaced at once
+	python3 -c 'import json, sys; print(json.dumps([dict(zip(("ip-address", "mac-address", "expiry-time"), (a, m, int(e)))) for a, m, e in (x.split() for x in sys.argv[1:])]))' "$@" >"$LEASES.new"
+	mv "$LEASES.new" "$LEASES"
+}
+now=$(date +%s)
+leases "$G2_NEW $G2_MAC $((now + 3600))" "$G2_IP $APP_MAC $((now + 3600))"
+domain_xml app1 "$APP_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='8085' to='80'/></kvmxdp:nat>" >"$KVX_TMP/app1.xml"
+assert_ok "hook: app1 started (its lease: $G2_IP)" qhook "$KVX_TMP/app1.xml" app1 started begin
+assert_ok "hook: db1 started (its lease: $G2_NEW)" qhook "$KVX_TMP/db1.xml" db1 started begin
+assert_eq "db1's forward reaches guest2 at $G2_NEW" guest2 "$(web "$UP_IP:8081")"
+# app1 went without its hook's "stopped" (a host crash) and its lease ran
+# out; guest2 (db1) asks again and gets $G2_IP.
+ip -n "$NS_G2" addr del "$G2_NEW/24" dev "$G2_IF"
+ip -n "$NS_G2" addr add "$G2_IP/24" dev "$G2_IF"
+ip -n "$NS_G2" route replace default via "$GW_IP"
+leases "$G2_IP $G2_MAC $((now + 3600))" "$G2_IP $APP_MAC $((now - 10))"
+db1_active_on() { [[ $(kvx map list --json | python3 -c '
+import json, sys
+print(" ".join(m["guest"] + "/" + m["state"] for m in json.load(sys.stdin)["mappings"] if m["ext"] == "uplink:8081"))') == "$1:80/active" ]]; }
+kvx_wait_for 10 "db1's forward active on $G2_IP" db1_active_on "$G2_IP" ||
+	kvx_log "map list: $(kvx map list --json); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+assert_eq "LAN -> $UP_IP:8081 reaches guest2 (db1) at $G2_IP" guest2 "$(web "$UP_IP:8081")"
+assert_eq "LAN -> $UP_IP:8085 (app1's) reaches nobody, not db1's guest" "" "$(web "$UP_IP:8085")"
+assert_contains "map list: app1's forward waits for its MAC's next lease" "pending no address for MAC $APP_MAC" "$(state_of uplink:8085)"
+assert_contains "the daemon said whose the address is" "is leased to vm db1 now" "$(cat "$KVX_DAEMON_LOG")"
+assert_ok "hook: app1 stopped" qhook "$KVX_TMP/app1.xml" app1 stopped end
+assert_ok "hook: db1 stopped" qhook "$KVX_TMP/db1.xml" db1 stopped end
 
 kvx_step "$BR detached: web1's starts replace its recorded mappings, never append"
 detached_n() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("detached",{}).get(sys.argv[2],{}).get("mappings",[])))' "$KVX_CFG" "$1"; }

@@ -9,8 +9,10 @@
 #    guest1's info series carries its libvirt VM's name (a running domain's
 #    status file with its MAC), its DHCP lease's hostname and its address
 #    (the counters only its MAC), guest2 (silent) has no series, every verdict counter lies between two `status --json` taken
-#    around the scrape, table capacity is status's, GC runs are counted, an
-#    uplink address change is counted;
+#    around the scrape, table capacity is status's, GC runs grow between
+#    two scrapes, an uplink address change is counted; a second running
+#    domain with guest1's MAC leaves its vm label empty.  The exposition is
+#    parsed by Prometheus' own client library (python3-prometheus-client);
 #  - `kvmxdp top --json`: guest1's rates over one interval while it pings;
 #  - `kvmxdp top` in tmux: the screen shows guest1's row with nonzero rates,
 #    q ends it;
@@ -39,7 +41,8 @@ cat >"$KVX_TMP/leases.status" <<JSON
 [{"ip-address": "$G1_IP", "mac-address": "$G1_MAC", "hostname": "vm-one", "expiry-time": 0}]
 JSON
 # libvirt's status of the running domain "web-one", guest1's MAC on its
-# interface: the VM's name (the lease's hostname is the guest's choice).
+# interface: the VM's name (the lease's hostname is the guest's choice;
+# a second domain claiming the MAC names none).
 export KVMXDP_LIBVIRT_ROOT=$KVX_TMP/libvirt
 mkdir -p "$KVMXDP_LIBVIRT_ROOT/run/libvirt/qemu"
 cat >"$KVMXDP_LIBVIRT_ROOT/run/libvirt/qemu/web-one.xml" <<XML
@@ -222,6 +225,15 @@ assert_contains "top: guest1's VM" "web-one" "$screen"
 tmux -L "$TMUX_SOCK" send-keys -t top q
 kvx_wait_for 5 "top exits on q" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t top | grep -q 'TOP-EXITED 0'"
 kvx_kill_pid "$pinger"
+
+kvx_step "a second running domain with guest1's MAC: guest1's vm label names neither"
+sed 's|web-one|web-two|' "$KVMXDP_LIBVIRT_ROOT/run/libvirt/qemu/web-one.xml" >"$KVMXDP_LIBVIRT_ROOT/run/libvirt/qemu/web-two.xml"
+kvx_ping "$NS_G1" "$SRV_IP" 1 # still here (seen)
+m=$(scrape)
+assert_eq "guest1's info: vm=\"\" (unknown)" 1 "$(g1 "$m" kvmxdp_guest_info vm= addresses="$G1_IP")"
+assert_eq "no series names web-two" "" "$(g1 "$m" kvmxdp_guest_info vm=web-two)"
+rm "$KVMXDP_LIBVIRT_ROOT/run/libvirt/qemu/web-two.xml"
+assert_eq "web-two gone: web-one again" 1 "$(g1 "$(scrape)" kvmxdp_guest_info vm=web-one)"
 
 kvx_step "the daemon's own: GC runs, uplink address changes"
 # GC runs counted: the counter grows between two scrapes (the sweeps run
