@@ -21,6 +21,7 @@
 # Usage: libvirt_hook.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
 kvx_init "${1:-}"
+kvx_require_tools gdb
 # install writes hooks that run kvmxdp with this test's options; it gives
 # the unit only directories named for kvmxdp.
 KVX_CFG=$KVX_TMP/kvmxdp/kvmxdp.json
@@ -245,6 +246,15 @@ assert_ok "hook: a domain XML with a DTD, started" qhook "$KVX_TMP/dtd.xml" dtd 
 domain_xml plain "02:00:00:00:00:98" "" >"$KVX_TMP/plain.xml"
 assert_ok "hook: a domain without kvmxdp metadata started" qhook "$KVX_TMP/plain.xml" plain started begin
 assert_eq "... says nothing" "" "$(cat "$KVX_TMP/hook.out")"
+# ... and never hands it to libxml2 (no kvmxdp mapping names that domain):
+# a breakpoint on libxml2's parser context, which every parse makes.
+parses() { # XMLFILE NAME: "parsed" when the hook's started reaches libxml2's parser
+	nsx "$NS_HOST" env KVMXDP_LIBVIRT_ROOT="$LV" gdb -q -batch -ex 'set breakpoint pending on' \
+		-ex 'break xmlNewParserCtxt' -ex "run libvirt-hook qemu $2 started begin - <$1" \
+		--args "$KVMXDP" "${KVX_OPTS[@]}" 2>&1 | grep -q '^Breakpoint 1, ' && echo parsed || true
+}
+assert_eq "a domain without kvmxdp metadata: its XML is not parsed" "" "$(parses "$KVX_TMP/plain.xml" plain)"
+assert_eq "web1's XML (kvmxdp's namespace) is" parsed "$(parses "$KVX_TMP/web1.xml" web1)"
 
 kvx_step "map add uplink:2223 vm:web1:80 (the domain's status file)"
 mkdir -p "$LV/run/libvirt/qemu"
