@@ -45,6 +45,10 @@ pkgs=(
 	zsh lintian
 	# vm-tests/nspawn_deb.sh: the package on a Debian 12 tree booted with systemd-nspawn
 	systemd-container
+	# vm-tests/metrics.sh parses the exposition with the Prometheus client's own parser
+	python3-prometheus-client
+	# vm-tests/libvirt_hook.sh: a breakpoint shows which XML a hook parses
+	gdb
 	# benchmark baselines
 	iptables nftables python3-matplotlib
 )

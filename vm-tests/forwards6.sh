@@ -32,7 +32,9 @@
 #     through it;
 #  6. the uplink's IPv6 address replaced (::2 -> ::3): the daemon moves
 #     `[uplink]` forwards to the new address, curl through it again;
-#  7. `map del` of each: the LAN host's connections get nowhere any more.
+#  7. `map del` of each: the LAN host's connections get nowhere any more;
+#  8. a pending IPv6 forward (as a libvirt hook records it) is made by the
+#     daemon, curl -6 through it.
 # Checksums: no Icmp6InCsumErrors/Tcp/Udp6 errors in any namespace.
 #
 #   guest1 ns  kg1<id> fd42:98::11/64 --+  HTTP :8080 (the file), 1:1 2001:db8:1::101
@@ -256,6 +258,33 @@ assert_eq "ping -6 $ONE6 after map del: 0 of 3" 0 "$(kvx_ping_received "$NS_LAN"
 kvx map del "[uplink]:5300" "[$G2_6]:5301" --proto udp >/dev/null
 assert_eq "map list: none left" "no mappings" "$(kvx map list)"
 assert_eq "no static pair left in kvx_bind6" 0 "$(kvx_json 'i["bindings6"]["entries"]')"
+
+kvx_step "a pending IPv6 forward (a libvirt network hook's, recorded before the bridge was attached): the daemon makes it"
+# As record_pending writes it (the lock held: no kvmxdp command runs
+# now), then the daemon's next sync, prompted by SIGHUP, makes it.
+"$KVX_PY" - "$KVX_CFG" "$G1_6" <<'PY'
+import json, os, sys
+path, g1 = sys.argv[1:3]
+cfg = json.load(open(path))
+cfg["instances"][0].setdefault("mappings", []).append({
+    "ext": "[uplink]:2230", "guest": "[%s]:8080" % g1, "proto": "tcp",
+    "add_address": False, "libvirt_network": "default", "origin": "metadata",
+    "pending": "bridge is not attached (test)"})
+with open(path + ".new", "w") as f:
+    json.dump(cfg, f)
+os.chmod(path + ".new", 0o600)
+os.rename(path + ".new", path)
+PY
+kill -HUP "$KVX_DAEMON_PID"
+state6() { kvx map list --json | "$KVX_PY" -c 'import json,sys; print(" ".join(m["state"] for m in json.load(sys.stdin)["mappings"] if m["ext"] == "[uplink]:2230"))'; }
+is_active6() { [[ $(state6) == active ]]; }
+kvx_wait_for 15 "the pending IPv6 forward made" is_active6 ||
+	kvx_log "map list: $(kvx map list --json); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+assert_eq "map list: active" active "$(state6)"
+assert_contains "the daemon said so" "pending mapping made: [uplink]:2230 [$G1_6]:8080 tcp network=default" "$(cat "$KVX_DAEMON_LOG")"
+assert_eq "curl -6 to [$UP6B]:2230: sha256" "$sum" "$(lan_curl "http://[$UP6B]:2230/big.bin")"
+assert_ok "map del [uplink]:2230 (its one record)" kvx map del "[uplink]:2230" "[$G1_6]:8080" --proto tcp
+assert_eq "map list: none left" "no mappings" "$(kvx map list)"
 
 kvx_step "checksums"
 for ns in "$NS_G1" "$NS_G2" "$NS_HOST" "$NS_LAN"; do

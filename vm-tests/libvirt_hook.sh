@@ -13,6 +13,7 @@
 #                                                               host ns, kvmxdp, hooks:
 #                                                               web1: uplink:2222 -> :80/tcp, 1:1 10.77.0.101
 #                                                               db1:  uplink:8081 -> :80/tcp, moved with its lease
+#                                                               app1 (no guest): uplink:8085 -> its lease's :80
 #                                                               network "default": uplink:8082 -> guest2:80
 #                                                               uplink ku<id> 10.77.0.2/24
 #   lan ns:    kl<id> 10.77.0.1/24 = "the LAN host" (curl, ping)
@@ -20,6 +21,7 @@
 # Usage: libvirt_hook.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
 kvx_init "${1:-}"
+kvx_require_tools gdb
 # install writes hooks that run kvmxdp with this test's options; it gives
 # the unit only directories named for kvmxdp.
 KVX_CFG=$KVX_TMP/kvmxdp/kvmxdp.json
@@ -195,8 +197,43 @@ domain_xml web1 "$G1_MAC" "$ROAM_META" >"$KVX_TMP/roam.xml"
 assert_ok "hook: web1 started with an address of another network" qhook "$KVX_TMP/roam.xml" web1 started begin
 assert_contains "map list: pending" "pending " "$(state_of 10.99.0.5)"
 assert_contains "... and why" "is not on the uplink's network" "$(state_of 10.99.0.5)"
+# The administrator maps the same (routed to this host: --force) beside
+# the hook's pending one: map del takes exactly what it names, the plain
+# one, not the pending twin recorded first.
+assert_ok "map add the same mapping (--force)" kvx map add 10.99.0.5 "$G1_IP" --force
+assert_eq "map list: the twins" "active pending" "$(state_of 10.99.0.5 | cut -d' ' -f1 | sort | xargs)"
+assert_ok "map del 10.99.0.5 $G1_IP" kvx map del 10.99.0.5 "$G1_IP"
+assert_contains "the hook's pending one is left" "pending " "$(state_of 10.99.0.5)"
+assert_eq "... alone" 1 "$(state_of 10.99.0.5 | wc -l)"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/roam.xml" web1 stopped end
 assert_eq "the pending one went" "no mappings" "$(kvx map list)"
+
+kvx_step "what no waiting fixes fails the start (one line naming it), never a silent pending mapping"
+# A forward on a port an administrator's own mapping holds.
+assert_ok "map add uplink:2240 -> guest2:80" kvx map add uplink:2240 "$G2_IP:80" --proto tcp
+domain_xml web1 "$G1_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2240' to='80'/></kvmxdp:nat>" >"$KVX_TMP/taken.xml"
+assert_fails "hook: web1 with a forward on a map add's port" qhook "$KVX_TMP/taken.xml" web1 started begin
+out=$(cat "$KVX_TMP/hook.out")
+assert_eq "one line" 1 "$(grep -c . <<<"$out")"
+assert_contains "naming the domain and the mapping" "domain 'web1': mapping 'uplink:2240 $G1_IP:80 tcp' conflicts with 'uplink:2240 $G2_IP:80 tcp'" "$out"
+assert_eq "nothing of web1 recorded" "" "$(vm_of uplink:2240 | grep web1 || true)"
+assert_ok "map del uplink:2240" kvx map del uplink:2240 "$G2_IP:80" --proto tcp
+# A network's forward to a guest outside the bridge's subnet.
+cat >"$KVX_TMP/net-out.xml" <<XML
+<hookData><network><name>default</name><metadata>
+<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='8090' to='10.5.5.5:80'/></kvmxdp:nat>
+</metadata><bridge name='$BR'/></network></hookData>
+XML
+nhook_xml() { # XMLFILE OP
+	nsx "$NS_HOST" env PATH="$FAKEBIN:$PATH" "$NHOOK" default "$2" begin - <"$1" >"$KVX_TMP/hook.out" 2>&1
+}
+assert_fails "network hook: a forward to 10.5.5.5" nhook_xml "$KVX_TMP/net-out.xml" started
+out=$(cat "$KVX_TMP/hook.out")
+kvx_log "network hook said: $out"
+# (the hook script's own lines follow: it (re)starts the bridge's unit)
+assert_eq "one error line" 1 "$(grep -c 'kvmxdp: error: ' <<<"$out")"
+assert_contains "naming the network and the guest" "network 'default': mapping 'uplink:8090 10.5.5.5:80 tcp': guest 10.5.5.5 is not a host address in 192.168.122.0/24" "$out"
+assert_eq "nothing recorded" "no mappings" "$(kvx map list)"
 kvx_step "XML without kvmxdp's namespace never fails a start: large, or with a DTD"
 # 1.2 MB of description (more than kvmxdp reads), and a <!DOCTYPE> libxml2
 # would be refused: neither is kvmxdp's to judge.
@@ -209,6 +246,15 @@ assert_ok "hook: a domain XML with a DTD, started" qhook "$KVX_TMP/dtd.xml" dtd 
 domain_xml plain "02:00:00:00:00:98" "" >"$KVX_TMP/plain.xml"
 assert_ok "hook: a domain without kvmxdp metadata started" qhook "$KVX_TMP/plain.xml" plain started begin
 assert_eq "... says nothing" "" "$(cat "$KVX_TMP/hook.out")"
+# ... and never hands it to libxml2 (no kvmxdp mapping names that domain):
+# a breakpoint on libxml2's parser context, which every parse makes.
+parses() { # XMLFILE NAME: "parsed" when the hook's started reaches libxml2's parser
+	nsx "$NS_HOST" env KVMXDP_LIBVIRT_ROOT="$LV" gdb -q -batch -ex 'set breakpoint pending on' \
+		-ex 'break xmlNewParserCtxt' -ex "run libvirt-hook qemu $2 started begin - <$1" \
+		--args "$KVMXDP" "${KVX_OPTS[@]}" 2>&1 | grep -q '^Breakpoint 1, ' && echo parsed || true
+}
+assert_eq "a domain without kvmxdp metadata: its XML is not parsed" "" "$(parses "$KVX_TMP/plain.xml" plain)"
+assert_eq "web1's XML (kvmxdp's namespace) is" parsed "$(parses "$KVX_TMP/web1.xml" web1)"
 
 kvx_step "map add uplink:2223 vm:web1:80 (the domain's status file)"
 mkdir -p "$LV/run/libvirt/qemu"
@@ -261,6 +307,19 @@ ip -n "$NS_G1" addr add "$G1_IP/24" dev "$G1_IF"
 ip -n "$NS_G1" route replace default via "$GW_IP"
 assert_ok "hook: web1 started" qhook "$KVX_TMP/web1-plain.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2223 reaches guest1 at $G1_IP again" guest1 "$(web "$UP_IP:2223")"
+kvx_step "web1's host entry moved onto db1's leased address: its start holds map add vm:web1, never leaves it on the old guest"
+assert_ok "hook: db1 started" qhook "$KVX_TMP/db1.xml" db1 started begin
+assert_eq "db1's forward reaches guest2 at $G2_NEW" guest2 "$(web "$UP_IP:8081")"
+sed -i "s|ip='$G1_IP'|ip='$G2_NEW'|" "$LV/etc/libvirt/qemu/networks/default.xml"
+assert_ok "hook: web1 started (a libvirtd restart)" qhook "$KVX_TMP/web1-plain.xml" web1 started begin
+kvx_log "hook said: $(cat "$KVX_TMP/hook.out")"
+assert_contains "map list: web1's forward waits, saying why" "pending its guest moved to $G2_NEW" "$(state_of uplink:2223)"
+assert_eq "LAN -> $UP_IP:2223 reaches nobody (not guest1 at $G1_IP)" "" "$(web "$UP_IP:2223")"
+assert_eq "db1 (its lease) keeps $G2_NEW" guest2 "$(web "$UP_IP:8081")"
+sed -i "s|ip='$G2_NEW'|ip='$G1_IP'|" "$LV/etc/libvirt/qemu/networks/default.xml"
+assert_ok "hook: web1 started at $G1_IP" qhook "$KVX_TMP/web1-plain.xml" web1 started begin
+assert_eq "map add vm:web1 made again at $G1_IP" guest1 "$(web "$UP_IP:2223")"
+assert_ok "hook: db1 stopped" qhook "$KVX_TMP/db1.xml" db1 stopped end
 assert_ok "map del uplink:2223 vm:web1:80" kvx_lv map del uplink:2223 vm:web1:80 --proto tcp
 
 kvx_step "network hook: network-wide forward from the network's metadata"
@@ -341,5 +400,50 @@ sed -i "s|<kvmxdp:nat $NS>|<kvmxdp:nat $NS mac='$G1_MAC'>|" "$KVX_TMP/web1-ambig
 assert_ok "hook: with mac= it is made" qhook "$KVX_TMP/web1-ambiguous.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2230 reaches guest1:80" guest1 "$(web "$UP_IP:2230")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1-ambiguous.xml" web1 stopped end
+
+kvx_step "db1's lease moves onto the address app1's forward followed, whose lease ran out: db1 keeps it"
+APP_MAC=52:54:00:aa:00:01
+leases() { # "IP MAC EXPIRY"...: libvirt's status file, replaced at once
+	python3 -c 'import json, sys; print(json.dumps([dict(zip(("ip-address", "mac-address", "expiry-time"), (a, m, int(e)))) for a, m, e in (x.split() for x in sys.argv[1:])]))' "$@" >"$LEASES.new"
+	mv "$LEASES.new" "$LEASES"
+}
+now=$(date +%s)
+leases "$G2_NEW $G2_MAC $((now + 3600))" "$G2_IP $APP_MAC $((now + 3600))"
+domain_xml app1 "$APP_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='8085' to='80'/></kvmxdp:nat>" >"$KVX_TMP/app1.xml"
+assert_ok "hook: app1 started (its lease: $G2_IP)" qhook "$KVX_TMP/app1.xml" app1 started begin
+assert_ok "hook: db1 started (its lease: $G2_NEW)" qhook "$KVX_TMP/db1.xml" db1 started begin
+assert_eq "db1's forward reaches guest2 at $G2_NEW" guest2 "$(web "$UP_IP:8081")"
+# app1 went without its hook's "stopped" (a host crash) and its lease ran
+# out; guest2 (db1) asks again and gets $G2_IP.
+ip -n "$NS_G2" addr del "$G2_NEW/24" dev "$G2_IF"
+ip -n "$NS_G2" addr add "$G2_IP/24" dev "$G2_IF"
+ip -n "$NS_G2" route replace default via "$GW_IP"
+leases "$G2_IP $G2_MAC $((now + 3600))" "$G2_IP $APP_MAC $((now - 10))"
+db1_active_on() { [[ $(kvx map list --json | python3 -c '
+import json, sys
+print(" ".join(m["guest"] + "/" + m["state"] for m in json.load(sys.stdin)["mappings"] if m["ext"] == "uplink:8081"))') == "$1:80/active" ]]; }
+kvx_wait_for 10 "db1's forward active on $G2_IP" db1_active_on "$G2_IP" ||
+	kvx_log "map list: $(kvx map list --json); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+assert_eq "LAN -> $UP_IP:8081 reaches guest2 (db1) at $G2_IP" guest2 "$(web "$UP_IP:8081")"
+assert_eq "LAN -> $UP_IP:8085 (app1's) reaches nobody, not db1's guest" "" "$(web "$UP_IP:8085")"
+assert_contains "map list: app1's forward waits for its MAC's next lease" "pending no address for MAC $APP_MAC" "$(state_of uplink:8085)"
+assert_contains "the daemon said whose the address is" "is leased to vm db1 now" "$(cat "$KVX_DAEMON_LOG")"
+assert_ok "hook: app1 stopped" qhook "$KVX_TMP/app1.xml" app1 stopped end
+assert_ok "hook: db1 stopped" qhook "$KVX_TMP/db1.xml" db1 stopped end
+
+kvx_step "$BR detached: web1's starts replace its recorded mappings, never append"
+detached_n() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("detached",{}).get(sys.argv[2],{}).get("mappings",[])))' "$KVX_CFG" "$1"; }
+assert_ok "hook: web1 started" qhook "$KVX_TMP/web1.xml" web1 started begin
+assert_eq "web1's two mappings" 2 "$(kvx map list --json | grep -c '"vm": "web1"')"
+kvx_daemon_stop
+assert_ok "detach" kvx detach --bridge "$BR"
+assert_eq "kept for the next attach" 2 "$(detached_n "$BR")"
+for n in 1 2 3; do
+	assert_ok "hook: web1 started ($n) while $BR is detached" qhook "$KVX_TMP/web1.xml" web1 started begin
+	assert_eq "still two recorded ($n)" 2 "$(detached_n "$BR")"
+done
+assert_contains "pending until $BR is attached" "bridge '$BR' is not" "$(detached_of "$BR")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1.xml" web1 stopped end
+assert_eq "and they went" 0 "$(detached_n "$BR")"
 
 kvx_finish

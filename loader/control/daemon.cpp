@@ -22,6 +22,7 @@
 #include "base/netaddr.hpp"
 #include "base/notify.hpp"
 #include "base/sysctl.hpp"
+#include "base/text.hpp"
 #include "control/gc.hpp"
 #include "control/guests.hpp"
 #include "control/host_tunnels.hpp"
@@ -270,12 +271,19 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// Mappings a libvirt hook could not make (model/mapping.hpp
 	// pending) are made once the uplink's network allows them.
 	if (Instance *rec = (*cfg)->find(inst_.bridge)) {
-		MappingContext ctx;
-		ctx.subnet = rec->subnet;
-		ctx.nat_ports = rec->nat_guard();
-		ctx.uplink_addr = addr;
-		if (net && addr)
-			ctx.uplink_net = net->net;
+		// IPv6 ones against NAT66 as the datapath runs it (kvx_cfg6)
+		// and the uplink's prefixes, read only when one waits.
+		std::vector<Ipv6Net> nets6;
+		const bool v6_waits = std::any_of(rec->mappings.begin(), rec->mappings.end(),
+						  [](const StaticMapping &sm) {
+							  return sm.m.v6 && !sm.pending.empty();
+						  });
+		if (v6_waits && !inst_.uplink.empty())
+			if (auto link = find_link(nl, inst_.uplink))
+				for (const auto &p : read_uplink6(nl, link->ifindex).prefixes)
+					nets6.push_back(p.net);
+		const MappingContext ctx = promotion_context(rec->subnet, rec->nat_guard(), addr,
+							     net, read_cfg6(cfg6_fd_.get()), nets6);
 		bool changed = false;
 		const auto made =
 			promote_pending(rec->mappings, ctx, addr ? net : std::nullopt, &changed);
@@ -286,10 +294,10 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 				if (!sm.m.v6 && !sm.m.ext_uplink && sm.m.ext_addr != addr)
 					hold_for_probe(extaddr_fd_.get(), sm.m.ext_addr);
 				log_info("pending mapping made: " + sm.m.str() +
-					 (sm.vm.empty() ? "" : " vm=" + sm.vm) +
+					 (sm.vm.empty() ? "" : " vm=" + printable(sm.vm)) +
 					 (sm.libvirt_network.empty() ?
 						  "" :
-						  " network=" + sm.libvirt_network));
+						  " network=" + printable(sm.libvirt_network)));
 			}
 			cfg->save();
 		}
@@ -961,8 +969,9 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 		return true;
 	std::vector<StaticMapping> ms = i->mappings;
 	auto moved = follow_leases(ms, leases, now);
-	// The new address may be another mapping's guest by now: that
-	// mapping waits (pending) until the clash is gone.
+	// The new address may be another mapping's guest by now: the lease
+	// file says whose it is (model hold_clashing), the other waits
+	// (pending) until the clash is gone.
 	std::vector<size_t> idx;
 	for (size_t k = 0; k < ms.size(); k++)
 		if (ms[k].m.guest_addr != i->mappings[k].m.guest_addr)
@@ -973,9 +982,9 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 	ctx.force = true;
 	ctx.subnet6 = i->subnet6;
 	ctx.subnet6_unknown_ok = true;
-	const auto held = hold_clashing(ms, idx, ctx);
+	const auto held = hold_clashing(ms, idx, ctx, leases, now);
 	try {
-		check_recorded_mappings(ms, i->subnet, i->nat_guard());
+		check_recorded_mappings(ms, i->subnet, i->nat_guard(), i->subnet6);
 	} catch (const Error &e) {
 		log_warn(std::string("a guest's new lease: mappings not moved: ") + e.what());
 		return true;

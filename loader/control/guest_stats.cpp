@@ -2,6 +2,7 @@
 #include "control/guest_stats.hpp"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
 #include <bpf/libbpf.h>
 
 #include <algorithm>
@@ -102,7 +103,8 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 		if (auto v = vms.by_mac.find(mac_text(mac)); v != vms.by_mac.end())
 			r.vm = v->second;
 		for (uint32_t a : r.addrs)
-			if (auto v = vms.by_addr.find(a); r.vm.empty() && v != vms.by_addr.end())
+			if (auto v = vms.by_addr.find(a); r.vm.empty() && v != vms.by_addr.end() &&
+							  !vms.ambiguous_macs.count(mac_text(mac)))
 				r.vm = v->second;
 		rows.push_back(r);
 	}
@@ -113,36 +115,77 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 	return rows;
 }
 
-GuestVmNames guest_vm_names(const std::vector<StaticMapping> &mappings,
-			    const std::string &libvirt_root)
+std::vector<std::pair<std::string, std::vector<std::string>>>
+DomainFiles::read(const std::string &libvirt_root)
 {
-	GuestVmNames n;
-	for (const auto &sm : mappings) {
-		if (sm.vm.empty() || sm.m.v6)
-			continue;
-		if (!sm.lease_mac.empty())
-			n.by_mac[sm.lease_mac] = sm.vm;
-		else if (sm.m.guest_addr)
-			n.by_addr[sm.m.guest_addr] = sm.vm;
-	}
-	// The running domains' interfaces: every VM, mapped or not.
 	const std::string dir = libvirt_root + "/run/libvirt/qemu";
+	std::map<std::string, Entry> now;
 	std::error_code ec;
 	for (const auto &e : std::filesystem::directory_iterator(dir, ec)) {
 		const std::string path = e.path().string();
 		if (path.size() < 4 || path.compare(path.size() - 4, 4, ".xml") != 0)
 			continue;
+		struct stat st {};
+		if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode))
+			continue;
+		const std::string sig = std::to_string(st.st_ino) + "/" +
+					std::to_string(st.st_size) + "/" +
+					std::to_string(st.st_mtim.tv_sec) + "." +
+					std::to_string(st.st_mtim.tv_nsec);
+		if (auto it = files_.find(path); it != files_.end() && it->second.sig == sig) {
+			now[path] = it->second;
+			continue;
+		}
+		Entry en;
+		en.sig = sig;
+		parses_++;
 		try {
 			if (auto text = read_file(path)) {
 				const LibvirtDomain d = parse_libvirt_domain(*text, path);
+				en.name = d.name;
 				for (const auto &i : d.interfaces)
-					if (!d.name.empty() && !i.mac.empty())
-						n.by_mac[i.mac] = d.name;
+					if (!i.mac.empty())
+						en.macs.push_back(i.mac);
 			}
 		} catch (const std::exception &) {
 			// Not a domain status kvmxdp can read: no name from it.
 		}
+		now[path] = en;
 	}
+	files_ = std::move(now); // files gone are forgotten
+	std::vector<std::pair<std::string, std::vector<std::string>>> out;
+	for (const auto &[path, en] : files_)
+		if (!en.name.empty())
+			out.emplace_back(en.name, en.macs);
+	return out;
+}
+
+GuestVmNames guest_vm_names(const std::vector<StaticMapping> &mappings,
+			    const std::string &libvirt_root, DomainFiles *files)
+{
+	GuestVmNames n;
+	auto name_mac = [&](const std::string &mac, const std::string &vm) {
+		if (n.ambiguous_macs.count(mac))
+			return;
+		auto [it, fresh] = n.by_mac.emplace(mac, vm);
+		if (!fresh && it->second != vm) {
+			n.by_mac.erase(it);
+			n.ambiguous_macs.insert(mac);
+		}
+	};
+	for (const auto &sm : mappings) {
+		if (sm.vm.empty() || sm.m.v6)
+			continue;
+		if (!sm.lease_mac.empty())
+			name_mac(sm.lease_mac, sm.vm);
+		else if (sm.m.guest_addr)
+			n.by_addr[sm.m.guest_addr] = sm.vm;
+	}
+	// The running domains' interfaces: every VM, mapped or not.
+	DomainFiles once;
+	for (const auto &[name, macs] : (files ? files : &once)->read(libvirt_root))
+		for (const auto &mac : macs)
+			name_mac(mac, name);
 	return n;
 }
 

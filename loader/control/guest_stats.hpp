@@ -8,6 +8,7 @@
 
 #include <array>
 #include <map>
+#include <set>
 #include <memory>
 #include <cstdint>
 #include <string>
@@ -56,14 +57,41 @@ struct GuestRow {
 // domain, libvirt's /run/libvirt/qemu/NAME.xml; a mapping's lease_mac) or
 // by address (a mapping's guest, recorded with its VM).  Keys: MACs as
 // mac_text() spells them, addresses in host order.
+// A MAC that two domains claim (a running domain's interface, a mapping's
+// lease_mac) names none: a domain defined with another's MAC must not put
+// its name on that guest's counters, and which of them is the guest is not
+// known: its series carry vm="" (unknown), as an unnamed guest's.
 struct GuestVmNames {
 	std::map<std::string, std::string> by_mac;
 	std::map<uint32_t, std::string> by_addr;
+	std::set<std::string> ambiguous_macs; // named by nothing, not even by address
 };
+
+// The running domains' interfaces from libvirt's status files, each
+// parsed again only when its inode, size or modification time changed (a
+// scrape every few seconds must not parse every domain's XML each time).
+class DomainFiles {
+public:
+	// name, MACs of every readable status file in ROOT/run/libvirt/qemu.
+	std::vector<std::pair<std::string, std::vector<std::string>>>
+	read(const std::string &libvirt_root);
+	size_t parses() const { return parses_; } // tests: files parsed so far
+
+private:
+	struct Entry {
+		std::string sig;
+		std::string name;
+		std::vector<std::string> macs;
+	};
+	std::map<std::string, Entry> files_;
+	size_t parses_ = 0;
+};
+
 // libvirt_root: GlobalOptions::libvirt_root ("" : /).  Unreadable files are
-// skipped: names are optional.
+// skipped: names are optional.  `files`: a cache kept between calls (none:
+// every file is read).
 GuestVmNames guest_vm_names(const std::vector<StaticMapping> &mappings,
-			    const std::string &libvirt_root);
+			    const std::string &libvirt_root, DomainFiles *files = nullptr);
 
 // Every guest of kvx_guest, sorted by first address; counters summed over
 // every CPU.  Named from `vms` (the VM) and the leases (the DHCP hostname).

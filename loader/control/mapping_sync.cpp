@@ -564,7 +564,8 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				{"add_address", false},
 				{"network", nullptr},
 				{"state", !sm.pending.empty() ? "pending" : state},
-				{"reason", !sm.pending.empty() ? json(sm.pending) : reason},
+				{"reason",
+				 !sm.pending.empty() ? json(pending_reason(sm.pending)) : reason},
 				{"vm", sm.vm.empty() ? json(nullptr) : json(sm.vm)},
 				{"libvirt_network", sm.libvirt_network.empty() ?
 							    json(nullptr) :
@@ -592,8 +593,10 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				    held		      ? "probing" :
 								"active";
 		json reason = nullptr;
+		// Bounded and printable whatever the config holds (it may quote
+		// a libvirt XML's text).
 		if (state == "pending")
-			reason = sm.pending;
+			reason = pending_reason(sm.pending);
 		else if (state == "suspended")
 			reason = "made on another network";
 		else if (state == "conflict")

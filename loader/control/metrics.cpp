@@ -222,7 +222,8 @@ public:
 private:
 	// The lease file is re-read when it changes (names for the labels).
 	// The VMs' names (control/guest_stats.hpp): the instance's mappings
-	// from the config as it is now, and the running domains' files.
+	// from the config as it is now, and the running domains' files (a MAC
+	// two domains claim names none).
 	GuestVmNames vms() const
 	{
 		std::vector<StaticMapping> ms;
@@ -233,7 +234,7 @@ private:
 		} catch (const std::exception &) {
 			// Names only: the daemon reports a broken config.
 		}
-		return guest_vm_names(ms, src_.libvirt_root);
+		return guest_vm_names(ms, src_.libvirt_root, &domains_);
 	}
 	const std::vector<Lease> &leases() const
 	{
@@ -255,6 +256,8 @@ private:
 	MetricsSource src_;
 	mutable std::mutex mu_;
 	mutable std::vector<Lease> leases_;
+	// libvirt's domain status files, parsed again only when changed.
+	mutable DomainFiles domains_;
 	mutable std::string leases_text_;
 };
 

@@ -7,6 +7,7 @@
 #include "base/error.hpp"
 #include "base/sysctl.hpp"
 #include "base/text.hpp"
+#include "base/version.hpp"
 #include "kvmxdp/ct_rules.h"
 #include "model/leases.hpp"
 #include "model/libvirt.hpp"
@@ -377,9 +378,16 @@ Config config_from_json(const json &j)
 {
 	if (!j.is_object())
 		bad("(top level)", "expected an object");
+	// Older versions are read (their absent fields have defaults); a
+	// newer one may hold what this kvmxdp would misread or drop on its
+	// next save (a downgrade): refused.
 	auto version = get_uint(j, "version", "", 1, 1000000);
-	if (version != Config::kVersion)
-		bad("version", "unsupported version " + std::to_string(version));
+	if (version > static_cast<uint64_t>(Config::kVersion))
+		bad("version", std::to_string(version) + " is newer than this kvmxdp " +
+				       project_version() + " reads (up to " +
+				       std::to_string(Config::kVersion) +
+				       "): a newer kvmxdp wrote it; run that one (a downgrade does "
+				       "not convert the config)");
 	const json &insts = member(j, "instances", "instances");
 	if (!insts.is_array())
 		bad("instances", "expected an array");

@@ -99,7 +99,10 @@ struct Detached {
 };
 
 struct Config {
-	static constexpr int kVersion = 1;
+	// Written to every saved config; older ones are read.  2: mappings'
+	// "pending" and "origin", a detached record's "uplink": "", which a
+	// kvmxdp reading version 1 would misread (it refuses version 2).
+	static constexpr int kVersion = 2;
 	std::vector<Instance> instances;
 	// bridge -> what its detach kept ("detached" in the JSON; optional).
 	std::map<std::string, Detached> detached;

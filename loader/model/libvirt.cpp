@@ -419,6 +419,130 @@ std::vector<std::string> follow_leases(std::vector<StaticMapping> &mappings,
 	return moved;
 }
 
+namespace {
+
+std::string owner_of(const StaticMapping &sm)
+{
+	return sm.vm.empty() ? sm.libvirt_network.empty() ?
+			       "mapping " + sm.m.str() :
+			       "network " + printable(sm.libvirt_network) :
+			       "vm " + printable(sm.vm);
+}
+
+// Whether `sm`'s lease gives it `addr` now.  Leases of two addresses
+// (libvirt_guest_addr's refusal): it may, no guess.
+bool holds_lease(const StaticMapping &sm, uint32_t addr, const std::vector<Lease> &leases,
+		 int64_t now)
+{
+	if (sm.lease_mac.empty())
+		return false;
+	try {
+		const auto a = libvirt_guest_addr(sm.lease_mac, {}, leases, now);
+		return a && *a == addr;
+	} catch (const Error &) {
+		return true;
+	}
+}
+
+} // namespace
+
+std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
+				       const std::vector<size_t> &moved, const MappingContext &ctx,
+				       const std::vector<Lease> &leases, int64_t now)
+{
+	std::vector<std::string> held;
+	auto has = [](const std::vector<size_t> &v, size_t j) {
+		return std::find(v.begin(), v.end(), j) != v.end();
+	};
+	auto others_of = [&](size_t k, const std::vector<size_t> &skip) {
+		std::vector<Mapping> others;
+		for (size_t j = 0; j < mappings.size(); j++)
+			if (j != k && mappings[j].pending.empty() && !has(skip, j))
+				others.push_back(mappings[j].m);
+		return others;
+	};
+	for (size_t k : moved) {
+		StaticMapping &sm = mappings.at(k);
+		if (!sm.pending.empty() || sm.m.v6)
+			continue;
+		const uint32_t addr = sm.m.guest_addr;
+		// Stale on its guest address, clash or not: a mapping that
+		// followed a lease its MAC no longer holds (it would forward to
+		// this guest).
+		std::vector<size_t> stale;
+		for (size_t j = 0; j < mappings.size(); j++) {
+			const StaticMapping &o = mappings[j];
+			if (j != k && o.pending.empty() && !o.m.v6 && o.m.guest_addr == addr &&
+			    !has(moved, j) && !o.lease_mac.empty() && o.lease_mac != sm.lease_mac &&
+			    !holds_lease(o, addr, leases, now))
+				stale.push_back(j);
+		}
+		std::string why;
+		bool stays = true;
+		try {
+			check_mapping(sm.m, others_of(k, stale), ctx);
+		} catch (const Error &e) {
+			why = e.what();
+			stays = false;
+		}
+		// A clash with a fixed address (no lease): the lease file gave
+		// that address to this guest; that owner's mappings there go.
+		if (!stays) {
+			std::vector<size_t> fixed;
+			bool other_clash = false;
+			for (size_t j = 0; j < mappings.size() && !other_clash; j++) {
+				const StaticMapping &o = mappings[j];
+				if (j == k || !o.pending.empty() || has(stale, j))
+					continue;
+				try {
+					check_mapping_overlap(sm.m, {o.m}, ctx.uplink_addr,
+							      ctx.uplink_addr6);
+					continue;
+				} catch (const Error &) {
+				}
+				if (o.m.v6 || o.m.guest_addr != addr || has(moved, j) ||
+				    !o.lease_mac.empty())
+					other_clash = true;
+				else
+					fixed.push_back(j);
+			}
+			if (!other_clash && !fixed.empty()) {
+				std::vector<size_t> skip = stale;
+				skip.insert(skip.end(), fixed.begin(), fixed.end());
+				try {
+					check_mapping(sm.m, others_of(k, skip), ctx);
+					stale = skip;
+					stays = true;
+				} catch (const Error &e) {
+					why = e.what();
+				}
+			}
+		}
+		for (size_t j : stale) {
+			StaticMapping &o = mappings[j];
+			held.push_back(owner_of(o) + ": " + o.m.str() + " waits: guest " +
+				       format_ipv4(addr) + " is leased to " + owner_of(sm) +
+				       " now");
+			o.pending = pending_reason("guest " + format_ipv4(addr) + " is leased to " +
+						   owner_of(sm) + " now");
+			// A lease's mapping waits for its MAC's next lease
+			// (follow_leases), not for this address to be free.
+			if (!o.lease_mac.empty()) {
+				o.m.guest_addr = 0;
+				o.pending = pending_reason("no address for MAC " + o.lease_mac +
+							   ": its lease of " + format_ipv4(addr) +
+							   " went to " + owner_of(sm));
+			}
+		}
+		if (!stays) {
+			sm.pending = pending_reason("its guest moved to " + format_ipv4(addr) +
+						    ": " + why);
+			held.push_back(owner_of(sm) + ": " + sm.pending);
+		}
+	}
+	return held;
+}
+
 HookAction libvirt_qemu_action(const std::string &op, const std::string &subop)
 {
 	(void)subop; // "begin" for all of these, "-" from older libvirt

@@ -128,6 +128,24 @@ std::vector<std::string> follow_leases(std::vector<StaticMapping> &mappings,
 				       const std::vector<Lease> &leases, int64_t now,
 				       std::vector<std::string> *held = nullptr);
 
+// The mappings of `moved` (indices: their guest address just followed
+// a DHCP lease, or their domain's start) against the others on their new
+// guest address.  The lease file decides who keeps an address: a moved
+// mapping's guest holds it (its MAC's current lease, or its static host
+// entry).  Another mapping there that followed a lease its MAC holds no
+// more (`leases` at `now`) is stale, clash or not (it would reach this
+// guest): pending, out of the datapath, its guest address 0 until its MAC
+// has a lease again (follow_leases).  A fixed one (no lease_mac) that
+// clashes is pending until the clash is gone (promote_pending).  Any
+// other clash (the other holds a current lease of the address too, moved
+// too, a clash not about the guest address) makes the moved one pending,
+// never leaves it on its old address, which the DHCP server may give to
+// yet another guest.  ctx as for check_recorded_mappings (no network
+// checks).  Returns one line per mapping held.
+std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
+				       const std::vector<size_t> &moved, const MappingContext &ctx,
+				       const std::vector<Lease> &leases, int64_t now);
+
 // What a hook call does: libvirt's qemu hook runs with OBJECT OP SUBOP
 // EXTRA; the mappings are made once the domain runs ("started": its
 // interface and address are set) and go when it is gone ("stopped", and

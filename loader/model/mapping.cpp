@@ -525,26 +525,111 @@ uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId>
 	return 32;
 }
 
-std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
-				       const std::vector<size_t> &moved, const MappingContext &ctx)
+void check_permanent(const std::vector<Mapping> &ms, const std::vector<StaticMapping> &recorded,
+		     const std::optional<Ipv4Net> &subnet, const PortRange &nat_ports,
+		     const std::optional<Ipv6Net> &subnet6)
 {
-	std::vector<std::string> held;
-	for (size_t k : moved) {
-		StaticMapping &sm = mappings.at(k);
-		if (!sm.pending.empty())
-			continue;
-		std::vector<Mapping> others;
-		for (size_t j = 0; j < mappings.size(); j++)
-			if (j != k && mappings[j].pending.empty())
-				others.push_back(mappings[j].m);
+	std::vector<Mapping> plain;
+	for (const auto &sm : recorded)
+		if (sm.pending.empty() && sm.vm.empty() && sm.libvirt_network.empty())
+			plain.push_back(sm.m);
+	for (size_t k = 0; k < ms.size(); k++) {
+		const Mapping &m = ms[k];
+		const std::string what = "mapping '" + m.str() + "'";
+		if (!m.v6 && m.guest_addr && subnet &&
+		    (!subnet->contains(m.guest_addr) || m.guest_addr == subnet->addr ||
+		     m.guest_addr == subnet->broadcast()))
+			throw Error(what + ": guest " + format_ipv4(m.guest_addr) +
+				    " is not a host address in " + subnet->str());
+		if (m.v6 && subnet6 &&
+		    (!subnet6->contains(m.guest_addr6) || m.guest_addr6 == subnet6->addr))
+			throw Error(what + ": guest " + format_ipv6(m.guest_addr6) +
+				    " is not a host address in " + subnet6->str());
+		if (!m.ext_uplink && (m.v6 ? subnet6 && subnet6->contains(m.ext_addr6) :
+					     subnet && subnet->contains(m.ext_addr)))
+			throw Error(what + ": external " +
+				    (m.v6 ? format_ipv6(m.ext_addr6) : format_ipv4(m.ext_addr)) +
+				    " lies inside the guests' " +
+				    (m.v6 ? subnet6->str() : subnet->str()));
+		if (!m.one_to_one() && m.ext_uplink && ranges_overlap(m.ext_ports, nat_ports))
+			throw Error(what + ": external ports " + ports_str(m.ext_ports) +
+				    " overlap the NAT port range " + nat_ports.str());
 		try {
-			check_mapping(sm.m, others, ctx);
+			check_mapping_overlap(m, plain, 0);
 		} catch (const Error &e) {
-			sm.pending = std::string("its guest's DHCP lease moved it: ") + e.what();
-			held.push_back((sm.vm.empty() ? "" : "vm " + sm.vm + ": ") + sm.pending);
+			throw Error(std::string(e.what()) +
+				    " (a `map add` mapping: delete it, or change the metadata)");
 		}
+		const std::vector<Mapping> before(ms.begin(), ms.begin() + static_cast<long>(k));
+		check_mapping_overlap(m, before, 0);
 	}
-	return held;
+}
+
+size_t mapping_to_delete(const std::vector<StaticMapping> &mappings, const Mapping &m,
+			 const MappingOwner &owner, bool exact, const std::string &bridge)
+{
+	std::vector<size_t> spec, owned;
+	for (size_t k = 0; k < mappings.size(); k++) {
+		if (!(mappings[k].m == m))
+			continue;
+		spec.push_back(k);
+		if (owner.owns(mappings[k]) && (!exact || mappings[k].pending.empty()))
+			owned.push_back(k);
+	}
+	const std::string what = "mapping '" + m.str() + "' on bridge '" + bridge + "'";
+	if (spec.empty())
+		throw Error("no " + what + " (see 'kvmxdp map list')");
+	if (!owned.empty()) {
+		for (size_t k : owned)
+			if (mappings[k].pending.empty())
+				return k;
+		return owned.front();
+	}
+	auto who = [](const StaticMapping &sm) {
+		std::string w = !sm.vm.empty() ? "vm " + printable(sm.vm) :
+				!sm.libvirt_network.empty() ?
+						 "network " + printable(sm.libvirt_network) :
+						 std::string("map add");
+		if (!sm.vm.empty() && !sm.from_metadata)
+			w += " (map add vm:)";
+		return sm.pending.empty() ? w : w + " (pending)";
+	};
+	std::string whose;
+	for (size_t k : spec)
+		whose += (whose.empty() ? "" : ", ") + who(mappings[k]);
+	if (exact)
+		throw Error("no " + what + " of " +
+			    (owner.vm.empty() ? "network " + printable(owner.libvirt_network) :
+						"vm " + printable(owner.vm)) +
+			    " in the datapath (recorded for: " + whose + ")");
+	std::vector<size_t> named;
+	for (size_t k : spec)
+		if (owner.vm.empty() || mappings[k].vm == owner.vm)
+			named.push_back(k);
+	if (named.size() == 1)
+		return named.front();
+	if (named.empty())
+		throw Error("no " + what + " of vm " + printable(owner.vm) +
+			    " (recorded for: " + whose + ")");
+	throw Error(what + " is recorded " + std::to_string(named.size()) + " times (" + whose +
+		    ") and none is a plain `map add`: name a domain's with vm:NAME, or stop the "
+		    "domain or network whose metadata made it");
+}
+
+std::string pending_reason(const std::string &why)
+{
+	std::string s = printable(why);
+	if (s.size() <= kPendingReasonMax)
+		return s;
+	size_t n = kPendingReasonMax - 3;
+	// Not inside a UTF-8 sequence (printable() keeps only well-formed
+	// ones) nor a "\xNN" escape.
+	while (n > 0 && (static_cast<unsigned char>(s[n]) & 0xC0) == 0x80)
+		n--;
+	const size_t esc = s.rfind("\\x", n);
+	if (esc != std::string::npos && esc + 4 > n)
+		n = esc;
+	return s.substr(0, n) + "...";
 }
 
 std::string vm_stopped_reason(const std::string &vm)
@@ -555,6 +640,26 @@ std::string vm_stopped_reason(const std::string &vm)
 bool waits_for_vm_start(const StaticMapping &sm)
 {
 	return !sm.from_metadata && !sm.vm.empty() && sm.pending == vm_stopped_reason(sm.vm);
+}
+
+MappingContext promotion_context(const Ipv4Net &subnet, const PortRange &nat_ports,
+				 uint32_t uplink_addr, const std::optional<NetId> &net,
+				 const kvx_cfg6 &cfg6, std::vector<Ipv6Net> uplink_nets6)
+{
+	MappingContext ctx;
+	ctx.subnet = subnet;
+	ctx.nat_ports = nat_ports;
+	ctx.uplink_addr = uplink_addr;
+	if (net && uplink_addr)
+		ctx.uplink_net = net->net;
+	if (cfg6.mode == KVX_V6_NAT66) {
+		Ipv6Addr a;
+		std::memcpy(a.data(), cfg6.subnet, a.size());
+		ctx.subnet6 = network_of6(a, cfg6.subnet_len);
+		std::memcpy(ctx.uplink_addr6.data(), cfg6.uplink_addr, ctx.uplink_addr6.size());
+		ctx.uplink_nets6 = std::move(uplink_nets6);
+	}
+	return ctx;
 }
 
 std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
@@ -572,6 +677,11 @@ std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const 
 			why = "no address for MAC " + sm.lease_mac + " yet (no DHCP lease)";
 		} else if (!sm.m.v6 && (!cur || !ctx.uplink_addr)) {
 			why = "the uplink has no IPv4 address yet";
+		} else if (sm.m.v6 && !ctx.subnet6) {
+			why = "NAT66 is not running on this bridge (its guests have no IPv6 "
+			      "prefix)";
+		} else if (sm.m.v6 && sm.m.ext_uplink && ctx.uplink_addr6 == Ipv6Addr{}) {
+			why = "the uplink has no IPv6 address yet";
 		} else {
 			std::vector<Mapping> others;
 			for (const auto &o : mappings)
@@ -584,7 +694,7 @@ std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const 
 			}
 		}
 		const std::string was = sm.pending;
-		sm.pending = why;
+		sm.pending = pending_reason(why);
 		if (why.empty()) {
 			if (!sm.m.v6)
 				sm.network = cur;

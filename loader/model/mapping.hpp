@@ -192,15 +192,49 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
 // network's when the address is on it, else a host route's (32).
 uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId> &cur);
 
-// The mappings of `moved` (indices: their guest address just followed a
-// DHCP lease) that now clash with another mapping, one not pending (the
-// lease gave the address of another VM's mapping to this guest): made
-// pending, out of the datapath, rather than left on the old address, which
-// the DHCP server may give to yet another guest.  promote_pending makes
-// them again once the clash is gone.  ctx as for check_recorded_mappings
-// (no network checks).  Returns one line per mapping held.
-std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
-				       const std::vector<size_t> &moved, const MappingContext &ctx);
+// The problems of a libvirt hook's mappings `ms` that no waiting fixes
+// (the hook refuses them, as malformed metadata, rather than record them
+// pending): a guest outside the subnet (unset: the bridge is not
+// attached; IPv6: the prefix, when known; a
+// guest address 0, its lease to come, is not judged), an external address
+// inside it, a forward on `uplink` in the NAT port range, two of `ms` that
+// clash, a clash with a mapping of `recorded` the administrator made
+// (plain `map add`: no vm, no network).  A clash with another domain's or
+// network's mapping may pass (that one stops): not judged here.  Throws
+// Error naming the mapping.
+void check_permanent(const std::vector<Mapping> &ms, const std::vector<StaticMapping> &recorded,
+		     const std::optional<Ipv4Net> &subnet, const PortRange &nat_ports,
+		     const std::optional<Ipv6Net> &subnet6);
+
+// Who a mapping is recorded for (StaticMapping's vm, libvirt_network,
+// from_metadata): the hooks name what they made, `vm:NAME` a domain.
+struct MappingOwner {
+	std::string vm;
+	std::string libvirt_network;
+	bool from_metadata = false;
+	bool owns(const StaticMapping &sm) const
+	{
+		return sm.vm == vm && sm.libvirt_network == libvirt_network &&
+		       sm.from_metadata == from_metadata;
+	}
+};
+
+// The index of the record `map del` deletes: one whose spec is `m` and
+// that `owner` owns (an active one before a pending twin: the one in the
+// datapath).  `exact` (the hooks, deleting what they made): only that, and
+// only an active one.  Else (the command line: `vm:NAME`, or no owner
+// for a plain spec) with none of that owner, the one record of the spec
+// (of that domain, when named); two or more of other owners are refused
+// (a plain spec does not say which).  Throws Error naming the mapping.
+size_t mapping_to_delete(const std::vector<StaticMapping> &mappings, const Mapping &m,
+			 const MappingOwner &owner, bool exact, const std::string &bridge);
+
+// A pending reason as recorded and shown (`map list`, `status`, the
+// config): an error may quote a libvirt XML's text, so control characters
+// and invalid UTF-8 are escaped (printable) and the text is cut at
+// kPendingReasonMax bytes, on a character boundary, marked with "...".
+constexpr size_t kPendingReasonMax = 300;
+std::string pending_reason(const std::string &why);
 
 // The reason a `map add ... vm:NAME` mapping waits while its domain is not
 // running (its hook's "stopped"): its guest address, or its MAC's lease,
@@ -211,9 +245,19 @@ std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
 std::string vm_stopped_reason(const std::string &vm);
 bool waits_for_vm_start(const StaticMapping &sm);
 
+// The context the daemon makes pending mappings in (promote_pending):
+// the instance's subnet and NAT ports, the uplink's IPv4 address and
+// network (none: 0, unset), and NAT66 as the datapath runs it, kvx_cfg6
+// (its prefix and the uplink's address; another mode: no IPv6 mapping can
+// be made), with the uplink's on-link IPv6 prefixes (empty: not checked).
+MappingContext promotion_context(const Ipv4Net &subnet, const PortRange &nat_ports,
+				 uint32_t uplink_addr, const std::optional<NetId> &net,
+				 const kvx_cfg6 &cfg6, std::vector<Ipv6Net> uplink_nets6);
+
 // Makes the pending mappings (StaticMapping::pending) that can be made now:
-// a guest address known, the uplink on a network (cur, ctx.uplink_addr
-// and ctx.uplink_net), and check_mapping passed against the mappings
+// a guest address known, the uplink on a network (IPv4: cur,
+// ctx.uplink_addr and ctx.uplink_net; IPv6: NAT66 on, ctx.subnet6, and
+// for `[uplink]` ctx.uplink_addr6), and check_mapping passed against the mappings
 // that are not pending.  A made one is tied to cur as `map add` ties it;
 // the others get the reason they wait for.  Returns the indices of the
 // mappings made; `changed` says whether anything (a reason too) changed.

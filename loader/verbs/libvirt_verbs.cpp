@@ -194,7 +194,7 @@ std::vector<StaticMapping> owned_mappings(const Config &cfg, const std::string &
 void record_pending(const GlobalOptions &g, const std::string &bridge, StaticMapping sm,
 		    const std::string &why, std::ostream &out)
 {
-	sm.pending = why;
+	sm.pending = pending_reason(why);
 	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	if (Instance *inst = cfg->find(bridge))
 		inst->mappings.push_back(sm);
@@ -203,31 +203,33 @@ void record_pending(const GlobalOptions &g, const std::string &bridge, StaticMap
 	cfg.save();
 	log_warn((sm.vm.empty() ? "network '" + printable(sm.libvirt_network) :
 				  "domain '" + printable(sm.vm)) +
-		 "': mapping " + sm.m.str() + " waits (made when it can be): " + why);
+		 "': mapping " + sm.m.str() + " waits (made when it can be): " + sm.pending);
 	out << "kvmxdp: pending " << sm.m.str() << " bridge=" << bridge
 	    << (sm.vm.empty() ? "" : " vm=" + printable(sm.vm))
 	    << (sm.libvirt_network.empty() ? "" : " network=" + printable(sm.libvirt_network))
 	    << std::endl;
 }
 
-// Removes the pending mappings `owned` selects (nothing of them is in the
-// datapath: the daemon's next sync drops a held address); a detached
-// record left empty and never attached goes too.
+// Removes the mappings `owned` selects that are in no datapath: the
+// pending ones (the daemon's next sync drops a held address) and all of a
+// detached record's (a detach keeps active ones too: a start replaces
+// them, never appends); a detached record left empty and never attached
+// goes too.
 size_t remove_pending(const GlobalOptions &g, const Owned &owned)
 {
 	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	size_t n = 0;
-	auto drop = [&](std::vector<StaticMapping> &ms) {
+	auto drop = [&](std::vector<StaticMapping> &ms, bool all) {
 		const auto it = std::remove_if(ms.begin(), ms.end(), [&](const StaticMapping &sm) {
-			return !sm.pending.empty() && owned(sm);
+			return (all || !sm.pending.empty()) && owned(sm);
 		});
 		n += static_cast<size_t>(ms.end() - it);
 		ms.erase(it, ms.end());
 	};
 	for (auto &inst : cfg->instances)
-		drop(inst.mappings);
+		drop(inst.mappings, false);
 	for (auto it = cfg->detached.begin(); it != cfg->detached.end();) {
-		drop(it->second.mappings);
+		drop(it->second.mappings, true);
 		if (it->second.uplink.empty() && it->second.mappings.empty())
 			it = cfg->detached.erase(it);
 		else
@@ -266,7 +268,12 @@ size_t remove_owned(const GlobalOptions &g, const Owned &owned, std::ostream &ou
 				if (!owned(sm) || !sm.pending.empty())
 					continue;
 				try {
-					mapping_del(g, options_of(inst.bridge, sm.m), out);
+					MappingOptions o = options_of(inst.bridge, sm.m);
+					o.vm = sm.vm;
+					o.libvirt_network = sm.libvirt_network;
+					o.from_metadata = sm.from_metadata;
+					o.exact_owner = true;
+					mapping_del(g, o, out);
 					n++;
 				} catch (const Error &) {
 					if (pass == kPasses)
@@ -276,6 +283,28 @@ size_t remove_owned(const GlobalOptions &g, const Owned &owned, std::ostream &ou
 			}
 		if (!left)
 			return n;
+	}
+}
+
+// A hook's mappings against what no waiting fixes (model
+// check_permanent): the bridge's instance, or for a bridge not attached
+// yet its detached record's mappings.  Throws Error naming `who`.
+void check_metadata(const Config &cfg, const std::string &bridge, const std::vector<Mapping> &ms,
+		    const std::string &who)
+{
+	try {
+		if (const Instance *inst = cfg.find(bridge)) {
+			check_permanent(ms, inst->mappings, inst->subnet, inst->nat_guard(),
+					inst->subnet6);
+		} else {
+			const auto det = cfg.detached.find(bridge);
+			check_permanent(ms,
+					det == cfg.detached.end() ? std::vector<StaticMapping>{} :
+								    det->second.mappings,
+					std::nullopt, {}, std::nullopt);
+		}
+	} catch (const Error &e) {
+		throw Error(who + ": " + e.what());
 	}
 }
 
@@ -410,17 +439,21 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	if (meta == Metadata::Unread)
 		return;
 	if (meta == Metadata::None) {
-		no_metadata(g, owned, out);
-		// Its `map add ... vm:` mappings, if any: their trouble (the
-		// XML too) is a warning.
+		// Foreign XML: parsed only when kvmxdp has mappings for this
+		// domain (its metadata's of an earlier start go, `map add ...
+		// vm:` ones follow its address); their trouble, the XML's too,
+		// is a warning.
 		try {
-			const LibvirtDomain d = parse_libvirt_domain(in.xml, what);
-			retarget_cli(g, d, vm, out);
+			const Config cfg = ConfigStore(g.config).load();
+			if (!owned_mappings(cfg, "", owned).empty())
+				drop_owned(g, owned, out);
+			if (owned_mappings(cfg, "", [&](const StaticMapping &sm) {
+				    return !sm.from_metadata && sm.vm == vm;
+			    }).empty())
+				return;
+			retarget_cli(g, parse_libvirt_domain(in.xml, what), vm, out);
 		} catch (const Error &e) {
-			if (!owned_mappings(ConfigStore(g.config).load(), "",
-					    [&](const StaticMapping &sm) { return sm.vm == vm; })
-				     .empty())
-				log_warn(e.what());
+			log_warn(e.what());
 		}
 		return;
 	}
@@ -442,6 +475,8 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 		log_warn(gu.why + ": its kvmxdp mappings are not made");
 		return;
 	}
+	// What no waiting fixes fails the start, as malformed metadata does.
+	check_metadata(cfg, gu.bridge, ms, "domain '" + printable(vm) + "'");
 	StaticMapping owner;
 	owner.vm = vm;
 	owner.lease_mac = gu.lease_mac;
@@ -477,6 +512,7 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const Hoo
 	check_ifname(n.bridge);
 	std::vector<Mapping> ms = libvirt_network_mappings(n.nat);
 	const Config cfg = ConfigStore(g.config).load();
+	check_metadata(cfg, n.bridge, ms, "network '" + printable(name) + "'");
 	StaticMapping owner;
 	owner.libvirt_network = name;
 	owner.from_metadata = true;

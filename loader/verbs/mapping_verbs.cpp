@@ -8,6 +8,7 @@
 #include <array>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 
 #include "base/caps.hpp"
 #include "base/error.hpp"
@@ -21,6 +22,7 @@
 #include "control/resume.hpp"
 #include "kernel/arp.hpp"
 #include "control/dad.hpp"
+#include "control/guest_stats.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/sockets.hpp"
@@ -198,11 +200,18 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 						" is an address of " + inst.uplink +
 						", which belongs to the host (forward ports instead)");
 	}
-	// A pending mapping (a hook's) is checked when the daemon makes it.
+	// A pending mapping (a hook's) is checked when the daemon makes it;
+	// the same one of the same owner twice is refused (a twin `map del`
+	// could not tell apart).
 	std::vector<Mapping> existing;
-	for (const auto &sm : inst.mappings)
+	const MappingOwner owner{o.vm, o.libvirt_network, o.from_metadata};
+	for (const auto &sm : inst.mappings) {
 		if (sm.pending.empty())
 			existing.push_back(sm.m);
+		else if (sm.m == m && owner.owns(sm))
+			throw Error("mapping '" + m.str() + "' is recorded already on bridge '" +
+				    inst.bridge + "', pending: " + pending_reason(sm.pending));
+	}
 	check_mapping(m, existing, ctx);
 
 	StaticMapping sm;
@@ -315,11 +324,12 @@ void mapping_del(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	require_caps("map del", {CAP_BPF, CAP_NET_ADMIN});
 	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	Instance &inst = instance_of(cfg, o, g.config);
-	auto it = std::find_if(inst.mappings.begin(), inst.mappings.end(),
-			       [&](const StaticMapping &sm) { return sm.m == m; });
-	if (it == inst.mappings.end())
-		throw Error("no mapping '" + m.str() + "' on bridge '" + inst.bridge +
-			    "' (see 'kvmxdp map list')");
+	// What the caller named: a twin of another owner (a hook's pending
+	// one beside an administrator's) is not it.
+	const auto it = inst.mappings.begin() +
+			static_cast<long>(mapping_to_delete(
+				inst.mappings, m, {o.vm, o.libvirt_network, o.from_metadata},
+				o.exact_owner, inst.bridge));
 	StaticMapping gone = *it;
 	bool drop_addr = gone.add_address && !ext_used_by_other(inst, gone);
 	inst.mappings.erase(it);
@@ -357,25 +367,46 @@ size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const 
 				   "the bridge of domain '" + printable(vm) + "'");
 	size_t n = 0;
 	std::vector<std::string> lines;
-	for (auto &sm : inst->mappings) {
+	std::vector<size_t> moved; // moved or made again: checked below
+	for (size_t k = 0; k < inst->mappings.size(); k++) {
+		StaticMapping &sm = inst->mappings[k];
 		if (sm.from_metadata || sm.vm != vm || sm.m.v6)
 			continue;
-		// The VM runs again: its mappings stopped waiting.
-		if (waits_for_vm_start(sm)) {
+		// The VM runs again: its mappings stopped waiting, and one
+		// held on a clash (hold_clashing) is judged again at the
+		// address it has now.
+		bool changed = false;
+		const uint32_t to = addr ? addr : sm.m.guest_addr;
+		if (waits_for_vm_start(sm) || (!sm.pending.empty() && to)) {
 			sm.pending.clear();
+			changed = true;
+		}
+		if (to != sm.m.guest_addr || sm.lease_mac != lease_mac) {
+			if (to != sm.m.guest_addr)
+				lines.push_back(sm.m.str() + " -> guest " + format_ipv4(to));
+			sm.m.guest_addr = to;
+			sm.lease_mac = lease_mac;
+			changed = true;
+		}
+		if (changed) {
+			moved.push_back(k);
 			n++;
 		}
-		const uint32_t to = addr ? addr : sm.m.guest_addr;
-		if (to == sm.m.guest_addr && sm.lease_mac == lease_mac)
-			continue;
-		if (to != sm.m.guest_addr)
-			lines.push_back(sm.m.str() + " -> guest " + format_ipv4(to));
-		sm.m.guest_addr = to;
-		sm.lease_mac = lease_mac;
-		n++;
 	}
 	if (!n)
 		return 0;
+	// A clash at the new address: the lease file says who keeps it
+	// (model hold_clashing), the other waits, pending; never left
+	// forwarding to the guest it had.
+	MappingContext ctx;
+	ctx.subnet = inst->subnet;
+	ctx.nat_ports = inst->nat_guard();
+	ctx.force = true;
+	ctx.subnet6 = inst->subnet6;
+	ctx.subnet6_unknown_ok = true;
+	for (const auto &h : hold_clashing(inst->mappings, moved, ctx, instance_leases(*inst),
+					   static_cast<int64_t>(std::time(nullptr))))
+		lines.push_back(h);
 	check_recorded_mappings(inst->mappings, inst->subnet, inst->nat_guard(), inst->subnet6);
 	if (auto pins = open_pins(*inst)) {
 		NlSocket nl;
@@ -401,7 +432,7 @@ size_t mapping_vm_stopped(const GlobalOptions &g, const std::string &vm, std::os
 		for (const auto &inst : cfg.instances)
 			for (const auto &sm : inst.mappings)
 				any = any ||
-				      (!sm.from_metadata && sm.vm == vm && sm.pending.empty());
+				      (!sm.from_metadata && sm.vm == vm && !waits_for_vm_start(sm));
 		if (!any)
 			return 0;
 	}
@@ -411,7 +442,9 @@ size_t mapping_vm_stopped(const GlobalOptions &g, const std::string &vm, std::os
 	for (auto &inst : cfg->instances) {
 		size_t here = 0;
 		for (auto &sm : inst.mappings) {
-			if (sm.from_metadata || sm.vm != vm || !sm.pending.empty())
+			// A held one too (hold_clashing): promote_pending must not
+			// make it while the VM is off.
+			if (sm.from_metadata || sm.vm != vm || waits_for_vm_start(sm))
 				continue;
 			sm.pending = vm_stopped_reason(vm);
 			out << "kvmxdp: vm " << printable(vm) << ": " << sm.m.str()

@@ -25,6 +25,9 @@ struct MappingOptions {
 	std::string libvirt_network;
 	std::string lease_mac;	    // StaticMapping::lease_mac
 	bool from_metadata = false; // StaticMapping::from_metadata (the hooks)
+	// map del: only the active record of exactly this owner (the hooks
+	// deleting what they made; model mapping_to_delete).
+	bool exact_owner = false;
 };
 
 // GUEST "vm:NAME[:PORT]": the libvirt domain's address

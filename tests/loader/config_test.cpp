@@ -61,7 +61,7 @@ TEST(Config, JsonRoundTrip)
 	other.eif = false;
 	c.instances.push_back(other);
 	json j = to_json(c);
-	EXPECT_EQ(j["version"], 1);
+	EXPECT_EQ(j["version"], Config::kVersion);
 	EXPECT_EQ(j["instances"][0]["subnet"], "192.168.122.0/24");
 	EXPECT_EQ(j["instances"][0]["nat_port_lo"], 61000);
 	EXPECT_FALSE(j["instances"][1]["saved_sysctls"].contains("forwarding"));
@@ -279,10 +279,34 @@ TEST(Config, ValidationNamesTheField)
 			"instances[0].saved_sysctls.forwarding"));
 	EXPECT_TRUE(has(with([](json &j) { j["instances"][0]["ct_size"] = 0; }),
 			"instances[0].ct_size"));
-	EXPECT_TRUE(has(with([](json &j) { j["version"] = 2; }), "version"));
+	EXPECT_TRUE(has(with([](json &j) { j["version"] = 0; }), "version"));
+	EXPECT_TRUE(has(with([](json &j) { j["version"] = Config::kVersion + 1; }), "version"));
 	EXPECT_TRUE(has(with([](json &j) { j["instances"] = 5; }), "instances"));
 	EXPECT_TRUE(has(with([](json &j) { j["instances"].push_back(j["instances"][0]); }),
 			"instances[1].bridge"));
+}
+
+// Both directions of a version change: a config of version 1 (an older
+// kvmxdp's) is read and saved as the current version; one of a newer
+// version than this kvmxdp reads (a downgrade) is refused with one line
+// saying so, not misread.
+TEST(Config, VersionsOlderReadNewerRefused)
+{
+	EXPECT_EQ(Config::kVersion, 2);
+	json j = to_json([] {
+		Config c;
+		c.instances.push_back(sample());
+		return c;
+	}());
+	j["version"] = 1;
+	const Config old = config_from_json(j);
+	ASSERT_EQ(old.instances.size(), 1u);
+	EXPECT_EQ(to_json(old)["version"], 2);
+	j["version"] = 3;
+	const std::string e = field_error(j);
+	EXPECT_NE(e.find("version: 3 is newer than this kvmxdp"), std::string::npos) << e;
+	EXPECT_NE(e.find("reads (up to 2)"), std::string::npos) << e;
+	EXPECT_EQ(e.find('\n'), std::string::npos);
 }
 
 TEST(Config, UpsertFindRemove)

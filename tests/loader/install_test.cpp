@@ -250,8 +250,8 @@ TEST(Install, UnitStopsOnConfigErrorsAndIsSandboxed)
 	      "RuntimeDirectoryPreserve=yes", "PrivateTmp=yes", "ProtectHome=yes",
 	      "PrivateDevices=yes", "ProtectControlGroups=yes",
 	      "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6 AF_PACKET",
-	      "IPAddressAllow=localhost", "SystemCallFilter=@system-service bpf",
-	      "SystemCallErrorNumber=EPERM"})
+	      "IPAddressAllow=localhost link-local multicast",
+	      "SystemCallFilter=@system-service bpf", "SystemCallErrorNumber=EPERM"})
 		EXPECT_TRUE(has(d)) << d << " missing from:\n" << unit;
 	// Default paths are systemd's own directories: nothing else writable
 	// but net/ipv4's sysctls and the bpffs, below a read-only /proc/sys

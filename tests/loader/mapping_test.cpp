@@ -7,6 +7,7 @@
 
 #include "base/error.hpp"
 #include "error_of.hpp"
+#include "model/libvirt.hpp"
 #include "model/mapping.hpp"
 
 namespace kvmxdp {
@@ -400,36 +401,273 @@ TEST(MappingPending, StoppedVmsMappingWaitsForItsStart)
 	EXPECT_FALSE(mapping_active(ms[0], home));
 }
 
-TEST(MappingPending, LeaseMovedOntoAnotherVmsAddressIsHeld)
+// A lease of 52:54:00:00:00:LAST.
+Lease lease(const char *addr, uint8_t last, int64_t expiry)
 {
-	// web1 has .10 (1:1 and :22); db1's lease moves it from .11 to .10.
-	StaticMapping web1, db1;
+	Lease l;
+	l.addr = parse_ipv4(addr);
+	l.mac = {0x52, 0x54, 0, 0, 0, last};
+	l.expiry = expiry;
+	return l;
+}
+
+// web1 (lease-only, MAC ...:01) had .10: a 1:1 address and a forward to
+// its :22; db1 (MAC ...:02) had .11.  web1's lease ran out while it was
+// down and db1's lease moved it onto .10.  The lease file says .10 is
+// db1's: web1's mappings are the stale ones, clash (the 1:1) or not (the
+// forward would reach db1's :22), and wait for web1's next lease.
+TEST(MappingPending, LeaseMovedOntoAStaleMappingsAddressKeepsIt)
+{
+	constexpr int64_t now = 1000;
+	StaticMapping web1, web1_ssh, db1;
 	web1.m = parse_mapping("192.168.1.101", "192.168.122.10", "");
 	web1.vm = "web1";
+	web1.lease_mac = "52:54:00:00:00:01";
+	web1_ssh = web1;
+	web1_ssh.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
 	db1.m = parse_mapping("192.168.1.102", "192.168.122.11", "");
 	db1.vm = "db1";
 	db1.lease_mac = "52:54:00:00:00:02";
-	std::vector<StaticMapping> ms = {web1, db1};
+	std::vector<StaticMapping> ms = {web1, web1_ssh, db1};
+	const std::vector<Lease> leases = {lease("192.168.122.10", 1, 900),
+					   lease("192.168.122.10", 2, 4600)};
+	ASSERT_EQ(follow_leases(ms, leases, now).size(), 1u);
 	MappingContext c = ctx();
 	c.force = true;
-	ms[1].m.guest_addr = parse_ipv4("192.168.122.10");
-	const auto held = hold_clashing(ms, {1}, c);
+	const auto held = hold_clashing(ms, {2}, c, leases, now);
+	ASSERT_EQ(held.size(), 2u);
+	EXPECT_NE(held[0].find("vm web1: 192.168.1.101 192.168.122.10 waits: guest "
+			       "192.168.122.10 is leased to vm db1 now"),
+		  std::string::npos)
+		<< held[0];
+	EXPECT_TRUE(ms[2].pending.empty()) << ms[2].pending;
+	EXPECT_EQ(ms[2].m.guest_addr, parse_ipv4("192.168.122.10"));
+	for (size_t k : {0, 1}) {
+		EXPECT_EQ(ms[k].pending, "no address for MAC 52:54:00:00:00:01: its lease of "
+					 "192.168.122.10 went to vm db1");
+		EXPECT_EQ(ms[k].m.guest_addr, 0u);
+	}
+	EXPECT_NO_THROW(check_recorded_mappings(ms, c.subnet, c.nat_ports));
+	// The daemon does not make them again on db1's address...
+	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	EXPECT_TRUE(promote_pending(ms, ctx(), home).empty());
+	// ...but once web1's next lease moves them there.
+	const std::vector<Lease> later = {lease("192.168.122.10", 2, 4600),
+					  lease("192.168.122.14", 1, 4600)};
+	EXPECT_EQ(follow_leases(ms, later, now).size(), 2u);
+	EXPECT_EQ(promote_pending(ms, ctx(), home), (std::vector<size_t>{0, 1}));
+	EXPECT_EQ(ms[1].m.guest_addr, parse_ipv4("192.168.122.14"));
+}
+
+// A fixed address (a static host entry: no lease_mac) that the lease file
+// gives db1 now: its clashing 1:1 waits; a mapping whose MAC holds a
+// current lease of that address too (a guest asking under another's MAC)
+// is not judged stale: the moved one waits, as does one whose clash is
+// not about the address.
+TEST(MappingPending, LeaseMovedClashesDecidedByTheLeaseFile)
+{
+	constexpr int64_t now = 1000;
+	StaticMapping web1, db1;
+	web1.m = parse_mapping("192.168.1.101", "192.168.122.10", "");
+	web1.vm = "web1";
+	db1.m = parse_mapping("192.168.1.102", "192.168.122.10", "");
+	db1.vm = "db1";
+	db1.lease_mac = "52:54:00:00:00:02";
+	std::vector<Lease> leases = {lease("192.168.122.10", 2, 4600)};
+	MappingContext c = ctx();
+	c.force = true;
+	std::vector<StaticMapping> ms = {web1, db1};
+	auto held = hold_clashing(ms, {1}, c, leases, now);
+	ASSERT_EQ(held.size(), 1u) << held[0];
+	EXPECT_NE(ms[0].pending.find("is leased to vm db1 now"), std::string::npos)
+		<< ms[0].pending;
+	EXPECT_EQ(ms[0].m.guest_addr, parse_ipv4("192.168.122.10"));
+	EXPECT_TRUE(ms[1].pending.empty());
+
+	// web1 leases .10 too (current): no guess, db1 waits.
+	ms = {web1, db1};
+	ms[0].lease_mac = "52:54:00:00:00:01";
+	leases.push_back(lease("192.168.122.10", 1, 4600));
+	held = hold_clashing(ms, {1}, c, leases, now);
 	ASSERT_EQ(held.size(), 1u);
-	EXPECT_EQ(held[0].rfind("vm db1: its guest's DHCP lease moved it: ", 0), 0u) << held[0];
+	EXPECT_EQ(held[0].rfind("vm db1: its guest moved to 192.168.122.10: ", 0), 0u) << held[0];
 	EXPECT_NE(ms[1].pending.find("the guest already has a 1:1 address"), std::string::npos)
 		<< ms[1].pending;
 	EXPECT_TRUE(ms[0].pending.empty());
-	// Out of the datapath; the config is valid (the held one not checked).
 	EXPECT_FALSE(mapping_active(ms[1], std::nullopt));
 	EXPECT_NO_THROW(check_recorded_mappings(ms, c.subnet, c.nat_ports));
-	// web1 goes: db1's mapping is made on its new address.
-	ms.erase(ms.begin());
-	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
-	EXPECT_EQ(promote_pending(ms, ctx(), home), (std::vector<size_t>{0}));
-	EXPECT_EQ(ms[0].m.guest_addr, parse_ipv4("192.168.122.10"));
+
+	// Not about the guest address: the external one is web1's.
+	StaticMapping taken = db1;
+	taken.m = parse_mapping("192.168.1.101", "192.168.122.12", "");
+	ms = {web1, taken};
+	held = hold_clashing(ms, {1}, c, leases, now);
+	ASSERT_EQ(held.size(), 1u);
+	EXPECT_NE(ms[1].pending.find("one external address, two mappings"), std::string::npos)
+		<< ms[1].pending;
+	EXPECT_TRUE(ms[0].pending.empty());
+
 	// A move onto a free address holds nothing.
-	ms[0].m.guest_addr = parse_ipv4("192.168.122.12");
-	EXPECT_TRUE(hold_clashing(ms, {0}, c).empty());
+	ms = {web1, db1};
+	ms[1].m.guest_addr = parse_ipv4("192.168.122.12");
+	EXPECT_TRUE(hold_clashing(ms, {1}, c, leases, now).empty());
+}
+
+// A pending IPv6 mapping (a network hook's, the bridge not attached yet)
+// is made in the context the daemon builds from kvx_cfg6 once NAT66 runs,
+// as IPv4's are.
+TEST(MappingPending, Ipv6MadeWhenNat66Runs)
+{
+	StaticMapping fwd, lit;
+	fwd.m = parse_mapping("[uplink]:8083", "[fd42:98::12]:80", "tcp");
+	fwd.libvirt_network = "default";
+	fwd.from_metadata = true;
+	fwd.pending = "bridge 'kb1' is not attached";
+	lit = fwd;
+	lit.m = parse_mapping("[2001:db8:1::5]:8084", "[fd42:98::12]:81", "tcp");
+	std::vector<StaticMapping> ms = {fwd, lit};
+	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	kvx_cfg6 off{};
+	off.mode = KVX_V6_OFF;
+	bool changed = false;
+	MappingContext c = promotion_context(parse_cidr("192.168.122.0/24"), {61000, 65535},
+					     parse_ipv4("192.168.1.50"), home, off, {});
+	EXPECT_TRUE(promote_pending(ms, c, home, &changed).empty());
+	EXPECT_NE(ms[0].pending.find("NAT66 is not running"), std::string::npos) << ms[0].pending;
+
+	kvx_cfg6 nat66{};
+	nat66.mode = KVX_V6_NAT66;
+	std::memcpy(nat66.subnet, parse_ipv6("fd42:98::").data(), 16);
+	nat66.subnet_len = 64;
+	c = promotion_context(parse_cidr("192.168.122.0/24"), {61000, 65535},
+			      parse_ipv4("192.168.1.50"), home, nat66,
+			      {network_of6(parse_ipv6("2001:db8:1::"), 64)});
+	// No NAT66 address yet: the literal one is made, [uplink] waits.
+	EXPECT_EQ(promote_pending(ms, c, home, &changed), (std::vector<size_t>{1}));
+	EXPECT_EQ(ms[0].pending, "the uplink has no IPv6 address yet");
+	EXPECT_FALSE(ms[1].network.has_value()); // IPv6: tied to no network
+	std::memcpy(nat66.uplink_addr, parse_ipv6("2001:db8:1::2").data(), 16);
+	c = promotion_context(parse_cidr("192.168.122.0/24"), {61000, 65535},
+			      parse_ipv4("192.168.1.50"), home, nat66,
+			      {network_of6(parse_ipv6("2001:db8:1::"), 64)});
+	EXPECT_EQ(promote_pending(ms, c, home), (std::vector<size_t>{0}));
+	EXPECT_TRUE(mapping_active(ms[0], home));
+	// A guest outside the prefix stays pending, saying so.
+	StaticMapping out = fwd;
+	out.m = parse_mapping("[uplink]:8085", "[fd99::12]:80", "tcp");
+	ms.push_back(out);
+	EXPECT_TRUE(promote_pending(ms, c, home).empty());
+	EXPECT_NE(ms[2].pending.find("is not a host address in fd42:98::/64"), std::string::npos)
+		<< ms[2].pending;
+}
+
+// `map del` deletes what it names: a hook's pending twin recorded first
+// is not the administrator's mapping beside it, and the hooks delete their
+// own active one only.
+TEST(MappingDelete, NamesExactlyOneRecord)
+{
+	StaticMapping hook, admin, cli, net;
+	hook.m = parse_mapping("10.99.0.5", "192.168.122.11", "");
+	hook.vm = "web1";
+	hook.from_metadata = true;
+	hook.pending = "not on the uplink's network";
+	admin.m = hook.m;
+	std::vector<StaticMapping> ms = {hook, admin};
+	const MappingOwner plain{};
+	const MappingOwner web1_meta{"web1", "", true};
+	EXPECT_EQ(mapping_to_delete(ms, hook.m, plain, false, "br0"), 1u);
+	EXPECT_EQ(error_of([&] { mapping_to_delete(ms, hook.m, web1_meta, true, "br0"); }),
+		  "no mapping '10.99.0.5 192.168.122.11' on bridge 'br0' of vm web1 in the "
+		  "datapath (recorded for: vm web1 (pending), map add)");
+	ms[0].pending.clear(); // made: the hook's own now
+	ms[1].m = parse_mapping("10.99.0.6", "192.168.122.12", "");
+	EXPECT_EQ(mapping_to_delete(ms, hook.m, web1_meta, true, "br0"), 0u);
+	// Only a hook's recorded: a plain spec still deletes it (the one record).
+	EXPECT_EQ(mapping_to_delete(ms, hook.m, plain, false, "br0"), 0u);
+	// vm:web1 names the domain's; a network's twin beside a domain's: say.
+	cli = hook;
+	cli.from_metadata = false;
+	cli.pending.clear();
+	net = hook;
+	net.vm.clear();
+	net.libvirt_network = "default";
+	ms = {net, cli};
+	EXPECT_EQ(mapping_to_delete(ms, hook.m, {"web1", "", false}, false, "br0"), 1u);
+	ms = {net, hook};
+	EXPECT_NE(error_of([&] {
+			  mapping_to_delete(ms, hook.m, plain, false, "br0");
+		  }).find("is recorded 2 times (network default (pending), vm web1 (pending))"),
+		  std::string::npos);
+	EXPECT_NE(error_of([&] {
+			  mapping_to_delete(ms, parse_mapping("10.99.0.7", "192.168.122.11", ""),
+					    plain, false, "br0");
+		  }).find("no mapping '10.99.0.7 192.168.122.11' on bridge 'br0'"),
+		  std::string::npos);
+	// Twins of one owner (an older config): the active one, in the datapath.
+	StaticMapping waiting = cli;
+	waiting.pending = vm_stopped_reason("web1");
+	ms = {waiting, cli};
+	EXPECT_EQ(mapping_to_delete(ms, cli.m, {"web1", "", false}, false, "br0"), 1u);
+}
+
+// What no waiting fixes in a hook's mappings: refused (the hook fails),
+// never a pending mapping; what may pass is not judged here.
+TEST(MappingPending, PermanentProblemsOfAHooksMappings)
+{
+	const Ipv4Net subnet = parse_cidr("192.168.122.0/24");
+	const PortRange nat{61000, 65535};
+	StaticMapping admin, other_vm;
+	admin.m = parse_mapping("uplink:2240", "192.168.122.12:80", "tcp");
+	other_vm.m = parse_mapping("uplink:2241", "192.168.122.12:81", "tcp");
+	other_vm.vm = "db1";
+	const std::vector<StaticMapping> rec = {admin, other_vm};
+	auto err = [&](std::vector<Mapping> ms) {
+		return error_of([&] { check_permanent(ms, rec, subnet, nat, std::nullopt); });
+	};
+	EXPECT_EQ(err({parse_mapping("uplink:8090", "10.5.5.5:80", "tcp")}),
+		  "mapping 'uplink:8090 10.5.5.5:80 tcp': guest 10.5.5.5 is not a host address in "
+		  "192.168.122.0/24");
+	EXPECT_NE(err({parse_mapping("192.168.122.50", "192.168.122.11", "")}).find("lies inside"),
+		  std::string::npos);
+	EXPECT_NE(err({parse_mapping("uplink:62000", "192.168.122.11:80", "tcp")})
+			  .find("overlap the NAT port range"),
+		  std::string::npos);
+	EXPECT_NE(err({parse_mapping("uplink:2240", "192.168.122.11:80", "tcp")})
+			  .find("(a `map add` mapping: delete it, or change the metadata)"),
+		  std::string::npos);
+	EXPECT_NE(err({parse_mapping("uplink:2250", "192.168.122.11:80", "tcp"),
+		       parse_mapping("uplink:2250", "192.168.122.11:81", "tcp")})
+			  .find("external ports overlap"),
+		  std::string::npos);
+	// Another domain's port, an unknown guest address (its lease to come),
+	// a bridge not attached (no subnet): may pass.
+	EXPECT_EQ(err({parse_mapping("uplink:2241", "192.168.122.11:80", "tcp")}), "");
+	EXPECT_EQ(err({parse_mapping("uplink:2251", "0.0.0.0:80", "tcp")}), "");
+	EXPECT_EQ(error_of([&] {
+			  check_permanent({parse_mapping("uplink:8090", "10.5.5.5:80", "tcp")}, {},
+					  std::nullopt, {}, std::nullopt);
+		  }),
+		  "");
+}
+
+// Reasons can quote libvirt XML: recorded and shown without control
+// characters, bounded, still valid UTF-8 (the config refuses others).
+TEST(MappingPending, ReasonsSanitized)
+{
+	EXPECT_EQ(pending_reason("a\nb\x1b[31m"), "a\\x0ab\\x1b[31m");
+	const std::string big = "forward 1: '" + std::string(400, 'x') + "'";
+	EXPECT_EQ(pending_reason(big).size(), kPendingReasonMax);
+	EXPECT_EQ(pending_reason(big).substr(kPendingReasonMax - 3), "...");
+	// Cut before a multi-byte character, not inside it.
+	std::string utf = std::string(kPendingReasonMax - 4, 'y') + "\xc3\xa9\xc3\xa9zz";
+	const std::string r = pending_reason(utf);
+	EXPECT_LE(r.size(), kPendingReasonMax);
+	EXPECT_EQ(r.substr(r.size() - 4), "y...");
+	// ... nor inside an escape.
+	std::string esc = std::string(kPendingReasonMax - 5, 'y') + "\x01\x01";
+	const std::string e = pending_reason(esc);
+	EXPECT_EQ(e.size(), kPendingReasonMax - 2);
+	EXPECT_EQ(e.substr(e.size() - 4), "y...");
 }
 
 } // namespace

@@ -5,9 +5,14 @@
 // its old addresses.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "base/netaddr.hpp"
 #include "control/guest_stats.hpp"
 #include "control/metrics.hpp"
+#include "model/mapping.hpp"
+#include "temp_dir.hpp"
 
 using namespace kvmxdp;
 
@@ -66,4 +71,78 @@ TEST(MetricsGuests, GoneGuestsAndOldAddressesAreNotExported)
 				  KVX_GUEST_IDLE_NS)
 			  .size(),
 		  1u);
+}
+
+namespace {
+
+void write_domain(const std::string &path, const std::string &name, const std::string &mac)
+{
+	std::ofstream(path) << "<domstatus state='running'><domain type='kvm'><name>" << name
+			    << "</name><devices><interface type='network'><mac address='" << mac
+			    << "'/><source network='default'/></interface></devices></domain>"
+			       "</domstatus>\n";
+}
+
+} // namespace
+
+// Two running domains with one MAC (the second defined with the first's,
+// by mistake or to borrow its name): that guest's `vm` label names none
+// of them, not whichever file the directory lists last; nor does a
+// mapping's address then.
+TEST(MetricsGuests, DuplicateMacNamesNoVm)
+{
+	kvmxdp::test::TempDir root;
+	const std::string dir = root.path() + "/run/libvirt/qemu";
+	std::filesystem::create_directories(dir);
+	write_domain(dir + "/web1.xml", "web1", "52:54:00:00:00:01");
+	write_domain(dir + "/db1.xml", "db1", "52:54:00:00:00:02");
+	GuestVmNames n = guest_vm_names({}, root.path());
+	EXPECT_EQ(n.by_mac["52:54:00:00:00:01"], "web1");
+	write_domain(dir + "/evil.xml", "evil", "52:54:00:00:00:01");
+	StaticMapping sm;
+	sm.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
+	sm.vm = "web1";
+	n = guest_vm_names({sm}, root.path());
+	EXPECT_EQ(n.by_mac.count("52:54:00:00:00:01"), 0u);
+	EXPECT_EQ(n.ambiguous_macs.count("52:54:00:00:00:01"), 1u);
+	EXPECT_EQ(n.by_mac["52:54:00:00:00:02"], "db1");
+	// A mapping's lease_mac that another domain claims: none either.
+	StaticMapping leased = sm;
+	leased.vm = "web2";
+	leased.lease_mac = "52:54:00:00:00:02";
+	n = guest_vm_names({leased}, root.path());
+	EXPECT_EQ(n.by_mac.count("52:54:00:00:00:02"), 0u);
+
+	// The mapping's address names web1, but read_guest_rows asks the
+	// ambiguous MAC first (it names none).
+	n = guest_vm_names({sm}, root.path());
+	EXPECT_EQ(n.by_addr[parse_ipv4("192.168.122.10")], "web1");
+	EXPECT_EQ(n.ambiguous_macs.count("52:54:00:00:00:01"), 1u);
+}
+
+// A scrape reads a domain's status file again only when it changed.
+TEST(MetricsGuests, DomainFilesParsedOnlyWhenChanged)
+{
+	kvmxdp::test::TempDir root;
+	const std::string dir = root.path() + "/run/libvirt/qemu";
+	std::filesystem::create_directories(dir);
+	write_domain(dir + "/web1.xml", "web1", "52:54:00:00:00:01");
+	write_domain(dir + "/db1.xml", "db1", "52:54:00:00:00:02");
+	DomainFiles files;
+	EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac.size(), 2u);
+	EXPECT_EQ(files.parses(), 2u);
+	for (int k = 0; k < 5; k++)
+		EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac["52:54:00:00:00:02"],
+			  "db1");
+	EXPECT_EQ(files.parses(), 2u);
+	// db1 renamed in place (a new file: libvirt writes a temporary one
+	// and renames it): read again, web1's not.
+	write_domain(dir + "/db1.xml.new", "db2", "52:54:00:00:00:02");
+	std::filesystem::rename(dir + "/db1.xml.new", dir + "/db1.xml");
+	EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac["52:54:00:00:00:02"], "db2");
+	EXPECT_EQ(files.parses(), 3u);
+	// A domain that stopped (its status file gone) names nothing.
+	std::filesystem::remove(dir + "/web1.xml");
+	EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac.count("52:54:00:00:00:01"), 0u);
+	EXPECT_EQ(files.parses(), 3u);
 }
