@@ -185,6 +185,15 @@ int main(int argc, char **argv)
 	auto *mapping_list_cmd = mapping_cmd->add_subcommand("list", "list the mappings");
 	mapping_list_cmd->add_flag("--json", mapping_json, "machine-readable output");
 	mapping_list_cmd->add_option("--bridge", mapping_list_bridge, "only this bridge");
+	std::vector<std::string> allow_specs;
+	bool allow_json = false;
+	auto *mapping_allow_cmd = mapping_cmd->add_subcommand(
+		"allow", "show or set what libvirt metadata may claim (external addresses, ports)");
+	mapping_allow_cmd->add_option(
+		"SPEC", allow_specs,
+		"EXT_IP|uplink[:PORT[-PORT]] (IPv6: [EXT_IP6]|[uplink][:PORT[-PORT]]) each; "
+		"'default': any port no host service listens on; 'none': nothing");
+	mapping_allow_cmd->add_flag("--json", allow_json, "machine-readable output");
 
 	// import: an iptables recipe as kvmxdp commands (verbs/import_verbs.hpp).
 	ImportOptions imp;
@@ -337,6 +346,14 @@ int main(int argc, char **argv)
 				std::cout << j.dump(2) << std::endl;
 			else
 				print_mappings(j, std::cout);
+			return 0;
+		}
+		if (mapping_allow_cmd->parsed()) {
+			auto j = mapping_allow(g, allow_specs);
+			if (allow_json)
+				std::cout << j.dump(2) << std::endl;
+			else
+				print_mapping_allow(j, std::cout);
 			return 0;
 		}
 		if (hook_cmd->parsed()) {

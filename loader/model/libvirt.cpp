@@ -198,12 +198,17 @@ LibvirtNat parse_nat(const xmlNode *owner, bool domain, const std::string &what)
 		if (name == "forward") {
 			const std::string w =
 				where + " forward " + std::to_string(nat.forwards.size() + 1);
-			only_attrs(c, {"proto", "port", "to", "external"}, w);
+			only_attrs(c, {"proto", "port", "to", "external", "force"}, w);
 			LibvirtForward f;
 			f.proto = need(c, "proto", w);
 			f.port = need(c, "port", w);
 			f.to = attr(c, "to").value_or("");
 			f.external = attr(c, "external").value_or("");
+			const std::string force = attr(c, "force").value_or("no");
+			if (force != "yes" && force != "no")
+				throw Error(w + ": force " + quoted(force) +
+					    " is not 'yes' or 'no'");
+			f.force = force == "yes";
 			if (!domain && f.to.empty())
 				throw Error(w + ": attribute 'to' (GUEST_IP:PORT) is missing");
 			nat.forwards.push_back(f);

@@ -44,6 +44,9 @@ struct LibvirtForward {
 	std::string port;
 	std::string to;
 	std::string external;
+	// force='yes': the port may be one a host service listens on, if the
+	// administrator's allow-list names it (model/metadata_allow.hpp).
+	bool force = false;
 };
 
 // One <kvmxdp:address>: the guest's 1:1 external address.
@@ -115,7 +118,9 @@ std::optional<uint32_t> libvirt_guest_addr(const std::string &mac,
 
 // The mappings of a domain's metadata for guest address `guest`, or of a
 // network's (its guests named in the XML), each parsed by parse_mapping.
-// Throws Error naming the element ("forward 2: ...").
+// The forwards come first, in the XML's order, then the addresses: the
+// k-th mapping is nat.forwards[k] for k < nat.forwards.size().  Throws
+// Error naming the element ("forward 2: ...").
 std::vector<Mapping> libvirt_domain_mappings(const LibvirtNat &nat, uint32_t guest);
 std::vector<Mapping> libvirt_network_mappings(const LibvirtNat &nat);
 

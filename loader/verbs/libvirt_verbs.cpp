@@ -13,8 +13,11 @@
 #include "base/netaddr.hpp"
 #include "base/text.hpp"
 #include "control/guest_stats.hpp"
+#include "kernel/netlink.hpp"
+#include "kernel/sockets.hpp"
 #include "model/config.hpp"
 #include "model/leases.hpp"
+#include "model/metadata_allow.hpp"
 #include "verbs/mapping_verbs.hpp"
 
 namespace kvmxdp {
@@ -379,6 +382,49 @@ void retarget_cli(const GlobalOptions &g, const LibvirtDomain &d, const std::str
 	}
 }
 
+// What metadata claims on the host's side, against the administrator's
+// allow-list (`map allow`) and the host services' listeners
+// (model/metadata_allow.hpp).  A refusal fails libvirt's start, before
+// anything is made: unlike what may pass later (a lease, the uplink), it
+// is the metadata's to change.  Listeners are the host services' (uids
+// below kFirstLoginUid, as the datapath's host ports): a login user's
+// socket on a VM's port must not be a way to keep that VM from starting.
+// The uplink's address as it is now; none yet: the wildcard's listeners.
+void check_metadata_claims(const Config &cfg, const std::string &bridge, const LibvirtNat &nat,
+			   const std::vector<Mapping> &ms)
+{
+	std::optional<std::vector<MetadataAllow>> allow;
+	if (cfg.metadata_allow)
+		allow = parse_metadata_allow(*cfg.metadata_allow);
+	uint32_t uplink_addr = 0;
+	const Instance *inst = cfg.find(bridge);
+	if (inst && !inst->uplink.empty()) {
+		NlSocket nl;
+		if (auto up = find_link(nl, inst->uplink))
+			if (auto a = primary_ipv4(ipv4_addrs(nl, up->ifindex)))
+				uplink_addr = a->addr;
+	}
+	std::map<uint8_t, ListeningSockets> listening;
+	for (size_t k = 0; k < ms.size(); k++) {
+		const Mapping &m = ms[k];
+		std::optional<uint16_t> listened;
+		// IPv6 forwards: the tables show only wildcard listeners
+		// for IPv6, which an IPv4 forward is checked against too.
+		if (!m.one_to_one() && !m.v6) {
+			const auto proto = static_cast<uint8_t>(m.proto);
+			auto it = listening.find(proto);
+			if (it == listening.end())
+				it = listening.emplace(proto, ListeningSockets::read(proto)).first;
+			listened = it->second.first_listening(m.ext(uplink_addr), m.ext_ports,
+							      kFirstLoginUid);
+		}
+		const bool force = k < nat.forwards.size() && nat.forwards[k].force;
+		const std::string why = metadata_claim_refusal(m, force, allow, listened);
+		if (!why.empty())
+			throw Error(why);
+	}
+}
+
 void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookInput &in,
 	       std::ostream &out)
 {
@@ -437,6 +483,7 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	// Checked whether or not the address is known: malformed metadata
 	// is refused now, not when the lease comes.
 	std::vector<Mapping> ms = libvirt_domain_mappings(d.nat, gu.addr);
+	check_metadata_claims(cfg, gu.bridge, d.nat, ms);
 	if (gu.bridge.empty()) {
 		// Nowhere to record them: said, libvirt goes on.
 		log_warn(gu.why + ": its kvmxdp mappings are not made");
@@ -477,6 +524,7 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const Hoo
 	check_ifname(n.bridge);
 	std::vector<Mapping> ms = libvirt_network_mappings(n.nat);
 	const Config cfg = ConfigStore(g.config).load();
+	check_metadata_claims(cfg, n.bridge, n.nat, ms);
 	StaticMapping owner;
 	owner.libvirt_network = name;
 	owner.from_metadata = true;
