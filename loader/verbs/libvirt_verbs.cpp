@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "verbs/libvirt_verbs.hpp"
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <ctime>
 #include <functional>
 #include <map>
@@ -537,19 +542,74 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const Hoo
 		    owned, out);
 }
 
+// `systemctl ARGS...` (found on PATH: libvirtd gives its hooks a plain
+// one), its output on the hook's standard error; its exit status, -1 when
+// it could not run.
+int systemctl(const std::vector<std::string> &args)
+{
+	std::vector<char *> argv;
+	std::string name = "systemctl";
+	argv.push_back(name.data());
+	std::vector<std::string> a = args;
+	for (auto &x : a)
+		argv.push_back(x.data());
+	argv.push_back(nullptr);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
+	pid_t pid = 0;
+	const int err = posix_spawnp(&pid, "systemctl", &fa, nullptr, argv.data(), environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (err)
+		return -1;
+	int status = 0;
+	while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A network that started on a bridge with a kvmxdp instance: its unit
+// kvmxdp@BRIDGE (re)started, its daemon following the bridge libvirt made
+// anew.  Not waited for (--no-block): libvirt waits for its hook, and a
+// hook must never wait for what may wait for libvirt.  The start-limit
+// counter is reset first: at boot the unit may have given up on a bridge
+// that libvirt creates only now.  Whatever fails is a warning: the network
+// runs either way.  (kvmxdp itself reads the XML and the config here: the
+// hook needs no script language of its own.)
+void start_instance_unit(const GlobalOptions &g, const LibvirtHookOptions &o, const HookInput &in)
+{
+	if (libvirt_network_action(o.op, o.subop) != HookAction::Apply || in.oversized)
+		return;
+	try {
+		const LibvirtNetwork n =
+			parse_libvirt_network(in.xml, "network '" + printable(o.object) + "' XML");
+		if (n.bridge.empty() || !ConfigStore(g.config).load().find(n.bridge))
+			return;
+		const std::string unit = "kvmxdp@" + systemd_escape(n.bridge) + ".service";
+		systemctl({"reset-failed", unit});
+		if (systemctl({"--no-block", "start", unit}) != 0)
+			log_warn("network '" + printable(o.object) + "': systemctl start " + unit +
+				 " failed");
+	} catch (const Error &e) {
+		log_warn(std::string(e.what()) + ": kvmxdp@ unit not started");
+	}
+}
+
 } // namespace
 
 void libvirt_hook(const GlobalOptions &g, const LibvirtHookOptions &o, std::istream &in,
 		  std::ostream &out)
 {
 	const HookInput xml = drain(in);
-	if (o.driver == "qemu")
+	if (o.driver == "qemu") {
 		qemu_hook(g, o, xml, out);
-	else if (o.driver == "network")
+	} else if (o.driver == "network") {
 		network_hook(g, o, xml, out);
-	else
+		start_instance_unit(g, o, xml);
+	} else {
 		throw Error("libvirt-hook: '" + printable(o.driver) +
 			    "' is not a hook kvmxdp handles (qemu, network)");
+	}
 }
 
 std::string libvirt_vm_guest(const GlobalOptions &g, std::string &bridge, std::string &lease_mac,
