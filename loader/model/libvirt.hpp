@@ -146,8 +146,12 @@ HookAction libvirt_network_action(const std::string &op, const std::string &subo
 // "..", no control characters.  Throws Error naming `what`.
 void check_libvirt_name(const std::string &name, const std::string &what);
 
-// `map add EXT vm:NAME[:PORT]`: the VM's name and the port part ("" for
-// none); nullopt when guest does not start with "vm:".
+// `map add EXT vm:NAME[:PORT[-PORT]]`: the VM's name and the port part
+// ("" for none); nullopt when guest does not start with "vm:".  The first
+// ':' after NAME starts the port, so "vm:web:22" is always port 22 of
+// "web"; a name holding ':' (libvirt allows it) is bracketed:
+// "vm:[web:22]", "vm:[web:22]:80".  Anything after the name that is not
+// PORT or PORT-PORT throws Error naming the value.
 struct VmTarget {
 	std::string name;
 	std::string ports;
