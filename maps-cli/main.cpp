@@ -148,6 +148,12 @@ int main(int argc, char **argv)
 		"serve Prometheus metrics at http://ADDR:PORT/metrics from the daemon, or 'off' "
 		"(default: the instance's in the config, else off)");
 
+	std::string reload_bridge;
+	auto *reload_cmd = app.add_subcommand(
+		"reload", "have the bridge's daemon re-read the config and the leases, and wait "
+			  "until it has (systemctl reload runs it)");
+	reload_cmd->add_option("--bridge", reload_bridge, "the instance (when more than one)");
+
 	std::string detach_bridge;
 	auto *detach = app.add_subcommand(
 		"detach", "stop the daemon, remove filters, pins, sysctls and the instance");
@@ -327,6 +333,10 @@ int main(int argc, char **argv)
 			if (o_metrics->count())
 				a.metrics = metrics;
 			return attach_and_run(g, a, std::cout);
+		}
+		if (reload_cmd->parsed()) {
+			kvmxdp::reload(g, reload_bridge, std::cout);
+			return 0;
 		}
 		if (detach->parsed()) {
 			kvmxdp::detach(g, detach_bridge, std::cout);

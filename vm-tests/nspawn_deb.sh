@@ -12,8 +12,9 @@
 #     daemon's "attached" line (Type=notify: READY=1 once attached; a
 #     Type=simple unit is "Started" at fork), with the daemon's STATUS=;
 #   - `kvmxdp status --json` shows the datapath on the bridge and the uplink;
-#   - `systemctl reload` returns 0, the daemon logs the SIGHUP reload and
-#     keeps its pid;
+#   - `systemctl reload` returns 0 with a forward added to the config by
+#     hand already in the datapath (ExecReload=kvmxdp reload waits for the
+#     daemon), the daemon logs the SIGHUP reload and keeps its pid;
 #   - an upgrade (`dpkg -i` of the package again) restarts the daemon (the
 #     postinst's deb-systemd-invoke try-restart), the datapath stays, and
 #     leaves the running libvirtd alone (its hooks are those it found when
@@ -87,8 +88,9 @@ mkdir -p "$cache"
 depends=$(dpkg-deb -f "$deb" Depends | sed -e 's/([^)]*)//g' -e 's/|[^,]*//g' -e 's/[[:space:]]//g')
 [[ -n $depends ]] || kvx_fatal "no Depends in $deb"
 # python3: this test's own (the scrape, config edits inside), not the
-# package's.
-include=systemd,systemd-sysv,dbus,iproute2,$depends,libvirt-daemon-system,dnsmasq-base,python3
+# package's; procps: ps here, and libvirtd's ExecReload=/bin/kill (a
+# minbase tree lacks it, every installed system has it).
+include=systemd,systemd-sysv,dbus,iproute2,$depends,libvirt-daemon-system,dnsmasq-base,python3,procps
 # One tree per list (named by its hash): runs of branches whose packages
 # depend on different libraries do not make each other's tree anew.
 tarball=$cache/bookworm-nspawn-$(dpkg --print-architecture)-$(sha256sum <<<"$include" | cut -c1-12).tar
@@ -183,9 +185,21 @@ assert_eq "status --json inside: TC on the bridge and the uplink" "kvxbr0 kvxup0
 assert_eq "the bridge's filter, seen from the host" 1 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
 
-kvx_step "systemctl reload"
+kvx_step "systemctl reload: a forward added to the config is in the datapath when it returns"
 mainpid=$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)
+bindings() { in_ct kvmxdp status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["instances"][0]["bindings"]["entries"])'; }
+b0=$(bindings)
+in_ct python3 -c '
+import json
+p = "/etc/kvmxdp/kvmxdp.json"
+c = json.load(open(p))
+c["instances"][0]["mappings"].append({"ext": "uplink:2299", "guest": "192.168.122.50:22",
+                                      "proto": "tcp", "add_address": False})
+json.dump(c, open(p, "w"))'
 assert_ok "systemctl reload kvmxdp@kvxbr0" in_ct systemctl reload kvmxdp@kvxbr0
+# ExecReload=kvmxdp reload returns once the daemon is done: no wait here.
+assert_eq "the forward's two halves in kvx_bind when systemctl reload returns" $((b0 + 2)) "$(bindings)"
+assert_ok "map del uplink:2299" in_ct kvmxdp map del uplink:2299 192.168.122.50:22 --proto tcp
 kvx_wait_for 10 "the daemon logs the reload" \
 	bash -c "nsenter -t $pid1 -a -r -w journalctl --no-pager -o cat -u kvmxdp@kvxbr0 | grep -q 'SIGHUP: re-reading'"
 assert_eq "still active after the reload" active "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"

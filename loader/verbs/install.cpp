@@ -284,9 +284,12 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "ExecStart=" +
 	       sdq(exe) + globals +
 	       " attach --bridge %I\n"
-	       "# Re-reads the config's mappings and the DHCP leases (SIGHUP); the\n"
-	       "# daemon brackets the work with RELOADING=1 and READY=1.\n"
-	       "ExecReload=kill -HUP $MAINPID\n"
+	       "# Re-reads the config's mappings and the DHCP leases: kvmxdp reload\n"
+	       "# sends the daemon SIGHUP and returns once it is done, so that\n"
+	       "# `systemctl reload` does (systemd 252 ends a reload when this exits).\n"
+	       "ExecReload=" +
+	       sdq(exe) + globals +
+	       " reload --bridge %I\n"
 	       "Restart=on-failure\n"
 	       "RestartSec=5\n"
 	       "# 2: usage error; 78: configuration error (invalid config, no instance\n"

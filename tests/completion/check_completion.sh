@@ -45,7 +45,7 @@ expect() {
 	[[ $got == "$want" ]] || fail "kvmxdp $*<Tab>: got '$got', want '$want'"
 	n=$((n + 1))
 }
-expect "attach conntrack detach doctor import install libvirt-hook map status top" ""
+expect "attach conntrack detach doctor import install libvirt-hook map reload status top" ""
 expect "conntrack" con
 expect "--bpffs --config --help --lock-wait --run-dir --verbose --version" --
 expect "add allow del list" map ""
