@@ -18,11 +18,13 @@
 #   /usr/share/doc/kvmxdp/{copyright,changelog.gz} (Debian policy 12.5 and
 #     12.7: every package carries both; a version without '-' is a native
 #     package, whose changelog is changelog.gz)
-# Depends: the shared libraries' packages (dpkg-shlibdeps), and what the
-# unit and the hooks run: kill (procps: the unit's ExecReload=), python3 (the
-# hook reads the network XML and the config), systemd (systemctl and
-# systemd-escape in the hook, the unit itself).  status reads iptables and
-# nftables rules when those tools are there: suggested.
+# Depends: the shared libraries' packages (dpkg-shlibdeps), and systemd (the
+# unit itself; systemctl and systemd-escape in the prerm; kvmxdp runs
+# systemctl for the network hook).  The unit's ExecReload= is kvmxdp
+# reload: no kill (procps).  The hooks are sh
+# running kvmxdp, which reads the XML and the config itself: no python3.
+# status reads iptables and nftables rules when those tools are there:
+# suggested.
 set(CPACK_GENERATOR DEB)
 set(CPACK_PACKAGE_NAME kvmxdp)
 set(CPACK_PACKAGE_VERSION ${PROJECT_VERSION})
@@ -49,7 +51,7 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT) # kvmxdp_VERSION_ARCH.deb
 set(CPACK_DEBIAN_PACKAGE_SECTION net)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "procps, python3, systemd")
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "systemd")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "libvirt-daemon-system, iptables, nftables")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_EXTRA
     ${PROJECT_SOURCE_DIR}/packaging/debian/postinst

@@ -206,6 +206,11 @@ _kvmxdp()
 		mapfile -t COMPREPLY < <(compgen -W "qemu network" -- "$cur")
 		return
 	fi
+	# map allow: its two words; an entry is the administrator's to type.
+	if [[ $cmd == "map allow" ]] && ((${#pos[@]} == 0)); then
+		mapfile -t COMPREPLY < <(compgen -W "default none uplink:" -- "$cur")
+		return
+	fi
 	if [[ $cmd == "map del" ]] && ((${#pos[@]} < 2)); then
 		mapfile -t COMPREPLY < <(compgen -W "$(_kvmxdp_mappings $((${#pos[@]} + 1)) "${pos[0]:-}" "$exe" "${globals[@]}")" -- "$cur")
 		return

@@ -148,6 +148,12 @@ int main(int argc, char **argv)
 		"serve Prometheus metrics at http://ADDR:PORT/metrics from the daemon, or 'off' "
 		"(default: the instance's in the config, else off)");
 
+	std::string reload_bridge;
+	auto *reload_cmd = app.add_subcommand(
+		"reload", "have the bridge's daemon re-read the config and the leases, and wait "
+			  "until it has (systemctl reload runs it)");
+	reload_cmd->add_option("--bridge", reload_bridge, "the instance (when more than one)");
+
 	std::string detach_bridge;
 	auto *detach = app.add_subcommand(
 		"detach", "stop the daemon, remove filters, pins, sysctls and the instance");
@@ -164,7 +170,7 @@ int main(int argc, char **argv)
 			->required();
 		c->add_option("GUEST", mo.guest,
 			      "GUEST_IP (1:1) or GUEST_IP:PORT[-PORT]; vm:NAME[:PORT[-PORT]]: "
-			      "the libvirt domain's address")
+			      "the libvirt domain's address (vm:[NAME]... for a name with ':')")
 			->required();
 		c->add_option("--proto", mo.proto, "tcp or udp (port forwards)");
 		c->add_option("--bridge", mo.bridge, "the instance (when more than one)");
@@ -185,6 +191,15 @@ int main(int argc, char **argv)
 	auto *mapping_list_cmd = mapping_cmd->add_subcommand("list", "list the mappings");
 	mapping_list_cmd->add_flag("--json", mapping_json, "machine-readable output");
 	mapping_list_cmd->add_option("--bridge", mapping_list_bridge, "only this bridge");
+	std::vector<std::string> allow_specs;
+	bool allow_json = false;
+	auto *mapping_allow_cmd = mapping_cmd->add_subcommand(
+		"allow", "show or set what libvirt metadata may claim (external addresses, ports)");
+	mapping_allow_cmd->add_option(
+		"SPEC", allow_specs,
+		"EXT_IP|uplink[:PORT[-PORT]] (IPv6: [EXT_IP6]|[uplink][:PORT[-PORT]]) each; "
+		"'default': any port no host service listens on; 'none': nothing");
+	mapping_allow_cmd->add_flag("--json", allow_json, "machine-readable output");
 
 	// import: an iptables recipe as kvmxdp commands (verbs/import_verbs.hpp).
 	ImportOptions imp;
@@ -319,6 +334,10 @@ int main(int argc, char **argv)
 				a.metrics = metrics;
 			return attach_and_run(g, a, std::cout);
 		}
+		if (reload_cmd->parsed()) {
+			kvmxdp::reload(g, reload_bridge, std::cout);
+			return 0;
+		}
 		if (detach->parsed()) {
 			kvmxdp::detach(g, detach_bridge, std::cout);
 			return 0;
@@ -337,6 +356,14 @@ int main(int argc, char **argv)
 				std::cout << j.dump(2) << std::endl;
 			else
 				print_mappings(j, std::cout);
+			return 0;
+		}
+		if (mapping_allow_cmd->parsed()) {
+			auto j = mapping_allow(g, allow_specs);
+			if (allow_json)
+				std::cout << j.dump(2) << std::endl;
+			else
+				print_mapping_allow(j, std::cout);
 			return 0;
 		}
 		if (hook_cmd->parsed()) {

@@ -3,9 +3,10 @@
 #
 # vm-tests/doctor.sh: `kvmxdp doctor` on a healthy attached host says
 # nothing is wrong (exit 0); each fault injected inside the test's
-# namespaces produces its finding, in the text and in --json, with a fix and
-# a non-zero exit (3: warnings, 4: an error); fixing it (with the printed
-# command where it is one) clears it and the exit is 0 again.  Faults: not
+# namespaces produces its finding, in the text and in --json, with a
+# command (or, where no command on the host fixes it, a note) and a
+# non-zero exit (3: warnings, 4: an error); the printed command, run as
+# printed, clears it and the exit is 0 again.  Faults: not
 # attached, the daemon gone, detached; strict rp_filter; MTU of the uplink
 # and of one port; a generic XDP program on the uplink (built with clang
 # here: XDP_PASS); uplink down, without an address, without a default
@@ -51,31 +52,40 @@ doctor() {
 	OUT=$(kvx doctor --bridge "$BR" --arp-wait "$ARPW" "$@" 2>&1) && RC=0 || RC=$?
 	J=$(kvx doctor --bridge "$BR" --arp-wait "$ARPW" --json "$@" 2>/dev/null) && JRC=0 || JRC=$?
 }
-# The JSON report's findings of CHECK: "severity|what|fix" lines.
+# The JSON report's findings of CHECK: "severity|what|command|note" lines.
 findings_of() { # CHECK
 	"$KVX_PY" -c '
 import json, sys
 d = json.loads(sys.stdin.read())
 for f in d["reports"][0]["findings"]:
     if f["check"] == sys.argv[1]:
-        print("%s|%s|%s" % (f["severity"], f["what"], f["fix"]))' "$1" <<<"$J"
+        print("%s|%s|%s|%s" % (f["severity"], f["what"], f["command"], f["note"]))' "$1" <<<"$J"
 }
 json_field() { "$KVX_PY" -c 'import json,sys; d=json.loads(sys.stdin.read()); print(eval(sys.argv[1]))' "$1" <<<"$J"; }
-# The fix of CHECK's first finding whose text holds NEEDLE.
-fix_of() { findings_of "$1" | { grep -F -- "$2" || true; } | head -1 | cut -d'|' -f3; }
+# The command and the note of CHECK's first finding whose text holds
+# NEEDLE ("None": none).
+command_of() { findings_of "$1" | { grep -F -- "$2" || true; } | head -1 | cut -d'|' -f3; }
+note_of() { findings_of "$1" | { grep -F -- "$2" || true; } | head -1 | cut -d'|' -f4-; }
 
 # finds DESC CHECK SEVERITY NEEDLE: doctor reports it in both forms, with
-# a fix, and exits 3 (warning) or 4 (error).
+# a command or a note, and exits 3 (warning) or 4 (error).
 finds() {
 	local desc=$1 check=$2 sev=$3 needle=$4 code=3
 	[[ $sev == error ]] && code=4
 	doctor
 	assert_contains "$desc: text" "$check: " "$(grep -F -- "$needle" <<<"$OUT" | grep "^$sev " || true)"
-	assert_contains "$desc: text has a fix" "fix: " "$OUT"
 	assert_contains "$desc: --json" "$sev|" "$(findings_of "$check" | grep -F -- "$needle" || true)"
-	local fix
-	fix=$(fix_of "$check" "$needle")
-	if [[ -n $fix && $fix != None ]]; then kvx_pass "$desc: --json has a fix: $fix"; else kvx_fail "$desc: --json has no fix"; fi
+	local cmd note
+	cmd=$(command_of "$check" "$needle")
+	note=$(note_of "$check" "$needle")
+	if [[ $cmd != None ]]; then
+		# The text's "run:" line is the command, all of it and nothing else.
+		assert_contains "$desc: text runs the command" "         run: $cmd"$'\n' "$OUT"$'\n'
+	elif [[ $note != None ]]; then
+		assert_contains "$desc: text has the note" "note: $note" "$OUT"
+	else
+		kvx_fail "$desc: --json has neither a command nor a note"
+	fi
 	assert_eq "$desc: --json check state" "$sev" "$(json_field "d['reports'][0]['checks']['$check']")"
 	assert_eq "$desc: exit code" "$code" "$RC"
 	assert_eq "$desc: --json exit code" "$code" "$JRC"
@@ -90,24 +100,60 @@ cleared() {
 	assert_contains "$1: text" "nothing wrong found" "$OUT"
 	((RC == 0)) || kvx_log "doctor said: $OUT"
 }
-# Runs CHECK's printed fix (for NEEDLE) in the host namespace: its commands
-# ("A; B"), without the remark in parentheses after them.
-apply_fix() { # CHECK NEEDLE
-	local fix
-	fix=$(fix_of "$1" "$2")
-	fix=${fix%% (*}
-	kvx_log "applying the fix: $fix"
-	nsx "$NS_HOST" bash -c "$fix"
+# `kvmxdp` in a printed command: the binary under test with this test's
+# options.
+mkdir -p "$KVX_TMP/bin"
+{
+	echo '#!/bin/sh'
+	printf 'exec %q' "$KVMXDP"
+	printf ' %q' "${KVX_OPTS[@]}"
+	echo ' "$@"'
+} >"$KVX_TMP/bin/kvmxdp"
+chmod +x "$KVX_TMP/bin/kvmxdp"
+# Runs CHECK's command (for NEEDLE) exactly as printed, by bash in the host
+# namespace, with /etc/sysctl.d a private tmpfs: a persistent fix writes
+# its drop-in there (copied to $KVX_TMP/sysctl.d), never into this
+# machine's /etc.
+run_command() { # CHECK NEEDLE
+	local cmd
+	cmd=$(command_of "$1" "$2")
+	rm -rf "$KVX_TMP/sysctl.d"
+	mkdir -p "$KVX_TMP/sysctl.d"
+	if [[ -z $cmd || $cmd == None ]]; then
+		kvx_fail "$1 ($2): no command to run"
+		return 0
+	fi
+	kvx_log "running the printed command: $cmd"
+	nsx "$NS_HOST" unshare -m bash -c 'mount -t tmpfs kvxsysctl /etc/sysctl.d &&
+		PATH=$1:$PATH bash -c "$2"; rc=$?; cp -r /etc/sysctl.d/. "$3"; exit $rc' \
+		_ "$KVX_TMP/bin" "$cmd" "$KVX_TMP/sysctl.d"
+}
+# The same for a command that starts the daemon (attach stays in the
+# foreground): in the background, as KVX_DAEMON_PID (bash execs the last
+# command of its list, the wrapper execs kvmxdp: one process).
+run_daemon_command() { # CHECK NEEDLE
+	local cmd
+	cmd=$(command_of "$1" "$2")
+	kvx_log "running the printed command in the background: $cmd"
+	# (kvx_attach_bg's start of the end-of-test checks)
+	[[ -n ${KVX_FWD0:-} ]] || KVX_FWD0=$(kvx_fwd_datagrams)
+	KVX_ATTACH_N=$((KVX_ATTACH_N + 1))
+	KVX_DAEMON_LOG=$KVX_TMP/daemon.$KVX_ATTACH_N.log
+	kvx_bg "$KVX_DAEMON_LOG" ip netns exec "$NS_HOST" env PATH="$KVX_TMP/bin:$PATH" bash -c "$cmd"
+	KVX_DAEMON_PID=$KVX_LAST_PID
+	kvx_wait_for 15 "attached by the printed command" grep -q '^kvmxdp: attached' "$KVX_DAEMON_LOG" ||
+		kvx_log "daemon: $(cat "$KVX_DAEMON_LOG")"
 }
 # The uplink's carrier back after `ip link set up` (a veth: at once, or nearly).
 uplink_lower_up() { ip -n "$NS_HOST" link show dev "$UP" | grep -q LOWER_UP; }
 
 kvx_step "not attached: an error naming the attach command"
 finds "not attached" datapath error "$BR is not attached"
-assert_contains "the fix attaches" "kvmxdp attach --bridge $BR --uplink $UP" "$(fix_of datapath "not attached")"
+assert_eq "the command attaches" "kvmxdp attach --bridge $BR --uplink $UP" "$(command_of datapath "not attached")"
+assert_contains "the note says it stays in the foreground" "foreground" "$(note_of datapath "not attached")"
 
-kvx_step "attached: a healthy host (also listening for ARP)"
-kvx_attach_bg || kvx_fatal "cannot attach"
+kvx_step "attached by that command: a healthy host (also listening for ARP)"
+run_daemon_command datapath "not attached"
 ARPW=1 cleared "healthy" datapath
 assert_eq "healthy: no check warns or errs" "" \
 	"$(json_field "' '.join(c for c, s in d['reports'][0]['checks'].items() if s not in ('ok', 'note'))")"
@@ -115,18 +161,26 @@ assert_eq "healthy: no check warns or errs" "" \
 kvx_step "rp_filter=1 on the uplink (in the host namespace)"
 hsys "net.ipv4.conf.$UP.rp_filter=1"
 finds "strict rp_filter" rp_filter warning "strict reverse-path filtering on $UP"
-apply_fix rp_filter "$UP"
-assert_eq "the fix made it loose" 2 "$(kvx_sysctl_get "$NS_HOST" "net/ipv4/conf/$UP/rp_filter")"
+run_command rp_filter "$UP"
+assert_eq "the command made it loose" 2 "$(kvx_sysctl_get "$NS_HOST" "net/ipv4/conf/$UP/rp_filter")"
+assert_eq "and kept it in a sysctl.d drop-in" "net/ipv4/conf/$UP/rp_filter = 2" \
+	"$(cat "$KVX_TMP/sysctl.d/90-kvmxdp-rp_filter-$UP.conf" 2>/dev/null)"
 cleared "rp_filter fixed" rp_filter
 
 kvx_step "MTU: uplink 1400 under a 1500 bridge; one port at 1400"
 ip -n "$NS_HOST" link set dev "$UP" mtu 1400
 finds "uplink MTU" mtu warning "has MTU 1500, the uplink $UP 1400"
+assert_contains "the note names the clamp" "attach --clamp-mss 1360" "$(note_of mtu "the uplink $UP 1400")"
+run_command mtu "the uplink $UP 1400"
+assert_eq "the bridge follows its ports" 1400 "$(nsx "$NS_HOST" cat "/sys/class/net/$BR/mtu")"
+cleared "ports at the uplink's MTU" mtu
 ip -n "$NS_HOST" link set dev "$UP" mtu 1500
+ip -n "$NS_HOST" link set dev "$P1_IF" mtu 1500
+ip -n "$NS_HOST" link set dev "$P2_IF" mtu 1500
 cleared "uplink MTU back" mtu
 ip -n "$NS_HOST" link set dev "$P1_IF" mtu 1400
 finds "port MTU" mtu warning "differ in MTU"
-apply_fix mtu "differ in MTU"
+run_command mtu "differ in MTU"
 cleared "port MTU fixed" mtu
 
 kvx_step "another tool's XDP program in generic mode on the uplink (a veth: native XDP where the kernel says so)"
@@ -139,8 +193,8 @@ EOF
 	clang -O2 --target=bpf -c "$KVX_TMP/xdp_pass.c" -o "$KVX_TMP/xdp_pass.o"
 	ip -n "$NS_HOST" link set dev "$UP" xdpgeneric obj "$KVX_TMP/xdp_pass.o" sec xdp
 	finds "generic XDP" xdp warning "generic XDP program 'xdp_pass' on $UP"
-	apply_fix xdp "$UP"
-	assert_eq "the fix removed it" "" "$(kvx_xdp_prog "$NS_HOST" "$UP")"
+	run_command xdp "$UP"
+	assert_eq "the command removed it" "" "$(kvx_xdp_prog "$NS_HOST" "$UP")"
 	cleared "generic XDP removed" xdp
 else
 	kvx_log "no clang: the generic XDP check is covered by the unit tests only"
@@ -149,18 +203,22 @@ fi
 kvx_step "uplink down, then without its address, then without a default route"
 ip -n "$NS_HOST" link set dev "$UP" down
 finds "uplink down" uplink error "the uplink $UP is down"
-apply_fix uplink "is down"
+run_command uplink "is down"
 kvx_wait_for 5 "carrier on $UP" uplink_lower_up
 # A link going down takes its routes with it; DHCP would put it back.
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
 cleared "uplink up" uplink
 ip -n "$NS_HOST" addr del "$UP_IP/24" dev "$UP"
 finds "no address" uplink error "the uplink $UP has no IPv4 address"
+# Which address is the uplink network's to say (DHCP): no command.
+assert_eq "no address: no command" None "$(command_of uplink "no IPv4 address")"
+assert_contains "the note says how to get one" "dhclient $UP" "$(note_of uplink "no IPv4 address")"
 ip -n "$NS_HOST" addr add "$UP_IP/24" dev "$UP"
 ip -n "$NS_HOST" route replace default via "$LAN_IP" dev "$UP"
 cleared "address back" uplink
 ip -n "$NS_HOST" route del default
 finds "no default route" uplink error "no IPv4 default route through the uplink $UP"
+assert_eq "no default route: no command (which gateway: DHCP's)" None "$(command_of uplink "no IPv4 default route")"
 ip -n "$NS_HOST" route add default via "$LAN_IP" dev "$UP"
 cleared "default route back" uplink
 assert_ok "guest1 -> server after the uplink faults" kvx_ping "$NS_G1" "$SRV_IP" 3
@@ -170,10 +228,10 @@ nsx "$NS_HOST" iptables -t nat -N LIBVIRT_PRT
 nsx "$NS_HOST" iptables -t nat -A POSTROUTING -j LIBVIRT_PRT
 nsx "$NS_HOST" iptables -t nat -A LIBVIRT_PRT -s "$SUBNET" ! -d "$SUBNET" -j MASQUERADE
 finds "libvirt masquerade" firewall warning "iptables NATs the guest subnet"
-assert_contains "the fix deletes that rule" "iptables -t nat -D LIBVIRT_PRT -s $SUBNET ! -d $SUBNET -j MASQUERADE" \
-	"$(fix_of firewall "NATs the guest subnet")"
-assert_contains "and says how libvirt stops re-adding it" "<forward mode='open'/>" "$(fix_of firewall "NATs")"
-apply_fix firewall "NATs the guest subnet"
+assert_eq "the command deletes that rule" "iptables -t nat -D LIBVIRT_PRT -s $SUBNET ! -d $SUBNET -j MASQUERADE" \
+	"$(command_of firewall "NATs the guest subnet")"
+assert_contains "the note says how libvirt stops re-adding it" "<forward mode='open'/>" "$(note_of firewall "NATs")"
+run_command firewall "NATs the guest subnet"
 cleared "masquerade removed" firewall
 nsx "$NS_HOST" iptables -t nat -D POSTROUTING -j LIBVIRT_PRT
 nsx "$NS_HOST" iptables -t nat -X LIBVIRT_PRT
@@ -182,11 +240,11 @@ kvx_step "the masquerade made with iptables-legacy (x_tables, invisible to iptab
 if command -v iptables-legacy >/dev/null 2>&1 &&
 	nsx "$NS_HOST" iptables-legacy -t nat -A POSTROUTING -s "$SUBNET" ! -d "$SUBNET" -j MASQUERADE; then
 	finds "legacy masquerade" firewall warning "iptables-legacy NATs the guest subnet"
-	assert_contains "the fix deletes it with iptables-legacy" \
+	assert_eq "the command deletes it with iptables-legacy" \
 		"iptables-legacy -t nat -D POSTROUTING -s $SUBNET ! -d $SUBNET -j MASQUERADE" \
-		"$(fix_of firewall "iptables-legacy NATs")"
-	apply_fix firewall "iptables-legacy NATs"
-	assert_eq "the fix removed it" "" "$(nsx "$NS_HOST" iptables-legacy-save -t nat | grep -e '^-A' || true)"
+		"$(command_of firewall "iptables-legacy NATs")"
+	run_command firewall "iptables-legacy NATs"
+	assert_eq "the command removed it" "" "$(nsx "$NS_HOST" iptables-legacy-save -t nat | grep -e '^-A' || true)"
 	cleared "legacy masquerade removed" firewall
 else
 	kvx_log "iptables-legacy missing or the kernel has no x_tables NAT: covered by the unit tests only"
@@ -204,8 +262,8 @@ if command -v nft >/dev/null 2>&1; then
 	assert_fails "an iifname $BR rule does not help" kvx_ping "$NS_G1" "$G2_IP" 2
 	finds "iifname rule is no accept" firewall error "traffic between guests is dropped"
 	nsx "$NS_HOST" nft flush chain bridge kvxdoc kvxfw
-	assert_contains "the fix matches the bridge crossed" "meta ibrname" "$(fix_of firewall "between guests")"
-	if nsx "$NS_HOST" bash -c "$(fix_of firewall "between guests")" 2>"$KVX_TMP/nft.err"; then
+	assert_contains "the command matches the bridge crossed" "meta ibrname" "$(command_of firewall "between guests")"
+	if run_command firewall "between guests" 2>"$KVX_TMP/nft.err"; then
 		assert_ok "guest1 -> guest2 after the printed fix" kvx_ping "$NS_G1" "$G2_IP" 3
 		cleared "bridge chain accepts $BR" firewall
 	else
@@ -222,7 +280,7 @@ fi
 kvx_step "FORWARD policy DROP in the host namespace"
 nsx "$NS_HOST" iptables -P FORWARD DROP
 finds "FORWARD DROP" firewall warning "FORWARD policy is DROP"
-apply_fix firewall "FORWARD policy is DROP"
+run_command firewall "FORWARD policy is DROP"
 cleared "bridge accepted before the policy" firewall
 nsx "$NS_HOST" iptables -F FORWARD
 nsx "$NS_HOST" iptables -P FORWARD ACCEPT
@@ -231,8 +289,21 @@ if ((BRNF)); then
 	kvx_step "br_netfilter (loaded on this host): bridge-nf-call-iptables=1 in the host namespace"
 	hsys net.bridge.bridge-nf-call-iptables=1
 	finds "bridged iptables" br_netfilter warning "bridge-nf-call-iptables=1"
-	hsys net.bridge.bridge-nf-call-iptables=0
+	# No Docker, Kubernetes or physdev rule here: the command turns it off.
+	run_command br_netfilter "bridge-nf-call-iptables=1"
+	assert_eq "kept in a sysctl.d drop-in" "net/bridge/bridge-nf-call-iptables = 0" \
+		"$(cat "$KVX_TMP/sysctl.d/90-kvmxdp-bridge-nf-call-iptables.conf" 2>/dev/null)"
 	cleared "bridged iptables off" br_netfilter
+	# Docker's chains: something else needs it, a note without a command.
+	hsys net.bridge.bridge-nf-call-iptables=1
+	nsx "$NS_HOST" iptables -N DOCKER-USER
+	doctor
+	assert_eq "with Docker's chains: no command" None "$(command_of br_netfilter "bridge-nf-call-iptables=1")"
+	assert_contains "... a note naming Docker" "Docker" "$(note_of br_netfilter "bridge-nf-call-iptables=1")"
+	assert_eq "... and a note only (exit 0)" 0 "$RC"
+	nsx "$NS_HOST" iptables -X DOCKER-USER
+	hsys net.bridge.bridge-nf-call-iptables=0
+	cleared "bridged iptables off again" br_netfilter
 else
 	kvx_log "br_netfilter is not loaded on this host: its check is covered by the unit tests only"
 fi
@@ -243,7 +314,9 @@ kvx_bg "$KVX_TMP/ping254.log" ip netns exec "$NS_G2" ping -n -i 0.5 -c 60 "$SRV_
 PING_PID=$KVX_LAST_PID
 ARPW=3 finds "wrong gateway" gateway warning "guest $G2_IP"
 assert_contains "it names the gateway asked for" "for 192.168.122.254" "$(findings_of gateway)"
-assert_contains "the fix names the bridge's address" "ip route replace default via $GW_IP" "$(fix_of gateway "$G2_IP")"
+# The guest's own setting: no command on the host, the note says what.
+assert_eq "no host command" None "$(command_of gateway "$G2_IP")"
+assert_contains "the note names the bridge's address" "ip route replace default via $GW_IP" "$(note_of gateway "$G2_IP")"
 # A flood of forged, all different requests from guest1 during the window:
 # more than doctor keeps.  What it did not look at must not read as "ok".
 kvx_bg "$KVX_TMP/flood.log" ip netns exec "$NS_G1" "$KVX_PY" -u "$KVX_LIBDIR/arp_peer.py" \
@@ -264,12 +337,13 @@ kvx_kill_pid "$PING_PID"
 kvx_step "the daemon gone, then the datapath detached"
 kvx_daemon_kill
 finds "no daemon" datapath warning "no daemon running for $BR"
-kvx_attach_bg || kvx_fatal "cannot attach again"
+assert_eq "the command runs the daemon" "kvmxdp attach --bridge $BR" "$(command_of datapath "no daemon")"
+run_daemon_command datapath "no daemon"
 cleared "daemon back" datapath
 kvx_daemon_stop
 kvx detach --bridge "$BR" >/dev/null
 finds "detached" datapath error "$BR is not attached"
-kvx_attach_bg || kvx_fatal "cannot attach again"
+run_daemon_command datapath "not attached"
 cleared "attached again" datapath
 
 kvx_step "conntrack table near full: --ct-size 64, 60 UDP flows"
@@ -279,11 +353,12 @@ kvx_attach_bg --ct-size 64 --flow-quota 0 --timeouts udp=60 || kvx_fatal "cannot
 nsx "$NS_G2" timeout 20 "$KVX_PY" -u "$KVX_LIBDIR/flowgen.py" burst "$SRV_IP" 20000 20059 >/dev/null
 kvx_wait_datapath 5 "60 flows in the table" "ct >= 52"
 finds "table near full" tables warning "the conntrack table holds"
-assert_contains "the fix names a larger table" "kvmxdp detach --bridge $BR; kvmxdp attach --bridge $BR --ct-size 128" \
-	"$(fix_of tables conntrack)"
-kvx_daemon_stop
-kvx detach --bridge "$BR" >/dev/null
-kvx_attach_bg --ct-size 128 --flow-quota 0 || kvx_fatal "cannot attach with --ct-size 128"
+assert_eq "the command makes a larger table" "kvmxdp detach --bridge $BR && kvmxdp attach --bridge $BR --uplink $UP --ct-size 128" \
+	"$(command_of tables conntrack)"
+# detach stops the daemon itself; the new attach is the daemon.
+OLD_DAEMON=$KVX_DAEMON_PID
+run_daemon_command tables conntrack
+kvx_kill_pid "$OLD_DAEMON" # gone already (detach stopped it): reaped
 cleared "larger table" tables
 
 kvx_step "bad input: one error line naming the value"

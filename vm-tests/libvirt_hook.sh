@@ -15,6 +15,7 @@
 #                                                               db1:  uplink:8081 -> :80/tcp, moved with its lease
 #                                                               app1 (no guest): uplink:8085 -> its lease's :80
 #                                                               network "default": uplink:8082 -> guest2:80
+#                                                               the host's own service on :2299 (map allow)
 #                                                               uplink ku<id> 10.77.0.2/24
 #   lan ns:    kl<id> 10.77.0.1/24 = "the LAN host" (curl, ping)
 #
@@ -400,6 +401,61 @@ sed -i "s|<kvmxdp:nat $NS>|<kvmxdp:nat $NS mac='$G1_MAC'>|" "$KVX_TMP/web1-ambig
 assert_ok "hook: with mac= it is made" qhook "$KVX_TMP/web1-ambiguous.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2230 reaches guest1:80" guest1 "$(web "$UP_IP:2230")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1-ambiguous.xml" web1 stopped end
+
+kvx_step "a port a host service listens on: refused unless map allow names it and force='yes'"
+# The host's own service on $UP_IP:2299 (root's, as sshd's would be).
+mkdir -p "$KVX_TMP/wwwh"
+echo host >"$KVX_TMP/wwwh/who"
+kvx_bg "$KVX_TMP/host.http.log" ip netns exec "$NS_HOST" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
+	--bind 0.0.0.0 --directory "$KVX_TMP/wwwh" 2299
+kvx_wait_tcp_listen 10 "$NS_HOST" 2299
+assert_eq "LAN -> $UP_IP:2299 reaches the host's service" host "$(web "$UP_IP:2299")"
+take_meta() { # FORCE-ATTRIBUTE
+	domain_xml web1 "$G1_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2299' to='80'$1/></kvmxdp:nat>"
+}
+take_meta "" >"$KVX_TMP/take.xml"
+take_meta " force='yes'" >"$KVX_TMP/take-force.xml"
+assert_contains "map allow: the default" "except ports host services listen on (default)" "$(kvx map allow)"
+for x in take take-force; do
+	assert_fails "hook: web1 started with $x.xml (default allow-list)" qhook "$KVX_TMP/$x.xml" web1 started begin
+	assert_eq "$x: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
+	assert_contains "$x: names the port" "a host service listens on tcp port 2299" "$(cat "$KVX_TMP/hook.out")"
+	assert_eq "$x: nothing mapped" "no mappings" "$(kvx map list)"
+	assert_eq "$x: LAN -> $UP_IP:2299 still the host's" host "$(web "$UP_IP:2299")"
+done
+kvx_log "refusal: $(cat "$KVX_TMP/hook.out")"
+assert_fails "map allow with a bad entry" kvx map allow uplink:2000-2999 uplink:99999
+assert_contains "map allow: nothing changed" "(default)" "$(kvx map allow)"
+assert_ok "map allow uplink:2299 uplink:2230-2239" kvx map allow uplink:2299 uplink:2230-2239
+assert_eq "map allow --json" '["uplink:2299", "uplink:2230-2239"]' \
+	"$(kvx map allow --json | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["metadata_allow"]))')"
+assert_fails "hook: allowed, but no force='yes'" qhook "$KVX_TMP/take.xml" web1 started begin
+assert_contains "says force='yes' is missing" "no force='yes'" "$(cat "$KVX_TMP/hook.out")"
+assert_eq "LAN -> $UP_IP:2299 still the host's" host "$(web "$UP_IP:2299")"
+assert_ok "hook: allowed and force='yes'" qhook "$KVX_TMP/take-force.xml" web1 started begin
+assert_eq "LAN -> $UP_IP:2299 now reaches guest1" guest1 "$(web "$UP_IP:2299")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/take-force.xml" web1 stopped end
+assert_eq "LAN -> $UP_IP:2299 the host's again" host "$(web "$UP_IP:2299")"
+# A list set: what it does not name is refused, listened or not.
+assert_fails "hook: uplink:2222 is not on the list" qhook "$KVX_TMP/web1.xml" web1 started begin
+assert_contains "names the list" "(uplink:2299 uplink:2230-2239)" "$(cat "$KVX_TMP/hook.out")"
+assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+assert_ok "hook: uplink:2230 is" qhook "$KVX_TMP/web1-2nics.xml" web1 started begin
+assert_eq "LAN -> $UP_IP:2230 reaches guest1:80" guest1 "$(web "$UP_IP:2230")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1-2nics.xml" web1 stopped end
+# The network hook: the same rule.
+sed "s|port='8082'|port='2299'|" "$KVX_TMP/net.xml" >"$KVX_TMP/net-take.xml"
+assert_ok "map allow none" kvx map allow none
+assert_contains "map allow: nothing" "may claim: nothing" "$(kvx map allow)"
+assert_fails "network hook: nothing allowed" \
+	nsx "$NS_HOST" env PATH="$FAKEBIN:$PATH" "$NHOOK" default started begin - <"$KVX_TMP/net-take.xml"
+assert_ok "map allow default" kvx map allow default
+assert_fails "network hook: a listened port, default list" \
+	nsx "$NS_HOST" env PATH="$FAKEBIN:$PATH" "$NHOOK" default started begin - <"$KVX_TMP/net-take.xml"
+assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+assert_ok "hook: web1 started (a port nobody listens on, default list)" qhook "$KVX_TMP/web1.xml" web1 started begin
+assert_eq "LAN -> $UP_IP:2222 reaches guest1:80" guest1 "$(web "$UP_IP:2222")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1.xml" web1 stopped end
 
 kvx_step "db1's lease moves onto the address app1's forward followed, whose lease ran out: db1 keeps it"
 APP_MAC=52:54:00:aa:00:01

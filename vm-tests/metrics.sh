@@ -15,7 +15,10 @@
 #    parsed by Prometheus' own client library (python3-prometheus-client);
 #  - `kvmxdp top --json`: guest1's rates over one interval while it pings;
 #  - `kvmxdp top` in tmux: the screen shows guest1's row with nonzero rates,
-#    q ends it;
+#    q ends it; guest2's lease written while it runs shows up (leases read
+#    anew); in a 5-line terminal under an interactive bash the header stays
+#    and one line counts the guests that do not fit; Ctrl-Z gives the shell
+#    its terminal back canonical with echo, fg resumes, q quits;
 #  - a --metrics that cannot listen (bad value, port taken): one error line,
 #    nothing attached.
 #
@@ -222,8 +225,52 @@ kvx_log "top's screen:"$'\n'"$screen"
 assert_contains "top: header" "PPS_OUT" "$screen"
 assert_contains "top: guest1's row" "$G1_IP" "$screen"
 assert_contains "top: guest1's VM" "web-one" "$screen"
+# guest2 starts talking and takes a lease while top runs: top reads the
+# leases anew (its DHCP hostname, in parentheses: no VM names it).
+G2_MAC=$(ip -n "$NS_G2" -j link show "$G2_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+kvx_bg "$KVX_TMP/ping2.log" ip netns exec "$NS_G2" ping -n -i 0.1 "$SRV_IP"
+pinger2=$KVX_LAST_PID
+cat >"$KVX_TMP/leases.new" <<JSON
+[{"ip-address": "$G1_IP", "mac-address": "$G1_MAC", "hostname": "vm-one", "expiry-time": 0},
+ {"ip-address": "$G2_IP", "mac-address": "$G2_MAC", "hostname": "vm-two", "expiry-time": 0}]
+JSON
+mv "$KVX_TMP/leases.new" "$KVX_TMP/leases.status"
+kvx_wait_for 10 "top shows guest2's new lease" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t top | grep -q '^$G2_IP .*(vm-two)'" ||
+	kvx_log "top's screen: $(tmux -L "$TMUX_SOCK" capture-pane -p -t top)"
 tmux -L "$TMUX_SOCK" send-keys -t top q
 kvx_wait_for 5 "top exits on q" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t top | grep -q 'TOP-EXITED 0'"
+
+kvx_step "top in a 5-line terminal under an interactive shell: clipped; Ctrl-Z gives the shell its terminal back"
+tmux -L "$TMUX_SOCK" new-session -d -x 160 -y 5 -s small "bash --norc --noprofile -i"
+tmux -L "$TMUX_SOCK" send-keys -t small "ip netns exec $NS_HOST $KVMXDP ${KVX_OPTS[*]} top --bridge $BR --interval 0.5" Enter
+kvx_wait_for 10 "top counts the guests that do not fit" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t small | grep -q 'more guest(s)'" ||
+	kvx_log "top's screen: $(tmux -L "$TMUX_SOCK" capture-pane -p -t small)"
+screen=$(tmux -L "$TMUX_SOCK" capture-pane -p -t small)
+kvx_log "top's 5-line screen:"$'\n'"$screen"
+assert_contains "the title stays on the first line" "kvmxdp top - bridge $BR" "$(head -1 <<<"$screen")"
+assert_contains "the column header stays" "PPS_OUT" "$screen"
+assert_contains "one line for the guests that do not fit" "... and 2 more guest(s)" "$screen"
+tmux -L "$TMUX_SOCK" send-keys -t small C-z
+sleep 1
+tmux -L "$TMUX_SOCK" send-keys -t small clear Enter "stty -a | tr ' ' '\\n' | grep -x -e -icanon -e icanon -e echo -e -echo | tr '\\n' ' '; echo STTY" Enter
+kvx_wait_for 5 "stty ran" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t small | grep -q '^-*icanon -*echo STTY$'"
+screen=$(tmux -L "$TMUX_SOCK" capture-pane -p -t small)
+kvx_log "after Ctrl-Z:"$'\n'"$screen"
+assert_contains "after Ctrl-Z the terminal is canonical with echo" "icanon echo STTY" "$screen"
+tmux -L "$TMUX_SOCK" send-keys -t small clear Enter fg Enter
+# (bash gives a stopped job's terminal back in its own mode: the job must
+# make it raw again, else a bare q waits for Enter.)
+fg_cmd() { tmux -L "$TMUX_SOCK" display -p -t small '#{pane_current_command}'; }
+kvx_wait_for 5 "top in the foreground" bash -c "[[ \$(tmux -L $TMUX_SOCK display -p -t small '#{pane_current_command}') == kvmxdp ]]"
+tmux -L "$TMUX_SOCK" send-keys -t small q
+kvx_wait_for 5 "top exits on a bare q after fg (raw again)" bash -c "[[ \$(tmux -L $TMUX_SOCK display -p -t small '#{pane_current_command}') == bash ]]" ||
+	kvx_log "foreground: $(fg_cmd); screen: $(tmux -L "$TMUX_SOCK" capture-pane -p -t small)"
+tmux -L "$TMUX_SOCK" send-keys -t small "echo TOP2-EXITED \$?" Enter
+kvx_wait_for 5 "top exited 0" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t small | grep -q 'TOP2-EXITED 0'"
+tmux -L "$TMUX_SOCK" send-keys -t small "stty -a | tr ' ' '\\n' | grep -x -e -icanon -e icanon -e echo -e -echo | tr '\\n' ' '; echo STTY2" Enter
+kvx_wait_for 5 "stty ran" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t small | grep -q '^-*icanon -*echo STTY2$'"
+assert_contains "after q the terminal is canonical with echo" "icanon echo STTY2" "$(tmux -L "$TMUX_SOCK" capture-pane -p -t small)"
+kvx_kill_pid "$pinger2"
 kvx_kill_pid "$pinger"
 
 kvx_step "a second running domain with guest1's MAC: guest1's vm label names neither"

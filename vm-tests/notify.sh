@@ -7,9 +7,9 @@
 #   - READY=1 (with STATUS=) is the first message, and when it arrives the
 #     datapath is attached (the bridge's TC filter is there);
 #   - WATCHDOG=1 comes at half of WATCHDOG_USEC, again and again;
-#   - SIGHUP (systemctl reload's ExecReload=) gives RELOADING=1 then READY=1,
-#     the daemon lives on, and a mapping changed in the config by hand is
-#     applied: a port forward re-pointed from guest1 to guest2 in place, with
+#   - `kvmxdp reload` (systemctl reload's ExecReload=: SIGHUP) gives
+#     RELOADING=1 then READY=1, the daemon lives on, and a mapping changed in
+#     the config by hand is applied when it returns: a port forward re-pointed from guest1 to guest2 in place, with
 #     the file's size, inode and mtime unchanged, so that only the reload
 #     (not the daemon's per-tick look at the file) can have picked it up;
 #   - SIGTERM gives STOPPING=1; the datapath stays.
@@ -79,7 +79,11 @@ sleep 2 # two ticks: an unchanged-looking file is not re-read by them
 assert_eq "before the reload, the forward still goes to guest1" guest1 \
 	"$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
 before=$(wc -l <"$nlog")
-kill -HUP "$KVX_DAEMON_PID"
+# The unit's ExecReload=: returns once the daemon is done, so the forward
+# is guest2's the moment it returns (systemctl reload returns with it).
+assert_ok "kvmxdp reload (ExecReload=)" kvx reload --bridge "$BR"
+assert_eq "when kvmxdp reload returns, LAN -> $UP_IP:8080 reaches guest2" guest2 \
+	"$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
 kvx_wait_for 10 "RELOADING=1 then READY=1 after SIGHUP" \
 	bash -c "tail -n +$((before + 1)) '$nlog' | grep -v '^WATCHDOG=1$' | tr '\n' ' ' | grep -q '^RELOADING=1|MONOTONIC_USEC=[0-9]*|STATUS=reloading [^ ]* READY=1|STATUS=bridge '"
 assert_ok "the daemon lives on after SIGHUP" kill -0 "$KVX_DAEMON_PID"
@@ -101,5 +105,8 @@ kvx_daemon_stop
 assert_eq "the last message is STOPPING=1" "STOPPING=1|STATUS=stopping: the datapath stays attached" \
 	"$(grep -v '^WATCHDOG=1$' "$nlog" | tail -1)"
 assert_eq "the bridge's filter stays" 1 "$(kvx_tc_bpf_filters "$BR")"
+out=$(kvx reload --bridge "$BR" 2>&1) && rc=0 || rc=$?
+assert_eq "kvmxdp reload without a daemon fails" 1 "$rc"
+assert_contains "... saying so in one line" "no daemon runs for bridge '$BR'" "$out"
 assert_ok "detach" kvx detach --bridge "$BR"
 kvx_finish

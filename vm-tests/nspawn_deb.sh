@@ -12,12 +12,14 @@
 #     daemon's "attached" line (Type=notify: READY=1 once attached; a
 #     Type=simple unit is "Started" at fork), with the daemon's STATUS=;
 #   - `kvmxdp status --json` shows the datapath on the bridge and the uplink;
-#   - `systemctl reload` returns 0, the daemon logs the SIGHUP reload and
-#     keeps its pid;
+#   - `systemctl reload` returns 0 with a forward added to the config by
+#     hand already in the datapath (ExecReload=kvmxdp reload waits for the
+#     daemon), the daemon logs the SIGHUP reload and keeps its pid;
 #   - an upgrade (`dpkg -i` of the package again) restarts the daemon (the
 #     postinst's deb-systemd-invoke try-restart), the datapath stays, and
-#     reloads the running libvirtd (libvirt finds its hooks only when it
-#     starts or reloads);
+#     leaves the running libvirtd alone (its hooks are those it found when
+#     it started); after an edit of a hook file, an upgrade reloads it
+#     (libvirt finds its hooks only when it starts or reloads);
 #   - --metrics 127.0.0.1:9810 in the config: the unit's daemon serves it
 #     and a scrape from the container's loopback gets the counters (the
 #     sandbox's IPAddressDeny=any with IPAddressAllow=localhost);
@@ -48,6 +50,11 @@
 #     sees the peer's own address; they stay through `systemctl restart
 #     libvirtd`; "stopped" removes them.  With the package's hook moved
 #     away, "started" maps nothing.
+#   - `dpkg -r` with the unit running and the datapath attached: the prerm
+#     stops the daemon and detaches its bridge (no filter, no pins left);
+#     the enabled instance's symlink stays (configuration); `dpkg --purge`
+#     removes it; installing again (a first install, libvirtd running)
+#     reloads libvirtd.
 #
 #   netns kvx-<id>-ct (the container's network): bridge kvxbr0 192.168.122.1/24
 #     (the test's, later libvirt's), uplink kvxup0 10.77.0.2/24
@@ -80,7 +87,10 @@ mkdir -p "$cache"
 # a network it manages, also in mode='open').  Of alternatives the first.
 depends=$(dpkg-deb -f "$deb" Depends | sed -e 's/([^)]*)//g' -e 's/|[^,]*//g' -e 's/[[:space:]]//g')
 [[ -n $depends ]] || kvx_fatal "no Depends in $deb"
-include=systemd,systemd-sysv,dbus,iproute2,$depends,libvirt-daemon-system,dnsmasq-base
+# python3: this test's own (the scrape, config edits inside), not the
+# package's; procps: ps here, and libvirtd's ExecReload=/bin/kill (a
+# minbase tree lacks it, every installed system has it).
+include=systemd,systemd-sysv,dbus,iproute2,$depends,libvirt-daemon-system,dnsmasq-base,python3,procps
 # One tree per list (named by its hash): runs of branches whose packages
 # depend on different libraries do not make each other's tree anew.
 tarball=$cache/bookworm-nspawn-$(dpkg --print-architecture)-$(sha256sum <<<"$include" | cut -c1-12).tar
@@ -175,9 +185,21 @@ assert_eq "status --json inside: TC on the bridge and the uplink" "kvxbr0 kvxup0
 assert_eq "the bridge's filter, seen from the host" 1 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
 
-kvx_step "systemctl reload"
+kvx_step "systemctl reload: a forward added to the config is in the datapath when it returns"
 mainpid=$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)
+bindings() { in_ct kvmxdp status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["instances"][0]["bindings"]["entries"])'; }
+b0=$(bindings)
+in_ct python3 -c '
+import json
+p = "/etc/kvmxdp/kvmxdp.json"
+c = json.load(open(p))
+c["instances"][0]["mappings"].append({"ext": "uplink:2299", "guest": "192.168.122.50:22",
+                                      "proto": "tcp", "add_address": False})
+json.dump(c, open(p, "w"))'
 assert_ok "systemctl reload kvmxdp@kvxbr0" in_ct systemctl reload kvmxdp@kvxbr0
+# ExecReload=kvmxdp reload returns once the daemon is done: no wait here.
+assert_eq "the forward's two halves in kvx_bind when systemctl reload returns" $((b0 + 2)) "$(bindings)"
+assert_ok "map del uplink:2299" in_ct kvmxdp map del uplink:2299 192.168.122.50:22 --proto tcp
 kvx_wait_for 10 "the daemon logs the reload" \
 	bash -c "nsenter -t $pid1 -a -r -w journalctl --no-pager -o cat -u kvmxdp@kvxbr0 | grep -q 'SIGHUP: re-reading'"
 assert_eq "still active after the reload" active "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
@@ -194,21 +216,30 @@ assert_eq "the same daemon (MainPID)" "$mainpid" "$(in_ct systemctl show -p Main
 must assert_ok "/proc/sys/net writable in the container" in_ct sh -c \
 	'mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net'
 
-kvx_step "upgrade: dpkg -i again restarts the daemon and reloads libvirtd (postinst)"
+kvx_step "upgrade: dpkg -i again restarts the daemon; libvirtd reloaded only when the hooks changed (postinst)"
 # The booted container's /tmp is a fresh tmpfs: the package is in /root.
 cp "$deb" "$root/root/"
 must assert_eq "libvirtd runs before the upgrade" active "$(in_ct systemctl is-active libvirtd || true)"
 lv_reloads() { in_ct journalctl --no-pager -o cat -u libvirtd | grep -c '^Reloaded' || true; }
 reloads=$(lv_reloads)
 out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i inside: $out"
-kvx_wait_for 10 "libvirtd reloaded by the postinst" bash -c "(( \$(nsenter -t $pid1 -a -r -w journalctl --no-pager -o cat -u libvirtd | grep -c '^Reloaded' || true) > $reloads ))" ||
-	kvx_log "libvirtd's journal: $(in_ct journalctl --no-pager -o cat -u libvirtd | tail -5)"
 kvx_wait_for 20 "a new daemon after the upgrade" bash -c \
 	"[[ \$(nsenter -t $pid1 -a -r -w systemctl show -p MainPID --value kvmxdp@kvxbr0) != @(0|$mainpid) ]]"
 kvx_wait_for 20 "active after the upgrade" bash -c \
 	"[[ \$(nsenter -t $pid1 -a -r -w systemctl is-active kvmxdp@kvxbr0) == active ]]"
 assert_eq "the datapath stays across the upgrade" 1 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+# The hooks as the chroot install left them, which libvirtd found when it
+# started at boot: nothing for it to learn.
+assert_eq "libvirtd not reloaded: the same hooks" "$reloads" "$(lv_reloads)"
+# An administrator's edit of a hook (a conffile: dpkg keeps it): the next
+# upgrade reloads libvirtd.
+in_ct sh -c 'echo "# edited" >>/etc/libvirt/hooks/qemu.d/kvmxdp'
+out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i inside: $out"
+kvx_wait_for 10 "libvirtd reloaded by the postinst: a hook changed" bash -c "(( \$(nsenter -t $pid1 -a -r -w journalctl --no-pager -o cat -u libvirtd | grep -c '^Reloaded' || true) > $reloads ))" ||
+	kvx_log "libvirtd's journal: $(in_ct journalctl --no-pager -o cat -u libvirtd | tail -5)"
+kvx_wait_for 20 "active after the second upgrade" bash -c \
+	"[[ \$(nsenter -t $pid1 -a -r -w systemctl is-active kvmxdp@kvxbr0) == active ]]"
 
 kvx_step "metrics under the unit: a loopback scrape"
 # attach --metrics as the unit's `attach --bridge %I` takes it: recorded.
@@ -478,16 +509,31 @@ libvirt_domain_metadata
 assert_le "the kernel forwarded none of the guest's traffic (IpForwDatagrams moved)" \
 	$(($(kvx_snmp "$ns" Ip ForwDatagrams) - fwd0)) 10
 
-kvx_step "dpkg -r stops the daemon (prerm), the datapath stays; detach"
-# A copy of the binary for the detach after the package is gone.
-assert_ok "keep a copy of kvmxdp" in_ct cp /usr/sbin/kvmxdp /root/kvmxdp
-out=$(in_ct dpkg -r kvmxdp 2>&1) || kvx_fatal "dpkg -r inside: $out"
-assert_eq "inactive after dpkg -r" inactive "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
-assert_eq "the datapath stays after dpkg -r" 1 \
+kvx_step "dpkg -r with the datapath attached: prerm stops the daemon and detaches it"
+in_ct systemctl start kvmxdp@kvxbr0 || true
+kvx_wait_for 20 "kvmxdp@kvxbr0 active before dpkg -r" bash -c \
+	"[[ \$(nsenter -t $pid1 -a -r -w systemctl is-active kvmxdp@kvxbr0) == active ]]"
+must assert_eq "attached before dpkg -r" 1 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
-assert_ok "kvmxdp detach inside" in_ct /root/kvmxdp detach --bridge kvxbr0
+out=$(in_ct dpkg -r kvmxdp 2>&1) || kvx_fatal "dpkg -r inside: $out"
+kvx_log "dpkg -r: $out"
+assert_not_contains "no warning: it detached" "stays attached" "$out"
+assert_eq "inactive after dpkg -r" inactive "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
+assert_eq "no filter after dpkg -r: detached" 0 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+assert_empty "no pins after dpkg -r" "$(find "$BPFFS/kvmxdp" -mindepth 1 2>/dev/null || true)"
+wants=/etc/systemd/system/multi-user.target.wants/kvmxdp@kvxbr0.service
+assert_ok "remove keeps the enabled instance (configuration)" in_ct test -L "$wants"
+kvx_step "dpkg --purge removes the enabled instance's symlink; a new first install reloads libvirtd"
+out=$(in_ct dpkg --purge kvmxdp 2>&1) || kvx_fatal "dpkg --purge inside: $out"
+assert_fails "purge removed $wants" in_ct test -L "$wants"
+assert_fails "and the postinst's record of the hooks" in_ct test -e /var/lib/kvmxdp
+# A first install while libvirtd runs: it must learn the hooks.
+reloads=$(lv_reloads)
+out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i inside: $out"
+kvx_wait_for 10 "libvirtd reloaded by a first install" bash -c "(( \$(nsenter -t $pid1 -a -r -w journalctl --no-pager -o cat -u libvirtd | grep -c '^Reloaded' || true) > $reloads ))" ||
+	kvx_log "libvirtd's journal: $(in_ct journalctl --no-pager -o cat -u libvirtd | tail -5)"
 assert_ok "virsh net-destroy kvxnet" in_ct virsh net-destroy kvxnet
-assert_empty "no pins after detach" "$(find "$BPFFS/kvmxdp" -mindepth 1 2>/dev/null || true)"
 in_ct systemctl poweroff >/dev/null 2>&1 || true
 for ((i = 0; i < 50; i++)); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.2; done
 kvx_finish

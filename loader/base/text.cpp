@@ -150,4 +150,21 @@ std::string unit_instance_shell(const std::string &tmpl, const std::string &inst
 		       "\"" + tmpl + "@$(systemd-escape -- " + shell_word(instance) + ")\"";
 }
 
+std::string systemd_escape(const std::string &instance)
+{
+	static const char hex[] = "0123456789abcdef";
+	std::string out;
+	for (size_t i = 0; i < instance.size(); i++) {
+		const auto c = static_cast<unsigned char>(instance[i]);
+		if (c == '/')
+			out += '-';
+		else if ((c < 0x80 && std::isalnum(c)) || c == ':' || c == '_' ||
+			 (c == '.' && i > 0))
+			out += static_cast<char>(c);
+		else
+			out += std::string("\\x") + hex[c >> 4] + hex[c & 15];
+	}
+	return out;
+}
+
 } // namespace kvmxdp

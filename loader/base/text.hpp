@@ -35,4 +35,10 @@ std::string shell_word(const std::string &s);
 // (a '-' would read as '/', and the unit's %I unescapes).
 std::string unit_instance_shell(const std::string &tmpl, const std::string &instance);
 
+// `instance` as systemd-escape escapes a unit's instance (systemd's
+// unit_name_escape): ASCII letters, digits, ':' and '_' and a '.' not in
+// front stay, '/' becomes '-', every other byte \xNN ("br-lan" ->
+// "br\x2dlan"), which the unit's %I unescapes.
+std::string systemd_escape(const std::string &instance);
+
 } // namespace kvmxdp

@@ -1073,6 +1073,13 @@ void Daemon::reload(NlSocket &nl)
 	leases_read_ = {};
 	refresh(nl, true);
 	sd_notify_state("READY=1\nSTATUS=" + status_text());
+	// Done: `kvmxdp reload` (the unit's ExecReload=) waits for this count
+	// to change, so that `systemctl reload` returns once the config is
+	// applied (systemd 252 ends a reload when ExecReload= exits; its
+	// Type=notify-reload, which would wait for READY=1, is 253's).
+	if (!state_prefix_.empty())
+		atomic_write_file(state_prefix_ + ".reloads", std::to_string(++reloads_) + "\n",
+				  0644);
 }
 
 int Daemon::run()

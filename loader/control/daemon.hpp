@@ -177,6 +177,7 @@ private:
 	std::unique_ptr<RaSender> ra_; // relay only
 	std::string ra_foreign_ = "?"; // what PREFIX.ra_foreign says now ("?": not yet synced)
 	std::string state_prefix_;
+	uint64_t reloads_ = 0; // SIGHUPs done (state_prefix_.reloads)
 	int bridge_ifindex_ = 0;
 	std::string sysctl_root_ = "/proc/sys";
 	// What the mappings were last synced against.

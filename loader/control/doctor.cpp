@@ -5,6 +5,8 @@
 #include <linux/if.h>
 #include <linux/if_link.h>
 #include <linux/rtnetlink.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <sstream>
 
@@ -177,6 +179,14 @@ DoctorFacts gather_doctor_facts(const GlobalOptions &g, const std::string &bridg
 			f.iptables_legacy_save.reset();
 	}
 	f.nft_json = run_firewall_tool("nft", {"", "-j", "list", "ruleset"}, f.firewall_unread);
+	// sd_booted()'s test, and the unit where systemd looks for it.
+	struct stat st {};
+	if (::stat("/run/systemd/system", &st) == 0 && S_ISDIR(st.st_mode))
+		for (const char *dir : {"/etc/systemd/system", "/run/systemd/system",
+					"/usr/lib/systemd/system", "/lib/systemd/system"})
+			f.systemd_unit = f.systemd_unit ||
+					 ::access((std::string(dir) + "/kvmxdp@.service").c_str(),
+						  F_OK) == 0;
 
 	if (arp_wait_ms > 0 && f.bridge_link.exists) {
 		try {

@@ -101,13 +101,13 @@ bool ListeningSockets::listens(uint32_t addr, uint16_t port) const
 	return false;
 }
 
-std::optional<uint16_t> ListeningSockets::first_listening(uint32_t addr,
-							  const PortRange &ports) const
+std::optional<uint16_t> ListeningSockets::first_listening(uint32_t addr, const PortRange &ports,
+							  uint32_t uid_below) const
 {
 	std::optional<uint16_t> first;
 	for (const Entry &e : entries_)
 		if (e.port >= ports.lo && e.port <= ports.hi && (e.wildcard || e.addr == addr) &&
-		    (!first || e.port < *first))
+		    e.uid < uid_below && (!first || e.port < *first))
 			first = e.port;
 	return first;
 }

@@ -24,8 +24,10 @@ public:
 
 	// On addr (host order) or the wildcard.
 	bool listens(uint32_t addr, uint16_t port) const;
-	// The lowest port of the range with a listener on addr, if any.
-	std::optional<uint16_t> first_listening(uint32_t addr, const PortRange &ports) const;
+	// The lowest port of the range with a listener on addr, if any (of a
+	// socket whose owner's uid is below uid_below).
+	std::optional<uint16_t> first_listening(uint32_t addr, const PortRange &ports,
+						uint32_t uid_below = UINT32_MAX) const;
 	// Ports with a listener that packets from the uplink can reach: on the
 	// wildcard or on an address outside 127.0.0.0/8 (IPv6 listeners only
 	// on the wildcard, which takes IPv4 too unless v6only), of a socket

@@ -11,6 +11,7 @@
 #include "kvmxdp/ct_rules.h"
 #include "model/leases.hpp"
 #include "model/libvirt.hpp"
+#include "model/metadata_allow.hpp"
 #include "model/options.hpp"
 #include "model/timeouts.hpp"
 
@@ -189,6 +190,8 @@ json to_json(const Config &cfg)
 		}
 		j["detached"] = d;
 	}
+	if (cfg.metadata_allow)
+		j["metadata_allow"] = *cfg.metadata_allow;
 	return j;
 }
 
@@ -553,6 +556,18 @@ Config config_from_json(const json &j)
 					mappings[k], p + ".mappings[" + std::to_string(k) + "]"));
 			cfg.detached[br] = std::move(d);
 		}
+	}
+	if (auto it = j.find("metadata_allow"); it != j.end()) {
+		if (!it->is_array())
+			bad("metadata_allow", "expected an array of strings");
+		std::vector<std::string> specs;
+		for (const auto &e : *it) {
+			if (!e.is_string())
+				bad("metadata_allow", "expected an array of strings");
+			specs.push_back(e.get<std::string>());
+		}
+		checked("metadata_allow", [&] { parse_metadata_allow(specs); });
+		cfg.metadata_allow = std::move(specs);
 	}
 	return cfg;
 }

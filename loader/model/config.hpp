@@ -106,6 +106,9 @@ struct Config {
 	std::vector<Instance> instances;
 	// bridge -> what its detach kept ("detached" in the JSON; optional).
 	std::map<std::string, Detached> detached;
+	// `map allow`: what libvirt metadata may claim (model/metadata_allow.hpp);
+	// unset: the default ("metadata_allow" absent from the JSON).
+	std::optional<std::vector<std::string>> metadata_allow;
 
 	Instance *find(const std::string &bridge);
 	const Instance *find(const std::string &bridge) const;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <functional>
 #include <map>
+#include <set>
 #include <sstream>
 
 #include "base/text.hpp"
@@ -35,9 +36,10 @@ std::string q(const std::string &s)
 	return shell_word(s);
 }
 
-DoctorFinding finding(const char *check, Severity s, std::string what, std::string fix = "")
+DoctorFinding finding(const char *check, Severity s, std::string what, std::string command = "",
+		      std::string note = "")
 {
-	return {check, s, std::move(what), std::move(fix)};
+	return {check, s, std::move(what), std::move(command), std::move(note)};
 }
 
 // The instance's unit.  Its instance is the bridge name escaped (a '-'
@@ -47,20 +49,49 @@ std::string unit_name(const std::string &bridge)
 	return unit_instance_shell("kvmxdp", bridge);
 }
 
-// The instance's service, for fixes that restart it.
-std::string unit_of(const std::string &bridge)
+// The instance's daemon (re)started: its unit where systemd runs the host
+// and the unit is installed, else attach (which stays in the foreground as
+// the daemon: said in restart_note).
+std::string restart_command(const DoctorFacts &f)
 {
-	return "systemctl restart " + unit_name(bridge) + " (or kvmxdp attach --bridge " +
-	       q(bridge) + ")";
+	return f.systemd_unit ? "systemctl restart " + unit_name(f.bridge) :
+				"kvmxdp attach --bridge " + q(f.bridge);
 }
 
-// Sets /proc/sys/KEY (slash form: a device name may hold dots).  sysctl
-// splits its argument at the first '=', which a device name may hold too.
-std::string sysctl_fix(const std::string &key, const std::string &value)
+std::string restart_note(const DoctorFacts &f)
+{
+	return f.systemd_unit ? "" :
+				"attach stays in the foreground as the bridge's daemon (under "
+				"systemd: systemctl restart " +
+					unit_name(f.bridge) + ")";
+}
+
+// Sets /proc/sys/KEY (slash form: a device name may hold dots) now and at
+// every boot: a drop-in in /etc/sysctl.d, applied with `sysctl -p FILE`
+// (that file only: --system would apply every other file again).
+// systemd-sysctl applies a device's keys again when udev adds the device
+// (99-systemd.rules), so a bridge libvirt creates after boot gets it too.
+// `tag` names the file.  sysctl.d splits a line at its first '=', which a
+// device name may hold: then only now (persist_note says so).
+std::string sysctl_persist(const std::string &key, const std::string &value, const std::string &tag)
 {
 	if (key.find('=') != std::string::npos)
 		return "echo " + value + " > " + q("/proc/sys/" + key);
-	return "sysctl -w " + q(key + "=" + value);
+	const std::string file = "/etc/sysctl.d/90-kvmxdp-" + tag + ".conf";
+	return "echo " + q(key + " = " + value) + " > " + q(file) + " && sysctl -p " + q(file);
+}
+
+std::string persist_note(const std::string &key)
+{
+	return key.find('=') != std::string::npos ?
+		       "not kept across a reboot: a sysctl.d file cannot name a device with '='" :
+		       "";
+}
+
+// "A; B" of two notes, either of which may be "".
+std::string notes(const std::string &a, const std::string &b)
+{
+	return a.empty() ? b : b.empty() ? a : a + "; " + b;
 }
 
 // A device name inside an nft rule: nft's own quotes (its scanner takes an
@@ -124,20 +155,31 @@ std::vector<DoctorFinding> check_datapath(const DoctorFacts &f)
 			"net.ipv4.conf." + br +
 				".forwarding is 0: the datapath's route lookups fail (FWD_DISABLED) "
 				"and guests reach nothing outside",
-			sysctl_fix("net/ipv4/conf/" + f.bridge + "/forwarding", "1") +
-				" (attach sets it)"));
+			sysctl_persist("net/ipv4/conf/" + f.bridge + "/forwarding", "1",
+				       "forwarding-" + f.bridge),
+			notes("attach sets it too",
+			      persist_note("net/ipv4/conf/" + f.bridge + "/forwarding"))));
 	if (!f.status.is_object()) {
 		out.push_back(finding(
 			"datapath", Severity::Error,
 			br + " is not attached: no kvmxdp instance for it in the config",
-			"kvmxdp attach --bridge " + q(f.bridge) +
-				(f.uplink.empty() ? "" : " --uplink " + q(f.uplink)) +
-				" (or systemctl enable --now " + unit_name(f.bridge) + ")"));
+			f.uplink.empty() ? "" :
+					   "kvmxdp attach --bridge " + q(f.bridge) + " --uplink " +
+						   q(f.uplink),
+			(f.uplink.empty() ?
+				 "kvmxdp attach --bridge " + q(f.bridge) +
+					 " --uplink DEVICE (no default route names one); " :
+				 std::string()) +
+				"attach stays in the foreground as the bridge's daemon: once it "
+				"recorded the instance, systemctl enable --now " +
+				unit_name(f.bridge) + " runs it at boot"));
 		if (!f.bridge_link.exists)
 			out.push_back(finding(
 				"datapath", Severity::Error, "the bridge " + br + " does not exist",
-				"create it (virsh net-start NETWORK, or ip link add " +
-					q(f.bridge) + " type bridge)"));
+				"",
+				"create it: virsh net-start NETWORK (its libvirt network), or ip "
+				"link add " +
+					q(f.bridge) + " type bridge"));
 		return out;
 	}
 	const json &s = f.status;
@@ -150,14 +192,15 @@ std::vector<DoctorFinding> check_datapath(const DoctorFacts &f)
 			continue;
 		const std::string dev = p(d.value("ifname", ""));
 		if (d.value("ifindex", json()).is_null()) {
-			out.push_back(finding("datapath", Severity::Error,
-					      "the " + role + " " + dev + " does not exist",
-					      role == "bridge" ?
-						      "create it (virsh net-start NETWORK), "
-						      "then " +
-							      unit_of(f.bridge) :
-						      "kvmxdp attach --bridge " + q(f.bridge) +
-							      " --uplink DEVICE"));
+			out.push_back(finding(
+				"datapath", Severity::Error,
+				"the " + role + " " + dev + " does not exist", "",
+				role == "bridge" ?
+					"create it (virsh net-start NETWORK), then " +
+						restart_command(f) :
+					"kvmxdp attach --bridge " + q(f.bridge) +
+						" --uplink DEVICE (or --uplink auto: the default "
+						"route's)"));
 			continue;
 		}
 		const json prog = d.value("prog", json());
@@ -165,26 +208,26 @@ std::vector<DoctorFinding> check_datapath(const DoctorFacts &f)
 			out.push_back(finding("datapath", Severity::Error,
 					      "no kvmxdp filter on " + dev +
 						      " ingress: guest traffic is not translated",
-					      unit_of(f.bridge)));
+					      restart_command(f), restart_note(f)));
 		else if (prog != expect)
 			out.push_back(finding("datapath", Severity::Error,
 					      "the kvmxdp filter on " + dev + " runs '" +
 						      p(prog.is_string() ? prog.get<std::string>() :
 									   prog.dump()) +
 						      "', expected '" + expect + "'",
-					      unit_of(f.bridge)));
+					      restart_command(f), restart_note(f)));
 	}
 	for (const auto &w : s.value("warnings", json::array()))
 		if (w.is_string() &&
 		    w.get<std::string>().rfind("cannot read the pinned maps", 0) == 0)
 			out.push_back(finding("datapath", Severity::Error, p(w.get<std::string>()),
-					      unit_of(f.bridge)));
+					      restart_command(f), restart_note(f)));
 	if (s.value("daemon_pid", json()).is_null())
 		out.push_back(finding("datapath", Severity::Warning,
 				      "no daemon running for " + br +
 					      ": uplink address changes are not followed and "
 					      "expired flows are not collected",
-				      unit_of(f.bridge)));
+				      restart_command(f), restart_note(f)));
 	return out;
 }
 
@@ -197,12 +240,16 @@ std::vector<DoctorFinding> check_uplink(const DoctorFacts &f)
 		return {finding("uplink", Severity::Error,
 				"no uplink: there is no IPv4 default route (and the instance names "
 				"no uplink), so guest traffic to the outside is dropped",
+				"",
 				"connect the uplink (nmcli device connect DEVICE), or ip route add "
 				"default via GATEWAY dev DEVICE")};
 	const DoctorLink &l = f.uplink_link;
 	if (!l.exists)
 		return {finding("uplink", Severity::Error, "the uplink " + up + " does not exist",
-				"kvmxdp attach --bridge " + q(f.bridge) + " --uplink auto")};
+				"",
+				"kvmxdp attach --bridge " + q(f.bridge) +
+					" --uplink auto (the default route's device), or --uplink "
+					"DEVICE")};
 	std::vector<DoctorFinding> out;
 	if (!l.up)
 		out.push_back(finding("uplink", Severity::Error,
@@ -213,13 +260,14 @@ std::vector<DoctorFinding> check_uplink(const DoctorFacts &f)
 			finding("uplink", Severity::Error,
 				"the uplink " + up +
 					" has no carrier (cable unplugged, WiFi not associated)",
-				"connect it: nmcli device connect " + q(f.uplink)));
+				"", "connect it: nmcli device connect " + q(f.uplink)));
 	if (l.addrs.empty())
 		out.push_back(
 			finding("uplink", Severity::Error,
 				"the uplink " + up +
 					" has no IPv4 address: guest traffic to the outside is "
 					"dropped (DROP_NO_UPLINK_ADDR)",
+				"",
 				"get one: nmcli device connect " + q(f.uplink) + ", dhclient " +
 					q(f.uplink) + ", or ip addr add ADDRESS/PREFIX dev " +
 					q(f.uplink)));
@@ -228,9 +276,10 @@ std::vector<DoctorFinding> check_uplink(const DoctorFacts &f)
 				      "no IPv4 default route through the uplink " + up +
 					      ": guest traffic beyond its network is dropped "
 					      "(DROP_FIB, DROP_OTHER_IFACE)",
-				      "ip route add default via GATEWAY dev " + q(f.uplink) +
-					      " (DHCP sets it: nmcli device connect " +
-					      q(f.uplink) + ")"));
+				      "",
+				      "DHCP sets it (nmcli device connect " + q(f.uplink) +
+					      "), or ip route add default via GATEWAY dev " +
+					      q(f.uplink)));
 	return out;
 }
 
@@ -248,11 +297,12 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 			"gateway", Severity::Error,
 			"the bridge " + br +
 				" has no IPv4 address: guests have no gateway to send through",
-			"ip addr add " +
-				(sub ? format_ipv4(sub->addr + 1) + "/" +
-						 std::to_string(sub->prefix) :
-				       std::string("ADDRESS/PREFIX")) +
-				" dev " + q(f.bridge)));
+			sub ? "ip addr add " + format_ipv4(sub->addr + 1) + "/" +
+					std::to_string(sub->prefix) + " dev " + q(f.bridge) :
+			      "",
+			sub ? "the guest subnet's first address; restarting its libvirt network "
+			      "sets the one its XML names" :
+			      "ip addr add ADDRESS/PREFIX dev " + q(f.bridge)));
 		return out;
 	}
 	// Skipped on request: a note.  Could not listen: the check is blind,
@@ -286,6 +336,7 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 					who + " is on no network of " + br + " (asked " +
 						std::to_string(a.count) + " times for " +
 						format_ipv4(a.target) + ")",
+					"",
 					"give the guest an address in " +
 						format_ipv4(f.bridge_link.addrs[0].addr) + "/" +
 						std::to_string(f.bridge_link.addrs[0].prefix) +
@@ -303,16 +354,18 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 				" and got no answer: a stopped guest, or a wrong default gateway "
 				"(it must be the bridge's address " +
 				format_ipv4(*gw) + ")",
+			"",
 			"if it is the guest's gateway, in the guest: ip route replace default via " +
-				format_ipv4(*gw) + " (or fix the DHCP server's router option)"));
+				format_ipv4(*gw) + "; or fix the DHCP server's router option"));
 	}
 	if (more)
 		out.push_back(finding("gateway", Severity::Warning,
 				      "and " + std::to_string(more) +
 					      " more unanswered ARP requests on " + br +
 					      " (an ARP flood, or a misconfigured network)",
-				      "ip neigh show dev " + q(f.bridge) +
-					      "; look at the guests' configuration"));
+				      "",
+				      "look at the guests' configuration; ip neigh show dev " +
+					      q(f.bridge) + " shows whom the host knows"));
 	// What was not seen is not "ok": a flood that filled the listener
 	// hides the requests that matter.
 	if (f.arp_missed)
@@ -322,6 +375,7 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 				" ARP requests on " + br +
 				" were received but not looked at (an ARP flood: more different "
 				"requests than doctor keeps, or faster than it reads)",
+			"",
 			"find the flooding host: tcpdump -eni " + q(f.bridge) +
 				" arp; then kvmxdp doctor --bridge " + q(f.bridge) + " again"));
 	return out;
@@ -484,9 +538,14 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 	const auto subnet = guest_subnet(f);
 	const bool bridged_nf = f.br_netfilter && f.bridge_nf_call_iptables.value_or(0) == 1;
 	const std::string open_mode =
-		" (a libvirt network re-adds its rules on restart: switch it to <forward "
+		"a libvirt network re-adds its rules on restart: switch it to <forward "
 		"mode='open'/> with virsh net-edit NETWORK, then virsh net-destroy NETWORK; "
-		"virsh net-start NETWORK)";
+		"virsh net-start NETWORK";
+	// A rule deleted now comes back where a service restores the ruleset
+	// at boot.
+	const std::string saved =
+		"if a service restores the ruleset at boot (netfilter-persistent, a "
+		"firewall manager), remove it there too";
 	// The rules iptables-save prints, with `tool` the command that edits
 	// them ("iptables": the nft backend on Debian; "iptables-legacy": the
 	// old x_tables, which the kernel runs as well, in its own hooks).
@@ -517,10 +576,9 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 							"): what kvmxdp hands to the host stack "
 							"leaves translated by netfilter, and failures "
 							"of kvmxdp are hidden",
-						tool + " -t nat -D " + rule_words(r) +
-							(r.chain.rfind("LIBVIRT", 0) == 0 ?
-								 open_mode :
-								 "")));
+						tool + " -t nat -D " + rule_words(r),
+						r.chain.rfind("LIBVIRT", 0) == 0 ? open_mode :
+										   saved));
 			}
 			// A rule of the filter table that drops the bridge's traffic
 			// (DOCKER-ISOLATION, a hand-written DROP).
@@ -529,9 +587,8 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 				out.push_back(finding(
 					"firewall", Severity::Warning,
 					tool + " drops " + br + "'s traffic (" + p(r.text) + ")",
-					tool + " -D " + rule_words(r) +
-						(r.chain.rfind("LIBVIRT", 0) == 0 ? open_mode :
-										    "")));
+					tool + " -D " + rule_words(r),
+					r.chain.rfind("LIBVIRT", 0) == 0 ? open_mode : saved));
 		}
 		// FORWARD policy DROP (Docker sets it) without an accept of the
 		// bridge before it (in FORWARD or Docker's DOCKER-USER).
@@ -562,8 +619,12 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 							 "uplink network overlapping the "
 							 "guests') is dropped"),
 					tool + " -I " + chain + " -i " + q(f.bridge) +
-						" -j ACCEPT; " + tool + " -I " + chain + " -o " +
-						q(f.bridge) + " -j ACCEPT"));
+						" -j ACCEPT && " + tool + " -I " + chain + " -o " +
+						q(f.bridge) + " -j ACCEPT",
+					"rules made with " + tool +
+						" are gone after a reboot unless saved "
+						"(netfilter-persistent save) or made by the firewall "
+						"manager"));
 			}
 		}
 	};
@@ -615,9 +676,8 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 						"): what kvmxdp hands to the host stack leaves "
 						"translated by netfilter",
 					"nft delete rule " + q(r.family) + " " + q(r.table) + " " +
-						q(r.chain) + " handle " + std::to_string(r.handle) +
-						(r.table.rfind("libvirt", 0) == 0 ? open_mode :
-										    "")));
+						q(r.chain) + " handle " + std::to_string(r.handle),
+					r.table.rfind("libvirt", 0) == 0 ? open_mode : saved));
 		}
 		for (const NftChain &c : chains) {
 			if (skip(c.family, c.table) || c.hook != "forward" || c.policy != "drop")
@@ -644,15 +704,15 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 			const std::string head =
 				"insert rule " + c.family + " " + c.table + " " + c.name;
 			const auto name = nft_string(f.bridge);
-			std::string fix;
+			std::string fix, note = saved;
 			if (!name)
-				fix = "rename " + q(f.bridge) +
-				      ": nft cannot name a device with '\"' in a rule";
+				note = "rename " + q(f.bridge) +
+				       ": nft cannot name a device with '\"' in a rule";
 			else if (bridge_family)
 				fix = "nft " + q(head + " meta ibrname " + *name + " accept");
 			else
 				fix = "nft " + q(head + " iifname " + *name + " accept") +
-				      "; nft " + q(head + " oifname " + *name + " accept");
+				      " && nft " + q(head + " oifname " + *name + " accept");
 			out.push_back(finding(
 				"firewall",
 				bridge_family || bridged_nf ? Severity::Error : Severity::Warning,
@@ -664,7 +724,7 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 						 ": traffic between guests is dropped" :
 						 ": what kvmxdp hands to the host's routing is "
 						 "dropped"),
-				fix));
+				fix, note));
 		}
 		// firewalld rejects forwarded traffic no zone allows; the bridge
 		// in a zone shows up in its rules by name.
@@ -684,7 +744,7 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 						"what kvmxdp hands to the host's routing",
 					"firewall-cmd --permanent --zone=libvirt " +
 						q("--add-interface=" + f.bridge) +
-						"; firewall-cmd --reload"));
+						" && firewall-cmd --reload"));
 		}
 	}
 	// A tool that is not installed holds no rules (a note); one that
@@ -706,18 +766,50 @@ std::vector<DoctorFinding> check_br_netfilter(const DoctorFacts &f)
 	if (!f.br_netfilter || f.bridge_nf_call_iptables.value_or(0) != 1)
 		return {};
 	size_t forward_rules = 0;
+	// Who else needs bridged frames in iptables: Docker (its DOCKER
+	// chains: containers on one bridge reach each other's published
+	// ports through them), Kubernetes (KUBE- chains: kube-proxy requires
+	// br_netfilter) and any rule matching bridge ports (-m physdev, which
+	// sees nothing without it).  bridge-nf-call-iptables is one switch
+	// for every bridge (a bridge's own nf_call_iptables can only add to
+	// it), so with any of them the finding is a note without a command.
+	std::set<std::string> users;
 	for (const auto *text : {&f.iptables_save, &f.iptables_legacy_save})
-		if (*text && (text == &f.iptables_save || *text != f.iptables_save))
-			for (const IptRule &r : iptables_view(**text).rules)
+		if (*text && (text == &f.iptables_save || *text != f.iptables_save)) {
+			const IptView v = iptables_view(**text);
+			if (v.docker)
+				users.insert("Docker");
+			for (const IptRule &r : v.rules) {
 				if (r.table == "filter" && r.chain == "FORWARD")
 					forward_rules++;
-	return {finding("br_netfilter", Severity::Warning,
-			"br_netfilter sends bridged frames through iptables (bridge-nf-call-"
-			"iptables=1): guest traffic passes netfilter and conntrack (" +
-				std::to_string(forward_rules) +
-				" rule(s) in FORWARD) before kvmxdp's hook on the bridge",
-			"sysctl -w net.bridge.bridge-nf-call-iptables=0 (or modprobe -r "
-			"br_netfilter if nothing else needs it)")};
+				if (r.chain.rfind("DOCKER", 0) == 0)
+					users.insert("Docker");
+				if (r.chain.rfind("KUBE-", 0) == 0)
+					users.insert("Kubernetes");
+				for (const auto &a : r.args)
+					if (a == "physdev" || a.rfind("--physdev", 0) == 0)
+						users.insert("iptables rules matching bridge ports "
+							     "(-m physdev)");
+			}
+		}
+	const std::string what =
+		"br_netfilter sends bridged frames through iptables (bridge-nf-call-"
+		"iptables=1): guest traffic passes netfilter and conntrack (" +
+		std::to_string(forward_rules) +
+		" rule(s) in FORWARD) before kvmxdp's hook on the bridge";
+	if (!users.empty()) {
+		std::vector<std::string> u(users.begin(), users.end());
+		return {finding("br_netfilter", Severity::Note, what, "",
+				join(u, ", ") +
+					" need(s) it: leave it on (the firewall check says what "
+					"its rules drop)")};
+	}
+	const std::string key = "net/bridge/bridge-nf-call-iptables";
+	return {finding("br_netfilter", Severity::Warning, what,
+			sysctl_persist(key, "0", "bridge-nf-call-iptables"),
+			"nothing in the ruleset needs it (no Docker or Kubernetes chain, no -m "
+			"physdev rule); modprobe -r br_netfilter unloads it while nothing uses "
+			"it")};
 }
 
 // ---------------------------------------------------------------- rp_filter
@@ -739,7 +831,9 @@ std::vector<DoctorFinding> check_rp_filter(const DoctorFacts &f)
 				"source is not routed back through " +
 				p(l->name) +
 				" (mapped addresses, asymmetric routes, a roaming uplink)",
-			sysctl_fix("net/ipv4/conf/" + l->name + "/rp_filter", "2")));
+			sysctl_persist("net/ipv4/conf/" + l->name + "/rp_filter", "2",
+				       "rp_filter-" + l->name),
+			persist_note("net/ipv4/conf/" + l->name + "/rp_filter")));
 	}
 	return out;
 }
@@ -768,7 +862,9 @@ std::vector<DoctorFinding> check_mtu(const DoctorFacts &f)
 				      "the ports of " + p(f.bridge) + " differ in MTU (" +
 					      join(list, ", ") + "): frames larger than " +
 					      std::to_string(lo) + " are dropped between guests",
-				      join(fixes, "; ")));
+				      join(fixes, " && "),
+				      "libvirt sets a guest's port MTU from its interface's <mtu "
+				      "size=.../>: set it there to keep it"));
 	}
 	const DoctorLink &up = f.uplink_link;
 	const uint32_t br = f.bridge_link.mtu;
@@ -786,11 +882,11 @@ std::vector<DoctorFinding> check_mtu(const DoctorFacts &f)
 					       "(DROP_TOO_BIG)" :
 					       ": inbound packets larger than the bridge's MTU are "
 					       "dropped (DROP_TOO_BIG_IN)"),
-			join(fixes, "; ") + " (and the guests' MTU" +
+			join(fixes, " && "),
+			"and the guests' MTU (libvirt: <mtu size=.../> on their interfaces)" +
 				(br > up.mtu ?
 					 "; or attach --clamp-mss " + std::to_string(up.mtu - 40) :
-					 std::string()) +
-				")"));
+					 std::string())));
 	}
 	return out;
 }
@@ -802,6 +898,9 @@ std::vector<DoctorFinding> check_tables(const DoctorFacts &f)
 	std::vector<DoctorFinding> out;
 	if (!f.status.is_object())
 		return out;
+	// detach forgets the instance: attach is told its uplink again.
+	const std::string up = f.status.value("uplink", "");
+	const std::string uplink = up.empty() ? "" : " --uplink " + q(up);
 	auto table = [&](const char *key, const char *what, const char *option) {
 		if (!f.status.contains(key) || !f.status[key].is_object())
 			return;
@@ -820,10 +919,17 @@ std::vector<DoctorFinding> check_tables(const DoctorFacts &f)
 					"new flows will be refused (DROP_TABLE_FULL) when it is full"),
 			// A pinned table is not resized in place: attach refuses
 			// another size until detach (which drops the flows).
-			"kvmxdp detach --bridge " + q(f.bridge) + "; kvmxdp attach --bridge " +
-				q(f.bridge) + " " + option + " " + std::to_string(max * 2) +
-				" (detach drops the tracked flows; stop " + unit_name(f.bridge) +
-				" first where systemd runs it)"));
+			(f.systemd_unit ? "systemctl stop " + unit_name(f.bridge) + " && " :
+					  std::string()) +
+				"kvmxdp detach --bridge " + q(f.bridge) +
+				" && kvmxdp attach --bridge " + q(f.bridge) + uplink + " " +
+				option + " " + std::to_string(max * 2),
+			"detach drops the tracked flows and forgets the instance: give its other "
+			"attach options again (kvmxdp status shows them); attach stays in the "
+			"foreground as the bridge's daemon" +
+				(f.systemd_unit ?
+					 ": Ctrl-C, then systemctl start " + unit_name(f.bridge) :
+					 std::string())));
 	};
 	table("conntrack", "conntrack", "--ct-size");
 	table("bindings", "binding", "--bind-size");
@@ -857,9 +963,10 @@ std::vector<DoctorFinding> check_xdp(const DoctorFacts &f)
 		out.push_back(finding(
 			"xdp", Severity::Warning,
 			"generic XDP program '" + p(l->xdp_prog) + "' on " + dev + ": " + why,
-			"ip link set dev " + q(l->name) + " xdpgeneric off" +
-				(l->xdp_native.value_or(false) ? " (attach it native: xdpdrv)" :
-								 "")));
+			"ip link set dev " + q(l->name) + " xdpgeneric off",
+			std::string(l->xdp_native.value_or(false) ? "attach it native (xdpdrv); " :
+								    "") +
+				"the tool that attached it may put it back"));
 	}
 	if (f.status.is_object())
 		for (const auto &d : f.status.value("devices", json::array())) {
@@ -867,7 +974,7 @@ std::vector<DoctorFinding> check_xdp(const DoctorFacts &f)
 			if (why.rfind("XDP wanted", 0) == 0)
 				out.push_back(finding("xdp", Severity::Warning,
 						      p(d.value("ifname", "")) + ": " + p(why),
-						      unit_of(f.bridge)));
+						      restart_command(f), restart_note(f)));
 			else if (why.rfind("another XDP program", 0) == 0)
 				out.push_back(finding("xdp", Severity::Note,
 						      p(d.value("ifname", "")) + ": " + p(why)));
@@ -891,13 +998,13 @@ std::vector<DoctorFinding> check_kernel(const DoctorFacts &f)
 			finding("kernel", Severity::Error,
 				"kernel " + p(f.kernel.value("release", "")) +
 					" lacks what the datapath needs: " + join(missing, ", "),
-				"boot a newer kernel (Debian 12's 6.1 or later)"));
+				"", "boot a newer kernel (Debian 12's 6.1 or later)"));
 	for (const auto &d : f.kernel.value("degraded", json::array()))
 		if (d.is_string()) {
 			const std::string s = d.get<std::string>();
 			const bool old = s.find("older than") != std::string::npos;
 			out.push_back(finding("kernel", old ? Severity::Warning : Severity::Note,
-					      p(s), old ? "boot Linux 5.15 or later" : ""));
+					      p(s), "", old ? "boot Linux 5.15 or later" : ""));
 		}
 	return out;
 }
@@ -948,7 +1055,8 @@ json doctor_json(const std::string &bridge, const std::vector<DoctorFinding> &fi
 		list.push_back({{"check", x.check},
 				{"severity", sev},
 				{"what", x.what},
-				{"fix", x.fix.empty() ? json(nullptr) : json(x.fix)}});
+				{"command", x.command.empty() ? json(nullptr) : json(x.command)},
+				{"note", x.note.empty() ? json(nullptr) : json(x.note)}});
 	}
 	return {{"bridge", bridge},	{"checks", checks},
 		{"findings", list},	{"errors", errors},
@@ -969,8 +1077,10 @@ std::string format_doctor(const json &report)
 			std::string sev = x["severity"].get<std::string>();
 			sev.resize(8, ' ');
 			out << sev << " " << c << ": " << x["what"].get<std::string>() << "\n";
-			if (x["fix"].is_string())
-				out << "         fix: " << x["fix"].get<std::string>() << "\n";
+			if (x["command"].is_string())
+				out << "         run: " << x["command"].get<std::string>() << "\n";
+			if (x["note"].is_string())
+				out << "         note: " << x["note"].get<std::string>() << "\n";
 		}
 	}
 	const int e = report.value("errors", 0), w = report.value("warnings", 0);

@@ -29,7 +29,13 @@ struct DoctorFinding {
 	std::string check; // one of kDoctorChecks
 	Severity severity = Severity::Warning;
 	std::string what; // what is wrong, and what it breaks
-	std::string fix;  // the command (or step) that fixes it; "" if none
+	// One shell line that fixes it on this host, run as printed by root
+	// (names in it are shell words), persistent where the setting is (a
+	// sysctl.d drop-in, not a bare sysctl -w); "" when no command here
+	// fixes it (a guest's setting, an address only its network knows).
+	std::string command;
+	// Prose: what else to know or do (an alternative, why); "" if none.
+	std::string note;
 };
 
 // Every check, in the order doctor runs and prints them.
@@ -108,6 +114,10 @@ struct DoctorFacts {
 	// buffer or the listener's table): the gateway check is then partial.
 	uint64_t arp_missed = 0;
 	std::string arp_error; // why doctor could not listen ("" if it did or was not asked to)
+	// systemd runs the host (/run/systemd/system) and kvmxdp@.service is
+	// installed: the daemon's fixes restart the unit rather than run
+	// `kvmxdp attach` in the foreground.
+	bool systemd_unit = false;
 };
 
 // A table this full (entries * 100 / max_entries) is worth a warning
@@ -143,10 +153,12 @@ constexpr int kDoctorExitError = 4;
 int doctor_exit_code(const std::vector<DoctorFinding> &findings);
 
 // {"bridge", "checks": {name: "ok"|"note"|"warning"|"error"}, "findings":
-// [{check, severity, what, fix}], "errors", "warnings", "exit_code"}
+// [{check, severity, what, command, note}] (command, note: null when
+// none), "errors", "warnings", "exit_code"}
 nlohmann::json doctor_json(const std::string &bridge, const std::vector<DoctorFinding> &findings);
 // The same as lines: "ok CHECK" for a check without findings, then per
-// finding "SEVERITY CHECK: what" and "  fix: ...".
+// finding "SEVERITY CHECK: what", "  run: COMMAND" (exactly the command,
+// nothing after it) and "  note: ...".
 std::string format_doctor(const nlohmann::json &report);
 
 } // namespace kvmxdp

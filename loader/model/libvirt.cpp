@@ -198,12 +198,17 @@ LibvirtNat parse_nat(const xmlNode *owner, bool domain, const std::string &what)
 		if (name == "forward") {
 			const std::string w =
 				where + " forward " + std::to_string(nat.forwards.size() + 1);
-			only_attrs(c, {"proto", "port", "to", "external"}, w);
+			only_attrs(c, {"proto", "port", "to", "external", "force"}, w);
 			LibvirtForward f;
 			f.proto = need(c, "proto", w);
 			f.port = need(c, "port", w);
 			f.to = attr(c, "to").value_or("");
 			f.external = attr(c, "external").value_or("");
+			const std::string force = attr(c, "force").value_or("no");
+			if (force != "yes" && force != "no")
+				throw Error(w + ": force " + quoted(force) +
+					    " is not 'yes' or 'no'");
+			f.force = force == "yes";
 			if (!domain && f.to.empty())
 				throw Error(w + ": attribute 'to' (GUEST_IP:PORT) is missing");
 			nat.forwards.push_back(f);
@@ -575,17 +580,41 @@ std::optional<VmTarget> parse_vm_target(const std::string &guest)
 	if (guest.compare(0, 3, "vm:") != 0)
 		return std::nullopt;
 	VmTarget t;
-	t.name = guest.substr(3);
-	// A trailing ":PORT[-PORT]" is the port (a VM name may hold ':').
-	auto colon = t.name.rfind(':');
-	if (colon != std::string::npos) {
-		const std::string p = t.name.substr(colon + 1);
-		if (!p.empty() && p.find_first_not_of("0123456789-") == std::string::npos) {
-			t.ports = p;
-			t.name.erase(colon);
-		}
+	std::string rest = guest.substr(3);
+	// "vm:[NAME]" or "vm:[NAME]:PORTS": any name (libvirt allows ':' in
+	// one), up to the last ']' that ends it or comes before ":".
+	if (!rest.empty() && rest[0] == '[') {
+		size_t close = std::string::npos;
+		if (rest.back() == ']')
+			close = rest.size() - 1;
+		else if (auto c = rest.rfind("]:"); c != std::string::npos)
+			close = c;
+		if (close == std::string::npos || close == 0)
+			throw Error("vm: '" + printable(guest) +
+				    "': '[' without ']' (vm:[NAME] or vm:[NAME]:PORT)");
+		t.name = rest.substr(1, close - 1);
+		rest = rest.substr(close + 1);
+		if (!rest.empty())
+			t.ports = rest.substr(1);
+	} else {
+		// "vm:NAME" or "vm:NAME:PORTS": the first ':' ends the name, so
+		// "vm:web:22" is port 22 of "web" whatever other domains exist.
+		const auto colon = rest.find(':');
+		t.name = rest.substr(0, colon);
+		if (colon != std::string::npos)
+			t.ports = rest.substr(colon + 1);
 	}
 	check_libvirt_name(t.name, "vm:");
+	const bool digits_range = !t.ports.empty() &&
+				  t.ports.find_first_not_of("0123456789-") == std::string::npos &&
+				  t.ports.front() != '-' && t.ports.back() != '-' &&
+				  std::count(t.ports.begin(), t.ports.end(), '-') <= 1;
+	if (!t.ports.empty() && !digits_range)
+		throw Error("vm: '" + printable(guest) + "': '" + printable(t.ports) +
+			    "' is no PORT or PORT-PORT (a domain name with ':' is written "
+			    "vm:[NAME], vm:[NAME]:PORT)");
+	if (t.ports.empty() && guest.back() == ':')
+		throw Error("vm: '" + printable(guest) + "': a port after ':' is missing");
 	return t;
 }
 

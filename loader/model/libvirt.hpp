@@ -44,6 +44,9 @@ struct LibvirtForward {
 	std::string port;
 	std::string to;
 	std::string external;
+	// force='yes': the port may be one a host service listens on, if the
+	// administrator's allow-list names it (model/metadata_allow.hpp).
+	bool force = false;
 };
 
 // One <kvmxdp:address>: the guest's 1:1 external address.
@@ -115,7 +118,9 @@ std::optional<uint32_t> libvirt_guest_addr(const std::string &mac,
 
 // The mappings of a domain's metadata for guest address `guest`, or of a
 // network's (its guests named in the XML), each parsed by parse_mapping.
-// Throws Error naming the element ("forward 2: ...").
+// The forwards come first, in the XML's order, then the addresses: the
+// k-th mapping is nat.forwards[k] for k < nat.forwards.size().  Throws
+// Error naming the element ("forward 2: ...").
 std::vector<Mapping> libvirt_domain_mappings(const LibvirtNat &nat, uint32_t guest);
 std::vector<Mapping> libvirt_network_mappings(const LibvirtNat &nat);
 
@@ -159,8 +164,12 @@ HookAction libvirt_network_action(const std::string &op, const std::string &subo
 // "..", no control characters.  Throws Error naming `what`.
 void check_libvirt_name(const std::string &name, const std::string &what);
 
-// `map add EXT vm:NAME[:PORT]`: the VM's name and the port part ("" for
-// none); nullopt when guest does not start with "vm:".
+// `map add EXT vm:NAME[:PORT[-PORT]]`: the VM's name and the port part
+// ("" for none); nullopt when guest does not start with "vm:".  The first
+// ':' after NAME starts the port, so "vm:web:22" is always port 22 of
+// "web"; a name holding ':' (libvirt allows it) is bracketed:
+// "vm:[web:22]", "vm:[web:22]:80".  Anything after the name that is not
+// PORT or PORT-PORT throws Error naming the value.
 struct VmTarget {
 	std::string name;
 	std::string ports;

@@ -269,6 +269,18 @@ bool Mapping::operator==(const Mapping &o) const
 	       guest_ports == o.guest_ports;
 }
 
+MappingEndpoint parse_mapping_endpoint(const std::string &text)
+{
+	const Endpoint ep = parse_endpoint(text, true);
+	MappingEndpoint out;
+	out.v6 = ep.v6;
+	out.uplink = ep.uplink;
+	out.addr = ep.addr;
+	out.addr6 = ep.addr6;
+	out.ports = ep.ports;
+	return out;
+}
+
 Mapping parse_mapping(const std::string &ext, const std::string &guest, const std::string &proto)
 {
 	Endpoint e = parse_endpoint(ext, true);

@@ -60,6 +60,19 @@ struct Mapping {
 // Error naming the bad value.
 Mapping parse_mapping(const std::string &ext, const std::string &guest, const std::string &proto);
 
+// One endpoint spelt as `map add`'s EXT: "EXT_IP[:PORT[-PORT]]",
+// "uplink[:PORT[-PORT]]", "[EXT_IP6][:PORT[-PORT]]", "[uplink][:...]" or a
+// bare IPv6 address (no port); the allow-list of `map allow` is written so.
+// Throws Error naming the bad value.
+struct MappingEndpoint {
+	bool v6 = false;
+	bool uplink = false;
+	uint32_t addr = 0; // host order; IPv4 only
+	Ipv6Addr addr6{};
+	std::optional<PortRange> ports; // none: the whole address
+};
+MappingEndpoint parse_mapping_endpoint(const std::string &text);
+
 struct MappingContext {
 	Ipv4Net subnet;			   // the instance's guest subnet
 	PortRange nat_ports;		   // the dynamic NAT range

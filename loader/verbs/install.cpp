@@ -284,9 +284,12 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "ExecStart=" +
 	       sdq(exe) + globals +
 	       " attach --bridge %I\n"
-	       "# Re-reads the config's mappings and the DHCP leases (SIGHUP); the\n"
-	       "# daemon brackets the work with RELOADING=1 and READY=1.\n"
-	       "ExecReload=kill -HUP $MAINPID\n"
+	       "# Re-reads the config's mappings and the DHCP leases: kvmxdp reload\n"
+	       "# sends the daemon SIGHUP and returns once it is done, so that\n"
+	       "# `systemctl reload` does (systemd 252 ends a reload when this exits).\n"
+	       "ExecReload=" +
+	       sdq(exe) + globals +
+	       " reload --bridge %I\n"
 	       "Restart=on-failure\n"
 	       "RestartSec=5\n"
 	       "# 2: usage error; 78: configuration error (invalid config, no instance\n"
@@ -380,73 +383,29 @@ std::string hook_text(const std::string &config, const std::string &exe, const s
 		      const std::string &run_dir)
 {
 	// libvirt runs network hooks as `network NAME OPERATION SUBOP -` with
-	// the network XML on stdin.  A hook must not call back into libvirt
-	// (libvirt.org/hooks.html: deadlock): the bridge name comes from the
-	// XML, and the service is started with --no-block so that libvirtd
-	// never waits for us.  The instance is the bridge name escaped as the
-	// unit's %I unescapes it (systemd-escape: '-' becomes \x2d).  The
-	// start-limit counter is reset first: at boot the unit may have given
-	// up on a bridge that libvirt creates only now.
-	//
-	// The mappings in the network's kvmxdp metadata come first (they are
-	// recorded in the config, which the daemon then starts with).  Only
-	// malformed metadata is an error, the hook's exit status, which makes
-	// libvirt refuse to start the network with one error line; what may
-	// pass (the bridge not attached yet, no uplink address) leaves the
-	// mappings pending for the daemon.  A binary that is gone (the
-	// package removed, this conffile kept) is skipped.
+	// the network XML on stdin.  kvmxdp reads the XML and its config
+	// itself (verbs/libvirt_verbs.hpp): it makes and removes the mappings
+	// in the network's kvmxdp metadata and, when a network whose bridge
+	// has an instance has started, starts kvmxdp@BRIDGE with --no-block
+	// (a hook must not wait for what may wait for libvirt, nor call back
+	// into libvirt: libvirt.org/hooks.html, deadlock).  Only malformed
+	// metadata is an error, the hook's exit status, which makes libvirt
+	// refuse to start the network with one error line; what may pass (the
+	// bridge not attached yet, no uplink address) leaves the mappings
+	// pending for the daemon.  A binary that is gone (the package
+	// removed, this conffile kept) is skipped, its input read.
 	return "#!/bin/sh\n"
 	       "# kvmxdp libvirt network hook (written by `kvmxdp install`): makes and\n"
 	       "# removes the mappings in a network's kvmxdp metadata, and when a\n"
 	       "# network whose bridge has a kvmxdp instance has started, (re)starts\n"
 	       "# kvmxdp@BRIDGE.  Never calls back into libvirt.\n"
-	       "xml=$(cat)\n"
-	       "status=0\n"
 	       "exe=" +
 	       shq(exe) +
 	       "\n"
-	       "if [ -x \"$exe\" ]; then\n"
-	       "\tprintf '%s\\n' \"$xml\" | \"$exe\"" +
-	       hook_globals(config, bpffs, run_dir) +
-	       " libvirt-hook network \"$@\" || status=$?\n"
-	       "fi\n"
-	       "[ \"$2\" = started ] || exit $status\n"
-	       "config=" +
-	       shq(config) +
-	       "\n"
-	       "[ -r \"$config\" ] || exit $status\n" +
-	       // Parsed, not grepped: XML attributes may be quoted either way
-	       // and hold entities, JSON strings escapes, and a bridge name
-	       // may hold any character but '/', ':' and blanks.  Isolated
-	       // (-I): run as root, python3 must import its own json and xml,
-	       // not modules found through PYTHONPATH, the working directory
-	       // or the user's site directory.
-	       R"(if ! command -v python3 >/dev/null 2>&1; then
-	echo "kvmxdp hook: python3 not found: cannot read $config" >&2
-	exit $status
-fi
-bridge=$(printf '%s\n' "$xml" | python3 -I -c '
-import json, sys, xml.etree.ElementTree as ET
-try:
-    net = ET.fromstring(sys.stdin.read())
-    nets = [net] if net.tag == "network" else list(net.iter("network"))
-    br = nets[0].find("bridge") if nets else None
-    name = br.get("name") if br is not None else None
-    with open(sys.argv[1], encoding="utf-8") as f:
-        cfg = json.load(f)
-    if name and any(isinstance(i, dict) and i.get("bridge") == name
-                    for i in cfg.get("instances", [])):
-        sys.stdout.write(name)
-except Exception as e:
-    sys.stderr.write("kvmxdp hook: %s\n" % e)
-' "$config") || exit $status
-)"
-	       "[ -n \"$bridge\" ] || exit $status\n"
-	       "command -v systemctl >/dev/null 2>&1 || exit $status\n"
-	       "unit=$(systemd-escape --template=kvmxdp@.service -- \"$bridge\") || exit $status\n"
-	       "systemctl reset-failed \"$unit\" >/dev/null 2>&1 || true\n"
-	       "systemctl --no-block start \"$unit\" || true\n"
-	       "exit $status\n";
+	       "# A binary that is gone (the package removed, this conffile kept).\n"
+	       "[ -x \"$exe\" ] || { cat >/dev/null; exit 0; }\n"
+	       "exec \"$exe\"" +
+	       hook_globals(config, bpffs, run_dir) + " libvirt-hook network \"$@\"\n";
 }
 
 std::string qemu_hook_text(const std::string &exe, const std::string &config,

@@ -77,6 +77,39 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 	return daemon.run();
 }
 
+void reload(const GlobalOptions &g, const std::string &bridge, std::ostream &out)
+{
+	using namespace std::chrono;
+	if (!bridge.empty())
+		check_ifname(bridge);
+	Config cfg = ConfigStore(g.config).load();
+	const Instance &inst = select_instance(cfg, bridge, g.config);
+	const std::string pid_file = pid_file_for(g.run_dir, inst.bpffs, inst.bridge);
+	const std::optional<PinDir> pins = open_pin_dir(inst.bpffs, inst.bridge, false);
+	const auto daemons = instance_daemons(pid_file, pins ? &pins->dir : nullptr);
+	if (daemons.empty())
+		throw Error("no daemon runs for bridge '" + inst.bridge + "' (nothing holds " +
+			    pid_file + "): start it (kvmxdp attach)");
+	// The daemon writes its count of reloads done when one is (Daemon::
+	// reload): a change of it is this SIGHUP's, done.
+	const std::string done = pid_file.substr(0, pid_file.size() - 4) + ".reloads";
+	const std::string before = read_file(done).value_or("");
+	const LockHolder &d = daemons.front();
+	if (!d.signal(SIGHUP))
+		throw Error("daemon of bridge '" + inst.bridge + "' (pid " +
+			    std::to_string(d.pid()) + ") is gone");
+	const auto deadline = steady_clock::now() + seconds(g.lock_wait) + seconds(30);
+	while (read_file(done).value_or("") == before) {
+		if (d.wait_exit(milliseconds(50)))
+			throw Error("daemon of bridge '" + inst.bridge + "' (pid " +
+				    std::to_string(d.pid()) + ") exited during the reload");
+		if (steady_clock::now() > deadline)
+			throw Error("daemon of bridge '" + inst.bridge + "' (pid " +
+				    std::to_string(d.pid()) + ") did not finish its reload");
+	}
+	out << "kvmxdp: reloaded bridge=" << inst.bridge << std::endl;
+}
+
 void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out)
 {
 	check_ifname(bridge);

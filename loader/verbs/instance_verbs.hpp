@@ -12,6 +12,11 @@ namespace kvmxdp {
 // Validates, attaches (or resumes), prints the "attached" line on out and
 // runs the daemon until SIGINT/SIGTERM.  Returns the exit code.
 int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream &out);
+// `kvmxdp reload`: the bridge's daemon re-reads the config and the leases
+// (SIGHUP); returns once it is done, as the unit's ExecReload= (so that
+// `systemctl reload` returns with the config applied).  Throws Error when
+// no daemon runs, or it exits or does not finish.
+void reload(const GlobalOptions &g, const std::string &bridge, std::ostream &out);
 void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out);
 
 } // namespace kvmxdp

@@ -1,7 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "verbs/libvirt_verbs.hpp"
 
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <ctime>
 #include <functional>
 #include <map>
@@ -13,8 +18,11 @@
 #include "base/netaddr.hpp"
 #include "base/text.hpp"
 #include "control/guest_stats.hpp"
+#include "kernel/netlink.hpp"
+#include "kernel/sockets.hpp"
 #include "model/config.hpp"
 #include "model/leases.hpp"
+#include "model/metadata_allow.hpp"
 #include "verbs/mapping_verbs.hpp"
 
 namespace kvmxdp {
@@ -408,6 +416,49 @@ void retarget_cli(const GlobalOptions &g, const LibvirtDomain &d, const std::str
 	}
 }
 
+// What metadata claims on the host's side, against the administrator's
+// allow-list (`map allow`) and the host services' listeners
+// (model/metadata_allow.hpp).  A refusal fails libvirt's start, before
+// anything is made: unlike what may pass later (a lease, the uplink), it
+// is the metadata's to change.  Listeners are the host services' (uids
+// below kFirstLoginUid, as the datapath's host ports): a login user's
+// socket on a VM's port must not be a way to keep that VM from starting.
+// The uplink's address as it is now; none yet: the wildcard's listeners.
+void check_metadata_claims(const Config &cfg, const std::string &bridge, const LibvirtNat &nat,
+			   const std::vector<Mapping> &ms)
+{
+	std::optional<std::vector<MetadataAllow>> allow;
+	if (cfg.metadata_allow)
+		allow = parse_metadata_allow(*cfg.metadata_allow);
+	uint32_t uplink_addr = 0;
+	const Instance *inst = cfg.find(bridge);
+	if (inst && !inst->uplink.empty()) {
+		NlSocket nl;
+		if (auto up = find_link(nl, inst->uplink))
+			if (auto a = primary_ipv4(ipv4_addrs(nl, up->ifindex)))
+				uplink_addr = a->addr;
+	}
+	std::map<uint8_t, ListeningSockets> listening;
+	for (size_t k = 0; k < ms.size(); k++) {
+		const Mapping &m = ms[k];
+		std::optional<uint16_t> listened;
+		// IPv6 forwards: the tables show only wildcard listeners
+		// for IPv6, which an IPv4 forward is checked against too.
+		if (!m.one_to_one() && !m.v6) {
+			const auto proto = static_cast<uint8_t>(m.proto);
+			auto it = listening.find(proto);
+			if (it == listening.end())
+				it = listening.emplace(proto, ListeningSockets::read(proto)).first;
+			listened = it->second.first_listening(m.ext(uplink_addr), m.ext_ports,
+							      kFirstLoginUid);
+		}
+		const bool force = k < nat.forwards.size() && nat.forwards[k].force;
+		const std::string why = metadata_claim_refusal(m, force, allow, listened);
+		if (!why.empty())
+			throw Error(why);
+	}
+}
+
 void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookInput &in,
 	       std::ostream &out)
 {
@@ -470,6 +521,7 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	// Checked whether or not the address is known: malformed metadata
 	// is refused now, not when the lease comes.
 	std::vector<Mapping> ms = libvirt_domain_mappings(d.nat, gu.addr);
+	check_metadata_claims(cfg, gu.bridge, d.nat, ms);
 	if (gu.bridge.empty()) {
 		// Nowhere to record them: said, libvirt goes on.
 		log_warn(gu.why + ": its kvmxdp mappings are not made");
@@ -512,6 +564,7 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const Hoo
 	check_ifname(n.bridge);
 	std::vector<Mapping> ms = libvirt_network_mappings(n.nat);
 	const Config cfg = ConfigStore(g.config).load();
+	check_metadata_claims(cfg, n.bridge, n.nat, ms);
 	check_metadata(cfg, n.bridge, ms, "network '" + printable(name) + "'");
 	StaticMapping owner;
 	owner.libvirt_network = name;
@@ -525,19 +578,74 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const Hoo
 		    owned, out);
 }
 
+// `systemctl ARGS...` (found on PATH: libvirtd gives its hooks a plain
+// one), its output on the hook's standard error; its exit status, -1 when
+// it could not run.
+int systemctl(const std::vector<std::string> &args)
+{
+	std::vector<char *> argv;
+	std::string name = "systemctl";
+	argv.push_back(name.data());
+	std::vector<std::string> a = args;
+	for (auto &x : a)
+		argv.push_back(x.data());
+	argv.push_back(nullptr);
+	posix_spawn_file_actions_t fa;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, STDERR_FILENO, STDOUT_FILENO);
+	pid_t pid = 0;
+	const int err = posix_spawnp(&pid, "systemctl", &fa, nullptr, argv.data(), environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (err)
+		return -1;
+	int status = 0;
+	while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+	}
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+// A network that started on a bridge with a kvmxdp instance: its unit
+// kvmxdp@BRIDGE (re)started, its daemon following the bridge libvirt made
+// anew.  Not waited for (--no-block): libvirt waits for its hook, and a
+// hook must never wait for what may wait for libvirt.  The start-limit
+// counter is reset first: at boot the unit may have given up on a bridge
+// that libvirt creates only now.  Whatever fails is a warning: the network
+// runs either way.  (kvmxdp itself reads the XML and the config here: the
+// hook needs no script language of its own.)
+void start_instance_unit(const GlobalOptions &g, const LibvirtHookOptions &o, const HookInput &in)
+{
+	if (libvirt_network_action(o.op, o.subop) != HookAction::Apply || in.oversized)
+		return;
+	try {
+		const LibvirtNetwork n =
+			parse_libvirt_network(in.xml, "network '" + printable(o.object) + "' XML");
+		if (n.bridge.empty() || !ConfigStore(g.config).load().find(n.bridge))
+			return;
+		const std::string unit = "kvmxdp@" + systemd_escape(n.bridge) + ".service";
+		systemctl({"reset-failed", unit});
+		if (systemctl({"--no-block", "start", unit}) != 0)
+			log_warn("network '" + printable(o.object) + "': systemctl start " + unit +
+				 " failed");
+	} catch (const Error &e) {
+		log_warn(std::string(e.what()) + ": kvmxdp@ unit not started");
+	}
+}
+
 } // namespace
 
 void libvirt_hook(const GlobalOptions &g, const LibvirtHookOptions &o, std::istream &in,
 		  std::ostream &out)
 {
 	const HookInput xml = drain(in);
-	if (o.driver == "qemu")
+	if (o.driver == "qemu") {
 		qemu_hook(g, o, xml, out);
-	else if (o.driver == "network")
+	} else if (o.driver == "network") {
 		network_hook(g, o, xml, out);
-	else
+		start_instance_unit(g, o, xml);
+	} else {
 		throw Error("libvirt-hook: '" + printable(o.driver) +
 			    "' is not a hook kvmxdp handles (qemu, network)");
+	}
 }
 
 std::string libvirt_vm_guest(const GlobalOptions &g, std::string &bridge, std::string &lease_mac,

@@ -29,6 +29,7 @@
 #include "base/text.hpp"
 #include "model/config.hpp"
 #include "model/libvirt.hpp"
+#include "model/metadata_allow.hpp"
 #include "verbs/libvirt_verbs.hpp"
 
 namespace kvmxdp {
@@ -494,6 +495,48 @@ json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 	if (!bridge.empty() && !cfg.find(bridge))
 		throw not_attached(bridge, g.config);
 	return {{"mappings", out}};
+}
+
+json mapping_allow(const GlobalOptions &g, const std::vector<std::string> &specs)
+{
+	auto as_json = [](const Config &c) {
+		return json{{"metadata_allow",
+			     c.metadata_allow ? json(*c.metadata_allow) : json(nullptr)}};
+	};
+	if (specs.empty())
+		return as_json(ConfigStore(g.config).load());
+	std::optional<std::vector<std::string>> allow = specs;
+	const bool word = specs[0] == "default" || specs[0] == "none";
+	if (word && specs.size() > 1)
+		throw Error("map allow: '" + specs[0] + "' stands alone (got " +
+			    std::to_string(specs.size()) + " arguments)");
+	if (specs[0] == "default")
+		allow.reset();
+	else if (specs[0] == "none")
+		allow->clear();
+	else
+		parse_metadata_allow(specs);
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
+	cfg->metadata_allow = allow;
+	cfg.save();
+	return as_json(*cfg);
+}
+
+void print_mapping_allow(const json &j, std::ostream &out)
+{
+	const json &a = j.at("metadata_allow");
+	out << "libvirt metadata may claim: ";
+	if (a.is_null()) {
+		out << "any external address and port, except ports host services listen on "
+		       "(default)\n";
+	} else if (a.empty()) {
+		out << "nothing\n";
+	} else {
+		for (size_t k = 0; k < a.size(); k++)
+			out << (k ? " " : "") << printable(a[k].get<std::string>());
+		out << " (ports host services listen on: with force='yes' only)\n";
+	}
+	out << std::flush;
 }
 
 } // namespace kvmxdp

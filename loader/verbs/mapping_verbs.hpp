@@ -9,6 +9,7 @@
 
 #include <ostream>
 #include <string>
+#include <vector>
 
 #include "model/options.hpp"
 
@@ -47,5 +48,12 @@ size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const 
 			   uint32_t addr, const std::string &lease_mac, std::ostream &out);
 // {"mappings":[{"bridge","ext","guest","proto","ext_addr","state",...}]}
 nlohmann::json mapping_list_json(const GlobalOptions &g, const std::string &bridge);
+// `map allow [SPEC...]`: what libvirt metadata may claim
+// (model/metadata_allow.hpp), saved in the config.  No SPEC: nothing
+// changes; "default" alone: back to the default; "none" alone: nothing.
+// Returns {"metadata_allow": null (the default) or [SPEC...]}.  A bad SPEC
+// throws Error naming it (nothing changed).
+nlohmann::json mapping_allow(const GlobalOptions &g, const std::vector<std::string> &specs);
+void print_mapping_allow(const nlohmann::json &j, std::ostream &out);
 
 } // namespace kvmxdp

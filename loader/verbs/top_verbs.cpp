@@ -3,6 +3,7 @@
 
 #include <poll.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/signalfd.h>
 #include <termios.h>
 #include <unistd.h>
@@ -52,16 +53,21 @@ public:
 			throw Error("open pin directory", pin_dir_for(inst.bpffs, inst.bridge),
 				    ENOENT);
 		maps_ = std::make_unique<PinnedGuestStats>(pins_->dir);
-		try {
-			leases_ = instance_leases(inst);
-		} catch (const std::exception &) {
-			// Names only: the daemon reports a broken lease file.
-		}
-		vms_ = guest_vm_names(inst.mappings, g.libvirt_root);
+		inst_ = inst;
+		libvirt_root_ = g.libvirt_root;
 	}
-	// Guests that are here now, as the metrics endpoint exports them.
-	Sample sample() const
+	// Guests that are here now, as the metrics endpoint exports them.  The
+	// leases (a guest's hostname, its address's VM) are read anew for
+	// every sample: top runs for hours while guests come and go.
+	Sample sample()
 	{
+		try {
+			leases_ = instance_leases(inst_);
+		} catch (const std::exception &) {
+			// Names only (the last ones read stay): the daemon reports a
+			// broken lease file.
+		}
+		vms_ = guest_vm_names(inst_.mappings, libvirt_root_);
 		return {Clock::now(), active_guests(read_guest_rows(maps_->fds(), leases_, vms_),
 						    boottime_ns(), KVX_GUEST_IDLE_NS)};
 	}
@@ -71,6 +77,8 @@ private:
 	std::string bridge_;
 	std::optional<PinDir> pins_;
 	std::unique_ptr<PinnedGuestStats> maps_;
+	Instance inst_;
+	std::string libvirt_root_;
 	std::vector<Lease> leases_;
 	GuestVmNames vms_;
 };
@@ -144,7 +152,11 @@ std::string human(double v, const char *unit)
 	return buf;
 }
 
-std::string screen(const json &s)
+// The screen for a terminal of `rows` lines (0: unknown, no limit): the
+// header, then as many guests as fit, the rest counted in the last line
+// (a terminal that scrolled would lose the header, and `top` over ssh has
+// whatever height the window has).
+std::string screen(const json &s, unsigned rows)
 {
 	std::ostringstream o;
 	char line[256];
@@ -156,7 +168,20 @@ std::string screen(const json &s)
 		      "ADDRESS", "MAC", "VM", "PPS_OUT", "PPS_IN", "BPS_OUT", "BPS_IN", "FL_OUT",
 		      "FL_IN", "DROPS/S");
 	o << line;
+	// The header's 3 lines and one left free, so that the cursor after
+	// the last line does not scroll the screen.
+	const size_t n = s["guests"].size();
+	size_t fit = n;
+	if (rows)
+		fit = rows > 4 ? rows - 4 : 1;
+	size_t shown = 0;
 	for (const json &g : s["guests"]) {
+		if (n > fit && shown + 1 >= fit) {
+			o << "... and " << n - shown << " more guest(s): a taller terminal, or "
+			  << "top --json\n";
+			break;
+		}
+		shown++;
 		std::string addr = g["addrs"].empty() ? "-" : g["addrs"][0].get<std::string>();
 		if (g["addrs"].size() > 1)
 			addr += "+";
@@ -188,12 +213,21 @@ std::string screen(const json &s)
 }
 
 // The terminal in non-canonical mode while top runs (a key is read without
-// Enter), restored on every exit.
+// Enter), restored on every exit and while top is stopped (Ctrl-Z: the
+// shell gets its terminal back with echo on; fg sets it raw again).
 class RawTerminal {
 public:
 	RawTerminal()
 	{
 		if (!::isatty(0) || ::tcgetattr(0, &saved_) != 0)
+			return;
+		have_ = true;
+		raw();
+	}
+	~RawTerminal() { restore(); }
+	void raw()
+	{
+		if (!have_)
 			return;
 		termios t = saved_;
 		t.c_lflag &= ~static_cast<tcflag_t>(ICANON | ECHO);
@@ -201,16 +235,25 @@ public:
 		t.c_cc[VTIME] = 0;
 		active_ = ::tcsetattr(0, TCSANOW, &t) == 0;
 	}
-	~RawTerminal()
+	void restore()
 	{
 		if (active_)
 			::tcsetattr(0, TCSANOW, &saved_);
+		active_ = false;
 	}
 
 private:
 	termios saved_{};
+	bool have_ = false;
 	bool active_ = false;
 };
+
+// The terminal's height (0: not a terminal, or it does not say).
+unsigned terminal_rows()
+{
+	winsize w{};
+	return ::ioctl(1, TIOCGWINSZ, &w) == 0 ? w.ws_row : 0;
+}
 
 } // namespace
 
@@ -229,6 +272,9 @@ int run_top(const GlobalOptions &g, const TopOptions &o, std::ostream &out)
 	sigemptyset(&sigs);
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
+	// Ctrl-Z: the terminal restored before top stops (a SIGTSTP taken
+	// through the signalfd, then SIGSTOP, which cannot be caught).
+	sigaddset(&sigs, SIGTSTP);
 	pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 	Fd sfd(::signalfd(-1, &sigs, SFD_CLOEXEC));
 	if (!sfd)
@@ -250,8 +296,19 @@ int run_top(const GlobalOptions &g, const TopOptions &o, std::ostream &out)
 			int n = ::poll(p, tty ? 2 : 1, left);
 			if (n < 0 && errno != EINTR)
 				throw_errno("poll", "terminal");
-			if (n > 0 && (p[0].revents & POLLIN))
+			if (n > 0 && (p[0].revents & POLLIN)) {
+				signalfd_siginfo si{};
+				if (::read(sfd.get(), &si, sizeof(si)) == sizeof(si) &&
+				    si.ssi_signo == SIGTSTP) {
+					term.restore();
+					::kill(::getpid(), SIGSTOP);
+					// Continued (fg): raw again, redrawn at once.
+					term.raw();
+					out << "\x1b[H\x1b[J" << std::flush;
+					break;
+				}
 				return 0;
+			}
 			if (n > 0 && tty && (p[1].revents & (POLLIN | POLLHUP))) {
 				char c = 0;
 				ssize_t r = ::read(0, &c, 1);
@@ -261,7 +318,9 @@ int run_top(const GlobalOptions &g, const TopOptions &o, std::ostream &out)
 		}
 		Sample now = src.sample();
 		// Home, clear to the end: no flicker from a full clear.
-		out << "\x1b[H\x1b[J" << screen(sample_json(src.bridge(), prev, now)) << std::flush;
+		out << "\x1b[H\x1b[J"
+		    << screen(sample_json(src.bridge(), prev, now), tty ? terminal_rows() : 0)
+		    << std::flush;
 		prev = std::move(now);
 	}
 }

@@ -45,10 +45,11 @@ expect() {
 	[[ $got == "$want" ]] || fail "kvmxdp $*<Tab>: got '$got', want '$want'"
 	n=$((n + 1))
 }
-expect "attach conntrack detach doctor import install libvirt-hook map status top" ""
+expect "attach conntrack detach doctor import install libvirt-hook map reload status top" ""
 expect "conntrack" con
 expect "--bpffs --config --help --lock-wait --run-dir --verbose --version" --
-expect "add del list" map ""
+expect "add allow del list" map ""
+expect "default none uplink:" map allow ""
 expect "kvxcbr0 kvxcbr1" attach --bridge ""
 # Uplinks: not a bridge, not a bridge port (kvxctap0), not lo.
 expect "auto kvxcup0 kvxcup1" attach --bridge kvxcbr0 --uplink ""

@@ -244,6 +244,25 @@ TEST(Config, MappingOriginAndPending)
 		  "instances[0].mappings[2].guest: '0.0.0.0:22' is no guest address");
 }
 
+// `map allow`: absent is the default, an empty list allows nothing; entries
+// are checked as the command line checks them.
+TEST(Config, MetadataAllowRoundTripAndValidation)
+{
+	Config c;
+	EXPECT_FALSE(to_json(c).contains("metadata_allow"));
+	EXPECT_FALSE(config_from_json(to_json(c)).metadata_allow);
+	c.metadata_allow = std::vector<std::string>{};
+	EXPECT_EQ(config_from_json(to_json(c)).metadata_allow, std::vector<std::string>{});
+	c.metadata_allow = std::vector<std::string>{"uplink:2000-2999", "192.168.1.101"};
+	json j = to_json(c);
+	EXPECT_EQ(config_from_json(j).metadata_allow, c.metadata_allow);
+	j["metadata_allow"][1] = "uplink:70000";
+	EXPECT_EQ(field_error(j).rfind("metadata_allow: allow-list entry 'uplink:70000': ", 0), 0u)
+		<< field_error(j);
+	j["metadata_allow"] = "uplink:22";
+	EXPECT_EQ(field_error(j), "metadata_allow: expected an array of strings");
+}
+
 TEST(Config, ValidationNamesTheField)
 {
 	Config c;

@@ -86,7 +86,7 @@ std::vector<DoctorFinding> only(const std::vector<DoctorFinding> &all, const std
 }
 
 // Exactly one finding of `check`, of that severity, whose text holds
-// `what` and whose fix holds `fix`.
+// `what` and whose command or note holds `fix`.
 void expect_one(const DoctorFacts &f, const std::string &check, Severity sev,
 		const std::string &what, const std::string &fix)
 {
@@ -95,7 +95,8 @@ void expect_one(const DoctorFacts &f, const std::string &check, Severity sev,
 	ASSERT_EQ(mine.size(), 1u) << check << ": " << format_doctor(doctor_json(f.bridge, all));
 	EXPECT_EQ(mine[0].severity, sev) << mine[0].what;
 	EXPECT_NE(mine[0].what.find(what), std::string::npos) << mine[0].what;
-	EXPECT_NE(mine[0].fix.find(fix), std::string::npos) << mine[0].fix;
+	const std::string both = mine[0].command + " | " + mine[0].note;
+	EXPECT_NE(both.find(fix), std::string::npos) << both;
 	EXPECT_EQ(doctor_exit_code(all),
 		  sev == Severity::Error ? kDoctorExitError : kDoctorExitWarning);
 }
@@ -145,7 +146,9 @@ TEST(Doctor, DatapathWithoutDaemonOrForwarding)
 	f = healthy();
 	f.bridge_forwarding = 0;
 	expect_one(f, "datapath", Severity::Error, "forwarding is 0",
-		   "sysctl -w net/ipv4/conf/virbr0/forwarding=1");
+		   "echo 'net/ipv4/conf/virbr0/forwarding = 1' > "
+		   "/etc/sysctl.d/90-kvmxdp-forwarding-virbr0.conf && sysctl -p "
+		   "/etc/sysctl.d/90-kvmxdp-forwarding-virbr0.conf | attach sets it too");
 }
 
 TEST(Doctor, UplinkDownWithoutCarrierOrAddress)
@@ -252,7 +255,8 @@ TEST(Doctor, BridgeMissing)
 	auto d = only(run_doctor_checks(f), "datapath");
 	ASSERT_EQ(d.size(), 2u);
 	EXPECT_NE(d[1].what.find("the bridge virbr0 does not exist"), std::string::npos);
-	EXPECT_NE(d[1].fix.find("ip link add virbr0 type bridge"), std::string::npos);
+	EXPECT_NE(d[1].note.find("ip link add virbr0 type bridge"), std::string::npos);
+	EXPECT_EQ(d[1].command, "") << "which libvirt network: not known here";
 }
 
 TEST(Doctor, GatewayNotListenedIsAWarningSkippedANote)
@@ -283,7 +287,28 @@ TEST(Doctor, BrNetfilterCallingIptables)
 	EXPECT_TRUE(run_doctor_checks(f).empty());
 	f.bridge_nf_call_iptables = 1;
 	expect_one(f, "br_netfilter", Severity::Warning, "bridge-nf-call-iptables=1",
-		   "sysctl -w net.bridge.bridge-nf-call-iptables=0");
+		   "echo 'net/bridge/bridge-nf-call-iptables = 0' > "
+		   "/etc/sysctl.d/90-kvmxdp-bridge-nf-call-iptables.conf && sysctl -p "
+		   "/etc/sysctl.d/90-kvmxdp-bridge-nf-call-iptables.conf");
+	// Something else needs it: no command, a note naming who (and the
+	// exit code stays 0).
+	const std::pair<std::string, std::string> users[] = {
+		{"*filter\n:FORWARD ACCEPT [0:0]\n:DOCKER-USER - [0:0]\nCOMMIT\n", "Docker"},
+		{"*nat\n:KUBE-SERVICES - [0:0]\n-A KUBE-SERVICES -j RETURN\nCOMMIT\n",
+		 "Kubernetes"},
+		{"*filter\n:FORWARD ACCEPT [0:0]\n-A FORWARD -m physdev --physdev-is-bridged -j "
+		 "ACCEPT\nCOMMIT\n",
+		 "-m physdev"}};
+	for (const auto &[rules, who] : users) {
+		f.iptables_save = rules;
+		auto all = run_doctor_checks(f);
+		auto mine = only(all, "br_netfilter");
+		ASSERT_EQ(mine.size(), 1u) << who;
+		EXPECT_EQ(mine[0].severity, Severity::Note) << who;
+		EXPECT_EQ(mine[0].command, "") << who;
+		EXPECT_NE(mine[0].note.find(who), std::string::npos) << mine[0].note;
+		EXPECT_EQ(doctor_exit_code(all), 0) << who;
+	}
 }
 
 TEST(Doctor, LibvirtMasqueradeOfTheSubnet)
@@ -295,7 +320,7 @@ TEST(Doctor, LibvirtMasqueradeOfTheSubnet)
 			  "COMMIT\n";
 	expect_one(f, "firewall", Severity::Warning, "NATs the guest subnet",
 		   "iptables -t nat -D LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j "
-		   "MASQUERADE (a libvirt network re-adds");
+		   "MASQUERADE | a libvirt network re-adds");
 	// Another network's masquerade is not ours.
 	f.iptables_save = "*nat\n:POSTROUTING ACCEPT [0:0]\n"
 			  "-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE\nCOMMIT\n";
@@ -310,8 +335,8 @@ TEST(Doctor, ForwardPolicyDropWithAndWithoutBrNetfilter)
 		":DOCKER-USER - [0:0]\n-A FORWARD -j DOCKER-USER\n"
 		"-A DOCKER-USER -j RETURN\nCOMMIT\n";
 	expect_one(f, "firewall", Severity::Warning, "FORWARD policy is DROP (Docker)",
-		   "iptables -I DOCKER-USER -i virbr0 -j ACCEPT; iptables -I DOCKER-USER -o "
-		   "virbr0 -j ACCEPT");
+		   "iptables -I DOCKER-USER -i virbr0 -j ACCEPT && iptables -I DOCKER-USER -o "
+		   "virbr0 -j ACCEPT |");
 	f.br_netfilter = true;
 	f.bridge_nf_call_iptables = 1;
 	auto fw = only(run_doctor_checks(f), "firewall");
@@ -340,7 +365,7 @@ TEST(Doctor, IptablesDropOfTheBridge)
 			  "COMMIT\n";
 	expect_one(f, "firewall", Severity::Warning, "iptables drops virbr0's traffic",
 		   "iptables -D LIBVIRT_FWI -o virbr0 -j REJECT --reject-with "
-		   "icmp-port-unreachable (a libvirt network re-adds its rules");
+		   "icmp-port-unreachable | a libvirt network re-adds its rules");
 }
 
 TEST(Doctor, NftablesLibvirtNatForwardDropAndFirewalld)
@@ -355,7 +380,7 @@ TEST(Doctor, NftablesLibvirtNatForwardDropAndFirewalld)
 	                                "right": {"prefix": {"addr": "192.168.122.0", "len": 24}}}},
 	                     {"masquerade": null}]}}]})J";
 	expect_one(f, "firewall", Severity::Warning, "nftables NATs the guest subnet",
-		   "nft delete rule ip libvirt_network guest_nat handle 12 (a libvirt network");
+		   "nft delete rule ip libvirt_network guest_nat handle 12 | a libvirt network");
 
 	f = healthy();
 	f.nft_json = R"J({"nftables": [
@@ -391,9 +416,10 @@ TEST(Doctor, NftablesLibvirtNatForwardDropAndFirewalld)
 	  {"table": {"family": "inet", "name": "fw", "handle": 1}},
 	  {"chain": {"family": "inet", "table": "fw", "name": "forward", "handle": 1,
 	             "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}}]})J";
-	expect_one(f, "firewall", Severity::Warning, "what kvmxdp hands to the host's routing",
-		   "nft 'insert rule inet fw forward iifname \"virbr0\" accept'; nft 'insert rule "
-		   "inet fw forward oifname \"virbr0\" accept'");
+	expect_one(
+		f, "firewall", Severity::Warning, "what kvmxdp hands to the host's routing",
+		"nft 'insert rule inet fw forward iifname \"virbr0\" accept' && nft 'insert rule "
+		"inet fw forward oifname \"virbr0\" accept' |");
 
 	f = healthy();
 	f.nft_json = R"J({"nftables": [
@@ -455,7 +481,9 @@ TEST(Doctor, StrictRpFilter)
 	DoctorFacts f = healthy();
 	f.uplink_link.rp_filter = 1;
 	expect_one(f, "rp_filter", Severity::Warning, "strict reverse-path filtering on wlan0",
-		   "sysctl -w net/ipv4/conf/wlan0/rp_filter=2");
+		   "echo 'net/ipv4/conf/wlan0/rp_filter = 2' > "
+		   "/etc/sysctl.d/90-kvmxdp-rp_filter-wlan0.conf && sysctl -p "
+		   "/etc/sysctl.d/90-kvmxdp-rp_filter-wlan0.conf |");
 	// conf.all=1 makes every device strict unless it says loose.
 	f = healthy();
 	f.rp_filter_all = 1;
@@ -470,7 +498,7 @@ TEST(Doctor, MtuMismatch)
 	DoctorFacts f = healthy();
 	f.uplink_link.mtu = 1400;
 	expect_one(f, "mtu", Severity::Warning, "has MTU 1500, the uplink wlan0 1400",
-		   "ip link set dev vnet0 mtu 1400; ip link set dev vnet1 mtu 1400");
+		   "ip link set dev vnet0 mtu 1400 && ip link set dev vnet1 mtu 1400 |");
 	f = healthy();
 	f.ports[1].mtu = 1400;
 	f.bridge_link.mtu = 1400;
@@ -483,8 +511,15 @@ TEST(Doctor, TablesNearFullAndFull)
 {
 	DoctorFacts f = healthy();
 	f.status["conntrack"] = {{"entries", 52}, {"max_entries", 64}};
+	expect_one(
+		f, "tables", Severity::Warning, "conntrack table holds 52 of 64",
+		"kvmxdp detach --bridge virbr0 && kvmxdp attach --bridge virbr0 --uplink wlan0 --ct-size 128 |");
+	// Where systemd runs it: the unit stopped first.
+	f.systemd_unit = true;
 	expect_one(f, "tables", Severity::Warning, "conntrack table holds 52 of 64",
-		   "kvmxdp detach --bridge virbr0; kvmxdp attach --bridge virbr0 --ct-size 128");
+		   "systemctl stop kvmxdp@virbr0 && kvmxdp detach --bridge virbr0 && kvmxdp attach "
+		   "--bridge virbr0 --uplink wlan0 --ct-size 128 |");
+	f.systemd_unit = false;
 	f.status["conntrack"]["entries"] = 64;
 	expect_one(f, "tables", Severity::Error, "new flows are refused", "--ct-size 128");
 	f = healthy();
@@ -542,7 +577,8 @@ TEST(Doctor, JsonAndTextCarryEveryFinding)
 	const std::string text = format_doctor(j);
 	EXPECT_NE(text.find("error    uplink: the uplink wlan0 is down"), std::string::npos)
 		<< text;
-	EXPECT_NE(text.find("fix: ip link set dev wlan0 up"), std::string::npos) << text;
+	EXPECT_NE(text.find("\n         run: ip link set dev wlan0 up\n"), std::string::npos)
+		<< text;
 	EXPECT_NE(text.find("ok       mtu"), std::string::npos) << text;
 	EXPECT_NE(text.find("1 error(s), 1 warning(s)"), std::string::npos) << text;
 }
@@ -556,7 +592,8 @@ TEST(Doctor, ControlCharactersInNamesArePrinted)
 	auto all = run_doctor_checks(f);
 	for (const auto &x : all) {
 		EXPECT_EQ(x.what.find('\x1b'), std::string::npos) << x.what;
-		EXPECT_EQ(x.fix.find('\x1b'), std::string::npos) << x.fix;
+		EXPECT_EQ(x.command.find('\x1b'), std::string::npos) << x.command;
+		EXPECT_EQ(x.note.find('\x1b'), std::string::npos) << x.note;
 	}
 }
 
@@ -606,34 +643,41 @@ TEST(Doctor, FixesQuoteOddNames)
 		auto all = run_doctor_checks(f);
 		ASSERT_GE(all.size(), 6u);
 		for (const auto &x : all) {
-			EXPECT_EQ(x.fix.find('\x1b'), std::string::npos) << x.fix;
-			// The words of each command before its remark in parentheses
-			// hold the name as one word.
-			if (x.fix.find("ip link set dev ") == 0) {
+			EXPECT_EQ(x.command.find('\x1b'), std::string::npos) << x.command;
+			EXPECT_EQ(x.note.find('\x1b'), std::string::npos) << x.note;
+			// The words of each command hold the name as one word.
+			if (x.command.find("ip link set dev ") == 0) {
 				const std::string words = bash_words(
-					x.fix.substr(16, x.fix.find(' ', 16) - 16), mark);
+					x.command.substr(16, x.command.find(' ', 16) - 16), mark);
 				EXPECT_TRUE(words == name + "u\n" || words == name + "p\n")
-					<< x.fix << " -> " << words;
+					<< x.command << " -> " << words;
 			}
 		}
 		auto fix_of = [&](const std::string &check, const std::string &needle = "") {
 			for (const auto &x : all)
-				if (x.check == check && x.fix.find(needle) != std::string::npos)
-					return x.fix;
+				if (x.check == check && x.command.find(needle) != std::string::npos)
+					return x.command;
+			for (const auto &x : all)
+				if (x.check == check && x.note.find(needle) != std::string::npos)
+					return x.note;
 			return std::string();
 		};
-		// sysctl's key, iptables' -i, kvmxdp's --bridge: one word each.
+		// sysctl.d's line and file, iptables' -i, kvmxdp's --bridge: one
+		// word each.
 		const std::string rp = fix_of("rp_filter");
-		ASSERT_EQ(rp.rfind("sysctl -w ", 0), 0u) << rp;
-		EXPECT_EQ(bash_words(rp.substr(10), mark),
-			  "net/ipv4/conf/" + name + "u/rp_filter=2\n");
+		ASSERT_EQ(rp.rfind("echo ", 0), 0u) << rp;
+		EXPECT_EQ(bash_words(rp.substr(5, rp.find(" > ") - 5), mark),
+			  "net/ipv4/conf/" + name + "u/rp_filter = 2\n");
+		const auto file = rp.find(" > ") + 3;
+		EXPECT_EQ(bash_words(rp.substr(file, rp.find(" && ") - file), mark),
+			  "/etc/sysctl.d/90-kvmxdp-rp_filter-" + name + "u.conf\n");
 		const std::string fw = fix_of("firewall");
 		ASSERT_EQ(fw.rfind("iptables -I FORWARD ", 0), 0u) << fw;
-		EXPECT_EQ(bash_words(fw.substr(20, fw.find("; iptables") - 20), mark),
+		EXPECT_EQ(bash_words(fw.substr(20, fw.find(" && iptables") - 20), mark),
 			  "-i\n" + name + "\n-j\nACCEPT\n");
 		const std::string tb = fix_of("tables");
 		ASSERT_EQ(tb.rfind("kvmxdp detach --bridge ", 0), 0u) << tb;
-		EXPECT_EQ(bash_words(tb.substr(23, tb.find("; kvmxdp") - 23), mark), name + "\n");
+		EXPECT_EQ(bash_words(tb.substr(23, tb.find(" && kvmxdp") - 23), mark), name + "\n");
 		// The unit: systemd-escape gets the name as one word.
 		const std::string dp = fix_of("datapath", "systemd-escape");
 		const auto u = dp.find("$(systemd-escape -- ");
@@ -641,4 +685,65 @@ TEST(Doctor, FixesQuoteOddNames)
 		const std::string arg = dp.substr(u + 20, dp.find(")\"", u) - u - 20);
 		EXPECT_EQ(bash_words(arg, mark), name + "\n") << dp;
 	}
+}
+
+// A command is one shell line that a root shell runs as printed: no prose
+// in it (the remark goes to the note), no placeholder to fill in.  A
+// finding whose fix is not a command on this host has none.
+TEST(Doctor, CommandsAreExactShellLines)
+{
+	DoctorFacts f = healthy();
+	f.bridge_forwarding = 0;
+	f.status["devices"][1]["prog"] = nullptr;
+	f.status["daemon_pid"] = nullptr;
+	f.uplink_link.rp_filter = 1;
+	f.bridge_link.rp_filter = 1;
+	f.ports[0].mtu = 1400;
+	f.status["conntrack"] = {{"entries", 64}, {"max_entries", 64}};
+	f.iptables_save = "*filter\n:FORWARD DROP [0:0]\nCOMMIT\n*nat\n:LIBVIRT_PRT - [0:0]\n"
+			  "-A LIBVIRT_PRT -s 192.168.122.0/24 ! -d 192.168.122.0/24 -j MASQUERADE\n"
+			  "COMMIT\n";
+	f.br_netfilter = true;
+	f.bridge_nf_call_iptables = 1;
+	f.uplink_link.xdp_prog = "xdp_pass";
+	f.uplink_link.xdp_attach = "generic";
+	auto all = run_doctor_checks(f);
+	f = healthy();
+	f.status = nullptr;
+	for (auto &x : run_doctor_checks(f))
+		all.push_back(x);
+	f = healthy();
+	f.uplink_link.addrs.clear();
+	for (auto &x : run_doctor_checks(f))
+		all.push_back(x);
+	ASSERT_GE(all.size(), 10u);
+	size_t commands = 0;
+	for (const auto &x : all) {
+		if (x.command.empty()) {
+			EXPECT_NE(x.note, "")
+				<< x.check << ": neither command nor note: " << x.what;
+			continue;
+		}
+		commands++;
+		for (const char *prose :
+		     {" (", " or ", "NETWORK", "DEVICE", "GATEWAY", "ADDRESS", "\n"})
+			EXPECT_EQ(x.command.find(prose), std::string::npos)
+				<< x.check << ": '" << prose << "' in " << x.command;
+	}
+	EXPECT_GE(commands, 9u);
+	// Without a daemon and not under systemd: attach, which the note says
+	// stays in the foreground; under systemd: the unit.
+	f = healthy();
+	f.status["daemon_pid"] = nullptr;
+	auto d = only(run_doctor_checks(f), "datapath");
+	ASSERT_EQ(d.size(), 1u);
+	EXPECT_EQ(d[0].command, "kvmxdp attach --bridge virbr0");
+	EXPECT_NE(d[0].note.find("foreground"), std::string::npos) << d[0].note;
+	f.systemd_unit = true;
+	d = only(run_doctor_checks(f), "datapath");
+	EXPECT_EQ(d[0].command, "systemctl restart kvmxdp@virbr0");
+	json j = doctor_json("virbr0", run_doctor_checks(f));
+	EXPECT_EQ(j["findings"][0]["command"], "systemctl restart kvmxdp@virbr0");
+	EXPECT_TRUE(j["findings"][0]["note"].is_null());
+	EXPECT_FALSE(j["findings"][0].contains("fix"));
 }

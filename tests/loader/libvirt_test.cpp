@@ -354,9 +354,24 @@ TEST(Libvirt, VmTarget)
 	t = parse_vm_target("vm:web1");
 	EXPECT_EQ(t->name, "web1");
 	EXPECT_EQ(t->ports, "");
-	t = parse_vm_target("vm:a:b:8000-8010");
-	EXPECT_EQ(t->name, "a:b");
+	t = parse_vm_target("vm:web1:8000-8010");
 	EXPECT_EQ(t->ports, "8000-8010");
-	for (const char *bad : {"vm:", "vm:..", "vm:../../etc/passwd", "vm:a/b", "vm:.:22"})
+	// A VM named "web:22": bracketed; unbracketed, :22 is always the port.
+	t = parse_vm_target("vm:[web:22]");
+	EXPECT_EQ(t->name, "web:22");
+	EXPECT_EQ(t->ports, "");
+	t = parse_vm_target("vm:[web:22]:80");
+	EXPECT_EQ(t->name, "web:22");
+	EXPECT_EQ(t->ports, "80");
+	t = parse_vm_target("vm:web:22");
+	EXPECT_EQ(t->name, "web");
+	EXPECT_EQ(t->ports, "22");
+	t = parse_vm_target("vm:[a]b]:443");
+	EXPECT_EQ(t->name, "a]b");
+	EXPECT_NE(error_of([] { parse_vm_target("vm:a:b:8000-8010"); }).find("vm:[NAME]"),
+		  std::string::npos);
+	for (const char *bad :
+	     {"vm:", "vm:..", "vm:../../etc/passwd", "vm:a/b", "vm:.:22", "vm:web:", "vm:web:22-",
+	      "vm:web:1-2-3", "vm:[web", "vm:[]", "vm:[web]x", "vm:[web]:"})
 		EXPECT_EQ(error_of([&] { parse_vm_target(bad); }).rfind("vm: '", 0), 0u) << bad;
 }

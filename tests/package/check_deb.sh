@@ -11,7 +11,7 @@
 #     `kvmxdp install --prefix /usr` writes (one source of their texts), and
 #     the unit runs /usr/sbin/kvmxdp as Type=notify;
 #   - Depends: the shared libraries' packages (dpkg-shlibdeps) and the tools
-#     the unit and the hook run (procps' kill, python3, systemd);
+#     the unit and the scripts run (systemd), not python3 nor procps;
 #   - the maintainer scripts parse, the man page renders from the package;
 #   - lintian finds no error and no warning: the copyright file, the
 #     changelog (whose first entry is the package's version), the
@@ -62,9 +62,11 @@ for s in postinst prerm postrm; do
 	sh -n "$tmp/control/$s" || fail "$s does not parse"
 done
 depends=$(dpkg-deb -f "$deb" Depends)
-for d in libbpf1 libnl-3-200 libnl-route-3-200 libxml2 libc6 libstdc++6 procps python3 systemd; do
+for d in libbpf1 libnl-3-200 libnl-route-3-200 libxml2 libc6 libstdc++6 systemd; do
 	[[ ", $depends," == *", $d"[\ ,]* ]] || fail "Depends lacks $d: $depends"
 done
+# The hooks are kvmxdp's own: nothing needs python3.
+[[ ", $depends," != *", python3"[\ ,]* ]] || fail "Depends names python3: $depends"
 echo "check_deb: ok: conffiles, maintainer scripts, Depends: $depends"
 
 dpkg-deb -x "$deb" "$tmp/root"

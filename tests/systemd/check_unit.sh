@@ -42,7 +42,7 @@ unit=$tmp/root/etc/systemd/system/kvmxdp@.service
 
 # verify: the template and an instance whose name systemd escapes.
 mkdir "$tmp/v"
-sed "s|^ExecStart=/usr/sbin/kvmxdp |ExecStart=$kvmxdp |" "$unit" >"$tmp/v/kvmxdp@.service"
+sed -e "s|^ExecStart=/usr/sbin/kvmxdp |ExecStart=$kvmxdp |" -e "s|^ExecReload=/usr/sbin/kvmxdp |ExecReload=$kvmxdp |" "$unit" >"$tmp/v/kvmxdp@.service"
 grep -q "^ExecStart=$kvmxdp " "$tmp/v/kvmxdp@.service" || fail "no ExecStart=/usr/sbin/kvmxdp line"
 instance='kvmxdp@br\x2dlan.10.service'
 ln -s kvmxdp@.service "$tmp/v/$instance"
@@ -69,7 +69,11 @@ has 'Restart=on-failure'
 # watchdog, and reloads on SIGHUP.
 has 'Type=notify'
 grep -q '^WatchdogSec=[1-9][0-9]*$' "$unit" || fail "no WatchdogSec="
-has 'ExecReload=kill -HUP $MAINPID'
+# kvmxdp reload waits for the daemon's reload to be done (systemd 252 ends
+# a reload when ExecReload= exits).
+grep -q '^ExecReload=.* reload --bridge %I$' "$unit" || fail "ExecReload does not run kvmxdp reload --bridge %I"
+[[ $(sed -n 's/^ExecStart=\(.*\) attach --bridge %I$/\1/p' "$unit") == "$(sed -n 's/^ExecReload=\(.*\) reload --bridge %I$/\1/p' "$unit")" ]] ||
+	fail "ExecReload runs another kvmxdp (or other options) than ExecStart"
 grep -q '^StartLimitIntervalSec=[1-9]' "$unit" || fail "no StartLimitIntervalSec="
 grep -q '^StartLimitBurst=[1-9]' "$unit" || fail "no StartLimitBurst="
 [[ $(sed -n '/^\[Unit\]/,/^\[/p' "$unit") == *StartLimitBurst=* ]] || fail "StartLimitBurst= is not in [Unit]"
