@@ -11,7 +11,10 @@
 # (all.forwarding stays 0, as relay needs: a forwarding uplink ignores
 # RAs): Ip6OutForwDatagrams must stay flat, kvmxdp forwarded.
 # Before the router announces a prefix, attach --ipv6 relay is refused in
-# one line saying why; so is --subnet6 with relay.  Inbound is stateful by
+# one line saying why; so is --subnet6 with relay.  A guest that configures
+# an address the LAN router has fails its duplicate address detection
+# (kvmxdp relays the probe and the router's defence), and everyone still
+# reaches the router there.  Inbound is stateful by
 # default (only the replies of the guests' flows come in: the server's
 # ping to a guest gets nothing); attach --ipv6-inbound open then lets the
 # server reach a guest's own server.  A second guest that takes the first
@@ -162,6 +165,33 @@ for ns in "$NS_G1" "$NS_G2"; do
 	assert_eq "ping -6 ${ns##*-} -> LAN router: 5 of 5" 5 "$(kvx_ping_received "$ns" "$LAN6" 5)"
 	assert_eq "ping -6 ${ns##*-} -> server: 5 of 5" 5 "$(kvx_ping_received "$ns" "$SRV6" 5)"
 done
+kvx_step "DAD relay: a guest that takes a LAN host's address fails its DAD; the LAN host keeps it"
+# The LAN router has DUP6 already; guest1 configures it with DAD on (as a
+# VM whose SLAAC picked it would): its probe must reach the LAN through
+# kvmxdp (the uplink's MAC), the router's defence must come back to it.
+DUP6=2001:db8:1::99
+ip -n "$NS_LAN" -6 addr add "$DUP6/64" dev "$LAN_UP_IF" nodad
+relay0=$(kvx_counter ND_RELAY)
+dup0=$(kvx_counter DROP_ND_DUPLICATE)
+ip -n "$NS_G1" -6 addr add "$DUP6/64" dev "$G1_IF"
+dadfailed() { ip -n "$NS_G1" -6 -o addr show dev "$G1_IF" | grep -F " $DUP6/64 " | grep -q dadfailed; }
+must kvx_wait_for 10 "guest1's $DUP6 dadfailed (the LAN router defended it)" dadfailed
+assert_ge "ND_RELAY counted the probe out and the defence in" "$(($(kvx_counter ND_RELAY) - relay0))" 2
+# The LAN host's traffic is untouched: the host, the server and the other
+# guest reach the router at DUP6, and nothing of it goes to guest1.
+assert_eq "ping -6 host -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$DUP6" 3)"
+assert_eq "ping -6 server -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$DUP6" 3)"
+assert_eq "ping -6 guest2 -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_G2" "$DUP6" 3)"
+lan_mac=$(ip -n "$NS_LAN" -j link show dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+assert_eq "the host's neighbour entry for $DUP6 is the LAN router's MAC" "$lan_mac" \
+	"$(ip -n "$NS_HOST" -6 -j neigh show dev "$UP" "$DUP6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
+# guest1 cannot use it (the kernel refuses a dadfailed source; one sent
+# anyway would be DROP_ND_DUPLICATE).
+got=$( (nsx "$NS_G1" ping -n -q -c 2 -i 0.2 -W 1 -I "$DUP6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')
+assert_eq "guest1 from $DUP6 -> server: 0 of 2" 0 "${got:-0}"
+ip -n "$NS_G1" -6 addr del "$DUP6/64" dev "$G1_IF"
+kvx_log "DROP_ND_DUPLICATE moved by $(($(kvx_counter DROP_ND_DUPLICATE) - dup0))"
+
 kvx_step "stateful inbound (the default): the server's own ping to a guest gets nothing"
 filtered0=$(kvx_counter DROP_FILTERED)
 assert_eq "ping -6 server -> guest1 at $G1_6: 0 of 3" 0 "$(kvx_ping_received "$NS_SRV" "$G1_6" 3 || echo 0)"

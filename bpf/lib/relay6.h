@@ -25,9 +25,13 @@
  * - Inbound is stateful by default (relay6_ct_in: the replies of the
  *   guests' flows); KVX_CFG6_F_INBOUND_OPEN lets everything in.
  *
+ * - DAD relay (RFC 4389 4.1.3.3, RFC 4862 5.4): a guest's probe makes its
+ *   address pending and goes out of the uplink; a LAN host's defence (its
+ *   NA, or its own probe) for a pending address comes back to the bridge,
+ *   so that the guest's DAD fails, and the address is never owned.
+ *
  * Link-local, multicast and the rest of neighbour and router discovery
- * stay the host's (PASS_ND).  Not yet: relaying a guest's DAD to the LAN
- * (a LAN host's duplicate is not detected), the XDP fast path.
+ * stay the host's (PASS_ND).  Not yet: the XDP fast path.
  */
 #ifndef KVX_RELAY6_H
 #define KVX_RELAY6_H
@@ -38,6 +42,7 @@
 #define ICMPV6_NEIGH_ADV 136
 #define KVX_ND_OPT_TLLA 2 /* target link-layer address (RFC 4861 4.6.1) */
 #define KVX_NA_F_SOLICITED 0x40000000U
+#define KVX_NA_F_OVERRIDE 0x20000000U
 /* Returned by the checks below: a Neighbour Solicitation to answer or not. */
 #define KVX_RELAY_NS (KVX_CONTINUE + 1)
 /* Returned by relay6_guest_check: to another guest's address. */
@@ -73,12 +78,25 @@ static __always_inline struct kvx_nd_val *nd_lookup(const __be32 *addr)
 	return bpf_map_lookup_elem(&kvx_nd, &k);
 }
 
-/* Owned by a guest: forwarded to, answered for. */
+/* Owned by a guest: forwarded to, answered for.  Pending for a whole DAD
+ * run (KVX_ND_DAD_NS) with no defence from the LAN is as good: a guest
+ * that sends nothing from its new address (a server) is still reached. */
+static __always_inline int nd_val_owned(const struct kvx_nd_val *v, __u64 now)
+{
+	return v && (v->state == KVX_ND_OWNED ||
+		     (v->state == KVX_ND_PENDING && v->last_seen_ns + KVX_ND_DAD_NS <= now));
+}
+
+/* A guest's or being made one (not the host's, nor one a LAN host
+ * defended: that one is the LAN host's). */
+static __always_inline int nd_val_guest(const struct kvx_nd_val *v)
+{
+	return v && (v->state == KVX_ND_PENDING || v->state == KVX_ND_OWNED);
+}
+
 static __always_inline int nd_is_guest(const __be32 *addr)
 {
-	const struct kvx_nd_val *v = nd_lookup(addr);
-
-	return v && v->state == KVX_ND_OWNED;
+	return nd_val_owned(nd_lookup(addr), clock_now_ns());
 }
 
 /*
@@ -87,9 +105,14 @@ static __always_inline int nd_is_guest(const __be32 *addr)
  * it, another MAC takes it only from an owner idle for KVX_GUEST_IDLE_NS (a
  * VM re-created with a new MAC), never from the host (KVX_ND_HOST).  As
  * guest_owner_check (nat.h) does for IPv4: without it one frame from guest
- * B with A's address would take A's inbound traffic.
+ * B with A's address would take A's inbound traffic.  The owner's frame
+ * ends its DAD (a pending address is owned from then on), unless a LAN
+ * host defended the address (DROP_ND_DUPLICATE: its DAD failed, and the
+ * LAN host keeps its traffic).  state: what a new entry starts as
+ * (KVX_ND_PENDING for a DAD probe, which also starts the owner's DAD over).
  */
-static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex)
+static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex,
+				   __u32 state)
 {
 	struct kvx_nd_val *v, nv = {};
 	struct kvx_nd_key k;
@@ -105,18 +128,24 @@ static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 if
 	if (v) {
 		if (v->state == KVX_ND_HOST)
 			return KVX_R_DROP_SPOOFED;
-		if (mac_eq(v->mac, mac)) {
-			if (now - v->last_seen_ns >= KVX_GUEST_REFRESH_NS)
+		if (mac_eq(v->mac, mac) && state == KVX_ND_OWNED) {
+			if (v->state == KVX_ND_DUP)
+				return KVX_R_DROP_ND_DUPLICATE;
+			if (v->state != KVX_ND_OWNED) {
+				v->state = KVX_ND_OWNED;
 				v->last_seen_ns = now;
+			} else if (now - v->last_seen_ns >= KVX_GUEST_REFRESH_NS) {
+				v->last_seen_ns = now;
+			}
 			return KVX_CONTINUE;
 		}
 		/* Not `now - seen < idle`: the per-CPU clock (see
 		 * guest_owner_check). */
-		if (v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
+		if (!mac_eq(v->mac, mac) && v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
 			return KVX_R_DROP_SPOOF_MAC;
 	}
 	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
-	nv.state = KVX_ND_OWNED;
+	nv.state = state;
 	nv.ifindex = ifindex;
 	nv.last_seen_ns = now;
 	if (v) {
@@ -129,18 +158,19 @@ static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 if
 	if (err != -EEXIST)
 		return KVX_R_DROP_TABLE_FULL;
 	v = bpf_map_lookup_elem(&kvx_nd, &k);
-	return v && v->state == KVX_ND_OWNED && mac_eq(v->mac, mac) ? KVX_CONTINUE :
-								      KVX_R_DROP_SPOOF_MAC;
+	return v && v->state == state && mac_eq(v->mac, mac) ? KVX_CONTINUE : KVX_R_DROP_SPOOF_MAC;
 }
 
 /*
- * A Neighbour Solicitation we may answer (RFC 4861 7.1.1): hop limit 255
- * (it never crossed a router), code 0, at least 24 bytes, its checksum
- * right, no extension headers, a unicast target; from :: only to a
- * multicast address.  Its target into target.  Options up to the sum's
- * reach (88 bytes of message); a longer NS is left to the host.
+ * A Neighbour Solicitation we may answer or relay (RFC 4861 7.1.1): hop
+ * limit 255 (it never crossed a router), code 0, at least 24 bytes, its
+ * checksum right, no extension headers, a unicast target; from :: only to
+ * a multicast address.  A Neighbour Advertisement likewise (7.1.2): never
+ * from ::, to a multicast address only unsolicited.  Its target into
+ * target.  Options up to the sum's reach (88 bytes of message); a longer
+ * message is left to the host.
  */
-static __noinline int nd_ns_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be32 *target)
+static __noinline int nd_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be32 *target)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
@@ -161,8 +191,12 @@ static __noinline int nd_ns_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __
 		return 0;
 	if ((void *)ns + KVX_ND_NS_MIN > data_end)
 		return 0;
-	if (addr6_is_mcast(ns->target) ||
-	    (addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr)))
+	if (addr6_is_mcast(ns->target))
+		return 0;
+	if (ns->type == ICMPV6_NEIGH_ADV ?
+		    addr6_is_zero(ip6->saddr) ||
+			    (addr6_is_mcast(ip6->daddr) && (ns->flags & bpf_htonl(KVX_NA_F_SOLICITED))) :
+		    addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr))
 		return 0;
 	addr6_copy(target, ns->target);
 	return 1;
@@ -174,24 +208,38 @@ static __noinline int nd_ns_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __
  * its sender (Solicited), or for a DAD probe (source ::) to all nodes.
  * Router and Override 0: an ND proxy's answer (RFC 4861 7.2.8, as Linux's
  * proxy_ndp answers) never overrides what a neighbour heard from the
- * address's real owner.  The frame is cut or grown to the NA's length;
- * every byte is written, the checksum computed whole.
+ * address's real owner.  An NA in the frame (a LAN host's defence of an
+ * address a guest probes, relay6_uplink_nd) is relayed the same way, with
+ * mac as its target's link-layer address, out of out_ifindex.  The frame
+ * is cut or grown to the NA's length; every byte is written, the checksum
+ * computed whole.
  */
-static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in)
+static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 out_ifindex, __u32 len_in)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
 	struct ethhdr *eth = data;
 	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
 	struct kvx_nd_msg *na = (void *)(ip6 + 1);
-	__be32 target[4], dst[4];
+	__be32 target[4], src[4], dst[4];
 	__u8 dmac[ETH_ALEN];
 	__u32 flags = 0, sum;
+	int relayed;
 
 	if (!mac || (void *)na + KVX_ND_NS_MIN > data_end || (eth->h_source[0] & 1))
 		return -1;
 	addr6_copy(target, na->target);
-	if (addr6_is_zero(ip6->saddr)) {
+	addr6_copy(src, na->target);
+	relayed = na->type == ICMPV6_NEIGH_ADV;
+	if (relayed) {
+		/* A LAN host's advertisement relayed to the guests (its
+		 * addresses, R and S kept, Override cleared: RFC 4389
+		 * 4.1.3.3), to its own multicast destination. */
+		addr6_copy(src, ip6->saddr);
+		addr6_copy(dst, ip6->daddr);
+		__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
+		flags = bpf_ntohl(na->flags) & ~KVX_NA_F_OVERRIDE;
+	} else if (addr6_is_zero(ip6->saddr)) {
 		/* ff02::1 at 33:33:00:00:00:01 (RFC 2464 7). */
 		dst[0] = bpf_htonl(0xff020000);
 		dst[1] = 0;
@@ -225,7 +273,7 @@ static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in)
 	ip6->payload_len = bpf_htons(sizeof(*na));
 	ip6->nexthdr = KVX_IPPROTO_ICMPV6;
 	ip6->hop_limit = 255;
-	addr6_copy(ip6->saddr, target);
+	addr6_copy(ip6->saddr, src);
 	addr6_copy(ip6->daddr, dst);
 	na->type = ICMPV6_NEIGH_ADV;
 	na->code = 0;
@@ -238,8 +286,31 @@ static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in)
 	sum = icmp_sum(ip6->saddr, data_end, 32) + bpf_htons(sizeof(*na)) +
 	      bpf_htons(KVX_IPPROTO_ICMPV6) + icmp_sum(na, data_end, sizeof(*na));
 	na->checksum = ~csum_fold32(sum);
-	stats_count(KVX_R_ND_PROXY_NA, len_in);
-	return ctx_redirect(ctx_ifindex(ctx));
+	stats_count(relayed ? KVX_R_ND_RELAY : KVX_R_ND_PROXY_NA, len_in);
+	return ctx_redirect(relayed ? out_ifindex : ctx_ifindex(ctx));
+}
+
+/*
+ * A DAD probe relayed to the other side (RFC 4389 4.1.3.3): out of ifindex
+ * from mac, all else as it came (hop limit 255, its nonce option, RFC
+ * 7527, by which the prober knows its own probe).  From :: it carries no
+ * link-layer address to rewrite (RFC 4861 7.1.1; one that starts with
+ * one is not relayed).
+ */
+static __always_inline int nd_relay_ns(kvx_ctx_t *ctx, const __u8 *mac, __u32 ifindex, __u32 len)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_nd_msg *ns = data + ETH_HLEN + sizeof(struct kvx_ipv6hdr);
+
+	if ((void *)ns + KVX_ND_NS_MIN > data_end || !ifindex)
+		return -1;
+	if ((void *)(ns + 1) <= data_end && ns->opt_type == 1)
+		return -1;
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	stats_count(KVX_R_ND_RELAY, len);
+	return ctx_redirect(ifindex);
 }
 
 /*
@@ -413,7 +484,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 		return KVX_R_DROP_NO_UPLINK_ADDR;
 	if (!relay6_has(cfg6, p6->saddr) || addr6_eq(p6->saddr, cfg6->uplink_addr))
 		return KVX_R_DROP_SPOOFED;
-	rc = relay6_owner(p6->saddr, mac, ctx_ifindex(ctx));
+	rc = relay6_owner(p6->saddr, mac, ctx_ifindex(ctx), KVX_ND_OWNED);
 	if (rc != KVX_CONTINUE)
 		return rc;
 	if (!ctx_frame_for_host(ctx))
@@ -421,7 +492,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 	/* Guests share the link and reach one another on it; a frame to
 	 * another guest's address that came to the bridge's MAC goes there. */
 	to = nd_lookup(p6->daddr);
-	if (to && to->state == KVX_ND_OWNED) {
+	if (nd_val_owned(to, clock_now_ns())) {
 		if (p6->p.ttl <= 1)
 			return KVX_R_DROP_HOP_LIMIT;
 		relay6_to_guest(rw, cfg, cfg6, to->mac);
@@ -441,7 +512,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
  * A guest's Neighbour Solicitation.  For an address of the prefix that no
  * guest owns (a LAN host, the host's own): answered with the bridge's MAC,
  * so that the guest sends it here.  A guest's DAD probe for an address
- * binds it to the guest's MAC (its first claim, as a frame would), or is
+ * binds it to the guest's MAC as pending and is relayed to the LAN, or is
  * answered when the address is the host's.  Anything else (for another
  * guest, for a link-local address) is the bridge's and the host's: the
  * owner answers.
@@ -449,13 +520,14 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
 {
 	__u8 mac[8] __attribute__((aligned(8))) = {};
+	const struct kvx_cfg *cfg = cfg_get();
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	const struct kvx_nd_val *v;
 	__be32 target[4];
 	struct ethhdr *eth;
 	int ours, r;
 
-	if (!p6 || !cfg6 || !nd_ns_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
+	if (!p6 || !cfg || !cfg6 || !nd_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
 	    mac_is_zero(cfg6->bridge_mac))
 		return verdict(KVX_R_PASS_ND, len);
 	eth = ctx_data(ctx);
@@ -465,12 +537,23 @@ static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 	v = nd_lookup(target);
 	ours = addr6_eq(target, cfg6->uplink_addr) || (v && v->state == KVX_ND_HOST);
 	if (addr6_is_zero(p6->saddr) && !ours) {
-		relay6_owner(target, mac, ctx_ifindex(ctx));
-		return verdict(KVX_R_PASS_ND, len);
+		/* Its DAD: the address is pending, and the probe goes to the
+		 * LAN (the uplink's MAC, a WiFi station's only one), where
+		 * a host that has it defends it (relay6_uplink_nd).  A probe
+		 * for another guest's address stays on the bridge, which
+		 * took it to that guest. */
+		if (relay6_owner(target, mac, ctx_ifindex(ctx), KVX_ND_PENDING) != KVX_CONTINUE ||
+		    mac_is_zero(cfg->uplink_mac) || !cfg->uplink_ifindex)
+			return verdict(KVX_R_PASS_ND, len);
+		r = nd_relay_ns(ctx, cfg->uplink_mac, cfg->uplink_ifindex, len);
+		return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 	}
-	if (v && v->state == KVX_ND_OWNED)
+	/* Another guest's (the bridge took the NS to it: it answers for
+	 * itself), or its own.  One a LAN host defended is the LAN host's:
+	 * reached through us like any. */
+	if (nd_val_guest(v))
 		return verdict(KVX_R_PASS_ND, len);
-	r = nd_answer(ctx, cfg6->bridge_mac, len);
+	r = nd_answer(ctx, cfg6->bridge_mac, 0, len);
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 
@@ -517,7 +600,7 @@ static __always_inline int relay6_from_guest(kvx_ctx_t *ctx)
 /*
  * A frame from the uplink: parsed and classified.  KVX_CONTINUE: to a
  * guest's address, the owner's MAC in dmac; KVX_RELAY_NS: a Neighbour
- * Solicitation; else the reason.
+ * Solicitation or Advertisement; else the reason.
  */
 static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u8 *dmac)
 {
@@ -537,7 +620,7 @@ static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, _
 	if (pr == PARSE_BAD_IP)
 		return KVX_R_PASS_HOST;
 	if (pr == PARSE_OK && p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.l4_ok &&
-	    p6->p.icmp_type == ICMPV6_NEIGH_SOL)
+	    (p6->p.icmp_type == ICMPV6_NEIGH_SOL || p6->p.icmp_type == ICMPV6_NEIGH_ADV))
 		return KVX_RELAY_NS;
 	if (pkt6_is_host_local(p6) || icmp6_is_nd(&p6->p))
 		return KVX_R_PASS_ND;
@@ -547,7 +630,7 @@ static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, _
 	if (!relay6_has(cfg6, p6->daddr) || addr6_eq(p6->daddr, cfg6->uplink_addr))
 		return KVX_R_PASS_HOST;
 	to = nd_lookup(p6->daddr);
-	if (!to || to->state != KVX_ND_OWNED)
+	if (!nd_val_owned(to, clock_now_ns()))
 		return KVX_R_PASS_HOST;
 	__builtin_memcpy(dmac, to->mac, ETH_ALEN);
 	/* Sources no router forwards (RFC 4291 2.5.2, 2.5.3), our own, and
@@ -565,19 +648,47 @@ static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, _
 	return KVX_CONTINUE;
 }
 
-/* An NS on the uplink: for a guest's address, answered with the uplink's
- * MAC; for anything else the host's (its own addresses). */
-static __noinline int relay6_uplink_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
+/*
+ * An NS or NA on the uplink.  An NS for a guest's address: answered with
+ * the uplink's MAC (a LAN host's DAD probe for it too: defended).  While
+ * the address is pending (the guest's DAD runs), a LAN host's defence of
+ * it (its NA, or its own DAD probe: RFC 4862 5.4.3, 5.4.4) goes to the
+ * guests, from the bridge's MAC, so that the guest's DAD fails; and the
+ * address is marked KVX_ND_DUP, never owned.  Anything else is the host's
+ * (its own addresses).  Our own frames (the uplink's MAC: an access point
+ * may send a station's multicast back to it) are no LAN host's defence.
+ */
+static __noinline int relay6_uplink_nd(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct kvx_nd_val *v;
+	struct ethhdr *eth;
 	__be32 target[4];
+	__u64 now;
 	int r;
 
-	if (!p6 || !cfg || !cfg6 || !nd_ns_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
-	    !nd_is_guest(target) || mac_is_zero(cfg->uplink_mac))
+	if (!p6 || !cfg || !cfg6 || !nd_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
+	    mac_is_zero(cfg->uplink_mac) || mac_is_zero(cfg6->bridge_mac))
 		return verdict(KVX_R_PASS_ND, len);
-	r = nd_answer(ctx, cfg->uplink_mac, len);
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx) || mac_eq(eth->h_source, cfg->uplink_mac))
+		return verdict(KVX_R_PASS_ND, len);
+	v = nd_lookup(target);
+	now = clock_now_ns();
+	if (p6->p.icmp_type == ICMPV6_NEIGH_SOL && nd_val_owned(v, now)) {
+		r = nd_answer(ctx, cfg->uplink_mac, 0, len);
+		return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
+	}
+	if (!v || (v->state != KVX_ND_PENDING && v->state != KVX_ND_DUP) ||
+	    (p6->p.icmp_type == ICMPV6_NEIGH_SOL && !addr6_is_zero(p6->saddr)) ||
+	    (p6->p.icmp_type == ICMPV6_NEIGH_ADV && !addr6_is_mcast(p6->daddr)))
+		return verdict(KVX_R_PASS_ND, len);
+	v->state = KVX_ND_DUP;
+	if (p6->p.icmp_type == ICMPV6_NEIGH_SOL)
+		r = nd_relay_ns(ctx, cfg6->bridge_mac, cfg->bridge_ifindex, len);
+	else
+		r = nd_answer(ctx, cfg6->bridge_mac, cfg->bridge_ifindex, len);
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 
@@ -594,7 +705,7 @@ static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
 
 	r = relay6_uplink_check(ctx, &p6, dmac);
 	if (r == KVX_RELAY_NS)
-		return relay6_uplink_ns(ctx, &p6, len);
+		return relay6_uplink_nd(ctx, &p6, len);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	cfg = cfg_get();

@@ -10,6 +10,7 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "fixture.hpp"
@@ -150,6 +151,24 @@ Packet6 proxy_na(const Packet6 &ns, const Mac &mac)
 	na.src_mac = mac;
 	na.dst_mac = dad ? Mac{0x33, 0x33, 0, 0, 0, 1} : ns.src_mac;
 	return na;
+}
+
+// A DAD probe as Linux sends it (RFC 4862 5.4.2): from ::, to the
+// solicited-node group, with a nonce option (RFC 7527; enhanced_dad).
+Packet6 dad_probe(const Mac &smac, const Ip6 &target)
+{
+	Packet6 p = neigh_sol(Ip6{}, smac, target);
+	p.payload.insert(p.payload.end(), {14, 1, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66});
+	return p;
+}
+
+const Mac kUplinkMacT = Topology::kUplinkMac;
+
+// p relayed by the ND proxy: only the source MAC changes.
+Packet6 relayed(Packet6 p, const Mac &smac)
+{
+	p.src_mac = smac;
+	return p;
 }
 
 class Relay6Test : public DatapathTest {
@@ -432,11 +451,18 @@ TEST_F(Relay6Test, GuestNeighbourSolicitationForTheLanIsAnsweredByTheBridge)
 TEST_F(Relay6Test, GuestDadClaimsTheAddressOrIsDefendedForTheHost)
 {
 	set_inbound_open();
-	// A guest's DAD probe binds the address to it, before any traffic.
-	run6(Prog::BrIngress, neigh_sol(Ip6{}, kMacA, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
+	// A guest's DAD probe binds the address to it, pending, before any
+	// traffic; once its DAD has run its course it is the guest's, even
+	// if the guest sends nothing from it (a server).
+	const Packet6 probe = dad_probe(kMacA, kGuestA);
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
 	EXPECT_EQ(owner(kGuestA), kMacA);
+	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DAD_NS + 100000000ull), KVX_ND_PENDING);
 	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
+	const Packet6 ns = neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA);
+	run6(Prog::UpIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(ns, Topology::kUplinkMac));
 	// For the host's address it is answered: the guest picks another.
 	const Packet6 dad = neigh_sol(Ip6{}, kMacB, kUplink6);
 	run6(Prog::BrIngress, dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
@@ -453,6 +479,127 @@ TEST_F(Relay6Test, GuestToGuestThroughTheBridgeMac)
 	want.src_mac = Topology::kBridgeMac;
 	want.dst_mac = kMacB;
 	run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_IN, want);
+}
+
+// --- DAD relay (RFC 4389 4.1.3.3): a duplicate on the LAN is detected ---
+
+TEST_F(Relay6Test, GuestDadIsRelayedToTheLanAndTheAddressIsPendingMeanwhile)
+{
+	set_inbound_open();
+	// Out of the uplink as it came (its nonce too), from the uplink's MAC.
+	const Packet6 probe = dad_probe(kMacA, kGuestA);
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
+	ASSERT_TRUE(dp().nd_lookup(kGuestA).has_value());
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
+	// While it runs: nothing forwarded to the address, no NS answered
+	// for it (a LAN host's own address resolution for it is the host's).
+	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	// Another guest's frame to it neither.
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	const Packet6 b2a = from_guest(make_udp6(kGuestB, 7000, kGuestA, 53), kMacB);
+	const RunResult r = dp().run(Prog::BrIngress, b2a.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_GE(r.out.size(), 6u);
+	EXPECT_FALSE(std::equal(kMacA.begin(), kMacA.end(), r.out.begin()));
+	// The guest's first frame from it after its DAD: the guest's.
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_OWNED);
+	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
+}
+
+TEST_F(Relay6Test, LanHostsDefenceFailsTheGuestsDad)
+{
+	set_inbound_open();
+	const Packet6 probe = dad_probe(kMacA, kGuestA);
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
+	// The LAN host that has the address answers the probe (RFC 4862
+	// 5.4.3: an NA to all nodes, Router and Override set, its MAC): it
+	// goes to the guests from the bridge's MAC, Override cleared.
+	Packet6 na = nd_msg(kNeighAdv, kGuestA, ip6("ff02::1"), 0xa0000000u, kGuestA, 2,
+			    Topology::kGatewayMac);
+	na.src_mac = Topology::kGatewayMac;
+	na.dst_mac = Mac{0x33, 0x33, 0, 0, 0, 1};
+	Packet6 want = nd_msg(kNeighAdv, kGuestA, ip6("ff02::1"), 0x80000000u, kGuestA, 2,
+			      Topology::kBridgeMac);
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = na.dst_mac;
+	run6(Prog::UpIngress, na, TC_ACT_REDIRECT, KVX_R_ND_RELAY, want);
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_DUP);
+	// The address stays the LAN host's: never forwarded to the guest,
+	// never answered for, not even after a DAD's time; the guest's frames
+	// from it are dropped.
+	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DAD_NS * 3), KVX_ND_DUP);
+	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_DUPLICATE);
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_DUP);
+	// Nor does another guest get it while the first holds it.
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacB),
+	     TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// The guest's next DAD (the LAN host gone) starts over.
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+}
+
+TEST_F(Relay6Test, LanHostsOwnDadForAPendingAddressReachesTheGuest)
+{
+	run6(Prog::BrIngress, dad_probe(kMacA, kGuestA), TC_ACT_REDIRECT, KVX_R_ND_RELAY,
+	     relayed(dad_probe(kMacA, kGuestA), kUplinkMacT));
+	// Both probe at once (RFC 4862 5.4.3): the LAN host's comes to the
+	// guests from the bridge's MAC, and neither gets it from us.
+	const Packet6 lan = dad_probe(Topology::kGatewayMac, kGuestA);
+	run6(Prog::UpIngress, lan, TC_ACT_REDIRECT, KVX_R_ND_RELAY,
+	     relayed(lan, Topology::kBridgeMac));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_DUP);
+	// For an owned address a LAN host's probe is defended (as before).
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	const Packet6 lanb = dad_probe(Topology::kGatewayMac, kGuestB);
+	run6(Prog::UpIngress, lanb, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(lanb, Topology::kUplinkMac));
+	EXPECT_EQ(dp().nd_lookup(kGuestB)->state, KVX_ND_OWNED);
+}
+
+TEST_F(Relay6Test, NoDefenceButALanHostsOne)
+{
+	run6(Prog::BrIngress, dad_probe(kMacA, kGuestA), TC_ACT_REDIRECT, KVX_R_ND_RELAY,
+	     relayed(dad_probe(kMacA, kGuestA), kUplinkMacT));
+	// Our own probe sent back by an access point (the uplink's MAC).
+	run6(Prog::UpIngress, dad_probe(Topology::kUplinkMac, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
+	// A solicited NA (unicast: to someone's question), an invalid one
+	// (hop limit 254), one for an address no guest probes.
+	Packet6 na = nd_msg(kNeighAdv, kGuestA, kLanHost, 0x40000000u, kGuestA, 2,
+			    Topology::kGatewayMac);
+	na.src_mac = Topology::kGatewayMac;
+	na.dst_mac = Topology::kGatewayMac;
+	run6(Prog::UpIngress, na, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 mna = nd_msg(kNeighAdv, kGuestA, ip6("ff02::1"), 0x20000000u, kGuestA, 2,
+			     Topology::kGatewayMac);
+	mna.src_mac = Topology::kGatewayMac;
+	mna.dst_mac = Mac{0x33, 0x33, 0, 0, 0, 1};
+	mna.hop_limit = 254;
+	run6(Prog::UpIngress, mna, TC_ACT_OK, KVX_R_PASS_ND);
+	// Solicited to a group: invalid (RFC 4861 7.1.2).
+	mna.hop_limit = 255;
+	mna.icmp_id = 0x4000;
+	run6(Prog::UpIngress, mna, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 other = nd_msg(kNeighAdv, kGuestB, ip6("ff02::1"), 0x20000000u, kGuestB, 2,
+			       Topology::kGatewayMac);
+	other.src_mac = Topology::kGatewayMac;
+	other.dst_mac = mna.dst_mac;
+	run6(Prog::UpIngress, other, TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
+	// A probe that carries a source link-layer address is invalid (RFC
+	// 4861 7.1.1): the host's, not relayed.
+	Packet6 bad = neigh_sol(Ip6{}, kMacB, kGuestB);
+	bad.payload.insert(bad.payload.end(), {1, 1, 0x52, 0x54, 0, 0, 7, 0xb0});
+	run6(Prog::BrIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
 }
 
 // --- the stateful inbound policy (default) and --ipv6-inbound open ---

@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 10
+#define KVX_ABI_VERSION 11
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -73,6 +73,9 @@
  *      ext_addr = int_addr; a dynamic OUT half of kvx_bind6 names in
  *      guest_mac the MAC its port counts for (0 in older entries: the
  *      address's slot).  Tables unchanged: pins of 3..10 are reused.
+ *  11: IPv6 relay's DAD relay: kvx_nd state KVX_ND_DUP (a LAN host
+ *      defended the address during the guest's DAD), reasons ND_RELAY and
+ *      DROP_ND_DUPLICATE.  Tables unchanged: pins of 3..11 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -772,7 +775,19 @@ enum kvx_nd_state {
 	KVX_ND_PENDING = 1, /* duplicate address detection running: not forwarded */
 	KVX_ND_OWNED = 2,   /* the guest's: forwarded, answered for on the uplink */
 	KVX_ND_HOST = 3,    /* the host's own address: no guest may use it */
+	KVX_ND_DUP = 4,     /* a LAN host defended it during the guest's DAD: not
+			     * forwarded, never owned; the guest's next DAD starts over */
 };
+
+/*
+ * How long a guest's duplicate address detection runs (RFC 4861 10:
+ * RetransTimer 1 s x DupAddrDetectTransmits 1; kvmxdp's RAs leave both at
+ * the hosts' defaults): a pending entry this old without a defence from
+ * the LAN is owned, even if the guest sent nothing from it since (a
+ * server).  Its first frame from the address makes it owned at once (its
+ * DAD is over).
+ */
+#define KVX_ND_DAD_NS 1000000000ULL
 
 struct kvx_nd_key {
 	__be32 addr[4];
@@ -890,7 +905,9 @@ struct kvx_bind6_val {
 	X(DROP_PROTO_UNTRANSLATED, 1, "IPv6 guest packet of a protocol NAT66 does not translate") \
 	X(RELAY_OUT, 0, "IPv6 relay: guest->LAN/outside forwarded (no translation)") \
 	X(RELAY_IN, 0, "IPv6 relay: LAN/outside->guest forwarded (no translation)") \
-	X(ND_PROXY_NA, 0, "IPv6 relay: Neighbour Solicitation answered for a guest or a LAN host")
+	X(ND_PROXY_NA, 0, "IPv6 relay: Neighbour Solicitation answered for a guest or a LAN host") \
+	X(ND_RELAY, 0, "IPv6 relay: duplicate address detection relayed between a guest and the LAN") \
+	X(DROP_ND_DUPLICATE, 1, "IPv6 relay: guest packet from an address a LAN host defended (DAD failed)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
