@@ -17,7 +17,9 @@
 # reaches the router there.  Inbound is stateful by
 # default (only the replies of the guests' flows come in: the server's
 # ping to a guest gets nothing); attach --ipv6-inbound open then lets the
-# server reach a guest's own server.  A second guest that takes the first
+# server reach a guest's own server.  The host's own sockets reach the
+# guests (ping, curl) through the daemon's /128 routes on the bridge,
+# which detach removes.  A second guest that takes the first
 # one's address gets nothing, and the first keeps working.  Another program
 # advertising on the bridge (radvd, as libvirt's dnsmasq) silences
 # kvmxdp's RAs, and status says so.
@@ -218,6 +220,23 @@ ct=$(kvx conntrack list --json --proto tcp 2>/dev/null || true)
 assert_contains "conntrack list: guest1's flow to the server, ext = its own address" "$G1_6 $G1_6" \
 	"$("$KVX_PY" -c 'import json,sys; print("|".join(sorted(f["int_addr"]+" "+f["ext_addr"] for f in json.load(sys.stdin) if f["family"] == "ipv6")))' <<<"$ct" 2>/dev/null || echo error)"
 
+kvx_step "the host's own sockets reach the relay guests: a /128 route per guest on the bridge"
+# The host's route to the /64 is the uplink's (it would solicit the guests
+# on the LAN): the daemon routes each guest address to the bridge, with
+# its own routing protocol number (odhcpd's relay mode does the same).
+relay_routes() { ip -n "$NS_HOST" -6 route show dev "$BR" proto 107 | awk '{print $1}' | sort | paste -sd' '; }
+must kvx_wait_for 10 "routes to both guests on $BR (proto 107)" \
+	bash -c "[[ \$(ip -n '$NS_HOST' -6 route show dev '$BR' proto 107 | grep -c -e '^$G1_6 ' -e '^$G2_6 ') == 2 ]]"
+assert_eq "no route for the host's own address nor the LAN's" "$(printf '%s\n' "$G1_6" "$G2_6" | sort | paste -sd' ')" "$(relay_routes)"
+assert_eq "ping -6 host -> guest1: 5 of 5" 5 "$(kvx_ping_received "$NS_HOST" "$G1_6" 5)"
+assert_eq "ping -6 host -> guest2: 5 of 5" 5 "$(kvx_ping_received "$NS_HOST" "$G2_6" 5)"
+kvx_bg "$KVX_TMP/http_g2.log" ip netns exec "$NS_G2" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
+	--bind "$G2_6" --directory "$KVX_TMP/www" 8082
+kvx_wait_tcp_listen 10 "$NS_G2" 8082
+assert_eq "curl -6 host -> guest2: sha256" "$sum" "$(kvx_curl_sha "$NS_HOST" "http://[$G2_6]:8082/big.bin")"
+assert_eq "guest2's server saw the host's uplink address" "$UP6" \
+	"$(awk '/"GET /{print $1}' "$KVX_TMP/http_g2.log" | sort -u | paste -sd' ')"
+
 kvx_step "attach --ipv6 relay --ipv6-inbound open: the server reaches the guests"
 kvx_daemon_stop
 kvx_attach_bg --ipv6 relay --ipv6-inbound open || kvx_fatal "cannot attach"
@@ -267,4 +286,8 @@ for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
 done
 fwd=$(($(fwd6) - FWD6_0))
 assert_le "host Ip6OutForwDatagrams moved by $fwd: kvmxdp forwarded, not the kernel" "$fwd" 10
+kvx_step "detach removes the routes to the guests"
+kvx_daemon_stop
+kvx detach --bridge "$BR" >/dev/null || kvx_fatal "detach"
+assert_eq "no kvmxdp route left on $BR" "" "$(relay_routes)"
 kvx_finish

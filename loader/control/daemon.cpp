@@ -31,6 +31,7 @@
 #include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
 #include "model/libvirt.hpp"
+#include "model/relay.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/sockets.hpp"
@@ -626,6 +627,36 @@ void Daemon::refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
 			 (prefix ? prefix->str() : std::string("any prefix")));
 }
 
+void Daemon::sync_relay_routes(NlSocket &nl)
+{
+	const kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
+	if (cfg.mode != KVX_V6_RELAY) {
+		if (relay_routes_clear_ || !bridge_ifindex_)
+			return;
+		if (size_t n = remove_relay_routes(nl, bridge_ifindex_))
+			log_info("relay: removed " + std::to_string(n) + " route(s) to guests on " +
+				 inst_.bridge);
+		relay_routes_clear_ = true;
+		return;
+	}
+	relay_routes_clear_ = false;
+	if (!bridge_ifindex_)
+		return;
+	const std::optional<Ipv6Net> prefix =
+		cfg.relay_len ?
+			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.relay_prefix), cfg.relay_len}) :
+			std::nullopt;
+	const RelayRoutesResult r =
+		kvmxdp::sync_relay_routes(nl, bridge_ifindex_, nd_fd_.get(), prefix, boottime_ns());
+	if (r.expired)
+		log_info("relay: forgot " + std::to_string(r.expired) + " guest address(es) idle for " +
+			 std::to_string(kNdExpireNs / 1000000000ULL) + " s");
+	if (r.added || r.removed)
+		log_verbose("relay: routes to guests on " + inst_.bridge + ": " +
+			    std::to_string(r.added) + " added, " + std::to_string(r.removed) +
+			    " removed");
+}
+
 void Daemon::update_ra(NlSocket &nl, const LinkInfo &uplink, const std::vector<Ipv6IfAddr> &up,
 		       const std::optional<Ipv6Net> &prefix)
 {
@@ -734,6 +765,7 @@ void Daemon::refresh(NlSocket &nl, bool heal)
 	// sync, a failed netlink dump only its step.
 	step("uplink", [&] { refresh_uplink(nl); });
 	step("uplink ipv6", [&] { refresh_uplink6(nl); });
+	step("relay routes", [&] { sync_relay_routes(nl); });
 	step("bridge", [&] { refresh_bridge(nl); });
 	step("mappings", [&] { sync_mappings(nl, heal); });
 	step("xdp", [&] { sync_xdp(nl); });

@@ -100,6 +100,11 @@ private:
 	// changed (cfg updated), kvx_nd kept to it and the host's addresses.
 	void refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
 			   const std::vector<Ipv6Addr> &host_addrs);
+	// Relay: kvx_nd's idle guest entries forgotten and the bridge's /128
+	// routes to the guests kept to kvx_nd (control/relay.hpp), for the
+	// host's own packets to them; another mode: kvmxdp's routes removed
+	// (once: an attach that switched mode).
+	void sync_relay_routes(NlSocket &nl);
 	// Relay: what the router advertisements on the bridge announce (the
 	// prefix with the uplink's lifetimes left, its MTU).
 	// PREFIX.ra_foreign written or removed when RaSender::foreign changed.
@@ -169,6 +174,7 @@ private:
 	uint32_t synced_addr_ = 0; // host order
 	Ipv6Addr synced_addr6_{};  // kvx_cfg6.uplink_addr
 	std::string uplink6_sig_;  // Uplink6View::summary() last logged
+	bool relay_routes_clear_ = false; // another mode: kvmxdp's routes removed
 	std::optional<NetId> synced_net_;
 	bool synced_ = false;
 	// --uplink auto: a device refused as another instance's uplink (logged once).
