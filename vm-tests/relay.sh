@@ -14,12 +14,12 @@
 # one line saying why; so is --subnet6 with relay.  A guest that configures
 # an address the LAN router has fails its duplicate address detection
 # (kvmxdp relays the probe and the router's defence), and everyone still
-# reaches the router there.  Inbound is stateful by
-# default (only the replies of the guests' flows come in: the server's
-# ping to a guest gets nothing); attach --ipv6-inbound open then lets the
-# server reach a guest's own server.  The host's own sockets reach the
-# guests (ping, curl) through the daemon's /128 routes on the bridge,
-# which detach removes.  A second guest that takes the first
+# reaches the router there.  Inbound is stateful by default (only the
+# replies of the guests' flows and echo requests come in: the server's
+# connection to a guest gets nothing); attach --ipv6-inbound open then
+# lets the server reach a guest's own server.  The host's own sockets
+# reach the guests (ping, curl) through the daemon's /128 routes on the
+# bridge, which detach removes.  A second guest that takes the first
 # one's address gets nothing, and the first keeps working.  Another program
 # advertising on the bridge (radvd, as libvirt's dnsmasq) silences
 # kvmxdp's RAs, and status says so.
@@ -194,10 +194,17 @@ assert_eq "guest1 from $DUP6 -> server: 0 of 2" 0 "${got:-0}"
 ip -n "$NS_G1" -6 addr del "$DUP6/64" dev "$G1_IF"
 kvx_log "DROP_ND_DUPLICATE moved by $(($(kvx_counter DROP_ND_DUPLICATE) - dup0))"
 
-kvx_step "stateful inbound (the default): the server's own ping to a guest gets nothing"
+kvx_step "stateful inbound (the default): the server's own connection to a guest gets nothing, its ping comes in"
 filtered0=$(kvx_counter DROP_FILTERED)
-assert_eq "ping -6 server -> guest1 at $G1_6: 0 of 3" 0 "$(kvx_ping_received "$NS_SRV" "$G1_6" 3 || echo 0)"
-assert_ge "DROP_FILTERED counted them" "$(($(kvx_counter DROP_FILTERED) - filtered0))" 3
+# Nothing listens there: a SYN that came in would be refused at once;
+# dropped, curl times out.
+rc=0
+nsx "$NS_SRV" curl -6 -s -o /dev/null -m 2 "http://[$G1_6]:8083/" || rc=$?
+assert_eq "curl -6 server -> guest1: times out (28), not refused (7)" 28 "$rc"
+assert_ge "DROP_FILTERED counted its SYNs" "$(($(kvx_counter DROP_FILTERED) - filtered0))" 1
+# RFC 4890 4.3.1: echo requests reach the guests (rate limited).
+assert_eq "ping -6 server -> guest1 at $G1_6: 5 of 5" 5 "$(kvx_ping_received "$NS_SRV" "$G1_6" 5)"
+assert_eq "ping -6 LAN router -> guest2 at $G2_6: 5 of 5" 5 "$(kvx_ping_received "$NS_LAN" "$G2_6" 5)"
 # The router learnt the guests at the uplink's MAC (our proxied NA).
 up_mac=$(ip -n "$NS_HOST" -j link show dev "$UP" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
 assert_eq "the LAN router's neighbour entry for guest1 is the uplink's MAC" "$up_mac" \

@@ -23,7 +23,8 @@
  *   The NS becomes the NA in place and goes back out of its device, as the
  *   ARP answers of nat.h do.
  * - Inbound is stateful by default (relay6_ct_in: the replies of the
- *   guests' flows); KVX_CFG6_F_INBOUND_OPEN lets everything in.
+ *   guests' flows, echo requests rate limited); KVX_CFG6_F_INBOUND_OPEN
+ *   lets everything in.
  *
  * - DAD relay (RFC 4389 4.1.3.3, RFC 4862 5.4): a guest's probe makes its
  *   address pending and goes out of the uplink; a LAN host's defence (its
@@ -365,10 +366,34 @@ static __noinline int relay6_ct_create(const struct kvx_pkt6 *p6)
 }
 
 /*
+ * Echo requests to a guest come in under the stateful policy too (RFC 4890
+ * 4.3.1: a firewall should let them reach the hosts behind it, so that
+ * they can be diagnosed), untracked (the reply goes out as any packet),
+ * and rate limited per guest address: KVX_RELAY_ECHO_BURST at once, then
+ * one per KVX_RELAY_ECHO_INTERVAL_NS, the rest DROP_FILTERED, so that a
+ * LAN host's ping flood costs a guest no more than that.  The bucket is
+ * one of kvx_icmprl's, keyed by the fold of the guest's address with its
+ * top bit flipped: never the bucket of the errors kvmxdp sends that guest
+ * (keyed by the plain fold), so a flood spends none of their budget.
+ */
+#define KVX_RELAY_ECHO_INTERVAL_NS 10000000ULL /* 100 a second */
+#define KVX_RELAY_ECHO_BURST 50
+
+static __always_inline int relay6_echo_in(const struct kvx_pkt6 *p6)
+{
+	__be32 key = addr6_fold(p6->daddr) ^ bpf_htonl(0x80000000);
+
+	return icmp_rl_take(key, clock_now_ns(), KVX_RELAY_ECHO_INTERVAL_NS, KVX_RELAY_ECHO_BURST) ?
+		       KVX_CONTINUE :
+		       KVX_R_DROP_FILTERED;
+}
+
+/*
  * From outside to a guest, stateful: a reply on one of its flows; a later
  * fragment; an ICMPv6 error that quotes a packet the guest sent (its
  * quoted source is the guest: Packet Too Big must come in, RFC 4890 4.3.1;
- * the quote's ports are not looked up).  Else DROP_FILTERED.
+ * the quote's ports are not looked up); an echo request (relay6_echo_in).
+ * Else DROP_FILTERED.
  */
 static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 {
@@ -395,6 +420,8 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 			return KVX_R_DROP_FILTERED;
 		return KVX_CONTINUE;
 	}
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type == ICMPV6_ECHO_REQUEST)
+		return relay6_echo_in(p6);
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return KVX_R_DROP_FILTERED;
 	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&

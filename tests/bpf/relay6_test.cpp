@@ -163,6 +163,8 @@ Packet6 dad_probe(const Mac &smac, const Ip6 &target)
 }
 
 const Mac kUplinkMacT = Topology::kUplinkMac;
+// relay6.h KVX_RELAY_ECHO_BURST (the datapath's, not the ABI's).
+constexpr int KVX_RELAY_ECHO_BURST_T = 50;
 
 // p relayed by the ND proxy: only the source MAC changes.
 Packet6 relayed(Packet6 p, const Mac &smac)
@@ -612,8 +614,6 @@ TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)
 	run6(Prog::UpIngress, udp_in, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
 	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40000, kGuestA, 22)), TC_ACT_SHOT,
 	     KVX_R_DROP_FILTERED);
-	run6(Prog::UpIngress, from_lan(make_echo6(kRemote, kGuestA, 9)), TC_ACT_SHOT,
-	     KVX_R_DROP_FILTERED);
 	// The guest's flow opens the way for its replies, and only those.
 	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
 	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
@@ -687,6 +687,38 @@ TEST_F(Relay6Test, StatefulInboundLetsInErrorsAboutTheGuestsPackets)
 	Packet6 frag = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	frag.ext = {ext_fragment(100, false)};
 	run6(Prog::UpIngress, frag, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(frag, kMacA));
+}
+
+// RFC 4890 4.3.1: echo requests reach the guests under the stateful
+// policy too, rate limited per guest address, and make no flow.
+TEST_F(Relay6Test, StatefulInboundLetsEchoRequestsIn)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	const Packet6 ping = from_lan(make_echo6(kRemote, kGuestA, 9));
+	run6(Prog::UpIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(ping, kMacA));
+	EXPECT_TRUE(dp().ct6_entries().empty());
+	// The guest's reply goes out (untracked).
+	const Packet6 pong = from_guest(make_echo6(kGuestA, kRemote, 9, kIcmp6EchoReply), kMacA);
+	run6(Prog::BrIngress, pong, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(pong));
+	// A flood: the burst passes, then one per interval (10 ms) of the
+	// time the runs took; the rest is filtered.
+	int passed = 1, filtered = 0;
+	const std::uint64_t t0 = boot_ns();
+	for (int i = 0; i < 3 * KVX_RELAY_ECHO_BURST_T; i++) {
+		const RunResult r = dp().run(Prog::UpIngress, ping.build(),
+					     ingress_ifindex(Prog::UpIngress));
+		passed += r.verdict == TC_ACT_REDIRECT;
+		filtered += r.verdict == TC_ACT_SHOT;
+	}
+	const std::uint64_t took_ms = (boot_ns() - t0) / 1000000;
+	EXPECT_GE(passed, KVX_RELAY_ECHO_BURST_T);
+	EXPECT_LE(passed, KVX_RELAY_ECHO_BURST_T + 2 + static_cast<int>(took_ms / 10));
+	EXPECT_EQ(passed + filtered, 3 * KVX_RELAY_ECHO_BURST_T + 1);
+	// Another guest's budget is its own.
+	const Packet6 pingb = from_lan(make_echo6(kRemote, kGuestB, 9));
+	run6(Prog::UpIngress, pingb, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(pingb, kMacB));
+	EXPECT_TRUE(dp().ct6_entries().empty());
 }
 
 TEST_F(Relay6Test, OpenInboundLetsEverythingIn)
