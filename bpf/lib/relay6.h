@@ -25,6 +25,8 @@
  * - Inbound is stateful by default (relay6_ct_in: the replies of the
  *   guests' flows, echo requests rate limited); KVX_CFG6_F_INBOUND_OPEN
  *   lets everything in.
+ * - Per guest (its MAC's quota slot): at most KVX_ND_PER_GUEST addresses
+ *   (kvx_gaddrs), and the stateful policy's flows in its flow quota.
  *
  * - DAD relay (RFC 4389 4.1.3.3, RFC 4862 5.4): a guest's probe makes its
  *   address pending and goes out of the uplink; a LAN host's defence (its
@@ -100,6 +102,18 @@ static __always_inline int nd_is_guest(const __be32 *addr)
 	return nd_val_owned(nd_lookup(addr), clock_now_ns());
 }
 
+/* The kvx_gaddrs counter of the guest whose MAC is mac (abi.h). */
+static __always_inline __u32 *nd_guest_count(const __u8 *mac)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	__u32 slot;
+
+	if (!cfg)
+		return NULL;
+	slot = kvx_guest_slot(mac, 0, cfg->guest_seed);
+	return bpf_map_lookup_elem(&kvx_gaddrs, &slot);
+}
+
 /*
  * The address belongs to mac (kvx_nd): its first frame binds it
  * (BPF_NOEXIST: of two racing claimers one wins), the owner's frames keep
@@ -111,13 +125,17 @@ static __always_inline int nd_is_guest(const __be32 *addr)
  * host defended the address (DROP_ND_DUPLICATE: its DAD failed, and the
  * LAN host keeps its traffic).  state: what a new entry starts as
  * (KVX_ND_PENDING for a DAD probe, which also starts the owner's DAD over).
+ * A guest at its address limit (KVX_ND_PER_GUEST, kvx_gaddrs) claims no
+ * other: DROP_GUEST_ADDRS.
  */
 static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex,
 				   __u32 state)
 {
+	__u8 old[8] __attribute__((aligned(8))) = {};
 	struct kvx_nd_val *v, nv = {};
 	struct kvx_nd_key k;
 	__u64 now = clock_now_ns();
+	__u32 *count, *was;
 	int err;
 
 	if (!addr || !mac)
@@ -145,17 +163,36 @@ static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 if
 		if (!mac_eq(v->mac, mac) && v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
 			return KVX_R_DROP_SPOOF_MAC;
 	}
+	/* A new address for this guest (its own entry is not). */
+	count = NULL;
+	if (!v || !mac_eq(v->mac, mac)) {
+		count = nd_guest_count(mac);
+		if (count && *count >= KVX_ND_PER_GUEST)
+			return KVX_R_DROP_GUEST_ADDRS;
+	}
 	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
 	nv.state = state;
 	nv.ifindex = ifindex;
 	nv.last_seen_ns = now;
 	if (v) {
+		/* Taken over from an idle owner: the address leaves its
+		 * count. */
+		__builtin_memcpy(old, v->mac, ETH_ALEN);
 		bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_ANY);
+		if (count) {
+			__sync_fetch_and_add(count, 1);
+			was = nd_guest_count(old);
+			if (was)
+				__sync_fetch_and_add(was, -1);
+		}
 		return KVX_CONTINUE;
 	}
 	err = bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_NOEXIST);
-	if (!err)
+	if (!err) {
+		if (count)
+			__sync_fetch_and_add(count, 1);
 		return KVX_CONTINUE;
+	}
 	if (err != -EEXIST)
 		return KVX_R_DROP_TABLE_FULL;
 	v = bpf_map_lookup_elem(&kvx_nd, &k);
@@ -349,19 +386,34 @@ static __noinline int relay6_ct_out(const struct kvx_pkt6 *p6)
 	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, clock_now_ns());
 }
 
-/* Its new flow; another CPU's of the same packet is as good. */
+/*
+ * Its new flow; another CPU's of the same packet is as good.  It counts
+ * against the guest's flow quota as NAT66's and IPv4's do (kvx_gflows, the
+ * slot of the MAC that owns the address in kvx_nd: ct6_slot, and the
+ * daemon's recount, find it there), so a guest's relay flows cannot take
+ * kvx_ct6 from the others.
+ */
 static __noinline int relay6_ct_create(const struct kvx_pkt6 *p6)
 {
+	const struct kvx_cfg *cfg = cfg_get();
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val v;
+	__u64 now = clock_now_ns();
+	__u32 slot;
 	int err;
 
-	if (!p6)
+	if (!p6 || !cfg)
 		return KVX_R_DROP_MALFORMED;
+	slot = ct6_slot(cfg, p6->p.proto, p6->saddr, p6->p.sport, p6->saddr, p6->p.sport);
+	err = ct6_quota_check(cfg, slot, 0, now);
+	if (err != KVX_CONTINUE)
+		return err;
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
-	ct_val_init(&v.ct, &p6->p, CT_DIR_OUT, p6->p.sport, 0, clock_now_ns());
+	ct_val_init(&v.ct, &p6->p, CT_DIR_OUT, p6->p.sport, 0, now);
 	addr6_copy(v.ext_addr, p6->saddr);
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
+	if (!err)
+		gflows6_add(slot, 0, 1);
 	return !err || err == -EEXIST ? KVX_CONTINUE : KVX_R_DROP_TABLE_FULL;
 }
 

@@ -621,9 +621,10 @@ private:
 		// Resumed flows (or another subnet): the quota counts them from now on.
 		const QuotaMaps quota{skel_->map_fd(KVX_MAP_GFLOWS), skel_->map_fd(KVX_MAP_GUEST),
 				      kc_.guest_seed, skel_->map_fd(KVX_MAP_CT6),
-				      skel_->map_fd(KVX_MAP_BIND6)};
+				      skel_->map_fd(KVX_MAP_BIND6), skel_->map_fd(KVX_MAP_ND)};
 		gflows_recount(skel_->map_fd(KVX_MAP_CT), quota);
 		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS), quota);
+		gaddrs_recount(skel_->map_fd(KVX_MAP_ND), skel_->map_fd(KVX_MAP_GADDRS), quota);
 		// The address changed while no daemon was watching: what the
 		// daemon would have flushed then goes now.
 		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)

@@ -866,7 +866,7 @@ void Daemon::collect_garbage()
 	// The per-guest flow counters are recounted at every sweep (control/gc.hpp),
 	// from both families' flows.
 	const QuotaMaps quota{skel_.map_fd(KVX_MAP_GFLOWS), skel_.map_fd(KVX_MAP_GUEST),
-			      cfg.guest_seed, ct6_fd_.get(), bind6_fd_.get()};
+			      cfg.guest_seed, ct6_fd_.get(), bind6_fd_.get(), nd_fd_.get()};
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(), quota);
 	const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
 						      std::chrono::steady_clock::now() - t0)
@@ -877,6 +877,10 @@ void Daemon::collect_garbage()
 	// The port limit's counters, after the sweep's binding deletions.
 	step("guest port counters",
 	     [&] { gports_recount(bind_fd_.get(), skel_.map_fd(KVX_MAP_GPORTS), quota); });
+	// Relay's addresses per guest, after the ticks' expiry and prefix
+	// changes deleted some (control/relay.hpp).
+	step("guest address counters",
+	     [&] { gaddrs_recount(nd_fd_.get(), skel_.map_fd(KVX_MAP_GADDRS), quota); });
 	// Host services that started or stopped since: their ports leave or
 	// rejoin the NAT pool, and a guest's binding made there before the
 	// service started is released (its live connections keep the port

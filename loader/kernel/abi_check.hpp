@@ -265,7 +265,9 @@ static_assert(KVX_R_RELAY_IN == KVX_R_RELAY_OUT + 1);
 static_assert(KVX_R_ND_PROXY_NA == KVX_R_RELAY_IN + 1);
 // Appended in version 11.
 static_assert(KVX_R_ND_RELAY == KVX_R_ND_PROXY_NA + 1);
-static_assert(KVX_R_DROP_ND_DUPLICATE == KVX_R_MAX - 1);
+static_assert(KVX_R_DROP_ND_DUPLICATE == KVX_R_ND_RELAY + 1);
+static_assert(KVX_R_DROP_GUEST_ADDRS == KVX_R_MAX - 1);
+static_assert(KVX_ND_PER_GUEST > 0);
 
 // IPv6 (version 7).  The values embed the IPv4 ones at offset 0, so that
 // the family-neutral rules (ct_rules.h, the GC) read both through one type.

@@ -604,6 +604,71 @@ TEST_F(Relay6Test, NoDefenceButALanHostsOne)
 	run6(Prog::BrIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
 }
 
+// --- per-guest limits: addresses (kvx_gaddrs) and the flow quota ---
+
+// kPrefix::N.
+Ip6 prefix_addr(unsigned n)
+{
+	Ip6 a = kPrefix;
+	a[14] = static_cast<std::uint8_t>(n >> 8);
+	a[15] = static_cast<std::uint8_t>(n);
+	return a;
+}
+
+TEST_F(Relay6Test, AGuestClaimsAtMostItsAddressLimit)
+{
+	for (unsigned i = 0; i < KVX_ND_PER_GUEST; i++) {
+		const Packet6 p =
+			from_guest(make_udp6(prefix_addr(0x100 + i), 7000, kRemote, 53), kMacA);
+		run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
+	}
+	// One more: refused, by frame or by DAD probe (not relayed, not
+	// recorded).
+	const Ip6 extra = prefix_addr(0x100 + KVX_ND_PER_GUEST);
+	run6(Prog::BrIngress, from_guest(make_udp6(extra, 7000, kRemote, 53), kMacA), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_ADDRS);
+	run6(Prog::BrIngress, dad_probe(kMacA, extra), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_FALSE(dp().nd_lookup(extra).has_value());
+	EXPECT_EQ(dp().nd_size(), static_cast<std::size_t>(KVX_ND_PER_GUEST));
+	// Its addresses keep working; another guest has its own limit.
+	const Packet6 again = from_guest(make_udp6(prefix_addr(0x100), 7001, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, again, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(again));
+	const Packet6 b = from_guest(make_udp6(extra, 7000, kRemote, 53), kMacB);
+	run6(Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(b));
+	// An address another MAC takes over (its owner idle) leaves the
+	// owner's count: A may claim one more.
+	own(prefix_addr(0x100), kMacA, boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ull),
+	    KVX_ND_OWNED);
+	const Packet6 take = from_guest(make_udp6(prefix_addr(0x100), 7000, kRemote, 53), kMacB);
+	run6(Prog::BrIngress, take, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(take));
+	const Ip6 next = prefix_addr(0x200);
+	const Packet6 n = from_guest(make_udp6(next, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, n, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(n));
+	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0x201), 7000, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_ADDRS);
+}
+
+TEST_F(Relay6Test, RelayFlowsCountAgainstTheGuestsFlowQuota)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
+	dp().set_cfg6(relay_cfg());
+	for (std::uint16_t port : {7000, 7001}) {
+		const Packet6 p = from_guest(make_udp6(kGuestA, port, kRemote, 53), kMacA);
+		run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
+	}
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7002, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// One quota per guest, not per address: its second address shares it.
+	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0xa1), 7000, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// Its flows go on; another guest has its own quota.
+	const Packet6 again = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, again, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(again));
+	const Packet6 b = from_guest(make_udp6(kGuestB, 7000, kRemote, 53), kMacB);
+	run6(Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(b));
+	EXPECT_EQ(dp().ct6_entries().size(), 3u);
+}
+
 // --- the stateful inbound policy (default) and --ipv6-inbound open ---
 
 TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)

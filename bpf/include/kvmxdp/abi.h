@@ -75,7 +75,10 @@
  *      address's slot).  Tables unchanged: pins of 3..10 are reused.
  *  11: IPv6 relay's DAD relay: kvx_nd state KVX_ND_DUP (a LAN host
  *      defended the address during the guest's DAD), reasons ND_RELAY and
- *      DROP_ND_DUPLICATE.  Tables unchanged: pins of 3..11 are reused.
+ *      DROP_ND_DUPLICATE; per-guest address limit: map kvx_gaddrs,
+ *      reason DROP_GUEST_ADDRS; relay's flows count in kvx_gflows (the
+ *      slot of their address's kvx_nd owner).  Tables unchanged: pins of
+ *      3..11 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -770,6 +773,22 @@ struct kvx_cfg6 {
 #define KVX_MAP_ND "kvx_nd"
 #define KVX_ND_DEFAULT_SIZE 4096
 
+/*
+ * Per-guest address limit: kvx_gaddrs[slot] counts the kvx_nd entries
+ * (owned, pending, defended) whose MAC's quota slot (kvx_guest_slot of the
+ * MAC, as kvx_gflows) is slot; a guest at KVX_ND_PER_GUEST claims no
+ * other (DROP_GUEST_ADDRS): without it one guest could take all of kvx_nd
+ * and leave the others no address.  SLAAC wants a stable address and a
+ * few temporary ones (RFC 8981: a new one a day, the old ones kept while
+ * in use); the daemon forgets addresses idle for an hour.  Incremented by
+ * the datapath when an entry is made for the MAC, moved when another MAC
+ * takes an idle one; the daemon's GC recounts them from kvx_nd (its
+ * deletions: expiry, prefix changes) and corrects them as kvx_gflows.
+ * Sized and indexed like kvx_gflows.
+ */
+#define KVX_MAP_GADDRS "kvx_gaddrs"
+#define KVX_ND_PER_GUEST 16
+
 enum kvx_nd_state {
 	KVX_ND_NONE = 0,
 	KVX_ND_PENDING = 1, /* duplicate address detection running: not forwarded */
@@ -907,7 +926,8 @@ struct kvx_bind6_val {
 	X(RELAY_IN, 0, "IPv6 relay: LAN/outside->guest forwarded (no translation)") \
 	X(ND_PROXY_NA, 0, "IPv6 relay: Neighbour Solicitation answered for a guest or a LAN host") \
 	X(ND_RELAY, 0, "IPv6 relay: duplicate address detection relayed between a guest and the LAN") \
-	X(DROP_ND_DUPLICATE, 1, "IPv6 relay: guest packet from an address a LAN host defended (DAD failed)")
+	X(DROP_ND_DUPLICATE, 1, "IPv6 relay: guest packet from an address a LAN host defended (DAD failed)") \
+	X(DROP_GUEST_ADDRS, 1, "IPv6 relay: new address over the guest's address limit")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
