@@ -748,7 +748,7 @@ static __noinline int relay6_uplink_nd(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6
 	int r;
 
 	if (!p6 || !cfg || !cfg6 || !nd_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
-	    mac_is_zero(cfg->uplink_mac) || mac_is_zero(cfg6->bridge_mac))
+	    mac_is_zero(cfg->uplink_mac))
 		return verdict(KVX_R_PASS_ND, len);
 	eth = ctx_data(ctx);
 	if ((void *)(eth + 1) > ctx_data_end(ctx) || mac_eq(eth->h_source, cfg->uplink_mac))
@@ -760,6 +760,7 @@ static __noinline int relay6_uplink_nd(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6
 		return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 	}
 	if (!v || (v->state != KVX_ND_PENDING && v->state != KVX_ND_DUP) ||
+	    mac_is_zero(cfg6->bridge_mac) ||
 	    (p6->p.icmp_type == ICMPV6_NEIGH_SOL && !addr6_is_zero(p6->saddr)) ||
 	    (p6->p.icmp_type == ICMPV6_NEIGH_ADV && !addr6_is_mcast(p6->daddr)))
 		return verdict(KVX_R_PASS_ND, len);
