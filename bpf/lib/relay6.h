@@ -128,8 +128,7 @@ static __always_inline __u32 *nd_guest_count(const __u8 *mac)
  * A guest at its address limit (KVX_ND_PER_GUEST, kvx_gaddrs) claims no
  * other: DROP_GUEST_ADDRS.
  */
-static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex,
-				   __u32 state)
+static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex, __u32 state)
 {
 	__u8 old[8] __attribute__((aligned(8))) = {};
 	struct kvx_nd_val *v, nv = {};
@@ -232,8 +231,8 @@ static __noinline int nd_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be3
 	if (addr6_is_mcast(ns->target))
 		return 0;
 	if (ns->type == ICMPV6_NEIGH_ADV ?
-		    addr6_is_zero(ip6->saddr) ||
-			    (addr6_is_mcast(ip6->daddr) && (ns->flags & bpf_htonl(KVX_NA_F_SOLICITED))) :
+		    addr6_is_zero(ip6->saddr) || (addr6_is_mcast(ip6->daddr) &&
+						  (ns->flags & bpf_htonl(KVX_NA_F_SOLICITED))) :
 		    addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr))
 		return 0;
 	addr6_copy(target, ns->target);

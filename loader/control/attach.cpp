@@ -619,9 +619,12 @@ private:
 		// follows listeners that come and go.
 		write_portx(skel_->map_fd(KVX_MAP_PORTX), host_port_bitmap());
 		// Resumed flows (or another subnet): the quota counts them from now on.
-		const QuotaMaps quota{skel_->map_fd(KVX_MAP_GFLOWS), skel_->map_fd(KVX_MAP_GUEST),
-				      kc_.guest_seed, skel_->map_fd(KVX_MAP_CT6),
-				      skel_->map_fd(KVX_MAP_BIND6), skel_->map_fd(KVX_MAP_ND)};
+		const QuotaMaps quota{skel_->map_fd(KVX_MAP_GFLOWS),
+				      skel_->map_fd(KVX_MAP_GUEST),
+				      kc_.guest_seed,
+				      skel_->map_fd(KVX_MAP_CT6),
+				      skel_->map_fd(KVX_MAP_BIND6),
+				      skel_->map_fd(KVX_MAP_ND)};
 		gflows_recount(skel_->map_fd(KVX_MAP_CT), quota);
 		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS), quota);
 		gaddrs_recount(skel_->map_fd(KVX_MAP_ND), skel_->map_fd(KVX_MAP_GADDRS), quota);

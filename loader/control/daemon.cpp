@@ -649,7 +649,8 @@ void Daemon::sync_relay_routes(NlSocket &nl)
 	const RelayRoutesResult r =
 		kvmxdp::sync_relay_routes(nl, bridge_ifindex_, nd_fd_.get(), prefix, boottime_ns());
 	if (r.expired)
-		log_info("relay: forgot " + std::to_string(r.expired) + " guest address(es) idle for " +
+		log_info("relay: forgot " + std::to_string(r.expired) +
+			 " guest address(es) idle for " +
 			 std::to_string(kNdExpireNs / 1000000000ULL) + " s");
 	if (r.added || r.removed)
 		log_verbose("relay: routes to guests on " + inst_.bridge + ": " +
@@ -865,8 +866,12 @@ void Daemon::collect_garbage()
 	});
 	// The per-guest flow counters are recounted at every sweep (control/gc.hpp),
 	// from both families' flows.
-	const QuotaMaps quota{skel_.map_fd(KVX_MAP_GFLOWS), skel_.map_fd(KVX_MAP_GUEST),
-			      cfg.guest_seed, ct6_fd_.get(), bind6_fd_.get(), nd_fd_.get()};
+	const QuotaMaps quota{skel_.map_fd(KVX_MAP_GFLOWS),
+			      skel_.map_fd(KVX_MAP_GUEST),
+			      cfg.guest_seed,
+			      ct6_fd_.get(),
+			      bind6_fd_.get(),
+			      nd_fd_.get()};
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(), quota);
 	const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
 						      std::chrono::steady_clock::now() - t0)

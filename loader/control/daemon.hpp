@@ -171,9 +171,9 @@ private:
 	std::string sysctl_root_ = "/proc/sys";
 	// What the mappings were last synced against.
 	std::string cfg_sig_;
-	uint32_t synced_addr_ = 0; // host order
-	Ipv6Addr synced_addr6_{};  // kvx_cfg6.uplink_addr
-	std::string uplink6_sig_;  // Uplink6View::summary() last logged
+	uint32_t synced_addr_ = 0;	  // host order
+	Ipv6Addr synced_addr6_{};	  // kvx_cfg6.uplink_addr
+	std::string uplink6_sig_;	  // Uplink6View::summary() last logged
 	bool relay_routes_clear_ = false; // another mode: kvmxdp's routes removed
 	std::optional<NetId> synced_net_;
 	bool synced_ = false;

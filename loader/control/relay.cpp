@@ -83,7 +83,8 @@ RelayRoutesResult sync_relay_routes(NlSocket &nl, int bridge_ifindex, int nd_fd,
 	const RouteSync plan =
 		plan_relay_routes(entries, prefix, relay_routes(nl, bridge_ifindex), now_ns);
 	for (const Ipv6Addr &a : plan.del)
-		r.removed += remove_ipv6_route(nl, bridge_ifindex, Ipv6Net{a, 128}, kRelayRouteProto);
+		r.removed +=
+			remove_ipv6_route(nl, bridge_ifindex, Ipv6Net{a, 128}, kRelayRouteProto);
 	for (const Ipv6Addr &a : plan.add) {
 		add_ipv6_route(nl, bridge_ifindex, Ipv6Net{a, 128}, kRelayRouteProto);
 		r.added++;

@@ -502,7 +502,8 @@ TEST_F(Relay6Test, GuestDadIsRelayedToTheLanAndTheAddressIsPendingMeanwhile)
 	// Another guest's frame to it neither.
 	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
 	const Packet6 b2a = from_guest(make_udp6(kGuestB, 7000, kGuestA, 53), kMacB);
-	const RunResult r = dp().run(Prog::BrIngress, b2a.build(), ingress_ifindex(Prog::BrIngress));
+	const RunResult r =
+		dp().run(Prog::BrIngress, b2a.build(), ingress_ifindex(Prog::BrIngress));
 	ASSERT_GE(r.out.size(), 6u);
 	EXPECT_FALSE(std::equal(kMacA.begin(), kMacA.end(), r.out.begin()));
 	// The guest's first frame from it after its DAD: the guest's.
@@ -542,8 +543,8 @@ TEST_F(Relay6Test, LanHostsDefenceFailsTheGuestsDad)
 	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_DUPLICATE);
 	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_DUP);
 	// Nor does another guest get it while the first holds it.
-	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacB),
-	     TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacB), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
 	// The guest's next DAD (the LAN host gone) starts over.
 	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
 	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
@@ -656,8 +657,8 @@ TEST_F(Relay6Test, RelayFlowsCountAgainstTheGuestsFlowQuota)
 		const Packet6 p = from_guest(make_udp6(kGuestA, port, kRemote, 53), kMacA);
 		run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
 	}
-	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7002, kRemote, 53), kMacA),
-	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7002, kRemote, 53), kMacA), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_QUOTA);
 	// One quota per guest, not per address: its second address shares it.
 	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0xa1), 7000, kRemote, 53), kMacA),
 	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
@@ -771,8 +772,8 @@ TEST_F(Relay6Test, StatefulInboundLetsEchoRequestsIn)
 	int passed = 1, filtered = 0;
 	const std::uint64_t t0 = boot_ns();
 	for (int i = 0; i < 3 * KVX_RELAY_ECHO_BURST_T; i++) {
-		const RunResult r = dp().run(Prog::UpIngress, ping.build(),
-					     ingress_ifindex(Prog::UpIngress));
+		const RunResult r =
+			dp().run(Prog::UpIngress, ping.build(), ingress_ifindex(Prog::UpIngress));
 		passed += r.verdict == TC_ACT_REDIRECT;
 		filtered += r.verdict == TC_ACT_SHOT;
 	}
