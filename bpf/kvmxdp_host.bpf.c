@@ -34,6 +34,13 @@ struct {
 	__type(value, struct kvx_hostrev_val);
 } kvx_hostrev SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KVX_HOSTREV_DEFAULT_SIZE);
+	__type(key, struct kvx_hostrev6_key);
+	__type(value, struct kvx_hostrev6_val);
+} kvx_hostrev6 SEC(".maps");
+
 static __always_inline int host_ours(struct bpf_sock_addr *ctx)
 {
 	return bpf_get_netns_cookie(ctx) == host_netns_cookie &&
@@ -106,6 +113,108 @@ static __always_inline int host_unnat(struct bpf_sock_addr *ctx)
 		ctx->user_port = rv->ext_port;
 	}
 	return 1;
+}
+
+/*
+ * IPv6, as host_dnat: EXT:PORT of a static mapping in kvx_bind6 (a forward
+ * on the uplink's NAT66 address or a literal one, a 1:1 address) -> its
+ * guest endpoint.  A literal address held by its duplicate address
+ * detection has no pairs (it may be another node's): not translated.
+ * user_ip6 is read and written a word at a time (the context allows no
+ * other access).
+ */
+static __always_inline int host_dnat6(struct bpf_sock_addr *ctx)
+{
+	struct kvx_hostrev6_key rk = {};
+	struct kvx_hostrev6_val rv = {};
+	struct kvx_bind6_key k = {};
+	struct kvx_bind6_val *ib;
+	__be16 eport = (__be16)ctx->user_port;
+	__be16 gport;
+
+	if (!host_ours(ctx))
+		return 1;
+	k.addr[0] = ctx->user_ip6[0];
+	k.addr[1] = ctx->user_ip6[1];
+	k.addr[2] = ctx->user_ip6[2];
+	k.addr[3] = ctx->user_ip6[3];
+	k.dir = KVX_BIND_IN;
+	k.proto = (__u8)ctx->protocol;
+	k.port = eport;
+	ib = bpf_map_lookup_elem(&kvx_bind6, &k);
+	if (ib && (ib->bind.flags & KVX_BIND_F_STATIC)) {
+		gport = ib->bind.port;
+	} else {
+		k.proto = KVX_PROTO_ANY;
+		k.port = 0;
+		ib = bpf_map_lookup_elem(&kvx_bind6, &k);
+		if (!ib || !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE))
+			return 1;
+		gport = eport;
+	}
+
+	rk.sock_cookie = bpf_get_socket_cookie(ctx);
+	__builtin_memcpy(rk.guest_addr, ib->addr, 16);
+	rk.guest_port = gport;
+	rk.proto = (__u8)ctx->protocol;
+	__builtin_memcpy(rv.ext_addr, k.addr, 16);
+	rv.ext_port = eport;
+	ctx->user_ip6[0] = ib->addr[0];
+	ctx->user_ip6[1] = ib->addr[1];
+	ctx->user_ip6[2] = ib->addr[2];
+	ctx->user_ip6[3] = ib->addr[3];
+	ctx->user_port = gport;
+	bpf_map_update_elem(&kvx_hostrev6, &rk, &rv, BPF_ANY);
+	return 1;
+}
+
+static __always_inline int host_unnat6(struct bpf_sock_addr *ctx)
+{
+	struct kvx_hostrev6_key rk = {};
+	struct kvx_hostrev6_val *rv;
+
+	if (!host_ours(ctx))
+		return 1;
+	rk.sock_cookie = bpf_get_socket_cookie(ctx);
+	rk.guest_addr[0] = ctx->user_ip6[0];
+	rk.guest_addr[1] = ctx->user_ip6[1];
+	rk.guest_addr[2] = ctx->user_ip6[2];
+	rk.guest_addr[3] = ctx->user_ip6[3];
+	rk.guest_port = (__be16)ctx->user_port;
+	rk.proto = (__u8)ctx->protocol;
+	rv = bpf_map_lookup_elem(&kvx_hostrev6, &rk);
+	if (rv) {
+		ctx->user_ip6[0] = rv->ext_addr[0];
+		ctx->user_ip6[1] = rv->ext_addr[1];
+		ctx->user_ip6[2] = rv->ext_addr[2];
+		ctx->user_ip6[3] = rv->ext_addr[3];
+		ctx->user_port = rv->ext_port;
+	}
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int kvx_host_conn6(struct bpf_sock_addr *ctx)
+{
+	return host_dnat6(ctx);
+}
+
+SEC("cgroup/sendmsg6")
+int kvx_host_send6(struct bpf_sock_addr *ctx)
+{
+	return host_dnat6(ctx);
+}
+
+SEC("cgroup/recvmsg6")
+int kvx_host_recv6(struct bpf_sock_addr *ctx)
+{
+	return host_unnat6(ctx);
+}
+
+SEC("cgroup/getpeername6")
+int kvx_host_peer6(struct bpf_sock_addr *ctx)
+{
+	return host_unnat6(ctx);
 }
 
 /* TCP connect() and UDP connect(). */

@@ -15,6 +15,8 @@ SEC("tc")
 int kvx_br6_relay(struct __sk_buff *skb);
 SEC("tc")
 int kvx_up6_relay(struct __sk_buff *skb);
+SEC("tc")
+int kvx_br6_hairpin(struct __sk_buff *skb);
 
 /*
  * The IPv6 programs (abi.h kvx_v6progs), filled by libbpf when the object
@@ -33,6 +35,7 @@ struct {
 			[KVX_V6_UP] = (void *)&kvx_up6,
 			[KVX_V6_BR_RELAY] = (void *)&kvx_br6_relay,
 			[KVX_V6_UP_RELAY] = (void *)&kvx_up6_relay,
+			[KVX_V6_BR_HAIRPIN] = (void *)&kvx_br6_hairpin,
 		},
 };
 
@@ -82,8 +85,24 @@ static __always_inline void v6_relay_tail_call(struct __sk_buff *skb, __u32 slot
 SEC("tc")
 int kvx_br6(struct __sk_buff *skb)
 {
+	int r;
+
 	v6_relay_tail_call(skb, KVX_V6_BR_RELAY);
-	return nat6_from_guest(skb);
+	r = nat6_from_guest(skb);
+	if (r != KVX_TC_HAIRPIN6)
+		return r;
+	/* Back to a guest: its own program.  A missing slot cannot leave the
+	 * frame to the host, which would route it out untranslated. */
+	bpf_tail_call(skb, &kvx_v6progs, KVX_V6_BR_HAIRPIN);
+	return verdict(KVX_R_DROP_BROKEN_PAIR, skb->len);
+}
+
+/* Tail-called from kvx_br6: an IPv6 frame from a guest to a mapped
+ * address or port, turned around on the bridge (NAT66 hairpin). */
+SEC("tc")
+int kvx_br6_hairpin(struct __sk_buff *skb)
+{
+	return nat6_hairpin(skb);
 }
 
 /* Tail-called from kvx_up_ingress: an IPv6 frame from the uplink. */

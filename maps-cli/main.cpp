@@ -10,6 +10,7 @@
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "base/netaddr.hpp"
 #include "base/version.hpp"
 #include "conntrack_print.hpp"
 #include "control/status.hpp"
@@ -270,6 +271,15 @@ int main(int argc, char **argv)
 		return kExitUsage;
 	}
 	set_verbose(g.verbose);
+	// A value no bridge can have is a usage error, as the man page says.
+	if (doctor_cmd->parsed() && !doc.bridge.empty()) {
+		try {
+			check_ifname(doc.bridge);
+		} catch (const std::exception &e) {
+			fail(std::string("--bridge: ") + e.what());
+			return kExitUsage;
+		}
+	}
 	if (attach->parsed()) {
 		try {
 			if (o_ct->count())

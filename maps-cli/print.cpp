@@ -219,7 +219,8 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 				    << str(m["state"])
 				    << (m["state"] == "suspended" ?
 						" (made on " + str(m["network"]) + ")" :
-					m["state"] == "conflict" || m["state"] == "probing" ?
+					m["state"] == "conflict" || m["state"] == "probing" ||
+							m["state"] == "pending" ?
 						" (" + str(m["reason"]) + ")" :
 						std::string())
 				    << "\n";
@@ -250,6 +251,7 @@ void print_mappings(const nlohmann::json &list, std::ostream &out)
 		    << pad(str(m["guest"]), 22) << pad(str(m["proto"]), 6)
 		    << pad(str(m["ext_addr"]), 16) << pad(printable(vm), 16) << str(m["state"])
 		    << (m["add_address"].get<bool>() ? " (address added to the uplink)" : "")
+		    << (m["state"] == "pending" ? " (" + str(m["reason"]) + ")" : std::string())
 		    << "\n";
 	}
 }

@@ -96,7 +96,7 @@ want_version=$("$KVMXDP" --version)
 assert_eq "status --json: version and git describe as --version prints them" "$want_version" \
 	"$(kvx_json '"kvmxdp " + d["version"] + (" (git %s)" % d["git_describe"] if d["git_describe"] else "")' "$st")"
 assert_eq "status: the daemon's pid (from /run/kvmxdp)" "$DAEMON" "$(kvx_json 'i["daemon_pid"]' "$st")"
-assert_eq "status: the host-access hooks (cgroup2 found with no /sys/fs/cgroup)" 4 \
+assert_eq "status: the host-access hooks (cgroup2 found with no /sys/fs/cgroup)" 8 \
 	"$(kvx_json 'len(i["host_access"])' "$st")"
 assert_eq "guest1 -> server (masquerade)" hello "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/hello")"
 assert_eq "the server sees the uplink address" "$UP_IP" "$(kvx_http_last_client "$KVX_TMP/http.log")"

@@ -292,7 +292,7 @@ assert_eq "--arp-wait 99: usage error" 2 "$rc"
 assert_eq "one line" 1 "$(grep -c . <<<"$out")"
 assert_contains "it names the value" "99" "$out"
 out=$(kvx doctor --bridge "bad/name" 2>&1) && rc=0 || rc=$?
-assert_eq "a bad bridge name: error" 1 "$rc"
+assert_eq "a bad bridge name: usage error" 2 "$rc"
 assert_eq "one line" 1 "$(grep -c . <<<"$out")"
 assert_contains "it names the value" "bad/name" "$out"
 out=$(nsx "$NS_HOST" setpriv --reuid=65534 --regid=65534 --clear-groups \

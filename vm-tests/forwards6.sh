@@ -11,16 +11,28 @@
 #     to [uplink6]:2222 gets guest1's file (sha256), guest1's server logs the
 #     LAN host's own address; `map list` (text and --json) and `conntrack
 #     list` show it bracketed;
-#  3. a forward on a literal address '[2001:db8:1::5]:8081' -> guest2 (the LAN
-#     host has a static neighbour entry for it: kvmxdp does not answer
-#     Neighbour Solicitations for mapped addresses yet), and a UDP forward
-#     '[uplink]:5300' -> guest2:5301 (socat echo);
-#  4. 1:1 2001:db8:1::101 <-> guest1 (static neighbour entry as above): ping -6
-#     and curl -6 from the LAN reach guest1, guest1's own connection to the LAN
+#  3. a forward on a literal address '[2001:db8:1::5]:8081' -> guest2: `map
+#     add` runs duplicate address detection for it (RFC 4862), then the
+#     datapath answers the LAN host's Neighbour Solicitations for it with the
+#     uplink's MAC (no static neighbour entry anywhere: the LAN host resolves
+#     it); and a UDP forward '[uplink]:5300' -> guest2:5301 (socat echo);
+#     Hairpin: guest2 curls guest1's [uplink]:2222 and guest1 guest2's literal
+#     forward (sha256), each seen by the other as the uplink's address; the
+#     host's own curl -6 to both (and to the 1:1 address below) reaches the
+#     guest (cgroup connect6 hooks), which sees the bridge's address;
+#  4. 1:1 2001:db8:1::101 <-> guest1, announced the same way: ping -6 and
+#     curl -6 from the LAN reach guest1, guest1's own connection to the LAN
 #     host leaves from 2001:db8:1::101; GRE (raw sockets) both ways;
-#  5. the uplink's IPv6 address replaced (::2 -> ::3): the daemon moves
+#  5. a 1:1 address the LAN host already has (2001:db8:1::77 <-> guest2): `map add`
+#     warns, `map list`/`status` show it in conflict with the reason, the
+#     datapath answers no Neighbour Solicitation for it and the LAN host's
+#     own traffic on it (its HTTP server, reached from the host) is
+#     untouched; once the LAN host drops it, the daemon's next duplicate
+#     address detection finds it free: announced, the LAN reaches guest2
+#     through it;
+#  6. the uplink's IPv6 address replaced (::2 -> ::3): the daemon moves
 #     `[uplink]` forwards to the new address, curl through it again;
-#  6. `map del` of each: the LAN host's connections get nowhere any more.
+#  7. `map del` of each: the LAN host's connections get nowhere any more.
 # Checksums: no Icmp6InCsumErrors/Tcp/Udp6 errors in any namespace.
 #
 #   guest1 ns  kg1<id> fd42:98::11/64 --+  HTTP :8080 (the file), 1:1 2001:db8:1::101
@@ -29,7 +41,7 @@
 #   host ns    bridge kb<id> fd42:98::1/64            <- kvmxdp (NAT66 from the bridge's ULA)
 #              uplink ku<id> 2001:db8:1::2/64 (later ::3), default via 2001:db8:1::1
 #   lan ns     kl<id> 2001:db8:1::1/64: the LAN host (curl, ping, socat; HTTP :8090),
-#              static neighbour entries for 2001:db8:1::5 and ::101 -> the uplink's MAC
+#              later also 2001:db8:1::77 (HTTP :8091) until it drops it
 #
 # Usage: forwards6.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
@@ -38,7 +50,7 @@ kvx_topology_up
 
 PFX=fd42:98::/64 BR6=fd42:98::1 G1_6=fd42:98::11 G2_6=fd42:98::12
 UP6=2001:db8:1::2 UP6B=2001:db8:1::3 LAN6=2001:db8:1::1
-LIT6=2001:db8:1::5 ONE6=2001:db8:1::101
+LIT6=2001:db8:1::5 ONE6=2001:db8:1::101 DUP6=2001:db8:1::77
 
 kvx_step "IPv6 addressing"
 v6on() { nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0; }
@@ -59,11 +71,21 @@ BR_LL=$(ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '
 ip -n "$NS_G1" -6 route add default via "$BR_LL" dev "$G1_IF"
 ip -n "$NS_G2" -6 route add default via "$BR_LL" dev "$G2_IF"
 UPMAC=$(ip -n "$NS_HOST" -j link show dev "$UP" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
-# The mapped addresses the host does not have: the LAN host is told where
-# they are (kvmxdp does not answer Neighbour Solicitations for them yet).
-for a in "$LIT6" "$ONE6"; do
-	ip -n "$NS_LAN" -6 neigh replace "$a" lladdr "$UPMAC" dev "$LAN_UP_IF" nud permanent
-done
+# The MAC the LAN host's neighbour table holds for an address ('' if none).
+lan_neigh() { ip -n "$NS_LAN" -6 -j neigh show "$1" dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr", "") if n else "")'; }
+# A Neighbour Solicitation for $1 from the LAN host (raw ICMPv6: the kernel
+# fills the checksum), as its stack sends one to resolve an address.
+lan_ns() {
+	nsx "$NS_LAN" "$KVX_PY" -c '
+import socket, struct, sys
+t = socket.inet_pton(socket.AF_INET6, sys.argv[1]); ifi = socket.if_nametoindex(sys.argv[2])
+mac = bytes.fromhex(sys.argv[3].replace(":", ""))
+s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
+grp = socket.inet_ntop(socket.AF_INET6, bytes.fromhex("ff0200000000000000000001ff") + t[13:])
+s.sendto(struct.pack("!BBHI", 135, 0, 0, 0) + t + bytes([1, 1]) + mac, (grp, 0, 0, ifi))' \
+		"$1" "$LAN_UP_IF" "$(ip -n "$NS_LAN" -j link show dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')"
+}
 snmp6() { nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6; }
 
 kvx_step "servers: guests' HTTP on :8080, guest2's UDP echo, the LAN host's HTTP on :8090"
@@ -138,6 +160,22 @@ assert_eq "guest2's server saw the LAN host's own address" "$LAN6" "$(clients g2
 r=$(echo "hello over [uplink]:5300" | nsx "$NS_LAN" timeout 5 socat -t 2 - "UDP6:[$UP6]:5300" 2>&1 || true)
 assert_eq "UDP echo through [uplink]:5300" "hello over [uplink]:5300" "$r"
 assert_eq "another port of $LIT6 is not forwarded" "" "$(lan_curl "http://[$LIT6]:8082/big.bin")"
+assert_eq "the LAN host resolved $LIT6 by Neighbour Solicitation: the uplink's MAC" "$UPMAC" "$(lan_neigh "$LIT6")"
+# Hairpin: one guest to the other's forwards, turned around on the bridge.
+hp0=$(kvx_counter XLATE_HAIRPIN)
+assert_eq "hairpin: guest2 curls guest1's [uplink]:2222: sha256" "$sum" \
+	"$(kvx_curl_sha "$NS_G2" "http://[$UP6]:2222/big.bin")"
+assert_contains "hairpin: guest1's server saw guest2 as the uplink's address" "$UP6" "$(clients g1)"
+assert_eq "hairpin: guest1 curls guest2's [$LIT6]:8081: sha256" "$sum" \
+	"$(kvx_curl_sha "$NS_G1" "http://[$LIT6]:8081/big.bin")"
+assert_contains "hairpin: guest2's server saw guest1 as the uplink's address" "$UP6" "$(clients g2)"
+assert_eq "hairpin: counted XLATE_HAIRPIN" 1 "$(($(kvx_counter XLATE_HAIRPIN) > hp0 ? 1 : 0))"
+# The host's own sockets (cgroup connect6 hooks): straight to the guest.
+assert_eq "host: curl -6 [$UP6]:2222: sha256" "$sum" "$(kvx_curl_sha "$NS_HOST" "http://[$UP6]:2222/big.bin")"
+assert_eq "host: curl -6 [$LIT6]:8081: sha256" "$sum" "$(kvx_curl_sha "$NS_HOST" "http://[$LIT6]:8081/big.bin")"
+assert_contains "host: guest1 saw the bridge's address" "$BR6" "$(clients g1)"
+assert_eq "map list: $LIT6 active (announced after DAD)" active \
+	"$(kvx map list --json | "$KVX_PY" -c 'import json,sys; print([m["state"] for m in json.load(sys.stdin)["mappings"] if m["ext"] == "['"$LIT6"']:8081"][0])')"
 
 kvx_step "1:1 $ONE6 <-> $G1_6"
 kvx map add "$ONE6" "$G1_6" >/dev/null
@@ -145,6 +183,7 @@ assert_eq "ping -6 from the LAN to $ONE6: 5 of 5" 5 "$(kvx_ping_received "$NS_LA
 assert_eq "curl -6 from the LAN to [$ONE6]:8080 (port kept): sha256" "$sum" "$(lan_curl "http://[$ONE6]:8080/big.bin")"
 assert_eq "guest1's own connection to the LAN host: sha256" "$sum" "$(kvx_curl_sha "$NS_G1" "http://[$LAN6]:8090/big.bin")"
 assert_eq "the LAN host's server saw guest1 as $ONE6" "$ONE6" "$(clients lan)"
+assert_eq "host: curl -6 [$ONE6]:8080 (1:1): sha256" "$sum" "$(kvx_curl_sha "$NS_HOST" "http://[$ONE6]:8080/big.bin")"
 # A protocol without ports, translated by address alone: GRE (47) by raw
 # sockets (no GRE driver needed): guest1 answers what it gets, prefixed.
 kvx_bg "$KVX_TMP/gre.g1.log" ip netns exec "$NS_G1" "$KVX_PY" -u -c '
@@ -170,6 +209,32 @@ while True:
 assert_eq "GRE from the LAN to $ONE6: guest1's answer comes back from $ONE6" "$ONE6 ok" "$gre"
 assert_contains "guest1 got the GRE packet from the LAN host's own address" "from $LAN6 " \
 	"$(cat "$KVX_TMP/gre.g1.log")"
+
+kvx_step "a mapped address the LAN host has ($DUP6): conflict, untouched; free again: announced"
+ip -n "$NS_LAN" -6 addr add "$DUP6/64" dev "$LAN_UP_IF" nodad
+http_in "$NS_LAN" "$DUP6" 8091 dup
+na0=$(kvx_counter ND_PROXY_NA)
+out=$(kvx map add "$DUP6" "$G2_6" 2>&1) || kvx_fatal "map add $DUP6: $out"
+assert_contains "map add: made" "mapped $DUP6 $G2_6" "$out"
+assert_contains "map add: warns that the address is in use" "$DUP6 is in use on the uplink's network" "$out"
+dup_state() { kvx map list --json | "$KVX_PY" -c 'import json,sys; m=[m for m in json.load(sys.stdin)["mappings"] if m["ext"] == "'"$DUP6"'"][0]; print(m["state"], "|", m["reason"])'; }
+st=$(dup_state)
+assert_contains "map list --json: conflict" "conflict | another node on the uplink's network has $DUP6" "$st"
+assert_contains "status: warns of the conflict" "is suspended (conflict)" "$(kvx status --bridge "$BR")"
+lan_ns "$DUP6"
+sleep 1
+assert_eq "no Neighbour Advertisement of ours for $DUP6" "$na0" "$(kvx_counter ND_PROXY_NA)"
+assert_eq "the LAN host's own server on $DUP6, from the host: sha256" "$sum" \
+	"$(kvx_curl_sha "$NS_HOST" "http://[$DUP6]:8091/big.bin")"
+assert_eq "the LAN host's neighbour entry for its own address is not ours" "" "$(lan_neigh "$DUP6")"
+sleep 3
+assert_contains "still in conflict after the daemon's own DAD" "conflict" "$(dup_state)"
+ip -n "$NS_LAN" -6 addr del "$DUP6/64" dev "$LAN_UP_IF"
+dup_active() { [[ $(dup_state) == "active | None" ]]; }
+must kvx_wait_for 45 "$DUP6 announced once the LAN host dropped it" dup_active
+assert_eq "curl -6 from the LAN to [$DUP6]:8080 reaches guest2: sha256" "$sum" "$(lan_curl "http://[$DUP6]:8080/big.bin")"
+assert_eq "the LAN host resolves $DUP6 to the uplink's MAC now" "$UPMAC" "$(lan_neigh "$DUP6")"
+kvx map del "$DUP6" "$G2_6" >/dev/null
 
 kvx_step "the uplink's IPv6 address replaced: $UP6 -> $UP6B, [uplink] forwards follow"
 ip -n "$NS_HOST" -6 addr add "$UP6B/64" dev "$UP" nodad

@@ -45,8 +45,8 @@ kvx_attach_bg || kvx_fatal "cannot attach"
 assert_eq "host -> $EXT1:80 (unmapped)" "" "$(kvx_http_get "$NS_HOST" "http://$EXT1/who")"
 
 hooks=$(kvx_json '" ".join(sorted(h["hook"] + "=" + h["prog"] for h in i["host_access"]))')
-assert_eq "status lists the four host hooks" \
-	"cgroup/connect4=kvx_host_conn4 cgroup/getpeername4=kvx_host_peer4 cgroup/recvmsg4=kvx_host_recv4 cgroup/sendmsg4=kvx_host_send4" \
+assert_eq "status lists the eight host hooks (IPv4 and IPv6)" \
+	"cgroup/connect4=kvx_host_conn4 cgroup/connect6=kvx_host_conn6 cgroup/getpeername4=kvx_host_peer4 cgroup/getpeername6=kvx_host_peer6 cgroup/recvmsg4=kvx_host_recv4 cgroup/recvmsg6=kvx_host_recv6 cgroup/sendmsg4=kvx_host_send4 cgroup/sendmsg6=kvx_host_send6" \
 	"$hooks"
 ids1=$(kvx_json '" ".join(str(h["prog_id"]) for h in i["host_access"])')
 
@@ -96,7 +96,7 @@ wait "$KVX_DAEMON_PID" 2>/dev/null || true
 KVX_DAEMON_PID=""
 kvx_attach_bg || kvx_fatal "cannot resume"
 ids2=$(kvx_json '" ".join(str(h["prog_id"]) for h in i["host_access"])')
-assert_eq "still four host hooks" 4 "$(wc -w <<<"$ids2")"
+assert_eq "still eight host hooks" 8 "$(wc -w <<<"$ids2")"
 assert_ne "new programs on the links" "$ids1" "$ids2"
 for id in $ids1; do
 	assert_fails "old program $id is gone" bpftool prog show id "$id"

@@ -854,6 +854,41 @@ kvx_assert_icmp_csums() {
 # kvx_udp_client NS ARGS...: runs udp_peer.py client; prints its lines.
 kvx_udp_client() { local ns=$1; shift; nsx "$ns" "$KVX_PY" -u "$KVX_LIBDIR/udp_peer.py" client "$@"; }
 
+# ---------------------------------------------------------------- IPv6 LAN
+# kvx_lan6_up LAN6 RTR6 SRV6: the topology over IPv6 as relay mode meets it:
+# the host a laptop on WiFi (SLAAC on the uplink, stable addresses, no IPv6
+# forwarding: a forwarding uplink ignores RAs), the LAN router LAN6/64 on
+# its uplink side and RTR6/64 towards the server, the server SRV6/64
+# routed through it.  No router advertisement yet (kvx_lan6_radvd).
+kvx_lan6_up() {
+	local ns
+	for ns in "$NS_HOST" "$NS_LAN" "$NS_SRV"; do
+		nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+	done
+	nsx "$NS_HOST" sysctl -qw net.ipv6.conf.all.forwarding=0 "net.ipv6.conf.$UP.accept_ra=1" \
+		"net.ipv6.conf.$UP.autoconf=1" "net.ipv6.conf.$UP.use_tempaddr=0"
+	nsx "$NS_LAN" sysctl -qw net.ipv6.conf.all.forwarding=1
+	ip -n "$NS_LAN" -6 addr add "$1/64" dev "$LAN_UP_IF" nodad
+	ip -n "$NS_LAN" -6 addr add "$2/64" dev "$LAN_SRV_IF" nodad
+	ip -n "$NS_SRV" -6 addr add "$3/64" dev "$SRV_IF" nodad
+	ip -n "$NS_SRV" -6 route add default via "$2"
+}
+
+# kvx_lan6_radvd PREFIX [PREFIX-OPTIONS]: the LAN router announces PREFIX
+# for SLAAC (radvd, every 3-4 s; PREFIX-OPTIONS added inside its prefix
+# block); waits until the uplink has an address and a default route from
+# it.
+kvx_lan6_radvd() {
+	umask 022
+	printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix %s { AdvOnLink on; AdvAutonomous on;%s };\n};\n' \
+		"$LAN_UP_IF" "$1" "${2:+ $2}" >"$KVX_TMP/radvd.conf"
+	kvx_bg "$KVX_TMP/radvd.log" ip netns exec "$NS_LAN" radvd -n -m stderr -C "$KVX_TMP/radvd.conf" \
+		-p "$KVX_TMP/radvd.pid"
+	must kvx_wait_for 20 "a SLAAC address in $1 on the uplink" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$UP' scope global -tentative) ]]"
+	must kvx_wait_for 10 "the uplink's IPv6 default route from the RA" \
+		bash -c "ip -n '$NS_HOST' -6 route show default | grep -q '$UP'"
+}
+
 # ---------------------------------------------------------------- QEMU guest
 # kvx_qemu_image TEST: the Debian packages a QEMU guest test needs beyond
 # this file's (command -> package), then the cached guest image

@@ -6,8 +6,9 @@
 #  - the daemon's Prometheus endpoint (attach --metrics) scraped with curl
 #    inside the host namespace: guest1's packets and bytes each way equal
 #    what was sent (ping: exactly; the download: its size plus headers),
-#    guest1's info series carries the name of its DHCP lease and its
-#    address (the counters only its MAC), guest2 (silent) has no series, every verdict counter lies between two `status --json` taken
+#    guest1's info series carries its libvirt VM's name (a running domain's
+#    status file with its MAC), its DHCP lease's hostname and its address
+#    (the counters only its MAC), guest2 (silent) has no series, every verdict counter lies between two `status --json` taken
 #    around the scrape, table capacity is status's, GC runs are counted, an
 #    uplink address change is counted;
 #  - `kvmxdp top --json`: guest1's rates over one interval while it pings;
@@ -37,6 +38,17 @@ G1_MAC=$(ip -n "$NS_G1" -j link show "$G1_IF" | "$KVX_PY" -c 'import json,sys; p
 cat >"$KVX_TMP/leases.status" <<JSON
 [{"ip-address": "$G1_IP", "mac-address": "$G1_MAC", "hostname": "vm-one", "expiry-time": 0}]
 JSON
+# libvirt's status of the running domain "web-one", guest1's MAC on its
+# interface: the VM's name (the lease's hostname is the guest's choice).
+export KVMXDP_LIBVIRT_ROOT=$KVX_TMP/libvirt
+mkdir -p "$KVMXDP_LIBVIRT_ROOT/run/libvirt/qemu"
+cat >"$KVMXDP_LIBVIRT_ROOT/run/libvirt/qemu/web-one.xml" <<XML
+<domstatus state='running'>
+<domain type='kvm' id='3'><name>web-one</name><devices>
+<interface type='bridge'><mac address='$G1_MAC'/><source bridge='$BR'/></interface>
+</devices></domain>
+</domstatus>
+XML
 
 scrape() { nsx "$NS_HOST" curl -sS --fail --max-time 5 "http://$LISTEN/metrics" 2>>"$KVX_TMP/curl.err" || true; }
 # metric TEXT NAME LABEL=VALUE...: the sum of NAME's samples whose labels
@@ -107,10 +119,10 @@ done
 # The counters are labelled by what owns them (the MAC) only: a new
 # address or lease name must not start new series.  Those are on the
 # guest's one info series.
-assert_eq "guest1's info: its lease's name and address" 1 "$(g1 "$after" kvmxdp_guest_info name=vm-one addresses="$G1_IP")"
+assert_eq "guest1's info: its VM, its lease's hostname and address" 1 "$(g1 "$after" kvmxdp_guest_info vm=web-one dhcp_hostname=vm-one addresses="$G1_IP")"
 assert_eq "guest counters carry bridge, mac, direction/class only" "" \
 	"$(grep -E '^kvmxdp_guest_(packets|bytes|drops)_total|^kvmxdp_guest_flows' <<<"$after" |
-		grep -E 'address|name=|shared_slot' | head -3 || true)"
+		grep -E 'address|name=|vm=|shared_slot' | head -3 || true)"
 assert_ge "guest1 has a flow (the ping's)" "$(g1 "$after" kvmxdp_guest_flows direction=out)" 1
 
 kvx_step "download of ${size} bytes"
@@ -155,6 +167,10 @@ assert_eq "metrics = status counters" "" "$bad"
 assert_ge "XLATE_OUT counted" "$(metric "$m" kvmxdp_packets_total reason=XLATE_OUT)" 20
 assert_eq "conntrack capacity = status's" "$(kvx_json "i['conntrack']['max_entries']" "$s2")" "$(metric "$m" kvmxdp_table_capacity table=conntrack)"
 assert_ge "conntrack entries" "$(metric "$m" kvmxdp_table_entries table=conntrack)" 1
+for t in conntrack6:kvx_ct6 bindings6:kvx_bind6; do
+	assert_eq "${t%%:*} capacity = status's ${t#*:}" "$(kvx_json "i['maps']['${t#*:}']['max_entries']" "$s2")" \
+		"$(metric "$m" kvmxdp_table_capacity "table=${t%%:*}")"
+done
 
 kvx_step "top --json: rates over one interval while guest1 pings"
 kvx_bg "$KVX_TMP/ping.log" ip netns exec "$NS_G1" ping -n -i 0.05 -s 200 "$SRV_IP"
@@ -165,7 +181,8 @@ import json, os, sys
 d = json.loads(sys.stdin.read())
 r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
 print(eval(sys.argv[1]))' "$1" <<<"$j" 2>/dev/null || true; }
-assert_eq "top --json: guest1's name" "vm-one" "$(row 'r["name"]')"
+assert_eq "top --json: guest1's VM" "web-one" "$(row 'r["vm"]')"
+assert_eq "top --json: guest1's DHCP hostname" "vm-one" "$(row 'r["dhcp_hostname"]')"
 assert_eq "top --json: guest1's address" "$G1_IP" "$(row 'r["addrs"][0]')"
 assert_ge "top --json: guest1 pps out (20/s sent)" "$(row 'int(r["pps_out"])')" 10
 assert_ge "top --json: guest1 pps in" "$(row 'int(r["pps_in"])')" 10
@@ -189,7 +206,7 @@ screen=$(tmux -L "$TMUX_SOCK" capture-pane -p -t top)
 kvx_log "top's screen:"$'\n'"$screen"
 assert_contains "top: header" "PPS_OUT" "$screen"
 assert_contains "top: guest1's row" "$G1_IP" "$screen"
-assert_contains "top: guest1's name" "vm-one" "$screen"
+assert_contains "top: guest1's VM" "web-one" "$screen"
 tmux -L "$TMUX_SOCK" send-keys -t top q
 kvx_wait_for 5 "top exits on q" bash -c "tmux -L $TMUX_SOCK capture-pane -p -t top | grep -q 'TOP-EXITED 0'"
 kvx_kill_pid "$pinger"
@@ -203,8 +220,29 @@ ip -n "$NS_HOST" addr add 10.77.0.5/24 dev "$UP"
 ip -n "$NS_HOST" addr del "$UP_IP/24" dev "$UP"
 kvx_wait_for 10 "the change counted" bash -c "ip netns exec $NS_HOST curl -sS http://$LISTEN/metrics | grep -q '^kvmxdp_uplink_address_changes_total{.*} 1'"
 
-kvx_step "detach: the endpoint is gone"
+kvx_step "the daemon stopped: the endpoint is gone"
 kvx_daemon_stop
 assert_eq "nothing listens after the daemon stopped" "" "$(scrape)"
+
+kvx_step "a restart finds the port taken: the daemon runs and retries until it is free"
+# A local user's socket on the port (SO_REUSEADDR: the scrapes' TIME_WAIT
+# is no obstacle to it); the restart is the unit's (the config's
+# --metrics, no pre-check on the command line).
+kvx_bg "$KVX_TMP/holder.log" ip netns exec "$NS_HOST" "$KVX_PY" -c '
+import socket, time
+s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 9810)); s.listen(1); time.sleep(600)'
+holder=$KVX_LAST_PID
+kvx_wait_tcp_listen 10 "$NS_HOST" 9810
+must kvx_attach_bg --dhcp-leases "$KVX_TMP/leases.status"
+sleep 2
+assert_ok "the daemon still runs" kill -0 "$KVX_DAEMON_PID"
+assert_contains "it said why" "metrics: metrics endpoint: cannot listen on $LISTEN" "$(cat "$KVX_DAEMON_LOG")"
+assert_ok "the uplink is still followed" kvx status
+kvx_kill_pid "$holder"
+kvx_wait_for 15 "/metrics answers once the port is free" bash -c "[[ -n \$(ip netns exec $NS_HOST curl -sS --fail --max-time 2 http://$LISTEN/metrics) ]]"
+assert_contains "and said so" "metrics: http://$LISTEN/metrics (after" "$(cat "$KVX_DAEMON_LOG")"
+assert_ge "counters served" "$(metric "$(scrape)" kvmxdp_gc_runs_total)" 0
+kvx_daemon_stop
 
 kvx_finish

@@ -143,7 +143,7 @@ assert_eq "status: why" "guests' prefix $PFX from bridge '$BR' address $BR6/64" 
 assert_eq "status: the uplink's IPv6 address in kvx_cfg6" "$UP6" "$(kvx_json 'i["ipv6_uplink_addr"]' "$st")"
 assert_eq "status: the bridge's link-local is the guests' gateway" "$BR_LL" "$(kvx_json 'i["ipv6_gw_addr"]' "$st")"
 assert_eq "status: the IPv6 programs, tail-called by the TC programs" \
-	'["kvx_br6", "kvx_up6", "kvx_br6_relay", "kvx_up6_relay"]' \
+	'["kvx_br6", "kvx_up6", "kvx_br6_relay", "kvx_up6_relay", "kvx_br6_hairpin"]' \
 	"$(kvx_json '[p["prog"] for p in i["ipv6_programs"]]' "$st")"
 assert_eq "status: kvx_ct6 sized as kvx_ct" "$(kvx_json 'i["conntrack"]["max_entries"]' "$st")" \
 	"$(kvx_json 'i["conntrack6"]["max_entries"]' "$st")"

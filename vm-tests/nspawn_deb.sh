@@ -15,7 +15,12 @@
 #   - `systemctl reload` returns 0, the daemon logs the SIGHUP reload and
 #     keeps its pid;
 #   - an upgrade (`dpkg -i` of the package again) restarts the daemon (the
-#     postinst's deb-systemd-invoke try-restart), the datapath stays;
+#     postinst's deb-systemd-invoke try-restart), the datapath stays, and
+#     reloads the running libvirtd (libvirt finds its hooks only when it
+#     starts or reloads);
+#   - --metrics 127.0.0.1:9810 in the config: the unit's daemon serves it
+#     and a scrape from the container's loopback gets the counters (the
+#     sandbox's IPAddressDeny=any with IPAddressAllow=localhost);
 #   - `systemctl stop` stops the daemon and leaves the datapath (by design:
 #     only detach removes it); `kvmxdp detach` then removes the pins.
 #
@@ -189,16 +194,41 @@ assert_eq "the same daemon (MainPID)" "$mainpid" "$(in_ct systemctl show -p Main
 must assert_ok "/proc/sys/net writable in the container" in_ct sh -c \
 	'mount --bind /proc/sys/net /proc/sys/net && mount -o remount,bind,rw /proc/sys/net'
 
-kvx_step "upgrade: dpkg -i again restarts the daemon (postinst)"
+kvx_step "upgrade: dpkg -i again restarts the daemon and reloads libvirtd (postinst)"
 # The booted container's /tmp is a fresh tmpfs: the package is in /root.
 cp "$deb" "$root/root/"
+must assert_eq "libvirtd runs before the upgrade" active "$(in_ct systemctl is-active libvirtd || true)"
+lv_reloads() { in_ct journalctl --no-pager -o cat -u libvirtd | grep -c '^Reloaded' || true; }
+reloads=$(lv_reloads)
 out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i inside: $out"
+kvx_wait_for 10 "libvirtd reloaded by the postinst" bash -c "(( \$(nsenter -t $pid1 -a -r -w journalctl --no-pager -o cat -u libvirtd | grep -c '^Reloaded' || true) > $reloads ))" ||
+	kvx_log "libvirtd's journal: $(in_ct journalctl --no-pager -o cat -u libvirtd | tail -5)"
 kvx_wait_for 20 "a new daemon after the upgrade" bash -c \
 	"[[ \$(nsenter -t $pid1 -a -r -w systemctl show -p MainPID --value kvmxdp@kvxbr0) != @(0|$mainpid) ]]"
 kvx_wait_for 20 "active after the upgrade" bash -c \
 	"[[ \$(nsenter -t $pid1 -a -r -w systemctl is-active kvmxdp@kvxbr0) == active ]]"
 assert_eq "the datapath stays across the upgrade" 1 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+
+kvx_step "metrics under the unit: a loopback scrape"
+# attach --metrics as the unit's `attach --bridge %I` takes it: recorded.
+in_ct python3 -c '
+import json
+p = "/etc/kvmxdp/kvmxdp.json"
+c = json.load(open(p))
+c["instances"][0]["metrics"] = "127.0.0.1:9810"
+json.dump(c, open(p, "w"))'
+must assert_ok "systemctl restart kvmxdp@kvxbr0" in_ct systemctl restart kvmxdp@kvxbr0
+scrape_ct() {
+	in_ct python3 -c '
+import urllib.request
+print(urllib.request.urlopen("http://127.0.0.1:9810/metrics", timeout=3).read().decode())' 2>&1
+}
+kvx_wait_for 15 "/metrics answers on loopback" bash -c "nsenter -t $pid1 -a -r -w python3 -c 'import urllib.request; urllib.request.urlopen(\"http://127.0.0.1:9810/metrics\", timeout=3)' 2>/dev/null" ||
+	kvx_log "journal: $(in_ct journalctl --no-pager -o cat -n 10 -u kvmxdp@kvxbr0 2>&1)"
+page=$(scrape_ct)
+assert_contains "the scrape has the verdict counters" 'kvmxdp_packets_total{' "$page"
+assert_contains "and the daemon's own" 'kvmxdp_gc_runs_total{bridge="kvxbr0"}' "$page"
 
 kvx_step "systemctl stop, then detach"
 in_ct systemctl stop kvmxdp@kvxbr0 || true

@@ -36,25 +36,8 @@ N1=2001:db8:1::/64 LAN6=2001:db8:1::1
 SRV6=2001:db8:78::2 RTR6=2001:db8:78::1
 
 kvx_step "IPv6 addressing: the LAN router announces $N1, the uplink takes an address by SLAAC"
-for ns in "$NS_HOST" "$NS_LAN" "$NS_SRV"; do
-	nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
-done
-# The host as a laptop on WiFi: SLAAC on the uplink, no IPv6 forwarding.
-nsx "$NS_HOST" sysctl -qw net.ipv6.conf.all.forwarding=0 "net.ipv6.conf.$UP.accept_ra=1" \
-	"net.ipv6.conf.$UP.autoconf=1" "net.ipv6.conf.$UP.use_tempaddr=0"
-nsx "$NS_LAN" sysctl -qw net.ipv6.conf.all.forwarding=1
-ip -n "$NS_LAN" -6 addr add "$LAN6/64" dev "$LAN_UP_IF" nodad
-ip -n "$NS_LAN" -6 addr add "$RTR6/64" dev "$LAN_SRV_IF" nodad
-ip -n "$NS_SRV" -6 addr add "$SRV6/64" dev "$SRV_IF" nodad
-ip -n "$NS_SRV" -6 route add default via "$RTR6"
-umask 022
-printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix %s { AdvOnLink on; AdvAutonomous on; };\n};\n' \
-	"$LAN_UP_IF" "$N1" >"$KVX_TMP/radvd.conf"
-kvx_bg "$KVX_TMP/radvd.log" ip netns exec "$NS_LAN" radvd -n -m stderr -C "$KVX_TMP/radvd.conf" \
-	-p "$KVX_TMP/radvd.pid"
-must kvx_wait_for 20 "a SLAAC address in $N1 on the uplink" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$UP' scope global -tentative) ]]"
-must kvx_wait_for 10 "the uplink's IPv6 default route from the RA" \
-	bash -c "ip -n '$NS_HOST' -6 route show default | grep -q '$UP'"
+kvx_lan6_up "$LAN6" "$RTR6" "$SRV6"
+kvx_lan6_radvd "$N1"
 must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
 BR_LL=$(ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1)
 

@@ -71,8 +71,8 @@ read -ra caps <<<"$(unit_values CapabilityBoundingSet)"
 ((${#caps[@]} > 0)) || kvx_fatal "the unit has no CapabilityBoundingSet="
 read -ra rw_paths <<<"$(unit_values ReadWritePaths)"
 rw_paths=("${rw_paths[@]#-}") # "-": may be missing
-assert_eq "the unit's writable paths: the config's, the pid files', net/ipv4's sysctls and the bpffs" \
-	"$KVX_TMP/kvmxdp-etc $KVX_TMP/kvmxdp-run /proc/sys/net/ipv4 $BPFFS" "${rw_paths[*]}"
+assert_eq "the unit's writable paths: the config's, the pid files', net/ipv4's and net/ipv6/conf's sysctls and the bpffs" \
+	"$KVX_TMP/kvmxdp-etc $KVX_TMP/kvmxdp-run /proc/sys/net/ipv4 /proc/sys/net/ipv6/conf $BPFFS" "${rw_paths[*]}"
 read -ra ro_paths <<<"$(unit_values ReadOnlyPaths)"
 assert_eq "the unit's read-only paths: /proc/sys, /proc/sysrq-trigger, /sys" \
 	"/proc/sys -/proc/sysrq-trigger /sys" "${ro_paths[*]}"
@@ -391,7 +391,11 @@ bpftool_load() { # CAPS_CSV: load the datapath object with these capabilities on
 out=$(bpftool_load "$(setpriv_caps "${caps[@]}")") && rc=0 || rc=$?
 assert_eq "bpftool loads the datapath with ${caps[*]}" 0 "$rc"
 rm -rf "$BPFFS/probe"
+# CAP_NET_RAW is the daemon's (RFC 5227 probes, relay's router
+# advertisements), not attach's: without it attach runs, those degrade.
+assert_contains "the unit keeps CAP_NET_RAW" CAP_NET_RAW "${caps[*]}"
 for drop in "${caps[@]}"; do
+	[[ $drop == CAP_NET_RAW ]] && continue
 	fewer=()
 	for c in "${caps[@]}"; do [[ $c == "$drop" ]] || fewer+=("$c"); done
 	rc=0

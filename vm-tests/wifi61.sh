@@ -125,6 +125,7 @@ g2=$(val p5_g2_addr)
 kvx_log "guest2's relay address: $g2"
 assert_contains "guest2 took an address in the LAN's /64 from kvmxdp's RAs" 2001:db8:77: "$g2"
 assert_ne "guest2's address is its own, not the station's" "$sta6" "$g2"
+kvx_log "relay warm-up pings (neighbour resolution over the air): $(val p5_warm)/3"
 assert_eq "guest2 -> server ping -6 5/5 (relay)" 5 "$(val p5_ping)"
 assert_eq "2 MiB download over relay: exit status" 0 "$(val p5_dl_rc)"
 assert_eq "2 MiB download over relay intact (sha256)" "$blob" "$(val p5_dl_sha)"

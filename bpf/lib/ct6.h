@@ -51,6 +51,16 @@ static __always_inline int addr6_is_zero(const __be32 *a)
 	return !(a[0] | a[1] | a[2] | a[3]);
 }
 
+static __always_inline int addr6_is_linklocal(const __be32 *a)
+{
+	return (bpf_ntohl(a[0]) & 0xffc00000) == 0xfe800000;
+}
+
+static __always_inline int addr6_is_mcast(const __be32 *a)
+{
+	return (bpf_ntohl(a[0]) >> 24) == 0xff;
+}
+
 /*
  * A packet's translation: the address and port the rewritten side gets
  * (outbound: the external endpoint; inbound: the guest's), how it leaves,
@@ -67,6 +77,7 @@ struct nat6_rewrite {
 	__u8 src;      /* rewrite the source side, else the destination */
 	__u8 macs;     /* set smac/dmac, else leave them (bpf_redirect_neigh fills them) */
 	__u8 ct_flags; /* the flow's KVX_CT_F_STATIC / KVX_CT_F_ONE_TO_ONE */
+	__u8 keep_hl;  /* nat6_rewrite: leave the hop limit (a hairpin's second side) */
 };
 
 /* The flow key, as ct_key_init: the echo identifier only on the guest side. */

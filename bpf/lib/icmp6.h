@@ -26,6 +26,11 @@
 /* nat6_guest_check / nat6_uplink_check: a later fragment (nat6_frag_out /
  * nat6_frag_in). */
 #define KVX_FRAG6_LATER (KVX_R_MAX + 5)
+/* nat6_guest_check: to a mapped address or port, back to a guest
+ * (nat6_hairpin_target); nat6_from_guest then returns KVX_TC_HAIRPIN6, no
+ * TC verdict, for kvx_br6 to tail-call kvx_br6_hairpin. */
+#define KVX_HAIRPIN6 (KVX_R_MAX + 7)
+#define KVX_TC_HAIRPIN6 0x4b76
 
 static __always_inline int icmp6_is_error(__u8 type)
 {

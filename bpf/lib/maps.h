@@ -51,6 +51,14 @@ struct {
 	__type(value, struct kvx_extaddr_val);
 } kvx_extaddr SEC(".maps");
 
+/* IPv6 mapped addresses and whether they are announced (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_EXTADDR6_MAX);
+	__type(key, struct kvx_extaddr6_key);
+	__type(value, struct kvx_extaddr_val);
+} kvx_extaddr6 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, KVX_FRAG_DEFAULT_SIZE);

@@ -28,6 +28,7 @@
 #include "nat.h"
 #include "ct6.h"
 #include "icmp6.h"
+#include "nd6.h"
 
 /* Is a in prefix/len (len 0..128)? */
 static __always_inline int prefix6_has(const __be32 *prefix, __u32 len, const __be32 *a)
@@ -49,16 +50,6 @@ static __always_inline int prefix6_has(const __be32 *prefix, __u32 len, const __
 		return !((a[i] ^ prefix[i]) & bpf_htonl(0xffffffffU << (32 - bits)));
 	}
 	return 1;
-}
-
-static __always_inline int addr6_is_linklocal(const __be32 *a)
-{
-	return (bpf_ntohl(a[0]) & 0xffc00000) == 0xfe800000;
-}
-
-static __always_inline int addr6_is_mcast(const __be32 *a)
-{
-	return (bpf_ntohl(a[0]) >> 24) == 0xff;
 }
 
 /* Neighbour discovery, router discovery, MLD (RFC 4861, 2710, 3810): from
@@ -202,7 +193,8 @@ static __always_inline int redirect6(const struct nat6_rewrite *rw, __u32 ifinde
  * Rewrite one side to rw's address and port, hop limit - 1, the MACs when
  * given; then the L4 checksum incrementally (csum_l4_addr6, csum_port).
  * A protocol translated by address alone (proto6_address_only, 1:1
- * mappings): the address only.
+ * mappings): the address only.  keep_hl: the hop limit stays (the second
+ * side of a hairpin, one hop in all).
  * All direct writes happen first: the checksum helpers invalidate packet
  * pointers.
  */
@@ -229,7 +221,8 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 			__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
 			__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
 		}
-		ip6->hop_limit--;
+		if (!rw->keep_hl)
+			ip6->hop_limit--;
 		if (rw->src)
 			addr6_copy(ip6->saddr, rw->addr);
 		else
@@ -287,7 +280,8 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
 		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
 	}
-	ip6->hop_limit--;
+	if (!rw->keep_hl)
+		ip6->hop_limit--;
 	addr6_copy(new, rw->addr);
 	if (src) {
 		addr6_copy(old, ip6->saddr);
@@ -580,6 +574,47 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
 }
 
 /*
+ * Hairpin (RFC 4787 REQ-9, RFC 5382 REQ-8), as IPv4's nat4_hairpin: a
+ * guest's packet to an address and port kvx_bind6 maps (a 1:1 address, a
+ * port forward on the uplink's address or a literal one, a binding of the
+ * uplink's address: a hairpinned flow's reply) turns around on the bridge,
+ * translated both ways (nat6_hairpin): the target guest sees the sender's
+ * external endpoint.  Not a fragment (the later ones would not follow),
+ * TCP, UDP or echo.  Not inlined: its key stays off the chain's frames.
+ */
+static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
+{
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct kvx_bind6_key ik;
+	struct kvx_bind6_val *ib;
+
+	if (!p6 || !cfg6 || !p6->p.l4_ok || pkt_is_fragment(&p6->p) ||
+	    !proto6_has_ports(p6->p.proto))
+		return 0;
+	/* The uplink's address or an announced mapped one, as IPv4's
+	 * ext_addr_check: any other destination costs one lookup. */
+	if (!addr6_eq(p6->daddr, cfg6->uplink_addr)) {
+		const struct kvx_extaddr_val *ea;
+		struct kvx_extaddr6_key ek;
+
+		addr6_copy(ek.addr, p6->daddr);
+		ea = bpf_map_lookup_elem(&kvx_extaddr6, &ek);
+		if (!ea || !(ea->flags & KVX_EXT_F_ARP) ||
+		    (ea->flags & (KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING | KVX_EXT_F_CONFLICT)))
+			return 0;
+	}
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST &&
+	    p6->p.icmp_type != ICMPV6_ECHO_REPLY)
+		return 0;
+	bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p6->daddr, 0);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE))
+		return 1;
+	bind6_key_init(&ik, KVX_BIND_IN, p6->p.proto, p6->daddr, p6->p.dport);
+	return bpf_map_lookup_elem(&kvx_bind6, &ik) != NULL;
+}
+
+/*
  * A guest's frame up to the binding: parsed into p6, classified, routed
  * (into rw).  Returns KVX_CONTINUE when it is to be translated, else the
  * reason to count it under.  Not inlined, as nat6_uplink_check: the
@@ -617,11 +652,16 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 	 * other than an echo request. */
 	if (!prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr))
 		return KVX_R_DROP_SPOOFED;
-	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr) ||
-	    addr6_eq(p6->daddr, cfg6->uplink_addr))
+	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
 		return KVX_R_PASS_LOCAL;
 	if (!ctx_frame_for_host(ctx))
 		return KVX_R_PASS_OTHERHOST;
+	/* To a mapped address or port: back to a guest (kvx_br6_hairpin). */
+	if (!addr6_is_zero(cfg6->uplink_addr) && !(p6->flags & KVX_PKT6_F_UDP_NO_CSUM) &&
+	    nat6_hairpin_target(p6))
+		return KVX_HAIRPIN6;
+	if (addr6_eq(p6->daddr, cfg6->uplink_addr))
+		return KVX_R_PASS_LOCAL;
 
 	rc = guest6_route_out(ctx, cfg, p6, rw);
 	if (rc != KVX_CONTINUE)
@@ -751,6 +791,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 		return nat6_icmp_error_out(ctx, &p6, &rw, len);
 	if (r == KVX_FRAG6_LATER)
 		return nat6_frag_out(ctx, &p6, &rw, len);
+	if (r == KVX_HAIRPIN6)
+		return KVX_TC_HAIRPIN6;
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	cfg = cfg_get();
@@ -797,6 +839,143 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 }
 
 /*
+ * kvx_br6_hairpin: the frame nat6_guest_check found to go back to a guest,
+ * parsed again (its own program) and checked as before.
+ */
+static __noinline int nat6_hairpin_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
+					 struct nat6_rewrite *out)
+{
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+
+	if (!p6 || !out)
+		return KVX_R_DROP_MALFORMED;
+	ctx_pull_len(ctx, KVX_PULL6_LEN);
+	if (!cfg6 || cfg6->mode != KVX_V6_NAT66 || parse_ipv6(ctx, p6) != PARSE_OK)
+		return KVX_R_DROP_MALFORMED;
+	if (!prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr))
+		return KVX_R_DROP_SPOOFED;
+	/* A `map del` since: the uplink's address is the host's, a literal
+	 * one the LAN's (never passed up: it would be routed out with the
+	 * guest's source). */
+	if (!nat6_hairpin_target(p6))
+		return addr6_eq(p6->daddr, cfg6->uplink_addr) ? KVX_R_PASS_LOCAL :
+								KVX_R_DROP_BROKEN_PAIR;
+	if (p6->p.ttl <= 1)
+		return KVX_R_DROP_HOP_LIMIT;
+	if (addr6_is_zero(cfg6->uplink_addr))
+		return KVX_R_DROP_NO_UPLINK_ADDR;
+	/* A dynamic binding's external address (bind6_create). */
+	addr6_copy(out->addr, cfg6->uplink_addr);
+	pkt_syn_options(ctx, &p6->p);
+	return KVX_CONTINUE;
+}
+
+/*
+ * Hairpin, the last step: the source rewritten to the sender's external
+ * endpoint (p6's source by now), the destination to in's guest endpoint,
+ * one hop; to the target guest on the bridge, from the bridge's MAC as the
+ * sender addressed it.  Not inlined: the source's rewrite stays off the
+ * program's frame (its chains are at 512 bytes).
+ */
+static __noinline int nat6_hairpin_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
+				       struct nat6_rewrite *in, const __u8 *guest_mac, __u32 len)
+{
+	struct nat6_rewrite src = {.src = 1};
+	const struct kvx_cfg *cfg = cfg_get();
+	struct ethhdr *eth = ctx_data(ctx);
+
+	if (!p6 || !in || !guest_mac || !cfg || (void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	addr6_copy(src.addr, p6->saddr);
+	src.port = p6->p.sport;
+	in->src = 0;
+	in->keep_hl = 1;
+	in->macs = 0;
+	if (!mac_is_zero(guest_mac)) {
+		in->macs = 1;
+		__builtin_memcpy(in->smac, eth->h_dest, ETH_ALEN);
+		__builtin_memcpy(in->dmac, guest_mac, ETH_ALEN);
+	}
+	if (nat6_rewrite(ctx, p6, &src) || nat6_rewrite(ctx, p6, in))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XLATE_HAIRPIN, len);
+	return redirect6(in, cfg->bridge_ifindex, in->addr);
+}
+
+/*
+ * Hairpin, after nat6_hairpin_check: the sender's external endpoint (its
+ * flow and binding, as any packet of it out: ct6_egress and the binding
+ * steps of nat6_from_guest), then the packet as it would come back in from
+ * that endpoint (ct6_ingress and its flow towards the target guest, as
+ * nat6_from_uplink; rw is reused for the target), then nat6_hairpin_out.
+ * Its own program (kvx_br6_hairpin, tail-called by kvx_br6): both halves
+ * on kvx_br6's chains would not fit 512 bytes of stack.
+ */
+static __always_inline int nat6_hairpin(kvx_ctx_t *ctx)
+{
+	__u8 macs[16] __attribute__((aligned(8))); /* see KVX_GW_MAC_OFF */
+	struct nat6_rewrite rw = {.src = 1};
+	struct nat_endpoint guest = {};
+	const struct kvx_cfg *cfg;
+	__u32 len = ctx_len(ctx);
+	struct kvx_pkt6 p6;
+	struct ethhdr *eth;
+	__u64 now;
+	int r;
+
+	r = nat6_hairpin_check(ctx, &p6, &rw);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	cfg = cfg_get();
+	eth = ctx_data(ctx);
+	if (!cfg || (void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
+	now = clock_now_ns();
+	r = ct6_egress(&p6, macs, now, &rw);
+	if (r == KVX_NO_MAPPING) {
+		r = bind6_static(&p6, macs, now, &rw);
+		if (r == KVX_NO_MAPPING && p6.p.proto == KVX_IPPROTO_ICMPV6 &&
+		    p6.p.icmp_type != ICMPV6_ECHO_REQUEST)
+			r = KVX_R_DROP_ICMP_TYPE;
+		if (r == KVX_NO_MAPPING) {
+			r = bind6_reuse(&p6, macs, now, &rw.port);
+			if (r == KVX_NO_MAPPING)
+				r = bind6_create(cfg, &p6, macs, now, &rw.port);
+		}
+		if (r == KVX_CONTINUE)
+			r = ct6_commit_out(&p6, &rw, now);
+		if (r == KVX_NO_MAPPING)
+			r = ct6_create(&p6, CT_DIR_OUT, &rw);
+		if (r == KVX_CT_RACE)
+			r = ct6_race(&p6, CT_DIR_OUT, &rw);
+	}
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	/* As it comes back in, from the sender's external endpoint. */
+	addr6_copy(p6.saddr, rw.addr);
+	p6.p.sport = rw.port;
+	if (p6.p.proto == KVX_IPPROTO_ICMPV6)
+		p6.p.dport = rw.port;
+	r = ct6_ingress(cfg, &p6, now, &guest, rw.addr);
+	rw.port = guest.port;
+	rw.ct_flags = guest.flags;
+	if (r == KVX_NO_MAPPING)
+		r = ct6_create(&p6, CT_DIR_IN, &rw);
+	if (r == KVX_CT_RACE)
+		r = ct6_race(&p6, CT_DIR_IN, &rw);
+	/* Not the target's after all (a dynamic binding none of whose flows
+	 * wants it): the uplink's address is the host's, as any other port
+	 * of it; nothing was rewritten. */
+	if (r == KVX_R_PASS_HOST)
+		r = KVX_R_PASS_LOCAL;
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	return nat6_hairpin_out(ctx, &p6, &rw, guest.guest_mac, len);
+}
+
+/*
  * A frame from the uplink up to the binding lookup: parsed into p6 and
  * classified.  KVX_CONTINUE: to the uplink address, a protocol a binding
  * may own.
@@ -817,6 +996,11 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 		return KVX_R_PASS_NOT_IP;
 	if (pr == PARSE_BAD_IP)
 		return KVX_R_PASS_HOST;
+	/* Neighbour Solicitations for an announced mapped address are ours
+	 * to answer (nat6_uplink_ns); the others stay the host's. */
+	if (pr == PARSE_OK && p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.l4_ok &&
+	    p6->p.icmp_type == ICMPV6_NEIGH_SOL)
+		return KVX_ND6_NS;
 	if (pkt6_is_host_local(p6))
 		return KVX_R_PASS_ND;
 	/* Nobody on the LAN routes into the guest prefix through us. */
@@ -905,6 +1089,34 @@ static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 	return redirect6(&rw, cfg->bridge_ifindex, rw.addr);
 }
 
+/*
+ * Uplink: a Neighbour Solicitation for an announced mapped address
+ * (kvx_extaddr6 with KVX_EXT_F_ARP: the daemon's duplicate address
+ * detection found it free) is answered with the uplink's MAC, as IPv4's
+ * arp_answer answers ARP: a WiFi station can only receive frames to its
+ * own MAC, and the address is never the host's.  A LAN host's duplicate
+ * address detection for it is answered too (to all nodes: RFC 4862
+ * 5.4.3 defends it).  Override set: the address is ours, not proxied
+ * (RFC 4861 7.2.4).  A held address (probing, conflict) and everything
+ * else are the host's.
+ */
+static __noinline int nat6_uplink_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_extaddr_val *ea;
+	struct kvx_extaddr6_key k;
+	int r;
+
+	if (!p6 || !cfg || mac_is_zero(cfg->uplink_mac) || !nd_target(ctx, p6, k.addr))
+		return verdict(KVX_R_PASS_ND, len);
+	ea = bpf_map_lookup_elem(&kvx_extaddr6, &k);
+	if (!ea || !(ea->flags & KVX_EXT_F_ARP) ||
+	    (ea->flags & (KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING | KVX_EXT_F_CONFLICT)))
+		return verdict(KVX_R_PASS_ND, len);
+	r = nd_answer(ctx, cfg->uplink_mac, len, KVX_NA_F_OVERRIDE, 0);
+	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
+}
+
 /* outside -> guest. */
 static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 {
@@ -917,6 +1129,8 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	int r;
 
 	r = nat6_uplink_check(ctx, &p6);
+	if (r == KVX_ND6_NS)
+		return nat6_uplink_ns(ctx, &p6, len);
 	if (r != KVX_CONTINUE && r != KVX_FRAG6_LATER)
 		return verdict(r, len);
 	cfg = cfg_get();

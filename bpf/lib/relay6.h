@@ -41,30 +41,10 @@
 
 #include "nat6.h"
 
-#define ICMPV6_NEIGH_SOL 135
-#define ICMPV6_NEIGH_ADV 136
-#define KVX_ND_OPT_TLLA 2 /* target link-layer address (RFC 4861 4.6.1) */
-#define KVX_NA_F_SOLICITED 0x40000000U
-#define KVX_NA_F_OVERRIDE 0x20000000U
 /* Returned by the checks below: a Neighbour Solicitation to answer or not. */
 #define KVX_RELAY_NS (KVX_CONTINUE + 1)
 /* Returned by relay6_guest_check: to another guest's address. */
 #define KVX_RELAY_GUEST (KVX_CONTINUE + 2)
-
-/* A Neighbour Solicitation or Advertisement with one link-layer address
- * option (RFC 4861 4.3, 4.4): an NA we send is exactly this. */
-struct kvx_nd_msg {
-	__u8 type;
-	__u8 code;
-	__sum16 checksum;
-	__be32 flags; /* NA: R, S, O; NS: reserved */
-	__be32 target[4];
-	__u8 opt_type;
-	__u8 opt_len; /* 8-byte units */
-	__u8 lladdr[6];
-};
-
-#define KVX_ND_NS_MIN 24 /* an NS without options */
 
 /* In the relay prefix; none (length 0: the uplink lost its prefix) holds
  * nothing, where prefix6_has would take every address. */
@@ -196,135 +176,6 @@ static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 if
 		return KVX_R_DROP_TABLE_FULL;
 	v = bpf_map_lookup_elem(&kvx_nd, &k);
 	return v && v->state == state && mac_eq(v->mac, mac) ? KVX_CONTINUE : KVX_R_DROP_SPOOF_MAC;
-}
-
-/*
- * A Neighbour Solicitation we may answer or relay (RFC 4861 7.1.1): hop
- * limit 255 (it never crossed a router), code 0, at least 24 bytes, its
- * checksum right, no extension headers, a unicast target; from :: only to
- * a multicast address.  A Neighbour Advertisement likewise (7.1.2): never
- * from ::, to a multicast address only unsolicited.  Its target into
- * target.  Options up to the sum's reach (88 bytes of message); a longer
- * message is left to the host.
- */
-static __noinline int nd_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be32 *target)
-{
-	void *data = ctx_data(ctx);
-	void *data_end = ctx_data_end(ctx);
-	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
-	struct kvx_nd_msg *ns = (void *)(ip6 + 1);
-	__u32 len, sum;
-
-	if (!p6 || !target || (void *)ns + KVX_ND_NS_MIN > data_end)
-		return 0;
-	if (p6->p.l4_off != ETH_HLEN + sizeof(*ip6) || p6->p.ttl != 255 || ns->code)
-		return 0;
-	len = p6->p.ip_end - p6->p.l4_off;
-	if (len < KVX_ND_NS_MIN || len > KVX_ICMP_SUM_MAX || (len & 7))
-		return 0;
-	sum = icmp_sum(ip6->saddr, data_end, 32) + bpf_htons(len) + bpf_htons(KVX_IPPROTO_ICMPV6) +
-	      icmp_sum(ns, data_end, len);
-	if (csum_fold32(sum) != 0xffff)
-		return 0;
-	if ((void *)ns + KVX_ND_NS_MIN > data_end)
-		return 0;
-	if (addr6_is_mcast(ns->target))
-		return 0;
-	if (ns->type == ICMPV6_NEIGH_ADV ?
-		    addr6_is_zero(ip6->saddr) || (addr6_is_mcast(ip6->daddr) &&
-						  (ns->flags & bpf_htonl(KVX_NA_F_SOLICITED))) :
-		    addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr))
-		return 0;
-	addr6_copy(target, ns->target);
-	return 1;
-}
-
-/*
- * The NS in the frame becomes the NA that answers it (RFC 4861 7.2.4), for
- * its target at mac, and goes back out of the device it came in on: to
- * its sender (Solicited), or for a DAD probe (source ::) to all nodes.
- * Router and Override 0: an ND proxy's answer (RFC 4861 7.2.8, as Linux's
- * proxy_ndp answers) never overrides what a neighbour heard from the
- * address's real owner.  An NA in the frame (a LAN host's defence of an
- * address a guest probes, relay6_uplink_nd) is relayed the same way, with
- * mac as its target's link-layer address, out of out_ifindex.  The frame
- * is cut or grown to the NA's length; every byte is written, the checksum
- * computed whole.
- */
-static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 out_ifindex, __u32 len_in)
-{
-	void *data = ctx_data(ctx);
-	void *data_end = ctx_data_end(ctx);
-	struct ethhdr *eth = data;
-	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
-	struct kvx_nd_msg *na = (void *)(ip6 + 1);
-	__be32 target[4], src[4], dst[4];
-	__u8 dmac[ETH_ALEN];
-	__u32 flags = 0, sum;
-	int relayed;
-
-	if (!mac || (void *)na + KVX_ND_NS_MIN > data_end || (eth->h_source[0] & 1))
-		return -1;
-	addr6_copy(target, na->target);
-	addr6_copy(src, na->target);
-	relayed = na->type == ICMPV6_NEIGH_ADV;
-	if (relayed) {
-		/* A LAN host's advertisement relayed to the guests (its
-		 * addresses, R and S kept, Override cleared: RFC 4389
-		 * 4.1.3.3), to its own multicast destination. */
-		addr6_copy(src, ip6->saddr);
-		addr6_copy(dst, ip6->daddr);
-		__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
-		flags = bpf_ntohl(na->flags) & ~KVX_NA_F_OVERRIDE;
-	} else if (addr6_is_zero(ip6->saddr)) {
-		/* ff02::1 at 33:33:00:00:00:01 (RFC 2464 7). */
-		dst[0] = bpf_htonl(0xff020000);
-		dst[1] = 0;
-		dst[2] = 0;
-		dst[3] = bpf_htonl(1);
-		dmac[0] = 0x33;
-		dmac[1] = 0x33;
-		dmac[2] = 0;
-		dmac[3] = 0;
-		dmac[4] = 0;
-		dmac[5] = 1;
-	} else {
-		addr6_copy(dst, ip6->saddr);
-		__builtin_memcpy(dmac, eth->h_source, ETH_ALEN);
-		flags = KVX_NA_F_SOLICITED;
-	}
-	if (ctx_set_len(ctx, ETH_HLEN + sizeof(*ip6) + sizeof(*na)))
-		return -1;
-	data = ctx_data(ctx);
-	data_end = ctx_data_end(ctx);
-	eth = data;
-	ip6 = data + ETH_HLEN;
-	na = (void *)(ip6 + 1);
-	if ((void *)(na + 1) > data_end)
-		return -1;
-	__builtin_memcpy(eth->h_dest, dmac, ETH_ALEN);
-	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
-	ip6->ver_tc = 0x60;
-	ip6->tc_flow = 0;
-	ip6->flow_lo = 0;
-	ip6->payload_len = bpf_htons(sizeof(*na));
-	ip6->nexthdr = KVX_IPPROTO_ICMPV6;
-	ip6->hop_limit = 255;
-	addr6_copy(ip6->saddr, src);
-	addr6_copy(ip6->daddr, dst);
-	na->type = ICMPV6_NEIGH_ADV;
-	na->code = 0;
-	na->checksum = 0;
-	na->flags = bpf_htonl(flags);
-	addr6_copy(na->target, target);
-	na->opt_type = KVX_ND_OPT_TLLA;
-	na->opt_len = 1;
-	__builtin_memcpy(na->lladdr, mac, ETH_ALEN);
-	sum = icmp_sum(ip6->saddr, data_end, 32) + bpf_htons(sizeof(*na)) +
-	      bpf_htons(KVX_IPPROTO_ICMPV6) + icmp_sum(na, data_end, sizeof(*na));
-	na->checksum = ~csum_fold32(sum);
-	stats_count(relayed ? KVX_R_ND_RELAY : KVX_R_ND_PROXY_NA, len_in);
-	return ctx_redirect(relayed ? out_ifindex : ctx_ifindex(ctx));
 }
 
 /*
@@ -631,7 +482,7 @@ static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 	 * reached through us like any. */
 	if (nd_val_guest(v))
 		return verdict(KVX_R_PASS_ND, len);
-	r = nd_answer(ctx, cfg6->bridge_mac, 0, len);
+	r = nd_answer(ctx, cfg6->bridge_mac, len, 0, 0);
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 
@@ -755,7 +606,7 @@ static __noinline int relay6_uplink_nd(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6
 	v = nd_lookup(target);
 	now = clock_now_ns();
 	if (p6->p.icmp_type == ICMPV6_NEIGH_SOL && nd_val_owned(v, now)) {
-		r = nd_answer(ctx, cfg->uplink_mac, 0, len);
+		r = nd_answer(ctx, cfg->uplink_mac, len, 0, 0);
 		return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 	}
 	if (!v || (v->state != KVX_ND_PENDING && v->state != KVX_ND_DUP) ||
@@ -767,7 +618,7 @@ static __noinline int relay6_uplink_nd(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6
 	if (p6->p.icmp_type == ICMPV6_NEIGH_SOL)
 		r = nd_relay_ns(ctx, cfg6->bridge_mac, cfg->bridge_ifindex, len);
 	else
-		r = nd_answer(ctx, cfg6->bridge_mac, cfg->bridge_ifindex, len);
+		r = nd_answer(ctx, cfg6->bridge_mac, len, 0, cfg->bridge_ifindex);
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 

@@ -140,4 +140,14 @@ std::string shell_word(const std::string &s)
 	return q + "'";
 }
 
+std::string unit_instance_shell(const std::string &tmpl, const std::string &instance)
+{
+	const bool plain =
+		!instance.empty() && instance[0] != '.' &&
+		instance.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					   "0123456789:_.") == std::string::npos;
+	return plain ? tmpl + "@" + instance :
+		       "\"" + tmpl + "@$(systemd-escape -- " + shell_word(instance) + ")\"";
+}
+
 } // namespace kvmxdp

@@ -29,4 +29,10 @@ std::string printable(const std::string &s);
 // them (still one line, still printable).
 std::string shell_word(const std::string &s);
 
+// The unit of template `tmpl` ("kvmxdp") for `instance` (a bridge name), for
+// a command line a user pastes: "kvmxdp@virbr0" when systemd-escape would
+// leave the name as it is, else "\"kvmxdp@$(systemd-escape -- 'br-lan')\""
+// (a '-' would read as '/', and the unit's %I unescapes).
+std::string unit_instance_shell(const std::string &tmpl, const std::string &instance);
+
 } // namespace kvmxdp

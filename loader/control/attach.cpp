@@ -91,7 +91,9 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 			if (!p.nat_ports && !prev->nat_ports_auto)
 				p.nat_ports = prev->nat_ports;
 			p.eif = p.eif || prev->eif;
-		} else if (det != cfg.detached.end()) {
+		} else if (det != cfg.detached.end() && !det->second.uplink.empty()) {
+			// ("": pending mappings a libvirt hook recorded for a bridge
+			// never attached; they tell no uplink.)
 			p.uplink = det->second.uplink;
 		} else {
 			throw ConfigError("attach --bridge " + a.bridge +
@@ -712,9 +714,10 @@ private:
 		if (mappings.empty())
 			return;
 		std::optional<NetId> cur = network_of_link(nl_, uplink_.ifindex);
-		MapFds fds{skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_EXTADDR),
-			   skel_->map_fd(KVX_MAP_CT),	skel_->map_fd(KVX_MAP_BIND6),
-			   skel_->map_fd(KVX_MAP_CT6),	skel_->map_fd(KVX_MAP_CFG6)};
+		MapFds fds{skel_->map_fd(KVX_MAP_BIND),	   skel_->map_fd(KVX_MAP_EXTADDR),
+			   skel_->map_fd(KVX_MAP_CT),	   skel_->map_fd(KVX_MAP_BIND6),
+			   skel_->map_fd(KVX_MAP_CT6),	   skel_->map_fd(KVX_MAP_CFG6),
+			   skel_->map_fd(KVX_MAP_EXTADDR6)};
 		auto r = apply_mappings(fds, mappings, ntohl(kc_.uplink_addr), cur);
 		for (const auto &e : r.errors)
 			log_warn(e);

@@ -85,6 +85,7 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, ct6_fd_(dup_fd(skel.map_fd(KVX_MAP_CT6), KVX_MAP_CT6))
 	, bind6_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND6), KVX_MAP_BIND6))
 	, nd_fd_(dup_fd(skel.map_fd(KVX_MAP_ND), KVX_MAP_ND))
+	, extaddr6_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR6), KVX_MAP_EXTADDR6))
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 	, leases_path_(leases_path(inst.dhcp_leases, inst.bridge))
 {
@@ -98,13 +99,36 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 		src.ct = ct_fd_.get();
 		src.bind = bind_fd_.get();
 		src.frag = skel.map_fd(KVX_MAP_FRAG);
+		src.ct6 = ct6_fd_.get();
+		src.bind6 = bind6_fd_.get();
+		src.frag6 = skel.map_fd(KVX_MAP_FRAG6);
 		src.guests = {cfg_fd_.get(), skel.map_fd(KVX_MAP_GUEST),
 			      skel.map_fd(KVX_MAP_GSTATS), skel.map_fd(KVX_MAP_GFLOWS)};
 		src.leases_path = leases_path_;
+		src.config_path = config_path_;
 		src.daemon = &counters_;
-		metrics_ = std::make_unique<MetricsServer>(inst.metrics, std::move(src));
-		log_info("metrics: http://" + inst.metrics + "/metrics");
+		// Started by run()'s loop, retried there (start_metrics).
+		metrics_src_ = std::move(src);
 	}
+}
+
+void Daemon::start_metrics()
+{
+	try {
+		metrics_ = std::make_unique<MetricsServer>(inst_.metrics, *metrics_src_);
+	} catch (const Error &) {
+		metrics_failures_++;
+		const int ms = std::min(kMetricsRetryMaxMs,
+					kMetricsRetryMinMs << std::min(metrics_failures_ - 1, 6));
+		metrics_retry_at_ =
+			std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+		throw; // StepLog: logged once, and again while it lasts
+	}
+	log_info("metrics: http://" + inst_.metrics + "/metrics" +
+		 (metrics_failures_ ?
+			  " (after " + std::to_string(metrics_failures_) + " failed attempt(s))" :
+			  ""));
+	metrics_failures_ = 0;
 }
 
 template <typename F>
@@ -218,8 +242,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// again, so a short drop does not suspend and flush them.
 	if (!net && synced_)
 		net = synced_net_;
-	if (synced_ && !force && !probes_changed_ && !probe_retry_due() && sig == cfg_sig_ &&
-	    addr == synced_addr_ && addr6 == synced_addr6_ && net == synced_net_)
+	if (synced_ && !force && !probes_changed_ && !probe_retry_due() && !dad_retry_due() &&
+	    sig == cfg_sig_ && addr == synced_addr_ && addr6 == synced_addr6_ && net == synced_net_)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
@@ -244,19 +268,52 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			log_info("mappings of " + net->str() + ": gateway MAC recorded");
 		}
 	}
+	// Mappings a libvirt hook could not make (model/mapping.hpp
+	// pending) are made once the uplink's network allows them.
+	if (Instance *rec = (*cfg)->find(inst_.bridge)) {
+		MappingContext ctx;
+		ctx.subnet = rec->subnet;
+		ctx.nat_ports = rec->nat_guard();
+		ctx.uplink_addr = addr;
+		if (net && addr)
+			ctx.uplink_net = net->net;
+		bool changed = false;
+		const auto made =
+			promote_pending(rec->mappings, ctx, addr ? net : std::nullopt, &changed);
+		if (changed) {
+			for (size_t k : made) {
+				const StaticMapping &sm = rec->mappings[k];
+				// Taken without map add's probe: held until the daemon's.
+				if (!sm.m.v6 && !sm.m.ext_uplink && sm.m.ext_addr != addr)
+					hold_for_probe(extaddr_fd_.get(), sm.m.ext_addr);
+				log_info("pending mapping made: " + sm.m.str() +
+					 (sm.vm.empty() ? "" : " vm=" + sm.vm) +
+					 (sm.libvirt_network.empty() ?
+						  "" :
+						  " network=" + sm.libvirt_network));
+			}
+			cfg->save();
+		}
+		i = rec;
+	}
 	ProbeVerdicts verdicts;
 	for (const auto &[a, p] : probes_)
 		if (p.verdict)
 			verdicts[a] = *p.verdict;
+	DadVerdicts dad;
+	for (const auto &[a, p] : dads_)
+		if (p.verdict)
+			dad[a] = *p.verdict;
 	auto r = apply_mappings({bind_fd_.get(), extaddr_fd_.get(), ct_fd_.get(), bind6_fd_.get(),
-				 ct6_fd_.get(), cfg6_fd_.get()},
-				i->mappings, addr, net, false, verdicts);
+				 ct6_fd_.get(), cfg6_fd_.get(), extaddr6_fd_.get()},
+				i->mappings, addr, net, false, verdicts, dad);
 	probes_changed_ = false;
 	for (const auto &e : r.errors)
 		log_info("mapping: " + e);
 	// --add-address: on the uplink while active, off while suspended.
 	sync_added_addresses(i->mappings, inst_.uplink, net, r.held);
 	start_probes(r);
+	start_dads(r);
 	if (synced_ && !(net == synced_net_)) {
 		size_t active = 0;
 		for (const auto &sm : i->mappings)
@@ -278,6 +335,105 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 }
 
 Daemon::~Daemon() = default;
+
+bool Daemon::dad_retry_due() const
+{
+	const auto now = std::chrono::steady_clock::now();
+	for (const auto &[a, p] : dads_)
+		if (!p.probe && p.verdict == DadVerdict::Duplicate && now >= p.retry_at)
+			return true;
+	return false;
+}
+
+void Daemon::start_dads(const ApplyResult &r)
+{
+	std::optional<LinkInfo> up;
+	auto uplink = [&]() -> const std::optional<LinkInfo> & {
+		if (!up && !inst_.uplink.empty()) {
+			NlSocket nl;
+			up = find_link(nl, inst_.uplink);
+		}
+		return up;
+	};
+	for (const Ipv6Addr &a : r.announced6) {
+		log_info("mapped address " + format_ipv6(a) +
+			 ": duplicate address detection done, nobody has it: announced");
+		dads_.erase(a);
+		// RFC 4861 7.2.6: neighbours that hold another node's MAC for
+		// it (the one that had it before) learn ours now.
+		try {
+			if (uplink())
+				nd_announce(up->ifindex, a);
+		} catch (const Error &e) {
+			log_info("announcing " + format_ipv6(a) + ": " + e.what());
+		}
+	}
+	// The LAN's solicitations for the announced addresses reach the
+	// datapath through a NIC's multicast filter.
+	try {
+		nd_groups_.set(uplink() ? up->ifindex : 0, r.announced_all6);
+	} catch (const Error &e) {
+		log_info("joining the solicited-node groups of the mapped addresses: " +
+			 std::string(e.what()));
+	}
+	for (auto it = dads_.begin(); it != dads_.end();)
+		it = r.held6.count(it->first) ? std::next(it) : dads_.erase(it);
+	const auto now = std::chrono::steady_clock::now();
+	for (const auto &[a, flags] : r.held6) {
+		Dad6 &p = dads_[a];
+		if (p.probe || (p.verdict == DadVerdict::Duplicate && now < p.retry_at))
+			continue;
+		if (!uplink())
+			return; // the uplink is gone: the next event retries
+		if (!p.verdict)
+			log_info("mapped address " + format_ipv6(a) +
+				 ": duplicate address detection (RFC 4862) before it is announced");
+		try {
+			p.probe = std::make_unique<DadProber>(up->ifindex, a);
+			p.probe->step();
+		} catch (const Error &e) {
+			log_info("duplicate address detection of " + format_ipv6(a) + ": " +
+				 e.what());
+			p.probe.reset();
+		}
+	}
+}
+
+void Daemon::step_dads()
+{
+	using namespace std::chrono;
+	for (auto &[a, p] : dads_) {
+		if (!p.probe)
+			continue;
+		bool done;
+		try {
+			done = p.probe->step();
+		} catch (const Error &e) {
+			log_info("duplicate address detection of " + format_ipv6(a) + ": " +
+				 e.what());
+			p.probe.reset();
+			continue;
+		}
+		if (!done)
+			continue;
+		if (auto mac = p.probe->duplicate()) {
+			p.conflicts++;
+			const int ms = dad_retry_ms(p.conflicts);
+			p.retry_at = steady_clock::now() + milliseconds(ms);
+			if (p.verdict != DadVerdict::Duplicate || p.conflicts <= 1)
+				log_info("mapped address " + format_ipv6(a) + " is in use by " +
+					 format_mac(*mac) +
+					 " on the uplink's network: not announced (conflict), "
+					 "checked again in " +
+					 std::to_string(ms / 1000) + " s");
+			p.verdict = DadVerdict::Duplicate;
+		} else {
+			p.verdict = DadVerdict::Free;
+		}
+		p.probe.reset();
+		probes_changed_ = true;
+	}
+}
 
 bool Daemon::probe_retry_due() const
 {
@@ -838,8 +994,20 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 		return true;
 	std::vector<StaticMapping> ms = i->mappings;
 	auto moved = follow_leases(ms, leases, now);
+	// The new address may be another mapping's guest by now: that
+	// mapping waits (pending) until the clash is gone.
+	std::vector<size_t> idx;
+	for (size_t k = 0; k < ms.size(); k++)
+		if (ms[k].m.guest_addr != i->mappings[k].m.guest_addr)
+			idx.push_back(k);
+	MappingContext ctx;
+	ctx.subnet = i->subnet;
+	ctx.nat_ports = i->nat_guard();
+	ctx.force = true;
+	ctx.subnet6 = i->subnet6;
+	ctx.subnet6_unknown_ok = true;
+	const auto held = hold_clashing(ms, idx, ctx);
 	try {
-		// The new address may be another mapping's guest by now.
 		check_recorded_mappings(ms, i->subnet, i->nat_guard());
 	} catch (const Error &e) {
 		log_warn(std::string("a guest's new lease: mappings not moved: ") + e.what());
@@ -849,6 +1017,8 @@ bool Daemon::follow_guest_leases(const std::vector<Lease> &leases)
 	cfg->save();
 	for (const auto &m : moved)
 		log_info("dhcp lease moved: " + m);
+	for (const auto &h : held)
+		log_warn("mapping suspended: " + h);
 	// Applied by the mapping sync (the config changed).
 	return true;
 }
@@ -989,11 +1159,15 @@ int Daemon::run()
 			refresh(nl, heal);
 			next_refresh = now + std::chrono::milliseconds(kPollMs);
 		}
+		if (metrics_src_ && !metrics_ && now >= metrics_retry_at_)
+			step("metrics", [&] { start_metrics(); });
 		if (now >= next_gc) {
 			step("gc", [&] { collect_garbage(); });
 			next_gc = now + std::chrono::milliseconds(kGcIntervalMs);
 		}
 		auto deadline = std::min(next_refresh, next_gc);
+		if (metrics_src_ && !metrics_)
+			deadline = std::min(deadline, metrics_retry_at_);
 		if (watchdog.count())
 			deadline = std::min(deadline, next_watchdog);
 		auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline -
@@ -1014,6 +1188,11 @@ int Daemon::run()
 				fds.push_back({p.probe->fd(), POLLIN, 0});
 				wait_ms = std::min<int64_t>(wait_ms, p.probe->wait_ms());
 			}
+		for (const auto &[a, p] : dads_)
+			if (p.probe) {
+				fds.push_back({p.probe->fd(), POLLIN, 0});
+				wait_ms = std::min<int64_t>(wait_ms, p.probe->wait_ms());
+			}
 		int n = ::poll(fds.data(), fds.size(),
 			       static_cast<int>(std::max<int64_t>(wait_ms, 0)));
 		if (n < 0 && errno != EINTR)
@@ -1025,6 +1204,7 @@ int Daemon::run()
 			});
 		if (fds.size() > kFixedFds) {
 			step_probes();
+			step_dads();
 			if (probes_changed_)
 				step("mappings", [&] { sync_mappings(nl, false); });
 		}

@@ -15,6 +15,7 @@
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
+#include "control/dad.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/metrics.hpp"
 #include "control/ra_sender.hpp"
@@ -82,6 +83,13 @@ public:
 	// adds vnetN later) and the uplink; the bridge's forwarding database
 	// is refreshed for the guests XDP redirects.  Outlives the daemon.
 	void set_xdp(XdpPath *xdp) { xdp_ = xdp; }
+	// Where libvirt's files are (GlobalOptions::libvirt_root): the metrics
+	// name guests by their VM.  Before run().
+	void set_libvirt_root(std::string root)
+	{
+		if (metrics_src_)
+			metrics_src_->libvirt_root = std::move(root);
+	}
 
 private:
 	// Runs f; a failure of any kind is logged through steps_ and retried
@@ -150,6 +158,12 @@ private:
 	// Steps the running probes (after poll); records finished ones.
 	void step_probes();
 	bool probe_retry_due() const;
+	// IPv6 mapped addresses: DAD for the held ones (ApplyResult::held6),
+	// the unsolicited NA for those announced now, the solicited-node
+	// groups of the announced ones joined on the uplink.
+	void start_dads(const ApplyResult &r);
+	void step_dads();
+	bool dad_retry_due() const;
 
 	Instance inst_;
 	SkelObject &skel_;
@@ -164,6 +178,7 @@ private:
 	Fd ct6_fd_;
 	Fd bind6_fd_;
 	Fd nd_fd_;		       // relay's address owners
+	Fd extaddr6_fd_;	       // IPv6 mapped addresses and their announcement
 	std::unique_ptr<RaSender> ra_; // relay only
 	std::string ra_foreign_ = "?"; // what PREFIX.ra_foreign says now ("?": not yet synced)
 	std::string state_prefix_;
@@ -201,10 +216,29 @@ private:
 	};
 	std::map<uint32_t, ResumeProbe> probes_;
 	bool probes_changed_ = false; // a verdict the maps do not show yet
+	// IPv6 mapped addresses held back by DAD (model/dad.hpp): a DAD
+	// runs, or waits kDadRetryMinMs..kDadRetryMaxMs after a duplicate.
+	struct Dad6 {
+		std::unique_ptr<DadProber> probe; // running
+		std::optional<DadVerdict> verdict;
+		int conflicts = 0; // in a row: the backoff
+		std::chrono::steady_clock::time_point retry_at{};
+	};
+	std::map<Ipv6Addr, Dad6> dads_;
+	NdGroups nd_groups_;
 	// attach --metrics: what the scrapes read of the daemon, and the
 	// endpoint (last: it stops serving before anything it reads goes).
 	DaemonCounters counters_;
 	std::unique_ptr<MetricsServer> metrics_;
+	// An endpoint that cannot listen (its port taken at a restart, the
+	// address not up yet) is retried with backoff, never fatal: the
+	// datapath is attached and GC and the uplink following must go on.
+	static constexpr int kMetricsRetryMinMs = 1000;
+	static constexpr int kMetricsRetryMaxMs = 60000;
+	std::optional<MetricsSource> metrics_src_;
+	int metrics_failures_ = 0;
+	std::chrono::steady_clock::time_point metrics_retry_at_{};
+	void start_metrics();
 };
 
 } // namespace kvmxdp

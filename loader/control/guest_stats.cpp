@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 
 #include "base/fs.hpp"
@@ -13,6 +14,7 @@
 #include "kernel/maps.hpp"
 #include "kvmxdp/ct_rules.h"
 #include "model/config.hpp"
+#include "model/libvirt.hpp"
 
 namespace kvmxdp {
 
@@ -45,7 +47,8 @@ std::string mac_text(const std::array<uint8_t, 6> &m)
 	return buf;
 }
 
-std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases)
+std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases,
+				      const GuestVmNames &vms)
 {
 	const int ncpu = libbpf_num_possible_cpus();
 	if (ncpu <= 0)
@@ -95,7 +98,12 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 		}
 		for (const Lease &l : leases)
 			if (l.mac == mac && !l.hostname.empty())
-				r.name = l.hostname;
+				r.dhcp_hostname = l.hostname;
+		if (auto v = vms.by_mac.find(mac_text(mac)); v != vms.by_mac.end())
+			r.vm = v->second;
+		for (uint32_t a : r.addrs)
+			if (auto v = vms.by_addr.find(a); r.vm.empty() && v != vms.by_addr.end())
+				r.vm = v->second;
 		rows.push_back(r);
 	}
 	for (GuestRow &r : rows)
@@ -103,6 +111,39 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 	std::sort(rows.begin(), rows.end(),
 		  [](const GuestRow &a, const GuestRow &b) { return a.addrs < b.addrs; });
 	return rows;
+}
+
+GuestVmNames guest_vm_names(const std::vector<StaticMapping> &mappings,
+			    const std::string &libvirt_root)
+{
+	GuestVmNames n;
+	for (const auto &sm : mappings) {
+		if (sm.vm.empty() || sm.m.v6)
+			continue;
+		if (!sm.lease_mac.empty())
+			n.by_mac[sm.lease_mac] = sm.vm;
+		else if (sm.m.guest_addr)
+			n.by_addr[sm.m.guest_addr] = sm.vm;
+	}
+	// The running domains' interfaces: every VM, mapped or not.
+	const std::string dir = libvirt_root + "/run/libvirt/qemu";
+	std::error_code ec;
+	for (const auto &e : std::filesystem::directory_iterator(dir, ec)) {
+		const std::string path = e.path().string();
+		if (path.size() < 4 || path.compare(path.size() - 4, 4, ".xml") != 0)
+			continue;
+		try {
+			if (auto text = read_file(path)) {
+				const LibvirtDomain d = parse_libvirt_domain(*text, path);
+				for (const auto &i : d.interfaces)
+					if (!d.name.empty() && !i.mac.empty())
+						n.by_mac[i.mac] = d.name;
+			}
+		} catch (const std::exception &) {
+			// Not a domain status kvmxdp can read: no name from it.
+		}
+	}
+	return n;
 }
 
 std::vector<Lease> instance_leases(const Instance &inst)

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include <array>
+#include <map>
 #include <memory>
 #include <cstdint>
 #include <string>
@@ -19,6 +20,7 @@ namespace kvmxdp {
 
 struct DirFd;
 struct Instance;
+struct StaticMapping;
 
 // The maps a row is read from (borrowed fds).
 struct GuestStatsFds {
@@ -36,7 +38,10 @@ struct GuestRow {
 	// lease holds it (KVX_GUEST_F_LEASE: the owner keeps it while idle).
 	std::vector<uint64_t> seen_ns;
 	std::vector<bool> leased;
-	std::string name;  // the lease's hostname; "" if unknown
+	// The libvirt domain it is (guest_vm_names; "" if unknown), and the
+	// hostname its DHCP lease gives (the guest's own choice; "" if none).
+	std::string vm;
+	std::string dhcp_hostname;
 	uint32_t slot = 0; // kvx_gstats index
 	// Another guest's counters share the slot (abi.h): they are the sum of
 	// both.
@@ -47,9 +52,23 @@ struct GuestRow {
 	uint64_t drops_total() const;
 };
 
+// Which libvirt domain a guest is: by MAC (an interface of a running
+// domain, libvirt's /run/libvirt/qemu/NAME.xml; a mapping's lease_mac) or
+// by address (a mapping's guest, recorded with its VM).  Keys: MACs as
+// mac_text() spells them, addresses in host order.
+struct GuestVmNames {
+	std::map<std::string, std::string> by_mac;
+	std::map<uint32_t, std::string> by_addr;
+};
+// libvirt_root: GlobalOptions::libvirt_root ("" : /).  Unreadable files are
+// skipped: names are optional.
+GuestVmNames guest_vm_names(const std::vector<StaticMapping> &mappings,
+			    const std::string &libvirt_root);
+
 // Every guest of kvx_guest, sorted by first address; counters summed over
-// every CPU.
-std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases);
+// every CPU.  Named from `vms` (the VM) and the leases (the DHCP hostname).
+std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases,
+				      const GuestVmNames &vms = {});
 // The guests of rows that are here now: those with an address that a DHCP
 // lease holds or that was seen within idle_ns (abi.h KVX_GUEST_IDLE_NS:
 // after it the address is anyone's again), each with only such addresses.

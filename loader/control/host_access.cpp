@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <memory>
+#include <vector>
 
 #include "base/error.hpp"
 #include "base/fd.hpp"
@@ -36,7 +38,17 @@ constexpr HookSpec kHooks[] = {
 	{"kvx_host_recv4", BPF_CGROUP_UDP4_RECVMSG, "cgroup/recvmsg4", "link_host_recvmsg4"},
 	{"kvx_host_peer4", BPF_CGROUP_INET4_GETPEERNAME, "cgroup/getpeername4",
 	 "link_host_peername4"},
+	// IPv6 (NAT66's mappings).
+	{"kvx_host_conn6", BPF_CGROUP_INET6_CONNECT, "cgroup/connect6", "link_host_connect6"},
+	{"kvx_host_send6", BPF_CGROUP_UDP6_SENDMSG, "cgroup/sendmsg6", "link_host_sendmsg6"},
+	{"kvx_host_recv6", BPF_CGROUP_UDP6_RECVMSG, "cgroup/recvmsg6", "link_host_recvmsg6"},
+	{"kvx_host_peer6", BPF_CGROUP_INET6_GETPEERNAME, "cgroup/getpeername6",
+	 "link_host_peername6"},
 };
+
+// The object's own maps (the reverse views), kept across restarts in their
+// pins; every other map is the datapath's.
+constexpr const char *kOwnMaps[] = {KVX_MAP_HOSTREV, KVX_MAP_HOSTREV6};
 
 } // namespace
 
@@ -57,24 +69,29 @@ std::string host_hooks_attach(const SkelObject &tc, const DirFd &pins, const std
 	// Undo steps run after our caller's fd of the directory may be gone.
 	auto dir = std::make_shared<DirFd>(pins.dup());
 	auto unpin = [dir](const std::string &name) { return [dir, name] { dir->unlink(name); }; };
-	// kvx_hostrev is this object's own, kept across restarts in its pin;
-	// every other map is the datapath's, the very same one.
-	bool rev_pinned = false;
-	if (auto fd = get_pinned(pins, KVX_MAP_HOSTREV)) {
-		// Another layout (a future kvmxdp's): start a fresh one.
-		if (same_layout(map_info(fd->get(), pins.show(KVX_MAP_HOSTREV)),
-				hs.map_spec(KVX_MAP_HOSTREV))) {
-			hs.reuse_map(KVX_MAP_HOSTREV, fd->get());
-			rev_pinned = true;
-		} else {
-			pins.unlink(KVX_MAP_HOSTREV);
+	// kvx_hostrev and kvx_hostrev6 are this object's own, kept across
+	// restarts in their pins; every other map is the datapath's, the very
+	// same one.
+	std::vector<std::string> fresh;
+	for (const char *m : kOwnMaps) {
+		bool reused = false;
+		if (auto fd = get_pinned(pins, m)) {
+			// Another layout (a future kvmxdp's): start a fresh one.
+			if (same_layout(map_info(fd->get(), pins.show(m)), hs.map_spec(m))) {
+				hs.reuse_map(m, fd->get());
+				reused = true;
+			} else {
+				pins.unlink(m);
+			}
 		}
+		if (!reused)
+			fresh.push_back(m);
 	}
-	hs.reuse_maps_from(tc, {KVX_MAP_HOSTREV});
+	hs.reuse_maps_from(tc, {std::begin(kOwnMaps), std::end(kOwnMaps)});
 	hs.load();
-	if (!rev_pinned) {
-		pin_at(hs.map_fd(KVX_MAP_HOSTREV), pins, KVX_MAP_HOSTREV);
-		rb.add("pin " + pins.show(KVX_MAP_HOSTREV), unpin(KVX_MAP_HOSTREV));
+	for (const std::string &m : fresh) {
+		pin_at(hs.map_fd(m.c_str()), pins, m);
+		rb.add("pin " + pins.show(m), unpin(m));
 	}
 
 	for (const HookSpec &h : kHooks) {

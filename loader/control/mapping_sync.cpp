@@ -247,37 +247,115 @@ void install(int bind_fd, int ct_fd, const std::vector<StaticMapping> &mappings,
 	}
 }
 
+kvx_extaddr6_key ext6_key(const Ipv6Addr &a)
+{
+	kvx_extaddr6_key k{};
+	std::memcpy(k.addr, a.data(), sizeof(k.addr));
+	return k;
+}
+
 // The IPv6 mappings in kvx_bind6, on NAT66's current address (kvx_cfg6,
 // which the daemon follows: `[uplink]` forwards move with it).  Not tied
 // to a network (no suspension yet): a literal address off the current
-// prefix is simply never sent to this host.
+// prefix is simply never sent to this host.  A literal address is
+// announced only after its duplicate address detection (kvx_extaddr6);
+// until then its mappings have no pairs.
 void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappings,
-		     bool strict_last, ApplyResult &r)
+		     bool strict_last, const DadVerdicts &dad, ApplyResult &r)
 {
 	Ipv6Addr up{};
+	// Literal addresses are announced (DAD, NAs, NS answers) only while
+	// NAT66 runs: off or in relay mode the datapath serves none of them,
+	// and claiming them on the LAN would pull their traffic to nowhere.
+	bool nat66 = true;
 	if (fds.cfg6 >= 0) {
 		const kvx_cfg6 c = read_cfg6(fds.cfg6);
-		if (c.mode == KVX_V6_NAT66)
+		nat66 = c.mode == KVX_V6_NAT66;
+		if (nat66)
 			std::memcpy(up.data(), c.uplink_addr, up.size());
+	}
+	std::map<Ipv6Addr, Ext6State> ext;
+	if (fds.extaddr6 >= 0) {
+		std::map<Ipv6Addr, uint32_t> have;
+		for (const auto &[k, v] :
+		     dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(fds.extaddr6)) {
+			Ipv6Addr a;
+			std::memcpy(a.data(), k.addr, a.size());
+			have[a] = v.flags;
+		}
+		for (const StaticMapping &sm : mappings) {
+			// The uplink's own address (a forward spelt literally) is
+			// the host's: its stack answers for it.
+			// Pending: no DAD, no announcement (as IPv4's own_addr).
+			if (!nat66 || !sm.m.v6 || !sm.pending.empty() || sm.m.ext_uplink ||
+			    sm.m.ext_addr6 == up || ext.count(sm.m.ext_addr6))
+				continue;
+			const Ipv6Addr &a = sm.m.ext_addr6;
+			auto h = have.find(a);
+			auto v = dad.find(a);
+			ext[a] = decide_ext6(h == have.end() ? std::nullopt :
+							       std::optional<uint32_t>(h->second),
+					     v == dad.end() ? std::nullopt :
+							      std::optional<DadVerdict>(v->second));
+		}
+		for (const auto &[a, st] : ext) {
+			if (st.held)
+				r.held6[a] = st.flags;
+			else
+				r.announced_all6.insert(a);
+			if (st.announce_now)
+				r.announced6.push_back(a);
+		}
 	}
 	std::vector<std::vector<BindEntry6>> per_mapping(mappings.size());
 	Want<Family6> want(&key_less<kvx_bind6_key>);
 	for (size_t i = 0; i < mappings.size(); i++) {
-		if (!mappings[i].m.v6 || (up == Ipv6Addr{} && mappings[i].m.ext_uplink))
+		const Mapping &m = mappings[i].m;
+		if (!m.v6 || !mappings[i].pending.empty() || (up == Ipv6Addr{} && m.ext_uplink) ||
+		    (!m.ext_uplink && r.held6.count(m.ext_addr6)))
 			continue;
-		per_mapping[i] = mapping_entries6(mappings[i].m, up);
+		per_mapping[i] = mapping_entries6(m, up);
 		for (const auto &e : per_mapping[i])
 			want[e.key] = e.val;
 	}
+	// As kvx_extaddr's flags: a held address stops being answered before
+	// its pairs go; a free one is answered once its pairs exist; an
+	// address no mapping has any more goes last.
+	auto write_flags = [&](bool held) {
+		for (const auto &[a, st] : ext) {
+			if (st.held != held)
+				continue;
+			const kvx_extaddr6_key k = ext6_key(a);
+			kvx_extaddr_val have{}, v{};
+			v.flags = st.flags;
+			if (bpf_map_lookup_elem(fds.extaddr6, &k, &have) == 0 &&
+			    have.flags == v.flags)
+				continue;
+			if (bpf_map_update_elem(fds.extaddr6, &k, &v, BPF_ANY) != 0)
+				r.errors.push_back("kvx_extaddr6 " + format_ipv6(a) + ": " +
+						   std::strerror(errno));
+		}
+	};
+	if (fds.extaddr6 >= 0)
+		write_flags(true);
 	remove_stale<Family6>(fds.bind6, fds.ct6, want, r);
 	install<Family6>(fds.bind6, fds.ct6, mappings, per_mapping, strict_last, r);
+	if (fds.extaddr6 < 0)
+		return;
+	write_flags(false);
+	for (const auto &[k, v] : dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(fds.extaddr6)) {
+		Ipv6Addr a;
+		std::memcpy(a.data(), k.addr, a.size());
+		if (!ext.count(a))
+			bpf_map_delete_elem(fds.extaddr6, &k);
+	}
 }
 
 } // namespace
 
 ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &mappings,
 			   uint32_t uplink_addr, const std::optional<NetId> &cur, bool strict_last,
-			   const ProbeVerdicts &probed)
+			   const ProbeVerdicts &probed, const DadVerdicts &dad)
 {
 	ApplyResult r;
 	// Desired state.
@@ -285,8 +363,15 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	Want<Family4> want(&key_less<kvx_bind_key>);
 	std::map<uint32_t, uint32_t> ext_flags; // be32 -> flags
 	std::map<uint32_t, bool> ext_any_active;
+	// A pending mapping (libvirt's hook could not make it yet) claims no
+	// address: an entry in kvx_extaddr makes the datapath answer ARP for
+	// it or, suspended, treat packets from it as martians.  Its address
+	// may be anybody's (the LAN's router, a remote host), so that would
+	// blackhole the host's own traffic from it.  It gets its entry when
+	// the daemon makes it (promote_pending, probing a 1:1 address first).
 	const auto own_addr = [&](const StaticMapping &sm) {
-		return !sm.m.v6 && !sm.m.ext_uplink && sm.m.ext_addr != uplink_addr;
+		return !sm.m.v6 && sm.pending.empty() && !sm.m.ext_uplink &&
+		       sm.m.ext_addr != uplink_addr;
 	};
 	for (const StaticMapping &sm : mappings) {
 		if (!own_addr(sm))
@@ -352,8 +437,19 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	install<Family4>(fds.bind, fds.ct, mappings, per_mapping, strict_last, r);
 	write_flags(false);
 	if (fds.bind6 >= 0)
-		apply_mappings6(fds, mappings, strict_last, r);
+		apply_mappings6(fds, mappings, strict_last, dad, r);
 	return r;
+}
+
+void hold_for_probe(int extaddr_fd, uint32_t addr)
+{
+	const uint32_t be = htonl(addr);
+	kvx_extaddr_val v{};
+	if (bpf_map_lookup_elem(extaddr_fd, &be, &v) == 0)
+		return;
+	v.flags = KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING;
+	if (bpf_map_update_elem(extaddr_fd, &be, &v, BPF_NOEXIST) != 0 && errno != EEXIST)
+		throw_errno("hold for its probe in kvx_extaddr", format_ipv4(addr));
 }
 
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
@@ -382,7 +478,7 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 	return id;
 }
 
-json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_fd)
+json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_fd, int extaddr6_fd)
 {
 	// NAT66's address as the datapath has it (where `[uplink]` points).
 	Ipv6Addr ua6{};
@@ -400,6 +496,20 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 			for (const auto &[be, v] : dump_hash<uint32_t, kvx_extaddr_val>(extaddr_fd))
 				ext_flags[ntohl(be)] = v.flags;
 		} catch (const Error &) {
+		}
+	}
+	// IPv6 mapped addresses held by their duplicate address detection.
+	std::map<Ipv6Addr, uint32_t> ext6_flags;
+	if (extaddr6_fd >= 0) {
+		try {
+			for (const auto &[k, v] :
+			     dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(extaddr6_fd)) {
+				Ipv6Addr a;
+				std::memcpy(a.data(), k.addr, a.size());
+				ext6_flags[a] = v.flags;
+			}
+		} catch (const Error &) {
+			extaddr6_fd = -1;
 		}
 	}
 	std::optional<NetId> cur;
@@ -420,6 +530,30 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 			// is known.  Not running: its address is not known.
 			const Ipv6Addr ext = sm.m.ext6(ua6);
 			const bool known = ext != Ipv6Addr{};
+			// A literal address of a running instance: announced
+			// once DAD found it free (no entry yet: the daemon's
+			// DAD is about to run).
+			std::string state = known ? "active" : "no-uplink-address";
+			json reason = known ? json(nullptr) :
+					      json("the uplink has no NAT66 address (or the "
+						   "instance is not running)");
+			if (!sm.m.ext_uplink && sm.m.ext_addr6 != ua6 && extaddr6_fd >= 0) {
+				auto f = ext6_flags.find(sm.m.ext_addr6);
+				const uint32_t fl = f == ext6_flags.end() ? KVX_EXT_F_PROBING :
+									    f->second;
+				if (fl & KVX_EXT_F_CONFLICT) {
+					state = "conflict";
+					reason = "another node on the uplink's network has " +
+						 format_ipv6(ext) +
+						 " (duplicate address detection, RFC 4862): not "
+						 "announced nor translated, checked again later";
+				} else if (fl & KVX_EXT_F_PROBING) {
+					state = "probing";
+					reason = "duplicate address detection of " +
+						 format_ipv6(ext) +
+						 " (RFC 4862) before it is announced";
+				}
+			}
 			arr.push_back({
 				{"family", "ipv6"},
 				{"ext", sm.m.ext_str()},
@@ -429,10 +563,8 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				{"ext_addr", known ? json(format_ipv6(ext)) : json(nullptr)},
 				{"add_address", false},
 				{"network", nullptr},
-				{"state", known ? "active" : "no-uplink-address"},
-				{"reason", known ? json(nullptr) :
-						   json("the uplink has no NAT66 address (or the "
-							"instance is not running)")},
+				{"state", !sm.pending.empty() ? "pending" : state},
+				{"reason", !sm.pending.empty() ? json(sm.pending) : reason},
 				{"vm", sm.vm.empty() ? json(nullptr) : json(sm.vm)},
 				{"libvirt_network", sm.libvirt_network.empty() ?
 							    json(nullptr) :
@@ -453,13 +585,16 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				held = f->second & KVX_EXT_F_CONFLICT ? KVX_EXT_F_CONFLICT :
 									KVX_EXT_F_PROBING;
 		}
-		std::string state = !cur && sm.network	      ? "no-uplink-address" :
+		std::string state = !sm.pending.empty()	      ? "pending" :
+				    !cur && sm.network	      ? "no-uplink-address" :
 				    !active		      ? "suspended" :
 				    held & KVX_EXT_F_CONFLICT ? "conflict" :
 				    held		      ? "probing" :
 								"active";
 		json reason = nullptr;
-		if (state == "suspended")
+		if (state == "pending")
+			reason = sm.pending;
+		else if (state == "suspended")
 			reason = "made on another network";
 		else if (state == "conflict")
 			reason = "another host answers ARP for " + format_ipv4(sm.m.ext_addr) +

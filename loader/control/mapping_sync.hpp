@@ -13,10 +13,13 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
+#include "base/netaddr6.hpp"
 #include "model/config.hpp"
+#include "model/dad.hpp"
 #include "model/mapping.hpp"
 
 namespace kvmxdp {
@@ -33,6 +36,9 @@ struct MapFds {
 	int bind6 = -1;
 	int ct6 = -1;
 	int cfg6 = -1;
+	// The IPv6 mapped addresses' announcement (kvx_extaddr6): -1 (pins of
+	// a kvmxdp before it) treats every mapping as announced.
+	int extaddr6 = -1;
 };
 
 struct ApplyResult {
@@ -46,11 +52,20 @@ struct ApplyResult {
 	std::map<uint32_t, uint32_t> held;
 	// Addresses (host order) resumed now on a Free verdict.
 	std::vector<uint32_t> resumed;
+	// IPv6 mapped addresses held back (KVX_EXT_F_PROBING: DAD to run;
+	// KVX_EXT_F_CONFLICT: another node has it), with their flags.
+	std::map<Ipv6Addr, uint32_t> held6;
+	// IPv6 mapped addresses announced now on a Free verdict (the caller
+	// sends the unsolicited NA), and all the announced ones.
+	std::vector<Ipv6Addr> announced6;
+	std::set<Ipv6Addr> announced_all6;
 };
 
 // What the daemon's RFC 5227 probe found for an address being resumed.
 enum class ProbeVerdict { Free, Conflict };
 using ProbeVerdicts = std::map<uint32_t, ProbeVerdict>; // host order
+// What the duplicate address detection of IPv6 mapped addresses found.
+using DadVerdicts = std::map<Ipv6Addr, DadVerdict>;
 
 // Makes kvx_bind's static entries and kvx_extaddr match `mappings`
 // (host-order uplink_addr: where `uplink` mappings point; cur: the uplink's
@@ -62,7 +77,12 @@ using ProbeVerdicts = std::map<uint32_t, ProbeVerdict>; // host order
 // throws after undoing its IN halves; other conflicts are reported in
 // errors.  IPv6 mappings (fds.bind6 set) go into kvx_bind6 the same way,
 // `[uplink]` on kvx_cfg6's NAT66 address; they are not tied to a network
-// (no suspension, no kvx_extaddr entry).
+// (no suspension, no kvx_extaddr entry).  Their literal addresses are in
+// kvx_extaddr6 (model/dad.hpp decide_ext6): a new one is held
+// (KVX_EXT_F_PROBING, no pairs) until `dad` says Free for it (the daemon's
+// duplicate address detection, or `map add`'s), then announced
+// (KVX_EXT_F_ARP: the datapath answers Neighbour Solicitations for it);
+// Duplicate holds it with KVX_EXT_F_CONFLICT.
 //
 // Resuming: an address kvx_extaddr holds as suspended whose network is back
 // stays suspended, flagged KVX_EXT_F_PROBING, until `probed` says Free for
@@ -75,7 +95,14 @@ using ProbeVerdicts = std::map<uint32_t, ProbeVerdict>; // host order
 // add` probed it itself.
 ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &mappings,
 			   uint32_t uplink_addr, const std::optional<NetId> &cur,
-			   bool strict_last = false, const ProbeVerdicts &probed = {});
+			   bool strict_last = false, const ProbeVerdicts &probed = {},
+			   const DadVerdicts &dad = {});
+
+// An address a mapping takes without `map add`'s probe (the daemon making a
+// pending mapping a libvirt hook recorded): flagged suspended in kvx_extaddr
+// unless it is there already, so that apply_mappings holds it until the
+// daemon's RFC 5227 probe finds it free.  Host order.
+void hold_for_probe(int extaddr_fd, uint32_t addr);
 
 // The uplink's network now: the network of its primary address, the
 // default gateway through it (the main table's default route via the
@@ -88,9 +115,11 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = f
 // extaddr_fd: the pinned kvx_extaddr (-1: none), which says which mappings
 // are held back by a probe ("probing") or by another host ("conflict").
 // cfg6_fd: the pinned kvx_cfg6 (-1: none), NAT66's address for the IPv6
-// mappings' `[uplink]`.
+// mappings' `[uplink]`; extaddr6_fd: the pinned kvx_extaddr6 (-1: none),
+// which IPv6 mapped addresses wait for their duplicate address detection
+// ("probing") or are another node's ("conflict").
 nlohmann::json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd = -1,
-			     int cfg6_fd = -1);
+			     int cfg6_fd = -1, int extaddr6_fd = -1);
 
 // Removes the addresses `--add-address` mappings added to the uplink
 // (detach).  Errors are warnings: the device may be gone.

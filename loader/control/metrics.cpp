@@ -22,6 +22,7 @@
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
 #include "kernel/maps.hpp"
+#include "model/config.hpp"
 #include "model/options.hpp"
 
 namespace kvmxdp {
@@ -119,6 +120,9 @@ public:
 			{"bindings", src_.bind, sizeof(kvx_bind_key)},
 			{"guests", src_.guests.guest, sizeof(__be32)},
 			{"fragments", src_.frag, sizeof(kvx_frag_key)},
+			{"conntrack6", src_.ct6, sizeof(kvx_ct6_key)},
+			{"bindings6", src_.bind6, sizeof(kvx_bind6_key)},
+			{"fragments6", src_.frag6, sizeof(kvx_frag6_key)},
 		};
 		for (const auto &t : tables) {
 			if (t.fd < 0)
@@ -145,15 +149,17 @@ public:
 				 "A guest's conntrack flows now, by direction", MetricType::Gauge);
 		// The counters belong to the owning MAC (abi.h kvx_gstats): it is
 		// their only label beside the bridge, so that a guest whose
-		// address, lease name or slot sharing changes keeps its series.
+		// address, VM name or slot sharing changes keeps its series.
 		// What changes goes on one kvmxdp_guest_info series (the
 		// Prometheus "info" pattern: join on mac with group_left).
 		auto gi = family("kvmxdp_guest_info",
-				 "A guest now: its current addresses, lease name and whether "
+				 "A guest now: its current addresses, libvirt VM name, DHCP "
+				 "hostname (the guest's choice) and whether "
 				 "another guest shares its counters (value 1)",
 				 MetricType::Gauge);
-		for (const GuestRow &r : active_guests(read_guest_rows(src_.guests, leases()),
-							 boottime_ns(), KVX_GUEST_IDLE_NS)) {
+		for (const GuestRow &r :
+		     active_guests(read_guest_rows(src_.guests, leases(), vms()), boottime_ns(),
+				   KVX_GUEST_IDLE_NS)) {
 			const Labels id = with({{"mac", mac_text(r.mac)}});
 			std::string addrs;
 			for (uint32_t a : r.addrs)
@@ -161,7 +167,8 @@ public:
 			add(gi,
 			    with({{"mac", mac_text(r.mac)},
 				  {"addresses", addrs},
-				  {"name", r.name},
+				  {"vm", r.vm},
+				  {"dhcp_hostname", r.dhcp_hostname},
 				  {"shared_slot", r.shared ? "true" : "false"}}),
 			    1);
 			auto dir = [&](const char *d) {
@@ -214,6 +221,20 @@ public:
 
 private:
 	// The lease file is re-read when it changes (names for the labels).
+	// The VMs' names (control/guest_stats.hpp): the instance's mappings
+	// from the config as it is now, and the running domains' files.
+	GuestVmNames vms() const
+	{
+		std::vector<StaticMapping> ms;
+		try {
+			const Config cfg = ConfigStore(src_.config_path).load();
+			if (const Instance *i = cfg.find(src_.bridge))
+				ms = i->mappings;
+		} catch (const std::exception &) {
+			// Names only: the daemon reports a broken config.
+		}
+		return guest_vm_names(ms, src_.libvirt_root);
+	}
 	const std::vector<Lease> &leases() const
 	{
 		if (src_.leases_path.empty())

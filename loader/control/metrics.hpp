@@ -34,8 +34,14 @@ struct MetricsSource {
 	int ct = -1;	// kvx_ct
 	int bind = -1;	// kvx_bind
 	int frag = -1;	// kvx_frag
+	int ct6 = -1;	// kvx_ct6
+	int bind6 = -1; // kvx_bind6
+	int frag6 = -1; // kvx_frag6
 	GuestStatsFds guests;
-	std::string leases_path; // "": no names
+	std::string leases_path; // "": no DHCP hostnames
+	// The VMs' names (guest_vm_names): the config and libvirt's files.
+	std::string config_path;
+	std::string libvirt_root;
 	const DaemonCounters *daemon = nullptr;
 };
 

@@ -263,6 +263,15 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 "IPv6 bindings",
 	 "IPv6 NAT bindings start afresh"},
+	// IPv6 mapped addresses and their announcement state: reused (an
+	// announced address stays announced across a restart).
+	{KVX_MAP_EXTADDR6,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_extaddr6_key), sizeof(kvx_extaddr_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Never,
+	 false,
+	 nullptr,
+	 nullptr},
 	// Relay turned on or off: the owners are learnt again from the
 	// guests' next frames.
 	{KVX_MAP_ND,

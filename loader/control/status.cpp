@@ -338,7 +338,7 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 	json progs = json::array();
 	if (auto pa = find_pinned(d, KVX_MAP_V6PROGS, pinned_layout(KVX_MAP_V6PROGS))) {
 		static const char *const kFrom[KVX_V6_MAX] = {"kvx_br_ingress", "kvx_up_ingress",
-								"kvx_br6", "kvx_up6"};
+							      "kvx_br6", "kvx_up6", "kvx_br6"};
 		for (__u32 slot = 0; slot < KVX_V6_MAX; slot++) {
 			// A program array's lookup from user space gives the id.
 			__u32 id = 0;
@@ -543,17 +543,20 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				   " or libvirt: they may NAT or drop what kvmxdp passes to the "
 				   "host; for a libvirt network use <forward mode='open'/>");
 	{
-		std::optional<Fd> extaddr, cfg6;
+		std::optional<Fd> extaddr, cfg6, extaddr6;
 		if (pins)
 			try {
 				extaddr = find_pinned(pins->dir, KVX_MAP_EXTADDR,
 						      pinned_layout(KVX_MAP_EXTADDR));
 				cfg6 = find_pinned(pins->dir, KVX_MAP_CFG6,
 						   pinned_layout(KVX_MAP_CFG6));
+				extaddr6 = find_pinned(pins->dir, KVX_MAP_EXTADDR6,
+						       pinned_layout(KVX_MAP_EXTADDR6));
 			} catch (const Error &) {
 			}
 		j["mappings"] = mappings_json(inst, nl, extaddr ? extaddr->get() : -1,
-					      cfg6 ? cfg6->get() : -1);
+					      cfg6 ? cfg6->get() : -1,
+					      extaddr6 ? extaddr6->get() : -1);
 	}
 	for (const auto &m : j["mappings"]) {
 		const std::string what = "mapping " + m["ext"].get<std::string>() + " -> " +
@@ -592,7 +595,7 @@ void status_add_usage(json &inst, const DirFd *pins, const std::string &state_fi
 					    KVX_MAP_STATS,  KVX_MAP_EXTADDR, KVX_MAP_FRAG,
 					    KVX_MAP_GFLOWS, KVX_MAP_GUEST,   KVX_MAP_CFG6,
 					    KVX_MAP_CT6,    KVX_MAP_BIND6,   KVX_MAP_FRAG6,
-					    KVX_MAP_ND};
+					    KVX_MAP_ND,	    KVX_MAP_EXTADDR6};
 	int ncpu = libbpf_num_possible_cpus();
 	json maps = json::object();
 	uint64_t total = 0;

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 11, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 12, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -263,7 +263,7 @@ static_assert(KVX_R_DROP_PROTO_UNTRANSLATED == KVX_R_DROP_HOP_LIMIT + 1);
 static_assert(KVX_R_RELAY_OUT == KVX_R_DROP_PROTO_UNTRANSLATED + 1);
 static_assert(KVX_R_RELAY_IN == KVX_R_RELAY_OUT + 1);
 static_assert(KVX_R_ND_PROXY_NA == KVX_R_RELAY_IN + 1);
-// Appended in version 11.
+// Appended in version 12.
 static_assert(KVX_R_ND_RELAY == KVX_R_ND_PROXY_NA + 1);
 static_assert(KVX_R_DROP_ND_DUPLICATE == KVX_R_ND_RELAY + 1);
 static_assert(KVX_R_DROP_GUEST_ADDRS == KVX_R_MAX - 1);
@@ -283,7 +283,7 @@ static_assert(offsetof(kvx_cfg6, relay_len) == 73);
 static_assert(offsetof(kvx_cfg6, bridge_mac) == 74); // version 9: was padding
 static_assert(KVX_V6_OFF == 0 && KVX_V6_NAT66 == 1 && KVX_V6_RELAY == 2);
 static_assert(KVX_V6_BR == 0 && KVX_V6_UP == 1 && KVX_V6_BR_RELAY == 2 && KVX_V6_UP_RELAY == 3 &&
-	      KVX_V6_MAX == 4);
+	      KVX_V6_BR_HAIRPIN == 4 && KVX_V6_MAX == 5);
 
 static_assert(sizeof(kvx_ct6_key) == 40);
 static_assert(offsetof(kvx_ct6_key, int_addr) == 0);
@@ -312,5 +312,15 @@ static_assert(offsetof(kvx_nd_val, state) == 6);
 static_assert(offsetof(kvx_nd_val, ifindex) == 8);
 static_assert(offsetof(kvx_nd_val, last_seen_ns) == 16);
 static_assert(KVX_ND_PENDING == 1 && KVX_ND_OWNED == 2 && KVX_ND_HOST == 3 && KVX_ND_DUP == 4);
+
+// IPv6 mapped addresses (version 11).
+static_assert(sizeof(kvx_extaddr6_key) == 16);
+static_assert(offsetof(kvx_extaddr6_key, addr) == 0);
+static_assert(sizeof(kvx_hostrev6_key) == 32);
+static_assert(offsetof(kvx_hostrev6_key, guest_addr) == 8);
+static_assert(offsetof(kvx_hostrev6_key, guest_port) == 24);
+static_assert(offsetof(kvx_hostrev6_key, proto) == 26);
+static_assert(sizeof(kvx_hostrev6_val) == 20);
+static_assert(offsetof(kvx_hostrev6_val, ext_port) == 16);
 
 } // namespace kvmxdp::abi

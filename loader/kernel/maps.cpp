@@ -4,6 +4,7 @@
 #include <bpf/libbpf.h>
 
 #include <fstream>
+#include <vector>
 
 #include "base/netaddr.hpp"
 
@@ -16,6 +17,36 @@ MapInfo map_info(int fd, const std::string &what)
 	check_libbpf(bpf_obj_get_info_by_fd(fd, &info, &len), "get info of map", what);
 	return {info.type,	  info.key_size, info.value_size,
 		info.max_entries, info.name,	 info.map_flags};
+}
+
+uint32_t count_keys(int fd, uint32_t key_size)
+{
+	auto walk = [&] {
+		uint32_t n = 0;
+		for_each_key(fd, key_size, [&](const void *) { n++; });
+		return n;
+	};
+	bpf_map_info info{};
+	__u32 len = sizeof(info);
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || info.key_size != key_size ||
+	    (info.type != BPF_MAP_TYPE_HASH && info.type != BPF_MAP_TYPE_LRU_HASH))
+		return walk();
+	std::vector<unsigned char> keys(size_t{kMapReadBatch} * key_size);
+	std::vector<unsigned char> vals(size_t{kMapReadBatch} * info.value_size);
+	uint64_t in = 0, next = 0;
+	uint32_t n = 0;
+	for (bool first = true;; first = false) {
+		__u32 cnt = kMapReadBatch;
+		const int err = bpf_map_lookup_batch(fd, first ? nullptr : &in, &next, keys.data(),
+						     vals.data(), &cnt, nullptr);
+		const int e = errno;
+		if (err && e != ENOENT)
+			return walk(); // ENOSPC (a bucket larger than the batch), no batch ops
+		n += cnt;
+		if (err) // ENOENT: the end of the map
+			return n;
+		in = next;
+	}
 }
 
 std::string layout_mismatch(const MapInfo &have, const MapLayout &want)

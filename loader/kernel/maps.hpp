@@ -92,13 +92,14 @@ std::vector<K> map_keys(int fd)
 	return out;
 }
 
-// A hash map's entries (an array's are always max_entries).
-inline uint32_t count_keys(int fd, uint32_t key_size)
-{
-	uint32_t n = 0;
-	for_each_key(fd, key_size, [&](const void *) { n++; });
-	return n;
-}
+// A hash map's entries (an array's are always max_entries), counted with
+// BPF_MAP_LOOKUP_BATCH, bucket by bucket: a flow deleted meanwhile never
+// restarts the count, as the key walk restarts when its current key goes
+// (under churn, a walk of a busy table counted entries twice, past its
+// capacity, and took as long as the churn lasted), and a scrape or a
+// status costs one syscall per kMapReadBatch entries.  The walk where the
+// kernel refuses batches (or for a per-CPU map).
+uint32_t count_keys(int fd, uint32_t key_size);
 template <typename K>
 uint32_t count_entries(int fd)
 {

@@ -108,6 +108,10 @@ json mapping_json(const StaticMapping &sm)
 		j["libvirt_network"] = sm.libvirt_network;
 	if (!sm.lease_mac.empty())
 		j["lease_mac"] = sm.lease_mac;
+	if (!sm.vm.empty() || !sm.libvirt_network.empty())
+		j["origin"] = sm.from_metadata ? "metadata" : "cli";
+	if (!sm.pending.empty())
+		j["pending"] = sm.pending;
 	return j;
 }
 
@@ -347,6 +351,23 @@ StaticMapping mapping_from_json(const json &o, const std::string &field)
 			    "invalid '" + printable(*mac) + "': expected aa:bb:cc:dd:ee:ff");
 		sm.lease_mac = *mac;
 	}
+	// Absent in older configs, whose hooks owned every mapping named
+	// for their VM or network.
+	const auto origin = get_opt_string(o, "origin", p);
+	if (origin && *origin != "metadata" && *origin != "cli")
+		bad(p + "origin", "'" + printable(*origin) + "' is not metadata or cli");
+	if (origin && sm.vm.empty() && sm.libvirt_network.empty())
+		bad(p + "origin", "given without vm or libvirt_network");
+	sm.from_metadata = origin ? *origin == "metadata" :
+				    !sm.vm.empty() || !sm.libvirt_network.empty();
+	if (auto why = get_opt_string(o, "pending", p)) {
+		if (why->empty() || !is_printable_text(*why))
+			bad(p + "pending", "expected the reason a mapping waits for");
+		sm.pending = *why;
+	}
+	// Only a pending mapping waits for its guest's lease.
+	if (sm.pending.empty() && !sm.m.v6 && !sm.m.guest_addr)
+		bad(p + "guest", "'" + guest + "' is no guest address");
 	return sm;
 }
 
@@ -511,8 +532,10 @@ Config config_from_json(const json &j)
 			if (!o.is_object())
 				bad(p, "expected an object");
 			Detached d;
-			d.uplink = get_string(o, "uplink", p + ".");
-			if (d.uplink != "auto")
+			// "": never attached; a libvirt hook recorded pending
+			// mappings for the bridge (attach takes them).
+			d.uplink = get_opt_string(o, "uplink", p + ".").value_or("");
+			if (!d.uplink.empty() && d.uplink != "auto")
 				checked(p + ".uplink", [&] { check_ifname(d.uplink); });
 			const json &mappings = member(o, "mappings", p + ".mappings");
 			if (!mappings.is_array())

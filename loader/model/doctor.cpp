@@ -44,11 +44,7 @@ DoctorFinding finding(const char *check, Severity s, std::string what, std::stri
 // means '/'): systemd-escape does it where the name needs it.
 std::string unit_name(const std::string &bridge)
 {
-	const bool plain =
-		!bridge.empty() && bridge[0] != '.' &&
-		bridge.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
-					 "0123456789:_.") == std::string::npos;
-	return plain ? "kvmxdp@" + bridge : "\"kvmxdp@$(systemd-escape -- " + q(bridge) + ")\"";
+	return unit_instance_shell("kvmxdp", bridge);
 }
 
 // The instance's service, for fixes that restart it.
@@ -259,8 +255,10 @@ std::vector<DoctorFinding> check_gateway(const DoctorFacts &f)
 				" dev " + q(f.bridge)));
 		return out;
 	}
+	// Skipped on request: a note.  Could not listen: the check is blind,
+	// which is not "nothing wrong" (a warning, a non-zero exit).
 	if (f.arp_listen_ms <= 0)
-		return {finding("gateway", Severity::Note,
+		return {finding("gateway", f.arp_error.empty() ? Severity::Note : Severity::Warning,
 				"guests' gateways not checked (" +
 					(f.arp_error.empty() ?
 						 std::string("--arp-wait 0") :
@@ -689,8 +687,15 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f)
 						"; firewall-cmd --reload"));
 		}
 	}
-	for (const auto &u : f.firewall_unread)
-		out.push_back(finding("firewall", Severity::Note, "not read: " + p(u)));
+	// A tool that is not installed holds no rules (a note); one that
+	// failed (run_firewall_tool: "TOOL: ... failed") leaves a ruleset
+	// unread that may drop the guests' traffic: not checked is a
+	// warning, not a clean bill.
+	for (const auto &u : f.firewall_unread) {
+		const bool absent = u.find(": not installed (") != std::string::npos;
+		out.push_back(finding("firewall", absent ? Severity::Note : Severity::Warning,
+				      (absent ? "not read: " : "not read (not checked): ") + p(u)));
+	}
 	return out;
 }
 

@@ -55,6 +55,9 @@ size_t expand_var(const std::string &line, size_t i, const std::map<std::string,
 	}
 	auto it = vars.find(name);
 	if (it != vars.end()) {
+		if (cur.size() + it->second.size() > kShellWordMax)
+			throw Error("$" + printable(name) + " makes a word longer than " +
+				    std::to_string(kShellWordMax) + " bytes");
 		cur += it->second;
 	} else {
 		cur += line.substr(i, end - i + 1);
@@ -209,9 +212,15 @@ std::vector<std::string> shell_words(const std::string &line,
 	std::vector<std::string> words;
 	std::string cur;
 	bool have = false, single = false, dbl = false;
+	size_t total = 0;
 	auto flush = [&] {
-		if (have)
+		if (have) {
+			total += cur.size();
+			if (total > kShellExpansionMax)
+				throw Error("the line expands to more than " +
+					    std::to_string(kShellExpansionMax) + " bytes");
 			words.push_back(cur);
+		}
 		cur.clear();
 		have = false;
 	};
@@ -302,6 +311,7 @@ IptInput read_iptables(const std::string &text)
 	}
 
 	std::map<std::string, std::string> vars;
+	size_t var_bytes = 0;				 // their values' sizes
 	std::vector<std::pair<int, std::string>> guests; // (if depth, name)
 	int if_depth = 0;
 	std::string table; // iptables-save's current `*table`
@@ -351,7 +361,12 @@ IptInput read_iptables(const std::string &text)
 				t = trim(t.substr(close + 1));
 		}
 		std::string unset;
-		auto words = shell_words(t, vars, &unset);
+		std::vector<std::string> words;
+		try {
+			words = shell_words(t, vars, &unset);
+		} catch (const Error &e) {
+			throw Error("line " + std::to_string(lineno) + ": " + e.what());
+		}
 		// One command per `;`, `&&`, `||`, `|`.
 		std::vector<std::vector<std::string>> cmds(1);
 		for (auto &w : words) {
@@ -388,7 +403,15 @@ IptInput read_iptables(const std::string &text)
 				k++;
 			if (k < cmd.size() && is_assignment(cmd[k]) && k + 1 == cmd.size()) {
 				auto eq = cmd[k].find('=');
-				vars[cmd[k].substr(0, eq)] = cmd[k].substr(eq + 1);
+				std::string &v = vars[cmd[k].substr(0, eq)];
+				var_bytes -= v.size();
+				v = cmd[k].substr(eq + 1);
+				var_bytes += v.size();
+				// Each word is capped, not their number: A=$B, B=$A...
+				if (var_bytes > kShellExpansionMax)
+					throw Error("line " + std::to_string(lineno) +
+						    ": the variables hold more than " +
+						    std::to_string(kShellExpansionMax) + " bytes");
 				continue;
 			}
 			while (k < cmd.size() && (cmd[k] == "sudo" || cmd[k] == "command" ||
@@ -1442,9 +1465,12 @@ std::string format_import(const ImportResult &r, const std::string &source)
 	o << "# kvmxdp import: " << r.rules << " rule" << (r.rules == 1 ? "" : "s") << " read from "
 	  << source << "\n";
 	for (const auto &a : r.attach) {
+		// The instance as the unit's %I unescapes it (`br-lan`: a '-'
+		// reads as '/' unless escaped), and the name printable.
 		o << "# the daemon: stays in the foreground (at boot: `kvmxdp install`, then "
-		     "`systemctl enable --now kvmxdp@"
-		  << (a.bridge.empty() ? "BRIDGE" : a.bridge) << "`)\n";
+		     "`systemctl enable --now "
+		  << (a.bridge.empty() ? "kvmxdp@BRIDGE" : unit_instance_shell("kvmxdp", a.bridge))
+		  << "`)\n";
 		o << a.command() << "   # " << lines_of(a.from) << "\n";
 	}
 	if (r.attach.empty())

@@ -28,6 +28,12 @@ namespace kvmxdp {
 // operators `;`, `&&`, `||` and `|` are words of their own.  A variable
 // vars does not hold stays as written and is named in *unset (the first
 // one), so that a rule built from it is reported rather than misread.
+// Expansion is bounded (`A=$B$B$B…` doubles with every line; --apply runs
+// as root): a word longer than kShellWordMax or a line's words together
+// longer than kShellExpansionMax throw Error; read_iptables names the line
+// and caps the variables' values together the same way.
+constexpr size_t kShellWordMax = size_t{64} << 10;
+constexpr size_t kShellExpansionMax = size_t{1} << 20;
 std::vector<std::string> shell_words(const std::string &line,
 				     const std::map<std::string, std::string> &vars,
 				     std::string *unset = nullptr);
@@ -64,7 +70,8 @@ struct IptInput {
 // iptables-save (`*nat`, `:CHAIN`, `-A CHAIN ...`, `COMMIT`), `iptables [-t
 // T] -S` (`-P`, `-N`, `-A`; the table guessed from its built-in chains, as
 // `-S` does not print it) and shell scripts (`[sudo] [/sbin/]iptables ...`
-// commands, `VAR=value` assignments, backslash continuations).
+// commands, `VAR=value` assignments, backslash continuations).  Throws
+// Error naming the line whose expansion passes the caps above.
 IptInput read_iptables(const std::string &text);
 
 // ---------------------------------------------------------------- translating

@@ -244,6 +244,8 @@ std::string NetId::str() const
 
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 {
+	if (!sm.pending.empty())
+		return false;
 	if (!sm.network)
 		return true;
 	const NetId &rec = *sm.network;
@@ -452,6 +454,9 @@ void check_recorded_mappings(const std::vector<StaticMapping> &mappings, const I
 	ctx.subnet6_unknown_ok = true;
 	std::vector<Mapping> before;
 	for (size_t k = 0; k < mappings.size(); k++) {
+		// Checked when the daemon makes it (promote_pending).
+		if (!mappings[k].pending.empty())
+			continue;
 		try {
 			check_mapping(mappings[k].m, before, ctx);
 		} catch (const Error &e) {
@@ -518,6 +523,77 @@ uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId>
 	if (cur && cur->net.contains(sm.m.ext_addr))
 		return cur->net.prefix;
 	return 32;
+}
+
+std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
+				       const std::vector<size_t> &moved, const MappingContext &ctx)
+{
+	std::vector<std::string> held;
+	for (size_t k : moved) {
+		StaticMapping &sm = mappings.at(k);
+		if (!sm.pending.empty())
+			continue;
+		std::vector<Mapping> others;
+		for (size_t j = 0; j < mappings.size(); j++)
+			if (j != k && mappings[j].pending.empty())
+				others.push_back(mappings[j].m);
+		try {
+			check_mapping(sm.m, others, ctx);
+		} catch (const Error &e) {
+			sm.pending = std::string("its guest's DHCP lease moved it: ") + e.what();
+			held.push_back((sm.vm.empty() ? "" : "vm " + sm.vm + ": ") + sm.pending);
+		}
+	}
+	return held;
+}
+
+std::string vm_stopped_reason(const std::string &vm)
+{
+	return "domain '" + printable(vm) + "' is not running (made again when it starts)";
+}
+
+bool waits_for_vm_start(const StaticMapping &sm)
+{
+	return !sm.from_metadata && !sm.vm.empty() && sm.pending == vm_stopped_reason(sm.vm);
+}
+
+std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
+				    const std::optional<NetId> &cur, bool *changed)
+{
+	std::vector<size_t> made;
+	if (changed)
+		*changed = false;
+	for (size_t k = 0; k < mappings.size(); k++) {
+		StaticMapping &sm = mappings[k];
+		if (sm.pending.empty() || waits_for_vm_start(sm))
+			continue;
+		std::string why;
+		if (!sm.m.v6 && !sm.m.guest_addr) {
+			why = "no address for MAC " + sm.lease_mac + " yet (no DHCP lease)";
+		} else if (!sm.m.v6 && (!cur || !ctx.uplink_addr)) {
+			why = "the uplink has no IPv4 address yet";
+		} else {
+			std::vector<Mapping> others;
+			for (const auto &o : mappings)
+				if (o.pending.empty())
+					others.push_back(o.m);
+			try {
+				check_mapping(sm.m, others, ctx);
+			} catch (const Error &e) {
+				why = e.what();
+			}
+		}
+		const std::string was = sm.pending;
+		sm.pending = why;
+		if (why.empty()) {
+			if (!sm.m.v6)
+				sm.network = cur;
+			made.push_back(k);
+		}
+		if (changed && sm.pending != was)
+			*changed = true;
+	}
+	return made;
 }
 
 } // namespace kvmxdp

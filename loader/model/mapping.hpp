@@ -33,7 +33,7 @@ struct Mapping {
 	Ipv6Addr ext_addr6{}; // v6 only; all 0 with ext_uplink
 	Ipv6Addr guest_addr6{};
 	MappingProto proto = MappingProto::Any; // Any: 1:1, whole address, ports kept
-	PortRange ext_ports{};		// port forwards only
+	PortRange ext_ports{};			// port forwards only
 	PortRange guest_ports{};
 
 	bool one_to_one() const { return proto == MappingProto::Any; }
@@ -160,15 +160,29 @@ struct StaticMapping {
 	// The MAC whose DHCP lease gave the guest address (no static DHCP
 	// host entry): the daemon moves the mapping when that lease moves.
 	std::string lease_mac{};
+	// Who made a mapping with a vm or libvirt_network: that object's
+	// kvmxdp metadata (the hooks replace it at "started" and remove it
+	// at "stopped"), or `map add ... vm:NAME` (an administrator's: it
+	// outlives the VM's stops; "started" re-resolves its guest address).
+	bool from_metadata = false;
+	// Why a mapping a libvirt hook recorded is not in the datapath yet
+	// ("": it is).  A hook must not make libvirt refuse to start a VM
+	// for what may pass (no lease yet, no uplink address, a 1:1 address
+	// of another network, an ARP conflict): the mapping waits here and
+	// the daemon makes it once it can (promote_pending).  Its guest
+	// address is 0 while its lease_mac has no lease.
+	std::string pending{};
 	bool operator==(const StaticMapping &o) const
 	{
 		return m == o.m && add_address == o.add_address && network == o.network &&
 		       vm == o.vm && libvirt_network == o.libvirt_network &&
-		       lease_mac == o.lease_mac;
+		       lease_mac == o.lease_mac && from_metadata == o.from_metadata &&
+		       pending == o.pending;
 	}
 };
 
-// Active on the current network (cur unset: the uplink has no address):
+// Active on the current network (cur unset: the uplink has no address;
+// a pending mapping never is):
 // same subnet and gateway, and the gateway's MAC as recorded.  A recorded
 // MAC that the current network does not know yet keeps the mapping
 // suspended (same subnet and gateway IP are no proof); none recorded: the
@@ -177,5 +191,33 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
 // The prefix length an `--add-address` address gets on the uplink: the
 // network's when the address is on it, else a host route's (32).
 uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId> &cur);
+
+// The mappings of `moved` (indices: their guest address just followed a
+// DHCP lease) that now clash with another mapping, one not pending (the
+// lease gave the address of another VM's mapping to this guest): made
+// pending, out of the datapath, rather than left on the old address, which
+// the DHCP server may give to yet another guest.  promote_pending makes
+// them again once the clash is gone.  ctx as for check_recorded_mappings
+// (no network checks).  Returns one line per mapping held.
+std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
+				       const std::vector<size_t> &moved, const MappingContext &ctx);
+
+// The reason a `map add ... vm:NAME` mapping waits while its domain is not
+// running (its hook's "stopped"): its guest address, or its MAC's lease,
+// may be given to another guest meanwhile (a DHCP client can ask for any
+// MAC's lease), which must not receive the VM's forwards.  Only the
+// domain's "started" makes it again (mapping_retarget_vm), never
+// promote_pending.
+std::string vm_stopped_reason(const std::string &vm);
+bool waits_for_vm_start(const StaticMapping &sm);
+
+// Makes the pending mappings (StaticMapping::pending) that can be made now:
+// a guest address known, the uplink on a network (cur, ctx.uplink_addr
+// and ctx.uplink_net), and check_mapping passed against the mappings
+// that are not pending.  A made one is tied to cur as `map add` ties it;
+// the others get the reason they wait for.  Returns the indices of the
+// mappings made; `changed` says whether anything (a reason too) changed.
+std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
+				    const std::optional<NetId> &cur, bool *changed = nullptr);
 
 } // namespace kvmxdp

@@ -222,9 +222,11 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	// made read-only below (kernel/core_pattern or kernel/modprobe written
 	// by root run a program of its choice outside the sandbox): the
 	// sysctls kvmxdp writes (net/ipv4/conf/BR/forwarding,
-	// net/ipv4/ip_local_reserved_ports) and the bpffs are reopened.  The
+	// net/ipv4/ip_local_reserved_ports, and with IPv6 on
+	// net/ipv6/conf/BR/forwarding) and the bpffs are reopened.  The
 	// deeper path wins whichever list names it.
-	writable += " /proc/sys/net/ipv4";
+	// ("-": a kernel booted with ipv6.disable=1 has no net/ipv6.)
+	writable += " /proc/sys/net/ipv4 -/proc/sys/net/ipv6/conf";
 	if (!bpffs.empty()) {
 		writable += " " + sd_path("-" + normalize_dir(bpffs));
 		mounts = "RequiresMountsFor=" + sd_path(normalize_dir(bpffs)) + "\n";
@@ -293,14 +295,16 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "\n"
 	       "# The sandbox (systemd-networkd's unit is the model).  Root with these\n"
 	       "# capabilities only: CAP_BPF (maps, programs, pins), CAP_NET_ADMIN (TC,\n"
-	       "# XDP and cgroup hooks, netlink, the forwarding sysctl), CAP_PERFMON\n"
+	       "# XDP and cgroup hooks, netlink, the forwarding sysctls), CAP_PERFMON\n"
 	       "# (the verifier accepts the datapath's packet pointer arithmetic only\n"
-	       "# with it).\n"
-	       "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON\n"
+	       "# with it), CAP_NET_RAW (the RFC 5227 ARP probes of a mapped address\n"
+	       "# coming back, and relay's router advertisements: raw ICMPv6).\n"
+	       "CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_NET_RAW\n"
 	       "NoNewPrivileges=yes\n"
 	       "UMask=0077\n"
 	       "# Read-only but the config, the pid files, the bpffs and the sysctls of\n"
-	       "# net/ipv4 (forwarding, reserved ports): /proc/sys, /proc/sysrq-trigger\n"
+	       "# net/ipv4 (forwarding, reserved ports) and net/ipv6/conf (the bridge's\n"
+	       "# forwarding with IPv6 on): /proc/sys, /proc/sysrq-trigger\n"
 	       "# and /sys too, where root could otherwise run a program outside the\n"
 	       "# sandbox (kernel/core_pattern, kernel/modprobe, uevent_helper).\n"
 	       "ProtectSystem=strict\n" +
@@ -315,10 +319,15 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "ProtectHostname=yes\n"
 	       "# The daemon reads /proc/self and /proc/sys only.\n"
 	       "ProtectProc=invisible\n"
-	       "# Netlink, glibc's interface name ioctls (AF_UNIX) and the network\n"
-	       "# namespace's cookie (AF_INET); the daemon sends no IP packet itself.\n"
-	       "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET\n"
+	       "# Netlink, glibc's interface name ioctls (AF_UNIX), the network\n"
+	       "# namespace's cookie and the metrics endpoint (AF_INET), relay's router\n"
+	       "# advertisements (AF_INET6 raw ICMPv6), ARP probes (AF_PACKET).\n"
+	       "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6 AF_PACKET\n"
+	       "# No IP traffic but a scrape of --metrics on loopback (another address\n"
+	       "# needs its own IPAddressAllow= in a drop-in).  ARP and the datapath's\n"
+	       "# packets are not the unit's IP traffic.\n"
 	       "IPAddressDeny=any\n"
+	       "IPAddressAllow=localhost\n"
 	       "RestrictNamespaces=yes\n"
 	       "RestrictRealtime=yes\n"
 	       "RestrictSUIDSGID=yes\n"
@@ -342,8 +351,6 @@ std::string unit_text(const std::string &exe, const std::string &config, const s
 	       "#   ProcSubset=pid: hides /proc/sys.\n"
 	       "# - PrivateNetwork=, PrivateUsers=: the datapath is the host's network,\n"
 	       "#   and the capabilities must be the initial user namespace's.\n"
-	       "# - CAP_NET_RAW, AF_PACKET, AF_INET6: only `map add` probes ARP, from a\n"
-	       "#   shell; the daemon opens no packet or IPv6 socket.\n"
 	       "# - CAP_SYS_ADMIN, @mount: the daemon mounts nothing here (/sys/fs/bpf\n"
 	       "#   and the cgroup v2 root are systemd's mounts).\n"
 	       "\n"
@@ -380,11 +387,12 @@ std::string hook_text(const std::string &config, const std::string &exe, const s
 	// up on a bridge that libvirt creates only now.
 	//
 	// The mappings in the network's kvmxdp metadata come first (they are
-	// recorded in the config, which the daemon then starts with); their
-	// error is the hook's exit status, which makes libvirt refuse to
-	// start the network with one error line rather than start it without
-	// them.  A binary that is gone (the package removed, this conffile
-	// kept) is skipped.
+	// recorded in the config, which the daemon then starts with).  Only
+	// malformed metadata is an error, the hook's exit status, which makes
+	// libvirt refuse to start the network with one error line; what may
+	// pass (the bridge not attached yet, no uplink address) leaves the
+	// mappings pending for the daemon.  A binary that is gone (the
+	// package removed, this conffile kept) is skipped.
 	return "#!/bin/sh\n"
 	       "# kvmxdp libvirt network hook (written by `kvmxdp install`): makes and\n"
 	       "# removes the mappings in a network's kvmxdp metadata, and when a\n"
@@ -446,8 +454,9 @@ std::string qemu_hook_text(const std::string &exe, const std::string &config,
 	// `NAME OPERATION SUBOP EXTRA` with the domain XML on stdin, beside a
 	// user's own hooks/qemu.  kvmxdp reads the XML and libvirt's files
 	// only (never virsh: libvirtd waits for the hook).  A failed "started"
-	// makes libvirt stop the domain: an invalid kvmxdp metadata is an
-	// error line there, not a VM running without its forwards.
+	// makes libvirt stop the domain: malformed kvmxdp metadata is an
+	// error line there, not a VM running without its forwards; what may
+	// pass (no lease yet, no uplink address) is not (pending mappings).
 	return "#!/bin/sh\n"
 	       "# kvmxdp libvirt qemu hook (written by `kvmxdp install`): makes the\n"
 	       "# mappings in a domain's kvmxdp metadata when it has started and\n"

@@ -69,6 +69,7 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 
 	Daemon daemon(inst, *at.tc, at.uplink_ifindex, g.config);
 	daemon.set_sysctl_root(g.sysctl_root);
+	daemon.set_libvirt_root(g.libvirt_root);
 	{
 		const std::string pid = pid_file_for(g.run_dir, inst.bpffs, inst.bridge);
 		daemon.set_state_prefix(pid.substr(0, pid.size() - 4));

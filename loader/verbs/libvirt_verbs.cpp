@@ -10,7 +10,6 @@
 #include "base/error.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
-#include "base/rollback.hpp"
 #include "base/netaddr.hpp"
 #include "base/text.hpp"
 #include "control/guest_stats.hpp"
@@ -45,15 +44,19 @@ std::optional<LibvirtNetwork> load_network(const std::string &r, const std::stri
 }
 
 struct Guest {
-	std::string bridge;
-	uint32_t addr = 0;
-	// The MAC, when its lease gave the address (no static host entry):
-	// the daemon follows that lease.
+	std::string bridge;    // "": not known (why says so)
+	bool attached = false; // bridge is an instance's
+	uint32_t addr = 0;     // 0: not known yet (why says so)
+	// The MAC, when its lease gives the address (no static host entry):
+	// the daemon follows that lease (and waits for it while addr is 0).
 	std::string lease_mac;
+	std::string why;
 };
 
 // The bridge and guest address of a domain's kvmxdp interface; `cfg` names
-// the instances.
+// the instances.  What may still come (the bridge's instance, the guest's
+// lease) is said in `why`; throws only for what the domain's XML must say
+// (which of two served interfaces).
 Guest guest_of(const GlobalOptions &g, const LibvirtDomain &d, const std::string &vm,
 	       const Config &cfg)
 {
@@ -80,43 +83,88 @@ Guest guest_of(const GlobalOptions &g, const LibvirtDomain &d, const std::string
 		net = network(i.network);
 	Guest gu;
 	gu.bridge = !i.bridge.empty() ? i.bridge : net ? net->bridge : "";
-	if (gu.bridge.empty())
-		throw Error("domain '" + printable(vm) + "': the bridge of network '" +
-			    printable(i.network) + "' is not known (no " + printable(root) +
-			    "/run/libvirt/network/" + printable(i.network) + ".xml or " +
-			    printable(root) + "/etc/libvirt/qemu/networks/" + printable(i.network) +
-			    ".xml)");
+	if (gu.bridge.empty()) {
+		gu.why = "domain '" + printable(vm) + "': the bridge of network '" +
+			 printable(i.network) + "' is not known (no " + printable(root) +
+			 "/run/libvirt/network/" + printable(i.network) + ".xml or " +
+			 printable(root) + "/etc/libvirt/qemu/networks/" + printable(i.network) +
+			 ".xml)";
+		return gu;
+	}
 	check_ifname(gu.bridge);
 	const Instance *inst = cfg.find(gu.bridge);
+	gu.attached = inst != nullptr;
 	if (!inst)
-		throw not_attached(gu.bridge, config_path,
-				   "the bridge of domain '" + printable(vm) + "'");
+		gu.why = not_attached(gu.bridge, config_path,
+				      "the bridge of domain '" + printable(vm) + "'")
+				 .what();
 	const std::vector<LibvirtDhcpHost> hosts = net ? net->hosts :
 							 std::vector<LibvirtDhcpHost>{};
-	auto a = libvirt_guest_addr(i.mac, hosts, instance_leases(*inst),
-				    static_cast<int64_t>(std::time(nullptr)));
-	if (!a)
-		throw Error("domain '" + printable(vm) + "': no address for MAC " + i.mac +
-			    " (no static DHCP host entry in network '" + printable(i.network) +
-			    "' and no lease in " + leases_path(inst->dhcp_leases, inst->bridge) +
-			    "): add <host mac='" + i.mac + "' ip='...'/> to the network's <dhcp>");
-	gu.addr = *a;
+	// Not attached: which lease file attach will read is not known yet;
+	// a static host entry gives the address all the same.
+	std::optional<uint32_t> a;
+	try {
+		a = libvirt_guest_addr(i.mac, hosts,
+				       inst ? instance_leases(*inst) : std::vector<Lease>{},
+				       static_cast<int64_t>(std::time(nullptr)));
+	} catch (const Error &e) {
+		// Two current leases: the daemon waits until one is left.
+		if (gu.why.empty())
+			gu.why = "domain '" + printable(vm) + "': " + e.what();
+	}
 	if (!libvirt_guest_addr(i.mac, hosts, {}, 0))
 		gu.lease_mac = i.mac;
+	if (a)
+		gu.addr = *a;
+	else if (gu.why.empty())
+		gu.why = "domain '" + printable(vm) + "': no address for MAC " + i.mac +
+			 " (no static DHCP host entry in network '" + printable(i.network) +
+			 "' and no lease in " + leases_path(inst->dhcp_leases, inst->bridge) +
+			 "): add <host mac='" + i.mac + "' ip='...'/> to the network's <dhcp>";
 	return gu;
 }
 
-std::string read_all(std::istream &in, const std::string &what)
+// A hook's standard input, read to its end whatever it holds: libvirt
+// writes the XML into a pipe and must not see it closed early.  More than
+// kLibvirtXmlMax bytes are drained, not kept (`oversized`): a domain
+// without kvmxdp metadata may be that large.
+struct HookInput {
+	std::string xml;
+	bool oversized = false;
+	// kvmxdp's namespace is named: the only XML a hook parses.
+	bool ours() const { return xml.find(kLibvirtXmlns) != std::string::npos; }
+};
+
+HookInput drain(std::istream &in)
 {
-	std::string text;
+	HookInput h;
 	char buf[8192];
 	while (in.read(buf, sizeof(buf)) || in.gcount() > 0) {
-		text.append(buf, static_cast<size_t>(in.gcount()));
-		if (text.size() > kLibvirtXmlMax)
-			throw Error(what + ": more than " + std::to_string(kLibvirtXmlMax) +
-				    " bytes of XML");
+		const auto n = static_cast<size_t>(in.gcount());
+		if (h.xml.size() + n > kLibvirtXmlMax)
+			h.oversized = true;
+		else
+			h.xml.append(buf, n);
 	}
-	return text;
+	return h;
+}
+
+// Whether the hook's XML is to be parsed for kvmxdp's metadata: only when
+// it names kvmxdp's namespace (foreign XML is never parsed, so it never
+// fails a start).  Oversized XML naming it is an error; oversized XML that
+// does not (in its first kLibvirtXmlMax bytes) is left alone.
+enum class Metadata { None, Present, Unread };
+Metadata metadata_of(const HookInput &in, const std::string &what)
+{
+	if (in.oversized && in.ours())
+		throw Error(what + ": more than " + std::to_string(kLibvirtXmlMax) +
+			    " bytes of XML");
+	if (in.oversized) {
+		log_warn(what + ": more than " + std::to_string(kLibvirtXmlMax) +
+			 " bytes of XML, not read for kvmxdp metadata: nothing changed");
+		return Metadata::Unread;
+	}
+	return in.ours() ? Metadata::Present : Metadata::None;
 }
 
 using Owned = std::function<bool(const StaticMapping &)>;
@@ -131,7 +179,63 @@ std::vector<StaticMapping> owned_mappings(const Config &cfg, const std::string &
 			for (const auto &sm : inst.mappings)
 				if (owned(sm))
 					out.push_back(sm);
+	// Pending ones recorded for a bridge not attached (record_pending).
+	for (const auto &[br, det] : cfg.detached)
+		if (bridge.empty() || br == bridge)
+			for (const auto &sm : det.mappings)
+				if (owned(sm))
+					out.push_back(sm);
 	return out;
+}
+
+// A mapping a hook could not make now: recorded with why, for the daemon
+// to make (StaticMapping::pending); a bridge not attached yet keeps it
+// with what a detach keeps, which its attach takes.
+void record_pending(const GlobalOptions &g, const std::string &bridge, StaticMapping sm,
+		    const std::string &why, std::ostream &out)
+{
+	sm.pending = why;
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
+	if (Instance *inst = cfg->find(bridge))
+		inst->mappings.push_back(sm);
+	else
+		cfg->detached[bridge].mappings.push_back(sm);
+	cfg.save();
+	log_warn((sm.vm.empty() ? "network '" + printable(sm.libvirt_network) :
+				  "domain '" + printable(sm.vm)) +
+		 "': mapping " + sm.m.str() + " waits (made when it can be): " + why);
+	out << "kvmxdp: pending " << sm.m.str() << " bridge=" << bridge
+	    << (sm.vm.empty() ? "" : " vm=" + printable(sm.vm))
+	    << (sm.libvirt_network.empty() ? "" : " network=" + printable(sm.libvirt_network))
+	    << std::endl;
+}
+
+// Removes the pending mappings `owned` selects (nothing of them is in the
+// datapath: the daemon's next sync drops a held address); a detached
+// record left empty and never attached goes too.
+size_t remove_pending(const GlobalOptions &g, const Owned &owned)
+{
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
+	size_t n = 0;
+	auto drop = [&](std::vector<StaticMapping> &ms) {
+		const auto it = std::remove_if(ms.begin(), ms.end(), [&](const StaticMapping &sm) {
+			return !sm.pending.empty() && owned(sm);
+		});
+		n += static_cast<size_t>(ms.end() - it);
+		ms.erase(it, ms.end());
+	};
+	for (auto &inst : cfg->instances)
+		drop(inst.mappings);
+	for (auto it = cfg->detached.begin(); it != cfg->detached.end();) {
+		drop(it->second.mappings);
+		if (it->second.uplink.empty() && it->second.mappings.empty())
+			it = cfg->detached.erase(it);
+		else
+			++it;
+	}
+	if (n)
+		cfg.save();
+	return n;
 }
 
 MappingOptions options_of(const std::string &bridge, const Mapping &m)
@@ -153,12 +257,14 @@ MappingOptions options_of(const std::string &bridge, const Mapping &m)
 size_t remove_owned(const GlobalOptions &g, const Owned &owned, std::ostream &out)
 {
 	constexpr int kPasses = 3;
-	size_t n = 0;
+	size_t n = remove_pending(g, owned);
 	for (int pass = 1;; pass++) {
 		const Config cfg = ConfigStore(g.config).load();
 		bool left = false;
 		for (const auto &inst : cfg.instances)
-			for (const auto &sm : owned_mappings(cfg, inst.bridge, owned)) {
+			for (const auto &sm : inst.mappings) {
+				if (!owned(sm) || !sm.pending.empty())
+					continue;
 				try {
 					mapping_del(g, options_of(inst.bridge, sm.m), out);
 					n++;
@@ -173,16 +279,23 @@ size_t remove_owned(const GlobalOptions &g, const Owned &owned, std::ostream &ou
 	}
 }
 
-// Makes `ms` on `bridge` for their owner, replacing what it had: all of
-// them or, after an error, none (the ones made are deleted again).
+// Makes `ms` on `bridge` for their owner, replacing what it had.  What
+// cannot be made now (`why`: for all of them; else map add's refusal of
+// one) is recorded pending, for the daemon to make: libvirt must not
+// refuse to start a VM or a network for what may pass.
 void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::vector<Mapping> &ms,
-		 const std::string &vm, const std::string &network, const std::string &lease_mac,
-		 const Owned &owned, std::ostream &out)
+		 const StaticMapping &owner, const std::string &why, const Owned &owned,
+		 std::ostream &out)
 {
+	const std::string who = owner.vm.empty() ? "network '" + printable(owner.libvirt_network) :
+						   "domain '" + printable(owner.vm);
 	const Config cfg = ConfigStore(g.config).load();
 	std::vector<Mapping> have;
-	for (const auto &sm : owned_mappings(cfg, "", owned))
+	size_t waiting = 0;
+	for (const auto &sm : owned_mappings(cfg, "", owned)) {
 		have.push_back(sm.m);
+		waiting += !sm.pending.empty();
+	}
 	auto same = [&] {
 		if (have.size() != ms.size() ||
 		    owned_mappings(cfg, bridge, owned).size() != ms.size())
@@ -192,25 +305,32 @@ void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::v
 				return false;
 		return true;
 	};
-	if (same()) {
-		out << "kvmxdp: " << (vm.empty() ? "network '" + network : "domain '" + vm)
-		    << "': " << ms.size() << " mapping(s) in place already" << std::endl;
+	// A pending one for want of its address is retried here (the
+	// lease may be there now); others wait for the daemon.
+	if (same() && (why.empty() || waiting == ms.size())) {
+		out << "kvmxdp: " << who << "': " << ms.size() << " mapping(s) in place already"
+		    << (waiting ? " (" + std::to_string(waiting) + " pending)" : "") << std::endl;
 		return;
 	}
 	remove_owned(g, owned, out);
-	Rollback undo;
 	for (const auto &m : ms) {
+		StaticMapping sm = owner;
+		sm.m = m;
+		if (!why.empty()) {
+			record_pending(g, bridge, sm, why, out);
+			continue;
+		}
 		MappingOptions o = options_of(bridge, m);
-		o.vm = vm;
-		o.libvirt_network = network;
-		o.lease_mac = lease_mac;
-		mapping_add(g, o, out);
-		undo.add("map add " + m.str(), [&g, &bridge, m] {
-			std::ostringstream quiet;
-			mapping_del(g, options_of(bridge, m), quiet);
-		});
+		o.vm = owner.vm;
+		o.libvirt_network = owner.libvirt_network;
+		o.lease_mac = owner.lease_mac;
+		o.from_metadata = true;
+		try {
+			mapping_add(g, o, out);
+		} catch (const Error &e) {
+			record_pending(g, bridge, sm, e.what(), out);
+		}
 	}
-	undo.commit();
 }
 
 // The mappings an owner has no more (its metadata is gone, it stopped).
@@ -233,52 +353,140 @@ void no_metadata(const GlobalOptions &g, const Owned &owned, std::ostream &out)
 	}
 }
 
-void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const std::string &xml,
+// The `map add ... vm:NAME` mappings of a domain that started: moved to
+// its address now (a new lease, a changed host entry).  Their trouble is
+// a warning: libvirt starts the VM regardless.
+void retarget_cli(const GlobalOptions &g, const LibvirtDomain &d, const std::string &vm,
+		  std::ostream &out)
+{
+	try {
+		const Config cfg = ConfigStore(g.config).load();
+		const Owned cli = [&](const StaticMapping &sm) {
+			return !sm.from_metadata && sm.vm == vm;
+		};
+		if (owned_mappings(cfg, "", cli).empty())
+			return;
+		const Guest gu = guest_of(g, d, vm, cfg);
+		if (!gu.attached)
+			throw Error(gu.why);
+		mapping_retarget_vm(g, vm, gu.bridge, gu.addr, gu.lease_mac, out);
+		if (!gu.addr)
+			log_warn(gu.why + ": its mappings stay on their address until its lease "
+					  "comes");
+	} catch (const Error &e) {
+		log_warn("domain '" + printable(vm) +
+			 "': map add vm: mappings not updated: " + e.what());
+	}
+}
+
+void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookInput &in,
 	       std::ostream &out)
 {
 	const std::string &vm = o.object;
 	check_libvirt_name(vm, "domain");
-	const Owned owned = [&](const StaticMapping &sm) { return sm.vm == vm; };
+	// Only what its metadata made: a `map add ... vm:NAME` is the
+	// administrator's, and outlives the VM's stops.
+	const Owned owned = [&](const StaticMapping &sm) {
+		return sm.from_metadata && sm.vm == vm;
+	};
 	const HookAction act = libvirt_qemu_action(o.op, o.subop);
 	if (act == HookAction::None)
 		return;
-	if (act == HookAction::Remove)
-		return drop_owned(g, owned, out);
-	LibvirtDomain d = parse_libvirt_domain(xml, "domain '" + printable(vm) + "' XML");
+	if (act == HookAction::Remove) {
+		drop_owned(g, owned, out);
+		// Its `map add ... vm:` mappings wait for its next start: its
+		// address may go to another guest meanwhile.  A warning: libvirt
+		// goes on either way.
+		try {
+			mapping_vm_stopped(g, vm, out);
+		} catch (const Error &e) {
+			log_warn("domain '" + printable(vm) +
+				 "': map add vm: mappings left active: " + e.what());
+		}
+		return;
+	}
+	const std::string what = "domain '" + printable(vm) + "' XML";
+	const Metadata meta = metadata_of(in, what);
+	if (meta == Metadata::Unread)
+		return;
+	if (meta == Metadata::None) {
+		no_metadata(g, owned, out);
+		// Its `map add ... vm:` mappings, if any: their trouble (the
+		// XML too) is a warning.
+		try {
+			const LibvirtDomain d = parse_libvirt_domain(in.xml, what);
+			retarget_cli(g, d, vm, out);
+		} catch (const Error &e) {
+			if (!owned_mappings(ConfigStore(g.config).load(), "",
+					    [&](const StaticMapping &sm) { return sm.vm == vm; })
+				     .empty())
+				log_warn(e.what());
+		}
+		return;
+	}
+	LibvirtDomain d = parse_libvirt_domain(in.xml, what);
 	if (!d.name.empty() && d.name != vm)
 		throw Error("domain XML of '" + printable(d.name) + "' given for domain '" +
 			    printable(vm) + "'");
-	if (!d.nat.present)
-		return no_metadata(g, owned, out);
+	if (!d.nat.present) {
+		no_metadata(g, owned, out);
+		return retarget_cli(g, d, vm, out);
+	}
 	const Config cfg = ConfigStore(g.config).load();
 	Guest gu = guest_of(g, d, vm, cfg);
+	// Checked whether or not the address is known: malformed metadata
+	// is refused now, not when the lease comes.
 	std::vector<Mapping> ms = libvirt_domain_mappings(d.nat, gu.addr);
-	apply_owned(g, gu.bridge, ms, vm, "", gu.lease_mac, owned, out);
+	if (gu.bridge.empty()) {
+		// Nowhere to record them: said, libvirt goes on.
+		log_warn(gu.why + ": its kvmxdp mappings are not made");
+		return;
+	}
+	StaticMapping owner;
+	owner.vm = vm;
+	owner.lease_mac = gu.lease_mac;
+	owner.from_metadata = true;
+	apply_owned(g, gu.bridge, ms, owner, gu.addr && gu.attached ? "" : gu.why, owned, out);
+	retarget_cli(g, d, vm, out);
 }
 
-void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const std::string &xml,
+void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookInput &in,
 		  std::ostream &out)
 {
 	const std::string &name = o.object;
 	check_libvirt_name(name, "network");
-	const Owned owned = [&](const StaticMapping &sm) { return sm.libvirt_network == name; };
+	const Owned owned = [&](const StaticMapping &sm) {
+		return sm.from_metadata && sm.libvirt_network == name;
+	};
 	const HookAction act = libvirt_network_action(o.op, o.subop);
 	if (act == HookAction::None)
 		return;
 	if (act == HookAction::Remove)
 		return drop_owned(g, owned, out);
-	LibvirtNetwork n = parse_libvirt_network(xml, "network '" + printable(name) + "' XML");
+	const std::string what = "network '" + printable(name) + "' XML";
+	const Metadata meta = metadata_of(in, what);
+	if (meta == Metadata::Unread)
+		return;
+	if (meta == Metadata::None)
+		return no_metadata(g, owned, out);
+	LibvirtNetwork n = parse_libvirt_network(in.xml, what);
 	if (!n.nat.present)
 		return no_metadata(g, owned, out);
 	if (n.bridge.empty())
 		throw Error("network '" + printable(name) + "' has kvmxdp mappings but no bridge");
 	check_ifname(n.bridge);
-	const Config cfg = ConfigStore(g.config).load();
-	if (!cfg.find(n.bridge))
-		throw not_attached(n.bridge, g.config,
-				   "the bridge of network '" + printable(name) + "'");
 	std::vector<Mapping> ms = libvirt_network_mappings(n.nat);
-	apply_owned(g, n.bridge, ms, "", name, "", owned, out);
+	const Config cfg = ConfigStore(g.config).load();
+	StaticMapping owner;
+	owner.libvirt_network = name;
+	owner.from_metadata = true;
+	apply_owned(g, n.bridge, ms, owner,
+		    cfg.find(n.bridge) ?
+			    "" :
+			    not_attached(n.bridge, g.config,
+					 "the bridge of network '" + printable(name) + "'")
+				    .what(),
+		    owned, out);
 }
 
 } // namespace
@@ -286,9 +494,7 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const std
 void libvirt_hook(const GlobalOptions &g, const LibvirtHookOptions &o, std::istream &in,
 		  std::ostream &out)
 {
-	// Read whole whatever the operation: libvirt writes the XML into a
-	// pipe and must not see it closed early.
-	const std::string xml = read_all(in, "libvirt-hook: standard input");
+	const HookInput xml = drain(in);
 	if (o.driver == "qemu")
 		qemu_hook(g, o, xml, out);
 	else if (o.driver == "network")
@@ -313,6 +519,8 @@ std::string libvirt_vm_guest(const GlobalOptions &g, std::string &bridge, std::s
 	LibvirtDomain d = parse_libvirt_domain(f->second, f->first);
 	const Config cfg = ConfigStore(g.config).load();
 	Guest gu = guest_of(g, d, t.name, cfg);
+	if (gu.bridge.empty() || !gu.attached || !gu.addr)
+		throw Error(gu.why);
 	if (!bridge.empty() && bridge != gu.bridge)
 		throw Error("vm:" + printable(t.name) + " is on bridge '" + gu.bridge +
 			    "', not on '" + bridge + "'");

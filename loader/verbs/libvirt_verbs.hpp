@@ -16,12 +16,17 @@
 namespace kvmxdp {
 
 // `kvmxdp libvirt-hook qemu|network OBJECT OP SUBOP [EXTRA]`, run as libvirt
-// runs its hooks (the XML on `in`).  qemu: on "started" the domain's
-// mappings are made for its guest address (replacing what an earlier start
-// made), on "stopped" and "release" every mapping made for OBJECT goes;
-// network: the same with a network's mappings on "started" and "stopped".
-// A domain or network without kvmxdp metadata and nothing mapped for it is
-// left alone without taking a lock.  Throws Error (one line; nothing made).
+// runs its hooks (the XML on `in`, always read to its end).  qemu: on
+// "started" the domain's metadata mappings are made for its guest address
+// (replacing what an earlier start made) and its `map add ... vm:NAME`
+// mappings moved to that address; on "stopped" and "release" the mappings
+// its metadata made go (a `map add ... vm:NAME` stays); network: the same
+// with a network's metadata on "started" and "stopped".  XML that does not
+// name kvmxdp's namespace is never parsed.  What may pass (no lease yet, no
+// uplink address, a 1:1 address of another network, the bridge not
+// attached yet) leaves a mapping pending (StaticMapping::pending) and the
+// hook succeeds; only malformed metadata throws Error (one line; nothing
+// made), which makes libvirt refuse the start.
 struct LibvirtHookOptions {
 	std::string driver; // qemu | network
 	std::string object, op, subop, extra;

@@ -20,6 +20,7 @@
 #include "control/uplink6.hpp"
 #include "control/resume.hpp"
 #include "kernel/arp.hpp"
+#include "control/dad.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/sockets.hpp"
@@ -37,9 +38,11 @@ namespace {
 struct Pins {
 	Fd bind, extaddr, ct, cfg;
 	Fd bind6, ct6, cfg6; // absent in pins of a kvmxdp before IPv6
+	Fd extaddr6;	     // absent in pins of a kvmxdp before ABI 11
 	MapFds fds() const
 	{
-		return {bind.get(), extaddr.get(), ct.get(), bind6.get(), ct6.get(), cfg6.get()};
+		return {bind.get(), extaddr.get(), ct.get(),	  bind6.get(),
+			ct6.get(),  cfg6.get(),	   extaddr6.get()};
 	}
 	// NAT66's address, as for `uplink`; all 0: none (or NAT66 off).
 	Ipv6Addr uplink_addr6() const
@@ -80,6 +83,7 @@ std::optional<Pins> open_pins(const Instance &inst)
 	p.bind6 = opt(KVX_MAP_BIND6);
 	p.ct6 = opt(KVX_MAP_CT6);
 	p.cfg6 = opt(KVX_MAP_CFG6);
+	p.extaddr6 = opt(KVX_MAP_EXTADDR6);
 	return p;
 }
 
@@ -194,9 +198,11 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 						" is an address of " + inst.uplink +
 						", which belongs to the host (forward ports instead)");
 	}
+	// A pending mapping (a hook's) is checked when the daemon makes it.
 	std::vector<Mapping> existing;
 	for (const auto &sm : inst.mappings)
-		existing.push_back(sm.m);
+		if (sm.pending.empty())
+			existing.push_back(sm.m);
 	check_mapping(m, existing, ctx);
 
 	StaticMapping sm;
@@ -208,12 +214,25 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	sm.vm = o.vm;
 	sm.libvirt_network = o.libvirt_network;
 	sm.lease_mac = o.lease_mac;
+	sm.from_metadata = o.from_metadata;
 	const uint32_t ext = m.v6 ? 0 : m.ext(ctx.uplink_addr);
-	// IPv6: nothing to claim with ARP; announcing a 1:1 address with
-	// Neighbour Advertisements (after DAD) is not done here.
+	// IPv6: a literal address is claimed by duplicate address detection
+	// below (not ARP).
 	const bool own = m.v6 || m.ext_uplink || (ctx.uplink_addr && m.ext_addr == ctx.uplink_addr);
 	if (!m.v6)
 		pins = open_pins(inst);
+	// A new IPv6 literal address of a running instance: DAD now (RFC 4862
+	// 5.4, one second), so that the mapping works when the command
+	// returns, as IPv4's probe before it.  Taken: the mapping is made and
+	// held (conflict, shown by `map list`); the daemon checks again later.
+	DadVerdicts dad;
+	std::optional<DadMac> dad_other;
+	if (m.v6 && !m.ext_uplink && m.ext_addr6 != ctx.uplink_addr6 && pins &&
+	    pins->extaddr6.get() >= 0 && !ext_used_by_other(inst, sm) &&
+	    up->mac != std::array<uint8_t, 6>{}) {
+		dad_other = dad_probe(up->ifindex, m.ext_addr6);
+		dad[m.ext_addr6] = dad_other ? DadVerdict::Duplicate : DadVerdict::Free;
+	}
 
 	if (listening && ext)
 		if (auto p = listening->first_listening(ext, m.ext_ports))
@@ -252,6 +271,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 		claimed = true;
 	}
 
+	std::vector<Ipv6Addr> announce6;
 	Rollback rb;
 	if (claimed && o.add_address) {
 		add_ipv4_address(nl, up->ifindex, m.ext_addr, added_address_prefix(sm, cur),
@@ -261,9 +281,11 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	inst.mappings.push_back(sm);
 	if (pins) {
 		const uint32_t ua = pins->uplink_addr();
-		auto r = apply_mappings(pins->fds(), inst.mappings, ua, cur, true);
+		auto r = apply_mappings(pins->fds(), inst.mappings, ua, cur, true, {}, dad);
 		for (const auto &e : r.errors)
 			log_warn(e);
+		for (const Ipv6Addr &a : r.announced6)
+			announce6.push_back(a);
 		rb.add("map entries", [&] {
 			inst.mappings.pop_back();
 			apply_mappings(pins->fds(), inst.mappings, ua, cur);
@@ -273,6 +295,13 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	rb.commit();
 	if (claimed && !o.add_address && up->mac != std::array<uint8_t, 6>{})
 		arp_announce(up->ifindex, up->mac, m.ext_addr);
+	for (const Ipv6Addr &a : announce6)
+		nd_announce(up->ifindex, a);
+	if (dad_other)
+		log_warn("mapping '" + m.str() + "': " + format_ipv6(m.ext_addr6) +
+			 " is in use on the uplink's network (duplicate address detection: " +
+			 format_mac(*dad_other) +
+			 " has it): not announced nor translated until it is free (conflict)");
 	out << "kvmxdp: mapped " << m.str() << " bridge=" << inst.bridge
 	    << (sm.vm.empty() ? "" : " vm=" + printable(sm.vm))
 	    << (sm.libvirt_network.empty() ? "" : " network=" + printable(sm.libvirt_network))
@@ -317,6 +346,97 @@ void mapping_del(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	out << "kvmxdp: unmapped " << m.str() << " bridge=" << inst.bridge << " (" << r.ct_deleted
 	    << " flow(s) dropped)" << std::endl;
 }
+size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const std::string &bridge,
+			   uint32_t addr, const std::string &lease_mac, std::ostream &out)
+{
+	require_caps("map add", {CAP_BPF, CAP_NET_ADMIN});
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
+	Instance *inst = cfg->find(bridge);
+	if (!inst)
+		throw not_attached(bridge, g.config,
+				   "the bridge of domain '" + printable(vm) + "'");
+	size_t n = 0;
+	std::vector<std::string> lines;
+	for (auto &sm : inst->mappings) {
+		if (sm.from_metadata || sm.vm != vm || sm.m.v6)
+			continue;
+		// The VM runs again: its mappings stopped waiting.
+		if (waits_for_vm_start(sm)) {
+			sm.pending.clear();
+			n++;
+		}
+		const uint32_t to = addr ? addr : sm.m.guest_addr;
+		if (to == sm.m.guest_addr && sm.lease_mac == lease_mac)
+			continue;
+		if (to != sm.m.guest_addr)
+			lines.push_back(sm.m.str() + " -> guest " + format_ipv4(to));
+		sm.m.guest_addr = to;
+		sm.lease_mac = lease_mac;
+		n++;
+	}
+	if (!n)
+		return 0;
+	check_recorded_mappings(inst->mappings, inst->subnet, inst->nat_guard(), inst->subnet6);
+	if (auto pins = open_pins(*inst)) {
+		NlSocket nl;
+		std::optional<NetId> cur;
+		if (auto up = find_link(nl, inst->uplink))
+			cur = network_of_link(nl, up->ifindex);
+		auto r = apply_mappings(pins->fds(), inst->mappings, pins->uplink_addr(), cur);
+		for (const auto &e : r.errors)
+			log_warn(e);
+	}
+	cfg.save();
+	for (const auto &l : lines)
+		out << "kvmxdp: vm " << printable(vm) << ": " << l << std::endl;
+	return n;
+}
+
+size_t mapping_vm_stopped(const GlobalOptions &g, const std::string &vm, std::ostream &out)
+{
+	{
+		// Nothing of the VM's: no lock, no write.
+		const Config cfg = ConfigStore(g.config).load();
+		bool any = false;
+		for (const auto &inst : cfg.instances)
+			for (const auto &sm : inst.mappings)
+				any = any ||
+				      (!sm.from_metadata && sm.vm == vm && sm.pending.empty());
+		if (!any)
+			return 0;
+	}
+	require_caps("map add", {CAP_BPF, CAP_NET_ADMIN});
+	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
+	size_t n = 0;
+	for (auto &inst : cfg->instances) {
+		size_t here = 0;
+		for (auto &sm : inst.mappings) {
+			if (sm.from_metadata || sm.vm != vm || !sm.pending.empty())
+				continue;
+			sm.pending = vm_stopped_reason(vm);
+			out << "kvmxdp: vm " << printable(vm) << ": " << sm.m.str()
+			    << " waits until it starts again" << std::endl;
+			here++;
+		}
+		if (!here)
+			continue;
+		n += here;
+		if (auto pins = open_pins(inst)) {
+			NlSocket nl;
+			std::optional<NetId> cur;
+			if (auto up = find_link(nl, inst.uplink))
+				cur = network_of_link(nl, up->ifindex);
+			auto r = apply_mappings(pins->fds(), inst.mappings, pins->uplink_addr(),
+						cur);
+			for (const auto &e : r.errors)
+				log_warn(e);
+		}
+	}
+	if (n)
+		cfg.save();
+	return n;
+}
+
 json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 {
 	Config cfg = ConfigStore(g.config).load();
@@ -332,7 +452,8 @@ json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 			// Not attached (or refused): states from the network only.
 		}
 		for (auto &e : mappings_json(inst, nl, pins ? pins->extaddr.get() : -1,
-					     pins ? pins->cfg6.get() : -1)) {
+					     pins ? pins->cfg6.get() : -1,
+					     pins ? pins->extaddr6.get() : -1)) {
 			e["bridge"] = inst.bridge;
 			out.push_back(e);
 		}

@@ -23,13 +23,25 @@ struct MappingOptions {
 	// a GUEST of "vm:NAME[:PORT]" sets vm.
 	std::string vm;
 	std::string libvirt_network;
-	std::string lease_mac; // StaticMapping::lease_mac
+	std::string lease_mac;	    // StaticMapping::lease_mac
+	bool from_metadata = false; // StaticMapping::from_metadata (the hooks)
 };
 
 // GUEST "vm:NAME[:PORT]": the libvirt domain's address
 // (verbs/libvirt_verbs.hpp).
 void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out);
 void mapping_del(const GlobalOptions &g, MappingOptions o, std::ostream &out);
+// The `map add ... vm:NAME` mappings (not from_metadata) of `vm` on
+// `bridge` moved to the guest address the VM has now (its hook's
+// "started"; 0: not known yet, only lease_mac is recorded, which the
+// daemon follows), checked and applied as `map add` does.  Returns how
+// many moved; throws Error (nothing changed).
+// The `map add ... vm:NAME` mappings of a domain that stopped: pending
+// (model vm_stopped_reason) and out of the datapath until it starts again,
+// in every instance.  Returns how many.
+size_t mapping_vm_stopped(const GlobalOptions &g, const std::string &vm, std::ostream &out);
+size_t mapping_retarget_vm(const GlobalOptions &g, const std::string &vm, const std::string &bridge,
+			   uint32_t addr, const std::string &lease_mac, std::ostream &out);
 // {"mappings":[{"bridge","ext","guest","proto","ext_addr","state",...}]}
 nlohmann::json mapping_list_json(const GlobalOptions &g, const std::string &bridge);
 

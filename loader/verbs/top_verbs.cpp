@@ -57,11 +57,12 @@ public:
 		} catch (const std::exception &) {
 			// Names only: the daemon reports a broken lease file.
 		}
+		vms_ = guest_vm_names(inst.mappings, g.libvirt_root);
 	}
 	// Guests that are here now, as the metrics endpoint exports them.
 	Sample sample() const
 	{
-		return {Clock::now(), active_guests(read_guest_rows(maps_->fds(), leases_),
+		return {Clock::now(), active_guests(read_guest_rows(maps_->fds(), leases_, vms_),
 						    boottime_ns(), KVX_GUEST_IDLE_NS)};
 	}
 	const std::string &bridge() const { return bridge_; }
@@ -71,6 +72,7 @@ private:
 	std::optional<PinDir> pins_;
 	std::unique_ptr<PinnedGuestStats> maps_;
 	std::vector<Lease> leases_;
+	GuestVmNames vms_;
 };
 
 // Counters are per slot and never reset: a guest seen in both samples gets
@@ -100,7 +102,9 @@ json rows_json(const Sample &a, const Sample &b)
 			drops[gdrop_name(i)] = r.drops[static_cast<size_t>(i)];
 		out.push_back({{"mac", mac_text(r.mac)},
 			       {"addrs", addrs},
-			       {"name", r.name.empty() ? json(nullptr) : json(r.name)},
+			       {"vm", r.vm.empty() ? json(nullptr) : json(r.vm)},
+			       {"dhcp_hostname",
+				r.dhcp_hostname.empty() ? json(nullptr) : json(r.dhcp_hostname)},
 			       {"slot", r.slot},
 			       {"shared_slot", r.shared},
 			       {"flows_out", r.flows_out},
@@ -149,14 +153,20 @@ std::string screen(const json &s)
 	o << "kvmxdp top - bridge " << s["bridge"].get<std::string>() << ", " << s["guests"].size()
 	  << " guest(s), every " << line << " s  (q: quit)\n\n";
 	std::snprintf(line, sizeof(line), "%-15s %-17s %-16s %9s %9s %9s %9s %6s %6s %8s\n",
-		      "ADDRESS", "MAC", "NAME", "PPS_OUT", "PPS_IN", "BPS_OUT", "BPS_IN", "FL_OUT",
+		      "ADDRESS", "MAC", "VM", "PPS_OUT", "PPS_IN", "BPS_OUT", "BPS_IN", "FL_OUT",
 		      "FL_IN", "DROPS/S");
 	o << line;
 	for (const json &g : s["guests"]) {
 		std::string addr = g["addrs"].empty() ? "-" : g["addrs"][0].get<std::string>();
 		if (g["addrs"].size() > 1)
 			addr += "+";
-		std::string name = g["name"].is_null() ? "-" : g["name"].get<std::string>();
+		// The VM's name where libvirt says it, else the guest's own DHCP
+		// hostname in parentheses (the guest chose it).
+		std::string name = !g["vm"].is_null() ?
+					   g["vm"].get<std::string>() :
+				   !g["dhcp_hostname"].is_null() ?
+					   "(" + g["dhcp_hostname"].get<std::string>() + ")" :
+					   "-";
 		if (g["shared_slot"].get<bool>()) {
 			name += "*";
 			shared = true;

@@ -333,6 +333,7 @@ void Datapath::clear_tables()
 	clear_hash<kvx_ct6_key>(bpf_map__fd(tc()->maps.kvx_ct6), "kvx_ct6");
 	clear_hash<kvx_bind6_key>(bpf_map__fd(tc()->maps.kvx_bind6), "kvx_bind6");
 	clear_hash<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd), "kvx_nd");
+	clear_hash<kvx_extaddr6_key>(bpf_map__fd(tc()->maps.kvx_extaddr6), "kvx_extaddr6");
 	set_cfg6(kvx_cfg6{});
 	clear_icmprl_buckets();
 	set_icmprl_global(IcmpBudget::Answers, 0);
@@ -693,6 +694,21 @@ void Datapath::set_cfg6(const kvx_cfg6 &cfg)
 	__u32 key = 0;
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_cfg6), &key, &cfg, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_cfg6: " + errno_text(errno));
+}
+
+void Datapath::extaddr6_set(const testpkt::Ip6 &addr, std::optional<std::uint32_t> flags)
+{
+	kvx_extaddr6_key k{};
+	std::memcpy(k.addr, addr.data(), sizeof(k.addr));
+	const int fd = bpf_map__fd(tc()->maps.kvx_extaddr6);
+	if (!flags) {
+		bpf_map_delete_elem(fd, &k);
+		return;
+	}
+	kvx_extaddr_val v{};
+	v.flags = *flags;
+	if (bpf_map_update_elem(fd, &k, &v, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_extaddr6: " + errno_text(errno));
 }
 
 std::optional<kvx_nd_val> Datapath::nd_lookup(const testpkt::Ip6 &addr) const

@@ -183,6 +183,10 @@ public:
 	std::vector<std::pair<kvx_frag6_key, kvx_frag6_val>> frag6_entries() const;
 	void frag6_update(const kvx_frag6_key &key, const kvx_frag6_val &val);
 
+	// NAT66's mapped addresses (kvx_extaddr6): flags KVX_EXT_F_*, none
+	// deletes the entry; emptied by clear_tables().
+	void extaddr6_set(const testpkt::Ip6 &addr, std::optional<std::uint32_t> flags);
+
 	// Relay: kvx_nd (guest address -> owner), emptied by clear_tables().
 	std::optional<kvx_nd_val> nd_lookup(const testpkt::Ip6 &addr) const;
 	void nd_update(const testpkt::Ip6 &addr, const kvx_nd_val &val);

@@ -13,6 +13,7 @@
 #include <cstring>
 
 #include "fixture.hpp"
+#include "nd6_pkt.hpp"
 
 namespace kvmxdp::test {
 namespace {
@@ -450,9 +451,11 @@ TEST_F(Nat66Test, NeighbourDiscoveryAndLinkLocalStayTheHosts)
 	Packet6 ra = from_uplink6(make_echo6(ip6("fe80::1"), ip6("ff02::1"), 0));
 	ra.icmp_type = 134;
 	run6(Prog::UpIngress, ra, TC_ACT_OK, KVX_R_PASS_ND);
+	// (Every NS is looked at for the announced mapped addresses:
+	// MappedAddressAnsweredOnceAnnounced; the others count as ND.)
 	Packet6 uns = from_uplink6(make_echo6(ip6(Topology::kGatewayAddr6), kUplink6, 0));
 	uns.icmp_type = kIcmp6NeighSol;
-	run6(Prog::UpIngress, uns, TC_ACT_OK, KVX_R_PASS_HOST);
+	run6(Prog::UpIngress, uns, TC_ACT_OK, KVX_R_PASS_ND);
 	EXPECT_TRUE(dp().bind6_entries().empty());
 }
 
@@ -1463,6 +1466,172 @@ TEST_F(Nat66Test, OneToOneAddressOnlyProtocols)
 	Packet6 to_host = back;
 	to_host.dst = kUplink6;
 	run6(Prog::UpIngress, to_host, TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+
+// A mapped address other than the uplink's (2001:db8:77::101, 1:1 or a
+// forward's) is announced: once the daemon's duplicate address detection
+// found it free (kvx_extaddr6 KVX_EXT_F_ARP), a LAN host's Neighbour
+// Solicitation for it is answered with the uplink's MAC (Override set: it
+// is ours, not proxied), unicast NUD too, and a LAN host's DAD probe for it
+// is defended to all nodes.  While DAD runs or after a conflict, and for an
+// address that is no mapping's, the NS is the host's (no answer: the node
+// that owns it answers).
+TEST_F(Nat66Test, MappedAddressAnsweredOnceAnnounced)
+{
+	using namespace nd6;
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	const Ip6 lan = ip6(Topology::kGatewayAddr6);
+	const Packet6 ns = neigh_sol(lan, Topology::kGatewayMac, kMapped6);
+	// Not in kvx_extaddr6 (an older attach, `map add` without a daemon's
+	// DAD yet), probing, in conflict: the host's.
+	run6(Prog::UpIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_PROBING);
+	run6(Prog::UpIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP | KVX_EXT_F_CONFLICT);
+	run6(Prog::UpIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
+
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
+	run6(Prog::UpIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(ns, Topology::kUplinkMac, kOverride));
+	Packet6 nud = ns;
+	nud.dst = kMapped6;
+	nud.dst_mac = Topology::kUplinkMac;
+	run6(Prog::UpIngress, nud, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(nud, Topology::kUplinkMac, kOverride));
+	const Packet6 dad = neigh_sol(Ip6{}, Topology::kGatewayMac, kMapped6);
+	run6(Prog::UpIngress, dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(dad, Topology::kUplinkMac, kOverride));
+
+	// The uplink's own address and unmapped ones stay the host's; so do
+	// invalid solicitations (RFC 4861 7.1.1: hop limit, checksum).
+	run6(Prog::UpIngress, neigh_sol(lan, Topology::kGatewayMac, kUplink6), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	run6(Prog::UpIngress, neigh_sol(lan, Topology::kGatewayMac, ip6("2001:db8:77::102")),
+	     TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 bad = ns;
+	bad.hop_limit = 254;
+	run6(Prog::UpIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
+	bad = ns;
+	bad.l4_csum = 0x1234;
+	run6(Prog::UpIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
+	// Relay's programs never see NAT66's table, nor NAT66 with IPv6 off.
+	kvx_cfg6 off{};
+	dp().set_cfg6(off);
+	run6(Prog::UpIngress, ns, TC_ACT_OK, KVX_R_PASS_NOT_IP);
+}
+
+
+// Hairpin (RFC 4787 REQ-9), as IPv4's: guest A's packets to guest F's
+// forward on the uplink's address, on a literal address, and to F's 1:1
+// address turn around on the bridge (kvx_br6 tail-calls kvx_br6_hairpin),
+// translated both ways: F sees A's external endpoint (the uplink's address
+// and A's NAT port), A sees F's answers come from the mapped endpoint; one
+// hop (hop limit - 1 once), every checksum recomputed from scratch.
+TEST_F(Nat66Test, HairpinToMappedAddresses)
+{
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kUplink6, 2222));
+	const Stats before = dp().stats();
+	RunResult r = dp().run(Prog::BrIngress, syn.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(stats_delta(before, dp().stats()),
+		  "XLATE_HAIRPIN +1/+" + std::to_string(syn.build().size()) + "B");
+	const std::uint16_t port = parse6(r.out).sport;
+	// F's MAC not learnt yet: the frame's MACs stay (bpf_redirect_neigh).
+	Packet6 want = syn;
+	want.src = kUplink6;
+	want.sport = port;
+	want.dst = kGuest6F;
+	want.dport = 22;
+	want.hop_limit--;
+	EXPECT_EQ(diff(r.out, want.build()), "");
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	// F answers A's external endpoint: back to A, from [uplink]:2222, to
+	// A's MAC (its binding's).
+	Packet6 synack = answer6(want);
+	r = dp().run(Prog::BrIngress, synack.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	Packet6 back = synack;
+	back.src = kUplink6;
+	back.sport = 2222;
+	back.dst = kGuest6A;
+	back.dport = 40000;
+	back.hop_limit--;
+	back.src_mac = Topology::kBridgeMac;
+	back.dst_mac = mac_of(kGuest6A);
+	EXPECT_EQ(diff(r.out, back.build()), "");
+	EXPECT_EQ(check_checksums(r.out), "");
+	// A's ACK reaches F at the MAC F's answer taught its forward.
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	r = dp().run(Prog::BrIngress, ack.build(), ingress_ifindex(Prog::BrIngress));
+	Packet6 want_ack = ack;
+	want_ack.src = kUplink6;
+	want_ack.sport = port;
+	want_ack.dst = kGuest6F;
+	want_ack.dport = 22;
+	want_ack.hop_limit--;
+	want_ack.src_mac = Topology::kBridgeMac;
+	want_ack.dst_mac = mac_of(kGuest6F);
+	EXPECT_EQ(diff(r.out, want_ack.build()), "");
+	// Two flows: A's out to [uplink]:2222, F's in from A's endpoint.
+	EXPECT_EQ(dp().ct6_entries().size(), 2u);
+
+	// A forward on a literal address, a 1:1 address (UDP, ports kept):
+	// once announced (kvx_extaddr6); before, the address may be another
+	// node's, and the packet is routed out to it.
+	add_static6(dp(), kProtoUdp, kMapped6, 8080, kGuest6F, 80);
+	const Packet6 u = from_guest6(make_udp6(kGuest6A, 41000, kMapped6, 8080, 20));
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_CONFLICT);
+	{
+		const Stats b = dp().stats();
+		dp().run(Prog::BrIngress, u.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(stats_delta(b, dp().stats()),
+			  "XLATE_OUT +1/+" + std::to_string(u.build().size()) + "B");
+	}
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
+	r = dp().run(Prog::BrIngress, u.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	Packet6 want_u = u;
+	want_u.src = kUplink6;
+	want_u.sport = parse6(r.out).sport;
+	want_u.dst = kGuest6F;
+	want_u.dport = 80;
+	want_u.hop_limit--;
+	EXPECT_EQ(diff(r.out, want_u.build()), "");
+	EXPECT_EQ(check_checksums(r.out), "");
+	const Ip6 one = ip6("2001:db8:77::102");
+	add_static6(dp(), 0, one, 0, kGuest6B, 0);
+	dp().extaddr6_set(one, KVX_EXT_F_ARP);
+	const Packet6 t = from_guest6(make_udp6(kGuest6A, 41001, one, 5353, 20));
+	r = dp().run(Prog::BrIngress, t.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	Packet6 want_t = t;
+	want_t.src = kUplink6;
+	want_t.sport = parse6(r.out).sport;
+	want_t.dst = kGuest6B;
+	want_t.hop_limit--;
+	EXPECT_EQ(diff(r.out, want_t.build()), "");
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	// Another port of the uplink's address is still the host's; an
+	// unmapped literal address is routed out as any destination.
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40001, kUplink6, 2223)), TC_ACT_OK,
+	     KVX_R_PASS_LOCAL);
+	del_static6(dp(), 0, one, 0, kGuest6B, 0);
+	dp().extaddr6_set(one, std::nullopt);
+	const Packet6 gone = from_guest6(make_udp6(kGuest6A, 41002, one, 5353, 20));
+	const Stats b2 = dp().stats();
+	r = dp().run(Prog::BrIngress, gone.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(stats_delta(b2, dp().stats()),
+		  "XLATE_OUT +1/+" + std::to_string(gone.build().size()) + "B");
+	EXPECT_EQ(parse6(r.out).src, kUplink6);
+	EXPECT_EQ(parse6(r.out).dst, one);
 }
 
 } // namespace

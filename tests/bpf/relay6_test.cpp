@@ -14,11 +14,13 @@
 #include <cstring>
 
 #include "fixture.hpp"
+#include "nd6_pkt.hpp"
 
 namespace kvmxdp::test {
 namespace {
 
 using namespace testpkt;
+using namespace nd6;
 
 // The uplink's /64 (netns.cpp gives the uplink 2001:db8:77::2/64, its
 // router ::1): the guests take addresses in it.
@@ -31,8 +33,6 @@ const Ip6 kUplink6 = ip6(Topology::kUplinkAddr6);
 const Ip6 kBridgeLl = ip6("fe80::1");
 const Mac kMacA{0x52, 0x54, 0x00, 0x00, 0x07, 0xa0};
 const Mac kMacB{0x52, 0x54, 0x00, 0x00, 0x07, 0xb0};
-constexpr std::uint8_t kNeighSol = 135;
-constexpr std::uint8_t kNeighAdv = 136;
 
 void copy_addr(__be32 *to, const Ip6 &a)
 {
@@ -84,82 +84,11 @@ Packet6 routed_in(Packet6 p, const Mac &guest)
 	return p;
 }
 
-// Neighbour discovery (RFC 4861 4.3, 4.4) with Packet6's echo layout: the
-// 4 bytes after the checksum are id and seq, the target and the option
-// the payload.
-Packet6 nd_msg(std::uint8_t type, const Ip6 &src, const Ip6 &dst, std::uint32_t word,
-	       const Ip6 &target, std::uint8_t opt, const Mac &lladdr)
-{
-	Packet6 p;
-	p.proto = kProtoIcmp6;
-	p.hop_limit = 255;
-	p.src = src;
-	p.dst = dst;
-	p.icmp_type = type;
-	p.icmp_code = 0;
-	p.icmp_id = static_cast<std::uint16_t>(word >> 16);
-	p.icmp_seq = static_cast<std::uint16_t>(word);
-	p.payload.assign(target.begin(), target.end());
-	if (opt) {
-		p.payload.push_back(opt);
-		p.payload.push_back(1);
-		p.payload.insert(p.payload.end(), lladdr.begin(), lladdr.end());
-	}
-	return p;
-}
-
-// ff02::1:ffXX:XXXX, the solicited-node group of a (RFC 4291 2.7.1), at
-// its 33:33 MAC.
-Ip6 solicited_node(const Ip6 &a)
-{
-	Ip6 g = ip6("ff02::1:ff00:0");
-	g[13] = a[13];
-	g[14] = a[14];
-	g[15] = a[15];
-	return g;
-}
-
-Mac mcast_mac(const Ip6 &g)
-{
-	return Mac{0x33, 0x33, g[12], g[13], g[14], g[15]};
-}
-
-// An NS for target from src (its MAC in the source link-layer option;
-// none from ::, RFC 4861 7.1.1), to the solicited-node group.
-Packet6 neigh_sol(const Ip6 &src, const Mac &smac, const Ip6 &target)
-{
-	const bool dad = src == Ip6{};
-	Packet6 p = nd_msg(kNeighSol, src, solicited_node(target), 0, target, dad ? 0 : 1, smac);
-	p.src_mac = smac;
-	p.dst_mac = mcast_mac(p.dst);
-	return p;
-}
-
-// The NA an ND proxy answers ns with for its target at mac: to the
-// sender, Solicited (to all nodes for a DAD probe, not Solicited);
-// Router and Override 0 (RFC 4861 7.2.8).
+// The NA an ND proxy answers ns with for its target at mac (nd6_pkt.hpp
+// answer_na): Router and Override 0 (RFC 4861 7.2.8).
 Packet6 proxy_na(const Packet6 &ns, const Mac &mac)
 {
-	const bool dad = ns.src == Ip6{};
-	const Ip6 target = [&] {
-		Ip6 t;
-		std::copy(ns.payload.begin(), ns.payload.begin() + 16, t.begin());
-		return t;
-	}();
-	const Ip6 dst = dad ? ip6("ff02::1") : ns.src;
-	Packet6 na = nd_msg(kNeighAdv, target, dst, dad ? 0 : 0x40000000u, target, 2, mac);
-	na.src_mac = mac;
-	na.dst_mac = dad ? Mac{0x33, 0x33, 0, 0, 0, 1} : ns.src_mac;
-	return na;
-}
-
-// A DAD probe as Linux sends it (RFC 4862 5.4.2): from ::, to the
-// solicited-node group, with a nonce option (RFC 7527; enhanced_dad).
-Packet6 dad_probe(const Mac &smac, const Ip6 &target)
-{
-	Packet6 p = neigh_sol(Ip6{}, smac, target);
-	p.payload.insert(p.payload.end(), {14, 1, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66});
-	return p;
+	return answer_na(ns, mac, 0);
 }
 
 const Mac kUplinkMacT = Topology::kUplinkMac;

@@ -202,6 +202,48 @@ TEST(Config, LibvirtOwnerRoundTripAndValidation)
 		<< field_error(j);
 }
 
+TEST(Config, MappingOriginAndPending)
+{
+	Config c;
+	Instance i = sample();
+	StaticMapping meta, cli, waiting;
+	meta.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
+	meta.vm = "web1";
+	meta.from_metadata = true;
+	cli.m = parse_mapping("uplink:2223", "192.168.122.10:80", "tcp");
+	cli.vm = "web1";
+	// A hook's mapping waiting for its guest's lease: no guest address yet.
+	waiting.m = parse_mapping("uplink:2224", "0.0.0.0:22", "tcp");
+	waiting.vm = "db1";
+	waiting.lease_mac = "52:54:00:ab:cd:02";
+	waiting.from_metadata = true;
+	waiting.pending = "no address for MAC 52:54:00:ab:cd:02 yet (no DHCP lease)";
+	i.mappings = {meta, cli, waiting};
+	c.instances.push_back(i);
+	// A bridge never attached: the pending mappings a hook recorded.
+	c.detached["virbr9"].mappings = {waiting};
+	json j = to_json(c);
+	const json &ms = j["instances"][0]["mappings"];
+	EXPECT_EQ(ms[0]["origin"], "metadata");
+	EXPECT_EQ(ms[1]["origin"], "cli");
+	EXPECT_EQ(ms[2]["pending"], waiting.pending);
+	EXPECT_EQ(j["detached"]["virbr9"]["uplink"], "");
+	Config back = config_from_json(json::parse(j.dump()));
+	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+	EXPECT_TRUE(back.detached == c.detached);
+	// Older configs: their hooks owned whatever carried the VM's name.
+	json old = j;
+	old["instances"][0]["mappings"][1].erase("origin");
+	EXPECT_TRUE(config_from_json(old).instances[0].mappings[1].from_metadata);
+	j["instances"][0]["mappings"][1]["origin"] = "user";
+	EXPECT_EQ(field_error(j), "instances[0].mappings[1].origin: 'user' is not metadata or cli");
+	j["instances"][0]["mappings"][1]["origin"] = "cli";
+	// Only a pending mapping may lack its guest's address.
+	j["instances"][0]["mappings"][2].erase("pending");
+	EXPECT_EQ(field_error(j),
+		  "instances[0].mappings[2].guest: '0.0.0.0:22' is no guest address");
+}
+
 TEST(Config, ValidationNamesTheField)
 {
 	Config c;

@@ -255,17 +255,24 @@ TEST(Doctor, BridgeMissing)
 	EXPECT_NE(d[1].fix.find("ip link add virbr0 type bridge"), std::string::npos);
 }
 
-TEST(Doctor, GatewayNotListenedIsANote)
+TEST(Doctor, GatewayNotListenedIsAWarningSkippedANote)
 {
 	DoctorFacts f = healthy();
 	f.arp_listen_ms = 0;
 	f.arp_error = "open: AF_PACKET socket: Operation not permitted";
 	auto g = only(run_doctor_checks(f), "gateway");
 	ASSERT_EQ(g.size(), 1u);
-	EXPECT_EQ(g[0].severity, Severity::Note);
+	// Blind is not "nothing wrong": exit 3.
+	EXPECT_EQ(g[0].severity, Severity::Warning);
 	EXPECT_NE(g[0].what.find("Operation not permitted"), std::string::npos);
+	EXPECT_EQ(doctor_exit_code(run_doctor_checks(f)), 3);
+	EXPECT_EQ(doctor_json("virbr0", run_doctor_checks(f))["checks"]["gateway"], "warning");
+	// --arp-wait 0: skipped on request.
+	f.arp_error.clear();
+	g = only(run_doctor_checks(f), "gateway");
+	ASSERT_EQ(g.size(), 1u);
+	EXPECT_EQ(g[0].severity, Severity::Note);
 	EXPECT_EQ(doctor_exit_code(run_doctor_checks(f)), 0);
-	EXPECT_EQ(doctor_json("virbr0", run_doctor_checks(f))["checks"]["gateway"], "note");
 }
 
 TEST(Doctor, BrNetfilterCallingIptables)
@@ -435,6 +442,12 @@ TEST(Doctor, FirewallToolsMissingAreANote)
 	ASSERT_EQ(all.size(), 1u);
 	EXPECT_EQ(all[0].severity, Severity::Note);
 	EXPECT_EQ(doctor_exit_code(all), 0);
+	// Installed and failed: the rules are there, unread.
+	f.firewall_unread = {"nft: /usr/sbin/nft failed"};
+	all = run_doctor_checks(f);
+	ASSERT_EQ(all.size(), 1u);
+	EXPECT_EQ(all[0].severity, Severity::Warning);
+	EXPECT_EQ(doctor_exit_code(all), 3);
 }
 
 TEST(Doctor, StrictRpFilter)

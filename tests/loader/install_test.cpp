@@ -243,20 +243,22 @@ TEST(Install, UnitStopsOnConfigErrorsAndIsSandboxed)
 	EXPECT_LT(unit.find("StartLimitBurst="), unit.find("[Service]")) << "a [Unit] setting";
 	// The capabilities attach needs (require_caps in control/attach.cpp),
 	// and nothing else.
-	EXPECT_TRUE(has("CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON"));
+	EXPECT_TRUE(has("CapabilityBoundingSet=CAP_BPF CAP_NET_ADMIN CAP_PERFMON CAP_NET_RAW"));
 	for (const char *d :
 	     {"NoNewPrivileges=yes", "UMask=0077", "ProtectSystem=strict",
 	      "ConfigurationDirectory=kvmxdp", "RuntimeDirectory=kvmxdp",
 	      "RuntimeDirectoryPreserve=yes", "PrivateTmp=yes", "ProtectHome=yes",
 	      "PrivateDevices=yes", "ProtectControlGroups=yes",
-	      "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET",
-	      "SystemCallFilter=@system-service bpf", "SystemCallErrorNumber=EPERM"})
+	      "RestrictAddressFamilies=AF_UNIX AF_NETLINK AF_INET AF_INET6 AF_PACKET",
+	      "IPAddressAllow=localhost", "SystemCallFilter=@system-service bpf",
+	      "SystemCallErrorNumber=EPERM"})
 		EXPECT_TRUE(has(d)) << d << " missing from:\n" << unit;
 	// Default paths are systemd's own directories: nothing else writable
 	// but net/ipv4's sysctls and the bpffs, below a read-only /proc/sys
 	// and /sys (kernel/core_pattern run by root escapes any sandbox).
 	EXPECT_TRUE(has("ReadOnlyPaths=/proc/sys -/proc/sysrq-trigger /sys")) << unit;
-	EXPECT_TRUE(has("ReadWritePaths=/proc/sys/net/ipv4 -/sys/fs/bpf")) << unit;
+	EXPECT_TRUE(has("ReadWritePaths=/proc/sys/net/ipv4 -/proc/sys/net/ipv6/conf -/sys/fs/bpf"))
+		<< unit;
 }
 
 TEST(Install, UnitKeepsPathsOutsideTheSandboxWritableAndVisible)
@@ -267,7 +269,7 @@ TEST(Install, UnitKeepsPathsOutsideTheSandboxWritableAndVisible)
 					   "/tmp/t/bpffs", "/tmp/t/run");
 	EXPECT_NE(
 		unit.find(
-			"\nReadWritePaths=-/tmp/t/etc -/tmp/t/run /proc/sys/net/ipv4 -/tmp/t/bpffs\n"),
+			"\nReadWritePaths=-/tmp/t/etc -/tmp/t/run /proc/sys/net/ipv4 -/proc/sys/net/ipv6/conf -/tmp/t/bpffs\n"),
 		std::string::npos)
 		<< unit;
 	EXPECT_NE(unit.find("\nRequiresMountsFor=/tmp/t/bpffs\n"), std::string::npos);
@@ -289,8 +291,10 @@ TEST(Install, UnitCarriesNonDefaultPathsQuotedForSystemd)
 		  std::string::npos)
 		<< unit;
 	// Path directives expand '%' but not '$'.
-	EXPECT_NE(unit.find("\nReadWritePaths=/proc/sys/net/ipv4 \"-/run/my bpf\"\n"),
-		  std::string::npos)
+	EXPECT_NE(
+		unit.find(
+			"\nReadWritePaths=/proc/sys/net/ipv4 -/proc/sys/net/ipv6/conf \"-/run/my bpf\"\n"),
+		std::string::npos)
 		<< unit;
 	EXPECT_NE(unit.find("\nRuntimeDirectory=kv$x\n"), std::string::npos) << unit;
 	EXPECT_EQ(unit_text("/usr/sbin/kvmxdp", "/etc/kvmxdp/kvmxdp.json").find("--bpffs"),

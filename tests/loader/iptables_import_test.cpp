@@ -7,6 +7,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "base/error.hpp"
 #include "model/iptables_import.hpp"
 
 namespace kvmxdp {
@@ -62,6 +63,47 @@ TEST(ImportShellWords, Variables)
 	EXPECT_EQ(shell_words("--dport $PORT ${1}", v, &unset),
 		  (Words{"--dport", "$PORT", "${1}"}));
 	EXPECT_EQ(unset, "$PORT");
+}
+
+TEST(ImportShellWords, ExpansionIsCapped)
+{
+	// Every line doubles A: 2^30 bytes by line 31 unless capped.
+	std::string script = "A=xxxxxxxxxxxxxxxx\n";
+	for (int i = 0; i < 30; i++)
+		script += "A=$A$A\n";
+	try {
+		read_iptables(script);
+		ADD_FAILURE() << "an exponential expansion was read";
+	} catch (const Error &e) {
+		// Line 13's word is "A=" and twice 32 KiB: past the 64 KiB cap.
+		EXPECT_EQ(std::string(e.what()),
+			  "line 13: $A makes a word longer than 65536 bytes");
+	}
+	// Many words each under the cap, together over the line's.
+	std::string wide = "B=" + std::string(60000, 'y') + "\niptables";
+	for (int i = 0; i < 20; i++)
+		wide += " $B";
+	try {
+		read_iptables(wide + "\n");
+		ADD_FAILURE() << "a 1.2 MB line was read";
+	} catch (const Error &e) {
+		EXPECT_EQ(std::string(e.what()),
+			  "line 2: the line expands to more than 1048576 bytes");
+	}
+	// Copies under every word cap, together over the variables' cap.
+	std::string copies = "B=" + std::string(60000, 'y') + "\n";
+	for (int i = 0; i < 20; i++)
+		copies += "C" + std::to_string(i) + "=$B\n";
+	try {
+		read_iptables(copies);
+		ADD_FAILURE() << "1.2 MB of variables were read";
+	} catch (const Error &e) {
+		EXPECT_EQ(std::string(e.what()),
+			  "line 18: the variables hold more than 1048576 bytes");
+	}
+	// What real scripts hold is read as before.
+	EXPECT_EQ(shell_words("iptables -d \"$IP\"", {{"IP", "10.0.0.1"}}),
+		  (std::vector<std::string>{"iptables", "-d", "10.0.0.1"}));
 }
 
 TEST(ImportRead, SaveFormatTablesAndChains)
@@ -252,6 +294,13 @@ TEST(ImportTranslate, NamesArePasteSafe)
 		       "iptables -A FORWARD -i 'br 0' -s 10.1.0.0/24 -j ACCEPT\n");
 	EXPECT_EQ(commands(bad),
 		  (Words{"kvmxdp attach --bridge BRIDGE --uplink auto --subnet 10.1.0.0/24"}));
+	// The unit's instance as systemd-escape makes it ('-' reads as '/').
+	auto dash = run("iptables -t nat -A POSTROUTING -s 10.1.0.0/24 -j MASQUERADE\n"
+			"iptables -A FORWARD -i br-lan -s 10.1.0.0/24 -j ACCEPT\n");
+	EXPECT_NE(format_import(dash, "x").find(
+			  "systemctl enable --now \"kvmxdp@$(systemd-escape -- br-lan)\"`"),
+		  std::string::npos)
+		<< format_import(dash, "x");
 	// Control characters in a rule are shown escaped, never sent to the terminal.
 	auto log = run("iptables -A FORWARD -j LOG --log-prefix \"\x1b[2J\"\n");
 	EXPECT_EQ(format_import(log, "x").find('\x1b'), std::string::npos);

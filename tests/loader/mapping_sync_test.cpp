@@ -239,7 +239,8 @@ protected:
 TEST_F(MapsFixture, InstallsPairsAndExtAddrs)
 {
 	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
-					   sm("uplink:8080-8081", "192.168.122.102:80-81", "tcp")};
+					       sm("uplink:8080-8081", "192.168.122.102:80-81",
+						  "tcp")};
 	auto r = apply_mappings(fds(), mappings, up_, home_);
 	EXPECT_TRUE(r.errors.empty());
 	EXPECT_EQ(r.bind_added, 6u);
@@ -260,10 +261,30 @@ TEST_F(MapsFixture, InstallsPairsAndExtAddrs)
 	EXPECT_EQ(r.bind_added + r.bind_deleted, 0u);
 }
 
+// A pending mapping (its VM's hook could not make it yet) claims nothing:
+// an entry for its address would have the datapath answer ARP for it or,
+// suspended, drop every packet from it as a martian, and its address may
+// be the LAN's router's.
+TEST_F(MapsFixture, PendingMappingClaimsNoAddress)
+{
+	std::vector<StaticMapping> mappings = {sm("192.168.1.1", "192.168.122.101"),
+					       sm("192.168.1.102", "192.168.122.102")};
+	mappings[0].pending = "another host answers ARP for 192.168.1.1";
+	auto r = apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_TRUE(r.errors.empty());
+	EXPECT_FALSE(ext_flags("192.168.1.1"));
+	EXPECT_FALSE(get(KVX_BIND_IN, 0, "192.168.1.1", 0));
+	EXPECT_EQ(ext_flags("192.168.1.102"), KVX_EXT_F_ARP);
+	// Made later: its address is claimed then.
+	mappings[0].pending.clear();
+	apply_mappings(fds(), mappings, up_, home_);
+	EXPECT_TRUE(ext_flags("192.168.1.1"));
+}
+
 TEST_F(MapsFixture, DelRemovesPairsFlowsAndAddress)
 {
 	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
-					   sm("uplink:8080", "192.168.122.102:80", "tcp")};
+					       sm("uplink:8080", "192.168.122.102:80", "tcp")};
 	apply_mappings(fds(), mappings, up_, home_);
 	// A flow through each mapping and one dynamic flow.
 	auto add_flow = [&](const char *guest, uint16_t gport, const char *ext, uint16_t eport,
@@ -304,8 +325,8 @@ TEST_F(MapsFixture, DelRemovesPairsFlowsAndAddress)
 TEST_F(MapsFixture, UplinkMappingsFollowTheAddressLiteralOnesStay)
 {
 	std::vector<StaticMapping> mappings = {sm("uplink:8080", "192.168.122.102:80", "tcp"),
-					   sm("192.168.1.50:2222", "192.168.122.103:22", "tcp"),
-					   sm("192.168.1.101", "192.168.122.101")};
+					       sm("192.168.1.50:2222", "192.168.122.103:22", "tcp"),
+					       sm("192.168.1.101", "192.168.122.101")};
 	apply_mappings(fds(), mappings, up_, home_);
 	const uint32_t up2 = parse_ipv4("192.168.1.60");
 	auto r = apply_mappings(fds(), mappings, up2, home_);
@@ -322,7 +343,7 @@ TEST_F(MapsFixture, UplinkMappingsFollowTheAddressLiteralOnesStay)
 TEST_F(MapsFixture, SuspendedOnAnotherNetworkResumedOnReturn)
 {
 	std::vector<StaticMapping> mappings = {sm("192.168.1.101", "192.168.122.101"),
-					   sm("uplink:8080", "192.168.122.102:80", "tcp")};
+					       sm("uplink:8080", "192.168.122.102:80", "tcp")};
 	apply_mappings(fds(), mappings, up_, home_);
 	NetId cafe{parse_cidr("10.0.0.0/16"), parse_ipv4("10.0.0.1"), ""};
 	apply_mappings(fds(), mappings, parse_ipv4("10.0.3.4"), cafe);
@@ -635,6 +656,90 @@ TEST_F(Maps6Fixture, InstallsRepointsAndRemovesInKvxBind6)
 
 // A guest's dynamic binding on the port a forward wants: the forward takes
 // it (the guest's OUT half released, its flows flushed), as for IPv4.
+// A literal IPv6 address is announced only after duplicate address
+// detection: new, it is held (PROBING, no pairs: not translated); a
+// Duplicate verdict keeps it held (CONFLICT), also for a writer without a
+// verdict (`map add` of another mapping, attach); Free installs its pairs
+// and flags it ARP (the datapath answers NSs) once; `[uplink]` forwards
+// have no entry; a deleted mapping's entry goes.
+TEST_F(Maps6Fixture, LiteralAddressAnnouncedAfterDad)
+{
+	Fd ext6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ext6", sizeof(kvx_extaddr6_key),
+			       sizeof(kvx_extaddr_val), 64, nullptr));
+	ASSERT_GE(ext6.get(), 0) << std::strerror(errno);
+	MapFds fds = fds6();
+	fds.extaddr6 = ext6.get();
+	const Ipv6Addr one = parse_ipv6("2001:db8:1::101");
+	auto flags = [&]() -> std::optional<uint32_t> {
+		kvx_extaddr6_key k{};
+		std::memcpy(k.addr, one.data(), 16);
+		kvx_extaddr_val v{};
+		if (bpf_map_lookup_elem(ext6.get(), &k, &v) != 0)
+			return std::nullopt;
+		return v.flags;
+	};
+	std::vector<StaticMapping> mappings = {
+		sm("[uplink]:2222", "[fd42::14]:22", "tcp", false),
+		sm("2001:db8:1::101", "fd42::101", "", false),
+	};
+	auto r = apply_mappings(fds, mappings, up_, home_);
+	EXPECT_EQ(flags(), KVX_EXT_F_PROBING);
+	EXPECT_EQ(r.held6.size(), 1u);
+	EXPECT_TRUE(r.announced6.empty());
+	EXPECT_EQ(nbind6(), 2u); // the [uplink] forward only
+	EXPECT_FALSE(get6(KVX_BIND_IN, 0, "2001:db8:1::101", 0));
+
+	r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Duplicate}});
+	EXPECT_EQ(flags(), KVX_EXT_F_CONFLICT);
+	EXPECT_EQ(nbind6(), 2u);
+	r = apply_mappings(fds, mappings, up_, home_);
+	EXPECT_EQ(flags(), KVX_EXT_F_CONFLICT);
+	EXPECT_EQ(r.held6.at(one), KVX_EXT_F_CONFLICT);
+
+	r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
+	EXPECT_EQ(flags(), KVX_EXT_F_ARP);
+	EXPECT_EQ(r.announced6, std::vector<Ipv6Addr>{one});
+	EXPECT_EQ(r.announced_all6, std::set<Ipv6Addr>{one});
+	EXPECT_TRUE(r.held6.empty());
+	EXPECT_EQ(nbind6(), 4u);
+	EXPECT_TRUE(get6(KVX_BIND_IN, 0, "2001:db8:1::101", 0));
+	r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
+	EXPECT_TRUE(r.announced6.empty()); // announced once
+	EXPECT_EQ(flags(), KVX_EXT_F_ARP);
+
+	mappings.pop_back();
+	apply_mappings(fds, mappings, up_, home_);
+	EXPECT_FALSE(flags());
+	EXPECT_EQ(nbind6(), 2u);
+}
+
+// Off or in relay mode the datapath serves no literal address: none is
+// probed or announced (a claim on the LAN would pull its traffic to
+// nowhere), and an announced one is withdrawn.
+TEST_F(Maps6Fixture, LiteralAddressesAnnouncedOnlyUnderNat66)
+{
+	Fd ext6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ext6", sizeof(kvx_extaddr6_key),
+			       sizeof(kvx_extaddr_val), 64, nullptr));
+	ASSERT_GE(ext6.get(), 0) << std::strerror(errno);
+	MapFds fds = fds6();
+	fds.extaddr6 = ext6.get();
+	const Ipv6Addr one = parse_ipv6("2001:db8:1::101");
+	std::vector<StaticMapping> mappings = {sm("2001:db8:1::101", "fd42::101", "", false)};
+	auto r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
+	EXPECT_EQ(r.announced6, std::vector<Ipv6Addr>{one});
+	EXPECT_EQ((dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(ext6.get()).size()), 1u);
+	for (uint32_t mode : {uint32_t{KVX_V6_RELAY}, uint32_t{KVX_V6_OFF}}) {
+		kvx_cfg6 c = read_cfg6(cfg6_.get());
+		c.mode = mode;
+		write_cfg6(cfg6_.get(), c);
+		r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
+		EXPECT_TRUE(r.announced6.empty()) << mode;
+		EXPECT_TRUE(r.held6.empty()) << mode;
+		const auto left = dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(ext6.get());
+		EXPECT_TRUE(left.empty()) << mode;
+	}
+}
+
 TEST_F(Maps6Fixture, ForwardTakesAGuestsDynamicPort)
 {
 	kvx_bind6_key ik = key6(KVX_BIND_IN, IPPROTO_UDP, "2001:db8:1::2", 5300);

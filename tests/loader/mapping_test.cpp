@@ -311,5 +311,126 @@ TEST(MappingEntries6, PairsInKvxBind6)
 	EXPECT_EQ(0, std::memcmp(one[1].val.addr, parse_ipv6("2001:db8:1::101").data(), 16));
 }
 
+TEST(MappingPending, MadeWhenTheyCanBe)
+{
+	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"),
+			 "02:00:00:00:00:01"};
+	const NetId cafe{parse_cidr("10.0.0.0/24"), parse_ipv4("10.0.0.1"), "02:00:00:00:00:02"};
+	StaticMapping made, no_lease, home_addr, clash;
+	made.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
+	made.network = home;
+	no_lease.m = parse_mapping("uplink:2223", "0.0.0.0:22", "tcp");
+	no_lease.lease_mac = "52:54:00:00:00:02";
+	no_lease.pending = "x";
+	home_addr.m = parse_mapping("192.168.1.101", "192.168.122.11", "");
+	home_addr.pending = "x";
+	// The port another VM's forward holds: waits until that one goes.
+	clash.m = parse_mapping("uplink:2222", "192.168.122.12:22", "tcp");
+	clash.pending = "x";
+	std::vector<StaticMapping> ms = {made, no_lease, home_addr, clash};
+
+	// No uplink address (boot before WiFi): all wait, saying why.
+	bool changed = false;
+	MappingContext none = ctx();
+	none.uplink_addr = 0;
+	none.uplink_net.reset();
+	EXPECT_TRUE(promote_pending(ms, none, std::nullopt, &changed).empty());
+	EXPECT_TRUE(changed);
+	EXPECT_EQ(ms[1].pending, "no address for MAC 52:54:00:00:00:02 yet (no DHCP lease)");
+	EXPECT_EQ(ms[2].pending, "the uplink has no IPv4 address yet");
+	EXPECT_FALSE(mapping_active(ms[2], home));
+	promote_pending(ms, none, std::nullopt, &changed);
+	EXPECT_FALSE(changed); // the same reasons: nothing to save
+
+	// Roaming: the home address is not on the café's network.
+	MappingContext at_cafe = ctx();
+	at_cafe.uplink_addr = parse_ipv4("10.0.0.7");
+	at_cafe.uplink_net = cafe.net;
+	EXPECT_TRUE(promote_pending(ms, at_cafe, cafe).empty());
+	EXPECT_NE(ms[2].pending.find("is not on the uplink's network 10.0.0.0/24"),
+		  std::string::npos)
+		<< ms[2].pending;
+	EXPECT_NE(ms[3].pending.find("external ports overlap"), std::string::npos) << ms[3].pending;
+
+	// Home, and the lease came: made and tied to this network.
+	ms[1].m.guest_addr = parse_ipv4("192.168.122.13");
+	auto idx = promote_pending(ms, ctx(), home, &changed);
+	EXPECT_EQ(idx, (std::vector<size_t>{1, 2}));
+	EXPECT_TRUE(ms[1].pending.empty());
+	EXPECT_TRUE(ms[2].pending.empty());
+	EXPECT_TRUE(ms[2].network == home);
+	EXPECT_TRUE(mapping_active(ms[2], home));
+	EXPECT_FALSE(mapping_active(ms[2], cafe));
+	EXPECT_FALSE(ms[3].pending.empty());
+
+	// The other VM's forward went: the waiting one is made.
+	ms.erase(ms.begin());
+	EXPECT_EQ(promote_pending(ms, ctx(), home), (std::vector<size_t>{2}));
+	// Recorded mappings are checked without the pending ones.
+	ms.push_back(clash);
+	EXPECT_NO_THROW(check_recorded_mappings(ms, ctx().subnet, ctx().nat_ports));
+}
+
+// A `map add ... vm:NAME` mapping of a stopped domain waits for its start:
+// the daemon never makes it on its own (a lease for its MAC may be
+// another guest's asking), a metadata one with the same text is not it.
+TEST(MappingPending, StoppedVmsMappingWaitsForItsStart)
+{
+	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"),
+			 "02:00:00:00:00:01"};
+	StaticMapping cli, other;
+	cli.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
+	cli.vm = "web1";
+	cli.lease_mac = "52:54:00:00:00:02";
+	cli.pending = vm_stopped_reason("web1");
+	EXPECT_TRUE(waits_for_vm_start(cli));
+	other = cli;
+	other.from_metadata = true; // a hook's: not the administrator's
+	EXPECT_FALSE(waits_for_vm_start(other));
+	other = cli;
+	other.pending = "the uplink has no IPv4 address yet";
+	EXPECT_FALSE(waits_for_vm_start(other));
+
+	std::vector<StaticMapping> ms = {cli};
+	MappingContext c = ctx();
+	bool changed = true;
+	EXPECT_TRUE(promote_pending(ms, c, home, &changed).empty());
+	EXPECT_FALSE(changed);
+	EXPECT_EQ(ms[0].pending, vm_stopped_reason("web1"));
+	EXPECT_FALSE(mapping_active(ms[0], home));
+}
+
+TEST(MappingPending, LeaseMovedOntoAnotherVmsAddressIsHeld)
+{
+	// web1 has .10 (1:1 and :22); db1's lease moves it from .11 to .10.
+	StaticMapping web1, db1;
+	web1.m = parse_mapping("192.168.1.101", "192.168.122.10", "");
+	web1.vm = "web1";
+	db1.m = parse_mapping("192.168.1.102", "192.168.122.11", "");
+	db1.vm = "db1";
+	db1.lease_mac = "52:54:00:00:00:02";
+	std::vector<StaticMapping> ms = {web1, db1};
+	MappingContext c = ctx();
+	c.force = true;
+	ms[1].m.guest_addr = parse_ipv4("192.168.122.10");
+	const auto held = hold_clashing(ms, {1}, c);
+	ASSERT_EQ(held.size(), 1u);
+	EXPECT_EQ(held[0].rfind("vm db1: its guest's DHCP lease moved it: ", 0), 0u) << held[0];
+	EXPECT_NE(ms[1].pending.find("the guest already has a 1:1 address"), std::string::npos)
+		<< ms[1].pending;
+	EXPECT_TRUE(ms[0].pending.empty());
+	// Out of the datapath; the config is valid (the held one not checked).
+	EXPECT_FALSE(mapping_active(ms[1], std::nullopt));
+	EXPECT_NO_THROW(check_recorded_mappings(ms, c.subnet, c.nat_ports));
+	// web1 goes: db1's mapping is made on its new address.
+	ms.erase(ms.begin());
+	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	EXPECT_EQ(promote_pending(ms, ctx(), home), (std::vector<size_t>{0}));
+	EXPECT_EQ(ms[0].m.guest_addr, parse_ipv4("192.168.122.10"));
+	// A move onto a free address holds nothing.
+	ms[0].m.guest_addr = parse_ipv4("192.168.122.12");
+	EXPECT_TRUE(hold_clashing(ms, {0}, c).empty());
+}
+
 } // namespace
 } // namespace kvmxdp

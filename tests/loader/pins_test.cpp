@@ -7,11 +7,13 @@
 #include <gtest/gtest.h>
 
 #include <bpf/bpf.h>
+#include <bpf/libbpf.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
 #include <string>
+#include <vector>
 
 #include "base/error.hpp"
 #include "base/fs.hpp"
@@ -171,5 +173,42 @@ TEST_F(PinnedMaps, APinNotRootsAloneIsRefused)
 	ASSERT_EQ(::symlink("elsewhere", path(KVX_MAP_CT).c_str()), 0);
 	EXPECT_NE(refusal(KVX_MAP_CT).find(": a symbolic link"), std::string::npos);
 }
+
+// count_keys (kernel/maps.hpp): the entries of a hash map, by batches of
+// kMapReadBatch; the same count from the key walk it falls back to.
+class MapCount : public ::testing::TestWithParam<bpf_map_type> {};
+
+TEST_P(MapCount, CountsEveryEntryAcrossBatches)
+{
+	KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+	// Room to spare: an LRU map may evict before it is full (free entries
+	// sit in other CPUs' lists).
+	const uint32_t max = 4 * kMapReadBatch;
+	Fd m(bpf_map_create(GetParam(), "t_count", sizeof(uint32_t), 40, max, nullptr));
+	ASSERT_GE(m.get(), 0) << "bpf_map_create: " << std::strerror(errno);
+	EXPECT_EQ(count_keys(m.get(), sizeof(uint32_t)), 0u);
+	std::vector<unsigned char> val(
+		GetParam() == BPF_MAP_TYPE_PERCPU_HASH ?
+			40 * static_cast<size_t>(libbpf_num_possible_cpus()) :
+			40);
+	const uint32_t n = 2 * kMapReadBatch + 77; // three batches, the last partial
+	for (uint32_t k = 0; k < n; k++)
+		ASSERT_EQ(bpf_map_update_elem(m.get(), &k, val.data(), BPF_NOEXIST), 0) << k;
+	EXPECT_EQ(count_keys(m.get(), sizeof(uint32_t)), n);
+	for (uint32_t k = 0; k < n; k += 3)
+		ASSERT_EQ(bpf_map_delete_elem(m.get(), &k), 0);
+	EXPECT_EQ(count_keys(m.get(), sizeof(uint32_t)), n - (n + 2) / 3);
+}
+
+INSTANTIATE_TEST_SUITE_P(HashTypes, MapCount,
+			 ::testing::Values(BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_LRU_HASH,
+					   BPF_MAP_TYPE_PERCPU_HASH),
+			 [](const ::testing::TestParamInfo<bpf_map_type> &i) {
+				 return i.param == BPF_MAP_TYPE_HASH ?
+						std::string("Hash") :
+					i.param == BPF_MAP_TYPE_LRU_HASH ?
+						std::string("LruHash") :
+						std::string("PerCpuHashByWalk");
+			 });
 
 } // namespace

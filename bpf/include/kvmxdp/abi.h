@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 11
+#define KVX_ABI_VERSION 12
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -73,12 +73,19 @@
  *      ext_addr = int_addr; a dynamic OUT half of kvx_bind6 names in
  *      guest_mac the MAC its port counts for (0 in older entries: the
  *      address's slot).  Tables unchanged: pins of 3..10 are reused.
- *  11: IPv6 relay's DAD relay: kvx_nd state KVX_ND_DUP (a LAN host
+ *  11: IPv6 mapped addresses announced: map kvx_extaddr6 (a mapped
+ *      address other than the uplink's -> KVX_EXT_F_* flags: answered
+ *      for on the uplink once duplicate address detection found it
+ *      free); kvx_v6progs slot 4 (kvx_br6_hairpin: NAT66 hairpin; a
+ *      pinned 4-slot array is replaced); map kvx_hostrev6 (the host's
+ *      own IPv6 sockets to mapped addresses).  Tables unchanged: pins of
+ *      3..11 are reused.
+ *  12: IPv6 relay's DAD relay: kvx_nd state KVX_ND_DUP (a LAN host
  *      defended the address during the guest's DAD), reasons ND_RELAY and
  *      DROP_ND_DUPLICATE; per-guest address limit: map kvx_gaddrs,
  *      reason DROP_GUEST_ADDRS; relay's flows count in kvx_gflows (the
  *      slot of their address's kvx_nd owner).  Tables unchanged: pins of
- *      3..11 are reused.
+ *      3..12 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -208,6 +215,25 @@ struct kvx_extaddr_val {
 #define KVX_EXT_F_CONFLICT (1U << 3) /* another host answered the probe: retried later */
 
 /*
+ * IPv6 external addresses other than the uplink's own (1:1 mappings,
+ * forwards on a literal address): kvx_extaddr6[addr] = kvx_extaddr_val.
+ * KVX_EXT_F_ARP here means "announced": the uplink program answers
+ * Neighbour Solicitations for it with the uplink MAC (and defends it
+ * against a LAN host's duplicate address detection).  The daemon sets it
+ * only after its own duplicate address detection (RFC 4862 5.4) found the
+ * address free; until then the address is KVX_EXT_F_PROBING, and
+ * KVX_EXT_F_CONFLICT when another node answered (retried later).  A held
+ * address has no pairs in kvx_bind6: its traffic is not translated, and
+ * never taken from the node that owns it.  Never added to the host.
+ */
+#define KVX_MAP_EXTADDR6 "kvx_extaddr6"
+#define KVX_EXTADDR6_MAX 256
+
+struct kvx_extaddr6_key {
+	__be32 addr[4];
+};
+
+/*
  * The host's own tunnels (GRE, IPIP, 6in4, ESP of its IPsec): the
  * (protocol, remote) pairs the host itself speaks on the uplink, read by the
  * loader from netlink and kept current by the daemon.  Protocols without
@@ -255,6 +281,23 @@ struct kvx_hostrev_key {
 
 struct kvx_hostrev_val {
 	__be32 ext_addr;
+	__be16 ext_port;
+	__u16 _pad;
+};
+
+/* The same for IPv6 (connect6, sendmsg6, recvmsg6, getpeername6; ABI 11). */
+#define KVX_MAP_HOSTREV6 "kvx_hostrev6"
+
+struct kvx_hostrev6_key {
+	__u64 sock_cookie;
+	__be32 guest_addr[4];
+	__be16 guest_port;
+	__u8 proto;
+	__u8 _pad[5];
+};
+
+struct kvx_hostrev6_val {
+	__be32 ext_addr[4];
 	__be16 ext_port;
 	__u16 _pad;
 };
@@ -721,6 +764,8 @@ enum kvx_v6prog {
 	 * verifier budget: NAT66's frames leave no room for a second path). */
 	KVX_V6_BR_RELAY = 2, /* kvx_br6_relay */
 	KVX_V6_UP_RELAY = 3, /* kvx_up6_relay */
+	/* NAT66 hairpin, tail-called by kvx_br6 (ABI 11). */
+	KVX_V6_BR_HAIRPIN = 4, /* kvx_br6_hairpin */
 	KVX_V6_MAX,
 };
 
@@ -924,7 +969,7 @@ struct kvx_bind6_val {
 	X(DROP_PROTO_UNTRANSLATED, 1, "IPv6 guest packet of a protocol NAT66 does not translate") \
 	X(RELAY_OUT, 0, "IPv6 relay: guest->LAN/outside forwarded (no translation)") \
 	X(RELAY_IN, 0, "IPv6 relay: LAN/outside->guest forwarded (no translation)") \
-	X(ND_PROXY_NA, 0, "IPv6 relay: Neighbour Solicitation answered for a guest or a LAN host") \
+	X(ND_PROXY_NA, 0, "IPv6 Neighbour Solicitation answered (relay: for a guest or a LAN host; NAT66: a mapped address)") \
 	X(ND_RELAY, 0, "IPv6 relay: duplicate address detection relayed between a guest and the LAN") \
 	X(DROP_ND_DUPLICATE, 1, "IPv6 relay: guest packet from an address a LAN host defended (DAD failed)") \
 	X(DROP_GUEST_ADDRS, 1, "IPv6 relay: new address over the guest's address limit")
