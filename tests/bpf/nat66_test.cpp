@@ -1634,5 +1634,38 @@ TEST_F(Nat66Test, HairpinToMappedAddresses)
 	EXPECT_EQ(parse6(r.out).dst, one);
 }
 
+// An announced mapped address is ours on the uplink's link: nobody on the
+// LAN can send from it.  A LAN host that does (to guest A's forward, to a
+// reply port of A's flow) is a martian (as IPv4's inbound_martian drops
+// the mapped addresses as sources): else A's answer to it would hairpin
+// into guest F, the address's guest, from A's external endpoint.  While
+// the address is held (DAD running, a conflict: another node may really
+// have it), that node's packets are translated as any remote's.
+TEST_F(Nat66Test, AnnouncedMappedAddressIsNoInboundSource)
+{
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6A, 22);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
+	const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222, kMapped6, 51000);
+	run6(Prog::UpIngress, syn, TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
+	EXPECT_TRUE(dp().ct6_entries().empty());
+	// To the mapped address itself, and as a reply to A's own flow.
+	run6(Prog::UpIngress, inbound6(kProtoUdp, kMapped6, 5353, kMapped6, 53), TC_ACT_SHOT,
+	     KVX_R_DROP_MARTIAN_IN);
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	Packet6 back = reply6(snat6(q, port));
+	back.src = kMapped6;
+	run6(Prog::UpIngress, back, TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
+	// Suspended (another network): not ours here.
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(syn, kGuest6A, 22));
+	// Held: the node that has it reaches A's forward.
+	const Packet6 syn2 = inbound6(kProtoTcp, kUplink6, 2222, kMapped6, 51001);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_CONFLICT);
+	run6(Prog::UpIngress, syn2, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+	     dnat6_neigh(syn2, kGuest6A, 22));
+}
+
 } // namespace
 } // namespace kvmxdp::test
