@@ -41,14 +41,59 @@ struct kvx_nd_msg {
  * answer or the host's (nat6_uplink_ns). */
 #define KVX_ND6_NS (KVX_R_MAX + 6)
 
+#define KVX_ND_OPT_SLLA 1 /* source link-layer address (RFC 4861 4.6.1) */
+
+/* ff02::1:ffXX:XXXX with the target's low 24 bits (RFC 4291 2.7.1). */
+static __always_inline int nd_is_solicited_node(const __be32 *group, const __be32 *target)
+{
+	return group[0] == bpf_htonl(0xff020000) && !group[1] && group[2] == bpf_htonl(1) &&
+	       (group[3] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000) &&
+	       !((group[3] ^ target[3]) & bpf_htonl(0x00ffffff));
+}
+
+/*
+ * The options after the 24 fixed bytes of an ND message len bytes long
+ * (len <= KVX_ICMP_SUM_MAX, a multiple of 8): each longer than 0 (RFC
+ * 4861 7.1.1, 7.1.2: a parser would loop forever on one; the kernel's
+ * ndisc_parse_options refuses it) and none past the end; with no_slla,
+ * no source link-layer address option (an NS from ::, 7.1.1).  At most
+ * (88 - 24) / 8 options fit.
+ */
+static __always_inline int nd_opts_ok(const void *msg, const void *data_end, __u32 len, int no_slla)
+{
+	__u32 off = KVX_ND_NS_MIN;
+	int i;
+
+	for (i = 0; i < (KVX_ICMP_SUM_MAX - KVX_ND_NS_MIN) / 8; i++) {
+		const __u8 *o;
+
+		if (off >= len)
+			break;
+		if (off > KVX_ICMP_SUM_MAX - 2)
+			return 0;
+		o = msg + off;
+		if ((void *)(o + 2) > data_end)
+			return 0;
+		if (!o[1] || (no_slla && o[0] == KVX_ND_OPT_SLLA))
+			return 0;
+		off += o[1] * 8;
+	}
+	return off == len;
+}
+
 /*
  * A Neighbour Solicitation we may answer or relay (RFC 4861 7.1.1): hop
  * limit 255 (it never crossed a router), code 0, at least 24 bytes, its
- * checksum right, no extension headers, a unicast target; from :: only to
- * a multicast address.  A Neighbour Advertisement likewise (7.1.2): never
- * from ::, to a multicast address only unsolicited.  The caller has
- * checked the type.  Its target into target.  Options up to the sum's
- * reach (88 bytes of message); a longer message is left to the host.
+ * checksum right, no extension headers, a unicast target, every option
+ * longer than 0 and within the message (nd_opts_ok); from :: only to a
+ * multicast address and without a source link-layer address option; to a
+ * multicast address only to the target's solicited-node group (7.2.2: a
+ * node solicits nothing else; an NS to all nodes is no question about
+ * this target).  A Neighbour Advertisement likewise (7.1.2): never from
+ * ::, to a multicast address only unsolicited.  The caller has checked
+ * the type.  Its target into target.  Options up to the sum's reach (88
+ * bytes of message); a longer message is left to the host, as is any
+ * invalid one (its ndisc discards it).
  */
 static __noinline int nd_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be32 *target)
 {
@@ -76,7 +121,12 @@ static __noinline int nd_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be3
 	if (ns->type == ICMPV6_NEIGH_ADV ?
 		    addr6_is_zero(ip6->saddr) || (addr6_is_mcast(ip6->daddr) &&
 						  (ns->flags & bpf_htonl(KVX_NA_F_SOLICITED))) :
-		    addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr))
+		    (addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr)) ||
+			    (addr6_is_mcast(ip6->daddr) &&
+			     !nd_is_solicited_node(ip6->daddr, ns->target)))
+		return 0;
+	if (!nd_opts_ok(ns, data_end, len,
+			ns->type == ICMPV6_NEIGH_SOL && addr6_is_zero(ip6->saddr)))
 		return 0;
 	addr6_copy(target, ns->target);
 	return 1;

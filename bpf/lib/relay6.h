@@ -182,8 +182,8 @@ static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 if
  * A DAD probe relayed to the other side (RFC 4389 4.1.3.3): out of ifindex
  * from mac, all else as it came (hop limit 255, its nonce option, RFC
  * 7527, by which the prober knows its own probe).  From :: it carries no
- * link-layer address to rewrite (RFC 4861 7.1.1; one that starts with
- * one is not relayed).
+ * link-layer address to rewrite (RFC 4861 7.1.1; nd_target refuses one
+ * that does).
  */
 static __always_inline int nd_relay_ns(kvx_ctx_t *ctx, const __u8 *mac, __u32 ifindex, __u32 len)
 {
@@ -193,8 +193,6 @@ static __always_inline int nd_relay_ns(kvx_ctx_t *ctx, const __u8 *mac, __u32 if
 	struct kvx_nd_msg *ns = data + ETH_HLEN + sizeof(struct kvx_ipv6hdr);
 
 	if ((void *)ns + KVX_ND_NS_MIN > data_end || !ifindex)
-		return -1;
-	if ((void *)(ns + 1) <= data_end && ns->opt_type == 1)
 		return -1;
 	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
 	stats_count(KVX_R_ND_RELAY, len);

@@ -1667,5 +1667,53 @@ TEST_F(Nat66Test, AnnouncedMappedAddressIsNoInboundSource)
 	     dnat6_neigh(syn2, kGuest6A, 22));
 }
 
+// The NS answer validates as RFC 4861 7.1.1 says before it answers (else
+// the host's ndisc, which discards it): an option of length 0 (a parser
+// would spin on it) or one past the message's end, a source link-layer
+// address option in a DAD probe (from ::), a multicast NS to anything but
+// the target's solicited-node group, a hop limit other than 255.  A valid
+// one with an extra option (a nonce) is answered.
+TEST_F(Nat66Test, MappedAddressNsValidated)
+{
+	using namespace nd6;
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
+	const Ip6 lan = ip6(Topology::kGatewayAddr6);
+	const Packet6 ns = neigh_sol(lan, Topology::kGatewayMac, kMapped6);
+	const Packet6 dad = dad_probe(Topology::kGatewayMac, kMapped6);
+	run6(Prog::UpIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(ns, Topology::kUplinkMac, kOverride));
+	run6(Prog::UpIngress, dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(dad, Topology::kUplinkMac, kOverride));
+	Packet6 nonce = ns;
+	nonce.payload.insert(nonce.payload.end(), {14, 1, 1, 2, 3, 4, 5, 6});
+	run6(Prog::UpIngress, nonce, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(ns, Topology::kUplinkMac, kOverride));
+
+	Packet6 zero = ns;
+	zero.payload[17] = 0; // the source link-layer option's length
+	run6(Prog::UpIngress, zero, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 zero2 = nonce;
+	zero2.payload[25] = 0; // a second option of length 0
+	run6(Prog::UpIngress, zero2, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 past = ns;
+	past.payload[17] = 2; // 16 bytes, 8 there
+	run6(Prog::UpIngress, past, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 slla = dad;
+	slla.payload.insert(slla.payload.end(), {1, 1, 0x02, 0x6b, 0x76, 0, 0, 1});
+	run6(Prog::UpIngress, slla, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 all = ns;
+	all.dst = ip6("ff02::1");
+	all.dst_mac = mcast_mac(all.dst);
+	run6(Prog::UpIngress, all, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 other = dad;
+	other.dst = solicited_node(ip6("2001:db8:77::202"));
+	other.dst_mac = mcast_mac(other.dst);
+	run6(Prog::UpIngress, other, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 hop = ns;
+	hop.hop_limit = 64;
+	run6(Prog::UpIngress, hop, TC_ACT_OK, KVX_R_PASS_ND);
+}
+
 } // namespace
 } // namespace kvmxdp::test

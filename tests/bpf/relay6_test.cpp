@@ -534,6 +534,29 @@ TEST_F(Relay6Test, NoDefenceButALanHostsOne)
 	run6(Prog::BrIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
 }
 
+// The ND proxy's validation is nd6.h's (Nat66Test.MappedAddressNsValidated):
+// on the uplink, an NS for an owned guest with an option of length 0 is not
+// answered; nor a guest's DAD probe carrying its MAC relayed, nor one to
+// another address's solicited-node group.
+TEST_F(Relay6Test, InvalidNeighbourSolicitationsNeitherAnsweredNorRelayed)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	const Packet6 ns = neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA);
+	run6(Prog::UpIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(ns, Topology::kUplinkMac));
+	Packet6 zero = ns;
+	zero.payload[17] = 0;
+	run6(Prog::UpIngress, zero, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 slla = dad_probe(kMacB, kGuestB);
+	slla.payload.insert(slla.payload.end(), {1, 1, 0x52, 0x54, 0, 0, 7, 0xb0});
+	run6(Prog::BrIngress, slla, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 astray = dad_probe(kMacB, kGuestB);
+	astray.dst = solicited_node(kGuestA);
+	astray.dst_mac = mcast_mac(astray.dst);
+	run6(Prog::BrIngress, astray, TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_FALSE(dp().nd_lookup(kGuestB).has_value());
+}
+
 // --- per-guest limits: addresses (kvx_gaddrs) and the flow quota ---
 
 // kPrefix::N.
