@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <linux/if_addr.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -233,9 +234,32 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// it; its flush keeps static pairs, which are moved here).
 	const Ipv6Addr addr6 = addr6_of(read_cfg6(cfg6_fd_.get()).uplink_addr);
 	std::optional<NetId> net;
+	DadLink dl;
 	if (!inst_.uplink.empty()) { // empty: --uplink auto, no default route yet
-		if (auto link = find_link(nl, inst_.uplink))
+		if (auto link = find_link(nl, inst_.uplink)) {
 			net = network_of_link(nl, link->ifindex, true);
+			dl.ifindex = link->ifindex;
+			dl.carrier = (link->flags & IFF_UP) && (link->flags & IFF_RUNNING);
+		}
+	}
+	if (net)
+		dl.network = net->net.str() + " via " + format_ipv4(net->gateway);
+	if (addr6 != Ipv6Addr{})
+		dl.network += " " + network_of6(addr6, 64).str();
+	// The uplink back with carrier, another one, another network: the
+	// announced IPv6 addresses may be another node's by now (RFC 4862
+	// 5.4, as the kernel's own addresses): held and probed again.
+	const bool dad_carrier_was = dad_link_ && dad_link_->carrier;
+	if (dad_link_update(dad_link_, dl)) {
+		const size_t n = reprobe_mapped6(extaddr6_fd_.get());
+		dads_.clear();
+		if (n)
+			log_info("uplink " + inst_.uplink +
+				 " (re)connected: duplicate address detection " + "again for " +
+				 std::to_string(n) + " announced IPv6 address(es)");
+		force = true;
+	} else if (dad_carrier_was != dl.carrier) {
+		force = true; // DADs wait for carrier, or may start now
 	}
 	// No address (WiFi reconnecting): nothing can flow anyway; the
 	// mappings stay as they were until the uplink is on some network
@@ -340,9 +364,21 @@ bool Daemon::dad_retry_due() const
 {
 	const auto now = std::chrono::steady_clock::now();
 	for (const auto &[a, p] : dads_)
-		if (!p.probe && p.verdict == DadVerdict::Duplicate && now >= p.retry_at)
+		if (!p.probe && (p.verdict == DadVerdict::Duplicate || p.failures) &&
+		    now >= p.retry_at)
 			return true;
 	return false;
+}
+
+void Daemon::dad_failed(const Ipv6Addr &a, Dad6 &p, const std::string &why)
+{
+	p.probe.reset();
+	p.failures++;
+	const int ms = dad_retry_ms(p.failures);
+	p.retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+	if (p.failures <= 1)
+		log_info("duplicate address detection of " + format_ipv6(a) + ": " + why +
+			 " (retried in " + std::to_string(ms / 1000) + " s)");
 }
 
 void Daemon::start_dads(const ApplyResult &r)
@@ -381,20 +417,31 @@ void Daemon::start_dads(const ApplyResult &r)
 	const auto now = std::chrono::steady_clock::now();
 	for (const auto &[a, flags] : r.held6) {
 		Dad6 &p = dads_[a];
-		if (p.probe || (p.verdict == DadVerdict::Duplicate && now < p.retry_at))
+		if (p.probe ||
+		    ((p.verdict == DadVerdict::Duplicate || p.failures) && now < p.retry_at))
 			continue;
 		if (!uplink())
 			return; // the uplink is gone: the next event retries
-		if (!p.verdict)
+		// A DAD on a dead link hears nothing and would pass: it waits
+		// for carrier (its return syncs the mappings again).
+		if (!((up->flags & IFF_UP) && (up->flags & IFF_RUNNING))) {
+			if (!dad_no_carrier_logged_)
+				log_info("uplink " + up->name +
+					 " has no carrier: duplicate address detection of the "
+					 "mapped IPv6 addresses waits for it");
+			dad_no_carrier_logged_ = true;
+			return;
+		}
+		dad_no_carrier_logged_ = false;
+		if (!p.verdict && !p.failures)
 			log_info("mapped address " + format_ipv6(a) +
 				 ": duplicate address detection (RFC 4862) before it is announced");
 		try {
-			p.probe = std::make_unique<DadProber>(up->ifindex, a);
+			p.probe = std::make_unique<DadProber>(
+				up->ifindex, a, uplink_dad_transmits(up->ifindex, sysctl_root_));
 			p.probe->step();
 		} catch (const Error &e) {
-			log_info("duplicate address detection of " + format_ipv6(a) + ": " +
-				 e.what());
-			p.probe.reset();
+			dad_failed(a, p, e.what());
 		}
 	}
 }
@@ -409,13 +456,18 @@ void Daemon::step_dads()
 		try {
 			done = p.probe->step();
 		} catch (const Error &e) {
-			log_info("duplicate address detection of " + format_ipv6(a) + ": " +
-				 e.what());
-			p.probe.reset();
+			dad_failed(a, p, e.what()); // retried by the sync at retry_at
 			continue;
 		}
 		if (!done)
 			continue;
+		if (p.probe->no_carrier()) {
+			// No verdict: again once carrier is back (its return
+			// restarts every DAD at once: dad_link_update).
+			dad_failed(a, p, "the uplink lost its carrier");
+			continue;
+		}
+		p.failures = 0;
 		if (auto mac = p.probe->duplicate()) {
 			p.conflicts++;
 			const int ms = dad_retry_ms(p.conflicts);

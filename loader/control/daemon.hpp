@@ -164,6 +164,9 @@ private:
 	void start_dads(const ApplyResult &r);
 	void step_dads();
 	bool dad_retry_due() const;
+	struct Dad6;
+	// A DAD that could not start or run: retried with backoff (logged once).
+	void dad_failed(const Ipv6Addr &a, Dad6 &p, const std::string &why);
 
 	Instance inst_;
 	SkelObject &skel_;
@@ -222,10 +225,16 @@ private:
 		std::unique_ptr<DadProber> probe; // running
 		std::optional<DadVerdict> verdict;
 		int conflicts = 0; // in a row: the backoff
+		int failures = 0;  // DADs that could not start or run, in a row: the backoff
 		std::chrono::steady_clock::time_point retry_at{};
 	};
 	std::map<Ipv6Addr, Dad6> dads_;
 	NdGroups nd_groups_;
+	// The uplink as DAD last saw it (model/dad.hpp dad_link_update): its
+	// carrier coming back, another device or network, sends the announced
+	// addresses through DAD again.
+	std::optional<DadLink> dad_link_;
+	bool dad_no_carrier_logged_ = false;
 	// attach --metrics: what the scrapes read of the daemon, and the
 	// endpoint (last: it stops serving before anything it reads goes).
 	DaemonCounters counters_;
