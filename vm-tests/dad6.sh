@@ -129,7 +129,7 @@ kvx_wait_tcp_listen 10 "$NS_LAN" 8091
 conflict() { [[ $(state "$ONE6") == conflict ]]; }
 must kvx_wait_for 15 "$ONE6 in conflict after the daemon's new DAD" conflict
 assert_ge "the daemon probed $ONE6 again after the carrier came back" "$(($(probes "$ONE6") - before))" 1
-assert_contains "the daemon said why" "duplicate address detection again" "$(cat "$KVX_DAEMON_LOG")"
+assert_contains "the daemon said why" "duplicate address detection again for 1 announced" "$(cat "$KVX_DAEMON_LOG")"
 na0=$(kvx_counter ND_PROXY_NA)
 ip -n "$NS_HOST" -6 neigh flush dev "$UP" 2>/dev/null || true
 assert_eq "the host reaches the LAN host's own server on $ONE6: sha256" "$sum" \

@@ -19,6 +19,7 @@
 #include "base/log.hpp"
 #include "base/rollback.hpp"
 #include "base/sysctl.hpp"
+#include "control/dad.hpp"
 #include "control/devices.hpp"
 #include "control/gc.hpp"
 #include "control/host_access.hpp"
@@ -889,6 +890,16 @@ private:
 		if (*cur != want) {
 			sys_.write(fwd, want);
 			rb_.add(fwd, [sys = sys_, fwd, old = *cur] { sys.write(fwd, old); });
+			// The kernel just dropped the uplink's RA default route
+			// (solicit_routers says why): ask for it back now.
+			if (want == "1" && uplink_.ifindex > 0) {
+				try {
+					solicit_routers(uplink_.ifindex);
+				} catch (const Error &e) {
+					log_warn(std::string("IPv6 default route: ") + e.what() +
+						 " (back at the router's next advertisement)");
+				}
+			}
 		}
 	}
 

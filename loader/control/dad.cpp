@@ -243,6 +243,29 @@ void nd_announce(int ifindex, const Ipv6Addr &target, int count)
 	}
 }
 
+void solicit_routers(int ifindex)
+{
+	Fd s(::socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6));
+	if (!s)
+		throw_errno("open", "an ICMPv6 socket for a router solicitation");
+	// Hop limit 255 (6.1.1: a router discards one that crossed a router);
+	// the kernel computes the ICMPv6 checksum and picks the link-local
+	// source (:: while it is tentative, so no source link-layer option).
+	const int hops = 255;
+	if (::setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof(hops)) < 0 ||
+	    ::setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof(ifindex)) < 0)
+		throw_errno("set up",
+			    "a router solicitation on ifindex " + std::to_string(ifindex));
+	const uint8_t rs[8] = {133, 0, 0, 0, 0, 0, 0, 0};
+	sockaddr_in6 to{};
+	to.sin6_family = AF_INET6;
+	to.sin6_scope_id = static_cast<uint32_t>(ifindex);
+	const uint8_t all_routers[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02};
+	std::memcpy(&to.sin6_addr, all_routers, sizeof(all_routers));
+	if (::sendto(s.get(), rs, sizeof(rs), 0, reinterpret_cast<sockaddr *>(&to), sizeof(to)) < 0)
+		throw_errno("send a router solicitation on", "ifindex " + std::to_string(ifindex));
+}
+
 void NdGroups::set(int ifindex, const std::set<Ipv6Addr> &addrs)
 {
 	std::set<Ipv6Addr> want;

@@ -102,6 +102,16 @@ std::optional<DadVerdict> dad_probe(int ifindex, const Ipv6Addr &target, DadMac 
 // MAC (model/dad.hpp build_unsolicited_na), `count` of them 100 ms apart.
 void nd_announce(int ifindex, const Ipv6Addr &target, int count = 1);
 
+// A Router Solicitation (RFC 4861 6.3.7) out of a device to all routers.
+// Whenever IPv6 forwarding comes on for any device, the kernel drops the
+// router-advertised default routes of every interface that does not take
+// RAs while forwarding (accept_ra != 2: a laptop's WiFi; rt6_purge_dflt_
+// routers): setting the bridge's forwarding for NAT66 left the host, and
+// the guests, without an IPv6 default route until the router's next
+// periodic RA, minutes on many networks.  A router answers a solicitation
+// at once (6.2.6), which puts the route back.
+void solicit_routers(int ifindex);
+
 // The solicited-node groups of the announced addresses, joined on the
 // uplink (GroupJoin): a NIC that filters multicast (many WiFi drivers do)
 // and an MLD-snooping switch or access point pass the LAN's Neighbour

@@ -210,8 +210,12 @@ void Daemon::reattach_bridge(const LinkInfo &link)
 			sys.write(fwd, "1");
 		std::string fwd6 = forwarding6_key(inst_.bridge);
 		if (read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF && sys.exists(fwd6) &&
-		    sys.read(fwd6) != "1")
+		    sys.read(fwd6) != "1") {
 			sys.write(fwd6, "1");
+			// The uplink's RA default route went with it (dad.hpp).
+			if (uplink_ifindex_ > 0)
+				solicit_routers(uplink_ifindex_);
+		}
 	} catch (const Error &e) {
 		// Once per re-creation: not retried.
 		log_warn(std::string("forwarding on the re-created bridge: ") + e.what());
@@ -255,7 +259,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		dads_.clear();
 		if (n)
 			log_info("uplink " + inst_.uplink +
-				 " (re)connected: duplicate address detection " + "again for " +
+				 " back with carrier or on another network: duplicate address "
+				 "detection again for " +
 				 std::to_string(n) + " announced IPv6 address(es)");
 		force = true;
 	} else if (dad_carrier_was != dl.carrier) {
