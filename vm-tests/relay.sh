@@ -11,10 +11,15 @@
 # (all.forwarding stays 0, as relay needs: a forwarding uplink ignores
 # RAs): Ip6OutForwDatagrams must stay flat, kvmxdp forwarded.
 # Before the router announces a prefix, attach --ipv6 relay is refused in
-# one line saying why; so is --subnet6 with relay.  Inbound is stateful by
-# default (only the replies of the guests' flows come in: the server's
-# ping to a guest gets nothing); attach --ipv6-inbound open then lets the
-# server reach a guest's own server.  A second guest that takes the first
+# one line saying why; so is --subnet6 with relay.  A guest that configures
+# an address the LAN router has fails its duplicate address detection
+# (kvmxdp relays the probe and the router's defence), and everyone still
+# reaches the router there.  Inbound is stateful by default (only the
+# replies of the guests' flows and echo requests come in: the server's
+# connection to a guest gets nothing); attach --ipv6-inbound open then
+# lets the server reach a guest's own server.  The host's own sockets
+# reach the guests (ping, curl) through the daemon's /128 routes on the
+# bridge, which detach removes.  A second guest that takes the first
 # one's address gets nothing, and the first keeps working.  Another program
 # advertising on the bridge (radvd, as libvirt's dnsmasq) silences
 # kvmxdp's RAs, and status says so.
@@ -149,10 +154,44 @@ for ns in "$NS_G1" "$NS_G2"; do
 	assert_eq "ping -6 ${ns##*-} -> LAN router: 5 of 5" 5 "$(kvx_ping_received "$ns" "$LAN6" 5)"
 	assert_eq "ping -6 ${ns##*-} -> server: 5 of 5" 5 "$(kvx_ping_received "$ns" "$SRV6" 5)"
 done
-kvx_step "stateful inbound (the default): the server's own ping to a guest gets nothing"
+kvx_step "DAD relay: a guest that takes a LAN host's address fails its DAD; the LAN host keeps it"
+# The LAN router has DUP6 already; guest1 configures it with DAD on (as a
+# VM whose SLAAC picked it would): its probe must reach the LAN through
+# kvmxdp (the uplink's MAC), the router's defence must come back to it.
+DUP6=2001:db8:1::99
+ip -n "$NS_LAN" -6 addr add "$DUP6/64" dev "$LAN_UP_IF" nodad
+relay0=$(kvx_counter ND_RELAY)
+dup0=$(kvx_counter DROP_ND_DUPLICATE)
+ip -n "$NS_G1" -6 addr add "$DUP6/64" dev "$G1_IF"
+dadfailed() { ip -n "$NS_G1" -6 -o addr show dev "$G1_IF" | grep -F " $DUP6/64 " | grep -q dadfailed; }
+must kvx_wait_for 10 "guest1's $DUP6 dadfailed (the LAN router defended it)" dadfailed
+assert_ge "ND_RELAY counted the probe out and the defence in" "$(($(kvx_counter ND_RELAY) - relay0))" 2
+# The LAN host's traffic is untouched: the host, the server and the other
+# guest reach the router at DUP6, and nothing of it goes to guest1.
+assert_eq "ping -6 host -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$DUP6" 3)"
+assert_eq "ping -6 server -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$DUP6" 3)"
+assert_eq "ping -6 guest2 -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_G2" "$DUP6" 3)"
+lan_mac=$(ip -n "$NS_LAN" -j link show dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+assert_eq "the host's neighbour entry for $DUP6 is the LAN router's MAC" "$lan_mac" \
+	"$(ip -n "$NS_HOST" -6 -j neigh show dev "$UP" "$DUP6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
+# guest1 cannot use it (the kernel refuses a dadfailed source; one sent
+# anyway would be DROP_ND_DUPLICATE).
+got=$( (nsx "$NS_G1" ping -n -q -c 2 -i 0.2 -W 1 -I "$DUP6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')
+assert_eq "guest1 from $DUP6 -> server: 0 of 2" 0 "${got:-0}"
+ip -n "$NS_G1" -6 addr del "$DUP6/64" dev "$G1_IF"
+kvx_log "DROP_ND_DUPLICATE moved by $(($(kvx_counter DROP_ND_DUPLICATE) - dup0))"
+
+kvx_step "stateful inbound (the default): the server's own connection to a guest gets nothing, its ping comes in"
 filtered0=$(kvx_counter DROP_FILTERED)
-assert_eq "ping -6 server -> guest1 at $G1_6: 0 of 3" 0 "$(kvx_ping_received "$NS_SRV" "$G1_6" 3 || echo 0)"
-assert_ge "DROP_FILTERED counted them" "$(($(kvx_counter DROP_FILTERED) - filtered0))" 3
+# Nothing listens there: a SYN that came in would be refused at once;
+# dropped, curl times out.
+rc=0
+nsx "$NS_SRV" curl -6 -s -o /dev/null -m 2 "http://[$G1_6]:8083/" || rc=$?
+assert_eq "curl -6 server -> guest1: times out (28), not refused (7)" 28 "$rc"
+assert_ge "DROP_FILTERED counted its SYNs" "$(($(kvx_counter DROP_FILTERED) - filtered0))" 1
+# RFC 4890 4.3.1: echo requests reach the guests (rate limited).
+assert_eq "ping -6 server -> guest1 at $G1_6: 5 of 5" 5 "$(kvx_ping_received "$NS_SRV" "$G1_6" 5)"
+assert_eq "ping -6 LAN router -> guest2 at $G2_6: 5 of 5" 5 "$(kvx_ping_received "$NS_LAN" "$G2_6" 5)"
 # The router learnt the guests at the uplink's MAC (our proxied NA).
 up_mac=$(ip -n "$NS_HOST" -j link show dev "$UP" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
 assert_eq "the LAN router's neighbour entry for guest1 is the uplink's MAC" "$up_mac" \
@@ -174,6 +213,23 @@ assert_eq "HTTP server saw the guests' own addresses" "$(printf '%s\n' "$G1_6" "
 ct=$(kvx conntrack list --json --proto tcp 2>/dev/null || true)
 assert_contains "conntrack list: guest1's flow to the server, ext = its own address" "$G1_6 $G1_6" \
 	"$("$KVX_PY" -c 'import json,sys; print("|".join(sorted(f["int_addr"]+" "+f["ext_addr"] for f in json.load(sys.stdin) if f["family"] == "ipv6")))' <<<"$ct" 2>/dev/null || echo error)"
+
+kvx_step "the host's own sockets reach the relay guests: a /128 route per guest on the bridge"
+# The host's route to the /64 is the uplink's (it would solicit the guests
+# on the LAN): the daemon routes each guest address to the bridge, with
+# its own routing protocol number (odhcpd's relay mode does the same).
+relay_routes() { ip -n "$NS_HOST" -6 route show dev "$BR" proto 107 | awk '{print $1}' | sort | paste -sd' '; }
+must kvx_wait_for 10 "routes to both guests on $BR (proto 107)" \
+	bash -c "[[ \$(ip -n '$NS_HOST' -6 route show dev '$BR' proto 107 | grep -c -e '^$G1_6 ' -e '^$G2_6 ') == 2 ]]"
+assert_eq "no route for the host's own address nor the LAN's" "$(printf '%s\n' "$G1_6" "$G2_6" | sort | paste -sd' ')" "$(relay_routes)"
+assert_eq "ping -6 host -> guest1: 5 of 5" 5 "$(kvx_ping_received "$NS_HOST" "$G1_6" 5)"
+assert_eq "ping -6 host -> guest2: 5 of 5" 5 "$(kvx_ping_received "$NS_HOST" "$G2_6" 5)"
+kvx_bg "$KVX_TMP/http_g2.log" ip netns exec "$NS_G2" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
+	--bind "$G2_6" --directory "$KVX_TMP/www" 8082
+kvx_wait_tcp_listen 10 "$NS_G2" 8082
+assert_eq "curl -6 host -> guest2: sha256" "$sum" "$(kvx_curl_sha "$NS_HOST" "http://[$G2_6]:8082/big.bin")"
+assert_eq "guest2's server saw the host's uplink address" "$UP6" \
+	"$(awk '/"GET /{print $1}' "$KVX_TMP/http_g2.log" | sort -u | paste -sd' ')"
 
 kvx_step "attach --ipv6 relay --ipv6-inbound open: the server reaches the guests"
 kvx_daemon_stop
@@ -224,4 +280,8 @@ for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
 done
 fwd=$(($(fwd6) - FWD6_0))
 assert_le "host Ip6OutForwDatagrams moved by $fwd: kvmxdp forwarded, not the kernel" "$fwd" 10
+kvx_step "detach removes the routes to the guests"
+kvx_daemon_stop
+kvx detach --bridge "$BR" >/dev/null || kvx_fatal "detach"
+assert_eq "no kvmxdp route left on $BR" "" "$(relay_routes)"
 kvx_finish

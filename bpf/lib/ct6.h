@@ -190,10 +190,25 @@ static __always_inline __u32 guest6_slot(const struct kvx_cfg *cfg, const __u8 *
 	return kvx_guest_slot6(mac_is_zero(mac) ? NULL : mac, addr, cfg->guest_seed);
 }
 
+/* The slot of the guest that owns addr in relay's kvx_nd (owned, pending
+ * or defended: the MAC its flows came from), else of the address. */
+static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32 *addr)
+{
+	struct kvx_nd_key k;
+	struct kvx_nd_val *v;
+
+	addr6_copy(k.addr, addr);
+	v = bpf_map_lookup_elem(&kvx_nd, &k);
+	if (v && v->state != KVX_ND_NONE && v->state != KVX_ND_HOST && !mac_is_zero(v->mac))
+		return kvx_guest_slot6(v->mac, addr, cfg->guest_seed);
+	return kvx_guest_slot6(NULL, addr, cfg->guest_seed);
+}
+
 /*
  * The slot a flow or binding of the guest endpoint (guest_addr, guest_port)
  * counts in: that of the MAC its IN half at (proto, ext_addr, ext_port)
- * delivers to, else of the address (the daemon's recount: control/gc.cpp).
+ * delivers to; relay's (no binding): that of its address's kvx_nd owner;
+ * else of the address (the daemon's recount: control/gc.cpp).
  */
 static __always_inline __u32 ct6_slot(const struct kvx_cfg *cfg, __u8 proto,
 				      const __be32 *guest_addr, __be16 guest_port,
@@ -211,7 +226,8 @@ static __always_inline __u32 ct6_slot(const struct kvx_cfg *cfg, __u8 proto,
 	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
 	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) && addr6_eq(ib->addr, guest_addr))
 		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
-	return kvx_guest_slot6(NULL, guest_addr, cfg->guest_seed);
+	/* Relay: no binding; the address's owner (kvx_nd). */
+	return ct6_nd_slot(cfg, guest_addr);
 }
 
 static __always_inline void gflows6_add(__u32 slot, __u8 ct_flags, int d)

@@ -161,7 +161,7 @@ static __always_inline int ctx_icmp_reshape(kvx_ctx_t *ctx, __u32 keep, __u32 ro
 
 /*
  * Make the frame len bytes long, for a message written over it whole
- * (relay6.h nd_answer).  Always ends with a cut, which drops a
+ * (nd6.h nd_answer).  Always ends with a cut, which drops a
  * CHECKSUM_COMPLETE skb->csum that the rewrite would make wrong (see
  * ctx_icmp_reshape): a frame not longer than len is grown past it first.
  */

@@ -218,6 +218,16 @@ struct {
 	__type(value, struct kvx_nd_val);
 } kvx_nd SEC(".maps");
 
+/* kvx_nd entries per guest (abi.h kvx_gaddrs); sized and indexed like
+ * kvx_gflows, mmapable for the daemon's atomic corrections. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, KVX_GFLOWS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} kvx_gaddrs SEC(".maps");
+
 static __always_inline const struct kvx_cfg *cfg_get(void)
 {
 	__u32 zero = 0;

@@ -52,6 +52,23 @@ static __always_inline int prefix6_has(const __be32 *prefix, __u32 len, const __
 	return 1;
 }
 
+/*
+ * An announced mapped address (kvx_extaddr6, KVX_EXT_F_ARP: the daemon's
+ * DAD found it free and the uplink answers for it), not held: ours on the
+ * uplink's link.  Suspended (another network), probing or in conflict, it
+ * may be another node's.
+ */
+static __always_inline int extaddr6_announced(const __be32 *a)
+{
+	const struct kvx_extaddr_val *ea;
+	struct kvx_extaddr6_key k;
+
+	addr6_copy(k.addr, a);
+	ea = bpf_map_lookup_elem(&kvx_extaddr6, &k);
+	return ea && (ea->flags & KVX_EXT_F_ARP) &&
+	       !(ea->flags & (KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING | KVX_EXT_F_CONFLICT));
+}
+
 /* Neighbour discovery, router discovery, MLD (RFC 4861, 2710, 3810): from
  * the uplink, the host's.  (From a guest only by their addresses:
  * nat6_guest_check.) */
@@ -593,16 +610,8 @@ static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
 		return 0;
 	/* The uplink's address or an announced mapped one, as IPv4's
 	 * ext_addr_check: any other destination costs one lookup. */
-	if (!addr6_eq(p6->daddr, cfg6->uplink_addr)) {
-		const struct kvx_extaddr_val *ea;
-		struct kvx_extaddr6_key ek;
-
-		addr6_copy(ek.addr, p6->daddr);
-		ea = bpf_map_lookup_elem(&kvx_extaddr6, &ek);
-		if (!ea || !(ea->flags & KVX_EXT_F_ARP) ||
-		    (ea->flags & (KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING | KVX_EXT_F_CONFLICT)))
-			return 0;
-	}
+	if (!addr6_eq(p6->daddr, cfg6->uplink_addr) && !extaddr6_announced(p6->daddr))
+		return 0;
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST &&
 	    p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return 0;
@@ -1023,11 +1032,14 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	     !proto6_has_ports(p6->p.proto)) &&
 	    !pkt_is_later_fragment(&p6->p) && !bind6_is_mapped(p6))
 		return KVX_R_PASS_HOST;
-	/* Sources no router forwards: the guests' prefix, our own address,
+	/* Sources no router forwards: the guests' prefix, our own addresses
+	 * (the uplink's, an announced mapped one: a LAN host sending from it
+	 * would have a guest's answer hairpinned into the address's guest),
 	 * multicast, unspecified and loopback (RFC 4291 2.5.2, 2.5.3). */
 	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr) ||
 	    addr6_eq(p6->saddr, cfg6->uplink_addr) || addr6_is_mcast(p6->saddr) ||
-	    (!p6->saddr[0] && !p6->saddr[1] && !p6->saddr[2] && !(p6->saddr[3] & ~bpf_htonl(1))))
+	    (!p6->saddr[0] && !p6->saddr[1] && !p6->saddr[2] && !(p6->saddr[3] & ~bpf_htonl(1))) ||
+	    extaddr6_announced(p6->saddr))
 		return KVX_R_DROP_MARTIAN_IN;
 	if (pkt_is_later_fragment(&p6->p))
 		return KVX_FRAG6_LATER;
@@ -1103,17 +1115,13 @@ static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 static __noinline int nat6_uplink_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
 {
 	const struct kvx_cfg *cfg = cfg_get();
-	const struct kvx_extaddr_val *ea;
-	struct kvx_extaddr6_key k;
+	__be32 target[4];
 	int r;
 
-	if (!p6 || !cfg || mac_is_zero(cfg->uplink_mac) || !nd_ns_target(ctx, p6, k.addr))
+	if (!p6 || !cfg || mac_is_zero(cfg->uplink_mac) || !nd_target(ctx, p6, target) ||
+	    !extaddr6_announced(target))
 		return verdict(KVX_R_PASS_ND, len);
-	ea = bpf_map_lookup_elem(&kvx_extaddr6, &k);
-	if (!ea || !(ea->flags & KVX_EXT_F_ARP) ||
-	    (ea->flags & (KVX_EXT_F_SUSPENDED | KVX_EXT_F_PROBING | KVX_EXT_F_CONFLICT)))
-		return verdict(KVX_R_PASS_ND, len);
-	r = nd_answer(ctx, cfg->uplink_mac, len, KVX_NA_F_OVERRIDE);
+	r = nd_answer(ctx, cfg->uplink_mac, len, KVX_NA_F_OVERRIDE, 0);
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 

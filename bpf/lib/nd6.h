@@ -5,7 +5,9 @@
  * uplink, LAN addresses on the bridge) and for NAT66's announced mapped
  * addresses (nat6.h: kvx_extaddr6).  A valid Neighbour Solicitation in the
  * frame becomes the Neighbour Advertisement that answers it, in place, and
- * goes back out of the device it came in on, as the ARP answers of nat.h.
+ * goes back out of the device it came in on, as the ARP answers of nat.h;
+ * relay mode also relays a LAN host's advertisement (a defence of an
+ * address a guest probes) to the guests through the same builder.
  */
 #ifndef KVX_ND6_H
 #define KVX_ND6_H
@@ -39,14 +41,61 @@ struct kvx_nd_msg {
  * answer or the host's (nat6_uplink_ns). */
 #define KVX_ND6_NS (KVX_R_MAX + 6)
 
+#define KVX_ND_OPT_SLLA 1 /* source link-layer address (RFC 4861 4.6.1) */
+
+/* ff02::1:ffXX:XXXX with the target's low 24 bits (RFC 4291 2.7.1). */
+static __always_inline int nd_is_solicited_node(const __be32 *group, const __be32 *target)
+{
+	return group[0] == bpf_htonl(0xff020000) && !group[1] && group[2] == bpf_htonl(1) &&
+	       (group[3] & bpf_htonl(0xff000000)) == bpf_htonl(0xff000000) &&
+	       !((group[3] ^ target[3]) & bpf_htonl(0x00ffffff));
+}
+
 /*
- * A Neighbour Solicitation we may answer (RFC 4861 7.1.1): hop limit 255
- * (it never crossed a router), code 0, at least 24 bytes, its checksum
- * right, no extension headers, a unicast target; from :: only to a
- * multicast address.  Its target into target.  Options up to the sum's
- * reach (88 bytes of message); a longer NS is left to the host.
+ * The options after the 24 fixed bytes of an ND message len bytes long
+ * (len <= KVX_ICMP_SUM_MAX, a multiple of 8): each longer than 0 (RFC
+ * 4861 7.1.1, 7.1.2: a parser would loop forever on one; the kernel's
+ * ndisc_parse_options refuses it) and none past the end; with no_slla,
+ * no source link-layer address option (an NS from ::, 7.1.1).  At most
+ * (88 - 24) / 8 options fit.
  */
-static __noinline int nd_ns_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be32 *target)
+static __always_inline int nd_opts_ok(const void *msg, const void *data_end, __u32 len, int no_slla)
+{
+	__u32 off = KVX_ND_NS_MIN;
+	int i;
+
+	for (i = 0; i < (KVX_ICMP_SUM_MAX - KVX_ND_NS_MIN) / 8; i++) {
+		const __u8 *o;
+
+		if (off >= len)
+			break;
+		if (off > KVX_ICMP_SUM_MAX - 2)
+			return 0;
+		o = msg + off;
+		if ((void *)(o + 2) > data_end)
+			return 0;
+		if (!o[1] || (no_slla && o[0] == KVX_ND_OPT_SLLA))
+			return 0;
+		off += o[1] * 8;
+	}
+	return off == len;
+}
+
+/*
+ * A Neighbour Solicitation we may answer or relay (RFC 4861 7.1.1): hop
+ * limit 255 (it never crossed a router), code 0, at least 24 bytes, its
+ * checksum right, no extension headers, a unicast target, every option
+ * longer than 0 and within the message (nd_opts_ok); from :: only to a
+ * multicast address and without a source link-layer address option; to a
+ * multicast address only to the target's solicited-node group (7.2.2: a
+ * node solicits nothing else; an NS to all nodes is no question about
+ * this target).  A Neighbour Advertisement likewise (7.1.2): never from
+ * ::, to a multicast address only unsolicited.  The caller has checked
+ * the type.  Its target into target.  Options up to the sum's reach (88
+ * bytes of message); a longer message is left to the host, as is any
+ * invalid one (its ndisc discards it).
+ */
+static __noinline int nd_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __be32 *target)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
@@ -67,8 +116,17 @@ static __noinline int nd_ns_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __
 		return 0;
 	if ((void *)ns + KVX_ND_NS_MIN > data_end)
 		return 0;
-	if (addr6_is_mcast(ns->target) ||
-	    (addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr)))
+	if (addr6_is_mcast(ns->target))
+		return 0;
+	if (ns->type == ICMPV6_NEIGH_ADV ?
+		    addr6_is_zero(ip6->saddr) || (addr6_is_mcast(ip6->daddr) &&
+						  (ns->flags & bpf_htonl(KVX_NA_F_SOLICITED))) :
+		    (addr6_is_zero(ip6->saddr) && !addr6_is_mcast(ip6->daddr)) ||
+			    (addr6_is_mcast(ip6->daddr) &&
+			     !nd_is_solicited_node(ip6->daddr, ns->target)))
+		return 0;
+	if (!nd_opts_ok(ns, data_end, len,
+			ns->type == ICMPV6_NEIGH_SOL && addr6_is_zero(ip6->saddr)))
 		return 0;
 	addr6_copy(target, ns->target);
 	return 1;
@@ -81,25 +139,37 @@ static __noinline int nd_ns_target(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __
  * Router 0; Override as na_flags says (KVX_NA_F_OVERRIDE or 0): an ND
  * proxy's answer has it 0 (RFC 4861 7.2.8, as Linux's proxy_ndp answers),
  * never overriding what a neighbour heard from the address's real owner;
- * the owner's own answer has it 1 (7.2.4: a mapped address is ours).  The
- * frame is cut or grown to the NA's length; every byte is written, the
- * checksum computed whole.
+ * the owner's own answer has it 1 (7.2.4: a mapped address is ours).  An
+ * NA in the frame (a LAN host's defence of an address a guest probes,
+ * relay6_uplink_nd) is relayed instead: its addresses, R and S kept,
+ * Override cleared (RFC 4389 4.1.3.3), mac as its target's link-layer
+ * address, out of out_ifindex.  The frame is cut or grown to the NA's
+ * length; every byte is written, the checksum computed whole.
  */
-static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in, __u32 na_flags)
+static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in, __u32 na_flags,
+				__u32 out_ifindex)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
 	struct ethhdr *eth = data;
 	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
 	struct kvx_nd_msg *na = (void *)(ip6 + 1);
-	__be32 target[4], dst[4];
+	__be32 target[4], src[4], dst[4];
 	__u8 dmac[ETH_ALEN];
 	__u32 flags = na_flags & KVX_NA_F_OVERRIDE, sum;
+	int relayed;
 
 	if (!mac || (void *)na + KVX_ND_NS_MIN > data_end || (eth->h_source[0] & 1))
 		return -1;
 	addr6_copy(target, na->target);
-	if (addr6_is_zero(ip6->saddr)) {
+	addr6_copy(src, na->target);
+	relayed = na->type == ICMPV6_NEIGH_ADV;
+	if (relayed) {
+		addr6_copy(src, ip6->saddr);
+		addr6_copy(dst, ip6->daddr);
+		__builtin_memcpy(dmac, eth->h_dest, ETH_ALEN);
+		flags = bpf_ntohl(na->flags) & ~KVX_NA_F_OVERRIDE;
+	} else if (addr6_is_zero(ip6->saddr)) {
 		/* ff02::1 at 33:33:00:00:00:01 (RFC 2464 7). */
 		dst[0] = bpf_htonl(0xff020000);
 		dst[1] = 0;
@@ -133,7 +203,7 @@ static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in, _
 	ip6->payload_len = bpf_htons(sizeof(*na));
 	ip6->nexthdr = KVX_IPPROTO_ICMPV6;
 	ip6->hop_limit = 255;
-	addr6_copy(ip6->saddr, target);
+	addr6_copy(ip6->saddr, src);
 	addr6_copy(ip6->daddr, dst);
 	na->type = ICMPV6_NEIGH_ADV;
 	na->code = 0;
@@ -146,8 +216,8 @@ static __noinline int nd_answer(kvx_ctx_t *ctx, const __u8 *mac, __u32 len_in, _
 	sum = icmp_sum(ip6->saddr, data_end, 32) + bpf_htons(sizeof(*na)) +
 	      bpf_htons(KVX_IPPROTO_ICMPV6) + icmp_sum(na, data_end, sizeof(*na));
 	na->checksum = ~csum_fold32(sum);
-	stats_count(KVX_R_ND_PROXY_NA, len_in);
-	return ctx_redirect(ctx_ifindex(ctx));
+	stats_count(relayed ? KVX_R_ND_RELAY : KVX_R_ND_PROXY_NA, len_in);
+	return ctx_redirect(relayed ? out_ifindex : ctx_ifindex(ctx));
 }
 
 #endif /* KVX_ND6_H */

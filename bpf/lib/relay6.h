@@ -23,11 +23,18 @@
  *   The NS becomes the NA in place and goes back out of its device, as the
  *   ARP answers of nat.h do.
  * - Inbound is stateful by default (relay6_ct_in: the replies of the
- *   guests' flows); KVX_CFG6_F_INBOUND_OPEN lets everything in.
+ *   guests' flows, echo requests rate limited); KVX_CFG6_F_INBOUND_OPEN
+ *   lets everything in.
+ * - Per guest (its MAC's quota slot): at most KVX_ND_PER_GUEST addresses
+ *   (kvx_gaddrs), and the stateful policy's flows in its flow quota.
+ *
+ * - DAD relay (RFC 4389 4.1.3.3, RFC 4862 5.4): a guest's probe makes its
+ *   address pending and goes out of the uplink; a LAN host's defence (its
+ *   NA, or its own probe) for a pending address comes back to the bridge,
+ *   so that the guest's DAD fails, and the address is never owned.
  *
  * Link-local, multicast and the rest of neighbour and router discovery
- * stay the host's (PASS_ND).  Not yet: relaying a guest's DAD to the LAN
- * (a LAN host's duplicate is not detected), the XDP fast path.
+ * stay the host's (PASS_ND).  Not yet: the XDP fast path.
  */
 #ifndef KVX_RELAY6_H
 #define KVX_RELAY6_H
@@ -54,12 +61,37 @@ static __always_inline struct kvx_nd_val *nd_lookup(const __be32 *addr)
 	return bpf_map_lookup_elem(&kvx_nd, &k);
 }
 
-/* Owned by a guest: forwarded to, answered for. */
+/* Owned by a guest: forwarded to, answered for.  Pending for a whole DAD
+ * run (KVX_ND_DAD_NS) with no defence from the LAN is as good: a guest
+ * that sends nothing from its new address (a server) is still reached. */
+static __always_inline int nd_val_owned(const struct kvx_nd_val *v, __u64 now)
+{
+	return v && (v->state == KVX_ND_OWNED ||
+		     (v->state == KVX_ND_PENDING && v->last_seen_ns + KVX_ND_DAD_NS <= now));
+}
+
+/* A guest's or being made one (not the host's, nor one a LAN host
+ * defended: that one is the LAN host's). */
+static __always_inline int nd_val_guest(const struct kvx_nd_val *v)
+{
+	return v && (v->state == KVX_ND_PENDING || v->state == KVX_ND_OWNED);
+}
+
 static __always_inline int nd_is_guest(const __be32 *addr)
 {
-	const struct kvx_nd_val *v = nd_lookup(addr);
+	return nd_val_owned(nd_lookup(addr), clock_now_ns());
+}
 
-	return v && v->state == KVX_ND_OWNED;
+/* The kvx_gaddrs counter of the guest whose MAC is mac (abi.h). */
+static __always_inline __u32 *nd_guest_count(const __u8 *mac)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	__u32 slot;
+
+	if (!cfg)
+		return NULL;
+	slot = kvx_guest_slot(mac, 0, cfg->guest_seed);
+	return bpf_map_lookup_elem(&kvx_gaddrs, &slot);
 }
 
 /*
@@ -68,13 +100,21 @@ static __always_inline int nd_is_guest(const __be32 *addr)
  * it, another MAC takes it only from an owner idle for KVX_GUEST_IDLE_NS (a
  * VM re-created with a new MAC), never from the host (KVX_ND_HOST).  As
  * guest_owner_check (nat.h) does for IPv4: without it one frame from guest
- * B with A's address would take A's inbound traffic.
+ * B with A's address would take A's inbound traffic.  The owner's frame
+ * ends its DAD (a pending address is owned from then on), unless a LAN
+ * host defended the address (DROP_ND_DUPLICATE: its DAD failed, and the
+ * LAN host keeps its traffic).  state: what a new entry starts as
+ * (KVX_ND_PENDING for a DAD probe, which also starts the owner's DAD over).
+ * A guest at its address limit (KVX_ND_PER_GUEST, kvx_gaddrs) claims no
+ * other: DROP_GUEST_ADDRS.
  */
-static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex)
+static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex, __u32 state)
 {
+	__u8 old[8] __attribute__((aligned(8))) = {};
 	struct kvx_nd_val *v, nv = {};
 	struct kvx_nd_key k;
 	__u64 now = clock_now_ns();
+	__u32 *count, *was;
 	int err;
 
 	if (!addr || !mac)
@@ -86,32 +126,77 @@ static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 if
 	if (v) {
 		if (v->state == KVX_ND_HOST)
 			return KVX_R_DROP_SPOOFED;
-		if (mac_eq(v->mac, mac)) {
-			if (now - v->last_seen_ns >= KVX_GUEST_REFRESH_NS)
+		if (mac_eq(v->mac, mac) && state == KVX_ND_OWNED) {
+			if (v->state == KVX_ND_DUP)
+				return KVX_R_DROP_ND_DUPLICATE;
+			if (v->state != KVX_ND_OWNED) {
+				v->state = KVX_ND_OWNED;
 				v->last_seen_ns = now;
+			} else if (now - v->last_seen_ns >= KVX_GUEST_REFRESH_NS) {
+				v->last_seen_ns = now;
+			}
 			return KVX_CONTINUE;
 		}
 		/* Not `now - seen < idle`: the per-CPU clock (see
 		 * guest_owner_check). */
-		if (v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
+		if (!mac_eq(v->mac, mac) && v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
 			return KVX_R_DROP_SPOOF_MAC;
 	}
+	/* A new address for this guest (its own entry is not). */
+	count = NULL;
+	if (!v || !mac_eq(v->mac, mac)) {
+		count = nd_guest_count(mac);
+		if (count && *count >= KVX_ND_PER_GUEST)
+			return KVX_R_DROP_GUEST_ADDRS;
+	}
 	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
-	nv.state = KVX_ND_OWNED;
+	nv.state = state;
 	nv.ifindex = ifindex;
 	nv.last_seen_ns = now;
 	if (v) {
+		/* Taken over from an idle owner: the address leaves its
+		 * count. */
+		__builtin_memcpy(old, v->mac, ETH_ALEN);
 		bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_ANY);
+		if (count) {
+			__sync_fetch_and_add(count, 1);
+			was = nd_guest_count(old);
+			if (was)
+				__sync_fetch_and_add(was, -1);
+		}
 		return KVX_CONTINUE;
 	}
 	err = bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_NOEXIST);
-	if (!err)
+	if (!err) {
+		if (count)
+			__sync_fetch_and_add(count, 1);
 		return KVX_CONTINUE;
+	}
 	if (err != -EEXIST)
 		return KVX_R_DROP_TABLE_FULL;
 	v = bpf_map_lookup_elem(&kvx_nd, &k);
-	return v && v->state == KVX_ND_OWNED && mac_eq(v->mac, mac) ? KVX_CONTINUE :
-								      KVX_R_DROP_SPOOF_MAC;
+	return v && v->state == state && mac_eq(v->mac, mac) ? KVX_CONTINUE : KVX_R_DROP_SPOOF_MAC;
+}
+
+/*
+ * A DAD probe relayed to the other side (RFC 4389 4.1.3.3): out of ifindex
+ * from mac, all else as it came (hop limit 255, its nonce option, RFC
+ * 7527, by which the prober knows its own probe).  From :: it carries no
+ * link-layer address to rewrite (RFC 4861 7.1.1; nd_target refuses one
+ * that does).
+ */
+static __always_inline int nd_relay_ns(kvx_ctx_t *ctx, const __u8 *mac, __u32 ifindex, __u32 len)
+{
+	void *data = ctx_data(ctx);
+	void *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_nd_msg *ns = data + ETH_HLEN + sizeof(struct kvx_ipv6hdr);
+
+	if ((void *)ns + KVX_ND_NS_MIN > data_end || !ifindex)
+		return -1;
+	__builtin_memcpy(eth->h_source, mac, ETH_ALEN);
+	stats_count(KVX_R_ND_RELAY, len);
+	return ctx_redirect(ifindex);
 }
 
 /*
@@ -149,27 +234,66 @@ static __noinline int relay6_ct_out(const struct kvx_pkt6 *p6)
 	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, clock_now_ns());
 }
 
-/* Its new flow; another CPU's of the same packet is as good. */
+/*
+ * Its new flow; another CPU's of the same packet is as good.  It counts
+ * against the guest's flow quota as NAT66's and IPv4's do (kvx_gflows, the
+ * slot of the MAC that owns the address in kvx_nd: ct6_slot, and the
+ * daemon's recount, find it there), so a guest's relay flows cannot take
+ * kvx_ct6 from the others.
+ */
 static __noinline int relay6_ct_create(const struct kvx_pkt6 *p6)
 {
+	const struct kvx_cfg *cfg = cfg_get();
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val v;
+	__u64 now = clock_now_ns();
+	__u32 slot;
 	int err;
 
-	if (!p6)
+	if (!p6 || !cfg)
 		return KVX_R_DROP_MALFORMED;
+	slot = ct6_slot(cfg, p6->p.proto, p6->saddr, p6->p.sport, p6->saddr, p6->p.sport);
+	err = ct6_quota_check(cfg, slot, 0, now);
+	if (err != KVX_CONTINUE)
+		return err;
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
-	ct_val_init(&v.ct, &p6->p, CT_DIR_OUT, p6->p.sport, 0, clock_now_ns());
+	ct_val_init(&v.ct, &p6->p, CT_DIR_OUT, p6->p.sport, 0, now);
 	addr6_copy(v.ext_addr, p6->saddr);
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
+	if (!err)
+		gflows6_add(slot, 0, 1);
 	return !err || err == -EEXIST ? KVX_CONTINUE : KVX_R_DROP_TABLE_FULL;
+}
+
+/*
+ * Echo requests to a guest come in under the stateful policy too (RFC 4890
+ * 4.3.1: a firewall should let them reach the hosts behind it, so that
+ * they can be diagnosed), untracked (the reply goes out as any packet),
+ * and rate limited per guest address: KVX_RELAY_ECHO_BURST at once, then
+ * one per KVX_RELAY_ECHO_INTERVAL_NS, the rest DROP_FILTERED, so that a
+ * LAN host's ping flood costs a guest no more than that.  The bucket is
+ * one of kvx_icmprl's, keyed by the fold of the guest's address with its
+ * top bit flipped: never the bucket of the errors kvmxdp sends that guest
+ * (keyed by the plain fold), so a flood spends none of their budget.
+ */
+#define KVX_RELAY_ECHO_INTERVAL_NS 10000000ULL /* 100 a second */
+#define KVX_RELAY_ECHO_BURST 50
+
+static __always_inline int relay6_echo_in(const struct kvx_pkt6 *p6)
+{
+	__be32 key = addr6_fold(p6->daddr) ^ bpf_htonl(0x80000000);
+
+	return icmp_rl_take(key, clock_now_ns(), KVX_RELAY_ECHO_INTERVAL_NS, KVX_RELAY_ECHO_BURST) ?
+		       KVX_CONTINUE :
+		       KVX_R_DROP_FILTERED;
 }
 
 /*
  * From outside to a guest, stateful: a reply on one of its flows; a later
  * fragment; an ICMPv6 error that quotes a packet the guest sent (its
  * quoted source is the guest: Packet Too Big must come in, RFC 4890 4.3.1;
- * the quote's ports are not looked up).  Else DROP_FILTERED.
+ * the quote's ports are not looked up); an echo request (relay6_echo_in).
+ * Else DROP_FILTERED.
  */
 static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 {
@@ -196,6 +320,8 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 			return KVX_R_DROP_FILTERED;
 		return KVX_CONTINUE;
 	}
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type == ICMPV6_ECHO_REQUEST)
+		return relay6_echo_in(p6);
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return KVX_R_DROP_FILTERED;
 	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
@@ -285,7 +411,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 		return KVX_R_DROP_NO_UPLINK_ADDR;
 	if (!relay6_has(cfg6, p6->saddr) || addr6_eq(p6->saddr, cfg6->uplink_addr))
 		return KVX_R_DROP_SPOOFED;
-	rc = relay6_owner(p6->saddr, mac, ctx_ifindex(ctx));
+	rc = relay6_owner(p6->saddr, mac, ctx_ifindex(ctx), KVX_ND_OWNED);
 	if (rc != KVX_CONTINUE)
 		return rc;
 	if (!ctx_frame_for_host(ctx))
@@ -293,7 +419,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 	/* Guests share the link and reach one another on it; a frame to
 	 * another guest's address that came to the bridge's MAC goes there. */
 	to = nd_lookup(p6->daddr);
-	if (to && to->state == KVX_ND_OWNED) {
+	if (nd_val_owned(to, clock_now_ns())) {
 		if (p6->p.ttl <= 1)
 			return KVX_R_DROP_HOP_LIMIT;
 		relay6_to_guest(rw, cfg, cfg6, to->mac);
@@ -313,7 +439,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
  * A guest's Neighbour Solicitation.  For an address of the prefix that no
  * guest owns (a LAN host, the host's own): answered with the bridge's MAC,
  * so that the guest sends it here.  A guest's DAD probe for an address
- * binds it to the guest's MAC (its first claim, as a frame would), or is
+ * binds it to the guest's MAC as pending and is relayed to the LAN, or is
  * answered when the address is the host's.  Anything else (for another
  * guest, for a link-local address) is the bridge's and the host's: the
  * owner answers.
@@ -321,13 +447,14 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
 {
 	__u8 mac[8] __attribute__((aligned(8))) = {};
+	const struct kvx_cfg *cfg = cfg_get();
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	const struct kvx_nd_val *v;
 	__be32 target[4];
 	struct ethhdr *eth;
 	int ours, r;
 
-	if (!p6 || !cfg6 || !nd_ns_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
+	if (!p6 || !cfg || !cfg6 || !nd_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
 	    mac_is_zero(cfg6->bridge_mac))
 		return verdict(KVX_R_PASS_ND, len);
 	eth = ctx_data(ctx);
@@ -337,12 +464,23 @@ static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 	v = nd_lookup(target);
 	ours = addr6_eq(target, cfg6->uplink_addr) || (v && v->state == KVX_ND_HOST);
 	if (addr6_is_zero(p6->saddr) && !ours) {
-		relay6_owner(target, mac, ctx_ifindex(ctx));
-		return verdict(KVX_R_PASS_ND, len);
+		/* Its DAD: the address is pending, and the probe goes to the
+		 * LAN (the uplink's MAC, a WiFi station's only one), where
+		 * a host that has it defends it (relay6_uplink_nd).  A probe
+		 * for another guest's address stays on the bridge, which
+		 * took it to that guest. */
+		if (relay6_owner(target, mac, ctx_ifindex(ctx), KVX_ND_PENDING) != KVX_CONTINUE ||
+		    mac_is_zero(cfg->uplink_mac) || !cfg->uplink_ifindex)
+			return verdict(KVX_R_PASS_ND, len);
+		r = nd_relay_ns(ctx, cfg->uplink_mac, cfg->uplink_ifindex, len);
+		return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 	}
-	if (v && v->state == KVX_ND_OWNED)
+	/* Another guest's (the bridge took the NS to it: it answers for
+	 * itself), or its own.  One a LAN host defended is the LAN host's:
+	 * reached through us like any. */
+	if (nd_val_guest(v))
 		return verdict(KVX_R_PASS_ND, len);
-	r = nd_answer(ctx, cfg6->bridge_mac, len, 0);
+	r = nd_answer(ctx, cfg6->bridge_mac, len, 0, 0);
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 
@@ -389,7 +527,7 @@ static __always_inline int relay6_from_guest(kvx_ctx_t *ctx)
 /*
  * A frame from the uplink: parsed and classified.  KVX_CONTINUE: to a
  * guest's address, the owner's MAC in dmac; KVX_RELAY_NS: a Neighbour
- * Solicitation; else the reason.
+ * Solicitation or Advertisement; else the reason.
  */
 static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u8 *dmac)
 {
@@ -409,7 +547,7 @@ static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, _
 	if (pr == PARSE_BAD_IP)
 		return KVX_R_PASS_HOST;
 	if (pr == PARSE_OK && p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.l4_ok &&
-	    p6->p.icmp_type == ICMPV6_NEIGH_SOL)
+	    (p6->p.icmp_type == ICMPV6_NEIGH_SOL || p6->p.icmp_type == ICMPV6_NEIGH_ADV))
 		return KVX_RELAY_NS;
 	if (pkt6_is_host_local(p6) || icmp6_is_nd(&p6->p))
 		return KVX_R_PASS_ND;
@@ -419,7 +557,7 @@ static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, _
 	if (!relay6_has(cfg6, p6->daddr) || addr6_eq(p6->daddr, cfg6->uplink_addr))
 		return KVX_R_PASS_HOST;
 	to = nd_lookup(p6->daddr);
-	if (!to || to->state != KVX_ND_OWNED)
+	if (!nd_val_owned(to, clock_now_ns()))
 		return KVX_R_PASS_HOST;
 	__builtin_memcpy(dmac, to->mac, ETH_ALEN);
 	/* Sources no router forwards (RFC 4291 2.5.2, 2.5.3), our own, and
@@ -437,19 +575,48 @@ static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, _
 	return KVX_CONTINUE;
 }
 
-/* An NS on the uplink: for a guest's address, answered with the uplink's
- * MAC; for anything else the host's (its own addresses). */
-static __noinline int relay6_uplink_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
+/*
+ * An NS or NA on the uplink.  An NS for a guest's address: answered with
+ * the uplink's MAC (a LAN host's DAD probe for it too: defended).  While
+ * the address is pending (the guest's DAD runs), a LAN host's defence of
+ * it (its NA, or its own DAD probe: RFC 4862 5.4.3, 5.4.4) goes to the
+ * guests, from the bridge's MAC, so that the guest's DAD fails; and the
+ * address is marked KVX_ND_DUP, never owned.  Anything else is the host's
+ * (its own addresses).  Our own frames (the uplink's MAC: an access point
+ * may send a station's multicast back to it) are no LAN host's defence.
+ */
+static __noinline int relay6_uplink_nd(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct kvx_nd_val *v;
+	struct ethhdr *eth;
 	__be32 target[4];
+	__u64 now;
 	int r;
 
-	if (!p6 || !cfg || !cfg6 || !nd_ns_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
-	    !nd_is_guest(target) || mac_is_zero(cfg->uplink_mac))
+	if (!p6 || !cfg || !cfg6 || !nd_target(ctx, p6, target) || !relay6_has(cfg6, target) ||
+	    mac_is_zero(cfg->uplink_mac))
 		return verdict(KVX_R_PASS_ND, len);
-	r = nd_answer(ctx, cfg->uplink_mac, len, 0);
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx) || mac_eq(eth->h_source, cfg->uplink_mac))
+		return verdict(KVX_R_PASS_ND, len);
+	v = nd_lookup(target);
+	now = clock_now_ns();
+	if (p6->p.icmp_type == ICMPV6_NEIGH_SOL && nd_val_owned(v, now)) {
+		r = nd_answer(ctx, cfg->uplink_mac, len, 0, 0);
+		return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
+	}
+	if (!v || (v->state != KVX_ND_PENDING && v->state != KVX_ND_DUP) ||
+	    mac_is_zero(cfg6->bridge_mac) ||
+	    (p6->p.icmp_type == ICMPV6_NEIGH_SOL && !addr6_is_zero(p6->saddr)) ||
+	    (p6->p.icmp_type == ICMPV6_NEIGH_ADV && !addr6_is_mcast(p6->daddr)))
+		return verdict(KVX_R_PASS_ND, len);
+	v->state = KVX_ND_DUP;
+	if (p6->p.icmp_type == ICMPV6_NEIGH_SOL)
+		r = nd_relay_ns(ctx, cfg6->bridge_mac, cfg->bridge_ifindex, len);
+	else
+		r = nd_answer(ctx, cfg6->bridge_mac, len, 0, cfg->bridge_ifindex);
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 
@@ -466,7 +633,7 @@ static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
 
 	r = relay6_uplink_check(ctx, &p6, dmac);
 	if (r == KVX_RELAY_NS)
-		return relay6_uplink_ns(ctx, &p6, len);
+		return relay6_uplink_nd(ctx, &p6, len);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	cfg = cfg_get();

@@ -19,6 +19,7 @@
 #include "base/log.hpp"
 #include "base/rollback.hpp"
 #include "base/sysctl.hpp"
+#include "control/dad.hpp"
 #include "control/devices.hpp"
 #include "control/gc.hpp"
 #include "control/host_access.hpp"
@@ -621,11 +622,15 @@ private:
 		// follows listeners that come and go.
 		write_portx(skel_->map_fd(KVX_MAP_PORTX), host_port_bitmap());
 		// Resumed flows (or another subnet): the quota counts them from now on.
-		const QuotaMaps quota{skel_->map_fd(KVX_MAP_GFLOWS), skel_->map_fd(KVX_MAP_GUEST),
-				      kc_.guest_seed, skel_->map_fd(KVX_MAP_CT6),
-				      skel_->map_fd(KVX_MAP_BIND6)};
+		const QuotaMaps quota{skel_->map_fd(KVX_MAP_GFLOWS),
+				      skel_->map_fd(KVX_MAP_GUEST),
+				      kc_.guest_seed,
+				      skel_->map_fd(KVX_MAP_CT6),
+				      skel_->map_fd(KVX_MAP_BIND6),
+				      skel_->map_fd(KVX_MAP_ND)};
 		gflows_recount(skel_->map_fd(KVX_MAP_CT), quota);
 		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS), quota);
+		gaddrs_recount(skel_->map_fd(KVX_MAP_ND), skel_->map_fd(KVX_MAP_GADDRS), quota);
 		// The address changed while no daemon was watching: what the
 		// daemon would have flushed then goes now.
 		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)
@@ -885,6 +890,16 @@ private:
 		if (*cur != want) {
 			sys_.write(fwd, want);
 			rb_.add(fwd, [sys = sys_, fwd, old = *cur] { sys.write(fwd, old); });
+			// The kernel just dropped the uplink's RA default route
+			// (solicit_routers says why): ask for it back now.
+			if (want == "1" && uplink_.ifindex > 0) {
+				try {
+					solicit_routers(uplink_.ifindex);
+				} catch (const Error &e) {
+					log_warn(std::string("IPv6 default route: ") + e.what() +
+						 " (back at the router's next advertisement)");
+				}
+			}
 		}
 	}
 

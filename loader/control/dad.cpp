@@ -5,7 +5,10 @@
 #include <linux/filter.h>
 #include <linux/if_ether.h>
 #include <linux/if_packet.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <poll.h>
+#include <sys/ioctl.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +18,7 @@
 #include <vector>
 
 #include "base/error.hpp"
+#include "base/sysctl.hpp"
 
 namespace kvmxdp {
 
@@ -88,14 +92,67 @@ void send_ip6(int fd, int ifindex, const std::vector<uint8_t> &pkt, const Ipv6Ad
 
 } // namespace
 
+GroupJoin::GroupJoin(int ifindex, const Ipv6Addr &group)
+	: ifindex_(ifindex)
+	, group_(group)
+{
+	sock_ = Fd(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	if (sock_) {
+		ipv6_mreq mr{};
+		std::memcpy(&mr.ipv6mr_multiaddr, group.data(), group.size());
+		mr.ipv6mr_interface = static_cast<unsigned>(ifindex);
+		mld_ = ::setsockopt(sock_.get(), IPPROTO_IPV6, IPV6_JOIN_GROUP, &mr, sizeof(mr)) ==
+		       0;
+	}
+	if (mld_)
+		return;
+	// No IPv6 on the device (or none in the kernel): the NIC's filter at
+	// least, as before MLD.
+	sock_ = nd_socket(ifindex, false);
+	membership(sock_.get(), ifindex, ipv6_multicast_mac(group), true);
+}
+
+GroupJoin::~GroupJoin()
+{
+	// Closing the socket leaves either way; said explicitly for the
+	// link-layer one, whose socket the kernel may hold a moment longer.
+	if (sock_ && !mld_)
+		membership(sock_.get(), ifindex_, ipv6_multicast_mac(group_), false);
+}
+
+bool link_has_carrier(int ifindex)
+{
+	char name[IF_NAMESIZE] = {};
+	if (!::if_indextoname(static_cast<unsigned>(ifindex), name))
+		return false;
+	Fd s(::socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	if (!s)
+		throw_errno("open", "a socket to read the flags of " + std::string(name));
+	ifreq ifr{};
+	std::memcpy(ifr.ifr_name, name, sizeof(ifr.ifr_name) - 1);
+	if (::ioctl(s.get(), SIOCGIFFLAGS, &ifr) < 0)
+		return false;
+	return (ifr.ifr_flags & IFF_UP) && (ifr.ifr_flags & IFF_RUNNING);
+}
+
+int uplink_dad_transmits(int ifindex, const std::string &sysctl_root)
+{
+	char name[IF_NAMESIZE] = {};
+	if (!::if_indextoname(static_cast<unsigned>(ifindex), name))
+		return kDadTransmits;
+	return dad_transmits_of(
+		Sysctl(sysctl_root)
+			.try_read("net/ipv6/conf/" + std::string(name) + "/dad_transmits"));
+}
+
 DadProber::DadProber(int ifindex, const Ipv6Addr &target, int transmits, int retrans_ms)
 	: sock_(nd_socket(ifindex, true))
 	, ifindex_(ifindex)
 	, target_(target)
 	, transmits_(transmits)
 	, retrans_ms_(retrans_ms)
+	, group_(ifindex, solicited_node(target))
 {
-	membership(sock_.get(), ifindex, ipv6_multicast_mac(solicited_node(target)), true);
 	if (::getrandom(nonce_.data(), nonce_.size(), 0) != static_cast<ssize_t>(nonce_.size()))
 		throw_errno("getrandom", "DAD nonce");
 }
@@ -114,6 +171,10 @@ bool DadProber::step()
 {
 	if (done_)
 		return true;
+	if (!sent_ && !link_has_carrier(ifindex_)) {
+		done_ = no_carrier_ = true;
+		return true;
+	}
 	for (;;) {
 		uint8_t buf[256];
 		sockaddr_ll from{};
@@ -136,7 +197,9 @@ bool DadProber::step()
 	if (sent_ && now < last_sent_ + std::chrono::milliseconds(retrans_ms_))
 		return false;
 	if (sent_ >= transmits_) {
+		// Nothing heard: free, unless the link was dead meanwhile.
 		done_ = true;
+		no_carrier_ = !link_has_carrier(ifindex_);
 		return true;
 	}
 	send_ip6(sock_.get(), ifindex_, build_dad_ns(target_, nonce_), solicited_node(target_));
@@ -145,14 +208,20 @@ bool DadProber::step()
 	return false;
 }
 
-std::optional<DadMac> dad_probe(int ifindex, const Ipv6Addr &target)
+std::optional<DadVerdict> dad_probe(int ifindex, const Ipv6Addr &target, DadMac *other)
 {
-	DadProber probe(ifindex, target);
+	DadProber probe(ifindex, target, uplink_dad_transmits(ifindex));
 	while (!probe.step()) {
 		pollfd pfd{probe.fd(), POLLIN, 0};
 		::poll(&pfd, 1, std::max(probe.wait_ms(), 1));
 	}
-	return probe.duplicate();
+	if (probe.no_carrier())
+		return std::nullopt;
+	if (!probe.duplicate())
+		return DadVerdict::Free;
+	if (other)
+		*other = *probe.duplicate();
+	return DadVerdict::Duplicate;
 }
 
 void nd_announce(int ifindex, const Ipv6Addr &target, int count)
@@ -174,32 +243,44 @@ void nd_announce(int ifindex, const Ipv6Addr &target, int count)
 	}
 }
 
+void solicit_routers(int ifindex)
+{
+	Fd s(::socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6));
+	if (!s)
+		throw_errno("open", "an ICMPv6 socket for a router solicitation");
+	// Hop limit 255 (6.1.1: a router discards one that crossed a router);
+	// the kernel computes the ICMPv6 checksum and picks the link-local
+	// source (:: while it is tentative, so no source link-layer option).
+	const int hops = 255;
+	if (::setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_HOPS, &hops, sizeof(hops)) < 0 ||
+	    ::setsockopt(s.get(), IPPROTO_IPV6, IPV6_MULTICAST_IF, &ifindex, sizeof(ifindex)) < 0)
+		throw_errno("set up",
+			    "a router solicitation on ifindex " + std::to_string(ifindex));
+	const uint8_t rs[8] = {133, 0, 0, 0, 0, 0, 0, 0};
+	sockaddr_in6 to{};
+	to.sin6_family = AF_INET6;
+	to.sin6_scope_id = static_cast<uint32_t>(ifindex);
+	const uint8_t all_routers[16] = {0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02};
+	std::memcpy(&to.sin6_addr, all_routers, sizeof(all_routers));
+	if (::sendto(s.get(), rs, sizeof(rs), 0, reinterpret_cast<sockaddr *>(&to), sizeof(to)) < 0)
+		throw_errno("send a router solicitation on", "ifindex " + std::to_string(ifindex));
+}
+
 void NdGroups::set(int ifindex, const std::set<Ipv6Addr> &addrs)
 {
-	std::set<DadMac> want;
-	for (const auto &a : addrs)
-		want.insert(ipv6_multicast_mac(solicited_node(a)));
-	if (ifindex != ifindex_ || !sock_) {
-		sock_ = Fd();
+	std::set<Ipv6Addr> want;
+	if (ifindex > 0)
+		for (const auto &a : addrs)
+			want.insert(solicited_node(a));
+	if (ifindex != ifindex_) {
 		joined_.clear();
 		ifindex_ = ifindex;
-		if (want.empty() || ifindex <= 0)
-			return;
-		sock_ = nd_socket(ifindex, false);
 	}
-	for (auto it = joined_.begin(); it != joined_.end();) {
-		if (want.count(*it)) {
-			++it;
-			continue;
-		}
-		membership(sock_.get(), ifindex_, *it, false);
-		it = joined_.erase(it);
-	}
-	for (const auto &m : want)
-		if (!joined_.count(m)) {
-			membership(sock_.get(), ifindex_, m, true);
-			joined_.insert(m);
-		}
+	for (auto it = joined_.begin(); it != joined_.end();)
+		it = want.count(it->first) ? std::next(it) : joined_.erase(it);
+	for (const auto &g : want)
+		if (!joined_.count(g))
+			joined_[g] = std::make_unique<GroupJoin>(ifindex_, g);
 }
 
 } // namespace kvmxdp

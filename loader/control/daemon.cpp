@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <linux/if_addr.h>
+#include <net/if.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -32,6 +33,7 @@
 #include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
 #include "model/libvirt.hpp"
+#include "model/relay.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/sockets.hpp"
@@ -209,8 +211,12 @@ void Daemon::reattach_bridge(const LinkInfo &link)
 			sys.write(fwd, "1");
 		std::string fwd6 = forwarding6_key(inst_.bridge);
 		if (read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF && sys.exists(fwd6) &&
-		    sys.read(fwd6) != "1")
+		    sys.read(fwd6) != "1") {
 			sys.write(fwd6, "1");
+			// The uplink's RA default route went with it (dad.hpp).
+			if (uplink_ifindex_ > 0)
+				solicit_routers(uplink_ifindex_);
+		}
 	} catch (const Error &e) {
 		// Once per re-creation: not retried.
 		log_warn(std::string("forwarding on the re-created bridge: ") + e.what());
@@ -233,9 +239,33 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// it; its flush keeps static pairs, which are moved here).
 	const Ipv6Addr addr6 = addr6_of(read_cfg6(cfg6_fd_.get()).uplink_addr);
 	std::optional<NetId> net;
+	DadLink dl;
 	if (!inst_.uplink.empty()) { // empty: --uplink auto, no default route yet
-		if (auto link = find_link(nl, inst_.uplink))
+		if (auto link = find_link(nl, inst_.uplink)) {
 			net = network_of_link(nl, link->ifindex, true);
+			dl.ifindex = link->ifindex;
+			dl.carrier = (link->flags & IFF_UP) && (link->flags & IFF_RUNNING);
+		}
+	}
+	if (net)
+		dl.network = net->net.str() + " via " + format_ipv4(net->gateway);
+	if (addr6 != Ipv6Addr{})
+		dl.network += " " + network_of6(addr6, 64).str();
+	// The uplink back with carrier, another one, another network: the
+	// announced IPv6 addresses may be another node's by now (RFC 4862
+	// 5.4, as the kernel's own addresses): held and probed again.
+	const bool dad_carrier_was = dad_link_ && dad_link_->carrier;
+	if (dad_link_update(dad_link_, dl)) {
+		const size_t n = reprobe_mapped6(extaddr6_fd_.get());
+		dads_.clear();
+		if (n)
+			log_info("uplink " + inst_.uplink +
+				 " back with carrier or on another network: duplicate address "
+				 "detection again for " +
+				 std::to_string(n) + " announced IPv6 address(es)");
+		force = true;
+	} else if (dad_carrier_was != dl.carrier) {
+		force = true; // DADs wait for carrier, or may start now
 	}
 	// No address (WiFi reconnecting): nothing can flow anyway; the
 	// mappings stay as they were until the uplink is on some network
@@ -347,9 +377,21 @@ bool Daemon::dad_retry_due() const
 {
 	const auto now = std::chrono::steady_clock::now();
 	for (const auto &[a, p] : dads_)
-		if (!p.probe && p.verdict == DadVerdict::Duplicate && now >= p.retry_at)
+		if (!p.probe && (p.verdict == DadVerdict::Duplicate || p.failures) &&
+		    now >= p.retry_at)
 			return true;
 	return false;
+}
+
+void Daemon::dad_failed(const Ipv6Addr &a, Dad6 &p, const std::string &why)
+{
+	p.probe.reset();
+	p.failures++;
+	const int ms = dad_retry_ms(p.failures);
+	p.retry_at = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
+	if (p.failures <= 1)
+		log_info("duplicate address detection of " + format_ipv6(a) + ": " + why +
+			 " (retried in " + std::to_string(ms / 1000) + " s)");
 }
 
 void Daemon::start_dads(const ApplyResult &r)
@@ -388,20 +430,31 @@ void Daemon::start_dads(const ApplyResult &r)
 	const auto now = std::chrono::steady_clock::now();
 	for (const auto &[a, flags] : r.held6) {
 		Dad6 &p = dads_[a];
-		if (p.probe || (p.verdict == DadVerdict::Duplicate && now < p.retry_at))
+		if (p.probe ||
+		    ((p.verdict == DadVerdict::Duplicate || p.failures) && now < p.retry_at))
 			continue;
 		if (!uplink())
 			return; // the uplink is gone: the next event retries
-		if (!p.verdict)
+		// A DAD on a dead link hears nothing and would pass: it waits
+		// for carrier (its return syncs the mappings again).
+		if (!((up->flags & IFF_UP) && (up->flags & IFF_RUNNING))) {
+			if (!dad_no_carrier_logged_)
+				log_info("uplink " + up->name +
+					 " has no carrier: duplicate address detection of the "
+					 "mapped IPv6 addresses waits for it");
+			dad_no_carrier_logged_ = true;
+			return;
+		}
+		dad_no_carrier_logged_ = false;
+		if (!p.verdict && !p.failures)
 			log_info("mapped address " + format_ipv6(a) +
 				 ": duplicate address detection (RFC 4862) before it is announced");
 		try {
-			p.probe = std::make_unique<DadProber>(up->ifindex, a);
+			p.probe = std::make_unique<DadProber>(
+				up->ifindex, a, uplink_dad_transmits(up->ifindex, sysctl_root_));
 			p.probe->step();
 		} catch (const Error &e) {
-			log_info("duplicate address detection of " + format_ipv6(a) + ": " +
-				 e.what());
-			p.probe.reset();
+			dad_failed(a, p, e.what());
 		}
 	}
 }
@@ -416,13 +469,18 @@ void Daemon::step_dads()
 		try {
 			done = p.probe->step();
 		} catch (const Error &e) {
-			log_info("duplicate address detection of " + format_ipv6(a) + ": " +
-				 e.what());
-			p.probe.reset();
+			dad_failed(a, p, e.what()); // retried by the sync at retry_at
 			continue;
 		}
 		if (!done)
 			continue;
+		if (p.probe->no_carrier()) {
+			// No verdict: again once carrier is back (its return
+			// restarts every DAD at once: dad_link_update).
+			dad_failed(a, p, "the uplink lost its carrier");
+			continue;
+		}
+		p.failures = 0;
 		if (auto mac = p.probe->duplicate()) {
 			p.conflicts++;
 			const int ms = dad_retry_ms(p.conflicts);
@@ -790,6 +848,37 @@ void Daemon::refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
 			 (prefix ? prefix->str() : std::string("any prefix")));
 }
 
+void Daemon::sync_relay_routes(NlSocket &nl)
+{
+	const kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
+	if (cfg.mode != KVX_V6_RELAY) {
+		if (relay_routes_clear_ || !bridge_ifindex_)
+			return;
+		if (size_t n = remove_relay_routes(nl, bridge_ifindex_))
+			log_info("relay: removed " + std::to_string(n) + " route(s) to guests on " +
+				 inst_.bridge);
+		relay_routes_clear_ = true;
+		return;
+	}
+	relay_routes_clear_ = false;
+	if (!bridge_ifindex_)
+		return;
+	const std::optional<Ipv6Net> prefix =
+		cfg.relay_len ?
+			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.relay_prefix), cfg.relay_len}) :
+			std::nullopt;
+	const RelayRoutesResult r =
+		kvmxdp::sync_relay_routes(nl, bridge_ifindex_, nd_fd_.get(), prefix, boottime_ns());
+	if (r.expired)
+		log_info("relay: forgot " + std::to_string(r.expired) +
+			 " guest address(es) idle for " +
+			 std::to_string(kNdExpireNs / 1000000000ULL) + " s");
+	if (r.added || r.removed)
+		log_verbose("relay: routes to guests on " + inst_.bridge + ": " +
+			    std::to_string(r.added) + " added, " + std::to_string(r.removed) +
+			    " removed");
+}
+
 void Daemon::update_ra(NlSocket &nl, const LinkInfo &uplink, const std::vector<Ipv6IfAddr> &up,
 		       const std::optional<Ipv6Net> &prefix)
 {
@@ -898,6 +987,7 @@ void Daemon::refresh(NlSocket &nl, bool heal)
 	// sync, a failed netlink dump only its step.
 	step("uplink", [&] { refresh_uplink(nl); });
 	step("uplink ipv6", [&] { refresh_uplink6(nl); });
+	step("relay routes", [&] { sync_relay_routes(nl); });
 	step("bridge", [&] { refresh_bridge(nl); });
 	step("mappings", [&] { sync_mappings(nl, heal); });
 	step("xdp", [&] { sync_xdp(nl); });
@@ -1012,8 +1102,12 @@ void Daemon::collect_garbage()
 	});
 	// The per-guest flow counters are recounted at every sweep (control/gc.hpp),
 	// from both families' flows.
-	const QuotaMaps quota{skel_.map_fd(KVX_MAP_GFLOWS), skel_.map_fd(KVX_MAP_GUEST),
-			      cfg.guest_seed, ct6_fd_.get(), bind6_fd_.get()};
+	const QuotaMaps quota{skel_.map_fd(KVX_MAP_GFLOWS),
+			      skel_.map_fd(KVX_MAP_GUEST),
+			      cfg.guest_seed,
+			      ct6_fd_.get(),
+			      bind6_fd_.get(),
+			      nd_fd_.get()};
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(), quota);
 	const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
 						      std::chrono::steady_clock::now() - t0)
@@ -1024,6 +1118,10 @@ void Daemon::collect_garbage()
 	// The port limit's counters, after the sweep's binding deletions.
 	step("guest port counters",
 	     [&] { gports_recount(bind_fd_.get(), skel_.map_fd(KVX_MAP_GPORTS), quota); });
+	// Relay's addresses per guest, after the ticks' expiry and prefix
+	// changes deleted some (control/relay.hpp).
+	step("guest address counters",
+	     [&] { gaddrs_recount(nd_fd_.get(), skel_.map_fd(KVX_MAP_GADDRS), quota); });
 	// Host services that started or stopped since: their ports leave or
 	// rejoin the NAT pool, and a guest's binding made there before the
 	// service started is released (its live connections keep the port

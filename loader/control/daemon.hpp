@@ -108,6 +108,11 @@ private:
 	// changed (cfg updated), kvx_nd kept to it and the host's addresses.
 	void refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
 			   const std::vector<Ipv6Addr> &host_addrs);
+	// Relay: kvx_nd's idle guest entries forgotten and the bridge's /128
+	// routes to the guests kept to kvx_nd (control/relay.hpp), for the
+	// host's own packets to them; another mode: kvmxdp's routes removed
+	// (once: an attach that switched mode).
+	void sync_relay_routes(NlSocket &nl);
 	// Relay: what the router advertisements on the bridge announce (the
 	// prefix with the uplink's lifetimes left, its MTU).
 	// PREFIX.ra_foreign written or removed when RaSender::foreign changed.
@@ -159,6 +164,9 @@ private:
 	void start_dads(const ApplyResult &r);
 	void step_dads();
 	bool dad_retry_due() const;
+	struct Dad6;
+	// A DAD that could not start or run: retried with backoff (logged once).
+	void dad_failed(const Ipv6Addr &a, Dad6 &p, const std::string &why);
 
 	Instance inst_;
 	SkelObject &skel_;
@@ -182,9 +190,10 @@ private:
 	std::string sysctl_root_ = "/proc/sys";
 	// What the mappings were last synced against.
 	std::string cfg_sig_;
-	uint32_t synced_addr_ = 0; // host order
-	Ipv6Addr synced_addr6_{};  // kvx_cfg6.uplink_addr
-	std::string uplink6_sig_;  // Uplink6View::summary() last logged
+	uint32_t synced_addr_ = 0;	  // host order
+	Ipv6Addr synced_addr6_{};	  // kvx_cfg6.uplink_addr
+	std::string uplink6_sig_;	  // Uplink6View::summary() last logged
+	bool relay_routes_clear_ = false; // another mode: kvmxdp's routes removed
 	std::optional<NetId> synced_net_;
 	bool synced_ = false;
 	// --uplink auto: a device refused as another instance's uplink (logged once).
@@ -217,10 +226,16 @@ private:
 		std::unique_ptr<DadProber> probe; // running
 		std::optional<DadVerdict> verdict;
 		int conflicts = 0; // in a row: the backoff
+		int failures = 0;  // DADs that could not start or run, in a row: the backoff
 		std::chrono::steady_clock::time_point retry_at{};
 	};
 	std::map<Ipv6Addr, Dad6> dads_;
 	NdGroups nd_groups_;
+	// The uplink as DAD last saw it (model/dad.hpp dad_link_update): its
+	// carrier coming back, another device or network, sends the announced
+	// addresses through DAD again.
+	std::optional<DadLink> dad_link_;
+	bool dad_no_carrier_logged_ = false;
 	// attach --metrics: what the scrapes read of the daemon, and the
 	// endpoint (last: it stops serving before anything it reads goes).
 	DaemonCounters counters_;

@@ -10,10 +10,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstddef>
 #include <ctime>
 #include <cstring>
+#include <map>
 #include <optional>
 #include <type_traits>
 #include <unordered_map>
@@ -55,6 +57,17 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 	for (const auto &[k, v] : binds)
 		if (k.dir == KVX_BIND_IN)
 			in_half.emplace(Family6::bind_key(k), &v);
+	std::map<Ipv6Addr, std::array<uint8_t, 6>> nd_owner;
+	if (q.nd_fd >= 0 && !bindings)
+		for (const auto &[k, v] : dump_hash<kvx_nd_key, kvx_nd_val>(q.nd_fd)) {
+			static const uint8_t zero[6] = {};
+			if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST ||
+			    std::memcmp(v.mac, zero, 6) == 0)
+				continue;
+			std::array<uint8_t, 6> m;
+			std::memcpy(m.data(), v.mac, 6);
+			nd_owner.emplace(Family6::to_addr(k.addr), m);
+		}
 	// The slot of guest endpoint (addr, port) bound at ext (IN half key).
 	auto slot = [&](const Ext6 &ext, const __be32(&addr)[4], uint16_t port_be) {
 		auto it = in_half.find(ext);
@@ -78,6 +91,9 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 			if (std::memcmp(mac, zero, 6) != 0)
 				return kvx_guest_slot6(mac, addr, q.seed);
 		}
+		// Relay: the owner of the address in kvx_nd (ct6.h ct6_nd_slot).
+		if (auto o = nd_owner.find(Family6::to_addr(addr)); o != nd_owner.end())
+			return kvx_guest_slot6(o->second.data(), addr, q.seed);
 		return kvx_guest_slot6(nullptr, addr, q.seed);
 	};
 	if (bindings) {
@@ -333,6 +349,27 @@ size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
 	if (after_reading)
 		after_reading();
 	return counters_correct(gp, before, after, counts);
+}
+
+size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
+		      const std::function<void()> &after_reading)
+{
+	CounterArray ga(gaddrs_fd, KVX_MAP_GADDRS, {0});
+	std::vector<uint32_t> counts(ga.slots(), 0);
+	const std::vector<uint32_t> before = ga.read();
+	const auto nd = dump_hash<kvx_nd_key, kvx_nd_val>(nd_fd);
+	const std::vector<uint32_t> after = ga.read();
+	// As relay6.h relay6_owner counts them: every entry of a guest MAC.
+	for (const auto &[k, v] : nd) {
+		if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST)
+			continue;
+		const uint32_t i = kvx_guest_slot6(v.mac, k.addr, q.seed);
+		if (i < counts.size())
+			counts[i]++;
+	}
+	if (after_reading)
+		after_reading();
+	return counters_correct(ga, before, after, counts);
 }
 
 uint32_t ct_timeout_s(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t)

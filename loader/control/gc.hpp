@@ -28,6 +28,9 @@ struct QuotaMaps {
 	// both families (-1: IPv4 only).
 	int ct6_fd = -1;
 	int bind6_fd = -1;
+	// kvx_nd: relay's flows have no binding; they count in the slot of
+	// their address's owner there (ct6.h ct6_nd_slot; -1: none).
+	int nd_fd = -1;
 };
 
 // The correction of a counter the datapath keeps, counted from a dump
@@ -51,6 +54,13 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 // reading and the correction: where the datapath's concurrent +1/-1 would
 // be lost to a write-back (tests play the datapath there).
 size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
+		      const std::function<void()> &after_reading = {});
+
+// Corrects every kvx_gaddrs counter towards the number of relay addresses
+// (kvx_nd entries of a guest: owned, pending, defended) per guest MAC,
+// slotted as kvx_gflows (q.seed only), as gflows_recount.  Returns the
+// number of slots corrected.
+size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
 		      const std::function<void()> &after_reading = {});
 
 // The datapath's expiry rule (kvmxdp/ct_rules.h), for C++ callers.

@@ -353,6 +353,22 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 
 } // namespace
 
+size_t reprobe_mapped6(int extaddr6_fd)
+{
+	if (extaddr6_fd < 0)
+		return 0;
+	size_t n = 0;
+	for (const auto &[k, v] : dump_hash<kvx_extaddr6_key, kvx_extaddr_val>(extaddr6_fd)) {
+		if (!(v.flags & KVX_EXT_F_ARP))
+			continue;
+		kvx_extaddr_val held{};
+		held.flags = KVX_EXT_F_PROBING;
+		if (bpf_map_update_elem(extaddr6_fd, &k, &held, BPF_EXIST) == 0)
+			n++;
+	}
+	return n;
+}
+
 ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &mappings,
 			   uint32_t uplink_addr, const std::optional<NetId> &cur, bool strict_last,
 			   const ProbeVerdicts &probed, const DadVerdicts &dad)

@@ -104,6 +104,13 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 // daemon's RFC 5227 probe finds it free.  Host order.
 void hold_for_probe(int extaddr_fd, uint32_t addr);
 
+// The announced IPv6 mapped addresses (kvx_extaddr6 KVX_EXT_F_ARP) held
+// again as new ones are (KVX_EXT_F_PROBING: not answered for, no pairs at
+// the next apply_mappings) until a new duplicate address detection finds
+// them free: the uplink came back or is on another link, where another
+// node may have them.  How many.  A fd < 0: none.
+size_t reprobe_mapped6(int extaddr6_fd);
+
 // The uplink's network now: the network of its primary address, the
 // default gateway through it (the main table's default route via the
 // device, lowest metric) and the gateway's MAC from the neighbour table;

@@ -13,8 +13,9 @@
 
 namespace kvmxdp {
 
-NdSyncResult sync_relay_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
-			   const std::vector<Ipv6Addr> &host_addrs)
+namespace {
+
+std::vector<NdEntry> dump_nd(int nd_fd)
 {
 	std::vector<NdEntry> entries;
 	for (const auto &[k, v] : dump_hash<kvx_nd_key, kvx_nd_val>(nd_fd)) {
@@ -23,7 +24,25 @@ NdSyncResult sync_relay_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
 		e.val = v;
 		entries.push_back(e);
 	}
-	const NdSync plan = plan_nd_sync(entries, prefix, host_addrs);
+	return entries;
+}
+
+// kvmxdp's /128 routes on the bridge.
+std::vector<Ipv6Addr> relay_routes(NlSocket &nl, int bridge_ifindex)
+{
+	std::vector<Ipv6Addr> out;
+	for (const Ipv6Route &r : ipv6_routes(nl, bridge_ifindex))
+		if (r.protocol == kRelayRouteProto && r.dst.prefix == 128 && !r.gateway)
+			out.push_back(r.dst.addr);
+	return out;
+}
+
+} // namespace
+
+NdSyncResult sync_relay_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
+			   const std::vector<Ipv6Addr> &host_addrs)
+{
+	const NdSync plan = plan_nd_sync(dump_nd(nd_fd), prefix, host_addrs);
 	NdSyncResult r;
 	for (const Ipv6Addr &a : plan.del) {
 		kvx_nd_key k{};
@@ -43,6 +62,42 @@ NdSyncResult sync_relay_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
 		r.host++;
 	}
 	return r;
+}
+
+RelayRoutesResult sync_relay_routes(NlSocket &nl, int bridge_ifindex, int nd_fd,
+				    const std::optional<Ipv6Net> &prefix, uint64_t now_ns)
+{
+	RelayRoutesResult r;
+	std::vector<NdEntry> entries = dump_nd(nd_fd);
+	const std::vector<Ipv6Addr> idle = nd_expired(entries, now_ns);
+	for (const Ipv6Addr &a : idle) {
+		kvx_nd_key k{};
+		std::memcpy(k.addr, a.data(), sizeof(k.addr));
+		if (bpf_map_delete_elem(nd_fd, &k) == 0)
+			r.expired++;
+		else if (errno != ENOENT)
+			throw_errno("delete an idle relay address from kvx_nd", format_ipv6(a));
+	}
+	if (!idle.empty())
+		entries = dump_nd(nd_fd);
+	const RouteSync plan =
+		plan_relay_routes(entries, prefix, relay_routes(nl, bridge_ifindex), now_ns);
+	for (const Ipv6Addr &a : plan.del)
+		r.removed +=
+			remove_ipv6_route(nl, bridge_ifindex, Ipv6Net{a, 128}, kRelayRouteProto);
+	for (const Ipv6Addr &a : plan.add) {
+		add_ipv6_route(nl, bridge_ifindex, Ipv6Net{a, 128}, kRelayRouteProto);
+		r.added++;
+	}
+	return r;
+}
+
+size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex)
+{
+	size_t n = 0;
+	for (const Ipv6Addr &a : relay_routes(nl, bridge_ifindex))
+		n += remove_ipv6_route(nl, bridge_ifindex, Ipv6Net{a, 128}, kRelayRouteProto);
+	return n;
 }
 
 std::vector<Ipv6Addr> host_addrs6(const std::vector<Ipv6IfAddr> &uplink_addrs)

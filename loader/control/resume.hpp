@@ -167,6 +167,14 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Relay's addresses per guest: recounted from kvx_nd by the daemon.
+	{KVX_MAP_GADDRS,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u32)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// Derived from the host's sockets and rewritten by every attach.
 	{KVX_MAP_PORTX,
 	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u64)},

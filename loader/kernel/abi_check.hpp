@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 11, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 12, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -262,7 +262,12 @@ static_assert(KVX_R_DROP_PROTO_UNTRANSLATED == KVX_R_DROP_HOP_LIMIT + 1);
 // Appended in version 9.
 static_assert(KVX_R_RELAY_OUT == KVX_R_DROP_PROTO_UNTRANSLATED + 1);
 static_assert(KVX_R_RELAY_IN == KVX_R_RELAY_OUT + 1);
-static_assert(KVX_R_ND_PROXY_NA == KVX_R_MAX - 1);
+static_assert(KVX_R_ND_PROXY_NA == KVX_R_RELAY_IN + 1);
+// Appended in version 12.
+static_assert(KVX_R_ND_RELAY == KVX_R_ND_PROXY_NA + 1);
+static_assert(KVX_R_DROP_ND_DUPLICATE == KVX_R_ND_RELAY + 1);
+static_assert(KVX_R_DROP_GUEST_ADDRS == KVX_R_MAX - 1);
+static_assert(KVX_ND_PER_GUEST > 0);
 
 // IPv6 (version 7).  The values embed the IPv4 ones at offset 0, so that
 // the family-neutral rules (ct_rules.h, the GC) read both through one type.
@@ -306,7 +311,7 @@ static_assert(offsetof(kvx_nd_val, mac) == 0);
 static_assert(offsetof(kvx_nd_val, state) == 6);
 static_assert(offsetof(kvx_nd_val, ifindex) == 8);
 static_assert(offsetof(kvx_nd_val, last_seen_ns) == 16);
-static_assert(KVX_ND_PENDING == 1 && KVX_ND_OWNED == 2 && KVX_ND_HOST == 3);
+static_assert(KVX_ND_PENDING == 1 && KVX_ND_OWNED == 2 && KVX_ND_HOST == 3 && KVX_ND_DUP == 4);
 
 // IPv6 mapped addresses (version 11).
 static_assert(sizeof(kvx_extaddr6_key) == 16);

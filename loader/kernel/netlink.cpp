@@ -573,6 +573,43 @@ std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex)
 	return out;
 }
 
+namespace {
+
+int change_ipv6_route(NlSocket &nl, bool add, int ifindex, const Ipv6Net &dst, uint8_t protocol)
+{
+	rtmsg rtm{};
+	rtm.rtm_family = AF_INET6;
+	rtm.rtm_dst_len = dst.prefix;
+	rtm.rtm_table = RT_TABLE_MAIN;
+	rtm.rtm_protocol = protocol;
+	rtm.rtm_scope = RT_SCOPE_UNIVERSE;
+	rtm.rtm_type = RTN_UNICAST;
+	MsgPtr m = request(add ? RTM_NEWROUTE : RTM_DELROUTE, add ? NLM_F_CREATE | NLM_F_EXCL : 0,
+			   &rtm, sizeof(rtm));
+	if (nla_put(m.get(), RTA_DST, 16, dst.addr.data()) < 0 ||
+	    nla_put_u32(m.get(), RTA_OIF, static_cast<uint32_t>(ifindex)) < 0)
+		throw Error("build netlink request", "", ENOMEM);
+	return exchange(nl, m.get(), [](nlmsghdr *) {});
+}
+
+} // namespace
+
+void add_ipv6_route(NlSocket &nl, int ifindex, const Ipv6Net &dst, uint8_t protocol)
+{
+	if (int err = change_ipv6_route(nl, true, ifindex, dst, protocol))
+		throw Error("add route", dst.str(), -err);
+}
+
+bool remove_ipv6_route(NlSocket &nl, int ifindex, const Ipv6Net &dst, uint8_t protocol)
+{
+	const int err = change_ipv6_route(nl, false, ifindex, dst, protocol);
+	if (err == -ESRCH || err == -ENOENT)
+		return false;
+	if (err)
+		throw Error("remove route", dst.str(), -err);
+	return true;
+}
+
 bool ipv6_ra_managed(NlSocket &nl, int ifindex)
 {
 	// include/net/if_inet6.h, not in the uapi headers; the value is ABI

@@ -73,6 +73,12 @@ bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
 std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex);
 // The main table's IPv6 unicast routes through a device.
 std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex);
+// A main-table route to dst through a device (no gateway: on the link),
+// with the routing protocol number `protocol` (rtm_protocol) that tells
+// its maker; an existing route to dst is an error (add) or absent (remove:
+// false).
+void add_ipv6_route(NlSocket &nl, int ifindex, const Ipv6Net &dst, uint8_t protocol);
+bool remove_ipv6_route(NlSocket &nl, int ifindex, const Ipv6Net &dst, uint8_t protocol);
 // The M flag of the last router advertisement the device took (the
 // kernel's IF_RA_MANAGED in IFLA_INET6_FLAGS): addresses by DHCPv6.
 bool ipv6_ra_managed(NlSocket &nl, int ifindex);

@@ -143,6 +143,33 @@ DadSeen dad_check(const uint8_t *pkt, size_t len, const Ipv6Addr &target, const 
 	return our_nonce ? DadSeen::Nothing : DadSeen::Duplicate;
 }
 
+int dad_transmits_of(const std::optional<std::string> &sysctl)
+{
+	if (!sysctl)
+		return kDadTransmits;
+	std::string t = *sysctl;
+	while (!t.empty() && (t.back() == '\n' || t.back() == ' '))
+		t.pop_back();
+	if (t.empty() || t.size() > 9 ||
+	    !std::all_of(t.begin(), t.end(), [](char c) { return c >= '0' && c <= '9'; }))
+		return kDadTransmits;
+	return std::min(std::stoi(t), kDadTransmitsMax);
+}
+
+bool dad_link_update(std::optional<DadLink> &state, DadLink now)
+{
+	if (!state) {
+		state = now;
+		return false;
+	}
+	if (now.network.empty())
+		now.network = state->network;
+	const bool redo = now.carrier && (!state->carrier || now.ifindex != state->ifindex ||
+					  now.network != state->network);
+	state = now;
+	return redo;
+}
+
 Ext6State decide_ext6(std::optional<uint32_t> have, std::optional<DadVerdict> verdict)
 {
 	const uint32_t held_flags = KVX_EXT_F_PROBING | KVX_EXT_F_CONFLICT;

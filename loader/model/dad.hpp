@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "base/netaddr6.hpp"
@@ -28,6 +29,15 @@ using DadNonce = std::array<uint8_t, 6>;
 // RFC 4862 5.1: DupAddrDetectTransmits 1, RetransTimer 1 s (RFC 4861 10).
 constexpr int kDadTransmits = 1;
 constexpr int kDadRetransMs = 1000;
+// The most probes one DAD sends, whatever the sysctl says: each costs a
+// RetransTimer during which the address is held (not answered for).
+constexpr int kDadTransmitsMax = 10;
+// DupAddrDetectTransmits as the uplink's net.ipv6.conf.IF.dad_transmits
+// says (the count the kernel uses for the host's own addresses on that
+// link; read, never written): 0 is no DAD (RFC 4862 5.4: the address is
+// unique at once); unreadable or not a number: kDadTransmits; capped at
+// kDadTransmitsMax.
+int dad_transmits_of(const std::optional<std::string> &sysctl);
 // After a duplicate, DAD runs again after kDadRetryMinMs, doubling up to
 // kDadRetryMaxMs while the address stays taken (the daemon's ARP probes of
 // IPv4's suspended addresses back off alike): a phone that holds the
@@ -36,6 +46,24 @@ constexpr int kDadRetryMinMs = 5000;
 constexpr int kDadRetryMaxMs = 60000;
 // The wait before the next DAD after `conflicts` duplicates in a row (>= 1).
 int dad_retry_ms(int conflicts);
+
+// The uplink as duplicate address detection sees it: the device, whether
+// it has carrier (IFF_UP and IFF_RUNNING: a cable, an associated and
+// authenticated WiFi station), and
+// the network it is on ("" while it has no address: a WiFi reconnecting).
+struct DadLink {
+	int ifindex = 0;
+	bool carrier = false;
+	std::string network;
+};
+// Follows the uplink (state: what it was, none at first) and says whether
+// the announced addresses must go through DAD again (RFC 4862 5.4: DAD
+// runs whenever an interface is initialized; Linux reruns it on its own
+// addresses when carrier returns): the link got carrier back, or it is
+// another device, or another network.  The first look is no change; no
+// carrier is none yet (DAD waits for it); a network that reads "" keeps
+// the last one known (no address for a moment is no new network).
+bool dad_link_update(std::optional<DadLink> &state, DadLink now);
 
 // ff02::1:ffXX:XXXX, the solicited-node group of a (RFC 4291 2.7.1).
 Ipv6Addr solicited_node(const Ipv6Addr &a);

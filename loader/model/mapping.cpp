@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <cstring>
+#include <set>
 
 #include "base/error.hpp"
 #include "base/text.hpp"
+#include "kvmxdp/abi.h"
 
 namespace kvmxdp {
 
@@ -388,6 +390,20 @@ void check_mapping6(const Mapping &m, const std::vector<Mapping> &existing,
 		throw Error(what + ": external ports " + ports_str(m.ext_ports) +
 			    " overlap the NAT port range " + ctx.nat_ports.str());
 	check_mapping_overlap(m, existing, ctx.uplink_addr, ctx.uplink_addr6);
+	// Each literal address takes a kvx_extaddr6 entry (the uplink's own
+	// takes none): past KVX_EXTADDR6_MAX the map refuses it and the
+	// mapping would stay held, never announced nor translated.
+	if (!on_uplink) {
+		std::set<Ipv6Addr> lit;
+		for (const Mapping &o : existing)
+			if (o.v6 && !o.ext_uplink && o.ext_addr6 != ctx.uplink_addr6)
+				lit.insert(o.ext_addr6);
+		if (!lit.count(m.ext_addr6) && lit.size() >= KVX_EXTADDR6_MAX)
+			throw Error(what + ": " + std::to_string(KVX_EXTADDR6_MAX) +
+				    " IPv6 external addresses are mapped already, the most the "
+				    "datapath announces (kvx_extaddr6): map del one of them, or "
+				    "forward ports of [uplink] or of a mapped address");
+	}
 }
 
 } // namespace

@@ -27,4 +27,38 @@ NdSync plan_nd_sync(const std::vector<NdEntry> &entries, const std::optional<Ipv
 	return s;
 }
 
+std::vector<Ipv6Addr> nd_expired(const std::vector<NdEntry> &entries, uint64_t now_ns)
+{
+	std::vector<Ipv6Addr> out;
+	for (const NdEntry &e : entries)
+		if (e.val.state != KVX_ND_HOST && e.val.last_seen_ns + kNdExpireNs < now_ns)
+			out.push_back(e.addr);
+	return out;
+}
+
+RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
+			    const std::optional<Ipv6Net> &prefix, const std::vector<Ipv6Addr> &have,
+			    uint64_t now_ns)
+{
+	std::vector<Ipv6Addr> want;
+	for (const NdEntry &e : entries) {
+		const bool owned = e.val.state == KVX_ND_OWNED ||
+				   (e.val.state == KVX_ND_PENDING &&
+				    e.val.last_seen_ns + KVX_ND_DAD_NS <= now_ns);
+		if (owned && prefix && prefix->contains(e.addr))
+			want.push_back(e.addr);
+	}
+	RouteSync s;
+	auto in = [](const std::vector<Ipv6Addr> &v, const Ipv6Addr &a) {
+		return std::find(v.begin(), v.end(), a) != v.end();
+	};
+	for (const Ipv6Addr &a : want)
+		if (!in(have, a) && !in(s.add, a))
+			s.add.push_back(a);
+	for (const Ipv6Addr &a : have)
+		if (!in(want, a) && !in(s.del, a))
+			s.del.push_back(a);
+	return s;
+}
+
 } // namespace kvmxdp

@@ -32,4 +32,40 @@ struct NdSync {
 NdSync plan_nd_sync(const std::vector<NdEntry> &entries, const std::optional<Ipv6Net> &prefix,
 		    const std::vector<Ipv6Addr> &host_addrs);
 
+// A guest's entry (owned, pending, defended) whose guest sent nothing from
+// the address for this long is forgotten by the daemon: its temporary
+// addresses (RFC 8981: a new one a day) would otherwise hold kvx_nd, and
+// the guest's share of it, for ever.  Long against the datapath's
+// KVX_GUEST_IDLE_NS: a guest that answers only when asked (a server with
+// --ipv6-inbound open) sends from its address at least that often or
+// nobody asked it anything; its next frame takes the address again.
+inline constexpr uint64_t kNdExpireNs = 3600ULL * 1000 * 1000 * 1000;
+
+// The guests' entries idle for kNdExpireNs at now (CLOCK_BOOTTIME ns).
+std::vector<Ipv6Addr> nd_expired(const std::vector<NdEntry> &entries, uint64_t now_ns);
+
+// The host's own packets to a relay guest: the host's route to the prefix
+// is the uplink's (on the LAN: it would solicit the guest there, where
+// only kvmxdp answers for it and forwards nothing the host sends), so the
+// daemon routes each guest address to the bridge, as odhcpd's relay mode
+// adds a /128 per neighbour it learns downstream.  The routes carry this
+// routing protocol number (rtm_protocol; iproute2 prints it as a number,
+// no well-known daemon uses it), so that the daemon and detach find and
+// remove exactly theirs.
+inline constexpr uint8_t kRelayRouteProto = 107;
+
+struct RouteSync {
+	std::vector<Ipv6Addr> add; // /128 routes to add
+	std::vector<Ipv6Addr> del; // and to remove
+};
+
+// The routes that make `have` (kvmxdp's /128 routes on the bridge) what
+// entries say at now: one per address of the prefix a guest owns (or whose
+// DAD ran its course without a defence: as the datapath's nd_val_owned),
+// none for the host's addresses, pending or defended ones, nor outside
+// the prefix (none: relay has no prefix now: every route goes).
+RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
+			    const std::optional<Ipv6Net> &prefix, const std::vector<Ipv6Addr> &have,
+			    uint64_t now_ns);
+
 } // namespace kvmxdp

@@ -16,6 +16,7 @@
 #include "control/attach.hpp"
 #include "control/daemon.hpp"
 #include "control/mapping_sync.hpp"
+#include "control/relay.hpp"
 #include "control/xdp_path.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
@@ -158,6 +159,11 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 			remove_pin_dir(*pins, true);
 	});
 	step([&] { remove_added_addresses(inst); });
+	step([&] {
+		// Relay's routes to the guests (the daemon's, stopped above).
+		if (const std::optional<LinkInfo> br = find_link(nl, bridge))
+			remove_relay_routes(nl, br->ifindex);
+	});
 	Sysctl sys(g.sysctl_root);
 	step([&] {
 		std::string fwd = forwarding_key(bridge);

@@ -240,8 +240,14 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	if (m.v6 && !m.ext_uplink && m.ext_addr6 != ctx.uplink_addr6 && pins &&
 	    pins->extaddr6.get() >= 0 && !ext_used_by_other(inst, sm) &&
 	    up->mac != std::array<uint8_t, 6>{}) {
-		dad_other = dad_probe(up->ifindex, m.ext_addr6);
-		dad[m.ext_addr6] = dad_other ? DadVerdict::Duplicate : DadVerdict::Free;
+		// No carrier: no verdict, held (probing) until the daemon's DAD
+		// once the link is back.
+		DadMac other{};
+		if (auto v = dad_probe(up->ifindex, m.ext_addr6, &other)) {
+			dad[m.ext_addr6] = *v;
+			if (*v == DadVerdict::Duplicate)
+				dad_other = other;
+		}
 	}
 
 	if (listening && ext)

@@ -77,7 +77,7 @@ void zero_percpu_array(const bpf_map *map)
 // sets BPF_F_MMAPABLE on those maps.h does not already create mappable
 // (the programs do not see the flag).
 constexpr const char *kMappedArrays[] = {KVX_MAP_GFLOWS, KVX_MAP_GPORTS, KVX_MAP_HALFOPEN,
-					 KVX_MAP_GTW};
+					 KVX_MAP_GTW, KVX_MAP_GADDRS};
 
 } // namespace
 

@@ -1634,5 +1634,86 @@ TEST_F(Nat66Test, HairpinToMappedAddresses)
 	EXPECT_EQ(parse6(r.out).dst, one);
 }
 
+// An announced mapped address is ours on the uplink's link: nobody on the
+// LAN can send from it.  A LAN host that does (to guest A's forward, to a
+// reply port of A's flow) is a martian (as IPv4's inbound_martian drops
+// the mapped addresses as sources): else A's answer to it would hairpin
+// into guest F, the address's guest, from A's external endpoint.  While
+// the address is held (DAD running, a conflict: another node may really
+// have it), that node's packets are translated as any remote's.
+TEST_F(Nat66Test, AnnouncedMappedAddressIsNoInboundSource)
+{
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6A, 22);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
+	const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222, kMapped6, 51000);
+	run6(Prog::UpIngress, syn, TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
+	EXPECT_TRUE(dp().ct6_entries().empty());
+	// To the mapped address itself, and as a reply to A's own flow.
+	run6(Prog::UpIngress, inbound6(kProtoUdp, kMapped6, 5353, kMapped6, 53), TC_ACT_SHOT,
+	     KVX_R_DROP_MARTIAN_IN);
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	Packet6 back = reply6(snat6(q, port));
+	back.src = kMapped6;
+	run6(Prog::UpIngress, back, TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
+	// Suspended (another network): not ours here.
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(syn, kGuest6A, 22));
+	// Held: the node that has it reaches A's forward.
+	const Packet6 syn2 = inbound6(kProtoTcp, kUplink6, 2222, kMapped6, 51001);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_CONFLICT);
+	run6(Prog::UpIngress, syn2, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+	     dnat6_neigh(syn2, kGuest6A, 22));
+}
+
+// The NS answer validates as RFC 4861 7.1.1 says before it answers (else
+// the host's ndisc, which discards it): an option of length 0 (a parser
+// would spin on it) or one past the message's end, a source link-layer
+// address option in a DAD probe (from ::), a multicast NS to anything but
+// the target's solicited-node group, a hop limit other than 255.  A valid
+// one with an extra option (a nonce) is answered.
+TEST_F(Nat66Test, MappedAddressNsValidated)
+{
+	using namespace nd6;
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
+	const Ip6 lan = ip6(Topology::kGatewayAddr6);
+	const Packet6 ns = neigh_sol(lan, Topology::kGatewayMac, kMapped6);
+	const Packet6 dad = dad_probe(Topology::kGatewayMac, kMapped6);
+	run6(Prog::UpIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(ns, Topology::kUplinkMac, kOverride));
+	run6(Prog::UpIngress, dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(dad, Topology::kUplinkMac, kOverride));
+	Packet6 nonce = ns;
+	nonce.payload.insert(nonce.payload.end(), {14, 1, 1, 2, 3, 4, 5, 6});
+	run6(Prog::UpIngress, nonce, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     answer_na(ns, Topology::kUplinkMac, kOverride));
+
+	Packet6 zero = ns;
+	zero.payload[17] = 0; // the source link-layer option's length
+	run6(Prog::UpIngress, zero, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 zero2 = nonce;
+	zero2.payload[25] = 0; // a second option of length 0
+	run6(Prog::UpIngress, zero2, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 past = ns;
+	past.payload[17] = 2; // 16 bytes, 8 there
+	run6(Prog::UpIngress, past, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 slla = dad;
+	slla.payload.insert(slla.payload.end(), {1, 1, 0x02, 0x6b, 0x76, 0, 0, 1});
+	run6(Prog::UpIngress, slla, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 all = ns;
+	all.dst = ip6("ff02::1");
+	all.dst_mac = mcast_mac(all.dst);
+	run6(Prog::UpIngress, all, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 other = dad;
+	other.dst = solicited_node(ip6("2001:db8:77::202"));
+	other.dst_mac = mcast_mac(other.dst);
+	run6(Prog::UpIngress, other, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 hop = ns;
+	hop.hop_limit = 64;
+	run6(Prog::UpIngress, hop, TC_ACT_OK, KVX_R_PASS_ND);
+}
+
 } // namespace
 } // namespace kvmxdp::test

@@ -69,6 +69,15 @@ inline Packet6 neigh_sol(const Ip6 &src, const Mac &smac, const Ip6 &target)
 	return p;
 }
 
+// A DAD probe as Linux sends it (RFC 4862 5.4.2): from ::, to the
+// solicited-node group, with a nonce option (RFC 7527; enhanced_dad).
+inline Packet6 dad_probe(const Mac &smac, const Ip6 &target)
+{
+	Packet6 p = neigh_sol(Ip6{}, smac, target);
+	p.payload.insert(p.payload.end(), {14, 1, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66});
+	return p;
+}
+
 // The NA that answers ns for its target at mac: to the sender, Solicited
 // (to all nodes for a DAD probe, not Solicited); Router 0, Override as
 // flags says.

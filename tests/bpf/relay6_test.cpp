@@ -10,6 +10,7 @@
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "fixture.hpp"
@@ -88,6 +89,17 @@ Packet6 routed_in(Packet6 p, const Mac &guest)
 Packet6 proxy_na(const Packet6 &ns, const Mac &mac)
 {
 	return answer_na(ns, mac, 0);
+}
+
+const Mac kUplinkMacT = Topology::kUplinkMac;
+// relay6.h KVX_RELAY_ECHO_BURST (the datapath's, not the ABI's).
+constexpr int KVX_RELAY_ECHO_BURST_T = 50;
+
+// p relayed by the ND proxy: only the source MAC changes.
+Packet6 relayed(Packet6 p, const Mac &smac)
+{
+	p.src_mac = smac;
+	return p;
 }
 
 class Relay6Test : public DatapathTest {
@@ -370,11 +382,18 @@ TEST_F(Relay6Test, GuestNeighbourSolicitationForTheLanIsAnsweredByTheBridge)
 TEST_F(Relay6Test, GuestDadClaimsTheAddressOrIsDefendedForTheHost)
 {
 	set_inbound_open();
-	// A guest's DAD probe binds the address to it, before any traffic.
-	run6(Prog::BrIngress, neigh_sol(Ip6{}, kMacA, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
+	// A guest's DAD probe binds the address to it, pending, before any
+	// traffic; once its DAD has run its course it is the guest's, even
+	// if the guest sends nothing from it (a server).
+	const Packet6 probe = dad_probe(kMacA, kGuestA);
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
 	EXPECT_EQ(owner(kGuestA), kMacA);
+	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DAD_NS + 100000000ull), KVX_ND_PENDING);
 	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
+	const Packet6 ns = neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA);
+	run6(Prog::UpIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(ns, Topology::kUplinkMac));
 	// For the host's address it is answered: the guest picks another.
 	const Packet6 dad = neigh_sol(Ip6{}, kMacB, kUplink6);
 	run6(Prog::BrIngress, dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
@@ -393,6 +412,216 @@ TEST_F(Relay6Test, GuestToGuestThroughTheBridgeMac)
 	run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_IN, want);
 }
 
+// --- DAD relay (RFC 4389 4.1.3.3): a duplicate on the LAN is detected ---
+
+TEST_F(Relay6Test, GuestDadIsRelayedToTheLanAndTheAddressIsPendingMeanwhile)
+{
+	set_inbound_open();
+	// Out of the uplink as it came (its nonce too), from the uplink's MAC.
+	const Packet6 probe = dad_probe(kMacA, kGuestA);
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
+	ASSERT_TRUE(dp().nd_lookup(kGuestA).has_value());
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
+	// While it runs: nothing forwarded to the address, no NS answered
+	// for it (a LAN host's own address resolution for it is the host's).
+	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	// Another guest's frame to it neither.
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	const Packet6 b2a = from_guest(make_udp6(kGuestB, 7000, kGuestA, 53), kMacB);
+	const RunResult r =
+		dp().run(Prog::BrIngress, b2a.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_GE(r.out.size(), 6u);
+	EXPECT_FALSE(std::equal(kMacA.begin(), kMacA.end(), r.out.begin()));
+	// The guest's first frame from it after its DAD: the guest's.
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_OWNED);
+	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
+}
+
+TEST_F(Relay6Test, LanHostsDefenceFailsTheGuestsDad)
+{
+	set_inbound_open();
+	const Packet6 probe = dad_probe(kMacA, kGuestA);
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
+	// The LAN host that has the address answers the probe (RFC 4862
+	// 5.4.3: an NA to all nodes, Router and Override set, its MAC): it
+	// goes to the guests from the bridge's MAC, Override cleared.
+	Packet6 na = nd_msg(kNeighAdv, kGuestA, ip6("ff02::1"), 0xa0000000u, kGuestA, 2,
+			    Topology::kGatewayMac);
+	na.src_mac = Topology::kGatewayMac;
+	na.dst_mac = Mac{0x33, 0x33, 0, 0, 0, 1};
+	Packet6 want = nd_msg(kNeighAdv, kGuestA, ip6("ff02::1"), 0x80000000u, kGuestA, 2,
+			      Topology::kBridgeMac);
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = na.dst_mac;
+	run6(Prog::UpIngress, na, TC_ACT_REDIRECT, KVX_R_ND_RELAY, want);
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_DUP);
+	// The address stays the LAN host's: never forwarded to the guest,
+	// never answered for, not even after a DAD's time; the guest's frames
+	// from it are dropped.
+	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DAD_NS * 3), KVX_ND_DUP);
+	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_DUPLICATE);
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_DUP);
+	// Nor does another guest get it while the first holds it.
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacB), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	// The guest's next DAD (the LAN host gone) starts over.
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+}
+
+TEST_F(Relay6Test, LanHostsOwnDadForAPendingAddressReachesTheGuest)
+{
+	run6(Prog::BrIngress, dad_probe(kMacA, kGuestA), TC_ACT_REDIRECT, KVX_R_ND_RELAY,
+	     relayed(dad_probe(kMacA, kGuestA), kUplinkMacT));
+	// Both probe at once (RFC 4862 5.4.3): the LAN host's comes to the
+	// guests from the bridge's MAC, and neither gets it from us.
+	const Packet6 lan = dad_probe(Topology::kGatewayMac, kGuestA);
+	run6(Prog::UpIngress, lan, TC_ACT_REDIRECT, KVX_R_ND_RELAY,
+	     relayed(lan, Topology::kBridgeMac));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_DUP);
+	// For an owned address a LAN host's probe is defended (as before).
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	const Packet6 lanb = dad_probe(Topology::kGatewayMac, kGuestB);
+	run6(Prog::UpIngress, lanb, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(lanb, Topology::kUplinkMac));
+	EXPECT_EQ(dp().nd_lookup(kGuestB)->state, KVX_ND_OWNED);
+}
+
+TEST_F(Relay6Test, NoDefenceButALanHostsOne)
+{
+	run6(Prog::BrIngress, dad_probe(kMacA, kGuestA), TC_ACT_REDIRECT, KVX_R_ND_RELAY,
+	     relayed(dad_probe(kMacA, kGuestA), kUplinkMacT));
+	// Our own probe sent back by an access point (the uplink's MAC).
+	run6(Prog::UpIngress, dad_probe(Topology::kUplinkMac, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
+	// A solicited NA (unicast: to someone's question), an invalid one
+	// (hop limit 254), one for an address no guest probes.
+	Packet6 na = nd_msg(kNeighAdv, kGuestA, kLanHost, 0x40000000u, kGuestA, 2,
+			    Topology::kGatewayMac);
+	na.src_mac = Topology::kGatewayMac;
+	na.dst_mac = Topology::kGatewayMac;
+	run6(Prog::UpIngress, na, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 mna = nd_msg(kNeighAdv, kGuestA, ip6("ff02::1"), 0x20000000u, kGuestA, 2,
+			     Topology::kGatewayMac);
+	mna.src_mac = Topology::kGatewayMac;
+	mna.dst_mac = Mac{0x33, 0x33, 0, 0, 0, 1};
+	mna.hop_limit = 254;
+	run6(Prog::UpIngress, mna, TC_ACT_OK, KVX_R_PASS_ND);
+	// Solicited to a group: invalid (RFC 4861 7.1.2).
+	mna.hop_limit = 255;
+	mna.icmp_id = 0x4000;
+	run6(Prog::UpIngress, mna, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 other = nd_msg(kNeighAdv, kGuestB, ip6("ff02::1"), 0x20000000u, kGuestB, 2,
+			       Topology::kGatewayMac);
+	other.src_mac = Topology::kGatewayMac;
+	other.dst_mac = mna.dst_mac;
+	run6(Prog::UpIngress, other, TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
+	// A probe that carries a source link-layer address is invalid (RFC
+	// 4861 7.1.1): the host's, not relayed.
+	Packet6 bad = neigh_sol(Ip6{}, kMacB, kGuestB);
+	bad.payload.insert(bad.payload.end(), {1, 1, 0x52, 0x54, 0, 0, 7, 0xb0});
+	run6(Prog::BrIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
+}
+
+// The ND proxy's validation is nd6.h's (Nat66Test.MappedAddressNsValidated):
+// on the uplink, an NS for an owned guest with an option of length 0 is not
+// answered; nor a guest's DAD probe carrying its MAC relayed, nor one to
+// another address's solicited-node group.
+TEST_F(Relay6Test, InvalidNeighbourSolicitationsNeitherAnsweredNorRelayed)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	const Packet6 ns = neigh_sol(kLanHost, Topology::kGatewayMac, kGuestA);
+	run6(Prog::UpIngress, ns, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(ns, Topology::kUplinkMac));
+	Packet6 zero = ns;
+	zero.payload[17] = 0;
+	run6(Prog::UpIngress, zero, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 slla = dad_probe(kMacB, kGuestB);
+	slla.payload.insert(slla.payload.end(), {1, 1, 0x52, 0x54, 0, 0, 7, 0xb0});
+	run6(Prog::BrIngress, slla, TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 astray = dad_probe(kMacB, kGuestB);
+	astray.dst = solicited_node(kGuestA);
+	astray.dst_mac = mcast_mac(astray.dst);
+	run6(Prog::BrIngress, astray, TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_FALSE(dp().nd_lookup(kGuestB).has_value());
+}
+
+// --- per-guest limits: addresses (kvx_gaddrs) and the flow quota ---
+
+// kPrefix::N.
+Ip6 prefix_addr(unsigned n)
+{
+	Ip6 a = kPrefix;
+	a[14] = static_cast<std::uint8_t>(n >> 8);
+	a[15] = static_cast<std::uint8_t>(n);
+	return a;
+}
+
+TEST_F(Relay6Test, AGuestClaimsAtMostItsAddressLimit)
+{
+	for (unsigned i = 0; i < KVX_ND_PER_GUEST; i++) {
+		const Packet6 p =
+			from_guest(make_udp6(prefix_addr(0x100 + i), 7000, kRemote, 53), kMacA);
+		run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
+	}
+	// One more: refused, by frame or by DAD probe (not relayed, not
+	// recorded).
+	const Ip6 extra = prefix_addr(0x100 + KVX_ND_PER_GUEST);
+	run6(Prog::BrIngress, from_guest(make_udp6(extra, 7000, kRemote, 53), kMacA), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_ADDRS);
+	run6(Prog::BrIngress, dad_probe(kMacA, extra), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_FALSE(dp().nd_lookup(extra).has_value());
+	EXPECT_EQ(dp().nd_size(), static_cast<std::size_t>(KVX_ND_PER_GUEST));
+	// Its addresses keep working; another guest has its own limit.
+	const Packet6 again = from_guest(make_udp6(prefix_addr(0x100), 7001, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, again, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(again));
+	const Packet6 b = from_guest(make_udp6(extra, 7000, kRemote, 53), kMacB);
+	run6(Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(b));
+	// An address another MAC takes over (its owner idle) leaves the
+	// owner's count: A may claim one more.
+	own(prefix_addr(0x100), kMacA, boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ull),
+	    KVX_ND_OWNED);
+	const Packet6 take = from_guest(make_udp6(prefix_addr(0x100), 7000, kRemote, 53), kMacB);
+	run6(Prog::BrIngress, take, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(take));
+	const Ip6 next = prefix_addr(0x200);
+	const Packet6 n = from_guest(make_udp6(next, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, n, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(n));
+	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0x201), 7000, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_ADDRS);
+}
+
+TEST_F(Relay6Test, RelayFlowsCountAgainstTheGuestsFlowQuota)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
+	dp().set_cfg6(relay_cfg());
+	for (std::uint16_t port : {7000, 7001}) {
+		const Packet6 p = from_guest(make_udp6(kGuestA, port, kRemote, 53), kMacA);
+		run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
+	}
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7002, kRemote, 53), kMacA), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_QUOTA);
+	// One quota per guest, not per address: its second address shares it.
+	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0xa1), 7000, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// Its flows go on; another guest has its own quota.
+	const Packet6 again = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, again, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(again));
+	const Packet6 b = from_guest(make_udp6(kGuestB, 7000, kRemote, 53), kMacB);
+	run6(Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(b));
+	EXPECT_EQ(dp().ct6_entries().size(), 3u);
+}
+
 // --- the stateful inbound policy (default) and --ipv6-inbound open ---
 
 TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)
@@ -402,8 +631,6 @@ TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)
 	const Packet6 udp_in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	run6(Prog::UpIngress, udp_in, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
 	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40000, kGuestA, 22)), TC_ACT_SHOT,
-	     KVX_R_DROP_FILTERED);
-	run6(Prog::UpIngress, from_lan(make_echo6(kRemote, kGuestA, 9)), TC_ACT_SHOT,
 	     KVX_R_DROP_FILTERED);
 	// The guest's flow opens the way for its replies, and only those.
 	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
@@ -478,6 +705,38 @@ TEST_F(Relay6Test, StatefulInboundLetsInErrorsAboutTheGuestsPackets)
 	Packet6 frag = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	frag.ext = {ext_fragment(100, false)};
 	run6(Prog::UpIngress, frag, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(frag, kMacA));
+}
+
+// RFC 4890 4.3.1: echo requests reach the guests under the stateful
+// policy too, rate limited per guest address, and make no flow.
+TEST_F(Relay6Test, StatefulInboundLetsEchoRequestsIn)
+{
+	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	const Packet6 ping = from_lan(make_echo6(kRemote, kGuestA, 9));
+	run6(Prog::UpIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(ping, kMacA));
+	EXPECT_TRUE(dp().ct6_entries().empty());
+	// The guest's reply goes out (untracked).
+	const Packet6 pong = from_guest(make_echo6(kGuestA, kRemote, 9, kIcmp6EchoReply), kMacA);
+	run6(Prog::BrIngress, pong, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(pong));
+	// A flood: the burst passes, then one per interval (10 ms) of the
+	// time the runs took; the rest is filtered.
+	int passed = 1, filtered = 0;
+	const std::uint64_t t0 = boot_ns();
+	for (int i = 0; i < 3 * KVX_RELAY_ECHO_BURST_T; i++) {
+		const RunResult r =
+			dp().run(Prog::UpIngress, ping.build(), ingress_ifindex(Prog::UpIngress));
+		passed += r.verdict == TC_ACT_REDIRECT;
+		filtered += r.verdict == TC_ACT_SHOT;
+	}
+	const std::uint64_t took_ms = (boot_ns() - t0) / 1000000;
+	EXPECT_GE(passed, KVX_RELAY_ECHO_BURST_T);
+	EXPECT_LE(passed, KVX_RELAY_ECHO_BURST_T + 2 + static_cast<int>(took_ms / 10));
+	EXPECT_EQ(passed + filtered, 3 * KVX_RELAY_ECHO_BURST_T + 1);
+	// Another guest's budget is its own.
+	const Packet6 pingb = from_lan(make_echo6(kRemote, kGuestB, 9));
+	run6(Prog::UpIngress, pingb, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(pingb, kMacB));
+	EXPECT_TRUE(dp().ct6_entries().empty());
 }
 
 TEST_F(Relay6Test, OpenInboundLetsEverythingIn)

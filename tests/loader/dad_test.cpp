@@ -181,3 +181,45 @@ TEST(Dad, RetryBacksOff)
 	EXPECT_EQ(dad_retry_ms(5), kDadRetryMaxMs);
 	EXPECT_EQ(dad_retry_ms(50), kDadRetryMaxMs);
 }
+
+// DupAddrDetectTransmits from the uplink's sysctl, read as the kernel
+// writes it ("1\n"); 0 is no DAD; nonsense or unreadable: RFC 4862's 1.
+TEST(Dad, TransmitsFromTheUplinksSysctl)
+{
+	EXPECT_EQ(dad_transmits_of(std::string("1\n")), 1);
+	EXPECT_EQ(dad_transmits_of(std::string("3\n")), 3);
+	EXPECT_EQ(dad_transmits_of(std::string("0\n")), 0);
+	EXPECT_EQ(dad_transmits_of(std::string("1000\n")), kDadTransmitsMax);
+	EXPECT_EQ(dad_transmits_of(std::string("99999999999999\n")), kDadTransmits);
+	EXPECT_EQ(dad_transmits_of(std::string("-1\n")), kDadTransmits);
+	EXPECT_EQ(dad_transmits_of(std::string("")), kDadTransmits);
+	EXPECT_EQ(dad_transmits_of(std::nullopt), kDadTransmits);
+}
+
+// When the announced addresses go through DAD again: the uplink's carrier
+// back, another device, another network; not at the first look, not while
+// there is no carrier, not for a moment without an address.
+TEST(Dad, AgainWhenTheLinkComesBackOrChanges)
+{
+	std::optional<DadLink> st;
+	const DadLink home{7, true, "192.168.1.0/24 via 192.168.1.1 2001:db8:1::/64"};
+	EXPECT_FALSE(dad_link_update(st, home));
+	EXPECT_FALSE(dad_link_update(st, home));
+	// Carrier lost (WiFi out of range), the address too: nothing yet.
+	EXPECT_FALSE(dad_link_update(st, DadLink{7, false, ""}));
+	EXPECT_FALSE(dad_link_update(st, DadLink{7, false, ""}));
+	// Back, the same network: again (another node may have taken it).
+	EXPECT_TRUE(dad_link_update(st, DadLink{7, true, ""}));
+	EXPECT_FALSE(dad_link_update(st, home));
+	// No address for a moment, carrier kept: the same network.
+	EXPECT_FALSE(dad_link_update(st, DadLink{7, true, ""}));
+	EXPECT_FALSE(dad_link_update(st, home));
+	// Another network without a carrier flap (roaming), another device.
+	EXPECT_TRUE(dad_link_update(st, DadLink{7, true, "10.0.0.0/24 via 10.0.0.1"}));
+	EXPECT_TRUE(dad_link_update(st, DadLink{9, true, "10.0.0.0/24 via 10.0.0.1"}));
+	EXPECT_FALSE(dad_link_update(st, DadLink{9, true, "10.0.0.0/24 via 10.0.0.1"}));
+	// A daemon that starts without carrier: DAD once it comes.
+	std::optional<DadLink> cold;
+	EXPECT_FALSE(dad_link_update(cold, DadLink{7, false, ""}));
+	EXPECT_TRUE(dad_link_update(cold, home));
+}

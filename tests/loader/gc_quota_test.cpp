@@ -317,6 +317,50 @@ TEST_F(GcQuotaMaps, PortCountersCountDynamicBindings)
 	EXPECT_EQ(gports_recount(bind_.get(), gp.get(), q()), 0u);
 }
 
+// Relay's addresses per guest (kvx_gaddrs) are recounted from kvx_nd:
+// every entry of a guest MAC (owned, pending, defended), in that MAC's
+// slot; the host's entries count for nobody.
+TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerMac)
+{
+	Fd nd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd", sizeof(kvx_nd_key), sizeof(kvx_nd_val), 64,
+			     nullptr));
+	ASSERT_GE(nd.get(), 0) << "bpf_map_create(t_nd): " << std::strerror(errno);
+	Fd ga(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gaddrs", sizeof(__u32), sizeof(__u32),
+			     KVX_GFLOWS_MAX, nullptr));
+	ASSERT_GE(ga.get(), 0) << "bpf_map_create(t_gaddrs): " << std::strerror(errno);
+	const uint8_t a[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01};
+	const uint8_t b[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x02};
+	auto add = [&](uint8_t last, const uint8_t *mac, uint8_t state) {
+		kvx_nd_key k{};
+		k.addr[0] = htonl(0x20010db8);
+		k.addr[3] = htonl(last);
+		kvx_nd_val v{};
+		if (mac)
+			std::memcpy(v.mac, mac, 6);
+		v.state = state;
+		ASSERT_EQ(bpf_map_update_elem(nd.get(), &k, &v, BPF_NOEXIST), 0);
+	};
+	add(1, a, KVX_ND_OWNED);
+	add(2, a, KVX_ND_PENDING);
+	add(3, a, KVX_ND_DUP);
+	add(4, b, KVX_ND_OWNED);
+	add(5, nullptr, KVX_ND_HOST);
+	auto slot = [&](const uint8_t *mac) { return kvx_guest_slot6(mac, nullptr, kSeed); };
+	auto get = [&](const uint8_t *mac) {
+		__u32 i = slot(mac), v = 0;
+		EXPECT_EQ(bpf_map_lookup_elem(ga.get(), &i, &v), 0);
+		return v;
+	};
+	__u32 i = slot(a), v = 9;
+	ASSERT_EQ(bpf_map_update_elem(ga.get(), &i, &v, BPF_ANY), 0);
+	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), q()), 2u);
+	EXPECT_EQ(get(a), 3u);
+	EXPECT_EQ(get(b), 1u);
+	const uint8_t zero[6] = {};
+	EXPECT_EQ(get(zero), 0u) << "the host's address counted";
+	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), q()), 0u);
+}
+
 // The GC's correction of a datapath counter measured by a dump between
 // two readings of it: a count between them is what the datapath's own
 // activity during the dump explains; only the rest is drift.

@@ -713,6 +713,50 @@ TEST_F(Maps6Fixture, LiteralAddressAnnouncedAfterDad)
 	EXPECT_EQ(nbind6(), 2u);
 }
 
+// The uplink back or on another link (the daemon's dad_link_update):
+// reprobe_mapped6 holds the announced addresses again (PROBING: no NS
+// answered, no pairs) until a new DAD; a conflict stays a conflict.
+TEST_F(Maps6Fixture, AnnouncedAddressProbedAgainAfterReprobe)
+{
+	Fd ext6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ext6", sizeof(kvx_extaddr6_key),
+			       sizeof(kvx_extaddr_val), 64, nullptr));
+	ASSERT_GE(ext6.get(), 0) << std::strerror(errno);
+	MapFds fds = fds6();
+	fds.extaddr6 = ext6.get();
+	const Ipv6Addr one = parse_ipv6("2001:db8:1::101");
+	const Ipv6Addr two = parse_ipv6("2001:db8:1::102");
+	auto flags = [&](const Ipv6Addr &a) -> std::optional<uint32_t> {
+		kvx_extaddr6_key k{};
+		std::memcpy(k.addr, a.data(), 16);
+		kvx_extaddr_val v{};
+		if (bpf_map_lookup_elem(ext6.get(), &k, &v) != 0)
+			return std::nullopt;
+		return v.flags;
+	};
+	const std::vector<StaticMapping> mappings = {
+		sm("2001:db8:1::101", "fd42::101", "", false),
+		sm("2001:db8:1::102", "fd42::102", "", false),
+	};
+	apply_mappings(fds, mappings, up_, home_, false, {},
+		       {{one, DadVerdict::Free}, {two, DadVerdict::Duplicate}});
+	ASSERT_EQ(flags(one), KVX_EXT_F_ARP);
+	ASSERT_EQ(flags(two), KVX_EXT_F_CONFLICT);
+	EXPECT_EQ(nbind6(), 2u);
+
+	EXPECT_EQ(reprobe_mapped6(ext6.get()), 1u);
+	EXPECT_EQ(flags(one), KVX_EXT_F_PROBING);
+	EXPECT_EQ(flags(two), KVX_EXT_F_CONFLICT);
+	auto r = apply_mappings(fds, mappings, up_, home_);
+	EXPECT_EQ(r.held6.size(), 2u);
+	EXPECT_TRUE(r.announced_all6.empty());
+	EXPECT_EQ(nbind6(), 0u);
+	r = apply_mappings(fds, mappings, up_, home_, false, {}, {{one, DadVerdict::Free}});
+	EXPECT_EQ(flags(one), KVX_EXT_F_ARP);
+	EXPECT_EQ(r.announced6, std::vector<Ipv6Addr>{one});
+	EXPECT_EQ(nbind6(), 2u);
+	EXPECT_EQ(reprobe_mapped6(-1), 0u);
+}
+
 // Off or in relay mode the datapath serves no literal address: none is
 // probed or announced (a claim on the LAN would pull its traffic to
 // nowhere), and an announced one is withdrawn.

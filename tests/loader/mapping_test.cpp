@@ -3,10 +3,12 @@
 #include <gtest/gtest.h>
 #include <netinet/in.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "base/error.hpp"
 #include "error_of.hpp"
+#include "kvmxdp/abi.h"
 #include "model/libvirt.hpp"
 #include "model/mapping.hpp"
 
@@ -225,6 +227,48 @@ TEST(MappingParse6, MalformedAmbiguousAndMixed)
 			<< c.ext << " " << c.guest << " " << c.proto << " -> " << err;
 		EXPECT_EQ(err.find('\n'), std::string::npos) << err;
 	}
+}
+
+// kvx_extaddr6 holds KVX_EXTADDR6_MAX literal addresses: the next new one
+// is refused in one line saying so (past it the map refused the entry and
+// the mapping stayed held for good), while more mappings on an address
+// already there, [uplink] forwards and the uplink's own address written
+// out need no entry.
+TEST(MappingCheck6, AtMostTheMappedAddressesTheDatapathAnnounces)
+{
+	std::vector<Mapping> have;
+	auto lit = [](unsigned i) {
+		char a[64];
+		std::snprintf(a, sizeof(a), "2001:db8:1::1:%x", i);
+		return std::string(a);
+	};
+	auto guest = [](unsigned i) {
+		char a[64];
+		std::snprintf(a, sizeof(a), "fd42::1:%x", i);
+		return std::string(a);
+	};
+	for (unsigned i = 0; i < KVX_EXTADDR6_MAX; i++)
+		have.push_back(parse_mapping(lit(i), guest(i), ""));
+	have.push_back(parse_mapping("[2001:db8:1::5]:80", "[fd42::5]:80", "tcp"));
+	have.pop_back(); // the 256 1:1 addresses alone fill it
+	const std::string err = error_of([&] {
+		check_mapping(parse_mapping("[2001:db8:1::5]:80", "[fd42::5]:80", "tcp"), have,
+			      ctx6());
+	});
+	EXPECT_NE(err.find("256 IPv6 external addresses are mapped already"), std::string::npos)
+		<< err;
+	EXPECT_NE(err.find("[2001:db8:1::5]:80"), std::string::npos) << err;
+	EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+	EXPECT_NO_THROW(
+		check_mapping(parse_mapping("[uplink]:80", "[fd42::5]:80", "tcp"), have, ctx6()));
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:1::10]:81", "[fd42::5]:81", "tcp"),
+				      have, ctx6()));
+	have.pop_back();
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:1::5]:80", "[fd42::5]:80", "tcp"),
+				      have, ctx6()));
+	have.push_back(parse_mapping("[2001:db8:1::5]:80", "[fd42::5]:80", "tcp"));
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:1::5]:81", "[fd42::5]:81", "tcp"),
+				      have, ctx6()));
 }
 
 TEST(MappingCheck6, SameRulesAsIpv4)

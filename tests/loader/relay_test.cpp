@@ -124,3 +124,48 @@ TEST(RouterAdvertisement, Schedule)
 	EXPECT_EQ(ra_next_interval_s(3, 0.5), 400u);
 	EXPECT_LE(ra_next_interval_s(9, 0.999999), 600u);
 }
+
+// The host's own packets to relay guests: a /128 route on the bridge per
+// address a guest owns (model/relay.hpp plan_relay_routes).
+TEST(RelayRoutes, OnePerOwnedGuestAddress)
+{
+	constexpr uint64_t kNow = 100ULL * 1000 * 1000 * 1000;
+	std::vector<NdEntry> have = {entry("2001:db8:1::a", KVX_ND_OWNED),
+				     entry("2001:db8:1::b", KVX_ND_PENDING),
+				     entry("2001:db8:1::c", KVX_ND_DUP),
+				     entry("2001:db8:1::10", KVX_ND_HOST),
+				     entry("2001:db8:2::a", KVX_ND_OWNED)};
+	for (NdEntry &e : have)
+		e.val.last_seen_ns = kNow - 1000; // DAD still running for ::b
+	RouteSync s = plan_relay_routes(have, kP1, {}, kNow);
+	EXPECT_EQ(strs(s.add), std::vector<std::string>{"2001:db8:1::a"});
+	EXPECT_TRUE(s.del.empty());
+	// The pending one's DAD ran its course: routed too.  A route to an
+	// address no guest owns any more goes; one in place stays.
+	have[1].val.last_seen_ns = kNow - KVX_ND_DAD_NS;
+	s = plan_relay_routes(have, kP1,
+			      {parse_ipv6("2001:db8:1::a"), parse_ipv6("2001:db8:1::c"),
+			       parse_ipv6("2001:db8:1::10")},
+			      kNow);
+	EXPECT_EQ(strs(s.add), std::vector<std::string>{"2001:db8:1::b"});
+	EXPECT_EQ(strs(s.del), (std::vector<std::string>{"2001:db8:1::10", "2001:db8:1::c"}));
+	// No prefix (a network without relay): every route goes.
+	s = plan_relay_routes(have, std::nullopt, {parse_ipv6("2001:db8:1::a")}, kNow);
+	EXPECT_TRUE(s.add.empty());
+	EXPECT_EQ(strs(s.del), std::vector<std::string>{"2001:db8:1::a"});
+}
+
+TEST(RelayNd, IdleGuestEntriesExpire)
+{
+	const uint64_t now = kNdExpireNs + 5000;
+	std::vector<NdEntry> have = {entry("2001:db8:1::a", KVX_ND_OWNED),
+				     entry("2001:db8:1::b", KVX_ND_DUP),
+				     entry("2001:db8:1::c", KVX_ND_OWNED),
+				     entry("2001:db8:1::10", KVX_ND_HOST)};
+	have[0].val.last_seen_ns = 1000;
+	have[1].val.last_seen_ns = 1000;
+	have[2].val.last_seen_ns = now - 1000;
+	have[3].val.last_seen_ns = 0; // the host's: never expires
+	EXPECT_EQ(strs(nd_expired(have, now)),
+		  (std::vector<std::string>{"2001:db8:1::a", "2001:db8:1::b"}));
+}

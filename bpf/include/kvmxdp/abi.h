@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 11
+#define KVX_ABI_VERSION 12
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -80,6 +80,12 @@
  *      pinned 4-slot array is replaced); map kvx_hostrev6 (the host's
  *      own IPv6 sockets to mapped addresses).  Tables unchanged: pins of
  *      3..11 are reused.
+ *  12: IPv6 relay's DAD relay: kvx_nd state KVX_ND_DUP (a LAN host
+ *      defended the address during the guest's DAD), reasons ND_RELAY and
+ *      DROP_ND_DUPLICATE; per-guest address limit: map kvx_gaddrs,
+ *      reason DROP_GUEST_ADDRS; relay's flows count in kvx_gflows (the
+ *      slot of their address's kvx_nd owner).  Tables unchanged: pins of
+ *      3..12 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -812,12 +818,40 @@ struct kvx_cfg6 {
 #define KVX_MAP_ND "kvx_nd"
 #define KVX_ND_DEFAULT_SIZE 4096
 
+/*
+ * Per-guest address limit: kvx_gaddrs[slot] counts the kvx_nd entries
+ * (owned, pending, defended) whose MAC's quota slot (kvx_guest_slot of the
+ * MAC, as kvx_gflows) is slot; a guest at KVX_ND_PER_GUEST claims no
+ * other (DROP_GUEST_ADDRS): without it one guest could take all of kvx_nd
+ * and leave the others no address.  SLAAC wants a stable address and a
+ * few temporary ones (RFC 8981: a new one a day, the old ones kept while
+ * in use); the daemon forgets addresses idle for an hour.  Incremented by
+ * the datapath when an entry is made for the MAC, moved when another MAC
+ * takes an idle one; the daemon's GC recounts them from kvx_nd (its
+ * deletions: expiry, prefix changes) and corrects them as kvx_gflows.
+ * Sized and indexed like kvx_gflows.
+ */
+#define KVX_MAP_GADDRS "kvx_gaddrs"
+#define KVX_ND_PER_GUEST 16
+
 enum kvx_nd_state {
 	KVX_ND_NONE = 0,
 	KVX_ND_PENDING = 1, /* duplicate address detection running: not forwarded */
 	KVX_ND_OWNED = 2,   /* the guest's: forwarded, answered for on the uplink */
 	KVX_ND_HOST = 3,    /* the host's own address: no guest may use it */
+	KVX_ND_DUP = 4,     /* a LAN host defended it during the guest's DAD: not
+			     * forwarded, never owned; the guest's next DAD starts over */
 };
+
+/*
+ * How long a guest's duplicate address detection runs (RFC 4861 10:
+ * RetransTimer 1 s x DupAddrDetectTransmits 1; kvmxdp's RAs leave both at
+ * the hosts' defaults): a pending entry this old without a defence from
+ * the LAN is owned, even if the guest sent nothing from it since (a
+ * server).  Its first frame from the address makes it owned at once (its
+ * DAD is over).
+ */
+#define KVX_ND_DAD_NS 1000000000ULL
 
 struct kvx_nd_key {
 	__be32 addr[4];
@@ -935,7 +969,10 @@ struct kvx_bind6_val {
 	X(DROP_PROTO_UNTRANSLATED, 1, "IPv6 guest packet of a protocol NAT66 does not translate") \
 	X(RELAY_OUT, 0, "IPv6 relay: guest->LAN/outside forwarded (no translation)") \
 	X(RELAY_IN, 0, "IPv6 relay: LAN/outside->guest forwarded (no translation)") \
-	X(ND_PROXY_NA, 0, "IPv6 Neighbour Solicitation answered (relay: for a guest or a LAN host; NAT66: a mapped address)")
+	X(ND_PROXY_NA, 0, "IPv6 Neighbour Solicitation answered (relay: for a guest or a LAN host; NAT66: a mapped address)") \
+	X(ND_RELAY, 0, "IPv6 relay: duplicate address detection relayed between a guest and the LAN") \
+	X(DROP_ND_DUPLICATE, 1, "IPv6 relay: guest packet from an address a LAN host defended (DAD failed)") \
+	X(DROP_GUEST_ADDRS, 1, "IPv6 relay: new address over the guest's address limit")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: GPL-2.0
+#
+# vm-tests/nat66_ra.sh: attaching NAT66 keeps the host's IPv6 default route.
+# The host is a laptop on WiFi (SLAAC, accept_ra=1, no forwarding) behind a
+# router that advertises rarely (every 30-60 s, as many home routers do,
+# some every 10 minutes).  NAT66 turns on IPv6 forwarding on the bridge;
+# the kernel then drops the RA default routes of every interface that does
+# not take RAs while forwarding (rt6_purge_dflt_routers), and the host and
+# its guests had no IPv6 route until the next periodic RA.  kvmxdp asks for
+# one (a Router Solicitation on the uplink): within 2 s the route is back,
+# the host and guest1 (NAT66) reach the server.
+#
+#   guest1 ns  kg1<id> fd42:97::11/64 -- bridge kb<id> fd42:97::1/64 (host ns)
+#   host ns    uplink ku<id>: SLAAC in 2001:db8:1::/64, default via the router
+#   lan ns     kl<id> 2001:db8:1::1/64 (radvd, 30-60 s), kr<id> 2001:db8:78::1
+#   srv ns     ks<id> 2001:db8:78::2/64
+#
+# Usage: nat66_ra.sh KVMXDP_BINARY
+source "$(dirname "$0")/lib.sh"
+kvx_init "${1:-}"
+kvx_topology_up
+
+N1=2001:db8:1::/64 LAN6=2001:db8:1::1 RTR6=2001:db8:78::1 SRV6=2001:db8:78::2
+BR6=fd42:97::1 G1_6=fd42:97::11
+
+kvx_step "IPv6: the LAN router advertises $N1 every 30-60 s; the uplink takes it by SLAAC"
+kvx_lan6_up "$LAN6" "$RTR6" "$SRV6"
+nsx "$NS_G1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+	"net.ipv6.conf.$G1_IF.accept_ra=0"
+ip -n "$NS_HOST" -6 addr add "$BR6/64" dev "$BR" nodad
+ip -n "$NS_G1" -6 addr add "$G1_6/64" dev "$G1_IF" nodad
+umask 022
+printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 30;\n\tMaxRtrAdvInterval 60;\n\tprefix %s { AdvOnLink on; AdvAutonomous on; };\n};\n' \
+	"$LAN_UP_IF" "$N1" >"$KVX_TMP/radvd.conf"
+kvx_bg "$KVX_TMP/radvd.log" ip netns exec "$NS_LAN" radvd -n -m stderr -C "$KVX_TMP/radvd.conf" \
+	-p "$KVX_TMP/radvd.pid"
+route6() { ip -n "$NS_HOST" -6 route show default | grep -F "dev $UP" || true; }
+has_route6() { [[ -n $(route6) ]]; }
+# radvd answers the uplink's own solicitation (sent when it came up or now).
+must kvx_wait_for 20 "a SLAAC address in $N1 on the uplink" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$UP' scope global -tentative) ]]"
+must kvx_wait_for 20 "the uplink's IPv6 default route from the RA" has_route6
+kvx_log "before attach: $(route6)"
+must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
+BR_LL=$(ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1)
+ip -n "$NS_G1" -6 route add default via "$BR_LL" dev "$G1_IF"
+assert_eq "ping -6 host -> server before attach: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$SRV6" 3)"
+# The next periodic RA is 30-60 s away from now.
+sleep 1
+
+kvx_step "attach (NAT66: forwarding on the bridge): the host's IPv6 default route stays"
+kvx_attach_bg || kvx_fatal "cannot attach"
+assert_eq "status: NAT66" nat66 "$(kvx_json 'i["ipv6_mode"]')"
+assert_eq "the bridge forwards IPv6 (NAT66 needs it)" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$BR/forwarding")"
+must kvx_wait_for 2 "the uplink's IPv6 default route within 2 s of attach" has_route6
+kvx_log "after attach: $(route6)"
+assert_eq "ping -6 host -> server after attach: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$SRV6" 3)"
+assert_eq "ping -6 guest1 -> server (NAT66): 3 of 3" 3 "$(kvx_ping_received "$NS_G1" "$SRV6" 3)"
+assert_eq "no IPv6 echo handed to the host untranslated (PASS_LOCAL)" 0 "$(kvx_counter PASS_LOCAL)"
+kvx_finish
