@@ -1293,10 +1293,15 @@ static __always_inline int ovl_claim(struct ovl_scratch *s, const struct kvx_cfg
 /*
  * Use the port ext_port (network order) for p's endpoint as a tenant: a
  * port of the pool the host does not listen on, whose IN half is a
- * dynamic binding of p's guest address and MAC, not one
- * whose flows `conntrack flush` deleted (a flushed flow's remote would
- * find a tenant's claim before the owner picks the flow up), not a closed
- * one waiting for TIME_WAIT reuse (sharing would pin it).  The port is
+ * dynamic binding of p's guest address and MAC, not one whose flows
+ * `conntrack flush` deleted (a flushed flow's remote would find a tenant's
+ * claim before the owner picks the flow up).  A closed one waiting for
+ * TIME_WAIT reuse may be shared: bind_create tried to reuse it first (not
+ * quiet yet, or its remote may hold it in TIME_WAIT), a guest whose every
+ * port's first flow is over would else be refused until they are quiet,
+ * and the GC clears the shared mark (so the port may be reused again)
+ * once its claims are gone.  A recycle racing this one leaves a dead
+ * claim (its owner changed), never a claim under another guest.  The port is
  * marked shared first (atomic: the owner's new flows claim from then on),
  * and its IN half looked up again: a binding released and re-made for
  * another endpoint meanwhile is not shared by this claim.  The owner's
@@ -1326,10 +1331,16 @@ static __always_inline int ovl_enter(struct ovl_scratch *s, const struct kvx_cfg
 	    !mac_eq(ib->guest_mac, guest_mac))
 		return -ENOENT;
 	fl = ib->flags;
-	if ((fl & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_FLUSHED)) ||
-	    (fl & (KVX_BIND_F_TW | KVX_BIND_F_MULTI)) == KVX_BIND_F_TW)
+	if (fl & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_FLUSHED))
 		return -ENOENT;
 	owner_port = ib->port;
+	/* The owner's flow with this remote rules the port out before it is
+	 * marked: a mark left by a refused probe would keep a closed port from
+	 * TIME_WAIT reuse until the GC clears it (ovl_claim looks again after
+	 * the mark, for a flow made meanwhile). */
+	ct_key_init(&s->ck, p->proto, p->saddr, owner_port, p->daddr, p->dport);
+	if (bpf_map_lookup_elem(&kvx_ct, &s->ck))
+		return -EEXIST;
 	if (!(fl & KVX_BIND_F_SHARED))
 		bind_flags_or(ib, KVX_BIND_F_SHARED);
 	ib = bpf_map_lookup_elem(&kvx_bind, &s->bk);
@@ -1350,31 +1361,34 @@ static __always_inline int ovl_enter(struct ovl_scratch *s, const struct kvx_cfg
  * tenant binds anew); -E2BIG: kvx_ovl is full.  A global function:
  * verified once, its frame small.
  */
-__noinline int ovl_join(const struct kvx_pkt *p, const struct nat_macs *macs, __be16 ext_port,
-			__u64 now)
+__noinline int ovl_join_once(const struct kvx_pkt *p, const struct nat_macs *macs,
+			     __u32 ext_port, __u64 now)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	struct ovl_scratch *s = ovl_scratch_get();
 	struct kvx_bind_val *ib;
 
-	int i, err = -ENOENT;
-
 	if (!p || !macs || !cfg || !s || (cfg->flags & KVX_CFG_F_EIF))
 		return -ENOENT;
-	/* A second try after making room in a full kvx_ovl. */
-	for (i = 0; i < 2; i++) {
-		bind_key_init(&s->bk, KVX_BIND_IN, p->proto, cfg->uplink_addr, ext_port);
-		ib = bpf_map_lookup_elem(&kvx_bind, &s->bk);
-		if (!ib || ib->addr != p->saddr ||
-		    (ib->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
-			return -ENOENT;
-		if (ib->port == p->sport)
-			err = ovl_claim(s, cfg, p, ib, ext_port, now);
-		else
-			err = ovl_enter(s, cfg, p, macs->b, ext_port, now);
-		if (err != -E2BIG || i || ovl_reclaim(now) <= 0)
-			break;
-	}
+	bind_key_init(&s->bk, KVX_BIND_IN, p->proto, cfg->uplink_addr, (__be16)ext_port);
+	ib = bpf_map_lookup_elem(&kvx_bind, &s->bk);
+	if (!ib || ib->addr != p->saddr || (ib->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
+		return -ENOENT;
+	if (ib->port == p->sport)
+		return ovl_claim(s, cfg, p, ib, (__be16)ext_port, now);
+	return ovl_enter(s, cfg, p, macs->b, (__be16)ext_port, now);
+}
+
+/* ovl_join_once, and once more after making room in a full kvx_ovl: two
+ * calls, not a loop around the inlined probe (its frame would take the
+ * bridge program's deepest chain, with ovl_reclaim's, past 512 bytes). */
+__noinline int ovl_join(const struct kvx_pkt *p, const struct nat_macs *macs, __u32 ext_port,
+			__u64 now)
+{
+	int err = ovl_join_once(p, macs, ext_port, now);
+
+	if (err == -E2BIG && ovl_reclaim(now) > 0)
+		err = ovl_join_once(p, macs, ext_port, now);
 	return err;
 }
 

@@ -198,6 +198,31 @@ TEST_F(OverlapTest, TcpSynSharesAndRepliesReachTheirEndpoints)
 	       KVX_R_DROP_GUEST_PORTS);
 }
 
+// A port whose one connection is closed (KVX_BIND_F_TW), not quiet enough
+// to be reused for the new SYN yet: shared rather than refused (a guest
+// whose every port's first connection is over would else wait for them);
+// once shared, it is not reused.
+TEST_F(OverlapTest, ClosedPortNotYetReusableIsShared)
+{
+	limit(1);
+	const Packet a = from_guest(make_tcp(kGuestA, 40000, kRemote1, 80));
+	const std::uint16_t p = translate_out(a);
+	auto in = dp().bind_lookup(in_key(kProtoTcp, p));
+	ASSERT_TRUE(in);
+	kvx_bind_val iv = *in;
+	iv.flags |= KVX_BIND_F_TW;
+	dp().bind_update(in_key(kProtoTcp, p), iv);
+	const Packet t = from_guest(make_tcp(kGuestA, 40001, kRemote2, 80));
+	EXPECT_EQ(translate_out(t, p), p);
+	reply_reaches(t, p);
+	in = dp().bind_lookup(in_key(kProtoTcp, p));
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->flags & (KVX_BIND_F_TW | KVX_BIND_F_SHARED),
+		  KVX_BIND_F_TW | KVX_BIND_F_SHARED);
+	EXPECT_EQ(in->addr, be32(kGuestA));
+	EXPECT_EQ(in->port, be16(40000)) << "the owner's binding stays";
+}
+
 // A port whose flows `conntrack flush` deleted (KVX_BIND_F_FLUSHED) is not
 // shared: its owner's flushed connection's remote would otherwise find a
 // tenant's claim before the owner picks the flow up.
