@@ -20,6 +20,10 @@ _Static_assert(KVX_IPPROTO_ICMP == IPPROTO_ICMP && KVX_IPPROTO_TCP == IPPROTO_TC
 /* How many external ports one new binding may probe before giving up. */
 #define KVX_PORT_TRIES 64
 
+/* A dynamic binding's last use (and a shared port's claim) is refreshed at
+ * most once a second by its packets: a cache line shared by CPUs. */
+#define KVX_BIND_REFRESH_NS (1000ULL * 1000 * 1000)
+
 /* Layout of the MAC pair the paths pass around: the guest's (source) MAC at
  * 0, the gateway MAC it used at 8.  8-byte slots keep word loads of them
  * aligned, which the verifier insists on for the stack. */
@@ -96,6 +100,36 @@ static __always_inline void bind_key_init(struct kvx_bind_key *k, __u8 dir, __u8
 	k->proto = proto;
 	k->addr = addr;
 	k->port = port;
+}
+
+/*
+ * OR bits into a binding's flags atomically: flags is the upper half of
+ * the 32-bit word that starts at port (little-endian; the lower half on a
+ * big-endian machine), and BPF has no 16-bit atomics.  A plain
+ * read-modify-write racing another CPU's (bind_tw_mark) would lose one of
+ * the two.  Returns the flags before (a full barrier, as every BPF_FETCH
+ * atomic).
+ */
+_Static_assert(__builtin_offsetof(struct kvx_bind_val, port) == 4 &&
+		       __builtin_offsetof(struct kvx_bind_val, flags) == 6,
+	       "flags is the upper half of the word at port");
+static __always_inline __u16 bind_flags_or(struct kvx_bind_val *b, __u16 bits)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	return __sync_fetch_and_or((__u32 *)&b->port, (__u32)bits << 16) >> 16;
+#else
+	return __sync_fetch_and_or((__u32 *)&b->port, (__u32)bits) & 0xffff;
+#endif
+}
+
+/* Clear bits of a binding's flags atomically (bind_flags_or). */
+static __always_inline void bind_flags_clear(struct kvx_bind_val *b, __u16 bits)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	__sync_fetch_and_and((__u32 *)&b->port, ~((__u32)bits << 16));
+#else
+	__sync_fetch_and_and((__u32 *)&b->port, ~(__u32)bits);
+#endif
 }
 
 /*
@@ -810,8 +844,9 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 		return at_limit ? 0 : 1; /* released meanwhile: free (not for a guest at its limit) */
 	if (at_limit && ib->addr != p->saddr)
 		return 0;
+	/* A shared port (port overlapping) carries other endpoints' flows. */
 	if ((ib->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_MULTI |
-			  KVX_BIND_F_TW)) != KVX_BIND_F_TW)
+			  KVX_BIND_F_TW | KVX_BIND_F_SHARED)) != KVX_BIND_F_TW)
 		return 0;
 	if (ib->last_used_ns + KVX_TW_RECYCLE_NS > now)
 		return 0;
@@ -904,6 +939,41 @@ __noinline __u32 gtw_port(const struct kvx_pkt *p, __u32 off)
 struct nat_macs {
 	__u8 b[16];
 };
+
+/*
+ * The ring of the guest's recently bound ports of p's protocol (abi.h
+ * kvx_gown): the ports it may share when it runs out (ovl_share).
+ */
+static __always_inline struct kvx_gtw_val *gown_ring(const struct kvx_cfg *cfg,
+						     const struct kvx_pkt *p)
+{
+	__u32 idx = (guest_slot(cfg, p->saddr) & (KVX_GOWN_GUESTS - 1)) * 3 +
+		    (p->proto == IPPROTO_TCP ? 0 :
+		     p->proto == IPPROTO_UDP ? 1 :
+					       2);
+
+	return bpf_map_lookup_elem(&kvx_gown, &idx);
+}
+
+/* A new dynamic binding of p's endpoint at port (network order) goes into
+ * its guest's ring.  A global function: its frame stays off bind_create's
+ * (and returns a scalar, as the verifier wants of one). */
+__noinline int gown_push(const struct kvx_pkt *p, __u32 port)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_gtw_val *r;
+	__u32 slot;
+
+	if (!p || !cfg || !proto_has_ports(p->proto))
+		return 0;
+	r = gown_ring(cfg, p);
+	if (!r)
+		return 0;
+	slot = r->next & (KVX_GTW_RING - 1);
+	r->ports[slot] = port;
+	r->next = (slot + 1) & (KVX_GTW_RING - 1);
+	return 0;
+}
 
 /*
  * Claim a new external endpoint for the guest endpoint (proto, saddr,
@@ -1054,7 +1124,420 @@ claimed:
 		__sync_fetch_and_add(n, 1);
 	ext->addr = iv.addr;
 	ext->port = iv.port;
+	gown_push(p, iv.port);
 	return KVX_CONTINUE;
+}
+
+/*
+ * Port overlapping (RFC 7857 section 3: a NAT "MAY reuse" an external port
+ * for other destinations when filtering is address-and-port-dependent),
+ * only among one guest address's own endpoints (abi.h KVX_BIND_F_SHARED,
+ * kvx_ovl, kvx_gown).  With endpoint-independent mapping every guest
+ * endpoint holds a port of its own for all remotes, so a guest that opens
+ * many short-lived endpoints (a resolver, a crawler, a CI job) reaches its
+ * port limit (RFC 6888 REQ-4) or the pool's end long before netfilter's
+ * MASQUERADE would, whose tuples need only be unique per remote.  Then a
+ * new endpoint of the guest may use the port of one of the guest's own
+ * dynamic bindings as a tenant: it keeps that one port for all its
+ * remotes (REQ-1 holds), and each of its flows claims its (port, remote)
+ * in kvx_ovl with BPF_NOEXIST, as do the owner's new flows once the port
+ * is shared: no two flows of the port go to one remote endpoint, and an
+ * inbound packet finds the one endpoint it answers.  Another guest never
+ * shares, claims or is refused on these ports: what one guest's endpoints
+ * do to each other is the worst that can happen.  Never with
+ * endpoint-independent filtering (any remote may open flows on the
+ * owner's port there), never on a static binding.
+ *
+ * Keys and values are built in the per-CPU scratch (abi.h kvx_scratch),
+ * free until ct_create builds the new flow there after the binding is
+ * made: these frames sit on ct_egress's, on the bridge program's deepest
+ * chain.
+ */
+struct ovl_scratch {
+	struct kvx_ovl_key ok;
+	union {
+		struct kvx_ovl_val ov;
+		struct kvx_bind_val bv; /* a tenant's OUT half */
+	};
+	struct kvx_bind_key bk;
+	struct kvx_ct_key ck;
+};
+
+_Static_assert(sizeof(struct ovl_scratch) <= sizeof(struct kvx_ct_val), "fits kvx_scratch");
+
+static __always_inline struct ovl_scratch *ovl_scratch_get(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&kvx_scratch, &zero);
+}
+
+/* The (external endpoint, remote endpoint) of a flow through a shared port;
+ * ICMP echo has no remote port (as kvx_ct_key). */
+static __always_inline void ovl_key_init(struct kvx_ovl_key *k, __u8 proto, __be32 ext_addr,
+					 __be16 ext_port, __be32 rem_addr, __be16 rem_port)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	k->proto = proto;
+	k->ext_addr = ext_addr;
+	k->ext_port = ext_port;
+	k->rem_addr = rem_addr;
+	k->rem_port = proto == IPPROTO_ICMP ? 0 : rem_port;
+}
+
+/* A claim counts while the IN half still names the endpoint that owned the
+ * port when it was made (the same guest address): one left from an owner
+ * whose binding went (and a new one of any guest took the port) is dead. */
+static __always_inline int ovl_owner_ok(const struct kvx_bind_val *ib, const struct kvx_ovl_val *v)
+{
+	return ib->addr == v->addr && ib->port == v->owner_port &&
+	       !(ib->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE));
+}
+
+/*
+ * kvx_ovl is full: delete the claims whose flow is gone (or no longer
+ * leaves through the claimed port), older than KVX_OVL_RECLAIM_NS (a claim
+ * is made just before its flow), by the GC's rule (gc.cpp ovl_sweep).  The
+ * walk is ct_reclaim's (a cursor, a hold-off after a pass that freed
+ * nothing).
+ */
+#define KVX_OVL_RECLAIM_NS (1000ULL * 1000 * 1000)
+
+__u32 kvx_ovl_cursor;
+__u64 kvx_ovl_holdoff;
+
+static long ovl_reclaim_cb(void *map, struct kvx_ovl_key *k, struct kvx_ovl_val *v,
+			   struct ct_reclaim_ctx *c)
+{
+	struct kvx_ct_key ck;
+	struct kvx_ct_val *f;
+	int w = reclaim_window(c);
+
+	if (w)
+		return w - 1;
+	if (v->created_ns + KVX_OVL_RECLAIM_NS > c->now)
+		return 0;
+	ct_key_init(&ck, k->proto, v->addr, v->port, k->rem_addr, k->rem_port);
+	f = bpf_map_lookup_elem(&kvx_ct, &ck);
+	if (f && f->ext_addr == k->ext_addr && f->ext_port == k->ext_port)
+		return 0;
+	if (!bpf_map_delete_elem(&kvx_ovl, k))
+		c->freed++;
+	return 0;
+}
+
+__noinline int ovl_reclaim(__u64 now)
+{
+	return reclaim_pass(&kvx_ovl, ovl_reclaim_cb, &kvx_ovl_cursor, &kvx_ovl_holdoff, now);
+}
+
+/*
+ * Claim (port ext_port, p's remote) for p's guest endpoint, on the port
+ * whose IN half ib is a dynamic binding of p's guest address.  1: claimed
+ * now; 0: already this endpoint's (its time refreshed); -EEXIST: another
+ * endpoint's flow has that remote on the port (or a dead claim does, until
+ * the GC deletes it); -E2BIG: kvx_ovl is full (the caller reclaims: here
+ * ovl_reclaim's frames would take the bridge program's deepest chain past
+ * 512 bytes of stack).  A tenant (p's endpoint is
+ * not the owner) also needs the owner's flows to leave the remote alone:
+ * those made before the port was shared have no claim, so the claim is
+ * made first and the owner's flow looked up second (the owner's new flows
+ * read the port's shared mark, set before, and claim too), and it is
+ * deleted again only if made here.  Still open: the owner's flow to the
+ * very same remote endpoint, made on another CPU after it read the port
+ * unshared and before this lookup (the same guest's two endpoints, one
+ * remote, one microsecond, out of ports): the owner's flow then gets both
+ * flows' replies.
+ */
+static __always_inline int ovl_claim(struct ovl_scratch *s, const struct kvx_cfg *cfg,
+				     const struct kvx_pkt *p, const struct kvx_bind_val *ib,
+				     __be16 ext_port, __u64 now)
+{
+	__be16 owner_port = ib->port;
+	struct kvx_ovl_val *v;
+	int err;
+
+	/* A remote that may hold the port's closed connection in TIME_WAIT
+	 * (abi.h tw_remotes, as bind_recycle) takes no new connection from it
+	 * through another endpoint (RFC 6191). */
+	if (p->proto == IPPROTO_TCP && owner_port != p->sport &&
+	    kvx_tw_has(ib->tw_remotes, kvx_tw_bits(p->daddr, p->dport), now))
+		return -EEXIST;
+	ovl_key_init(&s->ok, p->proto, cfg->uplink_addr, ext_port, p->daddr, p->dport);
+	__builtin_memset(&s->ov, 0, sizeof(s->ov));
+	s->ov.addr = p->saddr;
+	s->ov.port = p->sport;
+	s->ov.owner_port = owner_port;
+	s->ov.created_ns = now;
+	err = bpf_map_update_elem(&kvx_ovl, &s->ok, &s->ov, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		v = bpf_map_lookup_elem(&kvx_ovl, &s->ok);
+		if (!v || v->addr != p->saddr || v->port != p->sport || !ovl_owner_ok(ib, v))
+			return -EEXIST;
+		if (now - v->created_ns > KVX_OVL_RECLAIM_NS)
+			v->created_ns = now;
+		return 0;
+	}
+	if (err)
+		return -E2BIG;
+	if (owner_port == p->sport)
+		return 1;
+	ct_key_init(&s->ck, p->proto, p->saddr, owner_port, p->daddr, p->dport);
+	if (bpf_map_lookup_elem(&kvx_ct, &s->ck)) {
+		bpf_map_delete_elem(&kvx_ovl, &s->ok);
+		return -EEXIST;
+	}
+	return 1;
+}
+
+/*
+ * Use the port ext_port (network order) for p's endpoint as a tenant: a
+ * port of the pool the host does not listen on, whose IN half is a
+ * dynamic binding of p's guest address and MAC, not one whose flows
+ * `conntrack flush` deleted (a flushed flow's remote would find a tenant's
+ * claim before the owner picks the flow up).  A closed one waiting for
+ * TIME_WAIT reuse may be shared: bind_create tried to reuse it first (not
+ * quiet yet, or its remote may hold it in TIME_WAIT), a guest whose every
+ * port's first flow is over would else be refused until they are quiet,
+ * and the GC clears the shared mark (so the port may be reused again)
+ * once its claims are gone.  A recycle racing this one leaves a dead
+ * claim (its owner changed), never a claim under another guest.  The port is
+ * marked shared first (atomic: the owner's new flows claim from then on),
+ * and its IN half looked up again: a binding released and re-made for
+ * another endpoint meanwhile is not shared by this claim.  The owner's
+ * last use is refreshed (at most once a second): the GC never releases a
+ * port its tenants use.  Returns ovl_claim's codes, -ENOENT when the port
+ * cannot be shared.
+ */
+static __always_inline int ovl_enter(struct ovl_scratch *s, const struct kvx_cfg *cfg,
+				     const struct kvx_pkt *p, const __u8 *guest_mac,
+				     __be16 ext_port, __u64 now)
+{
+	struct kvx_bind_val *ib;
+	__be16 owner_port;
+	__u32 port;
+	__u16 fl;
+
+	/* Not a port the pool no longer has (the range changed) or the host
+	 * listens on now: its owner keeps it, nobody joins. */
+	port = bpf_ntohs(ext_port);
+	if (!kvx_nat_pool_has(cfg->nat_port_lo, cfg->nat_port_hi, cfg->nat_skip_lo,
+			      cfg->nat_skip_hi, port) ||
+	    port_host_listens(port))
+		return -ENOENT;
+	bind_key_init(&s->bk, KVX_BIND_IN, p->proto, cfg->uplink_addr, ext_port);
+	ib = bpf_map_lookup_elem(&kvx_bind, &s->bk);
+	if (!ib || ib->addr != p->saddr || ib->port == p->sport ||
+	    !mac_eq(ib->guest_mac, guest_mac))
+		return -ENOENT;
+	fl = ib->flags;
+	if (fl & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_FLUSHED))
+		return -ENOENT;
+	owner_port = ib->port;
+	/* The owner's flow with this remote rules the port out before it is
+	 * marked: a mark left by a refused probe would keep a closed port from
+	 * TIME_WAIT reuse until the GC clears it (ovl_claim looks again after
+	 * the mark, for a flow made meanwhile). */
+	ct_key_init(&s->ck, p->proto, p->saddr, owner_port, p->daddr, p->dport);
+	if (bpf_map_lookup_elem(&kvx_ct, &s->ck))
+		return -EEXIST;
+	if (!(fl & KVX_BIND_F_SHARED))
+		bind_flags_or(ib, KVX_BIND_F_SHARED);
+	ib = bpf_map_lookup_elem(&kvx_bind, &s->bk);
+	if (!ib || ib->addr != p->saddr || ib->port != owner_port)
+		return -ENOENT;
+	if (now - ib->last_used_ns > KVX_BIND_REFRESH_NS)
+		ib->last_used_ns = now;
+	return ovl_claim(s, cfg, p, ib, ext_port, now);
+}
+
+/*
+ * A new flow of p's endpoint through its binding on a shared port
+ * ext_port: as the owner (the IN half is p's: claim the remote) or as a
+ * tenant (its OUT half is KVX_BIND_F_SHARED: ovl_enter).  >= 0: the flow
+ * may use the port; -EEXIST: another endpoint of the guest has a flow with
+ * this remote on it (the endpoint keeps its one port: the flow is
+ * refused); -ENOENT: the port is not this endpoint's to use any more (a
+ * tenant binds anew); -E2BIG: kvx_ovl is full.  A global function:
+ * verified once, its frame small.
+ */
+__noinline int ovl_join_once(const struct kvx_pkt *p, const struct nat_macs *macs,
+			     __u32 ext_port, __u64 now)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct ovl_scratch *s = ovl_scratch_get();
+	struct kvx_bind_val *ib;
+
+	if (!p || !macs || !cfg || !s || (cfg->flags & KVX_CFG_F_EIF))
+		return -ENOENT;
+	bind_key_init(&s->bk, KVX_BIND_IN, p->proto, cfg->uplink_addr, (__be16)ext_port);
+	ib = bpf_map_lookup_elem(&kvx_bind, &s->bk);
+	if (!ib || ib->addr != p->saddr || (ib->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
+		return -ENOENT;
+	if (ib->port == p->sport)
+		return ovl_claim(s, cfg, p, ib, (__be16)ext_port, now);
+	return ovl_enter(s, cfg, p, macs->b, (__be16)ext_port, now);
+}
+
+/* ovl_join_once, and once more after making room in a full kvx_ovl: two
+ * calls, not a loop around the inlined probe (its frame would take the
+ * bridge program's deepest chain, with ovl_reclaim's, past 512 bytes). */
+__noinline int ovl_join(const struct kvx_pkt *p, const struct nat_macs *macs, __u32 ext_port,
+			__u64 now)
+{
+	int err = ovl_join_once(p, macs, ext_port, now);
+
+	if (err == -E2BIG && ovl_reclaim(now) > 0)
+		err = ovl_join_once(p, macs, ext_port, now);
+	return err;
+}
+
+/*
+ * One probe of ovl_share: p's endpoint becomes a tenant of the guest's
+ * port (network order) and gets its OUT half (KVX_BIND_F_SHARED).  0: done;
+ * -E2BIG: kvx_ovl is full; another error: not this port.  A global
+ * function: its frame off the probe loop's.
+ */
+__noinline int ovl_try(const struct kvx_pkt *p, const struct nat_macs *macs, __u32 port, __u64 now)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct ovl_scratch *s = ovl_scratch_get();
+	int err;
+
+	if (!p || !macs || !cfg || !s)
+		return -EINVAL;
+	err = ovl_enter(s, cfg, p, macs->b, (__be16)port, now);
+	if (err < 0)
+		return err;
+	bind_key_init(&s->bk, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
+	__builtin_memset(&s->bv, 0, sizeof(s->bv));
+	s->bv.addr = cfg->uplink_addr;
+	s->bv.port = (__be16)port;
+	s->bv.flags = KVX_BIND_F_SHARED;
+	s->bv.last_used_ns = now;
+	/* Table full, or another CPU bound the endpoint first: this packet is
+	 * dropped (its retransmission finds the binding), its claim left to
+	 * the GC (it may be the winner's by now: delete only what is known
+	 * to be no one else's). */
+	return bpf_map_update_elem(&kvx_bind, &s->bk, &s->bv, BPF_NOEXIST) ? -EBUSY : 0;
+}
+
+/*
+ * No port for a new flow of p's endpoint (bind_create gave up: the guest
+ * is at its port limit, or the pool is exhausted): share one of the
+ * guest's own ports (abi.h kvx_gown, newest first) as a tenant (ovl_try),
+ * an endpoint that holds no port of its own and so does not count against
+ * the guest's limit.  Only a packet that opens a flow (a TCP SYN, UDP, an
+ * echo request), only under address-and-port-dependent filtering, never
+ * towards a mapped address of this host (hairpin: its flows are made on
+ * both sides of the NAT at once).  Returns KVX_CONTINUE with ext set, or
+ * why not: reason (bind_create's), KVX_R_DROP_TABLE_FULL.  A global
+ * function: its probe loop is verified once.
+ */
+__noinline int ovl_share(const struct kvx_pkt *p, const struct nat_macs *macs, __u64 now,
+			 int reason, struct nat_endpoint *ext)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_gtw_val *r;
+	struct kvx_bind_key k;
+	__u32 i, port;
+	__be32 daddr;
+	int err;
+
+	if (!p || !macs || !ext || !cfg)
+		return KVX_R_DROP_TABLE_FULL;
+	if ((cfg->flags & KVX_CFG_F_EIF) || !proto_has_ports(p->proto) ||
+	    (p->proto == IPPROTO_TCP && (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN |
+							 KVX_TCP_RST)) != KVX_TCP_SYN))
+		return reason;
+	daddr = p->daddr;
+	if (daddr == cfg->uplink_addr || bpf_map_lookup_elem(&kvx_extaddr, &daddr))
+		return reason;
+	/* An endpoint bound already (a tenant refused a remote on its port,
+	 * bind_get) keeps its one port. */
+	bind_key_init(&k, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
+	if (bpf_map_lookup_elem(&kvx_bind, &k))
+		return reason;
+	r = gown_ring(cfg, p);
+	if (!r)
+		return reason;
+	for (i = 0; i < KVX_GTW_RING; i++) {
+		port = r->ports[(r->next - 1 - i) & (KVX_GTW_RING - 1)];
+		if (!port)
+			continue;
+		err = ovl_try(p, macs, port, now);
+		/* kvx_ovl full: make room from dead claims, once. */
+		if (err == -E2BIG && ovl_reclaim(now) > 0)
+			err = ovl_try(p, macs, port, now);
+		if (err == -E2BIG || err == -EBUSY)
+			return KVX_R_DROP_TABLE_FULL;
+		if (err)
+			continue;
+		cfg = cfg_get();
+		if (!cfg)
+			return KVX_R_DROP_TABLE_FULL;
+		ext->addr = cfg->uplink_addr;
+		ext->port = port;
+		ext->flags = 0;
+		return KVX_CONTINUE;
+	}
+	return reason;
+}
+
+/*
+ * A packet of an existing flow f of a tenant of a shared port (the flow's
+ * IN half is another endpoint's of the same guest): the flow's (port,
+ * remote) must still be this endpoint's in kvx_ovl, under the owner it was
+ * claimed under.  Refreshes the claim and the owner's last use (the GC
+ * keeps both) and the port's shared mark, if a full-value rewrite of the
+ * IN half (the GC's, conntrack flush's) lost it.  1: translate through it.
+ */
+__noinline int ovl_flow_ok(const struct kvx_pkt *p, __be32 ext_addr, __be16 ext_port, __u64 now)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct ovl_scratch *s = ovl_scratch_get();
+	struct kvx_bind_val *ib;
+	struct kvx_ovl_val *v;
+
+	if (!p || !cfg || !s || ext_addr != cfg->uplink_addr)
+		return 0;
+	ovl_key_init(&s->ok, p->proto, ext_addr, ext_port, p->daddr, p->dport);
+	v = bpf_map_lookup_elem(&kvx_ovl, &s->ok);
+	if (!v || v->addr != p->saddr || v->port != p->sport)
+		return 0;
+	bind_key_init(&s->bk, KVX_BIND_IN, p->proto, ext_addr, ext_port);
+	ib = bpf_map_lookup_elem(&kvx_bind, &s->bk);
+	if (!ib || !ovl_owner_ok(ib, v))
+		return 0;
+	if (!(ib->flags & KVX_BIND_F_SHARED))
+		bind_flags_or(ib, KVX_BIND_F_SHARED);
+	if (now - ib->last_used_ns > KVX_BIND_REFRESH_NS)
+		ib->last_used_ns = now;
+	if (now - v->created_ns > KVX_OVL_RECLAIM_NS)
+		v->created_ns = now;
+	return 1;
+}
+
+/*
+ * An inbound packet p (or the answer an ICMP error quotes) to the dynamic
+ * binding ib that none of the owner's flows matches: the guest port of the
+ * endpoint whose flow with p's source claimed the port (kvx_ovl) goes to
+ * guest->port, while the claim's owner still holds the port.  1: found.
+ */
+__noinline int ovl_guest_port(const struct kvx_pkt *p, const struct kvx_bind_val *ib,
+			      struct nat_endpoint *guest)
+{
+	struct ovl_scratch *s = ovl_scratch_get();
+	struct kvx_ovl_val *v;
+
+	if (!p || !ib || !guest || !s)
+		return 0;
+	ovl_key_init(&s->ok, p->proto, p->daddr, p->dport, p->saddr, p->sport);
+	v = bpf_map_lookup_elem(&kvx_ovl, &s->ok);
+	if (!v || !ovl_owner_ok(ib, v) || v->port == ib->port)
+		return 0;
+	guest->port = v->port;
+	return 1;
 }
 
 /* The IN half at (proto, ext) if it delivers to the guest endpoint of p. */
@@ -1217,14 +1700,46 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		return KVX_CONTINUE;
 	}
 	ext->flags = 0;
+	if (ob->flags & KVX_BIND_F_SHARED) {
+		/* A tenant of a shared port (ovl_share): its one port for
+		 * every remote, unless another endpoint of its guest has a
+		 * flow with this remote on it. */
+		if (old_addr == cfg->uplink_addr) {
+			r = ovl_join(p, (const struct nat_macs *)macs, old_port, now);
+			if (r >= 0) {
+				if (now - ob->last_used_ns > KVX_BIND_REFRESH_NS)
+					ob->last_used_ns = now;
+				ext->addr = old_addr;
+				ext->port = old_port;
+				return KVX_CONTINUE;
+			}
+			if (r != -ENOENT)
+				return r == -EEXIST ? KVX_R_DROP_PORTS_EXHAUSTED :
+						      KVX_R_DROP_TABLE_FULL;
+		}
+		/* Stale, or the port is not its guest's to share any more:
+		 * the OUT half only (the IN half is its owner's; no port was
+		 * counted for it). */
+		bpf_map_delete_elem(&kvx_bind, &ok);
+		goto create;
+	}
 	if (old_addr == cfg->uplink_addr) {
 		ib = bind_in_lookup_own(p, old_addr, old_port);
 		if (ib) {
+			/* The owner of a shared port: its new flow claims its
+			 * remote like a tenant's. */
+			if (ib->flags & KVX_BIND_F_SHARED) {
+				r = ovl_join(p, (const struct nat_macs *)macs, old_port, now);
+				if (r == -EEXIST)
+					return KVX_R_DROP_PORTS_EXHAUSTED;
+				if (r == -E2BIG)
+					return KVX_R_DROP_TABLE_FULL;
+			}
 			bind_in_refresh(ib, guest_mac, gw_mac);
 			/* Another flow through it: its flows are no longer one
 			 * (never recycled, bind_recycle). */
 			if (!(ib->flags & KVX_BIND_F_MULTI))
-				ib->flags |= KVX_BIND_F_MULTI;
+				bind_flags_or(ib, KVX_BIND_F_MULTI);
 			ib->last_used_ns = now;
 			ob->last_used_ns = now;
 			ext->addr = old_addr;
@@ -1259,7 +1774,6 @@ create:
  * guest's packets (RFC 4787 REQ-5/6: outbound refresh), at most once a
  * second (a shared cache line).
  */
-#define KVX_BIND_REFRESH_NS (1000ULL * 1000 * 1000)
 static __always_inline struct kvx_bind_val *flow_binding(const struct kvx_cfg *cfg,
 							 const struct kvx_ct_val *f,
 							 const struct kvx_pkt *p,
@@ -1321,7 +1835,7 @@ static __always_inline void gtw_push(const struct kvx_bind_val *ib, __be16 ext)
 		old = bpf_map_lookup_elem(&kvx_bind, &k);
 		if (old && old->addr == ib->addr &&
 		    (old->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_MULTI |
-				   KVX_BIND_F_TW)) == KVX_BIND_F_TW)
+				   KVX_BIND_F_TW | KVX_BIND_F_SHARED)) == KVX_BIND_F_TW)
 			return;
 	}
 	r->ports[slot] = ext;
@@ -1357,8 +1871,11 @@ static __noinline void bind_tw_mark(struct kvx_bind_val *ib, const struct kvx_ct
 	} else if (fl & KVX_BIND_F_TW) {
 		nfl &= ~(KVX_BIND_F_TW | KVX_BIND_F_RFIN);
 	}
-	if (nfl != fl)
-		ib->flags = nfl;
+	/* Atomic: a port's shared mark (ovl_enter) may be set meanwhile. */
+	if (nfl & ~fl)
+		bind_flags_or(ib, nfl & ~fl);
+	if (fl & ~nfl)
+		bind_flags_clear(ib, fl & ~nfl);
 }
 
 /* guest -> outside: the external endpoint for this packet, creating the
@@ -1395,6 +1912,16 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 			bind_tw_mark(ib, f, p, 1, now);
 		return r;
 	}
+	/* A tenant's flow on a shared port: the IN half is the owner's, the
+	 * (port, remote) this endpoint's (its closed flows recycle nothing:
+	 * a shared port is never recycled). */
+	if (f && !(f->flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE)) &&
+	    ovl_flow_ok(p, f->ext_addr, f->ext_port, now)) {
+		ext->addr = f->ext_addr;
+		ext->port = f->ext_port;
+		ext->flags = 0;
+		return ct_update(f, p, CT_DIR_OUT, now);
+	}
 
 	/* A new flow: within the guest's quota before anything is created. */
 	if (!f) {
@@ -1405,6 +1932,13 @@ static __noinline int ct_egress(const struct kvx_cfg *cfg, const struct kvx_pkt 
 			return r;
 	}
 	r = bind_get(cfg, p, macs, now, ext);
+	/* Out of ports: share one of the guest's own (RFC 7857 section 3),
+	 * for a new flow only (a flow whose binding went keeps its old port
+	 * or none).  Here, not in bind_get: f is kept across the call anyway,
+	 * a flag would take a slot of this frame, on the bridge program's
+	 * deepest chain. */
+	if ((r == KVX_R_DROP_PORTS_EXHAUSTED || r == KVX_R_DROP_GUEST_PORTS) && !f)
+		r = ovl_share(p, (const struct nat_macs *)macs, now, r, ext);
 	if (r != KVX_CONTINUE)
 		return r;
 	if (f) {
@@ -1554,6 +2088,22 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 
 	ct_key_init(&k, p->proto, guest->addr, guest->port, p->saddr, p->sport);
 	f = bpf_map_lookup_elem(&kvx_ct, &k);
+	/* None of the owner's flows: one of its guest's other endpoints may
+	 * share the port with a flow to p's source (port overlapping: abi.h
+	 * kvx_ovl).  Looked up whatever the port's shared mark says (a
+	 * full-value rewrite of the IN half may have lost it): only packets
+	 * that match no flow pay the lookup. */
+	if (!f && !(flags & KVX_CT_F_STATIC) && proto_has_ports(p->proto) &&
+	    ovl_guest_port(p, ib, guest)) {
+		ct_key_init(&k, p->proto, guest->addr, guest->port, p->saddr, p->sport);
+		f = bpf_map_lookup_elem(&kvx_ct, &k);
+		/* Its flow gone (or through another port): never a new flow
+		 * for it from outside, EIF or not. */
+		if (!f || f->ext_addr != ext.addr || f->ext_port != ext.port) {
+			r = ct_unsolicited(cfg, p, ib);
+			return r == KVX_CONTINUE ? KVX_R_PASS_HOST : r;
+		}
+	}
 	/* RFC 4787: address-and-port-dependent filtering unless the user
 	 * asked for endpoint-independent ("full cone"); static mappings
 	 * accept new inbound connections. */
@@ -1580,7 +2130,7 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 			return r;
 		if (!(flags & KVX_CT_F_STATIC)) {
 			/* A second flow through a dynamic binding (EIF). */
-			ib->flags |= KVX_BIND_F_MULTI;
+			bind_flags_or(ib, KVX_BIND_F_MULTI);
 			ib->last_used_ns = now;
 		}
 		return ct_create_or_update(&k, p, CT_DIR_IN, &ext, now);
@@ -1588,7 +2138,9 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	if (f->ext_addr != ext.addr || f->ext_port != ext.port)
 		return KVX_R_DROP_BROKEN_PAIR;
 	r = ct_update(f, p, CT_DIR_IN, now);
-	if (r == KVX_CONTINUE)
+	/* A tenant's flow (another guest port than the binding's) is not the
+	 * owner's binding's to mark. */
+	if (r == KVX_CONTINUE && ((flags & KVX_CT_F_STATIC) || guest->port == ib->port))
 		bind_tw_mark(ib, f, p, 0, now);
 	return r;
 }

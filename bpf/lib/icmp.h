@@ -204,6 +204,7 @@ static __always_inline int ct_related_in(const struct kvx_pkt *p, const struct i
 	struct kvx_pkt a = {};
 	struct kvx_bind_val *ib;
 	struct kvx_ct_key k;
+	struct kvx_ct_val *f;
 	__u8 flags;
 
 	if (q->saddr != p->daddr)
@@ -219,8 +220,17 @@ static __always_inline int ct_related_in(const struct kvx_pkt *p, const struct i
 		return KVX_R_PASS_HOST;
 	guest_of_binding(ib, flags, a.dport, guest);
 	ct_key_init(&k, a.proto, guest->addr, guest->port, a.saddr, a.sport);
-	if (!bpf_map_lookup_elem(&kvx_ct, &k))
-		return KVX_R_PASS_HOST;
+	if (!bpf_map_lookup_elem(&kvx_ct, &k)) {
+		/* A shared port: the quoted flow may be another endpoint's of
+		 * the guest (ct.h ovl_guest_port), found as its remote's
+		 * answer would be. */
+		if ((flags & KVX_CT_F_STATIC) || !ovl_guest_port(&a, ib, guest))
+			return KVX_R_PASS_HOST;
+		ct_key_init(&k, a.proto, guest->addr, guest->port, a.saddr, a.sport);
+		f = bpf_map_lookup_elem(&kvx_ct, &k);
+		if (!f || f->ext_addr != a.daddr || f->ext_port != a.dport)
+			return KVX_R_PASS_HOST;
+	}
 	if (p->ttl <= 1)
 		return KVX_R_DROP_TTL_IN;
 	return KVX_CONTINUE;

@@ -36,6 +36,19 @@ struct {
 	__type(value, struct kvx_ct_val);
 } kvx_ct SEC(".maps");
 
+/* Port overlapping's claims (abi.h kvx_ovl), sized as kvx_ct by the
+ * loader.  A plain hash for the reason above (an evicted claim would send
+ * its flow's replies to the port's owner); not preallocated: empty unless
+ * a guest runs out of ports, and an element is never reused under a
+ * lookup's pointer. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, KVX_CT_DEFAULT_SIZE);
+	__type(key, struct kvx_ovl_key);
+	__type(value, struct kvx_ovl_val);
+} kvx_ovl SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, KVX_R_MAX);
@@ -134,6 +147,15 @@ struct {
 	__type(key, __u32);
 	__type(value, struct kvx_gtw_val);
 } kvx_gtw SEC(".maps");
+
+/* Each guest's recently bound ports, per protocol, for port overlapping
+ * (abi.h kvx_gown). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, KVX_GOWN_GUESTS * 3);
+	__type(key, __u32);
+	__type(value, struct kvx_gtw_val);
+} kvx_gown SEC(".maps");
 
 /* Dynamic bindings per guest for the port limit (abi.h kvx_gports); sized
  * like kvx_gflows by the loader; mappable as kvx_gflows. */

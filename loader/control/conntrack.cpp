@@ -11,6 +11,7 @@
 #include <set>
 #include <sstream>
 #include <tuple>
+#include <type_traits>
 #include <unordered_set>
 
 #include "base/error.hpp"
@@ -378,9 +379,54 @@ static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, const typename F
 	bpf_map_update_elem(bind_fd, &k, &fv, BPF_EXIST);
 }
 
+// An IPv4 flow of a tenant of a shared port (abi.h kvx_ovl: its claim names
+// the flow's guest endpoint, the port's IN half another endpoint of the
+// guest): bind_touch leaves that IN half alone (it names the owner), so the
+// claim's time is refreshed here (the GC and the datapath's reclaim keep
+// it for the grace: the tenant's next packet picks its flow up through it)
+// and the IN half gets KVX_BIND_F_FLUSHED (the remote's segments wait for
+// the pick-up; no new tenant joins the port), its owner's time refreshed.
+// Before the delete, as bind_touch.
+static void touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_ct_val &v,
+			uint64_t now_ns)
+{
+	if (ovl_fd < 0 || (v.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE)))
+		return;
+	kvx_ovl_key ok{};
+	ok.proto = k.proto;
+	ok.ext_addr = v.ext_addr;
+	ok.ext_port = v.ext_port;
+	ok.rem_addr = k.rem_addr;
+	ok.rem_port = k.rem_port;
+	kvx_ovl_val ov{};
+	if (bpf_map_lookup_elem(ovl_fd, &ok, &ov) != 0 || ov.addr != k.int_addr ||
+	    ov.port != k.int_port || ov.port == ov.owner_port)
+		return;
+	kvx_bind_key ik{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = k.proto;
+	ik.addr = v.ext_addr;
+	ik.port = v.ext_port;
+	kvx_bind_val iv{};
+	if (bpf_map_lookup_elem(bind_fd, &ik, &iv) != 0 || bind_is_static(iv) ||
+	    iv.addr != ov.addr || iv.port != ov.owner_port)
+		return;
+	if (ov.created_ns < now_ns) {
+		ov.created_ns = now_ns;
+		bpf_map_update_elem(ovl_fd, &ok, &ov, BPF_EXIST);
+	}
+	const uint16_t set = k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0;
+	if (iv.last_used_ns >= now_ns && (iv.flags & set) == set)
+		return;
+	if (iv.last_used_ns < now_ns)
+		iv.last_used_ns = now_ns;
+	iv.flags |= set;
+	bpf_map_update_elem(bind_fd, &ik, &iv, BPF_EXIST);
+}
+
 template <typename F>
 static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
-			CtFlushResult &r)
+			CtFlushResult &r, int ovl_fd = -1)
 {
 	// Keys first, deletes second (kernel/maps.hpp: deleting while walking may
 	// restart the walk).  A flow the datapath re-creates in between is a
@@ -402,6 +448,8 @@ static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_
 		// KVX_BIND_F_FLUSHED).
 		bind_touch<F>(bind_fd, KVX_BIND_IN, k.proto, ext, v.ext_port, guest, k.int_port,
 			      now_ns, k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0);
+		if constexpr (std::is_same_v<F, Family4>)
+			touch_claim(bind_fd, ovl_fd, k, v, now_ns);
 		if (bpf_map_delete_elem(ct_fd, &k) != 0)
 			continue;
 		r.flows++;
@@ -419,10 +467,10 @@ static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_
 }
 
 CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
-			  const QuotaMaps &q, Ct6Fds v6)
+			  const QuotaMaps &q, Ct6Fds v6, int ovl_fd)
 {
 	CtFlushResult r;
-	flush_flows<Family4>(ct_fd, bind_fd, f, now_ns, r);
+	flush_flows<Family4>(ct_fd, bind_fd, f, now_ns, r, ovl_fd);
 	if (v6.ct >= 0 && v6.bind >= 0)
 		flush_flows<Family6>(v6.ct, v6.bind, f, now_ns, r);
 	// The datapath decrements a guest's counter only for the flows it

@@ -107,7 +107,9 @@ struct CtFlushResult {
 // does), so a flushed guest may open new flows at once even with no daemon
 // running.
 // The IPv6 tables (v6) likewise, without counters (kvx_gflows is IPv4's).
+// ovl_fd (kvx_ovl, -1: none pinned): a flushed flow of a tenant of a shared
+// port keeps its claim for the grace, and the port is marked flushed.
 CtFlushResult ct_flush_fd(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_ns,
-			  const QuotaMaps &q = {}, Ct6Fds v6 = {});
+			  const QuotaMaps &q = {}, Ct6Fds v6 = {}, int ovl_fd = -1);
 
 } // namespace kvmxdp

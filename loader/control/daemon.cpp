@@ -1109,6 +1109,18 @@ void Daemon::collect_garbage()
 			      bind6_fd_.get(),
 			      nd_fd_.get()};
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(), quota);
+	// Port overlapping's claims go with their flows, tenants with their
+	// claims, before the port counters are recounted.
+	step("gc shared ports", [&] {
+		auto o = ovl_sweep(ct_fd_.get(), bind_fd_.get(), skel_.map_fd(KVX_MAP_OVL),
+				   boottime_ns(), ovl_scan_);
+		ovl_scan_ = o.shared_left;
+		if (o.claims_deleted || o.tenants_deleted || o.unshared)
+			log_verbose("gc: " + std::to_string(o.claims_deleted) +
+				    " shared-port claim(s), " + std::to_string(o.tenants_deleted) +
+				    " tenant binding(s) expired, " + std::to_string(o.unshared) +
+				    " port(s) no longer shared");
+	});
 	const auto ns = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
 						      std::chrono::steady_clock::now() - t0)
 						      .count());

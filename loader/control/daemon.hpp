@@ -196,6 +196,9 @@ private:
 	bool relay_routes_clear_ = false; // another mode: kvmxdp's routes removed
 	std::optional<NetId> synced_net_;
 	bool synced_ = false;
+	// The last sweep left shared ports or their tenants (gc.hpp ovl_sweep):
+	// the next one reads the bindings even without claims.
+	bool ovl_scan_ = true;
 	// --uplink auto: a device refused as another instance's uplink (logged once).
 	std::string refused_uplink_;
 	// A clsact the daemon created on a re-created uplink, not yet

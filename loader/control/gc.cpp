@@ -17,11 +17,14 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <set>
+#include <tuple>
 #include <type_traits>
 #include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
+#include "base/clock.hpp"
 #include "base/error.hpp"
 #include "control/family.hpp"
 #include "kernel/maps.hpp"
@@ -339,7 +342,9 @@ size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
 		if (o.slot < counts.size())
 			counts[o.slot]++;
 	for (const auto &[k, v] : binds) {
-		if (k.dir != KVX_BIND_OUT || bind_is_static(v))
+		// A tenant of a shared port holds none of its own (ct.h
+		// ovl_share).
+		if (k.dir != KVX_BIND_OUT || bind_is_static(v) || (v.flags & KVX_BIND_F_SHARED))
 			continue;
 		auto it = slot_of.find(k.addr);
 		uint32_t i = it != slot_of.end() ? it->second : guest_slot(nullptr, k.addr, q.seed);
@@ -661,6 +666,106 @@ SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be)
 SweepResult flush_ext_addr6(int ct6_fd, int bind6_fd, const Ipv6Addr &addr)
 {
 	return flush_addr<Family6>(ct6_fd, bind6_fd, addr);
+}
+
+OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bool scan_bindings)
+{
+	OvlSweepResult r;
+	if (ovl_fd < 0)
+		return r;
+	const auto claims = dump_hash<kvx_ovl_key, kvx_ovl_val>(ovl_fd);
+	if (claims.empty() && !scan_bindings)
+		return r;
+	// The datapath refreshes an owner's last use when a tenant joins
+	// (ct.h ovl_enter), at most once a second, by a per-CPU clock that may
+	// be a tick ahead: an IN half used since this instant may have got a
+	// claim after the copy above.
+	const uint64_t copied_ns = boottime_ns();
+	constexpr uint64_t kJoinSlackNs = 2ULL * 1000 * 1000 * 1000;
+	// A claim is dead when its owner's binding went (or another endpoint
+	// holds the port now) or its flow did; one younger than the binding
+	// grace may be waiting for its flow (the datapath claims first).
+	auto dead = [&](const kvx_ovl_key &k, const kvx_ovl_val &v) {
+		if (!bind_idle(v.created_ns, now_ns))
+			return false;
+		kvx_bind_key ik{};
+		ik.dir = KVX_BIND_IN;
+		ik.proto = k.proto;
+		ik.addr = k.ext_addr;
+		ik.port = k.ext_port;
+		kvx_bind_val iv{};
+		if (bpf_map_lookup_elem(bind_fd, &ik, &iv) != 0 || bind_is_static(iv) ||
+		    iv.addr != v.addr || iv.port != v.owner_port)
+			return true;
+		kvx_ct_key ck{};
+		ck.proto = k.proto;
+		ck.int_addr = v.addr;
+		ck.int_port = v.port;
+		ck.rem_addr = k.rem_addr;
+		ck.rem_port = k.rem_port;
+		kvx_ct_val f{};
+		return bpf_map_lookup_elem(ct_fd, &ck, &f) != 0 || f.ext_addr != k.ext_addr ||
+		       f.ext_port != k.ext_port;
+	};
+	// (proto, external address, port) of every shared port with a claim
+	// left, and (that, guest address, guest port) of every endpoint with one.
+	using Port = std::tuple<uint8_t, uint32_t, uint16_t>;
+	using Tenant = std::tuple<uint8_t, uint32_t, uint16_t, uint32_t, uint16_t>;
+	std::set<Port> ports;
+	std::set<Tenant> tenants;
+	for (const auto &[k, v] : claims) {
+		kvx_ovl_val now{};
+		if (dead(k, v) && bpf_map_lookup_elem(ovl_fd, &k, &now) == 0 && dead(k, now) &&
+		    bpf_map_delete_elem(ovl_fd, &k) == 0) {
+			r.claims_deleted++;
+			continue;
+		}
+		ports.insert(Port{k.proto, k.ext_addr, k.ext_port});
+		tenants.insert(Tenant{k.proto, k.ext_addr, k.ext_port, v.addr, v.port});
+	}
+	r.shared_left = !ports.empty();
+	const auto binds = dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd);
+	// An OUT half its IN half points back to is an owner's, whatever its
+	// flags: never a tenant's to delete.
+	std::set<Tenant> owners;
+	for (const auto &[k, v] : binds)
+		if (k.dir == KVX_BIND_IN)
+			owners.insert(Tenant{k.proto, k.addr, k.port, v.addr, v.port});
+	for (const auto &[k, v] : binds) {
+		if (!(v.flags & KVX_BIND_F_SHARED) || bind_is_static(v))
+			continue;
+		if (k.dir == KVX_BIND_IN) {
+			if (ports.count(Port{k.proto, k.addr, k.port}))
+				continue;
+			kvx_bind_val now{};
+			if (bpf_map_lookup_elem(bind_fd, &k, &now) != 0 ||
+			    !(now.flags & KVX_BIND_F_SHARED) || bind_is_static(now))
+				continue;
+			if (now.last_used_ns + kJoinSlackNs >= copied_ns) {
+				r.shared_left = true; // next sweep
+				continue;
+			}
+			// A full-value write, as conntrack flush's: a flag the
+			// datapath sets meanwhile is set again by the tenant's
+			// next packet (ct.h ovl_flow_ok).
+			now.flags &= ~KVX_BIND_F_SHARED;
+			if (bpf_map_update_elem(bind_fd, &k, &now, BPF_EXIST) == 0)
+				r.unshared++;
+			continue;
+		}
+		if (tenants.count(Tenant{k.proto, v.addr, v.port, k.addr, k.port}) ||
+		    owners.count(Tenant{k.proto, v.addr, v.port, k.addr, k.port}))
+			continue;
+		kvx_bind_val now{};
+		if (bpf_map_lookup_elem(bind_fd, &k, &now) == 0 &&
+		    (now.flags & KVX_BIND_F_SHARED) && now.addr == v.addr && now.port == v.port &&
+		    bind_idle(now.last_used_ns, now_ns) && bpf_map_delete_elem(bind_fd, &k) == 0) {
+			r.tenants_deleted++;
+			continue;
+		}
+		r.shared_left = true;
+	}
+	return r;
 }
 
 size_t release_host_ports(int ct_fd, int bind_fd, const std::vector<uint64_t> &portx,

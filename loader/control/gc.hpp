@@ -114,7 +114,24 @@ SweepResult gc_sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now
 // recount (q.ct6_fd) counts the IPv6 flows too, so run this one first.
 SweepResult gc_sweep6(int ct6_fd, int bind6_fd, const kvx_timeouts &t, uint64_t now_ns);
 
-// After the uplink address changed: flows and bindings on the old external
+// Port overlapping (abi.h kvx_ovl, KVX_BIND_F_SHARED), after gc_sweep (the
+// flows it expired free their claims in the same pass): deletes the claims
+// older than kBindGraceNs whose flow is gone (or leaves through another
+// port) or whose port's IN half no longer names the owner they were made
+// under; clears KVX_BIND_F_SHARED from the IN halves no claim is left for
+// (once their last use is older than the claims' copy, so that a tenant
+// joining meanwhile keeps it); deletes the tenants' OUT halves that no
+// claim names, idle for kBindGraceNs.  The bindings are only read when
+// there are claims or scan_bindings says that the last sweep left shared
+// state (a daemon's first sweep: true).
+struct OvlSweepResult {
+	size_t claims_deleted = 0;
+	size_t tenants_deleted = 0; // tenants' OUT halves
+	size_t unshared = 0;	    // IN halves whose shared mark was cleared
+	bool shared_left = false;   // claims, marks or tenants remain
+};
+OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bool scan_bindings);
+
 // address can never carry traffic again.  addr_be in network order.
 SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be);
 // The same for the uplink's IPv6 address (kvx_cfg6.uplink_addr).

@@ -151,6 +151,26 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Each guest's recently bound ports, port overlapping's candidates,
+	// checked against kvx_bind before use: expendable.
+	{KVX_MAP_GOWN,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_gtw_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	// Port overlapping's claims: state like kvx_bind's (a shared port's
+	// replies find their endpoint there), sized as kvx_ct (one per flow at
+	// most); created when a kvmxdp of ABI 11 or older pinned none (no
+	// port was shared then).
+	{KVX_MAP_OVL,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_ovl_key), sizeof(kvx_ovl_val)},
+	 SizeFrom::CtSize,
+	 ReplaceIf::Never,
+	 false,
+	 nullptr,
+	 nullptr},
 	// Rate-limit buckets of the ICMP errors kvmxdp sends: expendable.
 	{KVX_MAP_ICMPRL,
 	 {BPF_MAP_TYPE_LRU_HASH, sizeof(__be32), sizeof(kvx_icmprl_val)},

@@ -14,13 +14,15 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 12, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 13, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
 // added kvx_gtw and made tw_remotes age (its zero still reads as "none");
 // version 7 added the IPv6 maps, none of the IPv4 layouts changed; version 8
-// only reasons.
+// only reasons; version 12 added kvx_gaddrs and a kvx_nd state; version 13
+// added kvx_ovl, kvx_gown and KVX_BIND_F_SHARED (0 in older entries: nothing
+// shared).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -42,8 +44,22 @@ static_assert(offsetof(kvx_bind_val, last_used_ns) == 24);
 static_assert(KVX_BIND_OUT == 0 && KVX_BIND_IN == 1);
 static_assert(KVX_BIND_F_STATIC == 1 && KVX_BIND_F_ONE_TO_ONE == 2);
 static_assert(KVX_BIND_F_MULTI == 4 && KVX_BIND_F_TW == 8 && KVX_BIND_F_RFIN == 16 &&
-	      KVX_BIND_F_FLUSHED == 32);
+	      KVX_BIND_F_FLUSHED == 32 && KVX_BIND_F_SHARED == 64);
 static_assert(KVX_PROTO_ANY == 0);
+
+// kvx_ovl: (shared port, remote) -> guest endpoint (ct.h ovl_claim).
+static_assert(sizeof(kvx_ovl_key) == 16);
+static_assert(offsetof(kvx_ovl_key, ext_addr) == 0);
+static_assert(offsetof(kvx_ovl_key, rem_addr) == 4);
+static_assert(offsetof(kvx_ovl_key, ext_port) == 8);
+static_assert(offsetof(kvx_ovl_key, rem_port) == 10);
+static_assert(offsetof(kvx_ovl_key, proto) == 12);
+static_assert(offsetof(kvx_ovl_key, _pad) == 13);
+static_assert(sizeof(kvx_ovl_val) == 16);
+static_assert(offsetof(kvx_ovl_val, addr) == 0);
+static_assert(offsetof(kvx_ovl_val, port) == 4);
+static_assert(offsetof(kvx_ovl_val, owner_port) == 6);
+static_assert(offsetof(kvx_ovl_val, created_ns) == 8);
 
 static_assert(sizeof(kvx_ct_key) == 16);
 static_assert(offsetof(kvx_ct_key, int_addr) == 0);

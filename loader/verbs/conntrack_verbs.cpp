@@ -24,6 +24,7 @@ struct CtPins {
 	Fd gflows;     // -1 when not pinned (maps of an older version)
 	Fd guest;      // kvx_guest, the owners that name a guest's quota slot
 	Fd ct6, bind6; // -1 when not pinned (maps of an older version)
+	Fd ovl;	       // kvx_ovl; -1 when not pinned (maps of an older version)
 	Ct6Fds v6() const { return {ct6.get(), bind6.get()}; }
 };
 
@@ -65,6 +66,8 @@ CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
 		p.ct6 = std::move(*ct6);
 	if (auto bind6 = find_pinned(d, KVX_MAP_BIND6, pinned_layout(KVX_MAP_BIND6)))
 		p.bind6 = std::move(*bind6);
+	if (auto ovl = find_pinned(d, KVX_MAP_OVL, pinned_layout(KVX_MAP_OVL)))
+		p.ovl = std::move(*ovl);
 	return p;
 }
 
@@ -98,7 +101,7 @@ CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge,
 		*bridge_out = p.bridge;
 	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(),
 			   {p.gflows.get(), p.guest.get(), read_cfg(p.cfg.get()).guest_seed},
-			   p.v6());
+			   p.v6(), p.ovl.get());
 }
 
 } // namespace kvmxdp

@@ -1113,14 +1113,16 @@ TEST_F(TimeWaitReuseTest, GuestAtPortLimitFindsItsClosedPortInALargePool)
 		held.push_back(open(kGuestA, 50000 + i, kRemote1, 80));
 	close_guest_first(held[1]);
 	const std::uint16_t closed = held[1].ext;
-	// Not quiet yet: nothing to reuse.
-	run_br(from_guest(make_tcp(kGuestA, 39999, kRemote2, 443)), TC_ACT_SHOT,
+	// Not quiet yet: nothing to reuse.  (Towards the remote every port of
+	// the guest has a flow with: none of them can be shared with it either,
+	// ct.h ovl_share.)
+	run_br(from_guest(make_tcp(kGuestA, 39999, kRemote1, 80)), TC_ACT_SHOT,
 	       KVX_R_DROP_GUEST_PORTS);
 	age(closed);
 	// Round after round, each new connection takes the port the last one
 	// left.
 	for (std::uint16_t round = 0; round < 20; round++) {
-		TcpConn c = open(kGuestA, 40000 + round, kRemote2, 443, closed);
+		TcpConn c = open(kGuestA, 40000 + round, kRemote1, 80, closed);
 		close_guest_first(c);
 		age(closed);
 	}

@@ -184,6 +184,8 @@ Datapath::Datapath(TableSizes sizes)
 		s.set_max_entries(KVX_MAP_CT6, sizes.ct6);
 		s.set_max_entries(KVX_MAP_BIND6, sizes.bind6);
 		s.set_max_entries(KVX_MAP_ND, sizes.nd);
+		if (sizes.ovl)
+			s.set_max_entries(KVX_MAP_OVL, sizes.ovl);
 		for (const char *name : kMappedArrays)
 			if (bpf_map__set_map_flags(s.map(name), bpf_map__map_flags(s.map(name)) |
 									BPF_F_MMAPABLE) != 0)
@@ -322,6 +324,15 @@ void Datapath::clear_tables()
 {
 	clear_hash<kvx_ct_key>(fd_ct(), "kvx_ct");
 	clear_hash<kvx_bind_key>(fd_bind(), "kvx_bind");
+	clear_hash<kvx_ovl_key>(bpf_map__fd(tc()->maps.kvx_ovl), "kvx_ovl");
+	{
+		// The port rings name ports of the bindings emptied above.
+		const kvx_gtw_val zero{};
+		const int fd = bpf_map__fd(tc()->maps.kvx_gown);
+		for (__u32 i = 0; i < KVX_GOWN_GUESTS * 3; i++)
+			if (bpf_map_update_elem(fd, &i, &zero, BPF_ANY))
+				throw std::runtime_error("update kvx_gown: " + errno_text(errno));
+	}
 	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
 	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_frag), "kvx_frag");
 	clear_hash<kvx_frag6_key>(bpf_map__fd(tc()->maps.kvx_frag6), "kvx_frag6");
@@ -410,6 +421,12 @@ void Datapath::set_reclaim6_state(std::uint32_t cursor, std::uint64_t holdoff_ns
 {
 	tc()->bss->kvx_reclaim6_cursor = cursor;
 	tc()->bss->kvx_reclaim6_holdoff = holdoff_ns;
+}
+
+void Datapath::set_ovl_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns)
+{
+	tc()->bss->kvx_ovl_cursor = cursor;
+	tc()->bss->kvx_ovl_holdoff = holdoff_ns;
 }
 
 std::uint32_t Datapath::reclaim_cursor() const
@@ -565,6 +582,29 @@ std::vector<std::pair<kvx_bind_key, kvx_bind_val>> Datapath::bind_entries() cons
 		if (auto v = bind_lookup(k))
 			out.emplace_back(k, *v);
 	return out;
+}
+
+std::vector<std::pair<kvx_ovl_key, kvx_ovl_val>> Datapath::ovl_entries() const
+{
+	std::vector<std::pair<kvx_ovl_key, kvx_ovl_val>> out;
+	const int fd = bpf_map__fd(tc()->maps.kvx_ovl);
+	for (const auto &k : map_keys<kvx_ovl_key>(fd)) {
+		kvx_ovl_val v{};
+		if (bpf_map_lookup_elem(fd, &k, &v) == 0)
+			out.emplace_back(k, v);
+	}
+	return out;
+}
+
+void Datapath::ovl_update(const kvx_ovl_key &key, const kvx_ovl_val &val)
+{
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_ovl), &key, &val, BPF_ANY))
+		throw std::runtime_error("update kvx_ovl: " + errno_text(errno));
+}
+
+std::uint32_t Datapath::ovl_max_entries() const
+{
+	return bpf_map__max_entries(tc()->maps.kvx_ovl);
 }
 
 void Datapath::extaddr_update(std::uint32_t addr, std::uint32_t flags)

@@ -65,6 +65,7 @@ struct TableSizes {
 	std::uint32_t ct6 = 4096;
 	std::uint32_t bind6 = 4096;
 	std::uint32_t nd = 256;
+	std::uint32_t ovl = 0; // kvx_ovl; 0: keep the object's default
 };
 
 class Datapath {
@@ -101,6 +102,11 @@ public:
 	void bind_update(const kvx_bind_key &key, const kvx_bind_val &val);
 	void bind_delete(const kvx_bind_key &key);
 	std::vector<std::pair<kvx_bind_key, kvx_bind_val>> bind_entries() const;
+	// kvx_ovl: port overlapping's (shared port, remote) -> guest endpoint
+	// claims (emptied by clear_tables(), as kvx_gown).
+	std::vector<std::pair<kvx_ovl_key, kvx_ovl_val>> ovl_entries() const;
+	void ovl_update(const kvx_ovl_key &key, const kvx_ovl_val &val);
+	std::uint32_t ovl_max_entries() const;
 
 	// kvx_extaddr[addr]: mapped external addresses (host-order address).
 	void extaddr_update(std::uint32_t addr, std::uint32_t flags);
@@ -133,6 +139,8 @@ public:
 	std::uint32_t reclaim_cursor() const;
 	// kvx_ct6's reclaim pass state (ct6.h), likewise.
 	void set_reclaim6_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
+	// kvx_ovl's reclaim pass state (ct.h ovl_reclaim), likewise.
+	void set_ovl_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
 
 	// kvx_xdev[ifindex] (the daemon's device table of the XDP path).
 	void xdev_update(int ifindex, const testpkt::Mac &mac, std::uint16_t flags);

@@ -1238,6 +1238,30 @@ TEST_F(XdpTest, LearnsTheGuestsPort)
 	EXPECT_EQ(diff(in.out, dnat(reply, kGuestA, 62001).build()), "");
 }
 
+// Port overlapping on the fast path (ct.h ovl_share): a guest at its port
+// limit sends from a new endpoint through XDP on the port it holds, and the
+// reply to that endpoint comes back through XDP to the guest's port,
+// translated to the endpoint the claim names, not to the port's owner.
+TEST_F(XdpTest, SharedPortBothWays)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.guest_ports = 1;
+		c.gw_addr = 0;
+	});
+	const Packet owner = from_guest(make_udp(kGuestA, 62001, kRemote1, 53));
+	ASSERT_EQ(shoot(Prog::XdpPort, owner.build()).verdict, XDP_REDIRECT);
+	const Packet tenant = from_guest(make_udp(kGuestA, 62002, kRemote2, 53));
+	const Shot out = shoot(Prog::XdpPort, tenant.build());
+	EXPECT_EQ(xdp_verdict_name(out.verdict), std::string("XDP_REDIRECT"));
+	EXPECT_EQ(diff(out.out, snat(tenant, 62001).build()), "");
+	for (const Packet *g : {&tenant, &owner}) {
+		const Packet reply = reply_to(snat(*g, 62001));
+		const Shot in = shoot(Prog::XdpUp, reply.build());
+		EXPECT_EQ(xdp_verdict_name(in.verdict), std::string("XDP_REDIRECT"));
+		EXPECT_EQ(diff(in.out, dnat(reply, kGuestA, g->sport).build()), "");
+	}
+}
+
 // Per-guest counters (kvx_gstats) on the fast path: each way once, and a
 // frame XDP hands to TC is charged once, by TC.
 TEST_F(XdpTest, GuestCountersEachWayOnce)

@@ -47,6 +47,7 @@
 #include <fstream>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "datapath.hpp"
@@ -103,6 +104,60 @@ kvx_cfg fuzz_cfg()
 	return c;
 }
 
+// Port overlapping (ct.h ovl_share): a shared port's (port, remote
+// endpoint) leads inbound packets to at most one guest endpoint, and only
+// to one of the port owner's guest address: no live claim names another
+// guest's endpoint, and the owner has no flow to a remote that a live claim
+// gives to another endpoint (a live claim: the IN half names the owner it
+// was made under).  Every flow of a tenant (its OUT half KVX_BIND_F_SHARED,
+// the flow through that port, whose IN half is its guest's) has a claim
+// naming it.
+void check_shared_ports(const std::vector<std::pair<kvx_bind_key, kvx_bind_val>> &binds,
+			const Bytes &in, const Bytes &out)
+{
+	std::map<std::tuple<std::uint8_t, std::uint32_t, std::uint16_t>, kvx_bind_val> in_half;
+	std::map<std::tuple<std::uint8_t, std::uint32_t, std::uint16_t>, kvx_bind_val> out_half;
+	for (const auto &[k, v] : binds)
+		(k.dir == KVX_BIND_IN ? in_half : out_half)[{k.proto, k.addr, k.port}] = v;
+	std::map<std::tuple<std::uint8_t, std::uint32_t, std::uint16_t, std::uint32_t, std::uint16_t>,
+		 kvx_ovl_val>
+		claims;
+	for (const auto &[k, v] : g_dp->ovl_entries()) {
+		claims[{k.proto, k.ext_port, k.rem_addr, k.rem_port, k.ext_addr}] = v;
+		auto ib = in_half.find({k.proto, k.ext_addr, k.ext_port});
+		if (ib == in_half.end() || ib->second.addr != v.addr ||
+		    ib->second.port != v.owner_port || v.port == v.owner_port)
+			continue; // dead, or the owner's own
+		const auto owner =
+			g_dp->ct_lookup(ct_key(k.proto, ntohl(v.addr), ntohs(v.owner_port),
+					       ntohl(k.rem_addr), ntohs(k.rem_port)));
+		const auto tenant = g_dp->ct_lookup(ct_key(k.proto, ntohl(v.addr), ntohs(v.port),
+							   ntohl(k.rem_addr), ntohs(k.rem_port)));
+		if (owner && owner->ext_port == k.ext_port && tenant &&
+		    tenant->ext_port == k.ext_port)
+			violation("shared port " + std::to_string(ntohs(k.ext_port)) +
+					  ": the owner and a tenant both have a flow to one remote",
+				  in, out);
+	}
+	for (const auto &[k, f] : g_dp->ct_entries()) {
+		if (f.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE))
+			continue;
+		auto ob = out_half.find({k.proto, k.int_addr, k.int_port});
+		if (ob == out_half.end() || !(ob->second.flags & KVX_BIND_F_SHARED) ||
+		    ob->second.port != f.ext_port || ob->second.addr != f.ext_addr)
+			continue;
+		auto ib = in_half.find({k.proto, f.ext_addr, f.ext_port});
+		if (ib == in_half.end() || ib->second.addr != k.int_addr)
+			continue;
+		auto c = claims.find({k.proto, f.ext_port, k.rem_addr, k.rem_port, f.ext_addr});
+		if (c == claims.end() || c->second.addr != k.int_addr ||
+		    c->second.port != k.int_port)
+			violation("a tenant's flow on shared port " +
+					  std::to_string(ntohs(f.ext_port)) + " without its claim",
+				  in, out);
+	}
+}
+
 void check_pool(const Bytes &in, const Bytes &out)
 {
 	const kvx_cfg c = g_dp->cfg();
@@ -118,11 +173,14 @@ void check_pool(const Bytes &in, const Bytes &out)
 		const bool named = std::memcmp(v.bind.guest_mac, zero, 6) != 0;
 		held[kvx_guest_slot6(named ? v.bind.guest_mac : nullptr, k.addr, c.guest_seed)]++;
 	}
-	for (const auto &[k, v] : g_dp->bind_entries()) {
+	const auto binds = g_dp->bind_entries();
+	for (const auto &[k, v] : binds) {
 		if (v.flags & KVX_BIND_F_STATIC)
 			continue;
 		if (k.dir == KVX_BIND_OUT) {
-			held[g_dp->gflows_slot(ntohl(k.addr))]++;
+			// A tenant of a shared port holds none of its own.
+			if (!(v.flags & KVX_BIND_F_SHARED))
+				held[g_dp->gflows_slot(ntohl(k.addr))]++;
 			continue;
 		}
 		if (k.proto != kProtoTcp && k.proto != kProtoUdp && k.proto != kProtoIcmp)
@@ -135,6 +193,7 @@ void check_pool(const Bytes &in, const Bytes &out)
 					  ", outside the pool",
 				  in, out);
 	}
+	check_shared_ports(binds, in, out);
 	for (const auto &[slot, n] : held) {
 		if (n > c.guest_ports)
 			violation("guest holds " + std::to_string(n) + " ports, over its limit " +

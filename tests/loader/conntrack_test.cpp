@@ -694,3 +694,42 @@ TEST_F(CtMaps, StatusUsageWarnsNearFullAndOnTableFullDrops)
 	EXPECT_NE(w[0].find("binding table 52/64"), std::string::npos) << w[0];
 	EXPECT_NE(w[0].find("--bind-size"), std::string::npos) << w[0];
 }
+
+// Port overlapping: a flushed TCP flow of a tenant of a shared port (its
+// claim in kvx_ovl names it, the IN half names the port's owner) keeps its
+// claim for the grace from the flush (the tenant's next packet picks the
+// flow up through it), and the shared port is marked flushed (the remote's
+// segments wait; no new tenant joins), its owner's time refreshed.  The
+// owner's own flows are bind_touch's, as before.
+TEST_F(CtMaps, FlushOfATenantsFlowKeepsItsClaim)
+{
+	Fd ovl(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ovl", sizeof(kvx_ovl_key), sizeof(kvx_ovl_val),
+			      64, nullptr));
+	ASSERT_GE(ovl.get(), 0) << std::strerror(errno);
+	// g1:40000 owns 61000 (shared); g1:40001 is a tenant with a flow to R2.
+	add_flow(IPPROTO_TCP, kG1, 40000, kR1, 80, 61000, KVX_CT_ESTABLISHED);
+	add_pair(IPPROTO_TCP, kG1, 40000, 61000, KVX_BIND_F_SHARED);
+	add_flow(IPPROTO_TCP, kG1, 40001, kR2, 80, 61000, KVX_CT_ESTABLISHED);
+	kvx_ovl_key k{};
+	k.proto = IPPROTO_TCP;
+	k.ext_addr = htonl(kExt);
+	k.ext_port = htons(61000);
+	k.rem_addr = htonl(kR2);
+	k.rem_port = htons(80);
+	kvx_ovl_val v{};
+	v.addr = htonl(kG1);
+	v.port = htons(40001);
+	v.owner_port = htons(40000);
+	v.created_ns = now_ - 100 * kSec;
+	ASSERT_EQ(bpf_map_update_elem(ovl.get(), &k, &v, BPF_NOEXIST), 0);
+	CtFilter f;
+	f.remote = kR2;
+	ASSERT_EQ(ct_flush_fd(ct_.get(), bind_.get(), f, now_, {}, {}, ovl.get()).flows, 1u);
+	kvx_ovl_val after{};
+	ASSERT_EQ(bpf_map_lookup_elem(ovl.get(), &k, &after), 0);
+	EXPECT_EQ(after.created_ns, now_) << "kept for the grace from the flush";
+	const kvx_bind_val in = bind_half(KVX_BIND_IN, IPPROTO_TCP, kExt, 61000);
+	EXPECT_EQ(in.flags, KVX_BIND_F_SHARED | KVX_BIND_F_FLUSHED);
+	EXPECT_EQ(in.last_used_ns, now_);
+	EXPECT_EQ(in.port, htons(40000)) << "still the owner's";
+}

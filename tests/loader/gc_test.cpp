@@ -184,3 +184,82 @@ TEST_F(GcMaps, HostListenerReleasesGuestBindingsOnItsPort)
 	EXPECT_EQ(release_host_ports(ct_.get(), bind_.get(), bits, now + 20 * kSec), 0u);
 	EXPECT_EQ(release_host_ports(ct_.get(), bind_.get(), {}, now + 20 * kSec), 0u);
 }
+
+// Port overlapping's sweep (gc.hpp ovl_sweep): a claim goes once its flow
+// did (after the grace) or its port's owner changed; a tenant's OUT half
+// goes once no claim names it and it is idle; the shared mark of a port
+// with no claim left is cleared once the port is quiet; what is in use
+// stays.
+TEST_F(GcMaps, OvlSweepFollowsTheFlows)
+{
+	Fd ovl(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ovl", sizeof(kvx_ovl_key), sizeof(kvx_ovl_val),
+			      64, nullptr));
+	ASSERT_GE(ovl.get(), 0) << std::strerror(errno);
+	const uint64_t now = boottime_ns();
+	const uint64_t old = now - 100 * kSec;
+	const uint32_t g = 0x0a000002, ext = 0xc0a80105;
+	// The owner g:5000 holds 61000 (shared) and 61001 (shared, no claim
+	// left, quiet); tenants g:6000 (a live flow) and g:6001 (its flow gone).
+	add_pair(g, 5000, ext, 61000, IPPROTO_UDP, now, KVX_BIND_F_SHARED);
+	add_pair(g, 5001, ext, 61001, IPPROTO_UDP, old, KVX_BIND_F_SHARED);
+	auto tenant = [&](uint16_t gport, uint16_t rport, bool flow) {
+		kvx_bind_key ok = bind_key(KVX_BIND_OUT, IPPROTO_UDP, g, gport);
+		kvx_bind_val ov{};
+		ov.addr = htonl(ext);
+		ov.port = htons(61000);
+		ov.flags = KVX_BIND_F_SHARED;
+		ov.last_used_ns = old;
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &ok, &ov, BPF_NOEXIST), 0);
+		kvx_ovl_key k{};
+		k.proto = IPPROTO_UDP;
+		k.ext_addr = htonl(ext);
+		k.ext_port = htons(61000);
+		k.rem_addr = htonl(0x08080808);
+		k.rem_port = htons(rport);
+		kvx_ovl_val v{};
+		v.addr = htonl(g);
+		v.port = htons(gport);
+		v.owner_port = htons(5000);
+		v.created_ns = old;
+		ASSERT_EQ(bpf_map_update_elem(ovl.get(), &k, &v, BPF_NOEXIST), 0);
+		if (!flow)
+			return;
+		kvx_ct_key ck{};
+		ck.proto = IPPROTO_UDP;
+		ck.int_addr = htonl(g);
+		ck.int_port = htons(gport);
+		ck.rem_addr = k.rem_addr;
+		ck.rem_port = k.rem_port;
+		kvx_ct_val f{};
+		f.state = KVX_CT_UDP;
+		f.last_seen_ns = now;
+		f.ext_addr = htonl(ext);
+		f.ext_port = htons(61000);
+		ASSERT_EQ(bpf_map_update_elem(ct_.get(), &ck, &f, BPF_NOEXIST), 0);
+	};
+	tenant(6000, 53, true);
+	tenant(6001, 54, false);
+
+	OvlSweepResult r = ovl_sweep(ct_.get(), bind_.get(), ovl.get(), now, false);
+	EXPECT_EQ(r.claims_deleted, 1u);
+	EXPECT_EQ(r.tenants_deleted, 1u);
+	EXPECT_EQ(r.unshared, 1u);
+	EXPECT_TRUE(r.shared_left);
+	kvx_bind_val v{};
+	EXPECT_TRUE(lookup_bind(KVX_BIND_OUT, IPPROTO_UDP, g, 6000, &v)) << "in use";
+	EXPECT_FALSE(lookup_bind(KVX_BIND_OUT, IPPROTO_UDP, g, 6001, &v)) << "no claim left";
+	ASSERT_TRUE(lookup_bind(KVX_BIND_IN, IPPROTO_UDP, ext, 61000, &v));
+	EXPECT_TRUE(v.flags & KVX_BIND_F_SHARED) << "a claim is left";
+	ASSERT_TRUE(lookup_bind(KVX_BIND_IN, IPPROTO_UDP, ext, 61001, &v));
+	EXPECT_FALSE(v.flags & KVX_BIND_F_SHARED) << "no claim left, quiet";
+
+	// The owner's binding goes to another endpoint: the live flow's claim
+	// is dead too.
+	kvx_bind_key ik = bind_key(KVX_BIND_IN, IPPROTO_UDP, ext, 61000);
+	ASSERT_TRUE(lookup_bind(KVX_BIND_IN, IPPROTO_UDP, ext, 61000, &v));
+	v.port = htons(5002);
+	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &ik, &v, BPF_EXIST), 0);
+	r = ovl_sweep(ct_.get(), bind_.get(), ovl.get(), now, false);
+	EXPECT_EQ(r.claims_deleted, 1u);
+	EXPECT_EQ(r.tenants_deleted, 1u);
+}

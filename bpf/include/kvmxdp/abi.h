@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 12
+#define KVX_ABI_VERSION 13
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -86,6 +86,12 @@
  *      reason DROP_GUEST_ADDRS; relay's flows count in kvx_gflows (the
  *      slot of their address's kvx_nd owner).  Tables unchanged: pins of
  *      3..12 are reused.
+ *  13: IPv4 port overlapping within one guest (RFC 7857 section 3): maps
+ *      kvx_ovl ((shared port, remote) -> the guest endpoint whose flow
+ *      claimed it) and kvx_gown (each guest's recently bound ports),
+ *      KVX_BIND_F_SHARED on a shared port's IN half and on its other
+ *      endpoints' OUT halves (0 in older entries: nothing shared).
+ *      Layouts unchanged: pins of 3..13 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -173,6 +179,22 @@ struct kvx_bind_val {
  * packet picks the flow up again, instead of going to the host, whose stack
  * would reset the connection (ct.h ct_unsolicited). */
 #define KVX_BIND_F_FLUSHED (1U << 5)
+/*
+ * Port overlapping (RFC 7857 section 3; ct.h ovl_share), only among one
+ * guest address's own endpoints: a guest at its port limit (or with the
+ * pool exhausted) lets a new endpoint use the external port of one of its
+ * own dynamic bindings, for remotes that port has no flow with.  IN half:
+ * other endpoints of its guest have flows through the port (kvx_ovl names
+ * them); the owner's own new flows claim their remote there too, and the
+ * port is never recycled for TIME_WAIT reuse.  Set with an atomic OR of
+ * the 32-bit word it sits in (ct.h bind_flags_or), cleared by the GC when
+ * no claim is left.  OUT half: this endpoint is a tenant of the port it
+ * names (whose IN half is its owner's): it holds no port of its own (it
+ * does not count against the guest's port limit), and each of its flows
+ * claims its remote in kvx_ovl.  Never on a static binding, never with
+ * endpoint-independent filtering.
+ */
+#define KVX_BIND_F_SHARED (1U << 6)
 #define KVX_TW_RECYCLE_NS (2ULL * 1000 * 1000 * 1000)
 /*
  * tw_remotes ages (ct_rules.h kvx_tw_add): bits 18..31 are the remotes added
@@ -191,6 +213,51 @@ struct kvx_bind_val {
  * packets, so none ever makes a binding under the wildcard, and takes an
  * entry under it as a 1:1 mapping only with KVX_BIND_F_ONE_TO_ONE. */
 #define KVX_PROTO_ANY 0
+
+/*
+ * Port overlapping's claims (KVX_BIND_F_SHARED): kvx_ovl[proto, external
+ * endpoint, remote endpoint] = the guest endpoint whose flow uses that
+ * (port, remote), one entry per flow of a shared port other than the
+ * owner's flows made before it was shared.  The insert (BPF_NOEXIST) is
+ * the atomic claim that keeps (port, remote) unique as the IN half keeps
+ * a whole port; an inbound packet that matches none of the owner's flows
+ * is delivered to the claim's endpoint, only while the IN half still
+ * names the claim's owner (owner_port, the same guest address) and that
+ * endpoint's flow names the port.  One claim per flow, made just before
+ * it: sized as kvx_ct (--ct-size), so claims of live flows cannot fill it;
+ * claims whose flow is gone are deleted by the GC and, when it is full, by
+ * the datapath (ct.h ovl_reclaim).  Not preallocated: it is empty unless
+ * a guest runs out of ports.
+ */
+#define KVX_MAP_OVL "kvx_ovl"
+
+struct kvx_ovl_key {
+	__be32 ext_addr; /* external (uplink) address */
+	__be32 rem_addr; /* remote address */
+	__be16 ext_port; /* the shared external port / echo id */
+	__be16 rem_port; /* remote port; 0 for ICMP echo (as kvx_ct_key) */
+	__u8 proto;	 /* IPPROTO_* */
+	__u8 _pad[3];
+};
+
+struct kvx_ovl_val {
+	__be32 addr;	   /* guest address (the port owner's too) */
+	__be16 port;	   /* the guest port / echo id of the flow's endpoint */
+	__be16 owner_port; /* the guest port the IN half named when claimed */
+	__u64 created_ns;  /* CLOCK_BOOTTIME; refreshed by the flow's packets (1 s):
+			    * the GC leaves a claim alone for the binding grace */
+};
+
+/*
+ * Each guest's recently bound ports, per protocol: kvx_gown[(guest slot &
+ * (KVX_GOWN_GUESTS - 1)) * 3 + (0 TCP, 1 UDP, 2 ICMP)] (a kvx_gtw_val
+ * ring, newest at next - 1): the ports a guest out of ports may share
+ * (ct.h ovl_share).  Random probes of a large pool would miss the few it
+ * holds.  Only hints: checked against kvx_bind (same guest address, a
+ * dynamic binding) before use.
+ */
+#define KVX_MAP_GOWN "kvx_gown"
+#define KVX_GOWN_GUESTS 1024
 
 /*
  * External addresses other than the uplink's own (1:1 mappings, port

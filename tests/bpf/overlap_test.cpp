@@ -1,0 +1,327 @@
+// SPDX-License-Identifier: GPL-2.0
+// Port overlapping (RFC 7857 section 3; ct.h ovl_share, abi.h kvx_ovl),
+// only among one guest's own endpoints: a guest at its port limit (or with
+// the pool exhausted) opens flows from new endpoints through the external
+// ports it already holds, to remotes those ports have no flow with; every
+// (port, remote endpoint, protocol) stays unique, inbound packets reach
+// exactly the endpoint whose flow they answer, and no other guest's
+// packets, claims or refusals ever touch those ports.
+#include <gtest/gtest.h>
+#include <linux/pkt_cls.h>
+
+#include "fixture.hpp"
+
+namespace kvmxdp::test {
+namespace {
+
+using namespace testpkt;
+
+constexpr std::uint32_t kRemote3 = ip4(198, 18, 0, 30);
+
+class OverlapTest : public BrIngressTest {
+protected:
+	// Each guest may hold `ports` dynamic bindings; refusals unanswered
+	// (compared as drops).
+	void limit(std::uint32_t ports)
+	{
+		set_cfg([ports](kvx_cfg &c) {
+			c.guest_ports = ports;
+			c.gw_addr = 0;
+		});
+	}
+	// The remote's answer to g, which left through ext_port, reaches the
+	// endpoint that sent g.
+	void reply_reaches(const Packet &g, std::uint16_t ext_port)
+	{
+		const Packet r = reply_to(snat(g, ext_port));
+		run_case(dp(), Prog::UpIngress, r, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+			 dnat(r, g.src, g.sport));
+	}
+	static kvx_bind_key in_key(std::uint8_t proto, std::uint16_t ext)
+	{
+		return bind_key(KVX_BIND_IN, proto, Topology::kUplinkAddr, ext);
+	}
+	std::size_t claims() const { return dp().ovl_entries().size(); }
+};
+
+// A guest at its port limit goes on opening UDP flows from new endpoints
+// (a resolver's random source ports) to other remotes: they share its two
+// ports, their replies come back to the endpoint that sent each query, and
+// a remote endpoint both ports already talk to is refused.  Another guest
+// gets a port of its own.
+TEST_F(OverlapTest, GuestAtItsPortLimitSharesItsOwnPorts)
+{
+	limit(2);
+	const Packet a0 = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const Packet a1 = from_guest(make_udp(kGuestA, 40001, kRemote1, 53));
+	const std::uint16_t p0 = translate_out(a0);
+	const std::uint16_t p1 = translate_out(a1);
+	ASSERT_NE(p0, p1);
+	EXPECT_EQ(claims(), 0u) << "free ports are taken the usual way";
+
+	// Ten new endpoints to ten remote endpoints: all through A's ports.
+	std::vector<std::pair<Packet, std::uint16_t>> tenants;
+	for (std::uint16_t i = 0; i < 10; i++) {
+		const Packet t = from_guest(make_udp(kGuestA, static_cast<std::uint16_t>(41000 + i),
+						     i % 2 ? kRemote2 : kRemote3,
+						     static_cast<std::uint16_t>(53 + i)));
+		const std::uint16_t pt = translate_out(t);
+		ASSERT_TRUE(pt == p0 || pt == p1) << pt;
+		tenants.emplace_back(t, pt);
+	}
+	EXPECT_EQ(dp().gports(kGuestA), 2u) << "tenants hold no port of their own";
+	EXPECT_EQ(claims(), 10u);
+	const Packet &t0 = tenants[0].first;
+	auto out = dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, t0.sport));
+	ASSERT_TRUE(out);
+	EXPECT_EQ(out->flags, KVX_BIND_F_SHARED) << "a tenant's OUT half";
+	EXPECT_EQ(out->port, be16(tenants[0].second));
+	auto in = dp().bind_lookup(in_key(kProtoUdp, tenants[0].second));
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->addr, be32(kGuestA));
+	EXPECT_TRUE(in->flags & KVX_BIND_F_SHARED);
+
+	// Every reply reaches its own endpoint, the owners' too.
+	for (const auto &[t, pt] : tenants)
+		reply_reaches(t, pt);
+	reply_reaches(a0, p0);
+	reply_reaches(a1, p1);
+	// The tenants' next packets leave through their ports again.
+	for (const auto &[t, pt] : tenants)
+		EXPECT_EQ(translate_out(t, pt), pt);
+
+	// R1:53 has a flow through both ports: a new endpoint cannot reach it.
+	run_br(from_guest(make_udp(kGuestA, 42000, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	// A tenant keeps its one port (endpoint-independent mapping): towards
+	// the owner's remote endpoint on that port it is refused, not moved.
+	run_br(with(t0,
+		    [](Packet &q) {
+			    q.dst = kRemote1;
+			    q.dport = 53;
+		    }),
+	       TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	// The owner towards a tenant's remote endpoint on its port: refused
+	// too (its one port serves the tenant there).
+	const Packet &owner_of_t0 = tenants[0].second == p0 ? a0 : a1;
+	run_br(with(owner_of_t0,
+		    [&](Packet &q) {
+			    q.dst = t0.dst;
+			    q.dport = t0.dport;
+		    }),
+	       TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+
+	// Guest B: a port of its own, none of A's, nothing shared.
+	const Packet b = from_guest(make_udp(kGuestB, 41000, kRemote2, 54));
+	const std::uint16_t pb = translate_out(b);
+	EXPECT_NE(pb, p0);
+	EXPECT_NE(pb, p1);
+	EXPECT_EQ(dp().gports(kGuestB), 1u);
+	reply_reaches(b, pb);
+	EXPECT_EQ(claims(), 10u);
+}
+
+// Another guest at its limit shares only its own ports: never a port of A,
+// even towards a remote A's port is free for.  A claim that names another
+// guest's endpoint on A's port (a hand-made one: the datapath never makes
+// it) delivers nothing.
+TEST_F(OverlapTest, AnotherGuestNeverUsesAGuestsPorts)
+{
+	limit(1);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t pa = translate_out(a);
+	const Packet b = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
+	const std::uint16_t pb = translate_out(b);
+	// B at its limit towards R2: its own port.
+	const Packet b2 = from_guest(make_udp(kGuestB, 40001, kRemote2, 53));
+	EXPECT_EQ(translate_out(b2, pb), pb);
+	// B towards R1:53, which its port serves already and A's does not:
+	// refused, A's port untouched.
+	run_br(from_guest(make_udp(kGuestB, 40002, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	auto ia = dp().bind_lookup(in_key(kProtoUdp, pa));
+	ASSERT_TRUE(ia);
+	EXPECT_FALSE(ia->flags & KVX_BIND_F_SHARED) << "A's port is not shared";
+	for (const auto &[k, v] : dp().ovl_entries())
+		EXPECT_EQ(v.addr, be32(kGuestB));
+
+	// A forged claim of B's endpoint on A's port: R2's packet to pa is not
+	// B's (the host's, as any packet no flow wants).
+	kvx_ovl_key k{};
+	k.proto = kProtoUdp;
+	k.ext_addr = be32(Topology::kUplinkAddr);
+	k.ext_port = be16(pa);
+	k.rem_addr = be32(kRemote2);
+	k.rem_port = be16(53);
+	kvx_ovl_val v{};
+	v.addr = be32(kGuestB);
+	v.port = be16(40001);
+	v.owner_port = be16(40000);
+	dp().ovl_update(k, v);
+	run_case(dp(), Prog::UpIngress, reply_to(snat(b2, pa)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// B's own reply still reaches B.
+	reply_reaches(b2, pb);
+}
+
+// TCP: a new SYN from a guest at its limit shares its port; the SYN-ACKs
+// reach the right endpoints; a shared port is never recycled for TIME_WAIT
+// reuse while its tenants' flows live; a bare ACK (a pick-up) gets no
+// shared port.
+TEST_F(OverlapTest, TcpSynSharesAndRepliesReachTheirEndpoints)
+{
+	limit(1);
+	const Packet a = from_guest(make_tcp(kGuestA, 40000, kRemote1, 80));
+	const std::uint16_t p = translate_out(a);
+	run_br(from_guest(make_tcp(kGuestA, 40001, kRemote2, 80, kTcpAck)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	const Packet t = from_guest(make_tcp(kGuestA, 40001, kRemote2, 80));
+	EXPECT_EQ(translate_out(t, p), p);
+	for (const Packet *g : {&t, &a}) {
+		Packet sa = reply_to(snat(*g, p));
+		sa.tcp_flags = kTcpSyn | kTcpAck;
+		sa.ack_seq = g->seq + 1;
+		run_case(dp(), Prog::UpIngress, sa, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+			 dnat(sa, g->src, g->sport));
+	}
+	auto ft = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 40001, kRemote2, 80));
+	ASSERT_TRUE(ft);
+	EXPECT_EQ(ft->state, KVX_CT_ESTABLISHED);
+	EXPECT_EQ(ft->ext_port, be16(p));
+	auto fa = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 40000, kRemote1, 80));
+	ASSERT_TRUE(fa);
+	EXPECT_EQ(fa->state, KVX_CT_ESTABLISHED);
+	auto in = dp().bind_lookup(in_key(kProtoTcp, p));
+	ASSERT_TRUE(in);
+	EXPECT_TRUE(in->flags & KVX_BIND_F_SHARED);
+	// The tenant towards the owner's remote: refused.
+	run_br(from_guest(make_tcp(kGuestA, 40002, kRemote1, 80)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+}
+
+// A port whose one connection is closed (KVX_BIND_F_TW), not quiet enough
+// to be reused for the new SYN yet: shared rather than refused (a guest
+// whose every port's first connection is over would else wait for them);
+// once shared, it is not reused.
+TEST_F(OverlapTest, ClosedPortNotYetReusableIsShared)
+{
+	limit(1);
+	const Packet a = from_guest(make_tcp(kGuestA, 40000, kRemote1, 80));
+	const std::uint16_t p = translate_out(a);
+	auto in = dp().bind_lookup(in_key(kProtoTcp, p));
+	ASSERT_TRUE(in);
+	kvx_bind_val iv = *in;
+	iv.flags |= KVX_BIND_F_TW;
+	dp().bind_update(in_key(kProtoTcp, p), iv);
+	const Packet t = from_guest(make_tcp(kGuestA, 40001, kRemote2, 80));
+	EXPECT_EQ(translate_out(t, p), p);
+	reply_reaches(t, p);
+	in = dp().bind_lookup(in_key(kProtoTcp, p));
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->flags & (KVX_BIND_F_TW | KVX_BIND_F_SHARED),
+		  KVX_BIND_F_TW | KVX_BIND_F_SHARED);
+	EXPECT_EQ(in->addr, be32(kGuestA));
+	EXPECT_EQ(in->port, be16(40000)) << "the owner's binding stays";
+}
+
+// A port whose flows `conntrack flush` deleted (KVX_BIND_F_FLUSHED) is not
+// shared: its owner's flushed connection's remote would otherwise find a
+// tenant's claim before the owner picks the flow up.
+TEST_F(OverlapTest, FlushedPortIsNotShared)
+{
+	limit(1);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = translate_out(a);
+	auto in = dp().bind_lookup(in_key(kProtoUdp, p));
+	ASSERT_TRUE(in);
+	kvx_bind_val iv = *in;
+	iv.flags |= KVX_BIND_F_FLUSHED;
+	dp().bind_update(in_key(kProtoUdp, p), iv);
+	dp().ct_delete(ct_key(kProtoUdp, kGuestA, 40000, kRemote1, 53));
+	run_br(from_guest(make_udp(kGuestA, 40001, kRemote1, 53)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	EXPECT_EQ(claims(), 0u);
+	// The owner picks its flow up.
+	EXPECT_EQ(translate_out(a, p), p);
+}
+
+// A claim made under an owner whose binding went (the port is another
+// endpoint's now, even one of the same guest) delivers nothing, and the
+// tenant's next packet does not leave through the port on its strength.
+// Another guest's endpoint is never reached through it either.
+TEST_F(OverlapTest, ClaimOfAGoneOwnerIsDead)
+{
+	limit(1);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = translate_out(a);
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	EXPECT_EQ(translate_out(t, p), p);
+	reply_reaches(t, p);
+	// The owner's pair goes; another endpoint of A takes the port.
+	dp().bind_delete(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40000));
+	auto in = dp().bind_lookup(in_key(kProtoUdp, p));
+	ASSERT_TRUE(in);
+	kvx_bind_val iv = *in;
+	dp().bind_delete(in_key(kProtoUdp, p));
+	iv.port = be16(40005);
+	iv.flags = 0;
+	dp().bind_update(in_key(kProtoUdp, p), iv);
+	// R2's answer to the port is not the old tenant's any more.
+	run_case(dp(), Prog::UpIngress, reply_to(snat(t, p)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// Nor guest B's, whose endpoint the port goes to next.
+	iv.addr = be32(kGuestB);
+	iv.port = be16(40001);
+	dp().bind_update(in_key(kProtoUdp, p), iv);
+	run_case(dp(), Prog::UpIngress, reply_to(snat(t, p)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// The tenant's next packet: its claim is dead, it binds anew and
+	// leaves through another port (the limit off: A's count still has the
+	// pair deleted by hand).
+	set_cfg([](kvx_cfg &c) { c.guest_ports = 0; });
+	const std::uint16_t p2 = translate_out(t);
+	EXPECT_NE(p2, p);
+}
+
+// kvx_ovl full of live claims: a new tenant is refused (DROP_TABLE_FULL),
+// the owners' flows go on; claims whose flow is gone make room.
+TEST_F(OverlapTest, FullClaimTableRefusesNewTenantsAndReclaimsDeadOnes)
+{
+	Datapath small(TableSizes{0, 0, 4096, 4096, 256, 2});
+	ASSERT_EQ(small.ovl_max_entries(), 2u);
+	kvx_cfg c = Datapath::default_cfg(topo());
+	c.guest_ports = 1;
+	c.gw_addr = 0;
+	small.set_cfg(c);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const RunResult ra = small.run(Prog::BrIngress, a.build(), topo().bridge_ifindex);
+	ASSERT_EQ(ra.verdict, TC_ACT_REDIRECT);
+	const std::uint16_t p = parse(ra.out).sport;
+	// Translated through A's one port.
+	auto out = [&](const Packet &q) {
+		run_case(small, Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(q, p));
+	};
+	const Packet t1 = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	const Packet t2 = from_guest(make_udp(kGuestA, 40002, kRemote2, 54));
+	out(t1);
+	out(t2);
+	EXPECT_EQ(small.ovl_entries().size(), 2u);
+	const Packet t3 = from_guest(make_udp(kGuestA, 40003, kRemote2, 55));
+	run_case(small, Prog::BrIngress, t3, TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	out(a);
+	// t1's flow goes (as the GC or the datapath's reclaim would expire
+	// it), its claim older than the datapath's reclaim age.
+	small.ct_delete(ct_key(kProtoUdp, kGuestA, 40001, kRemote2, 53));
+	for (auto [k, v] : small.ovl_entries()) {
+		v.created_ns = boot_ns_ago(5ULL * 1000 * 1000 * 1000);
+		small.ovl_update(k, v);
+	}
+	// The pass that found nothing to free held further passes off.
+	small.set_ovl_reclaim_state(0, 0);
+	out(t3);
+	EXPECT_EQ(small.ovl_entries().size(), 2u);
+	bool t1_claim = false;
+	for (const auto &[k, v] : small.ovl_entries())
+		t1_claim |= v.port == be16(40001);
+	EXPECT_FALSE(t1_claim) << "the dead claim made room";
+}
+
+} // namespace
+} // namespace kvmxdp::test
