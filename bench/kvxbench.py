@@ -98,19 +98,24 @@ def read_cpu(cpu):
 
 
 def read_snmp(pid):
-    """/proc/PID/net/snmp shows the counters of PID's netns."""
+    """/proc/PID/net/{snmp,netstat} show the counters of PID's netns."""
     out = {}
-    with open(f"/proc/{pid}/net/snmp") as f:
-        lines = f.read().splitlines()
-    for h, v in zip(lines[::2], lines[1::2]):
-        proto = h.split(":")[0]
-        for k, x in zip(h.split()[1:], v.split()[1:]):
-            out[f"{proto}.{k}"] = int(x)
+    for name in ("snmp", "netstat"):
+        with open(f"/proc/{pid}/net/{name}") as f:
+            lines = f.read().splitlines()
+        for h, v in zip(lines[::2], lines[1::2]):
+            proto = h.split(":")[0]
+            for k, x in zip(h.split()[1:], v.split()[1:]):
+                out[f"{proto}.{k}"] = int(x)
     return out
 
 
+# TcpExt.TCPSynRetrans (the client's) and TcpExt.PAWSTimewait (the server's
+# refusals of a SYN that met one of its TIME_WAIT sockets with an older
+# timestamp) tell a NAT that reuses a 4-tuple too early from one that
+# loses packets.
 SNMP_KEYS = ["Ip.InHdrErrors", "Tcp.InCsumErrors", "Udp.InCsumErrors", "Tcp.RetransSegs",
-             "Tcp.InErrs"]
+             "Tcp.InErrs", "TcpExt.TCPSynRetrans", "TcpExt.PAWSTimewait"]
 
 
 class Probe:
