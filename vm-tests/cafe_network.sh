@@ -28,7 +28,7 @@ kvx_require_tools curl
 kvx_topology_up
 kvx_guest_http_servers
 EXT1=10.77.0.50
-HOME_MAC=$(ip -n "$NS_LAN" -j link show dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+HOME_MAC=$(kvx_if_mac "$NS_LAN" "$LAN_UP_IF")
 CAFE_MAC=02:ca:fe:00:00:01
 state_of() { kvx_json "[m['state'] for m in i['mappings'] if m['ext'] == '$1'][0]"; }
 network_of() { kvx_json "[m['network'] for m in i['mappings'] if m['ext'] == '$1'][0]"; }

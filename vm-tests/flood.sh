@@ -96,7 +96,7 @@ for e in json.load(sys.stdin):
     m = v["value"]["mac"]
     m = bytes(int(x, 16) if isinstance(x, str) else x for x in m)
     n += a in addrs and m == mac
-print(n)' "$(ip -n "$NS_G1" -j link show "$G1_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')" \
+print(n)' "$(kvx_if_mac "$NS_G1" "$G1_IF")" \
 		"$G1_IP,$(IFS=,; echo "${G1_EXTRA[*]}")")"
 assert_ge "the flood hit guest1's one quota (four addresses): DROP_GUEST_QUOTA" "$q" $((sent - QUOTA - 200))
 assert_le "...and only beyond the quota" "$q" $((sent - QUOTA + 200))

@@ -72,7 +72,7 @@ must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '
 BR_LL=$(ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1)
 ip -n "$NS_G1" -6 route add default via "$BR_LL" dev "$G1_IF"
 ip -n "$NS_G2" -6 route add default via "$BR_LL" dev "$G2_IF"
-UPMAC=$(ip -n "$NS_HOST" -j link show dev "$UP" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+UPMAC=$(kvx_if_mac "$NS_HOST" "$UP")
 # The MAC the LAN host's neighbour table holds for an address ('' if none).
 lan_neigh() { ip -n "$NS_LAN" -6 -j neigh show "$1" dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr", "") if n else "")'; }
 # A Neighbour Solicitation for $1 from the LAN host (raw ICMPv6: the kernel
@@ -86,7 +86,7 @@ s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
 s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
 grp = socket.inet_ntop(socket.AF_INET6, bytes.fromhex("ff0200000000000000000001ff") + t[13:])
 s.sendto(struct.pack("!BBHI", 135, 0, 0, 0) + t + bytes([1, 1]) + mac, (grp, 0, 0, ifi))' \
-		"$1" "$LAN_UP_IF" "$(ip -n "$NS_LAN" -j link show dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')"
+		"$1" "$LAN_UP_IF" "$(kvx_if_mac "$NS_LAN" "$LAN_UP_IF")"
 }
 snmp6() { nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6; }
 

@@ -318,6 +318,22 @@ kvx_sysctl_get() { # NS KEY  (KEY with dots or slashes; interface names may hold
 # ---------------------------------------------------------------- waiting
 
 # kvx_wait_for TIMEOUT_S DESC CMD...: poll every 0.1 s until CMD succeeds.
+# kvx_if_mac NS IFACE: the interface's MAC address.
+kvx_if_mac() {
+	ip -n "$1" -j link show "$2" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'
+}
+
+# kvx_top_guest JSON MAC EXPR: EXPR (Python, over r) for the row of the
+# guest whose MAC is MAC in `kvmxdp top --json` output JSON; empty when
+# there is no such row.
+kvx_top_guest() {
+	KVX_MAC=$2 "$KVX_PY" -c '
+import json, os, sys
+d = json.loads(sys.stdin.read())
+r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
+print(eval(sys.argv[1]))' "$3" <<<"$1" 2>/dev/null || true
+}
+
 kvx_wait_for() {
 	local timeout=$1 desc=$2 deadline; shift 2
 	deadline=$(($(date +%s%N) + ${timeout%.*} * 1000000000))

@@ -158,7 +158,7 @@ assert_eq "LAN pings $EXT1: guest1 answers" 3 "$(kvx_ping_received "$NS_LAN" "$E
 # MAC (a mapping resumes only behind the gateway MAC it was made behind).
 recreate_uplink() {
 	local gw_mac
-	gw_mac=$(ip -n "$NS_LAN" -j link show "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+	gw_mac=$(kvx_if_mac "$NS_LAN" "$LAN_UP_IF")
 	ip -n "$NS_HOST" link del "$UP"
 	kvx_veth "$NS_HOST" "$UP" "$NS_LAN" "$LAN_UP_IF"
 	ip -n "$NS_LAN" link set "$LAN_UP_IF" address "$gw_mac"

@@ -38,7 +38,7 @@ kvx_http_server
 size=$((1024 * 1024))
 sha=$(kvx_random_file one "$((size / 1024 / 1024))")
 LISTEN=127.0.0.1:9810
-G1_MAC=$(ip -n "$NS_G1" -j link show "$G1_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+G1_MAC=$(kvx_if_mac "$NS_G1" "$G1_IF")
 # libvirt's lease status file: guest1's lease names it.
 cat >"$KVX_TMP/leases.status" <<JSON
 [{"ip-address": "$G1_IP", "mac-address": "$G1_MAC", "hostname": "vm-one", "expiry-time": 0}]
@@ -194,11 +194,7 @@ kvx_step "top --json: rates over one interval while guest1 pings"
 kvx_bg "$KVX_TMP/ping.log" ip netns exec "$NS_G1" ping -n -i 0.05 -s 200 "$SRV_IP"
 pinger=$KVX_LAST_PID
 j=$(kvx top --bridge "$BR" --json --interval 1 2>&1 || true)
-row() { KVX_MAC=$G1_MAC "$KVX_PY" -c '
-import json, os, sys
-d = json.loads(sys.stdin.read())
-r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
-print(eval(sys.argv[1]))' "$1" <<<"$j" 2>/dev/null || true; }
+row() { kvx_top_guest "$j" "$G1_MAC" "$1"; }
 assert_eq "top --json: guest1's VM" "web-one" "$(row 'r["vm"]')"
 assert_eq "top --json: guest1's DHCP hostname" "vm-one" "$(row 'r["dhcp_hostname"]')"
 assert_eq "top --json: guest1's address" "$G1_IP" "$(row 'r["addrs"][0]')"
@@ -227,7 +223,7 @@ assert_contains "top: guest1's row" "$G1_IP" "$screen"
 assert_contains "top: guest1's VM" "web-one" "$screen"
 # guest2 starts talking and takes a lease while top runs: top reads the
 # leases anew (its DHCP hostname, in parentheses: no VM names it).
-G2_MAC=$(ip -n "$NS_G2" -j link show "$G2_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+G2_MAC=$(kvx_if_mac "$NS_G2" "$G2_IF")
 kvx_bg "$KVX_TMP/ping2.log" ip netns exec "$NS_G2" ping -n -i 0.1 "$SRV_IP"
 pinger2=$KVX_LAST_PID
 cat >"$KVX_TMP/leases.new" <<JSON

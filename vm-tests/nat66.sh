@@ -177,12 +177,8 @@ kvx_step "top --json: each guest's IPv6 counted under its MAC, named by its IPv6
 j=$(kvx top --bridge "$BR" --json --interval 0.2 2>&1 || true)
 for g in "$NS_G1 $G1_IF $G1_6" "$NS_G2 $G2_IF $G2_6"; do
 	read -r ns ifc a6 <<<"$g"
-	mac=$(ip -n "$ns" -j link show "$ifc" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
-	row() { KVX_MAC=$mac "$KVX_PY" -c '
-import json, os, sys
-d = json.loads(sys.stdin.read())
-r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
-print(eval(sys.argv[1]))' "$1" <<<"$j" 2>/dev/null || true; }
+	mac=$(kvx_if_mac "$ns" "$ifc")
+	row() { kvx_top_guest "$j" "$mac" "$1"; }
 	assert_eq "top --json ${ns##*-}: its IPv6 address" "$a6" "$(row '" ".join(r["addrs"])')"
 	assert_ge "top --json ${ns##*-}: bytes in >= the 4 MiB it downloaded" "$(row 'r["bytes_in"]')" 4194304
 	assert_ge "top --json ${ns##*-}: packets out (its requests and ACKs)" "$(row 'r["pkts_out"]')" 10

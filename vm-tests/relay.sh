@@ -171,7 +171,7 @@ assert_ge "ND_RELAY counted the probe out and the defence in" "$(($(kvx_counter 
 assert_eq "ping -6 host -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$DUP6" 3)"
 assert_eq "ping -6 server -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$DUP6" 3)"
 assert_eq "ping -6 guest2 -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received "$NS_G2" "$DUP6" 3)"
-lan_mac=$(ip -n "$NS_LAN" -j link show dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+lan_mac=$(kvx_if_mac "$NS_LAN" "$LAN_UP_IF")
 assert_eq "the host's neighbour entry for $DUP6 is the LAN router's MAC" "$lan_mac" \
 	"$(ip -n "$NS_HOST" -6 -j neigh show dev "$UP" "$DUP6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
 # guest1 cannot use it (the kernel refuses a dadfailed source; one sent
@@ -193,7 +193,7 @@ assert_ge "DROP_FILTERED counted its SYNs" "$(($(kvx_counter DROP_FILTERED) - fi
 assert_eq "ping -6 server -> guest1 at $G1_6: 5 of 5" 5 "$(kvx_ping_received "$NS_SRV" "$G1_6" 5)"
 assert_eq "ping -6 LAN router -> guest2 at $G2_6: 5 of 5" 5 "$(kvx_ping_received "$NS_LAN" "$G2_6" 5)"
 # The router learnt the guests at the uplink's MAC (our proxied NA).
-up_mac=$(ip -n "$NS_HOST" -j link show dev "$UP" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+up_mac=$(kvx_if_mac "$NS_HOST" "$UP")
 assert_eq "the LAN router's neighbour entry for guest1 is the uplink's MAC" "$up_mac" \
 	"$(ip -n "$NS_LAN" -6 -j neigh show "$G1_6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
 assert_ge "ND_PROXY_NA counted" "$(kvx_counter ND_PROXY_NA)" 2
@@ -220,12 +220,8 @@ kvx_step "top --json: each guest's relayed IPv6 counted under its MAC, named by 
 j=$(kvx top --bridge "$BR" --json --interval 0.2 2>&1 || true)
 for g in "$NS_G1 $G1_IF $G1_6" "$NS_G2 $G2_IF $G2_6"; do
 	read -r ns ifc a6 <<<"$g"
-	mac=$(ip -n "$ns" -j link show "$ifc" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
-	row() { KVX_MAC=$mac "$KVX_PY" -c '
-import json, os, sys
-d = json.loads(sys.stdin.read())
-r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
-print(eval(sys.argv[1]))' "$1" <<<"$j" 2>/dev/null || true; }
+	mac=$(kvx_if_mac "$ns" "$ifc")
+	row() { kvx_top_guest "$j" "$mac" "$1"; }
 	assert_eq "top --json ${ns##*-}: its IPv6 address listed" True "$(row "'$a6' in r['addrs']")"
 	assert_ge "top --json ${ns##*-}: bytes in >= the 4 MiB it downloaded" "$(row 'r["bytes_in"]')" 4194304
 	assert_ge "top --json ${ns##*-}: packets out (its requests and ACKs)" "$(row 'r["pkts_out"]')" 10
