@@ -209,6 +209,30 @@ assert_eq "... alone" 1 "$(state_of 10.99.0.5 | wc -l)"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/roam.xml" web1 stopped end
 assert_eq "the pending one went" "no mappings" "$(kvx map list)"
 
+kvx_step "the host's own addresses and the uplink network's ends are no metadata's (nor map add's, --force or not)"
+# A secondary address of the uplink (the RFC 5227 probe cannot see the
+# host's own), another link's address, the network's first and last.
+HOST2=10.77.0.50
+ip -n "$NS_HOST" addr add "$HOST2/24" dev "$UP"
+ip -n "$NS_HOST" addr add 10.77.0.60/32 dev lo
+for ext in "$HOST2" 10.77.0.60 10.77.0.0 10.77.0.255; do
+	domain_xml web1 "$G1_MAC" "<kvmxdp:nat $NS><kvmxdp:address external='$ext'/></kvmxdp:nat>" >"$KVX_TMP/host-addr.xml"
+	assert_ok "hook: web1 started with external='$ext' (libvirt starts it)" qhook "$KVX_TMP/host-addr.xml" web1 started begin
+	case $ext in
+	10.77.0.0) why="external $ext is the network address of the uplink's network 10.77.0.0/24" ;;
+	10.77.0.255) why="external $ext is the broadcast address of the uplink's network 10.77.0.0/24" ;;
+	*) why="$ext is an address of this host" ;;
+	esac
+	assert_contains "map list: $ext pending, saying why" "pending mapping '$ext $G1_IP': $why" "$(state_of "$ext")"
+	assert_ok "hook: web1 stopped" qhook "$KVX_TMP/host-addr.xml" web1 stopped end
+	assert_fails "map add $ext $G1_IP --force" kvx map add "$ext" "$G1_IP" --force
+	assert_contains "... saying why" "$why" "$(kvx map add "$ext" "$G1_IP" --force 2>&1 || true)"
+done
+assert_eq "LAN -> $HOST2:80 reaches no guest" "" "$(web "$HOST2")"
+assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+ip -n "$NS_HOST" addr del 10.77.0.60/32 dev lo
+ip -n "$NS_HOST" addr del "$HOST2/24" dev "$UP"
+
 kvx_step "what no waiting fixes fails the start (one line naming it), never a silent pending mapping"
 # A forward on a port an administrator's own mapping holds.
 assert_ok "map add uplink:2240 -> guest2:80" kvx map add uplink:2240 "$G2_IP:80" --proto tcp
@@ -240,8 +264,12 @@ kvx_step "XML without kvmxdp's namespace never fails a start: large, or with a D
 # would be refused: neither is kvmxdp's to judge.
 domain_xml big "02:00:00:00:00:97" "<description>$(head -c 1200000 /dev/zero | tr '\0' x)</description>" >"$KVX_TMP/big.xml"
 { echo '<!DOCTYPE domain>'; domain_xml dtd "02:00:00:00:00:96" ""; } >"$KVX_TMP/dtd.xml"
+# ... nor is one whose description quotes kvmxdp's namespace (no element
+# declares it): not kvmxdp's to refuse as too large.
+domain_xml bigq "02:00:00:00:00:95" "<description>$NS $(head -c 1200000 /dev/zero | tr '\0' x)</description>" >"$KVX_TMP/bigq.xml"
 for op in prepare started stopped release; do
 	assert_ok "hook: a 1.2 MB domain XML, $op" qhook "$KVX_TMP/big.xml" big "$op" begin
+	assert_ok "hook: a 1.2 MB domain XML quoting kvmxdp's namespace, $op" qhook "$KVX_TMP/bigq.xml" bigq "$op" begin
 done
 assert_ok "hook: a domain XML with a DTD, started" qhook "$KVX_TMP/dtd.xml" dtd started begin
 domain_xml plain "02:00:00:00:00:98" "" >"$KVX_TMP/plain.xml"
@@ -256,6 +284,35 @@ parses() { # XMLFILE NAME: "parsed" when the hook's started reaches libxml2's pa
 }
 assert_eq "a domain without kvmxdp metadata: its XML is not parsed" "" "$(parses "$KVX_TMP/plain.xml" plain)"
 assert_eq "web1's XML (kvmxdp's namespace) is" parsed "$(parses "$KVX_TMP/web1.xml" web1)"
+
+kvx_step "a domain XML declaring another domain's MAC: refused at prepare and started, naming both"
+# evil1 declares web1's MAC: the host entry of that MAC (name='web1',
+# a domain libvirt knows) would give it guest1's address.
+mkdir -p "$LV/etc/libvirt/qemu" "$LV/run/libvirt/qemu"
+domain_xml web1 "$G1_MAC" "" >"$LV/etc/libvirt/qemu/web1.xml"
+EVIL_META="<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2250' to='80'/></kvmxdp:nat>"
+domain_xml evil1 "$G1_MAC" "$EVIL_META" >"$KVX_TMP/evil1.xml"
+# evil2 declares db1's MAC (a lease only, no host entry) while db1 runs.
+{ echo "<domstatus state='running'>"; domain_xml db1 "$G2_MAC" ""; echo "</domstatus>"; } >"$LV/run/libvirt/qemu/db1.xml"
+domain_xml evil2 "$G2_MAC" "$EVIL_META" >"$KVX_TMP/evil2.xml"
+for op in prepare started; do
+	assert_fails "hook: evil1 $op with web1's MAC" qhook "$KVX_TMP/evil1.xml" evil1 "$op" begin
+	assert_eq "evil1 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
+	assert_contains "evil1 $op: names the MAC and web1" "MAC $G1_MAC belongs to domain 'web1' (its DHCP host entry names it)" "$(cat "$KVX_TMP/hook.out")"
+	assert_fails "hook: evil2 $op with running db1's MAC" qhook "$KVX_TMP/evil2.xml" evil2 "$op" begin
+	assert_eq "evil2 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
+	assert_contains "evil2 $op: names the MAC and db1" "MAC $G2_MAC belongs to running domain 'db1'" "$(cat "$KVX_TMP/hook.out")"
+done
+kvx_log "refusal: $(cat "$KVX_TMP/hook.out")"
+assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+assert_eq "LAN -> $UP_IP:2250: nobody" "" "$(web "$UP_IP:2250")"
+# web1 itself, its own status file there as at a real "started": made.
+{ echo "<domstatus state='running'>"; cat "$KVX_TMP/web1.xml"; echo "</domstatus>"; } >"$LV/run/libvirt/qemu/web1.xml"
+assert_ok "hook: web1 prepare (its own MAC)" qhook "$KVX_TMP/web1.xml" web1 prepare begin
+assert_ok "hook: web1 started (its own MAC)" qhook "$KVX_TMP/web1.xml" web1 started begin
+assert_eq "LAN -> $UP_IP:2222 reaches guest1:80" guest1 "$(web "$UP_IP:2222")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1.xml" web1 stopped end
+rm -f "$LV/etc/libvirt/qemu/web1.xml" "$LV/run/libvirt/qemu/db1.xml" "$LV/run/libvirt/qemu/web1.xml"
 
 kvx_step "map add uplink:2223 vm:web1:80 (the domain's status file)"
 mkdir -p "$LV/run/libvirt/qemu"
@@ -453,6 +510,24 @@ assert_ok "map allow default" kvx map allow default
 assert_fails "network hook: a listened port, default list" \
 	nsx "$NS_HOST" env PATH="$FAKEBIN:$PATH" "$NHOOK" default started begin - <"$KVX_TMP/net-take.xml"
 assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+# An IPv6 forward against the host's IPv6 listeners: [::]:2297 (v6only:
+# no IPv4 listener to find), root's.
+kvx_bg "$KVX_TMP/v6listen.log" ip netns exec "$NS_HOST" "$KVX_PY" -u -c '
+import socket, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+s.bind(("::", 2297))
+s.listen()
+time.sleep(3600)'
+kvx_wait_tcp_listen 10 "$NS_HOST" 2297
+cat >"$KVX_TMP/net-take6.xml" <<XML
+<hookData><network><name>default</name><metadata>
+<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2297' external='[uplink]' to='[fd42::14]:80'/></kvmxdp:nat>
+</metadata><bridge name='$BR'/></network></hookData>
+XML
+assert_fails "network hook: an IPv6 forward on a port [::] listens on" nhook_xml "$KVX_TMP/net-take6.xml" started
+assert_contains "names the port" "a host service listens on tcp port 2297" "$(cat "$KVX_TMP/hook.out")"
+assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
 assert_ok "hook: web1 started (a port nobody listens on, default list)" qhook "$KVX_TMP/web1.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2222 reaches guest1:80" guest1 "$(web "$UP_IP:2222")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1.xml" web1 stopped end
@@ -486,6 +561,21 @@ assert_contains "map list: app1's forward waits for its MAC's next lease" "pendi
 assert_contains "the daemon said whose the address is" "is leased to vm db1 now" "$(cat "$KVX_DAEMON_LOG")"
 assert_ok "hook: app1 stopped" qhook "$KVX_TMP/app1.xml" app1 stopped end
 assert_ok "hook: db1 stopped" qhook "$KVX_TMP/db1.xml" db1 stopped end
+
+kvx_step "a pending metadata forward is checked again when the daemon makes it: a host service came meanwhile"
+APP2_MAC=52:54:00:aa:00:02
+domain_xml app2 "$APP2_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2296' to='80'/></kvmxdp:nat>" >"$KVX_TMP/app2.xml"
+assert_ok "hook: app2 started before its lease (nothing listens on 2296)" qhook "$KVX_TMP/app2.xml" app2 started begin
+assert_contains "pending for want of a lease" "no address for MAC $APP2_MAC" "$(state_of uplink:2296)"
+kvx_bg "$KVX_TMP/host2296.log" ip netns exec "$NS_HOST" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
+	--bind 0.0.0.0 --directory "$KVX_TMP/wwwh" 2296
+kvx_wait_tcp_listen 10 "$NS_HOST" 2296
+leases "$G2_IP $G2_MAC $((now + 3600))" "192.168.122.15 $APP2_MAC $((now + 3600))"
+claim_refused() { [[ $(state_of uplink:2296) == *"a host service listens on tcp port 2296"* ]]; }
+kvx_wait_for 10 "app2's forward waits, the host's service named" claim_refused ||
+	kvx_log "map list: $(kvx map list --json); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+assert_eq "LAN -> $UP_IP:2296 still the host's" host "$(web "$UP_IP:2296")"
+assert_ok "hook: app2 stopped" qhook "$KVX_TMP/app2.xml" app2 stopped end
 
 kvx_step "$BR detached: web1's starts replace its recorded mappings, never append"
 detached_n() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("detached",{}).get(sys.argv[2],{}).get("mappings",[])))' "$KVX_CFG" "$1"; }

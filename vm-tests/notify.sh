@@ -100,6 +100,44 @@ n=$(($(grep -cx "WATCHDOG=1" "$nlog" || true) - w0))
 # step of the loop (a netlink dump, a sweep) may hold a ping back.
 assert_ge "WATCHDOG=1 at half of WATCHDOG_USEC (got $n in 3 s; log: $(tr '\n' ' ' <"$nlog" | tail -c 300))" "$n" 2
 
+kvx_step "a restarted daemon: kvmxdp reload still waits for its reload (its run files outlive it)"
+edit_cfg() { # OLD NEW: the forward's guest, in place
+	"$KVX_PY" - "$KVX_CFG" "$1" "$2" <<'PY'
+import sys
+path, old, new = sys.argv[1:]
+with open(path, "r+") as f:
+    text = f.read()
+    assert text.count(old) == 1 and len(old) == len(new)
+    f.seek(0)
+    f.write(text.replace(old, new))
+PY
+}
+kvx_daemon_stop
+export NOTIFY_SOCKET=$sock
+kvx_attach_bg || kvx_fatal "cannot attach again"
+unset NOTIFY_SOCKET
+sleep 2 # the daemon has read the config as it is
+edit_cfg "$G2_IP:80" "$G1_IP:80"
+# Not re-read before the reload: the same mtime as the file it read.
+touch -d "@$(stat -c %.9Y "$KVX_CFG")" "$KVX_CFG"
+t0=$(date +%s)
+assert_ok "kvmxdp reload after the restart" kvx --lock-wait 5 reload --bridge "$BR"
+assert_le "... returned within the reload, not at its time-out" $(($(date +%s) - t0)) 10
+assert_eq "when it returns, LAN -> $UP_IP:8080 reaches guest1" guest1 \
+	"$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
+# Two reloads close together: each returns once a reload begun after it
+# read the daemon's mark is done, and sees the config as it left it.
+edit_cfg "$G1_IP:80" "$G2_IP:80"
+kvx reload --bridge "$BR" >"$KVX_TMP/reload1.out" 2>&1 &
+r1=$!
+kvx reload --bridge "$BR" >"$KVX_TMP/reload2.out" 2>&1 &
+r2=$!
+wait "$r1" && rc1=0 || rc1=$?
+wait "$r2" && rc2=0 || rc2=$?
+assert_eq "both reloads succeed ($(cat "$KVX_TMP/reload1.out" "$KVX_TMP/reload2.out"))" "0 0" "$rc1 $rc2"
+assert_eq "after both, LAN -> $UP_IP:8080 reaches guest2" guest2 \
+	"$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
+
 kvx_step "SIGTERM: STOPPING=1, the datapath stays"
 kvx_daemon_stop
 assert_eq "the last message is STOPPING=1" "STOPPING=1|STATUS=stopping: the datapath stays attached" \

@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <sstream>
 
 #include "base/error.hpp"
 #include "base/fs.hpp"
@@ -317,11 +318,30 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			if (auto link = find_link(nl, inst_.uplink))
 				for (const auto &p : read_uplink6(nl, link->ifindex).prefixes)
 					nets6.push_back(p.net);
-		const MappingContext ctx = promotion_context(rec->subnet, rec->nat_guard(), addr,
-							     net, read_cfg6(cfg6_fd_.get()), nets6);
+		MappingContext ctx = promotion_context(rec->subnet, rec->nat_guard(), addr, net,
+						       read_cfg6(cfg6_fd_.get()), nets6);
+		// The host's addresses, read only when an IPv4 one waits.
+		if (std::any_of(rec->mappings.begin(), rec->mappings.end(),
+				[](const StaticMapping &sm) {
+					return !sm.m.v6 && !sm.pending.empty();
+				}))
+			ctx.host_addrs = host_ipv4_addrs(nl);
 		bool changed = false;
-		const auto made =
-			promote_pending(rec->mappings, ctx, addr ? net : std::nullopt, &changed);
+		// A metadata mapping's claim as the hook checks it, against
+		// the allow-list and the listeners as they are now.
+		std::optional<MetadataClaims> claims;
+		const auto claim_refusal = [&](const StaticMapping &sm) -> std::string {
+			try {
+				if (!claims)
+					claims.emplace((*cfg)->metadata_allow, addr,
+						       ctx.uplink_addr6);
+				return claims->refusal(sm.m, sm.metadata_force);
+			} catch (const Error &e) {
+				return e.what();
+			}
+		};
+		const auto made = promote_pending(rec->mappings, ctx, addr ? net : std::nullopt,
+						  &changed, claim_refusal);
 		if (changed) {
 			for (size_t k : made) {
 				const StaticMapping &sm = rec->mappings[k];
@@ -1177,6 +1197,8 @@ void Daemon::reload(NlSocket &nl)
 	// Type=notify-reload wants with it; older ones ignore it).
 	timespec ts{};
 	::clock_gettime(CLOCK_MONOTONIC, &ts);
+	reload_mark_.started++;
+	write_reload_mark();
 	sd_notify_state("RELOADING=1\nMONOTONIC_USEC=" +
 			std::to_string(static_cast<uint64_t>(ts.tv_sec) * 1000000u +
 				       static_cast<uint64_t>(ts.tv_nsec) / 1000u) +
@@ -1188,13 +1210,35 @@ void Daemon::reload(NlSocket &nl)
 	leases_read_ = {};
 	refresh(nl, true);
 	sd_notify_state("READY=1\nSTATUS=" + status_text());
-	// Done: `kvmxdp reload` (the unit's ExecReload=) waits for this count
-	// to change, so that `systemctl reload` returns once the config is
+	// Done: `kvmxdp reload` (the unit's ExecReload=) waits for this
+	// (ReloadMark), so that `systemctl reload` returns once the config is
 	// applied (systemd 252 ends a reload when ExecReload= exits; its
 	// Type=notify-reload, which would wait for READY=1, is 253's).
+	reload_mark_.done = reload_mark_.started;
+	write_reload_mark();
+}
+
+std::string ReloadMark::str() const
+{
+	return std::to_string(pid) + " " + std::to_string(started) + " " + std::to_string(done) +
+	       "\n";
+}
+
+std::optional<ReloadMark> parse_reload_mark(const std::string &text)
+{
+	std::istringstream in(text);
+	ReloadMark m;
+	std::string rest;
+	if (!(in >> m.pid >> m.started >> m.done) || m.pid <= 0 || m.done > m.started ||
+	    (in >> rest))
+		return std::nullopt;
+	return m;
+}
+
+void Daemon::write_reload_mark() const
+{
 	if (!state_prefix_.empty())
-		atomic_write_file(state_prefix_ + ".reloads", std::to_string(++reloads_) + "\n",
-				  0644);
+		atomic_write_file(state_prefix_ + ".reloads", reload_mark_.str(), 0644);
 }
 
 int Daemon::run()
@@ -1232,6 +1276,9 @@ int Daemon::run()
 	// this loop, so a daemon stuck in a step is restarted by systemd.
 	const auto watchdog = sd_watchdog_interval();
 	auto next_watchdog = clock::now();
+	// An earlier daemon's count must not pass for this one's.
+	reload_mark_.pid = ::getpid();
+	write_reload_mark();
 	sd_notify_state("READY=1\nSTATUS=" + status_text());
 
 	for (;;) {

@@ -41,6 +41,22 @@ class XdpPath;
 // none).
 std::vector<LockHolder> instance_daemons(const std::string &pid_file, const DirFd *pin_dir);
 
+// PREFIX.reloads, the daemon's reloads: "PID STARTED DONE".  STARTED
+// counts the reloads begun (written before the config is read), DONE
+// those finished; a new daemon writes "PID 0 0" before READY=1.  `kvmxdp
+// reload` reads it, signals, and waits for DONE past the STARTED it read,
+// of the same PID: a reload begun after its read reads the config as the
+// caller left it, one begun before does not count, a restart (another
+// PID) is never mistaken for an old count (RuntimeDirectoryPreserve keeps
+// the file).  Two callers close together may share one reload.
+struct ReloadMark {
+	long pid = 0;
+	uint64_t started = 0, done = 0;
+	std::string str() const;
+};
+// nullopt: not that form (an older daemon's "COUNT", no file).
+std::optional<ReloadMark> parse_reload_mark(const std::string &text);
+
 class Daemon {
 public:
 	// skel must be loaded and outlive the daemon: it owns the program
@@ -185,7 +201,8 @@ private:
 	std::unique_ptr<RaSender> ra_; // relay only
 	std::string ra_foreign_ = "?"; // what PREFIX.ra_foreign says now ("?": not yet synced)
 	std::string state_prefix_;
-	uint64_t reloads_ = 0; // SIGHUPs done (state_prefix_.reloads)
+	ReloadMark reload_mark_; // state_prefix_.reloads
+	void write_reload_mark() const;
 	int bridge_ifindex_ = 0;
 	std::string sysctl_root_ = "/proc/sys";
 	// What the mappings were last synced against.

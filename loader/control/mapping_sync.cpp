@@ -707,4 +707,32 @@ std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> 
 	return added;
 }
 
+MetadataClaims::MetadataClaims(const std::optional<std::vector<std::string>> &allow,
+			       uint32_t uplink_addr, const Ipv6Addr &uplink_addr6)
+	: uplink_addr_(uplink_addr)
+	, uplink_addr6_(uplink_addr6)
+{
+	if (allow)
+		allow_ = parse_metadata_allow(*allow);
+}
+
+std::string MetadataClaims::refusal(const Mapping &m, bool force)
+{
+	std::optional<uint16_t> listened;
+	// An IPv4 forward against IPv4's listeners and [::]'s (which take
+	// IPv4 too unless v6only), an IPv6 one against [::]'s and its
+	// address's (none known for [uplink] yet: [::]'s).
+	if (!m.one_to_one()) {
+		const auto proto = static_cast<uint8_t>(m.proto);
+		auto it = listening_.find(proto);
+		if (it == listening_.end())
+			it = listening_.emplace(proto, ListeningSockets::read(proto)).first;
+		listened = m.v6 ? it->second.first_listening6(m.ext6(uplink_addr6_), m.ext_ports,
+							      kFirstLoginUid) :
+				  it->second.first_listening(m.ext(uplink_addr_), m.ext_ports,
+							     kFirstLoginUid);
+	}
+	return metadata_claim_refusal(m, force, allow_, listened);
+}
+
 } // namespace kvmxdp

@@ -21,6 +21,8 @@
 #include "model/config.hpp"
 #include "model/dad.hpp"
 #include "model/mapping.hpp"
+#include "model/metadata_allow.hpp"
+#include "kernel/sockets.hpp"
 
 namespace kvmxdp {
 
@@ -149,5 +151,28 @@ std::vector<AddedAddress> sync_added_addresses(const std::vector<StaticMapping> 
 					       const std::map<uint32_t, uint32_t> &held = {});
 // Takes one address off the uplink (rollback of the above).
 void remove_uplink_address(const std::string &uplink, const AddedAddress &a);
+
+// What libvirt metadata may claim now (model/metadata_allow.hpp): the
+// allow-list (`map allow`, nullopt: the default) and the host services'
+// listeners (uids below kFirstLoginUid, as the datapath's host ports;
+// read once per protocol, when a forward needs them).  The hooks check a
+// metadata's mappings with it before anything is made, the daemon a
+// pending one before it makes it (promote_pending): a listener may have
+// come, the list may have changed.
+class MetadataClaims {
+public:
+	// uplink_addr (host order) / uplink_addr6: the uplink's as it is now
+	// (0 / all 0: none yet: the wildcard's listeners).
+	MetadataClaims(const std::optional<std::vector<std::string>> &allow, uint32_t uplink_addr,
+		       const Ipv6Addr &uplink_addr6);
+	// Why m may not be made ("": it may); force: its forward's force='yes'.
+	std::string refusal(const Mapping &m, bool force);
+
+private:
+	std::optional<std::vector<MetadataAllow>> allow_;
+	uint32_t uplink_addr_;
+	Ipv6Addr uplink_addr6_;
+	std::map<uint8_t, ListeningSockets> listening_;
+};
 
 } // namespace kvmxdp

@@ -115,7 +115,8 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 	std::vector<IfAddr> out;
 	for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o)) {
 		auto *a = reinterpret_cast<rtnl_addr *>(o);
-		if (rtnl_addr_get_family(a) != AF_INET || rtnl_addr_get_ifindex(a) != ifindex)
+		if (rtnl_addr_get_family(a) != AF_INET ||
+		    (ifindex && rtnl_addr_get_ifindex(a) != ifindex))
 			continue;
 		nl_addr *local = rtnl_addr_get_local(a);
 		if (!local || nl_addr_get_len(local) != 4)
@@ -129,7 +130,24 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 		ia.scope = rtnl_addr_get_scope(a);
 		if (const char *l = rtnl_addr_get_label(a))
 			ia.label = l;
+		ia.ifindex = rtnl_addr_get_ifindex(a);
 		out.push_back(ia);
+	}
+	return out;
+}
+
+std::vector<uint32_t> host_ipv4_addrs(NlSocket &nl)
+{
+	std::vector<uint32_t> out;
+	for (const IfAddr &a : ipv4_addrs(nl, 0)) {
+		bool added = false;
+		try {
+			added = a.label == added_address_label(a.ifindex);
+		} catch (const Error &) {
+			// The link went since the dump: its addresses too.
+		}
+		if (!added)
+			out.push_back(a.addr);
 	}
 	return out;
 }

@@ -54,6 +54,7 @@ struct IfAddr {
 	bool secondary = false;
 	int scope = 0; // RT_SCOPE_*
 	std::string label;
+	int ifindex = 0;
 };
 
 // The label of the addresses `map add --add-address` puts on an uplink:
@@ -63,7 +64,11 @@ struct IfAddr {
 std::string added_address_label(int ifindex);
 
 std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name);
-std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex);
+std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex); // 0: every link's
+// Every IPv4 address of the host (every link's, host order) but those
+// `map add --add-address` put there (added_address_label): what a mapping
+// must not take from the host.
+std::vector<uint32_t> host_ipv4_addrs(NlSocket &nl);
 // The first global-scope, non-secondary address (the kernel lists the
 // primary first), i.e. what the host uses as source on that link.
 std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs);

@@ -26,6 +26,7 @@ namespace {
 struct Listener {
 	bool wildcard;
 	uint32_t addr;
+	Ipv6Addr addr6;
 	uint16_t port;
 	uint32_t uid;
 };
@@ -56,8 +57,13 @@ std::optional<Listener> parse_line(const std::string &line, bool tcp, bool v6)
 	l.wildcard = a.find_first_not_of('0') == std::string::npos;
 	if (!v6 && !l.wildcard)
 		l.addr = ntohl(static_cast<uint32_t>(std::stoul(a, nullptr, 16)));
-	else if (!l.wildcard)
-		return std::nullopt; // an IPv6 address: never a mapped IPv4 one
+	// IPv6: four of the kernel's in-memory 32-bit words, each printed as
+	// a host integer.
+	for (size_t w = 0; v6 && !l.wildcard && w < 4; w++) {
+		const auto word =
+			static_cast<uint32_t>(std::stoul(a.substr(w * 8, 8), nullptr, 16));
+		std::memcpy(l.addr6.data() + w * 4, &word, 4);
+	}
 	return l;
 }
 
@@ -88,7 +94,8 @@ ListeningSockets ListeningSockets::parse(uint8_t proto, const std::string &v4,
 		std::getline(in, line); // the header
 		while (std::getline(in, line))
 			if (auto l = parse_line(line, tcp, is6))
-				out.entries_.push_back({l->wildcard, l->addr, l->port, l->uid});
+				out.entries_.push_back(
+					{l->wildcard, is6, l->addr, l->addr6, l->port, l->uid});
 	}
 	return out;
 }
@@ -96,7 +103,7 @@ ListeningSockets ListeningSockets::parse(uint8_t proto, const std::string &v4,
 bool ListeningSockets::listens(uint32_t addr, uint16_t port) const
 {
 	for (const Entry &e : entries_)
-		if (e.port == port && (e.wildcard || e.addr == addr))
+		if (e.port == port && (e.wildcard || (!e.v6 && e.addr == addr)))
 			return true;
 	return false;
 }
@@ -106,8 +113,22 @@ std::optional<uint16_t> ListeningSockets::first_listening(uint32_t addr, const P
 {
 	std::optional<uint16_t> first;
 	for (const Entry &e : entries_)
-		if (e.port >= ports.lo && e.port <= ports.hi && (e.wildcard || e.addr == addr) &&
-		    e.uid < uid_below && (!first || e.port < *first))
+		if (e.port >= ports.lo && e.port <= ports.hi &&
+		    (e.wildcard || (!e.v6 && e.addr == addr)) && e.uid < uid_below &&
+		    (!first || e.port < *first))
+			first = e.port;
+	return first;
+}
+
+std::optional<uint16_t> ListeningSockets::first_listening6(const Ipv6Addr &addr,
+							   const PortRange &ports,
+							   uint32_t uid_below) const
+{
+	std::optional<uint16_t> first;
+	for (const Entry &e : entries_)
+		if (e.v6 && e.port >= ports.lo && e.port <= ports.hi &&
+		    (e.wildcard || e.addr6 == addr) && e.uid < uid_below &&
+		    (!first || e.port < *first))
 			first = e.port;
 	return first;
 }
@@ -116,7 +137,9 @@ std::vector<uint16_t> ListeningSockets::reachable_ports(uint32_t uid_below) cons
 {
 	std::vector<uint16_t> out;
 	for (const Entry &e : entries_)
-		if (e.uid < uid_below && (e.wildcard || (e.addr != 0 && (e.addr >> 24) != 127)))
+		// IPv4's NAT pool: an IPv6 address's listener is not on it.
+		if (e.uid < uid_below &&
+		    (e.wildcard || (!e.v6 && e.addr != 0 && (e.addr >> 24) != 127)))
 			out.push_back(e.port);
 	return out;
 }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "base/netaddr.hpp"
+#include "base/netaddr6.hpp"
 
 namespace kvmxdp {
 
@@ -28,6 +29,10 @@ public:
 	// socket whose owner's uid is below uid_below).
 	std::optional<uint16_t> first_listening(uint32_t addr, const PortRange &ports,
 						uint32_t uid_below = UINT32_MAX) const;
+	// The same for an IPv6 address: listeners on [::] or on addr (an
+	// IPv4 socket never takes IPv6 traffic).
+	std::optional<uint16_t> first_listening6(const Ipv6Addr &addr, const PortRange &ports,
+						 uint32_t uid_below = UINT32_MAX) const;
 	// Ports with a listener that packets from the uplink can reach: on the
 	// wildcard or on an address outside 127.0.0.0/8 (IPv6 listeners only
 	// on the wildcard, which takes IPv4 too unless v6only), of a socket
@@ -37,7 +42,9 @@ public:
 private:
 	struct Entry {
 		bool wildcard;
-		uint32_t addr; // host order; IPv4 entries only
+		bool v6;	// of the tcp6/udp6 table
+		uint32_t addr;	// host order; IPv4 entries only
+		Ipv6Addr addr6; // IPv6 entries only
 		uint16_t port;
 		uint32_t uid; // the socket's owner
 	};

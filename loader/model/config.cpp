@@ -112,6 +112,8 @@ json mapping_json(const StaticMapping &sm)
 		j["lease_mac"] = sm.lease_mac;
 	if (!sm.vm.empty() || !sm.libvirt_network.empty())
 		j["origin"] = sm.from_metadata ? "metadata" : "cli";
+	if (sm.metadata_force)
+		j["force"] = true;
 	if (!sm.pending.empty())
 		j["pending"] = sm.pending;
 	return j;
@@ -364,6 +366,13 @@ StaticMapping mapping_from_json(const json &o, const std::string &field)
 		bad(p + "origin", "given without vm or libvirt_network");
 	sm.from_metadata = origin ? *origin == "metadata" :
 				    !sm.vm.empty() || !sm.libvirt_network.empty();
+	if (auto f = o.find("force"); f != o.end()) {
+		if (!f->is_boolean())
+			bad(p + "force", "expected true or false");
+		if (!sm.from_metadata)
+			bad(p + "force", "given for a mapping not made by libvirt metadata");
+		sm.metadata_force = f->get<bool>();
+	}
 	if (auto why = get_opt_string(o, "pending", p)) {
 		if (why->empty() || !is_printable_text(*why))
 			bad(p + "pending", "expected the reason a mapping waits for");
@@ -468,7 +477,8 @@ Config config_from_json(const json &j)
 			    "'" + printable(*i.saved_forwarding) + "' is not 0 or 1");
 		// Absent in older versions' configs and while IPv6 is off.
 		i.saved_forwarding6 = get_opt_string(saved, "forwarding6", p + "saved_sysctls.");
-		if (i.saved_forwarding6 && *i.saved_forwarding6 != "0" && *i.saved_forwarding6 != "1")
+		if (i.saved_forwarding6 && *i.saved_forwarding6 != "0" &&
+		    *i.saved_forwarding6 != "1")
 			bad(p + "saved_sysctls.forwarding6",
 			    "'" + printable(*i.saved_forwarding6) + "' is not 0 or 1");
 		i.saved_reserved_ports =

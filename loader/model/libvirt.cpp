@@ -5,6 +5,7 @@
 #include <libxml/tree.h>
 
 #include <algorithm>
+#include <cstring>
 #include <cctype>
 #include <memory>
 
@@ -276,7 +277,8 @@ LibvirtNetwork parse_libvirt_network(const std::string &xml, const std::string &
 			if (!mac || !addr || !is_mac_str(lower(*mac)))
 				continue; // IPv6 hosts (id=), hosts by name only
 			try {
-				n.hosts.push_back({lower(*mac), parse_ipv4(*addr)});
+				n.hosts.push_back({lower(*mac), parse_ipv4(*addr),
+						   attr(h, "name").value_or("")});
 			} catch (const Error &) {
 				// An IPv6 <ip> block's host.
 			}
@@ -548,11 +550,76 @@ std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
 	return held;
 }
 
+bool declares_kvmxdp_namespace(const std::string &xml)
+{
+	const std::string uri = kLibvirtXmlns;
+	auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+	size_t i = 0;
+	const size_t n = xml.size();
+	auto skip_to = [&](size_t from, const char *end) {
+		const size_t e = xml.find(end, from);
+		return e == std::string::npos ? n : e + std::strlen(end);
+	};
+	while ((i = xml.find('<', i)) != std::string::npos) {
+		if (xml.compare(i, 4, "<!--") == 0) {
+			i = skip_to(i + 4, "-->");
+			continue;
+		}
+		if (xml.compare(i, 9, "<![CDATA[") == 0) {
+			i = skip_to(i + 9, "]]>");
+			continue;
+		}
+		if (xml.compare(i, 2, "<?") == 0) {
+			i = skip_to(i + 2, "?>");
+			continue;
+		}
+		if (xml.compare(i, 2, "<!") == 0 || xml.compare(i, 2, "</") == 0) {
+			i = skip_to(i + 2, ">");
+			continue;
+		}
+		// A start tag: its name, then NAME=QUOTED attributes up to '>'.
+		i++;
+		while (i < n && !space(xml[i]) && xml[i] != '>' && xml[i] != '/')
+			i++;
+		for (;;) {
+			while (i < n && (space(xml[i]) || xml[i] == '/'))
+				i++;
+			if (i >= n || xml[i] == '>')
+				break;
+			const size_t name0 = i;
+			while (i < n && !space(xml[i]) && xml[i] != '=' && xml[i] != '>')
+				i++;
+			const std::string name = xml.substr(name0, i - name0);
+			while (i < n && space(xml[i]))
+				i++;
+			if (i >= n || xml[i] != '=')
+				break; // not well-formed: the rest of the tag is not read
+			i++;
+			while (i < n && space(xml[i]))
+				i++;
+			if (i >= n || (xml[i] != '"' && xml[i] != '\''))
+				break;
+			const char q = xml[i];
+			const size_t v0 = ++i;
+			const size_t v1 = xml.find(q, v0);
+			if (v1 == std::string::npos)
+				return false;
+			if ((name == "xmlns" || name.compare(0, 6, "xmlns:") == 0) &&
+			    xml.compare(v0, v1 - v0, uri) == 0)
+				return true;
+			i = v1 + 1;
+		}
+	}
+	return false;
+}
+
 HookAction libvirt_qemu_action(const std::string &op, const std::string &subop)
 {
 	(void)subop; // "begin" for all of these, "-" from older libvirt
 	if (op == "started")
 		return HookAction::Apply;
+	if (op == "prepare")
+		return HookAction::Check;
 	if (op == "stopped" || op == "release")
 		return HookAction::Remove;
 	return HookAction::None;

@@ -37,6 +37,15 @@ constexpr const char *kLibvirtXmlns = "http://kvmxdp.org/xmlns/libvirt/1";
 // The most XML a hook or `map add vm:` reads (a domain's XML is a few kB).
 constexpr size_t kLibvirtXmlMax = size_t{1} << 20;
 
+// Whether an XML text (a hook's standard input, maybe cut short) declares
+// kvmxdp's namespace on an element: an xmlns or xmlns:PREFIX attribute of
+// a start tag whose value is kLibvirtXmlns.  Not the URI anywhere (a
+// domain's <description> may quote it: that XML is not kvmxdp's, and must
+// not be parsed or refused as too large).  Comments, CDATA, processing
+// instructions and declarations are skipped.  No parse: a hook looks
+// before it hands anything to libxml2.
+bool declares_kvmxdp_namespace(const std::string &xml);
+
 // One <kvmxdp:forward>: port (P or P-P) on `external` (default: the
 // uplink's address) to the guest's `to` port(s) (default: the same).
 struct LibvirtForward {
@@ -77,6 +86,7 @@ struct LibvirtDomain {
 struct LibvirtDhcpHost {
 	std::string mac;
 	uint32_t addr = 0; // host order
+	std::string name;  // its name= ("" : none): often the domain it is for
 };
 
 struct LibvirtNetwork {
@@ -155,8 +165,10 @@ std::vector<std::string> hold_clashing(std::vector<StaticMapping> &mappings,
 // EXTRA; the mappings are made once the domain runs ("started": its
 // interface and address are set) and go when it is gone ("stopped", and
 // "release", which also follows a start that failed); a network's on
-// "started" and "stopped".  Everything else does nothing.
-enum class HookAction { None, Apply, Remove };
+// "started" and "stopped".  A domain's "prepare" checks (Check) that its
+// kvmxdp interface's MAC is its own, before libvirt makes anything.
+// Everything else does nothing.
+enum class HookAction { None, Apply, Remove, Check };
 HookAction libvirt_qemu_action(const std::string &op, const std::string &subop);
 HookAction libvirt_network_action(const std::string &op, const std::string &subop);
 

@@ -428,6 +428,19 @@ void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 			throw Error(
 				what + ": " + format_ipv4(m.ext_addr) +
 				" is the uplink's own address, which belongs to the host (forward ports instead)");
+		// The uplink's own for a forward is `uplink` spelt out.
+		if (m.ext_addr != ctx.uplink_addr &&
+		    std::find(ctx.host_addrs.begin(), ctx.host_addrs.end(), m.ext_addr) !=
+			    ctx.host_addrs.end())
+			throw Error(what + ": " + format_ipv4(m.ext_addr) +
+				    " is an address of this host: its traffic is the host's");
+		// /31 and /32 have neither (RFC 3021).
+		if (ctx.uplink_net && ctx.uplink_net->prefix < 31 &&
+		    (m.ext_addr == ctx.uplink_net->addr ||
+		     m.ext_addr == ctx.uplink_net->broadcast()))
+			throw Error(what + ": external " + format_ipv4(m.ext_addr) + " is the " +
+				    (m.ext_addr == ctx.uplink_net->addr ? "network" : "broadcast") +
+				    " address of the uplink's network " + ctx.uplink_net->str());
 		if (!ctx.force && ctx.uplink_net && !ctx.uplink_net->contains(m.ext_addr) &&
 		    m.ext_addr != ctx.uplink_addr)
 			throw Error(what + ": external " + format_ipv4(m.ext_addr) +
@@ -690,8 +703,10 @@ MappingContext promotion_context(const Ipv4Net &subnet, const PortRange &nat_por
 	return ctx;
 }
 
-std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
-				    const std::optional<NetId> &cur, bool *changed)
+std::vector<size_t>
+promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
+		const std::optional<NetId> &cur, bool *changed,
+		const std::function<std::string(const StaticMapping &)> &claim_refusal)
 {
 	std::vector<size_t> made;
 	if (changed)
@@ -720,6 +735,8 @@ std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const 
 			} catch (const Error &e) {
 				why = e.what();
 			}
+			if (why.empty() && sm.from_metadata && claim_refusal)
+				why = claim_refusal(sm);
 		}
 		const std::string was = sm.pending;
 		sm.pending = pending_reason(why);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -79,6 +80,11 @@ struct MappingContext {
 	uint32_t uplink_addr = 0;	   // host order, 0 if none yet
 	std::optional<Ipv4Net> uplink_net; // the uplink's network, if known
 	bool force = false;		   // allow an EXT_IP outside the uplink's network
+	// Every IPv4 address of the host, any link's (netlink host_ipv4_addrs;
+	// empty: not known, not checked): an external address must not be
+	// one (a secondary address of the uplink is the host's too, and the
+	// RFC 5227 probe cannot see the host's own).
+	std::vector<uint32_t> host_addrs;
 	// IPv6 mappings: the guests' prefix (unset: NAT66 is off, no IPv6
 	// mapping can be made), the uplink's NAT66 address (all 0: none yet)
 	// and its on-link prefixes (empty: not known, not checked).
@@ -92,7 +98,9 @@ struct MappingContext {
 
 // A new mapping against the instance and the existing mappings: the guest
 // inside the subnet, the external address not the uplink's own for 1:1,
-// on the uplink's network (unless force), no overlap with another mapping
+// no other address of the host (ctx.host_addrs), not the uplink network's
+// network or broadcast address, on the uplink's network (unless force:
+// which escapes only that), no overlap with another mapping
 // (one external address to two guests, a guest endpoint mapped twice,
 // overlapping port ranges) or with the NAT port range.  Throws Error.
 void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
@@ -178,6 +186,10 @@ struct StaticMapping {
 	// at "stopped"), or `map add ... vm:NAME` (an administrator's: it
 	// outlives the VM's stops; "started" re-resolves its guest address).
 	bool from_metadata = false;
+	// The metadata's force='yes' on its forward: the daemon checks a
+	// pending metadata mapping's claim again when it makes it
+	// (promote_pending's claim_refusal) as the hook did.
+	bool metadata_force = false;
 	// Why a mapping a libvirt hook recorded is not in the datapath yet
 	// ("": it is).  A hook must not make libvirt refuse to start a VM
 	// for what may pass (no lease yet, no uplink address, a 1:1 address
@@ -272,9 +284,15 @@ MappingContext promotion_context(const Ipv4Net &subnet, const PortRange &nat_por
 // ctx.uplink_addr and ctx.uplink_net; IPv6: NAT66 on, ctx.subnet6, and
 // for `[uplink]` ctx.uplink_addr6), and check_mapping passed against the mappings
 // that are not pending.  A made one is tied to cur as `map add` ties it;
-// the others get the reason they wait for.  Returns the indices of the
-// mappings made; `changed` says whether anything (a reason too) changed.
-std::vector<size_t> promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
-				    const std::optional<NetId> &cur, bool *changed = nullptr);
+// the others get the reason they wait for.  A metadata mapping
+// (from_metadata) is also checked by claim_refusal (if given: the
+// allow-list and the host's listeners as they are now, model/
+// metadata_allow.hpp), whose non-empty answer is its reason to wait.
+// Returns the indices of the mappings made; `changed` says whether
+// anything (a reason too) changed.
+std::vector<size_t>
+promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
+		const std::optional<NetId> &cur, bool *changed = nullptr,
+		const std::function<std::string(const StaticMapping &)> &claim_refusal = {});
 
 } // namespace kvmxdp

@@ -91,16 +91,27 @@ void reload(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 	if (daemons.empty())
 		throw Error("no daemon runs for bridge '" + inst.bridge + "' (nothing holds " +
 			    pid_file + "): start it (kvmxdp attach)");
-	// The daemon writes its count of reloads done when one is (Daemon::
-	// reload): a change of it is this SIGHUP's, done.
+	// The daemon's reload mark (control/daemon.hpp ReloadMark): done
+	// past what was started when it was read, by the daemon signalled.
+	// An older daemon's bare count: any change of it.
 	const std::string done = pid_file.substr(0, pid_file.size() - 4) + ".reloads";
 	const std::string before = read_file(done).value_or("");
 	const LockHolder &d = daemons.front();
+	const std::optional<ReloadMark> seen = parse_reload_mark(before);
+	const uint64_t need =
+		(seen && seen->pid == static_cast<long>(d.pid()) ? seen->started : 0) + 1;
+	auto finished = [&] {
+		const std::string now = read_file(done).value_or("");
+		const auto m = parse_reload_mark(now);
+		if (!m)
+			return !now.empty() && now != before;
+		return m->pid == static_cast<long>(d.pid()) && m->done >= need;
+	};
 	if (!d.signal(SIGHUP))
 		throw Error("daemon of bridge '" + inst.bridge + "' (pid " +
 			    std::to_string(d.pid()) + ") is gone");
 	const auto deadline = steady_clock::now() + seconds(g.lock_wait) + seconds(30);
-	while (read_file(done).value_or("") == before) {
+	while (!finished()) {
 		if (d.wait_exit(milliseconds(50)))
 			throw Error("daemon of bridge '" + inst.bridge + "' (pid " +
 				    std::to_string(d.pid()) + ") exited during the reload");

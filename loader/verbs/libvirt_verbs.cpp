@@ -18,6 +18,8 @@
 #include "base/netaddr.hpp"
 #include "base/text.hpp"
 #include "control/guest_stats.hpp"
+#include "control/mapping_sync.hpp"
+#include "control/uplink6.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/sockets.hpp"
 #include "model/config.hpp"
@@ -49,6 +51,40 @@ std::optional<LibvirtNetwork> load_network(const std::string &r, const std::stri
 	if (!f)
 		return std::nullopt;
 	return parse_libvirt_network(f->second, f->first);
+}
+
+// Refuses a domain's kvmxdp interface whose MAC is another domain's: the
+// guest address comes from the MAC's DHCP host entry or lease, and a
+// domain's XML must not point its mappings at another VM's address.
+// Another's: an interface of a domain that libvirt runs (its status file,
+// read as the metrics read them: DomainFiles), or a host entry whose name=
+// is a domain libvirt knows other than this one (a name= that is no
+// domain's is a DHCP hostname, nobody's claim).
+void check_mac_owner(const std::string &root, const std::string &vm, const std::string &mac,
+		     const std::vector<LibvirtDhcpHost> &hosts)
+{
+	DomainFiles files;
+	for (const auto &[name, macs] : files.read(root))
+		if (name != vm && std::find(macs.begin(), macs.end(), mac) != macs.end())
+			throw Error("domain '" + printable(vm) + "': MAC " + mac +
+				    " belongs to running domain '" + printable(name) +
+				    "': a domain's mappings reach only its own interface");
+	for (const auto &h : hosts) {
+		if (h.mac != mac || h.name.empty() || h.name == vm)
+			continue;
+		try {
+			check_libvirt_name(h.name, "host");
+		} catch (const Error &) {
+			continue; // a hostname, not a domain's name
+		}
+		const std::string run = root + "/run/libvirt/qemu/" + h.name + ".xml";
+		const std::string def = root + "/etc/libvirt/qemu/" + h.name + ".xml";
+		if (::access(run.c_str(), F_OK) == 0 || ::access(def.c_str(), F_OK) == 0)
+			throw Error("domain '" + printable(vm) + "': MAC " + mac +
+				    " belongs to domain '" + printable(h.name) +
+				    "' (its DHCP host entry names it): a domain's mappings "
+				    "reach only its own interface");
+	}
 }
 
 struct Guest {
@@ -89,6 +125,7 @@ Guest guest_of(const GlobalOptions &g, const LibvirtDomain &d, const std::string
 	std::optional<LibvirtNetwork> net;
 	if (!i.network.empty())
 		net = network(i.network);
+	check_mac_owner(root, vm, i.mac, net ? net->hosts : std::vector<LibvirtDhcpHost>{});
 	Guest gu;
 	gu.bridge = !i.bridge.empty() ? i.bridge : net ? net->bridge : "";
 	if (gu.bridge.empty()) {
@@ -139,8 +176,9 @@ Guest guest_of(const GlobalOptions &g, const LibvirtDomain &d, const std::string
 struct HookInput {
 	std::string xml;
 	bool oversized = false;
-	// kvmxdp's namespace is named: the only XML a hook parses.
-	bool ours() const { return xml.find(kLibvirtXmlns) != std::string::npos; }
+	// kvmxdp's namespace is declared on an element (not merely quoted,
+	// in a description): the only XML a hook parses.
+	bool ours() const { return declares_kvmxdp_namespace(xml); }
 };
 
 HookInput drain(std::istream &in)
@@ -321,8 +359,8 @@ void check_metadata(const Config &cfg, const std::string &bridge, const std::vec
 // one) is recorded pending, for the daemon to make: libvirt must not
 // refuse to start a VM or a network for what may pass.
 void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::vector<Mapping> &ms,
-		 const StaticMapping &owner, const std::string &why, const Owned &owned,
-		 std::ostream &out)
+		 const LibvirtNat &nat, const StaticMapping &owner, const std::string &why,
+		 const Owned &owned, std::ostream &out)
 {
 	const std::string who = owner.vm.empty() ? "network '" + printable(owner.libvirt_network) :
 						   "domain '" + printable(owner.vm);
@@ -350,9 +388,12 @@ void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::v
 		return;
 	}
 	remove_owned(g, owned, out);
-	for (const auto &m : ms) {
+	for (size_t k = 0; k < ms.size(); k++) {
+		const Mapping &m = ms[k];
 		StaticMapping sm = owner;
 		sm.m = m;
+		// The k-th mapping is forward k (libvirt_domain_mappings).
+		sm.metadata_force = k < nat.forwards.size() && nat.forwards[k].force;
 		if (!why.empty()) {
 			record_pending(g, bridge, sm, why, out);
 			continue;
@@ -362,6 +403,7 @@ void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::v
 		o.libvirt_network = owner.libvirt_network;
 		o.lease_mac = owner.lease_mac;
 		o.from_metadata = true;
+		o.metadata_force = sm.metadata_force;
 		try {
 			mapping_add(g, o, out);
 		} catch (const Error &e) {
@@ -427,33 +469,25 @@ void retarget_cli(const GlobalOptions &g, const LibvirtDomain &d, const std::str
 void check_metadata_claims(const Config &cfg, const std::string &bridge, const LibvirtNat &nat,
 			   const std::vector<Mapping> &ms)
 {
-	std::optional<std::vector<MetadataAllow>> allow;
-	if (cfg.metadata_allow)
-		allow = parse_metadata_allow(*cfg.metadata_allow);
 	uint32_t uplink_addr = 0;
+	Ipv6Addr uplink_addr6{};
 	const Instance *inst = cfg.find(bridge);
 	if (inst && !inst->uplink.empty()) {
 		NlSocket nl;
-		if (auto up = find_link(nl, inst->uplink))
+		if (auto up = find_link(nl, inst->uplink)) {
 			if (auto a = primary_ipv4(ipv4_addrs(nl, up->ifindex)))
 				uplink_addr = a->addr;
-	}
-	std::map<uint8_t, ListeningSockets> listening;
-	for (size_t k = 0; k < ms.size(); k++) {
-		const Mapping &m = ms[k];
-		std::optional<uint16_t> listened;
-		// IPv6 forwards: the tables show only wildcard listeners
-		// for IPv6, which an IPv4 forward is checked against too.
-		if (!m.one_to_one() && !m.v6) {
-			const auto proto = static_cast<uint8_t>(m.proto);
-			auto it = listening.find(proto);
-			if (it == listening.end())
-				it = listening.emplace(proto, ListeningSockets::read(proto)).first;
-			listened = it->second.first_listening(m.ext(uplink_addr), m.ext_ports,
-							      kFirstLoginUid);
+			// The address NAT66 would take (as map add reads it).
+			if (std::any_of(ms.begin(), ms.end(),
+					[](const Mapping &m) { return m.v6 && m.ext_uplink; }))
+				if (auto a = read_uplink6(nl, up->ifindex).choice.addr)
+					uplink_addr6 = a->addr;
 		}
+	}
+	MetadataClaims claims(cfg.metadata_allow, uplink_addr, uplink_addr6);
+	for (size_t k = 0; k < ms.size(); k++) {
 		const bool force = k < nat.forwards.size() && nat.forwards[k].force;
-		const std::string why = metadata_claim_refusal(m, force, allow, listened);
+		const std::string why = claims.refusal(ms[k], force);
 		if (!why.empty())
 			throw Error(why);
 	}
@@ -487,7 +521,7 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	}
 	const std::string what = "domain '" + printable(vm) + "' XML";
 	const Metadata meta = metadata_of(in, what);
-	if (meta == Metadata::Unread)
+	if (meta == Metadata::Unread || (meta == Metadata::None && act == HookAction::Check))
 		return;
 	if (meta == Metadata::None) {
 		// Foreign XML: parsed only when kvmxdp has mappings for this
@@ -512,6 +546,13 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	if (!d.name.empty() && d.name != vm)
 		throw Error("domain XML of '" + printable(d.name) + "' given for domain '" +
 			    printable(vm) + "'");
+	if (act == HookAction::Check) {
+		// Before libvirt makes anything: another domain's MAC fails
+		// the start here (guest_of throws), as it would at "started".
+		if (d.nat.present)
+			guest_of(g, d, vm, ConfigStore(g.config).load());
+		return;
+	}
 	if (!d.nat.present) {
 		no_metadata(g, owned, out);
 		return retarget_cli(g, d, vm, out);
@@ -533,7 +574,8 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	owner.vm = vm;
 	owner.lease_mac = gu.lease_mac;
 	owner.from_metadata = true;
-	apply_owned(g, gu.bridge, ms, owner, gu.addr && gu.attached ? "" : gu.why, owned, out);
+	apply_owned(g, gu.bridge, ms, d.nat, owner, gu.addr && gu.attached ? "" : gu.why, owned,
+		    out);
 	retarget_cli(g, d, vm, out);
 }
 
@@ -569,7 +611,7 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const Hoo
 	StaticMapping owner;
 	owner.libvirt_network = name;
 	owner.from_metadata = true;
-	apply_owned(g, n.bridge, ms, owner,
+	apply_owned(g, n.bridge, ms, n.nat, owner,
 		    cfg.find(n.bridge) ?
 			    "" :
 			    not_attached(n.bridge, g.config,

@@ -136,7 +136,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	// The host's listeners, read once and before the config lock that
 	// every other kvmxdp command and the daemon wait for.
 	std::optional<ListeningSockets> listening;
-	if (!m.one_to_one() && !m.v6)
+	if (!m.one_to_one())
 		listening = ListeningSockets::read(static_cast<uint8_t>(m.proto));
 	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	Instance &inst = instance_of(cfg, o, g.config);
@@ -160,6 +160,8 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	if (cur)
 		ctx.uplink_net = cur->net;
 	ctx.force = o.force;
+	if (!m.v6)
+		ctx.host_addrs = host_ipv4_addrs(nl);
 	// The running instance's maps before anything is claimed on the wire:
 	// pins kvmxdp refuses to read stop the command here (after the
 	// checks, but an IPv6 mapping is checked against kvx_cfg6's prefix).
@@ -225,6 +227,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	sm.libvirt_network = o.libvirt_network;
 	sm.lease_mac = o.lease_mac;
 	sm.from_metadata = o.from_metadata;
+	sm.metadata_force = o.from_metadata && o.metadata_force;
 	const uint32_t ext = m.v6 ? 0 : m.ext(ctx.uplink_addr);
 	// IPv6: a literal address is claimed by duplicate address detection
 	// below (not ARP).
@@ -254,6 +257,13 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 		if (auto p = listening->first_listening(ext, m.ext_ports))
 			log_warn("a host socket listens on " + m.proto_str() + " port " +
 				 std::to_string(*p) + " of " + format_ipv4(ext) +
+				 ": the forward takes its inbound traffic");
+	// IPv6: [::]'s listeners and the address's.
+	if (listening && m.v6)
+		if (auto p = listening->first_listening6(m.ext6(ctx.uplink_addr6), m.ext_ports))
+			log_warn("a host socket listens on " + m.proto_str() + " port " +
+				 std::to_string(*p) + " of " +
+				 format_ipv6(m.ext6(ctx.uplink_addr6)) +
 				 ": the forward takes its inbound traffic");
 
 	// Claim the address unless it is ours already (the uplink's, or one

@@ -24,8 +24,9 @@ struct MappingOptions {
 	// a GUEST of "vm:NAME[:PORT]" sets vm.
 	std::string vm;
 	std::string libvirt_network;
-	std::string lease_mac;	    // StaticMapping::lease_mac
-	bool from_metadata = false; // StaticMapping::from_metadata (the hooks)
+	std::string lease_mac;	     // StaticMapping::lease_mac
+	bool from_metadata = false;  // StaticMapping::from_metadata (the hooks)
+	bool metadata_force = false; // StaticMapping::metadata_force (the hooks)
 	// map del: only the active record of exactly this owner (the hooks
 	// deleting what they made; model mapping_to_delete).
 	bool exact_owner = false;

@@ -91,8 +91,7 @@ TEST(Config, Subnet6RoundTripAndValidation)
 	EXPECT_EQ(field_error(j), "invalid instances[0].subnet6 'fe80::/64': overlaps fe80::/10, "
 				  "link-local");
 	j["instances"][0]["subnet6"] = 64;
-	EXPECT_NE(field_error(j).find("instances[0].subnet6"), std::string::npos)
-		<< field_error(j);
+	EXPECT_NE(field_error(j).find("instances[0].subnet6"), std::string::npos) << field_error(j);
 }
 
 // attach --ipv6: recorded unless auto, so that configs of older versions
@@ -210,6 +209,7 @@ TEST(Config, MappingOriginAndPending)
 	meta.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
 	meta.vm = "web1";
 	meta.from_metadata = true;
+	meta.metadata_force = true; // its forward's force='yes'
 	cli.m = parse_mapping("uplink:2223", "192.168.122.10:80", "tcp");
 	cli.vm = "web1";
 	// A hook's mapping waiting for its guest's lease: no guest address yet.
@@ -231,6 +231,14 @@ TEST(Config, MappingOriginAndPending)
 	Config back = config_from_json(json::parse(j.dump()));
 	EXPECT_TRUE(back.instances[0] == c.instances[0]);
 	EXPECT_TRUE(back.detached == c.detached);
+	EXPECT_EQ(ms[0]["force"], true);
+	EXPECT_FALSE(ms[1].contains("force"));
+	EXPECT_TRUE(back.instances[0].mappings[0].metadata_force);
+	EXPECT_FALSE(back.instances[0].mappings[2].metadata_force);
+	json forced_cli = j;
+	forced_cli["instances"][0]["mappings"][1]["force"] = true;
+	EXPECT_EQ(field_error(forced_cli), "instances[0].mappings[1].force: given for a mapping "
+					   "not made by libvirt metadata");
 	// Older configs: their hooks owned whatever carried the VM's name.
 	json old = j;
 	old["instances"][0]["mappings"][1].erase("origin");

@@ -218,6 +218,8 @@ TEST(Libvirt, NetworkDefinitionStatusAndHookData)
 	ASSERT_EQ(n.hosts.size(), 2u);
 	EXPECT_EQ(n.hosts[0].mac, "52:54:00:ab:cd:01");
 	EXPECT_EQ(format_ipv4(n.hosts[0].addr), "192.168.122.10");
+	EXPECT_EQ(n.hosts[0].name, "web1"); // the domain a MAC's entry is for
+	EXPECT_EQ(n.hosts[1].name, "");
 	EXPECT_EQ(strs(libvirt_network_mappings(n.nat)),
 		  (std::vector<std::string>{"uplink:8080 192.168.122.10:80 tcp",
 					    "192.168.1.120 192.168.122.20"}));
@@ -243,7 +245,7 @@ TEST(Libvirt, NetworkDefinitionStatusAndHookData)
 
 TEST(Libvirt, GuestAddressStaticHostFirstThenNewestLease)
 {
-	const std::vector<LibvirtDhcpHost> hosts = {{"52:54:00:00:00:01", ip("10.0.0.10")}};
+	const std::vector<LibvirtDhcpHost> hosts = {{"52:54:00:00:00:01", ip("10.0.0.10"), ""}};
 	auto lease = [](const char *addr, uint8_t last, int64_t expiry) {
 		Lease l;
 		l.addr = parse_ipv4(addr);
@@ -325,7 +327,7 @@ TEST(Libvirt, HookOperations)
 		const char *op, *subop;
 		HookAction qemu, network;
 	} cases[] = {
-		{"prepare", "begin", HookAction::None, HookAction::None},
+		{"prepare", "begin", HookAction::Check, HookAction::None},
 		{"start", "begin", HookAction::None, HookAction::None},
 		{"started", "begin", HookAction::Apply, HookAction::Apply},
 		{"stopped", "end", HookAction::Remove, HookAction::Remove},
@@ -374,4 +376,28 @@ TEST(Libvirt, VmTarget)
 	     {"vm:", "vm:..", "vm:../../etc/passwd", "vm:a/b", "vm:.:22", "vm:web:", "vm:web:22-",
 	      "vm:web:1-2-3", "vm:[web", "vm:[]", "vm:[web]x", "vm:[web]:"})
 		EXPECT_EQ(error_of([&] { parse_vm_target(bad); }).rfind("vm: '", 0), 0u) << bad;
+}
+
+// Only an element declaring kvmxdp's namespace makes a hook's XML kvmxdp's:
+// the URI quoted in text, a comment or another attribute does not (a
+// foreign domain must not be parsed, nor refused as too large, for it).
+TEST(Libvirt, DeclaresKvmxdpNamespaceOnlyOnAnElement)
+{
+	const std::string uri = kLibvirtXmlns;
+	EXPECT_TRUE(declares_kvmxdp_namespace("<domain><metadata><k:nat xmlns:k='" + uri +
+					      "'/></metadata></domain>"));
+	EXPECT_TRUE(declares_kvmxdp_namespace("<domain><metadata>\n<nat\n xmlns = \"" + uri +
+					      "\" mac='52:54:00:00:00:01'>"));
+	EXPECT_TRUE(declares_kvmxdp_namespace("<hookData><network a='x>y' xmlns:kvmxdp=\"" + uri +
+					      "\">"));
+	EXPECT_FALSE(declares_kvmxdp_namespace("<domain><description>see xmlns:k=\"" + uri +
+					       "\"</description></domain>"));
+	EXPECT_FALSE(declares_kvmxdp_namespace("<domain><!-- <k:nat xmlns:k='" + uri +
+					       "'/> --></domain>"));
+	EXPECT_FALSE(declares_kvmxdp_namespace("<domain><description><![CDATA[<k:nat xmlns:k='" +
+					       uri + "'/>]]></description></domain>"));
+	EXPECT_FALSE(declares_kvmxdp_namespace("<domain><x:y href='" + uri + "'/></domain>"));
+	EXPECT_FALSE(declares_kvmxdp_namespace("<domain><k:nat xmlns:k='" + uri + "/2'/>"));
+	EXPECT_FALSE(declares_kvmxdp_namespace("<domain><k:nat xmlns:k='" + uri));
+	EXPECT_FALSE(declares_kvmxdp_namespace(""));
 }

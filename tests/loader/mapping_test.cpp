@@ -129,6 +129,47 @@ TEST(MappingCheck, RejectsConflictsAndBadPlaces)
 				      ctx()));
 }
 
+// What is the host's own on the uplink's side is no mapping's, --force or
+// not: a secondary address (the probe never sees the host's own), any
+// other link's address, the uplink network's network and broadcast
+// addresses.  The uplink's own for a forward is `uplink` spelt out.
+TEST(MappingCheck, RefusesTheHostsAddressesAndTheNetworksEnds)
+{
+	MappingContext cx = ctx();
+	cx.host_addrs = {parse_ipv4("192.168.1.50"), parse_ipv4("192.168.1.60"),
+			 parse_ipv4("10.8.0.1"), parse_ipv4("192.168.122.1")};
+	for (bool force : {false, true}) {
+		cx.force = force;
+		struct Case {
+			const char *ext, *guest, *proto, *needle;
+		} cases[] = {
+			{"192.168.1.60", "192.168.122.9", "", "is an address of this host"},
+			{"192.168.1.60:80", "192.168.122.9:80", "tcp",
+			 "is an address of this host"},
+			{"10.8.0.1", "192.168.122.9", "", "is an address of this host"},
+			{"192.168.1.0", "192.168.122.9", "",
+			 "is the network address of the uplink's network 192.168.1.0/24"},
+			{"192.168.1.255:80", "192.168.122.9:80", "tcp",
+			 "is the broadcast address of the uplink's network"},
+		};
+		for (const auto &c : cases) {
+			std::string err = error_of([&] {
+				check_mapping(parse_mapping(c.ext, c.guest, c.proto), {}, cx);
+			});
+			EXPECT_NE(err.find(c.needle), std::string::npos)
+				<< c.ext << " force=" << force << " -> '" << err << "'";
+		}
+	}
+	cx.force = false;
+	EXPECT_NO_THROW(
+		check_mapping(parse_mapping("192.168.1.50:80", "192.168.122.9:80", "tcp"), {}, cx));
+	EXPECT_NO_THROW(check_mapping(parse_mapping("192.168.1.61", "192.168.122.9", ""), {}, cx));
+	// A /31 uplink (RFC 3021): both of its addresses are hosts'.
+	cx.uplink_net = Ipv4Net{parse_ipv4("192.168.1.50"), 31};
+	cx.host_addrs = {parse_ipv4("192.168.1.50")};
+	EXPECT_NO_THROW(check_mapping(parse_mapping("192.168.1.51", "192.168.122.9", ""), {}, cx));
+}
+
 TEST(MappingEntries, InHalvesFirstInNetworkOrder)
 {
 	Mapping fwd = parse_mapping("uplink:2222-2223", "192.168.122.7:22-23", "tcp");
@@ -414,6 +455,36 @@ TEST(MappingPending, MadeWhenTheyCanBe)
 	// Recorded mappings are checked without the pending ones.
 	ms.push_back(clash);
 	EXPECT_NO_THROW(check_recorded_mappings(ms, ctx().subnet, ctx().nat_ports));
+}
+
+// A metadata mapping's claim is checked again when it is made (the hook
+// checked it when the domain started; a host service may listen on its
+// port by now, the allow-list may have changed): refused, it waits with
+// the reason; the administrator's own mappings are not asked.
+TEST(MappingPending, MetadataClaimCheckedAgainWhenMade)
+{
+	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"),
+			 "02:00:00:00:00:01"};
+	StaticMapping meta, forced, cli;
+	meta.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
+	meta.vm = "web1";
+	meta.from_metadata = true;
+	meta.pending = "x";
+	forced = meta;
+	forced.m = parse_mapping("uplink:2223", "192.168.122.10:23", "tcp");
+	forced.metadata_force = true;
+	cli.m = parse_mapping("uplink:2224", "192.168.122.10:24", "tcp");
+	cli.vm = "web1";
+	cli.pending = "x";
+	std::vector<StaticMapping> ms = {meta, forced, cli};
+	std::vector<std::pair<uint16_t, bool>> asked;
+	const auto refusal = [&](const StaticMapping &sm) -> std::string {
+		asked.emplace_back(sm.m.ext_ports.lo, sm.metadata_force);
+		return sm.metadata_force ? "" : "a host service listens on tcp port 2222";
+	};
+	EXPECT_EQ(promote_pending(ms, ctx(), home, nullptr, refusal), (std::vector<size_t>{1, 2}));
+	EXPECT_EQ(ms[0].pending, "a host service listens on tcp port 2222");
+	EXPECT_EQ(asked, (std::vector<std::pair<uint16_t, bool>>{{2222, false}, {2223, true}}));
 }
 
 // A `map add ... vm:NAME` mapping of a stopped domain waits for its start:

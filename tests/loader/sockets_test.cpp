@@ -8,6 +8,7 @@
 #include <fstream>
 
 #include "base/netaddr.hpp"
+#include "base/netaddr6.hpp"
 #include "kernel/sockets.hpp"
 #include "temp_dir.hpp"
 
@@ -64,6 +65,33 @@ TEST(ListeningSockets, ParsesListenersOfOneProtocol)
 	EXPECT_EQ(s.first_listening(addr, {8084, 65535}), std::nullopt);
 	// UDP's "listening" state is TCP_CLOSE (07): a TCP table says nothing.
 	EXPECT_FALSE(ListeningSockets::parse(IPPROTO_UDP, tcp4(), tcp6()).listens(addr, 8080));
+}
+
+// IPv6 forwards: [::] and the forward's own address, never an IPv4
+// listener (0.0.0.0 takes no IPv6), nor another IPv6 address's.
+TEST(ListeningSockets, Ipv6ListenersOfAnAddress)
+{
+	// [2001:db8::10]:8084 (the kernel's words printed as little-endian
+	// integers) and [2001:db8::11]:8087.
+	const std::string v6 =
+		tcp6() +
+		"   1: B80D0120000000000000000010000000:1F94 00000000000000000000000000000000:0000 "
+		"0A 00000000:00000000 00:00000000 00000000     0        0 2002 1 0000000000000000 "
+		"100 0 0 10 0\n"
+		"   2: B80D0120000000000000000011000000:1F97 00000000000000000000000000000000:0000 "
+		"0A 00000000:00000000 00:00000000 00000000     0        0 2003 1 0000000000000000 "
+		"100 0 0 10 0\n";
+	auto s = ListeningSockets::parse(IPPROTO_TCP, tcp4(), v6);
+	const Ipv6Addr a = parse_ipv6("2001:db8::10");
+	EXPECT_EQ(s.first_listening6(a, {8080, 8082}), std::nullopt) << "IPv4 listeners";
+	EXPECT_EQ(s.first_listening6(a, {8083, 8083}), std::optional<uint16_t>(8083)) << "[::]";
+	EXPECT_EQ(s.first_listening6(a, {8084, 8090}), std::optional<uint16_t>(8084));
+	EXPECT_EQ(s.first_listening6(a, {8085, 8090}), std::nullopt) << "another address's";
+	EXPECT_EQ(s.first_listening6(parse_ipv6("2001:db8::11"), {8085, 8090}),
+		  std::optional<uint16_t>(8087));
+	EXPECT_EQ(s.first_listening6(a, {8084, 8084}, 0), std::nullopt) << "uid below 0";
+	// An IPv4 check is not answered by an IPv6 address's listener.
+	EXPECT_EQ(s.first_listening(parse_ipv4("192.168.1.50"), {8084, 8084}), std::nullopt);
 }
 
 // The tables are read once, when the snapshot is taken: a check of a whole
