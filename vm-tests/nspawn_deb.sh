@@ -277,6 +277,46 @@ page=$(scrape_ct)
 assert_contains "the scrape has the verdict counters" 'kvmxdp_packets_total{' "$page"
 assert_contains "and the daemon's own" 'kvmxdp_gc_runs_total{bridge="kvxbr0"}' "$page"
 
+kvx_step "the watchdog: systemd kills a stalled daemon and starts a new one; the datapath stays"
+# The unit's WatchdogSec=60 shortened by a drop-in (a runtime one, removed
+# after): systemd sends the watchdog signal (SIGABRT, then SIGCONT) to a
+# daemon that has not pinged for 3 s, then SIGKILL after TimeoutAbortSec;
+# Restart=on-failure starts a new one RestartSec=5 later.  LimitCORE=0: no
+# core file of the aborted daemon.
+dropin=/run/systemd/system/kvmxdp@kvxbr0.service.d
+in_ct mkdir -p "$dropin"
+in_ct sh -c "printf '[Service]\nWatchdogSec=3\nTimeoutAbortSec=5\nLimitCORE=0\n' >$dropin/kvx-test-watchdog.conf"
+must assert_ok "systemctl daemon-reload (the watchdog drop-in)" in_ct systemctl daemon-reload
+must assert_ok "systemctl restart kvmxdp@kvxbr0 (WatchdogSec=3)" in_ct systemctl restart kvmxdp@kvxbr0
+assert_eq "WatchdogUSec from the drop-in" 3s "$(in_ct systemctl show -p WatchdogUSec --value kvmxdp@kvxbr0)"
+wdpid=$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)
+# A running daemon pings: it outlives two watchdog intervals.
+sleep 7
+assert_eq "the daemon pings the watchdog: the same MainPID after 7 s (WatchdogSec=3)" "$wdpid" \
+	"$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)"
+assert_eq "no watchdog timeout while it pings" 0 \
+	"$(in_ct journalctl --no-pager -o cat -u kvmxdp@kvxbr0 | grep -ci 'watchdog timeout' || true)"
+kvx_log "stalling the daemon (pid $wdpid in the container): SIGSTOP"
+in_ct kill -STOP "$wdpid"
+new_daemon() {
+	local p
+	p=$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)
+	[[ $p != 0 && $p != "$wdpid" && $(in_ct systemctl is-active kvmxdp@kvxbr0) == active ]]
+}
+kvx_wait_for 30 "systemd restarts the stalled daemon" new_daemon || true
+journal=$(in_ct journalctl --no-pager -o cat -u kvmxdp@kvxbr0 2>&1 || true)
+assert_contains "systemd logged the watchdog timeout" "Watchdog timeout" "$journal"
+assert_ok "a new daemon (MainPID), active" new_daemon
+assert_fails "the stalled daemon is gone" in_ct kill -0 "$wdpid"
+assert_eq "the datapath stayed: the bridge's filter" 1 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+assert_eq "status --json: TC on the bridge and the uplink" "kvxbr0 kvxup0" \
+	"$(in_ct kvmxdp status --json | python3 -c 'import json,sys; print(" ".join(sorted(d["ifname"] for d in json.load(sys.stdin)["instances"][0]["devices"])))' 2>&1)"
+in_ct rm -r "$dropin"
+must assert_ok "systemctl daemon-reload (the drop-in removed)" in_ct systemctl daemon-reload
+must assert_ok "systemctl restart kvmxdp@kvxbr0 (the unit's own WatchdogSec)" in_ct systemctl restart kvmxdp@kvxbr0
+assert_eq "the unit's own WatchdogSec again" 1min "$(in_ct systemctl show -p WatchdogUSec --value kvmxdp@kvxbr0)"
+
 kvx_step "systemctl stop, then detach"
 in_ct systemctl stop kvmxdp@kvxbr0 || true
 assert_eq "inactive after stop" inactive "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
