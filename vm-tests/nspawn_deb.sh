@@ -54,6 +54,12 @@
 #     reloaded), `virsh start` maps nothing.  On a host whose cgroup
 #     controllers are cgroup v1 (read-only in the container), libvirt's
 #     qemu driver runs without cgroups (qemu.conf cgroup_controllers).
+#   - `map add uplink:2223 vm:app1:22` for a domain app1 (started by
+#     libvirtd, no static host) whose MAC is guest g2's: the forward goes to
+#     g2's lease from libvirt's dnsmasq; g2 releases it (DHCPRELEASE) and
+#     takes another address: the status file changes, the daemon moves the
+#     forward ("dhcp lease moved: vm app1: A -> B"), the LAN peer reaches
+#     g2 at its new address.
 #   - `dpkg -r` with the unit running and the datapath attached: the prerm
 #     stops the daemon and detaches its bridge (no filter, no pins left);
 #     the enabled instance's symlink stays (configuration); `dpkg --purge`
@@ -65,6 +71,8 @@
 #   netns kvx-<id>-lan: kvxlan0 10.77.0.1/24, kvxup0's peer; no other route
 #   netns kvx-<id>-g1: kvxg1 (address and gateway by DHCP from libvirt's
 #     dnsmasq), its peer kvxgp1 a port of kvxbr0 (the libvirt part)
+#   netns kvx-<id>-g2: kvxg2 likewise (app1's leases), its peer kvxgp2
+#   the domains' taps (vnetN, libvirt's) ports of kvxbr0 too
 #
 # Usage: nspawn_deb.sh KVMXDP_BINARY (the build directory's binary: its
 # CPackConfig.cmake makes the package).  The first run downloads the tree
@@ -578,6 +586,79 @@ XML
 	assert_ok "virsh undefine web1" in_ct virsh undefine web1
 }
 libvirt_domain_metadata
+
+# A `map add ... vm:` mapping of a domain whose address is a lease of
+# libvirt's dnsmasq (no static host): the daemon follows the lease when it
+# moves.  app1 (started by libvirtd, no metadata) has guest g2's MAC; g2
+# takes its leases with udhcpc through kvxbr0 like a booting guest.
+libvirt_lease_follow() {
+	kvx_step "a vm: mapping follows the domain's lease from libvirt's dnsmasq"
+	local g2=kvx-$KVX_ID-g2 mac2 a1 a2 out
+	kvx_netns_add "$g2"
+	kvx_veth "$g2" kvxg2 "$ns" kvxgp2
+	ip -n "$ns" link set kvxgp2 master kvxbr0
+	mac2=$(ip -n "$g2" -o link show dev kvxg2 | grep -o 'link/ether [^ ]*' | cut -d' ' -f2)
+	cat >"$KVX_TMP/udhcpc2.sh" <<'SH'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr flush dev "$interface"
+ip addr add "$ip/$mask" dev "$interface"
+ip route replace default via "$router"
+SH
+	chmod 0755 "$KVX_TMP/udhcpc2.sh"
+	out=$(ip netns exec "$g2" timeout 30 busybox udhcpc -i kvxg2 -n -q -t 5 -T 2 -s "$KVX_TMP/udhcpc2.sh" 2>&1) ||
+		kvx_fatal "no DHCP lease for g2 from libvirt's dnsmasq: $out"
+	a1=$(ip -n "$g2" -4 -o addr show dev kvxg2 | awk '{ sub("/.*", "", $4); print $4 }')
+	lease_of() { # MAC -> the status file's address of it
+		in_ct cat /var/lib/libvirt/dnsmasq/kvxbr0.status 2>&1 | "$KVX_PY" -c '
+import json, sys
+print(" ".join(l["ip-address"] for l in json.load(sys.stdin) if l["mac-address"] == sys.argv[1]))' "$1" 2>&1
+	}
+	kvx_wait_for 10 "g2's lease in libvirt's status file" bash -c "[[ \$(nsenter -t $pid1 -a -r -w cat /var/lib/libvirt/dnsmasq/kvxbr0.status) == *$a1* ]]" || true
+	assert_eq "libvirt's status file: g2's lease" "$a1" "$(lease_of "$mac2")"
+	sed -e 's/web1/app1/' -e "s/$gmac/$mac2/" -e '/<metadata>/,/<\/metadata>/d' "$root/root/web1.xml" >"$root/root/app1.xml"
+	out=$(in_ct virsh define /root/app1.xml 2>&1) || kvx_fatal "virsh define app1: $out"
+	out=$(in_ct virsh start app1 2>&1) || kvx_fatal "virsh start app1: $out"
+	assert_ok "map add uplink:2223 vm:app1:22" in_ct kvmxdp map add uplink:2223 vm:app1:22 --proto tcp
+	assert_contains "the forward goes to app1's lease" "\"guest\": \"$a1:22\"" "$(in_ct kvmxdp map list --json 2>&1)"
+	kvx_bg "$KVX_TMP/g2-ssh.log" ip netns exec "$g2" socat TCP-LISTEN:22,reuseaddr,fork \
+		'SYSTEM:echo app1-saw=$SOCAT_PEERADDR'
+	kvx_wait_tcp_listen 10 "$g2" 22
+	app1_reached() { [[ $(from_lan 10.77.0.2:2223) == app1-saw=10.77.0.1 ]]; }
+	kvx_wait_for 10 "LAN -> uplink:2223" app1_reached || true
+	assert_eq "LAN -> uplink:2223 reaches app1 at its lease" app1-saw=10.77.0.1 "$(from_lan 10.77.0.2:2223)"
+	# The lease moves: g2 gives it back (DHCPRELEASE) and asks for another
+	# address of the range, as a guest does after a lease expired.
+	a2=192.168.122.199
+	[[ $a1 != "$a2" ]] || a2=192.168.122.198
+	# udhcpc -q -R quits before it is bound and sends no release: a
+	# client that stays, told to release (SIGUSR2) once bound.
+	kvx_bg "$KVX_TMP/udhcpc-rel.log" ip netns exec "$g2" busybox udhcpc -i kvxg2 -f -r "$a1" -t 5 -T 2 \
+		-s "$KVX_TMP/udhcpc2.sh"
+	kvx_wait_for 15 "g2's client bound again" grep -q '^udhcpc: lease of' "$KVX_TMP/udhcpc-rel.log" || true
+	kill -USR2 "$KVX_LAST_PID"
+	kvx_wait_for 10 "g2's client released its lease" grep -q 'unicasting a release' "$KVX_TMP/udhcpc-rel.log" || true
+	kvx_kill_pid "$KVX_LAST_PID"
+	no_a1() { [[ $(lease_of "$mac2") != *"$a1"* ]]; }
+	kvx_wait_for 10 "the released lease gone from libvirt's status file" no_a1 || true
+	out=$(ip netns exec "$g2" timeout 30 busybox udhcpc -i kvxg2 -n -q -r "$a2" -t 5 -T 2 -s "$KVX_TMP/udhcpc2.sh" 2>&1) ||
+		kvx_fatal "g2's new lease: $out"
+	assert_eq "g2 holds the new address" "$a2" \
+		"$(ip -n "$g2" -4 -o addr show dev kvxg2 | awk '{ sub("/.*", "", $4); print $4 }')"
+	kvx_wait_for 10 "g2's new lease in libvirt's status file" bash -c "[[ \$(nsenter -t $pid1 -a -r -w cat /var/lib/libvirt/dnsmasq/kvxbr0.status) == *$a2* ]]" || true
+	assert_eq "libvirt's status file: g2's new lease" "$a2" "$(lease_of "$mac2")"
+	moved() { [[ $(in_ct kvmxdp map list --json 2>&1) == *"\"guest\": \"$a2:22\""* ]]; }
+	kvx_wait_for 20 "the daemon moves app1's forward to its new lease" moved || true
+	assert_contains "the forward follows app1's lease" "\"guest\": \"$a2:22\"" "$(in_ct kvmxdp map list --json 2>&1)"
+	assert_contains "the daemon logged the move" "dhcp lease moved: vm app1: $a1 -> $a2" \
+		"$(in_ct journalctl --no-pager -o cat -u kvmxdp@kvxbr0 2>&1)"
+	kvx_wait_for 10 "LAN -> uplink:2223 after the move" app1_reached || true
+	assert_eq "LAN -> uplink:2223 reaches app1 at its new lease" app1-saw=10.77.0.1 "$(from_lan 10.77.0.2:2223)"
+	assert_ok "map del uplink:2223" in_ct kvmxdp map del uplink:2223 vm:app1:22 --proto tcp
+	must assert_ok "virsh destroy app1" in_ct virsh destroy app1
+	assert_ok "virsh undefine app1" in_ct virsh undefine app1
+}
+libvirt_lease_follow
 assert_le "the kernel forwarded none of the guest's traffic (IpForwDatagrams moved)" \
 	$(($(kvx_snmp "$ns" Ip ForwDatagrams) - fwd0)) 10
 
