@@ -44,12 +44,22 @@
 #     guest's traffic is translated there;
 #   - a domain "web1" with the guest's MAC (a static DHCP host of the
 #     running network, `virsh net-update`) and kvmxdp <metadata>: uplink:2222
-#     -> the guest's :22 and a 1:1 address 10.77.0.101.  libvirt's qemu
-#     hook calls (no qemu in the tree: the hooks run as libvirtd runs them)
-#     "started" makes both, the LAN peer reaches the guest's server, which
+#     -> the guest's :22 and a 1:1 address 10.77.0.101, defined and started
+#     by libvirtd with qemu (TCG, no disk: it sits in its firmware; its tap
+#     on kvxbr0).  libvirtd runs the package's qemu hook itself: `virsh
+#     start` makes both, the LAN peer reaches the guest's server, which
 #     sees the peer's own address; they stay through `systemctl restart
-#     libvirtd`; "stopped" removes them.  With the package's hook moved
-#     away, "started" maps nothing.
+#     libvirtd` (libvirtd reconnects to the running qemu); `virsh destroy`
+#     removes them.  With the package's hook moved away (and libvirtd
+#     reloaded), `virsh start` maps nothing.  On a host whose cgroup
+#     controllers are cgroup v1 (read-only in the container), libvirt's
+#     qemu driver runs without cgroups (qemu.conf cgroup_controllers).
+#   - `map add uplink:2223 vm:app1:22` for a domain app1 (started by
+#     libvirtd, no static host) whose MAC is guest g2's: the forward goes to
+#     g2's lease from libvirt's dnsmasq; g2 releases it (DHCPRELEASE) and
+#     takes another address: the status file changes, the daemon moves the
+#     forward ("dhcp lease moved: vm app1: A -> B"), the LAN peer reaches
+#     g2 at its new address.
 #   - `dpkg -r` with the unit running and the datapath attached: the prerm
 #     stops the daemon and detaches its bridge (no filter, no pins left);
 #     the enabled instance's symlink stays (configuration); `dpkg --purge`
@@ -61,6 +71,8 @@
 #   netns kvx-<id>-lan: kvxlan0 10.77.0.1/24, kvxup0's peer; no other route
 #   netns kvx-<id>-g1: kvxg1 (address and gateway by DHCP from libvirt's
 #     dnsmasq), its peer kvxgp1 a port of kvxbr0 (the libvirt part)
+#   netns kvx-<id>-g2: kvxg2 likewise (app1's leases), its peer kvxgp2
+#   the domains' taps (vnetN, libvirt's) ports of kvxbr0 too
 #
 # Usage: nspawn_deb.sh KVMXDP_BINARY (the build directory's binary: its
 # CPackConfig.cmake makes the package).  The first run downloads the tree
@@ -89,8 +101,9 @@ depends=$(dpkg-deb -f "$deb" Depends | sed -e 's/([^)]*)//g' -e 's/|[^,]*//g' -e
 [[ -n $depends ]] || kvx_fatal "no Depends in $deb"
 # python3: this test's own (the scrape, config edits inside), not the
 # package's; procps: ps here, and libvirtd's ExecReload=/bin/kill (a
-# minbase tree lacks it, every installed system has it).
-include=systemd,systemd-sysv,dbus,iproute2,$depends,libvirt-daemon-system,dnsmasq-base,python3,procps
+# minbase tree lacks it, every installed system has it); qemu-system-x86:
+# the emulator of the domain libvirtd starts (TCG: no /dev/kvm needed).
+include=systemd,systemd-sysv,dbus,iproute2,$depends,libvirt-daemon-system,dnsmasq-base,python3,procps,qemu-system-x86
 # One tree per list (named by its hash): runs of branches whose packages
 # depend on different libraries do not make each other's tree anew.
 tarball=$cache/bookworm-nspawn-$(dpkg --print-architecture)-$(sha256sum <<<"$include" | cut -c1-12).tar
@@ -119,6 +132,17 @@ record_instance() {
 }
 record_instance
 assert_ok "systemctl enable kvmxdp@kvxbr0" chroot "$root" systemctl enable kvmxdp@kvxbr0
+# On a host that binds the cgroup controllers to cgroup v1 (a hybrid or
+# legacy layout), nspawn mounts them read-only in the container: libvirt's
+# qemu driver then fails to start a domain ("Failed to create v1 controller
+# cpu for group: Read-only file system").  Without cgroups it starts it (no
+# resource limits, which this test does not need).  On a cgroup v2 host the
+# container's hierarchy is its own and libvirt keeps its default.
+if [[ $(stat -fc %T /sys/fs/cgroup) != cgroup2fs ]]; then
+	kvx_log "cgroup v1 controllers on the host: libvirt's qemu driver without cgroups in the container"
+	printf '\n# vm-tests/nspawn_deb.sh: cgroup v1 controllers are read-only in the container\ncgroup_controllers = [ ]\n' \
+		>>"$root/etc/libvirt/qemu.conf"
+fi
 
 kvx_step "boot it with systemd-nspawn in netns kvx-$KVX_ID-ct"
 ns=kvx-$KVX_ID-ct
@@ -261,6 +285,46 @@ page=$(scrape_ct)
 assert_contains "the scrape has the verdict counters" 'kvmxdp_packets_total{' "$page"
 assert_contains "and the daemon's own" 'kvmxdp_gc_runs_total{bridge="kvxbr0"}' "$page"
 
+kvx_step "the watchdog: systemd kills a stalled daemon and starts a new one; the datapath stays"
+# The unit's WatchdogSec=60 shortened by a drop-in (a runtime one, removed
+# after): systemd sends the watchdog signal (SIGABRT, then SIGCONT) to a
+# daemon that has not pinged for 3 s, then SIGKILL after TimeoutAbortSec;
+# Restart=on-failure starts a new one RestartSec=5 later.  LimitCORE=0: no
+# core file of the aborted daemon.
+dropin=/run/systemd/system/kvmxdp@kvxbr0.service.d
+in_ct mkdir -p "$dropin"
+in_ct sh -c "printf '[Service]\nWatchdogSec=3\nTimeoutAbortSec=5\nLimitCORE=0\n' >$dropin/kvx-test-watchdog.conf"
+must assert_ok "systemctl daemon-reload (the watchdog drop-in)" in_ct systemctl daemon-reload
+must assert_ok "systemctl restart kvmxdp@kvxbr0 (WatchdogSec=3)" in_ct systemctl restart kvmxdp@kvxbr0
+assert_eq "WatchdogUSec from the drop-in" 3s "$(in_ct systemctl show -p WatchdogUSec --value kvmxdp@kvxbr0)"
+wdpid=$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)
+# A running daemon pings: it outlives two watchdog intervals.
+sleep 7
+assert_eq "the daemon pings the watchdog: the same MainPID after 7 s (WatchdogSec=3)" "$wdpid" \
+	"$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)"
+assert_eq "no watchdog timeout while it pings" 0 \
+	"$(in_ct journalctl --no-pager -o cat -u kvmxdp@kvxbr0 | grep -ci 'watchdog timeout' || true)"
+kvx_log "stalling the daemon (pid $wdpid in the container): SIGSTOP"
+in_ct kill -STOP "$wdpid"
+new_daemon() {
+	local p
+	p=$(in_ct systemctl show -p MainPID --value kvmxdp@kvxbr0)
+	[[ $p != 0 && $p != "$wdpid" && $(in_ct systemctl is-active kvmxdp@kvxbr0) == active ]]
+}
+kvx_wait_for 30 "systemd restarts the stalled daemon" new_daemon || true
+journal=$(in_ct journalctl --no-pager -o cat -u kvmxdp@kvxbr0 2>&1 || true)
+assert_contains "systemd logged the watchdog timeout" "Watchdog timeout" "$journal"
+assert_ok "a new daemon (MainPID), active" new_daemon
+assert_fails "the stalled daemon is gone" in_ct kill -0 "$wdpid"
+assert_eq "the datapath stayed: the bridge's filter" 1 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+assert_eq "status --json: TC on the bridge and the uplink" "kvxbr0 kvxup0" \
+	"$(in_ct kvmxdp status --json | python3 -c 'import json,sys; print(" ".join(sorted(d["ifname"] for d in json.load(sys.stdin)["instances"][0]["devices"])))' 2>&1)"
+in_ct rm -r "$dropin"
+must assert_ok "systemctl daemon-reload (the drop-in removed)" in_ct systemctl daemon-reload
+must assert_ok "systemctl restart kvmxdp@kvxbr0 (the unit's own WatchdogSec)" in_ct systemctl restart kvmxdp@kvxbr0
+assert_eq "the unit's own WatchdogSec again" 1min "$(in_ct systemctl show -p WatchdogUSec --value kvmxdp@kvxbr0)"
+
 kvx_step "systemctl stop, then detach"
 in_ct systemctl stop kvmxdp@kvxbr0 || true
 assert_eq "inactive after stop" inactive "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
@@ -400,15 +464,16 @@ assert_eq "the new bridge's filter" 1 "$(tc -n "$ns" filter show dev kvxbr0 ingr
 ip -n "$ns" link set kvxgp1 master kvxbr0
 guest_traffic "the re-created bridge"
 
-# A domain with kvmxdp <metadata> (a forward, a 1:1 address): the package's
-# qemu hook applies them at "started" and removes them at "stopped".  The
-# tree has no qemu (libvirt's qemu driver cannot start a domain there): the
-# hooks are run as libvirtd runs them, every executable in
-# /etc/libvirt/hooks/qemu.d in turn, argv NAME OPERATION SUBOP -, the
-# running domain's XML on stdin, inside the container (its root, its
+# A domain with kvmxdp <metadata> (a forward, a 1:1 address) that libvirtd
+# itself starts, with qemu (TCG) from the tree: libvirtd runs the package's
+# qemu hook (prepare, start, started; stopped, release; reconnect when it
+# restarts) with the domain's XML, inside the container (its root, its
 # libvirt's files: the network's static DHCP host, the lease status file).
+# The test calls no hook.  The domain has no disk and its NIC no option ROM:
+# it sits in SeaBIOS and sends nothing; the guest's address is g1's (the
+# same MAC), which serves the forward's port.
 libvirt_domain_metadata() {
-	kvx_step "a domain's kvmxdp <metadata>: the package's qemu hook"
+	kvx_step "a domain's kvmxdp <metadata>: libvirtd starts it and runs the package's qemu hook"
 	local hook=/etc/libvirt/hooks/qemu.d/kvmxdp ext=10.77.0.101 out
 	must assert_ok "the package installed the qemu hook" in_ct test -x "$hook"
 	# The guest's address a static DHCP host of the running network too,
@@ -417,7 +482,7 @@ libvirt_domain_metadata() {
 		"<host mac='$gmac' name='web1' ip='$gaddr'/>" --live --config
 	assert_contains "the definition holds the host" "$gmac" "$(in_ct virsh net-dumpxml kvxnet 2>&1)"
 	cat >"$root/root/web1.xml" <<XML
-<domain type='kvm' id='7'>
+<domain type='qemu'>
   <name>web1</name>
   <metadata>
     <kvmxdp:nat xmlns:kvmxdp="http://kvmxdp.org/xmlns/libvirt/1">
@@ -426,31 +491,24 @@ libvirt_domain_metadata() {
     </kvmxdp:nat>
   </metadata>
   <memory unit='MiB'>64</memory>
-  <os><type arch='x86_64'>hvm</type></os>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type></os>
   <devices>
+    <emulator>/usr/bin/qemu-system-x86_64</emulator>
     <interface type='network'>
       <mac address='$gmac'/>
-      <source network='kvxnet' bridge='kvxbr0'/>
-      <target dev='vnet7'/>
+      <source network='kvxnet'/>
+      <model type='e1000'/>
+      <rom enabled='no'/>
     </interface>
+    <memballoon model='none'/>
   </devices>
 </domain>
 XML
-	# libvirt keeps the metadata of a domain it defines; without an
-	# emulator in the tree the qemu driver may refuse the definition.
-	if out=$(in_ct virsh define /root/web1.xml 2>&1); then
-		assert_contains "virsh dumpxml web1 keeps the kvmxdp metadata" "port='2222'" \
-			"$(in_ct virsh dumpxml web1 2>&1)"
-	else
-		kvx_log "virsh define web1 refused (no qemu in the tree): $out"
-	fi
-	# libvirtd's hook calls: each executable in qemu.d, in name order.
-	lv_qemu_hooks() { # OPERATION SUBOP
-		in_ct sh -c 'for h in /etc/libvirt/hooks/qemu.d/*; do
-			[ -f "$h" ] && [ -x "$h" ] || continue
-			"$h" web1 "$1" "$2" - </root/web1.xml || exit
-		done' sh "$1" "$2"
-	}
+	out=$(in_ct virsh define /root/web1.xml 2>&1) || kvx_fatal "virsh define web1: $out"
+	# libvirt writes the metadata's attributes again in its own quotes.
+	assert_contains "virsh dumpxml web1 keeps the kvmxdp metadata" 'port="2222"' \
+		"$(in_ct virsh dumpxml web1 2>&1)"
 	# The guest serves :22, answering with the address the connection came from.
 	kvx_bg "$KVX_TMP/g1-ssh.log" ip netns exec "$g1" socat TCP-LISTEN:22,reuseaddr,fork \
 		'SYSTEM:echo guest-saw=$SOCAT_PEERADDR'
@@ -470,42 +528,137 @@ XML
 		assert_not_contains "$1: LAN -> uplink:2222 reaches nothing" guest-saw "$(from_lan 10.77.0.2:2222)"
 		assert_not_contains "$1: LAN -> $ext:22 reaches nothing" guest-saw "$(from_lan "$ext:22")"
 	}
+	no_web1_in_config() { ! in_ct grep -q web1 /etc/kvmxdp/kvmxdp.json; }
+	running() { [[ $(in_ct virsh domstate web1 2>&1) == running ]]; }
+	# libvirt plugs the domain's tap (vnetN, libvirt's name) into the bridge.
+	web1_port() {
+		ip -n "$ns" -o link show master kvxbr0 | grep -o ' vnet[0-9]*' | tr -d ' ' || true
+	}
 	unmapped "before the domain starts"
-	assert_ok "hooks: web1 prepare begin" lv_qemu_hooks prepare begin
-	assert_ok "hooks: web1 start begin" lv_qemu_hooks start begin
-	unmapped "prepare/start (the guest is not running yet)"
 
-	# Without the package's hook libvirt's calls do nothing: the checks
-	# below fail for want of the hook, not of something else.
+	# Without the package's hook libvirtd's start maps nothing: the checks
+	# below fail for want of the hook, not of something else.  libvirtd
+	# finds its hooks when it starts or reloads.
 	mv "$root$hook" "$root/root/kvmxdp.hook"
-	assert_ok "hooks without kvmxdp's: web1 started begin" lv_qemu_hooks started begin
-	unmapped "started, the hook removed"
+	must assert_ok "systemctl reload libvirtd (the hook moved away)" in_ct systemctl reload libvirtd
+	# libvirtd's ExecReload= only sends SIGHUP; libvirtd looks for its hooks
+	# again in a thread of its own after it, and logs nothing of it.
+	sleep 2
+	out=$(in_ct virsh start web1 2>&1) || kvx_fatal "virsh start web1 (no kvmxdp hook): $out"
+	assert_ok "web1 running (no kvmxdp hook)" running
+	assert_ne "web1's tap a port of kvxbr0" "" "$(web1_port)"
+	sleep 2
+	unmapped "web1 started, the hook moved away"
+	assert_not_contains "map list has nothing of web1" web1 "$(in_ct kvmxdp map list 2>&1)"
+	must assert_ok "virsh destroy web1 (no kvmxdp hook)" in_ct virsh destroy web1
 	mv "$root/root/kvmxdp.hook" "$root$hook"
+	must assert_ok "systemctl reload libvirtd (the hook back)" in_ct systemctl reload libvirtd
+	sleep 2
 
-	assert_ok "hooks: web1 started begin" lv_qemu_hooks started begin
-	mapped "web1 started"
+	out=$(in_ct virsh start web1 2>&1) || kvx_fatal "virsh start web1: $out"
+	assert_ok "web1 running" running
+	kvx_log "web1's qemu: $(in_ct pgrep -a qemu-system 2>&1 | cut -c1-100)"
+	assert_contains "libvirtd ran qemu for web1" "guest=web1" "$(in_ct ps -eo args 2>&1)"
+	assert_ne "web1's tap a port of kvxbr0" "" "$(web1_port)"
+	mapped "web1 started by libvirtd"
 	assert_contains "kvmxdp's config holds web1's mappings" web1 "$(in_ct cat /etc/kvmxdp/kvmxdp.json 2>&1)"
 	assert_contains "map list shows web1's forward" web1 "$(in_ct kvmxdp map list 2>&1)"
 	assert_contains "the forward goes to the guest's address (its static DHCP host)" "\"guest\": \"$gaddr:22\"" \
 		"$(in_ct kvmxdp map list --json 2>&1)"
 
+	# libvirtd's restart with web1 running: the new libvirtd reconnects to
+	# the domain's qemu (and runs the hook's "reconnect"); the mappings are
+	# kvmxdp's (its config, its daemon) and stay.
 	lvpid=$(in_ct systemctl show -p MainPID --value libvirtd)
+	qpid=$(in_ct pgrep -f 'guest=web1' | head -1)
 	must assert_ok "systemctl restart libvirtd (web1 running)" in_ct systemctl restart libvirtd
 	assert_ne "a new libvirtd" "$lvpid" "$(in_ct systemctl show -p MainPID --value libvirtd)"
-	# The mappings are kvmxdp's (its config, its daemon): libvirtd's
-	# restart leaves them, and its "reconnect begin" for a domain it finds
-	# running changes nothing.
-	mapped "after libvirtd's restart"
-	assert_ok "hooks: web1 reconnect begin" lv_qemu_hooks reconnect begin
-	mapped "after the reconnect call"
+	assert_ok "web1 still running" running
+	assert_eq "the same qemu (reconnected, not restarted)" "$qpid" "$(in_ct pgrep -f 'guest=web1' | head -1)"
+	mapped "after libvirtd's restart (reconnect)"
 
-	assert_ok "hooks: web1 stopped end" lv_qemu_hooks stopped end
-	assert_ok "hooks: web1 release end" lv_qemu_hooks release end
-	unmapped "web1 stopped"
+	must assert_ok "virsh destroy web1" in_ct virsh destroy web1
+	kvx_wait_for 10 "web1's mappings gone from kvmxdp's config" no_web1_in_config || true
 	assert_not_contains "kvmxdp's config has no web1" web1 "$(in_ct cat /etc/kvmxdp/kvmxdp.json 2>&1)"
-	in_ct virsh undefine web1 >/dev/null 2>&1 || true
+	assert_not_contains "map list has nothing of web1" web1 "$(in_ct kvmxdp map list 2>&1)"
+	assert_eq "web1's tap gone from kvxbr0" "" "$(web1_port)"
+	unmapped "web1 destroyed (stopped, release)"
+	assert_ok "virsh undefine web1" in_ct virsh undefine web1
 }
 libvirt_domain_metadata
+
+# A `map add ... vm:` mapping of a domain whose address is a lease of
+# libvirt's dnsmasq (no static host): the daemon follows the lease when it
+# moves.  app1 (started by libvirtd, no metadata) has guest g2's MAC; g2
+# takes its leases with udhcpc through kvxbr0 like a booting guest.
+libvirt_lease_follow() {
+	kvx_step "a vm: mapping follows the domain's lease from libvirt's dnsmasq"
+	local g2=kvx-$KVX_ID-g2 mac2 a1 a2 out
+	kvx_netns_add "$g2"
+	kvx_veth "$g2" kvxg2 "$ns" kvxgp2
+	ip -n "$ns" link set kvxgp2 master kvxbr0
+	mac2=$(ip -n "$g2" -o link show dev kvxg2 | grep -o 'link/ether [^ ]*' | cut -d' ' -f2)
+	cat >"$KVX_TMP/udhcpc2.sh" <<'SH'
+#!/bin/sh
+[ "$1" = bound ] || exit 0
+ip addr flush dev "$interface"
+ip addr add "$ip/$mask" dev "$interface"
+ip route replace default via "$router"
+SH
+	chmod 0755 "$KVX_TMP/udhcpc2.sh"
+	out=$(ip netns exec "$g2" timeout 30 busybox udhcpc -i kvxg2 -n -q -t 5 -T 2 -s "$KVX_TMP/udhcpc2.sh" 2>&1) ||
+		kvx_fatal "no DHCP lease for g2 from libvirt's dnsmasq: $out"
+	a1=$(ip -n "$g2" -4 -o addr show dev kvxg2 | awk '{ sub("/.*", "", $4); print $4 }')
+	lease_of() { # MAC -> the status file's address of it
+		in_ct cat /var/lib/libvirt/dnsmasq/kvxbr0.status 2>&1 | "$KVX_PY" -c '
+import json, sys
+print(" ".join(l["ip-address"] for l in json.load(sys.stdin) if l["mac-address"] == sys.argv[1]))' "$1" 2>&1
+	}
+	kvx_wait_for 10 "g2's lease in libvirt's status file" bash -c "[[ \$(nsenter -t $pid1 -a -r -w cat /var/lib/libvirt/dnsmasq/kvxbr0.status) == *$a1* ]]" || true
+	assert_eq "libvirt's status file: g2's lease" "$a1" "$(lease_of "$mac2")"
+	sed -e 's/web1/app1/' -e "s/$gmac/$mac2/" -e '/<metadata>/,/<\/metadata>/d' "$root/root/web1.xml" >"$root/root/app1.xml"
+	out=$(in_ct virsh define /root/app1.xml 2>&1) || kvx_fatal "virsh define app1: $out"
+	out=$(in_ct virsh start app1 2>&1) || kvx_fatal "virsh start app1: $out"
+	assert_ok "map add uplink:2223 vm:app1:22" in_ct kvmxdp map add uplink:2223 vm:app1:22 --proto tcp
+	assert_contains "the forward goes to app1's lease" "\"guest\": \"$a1:22\"" "$(in_ct kvmxdp map list --json 2>&1)"
+	kvx_bg "$KVX_TMP/g2-ssh.log" ip netns exec "$g2" socat TCP-LISTEN:22,reuseaddr,fork \
+		'SYSTEM:echo app1-saw=$SOCAT_PEERADDR'
+	kvx_wait_tcp_listen 10 "$g2" 22
+	app1_reached() { [[ $(from_lan 10.77.0.2:2223) == app1-saw=10.77.0.1 ]]; }
+	kvx_wait_for 10 "LAN -> uplink:2223" app1_reached || true
+	assert_eq "LAN -> uplink:2223 reaches app1 at its lease" app1-saw=10.77.0.1 "$(from_lan 10.77.0.2:2223)"
+	# The lease moves: g2 gives it back (DHCPRELEASE) and asks for another
+	# address of the range, as a guest does after a lease expired.
+	a2=192.168.122.199
+	[[ $a1 != "$a2" ]] || a2=192.168.122.198
+	# udhcpc -q -R quits before it is bound and sends no release: a
+	# client that stays, told to release (SIGUSR2) once bound.
+	kvx_bg "$KVX_TMP/udhcpc-rel.log" ip netns exec "$g2" busybox udhcpc -i kvxg2 -f -r "$a1" -t 5 -T 2 \
+		-s "$KVX_TMP/udhcpc2.sh"
+	kvx_wait_for 15 "g2's client bound again" grep -q '^udhcpc: lease of' "$KVX_TMP/udhcpc-rel.log" || true
+	kill -USR2 "$KVX_LAST_PID"
+	kvx_wait_for 10 "g2's client released its lease" grep -q 'unicasting a release' "$KVX_TMP/udhcpc-rel.log" || true
+	kvx_kill_pid "$KVX_LAST_PID"
+	no_a1() { [[ $(lease_of "$mac2") != *"$a1"* ]]; }
+	kvx_wait_for 10 "the released lease gone from libvirt's status file" no_a1 || true
+	out=$(ip netns exec "$g2" timeout 30 busybox udhcpc -i kvxg2 -n -q -r "$a2" -t 5 -T 2 -s "$KVX_TMP/udhcpc2.sh" 2>&1) ||
+		kvx_fatal "g2's new lease: $out"
+	assert_eq "g2 holds the new address" "$a2" \
+		"$(ip -n "$g2" -4 -o addr show dev kvxg2 | awk '{ sub("/.*", "", $4); print $4 }')"
+	kvx_wait_for 10 "g2's new lease in libvirt's status file" bash -c "[[ \$(nsenter -t $pid1 -a -r -w cat /var/lib/libvirt/dnsmasq/kvxbr0.status) == *$a2* ]]" || true
+	assert_eq "libvirt's status file: g2's new lease" "$a2" "$(lease_of "$mac2")"
+	moved() { [[ $(in_ct kvmxdp map list --json 2>&1) == *"\"guest\": \"$a2:22\""* ]]; }
+	kvx_wait_for 20 "the daemon moves app1's forward to its new lease" moved || true
+	assert_contains "the forward follows app1's lease" "\"guest\": \"$a2:22\"" "$(in_ct kvmxdp map list --json 2>&1)"
+	assert_contains "the daemon logged the move" "dhcp lease moved: vm app1: $a1 -> $a2" \
+		"$(in_ct journalctl --no-pager -o cat -u kvmxdp@kvxbr0 2>&1)"
+	kvx_wait_for 10 "LAN -> uplink:2223 after the move" app1_reached || true
+	assert_eq "LAN -> uplink:2223 reaches app1 at its new lease" app1-saw=10.77.0.1 "$(from_lan 10.77.0.2:2223)"
+	assert_ok "map del uplink:2223" in_ct kvmxdp map del uplink:2223 vm:app1:22 --proto tcp
+	must assert_ok "virsh destroy app1" in_ct virsh destroy app1
+	assert_ok "virsh undefine app1" in_ct virsh undefine app1
+}
+libvirt_lease_follow
 assert_le "the kernel forwarded none of the guest's traffic (IpForwDatagrams moved)" \
 	$(($(kvx_snmp "$ns" Ip ForwDatagrams) - fwd0)) 10
 
