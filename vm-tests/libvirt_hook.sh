@@ -230,6 +230,10 @@ for ext in "$HOST2" 10.77.0.60 10.77.0.0 10.77.0.255; do
 done
 assert_eq "LAN -> $HOST2:80 reaches no guest" "" "$(web "$HOST2")"
 assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+# A forward takes its ports only: one on a secondary address is allowed.
+assert_ok "map add $HOST2:8090 -> guest1:80" kvx map add "$HOST2:8090" "$G1_IP:80" --proto tcp
+assert_eq "LAN -> $HOST2:8090 reaches guest1" guest1 "$(web "$HOST2:8090")"
+assert_ok "map del $HOST2:8090" kvx map del "$HOST2:8090" "$G1_IP:80" --proto tcp
 ip -n "$NS_HOST" addr del 10.77.0.60/32 dev lo
 ip -n "$NS_HOST" addr del "$HOST2/24" dev "$UP"
 

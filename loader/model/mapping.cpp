@@ -428,12 +428,17 @@ void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 			throw Error(
 				what + ": " + format_ipv4(m.ext_addr) +
 				" is the uplink's own address, which belongs to the host (forward ports instead)");
-		// The uplink's own for a forward is `uplink` spelt out.
-		if (m.ext_addr != ctx.uplink_addr &&
+		// A 1:1 address takes every port: on another address of the
+		// host it would take the host's services there. A forward takes
+		// its own ports only (host listeners are checked apart), as on
+		// the uplink's address, so it may use a secondary address.
+		if (m.one_to_one() &&
 		    std::find(ctx.host_addrs.begin(), ctx.host_addrs.end(), m.ext_addr) !=
 			    ctx.host_addrs.end())
 			throw Error(what + ": " + format_ipv4(m.ext_addr) +
-				    " is an address of this host: its traffic is the host's");
+				    " is an address of this host, whose traffic is the host's (remove it "
+				    "with 'ip address del' and let kvmxdp announce it, or forward ports "
+				    "instead)");
 		// /31 and /32 have neither (RFC 3021).
 		if (ctx.uplink_net && ctx.uplink_net->prefix < 31 &&
 		    (m.ext_addr == ctx.uplink_net->addr ||
