@@ -171,6 +171,23 @@ done
 assert_eq "HTTP server saw only the uplink's address" "$UP6" \
 	"$(awk '/"GET /{print $1}' "$KVX_TMP/http.log" | sort -u | paste -sd' ')"
 
+kvx_step "top --json: each guest's IPv6 counted under its MAC, named by its IPv6 address"
+# The guests sent no IPv4: kvx_guest does not know them, the NAT66
+# bindings do.  Each downloaded 4 MiB in frames (headers on top).
+j=$(kvx top --bridge "$BR" --json --interval 0.2 2>&1 || true)
+for g in "$NS_G1 $G1_IF $G1_6" "$NS_G2 $G2_IF $G2_6"; do
+	read -r ns ifc a6 <<<"$g"
+	mac=$(ip -n "$ns" -j link show "$ifc" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+	row() { KVX_MAC=$mac "$KVX_PY" -c '
+import json, os, sys
+d = json.loads(sys.stdin.read())
+r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
+print(eval(sys.argv[1]))' "$1" <<<"$j" 2>/dev/null || true; }
+	assert_eq "top --json ${ns##*-}: its IPv6 address" "$a6" "$(row '" ".join(r["addrs"])')"
+	assert_ge "top --json ${ns##*-}: bytes in >= the 4 MiB it downloaded" "$(row 'r["bytes_in"]')" 4194304
+	assert_ge "top --json ${ns##*-}: packets out (its requests and ACKs)" "$(row 'r["pkts_out"]')" 10
+done
+
 kvx_step "iperf3 -6, both directions"
 kvx_bg "$KVX_TMP/iperf3.log" ip netns exec "$NS_SRV" iperf3 -s -B "$SRV6" -p 5201
 kvx_wait_tcp_listen 10 "$NS_SRV" 5201

@@ -214,6 +214,23 @@ ct=$(kvx conntrack list --json --proto tcp 2>/dev/null || true)
 assert_contains "conntrack list: guest1's flow to the server, ext = its own address" "$G1_6 $G1_6" \
 	"$("$KVX_PY" -c 'import json,sys; print("|".join(sorted(f["int_addr"]+" "+f["ext_addr"] for f in json.load(sys.stdin) if f["family"] == "ipv6")))' <<<"$ct" 2>/dev/null || echo error)"
 
+kvx_step "top --json: each guest's relayed IPv6 counted under its MAC, named by its IPv6 address"
+# The guests sent no IPv4: kvx_nd names them.  Each downloaded 4 MiB in
+# frames (headers on top).
+j=$(kvx top --bridge "$BR" --json --interval 0.2 2>&1 || true)
+for g in "$NS_G1 $G1_IF $G1_6" "$NS_G2 $G2_IF $G2_6"; do
+	read -r ns ifc a6 <<<"$g"
+	mac=$(ip -n "$ns" -j link show "$ifc" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])')
+	row() { KVX_MAC=$mac "$KVX_PY" -c '
+import json, os, sys
+d = json.loads(sys.stdin.read())
+r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
+print(eval(sys.argv[1]))' "$1" <<<"$j" 2>/dev/null || true; }
+	assert_eq "top --json ${ns##*-}: its IPv6 address listed" True "$(row "'$a6' in r['addrs']")"
+	assert_ge "top --json ${ns##*-}: bytes in >= the 4 MiB it downloaded" "$(row 'r["bytes_in"]')" 4194304
+	assert_ge "top --json ${ns##*-}: packets out (its requests and ACKs)" "$(row 'r["pkts_out"]')" 10
+done
+
 kvx_step "the host's own sockets reach the relay guests: a /128 route per guest on the bridge"
 # The host's route to the /64 is the uplink's (it would solicit the guests
 # on the LAN): the daemon routes each guest address to the bridge, with

@@ -703,6 +703,21 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 	return KVX_CONTINUE;
 }
 
+/*
+ * The guest an IPv6 packet to a guest belongs to, for its counters
+ * (stats.h): the MAC its flow, binding or fragment entry delivers to, so
+ * that its IPv6 counts in one slot with its IPv4 (kvx_guest_slot of the
+ * MAC).  An entry without a MAC (a port forward to a guest that has not
+ * sent yet) names the address instead, folded to the 32 bits gstats_set
+ * takes; the loader folds it the same way (guest_stats.cpp).  A guest's
+ * own frames are charged to their source MAC (gstats_set with address 0).
+ */
+static __always_inline void gstats6_set_in(const struct kvx_cfg *cfg, const __u8 *mac,
+					   const __be32 *addr)
+{
+	gstats_set(mac, addr[0] ^ addr[1] ^ addr[2] ^ addr[3], cfg->guest_seed, KVX_GCUR_F_IN);
+}
+
 /* The exit of a guest's packet a router answers: counted under its reason,
  * answered from the bridge's link-local address (kvx_cfg6.gw_addr; none:
  * no answer). */
@@ -791,6 +806,18 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	int r;
 
 	r = nat6_guest_check(ctx, &p6, &rw);
+	cfg = cfg_get();
+	eth = ctx_data(ctx);
+	if (!cfg || (void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
+	/* The guest's from here on, translated or dropped (the error and
+	 * fragment paths below too, and the hairpin's program, which the mark
+	 * survives): the frame's MAC, as IPv4's (nat4_from_guest).  Passed
+	 * verdicts are not counted for it (gstats_class). */
+	if (r != KVX_R_DROP_MALFORMED)
+		gstats_set(macs, 0, cfg->guest_seed, 0);
 	if (r == KVX_R_DROP_HOP_LIMIT || r == KVX_R_DROP_TOO_BIG)
 		return verdict_guest6(ctx, &p6, r,
 				      r == KVX_R_DROP_HOP_LIMIT ?
@@ -804,12 +831,6 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 		return KVX_TC_HAIRPIN6;
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
-	cfg = cfg_get();
-	eth = ctx_data(ctx);
-	if (!cfg || (void *)(eth + 1) > ctx_data_end(ctx))
-		return verdict(KVX_R_DROP_MALFORMED, len);
-	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
-	__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	now = clock_now_ns();
 	r = ct6_egress(&p6, macs, now, &rw);
 	if (r == KVX_NO_MAPPING) {
@@ -908,6 +929,9 @@ static __noinline int nat6_hairpin_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6
 	if (nat6_rewrite(ctx, p6, &src) || nat6_rewrite(ctx, p6, in))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_HAIRPIN, len);
+	/* Out of the sender (above), into the target, as IPv4's hairpin. */
+	gstats6_set_in(cfg, guest_mac, in->addr);
+	gstats_take(KVX_R_XLATE_HAIRPIN, len);
 	return redirect6(in, cfg->bridge_ifindex, in->addr);
 }
 
@@ -941,6 +965,9 @@ static __always_inline int nat6_hairpin(kvx_ctx_t *ctx)
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
 	__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
+	/* The sender's (kvx_br6 named it already; named again for a run of
+	 * this program alone). */
+	gstats_set(macs, 0, cfg->guest_seed, 0);
 	now = clock_now_ns();
 	r = ct6_egress(&p6, macs, now, &rw);
 	if (r == KVX_NO_MAPPING) {
@@ -1070,6 +1097,7 @@ static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
 	r = ct6_related_in(p6, &q, &rw);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	gstats6_set_in(cfg, rw.dmac, rw.addr);
 	if (icmp6_err_rewrite(ctx, &q, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_RELATED_IN, len);
@@ -1091,6 +1119,7 @@ static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 		return verdict(KVX_R_PASS_HOST, len);
 	if (frag6_find(p6, KVX_BIND_IN, none, &rw))
 		return verdict(KVX_R_PASS_HOST, len);
+	gstats6_set_in(cfg, rw.dmac, rw.addr);
 	if (p6->p.ttl <= 1)
 		return verdict(KVX_R_DROP_TTL_IN, len);
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6->p), NULL))
@@ -1159,6 +1188,7 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 		r = ct6_race(&p6, CT_DIR_IN, &rw);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	gstats6_set_in(cfg, guest.guest_mac, rw.addr);
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6.p), NULL))
 		return verdict(KVX_R_DROP_TOO_BIG_IN, len);

@@ -405,6 +405,9 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 	 * link, hop limit 255). */
 	if (pkt6_is_host_local(p6) || icmp6_is_nd(&p6->p))
 		return KVX_R_PASS_ND;
+	/* The guest's from here on, forwarded or dropped: the frame's MAC
+	 * (one counter slot with its IPv4, stats.h). */
+	gstats_set(mac, 0, cfg->guest_seed, 0);
 	/* The uplink lost its prefix (another network without one): nothing
 	 * to forward from until the daemon writes the next. */
 	if (!cfg6->relay_len)
@@ -520,6 +523,15 @@ static __always_inline int relay6_from_guest(kvx_ctx_t *ctx)
 			return verdict(c, len);
 	}
 	stats_count(r == KVX_RELAY_GUEST ? KVX_R_RELAY_IN : KVX_R_RELAY_OUT, len);
+	/* Out of the sender, and into the guest it goes to (as a hairpin). */
+	if (r == KVX_RELAY_GUEST) {
+		const struct kvx_cfg *cfg = cfg_get();
+
+		if (cfg) {
+			gstats_set(rw.dmac, 0, cfg->guest_seed, KVX_GCUR_F_IN);
+			gstats_take(KVX_R_RELAY_IN, len);
+		}
+	}
 	r = relay6_send(ctx, &rw);
 	return r < 0 ? verdict(KVX_R_DROP_MALFORMED, len) : r;
 }
@@ -634,10 +646,14 @@ static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
 	r = relay6_uplink_check(ctx, &p6, dmac);
 	if (r == KVX_RELAY_NS)
 		return relay6_uplink_nd(ctx, &p6, len);
-	if (r != KVX_CONTINUE)
-		return verdict(r, len);
 	cfg = cfg_get();
 	cfg6 = cfg6_get();
+	/* To a guest (dmac, its owner in kvx_nd), forwarded or dropped: its
+	 * counters; martian sources are no traffic of its. */
+	if (cfg && (r == KVX_CONTINUE || r == KVX_R_DROP_TTL_IN || r == KVX_R_DROP_TOO_BIG_IN))
+		gstats_set(dmac, 0, cfg->guest_seed, KVX_GCUR_F_IN);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
 	if (!cfg || !cfg6)
 		return verdict(KVX_R_PASS_HOST, len);
 	if (!(cfg6->flags & KVX_CFG6_F_INBOUND_OPEN)) {

@@ -27,9 +27,12 @@ static __always_inline int gstats_class(__u32 r)
 	case KVX_R_XLATE_RELATED_OUT:
 	case KVX_R_XDP_XLATE_OUT:
 	case KVX_R_XDP_XLATE_IN:
+	case KVX_R_RELAY_OUT:
+	case KVX_R_RELAY_IN:
 		return -1;
 	case KVX_R_DROP_GUEST_QUOTA:
 	case KVX_R_DROP_GUEST_PORTS:
+	case KVX_R_DROP_GUEST_ADDRS:
 		return KVX_GD_QUOTA;
 	case KVX_R_DROP_TABLE_FULL:
 	case KVX_R_DROP_PORTS_EXHAUSTED:

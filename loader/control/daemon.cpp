@@ -104,8 +104,13 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 		src.ct6 = ct6_fd_.get();
 		src.bind6 = bind6_fd_.get();
 		src.frag6 = skel.map_fd(KVX_MAP_FRAG6);
-		src.guests = {cfg_fd_.get(), skel.map_fd(KVX_MAP_GUEST),
-			      skel.map_fd(KVX_MAP_GSTATS), skel.map_fd(KVX_MAP_GFLOWS)};
+		src.guests = {cfg_fd_.get(),
+			      skel.map_fd(KVX_MAP_GUEST),
+			      skel.map_fd(KVX_MAP_GSTATS),
+			      skel.map_fd(KVX_MAP_GFLOWS),
+			      nd_fd_.get(),
+			      bind6_fd_.get(),
+			      ct6_fd_.get()};
 		src.leases_path = leases_path_;
 		src.config_path = config_path_;
 		src.daemon = &counters_;

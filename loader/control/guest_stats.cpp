@@ -7,8 +7,10 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <map>
+#include <tuple>
 
 #include "base/fs.hpp"
 #include "control/resume.hpp"
@@ -73,12 +75,60 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 			r.leased.push_back((v.flags & KVX_GUEST_F_LEASE) != 0);
 		}
 	}
+	// IPv6: the address's owner by MAC, latest sighting per address.
+	using Addr6 = std::array<uint8_t, 16>;
+	std::map<std::array<uint8_t, 6>, std::map<Addr6, uint64_t>> owned6;
+	auto own6 = [&](const uint8_t *m, const __be32 *a, uint64_t seen) {
+		std::array<uint8_t, 6> mac;
+		std::copy(m, m + 6, mac.begin());
+		if (mac == std::array<uint8_t, 6>{})
+			return; // a binding without a guest MAC yet (map add)
+		Addr6 addr;
+		std::memcpy(addr.data(), a, 16);
+		uint64_t &s = owned6[mac][addr];
+		s = std::max(s, seen);
+	};
+	if (fds.nd >= 0)
+		for (const auto &[k, v] : dump_hash<kvx_nd_key, kvx_nd_val>(fds.nd))
+			if (v.state == KVX_ND_OWNED)
+				own6(v.mac, k.addr, v.last_seen_ns);
+	if (fds.bind6 >= 0) {
+		// A flow's last packet keeps its address alive (a binding's
+		// last use is only its flows' creation).
+		std::map<Addr6, uint64_t> flow_seen;
+		if (fds.ct6 >= 0)
+			for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(fds.ct6)) {
+				Addr6 a;
+				std::memcpy(a.data(), k.int_addr, 16);
+				uint64_t &s = flow_seen[a];
+				s = std::max<uint64_t>(s, v.ct.last_seen_ns);
+			}
+		for (const auto &[k, v] : dump_hash<kvx_bind6_key, kvx_bind6_val>(fds.bind6)) {
+			if (k.dir != KVX_BIND_IN)
+				continue;
+			Addr6 a;
+			std::memcpy(a.data(), v.addr, 16);
+			const auto f = flow_seen.find(a);
+			own6(v.bind.guest_mac, v.addr,
+			     std::max<uint64_t>(v.bind.last_used_ns,
+						f != flow_seen.end() ? f->second : 0));
+		}
+	}
+	for (const auto &[mac, addrs] : owned6) {
+		GuestRow &r = by_mac[mac];
+		r.mac = mac;
+		for (const auto &[addr, seen] : addrs) { // ascending
+			r.addrs6.push_back(addr);
+			r.seen6_ns.push_back(seen);
+		}
+	}
 	std::map<uint32_t, int> owners_of_slot;
 	std::vector<GuestRow> rows;
 	std::vector<kvx_gstat> percpu(static_cast<size_t>(ncpu));
 	for (auto &[mac, r] : by_mac) {
-		const uint32_t gslot =
-			kvx_guest_slot(mac.data(), htonl(r.addrs.front()), cfg.guest_seed);
+		// By the MAC alone (the address is read only without one): a
+		// guest's IPv4 and IPv6 share the slot.
+		const uint32_t gslot = kvx_guest_slot(mac.data(), 0, cfg.guest_seed);
 		r.slot = gslot & (KVX_GSTATS_SLOTS - 1);
 		owners_of_slot[r.slot]++;
 		if (bpf_map_lookup_elem(fds.gstats, &r.slot, percpu.data()) == 0)
@@ -110,8 +160,9 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 	}
 	for (GuestRow &r : rows)
 		r.shared = owners_of_slot[r.slot] > 1;
-	std::sort(rows.begin(), rows.end(),
-		  [](const GuestRow &a, const GuestRow &b) { return a.addrs < b.addrs; });
+	std::sort(rows.begin(), rows.end(), [](const GuestRow &a, const GuestRow &b) {
+		return std::tie(a.addrs, a.addrs6) < std::tie(b.addrs, b.addrs6);
+	});
 	return rows;
 }
 
@@ -200,20 +251,27 @@ std::vector<Lease> instance_leases(const Instance &inst)
 
 struct PinnedGuestStats::Fds {
 	Fd cfg, guest, gstats, gflows;
+	std::optional<Fd> nd, bind6, ct6;
 };
 
 PinnedGuestStats::PinnedGuestStats(const DirFd &pins)
 {
 	auto open = [&](const char *m) { return open_pinned(pins, m, pinned_layout(m)); };
+	// The IPv6 tables of an instance pinned by an older kvmxdp may be
+	// missing: its guests are then named by IPv4 only.
+	auto find = [&](const char *m) { return find_pinned(pins, m, pinned_layout(m)); };
 	fds_ = std::make_unique<Fds>(Fds{open(KVX_MAP_CFG), open(KVX_MAP_GUEST),
-					 open(KVX_MAP_GSTATS), open(KVX_MAP_GFLOWS)});
+					 open(KVX_MAP_GSTATS), open(KVX_MAP_GFLOWS),
+					 find(KVX_MAP_ND), find(KVX_MAP_BIND6), find(KVX_MAP_CT6)});
 }
 
 PinnedGuestStats::~PinnedGuestStats() = default;
 
 GuestStatsFds PinnedGuestStats::fds() const
 {
-	return {fds_->cfg.get(), fds_->guest.get(), fds_->gstats.get(), fds_->gflows.get()};
+	auto fd = [](const std::optional<Fd> &f) { return f ? f->get() : -1; };
+	return {fds_->cfg.get(), fds_->guest.get(), fds_->gstats.get(), fds_->gflows.get(),
+		fd(fds_->nd),	 fd(fds_->bind6),   fd(fds_->ct6)};
 }
 
 std::vector<GuestRow> active_guests(std::vector<GuestRow> rows, uint64_t now_ns, uint64_t idle_ns)
@@ -224,18 +282,30 @@ std::vector<GuestRow> active_guests(std::vector<GuestRow> rows, uint64_t now_ns,
 		k.addrs.clear();
 		k.seen_ns.clear();
 		k.leased.clear();
+		k.addrs6.clear();
+		k.seen6_ns.clear();
+		// A seen_ns ahead of now (another clock, a racing write) counts
+		// as now.
+		auto idle = [&](uint64_t seen) {
+			return !seen || (now_ns > seen && now_ns - seen > idle_ns);
+		};
+		for (size_t i = 0; i < r.addrs6.size(); i++) {
+			const uint64_t seen = i < r.seen6_ns.size() ? r.seen6_ns[i] : 0;
+			if (idle(seen))
+				continue;
+			k.addrs6.push_back(r.addrs6[i]);
+			k.seen6_ns.push_back(seen);
+		}
 		for (size_t i = 0; i < r.addrs.size(); i++) {
 			const uint64_t seen = i < r.seen_ns.size() ? r.seen_ns[i] : 0;
 			const bool lease = i < r.leased.size() && r.leased[i];
-			// A seen_ns ahead of now (another clock, a racing write)
-			// counts as now.
-			if (!lease && (!seen || (now_ns > seen && now_ns - seen > idle_ns)))
+			if (!lease && idle(seen))
 				continue;
 			k.addrs.push_back(r.addrs[i]);
 			k.seen_ns.push_back(seen);
 			k.leased.push_back(lease);
 		}
-		if (!k.addrs.empty())
+		if (!k.addrs.empty() || !k.addrs6.empty())
 			out.push_back(std::move(k));
 	}
 	return out;

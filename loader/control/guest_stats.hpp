@@ -29,6 +29,13 @@ struct GuestStatsFds {
 	int guest = -1;	 // kvx_guest: the guests and their addresses
 	int gstats = -1; // kvx_gstats
 	int gflows = -1; // kvx_gflows: flows now
+	// The guests' IPv6 addresses (-1: not read): relay mode's owners
+	// (kvx_nd), NAT66's bindings (kvx_bind6) and their flows' last
+	// packets (kvx_ct6).  A guest seen only over IPv6 has no kvx_guest
+	// entry; its counters are its MAC's slot all the same (stats.h).
+	int nd = -1;
+	int bind6 = -1;
+	int ct6 = -1;
 };
 
 struct GuestRow {
@@ -39,6 +46,11 @@ struct GuestRow {
 	// lease holds it (KVX_GUEST_F_LEASE: the owner keeps it while idle).
 	std::vector<uint64_t> seen_ns;
 	std::vector<bool> leased;
+	// Its IPv6 addresses, ascending, and per address (parallel) the last
+	// time it was seen (kvx_nd last_seen_ns, a binding's or flow's last
+	// use; CLOCK_BOOTTIME).
+	std::vector<std::array<uint8_t, 16>> addrs6;
+	std::vector<uint64_t> seen6_ns;
 	// The libvirt domain it is (guest_vm_names; "" if unknown), and the
 	// hostname its DHCP lease gives (the guest's own choice; "" if none).
 	std::string vm;
@@ -93,19 +105,19 @@ private:
 GuestVmNames guest_vm_names(const std::vector<StaticMapping> &mappings,
 			    const std::string &libvirt_root, DomainFiles *files = nullptr);
 
-// Every guest of kvx_guest, sorted by first address; counters summed over
+// Every guest of kvx_guest and every MAC that owns an IPv6 address (fds.nd,
+// fds.bind6), sorted by first address; counters summed over
 // every CPU.  Named from `vms` (the VM) and the leases (the DHCP hostname).
 std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vector<Lease> &leases,
 				      const GuestVmNames &vms = {});
-// The guests of rows that are here now: those with an address that a DHCP
-// lease holds or that was seen within idle_ns (abi.h KVX_GUEST_IDLE_NS:
+// The guests of rows that are here now: those with an address (IPv4 or
+// IPv6) that a DHCP lease holds or that was seen within idle_ns (abi.h KVX_GUEST_IDLE_NS:
 // after it the address is anyone's again), each with only such addresses.
 // A guest that is gone (a stopped VM, an address given up) is left out
 // for as long as kvx_guest remembers it: the metrics endpoint removes its
 // series, `top` its line; it comes back (same counters: they are never
 // reset) when it sends again.  now_ns: CLOCK_BOOTTIME.
-std::vector<GuestRow> active_guests(std::vector<GuestRow> rows, uint64_t now_ns,
-				    uint64_t idle_ns);
+std::vector<GuestRow> active_guests(std::vector<GuestRow> rows, uint64_t now_ns, uint64_t idle_ns);
 // The instance's lease file's leases; none when it has no file.  A file
 // that cannot be read or parsed throws: the libvirt hook must say so;
 // `top` catches it (names are optional there, the daemon reports it).

@@ -21,6 +21,7 @@
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
+#include "base/netaddr6.hpp"
 #include "kernel/maps.hpp"
 #include "model/config.hpp"
 #include "model/options.hpp"
@@ -164,6 +165,8 @@ public:
 			std::string addrs;
 			for (uint32_t a : r.addrs)
 				addrs += (addrs.empty() ? "" : ",") + format_ipv4(a);
+			for (const auto &a6 : r.addrs6)
+				addrs += (addrs.empty() ? "" : ",") + format_ipv6(a6);
 			add(gi,
 			    with({{"mac", mac_text(r.mac)},
 				  {"addresses", addrs},

@@ -23,6 +23,7 @@
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/netaddr.hpp"
+#include "base/netaddr6.hpp"
 #include "control/guest_stats.hpp"
 #include "model/config.hpp"
 
@@ -105,6 +106,8 @@ json rows_json(const Sample &a, const Sample &b)
 		json addrs = json::array();
 		for (uint32_t a4 : r.addrs)
 			addrs.push_back(format_ipv4(a4));
+		for (const auto &a6 : r.addrs6)
+			addrs.push_back(format_ipv6(a6));
 		json drops = json::object();
 		for (int i = 0; i < KVX_GD_MAX; i++)
 			drops[gdrop_name(i)] = r.drops[static_cast<size_t>(i)];

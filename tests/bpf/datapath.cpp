@@ -447,10 +447,15 @@ void Datapath::set_gcur(const kvx_gcur &cur)
 
 kvx_gstat Datapath::gstats(std::uint32_t guest) const
 {
+	return gstats_at(gflows_slot(guest));
+}
+
+kvx_gstat Datapath::gstats_at(std::uint32_t slot) const
+{
 	const int ncpu = libbpf_num_possible_cpus();
 	if (ncpu <= 0)
 		throw std::runtime_error("libbpf_num_possible_cpus: " + errno_text(ncpu));
-	__u32 key = gflows_slot(guest) & (KVX_GSTATS_SLOTS - 1);
+	__u32 key = slot & (KVX_GSTATS_SLOTS - 1);
 	std::vector<kvx_gstat> percpu(static_cast<std::size_t>(ncpu));
 	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gstats), &key, percpu.data()) != 0)
 		throw std::runtime_error("lookup kvx_gstats: " + errno_text(errno));

@@ -132,6 +132,8 @@ public:
 	// kvx_gstats: the per-guest counters of the slot of guest's owner now
 	// (host-order address), summed over every CPU.
 	kvx_gstat gstats(std::uint32_t guest) const;
+	// kvx_gstats at a slot (mac_slot: a MAC's, IPv6 guests by their MAC)
+	kvx_gstat gstats_at(std::uint32_t slot) const;
 	// kvx_gcur[0] on every CPU: the mark the next packet's counter bump takes.
 	void set_gcur(const kvx_gcur &cur);
 	// The reclaim pass's shared state (.bss): window start and hold-off.

@@ -1522,6 +1522,99 @@ TEST_F(Nat66Test, MappedAddressAnsweredOnceAnnounced)
 }
 
 
+// --- per-guest counters (kvx_gstats): IPv6 charged to the guest's MAC ---
+
+std::uint64_t gdrops(const kvx_gstat &g)
+{
+	std::uint64_t n = 0;
+	for (int i = 0; i < KVX_GD_MAX; i++)
+		n += g.drops[i];
+	return n;
+}
+
+// A guest's translated IPv6, out and its reply in, counts in the slot of
+// its MAC, the one its IPv4 counts in: frame bytes as they came in, each
+// way; another guest's slot does not move.
+TEST_F(Nat66Test, GuestCountersChargeIpv6ToTheGuestsMac)
+{
+	const Mac mac = mac_of(kGuest6A);
+	const std::uint32_t slot = dp().mac_slot(mac);
+	const std::uint32_t slot_b = dp().mac_slot(mac_of(kGuest6B));
+	ASSERT_NE(slot & (KVX_GSTATS_SLOTS - 1), slot_b & (KVX_GSTATS_SLOTS - 1))
+		<< "the two guests share a counter slot with this seed";
+	Packet v4 = from_guest(make_udp(kGuestA, 5000, kRemote1, 53));
+	v4.src_mac = mac;
+	const Bytes v4f = v4.build();
+	const RunResult r4 = dp().run(Prog::BrIngress, v4f, ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(diff(r4.out, snat(v4, parse(r4.out).sport).build()), "");
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 5353, kRemote6A, 53, 100));
+	const std::uint16_t port = out6(q);
+	const Packet6 back = reply6(snat6(q, port));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 5353));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 5353));
+	// Neighbour discovery is the host's: nobody's traffic.
+	Packet6 ns = from_guest6(make_echo6(kGuest6A, ip6("ff02::1:ff00:1"), 0));
+	ns.icmp_type = kIcmp6NeighSol;
+	ns.hop_limit = 255;
+	run6(Prog::BrIngress, ns, TC_ACT_OK, KVX_R_PASS_ND);
+
+	const kvx_gstat a = dp().gstats_at(slot);
+	EXPECT_EQ(a.pkts_out, 2u);
+	EXPECT_EQ(a.bytes_out, v4f.size() + q.build().size());
+	EXPECT_EQ(a.pkts_in, 2u);
+	EXPECT_EQ(a.bytes_in, 2 * back.build().size());
+	EXPECT_EQ(gdrops(a), 0u);
+	const kvx_gstat b = dp().gstats_at(slot_b);
+	EXPECT_EQ(b.pkts_out + b.pkts_in + gdrops(b), 0u) << "another guest's slot moved";
+}
+
+// Its IPv6 drops count under their class: a flow over its quota, a frame
+// with another guest's address (charged to the MAC that sent it).
+TEST_F(Nat66Test, GuestCountersChargeIpv6DropsToTheGuest)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 1; });
+	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6A));
+	const std::uint32_t slot_b = dp().mac_slot(mac_of(kGuest6B));
+	out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53)));
+	run6(Prog::BrIngress, from_guest6(make_udp6(kGuest6A, 7001, kRemote6A, 53)), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_QUOTA);
+	Packet6 spoof = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	spoof.src_mac = mac_of(kGuest6B);
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	const kvx_gstat a = dp().gstats_at(slot);
+	EXPECT_EQ(a.pkts_out, 1u);
+	EXPECT_EQ(a.drops[KVX_GD_QUOTA], 1u);
+	EXPECT_EQ(gdrops(a), 1u);
+	const kvx_gstat b = dp().gstats_at(slot_b);
+	EXPECT_EQ(b.drops[KVX_GD_SPOOF], 1u);
+	EXPECT_EQ(b.pkts_out + b.pkts_in, 0u);
+}
+
+// A hairpin is out of the sender and into the target, as IPv4's.
+TEST_F(Nat66Test, GuestCountersChargeAHairpinToBothGuests)
+{
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kUplink6, 2222));
+	RunResult r = dp().run(Prog::BrIngress, syn.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	Packet6 at_f = syn;
+	at_f.src = kUplink6;
+	at_f.sport = parse6(r.out).sport;
+	at_f.dst = kGuest6F;
+	at_f.dport = 22;
+	const Packet6 synack = answer6(at_f);
+	r = dp().run(Prog::BrIngress, synack.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const kvx_gstat a = dp().gstats_at(dp().mac_slot(mac_of(kGuest6A)));
+	EXPECT_EQ(a.pkts_out, 1u);
+	EXPECT_EQ(a.bytes_out, syn.build().size());
+	EXPECT_EQ(a.pkts_in, 1u);
+	EXPECT_EQ(a.bytes_in, synack.build().size());
+	const kvx_gstat f = dp().gstats_at(dp().mac_slot(mac_of(kGuest6F)));
+	EXPECT_EQ(f.pkts_out, 1u);
+	EXPECT_EQ(f.bytes_out, synack.build().size());
+}
+
 // Hairpin (RFC 4787 REQ-9), as IPv4's: guest A's packets to guest F's
 // forward on the uplink's address, on a literal address, and to F's 1:1
 // address turn around on the bridge (kvx_br6 tail-calls kvx_br6_hairpin),

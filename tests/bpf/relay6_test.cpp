@@ -622,6 +622,68 @@ TEST_F(Relay6Test, RelayFlowsCountAgainstTheGuestsFlowQuota)
 	EXPECT_EQ(dp().ct6_entries().size(), 3u);
 }
 
+// --- per-guest counters (kvx_gstats): relayed IPv6 charged to the guest's MAC ---
+
+std::uint64_t gdrops(const kvx_gstat &g)
+{
+	std::uint64_t n = 0;
+	for (int i = 0; i < KVX_GD_MAX; i++)
+		n += g.drops[i];
+	return n;
+}
+
+// Forwarded each way, frame bytes as they came in; guest to guest out of
+// the sender and into the target.
+TEST_F(Relay6Test, GuestCountersChargeRelayedTrafficToTheGuestsMac)
+{
+	const std::uint32_t sa = dp().mac_slot(kMacA), sb = dp().mac_slot(kMacB);
+	ASSERT_NE(sa & (KVX_GSTATS_SLOTS - 1), sb & (KVX_GSTATS_SLOTS - 1))
+		<< "the two guests share a counter slot with this seed";
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53, 60), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	const Packet6 back = from_lan(make_udp6(kRemote, 53, kGuestA, 7000, 300));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(back, kMacA));
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	const Packet6 g = from_guest(make_udp6(kGuestA, 7001, kGuestB, 53, 10), kMacA);
+	Packet6 to_b = g;
+	to_b.hop_limit--;
+	to_b.src_mac = Topology::kBridgeMac;
+	to_b.dst_mac = kMacB;
+	run6(Prog::BrIngress, g, TC_ACT_REDIRECT, KVX_R_RELAY_IN, to_b);
+
+	const kvx_gstat a = dp().gstats_at(sa);
+	EXPECT_EQ(a.pkts_out, 2u);
+	EXPECT_EQ(a.bytes_out, q.build().size() + g.build().size());
+	EXPECT_EQ(a.pkts_in, 1u);
+	EXPECT_EQ(a.bytes_in, back.build().size());
+	EXPECT_EQ(gdrops(a), 0u);
+	const kvx_gstat b = dp().gstats_at(sb);
+	EXPECT_EQ(b.pkts_in, 1u);
+	EXPECT_EQ(b.bytes_in, g.build().size());
+	EXPECT_EQ(b.pkts_out + gdrops(b), 0u);
+}
+
+// Drops under their class: over the flow quota, over the address limit,
+// another guest's address (charged to the MAC that sent it).
+TEST_F(Relay6Test, GuestCountersChargeRelayDropsToTheGuest)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 1; });
+	dp().set_cfg6(relay_cfg());
+	const Packet6 p = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7001, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacB),
+	     TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	const kvx_gstat a = dp().gstats_at(dp().mac_slot(kMacA));
+	EXPECT_EQ(a.pkts_out, 1u);
+	EXPECT_EQ(a.drops[KVX_GD_QUOTA], 1u);
+	EXPECT_EQ(gdrops(a), 1u);
+	const kvx_gstat b = dp().gstats_at(dp().mac_slot(kMacB));
+	EXPECT_EQ(b.drops[KVX_GD_SPOOF], 1u);
+	EXPECT_EQ(b.pkts_out + b.pkts_in, 0u);
+}
+
 // --- the stateful inbound policy (default) and --ipv6-inbound open ---
 
 TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)

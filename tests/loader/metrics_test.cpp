@@ -9,6 +9,7 @@
 #include <fstream>
 
 #include "base/netaddr.hpp"
+#include "base/netaddr6.hpp"
 #include "control/guest_stats.hpp"
 #include "control/metrics.hpp"
 #include "model/mapping.hpp"
@@ -145,4 +146,28 @@ TEST(MetricsGuests, DomainFilesParsedOnlyWhenChanged)
 	std::filesystem::remove(dir + "/web1.xml");
 	EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac.count("52:54:00:00:00:01"), 0u);
 	EXPECT_EQ(files.parses(), 3u);
+
+// A guest seen only over IPv6 (relay mode, NAT66: no kvx_guest entry) is
+// here while one of its IPv6 addresses is, with only those; a dual-stack
+// guest keeps both families.
+TEST(MetricsGuests, Ipv6OnlyGuestsAreExportedByTheirIpv6Addresses)
+{
+	GuestRow v6 = row(8, {});
+	v6.addrs6 = {parse_ipv6("2001:db8:77::a0"), parse_ipv6("2001:db8:77::a1")};
+	v6.seen6_ns = {kNow - 900 * kSec, kNow - 2 * kSec};
+	GuestRow gone = row(9, {});
+	gone.addrs6 = {parse_ipv6("2001:db8:77::b0")};
+	gone.seen6_ns = {kNow - 900 * kSec};
+	GuestRow dual = row(10, {{"192.168.122.20", kNow - kSec, false}});
+	dual.addrs6 = {parse_ipv6("fd42::14")};
+	dual.seen6_ns = {kNow - kSec};
+	const auto out = active_guests({v6, gone, dual}, kNow, KVX_GUEST_IDLE_NS);
+	ASSERT_EQ(out.size(), 2u);
+	EXPECT_EQ(out[0].mac[5], 8);
+	EXPECT_TRUE(out[0].addrs.empty());
+	ASSERT_EQ(out[0].addrs6.size(), 1u);
+	EXPECT_EQ(format_ipv6(out[0].addrs6[0]), "2001:db8:77::a1");
+	EXPECT_EQ(out[1].mac[5], 10);
+	EXPECT_EQ(out[1].addrs.size(), 1u);
+	EXPECT_EQ(out[1].addrs6.size(), 1u);
 }
