@@ -146,6 +146,7 @@ TEST(MetricsGuests, DomainFilesParsedOnlyWhenChanged)
 	std::filesystem::remove(dir + "/web1.xml");
 	EXPECT_EQ(guest_vm_names({}, root.path(), &files).by_mac.count("52:54:00:00:00:01"), 0u);
 	EXPECT_EQ(files.parses(), 3u);
+}
 
 // A guest seen only over IPv6 (relay mode, NAT66: no kvx_guest entry) is
 // here while one of its IPv6 addresses is, with only those; a dual-stack
