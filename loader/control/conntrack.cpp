@@ -385,8 +385,9 @@ static bool bind_touch(int bind_fd, uint8_t dir, uint8_t proto, const typename F
 // guest): bind_touch leaves that IN half alone (it names the owner), so the
 // claim's time is refreshed here (the GC and the datapath's reclaim keep
 // it for the grace: the tenant's next packet picks its flow up through it)
-// and the IN half gets KVX_BIND_F_FLUSHED (the remote's segments wait for
-// the pick-up; no new tenant joins the port), its owner's time refreshed.
+// and the IN half gets KVX_BIND_F_FLUSHED (a TCP remote's segments wait
+// for the pick-up; no new tenant joins the port), its owner's time
+// refreshed.
 // Before the delete, as bind_touch; true when the IN half was written.
 static bool touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_ct_val &v,
 			uint64_t now_ns, kvx_bind_val *owner)
@@ -418,7 +419,7 @@ static bool touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_
 	}
 	owner->addr = iv.addr;
 	owner->port = iv.port;
-	const uint16_t set = k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0;
+	const uint16_t set = KVX_BIND_F_FLUSHED;
 	if (iv.last_used_ns >= now_ns && (iv.flags & set) == set)
 		return false;
 	if (iv.last_used_ns < now_ns)
@@ -449,10 +450,13 @@ static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_
 		// A TCP flow's remote may send before the guest does: its
 		// segment must wait for the guest's pick-up (dropped), not go
 		// to the host, which would reset the connection (abi.h
-		// KVX_BIND_F_FLUSHED).
+		// KVX_BIND_F_FLUSHED).  Any IPv4 port: no tenant joins it (ct.h
+		// ovl_enter), whose claim of the flushed flow's remote would take
+		// the remote's next datagrams from the owner, and refuse the
+		// owner's next packet to it.
 		const bool in_written = bind_touch<F>(
 			bind_fd, KVX_BIND_IN, k.proto, ext, v.ext_port, guest, k.int_port, now_ns,
-			k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0);
+			k.proto == IPPROTO_TCP || std::is_same_v<F, Family4> ? KVX_BIND_F_FLUSHED : 0);
 		if constexpr (std::is_same_v<F, Family4>) {
 			kvx_bind_key ik{};
 			ik.dir = KVX_BIND_IN;
