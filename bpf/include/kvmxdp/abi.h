@@ -175,11 +175,12 @@ struct kvx_bind_val {
 /* The remote's FIN came first (or crossed the guest's): in TIME_WAIT, the
  * remote joins tw_remotes. */
 #define KVX_BIND_F_RFIN (1U << 4)
-/* IN halves of dynamic TCP bindings: `conntrack flush` deleted a flow made
- * through it.  A remote's segment without a flow (not a SYN) is then taken
- * for one of that flow and dropped (DROP_FILTERED) until the guest's next
- * packet picks the flow up again, instead of going to the host, whose stack
- * would reset the connection (ct.h ct_unsolicited). */
+/* IN halves of dynamic bindings: `conntrack flush` deleted a flow made
+ * through it.  TCP: a remote's segment without a flow (not a SYN) is then
+ * taken for one of that flow and dropped (DROP_FILTERED) until the guest's
+ * next packet picks the flow up again, instead of going to the host, whose
+ * stack would reset the connection (ct.h ct_unsolicited).  Any IPv4
+ * protocol: no tenant joins the port (ct.h ovl_enter). */
 #define KVX_BIND_F_FLUSHED (1U << 5)
 /*
  * Port overlapping (RFC 7857 section 3; ct.h ovl_share), only among one
