@@ -764,6 +764,14 @@ static __always_inline __u32 *gports_of(const struct kvx_cfg *cfg, __be32 guest)
 	return bpf_map_lookup_elem(&kvx_gports, &idx);
 }
 
+/* The guest's tenant counter (abi.h kvx_gtenant), slotted as kvx_gports. */
+static __always_inline __u32 *gtenant_of(const struct kvx_cfg *cfg, __be32 guest)
+{
+	__u32 idx = guest_slot(cfg, guest);
+
+	return bpf_map_lookup_elem(&kvx_gtenant, &idx);
+}
+
 /* Does the host listen on this port (kvx_portx)? */
 static __always_inline int port_host_listens(__u32 port)
 {
@@ -1317,6 +1325,7 @@ static __always_inline int ovl_enter(struct ovl_scratch *s, const struct kvx_cfg
 	__be16 owner_port;
 	__u32 port;
 	__u16 fl;
+	int err;
 
 	/* Not a port the pool no longer has (the range changed) or the host
 	 * listens on now: its owner keeps it, nobody joins. */
@@ -1348,7 +1357,19 @@ static __always_inline int ovl_enter(struct ovl_scratch *s, const struct kvx_cfg
 		return -ENOENT;
 	if (now - ib->last_used_ns > KVX_BIND_REFRESH_NS)
 		ib->last_used_ns = now;
-	return ovl_claim(s, cfg, p, ib, ext_port, now);
+	err = ovl_claim(s, cfg, p, ib, ext_port, now);
+	/* The GC (and conntrack flush) write the IN half whole: the mark may
+	 * be cleared under this claim.  They look for claims again after
+	 * writing and mark the port anew if one names it (gc.cpp
+	 * reshare_claimed); a claim made after that look finds the mark
+	 * cleared here and sets it: either way a port with a live claim ends
+	 * up marked, and bind_recycle leaves it alone. */
+	if (err >= 0) {
+		ib = bpf_map_lookup_elem(&kvx_bind, &s->bk);
+		if (ib && ib->addr == p->saddr && !(ib->flags & KVX_BIND_F_SHARED))
+			bind_flags_or(ib, KVX_BIND_F_SHARED);
+	}
+	return err;
 }
 
 /*
@@ -1402,24 +1423,53 @@ __noinline int ovl_try(const struct kvx_pkt *p, const struct nat_macs *macs, __u
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	struct ovl_scratch *s = ovl_scratch_get();
-	int err;
+	__u32 *n;
+	int err, made;
 
 	if (!p || !macs || !cfg || !s)
 		return -EINVAL;
-	err = ovl_enter(s, cfg, p, macs->b, (__be16)port, now);
-	if (err < 0)
-		return err;
+	made = ovl_enter(s, cfg, p, macs->b, (__be16)port, now);
+	if (made < 0)
+		return made;
 	bind_key_init(&s->bk, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
 	__builtin_memset(&s->bv, 0, sizeof(s->bv));
 	s->bv.addr = cfg->uplink_addr;
 	s->bv.port = (__be16)port;
 	s->bv.flags = KVX_BIND_F_SHARED;
 	s->bv.last_used_ns = now;
-	/* Table full, or another CPU bound the endpoint first: this packet is
-	 * dropped (its retransmission finds the binding), its claim left to
-	 * the GC (it may be the winner's by now: delete only what is known
-	 * to be no one else's). */
-	return bpf_map_update_elem(&kvx_bind, &s->bk, &s->bv, BPF_NOEXIST) ? -EBUSY : 0;
+	err = bpf_map_update_elem(&kvx_bind, &s->bk, &s->bv, BPF_NOEXIST);
+	if (!err) {
+		n = gtenant_of(cfg, p->saddr);
+		if (n)
+			__sync_fetch_and_add(n, 1);
+		return 0;
+	}
+	/* Table full: this packet is dropped, and the claim made for it goes
+	 * (else a guest refused again and again would fill kvx_ovl with
+	 * claims no flow follows).  Another CPU bound the endpoint first
+	 * (-EEXIST): the retransmission finds that binding, and the claim is
+	 * left to the GC (the winner may have found it its own: ovl_claim's
+	 * 0). */
+	if (made > 0 && err != -EEXIST)
+		bpf_map_delete_elem(&kvx_ovl, &s->ok);
+	return -EBUSY;
+}
+
+/* Has guest reached its bound of tenants (abi.h kvx_gtenant)?  A number
+ * per port of the limit, or with none the pool's size.  A global
+ * function: its frame off ovl_share's. */
+__noinline int tenants_full(const struct kvx_cfg *cfg, __be32 guest)
+{
+	__u32 *n, cap;
+
+	if (!cfg)
+		return 1;
+	cap = cfg->guest_ports * KVX_TENANTS_PER_PORT;
+	if (!cap)
+		cap = kvx_nat_pool_size(cfg->nat_port_lo, cfg->nat_port_hi, cfg->nat_skip_lo,
+					cfg->nat_skip_hi);
+	n = gtenant_of(cfg, guest);
+	return n && (__s32)*n >= (__s32)cap;
 }
 
 /*
@@ -1457,6 +1507,11 @@ __noinline int ovl_share(const struct kvx_pkt *p, const struct nat_macs *macs, _
 	 * bind_get) keeps its one port. */
 	bind_key_init(&k, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
 	if (bpf_map_lookup_elem(&kvx_bind, &k))
+		return reason;
+	/* A tenant holds no port but a kvx_bind entry: a few per port of the
+	 * limit (abi.h kvx_gtenant), not one per source port the guest ever
+	 * sends from (approximate under races, as kvx_gports). */
+	if (tenants_full(cfg, p->saddr))
 		return reason;
 	r = gown_ring(cfg, p);
 	if (!r)

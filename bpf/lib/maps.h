@@ -167,6 +167,16 @@ struct {
 	__type(value, __u32);
 } kvx_gports SEC(".maps");
 
+/* Tenants per guest, bounded by the port limit (abi.h kvx_gtenant); as
+ * kvx_gports. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, KVX_GFLOWS_MAX);
+	__type(key, __u32);
+	__type(value, __u32);
+} kvx_gtenant SEC(".maps");
+
 /* Ports the host listens on, never allocated (abi.h kvx_portx). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -630,6 +630,7 @@ private:
 				      skel_->map_fd(KVX_MAP_ND)};
 		gflows_recount(skel_->map_fd(KVX_MAP_CT), quota);
 		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS), quota);
+		tenants_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GTENANT), quota);
 		gaddrs_recount(skel_->map_fd(KVX_MAP_ND), skel_->map_fd(KVX_MAP_GADDRS), quota);
 		// The address changed while no daemon was watching: what the
 		// daemon would have flushed then goes now.

@@ -352,9 +352,10 @@ json ct_list_fd(int ct_fd, const kvx_timeouts &t, const CtFilter &f, uint64_t no
 // released and re-used by another guest before the flush read the flow
 // table is that guest's, with its MACs) and is older.  Static and 1:1 halves
 // have no expiry: never written.  BPF_EXIST: the half may be gone meanwhile.
-// set_flags: KVX_BIND_F_* to set as well.
+// set_flags: KVX_BIND_F_* to set as well.  True when written (a whole-value
+// write: flush_flows marks a shared port again if it dropped the mark).
 template <typename F>
-static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, const typename F::Addr &key_addr,
+static bool bind_touch(int bind_fd, uint8_t dir, uint8_t proto, const typename F::Addr &key_addr,
 		       uint16_t key_port, const typename F::Addr &val_addr, uint16_t val_port,
 		       uint64_t now_ns, uint16_t set_flags = 0)
 {
@@ -365,18 +366,18 @@ static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, const typename F
 	k.port = key_port;
 	typename F::BindVal fv{};
 	if (bpf_map_lookup_elem(bind_fd, &k, &fv) != 0)
-		return;
+		return false;
 	// The IPv4 value is the IPv6 one's head (abi.h): one rule for both.
 	kvx_bind_val &v = F::bind(fv);
 	if (bind_is_static(v))
-		return;
+		return false;
 	if (F::val_addr(fv) != val_addr || v.port != val_port ||
 	    (v.last_used_ns >= now_ns && (v.flags & set_flags) == set_flags))
-		return;
+		return false;
 	if (v.last_used_ns < now_ns)
 		v.last_used_ns = now_ns;
 	v.flags |= set_flags;
-	bpf_map_update_elem(bind_fd, &k, &fv, BPF_EXIST);
+	return bpf_map_update_elem(bind_fd, &k, &fv, BPF_EXIST) == 0;
 }
 
 // An IPv4 flow of a tenant of a shared port (abi.h kvx_ovl: its claim names
@@ -384,14 +385,15 @@ static void bind_touch(int bind_fd, uint8_t dir, uint8_t proto, const typename F
 // guest): bind_touch leaves that IN half alone (it names the owner), so the
 // claim's time is refreshed here (the GC and the datapath's reclaim keep
 // it for the grace: the tenant's next packet picks its flow up through it)
-// and the IN half gets KVX_BIND_F_FLUSHED (the remote's segments wait for
-// the pick-up; no new tenant joins the port), its owner's time refreshed.
-// Before the delete, as bind_touch.
-static void touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_ct_val &v,
-			uint64_t now_ns)
+// and the IN half gets KVX_BIND_F_FLUSHED (a TCP remote's segments wait
+// for the pick-up; no new tenant joins the port), its owner's time
+// refreshed.
+// Before the delete, as bind_touch; true when the IN half was written.
+static bool touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_ct_val &v,
+			uint64_t now_ns, kvx_bind_val *owner)
 {
 	if (ovl_fd < 0 || (v.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE)))
-		return;
+		return false;
 	kvx_ovl_key ok{};
 	ok.proto = k.proto;
 	ok.ext_addr = v.ext_addr;
@@ -401,7 +403,7 @@ static void touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_
 	kvx_ovl_val ov{};
 	if (bpf_map_lookup_elem(ovl_fd, &ok, &ov) != 0 || ov.addr != k.int_addr ||
 	    ov.port != k.int_port || ov.port == ov.owner_port)
-		return;
+		return false;
 	kvx_bind_key ik{};
 	ik.dir = KVX_BIND_IN;
 	ik.proto = k.proto;
@@ -410,18 +412,20 @@ static void touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_
 	kvx_bind_val iv{};
 	if (bpf_map_lookup_elem(bind_fd, &ik, &iv) != 0 || bind_is_static(iv) ||
 	    iv.addr != ov.addr || iv.port != ov.owner_port)
-		return;
+		return false;
 	if (ov.created_ns < now_ns) {
 		ov.created_ns = now_ns;
 		bpf_map_update_elem(ovl_fd, &ok, &ov, BPF_EXIST);
 	}
-	const uint16_t set = k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0;
+	owner->addr = iv.addr;
+	owner->port = iv.port;
+	const uint16_t set = KVX_BIND_F_FLUSHED;
 	if (iv.last_used_ns >= now_ns && (iv.flags & set) == set)
-		return;
+		return false;
 	if (iv.last_used_ns < now_ns)
 		iv.last_used_ns = now_ns;
 	iv.flags |= set;
-	bpf_map_update_elem(bind_fd, &ik, &iv, BPF_EXIST);
+	return bpf_map_update_elem(bind_fd, &ik, &iv, BPF_EXIST) == 0;
 }
 
 template <typename F>
@@ -431,6 +435,7 @@ static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_
 	// Keys first, deletes second (kernel/maps.hpp: deleting while walking may
 	// restart the walk).  A flow the datapath re-creates in between is a
 	// new flow and stays.
+	std::vector<std::pair<kvx_bind_key, kvx_bind_val>> written;
 	for (const auto &[k, fv] : dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd)) {
 		if (!f.matches(k, fv))
 			continue;
@@ -445,15 +450,36 @@ static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_
 		// A TCP flow's remote may send before the guest does: its
 		// segment must wait for the guest's pick-up (dropped), not go
 		// to the host, which would reset the connection (abi.h
-		// KVX_BIND_F_FLUSHED).
-		bind_touch<F>(bind_fd, KVX_BIND_IN, k.proto, ext, v.ext_port, guest, k.int_port,
-			      now_ns, k.proto == IPPROTO_TCP ? KVX_BIND_F_FLUSHED : 0);
-		if constexpr (std::is_same_v<F, Family4>)
-			touch_claim(bind_fd, ovl_fd, k, v, now_ns);
+		// KVX_BIND_F_FLUSHED).  Any IPv4 port: no tenant joins it (ct.h
+		// ovl_enter), whose claim of the flushed flow's remote would take
+		// the remote's next datagrams from the owner, and refuse the
+		// owner's next packet to it.
+		const bool in_written = bind_touch<F>(
+			bind_fd, KVX_BIND_IN, k.proto, ext, v.ext_port, guest, k.int_port, now_ns,
+			k.proto == IPPROTO_TCP || std::is_same_v<F, Family4> ? KVX_BIND_F_FLUSHED : 0);
+		if constexpr (std::is_same_v<F, Family4>) {
+			kvx_bind_key ik{};
+			ik.dir = KVX_BIND_IN;
+			ik.proto = k.proto;
+			ik.addr = v.ext_addr;
+			ik.port = v.ext_port;
+			kvx_bind_val owner{};
+			if (in_written) {
+				owner.addr = k.int_addr;
+				owner.port = k.int_port;
+				written.emplace_back(ik, owner);
+			}
+			if (touch_claim(bind_fd, ovl_fd, k, v, now_ns, &owner))
+				written.emplace_back(ik, owner);
+		}
 		if (bpf_map_delete_elem(ct_fd, &k) != 0)
 			continue;
 		r.flows++;
 	}
+	// The IN halves written whole above may have lost a shared mark the
+	// datapath set meanwhile (a tenant joining their port).
+	if constexpr (std::is_same_v<F, Family4>)
+		reshare_claimed(bind_fd, ovl_fd, written);
 	// Report what the GC will reclaim: dynamic IN halves no flow uses.
 	std::unordered_set<typename F::Ext, typename F::ExtHash> referenced;
 	for (const auto &[k, v] : dump_hash<typename F::CtKey, typename F::CtVal>(ct_fd))

@@ -1155,6 +1155,9 @@ void Daemon::collect_garbage()
 	// The port limit's counters, after the sweep's binding deletions.
 	step("guest port counters",
 	     [&] { gports_recount(bind_fd_.get(), skel_.map_fd(KVX_MAP_GPORTS), quota); });
+	// Port overlapping's tenants per guest, after the sweep deleted some.
+	step("guest tenant counters",
+	     [&] { tenants_recount(bind_fd_.get(), skel_.map_fd(KVX_MAP_GTENANT), quota); });
 	// Relay's addresses per guest, after the ticks' expiry and prefix
 	// changes deleted some (control/relay.hpp).
 	step("guest address counters",

@@ -325,10 +325,14 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 	return counters_correct(gf, before, after, gflows_counted(q, guests, flows6, gf.slots()));
 }
 
-size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
-		      const std::function<void()> &after_reading)
+namespace {
+
+// gports_recount (tenants false) and tenants_recount (true): the OUT halves
+// of one kind per guest.
+size_t bind_recount(int bind_fd, int fd, const char *name, const QuotaMaps &q,
+		    const std::function<void()> &after_reading, bool tenants)
 {
-	CounterArray gp(gports_fd, KVX_MAP_GPORTS, {0});
+	CounterArray gp(fd, name, {0});
 	// A dynamic binding is a port its guest holds: one OUT half each,
 	// counted in the slot of the guest that owns the address now, as
 	// the datapath's next decrement for it will be (as gflows_counted).
@@ -336,15 +340,17 @@ size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
 	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
 	const std::vector<uint32_t> before = gp.read();
 	const auto binds = dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd);
-	const std::vector<SlotCount> binds6 = ipv6_owners(q, true);
+	const std::vector<SlotCount> binds6 = tenants ? std::vector<SlotCount>{} :
+							ipv6_owners(q, true);
 	const std::vector<uint32_t> after = gp.read();
 	for (const SlotCount &o : binds6)
 		if (o.slot < counts.size())
 			counts[o.slot]++;
 	for (const auto &[k, v] : binds) {
 		// A tenant of a shared port holds none of its own (ct.h
-		// ovl_share).
-		if (k.dir != KVX_BIND_OUT || bind_is_static(v) || (v.flags & KVX_BIND_F_SHARED))
+		// ovl_share): it counts in kvx_gtenant only.
+		if (k.dir != KVX_BIND_OUT || bind_is_static(v) ||
+		    ((v.flags & KVX_BIND_F_SHARED) != 0) != tenants)
 			continue;
 		auto it = slot_of.find(k.addr);
 		uint32_t i = it != slot_of.end() ? it->second : guest_slot(nullptr, k.addr, q.seed);
@@ -354,6 +360,20 @@ size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
 	if (after_reading)
 		after_reading();
 	return counters_correct(gp, before, after, counts);
+}
+
+} // namespace
+
+size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
+		      const std::function<void()> &after_reading)
+{
+	return bind_recount(bind_fd, gports_fd, KVX_MAP_GPORTS, q, after_reading, false);
+}
+
+size_t tenants_recount(int bind_fd, int gtenant_fd, const QuotaMaps &q,
+		       const std::function<void()> &after_reading)
+{
+	return bind_recount(bind_fd, gtenant_fd, KVX_MAP_GTENANT, q, after_reading, true);
 }
 
 size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
@@ -668,7 +688,34 @@ SweepResult flush_ext_addr6(int ct6_fd, int bind6_fd, const Ipv6Addr &addr)
 	return flush_addr<Family6>(ct6_fd, bind6_fd, addr);
 }
 
-OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bool scan_bindings)
+size_t reshare_claimed(int bind_fd, int ovl_fd,
+		       const std::vector<std::pair<kvx_bind_key, kvx_bind_val>> &written)
+{
+	if (written.empty() || ovl_fd < 0)
+		return 0;
+	// (proto, port, owner) of every claim: one made under another owner
+	// (dead) marks nothing.
+	using Claimed = std::tuple<uint8_t, uint32_t, uint16_t, uint32_t, uint16_t>;
+	std::set<Claimed> claimed;
+	for (const auto &[k, v] : dump_hash<kvx_ovl_key, kvx_ovl_val>(ovl_fd))
+		claimed.insert(Claimed{k.proto, k.ext_addr, k.ext_port, v.addr, v.owner_port});
+	size_t n = 0;
+	for (const auto &[k, was] : written) {
+		if (!claimed.count(Claimed{k.proto, k.addr, k.port, was.addr, was.port}))
+			continue;
+		kvx_bind_val now{};
+		if (bpf_map_lookup_elem(bind_fd, &k, &now) != 0 || now.addr != was.addr ||
+		    now.port != was.port || bind_is_static(now) || (now.flags & KVX_BIND_F_SHARED))
+			continue;
+		now.flags |= KVX_BIND_F_SHARED;
+		if (bpf_map_update_elem(bind_fd, &k, &now, BPF_EXIST) == 0)
+			n++;
+	}
+	return n;
+}
+
+OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bool scan_bindings,
+			 const std::function<void()> &after_unshare)
 {
 	OvlSweepResult r;
 	if (ovl_fd < 0)
@@ -724,6 +771,7 @@ OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bo
 		tenants.insert(Tenant{k.proto, k.ext_addr, k.ext_port, v.addr, v.port});
 	}
 	r.shared_left = !ports.empty();
+	std::vector<std::pair<kvx_bind_key, kvx_bind_val>> cleared;
 	const auto binds = dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd);
 	// An OUT half its IN half points back to is an owner's, whatever its
 	// flags: never a tenant's to delete.
@@ -745,12 +793,17 @@ OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bo
 				r.shared_left = true; // next sweep
 				continue;
 			}
-			// A full-value write, as conntrack flush's: a flag the
-			// datapath sets meanwhile is set again by the tenant's
-			// next packet (ct.h ovl_flow_ok).
+			// A full-value write, as conntrack flush's: it may drop
+			// the mark (and a refresh of last_used_ns) a tenant
+			// joining meanwhile relied on.  Claims are looked up
+			// again below, after every such write; a claim made
+			// after that finds the mark cleared and sets it (ct.h
+			// ovl_enter).
 			now.flags &= ~KVX_BIND_F_SHARED;
-			if (bpf_map_update_elem(bind_fd, &k, &now, BPF_EXIST) == 0)
+			if (bpf_map_update_elem(bind_fd, &k, &now, BPF_EXIST) == 0) {
 				r.unshared++;
+				cleared.push_back({k, now});
+			}
 			continue;
 		}
 		if (tenants.count(Tenant{k.proto, v.addr, v.port, k.addr, k.port}) ||
@@ -763,6 +816,12 @@ OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bo
 			r.tenants_deleted++;
 			continue;
 		}
+		r.shared_left = true;
+	}
+	if (after_unshare)
+		after_unshare();
+	if (const size_t again = reshare_claimed(bind_fd, ovl_fd, cleared)) {
+		r.unshared -= again;
 		r.shared_left = true;
 	}
 	return r;

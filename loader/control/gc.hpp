@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <utility>
 #include <vector>
 
 #include "base/clock.hpp"
@@ -55,6 +56,12 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 // be lost to a write-back (tests play the datapath there).
 size_t gports_recount(int bind_fd, int gports_fd, const QuotaMaps &q,
 		      const std::function<void()> &after_reading = {});
+
+// Corrects every kvx_gtenant counter towards the number of tenants (OUT
+// halves marked KVX_BIND_F_SHARED, ct.h ovl_try) per guest in bind_fd, as
+// gports_recount.  Returns the number of slots corrected.
+size_t tenants_recount(int bind_fd, int gtenant_fd, const QuotaMaps &q,
+		       const std::function<void()> &after_reading = {});
 
 // Corrects every kvx_gaddrs counter towards the number of relay addresses
 // (kvx_nd entries of a guest: owned, pending, defended) per guest MAC,
@@ -130,7 +137,22 @@ struct OvlSweepResult {
 	size_t unshared = 0;	    // IN halves whose shared mark was cleared
 	bool shared_left = false;   // claims, marks or tenants remain
 };
-OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bool scan_bindings);
+// IN halves written whole from userspace (written: key, the value's owner
+// address and port) that a claim made under that owner names now, but
+// whose KVX_BIND_F_SHARED is clear: the write may have dropped the mark
+// the datapath set meanwhile (ct.h ovl_enter), and bind_recycle would give
+// the port away under the tenant's flow.  Sets the mark again (only ever
+// sets it, as the datapath; a claim made after the look finds the mark
+// clear and sets it itself).  Returns the number of IN halves marked.
+size_t reshare_claimed(int bind_fd, int ovl_fd,
+		       const std::vector<std::pair<kvx_bind_key, kvx_bind_val>> &written);
+
+// A mark cleared from a port a claim names by then (a tenant joined
+// between the reading and the write) is set again: after_unshare runs
+// between the clearing writes and that second look (tests play the
+// datapath there).
+OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bool scan_bindings,
+			 const std::function<void()> &after_unshare = {});
 
 // address can never carry traffic again.  addr_be in network order.
 SweepResult flush_ext_addr(int ct_fd, int bind_fd, uint32_t addr_be);

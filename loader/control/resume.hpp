@@ -187,6 +187,15 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// Tenants per guest (port overlapping), recounted from kvx_bind at
+	// attach.
+	{KVX_MAP_GTENANT,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u32)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// Relay's addresses per guest: recounted from kvx_nd by the daemon.
 	{KVX_MAP_GADDRS,
 	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u32)},

@@ -77,7 +77,7 @@ void zero_percpu_array(const bpf_map *map)
 // sets BPF_F_MMAPABLE on those maps.h does not already create mappable
 // (the programs do not see the flag).
 constexpr const char *kMappedArrays[] = {KVX_MAP_GFLOWS, KVX_MAP_GPORTS, KVX_MAP_HALFOPEN,
-					 KVX_MAP_GTW, KVX_MAP_GADDRS};
+					 KVX_MAP_GTW,	 KVX_MAP_GADDRS, KVX_MAP_GTENANT};
 
 } // namespace
 
@@ -388,6 +388,14 @@ std::uint32_t Datapath::gports(std::uint32_t guest) const
 	__u32 key = gflows_slot(guest), v = 0;
 	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gports), &key, &v) != 0)
 		throw std::runtime_error("lookup kvx_gports: " + errno_text(errno));
+	return v;
+}
+
+std::uint32_t Datapath::gtenant(std::uint32_t guest) const
+{
+	__u32 key = gflows_slot(guest), v = 0;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gtenant), &key, &v) != 0)
+		throw std::runtime_error("lookup kvx_gtenant: " + errno_text(errno));
 	return v;
 }
 

@@ -113,6 +113,8 @@ public:
 
 	// kvx_gports: the dynamic bindings a guest holds (host-order address).
 	std::uint32_t gports(std::uint32_t guest) const;
+	// kvx_gtenant: the tenants of shared ports a guest has.
+	std::uint32_t gtenant(std::uint32_t guest) const;
 	// kvx_portx: the ports the host listens on (replaces the set).
 	void set_host_ports(const std::vector<std::uint16_t> &ports);
 

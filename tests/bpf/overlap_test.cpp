@@ -70,6 +70,7 @@ TEST_F(OverlapTest, GuestAtItsPortLimitSharesItsOwnPorts)
 		tenants.emplace_back(t, pt);
 	}
 	EXPECT_EQ(dp().gports(kGuestA), 2u) << "tenants hold no port of their own";
+	EXPECT_EQ(dp().gtenant(kGuestA), 10u);
 	EXPECT_EQ(claims(), 10u);
 	const Packet &t0 = tenants[0].first;
 	auto out = dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, t0.sport));
@@ -321,6 +322,55 @@ TEST_F(OverlapTest, FullClaimTableRefusesNewTenantsAndReclaimsDeadOnes)
 	for (const auto &[k, v] : small.ovl_entries())
 		t1_claim |= v.port == be16(40001);
 	EXPECT_FALSE(t1_claim) << "the dead claim made room";
+}
+
+// A guest at its limit sending from ever new source ports gets at most
+// KVX_TENANTS_PER_PORT tenants per port of its limit (each takes a
+// kvx_bind entry every guest shares); the next new endpoint is refused as
+// without sharing, and another guest still binds.
+TEST_F(OverlapTest, TenantsAreBoundedByThePortLimit)
+{
+	limit(1);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = translate_out(a);
+	for (std::uint16_t i = 0; i < KVX_TENANTS_PER_PORT; i++)
+		EXPECT_EQ(translate_out(from_guest(make_udp(
+						kGuestA, static_cast<std::uint16_t>(41000 + i),
+						kRemote2, static_cast<std::uint16_t>(1000 + i))),
+					p),
+			  p);
+	EXPECT_EQ(dp().gtenant(kGuestA), std::uint32_t{KVX_TENANTS_PER_PORT});
+	for (std::uint16_t i = 0; i < 4; i++)
+		run_br(from_guest(make_udp(kGuestA, static_cast<std::uint16_t>(42000 + i), kRemote3,
+					   static_cast<std::uint16_t>(2000 + i))),
+		       TC_ACT_SHOT, KVX_R_DROP_GUEST_PORTS);
+	EXPECT_EQ(dp().gtenant(kGuestA), std::uint32_t{KVX_TENANTS_PER_PORT});
+	EXPECT_FALSE(dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 42000)))
+		<< "no binding entry for a refused endpoint";
+	EXPECT_EQ(claims(), std::size_t{KVX_TENANTS_PER_PORT});
+	const Packet b = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
+	EXPECT_NE(translate_out(b), p);
+}
+
+// kvx_bind full when a tenant's OUT half is inserted: the packet is
+// dropped and the claim made for it goes too (a guest refused again and
+// again would else fill kvx_ovl with claims no flow follows).
+TEST_F(OverlapTest, TenantRefusedForAFullBindingTableLeavesNoClaim)
+{
+	Datapath small(TableSizes{0, 4, 4096, 4096, 256, 0});
+	kvx_cfg c = Datapath::default_cfg(topo());
+	c.guest_ports = 1;
+	c.gw_addr = 0;
+	small.set_cfg(c);
+	for (const std::uint32_t g : {kGuestA, kGuestB}) {
+		const Packet q = from_guest(make_udp(g, 40000, kRemote1, 53));
+		ASSERT_EQ(small.run(Prog::BrIngress, q.build(), topo().bridge_ifindex).verdict,
+			  TC_ACT_REDIRECT);
+	}
+	run_case(small, Prog::BrIngress, from_guest(make_udp(kGuestA, 40001, kRemote2, 53)),
+		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	EXPECT_EQ(small.ovl_entries().size(), 0u);
+	EXPECT_EQ(small.gtenant(kGuestA), 0u);
 }
 
 } // namespace

@@ -156,6 +156,50 @@ void check_shared_ports(const std::vector<std::pair<kvx_bind_key, kvx_bind_val>>
 					  std::to_string(ntohs(f.ext_port)) + " without its claim",
 				  in, out);
 	}
+	// The NAT's own invariant, on the wire: no two dynamic flows share
+	// (protocol, external endpoint, remote endpoint), and the inbound
+	// lookup (ct.h: the IN half's guest endpoint's flow with the remote,
+	// else the claim ovl_guest_port finds under that owner) leads a
+	// flow's remote to that flow's own guest endpoint.  A TCP flow that
+	// is over (TIME_WAIT, CLOSE) may share its tuple with the connection
+	// that reopens it (ct.h tw_reopens) and gives its port up: not checked.
+	std::map<std::tuple<std::uint8_t, std::uint32_t, std::uint16_t, std::uint32_t, std::uint16_t>,
+		 kvx_ct_key>
+		wire;
+	for (const auto &[k, f] : g_dp->ct_entries()) {
+		if ((f.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE)) ||
+		    (k.proto == IPPROTO_TCP &&
+		     (f.state == KVX_CT_TIME_WAIT || f.state == KVX_CT_CLOSE)))
+			continue;
+		const std::string what = "flow " + std::to_string(ntohs(k.int_port)) + " -> " +
+					 std::to_string(ntohs(k.rem_port)) + " on external port " +
+					 std::to_string(ntohs(f.ext_port));
+		if (!wire.emplace(std::make_tuple(k.proto, f.ext_addr, f.ext_port, k.rem_addr,
+						  k.rem_port),
+				  k)
+			     .second)
+			violation(what + ": another flow has the same tuple on the wire", in, out);
+		auto ib = in_half.find({k.proto, f.ext_addr, f.ext_port});
+		if (ib == in_half.end() ||
+		    (ib->second.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
+			continue; // nothing is delivered
+		std::uint16_t to_port = ib->second.port;
+		const auto owner = g_dp->ct_lookup(ct_key(k.proto, ntohl(ib->second.addr),
+							  ntohs(ib->second.port), ntohl(k.rem_addr),
+							  ntohs(k.rem_port)));
+		if (!owner || owner->ext_addr != f.ext_addr || owner->ext_port != f.ext_port) {
+			auto c = claims.find(
+				{k.proto, f.ext_port, k.rem_addr, k.rem_port, f.ext_addr});
+			if (c == claims.end() || c->second.addr != ib->second.addr ||
+			    c->second.owner_port != ib->second.port ||
+			    c->second.port == ib->second.port)
+				continue; // nothing is delivered
+			to_port = c->second.port;
+		}
+		if (ib->second.addr != k.int_addr || to_port != k.int_port)
+			violation(what + ": its remote's packets go to another guest endpoint", in,
+				  out);
+	}
 }
 
 void check_pool(const Bytes &in, const Bytes &out)

@@ -432,7 +432,10 @@ TEST_F(CtMaps, FlushByGuestKeepsTheOthersAndAllBindings)
 // A flushed TCP flow's remote may send before the guest does: the flush
 // marks the binding's IN half (KVX_BIND_F_FLUSHED), so that the datapath
 // drops that segment instead of handing it to the host (which would reset
-// the connection).  UDP, ICMP and static bindings are not marked.
+// the connection).  UDP and ICMP ports are marked too: no tenant of a
+// shared port joins them (a tenant's claim of the flushed flow's remote
+// would take the remote's next datagrams from the owner).  Static
+// bindings are not marked.
 TEST_F(CtMaps, FlushMarksDynamicTcpBindings)
 {
 	populate();
@@ -440,8 +443,8 @@ TEST_F(CtMaps, FlushMarksDynamicTcpBindings)
 	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_TCP, kExt, 61000).flags, KVX_BIND_F_FLUSHED);
 	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_TCP, kExt, 61002).flags, KVX_BIND_F_FLUSHED);
 	EXPECT_EQ(bind_half(KVX_BIND_OUT, IPPROTO_TCP, kG1, 40000).flags, 0u);
-	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001).flags, 0u);
-	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_ICMP, kExt, 9).flags, 0u);
+	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_UDP, kExt, 61001).flags, KVX_BIND_F_FLUSHED);
+	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_ICMP, kExt, 9).flags, KVX_BIND_F_FLUSHED);
 	EXPECT_EQ(bind_half(KVX_BIND_IN, IPPROTO_TCP, kExt, 2222).flags, KVX_BIND_F_STATIC);
 }
 

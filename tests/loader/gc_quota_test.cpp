@@ -317,6 +317,61 @@ TEST_F(GcQuotaMaps, PortCountersCountDynamicBindings)
 	EXPECT_EQ(gports_recount(bind_.get(), gp.get(), q()), 0u);
 }
 
+// Port overlapping's tenants per guest (kvx_gtenant) are recounted from
+// kvx_bind: the OUT halves marked shared that no IN half belongs to, not
+// the guest's own bindings; kvx_gports counts the own ones only.
+TEST_F(GcQuotaMaps, TenantCountersCountSharedOutHalves)
+{
+	const uint32_t g1 = 0xc0a87a0a, g2 = 0xc0a87a0b;
+	own(g1, 0x01);
+	own(g2, 0x02);
+	auto put_bind = [&](uint8_t dir, uint32_t addr, uint16_t port, uint32_t to,
+			    uint16_t to_port, uint16_t flags) {
+		kvx_bind_key k{};
+		k.dir = dir;
+		k.proto = IPPROTO_UDP;
+		k.addr = htonl(addr);
+		k.port = htons(port);
+		kvx_bind_val v{};
+		v.addr = htonl(to);
+		v.port = htons(to_port);
+		v.flags = flags;
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_NOEXIST), 0);
+	};
+	const uint32_t ext = 0xc0000205;
+	// g1 owns 1500 (shared) and has two tenants on it; g2 owns 1501.
+	put_bind(KVX_BIND_IN, ext, 1500, g1, 40000, KVX_BIND_F_SHARED);
+	put_bind(KVX_BIND_OUT, g1, 40000, ext, 1500, 0);
+	put_bind(KVX_BIND_OUT, g1, 40001, ext, 1500, KVX_BIND_F_SHARED);
+	put_bind(KVX_BIND_OUT, g1, 40002, ext, 1500, KVX_BIND_F_SHARED);
+	put_bind(KVX_BIND_IN, ext, 1501, g2, 40000, 0);
+	put_bind(KVX_BIND_OUT, g2, 40000, ext, 1501, 0);
+	auto array = [](const char *name) {
+		return Fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u32),
+					 KVX_GFLOWS_MAX, nullptr));
+	};
+	Fd gt = array("t_gtenant"), gp = array("t_gports");
+	ASSERT_GE(gt.get(), 0) << std::strerror(errno);
+	ASSERT_GE(gp.get(), 0) << std::strerror(errno);
+	auto get = [&](const Fd &fd, uint32_t g) {
+		__u32 i = slot(g), v = 0;
+		EXPECT_EQ(bpf_map_lookup_elem(fd.get(), &i, &v), 0);
+		return v;
+	};
+	{
+		// A count the datapath left too high (a tenant's OUT half it
+		// deleted as stale).
+		__u32 i = slot(g2), v = 5;
+		ASSERT_EQ(bpf_map_update_elem(gt.get(), &i, &v, BPF_ANY), 0);
+	}
+	EXPECT_EQ(tenants_recount(bind_.get(), gt.get(), q()), 2u);
+	EXPECT_EQ(get(gt, g1), 2u);
+	EXPECT_EQ(get(gt, g2), 0u);
+	gports_recount(bind_.get(), gp.get(), q());
+	EXPECT_EQ(get(gp, g1), 1u);
+	EXPECT_EQ(get(gp, g2), 1u);
+}
+
 // Relay's addresses per guest (kvx_gaddrs) are recounted from kvx_nd:
 // every entry of a guest MAC (owned, pending, defended), in that MAC's
 // slot; the host's entries count for nobody.

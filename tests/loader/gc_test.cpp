@@ -253,6 +253,50 @@ TEST_F(GcMaps, OvlSweepFollowsTheFlows)
 	ASSERT_TRUE(lookup_bind(KVX_BIND_IN, IPPROTO_UDP, ext, 61001, &v));
 	EXPECT_FALSE(v.flags & KVX_BIND_F_SHARED) << "no claim left, quiet";
 
+	// A tenant joins 61001 while the sweep clears its mark (ovl_enter saw
+	// the mark still set, so did not set it, and claimed after the
+	// sweep's reading): the sweep marks the port again, so that
+	// bind_recycle never gives it away under the tenant's flow.
+	ASSERT_TRUE(lookup_bind(KVX_BIND_IN, IPPROTO_UDP, ext, 61001, &v));
+	v.flags |= KVX_BIND_F_SHARED;
+	kvx_bind_key ik1 = bind_key(KVX_BIND_IN, IPPROTO_UDP, ext, 61001);
+	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &ik1, &v, BPF_EXIST), 0);
+	r = ovl_sweep(ct_.get(), bind_.get(), ovl.get(), now, true, [&] {
+		kvx_ovl_key k{};
+		k.proto = IPPROTO_UDP;
+		k.ext_addr = htonl(ext);
+		k.ext_port = htons(61001);
+		k.rem_addr = htonl(0x08080404);
+		k.rem_port = htons(53);
+		kvx_ovl_val c{};
+		c.addr = htonl(g);
+		c.port = htons(6002);
+		c.owner_port = htons(5001);
+		c.created_ns = now;
+		ASSERT_EQ(bpf_map_update_elem(ovl.get(), &k, &c, BPF_NOEXIST), 0);
+	});
+	EXPECT_EQ(r.unshared, 0u);
+	EXPECT_TRUE(r.shared_left);
+	ASSERT_TRUE(lookup_bind(KVX_BIND_IN, IPPROTO_UDP, ext, 61001, &v));
+	EXPECT_TRUE(v.flags & KVX_BIND_F_SHARED) << "a claim came: marked again";
+	EXPECT_EQ(v.addr, htonl(g));
+	EXPECT_EQ(v.port, htons(5001));
+
+	// conntrack flush's whole-value writes likewise (gc.hpp
+	// reshare_claimed): a port whose mark a write dropped is marked again
+	// when a claim made under its owner names it, not for a claim made
+	// under another owner.
+	v.flags &= ~KVX_BIND_F_SHARED;
+	ASSERT_EQ(bpf_map_update_elem(bind_.get(), &ik1, &v, BPF_EXIST), 0);
+	kvx_bind_val other = v;
+	other.port = htons(5009);
+	EXPECT_EQ(reshare_claimed(bind_.get(), ovl.get(), {{ik1, other}}), 0u);
+	ASSERT_TRUE(lookup_bind(KVX_BIND_IN, IPPROTO_UDP, ext, 61001, &v));
+	EXPECT_FALSE(v.flags & KVX_BIND_F_SHARED);
+	EXPECT_EQ(reshare_claimed(bind_.get(), ovl.get(), {{ik1, v}}), 1u);
+	ASSERT_TRUE(lookup_bind(KVX_BIND_IN, IPPROTO_UDP, ext, 61001, &v));
+	EXPECT_TRUE(v.flags & KVX_BIND_F_SHARED);
+
 	// The owner's binding goes to another endpoint: the live flow's claim
 	// is dead too.
 	kvx_bind_key ik = bind_key(KVX_BIND_IN, IPPROTO_UDP, ext, 61000);

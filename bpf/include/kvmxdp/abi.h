@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 13
+#define KVX_ABI_VERSION 14
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -92,6 +92,8 @@
  *      KVX_BIND_F_SHARED on a shared port's IN half and on its other
  *      endpoints' OUT halves (0 in older entries: nothing shared).
  *      Layouts unchanged: pins of 3..13 are reused.
+ *  14: map kvx_gtenant (each guest's tenants of shared ports, bounded by
+ *      its port limit).  Layouts unchanged: pins of 3..14 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -173,11 +175,12 @@ struct kvx_bind_val {
 /* The remote's FIN came first (or crossed the guest's): in TIME_WAIT, the
  * remote joins tw_remotes. */
 #define KVX_BIND_F_RFIN (1U << 4)
-/* IN halves of dynamic TCP bindings: `conntrack flush` deleted a flow made
- * through it.  A remote's segment without a flow (not a SYN) is then taken
- * for one of that flow and dropped (DROP_FILTERED) until the guest's next
- * packet picks the flow up again, instead of going to the host, whose stack
- * would reset the connection (ct.h ct_unsolicited). */
+/* IN halves of dynamic bindings: `conntrack flush` deleted a flow made
+ * through it.  TCP: a remote's segment without a flow (not a SYN) is then
+ * taken for one of that flow and dropped (DROP_FILTERED) until the guest's
+ * next packet picks the flow up again, instead of going to the host, whose
+ * stack would reset the connection (ct.h ct_unsolicited).  Any IPv4
+ * protocol: no tenant joins the port (ct.h ovl_enter). */
 #define KVX_BIND_F_FLUSHED (1U << 5)
 /*
  * Port overlapping (RFC 7857 section 3; ct.h ovl_share), only among one
@@ -258,6 +261,21 @@ struct kvx_ovl_val {
  */
 #define KVX_MAP_GOWN "kvx_gown"
 #define KVX_GOWN_GUESTS 1024
+
+/*
+ * Each guest's tenants (their OUT halves, KVX_BIND_F_SHARED): a __u32 per
+ * guest slot, indexed and sized like kvx_gports, incremented by the
+ * datapath when it makes one (ct.h ovl_try) and recounted from kvx_bind by
+ * the daemon's GC (gc.cpp tenants_recount).  A tenant holds no port but
+ * one kvx_bind entry: a guest may have at most KVX_TENANTS_PER_PORT times
+ * kvx_cfg.guest_ports of them (the pool's size with no limit), so that a
+ * guest at its limit sending from ever new source ports cannot fill the
+ * binding table every guest shares (ct.h ovl_share refuses with the reason
+ * bind_create gave): a guest holds at most 2 + 8 kvx_bind entries per
+ * port of its limit, five times the pairs of its own ports.
+ */
+#define KVX_MAP_GTENANT "kvx_gtenant"
+#define KVX_TENANTS_PER_PORT 8
 
 /*
  * External addresses other than the uplink's own (1:1 mappings, port
