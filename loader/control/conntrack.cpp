@@ -404,14 +404,8 @@ static bool touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_
 	if (bpf_map_lookup_elem(ovl_fd, &ok, &ov) != 0 || ov.addr != k.int_addr ||
 	    ov.port != k.int_port || ov.port == ov.owner_port)
 		return false;
-	kvx_bind_key ik{};
-	ik.dir = KVX_BIND_IN;
-	ik.proto = k.proto;
-	ik.addr = v.ext_addr;
-	ik.port = v.ext_port;
 	kvx_bind_val iv{};
-	if (bpf_map_lookup_elem(bind_fd, &ik, &iv) != 0 || bind_is_static(iv) ||
-	    iv.addr != ov.addr || iv.port != ov.owner_port)
+	if (!ovl_owner_holds(bind_fd, ok, ov, &iv))
 		return false;
 	if (ov.created_ns < now_ns) {
 		ov.created_ns = now_ns;
@@ -425,6 +419,11 @@ static bool touch_claim(int bind_fd, int ovl_fd, const kvx_ct_key &k, const kvx_
 	if (iv.last_used_ns < now_ns)
 		iv.last_used_ns = now_ns;
 	iv.flags |= set;
+	kvx_bind_key ik{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = ok.proto;
+	ik.addr = ok.ext_addr;
+	ik.port = ok.ext_port;
 	return bpf_map_update_elem(bind_fd, &ik, &iv, BPF_EXIST) == 0;
 }
 
@@ -456,7 +455,8 @@ static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_
 		// owner's next packet to it.
 		const bool in_written = bind_touch<F>(
 			bind_fd, KVX_BIND_IN, k.proto, ext, v.ext_port, guest, k.int_port, now_ns,
-			k.proto == IPPROTO_TCP || std::is_same_v<F, Family4> ? KVX_BIND_F_FLUSHED : 0);
+			k.proto == IPPROTO_TCP || std::is_same_v<F, Family4> ? KVX_BIND_F_FLUSHED :
+									       0);
 		if constexpr (std::is_same_v<F, Family4>) {
 			kvx_bind_key ik{};
 			ik.dir = KVX_BIND_IN;

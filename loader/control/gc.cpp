@@ -105,11 +105,12 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 		static const uint8_t zero[6] = {};
 		for (const auto &[k, v] : binds)
 			if (k.dir == KVX_BIND_OUT && !bind_is_static(v.bind))
-				out.push_back({kvx_guest_slot6(std::memcmp(v.bind.guest_mac, zero, 6) ?
-								       v.bind.guest_mac :
-								       nullptr,
-							       k.addr, q.seed),
-					       false});
+				out.push_back(
+					{kvx_guest_slot6(std::memcmp(v.bind.guest_mac, zero, 6) ?
+								 v.bind.guest_mac :
+								 nullptr,
+							 k.addr, q.seed),
+					 false});
 		return out;
 	}
 	for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd))
@@ -415,6 +416,22 @@ bool bind_idle(uint64_t last_used_ns, uint64_t now_ns)
 bool bind_is_static(const kvx_bind_val &v)
 {
 	return (v.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) != 0;
+}
+
+bool ovl_owner_holds(int bind_fd, const kvx_ovl_key &k, const kvx_ovl_val &v, kvx_bind_val *in)
+{
+	kvx_bind_key ik{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = k.proto;
+	ik.addr = k.ext_addr;
+	ik.port = k.ext_port;
+	kvx_bind_val iv{};
+	if (bpf_map_lookup_elem(bind_fd, &ik, &iv) != 0 || bind_is_static(iv) ||
+	    iv.addr != v.addr || iv.port != v.owner_port)
+		return false;
+	if (in)
+		*in = iv;
+	return true;
 }
 
 namespace {
@@ -735,14 +752,7 @@ OvlSweepResult ovl_sweep(int ct_fd, int bind_fd, int ovl_fd, uint64_t now_ns, bo
 	auto dead = [&](const kvx_ovl_key &k, const kvx_ovl_val &v) {
 		if (!bind_idle(v.created_ns, now_ns))
 			return false;
-		kvx_bind_key ik{};
-		ik.dir = KVX_BIND_IN;
-		ik.proto = k.proto;
-		ik.addr = k.ext_addr;
-		ik.port = k.ext_port;
-		kvx_bind_val iv{};
-		if (bpf_map_lookup_elem(bind_fd, &ik, &iv) != 0 || bind_is_static(iv) ||
-		    iv.addr != v.addr || iv.port != v.owner_port)
+		if (!ovl_owner_holds(bind_fd, k, v))
 			return true;
 		kvx_ct_key ck{};
 		ck.proto = k.proto;

@@ -84,6 +84,11 @@ bool bind_idle(uint64_t last_used_ns, uint64_t now_ns);
 // A binding of a static mapping (port forward, 1:1): never expired, never
 // touched by the GC or by a flush.
 bool bind_is_static(const kvx_bind_val &v);
+// A port-overlapping claim k -> v is alive on its port while the port's IN
+// half is dynamic and still names the owner the claim was made under
+// (v.addr, v.owner_port); *in gets the IN half when found.
+bool ovl_owner_holds(int bind_fd, const kvx_ovl_key &k, const kvx_ovl_val &v,
+		     kvx_bind_val *in = nullptr);
 // Deletes the OUT half of the dynamic pair whose IN half is `in` (value
 // `in_val`), if that OUT half still points back to it, as the datapath
 // releases a pair (abi.h: "OUT half exists => IN half exists"); the IN half
