@@ -131,7 +131,7 @@ bad_map "mixes IPv4 and IPv6" "uplink:2222" "[$G1_6]:22" --proto tcp
 bad_map "mixes IPv4 and IPv6" "$ONE6" 192.168.122.11
 bad_map "is not a host address in $PFX" "[uplink]:2222" "[fd42:97::11]:22" --proto tcp
 bad_map "overlap the NAT port range" "[uplink]:62000" "[$G1_6]:22" --proto tcp
-bad_map "'$UP6 $G1_6': $UP6 is an address of $UP, which belongs to the host" "$UP6" "$G1_6"
+bad_map "'$UP6 $G1_6': $UP6 is the uplink's own address, which belongs to the host" "$UP6" "$G1_6"
 bad_map "is not on the uplink's prefix 2001:db8:1::/64 (use --force" "2001:db8:9::1" "$G1_6"
 assert_eq "config unchanged by the refused commands" "$CFG_BEFORE" "$(cat "$KVX_CFG")"
 assert_eq "no static pair in kvx_bind6" 0 "$(kvx_json 'i["bindings6"]["entries"]')"

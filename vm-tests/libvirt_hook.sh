@@ -308,6 +308,27 @@ for op in prepare started; do
 	assert_contains "evil2 $op: names the MAC and db1" "MAC $G2_MAC belongs to running domain 'db1'" "$(cat "$KVX_TMP/hook.out")"
 done
 kvx_log "refusal: $(cat "$KVX_TMP/hook.out")"
+# evil3: an <interface type='bridge'> on the network's bridge with web1's
+# MAC while web1 is stopped: dnsmasq serves that bridge all the same (its
+# host entry, the lease it keeps), so the network of that bridge is read.
+sed -e "s|<interface type='network'>|<interface type='bridge'>|" \
+	-e "s|<source network='default' bridge='$BR'/>|<source bridge='$BR'/>|" \
+	<(domain_xml evil3 "$G1_MAC" "$EVIL_META") >"$KVX_TMP/evil3.xml"
+grep -q "<interface type='bridge'>" "$KVX_TMP/evil3.xml" || kvx_fatal "evil3.xml is no bridge interface"
+# evil4 declares the MAC of a defined, stopped domain that has no host
+# entry (its address a lease only, which dnsmasq keeps): spare's.
+SPARE_MAC=02:00:00:00:00:77
+domain_xml spare "$SPARE_MAC" "" >"$LV/etc/libvirt/qemu/spare.xml"
+domain_xml evil4 "$SPARE_MAC" "$EVIL_META" >"$KVX_TMP/evil4.xml"
+for op in prepare started; do
+	assert_fails "hook: evil3 $op (bridge interface) with web1's MAC" qhook "$KVX_TMP/evil3.xml" evil3 "$op" begin
+	assert_eq "evil3 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
+	assert_contains "evil3 $op: names the MAC and web1" "MAC $G1_MAC belongs to domain 'web1' (its DHCP host entry names it)" "$(cat "$KVX_TMP/hook.out")"
+	assert_fails "hook: evil4 $op with defined spare's MAC" qhook "$KVX_TMP/evil4.xml" evil4 "$op" begin
+	assert_eq "evil4 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
+	assert_contains "evil4 $op: names the MAC and spare" "MAC $SPARE_MAC belongs to defined domain 'spare'" "$(cat "$KVX_TMP/hook.out")"
+done
+kvx_log "refusal: $(cat "$KVX_TMP/hook.out")"
 assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
 assert_eq "LAN -> $UP_IP:2250: nobody" "" "$(web "$UP_IP:2250")"
 # web1 itself, its own status file there as at a real "started": made.
@@ -316,7 +337,8 @@ assert_ok "hook: web1 prepare (its own MAC)" qhook "$KVX_TMP/web1.xml" web1 prep
 assert_ok "hook: web1 started (its own MAC)" qhook "$KVX_TMP/web1.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2222 reaches guest1:80" guest1 "$(web "$UP_IP:2222")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1.xml" web1 stopped end
-rm -f "$LV/etc/libvirt/qemu/web1.xml" "$LV/run/libvirt/qemu/db1.xml" "$LV/run/libvirt/qemu/web1.xml"
+rm -f "$LV/etc/libvirt/qemu/web1.xml" "$LV/etc/libvirt/qemu/spare.xml" "$LV/run/libvirt/qemu/db1.xml" \
+	"$LV/run/libvirt/qemu/web1.xml"
 
 kvx_step "map add uplink:2223 vm:web1:80 (the domain's status file)"
 mkdir -p "$LV/run/libvirt/qemu"

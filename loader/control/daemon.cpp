@@ -326,6 +326,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 					return !sm.m.v6 && !sm.pending.empty();
 				}))
 			ctx.host_addrs = host_ipv4_addrs(nl);
+		if (v6_waits)
+			ctx.host_addrs6 = host_ipv6_addrs(nl);
 		bool changed = false;
 		// A metadata mapping's claim as the hook checks it, against
 		// the allow-list and the listeners as they are now.

@@ -525,7 +525,8 @@ std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex)
 		if (r->nlmsg_type != RTM_NEWADDR)
 			return;
 		auto *i = static_cast<const ifaddrmsg *>(nlmsg_data(r));
-		if (i->ifa_family != AF_INET6 || static_cast<int>(i->ifa_index) != ifindex)
+		if (i->ifa_family != AF_INET6 ||
+		    (ifindex && static_cast<int>(i->ifa_index) != ifindex))
 			return;
 		auto tb = attrs_of(r, sizeof(ifaddrmsg));
 		// IFA_ADDRESS is the local address unless the address has a
@@ -549,6 +550,14 @@ std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex)
 	});
 	if (err)
 		throw Error("dump", "IPv6 addresses", -err);
+	return out;
+}
+
+std::vector<Ipv6Addr> host_ipv6_addrs(NlSocket &nl)
+{
+	std::vector<Ipv6Addr> out;
+	for (const Ipv6IfAddr &a : ipv6_addrs(nl, 0))
+		out.push_back(a.addr);
 	return out;
 }
 

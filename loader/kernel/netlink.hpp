@@ -75,7 +75,10 @@ std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs);
 bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
 // The IPv6 addresses of a device, in the kernel's order (newest of a
 // scope first), with IFA_FLAGS and the lifetimes left.
-std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex);
+std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex); // 0: every link's
+// Every IPv6 address of the host (every link's): what a 1:1 mapping must
+// not take from the host.
+std::vector<Ipv6Addr> host_ipv6_addrs(NlSocket &nl);
 // The main table's IPv6 unicast routes through a device.
 std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex);
 // A main-table route to dst through a device (no gateway: on the link),

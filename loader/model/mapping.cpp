@@ -369,6 +369,15 @@ void check_mapping6(const Mapping &m, const std::vector<Mapping> &existing,
 			throw Error(
 				what + ": " + ext +
 				" is the uplink's own address, which belongs to the host (forward ports instead)");
+		// As for IPv4: a 1:1 address would take every port of another
+		// address of the host (a temporary one, another link's).
+		if (m.one_to_one() && std::find(ctx.host_addrs6.begin(), ctx.host_addrs6.end(),
+						m.ext_addr6) != ctx.host_addrs6.end())
+			throw Error(
+				what + ": " + ext +
+				" is an address of this host, whose traffic is the host's (remove it "
+				"with 'ip address del' and let kvmxdp announce it, or forward ports "
+				"instead)");
 		const bool on_link =
 			std::any_of(ctx.uplink_nets6.begin(), ctx.uplink_nets6.end(),
 				    [&](const Ipv6Net &n) { return n.contains(m.ext_addr6); });
@@ -432,13 +441,13 @@ void check_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 		// host it would take the host's services there. A forward takes
 		// its own ports only (host listeners are checked apart), as on
 		// the uplink's address, so it may use a secondary address.
-		if (m.one_to_one() &&
-		    std::find(ctx.host_addrs.begin(), ctx.host_addrs.end(), m.ext_addr) !=
-			    ctx.host_addrs.end())
-			throw Error(what + ": " + format_ipv4(m.ext_addr) +
-				    " is an address of this host, whose traffic is the host's (remove it "
-				    "with 'ip address del' and let kvmxdp announce it, or forward ports "
-				    "instead)");
+		if (m.one_to_one() && std::find(ctx.host_addrs.begin(), ctx.host_addrs.end(),
+						m.ext_addr) != ctx.host_addrs.end())
+			throw Error(
+				what + ": " + format_ipv4(m.ext_addr) +
+				" is an address of this host, whose traffic is the host's (remove it "
+				"with 'ip address del' and let kvmxdp announce it, or forward ports "
+				"instead)");
 		// /31 and /32 have neither (RFC 3021).
 		if (ctx.uplink_net && ctx.uplink_net->prefix < 31 &&
 		    (m.ext_addr == ctx.uplink_net->addr ||

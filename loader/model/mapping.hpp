@@ -91,6 +91,10 @@ struct MappingContext {
 	std::optional<Ipv6Net> subnet6;
 	Ipv6Addr uplink_addr6{};
 	std::vector<Ipv6Net> uplink_nets6;
+	// Every IPv6 address of the host, any link's (netlink
+	// host_ipv6_addrs; empty: not known, not checked): a 1:1 address
+	// must not be one, as host_addrs for IPv4.
+	std::vector<Ipv6Addr> host_addrs6;
 	// Recorded mappings: the prefix may be decided at attach (the
 	// bridge's), so an unset subnet6 skips the guest check.
 	bool subnet6_unknown_ok = false;

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <ctime>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -53,13 +54,52 @@ std::optional<LibvirtNetwork> load_network(const std::string &r, const std::stri
 	return parse_libvirt_network(f->second, f->first);
 }
 
+// The names of the *.xml files in dir (none when it cannot be read).
+std::vector<std::string> xml_stems(const std::string &dir)
+{
+	std::vector<std::string> out;
+	std::error_code ec;
+	for (const auto &e : std::filesystem::directory_iterator(dir, ec)) {
+		const auto &p = e.path();
+		if (p.extension() == ".xml" && e.is_regular_file(ec))
+			out.push_back(p.stem().string());
+	}
+	std::sort(out.begin(), out.end());
+	return out;
+}
+
+// The libvirt network whose bridge is `bridge`: a domain's
+// <interface type='bridge'> on a network's bridge gets its address from
+// that network's dnsmasq (host entries and leases) all the same.
+// Unreadable networks are skipped: they name no bridge.
+std::optional<LibvirtNetwork> network_of_bridge(const std::string &root, const std::string &bridge)
+{
+	std::vector<std::string> names = xml_stems(root + "/run/libvirt/network");
+	for (const auto &n : xml_stems(root + "/etc/libvirt/qemu/networks"))
+		if (std::find(names.begin(), names.end(), n) == names.end())
+			names.push_back(n);
+	for (const auto &n : names) {
+		try {
+			if (auto net = load_network(root, n); net && net->bridge == bridge)
+				return net;
+		} catch (const Error &) {
+			// Not a network kvmxdp can read.
+		}
+	}
+	return std::nullopt;
+}
+
 // Refuses a domain's kvmxdp interface whose MAC is another domain's: the
 // guest address comes from the MAC's DHCP host entry or lease, and a
 // domain's XML must not point its mappings at another VM's address.
 // Another's: an interface of a domain that libvirt runs (its status file,
-// read as the metrics read them: DomainFiles), or a host entry whose name=
+// read as the metrics read them: DomainFiles), a host entry whose name=
 // is a domain libvirt knows other than this one (a name= that is no
-// domain's is a DHCP hostname, nobody's claim).
+// domain's is a DHCP hostname, nobody's claim), or an interface of another
+// defined domain (its /etc/libvirt/qemu XML: a stopped domain's lease
+// stays in dnsmasq's file).  Two defined domains sharing a MAC (a standby
+// copy) are refused too while the other exists: which one is the guest
+// is not known.
 void check_mac_owner(const std::string &root, const std::string &vm, const std::string &mac,
 		     const std::vector<LibvirtDhcpHost> &hosts)
 {
@@ -84,6 +124,29 @@ void check_mac_owner(const std::string &root, const std::string &vm, const std::
 				    " belongs to domain '" + printable(h.name) +
 				    "' (its DHCP host entry names it): a domain's mappings "
 				    "reach only its own interface");
+	}
+	const std::string defs = root + "/etc/libvirt/qemu";
+	for (const auto &name : xml_stems(defs)) {
+		if (name == vm)
+			continue;
+		LibvirtDomain d;
+		try {
+			const std::string path = defs + "/" + name + ".xml";
+			auto text = read_file(path);
+			if (!text)
+				continue;
+			d = parse_libvirt_domain(*text, path);
+		} catch (const std::exception &) {
+			continue; // not a domain definition kvmxdp can read
+		}
+		if (d.name == vm)
+			continue;
+		for (const auto &x : d.interfaces)
+			if (x.mac == mac)
+				throw Error("domain '" + printable(vm) + "': MAC " + mac +
+					    " belongs to defined domain '" + printable(d.name) +
+					    "': a domain's mappings reach only its own interface "
+					    "(give each domain its own MAC)");
 	}
 }
 
@@ -122,9 +185,11 @@ Guest guest_of(const GlobalOptions &g, const LibvirtDomain &d, const std::string
 				br = n->bridge;
 		return !br.empty() && cfg.find(br) != nullptr;
 	});
-	std::optional<LibvirtNetwork> net;
-	if (!i.network.empty())
-		net = network(i.network);
+	// A bridge interface on a network's bridge: that network's host
+	// entries (its dnsmasq) give the address and name the MAC's owner.
+	std::optional<LibvirtNetwork> net = !i.network.empty() ? network(i.network) :
+					    !i.bridge.empty()  ? network_of_bridge(root, i.bridge) :
+								 std::nullopt;
 	check_mac_owner(root, vm, i.mac, net ? net->hosts : std::vector<LibvirtDhcpHost>{});
 	Guest gu;
 	gu.bridge = !i.bridge.empty() ? i.bridge : net ? net->bridge : "";
@@ -163,9 +228,10 @@ Guest guest_of(const GlobalOptions &g, const LibvirtDomain &d, const std::string
 		gu.addr = *a;
 	else if (gu.why.empty())
 		gu.why = "domain '" + printable(vm) + "': no address for MAC " + i.mac +
-			 " (no static DHCP host entry in network '" + printable(i.network) +
-			 "' and no lease in " + leases_path(inst->dhcp_leases, inst->bridge) +
-			 "): add <host mac='" + i.mac + "' ip='...'/> to the network's <dhcp>";
+			 " (no static DHCP host entry in network '" +
+			 printable(net ? net->name : i.network) + "' and no lease in " +
+			 leases_path(inst->dhcp_leases, inst->bridge) + "): add <host mac='" +
+			 i.mac + "' ip='...'/> to the network's <dhcp>";
 	return gu;
 }
 

@@ -162,6 +162,8 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	ctx.force = o.force;
 	if (!m.v6)
 		ctx.host_addrs = host_ipv4_addrs(nl);
+	else if (m.one_to_one())
+		ctx.host_addrs6 = host_ipv6_addrs(nl);
 	// The running instance's maps before anything is claimed on the wire:
 	// pins kvmxdp refuses to read stop the command here (after the
 	// checks, but an IPv6 mapping is checked against kvx_cfg6's prefix).
@@ -191,17 +193,6 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 		}
 		for (const auto &p : v6.prefixes)
 			ctx.uplink_nets6.push_back(p.net);
-		// Another address of the uplink (a temporary one, a second
-		// prefix's) is the host's too: a 1:1 mapping would take its
-		// traffic.
-		if (m.one_to_one())
-			for (const auto &a : ipv6_addrs(nl, up->ifindex))
-				if (a.addr == m.ext_addr6)
-					throw Error(
-						"mapping '" + m.str() +
-						"': " + format_ipv6(m.ext_addr6) +
-						" is an address of " + inst.uplink +
-						", which belongs to the host (forward ports instead)");
 	}
 	// A pending mapping (a hook's) is checked when the daemon makes it;
 	// the same one of the same owner twice is refused (a twin `map del`

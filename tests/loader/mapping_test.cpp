@@ -368,6 +368,33 @@ TEST(MappingCheck6, SameRulesAsIpv4)
 		  std::string::npos);
 }
 
+// Any address of the host (another link's, a temporary one of the uplink)
+// is refused for 1:1, even with --force; a forward on it takes only its
+// ports, as on the uplink's address.
+TEST(MappingCheck6, RefusesTheHostsAddressesForOneToOne)
+{
+	MappingContext cx = ctx6();
+	cx.host_addrs6 = {parse_ipv6("2001:db8:1::10"), parse_ipv6("2001:db8:1::33"),
+			  parse_ipv6("2001:db8:77::1"), parse_ipv6("fe80::1")};
+	for (bool force : {false, true}) {
+		cx.force = force;
+		for (const char *ext : {"2001:db8:1::33", "2001:db8:77::1"}) {
+			const std::string err = error_of(
+				[&] { check_mapping(parse_mapping(ext, "fd42::9", ""), {}, cx); });
+			EXPECT_NE(err.find(std::string(ext) + " is an address of this host"),
+				  std::string::npos)
+				<< ext << " force=" << force << " -> '" << err << "'";
+		}
+	}
+	cx.force = false;
+	EXPECT_NO_THROW(
+		check_mapping(parse_mapping("[2001:db8:1::33]:80", "[fd42::9]:80", "tcp"), {}, cx));
+	EXPECT_NO_THROW(check_mapping(parse_mapping("2001:db8:1::34", "fd42::9", ""), {}, cx));
+	// Not known (empty): not checked.
+	cx.host_addrs6.clear();
+	EXPECT_NO_THROW(check_mapping(parse_mapping("2001:db8:1::33", "fd42::9", ""), {}, cx));
+}
+
 TEST(MappingEntries6, PairsInKvxBind6)
 {
 	const Ipv6Addr up = parse_ipv6("2001:db8:1::10");
