@@ -299,14 +299,16 @@ domain_xml evil1 "$G1_MAC" "$EVIL_META" >"$KVX_TMP/evil1.xml"
 # evil2 declares db1's MAC (a lease only, no host entry) while db1 runs.
 { echo "<domstatus state='running'>"; domain_xml db1 "$G2_MAC" ""; echo "</domstatus>"; } >"$LV/run/libvirt/qemu/db1.xml"
 domain_xml evil2 "$G2_MAC" "$EVIL_META" >"$KVX_TMP/evil2.xml"
-for op in prepare started; do
-	assert_fails "hook: evil1 $op with web1's MAC" qhook "$KVX_TMP/evil1.xml" evil1 "$op" begin
-	assert_eq "evil1 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
-	assert_contains "evil1 $op: names the MAC and web1" "MAC $G1_MAC belongs to domain 'web1' (its DHCP host entry names it)" "$(cat "$KVX_TMP/hook.out")"
-	assert_fails "hook: evil2 $op with running db1's MAC" qhook "$KVX_TMP/evil2.xml" evil2 "$op" begin
-	assert_eq "evil2 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
-	assert_contains "evil2 $op: names the MAC and db1" "MAC $G2_MAC belongs to running domain 'db1'" "$(cat "$KVX_TMP/hook.out")"
-done
+refused_mac() { # DOMAIN WHAT NAMES EXPECTED: refused at prepare and started, one line
+	local op
+	for op in prepare started; do
+		assert_fails "hook: $1 $op $2" qhook "$KVX_TMP/$1.xml" "$1" "$op" begin
+		assert_eq "$1 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
+		assert_contains "$1 $op: names $3" "$4" "$(cat "$KVX_TMP/hook.out")"
+	done
+}
+refused_mac evil1 "with web1's MAC" "the MAC and web1" "MAC $G1_MAC belongs to domain 'web1' (its DHCP host entry names it)"
+refused_mac evil2 "with running db1's MAC" "the MAC and db1" "MAC $G2_MAC belongs to running domain 'db1'"
 kvx_log "refusal: $(cat "$KVX_TMP/hook.out")"
 # evil3: an <interface type='bridge'> on the network's bridge with web1's
 # MAC while web1 is stopped: dnsmasq serves that bridge all the same (its
@@ -320,14 +322,8 @@ grep -q "<interface type='bridge'>" "$KVX_TMP/evil3.xml" || kvx_fatal "evil3.xml
 SPARE_MAC=02:00:00:00:00:77
 domain_xml spare "$SPARE_MAC" "" >"$LV/etc/libvirt/qemu/spare.xml"
 domain_xml evil4 "$SPARE_MAC" "$EVIL_META" >"$KVX_TMP/evil4.xml"
-for op in prepare started; do
-	assert_fails "hook: evil3 $op (bridge interface) with web1's MAC" qhook "$KVX_TMP/evil3.xml" evil3 "$op" begin
-	assert_eq "evil3 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
-	assert_contains "evil3 $op: names the MAC and web1" "MAC $G1_MAC belongs to domain 'web1' (its DHCP host entry names it)" "$(cat "$KVX_TMP/hook.out")"
-	assert_fails "hook: evil4 $op with defined spare's MAC" qhook "$KVX_TMP/evil4.xml" evil4 "$op" begin
-	assert_eq "evil4 $op: one line" 1 "$(wc -l <"$KVX_TMP/hook.out")"
-	assert_contains "evil4 $op: names the MAC and spare" "MAC $SPARE_MAC belongs to defined domain 'spare'" "$(cat "$KVX_TMP/hook.out")"
-done
+refused_mac evil3 "(bridge interface) with web1's MAC" "the MAC and web1" "MAC $G1_MAC belongs to domain 'web1' (its DHCP host entry names it)"
+refused_mac evil4 "with defined spare's MAC" "the MAC and spare" "MAC $SPARE_MAC belongs to defined domain 'spare'"
 kvx_log "refusal: $(cat "$KVX_TMP/hook.out")"
 assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
 assert_eq "LAN -> $UP_IP:2250: nobody" "" "$(web "$UP_IP:2250")"
