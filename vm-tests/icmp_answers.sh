@@ -2,9 +2,10 @@
 # SPDX-License-Identifier: GPL-2.0
 #
 # vm-tests/icmp_answers.sh: the ICMP errors kvmxdp sends itself (RFC 5508).
-#  - REQ-8: with a pool of two NAT ports, both taken, guest2's connect() fails
-#    at once with EHOSTUNREACH ("administratively prohibited" from the
-#    gateway) instead of timing out;
+#  - REQ-8: with a pool of two NAT ports, both taken towards the server's
+#    port, guest2's next connect() there fails at once with EHOSTUNREACH
+#    ("administratively prohibited" from the gateway) instead of timing out
+#    (towards another port it would share one: port overlapping);
 #  - the rate limit: a flood of 50 refused flows gets a handful of answers;
 #  - the bridge renumbered while attached: the answers come from its new
 #    address (the daemon follows it into kvx_cfg.gw_addr);
@@ -54,7 +55,9 @@ assert_ok "map add uplink:2222 $G2_IP:22 --proto tcp" kvx map add uplink:2222 "$
 
 kvx_step "REQ-8: no NAT port left, guest2's connect() fails at once"
 # Each protocol has its pool: two UDP flows and two open TCP connections
-# of guest2 take both ports of each.
+# of guest2 take both ports of each.  A third connection to the same
+# server port finds no port: both already have a flow to that endpoint
+# (to any other endpoint it would share one: port overlapping).
 for p in 5101 5102; do
 	r=$(kvx_udp_client "$NS_G2" --bind "$p" --msg fill --wait 0.5 "$SRV_IP:5001" || true)
 	assert_contains "guest2's UDP flow from $p takes a NAT port" "seen=$UP_IP:6100" "$r"
@@ -69,7 +72,7 @@ done
 kvx_wait_datapath 5 "guest2's two TCP connections" "c['XLATE_OUT'] >= 6" || true
 ex0=$(kvx_counter DROP_PORTS_EXHAUSTED)
 sent0=$(kvx_counter ICMP_SENT)
-out=$(peer "$NS_G2" connect "$SRV_IP:8080" --timeout 10)
+out=$(peer "$NS_G2" connect "$SRV_IP:9100" --timeout 10)
 kvx_log "$out"
 assert_contains "connect() fails with EHOSTUNREACH" "errno=EHOSTUNREACH" "$out"
 secs=$(sed -n 's/.*seconds=\([0-9]*\)\..*/\1/p' <<<"$out")
@@ -77,7 +80,9 @@ assert_le "... within a second, not after SYN retries" "${secs:-99}" 0
 assert_ge "DROP_PORTS_EXHAUSTED counted" $(($(kvx_counter DROP_PORTS_EXHAUSTED) - ex0)) 1
 assert_eq "ICMP_SENT counted one answer" 1 $(($(kvx_counter ICMP_SENT) - sent0))
 assert_eq "guest2 got 'administratively prohibited' from its gateway, quoting its SYN" 1 \
-	"$(kvx_icmp_seen g2 "from=$GW_IP to=$G2_IP type=3 code=13 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:8080 qproto=6")"
+	"$(kvx_icmp_seen g2 "from=$GW_IP to=$G2_IP type=3 code=13 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:9100 qproto=6")"
+out=$(peer "$NS_G2" connect "$SRV_IP:8080" --timeout 10)
+assert_contains "... while a connect() to another server port shares a NAT port (overlapping)" "errno=0" "$out"
 
 kvx_step "rate limit: 50 refused flows, a handful of answers"
 sleep 1 # one more token
@@ -104,11 +109,11 @@ ip -n "$NS_HOST" addr add "$NEW_GW/24" dev "$BR"
 ip -n "$NS_G2" route replace default via "$NEW_GW"
 kvx_wait_file_contains 10 "$KVX_DAEMON_LOG" " -> $NEW_GW" || true
 sleep 1.1 # a token of guest2's bucket, spent by the flood
-out=$(peer "$NS_G2" connect "$SRV_IP:8081" --timeout 10)
+out=$(peer "$NS_G2" connect "$SRV_IP:9100" --timeout 10)
 kvx_log "$out"
 assert_contains "connect() fails with EHOSTUNREACH" "errno=EHOSTUNREACH" "$out"
 assert_eq "guest2 got 'administratively prohibited' from the new gateway address" 1 \
-	"$(kvx_icmp_seen g2 "from=$NEW_GW to=$G2_IP type=3 code=13 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:8081 qproto=6")"
+	"$(kvx_icmp_seen g2 "from=$NEW_GW to=$G2_IP type=3 code=13 mtu=0 csum=ok quote=$G2_IP:[0-9]*->$SRV_IP:9100 qproto=6")"
 ip -n "$NS_HOST" addr del "$NEW_GW/24" dev "$BR"
 ip -n "$NS_HOST" addr add "$GW_IP/24" dev "$BR"
 ip -n "$NS_G2" route replace default via "$GW_IP"

@@ -107,6 +107,8 @@ std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name)
 
 std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 {
+	if (ifindex == 0)
+		return {};
 	nl_cache *raw = nullptr;
 	int err = rtnl_addr_alloc_cache(nl.get(), &raw);
 	if (err < 0)
@@ -116,7 +118,7 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 	for (nl_object *o = nl_cache_get_first(raw); o; o = nl_cache_get_next(o)) {
 		auto *a = reinterpret_cast<rtnl_addr *>(o);
 		if (rtnl_addr_get_family(a) != AF_INET ||
-		    (ifindex && rtnl_addr_get_ifindex(a) != ifindex))
+		    (ifindex != kEveryLink && rtnl_addr_get_ifindex(a) != ifindex))
 			continue;
 		nl_addr *local = rtnl_addr_get_local(a);
 		if (!local || nl_addr_get_len(local) != 4)
@@ -139,7 +141,7 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 std::vector<uint32_t> host_ipv4_addrs(NlSocket &nl)
 {
 	std::vector<uint32_t> out;
-	for (const IfAddr &a : ipv4_addrs(nl, 0)) {
+	for (const IfAddr &a : ipv4_addrs(nl, kEveryLink)) {
 		bool added = false;
 		try {
 			added = a.label == added_address_label(a.ifindex);
@@ -513,6 +515,8 @@ void bridge_port_flags(NlSocket &nl, int bridge_ifindex, std::vector<PortInfo> &
 
 std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex)
 {
+	if (ifindex == 0)
+		return {};
 	// A raw dump rather than libnl's address cache: the cache does not
 	// keep IFA_CACHEINFO's lifetimes apart from the flags on every
 	// version Debian ships, and the preferred lifetime is what says
@@ -526,7 +530,7 @@ std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex)
 			return;
 		auto *i = static_cast<const ifaddrmsg *>(nlmsg_data(r));
 		if (i->ifa_family != AF_INET6 ||
-		    (ifindex && static_cast<int>(i->ifa_index) != ifindex))
+		    (ifindex != kEveryLink && static_cast<int>(i->ifa_index) != ifindex))
 			return;
 		auto tb = attrs_of(r, sizeof(ifaddrmsg));
 		// IFA_ADDRESS is the local address unless the address has a
@@ -556,7 +560,7 @@ std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex)
 std::vector<Ipv6Addr> host_ipv6_addrs(NlSocket &nl)
 {
 	std::vector<Ipv6Addr> out;
-	for (const Ipv6IfAddr &a : ipv6_addrs(nl, 0))
+	for (const Ipv6IfAddr &a : ipv6_addrs(nl, kEveryLink))
 		out.push_back(a.addr);
 	return out;
 }

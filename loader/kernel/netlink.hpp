@@ -64,7 +64,10 @@ struct IfAddr {
 std::string added_address_label(int ifindex);
 
 std::optional<LinkInfo> find_link(NlSocket &nl, const std::string &name);
-std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex); // 0: every link's
+// A link's addresses; kEveryLink: every link's.  0 (no link: an uplink still
+// waiting for a default route) has none, never every link's.
+constexpr int kEveryLink = -1;
+std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex);
 // Every IPv4 address of the host (every link's, host order) but those
 // `map add --add-address` put there (added_address_label): what a mapping
 // must not take from the host.
@@ -75,7 +78,7 @@ std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs);
 bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr);
 // The IPv6 addresses of a device, in the kernel's order (newest of a
 // scope first), with IFA_FLAGS and the lifetimes left.
-std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex); // 0: every link's
+std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex); // as ipv4_addrs
 // Every IPv6 address of the host (every link's): what a 1:1 mapping must
 // not take from the host.
 std::vector<Ipv6Addr> host_ipv6_addrs(NlSocket &nl);
