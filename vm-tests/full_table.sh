@@ -10,7 +10,7 @@
 #     in again because the datapath reclaims expired entries itself; the
 #     live stream is never reclaimed.
 #  3. NAT port exhaustion: --nat-ports with 4 ports: a fifth guest endpoint
-#     is counted DROP_PORTS_EXHAUSTED; the bound ones still reach every
+#     towards the server the four talk to is counted DROP_PORTS_EXHAUSTED; the bound ones still reach every
 #     destination (endpoint-independent mapping); another guest is refused
 #     too (the range is the host's, not per guest).
 #  4. Pins of ABI version 1 (kvx_cfg of 80 bytes; its state tables have
@@ -96,7 +96,10 @@ kvx_step "3. NAT port exhaustion: --nat-ports with 4 ports"
 # --guest-ports 0: guest1 alone exhausts the pool (its limit would refuse
 # its fifth endpoint first, as DROP_GUEST_PORTS).
 kvx detach --bridge "$BR" >/dev/null 2>&1 || kvx_fatal "detach"
-kvx_attach_bg --nat-ports 61000-61003 --flow-quota 0 --guest-ports 0 --timeouts udp=3,udp_stream=3 ||
+# Default UDP timeouts: the four flows to server:5001 must outlive the
+# fifth endpoint's try (an expired one would leave its port free towards
+# server:5001, and port overlapping would rightly share it).
+kvx_attach_bg --nat-ports 61000-61003 --flow-quota 0 --guest-ports 0 ||
 	kvx_fatal "cannot attach with 4 NAT ports"
 kvx_udp_server "$SRV_IP:5001" "$SRV_IP:5002"
 ports=""

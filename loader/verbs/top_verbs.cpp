@@ -10,6 +10,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <algorithm>
 #include <cstdio>
 #include <map>
 #include <memory>
@@ -155,66 +156,6 @@ std::string human(double v, const char *unit)
 	return buf;
 }
 
-// The screen for a terminal of `rows` lines (0: unknown, no limit): the
-// header, then as many guests as fit, the rest counted in the last line
-// (a terminal that scrolled would lose the header, and `top` over ssh has
-// whatever height the window has).
-std::string screen(const json &s, unsigned rows)
-{
-	std::ostringstream o;
-	char line[256];
-	bool shared = false;
-	std::snprintf(line, sizeof(line), "%.1f", s["interval_s"].get<double>());
-	o << "kvmxdp top - bridge " << s["bridge"].get<std::string>() << ", " << s["guests"].size()
-	  << " guest(s), every " << line << " s  (q: quit)\n\n";
-	std::snprintf(line, sizeof(line), "%-15s %-17s %-16s %9s %9s %9s %9s %6s %6s %8s\n",
-		      "ADDRESS", "MAC", "VM", "PPS_OUT", "PPS_IN", "BPS_OUT", "BPS_IN", "FL_OUT",
-		      "FL_IN", "DROPS/S");
-	o << line;
-	// The header's 3 lines and one left free, so that the cursor after
-	// the last line does not scroll the screen.
-	const size_t n = s["guests"].size();
-	size_t fit = n;
-	if (rows)
-		fit = rows > 4 ? rows - 4 : 1;
-	size_t shown = 0;
-	for (const json &g : s["guests"]) {
-		if (n > fit && shown + 1 >= fit) {
-			o << "... and " << n - shown << " more guest(s): a taller terminal, or "
-			  << "top --json\n";
-			break;
-		}
-		shown++;
-		std::string addr = g["addrs"].empty() ? "-" : g["addrs"][0].get<std::string>();
-		if (g["addrs"].size() > 1)
-			addr += "+";
-		// The VM's name where libvirt says it, else the guest's own DHCP
-		// hostname in parentheses (the guest chose it).
-		std::string name = !g["vm"].is_null() ?
-					   g["vm"].get<std::string>() :
-				   !g["dhcp_hostname"].is_null() ?
-					   "(" + g["dhcp_hostname"].get<std::string>() + ")" :
-					   "-";
-		if (g["shared_slot"].get<bool>()) {
-			name += "*";
-			shared = true;
-		}
-		std::snprintf(line, sizeof(line),
-			      "%-15s %-17s %-16.16s %9s %9s %9s %9s %6u %6u %8s\n", addr.c_str(),
-			      g["mac"].get<std::string>().c_str(), name.c_str(),
-			      human(g["pps_out"].get<double>(), "").c_str(),
-			      human(g["pps_in"].get<double>(), "").c_str(),
-			      human(g["bps_out"].get<double>(), "b").c_str(),
-			      human(g["bps_in"].get<double>(), "b").c_str(),
-			      g["flows_out"].get<unsigned>(), g["flows_in"].get<unsigned>(),
-			      human(g["drops_per_s"].get<double>(), "").c_str());
-		o << line;
-	}
-	if (shared)
-		o << "\n* counters shared with another guest (same slot)\n";
-	return o.str();
-}
-
 // The terminal in non-canonical mode while top runs (a key is read without
 // Enter), restored on every exit and while top is stopped (Ctrl-Z: the
 // shell gets its terminal back with echo on; fg sets it raw again).
@@ -259,6 +200,74 @@ unsigned terminal_rows()
 }
 
 } // namespace
+
+// The screen for a terminal of `rows` lines (0: unknown, no limit): the
+// header, then as many guests as fit, the rest counted in the last line
+// (a terminal that scrolled would lose the header, and `top` over ssh has
+// whatever height the window has).
+std::string top_screen(const json &s, unsigned rows)
+{
+	std::ostringstream o;
+	char line[256];
+	bool shared = false;
+	std::snprintf(line, sizeof(line), "%.1f", s["interval_s"].get<double>());
+	o << "kvmxdp top - bridge " << s["bridge"].get<std::string>() << ", " << s["guests"].size()
+	  << " guest(s), every " << line << " s  (q: quit)\n\n";
+	// The address column fits the longest shown (an IPv6 address has up
+	// to 39 characters, an IPv4 one 15; "+": the guest has more).
+	int aw = 15;
+	for (const json &g : s["guests"])
+		if (!g["addrs"].empty())
+			aw = std::max(aw,
+				      static_cast<int>(g["addrs"][0].get<std::string>().size()) +
+					      (g["addrs"].size() > 1 ? 1 : 0));
+	std::snprintf(line, sizeof(line), "%-*s %-17s %-16s %9s %9s %9s %9s %6s %6s %8s\n", aw,
+		      "ADDRESS", "MAC", "VM", "PPS_OUT", "PPS_IN", "BPS_OUT", "BPS_IN", "FL_OUT",
+		      "FL_IN", "DROPS/S");
+	o << line;
+	// The header's 3 lines and one left free, so that the cursor after
+	// the last line does not scroll the screen.
+	const size_t n = s["guests"].size();
+	size_t fit = n;
+	if (rows)
+		fit = rows > 4 ? rows - 4 : 1;
+	size_t shown = 0;
+	for (const json &g : s["guests"]) {
+		if (n > fit && shown + 1 >= fit) {
+			o << "... and " << n - shown << " more guest(s): a taller terminal, or "
+			  << "top --json\n";
+			break;
+		}
+		shown++;
+		std::string addr = g["addrs"].empty() ? "-" : g["addrs"][0].get<std::string>();
+		if (g["addrs"].size() > 1)
+			addr += "+";
+		// The VM's name where libvirt says it, else the guest's own DHCP
+		// hostname in parentheses (the guest chose it).
+		std::string name = !g["vm"].is_null() ?
+					   g["vm"].get<std::string>() :
+				   !g["dhcp_hostname"].is_null() ?
+					   "(" + g["dhcp_hostname"].get<std::string>() + ")" :
+					   "-";
+		if (g["shared_slot"].get<bool>()) {
+			name += "*";
+			shared = true;
+		}
+		std::snprintf(line, sizeof(line),
+			      "%-*s %-17s %-16.16s %9s %9s %9s %9s %6u %6u %8s\n", aw, addr.c_str(),
+			      g["mac"].get<std::string>().c_str(), name.c_str(),
+			      human(g["pps_out"].get<double>(), "").c_str(),
+			      human(g["pps_in"].get<double>(), "").c_str(),
+			      human(g["bps_out"].get<double>(), "b").c_str(),
+			      human(g["bps_in"].get<double>(), "b").c_str(),
+			      g["flows_out"].get<unsigned>(), g["flows_in"].get<unsigned>(),
+			      human(g["drops_per_s"].get<double>(), "").c_str());
+		o << line;
+	}
+	if (shared)
+		o << "\n* counters shared with another guest (same slot)\n";
+	return o.str();
+}
 
 json top_sample(const GlobalOptions &g, const TopOptions &o)
 {
@@ -322,7 +331,7 @@ int run_top(const GlobalOptions &g, const TopOptions &o, std::ostream &out)
 		Sample now = src.sample();
 		// Home, clear to the end: no flicker from a full clear.
 		out << "\x1b[H\x1b[J"
-		    << screen(sample_json(src.bridge(), prev, now), tty ? terminal_rows() : 0)
+		    << top_screen(sample_json(src.bridge(), prev, now), tty ? terminal_rows() : 0)
 		    << std::flush;
 		prev = std::move(now);
 	}

@@ -24,6 +24,8 @@ constexpr double kTopMaxInterval = 3600;
 
 // One sample: the counters now and the rates over interval seconds.
 nlohmann::json top_sample(const GlobalOptions &g, const TopOptions &o);
+// The screen of one sample for a terminal of `rows` lines (0: no limit).
+std::string top_screen(const nlohmann::json &sample, unsigned rows);
 // Until q (or SIGINT/SIGTERM); returns the exit code.
 int run_top(const GlobalOptions &g, const TopOptions &o, std::ostream &out);
 
