@@ -330,14 +330,16 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			ctx.host_addrs6 = host_ipv6_addrs(nl);
 		bool changed = false;
 		// A metadata mapping's claim as the hook checks it, against
-		// the allow-list and the listeners as they are now.
+		// the allow-list and the listeners as they are now, with the
+		// force='yes' its domain or network declares.
 		std::optional<MetadataClaims> claims;
 		const auto claim_refusal = [&](const StaticMapping &sm) -> std::string {
 			try {
 				if (!claims)
 					claims.emplace((*cfg)->metadata_allow, addr,
 						       ctx.uplink_addr6);
-				return claims->refusal(sm.m, sm.metadata_force);
+				return claims->refusal(sm.m,
+						       declared_metadata_force(libvirt_root_, sm));
 			} catch (const Error &e) {
 				return e.what();
 			}
