@@ -237,6 +237,50 @@ assert_ok "map del $HOST2:8090" kvx map del "$HOST2:8090" "$G1_IP:80" --proto tc
 ip -n "$NS_HOST" addr del 10.77.0.60/32 dev lo
 ip -n "$NS_HOST" addr del "$HOST2/24" dev "$UP"
 
+kvx_step "a 1:1 address the host holds waits; made once the host drops it; pending again when the host takes it"
+# The laptop's DHCP address on this network only: not a failed VM start.
+HOST3=10.77.0.70
+ip -n "$NS_HOST" addr add "$HOST3/24" dev "$UP"
+domain_xml web1 "$G1_MAC" "<kvmxdp:nat $NS><kvmxdp:address external='$HOST3'/></kvmxdp:nat>" >"$KVX_TMP/host3.xml"
+assert_ok "hook: web1 started with external='$HOST3', the host's (libvirt starts it)" \
+	qhook "$KVX_TMP/host3.xml" web1 started begin
+out=$(cat "$KVX_TMP/hook.out")
+kvx_log "hook: $out"
+assert_eq "the hook warns in one line" 1 "$(grep -c 'warning' <<<"$out")"
+assert_contains "... naming the address and why" "$HOST3 is an address of this host" "$(grep warning <<<"$out")"
+HOST3_WHY="pending mapping '$HOST3 $G1_IP': $HOST3 is an address of this host"
+assert_contains "map list --json: pending, why" "$HOST3_WHY" "$(state_of "$HOST3")"
+assert_contains "map list: pending, why" "$HOST3 is an address of this host" "$(kvx map list | grep "$HOST3")"
+st_of() { # EXT: "STATE REASON" in status --json
+	kvx status --json | python3 -c '
+import json, sys
+for i in json.load(sys.stdin)["instances"]:
+    for m in i.get("mappings", []):
+        if m["ext"] == sys.argv[1]:
+            print(m["state"], m["reason"] or "")' "$1"
+}
+assert_contains "status --json: pending, why" "$HOST3_WHY" "$(st_of "$HOST3")"
+assert_ne "LAN -> $HOST3:80 is the host's (no server), not guest1's" guest1 "$(web "$HOST3")"
+ip -n "$NS_HOST" addr del "$HOST3/24" dev "$UP"
+kvx_wait_for 20 "the daemon makes it once the host dropped $HOST3" is_active "$HOST3" ||
+	kvx_log "map list: $(kvx map list); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+web1_on_host3() { [[ $(web "$HOST3") == guest1 ]]; }
+kvx_wait_for 15 "LAN -> $HOST3:80" web1_on_host3 || true
+assert_eq "LAN -> $HOST3:80 (1:1) reaches guest1" guest1 "$(web "$HOST3")"
+assert_eq "guest1 sees the LAN host's own address" "$LAN_IP" "$(kvx_http_last_client "$KVX_TMP/g1.http.log")"
+assert_contains "the daemon said so" "pending mapping made: $HOST3 $G1_IP vm=web1" "$(cat "$KVX_DAEMON_LOG")"
+# The host takes the address (its DHCP lease here, say): the datapath
+# lets it go at once, its traffic is the host's.
+ip -n "$NS_HOST" addr add "$HOST3/24" dev "$UP"
+is_pending() { [[ $(state_of "$1") == "pending "* ]]; }
+kvx_wait_for 10 "pending again once the host holds $HOST3" is_pending "$HOST3" || true
+assert_contains "map list --json: pending again, why" "$HOST3_WHY" "$(state_of "$HOST3")"
+assert_contains "the daemon said so" "mapping $HOST3 $G1_IP taken out of the datapath" "$(cat "$KVX_DAEMON_LOG")"
+assert_ne "LAN -> $HOST3:80 is the host's again" guest1 "$(web "$HOST3")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/host3.xml" web1 stopped end
+assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+ip -n "$NS_HOST" addr del "$HOST3/24" dev "$UP"
+
 kvx_step "what no waiting fixes fails the start (one line naming it), never a silent pending mapping"
 # A forward on a port an administrator's own mapping holds.
 assert_ok "map add uplink:2240 -> guest2:80" kvx map add uplink:2240 "$G2_IP:80" --proto tcp

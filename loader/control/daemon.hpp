@@ -216,6 +216,12 @@ private:
 	bool relay_routes_clear_ = false; // another mode: kvmxdp's routes removed
 	std::optional<NetId> synced_net_;
 	bool synced_ = false;
+	// The host's IPv4 addresses (sorted) the mappings were synced
+	// against, read each sync while an IPv4 1:1 mapping is recorded
+	// (watch_host_addrs_): one the host takes is no mapping's, one it
+	// drops may be.
+	std::vector<uint32_t> synced_host4_;
+	bool watch_host_addrs_ = false;
 	// The last sweep left shared ports or their tenants (gc.hpp ovl_sweep):
 	// the next one reads the bindings even without claims.
 	bool ovl_scan_ = true;
