@@ -261,7 +261,21 @@ for i in json.load(sys.stdin)["instances"]:
 }
 assert_contains "status --json: pending, why" "$HOST3_WHY" "$(st_of "$HOST3")"
 assert_ne "LAN -> $HOST3:80 is the host's (no server), not guest1's" guest1 "$(web "$HOST3")"
-ip -n "$NS_HOST" addr del "$HOST3/24" dev "$UP"
+# doctor: one finding for it, with the command that frees the address
+# (a secondary address of the uplink), run here as printed.
+doc=$(kvx doctor --bridge "$BR" --arp-wait 0 --json 2>&1 || true)
+doc_of() { # FIELD of the one "mappings" finding
+	python3 -c '
+import json, sys
+fs = [f for r in json.load(sys.stdin)["reports"] for f in r["findings"] if f["check"] == "mappings"]
+print(len(fs) == 1 and (fs[0][sys.argv[1]] or "") or "%d findings" % len(fs))' "$1" <<<"$doc" 2>&1
+}
+assert_contains "doctor: the pending mapping, why" \
+	"mapping $HOST3 -> $G1_IP (vm web1) is pending, not in the datapath: mapping '$HOST3 $G1_IP': $HOST3 is an address of this host" \
+	"$(doc_of what)"
+assert_eq "doctor: the command that frees the address" "ip address del $HOST3/24 dev $UP" "$(doc_of command)"
+assert_ok "doctor's command, run as printed" nsx "$NS_HOST" sh -c "$(doc_of command)"
+assert_eq "the host holds $HOST3 no more" "" "$(ip -n "$NS_HOST" -4 -o addr show to "$HOST3/32")"
 kvx_wait_for 20 "the daemon makes it once the host dropped $HOST3" is_active "$HOST3" ||
 	kvx_log "map list: $(kvx map list); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
 web1_on_host3() { [[ $(web "$HOST3") == guest1 ]]; }
