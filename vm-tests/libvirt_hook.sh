@@ -95,7 +95,9 @@ for m in json.load(sys.stdin)["mappings"]:
         print(m["vm"] or m["libvirt_network"] or "-")' "$1"
 }
 
-kvx_attach_bg --dhcp-leases "$LEASES" || kvx_fatal "cannot attach"
+# The daemon reads libvirt's files under $LV too (a running domain's
+# status: its metadata's force='yes').
+KVMXDP_LIBVIRT_ROOT="$LV" kvx_attach_bg --dhcp-leases "$LEASES" || kvx_fatal "cannot attach"
 assert_ok "kvmxdp install --root" kvx install --root "$ROOT"
 [[ -x $QHOOK && -x $NHOOK ]] || kvx_fatal "install wrote no hooks: $(find "$ROOT" -type f)"
 assert_not_contains "the hooks never call virsh" virsh "$(cat "$QHOOK" "$NHOOK")"
@@ -572,6 +574,54 @@ assert_eq "LAN -> $UP_IP:2299 still the host's" host "$(web "$UP_IP:2299")"
 assert_ok "hook: allowed and force='yes'" qhook "$KVX_TMP/take-force.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2299 now reaches guest1" guest1 "$(web "$UP_IP:2299")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/take-force.xml" web1 stopped end
+assert_eq "LAN -> $UP_IP:2299 the host's again" host "$(web "$UP_IP:2299")"
+
+kvx_step "a pending force='yes' forward in a config of an older kvmxdp (no \"force\"): made with the running domain's force"
+# web3 (guest2's MAC, its lease to come): uplink:2299 -> :80 force='yes',
+# which the hook records pending; the config then as a kvmxdp that kept
+# no "force" wrote it.  The daemon takes force from libvirt's status file
+# of the running domain; without one, from the config (none): refused.
+G2_NOW=$(ip -n "$NS_G2" -4 -o addr show dev "$G2_IF" | awk '{ sub("/.*", "", $4); print $4 }')
+echo '[]' >"$LEASES"
+domain_xml web3 "$G2_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2299' to='80' force='yes'/></kvmxdp:nat>" >"$KVX_TMP/web3.xml"
+assert_ok "hook: web3 started before its lease" qhook "$KVX_TMP/web3.xml" web3 started begin
+assert_contains "pending for its lease" "no address for MAC $G2_MAC" "$(state_of uplink:2299)"
+"$KVX_PY" - "$KVX_CFG" <<'PY'
+import json, os, sys
+p = sys.argv[1]
+c = json.load(open(p))
+for i in c["instances"]:
+    for m in i["mappings"]:
+        m.pop("force", None)
+with open(p + ".old", "w") as f:
+    json.dump(c, f)
+os.chmod(p + ".old", 0o600)
+os.replace(p + ".old", p)
+PY
+assert_not_contains "the config has no force" '"force"' "$(cat "$KVX_CFG")"
+printf '[{"ip-address": "%s", "mac-address": "%s", "expiry-time": %d}]\n' \
+	"$G2_NOW" "$G2_MAC" $(($(date +%s) + 3600)) >"$LEASES.new"
+mv "$LEASES.new" "$LEASES"
+refused_force() { [[ $(state_of uplink:2299) == *"no force='yes'"* ]]; }
+kvx_wait_for 10 "no status file of web3: the config's force (none) refuses it" refused_force || true
+assert_contains "no status file: pending, the config has no force" "no force='yes'" "$(state_of uplink:2299)"
+assert_eq "LAN -> $UP_IP:2299 still the host's" host "$(web "$UP_IP:2299")"
+# libvirt's status file of the running domain (what the hook was given).
+mkdir -p "$LV/run/libvirt/qemu"
+{
+	echo "<domstatus state='running' reason='booted' pid='4242'>"
+	cat "$KVX_TMP/web3.xml"
+	echo "</domstatus>"
+} >"$LV/run/libvirt/qemu/web3.xml"
+assert_ok "kvmxdp reload" kvx reload
+kvx_wait_for 15 "web3's forward made" is_active uplink:2299 ||
+	kvx_log "map list: $(kvx map list); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+web3_on_2299() { [[ $(web "$UP_IP:2299") == guest2 ]]; }
+kvx_wait_for 10 "LAN -> $UP_IP:2299" web3_on_2299 || true
+assert_eq "LAN -> $UP_IP:2299 reaches guest2 (web3's force='yes', its running XML's)" guest2 "$(web "$UP_IP:2299")"
+assert_contains "the daemon said so" "pending mapping made: uplink:2299 $G2_NOW:80 tcp vm=web3" "$(cat "$KVX_DAEMON_LOG")"
+assert_ok "hook: web3 stopped" qhook "$KVX_TMP/web3.xml" web3 stopped end
+rm -f "$LV/run/libvirt/qemu/web3.xml"
 assert_eq "LAN -> $UP_IP:2299 the host's again" host "$(web "$UP_IP:2299")"
 # A list set: what it does not name is refused, listened or not.
 assert_fails "hook: uplink:2222 is not on the list" qhook "$KVX_TMP/web1.xml" web1 started begin
