@@ -60,6 +60,10 @@
 #     takes another address: the status file changes, the daemon moves the
 #     forward ("dhcp lease moved: vm app1: A -> B"), the LAN peer reaches
 #     g2 at its new address.
+#   - web1 again, its 1:1 address one the host holds (a second address of
+#     the uplink): libvirtd starts it, the hook says in one journal line
+#     (kvmxdp-hook) that the mapping waits as the host's address; the
+#     address removed, the daemon maps it and the LAN peer reaches it;
 #   - `dpkg -r` with the unit running and the datapath attached: the prerm
 #     stops the daemon and detaches its bridge (no filter, no pins left);
 #     the enabled instance's symlink stays (configuration); `dpkg -i` of
@@ -668,6 +672,45 @@ print(" ".join(l["ip-address"] for l in json.load(sys.stdin) if l["mac-address"]
 	assert_ok "virsh undefine app1" in_ct virsh undefine app1
 }
 libvirt_lease_follow
+
+# A domain whose 1:1 address is the host's own when libvirtd starts it
+# (the laptop's DHCP address on this network, say): libvirtd starts it,
+# the hook says in one journal line that the mapping waits and why, and
+# the daemon makes it once the host no longer holds the address.
+libvirt_host_address() {
+	kvx_step "a domain's 1:1 address the host holds: started, one journal line, mapped once the host drops it"
+	local a=10.77.0.102 out
+	ip -n "$ns" addr add "$a/24" dev kvxup0
+	sed -e "s/external='10.77.0.101'/external='$a'/" "$root/root/web1.xml" >"$root/root/web1-host.xml"
+	out=$(in_ct virsh define /root/web1-host.xml 2>&1) || kvx_fatal "virsh define web1: $out"
+	out=$(in_ct virsh start web1 2>&1) || kvx_fatal "virsh start web1 (its 1:1 address the host's): $out"
+	assert_ok "web1 running: not a failed start" running
+	state_a() {
+		in_ct kvmxdp map list --json 2>&1 | "$KVX_PY" -c '
+import json, sys
+for m in json.load(sys.stdin)["mappings"]:
+    if m["ext"] == sys.argv[1]:
+        print(m["state"], m["reason"] or "")' "$1" 2>&1
+	}
+	assert_contains "map list --json: $a pending, why" "pending mapping '$a $gaddr': $a is an address of this host" \
+		"$(state_a "$a")"
+	local lines
+	lines=$(in_ct journalctl --no-pager -o cat -t kvmxdp-hook 2>&1 | grep -F "$a" || true)
+	kvx_log "the hook's journal lines of $a: $lines"
+	assert_eq "the hook's journal: one line of $a" 1 "$(grep -c . <<<"$lines")"
+	assert_contains "... saying it waits: an address of this host" "$a is an address of this host" "$lines"
+	assert_not_contains "LAN -> $a:22 reaches no guest" guest-saw "$(from_lan "$a:22")"
+	ip -n "$ns" addr del "$a/24" dev kvxup0
+	a_active() { [[ $(state_a "$a") == "active "* ]]; }
+	kvx_wait_for 20 "the daemon maps $a once the host dropped it" a_active || true
+	a_reached() { [[ $(from_lan "$a:22") == guest-saw=10.77.0.1 ]]; }
+	kvx_wait_for 15 "LAN -> $a:22" a_reached || true
+	assert_eq "LAN -> $a:22 (1:1) reaches the guest, which sees the LAN peer's address" \
+		guest-saw=10.77.0.1 "$(from_lan "$a:22")"
+	must assert_ok "virsh destroy web1" in_ct virsh destroy web1
+	assert_ok "virsh undefine web1" in_ct virsh undefine web1
+}
+libvirt_host_address
 assert_le "the kernel forwarded none of the guest's traffic (IpForwDatagrams moved)" \
 	$(($(kvx_snmp "$ns" Ip ForwDatagrams) - fwd0)) 10
 
