@@ -20,6 +20,7 @@
 #   lan ns:    kl<id> 10.77.0.1/24 = "the LAN host" (curl, ping)
 #
 # Usage: libvirt_hook.sh KVMXDP_BINARY
+KVX_TIMEOUT=${KVX_TIMEOUT:-170} # the ctest TIMEOUT is 200 (vm-tests/CMakeLists.txt)
 source "$(dirname "$0")/lib.sh"
 kvx_init "${1:-}"
 kvx_require_tools gdb
