@@ -158,6 +158,10 @@ int main(int argc, char **argv)
 	auto *detach = app.add_subcommand(
 		"detach", "stop the daemon, remove filters, pins, sysctls and the instance");
 	detach->add_option("--bridge", detach_bridge, "the bridge")->required();
+	bool detach_keep = false;
+	detach->add_flag("--keep", detach_keep,
+			 "keep the instance's uplink in the config for the next attach --bridge BR "
+			 "even without mappings (the package's removal: a reinstall starts it again)");
 
 	// map add|del|list: static mappings (1:1 NAT, port forwards).
 	auto *mapping_cmd = app.add_subcommand("map", "static mappings: 1:1 NAT and port forwards");
@@ -339,7 +343,7 @@ int main(int argc, char **argv)
 			return 0;
 		}
 		if (detach->parsed()) {
-			kvmxdp::detach(g, detach_bridge, std::cout);
+			kvmxdp::detach(g, detach_bridge, std::cout, detach_keep);
 			return 0;
 		}
 		if (mapping_add_cmd->parsed()) {

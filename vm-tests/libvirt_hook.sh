@@ -20,6 +20,7 @@
 #   lan ns:    kl<id> 10.77.0.1/24 = "the LAN host" (curl, ping)
 #
 # Usage: libvirt_hook.sh KVMXDP_BINARY
+KVX_TIMEOUT=${KVX_TIMEOUT:-170} # the ctest TIMEOUT is 200 (vm-tests/CMakeLists.txt)
 source "$(dirname "$0")/lib.sh"
 kvx_init "${1:-}"
 kvx_require_tools gdb
@@ -95,7 +96,9 @@ for m in json.load(sys.stdin)["mappings"]:
         print(m["vm"] or m["libvirt_network"] or "-")' "$1"
 }
 
-kvx_attach_bg --dhcp-leases "$LEASES" || kvx_fatal "cannot attach"
+# The daemon reads libvirt's files under $LV too (a running domain's
+# status: its metadata's force='yes').
+KVMXDP_LIBVIRT_ROOT="$LV" kvx_attach_bg --dhcp-leases "$LEASES" || kvx_fatal "cannot attach"
 assert_ok "kvmxdp install --root" kvx install --root "$ROOT"
 [[ -x $QHOOK && -x $NHOOK ]] || kvx_fatal "install wrote no hooks: $(find "$ROOT" -type f)"
 assert_not_contains "the hooks never call virsh" virsh "$(cat "$QHOOK" "$NHOOK")"
@@ -236,6 +239,64 @@ assert_eq "LAN -> $HOST2:8090 reaches guest1" guest1 "$(web "$HOST2:8090")"
 assert_ok "map del $HOST2:8090" kvx map del "$HOST2:8090" "$G1_IP:80" --proto tcp
 ip -n "$NS_HOST" addr del 10.77.0.60/32 dev lo
 ip -n "$NS_HOST" addr del "$HOST2/24" dev "$UP"
+
+kvx_step "a 1:1 address the host holds waits; made once the host drops it; pending again when the host takes it"
+# The laptop's DHCP address on this network only: not a failed VM start.
+HOST3=10.77.0.70
+ip -n "$NS_HOST" addr add "$HOST3/24" dev "$UP"
+domain_xml web1 "$G1_MAC" "<kvmxdp:nat $NS><kvmxdp:address external='$HOST3'/></kvmxdp:nat>" >"$KVX_TMP/host3.xml"
+assert_ok "hook: web1 started with external='$HOST3', the host's (libvirt starts it)" \
+	qhook "$KVX_TMP/host3.xml" web1 started begin
+out=$(cat "$KVX_TMP/hook.out")
+kvx_log "hook: $out"
+assert_eq "the hook warns in one line" 1 "$(grep -c 'warning' <<<"$out")"
+assert_contains "... naming the address and why" "$HOST3 is an address of this host" "$(grep warning <<<"$out")"
+HOST3_WHY="pending mapping '$HOST3 $G1_IP': $HOST3 is an address of this host"
+assert_contains "map list --json: pending, why" "$HOST3_WHY" "$(state_of "$HOST3")"
+assert_contains "map list: pending, why" "$HOST3 is an address of this host" "$(kvx map list | grep "$HOST3")"
+st_of() { # EXT: "STATE REASON" in status --json
+	kvx status --json | python3 -c '
+import json, sys
+for i in json.load(sys.stdin)["instances"]:
+    for m in i.get("mappings", []):
+        if m["ext"] == sys.argv[1]:
+            print(m["state"], m["reason"] or "")' "$1"
+}
+assert_contains "status --json: pending, why" "$HOST3_WHY" "$(st_of "$HOST3")"
+assert_ne "LAN -> $HOST3:80 is the host's (no server), not guest1's" guest1 "$(web "$HOST3")"
+# doctor: one finding for it, with the command that frees the address
+# (a secondary address of the uplink), run here as printed.
+doc=$(kvx doctor --bridge "$BR" --arp-wait 0 --json 2>&1 || true)
+doc_of() { # FIELD of the one "mappings" finding
+	python3 -c '
+import json, sys
+fs = [f for r in json.load(sys.stdin)["reports"] for f in r["findings"] if f["check"] == "mappings"]
+print(len(fs) == 1 and (fs[0][sys.argv[1]] or "") or "%d findings" % len(fs))' "$1" <<<"$doc" 2>&1
+}
+assert_contains "doctor: the pending mapping, why" \
+	"mapping $HOST3 -> $G1_IP (vm web1) is pending, not in the datapath: mapping '$HOST3 $G1_IP': $HOST3 is an address of this host" \
+	"$(doc_of what)"
+assert_eq "doctor: the command that frees the address" "ip address del $HOST3/24 dev $UP" "$(doc_of command)"
+assert_ok "doctor's command, run as printed" nsx "$NS_HOST" sh -c "$(doc_of command)"
+assert_eq "the host holds $HOST3 no more" "" "$(ip -n "$NS_HOST" -4 -o addr show to "$HOST3/32")"
+kvx_wait_for 20 "the daemon makes it once the host dropped $HOST3" is_active "$HOST3" ||
+	kvx_log "map list: $(kvx map list); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+web1_on_host3() { [[ $(web "$HOST3") == guest1 ]]; }
+kvx_wait_for 15 "LAN -> $HOST3:80" web1_on_host3 || true
+assert_eq "LAN -> $HOST3:80 (1:1) reaches guest1" guest1 "$(web "$HOST3")"
+assert_eq "guest1 sees the LAN host's own address" "$LAN_IP" "$(kvx_http_last_client "$KVX_TMP/g1.http.log")"
+assert_contains "the daemon said so" "pending mapping made: $HOST3 $G1_IP vm=web1" "$(cat "$KVX_DAEMON_LOG")"
+# The host takes the address (its DHCP lease here, say): the datapath
+# lets it go at once, its traffic is the host's.
+ip -n "$NS_HOST" addr add "$HOST3/24" dev "$UP"
+is_pending() { [[ $(state_of "$1") == "pending "* ]]; }
+kvx_wait_for 10 "pending again once the host holds $HOST3" is_pending "$HOST3" || true
+assert_contains "map list --json: pending again, why" "$HOST3_WHY" "$(state_of "$HOST3")"
+assert_contains "the daemon said so" "mapping $HOST3 $G1_IP taken out of the datapath" "$(cat "$KVX_DAEMON_LOG")"
+assert_ne "LAN -> $HOST3:80 is the host's again" guest1 "$(web "$HOST3")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/host3.xml" web1 stopped end
+assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
+ip -n "$NS_HOST" addr del "$HOST3/24" dev "$UP"
 
 kvx_step "what no waiting fixes fails the start (one line naming it), never a silent pending mapping"
 # A forward on a port an administrator's own mapping holds.
@@ -514,6 +575,54 @@ assert_eq "LAN -> $UP_IP:2299 still the host's" host "$(web "$UP_IP:2299")"
 assert_ok "hook: allowed and force='yes'" qhook "$KVX_TMP/take-force.xml" web1 started begin
 assert_eq "LAN -> $UP_IP:2299 now reaches guest1" guest1 "$(web "$UP_IP:2299")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/take-force.xml" web1 stopped end
+assert_eq "LAN -> $UP_IP:2299 the host's again" host "$(web "$UP_IP:2299")"
+
+kvx_step "a pending force='yes' forward in a config of an older kvmxdp (no \"force\"): made with the running domain's force"
+# web3 (guest2's MAC, its lease to come): uplink:2299 -> :80 force='yes',
+# which the hook records pending; the config then as a kvmxdp that kept
+# no "force" wrote it.  The daemon takes force from libvirt's status file
+# of the running domain; without one, from the config (none): refused.
+G2_NOW=$(ip -n "$NS_G2" -4 -o addr show dev "$G2_IF" | awk '{ sub("/.*", "", $4); print $4 }')
+echo '[]' >"$LEASES"
+domain_xml web3 "$G2_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2299' to='80' force='yes'/></kvmxdp:nat>" >"$KVX_TMP/web3.xml"
+assert_ok "hook: web3 started before its lease" qhook "$KVX_TMP/web3.xml" web3 started begin
+assert_contains "pending for its lease" "no address for MAC $G2_MAC" "$(state_of uplink:2299)"
+"$KVX_PY" - "$KVX_CFG" <<'PY'
+import json, os, sys
+p = sys.argv[1]
+c = json.load(open(p))
+for i in c["instances"]:
+    for m in i["mappings"]:
+        m.pop("force", None)
+with open(p + ".old", "w") as f:
+    json.dump(c, f)
+os.chmod(p + ".old", 0o600)
+os.replace(p + ".old", p)
+PY
+assert_not_contains "the config has no force" '"force"' "$(cat "$KVX_CFG")"
+printf '[{"ip-address": "%s", "mac-address": "%s", "expiry-time": %d}]\n' \
+	"$G2_NOW" "$G2_MAC" $(($(date +%s) + 3600)) >"$LEASES.new"
+mv "$LEASES.new" "$LEASES"
+refused_force() { [[ $(state_of uplink:2299) == *"no force='yes'"* ]]; }
+kvx_wait_for 10 "no status file of web3: the config's force (none) refuses it" refused_force || true
+assert_contains "no status file: pending, the config has no force" "no force='yes'" "$(state_of uplink:2299)"
+assert_eq "LAN -> $UP_IP:2299 still the host's" host "$(web "$UP_IP:2299")"
+# libvirt's status file of the running domain (what the hook was given).
+mkdir -p "$LV/run/libvirt/qemu"
+{
+	echo "<domstatus state='running' reason='booted' pid='4242'>"
+	cat "$KVX_TMP/web3.xml"
+	echo "</domstatus>"
+} >"$LV/run/libvirt/qemu/web3.xml"
+assert_ok "kvmxdp reload" kvx reload
+kvx_wait_for 15 "web3's forward made" is_active uplink:2299 ||
+	kvx_log "map list: $(kvx map list); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+web3_on_2299() { [[ $(web "$UP_IP:2299") == guest2 ]]; }
+kvx_wait_for 10 "LAN -> $UP_IP:2299" web3_on_2299 || true
+assert_eq "LAN -> $UP_IP:2299 reaches guest2 (web3's force='yes', its running XML's)" guest2 "$(web "$UP_IP:2299")"
+assert_contains "the daemon said so" "pending mapping made: uplink:2299 $G2_NOW:80 tcp vm=web3" "$(cat "$KVX_DAEMON_LOG")"
+assert_ok "hook: web3 stopped" qhook "$KVX_TMP/web3.xml" web3 stopped end
+rm -f "$LV/run/libvirt/qemu/web3.xml"
 assert_eq "LAN -> $UP_IP:2299 the host's again" host "$(web "$UP_IP:2299")"
 # A list set: what it does not name is refused, listened or not.
 assert_fails "hook: uplink:2222 is not on the list" qhook "$KVX_TMP/web1.xml" web1 started begin

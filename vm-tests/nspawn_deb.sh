@@ -60,11 +60,24 @@
 #     takes another address: the status file changes, the daemon moves the
 #     forward ("dhcp lease moved: vm app1: A -> B"), the LAN peer reaches
 #     g2 at its new address.
+#   - web1 again, its 1:1 address one the host holds (a second address of
+#     the uplink): libvirtd starts it, the hook says in one journal line
+#     (kvmxdp-hook) that the mapping waits as the host's address; the
+#     address removed, the daemon maps it and the LAN peer reaches it;
 #   - `dpkg -r` with the unit running and the datapath attached: the prerm
 #     stops the daemon and detaches its bridge (no filter, no pins left);
-#     the enabled instance's symlink stays (configuration); `dpkg --purge`
-#     removes it; installing again (a first install, libvirtd running)
-#     reloads libvirtd.
+#     the enabled instance's symlink stays (configuration); `dpkg -i` of
+#     the same package then starts the instance the prerm stopped: attached
+#     again, the config's forward back and reached from the LAN; and again
+#     with no mapping (the prerm's `detach --keep` kept its uplink, which a
+#     plain detach drops with the instance: the unit's start would fail);
+#     `dpkg --purge` removes the symlink, the hooks and their record;
+#   - a first install whose libvirtd reload policy-rc.d refuses (101), then
+#     a `dpkg-reconfigure` whose reload fails (ExecReload=/bin/false in a
+#     drop-in): the postinst warns and records no hooks, and libvirtd does
+#     not run them (web1's start maps nothing); `dpkg-reconfigure` with the
+#     reload working reloads the same libvirtd, records the hooks, and
+#     web1's start makes its mappings (the hook ran).
 #
 #   netns kvx-<id>-ct (the container's network): bridge kvxbr0 192.168.122.1/24
 #     (the test's, later libvirt's), uplink kvxup0 10.77.0.2/24
@@ -659,6 +672,45 @@ print(" ".join(l["ip-address"] for l in json.load(sys.stdin) if l["mac-address"]
 	assert_ok "virsh undefine app1" in_ct virsh undefine app1
 }
 libvirt_lease_follow
+
+# A domain whose 1:1 address is the host's own when libvirtd starts it
+# (the laptop's DHCP address on this network, say): libvirtd starts it,
+# the hook says in one journal line that the mapping waits and why, and
+# the daemon makes it once the host no longer holds the address.
+libvirt_host_address() {
+	kvx_step "a domain's 1:1 address the host holds: started, one journal line, mapped once the host drops it"
+	local a=10.77.0.102 out
+	ip -n "$ns" addr add "$a/24" dev kvxup0
+	sed -e "s/external='10.77.0.101'/external='$a'/" "$root/root/web1.xml" >"$root/root/web1-host.xml"
+	out=$(in_ct virsh define /root/web1-host.xml 2>&1) || kvx_fatal "virsh define web1: $out"
+	out=$(in_ct virsh start web1 2>&1) || kvx_fatal "virsh start web1 (its 1:1 address the host's): $out"
+	assert_ok "web1 running: not a failed start" running
+	state_a() {
+		in_ct kvmxdp map list --json 2>&1 | "$KVX_PY" -c '
+import json, sys
+for m in json.load(sys.stdin)["mappings"]:
+    if m["ext"] == sys.argv[1]:
+        print(m["state"], m["reason"] or "")' "$1" 2>&1
+	}
+	assert_contains "map list --json: $a pending, why" "pending mapping '$a $gaddr': $a is an address of this host" \
+		"$(state_a "$a")"
+	local lines
+	lines=$(in_ct journalctl --no-pager -o cat -t kvmxdp-hook 2>&1 | grep -F "$a" || true)
+	kvx_log "the hook's journal lines of $a: $lines"
+	assert_eq "the hook's journal: one line of $a" 1 "$(grep -c . <<<"$lines")"
+	assert_contains "... saying it waits: an address of this host" "$a is an address of this host" "$lines"
+	assert_not_contains "LAN -> $a:22 reaches no guest" guest-saw "$(from_lan "$a:22")"
+	ip -n "$ns" addr del "$a/24" dev kvxup0
+	a_active() { [[ $(state_a "$a") == "active "* ]]; }
+	kvx_wait_for 20 "the daemon maps $a once the host dropped it" a_active || true
+	a_reached() { [[ $(from_lan "$a:22") == guest-saw=10.77.0.1 ]]; }
+	kvx_wait_for 15 "LAN -> $a:22" a_reached || true
+	assert_eq "LAN -> $a:22 (1:1) reaches the guest, which sees the LAN peer's address" \
+		guest-saw=10.77.0.1 "$(from_lan "$a:22")"
+	must assert_ok "virsh destroy web1" in_ct virsh destroy web1
+	assert_ok "virsh undefine web1" in_ct virsh undefine web1
+}
+libvirt_host_address
 assert_le "the kernel forwarded none of the guest's traffic (IpForwDatagrams moved)" \
 	$(($(kvx_snmp "$ns" Ip ForwDatagrams) - fwd0)) 10
 
@@ -668,6 +720,10 @@ kvx_wait_for 20 "kvmxdp@kvxbr0 active before dpkg -r" bash -c \
 	"[[ \$(nsenter -t $pid1 -a -r -w systemctl is-active kvmxdp@kvxbr0) == active ]]"
 must assert_eq "attached before dpkg -r" 1 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+# A mapping in the config, which detach keeps for the next attach.
+must assert_ok "map add uplink:2230 -> g1's :22" in_ct kvmxdp map add uplink:2230 "$gaddr:22" --proto tcp
+g1_2230() { [[ $(from_lan 10.77.0.2:2230) == guest-saw=10.77.0.1 ]]; }
+kvx_wait_for 10 "LAN -> uplink:2230 before dpkg -r" g1_2230 || true
 out=$(in_ct dpkg -r kvmxdp 2>&1) || kvx_fatal "dpkg -r inside: $out"
 kvx_log "dpkg -r: $out"
 assert_not_contains "no warning: it detached" "stays attached" "$out"
@@ -675,17 +731,116 @@ assert_eq "inactive after dpkg -r" inactive "$(in_ct systemctl is-active kvmxdp@
 assert_eq "no filter after dpkg -r: detached" 0 \
 	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
 assert_empty "no pins after dpkg -r" "$(find "$BPFFS/kvmxdp" -mindepth 1 2>/dev/null || true)"
+assert_not_contains "LAN -> uplink:2230 reaches nothing after dpkg -r" guest-saw "$(from_lan 10.77.0.2:2230)"
 wants=/etc/systemd/system/multi-user.target.wants/kvmxdp@kvxbr0.service
 assert_ok "remove keeps the enabled instance (configuration)" in_ct test -L "$wants"
-kvx_step "dpkg --purge removes the enabled instance's symlink; a new first install reloads libvirtd"
+
+kvx_step "dpkg -i after dpkg -r: the enabled instance the prerm stopped runs again, attached, with its mappings"
+out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i after dpkg -r: $out"
+kvx_log "dpkg -i after dpkg -r: $out"
+ct_active() { [[ $(in_ct systemctl is-active kvmxdp@kvxbr0) == active ]]; }
+kvx_wait_for 30 "kvmxdp@kvxbr0 active after the reinstall" ct_active || true
+assert_eq "kvmxdp@kvxbr0 active again (journal: $(in_ct journalctl --no-pager -o cat -n 5 -u kvmxdp@kvxbr0 2>&1))" \
+	active "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
+assert_eq "the bridge's filter again, seen from the host" 1 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+assert_eq "status --json: TC on the bridge and the uplink" "kvxbr0 kvxup0" \
+	"$(in_ct kvmxdp status --json | python3 -c 'import json,sys; print(" ".join(sorted(d["ifname"] for d in json.load(sys.stdin)["instances"][0]["devices"] if d["role"] in ("bridge", "uplink"))))' 2>&1)"
+assert_contains "map list: the config's mapping back" "\"ext\": \"uplink:2230\"" "$(in_ct kvmxdp map list --json 2>&1)"
+kvx_wait_for 10 "LAN -> uplink:2230 after the reinstall" g1_2230 || true
+assert_eq "LAN -> uplink:2230 reaches g1's :22 again, which sees the LAN peer's address" \
+	guest-saw=10.77.0.1 "$(from_lan 10.77.0.2:2230)"
+assert_fails "the prerm's list is done with" in_ct test -e /var/lib/kvmxdp/stopped-by-remove
+assert_ok "map del uplink:2230" in_ct kvmxdp map del uplink:2230 "$gaddr:22" --proto tcp
+# Again with no mapping, whose detach would forget the instance (its
+# uplink) but for the prerm's --keep: the reinstall's start needs it.
+out=$(in_ct dpkg -r kvmxdp 2>&1) || kvx_fatal "dpkg -r (no mappings): $out"
+assert_eq "no filter after dpkg -r (no mappings)" 0 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i after dpkg -r (no mappings): $out"
+assert_not_contains "no warning from the postinst (no mappings)" "did not start" "$out"
+kvx_wait_for 30 "kvmxdp@kvxbr0 active after the reinstall (no mappings)" ct_active || true
+assert_eq "kvmxdp@kvxbr0 active again, no mappings (journal: $(in_ct journalctl --no-pager -o cat -n 3 -u kvmxdp@kvxbr0 2>&1))" \
+	active "$(in_ct systemctl is-active kvmxdp@kvxbr0 || true)"
+assert_eq "the bridge's filter again (no mappings)" 1 \
+	"$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+guest_traffic "after dpkg -r and dpkg -i"
+
+kvx_step "dpkg --purge removes the enabled instance's symlink and the record of the hooks"
 out=$(in_ct dpkg --purge kvmxdp 2>&1) || kvx_fatal "dpkg --purge inside: $out"
 assert_fails "purge removed $wants" in_ct test -L "$wants"
 assert_fails "and the postinst's record of the hooks" in_ct test -e /var/lib/kvmxdp
-# A first install while libvirtd runs: it must learn the hooks.
+assert_fails "and the hooks (conffiles)" in_ct test -e /etc/libvirt/hooks/qemu.d/kvmxdp
+# libvirtd looks for hooks again: from now on it knows none of kvmxdp's.
+must assert_ok "systemctl reload libvirtd (no kvmxdp hooks)" in_ct systemctl reload libvirtd
+sleep 2
+
+# A first install whose libvirtd reload does not happen: refused by
+# policy-rc.d (an image build's), then failing (a reload that exits 1).
+# The postinst warns and records nothing: libvirtd does not run the hooks
+# (a domain's start maps nothing), and the next configure reloads it.
+kvx_step "a libvirtd reload refused by policy-rc.d: no record of the hooks, libvirtd does not run them"
+stamp=/var/lib/kvmxdp/libvirt-hooks.sha256
+in_ct systemctl is-active -q libvirtd || in_ct systemctl start libvirtd || true
+must assert_eq "libvirtd runs before the install" active "$(in_ct systemctl is-active libvirtd || true)"
+lvpid=$(in_ct systemctl show -p MainPID --value libvirtd)
 reloads=$(lv_reloads)
-out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i inside: $out"
-kvx_wait_for 10 "libvirtd reloaded by a first install" bash -c "(( \$(nsenter -t $pid1 -a -r -w journalctl --no-pager -o cat -u libvirtd | grep -c '^Reloaded' || true) > $reloads ))" ||
+printf '#!/bin/sh\nexit 101\n' >"$root/usr/sbin/policy-rc.d"
+chmod 0755 "$root/usr/sbin/policy-rc.d"
+out=$(in_ct dpkg -i "/root/$(basename "$deb")" 2>&1) || kvx_fatal "dpkg -i (policy-rc.d 101): $out"
+kvx_log "dpkg -i (policy-rc.d 101): $out"
+assert_contains "the postinst warns: libvirtd not reloaded" "libvirtd.service was not reloaded" "$out"
+assert_fails "no record of the hooks" in_ct test -e "$stamp"
+sleep 2
+assert_eq "libvirtd not reloaded" "$reloads" "$(lv_reloads)"
+rm -f "$root/usr/sbin/policy-rc.d"
+# The instance, started by hand (not enabled since the purge).
+in_ct systemctl start kvmxdp@kvxbr0 >/dev/null 2>&1 ||
+	kvx_fatal "systemctl start kvmxdp@kvxbr0: $(in_ct journalctl --no-pager -o cat -n 15 -u kvmxdp@kvxbr0 2>&1)"
+must assert_eq "attached" 1 "$(tc -n "$ns" filter show dev kvxbr0 ingress | grep -c ' bpf .*handle ' || true)"
+out=$(in_ct virsh define /root/web1.xml 2>&1) || kvx_fatal "virsh define web1: $out"
+ext=10.77.0.101 # web1's 1:1 address (libvirt_domain_metadata's mapped/unmapped)
+hook_ran() { # WHEN: web1 started; did libvirtd run kvmxdp's hook?
+	local out
+	out=$(in_ct virsh start web1 2>&1) || kvx_fatal "virsh start web1 ($1): $out"
+	must assert_ok "web1 running ($1)" running
+	sleep 1
+	in_ct grep -q web1 /etc/kvmxdp/kvmxdp.json
+}
+assert_fails "libvirtd ran no kvmxdp hook at web1's start (policy-rc.d refused the reload)" hook_ran "refused"
+unmapped "web1 started, libvirtd not reloaded"
+assert_eq "the same libvirtd throughout (no restart found the hooks)" "$lvpid" \
+	"$(in_ct systemctl show -p MainPID --value libvirtd)"
+must assert_ok "virsh destroy web1" in_ct virsh destroy web1
+
+kvx_step "a libvirtd reload that fails: no record; dpkg-reconfigure once it works reloads libvirtd"
+dropin=/run/systemd/system/libvirtd.service.d
+in_ct mkdir -p "$dropin"
+in_ct sh -c "printf '[Service]\nExecReload=\nExecReload=/bin/false\n' >$dropin/kvx-test-reload.conf"
+must assert_ok "systemctl daemon-reload (libvirtd's reload fails)" in_ct systemctl daemon-reload
+out=$(in_ct env DEBIAN_FRONTEND=noninteractive dpkg-reconfigure kvmxdp 2>&1) ||
+	kvx_fatal "dpkg-reconfigure (failing reload): $out"
+kvx_log "dpkg-reconfigure (failing reload): $out"
+assert_contains "the postinst warns: libvirtd not reloaded" "libvirtd.service was not reloaded" "$out"
+assert_fails "no record of the hooks" in_ct test -e "$stamp"
+assert_fails "libvirtd ran no kvmxdp hook at web1's start (its reload failed)" hook_ran "reload failed"
+must assert_ok "virsh destroy web1" in_ct virsh destroy web1
+in_ct rm -r "$dropin"
+must assert_ok "systemctl daemon-reload (libvirtd's own reload)" in_ct systemctl daemon-reload
+reloads=$(lv_reloads)
+out=$(in_ct env DEBIAN_FRONTEND=noninteractive dpkg-reconfigure kvmxdp 2>&1) ||
+	kvx_fatal "dpkg-reconfigure: $out"
+assert_not_contains "no warning" "not reloaded" "$out"
+lv_reloaded() { (($(lv_reloads) > reloads)); }
+kvx_wait_for 10 "libvirtd reloaded by dpkg-reconfigure" lv_reloaded ||
 	kvx_log "libvirtd's journal: $(in_ct journalctl --no-pager -o cat -u libvirtd | tail -5)"
+assert_ok "the hooks recorded" in_ct test -s "$stamp"
+sleep 2
+assert_ok "libvirtd runs kvmxdp's hook at web1's start: its mappings made" hook_ran "reloaded"
+mapped "web1 started after dpkg-reconfigure's reload"
+assert_eq "the same libvirtd, reloaded" "$lvpid" "$(in_ct systemctl show -p MainPID --value libvirtd)"
+must assert_ok "virsh destroy web1" in_ct virsh destroy web1
+assert_ok "virsh undefine web1" in_ct virsh undefine web1
 assert_ok "virsh net-destroy kvxnet" in_ct virsh net-destroy kvxnet
 in_ct systemctl poweroff >/dev/null 2>&1 || true
 for ((i = 0; i < 50; i++)); do kill -0 "$nspawn" 2>/dev/null || break; sleep 0.2; done

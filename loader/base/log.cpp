@@ -3,6 +3,7 @@
 
 #include <bpf/libbpf.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include <cstdarg>
@@ -16,6 +17,7 @@ namespace {
 
 bool verbose_ = false;
 LogCapture *capture_ = nullptr;
+bool syslog_ = false;
 
 // systemd sets JOURNAL_STREAM=<dev>:<ino> for a service whose stderr is
 // the journal; it is inherited by children whose stderr went elsewhere, so
@@ -86,10 +88,19 @@ void log(LogLevel level, const std::string &msg)
 		capture_->text_ += t.prefix + msg + "\n";
 		return;
 	}
-	if (stderr_is_journal())
+	if (stderr_is_journal()) {
 		std::fprintf(stderr, "<%d>%s%s\n", t.priority, t.prefix, msg.c_str());
-	else
-		std::fprintf(stderr, "%s%s\n", t.prefix, msg.c_str());
+		return;
+	}
+	std::fprintf(stderr, "%s%s\n", t.prefix, msg.c_str());
+	if (syslog_)
+		::syslog(t.priority, "%s%s", t.prefix, msg.c_str());
+}
+
+void log_to_syslog(const char *ident)
+{
+	::openlog(ident, LOG_PID, LOG_DAEMON);
+	syslog_ = true;
 }
 
 void set_verbose(bool on)

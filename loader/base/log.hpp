@@ -45,6 +45,13 @@ inline void log_verbose(const std::string &msg)
 	log(LogLevel::Debug, msg);
 }
 
+// From now on every line also goes to syslog(3) under `ident` (journald
+// reads /dev/log), unless stderr is the journal already: for a process
+// whose stderr nobody keeps.  A libvirt hook's is libvirtd's, which logs a
+// successful hook's output only at its debug level: the hook's warning
+// that a mapping waits, and why, would reach no one.
+void log_to_syslog(const char *ident);
+
 // -v: Debug lines and libbpf's own log (silent otherwise: a failed load is
 // reported by our own error message, with a hint to -v).
 void set_verbose(bool on);

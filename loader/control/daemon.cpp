@@ -47,6 +47,14 @@ namespace kvmxdp {
 
 namespace {
 
+// An IPv4 1:1 mapping, whose address must be no address of the host's
+// (model check_mapping), except one kvmxdp adds to the uplink itself
+// (--add-address: host-local by design, labelled and not counted).
+bool watches_host_addrs(const StaticMapping &sm)
+{
+	return !sm.m.v6 && sm.m.one_to_one() && !sm.add_address;
+}
+
 Fd dup_fd(int fd, const char *what)
 {
 	int d = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
@@ -278,8 +286,20 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// again, so a short drop does not suspend and flush them.
 	if (!net && synced_)
 		net = synced_net_;
+	std::vector<uint32_t> host4;
+	bool host4_read = false;
+	auto read_host4 = [&] {
+		if (!host4_read) {
+			host4 = host_ipv4_addrs(nl);
+			std::sort(host4.begin(), host4.end());
+			host4_read = true;
+		}
+	};
+	if (watch_host_addrs_)
+		read_host4();
 	if (synced_ && !force && !probes_changed_ && !probe_retry_due() && !dad_retry_due() &&
-	    sig == cfg_sig_ && addr == synced_addr_ && addr6 == synced_addr6_ && net == synced_net_)
+	    sig == cfg_sig_ && addr == synced_addr_ && addr6 == synced_addr6_ &&
+	    net == synced_net_ && host4 == synced_host4_)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
@@ -320,31 +340,63 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 					nets6.push_back(p.net);
 		MappingContext ctx = promotion_context(rec->subnet, rec->nat_guard(), addr, net,
 						       read_cfg6(cfg6_fd_.get()), nets6);
-		// The host's addresses, read only when an IPv4 one waits.
-		if (std::any_of(rec->mappings.begin(), rec->mappings.end(),
+		// The host's addresses, read only when an IPv4 one waits or
+		// an IPv4 1:1 mapping is recorded (watched from now on).
+		watch_host_addrs_ = std::any_of(rec->mappings.begin(), rec->mappings.end(),
+						watches_host_addrs);
+		if (watch_host_addrs_ ||
+		    std::any_of(rec->mappings.begin(), rec->mappings.end(),
 				[](const StaticMapping &sm) {
 					return !sm.m.v6 && !sm.pending.empty();
-				}))
-			ctx.host_addrs = host_ipv4_addrs(nl);
+				})) {
+			read_host4();
+			ctx.host_addrs = host4;
+		}
 		if (v6_waits)
 			ctx.host_addrs6 = host_ipv6_addrs(nl);
+		// A 1:1 address the host has taken since it was mapped (the
+		// laptop's DHCP lease on this network, an `ip address add`) is
+		// the host's: the datapath must neither answer ARP for it nor
+		// take its packets.  The mapping waits, with why, until the host
+		// no longer holds it (promote_pending, ctx.host_addrs); only one
+		// active on this network (a suspended one takes nothing, and
+		// keeps the network it is tied to).
+		bool demoted = false;
+		for (StaticMapping &sm : rec->mappings) {
+			if (!sm.pending.empty() || !watches_host_addrs(sm) ||
+			    !mapping_active(sm, addr ? net : std::nullopt) ||
+			    !std::binary_search(host4.begin(), host4.end(), sm.m.ext_addr))
+				continue;
+			std::string why = "mapping '" + sm.m.str() + "': " +
+					  format_ipv4(sm.m.ext_addr) + " is an address of this host";
+			try {
+				check_mapping(sm.m, {}, ctx);
+			} catch (const Error &e) {
+				why = e.what(); // as promote_pending words it
+			}
+			sm.pending = pending_reason(why);
+			demoted = true;
+			log_warn("mapping " + sm.m.str() + " taken out of the datapath: " + sm.pending);
+		}
 		bool changed = false;
 		// A metadata mapping's claim as the hook checks it, against
-		// the allow-list and the listeners as they are now.
+		// the allow-list and the listeners as they are now, with the
+		// force='yes' its domain or network declares.
 		std::optional<MetadataClaims> claims;
 		const auto claim_refusal = [&](const StaticMapping &sm) -> std::string {
 			try {
 				if (!claims)
 					claims.emplace((*cfg)->metadata_allow, addr,
 						       ctx.uplink_addr6);
-				return claims->refusal(sm.m, sm.metadata_force);
+				return claims->refusal(sm.m,
+						       declared_metadata_force(libvirt_root_, sm));
 			} catch (const Error &e) {
 				return e.what();
 			}
 		};
 		const auto made = promote_pending(rec->mappings, ctx, addr ? net : std::nullopt,
 						  &changed, claim_refusal);
-		if (changed) {
+		if (changed || demoted) {
 			for (size_t k : made) {
 				const StaticMapping &sm = rec->mappings[k];
 				// Taken without map add's probe: held until the daemon's.
@@ -395,6 +447,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	synced_addr_ = addr;
 	synced_addr6_ = addr6;
 	synced_net_ = net;
+	synced_host4_ = host4;
 	synced_ = true;
 }
 

@@ -100,9 +100,11 @@ public:
 	// is refreshed for the guests XDP redirects.  Outlives the daemon.
 	void set_xdp(XdpPath *xdp) { xdp_ = xdp; }
 	// Where libvirt's files are (GlobalOptions::libvirt_root): the metrics
-	// name guests by their VM.  Before run().
+	// name guests by their VM; a pending metadata forward's force='yes'
+	// is its running domain's or network's.  Before run().
 	void set_libvirt_root(std::string root)
 	{
+		libvirt_root_ = root;
 		if (metrics_src_)
 			metrics_src_->libvirt_root = std::move(root);
 	}
@@ -205,6 +207,7 @@ private:
 	void write_reload_mark() const;
 	int bridge_ifindex_ = 0;
 	std::string sysctl_root_ = "/proc/sys";
+	std::string libvirt_root_; // set_libvirt_root ("": /)
 	// What the mappings were last synced against.
 	std::string cfg_sig_;
 	uint32_t synced_addr_ = 0;	  // host order
@@ -213,6 +216,12 @@ private:
 	bool relay_routes_clear_ = false; // another mode: kvmxdp's routes removed
 	std::optional<NetId> synced_net_;
 	bool synced_ = false;
+	// The host's IPv4 addresses (sorted) the mappings were synced
+	// against, read each sync while an IPv4 1:1 mapping is recorded
+	// (watch_host_addrs_): one the host takes is no mapping's, one it
+	// drops may be.
+	std::vector<uint32_t> synced_host4_;
+	bool watch_host_addrs_ = false;
 	// The last sweep left shared ports or their tenants (gc.hpp ovl_sweep):
 	// the next one reads the bindings even without claims.
 	bool ovl_scan_ = true;

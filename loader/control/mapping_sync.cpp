@@ -18,12 +18,14 @@
 #include "control/gc.hpp"
 
 #include "base/error.hpp"
+#include "base/fs.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
+#include "model/libvirt.hpp"
 
 namespace kvmxdp {
 
@@ -733,6 +735,28 @@ std::string MetadataClaims::refusal(const Mapping &m, bool force)
 							     kFirstLoginUid);
 	}
 	return metadata_claim_refusal(m, force, allow_, listened);
+}
+
+bool declared_metadata_force(const std::string &libvirt_root, const StaticMapping &sm)
+{
+	if (!sm.from_metadata || sm.m.one_to_one())
+		return sm.metadata_force;
+	const bool network = sm.vm.empty();
+	const std::string &name = network ? sm.libvirt_network : sm.vm;
+	try {
+		check_libvirt_name(name, network ? "network" : "domain");
+		const std::string path = libvirt_root +
+					 (network ? "/run/libvirt/network/" : "/run/libvirt/qemu/") +
+					 name + ".xml";
+		const auto text = read_file(path);
+		if (!text)
+			return sm.metadata_force;
+		const LibvirtNat nat = network ? parse_libvirt_network(*text, path).nat :
+						 parse_libvirt_domain(*text, path).nat;
+		return libvirt_forward_force(nat, sm.m, network).value_or(sm.metadata_force);
+	} catch (const Error &) {
+		return sm.metadata_force;
+	}
 }
 
 } // namespace kvmxdp

@@ -175,4 +175,13 @@ private:
 	std::map<uint8_t, ListeningSockets> listening_;
 };
 
+// A metadata mapping's force='yes' (MetadataClaims::refusal) as its
+// domain or network declares it: libvirt's status file of the running
+// object under libvirt_root (GlobalOptions::libvirt_root), the XML its
+// hook was given at start.  A config written before kvmxdp recorded
+// StaticMapping::metadata_force lacks it, and a pending force='yes'
+// forward would be refused until its domain restarts.  Not running, not
+// readable, or the forward no longer in its metadata: the recorded flag.
+bool declared_metadata_force(const std::string &libvirt_root, const StaticMapping &sm);
+
 } // namespace kvmxdp

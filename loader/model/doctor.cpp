@@ -936,6 +936,64 @@ std::vector<DoctorFinding> check_tables(const DoctorFacts &f)
 	return out;
 }
 
+// ---------------------------------------------------------------- mappings
+
+std::vector<DoctorFinding> check_mappings(const DoctorFacts &f)
+{
+	std::vector<DoctorFinding> out;
+	if (!f.status.is_object() || !f.status.contains("mappings") ||
+	    !f.status["mappings"].is_array())
+		return out;
+	auto text = [](const json &m, const char *key) {
+		return m.contains(key) && m[key].is_string() ? m[key].get<std::string>() :
+							       std::string();
+	};
+	for (const json &m : f.status["mappings"]) {
+		if (!m.is_object() || text(m, "state") != "pending")
+			continue;
+		const std::string vm = text(m, "vm"), net = text(m, "libvirt_network");
+		const std::string ext = text(m, "ext"), reason = text(m, "reason");
+		const std::string proto = text(m, "proto");
+		const std::string what = "mapping " + ext + " -> " + text(m, "guest") +
+					 (proto.empty() || proto == "any" ? "" : " " + proto) +
+					 (!vm.empty()  ? " (vm " + p(vm) + ")" :
+					  !net.empty() ? " (network " + p(net) + ")" :
+							 "") +
+					 " is pending, not in the datapath: " + p(reason);
+		// A `map add ... vm:` mapping waits for its domain's start
+		// (model/mapping.hpp vm_stopped_reason): nothing wrong.
+		if (!vm.empty() && reason.rfind("domain '", 0) == 0 &&
+		    reason.find("' is not running") != std::string::npos) {
+			out.push_back(finding("mappings", Severity::Note, what, "virsh start " + q(vm),
+					      "made again when the domain starts"));
+			continue;
+		}
+		// A 1:1 address the host holds: on the uplink beside its own
+		// address it can go; the uplink's primary address (the host's
+		// DHCP lease, say) is the host's to keep.
+		std::string command;
+		if (reason.find(" is an address of this host") != std::string::npos &&
+		    ext.find(':') == std::string::npos) {
+			try {
+				const uint32_t a = parse_ipv4(ext);
+				const auto &addrs = f.uplink_link.addrs;
+				for (size_t k = 1; k < addrs.size(); k++)
+					if (addrs[k].addr == a)
+						command = "ip address del " + ext + "/" +
+							  std::to_string(addrs[k].prefix) + " dev " +
+							  q(f.uplink_link.name);
+			} catch (const std::exception &) {
+			}
+		}
+		out.push_back(finding(
+			"mappings", Severity::Warning, what, command,
+			command.empty() ? "the daemon makes it as soon as the reason is gone" :
+					  "the daemon then makes it, probing the address first; or "
+					  "forward ports of the address instead of mapping all of it"));
+	}
+	return out;
+}
+
 // ---------------------------------------------------------------- xdp
 
 std::vector<DoctorFinding> check_xdp(const DoctorFacts &f)
@@ -1016,8 +1074,8 @@ std::vector<DoctorFinding> run_doctor_checks(const DoctorFacts &f)
 	using Check = std::vector<DoctorFinding> (*)(const DoctorFacts &);
 	static const Check kChecks[] = {check_datapath,	    check_uplink,   check_gateway,
 					check_br_netfilter, check_firewall, check_rp_filter,
-					check_mtu,	    check_tables,   check_xdp,
-					check_kernel};
+					check_mtu,	    check_tables,   check_mappings,
+					check_xdp,	    check_kernel};
 	static_assert(std::size(kChecks) == std::size(kDoctorChecks), "one function per check");
 	std::vector<DoctorFinding> out;
 	for (Check c : kChecks)

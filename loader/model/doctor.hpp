@@ -41,7 +41,7 @@ struct DoctorFinding {
 // Every check, in the order doctor runs and prints them.
 inline const char *const kDoctorChecks[] = {"datapath", "uplink",    "gateway", "br_netfilter",
 					    "firewall", "rp_filter", "mtu",	"tables",
-					    "xdp",	"kernel"};
+					    "mappings", "xdp",	     "kernel"};
 
 struct LinkAddr {
 	uint32_t addr = 0; // host order
@@ -140,6 +140,13 @@ std::vector<DoctorFinding> check_firewall(const DoctorFacts &f);
 std::vector<DoctorFinding> check_rp_filter(const DoctorFacts &f);
 std::vector<DoctorFinding> check_mtu(const DoctorFacts &f);
 std::vector<DoctorFinding> check_tables(const DoctorFacts &f);
+// One finding per pending mapping (status's "mappings", state "pending"),
+// with its reason: a warning (declared, not in the datapath), a note for a
+// `map add ... vm:NAME` one whose domain is not running (it waits for its
+// start by design).  The command where one on the host fixes it: the
+// domain's start; an address of the host's that is not the uplink's
+// primary one, deleted.
+std::vector<DoctorFinding> check_mappings(const DoctorFacts &f);
 std::vector<DoctorFinding> check_xdp(const DoctorFacts &f);
 std::vector<DoctorFinding> check_kernel(const DoctorFacts &f);
 

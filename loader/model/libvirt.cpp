@@ -397,6 +397,22 @@ std::vector<Mapping> libvirt_network_mappings(const LibvirtNat &nat)
 	return out;
 }
 
+std::optional<bool> libvirt_forward_force(const LibvirtNat &nat, const Mapping &m, bool network)
+{
+	std::vector<Mapping> ms;
+	try {
+		ms = network ? libvirt_network_mappings(nat) :
+			       libvirt_domain_mappings(nat, m.guest_addr);
+	} catch (const Error &) {
+		return std::nullopt;
+	}
+	// The k-th mapping is forward k (libvirt_domain_mappings).
+	for (size_t k = 0; k < ms.size() && k < nat.forwards.size(); k++)
+		if (ms[k] == m)
+			return nat.forwards[k].force;
+	return std::nullopt;
+}
+
 std::vector<std::string> follow_leases(std::vector<StaticMapping> &mappings,
 				       const std::vector<Lease> &leases, int64_t now,
 				       std::vector<std::string> *held)

@@ -134,6 +134,12 @@ std::optional<uint32_t> libvirt_guest_addr(const std::string &mac,
 std::vector<Mapping> libvirt_domain_mappings(const LibvirtNat &nat, uint32_t guest);
 std::vector<Mapping> libvirt_network_mappings(const LibvirtNat &nat);
 
+// The force='yes' of the forward whose mapping is `m`: the one of nat's
+// mappings (a domain's for m's guest address, else a network's) equal to
+// m.  nullopt when none is (the metadata no longer declares m, or m is a
+// 1:1 address, which has no force), or the metadata is invalid.
+std::optional<bool> libvirt_forward_force(const LibvirtNat &nat, const Mapping &m, bool network);
+
 // Follows the leases: every mapping with a lease_mac whose MAC has a current
 // lease (libvirt_guest_addr) of another address gets that address (a 1:1
 // mapping's or a forward's guest; ports kept).  Returns one line per

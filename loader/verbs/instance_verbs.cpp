@@ -122,7 +122,7 @@ void reload(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 	out << "kvmxdp: reloaded bridge=" << inst.bridge << std::endl;
 }
 
-void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out)
+void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out, bool keep)
 {
 	check_ifname(bridge);
 	require_caps("detach", {CAP_BPF, CAP_NET_ADMIN});
@@ -205,7 +205,7 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 		throw Error(msg + " fix and run detach again");
 	}
 	cfg->remove(bridge);
-	if (!inst.mappings.empty())
+	if (!inst.mappings.empty() || keep)
 		cfg->detached[bridge] =
 			Detached{inst.uplink_auto ? kUplinkAuto : inst.uplink, inst.mappings};
 	cfg.save();

@@ -17,6 +17,11 @@ int attach_and_run(const GlobalOptions &g, const AttachOptions &a, std::ostream 
 // `systemctl reload` returns with the config applied).  Throws Error when
 // no daemon runs, or it exits or does not finish.
 void reload(const GlobalOptions &g, const std::string &bridge, std::ostream &out);
-void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out);
+// `kvmxdp detach`: the instance's record goes, but for its uplink and
+// mappings, kept (as detached) for the next `attach --bridge BR` when it
+// has mappings, or always with `keep` (the package's prerm: the enabled
+// unit's `attach --bridge %I` of a reinstall takes its uplink from it).
+void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out,
+	    bool keep = false);
 
 } // namespace kvmxdp

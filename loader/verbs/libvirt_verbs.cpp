@@ -744,6 +744,9 @@ void start_instance_unit(const GlobalOptions &g, const LibvirtHookOptions &o, co
 void libvirt_hook(const GlobalOptions &g, const LibvirtHookOptions &o, std::istream &in,
 		  std::ostream &out)
 {
+	// libvirtd keeps a successful hook's output only in its debug log:
+	// a mapping that waits, and why, is said in the journal too.
+	log_to_syslog("kvmxdp-hook");
 	const HookInput xml = drain(in);
 	if (o.driver == "qemu") {
 		qemu_hook(g, o, xml, out);

@@ -527,6 +527,49 @@ TEST(Doctor, TablesNearFullAndFull)
 	expect_one(f, "tables", Severity::Warning, "binding table", "--bind-size 2048");
 }
 
+// Pending mappings, one finding each with the reason status gives, and
+// the command where the host has one.
+TEST(Doctor, PendingMappings)
+{
+	DoctorFacts f = healthy();
+	auto mapping = [](const std::string &ext, const std::string &guest, const char *vm,
+			  const std::string &state, const std::string &reason) {
+		return json{{"family", "ipv4"},	 {"ext", ext},
+			    {"guest", guest},	 {"proto", "any"},
+			    {"state", state},	 {"reason", reason.empty() ? json(nullptr) : json(reason)},
+			    {"vm", json(vm)},	 {"libvirt_network", nullptr}};
+	};
+	f.status["mappings"] = json::array(
+		{mapping("10.0.0.101", "192.168.122.10", "web1", "active", ""),
+		 mapping("10.0.0.70", "192.168.122.11", "web2", "pending",
+			 "mapping '10.0.0.70 192.168.122.11': 10.0.0.70 is an address of this host, "
+			 "whose traffic is the host's")});
+	// A secondary address of the uplink: it can go.
+	f.uplink_link.addrs.push_back({parse_ipv4("10.0.0.70"), 24});
+	expect_one(f, "mappings", Severity::Warning,
+		   "mapping 10.0.0.70 -> 192.168.122.11 (vm web2) is pending, not in the datapath: "
+		   "mapping '10.0.0.70 192.168.122.11': 10.0.0.70 is an address of this host",
+		   "ip address del 10.0.0.70/24 dev wlan0 |");
+	// The uplink's own (primary) address, the host's lease: no command.
+	f.uplink_link.addrs = {{parse_ipv4("10.0.0.70"), 24}};
+	expect_one(f, "mappings", Severity::Warning, "10.0.0.70 is an address of this host",
+		   " | the daemon makes it as soon as the reason is gone");
+	f.status["mappings"][1]["reason"] = "no address for MAC 52:54:00:00:00:0b yet (no DHCP lease)";
+	expect_one(f, "mappings", Severity::Warning, "no address for MAC 52:54:00:00:00:0b",
+		   " | the daemon makes it");
+	// A `map add ... vm:` one waiting for its domain's start: a note.
+	f.status["mappings"][1]["reason"] = "domain 'web2' is not running (made again when it starts)";
+	auto all = run_doctor_checks(f);
+	auto mine = only(all, "mappings");
+	ASSERT_EQ(mine.size(), 1u);
+	EXPECT_EQ(mine[0].severity, Severity::Note);
+	EXPECT_EQ(mine[0].command, "virsh start web2");
+	EXPECT_EQ(doctor_exit_code(all), 0);
+	// Active ones only: ok.
+	f.status["mappings"].erase(1);
+	EXPECT_TRUE(only(run_doctor_checks(f), "mappings").empty());
+}
+
 TEST(Doctor, GenericXdpWhereNativeOrOnTheUplink)
 {
 	DoctorFacts f = healthy();

@@ -1,13 +1,21 @@
 // SPDX-License-Identifier: GPL-2.0
 // What libvirt metadata may claim (model/metadata_allow.hpp): the
 // allow-list's entries, which mappings they cover, and the hooks' refusal
-// of a port a host service listens on (force='yes' and the list, both).
+// of a port a host service listens on (force='yes' and the list, both),
+// and the daemon's, at promotion, with the force its domain declares.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+
+#include <filesystem>
+#include <fstream>
 
 #include "base/error.hpp"
+#include "control/mapping_sync.hpp"
 #include "error_of.hpp"
+#include "model/config.hpp"
 #include "model/libvirt.hpp"
 #include "model/metadata_allow.hpp"
+#include "temp_dir.hpp"
 
 using namespace kvmxdp;
 using test::error_of;
@@ -115,4 +123,83 @@ TEST(MetadataAllow, ForceIsYesOrNoOnAForward)
 					       "s");
 		  }),
 		  "s: <kvmxdp:nat> address 1: unknown attribute 'force'");
+}
+
+// A pending metadata forward in a config written before kvmxdp recorded
+// its force='yes' ("force" absent): the daemon takes force from the
+// running domain's XML (libvirt's status file), and makes the forward on a
+// port a host service listens on once the allow-list names it, as the
+// hook did at the domain's start.  Not running: the recorded flag (none).
+TEST(MetadataAllow, PromotionTakesForceFromTheRunningDomain)
+{
+	test::TempDir dir;
+	const std::string cfg_path = dir.path() + "/kvmxdp.json";
+	{
+		std::ofstream f(cfg_path);
+		f << R"({"version": 2, "instances": [], "detached": {"virbr0": {"uplink": "wlan0",
+		    "mappings": [{"ext": "uplink:2299", "guest": "192.168.122.11:80", "proto": "tcp",
+		    "add_address": false, "network": null, "gateway": null, "vm": "web1",
+		    "origin": "metadata",
+		    "pending": "a host service listens on tcp port 2299 of 192.168.1.50"}]}}})";
+	}
+	::chmod(cfg_path.c_str(), 0600);
+	const Config cfg = ConfigStore(cfg_path).load();
+	ASSERT_EQ(cfg.detached.count("virbr0"), 1u);
+	const std::vector<StaticMapping> recorded = cfg.detached.at("virbr0").mappings;
+	ASSERT_EQ(recorded.size(), 1u);
+	EXPECT_FALSE(recorded[0].metadata_force) << "the old format has no force";
+
+	const std::string root = dir.path() + "/root";
+	const std::string status = root + "/run/libvirt/qemu/web1.xml";
+	auto write_status = [&](const std::string &forward) {
+		std::filesystem::create_directories(root + "/run/libvirt/qemu");
+		std::ofstream f(status);
+		f << "<domstatus state='running' pid='4242'><domain type='kvm' id='3'>"
+		     "<name>web1</name><metadata><kvmxdp:nat "
+		     "xmlns:kvmxdp='http://kvmxdp.org/xmlns/libvirt/1'>"
+		  << forward
+		  << "<kvmxdp:address external='192.168.1.101'/></kvmxdp:nat></metadata>"
+		     "<devices><interface type='network'><mac address='52:54:00:00:00:0b'/>"
+		     "<source network='default' bridge='virbr0'/></interface></devices>"
+		     "</domain></domstatus>";
+	};
+	MappingContext ctx;
+	ctx.subnet = parse_cidr("192.168.122.0/24");
+	ctx.nat_ports = {61000, 65535};
+	ctx.uplink_addr = parse_ipv4("192.168.1.50");
+	ctx.uplink_net = parse_cidr("192.168.1.0/24");
+	const NetId net{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	const auto allow = parse_metadata_allow({"uplink:2299"});
+	// A host service listens on 2299 (sshd's, say).
+	auto promote = [&](std::vector<StaticMapping> ms) {
+		promote_pending(ms, ctx, net, nullptr, [&](const StaticMapping &sm) {
+			return metadata_claim_refusal(sm.m, declared_metadata_force(root, sm), allow,
+						      uint16_t{2299});
+		});
+		return ms[0].pending;
+	};
+
+	EXPECT_NE(promote(recorded).find("force='yes'"), std::string::npos)
+		<< "not running: the recorded flag, none";
+	write_status("<kvmxdp:forward proto='tcp' port='2299' to='80' force='yes'/>");
+	EXPECT_TRUE(declared_metadata_force(root, recorded[0]));
+	EXPECT_EQ(promote(recorded), "") << "made: the running domain says force='yes'";
+	write_status("<kvmxdp:forward proto='tcp' port='2299' to='80'/>");
+	EXPECT_NE(promote(recorded).find("force='yes'"), std::string::npos)
+		<< "the running domain's forward has no force";
+	// The domain's other forward is not this one: the recorded flag.
+	write_status("<kvmxdp:forward proto='tcp' port='2300' to='80' force='yes'/>");
+	EXPECT_FALSE(declared_metadata_force(root, recorded[0]));
+	// A network's forward, from its status file.
+	StaticMapping n = recorded[0];
+	n.vm.clear();
+	n.libvirt_network = "default";
+	std::filesystem::create_directories(root + "/run/libvirt/network");
+	std::ofstream(root + "/run/libvirt/network/default.xml")
+		<< "<networkstatus><network><name>default</name><metadata><kvmxdp:nat "
+		   "xmlns:kvmxdp='http://kvmxdp.org/xmlns/libvirt/1'><kvmxdp:forward proto='tcp' "
+		   "port='2299' to='192.168.122.11:80' force='yes'/></kvmxdp:nat></metadata>"
+		   "<bridge name='virbr0'/></network></networkstatus>";
+	EXPECT_TRUE(declared_metadata_force(root, n));
+	EXPECT_EQ(promote({n}), "");
 }
