@@ -261,7 +261,8 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
  *   guest SYN -> SYN_SENT -> (SYN-ACK or any reply) ESTABLISHED;
  *   remote SYN (static mapping, EIF) -> SYN_RECV -> the guest's SYN-ACK,
  *     then the remote's ACK of it -> ESTABLISHED: a spoofed SYN or a scan
- *     never gets past SYN_RECV's short timeout;
+ *     never gets past SYN_RECV's short timeout (KVX_CT_F_HALFOPEN keeps it
+ *     when a RST or FIN ends the flow before the handshake does);
  *   FIN from one side -> FIN_WAIT, from both -> TIME_WAIT;
  *   an acceptable RST -> CLOSE.
  * Returns KVX_CONTINUE, KVX_CT_STRAY or a drop reason (a RST or FIN outside
@@ -296,10 +297,16 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 		 * reusing the tuple of a closed one. */
 		if (!reply && (state == KVX_CT_CLOSE || state == KVX_CT_TIME_WAIT ||
 			       state == KVX_CT_SYN_SENT || state == KVX_CT_SYN_RECV)) {
-			flags = f->flags;
-			f->state = flags & KVX_CT_F_INBOUND ? KVX_CT_SYN_RECV : KVX_CT_SYN_SENT;
-			f->flags = flags & ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN |
+			flags = f->flags & ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN |
 					     KVX_CT_F_SEEN_REPLY | KVX_CT_F_SYNACK);
+			/* From outside: half-open again until its handshake. */
+			if (flags & KVX_CT_F_INBOUND) {
+				f->state = KVX_CT_SYN_RECV;
+				flags |= KVX_CT_F_HALFOPEN;
+			} else {
+				f->state = KVX_CT_SYN_SENT;
+			}
+			f->flags = flags;
 			tcp_track_syn(s, p);
 			r->flags = 0;
 		}
@@ -344,8 +351,10 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 	 * ACK of the guest's SYN-ACK. */
 	else if (state == KVX_CT_SYN_RECV && !reply && (flags & KVX_CT_F_SYNACK) &&
 		 (tf & KVX_TCP_ACK) &&
-		 (!tcp_tracked(f) || p->tcp_ack == f->tcp[KVX_CT_SIDE_GUEST].end))
+		 (!tcp_tracked(f) || p->tcp_ack == f->tcp[KVX_CT_SIDE_GUEST].end)) {
 		state = KVX_CT_ESTABLISHED;
+		flags &= ~KVX_CT_F_HALFOPEN;
+	}
 	/* The guest's TCP goes on after a RST it did not accept (in the
 	 * window, not exact: RFC 5961); after one it accepted it sends nothing
 	 * more on the tuple (a RST at most).  Closing the flow would let it
@@ -537,7 +546,8 @@ __noinline int ct_reclaim(__u64 now)
  * Early drop (netfilter's early_drop, which evicts unassured flows first):
  * the guest's newest half-open inbound flows sit in a ring
  * (abi.h kvx_halfopen); when its inbound quota or the table is full, a new
- * SYN evicts the oldest of them that is still in SYN_RECV, and takes its
+ * SYN evicts the oldest of them that is still half-open (SYN_RECV, or
+ * closed before its handshake: KVX_CT_F_HALFOPEN), and takes its
  * slot.  A SYN flood then recycles its own entries instead of locking the
  * guest's forwards (or the table) until SYN_RECV's timeout.  Returns 1 if
  * a flow was evicted.
@@ -563,7 +573,10 @@ static __noinline int ct_early_drop(const struct kvx_cfg *cfg, __be32 guest)
 		if (k->proto != IPPROTO_TCP || guest_slot(cfg, k->int_addr) != gslot)
 			continue;
 		f = bpf_map_lookup_elem(&kvx_ct, k);
-		if (!f || f->state != KVX_CT_SYN_RECV || !(f->flags & KVX_CT_F_INBOUND))
+		/* Still half-open: in SYN_RECV, or closed by the opener's
+		 * RST or FIN before its handshake completed. */
+		if (!f || !(f->flags & KVX_CT_F_INBOUND) ||
+		    (f->state != KVX_CT_SYN_RECV && !(f->flags & KVX_CT_F_HALFOPEN)))
 			continue;
 		if (bpf_map_delete_elem(&kvx_ct, k))
 			continue;
@@ -672,6 +685,8 @@ static __always_inline void ct_val_init(struct kvx_ct_val *vp, const struct kvx_
 		 * window-checked (its window scale is unknown). */
 		if (p->tcp_flags & KVX_TCP_SYN) {
 			vp->state = dir == CT_DIR_OUT ? KVX_CT_SYN_SENT : KVX_CT_SYN_RECV;
+			if (dir != CT_DIR_OUT)
+				vp->flags |= KVX_CT_F_HALFOPEN;
 			tcp_track_syn(&vp->tcp[dir == CT_DIR_OUT ? KVX_CT_SIDE_GUEST :
 								   KVX_CT_SIDE_REMOTE],
 				      p);

@@ -421,6 +421,11 @@ enum kvx_ct_state {
 #define KVX_CT_F_STATIC (1U << 4)     /* bound through a static mapping (port forward or 1:1) */
 #define KVX_CT_F_ONE_TO_ONE (1U << 5) /* bound through a 1:1 mapping: ports are kept */
 #define KVX_CT_F_SYNACK (1U << 6)     /* SYN_RECV: the guest answered the SYN */
+/* Opened from outside and its handshake not completed (yet): capped at
+ * tcp_syn_recv in every state, evicted first (ct_early_drop).  A SYN then
+ * a RST or FIN of a spoofing LAN host would else hold the flow as long as a
+ * real connection's close (kvmxdp/ct_rules.h kvx_ct_timeout_s). */
+#define KVX_CT_F_HALFOPEN (1U << 7)
 
 /*
  * TCP sequence tracking, one per direction (kvx_ct_val.tcp[KVX_CT_SIDE_*]),
