@@ -963,6 +963,14 @@ struct nat_macs {
 	__u8 b[16];
 };
 
+/* The key of p's guest's ring of p's protocol in kvx_gown: the full slot. */
+static __always_inline __u32 gown_key(const struct kvx_cfg *cfg, const struct kvx_pkt *p)
+{
+	return guest_slot(cfg, p->saddr) * 3 + (p->proto == IPPROTO_TCP ? 0 :
+						p->proto == IPPROTO_UDP ? 1 :
+									  2);
+}
+
 /*
  * The ring of the guest's recently bound ports of p's protocol (abi.h
  * kvx_gown): the ports it may share when it runs out (ovl_share).
@@ -970,28 +978,37 @@ struct nat_macs {
 static __always_inline struct kvx_gtw_val *gown_ring(const struct kvx_cfg *cfg,
 						     const struct kvx_pkt *p)
 {
-	__u32 idx = (guest_slot(cfg, p->saddr) & (KVX_GOWN_GUESTS - 1)) * 3 +
-		    (p->proto == IPPROTO_TCP ? 0 :
-		     p->proto == IPPROTO_UDP ? 1 :
-					       2);
+	__u32 idx = gown_key(cfg, p);
 
 	return bpf_map_lookup_elem(&kvx_gown, &idx);
 }
 
 /* A new dynamic binding of p's endpoint at port (network order) goes into
- * its guest's ring.  A global function: its frame stays off bind_create's
- * (and returns a scalar, as the verifier wants of one). */
+ * its guest's ring, made on its first binding (from a zeroed value in the
+ * per-CPU scratch, free until ct_create builds the new flow there).  A
+ * global function: its frame stays off bind_create's (and returns a
+ * scalar, as the verifier wants of one). */
 __noinline int gown_push(const struct kvx_pkt *p, __u32 port)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	struct kvx_gtw_val *r;
-	__u32 slot;
+	__u32 slot, idx, zero = 0;
 
 	if (!p || !cfg || !proto_has_ports(p->proto))
 		return 0;
-	r = gown_ring(cfg, p);
-	if (!r)
-		return 0;
+	idx = gown_key(cfg, p);
+	r = bpf_map_lookup_elem(&kvx_gown, &idx);
+	if (!r) {
+		r = bpf_map_lookup_elem(&kvx_scratch, &zero);
+		if (!r)
+			return 0;
+		__builtin_memset(r, 0, sizeof(*r));
+		/* -EEXIST: another CPU made it first; that one is used. */
+		bpf_map_update_elem(&kvx_gown, &idx, r, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&kvx_gown, &idx);
+		if (!r)
+			return 0;
+	}
 	slot = r->next & (KVX_GTW_RING - 1);
 	r->ports[slot] = port;
 	r->next = (slot + 1) & (KVX_GTW_RING - 1);

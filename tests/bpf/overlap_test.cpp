@@ -10,6 +10,7 @@
 #include <linux/pkt_cls.h>
 
 #include "fixture.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp::test {
 namespace {
@@ -279,6 +280,44 @@ TEST_F(OverlapTest, ClaimOfAGoneOwnerIsDead)
 	set_cfg([](kvx_cfg &c) { c.guest_ports = 0; });
 	const std::uint16_t p2 = translate_out(t);
 	EXPECT_NE(p2, p);
+}
+
+// Two guests whose quota slots share their low 10 bits (the index of the
+// old kvx_gown array) keep rings of their own: B binding port after port
+// does not push A's one port out of A's ring, and A, out of ports, still
+// finds it to share.
+TEST_F(OverlapTest, GuestsWithCollidingSlotsKeepTheirOwnPortRings)
+{
+	own_address(dp(), kGuestA);
+	own_address(dp(), kGuestB);
+	const Mac ma = guest_mac(kGuestA), mb = guest_mac(kGuestB);
+	std::uint32_t seed = 1;
+	for (; seed < 1000000; seed++) {
+		const std::uint32_t sa = kvx_guest_slot(ma.data(), be32(kGuestA), seed);
+		const std::uint32_t sb = kvx_guest_slot(mb.data(), be32(kGuestB), seed);
+		if (sa != sb && (sa & 1023) == (sb & 1023))
+			break;
+	}
+	ASSERT_LT(seed, 1000000u);
+	set_cfg([seed](kvx_cfg &c) {
+		c.guest_seed = seed;
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61016; // 17 ports: A's one, B's 16
+		c.guest_ports = 0;
+		c.gw_addr = 0;
+	});
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t pa = translate_out(a);
+	// B binds 16 endpoints: as many as a ring holds.
+	for (std::uint16_t i = 0; i < KVX_GTW_RING; i++)
+		translate_out(from_guest(make_udp(kGuestB, static_cast<std::uint16_t>(42000 + i),
+						  kRemote1, 53)));
+	EXPECT_EQ(dp().gports(kGuestB), std::uint32_t{KVX_GTW_RING});
+	// The pool is exhausted: A's new endpoint shares A's port.
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	EXPECT_EQ(translate_out(t, pa), pa);
+	reply_reaches(t, pa);
+	EXPECT_EQ(dp().gtenant(kGuestA), 1u);
 }
 
 // kvx_ovl full of live claims: a new tenant is refused (DROP_TABLE_FULL),

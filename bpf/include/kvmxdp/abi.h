@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 14
+#define KVX_ABI_VERSION 15
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -94,6 +94,11 @@
  *      Layouts unchanged: pins of 3..13 are reused.
  *  14: map kvx_gtenant (each guest's tenants of shared ports, bounded by
  *      its port limit).  Layouts unchanged: pins of 3..14 are reused.
+ *  15: kvx_gown is an LRU hash keyed by the full guest slot (an array
+ *      indexed by the slot's low bits before: guests whose slots collided
+ *      evicted each other's rings; a pinned array is replaced, its hints
+ *      are expendable); KVX_CT_F_HALFOPEN (0 in older entries: the flow's
+ *      state's own timeout).  Tables unchanged: pins of 3..15 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -252,12 +257,15 @@ struct kvx_ovl_val {
 };
 
 /*
- * Each guest's recently bound ports, per protocol: kvx_gown[(guest slot &
- * (KVX_GOWN_GUESTS - 1)) * 3 + (0 TCP, 1 UDP, 2 ICMP)] (a kvx_gtw_val
- * ring, newest at next - 1): the ports a guest out of ports may share
- * (ct.h ovl_share).  Random probes of a large pool would miss the few it
- * holds.  Only hints: checked against kvx_bind (same guest address, a
- * dynamic binding) before use.
+ * Each guest's recently bound ports, per protocol: kvx_gown[guest slot *
+ * 3 + (0 TCP, 1 UDP, 2 ICMP)] (a kvx_gtw_val ring, newest at next - 1):
+ * the ports a guest out of ports may share (ct.h ovl_share).  Random probes
+ * of a large pool would miss the few it holds.  Keyed by the full slot (an
+ * LRU hash of KVX_GOWN_GUESTS guests' rings): two guests never share a ring,
+ * where one churning through ports would push the other's out (an array
+ * indexed by the slot's low bits did that); the least recently used
+ * guests' rings go when more guests bind.  Only hints: checked against
+ * kvx_bind (same guest address and MAC, a dynamic binding) before use.
  */
 #define KVX_MAP_GOWN "kvx_gown"
 #define KVX_GOWN_GUESTS 1024
