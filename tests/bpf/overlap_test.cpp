@@ -282,6 +282,90 @@ TEST_F(OverlapTest, ClaimOfAGoneOwnerIsDead)
 	EXPECT_NE(p2, p);
 }
 
+// What ovl_owner_ok promises, clause by clause: a claim counts only while
+// the port's IN half names the endpoint that owned the port when the claim
+// was made (the same guest address and guest port) through a dynamic
+// binding.  Here the owner's flow and then its binding go (as the GC
+// would), the tenant's claim and flow are left, and the port is bound
+// again: to another guest's endpoint of the same guest port number, to a
+// port forward of the old owner endpoint itself.  Neither way does the
+// remote's answer reach the tenant, nor does the tenant leave through the
+// port on the strength of its old claim.
+TEST_F(OverlapTest, ClaimOutlivingItsOwnerReachesNobody)
+{
+	limit(1);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = translate_out(a);
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	EXPECT_EQ(translate_out(t, p), p);
+	reply_reaches(t, p);
+	ASSERT_EQ(claims(), 1u);
+	// The owner's flow expires and its pair is released; the claim and the
+	// tenant's flow stay (until the GC sweeps them).
+	dp().ct_delete(ct_key(kProtoUdp, kGuestA, 40000, kRemote1, 53));
+	dp().bind_delete(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40000));
+	auto in = dp().bind_lookup(in_key(kProtoUdp, p));
+	ASSERT_TRUE(in);
+	const kvx_bind_val old = *in;
+	dp().bind_delete(in_key(kProtoUdp, p));
+	ASSERT_EQ(claims(), 1u);
+	ASSERT_TRUE(dp().ct_lookup(ct_key(kProtoUdp, kGuestA, 40001, kRemote2, 53)));
+
+	// 1. Guest B's endpoint with the owner's guest port takes the port
+	// (only the address tells the owners apart).
+	kvx_bind_val iv = old;
+	iv.addr = be32(kGuestB);
+	iv.port = be16(40000);
+	iv.flags = 0;
+	dp().bind_update(in_key(kProtoUdp, p), iv);
+	kvx_bind_val ov{};
+	ov.addr = be32(Topology::kUplinkAddr);
+	ov.port = be16(p);
+	ov.last_used_ns = old.last_used_ns;
+	dp().bind_update(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestB, 40000), ov);
+	run_case(dp(), Prog::UpIngress, reply_to(snat(t, p)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// The tenant's next packet binds anew, never through B's port.
+	set_cfg([](kvx_cfg &c) { c.guest_ports = 0; });
+	EXPECT_NE(translate_out(t), p) << "A's tenant left through guest B's port";
+	auto tout = dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40001));
+	ASSERT_TRUE(tout);
+	EXPECT_FALSE(tout->flags & KVX_BIND_F_SHARED);
+	EXPECT_EQ(dp().bind_lookup(in_key(kProtoUdp, p))->addr, be32(kGuestB))
+		<< "B keeps its port";
+
+	// 2. The port becomes a forward to the old owner endpoint itself: the
+	// claim of the tenant (same address, same owner port) is still dead.
+	const Packet t2 = from_guest(make_udp(kGuestA, 40002, kRemote3, 53));
+	kvx_ovl_key k{};
+	k.proto = kProtoUdp;
+	k.ext_addr = be32(Topology::kUplinkAddr);
+	k.ext_port = be16(p);
+	k.rem_addr = be32(kRemote3);
+	k.rem_port = be16(53);
+	kvx_ovl_val v{};
+	v.addr = be32(kGuestA);
+	v.port = be16(40002);
+	v.owner_port = be16(40000);
+	v.created_ns = old.last_used_ns;
+	dp().ovl_update(k, v);
+	auto tf = dp().ct_lookup(ct_key(kProtoUdp, kGuestA, 40001, kRemote2, 53));
+	ASSERT_TRUE(tf);
+	kvx_ct_val f2 = *tf;
+	f2.ext_port = be16(p);
+	dp().ct_update(ct_key(kProtoUdp, kGuestA, 40002, kRemote3, 53), f2);
+	dp().bind_delete(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestB, 40000));
+	dp().bind_delete(in_key(kProtoUdp, p));
+	add_port_forward(dp(), kProtoUdp, Topology::kUplinkAddr, p, kGuestA, 40000);
+	// R3's packet to the forward is the forward's (its target endpoint),
+	// not the claim's tenant's.
+	const Packet r3 = reply_to(snat(t2, p));
+	run_case(dp(), Prog::UpIngress, r3, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat_unknown_mac(r3, kGuestA, 40000));
+	// The tenant's own flow through the port does not go on through the
+	// forward's port: it binds anew.
+	EXPECT_NE(translate_out(t2), p) << "a tenant's flow left through a port forward";
+}
+
 // Two guests whose quota slots share their low 10 bits (the index of the
 // old kvx_gown array) keep rings of their own: B binding port after port
 // does not push A's one port out of A's ring, and A, out of ports, still
