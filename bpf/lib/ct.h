@@ -957,6 +957,21 @@ __noinline __u32 gtw_port(const struct kvx_pkt *p, __u32 off)
 	return r ? bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]) : 0;
 }
 
+/* A tenant's OUT half of the guest went (abi.h kvx_gtenant): one less, at
+ * once (atomic), not only at the GC's next recount: a guest whose stale
+ * tenants the datapath released would else be refused new tenants
+ * (tenants_full) until then.  Not inlined, as gports_release. */
+static __noinline void gtenant_release(const struct kvx_cfg *cfg, __be32 guest)
+{
+	__u32 *n;
+
+	if (!cfg)
+		return;
+	n = gtenant_of(cfg, guest);
+	if (n)
+		__sync_fetch_and_add(n, -1);
+}
+
 /* The MAC pair the paths pass around (KVX_GW_MAC_OFF), as one object for
  * bind_create's prototype. */
 struct nat_macs {
@@ -1806,8 +1821,9 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		}
 		/* Stale, or the port is not its guest's to share any more:
 		 * the OUT half only (the IN half is its owner's; no port was
-		 * counted for it). */
-		bpf_map_delete_elem(&kvx_bind, &ok);
+		 * counted for it, a tenant was). */
+		if (!bpf_map_delete_elem(&kvx_bind, &ok))
+			gtenant_release(cfg, p->saddr);
 		goto create;
 	}
 	if (old_addr == cfg->uplink_addr) {

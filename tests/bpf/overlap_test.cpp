@@ -366,6 +366,35 @@ TEST_F(OverlapTest, ClaimOutlivingItsOwnerReachesNobody)
 	EXPECT_NE(translate_out(t2), p) << "a tenant's flow left through a port forward";
 }
 
+// A tenant whose port went (its owner's binding released) binds anew on its
+// next new flow: the datapath deletes its stale OUT half and takes it off
+// the guest's tenant count (kvx_gtenant) at once, not at the GC's next
+// recount; a guest at its bound of tenants gets that place back.
+TEST_F(OverlapTest, StaleTenantReleasedByTheDatapathLeavesTheTenantCount)
+{
+	limit(1);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = translate_out(a);
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	EXPECT_EQ(translate_out(t, p), p);
+	ASSERT_EQ(dp().gtenant(kGuestA), 1u);
+	// The owner's pair goes (idle, released); the limit off (A's port
+	// count still has the pair deleted by hand).
+	dp().bind_delete(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40000));
+	dp().bind_delete(in_key(kProtoUdp, p));
+	set_cfg([](kvx_cfg &c) { c.guest_ports = 0; });
+	// The tenant's new flow to another remote: its stale OUT half goes,
+	// it gets a port of its own.
+	const Packet t3 = with(t, [](Packet &q) { q.dst = kRemote3; });
+	const std::uint16_t pt = translate_out(t3);
+	auto out = dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40001));
+	ASSERT_TRUE(out);
+	EXPECT_FALSE(out->flags & KVX_BIND_F_SHARED);
+	EXPECT_EQ(out->port, be16(pt));
+	EXPECT_EQ(dp().gtenant(kGuestA), 0u) << "the stale tenant is no longer counted";
+	EXPECT_EQ(dp().gports(kGuestA), 2u) << "its own port counted (and the hand-deleted one)";
+}
+
 // Two guests whose quota slots share their low 10 bits (the index of the
 // old kvx_gown array) keep rings of their own: B binding port after port
 // does not push A's one port out of A's ring, and A, out of ports, still
