@@ -972,6 +972,89 @@ static __noinline void gtenant_release(const struct kvx_cfg *cfg, __be32 guest)
 		__sync_fetch_and_add(n, -1);
 }
 
+/*
+ * kvx_bind is full: delete the tenant OUT half (KVX_BIND_F_SHARED, ct.h
+ * ovl_try) idle longest, if beyond the binding grace (KVX_BIND_GRACE_NS,
+ * the GC's), before a new binding is refused.  A tenant holds no port, one
+ * entry of the table every guest shares; its flows go on through their
+ * claims (kvx_ovl), only a new flow of the endpoint binds anew (the GC
+ * deletes such a half once no claim names it).  The walk is ct_reclaim's
+ * (a cursor, KVX_RECLAIM_BUDGET entries, a hold-off after a pass that
+ * found nothing); the oldest of the window goes.  Returns 1 if one went.
+ * Called by bind_get and ovl_share, never from deeper (its callback's
+ * frame counts on the bridge program's deepest chain).
+ */
+struct bind_reclaim_ctx {
+	__u64 now;
+	__u64 oldest;            /* the oldest idle tenant's last use + 1; 0: none */
+	struct kvx_bind_key key; /* its key */
+	__u32 skip;              /* entries the earlier passes examined */
+	__u32 seen;              /* entries visited in this pass */
+};
+
+/* bind_create's "kvx_bind is full" (-E2BIG): bind_get makes room
+ * (bind_reclaim) and calls it once more. */
+#define KVX_BIND_FULL (KVX_R_MAX + 8)
+
+__u32 kvx_bind_cursor;
+__u64 kvx_bind_holdoff;
+
+static long bind_reclaim_cb(void *map, struct kvx_bind_key *k, struct kvx_bind_val *v,
+			    struct bind_reclaim_ctx *x)
+{
+	/* ct_reclaim's window (reclaim_window), in a smaller context: this
+	 * frame is on the bridge program's deepest chain. */
+	if (x->seen++ < x->skip)
+		return 0;
+	if (x->seen - x->skip > KVX_RECLAIM_BUDGET)
+		return 1;
+	if (k->dir != KVX_BIND_OUT ||
+	    (v->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_SHARED)) !=
+		    KVX_BIND_F_SHARED ||
+	    v->last_used_ns + KVX_BIND_GRACE_NS >= x->now)
+		return 0;
+	if (x->oldest && v->last_used_ns + 1 >= x->oldest)
+		return 0;
+	x->oldest = v->last_used_ns + 1;
+	x->key = *k;
+	return 0;
+}
+
+__noinline int bind_reclaim(__u64 now)
+{
+	struct bind_reclaim_ctx x = {};
+	const struct kvx_cfg *cfg;
+	struct kvx_bind_val *v;
+
+	if (now < kvx_bind_holdoff)
+		return 0;
+	x.now = now;
+	x.skip = kvx_bind_cursor;
+	bpf_for_each_map_elem(&kvx_bind, bind_reclaim_cb, &x, 0);
+	if (!x.oldest && x.skip && x.seen <= x.skip) {
+		/* The table shrank below the cursor: from its start. */
+		x.skip = 0;
+		x.seen = 0;
+		bpf_for_each_map_elem(&kvx_bind, bind_reclaim_cb, &x, 0);
+	}
+	/* Stopped at the budget: the next pass goes on from there. */
+	kvx_bind_cursor = x.seen > x.skip + KVX_RECLAIM_BUDGET ? x.skip + KVX_RECLAIM_BUDGET : 0;
+	if (!x.oldest) {
+		kvx_bind_holdoff = now + KVX_RECLAIM_HOLDOFF_NS;
+		return 0;
+	}
+	/* Still that tenant, still idle (a new flow of it may have refreshed
+	 * it meanwhile): a plain delete cannot check, a look first narrows it. */
+	v = bpf_map_lookup_elem(&kvx_bind, &x.key);
+	if (!v || !(v->flags & KVX_BIND_F_SHARED) || v->last_used_ns + KVX_BIND_GRACE_NS >= now)
+		return 0;
+	if (bpf_map_delete_elem(&kvx_bind, &x.key))
+		return 0;
+	cfg = cfg_get();
+	gtenant_release(cfg, x.key.addr);
+	return 1;
+}
+
 /* The MAC pair the paths pass around (KVX_GW_MAC_OFF), as one object for
  * bind_create's prototype. */
 struct nat_macs {
@@ -1148,7 +1231,7 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 	if (err == -EEXIST || err == -EADDRINUSE)
 		return (pk >> 32) ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
 	if (err)
-		return KVX_R_DROP_TABLE_FULL;
+		return err == -E2BIG ? KVX_BIND_FULL : KVX_R_DROP_TABLE_FULL;
 
 claimed:
 	/* The OUT half's key reuses ik's slot (the IN half's key is kept in
@@ -1164,7 +1247,7 @@ claimed:
 		bind_key_init(&ik, KVX_BIND_IN, p->proto, iv.addr, iv.port);
 		bpf_map_delete_elem(&kvx_bind, &ik);
 		if (err != -EEXIST)
-			return KVX_R_DROP_TABLE_FULL;
+			return err == -E2BIG ? KVX_BIND_FULL : KVX_R_DROP_TABLE_FULL;
 		/* Another CPU bound this guest endpoint first: use its binding. */
 		bind_key_init(&ik, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
 		won = bpf_map_lookup_elem(&kvx_bind, &ik);
@@ -1568,8 +1651,12 @@ __noinline int ovl_share(const struct kvx_pkt *p, const struct nat_macs *macs, _
 		if (!port)
 			continue;
 		err = ovl_try(p, macs, port, now);
-		/* kvx_ovl full: make room from dead claims, once. */
+		/* kvx_ovl full: make room from dead claims, once; kvx_bind
+		 * full (or a race, which a retry finds settled): from an
+		 * idle tenant, once. */
 		if (err == -E2BIG && ovl_reclaim(now) > 0)
+			err = ovl_try(p, macs, port, now);
+		if (err == -EBUSY && bind_reclaim(now) > 0)
 			err = ovl_try(p, macs, port, now);
 		if (err == -E2BIG || err == -EBUSY)
 			return KVX_R_DROP_TABLE_FULL;
@@ -1866,9 +1953,16 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		bpf_map_delete_elem(&kvx_bind, &ik);
 	}
 create:
-	/* One call site: the verifier walks bind_create's probe loop once per
-	 * call site. */
-	return bind_create(cfg, p, (const struct nat_macs *)macs, now, ext);
+	/* kvx_bind full (bind_create made nothing): room from the tenant idle
+	 * longest, and one more try.  From here, not from bind_create: its
+	 * frame, bind_reclaim's and its callback's would take the bridge
+	 * program's deepest chain past 512 bytes (6.1 counts each frame in
+	 * 32-byte steps); nor from ct_egress, whose frame the retry grew by a
+	 * step. */
+	r = bind_create(cfg, p, (const struct nat_macs *)macs, now, ext);
+	if (r == KVX_BIND_FULL && bind_reclaim(now) > 0)
+		r = bind_create(cfg, p, (const struct nat_macs *)macs, now, ext);
+	return r == KVX_BIND_FULL ? KVX_R_DROP_TABLE_FULL : r;
 }
 
 /*

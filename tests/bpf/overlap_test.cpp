@@ -525,5 +525,51 @@ TEST_F(OverlapTest, TenantRefusedForAFullBindingTableLeavesNoClaim)
 	EXPECT_EQ(small.gtenant(kGuestA), 0u);
 }
 
+// kvx_bind full: a new binding takes the place of the tenant OUT half idle
+// longest beyond the binding grace (30 s) rather than being refused; the
+// tenant's flow goes on through its claim.  None idle long enough: refused.
+TEST_F(OverlapTest, FullBindingTableReclaimsAnIdleTenant)
+{
+	Datapath small(TableSizes{0, 4, 4096, 4096, 256, 0});
+	kvx_cfg c = Datapath::default_cfg(topo());
+	c.guest_ports = 1;
+	c.gw_addr = 0;
+	small.set_cfg(c);
+	auto out = [&](const Packet &q) {
+		const RunResult r = small.run(Prog::BrIngress, q.build(), topo().bridge_ifindex);
+		EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+		return r.verdict == TC_ACT_REDIRECT ? parse(r.out).sport : std::uint16_t{0};
+	};
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = out(a);
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	ASSERT_EQ(out(t), p) << "a tenant of A's port";
+	ASSERT_EQ(small.gtenant(kGuestA), 1u);
+	ASSERT_EQ(small.bind_entries().size(), 3u);
+	// The tenant idle for 31 s.
+	const kvx_bind_key tk = bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40001);
+	auto tv = small.bind_lookup(tk);
+	ASSERT_TRUE(tv);
+	tv->last_used_ns -= 31ULL * 1000 * 1000 * 1000;
+	small.bind_update(tk, *tv);
+	// B's first endpoint: its IN half fills the table, its OUT half takes
+	// the idle tenant's place.
+	const Packet b = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
+	const std::uint16_t pb = out(b);
+	EXPECT_NE(pb, 0u);
+	EXPECT_FALSE(small.bind_lookup(tk)) << "the idle tenant's OUT half went";
+	EXPECT_EQ(small.gtenant(kGuestA), 0u);
+	EXPECT_EQ(small.bind_entries().size(), 4u);
+	// The tenant's flow goes on through its claim, both ways.
+	EXPECT_EQ(out(t), p);
+	const Packet r = reply_to(snat(t, p));
+	run_case(small, Prog::UpIngress, r, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(r, kGuestA, 40001));
+	// No idle tenant left: refused, nothing half-made.
+	run_case(small, Prog::BrIngress, from_guest(make_udp(kGuestB, 40002, kRemote3, 53)),
+		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	EXPECT_EQ(small.bind_entries().size(), 4u);
+}
+
 } // namespace
 } // namespace kvmxdp::test

@@ -204,6 +204,11 @@ struct kvx_bind_val {
  */
 #define KVX_BIND_F_SHARED (1U << 6)
 #define KVX_TW_RECYCLE_NS (2ULL * 1000 * 1000 * 1000)
+/* A binding no flow references survives this long after its last use (the
+ * daemon's GC, gc.hpp kBindGraceNs), so that a flow being created right now
+ * (binding first, flow second) keeps it; the datapath's reclaim of idle
+ * tenants (ct.h bind_reclaim) waits as long. */
+#define KVX_BIND_GRACE_NS (30ULL * 1000 * 1000 * 1000)
 /*
  * tw_remotes ages (ct_rules.h kvx_tw_add): bits 18..31 are the remotes added
  * in the epoch (CLOCK_BOOTTIME / KVX_TW_EPOCH_NS) whose number, mod 8, is in
