@@ -986,10 +986,10 @@ static __noinline void gtenant_release(const struct kvx_cfg *cfg, __be32 guest)
  */
 struct bind_reclaim_ctx {
 	__u64 now;
-	__u64 oldest;            /* the oldest idle tenant's last use + 1; 0: none */
+	__u64 oldest;		 /* the oldest idle tenant's last use + 1; 0: none */
 	struct kvx_bind_key key; /* its key */
-	__u32 skip;              /* entries the earlier passes examined */
-	__u32 seen;              /* entries visited in this pass */
+	__u32 skip;		 /* entries the earlier passes examined */
+	__u32 seen;		 /* entries visited in this pass */
 };
 
 /* bind_create's "kvx_bind is full" (-E2BIG): bind_get makes room

@@ -423,8 +423,8 @@ TEST_F(OverlapTest, GuestsWithCollidingSlotsKeepTheirOwnPortRings)
 	const std::uint16_t pa = translate_out(a);
 	// B binds 16 endpoints: as many as a ring holds.
 	for (std::uint16_t i = 0; i < KVX_GTW_RING; i++)
-		translate_out(from_guest(make_udp(kGuestB, static_cast<std::uint16_t>(42000 + i),
-						  kRemote1, 53)));
+		translate_out(from_guest(
+			make_udp(kGuestB, static_cast<std::uint16_t>(42000 + i), kRemote1, 53)));
 	EXPECT_EQ(dp().gports(kGuestB), std::uint32_t{KVX_GTW_RING});
 	// The pool is exhausted: A's new endpoint shares A's port.
 	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
