@@ -10,7 +10,7 @@
 #  - the TCP states with their timeouts and per-side windows: a SYN from a
 #    raw socket to a forward (SYN_RECV, 60 s; the remote's ISN, window and
 #    window scale; the guest's SYN-ACK), a connection guest1 half-closed
-#    (FIN_WAIT, 240 s) and one closed both ways (TIME_WAIT, 120 s), in the
+#    (FIN_WAIT, 240 s) and one closed both ways (TIME_WAIT, 240 s), in the
 #    JSON, in the text lines and through --state;
 #  - `flush --guest G1` removes exactly guest1's flows (the count printed is
 #    the count listed), guest2's stream carries on through the flush;
@@ -258,7 +258,7 @@ L=$(ctj)
 sr=$(pyj "[x for x in f if x['proto'] == 'tcp' and x['rem_addr'] == '$SPOOF']" "$L")
 assert_eq "one flow for the inbound SYN" 1 "$(pyj 'len(f)' "$sr")"
 assert_eq "  SYN_RECV, inbound through the forward, 60 s" \
-	'SYN_RECV ["inbound", "seen_reply", "static", "synack"] 60 '"$G1_IP:2222 $UP_IP:2222 40000" \
+	'SYN_RECV ["halfopen", "inbound", "seen_reply", "static", "synack"] 60 '"$G1_IP:2222 $UP_IP:2222 40000" \
 	"$(pyj 'f[0]["state"] + " " + json.dumps(sorted(f[0]["flags"])) + " " + str(f[0]["timeout_s"]) + " " + f[0]["int_addr"] + ":" + str(f[0]["int_port"]) + " " + f[0]["ext_addr"] + ":" + str(f[0]["ext_port"]) + " " + str(f[0]["rem_port"])' "$sr")"
 assert_eq "  expires within SYN_RECV's 60 s" 1 "$(pyj 'int(50 <= f[0]["expires_in_s"] <= 60 and not f[0]["expired"])' "$sr")"
 assert_eq "  the remote's side: its SYN (end = ISN + 1, window 5000, wscale 7)" "1000001 5000 7" \
@@ -270,9 +270,9 @@ assert_eq "guest1's half-closed connection: FIN_WAIT, its FIN only, 240 s" 'FIN_
 	"$(pyj 'f[0]["state"] + " " + json.dumps(sorted(f[0]["flags"])) + " " + str(f[0]["timeout_s"])' "$fw")"
 assert_eq "  expires within FIN_WAIT's 240 s" 1 "$(pyj 'int(230 <= f[0]["expires_in_s"] <= 240)' "$fw")"
 tw=$(pyj "[x for x in f if x['proto'] == 'tcp' and x['int_addr'] == '$G1_IP' and x['int_port'] == $tw_port]" "$L")
-assert_eq "guest1's closed connection: TIME_WAIT, FINs both ways, 120 s" 'TIME_WAIT ["fin_in", "fin_out", "seen_reply"] 120' \
+assert_eq "guest1's closed connection: TIME_WAIT, FINs both ways, 240 s" 'TIME_WAIT ["fin_in", "fin_out", "seen_reply"] 240' \
 	"$(pyj 'f[0]["state"] + " " + json.dumps(sorted(f[0]["flags"])) + " " + str(f[0]["timeout_s"])' "$tw")"
-assert_eq "  expires within TIME_WAIT's 120 s" 1 "$(pyj 'int(110 <= f[0]["expires_in_s"] <= 120)' "$tw")"
+assert_eq "  expires within TIME_WAIT's 240 s" 1 "$(pyj 'int(230 <= f[0]["expires_in_s"] <= 240)' "$tw")"
 assert_eq "  both sides tracked (window info listed)" '["guest", "remote"]' "$(pyj 'sorted(f[0]["tcp"])' "$tw")"
 txt=$(ct list --bridge "$BR" 2>/dev/null)
 assert_contains "text list: the SYN_RECV flow" "tcp   SYN_RECV     guest=$G1_IP:2222 remote=$SPOOF:40000 ext=$UP_IP:2222 " "$txt"

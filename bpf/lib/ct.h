@@ -261,7 +261,8 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
  *   guest SYN -> SYN_SENT -> (SYN-ACK or any reply) ESTABLISHED;
  *   remote SYN (static mapping, EIF) -> SYN_RECV -> the guest's SYN-ACK,
  *     then the remote's ACK of it -> ESTABLISHED: a spoofed SYN or a scan
- *     never gets past SYN_RECV's short timeout;
+ *     never gets past SYN_RECV's short timeout (KVX_CT_F_HALFOPEN keeps it
+ *     when a RST or FIN ends the flow before the handshake does);
  *   FIN from one side -> FIN_WAIT, from both -> TIME_WAIT;
  *   an acceptable RST -> CLOSE.
  * Returns KVX_CONTINUE, KVX_CT_STRAY or a drop reason (a RST or FIN outside
@@ -296,10 +297,16 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 		 * reusing the tuple of a closed one. */
 		if (!reply && (state == KVX_CT_CLOSE || state == KVX_CT_TIME_WAIT ||
 			       state == KVX_CT_SYN_SENT || state == KVX_CT_SYN_RECV)) {
-			flags = f->flags;
-			f->state = flags & KVX_CT_F_INBOUND ? KVX_CT_SYN_RECV : KVX_CT_SYN_SENT;
-			f->flags = flags & ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN |
+			flags = f->flags & ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN |
 					     KVX_CT_F_SEEN_REPLY | KVX_CT_F_SYNACK);
+			/* From outside: half-open again until its handshake. */
+			if (flags & KVX_CT_F_INBOUND) {
+				f->state = KVX_CT_SYN_RECV;
+				flags |= KVX_CT_F_HALFOPEN;
+			} else {
+				f->state = KVX_CT_SYN_SENT;
+			}
+			f->flags = flags;
 			tcp_track_syn(s, p);
 			r->flags = 0;
 		}
@@ -344,8 +351,10 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 	 * ACK of the guest's SYN-ACK. */
 	else if (state == KVX_CT_SYN_RECV && !reply && (flags & KVX_CT_F_SYNACK) &&
 		 (tf & KVX_TCP_ACK) &&
-		 (!tcp_tracked(f) || p->tcp_ack == f->tcp[KVX_CT_SIDE_GUEST].end))
+		 (!tcp_tracked(f) || p->tcp_ack == f->tcp[KVX_CT_SIDE_GUEST].end)) {
 		state = KVX_CT_ESTABLISHED;
+		flags &= ~KVX_CT_F_HALFOPEN;
+	}
 	/* The guest's TCP goes on after a RST it did not accept (in the
 	 * window, not exact: RFC 5961); after one it accepted it sends nothing
 	 * more on the tuple (a RST at most).  Closing the flow would let it
@@ -537,7 +546,8 @@ __noinline int ct_reclaim(__u64 now)
  * Early drop (netfilter's early_drop, which evicts unassured flows first):
  * the guest's newest half-open inbound flows sit in a ring
  * (abi.h kvx_halfopen); when its inbound quota or the table is full, a new
- * SYN evicts the oldest of them that is still in SYN_RECV, and takes its
+ * SYN evicts the oldest of them that is still half-open (SYN_RECV, or
+ * closed before its handshake: KVX_CT_F_HALFOPEN), and takes its
  * slot.  A SYN flood then recycles its own entries instead of locking the
  * guest's forwards (or the table) until SYN_RECV's timeout.  Returns 1 if
  * a flow was evicted.
@@ -563,7 +573,10 @@ static __noinline int ct_early_drop(const struct kvx_cfg *cfg, __be32 guest)
 		if (k->proto != IPPROTO_TCP || guest_slot(cfg, k->int_addr) != gslot)
 			continue;
 		f = bpf_map_lookup_elem(&kvx_ct, k);
-		if (!f || f->state != KVX_CT_SYN_RECV || !(f->flags & KVX_CT_F_INBOUND))
+		/* Still half-open: in SYN_RECV, or closed by the opener's
+		 * RST or FIN before its handshake completed. */
+		if (!f || !(f->flags & KVX_CT_F_INBOUND) ||
+		    (f->state != KVX_CT_SYN_RECV && !(f->flags & KVX_CT_F_HALFOPEN)))
 			continue;
 		if (bpf_map_delete_elem(&kvx_ct, k))
 			continue;
@@ -672,6 +685,8 @@ static __always_inline void ct_val_init(struct kvx_ct_val *vp, const struct kvx_
 		 * window-checked (its window scale is unknown). */
 		if (p->tcp_flags & KVX_TCP_SYN) {
 			vp->state = dir == CT_DIR_OUT ? KVX_CT_SYN_SENT : KVX_CT_SYN_RECV;
+			if (dir != CT_DIR_OUT)
+				vp->flags |= KVX_CT_F_HALFOPEN;
 			tcp_track_syn(&vp->tcp[dir == CT_DIR_OUT ? KVX_CT_SIDE_GUEST :
 								   KVX_CT_SIDE_REMOTE],
 				      p);
@@ -942,11 +957,117 @@ __noinline __u32 gtw_port(const struct kvx_pkt *p, __u32 off)
 	return r ? bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]) : 0;
 }
 
+/* A tenant's OUT half of the guest went (abi.h kvx_gtenant): one less, at
+ * once (atomic), not only at the GC's next recount: a guest whose stale
+ * tenants the datapath released would else be refused new tenants
+ * (tenants_full) until then.  Not inlined, as gports_release. */
+static __noinline void gtenant_release(const struct kvx_cfg *cfg, __be32 guest)
+{
+	__u32 *n;
+
+	if (!cfg)
+		return;
+	n = gtenant_of(cfg, guest);
+	if (n)
+		__sync_fetch_and_add(n, -1);
+}
+
+/*
+ * kvx_bind is full: delete the tenant OUT half (KVX_BIND_F_SHARED, ct.h
+ * ovl_try) idle longest, if beyond the binding grace (KVX_BIND_GRACE_NS,
+ * the GC's), before a new binding is refused.  A tenant holds no port, one
+ * entry of the table every guest shares; its flows go on through their
+ * claims (kvx_ovl), only a new flow of the endpoint binds anew (the GC
+ * deletes such a half once no claim names it).  The walk is ct_reclaim's
+ * (a cursor, KVX_RECLAIM_BUDGET entries, a hold-off after a pass that
+ * found nothing); the oldest of the window goes.  Returns 1 if one went.
+ * Called by bind_get and ovl_share, never from deeper (its callback's
+ * frame counts on the bridge program's deepest chain).
+ */
+struct bind_reclaim_ctx {
+	__u64 now;
+	__u64 oldest;		 /* the oldest idle tenant's last use + 1; 0: none */
+	struct kvx_bind_key key; /* its key */
+	__u32 skip;		 /* entries the earlier passes examined */
+	__u32 seen;		 /* entries visited in this pass */
+};
+
+/* bind_create's "kvx_bind is full" (-E2BIG): bind_get makes room
+ * (bind_reclaim) and calls it once more. */
+#define KVX_BIND_FULL (KVX_R_MAX + 8)
+
+__u32 kvx_bind_cursor;
+__u64 kvx_bind_holdoff;
+
+static long bind_reclaim_cb(void *map, struct kvx_bind_key *k, struct kvx_bind_val *v,
+			    struct bind_reclaim_ctx *x)
+{
+	/* ct_reclaim's window (reclaim_window), in a smaller context: this
+	 * frame is on the bridge program's deepest chain. */
+	if (x->seen++ < x->skip)
+		return 0;
+	if (x->seen - x->skip > KVX_RECLAIM_BUDGET)
+		return 1;
+	if (k->dir != KVX_BIND_OUT ||
+	    (v->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_SHARED)) !=
+		    KVX_BIND_F_SHARED ||
+	    v->last_used_ns + KVX_BIND_GRACE_NS >= x->now)
+		return 0;
+	if (x->oldest && v->last_used_ns + 1 >= x->oldest)
+		return 0;
+	x->oldest = v->last_used_ns + 1;
+	x->key = *k;
+	return 0;
+}
+
+__noinline int bind_reclaim(__u64 now)
+{
+	struct bind_reclaim_ctx x = {};
+	const struct kvx_cfg *cfg;
+	struct kvx_bind_val *v;
+
+	if (now < kvx_bind_holdoff)
+		return 0;
+	x.now = now;
+	x.skip = kvx_bind_cursor;
+	bpf_for_each_map_elem(&kvx_bind, bind_reclaim_cb, &x, 0);
+	if (!x.oldest && x.skip && x.seen <= x.skip) {
+		/* The table shrank below the cursor: from its start. */
+		x.skip = 0;
+		x.seen = 0;
+		bpf_for_each_map_elem(&kvx_bind, bind_reclaim_cb, &x, 0);
+	}
+	/* Stopped at the budget: the next pass goes on from there. */
+	kvx_bind_cursor = x.seen > x.skip + KVX_RECLAIM_BUDGET ? x.skip + KVX_RECLAIM_BUDGET : 0;
+	if (!x.oldest) {
+		kvx_bind_holdoff = now + KVX_RECLAIM_HOLDOFF_NS;
+		return 0;
+	}
+	/* Still that tenant, still idle (a new flow of it may have refreshed
+	 * it meanwhile): a plain delete cannot check, a look first narrows it. */
+	v = bpf_map_lookup_elem(&kvx_bind, &x.key);
+	if (!v || !(v->flags & KVX_BIND_F_SHARED) || v->last_used_ns + KVX_BIND_GRACE_NS >= now)
+		return 0;
+	if (bpf_map_delete_elem(&kvx_bind, &x.key))
+		return 0;
+	cfg = cfg_get();
+	gtenant_release(cfg, x.key.addr);
+	return 1;
+}
+
 /* The MAC pair the paths pass around (KVX_GW_MAC_OFF), as one object for
  * bind_create's prototype. */
 struct nat_macs {
 	__u8 b[16];
 };
+
+/* The key of p's guest's ring of p's protocol in kvx_gown: the full slot. */
+static __always_inline __u32 gown_key(const struct kvx_cfg *cfg, const struct kvx_pkt *p)
+{
+	return guest_slot(cfg, p->saddr) * 3 + (p->proto == IPPROTO_TCP ? 0 :
+						p->proto == IPPROTO_UDP ? 1 :
+									  2);
+}
 
 /*
  * The ring of the guest's recently bound ports of p's protocol (abi.h
@@ -955,28 +1076,37 @@ struct nat_macs {
 static __always_inline struct kvx_gtw_val *gown_ring(const struct kvx_cfg *cfg,
 						     const struct kvx_pkt *p)
 {
-	__u32 idx = (guest_slot(cfg, p->saddr) & (KVX_GOWN_GUESTS - 1)) * 3 +
-		    (p->proto == IPPROTO_TCP ? 0 :
-		     p->proto == IPPROTO_UDP ? 1 :
-					       2);
+	__u32 idx = gown_key(cfg, p);
 
 	return bpf_map_lookup_elem(&kvx_gown, &idx);
 }
 
 /* A new dynamic binding of p's endpoint at port (network order) goes into
- * its guest's ring.  A global function: its frame stays off bind_create's
- * (and returns a scalar, as the verifier wants of one). */
+ * its guest's ring, made on its first binding (from a zeroed value in the
+ * per-CPU scratch, free until ct_create builds the new flow there).  A
+ * global function: its frame stays off bind_create's (and returns a
+ * scalar, as the verifier wants of one). */
 __noinline int gown_push(const struct kvx_pkt *p, __u32 port)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	struct kvx_gtw_val *r;
-	__u32 slot;
+	__u32 slot, idx, zero = 0;
 
 	if (!p || !cfg || !proto_has_ports(p->proto))
 		return 0;
-	r = gown_ring(cfg, p);
-	if (!r)
-		return 0;
+	idx = gown_key(cfg, p);
+	r = bpf_map_lookup_elem(&kvx_gown, &idx);
+	if (!r) {
+		r = bpf_map_lookup_elem(&kvx_scratch, &zero);
+		if (!r)
+			return 0;
+		__builtin_memset(r, 0, sizeof(*r));
+		/* -EEXIST: another CPU made it first; that one is used. */
+		bpf_map_update_elem(&kvx_gown, &idx, r, BPF_NOEXIST);
+		r = bpf_map_lookup_elem(&kvx_gown, &idx);
+		if (!r)
+			return 0;
+	}
 	slot = r->next & (KVX_GTW_RING - 1);
 	r->ports[slot] = port;
 	r->next = (slot + 1) & (KVX_GTW_RING - 1);
@@ -1101,7 +1231,7 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 	if (err == -EEXIST || err == -EADDRINUSE)
 		return (pk >> 32) ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
 	if (err)
-		return KVX_R_DROP_TABLE_FULL;
+		return err == -E2BIG ? KVX_BIND_FULL : KVX_R_DROP_TABLE_FULL;
 
 claimed:
 	/* The OUT half's key reuses ik's slot (the IN half's key is kept in
@@ -1117,7 +1247,7 @@ claimed:
 		bind_key_init(&ik, KVX_BIND_IN, p->proto, iv.addr, iv.port);
 		bpf_map_delete_elem(&kvx_bind, &ik);
 		if (err != -EEXIST)
-			return KVX_R_DROP_TABLE_FULL;
+			return err == -E2BIG ? KVX_BIND_FULL : KVX_R_DROP_TABLE_FULL;
 		/* Another CPU bound this guest endpoint first: use its binding. */
 		bind_key_init(&ik, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
 		won = bpf_map_lookup_elem(&kvx_bind, &ik);
@@ -1521,8 +1651,12 @@ __noinline int ovl_share(const struct kvx_pkt *p, const struct nat_macs *macs, _
 		if (!port)
 			continue;
 		err = ovl_try(p, macs, port, now);
-		/* kvx_ovl full: make room from dead claims, once. */
+		/* kvx_ovl full: make room from dead claims, once; kvx_bind
+		 * full (or a race, which a retry finds settled): from an
+		 * idle tenant, once. */
 		if (err == -E2BIG && ovl_reclaim(now) > 0)
+			err = ovl_try(p, macs, port, now);
+		if (err == -EBUSY && bind_reclaim(now) > 0)
 			err = ovl_try(p, macs, port, now);
 		if (err == -E2BIG || err == -EBUSY)
 			return KVX_R_DROP_TABLE_FULL;
@@ -1774,8 +1908,9 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		}
 		/* Stale, or the port is not its guest's to share any more:
 		 * the OUT half only (the IN half is its owner's; no port was
-		 * counted for it). */
-		bpf_map_delete_elem(&kvx_bind, &ok);
+		 * counted for it, a tenant was). */
+		if (!bpf_map_delete_elem(&kvx_bind, &ok))
+			gtenant_release(cfg, p->saddr);
 		goto create;
 	}
 	if (old_addr == cfg->uplink_addr) {
@@ -1818,9 +1953,16 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		bpf_map_delete_elem(&kvx_bind, &ik);
 	}
 create:
-	/* One call site: the verifier walks bind_create's probe loop once per
-	 * call site. */
-	return bind_create(cfg, p, (const struct nat_macs *)macs, now, ext);
+	/* kvx_bind full (bind_create made nothing): room from the tenant idle
+	 * longest, and one more try.  From here, not from bind_create: its
+	 * frame, bind_reclaim's and its callback's would take the bridge
+	 * program's deepest chain past 512 bytes (6.1 counts each frame in
+	 * 32-byte steps); nor from ct_egress, whose frame the retry grew by a
+	 * step. */
+	r = bind_create(cfg, p, (const struct nat_macs *)macs, now, ext);
+	if (r == KVX_BIND_FULL && bind_reclaim(now) > 0)
+		r = bind_create(cfg, p, (const struct nat_macs *)macs, now, ext);
+	return r == KVX_BIND_FULL ? KVX_R_DROP_TABLE_FULL : r;
 }
 
 /*

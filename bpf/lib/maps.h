@@ -151,7 +151,7 @@ struct {
 /* Each guest's recently bound ports, per protocol, for port overlapping
  * (abi.h kvx_gown). */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, KVX_GOWN_GUESTS * 3);
 	__type(key, __u32);
 	__type(value, struct kvx_gtw_val);

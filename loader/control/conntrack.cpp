@@ -123,7 +123,7 @@ std::vector<std::string> ct_flag_names(uint8_t flags)
 		{KVX_CT_F_SEEN_REPLY, "seen_reply"}, {KVX_CT_F_FIN_OUT, "fin_out"},
 		{KVX_CT_F_FIN_IN, "fin_in"},	     {KVX_CT_F_INBOUND, "inbound"},
 		{KVX_CT_F_STATIC, "static"},	     {KVX_CT_F_ONE_TO_ONE, "one_to_one"},
-		{KVX_CT_F_SYNACK, "synack"},
+		{KVX_CT_F_SYNACK, "synack"},	     {KVX_CT_F_HALFOPEN, "halfopen"},
 	};
 	std::vector<std::string> out;
 	for (const auto &[bit, name] : names)

@@ -79,7 +79,7 @@ bool ct_expired(const kvx_ct_val &val, uint8_t proto, const kvx_timeouts &t, uin
 // A binding no flow references survives this long after its last use, so
 // that a flow the datapath is creating right now (binding first, flow
 // second) does not lose its binding to a sweep running in between.
-constexpr uint64_t kBindGraceNs = 30ULL * 1000 * 1000 * 1000;
+constexpr uint64_t kBindGraceNs = KVX_BIND_GRACE_NS;
 bool bind_idle(uint64_t last_used_ns, uint64_t now_ns);
 // A binding of a static mapping (port forward, 1:1): never expired, never
 // touched by the GC or by a flush.

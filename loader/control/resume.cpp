@@ -48,10 +48,13 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 	case SizeFrom::Object:
 		break;
 	case SizeFrom::CtSize:
-		// Without --ct-size, a resume adopts the pinned size.
-		want.max_entries = sizes.ct ? *sizes.ct :
-				   pinned   ? pinned->info.max_entries :
-					      sizes.ct_default;
+		// Without --ct-size, a resume adopts the pinned size; a map of
+		// kvx_ct's size not pinned yet (kvx_ovl, new in ABI 13, over an
+		// older kvx_ct) takes the pinned kvx_ct's, not the default.
+		want.max_entries = sizes.ct	   ? *sizes.ct :
+				   pinned	   ? pinned->info.max_entries :
+				   sizes.ct_pinned ? *sizes.ct_pinned :
+						     sizes.ct_default;
 		break;
 	case SizeFrom::BindSize:
 		want.max_entries = sizes.bind ? *sizes.bind :

@@ -152,9 +152,10 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 nullptr,
 	 nullptr},
 	// Each guest's recently bound ports, port overlapping's candidates,
-	// checked against kvx_bind before use: expendable.
+	// checked against kvx_bind before use: expendable (an array of ABI 13
+	// and 14 is replaced).
 	{KVX_MAP_GOWN,
-	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_gtw_val)},
+	 {BPF_MAP_TYPE_LRU_HASH, sizeof(__u32), sizeof(kvx_gtw_val)},
 	 SizeFrom::Object,
 	 ReplaceIf::Differs,
 	 false,

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 14, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 15, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -22,7 +22,8 @@ static_assert(KVX_ABI_VERSION == 14, "ABI changed: review abi_check.hpp and bump
 // version 7 added the IPv6 maps, none of the IPv4 layouts changed; version 8
 // only reasons; version 12 added kvx_gaddrs and a kvx_nd state; version 13
 // added kvx_ovl, kvx_gown and KVX_BIND_F_SHARED (0 in older entries: nothing
-// shared); version 14 added kvx_gtenant.
+// shared); version 14 added kvx_gtenant; version 15 made kvx_gown an LRU
+// hash keyed by the full guest slot (and added KVX_CT_F_HALFOPEN).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);

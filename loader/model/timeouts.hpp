@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
-// Flow timeouts (kvx_cfg.timeouts): netfilter's defaults and `attach
-// --timeouts`.  Pure; how a flow's state selects one of them is the
-// expiry rule (control/gc.hpp).
+// Flow timeouts (kvx_cfg.timeouts): the defaults (netfilter's, transitory TCP
+// states at RFC 5382's 4 minutes) and `attach --timeouts`.  Pure; how a flow's
+// state selects one of them is the expiry rule (control/gc.hpp).
 #pragma once
 
 #include <string>
@@ -10,7 +10,7 @@
 
 namespace kvmxdp {
 
-// netfilter's defaults (kvmxdp/ct_rules.h kvx_timeouts_default).
+// The defaults (kvmxdp/ct_rules.h kvx_timeouts_default).
 kvx_timeouts default_timeouts();
 // attach --timeouts: "NAME=SECONDS[,NAME=SECONDS...]" over the defaults,
 // NAME a kvx_timeouts field (tcp_syn_sent, tcp_established, tcp_fin_wait,

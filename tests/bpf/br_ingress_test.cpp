@@ -14,6 +14,7 @@
 #include <set>
 
 #include "fixture.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp::test {
 namespace {
@@ -1036,6 +1037,49 @@ TEST_F(TimeWaitReuseTest, PortOfAResetFlowGoesToANewSyn)
 	ASSERT_TRUE(in);
 	EXPECT_EQ(in->tw_remotes, 0u);
 	open(kGuestC, 40002, kRemote1, 80, 61000);
+}
+
+// RFC 7857 2.2: a flow closed by a RST is kept 4 minutes (tcp_close), and
+// its port is not lost meanwhile: once quiet, a new SYN of another endpoint
+// of the same guest (at its port limit, where only its own closed ports
+// come round) takes it, even towards the same remote endpoint (a RST
+// leaves no TIME_WAIT).  The reset flow stays, but nothing of it goes out
+// through the port any more.
+TEST_F(TimeWaitReuseTest, ResetFlowKeptFourMinutesItsPortGoesToTheGuestsNextSyn)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = c.nat_port_hi = 61000;
+		c.guest_ports = 1;
+		c.gw_addr = 0; // refusals unanswered: compared as drops
+	});
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
+	recv(a, kTcpRst | kTcpAck);
+	const kvx_ct_key old_key = ct_key(kProtoTcp, kGuestA, 40000, kRemote1, 80);
+	auto f = dp().ct_lookup(old_key);
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_CLOSE);
+	const kvx_cfg cfg = dp().cfg();
+	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &cfg.timeouts), 240u)
+		<< "RFC 7857 2.2: the session is kept 4 minutes after a RST";
+	age(61000);
+	TcpConn b = open(kGuestA, 40001, kRemote1, 80, 61000);
+	auto in = dp().bind_lookup(in_key(61000));
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->addr, be32(kGuestA));
+	EXPECT_EQ(in->port, be16(40001));
+	EXPECT_FALSE(in->flags & KVX_BIND_F_SHARED) << "its own port, not a tenant's";
+	EXPECT_FALSE(dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoTcp, kGuestA, 40000)))
+		<< "the reset endpoint's pair released";
+	EXPECT_EQ(dp().gports(kGuestA), 1u) << "one port, counted once";
+	f = dp().ct_lookup(old_key);
+	ASSERT_TRUE(f) << "the reset flow is kept (tcp_close)";
+	EXPECT_EQ(f->state, KVX_CT_CLOSE);
+	// The reset endpoint's late ACK: not through the new endpoint's port
+	// (the guest is at its limit).
+	run_br(a.out(kTcpAck), TC_ACT_SHOT, KVX_R_DROP_GUEST_PORTS);
+	// The new connection carries on.
+	send(b, kTcpAck);
+	recv(b, kTcpAck);
 }
 
 // The guest's own new SYN on the tuple of its closed connection reopens

@@ -325,14 +325,8 @@ void Datapath::clear_tables()
 	clear_hash<kvx_ct_key>(fd_ct(), "kvx_ct");
 	clear_hash<kvx_bind_key>(fd_bind(), "kvx_bind");
 	clear_hash<kvx_ovl_key>(bpf_map__fd(tc()->maps.kvx_ovl), "kvx_ovl");
-	{
-		// The port rings name ports of the bindings emptied above.
-		const kvx_gtw_val zero{};
-		const int fd = bpf_map__fd(tc()->maps.kvx_gown);
-		for (__u32 i = 0; i < KVX_GOWN_GUESTS * 3; i++)
-			if (bpf_map_update_elem(fd, &i, &zero, BPF_ANY))
-				throw std::runtime_error("update kvx_gown: " + errno_text(errno));
-	}
+	// The port rings name ports of the bindings emptied above.
+	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_gown), "kvx_gown");
 	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
 	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_frag), "kvx_frag");
 	clear_hash<kvx_frag6_key>(bpf_map__fd(tc()->maps.kvx_frag6), "kvx_frag6");

@@ -10,6 +10,7 @@
 #include <linux/pkt_cls.h>
 
 #include "fixture.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp::test {
 namespace {
@@ -281,6 +282,157 @@ TEST_F(OverlapTest, ClaimOfAGoneOwnerIsDead)
 	EXPECT_NE(p2, p);
 }
 
+// What ovl_owner_ok promises, clause by clause: a claim counts only while
+// the port's IN half names the endpoint that owned the port when the claim
+// was made (the same guest address and guest port) through a dynamic
+// binding.  Here the owner's flow and then its binding go (as the GC
+// would), the tenant's claim and flow are left, and the port is bound
+// again: to another guest's endpoint of the same guest port number, to a
+// port forward of the old owner endpoint itself.  Neither way does the
+// remote's answer reach the tenant, nor does the tenant leave through the
+// port on the strength of its old claim.
+TEST_F(OverlapTest, ClaimOutlivingItsOwnerReachesNobody)
+{
+	limit(1);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = translate_out(a);
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	EXPECT_EQ(translate_out(t, p), p);
+	reply_reaches(t, p);
+	ASSERT_EQ(claims(), 1u);
+	// The owner's flow expires and its pair is released; the claim and the
+	// tenant's flow stay (until the GC sweeps them).
+	dp().ct_delete(ct_key(kProtoUdp, kGuestA, 40000, kRemote1, 53));
+	dp().bind_delete(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40000));
+	auto in = dp().bind_lookup(in_key(kProtoUdp, p));
+	ASSERT_TRUE(in);
+	const kvx_bind_val old = *in;
+	dp().bind_delete(in_key(kProtoUdp, p));
+	ASSERT_EQ(claims(), 1u);
+	ASSERT_TRUE(dp().ct_lookup(ct_key(kProtoUdp, kGuestA, 40001, kRemote2, 53)));
+
+	// 1. Guest B's endpoint with the owner's guest port takes the port
+	// (only the address tells the owners apart).
+	kvx_bind_val iv = old;
+	iv.addr = be32(kGuestB);
+	iv.port = be16(40000);
+	iv.flags = 0;
+	dp().bind_update(in_key(kProtoUdp, p), iv);
+	kvx_bind_val ov{};
+	ov.addr = be32(Topology::kUplinkAddr);
+	ov.port = be16(p);
+	ov.last_used_ns = old.last_used_ns;
+	dp().bind_update(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestB, 40000), ov);
+	run_case(dp(), Prog::UpIngress, reply_to(snat(t, p)), TC_ACT_OK, KVX_R_PASS_HOST);
+	// The tenant's next packet binds anew, never through B's port.
+	set_cfg([](kvx_cfg &c) { c.guest_ports = 0; });
+	EXPECT_NE(translate_out(t), p) << "A's tenant left through guest B's port";
+	auto tout = dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40001));
+	ASSERT_TRUE(tout);
+	EXPECT_FALSE(tout->flags & KVX_BIND_F_SHARED);
+	EXPECT_EQ(dp().bind_lookup(in_key(kProtoUdp, p))->addr, be32(kGuestB))
+		<< "B keeps its port";
+
+	// 2. The port becomes a forward to the old owner endpoint itself: the
+	// claim of the tenant (same address, same owner port) is still dead.
+	const Packet t2 = from_guest(make_udp(kGuestA, 40002, kRemote3, 53));
+	kvx_ovl_key k{};
+	k.proto = kProtoUdp;
+	k.ext_addr = be32(Topology::kUplinkAddr);
+	k.ext_port = be16(p);
+	k.rem_addr = be32(kRemote3);
+	k.rem_port = be16(53);
+	kvx_ovl_val v{};
+	v.addr = be32(kGuestA);
+	v.port = be16(40002);
+	v.owner_port = be16(40000);
+	v.created_ns = old.last_used_ns;
+	dp().ovl_update(k, v);
+	auto tf = dp().ct_lookup(ct_key(kProtoUdp, kGuestA, 40001, kRemote2, 53));
+	ASSERT_TRUE(tf);
+	kvx_ct_val f2 = *tf;
+	f2.ext_port = be16(p);
+	dp().ct_update(ct_key(kProtoUdp, kGuestA, 40002, kRemote3, 53), f2);
+	dp().bind_delete(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestB, 40000));
+	dp().bind_delete(in_key(kProtoUdp, p));
+	add_port_forward(dp(), kProtoUdp, Topology::kUplinkAddr, p, kGuestA, 40000);
+	// R3's packet to the forward is the forward's (its target endpoint),
+	// not the claim's tenant's.
+	const Packet r3 = reply_to(snat(t2, p));
+	run_case(dp(), Prog::UpIngress, r3, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat_unknown_mac(r3, kGuestA, 40000));
+	// The tenant's own flow through the port does not go on through the
+	// forward's port: it binds anew.
+	EXPECT_NE(translate_out(t2), p) << "a tenant's flow left through a port forward";
+}
+
+// A tenant whose port went (its owner's binding released) binds anew on its
+// next new flow: the datapath deletes its stale OUT half and takes it off
+// the guest's tenant count (kvx_gtenant) at once, not at the GC's next
+// recount; a guest at its bound of tenants gets that place back.
+TEST_F(OverlapTest, StaleTenantReleasedByTheDatapathLeavesTheTenantCount)
+{
+	limit(1);
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = translate_out(a);
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	EXPECT_EQ(translate_out(t, p), p);
+	ASSERT_EQ(dp().gtenant(kGuestA), 1u);
+	// The owner's pair goes (idle, released); the limit off (A's port
+	// count still has the pair deleted by hand).
+	dp().bind_delete(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40000));
+	dp().bind_delete(in_key(kProtoUdp, p));
+	set_cfg([](kvx_cfg &c) { c.guest_ports = 0; });
+	// The tenant's new flow to another remote: its stale OUT half goes,
+	// it gets a port of its own.
+	const Packet t3 = with(t, [](Packet &q) { q.dst = kRemote3; });
+	const std::uint16_t pt = translate_out(t3);
+	auto out = dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40001));
+	ASSERT_TRUE(out);
+	EXPECT_FALSE(out->flags & KVX_BIND_F_SHARED);
+	EXPECT_EQ(out->port, be16(pt));
+	EXPECT_EQ(dp().gtenant(kGuestA), 0u) << "the stale tenant is no longer counted";
+	EXPECT_EQ(dp().gports(kGuestA), 2u) << "its own port counted (and the hand-deleted one)";
+}
+
+// Two guests whose quota slots share their low 10 bits (the index of the
+// old kvx_gown array) keep rings of their own: B binding port after port
+// does not push A's one port out of A's ring, and A, out of ports, still
+// finds it to share.
+TEST_F(OverlapTest, GuestsWithCollidingSlotsKeepTheirOwnPortRings)
+{
+	own_address(dp(), kGuestA);
+	own_address(dp(), kGuestB);
+	const Mac ma = guest_mac(kGuestA), mb = guest_mac(kGuestB);
+	std::uint32_t seed = 1;
+	for (; seed < 1000000; seed++) {
+		const std::uint32_t sa = kvx_guest_slot(ma.data(), be32(kGuestA), seed);
+		const std::uint32_t sb = kvx_guest_slot(mb.data(), be32(kGuestB), seed);
+		if (sa != sb && (sa & 1023) == (sb & 1023))
+			break;
+	}
+	ASSERT_LT(seed, 1000000u);
+	set_cfg([seed](kvx_cfg &c) {
+		c.guest_seed = seed;
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61016; // 17 ports: A's one, B's 16
+		c.guest_ports = 0;
+		c.gw_addr = 0;
+	});
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t pa = translate_out(a);
+	// B binds 16 endpoints: as many as a ring holds.
+	for (std::uint16_t i = 0; i < KVX_GTW_RING; i++)
+		translate_out(from_guest(
+			make_udp(kGuestB, static_cast<std::uint16_t>(42000 + i), kRemote1, 53)));
+	EXPECT_EQ(dp().gports(kGuestB), std::uint32_t{KVX_GTW_RING});
+	// The pool is exhausted: A's new endpoint shares A's port.
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	EXPECT_EQ(translate_out(t, pa), pa);
+	reply_reaches(t, pa);
+	EXPECT_EQ(dp().gtenant(kGuestA), 1u);
+}
+
 // kvx_ovl full of live claims: a new tenant is refused (DROP_TABLE_FULL),
 // the owners' flows go on; claims whose flow is gone make room.
 TEST_F(OverlapTest, FullClaimTableRefusesNewTenantsAndReclaimsDeadOnes)
@@ -371,6 +523,52 @@ TEST_F(OverlapTest, TenantRefusedForAFullBindingTableLeavesNoClaim)
 		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
 	EXPECT_EQ(small.ovl_entries().size(), 0u);
 	EXPECT_EQ(small.gtenant(kGuestA), 0u);
+}
+
+// kvx_bind full: a new binding takes the place of the tenant OUT half idle
+// longest beyond the binding grace (30 s) rather than being refused; the
+// tenant's flow goes on through its claim.  None idle long enough: refused.
+TEST_F(OverlapTest, FullBindingTableReclaimsAnIdleTenant)
+{
+	Datapath small(TableSizes{0, 4, 4096, 4096, 256, 0});
+	kvx_cfg c = Datapath::default_cfg(topo());
+	c.guest_ports = 1;
+	c.gw_addr = 0;
+	small.set_cfg(c);
+	auto out = [&](const Packet &q) {
+		const RunResult r = small.run(Prog::BrIngress, q.build(), topo().bridge_ifindex);
+		EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);
+		return r.verdict == TC_ACT_REDIRECT ? parse(r.out).sport : std::uint16_t{0};
+	};
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = out(a);
+	const Packet t = from_guest(make_udp(kGuestA, 40001, kRemote2, 53));
+	ASSERT_EQ(out(t), p) << "a tenant of A's port";
+	ASSERT_EQ(small.gtenant(kGuestA), 1u);
+	ASSERT_EQ(small.bind_entries().size(), 3u);
+	// The tenant idle for 31 s.
+	const kvx_bind_key tk = bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 40001);
+	auto tv = small.bind_lookup(tk);
+	ASSERT_TRUE(tv);
+	tv->last_used_ns -= 31ULL * 1000 * 1000 * 1000;
+	small.bind_update(tk, *tv);
+	// B's first endpoint: its IN half fills the table, its OUT half takes
+	// the idle tenant's place.
+	const Packet b = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
+	const std::uint16_t pb = out(b);
+	EXPECT_NE(pb, 0u);
+	EXPECT_FALSE(small.bind_lookup(tk)) << "the idle tenant's OUT half went";
+	EXPECT_EQ(small.gtenant(kGuestA), 0u);
+	EXPECT_EQ(small.bind_entries().size(), 4u);
+	// The tenant's flow goes on through its claim, both ways.
+	EXPECT_EQ(out(t), p);
+	const Packet r = reply_to(snat(t, p));
+	run_case(small, Prog::UpIngress, r, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(r, kGuestA, 40001));
+	// No idle tenant left: refused, nothing half-made.
+	run_case(small, Prog::BrIngress, from_guest(make_udp(kGuestB, 40002, kRemote3, 53)),
+		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	EXPECT_EQ(small.bind_entries().size(), 4u);
 }
 
 } // namespace

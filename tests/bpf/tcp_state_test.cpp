@@ -210,6 +210,81 @@ TEST_F(TcpStateTest, EarlyDropEvictsTheOldestHalfOpenFlowAtTheInboundQuota)
 	EXPECT_EQ(dp().gflows_val(kGuestA).out, 1u);
 }
 
+// RFC 7857 2.1 lets the partially open timeout be shorter than 4 minutes:
+// a flow opened from outside keeps SYN_RECV's 60 s until its handshake
+// completes, also when the opener's RST or FIN ends it first (a spoofing
+// LAN host knows its own sequence numbers); once the handshake completed,
+// the closing states' 4 minutes.  The guest's own reset flows get them too.
+TEST_F(TcpStateTest, ClosedBeforeItsHandshakeAnInboundFlowKeepsTheHalfOpenTimeout)
+{
+	const kvx_cfg c = dp().cfg();
+	auto timeout = [&](std::uint32_t remote, std::uint16_t rport) {
+		auto f = flow(remote, rport);
+		return f ? kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts) : 0u;
+	};
+	auto syn_synack = [&](std::uint16_t rport, std::uint32_t isn) {
+		syn_in(kRemote2, rport, isn);
+		Packet synack = from_guest_to(kRemote2, rport, kTcpSyn | kTcpAck, g_ - 1, isn + 1);
+		out(synack);
+	};
+	// SYN, the guest's SYN-ACK, the opener's exact RST.
+	syn_synack(40500, 5000);
+	in(from_remote(kRemote2, 40500, kTcpRst, 5001, 0));
+	auto f = flow(kRemote2, 40500);
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_CLOSE);
+	EXPECT_TRUE(f->flags & KVX_CT_F_HALFOPEN);
+	EXPECT_EQ(timeout(kRemote2, 40500), 60u) << "not tcp_close's 240 s";
+	// SYN, SYN-ACK, the opener's FIN (in the window, no ACK).
+	syn_synack(40501, 6000);
+	in(from_remote(kRemote2, 40501, kTcpFin, 6001, 0));
+	EXPECT_EQ(state(kRemote2, 40501), KVX_CT_FIN_WAIT);
+	EXPECT_EQ(timeout(kRemote2, 40501), 60u) << "not tcp_fin_wait's 240 s";
+	// The handshake completed, then a RST: 4 minutes.
+	handshake(kRemote1, 40502);
+	f = flow(kRemote1, 40502);
+	ASSERT_TRUE(f);
+	EXPECT_FALSE(f->flags & KVX_CT_F_HALFOPEN);
+	in(from_remote(kRemote1, 40502, kTcpRst, r_, 0));
+	EXPECT_EQ(state(kRemote1, 40502), KVX_CT_CLOSE);
+	EXPECT_EQ(timeout(kRemote1, 40502), 240u) << "RFC 7857 2.2";
+	// A new SYN on a closed inbound flow's tuple is half-open again.
+	syn_in(kRemote1, 40502, r_ + 100000);
+	f = flow(kRemote1, 40502);
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_SYN_RECV);
+	EXPECT_TRUE(f->flags & KVX_CT_F_HALFOPEN);
+	// The guest's connection refused by a RST: 4 minutes.
+	const Packet syn = from_guest(make_tcp(kGuestA, 62000, kRemote1, 443, kTcpSyn));
+	run_case(dp(), Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(syn, 62000));
+	Packet rst = reply_to(snat(syn, 62000));
+	rst.tcp_flags = kTcpRst | kTcpAck;
+	rst.seq = 0;
+	rst.ack_seq = syn.seq + 1;
+	run_up(rst, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(rst, kGuestA, 62000));
+	f = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62000, kRemote1, 443));
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_CLOSE);
+	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts), 240u);
+}
+
+// A flood of SYN + RST pairs recycles its own entries like a SYN flood: a
+// flow closed before its handshake is evicted first.
+TEST_F(TcpStateTest, EarlyDropEvictsAFlowResetBeforeItsHandshake)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
+	handshake(kRemote1, 40600);
+	syn_in(kRemote2, 40601, 5000);
+	in(from_remote(kRemote2, 40601, kTcpRst, 5001, 0));
+	ASSERT_EQ(state(kRemote2, 40601), KVX_CT_CLOSE);
+	ASSERT_EQ(dp().gflows_val(kGuestA).in, 2u);
+	syn_in(kRemote2, 40602, 6000);
+	EXPECT_EQ(state(kRemote2, 40601), -1) << "the reset half-open flow is evicted";
+	EXPECT_EQ(state(kRemote2, 40602), KVX_CT_SYN_RECV);
+	EXPECT_EQ(state(kRemote1, 40600), KVX_CT_ESTABLISHED);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 2u);
+}
+
 TEST_F(TcpStateTest, InboundQuotaOfEstablishedFlowsRefusesNewSyns)
 {
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 1; });

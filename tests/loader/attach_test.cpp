@@ -137,6 +137,31 @@ TEST(ResumeTable, ConntrackKeepsItsPinnedSizeUnlessAnotherIsAsked)
 			 "has 2048 entries, requested 1024");
 }
 
+// kvx_ovl holds a claim per flow at most: it follows kvx_ct's size.  A grown
+// --ct-size over pinned maps is refused with one line (kvx_ct's, and
+// kvx_ovl's own if asked alone), never a kvx_ovl left smaller than kvx_ct;
+// a kvx_ovl made over an older kvx_ct (no kvx_ovl pinned before ABI 13)
+// takes that kvx_ct's size, not the default.
+TEST(ResumeTable, ClaimTableFollowsConntracksSize)
+{
+	const MapInfo ovl = hash_map(sizeof(kvx_ovl_key), sizeof(kvx_ovl_val), KVX_CT_DEFAULT_SIZE);
+	MapSizes s = sizes();
+	s.ct_pinned = 4096;
+	ResumeDecision d = decide_resume(resume_rule(KVX_MAP_OVL), ovl, std::nullopt, s);
+	EXPECT_EQ(d.action, ResumeAction::Create);
+	EXPECT_EQ(d.max_entries, 4096u) << "the pinned kvx_ct's size";
+	const auto pin = pinned(hash_map(sizeof(kvx_ovl_key), sizeof(kvx_ovl_val), 4096));
+	d = decide_resume(resume_rule(KVX_MAP_OVL), ovl, pin, s);
+	EXPECT_EQ(d.action, ResumeAction::Reuse);
+	EXPECT_EQ(d.max_entries, 4096u);
+	s.ct = 8192;
+	EXPECT_ERROR_HAS(decide_resume(resume_rule(KVX_MAP_CT), hash_map(16, 48, 8192),
+				       pinned(hash_map(16, 48, 4096)), s),
+			 "has 4096 entries, requested 8192: resize needs 'kvmxdp detach' first");
+	EXPECT_ERROR_HAS(decide_resume(resume_rule(KVX_MAP_OVL), ovl, pin, s),
+			 "has 4096 entries, requested 8192: resize needs 'kvmxdp detach' first");
+}
+
 // The IPv6 tables: one entry while IPv6 is off, the IPv4 twin's size when
 // it is on (--ct-size/--bind-size, else the pinned IPv4 table's, else the
 // config's); reused at that size (flows survive a restart), replaced when

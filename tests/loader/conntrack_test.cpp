@@ -174,6 +174,8 @@ TEST(Conntrack, Names)
 		  (std::vector<std::string>{"seen_reply", "inbound", "static", "one_to_one"}));
 	EXPECT_EQ(ct_flag_names(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN),
 		  (std::vector<std::string>{"fin_out", "fin_in"}));
+	EXPECT_EQ(ct_flag_names(KVX_CT_F_SYNACK | KVX_CT_F_HALFOPEN),
+		  (std::vector<std::string>{"synack", "halfopen"}));
 }
 
 TEST(Conntrack, FlowJsonAndLine)
@@ -272,15 +274,16 @@ TEST(Conntrack, TcpStatesTimeoutsAndWindows)
 		  "[inbound,static,synack]");
 	EXPECT_EQ(parse_ct_state("syn_recv"), KVX_CT_SYN_RECV);
 
-	// The other TCP states and their default timeouts.
+	// The other TCP states and their default timeouts: 4 minutes, every
+	// transitory one (RFC 5382 REQ-5, RFC 7857 2.2).
 	struct {
 		uint8_t state;
 		const char *name;
 		uint32_t timeout;
-	} cases[] = {{KVX_CT_SYN_SENT, "SYN_SENT", 120},
+	} cases[] = {{KVX_CT_SYN_SENT, "SYN_SENT", 240},
 		     {KVX_CT_FIN_WAIT, "FIN_WAIT", 240},
-		     {KVX_CT_TIME_WAIT, "TIME_WAIT", 120},
-		     {KVX_CT_CLOSE, "CLOSE", 10}};
+		     {KVX_CT_TIME_WAIT, "TIME_WAIT", 240},
+		     {KVX_CT_CLOSE, "CLOSE", 240}};
 	for (const auto &c : cases) {
 		v = val(c.state, KVX_CT_F_SEEN_REPLY, 0x0a4d0002, 61000, now - 5 * kSec,
 			now - 5 * kSec);

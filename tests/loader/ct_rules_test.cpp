@@ -43,19 +43,22 @@ kvx_timeouts defaults()
 
 } // namespace
 
-TEST(CtRules, DefaultTimeoutsAreNetfilters)
+// netfilter's defaults, but every transitory TCP state the guest's flows go
+// through at 4 minutes (RFC 5382 REQ-5; RFC 7857 2.2 after a RST) and the
+// inbound half-open one at netfilter's 60 s (RFC 7857 2.1 allows less).
+TEST(CtRules, DefaultTimeoutsAreNetfiltersWithTransitoryAtFourMinutes)
 {
 	const kvx_timeouts t = defaults();
-	EXPECT_EQ(t.tcp_syn_sent, 120u);
-	EXPECT_EQ(t.tcp_established, 432000u);
-	EXPECT_EQ(t.tcp_fin_wait, 240u) << "RFC 5382 REQ-5: transitory 4 minutes";
-	EXPECT_EQ(t.tcp_time_wait, 120u);
-	EXPECT_EQ(t.tcp_close, 10u);
+	EXPECT_EQ(t.tcp_syn_sent, 240u) << "RFC 5382 REQ-5: transitory 4 minutes";
+	EXPECT_EQ(t.tcp_established, 432000u) << "RFC 5382 REQ-5: >= 2 h 4 min";
+	EXPECT_EQ(t.tcp_fin_wait, 240u) << "RFC 5382 REQ-5";
+	EXPECT_EQ(t.tcp_time_wait, 240u) << "RFC 5382 REQ-5";
+	EXPECT_EQ(t.tcp_close, 240u) << "RFC 7857 2.2: 4 minutes after a RST";
 	EXPECT_EQ(t.udp, 30u);
 	EXPECT_EQ(t.udp_stream, 120u);
 	EXPECT_EQ(t.icmp, 60u) << "RFC 5508 REQ-2";
 	EXPECT_EQ(t.other, 600u);
-	EXPECT_EQ(t.tcp_syn_recv, 60u);
+	EXPECT_EQ(t.tcp_syn_recv, 60u) << "inbound half-open: the SYN-flood defence";
 	const kvx_timeouts loader = default_timeouts();
 	EXPECT_EQ(std::memcmp(&loader, &t, sizeof(t)), 0) << "model/timeouts.hpp default_timeouts";
 }
@@ -85,6 +88,10 @@ TEST(CtRules, TimeoutByStateFlagsProto)
 		{KVX_CT_CLOSE, 0, IPPROTO_TCP, 5},
 		{KVX_CT_SYN_RECV, KVX_CT_F_INBOUND, IPPROTO_TCP, 10},
 		{KVX_CT_SYN_RECV, KVX_CT_F_INBOUND | KVX_CT_F_SYNACK, IPPROTO_TCP, 10},
+		{KVX_CT_SYN_RECV, KVX_CT_F_INBOUND | KVX_CT_F_HALFOPEN, IPPROTO_TCP, 10},
+		// Half-open, closed before its handshake: the state's timeout when
+		// shorter than SYN_RECV's (HalfOpenFlowsNeverOutliveSynRecv: longer).
+		{KVX_CT_CLOSE, KVX_CT_F_INBOUND | KVX_CT_F_HALFOPEN, IPPROTO_TCP, 5},
 		{KVX_CT_UDP, 0, IPPROTO_UDP, 6},
 		{KVX_CT_UDP, KVX_CT_F_SEEN_REPLY, IPPROTO_UDP, 7},
 		{KVX_CT_UDP, KVX_CT_F_INBOUND, IPPROTO_UDP, 6},
@@ -106,6 +113,27 @@ TEST(CtRules, TimeoutByStateFlagsProto)
 			<< int(c.proto);
 		EXPECT_EQ(ct_timeout_s(f, c.proto, t), c.want) << "gc.hpp ct_timeout_s";
 	}
+}
+
+// A TCP flow opened from outside whose handshake never completed
+// (KVX_CT_F_HALFOPEN) lives at most tcp_syn_recv in any state a RST or FIN
+// moved it to: with the defaults 60 s, not the closing states' 240 s.  A
+// flag without a TCP flow (none is ever set so) changes nothing.
+TEST(CtRules, HalfOpenFlowsNeverOutliveSynRecv)
+{
+	const kvx_timeouts t = defaults();
+	const uint8_t half = KVX_CT_F_INBOUND | KVX_CT_F_HALFOPEN;
+	for (uint8_t state : {KVX_CT_SYN_RECV, KVX_CT_CLOSE, KVX_CT_FIN_WAIT, KVX_CT_TIME_WAIT}) {
+		const kvx_ct_val f = flow(state, half, 0);
+		EXPECT_EQ(kvx_ct_timeout_s(&f, IPPROTO_TCP, &t), 60u) << "state " << int(state);
+		EXPECT_EQ(ct_timeout_s(f, IPPROTO_TCP, t), 60u) << "gc.hpp, state " << int(state);
+		const kvx_ct_val done = flow(state, KVX_CT_F_INBOUND | KVX_CT_F_SYNACK, 0);
+		EXPECT_EQ(kvx_ct_timeout_s(&done, IPPROTO_TCP, &t),
+			  state == KVX_CT_SYN_RECV ? 60u : 240u)
+			<< "handshake completed, state " << int(state);
+	}
+	const kvx_ct_val udp = flow(KVX_CT_UDP, KVX_CT_F_HALFOPEN | KVX_CT_F_SEEN_REPLY, 0);
+	EXPECT_EQ(kvx_ct_timeout_s(&udp, IPPROTO_UDP, &t), 120u);
 }
 
 TEST(CtRules, ExpiryIsStrictlyAfterTheDeadline)
@@ -132,8 +160,17 @@ TEST(CtRules, ExpiryIsStrictlyAfterTheDeadline)
 		 IPPROTO_TCP, seen + 86400 * kSec, false},
 		{"tcp established after 5 days", flow(KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, seen),
 		 IPPROTO_TCP, seen + 432001 * kSec, true},
-		{"tcp closed after 11 s", flow(KVX_CT_CLOSE, 0, seen), IPPROTO_TCP, seen + 11 * kSec,
-		 true},
+		{"tcp reset, 4 minutes on", flow(KVX_CT_CLOSE, 0, seen), IPPROTO_TCP,
+		 seen + 240 * kSec, false},
+		{"tcp reset, past 4 minutes", flow(KVX_CT_CLOSE, 0, seen), IPPROTO_TCP,
+		 seen + 240 * kSec + 1, true},
+		{"tcp opening, 4 minutes on", flow(KVX_CT_SYN_SENT, 0, seen), IPPROTO_TCP,
+		 seen + 240 * kSec, false},
+		{"tcp time_wait past 4 minutes", flow(KVX_CT_TIME_WAIT, 0, seen), IPPROTO_TCP,
+		 seen + 241 * kSec, true},
+		{"inbound half-open reset past 60 s",
+		 flow(KVX_CT_CLOSE, KVX_CT_F_INBOUND | KVX_CT_F_HALFOPEN, seen), IPPROTO_TCP,
+		 seen + 61 * kSec, true},
 		// A packet after our clock read: the flow is live.
 		{"touched in the future", flow(KVX_CT_CLOSE, 0, seen + 5 * kSec), IPPROTO_TCP, seen,
 		 false},

@@ -127,7 +127,7 @@ TEST_F(Gc6Maps, SweepDeletesExpiredFlowsAndUnreferencedIdleBindings)
 	add_pair(g1, 5000, ext, 61000, IPPROTO_UDP, now - 100 * kSec);
 	add_flow(g2, 5001, ext, 61001, IPPROTO_UDP, KVX_CT_UDP, now - 31 * kSec);
 	add_pair(g2, 5001, ext, 61001, IPPROTO_UDP, now - 100 * kSec);
-	add_flow(g2, 6000, ext, 61002, IPPROTO_TCP, KVX_CT_CLOSE, now - 11 * kSec);
+	add_flow(g2, 6000, ext, 61002, IPPROTO_TCP, KVX_CT_CLOSE, now - 241 * kSec);
 	add_pair(g2, 6000, ext, 61002, IPPROTO_TCP, now - 5 * kSec);
 	add_pair(g2, 22, ext, 2222, IPPROTO_TCP, 0, KVX_BIND_F_STATIC);
 	// Same ports on another guest /64 address: a 128-bit key, not its low

@@ -173,7 +173,7 @@ TEST_F(GcQuotaMaps, SweepRecountsEveryGuest)
 		add_flow(g1, uint16_t(5000 + p), KVX_CT_UDP, now - 10 * kSec); // live
 	add_flow(g1, 5100, KVX_CT_UDP, now - 31 * kSec);		       // expired
 	add_flow(g1, 5101, KVX_CT_ESTABLISHED, now - 3600 * kSec);	       // live (5 days)
-	add_flow(g2, 6000, KVX_CT_CLOSE, now - 11 * kSec);		       // expired
+	add_flow(g2, 6000, KVX_CT_CLOSE, now - 241 * kSec);		       // expired
 	add_flow(g2, 6001, KVX_CT_SYN_SENT, now - 60 * kSec);		       // live
 	set_count(g1, 99);
 	set_count(g2, 0);

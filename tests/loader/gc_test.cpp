@@ -76,9 +76,9 @@ TEST_F(GcMaps, SweepDeletesExpiredFlowsAndUnreferencedIdleBindings)
 	// Expired UDP flow; its binding idle for 100 s: both go.
 	add_flow(g2, 5001, ext, 61001, IPPROTO_UDP, KVX_CT_UDP, now - 31 * kSec);
 	add_pair(g2, 5001, ext, 61001, IPPROTO_UDP, now - 100 * kSec);
-	// Expired TCP flow, binding used 5 s ago (a new flow being created):
-	// the flow goes, the binding stays (grace).
-	add_flow(g2, 6000, ext, 61002, IPPROTO_TCP, KVX_CT_CLOSE, now - 11 * kSec);
+	// Expired TCP flow (reset over 4 minutes ago), binding used 5 s ago
+	// (a new flow being created): the flow goes, the binding stays (grace).
+	add_flow(g2, 6000, ext, 61002, IPPROTO_TCP, KVX_CT_CLOSE, now - 241 * kSec);
 	add_pair(g2, 6000, ext, 61002, IPPROTO_TCP, now - 5 * kSec);
 	// Static binding without any flow: never collected.
 	add_pair(g2, 22, ext, 2222, IPPROTO_TCP, 0, KVX_BIND_F_STATIC);

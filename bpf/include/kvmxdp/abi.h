@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 14
+#define KVX_ABI_VERSION 15
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -94,6 +94,11 @@
  *      Layouts unchanged: pins of 3..13 are reused.
  *  14: map kvx_gtenant (each guest's tenants of shared ports, bounded by
  *      its port limit).  Layouts unchanged: pins of 3..14 are reused.
+ *  15: kvx_gown is an LRU hash keyed by the full guest slot (an array
+ *      indexed by the slot's low bits before: guests whose slots collided
+ *      evicted each other's rings; a pinned array is replaced, its hints
+ *      are expendable); KVX_CT_F_HALFOPEN (0 in older entries: the flow's
+ *      state's own timeout).  Tables unchanged: pins of 3..15 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -199,6 +204,11 @@ struct kvx_bind_val {
  */
 #define KVX_BIND_F_SHARED (1U << 6)
 #define KVX_TW_RECYCLE_NS (2ULL * 1000 * 1000 * 1000)
+/* A binding no flow references survives this long after its last use (the
+ * daemon's GC, gc.hpp kBindGraceNs), so that a flow being created right now
+ * (binding first, flow second) keeps it; the datapath's reclaim of idle
+ * tenants (ct.h bind_reclaim) waits as long. */
+#define KVX_BIND_GRACE_NS (30ULL * 1000 * 1000 * 1000)
 /*
  * tw_remotes ages (ct_rules.h kvx_tw_add): bits 18..31 are the remotes added
  * in the epoch (CLOCK_BOOTTIME / KVX_TW_EPOCH_NS) whose number, mod 8, is in
@@ -252,12 +262,15 @@ struct kvx_ovl_val {
 };
 
 /*
- * Each guest's recently bound ports, per protocol: kvx_gown[(guest slot &
- * (KVX_GOWN_GUESTS - 1)) * 3 + (0 TCP, 1 UDP, 2 ICMP)] (a kvx_gtw_val
- * ring, newest at next - 1): the ports a guest out of ports may share
- * (ct.h ovl_share).  Random probes of a large pool would miss the few it
- * holds.  Only hints: checked against kvx_bind (same guest address, a
- * dynamic binding) before use.
+ * Each guest's recently bound ports, per protocol: kvx_gown[guest slot *
+ * 3 + (0 TCP, 1 UDP, 2 ICMP)] (a kvx_gtw_val ring, newest at next - 1):
+ * the ports a guest out of ports may share (ct.h ovl_share).  Random probes
+ * of a large pool would miss the few it holds.  Keyed by the full slot (an
+ * LRU hash of KVX_GOWN_GUESTS guests' rings): two guests never share a ring,
+ * where one churning through ports would push the other's out (an array
+ * indexed by the slot's low bits did that); the least recently used
+ * guests' rings go when more guests bind.  Only hints: checked against
+ * kvx_bind (same guest address and MAC, a dynamic binding) before use.
  */
 #define KVX_MAP_GOWN "kvx_gown"
 #define KVX_GOWN_GUESTS 1024
@@ -421,6 +434,11 @@ enum kvx_ct_state {
 #define KVX_CT_F_STATIC (1U << 4)     /* bound through a static mapping (port forward or 1:1) */
 #define KVX_CT_F_ONE_TO_ONE (1U << 5) /* bound through a 1:1 mapping: ports are kept */
 #define KVX_CT_F_SYNACK (1U << 6)     /* SYN_RECV: the guest answered the SYN */
+/* Opened from outside and its handshake not completed (yet): capped at
+ * tcp_syn_recv in every state, evicted first (ct_early_drop).  A SYN then
+ * a RST or FIN of a spoofing LAN host would else hold the flow as long as a
+ * real connection's close (kvmxdp/ct_rules.h kvx_ct_timeout_s). */
+#define KVX_CT_F_HALFOPEN (1U << 7)
 
 /*
  * TCP sequence tracking, one per direction (kvx_ct_val.tcp[KVX_CT_SIDE_*]),

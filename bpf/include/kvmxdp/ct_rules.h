@@ -46,18 +46,26 @@ KVX_RULE __u32 kvx_ntohl(__be32 x)
  * Flow timeouts when attach has no --timeouts, in seconds: netfilter's
  * defaults (nf_conntrack_proto_tcp.c tcp_timeouts[], nf_conntrack_proto_udp.c
  * udp_timeouts[], nf_conntrack_proto_generic.c), except where the NAT RFCs
- * ask for more: a half-closed TCP flow ("transitory") lives 4 minutes
- * (RFC 5382 REQ-5, RFC 7857 section 2.1), an ICMP query mapping 60 s
- * (RFC 5508 REQ-2).  SYN_RECV is netfilter's 60 s: an inbound SYN alone
- * must not hold a flow for long (spoofed SYN floods).
+ * ask for more.  A TCP flow in a transitory state (opening or closing)
+ * lives 4 minutes: RFC 5382 REQ-5, "The value of the 'transitory connection
+ * idle-timeout' MUST NOT be less than 4 minutes", and RFC 7857 section 2.2,
+ * after a RST "the NAT SHOULD wait for 4 minutes before deleting the
+ * session" (netfilter: SYN_SENT and TIME_WAIT 120 s, CLOSE 10 s).  A port
+ * held by a closed flow is not lost meanwhile: a new SYN reuses it once
+ * quiet (ct.h bind_recycle).  The one exception, as RFC 7857 section 2.1
+ * allows ("a NAT MAY allow the configured timeout to be less than 4
+ * minutes"): a flow opened from outside keeps netfilter's 60 s until its
+ * handshake completes, whatever state a RST or FIN moved it to
+ * (kvx_ct_timeout_s), or spoofed SYNs would pin entries for 4 minutes.  An
+ * ICMP query mapping 60 s (RFC 5508 REQ-2).
  */
 KVX_RULE void kvx_timeouts_default(struct kvx_timeouts *t)
 {
-	t->tcp_syn_sent = 120;
+	t->tcp_syn_sent = 240;
 	t->tcp_established = 432000; /* 5 days */
 	t->tcp_fin_wait = 240;
-	t->tcp_time_wait = 120;
-	t->tcp_close = 10;
+	t->tcp_time_wait = 240;
+	t->tcp_close = 240;
 	t->udp = 30;         /* no reply seen */
 	t->udp_stream = 120; /* reply seen */
 	t->icmp = 60;
@@ -66,8 +74,8 @@ KVX_RULE void kvx_timeouts_default(struct kvx_timeouts *t)
 }
 
 /* Seconds a flow may stay idle, from its state, flags and protocol. */
-KVX_RULE __u32 kvx_ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
-				const struct kvx_timeouts *t)
+KVX_RULE __u32 kvx_ct_state_timeout_s(const struct kvx_ct_val *f, __u8 proto,
+				      const struct kvx_timeouts *t)
 {
 	switch (f->state) {
 	case KVX_CT_SYN_SENT:
@@ -93,6 +101,20 @@ KVX_RULE __u32 kvx_ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
 		 * half-created one. */
 		return proto == KVX_IPPROTO_TCP ? t->tcp_syn_sent : t->other;
 	}
+}
+
+/* The state's timeout, at most tcp_syn_recv for a TCP flow opened from
+ * outside whose handshake never completed (abi.h KVX_CT_F_HALFOPEN): a
+ * LAN host's SYN and RST (or FIN) must not buy a flow the 4 minutes of a
+ * closed connection. */
+KVX_RULE __u32 kvx_ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
+				const struct kvx_timeouts *t)
+{
+	__u32 s = kvx_ct_state_timeout_s(f, proto, t);
+
+	if ((f->flags & KVX_CT_F_HALFOPEN) && proto == KVX_IPPROTO_TCP && s > t->tcp_syn_recv)
+		return t->tcp_syn_recv;
+	return s;
 }
 
 /*
