@@ -20,7 +20,7 @@
 #   lan ns:    kl<id> 10.77.0.1/24 = "the LAN host" (curl, ping)
 #
 # Usage: libvirt_hook.sh KVMXDP_BINARY
-KVX_TIMEOUT=${KVX_TIMEOUT:-170} # the ctest TIMEOUT is 200 (vm-tests/CMakeLists.txt)
+KVX_TIMEOUT=${KVX_TIMEOUT:-270} # the ctest TIMEOUT is 300 (vm-tests/CMakeLists.txt)
 source "$(dirname "$0")/lib.sh"
 kvx_init "${1:-}"
 kvx_require_tools gdb
@@ -83,9 +83,23 @@ domain_xml web1 "$G1_MAC" "$WEB1_META" >"$KVX_TMP/web1.xml"
 domain_xml db1 "$G2_MAC" "$DB1_META" >"$KVX_TMP/db1.xml"
 
 # The hook as libvirt runs it: in the host (here: its netns), NAME OP SUBOP
-# EXTRA, the XML on stdin; stdout+stderr to $KVX_TMP/hook.out.
+# EXTRA, the XML on stdin; stdout+stderr to $KVX_TMP/hook.out.  As libvirt
+# does, the domain's status file is written before "started" (gone again
+# when the hook fails it) and removed once it stopped: the daemon takes a
+# domain without one, while libvirt's run directory exists, for one that is
+# off (a host crash).  NO_STATUS=1: none written.
+STATUS_DIR=$LV/run/libvirt/qemu
 qhook() { # XMLFILE NAME OP SUBOP
-	nsx "$NS_HOST" env KVMXDP_LIBVIRT_ROOT="$LV" "$QHOOK" "$2" "$3" "$4" - <"$1" >"$KVX_TMP/hook.out" 2>&1
+	local st=$STATUS_DIR/$2.xml rc=0
+	if [[ $3 == started && -z ${NO_STATUS:-} ]]; then
+		mkdir -p "$STATUS_DIR"
+		{ echo "<domstatus state='running'>"; cat "$1"; echo "</domstatus>"; } >"$st"
+	fi
+	nsx "$NS_HOST" env KVMXDP_LIBVIRT_ROOT="$LV" "$QHOOK" "$2" "$3" "$4" - <"$1" >"$KVX_TMP/hook.out" 2>&1 || rc=$?
+	if [[ $3 == stopped || $3 == release ]] || [[ $3 == started && $rc != 0 ]]; then
+		rm -f "$st"
+	fi
+	return $rc
 }
 web() { kvx_http_get "$NS_LAN" "http://$1/who"; }
 vm_of() { # EXT: the "vm" of that mapping in map list --json
@@ -340,6 +354,8 @@ assert_ok "hook: a domain XML with a DTD, started" qhook "$KVX_TMP/dtd.xml" dtd 
 domain_xml plain "02:00:00:00:00:98" "" >"$KVX_TMP/plain.xml"
 assert_ok "hook: a domain without kvmxdp metadata started" qhook "$KVX_TMP/plain.xml" plain started begin
 assert_eq "... says nothing" "" "$(cat "$KVX_TMP/hook.out")"
+assert_ok "hook: dtd stopped" qhook "$KVX_TMP/dtd.xml" dtd stopped end
+assert_ok "hook: plain stopped" qhook "$KVX_TMP/plain.xml" plain stopped end
 # ... and never hands it to libxml2 (no kvmxdp mapping names that domain):
 # a breakpoint on libxml2's parser context, which every parse makes.
 parses() { # XMLFILE NAME: "parsed" when the hook's started reaches libxml2's parser
@@ -385,6 +401,19 @@ domain_xml spare "$SPARE_MAC" "" >"$LV/etc/libvirt/qemu/spare.xml"
 domain_xml evil4 "$SPARE_MAC" "$EVIL_META" >"$KVX_TMP/evil4.xml"
 refused_mac evil3 "(bridge interface) with web1's MAC" "the MAC and web1" "MAC $G1_MAC belongs to domain 'web1' (its DHCP host entry names it)"
 refused_mac evil4 "with defined spare's MAC" "the MAC and spare" "MAC $SPARE_MAC belongs to defined domain 'spare'"
+# evil5 declares a running libvirt container's MAC (the lxc driver's
+# status file: its leases come from the same networks).
+LXC_MAC=02:00:00:00:00:78
+mkdir -p "$LV/run/libvirt/lxc"
+{ echo "<domstatus state='running'>"; domain_xml ct1 "$LXC_MAC" ""; echo "</domstatus>"; } >"$LV/run/libvirt/lxc/ct1.xml"
+domain_xml evil5 "$LXC_MAC" "$EVIL_META" >"$KVX_TMP/evil5.xml"
+refused_mac evil5 "with running container ct1's MAC" "the MAC and ct1" "MAC $LXC_MAC belongs to running container 'ct1'"
+# evil6: its interface's link down and its address a lease's: a copied
+# MAC would take that MAC's owner's lease while this guest sends nothing.
+sed "s|<target dev='vnet7'/>|<target dev='vnet7'/><link state='down'/>|" \
+	<(domain_xml evil6 02:00:00:00:00:79 "$EVIL_META") >"$KVX_TMP/evil6.xml"
+grep -q "<link state='down'/>" "$KVX_TMP/evil6.xml" || kvx_fatal "evil6.xml has no link down"
+refused_mac evil6 "with its link down, a lease only" "why" "has <link state='down'/> and no static DHCP host entry"
 kvx_log "refusal: $(cat "$KVX_TMP/hook.out")"
 assert_eq "nothing mapped" "no mappings" "$(kvx map list)"
 assert_eq "LAN -> $UP_IP:2250: nobody" "" "$(web "$UP_IP:2250")"
@@ -395,7 +424,7 @@ assert_ok "hook: web1 started (its own MAC)" qhook "$KVX_TMP/web1.xml" web1 star
 assert_eq "LAN -> $UP_IP:2222 reaches guest1:80" guest1 "$(web "$UP_IP:2222")"
 assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1.xml" web1 stopped end
 rm -f "$LV/etc/libvirt/qemu/web1.xml" "$LV/etc/libvirt/qemu/spare.xml" "$LV/run/libvirt/qemu/db1.xml" \
-	"$LV/run/libvirt/qemu/web1.xml"
+	"$LV/run/libvirt/qemu/web1.xml" "$LV/run/libvirt/lxc/ct1.xml"
 
 kvx_step "map add uplink:2223 vm:web1:80 (the domain's status file)"
 mkdir -p "$LV/run/libvirt/qemu"
@@ -585,7 +614,12 @@ kvx_step "a pending force='yes' forward in a config of an older kvmxdp (no \"for
 G2_NOW=$(ip -n "$NS_G2" -4 -o addr show dev "$G2_IF" | awk '{ sub("/.*", "", $4); print $4 }')
 echo '[]' >"$LEASES"
 domain_xml web3 "$G2_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='tcp' port='2299' to='80' force='yes'/></kvmxdp:nat>" >"$KVX_TMP/web3.xml"
+# No libvirt run directory yet (libvirtd not started, say): whether web3
+# runs is not known, the config's force is all there is.
+mv "$STATUS_DIR" "$STATUS_DIR.away"
+NO_STATUS=1
 assert_ok "hook: web3 started before its lease" qhook "$KVX_TMP/web3.xml" web3 started begin
+NO_STATUS=
 assert_contains "pending for its lease" "no address for MAC $G2_MAC" "$(state_of uplink:2299)"
 "$KVX_PY" - "$KVX_CFG" <<'PY'
 import json, os, sys
@@ -608,7 +642,7 @@ kvx_wait_for 10 "no status file of web3: the config's force (none) refuses it" r
 assert_contains "no status file: pending, the config has no force" "no force='yes'" "$(state_of uplink:2299)"
 assert_eq "LAN -> $UP_IP:2299 still the host's" host "$(web "$UP_IP:2299")"
 # libvirt's status file of the running domain (what the hook was given).
-mkdir -p "$LV/run/libvirt/qemu"
+mv "$STATUS_DIR.away" "$STATUS_DIR"
 {
 	echo "<domstatus state='running' reason='booted' pid='4242'>"
 	cat "$KVX_TMP/web3.xml"
@@ -707,6 +741,78 @@ kvx_wait_for 10 "app2's forward waits, the host's service named" claim_refused |
 	kvx_log "map list: $(kvx map list --json); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
 assert_eq "LAN -> $UP_IP:2296 still the host's" host "$(web "$UP_IP:2296")"
 assert_ok "hook: app2 stopped" qhook "$KVX_TMP/app2.xml" app2 stopped end
+
+kvx_step "a system user's UDP socket on an ephemeral port of a metadata forward range (dnsmasq forwarding DNS): libvirt starts the domain, the forward waits until it is gone"
+# libvirt's dnsmasq (a system user) forwards guests' DNS queries from
+# unconnected wildcard sockets on ephemeral ports, which /proc/net/udp
+# lists like a bound service's: here one of uid 120, bound where sendto()
+# would have bound it.
+read -r EPH_LO EPH_HI <<<"$(kvx_sysctl_get "$NS_HOST" net.ipv4.ip_local_port_range)"
+((EPH_LO <= 40500 && 40500 <= EPH_HI)) || kvx_fatal "40500 is outside ip_local_port_range $EPH_LO-$EPH_HI"
+kvx_bg "$KVX_TMP/dnsq.log" ip netns exec "$NS_HOST" setpriv --reuid 120 --regid 120 --clear-groups "$KVX_PY" -u -c '
+import socket, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 40500))
+while True:
+    s.sendto(b"q", ("'"$LAN_IP"'", 53))
+    time.sleep(0.2)'
+DNSQ_PID=$KVX_LAST_PID
+kvx_wait_udp_listen 10 "$NS_HOST" 40500
+assert_eq "the socket is uid 120's" 120 "$(nsx "$NS_HOST" awk '$2 ~ /:9E34$/ { print $8 }' /proc/net/udp)"
+domain_xml web1 "$G1_MAC" "<kvmxdp:nat $NS><kvmxdp:forward proto='udp' port='40000-40999'/></kvmxdp:nat>" >"$KVX_TMP/web1-udp.xml"
+assert_ok "hook: web1 started (a UDP range over the socket's port)" qhook "$KVX_TMP/web1-udp.xml" web1 started begin
+kvx_log "hook: $(cat "$KVX_TMP/hook.out")"
+assert_contains "map list: pending, naming the socket" "a host socket is bound to udp port 40500" "$(state_of uplink:40000-40999)"
+kvx_kill_pid "$DNSQ_PID"
+no_socket() { [[ -z $(nsx "$NS_HOST" ss -Hlun 'sport = :40500') ]]; }
+kvx_wait_for 5 "the socket on 40500 gone" no_socket || true
+assert_ok "kvmxdp reload" kvx reload
+kvx_wait_for 15 "the daemon makes it once the socket is gone" is_active uplink:40000-40999 ||
+	kvx_log "map list: $(kvx map list); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+# A datagram from the LAN host to $UP_IP:40500 reaches guest1's :40500.
+kvx_bg "$KVX_TMP/g1.udp.log" ip netns exec "$NS_G1" "$KVX_PY" -u -c '
+import socket
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 40500))
+d, a = s.recvfrom(100)
+print(d.decode(), a[0], flush=True)'
+kvx_wait_udp_listen 10 "$NS_G1" 40500
+udp_seen() {
+	nsx "$NS_LAN" "$KVX_PY" -c 'import socket, sys; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b"hello", (sys.argv[1], 40500))' "$UP_IP"
+	grep -q hello "$KVX_TMP/g1.udp.log"
+}
+kvx_wait_for 5 "a datagram to $UP_IP:40500 reaches guest1" udp_seen || true
+assert_eq "guest1 got it from the LAN host" "hello $LAN_IP" "$(cat "$KVX_TMP/g1.udp.log")"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1-udp.xml" web1 stopped end
+
+kvx_step "a host crash: a VM that is off keeps no metadata mappings once kvmxdp and libvirtd are back; its start makes them"
+assert_ok "hook: web1 started" qhook "$KVX_TMP/web1.xml" web1 started begin
+assert_eq "LAN -> $UP_IP:2222 reaches guest1" guest1 "$(web "$UP_IP:2222")"
+# Power lost while web1 ran: libvirt never said "stopped"; at boot /run
+# is empty and kvmxdp starts before libvirtd: nothing known, kept.
+kvx_daemon_stop
+rm -rf "$STATUS_DIR"
+KVMXDP_LIBVIRT_ROOT="$LV" kvx_attach_bg --dhcp-leases "$LEASES" || kvx_fatal "cannot attach again"
+assert_contains "no libvirt run directory: web1's forward kept" "active" "$(state_of uplink:2222)"
+# libvirtd starts (its run directory, no status file of web1).
+mkdir -p "$STATUS_DIR"
+assert_ok "kvmxdp reload" kvx reload
+stopped_wait() { [[ $(state_of "$1") == "pending domain 'web1' is not running"* ]]; }
+kvx_wait_for 15 "web1's forward waits for its start" stopped_wait uplink:2222 ||
+	kvx_log "map list: $(kvx map list); daemon: $(tail -5 "$KVX_DAEMON_LOG")"
+assert_contains "map list: its 1:1 address too" "pending domain 'web1' is not running" "$(state_of "$EXT1")"
+assert_contains "the daemon said so" "mapping uplink:2222 $G1_IP:80 tcp vm=web1 taken out of the datapath" "$(cat "$KVX_DAEMON_LOG")"
+assert_eq "LAN -> $UP_IP:2222: nobody" "" "$(web "$UP_IP:2222")"
+assert_eq "ping $EXT1: not answered" 0 "$(kvx_ping_received "$NS_LAN" "$EXT1" 3)"
+# kvmxdp restarts with libvirt's run directory there: never restored.
+kvx_daemon_stop
+KVMXDP_LIBVIRT_ROOT="$LV" kvx_attach_bg --dhcp-leases "$LEASES" || kvx_fatal "cannot attach again"
+assert_contains "after a restart: still pending" "pending domain 'web1' is not running" "$(state_of uplink:2222)"
+assert_eq "LAN -> $UP_IP:2222: nobody" "" "$(web "$UP_IP:2222")"
+assert_ok "hook: web1 started" qhook "$KVX_TMP/web1.xml" web1 started begin
+assert_eq "LAN -> $UP_IP:2222 reaches guest1 again" guest1 "$(web "$UP_IP:2222")"
+assert_eq "ping $EXT1 answered again" 3 "$(kvx_ping_received "$NS_LAN" "$EXT1" 3)"
+assert_ok "hook: web1 stopped" qhook "$KVX_TMP/web1.xml" web1 stopped end
 
 kvx_step "$BR detached: web1's starts replace its recorded mappings, never append"
 detached_n() { python3 -c 'import json,sys; print(len(json.load(open(sys.argv[1])).get("detached",{}).get(sys.argv[2],{}).get("mappings",[])))' "$KVX_CFG" "$1"; }

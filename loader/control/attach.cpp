@@ -19,6 +19,7 @@
 #include "base/log.hpp"
 #include "base/rollback.hpp"
 #include "base/sysctl.hpp"
+#include "base/text.hpp"
 #include "control/dad.hpp"
 #include "control/devices.hpp"
 #include "control/gc.hpp"
@@ -276,6 +277,15 @@ private:
 		pthread_sigmask(SIG_BLOCK, &sigs, nullptr);
 		cfg_.emplace(g_.config, std::chrono::seconds(g_.lock_wait));
 		plan_ = resolve_attach(a_, **cfg_, g_.config);
+		// As the daemon's sync does: after a crash or power loss no
+		// "stopped" hook came, and a domain libvirt does not run must not
+		// have its metadata mappings restored (its "started" makes them).
+		for (size_t k : demote_stopped_domains(plan_.mappings, [&](const std::string &vm) {
+			     return libvirt_domain_running(g_.libvirt_root, vm);
+		     }))
+			log_warn("mapping " + plan_.mappings[k].m.str() +
+				 " vm=" + printable(plan_.mappings[k].vm) +
+				 " not restored: " + plan_.mappings[k].pending);
 		const Instance *prev = prev_instance();
 		inst_.bridge = plan_.bridge;
 		inst_.eif = plan_.eif;

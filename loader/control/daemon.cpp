@@ -378,6 +378,20 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			demoted = true;
 			log_warn("mapping " + sm.m.str() + " taken out of the datapath: " + sm.pending);
 		}
+		// A domain's metadata mappings while libvirt does not run it
+		// (after a crash no "stopped" hook came): out of the datapath
+		// until its "started" hook makes them again.
+		bool stopped = false;
+		for (size_t k : demote_stopped_domains(
+			     rec->mappings,
+			     [&](const std::string &vm) {
+				     return libvirt_domain_running(libvirt_root_, vm);
+			     },
+			     &stopped))
+			log_warn("mapping " + rec->mappings[k].m.str() +
+				 " vm=" + printable(rec->mappings[k].vm) +
+				 " taken out of the datapath: " + rec->mappings[k].pending);
+		demoted = demoted || stopped;
 		bool changed = false;
 		// A metadata mapping's claim as the hook checks it, against
 		// the allow-list and the listeners as they are now, with the

@@ -167,9 +167,9 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 }
 
 std::vector<std::pair<std::string, std::vector<std::string>>>
-DomainFiles::read(const std::string &libvirt_root)
+DomainFiles::read(const std::string &libvirt_root, const std::string &driver)
 {
-	const std::string dir = libvirt_root + "/run/libvirt/qemu";
+	const std::string dir = libvirt_root + "/run/libvirt/" + driver;
 	std::map<std::string, Entry> now;
 	std::error_code ec;
 	for (const auto &e : std::filesystem::directory_iterator(dir, ec)) {

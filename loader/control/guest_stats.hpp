@@ -84,9 +84,10 @@ struct GuestVmNames {
 // scrape every few seconds must not parse every domain's XML each time).
 class DomainFiles {
 public:
-	// name, MACs of every readable status file in ROOT/run/libvirt/qemu.
+	// name, MACs of every readable status file in ROOT/run/libvirt/DRIVER
+	// (qemu; lxc for libvirt's containers).
 	std::vector<std::pair<std::string, std::vector<std::string>>>
-	read(const std::string &libvirt_root);
+	read(const std::string &libvirt_root, const std::string &driver = "qemu");
 	size_t parses() const { return parses_; } // tests: files parsed so far
 
 private:

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <netinet/in.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -21,6 +23,7 @@
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
+#include "base/sysctl.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/arp.hpp"
 #include "kernel/netlink.hpp"
@@ -718,9 +721,12 @@ MetadataClaims::MetadataClaims(const std::optional<std::vector<std::string>> &al
 		allow_ = parse_metadata_allow(*allow);
 }
 
-std::string MetadataClaims::refusal(const Mapping &m, bool force)
+std::string MetadataClaims::refusal(const Mapping &m, bool force, bool *waits)
 {
+	if (waits)
+		*waits = false;
 	std::optional<uint16_t> listened;
+	bool ephemeral = false;
 	// An IPv4 forward against IPv4's listeners and [::]'s (which take
 	// IPv4 too unless v6only), an IPv6 one against [::]'s and its
 	// address's (none known for [uplink] yet: [::]'s).
@@ -729,12 +735,48 @@ std::string MetadataClaims::refusal(const Mapping &m, bool force)
 		auto it = listening_.find(proto);
 		if (it == listening_.end())
 			it = listening_.emplace(proto, ListeningSockets::read(proto)).first;
-		listened = m.v6 ? it->second.first_listening6(m.ext6(uplink_addr6_), m.ext_ports,
-							      kFirstLoginUid) :
-				  it->second.first_listening(m.ext(uplink_addr_), m.ext_ports,
-							     kFirstLoginUid);
+		auto first = [&](const PortRange &ports) {
+			return m.v6 ? it->second.first_listening6(m.ext6(uplink_addr6_), ports,
+								  kFirstLoginUid) :
+				      it->second.first_listening(m.ext(uplink_addr_), ports,
+								 kFirstLoginUid);
+		};
+		// An unconnected UDP socket is listed as bound whether a
+		// service bound it or a client's sendto() took an ephemeral
+		// port: only ports outside the kernel's ephemeral range are
+		// surely a service's.
+		std::optional<PortRange> eph;
+		if (proto == IPPROTO_UDP) {
+			if (!ephemeral_) {
+				ephemeral_.emplace();
+				try {
+					if (auto t = Sysctl().try_read(kLocalPortRangeKey))
+						ephemeral_->emplace(parse_local_port_range(*t));
+				} catch (const Error &) {
+					// Unreadable: every UDP socket counts.
+				}
+			}
+			eph = *ephemeral_;
+		}
+		const PortRange &p = m.ext_ports;
+		if (!eph || !eph->overlaps(p)) {
+			listened = first(p);
+		} else {
+			if (p.lo < eph->lo)
+				listened = first({p.lo, static_cast<uint16_t>(eph->lo - 1)});
+			if (!listened && p.hi > eph->hi)
+				listened = first({static_cast<uint16_t>(eph->hi + 1), p.hi});
+			if (!listened) {
+				listened =
+					first({std::max(p.lo, eph->lo), std::min(p.hi, eph->hi)});
+				ephemeral = listened.has_value();
+			}
+		}
 	}
-	return metadata_claim_refusal(m, force, allow_, listened);
+	std::string why = metadata_claim_refusal(m, force, allow_, listened, ephemeral);
+	if (waits && ephemeral && !why.empty())
+		*waits = metadata_claim_refusal(m, force, allow_, std::nullopt).empty();
+	return why;
 }
 
 bool declared_metadata_force(const std::string &libvirt_root, const StaticMapping &sm)
@@ -757,6 +799,21 @@ bool declared_metadata_force(const std::string &libvirt_root, const StaticMappin
 	} catch (const Error &) {
 		return sm.metadata_force;
 	}
+}
+
+bool libvirt_domain_running(const std::string &libvirt_root, const std::string &vm)
+{
+	const std::string dir = libvirt_root + "/run/libvirt/qemu";
+	struct stat st {};
+	if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode))
+		return true;
+	try {
+		check_libvirt_name(vm, "domain");
+	} catch (const Error &) {
+		return true; // no file name: not kvmxdp's to judge
+	}
+	// Only a file surely absent says it stopped.
+	return ::access((dir + "/" + vm + ".xml").c_str(), F_OK) == 0 || errno != ENOENT;
 }
 
 } // namespace kvmxdp

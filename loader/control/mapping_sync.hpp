@@ -166,13 +166,20 @@ public:
 	MetadataClaims(const std::optional<std::vector<std::string>> &allow, uint32_t uplink_addr,
 		       const Ipv6Addr &uplink_addr6);
 	// Why m may not be made ("": it may); force: its forward's force='yes'.
-	std::string refusal(const Mapping &m, bool force);
+	// *waits (if given): the only reason is a UDP socket on a port of
+	// net.ipv4.ip_local_port_range (model metadata_claim_refusal's
+	// ephemeral), which may be gone in a second: the hooks record such a
+	// mapping pending (the daemon checks it again) rather than failing
+	// libvirt's start.  A UDP socket outside that range, or a TCP
+	// listener, is a service's.
+	std::string refusal(const Mapping &m, bool force, bool *waits = nullptr);
 
 private:
 	std::optional<std::vector<MetadataAllow>> allow_;
 	uint32_t uplink_addr_;
 	Ipv6Addr uplink_addr6_;
 	std::map<uint8_t, ListeningSockets> listening_;
+	std::optional<std::optional<PortRange>> ephemeral_; // read once, when needed
 };
 
 // A metadata mapping's force='yes' (MetadataClaims::refusal) as its
@@ -183,5 +190,13 @@ private:
 // forward would be refused until its domain restarts.  Not running, not
 // readable, or the forward no longer in its metadata: the recorded flag.
 bool declared_metadata_force(const std::string &libvirt_root, const StaticMapping &sm);
+
+// Whether libvirt runs domain `vm`, as its files under libvirt_root
+// (GlobalOptions::libvirt_root) say: its status file in /run/libvirt/qemu,
+// written before the "started" hook and removed once it stopped.  Without
+// that directory (libvirtd not started yet, or no libvirt) nothing is
+// known: true, so a libvirtd that starts after kvmxdp does not take
+// running VMs' mappings away.  For model demote_stopped_domains.
+bool libvirt_domain_running(const std::string &libvirt_root, const std::string &vm);
 
 } // namespace kvmxdp

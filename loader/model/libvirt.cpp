@@ -251,6 +251,7 @@ LibvirtDomain parse_libvirt_domain(const std::string &xml, const std::string &wh
 			i.network = attr(src, "network").value_or("");
 			i.bridge = attr(src, "bridge").value_or("");
 		}
+		i.link_down = attr(child(c, "link"), "state").value_or("") == "down";
 		d.interfaces.push_back(i);
 	}
 	d.nat = parse_nat(dom, true, what);

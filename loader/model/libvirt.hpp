@@ -72,9 +72,10 @@ struct LibvirtNat {
 };
 
 struct LibvirtInterface {
-	std::string mac;     // "aa:bb:cc:dd:ee:ff", lower case
-	std::string network; // <source network=...>, "" for a bridge interface
-	std::string bridge;  // <source bridge=...> ("" in a network interface's inactive XML)
+	std::string mac;	// "aa:bb:cc:dd:ee:ff", lower case
+	std::string network;	// <source network=...>, "" for a bridge interface
+	std::string bridge;	// <source bridge=...> ("" in a network interface's inactive XML)
+	bool link_down = false; // <link state='down'/>: no frame of the guest reaches the bridge
 };
 
 struct LibvirtDomain {

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <set>
 
 #include "base/error.hpp"
@@ -694,7 +695,33 @@ std::string vm_stopped_reason(const std::string &vm)
 
 bool waits_for_vm_start(const StaticMapping &sm)
 {
-	return !sm.from_metadata && !sm.vm.empty() && sm.pending == vm_stopped_reason(sm.vm);
+	return !sm.vm.empty() && sm.pending == vm_stopped_reason(sm.vm);
+}
+
+std::vector<size_t>
+demote_stopped_domains(std::vector<StaticMapping> &mappings,
+		       const std::function<bool(const std::string &vm)> &running, bool *changed)
+{
+	std::vector<size_t> out;
+	if (changed)
+		*changed = false;
+	std::map<std::string, bool> runs; // each domain's files read once
+	for (size_t k = 0; k < mappings.size(); k++) {
+		StaticMapping &sm = mappings[k];
+		if (!sm.from_metadata || sm.vm.empty() || waits_for_vm_start(sm))
+			continue;
+		auto it = runs.find(sm.vm);
+		if (it == runs.end())
+			it = runs.emplace(sm.vm, running(sm.vm)).first;
+		if (it->second)
+			continue;
+		if (sm.pending.empty())
+			out.push_back(k);
+		sm.pending = vm_stopped_reason(sm.vm);
+		if (changed)
+			*changed = true;
+	}
+	return out;
 }
 
 MappingContext promotion_context(const Ipv4Net &subnet, const PortRange &nat_ports,

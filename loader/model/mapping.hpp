@@ -266,13 +266,25 @@ constexpr size_t kPendingReasonMax = 300;
 std::string pending_reason(const std::string &why);
 
 // The reason a `map add ... vm:NAME` mapping waits while its domain is not
-// running (its hook's "stopped"): its guest address, or its MAC's lease,
-// may be given to another guest meanwhile (a DHCP client can ask for any
-// MAC's lease), which must not receive the VM's forwards.  Only the
-// domain's "started" makes it again (mapping_retarget_vm), never
-// promote_pending.
+// running (its hook's "stopped"), and a metadata one of a domain libvirt
+// does not run (demote_stopped_domains): its guest address, or its MAC's
+// lease, may be given to another guest meanwhile (a DHCP client can ask
+// for any MAC's lease), which must not receive the VM's forwards.  Only
+// the domain's "started" makes it again (mapping_retarget_vm, the hook's
+// metadata), never promote_pending.
 std::string vm_stopped_reason(const std::string &vm);
 bool waits_for_vm_start(const StaticMapping &sm);
+
+// A domain's metadata mappings while libvirt does not run it (`running`
+// false: no status file), made pending with vm_stopped_reason: after a
+// crash or power loss libvirt never calls "stopped", and a VM that is off
+// must not keep its forwards and 1:1 address (its lease may go to another
+// guest).  Its "started" hook makes them again.  Returns the ones taken
+// out of the datapath (active before); *changed: any mapping changed.
+std::vector<size_t>
+demote_stopped_domains(std::vector<StaticMapping> &mappings,
+		       const std::function<bool(const std::string &vm)> &running,
+		       bool *changed = nullptr);
 
 // The context the daemon makes pending mappings in (promote_pending):
 // the instance's subnet and NAT ports, the uplink's IPv4 address and

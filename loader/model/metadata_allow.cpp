@@ -35,7 +35,7 @@ std::vector<MetadataAllow> parse_metadata_allow(const std::vector<std::string> &
 
 std::string metadata_claim_refusal(const Mapping &m, bool force,
 				   const std::optional<std::vector<MetadataAllow>> &allow,
-				   std::optional<uint16_t> listened)
+				   std::optional<uint16_t> listened, bool ephemeral)
 {
 	const std::string what = "mapping " + m.str() + ": ";
 	bool covered = false;
@@ -52,6 +52,10 @@ std::string metadata_claim_refusal(const Mapping &m, bool force,
 	if (!listened)
 		return "";
 	const std::string port = m.proto_str() + " port " + std::to_string(*listened);
+	if (ephemeral && !(allow && force))
+		return what + "a host socket is bound to " + port +
+		       ", a port of net.ipv4.ip_local_port_range (a client's source port, as "
+		       "libvirt's dnsmasq uses for guests' DNS queries): made once it is gone";
 	if (!allow)
 		return what + "a host service listens on " + port +
 		       ": libvirt metadata may not take it (the administrator can allow it with "

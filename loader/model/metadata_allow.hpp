@@ -40,9 +40,13 @@ std::vector<MetadataAllow> parse_metadata_allow(const std::vector<std::string> &
 // Why the hooks may not make metadata mapping `m`; "" when they may.
 // allow: the administrator's list (nullopt: the default); listened: the
 // lowest external port of m a host service listens on (nullopt: none);
-// force: the metadata's force='yes'.
+// force: the metadata's force='yes'.  ephemeral: `listened` is only a UDP
+// socket on a port of net.ipv4.ip_local_port_range, which may be a
+// client's source port (libvirt's dnsmasq forwards guests' DNS queries
+// from such sockets, as a system user): said so, for a mapping that waits
+// for it to go rather than a refused start.
 std::string metadata_claim_refusal(const Mapping &m, bool force,
 				   const std::optional<std::vector<MetadataAllow>> &allow,
-				   std::optional<uint16_t> listened);
+				   std::optional<uint16_t> listened, bool ephemeral = false);
 
 } // namespace kvmxdp

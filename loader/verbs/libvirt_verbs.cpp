@@ -99,54 +99,73 @@ std::optional<LibvirtNetwork> network_of_bridge(const std::string &root, const s
 // defined domain (its /etc/libvirt/qemu XML: a stopped domain's lease
 // stays in dnsmasq's file).  Two defined domains sharing a MAC (a standby
 // copy) are refused too while the other exists: which one is the guest
-// is not known.
+// is not known.  libvirt's containers (the lxc driver: /run/libvirt/lxc,
+// /etc/libvirt/lxc) take leases on the same networks: theirs count too,
+// whatever their name (a container is never this qemu domain).
 void check_mac_owner(const std::string &root, const std::string &vm, const std::string &mac,
 		     const std::vector<LibvirtDhcpHost> &hosts)
 {
-	DomainFiles files;
-	for (const auto &[name, macs] : files.read(root))
-		if (name != vm && std::find(macs.begin(), macs.end(), mac) != macs.end())
-			throw Error("domain '" + printable(vm) + "': MAC " + mac +
-				    " belongs to running domain '" + printable(name) +
-				    "': a domain's mappings reach only its own interface");
+	auto theirs = [&](const std::string &driver, const std::string &name) {
+		return driver == "lxc" || name != vm;
+	};
+	auto whose = [](const std::string &driver, const std::string &name) {
+		return (driver == "lxc" ? "container '" : "domain '") + printable(name) + "'";
+	};
+	for (const char *driver : {"qemu", "lxc"}) {
+		DomainFiles files;
+		for (const auto &[name, macs] : files.read(root, driver))
+			if (theirs(driver, name) &&
+			    std::find(macs.begin(), macs.end(), mac) != macs.end())
+				throw Error("domain '" + printable(vm) + "': MAC " + mac +
+					    " belongs to running " + whose(driver, name) +
+					    ": a domain's mappings reach only its own interface");
+	}
 	for (const auto &h : hosts) {
-		if (h.mac != mac || h.name.empty() || h.name == vm)
+		if (h.mac != mac || h.name.empty())
 			continue;
 		try {
 			check_libvirt_name(h.name, "host");
 		} catch (const Error &) {
 			continue; // a hostname, not a domain's name
 		}
-		const std::string run = root + "/run/libvirt/qemu/" + h.name + ".xml";
-		const std::string def = root + "/etc/libvirt/qemu/" + h.name + ".xml";
-		if (::access(run.c_str(), F_OK) == 0 || ::access(def.c_str(), F_OK) == 0)
-			throw Error("domain '" + printable(vm) + "': MAC " + mac +
-				    " belongs to domain '" + printable(h.name) +
-				    "' (its DHCP host entry names it): a domain's mappings "
-				    "reach only its own interface");
-	}
-	const std::string defs = root + "/etc/libvirt/qemu";
-	for (const auto &name : xml_stems(defs)) {
-		if (name == vm)
-			continue;
-		LibvirtDomain d;
-		try {
-			const std::string path = defs + "/" + name + ".xml";
-			auto text = read_file(path);
-			if (!text)
+		for (const char *driver : {"qemu", "lxc"}) {
+			if (!theirs(driver, h.name))
 				continue;
-			d = parse_libvirt_domain(*text, path);
-		} catch (const std::exception &) {
-			continue; // not a domain definition kvmxdp can read
-		}
-		if (d.name == vm)
-			continue;
-		for (const auto &x : d.interfaces)
-			if (x.mac == mac)
+			const std::string run =
+				root + "/run/libvirt/" + driver + "/" + h.name + ".xml";
+			const std::string def =
+				root + "/etc/libvirt/" + driver + "/" + h.name + ".xml";
+			if (::access(run.c_str(), F_OK) == 0 || ::access(def.c_str(), F_OK) == 0)
 				throw Error("domain '" + printable(vm) + "': MAC " + mac +
-					    " belongs to defined domain '" + printable(d.name) +
-					    "': a domain's mappings reach only its own interface "
-					    "(give each domain its own MAC)");
+					    " belongs to " + whose(driver, h.name) +
+					    " (its DHCP host entry names it): a domain's mappings "
+					    "reach only its own interface");
+		}
+	}
+	for (const char *driver : {"qemu", "lxc"}) {
+		const std::string defs = root + "/etc/libvirt/" + driver;
+		for (const auto &name : xml_stems(defs)) {
+			if (!theirs(driver, name))
+				continue;
+			LibvirtDomain d;
+			try {
+				const std::string path = defs + "/" + name + ".xml";
+				auto text = read_file(path);
+				if (!text)
+					continue;
+				d = parse_libvirt_domain(*text, path);
+			} catch (const std::exception &) {
+				continue; // not a domain definition kvmxdp can read
+			}
+			if (!theirs(driver, d.name))
+				continue;
+			for (const auto &x : d.interfaces)
+				if (x.mac == mac)
+					throw Error("domain '" + printable(vm) + "': MAC " + mac +
+						    " belongs to defined " + whose(driver, d.name) +
+						    ": a domain's mappings reach only its own "
+						    "interface (give each domain its own MAC)");
+		}
 	}
 }
 
@@ -191,6 +210,16 @@ Guest guest_of(const GlobalOptions &g, const LibvirtDomain &d, const std::string
 					    !i.bridge.empty()  ? network_of_bridge(root, i.bridge) :
 								 std::nullopt;
 	check_mac_owner(root, vm, i.mac, net ? net->hosts : std::vector<LibvirtDhcpHost>{});
+	// A guest whose link is down sends nothing: the MAC's lease is then
+	// whoever else has that MAC (a copied MAC, its owner's lease).  A
+	// static host entry is the network's word, link or not.
+	if (i.link_down &&
+	    !libvirt_guest_addr(i.mac, net ? net->hosts : std::vector<LibvirtDhcpHost>{}, {}, 0))
+		throw Error("domain '" + printable(vm) + "': interface " + i.mac +
+			    " has <link state='down'/> and no static DHCP host entry: its lease "
+			    "would be another machine's with that MAC (bring the link up, or add "
+			    "<host mac='" +
+			    i.mac + "' ip='...'/> to the network's <dhcp>)");
 	Guest gu;
 	gu.bridge = !i.bridge.empty() ? i.bridge : net ? net->bridge : "";
 	if (gu.bridge.empty()) {
@@ -421,21 +450,24 @@ void check_metadata(const Config &cfg, const std::string &bridge, const std::vec
 }
 
 // Makes `ms` on `bridge` for their owner, replacing what it had.  What
-// cannot be made now (`why`: for all of them; else map add's refusal of
-// one) is recorded pending, for the daemon to make: libvirt must not
-// refuse to start a VM or a network for what may pass.
+// cannot be made now (`why`: for all of them; waits[k]: for the k-th, if
+// not empty; else map add's refusal of one) is recorded pending, for the
+// daemon to make: libvirt must not refuse to start a VM or a network for
+// what may pass.
 void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::vector<Mapping> &ms,
 		 const LibvirtNat &nat, const StaticMapping &owner, const std::string &why,
-		 const Owned &owned, std::ostream &out)
+		 const std::vector<std::string> &waits, const Owned &owned, std::ostream &out)
 {
 	const std::string who = owner.vm.empty() ? "network '" + printable(owner.libvirt_network) :
 						   "domain '" + printable(owner.vm);
 	const Config cfg = ConfigStore(g.config).load();
 	std::vector<Mapping> have;
 	size_t waiting = 0;
+	bool stopped = false; // waiting for this start (model demote_stopped_domains)
 	for (const auto &sm : owned_mappings(cfg, "", owned)) {
 		have.push_back(sm.m);
 		waiting += !sm.pending.empty();
+		stopped = stopped || waits_for_vm_start(sm);
 	}
 	auto same = [&] {
 		if (have.size() != ms.size() ||
@@ -448,7 +480,7 @@ void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::v
 	};
 	// A pending one for want of its address is retried here (the
 	// lease may be there now); others wait for the daemon.
-	if (same() && (why.empty() || waiting == ms.size())) {
+	if (!stopped && same() && (why.empty() || waiting == ms.size())) {
 		out << "kvmxdp: " << who << "': " << ms.size() << " mapping(s) in place already"
 		    << (waiting ? " (" + std::to_string(waiting) + " pending)" : "") << std::endl;
 		return;
@@ -460,8 +492,8 @@ void apply_owned(const GlobalOptions &g, const std::string &bridge, const std::v
 		sm.m = m;
 		// The k-th mapping is forward k (libvirt_domain_mappings).
 		sm.metadata_force = k < nat.forwards.size() && nat.forwards[k].force;
-		if (!why.empty()) {
-			record_pending(g, bridge, sm, why, out);
+		if (!why.empty() || (k < waits.size() && !waits[k].empty())) {
+			record_pending(g, bridge, sm, !why.empty() ? why : waits[k], out);
 			continue;
 		}
 		MappingOptions o = options_of(bridge, m);
@@ -532,8 +564,12 @@ void retarget_cli(const GlobalOptions &g, const LibvirtDomain &d, const std::str
 // below kFirstLoginUid, as the datapath's host ports): a login user's
 // socket on a VM's port must not be a way to keep that VM from starting.
 // The uplink's address as it is now; none yet: the wildcard's listeners.
-void check_metadata_claims(const Config &cfg, const std::string &bridge, const LibvirtNat &nat,
-			   const std::vector<Mapping> &ms)
+// Returns, per mapping, why it waits ("" : it need not): a UDP socket on
+// an ephemeral port (MetadataClaims::refusal's waits), maybe a client's
+// for a second, must not fail a start at random.
+std::vector<std::string> check_metadata_claims(const Config &cfg, const std::string &bridge,
+					       const LibvirtNat &nat,
+					       const std::vector<Mapping> &ms)
 {
 	uint32_t uplink_addr = 0;
 	Ipv6Addr uplink_addr6{};
@@ -551,12 +587,16 @@ void check_metadata_claims(const Config &cfg, const std::string &bridge, const L
 		}
 	}
 	MetadataClaims claims(cfg.metadata_allow, uplink_addr, uplink_addr6);
+	std::vector<std::string> waits(ms.size());
 	for (size_t k = 0; k < ms.size(); k++) {
 		const bool force = k < nat.forwards.size() && nat.forwards[k].force;
-		const std::string why = claims.refusal(ms[k], force);
-		if (!why.empty())
+		bool transient = false;
+		std::string why = claims.refusal(ms[k], force, &transient);
+		if (!why.empty() && !transient)
 			throw Error(why);
+		waits[k] = std::move(why);
 	}
+	return waits;
 }
 
 void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookInput &in,
@@ -628,7 +668,7 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	// Checked whether or not the address is known: malformed metadata
 	// is refused now, not when the lease comes.
 	std::vector<Mapping> ms = libvirt_domain_mappings(d.nat, gu.addr);
-	check_metadata_claims(cfg, gu.bridge, d.nat, ms);
+	const std::vector<std::string> waits = check_metadata_claims(cfg, gu.bridge, d.nat, ms);
 	if (gu.bridge.empty()) {
 		// Nowhere to record them: said, libvirt goes on.
 		log_warn(gu.why + ": its kvmxdp mappings are not made");
@@ -640,8 +680,8 @@ void qemu_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const HookIn
 	owner.vm = vm;
 	owner.lease_mac = gu.lease_mac;
 	owner.from_metadata = true;
-	apply_owned(g, gu.bridge, ms, d.nat, owner, gu.addr && gu.attached ? "" : gu.why, owned,
-		    out);
+	apply_owned(g, gu.bridge, ms, d.nat, owner, gu.addr && gu.attached ? "" : gu.why, waits,
+		    owned, out);
 	retarget_cli(g, d, vm, out);
 }
 
@@ -672,7 +712,7 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const Hoo
 	check_ifname(n.bridge);
 	std::vector<Mapping> ms = libvirt_network_mappings(n.nat);
 	const Config cfg = ConfigStore(g.config).load();
-	check_metadata_claims(cfg, n.bridge, n.nat, ms);
+	const std::vector<std::string> waits = check_metadata_claims(cfg, n.bridge, n.nat, ms);
 	check_metadata(cfg, n.bridge, ms, "network '" + printable(name) + "'");
 	StaticMapping owner;
 	owner.libvirt_network = name;
@@ -683,7 +723,7 @@ void network_hook(const GlobalOptions &g, const LibvirtHookOptions &o, const Hoo
 			    not_attached(n.bridge, g.config,
 					 "the bridge of network '" + printable(name) + "'")
 				    .what(),
-		    owned, out);
+		    waits, owned, out);
 }
 
 // `systemctl ARGS...` (found on PATH: libvirtd gives its hooks a plain

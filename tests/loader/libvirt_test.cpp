@@ -75,6 +75,26 @@ TEST(Libvirt, LiveDomainXml)
 		  }));
 }
 
+// <link state='down'/>: the hooks refuse such a kvmxdp interface whose
+// address would come from a lease (another machine's, with a copied MAC).
+TEST(Libvirt, InterfaceLinkState)
+{
+	const LibvirtDomain d =
+		parse_libvirt_domain("<domain><name>v</name><devices>"
+				     "<interface type='network'><mac address='52:54:00:00:00:01'/>"
+				     "<source network='default'/><link state='down'/></interface>"
+				     "<interface type='network'><mac address='52:54:00:00:00:02'/>"
+				     "<source network='default'/><link state='up'/></interface>"
+				     "<interface type='network'><mac address='52:54:00:00:00:03'/>"
+				     "<source network='default'/></interface>"
+				     "</devices></domain>",
+				     "x");
+	ASSERT_EQ(d.interfaces.size(), 3u);
+	EXPECT_TRUE(d.interfaces[0].link_down);
+	EXPECT_FALSE(d.interfaces[1].link_down);
+	EXPECT_FALSE(d.interfaces[2].link_down);
+}
+
 TEST(Libvirt, InactiveDomainPicksTheInterfaceOfMac)
 {
 	LibvirtDomain d = parse_libvirt_domain(fixture("domain_inactive.xml"), "x");

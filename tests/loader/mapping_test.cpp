@@ -530,8 +530,8 @@ TEST(MappingPending, StoppedVmsMappingWaitsForItsStart)
 	cli.pending = vm_stopped_reason("web1");
 	EXPECT_TRUE(waits_for_vm_start(cli));
 	other = cli;
-	other.from_metadata = true; // a hook's: not the administrator's
-	EXPECT_FALSE(waits_for_vm_start(other));
+	other.from_metadata = true; // a hook's, its domain gone (demote_stopped_domains)
+	EXPECT_TRUE(waits_for_vm_start(other));
 	other = cli;
 	other.pending = "the uplink has no IPv4 address yet";
 	EXPECT_FALSE(waits_for_vm_start(other));
@@ -543,6 +543,54 @@ TEST(MappingPending, StoppedVmsMappingWaitsForItsStart)
 	EXPECT_FALSE(changed);
 	EXPECT_EQ(ms[0].pending, vm_stopped_reason("web1"));
 	EXPECT_FALSE(mapping_active(ms[0], home));
+}
+
+// After a crash no "stopped" hook comes: a domain's metadata mappings go
+// out of the datapath while libvirt does not run it (no status file), and
+// the daemon does not make them again; `map add` ones and other domains'
+// are left alone.
+TEST(MappingPending, MetadataOfADomainNotRunningWaitsForItsStart)
+{
+	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"),
+			 "02:00:00:00:00:01"};
+	StaticMapping fwd, one, cli, db, plain;
+	fwd.m = parse_mapping("uplink:2222", "192.168.122.10:22", "tcp");
+	fwd.vm = "web1";
+	fwd.from_metadata = true;
+	fwd.network = home;
+	one = fwd;
+	one.m = parse_mapping("192.168.1.101", "192.168.122.10", "");
+	one.pending = "no address for MAC 52:54:00:00:00:02 yet (no DHCP lease)";
+	cli = fwd;
+	cli.m = parse_mapping("uplink:2223", "192.168.122.10:80", "tcp");
+	cli.from_metadata = false;
+	db = fwd;
+	db.vm = "db1";
+	db.m = parse_mapping("uplink:8081", "192.168.122.11:80", "tcp");
+	plain.m = parse_mapping("uplink:8082", "192.168.122.12:80", "tcp");
+	plain.network = home;
+	std::vector<StaticMapping> ms = {fwd, one, cli, db, plain};
+	std::vector<std::string> asked;
+	auto running = [&](const std::string &vm) {
+		asked.push_back(vm);
+		return vm == "db1";
+	};
+	bool changed = false;
+	EXPECT_EQ(demote_stopped_domains(ms, running, &changed), std::vector<size_t>{0});
+	EXPECT_TRUE(changed);
+	EXPECT_EQ(asked, (std::vector<std::string>{"web1", "db1"})) << "each domain once";
+	EXPECT_EQ(ms[0].pending, vm_stopped_reason("web1"));
+	EXPECT_EQ(ms[1].pending, vm_stopped_reason("web1"));
+	EXPECT_FALSE(mapping_active(ms[0], home));
+	EXPECT_EQ(ms[2].pending, "") << "map add vm: is the administrator's";
+	EXPECT_EQ(ms[3].pending, "") << "db1 runs";
+	EXPECT_EQ(ms[4].pending, "");
+	MappingContext c = ctx();
+	EXPECT_TRUE(promote_pending(ms, c, home, &changed).empty());
+	EXPECT_EQ(ms[0].pending, vm_stopped_reason("web1"));
+	// Again: nothing more to do.
+	EXPECT_TRUE(demote_stopped_domains(ms, running, &changed).empty());
+	EXPECT_FALSE(changed);
 }
 
 // A lease of 52:54:00:00:00:LAST.

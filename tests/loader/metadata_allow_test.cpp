@@ -98,6 +98,25 @@ TEST(MetadataAllow, AListenedPortNeedsTheListAndForce)
 		std::string::npos);
 }
 
+// A UDP socket on an ephemeral port may be a client's (libvirt's dnsmasq
+// forwarding a guest's DNS query): named as such, for a mapping that waits.
+TEST(MetadataAllow, AnEphemeralUdpSocketIsSaidToPass)
+{
+	const Mapping m = parse_mapping("uplink:40000-40999", "192.168.122.10:40000-40999", "udp");
+	const std::optional<std::vector<MetadataAllow>> dflt;
+	const std::string r = metadata_claim_refusal(m, false, dflt, uint16_t{40500}, true);
+	EXPECT_NE(r.find("a host socket is bound to udp port 40500"), std::string::npos) << r;
+	EXPECT_NE(r.find("made once it is gone"), std::string::npos) << r;
+	// The list still comes first; allowed with force='yes', nothing to wait for.
+	const auto listed = parse_metadata_allow({"uplink:2000-2999"});
+	EXPECT_NE(metadata_claim_refusal(m, false, listed, uint16_t{40500}, true)
+			  .find("may claim only what"),
+		  std::string::npos);
+	const auto wide = parse_metadata_allow({"uplink"});
+	EXPECT_EQ(metadata_claim_refusal(m, true, wide, uint16_t{40500}, true), "");
+	EXPECT_NE(metadata_claim_refusal(m, false, wide, uint16_t{40500}, true), "");
+}
+
 TEST(MetadataAllow, ForceIsYesOrNoOnAForward)
 {
 	auto nat = [](const std::string &inner) {
@@ -173,8 +192,8 @@ TEST(MetadataAllow, PromotionTakesForceFromTheRunningDomain)
 	// A host service listens on 2299 (sshd's, say).
 	auto promote = [&](std::vector<StaticMapping> ms) {
 		promote_pending(ms, ctx, net, nullptr, [&](const StaticMapping &sm) {
-			return metadata_claim_refusal(sm.m, declared_metadata_force(root, sm), allow,
-						      uint16_t{2299});
+			return metadata_claim_refusal(sm.m, declared_metadata_force(root, sm),
+						      allow, uint16_t{2299});
 		});
 		return ms[0].pending;
 	};
