@@ -464,25 +464,67 @@ static __always_inline void gflows_add(const struct kvx_cfg *cfg, __be32 guest, 
 __u32 kvx_reclaim_cursor;
 __u64 kvx_reclaim_holdoff;
 
+/* ct_reclaim's evict argument: KVX_EVICT_NONE (expired flows only) or
+ * ct_evict_of's guest slot whose closed flow (ct_closed_evictable) may go. */
+#define KVX_EVICT_NONE 0xffffffffU
+#define KVX_EVICT_IN 0x80000000U
+
 struct ct_reclaim_ctx {
 	__u64 now;
 	__u32 skip;  /* entries the earlier passes examined */
-	__u32 seen;  /* entries visited in this pass */
+	__u32 seen;  /* entries visited in this pass (up to the one it stopped at) */
 	__u32 freed;
-	__u32 more;  /* stopped at the budget: the table goes on */
+	__u32 more;  /* stopped early: the table goes on */
+	__u32 evict; /* KVX_EVICT_NONE once a closed flow went */
 };
 
 /* A reclaim callback's window: 0 to examine this entry, 1 to skip it (an
- * earlier pass examined it), 2 to stop the walk (the budget is spent). */
+ * earlier pass examined it), 2 to stop the walk (the budget is spent; the
+ * entry is not examined, nor counted in seen). */
 static __always_inline int reclaim_window(struct ct_reclaim_ctx *c)
 {
 	if (c->seen++ < c->skip)
 		return 1;
 	if (c->seen - c->skip > KVX_RECLAIM_BUDGET) {
+		c->seen--;
 		c->more = 1;
 		return 2;
 	}
 	return 0;
+}
+
+/* ct_reclaim's evict for a new flow of the guest slot gslot: its closed
+ * flows that count against the same quota as the new one (abi.h
+ * kvx_gflows_val: opened by the guest, or from outside, KVX_EVICT_IN). */
+static __always_inline __u32 ct_evict_of(__u32 gslot, __u8 ct_flags)
+{
+	return gslot | (ct_flags & KVX_CT_F_INBOUND ? KVX_EVICT_IN : 0);
+}
+
+/*
+ * A closed TCP flow (TIME_WAIT, or CLOSE after a RST) that may give way to
+ * a new one before its timeout (RFC 5382/7857's 4 minutes): netfilter too
+ * lets a new SYN take over a TIME_WAIT entry, and its early_drop evicts
+ * entries no longer needed, so a guest churning through short connections
+ * does not run into its quota (or the table) at quota / 240 s connections
+ * a second.  Quiet for KVX_TW_RECYCLE_NS first (the guest's last ACK and
+ * a retransmitted FIN are through, as bind_recycle asks).  The 4-tuple's
+ * TIME_WAIT protection stays with the binding (tw_remotes, which the GC
+ * keeps while it remembers a remote), not with the flow.  Never a live
+ * flow: a half-closed one (FIN_WAIT) still carries data.  Only the new
+ * flow's guest's own (evict, ct_evict_of): one guest's flows, closed or
+ * not, are never another's to take.
+ */
+static __always_inline int ct_closed_evictable(const struct kvx_cfg *cfg,
+					       const struct kvx_ct_key *k,
+					       const struct kvx_ct_val *f, __u32 evict, __u64 now)
+{
+	if (evict == KVX_EVICT_NONE || k->proto != IPPROTO_TCP ||
+	    (f->state != KVX_CT_TIME_WAIT && f->state != KVX_CT_CLOSE) ||
+	    f->last_seen_ns + KVX_TW_RECYCLE_NS > now)
+		return 0;
+	return (guest_slot(cfg, k->int_addr) | (f->flags & KVX_CT_F_INBOUND ? KVX_EVICT_IN : 0)) ==
+	       evict;
 }
 
 static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
@@ -490,56 +532,72 @@ static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 {
 	const struct kvx_cfg *cfg;
 	__u8 flags;
-	int w = reclaim_window(c);
+	int closed, w = reclaim_window(c);
 
 	if (w)
 		return w - 1;
 	cfg = cfg_get();
 	if (!cfg)
 		return 1;
-	if (!kvx_ct_expired(f, k->proto, &cfg->timeouts, c->now))
+	closed = !kvx_ct_expired(f, k->proto, &cfg->timeouts, c->now);
+	if (closed && !ct_closed_evictable(cfg, k, f, c->evict, c->now))
 		return 0;
 	flags = f->flags;
 	if (bpf_map_delete_elem(&kvx_ct, k))
 		return 0; /* someone else deleted it */
 	c->freed++;
 	gflows_add(cfg, k->int_addr, flags, -1);
-	return 0;
+	if (!closed)
+		return 0;
+	/* One closed flow per pass: the caller needs one entry (and a pass
+	 * per new flow must stay short); the others still answer a late FIN
+	 * until they expire or give way in turn. */
+	c->evict = KVX_EVICT_NONE;
+	c->more = 1;
+	return 1;
 }
 
 /* One reclaim pass over map with cb, resuming at *cursor; returns the
  * number of flows freed.  Inlined into one global function per table (the
  * map and callback are constants there, as bpf_for_each_map_elem needs). */
 static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u64 *holdoff,
-					__u64 now)
+					__u64 now, __u32 evict)
 {
 	struct ct_reclaim_ctx c = {};
+	__u32 freed; /* by the first walk, when there is a second */
 
 	if (now < *holdoff)
 		return 0;
 	c.now = now;
 	c.skip = *cursor;
+	c.evict = evict;
 	bpf_for_each_map_elem(map, cb, &c, 0);
-	if (c.skip && c.seen <= c.skip) {
-		/* The table shrank below the cursor: wrap around now rather
-		 * than fail this insert. */
+	freed = 0;
+	if (c.skip && !c.more && (c.seen <= c.skip || c.evict != KVX_EVICT_NONE)) {
+		/* The table shrank below the cursor, or ended before a closed
+		 * flow to evict was found: wrap around now rather than fail
+		 * this insert (the window restarts: the first walk's frees
+		 * are behind it). */
+		freed = c.freed;
 		c.skip = 0;
 		c.seen = 0;
 		bpf_for_each_map_elem(map, cb, &c, 0);
 	}
 	/* Entries freed in the window moved the rest of the walk forward. */
-	*cursor = c.more ? c.skip + KVX_RECLAIM_BUDGET - c.freed : 0;
+	*cursor = c.more ? c.seen - (c.freed - freed) : 0;
 	if (!c.freed && c.seen > c.skip)
 		*holdoff = now + KVX_RECLAIM_HOLDOFF_NS;
 	return c.freed;
 }
 
-/* kvx_ct's reclaim pass.  A global function: the verifier checks it (and
- * its callback) once, not once per call site and caller state, and its
- * frame stays off the main path's stack. */
-__noinline int ct_reclaim(__u64 now)
+/* kvx_ct's reclaim pass, which also evicts one closed flow of evict
+ * (ct_evict_of, or KVX_EVICT_NONE) if it finds one.  A global function:
+ * the verifier checks it (and its callback) once, not once per call site
+ * and caller state, and its frame stays off the main path's stack. */
+__noinline int ct_reclaim(__u64 now, __u32 evict)
 {
-	return reclaim_pass(&kvx_ct, ct_reclaim_cb, &kvx_reclaim_cursor, &kvx_reclaim_holdoff, now);
+	return reclaim_pass(&kvx_ct, ct_reclaim_cb, &kvx_reclaim_cursor, &kvx_reclaim_holdoff, now,
+			    evict);
 }
 
 /*
@@ -616,19 +674,22 @@ static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct 
  * gets a reclaim pass, but at most one per KVX_RECLAIM_HOLDOFF_NS: a guest
  * that stays over its quota must not make each of its packets pay a walk
  * of the table (the machine-wide hold-off only counts passes that freed
- * nothing, and other guests' dead flows keep a pass "useful").  A new
- * inbound SYN over the quota first evicts a half-open one (ct_early_drop).
+ * nothing, and other guests' dead flows keep a pass "useful"); the pass
+ * also evicts one of the guest's closed flows (ct_closed_evictable) that
+ * counts against the same quota.  A new inbound SYN over the quota first
+ * evicts a half-open one (ct_early_drop).
  */
 static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __u8 ct_flags,
 					  const struct kvx_pkt *p, __u64 now)
 {
 	struct kvx_gflows_val *g;
-	__u32 q = cfg->flow_quota;
+	__u32 q = cfg->flow_quota, slot;
 	__u32 *n;
 
 	if (!q)
 		return KVX_CONTINUE;
-	g = gflows_of(cfg, guest);
+	slot = guest_slot(cfg, guest);
+	g = bpf_map_lookup_elem(&kvx_gflows, &slot);
 	if (!g)
 		return KVX_CONTINUE;
 	n = gflows_counter(g, ct_flags);
@@ -638,7 +699,7 @@ static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
-	if (ct_reclaim(now) && (__s32)*n < (__s32)q)
+	if (ct_reclaim(now, ct_evict_of(slot, ct_flags)) && (__s32)*n < (__s32)q)
 		return KVX_CONTINUE;
 	g->reclaim_ns = now + KVX_RECLAIM_HOLDOFF_NS;
 	return KVX_R_DROP_GUEST_QUOTA;
@@ -717,11 +778,13 @@ static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt
 	vp->ext_addr = ext->addr;
 	state = vp->state;
 	err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
-	/* Full (-E2BIG): make room from expired flows (or, for an inbound
-	 * SYN, from the guest's half-open ones), then try once more.  Neither
-	 * runs a program on this CPU: the scratch value is intact. */
+	/* Full (-E2BIG): make room from expired flows or one of the guest's
+	 * closed ones (or, for an inbound SYN, from its half-open ones), then
+	 * try once more.  Neither runs a program on this CPU: the scratch
+	 * value is intact. */
 	if (err == -E2BIG &&
-	    (ct_reclaim(now) > 0 || (state == KVX_CT_SYN_RECV && ct_early_drop(cfg, k->int_addr))))
+	    (ct_reclaim(now, ct_evict_of(guest_slot(cfg, k->int_addr), vp->flags)) > 0 ||
+	     (state == KVX_CT_SYN_RECV && ct_early_drop(cfg, k->int_addr))))
 		err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
 	if (!err) {
 		gflows_add(cfg, k->int_addr, dir == CT_DIR_OUT ? 0 : KVX_CT_F_INBOUND, 1);
@@ -1366,7 +1429,8 @@ static long ovl_reclaim_cb(void *map, struct kvx_ovl_key *k, struct kvx_ovl_val 
 
 __noinline int ovl_reclaim(__u64 now)
 {
-	return reclaim_pass(&kvx_ovl, ovl_reclaim_cb, &kvx_ovl_cursor, &kvx_ovl_holdoff, now);
+	return reclaim_pass(&kvx_ovl, ovl_reclaim_cb, &kvx_ovl_cursor, &kvx_ovl_holdoff, now,
+			    KVX_EVICT_NONE);
 }
 
 /*

@@ -270,7 +270,7 @@ static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val 
 __noinline int ct6_reclaim(__u64 now)
 {
 	return reclaim_pass(&kvx_ct6, ct6_reclaim_cb, &kvx_reclaim6_cursor, &kvx_reclaim6_holdoff,
-			    now);
+			    now, KVX_EVICT_NONE);
 }
 
 /* The per-guest flow quota (ct_quota_check's rule; no early drop for

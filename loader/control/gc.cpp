@@ -583,6 +583,12 @@ SweepResult sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns
 				return false;
 			if (referenced.count(F::ext(k.proto, key_addr<F>(k), k.port)))
 				return false;
+			// A remote that may hold the port in TIME_WAIT keeps it
+			// out of the pool, as the flow did before it gave way to
+			// a new one (ct.h ct_closed_evictable); bind_recycle may
+			// still give it to a connection to another remote.
+			if (kvx_tw_live(F::bind(v).tw_remotes, now_ns))
+				return false;
 			uint64_t last = F::bind(v).last_used_ns;
 			if (out && F::bind(*out).last_used_ns > last)
 				last = F::bind(*out).last_used_ns;

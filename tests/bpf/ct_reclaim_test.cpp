@@ -395,6 +395,130 @@ TEST_F(CtReclaimTest, GuestOverQuotaPaysOneReclaimPassPerHoldoff)
 	}
 }
 
+// Closing states, made directly: a TCP flow's state and its last packet
+// ago_s seconds before now.
+static void set_state(Datapath &d, const Packet &p, std::uint8_t state, std::uint64_t ago_s)
+{
+	kvx_ct_key k = ct_key(p.proto, p.src, p.sport, p.dst, p.dport);
+	auto v = d.ct_lookup(k);
+	ASSERT_TRUE(v) << "flow to close";
+	v->state = state;
+	v->last_seen_ns = boot_ns_ago(ago_s * kSec);
+	d.ct_update(k, *v);
+}
+
+// A guest churning through short connections: at its quota with its flows
+// closed (TIME_WAIT, CLOSE after a RST) but not expired (4 minutes), a new
+// connection takes the place of one closed flow, and only a closed one:
+// never an established flow, one closed just now (its last ACK may still be
+// on the way), nor another guest's.
+TEST_F(CtReclaimTest, GuestAtQuotaWithClosedFlowsGetsNewConnection)
+{
+	auto d = make(64, 4);
+	std::vector<Packet> a;
+	for (std::uint32_t i = 0; i < 4; i++) {
+		a.push_back(from_guest(make_tcp(kGuestA, std::uint16_t(63000 + i), kRemote1, 80)));
+		out(*d, a.back());
+	}
+	set_state(*d, a[0], KVX_CT_TIME_WAIT, 10);
+	set_state(*d, a[1], KVX_CT_CLOSE, 10);
+	set_state(*d, a[2], KVX_CT_ESTABLISHED, 10);
+	set_state(*d, a[3], KVX_CT_TIME_WAIT, 0); // closed just now
+	// B's closed flow: not A's to take.
+	const Packet b = from_guest(make_tcp(kGuestB, 63010, kRemote1, 80));
+	out(*d, b);
+	set_state(*d, b, KVX_CT_TIME_WAIT, 10);
+	ASSERT_EQ(d->gflows(kGuestA), 4u);
+
+	std::vector<Packet> fresh;
+	for (std::uint32_t i = 0; i < 2; i++) {
+		fresh.push_back(
+			from_guest(make_tcp(kGuestA, std::uint16_t(63020 + i), kRemote2, 443)));
+		run_case(*d, Prog::BrIngress, fresh.back(), TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+			 snat(fresh.back(), fresh.back().sport));
+		EXPECT_EQ(d->gflows(kGuestA), 4u) << "one closed flow gave way to new one " << i;
+	}
+	EXPECT_FALSE(has_flow(*d, a[0]));
+	EXPECT_FALSE(has_flow(*d, a[1]));
+	EXPECT_TRUE(has_flow(*d, a[2])) << "established";
+	EXPECT_TRUE(has_flow(*d, a[3])) << "closed just now";
+	EXPECT_TRUE(has_flow(*d, b)) << "another guest's";
+	EXPECT_EQ(d->gflows(kGuestB), 1u);
+	// Nothing closed of A's left that may go: the quota holds.
+	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestA, 63030, kRemote2, 443)),
+		 TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_TRUE(has_flow(*d, a[2]));
+	EXPECT_TRUE(has_flow(*d, a[3]));
+	for (const Packet &p : fresh)
+		EXPECT_TRUE(has_flow(*d, p));
+}
+
+// A closed inbound flow counts against the inbound quota: it does not give
+// way to a flow the guest opens (whose own quota is full).
+TEST_F(CtReclaimTest, ClosedFlowGivesWayOnlyWithinItsQuota)
+{
+	auto d = make(64, 1);
+	const Packet a = from_guest(make_tcp(kGuestA, 63100, kRemote1, 80));
+	out(*d, a);
+	// An inbound closed flow of A's, made directly.
+	const Packet in = from_guest(make_tcp(kGuestA, 22, kRemote2, 40000));
+	{
+		kvx_ct_val v{};
+		v.state = KVX_CT_TIME_WAIT;
+		v.flags = KVX_CT_F_INBOUND;
+		v.last_seen_ns = boot_ns_ago(10 * kSec);
+		d->ct_update(ct_key(in.proto, in.src, in.sport, in.dst, in.dport), v);
+		kvx_gflows_val g = d->gflows_val(kGuestA);
+		g.in = 1;
+		d->set_gflows_val(kGuestA, g);
+	}
+	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestA, 63101, kRemote1, 80)),
+		 TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_TRUE(has_flow(*d, in));
+	// Once its outbound flow closed, that one gives way.
+	set_state(*d, a, KVX_CT_CLOSE, 10);
+	d->set_reclaim_state(0, 0);
+	kvx_gflows_val g = d->gflows_val(kGuestA);
+	g.reclaim_ns = 0;
+	d->set_gflows_val(kGuestA, g);
+	const Packet n = from_guest(make_tcp(kGuestA, 63101, kRemote1, 80));
+	run_case(*d, Prog::BrIngress, n, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(n, n.sport));
+	EXPECT_FALSE(has_flow(*d, a));
+	EXPECT_TRUE(has_flow(*d, in));
+}
+
+// kvx_ct full of a guest's closed flows: its new connections take their
+// places, one each; another guest's are not its to take, and a table full
+// of live flows still refuses a new one.
+TEST_F(CtReclaimTest, FullTableOfClosedFlowsTakesNewConnection)
+{
+	auto d = make(8);
+	std::vector<Packet> a;
+	for (std::uint32_t i = 0; i < 8; i++) {
+		a.push_back(from_guest(make_tcp(kGuestA, std::uint16_t(63200 + i), kRemote1, 80)));
+		out(*d, a.back());
+		set_state(*d, a.back(), i % 2 ? KVX_CT_CLOSE : KVX_CT_TIME_WAIT, 10);
+	}
+	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestB, 63400, kRemote2, 443)),
+		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	for (const Packet &p : a)
+		EXPECT_TRUE(has_flow(*d, p)) << "A's closed flows are not B's to take";
+	d->set_reclaim_state(0, 0);
+	for (std::uint32_t i = 0; i < 8; i++) {
+		const Packet p =
+			from_guest(make_tcp(kGuestA, std::uint16_t(63300 + i), kRemote2, 443));
+		run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+			 snat(p, p.sport));
+		set_state(*d, p, KVX_CT_ESTABLISHED, 10);
+	}
+	for (const Packet &p : a)
+		EXPECT_FALSE(has_flow(*d, p));
+	EXPECT_EQ(d->ct_entries().size(), 8u);
+	EXPECT_EQ(d->gflows(kGuestA), 8u);
+	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestA, 63399, kRemote2, 443)),
+		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+}
+
 // A counter that went below zero (a racing decrement) reads as no flows.
 TEST_F(CtReclaimTest, NegativeCounterIsUnderQuota)
 {

@@ -13,6 +13,7 @@
 #include "model/timeouts.hpp"
 #include "kernel_maps.hpp"
 #include "kernel/maps.hpp"
+#include "kvmxdp/ct_rules.h"
 
 using namespace kvmxdp;
 
@@ -96,6 +97,42 @@ TEST_F(GcMaps, SweepDeletesExpiredFlowsAndUnreferencedIdleBindings)
 	EXPECT_TRUE(has_bind(KVX_BIND_OUT, g2, 22, IPPROTO_TCP));
 }
 
+// A TCP binding whose flow is gone (expired, or evicted for a new one while
+// closed: ct.h ct_closed_evictable) but whose tw_remotes still remembers a
+// remote that closed first: kept, its port out of the pool until the filter
+// forgets the remote (that remote may still hold the port in TIME_WAIT).
+TEST_F(GcMaps, BindingKeptWhileItRemembersARemoteInTimeWait)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t g1 = 0x0a000002, ext = 0xc0a80105;
+	const uint32_t bits = kvx_tw_bits(htonl(0x08080808), htons(443));
+	auto remember = [&](uint16_t eport, uint64_t when) {
+		kvx_bind_key k{};
+		kvx_bind_val v{};
+		k.dir = KVX_BIND_IN;
+		k.proto = IPPROTO_TCP;
+		k.addr = htonl(ext);
+		k.port = htons(eport);
+		ASSERT_EQ(bpf_map_lookup_elem(bind_.get(), &k, &v), 0);
+		v.tw_remotes = kvx_tw_add(0, bits, when);
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_EXIST), 0);
+	};
+	// Both idle 60 s (past the 30 s grace), no flow.
+	add_pair(g1, 5000, ext, 61000, IPPROTO_TCP, now - 60 * kSec, KVX_BIND_F_TW);
+	remember(61000, now - 60 * kSec);
+	add_pair(g1, 5001, ext, 61001, IPPROTO_TCP, now - 60 * kSec, KVX_BIND_F_TW);
+	remember(61001, now - 3 * KVX_TW_EPOCH_NS); // forgotten
+	auto r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now);
+	EXPECT_EQ(r.bind_deleted, 2u); // the forgotten one's two halves
+	EXPECT_TRUE(has_bind(KVX_BIND_IN, ext, 61000, IPPROTO_TCP));
+	EXPECT_TRUE(has_bind(KVX_BIND_OUT, g1, 5000, IPPROTO_TCP));
+	EXPECT_FALSE(has_bind(KVX_BIND_IN, ext, 61001, IPPROTO_TCP));
+	// Once the filter forgets it (two epochs on), the binding goes.
+	r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), now + 2 * KVX_TW_EPOCH_NS + kSec);
+	EXPECT_FALSE(has_bind(KVX_BIND_IN, ext, 61000, IPPROTO_TCP));
+	EXPECT_FALSE(has_bind(KVX_BIND_OUT, g1, 5000, IPPROTO_TCP));
+}
+
 // A flow the dump saw expired but a packet refreshed since: the sweep's
 // delete re-reads it and keeps it (and so its binding).
 TEST_F(GcMaps, AFlowRefreshedSinceTheDumpIsKept)
@@ -108,7 +145,7 @@ TEST_F(GcMaps, AFlowRefreshedSinceTheDumpIsKept)
 	ASSERT_EQ(bpf_map_get_next_key(ct_.get(), nullptr, &k), 0);
 	ASSERT_EQ(bpf_map_lookup_elem(ct_.get(), &k, &v), 0);
 	ASSERT_TRUE(ct_expired(v, k.proto, default_timeouts(), now)); // as the dump saw it
-	v.last_seen_ns = now - 1 * kSec;			       // the packet since
+	v.last_seen_ns = now - 1 * kSec;			      // the packet since
 	ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_EXIST), 0);
 	kvx_ct_val seen{};
 	EXPECT_EQ(delete_if_expired(ct_.get(), k, default_timeouts(), now, &seen), FlowFate::Kept);
