@@ -43,6 +43,25 @@ protected:
 		return bind_key(KVX_BIND_IN, proto, Topology::kUplinkAddr, ext);
 	}
 	std::size_t claims() const { return dp().ovl_entries().size(); }
+	// Writes a UDP claim of ext_port on the uplink address towards
+	// remote:53 for the tenant endpoint addr:port of owner_port's owner,
+	// as the datapath would (created_ns: when it was made).
+	void put_claim(std::uint16_t ext_port, std::uint32_t remote, std::uint32_t addr,
+		       std::uint16_t port, std::uint16_t owner_port, std::uint64_t created_ns = 0)
+	{
+		kvx_ovl_key k{};
+		k.proto = kProtoUdp;
+		k.ext_addr = be32(Topology::kUplinkAddr);
+		k.ext_port = be16(ext_port);
+		k.rem_addr = be32(remote);
+		k.rem_port = be16(53);
+		kvx_ovl_val v{};
+		v.addr = be32(addr);
+		v.port = be16(port);
+		v.owner_port = be16(owner_port);
+		v.created_ns = created_ns;
+		dp().ovl_update(k, v);
+	}
 };
 
 // A guest at its port limit goes on opening UDP flows from new endpoints
@@ -149,17 +168,7 @@ TEST_F(OverlapTest, AnotherGuestNeverUsesAGuestsPorts)
 
 	// A forged claim of B's endpoint on A's port: R2's packet to pa is not
 	// B's (the host's, as any packet no flow wants).
-	kvx_ovl_key k{};
-	k.proto = kProtoUdp;
-	k.ext_addr = be32(Topology::kUplinkAddr);
-	k.ext_port = be16(pa);
-	k.rem_addr = be32(kRemote2);
-	k.rem_port = be16(53);
-	kvx_ovl_val v{};
-	v.addr = be32(kGuestB);
-	v.port = be16(40001);
-	v.owner_port = be16(40000);
-	dp().ovl_update(k, v);
+	put_claim(pa, kRemote2, kGuestB, 40001, 40000);
 	run_case(dp(), Prog::UpIngress, reply_to(snat(b2, pa)), TC_ACT_OK, KVX_R_PASS_HOST);
 	// B's own reply still reaches B.
 	reply_reaches(b2, pb);
@@ -336,18 +345,7 @@ TEST_F(OverlapTest, ClaimOutlivingItsOwnerReachesNobody)
 	// 2. The port becomes a forward to the old owner endpoint itself: the
 	// claim of the tenant (same address, same owner port) is still dead.
 	const Packet t2 = from_guest(make_udp(kGuestA, 40002, kRemote3, 53));
-	kvx_ovl_key k{};
-	k.proto = kProtoUdp;
-	k.ext_addr = be32(Topology::kUplinkAddr);
-	k.ext_port = be16(p);
-	k.rem_addr = be32(kRemote3);
-	k.rem_port = be16(53);
-	kvx_ovl_val v{};
-	v.addr = be32(kGuestA);
-	v.port = be16(40002);
-	v.owner_port = be16(40000);
-	v.created_ns = old.last_used_ns;
-	dp().ovl_update(k, v);
+	put_claim(p, kRemote3, kGuestA, 40002, 40000, old.last_used_ns);
 	auto tf = dp().ct_lookup(ct_key(kProtoUdp, kGuestA, 40001, kRemote2, 53));
 	ASSERT_TRUE(tf);
 	kvx_ct_val f2 = *tf;
