@@ -464,9 +464,11 @@ static __always_inline void gflows_add(const struct kvx_cfg *cfg, __be32 guest, 
 __u32 kvx_reclaim_cursor;
 __u64 kvx_reclaim_holdoff;
 
-/* ct_reclaim's evict argument: KVX_EVICT_NONE (expired flows only) or
- * ct_evict_of's guest slot whose closed flow (ct_closed_evictable) may go. */
+/* ct_reclaim's evict argument: KVX_EVICT_NONE (expired flows only),
+ * ct_evict_of's guest slot whose closed flow (ct_closed_evictable) may go
+ * (a guest at its quota), or KVX_EVICT_ANY: any guest's (a full table). */
 #define KVX_EVICT_NONE 0xffffffffU
+#define KVX_EVICT_ANY 0xfffffffeU
 #define KVX_EVICT_IN 0x80000000U
 
 struct ct_reclaim_ctx {
@@ -511,20 +513,40 @@ static __always_inline __u32 ct_evict_of(__u32 gslot, __u8 ct_flags)
  * a retransmitted FIN are through, as bind_recycle asks).  The 4-tuple's
  * TIME_WAIT protection stays with the binding (tw_remotes, which the GC
  * keeps while it remembers a remote), not with the flow.  Never a live
- * flow: a half-closed one (FIN_WAIT) still carries data.  Only the new
- * flow's guest's own (evict, ct_evict_of): one guest's flows, closed or
- * not, are never another's to take.
+ * flow: a half-closed one (FIN_WAIT) still carries data.  Whose may go is
+ * ct_evict_owner's.
  */
-static __always_inline int ct_closed_evictable(const struct kvx_cfg *cfg,
-					       const struct kvx_ct_key *k,
-					       const struct kvx_ct_val *f, __u32 evict, __u64 now)
+static __always_inline int ct_closed_evictable(__u8 proto, const struct kvx_ct_val *f,
+					       __u32 evict, __u64 now)
 {
-	if (evict == KVX_EVICT_NONE || k->proto != IPPROTO_TCP ||
-	    (f->state != KVX_CT_TIME_WAIT && f->state != KVX_CT_CLOSE) ||
-	    f->last_seen_ns + KVX_TW_RECYCLE_NS > now)
+	return evict != KVX_EVICT_NONE && proto == IPPROTO_TCP &&
+	       (f->state == KVX_CT_TIME_WAIT || f->state == KVX_CT_CLOSE) &&
+	       f->last_seen_ns + KVX_TW_RECYCLE_NS <= now;
+}
+
+/* May a closed flow counting in owner (ct_evict_of of its guest slot and
+ * flags) give way for evict?  At a quota only that guest's own (ct_evict_of):
+ * a guest over its share takes nothing from another.  A full table takes
+ * any guest's (KVX_EVICT_ANY): a closed flow holds nothing its guest still
+ * uses, and one guest's closed flows must not refuse every guest's new
+ * connections for 4 minutes (netfilter's early_drop does not ask whose). */
+static __always_inline int ct_evict_owner(__u32 owner, __u32 evict)
+{
+	return evict == KVX_EVICT_ANY || owner == evict;
+}
+
+/* A reclaim callback's end after it deleted a flow (counted by the
+ * caller): one closed flow per pass: the caller needs one entry (and a
+ * pass per new flow must stay short); the others still answer a late FIN
+ * until they expire or give way in turn. */
+static __always_inline long reclaim_freed(struct ct_reclaim_ctx *c, int closed)
+{
+	c->freed++;
+	if (!closed)
 		return 0;
-	return (guest_slot(cfg, k->int_addr) | (f->flags & KVX_CT_F_INBOUND ? KVX_EVICT_IN : 0)) ==
-	       evict;
+	c->evict = KVX_EVICT_NONE;
+	c->more = 1;
+	return 1;
 }
 
 static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
@@ -540,21 +562,15 @@ static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 	if (!cfg)
 		return 1;
 	closed = !kvx_ct_expired(f, k->proto, &cfg->timeouts, c->now);
-	if (closed && !ct_closed_evictable(cfg, k, f, c->evict, c->now))
+	if (closed && (!ct_closed_evictable(k->proto, f, c->evict, c->now) ||
+		       !ct_evict_owner(ct_evict_of(guest_slot(cfg, k->int_addr), f->flags),
+				       c->evict)))
 		return 0;
 	flags = f->flags;
 	if (bpf_map_delete_elem(&kvx_ct, k))
 		return 0; /* someone else deleted it */
-	c->freed++;
 	gflows_add(cfg, k->int_addr, flags, -1);
-	if (!closed)
-		return 0;
-	/* One closed flow per pass: the caller needs one entry (and a pass
-	 * per new flow must stay short); the others still answer a late FIN
-	 * until they expire or give way in turn. */
-	c->evict = KVX_EVICT_NONE;
-	c->more = 1;
-	return 1;
+	return reclaim_freed(c, closed);
 }
 
 /* One reclaim pass over map with cb, resuming at *cursor; returns the
@@ -591,9 +607,10 @@ static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u6
 }
 
 /* kvx_ct's reclaim pass, which also evicts one closed flow of evict
- * (ct_evict_of, or KVX_EVICT_NONE) if it finds one.  A global function:
- * the verifier checks it (and its callback) once, not once per call site
- * and caller state, and its frame stays off the main path's stack. */
+ * (ct_evict_of, KVX_EVICT_ANY or KVX_EVICT_NONE) if it finds one.  A
+ * global function: the verifier checks it (and its callback) once, not
+ * once per call site and caller state, and its frame stays off the main
+ * path's stack. */
 __noinline int ct_reclaim(__u64 now, __u32 evict)
 {
 	return reclaim_pass(&kvx_ct, ct_reclaim_cb, &kvx_reclaim_cursor, &kvx_reclaim_holdoff, now,
@@ -778,12 +795,11 @@ static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt
 	vp->ext_addr = ext->addr;
 	state = vp->state;
 	err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
-	/* Full (-E2BIG): make room from expired flows or one of the guest's
-	 * closed ones (or, for an inbound SYN, from its half-open ones), then
-	 * try once more.  Neither runs a program on this CPU: the scratch
-	 * value is intact. */
-	if (err == -E2BIG &&
-	    (ct_reclaim(now, ct_evict_of(guest_slot(cfg, k->int_addr), vp->flags)) > 0 ||
+	/* Full (-E2BIG): make room from expired flows or a closed one (or,
+	 * for an inbound SYN, from the guest's half-open ones), then try once
+	 * more.  Neither runs a program on this CPU: the scratch value is
+	 * intact. */
+	if (err == -E2BIG && (ct_reclaim(now, KVX_EVICT_ANY) > 0 ||
 	     (state == KVX_CT_SYN_RECV && ct_early_drop(cfg, k->int_addr))))
 		err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
 	if (!err) {

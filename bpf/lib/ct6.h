@@ -249,32 +249,37 @@ static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val 
 	const struct kvx_cfg *cfg;
 	__u32 slot;
 	__u8 flags;
-	int w = reclaim_window(c);
+	int closed, w = reclaim_window(c);
 
 	if (w)
 		return w - 1;
 	cfg = cfg_get();
 	if (!cfg)
 		return 1;
-	if (!kvx_ct_expired(&f->ct, k->proto, &cfg->timeouts, c->now))
+	closed = !kvx_ct_expired(&f->ct, k->proto, &cfg->timeouts, c->now);
+	/* The cheap test first: ct6_slot takes up to three lookups. */
+	if (closed && !ct_closed_evictable(k->proto, &f->ct, c->evict, c->now))
 		return 0;
 	flags = f->ct.flags;
 	slot = ct6_slot(cfg, k->proto, k->int_addr, k->int_port, f->ext_addr, f->ct.ext_port);
+	if (closed && !ct_evict_owner(ct_evict_of(slot, flags), c->evict))
+		return 0;
 	if (bpf_map_delete_elem(&kvx_ct6, k))
 		return 0; /* someone else deleted it */
-	c->freed++;
 	gflows6_add(slot, flags, -1);
-	return 0;
+	return reclaim_freed(c, closed);
 }
 
-__noinline int ct6_reclaim(__u64 now)
+/* ct_reclaim for kvx_ct6: expired flows, and one closed flow of evict. */
+__noinline int ct6_reclaim(__u64 now, __u32 evict)
 {
 	return reclaim_pass(&kvx_ct6, ct6_reclaim_cb, &kvx_reclaim6_cursor, &kvx_reclaim6_holdoff,
-			    now, KVX_EVICT_NONE);
+			    now, evict);
 }
 
-/* The per-guest flow quota (ct_quota_check's rule; no early drop for
- * IPv6 yet) for a new flow counting in slot. */
+/* The per-guest flow quota (ct_quota_check's rule, closed flows giving
+ * way included; no early drop for IPv6 yet) for a new flow counting in
+ * slot. */
 static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u8 ct_flags,
 				      __u64 now)
 {
@@ -291,7 +296,7 @@ static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
-	if (ct6_reclaim(now) && (__s32)*n < (__s32)cfg->flow_quota)
+	if (ct6_reclaim(now, ct_evict_of(slot, ct_flags)) && (__s32)*n < (__s32)cfg->flow_quota)
 		return KVX_CONTINUE;
 	g->reclaim_ns = now + KVX_RECLAIM_HOLDOFF_NS;
 	return KVX_R_DROP_GUEST_QUOTA;
@@ -618,7 +623,7 @@ static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
 		addr6_copy(v.ext_addr, p6->daddr);
 	}
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
-	if (err == -E2BIG && ct6_reclaim(now) > 0)
+	if (err == -E2BIG && ct6_reclaim(now, KVX_EVICT_ANY) > 0)
 		err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	if (!err) {
 		gflows6_add(ct6_slot(cfg, k.proto, k.int_addr, k.int_port, v.ext_addr,

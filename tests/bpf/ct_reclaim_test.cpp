@@ -487,9 +487,11 @@ TEST_F(CtReclaimTest, ClosedFlowGivesWayOnlyWithinItsQuota)
 	EXPECT_TRUE(has_flow(*d, in));
 }
 
-// kvx_ct full of a guest's closed flows: its new connections take their
-// places, one each; another guest's are not its to take, and a table full
-// of live flows still refuses a new one.
+// kvx_ct full of closed flows: a new connection, whoever's guest opens it,
+// takes the place of one closed flow (netfilter's early_drop asks not
+// whose), never that of a flow closed just now or of a live one, and each
+// guest's flow count follows; a table full of live flows still refuses a
+// new one.
 TEST_F(CtReclaimTest, FullTableOfClosedFlowsTakesNewConnection)
 {
 	auto d = make(8);
@@ -499,24 +501,37 @@ TEST_F(CtReclaimTest, FullTableOfClosedFlowsTakesNewConnection)
 		out(*d, a.back());
 		set_state(*d, a.back(), i % 2 ? KVX_CT_CLOSE : KVX_CT_TIME_WAIT, 10);
 	}
-	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestB, 63400, kRemote2, 443)),
-		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
-	for (const Packet &p : a)
-		EXPECT_TRUE(has_flow(*d, p)) << "A's closed flows are not B's to take";
-	d->set_reclaim_state(0, 0);
-	for (std::uint32_t i = 0; i < 8; i++) {
-		const Packet p =
-			from_guest(make_tcp(kGuestA, std::uint16_t(63300 + i), kRemote2, 443));
+	set_state(*d, a[6], KVX_CT_TIME_WAIT, 0); // closed just now
+	set_state(*d, a[7], KVX_CT_ESTABLISHED, 10);
+	auto closed_left = [&] {
+		return std::count_if(a.begin(), a.begin() + 6,
+				     [&](const Packet &p) { return has_flow(*d, p); });
+	};
+	// Another guest's connection: one of A's closed flows gives way.
+	const Packet b = from_guest(make_tcp(kGuestB, 63400, kRemote2, 443));
+	run_case(*d, Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(b, b.sport));
+	EXPECT_EQ(closed_left(), 5);
+	EXPECT_EQ(d->gflows(kGuestA), 7u);
+	EXPECT_EQ(d->gflows(kGuestB), 1u);
+	set_state(*d, b, KVX_CT_ESTABLISHED, 10);
+	// Five more, A's and C's, take the rest.
+	for (std::uint32_t i = 0; i < 5; i++) {
+		const Packet p = from_guest(make_tcp(i % 2 ? kGuestA : kGuestC,
+						     std::uint16_t(63300 + i), kRemote2, 443));
 		run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
 			 snat(p, p.sport));
 		set_state(*d, p, KVX_CT_ESTABLISHED, 10);
 	}
-	for (const Packet &p : a)
-		EXPECT_FALSE(has_flow(*d, p));
+	EXPECT_EQ(closed_left(), 0);
+	EXPECT_TRUE(has_flow(*d, a[6])) << "closed just now";
+	EXPECT_TRUE(has_flow(*d, a[7])) << "established";
 	EXPECT_EQ(d->ct_entries().size(), 8u);
-	EXPECT_EQ(d->gflows(kGuestA), 8u);
-	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestA, 63399, kRemote2, 443)),
+	EXPECT_EQ(d->gflows(kGuestA), 4u); // a[6], a[7] and two new
+	EXPECT_EQ(d->gflows(kGuestC), 3u);
+	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestB, 63399, kRemote2, 443)),
 		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+	EXPECT_TRUE(has_flow(*d, a[6]));
+	EXPECT_TRUE(has_flow(*d, a[7]));
 }
 
 // A counter that went below zero (a racing decrement) reads as no flows.

@@ -637,6 +637,44 @@ TEST_F(Nat66Test, FlowQuotaSharedWithIpv4)
 	EXPECT_EQ(dp().gflows_at(dp().mac_slot(mac_of(kGuest6B))).out, 1u);
 }
 
+// A guest at its quota whose IPv6 connection closed (TIME_WAIT, quiet for
+// a while) gets a new connection in its place, as for IPv4: never in place
+// of one closed just now or of a live one.
+TEST_F(Nat66Test, ClosedFlowGivesWayAtTheQuota)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
+	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6A));
+	for (std::uint16_t port = 40000; port < 40003; port++)
+		out6(from_guest6(make_tcp6(kGuest6A, port, kRemote6A, 443)));
+	auto set_state = [&](std::uint16_t port, std::uint8_t state, std::uint64_t ago_s) {
+		for (auto [k, v] : dp().ct6_entries()) {
+			if (be16(port) != k.int_port)
+				continue;
+			v.ct.state = state;
+			v.ct.last_seen_ns = boot_ns_ago(ago_s * 1000000000ULL);
+			dp().ct6_update(k, v);
+		}
+	};
+	auto has_flow = [&](std::uint16_t port) {
+		for (const auto &[k, v] : dp().ct6_entries())
+			if (be16(port) == k.int_port)
+				return true;
+		return false;
+	};
+	set_state(40000, KVX_CT_TIME_WAIT, 10);
+	set_state(40001, KVX_CT_TIME_WAIT, 0); // closed just now
+	set_state(40002, KVX_CT_ESTABLISHED, 10);
+	out6(from_guest6(make_tcp6(kGuest6A, 40010, kRemote6A, 443)));
+	EXPECT_FALSE(has_flow(40000));
+	EXPECT_TRUE(has_flow(40001));
+	EXPECT_TRUE(has_flow(40002));
+	EXPECT_EQ(dp().gflows_at(slot).out, 3u);
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40011, kRemote6A, 443)), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_TRUE(has_flow(40001));
+	EXPECT_TRUE(has_flow(40002));
+}
+
 // Flows opened from outside (--eif) count apart: a LAN host cannot take
 // the guest's own outbound capacity, nor get past the quota.
 TEST_F(Nat66Test, InboundFlowsHaveTheirOwnQuota)
