@@ -460,9 +460,24 @@ static __always_inline void gflows_add(const struct kvx_cfg *cfg, __be32 guest, 
  */
 #define KVX_RECLAIM_BUDGET 1024
 #define KVX_RECLAIM_HOLDOFF_NS (100ULL * 1000 * 1000)
+/*
+ * A pass that freed something (closed flows give way at a quota, KVX_EVICT)
+ * is not free either: skipping to the cursor costs ~45 ns an entry, so a
+ * pass deep in a large table takes milliseconds, and a guest that closes
+ * its own flows (its SYN, its RST) could have every new flow pay one.  Each
+ * pass therefore holds further passes off in proportion to the entries it
+ * visited: machine-wide KVX_RECLAIM_NS_PER_ENTRY each (passes take at most
+ * ~45 % of a CPU, whoever asks), and for the guest whose quota asked
+ * KVX_RECLAIM_GUEST_NS_PER_ENTRY (one guest at most ~11 %, leaving the rest
+ * to the others).  A pass at the start of the table holds off microseconds.
+ */
+#define KVX_RECLAIM_NS_PER_ENTRY 100ULL
+#define KVX_RECLAIM_GUEST_NS_PER_ENTRY 400ULL
 
 __u32 kvx_reclaim_cursor;
 __u64 kvx_reclaim_holdoff;
+/* Entries the last pass visited (either table), for the guest's hold-off. */
+__u32 kvx_reclaim_visited;
 
 /* ct_reclaim's evict argument: KVX_EVICT_NONE (expired flows only),
  * ct_evict_of's guest slot whose closed flow (ct_closed_evictable) may go
@@ -504,8 +519,9 @@ static __always_inline __u32 ct_evict_of(__u32 gslot, __u8 ct_flags)
 }
 
 /*
- * A closed TCP flow (TIME_WAIT, or CLOSE after a RST) that may give way to
- * a new one before its timeout (RFC 5382/7857's 4 minutes): netfilter too
+ * A closed TCP flow (TIME_WAIT, or CLOSE after a RST; on a full table also
+ * a half-open one from outside) that may give way to a new one before its
+ * timeout (RFC 5382/7857's 4 minutes): netfilter too
  * lets a new SYN take over a TIME_WAIT entry, and its early_drop evicts
  * entries no longer needed, so a guest churning through short connections
  * does not run into its quota (or the table) at quota / 240 s connections
@@ -519,9 +535,19 @@ static __always_inline __u32 ct_evict_of(__u32 gslot, __u8 ct_flags)
 static __always_inline int ct_closed_evictable(__u8 proto, const struct kvx_ct_val *f,
 					       __u32 evict, __u64 now)
 {
-	return evict != KVX_EVICT_NONE && proto == IPPROTO_TCP &&
-	       (f->state == KVX_CT_TIME_WAIT || f->state == KVX_CT_CLOSE) &&
-	       f->last_seen_ns + KVX_TW_RECYCLE_NS <= now;
+	if (evict == KVX_EVICT_NONE || proto != IPPROTO_TCP ||
+	    f->last_seen_ns + KVX_TW_RECYCLE_NS > now)
+		return 0;
+	if (f->state == KVX_CT_TIME_WAIT || f->state == KVX_CT_CLOSE)
+		return 1;
+	/* A full table also takes a flow opened from outside whose
+	 * handshake never completed (netfilter's early_drop takes any
+	 * unassured flow): a SYN flood at a few guests' forwards, each
+	 * within its inbound quota, must not fill the table every guest
+	 * shares.  At a quota the guest's own half-open flows go by
+	 * ct_early_drop. */
+	return evict == KVX_EVICT_ANY && (f->flags & KVX_CT_F_INBOUND) &&
+	       (f->state == KVX_CT_SYN_RECV || (f->flags & KVX_CT_F_HALFOPEN));
 }
 
 /* May a closed flow counting in owner (ct_evict_of of its guest slot and
@@ -562,8 +588,11 @@ static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 	if (!cfg)
 		return 1;
 	closed = !kvx_ct_expired(f, k->proto, &cfg->timeouts, c->now);
+	/* The state first: guest_slot takes a lookup. */
 	if (closed && (!ct_closed_evictable(k->proto, f, c->evict, c->now) ||
-		       !ct_evict_owner(ct_evict_of(guest_slot(cfg, k->int_addr), f->flags),
+		       !ct_evict_owner(c->evict == KVX_EVICT_ANY ?
+					       KVX_EVICT_ANY :
+					       ct_evict_of(guest_slot(cfg, k->int_addr), f->flags),
 				       c->evict)))
 		return 0;
 	flags = f->flags;
@@ -582,6 +611,8 @@ static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u6
 	struct ct_reclaim_ctx c = {};
 	__u32 freed; /* by the first walk, when there is a second */
 
+	__u32 visited;
+
 	if (now < *holdoff)
 		return 0;
 	c.now = now;
@@ -589,6 +620,7 @@ static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u6
 	c.evict = evict;
 	bpf_for_each_map_elem(map, cb, &c, 0);
 	freed = 0;
+	visited = c.seen;
 	if (c.skip && !c.more && (c.seen <= c.skip || c.evict != KVX_EVICT_NONE)) {
 		/* The table shrank below the cursor, or ended before a closed
 		 * flow to evict was found: wrap around now rather than fail
@@ -598,12 +630,23 @@ static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u6
 		c.skip = 0;
 		c.seen = 0;
 		bpf_for_each_map_elem(map, cb, &c, 0);
+		visited += c.seen;
 	}
 	/* Entries freed in the window moved the rest of the walk forward. */
 	*cursor = c.more ? c.seen - (c.freed - freed) : 0;
+	kvx_reclaim_visited = visited;
 	if (!c.freed && c.seen > c.skip)
 		*holdoff = now + KVX_RECLAIM_HOLDOFF_NS;
+	else
+		*holdoff = now + visited * KVX_RECLAIM_NS_PER_ENTRY;
 	return c.freed;
+}
+
+/* The guest's own hold-off after a pass its quota asked for that freed
+ * room (KVX_RECLAIM_GUEST_NS_PER_ENTRY). */
+static __always_inline void reclaim_guest_holdoff(struct kvx_gflows_val *g, __u64 now)
+{
+	g->reclaim_ns = now + kvx_reclaim_visited * KVX_RECLAIM_GUEST_NS_PER_ENTRY;
 }
 
 /* kvx_ct's reclaim pass, which also evicts one closed flow of evict
@@ -679,6 +722,18 @@ static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct 
 }
 
 /*
+ * The other family's reclaim pass for a guest at its quota: one quota
+ * counts a guest's IPv4 and IPv6 flows (abi.h kvx_gflows), so a dual-stack
+ * guest whose quota is full of IPv6 closed flows must find room among them
+ * for an IPv4 connection, and the other way round (ct6.h ct6_quota_check).
+ * The TC object, which has kvx_ct6, defines it as ct6_reclaim; elsewhere
+ * (XDP) there is none.
+ */
+#ifndef KVX_CT_OTHER_RECLAIM
+#define KVX_CT_OTHER_RECLAIM(now, evict) 0
+#endif
+
+/*
  * Per-guest flow quota (kvx_cfg.flow_quota), for the flows the guest opens
  * and, separately, for those opened from outside (abi.h kvx_gflows_val):
  * one guest's flood of new flows cannot take the whole table from the
@@ -716,8 +771,12 @@ static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
-	if (ct_reclaim(now, ct_evict_of(slot, ct_flags)) && (__s32)*n < (__s32)q)
+	if ((ct_reclaim(now, ct_evict_of(slot, ct_flags)) ||
+	     KVX_CT_OTHER_RECLAIM(now, ct_evict_of(slot, ct_flags))) &&
+	    (__s32)*n < (__s32)q) {
+		reclaim_guest_holdoff(g, now);
 		return KVX_CONTINUE;
+	}
 	g->reclaim_ns = now + KVX_RECLAIM_HOLDOFF_NS;
 	return KVX_R_DROP_GUEST_QUOTA;
 }
@@ -1327,13 +1386,22 @@ claimed:
 		bpf_map_delete_elem(&kvx_bind, &ik);
 		if (err != -EEXIST)
 			return err == -E2BIG ? KVX_BIND_FULL : KVX_R_DROP_TABLE_FULL;
-		/* Another CPU bound this guest endpoint first: use its binding. */
+		/* Another CPU bound this guest endpoint first: use its binding.
+		 * Its flow and this one are two (one socket's SYNs to two
+		 * remotes at once, as connect() on a shared port sends): the
+		 * port is no longer one flow's to recycle (bind_recycle), as
+		 * bind_get marks it for a second flow through a binding. */
 		bind_key_init(&ik, KVX_BIND_OUT, p->proto, p->saddr, p->sport);
 		won = bpf_map_lookup_elem(&kvx_bind, &ik);
 		if (!won)
 			return KVX_R_DROP_BROKEN_PAIR;
 		ext->addr = won->addr;
 		ext->port = won->port;
+		bind_key_init(&ik, KVX_BIND_IN, p->proto, ext->addr, ext->port);
+		won = bpf_map_lookup_elem(&kvx_bind, &ik);
+		if (won && won->addr == p->saddr && won->port == p->sport &&
+		    !(won->flags & KVX_BIND_F_MULTI))
+			bind_flags_or(won, KVX_BIND_F_MULTI);
 		return KVX_CONTINUE;
 	}
 	n = gports_of(cfg, p->saddr);
@@ -1678,6 +1746,8 @@ __noinline int tenants_full(const struct kvx_cfg *cfg, __be32 guest)
 	if (!cap)
 		cap = kvx_nat_pool_size(cfg->nat_port_lo, cfg->nat_port_hi, cfg->nat_skip_lo,
 					cfg->nat_skip_hi);
+	if (cfg->tenant_cap && cap > cfg->tenant_cap)
+		cap = cfg->tenant_cap;
 	n = gtenant_of(cfg, guest);
 	return n && (__s32)*n >= (__s32)cap;
 }

@@ -277,9 +277,9 @@ __noinline int ct6_reclaim(__u64 now, __u32 evict)
 			    now, evict);
 }
 
-/* The per-guest flow quota (ct_quota_check's rule, closed flows giving
- * way included; no early drop for IPv6 yet) for a new flow counting in
- * slot. */
+/* The per-guest flow quota (ct_quota_check's rule, closed flows of either
+ * family giving way included; no early drop for IPv6 yet) for a new flow
+ * counting in slot. */
 static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u8 ct_flags,
 				      __u64 now)
 {
@@ -296,8 +296,14 @@ static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
-	if (ct6_reclaim(now, ct_evict_of(slot, ct_flags)) && (__s32)*n < (__s32)cfg->flow_quota)
+	/* The IPv4 table's too: one quota for both families (ct.h
+	 * KVX_CT_OTHER_RECLAIM). */
+	if ((ct6_reclaim(now, ct_evict_of(slot, ct_flags)) ||
+	     ct_reclaim(now, ct_evict_of(slot, ct_flags))) &&
+	    (__s32)*n < (__s32)cfg->flow_quota) {
+		reclaim_guest_holdoff(g, now);
 		return KVX_CONTINUE;
+	}
 	g->reclaim_ns = now + KVX_RECLAIM_HOLDOFF_NS;
 	return KVX_R_DROP_GUEST_QUOTA;
 }

@@ -601,6 +601,7 @@ private:
 		kc_.nat_skip_hi = inst_.nat_skip.hi;
 		kc_.guest_ports = plan_.guest_ports ? *plan_.guest_ports :
 						      default_guest_ports(inst_.nat_pool().size());
+		kc_.tenant_cap = default_tenant_cap(inst_.bind_size);
 		kc_.clamp_mss = plan_.clamp_mss;
 		// Flow quota: explicit, else the instance's, else a share of the
 		// table (which follows --ct-size).  Timeouts likewise.

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 15, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 16, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -23,7 +23,8 @@ static_assert(KVX_ABI_VERSION == 15, "ABI changed: review abi_check.hpp and bump
 // only reasons; version 12 added kvx_gaddrs and a kvx_nd state; version 13
 // added kvx_ovl, kvx_gown and KVX_BIND_F_SHARED (0 in older entries: nothing
 // shared); version 14 added kvx_gtenant; version 15 made kvx_gown an LRU
-// hash keyed by the full guest slot (and added KVX_CT_F_HALFOPEN).
+// hash keyed by the full guest slot (and added KVX_CT_F_HALFOPEN); version 16
+// appended kvx_cfg.tenant_cap.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -113,7 +114,7 @@ static_assert(offsetof(kvx_timeouts, icmp) == 28);
 static_assert(offsetof(kvx_timeouts, other) == 32);
 static_assert(offsetof(kvx_timeouts, tcp_syn_recv) == 36);
 
-static_assert(sizeof(kvx_cfg) == 100);
+static_assert(sizeof(kvx_cfg) == 104);
 static_assert(offsetof(kvx_cfg, abi_version) == 0);
 static_assert(offsetof(kvx_cfg, flags) == 4);
 static_assert(offsetof(kvx_cfg, uplink_addr) == 8);
@@ -132,6 +133,7 @@ static_assert(offsetof(kvx_cfg, guest_seed) == 88);
 static_assert(offsetof(kvx_cfg, nat_skip_lo) == 92);
 static_assert(offsetof(kvx_cfg, nat_skip_hi) == 94);
 static_assert(offsetof(kvx_cfg, guest_ports) == 96);
+static_assert(offsetof(kvx_cfg, tenant_cap) == 100);
 static_assert(KVX_PORTX_WORDS * 64 == 65536);
 static_assert(KVX_CFG_F_EIF == 1);
 static_assert(KVX_CFG_F_OVERLAP == 2);

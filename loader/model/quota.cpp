@@ -26,6 +26,12 @@ uint32_t default_guest_ports(uint32_t pool_size)
 	return n ? n : 1;
 }
 
+uint32_t default_tenant_cap(uint32_t bind_size)
+{
+	uint32_t n = bind_size / kTenantCapShare;
+	return n ? n : 1;
+}
+
 uint32_t guest_map_size(uint32_t subnet_mask_be)
 {
 	uint32_t hosts = ~ntohl(subnet_mask_be); // 2^host_bits - 1

@@ -22,6 +22,12 @@ uint32_t default_flow_quota(uint32_t ct_size);
 // ports) has no limit short of the range itself.
 constexpr uint32_t kGuestPortsShareEighths = 7;
 uint32_t default_guest_ports(uint32_t pool_size);
+// Tenants of shared ports per guest (kvx_cfg.tenant_cap): an eighth of the
+// binding table, whatever the port limit (abi.h kvx_gtenant), so that one
+// guest at its limit opening ever new endpoints leaves most of the table
+// to the others.
+constexpr uint32_t kTenantCapShare = 8;
+uint32_t default_tenant_cap(uint32_t bind_size);
 // kvx_guest (abi.h), one owner per guest address: its size for a subnet.
 uint32_t guest_map_size(uint32_t subnet_mask_be);
 // The kvx_gflows slot a flow of guest address addr_be (network order)

@@ -65,6 +65,16 @@ protected:
 	{
 		return d.ct_lookup(ct_key(p.proto, p.src, p.sport, p.dst, p.dport)).has_value();
 	}
+	// Lifts the hold-offs a pass that freed room leaves (in proportion to
+	// the entries it visited: microseconds here), for tests that make
+	// several passes in a row.
+	static void no_holdoff(Datapath &d, std::uint32_t guest)
+	{
+		d.set_reclaim_state(d.reclaim_cursor(), 0);
+		kvx_gflows_val g = d.gflows_val(guest);
+		g.reclaim_ns = 0;
+		d.set_gflows_val(guest, g);
+	}
 };
 
 // A full table whose flows expired (daemon stopped): a new flow gets in, the
@@ -136,7 +146,10 @@ TEST_F(CtReclaimTest, ExpiryFollowsStateAndConfiguredTimeouts)
 		{"tcp without state", kProtoTcp, KVX_CT_NONE, 0, 10},
 		{"udp without state", kProtoUdp, KVX_CT_NONE, 0, 90},
 	};
-	auto d = make(std::uint32_t(kinds.size() * 2));
+	// The pass runs for guest B at its quota (one expired flow of its own
+	// counted): a full table would also let another guest's closed flows
+	// (those kept below) give way to B's.
+	auto d = make(std::uint32_t(kinds.size() * 2 + 2), 1);
 	kvx_cfg c = d->cfg();
 	c.timeouts.tcp_syn_sent = 10;
 	c.timeouts.tcp_established = 20;
@@ -165,8 +178,13 @@ TEST_F(CtReclaimTest, ExpiryFollowsStateAndConfiguredTimeouts)
 			(past ? expired : live).push_back(key);
 		}
 	}
+	const Packet old_b = udp(kGuestB, 62161, kRemote2);
+	out(*d, old_b);
+	age(*d, old_b, 100);
+	ASSERT_EQ(d->gflows(kGuestB), 1u);
 	const Packet fresh = udp(kGuestB, 62160, kRemote2);
 	run_case(*d, Prog::BrIngress, fresh, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(fresh, 62160));
+	EXPECT_EQ(d->gflows(kGuestB), 1u) << "its expired flow went, the new one came";
 	for (std::size_t i = 0; i < kinds.size(); i++) {
 		EXPECT_FALSE(d->ct_lookup(expired[i])) << kinds[i].name << ": 10 s past its timeout";
 		EXPECT_TRUE(d->ct_lookup(live[i])) << kinds[i].name << ": 10 s inside its timeout";
@@ -432,6 +450,7 @@ TEST_F(CtReclaimTest, GuestAtQuotaWithClosedFlowsGetsNewConnection)
 
 	std::vector<Packet> fresh;
 	for (std::uint32_t i = 0; i < 2; i++) {
+		no_holdoff(*d, kGuestA);
 		fresh.push_back(
 			from_guest(make_tcp(kGuestA, std::uint16_t(63020 + i), kRemote2, 443)));
 		run_case(*d, Prog::BrIngress, fresh.back(), TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
@@ -445,6 +464,7 @@ TEST_F(CtReclaimTest, GuestAtQuotaWithClosedFlowsGetsNewConnection)
 	EXPECT_TRUE(has_flow(*d, b)) << "another guest's";
 	EXPECT_EQ(d->gflows(kGuestB), 1u);
 	// Nothing closed of A's left that may go: the quota holds.
+	no_holdoff(*d, kGuestA);
 	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestA, 63030, kRemote2, 443)),
 		 TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
 	EXPECT_TRUE(has_flow(*d, a[2]));
@@ -516,6 +536,7 @@ TEST_F(CtReclaimTest, FullTableOfClosedFlowsTakesNewConnection)
 	set_state(*d, b, KVX_CT_ESTABLISHED, 10);
 	// Five more, A's and C's, take the rest.
 	for (std::uint32_t i = 0; i < 5; i++) {
+		no_holdoff(*d, kGuestA);
 		const Packet p = from_guest(make_tcp(i % 2 ? kGuestA : kGuestC,
 						     std::uint16_t(63300 + i), kRemote2, 443));
 		run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
@@ -528,10 +549,123 @@ TEST_F(CtReclaimTest, FullTableOfClosedFlowsTakesNewConnection)
 	EXPECT_EQ(d->ct_entries().size(), 8u);
 	EXPECT_EQ(d->gflows(kGuestA), 4u); // a[6], a[7] and two new
 	EXPECT_EQ(d->gflows(kGuestC), 3u);
+	no_holdoff(*d, kGuestB);
 	run_case(*d, Prog::BrIngress, from_guest(make_tcp(kGuestB, 63399, kRemote2, 443)),
 		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
 	EXPECT_TRUE(has_flow(*d, a[6]));
 	EXPECT_TRUE(has_flow(*d, a[7]));
+}
+
+// A SYN flood from the LAN at several guests' forwards, each within its
+// inbound quota, fills the table: a new flow of any guest (here an outbound
+// one of a guest with no forward) takes the place of a half-open flow from
+// outside that has been quiet, and its guest's inbound count follows; never
+// one that is still young, nor a live flow.
+TEST_F(CtReclaimTest, FullTableTakesAQuietHalfOpenFlowFromOutside)
+{
+	auto d = make(8);
+	const std::uint32_t guests[] = {kGuestA, kGuestB, kGuestC, kGuestA + 3};
+	std::vector<kvx_ct_key> half;
+	for (std::uint32_t g : guests) {
+		for (std::uint16_t i = 0; i < 2; i++) {
+			kvx_ct_val v{};
+			v.state = KVX_CT_SYN_RECV;
+			v.flags = KVX_CT_F_INBOUND | KVX_CT_F_STATIC | KVX_CT_F_HALFOPEN;
+			v.ext_addr = be32(Topology::kUplinkAddr);
+			v.ext_port = be16(2222);
+			// The first of each guest young, the second quiet.
+			v.last_seen_ns = i ? boot_ns_ago(10 * kSec) : boot_ns() + 3600 * kSec;
+			half.push_back(ct_key(kProtoTcp, g, 22, kRemote1 + i, 40000));
+			d->ct_update(half.back(), v);
+		}
+		kvx_gflows_val gv = d->gflows_val(g);
+		gv.in = 2;
+		d->set_gflows_val(g, gv);
+	}
+	ASSERT_EQ(d->ct_entries().size(), 8u);
+	const std::uint32_t guest = kGuestA + 4; // no forward, no flow
+	for (std::uint32_t i = 0; i < 4; i++) {
+		no_holdoff(*d, guest);
+		const Packet p =
+			from_guest(make_tcp(guest, std::uint16_t(63500 + i), kRemote2, 443));
+		run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+			 snat(p, p.sport));
+	}
+	std::uint32_t in_left = 0;
+	for (std::size_t i = 0; i < half.size(); i++)
+		EXPECT_EQ(d->ct_lookup(half[i]).has_value(), i % 2 == 0)
+			<< "half-open flow " << i << (i % 2 ? " (quiet) evicted" : " (young) kept");
+	for (std::uint32_t g : guests)
+		in_left += d->gflows_val(g).in;
+	EXPECT_EQ(in_left, 4u) << "each eviction gave its guest's inbound count back";
+	EXPECT_EQ(d->gflows(guest), 4u);
+	// Only young half-open flows and live ones left: the table holds.
+	no_holdoff(*d, guest);
+	run_case(*d, Prog::BrIngress, from_guest(make_tcp(guest, 63599, kRemote2, 443)),
+		 TC_ACT_SHOT, KVX_R_DROP_TABLE_FULL);
+}
+
+// A pass is not free (skipping to the cursor costs per entry), so one that
+// freed room holds further passes off in proportion to the entries it
+// visited: the guest whose quota asked 400 ns an entry, everyone 100 ns.  A
+// guest that closes its own flows to have each new one pay a pass deep in a
+// large table gets refused instead, until its hold-off is over.
+TEST_F(CtReclaimTest, PassHoldsFurtherPassesOffByItsCost)
+{
+	constexpr std::uint32_t kLive = 40000, kClosed = 16;
+	auto d = make(kLive + 64, kClosed);
+	kvx_ct_val v{};
+	v.state = KVX_CT_UDP;
+	v.ext_addr = be32(Topology::kUplinkAddr);
+	v.last_seen_ns = boot_ns() + 3600 * kSec; // live for the whole test
+	for (std::uint32_t i = 0; i < kLive; i++) {
+		v.ext_port = be16(std::uint16_t(1024 + (i & 0x7fff)));
+		d->ct_update(ct_key(kProtoUdp, kGuestB + (i >> 15),
+				    std::uint16_t(1024 + (i & 0x7fff)), kRemote1, 53),
+			     v);
+	}
+	for (std::uint32_t i = 0; i < kClosed; i++) {
+		const Packet p =
+			from_guest(make_tcp(kGuestA, std::uint16_t(63600 + i), kRemote1, 80));
+		out(*d, p);
+		set_state(*d, p, KVX_CT_TIME_WAIT, 10);
+	}
+	// Where A's closed flows sit in the walk (the pass walks in the order
+	// the keys are listed: bucket by bucket).
+	auto positions = [&] {
+		std::vector<std::uint32_t> at;
+		const auto all = d->ct_entries();
+		for (std::uint32_t i = 0; i < all.size(); i++)
+			if (all[i].first.int_addr == be32(kGuestA) &&
+			    all[i].second.state == KVX_CT_TIME_WAIT)
+				at.push_back(i);
+		return at;
+	};
+	std::vector<std::uint32_t> at = positions();
+	ASSERT_EQ(at.size(), kClosed);
+	// The window just before the last: the pass skips that many entries.
+	d->set_reclaim_state(at.back() > 8 ? at.back() - 8 : 0, 0);
+	const std::uint64_t t0 = boot_ns();
+	const Packet n1 = from_guest(make_tcp(kGuestA, 63700, kRemote2, 443));
+	run_case(*d, Prog::BrIngress, n1, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(n1, n1.sport));
+	const std::uint64_t visited = d->reclaim_visited();
+	EXPECT_GE(visited, at.back());
+	EXPECT_EQ(positions().size(), kClosed - 1) << "one closed flow gave way";
+	EXPECT_EQ(d->gflows(kGuestA), kClosed);
+	EXPECT_GE(d->gflows_val(kGuestA).reclaim_ns, t0 + visited * 400);
+	EXPECT_GE(d->reclaim_holdoff(), t0 + visited * 100);
+	EXPECT_LT(d->gflows_val(kGuestA).reclaim_ns, boot_ns() + visited * 400);
+	// Within the guest's hold-off its next new flow is refused, though
+	// closed flows of its own could give way (with the last one 10000
+	// entries in or more, the hold-off is 4 ms or more).
+	ASSERT_GE(at.back(), 10000u) << "16 flows among 40000: the last is rarely this early";
+	const Packet n2 = from_guest(make_tcp(kGuestA, 63701, kRemote2, 443));
+	run_case(*d, Prog::BrIngress, n2, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// Once it is over, it gets one.
+	no_holdoff(*d, kGuestA);
+	at = positions();
+	d->set_reclaim_state(at.back() > 8 ? at.back() - 8 : 0, 0);
+	run_case(*d, Prog::BrIngress, n2, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(n2, n2.sport));
 }
 
 // A counter that went below zero (a racing decrement) reads as no flows.

@@ -401,8 +401,12 @@ std::uint32_t Datapath::gflows(std::uint32_t guest) const
 
 void Datapath::set_gflows_val(std::uint32_t guest, const kvx_gflows_val &v)
 {
-	__u32 key = gflows_slot(guest);
-	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_gflows), &key, &v, BPF_ANY) != 0)
+	set_gflows_at(gflows_slot(guest), v);
+}
+
+void Datapath::set_gflows_at(std::uint32_t slot, const kvx_gflows_val &v)
+{
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_gflows), &slot, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_gflows: " + errno_text(errno));
 }
 
@@ -434,6 +438,16 @@ void Datapath::set_ovl_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff
 std::uint32_t Datapath::reclaim_cursor() const
 {
 	return tc()->bss->kvx_reclaim_cursor;
+}
+
+std::uint64_t Datapath::reclaim_holdoff() const
+{
+	return tc()->bss->kvx_reclaim_holdoff;
+}
+
+std::uint32_t Datapath::reclaim_visited() const
+{
+	return tc()->bss->kvx_reclaim_visited;
 }
 
 void Datapath::set_gcur(const kvx_gcur &cur)

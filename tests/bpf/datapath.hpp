@@ -141,6 +141,9 @@ public:
 	// The reclaim pass's shared state (.bss): window start and hold-off.
 	void set_reclaim_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
 	std::uint32_t reclaim_cursor() const;
+	// The machine-wide hold-off and the entries the last pass visited.
+	std::uint64_t reclaim_holdoff() const;
+	std::uint32_t reclaim_visited() const;
 	// kvx_ct6's reclaim pass state (ct6.h), likewise.
 	void set_reclaim6_state(std::uint32_t cursor, std::uint64_t holdoff_ns);
 	// kvx_ovl's reclaim pass state (ct.h ovl_reclaim), likewise.
@@ -187,6 +190,7 @@ public:
 	// kvx_gflows and kvx_gports at a slot.
 	std::uint32_t mac_slot(const testpkt::Mac &mac) const;
 	kvx_gflows_val gflows_at(std::uint32_t slot) const;
+	void set_gflows_at(std::uint32_t slot, const kvx_gflows_val &v);
 	std::uint32_t gports_at(std::uint32_t slot) const;
 	std::optional<kvx_bind6_val> bind6_lookup(const kvx_bind6_key &key) const;
 	void bind6_update(const kvx_bind6_key &key, const kvx_bind6_val &val);

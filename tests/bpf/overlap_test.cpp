@@ -502,6 +502,32 @@ TEST_F(OverlapTest, TenantsAreBoundedByThePortLimit)
 	EXPECT_NE(translate_out(b), p);
 }
 
+// The tenants are bounded by kvx_cfg.tenant_cap too (an eighth of the
+// binding table by default), below the port limit's: with the default limit
+// (most of the pool) eight tenants per port would be more entries than
+// kvx_bind holds.
+TEST_F(OverlapTest, TenantsAreBoundedByTheBindingTable)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.guest_ports = 1;
+		c.tenant_cap = 3;
+		c.gw_addr = 0;
+	});
+	const Packet a = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t p = translate_out(a);
+	for (std::uint16_t i = 0; i < 3; i++)
+		EXPECT_EQ(translate_out(from_guest(make_udp(
+						kGuestA, static_cast<std::uint16_t>(41000 + i),
+						kRemote2, static_cast<std::uint16_t>(1000 + i))),
+					p),
+			  p);
+	EXPECT_EQ(dp().gtenant(kGuestA), 3u);
+	run_br(from_guest(make_udp(kGuestA, 42000, kRemote3, 2000)), TC_ACT_SHOT,
+	       KVX_R_DROP_GUEST_PORTS);
+	EXPECT_EQ(dp().gtenant(kGuestA), 3u);
+	EXPECT_FALSE(dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 42000)));
+}
+
 // kvx_bind full when a tenant's OUT half is inserted: the packet is
 // dropped and the claim made for it goes too (a guest refused again and
 // again would else fill kvx_ovl with claims no flow follows).

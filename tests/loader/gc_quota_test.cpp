@@ -592,4 +592,11 @@ TEST(GcQuota, DefaultGuestPortsIsSevenEighthsOfThePool)
 	EXPECT_EQ(default_guest_ports(512), 448u);
 }
 
+TEST(GcQuota, DefaultTenantCapIsAnEighthOfTheBindingTable)
+{
+	EXPECT_EQ(default_tenant_cap(KVX_BIND_DEFAULT_SIZE), KVX_BIND_DEFAULT_SIZE / 8);
+	EXPECT_EQ(default_tenant_cap(64), 8u);
+	EXPECT_EQ(default_tenant_cap(4), 1u) << "never 0 (which means none)";
+}
+
 } // namespace

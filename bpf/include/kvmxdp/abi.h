@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 15
+#define KVX_ABI_VERSION 16
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -99,6 +99,8 @@
  *      evicted each other's rings; a pinned array is replaced, its hints
  *      are expendable); KVX_CT_F_HALFOPEN (0 in older entries: the flow's
  *      state's own timeout).  Tables unchanged: pins of 3..15 are reused.
+ *  16: kvx_cfg.tenant_cap appended (104 bytes): a guest's tenants are
+ *      bounded by the binding table too.  Tables unchanged.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -281,11 +283,12 @@ struct kvx_ovl_val {
  * datapath when it makes one (ct.h ovl_try) and recounted from kvx_bind by
  * the daemon's GC (gc.cpp tenants_recount).  A tenant holds no port but
  * one kvx_bind entry: a guest may have at most KVX_TENANTS_PER_PORT times
- * kvx_cfg.guest_ports of them (the pool's size with no limit), so that a
- * guest at its limit sending from ever new source ports cannot fill the
- * binding table every guest shares (ct.h ovl_share refuses with the reason
- * bind_create gave): a guest holds at most 2 + 8 kvx_bind entries per
- * port of its limit, five times the pairs of its own ports.
+ * kvx_cfg.guest_ports of them (the pool's size with no limit), and never
+ * more than kvx_cfg.tenant_cap (an eighth of kvx_bind: the default port
+ * limit is most of the pool, and eight tenants per port of it would be
+ * more entries than the table holds), so that a guest at its limit sending
+ * from ever new source ports cannot fill the binding table every guest
+ * shares (ct.h ovl_share refuses with the reason bind_create gave).
  */
 #define KVX_MAP_GTENANT "kvx_gtenant"
 #define KVX_TENANTS_PER_PORT 8
@@ -837,6 +840,8 @@ struct kvx_cfg {
 	__u16 nat_skip_lo;
 	__u16 nat_skip_hi;
 	__u32 guest_ports;    /* max dynamic bindings per guest (kvx_gports); 0: no limit */
+	__u32 tenant_cap;     /* max tenants per guest (kvx_gtenant) whatever its port
+			       * limit: an eighth of kvx_bind by default; 0: none */
 };
 
 /*
