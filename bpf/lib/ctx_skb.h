@@ -177,4 +177,10 @@ static __always_inline long ctx_redirect(__u32 ifindex)
 	return bpf_redirect(ifindex, 0);
 }
 
+/* A copy of len bytes from off, linear or not (a fragment to park). */
+static __always_inline int ctx_load_bytes(const kvx_ctx_t *ctx, __u32 off, void *to, __u32 len)
+{
+	return bpf_skb_load_bytes(ctx, off, to, len) ? -1 : 0;
+}
+
 #endif /* KVX_CTX_SKB_H */

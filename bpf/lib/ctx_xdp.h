@@ -157,4 +157,10 @@ static __always_inline long ctx_redirect(__u32 ifindex)
 	return bpf_redirect(ifindex, 0);
 }
 
+/* XDP parks no fragments: fragments go to TC (xdp.h). */
+static __always_inline int ctx_load_bytes(const kvx_ctx_t *ctx, __u32 off, void *to, __u32 len)
+{
+	return -1;
+}
+
 #endif /* KVX_CTX_XDP_H */

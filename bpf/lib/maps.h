@@ -79,6 +79,12 @@ struct {
 	__type(value, struct kvx_frag_val);
 } kvx_frag SEC(".maps");
 
+/* Later fragments ahead of their first, for the daemon's park (abi.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, KVX_FRAGQ_BYTES);
+} kvx_fragq SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, KVX_FRAG_DEFAULT_SIZE);

@@ -494,9 +494,12 @@ static __always_inline void maybe_clamp_mss(kvx_ctx_t *ctx, const struct kvx_cfg
 
 /* Remember the first fragment's translation for the later ones, which carry
  * the same untranslated addresses (a call: its key and value stay off the
- * main path's stack). */
+ * main path's stack).  OUT entries also keep the MACs of the route lookup
+ * (fib: NULL when it left the neighbour to the kernel), with which the
+ * daemon sends a parked fragment of the datagram out of the uplink. */
 static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
-					  const struct nat_endpoint *to, __u64 now)
+				     const struct nat_endpoint *to,
+				     const struct bpf_fib_lookup *fib, __u64 now)
 {
 	struct kvx_frag_key k = {};
 	struct kvx_frag_val v = {};
@@ -509,8 +512,13 @@ static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
 	k.proto = p->proto;
 	k.dir = dir;
 	v.addr = to->addr;
-	__builtin_memcpy(v.guest_mac, to->guest_mac, ETH_ALEN);
-	__builtin_memcpy(v.gw_mac, to->gw_mac, ETH_ALEN);
+	if (dir == KVX_BIND_IN) {
+		__builtin_memcpy(v.guest_mac, to->guest_mac, ETH_ALEN);
+		__builtin_memcpy(v.gw_mac, to->gw_mac, ETH_ALEN);
+	} else if (fib) {
+		__builtin_memcpy(v.guest_mac, fib->dmac, ETH_ALEN);
+		__builtin_memcpy(v.gw_mac, fib->smac, ETH_ALEN);
+	}
 	v.created_ns = now;
 	bpf_map_update_elem(&kvx_frag, &k, &v, BPF_ANY);
 }
@@ -519,9 +527,8 @@ static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
  * The translation of a later fragment's datagram, if its first fragment
  * passed less than KVX_FRAG_TIMEOUT_S ago.  An older entry belongs to an
  * earlier datagram whose id the sender has since reused: it is deleted,
- * never followed.  Later fragments that arrive before their first one are
- * not held back (that would be a reassembly queue in the datapath): the
- * caller drops or passes them, counted.
+ * never followed.  Later fragments that arrive before their first one go
+ * to frag_park.
  */
 static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p, __u8 dir,
 							 __u64 now)
@@ -542,6 +549,54 @@ static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p,
 		return NULL;
 	}
 	return v;
+}
+
+/*
+ * A later fragment whose first fragment has not passed (yet; RFC 4787
+ * REQ-14): the datapath cannot hold a packet back, so a copy goes to the
+ * daemon's park (abi.h kvx_fragq), which sends it on translated once the
+ * first fragment has made the datagram's kvx_frag entry.  From a guest the
+ * fragment itself is dropped (untranslated it would leave with the guest's
+ * private source); from the uplink it also goes to the host, whose own
+ * datagram it may be (if not, the host's reassembly drops it: without the
+ * first fragment, silently).  Not parked (the ring full, larger than a
+ * record, an inbound TTL that expires here): DROP_FRAGMENT or PASS_HOST as
+ * before.  A call: the reservation stays off the main paths' frames.
+ */
+static __always_inline int __frag_copy(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 dir)
+{
+	__u32 n = p->ip_end - ETH_HLEN;
+	struct kvx_fragq_rec *rec;
+
+	if (dir == KVX_BIND_IN && p->ttl <= 1)
+		return -1;
+	if (n > KVX_FRAGQ_DATA)
+		return -1;
+	/* Two tests of one register: bounds the verifier can follow. */
+	asm volatile("" : "+r"(n));
+	if (n < 20)
+		return -1;
+	rec = bpf_ringbuf_reserve(&kvx_fragq, sizeof(*rec), 0);
+	if (!rec)
+		return -1;
+	if (ctx_load_bytes(ctx, ETH_HLEN, rec->data, n)) {
+		bpf_ringbuf_discard(rec, 0);
+		return -1;
+	}
+	*(__u64 *)&rec->hdr = 0;
+	rec->hdr.len = n;
+	rec->hdr.dir = dir;
+	bpf_ringbuf_submit(rec, 0);
+	return 0;
+}
+
+static __noinline int frag_park(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 dir, __u32 len)
+{
+	int parked = __frag_copy(ctx, p, dir) == 0;
+
+	if (dir == KVX_BIND_OUT)
+		return verdict(parked ? KVX_R_FRAG_PARKED : KVX_R_DROP_FRAGMENT, len);
+	return verdict(parked ? KVX_R_FRAG_PARKED_HOST : KVX_R_PASS_HOST, len);
 }
 
 /* Is addr one kvmxdp translates inbound: the uplink's or a mapped one? */
@@ -827,7 +882,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 			struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_OUT, clock_now_ns());
 
 			if (!fv)
-				return verdict(KVX_R_DROP_FRAGMENT, len);
+				return frag_park(ctx, &p, KVX_BIND_OUT, len);
 			rw.src = 1;
 			rw.saddr = fv->addr;
 			goto out;
@@ -847,7 +902,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 		return verdict_guest(ctx, cfg->gw_addr, r, len);
 	if (hairpin)
 		return nat4_hairpin(ctx, cfg, &p, macs, len, &ext, &rw, now);
-	frag_remember(&p, KVX_BIND_OUT, &ext, now);
+	frag_remember(&p, KVX_BIND_OUT, &ext, rc == BPF_FIB_LKUP_RET_SUCCESS ? &fib : NULL, now);
 	maybe_clamp_mss(ctx, cfg, &p);
 
 	rw.src = 1;
@@ -967,9 +1022,10 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (pkt_is_later_fragment(&p)) {
 		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_IN, now);
 
-		/* Not a guest's (or its first fragment was missed): the host's. */
+		/* Not a guest's, or its first fragment is yet to come: the
+		 * host's, and parked. */
 		if (!fv)
-			return verdict(KVX_R_PASS_HOST, len);
+			return frag_park(ctx, &p, KVX_BIND_IN, len);
 		guest.addr = fv->addr;
 		__builtin_memcpy(guest.guest_mac, fv->guest_mac, ETH_ALEN);
 		__builtin_memcpy(guest.gw_mac, fv->gw_mac, ETH_ALEN);
@@ -998,7 +1054,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 					      KVX_ICMP_TCM(ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, 0) :
 					      0);
 	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
-	frag_remember(&p, KVX_BIND_IN, &guest, now);
+	frag_remember(&p, KVX_BIND_IN, &guest, NULL, now);
 	maybe_clamp_mss(ctx, cfg, &p);
 
 out:

@@ -80,6 +80,17 @@ std::string addr6_str(const Ipv6Addr &a)
 	return a == Ipv6Addr{} ? "none" : format_ipv6(a);
 }
 
+// The MAC of the uplink's next hop towards daddr (network order): the
+// destination's own on the uplink's network, else the default gateway's.
+std::optional<std::array<uint8_t, 6>> uplink_next_hop(NlSocket &nl, int ifindex, uint32_t daddr)
+{
+	if (auto m = neighbour_mac(nl, ifindex, ntohl(daddr)))
+		return m;
+	if (auto gw = default_gateway(ipv4_routes(nl), ifindex); gw && *gw)
+		return neighbour_mac(nl, ifindex, *gw);
+	return std::nullopt;
+}
+
 } // namespace
 
 Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::string config_path)
@@ -100,6 +111,13 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, bridge_ifindex_(static_cast<int>(read_cfg(cfg_fd_.get()).bridge_ifindex))
 	, leases_path_(leases_path(inst.dhcp_leases, inst.bridge))
 {
+	try {
+		frag_ = std::make_unique<FragRelay>(skel.map_fd(KVX_MAP_FRAGQ),
+						    skel.map_fd(KVX_MAP_FRAG),
+						    skel.map_fd(KVX_MAP_STATS), cfg_fd_.get());
+	} catch (const Error &e) {
+		log_warn(std::string("fragments ahead of their first are not parked: ") + e.what());
+	}
 	// Relay: the guests' addresses come from our router advertisements.
 	if (read_cfg6(cfg6_fd_.get()).mode == KVX_V6_RELAY)
 		ra_ = std::make_unique<RaSender>(inst.bridge);
@@ -1387,11 +1405,15 @@ int Daemon::run()
 					   {mon.fd(), POLLIN, 0},
 					   {routes.fd(), POLLIN, 0},
 					   {xfrm ? xfrm->fd() : -1, POLLIN, 0},
-					   {ra_ ? ra_->fd() : -1, POLLIN, 0}};
-		constexpr size_t kFixedFds = 5;
+					   {ra_ ? ra_->fd() : -1, POLLIN, 0},
+					   {frag_ ? frag_->fd() : -1, POLLIN, 0}};
+		constexpr size_t kFixedFds = 6;
 		int64_t wait_ms = wait.count();
 		if (ra_)
 			wait_ms = std::min<int64_t>(wait_ms, ra_->wait_ms(clock::now()));
+		if (frag_)
+			if (int64_t w = frag_->wait_ms(); w >= 0)
+				wait_ms = std::min<int64_t>(wait_ms, w);
 		for (const auto &[a, p] : probes_)
 			if (p.probe) {
 				fds.push_back({p.probe->fd(), POLLIN, 0});
@@ -1410,6 +1432,13 @@ int Daemon::run()
 			step("router advertisements", [&] {
 				ra_->service(n > 0 && (fds[4].revents & POLLIN), clock::now());
 				note_foreign_router();
+			});
+		if (frag_)
+			step("fragments", [&] {
+				frag_->service(n > 0 && (fds[5].revents & POLLIN),
+					       [&](int ifindex, uint32_t daddr) {
+						       return uplink_next_hop(nl, ifindex, daddr);
+					       });
 			});
 		if (fds.size() > kFixedFds) {
 			step_probes();

@@ -16,6 +16,7 @@
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "control/dad.hpp"
+#include "control/frag_park.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/metrics.hpp"
 #include "control/ra_sender.hpp"
@@ -201,6 +202,10 @@ private:
 	Fd nd_fd_;		       // relay's address owners
 	Fd extaddr6_fd_;	       // IPv6 mapped addresses and their announcement
 	std::unique_ptr<RaSender> ra_; // relay only
+	// IPv4 later fragments ahead of their first, parked until it passes
+	// (null: the ring could not be read; such fragments are lost as
+	// before).
+	std::unique_ptr<FragRelay> frag_;
 	std::string ra_foreign_ = "?"; // what PREFIX.ra_foreign says now ("?": not yet synced)
 	std::string state_prefix_;
 	ReloadMark reload_mark_; // state_prefix_.reloads

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 16, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 17, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -24,7 +24,9 @@ static_assert(KVX_ABI_VERSION == 16, "ABI changed: review abi_check.hpp and bump
 // added kvx_ovl, kvx_gown and KVX_BIND_F_SHARED (0 in older entries: nothing
 // shared); version 14 added kvx_gtenant; version 15 made kvx_gown an LRU
 // hash keyed by the full guest slot (and added KVX_CT_F_HALFOPEN); version 16
-// appended kvx_cfg.tenant_cap.
+// appended kvx_cfg.tenant_cap; version 17 added the ring kvx_fragq and gave
+// kvx_frag_val's MACs a meaning in OUT entries (0 in older ones: their parked
+// fragments are not sent).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -203,6 +205,15 @@ static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
 static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
 static_assert(offsetof(kvx_frag_val, created_ns) == 16);
 
+static_assert(sizeof(kvx_fragq_hdr) == 8);
+static_assert(offsetof(kvx_fragq_hdr, len) == 0);
+static_assert(offsetof(kvx_fragq_hdr, dir) == 2);
+static_assert(sizeof(kvx_fragq_rec) == 8 + KVX_FRAGQ_DATA);
+static_assert(offsetof(kvx_fragq_rec, data) == 8);
+// The ring takes whole records: a power of 2 pages, larger than one.
+static_assert((KVX_FRAGQ_BYTES & (KVX_FRAGQ_BYTES - 1)) == 0 && KVX_FRAGQ_BYTES % 4096 == 0);
+static_assert(KVX_FRAGQ_DATA < 65536); // kvx_fragq_hdr.len
+
 static_assert(sizeof(kvx_frag6_key) == 40);
 static_assert(offsetof(kvx_frag6_key, saddr) == 0);
 static_assert(offsetof(kvx_frag6_key, daddr) == 16);
@@ -285,7 +296,13 @@ static_assert(KVX_R_ND_PROXY_NA == KVX_R_RELAY_IN + 1);
 // Appended in version 12.
 static_assert(KVX_R_ND_RELAY == KVX_R_ND_PROXY_NA + 1);
 static_assert(KVX_R_DROP_ND_DUPLICATE == KVX_R_ND_RELAY + 1);
-static_assert(KVX_R_DROP_GUEST_ADDRS == KVX_R_MAX - 1);
+static_assert(KVX_R_DROP_GUEST_ADDRS + 1 == KVX_R_FRAG_PARKED);
+// Appended in version 16.
+static_assert(KVX_R_FRAG_PARKED_HOST == KVX_R_FRAG_PARKED + 1);
+static_assert(KVX_R_FRAG_REINJECTED == KVX_R_FRAG_PARKED + 2);
+static_assert(KVX_R_FRAG_PARK_FULL == KVX_R_FRAG_PARKED + 3);
+static_assert(KVX_R_FRAG_PARK_EXPIRED == KVX_R_FRAG_PARKED + 4);
+static_assert(KVX_R_FRAG_REINJECT_FAILED == KVX_R_MAX - 1);
 static_assert(KVX_ND_PER_GUEST > 0);
 
 // IPv6 (version 7).  The values embed the IPv4 ones at offset 0, so that

@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "base/error.hpp"
+#include "kernel/packet.hpp"
 
 namespace kvmxdp {
 
@@ -32,22 +33,9 @@ struct ArpPkt {
 } __attribute__((packed));
 static_assert(sizeof(ArpPkt) == 28, "ARP over Ethernet/IPv4 is 28 bytes");
 
-// Protocol 0 at socket(): a packet socket created with a protocol receives
-// it from every device until bind() narrows it to one (packet_create hooks
-// it up at once), so a probe could take another network's ARP for a
-// conflict on the uplink.  bind() sets the protocol and the device together.
 Fd arp_socket(int ifindex)
 {
-	Fd s(::socket(AF_PACKET, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-	if (!s)
-		throw_errno("open", "AF_PACKET socket");
-	sockaddr_ll sll{};
-	sll.sll_family = AF_PACKET;
-	sll.sll_protocol = htons(ETH_P_ARP);
-	sll.sll_ifindex = ifindex;
-	if (::bind(s.get(), reinterpret_cast<sockaddr *>(&sll), sizeof(sll)) < 0)
-		throw_errno("bind", "AF_PACKET socket");
-	return s;
+	return packet_socket(ifindex, ETH_P_ARP);
 }
 
 void arp_send(int fd, int ifindex, const std::array<uint8_t, 6> &mac, uint32_t sip, uint32_t tip)
@@ -62,14 +50,9 @@ void arp_send(int fd, int ifindex, const std::array<uint8_t, 6> &mac, uint32_t s
 	uint32_t s = htonl(sip), t = htonl(tip);
 	std::memcpy(p.spa, &s, 4);
 	std::memcpy(p.tpa, &t, 4);
-	sockaddr_ll to{};
-	to.sll_family = AF_PACKET;
-	to.sll_protocol = htons(ETH_P_ARP);
-	to.sll_ifindex = ifindex;
-	to.sll_halen = 6;
-	std::memset(to.sll_addr, 0xff, 6);
-	if (::sendto(fd, &p, sizeof(p), 0, reinterpret_cast<sockaddr *>(&to), sizeof(to)) < 0)
-		throw_errno("send ARP on", "ifindex " + std::to_string(ifindex));
+	const MacAddr bcast = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+	if (int e = packet_send(fd, ifindex, ETH_P_ARP, bcast, &p, sizeof(p)); e != 0)
+		throw Error("send ARP on", "ifindex " + std::to_string(ifindex), e);
 }
 
 } // namespace

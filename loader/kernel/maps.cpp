@@ -182,6 +182,18 @@ std::vector<kvx_stat> read_stats(int stats_fd)
 	return out;
 }
 
+void add_stat(int stats_fd, uint32_t reason, const kvx_stat &add)
+{
+	int ncpu = check_libbpf(libbpf_num_possible_cpus(), "count", "possible CPUs");
+	std::vector<kvx_stat> percpu(static_cast<size_t>(ncpu));
+	__u32 r = reason;
+	check_libbpf(bpf_map_lookup_elem(stats_fd, &r, percpu.data()), "read", KVX_MAP_STATS);
+	percpu[0].packets += add.packets;
+	percpu[0].bytes += add.bytes;
+	check_libbpf(bpf_map_update_elem(stats_fd, &r, percpu.data(), BPF_ANY), "update",
+		     KVX_MAP_STATS);
+}
+
 std::optional<uint64_t> map_memlock_bytes(int fd)
 {
 	std::ifstream in("/proc/self/fdinfo/" + std::to_string(fd));

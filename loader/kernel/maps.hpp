@@ -171,5 +171,9 @@ size_t write_portx(int portx_fd, const std::vector<uint64_t> &bits);
 std::vector<uint64_t> read_portx(int portx_fd);
 // Sums the per-CPU counters: index = enum kvx_reason.
 std::vector<kvx_stat> read_stats(int stats_fd);
+// Adds to the counter of a reason only userspace counts (the daemon's
+// FRAG_* fates of parked fragments): the datapath never bumps it, so this
+// read-modify-write of its first CPU's slot races with no packet.
+void add_stat(int stats_fd, uint32_t reason, const kvx_stat &add);
 
 } // namespace kvmxdp

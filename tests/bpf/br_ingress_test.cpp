@@ -227,7 +227,7 @@ std::vector<BrCase> br_cases()
 		     [=] { return with(make_tcp(A, 62016, R, 80), [](Packet &p) { p.ttl = 0; }); },
 		     nullptr, TC_ACT_OK, KVX_R_PASS_TTL, nullptr});
 
-	// --- fragments (later ones without their first: dropped) ---
+	// --- fragments (later ones without their first: dropped, parked) ---
 	c.push_back({"FirstFragmentTranslated",
 		     [=] {
 			     return with(make_udp(A, 62017, R, 53, 64), [](Packet &p) {
@@ -244,7 +244,7 @@ std::vector<BrCase> br_cases()
 			     p.raw_l4 = true; // later fragment: no L4 header
 			     return p;
 		     },
-		     nullptr, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, nullptr});
+		     nullptr, TC_ACT_SHOT, KVX_R_FRAG_PARKED, nullptr});
 	c.push_back({"LastFragmentIcmp",
 		     [=] {
 			     Packet p = make_ip_proto(A, R, kProtoIcmp, 40);
@@ -253,7 +253,7 @@ std::vector<BrCase> br_cases()
 			     p.raw_l4 = true; // later fragment: no L4 header
 			     return p;
 		     },
-		     nullptr, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, nullptr});
+		     nullptr, TC_ACT_SHOT, KVX_R_FRAG_PARKED, nullptr});
 
 	// --- no uplink address ---
 	c.push_back({"NoUplinkAddress", [=] { return make_tcp(A, 62018, R, 443); },
@@ -1255,16 +1255,17 @@ TEST_F(BrIngressTest, FragmentedDatagramTranslated)
 	later.frag_offset = 5;
 	run_br(later, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(later, 0));
 
-	// Other datagrams' later fragments: not ours to guess.
+	// Other datagrams' later fragments: not ours to guess (parked for
+	// their own first fragment).
 	Packet other = later;
 	other.ip_id = 0x2222;
-	run_br(other, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
+	run_br(other, TC_ACT_SHOT, KVX_R_FRAG_PARKED);
 	other = from_guest(make_ip_proto(kGuestB, kRemote1, kProtoUdp, 40));
 	other.df = false;
 	other.ip_id = 0x1111;
 	other.frag_offset = 9;
 	other.raw_l4 = true; // later fragment: no L4 header
-	run_br(other, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
+	run_br(other, TC_ACT_SHOT, KVX_R_FRAG_PARKED);
 	EXPECT_NE(ext, 0);
 }
 
@@ -1302,24 +1303,24 @@ TEST_F(BrIngressTest, FragmentEntryExpires)
 
 	val.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S + 1) * sec);
 	dp().frag_update(key, val);
-	run_br(later, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
+	run_br(later, TC_ACT_SHOT, KVX_R_FRAG_PARKED);
 	EXPECT_TRUE(dp().frag_entries().empty()) << "the expired entry is deleted";
 	// A new first fragment with the same id starts a fresh entry.
 	translate_out(first, ext);
 	run_br(later, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(later, 0));
 }
 
-TEST_F(BrIngressTest, LaterFragmentBeforeFirstIsDropped)
+TEST_F(BrIngressTest, LaterFragmentBeforeFirstIsParked)
 {
-	// Not held for its first fragment (no reassembly queue in the
-	// datapath): dropped and counted, and the first fragment that follows
-	// is translated as usual.
+	// Not held back by the datapath (no reassembly queue there): dropped,
+	// a copy parked for the daemon (FragParkTest), and the first fragment
+	// that follows is translated as usual.
 	Packet later = from_guest(make_ip_proto(kGuestA, kRemote1, kProtoUdp, 40));
 	later.df = false;
 	later.ip_id = 0x5252;
 	later.frag_offset = 9;
 	later.raw_l4 = true; // later fragment: no L4 header
-	run_br(later, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
+	run_br(later, TC_ACT_SHOT, KVX_R_FRAG_PARKED);
 	EXPECT_TRUE(dp().frag_entries().empty());
 	Packet first = from_guest(make_udp(kGuestA, 40023, kRemote1, 53, 64));
 	first.mf = true;

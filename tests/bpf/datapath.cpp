@@ -330,6 +330,7 @@ void Datapath::clear_tables()
 	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
 	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_frag), "kvx_frag");
 	clear_hash<kvx_frag6_key>(bpf_map__fd(tc()->maps.kvx_frag6), "kvx_frag6");
+	fragq_drain();
 	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_xdev), "kvx_xdev");
 	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb), "kvx_xfdb");
 	skb_meta_ = {};
@@ -881,6 +882,27 @@ std::vector<std::pair<kvx_frag_key, kvx_frag_val>> Datapath::frag_entries() cons
 		if (bpf_map_lookup_elem(fd, &k, &v) == 0)
 			out.emplace_back(k, v);
 	}
+	return out;
+}
+
+std::vector<testpkt::Bytes> Datapath::fragq_drain()
+{
+	// The consumer position lives in the ring's shared page: a new reader
+	// goes on where the last one stopped.
+	std::vector<testpkt::Bytes> out;
+	auto on_record = [](void *ctx, void *data, std::size_t size) -> int {
+		const auto *b = static_cast<const std::uint8_t *>(data);
+		static_cast<std::vector<testpkt::Bytes> *>(ctx)->emplace_back(b, b + size);
+		return 0;
+	};
+	ring_buffer *rb =
+		ring_buffer__new(bpf_map__fd(tc()->maps.kvx_fragq), on_record, &out, nullptr);
+	if (!rb)
+		throw std::runtime_error("open ring kvx_fragq: " + errno_text(errno));
+	int n = ring_buffer__consume(rb);
+	ring_buffer__free(rb);
+	if (n < 0)
+		throw std::runtime_error("read ring kvx_fragq: " + errno_text(-n));
 	return out;
 }
 

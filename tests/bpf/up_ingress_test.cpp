@@ -178,7 +178,7 @@ std::vector<UpCase> up_cases()
 			     p.raw_l4 = true; // later fragment: no L4 header
 			     return p;
 		     },
-		     nullptr, TC_ACT_OK, KVX_R_PASS_HOST});
+		     nullptr, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST});
 	c.push_back({"TruncatedUdpHeaderToBinding",
 		     [=] {
 			     Packet p = make_ip_proto(R, U, kProtoUdp, 4);
@@ -253,9 +253,10 @@ TEST_F(UpIngressTest, FragmentedReplyTranslated)
 	later.raw_l4 = true; // later fragment: no L4 header
 	later.ttl = first.ttl;
 	run_up(later, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(later, kGuestA, 0));
-	// Another datagram's later fragment is the host's.
+	// Another datagram's later fragment is the host's (and parked, in
+	// case its first fragment is a guest's and still to come).
 	later.ip_id = 0x4444;
-	run_up(later, TC_ACT_OK, KVX_R_PASS_HOST);
+	run_up(later, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST);
 }
 
 TEST_F(UpIngressTest, FragmentEntryExpires)
@@ -286,7 +287,7 @@ TEST_F(UpIngressTest, FragmentEntryExpires)
 	run_up(later, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(later, kGuestA, 0));
 	val.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S + 1) * 1000000000ULL);
 	dp().frag_update(frags[0].first, val);
-	run_up(later, TC_ACT_OK, KVX_R_PASS_HOST);
+	run_up(later, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST);
 	EXPECT_TRUE(dp().frag_entries().empty());
 }
 

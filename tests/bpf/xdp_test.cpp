@@ -859,7 +859,7 @@ std::vector<HandoffCase> handoff_cases()
 			     p.raw_l4 = true;
 			     return g(p);
 		     },
-		     KVX_R_XDP_TO_TC, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT});
+		     KVX_R_XDP_TO_TC, TC_ACT_SHOT, KVX_R_FRAG_PARKED});
 	c.push_back({"TtlOne", false, nullptr, nullptr,
 		     [=] { return g(with(make_udp(A, 62001, R, 53), [](Packet &p) { p.ttl = 1; })); },
 		     KVX_R_XDP_TO_TC, TC_ACT_OK, KVX_R_PASS_TTL});
@@ -1029,7 +1029,7 @@ std::vector<HandoffCase> handoff_cases()
 			     p.raw_l4 = true;
 			     return u(p);
 		     },
-		     std::nullopt, TC_ACT_OK, KVX_R_PASS_HOST});
+		     std::nullopt, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST});
 	c.push_back({"HostsOwnTraffic", true, nullptr, nullptr,
 		     [=] { return u(make_tcp(Topology::kGatewayAddr, 50000, U, 22)); }, std::nullopt,
 		     TC_ACT_OK, KVX_R_PASS_HOST});

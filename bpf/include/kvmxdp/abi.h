@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 16
+#define KVX_ABI_VERSION 17
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -101,6 +101,14 @@
  *      state's own timeout).  Tables unchanged: pins of 3..15 are reused.
  *  16: kvx_cfg.tenant_cap appended (104 bytes): a guest's tenants are
  *      bounded by the binding table too.  Tables unchanged.
+ *  17: IPv4 later fragments that arrive before their first (RFC 4787
+ *      REQ-14): ring buffer kvx_fragq (kvx_fragq_rec: a copy for the
+ *      daemon's park), reasons FRAG_PARKED, FRAG_PARKED_HOST,
+ *      FRAG_REINJECTED, FRAG_PARK_FULL, FRAG_PARK_EXPIRED,
+ *      FRAG_REINJECT_FAILED; kvx_frag_val's MACs are also set for OUT
+ *      entries (the next hop's, the uplink's: 0 in older entries, whose
+ *      parked fragments are then not sent).  Tables unchanged: pins of
+ *      3..17 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -525,13 +533,46 @@ struct kvx_frag_key {
 
 struct kvx_frag_val {
 	__be32 addr;          /* OUT: external source address; IN: guest address */
-	__u8 guest_mac[6];    /* IN: deliver to */
-	__u8 gw_mac[6];
+	__u8 guest_mac[6];    /* IN: deliver to; OUT: the next hop's MAC on the uplink
+			       * (0: the route lookup left the neighbour to the kernel) */
+	__u8 gw_mac[6];       /* IN: the bridge's MAC the guest uses; OUT: the uplink's */
 	__u64 created_ns;     /* CLOCK_BOOTTIME: when the first fragment passed */
 };
 
 #define KVX_FRAG_DEFAULT_SIZE 4096
 #define KVX_FRAG_TIMEOUT_S 30
+
+/*
+ * IPv4 later fragments that arrive before their first one (RFC 4787
+ * REQ-14; reordering on the path, or a sender that emits its fragments
+ * last first, as Linux did for years).  The datapath cannot hold a packet
+ * back, so it copies such a fragment into the ring buffer kvx_fragq and
+ * drops it (from a guest: it must never leave with its private source) or
+ * also hands it to the host (from the uplink: it may be the host's own).
+ * The daemon parks the copies, bounded (count, bytes, a share per source,
+ * KVX_FRAG_TIMEOUT_S like kvx_frag), and once the datagram's kvx_frag
+ * entry appears (its first fragment was translated) sends each parked
+ * copy on with that translation: a later fragment has no L4 header, so
+ * the addresses, the TTL and the IP checksum are all that change.  A full
+ * ring drops the copy (DROP_FRAGMENT / PASS_HOST, as before the park).
+ * Each record is a kvx_fragq_rec of fixed size: the IPv4 packet from its
+ * header on, KVX_FRAGQ_DATA bytes at most (the Ethernet MTU; a larger
+ * fragment is not parked).
+ */
+#define KVX_MAP_FRAGQ "kvx_fragq"
+#define KVX_FRAGQ_BYTES (256 * 1024) /* the ring's size: a power of 2 pages */
+#define KVX_FRAGQ_DATA 1500
+
+struct kvx_fragq_hdr {
+	__u16 len;     /* bytes of data: the IPv4 packet (its tot_len) */
+	__u8 dir;      /* enum kvx_bind_dir: OUT = from a guest, IN = from the uplink */
+	__u8 _pad[5];
+};
+
+struct kvx_fragq_rec {
+	struct kvx_fragq_hdr hdr;
+	__u8 data[KVX_FRAGQ_DATA]; /* the IPv4 packet, network order */
+};
 
 /*
  * IPv6 fragments (RFC 8200 4.5), as kvx_frag: the first fragment's
@@ -1033,7 +1074,7 @@ struct kvx_bind6_val {
 	X(PASS_HOST, 0, "uplink traffic of the host itself (no flow or mapping wants it)") \
 	X(DROP_MALFORMED, 1, "malformed or truncated packet")                      \
 	X(DROP_SPOOFED, 1, "guest source outside the subnet")                      \
-	X(DROP_FRAGMENT, 1, "IPv4 fragment whose first fragment was not seen")   \
+	X(DROP_FRAGMENT, 1, "IPv4 fragment whose first fragment was not seen (not parked: ring full, too large, IPv6)")   \
 	X(DROP_NO_UPLINK_ADDR, 1, "uplink has no IPv4 address yet")                \
 	X(DROP_OTHER_IFACE, 1, "routed to a device other than the uplink")        \
 	X(DROP_FIB, 1, "route lookup failed")                                      \
@@ -1080,7 +1121,13 @@ struct kvx_bind6_val {
 	X(ND_PROXY_NA, 0, "IPv6 Neighbour Solicitation answered (relay: for a guest or a LAN host; NAT66: a mapped address)") \
 	X(ND_RELAY, 0, "IPv6 relay: duplicate address detection relayed between a guest and the LAN") \
 	X(DROP_ND_DUPLICATE, 1, "IPv6 relay: guest packet from an address a LAN host defended (DAD failed)") \
-	X(DROP_GUEST_ADDRS, 1, "IPv6 relay: new address over the guest's address limit")
+	X(DROP_GUEST_ADDRS, 1, "IPv6 relay: new address over the guest's address limit") \
+	X(FRAG_PARKED, 1, "IPv4 guest fragment ahead of its first: dropped, a copy parked for the daemon") \
+	X(FRAG_PARKED_HOST, 0, "IPv4 inbound fragment ahead of its first: to host stack, a copy parked for the daemon") \
+	X(FRAG_REINJECTED, 0, "parked fragment translated and sent once its first fragment passed (also counted as parked)") \
+	X(FRAG_PARK_FULL, 0, "parked fragment given up: park full or its source's share taken (also counted as parked)") \
+	X(FRAG_PARK_EXPIRED, 0, "parked fragment given up: its first fragment did not pass in time (also counted as parked)") \
+	X(FRAG_REINJECT_FAILED, 0, "parked fragment not sent: no next-hop MAC, or the send failed (also counted as parked)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

@@ -1,0 +1,254 @@
+// SPDX-License-Identifier: GPL-2.0
+#include "control/frag_park.hpp"
+
+#include <arpa/inet.h>
+#include <linux/if_ether.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "base/clock.hpp"
+#include "base/log.hpp"
+#include "kernel/maps.hpp"
+#include "kernel/packet.hpp"
+#include "kernel/ringbuf.hpp"
+
+namespace kvmxdp {
+
+namespace {
+
+constexpr size_t kIpHdr = 20;
+constexpr uint16_t kIpOffset = 0x1fff; // frag_off's offset bits
+// The datapath counts a frame's bytes, Ethernet header included.
+constexpr size_t kEthHdr = 14;
+
+uint16_t rd16(const std::vector<uint8_t> &b, size_t off)
+{
+	return static_cast<uint16_t>(b[off] << 8 | b[off + 1]);
+}
+
+bool key_less(const kvx_frag_key &a, const kvx_frag_key &b)
+{
+	return std::memcmp(&a, &b, sizeof(a)) < 0;
+}
+
+} // namespace
+
+bool frag_translate(std::vector<uint8_t> &ip, uint8_t dir, uint32_t addr_be)
+{
+	if (ip.size() < kIpHdr || (ip[0] >> 4) != 4)
+		return false;
+	const size_t ihl = size_t{ip[0] & 0xfu} * 4;
+	if (ihl < kIpHdr || ihl > ip.size() || ip[8] <= 1)
+		return false;
+	std::memcpy(&ip[dir == KVX_BIND_OUT ? 12 : 16], &addr_be, 4);
+	ip[8]--;
+	ip[10] = ip[11] = 0;
+	uint32_t sum = 0;
+	for (size_t i = 0; i < ihl; i += 2)
+		sum += rd16(ip, i);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	const uint16_t check = static_cast<uint16_t>(~sum);
+	ip[10] = static_cast<uint8_t>(check >> 8);
+	ip[11] = static_cast<uint8_t>(check);
+	return true;
+}
+
+void FragPark::count(uint32_t reason, size_t ip_len)
+{
+	kvx_stat &s = counts_[reason];
+	s.packets++;
+	s.bytes += ip_len + kEthHdr;
+}
+
+void FragPark::drop_front(uint32_t reason)
+{
+	Parked &p = q_.front();
+	count(reason, p.ip.size());
+	bytes_ -= p.ip.size();
+	if (--per_source_[p.key.saddr] == 0)
+		per_source_.erase(p.key.saddr);
+	q_.pop_front();
+}
+
+void FragPark::take(const void *rec, size_t size, uint64_t now_ns)
+{
+	kvx_fragq_hdr h{};
+	if (size < sizeof(h)) {
+		count(KVX_R_FRAG_REINJECT_FAILED, 0);
+		return;
+	}
+	std::memcpy(&h, rec, sizeof(h));
+	const auto *data = static_cast<const uint8_t *>(rec) + sizeof(h);
+	std::vector<uint8_t> ip;
+	if (h.len <= size - sizeof(h))
+		ip.assign(data, data + h.len);
+	// Only what the datapath parks: an IPv4 later fragment, whole.
+	if (ip.size() < kIpHdr || (ip[0] >> 4) != 4 || (ip[0] & 0xf) < 5 ||
+	    (ip[0] & 0xf) * 4u > ip.size() || rd16(ip, 2) != ip.size() ||
+	    !(rd16(ip, 6) & kIpOffset) || (h.dir != KVX_BIND_OUT && h.dir != KVX_BIND_IN)) {
+		count(KVX_R_FRAG_REINJECT_FAILED, ip.size());
+		return;
+	}
+	Parked p;
+	std::memcpy(&p.key.saddr, &ip[12], 4);
+	std::memcpy(&p.key.daddr, &ip[16], 4);
+	std::memcpy(&p.key.id, &ip[4], 2);
+	p.key.proto = ip[9];
+	p.key.dir = h.dir;
+	p.parked_ns = now_ns;
+	p.next_check_ns = now_ns; // at once: its first fragment may be in already
+	if (ip.size() > limits_.max_bytes || limits_.max_frags == 0) {
+		count(KVX_R_FRAG_PARK_FULL, ip.size());
+		return;
+	}
+	auto src = per_source_.find(p.key.saddr);
+	if (src != per_source_.end() && src->second >= limits_.per_source) {
+		auto oldest = std::find_if(q_.begin(), q_.end(), [&](const Parked &o) {
+			return o.key.saddr == p.key.saddr;
+		});
+		count(KVX_R_FRAG_PARK_FULL, oldest->ip.size());
+		bytes_ -= oldest->ip.size();
+		src->second--;
+		q_.erase(oldest);
+	}
+	while (!q_.empty() &&
+	       (q_.size() >= limits_.max_frags || bytes_ + ip.size() > limits_.max_bytes))
+		drop_front(KVX_R_FRAG_PARK_FULL);
+	p.ip = std::move(ip);
+	bytes_ += p.ip.size();
+	per_source_[p.key.saddr]++;
+	q_.push_back(std::move(p));
+}
+
+std::vector<FragSend> FragPark::step(const Lookup &lookup, uint64_t now_ns)
+{
+	std::vector<FragSend> out;
+	// Expired: the oldest, at the front (one lifetime for all).
+	while (!q_.empty() && q_.front().parked_ns + limits_.lifetime_ns <= now_ns)
+		drop_front(KVX_R_FRAG_PARK_EXPIRED);
+
+	std::map<kvx_frag_key, std::optional<kvx_frag_val>, decltype(&key_less)> seen(&key_less);
+	std::deque<Parked> keep;
+	for (Parked &p : q_) {
+		if (p.next_check_ns > now_ns) {
+			keep.push_back(std::move(p));
+			continue;
+		}
+		auto it = seen.find(p.key);
+		if (it == seen.end()) {
+			std::optional<kvx_frag_val> v = lookup(p.key);
+			// As the datapath's frag_lookup: an entry past its
+			// lifetime names an earlier datagram with the same id.
+			if (v && v->created_ns + limits_.lifetime_ns < now_ns)
+				v.reset();
+			it = seen.emplace(p.key, v).first;
+		}
+		if (!it->second) {
+			p.next_check_ns = now_ns + (now_ns - p.parked_ns < limits_.fast_for_ns ?
+							    limits_.check_fast_ns :
+							    limits_.check_slow_ns);
+			keep.push_back(std::move(p));
+			continue;
+		}
+		bytes_ -= p.ip.size();
+		if (--per_source_[p.key.saddr] == 0)
+			per_source_.erase(p.key.saddr);
+		FragSend s;
+		s.dir = p.key.dir;
+		std::memcpy(s.dst_mac.data(), it->second->guest_mac, 6);
+		s.ip = std::move(p.ip);
+		if (!frag_translate(s.ip, s.dir, it->second->addr)) {
+			count(KVX_R_FRAG_REINJECT_FAILED, s.ip.size());
+			continue;
+		}
+		out.push_back(std::move(s));
+	}
+	q_ = std::move(keep);
+	return out;
+}
+
+int64_t FragPark::wait_ms(uint64_t now_ns) const
+{
+	if (q_.empty())
+		return -1;
+	uint64_t next = q_.front().parked_ns + limits_.lifetime_ns;
+	for (const Parked &p : q_)
+		next = std::min(next, p.next_check_ns);
+	if (next <= now_ns)
+		return 0;
+	// Rounded up: a wait that ends just before the check is due would
+	// spin.
+	return static_cast<int64_t>((next - now_ns + 999999) / 1000000);
+}
+
+FragRelay::FragRelay(int fragq_fd, int frag_fd, int stats_fd, int cfg_fd, FragParkLimits limits)
+	: frag_fd_(frag_fd)
+	, stats_fd_(stats_fd)
+	, cfg_fd_(cfg_fd)
+	, sock_(packet_socket(0, 0))
+	, park_(limits)
+{
+	ring_ = std::make_unique<RingReader>(fragq_fd, KVX_MAP_FRAGQ,
+					     [this](const void *data, size_t size) {
+						     park_.take(data, size, boottime_ns());
+					     });
+}
+
+FragRelay::~FragRelay() = default;
+
+int FragRelay::fd() const
+{
+	return ring_->fd();
+}
+
+int64_t FragRelay::wait_ms() const
+{
+	return park_.wait_ms(boottime_ns());
+}
+
+void FragRelay::service(bool readable, const NextHop &next_hop)
+{
+	if (readable)
+		ring_->consume();
+	if (park_.size() == 0 && !readable)
+		return;
+	auto sends = park_.step(
+		[this](const kvx_frag_key &k) -> std::optional<kvx_frag_val> {
+			kvx_frag_val v{};
+			if (bpf_map_lookup_elem(frag_fd_, &k, &v) != 0)
+				return std::nullopt;
+			return v;
+		},
+		boottime_ns());
+	if (!sends.empty()) {
+		const kvx_cfg cfg = read_cfg(cfg_fd_);
+		for (const FragSend &s : sends) {
+			const int ifindex = static_cast<int>(
+				s.dir == KVX_BIND_OUT ? cfg.uplink_ifindex : cfg.bridge_ifindex);
+			std::optional<std::array<uint8_t, 6>> mac;
+			if (s.dst_mac != std::array<uint8_t, 6>{})
+				mac = s.dst_mac;
+			else if (s.dir == KVX_BIND_OUT && next_hop) {
+				uint32_t daddr;
+				std::memcpy(&daddr, &s.ip[16], 4);
+				mac = next_hop(ifindex, daddr);
+			}
+			int err = ENXIO; // no MAC to send to
+			if (mac)
+				err = packet_send(sock_.get(), ifindex, ETH_P_IP, *mac, s.ip.data(),
+						  s.ip.size());
+			park_.count(err ? KVX_R_FRAG_REINJECT_FAILED : KVX_R_FRAG_REINJECTED,
+				    s.ip.size());
+			if (err)
+				log_verbose(std::string("parked fragment not sent on ifindex ") +
+					    std::to_string(ifindex) + ": " + std::strerror(err));
+		}
+	}
+	for (const auto &[reason, add] : park_.take_counts())
+		add_stat(stats_fd_, reason, add);
+}
+
+} // namespace kvmxdp

@@ -1,0 +1,358 @@
+// The daemon's park of IPv4 later fragments that arrived before their
+// first (control/frag_park.hpp): its limits, the expiry, and the rewrite a
+// parked fragment gets once its first fragment's kvx_frag entry exists
+// (checked against a checksum computed here, RFC 1071 over the header).
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <vector>
+
+#include "control/frag_park.hpp"
+
+namespace kvmxdp {
+namespace {
+
+using Bytes = std::vector<uint8_t>;
+
+constexpr uint32_t kGuest = 0xc0a87a0a;	 // 192.168.122.10
+constexpr uint32_t kRemote = 0xc612000a; // 198.18.0.10
+constexpr uint32_t kUplink = 0x0a4d0002; // 10.77.0.2
+constexpr uint64_t kSec = 1000000000ULL;
+constexpr uint64_t kT0 = 1000 * kSec;
+
+// An IPv4 later fragment (offset 72 bytes) of a UDP datagram: 20-byte
+// header, a correct checksum, `data` bytes of payload.
+Bytes later_fragment(uint32_t src, uint32_t dst, uint16_t id, size_t data = 40, uint8_t ttl = 64)
+{
+	Bytes b(20 + data);
+	b[0] = 0x45;
+	b[2] = static_cast<uint8_t>(b.size() >> 8);
+	b[3] = static_cast<uint8_t>(b.size());
+	b[4] = static_cast<uint8_t>(id >> 8);
+	b[5] = static_cast<uint8_t>(id);
+	b[7] = 9; // offset 9 * 8 bytes, MF clear
+	b[8] = ttl;
+	b[9] = IPPROTO_UDP;
+	const uint32_t s = htonl(src), d = htonl(dst);
+	std::memcpy(&b[12], &s, 4);
+	std::memcpy(&b[16], &d, 4);
+	for (size_t i = 0; i < data; i++)
+		b[20 + i] = static_cast<uint8_t>(0xa0 + i);
+	return b;
+}
+
+// RFC 1071: the one's complement of the one's complement sum of the
+// header's 16-bit words (the checksum field included): 0 when valid.
+uint16_t header_sum(const Bytes &ip)
+{
+	const size_t ihl = (ip[0] & 0xfu) * 4;
+	uint64_t sum = 0;
+	for (size_t i = 0; i + 1 < ihl; i += 2)
+		sum += static_cast<uint32_t>(ip[i]) * 256 + ip[i + 1];
+	while (sum > 0xffff)
+		sum = (sum >> 16) + (sum & 0xffff);
+	return static_cast<uint16_t>(~sum & 0xffff);
+}
+
+// A kvx_fragq record as the datapath writes it (fixed size).
+Bytes record(const Bytes &ip, uint8_t dir)
+{
+	Bytes r(sizeof(kvx_fragq_rec));
+	kvx_fragq_hdr h{};
+	h.len = static_cast<uint16_t>(ip.size());
+	h.dir = dir;
+	std::memcpy(r.data(), &h, sizeof(h));
+	std::memcpy(r.data() + sizeof(h), ip.data(), ip.size());
+	return r;
+}
+
+kvx_frag_key key_of(const Bytes &ip, uint8_t dir)
+{
+	kvx_frag_key k{};
+	std::memcpy(&k.saddr, &ip[12], 4);
+	std::memcpy(&k.daddr, &ip[16], 4);
+	std::memcpy(&k.id, &ip[4], 2);
+	k.proto = ip[9];
+	k.dir = dir;
+	return k;
+}
+
+bool key_eq(const kvx_frag_key &a, const kvx_frag_key &b)
+{
+	return std::memcmp(&a, &b, sizeof(a)) == 0;
+}
+
+// kvx_frag as the datapath would have it: entries by key.
+struct FakeFrag {
+	std::vector<std::pair<kvx_frag_key, kvx_frag_val>> entries;
+	int lookups = 0;
+	void add(const kvx_frag_key &k, uint32_t addr, uint64_t created_ns, uint8_t mac_last = 0x11)
+	{
+		kvx_frag_val v{};
+		v.addr = htonl(addr);
+		for (int i = 0; i < 6; i++)
+			v.guest_mac[i] = static_cast<uint8_t>(0x50 + i);
+		v.guest_mac[5] = mac_last;
+		v.created_ns = created_ns;
+		entries.emplace_back(k, v);
+	}
+	FragPark::Lookup lookup()
+	{
+		return [this](const kvx_frag_key &k) -> std::optional<kvx_frag_val> {
+			lookups++;
+			for (const auto &[ek, ev] : entries)
+				if (key_eq(ek, k))
+					return ev;
+			return std::nullopt;
+		};
+	}
+};
+
+uint64_t packets(const std::map<uint32_t, kvx_stat> &c, uint32_t r)
+{
+	auto it = c.find(r);
+	return it == c.end() ? 0 : it->second.packets;
+}
+
+TEST(FragPark, OutboundFragmentTranslatedOnceItsFirstPassed)
+{
+	FragPark park;
+	const Bytes ip = later_fragment(kGuest, kRemote, 0x1234);
+	const Bytes rec = record(ip, KVX_BIND_OUT);
+	park.take(rec.data(), rec.size(), kT0);
+	EXPECT_EQ(park.size(), 1u);
+	EXPECT_EQ(park.bytes(), ip.size());
+	FakeFrag frag;
+	EXPECT_TRUE(park.step(frag.lookup(), kT0).empty()) << "its first fragment not seen yet";
+	EXPECT_EQ(frag.lookups, 1);
+
+	frag.add(key_of(ip, KVX_BIND_OUT), kUplink, kT0 + 1000);
+	// Not looked up again before its check is due (10 ms at first).
+	EXPECT_TRUE(park.step(frag.lookup(), kT0 + 5000000).empty());
+	EXPECT_EQ(frag.lookups, 1);
+	EXPECT_EQ(park.wait_ms(kT0 + 5000000), 5);
+	auto out = park.step(frag.lookup(), kT0 + 10000000);
+	ASSERT_EQ(out.size(), 1u);
+	EXPECT_EQ(park.size(), 0u);
+	EXPECT_EQ(park.bytes(), 0u);
+	EXPECT_EQ(park.wait_ms(kT0), -1);
+
+	const FragSend &s = out[0];
+	EXPECT_EQ(s.dir, KVX_BIND_OUT);
+	EXPECT_EQ(s.dst_mac, (std::array<uint8_t, 6>{0x50, 0x51, 0x52, 0x53, 0x54, 0x11}));
+	ASSERT_EQ(s.ip.size(), ip.size());
+	uint32_t src, dst;
+	std::memcpy(&src, &s.ip[12], 4);
+	std::memcpy(&dst, &s.ip[16], 4);
+	EXPECT_EQ(ntohl(src), kUplink) << "source: the external address";
+	EXPECT_EQ(ntohl(dst), kRemote);
+	EXPECT_EQ(s.ip[8], 63) << "forwarded: TTL one less";
+	EXPECT_EQ(header_sum(s.ip), 0) << "IP header checksum valid";
+	EXPECT_NE(std::memcmp(&s.ip[10], &ip[10], 2), 0) << "and computed anew";
+	// Nothing else changes: id, flags and offset, protocol, the data.
+	EXPECT_TRUE(std::equal(ip.begin() + 4, ip.begin() + 8, s.ip.begin() + 4));
+	EXPECT_EQ(s.ip[9], ip[9]);
+	EXPECT_TRUE(std::equal(ip.begin() + 20, ip.end(), s.ip.begin() + 20));
+}
+
+TEST(FragPark, InboundFragmentTranslatedToTheGuest)
+{
+	FragPark park;
+	const Bytes ip = later_fragment(kRemote, kUplink, 0x4321);
+	const Bytes rec = record(ip, KVX_BIND_IN);
+	park.take(rec.data(), rec.size(), kT0);
+	FakeFrag frag;
+	frag.add(key_of(ip, KVX_BIND_IN), kGuest, kT0, 0x0a);
+	auto out = park.step(frag.lookup(), kT0 + 1);
+	ASSERT_EQ(out.size(), 1u);
+	EXPECT_EQ(out[0].dir, KVX_BIND_IN);
+	EXPECT_EQ(out[0].dst_mac[5], 0x0a);
+	uint32_t src, dst;
+	std::memcpy(&src, &out[0].ip[12], 4);
+	std::memcpy(&dst, &out[0].ip[16], 4);
+	EXPECT_EQ(ntohl(src), kRemote);
+	EXPECT_EQ(ntohl(dst), kGuest) << "destination: the guest";
+	EXPECT_EQ(header_sum(out[0].ip), 0);
+}
+
+TEST(FragPark, OnlyItsOwnDatagramsEntry)
+{
+	// Another id, another direction, another protocol: not its datagram.
+	FragPark park;
+	const Bytes ip = later_fragment(kGuest, kRemote, 0x1111);
+	const Bytes rec = record(ip, KVX_BIND_OUT);
+	park.take(rec.data(), rec.size(), kT0);
+	FakeFrag frag;
+	Bytes other = later_fragment(kGuest, kRemote, 0x1112);
+	frag.add(key_of(other, KVX_BIND_OUT), kUplink, kT0);
+	frag.add(key_of(ip, KVX_BIND_IN), kUplink, kT0);
+	kvx_frag_key tcp = key_of(ip, KVX_BIND_OUT);
+	tcp.proto = IPPROTO_TCP;
+	frag.add(tcp, kUplink, kT0);
+	EXPECT_TRUE(park.step(frag.lookup(), kT0).empty());
+	EXPECT_EQ(park.size(), 1u);
+}
+
+TEST(FragPark, StaleEntryIsNotFollowed)
+{
+	// An entry older than the fragment lifetime is an earlier datagram's
+	// with the same id, as the datapath's frag_lookup says.
+	FragPark park;
+	const Bytes ip = later_fragment(kGuest, kRemote, 0x2222);
+	const Bytes rec = record(ip, KVX_BIND_OUT);
+	park.take(rec.data(), rec.size(), kT0);
+	FakeFrag frag;
+	frag.add(key_of(ip, KVX_BIND_OUT), kUplink, kT0 - (KVX_FRAG_TIMEOUT_S + 1) * kSec);
+	EXPECT_TRUE(park.step(frag.lookup(), kT0).empty());
+	EXPECT_EQ(park.size(), 1u);
+}
+
+TEST(FragPark, ExpiresAfterTheFragmentLifetime)
+{
+	FragPark park;
+	const Bytes ip = later_fragment(kGuest, kRemote, 0x3333);
+	const Bytes rec = record(ip, KVX_BIND_OUT);
+	park.take(rec.data(), rec.size(), kT0);
+	FakeFrag frag;
+	const uint64_t life = KVX_FRAG_TIMEOUT_S * kSec;
+	EXPECT_TRUE(park.step(frag.lookup(), kT0 + life - 1).empty());
+	EXPECT_EQ(park.size(), 1u);
+	// Past its first second, looked for seldom (250 ms).
+	EXPECT_EQ(park.wait_ms(kT0 + life - 1), 1) << "its expiry comes first";
+	frag.add(key_of(ip, KVX_BIND_OUT), kUplink, kT0 + life);
+	EXPECT_TRUE(park.step(frag.lookup(), kT0 + life).empty()) << "expired, never sent";
+	EXPECT_EQ(park.size(), 0u);
+	EXPECT_EQ(park.bytes(), 0u);
+	auto c = park.take_counts();
+	EXPECT_EQ(packets(c, KVX_R_FRAG_PARK_EXPIRED), 1u);
+	EXPECT_EQ(c[KVX_R_FRAG_PARK_EXPIRED].bytes, ip.size() + 14);
+	EXPECT_TRUE(park.take_counts().empty()) << "counts are taken once";
+}
+
+TEST(FragPark, FullParkGivesUpTheOldest)
+{
+	FragParkLimits l;
+	l.max_frags = 4;
+	FragPark park(l);
+	FakeFrag frag;
+	// Four sources, so that no source's share is what limits.
+	for (uint16_t i = 0; i < 6; i++) {
+		const Bytes ip = later_fragment(kGuest + i % 4, kRemote, 0x4000 + i);
+		const Bytes rec = record(ip, KVX_BIND_OUT);
+		park.take(rec.data(), rec.size(), kT0 + i);
+		frag.add(key_of(ip, KVX_BIND_OUT), kUplink, kT0);
+	}
+	EXPECT_EQ(park.size(), 4u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 2u);
+	auto out = park.step(frag.lookup(), kT0 + 10);
+	ASSERT_EQ(out.size(), 4u);
+	// The newest four: ids 0x4002..0x4005, in arrival order.
+	for (size_t i = 0; i < 4; i++)
+		EXPECT_EQ(out[i].ip[4] << 8 | out[i].ip[5], 0x4002 + static_cast<int>(i));
+}
+
+TEST(FragPark, BytesLimit)
+{
+	FragParkLimits l;
+	l.max_bytes = 1000;
+	FragPark park(l);
+	for (uint16_t i = 0; i < 3; i++) {
+		const Bytes ip = later_fragment(kGuest + i, kRemote, 0x5000 + i, 400);
+		const Bytes rec = record(ip, KVX_BIND_OUT);
+		park.take(rec.data(), rec.size(), kT0 + i);
+	}
+	EXPECT_EQ(park.size(), 2u);
+	EXPECT_LE(park.bytes(), 1000u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 1u);
+}
+
+TEST(FragPark, OneSourceTakesOnlyItsShare)
+{
+	// A flooding source fills its share and then only replaces its own
+	// oldest fragments: another source's fragment still finds room, and
+	// so does a datagram the flooding source reorders now (its first
+	// fragment is a moment behind), both sent once their first passes.
+	FragParkLimits l;
+	l.max_frags = 16;
+	l.per_source = 4;
+	FragPark park(l);
+	for (uint16_t i = 0; i < 100; i++) {
+		const Bytes ip = later_fragment(kRemote, kUplink, i);
+		const Bytes rec = record(ip, KVX_BIND_IN);
+		park.take(rec.data(), rec.size(), kT0 + i);
+	}
+	EXPECT_EQ(park.size(), 4u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 96u);
+	const Bytes other = later_fragment(kRemote + 1, kUplink, 0x6000);
+	Bytes rec = record(other, KVX_BIND_IN);
+	park.take(rec.data(), rec.size(), kT0 + 200);
+	const Bytes own = later_fragment(kRemote, kUplink, 0x6001);
+	rec = record(own, KVX_BIND_IN);
+	park.take(rec.data(), rec.size(), kT0 + 201);
+	EXPECT_EQ(park.size(), 5u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 1u) << "the source's oldest";
+	FakeFrag frag;
+	frag.add(key_of(other, KVX_BIND_IN), kGuest, kT0 + 200);
+	frag.add(key_of(own, KVX_BIND_IN), kGuest, kT0 + 201);
+	frag.add(key_of(later_fragment(kRemote, kUplink, 96), KVX_BIND_IN), kGuest, kT0);
+	auto out = park.step(frag.lookup(), kT0 + 202);
+	ASSERT_EQ(out.size(), 2u) << "the flood's id 96 was given up for the newer one";
+	EXPECT_EQ(out[0].ip[4] << 8 | out[0].ip[5], 0x6000);
+	EXPECT_EQ(out[1].ip[4] << 8 | out[1].ip[5], 0x6001);
+	// Each distinct datagram looked up once per step.
+	EXPECT_EQ(frag.lookups, 5);
+	EXPECT_EQ(park.size(), 3u);
+}
+
+TEST(FragPark, RecordsThatAreNoLaterFragmentAreIgnored)
+{
+	FragPark park;
+	Bytes first = later_fragment(kGuest, kRemote, 0x7000);
+	first[6] = 0x20; // MF, offset 0: a first fragment
+	first[7] = 0;
+	Bytes v6 = later_fragment(kGuest, kRemote, 0x7001);
+	v6[0] = 0x65;
+	Bytes short_len = later_fragment(kGuest, kRemote, 0x7002);
+	short_len[3] = static_cast<uint8_t>(short_len[3] + 1); // tot_len beyond the record
+	for (const Bytes &ip : {first, v6, short_len}) {
+		const Bytes rec = record(ip, KVX_BIND_OUT);
+		park.take(rec.data(), rec.size(), kT0);
+	}
+	Bytes rec = record(later_fragment(kGuest, kRemote, 0x7003), 7); // no direction
+	park.take(rec.data(), rec.size(), kT0);
+	park.take(rec.data(), 4, kT0); // truncated record
+	EXPECT_EQ(park.size(), 0u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_REINJECT_FAILED), 5u);
+}
+
+TEST(FragPark, TranslateRefusesAnExpiringTtl)
+{
+	Bytes ip = later_fragment(kGuest, kRemote, 0x8000, 40, 1);
+	EXPECT_FALSE(frag_translate(ip, KVX_BIND_OUT, htonl(kUplink)));
+	ip = later_fragment(kGuest, kRemote, 0x8000, 40, 2);
+	EXPECT_TRUE(frag_translate(ip, KVX_BIND_OUT, htonl(kUplink)));
+	EXPECT_EQ(ip[8], 1);
+	EXPECT_EQ(header_sum(ip), 0);
+}
+
+TEST(FragPark, ChecksumWithOptions)
+{
+	// A 24-byte header (one option word): the checksum covers all of it.
+	Bytes ip = later_fragment(kRemote, kUplink, 0x9000);
+	ip.insert(ip.begin() + 20, {0x01, 0x01, 0x01, 0x00}); // NOPs, EOL
+	ip[0] = 0x46;
+	ip[3] = static_cast<uint8_t>(ip.size());
+	ASSERT_TRUE(frag_translate(ip, KVX_BIND_IN, htonl(kGuest)));
+	EXPECT_EQ(header_sum(ip), 0);
+	uint32_t dst;
+	std::memcpy(&dst, &ip[16], 4);
+	EXPECT_EQ(ntohl(dst), kGuest);
+}
+
+} // namespace
+} // namespace kvmxdp
