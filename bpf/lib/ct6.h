@@ -190,17 +190,34 @@ static __always_inline __u32 guest6_slot(const struct kvx_cfg *cfg, const __u8 *
 	return kvx_guest_slot6(mac_is_zero(mac) ? NULL : mac, addr, cfg->guest_seed);
 }
 
+/* The bridge port a guest's MAC is on (abi.h kvx_brport); 0: not known. */
+static __always_inline __u32 brport_of(const __u8 *mac)
+{
+	struct kvx_xfdb_key k = {};
+	struct kvx_xfdb_val *v;
+
+	__builtin_memcpy(k.mac, mac, ETH_ALEN);
+	v = bpf_map_lookup_elem(&kvx_brport, &k);
+	return v ? v->ifindex : 0;
+}
+
 /* The slot of the guest that owns addr in relay's kvx_nd (owned, pending
- * or defended: the MAC its flows came from), else of the address. */
+ * or defended): its bridge port's (kvx_brport: one quota whatever MACs the
+ * guest sends from), the owning MAC's while its port is not known; else
+ * the address's. */
 static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32 *addr)
 {
 	struct kvx_nd_key k;
 	struct kvx_nd_val *v;
+	__u32 port;
 
 	addr6_copy(k.addr, addr);
 	v = bpf_map_lookup_elem(&kvx_nd, &k);
-	if (v && v->state != KVX_ND_NONE && v->state != KVX_ND_HOST && !mac_is_zero(v->mac))
-		return kvx_guest_slot6(v->mac, addr, cfg->guest_seed);
+	if (v && v->state != KVX_ND_NONE && v->state != KVX_ND_HOST && !mac_is_zero(v->mac)) {
+		port = brport_of(v->mac);
+		return port ? kvx_port_slot(port, cfg->guest_seed) :
+			      kvx_guest_slot6(v->mac, addr, cfg->guest_seed);
+	}
 	return kvx_guest_slot6(NULL, addr, cfg->guest_seed);
 }
 

@@ -373,9 +373,11 @@ TEST_F(GcQuotaMaps, TenantCountersCountSharedOutHalves)
 }
 
 // Relay's addresses per guest (kvx_gaddrs) are recounted from kvx_nd:
-// every entry of a guest MAC (owned, pending, defended), in that MAC's
-// slot; the host's entries count for nobody.
-TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerMac)
+// every entry of a guest MAC (owned, pending, defended), in the slot of
+// the bridge port that MAC is on (kvx_brport), so that a guest sending
+// from several MACs has one count; MACs of no known port share port 0's;
+// the host's entries count for nobody.
+TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerBridgePort)
 {
 	Fd nd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd", sizeof(kvx_nd_key), sizeof(kvx_nd_val), 64,
 			     nullptr));
@@ -383,8 +385,23 @@ TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerMac)
 	Fd ga(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gaddrs", sizeof(__u32), sizeof(__u32),
 			     KVX_GFLOWS_MAX, nullptr));
 	ASSERT_GE(ga.get(), 0) << "bpf_map_create(t_gaddrs): " << std::strerror(errno);
+	Fd bp(bpf_map_create(BPF_MAP_TYPE_HASH, "t_brport", sizeof(kvx_xfdb_key),
+			     sizeof(kvx_xfdb_val), 64, nullptr));
+	ASSERT_GE(bp.get(), 0) << "bpf_map_create(t_brport): " << std::strerror(errno);
 	const uint8_t a[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01};
+	const uint8_t a2[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x11}; // a's port, another MAC
 	const uint8_t b[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x02};
+	const uint8_t c[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x03}; // port not known
+	auto port = [&](const uint8_t *mac, uint32_t ifindex) {
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, mac, 6);
+		kvx_xfdb_val v{};
+		v.ifindex = ifindex;
+		ASSERT_EQ(bpf_map_update_elem(bp.get(), &k, &v, BPF_ANY), 0);
+	};
+	port(a, 11);
+	port(a2, 11);
+	port(b, 12);
 	auto add = [&](uint8_t last, const uint8_t *mac, uint8_t state) {
 		kvx_nd_key k{};
 		k.addr[0] = htonl(0x20010db8);
@@ -397,23 +414,27 @@ TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerMac)
 	};
 	add(1, a, KVX_ND_OWNED);
 	add(2, a, KVX_ND_PENDING);
-	add(3, a, KVX_ND_DUP);
+	add(3, a2, KVX_ND_DUP);
 	add(4, b, KVX_ND_OWNED);
 	add(5, nullptr, KVX_ND_HOST);
-	auto slot = [&](const uint8_t *mac) { return kvx_guest_slot6(mac, nullptr, kSeed); };
-	auto get = [&](const uint8_t *mac) {
-		__u32 i = slot(mac), v = 0;
+	add(6, c, KVX_ND_OWNED);
+	QuotaMaps qm = q();
+	qm.brport_fd = bp.get();
+	auto get = [&](uint32_t ifindex) {
+		__u32 i = kvx_port_slot(ifindex, kSeed), v = 0;
 		EXPECT_EQ(bpf_map_lookup_elem(ga.get(), &i, &v), 0);
 		return v;
 	};
-	__u32 i = slot(a), v = 9;
+	__u32 i = kvx_port_slot(11, kSeed), v = 9;
 	ASSERT_EQ(bpf_map_update_elem(ga.get(), &i, &v, BPF_ANY), 0);
-	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), q()), 2u);
-	EXPECT_EQ(get(a), 3u);
-	EXPECT_EQ(get(b), 1u);
-	const uint8_t zero[6] = {};
-	EXPECT_EQ(get(zero), 0u) << "the host's address counted";
-	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), q()), 0u);
+	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), qm), 3u);
+	EXPECT_EQ(get(11), 3u) << "two MACs on one port, one count";
+	EXPECT_EQ(get(12), 1u);
+	EXPECT_EQ(get(0), 1u) << "a MAC of no known port";
+	__u32 mi = kvx_guest_slot6(a, nullptr, kSeed), mv = 0;
+	EXPECT_EQ(bpf_map_lookup_elem(ga.get(), &mi, &mv), 0);
+	EXPECT_EQ(mv, 0u) << "counted per MAC";
+	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), qm), 0u);
 }
 
 // The GC's correction of a datapath counter measured by a dump between

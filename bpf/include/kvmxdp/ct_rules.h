@@ -186,6 +186,25 @@ KVX_RULE __u32 kvx_guest_slot6(const __u8 *owner_mac, const __be32 *addr, __u32 
 }
 
 /*
+ * Relay's per-guest slot (abi.h kvx_brport): that of the bridge port the
+ * guest's MAC is on, the keyed hash of a pseudo-MAC no guest owns (group
+ * bit set: the datapath never binds an address to a group MAC) made of
+ * the port's ifindex; port 0, MACs whose port is not known yet, share one.
+ */
+KVX_RULE __u32 kvx_port_slot(__u32 port_ifindex, __u32 seed)
+{
+	__u8 m[6];
+
+	m[0] = 0x03;
+	m[1] = 0x00;
+	m[2] = (__u8)(port_ifindex >> 24);
+	m[3] = (__u8)(port_ifindex >> 16);
+	m[4] = (__u8)(port_ifindex >> 8);
+	m[5] = (__u8)port_ifindex;
+	return kvx_guest_slot(m, 0, seed);
+}
+
+/*
  * A port range lo..hi (host order, inclusive) holds a port: 1 <= lo <= hi
  * (port 0 is no port).  The loader accepts no other NAT range; the
  * datapath finds none in a kvx_cfg not written yet (0..0) and allocates
