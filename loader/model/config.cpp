@@ -492,15 +492,9 @@ Config config_from_json(const json &j)
 		    *i.saved_accept_ra != "2")
 			bad(p + "saved_sysctls.accept_ra",
 			    "'" + printable(*i.saved_accept_ra) + "' is not 0, 1 or 2");
-		if (i.saved_accept_ra) {
-			const std::optional<std::string> dev =
-				get_opt_string(saved, "accept_ra_dev", p + "saved_sysctls.");
-			if (!dev || dev->empty() || dev->find('/') != std::string::npos ||
-			    *dev == "." || *dev == "..")
-				bad(p + "saved_sysctls.accept_ra_dev",
-				    "'" + printable(dev.value_or("")) + "' is not a device name");
-			i.accept_ra_dev = *dev;
-		}
+		// A path component of the sysctl detach writes.
+		if (i.saved_accept_ra)
+			i.accept_ra_dev = get_ifname(saved, "accept_ra_dev", p + "saved_sysctls.");
 		i.saved_reserved_ports =
 			get_opt_string(saved, "ip_local_reserved_ports", p + "saved_sysctls.");
 		if (i.saved_reserved_ports)
