@@ -945,7 +945,8 @@ private:
 			const std::string key = accept_ra_key(dev);
 			if (auto cur = sys_.try_read(key); cur && *cur != *saved) {
 				sys_.write(key, *saved);
-				rb_.add(key, [sys = sys_, key, old = *cur] { sys.write(key, old); });
+				rb_.add(key,
+					[sys = sys_, key, old = *cur] { sys.write(key, old); });
 			}
 			saved.reset();
 			dev.clear();
@@ -954,7 +955,8 @@ private:
 			const std::string key = accept_ra_key(uplink_.name);
 			if (auto cur = sys_.try_read(key); cur && *cur == "1") {
 				sys_.write(key, "2");
-				rb_.add(key, [sys = sys_, key, old = *cur] { sys.write(key, old); });
+				rb_.add(key,
+					[sys = sys_, key, old = *cur] { sys.write(key, old); });
 				saved = *cur;
 				dev = uplink_.name;
 			}

@@ -883,8 +883,9 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 			keep_default_route6(*link, routes);
 		if (cfg.mode == KVX_V6_RELAY) {
 			const std::vector<Ipv6IfAddr> up = ipv6_addrs(nl, link->ifindex);
-			relay_prefix = follow_relay(*link, cfg, up, routes,
-						    v.relay.possible ? v.relay.prefix : std::nullopt);
+			relay_prefix =
+				follow_relay(*link, cfg, up, routes,
+					     v.relay.possible ? v.relay.prefix : std::nullopt);
 			refresh_relay(cfg, relay_prefix, host_addrs6(up));
 			if (ra_)
 				update_ra(nl, *link, up, relay_prefix);
@@ -1058,8 +1059,7 @@ void Daemon::sync_relay_routes(NlSocket &nl)
 			    std::to_string(r.added) + " added, " + std::to_string(r.removed) +
 			    " removed");
 	// Where each guest MAC is: relay's limits count per bridge port.
-	const BrportSyncResult b =
-		sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT));
+	const BrportSyncResult b = sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT));
 	if (b.added || b.moved || b.removed)
 		log_verbose("relay: guest MACs on bridge ports: " + std::to_string(b.added) +
 			    " added, " + std::to_string(b.moved) + " moved, " +

@@ -213,10 +213,10 @@ private:
 	Fd cfg6_fd_;
 	Fd ct6_fd_;
 	Fd bind6_fd_;
-	Fd nd_fd_;		       // relay's address owners
-	Fd extaddr6_fd_;	       // IPv6 mapped addresses and their announcement
-	std::unique_ptr<RaSender> ra_; // relay only
-	RaWatch ra_watch_;	       // relay: the RAs the uplink hears
+	Fd nd_fd_;			       // relay's address owners
+	Fd extaddr6_fd_;		       // IPv6 mapped addresses and their announcement
+	std::unique_ptr<RaSender> ra_;	       // relay only
+	RaWatch ra_watch_;		       // relay: the RAs the uplink hears
 	std::optional<Ipv6Net> relay_refused_; // logged once per refused prefix
 	std::chrono::steady_clock::time_point relay_rs_at_{};
 	bool had_default6_ = false; // the uplink had an IPv6 default route

@@ -625,7 +625,8 @@ TEST_F(Relay6Test, AGuestClaimsAtMostItsAddressLimit)
 	run6(Prog::BrIngress, dad_probe(kMacA, extra), TC_ACT_OK, KVX_R_PASS_ND);
 	EXPECT_FALSE(dp().nd_lookup(extra).has_value());
 	EXPECT_EQ(dp().nd_size(), static_cast<std::size_t>(KVX_ND_PER_GUEST));
-	EXPECT_EQ(dp().gaddrs_at(dp().port_slot(kPortA)), static_cast<std::uint32_t>(KVX_ND_PER_GUEST));
+	EXPECT_EQ(dp().gaddrs_at(dp().port_slot(kPortA)),
+		  static_cast<std::uint32_t>(KVX_ND_PER_GUEST));
 	// Its addresses keep working; another guest has its own limit.
 	own(prefix_addr(0x100), kMacA, boot_ns(), KVX_ND_OWNED);
 	const Packet6 again = from_guest(make_udp6(prefix_addr(0x100), 7001, kRemote, 53), kMacA);
@@ -662,7 +663,8 @@ TEST_F(Relay6Test, AGuestsAddressLimitHoldsWhateverMacItSendsFrom)
 	// New MACs of no known port: one limit for all of them.
 	for (unsigned i = 0; i < KVX_ND_PER_GUEST; i++) {
 		const Mac m{0x52, 0x54, 0x00, 0x01, 0x00, static_cast<std::uint8_t>(i)};
-		run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0x300 + i), 7000, kRemote, 53), m),
+		run6(Prog::BrIngress,
+		     from_guest(make_udp6(prefix_addr(0x300 + i), 7000, kRemote, 53), m),
 		     TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
 	}
 	const Mac next{0x52, 0x54, 0x00, 0x01, 0x00, 0xff};
@@ -733,8 +735,8 @@ TEST_F(Relay6Test, AFrameNeverClaimsALanHostsAddress)
 	v.dad_probes = 1;
 	v.dad_ns = boot_ns();
 	dp().nd_update(lan, v);
-	Packet6 na = nd_msg(kNeighAdv, lan, ip6("ff02::1"), 0xa0000000u, lan, 2,
-			    Topology::kGatewayMac);
+	Packet6 na =
+		nd_msg(kNeighAdv, lan, ip6("ff02::1"), 0xa0000000u, lan, 2, Topology::kGatewayMac);
 	na.src_mac = Topology::kGatewayMac;
 	na.dst_mac = Mac{0x33, 0x33, 0, 0, 0, 1};
 	const RunResult r = dp().run(Prog::UpIngress, na.build(), ingress_ifindex(Prog::UpIngress));

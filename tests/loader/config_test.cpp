@@ -114,12 +114,10 @@ TEST(Config, SavedAcceptRaRoundTripAndValidation)
 	EXPECT_EQ(field_error(j), "instances[0].saved_sysctls.accept_ra: '3' is not 0, 1 or 2");
 	j["instances"][0]["saved_sysctls"]["accept_ra"] = "1";
 	j["instances"][0]["saved_sysctls"]["accept_ra_dev"] = "../all";
-	EXPECT_NE(field_error(j).find("instances[0].saved_sysctls.accept_ra_dev"),
-		  std::string::npos)
+	EXPECT_NE(field_error(j).find("instances[0].saved_sysctls.accept_ra_dev"), std::string::npos)
 		<< field_error(j);
 	j["instances"][0]["saved_sysctls"].erase("accept_ra_dev");
-	EXPECT_NE(field_error(j).find("instances[0].saved_sysctls.accept_ra_dev"),
-		  std::string::npos)
+	EXPECT_NE(field_error(j).find("instances[0].saved_sysctls.accept_ra_dev"), std::string::npos)
 		<< field_error(j);
 }
 
