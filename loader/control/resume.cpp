@@ -117,7 +117,7 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 				note = path + " has " + std::to_string(have.max_entries) + " " +
 				       rule.entries + " of " + std::to_string(have.value_size) +
 				       " bytes, this kvmxdp " + std::to_string(want.max_entries) +
-				       " of " + std::to_string(want.value_size) + ": " +
+				       " of " + std::to_string(want.value_size) + " bytes: " +
 				       rule.resized_note;
 			return {ResumeAction::Replace, want.max_entries, note};
 		}
