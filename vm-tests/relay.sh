@@ -218,40 +218,6 @@ assert_ge "DROP_ND_DUPLICATE counted guest1's 5 frames from $DUP6" \
 	"$(($(kvx_counter DROP_ND_DUPLICATE) - dup1))" 5
 ip -n "$NS_G1" -6 addr del "$DUP6/64" dev "$G1_IF"
 
-kvx_step "a guest that sends from a LAN host's address without DAD gets none of its traffic"
-# The LAN router has FRAME6; guest1 takes it with nodad (no probe for
-# kvmxdp to relay) and sends from it.  Its frames claim nothing: kvmxdp
-# probes the LAN for the address, the router defends it, and the host and
-# the server keep reaching the router there.
-FRAME6=2001:db8:1::98
-ip -n "$NS_LAN" -6 addr add "$FRAME6/64" dev "$LAN_UP_IF" nodad
-lost0=$(($(kvx_counter DROP_ND_UNCLAIMED) + $(kvx_counter DROP_ND_DUPLICATE)))
-ip -n "$NS_G1" -6 addr add "$FRAME6/128" dev "$G1_IF" nodad noprefixroute
-got=$( (nsx "$NS_G1" ping -n -q -c 6 -i 0.5 -W 1 -I "$FRAME6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')
-assert_eq "guest1 from $FRAME6 -> server: 0 of 6" 0 "${got:-0}"
-assert_ge "DROP_ND_UNCLAIMED/DROP_ND_DUPLICATE counted them" \
-	"$(($(kvx_counter DROP_ND_UNCLAIMED) + $(kvx_counter DROP_ND_DUPLICATE) - lost0))" 6
-assert_eq "no route for $FRAME6 to the bridge (proto 107)" "" \
-	"$(ip -n "$NS_HOST" -6 route show dev "$BR" proto 107 | grep -F "$FRAME6 " || true)"
-ip -n "$NS_HOST" -6 neigh flush dev "$UP" "$FRAME6" 2>/dev/null || true
-assert_eq "ping -6 host -> LAN router at $FRAME6: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$FRAME6" 3)"
-assert_eq "the host's neighbour entry for $FRAME6 is the LAN router's MAC, on the uplink" "$lan_mac" \
-	"$(ip -n "$NS_HOST" -6 -j neigh show dev "$UP" "$FRAME6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
-assert_eq "ping -6 server -> LAN router at $FRAME6: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$FRAME6" 3)"
-ip -n "$NS_G1" -6 addr del "$FRAME6/128" dev "$G1_IF"
-ip -n "$NS_LAN" -6 addr del "$FRAME6/64" dev "$LAN_UP_IF"
-
-kvx_step "a guest's own address without DAD is its own once kvmxdp's probe found it free"
-OWN6=2001:db8:1::77
-ip -n "$NS_G1" -6 addr add "$OWN6/128" dev "$G1_IF" nodad noprefixroute
-must kvx_wait_for 10 "guest1 reaches the server from $OWN6" \
-	ip netns exec "$NS_G1" ping -n -q -c 1 -W 1 -I "$OWN6" "$SRV6"
-assert_eq "ping -6 guest1 from $OWN6 -> server: 3 of 3" 3 \
-	"$( (nsx "$NS_G1" ping -n -q -c 3 -i 0.2 -W 1 -I "$OWN6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')"
-must kvx_wait_for 5 "a route for $OWN6 to the bridge (proto 107)" \
-	bash -c "ip -n '$NS_HOST' -6 route show dev '$BR' proto 107 | grep -qF '$OWN6 '"
-ip -n "$NS_G1" -6 addr del "$OWN6/128" dev "$G1_IF"
-
 kvx_step "stateful inbound (the default): the server's own connection to a guest gets nothing, its ping comes in"
 filtered0=$(kvx_counter DROP_FILTERED)
 # Nothing listens there: a SYN that came in would be refused at once;
@@ -341,17 +307,39 @@ ip -n "$NS_G2" -6 addr del "$G1_6/128" dev "$G2_IF"
 assert_eq "guest1 still reached at its address: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$G1_6" 3)"
 assert_eq "curl -6 guest1 after the attempt: sha256" "$sum" "$(kvx_curl_sha "$NS_G1" "http://[$SRV6]:8080/big.bin")"
 
-kvx_step "another router advertising on the bridge (radvd as libvirt's dnsmasq): kvmxdp stays silent, status warns"
-printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix fd42:5::/64 { AdvOnLink on; AdvAutonomous on; };\n};\n' \
-	"$BR" >"$KVX_TMP/radvd-br.conf"
-kvx_bg "$KVX_TMP/radvd-br.log" ip netns exec "$NS_HOST" radvd -n -m stderr -C "$KVX_TMP/radvd-br.conf" \
-	-p "$KVX_TMP/radvd-br.pid"
-RADVD_BR_PID=$KVX_LAST_PID
-must kvx_wait_file_contains 15 "$KVX_DAEMON_LOG" "another program on this host advertises on $BR"
-foreign_warned() { kvx_json 'i["warnings"]' | grep -q "another router advertises on $BR"; }
-must kvx_wait_for 10 "status warns of the other router" foreign_warned
-assert_contains "status text: the warning" "another router advertises on $BR (" "$(kvx status --bridge "$BR")"
-kvx_kill_pid "$RADVD_BR_PID"
+kvx_step "a guest that sends from a LAN host's address without DAD gets none of its traffic"
+# The LAN router has FRAME6; guest1 takes it with nodad (no probe for
+# kvmxdp to relay) and sends from it.  Its frames claim nothing: kvmxdp
+# probes the LAN for the address, the router defends it, and the host and
+# the server keep reaching the router there.
+FRAME6=2001:db8:1::98
+ip -n "$NS_LAN" -6 addr add "$FRAME6/64" dev "$LAN_UP_IF" nodad
+lost0=$(($(kvx_counter DROP_ND_UNCLAIMED) + $(kvx_counter DROP_ND_DUPLICATE)))
+ip -n "$NS_G1" -6 addr add "$FRAME6/128" dev "$G1_IF" nodad noprefixroute
+got=$( (nsx "$NS_G1" ping -n -q -c 6 -i 0.5 -W 1 -I "$FRAME6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')
+assert_eq "guest1 from $FRAME6 -> server: 0 of 6" 0 "${got:-0}"
+assert_ge "DROP_ND_UNCLAIMED/DROP_ND_DUPLICATE counted them" \
+	"$(($(kvx_counter DROP_ND_UNCLAIMED) + $(kvx_counter DROP_ND_DUPLICATE) - lost0))" 6
+assert_eq "no route for $FRAME6 to the bridge (proto 107)" "" \
+	"$(ip -n "$NS_HOST" -6 route show dev "$BR" proto 107 | grep -F "$FRAME6 " || true)"
+ip -n "$NS_HOST" -6 neigh flush dev "$UP" "$FRAME6" 2>/dev/null || true
+assert_eq "ping -6 host -> LAN router at $FRAME6: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$FRAME6" 3)"
+assert_eq "the host's neighbour entry for $FRAME6 is the LAN router's MAC, on the uplink" "$lan_mac" \
+	"$(ip -n "$NS_HOST" -6 -j neigh show dev "$UP" "$FRAME6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
+assert_eq "ping -6 server -> LAN router at $FRAME6: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$FRAME6" 3)"
+ip -n "$NS_G1" -6 addr del "$FRAME6/128" dev "$G1_IF"
+ip -n "$NS_LAN" -6 addr del "$FRAME6/64" dev "$LAN_UP_IF"
+
+kvx_step "a guest's own address without DAD is its own once kvmxdp's probe found it free"
+OWN6=2001:db8:1::77
+ip -n "$NS_G1" -6 addr add "$OWN6/128" dev "$G1_IF" nodad noprefixroute
+must kvx_wait_for 10 "guest1 reaches the server from $OWN6" \
+	ip netns exec "$NS_G1" ping -n -q -c 1 -W 1 -I "$OWN6" "$SRV6"
+assert_eq "ping -6 guest1 from $OWN6 -> server: 3 of 3" 3 \
+	"$( (nsx "$NS_G1" ping -n -q -c 3 -i 0.2 -W 1 -I "$OWN6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')"
+must kvx_wait_for 5 "a route for $OWN6 to the bridge (proto 107)" \
+	bash -c "ip -n '$NS_HOST' -6 route show dev '$BR' proto 107 | grep -qF '$OWN6 '"
+ip -n "$NS_G1" -6 addr del "$OWN6/128" dev "$G1_IF"
 
 kvx_step "a LAN host's forged router advertisement moves nothing"
 # A LAN host (not the host's router) announces 2001:db8:66::/64 and
@@ -373,6 +361,18 @@ assert_eq "the daemon never switched to $FORGED" 0 "$(grep -c -- "-> $FORGED" "$
 assert_eq "ping -6 guest1 -> server: 3 of 3" 3 "$(kvx_ping_received "$NS_G1" "$SRV6" 3)"
 ip -n "$NS_HOST" -6 addr flush dev "$UP" to "$FORGED" 2>/dev/null || true
 ip -n "$NS_HOST" -6 route del "$FORGED" dev "$UP" 2>/dev/null || true
+
+kvx_step "another router advertising on the bridge (radvd as libvirt's dnsmasq): kvmxdp stays silent, status warns"
+printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix fd42:5::/64 { AdvOnLink on; AdvAutonomous on; };\n};\n' \
+	"$BR" >"$KVX_TMP/radvd-br.conf"
+kvx_bg "$KVX_TMP/radvd-br.log" ip netns exec "$NS_HOST" radvd -n -m stderr -C "$KVX_TMP/radvd-br.conf" \
+	-p "$KVX_TMP/radvd-br.pid"
+RADVD_BR_PID=$KVX_LAST_PID
+must kvx_wait_file_contains 15 "$KVX_DAEMON_LOG" "another program on this host advertises on $BR"
+foreign_warned() { kvx_json 'i["warnings"]' | grep -q "another router advertises on $BR"; }
+must kvx_wait_for 10 "status warns of the other router" foreign_warned
+assert_contains "status text: the warning" "another router advertises on $BR (" "$(kvx status --bridge "$BR")"
+kvx_kill_pid "$RADVD_BR_PID"
 
 kvx_step "counters, checksums and the host's forwarding"
 st=$(kvx_status_json)
