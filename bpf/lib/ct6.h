@@ -190,14 +190,14 @@ static __always_inline __u32 guest6_slot(const struct kvx_cfg *cfg, const __u8 *
 	return kvx_guest_slot6(mac_is_zero(mac) ? NULL : mac, addr, cfg->guest_seed);
 }
 
-/* The bridge port a guest's MAC is on (abi.h kvx_brport); 0: not known. */
-static __always_inline __u32 brport_of(const __u8 *mac)
+/* The bridge port a guest's MAC is on (abi.h kvx_brport); 0: not known.
+ * mac8: 8 bytes, the MAC then two zero bytes (kvx_xfdb_key's layout: the
+ * callers' aligned MAC buffers), the key as it is: no copy on a stack the
+ * 6.1 verifier finds full. */
+static __always_inline __u32 brport_of8(const __u8 *mac8)
 {
-	struct kvx_xfdb_key k = {};
-	struct kvx_xfdb_val *v;
+	struct kvx_xfdb_val *v = bpf_map_lookup_elem(&kvx_brport, mac8);
 
-	__builtin_memcpy(k.mac, mac, ETH_ALEN);
-	v = bpf_map_lookup_elem(&kvx_brport, &k);
 	return v ? v->ifindex : 0;
 }
 
@@ -207,14 +207,21 @@ static __always_inline __u32 brport_of(const __u8 *mac)
  * the address's. */
 static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32 *addr)
 {
-	struct kvx_nd_key k;
+	/* One stack slot for both keys (the reclaim callback's frame is at
+	 * the 6.1 verifier's limit). */
+	union {
+		struct kvx_nd_key nd;
+		struct kvx_xfdb_key br;
+	} k;
 	struct kvx_nd_val *v;
 	__u32 port;
 
-	addr6_copy(k.addr, addr);
-	v = bpf_map_lookup_elem(&kvx_nd, &k);
+	addr6_copy(k.nd.addr, addr);
+	v = bpf_map_lookup_elem(&kvx_nd, &k.nd);
 	if (v && v->state != KVX_ND_NONE && v->state != KVX_ND_HOST && !mac_is_zero(v->mac)) {
-		port = brport_of(v->mac);
+		__builtin_memcpy(k.br.mac, v->mac, ETH_ALEN);
+		k.br._pad = 0;
+		port = brport_of8(k.br.mac);
 		return port ? kvx_port_slot(port, cfg->guest_seed) :
 			      kvx_guest_slot6(v->mac, addr, cfg->guest_seed);
 	}

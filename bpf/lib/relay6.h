@@ -90,17 +90,18 @@ static __always_inline int nd_is_guest(const __be32 *addr)
 	return nd_val_owned(nd_lookup(addr), clock_now_ns());
 }
 
-/* The kvx_gaddrs counter of the guest whose MAC is mac: its bridge
- * port's (abi.h kvx_brport; a MAC of no known port: the slot all of them
- * share), so that a guest rotating its MAC has one limit. */
-static __always_inline __u32 *nd_guest_count(const __u8 *mac)
+/* The kvx_gaddrs counter of the guest whose MAC is mac8 (brport_of8's
+ * 8-byte buffer): its bridge port's (abi.h kvx_brport; a MAC of no known
+ * port: the slot all of them share), so that a guest rotating its MAC has
+ * one limit. */
+static __always_inline __u32 *nd_guest_count(const __u8 *mac8)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	__u32 slot;
 
 	if (!cfg)
 		return NULL;
-	slot = kvx_port_slot(brport_of(mac), cfg->guest_seed);
+	slot = kvx_port_slot(brport_of8(mac8), cfg->guest_seed);
 	return bpf_map_lookup_elem(&kvx_gaddrs, &slot);
 }
 
@@ -115,9 +116,9 @@ static __always_inline __u32 *nd_guest_count(const __u8 *mac)
  * keyed by its port's slot with the top byte 0x7e, apart from the
  * addresses' buckets in all likelihood (a collision costs a shared
  * budget, never a wrong verdict). */
-static __always_inline int relay6_relay_take(const struct kvx_cfg *cfg, const __u8 *mac)
+static __always_inline int relay6_relay_take(const struct kvx_cfg *cfg, const __u8 *mac8)
 {
-	__be32 key = bpf_htonl(0x7e000000 | kvx_port_slot(brport_of(mac), cfg->guest_seed));
+	__be32 key = bpf_htonl(0x7e000000 | kvx_port_slot(brport_of8(mac8), cfg->guest_seed));
 
 	return icmp_rl_take(key, clock_now_ns(), KVX_ND_RELAY_INTERVAL_NS, KVX_ND_RELAY_BURST);
 }
@@ -144,7 +145,8 @@ static __always_inline int relay6_relay_take(const struct kvx_cfg *cfg, const __
  * host defended within KVX_ND_DUP_HOLD_NS (the caller answers the probe).
  *
  * A guest at its address limit (KVX_ND_PER_GUEST, kvx_gaddrs) claims no
- * other: DROP_GUEST_ADDRS.
+ * other: DROP_GUEST_ADDRS.  mac: 8 bytes, the MAC then two zero bytes
+ * (brport_of8).
  */
 static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex, int probe)
 {

@@ -759,7 +759,7 @@ TEST_F(Relay6Test, AFrameClaimIsTheGuestsAfterTheDaemonsProbe)
 	v.dad_ns = boot_ns();
 	dp().nd_update(kGuestA, v);
 	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
-	v.dad_ns = boot_ns_ago(KVX_ND_DAD_NS + 1000000ull);
+	v.dad_ns = boot_ns_ago(KVX_ND_DAD_NS + 100000000ull);
 	dp().nd_update(kGuestA, v);
 	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
