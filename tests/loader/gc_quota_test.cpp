@@ -13,11 +13,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "model/config.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "control/gc.hpp"
+#include "control/relay.hpp"
 #include "kvmxdp/ct_rules.h"
 #include "model/quota.hpp"
 #include "model/timeouts.hpp"
@@ -435,6 +437,56 @@ TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerBridgePort)
 	EXPECT_EQ(bpf_map_lookup_elem(ga.get(), &mi, &mv), 0);
 	EXPECT_EQ(mv, 0u) << "counted per MAC";
 	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), qm), 0u);
+}
+
+// An upgrade over a pinned kvx_nd of ABI 10..16 (24-byte values): attach
+// replaces the map and carries the guests' entries into the new layout
+// (control/relay.hpp carry_nd); the host's entries are attach's to write.
+TEST_F(GcQuotaMaps, RelayOwnersOfTheOlderLayoutAreCarriedOver)
+{
+	Fd old(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd16", sizeof(kvx_nd_key), 24, 16, nullptr));
+	ASSERT_GE(old.get(), 0) << std::strerror(errno);
+	Fd nd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd", sizeof(kvx_nd_key), sizeof(kvx_nd_val), 16,
+			     nullptr));
+	ASSERT_GE(nd.get(), 0) << std::strerror(errno);
+	auto put = [&](uint8_t last, uint8_t state, uint64_t seen) {
+		kvx_nd_key k{};
+		k.addr[0] = htonl(0x20010db8);
+		k.addr[3] = htonl(last);
+		uint8_t v[24] = {0x52, 0x54, 0, 0, 7, last, state, 0};
+		const uint32_t ifindex = 9;
+		std::memcpy(v + 8, &ifindex, 4);
+		std::memcpy(v + 16, &seen, 8);
+		ASSERT_EQ(bpf_map_update_elem(old.get(), &k, v, BPF_NOEXIST), 0);
+	};
+	put(1, KVX_ND_OWNED, 1000);
+	put(2, KVX_ND_PENDING, 2000);
+	put(3, KVX_ND_HOST, 0);
+	EXPECT_EQ(carry_nd(old.get(), nd.get()), 2u);
+	auto get = [&](uint8_t last) -> std::optional<kvx_nd_val> {
+		kvx_nd_key k{};
+		k.addr[0] = htonl(0x20010db8);
+		k.addr[3] = htonl(last);
+		kvx_nd_val v{};
+		if (bpf_map_lookup_elem(nd.get(), &k, &v) != 0)
+			return std::nullopt;
+		return v;
+	};
+	const std::optional<kvx_nd_val> a = get(1), b = get(2);
+	ASSERT_TRUE(a.has_value());
+	EXPECT_EQ(a->state, KVX_ND_OWNED);
+	EXPECT_EQ(a->mac[5], 1);
+	EXPECT_EQ(a->ifindex, 9u);
+	EXPECT_EQ(a->last_seen_ns, 1000u);
+	ASSERT_TRUE(b.has_value());
+	EXPECT_EQ(b->state, KVX_ND_PENDING);
+	EXPECT_EQ(b->dad_ns, 2000u);
+	EXPECT_EQ(b->dad_probes, 1);
+	EXPECT_FALSE(get(3).has_value()) << "the host's entry carried";
+	// A map of another key is nobody's kvx_nd: nothing carried.
+	Fd other(bpf_map_create(BPF_MAP_TYPE_HASH, "t_other", 8, 24, 4, nullptr));
+	ASSERT_GE(other.get(), 0) << std::strerror(errno);
+	EXPECT_EQ(carry_nd(other.get(), nd.get()), 0u);
 }
 
 // The GC's correction of a datapath counter measured by a dump between
