@@ -113,8 +113,15 @@ state() { kvx map list --json | "$KVX_PY" -c 'import json,sys; print([m["state"]
 assert_eq "map list: $ONE6 active" active "$(state "$ONE6")"
 assert_eq "ping -6 from the LAN to $ONE6: 3 of 3" 3 "$(kvx_ping_received "$NS_LAN" "$ONE6" 3)"
 
-kvx_step "MLD: the solicited-node group of $ONE6 reported on the uplink"
+kvx_step "MLD: the solicited-node group of $ONE6 joined on the uplink by the daemon"
+# map add's own DAD joined the group (and reported it) while it probed;
+# that process is gone: the membership now is the daemon's (NdGroups), the
+# one an MLD-snooping switch's queries get answered for.
 must kvx_wait_for 10 "an MLD report for $SN1 from the host" grep -q "^mld $SN1" "$KVX_TMP/nd.log"
+in_group() { ip -n "$NS_HOST" -6 maddr show dev "$UP" | grep -qw "$1"; }
+must kvx_wait_for 10 "the uplink is a member of $SN1 after map add exited" in_group "$SN1"
+sleep 2
+assert_eq "still a member 2 s later (held, not map add's leftover)" 0 "$(in_group "$SN1"; echo $?)"
 
 kvx_step "carrier lost, the LAN host takes $ONE6 meanwhile: DAD again when it is back, conflict"
 ip -n "$NS_LAN" link set "$LAN_UP_IF" down
@@ -134,7 +141,15 @@ na0=$(kvx_counter ND_PROXY_NA)
 ip -n "$NS_HOST" -6 neigh flush dev "$UP" 2>/dev/null || true
 assert_eq "the host reaches the LAN host's own server on $ONE6: sha256" "$sum" \
 	"$(kvx_curl_sha "$NS_HOST" "http://[$ONE6]:8091/big.bin")"
-assert_eq "no Neighbour Advertisement of ours for $ONE6 since" "$na0" "$(kvx_counter ND_PROXY_NA)"
+# A LAN node's Neighbour Solicitation for $ONE6 (the host's own above goes
+# out of the uplink, where the datapath never sees it) gets no answer of
+# ours: only the LAN host's, which holds it.
+up_mac=$(kvx_if_mac "$NS_HOST" "$UP")
+lan_mac=$(kvx_if_mac "$NS_LAN" "$LAN_UP_IF")
+nas=$(nsx "$NS_LAN" "$KVX_PY" "$KVX_LIBDIR/nd6_tool.py" ns "$LAN_UP_IF" "$LAN6" "$ONE6" 1.5)
+assert_eq "no Neighbour Advertisement from the uplink's MAC for $ONE6" 0 \
+	"$(grep -ci -- "$up_mac" <<<"$nas" || true)"
+assert_eq "no Neighbour Advertisement of ours for $ONE6 since (ND_PROXY_NA)" "$na0" "$(kvx_counter ND_PROXY_NA)"
 
 kvx_step "no carrier: a new mapping's DAD does not pass; announced once the carrier is back"
 ip -n "$NS_LAN" link set "$LAN_UP_IF" down
@@ -148,6 +163,10 @@ active2() { [[ $(state "$TWO6") == active ]]; }
 must kvx_wait_for 15 "$TWO6 announced after a DAD on the live link" active2
 assert_ge "its probes went out on the live link" "$(probes "$TWO6")" 3
 must kvx_wait_for 10 "an MLD report for $SN2" grep -q "^mld $SN2" "$KVX_TMP/nd.log"
+# The same solicitation for an announced address is answered, with the
+# uplink's MAC (the check above can see an answer).
+nas=$(nsx "$NS_LAN" "$KVX_PY" "$KVX_LIBDIR/nd6_tool.py" ns "$LAN_UP_IF" "$LAN6" "$TWO6" 1.5)
+assert_contains "a Neighbour Advertisement for $TWO6 from the uplink's MAC" "$up_mac" "$nas"
 
 kvx_step "the LAN host drops $ONE6: the conflict's retry announces it again"
 ip -n "$NS_LAN" -6 addr del "$ONE6/64" dev "$LAN_UP_IF"

@@ -7,9 +7,13 @@
 # some every 10 minutes).  NAT66 turns on IPv6 forwarding on the bridge;
 # the kernel then drops the RA default routes of every interface that does
 # not take RAs while forwarding (rt6_purge_dflt_routers), and the host and
-# its guests had no IPv6 route until the next periodic RA.  kvmxdp asks for
-# one (a Router Solicitation on the uplink): within 2 s the route is back,
-# the host and guest1 (NAT66) reach the server.
+# its guests had no IPv6 route until the next periodic RA.  kvmxdp makes
+# the uplink's accept_ra 2 while attached (the kernel keeps the RA default
+# routes of such a device; with its own forwarding 0 it takes RAs as with
+# 1): the route is never deleted, the host and guest1 (NAT66) reach the
+# server; detach puts accept_ra back.  A default route lost anyway (here:
+# deleted by hand) is asked for again: the daemon's Router Solicitations
+# bring it back within seconds, not at the next periodic RA.
 #
 #   guest1 ns  kg1<id> fd42:97::11/64 -- bridge kb<id> fd42:97::1/64 (host ns)
 #   host ns    uplink ku<id>: SLAAC in 2001:db8:1::/64, default via the router
@@ -49,12 +53,32 @@ assert_eq "ping -6 host -> server before attach: 3 of 3" 3 "$(kvx_ping_received 
 sleep 1
 
 kvx_step "attach (NAT66: forwarding on the bridge): the host's IPv6 default route stays"
+kvx_bg "$KVX_TMP/route6.log" ip -n "$NS_HOST" -6 monitor route
+MON_PID=$KVX_LAST_PID
+sleep 0.5
 kvx_attach_bg || kvx_fatal "cannot attach"
 assert_eq "status: NAT66" nat66 "$(kvx_json 'i["ipv6_mode"]')"
 assert_eq "the bridge forwards IPv6 (NAT66 needs it)" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$BR/forwarding")"
 must kvx_wait_for 2 "the uplink's IPv6 default route within 2 s of attach" has_route6
 kvx_log "after attach: $(route6)"
+sleep 1
+kvx_kill_pid "$MON_PID"
+assert_eq "the default route was never deleted" 0 "$(grep -c '^Deleted default' "$KVX_TMP/route6.log" || true)"
+assert_eq "the uplink's accept_ra is 2 while attached" 2 \
+	"$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$UP/accept_ra")"
 assert_eq "ping -6 host -> server after attach: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$SRV6" 3)"
 assert_eq "ping -6 guest1 -> server (NAT66): 3 of 3" 3 "$(kvx_ping_received "$NS_G1" "$SRV6" 3)"
 assert_eq "no IPv6 echo handed to the host untranslated (PASS_LOCAL)" 0 "$(kvx_counter PASS_LOCAL)"
+
+kvx_step "a default route lost while attached is solicited again"
+ip -n "$NS_HOST" -6 route del default dev "$UP"
+must kvx_wait_for 10 "the uplink's IPv6 default route back (the daemon's solicitation)" has_route6
+assert_contains "the daemon said so" "IPv6 default route gone: soliciting the routers" \
+	"$(cat "$KVX_DAEMON_LOG")"
+assert_eq "ping -6 host -> server: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$SRV6" 3)"
+
+kvx_step "detach puts the uplink's accept_ra back"
+kvx_daemon_stop
+kvx detach --bridge "$BR" >/dev/null || kvx_fatal "detach"
+assert_eq "accept_ra 1 again" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$UP/accept_ra")"
 kvx_finish

@@ -23,6 +23,14 @@
 # one's address gets nothing, and the first keeps working.  Another program
 # advertising on the bridge (radvd, as libvirt's dnsmasq) silences
 # kvmxdp's RAs, and status says so.
+# A guest's address is one a duplicate address detection no LAN host
+# answered: a guest that sends from a LAN router's address without DAD
+# (nodad) gets none of its traffic (kvmxdp probes the LAN for it, the
+# router defends), while its own nodad address nobody has is its own after
+# that probe.  A LAN host's forged router advertisement (another prefix,
+# the real one deprecated) moves nothing: relay keeps the prefix of the
+# host's router.  The host's IPv6 default route survives the attach (the
+# uplink's accept_ra goes to 2 while attached, back to 1 at detach).
 #
 #   guest1 ns  kg1<id> SLAAC in 2001:db8:1::/64 --+
 #   guest2 ns  kg2<id> SLAAC in 2001:db8:1::/64 --+ bridge kb<id> (fe80:: only)
@@ -114,6 +122,11 @@ kvx_step "bad input: relay with NAT66's --subnet6"
 bad_attach "kvmxdp: error: --ipv6 relay: --subnet6 fd42:7::/64 is NAT66's" --ipv6 relay --subnet6 fd42:7::/64
 
 kvx_step "attach --ipv6 relay: the guests take addresses in $N1 from kvmxdp's RAs"
+# The bridge's forwarding coming on makes the kernel purge the RA default
+# routes of every device whose accept_ra is not 2: watched across attach.
+kvx_bg "$KVX_TMP/route6.log" ip -n "$NS_HOST" -6 monitor route
+ROUTE_MON_PID=$KVX_LAST_PID
+sleep 0.5
 kvx_attach_bg --ipv6 relay || kvx_fatal "cannot attach"
 FWD6_0=$(fwd6)
 for g in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
@@ -147,6 +160,13 @@ assert_contains "status: why" "--ipv6 relay, the router announces $N1 for SLAAC"
 assert_eq "bridge IPv6 forwarding on (bpf_fib_lookup)" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$BR/forwarding")"
 assert_eq "all.forwarding untouched (0: the uplink keeps its RAs)" 0 \
 	"$(kvx_sysctl_get "$NS_HOST" net/ipv6/conf/all/forwarding)"
+assert_eq "the uplink's accept_ra 2 while attached (its RA default route survives)" 2 \
+	"$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$UP/accept_ra")"
+kvx_kill_pid "$ROUTE_MON_PID"
+assert_eq "the host's IPv6 default route was never deleted by the attach" 0 \
+	"$(grep -c '^Deleted default' "$KVX_TMP/route6.log" || true)"
+assert_contains "the host's IPv6 default route via the LAN router" "default via fe80::" \
+	"$(ip -n "$NS_HOST" -6 route show default dev "$UP")"
 assert_contains "status text: relay and its prefix" "ipv6 relay $N1, " "$(kvx status --bridge "$BR")"
 
 kvx_step "ping -6: guests -> LAN router and server beyond it"
@@ -174,12 +194,29 @@ assert_eq "ping -6 guest2 -> LAN router at $DUP6: 3 of 3" 3 "$(kvx_ping_received
 lan_mac=$(kvx_if_mac "$NS_LAN" "$LAN_UP_IF")
 assert_eq "the host's neighbour entry for $DUP6 is the LAN router's MAC" "$lan_mac" \
 	"$(ip -n "$NS_HOST" -6 -j neigh show dev "$UP" "$DUP6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
-# guest1 cannot use it (the kernel refuses a dadfailed source; one sent
-# anyway would be DROP_ND_DUPLICATE).
-got=$( (nsx "$NS_G1" ping -n -q -c 2 -i 0.2 -W 1 -I "$DUP6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')
-assert_eq "guest1 from $DUP6 -> server: 0 of 2" 0 "${got:-0}"
+# guest1 cannot use it: its kernel refuses a dadfailed source, so its
+# frames from it are made by hand (a guest that ignores its DAD); the
+# datapath drops them, the server hears none, and does hear the same
+# frames from guest1's own address (they are sound).
+kvx_bg "$KVX_TMP/udp_srv.log" ip netns exec "$NS_SRV" "$KVX_PY" -u -c '
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 9977))
+print("listening", flush=True)
+while True:
+    d, a = s.recvfrom(2048)
+    print(a[0], d.decode(errors="replace"), flush=True)' "$SRV6"
+kvx_wait_file_contains 10 "$KVX_TMP/udp_srv.log" listening
+br_mac=$(kvx_if_mac "$NS_HOST" "$BR")
+dup1=$(kvx_counter DROP_ND_DUPLICATE)
+nsx "$NS_G1" "$KVX_PY" "$KVX_LIBDIR/nd6_tool.py" udp6 "$G1_IF" "$DUP6" "$SRV6" 9977 "$br_mac" 5
+nsx "$NS_G1" "$KVX_PY" "$KVX_LIBDIR/nd6_tool.py" udp6 "$G1_IF" "$G1_6" "$SRV6" 9977 "$br_mac" 2
+must kvx_wait_for 5 "the server heard guest1's hand-made datagrams from $G1_6" \
+	bash -c "[[ \$(grep -c '^$G1_6 kvx-udp6' '$KVX_TMP/udp_srv.log') -ge 2 ]]"
+assert_eq "the server heard nothing from $DUP6" 0 "$(grep -c "^$DUP6 " "$KVX_TMP/udp_srv.log" || true)"
+assert_ge "DROP_ND_DUPLICATE counted guest1's 5 frames from $DUP6" \
+	"$(($(kvx_counter DROP_ND_DUPLICATE) - dup1))" 5
 ip -n "$NS_G1" -6 addr del "$DUP6/64" dev "$G1_IF"
-kvx_log "DROP_ND_DUPLICATE moved by $(($(kvx_counter DROP_ND_DUPLICATE) - dup0))"
 
 kvx_step "stateful inbound (the default): the server's own connection to a guest gets nothing, its ping comes in"
 filtered0=$(kvx_counter DROP_FILTERED)
@@ -270,6 +307,61 @@ ip -n "$NS_G2" -6 addr del "$G1_6/128" dev "$G2_IF"
 assert_eq "guest1 still reached at its address: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$G1_6" 3)"
 assert_eq "curl -6 guest1 after the attempt: sha256" "$sum" "$(kvx_curl_sha "$NS_G1" "http://[$SRV6]:8080/big.bin")"
 
+kvx_step "a guest that sends from a LAN host's address without DAD gets none of its traffic"
+# The LAN router has FRAME6; guest1 takes it with nodad (no probe for
+# kvmxdp to relay) and sends from it.  Its frames claim nothing: kvmxdp
+# probes the LAN for the address, the router defends it, and the host and
+# the server keep reaching the router there.
+FRAME6=2001:db8:1::98
+ip -n "$NS_LAN" -6 addr add "$FRAME6/64" dev "$LAN_UP_IF" nodad
+lost0=$(($(kvx_counter DROP_ND_UNCLAIMED) + $(kvx_counter DROP_ND_DUPLICATE)))
+ip -n "$NS_G1" -6 addr add "$FRAME6/128" dev "$G1_IF" nodad noprefixroute
+got=$( (nsx "$NS_G1" ping -n -q -c 6 -i 0.5 -W 1 -I "$FRAME6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')
+assert_eq "guest1 from $FRAME6 -> server: 0 of 6" 0 "${got:-0}"
+assert_ge "DROP_ND_UNCLAIMED/DROP_ND_DUPLICATE counted them" \
+	"$(($(kvx_counter DROP_ND_UNCLAIMED) + $(kvx_counter DROP_ND_DUPLICATE) - lost0))" 6
+assert_eq "no route for $FRAME6 to the bridge (proto 107)" "" \
+	"$(ip -n "$NS_HOST" -6 route show dev "$BR" proto 107 | grep -F "$FRAME6 " || true)"
+ip -n "$NS_HOST" -6 neigh flush dev "$UP" "$FRAME6" 2>/dev/null || true
+assert_eq "ping -6 host -> LAN router at $FRAME6: 3 of 3" 3 "$(kvx_ping_received "$NS_HOST" "$FRAME6" 3)"
+assert_eq "the host's neighbour entry for $FRAME6 is the LAN router's MAC, on the uplink" "$lan_mac" \
+	"$(ip -n "$NS_HOST" -6 -j neigh show dev "$UP" "$FRAME6" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr","none") if n else "none")')"
+assert_eq "ping -6 server -> LAN router at $FRAME6: 3 of 3" 3 "$(kvx_ping_received "$NS_SRV" "$FRAME6" 3)"
+ip -n "$NS_G1" -6 addr del "$FRAME6/128" dev "$G1_IF"
+ip -n "$NS_LAN" -6 addr del "$FRAME6/64" dev "$LAN_UP_IF"
+
+kvx_step "a guest's own address without DAD is its own once kvmxdp's probe found it free"
+OWN6=2001:db8:1::77
+ip -n "$NS_G1" -6 addr add "$OWN6/128" dev "$G1_IF" nodad noprefixroute
+must kvx_wait_for 10 "guest1 reaches the server from $OWN6" \
+	ip netns exec "$NS_G1" ping -n -q -c 1 -W 1 -I "$OWN6" "$SRV6"
+assert_eq "ping -6 guest1 from $OWN6 -> server: 3 of 3" 3 \
+	"$( (nsx "$NS_G1" ping -n -q -c 3 -i 0.2 -W 1 -I "$OWN6" "$SRV6" 2>/dev/null || true) | awk '/received/{print $4}')"
+must kvx_wait_for 5 "a route for $OWN6 to the bridge (proto 107)" \
+	bash -c "ip -n '$NS_HOST' -6 route show dev '$BR' proto 107 | grep -qF '$OWN6 '"
+ip -n "$NS_G1" -6 addr del "$OWN6/128" dev "$G1_IF"
+
+kvx_step "a LAN host's forged router advertisement moves nothing"
+# A LAN host (not the host's router) announces 2001:db8:66::/64 and
+# deprecates $N1: the host's kernel takes both (it accepts any RA on the
+# link), and may prefer the forged one; relay keeps $N1, which the host's
+# router announces, and says so.
+FORGED=2001:db8:66::/64
+for _ in 1 2 3 4 5 6; do
+	nsx "$NS_LAN" "$KVX_PY" "$KVX_LIBDIR/nd6_tool.py" ra "$LAN_UP_IF" fe80::6666 \
+		"$FORGED:7200:3600" "$N1:7200:0"
+	sleep 1
+done
+must kvx_wait_for 10 "the host's kernel took the forged prefix" \
+	bash -c "ip -n '$NS_HOST' -6 addr show dev '$UP' | grep -q 'inet6 2001:db8:66:'"
+must kvx_wait_file_contains 10 "$KVX_DAEMON_LOG" "relay: the uplink also has prefix $FORGED"
+assert_eq "status: the relay prefix is still $N1" "$N1" \
+	"$(kvx_json 'i["ipv6_relay_prefix"]' "$(kvx_status_json)")"
+assert_eq "the daemon never switched to $FORGED" 0 "$(grep -c -- "-> $FORGED" "$KVX_DAEMON_LOG" || true)"
+assert_eq "ping -6 guest1 -> server: 3 of 3" 3 "$(kvx_ping_received "$NS_G1" "$SRV6" 3)"
+ip -n "$NS_HOST" -6 addr flush dev "$UP" to "$FORGED" 2>/dev/null || true
+ip -n "$NS_HOST" -6 route del "$FORGED" dev "$UP" 2>/dev/null || true
+
 kvx_step "another router advertising on the bridge (radvd as libvirt's dnsmasq): kvmxdp stays silent, status warns"
 printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix fd42:5::/64 { AdvOnLink on; AdvAutonomous on; };\n};\n' \
 	"$BR" >"$KVX_TMP/radvd-br.conf"
@@ -297,4 +389,6 @@ kvx_step "detach removes the routes to the guests"
 kvx_daemon_stop
 kvx detach --bridge "$BR" >/dev/null || kvx_fatal "detach"
 assert_eq "no kvmxdp route left on $BR" "" "$(relay_routes)"
+assert_eq "detach put the uplink's accept_ra back (1)" 1 \
+	"$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$UP/accept_ra")"
 kvx_finish

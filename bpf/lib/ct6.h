@@ -190,17 +190,41 @@ static __always_inline __u32 guest6_slot(const struct kvx_cfg *cfg, const __u8 *
 	return kvx_guest_slot6(mac_is_zero(mac) ? NULL : mac, addr, cfg->guest_seed);
 }
 
+/* The bridge port a guest's MAC is on (abi.h kvx_brport); 0: not known.
+ * mac8: 8 bytes, the MAC then two zero bytes (kvx_xfdb_key's layout: the
+ * callers' aligned MAC buffers), the key as it is: no copy on a stack the
+ * 6.1 verifier finds full. */
+static __always_inline __u32 brport_of8(const __u8 *mac8)
+{
+	struct kvx_xfdb_val *v = bpf_map_lookup_elem(&kvx_brport, mac8);
+
+	return v ? v->ifindex : 0;
+}
+
 /* The slot of the guest that owns addr in relay's kvx_nd (owned, pending
- * or defended: the MAC its flows came from), else of the address. */
+ * or defended): its bridge port's (kvx_brport: one quota whatever MACs the
+ * guest sends from), the owning MAC's while its port is not known; else
+ * the address's. */
 static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32 *addr)
 {
-	struct kvx_nd_key k;
+	/* One stack slot for both keys (the reclaim callback's frame is at
+	 * the 6.1 verifier's limit). */
+	union {
+		struct kvx_nd_key nd;
+		struct kvx_xfdb_key br;
+	} k;
 	struct kvx_nd_val *v;
+	__u32 port;
 
-	addr6_copy(k.addr, addr);
-	v = bpf_map_lookup_elem(&kvx_nd, &k);
-	if (v && v->state != KVX_ND_NONE && v->state != KVX_ND_HOST && !mac_is_zero(v->mac))
-		return kvx_guest_slot6(v->mac, addr, cfg->guest_seed);
+	addr6_copy(k.nd.addr, addr);
+	v = bpf_map_lookup_elem(&kvx_nd, &k.nd);
+	if (v && v->state != KVX_ND_NONE && v->state != KVX_ND_HOST && !mac_is_zero(v->mac)) {
+		__builtin_memcpy(k.br.mac, v->mac, ETH_ALEN);
+		k.br._pad = 0;
+		port = brport_of8(k.br.mac);
+		return port ? kvx_port_slot(port, cfg->guest_seed) :
+			      kvx_guest_slot6(v->mac, addr, cfg->guest_seed);
+	}
 	return kvx_guest_slot6(NULL, addr, cfg->guest_seed);
 }
 

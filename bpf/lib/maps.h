@@ -256,6 +256,14 @@ struct {
 	__type(value, struct kvx_nd_val);
 } kvx_nd SEC(".maps");
 
+/* Guest MAC -> bridge port (abi.h kvx_brport), written by the daemon. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_BRPORT_SIZE);
+	__type(key, struct kvx_xfdb_key);
+	__type(value, struct kvx_xfdb_val);
+} kvx_brport SEC(".maps");
+
 /* kvx_nd entries per guest (abi.h kvx_gaddrs); sized and indexed like
  * kvx_gflows, mmapable for the daemon's atomic corrections. */
 struct {

@@ -9,8 +9,9 @@
  * MAC, and the guests see every LAN address at the bridge's.
  *
  * - Guest -> LAN/internet: the source must be in the prefix and owned by
- *   the frame's MAC (kvx_nd, learnt from the first frame or the guest's
- *   duplicate address detection, re-learnt by another MAC only after
+ *   the frame's MAC (kvx_nd: claimed by a duplicate address detection no
+ *   LAN host answered, the guest's own or, for an address it sends from
+ *   unclaimed, the daemon's; taken by another MAC only by its DAD after
  *   KVX_GUEST_IDLE_NS, so a re-created VM gets its address back and a
  *   busy guest never loses it); routed by bpf_fib_lookup through the
  *   uplink only, hop limit - 1 (our Time Exceeded at 1, our Packet Too
@@ -25,13 +26,17 @@
  * - Inbound is stateful by default (relay6_ct_in: the replies of the
  *   guests' flows, echo requests rate limited); KVX_CFG6_F_INBOUND_OPEN
  *   lets everything in.
- * - Per guest (its MAC's quota slot): at most KVX_ND_PER_GUEST addresses
- *   (kvx_gaddrs), and the stateful policy's flows in its flow quota.
+ * - Per guest (its bridge port's slot, kvx_brport, whatever MAC it sends
+ *   from): at most KVX_ND_PER_GUEST addresses (kvx_gaddrs), a rate of
+ *   relayed probes, and the stateful policy's flows in its flow quota.
  *
  * - DAD relay (RFC 4389 4.1.3.3, RFC 4862 5.4): a guest's probe makes its
  *   address pending and goes out of the uplink; a LAN host's defence (its
  *   NA, or its own probe) for a pending address comes back to the bridge,
- *   so that the guest's DAD fails, and the address is never owned.
+ *   so that the guest's DAD fails, and the address is never owned.  A
+ *   guest's frame never claims an address: one from an address nobody
+ *   claimed makes it pending for the daemon's own probe (dad_probes 0),
+ *   and is dropped (DROP_ND_UNCLAIMED) until a DAD ran its course.
  *
  * Link-local, multicast and the rest of neighbour and router discovery
  * stay the host's (PASS_ND).  Not yet: the XDP fast path.
@@ -62,12 +67,15 @@ static __always_inline struct kvx_nd_val *nd_lookup(const __be32 *addr)
 }
 
 /* Owned by a guest: forwarded to, answered for.  Pending for a whole DAD
- * run (KVX_ND_DAD_NS) with no defence from the LAN is as good: a guest
- * that sends nothing from its new address (a server) is still reached. */
+ * run (KVX_ND_DAD_NS from its first probe) with no defence from the LAN
+ * is as good: a guest that sends nothing from its new address (a server)
+ * is still reached.  Pending without a probe yet (dad_probes 0: claimed
+ * by a frame, the daemon's probe to come) is nobody's. */
 static __always_inline int nd_val_owned(const struct kvx_nd_val *v, __u64 now)
 {
 	return v && (v->state == KVX_ND_OWNED ||
-		     (v->state == KVX_ND_PENDING && v->last_seen_ns + KVX_ND_DAD_NS <= now));
+		     (v->state == KVX_ND_PENDING && v->dad_probes &&
+		      v->dad_ns + KVX_ND_DAD_NS <= now));
 }
 
 /* A guest's or being made one (not the host's, nor one a LAN host
@@ -82,33 +90,65 @@ static __always_inline int nd_is_guest(const __be32 *addr)
 	return nd_val_owned(nd_lookup(addr), clock_now_ns());
 }
 
-/* The kvx_gaddrs counter of the guest whose MAC is mac (abi.h). */
-static __always_inline __u32 *nd_guest_count(const __u8 *mac)
+/* The kvx_gaddrs counter of the guest whose MAC is mac8 (brport_of8's
+ * 8-byte buffer): its bridge port's (abi.h kvx_brport; a MAC of no known
+ * port: the slot all of them share), so that a guest rotating its MAC has
+ * one limit. */
+static __always_inline __u32 *nd_guest_count(const __u8 *mac8)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	__u32 slot;
 
 	if (!cfg)
 		return NULL;
-	slot = kvx_guest_slot(mac, 0, cfg->guest_seed);
+	slot = kvx_port_slot(brport_of8(mac8), cfg->guest_seed);
 	return bpf_map_lookup_elem(&kvx_gaddrs, &slot);
 }
 
+/* A guest's frame from an address pending since dad_ns is its own once
+ * this much of the run passed: the guest's DAD timer (RetransTimer after
+ * its probe) ends a hair before ours, which started when its probe came
+ * here; a LAN host defends within milliseconds of the probe. */
+#define KVX_RELAY_DAD_FRAME_NS (KVX_ND_DAD_NS / 2)
+
+/* One relayed probe from the guest whose MAC is mac (abi.h
+ * KVX_ND_RELAY_BURST, KVX_ND_RELAY_INTERVAL_NS): a bucket of kvx_icmprl
+ * keyed by its port's slot with the top byte 0x7e, apart from the
+ * addresses' buckets in all likelihood (a collision costs a shared
+ * budget, never a wrong verdict). */
+static __always_inline int relay6_relay_take(const struct kvx_cfg *cfg, const __u8 *mac8)
+{
+	__be32 key = bpf_htonl(0x7e000000 | kvx_port_slot(brport_of8(mac8), cfg->guest_seed));
+
+	return icmp_rl_take(key, clock_now_ns(), KVX_ND_RELAY_INTERVAL_NS, KVX_ND_RELAY_BURST);
+}
+
 /*
- * The address belongs to mac (kvx_nd): its first frame binds it
- * (BPF_NOEXIST: of two racing claimers one wins), the owner's frames keep
- * it, another MAC takes it only from an owner idle for KVX_GUEST_IDLE_NS (a
- * VM re-created with a new MAC), never from the host (KVX_ND_HOST).  As
- * guest_owner_check (nat.h) does for IPv4: without it one frame from guest
- * B with A's address would take A's inbound traffic.  The owner's frame
- * ends its DAD (a pending address is owned from then on), unless a LAN
- * host defended the address (DROP_ND_DUPLICATE: its DAD failed, and the
- * LAN host keeps its traffic).  state: what a new entry starts as
- * (KVX_ND_PENDING for a DAD probe, which also starts the owner's DAD over).
+ * The address belongs to mac (kvx_nd) only through a duplicate address
+ * detection that no LAN host answered: a frame from an address takes
+ * nothing (a guest sending from a LAN host's address would take that
+ * host's traffic: answered for on the uplink, routed to the bridge).
+ *
+ * probe 0, the guest's frame from addr: KVX_CONTINUE when the address is
+ * its own (owned, or pending and its DAD over: owned from now);
+ * DROP_ND_UNCLAIMED while its DAD runs, or when nobody claimed it (then
+ * it is made pending with dad_probes 0, BPF_NOEXIST: of two racing
+ * claimers one wins, and the daemon probes the LAN for it);
+ * DROP_ND_DUPLICATE when a LAN host defended it; DROP_SPOOF_MAC when
+ * another MAC has it; DROP_SPOOFED for the host's (KVX_ND_HOST).
+ *
+ * probe 1, the guest's DAD probe for addr: KVX_CONTINUE when it is to be
+ * relayed: a new run (pending from now, dad_probes 1), or one more probe
+ * of the running one (at most KVX_ND_DAD_PROBES: DROP_ND_RELAY_LIMIT);
+ * another MAC's address only from an owner idle for KVX_GUEST_IDLE_NS (a
+ * VM re-created with a new MAC); DROP_ND_DUPLICATE for an address a LAN
+ * host defended within KVX_ND_DUP_HOLD_NS (the caller answers the probe).
+ *
  * A guest at its address limit (KVX_ND_PER_GUEST, kvx_gaddrs) claims no
- * other: DROP_GUEST_ADDRS.
+ * other: DROP_GUEST_ADDRS.  mac: 8 bytes, the MAC then two zero bytes
+ * (brport_of8).
  */
-static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex, __u32 state)
+static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex, int probe)
 {
 	__u8 old[8] __attribute__((aligned(8))) = {};
 	struct kvx_nd_val *v, nv = {};
@@ -126,56 +166,82 @@ static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 if
 	if (v) {
 		if (v->state == KVX_ND_HOST)
 			return KVX_R_DROP_SPOOFED;
-		if (mac_eq(v->mac, mac) && state == KVX_ND_OWNED) {
+		if (mac_eq(v->mac, mac) && !probe) {
 			if (v->state == KVX_ND_DUP)
 				return KVX_R_DROP_ND_DUPLICATE;
-			if (v->state != KVX_ND_OWNED) {
+			if (v->state == KVX_ND_PENDING) {
+				/* Not `now - dad_ns`: the per-CPU clock (see
+				 * guest_owner_check). */
+				if (!v->dad_probes || v->dad_ns + KVX_RELAY_DAD_FRAME_NS > now)
+					return KVX_R_DROP_ND_UNCLAIMED;
 				v->state = KVX_ND_OWNED;
 				v->last_seen_ns = now;
+			} else if (v->state != KVX_ND_OWNED) {
+				return KVX_R_DROP_ND_UNCLAIMED;
 			} else if (now - v->last_seen_ns >= KVX_GUEST_REFRESH_NS) {
 				v->last_seen_ns = now;
 			}
 			return KVX_CONTINUE;
 		}
+		if (mac_eq(v->mac, mac)) {
+			if (v->state == KVX_ND_DUP && v->dad_ns + KVX_ND_DUP_HOLD_NS > now)
+				return KVX_R_DROP_ND_DUPLICATE;
+			if (v->state == KVX_ND_PENDING && v->dad_probes &&
+			    v->dad_ns + KVX_ND_DAD_NS > now) {
+				if (v->dad_probes >= KVX_ND_DAD_PROBES)
+					return KVX_R_DROP_ND_RELAY_LIMIT;
+				v->dad_probes++;
+				return KVX_CONTINUE;
+			}
+			/* A new run: a DAD started over (after a defence, a
+			 * link that came back), or the first probe for an
+			 * address its frame claimed. */
+			v->state = KVX_ND_PENDING;
+			v->dad_ns = now;
+			v->dad_probes = 1;
+			v->last_seen_ns = now;
+			v->ifindex = ifindex;
+			return KVX_CONTINUE;
+		}
 		/* Not `now - seen < idle`: the per-CPU clock (see
 		 * guest_owner_check). */
-		if (!mac_eq(v->mac, mac) && v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
+		if (!probe || v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
 			return KVX_R_DROP_SPOOF_MAC;
 	}
-	/* A new address for this guest (its own entry is not). */
-	count = NULL;
-	if (!v || !mac_eq(v->mac, mac)) {
-		count = nd_guest_count(mac);
-		if (count && *count >= KVX_ND_PER_GUEST)
-			return KVX_R_DROP_GUEST_ADDRS;
-	}
+	/* A new address for this guest. */
+	count = nd_guest_count(mac);
+	if (count && *count >= KVX_ND_PER_GUEST)
+		return KVX_R_DROP_GUEST_ADDRS;
 	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
-	nv.state = state;
+	nv.state = KVX_ND_PENDING;
+	nv.dad_probes = probe ? 1 : 0;
 	nv.ifindex = ifindex;
 	nv.last_seen_ns = now;
+	nv.dad_ns = now;
 	if (v) {
-		/* Taken over from an idle owner: the address leaves its
-		 * count. */
+		/* Taken over from an idle owner by its DAD: the address
+		 * leaves that owner's count. */
 		__builtin_memcpy(old, v->mac, ETH_ALEN);
 		bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_ANY);
-		if (count) {
+		if (count)
 			__sync_fetch_and_add(count, 1);
-			was = nd_guest_count(old);
-			if (was)
-				__sync_fetch_and_add(was, -1);
-		}
+		was = nd_guest_count(old);
+		if (was)
+			__sync_fetch_and_add(was, -1);
 		return KVX_CONTINUE;
 	}
 	err = bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_NOEXIST);
 	if (!err) {
 		if (count)
 			__sync_fetch_and_add(count, 1);
-		return KVX_CONTINUE;
+		return probe ? KVX_CONTINUE : KVX_R_DROP_ND_UNCLAIMED;
 	}
 	if (err != -EEXIST)
 		return KVX_R_DROP_TABLE_FULL;
 	v = bpf_map_lookup_elem(&kvx_nd, &k);
-	return v && v->state == state && mac_eq(v->mac, mac) ? KVX_CONTINUE : KVX_R_DROP_SPOOF_MAC;
+	if (!v || !mac_eq(v->mac, mac))
+		return KVX_R_DROP_SPOOF_MAC;
+	return probe && v->dad_probes == 1 ? KVX_CONTINUE : KVX_R_DROP_ND_UNCLAIMED;
 }
 
 /*
@@ -414,7 +480,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 		return KVX_R_DROP_NO_UPLINK_ADDR;
 	if (!relay6_has(cfg6, p6->saddr) || addr6_eq(p6->saddr, cfg6->uplink_addr))
 		return KVX_R_DROP_SPOOFED;
-	rc = relay6_owner(p6->saddr, mac, ctx_ifindex(ctx), KVX_ND_OWNED);
+	rc = relay6_owner(p6->saddr, mac, ctx_ifindex(ctx), 0);
 	if (rc != KVX_CONTINUE)
 		return rc;
 	if (!ctx_frame_for_host(ctx))
@@ -442,10 +508,11 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
  * A guest's Neighbour Solicitation.  For an address of the prefix that no
  * guest owns (a LAN host, the host's own): answered with the bridge's MAC,
  * so that the guest sends it here.  A guest's DAD probe for an address
- * binds it to the guest's MAC as pending and is relayed to the LAN, or is
- * answered when the address is the host's.  Anything else (for another
- * guest, for a link-local address) is the bridge's and the host's: the
- * owner answers.
+ * binds it to the guest's MAC as pending and is relayed to the LAN (within
+ * the guest's relay rate: DROP_ND_RELAY_LIMIT), or is answered when the
+ * address is the host's or one a LAN host just defended.  Anything else
+ * (for another guest, for a link-local address) is the bridge's and the
+ * host's: the owner answers.
  */
 static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
 {
@@ -472,10 +539,28 @@ static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		 * a host that has it defends it (relay6_uplink_nd).  A probe
 		 * for another guest's address stays on the bridge, which
 		 * took it to that guest. */
-		if (relay6_owner(target, mac, ctx_ifindex(ctx), KVX_ND_PENDING) != KVX_CONTINUE ||
-		    mac_is_zero(cfg->uplink_mac) || !cfg->uplink_ifindex)
+		if (mac_is_zero(cfg->uplink_mac) || !cfg->uplink_ifindex)
 			return verdict(KVX_R_PASS_ND, len);
-		r = nd_relay_ns(ctx, cfg->uplink_mac, cfg->uplink_ifindex, len);
+		/* Before the claim: a probe the rate refuses must not leave
+		 * a run behind that no LAN host heard. */
+		if (!relay6_relay_take(cfg, mac))
+			return verdict(KVX_R_DROP_ND_RELAY_LIMIT, len);
+		r = relay6_owner(target, mac, ctx_ifindex(ctx), 1);
+		if (r == KVX_R_DROP_ND_DUPLICATE)
+			ours = 1;
+		else if (r == KVX_R_DROP_ND_RELAY_LIMIT)
+			return verdict(r, len);
+		else if (r != KVX_CONTINUE)
+			return verdict(KVX_R_PASS_ND, len);
+		else {
+			r = nd_relay_ns(ctx, cfg->uplink_mac, cfg->uplink_ifindex, len);
+			return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
+		}
+	}
+	/* The host's address, or one a LAN host defended: the guest's DAD
+	 * fails at once, it takes another. */
+	if (ours) {
+		r = nd_answer(ctx, cfg6->bridge_mac, len, 0, 0);
 		return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 	}
 	/* Another guest's (the bridge took the NS to it: it answers for
@@ -625,6 +710,7 @@ static __noinline int relay6_uplink_nd(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6
 	    (p6->p.icmp_type == ICMPV6_NEIGH_ADV && !addr6_is_mcast(p6->daddr)))
 		return verdict(KVX_R_PASS_ND, len);
 	v->state = KVX_ND_DUP;
+	v->dad_ns = now;
 	if (p6->p.icmp_type == ICMPV6_NEIGH_SOL)
 		r = nd_relay_ns(ctx, cfg6->bridge_mac, cfg->bridge_ifindex, len);
 	else

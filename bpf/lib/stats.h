@@ -33,6 +33,7 @@ static __always_inline int gstats_class(__u32 r)
 	case KVX_R_DROP_GUEST_QUOTA:
 	case KVX_R_DROP_GUEST_PORTS:
 	case KVX_R_DROP_GUEST_ADDRS:
+	case KVX_R_DROP_ND_RELAY_LIMIT:
 		return KVX_GD_QUOTA;
 	case KVX_R_DROP_TABLE_FULL:
 	case KVX_R_DROP_PORTS_EXHAUSTED:
@@ -40,6 +41,7 @@ static __always_inline int gstats_class(__u32 r)
 	case KVX_R_DROP_HOST_TUNNEL:
 		return KVX_GD_NO_MAPPING;
 	case KVX_R_DROP_SPOOF_MAC:
+	case KVX_R_DROP_ND_UNCLAIMED:
 		return KVX_GD_SPOOF;
 	case KVX_R_DROP_TOO_BIG:
 	case KVX_R_DROP_TOO_BIG_IN:

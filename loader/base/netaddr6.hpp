@@ -24,6 +24,11 @@ struct Ipv6Net {
 	std::string str() const;
 	bool operator==(const Ipv6Net &o) const { return addr == o.addr && prefix == o.prefix; }
 	bool operator!=(const Ipv6Net &o) const { return !(*this == o); }
+	// Any strict order (map keys).
+	bool operator<(const Ipv6Net &o) const
+	{
+		return addr != o.addr ? addr < o.addr : prefix < o.prefix;
+	}
 };
 
 // inet_pton's IPv6 text ("2001:db8::1"; no brackets, no zone).

@@ -78,6 +78,11 @@ std::string forwarding6_key(const std::string &ifname)
 	return "net/ipv6/conf/" + ifname + "/forwarding";
 }
 
+std::string accept_ra_key(const std::string &ifname)
+{
+	return "net/ipv6/conf/" + ifname + "/accept_ra";
+}
+
 namespace {
 
 std::vector<PortRange> normalize(std::vector<PortRange> v)

@@ -38,6 +38,11 @@ std::string forwarding_key(const std::string &ifname);
 // device's own flag); never net.ipv6.conf.all.forwarding, which would make
 // the uplink ignore router advertisements and lose its SLAAC address.
 std::string forwarding6_key(const std::string &ifname);
+// net.ipv6.conf.IF.accept_ra: 2 keeps a device's router-advertised default
+// routes when forwarding comes on for another device (the kernel purges
+// those of every device whose accept_ra is not 2); with the device's own
+// forwarding 0 it takes RAs exactly as 1 does.
+std::string accept_ra_key(const std::string &ifname);
 inline const char *const kReservedPortsKey = "net/ipv4/ip_local_reserved_ports";
 inline const char *const kLocalPortRangeKey = "net/ipv4/ip_local_port_range";
 inline const char *const kBrNfCallIptablesKey = "net/bridge/bridge-nf-call-iptables";

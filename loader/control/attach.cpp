@@ -638,7 +638,15 @@ private:
 				      kc_.guest_seed,
 				      skel_->map_fd(KVX_MAP_CT6),
 				      skel_->map_fd(KVX_MAP_BIND6),
-				      skel_->map_fd(KVX_MAP_ND)};
+				      skel_->map_fd(KVX_MAP_ND),
+				      skel_->map_fd(KVX_MAP_BRPORT)};
+		// A kvx_nd replaced (another size, or ABI 10..16's entries):
+		// the guests keep their addresses, which they claimed by a
+		// duplicate address detection they do not run again.
+		if (auto it = replaced_.find(KVX_MAP_ND); it != replaced_.end() && it->second)
+			if (size_t n = carry_nd(it->second->get(), skel_->map_fd(KVX_MAP_ND)))
+				log_info("relay: " + std::to_string(n) +
+					 " guest address(es) carried into the new kvx_nd");
 		gflows_recount(skel_->map_fd(KVX_MAP_CT), quota);
 		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS), quota);
 		tenants_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GTENANT), quota);
@@ -899,6 +907,8 @@ private:
 		const std::string want = ipv6_.mode != KVX_V6_OFF ? "1" : saved.value_or(*cur);
 		inst_.saved_forwarding6 = ipv6_.mode != KVX_V6_OFF ? saved.value_or(*cur) :
 								     std::optional<std::string>();
+		// First: the uplink's RA default route must survive the write.
+		uplink_accept_ra();
 		if (*cur != want) {
 			sys_.write(fwd, want);
 			rb_.add(fwd, [sys = sys_, fwd, old = *cur] { sys.write(fwd, old); });
@@ -913,6 +923,47 @@ private:
 				}
 			}
 		}
+	}
+
+	// Forwarding on for any device makes the kernel purge the
+	// router-advertised default routes of every device whose accept_ra
+	// is not 2 (addrconf_fixup_forwarding -> rt6_purge_dflt_routers):
+	// the uplink, which takes RAs (accept_ra 1) and keeps its own
+	// forwarding 0, would lose the host's IPv6 default route until the
+	// router's next RA.  Its accept_ra goes to 2 (the same while its own
+	// forwarding is 0) with IPv6 on, recorded and put back by detach or
+	// an attach with IPv6 off, as the forwarding; 0 (the host wants no
+	// RAs there) and 2 stay.  Only the uplink: the one device kvmxdp
+	// knows the host routes through.
+	void uplink_accept_ra()
+	{
+		const Instance *prev = prev_instance();
+		std::optional<std::string> saved = prev ? prev->saved_accept_ra : std::nullopt;
+		std::string dev = prev ? prev->accept_ra_dev : std::string();
+		// IPv6 off, or another uplink (--uplink auto moved): the old
+		// one's value goes back.
+		if (saved && (ipv6_.mode == KVX_V6_OFF || dev != uplink_.name)) {
+			const std::string key = accept_ra_key(dev);
+			if (auto cur = sys_.try_read(key); cur && *cur != *saved) {
+				sys_.write(key, *saved);
+				rb_.add(key,
+					[sys = sys_, key, old = *cur] { sys.write(key, old); });
+			}
+			saved.reset();
+			dev.clear();
+		}
+		if (ipv6_.mode != KVX_V6_OFF && !saved && !uplink_.name.empty()) {
+			const std::string key = accept_ra_key(uplink_.name);
+			if (auto cur = sys_.try_read(key); cur && *cur == "1") {
+				sys_.write(key, "2");
+				rb_.add(key,
+					[sys = sys_, key, old = *cur] { sys.write(key, old); });
+				saved = *cur;
+				dev = uplink_.name;
+			}
+		}
+		inst_.saved_accept_ra = saved;
+		inst_.accept_ra_dev = saved ? dev : std::string();
 	}
 
 	void record()

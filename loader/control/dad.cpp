@@ -243,6 +243,15 @@ void nd_announce(int ifindex, const Ipv6Addr &target, int count)
 	}
 }
 
+void send_dad_probe(int ifindex, const Ipv6Addr &target)
+{
+	DadNonce nonce{};
+	if (::getrandom(nonce.data(), nonce.size(), 0) != static_cast<ssize_t>(nonce.size()))
+		throw_errno("getrandom", "DAD nonce");
+	Fd s = nd_socket(ifindex, false);
+	send_ip6(s.get(), ifindex, build_dad_ns(target, nonce), solicited_node(target));
+}
+
 void solicit_routers(int ifindex)
 {
 	Fd s(::socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_ICMPV6));

@@ -102,6 +102,12 @@ std::optional<DadVerdict> dad_probe(int ifindex, const Ipv6Addr &target, DadMac 
 // MAC (model/dad.hpp build_unsolicited_na), `count` of them 100 ms apart.
 void nd_announce(int ifindex, const Ipv6Addr &target, int count = 1);
 
+// One DAD probe for target out of a device (RFC 4862 5.4.2: an NS from ::
+// to its solicited-node group, a random nonce, RFC 7527), the device's
+// MAC as the frame's source; no waiting for an answer: relay's datapath
+// sees the LAN's defence (relay6.h relay6_uplink_nd).
+void send_dad_probe(int ifindex, const Ipv6Addr &target);
+
 // A Router Solicitation (RFC 4861 6.3.7) out of a device to all routers.
 // Whenever IPv6 forwarding comes on for any device, the kernel drops the
 // router-advertised default routes of every interface that does not take

@@ -33,6 +33,8 @@
 #include "control/relay.hpp"
 #include "control/uplink6.hpp"
 #include "control/xdp_path.hpp"
+#include "model/ipv6.hpp"
+#include "model/ra.hpp"
 #include "model/libvirt.hpp"
 #include "model/relay.hpp"
 #include "kernel/arp.hpp"
@@ -894,10 +896,14 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 		sig = v.summary();
 		if (v.choice.addr)
 			addr = v.choice.addr->addr;
+		const std::vector<Ipv6Route> routes = ipv6_routes(nl, link->ifindex);
+		if (cfg.mode != KVX_V6_OFF)
+			keep_default_route6(*link, routes);
 		if (cfg.mode == KVX_V6_RELAY) {
-			if (v.relay.possible)
-				relay_prefix = v.relay.prefix;
 			const std::vector<Ipv6IfAddr> up = ipv6_addrs(nl, link->ifindex);
+			relay_prefix =
+				follow_relay(*link, cfg, up, routes,
+					     v.relay.possible ? v.relay.prefix : std::nullopt);
 			refresh_relay(cfg, relay_prefix, host_addrs6(up));
 			if (ra_)
 				update_ra(nl, *link, up, relay_prefix);
@@ -928,6 +934,87 @@ void Daemon::refresh_uplink6(NlSocket &nl)
 		log_info("flushed " + std::to_string(r.ct_deleted) + " IPv6 flow(s) and " +
 			 std::to_string(r.bind_deleted) + " binding entr(ies) of " +
 			 addr6_str(old));
+}
+
+std::optional<Ipv6Net> Daemon::follow_relay(const LinkInfo &uplink, const kvx_cfg6 &cfg,
+					    const std::vector<Ipv6IfAddr> &up,
+					    const std::vector<Ipv6Route> &routes,
+					    const std::optional<Ipv6Net> &kernel_choice)
+{
+	const auto now = std::chrono::steady_clock::now();
+	// Hearing nothing (no socket) only keeps the current prefix longer.
+	try {
+		if (ra_watch_.fd() < 0 || ra_watch_.ifindex() != uplink.ifindex)
+			ra_watch_.open(uplink.ifindex, uplink.name);
+	} catch (const Error &e) {
+		log_verbose(std::string("relay: router advertisements on the uplink: ") + e.what());
+	}
+	// Before deciding: an RA that renumbers reaches this socket before
+	// the kernel's address event that brought us here.
+	if (ra_watch_.fd() >= 0)
+		ra_watch_.receive(now);
+	const std::optional<Ipv6Net> current =
+		cfg.relay_len ?
+			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.relay_prefix), cfg.relay_len}) :
+			std::nullopt;
+	std::vector<Ipv6Net> slaac;
+	for (const Ipv6Prefix &p : onlink_prefixes(up, routes))
+		if (p.autoconf && p.net.prefix == 64)
+			slaac.push_back(p.net);
+	std::vector<Ipv6Addr> routers;
+	for (const Ipv6Route &r : routes)
+		if (r.gateway && r.dst.prefix == 0)
+			routers.push_back(r.via);
+	const RelayFollow f =
+		follow_relay_prefix(current, kernel_choice, slaac, routers, ra_watch_.heard(now));
+	if (f.refused && f.refused != relay_refused_)
+		log_warn("relay: the uplink also has prefix " + f.refused->str() +
+			 " from a router advertisement that no router of the host's default "
+			 "route sent along with " +
+			 current->str() + " (a LAN host's?): relay keeps " + current->str());
+	relay_refused_ = f.refused;
+	// A real renumbering shows in the default router's answer.
+	if (f.solicit && now - relay_rs_at_ >= std::chrono::seconds(60)) {
+		relay_rs_at_ = now;
+		try {
+			solicit_routers(uplink.ifindex);
+		} catch (const Error &e) {
+			log_verbose(std::string("relay: ") + e.what());
+		}
+	}
+	return f.prefix;
+}
+
+void Daemon::keep_default_route6(const LinkInfo &uplink, const std::vector<Ipv6Route> &routes)
+{
+	const bool has = std::any_of(routes.begin(), routes.end(), [](const Ipv6Route &r) {
+		return r.gateway && r.dst.prefix == 0;
+	});
+	const auto now = std::chrono::steady_clock::now();
+	if (has) {
+		if (rs_sent_)
+			log_info("uplink " + uplink.name + ": IPv6 default route back after " +
+				 std::to_string(rs_sent_) + " router solicitation(s)");
+		had_default6_ = true;
+		rs_sent_ = 0;
+		return;
+	}
+	// A network without an IPv6 router has nothing to ask.
+	if (!had_default6_)
+		return;
+	const auto gap = rs_sent_ < 3 ? std::chrono::seconds(4) : std::chrono::seconds(60);
+	if (rs_sent_ && now - rs_at_ < gap)
+		return;
+	if (!rs_sent_)
+		log_info("uplink " + uplink.name +
+			 ": IPv6 default route gone: soliciting the routers");
+	rs_at_ = now;
+	rs_sent_++;
+	try {
+		solicit_routers(uplink.ifindex);
+	} catch (const Error &e) {
+		log_verbose(std::string("IPv6 default route: ") + e.what());
+	}
 }
 
 void Daemon::refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
@@ -989,6 +1076,16 @@ void Daemon::sync_relay_routes(NlSocket &nl)
 		log_verbose("relay: routes to guests on " + inst_.bridge + ": " +
 			    std::to_string(r.added) + " added, " + std::to_string(r.removed) +
 			    " removed");
+	// Where each guest MAC is: relay's limits count per bridge port.
+	const BrportSyncResult b = sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT));
+	if (b.added || b.moved || b.removed)
+		log_verbose("relay: guest MACs on bridge ports: " + std::to_string(b.added) +
+			    " added, " + std::to_string(b.moved) + " moved, " +
+			    std::to_string(b.removed) + " removed");
+	// Addresses guests sent from without their own DAD: ours.
+	if (size_t n = probe_relay_claims(nd_fd_.get(), uplink_ifindex_, boottime_ns()))
+		log_verbose("relay: duplicate address detection on the uplink for " +
+			    std::to_string(n) + " address(es) a guest sent from unclaimed");
 }
 
 void Daemon::update_ra(NlSocket &nl, const LinkInfo &uplink, const std::vector<Ipv6IfAddr> &up,
@@ -1219,7 +1316,8 @@ void Daemon::collect_garbage()
 			      cfg.guest_seed,
 			      ct6_fd_.get(),
 			      bind6_fd_.get(),
-			      nd_fd_.get()};
+			      nd_fd_.get(),
+			      skel_.map_fd(KVX_MAP_BRPORT)};
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(), quota);
 	// Port overlapping's claims go with their flows, tenants with their
 	// claims, before the port counters are recounted.

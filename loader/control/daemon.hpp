@@ -15,11 +15,13 @@
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
+#include "base/netaddr6.hpp"
 #include "control/dad.hpp"
 #include "control/frag_park.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/metrics.hpp"
 #include "control/ra_sender.hpp"
+#include "control/ra_watch.hpp"
 #include "kvmxdp/abi.h"
 #include "model/config.hpp"
 #include "model/leases.hpp"
@@ -127,6 +129,19 @@ private:
 	// changed (cfg updated), kvx_nd kept to it and the host's addresses.
 	void refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
 			   const std::vector<Ipv6Addr> &host_addrs);
+	// Relay: the prefix to follow (model/ra.hpp follow_relay_prefix): the
+	// kernel's choice, unless only a router the host does not route
+	// through announced it (a LAN host's forged RA).
+	std::optional<Ipv6Net> follow_relay(const LinkInfo &uplink, const kvx_cfg6 &cfg,
+					    const std::vector<Ipv6IfAddr> &up,
+					    const std::vector<Ipv6Route> &routes,
+					    const std::optional<Ipv6Net> &kernel_choice);
+	// IPv6 on: the uplink's router-advertised default route, once seen,
+	// asked for again when it is gone (a Router Solicitation, RFC 4861
+	// 6.3.7: 3 of them 4 s apart, then one a minute while it stays
+	// gone): forwarding on for any device purges it on a host whose
+	// accept_ra is not 2, and a solicitation or an RA may be lost.
+	void keep_default_route6(const LinkInfo &uplink, const std::vector<Ipv6Route> &routes);
 	// Relay: kvx_nd's idle guest entries forgotten and the bridge's /128
 	// routes to the guests kept to kvx_nd (control/relay.hpp), for the
 	// host's own packets to them; another mode: kvmxdp's routes removed
@@ -199,9 +214,15 @@ private:
 	Fd cfg6_fd_;
 	Fd ct6_fd_;
 	Fd bind6_fd_;
-	Fd nd_fd_;		       // relay's address owners
-	Fd extaddr6_fd_;	       // IPv6 mapped addresses and their announcement
-	std::unique_ptr<RaSender> ra_; // relay only
+	Fd nd_fd_;			       // relay's address owners
+	Fd extaddr6_fd_;		       // IPv6 mapped addresses and their announcement
+	std::unique_ptr<RaSender> ra_;	       // relay only
+	RaWatch ra_watch_;		       // relay: the RAs the uplink hears
+	std::optional<Ipv6Net> relay_refused_; // logged once per refused prefix
+	std::chrono::steady_clock::time_point relay_rs_at_{};
+	bool had_default6_ = false; // the uplink had an IPv6 default route
+	int rs_sent_ = 0;	    // solicitations since it went
+	std::chrono::steady_clock::time_point rs_at_{};
 	// IPv4 later fragments ahead of their first, parked until it passes
 	// (null: the ring could not be read; such fragments are lost as
 	// before).

@@ -50,6 +50,19 @@ struct SlotCount {
 	bool inbound;
 };
 
+// Guest MAC -> bridge port (kvx_brport, abi.h); empty without the map.
+std::map<std::array<uint8_t, 6>, uint32_t> brport_map(const QuotaMaps &q)
+{
+	std::map<std::array<uint8_t, 6>, uint32_t> out;
+	if (q.brport_fd >= 0)
+		for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(q.brport_fd)) {
+			std::array<uint8_t, 6> m;
+			std::memcpy(m.data(), k.mac, 6);
+			out.emplace(m, v.ifindex);
+		}
+	return out;
+}
+
 std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 {
 	std::vector<SlotCount> out;
@@ -61,6 +74,7 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 		if (k.dir == KVX_BIND_IN)
 			in_half.emplace(Family6::bind_key(k), &v);
 	std::map<Ipv6Addr, std::array<uint8_t, 6>> nd_owner;
+	const std::map<std::array<uint8_t, 6>, uint32_t> port = brport_map(q);
 	if (q.nd_fd >= 0 && !bindings)
 		for (const auto &[k, v] : dump_hash<kvx_nd_key, kvx_nd_val>(q.nd_fd)) {
 			static const uint8_t zero[6] = {};
@@ -94,9 +108,13 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 			if (std::memcmp(mac, zero, 6) != 0)
 				return kvx_guest_slot6(mac, addr, q.seed);
 		}
-		// Relay: the owner of the address in kvx_nd (ct6.h ct6_nd_slot).
-		if (auto o = nd_owner.find(Family6::to_addr(addr)); o != nd_owner.end())
+		// Relay: the owner of the address in kvx_nd, by its bridge
+		// port (ct6.h ct6_nd_slot).
+		if (auto o = nd_owner.find(Family6::to_addr(addr)); o != nd_owner.end()) {
+			if (auto p = port.find(o->second); p != port.end())
+				return kvx_port_slot(p->second, q.seed);
 			return kvx_guest_slot6(o->second.data(), addr, q.seed);
+		}
 		return kvx_guest_slot6(nullptr, addr, q.seed);
 	};
 	if (bindings) {
@@ -385,11 +403,16 @@ size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
 	const std::vector<uint32_t> before = ga.read();
 	const auto nd = dump_hash<kvx_nd_key, kvx_nd_val>(nd_fd);
 	const std::vector<uint32_t> after = ga.read();
-	// As relay6.h relay6_owner counts them: every entry of a guest MAC.
+	const std::map<std::array<uint8_t, 6>, uint32_t> port = brport_map(q);
+	// As relay6.h relay6_owner counts them: every entry of a guest MAC,
+	// in its bridge port's slot (port 0: not known).
 	for (const auto &[k, v] : nd) {
 		if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST)
 			continue;
-		const uint32_t i = kvx_guest_slot6(v.mac, k.addr, q.seed);
+		std::array<uint8_t, 6> m;
+		std::memcpy(m.data(), v.mac, 6);
+		const auto p = port.find(m);
+		const uint32_t i = kvx_port_slot(p == port.end() ? 0 : p->second, q.seed);
 		if (i < counts.size())
 			counts[i]++;
 	}

@@ -32,6 +32,12 @@ struct QuotaMaps {
 	// kvx_nd: relay's flows have no binding; they count in the slot of
 	// their address's owner there (ct6.h ct6_nd_slot; -1: none).
 	int nd_fd = -1;
+	// kvx_brport: relay counts per bridge port (ct_rules.h
+	// kvx_port_slot): a relay flow in its owner's port's slot (the
+	// owner MAC's while its port is unknown), a relay address in its
+	// owner's port's (all MACs of unknown port in port 0's).  -1: no
+	// port known.
+	int brport_fd = -1;
 };
 
 // The correction of a counter the datapath keeps, counted from a dump
@@ -64,8 +70,9 @@ size_t tenants_recount(int bind_fd, int gtenant_fd, const QuotaMaps &q,
 		       const std::function<void()> &after_reading = {});
 
 // Corrects every kvx_gaddrs counter towards the number of relay addresses
-// (kvx_nd entries of a guest: owned, pending, defended) per guest MAC,
-// slotted as kvx_gflows (q.seed only), as gflows_recount.  Returns the
+// (kvx_nd entries of a guest: owned, pending, defended) per bridge port of
+// their owner MAC (q.brport_fd, q.seed: kvx_port_slot), as
+// gflows_recount.  Returns the
 // number of slots corrected.
 size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
 		      const std::function<void()> &after_reading = {});

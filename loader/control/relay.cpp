@@ -4,10 +4,13 @@
 #include <bpf/bpf.h>
 #include <linux/rtnetlink.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <map>
 
 #include "base/error.hpp"
+#include "control/dad.hpp"
 #include "kernel/maps.hpp"
 #include "model/relay.hpp"
 
@@ -97,6 +100,101 @@ size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex)
 	size_t n = 0;
 	for (const Ipv6Addr &a : relay_routes(nl, bridge_ifindex))
 		n += remove_ipv6_route(nl, bridge_ifindex, Ipv6Net{a, 128}, kRelayRouteProto);
+	return n;
+}
+
+BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd)
+{
+	BrportSyncResult r;
+	std::map<std::array<uint8_t, 6>, int> fdb;
+	for (const FdbEntry &e : bridge_fdb_learnt(nl, bridge_ifindex))
+		if (e.ifindex > 0 && e.ifindex != bridge_ifindex)
+			fdb[e.mac] = e.ifindex;
+	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(brport_fd)) {
+		std::array<uint8_t, 6> mac;
+		std::memcpy(mac.data(), k.mac, 6);
+		auto it = fdb.find(mac);
+		if (it == fdb.end()) {
+			if (bpf_map_delete_elem(brport_fd, &k) == 0)
+				r.removed++;
+			continue;
+		}
+		if (v.ifindex != static_cast<__u32>(it->second)) {
+			kvx_xfdb_val nv{};
+			nv.ifindex = static_cast<__u32>(it->second);
+			if (bpf_map_update_elem(brport_fd, &k, &nv, BPF_EXIST) == 0)
+				r.moved++;
+		}
+		fdb.erase(it);
+	}
+	for (const auto &[mac, ifindex] : fdb) {
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, mac.data(), 6);
+		kvx_xfdb_val v{};
+		v.ifindex = static_cast<__u32>(ifindex);
+		// Full (E2BIG): those MACs stay in the unknown ports' slot.
+		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_NOEXIST) == 0)
+			r.added++;
+	}
+	return r;
+}
+
+size_t probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns)
+{
+	size_t n = 0;
+	if (uplink_ifindex <= 0)
+		return 0;
+	for (const Ipv6Addr &a : nd_to_probe(dump_nd(nd_fd))) {
+		kvx_nd_key k{};
+		std::memcpy(k.addr, a.data(), sizeof(k.addr));
+		kvx_nd_val v{};
+		if (bpf_map_lookup_elem(nd_fd, &k, &v) != 0 || v.state != KVX_ND_PENDING ||
+		    v.dad_probes)
+			continue;
+		// Marked first: a defence that comes back before the mark
+		// would be overwritten by it.
+		v.dad_probes = 1;
+		v.dad_ns = now_ns;
+		if (bpf_map_update_elem(nd_fd, &k, &v, BPF_EXIST) != 0)
+			continue;
+		try {
+			send_dad_probe(uplink_ifindex, a);
+			n++;
+		} catch (const Error &) {
+			// Marked probed with nothing sent, it would be owned
+			// in a second without a DAD.
+			bpf_map_delete_elem(nd_fd, &k);
+			throw;
+		}
+	}
+	return n;
+}
+
+size_t carry_nd(int old_fd, int new_fd)
+{
+	const MapInfo info = map_info(old_fd, "the replaced kvx_nd");
+	if (info.key_size != sizeof(kvx_nd_key) ||
+	    (info.value_size != 24 && info.value_size != sizeof(kvx_nd_val)))
+		return 0;
+	size_t n = 0;
+	kvx_nd_key k{}, next{};
+	const kvx_nd_key *prev = nullptr;
+	while (bpf_map_get_next_key(old_fd, prev, &next) == 0) {
+		k = next;
+		prev = &k;
+		std::optional<kvx_nd_val> v;
+		if (info.value_size == 24) {
+			uint8_t old[24];
+			if (bpf_map_lookup_elem(old_fd, &k, old) == 0)
+				v = nd_from_abi16(old);
+		} else {
+			kvx_nd_val cur{};
+			if (bpf_map_lookup_elem(old_fd, &k, &cur) == 0 && cur.state != KVX_ND_HOST)
+				v = cur;
+		}
+		if (v && bpf_map_update_elem(new_fd, &k, &*v, BPF_NOEXIST) == 0)
+			n++;
+	}
 	return n;
 }
 

@@ -41,4 +41,28 @@ RelayRoutesResult sync_relay_routes(NlSocket &nl, int bridge_ifindex, int nd_fd,
 // mode other than relay.  The number removed.
 size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex);
 
+// The bridge's forwarding database into kvx_brport (abi.h): every learnt
+// MAC with the port it is on, the MACs the bridge forgot removed (relay's
+// per-guest limits count per port).  A full map leaves the rest of the
+// MACs in the slot of unknown ports.
+struct BrportSyncResult {
+	size_t added = 0;
+	size_t moved = 0;
+	size_t removed = 0;
+};
+BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd);
+
+// The daemon's duplicate address detection for the addresses guests sent
+// from without probing (model/relay.hpp nd_to_probe): each entry is
+// marked probed (dad_probes 1, dad_ns now) and then one probe goes out of
+// the uplink; a LAN host's defence makes it KVX_ND_DUP in the datapath.
+// An entry whose probe could not be sent is deleted (the guest's next
+// frame claims it again).  Returns the number probed.
+size_t probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns);
+
+// A replaced kvx_nd's guest entries copied into the new one (old_fd: this
+// layout, or ABI 10..16's 24-byte values, model/relay.hpp nd_from_abi16);
+// the host's are written by attach anyway.  Returns the number copied.
+size_t carry_nd(int old_fd, int new_fd);
+
 } // namespace kvmxdp

@@ -109,6 +109,19 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 		    have.map_flags != want.map_flags)
 			return {ResumeAction::Replace, want.max_entries, ""};
 		break;
+	case ReplaceIf::Layout:
+		if (have.type == want.type && have.key_size == want.key_size &&
+		    (have.value_size != want.value_size || have.max_entries != want.max_entries)) {
+			std::string note;
+			if (rule.resized_note)
+				note = path + " has " + std::to_string(have.max_entries) + " " +
+				       rule.entries + " of " + std::to_string(have.value_size) +
+				       " bytes, this kvmxdp " + std::to_string(want.max_entries) +
+				       " of " + std::to_string(want.value_size) + " bytes: " +
+				       rule.resized_note;
+			return {ResumeAction::Replace, want.max_entries, note};
+		}
+		break;
 	case ReplaceIf::ValueSize:
 		if (have.type == want.type && have.key_size == want.key_size &&
 		    have.max_entries == want.max_entries && have.value_size != want.value_size)

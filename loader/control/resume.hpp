@@ -40,6 +40,9 @@ enum class ReplaceIf {
 	Resized,   // same layout, another size: the old content is expendable
 	Differs,   // any difference: the content is derived (attach recounts it)
 	ValueSize, // kvx_cfg of an older ABI version: rewritten by attach anyway
+	// Another size or another value layout of the same key (kvx_nd
+	// before ABI 17): replaced, attach carries the entries over.
+	Layout,
 };
 
 struct MapResumeRule {
@@ -311,15 +314,26 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
-	// Relay turned on or off: the owners are learnt again from the
-	// guests' next frames.
+	// Relay turned on or off, or the 24-byte entries of ABI 10..16:
+	// replaced, and attach carries the guests' entries over
+	// (control/relay.hpp carry_nd; an address is claimed only by
+	// duplicate address detection, which a guest runs once).
 	{KVX_MAP_ND,
 	 {BPF_MAP_TYPE_HASH, sizeof(kvx_nd_key), sizeof(kvx_nd_val)},
 	 SizeFrom::NdSize,
-	 ReplaceIf::Resized,
+	 ReplaceIf::Layout,
 	 false,
 	 "relay addresses",
-	 "relay's address owners are learnt afresh"},
+	 "replaced, the guests' addresses carried over"},
+	// Guest MAC -> bridge port: the daemon's copy of the bridge's
+	// forwarding database.
+	{KVX_MAP_BRPORT,
+	 {BPF_MAP_TYPE_HASH, sizeof(kvx_xfdb_key), sizeof(kvx_xfdb_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 };
 
 // Its row; a map without one gets {name, no layout, Object, Never, not

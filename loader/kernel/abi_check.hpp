@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 17, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 18, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -26,7 +26,9 @@ static_assert(KVX_ABI_VERSION == 17, "ABI changed: review abi_check.hpp and bump
 // hash keyed by the full guest slot (and added KVX_CT_F_HALFOPEN); version 16
 // appended kvx_cfg.tenant_cap; version 17 added the ring kvx_fragq and gave
 // kvx_frag_val's MACs a meaning in OUT entries (0 in older ones: their parked
-// fragments are not sent).
+// fragments are not sent); version 18 gave kvx_nd_val
+// dad_probes and dad_ns (32 bytes: a pinned 24-byte kvx_nd is replaced and
+// its entries carried over) and added kvx_brport.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -296,14 +298,21 @@ static_assert(KVX_R_ND_PROXY_NA == KVX_R_RELAY_IN + 1);
 // Appended in version 12.
 static_assert(KVX_R_ND_RELAY == KVX_R_ND_PROXY_NA + 1);
 static_assert(KVX_R_DROP_ND_DUPLICATE == KVX_R_ND_RELAY + 1);
+static_assert(KVX_R_DROP_GUEST_ADDRS == KVX_R_DROP_ND_DUPLICATE + 1);
 static_assert(KVX_R_DROP_GUEST_ADDRS + 1 == KVX_R_FRAG_PARKED);
-// Appended in version 16.
+// Appended in version 17.
 static_assert(KVX_R_FRAG_PARKED_HOST == KVX_R_FRAG_PARKED + 1);
 static_assert(KVX_R_FRAG_REINJECTED == KVX_R_FRAG_PARKED + 2);
 static_assert(KVX_R_FRAG_PARK_FULL == KVX_R_FRAG_PARKED + 3);
 static_assert(KVX_R_FRAG_PARK_EXPIRED == KVX_R_FRAG_PARKED + 4);
-static_assert(KVX_R_FRAG_REINJECT_FAILED == KVX_R_MAX - 1);
+static_assert(KVX_R_FRAG_REINJECT_FAILED == KVX_R_FRAG_PARKED + 5);
+// Appended in version 18.
+static_assert(KVX_R_DROP_ND_UNCLAIMED == KVX_R_FRAG_REINJECT_FAILED + 1);
+static_assert(KVX_R_DROP_ND_RELAY_LIMIT == KVX_R_MAX - 1);
 static_assert(KVX_ND_PER_GUEST > 0);
+// kvx_brport is keyed and valued as kvx_xfdb.
+static_assert(sizeof(kvx_xfdb_key) == 8 && sizeof(kvx_xfdb_val) == 16);
+static_assert(KVX_ND_DAD_PROBES > 0 && KVX_ND_DAD_PROBES < 256);
 
 // IPv6 (version 7).  The values embed the IPv4 ones at offset 0, so that
 // the family-neutral rules (ct_rules.h, the GC) read both through one type.
@@ -342,11 +351,13 @@ static_assert(offsetof(kvx_bind6_val, addr) == sizeof(kvx_bind_val));
 
 // Relay (version 9).
 static_assert(sizeof(kvx_nd_key) == 16);
-static_assert(sizeof(kvx_nd_val) == 24);
+static_assert(sizeof(kvx_nd_val) == 32);
 static_assert(offsetof(kvx_nd_val, mac) == 0);
 static_assert(offsetof(kvx_nd_val, state) == 6);
+static_assert(offsetof(kvx_nd_val, dad_probes) == 7);
 static_assert(offsetof(kvx_nd_val, ifindex) == 8);
 static_assert(offsetof(kvx_nd_val, last_seen_ns) == 16);
+static_assert(offsetof(kvx_nd_val, dad_ns) == 24);
 static_assert(KVX_ND_PENDING == 1 && KVX_ND_OWNED == 2 && KVX_ND_HOST == 3 && KVX_ND_DUP == 4);
 
 // IPv6 mapped addresses (version 11).

@@ -29,6 +29,7 @@ bool Instance::operator==(const Instance &o) const
 	       pin_dir == o.pin_dir && clsact_created_bridge == o.clsact_created_bridge &&
 	       clsact_created_uplink == o.clsact_created_uplink &&
 	       saved_forwarding == o.saved_forwarding && saved_forwarding6 == o.saved_forwarding6 &&
+	       saved_accept_ra == o.saved_accept_ra && accept_ra_dev == o.accept_ra_dev &&
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
 	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota &&
 	       guest_ports == o.guest_ports && timeouts == o.timeouts && mode == o.mode &&
@@ -130,6 +131,10 @@ json to_json(const Config &cfg)
 			saved["forwarding"] = *i.saved_forwarding;
 		if (i.saved_forwarding6)
 			saved["forwarding6"] = *i.saved_forwarding6;
+		if (i.saved_accept_ra) {
+			saved["accept_ra"] = *i.saved_accept_ra;
+			saved["accept_ra_dev"] = i.accept_ra_dev;
+		}
 		if (i.saved_reserved_ports)
 			saved["ip_local_reserved_ports"] = *i.saved_reserved_ports;
 		insts.push_back({
@@ -481,6 +486,15 @@ Config config_from_json(const json &j)
 		    *i.saved_forwarding6 != "1")
 			bad(p + "saved_sysctls.forwarding6",
 			    "'" + printable(*i.saved_forwarding6) + "' is not 0 or 1");
+		// Absent in older versions' configs and while IPv6 is off.
+		i.saved_accept_ra = get_opt_string(saved, "accept_ra", p + "saved_sysctls.");
+		if (i.saved_accept_ra && *i.saved_accept_ra != "0" && *i.saved_accept_ra != "1" &&
+		    *i.saved_accept_ra != "2")
+			bad(p + "saved_sysctls.accept_ra",
+			    "'" + printable(*i.saved_accept_ra) + "' is not 0, 1 or 2");
+		// A path component of the sysctl detach writes.
+		if (i.saved_accept_ra)
+			i.accept_ra_dev = get_ifname(saved, "accept_ra_dev", p + "saved_sysctls.");
 		i.saved_reserved_ports =
 			get_opt_string(saved, "ip_local_reserved_ports", p + "saved_sysctls.");
 		if (i.saved_reserved_ports)

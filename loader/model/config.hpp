@@ -59,6 +59,10 @@ struct Instance {
 	std::optional<std::string> saved_forwarding;
 	// The bridge's IPv6 forwarding before an attach with IPv6 on set it.
 	std::optional<std::string> saved_forwarding6;
+	// The uplink's accept_ra before an attach with IPv6 on made it 2
+	// (only from 1), and that uplink's name.
+	std::optional<std::string> saved_accept_ra;
+	std::string accept_ra_dev;
 	std::optional<std::string> saved_reserved_ports;
 	// Static mappings (`map add`), restored by every attach.
 	std::vector<StaticMapping> mappings;

@@ -57,6 +57,65 @@ std::vector<uint8_t> build_ra(const RaParams &p)
 	return b;
 }
 
+std::optional<RaHeard> parse_ra(const uint8_t *msg, size_t n, const Ipv6Addr &from)
+{
+	// Type, code, checksum, hop limit, flags, router lifetime, reachable
+	// time, retrans timer: 16 bytes, then options.
+	if (!msg || n < 16 || msg[0] != 134 || msg[1] != 0)
+		return std::nullopt;
+	RaHeard ra;
+	ra.from = from;
+	ra.router_lifetime = static_cast<uint16_t>(msg[6] << 8 | msg[7]);
+	size_t off = 16;
+	while (off < n) {
+		if (off + 2 > n || msg[off + 1] == 0 || off + msg[off + 1] * 8u > n)
+			return std::nullopt; // RFC 4861 6.1.2: length 0 is invalid
+		const uint8_t *o = msg + off;
+		const size_t len = o[1] * 8u;
+		if (o[0] == 3 && len == 32) {
+			const uint8_t plen = o[2];
+			const bool autonomous = o[3] & 0x40;
+			const uint32_t valid = static_cast<uint32_t>(o[4]) << 24 |
+					       static_cast<uint32_t>(o[5]) << 16 |
+					       static_cast<uint32_t>(o[6]) << 8 | o[7];
+			if (autonomous && valid && plen == 64) {
+				Ipv6Addr a{};
+				std::copy(o + 16, o + 32, a.begin());
+				ra.slaac.push_back(network_of6(a, plen));
+			}
+		}
+		off += len;
+	}
+	return ra;
+}
+
+RelayFollow follow_relay_prefix(const std::optional<Ipv6Net> &current,
+				const std::optional<Ipv6Net> &kernel_choice,
+				const std::vector<Ipv6Net> &kernel_slaac,
+				const std::vector<Ipv6Addr> &routers,
+				const std::vector<RaHeard> &heard)
+{
+	RelayFollow f;
+	f.prefix = kernel_choice;
+	if (!current || !kernel_choice || *current == *kernel_choice)
+		return f;
+	// The current prefix is gone from the uplink (another network, its
+	// lifetime over): the kernel's choice is all there is.
+	if (std::find(kernel_slaac.begin(), kernel_slaac.end(), *current) == kernel_slaac.end())
+		return f;
+	auto has = [](const RaHeard &ra, const Ipv6Net &n) {
+		return std::find(ra.slaac.begin(), ra.slaac.end(), n) != ra.slaac.end();
+	};
+	for (const RaHeard &ra : heard)
+		if (std::find(routers.begin(), routers.end(), ra.from) != routers.end() &&
+		    has(ra, *current) && has(ra, *kernel_choice))
+			return f; // the host's router renumbers
+	f.prefix = current;
+	f.refused = kernel_choice;
+	f.solicit = true;
+	return f;
+}
+
 uint32_t ra_next_interval_s(uint32_t sent, double r)
 {
 	const uint32_t iv =

@@ -8,7 +8,9 @@
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "base/netaddr6.hpp"
@@ -47,5 +49,44 @@ constexpr uint32_t kRaDeprecatedValidS = 7200;
 // value r in [0, 1) (RFC 4861 6.2.4: uniformly between Min and Max, the
 // first kRaInitialCount at most kRaInitialIntervalS apart).
 uint32_t ra_next_interval_s(uint32_t sent, double r);
+
+// A router advertisement the uplink heard (RFC 4861 4.2): its source (a
+// router's link-local address) and the /64 prefixes it announces for
+// SLAAC (prefix information with A set, a valid lifetime; RFC 4862 5.5.3).
+struct RaHeard {
+	Ipv6Addr from{};
+	uint16_t router_lifetime = 0;
+	std::vector<Ipv6Net> slaac;
+};
+
+// The ICMPv6 message of n bytes (type 134 first) from `from`; none when it
+// is no valid RA (too short, an option of length 0 or past the end).
+std::optional<RaHeard> parse_ra(const uint8_t *msg, size_t n, const Ipv6Addr &from);
+
+// Which prefix relay follows.  The kernel accepts a prefix from any RA on
+// the link (a LAN host can send one: RFC 6104 rogue RAs), and relay_check
+// picks the prefix of the uplink's freshest SLAAC address: a forged RA
+// would move the guests onto a prefix nobody routes, or that the forger
+// routes.  So relay keeps its current prefix while the kernel still has it
+// on-link, and moves to another only when a router of the host's own
+// default route (`routers`: its gateways) that announced the current
+// prefix announced the new one too (`heard`: what the uplink heard from
+// each router, both remembered), or when the current one is gone (then
+// the kernel's choice: what the host itself uses).  A forger that is no
+// default router, or one that never announced the current prefix, moves
+// nothing.
+struct RelayFollow {
+	std::optional<Ipv6Net> prefix;
+	// Kept against the kernel's choice: what was refused and why (for
+	// the log); and whether to solicit the routers (their answer tells a
+	// real renumbering from a forged one).
+	std::optional<Ipv6Net> refused;
+	bool solicit = false;
+};
+RelayFollow follow_relay_prefix(const std::optional<Ipv6Net> &current,
+				const std::optional<Ipv6Net> &kernel_choice,
+				const std::vector<Ipv6Net> &kernel_slaac,
+				const std::vector<Ipv6Addr> &routers,
+				const std::vector<RaHeard> &heard);
 
 } // namespace kvmxdp

@@ -2,6 +2,7 @@
 #include "model/relay.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 namespace kvmxdp {
 
@@ -30,10 +31,48 @@ NdSync plan_nd_sync(const std::vector<NdEntry> &entries, const std::optional<Ipv
 std::vector<Ipv6Addr> nd_expired(const std::vector<NdEntry> &entries, uint64_t now_ns)
 {
 	std::vector<Ipv6Addr> out;
+	for (const NdEntry &e : entries) {
+		const kvx_nd_val &v = e.val;
+		if (v.state == KVX_ND_HOST)
+			continue;
+		const bool gone = v.state == KVX_ND_DUP ?
+					  v.dad_ns + kNdDupExpireNs < now_ns :
+					  std::max(v.last_seen_ns, v.dad_ns) + kNdExpireNs < now_ns;
+		if (gone)
+			out.push_back(e.addr);
+	}
+	return out;
+}
+
+std::vector<Ipv6Addr> nd_to_probe(const std::vector<NdEntry> &entries)
+{
+	std::vector<Ipv6Addr> out;
 	for (const NdEntry &e : entries)
-		if (e.val.state != KVX_ND_HOST && e.val.last_seen_ns + kNdExpireNs < now_ns)
+		if (e.val.state == KVX_ND_PENDING && e.val.dad_probes == 0)
 			out.push_back(e.addr);
 	return out;
+}
+
+bool nd_owned(const kvx_nd_val &v, uint64_t now_ns)
+{
+	return v.state == KVX_ND_OWNED ||
+	       (v.state == KVX_ND_PENDING && v.dad_probes && v.dad_ns + KVX_ND_DAD_NS <= now_ns);
+}
+
+std::optional<kvx_nd_val> nd_from_abi16(const uint8_t (&old)[24])
+{
+	kvx_nd_val v{};
+	std::memcpy(v.mac, old, 6);
+	v.state = old[6];
+	std::memcpy(&v.ifindex, old + 8, 4);
+	std::memcpy(&v.last_seen_ns, old + 16, 8);
+	if (v.state != KVX_ND_PENDING && v.state != KVX_ND_OWNED && v.state != KVX_ND_DUP)
+		return std::nullopt;
+	if (v.state != KVX_ND_OWNED) {
+		v.dad_ns = v.last_seen_ns;
+		v.dad_probes = 1;
+	}
+	return v;
 }
 
 RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
@@ -41,13 +80,9 @@ RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
 			    uint64_t now_ns)
 {
 	std::vector<Ipv6Addr> want;
-	for (const NdEntry &e : entries) {
-		const bool owned = e.val.state == KVX_ND_OWNED ||
-				   (e.val.state == KVX_ND_PENDING &&
-				    e.val.last_seen_ns + KVX_ND_DAD_NS <= now_ns);
-		if (owned && prefix && prefix->contains(e.addr))
+	for (const NdEntry &e : entries)
+		if (nd_owned(e.val, now_ns) && prefix && prefix->contains(e.addr))
 			want.push_back(e.addr);
-	}
 	RouteSync s;
 	auto in = [](const std::vector<Ipv6Addr> &v, const Ipv6Addr &a) {
 		return std::find(v.begin(), v.end(), a) != v.end();

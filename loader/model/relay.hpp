@@ -41,8 +41,35 @@ NdSync plan_nd_sync(const std::vector<NdEntry> &entries, const std::optional<Ipv
 // nobody asked it anything; its next frame takes the address again.
 inline constexpr uint64_t kNdExpireNs = 3600ULL * 1000 * 1000 * 1000;
 
-// The guests' entries idle for kNdExpireNs at now (CLOCK_BOOTTIME ns).
+// A defended entry (KVX_ND_DUP) is forgotten this long after the LAN
+// host's last defence (dad_ns): it owns nothing, but counts against its
+// guest's address limit, and a guest whose DAD failed for several
+// addresses must be able to take others.  Longer than the datapath's
+// KVX_ND_DUP_HOLD_NS, within which the guest's probes are answered.
+inline constexpr uint64_t kNdDupExpireNs = 600ULL * 1000 * 1000 * 1000;
+
+// The guests' entries to forget at now (CLOCK_BOOTTIME ns): idle for
+// kNdExpireNs (no frame since last_seen_ns; an entry whose DAD ran its
+// course counts from that DAD), or defended kNdDupExpireNs ago.
 std::vector<Ipv6Addr> nd_expired(const std::vector<NdEntry> &entries, uint64_t now_ns);
+
+// An address is a guest's through a duplicate address detection that no
+// LAN host answered (relay6.h relay6_owner): one a guest sent from without
+// probing (its DAD off, kvmxdp attached after it, its entry forgotten) is
+// pending with dad_probes 0, and the daemon probes the LAN for it on the
+// uplink (control/relay.hpp probe_relay_claims).  Those entries.
+std::vector<Ipv6Addr> nd_to_probe(const std::vector<NdEntry> &entries);
+
+// The datapath's nd_val_owned (relay6.h): owned, or pending with its DAD
+// (at least one probe) run for KVX_ND_DAD_NS without a defence.
+bool nd_owned(const kvx_nd_val &v, uint64_t now_ns);
+
+// An entry of the 24-byte kvx_nd_val of ABI 10..16 (mac, state, pad,
+// ifindex, pad, last_seen_ns), for the replaced table: the same owner,
+// state and times; a pending or defended one's DAD counted from its
+// last_seen_ns, the time its probe or defence set there.  None: the
+// host's (attach writes those again) or no state.
+std::optional<kvx_nd_val> nd_from_abi16(const uint8_t (&old)[24]);
 
 // The host's own packets to a relay guest: the host's route to the prefix
 // is the uplink's (on the LAN: it would solicit the guest there, where

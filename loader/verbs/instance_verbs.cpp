@@ -187,6 +187,11 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 			sys.write(fwd, *inst.saved_forwarding6);
 	});
 	step([&] {
+		const std::string key = accept_ra_key(inst.accept_ra_dev);
+		if (inst.saved_accept_ra && !inst.accept_ra_dev.empty() && sys.exists(key))
+			sys.write(key, *inst.saved_accept_ra);
+	});
+	step([&] {
 		if (!inst.saved_reserved_ports)
 			return;
 		auto cur = sys.try_read(kReservedPortsKey);

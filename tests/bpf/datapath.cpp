@@ -339,6 +339,7 @@ void Datapath::clear_tables()
 	clear_hash<kvx_ct6_key>(bpf_map__fd(tc()->maps.kvx_ct6), "kvx_ct6");
 	clear_hash<kvx_bind6_key>(bpf_map__fd(tc()->maps.kvx_bind6), "kvx_bind6");
 	clear_hash<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd), "kvx_nd");
+	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_brport), "kvx_brport");
 	clear_hash<kvx_extaddr6_key>(bpf_map__fd(tc()->maps.kvx_extaddr6), "kvx_extaddr6");
 	set_cfg6(kvx_cfg6{});
 	clear_icmprl_buckets();
@@ -794,6 +795,28 @@ void Datapath::nd_update(const testpkt::Ip6 &addr, const kvx_nd_val &val)
 std::size_t Datapath::nd_size() const
 {
 	return map_keys<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd)).size();
+}
+
+void Datapath::brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex)
+{
+	const kvx_xfdb_key k = xfdb_key(mac);
+	kvx_xfdb_val v{};
+	v.ifindex = port_ifindex;
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_brport), &k, &v, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_brport: " + errno_text(errno));
+}
+
+std::uint32_t Datapath::gaddrs_at(std::uint32_t slot) const
+{
+	__u32 v = 0;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_gaddrs), &slot, &v) != 0)
+		throw std::runtime_error("lookup kvx_gaddrs: " + errno_text(errno));
+	return v;
+}
+
+std::uint32_t Datapath::port_slot(std::uint32_t port_ifindex) const
+{
+	return kvx_port_slot(port_ifindex, cfg().guest_seed);
 }
 
 kvx_cfg6 Datapath::cfg6() const

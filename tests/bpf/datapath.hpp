@@ -210,6 +210,12 @@ public:
 	std::optional<kvx_nd_val> nd_lookup(const testpkt::Ip6 &addr) const;
 	void nd_update(const testpkt::Ip6 &addr, const kvx_nd_val &val);
 	std::size_t nd_size() const;
+	// kvx_brport (guest MAC -> bridge port), emptied by clear_tables();
+	// kvx_gaddrs' counter of a slot; relay's slot of a bridge port
+	// (ct_rules.h kvx_port_slot, 0: MACs of no known port).
+	void brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex);
+	std::uint32_t gaddrs_at(std::uint32_t slot) const;
+	std::uint32_t port_slot(std::uint32_t port_ifindex) const;
 
 private:
 	int fd_cfg() const;

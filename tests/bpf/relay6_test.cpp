@@ -33,6 +33,10 @@ const Ip6 kUplink6 = ip6(Topology::kUplinkAddr6);
 const Ip6 kBridgeLl = ip6("fe80::1");
 const Mac kMacA{0x52, 0x54, 0x00, 0x00, 0x07, 0xa0};
 const Mac kMacB{0x52, 0x54, 0x00, 0x00, 0x07, 0xb0};
+// Guest A's other MAC (a guest that changes its MAC), on A's bridge port.
+const Mac kMacA2{0x52, 0x54, 0x00, 0x00, 0x07, 0xa2};
+// The bridge ports the daemon found A and B on (kvx_brport).
+constexpr std::uint32_t kPortA = 21, kPortB = 22;
 
 void copy_addr(__be32 *to, const Ip6 &a)
 {
@@ -110,6 +114,9 @@ protected:
 		if (IsSkipped() || HasFatalFailure())
 			return;
 		dp().set_cfg6(relay_cfg());
+		dp().brport_set(kMacA, kPortA);
+		dp().brport_set(kMacA2, kPortA);
+		dp().brport_set(kMacB, kPortB);
 	}
 
 	RunResult run6(Prog prog, const Packet6 &in, int verdict, kvx_reason reason,
@@ -136,28 +143,38 @@ protected:
 		dp().set_cfg6(c);
 	}
 
+	// kvx_nd[addr] = mac in state, its last frame (and a pending or
+	// defended one's DAD run or defence) at seen_ns; a pending one was
+	// probed.
 	void own(const Ip6 &addr, const Mac &mac, std::uint64_t seen_ns, std::uint8_t state)
 	{
 		kvx_nd_val v{};
 		std::memcpy(v.mac, mac.data(), 6);
 		v.state = state;
 		v.last_seen_ns = seen_ns;
+		v.dad_ns = seen_ns;
+		v.dad_probes = state == KVX_ND_PENDING ? 1 : 0;
 		dp().nd_update(addr, v);
 	}
+
+	// The guest's address, as a duplicate address detection no LAN host
+	// answered left it.
+	void claim(const Ip6 &addr, const Mac &mac) { own(addr, mac, boot_ns(), KVX_ND_OWNED); }
 };
 
 // --- forwarding, both ways ---
 
 TEST_F(Relay6Test, GuestToInternetAndBack)
 {
+	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DAD_NS + 100000000ull), KVX_ND_PENDING);
 	const Packet6 syn = from_guest(make_tcp6(kGuestA, 40000, kRemote, 443), kMacA);
 	run6(Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(syn));
-	// The first frame bound the address to the guest's MAC.
+	// The first frame after its DAD made the address the guest's.
 	const auto nd = dp().nd_lookup(kGuestA);
 	ASSERT_TRUE(nd.has_value());
 	EXPECT_EQ(nd->state, KVX_ND_OWNED);
 	EXPECT_EQ(owner(kGuestA), kMacA);
-	EXPECT_GT(nd->last_seen_ns, 0u);
+	EXPECT_GT(nd->last_seen_ns, boot_ns_ago(100000000ull));
 
 	// The answer keeps the guest's own address: no translation.
 	Packet6 back = from_lan(make_tcp6(kRemote, 443, kGuestA, 40000, kTcpSyn | kTcpAck));
@@ -178,6 +195,7 @@ TEST_F(Relay6Test, GuestToLanHostOnTheLink)
 {
 	// The LAN's router is a neighbour on the uplink (netns.cpp): same
 	// /64, reached through the host's on-link route.
+	claim(kGuestA, kMacA);
 	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kLanHost, 53), kMacA);
 	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
 	Packet6 back = from_lan(make_udp6(kLanHost, 53, kGuestA, 7000));
@@ -187,6 +205,7 @@ TEST_F(Relay6Test, GuestToLanHostOnTheLink)
 TEST_F(Relay6Test, ExtensionHeadersAndOtherProtocolsAreForwarded)
 {
 	// A router, not a NAT: what it cannot parse it still forwards.
+	claim(kGuestA, kMacA);
 	Packet6 gre = from_guest(make_udp6(kGuestA, 1, kRemote, 2), kMacA);
 	gre.proto = 47;
 	gre.payload = pattern(24, 0x47);
@@ -214,6 +233,7 @@ TEST_F(Relay6Test, InboundOnlyToOwnedAddresses)
 TEST_F(Relay6Test, HopLimit)
 {
 	// Ours to answer from the bridge's link-local, never passed up.
+	claim(kGuestA, kMacA);
 	Packet6 last = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
 	last.hop_limit = 1;
 	const RunResult r =
@@ -226,16 +246,16 @@ TEST_F(Relay6Test, HopLimit)
 	EXPECT_EQ(e.dst, kGuestA);
 	EXPECT_EQ(check_checksums(r.out), "");
 
-	own(kGuestA, kMacA, boot_ns(), KVX_ND_OWNED);
 	Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	in.hop_limit = 1;
 	run6(Prog::UpIngress, in, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
 }
 
-// --- anti-spoofing: the address belongs to the MAC that used it first ---
+// --- anti-spoofing: the address belongs to the MAC whose DAD claimed it ---
 
 TEST_F(Relay6Test, AnotherMacCannotTakeAnOwnedAddress)
 {
+	claim(kGuestA, kMacA);
 	const Packet6 a = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
 	run6(Prog::BrIngress, a, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(a));
 	// Guest B sends with A's address: dropped, and A keeps it (and its
@@ -250,8 +270,14 @@ TEST_F(Relay6Test, AnotherMacCannotTakeAnOwnedAddress)
 	EXPECT_EQ(owner(kGuestA), kMacA);
 
 	// An owner idle for KVX_GUEST_IDLE_NS gives it up (a VM re-created
-	// with another MAC).
+	// with another MAC), to the DAD of the new one, never to a frame.
 	own(kGuestA, kMacA, boot_ns() - KVX_GUEST_IDLE_NS - 1000000000ull, KVX_ND_OWNED);
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(owner(kGuestA), kMacA);
+	const Packet6 probe = dad_probe(kMacB, kGuestA);
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
+	EXPECT_EQ(owner(kGuestA), kMacB);
+	own(kGuestA, kMacB, boot_ns_ago(KVX_ND_DAD_NS + 100000000ull), KVX_ND_PENDING);
 	run6(Prog::BrIngress, spoof, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(spoof));
 	EXPECT_EQ(owner(kGuestA), kMacB);
 	run6(Prog::BrIngress, a, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
@@ -403,6 +429,7 @@ TEST_F(Relay6Test, GuestDadClaimsTheAddressOrIsDefendedForTheHost)
 
 TEST_F(Relay6Test, GuestToGuestThroughTheBridgeMac)
 {
+	claim(kGuestA, kMacA);
 	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
 	const Packet6 p = from_guest(make_udp6(kGuestA, 7000, kGuestB, 53), kMacA);
 	Packet6 want = p;
@@ -435,8 +462,13 @@ TEST_F(Relay6Test, GuestDadIsRelayedToTheLanAndTheAddressIsPendingMeanwhile)
 		dp().run(Prog::BrIngress, b2a.build(), ingress_ifindex(Prog::BrIngress));
 	ASSERT_GE(r.out.size(), 6u);
 	EXPECT_FALSE(std::equal(kMacA.begin(), kMacA.end(), r.out.begin()));
-	// The guest's first frame from it after its DAD: the guest's.
+	// The guest's frames from it while its DAD runs (optimistic DAD)
+	// are dropped: a defence may still come.
 	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
+	// Its first frame from it after its DAD: the guest's.
+	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DAD_NS - 100000000ull), KVX_ND_PENDING);
 	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
 	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_OWNED);
 	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
@@ -474,9 +506,18 @@ TEST_F(Relay6Test, LanHostsDefenceFailsTheGuestsDad)
 	// Nor does another guest get it while the first holds it.
 	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacB), TC_ACT_SHOT,
 	     KVX_R_DROP_SPOOF_MAC);
-	// The guest's next DAD (the LAN host gone) starts over.
+	// The guest's next DAD soon after the defence is answered by the
+	// bridge (its DAD fails at once, as for the host's addresses): not
+	// relayed, so one lost defence cannot give it the LAN host's address.
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(probe, Topology::kBridgeMac));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_DUP);
+	// Once the hold is over (the LAN host gone) it starts over.
+	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DUP_HOLD_NS + 1000000000ull), KVX_ND_DUP);
 	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
 	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_PENDING);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
+	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DAD_NS), KVX_ND_PENDING);
 	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
 }
 
@@ -570,11 +611,12 @@ Ip6 prefix_addr(unsigned n)
 
 TEST_F(Relay6Test, AGuestClaimsAtMostItsAddressLimit)
 {
-	for (unsigned i = 0; i < KVX_ND_PER_GUEST; i++) {
-		const Packet6 p =
-			from_guest(make_udp6(prefix_addr(0x100 + i), 7000, kRemote, 53), kMacA);
-		run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
-	}
+	// Each frame from an address nobody claimed makes it the guest's
+	// pending claim (dropped: the daemon probes the LAN for it).
+	for (unsigned i = 0; i < KVX_ND_PER_GUEST; i++)
+		run6(Prog::BrIngress,
+		     from_guest(make_udp6(prefix_addr(0x100 + i), 7000, kRemote, 53), kMacA),
+		     TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
 	// One more: refused, by frame or by DAD probe (not relayed, not
 	// recorded).
 	const Ip6 extra = prefix_addr(0x100 + KVX_ND_PER_GUEST);
@@ -583,28 +625,66 @@ TEST_F(Relay6Test, AGuestClaimsAtMostItsAddressLimit)
 	run6(Prog::BrIngress, dad_probe(kMacA, extra), TC_ACT_OK, KVX_R_PASS_ND);
 	EXPECT_FALSE(dp().nd_lookup(extra).has_value());
 	EXPECT_EQ(dp().nd_size(), static_cast<std::size_t>(KVX_ND_PER_GUEST));
+	EXPECT_EQ(dp().gaddrs_at(dp().port_slot(kPortA)),
+		  static_cast<std::uint32_t>(KVX_ND_PER_GUEST));
 	// Its addresses keep working; another guest has its own limit.
+	own(prefix_addr(0x100), kMacA, boot_ns(), KVX_ND_OWNED);
 	const Packet6 again = from_guest(make_udp6(prefix_addr(0x100), 7001, kRemote, 53), kMacA);
 	run6(Prog::BrIngress, again, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(again));
-	const Packet6 b = from_guest(make_udp6(extra, 7000, kRemote, 53), kMacB);
-	run6(Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(b));
-	// An address another MAC takes over (its owner idle) leaves the
-	// owner's count: A may claim one more.
+	run6(Prog::BrIngress, from_guest(make_udp6(extra, 7000, kRemote, 53), kMacB), TC_ACT_SHOT,
+	     KVX_R_DROP_ND_UNCLAIMED);
+	EXPECT_EQ(owner(extra), kMacB);
+	// An address another guest takes over by its DAD (its owner idle)
+	// leaves the owner's count: A may claim one more.
 	own(prefix_addr(0x100), kMacA, boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ull),
 	    KVX_ND_OWNED);
-	const Packet6 take = from_guest(make_udp6(prefix_addr(0x100), 7000, kRemote, 53), kMacB);
-	run6(Prog::BrIngress, take, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(take));
-	const Ip6 next = prefix_addr(0x200);
-	const Packet6 n = from_guest(make_udp6(next, 7000, kRemote, 53), kMacA);
-	run6(Prog::BrIngress, n, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(n));
+	const Packet6 take = dad_probe(kMacB, prefix_addr(0x100));
+	run6(Prog::BrIngress, take, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(take, kUplinkMacT));
+	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0x200), 7000, kRemote, 53), kMacA),
+	     TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
 	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0x201), 7000, kRemote, 53), kMacA),
 	     TC_ACT_SHOT, KVX_R_DROP_GUEST_ADDRS);
+}
+
+// A guest that sends from ever new MACs has the limit of its bridge port
+// (kvx_brport), not one per MAC; MACs the daemon has not placed yet share
+// one limit between them.
+TEST_F(Relay6Test, AGuestsAddressLimitHoldsWhateverMacItSendsFrom)
+{
+	for (unsigned i = 0; i < KVX_ND_PER_GUEST; i++)
+		run6(Prog::BrIngress,
+		     from_guest(make_udp6(prefix_addr(0x100 + i), 7000, kRemote, 53),
+				i % 2 ? kMacA2 : kMacA),
+		     TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
+	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0x1ff), 7000, kRemote, 53), kMacA2),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_ADDRS);
+	run6(Prog::BrIngress, dad_probe(kMacA2, prefix_addr(0x1ff)), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_FALSE(dp().nd_lookup(prefix_addr(0x1ff)).has_value());
+	// New MACs of no known port: one limit for all of them.
+	for (unsigned i = 0; i < KVX_ND_PER_GUEST; i++) {
+		const Mac m{0x52, 0x54, 0x00, 0x01, 0x00, static_cast<std::uint8_t>(i)};
+		run6(Prog::BrIngress,
+		     from_guest(make_udp6(prefix_addr(0x300 + i), 7000, kRemote, 53), m),
+		     TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
+	}
+	const Mac next{0x52, 0x54, 0x00, 0x01, 0x00, 0xff};
+	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0x3ff), 7000, kRemote, 53), next),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_ADDRS);
+	EXPECT_EQ(dp().gaddrs_at(dp().port_slot(0)), static_cast<std::uint32_t>(KVX_ND_PER_GUEST));
+	// Guest B's port is untouched.
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestB, 7000, kRemote, 53), kMacB), TC_ACT_SHOT,
+	     KVX_R_DROP_ND_UNCLAIMED);
+	EXPECT_EQ(owner(kGuestB), kMacB);
 }
 
 TEST_F(Relay6Test, RelayFlowsCountAgainstTheGuestsFlowQuota)
 {
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
 	dp().set_cfg6(relay_cfg());
+	claim(kGuestA, kMacA);
+	claim(prefix_addr(0xa1), kMacA);
+	claim(prefix_addr(0xa2), kMacA2);
+	claim(kGuestB, kMacB);
 	for (std::uint16_t port : {7000, 7001}) {
 		const Packet6 p = from_guest(make_udp6(kGuestA, port, kRemote, 53), kMacA);
 		run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
@@ -614,12 +694,114 @@ TEST_F(Relay6Test, RelayFlowsCountAgainstTheGuestsFlowQuota)
 	// One quota per guest, not per address: its second address shares it.
 	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0xa1), 7000, kRemote, 53), kMacA),
 	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// Nor per MAC: an address of its other MAC (same bridge port) too.
+	run6(Prog::BrIngress, from_guest(make_udp6(prefix_addr(0xa2), 7000, kRemote, 53), kMacA2),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
 	// Its flows go on; another guest has its own quota.
 	const Packet6 again = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
 	run6(Prog::BrIngress, again, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(again));
 	const Packet6 b = from_guest(make_udp6(kGuestB, 7000, kRemote, 53), kMacB);
 	run6(Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(b));
 	EXPECT_EQ(dp().ct6_entries().size(), 3u);
+}
+
+// --- a guest's address is one its DAD claimed, never one it sent from ---
+
+// A LAN host's address a guest sends from: nothing of the LAN host's
+// traffic comes to the guest (no answer for it on the uplink, nothing
+// delivered), the guest's frames are dropped; the daemon's probe for it
+// is defended by the LAN host, which keeps it.
+TEST_F(Relay6Test, AFrameNeverClaimsALanHostsAddress)
+{
+	set_inbound_open();
+	const Ip6 lan = prefix_addr(0x99);
+	const Packet6 q = from_guest(make_udp6(lan, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
+	ASSERT_TRUE(dp().nd_lookup(lan).has_value());
+	EXPECT_EQ(dp().nd_lookup(lan)->state, KVX_ND_PENDING);
+	EXPECT_EQ(dp().nd_lookup(lan)->dad_probes, 0) << "the daemon's probe is to come";
+	// However long it waits without a probe: nobody's.
+	kvx_nd_val v = *dp().nd_lookup(lan);
+	v.dad_ns = boot_ns_ago(10 * KVX_ND_DAD_NS);
+	v.last_seen_ns = v.dad_ns;
+	dp().nd_update(lan, v);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
+	const Packet6 in = from_lan(make_udp6(kRemote, 53, lan, 7000));
+	run6(Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
+	run6(Prog::UpIngress, neigh_sol(kLanHost, Topology::kGatewayMac, lan), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	// The daemon probes (control/relay.cpp probe_relay_claims), the LAN
+	// host defends: the guests hear it, the address is the LAN host's.
+	v.dad_probes = 1;
+	v.dad_ns = boot_ns();
+	dp().nd_update(lan, v);
+	Packet6 na =
+		nd_msg(kNeighAdv, lan, ip6("ff02::1"), 0xa0000000u, lan, 2, Topology::kGatewayMac);
+	na.src_mac = Topology::kGatewayMac;
+	na.dst_mac = Mac{0x33, 0x33, 0, 0, 0, 1};
+	const RunResult r = dp().run(Prog::UpIngress, na.build(), ingress_ifindex(Prog::UpIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(dp().nd_lookup(lan)->state, KVX_ND_DUP);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_DUPLICATE);
+	own(lan, kMacA, boot_ns_ago(KVX_ND_DAD_NS * 5), KVX_ND_DUP);
+	run6(Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// An address nobody defends (the guest's, with DAD off or claimed before
+// kvmxdp came): the guest's once the daemon's probe ran its course.
+TEST_F(Relay6Test, AFrameClaimIsTheGuestsAfterTheDaemonsProbe)
+{
+	set_inbound_open();
+	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
+	kvx_nd_val v = *dp().nd_lookup(kGuestA);
+	v.dad_probes = 1;
+	v.dad_ns = boot_ns();
+	dp().nd_update(kGuestA, v);
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_ND_UNCLAIMED);
+	v.dad_ns = boot_ns_ago(KVX_ND_DAD_NS + 100000000ull);
+	dp().nd_update(kGuestA, v);
+	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
+	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->state, KVX_ND_OWNED);
+}
+
+// A DAD run relays at most KVX_ND_DAD_PROBES probes, and a guest at most
+// KVX_ND_RELAY_BURST at once (then one per KVX_ND_RELAY_INTERVAL_NS):
+// DROP_ND_RELAY_LIMIT, nothing claimed by a probe that did not go out.
+TEST_F(Relay6Test, RelayedProbesAreCountedAndRateLimited)
+{
+	const std::uint64_t t0 = boot_ns();
+	const Packet6 probe = dad_probe(kMacA, kGuestA);
+	for (int i = 0; i < KVX_ND_DAD_PROBES; i++)
+		run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY,
+		     relayed(probe, kUplinkMacT));
+	EXPECT_EQ(dp().nd_lookup(kGuestA)->dad_probes, KVX_ND_DAD_PROBES);
+	run6(Prog::BrIngress, probe, TC_ACT_SHOT, KVX_R_DROP_ND_RELAY_LIMIT);
+	int relayed_n = KVX_ND_DAD_PROBES, limited = 0;
+	for (unsigned i = 0; i < 2 * KVX_ND_RELAY_BURST; i++) {
+		const Packet6 p = dad_probe(kMacA, prefix_addr(0x400 + i));
+		const RunResult r =
+			dp().run(Prog::BrIngress, p.build(), ingress_ifindex(Prog::BrIngress));
+		if (r.verdict == TC_ACT_REDIRECT) {
+			relayed_n++;
+			EXPECT_TRUE(dp().nd_lookup(prefix_addr(0x400 + i)).has_value());
+		} else {
+			limited++;
+			EXPECT_FALSE(dp().nd_lookup(prefix_addr(0x400 + i)).has_value());
+		}
+	}
+	const std::uint64_t took = boot_ns() - t0;
+	// The in-run refusal took a token too.
+	EXPECT_GE(relayed_n + 1, KVX_ND_RELAY_BURST);
+	EXPECT_LE(relayed_n + 1,
+		  KVX_ND_RELAY_BURST + 1 + static_cast<int>(took / KVX_ND_RELAY_INTERVAL_NS));
+	EXPECT_GT(limited, 0);
+	EXPECT_GE(dp().stats().by_reason[KVX_R_DROP_ND_RELAY_LIMIT].packets, 2u);
+	// Another guest's rate is its own.
+	const Packet6 b = dad_probe(kMacB, kGuestB);
+	run6(Prog::BrIngress, b, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(b, kUplinkMacT));
 }
 
 // --- per-guest counters (kvx_gstats): relayed IPv6 charged to the guest's MAC ---
@@ -639,6 +821,7 @@ TEST_F(Relay6Test, GuestCountersChargeRelayedTrafficToTheGuestsMac)
 	const std::uint32_t sa = dp().mac_slot(kMacA), sb = dp().mac_slot(kMacB);
 	ASSERT_NE(sa & (KVX_GSTATS_SLOTS - 1), sb & (KVX_GSTATS_SLOTS - 1))
 		<< "the two guests share a counter slot with this seed";
+	claim(kGuestA, kMacA);
 	const Packet6 q = from_guest(make_udp6(kGuestA, 7000, kRemote, 53, 60), kMacA);
 	run6(Prog::BrIngress, q, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(q));
 	const Packet6 back = from_lan(make_udp6(kRemote, 53, kGuestA, 7000, 300));
@@ -669,6 +852,7 @@ TEST_F(Relay6Test, GuestCountersChargeRelayDropsToTheGuest)
 {
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 1; });
 	dp().set_cfg6(relay_cfg());
+	claim(kGuestA, kMacA);
 	const Packet6 p = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
 	run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(p));
 	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7001, kRemote, 53), kMacA),

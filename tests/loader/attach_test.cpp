@@ -271,6 +271,34 @@ TEST(ResumeTable, ResizedCountersStartAfreshTheTablesNever)
 		  ResumeAction::Reuse);
 }
 
+// Relay's address owners of ABI 10..16 (24-byte values) are replaced, not
+// refused: attach carries the guests' entries over (a refusal would ask
+// for a detach, and the guests would have to run their DAD again).
+TEST(ResumeTable, RelayOwnersOfAnOlderLayoutAreReplaced)
+{
+	MapSizes s = sizes();
+	s.ipv6 = true;
+	s.relay = true;
+	const MapResumeRule r = resume_rule(KVX_MAP_ND);
+	const MapInfo nd = hash_map(sizeof(kvx_nd_key), sizeof(kvx_nd_val), 1);
+	ResumeDecision d = decide_resume(r, nd, pinned(hash_map(16, 24, KVX_ND_DEFAULT_SIZE)), s);
+	EXPECT_EQ(d.action, ResumeAction::Replace);
+	EXPECT_EQ(d.max_entries, uint32_t{KVX_ND_DEFAULT_SIZE});
+	EXPECT_NE(d.note.find("has 4096 relay addresses of 24 bytes, this kvmxdp 4096 of 32 bytes: "
+			      "replaced, the guests' addresses carried over"),
+		  std::string::npos)
+		<< d.note;
+	EXPECT_EQ(decide_resume(r, nd,
+				pinned(hash_map(sizeof(kvx_nd_key), sizeof(kvx_nd_val),
+						KVX_ND_DEFAULT_SIZE)),
+				s)
+			  .action,
+		  ResumeAction::Reuse);
+	// Another key is no relay table of ours: refused.
+	EXPECT_ERROR_HAS(decide_resume(r, nd, pinned(hash_map(20, 24, KVX_ND_DEFAULT_SIZE)), s),
+			 "run 'kvmxdp detach' first");
+}
+
 TEST(ResumeTable, ConfigOfACompatibleAbiIsReplacedOthersRefused)
 {
 	MapInfo cfg = hash_map(4, sizeof(kvx_cfg), 1);

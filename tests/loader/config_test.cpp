@@ -94,6 +94,33 @@ TEST(Config, Subnet6RoundTripAndValidation)
 	EXPECT_NE(field_error(j).find("instances[0].subnet6"), std::string::npos) << field_error(j);
 }
 
+// The uplink's accept_ra before attach made it 2 (IPv6 on), and the device
+// it belongs to: recorded for detach, validated on read.
+TEST(Config, SavedAcceptRaRoundTripAndValidation)
+{
+	Config c;
+	Instance with = sample();
+	with.saved_accept_ra = "1";
+	with.accept_ra_dev = "wlan0";
+	c.instances = {with, sample("kb2")};
+	json j = to_json(c);
+	EXPECT_EQ(j["instances"][0]["saved_sysctls"]["accept_ra"], "1");
+	EXPECT_EQ(j["instances"][0]["saved_sysctls"]["accept_ra_dev"], "wlan0");
+	EXPECT_FALSE(j["instances"][1]["saved_sysctls"].contains("accept_ra"));
+	Config back = config_from_json(json::parse(j.dump()));
+	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+	EXPECT_FALSE(back.instances[1].saved_accept_ra.has_value());
+	j["instances"][0]["saved_sysctls"]["accept_ra"] = "3";
+	EXPECT_EQ(field_error(j), "instances[0].saved_sysctls.accept_ra: '3' is not 0, 1 or 2");
+	j["instances"][0]["saved_sysctls"]["accept_ra"] = "1";
+	j["instances"][0]["saved_sysctls"]["accept_ra_dev"] = "../all";
+	EXPECT_NE(field_error(j).find("instances[0].saved_sysctls.accept_ra_dev"), std::string::npos)
+		<< field_error(j);
+	j["instances"][0]["saved_sysctls"].erase("accept_ra_dev");
+	EXPECT_NE(field_error(j).find("instances[0].saved_sysctls.accept_ra_dev"), std::string::npos)
+		<< field_error(j);
+}
+
 // attach --ipv6: recorded unless auto, so that configs of older versions
 // (no key) read as auto, and auto writes what they would.
 TEST(Config, Ipv6ChoiceRoundTripAndValidation)

@@ -13,11 +13,13 @@
 
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
 #include "model/config.hpp"
 #include "base/error.hpp"
 #include "base/fd.hpp"
 #include "control/gc.hpp"
+#include "control/relay.hpp"
 #include "kvmxdp/ct_rules.h"
 #include "model/quota.hpp"
 #include "model/timeouts.hpp"
@@ -373,9 +375,11 @@ TEST_F(GcQuotaMaps, TenantCountersCountSharedOutHalves)
 }
 
 // Relay's addresses per guest (kvx_gaddrs) are recounted from kvx_nd:
-// every entry of a guest MAC (owned, pending, defended), in that MAC's
-// slot; the host's entries count for nobody.
-TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerMac)
+// every entry of a guest MAC (owned, pending, defended), in the slot of
+// the bridge port that MAC is on (kvx_brport), so that a guest sending
+// from several MACs has one count; MACs of no known port share port 0's;
+// the host's entries count for nobody.
+TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerBridgePort)
 {
 	Fd nd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd", sizeof(kvx_nd_key), sizeof(kvx_nd_val), 64,
 			     nullptr));
@@ -383,8 +387,23 @@ TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerMac)
 	Fd ga(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gaddrs", sizeof(__u32), sizeof(__u32),
 			     KVX_GFLOWS_MAX, nullptr));
 	ASSERT_GE(ga.get(), 0) << "bpf_map_create(t_gaddrs): " << std::strerror(errno);
+	Fd bp(bpf_map_create(BPF_MAP_TYPE_HASH, "t_brport", sizeof(kvx_xfdb_key),
+			     sizeof(kvx_xfdb_val), 64, nullptr));
+	ASSERT_GE(bp.get(), 0) << "bpf_map_create(t_brport): " << std::strerror(errno);
 	const uint8_t a[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01};
+	const uint8_t a2[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x11}; // a's port, another MAC
 	const uint8_t b[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x02};
+	const uint8_t c[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x03}; // port not known
+	auto port = [&](const uint8_t *mac, uint32_t ifindex) {
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, mac, 6);
+		kvx_xfdb_val v{};
+		v.ifindex = ifindex;
+		ASSERT_EQ(bpf_map_update_elem(bp.get(), &k, &v, BPF_ANY), 0);
+	};
+	port(a, 11);
+	port(a2, 11);
+	port(b, 12);
 	auto add = [&](uint8_t last, const uint8_t *mac, uint8_t state) {
 		kvx_nd_key k{};
 		k.addr[0] = htonl(0x20010db8);
@@ -397,23 +416,77 @@ TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerMac)
 	};
 	add(1, a, KVX_ND_OWNED);
 	add(2, a, KVX_ND_PENDING);
-	add(3, a, KVX_ND_DUP);
+	add(3, a2, KVX_ND_DUP);
 	add(4, b, KVX_ND_OWNED);
 	add(5, nullptr, KVX_ND_HOST);
-	auto slot = [&](const uint8_t *mac) { return kvx_guest_slot6(mac, nullptr, kSeed); };
-	auto get = [&](const uint8_t *mac) {
-		__u32 i = slot(mac), v = 0;
+	add(6, c, KVX_ND_OWNED);
+	QuotaMaps qm = q();
+	qm.brport_fd = bp.get();
+	auto get = [&](uint32_t ifindex) {
+		__u32 i = kvx_port_slot(ifindex, kSeed), v = 0;
 		EXPECT_EQ(bpf_map_lookup_elem(ga.get(), &i, &v), 0);
 		return v;
 	};
-	__u32 i = slot(a), v = 9;
+	__u32 i = kvx_port_slot(11, kSeed), v = 9;
 	ASSERT_EQ(bpf_map_update_elem(ga.get(), &i, &v, BPF_ANY), 0);
-	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), q()), 2u);
-	EXPECT_EQ(get(a), 3u);
-	EXPECT_EQ(get(b), 1u);
-	const uint8_t zero[6] = {};
-	EXPECT_EQ(get(zero), 0u) << "the host's address counted";
-	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), q()), 0u);
+	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), qm), 3u);
+	EXPECT_EQ(get(11), 3u) << "two MACs on one port, one count";
+	EXPECT_EQ(get(12), 1u);
+	EXPECT_EQ(get(0), 1u) << "a MAC of no known port";
+	__u32 mi = kvx_guest_slot6(a, nullptr, kSeed), mv = 0;
+	EXPECT_EQ(bpf_map_lookup_elem(ga.get(), &mi, &mv), 0);
+	EXPECT_EQ(mv, 0u) << "counted per MAC";
+	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), qm), 0u);
+}
+
+// An upgrade over a pinned kvx_nd of ABI 10..16 (24-byte values): attach
+// replaces the map and carries the guests' entries into the new layout
+// (control/relay.hpp carry_nd); the host's entries are attach's to write.
+TEST_F(GcQuotaMaps, RelayOwnersOfTheOlderLayoutAreCarriedOver)
+{
+	Fd old(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd16", sizeof(kvx_nd_key), 24, 16, nullptr));
+	ASSERT_GE(old.get(), 0) << std::strerror(errno);
+	Fd nd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd", sizeof(kvx_nd_key), sizeof(kvx_nd_val), 16,
+			     nullptr));
+	ASSERT_GE(nd.get(), 0) << std::strerror(errno);
+	auto put = [&](uint8_t last, uint8_t state, uint64_t seen) {
+		kvx_nd_key k{};
+		k.addr[0] = htonl(0x20010db8);
+		k.addr[3] = htonl(last);
+		uint8_t v[24] = {0x52, 0x54, 0, 0, 7, last, state, 0};
+		const uint32_t ifindex = 9;
+		std::memcpy(v + 8, &ifindex, 4);
+		std::memcpy(v + 16, &seen, 8);
+		ASSERT_EQ(bpf_map_update_elem(old.get(), &k, v, BPF_NOEXIST), 0);
+	};
+	put(1, KVX_ND_OWNED, 1000);
+	put(2, KVX_ND_PENDING, 2000);
+	put(3, KVX_ND_HOST, 0);
+	EXPECT_EQ(carry_nd(old.get(), nd.get()), 2u);
+	auto get = [&](uint8_t last) -> std::optional<kvx_nd_val> {
+		kvx_nd_key k{};
+		k.addr[0] = htonl(0x20010db8);
+		k.addr[3] = htonl(last);
+		kvx_nd_val v{};
+		if (bpf_map_lookup_elem(nd.get(), &k, &v) != 0)
+			return std::nullopt;
+		return v;
+	};
+	const std::optional<kvx_nd_val> a = get(1), b = get(2);
+	ASSERT_TRUE(a.has_value());
+	EXPECT_EQ(a->state, KVX_ND_OWNED);
+	EXPECT_EQ(a->mac[5], 1);
+	EXPECT_EQ(a->ifindex, 9u);
+	EXPECT_EQ(a->last_seen_ns, 1000u);
+	ASSERT_TRUE(b.has_value());
+	EXPECT_EQ(b->state, KVX_ND_PENDING);
+	EXPECT_EQ(b->dad_ns, 2000u);
+	EXPECT_EQ(b->dad_probes, 1);
+	EXPECT_FALSE(get(3).has_value()) << "the host's entry carried";
+	// A map of another key is nobody's kvx_nd: nothing carried.
+	Fd other(bpf_map_create(BPF_MAP_TYPE_HASH, "t_other", 8, 24, 4, nullptr));
+	ASSERT_GE(other.get(), 0) << std::strerror(errno);
+	EXPECT_EQ(carry_nd(other.get(), nd.get()), 0u);
 }
 
 // The GC's correction of a datapath counter measured by a dump between

@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "base/netaddr6.hpp"
 #include "model/ra.hpp"
@@ -136,13 +137,21 @@ TEST(RelayRoutes, OnePerOwnedGuestAddress)
 				     entry("2001:db8:1::10", KVX_ND_HOST),
 				     entry("2001:db8:2::a", KVX_ND_OWNED)};
 	for (NdEntry &e : have)
-		e.val.last_seen_ns = kNow - 1000; // DAD still running for ::b
+		e.val.last_seen_ns = kNow - 1000;
+	// ::b pending since long, but never probed (a guest's frame claimed
+	// it, the daemon's probe to come): nobody's, no route.
+	have[1].val.dad_ns = kNow - 10 * KVX_ND_DAD_NS;
 	RouteSync s = plan_relay_routes(have, kP1, {}, kNow);
 	EXPECT_EQ(strs(s.add), std::vector<std::string>{"2001:db8:1::a"});
 	EXPECT_TRUE(s.del.empty());
+	// Probed, DAD still running: no route yet.
+	have[1].val.dad_probes = 1;
+	have[1].val.dad_ns = kNow - 1000;
+	s = plan_relay_routes(have, kP1, {}, kNow);
+	EXPECT_EQ(strs(s.add), std::vector<std::string>{"2001:db8:1::a"});
 	// The pending one's DAD ran its course: routed too.  A route to an
 	// address no guest owns any more goes; one in place stays.
-	have[1].val.last_seen_ns = kNow - KVX_ND_DAD_NS;
+	have[1].val.dad_ns = kNow - KVX_ND_DAD_NS;
 	s = plan_relay_routes(have, kP1,
 			      {parse_ipv6("2001:db8:1::a"), parse_ipv6("2001:db8:1::c"),
 			       parse_ipv6("2001:db8:1::10")},
@@ -164,8 +173,132 @@ TEST(RelayNd, IdleGuestEntriesExpire)
 				     entry("2001:db8:1::10", KVX_ND_HOST)};
 	have[0].val.last_seen_ns = 1000;
 	have[1].val.last_seen_ns = 1000;
+	have[1].val.dad_ns = 1000;
 	have[2].val.last_seen_ns = now - 1000;
 	have[3].val.last_seen_ns = 0; // the host's: never expires
 	EXPECT_EQ(strs(nd_expired(have, now)),
 		  (std::vector<std::string>{"2001:db8:1::a", "2001:db8:1::b"}));
+}
+
+// A DAD that failed holds nothing for long: a defended entry goes
+// kNdDupExpireNs after the LAN host's last defence, not after an hour; an
+// entry whose DAD ran its course counts from that DAD.
+TEST(RelayNd, DefendedEntriesExpireSoon)
+{
+	const uint64_t now = 2 * kNdExpireNs;
+	std::vector<NdEntry> have = {entry("2001:db8:1::b", KVX_ND_DUP),
+				     entry("2001:db8:1::c", KVX_ND_DUP),
+				     entry("2001:db8:1::d", KVX_ND_PENDING)};
+	for (NdEntry &e : have)
+		e.val.last_seen_ns = now - 1000;
+	have[0].val.dad_ns = now - kNdDupExpireNs - 1;
+	have[1].val.dad_ns = now - kNdDupExpireNs + 1000;
+	have[2].val.last_seen_ns = now - kNdExpireNs - 5000;
+	have[2].val.dad_ns = now - kNdExpireNs + 1000;
+	have[2].val.dad_probes = 1;
+	EXPECT_EQ(strs(nd_expired(have, now)), std::vector<std::string>{"2001:db8:1::b"});
+}
+
+// What the daemon probes the LAN for: pending entries no probe went out
+// for (claimed by a guest's frame).
+TEST(RelayNd, FrameClaimsAreProbedByTheDaemon)
+{
+	std::vector<NdEntry> have = {entry("2001:db8:1::a", KVX_ND_PENDING),
+				     entry("2001:db8:1::b", KVX_ND_PENDING),
+				     entry("2001:db8:1::c", KVX_ND_OWNED),
+				     entry("2001:db8:1::d", KVX_ND_DUP)};
+	have[1].val.dad_probes = 1;
+	EXPECT_EQ(strs(nd_to_probe(have)), std::vector<std::string>{"2001:db8:1::a"});
+	EXPECT_FALSE(nd_owned(have[0].val, ~0ULL)) << "never probed: nobody's";
+	EXPECT_TRUE(nd_owned(have[1].val, KVX_ND_DAD_NS));
+	EXPECT_FALSE(nd_owned(have[1].val, KVX_ND_DAD_NS - 1));
+}
+
+// kvx_nd of ABI 10..16 carried into the 32-byte entries.
+TEST(RelayNd, OlderEntriesAreCarriedOver)
+{
+	uint8_t old[24] = {0x52, 0x54, 0, 0, 7, 0xa0, KVX_ND_OWNED, 0};
+	const uint32_t ifindex = 7;
+	const uint64_t seen = 123456789;
+	std::memcpy(old + 8, &ifindex, 4);
+	std::memcpy(old + 16, &seen, 8);
+	std::optional<kvx_nd_val> v = nd_from_abi16(old);
+	ASSERT_TRUE(v.has_value());
+	EXPECT_EQ(v->mac[5], 0xa0);
+	EXPECT_EQ(v->state, KVX_ND_OWNED);
+	EXPECT_EQ(v->ifindex, ifindex);
+	EXPECT_EQ(v->last_seen_ns, seen);
+	EXPECT_EQ(v->dad_probes, 0);
+	old[6] = KVX_ND_PENDING;
+	v = nd_from_abi16(old);
+	ASSERT_TRUE(v.has_value());
+	EXPECT_EQ(v->dad_ns, seen);
+	EXPECT_EQ(v->dad_probes, 1);
+	old[6] = KVX_ND_HOST;
+	EXPECT_FALSE(nd_from_abi16(old).has_value());
+}
+
+// An RA as the uplink hears it: the SLAAC /64s (A set, valid lifetime),
+// not the on-link-only ones, not a longer prefix; an option of length 0
+// makes the message invalid (RFC 4861 6.1.2).
+TEST(RelayFollow, RouterAdvertisementsAreParsed)
+{
+	RaParams p;
+	p.router_lifetime = 0;
+	p.mac = {0x52, 0x54, 0, 0, 0, 1};
+	p.prefixes.push_back({kP1, 600, 300});
+	p.prefixes.push_back({Ipv6Net{parse_ipv6("2001:db8:9::"), 48}, 600, 300});
+	std::vector<uint8_t> ra = build_ra(p);
+	const Ipv6Addr from = parse_ipv6("fe80::66");
+	std::optional<RaHeard> h = parse_ra(ra.data(), ra.size(), from);
+	ASSERT_TRUE(h.has_value());
+	EXPECT_EQ(h->from, from);
+	EXPECT_EQ(h->router_lifetime, 0);
+	ASSERT_EQ(h->slaac.size(), 1u);
+	EXPECT_EQ(h->slaac[0], kP1);
+	// Valid lifetime 0: the prefix is withdrawn, no SLAAC prefix.
+	p.prefixes = {{kP2, 0, 0}};
+	ra = build_ra(p);
+	h = parse_ra(ra.data(), ra.size(), from);
+	ASSERT_TRUE(h.has_value());
+	EXPECT_TRUE(h->slaac.empty());
+	ra[17] = 0; // the first option's length
+	EXPECT_FALSE(parse_ra(ra.data(), ra.size(), from).has_value());
+	EXPECT_FALSE(parse_ra(ra.data(), 15, from).has_value());
+}
+
+// A LAN host's forged RA makes the kernel take its prefix (and may make
+// it the freshest): relay keeps the prefix it has while the kernel still
+// has it, unless a router of the host's default route that announced the
+// current prefix announces the new one (renumbering); a prefix that is
+// gone gives way to the kernel's choice.
+TEST(RelayFollow, OnlyTheDefaultRouterMovesThePrefix)
+{
+	const Ipv6Addr router = parse_ipv6("fe80::1"), forger = parse_ipv6("fe80::66");
+	const std::vector<Ipv6Net> both = {kP1, kP2};
+	RaHeard real{router, 1800, {kP1}};
+	const RaHeard forged{forger, 0, {kP2}};
+	// The forger's prefix is the kernel's choice now: refused.
+	RelayFollow f = follow_relay_prefix(kP1, kP2, both, {router}, {real, forged});
+	EXPECT_EQ(f.prefix, kP1);
+	EXPECT_EQ(f.refused, kP2);
+	EXPECT_TRUE(f.solicit);
+	// Nothing heard yet (the daemon just started): refused too.
+	f = follow_relay_prefix(kP1, kP2, both, {router}, {});
+	EXPECT_EQ(f.prefix, kP1);
+	// A forger that made itself a default router, but never announced the
+	// current prefix: refused.
+	f = follow_relay_prefix(kP1, kP2, both, {router, forger}, {real, forged});
+	EXPECT_EQ(f.prefix, kP1);
+	// The host's router renumbers (announces both): followed.
+	real.slaac.push_back(kP2);
+	f = follow_relay_prefix(kP1, kP2, both, {router}, {real, forged});
+	EXPECT_EQ(f.prefix, kP2);
+	EXPECT_FALSE(f.refused.has_value());
+	// The current prefix is gone from the uplink: the kernel's choice.
+	f = follow_relay_prefix(kP1, kP2, {kP2}, {router}, {forged});
+	EXPECT_EQ(f.prefix, kP2);
+	// No relay possible now, or nothing yet: the kernel's word.
+	EXPECT_FALSE(follow_relay_prefix(kP1, std::nullopt, both, {router}, {}).prefix.has_value());
+	EXPECT_EQ(follow_relay_prefix(std::nullopt, kP2, both, {router}, {}).prefix, kP2);
 }

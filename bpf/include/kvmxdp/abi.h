@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 17
+#define KVX_ABI_VERSION 18
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -109,6 +109,13 @@
  *      entries (the next hop's, the uplink's: 0 in older entries, whose
  *      parked fragments are then not sent).  Tables unchanged: pins of
  *      3..17 are reused.
+ *  18: IPv6 relay hardening: kvx_nd_val is 32 bytes (dad_ns, dad_probes:
+ *      an address is a guest's only through a duplicate address detection
+ *      no LAN host answered; a pinned kvx_nd of 24-byte values is
+ *      replaced, its owned entries carried over), map kvx_brport (guest
+ *      MAC -> bridge port: relay's per-guest limits count per port),
+ *      reasons DROP_ND_UNCLAIMED and DROP_ND_RELAY_LIMIT.  Other tables
+ *      unchanged: pins of 3..18 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -968,6 +975,20 @@ struct kvx_cfg6 {
 #define KVX_ND_DEFAULT_SIZE 4096
 
 /*
+ * Where a guest is: kvx_brport[guest MAC] = the bridge port its frames came
+ * in on (ifindex), written by the daemon from the bridge's forwarding
+ * database (the bridge device's TC hook sees the bridge, never the port).
+ * Relay's per-guest limits (kvx_gaddrs, the DAD relay's rate, the flow
+ * quota of relay's flows) count per port, not per MAC: a guest that sends
+ * from ever new MACs has one port and one share.  A MAC not (yet) in it
+ * counts in one slot shared by all such MACs (kvx_guest_slot of
+ * KVX_BRPORT_UNKNOWN's pseudo-MAC), so that new MACs are bounded together
+ * until the daemon names their port.  Keyed and valued as kvx_xfdb.
+ */
+#define KVX_MAP_BRPORT "kvx_brport"
+#define KVX_BRPORT_SIZE 4096
+
+/*
  * Per-guest address limit: kvx_gaddrs[slot] counts the kvx_nd entries
  * (owned, pending, defended) whose MAC's quota slot (kvx_guest_slot of the
  * MAC, as kvx_gflows) is slot; a guest at KVX_ND_PER_GUEST claims no
@@ -993,14 +1014,33 @@ enum kvx_nd_state {
 };
 
 /*
- * How long a guest's duplicate address detection runs (RFC 4861 10:
- * RetransTimer 1 s x DupAddrDetectTransmits 1; kvmxdp's RAs leave both at
- * the hosts' defaults): a pending entry this old without a defence from
- * the LAN is owned, even if the guest sent nothing from it since (a
- * server).  Its first frame from the address makes it owned at once (its
- * DAD is over).
+ * How long a duplicate address detection runs (RFC 4861 10: RetransTimer
+ * 1 s x DupAddrDetectTransmits 1; kvmxdp's RAs leave both at the hosts'
+ * defaults), from its first probe (dad_ns): a pending entry this old
+ * without a defence from the LAN is owned, even if the guest sent nothing
+ * from it since (a server).  Before that the guest's frames from the
+ * address are dropped (DROP_ND_UNCLAIMED): a guest's address is one no
+ * LAN host answered for, never one it merely sent from (a frame from a
+ * LAN host's address would take that host's traffic: the uplink would
+ * answer for it, the host route it to the bridge).  A guest's frame from
+ * an address it never probed for (DAD off, kvmxdp attached or its entry
+ * forgotten since) starts kvmxdp's own probe for it instead.
+ *
+ * At most KVX_ND_DAD_PROBES probes of one run are relayed (a guest with
+ * dad_transmits 3; the rest DROP_ND_RELAY_LIMIT), and every relayed probe
+ * of a guest spends its share of KVX_ND_RELAY_BURST then one per
+ * KVX_ND_RELAY_INTERVAL_NS (DROP_ND_RELAY_LIMIT): a guest cannot make the
+ * uplink flood the LAN.  A defended address (KVX_ND_DUP) is held for
+ * KVX_ND_DUP_HOLD_NS after the LAN host's last defence: the guest's probes
+ * for it are answered by the bridge meanwhile (its DAD fails at once, as
+ * for the host's own addresses), not relayed; the daemon forgets a
+ * defended entry after model/relay.hpp kNdDupExpireNs.
  */
 #define KVX_ND_DAD_NS 1000000000ULL
+#define KVX_ND_DAD_PROBES 3
+#define KVX_ND_RELAY_BURST 16
+#define KVX_ND_RELAY_INTERVAL_NS 250000000ULL
+#define KVX_ND_DUP_HOLD_NS (60ULL * 1000 * 1000 * 1000)
 
 struct kvx_nd_key {
 	__be32 addr[4];
@@ -1009,10 +1049,12 @@ struct kvx_nd_key {
 struct kvx_nd_val {
 	__u8 mac[6];	     /* the owning guest's MAC */
 	__u8 state;	     /* enum kvx_nd_state */
-	__u8 _pad;
+	__u8 dad_probes;     /* probes relayed in the DAD run that began at dad_ns */
 	__u32 ifindex;	     /* the device its frames came in on (TC: the bridge) */
-	__u32 _pad2;
-	__u64 last_seen_ns;  /* CLOCK_BOOTTIME: its last frame (1 s precision) */
+	__u32 _pad;
+	__u64 last_seen_ns;  /* CLOCK_BOOTTIME: its last frame, or its claim (1 s precision) */
+	__u64 dad_ns;	     /* CLOCK_BOOTTIME: PENDING: its DAD's first probe; DUP: the
+			      * LAN host's last defence */
 };
 
 /*
@@ -1127,7 +1169,9 @@ struct kvx_bind6_val {
 	X(FRAG_REINJECTED, 0, "parked fragment translated and sent once its first fragment passed (also counted as parked)") \
 	X(FRAG_PARK_FULL, 0, "parked fragment given up: park full or its source's share taken (also counted as parked)") \
 	X(FRAG_PARK_EXPIRED, 0, "parked fragment given up: its first fragment did not pass in time (also counted as parked)") \
-	X(FRAG_REINJECT_FAILED, 0, "parked fragment not sent: no next-hop MAC, or the send failed (also counted as parked)")
+	X(FRAG_REINJECT_FAILED, 0, "parked fragment not sent: no next-hop MAC, or the send failed (also counted as parked)") \
+	X(DROP_ND_UNCLAIMED, 1, "IPv6 relay: guest packet from an address its duplicate address detection has not claimed (a first one: kvmxdp probes the LAN for it)") \
+	X(DROP_ND_RELAY_LIMIT, 1, "IPv6 relay: duplicate address detection probe over the guest's relay rate")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

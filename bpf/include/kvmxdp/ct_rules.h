@@ -139,18 +139,12 @@ KVX_RULE int kvx_ct_expired(const struct kvx_ct_val *f, __u8 proto,
  */
 #define KVX_ROL32(x, k) (((x) << (k)) | ((x) >> (32 - (k))))
 
-KVX_RULE __u32 kvx_guest_slot(const __u8 *owner_mac, __be32 addr, __u32 seed)
+/* The keyed mix of a slot's two input words (a MAC's first four bytes and
+ * last two, or an address and 1 << 16). */
+KVX_RULE __u32 kvx_slot_mix(__u32 a, __u32 b, __u32 seed)
 {
-	__u32 a, b, c;
+	__u32 c;
 
-	if (owner_mac) {
-		a = (__u32)owner_mac[0] << 24 | (__u32)owner_mac[1] << 16 |
-		    (__u32)owner_mac[2] << 8 | owner_mac[3];
-		b = (__u32)owner_mac[4] << 8 | owner_mac[5];
-	} else {
-		a = kvx_ntohl(addr);
-		b = 1U << 16;
-	}
 	a += 0xdeadbeef + 8;
 	b += 0xdeadbeef + 8;
 	c = 0xdeadbeef + 8 + seed;
@@ -162,6 +156,21 @@ KVX_RULE __u32 kvx_guest_slot(const __u8 *owner_mac, __be32 addr, __u32 seed)
 	b ^= a; b -= KVX_ROL32(a, 14);
 	c ^= b; c -= KVX_ROL32(b, 24);
 	return c & (KVX_GFLOWS_MAX - 1);
+}
+
+KVX_RULE __u32 kvx_guest_slot(const __u8 *owner_mac, __be32 addr, __u32 seed)
+{
+	__u32 a, b;
+
+	if (owner_mac) {
+		a = (__u32)owner_mac[0] << 24 | (__u32)owner_mac[1] << 16 |
+		    (__u32)owner_mac[2] << 8 | owner_mac[3];
+		b = (__u32)owner_mac[4] << 8 | owner_mac[5];
+	} else {
+		a = kvx_ntohl(addr);
+		b = 1U << 16;
+	}
+	return kvx_slot_mix(a, b, seed);
 }
 
 #undef KVX_ROL32
@@ -183,6 +192,19 @@ KVX_RULE __u32 kvx_guest_slot6(const __u8 *owner_mac, const __be32 *addr, __u32 
 	for (i = 0; i < 4; i++)
 		s = kvx_guest_slot((const __u8 *)0, addr[i], seed ^ s);
 	return s;
+}
+
+/*
+ * Relay's per-guest slot (abi.h kvx_brport): that of the bridge port the
+ * guest's MAC is on, the keyed hash of a pseudo-MAC no guest owns (group
+ * bit set: the datapath never binds an address to a group MAC) made of
+ * the port's ifindex; port 0, MACs whose port is not known yet, share one.
+ */
+KVX_RULE __u32 kvx_port_slot(__u32 port_ifindex, __u32 seed)
+{
+	/* The words kvx_guest_slot reads from 03:00:p3:p2:p1:p0, without
+	 * the bytes on the stack (the IPv6 programs' frames are full). */
+	return kvx_slot_mix(0x03000000U | (port_ifindex >> 16), port_ifindex & 0xffff, seed);
 }
 
 /*
