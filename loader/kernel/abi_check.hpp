@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 15, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 18, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -23,7 +23,8 @@ static_assert(KVX_ABI_VERSION == 15, "ABI changed: review abi_check.hpp and bump
 // only reasons; version 12 added kvx_gaddrs and a kvx_nd state; version 13
 // added kvx_ovl, kvx_gown and KVX_BIND_F_SHARED (0 in older entries: nothing
 // shared); version 14 added kvx_gtenant; version 15 made kvx_gown an LRU
-// hash keyed by the full guest slot (and added KVX_CT_F_HALFOPEN).
+// hash keyed by the full guest slot (and added KVX_CT_F_HALFOPEN); version
+// 18 only a kvx_xdev flag (KVX_XDEV_F_LEARN).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -227,7 +228,8 @@ static_assert(offsetof(kvx_hosttun_val, _pad) == 4);
 static_assert(sizeof(kvx_xdev_val) == 8);
 static_assert(offsetof(kvx_xdev_val, mac) == 0);
 static_assert(offsetof(kvx_xdev_val, flags) == 6);
-static_assert(KVX_XDEV_F_TX == 1 && KVX_XDEV_F_BRIDGE == 2 && KVX_XDEV_F_PORT == 4);
+static_assert(KVX_XDEV_F_TX == 1 && KVX_XDEV_F_BRIDGE == 2 && KVX_XDEV_F_PORT == 4 &&
+	      KVX_XDEV_F_LEARN == 8);
 
 static_assert(sizeof(kvx_xfdb_key) == 8);
 static_assert(offsetof(kvx_xfdb_key, mac) == 0);
