@@ -164,7 +164,16 @@ static __always_inline void xfdb_learn(const __u8 *mac, __u32 ifindex, __u64 now
 {
 	struct kvx_xfdb_key k = {};
 	struct kvx_xfdb_val *v, nv = {};
+	struct kvx_xdev_val *port = xdev_get(ifindex);
 
+	/* Only where the bridge itself learns (KVX_XDEV_F_LEARN).  A port with
+	 * learning off (libvirt's macTableManager='libvirt': a static entry per
+	 * guest) or locked (802.1X: entries only from the authenticator) must
+	 * not let one frame move a MAC to it: the uplink program would deliver
+	 * that guest's replies there, where the bridge never would.  The daemon
+	 * fills kvx_xfdb from the bridge's entries for such ports. */
+	if (!port || !(port->flags & KVX_XDEV_F_LEARN))
+		return;
 	/* What the bridge would not learn either: group and zero addresses. */
 	if ((mac[0] & 1) || mac_is_zero(mac))
 		return;
@@ -270,9 +279,10 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 	maybe_clamp_mss(ctx, cfg, &p);
 	if (xdp_snat(ctx, &p, &ext, &fib))
 		return verdict(KVX_R_DROP_MALFORMED, len);
-	/* Only a frame that bypasses the bridge is learnt for it, and only
-	 * once its source passed every check: a spoofed frame must not move
-	 * a MAC to the spoofer's port (the daemon feeds kvx_xfdb to the FDB). */
+	/* Only a frame that bypasses the bridge is learnt for it, only once
+	 * its source passed every check (a spoofed frame must not move a MAC
+	 * to the spoofer's port; the daemon feeds kvx_xfdb to the FDB), and
+	 * only on a port the bridge learns on. */
 	xfdb_learn(macs, ctx_ifindex(ctx), now);
 	stats_count(KVX_R_XDP_XLATE_OUT, len);
 	return ctx_redirect(fib.ifindex);

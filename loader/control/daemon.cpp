@@ -1180,6 +1180,10 @@ void Daemon::sync_xdp(NlSocket &nl)
 	xdp_sig_ = sig;
 	for (const auto &l : lines)
 		log_verbose("xdp: " + l);
+	// A port whose learning went off or that got locked must not keep
+	// what XDP learnt on it until the next GC tick: kvx_xfdb follows the
+	// bridge's entries there from now on.
+	xdp_->sync_fdb(bridge_ifindex_, boottime_ns());
 }
 
 void Daemon::sync_tunnels(NlSocket &nl)

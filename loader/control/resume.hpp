@@ -41,7 +41,7 @@ enum class ReplaceIf {
 	Differs,   // any difference: the content is derived (attach recounts it)
 	ValueSize, // kvx_cfg of an older ABI version: rewritten by attach anyway
 	// Another size or another value layout of the same key (kvx_nd
-	// before ABI 17): replaced, attach carries the entries over.
+	// before ABI 18): replaced, attach carries the entries over.
 	Layout,
 };
 

@@ -180,9 +180,11 @@ json device_json(NlSocket &nl, const std::string &ifname, const char *expect,
 // XDP redirects into it.
 void add_xdp_facts(json &d, int ifindex, const std::string &ifname, DeviceRole role,
 		   const std::string &kind, HookMode mode,
-		   const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx)
+		   const std::vector<std::pair<int, uint32_t>> &links, bool ports_tx,
+		   bool locked = false)
 {
 	DeviceFacts f = probe_device(ifindex, ifname, kind);
+	f.locked = locked;
 	HookChoice c = choose_hook(mode, role, f, ports_tx);
 	json xdp_prog = nullptr;
 	for (const auto &[idx, prog_id] : links)
@@ -415,7 +417,11 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 					  {"hook", nullptr},
 					  {"prog", nullptr}};
 				add_xdp_facts(d, p.ifindex, p.name, DeviceRole::Port, p.kind,
-					      inst.mode, links, true);
+					      inst.mode, links, true, p.locked);
+				// Where XDP learns guest MACs for the bridge (and
+				// where only the bridge's own entries count).
+				d["learning"] = p.learning;
+				d["locked"] = p.locked;
 				if (!d["xdp_prog"].is_null())
 					d["hook"] = "xdp";
 				ports_tx = ports_tx || d["redirect_target"].get<bool>();

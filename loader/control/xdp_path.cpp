@@ -24,6 +24,7 @@
 #include "kernel/netlink.hpp"
 #include "kvmxdp/abi.h"
 #include "kvmxdp_xdp.skel.h"
+#include "model/xfdb.hpp"
 
 namespace kvmxdp {
 namespace {
@@ -51,7 +52,10 @@ std::string ifname_of(int ifindex)
 std::string XdpDevice::describe() const
 {
 	return ifname + " (" + role_name(role) + "): " + hook_name(choice.hook) + ", " +
-	       choice.why + "; " + tx_why;
+	       choice.why + "; " + tx_why +
+	       (role == DeviceRole::Port && !learn ?
+			"; learning off or locked: guests' ports from the bridge's entries only" :
+			"");
 }
 
 XdpPath::XdpPath(HookMode mode, const SkelObject &tc, DirFd pins)
@@ -137,12 +141,19 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		devs.push_back(d);
 	}
 	std::map<int, std::string> kinds;
+	std::set<int> locked;
 	if (bridge_ifindex > 0)
 		for (const PortInfo &p : bridge_ports(nl, bridge_ifindex)) {
 			XdpDevice d;
 			d.ifindex = p.ifindex;
 			d.ifname = p.name;
 			d.role = DeviceRole::Port;
+			// Where the bridge learns source MACs, XDP may learn
+			// for it (KVX_XDEV_F_LEARN); a locked port takes no
+			// XDP program at all (choose_hook).
+			d.learn = p.learning && !p.locked;
+			if (p.locked)
+				locked.insert(p.ifindex);
 			kinds[p.ifindex] = p.kind;
 			devs.push_back(d);
 		}
@@ -156,6 +167,7 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 	bool ports_tx = false;
 	for (XdpDevice &d : devs) {
 		DeviceFacts f = probe_device(d.ifindex, d.ifname, kinds[d.ifindex]);
+		f.locked = locked.count(d.ifindex) != 0;
 		d.tx = xdp_tx_allowed(f, d.tx_why);
 		ports_tx = ports_tx || (d.tx && d.role == DeviceRole::Port);
 		facts[d.ifindex] = f;
@@ -181,7 +193,8 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		}
 		kvx_xdev_val v{};
 		v.flags = static_cast<__u16>((d.tx ? KVX_XDEV_F_TX : 0) |
-					     (d.role == DeviceRole::Port ? KVX_XDEV_F_PORT : 0));
+					     (d.role == DeviceRole::Port ? KVX_XDEV_F_PORT : 0) |
+					     (d.learn ? KVX_XDEV_F_LEARN : 0));
 		xdev[static_cast<uint32_t>(d.ifindex)] = v;
 	}
 	if (bridge_ifindex > 0) {
@@ -216,57 +229,51 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 	// A socket of its own: a reply that does not come must not hang the
 	// daemon.
 	NlSocket nl(NETLINK_ROUTE, 2);
-	std::set<int> ports, learning;
+	BridgePorts ports;
 	for (const PortInfo &p : bridge_ports(nl, bridge_ifindex)) {
-		ports.insert(p.ifindex);
+		ports.all.insert(p.ifindex);
 		// NTF_USE is br_fdb_update(): it would learn where the bridge
 		// itself must not (learning off, or a locked 802.1X port whose
 		// entries only the authenticator adds).
 		if (p.learning && !p.locked)
-			learning.insert(p.ifindex);
+			ports.learning.insert(p.ifindex);
 	}
-
-	// The bridge's dynamic entries of its ports.
-	std::map<std::array<uint8_t, 6>, int> fdb;
-	for (const FdbEntry &e : bridge_fdb_learnt(nl, bridge_ifindex))
-		if (ports.count(e.ifindex))
-			fdb[e.mac] = e.ifindex;
-
-	std::set<std::array<uint8_t, 6>> known;
+	std::map<MacAddr, int> bridge;
+	for (const FdbEntry &e : bridge_fdb(nl, bridge_ifindex))
+		if (ports.all.count(e.ifindex))
+			bridge[e.mac] = e.ifindex;
+	std::vector<XfdbRow> rows;
 	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(xfdb_fd)) {
-		std::array<uint8_t, 6> mac;
-		std::memcpy(mac.data(), k.mac, 6);
-		known.insert(mac);
-		const bool seen = v.seen_ns > fdb_synced_ns_; // by XDP since the last call
-		if (seen && ports.count(static_cast<int>(v.ifindex))) {
-			// As if the frame had passed the bridge: learnt or
-			// refreshed on that port, if the port learns.
-			if (learning.count(static_cast<int>(v.ifindex)))
-				bridge_fdb_use(nl, static_cast<int>(v.ifindex), mac);
-			continue;
-		}
-		auto it = fdb.find(mac);
-		const bool stale = !v.seen_ns || now_ns - v.seen_ns > kStaleNs;
-		if (it == fdb.end() ? stale || !ports.count(static_cast<int>(v.ifindex)) :
-				      static_cast<uint32_t>(it->second) != v.ifindex) {
-			if (it == fdb.end()) {
-				bpf_map_delete_elem(xfdb_fd, &k);
-			} else {
-				kvx_xfdb_val nv{};
-				nv.ifindex = static_cast<uint32_t>(it->second);
-				bpf_map_update_elem(xfdb_fd, &k, &nv, BPF_ANY);
-			}
-		}
+		XfdbRow r;
+		std::memcpy(r.mac.data(), k.mac, 6);
+		r.ifindex = v.ifindex;
+		r.seen_ns = v.seen_ns;
+		rows.push_back(r);
 	}
-	// Guests the bridge knows and XDP has not seen (ports without XDP):
-	// seen_ns 0, so they are never refreshed on the bridge's behalf.
-	for (const auto &[mac, ifindex] : fdb) {
-		if (known.count(mac))
-			continue;
+
+	const XfdbPlan plan = plan_xfdb_sync(rows, bridge, ports, fdb_synced_ns_, now_ns, kStaleNs);
+	auto key = [](const MacAddr &mac) {
 		kvx_xfdb_key k{};
 		std::memcpy(k.mac, mac.data(), 6);
+		return k;
+	};
+	for (const auto &[mac, port] : plan.refresh)
+		bridge_fdb_use(nl, port, mac);
+	for (const MacAddr &mac : plan.remove) {
+		const kvx_xfdb_key k = key(mac);
+		bpf_map_delete_elem(xfdb_fd, &k);
+	}
+	for (const auto &[mac, port] : plan.correct) {
+		const kvx_xfdb_key k = key(mac);
 		kvx_xfdb_val v{};
-		v.ifindex = static_cast<uint32_t>(ifindex);
+		v.ifindex = port;
+		bpf_map_update_elem(xfdb_fd, &k, &v, BPF_ANY);
+	}
+	// BPF_NOEXIST: what XDP learnt meanwhile wins.
+	for (const auto &[mac, port] : plan.add) {
+		const kvx_xfdb_key k = key(mac);
+		kvx_xfdb_val v{};
+		v.ifindex = port;
 		bpf_map_update_elem(xfdb_fd, &k, &v, BPF_NOEXIST);
 	}
 	fdb_synced_ns_ = now_ns;

@@ -34,7 +34,11 @@ struct XdpDevice {
 	HookChoice choice;		    // XDP or TC, and why
 	bool tx = false;		    // KVX_XDEV_F_TX: an XDP redirect into it lands
 	std::string tx_why;
-	// "IF (ROLE): HOOK, WHY; TX_WHY", the line -v logs.
+	// KVX_XDEV_F_LEARN: a port the bridge learns source MACs on
+	// (learning on, not locked), so XDP learns guest MACs there too.
+	bool learn = false;
+	// "IF (ROLE): HOOK, WHY; TX_WHY[; learning off or locked...]", the
+	// line -v logs.
 	std::string describe() const;
 };
 
@@ -57,10 +61,13 @@ public:
 	// with the reason (warned once), never a failed sync.
 	std::vector<XdpDevice> sync(NlSocket &nl, int bridge_ifindex, int uplink_ifindex);
 
-	// The bridge's forwarding database and kvx_xfdb, both ways: guests
-	// that XDP saw since the last call are refreshed in the bridge (as
-	// if their frames had passed it); the bridge's dynamic entries fill
-	// kvx_xfdb for guests XDP has not seen (ports without XDP); entries
+	// The bridge's forwarding database and kvx_xfdb, both ways
+	// (model/xfdb.hpp): guests that XDP saw since the last call on a
+	// port the bridge learns on are refreshed in the bridge (as if
+	// their frames had passed it); the bridge's entries fill kvx_xfdb
+	// for guests XDP has not seen (ports without XDP, static entries),
+	// and on ports it does not learn on (learning off, locked) kvx_xfdb
+	// holds exactly the bridge's entries; entries of learning ports
 	// neither has seen for kStaleNs go.
 	void sync_fdb(int bridge_ifindex, uint64_t now_ns);
 	static constexpr uint64_t kStaleNs = 300ULL * 1000 * 1000 * 1000;

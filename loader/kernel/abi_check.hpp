@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 18, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 19, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -28,7 +28,8 @@ static_assert(KVX_ABI_VERSION == 18, "ABI changed: review abi_check.hpp and bump
 // kvx_frag_val's MACs a meaning in OUT entries (0 in older ones: their parked
 // fragments are not sent); version 18 gave kvx_nd_val
 // dad_probes and dad_ns (32 bytes: a pinned 24-byte kvx_nd is replaced and
-// its entries carried over) and added kvx_brport.
+// its entries carried over) and added kvx_brport; version 19 only a kvx_xdev flag
+// (KVX_XDEV_F_LEARN).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -242,7 +243,8 @@ static_assert(offsetof(kvx_hosttun_val, _pad) == 4);
 static_assert(sizeof(kvx_xdev_val) == 8);
 static_assert(offsetof(kvx_xdev_val, mac) == 0);
 static_assert(offsetof(kvx_xdev_val, flags) == 6);
-static_assert(KVX_XDEV_F_TX == 1 && KVX_XDEV_F_BRIDGE == 2 && KVX_XDEV_F_PORT == 4);
+static_assert(KVX_XDEV_F_TX == 1 && KVX_XDEV_F_BRIDGE == 2 && KVX_XDEV_F_PORT == 4 &&
+	      KVX_XDEV_F_LEARN == 8);
 
 static_assert(sizeof(kvx_xfdb_key) == 8);
 static_assert(offsetof(kvx_xfdb_key, mac) == 0);

@@ -692,27 +692,40 @@ std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex)
 	return out;
 }
 
-std::vector<FdbEntry> bridge_fdb_learnt(NlSocket &nl, int bridge_ifindex)
+std::vector<FdbEntry> bridge_fdb(NlSocket &nl, int bridge_ifindex)
 {
+	// NDA_FLAGS_EXT's NTF_EXT_LOCKED (uapi linux/neighbour.h, Linux 6.2;
+	// not in Debian 12's headers).
+	constexpr uint32_t kNtfExtLocked = 1U << 1;
 	ndmsg ndm{};
 	ndm.ndm_family = AF_BRIDGE;
 	MsgPtr m = request(RTM_GETNEIGH, NLM_F_DUMP, &ndm, sizeof(ndm));
 	std::vector<FdbEntry> out;
-	exchange(nl, m.get(), [&](nlmsghdr *r) {
+	int err = exchange(nl, m.get(), [&](nlmsghdr *r) {
 		if (r->nlmsg_type != RTM_NEWNEIGH)
 			return;
 		auto *n = static_cast<const ndmsg *>(nlmsg_data(r));
 		auto tb = attrs_of(r, sizeof(ndmsg));
-		const nlattr *ll = tb[NDA_LLADDR], *master = tb[NDA_MASTER];
-		if ((n->ndm_state & (NUD_PERMANENT | NUD_NOARP)) || !ll || nla_len(ll) != 6 ||
-		    (master && nla_get_u32(const_cast<nlattr *>(master)) !=
-				       static_cast<uint32_t>(bridge_ifindex)))
+		nlattr *ll = tb[NDA_LLADDR], *master = tb[NDA_MASTER], *ext = tb[NDA_FLAGS_EXT];
+		// Without NDA_MASTER: a device's own address lists (NTF_SELF),
+		// not the bridge's table.
+		if (!ll || nla_len(ll) != 6 || !master ||
+		    nla_get_u32(master) != static_cast<uint32_t>(bridge_ifindex) ||
+		    (ext && (nla_get_u32(ext) & kNtfExtLocked)))
 			return;
 		FdbEntry e;
 		std::memcpy(e.mac.data(), nla_data(ll), 6);
+		if (e.mac[0] & 1)
+			return; // a group address: the bridge's mdb decides, not this
 		e.ifindex = n->ndm_ifindex;
+		e.dynamic = !(n->ndm_state & (NUD_PERMANENT | NUD_NOARP));
 		out.push_back(e);
 	});
+	// A partial table would read as entries gone: no answer rather than
+	// a wrong one.
+	if (err)
+		throw Error("read the forwarding database of bridge ifindex",
+			    std::to_string(bridge_ifindex), -err);
 	return out;
 }
 

@@ -129,13 +129,20 @@ struct PortInfo {
 };
 std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex);
 
-// The bridge's learnt forwarding database: dynamic entries (not permanent,
-// not NOARP) of bridge_ifindex, MAC -> port.
+// The bridge's forwarding database: the unicast entries of bridge_ifindex
+// (NDA_MASTER), MAC -> the device they name (a port, or the bridge itself
+// for its own addresses).  Every kind: learnt (dynamic), static (NOARP),
+// permanent (local: a frame from a port to it goes up to the host, but the
+// host's own frames to it, a NAT reply among them, go to the port, as
+// br_dev_xmit forwards by any entry), added by an external learner; not
+// the locked ones a MAB port made for a station still unauthorised
+// (NTF_EXT_LOCKED), which the bridge forwards nothing to.
 struct FdbEntry {
 	std::array<uint8_t, 6> mac{};
 	int ifindex = 0;
+	bool dynamic = true; // neither static nor permanent: learnt, or ages like it
 };
-std::vector<FdbEntry> bridge_fdb_learnt(NlSocket &nl, int bridge_ifindex);
+std::vector<FdbEntry> bridge_fdb(NlSocket &nl, int bridge_ifindex);
 // As if a frame from mac had passed the bridge on port_ifindex: learnt or
 // refreshed there (NTF_USE is br_fdb_update()).  Kernel errors are ignored
 // (the port may have left meanwhile).

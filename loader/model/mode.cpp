@@ -50,6 +50,12 @@ HookChoice choose_hook(HookMode requested, DeviceRole role, const DeviceFacts &f
 		return {Hook::Tc, "wireless (802.11): no native XDP, not an XDP redirect target"};
 	if (f.bridge || role == DeviceRole::Bridge)
 		return {Hook::Tc, "bridge device: generic XDP only (TC; XDP runs on its ports)"};
+	// The bridge drops a locked port's frames from stations without an
+	// entry of their own on it (br_handle_frame_finish), after the XDP hook
+	// and before the TC hook of the bridge device: only TC keeps that.
+	if (role == DeviceRole::Port && f.locked)
+		return {Hook::Tc, "locked port (802.1X): the bridge admits its stations, which XDP "
+				  "would translate before it checks (TC path)"};
 	if (kind == "tun")
 		return {Hook::Tc, "tap (a VM's NIC): XDP stays off, its frames carry offloaded "
 				  "checksums and GSO (TC path)"};

@@ -43,6 +43,9 @@ struct DeviceFacts {
 	std::string kind; // IFLA_INFO_KIND: "veth", "tun", "" for hardware
 	// NETDEV_XDP_ACT_* bits; nullopt where the kernel cannot say (< 6.3)
 	std::optional<uint64_t> xdp_features;
+	// A bridge port the bridge admits only authorised stations on
+	// (IFLA_BRPORT_LOCKED, 802.1X/MAB, Linux 5.18).
+	bool locked = false;
 };
 
 // NETDEV_XDP_ACT_* (uapi linux/netdev.h, Linux 6.3; not in Debian 12's
@@ -61,6 +64,8 @@ struct HookChoice {
 // while some bridge port takes XDP redirects (ports_take_redirects: with
 // taps only, the uplink's XDP program would hand every reply to TC and only
 // add work); `xdp` also on veths; everything else is TC, with the reason.
+// A locked port is TC whatever the mode: XDP would translate a station's
+// frames before the bridge checks that the station is authorised.
 HookChoice choose_hook(HookMode requested, DeviceRole role, const DeviceFacts &f,
 		       bool ports_take_redirects = true);
 

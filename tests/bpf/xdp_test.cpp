@@ -12,7 +12,7 @@
 // - learning of guest MACs (kvx_xfdb) and the drops XDP decides itself
 //   (the same reasons as TC's).
 // The devices are in kvx_xdev as the daemon writes them: the bridge (its
-// MAC), the uplink (TX), the ports kvxbrp0/kvxbrp1 (PORT|TX).
+// MAC), the uplink (TX), the ports kvxbrp0/kvxbrp1 (PORT|TX|LEARN).
 #include <arpa/inet.h>
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -215,15 +215,15 @@ protected:
 		fill_xdev(dp());
 	}
 
-	// kvx_xdev as the daemon writes it.
+	// kvx_xdev as the daemon writes it (ports the bridge learns on).
 	static void fill_xdev(Datapath &d)
 	{
 		d.xdev_update(topo().bridge_ifindex, Topology::kBridgeMac, KVX_XDEV_F_BRIDGE);
 		d.xdev_update(topo().uplink_ifindex, Topology::kUplinkMac, KVX_XDEV_F_TX);
 		d.xdev_update(topo().bridge_port_ifindex, Topology::kBridgePortMac,
-			      KVX_XDEV_F_PORT | KVX_XDEV_F_TX);
+			      KVX_XDEV_F_PORT | KVX_XDEV_F_TX | KVX_XDEV_F_LEARN);
 		d.xdev_update(topo().bridge_port2_ifindex, Topology::kBridgePort2Mac,
-			      KVX_XDEV_F_PORT | KVX_XDEV_F_TX);
+			      KVX_XDEV_F_PORT | KVX_XDEV_F_TX | KVX_XDEV_F_LEARN);
 	}
 
 	// The state every path of a comparison starts from: empty tables, the
@@ -1300,6 +1300,61 @@ TEST_F(XdpTest, LearntPortRefreshedAfterASecond)
 	ASSERT_TRUE(l);
 	EXPECT_GT(l->seen_ns, old.seen_ns + 1000000000ull) << "refreshed after more than 1 s";
 	EXPECT_EQ(l->ifindex, old.ifindex);
+}
+
+// A port the bridge does not learn on (learning off: libvirt's
+// macTableManager='libvirt'; locked): no KVX_XDEV_F_LEARN.  Its frames are
+// translated all the same but teach kvx_xfdb nothing, so a guest there
+// that sends with another guest's MAC and address takes none of that
+// guest's replies: the entry the daemon copied from the bridge (guest A's
+// static entry on kvxbrp1) stays as it was, and the uplink program
+// delivers by it.  With the flag, the same frame moves the MAC at once, as
+// the bridge's own learning would.
+TEST_F(XdpTest, NoLearningWhereTheBridgeDoesNotLearn)
+{
+	const auto port1 = static_cast<__u32>(topo().bridge_port_ifindex);
+	const auto port2 = static_cast<__u32>(topo().bridge_port2_ifindex);
+	dp().xdev_update(topo().bridge_port_ifindex, Topology::kBridgePortMac,
+			 KVX_XDEV_F_PORT | KVX_XDEV_F_TX);
+	const Packet p = from_guest(make_udp(kGuestA, 62001, kRemote1, 53));
+	Shot s = shoot(Prog::XdpPort, p.build());
+	EXPECT_EQ(xdp_verdict_name(s.verdict), std::string("XDP_REDIRECT"));
+	EXPECT_EQ(s.counted, counted(KVX_R_XDP_XLATE_OUT, p.build().size()));
+	EXPECT_EQ(diff(s.out, snat(p, 62001).build()), "");
+	EXPECT_FALSE(dp().xfdb_lookup(kGuestAMac)) << "learnt on a port without KVX_XDEV_F_LEARN";
+	EXPECT_EQ(dp().xfdb_size(), 0u);
+
+	kvx_xfdb_val bridge_entry{};
+	bridge_entry.ifindex = port2;
+	dp().xfdb_update(kGuestAMac, bridge_entry);
+	const Packet spoof = from_guest(make_udp(kGuestA, 62002, kRemote1, 53));
+	s = shoot(Prog::XdpPort, spoof.build());
+	EXPECT_EQ(s.counted, counted(KVX_R_XDP_XLATE_OUT, spoof.build().size()));
+	auto l = dp().xfdb_lookup(kGuestAMac);
+	ASSERT_TRUE(l);
+	EXPECT_EQ(l->ifindex, port2) << "the bridge's entry moved by a frame on kvxbrp0";
+	EXPECT_EQ(l->seen_ns, 0u);
+	EXPECT_EQ(dp().xfdb_size(), 1u);
+	// The reply to that frame goes where the bridge's entry says: with
+	// kvxbrp1 no redirect target, XDP hands it to TC (the bridge decides)
+	// instead of redirecting it into kvxbrp0.
+	dp().xdev_update(topo().bridge_port2_ifindex, Topology::kBridgePort2Mac,
+			 KVX_XDEV_F_PORT | KVX_XDEV_F_LEARN);
+	const Packet reply = reply_to(snat(spoof, 62002));
+	EXPECT_EQ(shoot(Prog::XdpUp, reply.build()).counted,
+		  counted(KVX_R_XDP_TO_TC_DEV, reply.build().size()));
+
+	dp().xdev_update(topo().bridge_port_ifindex, Topology::kBridgePortMac,
+			 KVX_XDEV_F_PORT | KVX_XDEV_F_TX | KVX_XDEV_F_LEARN);
+	s = shoot(Prog::XdpPort, spoof.build());
+	EXPECT_EQ(s.counted, counted(KVX_R_XDP_XLATE_OUT, spoof.build().size()));
+	l = dp().xfdb_lookup(kGuestAMac);
+	ASSERT_TRUE(l);
+	EXPECT_EQ(l->ifindex, port1) << "learnt where the bridge learns";
+	EXPECT_GT(l->seen_ns, 0u);
+	const Shot in = shoot(Prog::XdpUp, reply.build());
+	EXPECT_EQ(xdp_verdict_name(in.verdict), std::string("XDP_REDIRECT"));
+	EXPECT_EQ(in.counted, counted(KVX_R_XDP_XLATE_IN, reply.build().size()));
 }
 
 TEST_F(XdpTest, FramesNotForTheHostTeachNothing)

@@ -140,3 +140,25 @@ TEST(HookMode, VethsTakeXdpOnlyWhenAskedAndTapsNever)
 	EXPECT_NE(c.why.find("tap"), std::string::npos) << c.why;
 	EXPECT_FALSE(xdp_tx_allowed(tap, why));
 }
+
+// A locked port (802.1X/MAB) keeps TC whatever the mode and the device: the
+// bridge's check of the station comes after the XDP hook.
+TEST(HookMode, LockedPortsStayTcWhateverTheMode)
+{
+	DeviceFacts veth;
+	veth.exists = true;
+	veth.kind = "veth";
+	veth.xdp_features = kXdpActBasic | kXdpActRedirect | kXdpActNdoXmit;
+	veth.locked = true;
+	for (HookMode m : {HookMode::Auto, HookMode::Xdp}) {
+		HookChoice c = choose_hook(m, DeviceRole::Port, veth);
+		EXPECT_EQ(c.hook, Hook::Tc) << hook_mode_name(m);
+		EXPECT_NE(c.why.find("locked port"), std::string::npos) << c.why;
+	}
+	// Still a redirect target: replies to its authorised stations may come
+	// by XDP (where kvx_xfdb has them from the bridge's entries).
+	std::string why;
+	EXPECT_TRUE(xdp_tx_allowed(veth, why)) << why;
+	veth.locked = false;
+	EXPECT_EQ(choose_hook(HookMode::Xdp, DeviceRole::Port, veth).hook, Hook::Xdp);
+}

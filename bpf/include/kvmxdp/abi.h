@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 18
+#define KVX_ABI_VERSION 19
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -116,6 +116,12 @@
  *      MAC -> bridge port: relay's per-guest limits count per port),
  *      reasons DROP_ND_UNCLAIMED and DROP_ND_RELAY_LIMIT.  Other tables
  *      unchanged: pins of 3..18 are reused.
+ *  19: KVX_XDEV_F_LEARN: the XDP port program learns guest MACs into
+ *      kvx_xfdb only on ports with it (the bridge learns there: learning
+ *      on, not locked); an older daemon's kvx_xdev has it nowhere, so
+ *      nothing is learnt until the daemon rewrites kvx_xdev (its first
+ *      sync, before the first packet it matters for).  Layouts unchanged:
+ *      pins of 3..19 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -824,11 +830,16 @@ struct kvx_guest_val {
  * kernel reports NETDEV_XDP_ACT_NDO_XMIT for it (a veth: only while its
  * peer has NAPI) and kvmxdp allows it (never a tap: vhost-net guests keep
  * the TC path).  A device without the flag gets its frames through TC.
+ * KVX_XDEV_F_LEARN says the bridge learns source MACs on the port
+ * (IFLA_BRPORT_LEARNING on, IFLA_BRPORT_LOCKED off), so XDP may learn for
+ * it: on a port without it the bridge's own entries (static ones, libvirt's
+ * per guest, an 802.1X authenticator's) say where a MAC is, never a frame.
  */
 #define KVX_XDEV_MAX 1024
 #define KVX_XDEV_F_TX (1U << 0)     /* an XDP redirect into it lands */
 #define KVX_XDEV_F_BRIDGE (1U << 1) /* the bridge: mac is its address */
 #define KVX_XDEV_F_PORT (1U << 2)   /* a port of the bridge */
+#define KVX_XDEV_F_LEARN (1U << 3)  /* a port the bridge learns MACs on */
 
 struct kvx_xdev_val {
 	__u8 mac[6];
@@ -838,11 +849,14 @@ struct kvx_xdev_val {
 /*
  * kvx_xfdb: guest MAC -> the bridge port it was last seen on, learnt by the
  * XDP port program from the frames it translates and redirects, after their
- * source passed the anti-spoofing checks (at most once a second per MAC).
- * Frames that XDP redirects bypass the bridge, which stops learning them:
- * the daemon refreshes the bridge's forwarding database from this map (as
- * if the frames had passed), and the uplink's XDP program delivers
- * translated replies straight to the guest's port with it.
+ * source passed the anti-spoofing checks (at most once a second per MAC),
+ * on ports with KVX_XDEV_F_LEARN only.  Frames that XDP redirects bypass the
+ * bridge, which stops learning them: the daemon refreshes the bridge's
+ * forwarding database from this map (as if the frames had passed), and the
+ * uplink's XDP program delivers translated replies straight to the guest's
+ * port with it.  The daemon also copies the bridge's entries into it
+ * (seen_ns 0) and makes it agree with them on every port without
+ * KVX_XDEV_F_LEARN, where the bridge's entries are the only truth.
  */
 #define KVX_XFDB_SIZE 4096
 

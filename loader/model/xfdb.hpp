@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: GPL-2.0
+// kvx_xfdb (guest MAC -> bridge port: where the uplink's XDP program
+// delivers a translated reply) and the bridge's forwarding database, made
+// to agree: what the daemon does to each from both tables as read
+// (control/xdp_path.cpp applies it).  Pure.
+//
+// The bridge is the reference: XDP only stands in for it where its frames
+// bypass it.  On a port the bridge learns on (learning on, not locked),
+// XDP learns too, and what it saw since the last sync is refreshed in the
+// bridge (NTF_USE) as if the frames had passed.  On any other port only
+// the bridge's entries say where a MAC is (libvirt's per-guest entries with
+// learning off, an 802.1X authenticator's on a locked port): kvx_xfdb
+// follows them there and keeps nothing they do not hold.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <map>
+#include <set>
+#include <utility>
+#include <vector>
+
+namespace kvmxdp {
+
+using MacAddr = std::array<uint8_t, 6>;
+
+// One kvx_xfdb entry.
+struct XfdbRow {
+	MacAddr mac{};
+	uint32_t ifindex = 0;
+	uint64_t seen_ns = 0; // XDP's last sight (CLOCK_BOOTTIME); 0: the daemon's copy
+};
+
+// The bridge's ports, and those it learns on (IFLA_BRPORT_LEARNING on,
+// IFLA_BRPORT_LOCKED off).
+struct BridgePorts {
+	std::set<int> all;
+	std::set<int> learning;
+};
+
+// What to do, each list in the order given.
+struct XfdbPlan {
+	// NTF_USE in the bridge: MAC on that port.
+	std::vector<std::pair<MacAddr, int>> refresh;
+	// kvx_xfdb entries to delete.
+	std::vector<MacAddr> remove;
+	// kvx_xfdb entries to point at the bridge's port (seen_ns 0).
+	std::vector<std::pair<MacAddr, uint32_t>> correct;
+	// kvx_xfdb entries to create unless XDP made one meanwhile
+	// (BPF_NOEXIST, seen_ns 0).
+	std::vector<std::pair<MacAddr, uint32_t>> add;
+};
+
+// xfdb: kvx_xfdb as read; bridge: the bridge's entries on its ports (MAC ->
+// port; control passes only ports of the bridge).  synced_ns: the time of
+// the previous sync (entries XDP saw after it are fresh sightings);
+// stale_ns: how long an entry of a learning port that neither side holds
+// any more is kept.
+XfdbPlan plan_xfdb_sync(const std::vector<XfdbRow> &xfdb, const std::map<MacAddr, int> &bridge,
+			const BridgePorts &ports, uint64_t synced_ns, uint64_t now_ns,
+			uint64_t stale_ns);
+
+} // namespace kvmxdp

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: GPL-2.0
+// kvx_xfdb against the bridge's forwarding database (model/xfdb.hpp): the
+// bridge is the reference wherever it does not learn.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "model/xfdb.hpp"
+
+using namespace kvmxdp;
+
+namespace {
+
+constexpr int kP1 = 11, kP2 = 12, kP3 = 13; // kP3: learning off
+constexpr uint64_t kSec = 1000000000ULL;
+constexpr uint64_t kStale = 300 * kSec;
+constexpr uint64_t kSynced = 1000 * kSec, kNow = kSynced + 5 * kSec;
+
+const MacAddr kG1 = {0x52, 0x54, 0x00, 0, 0, 1};
+const MacAddr kG2 = {0x52, 0x54, 0x00, 0, 0, 2};
+
+// Two learning ports, kP3 not (learning off or locked: the same to sync).
+BridgePorts ports(std::set<int> learning = {kP1, kP2})
+{
+	BridgePorts p;
+	p.all = {kP1, kP2, kP3};
+	p.learning = std::move(learning);
+	return p;
+}
+
+XfdbRow row(const MacAddr &mac, int port, uint64_t seen_ns)
+{
+	XfdbRow r;
+	r.mac = mac;
+	r.ifindex = static_cast<uint32_t>(port);
+	r.seen_ns = seen_ns;
+	return r;
+}
+
+template <typename T>
+bool has(const std::vector<T> &v, const T &x)
+{
+	return std::find(v.begin(), v.end(), x) != v.end();
+}
+
+} // namespace
+
+// The attack: guest 2, on a port with learning off, sends one frame with
+// guest 1's MAC (and address).  Whatever kvx_xfdb says of guest 1 then (an
+// XDP sighting on guest 2's port, fresh), the bridge's static entry on
+// guest 1's port wins: no refresh, the entry corrected to guest 1's port.
+TEST(Xfdb, OnAPortThatDoesNotLearnTheBridgesEntryWins)
+{
+	for (const std::set<int> &learning : {std::set<int>{kP1, kP2}, std::set<int>{kP1}}) {
+		const XfdbPlan p = plan_xfdb_sync({row(kG1, kP3, kNow - kSec)}, {{kG1, kP1}},
+						  ports(learning), kSynced, kNow, kStale);
+		EXPECT_TRUE(p.refresh.empty()) << "NTF_USE on a port that does not learn";
+		ASSERT_EQ(p.correct.size(), 1u);
+		EXPECT_EQ(p.correct[0], std::make_pair(kG1, static_cast<uint32_t>(kP1)));
+		EXPECT_TRUE(p.remove.empty());
+		EXPECT_TRUE(p.add.empty());
+	}
+}
+
+// What the bridge holds nowhere is not delivered to a port that does not
+// learn, however fresh XDP's sighting: kept only on a learning port.
+TEST(Xfdb, NothingButTheBridgesEntriesOnAPortThatDoesNotLearn)
+{
+	XfdbPlan p = plan_xfdb_sync({row(kG1, kP3, kNow - kSec), row(kG2, kP3, 0)}, {}, ports(),
+				    kSynced, kNow, kStale);
+	EXPECT_TRUE(has(p.remove, kG1));
+	EXPECT_TRUE(has(p.remove, kG2));
+	EXPECT_TRUE(p.refresh.empty());
+	// Seen before the last sync, not stale: kept on a learning port ...
+	p = plan_xfdb_sync({row(kG1, kP1, kSynced - kSec)}, {}, ports(), kSynced, kNow, kStale);
+	EXPECT_TRUE(p.remove.empty());
+	EXPECT_TRUE(p.refresh.empty());
+	// ... but not once that port's learning went off.
+	p = plan_xfdb_sync({row(kG1, kP1, kSynced - kSec)}, {}, ports({kP2}), kSynced, kNow,
+			   kStale);
+	EXPECT_TRUE(has(p.remove, kG1));
+}
+
+// The bridge's static entries (libvirt's, with learning off) reach
+// kvx_xfdb: XDP delivers where the bridge would.
+TEST(Xfdb, TheBridgesEntriesAreAdded)
+{
+	const XfdbPlan p =
+		plan_xfdb_sync({}, {{kG1, kP3}, {kG2, kP1}}, ports(), kSynced, kNow, kStale);
+	ASSERT_EQ(p.add.size(), 2u);
+	EXPECT_TRUE(has(p.add, std::make_pair(kG1, static_cast<uint32_t>(kP3))));
+	EXPECT_TRUE(has(p.add, std::make_pair(kG2, static_cast<uint32_t>(kP1))));
+	EXPECT_TRUE(p.remove.empty());
+	EXPECT_TRUE(p.correct.empty());
+}
+
+// Learning ports keep what they did: a fresh sighting is refreshed in the
+// bridge (even where the bridge still has the MAC elsewhere: it moves it
+// as it would for a frame), an old one follows the bridge, a stale one
+// that the bridge lost goes, a port that left the bridge loses its entries.
+TEST(Xfdb, LearningPortsAsBefore)
+{
+	XfdbPlan p = plan_xfdb_sync({row(kG1, kP2, kNow - kSec)}, {{kG1, kP1}}, ports(), kSynced,
+				    kNow, kStale);
+	ASSERT_EQ(p.refresh.size(), 1u);
+	EXPECT_EQ(p.refresh[0], std::make_pair(kG1, kP2));
+	EXPECT_TRUE(p.correct.empty());
+
+	p = plan_xfdb_sync({row(kG1, kP2, kSynced - kSec)}, {{kG1, kP1}}, ports(), kSynced, kNow,
+			   kStale);
+	EXPECT_TRUE(p.refresh.empty());
+	ASSERT_EQ(p.correct.size(), 1u);
+	EXPECT_EQ(p.correct[0], std::make_pair(kG1, static_cast<uint32_t>(kP1)));
+
+	p = plan_xfdb_sync({row(kG1, kP2, kNow - kStale - kSec), row(kG2, 99, kNow - kSec)}, {},
+			   ports(), kSynced, kNow, kStale);
+	EXPECT_TRUE(has(p.remove, kG1));
+	EXPECT_TRUE(has(p.remove, kG2));
+	EXPECT_TRUE(p.refresh.empty());
+}
