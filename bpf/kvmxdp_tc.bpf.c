@@ -3,11 +3,6 @@
  * kvmxdp TC entry points.  The logic lives in the lib headers; these only say where
  * each program is attached.  Names are what `bpftool prog show` prints.
  */
-/* ct.h KVX_CT_OTHER_RECLAIM: an IPv4 flow at its guest's quota may take the
- * place of one of the guest's IPv6 closed flows (ct6.h). */
-#include <linux/types.h>
-__attribute__((noinline)) int ct6_reclaim(__u64 now, __u32 evict);
-#define KVX_CT_OTHER_RECLAIM(now, evict) ct6_reclaim(now, evict)
 #include "nat.h"
 #include "nat6.h"
 #include "relay6.h"

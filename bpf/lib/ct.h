@@ -611,8 +611,6 @@ static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u6
 	struct ct_reclaim_ctx c = {};
 	__u32 freed; /* by the first walk, when there is a second */
 
-	__u32 visited;
-
 	if (now < *holdoff)
 		return 0;
 	c.now = now;
@@ -620,7 +618,8 @@ static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u6
 	c.evict = evict;
 	bpf_for_each_map_elem(map, cb, &c, 0);
 	freed = 0;
-	visited = c.seen;
+	/* In .bss, not on this frame (6.1's stack limit over the chain). */
+	kvx_reclaim_visited = c.seen;
 	if (c.skip && !c.more && (c.seen <= c.skip || c.evict != KVX_EVICT_NONE)) {
 		/* The table shrank below the cursor, or ended before a closed
 		 * flow to evict was found: wrap around now rather than fail
@@ -630,15 +629,14 @@ static __always_inline int reclaim_pass(void *map, void *cb, __u32 *cursor, __u6
 		c.skip = 0;
 		c.seen = 0;
 		bpf_for_each_map_elem(map, cb, &c, 0);
-		visited += c.seen;
+		kvx_reclaim_visited += c.seen;
 	}
 	/* Entries freed in the window moved the rest of the walk forward. */
 	*cursor = c.more ? c.seen - (c.freed - freed) : 0;
-	kvx_reclaim_visited = visited;
 	if (!c.freed && c.seen > c.skip)
 		*holdoff = now + KVX_RECLAIM_HOLDOFF_NS;
 	else
-		*holdoff = now + visited * KVX_RECLAIM_NS_PER_ENTRY;
+		*holdoff = now + kvx_reclaim_visited * KVX_RECLAIM_NS_PER_ENTRY;
 	return c.freed;
 }
 
@@ -722,18 +720,6 @@ static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct 
 }
 
 /*
- * The other family's reclaim pass for a guest at its quota: one quota
- * counts a guest's IPv4 and IPv6 flows (abi.h kvx_gflows), so a dual-stack
- * guest whose quota is full of IPv6 closed flows must find room among them
- * for an IPv4 connection, and the other way round (ct6.h ct6_quota_check).
- * The TC object, which has kvx_ct6, defines it as ct6_reclaim; elsewhere
- * (XDP) there is none.
- */
-#ifndef KVX_CT_OTHER_RECLAIM
-#define KVX_CT_OTHER_RECLAIM(now, evict) 0
-#endif
-
-/*
  * Per-guest flow quota (kvx_cfg.flow_quota), for the flows the guest opens
  * and, separately, for those opened from outside (abi.h kvx_gflows_val):
  * one guest's flood of new flows cannot take the whole table from the
@@ -771,9 +757,7 @@ static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
-	if ((ct_reclaim(now, ct_evict_of(slot, ct_flags)) ||
-	     KVX_CT_OTHER_RECLAIM(now, ct_evict_of(slot, ct_flags))) &&
-	    (__s32)*n < (__s32)q) {
+	if (ct_reclaim(now, ct_evict_of(slot, ct_flags)) && (__s32)*n < (__s32)q) {
 		reclaim_guest_holdoff(g, now);
 		return KVX_CONTINUE;
 	}

@@ -271,27 +271,28 @@ static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val 
 			   struct ct_reclaim_ctx *c)
 {
 	const struct kvx_cfg *cfg;
-	__u32 slot;
-	__u8 flags;
-	int closed, w = reclaim_window(c);
+	__u32 slot, flags; /* flags: the flow's, and 0x100 if closed */
+	int w = reclaim_window(c);
 
 	if (w)
 		return w - 1;
 	cfg = cfg_get();
 	if (!cfg)
 		return 1;
-	closed = !kvx_ct_expired(&f->ct, k->proto, &cfg->timeouts, c->now);
-	/* The cheap test first: ct6_slot takes up to three lookups. */
-	if (closed && !ct_closed_evictable(k->proto, &f->ct, c->evict, c->now))
-		return 0;
 	flags = f->ct.flags;
+	if (!kvx_ct_expired(&f->ct, k->proto, &cfg->timeouts, c->now)) {
+		/* The cheap test first: ct6_slot takes up to three lookups. */
+		if (!ct_closed_evictable(k->proto, &f->ct, c->evict, c->now))
+			return 0;
+		flags |= 0x100;
+	}
 	slot = ct6_slot(cfg, k->proto, k->int_addr, k->int_port, f->ext_addr, f->ct.ext_port);
-	if (closed && !ct_evict_owner(ct_evict_of(slot, flags), c->evict))
+	if ((flags & 0x100) && !ct_evict_owner(ct_evict_of(slot, (__u8)flags), c->evict))
 		return 0;
 	if (bpf_map_delete_elem(&kvx_ct6, k))
 		return 0; /* someone else deleted it */
-	gflows6_add(slot, flags, -1);
-	return reclaim_freed(c, closed);
+	gflows6_add(slot, (__u8)flags, -1);
+	return reclaim_freed(c, flags >> 8);
 }
 
 /* ct_reclaim for kvx_ct6: expired flows, and one closed flow of evict. */
@@ -301,9 +302,11 @@ __noinline int ct6_reclaim(__u64 now, __u32 evict)
 			    now, evict);
 }
 
-/* The per-guest flow quota (ct_quota_check's rule, closed flows of either
- * family giving way included; no early drop for IPv6 yet) for a new flow
- * counting in slot. */
+/* The per-guest flow quota (ct_quota_check's rule, closed flows giving
+ * way included; only this family's: the IPv4 table's closed flows do not
+ * give way to an IPv6 flow, nor the other way round, a call more on this
+ * chain being past 6.1's stack limit; no early drop for IPv6 yet) for a
+ * new flow counting in slot. */
 static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u8 ct_flags,
 				      __u64 now)
 {
@@ -320,11 +323,7 @@ static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
-	/* The IPv4 table's too: one quota for both families (ct.h
-	 * KVX_CT_OTHER_RECLAIM). */
-	if ((ct6_reclaim(now, ct_evict_of(slot, ct_flags)) ||
-	     ct_reclaim(now, ct_evict_of(slot, ct_flags))) &&
-	    (__s32)*n < (__s32)cfg->flow_quota) {
+	if (ct6_reclaim(now, ct_evict_of(slot, ct_flags)) && (__s32)*n < (__s32)cfg->flow_quota) {
 		reclaim_guest_holdoff(g, now);
 		return KVX_CONTINUE;
 	}

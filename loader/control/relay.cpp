@@ -107,7 +107,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd)
 {
 	BrportSyncResult r;
 	std::map<std::array<uint8_t, 6>, int> fdb;
-	for (const FdbEntry &e : bridge_fdb_learnt(nl, bridge_ifindex))
+	for (const FdbEntry &e : bridge_fdb(nl, bridge_ifindex))
 		if (e.ifindex > 0 && e.ifindex != bridge_ifindex)
 			fdb[e.mac] = e.ifindex;
 	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(brport_fd)) {

@@ -682,65 +682,6 @@ TEST_F(Nat66Test, ClosedFlowGivesWayAtTheQuota)
 	EXPECT_TRUE(has_flow(40002));
 }
 
-// One quota for both families: a dual-stack guest whose quota is full of
-// closed flows of one family gets a connection of the other in place of
-// one of them (else happy eyeballs' IPv6 churn would lock its IPv4 out for
-// the 4 minutes of TIME_WAIT), both ways.
-TEST_F(Nat66Test, ClosedFlowOfTheOtherFamilyGivesWayAtTheQuota)
-{
-	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
-	const Mac mac = mac_of(kGuest6A);
-	const std::uint32_t slot = dp().mac_slot(mac);
-	auto v4 = [&](std::uint16_t port) {
-		Packet p = from_guest(make_tcp(kGuestA, port, kRemote1, 80));
-		p.src_mac = mac;
-		return p;
-	};
-	auto no_holdoff = [&] {
-		dp().set_reclaim_state(0, 0);
-		dp().set_reclaim6_state(0, 0);
-		kvx_gflows_val g = dp().gflows_at(slot);
-		g.reclaim_ns = 0;
-		dp().set_gflows_at(slot, g);
-	};
-	// Two IPv6 connections, closed a while ago: the quota is full.
-	for (std::uint16_t port = 40000; port < 40002; port++)
-		out6(from_guest6(make_tcp6(kGuest6A, port, kRemote6A, 443)));
-	for (auto [k, v] : dp().ct6_entries()) {
-		v.ct.state = KVX_CT_TIME_WAIT;
-		v.ct.last_seen_ns = boot_ns_ago(10 * 1000000000ULL);
-		dp().ct6_update(k, v);
-	}
-	ASSERT_EQ(dp().gflows_at(slot).out, 2u);
-	// IPv4 connections take their places.
-	for (std::uint16_t port = 63000; port < 63002; port++) {
-		no_holdoff();
-		const Packet p = v4(port);
-		run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
-			 snat(p, p.sport));
-	}
-	EXPECT_TRUE(dp().ct6_entries().empty());
-	EXPECT_EQ(dp().gflows_at(slot).out, 2u);
-	// Once one of those closed (a RST), IPv6 takes its place.
-	const Packet closed = v4(63000);
-	const kvx_ct_key ck =
-		ct_key(closed.proto, closed.src, closed.sport, closed.dst, closed.dport);
-	auto cv = dp().ct_lookup(ck);
-	ASSERT_TRUE(cv);
-	cv->state = KVX_CT_CLOSE;
-	cv->last_seen_ns = boot_ns_ago(10 * 1000000000ULL);
-	dp().ct_update(ck, *cv);
-	no_holdoff();
-	out6(from_guest6(make_tcp6(kGuest6A, 40010, kRemote6A, 443)));
-	EXPECT_EQ(dp().gflows_at(slot).out, 2u);
-	EXPECT_EQ(dp().ct6_entries().size(), 1u);
-	EXPECT_FALSE(dp().ct_lookup(ck));
-	// A live flow of each family and nothing closed: refused.
-	no_holdoff();
-	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40011, kRemote6A, 443)), TC_ACT_SHOT,
-	     KVX_R_DROP_GUEST_QUOTA);
-}
-
 // Flows opened from outside (--eif) count apart: a LAN host cannot take
 // the guest's own outbound capacity, nor get past the quota.
 TEST_F(Nat66Test, InboundFlowsHaveTheirOwnQuota)
