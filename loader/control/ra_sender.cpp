@@ -14,6 +14,7 @@
 
 #include "base/error.hpp"
 #include "base/log.hpp"
+#include "kernel/sockets.hpp"
 
 namespace kvmxdp {
 
@@ -137,32 +138,15 @@ void RaSender::receive(Clock::time_point now)
 {
 	for (;;) {
 		uint8_t buf[1500];
-		alignas(cmsghdr) uint8_t ctrl[CMSG_SPACE(sizeof(int))];
-		sockaddr_in6 from{};
-		iovec iov{buf, sizeof(buf)};
-		msghdr mh{};
-		mh.msg_name = &from;
-		mh.msg_namelen = sizeof(from);
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = ctrl;
-		mh.msg_controllen = sizeof(ctrl);
-		const ssize_t n = ::recvmsg(sock_.get(), &mh, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return; // EAGAIN: drained
-		}
+		Ipv6Addr src;
 		int hops = -1;
-		for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-			if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT)
-				std::memcpy(&hops, CMSG_DATA(c), sizeof(hops));
+		const long n = recv_icmp6(sock_.get(), buf, sizeof(buf), src, hops);
+		if (n < 0)
+			return; // drained
 		// RFC 4861 6.1.1, 6.1.2: hop limit 255 (never from off-link),
 		// code 0, the fixed part present.
 		if (hops != 255 || n < 8 || buf[1] != 0)
 			continue;
-		Ipv6Addr src;
-		std::memcpy(src.data(), &from.sin6_addr, 16);
 		if (buf[0] == ND_ROUTER_SOLICIT) {
 			answer_ = true;
 		} else if (buf[0] == ND_ROUTER_ADVERT && n >= 16 && src == ll_) {

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "base/error.hpp"
+#include "kernel/sockets.hpp"
 
 namespace kvmxdp {
 
@@ -38,28 +39,11 @@ void RaWatch::receive(Clock::time_point now)
 {
 	for (;;) {
 		uint8_t buf[1500];
-		alignas(cmsghdr) uint8_t ctrl[CMSG_SPACE(sizeof(int))];
-		sockaddr_in6 from{};
-		iovec iov{buf, sizeof(buf)};
-		msghdr mh{};
-		mh.msg_name = &from;
-		mh.msg_namelen = sizeof(from);
-		mh.msg_iov = &iov;
-		mh.msg_iovlen = 1;
-		mh.msg_control = ctrl;
-		mh.msg_controllen = sizeof(ctrl);
-		const ssize_t n = ::recvmsg(sock_.get(), &mh, 0);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return; // EAGAIN: drained
-		}
-		int hops = -1;
-		for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
-			if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT)
-				std::memcpy(&hops, CMSG_DATA(c), sizeof(hops));
 		Ipv6Addr src;
-		std::memcpy(src.data(), &from.sin6_addr, 16);
+		int hops = -1;
+		const long n = recv_icmp6(sock_.get(), buf, sizeof(buf), src, hops);
+		if (n < 0)
+			return; // drained
 		// RFC 4861 6.1.2: from a link-local address, hop limit 255.
 		if (hops != 255 || src[0] != 0xfe || (src[1] & 0xc0) != 0x80)
 			continue;

@@ -5,6 +5,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -17,6 +18,34 @@
 #endif
 
 namespace kvmxdp {
+
+long recv_icmp6(int fd, uint8_t *buf, size_t cap, Ipv6Addr &src, int &hops)
+{
+	for (;;) {
+		alignas(cmsghdr) uint8_t ctrl[CMSG_SPACE(sizeof(int))];
+		sockaddr_in6 from{};
+		iovec iov{buf, cap};
+		msghdr mh{};
+		mh.msg_name = &from;
+		mh.msg_namelen = sizeof(from);
+		mh.msg_iov = &iov;
+		mh.msg_iovlen = 1;
+		mh.msg_control = ctrl;
+		mh.msg_controllen = sizeof(ctrl);
+		const ssize_t n = ::recvmsg(fd, &mh, 0);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1; // EAGAIN: drained
+		}
+		hops = -1;
+		for (cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c))
+			if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_HOPLIMIT)
+				std::memcpy(&hops, CMSG_DATA(c), sizeof(hops));
+		std::memcpy(src.data(), &from.sin6_addr, 16);
+		return static_cast<long>(n);
+	}
+}
 
 namespace {
 

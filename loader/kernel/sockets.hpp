@@ -13,6 +13,12 @@
 
 namespace kvmxdp {
 
+// One message from a raw ICMPv6 socket with IPV6_RECVHOPLIMIT on (the
+// neighbour-discovery sockets: RFC 4861 wants hop limit 255): its length,
+// with its sender in src and the hop limit it came with in hops (-1: not
+// reported); -1 once nothing is left to read (EAGAIN) or on an error.
+long recv_icmp6(int fd, uint8_t *buf, size_t cap, Ipv6Addr &src, int &hops);
+
 // The host's listening sockets of one protocol (TCP listeners or bound UDP
 // sockets), read once from /proc/net/{tcp,udp}{,6}: a whole port range is
 // checked against one snapshot, not by re-reading the tables per port.
