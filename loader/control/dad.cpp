@@ -14,11 +14,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <vector>
 
 #include "base/error.hpp"
 #include "base/sysctl.hpp"
+#include "kernel/packet.hpp"
 
 namespace kvmxdp {
 
@@ -77,17 +79,12 @@ void membership(int fd, int ifindex, const DadMac &mac, bool add)
 // as the source.
 void send_ip6(int fd, int ifindex, const std::vector<uint8_t> &pkt, const Ipv6Addr &dst)
 {
-	const DadMac mac = ipv6_multicast_mac(dst);
-	sockaddr_ll to{};
-	to.sll_family = AF_PACKET;
-	to.sll_protocol = htons(ETH_P_IPV6);
-	to.sll_ifindex = ifindex;
-	to.sll_halen = 6;
-	std::memcpy(to.sll_addr, mac.data(), 6);
-	if (::sendto(fd, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr *>(&to), sizeof(to)) <
-	    0)
+	if (const int err = packet_send(fd, ifindex, ETH_P_IPV6, ipv6_multicast_mac(dst),
+					pkt.data(), pkt.size())) {
+		errno = err;
 		throw_errno("send a Neighbour Discovery message on",
 			    "ifindex " + std::to_string(ifindex));
+	}
 }
 
 } // namespace
