@@ -11,7 +11,11 @@
 #    no-mac-spoofing filter): XDP translates it, but the server's reply to
 #    guest1's flow reaches guest1's interface and never guest2's, and
 #    kvx_xfdb still names guest1's port;
-#  - learning switched on and off again at runtime: kvx_xdev follows;
+#  - learning switched on and off again at runtime: kvx_xdev follows; while
+#    guest2's port learns, its frame with guest1's MAC moves neither
+#    kvx_xfdb's entry nor the bridge's static one;
+#  - a static entry deleted and added back: kvx_xfdb follows at once (FDB
+#    events), not at the next GC tick;
 #  - a locked port (802.1X): no XDP program on it (status says why); frames
 #    of a station without an FDB entry are not translated at all (the
 #    bridge drops them before TC); once the station has an entry, its
@@ -129,8 +133,34 @@ bridge -n "$NS_HOST" link set dev "$P2_IF" learning on
 kvx_wait_for 5 "KVX_XDEV_F_LEARN on $P2_IF" xdev_has "$P2_IF" $KVX_XDEV_F_LEARN || true
 assert_eq "status: $P2_IF learning" true "$(kvx_dev_field "$P2_IF" learning)"
 assert_ok "... not on $P1_IF" xdev_lacks "$P1_IF" $KVX_XDEV_F_LEARN
+# Now a guest on a learning port sends with the MAC the bridge holds
+# statically on a port that does not learn: XDP takes the frame (the bridge
+# never sees it), learns nothing over guest1's entry, and the daemon's next
+# sync (a GC tick, 5 s) does not move the static entry with NTF_USE (which
+# moves any static entry that is not sticky, as a frame would).
+xo0=$(kvx_counter XDP_XLATE_OUT)
+nsx "$NS_G2" "$KVX_PY" "$KVX_LIBDIR/frame_peer.py" send "$G2_IF" --src-mac "$g1mac" \
+	--dst-mac "$brmac" --src "$G1_IP:40001" --dst "$SRV_IP:5001" --payload spoof-learning >/dev/null
+kvx_wait_file_contains 5 "$KVX_TMP/udp.log" "data=spoof-learning" || true
+assert_ge "XDP took guest2's frame on the learning port" $(($(kvx_counter XDP_XLATE_OUT) - xo0)) 1
+sleep 6
+assert_eq "kvx_xfdb still names guest1's port for guest1's MAC" "$IDX1" "$(xfdb_port "$g1mac")"
+assert_contains "guest1's static FDB entry was not moved to $P2_IF" "$P1_IF master $BR static" \
+	"$(bridge -n "$NS_HOST" fdb show br "$BR" | grep -i "^$g1mac " || true)"
 bridge -n "$NS_HOST" link set dev "$P2_IF" learning off
 kvx_wait_for 5 "KVX_XDEV_F_LEARN off $P2_IF again" xdev_lacks "$P2_IF" $KVX_XDEV_F_LEARN || true
+
+kvx_step "a static entry deleted and added back: kvx_xfdb follows within about a second"
+# Not at the GC tick (every 5 s): the daemon follows the bridge's FDB
+# events.  Twice, so that a tick that happens to fall in the window does
+# not pass for them.
+for round in 1 2; do
+	bridge -n "$NS_HOST" fdb del "$g1mac" dev "$P1_IF" master
+	kvx_wait_for 1 "kvx_xfdb: guest1's entry gone with the bridge's (round $round)" \
+		xfdb_is "$g1mac" "" || true
+	bridge -n "$NS_HOST" fdb add "$g1mac" dev "$P1_IF" master static
+	kvx_wait_for 1 "kvx_xfdb: guest1's entry back (round $round)" xfdb_is "$g1mac" "$IDX1" || true
+done
 
 kvx_step "a locked port: no XDP program, an unauthorised station is not translated"
 bridge -n "$NS_HOST" fdb del "$g2mac" dev "$P2_IF" master

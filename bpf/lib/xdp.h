@@ -181,6 +181,17 @@ static __always_inline void xfdb_learn(const __u8 *mac, __u32 ifindex, __u64 now
 	v = bpf_map_lookup_elem(&kvx_xfdb, &k);
 	if (v && v->ifindex == ifindex && now - v->seen_ns < KVX_XFDB_REFRESH_NS)
 		return;
+	/* The daemon's copy of the bridge's entry on a port that does not
+	 * learn (libvirt's static entry per guest): that MAC lives there, and
+	 * a frame carrying it on another port is a guest spoofing it.  The
+	 * bridge itself (which learns from the frames it sees) decides a
+	 * move; the daemon follows it at its next sync. */
+	if (v && v->ifindex != ifindex && !v->seen_ns) {
+		struct kvx_xdev_val *home = xdev_get(v->ifindex);
+
+		if (home && (home->flags & KVX_XDEV_F_PORT) && !(home->flags & KVX_XDEV_F_LEARN))
+			return;
+	}
 	nv.ifindex = ifindex;
 	nv.seen_ns = now;
 	bpf_map_update_elem(&kvx_xfdb, &k, &nv, BPF_ANY);

@@ -1458,8 +1458,23 @@ int Daemon::run()
 	} catch (const Error &e) {
 		log_verbose(std::string("no xfrm events: ") + e.what());
 	}
+	// XDP delivers replies by kvx_xfdb, which follows the bridge's entries
+	// on ports that do not learn: a deleted one (an 802.1X logoff) must
+	// stop deliveries there now, not at the next GC tick.  Syncs are
+	// spaced (kFdbSyncMs): a burst of deletions (a port flush, aging)
+	// makes one.
+	std::optional<NlMonitor> fdb_mon;
+	if (xdp_) {
+		try {
+			fdb_mon.emplace(NlMonitor::bridge_fdb_changes());
+		} catch (const Error &e) {
+			log_verbose(std::string("no bridge FDB events: ") + e.what());
+		}
+	}
+	bool fdb_changed = false;
 	NlSocket nl;
 	using clock = std::chrono::steady_clock;
+	auto next_fdb_sync = clock::now();
 	auto next_gc = clock::now() + std::chrono::milliseconds(kGcIntervalMs);
 	auto next_refresh = clock::now();
 	auto next_heal = clock::now() + std::chrono::milliseconds(kMappingHealMs);
@@ -1494,7 +1509,15 @@ int Daemon::run()
 			step("gc", [&] { collect_garbage(); });
 			next_gc = now + std::chrono::milliseconds(kGcIntervalMs);
 		}
+		if (fdb_changed && now >= next_fdb_sync) {
+			fdb_changed = false;
+			step("bridge forwarding database",
+			     [&] { xdp_->sync_fdb(bridge_ifindex_, boottime_ns()); });
+			next_fdb_sync = now + std::chrono::milliseconds(kFdbSyncMs);
+		}
 		auto deadline = std::min(next_refresh, next_gc);
+		if (fdb_changed)
+			deadline = std::min(deadline, next_fdb_sync);
 		if (metrics_src_ && !metrics_)
 			deadline = std::min(deadline, metrics_retry_at_);
 		if (watchdog.count())
@@ -1508,8 +1531,9 @@ int Daemon::run()
 					   {routes.fd(), POLLIN, 0},
 					   {xfrm ? xfrm->fd() : -1, POLLIN, 0},
 					   {ra_ ? ra_->fd() : -1, POLLIN, 0},
-					   {frag_ ? frag_->fd() : -1, POLLIN, 0}};
-		constexpr size_t kFixedFds = 6;
+					   {frag_ ? frag_->fd() : -1, POLLIN, 0},
+					   {fdb_mon ? fdb_mon->fd() : -1, POLLIN, 0}};
+		constexpr size_t kFixedFds = 7;
 		int64_t wait_ms = wait.count();
 		if (ra_)
 			wait_ms = std::min<int64_t>(wait_ms, ra_->wait_ms(clock::now()));
@@ -1562,6 +1586,8 @@ int Daemon::run()
 				 ": control plane stops, datapath stays attached");
 			return 0;
 		}
+		if ((fds[6].revents & POLLIN) && fdb_mon->drain())
+			fdb_changed = true;
 		bool route_event = (fds[2].revents & POLLIN) && routes.drain();
 		if ((fds[3].revents & POLLIN) && xfrm->drain())
 			step("host tunnels", [&] { sync_tunnels(nl); });

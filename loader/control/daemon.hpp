@@ -76,6 +76,9 @@ public:
 	static constexpr int kGcIntervalMs = 5000;
 	// The uplink is re-read at least this often even without events.
 	static constexpr int kPollMs = 1000;
+	// A bridge FDB change that no frame made is followed into kvx_xfdb
+	// within this (a burst of them makes one sync).
+	static constexpr int kFdbSyncMs = 200;
 	// Static mappings are re-checked against the maps at least this often.
 	static constexpr int kMappingHealMs = 30000;
 	// The DHCP lease file is re-read when it changes and at least this

@@ -238,10 +238,10 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		if (p.learning && !p.locked)
 			ports.learning.insert(p.ifindex);
 	}
-	std::map<MacAddr, int> bridge;
+	std::map<MacAddr, BridgeFdb> bridge;
 	for (const FdbEntry &e : bridge_fdb(nl, bridge_ifindex))
 		if (ports.all.count(e.ifindex))
-			bridge[e.mac] = e.ifindex;
+			bridge[e.mac] = BridgeFdb{e.ifindex, e.dynamic};
 	std::vector<XfdbRow> rows;
 	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(xfdb_fd)) {
 		XfdbRow r;
@@ -263,17 +263,25 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		const kvx_xfdb_key k = key(mac);
 		bpf_map_delete_elem(xfdb_fd, &k);
 	}
-	for (const auto &[mac, port] : plan.correct) {
-		const kvx_xfdb_key k = key(mac);
+	for (const XfdbWrite &w : plan.correct) {
+		const kvx_xfdb_key k = key(w.mac);
 		kvx_xfdb_val v{};
-		v.ifindex = port;
+		// XDP saw the guest since the dump (it moved, or its tap came
+		// back on another port): that sighting is newer than the
+		// bridge's entry as read.  Not over a static entry, which no
+		// sighting moves.
+		if (!w.force && bpf_map_lookup_elem(xfdb_fd, &k, &v) == 0 &&
+		    v.seen_ns != w.read_seen_ns)
+			continue;
+		v = {};
+		v.ifindex = w.ifindex;
 		bpf_map_update_elem(xfdb_fd, &k, &v, BPF_ANY);
 	}
 	// BPF_NOEXIST: what XDP learnt meanwhile wins.
-	for (const auto &[mac, port] : plan.add) {
-		const kvx_xfdb_key k = key(mac);
+	for (const XfdbWrite &w : plan.add) {
+		const kvx_xfdb_key k = key(w.mac);
 		kvx_xfdb_val v{};
-		v.ifindex = port;
+		v.ifindex = w.ifindex;
 		bpf_map_update_elem(xfdb_fd, &k, &v, BPF_NOEXIST);
 	}
 	fdb_synced_ns_ = now_ns;

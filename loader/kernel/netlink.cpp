@@ -828,7 +828,28 @@ int on_event(nl_msg *, void *arg)
 	return NL_OK;
 }
 
+// An AF_BRIDGE neighbour message that is not the bridge's own learning.
+int on_fdb_event(nl_msg *msg, void *arg)
+{
+	const nlmsghdr *h = nlmsg_hdr(msg);
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg)))
+		return NL_OK;
+	const auto *nd = static_cast<const ndmsg *>(nlmsg_data(h));
+	if (nd->ndm_family != AF_BRIDGE)
+		return NL_OK;
+	if (h->nlmsg_type == RTM_DELNEIGH ||
+	    (h->nlmsg_type == RTM_NEWNEIGH && (nd->ndm_state & (NUD_PERMANENT | NUD_NOARP))))
+		*static_cast<bool *>(arg) = true;
+	return NL_OK;
+}
+
 } // namespace
+
+NlMonitor NlMonitor::bridge_fdb_changes()
+{
+	return NlMonitor(NETLINK_ROUTE, {RTNLGRP_NEIGH}, "rtnetlink bridge FDB events",
+			 on_fdb_event);
+}
 
 NlMonitor NlMonitor::links_and_addresses()
 {
@@ -849,14 +870,15 @@ NlMonitor NlMonitor::xfrm_sas()
 	return NlMonitor(NETLINK_XFRM, {XFRMNLGRP_SA}, "xfrm SA events");
 }
 
-NlMonitor::NlMonitor(int protocol, std::initializer_list<unsigned> groups, const char *what)
+NlMonitor::NlMonitor(int protocol, std::initializer_list<unsigned> groups, const char *what,
+		     int (*valid)(nl_msg *, void *))
 {
 	sk_ = nl_socket_alloc();
 	if (!sk_)
 		throw Error("allocate netlink socket");
 	// Notifications are unsolicited: no sequence numbers to check.
 	nl_socket_disable_seq_check(sk_);
-	nl_socket_modify_cb(sk_, NL_CB_VALID, NL_CB_CUSTOM, on_event, seen_.get());
+	nl_socket_modify_cb(sk_, NL_CB_VALID, NL_CB_CUSTOM, valid ? valid : on_event, seen_.get());
 	int err = nl_connect(sk_, protocol);
 	for (unsigned g : groups)
 		if (err >= 0)

@@ -20,6 +20,7 @@
 #include "base/netaddr6.hpp"
 
 struct nl_sock;
+struct nl_msg;
 
 namespace kvmxdp {
 
@@ -192,6 +193,11 @@ public:
 	// IPsec SA changes (NETLINK_XFRM, XFRMNLGRP_SA): the host's IPsec
 	// peers.  Throws where the kernel has no NETLINK_XFRM.
 	static NlMonitor xfrm_sas();
+	// The bridge forwarding database's changes that no frame causes: an
+	// entry deleted (an 802.1X authenticator's logoff, `bridge fdb del`,
+	// a port flush) or a static one added.  Not what the bridge learns
+	// (a frame's worth of events for every MAC it sees).
+	static NlMonitor bridge_fdb_changes();
 	~NlMonitor();
 	NlMonitor(NlMonitor &&o) noexcept;
 	NlMonitor(const NlMonitor &) = delete;
@@ -202,7 +208,8 @@ public:
 	bool drain();
 
 private:
-	NlMonitor(int protocol, std::initializer_list<unsigned> groups, const char *what);
+	NlMonitor(int protocol, std::initializer_list<unsigned> groups, const char *what,
+		  int (*valid)(nl_msg *, void *) = nullptr);
 	nl_sock *sk_ = nullptr;
 	// Set by the socket's callback during drain(); on the heap so that
 	// the callback's pointer survives a move.

@@ -1357,6 +1357,38 @@ TEST_F(XdpTest, NoLearningWhereTheBridgeDoesNotLearn)
 	EXPECT_EQ(in.counted, counted(KVX_R_XDP_XLATE_IN, reply.build().size()));
 }
 
+// The other way round: a guest on a port the bridge learns on sends with
+// the MAC the bridge holds (statically) on a port that does not learn
+// (libvirt's entry for its owner).  XDP learns nothing over the daemon's
+// copy of that entry: the owner's replies keep going to the owner's port.
+// Only the bridge moves it (the daemon follows the bridge at its sync).
+TEST_F(XdpTest, NoLearningOverAnEntryOfAPortThatDoesNotLearn)
+{
+	const auto port2 = static_cast<__u32>(topo().bridge_port2_ifindex);
+	dp().xdev_update(topo().bridge_port2_ifindex, Topology::kBridgePort2Mac,
+			 KVX_XDEV_F_PORT | KVX_XDEV_F_TX);
+	kvx_xfdb_val bridge_entry{};
+	bridge_entry.ifindex = port2;
+	dp().xfdb_update(kGuestAMac, bridge_entry);
+	const Packet spoof = from_guest(make_udp(kGuestA, 62003, kRemote1, 53));
+	Shot s = shoot(Prog::XdpPort, spoof.build());
+	EXPECT_EQ(s.counted, counted(KVX_R_XDP_XLATE_OUT, spoof.build().size()));
+	auto l = dp().xfdb_lookup(kGuestAMac);
+	ASSERT_TRUE(l);
+	EXPECT_EQ(l->ifindex, port2) << "a frame on a learning port moved a MAC of a port "
+					"that does not learn";
+	EXPECT_EQ(l->seen_ns, 0u);
+
+	// An XDP sighting (seen_ns set) on that port, or the port learning
+	// again: a frame elsewhere moves it, as the bridge would.
+	bridge_entry.seen_ns = boot_ns() - 2000000000ull;
+	dp().xfdb_update(kGuestAMac, bridge_entry);
+	shoot(Prog::XdpPort, spoof.build());
+	l = dp().xfdb_lookup(kGuestAMac);
+	ASSERT_TRUE(l);
+	EXPECT_EQ(l->ifindex, static_cast<__u32>(topo().bridge_port_ifindex));
+}
+
 TEST_F(XdpTest, FramesNotForTheHostTeachNothing)
 {
 	// Another guest's unicast, a broadcast: the bridge's business.
