@@ -1323,6 +1323,14 @@ void Daemon::collect_garbage()
 			      nd_fd_.get(),
 			      skel_.map_fd(KVX_MAP_BRPORT)};
 	auto r = gc_sweep(ct_fd_.get(), bind_fd_.get(), cfg.timeouts, boottime_ns(), quota);
+	// A guest near its quota: its closed flows give way in both tables
+	// (the datapath's reclaim sees only the family it inserts into).
+	step("gc closed flows", [&] {
+		auto rr = quota_relief(ct_fd_.get(), quota, cfg.flow_quota, boottime_ns());
+		if (rr.deleted)
+			log_verbose("gc: " + std::to_string(rr.deleted) + " closed flow(s) of " +
+				    std::to_string(rr.guests) + " guest(s) near their quota released");
+	});
 	// Port overlapping's claims go with their flows, tenants with their
 	// claims, before the port counters are recounted.
 	step("gc shared ports", [&] {

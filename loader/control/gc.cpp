@@ -63,65 +63,95 @@ std::map<std::array<uint8_t, 6>, uint32_t> brport_map(const QuotaMaps &q)
 	return out;
 }
 
-std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
-{
-	std::vector<SlotCount> out;
-	if (q.bind6_fd < 0 || (!bindings && q.ct6_fd < 0))
-		return out;
-	const auto binds = dump_hash<kvx_bind6_key, kvx_bind6_val>(q.bind6_fd);
-	std::unordered_map<Ext6, const kvx_bind6_val *, Ext6Hash> in_half;
-	for (const auto &[k, v] : binds)
-		if (k.dir == KVX_BIND_IN)
-			in_half.emplace(Family6::bind_key(k), &v);
-	std::map<Ipv6Addr, std::array<uint8_t, 6>> nd_owner;
-	const std::map<std::array<uint8_t, 6>, uint32_t> port = brport_map(q);
-	if (q.nd_fd >= 0 && !bindings)
-		for (const auto &[k, v] : dump_hash<kvx_nd_key, kvx_nd_val>(q.nd_fd)) {
-			static const uint8_t zero[6] = {};
-			if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST ||
-			    std::memcmp(v.mac, zero, 6) == 0)
-				continue;
-			std::array<uint8_t, 6> m;
-			std::memcpy(m.data(), v.mac, 6);
-			nd_owner.emplace(Family6::to_addr(k.addr), m);
-		}
+// The quota slot of an IPv6 guest endpoint, the datapath's rule (ct6.h
+// ct6_slot): the MAC its IN half delivers to, else its address's; relay's
+// by its owner's bridge port.  From one dump of kvx_bind6 (and kvx_nd).
+class Ipv6Slots {
+public:
+	Ipv6Slots(const QuotaMaps &q, bool nd)
+		: seed_(q.seed)
+		, binds_(dump_hash<kvx_bind6_key, kvx_bind6_val>(q.bind6_fd))
+		, port_(brport_map(q))
+	{
+		for (const auto &[k, v] : binds_)
+			if (k.dir == KVX_BIND_IN)
+				in_half_.emplace(Family6::bind_key(k), &v);
+		if (q.nd_fd >= 0 && nd)
+			for (const auto &[k, v] : dump_hash<kvx_nd_key, kvx_nd_val>(q.nd_fd)) {
+				if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST ||
+				    std::memcmp(v.mac, kZero, 6) == 0)
+					continue;
+				std::array<uint8_t, 6> m;
+				std::memcpy(m.data(), v.mac, 6);
+				nd_owner_.emplace(Family6::to_addr(k.addr), m);
+			}
+	}
+
+	const std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> &bindings() const
+	{
+		return binds_;
+	}
+
 	// The slot of guest endpoint (addr, port) bound at ext (IN half key).
-	auto slot = [&](const Ext6 &ext, const __be32(&addr)[4], uint16_t port_be) {
-		auto it = in_half.find(ext);
-		if (it != in_half.end() && std::memcmp(it->second->addr, addr, 16) == 0 &&
+	uint32_t of(const Ext6 &ext, const __be32 (&addr)[4], uint16_t port_be) const
+	{
+		auto it = in_half_.find(ext);
+		if (it != in_half_.end() && std::memcmp(it->second->addr, addr, 16) == 0 &&
 		    it->second->bind.port == port_be) {
 			const uint8_t *mac = it->second->bind.guest_mac;
-			static const uint8_t zero[6] = {};
-			if (std::memcmp(mac, zero, 6) != 0)
-				return kvx_guest_slot6(mac, addr, q.seed);
-			return kvx_guest_slot6(nullptr, addr, q.seed);
+			if (std::memcmp(mac, kZero, 6) != 0)
+				return kvx_guest_slot6(mac, addr, seed_);
+			return kvx_guest_slot6(nullptr, addr, seed_);
 		}
 		// A 1:1 address: its one IN half, any port.
 		Ipv6Addr ea;
 		std::memcpy(ea.data(), &ext.hi, 8);
 		std::memcpy(ea.data() + 8, &ext.lo, 8);
-		it = in_half.find(Family6::ext(KVX_PROTO_ANY, ea, 0, KVX_BIND_IN));
-		if (it != in_half.end() && (it->second->bind.flags & KVX_BIND_F_ONE_TO_ONE) &&
+		it = in_half_.find(Family6::ext(KVX_PROTO_ANY, ea, 0, KVX_BIND_IN));
+		if (it != in_half_.end() && (it->second->bind.flags & KVX_BIND_F_ONE_TO_ONE) &&
 		    std::memcmp(it->second->addr, addr, 16) == 0) {
 			const uint8_t *mac = it->second->bind.guest_mac;
-			static const uint8_t zero[6] = {};
-			if (std::memcmp(mac, zero, 6) != 0)
-				return kvx_guest_slot6(mac, addr, q.seed);
+			if (std::memcmp(mac, kZero, 6) != 0)
+				return kvx_guest_slot6(mac, addr, seed_);
 		}
 		// Relay: the owner of the address in kvx_nd, by its bridge
 		// port (ct6.h ct6_nd_slot).
-		if (auto o = nd_owner.find(Family6::to_addr(addr)); o != nd_owner.end()) {
-			if (auto p = port.find(o->second); p != port.end())
-				return kvx_port_slot(p->second, q.seed);
-			return kvx_guest_slot6(o->second.data(), addr, q.seed);
+		if (auto o = nd_owner_.find(Family6::to_addr(addr)); o != nd_owner_.end()) {
+			if (auto p = port_.find(o->second); p != port_.end())
+				return kvx_port_slot(p->second, seed_);
+			return kvx_guest_slot6(o->second.data(), addr, seed_);
 		}
-		return kvx_guest_slot6(nullptr, addr, q.seed);
-	};
+		return kvx_guest_slot6(nullptr, addr, seed_);
+	}
+
+	// A flow's slot.
+	uint32_t of(const kvx_ct6_key &k, const kvx_ct6_val &v) const
+	{
+		return of(Family6::ext(k.proto, Family6::to_addr(v.ext_addr), v.ct.ext_port,
+				       KVX_BIND_IN),
+			  k.int_addr, k.int_port);
+	}
+
+private:
+	static constexpr uint8_t kZero[6] = {};
+	uint32_t seed_;
+	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> binds_;
+	std::map<std::array<uint8_t, 6>, uint32_t> port_;
+	std::unordered_map<Ext6, const kvx_bind6_val *, Ext6Hash> in_half_;
+	std::map<Ipv6Addr, std::array<uint8_t, 6>> nd_owner_;
+};
+
+std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
+{
+	std::vector<SlotCount> out;
+	if (q.bind6_fd < 0 || (!bindings && q.ct6_fd < 0))
+		return out;
+	const Ipv6Slots slots(q, !bindings);
 	if (bindings) {
 		// A dynamic OUT half names the MAC it counts for (ct6.h
 		// bind6_out_insert): no IN half needed.
 		static const uint8_t zero[6] = {};
-		for (const auto &[k, v] : binds)
+		for (const auto &[k, v] : slots.bindings())
 			if (k.dir == KVX_BIND_OUT && !bind_is_static(v.bind))
 				out.push_back(
 					{kvx_guest_slot6(std::memcmp(v.bind.guest_mac, zero, 6) ?
@@ -132,10 +162,7 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 		return out;
 	}
 	for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd))
-		out.push_back({slot(Family6::ext(k.proto, Family6::to_addr(v.ext_addr),
-						 v.ct.ext_port, KVX_BIND_IN),
-				    k.int_addr, k.int_port),
-			       (v.ct.flags & KVX_CT_F_INBOUND) != 0});
+		out.push_back({slots.of(k, v), (v.ct.flags & KVX_CT_F_INBOUND) != 0});
 	return out;
 }
 
@@ -342,6 +369,106 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 	for (const auto &[k, v] : flows)
 		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
 	return counters_correct(gf, before, after, gflows_counted(q, guests, flows6, gf.slots()));
+}
+
+namespace {
+
+// A flow quota_relief may delete: the datapath's closed-flow rule (ct.h
+// ct_closed_evictable): TCP, TIME_WAIT or CLOSE, quiet for
+// KVX_TW_RECYCLE_NS (the last ACK and a retransmitted FIN are through).
+bool closed_quiet(uint8_t proto, const kvx_ct_val &v, uint64_t now_ns)
+{
+	return proto == IPPROTO_TCP && (v.state == KVX_CT_TIME_WAIT || v.state == KVX_CT_CLOSE) &&
+	       v.last_seen_ns + KVX_TW_RECYCLE_NS <= now_ns;
+}
+
+// One candidate: its table, its key (either family's), its counter.
+struct Closed {
+	uint64_t last_seen_ns;
+	bool v6;
+	kvx_ct_key k4;
+	kvx_ct6_key k6;
+	size_t counter; // slot * 2 + inbound
+};
+
+} // namespace
+
+ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_t now_ns)
+{
+	ReliefResult r;
+	if (!quota || q.gflows_fd < 0)
+		return r;
+	CounterArray gf = gflows_array(q.gflows_fd);
+	const int64_t target = int64_t{quota} - quota / kReliefShare;
+	// How many each counter (slot, direction) is over the target: only
+	// guests near their quota pay for the dumps below.
+	std::unordered_map<size_t, int64_t> over;
+	const std::vector<uint32_t> counts = gf.read();
+	for (size_t j = 0; j < counts.size(); j++)
+		if (int64_t c = static_cast<int32_t>(counts[j]); c > target)
+			over.emplace(j, c - target);
+	if (over.empty())
+		return r;
+	std::vector<Closed> cand;
+	const std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
+	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd)) {
+		if (!closed_quiet(k.proto, v, now_ns))
+			continue;
+		auto it = slot_of.find(k.int_addr);
+		const uint32_t slot = it != slot_of.end() ? it->second :
+							    guest_slot(nullptr, k.int_addr, q.seed);
+		const size_t j = size_t{slot} * 2 + ((v.flags & KVX_CT_F_INBOUND) ? 1 : 0);
+		if (over.count(j))
+			cand.push_back({v.last_seen_ns, false, k, {}, j});
+	}
+	if (q.ct6_fd >= 0 && q.bind6_fd >= 0) {
+		const Ipv6Slots slots(q, true);
+		for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd)) {
+			if (!closed_quiet(k.proto, v.ct, now_ns))
+				continue;
+			const size_t j = size_t{slots.of(k, v)} * 2 +
+					 ((v.ct.flags & KVX_CT_F_INBOUND) ? 1 : 0);
+			if (over.count(j))
+				cand.push_back({v.ct.last_seen_ns, true, {}, k, j});
+		}
+	}
+	// The longest closed first, from both families alike.
+	std::sort(cand.begin(), cand.end(),
+		  [](const Closed &a, const Closed &b) { return a.last_seen_ns < b.last_seen_ns; });
+	std::set<size_t> relieved;
+	for (const Closed &c : cand) {
+		int64_t &left = over[c.counter];
+		if (left <= 0)
+			continue;
+		// Read again: a SYN may have reopened it since the dump (the
+		// kernel has no compare-and-delete: the window left is the
+		// microseconds between these two calls).
+		bool gone;
+		if (c.v6) {
+			kvx_ct6_val v{};
+			if (bpf_map_lookup_elem(q.ct6_fd, &c.k6, &v) != 0 ||
+			    !closed_quiet(c.k6.proto, v.ct, now_ns))
+				continue;
+			gone = bpf_map_delete_elem(q.ct6_fd, &c.k6) == 0;
+		} else {
+			kvx_ct_val v{};
+			if (bpf_map_lookup_elem(ct_fd, &c.k4, &v) != 0 ||
+			    !closed_quiet(c.k4.proto, v, now_ns))
+				continue;
+			gone = bpf_map_delete_elem(ct_fd, &c.k4) == 0;
+		}
+		if (!gone)
+			continue;
+		// The datapath's own -1 for a flow it deletes (ct.h gflows_add).
+		int64_t d[2] = {0, 0};
+		d[c.counter & 1] = -1;
+		gf.add(static_cast<uint32_t>(c.counter / 2), d);
+		left--;
+		r.deleted++;
+		relieved.insert(c.counter / 2);
+	}
+	r.guests = relieved.size();
+	return r;
 }
 
 namespace {

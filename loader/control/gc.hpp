@@ -54,6 +54,22 @@ int64_t counter_correction(uint32_t counted, uint32_t before, uint32_t after);
 // Returns the number of slots corrected.
 size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 
+// Closed flows give way across families.  The datapath's reclaim evicts a
+// guest's closed TCP flows (TIME_WAIT, CLOSE; quiet for KVX_TW_RECYCLE_NS)
+// when the guest is at its quota, but only from the table of the family
+// it is inserting into (one walk per insert: 6.1's verifier allows no
+// second): a dual-stack guest whose quota is full of one family's closed
+// flows would get no flow of the other until they expire (4 minutes).
+// Every counter (guest slot, direction) over quota - quota / kReliefShare
+// loses its longest-closed such flows of either table (q.ct6_fd) down to
+// that, with the datapath's -1 on the counter.  Run after the sweeps.
+constexpr uint32_t kReliefShare = 8;
+struct ReliefResult {
+	size_t deleted = 0; // flows
+	size_t guests = 0;  // guest slots relieved
+};
+ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_t now_ns);
+
 // Corrects every kvx_gports counter towards the number of dynamic bindings
 // (OUT halves that are not static) per guest in bind_fd, slotted as
 // kvx_gflows (q.gflows_fd unused), as gflows_recount.  Returns the number

@@ -656,6 +656,102 @@ TEST_F(GcQuotaMaps, Ipv6FlowsAndBindingsCountInTheOwnersSlot)
 	EXPECT_EQ(counts(g4).out, 1u);
 }
 
+// A dual-stack guest whose quota is full of one family's closed flows: the
+// datapath's reclaim makes room only in the table it inserts into, so the
+// GC's relief takes the guest's longest-closed TCP flows of both tables
+// (TIME_WAIT, CLOSE, quiet for 2 s) down to 7/8 of the quota, with the
+// counter.  Never a live flow, one that just closed, another direction's
+// or another guest's under its own quota.
+TEST_F(GcQuotaMaps, ClosedFlowsGiveWayAcrossFamilies)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t quota = 16; // relief down to 14
+	const uint32_t g4 = 0xc0a87a0a, other = 0xc0a87a0b;
+	own(g4, 0x01);
+	own(other, 0x02);
+	for (uint16_t p = 0; p < 10; p++)
+		add_flow(g4, uint16_t(5000 + p), KVX_CT_ESTABLISHED, now - 500 * kSec);
+	for (uint16_t p = 0; p < 4; p++) // TIME_WAIT, quiet 10..13 s
+		add_flow(g4, uint16_t(5100 + p), KVX_CT_TIME_WAIT, now - (10 + p) * kSec);
+	add_flow(g4, 5200, KVX_CT_TIME_WAIT, now - kSec); // just closed
+	add_flow(g4, 5300, KVX_CT_CLOSE, now - 100 * kSec, KVX_CT_F_INBOUND);
+	for (uint16_t p = 0; p < 5; p++)
+		add_flow(other, uint16_t(6000 + p), KVX_CT_TIME_WAIT, now - 100 * kSec);
+
+	Fd ct6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct6", sizeof(kvx_ct6_key), sizeof(kvx_ct6_val),
+			      64, nullptr));
+	Fd bind6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
+				sizeof(kvx_bind6_val), 64, nullptr));
+	ASSERT_GE(ct6.get(), 0) << std::strerror(errno);
+	ASSERT_GE(bind6.get(), 0) << std::strerror(errno);
+	const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01}; // g4's owner
+	const __be32 guest[4] = {htonl(0xfd420000), 0, 0, htonl(0xa)};
+	const __be32 uplink[4] = {htonl(0x20010db8), htonl(0x770000), 0, htonl(2)};
+	// Three closed IPv6 flows of g4's MAC (closed 100-102 s ago), each
+	// with its IN half naming the MAC, so they count in g4's slot.
+	for (uint16_t i = 0; i < 3; i++) {
+		kvx_bind6_key ik{};
+		kvx_bind6_val iv{};
+		ik.dir = KVX_BIND_IN;
+		ik.proto = IPPROTO_TCP;
+		ik.port = htons(uint16_t(62000 + i));
+		std::memcpy(ik.addr, uplink, 16);
+		std::memcpy(iv.addr, guest, 16);
+		iv.bind.port = htons(uint16_t(7000 + i));
+		std::memcpy(iv.bind.guest_mac, mac, 6);
+		ASSERT_EQ(bpf_map_update_elem(bind6.get(), &ik, &iv, BPF_NOEXIST), 0);
+		kvx_ct6_key k{};
+		k.proto = IPPROTO_TCP;
+		std::memcpy(k.int_addr, guest, 16);
+		k.int_port = htons(uint16_t(7000 + i));
+		k.rem_addr[0] = htonl(0x20010db8);
+		k.rem_addr[3] = htonl(0x10);
+		k.rem_port = htons(443);
+		kvx_ct6_val v{};
+		v.ct.state = KVX_CT_CLOSE;
+		v.ct.last_seen_ns = now - (100 + i) * kSec;
+		v.ct.ext_port = ik.port;
+		std::memcpy(v.ext_addr, uplink, 16);
+		ASSERT_EQ(bpf_map_update_elem(ct6.get(), &k, &v, BPF_NOEXIST), 0);
+	}
+	QuotaMaps both = q();
+	both.ct6_fd = ct6.get();
+	both.bind6_fd = bind6.get();
+	gflows_recount(ct_.get(), both);
+	ASSERT_EQ(counts(g4).out, 18u) << "10 live, 5 TIME_WAIT, 3 IPv6 closed";
+	ASSERT_EQ(counts(g4).in, 1u);
+	ASSERT_EQ(counts(other).out, 5u);
+
+	const ReliefResult r = quota_relief(ct_.get(), both, quota, now);
+	EXPECT_EQ(r.deleted, 4u);
+	EXPECT_EQ(r.guests, 1u);
+	EXPECT_EQ(counts(g4).out, 14u) << "down to quota - quota/8, the counter with the flows";
+	EXPECT_EQ(counts(g4).in, 1u) << "the inbound count is under its quota";
+	EXPECT_EQ(counts(other).out, 5u);
+	size_t v6_left = 0;
+	for (const auto &kv : dump_hash<kvx_ct6_key, kvx_ct6_val>(ct6.get()))
+		v6_left += kv.second.ct.state == KVX_CT_CLOSE;
+	EXPECT_EQ(v6_left, 0u) << "the IPv6 flows closed longest went first";
+	size_t live = 0, tw = 0, fresh = 0, others = 0;
+	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_.get())) {
+		if (k.int_addr == htonl(other))
+			others++;
+		else if (v.state == KVX_CT_ESTABLISHED)
+			live++;
+		else if (ntohs(k.int_port) == 5200)
+			fresh++;
+		else if (v.state == KVX_CT_TIME_WAIT)
+			tw++;
+	}
+	EXPECT_EQ(live, 10u);
+	EXPECT_EQ(fresh, 1u) << "closed 1 s ago: its last ACK may still come";
+	EXPECT_EQ(tw, 3u) << "the oldest TIME_WAIT went (13 s)";
+	EXPECT_EQ(others, 5u);
+	// Nothing over 7/8 any more: nothing to do, no dump.
+	EXPECT_EQ(quota_relief(ct_.get(), both, quota, now).deleted, 0u);
+	EXPECT_EQ(quota_relief(ct_.get(), both, 0, now).deleted, 0u) << "quota off";
+}
+
 TEST(GcQuota, DefaultGuestPortsIsSevenEighthsOfThePool)
 {
 	EXPECT_EQ(default_guest_ports(31744 + 4536), 31745u);
