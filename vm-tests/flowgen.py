@@ -139,7 +139,8 @@ def churn(args):
         payload = payload[: args.bytes]
         t0 = time.monotonic()
         try:
-            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 10)
+            reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                    args.timeout)
             writer.write(payload)
             await writer.drain()
             writer.write_eof()
@@ -206,6 +207,7 @@ def main():
     c.add_argument("--parallel", type=int, default=16)
     c.add_argument("--rate", type=float, default=0)
     c.add_argument("--bytes", type=int, default=256)
+    c.add_argument("--timeout", type=float, default=10, help="connect timeout, seconds")
     args = ap.parse_args()
     {"burst": burst, "stream": stream, "serve": serve, "churn": churn}[args.cmd](args)
 

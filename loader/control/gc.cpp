@@ -396,50 +396,63 @@ struct Closed {
 ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_t now_ns)
 {
 	ReliefResult r;
-	if (!quota || q.gflows_fd < 0)
+	if (q.gflows_fd < 0)
 		return r;
 	CounterArray gf = gflows_array(q.gflows_fd);
-	const int64_t target = int64_t{quota} - quota / kReliefShare;
-	// How many each counter (slot, direction) is over the target: only
-	// guests near their quota pay for the dumps below.
-	std::unordered_map<size_t, int64_t> over;
+	// The counters (slot, direction) near their quota: only they, or a
+	// table near full, pay for the dumps below.
+	std::unordered_set<size_t> near;
+	uint64_t total = 0;
 	const std::vector<uint32_t> counts = gf.read();
-	for (size_t j = 0; j < counts.size(); j++)
-		if (int64_t c = static_cast<int32_t>(counts[j]); c > target)
-			over.emplace(j, c - target);
-	if (over.empty())
+	for (size_t j = 0; j < counts.size(); j++) {
+		const int64_t c = static_cast<int32_t>(counts[j]);
+		total += c > 0 ? static_cast<uint64_t>(c) : 0;
+		if (quota && c > int64_t{quota} - quota / kReliefShare)
+			near.insert(j);
+	}
+	const uint32_t ct_max = map_info(ct_fd, KVX_MAP_CT).max_entries;
+	const bool has6 = q.ct6_fd >= 0 && q.bind6_fd >= 0;
+	const uint32_t ct6_max = has6 ? map_info(q.ct6_fd, KVX_MAP_CT6).max_entries : 0;
+	auto full = [](size_t n, uint32_t max) { return n > max - max / kReliefShare; };
+	// Every flow is counted (both families): the sum bounds either table.
+	if (near.empty() && !full(total, ct_max) && !(has6 && full(total, ct6_max)))
 		return r;
 	std::vector<Closed> cand;
+	const auto flows = dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd);
+	const bool all4 = full(flows.size(), ct_max);
 	const std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
-	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_fd)) {
+	for (const auto &[k, v] : flows) {
 		if (!closed_quiet(k.proto, v, now_ns))
 			continue;
 		auto it = slot_of.find(k.int_addr);
 		const uint32_t slot = it != slot_of.end() ? it->second :
 							    guest_slot(nullptr, k.int_addr, q.seed);
 		const size_t j = size_t{slot} * 2 + ((v.flags & KVX_CT_F_INBOUND) ? 1 : 0);
-		if (over.count(j))
+		if (all4 || near.count(j))
 			cand.push_back({v.last_seen_ns, false, k, {}, j});
 	}
-	if (q.ct6_fd >= 0 && q.bind6_fd >= 0) {
+	if (has6) {
+		const auto flows6 = dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd);
+		const bool all6 = full(flows6.size(), ct6_max);
 		const Ipv6Slots slots(q, true);
-		for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd)) {
+		for (const auto &[k, v] : flows6) {
 			if (!closed_quiet(k.proto, v.ct, now_ns))
 				continue;
 			const size_t j = size_t{slots.of(k, v)} * 2 +
 					 ((v.ct.flags & KVX_CT_F_INBOUND) ? 1 : 0);
-			if (over.count(j))
+			if (all6 || near.count(j))
 				cand.push_back({v.ct.last_seen_ns, true, {}, k, j});
 		}
 	}
-	// The longest closed first, from both families alike.
-	std::sort(cand.begin(), cand.end(),
-		  [](const Closed &a, const Closed &b) { return a.last_seen_ns < b.last_seen_ns; });
+	// The longest closed first, from both families alike, up to the
+	// tick's budget.
+	std::sort(cand.begin(), cand.end(), [](const Closed &a, const Closed &b) {
+		return a.last_seen_ns < b.last_seen_ns;
+	});
+	if (cand.size() > kReliefMax)
+		cand.resize(kReliefMax);
 	std::set<size_t> relieved;
 	for (const Closed &c : cand) {
-		int64_t &left = over[c.counter];
-		if (left <= 0)
-			continue;
 		// Read again: a SYN may have reopened it since the dump (the
 		// kernel has no compare-and-delete: the window left is the
 		// microseconds between these two calls).
@@ -463,7 +476,6 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 		int64_t d[2] = {0, 0};
 		d[c.counter & 1] = -1;
 		gf.add(static_cast<uint32_t>(c.counter / 2), d);
-		left--;
 		r.deleted++;
 		relieved.insert(c.counter / 2);
 	}

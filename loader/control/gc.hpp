@@ -54,16 +54,21 @@ int64_t counter_correction(uint32_t counted, uint32_t before, uint32_t after);
 // Returns the number of slots corrected.
 size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 
-// Closed flows give way across families.  The datapath's reclaim evicts a
-// guest's closed TCP flows (TIME_WAIT, CLOSE; quiet for KVX_TW_RECYCLE_NS)
-// when the guest is at its quota, but only from the table of the family
-// it is inserting into (one walk per insert: 6.1's verifier allows no
-// second): a dual-stack guest whose quota is full of one family's closed
-// flows would get no flow of the other until they expire (4 minutes).
-// Every counter (guest slot, direction) over quota - quota / kReliefShare
-// loses its longest-closed such flows of either table (q.ct6_fd) down to
-// that, with the datapath's -1 on the counter.  Run after the sweeps.
+// Closed flows give way ahead of need, in both families.  The datapath
+// evicts a guest's closed TCP flows (TIME_WAIT, CLOSE; quiet for
+// KVX_TW_RECYCLE_NS) when the guest is at its quota, or any guest's when
+// the table is full, one per new flow and only from the table of the
+// family it is inserting into (one walk per insert: 6.1's verifier allows
+// no second).  A dual-stack guest whose quota is full of one family's
+// closed flows would get no flow of the other until they expire
+// (4 minutes), and a guest churning at its quota pays a walk for every
+// new connection.  At each GC tick, a guest slot's counter (per direction)
+// over quota - quota / kReliefShare loses all its quiet closed flows of
+// both tables, and a table fuller than that share of its size all of its
+// own, the longest closed first, at most kReliefMax, each with the
+// datapath's -1 on its counter.  Run after the sweeps.
 constexpr uint32_t kReliefShare = 8;
+constexpr size_t kReliefMax = 32768;
 struct ReliefResult {
 	size_t deleted = 0; // flows
 	size_t guests = 0;  // guest slots relieved

@@ -658,14 +658,14 @@ TEST_F(GcQuotaMaps, Ipv6FlowsAndBindingsCountInTheOwnersSlot)
 
 // A dual-stack guest whose quota is full of one family's closed flows: the
 // datapath's reclaim makes room only in the table it inserts into, so the
-// GC's relief takes the guest's longest-closed TCP flows of both tables
-// (TIME_WAIT, CLOSE, quiet for 2 s) down to 7/8 of the quota, with the
-// counter.  Never a live flow, one that just closed, another direction's
-// or another guest's under its own quota.
+// GC's relief takes all the guest's quiet closed TCP flows of both tables
+// (TIME_WAIT, CLOSE, quiet for 2 s) once it is over 7/8 of its quota, with
+// the counter.  Never a live flow, one that just closed, another
+// direction's or another guest's under its own quota.
 TEST_F(GcQuotaMaps, ClosedFlowsGiveWayAcrossFamilies)
 {
 	const uint64_t now = 100000 * kSec;
-	const uint32_t quota = 16; // relief down to 14
+	const uint32_t quota = 16; // relief over 14
 	const uint32_t g4 = 0xc0a87a0a, other = 0xc0a87a0b;
 	own(g4, 0x01);
 	own(other, 0x02);
@@ -723,15 +723,15 @@ TEST_F(GcQuotaMaps, ClosedFlowsGiveWayAcrossFamilies)
 	ASSERT_EQ(counts(other).out, 5u);
 
 	const ReliefResult r = quota_relief(ct_.get(), both, quota, now);
-	EXPECT_EQ(r.deleted, 4u);
+	EXPECT_EQ(r.deleted, 7u);
 	EXPECT_EQ(r.guests, 1u);
-	EXPECT_EQ(counts(g4).out, 14u) << "down to quota - quota/8, the counter with the flows";
+	EXPECT_EQ(counts(g4).out, 11u) << "the counter with the flows";
 	EXPECT_EQ(counts(g4).in, 1u) << "the inbound count is under its quota";
 	EXPECT_EQ(counts(other).out, 5u);
 	size_t v6_left = 0;
 	for (const auto &kv : dump_hash<kvx_ct6_key, kvx_ct6_val>(ct6.get()))
 		v6_left += kv.second.ct.state == KVX_CT_CLOSE;
-	EXPECT_EQ(v6_left, 0u) << "the IPv6 flows closed longest went first";
+	EXPECT_EQ(v6_left, 0u) << "the other family's closed flows went too";
 	size_t live = 0, tw = 0, fresh = 0, others = 0;
 	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_.get())) {
 		if (k.int_addr == htonl(other))
@@ -745,11 +745,33 @@ TEST_F(GcQuotaMaps, ClosedFlowsGiveWayAcrossFamilies)
 	}
 	EXPECT_EQ(live, 10u);
 	EXPECT_EQ(fresh, 1u) << "closed 1 s ago: its last ACK may still come";
-	EXPECT_EQ(tw, 3u) << "the oldest TIME_WAIT went (13 s)";
+	EXPECT_EQ(tw, 0u);
 	EXPECT_EQ(others, 5u);
-	// Nothing over 7/8 any more: nothing to do, no dump.
+	// Nothing over 7/8 any more: nothing to do.
 	EXPECT_EQ(quota_relief(ct_.get(), both, quota, now).deleted, 0u);
 	EXPECT_EQ(quota_relief(ct_.get(), both, 0, now).deleted, 0u) << "quota off";
+}
+
+// A table fuller than 7/8 (56 of the test's 64 entries): every guest's
+// quiet closed flows go, under its quota or not (the datapath's full-table
+// rule, ahead of need); live ones and one that just closed stay.
+TEST_F(GcQuotaMaps, AFullTableLosesEveryGuestsClosedFlows)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t g1 = 0xc0a87a0a, g2 = 0xc0a87a0b;
+	for (uint16_t p = 0; p < 40; p++)
+		add_flow(g1, uint16_t(5000 + p), KVX_CT_ESTABLISHED, now - 10 * kSec);
+	for (uint16_t p = 0; p < 15; p++)
+		add_flow(g2, uint16_t(6000 + p), KVX_CT_TIME_WAIT, now - 30 * kSec);
+	add_flow(g2, 6100, KVX_CT_TIME_WAIT, now - kSec);
+	gflows_recount(ct_.get(), q());
+	EXPECT_EQ(quota_relief(ct_.get(), q(), 0, now).deleted, 0u) << "56 of 64: not over 7/8";
+	add_flow(g2, 6101, KVX_CT_CLOSE, now - 30 * kSec);
+	gflows_recount(ct_.get(), q());
+	const ReliefResult r = quota_relief(ct_.get(), q(), 0, now);
+	EXPECT_EQ(r.deleted, 16u);
+	EXPECT_EQ(count(g2), 1u);
+	EXPECT_EQ(count(g1), 40u);
 }
 
 TEST(GcQuota, DefaultGuestPortsIsSevenEighthsOfThePool)
