@@ -111,6 +111,7 @@ assert_contains "the server's flood was sent" "orphans sent=20000" "$(cat "$KVX_
 kvx_wait_datapath 5 "the floods to be counted" "c['FRAG_PARK_FULL'] > $f0" || true
 full=$(($(kvx_counter FRAG_PARK_FULL) - f0))
 kvx_log "parked $(kvx_counter FRAG_PARKED) + $(kvx_counter FRAG_PARKED_HOST), full $full," \
+	"rate-limited $(kvx_counter FRAG_PARK_RATELIMITED)," \
 	"not parked $(kvx_counter DROP_FRAGMENT), re-injected $(kvx_counter FRAG_REINJECTED)"
 assert_ge "orphans beyond the park's limits counted FRAG_PARK_FULL" "$full" 1000
 out=$(frag "$NS_G1" client --bind "$G1_IP:41004" "$SRV_IP:6000" --size 3000 --wait 0.5)

@@ -56,6 +56,23 @@ bool frag_translate(std::vector<uint8_t> &ip, uint8_t dir, uint32_t addr_be)
 	return true;
 }
 
+std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
+						   const FragMacOf &next_hop,
+						   const FragMacOf &neighbour, FragMacCache &cache)
+{
+	if (s.dst_mac != std::array<uint8_t, 6>{})
+		return s.dst_mac;
+	const FragMacOf &of = s.dir == KVX_BIND_OUT ? next_hop : neighbour;
+	if (!of || s.ip.size() < kIpHdr)
+		return std::nullopt;
+	uint32_t daddr;
+	std::memcpy(&daddr, &s.ip[16], 4);
+	auto it = cache.find({s.dir, daddr});
+	if (it == cache.end())
+		it = cache.emplace(std::make_pair(s.dir, daddr), of(ifindex, daddr)).first;
+	return it->second;
+}
+
 void FragPark::count(uint32_t reason, size_t ip_len)
 {
 	kvx_stat &s = counts_[reason];
@@ -243,7 +260,7 @@ int64_t FragRelay::wait_ms() const
 	return w;
 }
 
-void FragRelay::service(bool readable, const NextHop &next_hop)
+void FragRelay::service(bool readable, const NextHop &next_hop, const NextHop &neighbour)
 {
 	const uint64_t now = boottime_ns();
 	size_t got = 0;
@@ -266,17 +283,11 @@ void FragRelay::service(bool readable, const NextHop &next_hop)
 		boottime_ns());
 	if (!sends.empty()) {
 		const kvx_cfg cfg = read_cfg(cfg_fd_);
+		FragMacCache cache;
 		for (const FragSend &s : sends) {
 			const int ifindex = static_cast<int>(
 				s.dir == KVX_BIND_OUT ? cfg.uplink_ifindex : cfg.bridge_ifindex);
-			std::optional<std::array<uint8_t, 6>> mac;
-			if (s.dst_mac != std::array<uint8_t, 6>{})
-				mac = s.dst_mac;
-			else if (s.dir == KVX_BIND_OUT && next_hop) {
-				uint32_t daddr;
-				std::memcpy(&daddr, &s.ip[16], 4);
-				mac = next_hop(ifindex, daddr);
-			}
+			const auto mac = frag_dst_mac(s, ifindex, next_hop, neighbour, cache);
 			int err = ENXIO; // no MAC to send to
 			if (mac)
 				err = packet_send(sock_.get(), ifindex, ETH_P_IP, *mac, s.ip.data(),

@@ -65,6 +65,24 @@ struct FragSend {
 	std::vector<uint8_t> ip;
 };
 
+// A MAC from the neighbour tables: of the next hop towards an address
+// (network order) on a device, or nullopt.
+using FragMacOf =
+	std::function<std::optional<std::array<uint8_t, 6>>(int ifindex, uint32_t addr_be)>;
+
+// Where a translated parked fragment goes on ifindex (the uplink for OUT,
+// the bridge for IN): its entry's MAC when the first fragment's path had
+// one; else OUT the uplink's next hop towards the destination
+// (uplink_next_hop: the first fragment left it to bpf_redirect_neigh),
+// IN the guest's own neighbour entry on the bridge (a mapping whose
+// guest's MAC was not learnt when the first fragment passed), never a
+// gateway.  Each lookup at most once per address in one `cache` (the
+// sends of one step: the route dump behind next_hop is not per fragment).
+using FragMacCache = std::map<std::pair<uint8_t, uint32_t>, std::optional<std::array<uint8_t, 6>>>;
+std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
+						   const FragMacOf &next_hop,
+						   const FragMacOf &neighbour, FragMacCache &cache);
+
 class FragPark {
 public:
 	using Lookup = std::function<std::optional<kvx_frag_val>(const kvx_frag_key &)>;
@@ -139,11 +157,9 @@ public:
 	FragRelay(const FragRelay &) = delete;
 	FragRelay &operator=(const FragRelay &) = delete;
 
-	// The uplink's next hop for a destination (network order) when the
-	// datagram's entry has no MAC (its first fragment left the neighbour
-	// to the kernel: bpf_redirect_neigh).
-	using NextHop =
-		std::function<std::optional<std::array<uint8_t, 6>>(int ifindex, uint32_t daddr_be)>;
+	// next_hop: the uplink's next hop for a destination; neighbour: a
+	// neighbour entry on the bridge (frag_dst_mac).
+	using NextHop = FragMacOf;
 
 	int fd() const;
 	// Also the ring's next read while records are coming in: the
@@ -152,7 +168,7 @@ public:
 	// read that found some.
 	int64_t wait_ms() const;
 	// readable: fd() was; then the park's step, the sends and the counts.
-	void service(bool readable, const NextHop &next_hop);
+	void service(bool readable, const NextHop &next_hop, const NextHop &neighbour = {});
 	const FragPark &park() const { return park_; }
 
 private:

@@ -417,6 +417,53 @@ TEST(FragPark, OnlyAFirstFragmentWithinTheReorderWindow)
 	}
 }
 
+TEST(FragDstMac, EntryMacElseNextHopOutElseGuestNeighbourIn)
+{
+	using Mac = std::array<uint8_t, 6>;
+	const Mac entry{0x50, 0x51, 0x52, 0x53, 0x54, 0x55};
+	const Mac hop{0x02, 0, 0, 0, 0, 0x01};
+	const Mac guest{0x52, 0x54, 0, 0, 0, 0x0a};
+	std::vector<std::pair<int, uint32_t>> hops, neighs;
+	const FragMacOf next_hop = [&](int ifindex, uint32_t a) -> std::optional<Mac> {
+		hops.emplace_back(ifindex, ntohl(a));
+		return hop;
+	};
+	const FragMacOf neighbour = [&](int ifindex, uint32_t a) -> std::optional<Mac> {
+		neighs.emplace_back(ifindex, ntohl(a));
+		if (ntohl(a) == kGuest)
+			return guest;
+		return std::nullopt;
+	};
+	FragMacCache cache;
+	FragSend out;
+	out.dir = KVX_BIND_OUT;
+	out.ip = later_fragment(kUplink, kRemote, 1);
+	out.dst_mac = entry;
+	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), entry) << "the entry's";
+	EXPECT_TRUE(hops.empty() && neighs.empty());
+
+	out.dst_mac = {};
+	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), hop);
+	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), hop);
+	ASSERT_EQ(hops.size(), 1u) << "once per destination in one step";
+	EXPECT_EQ(hops[0], std::make_pair(3, kRemote));
+
+	// Inbound without the guest's MAC (a mapping's first fragment before
+	// the guest's MAC was learnt): the guest's neighbour entry on the
+	// bridge, never a gateway.
+	FragSend in;
+	in.dir = KVX_BIND_IN;
+	in.ip = later_fragment(kRemote, kGuest, 2);
+	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, neighbour, cache), guest);
+	ASSERT_EQ(neighs.size(), 1u);
+	EXPECT_EQ(neighs[0], std::make_pair(7, kGuest));
+	in.ip = later_fragment(kRemote, kGuest + 1, 3);
+	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, neighbour, cache), std::nullopt)
+		<< "no neighbour entry: not sent";
+	EXPECT_EQ(hops.size(), 1u) << "no next hop asked for inbound";
+	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, {}, cache), std::nullopt);
+}
+
 TEST(FragPark, RecordsThatAreNoLaterFragmentAreIgnored)
 {
 	FragPark park;
