@@ -11,7 +11,10 @@
 #  - server -> guest2 (the reply to guest2's flow): guest2 gets the whole
 #    datagram from the server, its bytes intact;
 #  - server -> the host's own socket: the host gets its datagram whole (the
-#    later fragments that may be the host's still reach the host);
+#    later fragments that may be the host's still reach the host), and the
+#    park gives their copies up once the first fragment went to the host;
+#  - server -> the host, in order (ping -s 8000): nothing is parked (the
+#    first fragment marks its datagram the host's);
 #  - a flood of orphans (later fragments never followed by a first) from
 #    guest1 and from the server: counted (FRAG_PARK_FULL), while guest2's
 #    pings and a well-ordered fragmented exchange go on, and a reordered
@@ -75,6 +78,18 @@ sent=$(grep "^sent to=$UP_IP:41002 " "$KVX_TMP/frag_srv.log" | tail -n1 | sed -n
 assert_ne "the server sent its reply" "" "$sent"
 assert_eq "the host got its datagram whole" "$sent" \
 	"$(sha_of "got from=$SRV_IP:6000 len=3000" <<<"$out")"
+kvx_wait_datapath 5 "the parked copies to be given up" "c['FRAG_PARK_HOST'] >= 2" || true
+assert_ge "the parked copies were given up, not sent (its first went to the host)" \
+	"$(kvx_counter FRAG_PARK_HOST)" 2
+
+kvx_step "server -> the host, fragmented in order: nothing parked"
+h0=$(kvx_counter FRAG_PARKED_HOST)
+q0=$(kvx_counter PASS_HOST)
+got=$(nsx "$NS_SRV" ping -n -q -c 5 -i 0.2 -W 2 -s 8000 "$UP_IP" 2>/dev/null |
+	sed -n 's/.* \([0-9]\+\) received.*/\1/p' || true)
+assert_eq "the host answered 8000-byte pings (6 fragments each)" 5 "${got:-0}"
+assert_eq "none of their later fragments was parked" 0 $(($(kvx_counter FRAG_PARKED_HOST) - h0))
+assert_ge "all their fragments went to the host" $(($(kvx_counter PASS_HOST) - q0)) 30
 
 kvx_step "a flood of orphan fragments both ways; other traffic goes on"
 f0=$(kvx_counter FRAG_PARK_FULL)
@@ -96,6 +111,7 @@ assert_contains "the server's flood was sent" "orphans sent=20000" "$(cat "$KVX_
 kvx_wait_datapath 5 "the floods to be counted" "c['FRAG_PARK_FULL'] > $f0" || true
 full=$(($(kvx_counter FRAG_PARK_FULL) - f0))
 kvx_log "parked $(kvx_counter FRAG_PARKED) + $(kvx_counter FRAG_PARKED_HOST), full $full," \
+	"rate-limited $(kvx_counter FRAG_PARK_RATELIMITED)," \
 	"not parked $(kvx_counter DROP_FRAGMENT), re-injected $(kvx_counter FRAG_REINJECTED)"
 assert_ge "orphans beyond the park's limits counted FRAG_PARK_FULL" "$full" 1000
 out=$(frag "$NS_G1" client --bind "$G1_IP:41004" "$SRV_IP:6000" --size 3000 --wait 0.5)

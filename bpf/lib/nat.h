@@ -496,7 +496,13 @@ static __always_inline void maybe_clamp_mss(kvx_ctx_t *ctx, const struct kvx_cfg
  * the same untranslated addresses (a call: its key and value stay off the
  * main path's stack).  OUT entries also keep the MACs of the route lookup
  * (fib: NULL when it left the neighbour to the kernel), with which the
- * daemon sends a parked fragment of the datagram out of the uplink. */
+ * daemon sends a parked fragment of the datagram out of the uplink.
+ * to NULL: an inbound first fragment no guest took (it went to the host,
+ * or was refused): a KVX_FRAG_HOST entry, so that its later fragments go
+ * to the host as it did, without the park (the host's own fragmented
+ * datagrams would otherwise be copied fragment by fragment).  It never
+ * replaces an entry (BPF_NOEXIST): a stray first fragment with a guest
+ * datagram's key must not take that datagram's later fragments away. */
 static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
 				     const struct nat_endpoint *to,
 				     const struct bpf_fib_lookup *fib, __u64 now)
@@ -511,6 +517,12 @@ static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
 	k.id = p->ip_id;
 	k.proto = p->proto;
 	k.dir = dir;
+	v.created_ns = now;
+	if (!to) {
+		v.addr = KVX_FRAG_HOST;
+		bpf_map_update_elem(&kvx_frag, &k, &v, BPF_NOEXIST);
+		return;
+	}
 	v.addr = to->addr;
 	if (dir == KVX_BIND_IN) {
 		__builtin_memcpy(v.guest_mac, to->guest_mac, ETH_ALEN);
@@ -519,7 +531,6 @@ static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
 		__builtin_memcpy(v.guest_mac, fib->dmac, ETH_ALEN);
 		__builtin_memcpy(v.gw_mac, fib->smac, ETH_ALEN);
 	}
-	v.created_ns = now;
 	bpf_map_update_elem(&kvx_frag, &k, &v, BPF_ANY);
 }
 
@@ -552,6 +563,69 @@ static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p,
 }
 
 /*
+ * Parking's budget per direction (abi.h KVX_FRAGQ_NS_PER_BYTE): one word
+ * each, the generic cell rate algorithm's theoretical arrival time, as the
+ * ICMP budgets (icmp.h icmp_rl_global): a record of n bytes is allowed
+ * while that time is at most the burst ahead of now and moves it n bytes'
+ * time on; a CPU that loses the cmpxchg parks nothing (errs on the side of
+ * the limit).  In .bss: zero (a full bucket) at load.  The time of the
+ * last wake-up the ring gave the daemon, also in .bss: written without
+ * atomics, a lost update costs one extra wake-up.
+ */
+__u64 kvx_fragq_tat[2];
+__u64 kvx_fragq_woke_ns;
+
+static __always_inline int frag_budget_take(__u32 dir, __u32 bytes, __u64 now)
+{
+	__u64 *tat = &kvx_fragq_tat[dir & 1];
+	__u64 old = *(volatile __u64 *)tat, next;
+
+	next = (old > now ? old : now) + bytes * KVX_FRAGQ_NS_PER_BYTE;
+	if (next - now > KVX_FRAGQ_BURST_BYTES * KVX_FRAGQ_NS_PER_BYTE)
+		return 0;
+	return __sync_val_compare_and_swap(tat, old, next) == old;
+}
+
+/* Wake the daemon for this record? (abi.h KVX_FRAGQ_WAKE_NS) */
+static __always_inline __u64 frag_wake_flags(__u64 now)
+{
+	if (now - *(volatile __u64 *)&kvx_fragq_woke_ns < KVX_FRAGQ_WAKE_NS &&
+	    bpf_ringbuf_query(&kvx_fragq, BPF_RB_AVAIL_DATA) < KVX_FRAGQ_BYTES / 4)
+		return BPF_RB_NO_WAKEUP;
+	*(volatile __u64 *)&kvx_fragq_woke_ns = now;
+	return BPF_RB_FORCE_WAKEUP;
+}
+
+/* One record of data size `data` (a constant: the ring's reservations
+ * are), n bytes of the packet at most that. */
+static __always_inline int __frag_copy_n(kvx_ctx_t *ctx, __u32 n, __u32 dir, const __u8 *mac,
+					 const __u32 data, __u64 now)
+{
+	struct kvx_fragq_rec *rec;
+
+	/* Two tests of one register: bounds the verifier can follow. */
+	asm volatile("" : "+r"(n));
+	if (n > data || n < 20)
+		return -1;
+	if (!frag_budget_take(dir, sizeof(rec->hdr) + data, now))
+		return -2;
+	rec = bpf_ringbuf_reserve(&kvx_fragq, sizeof(rec->hdr) + data, 0);
+	if (!rec)
+		return -1;
+	if (ctx_load_bytes(ctx, ETH_HLEN, rec->data, n)) {
+		bpf_ringbuf_discard(rec, BPF_RB_NO_WAKEUP);
+		return -1;
+	}
+	__builtin_memset(&rec->hdr, 0, sizeof(rec->hdr));
+	rec->hdr.len = n;
+	rec->hdr.dir = dir;
+	if (mac)
+		__builtin_memcpy(rec->hdr.mac, mac, ETH_ALEN);
+	bpf_ringbuf_submit(rec, frag_wake_flags(now));
+	return 0;
+}
+
+/*
  * A later fragment whose first fragment has not passed (yet; RFC 4787
  * REQ-14): the datapath cannot hold a packet back, so a copy goes to the
  * daemon's park (abi.h kvx_fragq), which sends it on translated once the
@@ -559,44 +633,48 @@ static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p,
  * fragment itself is dropped (untranslated it would leave with the guest's
  * private source); from the uplink it also goes to the host, whose own
  * datagram it may be (if not, the host's reassembly drops it: without the
- * first fragment, silently).  Not parked (the ring full, larger than a
- * record, an inbound TTL that expires here): DROP_FRAGMENT or PASS_HOST as
- * before.  A call: the reservation stays off the main paths' frames.
+ * first fragment, silently).  Not parked (the ring full, the direction's
+ * budget spent, larger than a record, an inbound TTL that expires here):
+ * DROP_FRAGMENT or PASS_HOST as before.  0: parked, -2: over the budget.
  */
-static __always_inline int __frag_copy(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 dir)
+static __always_inline int __frag_copy(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 dir,
+				       const __u8 *mac)
 {
 	__u32 n = p->ip_end - ETH_HLEN;
-	struct kvx_fragq_rec *rec;
+	/* Not the cached clock: the budget and the wake-ups are kept across
+	 * CPUs, and only fragments that are parked pay for the read. */
+	__u64 now = bpf_ktime_get_boot_ns();
 
 	if (dir == KVX_BIND_IN && p->ttl <= 1)
 		return -1;
-	if (n > KVX_FRAGQ_DATA)
-		return -1;
-	/* Two tests of one register: bounds the verifier can follow. */
-	asm volatile("" : "+r"(n));
-	if (n < 20)
-		return -1;
-	rec = bpf_ringbuf_reserve(&kvx_fragq, sizeof(*rec), 0);
-	if (!rec)
-		return -1;
-	if (ctx_load_bytes(ctx, ETH_HLEN, rec->data, n)) {
-		bpf_ringbuf_discard(rec, 0);
-		return -1;
-	}
-	*(__u64 *)&rec->hdr = 0;
-	rec->hdr.len = n;
-	rec->hdr.dir = dir;
-	bpf_ringbuf_submit(rec, 0);
-	return 0;
+	if (n <= KVX_FRAGQ_DATA_S)
+		return __frag_copy_n(ctx, n, dir, mac, KVX_FRAGQ_DATA_S, now);
+	if (n <= KVX_FRAGQ_DATA_M)
+		return __frag_copy_n(ctx, n, dir, mac, KVX_FRAGQ_DATA_M, now);
+	return __frag_copy_n(ctx, n, dir, mac, KVX_FRAGQ_DATA, now);
 }
 
-static __noinline int frag_park(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 dir, __u32 len)
+/* mac: OUT, the guest's (its share of the park).  A call: the
+ * reservation stays off the main paths' frames. */
+static __noinline int frag_park(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 dir, __u32 len,
+				const __u8 *mac)
 {
-	int parked = __frag_copy(ctx, p, dir) == 0;
+	int r = __frag_copy(ctx, p, dir, mac);
 
+	if (r == -2) {
+		/* Beside the packet's own reason, without charging a guest
+		 * (stats_count would take the packet's guest mark). */
+		__u32 key = KVX_R_FRAG_PARK_RATELIMITED;
+		struct kvx_stat *st = bpf_map_lookup_elem(&kvx_stats, &key);
+
+		if (st) {
+			st->packets++;
+			st->bytes += len;
+		}
+	}
 	if (dir == KVX_BIND_OUT)
-		return verdict(parked ? KVX_R_FRAG_PARKED : KVX_R_DROP_FRAGMENT, len);
-	return verdict(parked ? KVX_R_FRAG_PARKED_HOST : KVX_R_PASS_HOST, len);
+		return verdict(r == 0 ? KVX_R_FRAG_PARKED : KVX_R_DROP_FRAGMENT, len);
+	return verdict(r == 0 ? KVX_R_FRAG_PARKED_HOST : KVX_R_PASS_HOST, len);
 }
 
 /* Is addr one kvmxdp translates inbound: the uplink's or a mapped one? */
@@ -882,7 +960,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 			struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_OUT, clock_now_ns());
 
 			if (!fv)
-				return frag_park(ctx, &p, KVX_BIND_OUT, len);
+				return frag_park(ctx, &p, KVX_BIND_OUT, len, macs);
 			rw.src = 1;
 			rw.saddr = fv->addr;
 			goto out;
@@ -1022,10 +1100,13 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (pkt_is_later_fragment(&p)) {
 		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_IN, now);
 
-		/* Not a guest's, or its first fragment is yet to come: the
-		 * host's, and parked. */
+		/* Its first fragment is yet to come: perhaps a guest's,
+		 * parked, and the host's too. */
 		if (!fv)
-			return frag_park(ctx, &p, KVX_BIND_IN, len);
+			return frag_park(ctx, &p, KVX_BIND_IN, len, NULL);
+		/* Its first fragment went to the host. */
+		if (fv->addr == KVX_FRAG_HOST)
+			return verdict(KVX_R_PASS_HOST, len);
 		guest.addr = fv->addr;
 		__builtin_memcpy(guest.guest_mac, fv->guest_mac, ETH_ALEN);
 		__builtin_memcpy(guest.gw_mac, fv->gw_mac, ETH_ALEN);
@@ -1035,24 +1116,30 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 		goto out;
 	}
 	if (!p.l4_ok)
-		return verdict(KVX_R_PASS_HOST, len);
+		goto host;
 	/* The host's own tunnel, even under a guest's flow made before the
 	 * tunnel was: the tunnel wins. */
 	if (!proto_has_ports(p.proto) && p.daddr == cfg->uplink_addr &&
 	    host_tunnel_peer(p.proto, p.saddr))
-		return verdict(KVX_R_PASS_HOST, len);
+		goto host;
 	if (p.proto == IPPROTO_ICMP && icmp_is_error(p.icmp_type))
 		return nat4_icmp_error_in(ctx, cfg, &p, len);
 	if (!icmp_translatable(&p))
-		return verdict(KVX_R_PASS_HOST, len);
+		goto host;
 
 	pkt_syn_options(ctx, &p);
 	r = ct_ingress(cfg, &p, now, &guest);
-	if (r != KVX_CONTINUE)
+	if (r != KVX_CONTINUE) {
+		/* No guest's: the later fragments go the way of the rest of
+		 * the host's traffic, not to the park (the test here: no call
+		 * for the unfragmented rest). */
+		if (p.frag & KVX_IP_MF)
+			frag_remember(&p, KVX_BIND_IN, NULL, NULL, now);
 		return verdict_uplink(ctx, cfg, r, len,
 				      r == KVX_R_DROP_TTL_IN ?
 					      KVX_ICMP_TCM(ICMP_TIME_EXCEEDED, ICMP_EXC_TTL, 0) :
 					      0);
+	}
 	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
 	frag_remember(&p, KVX_BIND_IN, &guest, NULL, now);
 	maybe_clamp_mss(ctx, cfg, &p);
@@ -1076,6 +1163,12 @@ out:
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_IN, len);
 	return deliver_to_guest(cfg, &guest);
+
+host:
+	/* The host's: so are its later fragments (frag_remember). */
+	if (p.frag & KVX_IP_MF)
+		frag_remember(&p, KVX_BIND_IN, NULL, NULL, now);
+	return verdict(KVX_R_PASS_HOST, len);
 }
 
 #endif /* KVX_NAT_H */

@@ -1572,6 +1572,9 @@ int Daemon::run()
 				frag_->service(n > 0 && (fds[5].revents & POLLIN),
 					       [&](int ifindex, uint32_t daddr) {
 						       return uplink_next_hop(nl, ifindex, daddr);
+					       },
+					       [&](int ifindex, uint32_t addr) {
+						       return neighbour_mac(nl, ifindex, ntohl(addr));
 					       });
 			});
 		if (fds.size() > kFixedFds) {

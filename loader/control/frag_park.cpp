@@ -56,6 +56,23 @@ bool frag_translate(std::vector<uint8_t> &ip, uint8_t dir, uint32_t addr_be)
 	return true;
 }
 
+std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
+						   const FragMacOf &next_hop,
+						   const FragMacOf &neighbour, FragMacCache &cache)
+{
+	if (s.dst_mac != std::array<uint8_t, 6>{})
+		return s.dst_mac;
+	const FragMacOf &of = s.dir == KVX_BIND_OUT ? next_hop : neighbour;
+	if (!of || s.ip.size() < kIpHdr)
+		return std::nullopt;
+	uint32_t daddr;
+	std::memcpy(&daddr, &s.ip[16], 4);
+	auto it = cache.find({s.dir, daddr});
+	if (it == cache.end())
+		it = cache.emplace(std::make_pair(s.dir, daddr), of(ifindex, daddr)).first;
+	return it->second;
+}
+
 void FragPark::count(uint32_t reason, size_t ip_len)
 {
 	kvx_stat &s = counts_[reason];
@@ -63,14 +80,22 @@ void FragPark::count(uint32_t reason, size_t ip_len)
 	s.bytes += ip_len + kEthHdr;
 }
 
-void FragPark::drop_front(uint32_t reason)
+void FragPark::forget(const Parked &p, uint32_t reason)
 {
-	Parked &p = q_.front();
-	count(reason, p.ip.size());
-	bytes_ -= p.ip.size();
-	if (--per_source_[p.key.saddr] == 0)
-		per_source_.erase(p.key.saddr);
-	q_.pop_front();
+	if (reason)
+		count(reason, p.ip.size());
+	Part &part = parts_[p.key.dir & 1];
+	part.frags--;
+	part.bytes -= p.ip.size();
+	auto sh = part.shares.find(p.share);
+	if (--sh->second == 0)
+		part.shares.erase(sh);
+}
+
+void FragPark::drop(std::deque<Parked>::iterator it, uint32_t reason)
+{
+	forget(*it, reason);
+	q_.erase(it);
 }
 
 void FragPark::take(const void *rec, size_t size, uint64_t now_ns)
@@ -98,28 +123,33 @@ void FragPark::take(const void *rec, size_t size, uint64_t now_ns)
 	std::memcpy(&p.key.id, &ip[4], 2);
 	p.key.proto = ip[9];
 	p.key.dir = h.dir;
+	if (h.dir == KVX_BIND_OUT)
+		for (uint8_t b : h.mac)
+			p.share = p.share << 8 | b;
+	else
+		p.share = p.key.saddr;
 	p.parked_ns = now_ns;
 	p.next_check_ns = now_ns; // at once: its first fragment may be in already
-	if (ip.size() > limits_.max_bytes || limits_.max_frags == 0) {
+	if (ip.size() > limits_.max_bytes || limits_.max_frags == 0 || limits_.per_share == 0) {
 		count(KVX_R_FRAG_PARK_FULL, ip.size());
 		return;
 	}
-	auto src = per_source_.find(p.key.saddr);
-	if (src != per_source_.end() && src->second >= limits_.per_source) {
-		auto oldest = std::find_if(q_.begin(), q_.end(), [&](const Parked &o) {
-			return o.key.saddr == p.key.saddr;
-		});
-		count(KVX_R_FRAG_PARK_FULL, oldest->ip.size());
-		bytes_ -= oldest->ip.size();
-		src->second--;
-		q_.erase(oldest);
-	}
-	while (!q_.empty() &&
-	       (q_.size() >= limits_.max_frags || bytes_ + ip.size() > limits_.max_bytes))
-		drop_front(KVX_R_FRAG_PARK_FULL);
+	Part &part = parts_[h.dir & 1];
+	auto same_dir = [&](const Parked &o) { return o.key.dir == h.dir; };
+	auto sh = part.shares.find(p.share);
+	if (sh != part.shares.end() && sh->second >= limits_.per_share)
+		drop(std::find_if(q_.begin(), q_.end(),
+				  [&](const Parked &o) {
+					  return same_dir(o) && o.share == p.share;
+				  }),
+		     KVX_R_FRAG_PARK_FULL);
+	while (part.frags > 0 &&
+	       (part.frags >= limits_.max_frags || part.bytes + ip.size() > limits_.max_bytes))
+		drop(std::find_if(q_.begin(), q_.end(), same_dir), KVX_R_FRAG_PARK_FULL);
 	p.ip = std::move(ip);
-	bytes_ += p.ip.size();
-	per_source_[p.key.saddr]++;
+	part.frags++;
+	part.bytes += p.ip.size();
+	part.shares[p.share]++;
 	q_.push_back(std::move(p));
 }
 
@@ -128,7 +158,7 @@ std::vector<FragSend> FragPark::step(const Lookup &lookup, uint64_t now_ns)
 	std::vector<FragSend> out;
 	// Expired: the oldest, at the front (one lifetime for all).
 	while (!q_.empty() && q_.front().parked_ns + limits_.lifetime_ns <= now_ns)
-		drop_front(KVX_R_FRAG_PARK_EXPIRED);
+		drop(q_.begin(), KVX_R_FRAG_PARK_EXPIRED);
 
 	std::map<kvx_frag_key, std::optional<kvx_frag_val>, decltype(&key_less)> seen(&key_less);
 	std::deque<Parked> keep;
@@ -153,14 +183,26 @@ std::vector<FragSend> FragPark::step(const Lookup &lookup, uint64_t now_ns)
 			keep.push_back(std::move(p));
 			continue;
 		}
-		bytes_ -= p.ip.size();
-		if (--per_source_[p.key.saddr] == 0)
-			per_source_.erase(p.key.saddr);
+		const kvx_frag_val &v = *it->second;
+		// The host had its first fragment, and this one (the
+		// datapath hands it every inbound fragment it parks).
+		if (p.key.dir == KVX_BIND_IN && v.addr == KVX_FRAG_HOST) {
+			forget(p, KVX_R_FRAG_PARK_HOST);
+			continue;
+		}
+		// parked_ns is when the daemon read the record, a moment
+		// after the datapath parked it: well inside the window.
+		if (v.created_ns + limits_.reorder_ns < p.parked_ns ||
+		    v.created_ns > p.parked_ns + limits_.reorder_ns) {
+			forget(p, KVX_R_FRAG_PARK_STALE);
+			continue;
+		}
+		forget(p, 0);
 		FragSend s;
 		s.dir = p.key.dir;
-		std::memcpy(s.dst_mac.data(), it->second->guest_mac, 6);
+		std::memcpy(s.dst_mac.data(), v.guest_mac, 6);
 		s.ip = std::move(p.ip);
-		if (!frag_translate(s.ip, s.dir, it->second->addr)) {
+		if (!frag_translate(s.ip, s.dir, v.addr)) {
 			count(KVX_R_FRAG_REINJECT_FAILED, s.ip.size());
 			continue;
 		}
@@ -206,14 +248,30 @@ int FragRelay::fd() const
 
 int64_t FragRelay::wait_ms() const
 {
-	return park_.wait_ms(boottime_ns());
+	const uint64_t now = boottime_ns();
+	int64_t w = park_.wait_ms(now);
+	if (ring_due_ns_) {
+		const int64_t r =
+			ring_due_ns_ <= now ?
+				0 :
+				static_cast<int64_t>((ring_due_ns_ - now + 999999) / 1000000);
+		w = w < 0 ? r : std::min(w, r);
+	}
+	return w;
 }
 
-void FragRelay::service(bool readable, const NextHop &next_hop)
+void FragRelay::service(bool readable, const NextHop &next_hop, const NextHop &neighbour)
 {
-	if (readable)
-		ring_->consume();
-	if (park_.size() == 0 && !readable)
+	const uint64_t now = boottime_ns();
+	size_t got = 0;
+	if (readable || (ring_due_ns_ && ring_due_ns_ <= now)) {
+		got = ring_->consume();
+		// Records that did not wake fd() (abi.h KVX_FRAGQ_WAKE_NS)
+		// come within a moment of those that did: read again soon,
+		// until a read finds none.
+		ring_due_ns_ = got ? now + uint64_t{KVX_FRAGQ_POLL_MS} * 1000000ULL : 0;
+	}
+	if (park_.size() == 0 && got == 0 && !readable)
 		return;
 	auto sends = park_.step(
 		[this](const kvx_frag_key &k) -> std::optional<kvx_frag_val> {
@@ -225,17 +283,11 @@ void FragRelay::service(bool readable, const NextHop &next_hop)
 		boottime_ns());
 	if (!sends.empty()) {
 		const kvx_cfg cfg = read_cfg(cfg_fd_);
+		FragMacCache cache;
 		for (const FragSend &s : sends) {
 			const int ifindex = static_cast<int>(
 				s.dir == KVX_BIND_OUT ? cfg.uplink_ifindex : cfg.bridge_ifindex);
-			std::optional<std::array<uint8_t, 6>> mac;
-			if (s.dst_mac != std::array<uint8_t, 6>{})
-				mac = s.dst_mac;
-			else if (s.dir == KVX_BIND_OUT && next_hop) {
-				uint32_t daddr;
-				std::memcpy(&daddr, &s.ip[16], 4);
-				mac = next_hop(ifindex, daddr);
-			}
+			const auto mac = frag_dst_mac(s, ifindex, next_hop, neighbour, cache);
 			int err = ENXIO; // no MAC to send to
 			if (mac)
 				err = packet_send(sock_.get(), ifindex, ETH_P_IP, *mac, s.ip.data(),

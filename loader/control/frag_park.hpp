@@ -25,15 +25,24 @@ namespace kvmxdp {
 
 class RingReader;
 
+// Each direction has these limits of its own: a flood from the uplink
+// (whose sources cost a spoofer nothing) never takes the room of the
+// guests' outbound fragments, nor the other way round.
 struct FragParkLimits {
-	size_t max_frags = 256;	       // parked at once
-	size_t max_bytes = 256 * 1024; // their IP bytes
-	// Parked at once per source address (a guest's, or a remote's): one
-	// flooding source fills only its share.
-	size_t per_source = 64;
+	size_t max_frags = 256;	       // parked at once, per direction
+	size_t max_bytes = 256 * 1024; // their IP bytes, per direction
+	// Parked at once per share: outbound the sending guest's (its MAC,
+	// which the datapath checked owns the source address: a guest cannot
+	// spread over addresses), inbound the source address's.  One flooding
+	// guest or source fills only its share.
+	size_t per_share = 64;
 	// As long as kvx_frag steers a datagram's fragments, as long as the
 	// kernel keeps an incomplete datagram (net.ipv4.ipfrag_time).
 	uint64_t lifetime_ns = uint64_t{KVX_FRAG_TIMEOUT_S} * 1000000000ULL;
+	// A parked fragment joins only a datagram whose first fragment
+	// passed this close to its parking, before or after: a first
+	// fragment 20 s later with the same id is another datagram's.
+	uint64_t reorder_ns = KVX_FRAG_REORDER_NS;
 	// How often a parked fragment's kvx_frag entry is looked for: at
 	// first often (a reordered first fragment is usually a moment
 	// behind), later seldom (bounded work for a park full of orphans).
@@ -56,6 +65,24 @@ struct FragSend {
 	std::vector<uint8_t> ip;
 };
 
+// A MAC from the neighbour tables: of the next hop towards an address
+// (network order) on a device, or nullopt.
+using FragMacOf =
+	std::function<std::optional<std::array<uint8_t, 6>>(int ifindex, uint32_t addr_be)>;
+
+// Where a translated parked fragment goes on ifindex (the uplink for OUT,
+// the bridge for IN): its entry's MAC when the first fragment's path had
+// one; else OUT the uplink's next hop towards the destination
+// (uplink_next_hop: the first fragment left it to bpf_redirect_neigh),
+// IN the guest's own neighbour entry on the bridge (a mapping whose
+// guest's MAC was not learnt when the first fragment passed), never a
+// gateway.  Each lookup at most once per address in one `cache` (the
+// sends of one step: the route dump behind next_hop is not per fragment).
+using FragMacCache = std::map<std::pair<uint8_t, uint32_t>, std::optional<std::array<uint8_t, 6>>>;
+std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
+						   const FragMacOf &next_hop,
+						   const FragMacOf &neighbour, FragMacCache &cache);
+
 class FragPark {
 public:
 	using Lookup = std::function<std::optional<kvx_frag_val>(const kvx_frag_key &)>;
@@ -65,25 +92,31 @@ public:
 	{
 	}
 
-	// One kvx_fragq record (kvx_fragq_rec): parked.  Room is made by
-	// giving up the oldest parked fragment of its source when the source
-	// holds its share, else the oldest of all when the park is full
-	// (FRAG_PARK_FULL): a flood's own fragments go first, and a datagram
-	// reordered now (whose first fragment is a moment behind) finds room
-	// even beside a flood from its own source.
-	// A record that is no IPv4 later fragment is ignored
+	// One kvx_fragq record (kvx_fragq_hdr and the packet): parked.  Room
+	// is made in the record's direction by giving up the oldest parked
+	// fragment of its share when the share is full, else the direction's
+	// oldest when the direction is full (FRAG_PARK_FULL): a flood's own
+	// fragments go first, and a datagram reordered now (whose first
+	// fragment is a moment behind) finds room even beside a flood from
+	// its own share.  A record that is no IPv4 later fragment is ignored
 	// (FRAG_REINJECT_FAILED).
 	void take(const void *rec, size_t size, uint64_t now_ns);
 	// Parked fragments whose datagram's entry lookup finds (and that has
-	// not expired), translated and removed; fragments parked for their
-	// lifetime are removed and counted (FRAG_PARK_EXPIRED).  Each entry is
-	// looked up once per call, only for fragments whose check is due.
+	// not expired), translated and removed; but a fragment whose entry is
+	// the host's (its first fragment went there, and so did this one) is
+	// removed unsent (FRAG_PARK_HOST), and so is one whose entry was made
+	// further than reorder_ns from its parking (FRAG_PARK_STALE).
+	// Fragments parked for their lifetime are removed and counted
+	// (FRAG_PARK_EXPIRED).  Each entry is looked up once per call, only
+	// for fragments whose check is due.
 	std::vector<FragSend> step(const Lookup &lookup, uint64_t now_ns);
 	// Milliseconds until step() has work without a new record; -1: none.
 	int64_t wait_ms(uint64_t now_ns) const;
 
 	size_t size() const { return q_.size(); }
-	size_t bytes() const { return bytes_; }
+	size_t bytes() const { return parts_[0].bytes + parts_[1].bytes; }
+	// Parked in one direction (KVX_BIND_OUT / KVX_BIND_IN).
+	size_t size(uint8_t dir) const { return parts_[dir & 1].frags; }
 	// Counts by reason (KVX_R_FRAG_*) since the last call.
 	std::map<uint32_t, kvx_stat> take_counts() { return std::exchange(counts_, {}); }
 	// The caller's count (a send that failed).
@@ -92,16 +125,23 @@ public:
 private:
 	struct Parked {
 		kvx_frag_key key{};
+		uint64_t share = 0; // OUT: the guest's MAC; IN: the source address
 		uint64_t parked_ns = 0;
 		uint64_t next_check_ns = 0;
 		std::vector<uint8_t> ip;
 	};
-	void drop_front(uint32_t reason);
+	struct Part {
+		size_t frags = 0;
+		size_t bytes = 0;
+		std::map<uint64_t, size_t> shares; // share -> parked fragments
+	};
+	// Gives up a parked fragment (reason: 0 when it was sent, no count).
+	void forget(const Parked &p, uint32_t reason);
+	void drop(std::deque<Parked>::iterator it, uint32_t reason);
 
 	FragParkLimits limits_;
 	std::deque<Parked> q_; // arrival order: the oldest first
-	size_t bytes_ = 0;
-	std::map<uint32_t, size_t> per_source_; // saddr -> parked fragments
+	Part parts_[2];	       // by direction
 	std::map<uint32_t, kvx_stat> counts_;
 };
 
@@ -117,16 +157,18 @@ public:
 	FragRelay(const FragRelay &) = delete;
 	FragRelay &operator=(const FragRelay &) = delete;
 
-	// The uplink's next hop for a destination (network order) when the
-	// datagram's entry has no MAC (its first fragment left the neighbour
-	// to the kernel: bpf_redirect_neigh).
-	using NextHop =
-		std::function<std::optional<std::array<uint8_t, 6>>(int ifindex, uint32_t daddr_be)>;
+	// next_hop: the uplink's next hop for a destination; neighbour: a
+	// neighbour entry on the bridge (frag_dst_mac).
+	using NextHop = FragMacOf;
 
 	int fd() const;
+	// Also the ring's next read while records are coming in: the
+	// datapath wakes fd() at most once per KVX_FRAGQ_WAKE_NS (abi.h), and
+	// the records in between are read KVX_FRAGQ_POLL_MS after the last
+	// read that found some.
 	int64_t wait_ms() const;
 	// readable: fd() was; then the park's step, the sends and the counts.
-	void service(bool readable, const NextHop &next_hop);
+	void service(bool readable, const NextHop &next_hop, const NextHop &neighbour = {});
 	const FragPark &park() const { return park_; }
 
 private:
@@ -134,6 +176,7 @@ private:
 	int frag_fd_, stats_fd_, cfg_fd_;
 	Fd sock_;
 	FragPark park_;
+	uint64_t ring_due_ns_ = 0; // 0: until fd() is readable
 };
 
 } // namespace kvmxdp

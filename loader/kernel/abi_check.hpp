@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 19, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 20, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -29,7 +29,9 @@ static_assert(KVX_ABI_VERSION == 19, "ABI changed: review abi_check.hpp and bump
 // fragments are not sent); version 18 gave kvx_nd_val
 // dad_probes and dad_ns (32 bytes: a pinned 24-byte kvx_nd is replaced and
 // its entries carried over) and added kvx_brport; version 19 only a kvx_xdev flag
-// (KVX_XDEV_F_LEARN).
+// (KVX_XDEV_F_LEARN); version 20 gave kvx_frag IN entries of addr 0 a meaning
+// (the host's datagram) and kvx_fragq records a 16-byte header and three
+// sizes (the ring is not pinned state: nothing carried over).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -208,11 +210,18 @@ static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
 static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
 static_assert(offsetof(kvx_frag_val, created_ns) == 16);
 
-static_assert(sizeof(kvx_fragq_hdr) == 8);
+static_assert(sizeof(kvx_fragq_hdr) == 16);
 static_assert(offsetof(kvx_fragq_hdr, len) == 0);
 static_assert(offsetof(kvx_fragq_hdr, dir) == 2);
-static_assert(sizeof(kvx_fragq_rec) == 8 + KVX_FRAGQ_DATA);
-static_assert(offsetof(kvx_fragq_rec, data) == 8);
+static_assert(offsetof(kvx_fragq_hdr, mac) == 4);
+static_assert(sizeof(kvx_fragq_rec) == 16 + KVX_FRAGQ_DATA);
+static_assert(offsetof(kvx_fragq_rec, data) == 16);
+// The classes: a record of each is a multiple of 8 bytes (the ring's
+// alignment), and they grow.
+static_assert((16 + KVX_FRAGQ_DATA_S) % 8 == 0 && (16 + KVX_FRAGQ_DATA_M) % 8 == 0);
+static_assert(KVX_FRAGQ_DATA_S >= 20 && KVX_FRAGQ_DATA_S < KVX_FRAGQ_DATA_M &&
+	      KVX_FRAGQ_DATA_M < KVX_FRAGQ_DATA);
+static_assert(KVX_FRAG_HOST == 0); // never a guest's address
 // The ring takes whole records: a power of 2 pages, larger than one.
 static_assert((KVX_FRAGQ_BYTES & (KVX_FRAGQ_BYTES - 1)) == 0 && KVX_FRAGQ_BYTES % 4096 == 0);
 static_assert(KVX_FRAGQ_DATA < 65536); // kvx_fragq_hdr.len
@@ -310,7 +319,11 @@ static_assert(KVX_R_FRAG_PARK_EXPIRED == KVX_R_FRAG_PARKED + 4);
 static_assert(KVX_R_FRAG_REINJECT_FAILED == KVX_R_FRAG_PARKED + 5);
 // Appended in version 18.
 static_assert(KVX_R_DROP_ND_UNCLAIMED == KVX_R_FRAG_REINJECT_FAILED + 1);
-static_assert(KVX_R_DROP_ND_RELAY_LIMIT == KVX_R_MAX - 1);
+static_assert(KVX_R_DROP_ND_RELAY_LIMIT == KVX_R_DROP_ND_UNCLAIMED + 1);
+// Appended in version 20.
+static_assert(KVX_R_FRAG_PARK_HOST == KVX_R_DROP_ND_RELAY_LIMIT + 1);
+static_assert(KVX_R_FRAG_PARK_STALE == KVX_R_FRAG_PARK_HOST + 1);
+static_assert(KVX_R_FRAG_PARK_RATELIMITED == KVX_R_MAX - 1);
 static_assert(KVX_ND_PER_GUEST > 0);
 // kvx_brport is keyed and valued as kvx_xfdb.
 static_assert(sizeof(kvx_xfdb_key) == 8 && sizeof(kvx_xfdb_val) == 16);

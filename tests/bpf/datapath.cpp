@@ -299,6 +299,11 @@ void Datapath::set_icmprl_global(IcmpBudget which, std::uint64_t tat_ns)
 	tc()->bss->kvx_icmprl_tat[static_cast<int>(which)] = tat_ns;
 }
 
+void Datapath::set_fragq_budget(std::uint8_t dir, std::uint64_t tat_ns)
+{
+	tc()->bss->kvx_fragq_tat[dir & 1] = tat_ns;
+}
+
 void Datapath::clear_icmprl_buckets()
 {
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_icmprl), "kvx_icmprl");
@@ -345,6 +350,8 @@ void Datapath::clear_tables()
 	clear_icmprl_buckets();
 	set_icmprl_global(IcmpBudget::Answers, 0);
 	set_icmprl_global(IcmpBudget::Pmtu, 0);
+	set_fragq_budget(KVX_BIND_OUT, 0);
+	set_fragq_budget(KVX_BIND_IN, 0);
 	// Every per-guest counter, quota slot, half-open ring and port
 	// counter: a test's guests may own other slots than the last test's
 	// (the port counters describe kvx_bind, emptied above).

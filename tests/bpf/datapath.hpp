@@ -179,9 +179,14 @@ public:
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> ct_entries() const;
 
 	std::vector<std::pair<kvx_frag_key, kvx_frag_val>> frag_entries() const;
-	// kvx_fragq: the records (kvx_fragq_rec, each whole) the programs
-	// submitted since the last drain (clear_tables() drains too).
+	// kvx_fragq: the records (kvx_fragq_hdr and the packet, each whole,
+	// in its size class) the programs submitted since the last drain
+	// (clear_tables() drains too).
 	std::vector<testpkt::Bytes> fragq_drain();
+	// Parking's budget of a direction (.bss kvx_fragq_tat, nat.h): the
+	// theoretical arrival time (CLOCK_BOOTTIME ns); 0: full (reset by
+	// clear_tables()).
+	void set_fragq_budget(std::uint8_t dir, std::uint64_t tat_ns);
 
 	// IPv6: kvx_cfg6 (zeroed, mode off, by clear_tables()), kvx_ct6, kvx_bind6.
 	void set_cfg6(const kvx_cfg6 &cfg);

@@ -59,13 +59,18 @@ uint16_t header_sum(const Bytes &ip)
 	return static_cast<uint16_t>(~sum & 0xffff);
 }
 
-// A kvx_fragq record as the datapath writes it (fixed size).
-Bytes record(const Bytes &ip, uint8_t dir)
+// A kvx_fragq record as the datapath writes it (the largest class; OUT:
+// from the guest whose MAC ends in mac_last).
+Bytes record(const Bytes &ip, uint8_t dir, uint8_t mac_last = 0x0a)
 {
 	Bytes r(sizeof(kvx_fragq_rec));
 	kvx_fragq_hdr h{};
 	h.len = static_cast<uint16_t>(ip.size());
 	h.dir = dir;
+	if (dir == KVX_BIND_OUT) {
+		const uint8_t mac[6] = {0x52, 0x54, 0x00, 0x00, 0x00, mac_last};
+		std::memcpy(h.mac, mac, 6);
+	}
 	std::memcpy(r.data(), &h, sizeof(h));
 	std::memcpy(r.data() + sizeof(h), ip.data(), ip.size());
 	return r;
@@ -279,7 +284,7 @@ TEST(FragPark, OneSourceTakesOnlyItsShare)
 	// fragment is a moment behind), both sent once their first passes.
 	FragParkLimits l;
 	l.max_frags = 16;
-	l.per_source = 4;
+	l.per_share = 4;
 	FragPark park(l);
 	for (uint16_t i = 0; i < 100; i++) {
 		const Bytes ip = later_fragment(kRemote, kUplink, i);
@@ -307,6 +312,156 @@ TEST(FragPark, OneSourceTakesOnlyItsShare)
 	// Each distinct datagram looked up once per step.
 	EXPECT_EQ(frag.lookups, 5);
 	EXPECT_EQ(park.size(), 3u);
+}
+
+TEST(FragPark, EachDirectionHasItsOwnRoom)
+{
+	// A guest's reordered fragment, then a flood of orphans from 300
+	// sources on the uplink: the flood gives up its own oldest, never the
+	// guest's fragment, which is sent once its first passes.
+	FragPark park;
+	const Bytes mine = later_fragment(kGuest, kRemote, 0x1357);
+	Bytes rec = record(mine, KVX_BIND_OUT);
+	park.take(rec.data(), rec.size(), kT0);
+	for (uint16_t i = 0; i < 300; i++) {
+		rec = record(later_fragment(kRemote + 1 + i, kUplink, 0x100 + i), KVX_BIND_IN);
+		park.take(rec.data(), rec.size(), kT0 + 1 + i);
+	}
+	EXPECT_EQ(park.size(KVX_BIND_IN), 256u);
+	EXPECT_EQ(park.size(KVX_BIND_OUT), 1u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 44u);
+	FakeFrag frag;
+	frag.add(key_of(mine, KVX_BIND_OUT), kUplink, kT0 + 1000);
+	auto out = park.step(frag.lookup(), kT0 + 2000);
+	ASSERT_EQ(out.size(), 1u);
+	EXPECT_EQ(out[0].dir, KVX_BIND_OUT);
+	EXPECT_EQ(out[0].ip[4] << 8 | out[0].ip[5], 0x1357);
+}
+
+TEST(FragPark, GuestShareIsItsMacNotItsAddresses)
+{
+	// One guest sending from four addresses fills one share; another
+	// guest (another MAC) from the same addresses still finds room, and
+	// so do the other direction's fragments from those addresses.
+	FragParkLimits l;
+	l.per_share = 8;
+	FragPark park(l);
+	for (uint16_t i = 0; i < 100; i++) {
+		const Bytes rec =
+			record(later_fragment(kGuest + i % 4, kRemote, i), KVX_BIND_OUT, 0x0a);
+		park.take(rec.data(), rec.size(), kT0 + i);
+	}
+	EXPECT_EQ(park.size(KVX_BIND_OUT), 8u) << "one share for all its addresses";
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 92u);
+	const Bytes other = later_fragment(kGuest, kRemote, 0x4000);
+	Bytes rec = record(other, KVX_BIND_OUT, 0x0b);
+	park.take(rec.data(), rec.size(), kT0 + 200);
+	EXPECT_EQ(park.size(KVX_BIND_OUT), 9u);
+	EXPECT_TRUE(park.take_counts().empty()) << "nothing given up for it";
+	FakeFrag frag;
+	frag.add(key_of(other, KVX_BIND_OUT), kUplink, kT0 + 200);
+	auto out = park.step(frag.lookup(), kT0 + 201);
+	ASSERT_EQ(out.size(), 1u);
+	EXPECT_EQ(out[0].ip[4] << 8 | out[0].ip[5], 0x4000);
+}
+
+TEST(FragPark, HostsDatagramIsGivenUpUnsent)
+{
+	// Its first fragment went to the host (KVX_FRAG_HOST), as did this
+	// fragment when it was parked: nothing to send, counted.
+	FragPark park;
+	const Bytes ip = later_fragment(kRemote, kUplink, 0x2468);
+	const Bytes rec = record(ip, KVX_BIND_IN);
+	park.take(rec.data(), rec.size(), kT0);
+	FakeFrag frag;
+	frag.add(key_of(ip, KVX_BIND_IN), 0, kT0 + 1000);
+	EXPECT_TRUE(park.step(frag.lookup(), kT0 + 2000).empty());
+	EXPECT_EQ(park.size(), 0u);
+	EXPECT_EQ(park.bytes(), 0u);
+	auto c = park.take_counts();
+	EXPECT_EQ(packets(c, KVX_R_FRAG_PARK_HOST), 1u);
+	EXPECT_EQ(c[KVX_R_FRAG_PARK_HOST].bytes, ip.size() + 14);
+	EXPECT_EQ(packets(c, KVX_R_FRAG_REINJECT_FAILED), 0u);
+}
+
+TEST(FragPark, OnlyAFirstFragmentWithinTheReorderWindow)
+{
+	// A fragment joins a datagram whose first fragment passed within
+	// 2 s of its parking, before or after; a first fragment 10 s later
+	// (or 3 s earlier) with the same id is another datagram's: the
+	// fragment is given up, never sent into it.
+	struct Case {
+		int64_t created_rel_ns;
+		bool sent;
+	};
+	const Case cases[] = {
+		{10 * static_cast<int64_t>(kSec), false},
+		{-3 * static_cast<int64_t>(kSec), false},
+		{static_cast<int64_t>(KVX_FRAG_REORDER_NS) - 1000, true},
+		{-static_cast<int64_t>(KVX_FRAG_REORDER_NS) + 1000, true},
+		{static_cast<int64_t>(KVX_FRAG_REORDER_NS) + 1000, false},
+	};
+	for (const Case &c : cases) {
+		FragPark park;
+		const Bytes ip = later_fragment(kRemote, kUplink, 0x3579);
+		const Bytes rec = record(ip, KVX_BIND_IN);
+		park.take(rec.data(), rec.size(), kT0);
+		FakeFrag frag;
+		const uint64_t created = kT0 + static_cast<uint64_t>(c.created_rel_ns);
+		frag.add(key_of(ip, KVX_BIND_IN), kGuest, created);
+		const uint64_t now = std::max(created, kT0) + 1;
+		EXPECT_EQ(park.step(frag.lookup(), now).size(), c.sent ? 1u : 0u)
+			<< "entry made " << c.created_rel_ns << " ns from the parking";
+		EXPECT_EQ(park.size(), 0u);
+		EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_STALE), c.sent ? 0u : 1u);
+	}
+}
+
+TEST(FragDstMac, EntryMacElseNextHopOutElseGuestNeighbourIn)
+{
+	using Mac = std::array<uint8_t, 6>;
+	const Mac entry{0x50, 0x51, 0x52, 0x53, 0x54, 0x55};
+	const Mac hop{0x02, 0, 0, 0, 0, 0x01};
+	const Mac guest{0x52, 0x54, 0, 0, 0, 0x0a};
+	std::vector<std::pair<int, uint32_t>> hops, neighs;
+	const FragMacOf next_hop = [&](int ifindex, uint32_t a) -> std::optional<Mac> {
+		hops.emplace_back(ifindex, ntohl(a));
+		return hop;
+	};
+	const FragMacOf neighbour = [&](int ifindex, uint32_t a) -> std::optional<Mac> {
+		neighs.emplace_back(ifindex, ntohl(a));
+		if (ntohl(a) == kGuest)
+			return guest;
+		return std::nullopt;
+	};
+	FragMacCache cache;
+	FragSend out;
+	out.dir = KVX_BIND_OUT;
+	out.ip = later_fragment(kUplink, kRemote, 1);
+	out.dst_mac = entry;
+	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), entry) << "the entry's";
+	EXPECT_TRUE(hops.empty() && neighs.empty());
+
+	out.dst_mac = {};
+	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), hop);
+	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), hop);
+	ASSERT_EQ(hops.size(), 1u) << "once per destination in one step";
+	EXPECT_EQ(hops[0], std::make_pair(3, kRemote));
+
+	// Inbound without the guest's MAC (a mapping's first fragment before
+	// the guest's MAC was learnt): the guest's neighbour entry on the
+	// bridge, never a gateway.
+	FragSend in;
+	in.dir = KVX_BIND_IN;
+	in.ip = later_fragment(kRemote, kGuest, 2);
+	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, neighbour, cache), guest);
+	ASSERT_EQ(neighs.size(), 1u);
+	EXPECT_EQ(neighs[0], std::make_pair(7, kGuest));
+	in.ip = later_fragment(kRemote, kGuest + 1, 3);
+	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, neighbour, cache), std::nullopt)
+		<< "no neighbour entry: not sent";
+	EXPECT_EQ(hops.size(), 1u) << "no next hop asked for inbound";
+	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, {}, cache), std::nullopt);
 }
 
 TEST(FragPark, RecordsThatAreNoLaterFragmentAreIgnored)

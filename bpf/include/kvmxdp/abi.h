@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 19
+#define KVX_ABI_VERSION 20
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -122,6 +122,14 @@
  *      nothing is learnt until the daemon rewrites kvx_xdev (its first
  *      sync, before the first packet it matters for).  Layouts unchanged:
  *      pins of 3..19 are reused.
+ *  20: the fragment park hardened: a kvx_frag IN entry with addr 0 marks
+ *      a datagram whose first fragment went to the host (its later
+ *      fragments go there too, never parked; an older datapath makes no
+ *      such entries); kvx_fragq records sized to the fragment (three
+ *      classes) with a 16-byte kvx_fragq_hdr that names the sending
+ *      guest's MAC (the share an OUT fragment counts against); reasons
+ *      FRAG_PARK_HOST, FRAG_PARK_STALE, FRAG_PARK_RATELIMITED.  Table
+ *      layouts unchanged: pins of 3..20 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -545,7 +553,8 @@ struct kvx_frag_key {
 };
 
 struct kvx_frag_val {
-	__be32 addr;          /* OUT: external source address; IN: guest address */
+	__be32 addr;          /* OUT: external source address; IN: guest address,
+			       * 0: the host's (KVX_FRAG_HOST) */
 	__u8 guest_mac[6];    /* IN: deliver to; OUT: the next hop's MAC on the uplink
 			       * (0: the route lookup left the neighbour to the kernel) */
 	__u8 gw_mac[6];       /* IN: the bridge's MAC the guest uses; OUT: the uplink's */
@@ -554,6 +563,13 @@ struct kvx_frag_val {
 
 #define KVX_FRAG_DEFAULT_SIZE 4096
 #define KVX_FRAG_TIMEOUT_S 30
+/* An IN entry whose first fragment went to the host (no guest took it):
+ * its later fragments go there too, never to the park. */
+#define KVX_FRAG_HOST 0
+/* A parked fragment joins only a datagram whose first fragment passed
+ * within this much of the parking, either way (RFC 4963: a fragment of
+ * one datagram must not complete another that reuses its id). */
+#define KVX_FRAG_REORDER_NS (2ULL * 1000 * 1000 * 1000)
 
 /*
  * IPv4 later fragments that arrive before their first one (RFC 4787
@@ -562,29 +578,58 @@ struct kvx_frag_val {
  * back, so it copies such a fragment into the ring buffer kvx_fragq and
  * drops it (from a guest: it must never leave with its private source) or
  * also hands it to the host (from the uplink: it may be the host's own).
- * The daemon parks the copies, bounded (count, bytes, a share per source,
+ * The daemon parks the copies, bounded per direction (count, bytes, a
+ * share per guest MAC outbound and per source address inbound,
  * KVX_FRAG_TIMEOUT_S like kvx_frag), and once the datagram's kvx_frag
  * entry appears (its first fragment was translated) sends each parked
  * copy on with that translation: a later fragment has no L4 header, so
  * the addresses, the TTL and the IP checksum are all that change.  A full
- * ring drops the copy (DROP_FRAGMENT / PASS_HOST, as before the park).
- * Each record is a kvx_fragq_rec of fixed size: the IPv4 packet from its
- * header on, KVX_FRAGQ_DATA bytes at most (the Ethernet MTU; a larger
- * fragment is not parked).
+ * ring, or a direction over its parking rate, drops the copy
+ * (DROP_FRAGMENT / PASS_HOST, as before the park).
+ *
+ * A record is a kvx_fragq_hdr and the IPv4 packet from its header on, in
+ * the smallest of three sizes that holds it (KVX_FRAGQ_DATA_S, _M, or
+ * KVX_FRAGQ_DATA, the Ethernet MTU; a larger fragment is not parked): a
+ * flood of tiny orphans takes a tenth of the ring a full-size record would.
  */
 #define KVX_MAP_FRAGQ "kvx_fragq"
 #define KVX_FRAGQ_BYTES (256 * 1024) /* the ring's size: a power of 2 pages */
 #define KVX_FRAGQ_DATA 1500
+#define KVX_FRAGQ_DATA_S (128 - 16) /* records of 128 and 512 bytes */
+#define KVX_FRAGQ_DATA_M (512 - 16)
+/*
+ * Parking is rate-limited per direction (the datapath's generic cell rate
+ * algorithm, in record bytes): a spoofed flood from the uplink spends only
+ * the inbound budget, never the guests'.  2 MB/s a direction with a burst
+ * of a quarter ring: between two reads by the daemon (KVX_FRAGQ_POLL_MS at
+ * the latest) both directions together fit the ring.  Over it: counted
+ * FRAG_PARK_RATELIMITED beside the packet's DROP_FRAGMENT / PASS_HOST.
+ */
+#define KVX_FRAGQ_NS_PER_BYTE 500ULL
+#define KVX_FRAGQ_BURST_BYTES (KVX_FRAGQ_BYTES / 4)
+/*
+ * Wake-ups: a record wakes the daemon only if none did for
+ * KVX_FRAGQ_WAKE_NS or the ring is a quarter full; the daemon reads the
+ * ring again KVX_FRAGQ_POLL_MS after each read that found records, until
+ * one finds none (it then sleeps until the next wake-up).  A record that
+ * did not wake it was written within KVX_FRAGQ_WAKE_NS of one that did,
+ * so that next read finds it.  A flood costs the daemon at most one read
+ * per KVX_FRAGQ_WAKE_NS, not one per record.
+ */
+#define KVX_FRAGQ_WAKE_NS (10ULL * 1000 * 1000)
+#define KVX_FRAGQ_POLL_MS 25
 
 struct kvx_fragq_hdr {
 	__u16 len;     /* bytes of data: the IPv4 packet (its tot_len) */
 	__u8 dir;      /* enum kvx_bind_dir: OUT = from a guest, IN = from the uplink */
-	__u8 _pad[5];
+	__u8 _pad;
+	__u8 mac[6];   /* OUT: the guest's (the frame's source, its owner); IN: 0 */
+	__u8 _pad2[6];
 };
 
 struct kvx_fragq_rec {
 	struct kvx_fragq_hdr hdr;
-	__u8 data[KVX_FRAGQ_DATA]; /* the IPv4 packet, network order */
+	__u8 data[KVX_FRAGQ_DATA]; /* the IPv4 packet, network order (the largest class) */
 };
 
 /*
@@ -1185,7 +1230,10 @@ struct kvx_bind6_val {
 	X(FRAG_PARK_EXPIRED, 0, "parked fragment given up: its first fragment did not pass in time (also counted as parked)") \
 	X(FRAG_REINJECT_FAILED, 0, "parked fragment not sent: no next-hop MAC, or the send failed (also counted as parked)") \
 	X(DROP_ND_UNCLAIMED, 1, "IPv6 relay: guest packet from an address its duplicate address detection has not claimed (a first one: kvmxdp probes the LAN for it)") \
-	X(DROP_ND_RELAY_LIMIT, 1, "IPv6 relay: duplicate address detection probe over the guest's relay rate")
+	X(DROP_ND_RELAY_LIMIT, 1, "IPv6 relay: duplicate address detection probe over the guest's relay rate") \
+	X(FRAG_PARK_HOST, 0, "parked fragment given up: its first fragment went to the host, which got this one too (also counted as parked)") \
+	X(FRAG_PARK_STALE, 0, "parked fragment given up: its datagram's first fragment passed more than 2 s away from it (another datagram with its id; also counted as parked)") \
+	X(FRAG_PARK_RATELIMITED, 0, "IPv4 fragment ahead of its first not parked: its direction's parking rate spent (packet counted under its reason)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
