@@ -218,6 +218,7 @@ private:
 	Fd extaddr6_fd_;		       // IPv6 mapped addresses and their announcement
 	std::unique_ptr<RaSender> ra_;	       // relay only
 	RaWatch ra_watch_;		       // relay: the RAs the uplink hears
+	size_t brport_unplaced_ = 0;	       // relay: MACs left out of kvx_brport (warned once)
 	std::optional<Ipv6Net> relay_refused_; // logged once per refused prefix
 	std::chrono::steady_clock::time_point relay_rs_at_{};
 	bool had_default6_ = false; // the uplink had an IPv6 default route
