@@ -103,12 +103,10 @@ RelayFollow follow_relay_prefix(const std::optional<Ipv6Net> &current,
 	// lifetime over): the kernel's choice is all there is.
 	if (std::find(kernel_slaac.begin(), kernel_slaac.end(), *current) == kernel_slaac.end())
 		return f;
-	// The host's router let it go (a preferred lifetime of 0).
-	if (current_deprecated)
-		return f;
 	auto has = [](const std::vector<Ipv6Net> &v, const Ipv6Net &n) {
 		return std::find(v.begin(), v.end(), n) != v.end();
 	};
+	bool router_heard = false, router_keeps = false;
 	for (const RaHeard &ra : heard) {
 		if (std::find(routers.begin(), routers.end(), ra.from) == routers.end())
 			continue;
@@ -118,7 +116,16 @@ RelayFollow follow_relay_prefix(const std::optional<Ipv6Net> &current,
 			return f;
 		if (has(ra.latest, *kernel_choice) && !has(ra.latest, *current))
 			return f;
+		router_heard = router_heard || !ra.latest.empty();
+		router_keeps = router_keeps || has(ra.latest, *current);
 	}
+	// The kernel deprecated the current prefix and no default router's
+	// latest RA announces it any more.  A forged RA deprecates a prefix as
+	// well (the kernel takes a preferred lifetime of 0 from anyone: RFC
+	// 4862 5.5.3 e limits only the valid lifetime), so not while a
+	// default router still announces it, nor before one was heard.
+	if (current_deprecated && router_heard && !router_keeps)
+		return f;
 	f.prefix = current;
 	f.refused = kernel_choice;
 	f.solicit = true;

@@ -82,7 +82,8 @@ std::optional<RaHeard> parse_ra(const uint8_t *msg, size_t n, const Ipv6Addr &fr
 // before the daemon started listening, is followed too: when its latest RA
 // announces the new prefix and not the current one, or when the kernel has
 // deprecated the current one (current_deprecated: none of the uplink's
-// addresses in it is preferred any more).
+// addresses in it is preferred any more) and the default routers heard no
+// longer announce it (a forged RA can deprecate it too).
 struct RelayFollow {
 	std::optional<Ipv6Net> prefix;
 	// Kept against the kernel's choice: what was refused and why (for

@@ -338,10 +338,18 @@ TEST(RelayFollow, TheRoutersLatestRaRenumbers)
 	const RaHeard still_a{router, 1800, {kP2}, {kP1}};
 	f = follow_relay_prefix(kP1, kP2, both, {router}, {still_a});
 	EXPECT_EQ(f.prefix, kP1);
-	// Nothing heard, but the kernel deprecated kP1 (preferred 0).
-	f = follow_relay_prefix(kP1, kP2, both, {router}, {}, true);
+	// The kernel deprecated kP1 (preferred 0) and the router's latest RA
+	// no longer has it: the kernel's choice.
+	const Ipv6Net kP3{parse_ipv6("2001:db8:3::"), 64};
+	const RaHeard moved_on{router, 1800, {kP3}, {kP3}};
+	f = follow_relay_prefix(kP1, kP2, both, {router}, {moved_on}, true);
 	EXPECT_EQ(f.prefix, kP2);
 	EXPECT_FALSE(f.refused.has_value());
+	// A forged RA deprecated kP1 while the router still announces it, or
+	// nothing heard yet (the daemon just started): kept.
+	const RaHeard keeps{router, 1800, {kP1}, {kP1}};
+	EXPECT_EQ(follow_relay_prefix(kP1, kP2, both, {router}, {keeps, forged}, true).prefix, kP1);
+	EXPECT_EQ(follow_relay_prefix(kP1, kP2, both, {router}, {}, true).prefix, kP1);
 }
 
 // The RA watch remembers the default routers' RAs only, a bounded number
