@@ -7,7 +7,6 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
-#include <algorithm>
 #include <map>
 #include <set>
 
