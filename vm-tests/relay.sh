@@ -27,9 +27,9 @@
 # answered: a guest that sends from a LAN router's address without DAD
 # (nodad) gets none of its traffic (kvmxdp probes the LAN for it, the
 # router defends), while its own nodad address nobody has is its own after
-# that probe.  A LAN host's forged router advertisement (another prefix,
-# the real one deprecated) moves nothing: relay keeps the prefix of the
-# host's router.  The host's IPv6 default route survives the attach (the
+# that probe, and another guest's DAD for it then fails.  A LAN host's
+# forged router advertisement (another prefix, the real one deprecated)
+# moves nothing: relay keeps the prefix of the host's router.  The host's IPv6 default route survives the attach (the
 # uplink's accept_ra goes to 2 while attached, back to 1 at detach).
 #
 #   guest1 ns  kg1<id> SLAAC in 2001:db8:1::/64 --+
@@ -340,6 +340,16 @@ assert_eq "ping -6 guest1 from $OWN6 -> server: 3 of 3" 3 \
 must kvx_wait_for 5 "a route for $OWN6 to the bridge (proto 107)" \
 	bash -c "ip -n '$NS_HOST' -6 route show dev '$BR' proto 107 | grep -qF '$OWN6 '"
 ip -n "$NS_G1" -6 addr del "$OWN6/128" dev "$G1_IF"
+
+kvx_step "a guest's DAD for an address another guest holds fails"
+# guest1 holds OWN6 (kvx_nd) but no longer answers for it, as a guest that
+# took a sibling's predictable address before the sibling booted: guest2's
+# DAD for it must fail (kvmxdp answers the probe from the bridge), not
+# succeed on an address whose packets would all be dropped.
+ip -n "$NS_G2" -6 addr add "$OWN6/128" dev "$G2_IF" noprefixroute
+g2_dadfailed() { ip -n "$NS_G2" -6 -o addr show dev "$G2_IF" | grep -F " $OWN6/128 " | grep -q dadfailed; }
+must kvx_wait_for 10 "guest2's $OWN6 dadfailed (guest1's address)" g2_dadfailed
+ip -n "$NS_G2" -6 addr del "$OWN6/128" dev "$G2_IF"
 
 kvx_step "a LAN host's forged router advertisement moves nothing"
 # A LAN host (not the host's router) announces 2001:db8:66::/64 and

@@ -9,6 +9,8 @@
 #    new flows leave from B's address at once, A's flows and bindings are
 #    flushed, a long-lived UDP flow continues from B;
 #  - the dock goes away: back to A the same way;
+#  - with IPv6 on (NAT66), accept_ra 2 follows the uplink: the device the
+#    default route moved to goes 1 -> 2, the one it left back to 1;
 #  - a second bridge can neither follow the default route too nor take
 #    the followed device (one bridge per uplink): one error line;
 #  - the route moves while no daemon runs: `attach --bridge BR` alone
@@ -89,7 +91,13 @@ expect_uplink() { # DEV ADDR TAG T0_US: status, filters and a new flow name DEV/
 
 kvx_step "attach --uplink auto: the default route is via A ($UP)"
 kvx_probe_start "$NS_G1" "$SRV_IP:5001"
-UP=auto kvx_attach_bg || kvx_fatal "cannot attach --uplink auto"
+# IPv6 on (NAT66): the uplink's accept_ra goes 1 -> 2 while it is the
+# uplink, and follows the default route to the other device.
+nsx "$NS_HOST" sysctl -qw "net.ipv6.conf.$UP.accept_ra=1" "net.ipv6.conf.$UPB.accept_ra=1"
+ip -n "$NS_HOST" -6 addr add fd42:77::1/64 dev "$BR" nodad
+accept_ra() { nsx "$NS_HOST" sysctl -n "net.ipv6.conf.$1.accept_ra"; }
+UP=auto kvx_attach_bg --ipv6 nat66 --subnet6 fd42:77::/64 || kvx_fatal "cannot attach --uplink auto"
+assert_eq "accept_ra of A ($UP) while its uplink" 2 "$(accept_ra "$UP")"
 t0=$(kvx_now_us) # the event: attached (the line is seen within 0.1 s)
 assert_contains "attach line names the device" "uplink=auto device=$UP" "$(grep -m1 '^kvmxdp: attached' "$KVX_DAEMON_LOG")"
 expect_uplink "$UP" "$UP_IP" "on A" "$t0"
@@ -111,6 +119,8 @@ ip -n "$NS_HOST" route add default via "$LAN_B_IP" dev "$UPB" metric 100
 expect_uplink "$UPB" "$UPB_IP" "dock" "$t0"
 assert_eq "A's flows and bindings flushed" "ct=0 bind=0" "$(entries_of "$UP_IP")"
 assert_contains "daemon log: the move" "default route moved to $UPB" "$(cat "$KVX_DAEMON_LOG")"
+assert_eq "accept_ra of B ($UPB), the uplink now" 2 "$(accept_ra "$UPB")"
+assert_eq "accept_ra of A ($UP) back" 1 "$(accept_ra "$UP")"
 r=$(kvx_udp_client "$NS_G2" --bind 40100 --msg old-flow-b --wait 1 "$SRV_IP:5001" || true)
 assert_contains "the long-lived UDP flow continues from B" "seen=$UPB_IP:" "$r"
 assert_eq "curl via B" "$sha" "$(kvx_curl_sha "$NS_G2" "http://$SRV_IP:8080/blob")"
@@ -122,6 +132,8 @@ kvx_probe_start "$NS_G1" "$SRV_IP:5001"
 t0=$(kvx_now_us)
 ip -n "$NS_HOST" route del default via "$LAN_B_IP" dev "$UPB"
 expect_uplink "$UP" "$UP_IP" "undock" "$t0"
+assert_eq "accept_ra of A ($UP) after the undock" 2 "$(accept_ra "$UP")"
+assert_eq "accept_ra of B ($UPB) back" 1 "$(accept_ra "$UPB")"
 assert_eq "B's flows and bindings flushed" "ct=0 bind=0" "$(entries_of "$UPB_IP")"
 assert_eq "curl via A again" "$sha" "$(kvx_curl_sha "$NS_G1" "http://$SRV_IP:8080/blob")"
 

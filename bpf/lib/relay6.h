@@ -141,8 +141,9 @@ static __always_inline int relay6_relay_take(const struct kvx_cfg *cfg, const __
  * relayed: a new run (pending from now, dad_probes 1), or one more probe
  * of the running one (at most KVX_ND_DAD_PROBES: DROP_ND_RELAY_LIMIT);
  * another MAC's address only from an owner idle for KVX_GUEST_IDLE_NS (a
- * VM re-created with a new MAC); DROP_ND_DUPLICATE for an address a LAN
- * host defended within KVX_ND_DUP_HOLD_NS (the caller answers the probe).
+ * VM re-created with a new MAC); DROP_ND_DUPLICATE (the caller answers the
+ * probe) for an address a LAN host defended within KVX_ND_DUP_HOLD_NS, or
+ * that another MAC owns or claimed and was not idle.
  *
  * A guest at its address limit (KVX_ND_PER_GUEST, kvx_gaddrs) claims no
  * other: DROP_GUEST_ADDRS.  mac: 8 bytes, the MAC then two zero bytes
@@ -205,8 +206,17 @@ static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 if
 		}
 		/* Not `now - seen < idle`: the per-CPU clock (see
 		 * guest_owner_check). */
-		if (!probe || v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
+		if (!probe)
 			return KVX_R_DROP_SPOOF_MAC;
+		/* Another guest's (owned, or pending: its DAD, or a frame's
+		 * claim the daemon probes for): the probe is answered.
+		 * Passed to the bridge, only the holder could answer, and
+		 * one that took a sibling's predictable address before the
+		 * sibling booted stays silent: the sibling's DAD would
+		 * succeed on an address all of whose frames are dropped and
+		 * whose traffic goes to the taker. */
+		if (v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
+			return nd_val_guest(v) ? KVX_R_DROP_ND_DUPLICATE : KVX_R_DROP_SPOOF_MAC;
 	}
 	/* A new address for this guest. */
 	count = nd_guest_count(mac);
@@ -510,7 +520,8 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
  * so that the guest sends it here.  A guest's DAD probe for an address
  * binds it to the guest's MAC as pending and is relayed to the LAN (within
  * the guest's relay rate: DROP_ND_RELAY_LIMIT), or is answered when the
- * address is the host's or one a LAN host just defended.  Anything else
+ * address is the host's, one a LAN host just defended, or another MAC's
+ * (owned or pending, its owner not idle).  Anything else
  * (for another guest, for a link-local address) is the bridge's and the
  * host's: the owner answers.
  */
@@ -537,8 +548,7 @@ static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		/* Its DAD: the address is pending, and the probe goes to the
 		 * LAN (the uplink's MAC, a WiFi station's only one), where
 		 * a host that has it defends it (relay6_uplink_nd).  A probe
-		 * for another guest's address stays on the bridge, which
-		 * took it to that guest. */
+		 * for another guest's address is answered by the bridge. */
 		if (mac_is_zero(cfg->uplink_mac) || !cfg->uplink_ifindex)
 			return verdict(KVX_R_PASS_ND, len);
 		/* Before the claim: a probe the rate refuses must not leave
@@ -557,8 +567,8 @@ static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 			return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 		}
 	}
-	/* The host's address, or one a LAN host defended: the guest's DAD
-	 * fails at once, it takes another. */
+	/* The host's address, one a LAN host defended, or another guest's:
+	 * the guest's DAD fails at once, it takes another. */
 	if (ours) {
 		r = nd_answer(ctx, cfg6->bridge_mac, len, 0, 0);
 		return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;

@@ -944,8 +944,9 @@ private:
 		// one's value goes back.
 		if (saved && (ipv6_.mode == KVX_V6_OFF || dev != uplink_.name)) {
 			const std::string key = accept_ra_key(dev);
-			if (auto cur = sys_.try_read(key); cur && *cur != *saved) {
-				sys_.write(key, *saved);
+			const std::optional<std::string> cur = sys_.try_read(key);
+			if (auto v = accept_ra_release(**cfg_, plan_.bridge, dev, *saved, cur)) {
+				sys_.write(key, *v);
 				rb_.add(key,
 					[sys = sys_, key, old = *cur] { sys.write(key, old); });
 			}

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <linux/if_addr.h>
+#include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -698,6 +699,31 @@ void Daemon::step_probes()
 	}
 }
 
+void Daemon::move_accept_ra(Config &conf, Instance &rec, const std::string &from,
+			    const std::string &to)
+{
+	Sysctl sys(sysctl_root_);
+	if (rec.saved_accept_ra && rec.accept_ra_dev == from) {
+		const std::string key = accept_ra_key(from);
+		if (auto v = accept_ra_release(conf, rec.bridge, from, *rec.saved_accept_ra,
+					       sys.try_read(key))) {
+			sys.write(key, *v);
+			log_info(key + " back to " + *v);
+		}
+		rec.saved_accept_ra.reset();
+		rec.accept_ra_dev.clear();
+	}
+	if (rec.saved_accept_ra)
+		return;
+	const std::string key = accept_ra_key(to);
+	if (auto cur = sys.try_read(key); cur && *cur == "1") {
+		sys.write(key, "2");
+		rec.saved_accept_ra = *cur;
+		rec.accept_ra_dev = to;
+		log_info(key + " 1 -> 2 (the bridge's IPv6 forwarding keeps its default route)");
+	}
+}
+
 void Daemon::follow_default_route(NlSocket &nl)
 {
 	auto route = choose_uplink_route(ipv4_routes(nl), {bridge_ifindex_});
@@ -774,6 +800,16 @@ void Daemon::follow_default_route(NlSocket &nl)
 		Instance old = *rec;
 		old.uplink = old_name;
 		remove_added_addresses(old);
+	}
+	// The new uplink's accept_ra to 2 and the old one's back, as attach
+	// does (control/attach.cpp uplink_accept_ra): the bridge's forwarding
+	// would purge the new uplink's RA default route.
+	if (read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF) {
+		try {
+			move_accept_ra(**conf, *rec, old_name, link->name);
+		} catch (const Error &e) {
+			log_warn("accept_ra on " + link->name + ": " + e.what());
+		}
 	}
 	rec->uplink = link->name;
 	rec->clsact_created_uplink = created;
@@ -949,10 +985,14 @@ std::optional<Ipv6Net> Daemon::follow_relay(const LinkInfo &uplink, const kvx_cf
 	} catch (const Error &e) {
 		log_verbose(std::string("relay: router advertisements on the uplink: ") + e.what());
 	}
+	std::vector<Ipv6Addr> routers;
+	for (const Ipv6Route &r : routes)
+		if (r.gateway && r.dst.prefix == 0)
+			routers.push_back(r.via);
 	// Before deciding: an RA that renumbers reaches this socket before
 	// the kernel's address event that brought us here.
 	if (ra_watch_.fd() >= 0)
-		ra_watch_.receive(now);
+		ra_watch_.receive(now, routers);
 	const std::optional<Ipv6Net> current =
 		cfg.relay_len ?
 			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.relay_prefix), cfg.relay_len}) :
@@ -961,12 +1001,20 @@ std::optional<Ipv6Net> Daemon::follow_relay(const LinkInfo &uplink, const kvx_cf
 	for (const Ipv6Prefix &p : onlink_prefixes(up, routes))
 		if (p.autoconf && p.net.prefix == 64)
 			slaac.push_back(p.net);
-	std::vector<Ipv6Addr> routers;
-	for (const Ipv6Route &r : routes)
-		if (r.gateway && r.dst.prefix == 0)
-			routers.push_back(r.via);
-	const RelayFollow f =
-		follow_relay_prefix(current, kernel_choice, slaac, routers, ra_watch_.heard(now));
+	// Deprecated: the uplink has SLAAC addresses in it, none preferred.
+	bool current_deprecated = false;
+	if (current) {
+		size_t in = 0, gone = 0;
+		for (const Ipv6IfAddr &a : up)
+			if (a.scope == RT_SCOPE_UNIVERSE && !(a.flags & IFA_F_PERMANENT) &&
+			    current->contains(a.addr)) {
+				in++;
+				gone += (a.flags & IFA_F_DEPRECATED) || a.preferred == 0 ? 1 : 0;
+			}
+		current_deprecated = in && gone == in;
+	}
+	const RelayFollow f = follow_relay_prefix(current, kernel_choice, slaac, routers,
+						  ra_watch_.heard(now), current_deprecated);
 	if (f.refused && f.refused != relay_refused_)
 		log_warn("relay: the uplink also has prefix " + f.refused->str() +
 			 " from a router advertisement that no router of the host's default "
@@ -1077,15 +1125,30 @@ void Daemon::sync_relay_routes(NlSocket &nl)
 			    std::to_string(r.added) + " added, " + std::to_string(r.removed) +
 			    " removed");
 	// Where each guest MAC is: relay's limits count per bridge port.
-	const BrportSyncResult b = sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT));
+	const BrportSyncResult b =
+		sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT), nd_fd_.get());
 	if (b.added || b.moved || b.removed)
 		log_verbose("relay: guest MACs on bridge ports: " + std::to_string(b.added) +
 			    " added, " + std::to_string(b.moved) + " moved, " +
 			    std::to_string(b.removed) + " removed");
+	if (b.unplaced && !brport_unplaced_)
+		log_warn(
+			"relay: " + std::to_string(b.unplaced) + " MAC(s) on " + inst_.bridge +
+			" over a port's share of kvx_brport (" + std::to_string(kBrportPerPort) +
+			" per port): they share the limits of unknown ports (a guest rotating its MAC?)");
+	brport_unplaced_ = b.unplaced;
 	// Addresses guests sent from without their own DAD: ours.
-	if (size_t n = probe_relay_claims(nd_fd_.get(), uplink_ifindex_, boottime_ns()))
+	ProbeCounters pc;
+	pc.gaddrs_fd = skel_.map_fd(KVX_MAP_GADDRS);
+	pc.brport_fd = skel_.map_fd(KVX_MAP_BRPORT);
+	pc.seed = read_cfg(cfg_fd_.get()).guest_seed;
+	const ProbeResult pr = probe_relay_claims(nd_fd_.get(), uplink_ifindex_, boottime_ns(), pc);
+	if (pr.probed)
 		log_verbose("relay: duplicate address detection on the uplink for " +
-			    std::to_string(n) + " address(es) a guest sent from unclaimed");
+			    std::to_string(pr.probed) + " address(es) a guest sent from unclaimed");
+	if (pr.failed)
+		log_verbose("relay: " + std::to_string(pr.failed) +
+			    " probe(s) not sent, their claims forgotten: " + pr.error);
 }
 
 void Daemon::update_ra(NlSocket &nl, const LinkInfo &uplink, const std::vector<Ipv6IfAddr> &up,

@@ -145,6 +145,11 @@ private:
 	// gone): forwarding on for any device purges it on a host whose
 	// accept_ra is not 2, and a solicitation or an RA may be lost.
 	void keep_default_route6(const LinkInfo &uplink, const std::vector<Ipv6Route> &routes);
+	// --uplink auto moved from `from` to `to` with IPv6 on: to's accept_ra
+	// 1 made 2 and recorded in rec, from's put back (model/config.hpp
+	// accept_ra_release), as attach does.
+	void move_accept_ra(Config &conf, Instance &rec, const std::string &from,
+			    const std::string &to);
 	// Relay: kvx_nd's idle guest entries forgotten and the bridge's /128
 	// routes to the guests kept to kvx_nd (control/relay.hpp), for the
 	// host's own packets to them; another mode: kvmxdp's routes removed
@@ -221,6 +226,7 @@ private:
 	Fd extaddr6_fd_;		       // IPv6 mapped addresses and their announcement
 	std::unique_ptr<RaSender> ra_;	       // relay only
 	RaWatch ra_watch_;		       // relay: the RAs the uplink hears
+	size_t brport_unplaced_ = 0;	       // relay: MACs left out of kvx_brport (warned once)
 	std::optional<Ipv6Net> relay_refused_; // logged once per refused prefix
 	std::chrono::steady_clock::time_point relay_rs_at_{};
 	bool had_default6_ = false; // the uplink had an IPv6 default route

@@ -8,10 +8,12 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 
 #include "base/error.hpp"
 #include "control/dad.hpp"
 #include "kernel/maps.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "model/relay.hpp"
 
 namespace kvmxdp {
@@ -103,47 +105,52 @@ size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex)
 	return n;
 }
 
-BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd)
+BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd)
 {
 	BrportSyncResult r;
-	std::map<std::array<uint8_t, 6>, int> fdb;
+	std::map<MacAddr, uint32_t> fdb, have;
 	for (const FdbEntry &e : bridge_fdb(nl, bridge_ifindex))
 		if (e.ifindex > 0 && e.ifindex != bridge_ifindex)
-			fdb[e.mac] = e.ifindex;
+			fdb[e.mac] = static_cast<uint32_t>(e.ifindex);
 	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(brport_fd)) {
-		std::array<uint8_t, 6> mac;
+		MacAddr mac;
 		std::memcpy(mac.data(), k.mac, 6);
-		auto it = fdb.find(mac);
-		if (it == fdb.end()) {
-			if (bpf_map_delete_elem(brport_fd, &k) == 0)
-				r.removed++;
-			continue;
-		}
-		if (v.ifindex != static_cast<__u32>(it->second)) {
-			kvx_xfdb_val nv{};
-			nv.ifindex = static_cast<__u32>(it->second);
-			if (bpf_map_update_elem(brport_fd, &k, &nv, BPF_EXIST) == 0)
-				r.moved++;
-		}
-		fdb.erase(it);
+		have[mac] = v.ifindex;
 	}
-	for (const auto &[mac, ifindex] : fdb) {
+	std::set<MacAddr> owners;
+	if (nd_fd >= 0)
+		for (const NdEntry &e : dump_nd(nd_fd))
+			if (e.val.state != KVX_ND_NONE && e.val.state != KVX_ND_HOST) {
+				MacAddr m;
+				std::memcpy(m.data(), e.val.mac, 6);
+				owners.insert(m);
+			}
+	const BrportPlan plan =
+		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
+	for (const MacAddr &mac : plan.del) {
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, mac.data(), 6);
+		if (bpf_map_delete_elem(brport_fd, &k) == 0)
+			r.removed++;
+	}
+	for (const auto &[mac, ifindex] : plan.put) {
 		kvx_xfdb_key k{};
 		std::memcpy(k.mac, mac.data(), 6);
 		kvx_xfdb_val v{};
-		v.ifindex = static_cast<__u32>(ifindex);
-		// Full (E2BIG): those MACs stay in the unknown ports' slot.
-		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_NOEXIST) == 0)
-			r.added++;
+		v.ifindex = ifindex;
+		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_ANY) == 0)
+			(have.count(mac) ? r.moved : r.added)++;
 	}
+	r.unplaced = plan.unplaced;
 	return r;
 }
 
-size_t probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns)
+ProbeResult probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns,
+			       const ProbeCounters &counters)
 {
-	size_t n = 0;
+	ProbeResult res;
 	if (uplink_ifindex <= 0)
-		return 0;
+		return res;
 	for (const Ipv6Addr &a : nd_to_probe(dump_nd(nd_fd))) {
 		kvx_nd_key k{};
 		std::memcpy(k.addr, a.data(), sizeof(k.addr));
@@ -159,15 +166,41 @@ size_t probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns)
 			continue;
 		try {
 			send_dad_probe(uplink_ifindex, a);
-			n++;
-		} catch (const Error &) {
+			res.probed++;
+		} catch (const Error &e) {
 			// Marked probed with nothing sent, it would be owned
-			// in a second without a DAD.
-			bpf_map_delete_elem(nd_fd, &k);
-			throw;
+			// in a second without a DAD: forgotten (the guest's
+			// next frame claims it again), its count with it, and
+			// the other claims still probed.
+			if (bpf_map_delete_elem(nd_fd, &k) == 0)
+				nd_uncount(v, counters);
+			if (!res.failed++)
+				res.error = e.what();
 		}
 	}
-	return n;
+	return res;
+}
+
+void nd_uncount(const kvx_nd_val &v, const ProbeCounters &c)
+{
+	if (c.gaddrs_fd < 0)
+		return;
+	uint32_t port = 0;
+	if (c.brport_fd >= 0) {
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, v.mac, 6);
+		kvx_xfdb_val pv{};
+		if (bpf_map_lookup_elem(c.brport_fd, &k, &pv) == 0)
+			port = pv.ifindex;
+	}
+	// As relay6.h nd_guest_count; a racing datapath +1/-1 is the GC
+	// recount's to repair, as any drift of kvx_gaddrs.
+	const uint32_t slot = kvx_port_slot(port, c.seed);
+	uint32_t n = 0;
+	if (bpf_map_lookup_elem(c.gaddrs_fd, &slot, &n) == 0 && n > 0) {
+		n--;
+		bpf_map_update_elem(c.gaddrs_fd, &slot, &n, BPF_EXIST);
+	}
 }
 
 size_t carry_nd(int old_fd, int new_fd)

@@ -5,10 +5,12 @@
 #pragma once
 
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "base/netaddr6.hpp"
 #include "kernel/netlink.hpp"
+#include "kvmxdp/abi.h"
 
 namespace kvmxdp {
 
@@ -41,24 +43,44 @@ RelayRoutesResult sync_relay_routes(NlSocket &nl, int bridge_ifindex, int nd_fd,
 // mode other than relay.  The number removed.
 size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex);
 
-// The bridge's forwarding database into kvx_brport (abi.h): every learnt
-// MAC with the port it is on, the MACs the bridge forgot removed (relay's
-// per-guest limits count per port).  A full map leaves the rest of the
-// MACs in the slot of unknown ports.
+// The bridge's forwarding database into kvx_brport (abi.h): the learnt
+// MACs with the port they are on, at most model/relay.hpp kBrportPerPort
+// of a port, the owners of relay addresses (kvx_nd at nd_fd, -1: none
+// known) first (model/relay.hpp plan_brport); the MACs the bridge forgot
+// removed (relay's per-guest limits count per port).  The MACs left out
+// count in the slot of unknown ports.
 struct BrportSyncResult {
 	size_t added = 0;
 	size_t moved = 0;
 	size_t removed = 0;
+	size_t unplaced = 0; // learnt MACs not in kvx_brport (over a port's share)
 };
-BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd);
+BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1);
+
+// Where the count of a kvx_nd entry is (relay6.h nd_guest_count):
+// kvx_gaddrs at the slot of its MAC's port in kvx_brport.  -1: not known.
+struct ProbeCounters {
+	int gaddrs_fd = -1;
+	int brport_fd = -1;
+	uint32_t seed = 0;
+};
+// The entry v (deleted from kvx_nd) taken off its guest's count.
+void nd_uncount(const kvx_nd_val &v, const ProbeCounters &c);
 
 // The daemon's duplicate address detection for the addresses guests sent
 // from without probing (model/relay.hpp nd_to_probe): each entry is
 // marked probed (dad_probes 1, dad_ns now) and then one probe goes out of
 // the uplink; a LAN host's defence makes it KVX_ND_DUP in the datapath.
-// An entry whose probe could not be sent is deleted (the guest's next
-// frame claims it again).  Returns the number probed.
-size_t probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns);
+// An entry whose probe could not be sent (the uplink down) is deleted and
+// its guest's count with it (counters); the guest's next frame claims it
+// again; the other entries are still probed.
+struct ProbeResult {
+	size_t probed = 0;
+	size_t failed = 0;
+	std::string error; // the first failure's
+};
+ProbeResult probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns,
+			       const ProbeCounters &counters = {});
 
 // A replaced kvx_nd's guest entries copied into the new one (old_fd: this
 // layout, or ABI 10..16's 24-byte values, model/relay.hpp nd_from_abi16);

@@ -49,6 +49,25 @@ const Instance *Config::find(const std::string &bridge) const
 	return const_cast<Config *>(this)->find(bridge);
 }
 
+std::optional<std::string> accept_ra_release(Config &cfg, const std::string &bridge,
+					     const std::string &dev, const std::string &saved,
+					     const std::optional<std::string> &cur)
+{
+	if (dev.empty())
+		return std::nullopt;
+	for (Instance &o : cfg.instances)
+		if (o.bridge != bridge && o.ipv6 != Ipv6Choice::Off && o.uplink == dev) {
+			if (!o.saved_accept_ra) {
+				o.saved_accept_ra = saved;
+				o.accept_ra_dev = dev;
+			}
+			return std::nullopt;
+		}
+	if (!cur || *cur != "2" || saved == "2")
+		return std::nullopt;
+	return saved;
+}
+
 void Config::upsert(const Instance &inst)
 {
 	if (auto *i = find(inst.bridge))

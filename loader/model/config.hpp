@@ -120,6 +120,19 @@ struct Config {
 	bool remove(const std::string &bridge);
 };
 
+// A device's accept_ra that an attach with IPv6 on made 2 (Instance
+// saved_accept_ra, accept_ra_dev) and that the instance of `bridge` lets
+// go (detach, IPv6 off, another uplink): the value to write back (cur: the
+// device's value now; none: leave it).  Only while the device still has
+// 2: a value the admin set since (0: no RAs there) stays.  Not while
+// another instance with IPv6 not off has that device as its uplink (its
+// forwarding on would purge the device's RA default route): that instance
+// takes the saved value over (the config is changed), and the last one to
+// let go writes it back.
+std::optional<std::string> accept_ra_release(Config &cfg, const std::string &bridge,
+					     const std::string &dev, const std::string &saved,
+					     const std::optional<std::string> &cur);
+
 // The instance a verb acts on: the one of `bridge`, or with bridge "" the
 // only one.  Throws Error naming what is missing (config_path: the file, for
 // the message).

@@ -93,7 +93,7 @@ RelayFollow follow_relay_prefix(const std::optional<Ipv6Net> &current,
 				const std::optional<Ipv6Net> &kernel_choice,
 				const std::vector<Ipv6Net> &kernel_slaac,
 				const std::vector<Ipv6Addr> &routers,
-				const std::vector<RaHeard> &heard)
+				const std::vector<RaHeard> &heard, bool current_deprecated)
 {
 	RelayFollow f;
 	f.prefix = kernel_choice;
@@ -103,13 +103,29 @@ RelayFollow follow_relay_prefix(const std::optional<Ipv6Net> &current,
 	// lifetime over): the kernel's choice is all there is.
 	if (std::find(kernel_slaac.begin(), kernel_slaac.end(), *current) == kernel_slaac.end())
 		return f;
-	auto has = [](const RaHeard &ra, const Ipv6Net &n) {
-		return std::find(ra.slaac.begin(), ra.slaac.end(), n) != ra.slaac.end();
+	auto has = [](const std::vector<Ipv6Net> &v, const Ipv6Net &n) {
+		return std::find(v.begin(), v.end(), n) != v.end();
 	};
-	for (const RaHeard &ra : heard)
-		if (std::find(routers.begin(), routers.end(), ra.from) != routers.end() &&
-		    has(ra, *current) && has(ra, *kernel_choice))
-			return f; // the host's router renumbers
+	bool router_heard = false, router_keeps = false;
+	for (const RaHeard &ra : heard) {
+		if (std::find(routers.begin(), routers.end(), ra.from) == routers.end())
+			continue;
+		// The host's router renumbers: it announces both, or its
+		// latest RA the new prefix alone.
+		if (has(ra.slaac, *current) && has(ra.slaac, *kernel_choice))
+			return f;
+		if (has(ra.latest, *kernel_choice) && !has(ra.latest, *current))
+			return f;
+		router_heard = router_heard || !ra.latest.empty();
+		router_keeps = router_keeps || has(ra.latest, *current);
+	}
+	// The kernel deprecated the current prefix and no default router's
+	// latest RA announces it any more.  A forged RA deprecates a prefix as
+	// well (the kernel takes a preferred lifetime of 0 from anyone: RFC
+	// 4862 5.5.3 e limits only the valid lifetime), so not while a
+	// default router still announces it, nor before one was heard.
+	if (current_deprecated && router_heard && !router_keeps)
+		return f;
 	f.prefix = current;
 	f.refused = kernel_choice;
 	f.solicit = true;

@@ -57,6 +57,9 @@ struct RaHeard {
 	Ipv6Addr from{};
 	uint16_t router_lifetime = 0;
 	std::vector<Ipv6Net> slaac;
+	// RaWatch::heard's: what the router's latest RA announced (slaac
+	// being all it announced within RaWatch::kRaHeardKeep).
+	std::vector<Ipv6Net> latest;
 };
 
 // The ICMPv6 message of n bytes (type 134 first) from `from`; none when it
@@ -74,7 +77,13 @@ std::optional<RaHeard> parse_ra(const uint8_t *msg, size_t n, const Ipv6Addr &fr
 // each router, both remembered), or when the current one is gone (then
 // the kernel's choice: what the host itself uses).  A forger that is no
 // default router, or one that never announced the current prefix, moves
-// nothing.
+// nothing.  A router that renumbers without announcing the old prefix any
+// more (RFC 8978: a CPE that came back with a new ISP prefix), or did so
+// before the daemon started listening, is followed too: when its latest RA
+// announces the new prefix and not the current one, or when the kernel has
+// deprecated the current one (current_deprecated: none of the uplink's
+// addresses in it is preferred any more) and the default routers heard no
+// longer announce it (a forged RA can deprecate it too).
 struct RelayFollow {
 	std::optional<Ipv6Net> prefix;
 	// Kept against the kernel's choice: what was refused and why (for
@@ -87,6 +96,6 @@ RelayFollow follow_relay_prefix(const std::optional<Ipv6Net> &current,
 				const std::optional<Ipv6Net> &kernel_choice,
 				const std::vector<Ipv6Net> &kernel_slaac,
 				const std::vector<Ipv6Addr> &routers,
-				const std::vector<RaHeard> &heard);
+				const std::vector<RaHeard> &heard, bool current_deprecated = false);
 
 } // namespace kvmxdp

@@ -96,4 +96,51 @@ RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
 	return s;
 }
 
+BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
+		       const std::map<MacAddr, uint32_t> &have, const std::set<MacAddr> &owners,
+		       size_t capacity, size_t per_port)
+{
+	// Each port's MACs, best first.
+	std::map<uint32_t, std::vector<MacAddr>> ports;
+	for (const auto &[mac, port] : fdb)
+		ports[port].push_back(mac);
+	auto rank = [&](const MacAddr &m, uint32_t port) {
+		if (owners.count(m))
+			return 0;
+		auto h = have.find(m);
+		return h != have.end() && h->second == port ? 1 : 2;
+	};
+	size_t longest = 0;
+	for (auto &[port, macs] : ports) {
+		const uint32_t p = port;
+		std::stable_sort(macs.begin(), macs.end(), [&](const MacAddr &a, const MacAddr &b) {
+			return rank(a, p) < rank(b, p);
+		});
+		// The owners all stay: their addresses count in the port's
+		// slot, never in the shared one.
+		size_t keep = per_port;
+		while (keep < macs.size() && rank(macs[keep], p) == 0)
+			keep++;
+		macs.resize(std::min(keep, macs.size()));
+		longest = std::max(longest, macs.size());
+	}
+	// Round by round: every port's i-th MAC before any port's i+1-th.
+	std::map<MacAddr, uint32_t> want;
+	for (size_t i = 0; i < longest && want.size() < capacity; i++)
+		for (const auto &[port, macs] : ports)
+			if (i < macs.size() && want.size() < capacity)
+				want.emplace(macs[i], port);
+	BrportPlan plan;
+	plan.unplaced = fdb.size() - want.size();
+	for (const auto &[mac, port] : have)
+		if (!want.count(mac))
+			plan.del.push_back(mac);
+	for (const auto &[mac, port] : want) {
+		auto h = have.find(mac);
+		if (h == have.end() || h->second != port)
+			plan.put.emplace_back(mac, port);
+	}
+	return plan;
+}
+
 } // namespace kvmxdp

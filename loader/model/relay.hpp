@@ -6,7 +6,10 @@
 // temporary address would receive the host's traffic).
 #pragma once
 
+#include <array>
+#include <map>
 #include <optional>
+#include <set>
 #include <vector>
 
 #include "base/netaddr6.hpp"
@@ -94,5 +97,32 @@ struct RouteSync {
 RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
 			    const std::optional<Ipv6Net> &prefix, const std::vector<Ipv6Addr> &have,
 			    uint64_t now_ns);
+
+// kvx_brport (abi.h) made from the bridge's forwarding database.  A guest
+// that sends from ever new MACs makes the bridge learn all of them (no
+// fdb_max_learned on most kernels): kvx_brport would fill with that one
+// port's MACs, and every guest booted after that would count in the slot
+// of unknown ports, which the rotating guest keeps at its limits (its
+// excess MACs count there too).  So at most kBrportPerPort MACs of one
+// port, and, when the map cannot hold all ports' MACs, each port's first
+// ones before any port's next ones.  A port's MACs in this order: those
+// that own relay addresses (kvx_nd: the guest's, counted in its port's
+// slot), those already in the map (no slot changes under a guest), then
+// the rest.
+inline constexpr size_t kBrportPerPort = 64;
+
+using MacAddr = std::array<uint8_t, 6>;
+
+struct BrportPlan {
+	std::vector<std::pair<MacAddr, uint32_t>> put; // added or moved (mac, port ifindex)
+	std::vector<MacAddr> del;		       // removed, before any put
+	size_t unplaced = 0; // fdb's MACs left out (in the unknown ports' slot)
+};
+
+// fdb: each learnt MAC's port; have: kvx_brport now; owners: MACs of guest
+// entries in kvx_nd; capacity: kvx_brport's max_entries.
+BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
+		       const std::map<MacAddr, uint32_t> &have, const std::set<MacAddr> &owners,
+		       size_t capacity, size_t per_port = kBrportPerPort);
 
 } // namespace kvmxdp

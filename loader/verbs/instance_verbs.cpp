@@ -187,9 +187,12 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 			sys.write(fwd, *inst.saved_forwarding6);
 	});
 	step([&] {
+		if (!inst.saved_accept_ra || inst.accept_ra_dev.empty())
+			return;
 		const std::string key = accept_ra_key(inst.accept_ra_dev);
-		if (inst.saved_accept_ra && !inst.accept_ra_dev.empty() && sys.exists(key))
-			sys.write(key, *inst.saved_accept_ra);
+		if (auto v = accept_ra_release(*cfg, bridge, inst.accept_ra_dev,
+					       *inst.saved_accept_ra, sys.try_read(key)))
+			sys.write(key, *v);
 	});
 	step([&] {
 		if (!inst.saved_reserved_ports)

@@ -265,8 +265,10 @@ TEST_F(Relay6Test, AnotherMacCannotTakeAnOwnedAddress)
 	EXPECT_EQ(owner(kGuestA), kMacA);
 	const Packet6 back = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(back, kMacA));
-	// Nor with a DAD probe for it.
-	run6(Prog::BrIngress, neigh_sol(Ip6{}, kMacB, kGuestA), TC_ACT_OK, KVX_R_PASS_ND);
+	// Nor with a DAD probe for it: the bridge answers it (B's DAD fails).
+	const Packet6 b_dad = neigh_sol(Ip6{}, kMacB, kGuestA);
+	run6(Prog::BrIngress, b_dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(b_dad, Topology::kBridgeMac));
 	EXPECT_EQ(owner(kGuestA), kMacA);
 
 	// An owner idle for KVX_GUEST_IDLE_NS gives it up (a VM re-created
@@ -281,6 +283,33 @@ TEST_F(Relay6Test, AnotherMacCannotTakeAnOwnedAddress)
 	run6(Prog::BrIngress, spoof, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(spoof));
 	EXPECT_EQ(owner(kGuestA), kMacB);
 	run6(Prog::BrIngress, a, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+}
+
+// A guest that took a sibling's predictable address first (a frame's
+// claim, pending for the daemon's probe, or owned since): the sibling's
+// DAD probe for it, from another MAC, is answered from the bridge, so that
+// the sibling's DAD fails instead of succeeding on an address whose frames
+// are all dropped and whose traffic goes to the taker.
+TEST_F(Relay6Test, ADadProbeForAnotherGuestsAddressIsAnswered)
+{
+	// Pending by A's frame (dad_probes 0), the daemon's probe to come.
+	run6(Prog::BrIngress, from_guest(make_udp6(kGuestB, 7000, kRemote, 53), kMacA), TC_ACT_SHOT,
+	     KVX_R_DROP_ND_UNCLAIMED);
+	ASSERT_EQ(owner(kGuestB), kMacA);
+	const Packet6 sibling = dad_probe(kMacB, kGuestB);
+	run6(Prog::BrIngress, sibling, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(sibling, Topology::kBridgeMac));
+	EXPECT_EQ(owner(kGuestB), kMacA);
+	// Owned by A: the same.
+	own(kGuestB, kMacA, boot_ns(), KVX_ND_OWNED);
+	run6(Prog::BrIngress, sibling, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     proxy_na(sibling, Topology::kBridgeMac));
+	// Address resolution (not DAD) for it stays the owner's to answer.
+	run6(Prog::BrIngress, neigh_sol(kGuestA, kMacB, kGuestB), TC_ACT_OK, KVX_R_PASS_ND);
+	// A's own probe for it is relayed, as ever.
+	own(kGuestB, kMacA, boot_ns_ago(KVX_ND_DUP_HOLD_NS), KVX_ND_OWNED);
+	const Packet6 mine = dad_probe(kMacA, kGuestB);
+	run6(Prog::BrIngress, mine, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(mine, kUplinkMacT));
 }
 
 TEST_F(Relay6Test, SourcesOutsideThePrefixOrTheHostsAreSpoofed)

@@ -121,6 +121,38 @@ TEST(Config, SavedAcceptRaRoundTripAndValidation)
 		<< field_error(j);
 }
 
+// Two instances with IPv6 on one uplink: the first made its accept_ra 2
+// (saved 1), the second found 2.  The first's detach leaves 2 (the second's
+// forwarding would purge the uplink's RA default route) and hands the
+// saved 1 to the second, whose detach writes it back.  A value the admin
+// set while attached (0) stays.
+TEST(Config, AcceptRaReleasedByTheLastInstanceAndOnlyFrom2)
+{
+	Config c;
+	Instance i1 = sample("kb1"), i2 = sample("kb2"), other = sample("kb3");
+	i1.uplink = i2.uplink = "wlan0";
+	other.uplink = "eth0";
+	i1.saved_accept_ra = "1";
+	i1.accept_ra_dev = "wlan0";
+	c.instances = {i1, i2, other};
+	EXPECT_EQ(accept_ra_release(c, "kb1", "wlan0", "1", std::string("2")), std::nullopt);
+	ASSERT_TRUE(c.find("kb2")->saved_accept_ra.has_value());
+	EXPECT_EQ(*c.find("kb2")->saved_accept_ra, "1");
+	EXPECT_EQ(c.find("kb2")->accept_ra_dev, "wlan0");
+	EXPECT_FALSE(c.find("kb3")->saved_accept_ra.has_value());
+	c.remove("kb1");
+	EXPECT_EQ(accept_ra_release(c, "kb2", "wlan0", "1", std::string("2")),
+		  std::optional<std::string>("1"));
+	// The admin set 0 while attached: left alone.
+	EXPECT_EQ(accept_ra_release(c, "kb2", "wlan0", "1", std::string("0")), std::nullopt);
+	EXPECT_EQ(accept_ra_release(c, "kb2", "wlan0", "1", std::nullopt), std::nullopt);
+	// An instance with IPv6 off on that uplink needs nothing of it.
+	c.find("kb3")->uplink = "wlan0";
+	c.find("kb3")->ipv6 = Ipv6Choice::Off;
+	EXPECT_EQ(accept_ra_release(c, "kb2", "wlan0", "1", std::string("2")),
+		  std::optional<std::string>("1"));
+}
+
 // attach --ipv6: recorded unless auto, so that configs of older versions
 // (no key) read as auto, and auto writes what they would.
 TEST(Config, Ipv6ChoiceRoundTripAndValidation)

@@ -4,12 +4,22 @@
 // guests, the host's addresses are never a guest's.
 #include <gtest/gtest.h>
 
+#include <bpf/bpf.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
+#include <map>
+#include <set>
 
 #include "base/netaddr6.hpp"
+#include "base/fd.hpp"
+#include "control/ra_watch.hpp"
+#include "control/relay.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "model/ra.hpp"
 #include "model/relay.hpp"
+#include "privileges.hpp"
 
 using namespace kvmxdp;
 
@@ -276,8 +286,8 @@ TEST(RelayFollow, OnlyTheDefaultRouterMovesThePrefix)
 {
 	const Ipv6Addr router = parse_ipv6("fe80::1"), forger = parse_ipv6("fe80::66");
 	const std::vector<Ipv6Net> both = {kP1, kP2};
-	RaHeard real{router, 1800, {kP1}};
-	const RaHeard forged{forger, 0, {kP2}};
+	RaHeard real{router, 1800, {kP1}, {}};
+	const RaHeard forged{forger, 0, {kP2}, {}};
 	// The forger's prefix is the kernel's choice now: refused.
 	RelayFollow f = follow_relay_prefix(kP1, kP2, both, {router}, {real, forged});
 	EXPECT_EQ(f.prefix, kP1);
@@ -301,4 +311,199 @@ TEST(RelayFollow, OnlyTheDefaultRouterMovesThePrefix)
 	// No relay possible now, or nothing yet: the kernel's word.
 	EXPECT_FALSE(follow_relay_prefix(kP1, std::nullopt, both, {router}, {}).prefix.has_value());
 	EXPECT_EQ(follow_relay_prefix(std::nullopt, kP2, both, {router}, {}).prefix, kP2);
+}
+
+// Renumbering by a router that no longer announces the old prefix (a CPE
+// back with a new ISP prefix, RFC 8978), heard only after the daemon
+// started: its latest RA alone moves relay; a forger's latest RA, or the
+// router's latest that still has the current prefix without the new one,
+// does not; the kernel deprecating the current prefix does.
+TEST(RelayFollow, TheRoutersLatestRaRenumbers)
+{
+	const Ipv6Addr router = parse_ipv6("fe80::1"), forger = parse_ipv6("fe80::66");
+	const std::vector<Ipv6Net> both = {kP1, kP2};
+	// The router's only RA since the restart lists kP2 alone.
+	const RaHeard now_b{router, 1800, {kP2}, {kP2}};
+	RelayFollow f = follow_relay_prefix(kP1, kP2, both, {router}, {now_b});
+	EXPECT_EQ(f.prefix, kP2);
+	EXPECT_FALSE(f.refused.has_value());
+	EXPECT_FALSE(f.solicit);
+	// The same from a LAN host that is no default router: refused.
+	const RaHeard forged{forger, 1800, {kP2}, {kP2}};
+	f = follow_relay_prefix(kP1, kP2, both, {router}, {forged});
+	EXPECT_EQ(f.prefix, kP1);
+	EXPECT_EQ(f.refused, kP2);
+	// The router's latest RA still has kP1 only (kP2 heard from it once,
+	// long ago, never with kP1): kept.
+	const RaHeard still_a{router, 1800, {kP2}, {kP1}};
+	f = follow_relay_prefix(kP1, kP2, both, {router}, {still_a});
+	EXPECT_EQ(f.prefix, kP1);
+	// The kernel deprecated kP1 (preferred 0) and the router's latest RA
+	// no longer has it: the kernel's choice.
+	const Ipv6Net kP3{parse_ipv6("2001:db8:3::"), 64};
+	const RaHeard moved_on{router, 1800, {kP3}, {kP3}};
+	f = follow_relay_prefix(kP1, kP2, both, {router}, {moved_on}, true);
+	EXPECT_EQ(f.prefix, kP2);
+	EXPECT_FALSE(f.refused.has_value());
+	// A forged RA deprecated kP1 while the router still announces it, or
+	// nothing heard yet (the daemon just started): kept.
+	const RaHeard keeps{router, 1800, {kP1}, {kP1}};
+	EXPECT_EQ(follow_relay_prefix(kP1, kP2, both, {router}, {keeps, forged}, true).prefix, kP1);
+	EXPECT_EQ(follow_relay_prefix(kP1, kP2, both, {router}, {}, true).prefix, kP1);
+}
+
+// The RA watch remembers the default routers' RAs only, a bounded number
+// of prefixes each: 10k RAs from distinct link-local sources with 45
+// prefixes each leave it with the real router's prefix, which is still
+// followed.
+TEST(RaWatch, BoundedAndOnlyTheDefaultRouters)
+{
+	const Ipv6Addr router = parse_ipv6("fe80::1");
+	const auto t0 = RaWatch::Clock::now();
+	RaWatch w;
+	w.record(RaHeard{router, 1800, {kP1}, {}}, t0, {router});
+	std::vector<Ipv6Net> many;
+	for (int i = 0; i < 45; i++) {
+		Ipv6Addr a = parse_ipv6("2001:db8:77::");
+		a[6] = static_cast<uint8_t>(i);
+		many.push_back(Ipv6Net{a, 64});
+	}
+	std::vector<Ipv6Addr> flood;
+	for (int i = 0; i < 10000; i++) {
+		Ipv6Addr src = parse_ipv6("fe80::");
+		src[14] = static_cast<uint8_t>(i >> 8);
+		src[15] = static_cast<uint8_t>(i);
+		src[13] = 0x99;
+		flood.push_back(src);
+		w.record(RaHeard{src, 1800, many, {}}, t0 + std::chrono::milliseconds(i), {router});
+	}
+	EXPECT_EQ(w.stored(), 1u);
+	// Even as default routers (a forger the kernel took as one, 10k
+	// times), the watch holds at most kRaMaxRouters x kRaMaxPrefixes.
+	std::vector<Ipv6Addr> routers = flood;
+	routers.push_back(router);
+	for (int i = 0; i < 10000; i++) {
+		const auto t = t0 + std::chrono::seconds(20 + i);
+		w.record(RaHeard{flood[static_cast<size_t>(i)], 1800, many, {}}, t, routers);
+		// The real router's unsolicited RAs (MaxRtrAdvInterval).
+		if (i % 600 == 0)
+			w.record(RaHeard{router, 1800, {kP1}, {}}, t, routers);
+	}
+	EXPECT_LE(w.stored(), RaWatch::kRaMaxRouters * RaWatch::kRaMaxPrefixes);
+	EXPECT_LE(w.heard(t0 + std::chrono::seconds(20000)).size(), RaWatch::kRaMaxRouters);
+	// The real router renumbers (its latest RA: kP2 alone) and is heard.
+	const auto t1 = t0 + std::chrono::seconds(20000);
+	w.record(RaHeard{router, 1800, {kP2}, {}}, t1, routers);
+	const std::vector<RaHeard> h = w.heard(t1);
+	auto it = std::find_if(h.begin(), h.end(),
+			       [&](const RaHeard &r) { return r.from == router; });
+	ASSERT_NE(it, h.end());
+	EXPECT_EQ(it->latest, std::vector<Ipv6Net>{kP2});
+	EXPECT_EQ(follow_relay_prefix(kP1, kP2, {kP1, kP2}, {router}, h).prefix, kP2);
+	// A router past kRaHeardKeep is forgotten.
+	w.record(RaHeard{router, 1800, {kP2}, {}}, t1 + RaWatch::kRaHeardKeep, {router});
+	EXPECT_EQ(w.stored(), 1u);
+}
+
+namespace {
+
+MacAddr mac_n(uint8_t port, uint32_t i)
+{
+	return MacAddr{0x52,
+		       0x54,
+		       port,
+		       static_cast<uint8_t>(i >> 16),
+		       static_cast<uint8_t>(i >> 8),
+		       static_cast<uint8_t>(i)};
+}
+
+} // namespace
+
+// A guest on port 10 that rotated through 5000 MACs (all learnt by the
+// bridge, one of them owning an address) leaves room in a 4096-entry
+// kvx_brport for the guest booted on port 20: its MAC is placed (its DAD
+// counts in its own port's slot, not in the shared one the rotating guest
+// keeps at its limits).
+TEST(Brport, ARotatingGuestLeavesRoomForTheOthers)
+{
+	std::map<MacAddr, uint32_t> fdb, have;
+	for (uint32_t i = 0; i < 5000; i++) {
+		fdb[mac_n(1, i)] = 10;
+		// What the unbounded sync had written: the map full of them.
+		if (i < 4096)
+			have[mac_n(1, i)] = 10;
+	}
+	const MacAddr owner = mac_n(1, 4500), fresh = mac_n(2, 1);
+	fdb[fresh] = 20;
+	const BrportPlan p = plan_brport(fdb, have, {owner}, 4096);
+	std::map<MacAddr, uint32_t> after = have;
+	for (const MacAddr &m : p.del)
+		after.erase(m);
+	for (const auto &[m, port] : p.put)
+		after[m] = port;
+	EXPECT_LE(after.size(), 4096u);
+	ASSERT_TRUE(after.count(fresh));
+	EXPECT_EQ(after[fresh], 20u);
+	ASSERT_TRUE(after.count(owner));
+	EXPECT_EQ(after[owner], 10u);
+	size_t on10 = 0;
+	for (const auto &[m, port] : after)
+		on10 += port == 10;
+	EXPECT_EQ(on10, kBrportPerPort);
+	EXPECT_EQ(p.unplaced, 5001u - after.size());
+	// Applied again: nothing changes.
+	const BrportPlan again = plan_brport(fdb, after, {owner}, 4096);
+	EXPECT_TRUE(again.put.empty());
+	EXPECT_TRUE(again.del.empty());
+	// A map too small for every port's share: each port's first MAC
+	// before any port's second.
+	std::map<MacAddr, uint32_t> many;
+	for (uint32_t port = 0; port < 8; port++)
+		for (uint32_t i = 0; i < 4; i++)
+			many[mac_n(static_cast<uint8_t>(port), i)] = 100 + port;
+	const BrportPlan small = plan_brport(many, {}, {}, 8);
+	ASSERT_EQ(small.put.size(), 8u);
+	std::set<uint32_t> ports;
+	for (const auto &[m, port] : small.put)
+		ports.insert(port);
+	EXPECT_EQ(ports.size(), 8u);
+}
+
+// A claim whose probe cannot be sent (the uplink gone) is forgotten with
+// its count in kvx_gaddrs, and the other claims are still tried.
+TEST(RelayProbe, ASendFailureForgetsTheClaimAndItsCountAndGoesOn)
+{
+	KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+	Fd nd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd", sizeof(kvx_nd_key), sizeof(kvx_nd_val), 16,
+			     nullptr));
+	ASSERT_GE(nd.get(), 0) << std::strerror(errno);
+	Fd ga(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gaddrs", 4, 4, KVX_GFLOWS_MAX, nullptr));
+	ASSERT_GE(ga.get(), 0) << std::strerror(errno);
+	const uint32_t seed = 7;
+	const uint32_t slot = kvx_port_slot(0, seed);
+	const uint32_t two = 2;
+	ASSERT_EQ(bpf_map_update_elem(ga.get(), &slot, &two, BPF_ANY), 0);
+	for (const char *a : {"2001:db8:1::a", "2001:db8:1::b"}) {
+		kvx_nd_key k{};
+		const Ipv6Addr addr = parse_ipv6(a);
+		std::memcpy(k.addr, addr.data(), 16);
+		kvx_nd_val v{};
+		v.state = KVX_ND_PENDING;
+		v.mac[0] = 0x52;
+		v.mac[5] = 1;
+		ASSERT_EQ(bpf_map_update_elem(nd.get(), &k, &v, BPF_NOEXIST), 0);
+	}
+	ProbeCounters c;
+	c.gaddrs_fd = ga.get();
+	c.seed = seed;
+	// No such device: every send fails.
+	const ProbeResult r = probe_relay_claims(nd.get(), 0x7ffffff0, 1000, c);
+	EXPECT_EQ(r.probed, 0u);
+	EXPECT_EQ(r.failed, 2u);
+	EXPECT_FALSE(r.error.empty());
+	kvx_nd_key next{};
+	EXPECT_NE(bpf_map_get_next_key(nd.get(), nullptr, &next), 0);
+	uint32_t n = 99;
+	ASSERT_EQ(bpf_map_lookup_elem(ga.get(), &slot, &n), 0);
+	EXPECT_EQ(n, 0u);
 }
