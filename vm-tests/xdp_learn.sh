@@ -12,8 +12,8 @@
 #    guest1's flow reaches guest1's interface and never guest2's, and
 #    kvx_xfdb still names guest1's port;
 #  - learning switched on and off again at runtime: kvx_xdev follows; while
-#    guest2's port learns, its frame with guest1's MAC moves neither
-#    kvx_xfdb's entry nor the bridge's static one;
+#    both ports learn and guest1's entry is `static sticky`, guest2's frame
+#    with guest1's MAC moves neither kvx_xfdb's entry nor the bridge's;
 #  - a static entry deleted and added back: kvx_xfdb follows at once (FDB
 #    events), not at the next GC tick;
 #  - a locked port (802.1X): no XDP program on it (status says why); frames
@@ -134,19 +134,26 @@ kvx_wait_for 5 "KVX_XDEV_F_LEARN on $P2_IF" xdev_has "$P2_IF" $KVX_XDEV_F_LEARN 
 assert_eq "status: $P2_IF learning" true "$(kvx_dev_field "$P2_IF" learning)"
 assert_ok "... not on $P1_IF" xdev_lacks "$P1_IF" $KVX_XDEV_F_LEARN
 # Now a guest on a learning port sends with the MAC the bridge holds
-# statically on a port that does not learn: XDP takes the frame (the bridge
-# never sees it), learns nothing over guest1's entry, and the daemon's next
-# sync (a GC tick, 5 s) does not move the static entry with NTF_USE (which
-# moves any static entry that is not sticky, as a frame would).
+# statically on another port, which learns too (an administrator's `static
+# sticky` entry): XDP takes the frame (the bridge never sees it) and learns
+# nothing over guest1's entry (the daemon's copy is marked static), at once
+# and after the daemon's next sync (a GC tick, 5 s), which does not move
+# the bridge's entry with NTF_USE either.
+bridge -n "$NS_HOST" link set dev "$P1_IF" learning on
+bridge -n "$NS_HOST" fdb replace "$g1mac" dev "$P1_IF" master static sticky
+kvx_wait_for 5 "KVX_XDEV_F_LEARN on $P1_IF" xdev_has "$P1_IF" $KVX_XDEV_F_LEARN || true
 xo0=$(kvx_counter XDP_XLATE_OUT)
 nsx "$NS_G2" "$KVX_PY" "$KVX_LIBDIR/frame_peer.py" send "$G2_IF" --src-mac "$g1mac" \
 	--dst-mac "$brmac" --src "$G1_IP:40001" --dst "$SRV_IP:5001" --payload spoof-learning >/dev/null
 kvx_wait_file_contains 5 "$KVX_TMP/udp.log" "data=spoof-learning" || true
 assert_ge "XDP took guest2's frame on the learning port" $(($(kvx_counter XDP_XLATE_OUT) - xo0)) 1
+assert_eq "kvx_xfdb names guest1's port for guest1's MAC right after it" "$IDX1" "$(xfdb_port "$g1mac")"
 sleep 6
-assert_eq "kvx_xfdb still names guest1's port for guest1's MAC" "$IDX1" "$(xfdb_port "$g1mac")"
+assert_eq "kvx_xfdb still names guest1's port after a sync" "$IDX1" "$(xfdb_port "$g1mac")"
 assert_contains "guest1's static FDB entry was not moved to $P2_IF" "$P1_IF master $BR static" \
 	"$(bridge -n "$NS_HOST" fdb show br "$BR" | grep -i "^$g1mac " || true)"
+bridge -n "$NS_HOST" link set dev "$P1_IF" learning off
+bridge -n "$NS_HOST" fdb replace "$g1mac" dev "$P1_IF" master static
 bridge -n "$NS_HOST" link set dev "$P2_IF" learning off
 kvx_wait_for 5 "KVX_XDEV_F_LEARN off $P2_IF again" xdev_lacks "$P2_IF" $KVX_XDEV_F_LEARN || true
 

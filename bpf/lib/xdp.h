@@ -181,11 +181,14 @@ static __always_inline void xfdb_learn(const __u8 *mac, __u32 ifindex, __u64 now
 	v = bpf_map_lookup_elem(&kvx_xfdb, &k);
 	if (v && v->ifindex == ifindex && now - v->seen_ns < KVX_XFDB_REFRESH_NS)
 		return;
-	/* The daemon's copy of the bridge's entry on a port that does not
-	 * learn (libvirt's static entry per guest): that MAC lives there, and
-	 * a frame carrying it on another port is a guest spoofing it.  The
-	 * bridge itself (which learns from the frames it sees) decides a
-	 * move; the daemon follows it at its next sync. */
+	/* The daemon's copy of a static bridge entry, or of any entry of a
+	 * port that does not learn (libvirt's static entry per guest, an
+	 * authenticator's): that MAC lives there, and a frame carrying it on
+	 * another port is a guest spoofing it.  The bridge decides a move (a
+	 * static entry that is not sticky moves with a frame it learns from);
+	 * the daemon follows it at its next sync. */
+	if (v && (v->flags & KVX_XFDB_F_STATIC))
+		return;
 	if (v && v->ifindex != ifindex && !v->seen_ns) {
 		struct kvx_xdev_val *home = xdev_get(v->ifindex);
 

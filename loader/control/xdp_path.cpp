@@ -248,6 +248,7 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		std::memcpy(r.mac.data(), k.mac, 6);
 		r.ifindex = v.ifindex;
 		r.seen_ns = v.seen_ns;
+		r.fixed = (v.flags & KVX_XFDB_F_STATIC) != 0;
 		rows.push_back(r);
 	}
 
@@ -270,11 +271,12 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		// back on another port): that sighting is newer than the
 		// bridge's entry as read.  Not over a static entry, which no
 		// sighting moves.
-		if (!w.force && bpf_map_lookup_elem(xfdb_fd, &k, &v) == 0 &&
+		if (!w.fixed && bpf_map_lookup_elem(xfdb_fd, &k, &v) == 0 &&
 		    v.seen_ns != w.read_seen_ns)
 			continue;
 		v = {};
 		v.ifindex = w.ifindex;
+		v.flags = w.fixed ? KVX_XFDB_F_STATIC : 0;
 		bpf_map_update_elem(xfdb_fd, &k, &v, BPF_ANY);
 	}
 	// BPF_NOEXIST: what XDP learnt meanwhile wins.
@@ -282,6 +284,7 @@ void XdpPath::sync_fdb(int bridge_ifindex, uint64_t now_ns)
 		const kvx_xfdb_key k = key(w.mac);
 		kvx_xfdb_val v{};
 		v.ifindex = w.ifindex;
+		v.flags = w.fixed ? KVX_XFDB_F_STATIC : 0;
 		bpf_map_update_elem(xfdb_fd, &k, &v, BPF_NOEXIST);
 	}
 	fdb_synced_ns_ = now_ns;

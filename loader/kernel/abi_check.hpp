@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 20, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 21, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -31,7 +31,8 @@ static_assert(KVX_ABI_VERSION == 20, "ABI changed: review abi_check.hpp and bump
 // its entries carried over) and added kvx_brport; version 19 only a kvx_xdev flag
 // (KVX_XDEV_F_LEARN); version 20 gave kvx_frag IN entries of addr 0 a meaning
 // (the host's datagram) and kvx_fragq records a 16-byte header and three
-// sizes (the ring is not pinned state: nothing carried over).
+// sizes (the ring is not pinned state: nothing carried over); version 21 gave
+// kvx_xfdb_val's padding a meaning (flags: 0 in older entries, nothing static).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -261,7 +262,7 @@ static_assert(offsetof(kvx_xfdb_key, _pad) == 6);
 
 static_assert(sizeof(kvx_xfdb_val) == 16);
 static_assert(offsetof(kvx_xfdb_val, ifindex) == 0);
-static_assert(offsetof(kvx_xfdb_val, _pad) == 4);
+static_assert(offsetof(kvx_xfdb_val, flags) == 4);
 static_assert(offsetof(kvx_xfdb_val, seen_ns) == 8);
 
 // kvx_guest: __be32 address -> owner.

@@ -828,17 +828,22 @@ int on_event(nl_msg *, void *arg)
 	return NL_OK;
 }
 
-// An AF_BRIDGE neighbour message that is not the bridge's own learning.
+// An AF_BRIDGE entry added or deleted by someone, not by the bridge's own
+// learning and ageing: a static or permanent entry (an administrator's,
+// libvirt's, an 802.1X authenticator's), or one a driver or daemon
+// learnt for the bridge (NTF_EXT_LEARNED).  A learnt entry ageing out is
+// not one: a guest sending from random MACs would make every ageing
+// deletion a sync of the whole table.
 int on_fdb_event(nl_msg *msg, void *arg)
 {
 	const nlmsghdr *h = nlmsg_hdr(msg);
 	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg)))
 		return NL_OK;
 	const auto *nd = static_cast<const ndmsg *>(nlmsg_data(h));
-	if (nd->ndm_family != AF_BRIDGE)
+	if (nd->ndm_family != AF_BRIDGE ||
+	    (h->nlmsg_type != RTM_DELNEIGH && h->nlmsg_type != RTM_NEWNEIGH))
 		return NL_OK;
-	if (h->nlmsg_type == RTM_DELNEIGH ||
-	    (h->nlmsg_type == RTM_NEWNEIGH && (nd->ndm_state & (NUD_PERMANENT | NUD_NOARP))))
+	if ((nd->ndm_state & (NUD_PERMANENT | NUD_NOARP)) || (nd->ndm_flags & NTF_EXT_LEARNED))
 		*static_cast<bool *>(arg) = true;
 	return NL_OK;
 }
@@ -911,7 +916,10 @@ bool NlMonitor::drain()
 {
 	*seen_ = false;
 	bool any = false;
-	for (;;) {
+	// Bounded: a flood of events (a guest's random MACs, each learnt and
+	// aged by the bridge) must not keep the daemon's loop here; what is
+	// left wakes the next poll.
+	for (int n = 0; n < kDrainMax; n++) {
 		int err = nl_recvmsgs_default(sk_);
 		if (err == -NLE_AGAIN)
 			break;

@@ -193,10 +193,11 @@ public:
 	// IPsec SA changes (NETLINK_XFRM, XFRMNLGRP_SA): the host's IPsec
 	// peers.  Throws where the kernel has no NETLINK_XFRM.
 	static NlMonitor xfrm_sas();
-	// The bridge forwarding database's changes that no frame causes: an
-	// entry deleted (an 802.1X authenticator's logoff, `bridge fdb del`,
-	// a port flush) or a static one added.  Not what the bridge learns
-	// (a frame's worth of events for every MAC it sees).
+	// The bridge forwarding database's changes that no frame causes: a
+	// static (or externally learnt) entry deleted or added (an 802.1X
+	// authenticator's logoff, `bridge fdb del`, libvirt's entry for a new
+	// guest).  Not what the bridge learns or ages (an event for every
+	// MAC a guest sends from).
 	static NlMonitor bridge_fdb_changes();
 	~NlMonitor();
 	NlMonitor(NlMonitor &&o) noexcept;
@@ -208,6 +209,8 @@ public:
 	bool drain();
 
 private:
+	// Receive calls per drain() (each reads a buffer of messages).
+	static constexpr int kDrainMax = 64;
 	NlMonitor(int protocol, std::initializer_list<unsigned> groups, const char *what,
 		  int (*valid)(nl_msg *, void *) = nullptr);
 	nl_sock *sk_ = nullptr;

@@ -19,20 +19,20 @@ XfdbPlan plan_xfdb_sync(const std::vector<XfdbRow> &xfdb,
 		// port) is not refreshed over it, and kvx_xfdb goes back to it.
 		if (it != bridge.end() && !it->second.dynamic) {
 			const auto to = static_cast<uint32_t>(it->second.port);
-			if (to != r.ifindex)
+			if (to != r.ifindex || !r.fixed)
 				plan.correct.push_back({r.mac, to, true, r.seen_ns});
 			continue;
 		}
 		// Seen by XDP since the last sync, on a port the bridge learns
 		// on: the bridge learns it there too (or refreshes it), as if
 		// the frame had passed it.
-		if (learns && r.seen_ns > synced_ns) {
+		if (learns && r.seen_ns > synced_ns && !r.fixed) {
 			plan.refresh.emplace_back(r.mac, port);
 			continue;
 		}
 		if (it != bridge.end()) {
 			const auto to = static_cast<uint32_t>(it->second.port);
-			if (to != r.ifindex)
+			if (to != r.ifindex || r.fixed)
 				plan.correct.push_back({r.mac, to, false, r.seen_ns});
 			continue;
 		}
@@ -41,7 +41,7 @@ XfdbPlan plan_xfdb_sync(const std::vector<XfdbRow> &xfdb,
 		// MAC is: XDP delivering there would be a decision the bridge
 		// never made (it floods, or drops with unicast flooding off).
 		// On a learning port, XDP's sighting stands until it is stale.
-		if (!learns || !r.seen_ns || now_ns - r.seen_ns > stale_ns)
+		if (!learns || !r.seen_ns || r.fixed || now_ns - r.seen_ns > stale_ns)
 			plan.remove.push_back(r.mac);
 	}
 	// What the bridge holds and kvx_xfdb does not: its learnt entries of
@@ -49,7 +49,7 @@ XfdbPlan plan_xfdb_sync(const std::vector<XfdbRow> &xfdb,
 	// authenticator's.  seen_ns 0: never refreshed on the bridge's behalf.
 	for (const auto &[mac, e] : bridge)
 		if (!known.count(mac))
-			plan.add.push_back({mac, static_cast<uint32_t>(e.port), false, 0});
+			plan.add.push_back({mac, static_cast<uint32_t>(e.port), !e.dynamic, 0});
 	return plan;
 }
 

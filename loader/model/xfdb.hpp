@@ -13,8 +13,8 @@
 // follows them there and keeps nothing they do not hold.  A static entry
 // (libvirt's, an administrator's) is the bridge's decision wherever it is:
 // no XDP sighting elsewhere is refreshed over it (NTF_USE, like any frame
-// the bridge learns from, moves a static entry that is not sticky) and
-// kvx_xfdb is set back to it at every sync.
+// the bridge learns from, moves a static entry that is not sticky), and
+// kvx_xfdb holds it marked static, which XDP never moves.
 #pragma once
 
 #include <array>
@@ -33,6 +33,7 @@ struct XfdbRow {
 	MacAddr mac{};
 	uint32_t ifindex = 0;
 	uint64_t seen_ns = 0; // XDP's last sight (CLOCK_BOOTTIME); 0: the daemon's copy
+	bool fixed = false;   // KVX_XFDB_F_STATIC: a static bridge entry's copy
 };
 
 // One entry of the bridge's forwarding database.
@@ -45,15 +46,16 @@ struct BridgeFdb {
 struct XfdbWrite {
 	MacAddr mac{};
 	uint32_t ifindex = 0;
-	// The bridge's static entry: written whatever XDP saw since the dump.
-	bool force = false;
+	// The bridge's static entry: written whatever XDP saw since the dump,
+	// marked KVX_XFDB_F_STATIC (XDP never moves it).
+	bool fixed = false;
 	// seen_ns as read: for a correction of a learnt entry, an XDP
 	// sighting since the dump (seen_ns moved: the guest moved meanwhile)
 	// wins over what the dump said.
 	uint64_t read_seen_ns = 0;
 	bool operator==(const XfdbWrite &o) const
 	{
-		return mac == o.mac && ifindex == o.ifindex && force == o.force &&
+		return mac == o.mac && ifindex == o.ifindex && fixed == o.fixed &&
 		       read_seen_ns == o.read_seen_ns;
 	}
 };
@@ -71,7 +73,8 @@ struct XfdbPlan {
 	std::vector<std::pair<MacAddr, int>> refresh;
 	// kvx_xfdb entries to delete.
 	std::vector<MacAddr> remove;
-	// kvx_xfdb entries to point at the bridge's port.
+	// kvx_xfdb entries to point at the bridge's port (and mark or unmark
+	// static).
 	std::vector<XfdbWrite> correct;
 	// kvx_xfdb entries to create unless XDP made one meanwhile
 	// (BPF_NOEXIST).

@@ -1389,6 +1389,37 @@ TEST_F(XdpTest, NoLearningOverAnEntryOfAPortThatDoesNotLearn)
 	EXPECT_EQ(l->ifindex, static_cast<__u32>(topo().bridge_port_ifindex));
 }
 
+// A static entry on a port that learns (an administrator's `static
+// sticky`, which the README recommends): the daemon's copy carries
+// KVX_XFDB_F_STATIC, and a frame with that MAC on another learning port
+// moves nothing; without the mark, it moves at once.
+TEST_F(XdpTest, NoLearningOverAStaticEntry)
+{
+	const auto port2 = static_cast<__u32>(topo().bridge_port2_ifindex);
+	dp().xdev_update(topo().bridge_port2_ifindex, Topology::kBridgePort2Mac,
+			 KVX_XDEV_F_PORT | KVX_XDEV_F_TX | KVX_XDEV_F_LEARN);
+	kvx_xfdb_val bridge_entry{};
+	bridge_entry.ifindex = port2;
+	bridge_entry.flags = KVX_XFDB_F_STATIC;
+	dp().xfdb_update(kGuestAMac, bridge_entry);
+	const Packet spoof = from_guest(make_udp(kGuestA, 62004, kRemote1, 53));
+	EXPECT_EQ(shoot(Prog::XdpPort, spoof.build()).counted,
+		  counted(KVX_R_XDP_XLATE_OUT, spoof.build().size()));
+	auto l = dp().xfdb_lookup(kGuestAMac);
+	ASSERT_TRUE(l);
+	EXPECT_EQ(l->ifindex, port2) << "a frame on another port moved a static entry";
+	EXPECT_EQ(l->flags, KVX_XFDB_F_STATIC);
+	EXPECT_EQ(l->seen_ns, 0u);
+
+	bridge_entry.flags = 0;
+	dp().xfdb_update(kGuestAMac, bridge_entry);
+	shoot(Prog::XdpPort, spoof.build());
+	l = dp().xfdb_lookup(kGuestAMac);
+	ASSERT_TRUE(l);
+	EXPECT_EQ(l->ifindex, static_cast<__u32>(topo().bridge_port_ifindex))
+		<< "a learnt entry of a learning port follows the frame";
+}
+
 TEST_F(XdpTest, FramesNotForTheHostTeachNothing)
 {
 	// Another guest's unicast, a broadcast: the bridge's business.

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <optional>
+#include <set>
 
 #include "model/config.hpp"
 #include "base/error.hpp"
@@ -750,6 +751,65 @@ TEST_F(GcQuotaMaps, ClosedFlowsGiveWayAcrossFamilies)
 	// Nothing over 7/8 any more: nothing to do.
 	EXPECT_EQ(quota_relief(ct_.get(), both, quota, now).deleted, 0u);
 	EXPECT_EQ(quota_relief(ct_.get(), both, 0, now).deleted, 0u) << "quota off";
+}
+
+// IPv6 TIME_WAIT flows keep their port from other guests (no tw_remotes
+// in IPv6 bindings): the relief takes them last, and only until the guest
+// is back to 7/8 of its quota.
+TEST_F(GcQuotaMaps, Ipv6TimeWaitGoesOnlyAsFarAsNeeded)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t quota = 16; // relief over 14
+	const uint32_t g4 = 0xc0a87a0a;
+	own(g4, 0x01);
+	for (uint16_t p = 0; p < 10; p++)
+		add_flow(g4, uint16_t(5000 + p), KVX_CT_ESTABLISHED, now - 500 * kSec);
+	Fd ct6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct6", sizeof(kvx_ct6_key), sizeof(kvx_ct6_val),
+			      64, nullptr));
+	Fd bind6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
+				sizeof(kvx_bind6_val), 64, nullptr));
+	ASSERT_GE(ct6.get(), 0) << std::strerror(errno);
+	ASSERT_GE(bind6.get(), 0) << std::strerror(errno);
+	const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01};
+	const __be32 guest[4] = {htonl(0xfd420000), 0, 0, htonl(0xa)};
+	const __be32 uplink[4] = {htonl(0x20010db8), htonl(0x770000), 0, htonl(2)};
+	for (uint16_t i = 0; i < 8; i++) { // TIME_WAIT, closed 100..107 s ago
+		kvx_bind6_key ik{};
+		kvx_bind6_val iv{};
+		ik.dir = KVX_BIND_IN;
+		ik.proto = IPPROTO_TCP;
+		ik.port = htons(uint16_t(62000 + i));
+		std::memcpy(ik.addr, uplink, 16);
+		std::memcpy(iv.addr, guest, 16);
+		iv.bind.port = htons(uint16_t(7000 + i));
+		std::memcpy(iv.bind.guest_mac, mac, 6);
+		ASSERT_EQ(bpf_map_update_elem(bind6.get(), &ik, &iv, BPF_NOEXIST), 0);
+		kvx_ct6_key k{};
+		k.proto = IPPROTO_TCP;
+		std::memcpy(k.int_addr, guest, 16);
+		k.int_port = htons(uint16_t(7000 + i));
+		k.rem_addr[0] = htonl(0x20010db8);
+		k.rem_addr[3] = htonl(0x10);
+		k.rem_port = htons(443);
+		kvx_ct6_val v{};
+		v.ct.state = KVX_CT_TIME_WAIT;
+		v.ct.last_seen_ns = now - (107 - i) * kSec;
+		v.ct.ext_port = ik.port;
+		std::memcpy(v.ext_addr, uplink, 16);
+		ASSERT_EQ(bpf_map_update_elem(ct6.get(), &k, &v, BPF_NOEXIST), 0);
+	}
+	QuotaMaps both = q();
+	both.ct6_fd = ct6.get();
+	both.bind6_fd = bind6.get();
+	gflows_recount(ct_.get(), both);
+	ASSERT_EQ(counts(g4).out, 18u);
+	EXPECT_EQ(quota_relief(ct_.get(), both, quota, now).deleted, 4u);
+	EXPECT_EQ(counts(g4).out, 14u);
+	std::set<uint16_t> left;
+	for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(ct6.get()))
+		left.insert(ntohs(k.int_port));
+	EXPECT_EQ(left, (std::set<uint16_t>{7004, 7005, 7006, 7007}))
+		<< "the 4 closed longest went";
 }
 
 // A table fuller than 7/8 (56 of the test's 64 entries): every guest's

@@ -28,12 +28,13 @@ BridgePorts ports(std::set<int> learning = {kP1, kP2})
 	return p;
 }
 
-XfdbRow row(const MacAddr &mac, int port, uint64_t seen_ns)
+XfdbRow row(const MacAddr &mac, int port, uint64_t seen_ns, bool fixed = false)
 {
 	XfdbRow r;
 	r.mac = mac;
 	r.ifindex = static_cast<uint32_t>(port);
 	r.seen_ns = seen_ns;
+	r.fixed = fixed;
 	return r;
 }
 
@@ -103,7 +104,7 @@ TEST(Xfdb, TheBridgesEntriesAreAdded)
 	const XfdbPlan p = plan_xfdb_sync({}, {{kG1, fixed(kP3)}, {kG2, learnt(kP1)}}, ports(),
 					  kSynced, kNow, kStale);
 	ASSERT_EQ(p.add.size(), 2u);
-	EXPECT_TRUE(has(p.add, write(kG1, kP3, false, 0)));
+	EXPECT_TRUE(has(p.add, write(kG1, kP3, true, 0))) << "a static entry: marked";
 	EXPECT_TRUE(has(p.add, write(kG2, kP1, false, 0)));
 	EXPECT_TRUE(p.remove.empty());
 	EXPECT_TRUE(p.correct.empty());
@@ -152,9 +153,21 @@ TEST(Xfdb, AStaticEntryIsNotRefreshedAway)
 		EXPECT_EQ(p.correct[0], write(kG1, home, true, kNow - kSec));
 		EXPECT_TRUE(p.remove.empty());
 	}
-	// Where the bridge holds it, nothing to do.
-	const XfdbPlan p = plan_xfdb_sync({row(kG1, kP1, kNow - kSec)}, {{kG1, fixed(kP1)}},
-					  ports(), kSynced, kNow, kStale);
+	// Where the bridge holds it: marked static (XDP never moves it), once.
+	XfdbPlan p = plan_xfdb_sync({row(kG1, kP1, kNow - kSec)}, {{kG1, fixed(kP1)}}, ports(),
+				    kSynced, kNow, kStale);
+	EXPECT_TRUE(p.refresh.empty());
+	ASSERT_EQ(p.correct.size(), 1u);
+	EXPECT_EQ(p.correct[0], write(kG1, kP1, true, kNow - kSec));
+	p = plan_xfdb_sync({row(kG1, kP1, 0, true)}, {{kG1, fixed(kP1)}}, ports(), kSynced, kNow,
+			   kStale);
 	EXPECT_TRUE(p.refresh.empty());
 	EXPECT_TRUE(p.correct.empty());
+	// The bridge's entry became a learnt one: unmarked; gone: removed.
+	p = plan_xfdb_sync({row(kG1, kP1, 0, true)}, {{kG1, learnt(kP1)}}, ports(), kSynced, kNow,
+			   kStale);
+	ASSERT_EQ(p.correct.size(), 1u);
+	EXPECT_EQ(p.correct[0], write(kG1, kP1, false, 0));
+	p = plan_xfdb_sync({row(kG1, kP1, 0, true)}, {}, ports(), kSynced, kNow, kStale);
+	EXPECT_TRUE(has(p.remove, kG1));
 }

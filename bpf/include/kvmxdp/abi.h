@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 20
+#define KVX_ABI_VERSION 21
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -130,6 +130,9 @@
  *      guest's MAC (the share an OUT fragment counts against); reasons
  *      FRAG_PARK_HOST, FRAG_PARK_STALE, FRAG_PARK_RATELIMITED.  Table
  *      layouts unchanged: pins of 3..20 are reused.
+ *  21: kvx_xfdb_val.flags (was padding, 0 in older entries):
+ *      KVX_XFDB_F_STATIC marks the daemon's copy of a static bridge entry,
+ *      which XDP never moves.  Layouts unchanged: pins of 3..21 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -910,9 +913,15 @@ struct kvx_xfdb_key {
 	__u16 _pad;
 };
 
+/* The bridge holds the MAC in a static entry (libvirt's, an
+ * administrator's, sticky or not) on ifindex: only the daemon writes such
+ * an entry, and no frame elsewhere moves it (a guest sending with that MAC
+ * from another port spoofs it). */
+#define KVX_XFDB_F_STATIC (1U << 0)
+
 struct kvx_xfdb_val {
 	__u32 ifindex;
-	__u32 _pad;
+	__u32 flags; /* KVX_XFDB_F_* */
 	__u64 seen_ns; /* CLOCK_BOOTTIME */
 };
 
