@@ -150,7 +150,7 @@ assert_ge "XDP took guest2's frame on the learning port" $(($(kvx_counter XDP_XL
 assert_eq "kvx_xfdb names guest1's port for guest1's MAC right after it" "$IDX1" "$(xfdb_port "$g1mac")"
 sleep 6
 assert_eq "kvx_xfdb still names guest1's port after a sync" "$IDX1" "$(xfdb_port "$g1mac")"
-assert_contains "guest1's static FDB entry was not moved to $P2_IF" "$P1_IF master $BR static" \
+assert_contains "guest1's static FDB entry was not moved to $P2_IF" "$P1_IF sticky master $BR static" \
 	"$(bridge -n "$NS_HOST" fdb show br "$BR" | grep -i "^$g1mac " || true)"
 bridge -n "$NS_HOST" link set dev "$P1_IF" learning off
 bridge -n "$NS_HOST" fdb replace "$g1mac" dev "$P1_IF" master static
