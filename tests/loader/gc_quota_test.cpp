@@ -657,6 +657,55 @@ TEST_F(GcQuotaMaps, Ipv6FlowsAndBindingsCountInTheOwnersSlot)
 	EXPECT_EQ(counts(g4).out, 1u);
 }
 
+// An IPv6 table pair for the relief tests: TCP flows of fd42::a port
+// 7000 + i at [2001:db8:77::2]:62000 + i, each with its IN half naming the
+// MAC 52:54:00:aa:bb:01 (the owner of the IPv4 guest own(g, 0x01)), so they
+// count in that guest's slot.
+struct Ipv6Flows {
+	Fd ct6{bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct6", sizeof(kvx_ct6_key), sizeof(kvx_ct6_val),
+			      64, nullptr)};
+	Fd bind6{bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
+				sizeof(kvx_bind6_val), 64, nullptr)};
+
+	void add(uint16_t i, uint8_t state, uint64_t last_seen_ns)
+	{
+		ASSERT_GE(ct6.get(), 0) << std::strerror(errno);
+		ASSERT_GE(bind6.get(), 0) << std::strerror(errno);
+		const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01};
+		const __be32 guest[4] = {htonl(0xfd420000), 0, 0, htonl(0xa)};
+		const __be32 uplink[4] = {htonl(0x20010db8), htonl(0x770000), 0, htonl(2)};
+		kvx_bind6_key ik{};
+		kvx_bind6_val iv{};
+		ik.dir = KVX_BIND_IN;
+		ik.proto = IPPROTO_TCP;
+		ik.port = htons(uint16_t(62000 + i));
+		std::memcpy(ik.addr, uplink, 16);
+		std::memcpy(iv.addr, guest, 16);
+		iv.bind.port = htons(uint16_t(7000 + i));
+		std::memcpy(iv.bind.guest_mac, mac, 6);
+		ASSERT_EQ(bpf_map_update_elem(bind6.get(), &ik, &iv, BPF_NOEXIST), 0);
+		kvx_ct6_key k{};
+		k.proto = IPPROTO_TCP;
+		std::memcpy(k.int_addr, guest, 16);
+		k.int_port = htons(uint16_t(7000 + i));
+		k.rem_addr[0] = htonl(0x20010db8);
+		k.rem_addr[3] = htonl(0x10);
+		k.rem_port = htons(443);
+		kvx_ct6_val v{};
+		v.ct.state = state;
+		v.ct.last_seen_ns = last_seen_ns;
+		v.ct.ext_port = ik.port;
+		std::memcpy(v.ext_addr, uplink, 16);
+		ASSERT_EQ(bpf_map_update_elem(ct6.get(), &k, &v, BPF_NOEXIST), 0);
+	}
+	QuotaMaps with(QuotaMaps q) const
+	{
+		q.ct6_fd = ct6.get();
+		q.bind6_fd = bind6.get();
+		return q;
+	}
+};
+
 // A dual-stack guest whose quota is full of one family's closed flows: the
 // datapath's reclaim makes room only in the table it inserts into, so the
 // GC's relief takes all the guest's quiet closed TCP flows of both tables
@@ -679,45 +728,11 @@ TEST_F(GcQuotaMaps, ClosedFlowsGiveWayAcrossFamilies)
 	for (uint16_t p = 0; p < 5; p++)
 		add_flow(other, uint16_t(6000 + p), KVX_CT_TIME_WAIT, now - 100 * kSec);
 
-	Fd ct6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct6", sizeof(kvx_ct6_key), sizeof(kvx_ct6_val),
-			      64, nullptr));
-	Fd bind6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
-				sizeof(kvx_bind6_val), 64, nullptr));
-	ASSERT_GE(ct6.get(), 0) << std::strerror(errno);
-	ASSERT_GE(bind6.get(), 0) << std::strerror(errno);
-	const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01}; // g4's owner
-	const __be32 guest[4] = {htonl(0xfd420000), 0, 0, htonl(0xa)};
-	const __be32 uplink[4] = {htonl(0x20010db8), htonl(0x770000), 0, htonl(2)};
-	// Three closed IPv6 flows of g4's MAC (closed 100-102 s ago), each
-	// with its IN half naming the MAC, so they count in g4's slot.
-	for (uint16_t i = 0; i < 3; i++) {
-		kvx_bind6_key ik{};
-		kvx_bind6_val iv{};
-		ik.dir = KVX_BIND_IN;
-		ik.proto = IPPROTO_TCP;
-		ik.port = htons(uint16_t(62000 + i));
-		std::memcpy(ik.addr, uplink, 16);
-		std::memcpy(iv.addr, guest, 16);
-		iv.bind.port = htons(uint16_t(7000 + i));
-		std::memcpy(iv.bind.guest_mac, mac, 6);
-		ASSERT_EQ(bpf_map_update_elem(bind6.get(), &ik, &iv, BPF_NOEXIST), 0);
-		kvx_ct6_key k{};
-		k.proto = IPPROTO_TCP;
-		std::memcpy(k.int_addr, guest, 16);
-		k.int_port = htons(uint16_t(7000 + i));
-		k.rem_addr[0] = htonl(0x20010db8);
-		k.rem_addr[3] = htonl(0x10);
-		k.rem_port = htons(443);
-		kvx_ct6_val v{};
-		v.ct.state = KVX_CT_CLOSE;
-		v.ct.last_seen_ns = now - (100 + i) * kSec;
-		v.ct.ext_port = ik.port;
-		std::memcpy(v.ext_addr, uplink, 16);
-		ASSERT_EQ(bpf_map_update_elem(ct6.get(), &k, &v, BPF_NOEXIST), 0);
-	}
-	QuotaMaps both = q();
-	both.ct6_fd = ct6.get();
-	both.bind6_fd = bind6.get();
+	// Three closed IPv6 flows of g4's MAC (closed 100-102 s ago).
+	Ipv6Flows six;
+	for (uint16_t i = 0; i < 3; i++)
+		six.add(i, KVX_CT_CLOSE, now - (100 + i) * kSec);
+	const QuotaMaps both = six.with(q());
 	gflows_recount(ct_.get(), both);
 	ASSERT_EQ(counts(g4).out, 18u) << "10 live, 5 TIME_WAIT, 3 IPv6 closed";
 	ASSERT_EQ(counts(g4).in, 1u);
@@ -730,7 +745,7 @@ TEST_F(GcQuotaMaps, ClosedFlowsGiveWayAcrossFamilies)
 	EXPECT_EQ(counts(g4).in, 1u) << "the inbound count is under its quota";
 	EXPECT_EQ(counts(other).out, 5u);
 	size_t v6_left = 0;
-	for (const auto &kv : dump_hash<kvx_ct6_key, kvx_ct6_val>(ct6.get()))
+	for (const auto &kv : dump_hash<kvx_ct6_key, kvx_ct6_val>(six.ct6.get()))
 		v6_left += kv.second.ct.state == KVX_CT_CLOSE;
 	EXPECT_EQ(v6_left, 0u) << "the other family's closed flows went too";
 	size_t live = 0, tw = 0, fresh = 0, others = 0;
@@ -764,49 +779,16 @@ TEST_F(GcQuotaMaps, Ipv6TimeWaitGoesOnlyAsFarAsNeeded)
 	own(g4, 0x01);
 	for (uint16_t p = 0; p < 10; p++)
 		add_flow(g4, uint16_t(5000 + p), KVX_CT_ESTABLISHED, now - 500 * kSec);
-	Fd ct6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct6", sizeof(kvx_ct6_key), sizeof(kvx_ct6_val),
-			      64, nullptr));
-	Fd bind6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
-				sizeof(kvx_bind6_val), 64, nullptr));
-	ASSERT_GE(ct6.get(), 0) << std::strerror(errno);
-	ASSERT_GE(bind6.get(), 0) << std::strerror(errno);
-	const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x01};
-	const __be32 guest[4] = {htonl(0xfd420000), 0, 0, htonl(0xa)};
-	const __be32 uplink[4] = {htonl(0x20010db8), htonl(0x770000), 0, htonl(2)};
-	for (uint16_t i = 0; i < 8; i++) { // TIME_WAIT, closed 100..107 s ago
-		kvx_bind6_key ik{};
-		kvx_bind6_val iv{};
-		ik.dir = KVX_BIND_IN;
-		ik.proto = IPPROTO_TCP;
-		ik.port = htons(uint16_t(62000 + i));
-		std::memcpy(ik.addr, uplink, 16);
-		std::memcpy(iv.addr, guest, 16);
-		iv.bind.port = htons(uint16_t(7000 + i));
-		std::memcpy(iv.bind.guest_mac, mac, 6);
-		ASSERT_EQ(bpf_map_update_elem(bind6.get(), &ik, &iv, BPF_NOEXIST), 0);
-		kvx_ct6_key k{};
-		k.proto = IPPROTO_TCP;
-		std::memcpy(k.int_addr, guest, 16);
-		k.int_port = htons(uint16_t(7000 + i));
-		k.rem_addr[0] = htonl(0x20010db8);
-		k.rem_addr[3] = htonl(0x10);
-		k.rem_port = htons(443);
-		kvx_ct6_val v{};
-		v.ct.state = KVX_CT_TIME_WAIT;
-		v.ct.last_seen_ns = now - (107 - i) * kSec;
-		v.ct.ext_port = ik.port;
-		std::memcpy(v.ext_addr, uplink, 16);
-		ASSERT_EQ(bpf_map_update_elem(ct6.get(), &k, &v, BPF_NOEXIST), 0);
-	}
-	QuotaMaps both = q();
-	both.ct6_fd = ct6.get();
-	both.bind6_fd = bind6.get();
+	Ipv6Flows six;
+	for (uint16_t i = 0; i < 8; i++) // TIME_WAIT, closed 100..107 s ago
+		six.add(i, KVX_CT_TIME_WAIT, now - (107 - i) * kSec);
+	const QuotaMaps both = six.with(q());
 	gflows_recount(ct_.get(), both);
 	ASSERT_EQ(counts(g4).out, 18u);
 	EXPECT_EQ(quota_relief(ct_.get(), both, quota, now).deleted, 4u);
 	EXPECT_EQ(counts(g4).out, 14u);
 	std::set<uint16_t> left;
-	for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(ct6.get()))
+	for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(six.ct6.get()))
 		left.insert(ntohs(k.int_port));
 	EXPECT_EQ(left, (std::set<uint16_t>{7004, 7005, 7006, 7007}))
 		<< "the 4 closed longest went";
