@@ -53,11 +53,24 @@ assert_eq "ping -6 host -> server before attach: 3 of 3" 3 "$(kvx_ping_received 
 sleep 1
 
 kvx_step "attach (NAT66: forwarding on the bridge): the host's IPv6 default route stays"
+# Another device that takes RAs (accept_ra 1) with a router-advertised
+# default route (a wired NIC beside the WiFi): forwarding on purges such
+# routes, and kvmxdp changes only the uplink's accept_ra, so it says so.
+OTHER=kd$KVX_ID
+ip -n "$NS_HOST" link add "$OTHER" type veth peer name "ke$KVX_ID"
+nsx "$NS_HOST" sysctl -qw "net.ipv6.conf.$OTHER.accept_ra=1"
+ip -n "$NS_HOST" link set "ke$KVX_ID" up
+ip -n "$NS_HOST" link set "$OTHER" up
+ip -n "$NS_HOST" -6 route add default via fe80::99 dev "$OTHER" proto ra metric 4096
 kvx_bg "$KVX_TMP/route6.log" ip -n "$NS_HOST" -6 monitor route
 MON_PID=$KVX_LAST_PID
 sleep 0.5
 kvx_attach_bg || kvx_fatal "cannot attach"
 assert_eq "status: NAT66" nat66 "$(kvx_json 'i["ipv6_mode"]')"
+assert_contains "attach warned of $OTHER's router-advertised default route" \
+	"drops $OTHER's router-advertised default route (its accept_ra is 1)" "$(cat "$KVX_DAEMON_LOG")"
+assert_eq "... and said nothing of the uplink's (its accept_ra went to 2)" 0 \
+	"$(grep -c "drops $UP's router-advertised" "$KVX_DAEMON_LOG" || true)"
 assert_eq "the bridge forwards IPv6 (NAT66 needs it)" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$BR/forwarding")"
 must kvx_wait_for 2 "the uplink's IPv6 default route within 2 s of attach" has_route6
 kvx_log "after attach: $(route6)"

@@ -64,6 +64,7 @@ struct Ipv6Route {
 		false; // has a lifetime (RTA_CACHEINFO): the kernel's routes from an RA's prefix
 	bool gateway = false; // via a router (not an on-link route)
 	Ipv6Addr via{};	      // the gateway, if any
+	int oif = 0;	      // the device
 };
 
 } // namespace kvmxdp

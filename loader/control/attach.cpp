@@ -5,6 +5,7 @@
 #include <bpf/bpf.h>
 #include <fcntl.h>
 #include <linux/rtnetlink.h>
+#include <net/if.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <cstring>
 #include <map>
 #include <memory>
+#include <set>
 
 #include "base/caps.hpp"
 #include "base/error.hpp"
@@ -910,6 +912,8 @@ private:
 		// First: the uplink's RA default route must survive the write.
 		uplink_accept_ra();
 		if (*cur != want) {
+			if (want == "1")
+				warn_ra_routes_purged();
 			sys_.write(fwd, want);
 			rb_.add(fwd, [sys = sys_, fwd, old = *cur] { sys.write(fwd, old); });
 			// The kernel just dropped the uplink's RA default route
@@ -923,6 +927,32 @@ private:
 				}
 			}
 		}
+	}
+
+	// The other devices whose router-advertised default route the
+	// forwarding write is about to purge (accept_ra 1, see below): kvmxdp
+	// changes only the uplink's accept_ra, so the host may lose IPv6
+	// through them (a wired NIC beside the WiFi, a VPN that takes RAs).
+	void warn_ra_routes_purged()
+	{
+		std::set<std::string> devs;
+		try {
+			for (const Ipv6Route &r : ipv6_routes(nl_, kEveryLink)) {
+				char name[IF_NAMESIZE] = {};
+				if (r.protocol != RTPROT_RA || r.dst.prefix != 0 ||
+				    r.oif == uplink_.ifindex || !if_indextoname(r.oif, name))
+					continue;
+				if (auto v = sys_.try_read(accept_ra_key(name)); v && *v == "1")
+					devs.insert(name);
+			}
+		} catch (const Error &) {
+			return; // a warning only
+		}
+		for (const std::string &d : devs)
+			log_warn("IPv6 forwarding on: the kernel drops " + d +
+				 "'s router-advertised default route (its accept_ra is 1); set "
+				 "net.ipv6.conf." +
+				 d + ".accept_ra=2 if the host routes IPv6 through it");
 	}
 
 	// Forwarding on for any device makes the kernel purge the

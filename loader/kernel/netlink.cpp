@@ -579,9 +579,11 @@ std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex)
 		const uint32_t table = tb[RTA_TABLE] ? nla_get_u32(tb[RTA_TABLE]) : rt->rtm_table;
 		if (rt->rtm_family != AF_INET6 || rt->rtm_type != RTN_UNICAST ||
 		    table != RT_TABLE_MAIN || !tb[RTA_OIF] ||
-		    static_cast<int>(nla_get_u32(tb[RTA_OIF])) != ifindex)
+		    (ifindex != kEveryLink &&
+		     static_cast<int>(nla_get_u32(tb[RTA_OIF])) != ifindex))
 			return;
 		Ipv6Route x;
+		x.oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
 		Ipv6Addr dst{};
 		if (tb[RTA_DST] && nla_len(tb[RTA_DST]) == 16)
 			std::memcpy(dst.data(), nla_data(tb[RTA_DST]), 16);

@@ -83,7 +83,7 @@ std::vector<Ipv6IfAddr> ipv6_addrs(NlSocket &nl, int ifindex); // as ipv4_addrs
 // Every IPv6 address of the host (every link's): what a 1:1 mapping must
 // not take from the host.
 std::vector<Ipv6Addr> host_ipv6_addrs(NlSocket &nl);
-// The main table's IPv6 unicast routes through a device.
+// The main table's IPv6 unicast routes through a device (kEveryLink: all).
 std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex);
 // A main-table route to dst through a device (no gateway: on the link),
 // with the routing protocol number `protocol` (rtm_protocol) that tells
