@@ -106,19 +106,25 @@ RelayFollow follow_relay_prefix(const std::optional<Ipv6Net> &current,
 	auto has = [](const std::vector<Ipv6Net> &v, const Ipv6Net &n) {
 		return std::find(v.begin(), v.end(), n) != v.end();
 	};
-	bool router_heard = false, router_keeps = false;
+	bool router_heard = false, router_keeps = false, router_moved = false;
 	for (const RaHeard &ra : heard) {
 		if (std::find(routers.begin(), routers.end(), ra.from) == routers.end())
 			continue;
-		// The host's router renumbers: it announces both, or its
-		// latest RA the new prefix alone.
+		// The host's router renumbers: it announces both.
 		if (has(ra.slaac, *current) && has(ra.slaac, *kernel_choice))
 			return f;
-		if (has(ra.latest, *kernel_choice) && !has(ra.latest, *current))
-			return f;
+		router_moved = router_moved ||
+			       (has(ra.latest, *kernel_choice) && !has(ra.latest, *current));
 		router_heard = router_heard || !ra.latest.empty();
 		router_keeps = router_keeps || has(ra.latest, *current);
 	}
+	// Or a router's latest RA announces the new prefix alone (a flash
+	// renumbering, or a restart that missed the overlap), and no default
+	// router's latest RA still announces the current one: a second router
+	// on the LAN with a prefix of its own moves nothing while the first
+	// keeps announcing the current prefix.
+	if (router_moved && !router_keeps)
+		return f;
 	// The kernel deprecated the current prefix and no default router's
 	// latest RA announces it any more.  A forged RA deprecates a prefix as
 	// well (the kernel takes a preferred lifetime of 0 from anyone: RFC

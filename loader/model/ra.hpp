@@ -80,7 +80,8 @@ std::optional<RaHeard> parse_ra(const uint8_t *msg, size_t n, const Ipv6Addr &fr
 // nothing.  A router that renumbers without announcing the old prefix any
 // more (RFC 8978: a CPE that came back with a new ISP prefix), or did so
 // before the daemon started listening, is followed too: when its latest RA
-// announces the new prefix and not the current one, or when the kernel has
+// announces the new prefix and not the current one while no default
+// router's latest RA still announces the current one, or when the kernel has
 // deprecated the current one (current_deprecated: none of the uplink's
 // addresses in it is preferred any more) and the default routers heard no
 // longer announce it (a forged RA can deprecate it too).

@@ -104,11 +104,14 @@ BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 	std::map<uint32_t, std::vector<MacAddr>> ports;
 	for (const auto &[mac, port] : fdb)
 		ports[port].push_back(mac);
+	// Address owners first, those already placed on the port before new
+	// ones; then the MACs already placed; then the rest.
 	auto rank = [&](const MacAddr &m, uint32_t port) {
-		if (owners.count(m))
-			return 0;
 		auto h = have.find(m);
-		return h != have.end() && h->second == port ? 1 : 2;
+		const bool placed = h != have.end() && h->second == port;
+		if (owners.count(m))
+			return placed ? 0 : 1;
+		return placed ? 2 : 3;
 	};
 	size_t longest = 0;
 	for (auto &[port, macs] : ports) {
@@ -116,12 +119,12 @@ BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 		std::stable_sort(macs.begin(), macs.end(), [&](const MacAddr &a, const MacAddr &b) {
 			return rank(a, p) < rank(b, p);
 		});
-		// The owners all stay: their addresses count in the port's
-		// slot, never in the shared one.
-		size_t keep = per_port;
-		while (keep < macs.size() && rank(macs[keep], p) == 0)
-			keep++;
-		macs.resize(std::min(keep, macs.size()));
+		// per_port, owners included: a guest that moves its addresses
+		// to ever new MACs must not get each new one placed (its
+		// addresses then counted in the port's slot, the shared one
+		// free again for more); past the cap they count in the shared
+		// slot, whose limit holds them.
+		macs.resize(std::min(per_port, macs.size()));
 		longest = std::max(longest, macs.size());
 	}
 	// Round by round: every port's i-th MAC before any port's i+1-th.

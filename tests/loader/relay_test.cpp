@@ -350,6 +350,16 @@ TEST(RelayFollow, TheRoutersLatestRaRenumbers)
 	const RaHeard keeps{router, 1800, {kP1}, {kP1}};
 	EXPECT_EQ(follow_relay_prefix(kP1, kP2, both, {router}, {keeps, forged}, true).prefix, kP1);
 	EXPECT_EQ(follow_relay_prefix(kP1, kP2, both, {router}, {}, true).prefix, kP1);
+	// A second default router announcing its own prefix alone, while the
+	// first still announces the current one: kept; once the first's
+	// latest RA drops it too: the kernel's choice.
+	const Ipv6Addr second = parse_ipv6("fe80::2");
+	const RaHeard other{second, 1800, {kP2}, {kP2}};
+	f = follow_relay_prefix(kP1, kP2, both, {router, second}, {keeps, other});
+	EXPECT_EQ(f.prefix, kP1);
+	EXPECT_EQ(f.refused, kP2);
+	EXPECT_EQ(follow_relay_prefix(kP1, kP2, both, {router, second}, {moved_on, other}).prefix,
+		  kP2);
 }
 
 // The RA watch remembers the default routers' RAs only, a bounded number
@@ -418,6 +428,28 @@ MacAddr mac_n(uint8_t port, uint32_t i)
 }
 
 } // namespace
+
+// A guest that moves its addresses to ever new MACs: each new MAC owns
+// addresses (claimed in the shared slot while unplaced).  Placing every
+// owner would move those addresses into the port's slot and free the
+// shared one for more, without end.  The cap holds owners too, and the
+// owners already placed keep their places.
+TEST(Brport, OwnersBeyondThePortsShareStayUnplaced)
+{
+	std::map<MacAddr, uint32_t> fdb, have;
+	std::set<MacAddr> owners;
+	for (uint32_t i = 0; i < 200; i++) {
+		fdb[mac_n(1, i)] = 10;
+		owners.insert(mac_n(1, i));
+	}
+	// The first placed ones (by an earlier sync): the highest MACs.
+	for (uint32_t i = 200 - kBrportPerPort; i < 200; i++)
+		have[mac_n(1, i)] = 10;
+	const BrportPlan p = plan_brport(fdb, have, owners, 4096);
+	EXPECT_TRUE(p.put.empty()) << "no new owner placed beyond the port's share";
+	EXPECT_TRUE(p.del.empty()) << "the placed owners keep their places";
+	EXPECT_EQ(p.unplaced, 200u - kBrportPerPort);
+}
 
 // A guest on port 10 that rotated through 5000 MACs (all learnt by the
 // bridge, one of them owning an address) leaves room in a 4096-entry
