@@ -660,7 +660,14 @@ TEST_F(CtReclaimTest, PassHoldsFurtherPassesOffByItsCost)
 	// entries in or more, the hold-off is 4 ms or more).
 	ASSERT_GE(at.back(), 10000u) << "16 flows among 40000: the last is rarely this early";
 	const Packet n2 = from_guest(make_tcp(kGuestA, 63701, kRemote2, 443));
-	run_case(*d, Prog::BrIngress, n2, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// Only while the hold-off still runs when n2 goes: a machine slow
+	// enough to spend milliseconds between two test runs (the 6.1 VM
+	// under load) cannot tell, and says so.
+	if (boot_ns() + 1000000 < d->gflows_val(kGuestA).reclaim_ns)
+		run_case(*d, Prog::BrIngress, n2, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	else
+		std::cerr << "[ note     ] the hold-off was over before the next run: its "
+			     "refusal not checked on this machine\n";
 	// Once it is over, it gets one.
 	no_holdoff(*d, kGuestA);
 	at = positions();

@@ -260,11 +260,14 @@ TEST_F(FragParkTest, BudgetAllowsABurstThenLimits)
 {
 	// A full budget parks a quarter ring's worth of records in a burst,
 	// then refuses: full-size records refill at one per ~0.76 ms (2 MB/s),
-	// far slower than this loop's packets.
+	// slower than this loop's packets on any machine but a very slow one:
+	// what the loop's own duration refilled is allowed on top (a loaded
+	// CI machine, sanitizers).
 	const std::size_t rec = sizeof(kvx_fragq_hdr) + KVX_FRAGQ_DATA;
 	const std::size_t burst = KVX_FRAGQ_BURST_BYTES / rec;
 	const std::size_t sent = burst + 60;
 	const Stats before = dp().stats();
+	const std::uint64_t t0 = boot_ns();
 	for (std::uint32_t i = 0; i < sent; i++) {
 		Packet orphan = later_fragment(0xcb007100 + i % 7, Topology::kUplinkAddr,
 					       static_cast<std::uint16_t>(0x2000 + i));
@@ -273,6 +276,7 @@ TEST_F(FragParkTest, BudgetAllowsABurstThenLimits)
 				       ingress_ifindex(Prog::UpIngress));
 		ASSERT_EQ(r.verdict, TC_ACT_OK);
 	}
+	const std::uint64_t refilled = (boot_ns() - t0) / (rec * KVX_FRAGQ_NS_PER_BYTE);
 	const std::size_t parked = dp().fragq_drain().size();
 	const Stats s = dp().stats();
 	auto delta = [&](kvx_reason r) {
@@ -282,7 +286,10 @@ TEST_F(FragParkTest, BudgetAllowsABurstThenLimits)
 	EXPECT_EQ(delta(KVX_R_PASS_HOST), sent - parked);
 	EXPECT_EQ(delta(KVX_R_FRAG_PARK_RATELIMITED), sent - parked) << "each one not parked";
 	EXPECT_GE(parked, burst);
-	EXPECT_LE(parked, burst + 40) << "the refill is slow";
+	EXPECT_LE(parked, burst + refilled + 2) << "the refill is slow";
+	if (burst + refilled + 2 < sent) {
+		EXPECT_LT(parked, sent) << "some refused";
+	}
 }
 
 // --- The host's own fragmented datagrams: never through the park ---
