@@ -68,8 +68,11 @@ std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifinde
 	uint32_t daddr;
 	std::memcpy(&daddr, &s.ip[16], 4);
 	auto it = cache.find({s.dir, daddr});
-	if (it == cache.end())
+	if (it == cache.end()) {
+		if (cache.size() >= kFragLookupsPerStep)
+			return std::nullopt;
 		it = cache.emplace(std::make_pair(s.dir, daddr), of(ifindex, daddr)).first;
+	}
 	return it->second;
 }
 

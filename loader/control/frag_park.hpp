@@ -77,7 +77,11 @@ using FragMacOf =
 // IN the guest's own neighbour entry on the bridge (a mapping whose
 // guest's MAC was not learnt when the first fragment passed), never a
 // gateway.  Each lookup at most once per address in one `cache` (the
-// sends of one step: the route dump behind next_hop is not per fragment).
+// sends of one step: the route dump behind next_hop is not per fragment),
+// and at most kFragLookupsPerStep addresses looked up per cache (a guest
+// sending reordered fragments to many unresolvable addresses must not
+// make each step a series of netlink dumps): past that, no MAC.
+constexpr size_t kFragLookupsPerStep = 16;
 using FragMacCache = std::map<std::pair<uint8_t, uint32_t>, std::optional<std::array<uint8_t, 6>>>;
 std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
 						   const FragMacOf &next_hop,

@@ -462,6 +462,20 @@ TEST(FragDstMac, EntryMacElseNextHopOutElseGuestNeighbourIn)
 		<< "no neighbour entry: not sent";
 	EXPECT_EQ(hops.size(), 1u) << "no next hop asked for inbound";
 	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, {}, cache), std::nullopt);
+
+	// A step with fragments to many destinations: kFragLookupsPerStep
+	// lookups, then no MAC (those already looked up still answered).
+	FragMacCache many;
+	hops.clear();
+	out.dst_mac = {};
+	for (uint32_t i = 0; i < 100; i++) {
+		out.ip = later_fragment(kUplink, kRemote + i, 4);
+		const auto mac = frag_dst_mac(out, 3, next_hop, neighbour, many);
+		EXPECT_EQ(mac.has_value(), i < kFragLookupsPerStep) << i;
+	}
+	EXPECT_EQ(hops.size(), kFragLookupsPerStep);
+	out.ip = later_fragment(kUplink, kRemote, 5);
+	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, many), hop);
 }
 
 TEST(FragPark, RecordsThatAreNoLaterFragmentAreIgnored)
