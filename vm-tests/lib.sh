@@ -890,6 +890,15 @@ kvx_lan6_up() {
 	ip -n "$NS_SRV" -6 route add default via "$2"
 }
 
+# kvx_guest6_up BRIDGE-ADDR GUEST1-ADDR: the bridge's IPv6 address and
+# guest1's on the same /64 (guest1 takes no router advertisements).
+kvx_guest6_up() {
+	nsx "$NS_G1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
+		"net.ipv6.conf.$G1_IF.accept_ra=0"
+	ip -n "$NS_HOST" -6 addr add "$1/64" dev "$BR" nodad
+	ip -n "$NS_G1" -6 addr add "$2/64" dev "$G1_IF" nodad
+}
+
 # kvx_lan6_radvd PREFIX [PREFIX-OPTIONS]: the LAN router announces PREFIX
 # for SLAAC (radvd, every 3-4 s; PREFIX-OPTIONS added inside its prefix
 # block); waits until the uplink has an address and a default route from

@@ -30,10 +30,7 @@ BR6=fd42:97::1 G1_6=fd42:97::11
 
 kvx_step "IPv6: the LAN router advertises $N1 every 30-60 s; the uplink takes it by SLAAC"
 kvx_lan6_up "$LAN6" "$RTR6" "$SRV6"
-nsx "$NS_G1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
-	"net.ipv6.conf.$G1_IF.accept_ra=0"
-ip -n "$NS_HOST" -6 addr add "$BR6/64" dev "$BR" nodad
-ip -n "$NS_G1" -6 addr add "$G1_6/64" dev "$G1_IF" nodad
+kvx_guest6_up "$BR6" "$G1_6"
 umask 022
 printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 30;\n\tMaxRtrAdvInterval 60;\n\tprefix %s { AdvOnLink on; AdvAutonomous on; };\n};\n' \
 	"$LAN_UP_IF" "$N1" >"$KVX_TMP/radvd.conf"

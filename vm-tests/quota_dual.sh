@@ -29,10 +29,7 @@ LAN6=2001:db8:1::1 RTR6=2001:db8:78::1 SRV6=2001:db8:78::2
 BR6=fd42:96::1 G1_6=fd42:96::11
 kvx_step "IPv6: SLAAC on the uplink, the bridge's prefix, guest1's address"
 kvx_lan6_up "$LAN6" "$RTR6" "$SRV6"
-nsx "$NS_G1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0 \
-	"net.ipv6.conf.$G1_IF.accept_ra=0"
-ip -n "$NS_HOST" -6 addr add "$BR6/64" dev "$BR" nodad
-ip -n "$NS_G1" -6 addr add "$G1_6/64" dev "$G1_IF" nodad
+kvx_guest6_up "$BR6" "$G1_6"
 ip -n "$NS_G1" -6 route add default via "$BR6" dev "$G1_IF"
 kvx_lan6_radvd 2001:db8:1::/64
 kvx_bg "$KVX_TMP/echo4.log" ip netns exec "$NS_SRV" "${FLOWGEN[@]}" serve "$SRV_IP" 9000
