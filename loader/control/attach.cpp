@@ -970,31 +970,14 @@ private:
 		const Instance *prev = prev_instance();
 		std::optional<std::string> saved = prev ? prev->saved_accept_ra : std::nullopt;
 		std::string dev = prev ? prev->accept_ra_dev : std::string();
-		// IPv6 off, or another uplink (--uplink auto moved): the old
-		// one's value goes back.
-		if (saved && (ipv6_.mode == KVX_V6_OFF || dev != uplink_.name)) {
-			const std::string key = accept_ra_key(dev);
-			const std::optional<std::string> cur = sys_.try_read(key);
-			if (auto v = accept_ra_release(**cfg_, plan_.bridge, dev, *saved, cur)) {
-				sys_.write(key, *v);
-				rb_.add(key,
-					[sys = sys_, key, old = *cur] { sys.write(key, old); });
-			}
-			saved.reset();
-			dev.clear();
-		}
-		if (ipv6_.mode != KVX_V6_OFF && !saved && !uplink_.name.empty()) {
-			const std::string key = accept_ra_key(uplink_.name);
-			if (auto cur = sys_.try_read(key); cur && *cur == "1") {
-				sys_.write(key, "2");
-				rb_.add(key,
-					[sys = sys_, key, old = *cur] { sys.write(key, old); });
-				saved = *cur;
-				dev = uplink_.name;
-			}
-		}
+		hand_over_accept_ra(
+			sys_, **cfg_, plan_.bridge, saved, dev,
+			ipv6_.mode != KVX_V6_OFF ? uplink_.name : std::string(),
+			[&](const std::string &key, const std::string &old, const std::string &) {
+				rb_.add(key, [sys = sys_, key, old] { sys.write(key, old); });
+			});
 		inst_.saved_accept_ra = saved;
-		inst_.accept_ra_dev = saved ? dev : std::string();
+		inst_.accept_ra_dev = dev;
 	}
 
 	void record()

@@ -699,31 +699,6 @@ void Daemon::step_probes()
 	}
 }
 
-void Daemon::move_accept_ra(Config &conf, Instance &rec, const std::string &from,
-			    const std::string &to)
-{
-	Sysctl sys(sysctl_root_);
-	if (rec.saved_accept_ra && rec.accept_ra_dev == from) {
-		const std::string key = accept_ra_key(from);
-		if (auto v = accept_ra_release(conf, rec.bridge, from, *rec.saved_accept_ra,
-					       sys.try_read(key))) {
-			sys.write(key, *v);
-			log_info(key + " back to " + *v);
-		}
-		rec.saved_accept_ra.reset();
-		rec.accept_ra_dev.clear();
-	}
-	if (rec.saved_accept_ra)
-		return;
-	const std::string key = accept_ra_key(to);
-	if (auto cur = sys.try_read(key); cur && *cur == "1") {
-		sys.write(key, "2");
-		rec.saved_accept_ra = *cur;
-		rec.accept_ra_dev = to;
-		log_info(key + " 1 -> 2 (the bridge's IPv6 forwarding keeps its default route)");
-	}
-}
-
 void Daemon::follow_default_route(NlSocket &nl)
 {
 	auto route = choose_uplink_route(ipv4_routes(nl), {bridge_ifindex_});
@@ -806,7 +781,16 @@ void Daemon::follow_default_route(NlSocket &nl)
 	// would purge the new uplink's RA default route.
 	if (read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF) {
 		try {
-			move_accept_ra(**conf, *rec, old_name, link->name);
+			hand_over_accept_ra(
+				Sysctl(sysctl_root_), **conf, rec->bridge, rec->saved_accept_ra,
+				rec->accept_ra_dev, link->name,
+				[](const std::string &key, const std::string &old,
+				   const std::string &value) {
+					log_info(key + " " + old + " -> " + value +
+						 (value == "2" ? " (the bridge's IPv6 forwarding "
+								 "keeps its default route)" :
+								 ""));
+				});
 		} catch (const Error &e) {
 			log_warn("accept_ra on " + link->name + ": " + e.what());
 		}

@@ -145,11 +145,6 @@ private:
 	// gone): forwarding on for any device purges it on a host whose
 	// accept_ra is not 2, and a solicitation or an RA may be lost.
 	void keep_default_route6(const LinkInfo &uplink, const std::vector<Ipv6Route> &routes);
-	// --uplink auto moved from `from` to `to` with IPv6 on: to's accept_ra
-	// 1 made 2 and recorded in rec, from's put back (model/config.hpp
-	// accept_ra_release), as attach does.
-	void move_accept_ra(Config &conf, Instance &rec, const std::string &from,
-			    const std::string &to);
 	// Relay: kvx_nd's idle guest entries forgotten and the bridge's /128
 	// routes to the guests kept to kvx_nd (control/relay.hpp), for the
 	// host's own packets to them; another mode: kvmxdp's routes removed

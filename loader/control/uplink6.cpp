@@ -75,4 +75,28 @@ nlohmann::json uplink6_json(const Uplink6View &v)
 		  {"why", v.relay.why}}}};
 }
 
+void hand_over_accept_ra(const Sysctl &sys, Config &cfg, const std::string &bridge,
+			 std::optional<std::string> &saved, std::string &dev, const std::string &to,
+			 const AcceptRaWritten &written)
+{
+	if (saved && dev != to) {
+		const std::string key = accept_ra_key(dev);
+		const std::optional<std::string> cur = sys.try_read(key);
+		if (auto v = accept_ra_release(cfg, bridge, dev, *saved, cur)) {
+			sys.write(key, *v);
+			written(key, *cur, *v);
+		}
+		saved.reset();
+	}
+	if (!saved && !to.empty()) {
+		const std::string key = accept_ra_key(to);
+		if (auto cur = sys.try_read(key); cur && *cur == "1") {
+			sys.write(key, "2");
+			written(key, *cur, "2");
+			saved = *cur;
+		}
+	}
+	dev = saved ? to : std::string();
+}
+
 } // namespace kvmxdp

@@ -8,9 +8,13 @@
 
 #include <nlohmann/json.hpp>
 
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "base/sysctl.hpp"
+#include "model/config.hpp"
 #include "model/ipv6.hpp"
 
 namespace kvmxdp {
@@ -32,5 +36,21 @@ Uplink6View read_uplink6(NlSocket &nl, int ifindex,
 
 // status --json's "ipv6" object (docs/status-json.md).
 nlohmann::json uplink6_json(const Uplink6View &v);
+
+// The uplink's accept_ra while the bridge forwards IPv6: forwarding on
+// purges the router-advertised default routes of every device whose
+// accept_ra is not 2, so the uplink's 1 becomes 2 (with its own forwarding
+// 0 it takes RAs as before), recorded in saved/dev (Instance
+// saved_accept_ra, accept_ra_dev) for detach.  `to`: the uplink the
+// instance of `bridge` has now with IPv6 on ("": IPv6 off).  A recorded
+// device that is not `to` any more gets its value back (accept_ra_release:
+// only if still 2, and by the last instance using it); then `to` goes
+// 1 -> 2 unless a value is recorded.  written(key, old, value) after each
+// write (attach records its rollback, the daemon logs it).
+using AcceptRaWritten = std::function<void(const std::string &key, const std::string &old,
+					   const std::string &value)>;
+void hand_over_accept_ra(const Sysctl &sys, Config &cfg, const std::string &bridge,
+			 std::optional<std::string> &saved, std::string &dev, const std::string &to,
+			 const AcceptRaWritten &written);
 
 } // namespace kvmxdp
