@@ -26,7 +26,7 @@ XfdbPlan plan_xfdb_sync(const std::vector<XfdbRow> &xfdb,
 		// Seen by XDP since the last sync, on a port the bridge learns
 		// on: the bridge learns it there too (or refreshes it), as if
 		// the frame had passed it.
-		if (learns && r.seen_ns > synced_ns && !r.fixed) {
+		if (learns && r.seen_ns > synced_ns) {
 			plan.refresh.emplace_back(r.mac, port);
 			continue;
 		}
@@ -41,7 +41,7 @@ XfdbPlan plan_xfdb_sync(const std::vector<XfdbRow> &xfdb,
 		// MAC is: XDP delivering there would be a decision the bridge
 		// never made (it floods, or drops with unicast flooding off).
 		// On a learning port, XDP's sighting stands until it is stale.
-		if (!learns || !r.seen_ns || r.fixed || now_ns - r.seen_ns > stale_ns)
+		if (!learns || !r.seen_ns || now_ns - r.seen_ns > stale_ns)
 			plan.remove.push_back(r.mac);
 	}
 	// What the bridge holds and kvx_xfdb does not: its learnt entries of
