@@ -661,17 +661,9 @@ static __noinline int frag_park(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 d
 {
 	int r = __frag_copy(ctx, p, dir, mac);
 
-	if (r == -2) {
-		/* Beside the packet's own reason, without charging a guest
-		 * (stats_count would take the packet's guest mark). */
-		__u32 key = KVX_R_FRAG_PARK_RATELIMITED;
-		struct kvx_stat *st = bpf_map_lookup_elem(&kvx_stats, &key);
-
-		if (st) {
-			st->packets++;
-			st->bytes += len;
-		}
-	}
+	/* Beside the packet's own reason, without charging a guest. */
+	if (r == -2)
+		stats_count_global(KVX_R_FRAG_PARK_RATELIMITED, len);
 	if (dir == KVX_BIND_OUT)
 		return verdict(r == 0 ? KVX_R_FRAG_PARKED : KVX_R_DROP_FRAGMENT, len);
 	return verdict(r == 0 ? KVX_R_FRAG_PARKED_HOST : KVX_R_PASS_HOST, len);

@@ -128,8 +128,9 @@ static __always_inline void gstats_clear(void)
 }
 #endif /* KVX_NO_GUEST_STATS */
 
-/* One counter bump per packet, with a named reason (abi.h KVX_REASONS). */
-static __always_inline void stats_count(enum kvx_reason reason, __u32 bytes)
+/* The machine-wide counter of a reason alone: a count beside the packet's
+ * own reason, which the packet's guest is not charged for. */
+static __always_inline void stats_count_global(enum kvx_reason reason, __u32 bytes)
 {
 	__u32 key = reason;
 	struct kvx_stat *st = bpf_map_lookup_elem(&kvx_stats, &key);
@@ -138,6 +139,12 @@ static __always_inline void stats_count(enum kvx_reason reason, __u32 bytes)
 		st->packets++;
 		st->bytes += bytes;
 	}
+}
+
+/* One counter bump per packet, with a named reason (abi.h KVX_REASONS). */
+static __always_inline void stats_count(enum kvx_reason reason, __u32 bytes)
+{
+	stats_count_global(reason, bytes);
 	gstats_take(reason, bytes);
 }
 
