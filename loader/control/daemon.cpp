@@ -1644,8 +1644,13 @@ int Daemon::run()
 				 ": control plane stops, datapath stays attached");
 			return 0;
 		}
-		if ((fds[6].revents & POLLIN) && fdb_mon->drain())
-			fdb_changed = true;
+		if (fds[6].revents & POLLIN) {
+			// The bridge can be re-created under the daemon (a
+			// libvirt network restarted): filter by today's.
+			fdb_mon->only_bridge(bridge_ifindex_);
+			if (fdb_mon->drain())
+				fdb_changed = true;
+		}
 		bool route_event = (fds[2].revents & POLLIN) && routes.drain();
 		if ((fds[3].revents & POLLIN) && xfrm->drain())
 			step("host tunnels", [&] { sync_tunnels(nl); });

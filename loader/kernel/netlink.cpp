@@ -820,33 +820,55 @@ std::optional<uint64_t> xdp_features(int ifindex)
 				    sizeof(idx), kNetdevAttrXdpFeatures);
 }
 
+// An AF_BRIDGE entry added or deleted by someone, not by the bridge's own
+// learning and ageing: a static or permanent entry (an administrator's,
+// libvirt's, an 802.1X authenticator's), or one a driver or daemon
+// learnt for the bridge (NTF_EXT_LEARNED).  A learnt entry ageing out is
+// not one: a guest sending from random MACs would make every ageing
+// deletion a sync of the whole table.  And only this bridge's: the kernel
+// names a port entry's bridge in NDA_MASTER (br_fdb.c fdb_fill_info), an
+// entry on the bridge device itself has the bridge as ifindex; another
+// bridge's churn (Docker's, a second libvirt network) is not ours to sync.
+bool fdb_event_matters(const nlmsghdr *h, int bridge_ifindex)
+{
+	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg)))
+		return false;
+	if (h->nlmsg_type != RTM_DELNEIGH && h->nlmsg_type != RTM_NEWNEIGH)
+		return false;
+	const auto *nd = static_cast<const ndmsg *>(NLMSG_DATA(h));
+	if (nd->ndm_family != AF_BRIDGE)
+		return false;
+	if (!(nd->ndm_state & (NUD_PERMANENT | NUD_NOARP)) && !(nd->ndm_flags & NTF_EXT_LEARNED))
+		return false;
+	if (bridge_ifindex <= 0 || nd->ndm_ifindex == bridge_ifindex)
+		return true;
+	int len = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof(ndmsg)));
+	for (const rtattr *a = reinterpret_cast<const rtattr *>(reinterpret_cast<const char *>(nd) +
+								NLMSG_ALIGN(sizeof(ndmsg)));
+	     RTA_OK(a, len); a = RTA_NEXT(a, len))
+		if (a->rta_type == NDA_MASTER && RTA_PAYLOAD(a) >= sizeof(uint32_t)) {
+			uint32_t master;
+			std::memcpy(&master, RTA_DATA(a), sizeof(master));
+			return master == static_cast<uint32_t>(bridge_ifindex);
+		}
+	return false;
+}
+
 // ---- Monitors
 
 namespace {
 
 int on_event(nl_msg *, void *arg)
 {
-	*static_cast<bool *>(arg) = true;
+	static_cast<NlMonitor::State *>(arg)->seen = true;
 	return NL_OK;
 }
 
-// An AF_BRIDGE entry added or deleted by someone, not by the bridge's own
-// learning and ageing: a static or permanent entry (an administrator's,
-// libvirt's, an 802.1X authenticator's), or one a driver or daemon
-// learnt for the bridge (NTF_EXT_LEARNED).  A learnt entry ageing out is
-// not one: a guest sending from random MACs would make every ageing
-// deletion a sync of the whole table.
 int on_fdb_event(nl_msg *msg, void *arg)
 {
-	const nlmsghdr *h = nlmsg_hdr(msg);
-	if (h->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg)))
-		return NL_OK;
-	const auto *nd = static_cast<const ndmsg *>(nlmsg_data(h));
-	if (nd->ndm_family != AF_BRIDGE ||
-	    (h->nlmsg_type != RTM_DELNEIGH && h->nlmsg_type != RTM_NEWNEIGH))
-		return NL_OK;
-	if ((nd->ndm_state & (NUD_PERMANENT | NUD_NOARP)) || (nd->ndm_flags & NTF_EXT_LEARNED))
-		*static_cast<bool *>(arg) = true;
+	auto *st = static_cast<NlMonitor::State *>(arg);
+	if (fdb_event_matters(nlmsg_hdr(msg), st->bridge))
+		st->seen = true;
 	return NL_OK;
 }
 
@@ -885,7 +907,7 @@ NlMonitor::NlMonitor(int protocol, std::initializer_list<unsigned> groups, const
 		throw Error("allocate netlink socket");
 	// Notifications are unsolicited: no sequence numbers to check.
 	nl_socket_disable_seq_check(sk_);
-	nl_socket_modify_cb(sk_, NL_CB_VALID, NL_CB_CUSTOM, valid ? valid : on_event, seen_.get());
+	nl_socket_modify_cb(sk_, NL_CB_VALID, NL_CB_CUSTOM, valid ? valid : on_event, state_.get());
 	int err = nl_connect(sk_, protocol);
 	for (unsigned g : groups)
 		if (err >= 0)
@@ -900,13 +922,18 @@ NlMonitor::NlMonitor(int protocol, std::initializer_list<unsigned> groups, const
 
 NlMonitor::NlMonitor(NlMonitor &&o) noexcept
 	: sk_(std::exchange(o.sk_, nullptr))
-	, seen_(std::move(o.seen_))
+	, state_(std::move(o.state_))
 {
 }
 
 NlMonitor::~NlMonitor()
 {
 	nl_socket_free(sk_);
+}
+
+void NlMonitor::only_bridge(int ifindex)
+{
+	state_->bridge = ifindex;
 }
 
 int NlMonitor::fd() const
@@ -916,7 +943,7 @@ int NlMonitor::fd() const
 
 bool NlMonitor::drain()
 {
-	*seen_ = false;
+	state_->seen = false;
 	bool any = false;
 	// Bounded: a flood of events (a guest's random MACs, each learnt and
 	// aged by the bridge) must not keep the daemon's loop here; what is
@@ -932,7 +959,7 @@ bool NlMonitor::drain()
 			break;
 		}
 	}
-	return any || *seen_;
+	return any || state_->seen;
 }
 
 } // namespace kvmxdp

@@ -21,6 +21,7 @@
 
 struct nl_sock;
 struct nl_msg;
+struct nlmsghdr;
 
 namespace kvmxdp {
 
@@ -197,13 +198,15 @@ public:
 	// static (or externally learnt) entry deleted or added (an 802.1X
 	// authenticator's logoff, `bridge fdb del`, libvirt's entry for a new
 	// guest).  Not what the bridge learns or ages (an event for every
-	// MAC a guest sends from).
+	// MAC a guest sends from), nor another bridge's (only_bridge).
 	static NlMonitor bridge_fdb_changes();
 	~NlMonitor();
 	NlMonitor(NlMonitor &&o) noexcept;
 	NlMonitor(const NlMonitor &) = delete;
 	NlMonitor &operator=(const NlMonitor &) = delete;
 	int fd() const;
+	// bridge_fdb_changes: the bridge whose entries count (0: any).
+	void only_bridge(int ifindex);
 	// Drains pending messages; true if anything arrived (or was lost to
 	// an overrun, which means "re-read everything" too).
 	bool drain();
@@ -214,9 +217,21 @@ private:
 	NlMonitor(int protocol, std::initializer_list<unsigned> groups, const char *what,
 		  int (*valid)(nl_msg *, void *) = nullptr);
 	nl_sock *sk_ = nullptr;
-	// Set by the socket's callback during drain(); on the heap so that
-	// the callback's pointer survives a move.
-	std::unique_ptr<bool> seen_ = std::make_unique<bool>(false);
+
+public:
+	// What the socket's callback sees: set during drain(); on the heap so
+	// that the callback's pointer survives a move.
+	struct State {
+		bool seen = false;
+		int bridge = 0;
+	};
+
+private:
+	std::unique_ptr<State> state_ = std::make_unique<State>();
 };
+
+// The FDB event filter of bridge_fdb_changes (a static, permanent or
+// externally learnt AF_BRIDGE entry of bridge_ifindex added or deleted).
+bool fdb_event_matters(const nlmsghdr *h, int bridge_ifindex);
 
 } // namespace kvmxdp

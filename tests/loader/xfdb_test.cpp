@@ -3,8 +3,14 @@
 // bridge is the reference wherever it does not learn.
 #include <gtest/gtest.h>
 
-#include <algorithm>
+#include <linux/neighbour.h>
+#include <linux/rtnetlink.h>
+#include <sys/socket.h>
 
+#include <algorithm>
+#include <cstring>
+
+#include "kernel/netlink.hpp"
 #include "model/xfdb.hpp"
 
 using namespace kvmxdp;
@@ -170,4 +176,78 @@ TEST(Xfdb, AStaticEntryIsNotRefreshedAway)
 	EXPECT_EQ(p.correct[0], write(kG1, kP1, false, 0));
 	p = plan_xfdb_sync({row(kG1, kP1, 0, true)}, {}, ports(), kSynced, kNow, kStale);
 	EXPECT_TRUE(has(p.remove, kG1));
+}
+
+// ---- Which FDB events make the daemon sync (kernel/netlink fdb_event_matters)
+
+namespace {
+
+constexpr int kBridge = 7, kOtherBridge = 9;
+
+// An rtnetlink FDB notification as the kernel's br_fdb.c writes it: ndmsg,
+// NDA_LLADDR, then NDA_MASTER for an entry on a port.
+struct FdbMsg {
+	alignas(nlmsghdr) unsigned char buf[256] = {};
+	nlmsghdr *h = reinterpret_cast<nlmsghdr *>(buf);
+
+	FdbMsg(uint16_t type, int ifindex, uint16_t state, uint8_t flags, int master)
+	{
+		h->nlmsg_type = type;
+		h->nlmsg_len = NLMSG_LENGTH(sizeof(ndmsg));
+		auto *nd = static_cast<ndmsg *>(NLMSG_DATA(h));
+		nd->ndm_family = AF_BRIDGE;
+		nd->ndm_ifindex = ifindex;
+		nd->ndm_state = state;
+		nd->ndm_flags = flags;
+		const unsigned char mac[6] = {0x52, 0x54, 0, 0, 0, 1};
+		put(NDA_LLADDR, mac, sizeof(mac));
+		if (master) {
+			uint32_t m = static_cast<uint32_t>(master);
+			put(NDA_MASTER, &m, sizeof(m));
+		}
+	}
+	void put(uint16_t type, const void *data, size_t len)
+	{
+		auto *a = reinterpret_cast<rtattr *>(buf + NLMSG_ALIGN(h->nlmsg_len));
+		a->rta_type = type;
+		a->rta_len = static_cast<uint16_t>(RTA_LENGTH(len));
+		std::memcpy(RTA_DATA(a), data, len);
+		h->nlmsg_len = NLMSG_ALIGN(h->nlmsg_len) + RTA_ALIGN(a->rta_len);
+	}
+};
+
+} // namespace
+
+TEST(FdbEvents, StaticEntriesOfThisBridgesPortsCount)
+{
+	EXPECT_TRUE(fdb_event_matters(FdbMsg(RTM_NEWNEIGH, kP3, NUD_NOARP, 0, kBridge).h, kBridge));
+	EXPECT_TRUE(
+		fdb_event_matters(FdbMsg(RTM_DELNEIGH, kP1, NUD_PERMANENT, 0, kBridge).h, kBridge));
+	EXPECT_TRUE(fdb_event_matters(
+		FdbMsg(RTM_NEWNEIGH, kP1, NUD_REACHABLE, NTF_EXT_LEARNED, kBridge).h, kBridge));
+	// An entry on the bridge device itself carries no NDA_MASTER.
+	EXPECT_TRUE(fdb_event_matters(FdbMsg(RTM_NEWNEIGH, kBridge, NUD_NOARP, 0, 0).h, kBridge));
+}
+
+TEST(FdbEvents, LearningAndAgeingDoNot)
+{
+	EXPECT_FALSE(
+		fdb_event_matters(FdbMsg(RTM_NEWNEIGH, kP1, NUD_REACHABLE, 0, kBridge).h, kBridge));
+	EXPECT_FALSE(
+		fdb_event_matters(FdbMsg(RTM_DELNEIGH, kP1, NUD_STALE, 0, kBridge).h, kBridge));
+}
+
+TEST(FdbEvents, AnotherBridgesEntriesDoNot)
+{
+	EXPECT_FALSE(
+		fdb_event_matters(FdbMsg(RTM_NEWNEIGH, 21, NUD_NOARP, 0, kOtherBridge).h, kBridge));
+	EXPECT_FALSE(fdb_event_matters(FdbMsg(RTM_DELNEIGH, kOtherBridge, NUD_PERMANENT, 0, 0).h,
+				       kBridge));
+	// Not a bridge entry at all: an IPv4 neighbour, a truncated message.
+	FdbMsg inet(RTM_NEWNEIGH, kP1, NUD_PERMANENT, 0, kBridge);
+	static_cast<ndmsg *>(NLMSG_DATA(inet.h))->ndm_family = AF_INET;
+	EXPECT_FALSE(fdb_event_matters(inet.h, kBridge));
+	FdbMsg cut(RTM_NEWNEIGH, kP1, NUD_PERMANENT, 0, kBridge);
+	cut.h->nlmsg_len = NLMSG_LENGTH(2);
+	EXPECT_FALSE(fdb_event_matters(cut.h, kBridge));
 }
