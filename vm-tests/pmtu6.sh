@@ -16,7 +16,11 @@
 #    and arrives whole at the server, whose fragmented echo arrives whole at
 #    the guest;
 #  - UDP to a closed server port: the server's Port Unreachable reaches the
-#    guest's connected socket (ECONNREFUSED).
+#    guest's connected socket (ECONNREFUSED);
+#  - a 1:1 address (2001:db8:1::101 <-> guest1): the server's curl -6 from
+#    guest1's HTTP server completes once the router's Packet Too Big about
+#    guest1's answers (quoting the 1:1 address) is translated to guest1,
+#    and guest1's Port Unreachable leaves from the 1:1 address.
 # No checksum error anywhere (Icmp6InCsumErrors, Udp6InCsumErrors), the
 # server sees only the uplink's address.
 #
@@ -133,6 +137,34 @@ kvx_log "counters: $(kvx_json '{k: v["packets"] for k, v in i["counters"].items(
 kvx_step "UDP to a closed port: the server's Port Unreachable reaches the guest"
 out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$SRV6]:5999" 2>&1 || true)
 assert_contains "guest2's connected UDP socket gets ECONNREFUSED" "refused" "$out"
+
+kvx_step "a 1:1 guest's server behind the same path: Packet Too Big and its own errors"
+ONE6=2001:db8:1::101
+kvx map add "$ONE6" "$G1_6" >/dev/null
+kvx_bg "$KVX_TMP/http1.log" ip netns exec "$NS_G1" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
+	--bind "$G1_6" --directory "$KVX_TMP/www" 8081
+kvx_wait_tcp_listen 10 "$NS_G1" 8081
+# guest1 forgets the path MTU tracepath taught it: only the router's
+# Packet Too Big about its answers, quoting the 1:1 address, can teach it
+# again.
+ip -n "$NS_G1" -6 route flush cache
+assert_not_contains "guest1 starts without a learnt path MTU" "mtu 1280" \
+	"$(ip -n "$NS_G1" -6 route get "$SRV6")"
+must kvx_wait_for 10 "$ONE6 announced (the server's ping)" \
+	bash -c "ip netns exec '$NS_SRV' ping -6 -c1 -W1 '$ONE6' >/dev/null"
+rel0=$(kvx_counter XLATE_RELATED_IN)
+assert_eq "the server's curl -6 from [$ONE6]:8081: sha256" "$sum" \
+	"$(kvx_curl_sha "$NS_SRV" "http://[$ONE6]:8081/blob")"
+assert_contains "guest1 learnt the path MTU from the Packet Too Big about its answers" "mtu 1280" \
+	"$(ip -n "$NS_G1" -6 route get "$SRV6")"
+assert_ge "XLATE_RELATED_IN counted it" $(($(kvx_counter XLATE_RELATED_IN) - rel0)) 1
+assert_eq "guest1's server saw the server's own address" "$SRV6" \
+	"$(awk '/"GET /{print $1}' "$KVX_TMP/http1.log" | sort -u | paste -sd' ')"
+rel0=$(kvx_counter XLATE_RELATED_OUT)
+out=$(echo probe | nsx "$NS_SRV" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$ONE6]:5999" 2>&1 || true)
+assert_contains "the server's UDP to a closed port of guest1: ECONNREFUSED, from $ONE6" "refused" "$out"
+assert_ge "XLATE_RELATED_OUT counted guest1's Port Unreachable" \
+	$(($(kvx_counter XLATE_RELATED_OUT) - rel0)) 1
 
 kvx_step "checksums, what the server saw"
 for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do

@@ -143,8 +143,9 @@ static __always_inline int icmp6_parse_quote(kvx_ctx_t *ctx, const struct kvx_pk
 
 /*
  * The guest of an inbound ICMPv6 error: the quoted packet is one a guest
- * sent, as translated (from the uplink address and the NAT port to a
- * remote).  Its binding gives the guest endpoint, and the flow must exist
+ * sent, as translated (from the uplink address and the NAT port, a
+ * forward's or a 1:1 address, to a remote).  Its binding gives the guest
+ * endpoint (a 1:1 address's keeps the port), and the flow must exist
  * with exactly the quoted remote address and port (RFC 5927: an error is
  * believed only about a flow it names): a LAN host that guesses a NAT port
  * cannot inject errors into other flows of it.  rw receives the guest's
@@ -166,10 +167,15 @@ static __noinline int ct6_related_in(const struct kvx_pkt6 *p6, const struct icm
 		return KVX_R_PASS_HOST;
 	bind6_key_init(&ik, KVX_BIND_IN, q->proto, q->saddr, q->sport);
 	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	if (!ib)
-		return KVX_R_PASS_HOST;
+	rw->port = ib ? ib->bind.port : q->sport;
+	if (!ib) {
+		/* A 1:1 address: its one IN half, the guest's port kept. */
+		bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, q->saddr, 0);
+		ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+		if (!ib || !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE))
+			return KVX_R_PASS_HOST;
+	}
 	addr6_copy(rw->addr, ib->addr);
-	rw->port = ib->bind.port;
 	if (!mac_is_zero(ib->bind.guest_mac)) {
 		rw->macs = 1;
 		__builtin_memcpy(rw->smac, ib->bind.gw_mac, ETH_ALEN);
@@ -195,13 +201,12 @@ static __noinline int ct6_related_in(const struct kvx_pkt6 *p6, const struct icm
 static __noinline int ct6_related_out(const struct kvx_pkt6 *p6, const struct icmp6_quote *q,
 				      const __u8 *macs, __be32 *ext_addr, __be16 *ext_port)
 {
-	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_bind6_key ik;
 	struct kvx_bind6_val *ib;
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
 
-	if (!p6 || !q || !macs || !ext_addr || !ext_port || !cfg6)
+	if (!p6 || !q || !macs || !ext_addr || !ext_port)
 		return KVX_R_DROP_ICMP_TYPE;
 	/* About a packet the guest got, and to its sender: never an error
 	 * from the uplink address to a third host of the guest's choosing. */
@@ -209,15 +214,28 @@ static __noinline int ct6_related_out(const struct kvx_pkt6 *p6, const struct ic
 		return KVX_R_DROP_ICMP_TYPE;
 	ct6_key_init(&k, q->proto, q->daddr, q->dport, q->saddr, q->sport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
-	if (!f || !addr6_eq(f->ext_addr, cfg6->uplink_addr))
+	/* The uplink address, or a mapped one (a 1:1 address, a literal
+	 * forward's); never the guest's own (relay's flows: no NAT). */
+	if (!f || addr6_eq(f->ext_addr, q->daddr))
 		return KVX_R_DROP_ICMP_TYPE;
 	addr6_copy(ext_addr, f->ext_addr);
 	*ext_port = f->ct.ext_port;
 	bind6_key_init(&ik, KVX_BIND_IN, q->proto, ext_addr, *ext_port);
 	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	if (!ib || !addr6_eq(ib->addr, q->daddr) || ib->bind.port != q->dport)
+	if (!ib) {
+		/* A 1:1 address: its one IN half, the port kept. */
+		bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
+		ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+		if (!ib || !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) || *ext_port != q->dport)
+			return KVX_R_DROP_ICMP_TYPE;
+	} else if (ib->bind.port != q->dport) {
 		return KVX_R_DROP_ICMP_TYPE;
-	if (!bind6_mac_owns(ib, macs, clock_now_ns()))
+	}
+	if (!addr6_eq(ib->addr, q->daddr))
+		return KVX_R_DROP_ICMP_TYPE;
+	/* A static mapping's MAC is learnt from the guest's first packet
+	 * through it (ct6_lookup_out): an error may be that packet. */
+	if (!bind6_mac_owns(ib, macs, clock_now_ns()) && !mac_is_zero(ib->bind.guest_mac))
 		return KVX_R_DROP_SPOOF_MAC;
 	return KVX_CONTINUE;
 }

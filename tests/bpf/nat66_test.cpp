@@ -1471,6 +1471,96 @@ TEST_F(Nat66Test, OneToOneTcpUdpEcho)
 	run6(Prog::UpIngress, inbound6(kProtoTcp, kMapped6, 5556), TC_ACT_OK, KVX_R_PASS_HOST);
 }
 
+// Path-MTU discovery and traceroute for mapped guests: a router's Packet
+// Too Big about the guest's answer through a forward ([uplink]:2222) or a
+// 1:1 address goes to the guest, its quote translated back, as errors
+// about the guest's own flows do; a quote naming another remote is not.
+TEST_F(Nat66Test, IcmpErrorInAboutMappedFlows)
+{
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
+	add_static6(dp(), 0, kMapped6, 0, kGuest6A, 0);
+	struct Case {
+		Ip6 ext, guest;
+		std::uint16_t ext_port, guest_port;
+	};
+	for (const Case &c :
+	     {Case{kUplink6, kGuest6F, 2222, 22}, Case{kMapped6, kGuest6A, 5555, 5555}}) {
+		SCOPED_TRACE("via " + std::to_string(c.ext_port));
+		const Packet6 syn = inbound6(kProtoTcp, c.ext, c.ext_port);
+		const RunResult in =
+			dp().run(Prog::UpIngress, syn.build(), ingress_ifindex(Prog::UpIngress));
+		ASSERT_EQ(verdict_name(in.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		// The handshake's answer (the binding learns the guest's MAC),
+		// then a segment too big for a link beyond the router.
+		Packet6 synack = answer6(dnat6(syn, c.guest, c.guest_port));
+		const RunResult out =
+			dp().run(Prog::BrIngress, synack.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(diff(out.out, snat6_to(synack, c.ext, c.ext_port).build()), "");
+		synack.tcp_flags = kTcpAck;
+		synack.seq += 1;
+		synack.payload = pattern(1200, 0x33);
+		const Bytes sent = snat6_to(synack, c.ext, c.ext_port).build();
+		const Packet6 err = from_uplink6(icmp6_error(kRouter6, c.ext, 2, 1280, sent));
+		Packet6 want =
+			icmp6_error(kRouter6, c.guest, 2, 1280, quote_of_guest(synack, sent, 0));
+		want.hop_limit = err.hop_limit - 1;
+		want.src_mac = Topology::kBridgeMac;
+		want.dst_mac = mac_of(c.guest);
+		const RunResult r =
+			run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
+		EXPECT_EQ(check_checksums(r.out), "");
+		Packet6 other = snat6_to(synack, c.ext, c.ext_port);
+		other.dst = kRemote6B;
+		run6(Prog::UpIngress,
+		     from_uplink6(icmp6_error(kRouter6, c.ext, 2, 1280, other.build())), TC_ACT_OK,
+		     KVX_R_PASS_HOST);
+	}
+}
+
+// A mapped guest's own error about a packet it got (a closed UDP port at a
+// 1:1 address or a literal forward) leaves from the mapped address, also
+// as the first packet through the mapping (no MAC learnt yet); one about a
+// flow of another guest's mapping is dropped.
+TEST_F(Nat66Test, IcmpErrorOutFromMappedGuest)
+{
+	add_static6(dp(), kProtoUdp, kMapped6, 5353, kGuest6F, 53);
+	add_static6(dp(), 0, ip6("2001:db8:77::102"), 0, kGuest6A, 0);
+	struct Case {
+		Ip6 ext, guest;
+		std::uint16_t ext_port, guest_port;
+	};
+	for (const Case &c : {Case{kMapped6, kGuest6F, 5353, 53},
+			      Case{ip6("2001:db8:77::102"), kGuest6A, 4000, 4000}}) {
+		SCOPED_TRACE("via " + std::to_string(c.ext_port));
+		const Packet6 in = inbound6(kProtoUdp, c.ext, c.ext_port);
+		const RunResult r1 =
+			dp().run(Prog::UpIngress, in.build(), ingress_ifindex(Prog::UpIngress));
+		ASSERT_EQ(verdict_name(r1.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		const Packet6 got = dnat6(in, c.guest, c.guest_port);
+		const Packet6 err = from_guest6(icmp6_error(c.guest, kRemote6A, 1, 4, got.build()));
+		Packet6 want =
+			icmp6_error(c.ext, kRemote6A, 1, 4, quote_of_guest(in, got.build(), 0));
+		want.hop_limit = err.hop_limit - 1;
+		want.src_mac = Topology::kUplinkMac;
+		want.dst_mac = Topology::kGatewayMac;
+		const RunResult r =
+			run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, want);
+		EXPECT_EQ(check_checksums(r.out), "");
+	}
+	// Guest A about the flow of guest F's forward, once F has answered
+	// through it (its MAC learnt): not its binding.
+	const Packet6 in = inbound6(kProtoUdp, kMapped6, 5353, kRemote6A, 51001);
+	dp().run(Prog::UpIngress, in.build(), ingress_ifindex(Prog::UpIngress));
+	const Packet6 got = dnat6(in, kGuest6F, 53);
+	const Packet6 answer = answer6(got);
+	const RunResult a =
+		dp().run(Prog::BrIngress, answer.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(diff(a.out, snat6_to(answer, kMapped6, 5353).build()), "");
+	Packet6 spoof = from_guest6(icmp6_error(kGuest6F, kRemote6A, 1, 4, got.build()));
+	spoof.src_mac = mac_of(kGuest6A);
+	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+}
+
 // 1:1 for the protocols translated by address alone (GRE, SCTP, IPv4- and
 // IPv6-in-IPv6): both ways, payload untouched; one with a pseudo-header
 // checksum kvmxdp does not know (DCCP) is not translated, and without a
