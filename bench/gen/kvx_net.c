@@ -5,7 +5,8 @@
  *   kvx-net rr-server  --port P              UDP echo server
  *   kvx-net rr-client  --dst IP --port P --seconds S
  *       one request in flight; prints RTT percentiles (microseconds) as JSON
- *   kvx-net crr-server --port P              TCP: accept and close at once
+ *   kvx-net crr-server --port P [--dst IP]   TCP: accept and close at once
+ *       (on IP, IPv4 or IPv6; all IPv4 addresses without it)
  *   kvx-net crr-client --dst IP --port P --seconds S [--parallel K] [--close rst|fin]
  *       K connections in flight (non-blocking connect, epoll); each is
  *       closed as soon as it is established: rst (the default), with
@@ -53,6 +54,27 @@ static uint64_t now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* --dst for the TCP workloads, either family: its length. */
+static socklen_t dst_sockaddr(struct sockaddr_storage *ss)
+{
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET6, opt_dst, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)opt_port);
+		return sizeof(*s6);
+	}
+	if (inet_pton(AF_INET, opt_dst, &s4->sin_addr) != 1) {
+		errno = EINVAL;
+		die("--dst");
+	}
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons((uint16_t)opt_port);
+	return sizeof(*s4);
 }
 
 static struct sockaddr_in dst_addr(void)
@@ -134,16 +156,28 @@ static int rr_client(void)
 	return 0;
 }
 
-static __attribute__((noreturn)) void crr_server(void)
+static __attribute__((noreturn)) void crr_server(int any)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt_port)};
-	int one = 1, fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_storage sa;
+	socklen_t len;
+	int one = 1, fd;
 
+	if (any) {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&sa;
+
+		memset(&sa, 0, sizeof(sa));
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)opt_port);
+		len = sizeof(*s4);
+	} else {
+		len = dst_sockaddr(&sa);
+	}
+	fd = socket(sa.ss_family, SOCK_STREAM, 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (fd < 0)
 		die("socket");
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) || listen(fd, 4096))
+	if (bind(fd, (struct sockaddr *)&sa, len) || listen(fd, 4096))
 		die("crr-server listen");
 	for (;;) {
 		int c = accept(fd, NULL, NULL);
@@ -153,11 +187,11 @@ static __attribute__((noreturn)) void crr_server(void)
 	}
 }
 
-static int crr_start(int ep, const struct sockaddr_in *sa)
+static int crr_start(int ep, const struct sockaddr_storage *sa, socklen_t len)
 {
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	struct epoll_event ev = {.events = EPOLLOUT};
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+	int fd = socket(sa->ss_family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 
 	if (fd < 0)
 		die("socket");
@@ -167,7 +201,7 @@ static int crr_start(int ep, const struct sockaddr_in *sa)
 	/* RST on close: no TIME_WAIT, the guest's ports stay available. */
 	if (!opt_close_fin)
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	if (connect(fd, (const struct sockaddr *)sa, sizeof(*sa)) && errno != EINPROGRESS)
+	if (connect(fd, (const struct sockaddr *)sa, len) && errno != EINPROGRESS)
 		die("connect");
 	ev.data.u64 = ((uint64_t)now_ns() << 20) | (uint64_t)fd;
 	if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev))
@@ -177,7 +211,8 @@ static int crr_start(int ep, const struct sockaddr_in *sa)
 
 static int crr_client(void)
 {
-	struct sockaddr_in sa = dst_addr();
+	struct sockaddr_storage sa;
+	socklen_t len = dst_sockaddr(&sa);
 	uint64_t ok = 0, failed = 0, slow = 0, t_start, end;
 	struct epoll_event evs[256];
 	int ep = epoll_create1(0), i;
@@ -186,7 +221,7 @@ static int crr_client(void)
 	if (ep < 0)
 		die("epoll_create1");
 	for (i = 0; i < opt_parallel; i++)
-		crr_start(ep, &sa);
+		crr_start(ep, &sa, len);
 	t_start = now_ns();
 	end = t_start + (uint64_t)(opt_seconds * 1e9);
 	while (now_ns() < end) {
@@ -202,7 +237,7 @@ static int crr_client(void)
 				 * (a RST if it sent data: it sends none). */
 				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
 				close(fd);
-				crr_start(ep, &sa);
+				crr_start(ep, &sa, len);
 				continue;
 			}
 			getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &l);
@@ -224,7 +259,7 @@ static int crr_client(void)
 			}
 			epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
 			close(fd);
-			crr_start(ep, &sa);
+			crr_start(ep, &sa, len);
 		}
 	}
 	printf("{\"connections\": %llu, \"failed\": %llu, \"slow\": %llu, \"seconds\": %.3f, "
@@ -237,7 +272,7 @@ static int crr_client(void)
 
 int main(int argc, char **argv)
 {
-	int i;
+	int i, dst_given = 0;
 
 	if (argc < 2) {
 		fprintf(stderr,
@@ -245,9 +280,10 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	for (i = 2; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--dst"))
+		if (!strcmp(argv[i], "--dst")) {
 			opt_dst = argv[i + 1];
-		else if (!strcmp(argv[i], "--port"))
+			dst_given = 1;
+		} else if (!strcmp(argv[i], "--port"))
 			opt_port = atoi(argv[i + 1]);
 		else if (!strcmp(argv[i], "--seconds"))
 			opt_seconds = atof(argv[i + 1]);
@@ -277,7 +313,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "rr-client"))
 		return rr_client();
 	if (!strcmp(argv[1], "crr-server"))
-		crr_server();
+		crr_server(!dst_given);
 	if (!strcmp(argv[1], "crr-client"))
 		return crr_client();
 	fprintf(stderr, "kvx-net: error: unknown command '%s'\n", argv[1]);
