@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "control/gc.hpp"
 
 #include "base/error.hpp"
+#include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
@@ -502,11 +504,40 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 			}
 		}
 	}
-	id.v6 = uplink6_net(nl, ifindex);
+	id.v6 = uplink6_net(nl, ifindex, resolve);
 	return id;
 }
 
-std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex)
+namespace {
+
+// Makes the kernel resolve an IPv6 neighbour (its own Neighbour
+// Solicitation) by sending it one empty datagram to the discard port
+// (RFC 863), then waits up to ms for the neighbour table to hold it.
+std::optional<std::array<uint8_t, 6>> resolve_neighbour6(NlSocket &nl, int ifindex,
+							 const Ipv6Addr &addr, int ms)
+{
+	Fd s(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	if (!s)
+		return std::nullopt;
+	sockaddr_in6 sa{};
+	sa.sin6_family = AF_INET6;
+	sa.sin6_port = htons(9);
+	std::memcpy(&sa.sin6_addr, addr.data(), addr.size());
+	sa.sin6_scope_id = static_cast<uint32_t>(ifindex);
+	if (::sendto(s.get(), "", 0, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&sa),
+		     sizeof(sa)) != 0)
+		return std::nullopt;
+	for (int waited = 0; waited < ms; waited += 50) {
+		::usleep(50 * 1000);
+		if (auto mac = neighbour_mac6(nl, ifindex, addr))
+			return mac;
+	}
+	return std::nullopt;
+}
+
+} // namespace
+
+std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve)
 {
 	const std::vector<Ipv6Route> routes = ipv6_routes(nl, ifindex);
 	Uplink6Net v6;
@@ -519,10 +550,13 @@ std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex)
 	for (const Ipv6Route &r : routes)
 		if (r.dst.prefix == 0 && r.gateway) {
 			v6.router = r.via;
-			// No solicitation of our own: the router's RAs carry its
-			// link-layer address, and the kernel keeps the entry
-			// while the default route uses it.
-			if (auto mac = neighbour_mac6(nl, ifindex, r.via))
+			// The router's RAs carry its link-layer address (the
+			// kernel's entry); without one, resolve asks as IPv4's
+			// ARP probe does.
+			auto mac = neighbour_mac6(nl, ifindex, r.via);
+			if (!mac && resolve)
+				mac = resolve_neighbour6(nl, ifindex, r.via, 300);
+			if (mac)
 				v6.router_mac = format_mac(*mac);
 			break;
 		}

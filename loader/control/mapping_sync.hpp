@@ -124,8 +124,10 @@ size_t reprobe_mapped6(int extaddr6_fd);
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = false);
 // The uplink's IPv6 network now: its global on-link prefixes (sorted), the
 // main table's IPv6 default route's router through it and that router's
-// MAC from the neighbour table; unset without a global prefix.
-std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex);
+// MAC from the neighbour table; unset without a global prefix.  resolve: a
+// router the table does not hold is resolved by the kernel (one empty
+// datagram to its discard port; 300 ms at most).
+std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve = false);
 
 // The "mappings" member of one instance's status (and of `map list`).
 // extaddr_fd: the pinned kvx_extaddr (-1: none), which says which mappings
