@@ -332,18 +332,27 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		return; // being detached
 	// Mappings recorded without the gateway's MAC (not resolved when they
 	// were made, or an older kvmxdp) learn it on their network now.
-	if (net && !net->gateway_mac.empty()) {
-		bool learnt = false;
-		for (StaticMapping &sm : (*cfg)->find(inst_.bridge)->mappings)
-			if (sm.network && sm.network->gateway_mac.empty() &&
-			    mapping_active(sm, net)) {
+	// IPv6 ones the same way, the router's.
+	if (net) {
+		bool learnt = false, learnt6 = false;
+		for (StaticMapping &sm : (*cfg)->find(inst_.bridge)->mappings) {
+			if (!net->gateway_mac.empty() && sm.network &&
+			    sm.network->gateway_mac.empty() && mapping_active(sm, net)) {
 				sm.network->gateway_mac = net->gateway_mac;
 				learnt = true;
 			}
-		if (learnt) {
-			cfg->save();
-			log_info("mappings of " + net->str() + ": gateway MAC recorded");
+			if (net->v6 && !net->v6->router_mac.empty() && sm.network6 &&
+			    sm.network6->router_mac.empty() && mapping_active(sm, net)) {
+				sm.network6->router_mac = net->v6->router_mac;
+				learnt6 = true;
+			}
 		}
+		if (learnt || learnt6)
+			cfg->save();
+		if (learnt)
+			log_info("mappings of " + net->str() + ": gateway MAC recorded");
+		if (learnt6)
+			log_info("IPv6 mappings: router MAC " + net->v6->router_mac + " recorded");
 	}
 	// Mappings a libvirt hook could not make (model/mapping.hpp
 	// pending) are made once the uplink's network allows them.

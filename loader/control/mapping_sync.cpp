@@ -4,6 +4,7 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -20,6 +21,7 @@
 #include "control/gc.hpp"
 
 #include "base/error.hpp"
+#include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
@@ -28,6 +30,7 @@
 #include "kernel/arp.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
+#include "model/ipv6.hpp"
 #include "model/libvirt.hpp"
 
 namespace kvmxdp {
@@ -260,13 +263,17 @@ kvx_extaddr6_key ext6_key(const Ipv6Addr &a)
 }
 
 // The IPv6 mappings in kvx_bind6, on NAT66's current address (kvx_cfg6,
-// which the daemon follows: `[uplink]` forwards move with it).  Not tied
-// to a network (no suspension yet): a literal address off the current
-// prefix is simply never sent to this host.  A literal address is
+// which the daemon follows: `[uplink]` forwards move with it).  A mapping
+// off its network (mapping_active against cur->v6) is suspended as an IPv4
+// one: no pairs, and its address, unless an active mapping has it too, is
+// out of kvx_extaddr6: not answered for, and on its return new to the map,
+// so held (PROBING) until a new duplicate address detection (RFC 4862
+// 5.4: another node may have taken it meanwhile).  A literal address is
 // announced only after its duplicate address detection (kvx_extaddr6);
 // until then its mappings have no pairs.
 void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappings,
-		     bool strict_last, const DadVerdicts &dad, ApplyResult &r)
+		     const std::optional<NetId> &cur, bool strict_last, const DadVerdicts &dad,
+		     ApplyResult &r)
 {
 	Ipv6Addr up{};
 	// Literal addresses are announced (DAD, NAs, NS answers) only while
@@ -292,7 +299,7 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 			// The uplink's own address (a forward spelt literally) is
 			// the host's: its stack answers for it.
 			// Pending: no DAD, no announcement (as IPv4's own_addr).
-			if (!nat66 || !sm.m.v6 || !sm.pending.empty() || sm.m.ext_uplink ||
+			if (!nat66 || !sm.m.v6 || !mapping_active(sm, cur) || sm.m.ext_uplink ||
 			    sm.m.ext_addr6 == up || ext.count(sm.m.ext_addr6))
 				continue;
 			const Ipv6Addr &a = sm.m.ext_addr6;
@@ -316,7 +323,8 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 	Want<Family6> want(&key_less<kvx_bind6_key>);
 	for (size_t i = 0; i < mappings.size(); i++) {
 		const Mapping &m = mappings[i].m;
-		if (!m.v6 || !mappings[i].pending.empty() || (up == Ipv6Addr{} && m.ext_uplink) ||
+		if (!m.v6 || !mapping_active(mappings[i], cur) ||
+		    (up == Ipv6Addr{} && m.ext_uplink) ||
 		    (!m.ext_uplink && r.held6.count(m.ext_addr6)))
 			continue;
 		per_mapping[i] = mapping_entries6(m, up);
@@ -458,7 +466,7 @@ ApplyResult apply_mappings(const MapFds &fds, const std::vector<StaticMapping> &
 	install<Family4>(fds.bind, fds.ct, mappings, per_mapping, strict_last, r);
 	write_flags(false);
 	if (fds.bind6 >= 0)
-		apply_mappings6(fds, mappings, strict_last, dad, r);
+		apply_mappings6(fds, mappings, cur, strict_last, dad, r);
 	return r;
 }
 
@@ -496,7 +504,63 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 			}
 		}
 	}
+	id.v6 = uplink6_net(nl, ifindex, resolve);
 	return id;
+}
+
+namespace {
+
+// Makes the kernel resolve an IPv6 neighbour (its own Neighbour
+// Solicitation) by sending it one empty datagram to the discard port
+// (RFC 863), then waits up to ms for the neighbour table to hold it.
+std::optional<std::array<uint8_t, 6>> resolve_neighbour6(NlSocket &nl, int ifindex,
+							 const Ipv6Addr &addr, int ms)
+{
+	Fd s(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
+	if (!s)
+		return std::nullopt;
+	sockaddr_in6 sa{};
+	sa.sin6_family = AF_INET6;
+	sa.sin6_port = htons(9);
+	std::memcpy(&sa.sin6_addr, addr.data(), addr.size());
+	sa.sin6_scope_id = static_cast<uint32_t>(ifindex);
+	if (::sendto(s.get(), "", 0, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&sa),
+		     sizeof(sa)) != 0)
+		return std::nullopt;
+	for (int waited = 0; waited < ms; waited += 50) {
+		::usleep(50 * 1000);
+		if (auto mac = neighbour_mac6(nl, ifindex, addr))
+			return mac;
+	}
+	return std::nullopt;
+}
+
+} // namespace
+
+std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve)
+{
+	const std::vector<Ipv6Route> routes = ipv6_routes(nl, ifindex);
+	Uplink6Net v6;
+	for (const Ipv6Prefix &p : onlink_prefixes(ipv6_addrs(nl, ifindex), routes))
+		v6.prefixes.push_back(p.net);
+	if (v6.prefixes.empty())
+		return std::nullopt;
+	// Sorted: the kernel's order of routes and addresses is no identity.
+	std::sort(v6.prefixes.begin(), v6.prefixes.end());
+	for (const Ipv6Route &r : routes)
+		if (r.dst.prefix == 0 && r.gateway) {
+			v6.router = r.via;
+			// The router's RAs carry its link-layer address (the
+			// kernel's entry); without one, resolve asks as IPv4's
+			// ARP probe does.
+			auto mac = neighbour_mac6(nl, ifindex, r.via);
+			if (!mac && resolve)
+				mac = resolve_neighbour6(nl, ifindex, r.via, 300);
+			if (mac)
+				v6.router_mac = format_mac(*mac);
+			break;
+		}
+	return v6;
 }
 
 json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_fd, int extaddr6_fd)
@@ -547,18 +611,28 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 	json arr = json::array();
 	for (const auto &sm : inst.mappings) {
 		if (sm.m.v6) {
-			// Not network-bound (yet): active wherever the address
-			// is known.  Not running: its address is not known.
+			// Active on its network (an untied one wherever the
+			// address is known).  Not running: its address is not
+			// known.
 			const Ipv6Addr ext = sm.m.ext6(ua6);
 			const bool known = ext != Ipv6Addr{};
+			const bool on_net = mapping_active(sm, cur);
 			// A literal address of a running instance: announced
 			// once DAD found it free (no entry yet: the daemon's
 			// DAD is about to run).
-			std::string state = known ? "active" : "no-uplink-address";
-			json reason = known ? json(nullptr) :
-					      json("the uplink has no NAT66 address (or the "
-						   "instance is not running)");
-			if (!sm.m.ext_uplink && sm.m.ext_addr6 != ua6 && extaddr6_fd >= 0) {
+			std::string state = !known		? "no-uplink-address" :
+					    !cur && sm.network6 ? "no-uplink-address" :
+					    !on_net		? "suspended" :
+								  "active";
+			json reason = !known ? json("the uplink has no NAT66 address (or the "
+						    "instance is not running)") :
+				      state == "no-uplink-address" ?
+					       json("the uplink has no address: its network is not "
+						    "known") :
+				      !on_net ? json("made on another network") :
+						json(nullptr);
+			if (on_net && !sm.m.ext_uplink && sm.m.ext_addr6 != ua6 &&
+			    extaddr6_fd >= 0) {
 				auto f = ext6_flags.find(sm.m.ext_addr6);
 				const uint32_t fl = f == ext6_flags.end() ? KVX_EXT_F_PROBING :
 									    f->second;
@@ -583,7 +657,7 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				{"type", sm.m.one_to_one() ? "1:1" : "port-forward"},
 				{"ext_addr", known ? json(format_ipv6(ext)) : json(nullptr)},
 				{"add_address", false},
-				{"network", nullptr},
+				{"network", sm.network6 ? json(sm.network6->str()) : json(nullptr)},
 				{"state", !sm.pending.empty() ? "pending" : state},
 				{"reason",
 				 !sm.pending.empty() ? json(pending_reason(sm.pending)) : reason},

@@ -78,8 +78,10 @@ using DadVerdicts = std::map<Ipv6Addr, DadVerdict>;
 // strict_last, a conflict of the last mapping (the one `map add` adds)
 // throws after undoing its IN halves; other conflicts are reported in
 // errors.  IPv6 mappings (fds.bind6 set) go into kvx_bind6 the same way,
-// `[uplink]` on kvx_cfg6's NAT66 address; they are not tied to a network
-// (no suspension, no kvx_extaddr entry).  Their literal addresses are in
+// `[uplink]` on kvx_cfg6's NAT66 address, suspended off their network
+// (StaticMapping::network6 against cur->v6: no pairs, and an address no
+// active mapping has leaves kvx_extaddr6, so that nothing answers for it
+// and its return starts with a new DAD).  Their literal addresses are in
 // kvx_extaddr6 (model/dad.hpp decide_ext6): a new one is held
 // (KVX_EXT_F_PROBING, no pairs) until `dad` says Free for it (the daemon's
 // duplicate address detection, or `map add`'s), then announced
@@ -118,7 +120,14 @@ size_t reprobe_mapped6(int extaddr6_fd);
 // device, lowest metric) and the gateway's MAC from the neighbour table;
 // unset without an address.  resolve: a gateway the neighbour table does
 // not hold is asked with one ARP probe (300 ms at most).
+// Its IPv6 part (NetId::v6) is uplink6_net's.
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = false);
+// The uplink's IPv6 network now: its global on-link prefixes (sorted), the
+// main table's IPv6 default route's router through it and that router's
+// MAC from the neighbour table; unset without a global prefix.  resolve: a
+// router the table does not hold is resolved by the kernel (one empty
+// datagram to its discard port; 300 ms at most).
+std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve = false);
 
 // The "mappings" member of one instance's status (and of `map list`).
 // extaddr_fd: the pinned kvx_extaddr (-1: none), which says which mappings

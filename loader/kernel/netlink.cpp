@@ -258,7 +258,10 @@ uint32_t subnet_gateway(const std::vector<IfAddr> &bridge_addrs, const Ipv4Net &
 	return 0;
 }
 
-std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr)
+namespace {
+
+std::optional<std::array<uint8_t, 6>> neighbour_mac_of(NlSocket &nl, int ifindex, int family,
+						       const void *addr, int len)
 {
 	nl_cache *raw = nullptr;
 	int err = rtnl_neigh_alloc_cache(nl.get(), &raw);
@@ -269,19 +272,32 @@ std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, u
 		auto *n = reinterpret_cast<rtnl_neigh *>(o);
 		nl_addr *dst = rtnl_neigh_get_dst(n);
 		nl_addr *ll = rtnl_neigh_get_lladdr(n);
-		if (rtnl_neigh_get_family(n) != AF_INET || rtnl_neigh_get_ifindex(n) != ifindex ||
-		    !dst || nl_addr_get_len(dst) != 4 || !ll || nl_addr_get_len(ll) != 6 ||
+		if (rtnl_neigh_get_family(n) != family || rtnl_neigh_get_ifindex(n) != ifindex ||
+		    !dst || nl_addr_get_len(dst) != static_cast<unsigned>(len) || !ll ||
+		    nl_addr_get_len(ll) != 6 ||
 		    (rtnl_neigh_get_state(n) & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP)))
 			continue;
-		uint32_t be;
-		std::memcpy(&be, nl_addr_get_binary_addr(dst), 4);
-		if (ntohl(be) != addr)
+		if (std::memcmp(nl_addr_get_binary_addr(dst), addr, len) != 0)
 			continue;
 		std::array<uint8_t, 6> mac{};
 		std::memcpy(mac.data(), nl_addr_get_binary_addr(ll), 6);
 		return mac;
 	}
 	return std::nullopt;
+}
+
+} // namespace
+
+std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr)
+{
+	const uint32_t be = htonl(addr);
+	return neighbour_mac_of(nl, ifindex, AF_INET, &be, 4);
+}
+
+std::optional<std::array<uint8_t, 6>> neighbour_mac6(NlSocket &nl, int ifindex,
+						     const Ipv6Addr &addr)
+{
+	return neighbour_mac_of(nl, ifindex, AF_INET6, addr.data(), 16);
 }
 
 bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr)

@@ -123,6 +123,15 @@ json mapping_json(const StaticMapping &sm)
 		if (!sm.network->gateway_mac.empty())
 			j["gateway_mac"] = sm.network->gateway_mac;
 	}
+	// An IPv6 mapping's network; absent when untied (and in older
+	// configs, whose IPv6 mappings were never tied).
+	if (sm.network6) {
+		j["network6"] = sm.network6->prefix.str();
+		if (sm.network6->router != Ipv6Addr{})
+			j["router6"] = format_ipv6(sm.network6->router);
+		if (!sm.network6->router_mac.empty())
+			j["router6_mac"] = sm.network6->router_mac;
+	}
 	// Absent for plain mappings (and in older configs).
 	if (!sm.vm.empty())
 		j["vm"] = sm.vm;
@@ -367,6 +376,31 @@ StaticMapping mapping_from_json(const json &o, const std::string &field)
 		sm.network = id;
 	} else if (gw || gw_mac) {
 		bad(p + (gw ? "gateway" : "gateway_mac"), "given without network");
+	}
+	auto net6 = get_opt_string(o, "network6", p);
+	auto router6 = get_opt_string(o, "router6", p);
+	auto router6_mac = get_opt_string(o, "router6_mac", p);
+	if (net6) {
+		if (!sm.m.v6)
+			bad(p + "network6", "given for an IPv4 mapping");
+		NetId6 id;
+		checked(p + "network6", [&] { id.prefix = parse_subnet6(*net6, "network6"); });
+		if (router6) {
+			try {
+				id.router = parse_ipv6(*router6);
+			} catch (const Error &e) {
+				bad(p + "router6", e.what());
+			}
+		}
+		if (router6_mac) {
+			if (!is_mac_str(*router6_mac))
+				bad(p + "router6_mac", "invalid '" + printable(*router6_mac) +
+							       "': expected aa:bb:cc:dd:ee:ff");
+			id.router_mac = *router6_mac;
+		}
+		sm.network6 = id;
+	} else if (router6 || router6_mac) {
+		bad(p + (router6 ? "router6" : "router6_mac"), "given without network6");
 	}
 	for (auto [key, dst] :
 	     {std::pair{"vm", &sm.vm}, {"libvirt_network", &sm.libvirt_network}}) {

@@ -245,10 +245,55 @@ std::string NetId::str() const
 	       (gateway_mac.empty() ? std::string() : " at " + gateway_mac);
 }
 
+std::string NetId6::str() const
+{
+	return prefix.str() +
+	       (router != Ipv6Addr{} ? " via " + format_ipv6(router) :
+				       std::string(" (no default router)")) +
+	       (router_mac.empty() ? std::string() : " at " + router_mac);
+}
+
+std::optional<NetId6> Uplink6Net::id_for(const Ipv6Addr &ext, const Ipv6Addr &uplink6) const
+{
+	NetId6 id;
+	id.router = router;
+	id.router_mac = router_mac;
+	for (const Ipv6Net &p : prefixes)
+		if (p.contains(ext)) {
+			id.prefix = p;
+			return id;
+		}
+	if (uplink6 == Ipv6Addr{})
+		return std::nullopt;
+	id.prefix = network_of6(uplink6, 64);
+	return id;
+}
+
+void tie_to_network(StaticMapping &sm, const std::optional<NetId> &cur, const Ipv6Addr &uplink6)
+{
+	if (!sm.m.v6) {
+		sm.network = cur ? std::optional<NetId>(cur->recorded()) : std::nullopt;
+		return;
+	}
+	sm.network6.reset();
+	if (cur && cur->v6)
+		sm.network6 = cur->v6->id_for(sm.m.ext6(uplink6), uplink6);
+}
+
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 {
 	if (!sm.pending.empty())
 		return false;
+	if (sm.m.v6) {
+		if (!sm.network6)
+			return true;
+		const NetId6 &rec = *sm.network6;
+		if (!cur || !cur->v6 || cur->v6->router != rec.router ||
+		    std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(), rec.prefix) ==
+			    cur->v6->prefixes.end())
+			return false;
+		return rec.router_mac.empty() || cur->v6->router_mac == rec.router_mac;
+	}
 	if (!sm.network)
 		return true;
 	const NetId &rec = *sm.network;
@@ -782,8 +827,7 @@ promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
 		const std::string was = sm.pending;
 		sm.pending = pending_reason(why);
 		if (why.empty()) {
-			if (!sm.m.v6)
-				sm.network = cur;
+			tie_to_network(sm, cur, ctx.uplink_addr6);
 			made.push_back(k);
 		}
 		if (changed && sm.pending != was)

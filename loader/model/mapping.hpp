@@ -149,6 +149,41 @@ struct BindEntry6 {
 // unknown ([uplink] with no NAT66 address yet).
 std::vector<BindEntry6> mapping_entries6(const Mapping &m, const Ipv6Addr &uplink_addr6);
 
+// The IPv6 network an IPv6 mapping was made on: the uplink's on-link
+// prefix that holds its external address (else the prefix of the uplink's
+// NAT66 address), the IPv6 default router's link-local address and that
+// router's MAC.  As for IPv4, another network means the address is not
+// ours: the same prefix behind another router (a renumbered or cloned
+// network, a ULA two sites chose alike) is told apart by the router.
+struct NetId6 {
+	Ipv6Net prefix;
+	Ipv6Addr router{}; // all 0: no default route via the uplink
+	// From the neighbour table (an RA's source link-layer option puts it
+	// there); "": not known when recorded (learnt on use, as NetId's).
+	std::string router_mac;
+	std::string str() const;
+	bool operator==(const NetId6 &o) const
+	{
+		return prefix == o.prefix && router == o.router && router_mac == o.router_mac;
+	}
+};
+
+// The uplink's IPv6 network now: its global on-link prefixes (routes and
+// its addresses' networks), its IPv6 default router and the router's MAC.
+struct Uplink6Net {
+	std::vector<Ipv6Net> prefixes;
+	Ipv6Addr router{};
+	std::string router_mac;
+	bool operator==(const Uplink6Net &o) const
+	{
+		return prefixes == o.prefixes && router == o.router && router_mac == o.router_mac;
+	}
+	// The identity an IPv6 mapping on ext made now records: the on-link
+	// prefix holding ext, else uplink6's /64 (ext routed to the host, or
+	// `[uplink]`); unset when neither is known.
+	std::optional<NetId6> id_for(const Ipv6Addr &ext, const Ipv6Addr &uplink6) const;
+};
+
 // The network a mapping was made on: the uplink's network, its default
 // gateway and the gateway's MAC.  On another network the mapping is
 // suspended (its address is not ours there), and resumed when the uplink is
@@ -160,10 +195,17 @@ struct NetId {
 	// "aa:bb:cc:dd:ee:ff" from the neighbour table; "": not known (not
 	// resolved yet, or recorded by an older kvmxdp: learnt on use).
 	std::string gateway_mac;
+	// The uplink's IPv6 network as network_of_link read it with the IPv4
+	// one (unset: no global IPv6 prefix).  Only in the current network,
+	// never in a record: an IPv6 mapping records its own (network6), an
+	// IPv4 one only the fields above (recorded()).
+	std::optional<Uplink6Net> v6{};
 	std::string str() const;
+	NetId recorded() const { return {net, gateway, gateway_mac, std::nullopt}; }
 	bool operator==(const NetId &o) const
 	{
-		return net == o.net && gateway == o.gateway && gateway_mac == o.gateway_mac;
+		return net == o.net && gateway == o.gateway && gateway_mac == o.gateway_mac &&
+		       v6 == o.v6;
 	}
 };
 
@@ -173,7 +215,8 @@ struct StaticMapping {
 	// `--add-address`: the external address is added to the uplink
 	// (host-local, no proxy ARP) and removed on del/detach.
 	bool add_address = false;
-	// Unset: not tied (made while the uplink had no address).
+	// Unset: not tied (made while the uplink had no address).  IPv4
+	// mappings only; an IPv6 one's is network6.
 	std::optional<NetId> network;
 	// Declared in libvirt's XML (model/libvirt.hpp): the domain whose
 	// guest it maps (`map add ... vm:NAME` too), or the network whose
@@ -201,12 +244,15 @@ struct StaticMapping {
 	// the daemon makes it once it can (promote_pending).  Its guest
 	// address is 0 while its lease_mac has no lease.
 	std::string pending{};
+	// An IPv6 mapping's network (unset: not tied: made while the uplink
+	// had no IPv4 address or no IPv6 network, or by an older kvmxdp).
+	std::optional<NetId6> network6{};
 	bool operator==(const StaticMapping &o) const
 	{
 		return m == o.m && add_address == o.add_address && network == o.network &&
-		       vm == o.vm && libvirt_network == o.libvirt_network &&
-		       lease_mac == o.lease_mac && from_metadata == o.from_metadata &&
-		       pending == o.pending;
+		       network6 == o.network6 && vm == o.vm &&
+		       libvirt_network == o.libvirt_network && lease_mac == o.lease_mac &&
+		       from_metadata == o.from_metadata && pending == o.pending;
 	}
 };
 
@@ -216,7 +262,13 @@ struct StaticMapping {
 // MAC that the current network does not know yet keeps the mapping
 // suspended (same subnet and gateway IP are no proof); none recorded: the
 // subnet and gateway decide (the daemon records the MAC on first use).
+// An IPv6 mapping the same way against cur's IPv6 network (cur->v6): its
+// prefix among the uplink's, the same router, the router's MAC as recorded.
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
+// The network `map add` (and the daemon making a pending mapping) ties sm
+// to on cur: IPv4's, or for an IPv6 mapping network6 from cur->v6
+// (uplink6: NAT66's address, where `[uplink]` points); unset: untied.
+void tie_to_network(StaticMapping &sm, const std::optional<NetId> &cur, const Ipv6Addr &uplink6);
 // The prefix length an `--add-address` address gets on the uplink: the
 // network's when the address is on it, else a host route's (32).
 uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId> &cur);

@@ -211,9 +211,9 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	StaticMapping sm;
 	sm.m = m;
 	sm.add_address = o.add_address;
-	// IPv6 mappings are not tied to a network (yet): no suspension.
-	if (!m.v6)
-		sm.network = cur;
+	// Made on this network (IPv6: its prefix and default router): on
+	// another it is suspended.
+	tie_to_network(sm, cur, ctx.uplink_addr6);
 	sm.vm = o.vm;
 	sm.libvirt_network = o.libvirt_network;
 	sm.lease_mac = o.lease_mac;

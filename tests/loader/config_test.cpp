@@ -221,6 +221,60 @@ TEST(Config, GatewayMacRoundTripAndValidation)
 	}
 }
 
+// An IPv6 mapping's network (network6, router6, router6_mac): written and
+// read back; an older config without them loads untied; bad values name
+// the key.
+TEST(Config, Network6RoundTripAndValidation)
+{
+	Config c;
+	Instance i = sample();
+	StaticMapping sm;
+	sm.m = parse_mapping("2001:db8:1::101", "fd42::101", "");
+	sm.network6 = NetId6{network_of6(parse_ipv6("2001:db8:1::"), 64), parse_ipv6("fe80::1"),
+			     "02:00:00:00:00:01"};
+	i.mappings.push_back(sm);
+	c.instances.push_back(i);
+	json j = to_json(c);
+	const json &m = j["instances"][0]["mappings"][0];
+	EXPECT_EQ(m["network6"], "2001:db8:1::/64");
+	EXPECT_EQ(m["router6"], "fe80::1");
+	EXPECT_EQ(m["router6_mac"], "02:00:00:00:00:01");
+	EXPECT_TRUE(m["network"].is_null());
+	Config back = config_from_json(json::parse(j.dump()));
+	ASSERT_TRUE(back.instances[0].mappings[0].network6);
+	EXPECT_TRUE(back.instances[0] == c.instances[0]);
+
+	// Older configs: no network6, untied.
+	json old = j;
+	for (const char *k : {"network6", "router6", "router6_mac"})
+		old["instances"][0]["mappings"][0].erase(k);
+	EXPECT_FALSE(config_from_json(old).instances[0].mappings[0].network6.has_value());
+
+	const struct {
+		const char *key;
+		json value;
+		const char *error;
+	} bad[] = {
+		{"router6_mac", "02:00:00:00:00:0G",
+		 "instances[0].mappings[0].router6_mac: invalid '02:00:00:00:00:0G'"},
+		{"router6", "fe80::zz", "instances[0].mappings[0].router6: "},
+		{"network6", "2001:db8:1::1/64", "instances[0].mappings[0].network6: "},
+	};
+	for (const auto &b : bad) {
+		json e = j;
+		e["instances"][0]["mappings"][0][b.key] = b.value;
+		EXPECT_NE(field_error(e).find(b.error), std::string::npos)
+			<< b.key << ": " << field_error(e);
+	}
+	json lone = old;
+	lone["instances"][0]["mappings"][0]["router6"] = "fe80::1";
+	EXPECT_EQ(field_error(lone), "instances[0].mappings[0].router6: given without network6");
+	json v4 = j;
+	v4["instances"][0]["mappings"][0]["ext"] = "10.77.0.50";
+	v4["instances"][0]["mappings"][0]["guest"] = "192.168.122.10";
+	EXPECT_EQ(field_error(v4), "instances[0].mappings[0].network6: given for an IPv4 mapping");
+}
+
 TEST(Config, LibvirtOwnerRoundTripAndValidation)
 {
 	Config c;

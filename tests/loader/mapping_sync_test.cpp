@@ -713,6 +713,80 @@ TEST_F(Maps6Fixture, LiteralAddressAnnouncedAfterDad)
 	EXPECT_EQ(nbind6(), 2u);
 }
 
+// An IPv6 mapping off its network (another router MAC) is suspended as an
+// IPv4 one: no pairs, its flows flushed, and its address out of
+// kvx_extaddr6 (nothing answers NSs for it).  Back on its network it is
+// new to kvx_extaddr6: held (PROBING, no pairs) until a new DAD says Free.
+// An address an active mapping shares stays announced.
+TEST_F(Maps6Fixture, SuspendedOffItsNetworkAndProbedOnReturn)
+{
+	Fd ext6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ext6", sizeof(kvx_extaddr6_key),
+			       sizeof(kvx_extaddr_val), 64, nullptr));
+	ASSERT_GE(ext6.get(), 0) << std::strerror(errno);
+	MapFds fds = fds6();
+	fds.extaddr6 = ext6.get();
+	const Ipv6Addr one = parse_ipv6("2001:db8:1::101");
+	auto flags = [&](const Ipv6Addr &a) -> std::optional<uint32_t> {
+		kvx_extaddr6_key k{};
+		std::memcpy(k.addr, a.data(), 16);
+		kvx_extaddr_val v{};
+		if (bpf_map_lookup_elem(ext6.get(), &k, &v) != 0)
+			return std::nullopt;
+		return v.flags;
+	};
+	NetId home = home_;
+	home.v6 = Uplink6Net{{network_of6(parse_ipv6("2001:db8:1::"), 64)},
+			     parse_ipv6("fe80::1"),
+			     "52:54:00:00:00:01"};
+	NetId cafe = home;
+	cafe.v6->router_mac = "52:54:00:00:00:99";
+	std::vector<StaticMapping> mappings = {
+		sm("[uplink]:2222", "[fd42::14]:22", "tcp", false),
+		sm("2001:db8:1::101", "fd42::101", "", false),
+		sm("[2001:db8:1::102]:80", "[fd42::102]:80", "tcp", false),
+		sm("[2001:db8:1::102]:81", "[fd42::102]:81", "tcp", false),
+	};
+	for (StaticMapping &m : mappings)
+		tie_to_network(m, home, parse_ipv6("2001:db8:1::2"));
+	mappings[3].network6.reset(); // untied (an older config): active anywhere
+	const Ipv6Addr two = parse_ipv6("2001:db8:1::102");
+	auto r = apply_mappings(fds, mappings, up_, home, false, {},
+				{{one, DadVerdict::Free}, {two, DadVerdict::Free}});
+	EXPECT_EQ(flags(one), KVX_EXT_F_ARP);
+	EXPECT_EQ(flags(two), KVX_EXT_F_ARP);
+	EXPECT_EQ(nbind6(), 8u);
+	add_flow6("fd42::101", 443, "2001:db8:1::101", 443, KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
+
+	// The café: same prefix, same router address, another router MAC.
+	r = apply_mappings(fds, mappings, up_, cafe);
+	EXPECT_TRUE(r.errors.empty());
+	EXPECT_FALSE(flags(one)) << "a suspended address is not answered for";
+	EXPECT_EQ(flags(two), KVX_EXT_F_ARP); // the untied forward keeps it
+	EXPECT_FALSE(get6(KVX_BIND_IN, 0, "2001:db8:1::101", 0));
+	EXPECT_FALSE(get6(KVX_BIND_OUT, 0, "fd42::101", 0));
+	EXPECT_FALSE(get6(KVX_BIND_IN, IPPROTO_TCP, "2001:db8:1::2", 2222));
+	EXPECT_FALSE(get6(KVX_BIND_IN, IPPROTO_TCP, "2001:db8:1::102", 80));
+	EXPECT_TRUE(get6(KVX_BIND_IN, IPPROTO_TCP, "2001:db8:1::102", 81));
+	EXPECT_EQ(nbind6(), 2u);
+	EXPECT_EQ(r.ct_deleted, 1u);
+	EXPECT_EQ(r.announced_all6, std::set<Ipv6Addr>{two});
+	EXPECT_TRUE(r.held6.empty());
+
+	// Home again: the 1:1 address waits for its DAD; the [uplink] forward
+	// (the host's address) and the announced address's forward are back.
+	r = apply_mappings(fds, mappings, up_, home);
+	EXPECT_EQ(flags(one), KVX_EXT_F_PROBING);
+	EXPECT_EQ(r.held6.at(one), KVX_EXT_F_PROBING);
+	EXPECT_FALSE(get6(KVX_BIND_IN, 0, "2001:db8:1::101", 0));
+	EXPECT_TRUE(get6(KVX_BIND_IN, IPPROTO_TCP, "2001:db8:1::2", 2222));
+	EXPECT_TRUE(get6(KVX_BIND_IN, IPPROTO_TCP, "2001:db8:1::102", 80));
+	r = apply_mappings(fds, mappings, up_, home, false, {}, {{one, DadVerdict::Free}});
+	EXPECT_EQ(flags(one), KVX_EXT_F_ARP);
+	EXPECT_EQ(r.announced6, std::vector<Ipv6Addr>{one});
+	EXPECT_TRUE(get6(KVX_BIND_IN, 0, "2001:db8:1::101", 0));
+	EXPECT_EQ(nbind6(), 8u);
+}
+
 // The uplink back or on another link (the daemon's dad_link_update):
 // reprobe_mapped6 holds the announced addresses again (PROBING: no NS
 // answered, no pairs) until a new DAD; a conflict stays a conflict.

@@ -753,6 +753,107 @@ TEST(MappingPending, Ipv6MadeWhenNat66Runs)
 		<< ms[2].pending;
 }
 
+// IPv6 mappings are tied to the network they were made on as IPv4's are:
+// the on-link prefix holding the address (else the prefix of NAT66's
+// address), the default router's link-local and its MAC.
+TEST(MappingNetwork6, TiedToPrefixAndRouter)
+{
+	const Ipv6Addr up6 = parse_ipv6("2001:db8:1::2");
+	const std::string mac = "52:54:00:00:00:01";
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	home.v6 = Uplink6Net{{network_of6(parse_ipv6("2001:db8:1::"), 64),
+			      network_of6(parse_ipv6("2001:db8:7::"), 64)},
+			     parse_ipv6("fe80::1"),
+			     mac};
+	StaticMapping one, fwd, routed, v4;
+	one.m = parse_mapping("2001:db8:7::101", "fd42::101", "");
+	fwd.m = parse_mapping("[uplink]:2222", "[fd42::14]:22", "tcp");
+	routed.m = parse_mapping("2001:db8:99::5", "fd42::105", ""); // --force, routed to us
+	v4.m = parse_mapping("192.168.1.101", "192.168.122.101", "");
+	for (StaticMapping *sm : {&one, &fwd, &routed, &v4})
+		tie_to_network(*sm, home, up6);
+	ASSERT_TRUE(one.network6);
+	EXPECT_EQ(one.network6->str(), "2001:db8:7::/64 via fe80::1 at 52:54:00:00:00:01");
+	ASSERT_TRUE(fwd.network6);
+	EXPECT_EQ(fwd.network6->prefix.str(), "2001:db8:1::/64");
+	ASSERT_TRUE(routed.network6);
+	EXPECT_EQ(routed.network6->prefix.str(), "2001:db8:1::/64"); // the uplink address's
+	EXPECT_FALSE(one.network.has_value());
+	// An IPv4 mapping records IPv4's identity only.
+	ASSERT_TRUE(v4.network);
+	EXPECT_FALSE(v4.network->v6.has_value());
+	EXPECT_FALSE(v4.network6.has_value());
+
+	EXPECT_TRUE(mapping_active(one, home));
+	EXPECT_TRUE(mapping_active(fwd, home));
+	NetId renumbered = home;
+	renumbered.v6->prefixes = {network_of6(parse_ipv6("2001:db8:1::"), 64)};
+	EXPECT_FALSE(mapping_active(one, renumbered));
+	EXPECT_TRUE(mapping_active(fwd, renumbered));
+	NetId cafe = home; // the same prefix behind another router's MAC
+	cafe.v6->router_mac = "52:54:00:00:00:99";
+	EXPECT_FALSE(mapping_active(one, cafe));
+	EXPECT_FALSE(mapping_active(fwd, cafe));
+	EXPECT_TRUE(mapping_active(v4, cafe)); // IPv4's gateway is the same
+	NetId other_router = home;
+	other_router.v6->router = parse_ipv6("fe80::2");
+	EXPECT_FALSE(mapping_active(one, other_router));
+	NetId unresolved = home;
+	unresolved.v6->router_mac.clear();
+	EXPECT_FALSE(mapping_active(one, unresolved)) << "no proof it is the same network";
+	NetId no_v6 = home;
+	no_v6.v6.reset();
+	EXPECT_FALSE(mapping_active(one, no_v6));
+	EXPECT_FALSE(mapping_active(one, std::nullopt));
+	EXPECT_TRUE(mapping_active(v4, no_v6));
+
+	// Recorded without the router's MAC: prefix and router decide.
+	StaticMapping old = one;
+	old.network6->router_mac.clear();
+	EXPECT_TRUE(mapping_active(old, cafe));
+	EXPECT_FALSE(mapping_active(old, other_router));
+	// Untied (an older config, or made without IPv6 on the uplink).
+	StaticMapping untied = one;
+	untied.network6.reset();
+	EXPECT_TRUE(mapping_active(untied, cafe));
+	EXPECT_TRUE(mapping_active(untied, std::nullopt));
+	StaticMapping none = one;
+	tie_to_network(none, no_v6, up6);
+	EXPECT_FALSE(none.network6.has_value());
+	// Pending: never active.
+	StaticMapping pending = one;
+	pending.pending = "waits";
+	EXPECT_FALSE(mapping_active(pending, home));
+}
+
+// A pending IPv6 mapping the daemon makes is tied to the network it is
+// made on, as `map add` ties one.
+TEST(MappingNetwork6, PendingMadeIsTied)
+{
+	StaticMapping lit;
+	lit.m = parse_mapping("[2001:db8:1::5]:8084", "[fd42:98::12]:81", "tcp");
+	lit.pending = "bridge 'kb1' is not attached";
+	std::vector<StaticMapping> ms = {lit};
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	home.v6 = Uplink6Net{
+		{network_of6(parse_ipv6("2001:db8:1::"), 64)}, parse_ipv6("fe80::1"), ""};
+	kvx_cfg6 nat66{};
+	nat66.mode = KVX_V6_NAT66;
+	std::memcpy(nat66.subnet, parse_ipv6("fd42:98::").data(), 16);
+	nat66.subnet_len = 64;
+	std::memcpy(nat66.uplink_addr, parse_ipv6("2001:db8:1::2").data(), 16);
+	MappingContext c = promotion_context(parse_cidr("192.168.122.0/24"), {61000, 65535},
+					     parse_ipv4("192.168.1.50"), home, nat66,
+					     {network_of6(parse_ipv6("2001:db8:1::"), 64)});
+	EXPECT_EQ(promote_pending(ms, c, home), (std::vector<size_t>{0}));
+	ASSERT_TRUE(ms[0].network6);
+	EXPECT_EQ(ms[0].network6->str(), "2001:db8:1::/64 via fe80::1");
+	EXPECT_TRUE(mapping_active(ms[0], home));
+	NetId away = home;
+	away.v6->prefixes = {network_of6(parse_ipv6("2001:db8:2::"), 64)};
+	EXPECT_FALSE(mapping_active(ms[0], away));
+}
+
 // `map del` deletes what it names: a hook's pending twin recorded first
 // is not the administrator's mapping beside it, and the hooks delete their
 // own active one only.
