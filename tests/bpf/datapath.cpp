@@ -750,7 +750,8 @@ std::optional<kvx_halfopen6_val> Datapath::halfopen6_at(std::uint32_t slot) cons
 
 void Datapath::halfopen_forget(std::uint32_t slot)
 {
-	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &slot) != 0)
+	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &slot) != 0 &&
+	    errno != ENOENT)
 		throw std::runtime_error("delete kvx_halfopen: " + errno_text(errno));
 }
 

@@ -260,13 +260,15 @@ TEST_F(TcpStateTest, EarlyDropTakesTheFloodingRemotesOwnFlows)
 }
 
 // Two guests whose quota slots share their low 10 bits (the index of the
-// old kvx_halfopen array) keep rings of their own: a flood at A's forward
-// does not overwrite B's ring, and B's next SYN at its quota still evicts
-// B's oldest half-open flow (with a shared ring it found only A's entries,
-// which are not B's to evict, and was refused).
+// old kvx_halfopen array) keep rings of their own: a flood at A's forward,
+// below A's quota (every SYN pushed, none evicted), does not overwrite B's
+// ring, and B's next SYN at its quota still evicts B's oldest half-open
+// flow (with a shared ring it found only A's entries, which are not B's to
+// evict, and was refused).
 TEST_F(TcpStateTest, GuestsWithCollidingSlotsKeepTheirOwnHalfOpenRings)
 {
 	constexpr std::uint16_t kFwdPortB = 2223;
+	constexpr std::uint32_t kQuota = 4 * KVX_HALFOPEN_RING;
 	own_address(dp(), kGuestB);
 	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, kFwdPortB, kGuestB, kGuestPort);
 	const Mac ma = guest_mac(kGuestA), mb = guest_mac(kGuestB);
@@ -280,7 +282,7 @@ TEST_F(TcpStateTest, GuestsWithCollidingSlotsKeepTheirOwnHalfOpenRings)
 	ASSERT_LT(seed, 1000000u);
 	set_cfg([seed](kvx_cfg &c) {
 		c.guest_seed = seed;
-		c.flow_quota = 2;
+		c.flow_quota = kQuota;
 	});
 	dp().set_gflows_val(kGuestA, kvx_gflows_val{});
 	dp().set_gflows_val(kGuestB, kvx_gflows_val{});
@@ -296,16 +298,19 @@ TEST_F(TcpStateTest, GuestsWithCollidingSlotsKeepTheirOwnHalfOpenRings)
 	};
 	ASSERT_EQ(syn_b(41000), TC_ACT_REDIRECT);
 	ASSERT_EQ(syn_b(41001), TC_ACT_REDIRECT);
-	ASSERT_EQ(dp().gflows_val(kGuestB).in, 2u);
+	// B at its inbound quota (its other inbound flows established).
+	kvx_gflows_val gb{};
+	gb.in = kQuota;
+	dp().set_gflows_val(kGuestB, gb);
 	for (std::uint16_t i = 0; i < 2 * KVX_HALFOPEN_RING; i++)
 		syn_in(kRemote2, static_cast<std::uint16_t>(52000 + i), 7000 + i);
-	EXPECT_EQ(dp().gflows_val(kGuestA).in, 2u);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 2u * KVX_HALFOPEN_RING);
 	EXPECT_EQ(syn_b(41002), TC_ACT_REDIRECT)
 		<< "B's quota: its oldest half-open flow gives way";
 	EXPECT_EQ(state_b(41000), -1);
 	EXPECT_EQ(state_b(41001), KVX_CT_SYN_RECV);
 	EXPECT_EQ(state_b(41002), KVX_CT_SYN_RECV);
-	EXPECT_EQ(dp().gflows_val(kGuestB).in, 2u);
+	EXPECT_EQ(dp().gflows_val(kGuestB).in, kQuota);
 }
 
 // A SYN that reopens a closed inbound flow (the tuple of a connection that
