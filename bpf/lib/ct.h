@@ -677,8 +677,8 @@ __noinline int ct_reclaim(__u64 now, __u32 evict)
  * sources that the guest answers as fast as it comes is not told apart
  * from a real opener by either (netfilter's early_drop does not tell them
  * apart at all): a real connection then survives 16 flood SYNs.  One pass
- * over the ring, one lookup per entry: a score per pair of entries (the
- * remote with the most entries) cost the verifier more than a million
+ * over the ring, one lookup per entry: counting each remote's entries (a
+ * pass per entry) took the bridge program past the verifier's million
  * instructions.
  */
 static __always_inline int ct_halfopen_evictable(const struct kvx_ct_val *f)
@@ -710,8 +710,7 @@ static __always_inline void *halfopen_ring(void *map, __u32 *idx)
 
 /* Make room for a new SYN from rem to guest.  Returns 1 if a flow was
  * evicted.  A global function (scalar arguments only): its loop is verified
- * once, not once per call site and caller state (static, it doubled the
- * bridge program's verifier work). */
+ * once, not once per call site and caller state. */
 __noinline int ct_early_drop(__be32 guest, __be32 rem)
 {
 	const struct kvx_cfg *cfg = cfg_get();

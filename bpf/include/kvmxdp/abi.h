@@ -777,8 +777,8 @@ struct kvx_gcur {
  * full a new SYN evicts one of them instead of being refused.  Which one:
  * first a flow the guest never answered (no KVX_CT_F_SYNACK: a remote that
  * waits for its SYN-ACK's ACK is most likely real), then one from the
- * remote address with the most entries in the ring, then the oldest
- * (ct.h ct_early_drop).  kvx_halfopen[guest slot] (the kvx_gflows slot: one
+ * remote address of the SYN that asks, then the oldest (ct.h
+ * ct_early_drop).  kvx_halfopen[guest slot] (the kvx_gflows slot: one
  * ring for all of a guest's addresses), an LRU hash of KVX_HALFOPEN_GUESTS
  * guests' rings keyed by the full slot: two guests never share a ring (an
  * array indexed by the slot's low bits let a flooded guest overwrite the
