@@ -660,56 +660,110 @@ __noinline int ct_reclaim(__u64 now, __u32 evict)
 
 /*
  * Early drop (netfilter's early_drop, which evicts unassured flows first):
- * the guest's newest half-open inbound flows sit in a ring
- * (abi.h kvx_halfopen); when its inbound quota or the table is full, a new
- * SYN evicts the oldest of them that is still half-open (SYN_RECV, or
- * closed before its handshake: KVX_CT_F_HALFOPEN), and takes its
- * slot.  A SYN flood then recycles its own entries instead of locking the
- * guest's forwards (or the table) until SYN_RECV's timeout.  Returns 1 if
- * a flow was evicted.
+ * the guest's newest half-open inbound flows sit in a ring (abi.h
+ * kvx_halfopen, one per guest slot); when its inbound quota or the table is
+ * full, a new SYN evicts one of them that is still half-open (SYN_RECV, or
+ * closed before its handshake: KVX_CT_F_HALFOPEN) and takes its slot.  A
+ * SYN flood then recycles its own entries instead of locking the guest's
+ * forwards (or the table) until SYN_RECV's timeout.
+ *
+ * Oldest first alone let 16 flood SYNs evict a real connection before its
+ * opener's ACK came back (a port forward unreachable during a flood), so a
+ * flow is picked by halfopen_score: first one the guest never answered
+ * (no KVX_CT_F_SYNACK: a remote waiting for the ACK of the guest's SYN-ACK
+ * is further along than a flood's), then one from the remote address of
+ * the SYN that asks (a flood from one source evicts its own entries, never
+ * another remote's), then the oldest.  A flood from ever new spoofed
+ * sources that the guest answers as fast as it comes is not told apart
+ * from a real opener by either (netfilter's early_drop does not tell them
+ * apart at all): a real connection then survives 16 flood SYNs.  One pass
+ * over the ring, one lookup per entry: counting each remote's entries (a
+ * pass per entry) took the bridge program past the verifier's million
+ * instructions.
  */
-static __noinline int ct_early_drop(const struct kvx_cfg *cfg, __be32 guest)
+static __always_inline int ct_halfopen_evictable(const struct kvx_ct_val *f)
 {
-	__u32 gslot = guest_slot(cfg, guest);
-	__u32 idx = gslot & (KVX_HALFOPEN_GUESTS - 1);
-	struct kvx_halfopen_val *h = bpf_map_lookup_elem(&kvx_halfopen, &idx);
+	return f && (f->flags & KVX_CT_F_INBOUND) &&
+	       (f->state == KVX_CT_SYN_RECV || (f->flags & KVX_CT_F_HALFOPEN));
+}
+
+/* A half-open flow's claim to be evicted (the highest goes, the oldest of a
+ * tie): 2 when the guest never answered it, 1 more when it is from the
+ * remote of the SYN that asks (same). */
+static __always_inline __u32 halfopen_score(const struct kvx_ct_val *f, int same)
+{
+	return (f->flags & KVX_CT_F_SYNACK ? 0 : 2) + (same ? 1 : 0);
+}
+
+/* The ring of guest slot *idx in map (kvx_halfopen, kvx_halfopen6), made
+ * on the guest's first half-open flow. */
+static __always_inline void *halfopen_ring(void *map, __u32 *idx)
+{
+	void *h = bpf_map_lookup_elem(map, idx);
+
+	if (h)
+		return h;
+	/* -EEXIST: another CPU made it first; that one is used. */
+	bpf_map_update_elem(map, idx, &kvx_halfopen_zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, idx);
+}
+
+/* Make room for a new SYN from rem to guest.  Returns 1 if a flow was
+ * evicted.  A global function (scalar arguments only): its loop is verified
+ * once, not once per call site and caller state. */
+__noinline int ct_early_drop(__be32 guest, __be32 rem)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	__u32 i, slot, score, best = KVX_HALFOPEN_RING, best_score = 0;
+	struct kvx_halfopen_val *h;
 	struct kvx_gflows_val *g;
 	struct kvx_ct_key *k;
 	struct kvx_ct_val *f;
-	__u32 i, slot;
+	__u32 gslot;
 
+	if (!cfg)
+		return 0;
+	gslot = guest_slot(cfg, guest);
+	h = bpf_map_lookup_elem(&kvx_halfopen, &gslot);
 	if (!h)
 		return 0;
 	for (i = 0; i < KVX_HALFOPEN_RING; i++) {
 		slot = (h->next + i) & (KVX_HALFOPEN_RING - 1);
 		k = &h->keys[slot];
-		/* One ring serves all of the guest's addresses; rings are
-		 * shared by slots KVX_HALFOPEN_GUESTS apart, and a guest
-		 * evicts only flows that count against its own quota. */
+		/* One ring serves all of the guest's addresses; a guest
+		 * evicts only flows that count against its own quota (an
+		 * address may have changed owners since). */
 		if (k->proto != IPPROTO_TCP || guest_slot(cfg, k->int_addr) != gslot)
 			continue;
 		f = bpf_map_lookup_elem(&kvx_ct, k);
-		/* Still half-open: in SYN_RECV, or closed by the opener's
-		 * RST or FIN before its handshake completed. */
-		if (!f || !(f->flags & KVX_CT_F_INBOUND) ||
-		    (f->state != KVX_CT_SYN_RECV && !(f->flags & KVX_CT_F_HALFOPEN)))
+		if (!ct_halfopen_evictable(f))
 			continue;
-		if (bpf_map_delete_elem(&kvx_ct, k))
-			continue;
-		g = bpf_map_lookup_elem(&kvx_gflows, &gslot);
-		if (g)
-			__sync_fetch_and_add(&g->in, -1);
-		h->next = slot; /* the new flow takes its slot */
-		return 1;
+		score = 1 + halfopen_score(f, k->rem_addr == rem);
+		if (score > best_score) {
+			best_score = score;
+			best = slot;
+		}
 	}
-	return 0;
+	if (best >= KVX_HALFOPEN_RING)
+		return 0;
+	k = &h->keys[best];
+	if (bpf_map_delete_elem(&kvx_ct, k))
+		return 0;
+	g = bpf_map_lookup_elem(&kvx_gflows, &gslot);
+	if (g)
+		__sync_fetch_and_add(&g->in, -1);
+	h->next = best; /* the new flow takes its slot */
+	return 1;
 }
 
-/* Remember a new half-open inbound flow for ct_early_drop. */
+/* Remember a half-open inbound flow (new, or reopened by a SYN) for
+ * ct_early_drop.  The oldest entry is overwritten: ct_early_drop, which
+ * runs first when the quota is full, has just pointed next at the one it
+ * evicted. */
 static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct kvx_ct_key *k)
 {
-	__u32 idx = guest_slot(cfg, k->int_addr) & (KVX_HALFOPEN_GUESTS - 1);
-	struct kvx_halfopen_val *h = bpf_map_lookup_elem(&kvx_halfopen, &idx);
+	__u32 idx = guest_slot(cfg, k->int_addr);
+	struct kvx_halfopen_val *h = halfopen_ring(&kvx_halfopen, &idx);
 	__u32 slot;
 
 	if (!h)
@@ -753,7 +807,8 @@ static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __
 	n = gflows_counter(g, ct_flags);
 	if ((__s32)*n < (__s32)q)
 		return KVX_CONTINUE;
-	if ((ct_flags & KVX_CT_F_INBOUND) && p->proto == IPPROTO_TCP && ct_early_drop(cfg, guest))
+	if ((ct_flags & KVX_CT_F_INBOUND) && p->proto == IPPROTO_TCP &&
+	    ct_early_drop(guest, p->saddr))
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
@@ -843,7 +898,7 @@ static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt
 	 * more.  Neither runs a program on this CPU: the scratch value is
 	 * intact. */
 	if (err == -E2BIG && (ct_reclaim(now, KVX_EVICT_ANY) > 0 ||
-	     (state == KVX_CT_SYN_RECV && ct_early_drop(cfg, k->int_addr))))
+	     (state == KVX_CT_SYN_RECV && ct_early_drop(k->int_addr, k->rem_addr))))
 		err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
 	if (!err) {
 		gflows_add(cfg, k->int_addr, dir == CT_DIR_OUT ? 0 : KVX_CT_F_INBOUND, 1);
@@ -2406,7 +2461,7 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	struct kvx_bind_val *ib;
 	struct kvx_ct_key k;
 	struct kvx_ct_val *f;
-	__u8 flags = 0;
+	__u8 flags = 0, state;
 	int r;
 
 	ib = bind_in_find(p, &flags);
@@ -2468,7 +2523,12 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	}
 	if (f->ext_addr != ext.addr || f->ext_port != ext.port)
 		return KVX_R_DROP_BROKEN_PAIR;
+	state = f->state;
 	r = ct_update(f, p, CT_DIR_IN, now);
+	/* A SYN that reopened a closed flow from outside made it half-open
+	 * again: early drop's to evict, as a new one is. */
+	if (r == KVX_CONTINUE && state != KVX_CT_SYN_RECV && f->state == KVX_CT_SYN_RECV)
+		ct_halfopen_push(cfg, &k);
 	/* A tenant's flow (another guest port than the binding's) is not the
 	 * owner's binding's to mark. */
 	if (r == KVX_CONTINUE && ((flags & KVX_CT_F_STATIC) || guest->port == ib->port))

@@ -24,8 +24,11 @@
  * binding's IN half delivers to (ct6_slot): the rule the daemon's recount
  * applies too.
  *
+ * Early drop of half-open inbound flows is IPv4's (ct.h ct_early_drop)
+ * with its own rings (abi.h kvx_halfopen6).
+ *
  * Not here yet (IPv4 has them): TIME_WAIT port reuse, address ownership
- * (kvx_guest), early drop of half-open inbound flows.
+ * (kvx_guest).
  */
 #ifndef KVX_CT6_H
 #define KVX_CT6_H
@@ -302,24 +305,93 @@ __noinline int ct6_reclaim(__u64 now, __u32 evict)
 			    now, evict);
 }
 
+/*
+ * ct_early_drop for kvx_ct6: evict one of slot's half-open inbound flows
+ * (the one halfopen_score picks for a new SYN from rem) from its ring in
+ * kvx_halfopen6.  Entries are pushed into the ring of the slot their flow
+ * counts in (ct6_slot, three lookups and a key this frame cannot afford to
+ * repeat per entry): a flow whose binding changed owners since counts in
+ * the other slot until the GC's recount.  Returns 1 if a flow was evicted.
+ * Global, as ct_early_drop (rem is only read: 6.1's helpers would refuse
+ * it as a key); a struct, which the verifier sizes from its type.
+ */
+struct ct6_addr {
+	__be32 w[4];
+};
+
+__noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem)
+{
+	struct kvx_halfopen6_val *h = bpf_map_lookup_elem(&kvx_halfopen6, &gslot);
+	__u32 i, slot, score, best = KVX_HALFOPEN_RING, best_score = 0;
+	struct kvx_ct6_key *k;
+	struct kvx_ct6_val *f;
+
+	if (!h || !rem)
+		return 0;
+	for (i = 0; i < KVX_HALFOPEN_RING; i++) {
+		slot = (h->next + i) & (KVX_HALFOPEN_RING - 1);
+		k = &h->keys[slot];
+		if (k->proto != IPPROTO_TCP)
+			continue;
+		f = bpf_map_lookup_elem(&kvx_ct6, k);
+		if (!f || !ct_halfopen_evictable(&f->ct))
+			continue;
+		score = 1 + halfopen_score(&f->ct, addr6_eq(k->rem_addr, rem->w));
+		if (score > best_score) {
+			best_score = score;
+			best = slot;
+		}
+	}
+	if (best >= KVX_HALFOPEN_RING)
+		return 0;
+	k = &h->keys[best];
+	if (bpf_map_delete_elem(&kvx_ct6, k))
+		return 0;
+	gflows6_add(gslot, KVX_CT_F_INBOUND, -1);
+	h->next = best; /* the new flow takes its slot */
+	return 1;
+}
+
+/* ct_halfopen_push for kvx_ct6: the half-open inbound flow k, bound to
+ * (ext_addr, ext_port), into the ring of the slot it counts in. */
+static __noinline void ct6_halfopen_push(const struct kvx_cfg *cfg, const struct kvx_ct6_key *k,
+					 const __be32 *ext_addr, __be16 ext_port)
+{
+	struct kvx_halfopen6_val *h;
+	__u32 idx, slot;
+
+	if (!cfg || !k || !ext_addr)
+		return;
+	idx = ct6_slot(cfg, k->proto, k->int_addr, k->int_port, ext_addr, ext_port);
+	h = halfopen_ring(&kvx_halfopen6, &idx);
+	if (!h)
+		return;
+	slot = h->next & (KVX_HALFOPEN_RING - 1);
+	__builtin_memcpy(&h->keys[slot], k, sizeof(*k));
+	h->next = (slot + 1) & (KVX_HALFOPEN_RING - 1);
+}
+
 /* The per-guest flow quota (ct_quota_check's rule, closed flows giving
- * way included; only this family's: the IPv4 table's closed flows do not
+ * way included, a new inbound SYN first evicting a half-open flow:
+ * ct6_early_drop; only this family's: the IPv4 table's closed flows do not
  * give way to an IPv6 flow, nor the other way round, a call more on this
- * chain being past 6.1's stack limit; no early drop for IPv6 yet) for a
- * new flow counting in slot. */
+ * chain being past 6.1's stack limit) for p6's new flow counting in slot. */
 static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u8 ct_flags,
-				      __u64 now)
+				      const struct kvx_pkt6 *p6, __u64 now)
 {
 	struct kvx_gflows_val *g;
 	__u32 *n;
 
-	if (!cfg || !cfg->flow_quota)
+	if (!cfg || !cfg->flow_quota || !p6)
 		return KVX_CONTINUE;
 	g = bpf_map_lookup_elem(&kvx_gflows, &slot);
 	if (!g)
 		return KVX_CONTINUE;
 	n = gflows_counter(g, ct_flags);
 	if ((__s32)*n < (__s32)cfg->flow_quota)
+		return KVX_CONTINUE;
+	if ((ct_flags & KVX_CT_F_INBOUND) && p6->p.proto == IPPROTO_TCP &&
+	    ct6_early_drop(slot, (const struct ct6_addr *)p6->saddr))
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
@@ -652,12 +724,21 @@ static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
 		addr6_copy(v.ext_addr, p6->daddr);
 	}
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
-	if (err == -E2BIG && ct6_reclaim(now, KVX_EVICT_ANY) > 0)
+	/* Full: expired or closed flows, then (an inbound SYN) one of the
+	 * guest's half-open ones, as ct_create. */
+	if (err == -E2BIG &&
+	    (ct6_reclaim(now, KVX_EVICT_ANY) > 0 ||
+	     (v.ct.state == KVX_CT_SYN_RECV &&
+	      ct6_early_drop(ct6_slot(cfg, k.proto, k.int_addr, k.int_port, v.ext_addr,
+				      v.ct.ext_port),
+			     (const struct ct6_addr *)p6->saddr))))
 		err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	if (!err) {
 		gflows6_add(ct6_slot(cfg, k.proto, k.int_addr, k.int_port, v.ext_addr,
 				     v.ct.ext_port),
 			    v.ct.flags, 1);
+		if (v.ct.state == KVX_CT_SYN_RECV)
+			ct6_halfopen_push(cfg, &k, v.ext_addr, v.ct.ext_port);
 		return KVX_CONTINUE;
 	}
 	return err == -EEXIST ? KVX_CT_RACE : KVX_R_DROP_TABLE_FULL;
@@ -729,7 +810,7 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 		/* A new flow: within the guest's quota before anything is
 		 * made for it (the slot of the frame's MAC: the binding it
 		 * gets belongs to that MAC, bind6_mac_owns). */
-		r = ct6_quota_check(cfg, guest6_slot(cfg, macs, p6->saddr), 0, now);
+		r = ct6_quota_check(cfg, guest6_slot(cfg, macs, p6->saddr), 0, p6, now);
 		return r == KVX_CONTINUE ? KVX_NO_MAPPING : r;
 	}
 	flags = f->ct.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE);
@@ -794,7 +875,7 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	struct kvx_bind6_val *ib = NULL;
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
-	__u8 flags = 0;
+	__u8 flags = 0, state;
 	int echo_req, r;
 
 	if (!cfg || !p6 || !guest || !guest_addr)
@@ -851,7 +932,7 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 		r = ct6_quota_check(cfg,
 				    ct6_slot(cfg, p6->p.proto, guest_addr, guest->port, p6->daddr,
 					     p6->p.dport),
-				    KVX_CT_F_INBOUND, now);
+				    KVX_CT_F_INBOUND, p6, now);
 		if (r != KVX_CONTINUE)
 			return r;
 		if (!flags) {
@@ -863,7 +944,12 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	}
 	if (!addr6_eq(f->ext_addr, p6->daddr) || f->ct.ext_port != p6->p.dport)
 		return KVX_R_DROP_BROKEN_PAIR;
+	state = f->ct.state;
 	r = ct_update(&f->ct, &p6->p, CT_DIR_IN, now);
+	/* A SYN that reopened a closed flow from outside: half-open again
+	 * (ct_ingress). */
+	if (r == KVX_CONTINUE && state != KVX_CT_SYN_RECV && f->ct.state == KVX_CT_SYN_RECV)
+		ct6_halfopen_push(cfg, &k, p6->daddr, p6->p.dport);
 	/* Inbound traffic keeps the binding its owner's too: idle
 	 * (bind6_mac_owns) means no traffic either way. */
 	if (r == KVX_CONTINUE && ib->bind.last_used_ns + KVX_BIND_REFRESH_NS < now)

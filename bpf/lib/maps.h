@@ -137,13 +137,24 @@ struct {
 	__type(value, struct kvx_gcur);
 } kvx_gcur SEC(".maps");
 
-/* Half-open inbound flows per guest, for early drop (abi.h). */
+/* Half-open inbound flows per guest slot, for early drop (abi.h). */
 struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, KVX_HALFOPEN_GUESTS);
 	__type(key, __u32);
 	__type(value, struct kvx_halfopen_val);
 } kvx_halfopen SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KVX_HALFOPEN_GUESTS);
+	__type(key, __u32);
+	__type(value, struct kvx_halfopen6_val);
+} kvx_halfopen6 SEC(".maps");
+
+/* A guest's first ring is made from this (never written: .bss, as the
+ * values are larger than the per-CPU scratch and the stack allows). */
+struct kvx_halfopen6_val kvx_halfopen_zero;
 
 /* Each guest's recently closed ports, for reuse at its port limit (abi.h
  * kvx_gtw). */

@@ -329,7 +329,7 @@ static __noinline int relay6_ct_create(const struct kvx_pkt6 *p6)
 	if (!p6 || !cfg)
 		return KVX_R_DROP_MALFORMED;
 	slot = ct6_slot(cfg, p6->p.proto, p6->saddr, p6->p.sport, p6->saddr, p6->p.sport);
-	err = ct6_quota_check(cfg, slot, 0, now);
+	err = ct6_quota_check(cfg, slot, 0, p6, now);
 	if (err != KVX_CONTINUE)
 		return err;
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);

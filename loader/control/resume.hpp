@@ -137,9 +137,18 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
-	// Hints for early drop, checked against kvx_ct before use: expendable.
+	// Hints for early drop, checked against kvx_ct before use: expendable
+	// (an array of ABI 3..21 is replaced).
 	{KVX_MAP_HALFOPEN,
-	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_halfopen_val)},
+	 {BPF_MAP_TYPE_LRU_HASH, sizeof(__u32), sizeof(kvx_halfopen_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	// The same for kvx_ct6 (created when an older kvmxdp pinned none).
+	{KVX_MAP_HALFOPEN6,
+	 {BPF_MAP_TYPE_LRU_HASH, sizeof(__u32), sizeof(kvx_halfopen6_val)},
 	 SizeFrom::Object,
 	 ReplaceIf::Differs,
 	 false,

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 21, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 22, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -32,7 +32,9 @@ static_assert(KVX_ABI_VERSION == 21, "ABI changed: review abi_check.hpp and bump
 // (KVX_XDEV_F_LEARN); version 20 gave kvx_frag IN entries of addr 0 a meaning
 // (the host's datagram) and kvx_fragq records a 16-byte header and three
 // sizes (the ring is not pinned state: nothing carried over); version 21 gave
-// kvx_xfdb_val's padding a meaning (flags: 0 in older entries, nothing static).
+// kvx_xfdb_val's padding a meaning (flags: 0 in older entries, nothing static);
+// version 22 made kvx_halfopen an LRU hash keyed by the full guest slot (a
+// pinned array is replaced: hints only) and added kvx_halfopen6.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -170,6 +172,11 @@ static_assert(sizeof(kvx_halfopen_val) == 8 + KVX_HALFOPEN_RING * sizeof(kvx_ct_
 static_assert(offsetof(kvx_halfopen_val, next) == 0);
 static_assert(offsetof(kvx_halfopen_val, _pad) == 4);
 static_assert(offsetof(kvx_halfopen_val, keys) == 8);
+static_assert((KVX_HALFOPEN_RING & (KVX_HALFOPEN_RING - 1)) == 0);
+static_assert(sizeof(kvx_halfopen6_val) == 8 + KVX_HALFOPEN_RING * sizeof(kvx_ct6_key));
+static_assert(offsetof(kvx_halfopen6_val, next) == 0);
+static_assert(offsetof(kvx_halfopen6_val, _pad) == 4);
+static_assert(offsetof(kvx_halfopen6_val, keys) == 8);
 // kvx_gtw: rings of closed ports per guest slot (ct.h gtw_push).
 static_assert((KVX_GTW_GUESTS & (KVX_GTW_GUESTS - 1)) == 0);
 static_assert((KVX_GTW_RING & (KVX_GTW_RING - 1)) == 0);

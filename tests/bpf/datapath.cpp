@@ -76,8 +76,8 @@ void zero_percpu_array(const bpf_map *map)
 // The plain arrays clear_tables() zeroes through a mapping: the harness
 // sets BPF_F_MMAPABLE on those maps.h does not already create mappable
 // (the programs do not see the flag).
-constexpr const char *kMappedArrays[] = {KVX_MAP_GFLOWS, KVX_MAP_GPORTS, KVX_MAP_HALFOPEN,
-					 KVX_MAP_GTW,	 KVX_MAP_GADDRS, KVX_MAP_GTENANT};
+constexpr const char *kMappedArrays[] = {KVX_MAP_GFLOWS, KVX_MAP_GPORTS, KVX_MAP_GTW,
+					 KVX_MAP_GADDRS, KVX_MAP_GTENANT};
 
 } // namespace
 
@@ -332,6 +332,9 @@ void Datapath::clear_tables()
 	clear_hash<kvx_ovl_key>(bpf_map__fd(tc()->maps.kvx_ovl), "kvx_ovl");
 	// The port rings name ports of the bindings emptied above.
 	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_gown), "kvx_gown");
+	// The half-open rings name flows of the table emptied above.
+	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_halfopen), "kvx_halfopen");
+	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_halfopen6), "kvx_halfopen6");
 	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
 	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_frag), "kvx_frag");
 	clear_hash<kvx_frag6_key>(bpf_map__fd(tc()->maps.kvx_frag6), "kvx_frag6");
@@ -352,8 +355,7 @@ void Datapath::clear_tables()
 	set_icmprl_global(IcmpBudget::Pmtu, 0);
 	set_fragq_budget(KVX_BIND_OUT, 0);
 	set_fragq_budget(KVX_BIND_IN, 0);
-	// Every per-guest counter, quota slot, half-open ring and port
-	// counter: a test's guests may own other slots than the last test's
+	// Every per-guest counter, quota slot and port counter: a test's guests may own other slots than the last test's
 	// (the port counters describe kvx_bind, emptied above).
 	zero_percpu_array(tc()->maps.kvx_gstats);
 	for (const Mapped &m : mapped_)
@@ -728,6 +730,29 @@ void Datapath::guest_update(std::uint32_t addr, const kvx_guest_val &val)
 	const __be32 k = htonl(addr);
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_guest), &k, &val, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_guest: " + errno_text(errno));
+}
+
+std::optional<kvx_halfopen_val> Datapath::halfopen_at(std::uint32_t slot) const
+{
+	kvx_halfopen_val v;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &slot, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+std::optional<kvx_halfopen6_val> Datapath::halfopen6_at(std::uint32_t slot) const
+{
+	kvx_halfopen6_val v;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_halfopen6), &slot, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
+void Datapath::halfopen_forget(std::uint32_t slot)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_halfopen), &slot) != 0 &&
+	    errno != ENOENT)
+		throw std::runtime_error("delete kvx_halfopen: " + errno_text(errno));
 }
 
 std::optional<kvx_ct_val> Datapath::ct_lookup(const kvx_ct_key &key) const

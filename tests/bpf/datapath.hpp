@@ -83,7 +83,7 @@ public:
 	kvx_cfg cfg() const;
 
 	// kvx_ct, kvx_bind, kvx_extaddr, kvx_frag, kvx_xdev, kvx_xfdb and
-	// kvx_guest, kvx_halfopen and kvx_icmprl (and the global ICMP budgets);
+	// kvx_guest, kvx_halfopen(6) and kvx_icmprl (and the global ICMP budgets);
 	// kvx_portx emptied.
 	void clear_tables();
 	Stats stats() const;
@@ -172,6 +172,13 @@ public:
 	void set_icmprl_global(IcmpBudget which, std::uint64_t tat_ns);
 	// Empties kvx_icmprl only (an LRU map evicting every bucket).
 	void clear_icmprl_buckets();
+
+	// kvx_halfopen / kvx_halfopen6: the early drop ring of a quota slot
+	// (none: the slot has had no half-open flow since the ring was made);
+	// halfopen_forget deletes it, as a replaced map would.
+	std::optional<kvx_halfopen_val> halfopen_at(std::uint32_t slot) const;
+	std::optional<kvx_halfopen6_val> halfopen6_at(std::uint32_t slot) const;
+	void halfopen_forget(std::uint32_t slot);
 
 	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);

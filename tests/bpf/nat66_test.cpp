@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "fixture.hpp"
 #include "nd6_pkt.hpp"
@@ -1362,23 +1363,67 @@ TEST_F(Nat66Test, PortForwardOnUplinkAddress)
 	run6(Prog::UpIngress, inbound6(kProtoUdp, kUplink6, 2222), TC_ACT_OK, KVX_R_PASS_HOST);
 }
 
-// A SYN flood at a port forward takes the guest's inbound quota only: past
-// it new inbound connections are dropped, and the guest's own outbound
-// flows still open.
-TEST_F(Nat66Test, ForwardedSynFloodStopsAtTheInboundQuota)
+// A SYN flood at a port forward takes the guest's inbound quota only, and
+// there recycles its own half-open flows (early drop, as IPv4's: the third
+// SYN at a quota of two evicts the oldest, where it was dropped before);
+// the guest's own outbound flows still open.
+TEST_F(Nat66Test, ForwardedSynFloodStaysWithinTheInboundQuota)
 {
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
 	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
 	out6(from_guest6(make_udp6(kGuest6F, 7000, kRemote6A, 53)));
-	for (std::uint16_t rport : {51000, 51001}) {
+	for (std::uint16_t rport : {51000, 51001, 51002}) {
 		const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222, kRemote6A, rport);
 		run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
 		     dnat6_neigh(syn, kGuest6F, 22));
 	}
-	run6(Prog::UpIngress, inbound6(kProtoTcp, kUplink6, 2222, kRemote6A, 51002), TC_ACT_SHOT,
-	     KVX_R_DROP_GUEST_QUOTA);
-	EXPECT_EQ(dp().ct6_entries().size(), 3u);
+	std::vector<std::uint16_t> inbound;
+	for (const auto &[k, v] : dp().ct6_entries())
+		if (v.ct.flags & KVX_CT_F_INBOUND)
+			inbound.push_back(ntohs(k.rem_port));
+	std::sort(inbound.begin(), inbound.end());
+	EXPECT_EQ(inbound, (std::vector<std::uint16_t>{51001, 51002})) << "the oldest gave way";
 	out6(from_guest6(make_udp6(kGuest6F, 7001, kRemote6A, 53)));
+}
+
+// A real connection through an IPv6 forward, whose SYN the guest answered,
+// survives a flood of SYNs (three rings' worth, never answered) at the
+// inbound quota and completes its handshake; the flood's flows sit in the
+// guest's IPv6 ring (kvx_halfopen6).
+TEST_F(Nat66Test, ForwardedSynFloodSparesAFlowTheGuestAnswered)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
+	// The guest's own connection from the forwarded port: the forward
+	// learns its MAC, and every inbound flow below counts in its slot.
+	out6(from_guest6(make_tcp6(kGuest6F, 22, kRemote6B, 443)), 2222);
+	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6F));
+	const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222, kRemote6B, 52000);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn, kGuest6F, 22));
+	const Packet6 synack = answer6(dnat6(syn, kGuest6F, 22));
+	out6(synack, 2222);
+	for (std::uint16_t i = 0; i < 3 * KVX_HALFOPEN_RING; i++) {
+		const Packet6 f = inbound6(kProtoTcp, kUplink6, 2222, kRemote6A,
+					   static_cast<std::uint16_t>(51000 + i));
+		run6(Prog::UpIngress, f, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(f, kGuest6F, 22));
+	}
+	EXPECT_EQ(dp().gflows_at(slot).in, 3u) << "the flood recycles its own entries";
+	const auto ring = dp().halfopen6_at(slot);
+	ASSERT_TRUE(ring);
+	std::size_t flood = 0;
+	for (const kvx_ct6_key &k : ring->keys)
+		flood += k.proto == kProtoTcp && std::memcmp(k.rem_addr, kRemote6A.data(), 16) == 0;
+	EXPECT_EQ(flood, 2u) << "the two flood flows alive, next to the answered one";
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	run6(Prog::UpIngress, ack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(ack, kGuest6F, 22));
+	int state = -1;
+	for (const auto &[k, v] : dp().ct6_entries())
+		if (ntohs(k.rem_port) == 52000)
+			state = v.ct.state;
+	EXPECT_EQ(state, KVX_CT_ESTABLISHED);
 }
 
 // [2001:db8:77::101]:8080 -> [fd42::14]:80, on an address the host does not

@@ -6,6 +6,7 @@
 // as real endpoints' do.
 #include <linux/pkt_cls.h>
 
+#include <cstring>
 #include <ctime>
 
 #include "fixture.hpp"
@@ -208,6 +209,134 @@ TEST_F(TcpStateTest, EarlyDropEvictsTheOldestHalfOpenFlowAtTheInboundQuota)
 	const Packet mine = from_guest(make_tcp(kGuestA, 62000, kRemote1, 443, kTcpSyn));
 	run_case(dp(), Prog::BrIngress, mine, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(mine, 62000));
 	EXPECT_EQ(dp().gflows_val(kGuestA).out, 1u);
+}
+
+// A real connection through the forward, whose SYN the guest answered,
+// survives a flood of spoofed SYNs (three rings' worth, from ever new
+// sources, never answered) at the inbound quota and completes its
+// handshake: early drop takes the flows the guest never answered first
+// (oldest first, it was evicted by the first SYN over the quota).
+TEST_F(TcpStateTest, EarlyDropSparesAHalfOpenFlowTheGuestAnswered)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 4; });
+	syn_in(kRemote1, 40700, r_ - 1);
+	Packet synack = from_guest_to(kRemote1, 40700, kTcpSyn | kTcpAck, g_ - 1, r_, 65160);
+	synack.tcp_options = wscale_opt(7);
+	out(synack);
+	for (std::uint32_t i = 0; i < 3 * KVX_HALFOPEN_RING; i++)
+		syn_in(kRemote2 + i, static_cast<std::uint16_t>(50000 + i), 1000 + i);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 4u) << "the flood recycles its own entries";
+	EXPECT_EQ(state(kRemote2 + 3 * KVX_HALFOPEN_RING - 1,
+			static_cast<std::uint16_t>(50000 + 3 * KVX_HALFOPEN_RING - 1)),
+		  KVX_CT_SYN_RECV);
+	ASSERT_EQ(state(kRemote1, 40700), KVX_CT_SYN_RECV);
+	in(from_remote(kRemote1, 40700, kTcpAck, r_, g_));
+	EXPECT_EQ(state(kRemote1, 40700), KVX_CT_ESTABLISHED);
+}
+
+// A flood from one source that the guest answers as well (every flow has
+// its SYN-ACK) evicts that source's own half-open flows, never another
+// remote's: the real connection still completes.
+TEST_F(TcpStateTest, EarlyDropTakesTheFloodingRemotesOwnFlows)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 4; });
+	syn_in(kRemote1, 40710, r_ - 1);
+	Packet synack = from_guest_to(kRemote1, 40710, kTcpSyn | kTcpAck, g_ - 1, r_, 65160);
+	synack.tcp_options = wscale_opt(7);
+	out(synack);
+	for (std::uint16_t i = 0; i < 2 * KVX_HALFOPEN_RING; i++) {
+		const std::uint16_t rport = static_cast<std::uint16_t>(51000 + i);
+		const std::uint32_t isn = 9000 + 10 * i;
+		syn_in(kRemote2, rport, isn);
+		out(from_guest_to(kRemote2, rport, kTcpSyn | kTcpAck, 0x20000000, isn + 1));
+		auto f = flow(kRemote2, rport);
+		ASSERT_TRUE(f) << "port " << rport;
+		ASSERT_TRUE(f->flags & KVX_CT_F_SYNACK);
+	}
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 4u);
+	ASSERT_EQ(state(kRemote1, 40710), KVX_CT_SYN_RECV);
+	in(from_remote(kRemote1, 40710, kTcpAck, r_, g_));
+	EXPECT_EQ(state(kRemote1, 40710), KVX_CT_ESTABLISHED);
+}
+
+// Two guests whose quota slots share their low 10 bits (the index of the
+// old kvx_halfopen array) keep rings of their own: a flood at A's forward,
+// below A's quota (every SYN pushed, none evicted), does not overwrite B's
+// ring, and B's next SYN at its quota still evicts B's oldest half-open
+// flow (with a shared ring it found only A's entries, which are not B's to
+// evict, and was refused).
+TEST_F(TcpStateTest, GuestsWithCollidingSlotsKeepTheirOwnHalfOpenRings)
+{
+	constexpr std::uint16_t kFwdPortB = 2223;
+	constexpr std::uint32_t kQuota = 4 * KVX_HALFOPEN_RING;
+	own_address(dp(), kGuestB);
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, kFwdPortB, kGuestB, kGuestPort);
+	const Mac ma = guest_mac(kGuestA), mb = guest_mac(kGuestB);
+	std::uint32_t seed = 1;
+	for (; seed < 1000000; seed++) {
+		const std::uint32_t sa = kvx_guest_slot(ma.data(), be32(kGuestA), seed);
+		const std::uint32_t sb = kvx_guest_slot(mb.data(), be32(kGuestB), seed);
+		if (sa != sb && (sa & 1023) == (sb & 1023))
+			break;
+	}
+	ASSERT_LT(seed, 1000000u);
+	set_cfg([seed](kvx_cfg &c) {
+		c.guest_seed = seed;
+		c.flow_quota = kQuota;
+	});
+	dp().set_gflows_val(kGuestA, kvx_gflows_val{});
+	dp().set_gflows_val(kGuestB, kvx_gflows_val{});
+	auto syn_b = [&](std::uint16_t rport) {
+		Packet syn = from_uplink(
+			make_tcp(kRemote1, rport, Topology::kUplinkAddr, kFwdPortB, kTcpSyn));
+		syn.seq = 4000u + rport;
+		return dp().run(Prog::UpIngress, syn.build(), topo().uplink_ifindex).verdict;
+	};
+	auto state_b = [&](std::uint16_t rport) {
+		auto f = dp().ct_lookup(ct_key(kProtoTcp, kGuestB, kGuestPort, kRemote1, rport));
+		return f ? int(f->state) : -1;
+	};
+	ASSERT_EQ(syn_b(41000), TC_ACT_REDIRECT);
+	ASSERT_EQ(syn_b(41001), TC_ACT_REDIRECT);
+	// B at its inbound quota (its other inbound flows established).
+	kvx_gflows_val gb{};
+	gb.in = kQuota;
+	dp().set_gflows_val(kGuestB, gb);
+	for (std::uint16_t i = 0; i < 2 * KVX_HALFOPEN_RING; i++)
+		syn_in(kRemote2, static_cast<std::uint16_t>(52000 + i), 7000 + i);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 2u * KVX_HALFOPEN_RING);
+	EXPECT_EQ(syn_b(41002), TC_ACT_REDIRECT)
+		<< "B's quota: its oldest half-open flow gives way";
+	EXPECT_EQ(state_b(41000), -1);
+	EXPECT_EQ(state_b(41001), KVX_CT_SYN_RECV);
+	EXPECT_EQ(state_b(41002), KVX_CT_SYN_RECV);
+	EXPECT_EQ(dp().gflows_val(kGuestB).in, kQuota);
+}
+
+// A SYN that reopens a closed inbound flow (the tuple of a connection that
+// completed, then was reset) makes it half-open again, and early drop can
+// evict it as a new one: it goes into the guest's ring (here one the ring
+// had forgotten, as a ring replaced at an upgrade has).
+TEST_F(TcpStateTest, ReopenedInboundFlowCanBeEarlyDropped)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 1; });
+	handshake(kRemote1, 40800);
+	in(from_remote(kRemote1, 40800, kTcpRst, r_, 0));
+	ASSERT_EQ(state(kRemote1, 40800), KVX_CT_CLOSE);
+	const std::uint32_t slot = dp().gflows_slot(kGuestA);
+	dp().halfopen_forget(slot);
+	syn_in(kRemote1, 40800, r_ + 100000);
+	ASSERT_EQ(state(kRemote1, 40800), KVX_CT_SYN_RECV);
+	const auto ring = dp().halfopen_at(slot);
+	ASSERT_TRUE(ring) << "the reopened flow made the guest's ring";
+	const kvx_ct_key want = ct_key(kProtoTcp, kGuestA, kGuestPort, kRemote1, 40800);
+	EXPECT_EQ(std::memcmp(&ring->keys[0], &want, sizeof(want)), 0);
+	EXPECT_EQ(ring->next, 1u);
+	// At the quota (1, taken by the reopened flow) a new SYN evicts it.
+	syn_in(kRemote2, 40801, 5000);
+	EXPECT_EQ(state(kRemote1, 40800), -1);
+	EXPECT_EQ(state(kRemote2, 40801), KVX_CT_SYN_RECV);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 1u);
 }
 
 // RFC 7857 2.1 lets the partially open timeout be shorter than 4 minutes:

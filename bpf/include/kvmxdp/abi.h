@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 21
+#define KVX_ABI_VERSION 22
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -133,6 +133,12 @@
  *  21: kvx_xfdb_val.flags (was padding, 0 in older entries):
  *      KVX_XFDB_F_STATIC marks the daemon's copy of a static bridge entry,
  *      which XDP never moves.  Layouts unchanged: pins of 3..21 are reused.
+ *  22: early drop: kvx_halfopen is an LRU hash keyed by the full guest
+ *      slot (an array indexed by the slot's low bits before: a flooded
+ *      guest overwrote the ring of the guest whose slot collided with its
+ *      own; a pinned array is replaced, its hints are expendable); map
+ *      kvx_halfopen6 (IPv6's half-open inbound flows, kvx_ct6 keys).
+ *      Tables unchanged: pins of 3..22 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -768,19 +774,27 @@ struct kvx_gcur {
 /*
  * Early drop (netfilter's early_drop): the guest's newest half-open
  * inbound flows (SYN_RECV), so that when its inbound quota or kvx_ct is
- * full a new SYN evicts one of them instead of being refused.
- * kvx_halfopen[guest slot & (KVX_HALFOPEN_GUESTS - 1)] (the kvx_gflows
- * slot: one ring for all of a guest's addresses; guests whose slots are
- * KVX_HALFOPEN_GUESTS apart share a ring, and evict only their own flows
- * from it); a ring entry is a hint, checked against kvx_ct before anything
- * is evicted.
+ * full a new SYN evicts one of them instead of being refused.  Which one:
+ * first a flow the guest never answered (no KVX_CT_F_SYNACK: a remote that
+ * waits for its SYN-ACK's ACK is most likely real), then one from the
+ * remote address of the SYN that asks, then the oldest (ct.h
+ * ct_early_drop).  kvx_halfopen[guest slot] (the kvx_gflows slot: one
+ * ring for all of a guest's addresses), an LRU hash of KVX_HALFOPEN_GUESTS
+ * guests' rings keyed by the full slot: two guests never share a ring (an
+ * array indexed by the slot's low bits let a flooded guest overwrite the
+ * ring of the guest whose slot collided with its own, whose early drop then
+ * found nothing); the least recently used guests' rings go when more
+ * guests are flooded.  A ring entry is a hint, checked against kvx_ct
+ * before anything is evicted.  kvx_halfopen6: the same for kvx_ct6's
+ * flows (ct6.h), in the slot the flow counts in (ct6_slot).
  */
 #define KVX_MAP_HALFOPEN "kvx_halfopen"
+#define KVX_MAP_HALFOPEN6 "kvx_halfopen6"
 #define KVX_HALFOPEN_GUESTS 1024
 #define KVX_HALFOPEN_RING 16
 
 struct kvx_halfopen_val {
-	__u32 next; /* the slot written next (and evicted first): oldest */
+	__u32 next; /* the slot written next: the oldest entry */
 	__u32 _pad;
 	struct kvx_ct_key keys[KVX_HALFOPEN_RING];
 };
@@ -796,7 +810,7 @@ struct kvx_halfopen_val {
  * checked by bind_recycle (same guest address, over, quiet); the oldest is
  * overwritten only once it is no longer a reusable port, so a guest that
  * closes faster than its ports get quiet keeps the ones that will be.
- * Rings are shared by slots KVX_GTW_GUESTS apart, as kvx_halfopen's.
+ * Rings are shared by slots KVX_GTW_GUESTS apart.
  */
 #define KVX_MAP_GTW "kvx_gtw"
 #define KVX_GTW_GUESTS 1024
@@ -1165,6 +1179,14 @@ struct kvx_bind6_key {
 struct kvx_bind6_val {
 	struct kvx_bind_val bind; /* bind.addr 0 */
 	__be32 addr[4];           /* OUT: external address; IN: guest address */
+};
+
+/* IPv6's half-open inbound flows per guest slot (kvx_halfopen6, keyed and
+ * used as kvx_halfopen). */
+struct kvx_halfopen6_val {
+	__u32 next; /* the slot written next: the oldest entry */
+	__u32 _pad;
+	struct kvx_ct6_key keys[KVX_HALFOPEN_RING];
 };
 
 /*
