@@ -304,9 +304,26 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	}
 	// No address (WiFi reconnecting): nothing can flow anyway; the
 	// mappings stay as they were until the uplink is on some network
-	// again, so a short drop does not suspend and flush them.
+	// again, so a short drop does not suspend and flush them.  IPv6 is
+	// judged on its own: an IPv6 network with a default router is taken
+	// as it is (an IPv6-only café is not the home network last seen
+	// because IPv4 is missing); one not whole yet (no global prefix or no
+	// default router: IPv4 back before the router's next RA, a router
+	// rebooting) keeps the IPv6 network last seen, but only while IPv4
+	// says the uplink is on the same network (or says nothing).
+	std::optional<Uplink6Net> v6_now;
+	if (net)
+		v6_now = net->v6;
+	else if (dl.ifindex > 0)
+		v6_now = uplink6_net(nl, dl.ifindex, true);
 	if (!net && synced_)
 		net = synced_net_;
+	if (net) {
+		const bool v6_whole = v6_now && v6_now->router != Ipv6Addr{};
+		const bool same_v4 = synced_ && synced_net_ &&
+				     net->recorded() == synced_net_->recorded();
+		net->v6 = v6_whole || !same_v4 ? v6_now : synced_net_->v6;
+	}
 	std::vector<uint32_t> host4;
 	bool host4_read = false;
 	auto read_host4 = [&] {

@@ -4,12 +4,12 @@
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <map>
 #include <set>
@@ -21,7 +21,6 @@
 #include "control/gc.hpp"
 
 #include "base/error.hpp"
-#include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
 #include "base/netaddr.hpp"
@@ -511,22 +510,26 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 namespace {
 
 // Makes the kernel resolve an IPv6 neighbour (its own Neighbour
-// Solicitation) by sending it one empty datagram to the discard port
-// (RFC 863), then waits up to ms for the neighbour table to hold it.
+// Solicitation, asked for over netlink: nothing is sent to the router but
+// the NS), then waits up to ms for the neighbour table to hold it.  At most
+// once a minute per neighbour: the daemon reads the network every second,
+// and a router that does not answer must not cost it 300 ms each time.
 std::optional<std::array<uint8_t, 6>> resolve_neighbour6(NlSocket &nl, int ifindex,
 							 const Ipv6Addr &addr, int ms)
 {
-	Fd s(::socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0));
-	if (!s)
+	static std::map<std::pair<int, Ipv6Addr>, std::chrono::steady_clock::time_point> tried;
+	const auto now = std::chrono::steady_clock::now();
+	auto [it, fresh] = tried.try_emplace({ifindex, addr}, now);
+	if (!fresh && now - it->second < std::chrono::seconds(60))
 		return std::nullopt;
-	sockaddr_in6 sa{};
-	sa.sin6_family = AF_INET6;
-	sa.sin6_port = htons(9);
-	std::memcpy(&sa.sin6_addr, addr.data(), addr.size());
-	sa.sin6_scope_id = static_cast<uint32_t>(ifindex);
-	if (::sendto(s.get(), "", 0, MSG_DONTWAIT, reinterpret_cast<const sockaddr *>(&sa),
-		     sizeof(sa)) != 0)
+	it->second = now;
+	if (tried.size() > 64)
+		tried.clear();
+	try {
+		neighbour_solicit6(nl, ifindex, addr);
+	} catch (const Error &) {
 		return std::nullopt;
+	}
 	for (int waited = 0; waited < ms; waited += 50) {
 		::usleep(50 * 1000);
 		if (auto mac = neighbour_mac6(nl, ifindex, addr))

@@ -747,6 +747,18 @@ std::vector<FdbEntry> bridge_fdb(NlSocket &nl, int bridge_ifindex)
 	return out;
 }
 
+void neighbour_solicit6(NlSocket &nl, int ifindex, const Ipv6Addr &addr)
+{
+	ndmsg u{};
+	u.ndm_family = AF_INET6;
+	u.ndm_ifindex = ifindex;
+	u.ndm_state = NUD_NONE;
+	u.ndm_flags = NTF_USE;
+	MsgPtr m = request(RTM_NEWNEIGH, NLM_F_CREATE | NLM_F_REPLACE, &u, sizeof(u));
+	nla_put(m.get(), NDA_DST, 16, addr.data());
+	exchange(nl, m.get(), [](nlmsghdr *) {});
+}
+
 void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6> &mac)
 {
 	ndmsg u{};

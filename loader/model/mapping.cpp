@@ -288,7 +288,12 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 		if (!sm.network6)
 			return true;
 		const NetId6 &rec = *sm.network6;
-		if (!cur || !cur->v6 || cur->v6->router != rec.router ||
+		if (!cur || !cur->v6 || cur->v6->router != rec.router)
+			return false;
+		// `[uplink]` forwards follow NAT66's address wherever the
+		// network numbers it (an ISP's new prefix): the router is the
+		// network.  A literal address is valid only on its prefix.
+		if (!sm.m.ext_uplink &&
 		    std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(), rec.prefix) ==
 			    cur->v6->prefixes.end())
 			return false;

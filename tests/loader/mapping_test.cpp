@@ -790,6 +790,14 @@ TEST(MappingNetwork6, TiedToPrefixAndRouter)
 	renumbered.v6->prefixes = {network_of6(parse_ipv6("2001:db8:1::"), 64)};
 	EXPECT_FALSE(mapping_active(one, renumbered));
 	EXPECT_TRUE(mapping_active(fwd, renumbered));
+	// The ISP renumbers the uplink's own prefix: `[uplink]` forwards
+	// follow NAT66's new address behind the same router; a literal
+	// address off its prefix is not ours any more.
+	NetId isp_renumbered = home;
+	isp_renumbered.v6->prefixes = {network_of6(parse_ipv6("2001:db8:2::"), 64)};
+	EXPECT_TRUE(mapping_active(fwd, isp_renumbered));
+	EXPECT_FALSE(mapping_active(one, isp_renumbered));
+	EXPECT_FALSE(mapping_active(routed, isp_renumbered));
 	NetId cafe = home; // the same prefix behind another router's MAC
 	cafe.v6->router_mac = "52:54:00:00:00:99";
 	EXPECT_FALSE(mapping_active(one, cafe));
