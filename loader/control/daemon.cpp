@@ -320,8 +320,13 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		net = synced_net_;
 	if (net) {
 		const bool v6_whole = v6_now && v6_now->router != Ipv6Addr{};
-		const bool same_v4 = synced_ && synced_net_ &&
-				     net->recorded() == synced_net_->recorded();
+		// A gateway MAC not resolved now (carrier lost, the entry
+		// failed) is no other network.
+		const bool same_v4 = synced_ && synced_net_ && net->net == synced_net_->net &&
+				     net->gateway == synced_net_->gateway &&
+				     (net->gateway_mac.empty() ||
+				      synced_net_->gateway_mac.empty() ||
+				      net->gateway_mac == synced_net_->gateway_mac);
 		net->v6 = v6_whole || !same_v4 ? v6_now : synced_net_->v6;
 	}
 	std::vector<uint32_t> host4;

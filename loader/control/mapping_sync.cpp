@@ -511,30 +511,34 @@ namespace {
 
 // Makes the kernel resolve an IPv6 neighbour (its own Neighbour
 // Solicitation, asked for over netlink: nothing is sent to the router but
-// the NS), then waits up to ms for the neighbour table to hold it.  At most
-// once a minute per neighbour: the daemon reads the network every second,
-// and a router that does not answer must not cost it 300 ms each time.
+// the NS), then waits up to ms for the neighbour table to hold it.  After
+// an attempt that found nothing, not again for 10 s: the daemon reads the
+// network every second, and a router that does not answer (no carrier)
+// must not cost it 300 ms each time.
 std::optional<std::array<uint8_t, 6>> resolve_neighbour6(NlSocket &nl, int ifindex,
 							 const Ipv6Addr &addr, int ms)
 {
-	static std::map<std::pair<int, Ipv6Addr>, std::chrono::steady_clock::time_point> tried;
-	const auto now = std::chrono::steady_clock::now();
-	auto [it, fresh] = tried.try_emplace({ifindex, addr}, now);
-	if (!fresh && now - it->second < std::chrono::seconds(60))
+	using clock = std::chrono::steady_clock;
+	static std::map<std::pair<int, Ipv6Addr>, clock::time_point> failed;
+	const auto now = clock::now();
+	const std::pair<int, Ipv6Addr> key{ifindex, addr};
+	if (auto it = failed.find(key);
+	    it != failed.end() && now - it->second < std::chrono::seconds(10))
 		return std::nullopt;
-	it->second = now;
-	if (tried.size() > 64)
-		tried.clear();
 	try {
 		neighbour_solicit6(nl, ifindex, addr);
+		for (int waited = 0; waited < ms; waited += 50) {
+			::usleep(50 * 1000);
+			if (auto mac = neighbour_mac6(nl, ifindex, addr)) {
+				failed.erase(key);
+				return mac;
+			}
+		}
 	} catch (const Error &) {
-		return std::nullopt;
 	}
-	for (int waited = 0; waited < ms; waited += 50) {
-		::usleep(50 * 1000);
-		if (auto mac = neighbour_mac6(nl, ifindex, addr))
-			return mac;
-	}
+	if (failed.size() >= 64)
+		failed.clear();
+	failed[key] = now;
 	return std::nullopt;
 }
 
