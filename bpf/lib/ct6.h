@@ -121,6 +121,24 @@ static __always_inline struct kvx_bind6_val *bind6_in_own(const struct kvx_pkt6 
 	return NULL;
 }
 
+/* The IN half at (proto, addr, port), else addr's 1:1 one (KVX_PROTO_ANY,
+ * port 0, KVX_BIND_F_ONE_TO_ONE: the only wildcard, as IPv4's
+ * bind_in_find), else NULL.  A 1:1 half keeps the port. */
+static __always_inline struct kvx_bind6_val *bind6_in_find(__u8 proto, const __be32 *addr,
+							   __be16 port)
+{
+	struct kvx_bind6_key ik;
+	struct kvx_bind6_val *ib;
+
+	bind6_key_init(&ik, KVX_BIND_IN, proto, addr, port);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	if (ib)
+		return ib;
+	bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, addr, 0);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	return ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) ? ib : NULL;
+}
+
 /* The static IN half a flow with ct_flags (KVX_CT_F_STATIC, maybe
  * KVX_CT_F_ONE_TO_ONE) is bound through at (ext_addr, ext_port), if it
  * still delivers to p's guest endpoint: a port forward's by port, a 1:1

@@ -156,7 +156,6 @@ static __always_inline int icmp6_parse_quote(kvx_ctx_t *ctx, const struct kvx_pk
 static __noinline int ct6_related_in(const struct kvx_pkt6 *p6, const struct icmp6_quote *q,
 				     struct nat6_rewrite *rw)
 {
-	struct kvx_bind6_key ik;
 	struct kvx_bind6_val *ib;
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
@@ -165,16 +164,10 @@ static __noinline int ct6_related_in(const struct kvx_pkt6 *p6, const struct icm
 		return KVX_R_PASS_HOST;
 	if (!addr6_eq(q->saddr, p6->daddr))
 		return KVX_R_PASS_HOST;
-	bind6_key_init(&ik, KVX_BIND_IN, q->proto, q->saddr, q->sport);
-	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	rw->port = ib ? ib->bind.port : q->sport;
-	if (!ib) {
-		/* A 1:1 address: its one IN half, the guest's port kept. */
-		bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, q->saddr, 0);
-		ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-		if (!ib || !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE))
-			return KVX_R_PASS_HOST;
-	}
+	ib = bind6_in_find(q->proto, q->saddr, q->sport);
+	if (!ib)
+		return KVX_R_PASS_HOST;
+	rw->port = ib->bind.flags & KVX_BIND_F_ONE_TO_ONE ? q->sport : ib->bind.port;
 	addr6_copy(rw->addr, ib->addr);
 	if (!mac_is_zero(ib->bind.guest_mac)) {
 		rw->macs = 1;
@@ -201,7 +194,6 @@ static __noinline int ct6_related_in(const struct kvx_pkt6 *p6, const struct icm
 static __noinline int ct6_related_out(const struct kvx_pkt6 *p6, const struct icmp6_quote *q,
 				      const __u8 *macs, __be32 *ext_addr, __be16 *ext_port)
 {
-	struct kvx_bind6_key ik;
 	struct kvx_bind6_val *ib;
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
@@ -220,18 +212,9 @@ static __noinline int ct6_related_out(const struct kvx_pkt6 *p6, const struct ic
 		return KVX_R_DROP_ICMP_TYPE;
 	addr6_copy(ext_addr, f->ext_addr);
 	*ext_port = f->ct.ext_port;
-	bind6_key_init(&ik, KVX_BIND_IN, q->proto, ext_addr, *ext_port);
-	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	if (!ib) {
-		/* A 1:1 address: its one IN half, the port kept. */
-		bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
-		ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-		if (!ib || !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) || *ext_port != q->dport)
-			return KVX_R_DROP_ICMP_TYPE;
-	} else if (ib->bind.port != q->dport) {
-		return KVX_R_DROP_ICMP_TYPE;
-	}
-	if (!addr6_eq(ib->addr, q->daddr))
+	ib = bind6_in_find(q->proto, ext_addr, *ext_port);
+	if (!ib || !addr6_eq(ib->addr, q->daddr) ||
+	    (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE ? *ext_port : ib->bind.port) != q->dport)
 		return KVX_R_DROP_ICMP_TYPE;
 	/* A static mapping's MAC is learnt from the guest's first packet
 	 * through it (ct6_lookup_out): an error may be that packet. */

@@ -125,8 +125,9 @@ std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = f
 // The uplink's IPv6 network now: its global on-link prefixes (sorted), the
 // main table's IPv6 default route's router through it and that router's
 // MAC from the neighbour table; unset without a global prefix.  resolve: a
-// router the table does not hold is resolved by the kernel (one empty
-// datagram to its discard port; 300 ms at most).
+// router the table does not hold is resolved by the kernel (its own
+// Neighbour Solicitation, kernel/netlink neighbour_solicit6; 300 ms at most,
+// not again for 10 s after one that got no answer).
 std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve = false);
 
 // The "mappings" member of one instance's status (and of `map list`).

@@ -100,12 +100,12 @@ bool ipv6_ra_managed(NlSocket &nl, int ifindex);
 std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr);
 // The same for an IPv6 neighbour (the default router: its RAs' source
 // link-layer option makes the entry).
+std::optional<std::array<uint8_t, 6>> neighbour_mac6(NlSocket &nl, int ifindex,
+						     const Ipv6Addr &addr);
 // Asks the kernel to resolve an IPv6 neighbour on ifindex (RTM_NEWNEIGH with
 // NTF_USE: an INCOMPLETE entry and the kernel's own Neighbour
 // Solicitations), as `ip -6 neigh replace ADDR dev DEV use nud none`.
 void neighbour_solicit6(NlSocket &nl, int ifindex, const Ipv6Addr &addr);
-std::optional<std::array<uint8_t, 6>> neighbour_mac6(NlSocket &nl, int ifindex,
-						     const Ipv6Addr &addr);
 // The first network of the uplink's own addresses (global scope; not the
 // ones `map add --add-address` put there) that overlaps subnet.
 std::optional<Ipv4Net> uplink_overlap(const std::vector<IfAddr> &uplink_addrs, int uplink_ifindex,

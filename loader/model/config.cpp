@@ -385,13 +385,8 @@ StaticMapping mapping_from_json(const json &o, const std::string &field)
 			bad(p + "network6", "given for an IPv4 mapping");
 		NetId6 id;
 		checked(p + "network6", [&] { id.prefix = parse_subnet6(*net6, "network6"); });
-		if (router6) {
-			try {
-				id.router = parse_ipv6(*router6);
-			} catch (const Error &e) {
-				bad(p + "router6", e.what());
-			}
-		}
+		if (router6)
+			checked(p + "router6", [&] { id.router = parse_ipv6(*router6); });
 		if (router6_mac) {
 			if (!is_mac_str(*router6_mac))
 				bad(p + "router6_mac", "invalid '" + printable(*router6_mac) +
