@@ -519,8 +519,9 @@ static __always_inline __u32 ct_evict_of(__u32 gslot, __u8 ct_flags)
 }
 
 /*
- * A closed TCP flow (TIME_WAIT, or CLOSE after a RST; on a full table also
- * a half-open one from outside) that may give way to a new one before its
+ * A closed TCP flow (TIME_WAIT, or CLOSE after a RST; also a half-open one
+ * from outside, for its own guest's inbound quota or a full table) that
+ * may give way to a new one before its
  * timeout (RFC 5382/7857's 4 minutes): netfilter too
  * lets a new SYN take over a TIME_WAIT entry, and its early_drop evicts
  * entries no longer needed, so a guest churning through short connections
@@ -540,13 +541,16 @@ static __always_inline int ct_closed_evictable(__u8 proto, const struct kvx_ct_v
 		return 0;
 	if (f->state == KVX_CT_TIME_WAIT || f->state == KVX_CT_CLOSE)
 		return 1;
-	/* A full table also takes a flow opened from outside whose
-	 * handshake never completed (netfilter's early_drop takes any
-	 * unassured flow): a SYN flood at a few guests' forwards, each
-	 * within its inbound quota, must not fill the table every guest
-	 * shares.  At a quota the guest's own half-open flows go by
-	 * ct_early_drop. */
-	return evict == KVX_EVICT_ANY && (f->flags & KVX_CT_F_INBOUND) &&
+	/* A flow opened from outside whose handshake has not completed in
+	 * that time (a real opener's ACK comes within its round trip; the
+	 * guest's retransmitted SYN-ACKs are a second and more apart): a
+	 * full table takes any guest's (netfilter's early_drop takes any
+	 * unassured flow: a SYN flood at a few guests' forwards, each within
+	 * its inbound quota, must not fill the table every guest shares),
+	 * the guest's inbound quota its own (KVX_EVICT_IN: the flood's
+	 * entries that have left the early-drop ring would else hold it for
+	 * SYN_RECV's timeout). */
+	return (evict & KVX_EVICT_IN) && (f->flags & KVX_CT_F_INBOUND) &&
 	       (f->state == KVX_CT_SYN_RECV || (f->flags & KVX_CT_F_HALFOPEN));
 }
 
@@ -667,19 +671,30 @@ __noinline int ct_reclaim(__u64 now, __u32 evict)
  * SYN flood then recycles its own entries instead of locking the guest's
  * forwards (or the table) until SYN_RECV's timeout.
  *
- * Oldest first alone let 16 flood SYNs evict a real connection before its
- * opener's ACK came back (a port forward unreachable during a flood), so a
- * flow is picked by halfopen_score: first one the guest never answered
- * (no KVX_CT_F_SYNACK: a remote waiting for the ACK of the guest's SYN-ACK
- * is further along than a flood's), then one from the remote address of
- * the SYN that asks (a flood from one source evicts its own entries, never
- * another remote's), then the oldest.  A flood from ever new spoofed
- * sources that the guest answers as fast as it comes is not told apart
- * from a real opener by either (netfilter's early_drop does not tell them
- * apart at all): a real connection then survives 16 flood SYNs.  One pass
- * over the ring, one lookup per entry: counting each remote's entries (a
- * pass per entry) took the bridge program past the verifier's million
- * instructions.
+ * Which one (halfopen_victim), from one pass over the ring:
+ * - the asking SYN's remote's newest, when it holds two or more: a flood
+ *   from one source recycles its own entries and never reaches another
+ *   remote's; a single SYN spoofed from a real client's address does not
+ *   make that client's handshake the one to go (its second then evicts
+ *   the first).  IPv6 remotes are told apart by their /64, which one
+ *   host usually has whole;
+ * - a flow the guest did not answer although it answered a later one, or
+ *   had KVX_HALFOPEN_ANSWER_NS to: a SYN the guest dropped (a listener's
+ *   full backlog) holds nothing a real opener waits on.  A SYN not yet
+ *   answered is not taken on that ground alone: a flood faster than the
+ *   guest answers would evict every real SYN before its SYN-ACK;
+ * - else the oldest: an answered flow whose opener never sent the
+ *   handshake's last ACK is ever more likely a spoofed source's as it
+ *   ages.  A flood from ever new sources that the guest answers gives a
+ *   real opener's handshake KVX_HALFOPEN_RING flood SYNs' time; below the
+ *   quota nothing is evicted, and the daemon's relief takes half-open
+ *   flows quiet for KVX_TW_RECYCLE_NS once a guest nears its quota
+ *   (control/gc.cpp), so a flood reaches the quota (and this) only above
+ *   about quota / (KVX_TW_RECYCLE_NS + the GC's interval) SYNs a second.
+ * Age is the order of the ring's pushes (a FIFO; with the eviction's slot
+ * refilled by the next push, as before, the ring's order was no longer
+ * age, and ties went to newer flows).  One lookup per entry; the guest's
+ * slot is checked for the chosen one only.
  */
 static __always_inline int ct_halfopen_evictable(const struct kvx_ct_val *f)
 {
@@ -687,12 +702,70 @@ static __always_inline int ct_halfopen_evictable(const struct kvx_ct_val *f)
 	       (f->state == KVX_CT_SYN_RECV || (f->flags & KVX_CT_F_HALFOPEN));
 }
 
-/* A half-open flow's claim to be evicted (the highest goes, the oldest of a
- * tie): 2 when the guest never answered it, 1 more when it is from the
- * remote of the SYN that asks (same). */
-static __always_inline __u32 halfopen_score(const struct kvx_ct_val *f, int same)
+/* One early-drop pass's candidates (slots KVX_HALFOPEN_RING: none) and
+ * their ages (a ring's pushes in order: 0 the oldest), kept in
+ * kvx_scratch[1] (abi.h: on the stack, the verifier followed every
+ * combination of the slots). */
+struct halfopen_pick {
+	__u64 unans_ns; /* created_ns of the oldest flow the guest has not answered */
+	__u32 old, unans, same;
+	__u32 old_age, unans_age, same_age;
+	__u32 ans_age; /* of the newest flow it answered, + 1 (0: none) */
+	__u32 same_n;  /* the asking remote's evictable flows */
+};
+
+_Static_assert(sizeof(struct halfopen_pick) <= sizeof(struct kvx_ct_val), "fits kvx_scratch");
+
+static __always_inline struct halfopen_pick *halfopen_pick_get(void)
 {
-	return (f->flags & KVX_CT_F_SYNACK ? 0 : 2) + (same ? 1 : 0);
+	__u32 one = 1;
+	struct halfopen_pick *c = bpf_map_lookup_elem(&kvx_scratch, &one);
+
+	if (c) {
+		__builtin_memset(c, 0, sizeof(*c));
+		c->old = c->unans = c->same = KVX_HALFOPEN_RING;
+	}
+	return c;
+}
+
+/* Flow f at slot of a ring whose next push goes to next (the oldest
+ * push's slot).  Its age is its place in the order of pushes: the flows'
+ * created_ns is read once a jiffy (clock.h), and flows made within one
+ * compare equal. */
+static __always_inline void halfopen_consider(struct halfopen_pick *c, const struct kvx_ct_val *f,
+					      __u32 slot, __u32 next, int same)
+{
+	__u32 age = (slot - next) & (KVX_HALFOPEN_RING - 1);
+
+	if (c->old >= KVX_HALFOPEN_RING || age < c->old_age) {
+		c->old = slot;
+		c->old_age = age;
+	}
+	if (f->flags & KVX_CT_F_SYNACK) {
+		if (age + 1 > c->ans_age)
+			c->ans_age = age + 1;
+	} else if (c->unans >= KVX_HALFOPEN_RING || age < c->unans_age) {
+		c->unans = slot;
+		c->unans_age = age;
+		c->unans_ns = f->created_ns;
+	}
+	if (same) {
+		c->same_n++;
+		if (c->same >= KVX_HALFOPEN_RING || age > c->same_age) {
+			c->same = slot;
+			c->same_age = age;
+		}
+	}
+}
+
+static __always_inline __u32 halfopen_victim(const struct halfopen_pick *c, __u64 now)
+{
+	if (c->same_n >= 2)
+		return c->same;
+	if (c->unans < KVX_HALFOPEN_RING &&
+	    (c->unans_age < c->ans_age || c->unans_ns + KVX_HALFOPEN_ANSWER_NS <= now))
+		return c->unans;
+	return c->old;
 }
 
 /* The ring of guest slot *idx in map (kvx_halfopen, kvx_halfopen6), made
@@ -708,58 +781,70 @@ static __always_inline void *halfopen_ring(void *map, __u32 *idx)
 	return bpf_map_lookup_elem(map, idx);
 }
 
+/* Is the key pushed last (before next) the one of words 32-bit words at
+ * k?  A remote cycling SYN, RST, SYN on one tuple would else fill the ring
+ * with copies of one flow. */
+static __always_inline int halfopen_repeats(const void *keys, __u32 next, const void *k,
+					    __u32 words)
+{
+	const __u32 *a = (const __u32 *)keys + ((next - 1) & (KVX_HALFOPEN_RING - 1)) * words;
+	const __u32 *b = k;
+	__u32 i;
+
+	for (i = 0; i < words; i++)
+		if (a[i] != b[i])
+			return 0;
+	return 1;
+}
+
 /* Make room for a new SYN from rem to guest.  Returns 1 if a flow was
  * evicted.  A global function (scalar arguments only): its loop is verified
  * once, not once per call site and caller state. */
-__noinline int ct_early_drop(__be32 guest, __be32 rem)
+__noinline int ct_early_drop(__be32 guest, __be32 rem, __u64 now)
 {
 	const struct kvx_cfg *cfg = cfg_get();
-	__u32 i, slot, score, best = KVX_HALFOPEN_RING, best_score = 0;
 	struct kvx_halfopen_val *h;
+	struct halfopen_pick *c;
 	struct kvx_gflows_val *g;
 	struct kvx_ct_key *k;
 	struct kvx_ct_val *f;
-	__u32 gslot;
+	__u32 i, gslot, best;
 
 	if (!cfg)
 		return 0;
 	gslot = guest_slot(cfg, guest);
 	h = bpf_map_lookup_elem(&kvx_halfopen, &gslot);
-	if (!h)
+	c = halfopen_pick_get();
+	if (!h || !c)
 		return 0;
 	for (i = 0; i < KVX_HALFOPEN_RING; i++) {
-		slot = (h->next + i) & (KVX_HALFOPEN_RING - 1);
-		k = &h->keys[slot];
-		/* One ring serves all of the guest's addresses; a guest
-		 * evicts only flows that count against its own quota (an
-		 * address may have changed owners since). */
-		if (k->proto != IPPROTO_TCP || guest_slot(cfg, k->int_addr) != gslot)
+		k = &h->keys[i];
+		if (k->proto != IPPROTO_TCP)
 			continue;
 		f = bpf_map_lookup_elem(&kvx_ct, k);
 		if (!ct_halfopen_evictable(f))
 			continue;
-		score = 1 + halfopen_score(f, k->rem_addr == rem);
-		if (score > best_score) {
-			best_score = score;
-			best = slot;
-		}
+		halfopen_consider(c, f, i, h->next, k->rem_addr == rem);
 	}
+	best = halfopen_victim(c, now);
 	if (best >= KVX_HALFOPEN_RING)
 		return 0;
 	k = &h->keys[best];
-	if (bpf_map_delete_elem(&kvx_ct, k))
+	/* One ring serves all of the guest's addresses; a guest evicts only
+	 * flows that count against its own quota (an address may have
+	 * changed owners since). */
+	if (guest_slot(cfg, k->int_addr) != gslot || bpf_map_delete_elem(&kvx_ct, k))
 		return 0;
 	g = bpf_map_lookup_elem(&kvx_gflows, &gslot);
 	if (g)
 		__sync_fetch_and_add(&g->in, -1);
-	h->next = best; /* the new flow takes its slot */
 	return 1;
 }
 
 /* Remember a half-open inbound flow (new, or reopened by a SYN) for
- * ct_early_drop.  The oldest entry is overwritten: ct_early_drop, which
- * runs first when the quota is full, has just pointed next at the one it
- * evicted. */
+ * ct_early_drop, over the oldest push (a FIFO: the ring's order is the
+ * pushes'; the slot of a flow evicted out of that order stays a stale key
+ * until its turn). */
 static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct kvx_ct_key *k)
 {
 	__u32 idx = guest_slot(cfg, k->int_addr);
@@ -767,6 +852,8 @@ static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct 
 	__u32 slot;
 
 	if (!h)
+		return;
+	if (halfopen_repeats(h->keys, h->next, k, sizeof(*k) / 4))
 		return;
 	slot = h->next & (KVX_HALFOPEN_RING - 1);
 	__builtin_memcpy(&h->keys[slot], k, sizeof(*k));
@@ -808,7 +895,7 @@ static __noinline int ct_quota_check(const struct kvx_cfg *cfg, __be32 guest, __
 	if ((__s32)*n < (__s32)q)
 		return KVX_CONTINUE;
 	if ((ct_flags & KVX_CT_F_INBOUND) && p->proto == IPPROTO_TCP &&
-	    ct_early_drop(guest, p->saddr))
+	    ct_early_drop(guest, p->saddr, now))
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
@@ -898,7 +985,7 @@ static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt
 	 * more.  Neither runs a program on this CPU: the scratch value is
 	 * intact. */
 	if (err == -E2BIG && (ct_reclaim(now, KVX_EVICT_ANY) > 0 ||
-	     (state == KVX_CT_SYN_RECV && ct_early_drop(k->int_addr, k->rem_addr))))
+	     (state == KVX_CT_SYN_RECV && ct_early_drop(k->int_addr, k->rem_addr, now))))
 		err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
 	if (!err) {
 		gflows_add(cfg, k->int_addr, dir == CT_DIR_OUT ? 0 : KVX_CT_F_INBOUND, 1);

@@ -255,24 +255,33 @@ static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32
  * delivers to; relay's (no binding): that of its address's kvx_nd owner;
  * else of the address (the daemon's recount: control/gc.cpp).
  */
+static __always_inline __u32 ct6_slot_in(const struct kvx_cfg *cfg, struct kvx_bind6_key *ik,
+					 __u8 proto, const __be32 *guest_addr, __be16 guest_port,
+					 const __be32 *ext_addr, __be16 ext_port)
+{
+	struct kvx_bind6_val *ib;
+
+	bind6_key_init(ik, KVX_BIND_IN, proto, ext_addr, ext_port);
+	ib = bpf_map_lookup_elem(&kvx_bind6, ik);
+	if (ib && addr6_eq(ib->addr, guest_addr) && ib->bind.port == guest_port)
+		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
+	/* A 1:1 address: its one IN half, any port. */
+	bind6_key_init(ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
+	ib = bpf_map_lookup_elem(&kvx_bind6, ik);
+	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) && addr6_eq(ib->addr, guest_addr))
+		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
+	/* Relay: no binding; the address's owner (kvx_nd). */
+	return ct6_nd_slot(cfg, guest_addr);
+}
+
+/* ct6_slot_in with its key on this frame. */
 static __always_inline __u32 ct6_slot(const struct kvx_cfg *cfg, __u8 proto,
 				      const __be32 *guest_addr, __be16 guest_port,
 				      const __be32 *ext_addr, __be16 ext_port)
 {
 	struct kvx_bind6_key ik;
-	struct kvx_bind6_val *ib;
 
-	bind6_key_init(&ik, KVX_BIND_IN, proto, ext_addr, ext_port);
-	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	if (ib && addr6_eq(ib->addr, guest_addr) && ib->bind.port == guest_port)
-		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
-	/* A 1:1 address: its one IN half, any port. */
-	bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
-	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) && addr6_eq(ib->addr, guest_addr))
-		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
-	/* Relay: no binding; the address's owner (kvx_nd). */
-	return ct6_nd_slot(cfg, guest_addr);
+	return ct6_slot_in(cfg, &ik, proto, guest_addr, guest_port, ext_addr, ext_port);
 }
 
 static __always_inline void gflows6_add(__u32 slot, __u8 ct_flags, int d)
@@ -325,48 +334,57 @@ __noinline int ct6_reclaim(__u64 now, __u32 evict)
 
 /*
  * ct_early_drop for kvx_ct6: evict one of slot's half-open inbound flows
- * (the one halfopen_score picks for a new SYN from rem) from its ring in
- * kvx_halfopen6.  Entries are pushed into the ring of the slot their flow
- * counts in (ct6_slot, three lookups and a key this frame cannot afford to
- * repeat per entry): a flow whose binding changed owners since counts in
- * the other slot until the GC's recount.  Returns 1 if a flow was evicted.
- * Global, as ct_early_drop (rem is only read: 6.1's helpers would refuse
- * it as a key); a struct, which the verifier sizes from its type.
+ * (the one halfopen_victim picks for a new SYN from rem: a remote here is
+ * its /64) from its ring in kvx_halfopen6.  Entries are pushed into the
+ * ring of the slot their flow counts in (ct6_slot); a flow whose binding
+ * changed owners since counts in another slot and is not this guest's to
+ * evict (checked for the chosen one only: ct6_slot takes up to three
+ * lookups).  Returns 1 if a flow was evicted.  Global, as ct_early_drop
+ * (rem is only read: 6.1's helpers would refuse it as a key); a struct,
+ * which the verifier sizes from its type.
  */
 struct ct6_addr {
 	__be32 w[4];
 };
 
-__noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem)
+_Static_assert(sizeof(struct halfopen_pick) + sizeof(struct kvx_bind6_key) <=
+		       sizeof(struct kvx_ct_val),
+	       "fits kvx_scratch");
+
+__noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem, __u64 now)
 {
+	const struct kvx_cfg *cfg = cfg_get();
 	struct kvx_halfopen6_val *h = bpf_map_lookup_elem(&kvx_halfopen6, &gslot);
-	__u32 i, slot, score, best = KVX_HALFOPEN_RING, best_score = 0;
+	struct halfopen_pick *c = halfopen_pick_get();
 	struct kvx_ct6_key *k;
 	struct kvx_ct6_val *f;
+	__u32 i, best;
 
-	if (!h || !rem)
+	if (!cfg || !h || !c || !rem)
 		return 0;
 	for (i = 0; i < KVX_HALFOPEN_RING; i++) {
-		slot = (h->next + i) & (KVX_HALFOPEN_RING - 1);
-		k = &h->keys[slot];
+		k = &h->keys[i];
 		if (k->proto != IPPROTO_TCP)
 			continue;
 		f = bpf_map_lookup_elem(&kvx_ct6, k);
 		if (!f || !ct_halfopen_evictable(&f->ct))
 			continue;
-		score = 1 + halfopen_score(&f->ct, addr6_eq(k->rem_addr, rem->w));
-		if (score > best_score) {
-			best_score = score;
-			best = slot;
-		}
+		halfopen_consider(c, &f->ct, i, h->next,
+				  k->rem_addr[0] == rem->w[0] && k->rem_addr[1] == rem->w[1]);
 	}
+	best = halfopen_victim(c, now);
 	if (best >= KVX_HALFOPEN_RING)
 		return 0;
 	k = &h->keys[best];
+	f = bpf_map_lookup_elem(&kvx_ct6, k);
+	/* The lookup's key beside the pick in the scratch: on this frame it
+	 * took the chain kvx_br6, ct6_create, here past 512 bytes. */
+	if (!f || ct6_slot_in(cfg, (struct kvx_bind6_key *)(c + 1), k->proto, k->int_addr,
+			      k->int_port, f->ext_addr, f->ct.ext_port) != gslot)
+		return 0;
 	if (bpf_map_delete_elem(&kvx_ct6, k))
 		return 0;
 	gflows6_add(gslot, KVX_CT_F_INBOUND, -1);
-	h->next = best; /* the new flow takes its slot */
 	return 1;
 }
 
@@ -383,6 +401,8 @@ static __noinline void ct6_halfopen_push(const struct kvx_cfg *cfg, const struct
 	idx = ct6_slot(cfg, k->proto, k->int_addr, k->int_port, ext_addr, ext_port);
 	h = halfopen_ring(&kvx_halfopen6, &idx);
 	if (!h)
+		return;
+	if (halfopen_repeats(h->keys, h->next, k, sizeof(*k) / 4))
 		return;
 	slot = h->next & (KVX_HALFOPEN_RING - 1);
 	__builtin_memcpy(&h->keys[slot], k, sizeof(*k));
@@ -409,7 +429,7 @@ static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u
 	if ((__s32)*n < (__s32)cfg->flow_quota)
 		return KVX_CONTINUE;
 	if ((ct_flags & KVX_CT_F_INBOUND) && p6->p.proto == IPPROTO_TCP &&
-	    ct6_early_drop(slot, (const struct ct6_addr *)p6->saddr))
+	    ct6_early_drop(slot, (const struct ct6_addr *)p6->saddr, now))
 		return KVX_CONTINUE;
 	if (now < g->reclaim_ns)
 		return KVX_R_DROP_GUEST_QUOTA;
@@ -749,7 +769,7 @@ static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
 	     (v.ct.state == KVX_CT_SYN_RECV &&
 	      ct6_early_drop(ct6_slot(cfg, k.proto, k.int_addr, k.int_port, v.ext_addr,
 				      v.ct.ext_port),
-			     (const struct ct6_addr *)p6->saddr))))
+			     (const struct ct6_addr *)p6->saddr, now))))
 		err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	if (!err) {
 		gflows6_add(ct6_slot(cfg, k.proto, k.int_addr, k.int_port, v.ext_addr,

@@ -115,7 +115,7 @@ struct {
 /* Per-CPU scratch (abi.h KVX_MAP_SCRATCH). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, KVX_SCRATCH_SLOTS);
 	__type(key, __u32);
 	__type(value, struct kvx_ct_val);
 } kvx_scratch SEC(".maps");

@@ -64,7 +64,7 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 // (4 minutes), and a guest churning at its quota pays a walk for every
 // new connection.  At each GC tick, a guest slot's counter (per direction)
 // over quota - quota / kReliefShare loses all its quiet closed flows of
-// both tables, and a table fuller than that share of its size all of its
+// both tables (and, inbound, its quiet half-open ones: a SYN flood's), and a table fuller than that share of its size all of its
 // own, the longest closed first, at most kReliefMax, each with the
 // datapath's -1 on its counter.  Except IPv6 TIME_WAIT flows: an IPv6
 // binding keeps no tw_remotes, so such a flow is all that keeps its port

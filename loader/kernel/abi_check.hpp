@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 22, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 23, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -34,7 +34,8 @@ static_assert(KVX_ABI_VERSION == 22, "ABI changed: review abi_check.hpp and bump
 // sizes (the ring is not pinned state: nothing carried over); version 21 gave
 // kvx_xfdb_val's padding a meaning (flags: 0 in older entries, nothing static);
 // version 22 made kvx_halfopen an LRU hash keyed by the full guest slot (a
-// pinned array is replaced: hints only) and added kvx_halfopen6.
+// pinned array is replaced: hints only) and added kvx_halfopen6; version 23
+// made the rings 64 entries and kvx_scratch two (both replaced: no state).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);

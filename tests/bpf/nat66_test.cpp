@@ -1365,7 +1365,8 @@ TEST_F(Nat66Test, PortForwardOnUplinkAddress)
 
 // A SYN flood at a port forward takes the guest's inbound quota only, and
 // there recycles its own half-open flows (early drop, as IPv4's: the third
-// SYN at a quota of two evicts the oldest, where it was dropped before);
+// SYN at a quota of two evicts the flooding remote's newest, where it was
+// dropped before);
 // the guest's own outbound flows still open.
 TEST_F(Nat66Test, ForwardedSynFloodStaysWithinTheInboundQuota)
 {
@@ -1382,14 +1383,16 @@ TEST_F(Nat66Test, ForwardedSynFloodStaysWithinTheInboundQuota)
 		if (v.ct.flags & KVX_CT_F_INBOUND)
 			inbound.push_back(ntohs(k.rem_port));
 	std::sort(inbound.begin(), inbound.end());
-	EXPECT_EQ(inbound, (std::vector<std::uint16_t>{51001, 51002})) << "the oldest gave way";
+	EXPECT_EQ(inbound, (std::vector<std::uint16_t>{51000, 51002}))
+		<< "the flooding remote's newest gave way";
 	out6(from_guest6(make_udp6(kGuest6F, 7001, kRemote6A, 53)));
 }
 
 // A real connection through an IPv6 forward, whose SYN the guest answered,
-// survives a flood of SYNs (three rings' worth, never answered) at the
-// inbound quota and completes its handshake; the flood's flows sit in the
-// guest's IPv6 ring (kvx_halfopen6).
+// survives a flood of SYNs (three rings' worth, never answered, from one
+// source: a host of the client's own /64) at the inbound quota and
+// completes its handshake; the flood's flows sit in the guest's IPv6 ring
+// (kvx_halfopen6).
 TEST_F(Nat66Test, ForwardedSynFloodSparesAFlowTheGuestAnswered)
 {
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
@@ -1410,10 +1413,59 @@ TEST_F(Nat66Test, ForwardedSynFloodSparesAFlowTheGuestAnswered)
 	EXPECT_EQ(dp().gflows_at(slot).in, 3u) << "the flood recycles its own entries";
 	const auto ring = dp().halfopen6_at(slot);
 	ASSERT_TRUE(ring);
-	std::size_t flood = 0;
+	// The flood's first flow, its newest (each new one evicted the one
+	// before: the remote's own newest) and the answered one are left; the
+	// newest's key is in the ring.
+	std::vector<std::uint16_t> inbound;
+	for (const auto &[k, v] : dp().ct6_entries())
+		if (v.ct.flags & KVX_CT_F_INBOUND)
+			inbound.push_back(ntohs(k.rem_port));
+	std::sort(inbound.begin(), inbound.end());
+	const std::uint16_t newest = static_cast<std::uint16_t>(51000 + 3 * KVX_HALFOPEN_RING - 1);
+	EXPECT_EQ(inbound, (std::vector<std::uint16_t>{51000, newest, 52000}));
+	std::size_t in_ring = 0;
 	for (const kvx_ct6_key &k : ring->keys)
-		flood += k.proto == kProtoTcp && std::memcmp(k.rem_addr, kRemote6A.data(), 16) == 0;
-	EXPECT_EQ(flood, 2u) << "the two flood flows alive, next to the answered one";
+		in_ring += k.proto == kProtoTcp && ntohs(k.rem_port) == newest;
+	EXPECT_EQ(in_ring, 1u);
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	run6(Prog::UpIngress, ack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(ack, kGuest6F, 22));
+	int state = -1;
+	for (const auto &[k, v] : dp().ct6_entries())
+		if (ntohs(k.rem_port) == 52000)
+			state = v.ct.state;
+	EXPECT_EQ(state, KVX_CT_ESTABLISHED);
+}
+
+// IPv6 remotes are told apart by their /64 in early drop: a flood the
+// guest answers, from ever new addresses of one /64 (each a /128 of its
+// own), recycles that /64's own flows, never the real client's handshake
+// from another network, which then completes (compared as /128s, every
+// flood SYN looked like a new remote and the client's flow, the oldest,
+// went first).
+TEST_F(Nat66Test, EarlyDropTellsRemotesApartByTheirSlash64)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
+	out6(from_guest6(make_tcp6(kGuest6F, 22, kRemote6B, 443)), 2222);
+	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6F));
+	const Ip6 client = ip6("2001:db8:200::20"); // another network
+	const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222, client, 52000);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn, kGuest6F, 22));
+	const Packet6 synack = answer6(dnat6(syn, kGuest6F, 22));
+	out6(synack, 2222);
+	for (std::uint16_t i = 0; i < 2 * KVX_HALFOPEN_RING; i++) {
+		Ip6 from = kRemote6A;
+		from[14] = static_cast<std::uint8_t>(i >> 8);
+		from[15] = static_cast<std::uint8_t>(i + 1);
+		const Packet6 f = inbound6(kProtoTcp, kUplink6, 2222, from,
+					   static_cast<std::uint16_t>(51000 + i));
+		run6(Prog::UpIngress, f, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(f, kGuest6F, 22));
+		out6(answer6(dnat6(f, kGuest6F, 22)), 2222);
+	}
+	EXPECT_EQ(dp().gflows_at(slot).in, 3u);
 	Packet6 ack = syn;
 	ack.tcp_flags = kTcpAck;
 	ack.seq = syn.seq + 1;

@@ -113,6 +113,23 @@ protected:
 		in(from_remote(remote, rport, kTcpAck, r_, g_));
 		ASSERT_EQ(state(remote, rport), KVX_CT_ESTABLISHED);
 	}
+	// A flood-like SYN from remote:rport that the guest answers.
+	void syn_answered(std::uint32_t remote, std::uint16_t rport, std::uint32_t isn)
+	{
+		syn_in(remote, rport, isn);
+		out(from_guest_to(remote, rport, kTcpSyn | kTcpAck, 0x20000000, isn + 1));
+		auto f = flow(remote, rport);
+		ASSERT_TRUE(f && (f->flags & KVX_CT_F_SYNACK)) << remote << ":" << rport;
+	}
+	// The flow with remote:rport made ns earlier than it was.
+	static void age_flow(std::uint32_t remote, std::uint16_t rport, std::uint64_t ns)
+	{
+		const kvx_ct_key k = ct_key(kProtoTcp, kGuestA, kGuestPort, remote, rport);
+		auto f = dp().ct_lookup(k);
+		ASSERT_TRUE(f);
+		f->created_ns -= ns;
+		dp().ct_update(k, *f);
+	}
 	std::uint32_t g_ = 0x10000001; // the guest's next sequence number
 	std::uint32_t r_ = 0x7f000001; // the remote's
 };
@@ -190,14 +207,14 @@ TEST_F(TcpStateTest, EarlyDropEvictsTheOldestHalfOpenFlowAtTheInboundQuota)
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
 	handshake(kRemote1, 40300); // established: never evicted
 	syn_in(kRemote2, 40301, 5000);
-	syn_in(kRemote2, 40302, 6000);
+	syn_in(kRemote2 + 1, 40302, 6000);
 	ASSERT_EQ(dp().gflows_val(kGuestA).in, 3u);
 	// The inbound quota is full: the next SYN takes the oldest half-open
 	// flow's place instead of being refused.
-	syn_in(kRemote2, 40303, 7000);
+	syn_in(kRemote2 + 2, 40303, 7000);
 	EXPECT_EQ(state(kRemote2, 40301), -1) << "the oldest half-open flow is evicted";
-	EXPECT_EQ(state(kRemote2, 40302), KVX_CT_SYN_RECV);
-	EXPECT_EQ(state(kRemote2, 40303), KVX_CT_SYN_RECV);
+	EXPECT_EQ(state(kRemote2 + 1, 40302), KVX_CT_SYN_RECV);
+	EXPECT_EQ(state(kRemote2 + 2, 40303), KVX_CT_SYN_RECV);
 	EXPECT_EQ(state(kRemote1, 40300), KVX_CT_ESTABLISHED);
 	EXPECT_EQ(dp().gflows_val(kGuestA).in, 3u);
 	// A flood keeps recycling its own entries; the established flow stays.
@@ -213,9 +230,9 @@ TEST_F(TcpStateTest, EarlyDropEvictsTheOldestHalfOpenFlowAtTheInboundQuota)
 
 // A real connection through the forward, whose SYN the guest answered,
 // survives a flood of spoofed SYNs (three rings' worth, from ever new
-// sources, never answered) at the inbound quota and completes its
-// handshake: early drop takes the flows the guest never answered first
-// (oldest first, it was evicted by the first SYN over the quota).
+// sources) at the inbound quota that the guest drops (never answered in
+// KVX_HALFOPEN_ANSWER_NS) and completes its handshake: such flows go
+// first, although the answered one is the oldest.
 TEST_F(TcpStateTest, EarlyDropSparesAHalfOpenFlowTheGuestAnswered)
 {
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 4; });
@@ -223,8 +240,11 @@ TEST_F(TcpStateTest, EarlyDropSparesAHalfOpenFlowTheGuestAnswered)
 	Packet synack = from_guest_to(kRemote1, 40700, kTcpSyn | kTcpAck, g_ - 1, r_, 65160);
 	synack.tcp_options = wscale_opt(7);
 	out(synack);
-	for (std::uint32_t i = 0; i < 3 * KVX_HALFOPEN_RING; i++)
-		syn_in(kRemote2 + i, static_cast<std::uint16_t>(50000 + i), 1000 + i);
+	for (std::uint32_t i = 0; i < 3 * KVX_HALFOPEN_RING; i++) {
+		const std::uint16_t rport = static_cast<std::uint16_t>(50000 + i);
+		syn_in(kRemote2 + i, rport, 1000 + i);
+		age_flow(kRemote2 + i, rport, 2 * KVX_HALFOPEN_ANSWER_NS);
+	}
 	EXPECT_EQ(dp().gflows_val(kGuestA).in, 4u) << "the flood recycles its own entries";
 	EXPECT_EQ(state(kRemote2 + 3 * KVX_HALFOPEN_RING - 1,
 			static_cast<std::uint16_t>(50000 + 3 * KVX_HALFOPEN_RING - 1)),
@@ -232,6 +252,166 @@ TEST_F(TcpStateTest, EarlyDropSparesAHalfOpenFlowTheGuestAnswered)
 	ASSERT_EQ(state(kRemote1, 40700), KVX_CT_SYN_RECV);
 	in(from_remote(kRemote1, 40700, kTcpAck, r_, g_));
 	EXPECT_EQ(state(kRemote1, 40700), KVX_CT_ESTABLISHED);
+}
+
+// A SYN the guest has not answered yet, younger than
+// KVX_HALFOPEN_ANSWER_NS, is not taken for one it dropped (a flood faster
+// than the guest answers would else evict every real SYN before its
+// SYN-ACK): the oldest goes.  One it left unanswered while answering a
+// later one is one it dropped, and goes first.
+TEST_F(TcpStateTest, EarlyDropTakesAnUnansweredSynOnlyOnceTheGuestHadItsChance)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
+	syn_answered(kRemote1, 40720, 1000);
+	syn_in(kRemote1 + 1, 40721, 2000); // in the guest's queue
+	syn_answered(kRemote1 + 2, 40722, 3000);
+	// Unanswered, but the guest answered a later SYN: dropped by it.
+	syn_in(kRemote1 + 3, 40723, 4000);
+	EXPECT_EQ(state(kRemote1 + 1, 40721), -1);
+	EXPECT_EQ(state(kRemote1, 40720), KVX_CT_SYN_RECV) << "the oldest stays";
+	// Now 40723 is the newest and unanswered: the oldest goes.
+	syn_in(kRemote1 + 4, 40724, 5000);
+	EXPECT_EQ(state(kRemote1, 40720), -1);
+	EXPECT_EQ(state(kRemote1 + 3, 40723), KVX_CT_SYN_RECV) << "not answered yet, young";
+	// Unanswered for longer than the guest takes: dropped by it.
+	age_flow(kRemote1 + 3, 40723, 2 * KVX_HALFOPEN_ANSWER_NS);
+	syn_in(kRemote1 + 5, 40725, 6000);
+	EXPECT_EQ(state(kRemote1 + 3, 40723), -1);
+	EXPECT_EQ(state(kRemote1 + 2, 40722), KVX_CT_SYN_RECV);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 3u);
+}
+
+// A flood from ever new (spoofed) sources that the guest answers, each
+// SYN-ACK as fast as the SYNs come: the flows are alike until the real
+// opener's ACK, so the oldest goes, and a real handshake has
+// KVX_HALFOPEN_RING - 1 flood SYNs' time to complete (15 with a ring of 16
+// and the ring's order: 15 ms at 1000 SYN/s).
+TEST_F(TcpStateTest, EarlyDropGivesARealHandshakeTheRingsTimeInAnAnsweredFlood)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = KVX_HALFOPEN_RING; });
+	std::uint32_t n = 0;
+	auto flood = [&](std::uint32_t count) {
+		for (std::uint32_t i = 0; i < count; i++, n++)
+			syn_answered(kRemote2 + n, static_cast<std::uint16_t>(20000 + n),
+				     1000 + 10 * n);
+	};
+	flood(KVX_HALFOPEN_RING + 5); // at the quota, the ring turned over
+	syn_in(kRemote1, 40730, r_ - 1);
+	Packet synack = from_guest_to(kRemote1, 40730, kTcpSyn | kTcpAck, g_ - 1, r_, 65160);
+	synack.tcp_options = wscale_opt(7);
+	out(synack);
+	flood(KVX_HALFOPEN_RING - 1);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, std::uint32_t{KVX_HALFOPEN_RING});
+	ASSERT_EQ(state(kRemote1, 40730), KVX_CT_SYN_RECV);
+	in(from_remote(kRemote1, 40730, kTcpAck, r_, g_));
+	EXPECT_EQ(state(kRemote1, 40730), KVX_CT_ESTABLISHED);
+	// The flood's oldest went in order: only the newest ring's worth is
+	// left.
+	EXPECT_EQ(state(kRemote2 + n - KVX_HALFOPEN_RING,
+			static_cast<std::uint16_t>(20000 + n - KVX_HALFOPEN_RING)),
+		  -1);
+	EXPECT_EQ(state(kRemote2 + n - KVX_HALFOPEN_RING + 1,
+			static_cast<std::uint16_t>(20000 + n - KVX_HALFOPEN_RING + 1)),
+		  KVX_CT_SYN_RECV);
+}
+
+// One SYN spoofed from a real client's address does not make that
+// client's handshake the one to go (a remote's own flows go first only
+// when it holds two); a second then evicts the first spoofed one, the
+// newest of that remote's.
+TEST_F(TcpStateTest, ASpoofedSynFromAClientsAddressDoesNotEvictItsHandshake)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 4; });
+	syn_answered(kRemote2, 40740, 1000);
+	syn_answered(kRemote2 + 1, 40741, 2000);
+	syn_answered(kRemote1, 40742, 3000); // the real client
+	syn_answered(kRemote2 + 2, 40743, 4000);
+	syn_answered(kRemote1, 40744, 5000); // spoofed from its address
+	EXPECT_EQ(state(kRemote2, 40740), -1) << "the oldest went";
+	EXPECT_EQ(state(kRemote1, 40742), KVX_CT_SYN_RECV);
+	syn_answered(kRemote1, 40745, 6000); // and again
+	EXPECT_EQ(state(kRemote1, 40744), -1) << "the remote's newest went";
+	EXPECT_EQ(state(kRemote1, 40742), KVX_CT_SYN_RECV);
+	EXPECT_EQ(state(kRemote2 + 1, 40741), KVX_CT_SYN_RECV);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 4u);
+}
+
+// After an eviction in the middle of the ring (a SYN the guest dropped),
+// the next evictions still take the oldest first, in the order the SYNs
+// came (the evicted slot was refilled by the next push, and the ring's
+// order then made the flows pushed after it the oldest: newer flows went
+// before older ones).
+TEST_F(TcpStateTest, EarlyDropKeepsAgeOrderAfterAnEvictionInTheMiddle)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 4; });
+	syn_answered(kRemote2, 40750, 1000);
+	syn_in(kRemote2 + 1, 40751, 2000);
+	age_flow(kRemote2 + 1, 40751, 2 * KVX_HALFOPEN_ANSWER_NS); // dropped by the guest
+	syn_answered(kRemote2 + 2, 40752, 3000);
+	syn_answered(kRemote2 + 3, 40753, 4000);
+	syn_answered(kRemote2 + 4, 40754, 5000); // evicts 40751
+	ASSERT_EQ(state(kRemote2 + 1, 40751), -1);
+	syn_answered(kRemote2 + 5, 40755, 6000);
+	EXPECT_EQ(state(kRemote2, 40750), -1);
+	syn_answered(kRemote2 + 6, 40756, 7000);
+	EXPECT_EQ(state(kRemote2 + 2, 40752), -1);
+	EXPECT_EQ(state(kRemote2 + 4, 40754), KVX_CT_SYN_RECV) << "newer than 40753";
+	syn_answered(kRemote2 + 7, 40757, 8000);
+	EXPECT_EQ(state(kRemote2 + 3, 40753), -1);
+	EXPECT_EQ(state(kRemote2 + 4, 40754), KVX_CT_SYN_RECV);
+	syn_answered(kRemote2 + 8, 40758, 9000);
+	EXPECT_EQ(state(kRemote2 + 4, 40754), -1);
+	EXPECT_EQ(state(kRemote2 + 5, 40755), KVX_CT_SYN_RECV);
+}
+
+// A remote that cycles SYN, RST, SYN on one tuple pushes it into the ring
+// once, not once per reopening (copies would crowd the other flows out).
+TEST_F(TcpStateTest, ReopeningOneTupleTakesOneRingEntry)
+{
+	const std::uint32_t slot = dp().gflows_slot(kGuestA);
+	std::uint32_t isn = 1000;
+	for (int i = 0; i < 5; i++) {
+		syn_in(kRemote1, 40760, isn);
+		in(from_remote(kRemote1, 40760, kTcpRst, isn + 1, 0), KVX_R_XLATE_IN, false);
+		ASSERT_EQ(state(kRemote1, 40760), KVX_CT_CLOSE);
+		isn += 100000;
+	}
+	const auto ring = dp().halfopen_at(slot);
+	ASSERT_TRUE(ring);
+	EXPECT_EQ(ring->next, 1u);
+	const kvx_ct_key want = ct_key(kProtoTcp, kGuestA, kGuestPort, kRemote1, 40760);
+	std::size_t copies = 0;
+	for (const kvx_ct_key &k : ring->keys)
+		copies += std::memcmp(&k, &want, sizeof(k)) == 0;
+	EXPECT_EQ(copies, 1u);
+}
+
+// A guest at its inbound quota whose half-open flows have left the
+// early-drop ring (here: a ring forgotten, as at an upgrade) still gets a
+// new SYN in: a half-open flow quiet for KVX_TW_RECYCLE_NS gives way as
+// a closed one does (it held the quota for SYN_RECV's 60 s before).
+TEST_F(TcpStateTest, QuotaTakesAQuietHalfOpenFlowOutsideTheRing)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
+	syn_answered(kRemote2, 40770, 1000);
+	syn_answered(kRemote2 + 1, 40771, 2000);
+	dp().halfopen_forget(dp().gflows_slot(kGuestA));
+	syn_in(kRemote1, 40772, 3000, KVX_R_DROP_GUEST_QUOTA);
+	const kvx_ct_key k = ct_key(kProtoTcp, kGuestA, kGuestPort, kRemote2, 40770);
+	auto f = dp().ct_lookup(k);
+	ASSERT_TRUE(f);
+	f->last_seen_ns -= 3 * kSec;
+	dp().ct_update(k, *f);
+	// The refused SYN's pass found nothing: lift its hold-offs.
+	dp().set_reclaim_state(dp().reclaim_cursor(), 0);
+	kvx_gflows_val g = dp().gflows_val(kGuestA);
+	g.reclaim_ns = 0;
+	dp().set_gflows_val(kGuestA, g);
+	syn_in(kRemote1, 40772, 3000);
+	EXPECT_EQ(state(kRemote2, 40770), -1);
+	EXPECT_EQ(state(kRemote2 + 1, 40771), KVX_CT_SYN_RECV) << "not quiet yet";
+	EXPECT_EQ(state(kRemote1, 40772), KVX_CT_SYN_RECV);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 2u);
 }
 
 // A flood from one source that the guest answers as well (every flow has
@@ -286,14 +466,16 @@ TEST_F(TcpStateTest, GuestsWithCollidingSlotsKeepTheirOwnHalfOpenRings)
 	});
 	dp().set_gflows_val(kGuestA, kvx_gflows_val{});
 	dp().set_gflows_val(kGuestB, kvx_gflows_val{});
+	// Each from a remote of its own (a remote's own flows go first).
 	auto syn_b = [&](std::uint16_t rport) {
-		Packet syn = from_uplink(
-			make_tcp(kRemote1, rport, Topology::kUplinkAddr, kFwdPortB, kTcpSyn));
+		Packet syn = from_uplink(make_tcp(kRemote1 + rport, rport, Topology::kUplinkAddr,
+						  kFwdPortB, kTcpSyn));
 		syn.seq = 4000u + rport;
 		return dp().run(Prog::UpIngress, syn.build(), topo().uplink_ifindex).verdict;
 	};
 	auto state_b = [&](std::uint16_t rport) {
-		auto f = dp().ct_lookup(ct_key(kProtoTcp, kGuestB, kGuestPort, kRemote1, rport));
+		auto f = dp().ct_lookup(
+			ct_key(kProtoTcp, kGuestB, kGuestPort, kRemote1 + rport, rport));
 		return f ? int(f->state) : -1;
 	};
 	ASSERT_EQ(syn_b(41000), TC_ACT_REDIRECT);

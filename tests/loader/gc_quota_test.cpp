@@ -768,6 +768,43 @@ TEST_F(GcQuotaMaps, ClosedFlowsGiveWayAcrossFamilies)
 	EXPECT_EQ(quota_relief(ct_.get(), both, 0, now).deleted, 0u) << "quota off";
 }
 
+// A SYN flood at a guest's forward: once its inbound count is over 7/8 of
+// its quota, the relief takes its half-open inbound flows quiet for 2 s
+// (their handshake would have completed by then), so a flood below about
+// quota / (2 s + a tick) SYNs a second never reaches the quota and its
+// early drop.  Never a young one, a live one, an outbound SYN_SENT flow,
+// or another guest's under its quota.
+TEST_F(GcQuotaMaps, QuietHalfOpenFlowsGiveWayAtTheInboundQuota)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t quota = 16; // relief over 14
+	const uint32_t g4 = 0xc0a87a0a, other = 0xc0a87a0b;
+	const uint8_t half = KVX_CT_F_INBOUND | KVX_CT_F_HALFOPEN | KVX_CT_F_SYNACK;
+	own(g4, 0x01);
+	own(other, 0x02);
+	for (uint16_t p = 0; p < 12; p++)
+		add_flow(g4, uint16_t(5000 + p), KVX_CT_SYN_RECV, now - (3 + p) * kSec, half);
+	for (uint16_t p = 0; p < 2; p++)
+		add_flow(g4, uint16_t(5100 + p), KVX_CT_SYN_RECV, now - kSec, half);
+	add_flow(g4, 5200, KVX_CT_CLOSE, now - 10 * kSec, KVX_CT_F_INBOUND | KVX_CT_F_HALFOPEN);
+	add_flow(g4, 5300, KVX_CT_ESTABLISHED, now - 10 * kSec, KVX_CT_F_INBOUND);
+	add_flow(g4, 5400, KVX_CT_SYN_SENT, now - 10 * kSec);
+	for (uint16_t p = 0; p < 5; p++)
+		add_flow(other, uint16_t(6000 + p), KVX_CT_SYN_RECV, now - 100 * kSec, half);
+	gflows_recount(ct_.get(), q());
+	ASSERT_EQ(counts(g4).in, 16u);
+	const ReliefResult r = quota_relief(ct_.get(), q(), quota, now);
+	EXPECT_EQ(r.deleted, 13u) << "12 quiet SYN_RECV and the reset one";
+	EXPECT_EQ(counts(g4).in, 3u);
+	EXPECT_EQ(counts(g4).out, 1u);
+	EXPECT_EQ(counts(other).in, 5u);
+	std::set<uint16_t> left;
+	for (const auto &[k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_.get()))
+		if (k.int_addr == htonl(g4))
+			left.insert(ntohs(k.int_port));
+	EXPECT_EQ(left, (std::set<uint16_t>{5100, 5101, 5300, 5400}));
+}
+
 // IPv6 TIME_WAIT flows keep their port from other guests (no tw_remotes
 // in IPv6 bindings): the relief takes them last, and only until the guest
 // is back to 7/8 of its quota.

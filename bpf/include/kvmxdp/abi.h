@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 22
+#define KVX_ABI_VERSION 23
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -139,6 +139,10 @@
  *      own; a pinned array is replaced, its hints are expendable); map
  *      kvx_halfopen6 (IPv6's half-open inbound flows, kvx_ct6 keys).
  *      Tables unchanged: pins of 3..22 are reused.
+ *  23: early drop: rings of KVX_HALFOPEN_RING 64 (16 before; older rings
+ *      are replaced, hints only); kvx_scratch has KVX_SCRATCH_SLOTS
+ *      entries (replaced: no state).  Tables unchanged: pins of 3..23 are
+ *      reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -521,9 +525,15 @@ struct kvx_ct_val {
 /*
  * Per-CPU scratch for the datapath (kvx_scratch[0]): a new flow's value is
  * built here (and, before it, the key of bind_recycle's lookup), not on the stack, which the bridge program's deepest call
- * chain fills to the verifier's 512 bytes.  Never read by the loader.
+ * chain fills to the verifier's 512 bytes.  kvx_scratch[1]: early drop's
+ * pick over a ring (ct.h struct halfopen_pick), which runs while [0] holds
+ * the flow waiting for room; in a map value the verifier does not follow
+ * the ring indexes it keeps (on the stack, each combination of them was a
+ * state of its own: past a million instructions).  Never read by the
+ * loader.
  */
 #define KVX_MAP_SCRATCH "kvx_scratch"
+#define KVX_SCRATCH_SLOTS 2
 
 /*
  * Flow timeouts in seconds, per state (kvx_ct_val.state) and protocol.  The
@@ -774,27 +784,36 @@ struct kvx_gcur {
 /*
  * Early drop (netfilter's early_drop): the guest's newest half-open
  * inbound flows (SYN_RECV), so that when its inbound quota or kvx_ct is
- * full a new SYN evicts one of them instead of being refused.  Which one:
- * first a flow the guest never answered (no KVX_CT_F_SYNACK: a remote that
- * waits for its SYN-ACK's ACK is most likely real), then one from the
- * remote address of the SYN that asks, then the oldest (ct.h
- * ct_early_drop).  kvx_halfopen[guest slot] (the kvx_gflows slot: one
- * ring for all of a guest's addresses), an LRU hash of KVX_HALFOPEN_GUESTS
- * guests' rings keyed by the full slot: two guests never share a ring (an
- * array indexed by the slot's low bits let a flooded guest overwrite the
- * ring of the guest whose slot collided with its own, whose early drop then
- * found nothing); the least recently used guests' rings go when more
- * guests are flooded.  A ring entry is a hint, checked against kvx_ct
- * before anything is evicted.  kvx_halfopen6: the same for kvx_ct6's
- * flows (ct6.h), in the slot the flow counts in (ct6_slot).
+ * full a new SYN evicts one of them instead of being refused.  Which one
+ * (ct.h ct_early_drop): a remote's own newest when it holds two or more
+ * of them, else one the guest did not answer although it answered a
+ * later one or had KVX_HALFOPEN_ANSWER_NS to, else the oldest (by the
+ * ring's order of pushes).
+ * kvx_halfopen[guest slot] (the kvx_gflows slot: one ring for all of a
+ * guest's addresses), an LRU hash of KVX_HALFOPEN_GUESTS guests' rings
+ * keyed by the full slot: two guests never share a ring (an array indexed
+ * by the slot's low bits let a flooded guest overwrite the ring of the
+ * guest whose slot collided with its own, whose early drop then found
+ * nothing); the least recently used guests' rings go when more guests
+ * are flooded.  A ring entry is a hint, checked against kvx_ct before
+ * anything is evicted; pushes from several CPUs are not atomic (a lost
+ * push leaves a flow to its timeout or the GC's relief, a torn key
+ * matches no flow).  kvx_halfopen6: the same for kvx_ct6's flows
+ * (ct6.h), in the slot the flow counts in (ct6_slot).
  */
 #define KVX_MAP_HALFOPEN "kvx_halfopen"
 #define KVX_MAP_HALFOPEN6 "kvx_halfopen6"
 #define KVX_HALFOPEN_GUESTS 1024
-#define KVX_HALFOPEN_RING 16
+/* 64 flows: under a flood from ever new sources that the guest answers,
+ * a real opener's handshake has 64 flood SYNs' time to complete (16 gave
+ * a LAN client 16 ms at 1000 SYN/s). */
+#define KVX_HALFOPEN_RING 64
+/* A SYN the guest has not answered in this long (nor before answering a
+ * later one) is one it dropped: evicted before any answered flow. */
+#define KVX_HALFOPEN_ANSWER_NS (10ULL * 1000 * 1000)
 
 struct kvx_halfopen_val {
-	__u32 next; /* the slot written next: the oldest entry */
+	__u32 next; /* the slot written next: the oldest push */
 	__u32 _pad;
 	struct kvx_ct_key keys[KVX_HALFOPEN_RING];
 };
@@ -1184,7 +1203,7 @@ struct kvx_bind6_val {
 /* IPv6's half-open inbound flows per guest slot (kvx_halfopen6, keyed and
  * used as kvx_halfopen). */
 struct kvx_halfopen6_val {
-	__u32 next; /* the slot written next: the oldest entry */
+	__u32 next; /* as kvx_halfopen_val */
 	__u32 _pad;
 	struct kvx_ct6_key keys[KVX_HALFOPEN_RING];
 };
