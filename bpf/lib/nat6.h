@@ -96,6 +96,25 @@ static __always_inline int proto6_has_ports(__u8 proto)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == KVX_IPPROTO_ICMPV6;
 }
 
+/*
+ * attach --clamp-mss for IPv6 SYNs, NAT66 and relay alike, where IPv4's
+ * clamps (out of the uplink and in from it; not between guests).  The
+ * value is an IPv4 MSS, the path MTU - 40 (what the doctor and the
+ * iptables import suggest): over the same path the IPv6 header is 20 bytes
+ * longer, so IPv6 gets 20 less, but never below 1220, what the IPv6
+ * minimum MTU carries (RFC 8200 5: every IPv6 link takes 1280 bytes).
+ */
+#define KVX_MSS6_MIN 1220
+static __always_inline void maybe_clamp_mss6(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					     const struct kvx_pkt *p)
+{
+	__u16 mss = cfg->clamp_mss;
+
+	if (mss && p->proto == IPPROTO_TCP && (p->tcp_flags & KVX_TCP_SYN) &&
+	    !pkt_is_later_fragment(p))
+		tcp_clamp_mss(ctx, p, mss < KVX_MSS6_MIN + 20 ? KVX_MSS6_MIN : mss - 20);
+}
+
 /* The host's link-local business: DAD (source ::), link-local either
  * side, multicast. */
 static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
@@ -862,6 +881,7 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 		return verdict(r, len);
 	if (pkt_is_fragment(&p6.p))
 		frag6_remember(&p6, KVX_BIND_OUT, rw.addr, macs, macs + KVX_GW_MAC_OFF);
+	maybe_clamp_mss6(ctx, cfg, &p6.p);
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_OUT, len);
@@ -1194,6 +1214,7 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
 	if (pkt_is_fragment(&p6.p))
 		frag6_remember(&p6, KVX_BIND_IN, rw.addr, guest.guest_mac, guest.gw_mac);
+	maybe_clamp_mss6(ctx, cfg, &p6.p);
 	if (!mac_is_zero(guest.guest_mac)) {
 		rw.macs = 1;
 		__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);
