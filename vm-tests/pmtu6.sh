@@ -21,6 +21,10 @@
 #    guest1's HTTP server completes once the router's Packet Too Big about
 #    guest1's answers (quoting the 1:1 address) is translated to guest1,
 #    and guest1's Port Unreachable leaves from the 1:1 address;
+#  - hairpin: guest2's UDP to a closed port of guest1 through a forward
+#    ([uplink]:5998) and through guest1's 1:1 address: guest1's Port
+#    Unreachable, about a packet from guest2's external endpoint, is turned
+#    around to guest2's connected socket (ECONNREFUSED);
 #  - attach again with --clamp-mss 1240 (an IPv4 path MTU of 1280): a TCP
 #    connection from guest2 (its path MTU forgotten) to the server, whose
 #    route advertises MSS 1440: both SYNs arrive with MSS 1220 (IPv6's 20
@@ -170,6 +174,16 @@ out=$(echo probe | nsx "$NS_SRV" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$ONE6]:5
 assert_contains "the server's UDP to a closed port of guest1: ECONNREFUSED, from $ONE6" "refused" "$out"
 assert_ge "XLATE_RELATED_OUT counted guest1's Port Unreachable" \
 	$(($(kvx_counter XLATE_RELATED_OUT) - rel0)) 1
+
+kvx_step "hairpin: guest1's Port Unreachable about guest2's datagram reaches guest2"
+kvx map add "[uplink]:5998" "[$G1_6]:5998" --proto udp >/dev/null
+hp0=$(kvx_counter XLATE_HAIRPIN)
+out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$UP6]:5998" 2>&1 || true)
+assert_contains "guest2's UDP to guest1's closed forwarded port [$UP6]:5998: ECONNREFUSED" "refused" "$out"
+out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$ONE6]:5999" 2>&1 || true)
+assert_contains "guest2's UDP to a closed port of guest1's 1:1 [$ONE6]:5999: ECONNREFUSED" "refused" "$out"
+assert_ge "XLATE_HAIRPIN counted both datagrams and both errors" \
+	$(($(kvx_counter XLATE_HAIRPIN) - hp0)) 4
 
 kvx_step "attach again with --clamp-mss 1240: IPv6 SYNs carry 1220, no Packet Too Big needed"
 # The receivers' sniffers verify checksums: what leaves the uplink and the
