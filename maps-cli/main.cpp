@@ -90,7 +90,8 @@ int main(int argc, char **argv)
 		"(default: the instance's in the config, else auto)");
 	std::string clamp_mss;
 	auto *o_mss = attach->add_option("--clamp-mss", clamp_mss,
-					 "clamp the MSS of TCP SYNs through the NAT (0: off)");
+					 "clamp the MSS of TCP SYNs through the NAT (0: off; "
+					 "IPv6 SYNs get N - 20, at least 1220)");
 	auto *o_subnet = attach->add_option(
 		"--subnet", subnet, "guest subnet CIDR (default: the bridge's primary network)");
 	std::string subnet6;

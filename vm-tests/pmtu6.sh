@@ -20,7 +20,16 @@
 #  - a 1:1 address (2001:db8:1::101 <-> guest1): the server's curl -6 from
 #    guest1's HTTP server completes once the router's Packet Too Big about
 #    guest1's answers (quoting the 1:1 address) is translated to guest1,
-#    and guest1's Port Unreachable leaves from the 1:1 address.
+#    and guest1's Port Unreachable leaves from the 1:1 address;
+#  - hairpin: guest2's UDP to a closed port of guest1 through a forward
+#    ([uplink]:5998) and through guest1's 1:1 address: guest1's Port
+#    Unreachable, about a packet from guest2's external endpoint, is turned
+#    around to guest2's connected socket (ECONNREFUSED);
+#  - attach again with --clamp-mss 1240 (an IPv4 path MTU of 1280): a TCP
+#    connection from guest2 (its path MTU forgotten) to the server, whose
+#    route advertises MSS 1440: both SYNs arrive with MSS 1220 (IPv6's 20
+#    less) and valid checksums, seen by sniffers at the server and at
+#    guest2, the 1 MiB echo matches and no Packet Too Big was needed.
 # No checksum error anywhere (Icmp6InCsumErrors, Udp6InCsumErrors), the
 # server sees only the uplink's address.
 #
@@ -165,6 +174,51 @@ out=$(echo probe | nsx "$NS_SRV" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$ONE6]:5
 assert_contains "the server's UDP to a closed port of guest1: ECONNREFUSED, from $ONE6" "refused" "$out"
 assert_ge "XLATE_RELATED_OUT counted guest1's Port Unreachable" \
 	$(($(kvx_counter XLATE_RELATED_OUT) - rel0)) 1
+
+kvx_step "hairpin: guest1's Port Unreachable about guest2's datagram reaches guest2"
+kvx map add "[uplink]:5998" "[$G1_6]:5998" --proto udp >/dev/null
+hp0=$(kvx_counter XLATE_HAIRPIN)
+out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$UP6]:5998" 2>&1 || true)
+assert_contains "guest2's UDP to guest1's closed forwarded port [$UP6]:5998: ECONNREFUSED" "refused" "$out"
+out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$ONE6]:5999" 2>&1 || true)
+assert_contains "guest2's UDP to a closed port of guest1's 1:1 [$ONE6]:5999: ECONNREFUSED" "refused" "$out"
+assert_ge "XLATE_HAIRPIN counted both datagrams and both errors" \
+	$(($(kvx_counter XLATE_HAIRPIN) - hp0)) 4
+
+kvx_step "attach again with --clamp-mss 1240: IPv6 SYNs carry 1220, no Packet Too Big needed"
+# The receivers' sniffers verify checksums: what leaves the uplink and the
+# server is finalized in software (the guests' stay partial).
+nsx "$NS_HOST" ethtool -K "$UP" tx off >/dev/null
+nsx "$NS_SRV" ethtool -K "$SRV_IF" tx off >/dev/null
+kvx_daemon_stop
+kvx_attach_bg --clamp-mss 1240 || kvx_fatal "cannot attach with --clamp-mss 1240"
+PEER=$KVX_LIBDIR/tcp_peer.py
+kvx_bg "$KVX_TMP/echo6.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$PEER" echo "$SRV6" 7100
+kvx_wait_for 10 "the TCP echo server" grep -q '^listening' "$KVX_TMP/echo6.log"
+for w in srv:"$NS_SRV":"$SRV_IF" g2:"$NS_G2":"$G2_IF"; do
+	IFS=: read -r name ns dev <<<"$w"
+	kvx_bg "$KVX_TMP/sniff.$name.log" ip netns exec "$ns" "$KVX_PY" -u "$PEER" sniff "$dev"
+	kvx_wait_for 10 "the sniffer on $dev" grep -q '^sniffing' "$KVX_TMP/sniff.$name.log"
+done
+ip -n "$NS_G2" -6 route flush cache
+assert_not_contains "guest2 starts without a learnt path MTU" "mtu 1280" \
+	"$(ip -n "$NS_G2" -6 route get "$SRV6")"
+rel0=$(kvx_counter XLATE_RELATED_IN)
+rc=0
+nsx "$NS_G2" "$KVX_PY" -u "$PEER" client "[$SRV6]:7100" --bytes $((1 << 20)) >"$KVX_TMP/client6.log" 2>&1 || rc=$?
+assert_eq "guest2 -> [$SRV6]:7100: 1 MiB echoed intact" 0 "$rc"
+g2p=$(sed -n 's/^local=//p' "$KVX_TMP/client6.log")
+kvx_wait_for 5 "the SYN at the server" grep -q '^syn flags=S ' "$KVX_TMP/sniff.srv.log" || true
+line=$(grep -m1 "^syn flags=S src=\[$UP6\]:[0-9]* dst=\[$SRV6\]:7100 " "$KVX_TMP/sniff.srv.log" || true)
+assert_contains "the server got guest2's SYN (MSS 1440) with MSS 1220" "mss=1220 at=0 " "$line"
+assert_contains "the SYN's checksum verifies" "csum=ok" "$line"
+line=$(grep -m1 "^syn flags=SA src=\[$SRV6\]:7100 dst=\[$G2_6\]:$g2p " "$KVX_TMP/sniff.g2.log" || true)
+assert_contains "guest2 got the server's SYN-ACK (MSS 1440) with MSS 1220" "mss=1220 at=0 " "$line"
+assert_contains "the SYN-ACK's checksum verifies" "csum=ok" "$line"
+assert_eq "no Packet Too Big: guest2's segments fit the path" 0 \
+	$(($(kvx_counter XLATE_RELATED_IN) - rel0))
+assert_eq "no segment with a bad checksum at either end" "" \
+	"$(cat "$KVX_TMP/sniff.srv.log" "$KVX_TMP/sniff.g2.log" | grep '^badcsum' || true)"
 
 kvx_step "checksums, what the server saw"
 for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do

@@ -31,6 +31,10 @@
 # forged router advertisement (another prefix, the real one deprecated)
 # moves nothing: relay keeps the prefix of the host's router.  The host's IPv6 default route survives the attach (the
 # uplink's accept_ra goes to 2 while attached, back to 1 at detach).
+# attach --clamp-mss 1300: a TCP connection from guest2 to the server (both
+# stacks offer MSS 1440) has its SYN and SYN-ACK arrive with MSS 1280 (IPv6
+# gets the value less 20) and valid checksums, seen by sniffers at both
+# ends; the 1 MiB echo matches.
 #
 #   guest1 ns  kg1<id> SLAAC in 2001:db8:1::/64 --+
 #   guest2 ns  kg2<id> SLAAC in 2001:db8:1::/64 --+ bridge kb<id> (fe80:: only)
@@ -296,6 +300,35 @@ kvx_wait_tcp_listen 10 "$NS_G1" 8081
 assert_eq "curl -6 server -> guest1: sha256" "$sum" "$(kvx_curl_sha "$NS_SRV" "http://[$G1_6]:8081/big.bin")"
 assert_eq "guest1's server saw the server's own address" "$SRV6" \
 	"$(awk '/"GET /{print $1}' "$KVX_TMP/http_g1.log" | sort -u | paste -sd' ')"
+
+kvx_step "attach --clamp-mss 1300: relayed IPv6 SYNs arrive with MSS 1280 both ways"
+# The receivers' sniffers verify checksums: what leaves the uplink and the
+# server is finalized in software (the guests' stay partial).
+nsx "$NS_HOST" ethtool -K "$UP" tx off >/dev/null
+nsx "$NS_SRV" ethtool -K "$SRV_IF" tx off >/dev/null
+kvx_daemon_stop
+kvx_attach_bg --ipv6 relay --ipv6-inbound open --clamp-mss 1300 || kvx_fatal "cannot attach with --clamp-mss"
+PEER=$KVX_LIBDIR/tcp_peer.py
+kvx_bg "$KVX_TMP/echo6.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$PEER" echo "$SRV6" 7100
+kvx_wait_for 10 "the TCP echo server" grep -q '^listening' "$KVX_TMP/echo6.log"
+for w in srv:"$NS_SRV":"$SRV_IF" g2:"$NS_G2":"$G2_IF"; do
+	IFS=: read -r name ns dev <<<"$w"
+	kvx_bg "$KVX_TMP/sniff.$name.log" ip netns exec "$ns" "$KVX_PY" -u "$PEER" sniff "$dev"
+	kvx_wait_for 10 "the sniffer on $dev" grep -q '^sniffing' "$KVX_TMP/sniff.$name.log"
+done
+rc=0
+nsx "$NS_G2" "$KVX_PY" -u "$PEER" client "[$SRV6]:7100" --bytes $((1 << 20)) >"$KVX_TMP/client6.log" 2>&1 || rc=$?
+assert_eq "guest2 -> [$SRV6]:7100: 1 MiB echoed intact" 0 "$rc"
+g2p=$(sed -n 's/^local=//p' "$KVX_TMP/client6.log")
+kvx_wait_for 5 "the SYN at the server" grep -q '^syn flags=S ' "$KVX_TMP/sniff.srv.log" || true
+line=$(grep -m1 "^syn flags=S src=\[$G2_6\]:$g2p dst=\[$SRV6\]:7100 " "$KVX_TMP/sniff.srv.log" || true)
+assert_contains "the server got guest2's SYN (MSS 1440) with MSS 1280" "mss=1280 at=0 " "$line"
+assert_contains "the SYN's checksum verifies" "csum=ok" "$line"
+line=$(grep -m1 "^syn flags=SA src=\[$SRV6\]:7100 dst=\[$G2_6\]:$g2p " "$KVX_TMP/sniff.g2.log" || true)
+assert_contains "guest2 got the server's SYN-ACK (MSS 1440) with MSS 1280" "mss=1280 at=0 " "$line"
+assert_contains "the SYN-ACK's checksum verifies" "csum=ok" "$line"
+assert_eq "no segment with a bad checksum at either end" "" \
+	"$(cat "$KVX_TMP/sniff.srv.log" "$KVX_TMP/sniff.g2.log" | grep '^badcsum' || true)"
 
 kvx_step "a guest that takes another guest's address gets nothing"
 spoof0=$(kvx_counter DROP_SPOOF_MAC)

@@ -2,6 +2,8 @@
 # SPDX-License-Identifier: GPL-2.0
 """TCP test peer for kvmxdp's vm-tests.
 
+Addresses are IPv4 or IPv6 (DST:PORT as [ADDR]:PORT for IPv6).
+
 echo ADDR PORT... [--maxseg N]
     Listens on every PORT (TCP_MAXSEG N on the listeners: the MSS their
     SYN-ACKs advertise).  Each connection first gets the line
@@ -19,7 +21,7 @@ client DST:PORT [--bytes N] [--secs S] [--maxseg N]
 
 sniff IFACE
     Every TCP segment received on IFACE (AF_PACKET; outgoing ones are
-    skipped) is checked against an independent TCP checksum.  Prints
+    skipped; IPv4, or IPv6 without extension headers) is checked against an independent TCP checksum.  Prints
     "syn flags=S|SA src=<ip:port> dst=<ip:port> mss=<n|none> at=<offset in
     the options> opts=<hex> csum=ok|bad" for every SYN,
     "data src=.. dst=.. max=<payload bytes>" whenever a connection's
@@ -50,6 +52,8 @@ MIB = 1 << 20
 
 
 def tcp_pseudo(src, dst, length):
+    if len(src) == 16:  # RFC 8200 8.1
+        return src + dst + struct.pack("!I3xB", length, socket.IPPROTO_TCP)
     return src + dst + struct.pack("!BBH", 0, socket.IPPROTO_TCP, length)
 
 
@@ -76,7 +80,10 @@ def find_mss(opts):
 
 
 def parse_tcp(ip):
-    """(src, dst, tcp segment) of an IPv4/TCP packet, else None."""
+    """(src, dst, tcp segment) of an IPv4/TCP or IPv6/TCP packet, else None."""
+    if len(ip) >= 40 and ip[0] >> 4 == 6 and ip[6] == socket.IPPROTO_TCP:
+        seg = ip[40:40 + struct.unpack("!H", ip[4:6])[0]]
+        return (ip[8:24], ip[24:40], seg) if len(seg) >= 20 else None
     if len(ip) < 20 or ip[0] >> 4 != 4 or ip[9] != socket.IPPROTO_TCP:
         return None
     if (ip[6] & 0x1F) | ip[7]:  # a later fragment
@@ -90,7 +97,19 @@ def parse_tcp(ip):
 
 
 def ep(addr, port):
+    if len(addr) == 16:
+        return f"[{socket.inet_ntop(socket.AF_INET6, addr)}]:{port}"
     return f"{socket.inet_ntoa(addr)}:{port}"
+
+
+def family(addr):
+    return socket.AF_INET6 if ":" in addr else socket.AF_INET
+
+
+def dst_endpoint(text):
+    """(addr, port) of ADDR:PORT or [ADDR]:PORT."""
+    addr, port = endpoint(text)
+    return addr.strip("[]"), port
 
 
 def serve_conn(c, peer):
@@ -117,7 +136,7 @@ def serve_conn(c, peer):
 def echo(args):
     listeners = []
     for port in args.ports:
-        s = socket.socket()
+        s = socket.socket(family(args.addr))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if args.maxseg:
             s.setsockopt(socket.IPPROTO_TCP, TCP_MAXSEG, args.maxseg)
@@ -139,11 +158,12 @@ def echo(args):
 
 
 def client(args):
-    s = socket.socket()
+    dst = dst_endpoint(args.dst)
+    s = socket.socket(family(dst[0]))
     if args.maxseg:
         s.setsockopt(socket.IPPROTO_TCP, TCP_MAXSEG, args.maxseg)
     s.settimeout(10)
-    s.connect(endpoint(args.dst))
+    s.connect(dst)
     f = s.makefile("rb")
     print(f.readline().decode().strip(), flush=True)
     print(f"local={s.getsockname()[1]}", flush=True)
@@ -196,7 +216,7 @@ def sniff(args):
     print("sniffing " + args.iface, flush=True)
     while True:
         frame, addr = s.recvfrom(65535)
-        if addr[2] == socket.PACKET_OUTGOING or frame[12:14] != b"\x08\x00":
+        if addr[2] == socket.PACKET_OUTGOING or frame[12:14] not in (b"\x08\x00", b"\x86\xdd"):
             continue
         t = parse_tcp(frame[14:])
         if t is None:

@@ -96,6 +96,25 @@ static __always_inline int proto6_has_ports(__u8 proto)
 	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == KVX_IPPROTO_ICMPV6;
 }
 
+/*
+ * attach --clamp-mss for IPv6 SYNs, NAT66 and relay alike, where IPv4's
+ * clamps (out of the uplink and in from it; not between guests).  The
+ * value is an IPv4 MSS, the path MTU - 40 (what the doctor and the
+ * iptables import suggest): over the same path the IPv6 header is 20 bytes
+ * longer, so IPv6 gets 20 less, but never below 1220, what the IPv6
+ * minimum MTU carries (RFC 8200 5: every IPv6 link takes 1280 bytes).
+ */
+#define KVX_MSS6_MIN 1220
+static __always_inline void maybe_clamp_mss6(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					     const struct kvx_pkt *p)
+{
+	__u16 mss = cfg->clamp_mss;
+
+	if (mss && p->proto == IPPROTO_TCP && (p->tcp_flags & KVX_TCP_SYN) &&
+	    !pkt_is_later_fragment(p))
+		tcp_clamp_mss(ctx, p, mss < KVX_MSS6_MIN + 20 ? KVX_MSS6_MIN : mss - 20);
+}
+
 /* The host's link-local business: DAD (source ::), link-local either
  * side, multicast. */
 static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
@@ -508,12 +527,13 @@ static __noinline int icmp6_reply(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u
  * a guest, !rw->src): the outer destination and the quoted source (the
  * uplink address and the NAT port) become the guest's.  Outbound (a
  * guest's error, rw->src): the outer source and the quoted destination
- * become the external endpoint.  Hop limit - 1; the MACs when given.
- * Direct writes with RFC 1624 updates, every checksum kept valid: the sum
- * over the whole datagram does not change (the ICMPv6 checksum takes up
- * the outer address's difference), so a CHECKSUM_COMPLETE skb->csum stays
- * right.  A zero quoted UDP checksum stays 0 (invalid in IPv6, but not
- * ours to fix).
+ * become the external endpoint.  Hop limit - 1 (not with rw->keep_hl: the
+ * second rewrite of a hairpinned error, one hop in all); the MACs when
+ * given.  Direct writes with RFC 1624 updates, every checksum kept valid:
+ * the sum over the whole datagram does not change (the ICMPv6 checksum
+ * takes up the outer address's difference), so a CHECKSUM_COMPLETE
+ * skb->csum stays right.  A zero quoted UDP checksum stays 0 (invalid in
+ * IPv6, but not ours to fix).
  */
 static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote *q,
 					const struct nat6_rewrite *rw)
@@ -558,7 +578,8 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
 		__builtin_memcpy(eth->h_source, rw->smac, ETH_ALEN);
 		__builtin_memcpy(eth->h_dest, rw->dmac, ETH_ALEN);
 	}
-	ip6->hop_limit--;
+	if (!rw->keep_hl)
+		ip6->hop_limit--;
 	addr = rw->src ? ip6->saddr : ip6->daddr;
 	qaddr = rw->src ? qip->daddr : qip->saddr;
 	/* The outer address: in the pseudo-header of the ICMPv6 checksum.
@@ -597,7 +618,9 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
  * uplink's address: a hairpinned flow's reply) turns around on the bridge,
  * translated both ways (nat6_hairpin): the target guest sees the sender's
  * external endpoint.  Not a fragment (the later ones would not follow),
- * TCP, UDP or echo.  Not inlined: its key stays off the chain's frames.
+ * TCP, UDP or echo; or an ICMPv6 error to the uplink's or an announced
+ * address, which may be about such a flow.  Not inlined: its key stays
+ * off the chain's frames.
  */
 static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
 {
@@ -612,6 +635,10 @@ static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
 	 * ext_addr_check: any other destination costs one lookup. */
 	if (!addr6_eq(p6->daddr, cfg6->uplink_addr) && !extaddr6_announced(p6->daddr))
 		return 0;
+	/* An error to one of them may be about a hairpinned flow: its quote
+	 * tells (nat6_icmp_error_hairpin). */
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6->p.icmp_type))
+		return 1;
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST &&
 	    p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return 0;
@@ -862,6 +889,7 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 		return verdict(r, len);
 	if (pkt_is_fragment(&p6.p))
 		frag6_remember(&p6, KVX_BIND_OUT, rw.addr, macs, macs + KVX_GW_MAC_OFF);
+	maybe_clamp_mss6(ctx, cfg, &p6.p);
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_OUT, len);
@@ -870,7 +898,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 
 /*
  * kvx_br6_hairpin: the frame nat6_guest_check found to go back to a guest,
- * parsed again (its own program) and checked as before.
+ * parsed again (its own program) and checked as before.  KVX_ICMP6_ERR: an
+ * ICMPv6 error (nat6_icmp_error_hairpin).
  */
 static __noinline int nat6_hairpin_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 					 struct nat6_rewrite *out)
@@ -890,6 +919,10 @@ static __noinline int nat6_hairpin_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 	if (!nat6_hairpin_target(p6))
 		return addr6_eq(p6->daddr, cfg6->uplink_addr) ? KVX_R_PASS_LOCAL :
 								KVX_R_DROP_BROKEN_PAIR;
+	/* Its hop limit is ct6_related_in's to check, as for errors from
+	 * the uplink. */
+	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6->p.icmp_type))
+		return KVX_ICMP6_ERR;
 	if (p6->p.ttl <= 1)
 		return KVX_R_DROP_HOP_LIMIT;
 	if (addr6_is_zero(cfg6->uplink_addr))
@@ -936,6 +969,74 @@ static __noinline int nat6_hairpin_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6
 }
 
 /*
+ * Hairpin of an ICMPv6 error (RFC 5508 REQ-7, as IPv4's
+ * nat4_icmp_error_hairpin): guest B's error about a packet guest A sent it
+ * through a mapped address or port (quoted: A's external endpoint -> B) is
+ * translated as if it had gone out and come back: out as the error of B's
+ * external endpoint (ct6_related_out), in to A (ct6_related_in, about A's
+ * flow to that endpoint); one hop, every checksum kept valid by the two
+ * rewrites.  Not about a hairpinned flow: to the uplink's address it is
+ * the host's, as before (its own flows to a guest get errors too); to a
+ * mapped address it is nobody's (only a hairpin reaches a guest from
+ * there: the LAN cannot send from it) and dropped, never routed out to our
+ * own address.  rw serves both rewrites in turn, the quote keeps what the
+ * other needs: a second rewrite struct here took kvx_br6_hairpin's chain
+ * past 6.1's 512 bytes of stack.  Not inlined: the quote stays off the
+ * program's frame.
+ */
+static __noinline int nat6_icmp_error_hairpin(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
+					      struct nat6_rewrite *rw, const __u8 *macs,
+					      __u32 len)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct icmp6_quote q = {};
+	__u8 to_mac;
+	int r;
+
+	if (!p6 || !rw || !macs || !cfg || !cfg6)
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	r = icmp6_parse_quote(ctx, p6, &q) ? KVX_R_DROP_ICMP_TYPE :
+					      ct6_related_out(p6, &q, macs, rw->addr, &rw->port);
+	if (r == KVX_CONTINUE) {
+		/* Seen from A's side, the quoted packet went to B's external
+		 * endpoint. */
+		addr6_copy(q.daddr, rw->addr);
+		q.dport = rw->port;
+		__builtin_memset(rw, 0, sizeof(*rw));
+		r = ct6_related_in(p6, &q, rw);
+		if (r == KVX_R_PASS_HOST)
+			r = KVX_R_DROP_ICMP_TYPE;
+	}
+	if (r != KVX_CONTINUE)
+		return verdict(r != KVX_R_DROP_TTL_IN && addr6_eq(p6->daddr, cfg6->uplink_addr) ?
+				       KVX_R_PASS_LOCAL :
+				       r,
+			       len);
+	/* In to A (hop limit - 1, A's MACs), then out of B's external
+	 * endpoint (q.daddr, q.dport), the hop limit kept; A's address goes
+	 * into the quote's source, which the rewrites do not read. */
+	if (icmp6_err_rewrite(ctx, &q, rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	addr6_copy(q.saddr, rw->addr);
+	to_mac = rw->macs;
+	addr6_copy(rw->addr, q.daddr);
+	rw->port = q.dport;
+	rw->src = 1;
+	rw->macs = 0;
+	rw->keep_hl = 1;
+	if (icmp6_err_rewrite(ctx, &q, rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	addr6_copy(rw->addr, q.saddr);
+	rw->macs = to_mac;
+	stats_count(KVX_R_XLATE_HAIRPIN, len);
+	/* Out of B (named by nat6_hairpin), into A, as any hairpin. */
+	gstats6_set_in(cfg, rw->dmac, rw->addr);
+	gstats_take(KVX_R_XLATE_HAIRPIN, len);
+	return redirect6(rw, cfg->bridge_ifindex, rw->addr);
+}
+
+/*
  * Hairpin, after nat6_hairpin_check: the sender's external endpoint (its
  * flow and binding, as any packet of it out: ct6_egress and the binding
  * steps of nat6_from_guest), then the packet as it would come back in from
@@ -957,7 +1058,7 @@ static __always_inline int nat6_hairpin(kvx_ctx_t *ctx)
 	int r;
 
 	r = nat6_hairpin_check(ctx, &p6, &rw);
-	if (r != KVX_CONTINUE)
+	if (r != KVX_CONTINUE && r != KVX_ICMP6_ERR)
 		return verdict(r, len);
 	cfg = cfg_get();
 	eth = ctx_data(ctx);
@@ -968,6 +1069,8 @@ static __always_inline int nat6_hairpin(kvx_ctx_t *ctx)
 	/* The sender's (kvx_br6 named it already; named again for a run of
 	 * this program alone). */
 	gstats_set(macs, 0, cfg->guest_seed, 0);
+	if (r == KVX_ICMP6_ERR)
+		return nat6_icmp_error_hairpin(ctx, &p6, &rw, macs, len);
 	now = clock_now_ns();
 	r = ct6_egress(&p6, macs, now, &rw);
 	if (r == KVX_NO_MAPPING) {
@@ -1194,6 +1297,7 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
 	if (pkt_is_fragment(&p6.p))
 		frag6_remember(&p6, KVX_BIND_IN, rw.addr, guest.guest_mac, guest.gw_mac);
+	maybe_clamp_mss6(ctx, cfg, &p6.p);
 	if (!mac_is_zero(guest.guest_mac)) {
 		rw.macs = 1;
 		__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);

@@ -413,8 +413,8 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 /*
  * Out of the device the route chose (rw): hop limit - 1 and the MACs when
  * the lookup gave them, else the kernel resolves the next hop.  Nothing
- * else changes: no address, no checksum (the hop limit is not in the
- * pseudo-header).
+ * else changes (but a clamped MSS: maybe_clamp_mss6): no address, no
+ * checksum (the hop limit is not in the pseudo-header).
  */
 static __always_inline int relay6_send(kvx_ctx_t *ctx, const struct nat6_rewrite *rw)
 {
@@ -593,6 +593,7 @@ static __always_inline int relay6_stateful(void)
 static __always_inline int relay6_from_guest(kvx_ctx_t *ctx)
 {
 	struct nat6_rewrite rw = {};
+	const struct kvx_cfg *cfg;
 	__u32 len = ctx_len(ctx);
 	struct kvx_pkt6 p6;
 	int r;
@@ -617,15 +618,16 @@ static __always_inline int relay6_from_guest(kvx_ctx_t *ctx)
 		if (c != KVX_CONTINUE)
 			return verdict(c, len);
 	}
+	/* Only what leaves for the LAN is clamped, as IPv4's hairpin is
+	 * not. */
+	cfg = cfg_get();
+	if (cfg && r == KVX_CONTINUE)
+		maybe_clamp_mss6(ctx, cfg, &p6.p);
 	stats_count(r == KVX_RELAY_GUEST ? KVX_R_RELAY_IN : KVX_R_RELAY_OUT, len);
 	/* Out of the sender, and into the guest it goes to (as a hairpin). */
-	if (r == KVX_RELAY_GUEST) {
-		const struct kvx_cfg *cfg = cfg_get();
-
-		if (cfg) {
-			gstats_set(rw.dmac, 0, cfg->guest_seed, KVX_GCUR_F_IN);
-			gstats_take(KVX_R_RELAY_IN, len);
-		}
+	if (cfg && r == KVX_RELAY_GUEST) {
+		gstats_set(rw.dmac, 0, cfg->guest_seed, KVX_GCUR_F_IN);
+		gstats_take(KVX_R_RELAY_IN, len);
 	}
 	r = relay6_send(ctx, &rw);
 	return r < 0 ? verdict(KVX_R_DROP_MALFORMED, len) : r;
@@ -758,6 +760,7 @@ static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
 			return verdict(r, len);
 	}
 	relay6_to_guest(&rw, cfg, cfg6, dmac);
+	maybe_clamp_mss6(ctx, cfg, &p6.p);
 	stats_count(KVX_R_RELAY_IN, len);
 	r = relay6_send(ctx, &rw);
 	return r < 0 ? verdict(KVX_R_DROP_MALFORMED, len) : r;

@@ -1959,6 +1959,140 @@ TEST_F(Nat66Test, HairpinToMappedAddresses)
 	EXPECT_EQ(parse6(r.out).dst, one);
 }
 
+// Hairpin of ICMPv6 errors (RFC 5508 REQ-7), as IPv4's: guest F's error
+// about a packet guest A sent it through F's forward on the uplink's
+// address (quoted: A's external endpoint -> F) reaches A from the forward's
+// endpoint, quoting A's packet as A sent it (one hop later), whole or cut
+// short; one hop in all, the expected frame's checksums computed from
+// scratch.  (It went to the host before: A never heard of it.)  An error
+// to the uplink's address about no hairpinned flow is still the host's.
+TEST_F(Nat66Test, HairpinnedErrorToPortForwardReachesSender)
+{
+	add_static6(dp(), kProtoUdp, kUplink6, 5353, kGuest6F, 53);
+	const Packet6 a = from_guest6(make_udp6(kGuest6A, 41000, kUplink6, 5353, 30));
+	RunResult r = dp().run(Prog::BrIngress, a.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const Bytes delivered = r.out; // at F: from A's external endpoint to F:53
+	ASSERT_EQ(parse6(delivered).src, kUplink6);
+	ASSERT_EQ(parse6(delivered).dst, kGuest6F);
+	for (std::size_t n : {std::size_t{0}, std::size_t{40 + 8}, std::size_t{40 + 4}}) {
+		SCOPED_TRACE("quote " + std::to_string(n));
+		const Packet6 err =
+			from_guest6(icmp6_error(kGuest6F, kUplink6, 1, 0, delivered, n));
+		Packet6 want =
+			icmp6_error(kUplink6, kGuest6A, 1, 0, quote_of_guest(a, delivered, n), n);
+		want.hop_limit = err.hop_limit - 1;
+		want.src_mac = Topology::kBridgeMac;
+		want.dst_mac = mac_of(kGuest6A);
+		const Stats before = dp().stats();
+		r = run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+		EXPECT_EQ(check_checksums(r.out), "");
+		EXPECT_EQ(stats_delta(before, dp().stats()),
+			  "XLATE_HAIRPIN +1/+" + std::to_string(err.build().size()) + "B");
+	}
+	// Its hop limit runs out on the way, as an error's from the uplink.
+	Packet6 last = from_guest6(icmp6_error(kGuest6F, kUplink6, 1, 0, delivered));
+	last.hop_limit = 1;
+	run6(Prog::BrIngress, last, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+	// About the host's own packet to F (no flow), or quoting another port
+	// of F's: the host's, as before.
+	const Bytes host = make_udp6(kUplink6, 33000, kGuest6F, 53).build();
+	run6(Prog::BrIngress, from_guest6(icmp6_error(kGuest6F, kUplink6, 1, 0, host)), TC_ACT_OK,
+	     KVX_R_PASS_LOCAL);
+	Bytes other = delivered;
+	other[14 + 40 + 2] ^= 0x01; // F's port: no flow of F's there
+	run6(Prog::BrIngress, from_guest6(icmp6_error(kGuest6F, kUplink6, 1, 0, other)), TC_ACT_OK,
+	     KVX_R_PASS_LOCAL);
+}
+
+// The same through 1:1 addresses on both sides (bind6_in_find's fallback):
+// A's TCP segment to F's address reaches F from A's address; F's error
+// about it goes back to A from F's address.  To an announced mapped
+// address, an error about no hairpinned flow is dropped: only a hairpin
+// brings a guest anything from there, and routed out it would go to our
+// own address.
+TEST_F(Nat66Test, HairpinnedErrorThroughOneToOneReachesSender)
+{
+	const Ip6 mapped_f = ip6("2001:db8:77::102");
+	add_static6(dp(), 0, kMapped6, 0, kGuest6A, 0);
+	add_static6(dp(), 0, mapped_f, 0, kGuest6F, 0);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
+	dp().extaddr6_set(mapped_f, KVX_EXT_F_ARP);
+	const Packet6 a = from_guest6(make_tcp6(kGuest6A, 41000, mapped_f, 22));
+	RunResult r = dp().run(Prog::BrIngress, a.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const Bytes delivered = r.out;
+	ASSERT_EQ(parse6(delivered).src, kMapped6);
+	ASSERT_EQ(parse6(delivered).dst, kGuest6F);
+
+	const Packet6 err = from_guest6(icmp6_error(kGuest6F, kMapped6, 1, 0, delivered));
+	Packet6 want = icmp6_error(mapped_f, kGuest6A, 1, 0, quote_of_guest(a, delivered, 0));
+	want.hop_limit = err.hop_limit - 1;
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = mac_of(kGuest6A);
+	r = run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	const Bytes none = make_udp6(kMapped6, 9, kGuest6F, 53).build();
+	run6(Prog::BrIngress, from_guest6(icmp6_error(kGuest6F, kMapped6, 1, 0, none)), TC_ACT_SHOT,
+	     KVX_R_DROP_ICMP_TYPE);
+}
+
+// --- MSS clamping (attach --clamp-mss, kvx_cfg.clamp_mss) ---
+
+// IPv6 SYNs are clamped where IPv4's are, out and in, to the value less 20
+// (the same path MTU: the IPv6 header is 20 bytes longer), the option
+// found after others and at an odd offset, whose checksum update is
+// byte-swapped; the expected frames' checksums are computed from scratch.
+TEST_F(Nat66Test, MssClampedOnSynsBothWays)
+{
+	set_cfg([](kvx_cfg &c) { c.clamp_mss = 1400; });
+	Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	syn.tcp_options = {0x02, 0x04, 0x05, 0xa0}; // MSS 1440
+	RunResult r = dp().run(Prog::BrIngress, syn.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const std::uint16_t port = parse6(r.out).sport;
+	Packet6 want = snat6(syn, port);
+	want.tcp_options = {0x02, 0x04, 0x05, 0x64}; // 1380
+	EXPECT_EQ(diff(r.out, want.build()), "");
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	Packet6 back = reply6(snat6(syn, port));
+	back.tcp_options = {0x01, 0x02, 0x04, 0x05, 0xa0, 0x01, 0x01, 0x00};
+	Packet6 want_in = dnat6(back, kGuest6A, 40000);
+	want_in.tcp_options = {0x01, 0x02, 0x04, 0x05, 0x64, 0x01, 0x01, 0x00};
+	r = run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, want_in);
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	// Not a SYN, or an MSS already as small: untouched.
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = back.seq + 1;
+	out6(ack, port);
+	Packet6 small = from_guest6(make_tcp6(kGuest6A, 40001, kRemote6A, 443));
+	small.tcp_options = {0x01, 0x01, 0x04, 0x02, 0x02, 0x04, 0x05, 0x64};
+	out6(small);
+}
+
+// A value below 1240 would take IPv6 under what its minimum MTU carries
+// (1280 - 60), which every IPv6 path takes: IPv6 SYNs get 1220.
+TEST_F(Nat66Test, MssClampNeverBelowTheIpv6MinimumMtu)
+{
+	set_cfg([](kvx_cfg &c) { c.clamp_mss = 1200; });
+	Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	syn.tcp_options = {0x02, 0x04, 0x05, 0xa0};
+	const RunResult r =
+		dp().run(Prog::BrIngress, syn.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	Packet6 want = snat6(syn, parse6(r.out).sport);
+	want.tcp_options = {0x02, 0x04, 0x04, 0xc4}; // 1220
+	EXPECT_EQ(diff(r.out, want.build()), "");
+	Packet6 low = from_guest6(make_tcp6(kGuest6A, 40001, kRemote6A, 443));
+	low.tcp_options = {0x02, 0x04, 0x04, 0xb0}; // 1200
+	out6(low);
+}
+
 // An announced mapped address is ours on the uplink's link: nobody on the
 // LAN can send from it.  A LAN host that does (to guest A's forward, to a
 // reply port of A's flow) is a martian (as IPv4's inbound_martian drops

@@ -468,6 +468,39 @@ TEST_F(Relay6Test, GuestToGuestThroughTheBridgeMac)
 	run6(Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_RELAY_IN, want);
 }
 
+// attach --clamp-mss: SYNs to and from the LAN get the value less 20 (the
+// IPv6 header is 20 bytes longer than IPv4's on the same path), the
+// checksum updated (the expected frames' computed from scratch); between
+// guests, as IPv4's hairpin, nothing is clamped.
+TEST_F(Relay6Test, MssClampedOnSynsToAndFromTheLan)
+{
+	set_cfg([](kvx_cfg &c) { c.clamp_mss = 1400; });
+	claim(kGuestA, kMacA);
+	own(kGuestB, kMacB, boot_ns(), KVX_ND_OWNED);
+	Packet6 syn = from_guest(make_tcp6(kGuestA, 40000, kRemote, 443), kMacA);
+	syn.tcp_options = {0x02, 0x04, 0x05, 0xa0}; // MSS 1440
+	Packet6 want = routed_out(syn);
+	want.tcp_options = {0x02, 0x04, 0x05, 0x64}; // 1380
+	RunResult r = run6(Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, want);
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	Packet6 back = from_lan(make_tcp6(kRemote, 443, kGuestA, 40000, kTcpSyn | kTcpAck));
+	back.hop_limit = 57;
+	back.tcp_options = {0x01, 0x02, 0x04, 0x05, 0xa0, 0x01, 0x01, 0x00};
+	Packet6 want_in = routed_in(back, kMacA);
+	want_in.tcp_options = {0x01, 0x02, 0x04, 0x05, 0x64, 0x01, 0x01, 0x00};
+	r = run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, want_in);
+	EXPECT_EQ(check_checksums(r.out), "");
+
+	Packet6 g = from_guest(make_tcp6(kGuestA, 40001, kGuestB, 22), kMacA);
+	g.tcp_options = {0x02, 0x04, 0x05, 0xa0};
+	Packet6 want_g = g;
+	want_g.hop_limit--;
+	want_g.src_mac = Topology::kBridgeMac;
+	want_g.dst_mac = kMacB;
+	run6(Prog::BrIngress, g, TC_ACT_REDIRECT, KVX_R_RELAY_IN, want_g);
+}
+
 // --- DAD relay (RFC 4389 4.1.3.3): a duplicate on the LAN is detected ---
 
 TEST_F(Relay6Test, GuestDadIsRelayedToTheLanAndTheAddressIsPendingMeanwhile)
