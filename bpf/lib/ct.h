@@ -674,27 +674,30 @@ __noinline int ct_reclaim(__u64 now, __u32 evict)
  * Which one (halfopen_victim), from one pass over the ring:
  * - the asking SYN's remote's newest, when it holds two or more: a flood
  *   from one source recycles its own entries and never reaches another
- *   remote's; a single SYN spoofed from a real client's address does not
- *   make that client's handshake the one to go (its second then evicts
- *   the first).  IPv6 remotes are told apart by their /64, which one
- *   host usually has whole;
- * - a flow the guest did not answer although it answered a later one, or
- *   had KVX_HALFOPEN_ANSWER_NS to: a SYN the guest dropped (a listener's
- *   full backlog) holds nothing a real opener waits on.  A SYN not yet
- *   answered is not taken on that ground alone: a flood faster than the
- *   guest answers would evict every real SYN before its SYN-ACK;
+ *   remote's (the new flow refills the evicted slot: the ring's other
+ *   entries stay), and one SYN spoofed from a real client's address does
+ *   not make that client's handshake the one to go.  IPv6 remotes compare
+ *   whole: by /64 every host of the flooder's LAN would be its "own";
+ * - a flow the guest has not answered KVX_HALFOPEN_ANSWER_NS after its
+ *   (last) SYN: a SYN the guest dropped (a listener's full backlog) holds
+ *   nothing a real opener waits on.  A SYN not yet answered is not taken
+ *   on that ground alone: a flood faster than the guest answers would
+ *   evict every real SYN before its SYN-ACK;
  * - else the oldest: an answered flow whose opener never sent the
  *   handshake's last ACK is ever more likely a spoofed source's as it
  *   ages.  A flood from ever new sources that the guest answers gives a
  *   real opener's handshake KVX_HALFOPEN_RING flood SYNs' time; below the
- *   quota nothing is evicted, and the daemon's relief takes half-open
- *   flows quiet for KVX_TW_RECYCLE_NS once a guest nears its quota
- *   (control/gc.cpp), so a flood reaches the quota (and this) only above
+ *   quota nothing is evicted, and half-open flows quiet for
+ *   KVX_TW_RECYCLE_NS give way to the guest's inbound quota (the reclaim
+ *   pass here, the daemon's relief once a guest nears its quota:
+ *   control/gc.cpp), so a flood reaches the quota (and this) only above
  *   about quota / (KVX_TW_RECYCLE_NS + the GC's interval) SYNs a second.
- * Age is the order of the ring's pushes (a FIFO; with the eviction's slot
- * refilled by the next push, as before, the ring's order was no longer
- * age, and ties went to newer flows).  One lookup per entry; the guest's
- * slot is checked for the chosen one only.
+ * Age is the slot's push number (kvx_halfopen_val.seq): the flows'
+ * created_ns is read once a jiffy (clock.h), and a push refills the slot
+ * an eviction emptied, so the ring's place is not age either.  One lookup
+ * per entry (64 at most, only for a SYN at a quota or a full table); the
+ * guest's slot is checked, and the flow looked up again, for the chosen
+ * one only.
  */
 static __always_inline int ct_halfopen_evictable(const struct kvx_ct_val *f)
 {
@@ -703,15 +706,13 @@ static __always_inline int ct_halfopen_evictable(const struct kvx_ct_val *f)
 }
 
 /* One early-drop pass's candidates (slots KVX_HALFOPEN_RING: none) and
- * their ages (a ring's pushes in order: 0 the oldest), kept in
- * kvx_scratch[1] (abi.h: on the stack, the verifier followed every
- * combination of the slots). */
+ * their ages (pushes since theirs), kept in kvx_scratch[1] (abi.h: on the
+ * stack, the verifier followed every combination of the slots). */
 struct halfopen_pick {
-	__u64 unans_ns; /* created_ns of the oldest flow the guest has not answered */
 	__u32 old, unans, same;
 	__u32 old_age, unans_age, same_age;
-	__u32 ans_age; /* of the newest flow it answered, + 1 (0: none) */
-	__u32 same_n;  /* the asking remote's evictable flows */
+	__u32 same_n; /* the asking remote's evictable flows */
+	__u32 _pad;
 };
 
 _Static_assert(sizeof(struct halfopen_pick) <= sizeof(struct kvx_ct_val), "fits kvx_scratch");
@@ -728,42 +729,36 @@ static __always_inline struct halfopen_pick *halfopen_pick_get(void)
 	return c;
 }
 
-/* Flow f at slot of a ring whose next push goes to next (the oldest
- * push's slot).  Its age is its place in the order of pushes: the flows'
- * created_ns is read once a jiffy (clock.h), and flows made within one
- * compare equal. */
+/* Flow f, pushed age pushes ago, at slot: a candidate of pick c for a SYN
+ * from the same remote or not, now. */
 static __always_inline void halfopen_consider(struct halfopen_pick *c, const struct kvx_ct_val *f,
-					      __u32 slot, __u32 next, int same)
+					      __u32 slot, __u32 age, int same, __u64 now)
 {
-	__u32 age = (slot - next) & (KVX_HALFOPEN_RING - 1);
-
-	if (c->old >= KVX_HALFOPEN_RING || age < c->old_age) {
+	if (c->old >= KVX_HALFOPEN_RING || age > c->old_age) {
 		c->old = slot;
 		c->old_age = age;
 	}
-	if (f->flags & KVX_CT_F_SYNACK) {
-		if (age + 1 > c->ans_age)
-			c->ans_age = age + 1;
-	} else if (c->unans >= KVX_HALFOPEN_RING || age < c->unans_age) {
+	/* Unanswered since its last SYN (a retransmission clears SYNACK and
+	 * refreshes last_seen_ns; the guest's SYN-ACK sets SYNACK). */
+	if (!(f->flags & KVX_CT_F_SYNACK) && f->last_seen_ns + KVX_HALFOPEN_ANSWER_NS < now &&
+	    (c->unans >= KVX_HALFOPEN_RING || age > c->unans_age)) {
 		c->unans = slot;
 		c->unans_age = age;
-		c->unans_ns = f->created_ns;
 	}
 	if (same) {
 		c->same_n++;
-		if (c->same >= KVX_HALFOPEN_RING || age > c->same_age) {
+		if (c->same >= KVX_HALFOPEN_RING || age < c->same_age) {
 			c->same = slot;
 			c->same_age = age;
 		}
 	}
 }
 
-static __always_inline __u32 halfopen_victim(const struct halfopen_pick *c, __u64 now)
+static __always_inline __u32 halfopen_victim(const struct halfopen_pick *c)
 {
 	if (c->same_n >= 2)
 		return c->same;
-	if (c->unans < KVX_HALFOPEN_RING &&
-	    (c->unans_age < c->ans_age || c->unans_ns + KVX_HALFOPEN_ANSWER_NS <= now))
+	if (c->unans < KVX_HALFOPEN_RING)
 		return c->unans;
 	return c->old;
 }
@@ -781,20 +776,36 @@ static __always_inline void *halfopen_ring(void *map, __u32 *idx)
 	return bpf_map_lookup_elem(map, idx);
 }
 
-/* Is the key pushed last (before next) the one of words 32-bit words at
- * k?  A remote cycling SYN, RST, SYN on one tuple would else fill the ring
- * with copies of one flow. */
-static __always_inline int halfopen_repeats(const void *keys, __u32 next, const void *k,
-					    __u32 words)
+/* Is the key of words 32-bit words at k in the ring (keys)?  A remote
+ * cycling SYN, RST, SYN on one tuple (or two, in turn) would else fill the
+ * ring with copies of its flows, and early drop would find little else. */
+static __always_inline int halfopen_has(const __u32 *keys, const __u32 *k, __u32 words)
 {
-	const __u32 *a = (const __u32 *)keys + ((next - 1) & (KVX_HALFOPEN_RING - 1)) * words;
-	const __u32 *b = k;
-	__u32 i;
+	__u32 i, j;
 
-	for (i = 0; i < words; i++)
-		if (a[i] != b[i])
-			return 0;
-	return 1;
+	for (i = 0; i < KVX_HALFOPEN_RING; i++) {
+		for (j = 0; j < words; j++)
+			if (keys[i * words + j] != k[j])
+				break;
+		if (j == words)
+			return 1;
+	}
+	return 0;
+}
+
+/* The slot a push writes (the one early drop just emptied, else the
+ * oldest push's place), its push number recorded. */
+static __always_inline __u32 halfopen_push_slot(__u32 *next, __u32 *hole, __u32 *seq)
+{
+	__u32 n = *next, slot = n & (KVX_HALFOPEN_RING - 1);
+
+	if (*hole) {
+		slot = (*hole - 1) & (KVX_HALFOPEN_RING - 1);
+		*hole = 0;
+	}
+	seq[slot] = n;
+	*next = n + 1;
+	return slot;
 }
 
 /* Make room for a new SYN from rem to guest.  Returns 1 if a flow was
@@ -824,27 +835,31 @@ __noinline int ct_early_drop(__be32 guest, __be32 rem, __u64 now)
 		f = bpf_map_lookup_elem(&kvx_ct, k);
 		if (!ct_halfopen_evictable(f))
 			continue;
-		halfopen_consider(c, f, i, h->next, k->rem_addr == rem);
+		halfopen_consider(c, f, i, h->next - h->seq[i], k->rem_addr == rem, now);
 	}
-	best = halfopen_victim(c, now);
+	best = halfopen_victim(c);
 	if (best >= KVX_HALFOPEN_RING)
 		return 0;
 	k = &h->keys[best];
 	/* One ring serves all of the guest's addresses; a guest evicts only
 	 * flows that count against its own quota (an address may have
-	 * changed owners since). */
-	if (guest_slot(cfg, k->int_addr) != gslot || bpf_map_delete_elem(&kvx_ct, k))
+	 * changed owners since).  Looked up again: another CPU's ACK may
+	 * have completed its handshake since the pass (the window left is
+	 * the lookup's to the delete's). */
+	f = bpf_map_lookup_elem(&kvx_ct, k);
+	if (!ct_halfopen_evictable(f) || guest_slot(cfg, k->int_addr) != gslot ||
+	    bpf_map_delete_elem(&kvx_ct, k))
 		return 0;
 	g = bpf_map_lookup_elem(&kvx_gflows, &gslot);
 	if (g)
 		__sync_fetch_and_add(&g->in, -1);
+	h->hole = best + 1; /* the new flow takes its slot */
 	return 1;
 }
 
 /* Remember a half-open inbound flow (new, or reopened by a SYN) for
- * ct_early_drop, over the oldest push (a FIFO: the ring's order is the
- * pushes'; the slot of a flow evicted out of that order stays a stale key
- * until its turn). */
+ * ct_early_drop: into the slot it just emptied, else over the oldest
+ * push's place; not again if it is there. */
 static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct kvx_ct_key *k)
 {
 	__u32 idx = guest_slot(cfg, k->int_addr);
@@ -853,11 +868,10 @@ static __noinline void ct_halfopen_push(const struct kvx_cfg *cfg, const struct 
 
 	if (!h)
 		return;
-	if (halfopen_repeats(h->keys, h->next, k, sizeof(*k) / 4))
+	if (halfopen_has((const __u32 *)h->keys, (const __u32 *)k, sizeof(*k) / 4))
 		return;
-	slot = h->next & (KVX_HALFOPEN_RING - 1);
+	slot = halfopen_push_slot(&h->next, &h->hole, h->seq);
 	__builtin_memcpy(&h->keys[slot], k, sizeof(*k));
-	h->next = (slot + 1) & (KVX_HALFOPEN_RING - 1);
 }
 
 /*

@@ -334,8 +334,8 @@ __noinline int ct6_reclaim(__u64 now, __u32 evict)
 
 /*
  * ct_early_drop for kvx_ct6: evict one of slot's half-open inbound flows
- * (the one halfopen_victim picks for a new SYN from rem: a remote here is
- * its /64) from its ring in kvx_halfopen6.  Entries are pushed into the
+ * (the one halfopen_victim picks for a new SYN from rem) from its ring in
+ * kvx_halfopen6.  Entries are pushed into the
  * ring of the slot their flow counts in (ct6_slot); a flow whose binding
  * changed owners since counts in another slot and is not this guest's to
  * evict (checked for the chosen one only: ct6_slot takes up to three
@@ -369,22 +369,25 @@ __noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem, __u64 now
 		f = bpf_map_lookup_elem(&kvx_ct6, k);
 		if (!f || !ct_halfopen_evictable(&f->ct))
 			continue;
-		halfopen_consider(c, &f->ct, i, h->next,
-				  k->rem_addr[0] == rem->w[0] && k->rem_addr[1] == rem->w[1]);
+		halfopen_consider(c, &f->ct, i, h->next - h->seq[i], addr6_eq(k->rem_addr, rem->w),
+				  now);
 	}
-	best = halfopen_victim(c, now);
+	best = halfopen_victim(c);
 	if (best >= KVX_HALFOPEN_RING)
 		return 0;
 	k = &h->keys[best];
 	f = bpf_map_lookup_elem(&kvx_ct6, k);
-	/* The lookup's key beside the pick in the scratch: on this frame it
-	 * took the chain kvx_br6, ct6_create, here past 512 bytes. */
-	if (!f || ct6_slot_in(cfg, (struct kvx_bind6_key *)(c + 1), k->proto, k->int_addr,
+	/* Looked up again, as ct_early_drop's.  The slot lookup's key beside
+	 * the pick in the scratch: on this frame it took the chain kvx_br6,
+	 * ct6_create, here past 512 bytes. */
+	if (!f || !ct_halfopen_evictable(&f->ct) ||
+	    ct6_slot_in(cfg, (struct kvx_bind6_key *)(c + 1), k->proto, k->int_addr,
 			      k->int_port, f->ext_addr, f->ct.ext_port) != gslot)
 		return 0;
 	if (bpf_map_delete_elem(&kvx_ct6, k))
 		return 0;
 	gflows6_add(gslot, KVX_CT_F_INBOUND, -1);
+	h->hole = best + 1; /* the new flow takes its slot */
 	return 1;
 }
 
@@ -402,11 +405,10 @@ static __noinline void ct6_halfopen_push(const struct kvx_cfg *cfg, const struct
 	h = halfopen_ring(&kvx_halfopen6, &idx);
 	if (!h)
 		return;
-	if (halfopen_repeats(h->keys, h->next, k, sizeof(*k) / 4))
+	if (halfopen_has((const __u32 *)h->keys, (const __u32 *)k, sizeof(*k) / 4))
 		return;
-	slot = h->next & (KVX_HALFOPEN_RING - 1);
+	slot = halfopen_push_slot(&h->next, &h->hole, h->seq);
 	__builtin_memcpy(&h->keys[slot], k, sizeof(*k));
-	h->next = (slot + 1) & (KVX_HALFOPEN_RING - 1);
 }
 
 /* The per-guest flow quota (ct_quota_check's rule, closed flows giving

@@ -35,7 +35,8 @@ static_assert(KVX_ABI_VERSION == 23, "ABI changed: review abi_check.hpp and bump
 // kvx_xfdb_val's padding a meaning (flags: 0 in older entries, nothing static);
 // version 22 made kvx_halfopen an LRU hash keyed by the full guest slot (a
 // pinned array is replaced: hints only) and added kvx_halfopen6; version 23
-// made the rings 64 entries and kvx_scratch two (both replaced: no state).
+// made the rings 64 entries with push numbers and a hole to refill, and
+// kvx_scratch two entries (both replaced: no state).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -169,15 +170,17 @@ static_assert(offsetof(kvx_gstat, drops) == 32);
 static_assert(sizeof(kvx_gcur) == 8);
 
 static_assert((KVX_HALFOPEN_GUESTS & (KVX_HALFOPEN_GUESTS - 1)) == 0);
-static_assert(sizeof(kvx_halfopen_val) == 8 + KVX_HALFOPEN_RING * sizeof(kvx_ct_key));
+static_assert(sizeof(kvx_halfopen_val) == 8 + KVX_HALFOPEN_RING * (4 + sizeof(kvx_ct_key)));
 static_assert(offsetof(kvx_halfopen_val, next) == 0);
-static_assert(offsetof(kvx_halfopen_val, _pad) == 4);
-static_assert(offsetof(kvx_halfopen_val, keys) == 8);
+static_assert(offsetof(kvx_halfopen_val, hole) == 4);
+static_assert(offsetof(kvx_halfopen_val, seq) == 8);
+static_assert(offsetof(kvx_halfopen_val, keys) == 8 + 4 * KVX_HALFOPEN_RING);
 static_assert((KVX_HALFOPEN_RING & (KVX_HALFOPEN_RING - 1)) == 0);
-static_assert(sizeof(kvx_halfopen6_val) == 8 + KVX_HALFOPEN_RING * sizeof(kvx_ct6_key));
+static_assert(sizeof(kvx_halfopen6_val) == 8 + KVX_HALFOPEN_RING * (4 + sizeof(kvx_ct6_key)));
 static_assert(offsetof(kvx_halfopen6_val, next) == 0);
-static_assert(offsetof(kvx_halfopen6_val, _pad) == 4);
-static_assert(offsetof(kvx_halfopen6_val, keys) == 8);
+static_assert(offsetof(kvx_halfopen6_val, hole) == 4);
+static_assert(offsetof(kvx_halfopen6_val, seq) == 8);
+static_assert(offsetof(kvx_halfopen6_val, keys) == 8 + 4 * KVX_HALFOPEN_RING);
 // kvx_gtw: rings of closed ports per guest slot (ct.h gtw_push).
 static_assert((KVX_GTW_GUESTS & (KVX_GTW_GUESTS - 1)) == 0);
 static_assert((KVX_GTW_RING & (KVX_GTW_RING - 1)) == 0);

@@ -121,13 +121,13 @@ protected:
 		auto f = flow(remote, rport);
 		ASSERT_TRUE(f && (f->flags & KVX_CT_F_SYNACK)) << remote << ":" << rport;
 	}
-	// The flow with remote:rport made ns earlier than it was.
+	// The flow with remote:rport last seen ns earlier than it was.
 	static void age_flow(std::uint32_t remote, std::uint16_t rport, std::uint64_t ns)
 	{
 		const kvx_ct_key k = ct_key(kProtoTcp, kGuestA, kGuestPort, remote, rport);
 		auto f = dp().ct_lookup(k);
 		ASSERT_TRUE(f);
-		f->created_ns -= ns;
+		f->last_seen_ns -= ns;
 		dp().ct_update(k, *f);
 	}
 	std::uint32_t g_ = 0x10000001; // the guest's next sequence number
@@ -257,28 +257,50 @@ TEST_F(TcpStateTest, EarlyDropSparesAHalfOpenFlowTheGuestAnswered)
 // A SYN the guest has not answered yet, younger than
 // KVX_HALFOPEN_ANSWER_NS, is not taken for one it dropped (a flood faster
 // than the guest answers would else evict every real SYN before its
-// SYN-ACK): the oldest goes.  One it left unanswered while answering a
-// later one is one it dropped, and goes first.
+// SYN-ACK): the oldest goes.  One unanswered for longer goes first, older
+// flows or not.
 TEST_F(TcpStateTest, EarlyDropTakesAnUnansweredSynOnlyOnceTheGuestHadItsChance)
 {
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 3; });
 	syn_answered(kRemote1, 40720, 1000);
 	syn_in(kRemote1 + 1, 40721, 2000); // in the guest's queue
 	syn_answered(kRemote1 + 2, 40722, 3000);
-	// Unanswered, but the guest answered a later SYN: dropped by it.
 	syn_in(kRemote1 + 3, 40723, 4000);
-	EXPECT_EQ(state(kRemote1 + 1, 40721), -1);
-	EXPECT_EQ(state(kRemote1, 40720), KVX_CT_SYN_RECV) << "the oldest stays";
-	// Now 40723 is the newest and unanswered: the oldest goes.
-	syn_in(kRemote1 + 4, 40724, 5000);
-	EXPECT_EQ(state(kRemote1, 40720), -1);
-	EXPECT_EQ(state(kRemote1 + 3, 40723), KVX_CT_SYN_RECV) << "not answered yet, young";
+	EXPECT_EQ(state(kRemote1, 40720), -1) << "the oldest went";
+	EXPECT_EQ(state(kRemote1 + 1, 40721), KVX_CT_SYN_RECV) << "not answered yet, young";
 	// Unanswered for longer than the guest takes: dropped by it.
 	age_flow(kRemote1 + 3, 40723, 2 * KVX_HALFOPEN_ANSWER_NS);
-	syn_in(kRemote1 + 5, 40725, 6000);
+	syn_in(kRemote1 + 4, 40724, 5000);
 	EXPECT_EQ(state(kRemote1 + 3, 40723), -1);
+	EXPECT_EQ(state(kRemote1 + 1, 40721), KVX_CT_SYN_RECV);
 	EXPECT_EQ(state(kRemote1 + 2, 40722), KVX_CT_SYN_RECV);
 	EXPECT_EQ(dp().gflows_val(kGuestA).in, 3u);
+}
+
+// A flood from one source that the guest answers, at the quota before a
+// real client's SYN comes: each flood SYN evicts the flooder's own newest
+// and takes its slot, so the client's flow keeps its place in the ring
+// (pushed over the oldest place instead, the flood had overwritten every
+// other remote's entry within a ring's worth of SYNs, and the client's
+// flow then went at the next flood SYN) and completes its handshake.
+TEST_F(TcpStateTest, EarlyDropKeepsAnotherRemotesHandshakeThroughAOneSourceFlood)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 4; });
+	std::uint32_t isn = 9000;
+	auto flood = [&](std::uint32_t count, std::uint16_t first) {
+		for (std::uint16_t i = 0; i < count; i++, isn += 10)
+			syn_answered(kRemote2, static_cast<std::uint16_t>(first + i), isn);
+	};
+	flood(4, 51000);
+	syn_in(kRemote1, 40780, r_ - 1);
+	Packet synack = from_guest_to(kRemote1, 40780, kTcpSyn | kTcpAck, g_ - 1, r_, 65160);
+	synack.tcp_options = wscale_opt(7);
+	out(synack);
+	flood(3 * KVX_HALFOPEN_RING, 52000);
+	EXPECT_EQ(dp().gflows_val(kGuestA).in, 4u);
+	ASSERT_EQ(state(kRemote1, 40780), KVX_CT_SYN_RECV);
+	in(from_remote(kRemote1, 40780, kTcpAck, r_, g_));
+	EXPECT_EQ(state(kRemote1, 40780), KVX_CT_ESTABLISHED);
 }
 
 // A flood from ever new (spoofed) sources that the guest answers, each

@@ -139,10 +139,11 @@
  *      own; a pinned array is replaced, its hints are expendable); map
  *      kvx_halfopen6 (IPv6's half-open inbound flows, kvx_ct6 keys).
  *      Tables unchanged: pins of 3..22 are reused.
- *  23: early drop: rings of KVX_HALFOPEN_RING 64 (16 before; older rings
- *      are replaced, hints only); kvx_scratch has KVX_SCRATCH_SLOTS
- *      entries (replaced: no state).  Tables unchanged: pins of 3..23 are
- *      reused.
+ *  23: early drop: rings of KVX_HALFOPEN_RING 64 (16 before) with each
+ *      slot's push number (seq) and the slot to refill (hole, was
+ *      padding); older rings are replaced, hints only; kvx_scratch has
+ *      KVX_SCRATCH_SLOTS entries (replaced: no state).  Tables unchanged:
+ *      pins of 3..23 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -785,10 +786,9 @@ struct kvx_gcur {
  * Early drop (netfilter's early_drop): the guest's newest half-open
  * inbound flows (SYN_RECV), so that when its inbound quota or kvx_ct is
  * full a new SYN evicts one of them instead of being refused.  Which one
- * (ct.h ct_early_drop): a remote's own newest when it holds two or more
- * of them, else one the guest did not answer although it answered a
- * later one or had KVX_HALFOPEN_ANSWER_NS to, else the oldest (by the
- * ring's order of pushes).
+ * (ct.h ct_early_drop): the asking remote's own newest when it holds two or
+ * more, else one the guest has not answered KVX_HALFOPEN_ANSWER_NS after
+ * its SYN, else the oldest (by the slots' push numbers).
  * kvx_halfopen[guest slot] (the kvx_gflows slot: one ring for all of a
  * guest's addresses), an LRU hash of KVX_HALFOPEN_GUESTS guests' rings
  * keyed by the full slot: two guests never share a ring (an array indexed
@@ -808,13 +808,15 @@ struct kvx_gcur {
  * a real opener's handshake has 64 flood SYNs' time to complete (16 gave
  * a LAN client 16 ms at 1000 SYN/s). */
 #define KVX_HALFOPEN_RING 64
-/* A SYN the guest has not answered in this long (nor before answering a
- * later one) is one it dropped: evicted before any answered flow. */
-#define KVX_HALFOPEN_ANSWER_NS (10ULL * 1000 * 1000)
+/* A SYN the guest has not answered this long after it came (the flows'
+ * clock advances a jiffy at a time: 1-10 ms more) is one it dropped:
+ * evicted before any answered flow. */
+#define KVX_HALFOPEN_ANSWER_NS (20ULL * 1000 * 1000)
 
 struct kvx_halfopen_val {
-	__u32 next; /* the slot written next: the oldest push */
-	__u32 _pad;
+	__u32 next; /* pushes so far: the slot of a push is next % RING ... */
+	__u32 hole; /* ... unless this is set: 1 + the slot early drop emptied */
+	__u32 seq[KVX_HALFOPEN_RING]; /* each slot's push (next then): its age */
 	struct kvx_ct_key keys[KVX_HALFOPEN_RING];
 };
 
@@ -1204,7 +1206,8 @@ struct kvx_bind6_val {
  * used as kvx_halfopen). */
 struct kvx_halfopen6_val {
 	__u32 next; /* as kvx_halfopen_val */
-	__u32 _pad;
+	__u32 hole;
+	__u32 seq[KVX_HALFOPEN_RING];
 	struct kvx_ct6_key keys[KVX_HALFOPEN_RING];
 };
 
