@@ -55,6 +55,38 @@ KVX_TORN_DOWN=0
 kvx_log() { printf '[%s %s] %s\n' "$KVX_TEST" "$(date +%T)" "$*" >&2; }
 kvx_step() { printf '\n[%s %s] === %s\n' "$KVX_TEST" "$(date +%T)" "$*" >&2; }
 
+# An IPv6 TCP connection guest2 -> [SRV6]:7100 (tcp_peer.py's echo, 1 MiB)
+# with sniffers at the server's and guest2's devices: the server gets the
+# SYN from SRC (an address) with MSS MSS, guest2 the SYN-ACK with MSS MSS,
+# every checksum verifies (the senders' offloads off: the sniffers see the
+# finished sums).  Uses NS_SRV, SRV_IF, NS_G2, G2_IF, SRV6, G2_6.
+kvx_mss6_step() { # MSS SRC
+	local mss=$1 src=$2 peer=$KVX_LIBDIR/tcp_peer.py w name ns dev rc=0 g2p line
+	kvx_bg "$KVX_TMP/echo6.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$peer" echo "$SRV6" 7100
+	kvx_wait_for 10 "the TCP echo server" grep -q '^listening' "$KVX_TMP/echo6.log"
+	for w in srv:"$NS_SRV":"$SRV_IF" g2:"$NS_G2":"$G2_IF"; do
+		IFS=: read -r name ns dev <<<"$w"
+		kvx_bg "$KVX_TMP/sniff.$name.log" ip netns exec "$ns" "$KVX_PY" -u "$peer" sniff "$dev"
+		kvx_wait_for 10 "the sniffer on $dev" grep -q '^sniffing' "$KVX_TMP/sniff.$name.log"
+	done
+	nsx "$NS_G2" "$KVX_PY" -u "$peer" client "[$SRV6]:7100" --bytes $((1 << 20)) \
+		>"$KVX_TMP/client6.log" 2>&1 || rc=$?
+	assert_eq "guest2 -> [$SRV6]:7100: 1 MiB echoed intact" 0 "$rc"
+	g2p=$(sed -n 's/^local=//p' "$KVX_TMP/client6.log")
+	kvx_wait_for 5 "the SYN at the server" grep -q '^syn flags=S ' "$KVX_TMP/sniff.srv.log" || true
+	line=$(grep -m1 "^syn flags=S src=\[$src\]:[0-9]* dst=\[$SRV6\]:7100 " \
+		"$KVX_TMP/sniff.srv.log" || true)
+	assert_contains "the server got guest2's SYN (MSS 1440) with MSS $mss" "mss=$mss at=0 " "$line"
+	assert_contains "the SYN's checksum verifies" "csum=ok" "$line"
+	line=$(grep -m1 "^syn flags=SA src=\[$SRV6\]:7100 dst=\[$G2_6\]:$g2p " \
+		"$KVX_TMP/sniff.g2.log" || true)
+	assert_contains "guest2 got the server's SYN-ACK (MSS 1440) with MSS $mss" "mss=$mss at=0 " \
+		"$line"
+	assert_contains "the SYN-ACK's checksum verifies" "csum=ok" "$line"
+	assert_eq "no segment with a bad checksum at either end" "" \
+		"$(cat "$KVX_TMP/sniff.srv.log" "$KVX_TMP/sniff.g2.log" | grep '^badcsum' || true)"
+}
+
 # Hard failure: print why, tear down (trap), exit 1.
 kvx_fatal() {
 	printf '[%s] FAIL: %s\n' "$KVX_TEST" "$*" >&2
