@@ -178,12 +178,17 @@ assert_ge "XLATE_RELATED_OUT counted guest1's Port Unreachable" \
 kvx_step "hairpin: guest1's Port Unreachable about guest2's datagram reaches guest2"
 kvx map add "[uplink]:5998" "[$G1_6]:5998" --proto udp >/dev/null
 hp0=$(kvx_counter XLATE_HAIRPIN)
+# Who answered: guest1's own errors, not the host's (an error from the host
+# would refuse guest2's socket as well).
+g1u0=$(snmp6 "$NS_G1" Icmp6OutDestUnreachs) hu0=$(snmp6 "$NS_HOST" Icmp6OutDestUnreachs)
 out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$UP6]:5998" 2>&1 || true)
 assert_contains "guest2's UDP to guest1's closed forwarded port [$UP6]:5998: ECONNREFUSED" "refused" "$out"
 out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$ONE6]:5999" 2>&1 || true)
 assert_contains "guest2's UDP to a closed port of guest1's 1:1 [$ONE6]:5999: ECONNREFUSED" "refused" "$out"
 assert_ge "XLATE_HAIRPIN counted both datagrams and both errors" \
 	$(($(kvx_counter XLATE_HAIRPIN) - hp0)) 4
+assert_ge "guest1 sent the Port Unreachables" $(($(snmp6 "$NS_G1" Icmp6OutDestUnreachs) - g1u0)) 2
+assert_eq "the host sent none" 0 $(($(snmp6 "$NS_HOST" Icmp6OutDestUnreachs) - hu0))
 
 kvx_step "attach again with --clamp-mss 1240: IPv6 SYNs carry 1220, no Packet Too Big needed"
 # The receivers' sniffers verify checksums: what leaves the uplink and the
