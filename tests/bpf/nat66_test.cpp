@@ -180,6 +180,24 @@ protected:
 		return port;
 	}
 
+	// The remote's ACK of synack (the guest's answer to syn, delivered to
+	// [guest]:port) completes the handshake; returns the state of the flow
+	// from syn's remote port then (-1: none).
+	int ack_in6(const Packet6 &syn, const Packet6 &synack, const Ip6 &guest, std::uint16_t port)
+	{
+		Packet6 ack = syn;
+		ack.tcp_flags = kTcpAck;
+		ack.seq = syn.seq + 1;
+		ack.ack_seq = synack.seq + 1;
+		run6(Prog::UpIngress, ack, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		     dnat6(ack, guest, port));
+		int state = -1;
+		for (const auto &[k, v] : dp().ct6_entries())
+			if (ntohs(k.rem_port) == syn.sport)
+				state = v.ct.state;
+		return state;
+	}
+
 	// A guest's frame dropped for reason and answered with want.
 	void answered6(const Packet6 &in, kvx_reason reason, const Bytes &want)
 	{
@@ -1427,16 +1445,7 @@ TEST_F(Nat66Test, ForwardedSynFloodSparesAFlowTheGuestAnswered)
 	for (const kvx_ct6_key &k : ring->keys)
 		in_ring += k.proto == kProtoTcp && ntohs(k.rem_port) == newest;
 	EXPECT_EQ(in_ring, 1u);
-	Packet6 ack = syn;
-	ack.tcp_flags = kTcpAck;
-	ack.seq = syn.seq + 1;
-	ack.ack_seq = synack.seq + 1;
-	run6(Prog::UpIngress, ack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(ack, kGuest6F, 22));
-	int state = -1;
-	for (const auto &[k, v] : dp().ct6_entries())
-		if (ntohs(k.rem_port) == 52000)
-			state = v.ct.state;
-	EXPECT_EQ(state, KVX_CT_ESTABLISHED);
+	EXPECT_EQ(ack_in6(syn, synack, kGuest6F, 22), KVX_CT_ESTABLISHED);
 }
 
 // An IPv6 flood from one address that the guest answers, at the quota
@@ -1464,16 +1473,7 @@ TEST_F(Nat66Test, EarlyDropKeepsAnotherRemotesHandshakeThroughAOneSourceFlood)
 	out6(synack, 2222);
 	flood(2 * KVX_HALFOPEN_RING);
 	EXPECT_EQ(dp().gflows_at(slot).in, 3u);
-	Packet6 ack = syn;
-	ack.tcp_flags = kTcpAck;
-	ack.seq = syn.seq + 1;
-	ack.ack_seq = synack.seq + 1;
-	run6(Prog::UpIngress, ack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(ack, kGuest6F, 22));
-	int state = -1;
-	for (const auto &[k, v] : dp().ct6_entries())
-		if (ntohs(k.rem_port) == 52000)
-			state = v.ct.state;
-	EXPECT_EQ(state, KVX_CT_ESTABLISHED);
+	EXPECT_EQ(ack_in6(syn, synack, kGuest6F, 22), KVX_CT_ESTABLISHED);
 }
 
 // [2001:db8:77::101]:8080 -> [fd42::14]:80, on an address the host does not
