@@ -536,22 +536,18 @@ static __always_inline __u32 ct_evict_of(__u32 gslot, __u8 ct_flags)
 static __always_inline int ct_closed_evictable(__u8 proto, const struct kvx_ct_val *f,
 					       __u32 evict, __u64 now)
 {
-	if (evict == KVX_EVICT_NONE || proto != IPPROTO_TCP ||
-	    f->last_seen_ns + KVX_TW_RECYCLE_NS > now)
+	int q;
+
+	if (evict == KVX_EVICT_NONE)
 		return 0;
-	if (f->state == KVX_CT_TIME_WAIT || f->state == KVX_CT_CLOSE)
-		return 1;
-	/* A flow opened from outside whose handshake has not completed in
-	 * that time (a real opener's ACK comes within its round trip; the
-	 * guest's retransmitted SYN-ACKs are a second and more apart): a
-	 * full table takes any guest's (netfilter's early_drop takes any
-	 * unassured flow: a SYN flood at a few guests' forwards, each within
-	 * its inbound quota, must not fill the table every guest shares),
-	 * the guest's inbound quota its own (KVX_EVICT_IN: the flood's
-	 * entries that have left the early-drop ring would else hold it for
-	 * SYN_RECV's timeout). */
-	return (evict & KVX_EVICT_IN) && (f->flags & KVX_CT_F_INBOUND) &&
-	       (f->state == KVX_CT_SYN_RECV || (f->flags & KVX_CT_F_HALFOPEN));
+	q = kvx_ct_quiet(f, proto, now);
+	/* A half-open flow from outside: a full table takes any guest's
+	 * (netfilter's early_drop takes any unassured flow: a SYN flood at a
+	 * few guests' forwards, each within its inbound quota, must not fill
+	 * the table every guest shares), the guest's inbound quota its own
+	 * (KVX_EVICT_IN: the flood's entries that have left the early-drop
+	 * ring would else hold it for SYN_RECV's timeout). */
+	return q == KVX_QUIET_CLOSED || (q == KVX_QUIET_HALFOPEN && (evict & KVX_EVICT_IN));
 }
 
 /* May a closed flow counting in owner (ct_evict_of of its guest slot and

@@ -373,21 +373,14 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 
 namespace {
 
-// A flow quota_relief may delete: the datapath's closed-flow rule (ct.h
-// ct_closed_evictable): TCP, quiet for KVX_TW_RECYCLE_NS (the last ACK and
-// a retransmitted FIN are through), TIME_WAIT or CLOSE, or opened from
-// outside with its handshake still not completed (a SYN flood's entries:
-// the guest's inbound counter is the only one they are relieved for, and
-// a flood below about quota / (KVX_TW_RECYCLE_NS + a tick) SYNs a second
-// then never reaches the quota and its early drop).
+// A flow quota_relief may delete: the datapath's rule (kvmxdp/ct_rules.h
+// kvx_ct_quiet): quiet closed TCP flows, and half-open ones from outside (a
+// SYN flood's: they count on the guest's inbound counter, the only one they
+// are relieved for, so a flood below about quota / (KVX_TW_RECYCLE_NS + a
+// tick) SYNs a second never reaches the quota and its early drop).
 bool closed_quiet(uint8_t proto, const kvx_ct_val &v, uint64_t now_ns)
 {
-	if (proto != IPPROTO_TCP || v.last_seen_ns + KVX_TW_RECYCLE_NS > now_ns)
-		return false;
-	if (v.state == KVX_CT_TIME_WAIT || v.state == KVX_CT_CLOSE)
-		return true;
-	return (v.flags & KVX_CT_F_INBOUND) &&
-	       (v.state == KVX_CT_SYN_RECV || (v.flags & KVX_CT_F_HALFOPEN));
+	return kvx_ct_quiet(&v, proto, now_ns) != 0;
 }
 
 // One candidate: its table, its key (either family's), its counter.

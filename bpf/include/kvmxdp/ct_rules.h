@@ -129,6 +129,29 @@ KVX_RULE int kvx_ct_expired(const struct kvx_ct_val *f, __u8 proto,
 }
 
 /*
+ * A live flow that may give way before its timeout (the datapath's reclaim
+ * at a quota or a full table, bpf/lib/ct.h ct_closed_evictable; the daemon's
+ * relief, control/gc.cpp): TCP quiet for KVX_TW_RECYCLE_NS (the last ACK
+ * and a retransmitted FIN are through) and closed, TIME_WAIT or CLOSE (1),
+ * or opened from outside with its handshake not completed in that time
+ * (2: a SYN flood's; it goes only to its guest's inbound count or a full
+ * table).  0: it stays.
+ */
+#define KVX_QUIET_CLOSED 1
+#define KVX_QUIET_HALFOPEN 2
+KVX_RULE int kvx_ct_quiet(const struct kvx_ct_val *f, __u8 proto, __u64 now_ns)
+{
+	if (proto != KVX_IPPROTO_TCP || f->last_seen_ns + KVX_TW_RECYCLE_NS > now_ns)
+		return 0;
+	if (f->state == KVX_CT_TIME_WAIT || f->state == KVX_CT_CLOSE)
+		return KVX_QUIET_CLOSED;
+	if ((f->flags & KVX_CT_F_INBOUND) &&
+	    (f->state == KVX_CT_SYN_RECV || (f->flags & KVX_CT_F_HALFOPEN)))
+		return KVX_QUIET_HALFOPEN;
+	return 0;
+}
+
+/*
  * A guest's quota slot in kvx_gflows (abi.h): a keyed hash of the MAC that
  * owns the flow's guest address (owner_mac: kvx_guest's entry), or of the
  * address itself when it has no owner (owner_mac NULL).  The two inputs
