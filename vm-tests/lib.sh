@@ -679,6 +679,18 @@ x = json.load(sys.stdin)[0].get("xdp", {})
 print(x.get("prog", {}).get("name", "") if x else "")'
 }
 
+# kvx_map_entries MAP: our bridge's pinned map MAP as bpftool's JSON
+# entries, each key once.  bpftool walks a hash map key by key, and when
+# the key it stands on is deleted meanwhile (a busy table: a flow closed,
+# a port recycled) the kernel's next-key walk starts over from the first
+# bucket: the same entries come again.  A count taken while traffic runs
+# counts them once here.
+kvx_map_entries() {
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/$1" | "$KVX_PY" -c '
+import json, sys
+print(json.dumps(list({tuple(e["key"]): e for e in json.load(sys.stdin)}.values())))'
+}
+
 # kvx_cfg_field FIELD[.SUB]: a field of the datapath's kvx_cfg[0] of our
 # bridge as the daemon wrote it (bpftool's BTF-formatted dump), e.g.
 # clamp_mss, flow_quota, timeouts.udp; '' on error.
