@@ -65,6 +65,9 @@ struct Ipv6Route {
 	bool gateway = false; // via a router (not an on-link route)
 	Ipv6Addr via{};	      // the gateway, if any
 	int oif = 0;	      // the device
+	// RA router preference (RFC 4191, RTA_PREF): 1 high, 0 medium, 3 low.
+	uint8_t pref = 0;
+	uint32_t metric = 0; // RTA_PRIORITY
 };
 
 } // namespace kvmxdp

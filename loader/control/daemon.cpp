@@ -363,10 +363,14 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 				sm.network->gateway_mac = net->gateway_mac;
 				learnt = true;
 			}
-			if (net->v6 && !net->v6->router_mac.empty() && sm.network6 &&
-			    sm.network6->router_mac.empty() && mapping_active(sm, net)) {
-				sm.network6->router_mac = net->v6->router_mac;
-				learnt6 = true;
+			if (net->v6 && sm.network6 && sm.network6->router_mac.empty() &&
+			    mapping_active(sm, net)) {
+				const std::string mac =
+					net->v6->router_mac_of(sm.network6->router).value_or("");
+				if (!mac.empty()) {
+					sm.network6->router_mac = mac;
+					learnt6 = true;
+				}
 			}
 		}
 		if (learnt || learnt6)
@@ -374,7 +378,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		if (learnt)
 			log_info("mappings of " + net->str() + ": gateway MAC recorded");
 		if (learnt6)
-			log_info("IPv6 mappings: router MAC " + net->v6->router_mac + " recorded");
+			log_info("IPv6 mappings: their router's MAC recorded");
 	}
 	// Mappings a libvirt hook could not make (model/mapping.hpp
 	// pending) are made once the uplink's network allows them.

@@ -554,19 +554,38 @@ std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve)
 		return std::nullopt;
 	// Sorted: the kernel's order of routes and addresses is no identity.
 	std::sort(v6.prefixes.begin(), v6.prefixes.end());
+	// Every default router, preferred first (model/mapping.hpp Uplink6Net).
+	std::vector<const Ipv6Route *> defaults;
 	for (const Ipv6Route &r : routes)
-		if (r.dst.prefix == 0 && r.gateway) {
-			v6.router = r.via;
-			// The router's RAs carry its link-layer address (the
-			// kernel's entry); without one, resolve asks as IPv4's
-			// ARP probe does.
-			auto mac = neighbour_mac6(nl, ifindex, r.via);
-			if (!mac && resolve)
-				mac = resolve_neighbour6(nl, ifindex, r.via, 300);
-			if (mac)
-				v6.router_mac = format_mac(*mac);
-			break;
+		if (r.dst.prefix == 0 && r.gateway)
+			defaults.push_back(&r);
+	// RFC 4191's preference as a rank: high, medium, low (2: reserved,
+	// taken as medium, as the kernel does).
+	auto rank = [](uint8_t pref) { return pref == 1 ? 0 : pref == 3 ? 2 : 1; };
+	std::sort(defaults.begin(), defaults.end(), [&](const Ipv6Route *a, const Ipv6Route *b) {
+		return std::make_tuple(rank(a->pref), a->metric, a->via) <
+		       std::make_tuple(rank(b->pref), b->metric, b->via);
+	});
+	for (const Ipv6Route *r : defaults) {
+		const bool first = r == defaults.front();
+		if (!first && (r->via == v6.router ||
+			       std::any_of(v6.other_routers.begin(), v6.other_routers.end(),
+					   [&](const Router6 &o) { return o.addr == r->via; })))
+			continue; // one router's two routes
+		// The router's RAs carry its link-layer address (the kernel's
+		// entry); without one, resolve asks as IPv4's ARP probe does
+		// (the preferred router only: each costs up to 300 ms).
+		auto mac = neighbour_mac6(nl, ifindex, r->via);
+		if (!mac && resolve && first)
+			mac = resolve_neighbour6(nl, ifindex, r->via, 300);
+		const std::string m = mac ? format_mac(*mac) : std::string();
+		if (first) {
+			v6.router = r->via;
+			v6.router_mac = m;
+		} else {
+			v6.other_routers.push_back({r->via, m});
 		}
+	}
 	return v6;
 }
 

@@ -594,28 +594,56 @@ std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex)
 		auto tb = attrs_of(r, sizeof(rtmsg));
 		const uint32_t table = tb[RTA_TABLE] ? nla_get_u32(tb[RTA_TABLE]) : rt->rtm_table;
 		if (rt->rtm_family != AF_INET6 || rt->rtm_type != RTN_UNICAST ||
-		    table != RT_TABLE_MAIN || !tb[RTA_OIF] ||
-		    (ifindex != kEveryLink &&
-		     static_cast<int>(nla_get_u32(tb[RTA_OIF])) != ifindex))
+		    table != RT_TABLE_MAIN || (!tb[RTA_OIF] && !tb[RTA_MULTIPATH]))
 			return;
 		Ipv6Route x;
-		x.oif = static_cast<int>(nla_get_u32(tb[RTA_OIF]));
 		Ipv6Addr dst{};
 		if (tb[RTA_DST] && nla_len(tb[RTA_DST]) == 16)
 			std::memcpy(dst.data(), nla_data(tb[RTA_DST]), 16);
 		x.dst = network_of6(dst, rt->rtm_dst_len);
 		x.protocol = rt->rtm_protocol;
-		if (tb[RTA_GATEWAY] && nla_len(tb[RTA_GATEWAY]) == 16) {
-			x.gateway = true;
-			std::memcpy(x.via.data(), nla_data(tb[RTA_GATEWAY]), 16);
-		}
+		if (tb[RTA_PREF] && nla_len(tb[RTA_PREF]) >= 1)
+			x.pref = nla_get_u8(tb[RTA_PREF]);
+		if (tb[RTA_PRIORITY] && nla_len(tb[RTA_PRIORITY]) >= 4)
+			x.metric = nla_get_u32(tb[RTA_PRIORITY]);
 		if (nlattr *ci = tb[RTA_CACHEINFO];
 		    ci && nla_len(ci) >= int(sizeof(rta_cacheinfo))) {
 			rta_cacheinfo c;
 			std::memcpy(&c, nla_data(ci), sizeof(c));
 			x.expires = c.rta_expires != 0;
 		}
-		out.push_back(x);
+		auto add = [&](int oif, const nlattr *gw) {
+			if (ifindex != kEveryLink && oif != ifindex)
+				return;
+			Ipv6Route y = x;
+			y.oif = oif;
+			if (gw && nla_len(gw) == 16) {
+				y.gateway = true;
+				std::memcpy(y.via.data(), nla_data(gw), 16);
+			}
+			out.push_back(y);
+		};
+		if (tb[RTA_OIF]) {
+			add(static_cast<int>(nla_get_u32(tb[RTA_OIF])), tb[RTA_GATEWAY]);
+			return;
+		}
+		// An ECMP route (NetworkManager merges the default routes of
+		// several routers' RAs into one): its next hops, each a route
+		// of its own here, as the kernel's separate RA routes are.
+		const auto *nh = static_cast<const rtnexthop *>(nla_data(tb[RTA_MULTIPATH]));
+		int left = nla_len(tb[RTA_MULTIPATH]);
+		while (left >= static_cast<int>(sizeof(rtnexthop)) && nh->rtnh_len >= sizeof(*nh) &&
+		       nh->rtnh_len <= left) {
+			const nlattr *gw = nullptr;
+			const int alen = nh->rtnh_len - static_cast<int>(RTNH_LENGTH(0));
+			const auto *a = reinterpret_cast<const nlattr *>(RTNH_DATA(nh));
+			for (int rem = alen; nla_ok(a, rem); a = nla_next(a, &rem))
+				if (nla_type(a) == RTA_GATEWAY)
+					gw = a;
+			add(nh->rtnh_ifindex, gw);
+			left -= RTNH_ALIGN(nh->rtnh_len);
+			nh = RTNH_NEXT(nh);
+		}
 	});
 	if (err)
 		throw Error("dump", "IPv6 routes", -err);

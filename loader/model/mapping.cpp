@@ -253,6 +253,16 @@ std::string NetId6::str() const
 	       (router_mac.empty() ? std::string() : " at " + router_mac);
 }
 
+std::optional<std::string> Uplink6Net::router_mac_of(const Ipv6Addr &r) const
+{
+	if (r == router)
+		return router_mac;
+	for (const Router6 &o : other_routers)
+		if (o.addr == r)
+			return o.mac;
+	return std::nullopt;
+}
+
 std::optional<NetId6> Uplink6Net::id_for(const Ipv6Addr &ext, const Ipv6Addr &uplink6) const
 {
 	NetId6 id;
@@ -288,7 +298,11 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 		if (!sm.network6)
 			return true;
 		const NetId6 &rec = *sm.network6;
-		if (!cur || !cur->v6 || cur->v6->router != rec.router)
+		// Its router among the network's routers (a mapping made while
+		// another router was preferred is on the same network).
+		const std::optional<std::string> mac =
+			cur && cur->v6 ? cur->v6->router_mac_of(rec.router) : std::nullopt;
+		if (!mac)
 			return false;
 		// `[uplink]` forwards follow NAT66's address wherever the
 		// network numbers it (an ISP's new prefix): the router is the
@@ -297,7 +311,7 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 		    std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(), rec.prefix) ==
 			    cur->v6->prefixes.end())
 			return false;
-		return rec.router_mac.empty() || cur->v6->router_mac == rec.router_mac;
+		return rec.router_mac.empty() || *mac == rec.router_mac;
 	}
 	if (!sm.network)
 		return true;

@@ -168,15 +168,34 @@ struct NetId6 {
 	}
 };
 
+// One more IPv6 default router of the uplink: its link-local address and
+// its MAC ("": not in the neighbour table).
+struct Router6 {
+	Ipv6Addr addr{};
+	std::string mac;
+	bool operator==(const Router6 &o) const { return addr == o.addr && mac == o.mac; }
+};
+
 // The uplink's IPv6 network now: its global on-link prefixes (routes and
-// its addresses' networks), its IPv6 default router and the router's MAC.
+// its addresses' networks), its preferred IPv6 default router and the
+// router's MAC, and its other default routers.  A LAN may have several
+// (an ISP's box and a second router, a campus's first-hop pair): the
+// kernel keeps a route per router's RA in the order the RAs came, and
+// NetworkManager merges them into one ECMP route.  Preferred: the highest
+// RA preference, then the lowest metric, then the lowest address (never
+// the order routes are listed in, which changes with each reconnect).
 struct Uplink6Net {
 	std::vector<Ipv6Net> prefixes;
 	Ipv6Addr router{};
 	std::string router_mac;
+	std::vector<Router6> other_routers{};
+	// r's MAC if r is one of the default routers ("": not known), or
+	// nullopt.  All-zero r: the network has no default router either.
+	std::optional<std::string> router_mac_of(const Ipv6Addr &r) const;
 	bool operator==(const Uplink6Net &o) const
 	{
-		return prefixes == o.prefixes && router == o.router && router_mac == o.router_mac;
+		return prefixes == o.prefixes && router == o.router && router_mac == o.router_mac &&
+		       other_routers == o.other_routers;
 	}
 	// The identity an IPv6 mapping on ext made now records: the on-link
 	// prefix holding ext, else uplink6's /64 (ext routed to the host, or

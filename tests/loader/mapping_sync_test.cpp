@@ -7,10 +7,13 @@
 #include <gtest/gtest.h>
 #include <linux/rtnetlink.h>
 #include <netinet/in.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
+#include <iostream>
 
 #include "model/config.hpp"
 #include "base/error.hpp"
@@ -887,4 +890,109 @@ TEST_F(Maps6Fixture, ForwardTakesAGuestsDynamicPort)
 	ASSERT_TRUE(in);
 	EXPECT_EQ(0, std::memcmp(in->addr, parse_ipv6("fd42::12").data(), 16));
 	EXPECT_EQ(in->bind.flags, KVX_BIND_F_STATIC);
+}
+
+// The uplink's IPv6 default routers as the kernel keeps them, read in a
+// network namespace of the test's own (a forked child's): an ECMP route
+// (NetworkManager's merge of several routers' RAs: its next hops, no
+// RTA_OIF) and a separate route of a low-preference router.  Every router
+// is found; the preferred one is the ECMP pair's lower address (RFC 4191
+// medium beats low whatever the metric; equal metrics: the lower address,
+// not the dump's order); each with its MAC from the neighbour table.
+TEST(Uplink6Routers, EveryDefaultRouterPreferredFirst)
+{
+	if (!kvmxdp::test::missing_capabilities({CAP_SYS_ADMIN, CAP_NET_ADMIN}).empty())
+		GTEST_SKIP() << "needs root";
+	auto child = [] {
+		auto fail = [](const std::string &why) {
+			std::cerr << why << std::endl;
+			std::_Exit(1);
+		};
+		if (::unshare(CLONE_NEWNET) != 0)
+			fail("unshare(CLONE_NEWNET): " + std::string(std::strerror(errno)));
+		for (const char *cmd : {
+			     "ip link add kvxr6a type veth peer name kvxr6b",
+			     "sysctl -qw net.ipv6.conf.kvxr6a.accept_dad=0 net.ipv6.conf.kvxr6a.accept_ra=0",
+			     "ip link set kvxr6a up",
+			     "ip link set kvxr6b up",
+			     "ip -6 addr add 2001:db8:1::2/64 dev kvxr6a nodad",
+			     "ip -6 neigh replace fe80::2 lladdr 52:54:00:00:00:02 dev kvxr6a nud permanent",
+			     "ip -6 neigh replace fe80::1 lladdr 52:54:00:00:00:01 dev kvxr6a nud permanent",
+			     "ip -6 route add default dev kvxr6a metric 1024 nexthop via fe80::2 dev kvxr6a "
+			     "nexthop via fe80::1 dev kvxr6a",
+			     "ip -6 route add default via fe80::3 dev kvxr6a metric 10 pref low",
+		     })
+			if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0)
+				fail(std::string("failed: ") + cmd);
+		NlSocket nl;
+		const auto link = find_link(nl, "kvxr6a");
+		if (!link)
+			fail("no kvxr6a");
+		size_t defaults = 0;
+		for (const Ipv6Route &r : ipv6_routes(nl, link->ifindex))
+			if (r.dst.prefix == 0 && r.gateway && r.oif == link->ifindex)
+				defaults++;
+		if (defaults != 3)
+			fail("default routes via kvxr6a: " + std::to_string(defaults) + ", want 3");
+		const std::optional<Uplink6Net> v6 = uplink6_net(nl, link->ifindex, false);
+		if (!v6)
+			fail("no IPv6 network");
+		if (format_ipv6(v6->router) != "fe80::1" || v6->router_mac != "52:54:00:00:00:01")
+			fail("preferred " + format_ipv6(v6->router) + " at " + v6->router_mac);
+		const std::vector<Router6> want = {{parse_ipv6("fe80::2"), "52:54:00:00:00:02"},
+						   {parse_ipv6("fe80::3"), ""}};
+		if (!(v6->other_routers == want)) {
+			std::string got;
+			for (const Router6 &r : v6->other_routers)
+				got += format_ipv6(r.addr) + " at '" + r.mac + "' ";
+			fail("other routers: " + got);
+		}
+		std::_Exit(0);
+	};
+	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
+
+// A mapping made while one router was preferred stays on its network while
+// that router is still one of the uplink's (another router's RA came first
+// after a reconnect), and only with that router's MAC.
+TEST(Uplink6Routers, MappingFollowsItsRouterAmongSeveral)
+{
+	const Ipv6Addr up6 = parse_ipv6("2001:db8:1::2");
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	home.v6 = Uplink6Net{{network_of6(parse_ipv6("2001:db8:1::"), 64)},
+			     parse_ipv6("fe80::1"),
+			     "52:54:00:00:00:01",
+			     {{parse_ipv6("fe80::2"), "52:54:00:00:00:02"}}};
+	StaticMapping one;
+	one.m = parse_mapping("2001:db8:1::101", "fd42::101", "");
+	tie_to_network(one, home, up6);
+	ASSERT_TRUE(one.network6);
+	EXPECT_EQ(one.network6->str(), "2001:db8:1::/64 via fe80::1 at 52:54:00:00:00:01");
+
+	NetId swapped = home; // the other router preferred now
+	swapped.v6->router = parse_ipv6("fe80::2");
+	swapped.v6->router_mac = "52:54:00:00:00:02";
+	swapped.v6->other_routers = {{parse_ipv6("fe80::1"), "52:54:00:00:00:01"}};
+	EXPECT_TRUE(mapping_active(one, swapped));
+	NetId spoofed = swapped; // its address, another MAC
+	spoofed.v6->other_routers[0].mac = "52:54:00:00:00:99";
+	EXPECT_FALSE(mapping_active(one, spoofed));
+	NetId gone = swapped; // only the other router left
+	gone.v6->other_routers.clear();
+	EXPECT_FALSE(mapping_active(one, gone));
+	// Recorded without a MAC: learnt from its own router, not the
+	// preferred one.
+	ASSERT_EQ(swapped.v6->router_mac_of(parse_ipv6("fe80::1")), "52:54:00:00:00:01");
+	EXPECT_FALSE(swapped.v6->router_mac_of(parse_ipv6("fe80::9")));
+	// A network with no default router matches a mapping made without one.
+	NetId none = home;
+	none.v6->router = Ipv6Addr{};
+	none.v6->router_mac.clear();
+	none.v6->other_routers.clear();
+	StaticMapping bare;
+	bare.m = one.m;
+	tie_to_network(bare, none, up6);
+	ASSERT_TRUE(bare.network6);
+	EXPECT_TRUE(mapping_active(bare, none));
+	EXPECT_FALSE(mapping_active(bare, home));
 }
