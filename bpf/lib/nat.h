@@ -383,6 +383,14 @@ static __always_inline long deliver_to_guest(const struct kvx_cfg *cfg,
  * combination (an unmasked walk hit its 1M-instruction limit).
  */
 #define KVX_TCPOPT_WALK 12
+/* The furthest a TCP header parsed by either family may start: past
+ * IPv4's 60-byte header, IPv6's fixed header and the extension headers
+ * parse_ipv6 walks (KVX_PULL6_LEN ends with a TCP header with options).
+ * An IPv6 SYN behind more than 20 bytes of them is clamped and its window
+ * scale read like any other. */
+#define KVX_TCP_OFF_MAX (KVX_PULL6_LEN - 60)
+#define KVX_TCP_OFF_MASK 0x1ff
+_Static_assert(KVX_TCP_OFF_MAX <= KVX_TCP_OFF_MASK, "the mask keeps every TCP offset");
 static __always_inline int tcp_opt_find(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u8 kind,
 					__u8 len)
 {
@@ -392,7 +400,7 @@ static __always_inline int tcp_opt_find(kvx_ctx_t *ctx, const struct kvx_pkt *p,
 	struct tcphdr *th;
 	__u8 *o;
 
-	if (l4_off < ETH_HLEN + 20 || l4_off > ETH_HLEN + 60)
+	if (l4_off < ETH_HLEN + 20 || l4_off > KVX_TCP_OFF_MAX)
 		return -1;
 	th = data + l4_off;
 	if ((void *)(th + 1) > data_end || th->doff < 6)
@@ -435,9 +443,9 @@ static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u
 	int i;
 
 	i = tcp_opt_find(ctx, p, 2, 4);
-	if (i < 0 || l4_off > ETH_HLEN + 60)
+	if (i < 0 || l4_off > KVX_TCP_OFF_MAX)
 		return 0;
-	o = ctx_data(ctx) + (l4_off & 0x7f) + sizeof(struct tcphdr) + (i & 0x3f);
+	o = ctx_data(ctx) + (l4_off & KVX_TCP_OFF_MASK) + sizeof(struct tcphdr) + (i & 0x3f);
 	if ((void *)(o + 4) > data_end)
 		return 0;
 	old = (__u16)o[2] << 8 | o[3];
@@ -470,9 +478,9 @@ static __noinline int tcp_syn_wscale(kvx_ctx_t *ctx, const struct kvx_pkt *p)
 	int i;
 
 	i = tcp_opt_find(ctx, p, 3, 3);
-	if (i < 0 || l4_off > ETH_HLEN + 60)
+	if (i < 0 || l4_off > KVX_TCP_OFF_MAX)
 		return KVX_TCP_NO_WSCALE;
-	o = ctx_data(ctx) + (l4_off & 0x7f) + sizeof(struct tcphdr) + (i & 0x3f);
+	o = ctx_data(ctx) + (l4_off & KVX_TCP_OFF_MASK) + sizeof(struct tcphdr) + (i & 0x3f);
 	if ((void *)(o + 3) > data_end)
 		return KVX_TCP_NO_WSCALE;
 	return o[2] > 14 ? 14 : o[2];

@@ -593,8 +593,12 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
 	addr6_copy(old, qaddr);
 	addr6_copy(qaddr, rw->addr);
 	sum = csum128_update(sum, old, rw->addr);
-	port = rw->port;
 	oldp = *qport;
+	/* A quoted echo has one identifier, its requester's (the quote's
+	 * source): the outbound rewrite, of the quote's destination, keeps
+	 * it (a hairpinned error's second rewrite would else give the
+	 * requester the identifier it has on the target's side). */
+	port = q->proto == KVX_IPPROTO_ICMPV6 && rw->src ? oldp : rw->port;
 	*qport = port;
 	sum = csum16_update(sum, oldp, port);
 	if (ql4sum) {

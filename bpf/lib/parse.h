@@ -37,7 +37,7 @@ struct kvx_pkt {
 	__be16 dport;   /* TCP/UDP destination port; ICMP echo: the identifier */
 	__u16 frag;     /* frag_off, host order (flags + offset) */
 	__be16 ip_id;   /* identification: keys the fragments of one datagram */
-	__u16 l4_off;   /* from the start of the frame (at most ETH_HLEN + 60) */
+	__u16 l4_off;   /* from the start of the frame (IPv4: at most ETH_HLEN + 60) */
 	__u16 tcp_win;  /* TCP: the window, host order, unscaled */
 	__u8 proto;
 	__u8 ttl;

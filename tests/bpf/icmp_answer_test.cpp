@@ -296,6 +296,35 @@ TEST_F(IcmpAnswerTest, HairpinnedErrorToOneToOneReachesSender)
 	run_br(err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
 }
 
+// B's error about an echo request from masqueraded A, whose external
+// identifier is not its own (one outside the pool is never kept): the
+// quote's one identifier is the requester's, and reaches A as its own.
+TEST_F(IcmpAnswerTest, HairpinnedErrorQuotingAnEchoGivesTheSenderItsIdentifier)
+{
+	constexpr std::uint32_t kMappedB = ip4(10, 77, 0, 51);
+	add_one_to_one(dp(), kMappedB, kGuestB, KVX_EXT_F_ARP);
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 20000;
+		c.nat_port_hi = 30000;
+	});
+	translate_out(from_guest(make_udp(kGuestB, 53, kRemote1, 53)), 53, kMappedB);
+	Packet a = from_guest(make_icmp_echo(kGuestA, kMappedB, 40000));
+	RunResult r = dp().run(Prog::BrIngress, a.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
+	ASSERT_EQ(parse(r.out).src, Topology::kUplinkAddr);
+	ASSERT_NE(parse(r.out).sport, 40000);
+
+	Packet err = from_guest(
+		make_icmp_error(kGuestB, Topology::kUplinkAddr, kIcmpDestUnreach, 10, r.out));
+	Packet quoted = a;
+	quoted.ttl = static_cast<std::uint8_t>(a.ttl - 1);
+	Packet want = make_icmp_error(kMappedB, kGuestA, kIcmpDestUnreach, 10, quoted.build());
+	want.ttl = static_cast<std::uint8_t>(err.ttl - 1);
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = kGuestAMac;
+	run_br(err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+}
+
 // --- inbound: what ip_forward would answer ---
 
 class IcmpAnswerUpTest : public UpIngressTest {};

@@ -2036,6 +2036,37 @@ TEST_F(Nat66Test, HairpinnedErrorThroughOneToOneReachesSender)
 	     KVX_R_DROP_ICMP_TYPE);
 }
 
+// The same about an echo request from a masqueraded guest, whose external
+// identifier is not its own (one outside the pool is never kept): the
+// quote's one identifier is the requester's, and reaches it as its own;
+// the rewrite out of the target's side, of the quote's destination, leaves
+// it.
+TEST_F(Nat66Test, HairpinnedErrorQuotingAnEchoGivesTheSenderItsIdentifier)
+{
+	const Ip6 mapped_f = ip6("2001:db8:77::102");
+	add_static6(dp(), 0, mapped_f, 0, kGuest6F, 0);
+	dp().extaddr6_set(mapped_f, KVX_EXT_F_ARP);
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 20000;
+		c.nat_port_hi = 30000;
+	});
+	const Packet6 a = from_guest6(make_echo6(kGuest6A, mapped_f, 40000));
+	RunResult r = dp().run(Prog::BrIngress, a.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const Bytes delivered = r.out;
+	ASSERT_EQ(parse6(delivered).src, kUplink6);
+	ASSERT_EQ(parse6(delivered).dst, kGuest6F);
+	ASSERT_NE(parse6(delivered).sport, 40000);
+
+	const Packet6 err = from_guest6(icmp6_error(kGuest6F, kUplink6, 1, 4, delivered));
+	Packet6 want = icmp6_error(mapped_f, kGuest6A, 1, 4, quote_of_guest(a, delivered, 0));
+	want.hop_limit = err.hop_limit - 1;
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = mac_of(kGuest6A);
+	r = run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+	EXPECT_EQ(check_checksums(r.out), "");
+}
+
 // --- MSS clamping (attach --clamp-mss, kvx_cfg.clamp_mss) ---
 
 // IPv6 SYNs are clamped where IPv4's are, out and in, to the value less 20
@@ -2071,6 +2102,24 @@ TEST_F(Nat66Test, MssClampedOnSynsBothWays)
 	Packet6 small = from_guest6(make_tcp6(kGuest6A, 40001, kRemote6A, 443));
 	small.tcp_options = {0x01, 0x01, 0x04, 0x02, 0x02, 0x04, 0x05, 0x64};
 	out6(small);
+}
+
+// A SYN whose TCP header sits behind more extension headers than an IPv4
+// header's options could hold (here 32 bytes: hop-by-hop and destination
+// options) is clamped as any other.
+TEST_F(Nat66Test, MssClampedBehindExtensionHeaders)
+{
+	set_cfg([](kvx_cfg &c) { c.clamp_mss = 1400; });
+	Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40002, kRemote6A, 443));
+	syn.ext = {ext_options(kExtHopByHop, 8), ext_options(kExtDstOpts, 24)};
+	syn.tcp_options = {0x01, 0x01, 0x04, 0x02, 0x02, 0x04, 0x05, 0xa0}; // MSS 1440
+	const RunResult r =
+		dp().run(Prog::BrIngress, syn.build(), ingress_ifindex(Prog::BrIngress));
+	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	Packet6 want = snat6(syn, parse6(r.out).sport);
+	want.tcp_options = {0x01, 0x01, 0x04, 0x02, 0x02, 0x04, 0x05, 0x64}; // 1380
+	EXPECT_EQ(diff(r.out, want.build()), "");
+	EXPECT_EQ(check_checksums(r.out), "");
 }
 
 // A value below 1240 would take IPv6 under what its minimum MTU carries
