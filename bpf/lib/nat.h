@@ -385,10 +385,11 @@ static __always_inline long deliver_to_guest(const struct kvx_cfg *cfg,
 #define KVX_TCPOPT_WALK 12
 /* The furthest a TCP header parsed by either family may start: past
  * IPv4's 60-byte header, IPv6's fixed header and the extension headers
- * parse_ipv6 walks (KVX_PULL6_LEN ends with a TCP header with options).
- * An IPv6 SYN behind more than 20 bytes of them is clamped and its window
- * scale read like any other. */
-#define KVX_TCP_OFF_MAX (KVX_PULL6_LEN - 60)
+ * parse_ipv6 walks, with the fixed TCP header inside what is made linear
+ * (KVX_PULL6_LEN; options past it are not found).  An IPv6 SYN behind
+ * more than 20 bytes of extension headers is clamped and its window scale
+ * read like any other. */
+#define KVX_TCP_OFF_MAX (KVX_PULL6_LEN - 20)
 #define KVX_TCP_OFF_MASK 0x1ff
 _Static_assert(KVX_TCP_OFF_MAX <= KVX_TCP_OFF_MASK, "the mask keeps every TCP offset");
 static __always_inline int tcp_opt_find(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u8 kind,

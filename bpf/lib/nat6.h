@@ -593,12 +593,8 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
 	addr6_copy(old, qaddr);
 	addr6_copy(qaddr, rw->addr);
 	sum = csum128_update(sum, old, rw->addr);
+	port = rw->port;
 	oldp = *qport;
-	/* A quoted echo has one identifier, its requester's (the quote's
-	 * source): the outbound rewrite, of the quote's destination, keeps
-	 * it (a hairpinned error's second rewrite would else give the
-	 * requester the identifier it has on the target's side). */
-	port = q->proto == KVX_IPPROTO_ICMPV6 && rw->src ? oldp : rw->port;
 	*qport = port;
 	sum = csum16_update(sum, oldp, port);
 	if (ql4sum) {
@@ -1025,7 +1021,11 @@ static __noinline int nat6_icmp_error_hairpin(kvx_ctx_t *ctx, const struct kvx_p
 	addr6_copy(q.saddr, rw->addr);
 	to_mac = rw->macs;
 	addr6_copy(rw->addr, q.daddr);
-	rw->port = q.dport;
+	/* A quoted echo has one identifier, which the first rewrite made A's
+	 * own (A sent the request): the second, of the quote's destination
+	 * side, writes that one again, not the identifier B saw. */
+	if (q.proto != KVX_IPPROTO_ICMPV6)
+		rw->port = q.dport;
 	rw->src = 1;
 	rw->macs = 0;
 	rw->keep_hl = 1;

@@ -68,6 +68,7 @@ struct Ipv6Route {
 	// RA router preference (RFC 4191, RTA_PREF): 1 high, 0 medium, 3 low.
 	uint8_t pref = 0;
 	uint32_t metric = 0; // RTA_PRIORITY
+	bool dead = false;   // RTNH_F_DEAD: its next hop is down (not a router now)
 };
 
 } // namespace kvmxdp

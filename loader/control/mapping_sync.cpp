@@ -554,36 +554,41 @@ std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve)
 		return std::nullopt;
 	// Sorted: the kernel's order of routes and addresses is no identity.
 	std::sort(v6.prefixes.begin(), v6.prefixes.end());
-	// Every default router, preferred first (model/mapping.hpp Uplink6Net).
+	// Every default router, preferred first (model/mapping.hpp Uplink6Net):
+	// the lowest metric, then RFC 4191's preference (high, medium, low; 2
+	// is reserved, taken as medium as the kernel does), then the lower
+	// address.  A LAN host can send RAs for as many routers as it likes:
+	// the first kMaxRouters6 count (their MACs from one neighbour dump).
 	std::vector<const Ipv6Route *> defaults;
 	for (const Ipv6Route &r : routes)
-		if (r.dst.prefix == 0 && r.gateway)
+		if (r.dst.prefix == 0 && r.gateway && !r.dead)
 			defaults.push_back(&r);
-	// RFC 4191's preference as a rank: high, medium, low (2: reserved,
-	// taken as medium, as the kernel does).
 	auto rank = [](uint8_t pref) { return pref == 1 ? 0 : pref == 3 ? 2 : 1; };
 	std::sort(defaults.begin(), defaults.end(), [&](const Ipv6Route *a, const Ipv6Route *b) {
-		return std::make_tuple(rank(a->pref), a->metric, a->via) <
-		       std::make_tuple(rank(b->pref), b->metric, b->via);
+		return std::make_tuple(a->metric, rank(a->pref), a->via) <
+		       std::make_tuple(b->metric, rank(b->pref), b->via);
 	});
-	for (const Ipv6Route *r : defaults) {
-		const bool first = r == defaults.front();
-		if (!first && (r->via == v6.router ||
-			       std::any_of(v6.other_routers.begin(), v6.other_routers.end(),
-					   [&](const Router6 &o) { return o.addr == r->via; })))
-			continue; // one router's two routes
-		// The router's RAs carry its link-layer address (the kernel's
-		// entry); without one, resolve asks as IPv4's ARP probe does
-		// (the preferred router only: each costs up to 300 ms).
-		auto mac = neighbour_mac6(nl, ifindex, r->via);
-		if (!mac && resolve && first)
-			mac = resolve_neighbour6(nl, ifindex, r->via, 300);
-		const std::string m = mac ? format_mac(*mac) : std::string();
-		if (first) {
-			v6.router = r->via;
+	std::vector<Ipv6Addr> routers;
+	for (const Ipv6Route *r : defaults)
+		if (routers.size() < kMaxRouters6 &&
+		    std::find(routers.begin(), routers.end(), r->via) == routers.end())
+			routers.push_back(r->via); // one router's two routes count once
+	if (routers.empty())
+		return v6;
+	auto macs = neighbour_macs6(nl, ifindex, routers);
+	for (size_t i = 0; i < routers.size(); i++) {
+		// The routers' RAs carry their link-layer addresses (the
+		// kernel's entries); without one, resolve asks as IPv4's ARP
+		// probe does (each router at most every 10 s when it gets no
+		// answer: resolve_neighbour6).
+		if (!macs[i] && resolve)
+			macs[i] = resolve_neighbour6(nl, ifindex, routers[i], 300);
+		const std::string m = macs[i] ? format_mac(*macs[i]) : std::string();
+		if (i == 0) {
+			v6.router = routers[i];
 			v6.router_mac = m;
 		} else {
-			v6.other_routers.push_back({r->via, m});
+			v6.other_routers.push_back({routers[i], m});
 		}
 	}
 	return v6;

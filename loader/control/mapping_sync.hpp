@@ -123,11 +123,13 @@ size_t reprobe_mapped6(int extaddr6_fd);
 // Its IPv6 part (NetId::v6) is uplink6_net's.
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = false);
 // The uplink's IPv6 network now: its global on-link prefixes (sorted), the
-// main table's IPv6 default route's router through it and that router's
-// MAC from the neighbour table; unset without a global prefix.  resolve: a
-// router the table does not hold is resolved by the kernel (its own
-// Neighbour Solicitation, kernel/netlink neighbour_solicit6; 300 ms at most,
-// not again for 10 s after one that got no answer).
+// routers of the main table's IPv6 default routes through it (at most
+// kMaxRouters6, the preferred first) and their MACs from the neighbour
+// table; unset without a global prefix.  resolve: a router the table does
+// not hold is resolved by the kernel (its own Neighbour Solicitation,
+// kernel/netlink neighbour_solicit6; 300 ms at most, not again for 10 s
+// after one that got no answer).
+constexpr size_t kMaxRouters6 = 8;
 std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve = false);
 
 // The "mappings" member of one instance's status (and of `map list`).

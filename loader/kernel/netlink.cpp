@@ -260,8 +260,10 @@ uint32_t subnet_gateway(const std::vector<IfAddr> &bridge_addrs, const Ipv4Net &
 
 namespace {
 
-std::optional<std::array<uint8_t, 6>> neighbour_mac_of(NlSocket &nl, int ifindex, int family,
-						       const void *addr, int len)
+// Every usable entry (a MAC, not incomplete or failed) of ifindex's
+// neighbour table of one family, from one dump: fn(address bytes, MAC).
+void for_each_neighbour(NlSocket &nl, int ifindex, int family, int len,
+			const std::function<void(const void *, const std::array<uint8_t, 6> &)> &fn)
 {
 	nl_cache *raw = nullptr;
 	int err = rtnl_neigh_alloc_cache(nl.get(), &raw);
@@ -277,13 +279,22 @@ std::optional<std::array<uint8_t, 6>> neighbour_mac_of(NlSocket &nl, int ifindex
 		    nl_addr_get_len(ll) != 6 ||
 		    (rtnl_neigh_get_state(n) & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP)))
 			continue;
-		if (std::memcmp(nl_addr_get_binary_addr(dst), addr, len) != 0)
-			continue;
 		std::array<uint8_t, 6> mac{};
 		std::memcpy(mac.data(), nl_addr_get_binary_addr(ll), 6);
-		return mac;
+		fn(nl_addr_get_binary_addr(dst), mac);
 	}
-	return std::nullopt;
+}
+
+std::optional<std::array<uint8_t, 6>> neighbour_mac_of(NlSocket &nl, int ifindex, int family,
+						       const void *addr, int len)
+{
+	std::optional<std::array<uint8_t, 6>> found;
+	for_each_neighbour(nl, ifindex, family, len,
+			   [&](const void *dst, const std::array<uint8_t, 6> &mac) {
+				   if (!found && std::memcmp(dst, addr, len) == 0)
+					   found = mac;
+			   });
+	return found;
 }
 
 } // namespace
@@ -298,6 +309,19 @@ std::optional<std::array<uint8_t, 6>> neighbour_mac6(NlSocket &nl, int ifindex,
 						     const Ipv6Addr &addr)
 {
 	return neighbour_mac_of(nl, ifindex, AF_INET6, addr.data(), 16);
+}
+
+std::vector<std::optional<std::array<uint8_t, 6>>>
+neighbour_macs6(NlSocket &nl, int ifindex, const std::vector<Ipv6Addr> &addrs)
+{
+	std::vector<std::optional<std::array<uint8_t, 6>>> out(addrs.size());
+	for_each_neighbour(
+		nl, ifindex, AF_INET6, 16, [&](const void *dst, const std::array<uint8_t, 6> &mac) {
+			for (size_t i = 0; i < addrs.size(); i++)
+				if (!out[i] && std::memcmp(dst, addrs[i].data(), 16) == 0)
+					out[i] = mac;
+		});
+	return out;
 }
 
 bool has_ipv4_address(NlSocket &nl, int ifindex, uint32_t addr)
@@ -612,11 +636,12 @@ std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex)
 			std::memcpy(&c, nla_data(ci), sizeof(c));
 			x.expires = c.rta_expires != 0;
 		}
-		auto add = [&](int oif, const nlattr *gw) {
+		auto add = [&](int oif, const nlattr *gw, unsigned nh_flags) {
 			if (ifindex != kEveryLink && oif != ifindex)
 				return;
 			Ipv6Route y = x;
 			y.oif = oif;
+			y.dead = (nh_flags & RTNH_F_DEAD) != 0;
 			if (gw && nla_len(gw) == 16) {
 				y.gateway = true;
 				std::memcpy(y.via.data(), nla_data(gw), 16);
@@ -624,7 +649,8 @@ std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex)
 			out.push_back(y);
 		};
 		if (tb[RTA_OIF]) {
-			add(static_cast<int>(nla_get_u32(tb[RTA_OIF])), tb[RTA_GATEWAY]);
+			add(static_cast<int>(nla_get_u32(tb[RTA_OIF])), tb[RTA_GATEWAY],
+			    rt->rtm_flags);
 			return;
 		}
 		// An ECMP route (NetworkManager merges the default routes of
@@ -640,7 +666,7 @@ std::vector<Ipv6Route> ipv6_routes(NlSocket &nl, int ifindex)
 			for (int rem = alen; nla_ok(a, rem); a = nla_next(a, &rem))
 				if (nla_type(a) == RTA_GATEWAY)
 					gw = a;
-			add(nh->rtnh_ifindex, gw);
+			add(nh->rtnh_ifindex, gw, nh->rtnh_flags);
 			left -= RTNH_ALIGN(nh->rtnh_len);
 			nh = RTNH_NEXT(nh);
 		}

@@ -102,6 +102,10 @@ std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, u
 // link-layer option makes the entry).
 std::optional<std::array<uint8_t, 6>> neighbour_mac6(NlSocket &nl, int ifindex,
 						     const Ipv6Addr &addr);
+// The MACs of several IPv6 neighbours of ifindex (nullopt: not usable),
+// from one dump of the table.
+std::vector<std::optional<std::array<uint8_t, 6>>>
+neighbour_macs6(NlSocket &nl, int ifindex, const std::vector<Ipv6Addr> &addrs);
 // Asks the kernel to resolve an IPv6 neighbour on ifindex (RTM_NEWNEIGH with
 // NTF_USE: an INCOMPLETE entry and the kernel's own Neighbour
 // Solicitations), as `ip -6 neigh replace ADDR dev DEV use nud none`.

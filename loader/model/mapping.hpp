@@ -181,9 +181,10 @@ struct Router6 {
 // router's MAC, and its other default routers.  A LAN may have several
 // (an ISP's box and a second router, a campus's first-hop pair): the
 // kernel keeps a route per router's RA in the order the RAs came, and
-// NetworkManager merges them into one ECMP route.  Preferred: the highest
-// RA preference, then the lowest metric, then the lowest address (never
-// the order routes are listed in, which changes with each reconnect).
+// NetworkManager merges them into one ECMP route.  Preferred: as the
+// kernel routes, the lowest metric, then the highest RA preference, then
+// the lowest address (never the order routes are listed in, which changes
+// with each reconnect).
 struct Uplink6Net {
 	std::vector<Ipv6Net> prefixes;
 	Ipv6Addr router{};

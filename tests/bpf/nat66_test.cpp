@@ -978,6 +978,30 @@ TEST_F(Nat66Test, IcmpErrorOutFromGuest)
 	     TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
 }
 
+// A guest's error about the echo reply to its own request (its firewall
+// refused it): the remote is quoted the reply it sent, to the identifier
+// the guest's request left with, not the guest's own.
+TEST_F(Nat66Test, IcmpErrorOutAboutAnEchoReplyQuotesTheExternalIdentifier)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 20000;
+		c.nat_port_hi = 30000;
+	});
+	const Packet6 q = from_guest6(make_echo6(kGuest6A, kRemote6A, 40000));
+	const std::uint16_t id = out6(q);
+	ASSERT_NE(id, 40000);
+	const Packet6 back = reply6(snat6(q, id));
+	const Packet6 got = dnat6(back, kGuest6A, 40000);
+	const Packet6 err = from_guest6(icmp6_error(kGuest6A, kRemote6A, 1, 4, got.build()));
+	Packet6 want = icmp6_error(kUplink6, kRemote6A, 1, 4, quote_of_guest(back, got.build(), 0));
+	want.hop_limit = err.hop_limit - 1;
+	want.src_mac = Topology::kUplinkMac;
+	want.dst_mac = Topology::kGatewayMac;
+	const RunResult r =
+		run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, want);
+	EXPECT_EQ(check_checksums(r.out), "");
+}
+
 // A binding idle for KVX_GUEST_IDLE_NS may go to another MAC by a new flow,
 // never by a packet on the owner's flow: another guest's bare ACK there
 // (which any window check lets through) is dropped and leaves the binding

@@ -895,10 +895,11 @@ TEST_F(Maps6Fixture, ForwardTakesAGuestsDynamicPort)
 // The uplink's IPv6 default routers as the kernel keeps them, read in a
 // network namespace of the test's own (a forked child's): an ECMP route
 // (NetworkManager's merge of several routers' RAs: its next hops, no
-// RTA_OIF) and a separate route of a low-preference router.  Every router
-// is found; the preferred one is the ECMP pair's lower address (RFC 4191
-// medium beats low whatever the metric; equal metrics: the lower address,
-// not the dump's order); each with its MAC from the neighbour table.
+// RTA_OIF) and a separate route of a low-preference router with a lower
+// metric.  Every router is found, each with its MAC from the neighbour
+// table; the preferred one is the kernel's: the lowest metric whatever the
+// RFC 4191 preference, then (equal metrics) the lower address, not the
+// dump's order.
 TEST(Uplink6Routers, EveryDefaultRouterPreferredFirst)
 {
 	if (!kvmxdp::test::missing_capabilities({CAP_SYS_ADMIN, CAP_NET_ADMIN}).empty())
@@ -918,6 +919,7 @@ TEST(Uplink6Routers, EveryDefaultRouterPreferredFirst)
 			     "ip -6 addr add 2001:db8:1::2/64 dev kvxr6a nodad",
 			     "ip -6 neigh replace fe80::2 lladdr 52:54:00:00:00:02 dev kvxr6a nud permanent",
 			     "ip -6 neigh replace fe80::1 lladdr 52:54:00:00:00:01 dev kvxr6a nud permanent",
+			     "ip -6 neigh replace fe80::3 lladdr 52:54:00:00:00:03 dev kvxr6a nud permanent",
 			     "ip -6 route add default dev kvxr6a metric 1024 nexthop via fe80::2 dev kvxr6a "
 			     "nexthop via fe80::1 dev kvxr6a",
 			     "ip -6 route add default via fe80::3 dev kvxr6a metric 10 pref low",
@@ -937,10 +939,10 @@ TEST(Uplink6Routers, EveryDefaultRouterPreferredFirst)
 		const std::optional<Uplink6Net> v6 = uplink6_net(nl, link->ifindex, false);
 		if (!v6)
 			fail("no IPv6 network");
-		if (format_ipv6(v6->router) != "fe80::1" || v6->router_mac != "52:54:00:00:00:01")
+		if (format_ipv6(v6->router) != "fe80::3" || v6->router_mac != "52:54:00:00:00:03")
 			fail("preferred " + format_ipv6(v6->router) + " at " + v6->router_mac);
-		const std::vector<Router6> want = {{parse_ipv6("fe80::2"), "52:54:00:00:00:02"},
-						   {parse_ipv6("fe80::3"), ""}};
+		const std::vector<Router6> want = {{parse_ipv6("fe80::1"), "52:54:00:00:00:01"},
+						   {parse_ipv6("fe80::2"), "52:54:00:00:00:02"}};
 		if (!(v6->other_routers == want)) {
 			std::string got;
 			for (const Router6 &r : v6->other_routers)
