@@ -21,6 +21,26 @@ using namespace testpkt;
 
 class IcmpAnswerTest : public BrIngressTest {
 protected:
+	// Guest B's "destination unreachable" (code) to `to` about `delivered`,
+	// guest A's packet a as B got it: turned around (RFC 5508 REQ-7), A
+	// gets it from B's external address from_ext, quoting a as A sent
+	// it, one hop later.
+	void expect_hairpinned_error(std::uint32_t b, std::uint32_t to, std::uint8_t code,
+				     const Bytes &delivered, const Packet &a,
+				     std::uint32_t from_ext, const Mac &a_mac)
+	{
+		const Packet err =
+			from_guest(make_icmp_error(b, to, kIcmpDestUnreach, code, delivered));
+		Packet quoted = a;
+		quoted.ttl = static_cast<std::uint8_t>(a.ttl - 1);
+		Packet want =
+			make_icmp_error(from_ext, a.src, kIcmpDestUnreach, code, quoted.build());
+		want.ttl = static_cast<std::uint8_t>(err.ttl - 1);
+		want.src_mac = Topology::kBridgeMac;
+		want.dst_mac = a_mac;
+		run_br(err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+	}
+
 	// Two NAT ports (and echo identifiers) per protocol, all taken by
 	// guests A and B: guest C's new flows have none left.
 	void exhaust_ports()
@@ -262,16 +282,8 @@ TEST_F(IcmpAnswerTest, HairpinnedErrorToPortForwardReachesSender)
 	ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
 	const Bytes delivered = r.out; // at A: from U:40000 to A:53
 
-	Packet err = from_guest(
-		make_icmp_error(kGuestA, Topology::kUplinkAddr, kIcmpDestUnreach, 3, delivered));
-	Packet quoted = b; // as B sent it, one hop later
-	quoted.ttl = static_cast<std::uint8_t>(b.ttl - 1);
-	Packet want = make_icmp_error(Topology::kUplinkAddr, kGuestB, kIcmpDestUnreach, 3,
-				      quoted.build());
-	want.ttl = static_cast<std::uint8_t>(err.ttl - 1);
-	want.src_mac = Topology::kBridgeMac;
-	want.dst_mac = kGuestBMac;
-	run_br(err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+	expect_hairpinned_error(kGuestA, Topology::kUplinkAddr, 3, delivered, b,
+				Topology::kUplinkAddr, kGuestBMac);
 }
 
 TEST_F(IcmpAnswerTest, HairpinnedErrorToOneToOneReachesSender)
@@ -286,14 +298,7 @@ TEST_F(IcmpAnswerTest, HairpinnedErrorToOneToOneReachesSender)
 	ASSERT_EQ(r.verdict, TC_ACT_REDIRECT);
 	ASSERT_EQ(parse(r.out).src, kMappedAddr);
 
-	Packet err = from_guest(make_icmp_error(kGuestB, kMappedAddr, kIcmpDestUnreach, 10, r.out));
-	Packet quoted = a;
-	quoted.ttl = static_cast<std::uint8_t>(a.ttl - 1);
-	Packet want = make_icmp_error(kMappedB, kGuestA, kIcmpDestUnreach, 10, quoted.build());
-	want.ttl = static_cast<std::uint8_t>(err.ttl - 1);
-	want.src_mac = Topology::kBridgeMac;
-	want.dst_mac = kGuestAMac;
-	run_br(err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+	expect_hairpinned_error(kGuestB, kMappedAddr, 10, r.out, a, kMappedB, kGuestAMac);
 }
 
 // B's error about an echo request from masqueraded A, whose external
@@ -314,15 +319,7 @@ TEST_F(IcmpAnswerTest, HairpinnedErrorQuotingAnEchoGivesTheSenderItsIdentifier)
 	ASSERT_EQ(parse(r.out).src, Topology::kUplinkAddr);
 	ASSERT_NE(parse(r.out).sport, 40000);
 
-	Packet err = from_guest(
-		make_icmp_error(kGuestB, Topology::kUplinkAddr, kIcmpDestUnreach, 10, r.out));
-	Packet quoted = a;
-	quoted.ttl = static_cast<std::uint8_t>(a.ttl - 1);
-	Packet want = make_icmp_error(kMappedB, kGuestA, kIcmpDestUnreach, 10, quoted.build());
-	want.ttl = static_cast<std::uint8_t>(err.ttl - 1);
-	want.src_mac = Topology::kBridgeMac;
-	want.dst_mac = kGuestAMac;
-	run_br(err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+	expect_hairpinned_error(kGuestB, Topology::kUplinkAddr, 10, r.out, a, kMappedB, kGuestAMac);
 }
 
 // --- inbound: what ip_forward would answer ---

@@ -145,6 +145,12 @@ Bytes icmp6_answer(const Bytes &in, std::uint8_t type, std::uint32_t word)
 	return e.build();
 }
 
+Packet6 icmp6_error(const Ip6 &from, const Ip6 &to, std::uint8_t type, std::uint32_t word,
+		    const Bytes &frame, std::size_t quote_len = 0);
+Bytes quote_of_guest(const Packet6 &guest, const Bytes &translated, std::size_t quote_len);
+Packet6 error_to_guest6(const Packet6 &err, const Ip6 &from, const Packet6 &guest_pkt,
+			const Bytes &translated, std::size_t quote_len = 0);
+
 class Nat66Test : public DatapathTest {
 protected:
 	void SetUp() override
@@ -160,6 +166,38 @@ protected:
 	{
 		return run_case_bytes(dp(), prog, in.build(), verdict, reason,
 				      want ? std::optional<Bytes>(want->build()) : std::nullopt);
+	}
+
+	// Guest f's "destination unreachable" (word: its second word) to `to`
+	// about `delivered`, guest A's packet a as f got it: turned around to
+	// A from f's external address from_ext, quoting a as A sent it, one
+	// hop later.
+	void expect_hairpinned_error6(const Ip6 &f, const Ip6 &to, std::uint32_t word,
+				      const Bytes &delivered, const Packet6 &a, const Ip6 &from_ext)
+	{
+		const Packet6 err = from_guest6(icmp6_error(f, to, 1, word, delivered));
+		const Packet6 want = error_to_guest6(err, from_ext, a, delivered);
+		const RunResult r =
+			run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
+		EXPECT_EQ(check_checksums(r.out), "");
+	}
+
+	// A guest's error err about got (the remote's packet back as the
+	// guest got it) leaves from ext (the uplink's address, or the guest's
+	// mapped one) to the remote, quoting back as the remote sent it (cut
+	// as err's quote: quote_len).
+	void expect_error_out6(const Packet6 &err, const Packet6 &back, const Bytes &got,
+			       std::size_t quote_len = 0, const Ip6 &ext = kUplink6)
+	{
+		Packet6 want = icmp6_error(ext, back.src, err.icmp_type,
+					   std::uint32_t{err.icmp_id} << 16 | err.icmp_seq,
+					   quote_of_guest(back, got, quote_len), quote_len);
+		want.hop_limit = err.hop_limit - 1;
+		want.src_mac = Topology::kUplinkMac;
+		want.dst_mac = Topology::kGatewayMac;
+		const RunResult r =
+			run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, want);
+		EXPECT_EQ(check_checksums(r.out), "");
 	}
 
 	// Sends p (from its guest) out and expects it translated; returns the
@@ -808,7 +846,7 @@ const Ip6 kRouter6 = ip6("2001:db8:77::1");
 // (from its IPv6 header on), cut to quote_len bytes (0: all of it); the
 // checksums from scratch (Packet6::build).
 Packet6 icmp6_error(const Ip6 &from, const Ip6 &to, std::uint8_t type, std::uint32_t word,
-		    const Bytes &frame, std::size_t quote_len = 0)
+		    const Bytes &frame, std::size_t quote_len)
 {
 	Packet6 e;
 	e.src = from;
@@ -840,6 +878,22 @@ Bytes quote_of_guest(const Packet6 &guest, const Bytes &translated, std::size_t 
 	return b;
 }
 
+// The error err as the guest that sent guest_pkt gets it: from `from`, of
+// err's type and second word, quoting guest_pkt as the guest sent it
+// (translated: what err quotes, cut as err's quote: quote_len), one hop
+// later, from the bridge to the guest's MAC.
+Packet6 error_to_guest6(const Packet6 &err, const Ip6 &from, const Packet6 &guest_pkt,
+			const Bytes &translated, std::size_t quote_len)
+{
+	Packet6 want = icmp6_error(from, guest_pkt.src, err.icmp_type,
+				   std::uint32_t{err.icmp_id} << 16 | err.icmp_seq,
+				   quote_of_guest(guest_pkt, translated, quote_len), quote_len);
+	want.hop_limit = err.hop_limit - 1;
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = mac_of(guest_pkt.src);
+	return want;
+}
+
 TEST_F(Nat66Test, IcmpErrorInToGuestFullAndTruncated)
 {
 	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
@@ -851,11 +905,7 @@ TEST_F(Nat66Test, IcmpErrorInToGuestFullAndTruncated)
 			      std::size_t{40 + 16}, std::size_t{40 + 8}, std::size_t{40 + 4}}) {
 		SCOPED_TRACE("quote " + std::to_string(n));
 		const Packet6 err = from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, sent, n));
-		Packet6 want =
-			icmp6_error(kRouter6, kGuest6A, 3, 0, quote_of_guest(syn, sent, n), n);
-		want.hop_limit = err.hop_limit - 1;
-		want.src_mac = Topology::kBridgeMac;
-		want.dst_mac = mac_of(kGuest6A);
+		const Packet6 want = error_to_guest6(err, kRouter6, syn, sent, n);
 		const RunResult r =
 			run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
 		EXPECT_EQ(check_checksums(r.out), "");
@@ -877,11 +927,7 @@ TEST_F(Nat66Test, IcmpErrorInUdpEveryType)
 		SCOPED_TRACE("type " + std::to_string(type));
 		const Packet6 err =
 			from_uplink6(icmp6_error(kRemote6A, kUplink6, type, word, sent));
-		Packet6 want =
-			icmp6_error(kRemote6A, kGuest6A, type, word, quote_of_guest(q, sent, 0));
-		want.hop_limit = err.hop_limit - 1;
-		want.src_mac = Topology::kBridgeMac;
-		want.dst_mac = mac_of(kGuest6A);
+		const Packet6 want = error_to_guest6(err, kRemote6A, q, sent);
 		run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
 	}
 }
@@ -893,11 +939,7 @@ TEST_F(Nat66Test, IcmpErrorInAboutEcho)
 	const Bytes sent = snat6(ping, id).build();
 	for (std::size_t n : {std::size_t{0}, std::size_t{40 + 8}}) {
 		const Packet6 err = from_uplink6(icmp6_error(kRouter6, kUplink6, 3, 0, sent, n));
-		Packet6 want =
-			icmp6_error(kRouter6, kGuest6A, 3, 0, quote_of_guest(ping, sent, n), n);
-		want.hop_limit = err.hop_limit - 1;
-		want.src_mac = Topology::kBridgeMac;
-		want.dst_mac = mac_of(kGuest6A);
+		const Packet6 want = error_to_guest6(err, kRouter6, ping, sent, n);
 		run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
 	}
 }
@@ -949,14 +991,7 @@ TEST_F(Nat66Test, IcmpErrorOutFromGuest)
 		SCOPED_TRACE("quote " + std::to_string(n));
 		const Packet6 err =
 			from_guest6(icmp6_error(kGuest6A, kRemote6A, 1, 0, got.build(), n));
-		Packet6 want = icmp6_error(kUplink6, kRemote6A, 1, 0,
-					   quote_of_guest(back, got.build(), n), n);
-		want.hop_limit = err.hop_limit - 1;
-		want.src_mac = Topology::kUplinkMac;
-		want.dst_mac = Topology::kGatewayMac;
-		const RunResult r =
-			run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, want);
-		EXPECT_EQ(check_checksums(r.out), "");
+		expect_error_out6(err, back, got.build(), n);
 	}
 	// No flow (another remote port), a quote not to the sender, another
 	// guest's MAC: dropped, never out untranslated.
@@ -992,14 +1027,8 @@ TEST_F(Nat66Test, IcmpErrorOutAboutAnEchoReplyQuotesTheExternalIdentifier)
 	ASSERT_NE(id, 40000);
 	const Packet6 back = reply6(snat6(q, id));
 	const Packet6 got = dnat6(back, kGuest6A, 40000);
-	const Packet6 err = from_guest6(icmp6_error(kGuest6A, kRemote6A, 1, 4, got.build()));
-	Packet6 want = icmp6_error(kUplink6, kRemote6A, 1, 4, quote_of_guest(back, got.build(), 0));
-	want.hop_limit = err.hop_limit - 1;
-	want.src_mac = Topology::kUplinkMac;
-	want.dst_mac = Topology::kGatewayMac;
-	const RunResult r =
-		run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, want);
-	EXPECT_EQ(check_checksums(r.out), "");
+	expect_error_out6(from_guest6(icmp6_error(kGuest6A, kRemote6A, 1, 4, got.build())), back,
+			  got.build());
 }
 
 // A binding idle for KVX_GUEST_IDLE_NS may go to another MAC by a new flow,
@@ -1620,11 +1649,7 @@ TEST_F(Nat66Test, IcmpErrorInAboutMappedFlows)
 		synack.payload = pattern(1200, 0x33);
 		const Bytes sent = snat6_to(synack, c.ext, c.ext_port).build();
 		const Packet6 err = from_uplink6(icmp6_error(kRouter6, c.ext, 2, 1280, sent));
-		Packet6 want =
-			icmp6_error(kRouter6, c.guest, 2, 1280, quote_of_guest(synack, sent, 0));
-		want.hop_limit = err.hop_limit - 1;
-		want.src_mac = Topology::kBridgeMac;
-		want.dst_mac = mac_of(c.guest);
+		const Packet6 want = error_to_guest6(err, kRouter6, synack, sent);
 		const RunResult r =
 			run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
 		EXPECT_EQ(check_checksums(r.out), "");
@@ -1656,15 +1681,8 @@ TEST_F(Nat66Test, IcmpErrorOutFromMappedGuest)
 			dp().run(Prog::UpIngress, in.build(), ingress_ifindex(Prog::UpIngress));
 		ASSERT_EQ(verdict_name(r1.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
 		const Packet6 got = dnat6(in, c.guest, c.guest_port);
-		const Packet6 err = from_guest6(icmp6_error(c.guest, kRemote6A, 1, 4, got.build()));
-		Packet6 want =
-			icmp6_error(c.ext, kRemote6A, 1, 4, quote_of_guest(in, got.build(), 0));
-		want.hop_limit = err.hop_limit - 1;
-		want.src_mac = Topology::kUplinkMac;
-		want.dst_mac = Topology::kGatewayMac;
-		const RunResult r =
-			run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, want);
-		EXPECT_EQ(check_checksums(r.out), "");
+		expect_error_out6(from_guest6(icmp6_error(c.guest, kRemote6A, 1, 4, got.build())),
+				  in, got.build(), 0, c.ext);
 	}
 	// Guest A about the flow of guest F's forward, once F has answered
 	// through it (its MAC learnt): not its binding.
@@ -2001,11 +2019,7 @@ TEST_F(Nat66Test, HairpinnedErrorToPortForwardReachesSender)
 		SCOPED_TRACE("quote " + std::to_string(n));
 		const Packet6 err =
 			from_guest6(icmp6_error(kGuest6F, kUplink6, 1, 0, delivered, n));
-		Packet6 want =
-			icmp6_error(kUplink6, kGuest6A, 1, 0, quote_of_guest(a, delivered, n), n);
-		want.hop_limit = err.hop_limit - 1;
-		want.src_mac = Topology::kBridgeMac;
-		want.dst_mac = mac_of(kGuest6A);
+		const Packet6 want = error_to_guest6(err, kUplink6, a, delivered, n);
 		const Stats before = dp().stats();
 		r = run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
 		EXPECT_EQ(check_checksums(r.out), "");
@@ -2047,13 +2061,7 @@ TEST_F(Nat66Test, HairpinnedErrorThroughOneToOneReachesSender)
 	ASSERT_EQ(parse6(delivered).src, kMapped6);
 	ASSERT_EQ(parse6(delivered).dst, kGuest6F);
 
-	const Packet6 err = from_guest6(icmp6_error(kGuest6F, kMapped6, 1, 0, delivered));
-	Packet6 want = icmp6_error(mapped_f, kGuest6A, 1, 0, quote_of_guest(a, delivered, 0));
-	want.hop_limit = err.hop_limit - 1;
-	want.src_mac = Topology::kBridgeMac;
-	want.dst_mac = mac_of(kGuest6A);
-	r = run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
-	EXPECT_EQ(check_checksums(r.out), "");
+	expect_hairpinned_error6(kGuest6F, kMapped6, 0, delivered, a, mapped_f);
 
 	const Bytes none = make_udp6(kMapped6, 9, kGuest6F, 53).build();
 	run6(Prog::BrIngress, from_guest6(icmp6_error(kGuest6F, kMapped6, 1, 0, none)), TC_ACT_SHOT,
@@ -2082,13 +2090,7 @@ TEST_F(Nat66Test, HairpinnedErrorQuotingAnEchoGivesTheSenderItsIdentifier)
 	ASSERT_EQ(parse6(delivered).dst, kGuest6F);
 	ASSERT_NE(parse6(delivered).sport, 40000);
 
-	const Packet6 err = from_guest6(icmp6_error(kGuest6F, kUplink6, 1, 4, delivered));
-	Packet6 want = icmp6_error(mapped_f, kGuest6A, 1, 4, quote_of_guest(a, delivered, 0));
-	want.hop_limit = err.hop_limit - 1;
-	want.src_mac = Topology::kBridgeMac;
-	want.dst_mac = mac_of(kGuest6A);
-	r = run6(Prog::BrIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_HAIRPIN, want);
-	EXPECT_EQ(check_checksums(r.out), "");
+	expect_hairpinned_error6(kGuest6F, kUplink6, 4, delivered, a, mapped_f);
 }
 
 // --- MSS clamping (attach --clamp-mss, kvx_cfg.clamp_mss) ---
