@@ -75,25 +75,13 @@ ip -n "$NS_G2" -6 route add default via "$BR_LL" dev "$G2_IF"
 UPMAC=$(kvx_if_mac "$NS_HOST" "$UP")
 # The MAC the LAN host's neighbour table holds for an address ('' if none).
 lan_neigh() { ip -n "$NS_LAN" -6 -j neigh show "$1" dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr", "") if n else "")'; }
-# A Neighbour Solicitation for $1 from the LAN host (raw ICMPv6: the kernel
-# fills the checksum), as its stack sends one to resolve an address.
-lan_ns() {
-	nsx "$NS_LAN" "$KVX_PY" -c '
-import socket, struct, sys
-t = socket.inet_pton(socket.AF_INET6, sys.argv[1]); ifi = socket.if_nametoindex(sys.argv[2])
-mac = bytes.fromhex(sys.argv[3].replace(":", ""))
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-grp = socket.inet_ntop(socket.AF_INET6, bytes.fromhex("ff0200000000000000000001ff") + t[13:])
-s.sendto(struct.pack("!BBHI", 135, 0, 0, 0) + t + bytes([1, 1]) + mac, (grp, 0, 0, ifi))' \
-		"$1" "$LAN_UP_IF" "$(kvx_if_mac "$NS_LAN" "$LAN_UP_IF")"
-}
-# lan_ns_answers ADDR: the LAN host's Neighbour Solicitation for ADDR (as
-# lan_ns), and the Neighbour Advertisements for ADDR that come back on its
-# link from the uplink's MAC within 1.5 s (kvmxdp's, not the LAN host's
-# own kernel's), counted on a packet socket: a count of this address only
-# (the datapath's ND_PROXY_NA also moves for the LAN host's neighbour
-# checks of the other mapped addresses).
+# lan_ns_answers ADDR: a Neighbour Solicitation for ADDR from the LAN host
+# (raw ICMPv6: the kernel fills the checksum), as its stack sends one to
+# resolve an address, and the Neighbour Advertisements for ADDR that come
+# back on its link from the uplink's MAC within 1.5 s (kvmxdp's, not the
+# LAN host's own kernel's), counted on a packet socket: a count of this
+# address only (the datapath's ND_PROXY_NA also moves for the LAN host's
+# neighbour checks of the other mapped addresses).
 lan_ns_answers() {
 	nsx "$NS_LAN" "$KVX_PY" -c '
 import socket, struct, sys, time
