@@ -335,9 +335,12 @@ void check_reach()
 					 std::to_string(100.0 * min_share) + " %)");
 	};
 	want("translated out (XLATE_OUT)", g_hits[KVX_R_XLATE_OUT], 0.012);
-	// 0.26 % seen in runs after IPv6 quotas, mappings and relay mode
-	// landed (0.41-0.66 % before; more of the frames are IPv6 now).
-	want("translated in (XLATE_IN)", g_hits[KVX_R_XLATE_IN], 0.002);
+	// 0.25-0.37 % in idle 60 s runs since IPv6 quotas, mappings and relay
+	// mode landed (0.41-0.66 % before; more of the frames are IPv6 now),
+	// and a CI run fell below the 0.2 % this floor was: it varies with
+	// where the fuzzer's mutations go.  0.1 % is still 150 frames of a
+	// 60 s run, a path the harness reaches, not one it lost.
+	want("translated in (XLATE_IN)", g_hits[KVX_R_XLATE_IN], 0.001);
 	want("passed to the stack (PASS_*)",
 	     hits_where([](int r) { return reason_verdict(r) == TC_ACT_OK; }), 0.2);
 	want("dropped (DROP_*)", hits_where([](int r) { return reason_verdict(r) == TC_ACT_SHOT; }),
