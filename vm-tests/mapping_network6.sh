@@ -19,6 +19,11 @@
 #  3. home again: the daemon runs duplicate address detection for the
 #     address again (RFC 4862: it may have been taken meanwhile) before it
 #     announces it; then the LAN host reaches guest1 through it again.
+#  4. an IPv6-only network from the daemon's start (the uplink's IPv4
+#     address gone, the daemon stopped and attached again): the IPv6 network
+#     alone is the network, the mapping active on it and reachable; a port
+#     forward added there is tied to it (not left untied); the café's router on
+#     that IPv6-only network still suspends both.
 #
 #   guest1 ns  kg1<id> fd42:98::11/64 (default via the bridge's link-local)
 #                 HTTP [fd42:98::11]:8080 (/who: guest1), 1:1 2001:db8:1::101
@@ -135,4 +140,21 @@ assert_contains "and announced it when nobody had it" \
 	"$(cat "$KVX_DAEMON_LOG")"
 assert_eq "LAN -> [$ONE6]:8080 reaches guest1 again" guest1 "$(who_at_one6)"
 assert_eq "the LAN host resolves $ONE6 to the uplink's MAC again" "$UPMAC" "$(lan_neigh)"
+
+kvx_step "IPv6-only: no IPv4 on the uplink from the daemon's start"
+kvx_daemon_stop
+ip -n "$NS_HOST" -4 addr flush dev "$UP"
+kvx_attach_bg --nat-ports 61000-65535 || kvx_fatal "cannot attach again"
+wait_state active
+assert_eq "active on its IPv6-only network" active "$(state_of)"
+assert_eq "LAN -> [$ONE6]:8080 reaches guest1 (IPv6-only uplink)" guest1 "$(who_at_one6)"
+ONE6B="[2001:db8:1::102]:8081"
+assert_ok "map add $ONE6B [$G1_6]:8080 on the IPv6-only uplink" kvx map add "$ONE6B" "[$G1_6]:8080" --proto tcp
+netb=$(kvx map list --json | "$KVX_PY" -c 'import json,sys; print([m["network"] for m in json.load(sys.stdin)["mappings"] if m["ext"] == sys.argv[1]][0])' "$ONE6B")
+assert_eq "map list --json: tied to the IPv6 network" "2001:db8:1::/64 via $RTR_LL at $HOME_MAC" "$netb"
+router_as "$CAFE_MAC"
+wait_state suspended
+assert_eq "the café's router suspends it on IPv6 alone" suspended "$(state_of)"
+assert_eq "and the one made on the IPv6-only uplink" suspended \
+	"$(kvx_json "[m['state'] for m in i['mappings'] if m['ext'] == '$ONE6B'][0]")"
 kvx_finish

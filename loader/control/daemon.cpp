@@ -282,8 +282,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 			dl.carrier = (link->flags & IFF_UP) && (link->flags & IFF_RUNNING);
 		}
 	}
-	if (net)
-		dl.network = net->net.str() + " via " + format_ipv4(net->gateway);
+	if (net && net->net)
+		dl.network = net->net->str() + " via " + format_ipv4(net->gateway);
 	if (addr6 != Ipv6Addr{})
 		dl.network += " " + network_of6(addr6, 64).str();
 	// The uplink back with carrier, another one, another network: the
@@ -302,33 +302,12 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	} else if (dad_carrier_was != dl.carrier) {
 		force = true; // DADs wait for carrier, or may start now
 	}
-	// No address (WiFi reconnecting): nothing can flow anyway; the
-	// mappings stay as they were until the uplink is on some network
-	// again, so a short drop does not suspend and flush them.  IPv6 is
-	// judged on its own: an IPv6 network with a default router is taken
-	// as it is (an IPv6-only café is not the home network last seen
-	// because IPv4 is missing); one not whole yet (no global prefix or no
-	// default router: IPv4 back before the router's next RA, a router
-	// rebooting) keeps the IPv6 network last seen, but only while IPv4
-	// says the uplink is on the same network (or says nothing).
-	std::optional<Uplink6Net> v6_now;
-	if (net)
-		v6_now = net->v6;
-	else if (dl.ifindex > 0)
-		v6_now = uplink6_net(nl, dl.ifindex, true);
-	if (!net && synced_)
-		net = synced_net_;
-	if (net) {
-		const bool v6_whole = v6_now && v6_now->router != Ipv6Addr{};
-		// A gateway MAC not resolved now (carrier lost, the entry
-		// failed) is no other network.
-		const bool same_v4 = synced_ && synced_net_ && net->net == synced_net_->net &&
-				     net->gateway == synced_net_->gateway &&
-				     (net->gateway_mac.empty() ||
-				      synced_net_->gateway_mac.empty() ||
-				      net->gateway_mac == synced_net_->gateway_mac);
-		net->v6 = v6_whole || !same_v4 ? v6_now : synced_net_->v6;
-	}
+	// Each family judged on its own (judged_network): IPv4 missing keeps
+	// its last network, so a short drop does not suspend and flush the
+	// mappings; IPv6 as the uplink shows it once whole; without carrier
+	// the last network stands.
+	net = judged_network(net, synced_ ? synced_net_ : std::nullopt,
+			     dl.ifindex > 0 && dl.carrier);
 	std::vector<uint32_t> host4;
 	bool host4_read = false;
 	auto read_host4 = [&] {
@@ -355,7 +334,9 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// Mappings recorded without the gateway's MAC (not resolved when they
 	// were made, or an older kvmxdp) learn it on their network now.
 	// IPv6 ones the same way, the router's.
-	if (net) {
+	// Not without carrier: the network judged on is then the last one
+	// seen, not what the uplink shows.
+	if (net && dl.carrier) {
 		bool learnt = false, learnt6 = false;
 		for (StaticMapping &sm : (*cfg)->find(inst_.bridge)->mappings) {
 			if (!net->gateway_mac.empty() && sm.network &&
@@ -507,7 +488,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 				  (sm.m.ext_uplink || !r.held.count(sm.m.ext_addr));
 		log_info("uplink network " + (net ? net->str() : std::string("none")) + ": " +
 			 std::to_string(active) + " of " + std::to_string(i->mappings.size()) +
-			 " mapping(s) active, the others suspended");
+			 " mapping(s) active, the others suspended" +
+			 (net && net->v6 ? "; IPv6 network " + net->v6->str() : std::string()));
 	}
 	if (r.bind_added || r.bind_deleted)
 		log_verbose("mappings: " + std::to_string(r.bind_added) + " entr(ies) installed, " +

@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -482,10 +483,14 @@ void hold_for_probe(int extaddr_fd, uint32_t addr)
 
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 {
-	auto a = primary_ipv4(ipv4_addrs(nl, ifindex));
-	if (!a)
-		return std::nullopt;
 	NetId id;
+	if (auto link = find_link_by_index(nl, ifindex))
+		id.carrier = (link->flags & IFF_UP) && (link->flags & IFF_RUNNING);
+	auto a = primary_ipv4(ipv4_addrs(nl, ifindex));
+	if (!a) { // an IPv6-only network (or no network): IPv6 alone
+		id.v6 = uplink6_net(nl, ifindex, resolve);
+		return id.v6 ? std::optional<NetId>(id) : std::nullopt;
+	}
 	id.net = network_of(a->addr, a->prefix);
 	if (auto gw = default_gateway(ipv4_routes(nl), ifindex)) {
 		id.gateway = *gw;

@@ -116,8 +116,8 @@ json mapping_json(const StaticMapping &sm)
 		  {"add_address", sm.add_address},
 		  {"network", nullptr},
 		  {"gateway", nullptr}};
-	if (sm.network) {
-		j["network"] = sm.network->net.str();
+	if (sm.network && sm.network->net) {
+		j["network"] = sm.network->net->str();
 		if (sm.network->gateway)
 			j["gateway"] = format_ipv4(sm.network->gateway);
 		if (!sm.network->gateway_mac.empty())
@@ -355,7 +355,7 @@ StaticMapping mapping_from_json(const json &o, const std::string &field)
 			uint32_t a = parse_ipv4(net->substr(0, slash));
 			auto len = parse_uint(net->substr(slash + 1), 32, "prefix length");
 			id.net = network_of(a, static_cast<uint8_t>(len));
-			if (id.net.addr != a)
+			if (id.net->addr != a)
 				throw Error("host bits set");
 		} catch (const Error &e) {
 			bad(p + "network", "invalid '" + *net + "': " + e.what());

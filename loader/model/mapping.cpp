@@ -240,9 +240,24 @@ std::string Mapping::proto_str() const
 
 std::string NetId::str() const
 {
-	return net.str() +
+	if (!net)
+		return "no IPv4 address";
+	return net->str() +
 	       (gateway ? " via " + format_ipv4(gateway) : std::string(" (no gateway)")) +
 	       (gateway_mac.empty() ? std::string() : " at " + gateway_mac);
+}
+
+std::string Uplink6Net::str() const
+{
+	std::string s;
+	for (const Ipv6Net &p : prefixes)
+		s += (s.empty() ? "" : ",") + p.str();
+	s += router != Ipv6Addr{} ? " via " + format_ipv6(router) : " (no default router)";
+	if (!router_mac.empty())
+		s += " at " + router_mac;
+	if (!other_routers.empty())
+		s += " and " + std::to_string(other_routers.size()) + " more router(s)";
+	return s;
 }
 
 std::string NetId6::str() const
@@ -282,7 +297,7 @@ std::optional<NetId6> Uplink6Net::id_for(const Ipv6Addr &ext, const Ipv6Addr &up
 void tie_to_network(StaticMapping &sm, const std::optional<NetId> &cur, const Ipv6Addr &uplink6)
 {
 	if (!sm.m.v6) {
-		sm.network = cur ? std::optional<NetId>(cur->recorded()) : std::nullopt;
+		sm.network = cur && cur->net ? std::optional<NetId>(cur->recorded()) : std::nullopt;
 		return;
 	}
 	sm.network6.reset();
@@ -311,14 +326,46 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 		    std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(), rec.prefix) ==
 			    cur->v6->prefixes.end())
 			return false;
-		return rec.router_mac.empty() || *mac == rec.router_mac;
+		return rec.router_mac.empty() || *mac == rec.router_mac ||
+		       (!cur->carrier && mac->empty());
 	}
 	if (!sm.network)
 		return true;
 	const NetId &rec = *sm.network;
-	if (!cur || !(cur->net == rec.net) || cur->gateway != rec.gateway)
+	if (!cur || !cur->net || !(cur->net == rec.net) || cur->gateway != rec.gateway)
 		return false;
-	return rec.gateway_mac.empty() || cur->gateway_mac == rec.gateway_mac;
+	return rec.gateway_mac.empty() || cur->gateway_mac == rec.gateway_mac ||
+	       (!cur->carrier && cur->gateway_mac.empty());
+}
+
+std::optional<NetId> judged_network(const std::optional<NetId> &now,
+				    const std::optional<NetId> &last, bool carrier)
+{
+	if (!carrier && last)
+		return last;
+	NetId j;
+	const bool v4_now = now && now->net;
+	if (v4_now) {
+		j.net = now->net;
+		j.gateway = now->gateway;
+		j.gateway_mac = now->gateway_mac;
+	} else if (last && last->net) {
+		j.net = last->net;
+		j.gateway = last->gateway;
+		j.gateway_mac = last->gateway_mac;
+	}
+	const std::optional<Uplink6Net> v6_now = now ? now->v6 : std::nullopt;
+	const bool v6_whole = v6_now && v6_now->router != Ipv6Addr{};
+	// A gateway MAC not resolved now (carrier lost, the entry failed) is
+	// no other network.
+	const bool same_v4 = !v4_now ||
+			     (last && last->net == now->net && last->gateway == now->gateway &&
+			      (now->gateway_mac.empty() || last->gateway_mac.empty() ||
+			       now->gateway_mac == last->gateway_mac));
+	j.v6 = v6_whole || !same_v4 || !last ? v6_now : last->v6;
+	if (!j.net && !j.v6)
+		return std::nullopt;
+	return j;
 }
 
 std::string Mapping::str() const
@@ -640,8 +687,8 @@ std::vector<BindEntry6> mapping_entries6(const Mapping &m, const Ipv6Addr &uplin
 
 uint8_t added_address_prefix(const StaticMapping &sm, const std::optional<NetId> &cur)
 {
-	if (cur && cur->net.contains(sm.m.ext_addr))
-		return cur->net.prefix;
+	if (cur && cur->net && cur->net->contains(sm.m.ext_addr))
+		return cur->net->prefix;
 	return 32;
 }
 

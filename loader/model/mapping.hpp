@@ -190,6 +190,8 @@ struct Uplink6Net {
 	Ipv6Addr router{};
 	std::string router_mac;
 	std::vector<Router6> other_routers{};
+	// "P1,P2 via R at MAC [and N more router(s)]", for logs.
+	std::string str() const;
 	// r's MAC if r is one of the default routers ("": not known), or
 	// nullopt.  All-zero r: the network has no default router either.
 	std::optional<std::string> router_mac_of(const Ipv6Addr &r) const;
@@ -210,7 +212,10 @@ struct Uplink6Net {
 // back on this one.  Café networks share subnets and gateway addresses
 // (192.168.1.0/24 via .1): the gateway's MAC tells them apart.
 struct NetId {
-	Ipv4Net net;
+	// Unset: the uplink has no IPv4 address (an IPv6-only network, or
+	// DHCPv4 not done yet); the network is then its IPv6 part alone.  A
+	// recorded one (an IPv4 mapping's) always has it.
+	std::optional<Ipv4Net> net;
 	uint32_t gateway = 0; // host order; 0: no default route via the uplink
 	// "aa:bb:cc:dd:ee:ff" from the neighbour table; "": not known (not
 	// resolved yet, or recorded by an older kvmxdp: learnt on use).
@@ -220,12 +225,17 @@ struct NetId {
 	// never in a record: an IPv6 mapping records its own (network6), an
 	// IPv4 one only the fields above (recorded()).
 	std::optional<Uplink6Net> v6{};
+	// Read while the uplink had carrier.  Without it the kernel has
+	// flushed the uplink's neighbour entries: a gateway's or router's MAC
+	// unknown then is no other network (mapping_active).  Only in the
+	// current network, never in a record.
+	bool carrier = true;
 	std::string str() const;
 	NetId recorded() const { return {net, gateway, gateway_mac, std::nullopt}; }
 	bool operator==(const NetId &o) const
 	{
 		return net == o.net && gateway == o.gateway && gateway_mac == o.gateway_mac &&
-		       v6 == o.v6;
+		       v6 == o.v6 && carrier == o.carrier;
 	}
 };
 
@@ -284,7 +294,30 @@ struct StaticMapping {
 // subnet and gateway decide (the daemon records the MAC on first use).
 // An IPv6 mapping the same way against cur's IPv6 network (cur->v6): its
 // prefix among the uplink's, the same router, the router's MAC as recorded.
+// Without carrier (cur->carrier false) a MAC the current network does not
+// know is taken as the recorded one: the neighbour table was flushed.
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
+// The network the daemon judges the mappings on, from what the uplink shows
+// now (network_of_link) and what the previous sync judged on (unset: no
+// sync yet, or no network then).  Each family on its own:
+// - IPv4 missing now (DHCP renewing, WiFi reconnecting, an IPv6-only
+//   network) keeps the IPv4 network last judged on: a short drop must not
+//   suspend and flush the IPv4 mappings, and nothing flows meanwhile;
+// - an IPv6 network with a default router is taken as it is (an
+//   IPv6-only café is not the home network last seen because IPv4 is
+//   missing); one not whole yet (no global prefix or no default router:
+//   IPv4 back before the router's next RA, a router rebooting) keeps the
+//   IPv6 network last seen, but only while IPv4 shows the same network
+//   (or nothing).
+// Without carrier (WiFi reconnecting, a cable out) the last network stands
+// whole: the kernel flushed the uplink's neighbour entries, so the
+// gateway's and the router's MACs read as unknown, which is no other
+// network, and nothing flows meanwhile anyway (back with carrier, the
+// network is judged again and mapped IPv6 addresses go through duplicate
+// address detection again).
+// Unset when neither family has a network.
+std::optional<NetId> judged_network(const std::optional<NetId> &now,
+				    const std::optional<NetId> &last, bool carrier = true);
 // The network `map add` (and the daemon making a pending mapping) ties sm
 // to on cur: IPv4's, or for an IPv6 mapping network6 from cur->v6
 // (uplink6: NAT66's address, where `[uplink]` points); unset: untied.

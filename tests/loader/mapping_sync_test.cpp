@@ -998,3 +998,146 @@ TEST(Uplink6Routers, MappingFollowsItsRouterAmongSeveral)
 	EXPECT_TRUE(mapping_active(bare, none));
 	EXPECT_FALSE(mapping_active(bare, home));
 }
+
+// An IPv6-only uplink (no IPv4 address at all): its network is the IPv6
+// part alone, so an IPv6 mapping is tied to it and active on it, from the
+// daemon's first sync on; an IPv4 mapping has no network there.
+TEST(Ipv6OnlyUplink, NetworkIsItsIpv6PartAlone)
+{
+	if (!kvmxdp::test::missing_capabilities({CAP_SYS_ADMIN, CAP_NET_ADMIN}).empty())
+		GTEST_SKIP() << "needs root";
+	auto child = [] {
+		auto fail = [](const std::string &why) {
+			std::cerr << why << std::endl;
+			std::_Exit(1);
+		};
+		if (::unshare(CLONE_NEWNET) != 0)
+			fail("unshare(CLONE_NEWNET): " + std::string(std::strerror(errno)));
+		for (const char *cmd : {
+			     "ip link add kvxo6a type veth peer name kvxo6b",
+			     "sysctl -qw net.ipv6.conf.kvxo6a.accept_dad=0 net.ipv6.conf.kvxo6a.accept_ra=0",
+			     "ip link set kvxo6a up",
+			     "ip link set kvxo6b up",
+			     "ip -6 addr add 2001:db8:6::2/64 dev kvxo6a nodad",
+			     "ip -6 neigh replace fe80::1 lladdr 52:54:00:00:00:01 dev kvxo6a nud permanent",
+			     "ip -6 route add default via fe80::1 dev kvxo6a",
+		     })
+			if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0)
+				fail(std::string("failed: ") + cmd);
+		NlSocket nl;
+		const auto link = find_link(nl, "kvxo6a");
+		if (!link)
+			fail("no kvxo6a");
+		const std::optional<NetId> now = network_of_link(nl, link->ifindex, false);
+		if (!now)
+			fail("no network on an IPv6-only uplink");
+		if (now->net || now->gateway || !now->v6)
+			fail("network " + now->str() + (now->v6 ? "" : ", no IPv6 part"));
+		const std::optional<NetId> cur = judged_network(now, std::nullopt);
+		StaticMapping six;
+		six.m = parse_mapping("2001:db8:6::101", "fd42::101", "");
+		tie_to_network(six, cur, parse_ipv6("2001:db8:6::2"));
+		if (!six.network6 || six.network6->str() != "2001:db8:6::/64 via fe80::1 at "
+							    "52:54:00:00:00:01")
+			fail("IPv6 mapping tied to " +
+			     (six.network6 ? six.network6->str() : std::string("nothing")));
+		if (!mapping_active(six, cur))
+			fail("IPv6 mapping suspended on its own IPv6-only network");
+		StaticMapping four;
+		four.m = parse_mapping("192.168.1.101", "192.168.122.101", "");
+		tie_to_network(four, cur, Ipv6Addr{});
+		if (four.network)
+			fail("IPv4 mapping tied to " + four.network->str());
+		std::_Exit(0);
+	};
+	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
+}
+
+// judged_network: each family on its own.
+TEST(JudgedNetwork, EachFamilyOnItsOwn)
+{
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), "52:54:00:00:00:01"};
+	home.v6 = Uplink6Net{{network_of6(parse_ipv6("2001:db8:1::"), 64)},
+			     parse_ipv6("fe80::1"),
+			     "52:54:00:00:00:01"};
+	StaticMapping four;
+	four.m = parse_mapping("192.168.1.101", "192.168.122.101", "");
+	tie_to_network(four, home, Ipv6Addr{});
+	StaticMapping six;
+	six.m = parse_mapping("2001:db8:1::101", "fd42::101", "");
+	tie_to_network(six, home, parse_ipv6("2001:db8:1::2"));
+	ASSERT_TRUE(four.network && six.network6);
+
+	// No sync before, IPv6 only: IPv6 judged, IPv4 absent.
+	NetId only6;
+	only6.v6 = home.v6;
+	auto j = judged_network(only6, std::nullopt);
+	ASSERT_TRUE(j);
+	EXPECT_FALSE(j->net);
+	EXPECT_TRUE(mapping_active(six, j));
+	EXPECT_FALSE(mapping_active(four, j));
+
+	// IPv4 dropped (DHCP renewing) with IPv6 still whole: both stay.
+	j = judged_network(only6, home);
+	ASSERT_TRUE(j);
+	EXPECT_TRUE(mapping_active(four, j));
+	EXPECT_TRUE(mapping_active(six, j));
+
+	// Nothing at all now: the last network stands.
+	j = judged_network(std::nullopt, home);
+	ASSERT_TRUE(j);
+	EXPECT_TRUE(*j == home);
+	EXPECT_FALSE(judged_network(std::nullopt, std::nullopt));
+
+	// IPv6 not whole (no router yet): the last IPv6 network while IPv4
+	// shows the same network or nothing, else the IPv6 seen now.
+	NetId norouter = home;
+	norouter.v6->router = Ipv6Addr{};
+	norouter.v6->router_mac.clear();
+	j = judged_network(norouter, home);
+	EXPECT_TRUE(j && j->v6 == home.v6);
+	NetId norouter_only6;
+	norouter_only6.v6 = norouter.v6;
+	j = judged_network(norouter_only6, home);
+	EXPECT_TRUE(j && j->v6 == home.v6 && j->net == home.net);
+	NetId cafe = norouter;
+	cafe.net = parse_cidr("10.0.0.0/16");
+	cafe.gateway = parse_ipv4("10.0.0.1");
+	j = judged_network(cafe, home);
+	ASSERT_TRUE(j);
+	EXPECT_TRUE(j->v6 == norouter.v6);
+	EXPECT_FALSE(mapping_active(six, j));
+	EXPECT_FALSE(mapping_active(four, j));
+
+	// No carrier: the neighbour entries are flushed (both MACs unknown),
+	// the last network stands whole; back with carrier, judged again.
+	NetId flushed = home;
+	flushed.gateway_mac.clear();
+	flushed.v6->router_mac.clear();
+	j = judged_network(flushed, home, false);
+	EXPECT_TRUE(j && *j == home);
+	EXPECT_TRUE(mapping_active(four, j) && mapping_active(six, j));
+	j = judged_network(flushed, home, true);
+	EXPECT_TRUE(j && !mapping_active(six, j));
+	EXPECT_FALSE(judged_network(std::nullopt, std::nullopt, false));
+	// What `map list` and the other commands read without carrier (no
+	// last network to keep): unknown MACs are no other network there,
+	// another MAC still is.
+	flushed.carrier = false;
+	EXPECT_TRUE(mapping_active(four, flushed));
+	EXPECT_TRUE(mapping_active(six, flushed));
+	NetId other = flushed;
+	other.gateway_mac = "52:54:00:00:00:99";
+	other.v6->router_mac = "52:54:00:00:00:99";
+	EXPECT_FALSE(mapping_active(four, other));
+	EXPECT_FALSE(mapping_active(six, other));
+
+	// An IPv6-only café after home: IPv6 as it is now (another router).
+	NetId cafe6;
+	cafe6.v6 = Uplink6Net{{network_of6(parse_ipv6("2001:db8:99::"), 64)},
+			      parse_ipv6("fe80::99"),
+			      "52:54:00:00:00:99"};
+	j = judged_network(cafe6, home);
+	ASSERT_TRUE(j);
+	EXPECT_FALSE(mapping_active(six, j));
+}
