@@ -559,25 +559,9 @@ std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve)
 		return std::nullopt;
 	// Sorted: the kernel's order of routes and addresses is no identity.
 	std::sort(v6.prefixes.begin(), v6.prefixes.end());
-	// Every default router, preferred first (model/mapping.hpp Uplink6Net):
-	// the lowest metric, then RFC 4191's preference (high, medium, low; 2
-	// is reserved, taken as medium as the kernel does), then the lower
-	// address.  A LAN host can send RAs for as many routers as it likes:
-	// the first kMaxRouters6 count (their MACs from one neighbour dump).
-	std::vector<const Ipv6Route *> defaults;
-	for (const Ipv6Route &r : routes)
-		if (r.dst.prefix == 0 && r.gateway && !r.dead)
-			defaults.push_back(&r);
-	auto rank = [](uint8_t pref) { return pref == 1 ? 0 : pref == 3 ? 2 : 1; };
-	std::sort(defaults.begin(), defaults.end(), [&](const Ipv6Route *a, const Ipv6Route *b) {
-		return std::make_tuple(a->metric, rank(a->pref), a->via) <
-		       std::make_tuple(b->metric, rank(b->pref), b->via);
-	});
-	std::vector<Ipv6Addr> routers;
-	for (const Ipv6Route *r : defaults)
-		if (routers.size() < kMaxRouters6 &&
-		    std::find(routers.begin(), routers.end(), r->via) == routers.end())
-			routers.push_back(r->via); // one router's two routes count once
+	// Every default router, preferred first (model/ipv6.hpp
+	// default_routers6; their MACs from one neighbour dump).
+	const std::vector<Ipv6Addr> routers = default_routers6(routes, kMaxRouters6);
 	if (routers.empty())
 		return v6;
 	auto macs = neighbour_macs6(nl, ifindex, routers);

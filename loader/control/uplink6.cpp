@@ -19,14 +19,12 @@ Uplink6View read_uplink6(NlSocket &nl, int ifindex, const std::optional<Ipv6Addr
 {
 	const std::vector<Ipv6IfAddr> addrs = ipv6_addrs(nl, ifindex);
 	const std::vector<Ipv6Route> routes = ipv6_routes(nl, ifindex);
-	// RFC 6724 rule 8 toward the default router, when it has a global
-	// address (almost always it is link-local and tells nothing).
+	// RFC 6724 rule 8 toward the default router the kernel routes
+	// through first, when it has a global address (almost always it is
+	// link-local and tells nothing).
 	std::optional<Ipv6Addr> gateway;
-	for (const Ipv6Route &r : routes)
-		if (r.dst.prefix == 0 && r.gateway) {
-			gateway = r.via;
-			break;
-		}
+	if (const auto routers = default_routers6(routes, 1); !routers.empty())
+		gateway = routers.front();
 	Uplink6View v;
 	v.choice = choose_uplink_ipv6(addrs, gateway, keep);
 	v.prefixes = onlink_prefixes(addrs, routes);

@@ -5,6 +5,7 @@
 #include <linux/rtnetlink.h>
 
 #include <algorithm>
+#include <tuple>
 
 #include "base/error.hpp"
 #include "base/text.hpp"
@@ -122,6 +123,25 @@ Uplink6Choice choose_uplink_ipv6(const std::vector<Ipv6IfAddr> &addrs,
 		kind += ", unique local (fc00::/7: no global address)";
 	c.why = kind;
 	return c;
+}
+
+std::vector<Ipv6Addr> default_routers6(const std::vector<Ipv6Route> &routes, size_t max)
+{
+	std::vector<const Ipv6Route *> defaults;
+	for (const Ipv6Route &r : routes)
+		if (r.dst.prefix == 0 && r.gateway && !r.dead)
+			defaults.push_back(&r);
+	auto rank = [](uint8_t pref) { return pref == 1 ? 0 : pref == 3 ? 2 : 1; };
+	std::sort(defaults.begin(), defaults.end(), [&](const Ipv6Route *a, const Ipv6Route *b) {
+		return std::make_tuple(a->metric, rank(a->pref), a->via) <
+		       std::make_tuple(b->metric, rank(b->pref), b->via);
+	});
+	std::vector<Ipv6Addr> routers;
+	for (const Ipv6Route *r : defaults)
+		if (routers.size() < max &&
+		    std::find(routers.begin(), routers.end(), r->via) == routers.end())
+			routers.push_back(r->via); // one router's two routes count once
+	return routers;
 }
 
 std::vector<Ipv6Prefix> onlink_prefixes(const std::vector<Ipv6IfAddr> &addrs,

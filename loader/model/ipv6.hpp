@@ -71,6 +71,15 @@ struct Ipv6Prefix {
 std::vector<Ipv6Prefix> onlink_prefixes(const std::vector<Ipv6IfAddr> &addrs,
 					const std::vector<Ipv6Route> &routes);
 
+// The routers of the IPv6 default routes among routes (a device's), the
+// one the kernel routes through first: the lowest metric, then RFC 4191's
+// preference (high, medium, low; 2 is reserved, taken as medium as the
+// kernel does), then the lower address; never the order the routes are
+// listed in (the order their RAs came, which changes with each
+// reconnect).  Each router once; next hops that are down skipped; at most
+// max (a LAN host can send RAs for as many routers as it likes).
+std::vector<Ipv6Addr> default_routers6(const std::vector<Ipv6Route> &routes, size_t max);
+
 struct RelayCheck {
 	bool possible = false;
 	std::optional<Ipv6Net> prefix; // the /64 relay would share

@@ -466,3 +466,43 @@ TEST(Ipv6Mode, TheBridgesLinkLocalIsTheGuestsGateway)
 	ASSERT_TRUE(ll);
 	EXPECT_EQ(format_ipv6(*ll), "fe80::9");
 }
+
+namespace {
+
+Ipv6Route default_via(const std::string &via, uint32_t metric, uint8_t pref, bool dead = false)
+{
+	Ipv6Route r = route("::/0", RTPROT_RA);
+	r.gateway = true;
+	r.via = parse_ipv6(via);
+	r.metric = metric;
+	r.pref = pref;
+	r.dead = dead;
+	return r;
+}
+
+} // namespace
+
+// The default routers as the kernel prefers them, whatever order the dump
+// lists them in (the order their RAs came): metric, RFC 4191 preference
+// (2, reserved, as medium), address; each once, dead next hops skipped, at
+// most max.  read_uplink6's RFC 6724 rule 8 and uplink6_net use it.
+TEST(UplinkIpv6, DefaultRoutersAsTheKernelPrefersThem)
+{
+	const std::vector<Ipv6Route> routes = {
+		route("2001:db8:1::/64", RTPROT_RA, true),
+		default_via("fe80::5", 1024, 0),
+		default_via("fe80::4", 1024, 3),     // low
+		default_via("fe80::3", 1024, 1),     // high
+		default_via("fe80::2", 1024, 2),     // reserved: medium
+		default_via("fe80::9", 100, 3),	     // lower metric wins over preference
+		default_via("fe80::1", 50, 1, true), // down
+		default_via("fe80::5", 1025, 0),     // a second route of fe80::5
+	};
+	std::vector<std::string> got;
+	for (const Ipv6Addr &a : default_routers6(routes, 8))
+		got.push_back(format_ipv6(a));
+	EXPECT_EQ(got, (std::vector<std::string>{"fe80::9", "fe80::3", "fe80::2", "fe80::5",
+						 "fe80::4"}));
+	ASSERT_EQ(default_routers6(routes, 2).size(), 2u);
+	EXPECT_TRUE(default_routers6({route("2001:db8:1::/64", RTPROT_RA)}, 8).empty());
+}
