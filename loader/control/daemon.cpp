@@ -304,10 +304,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	}
 	// Each family judged on its own (judged_network): IPv4 missing keeps
 	// its last network, so a short drop does not suspend and flush the
-	// mappings; IPv6 as the uplink shows it once whole; without carrier
-	// the last network stands.
-	net = judged_network(net, synced_ ? synced_net_ : std::nullopt,
-			     dl.ifindex > 0 && dl.carrier);
+	// mappings; IPv6 as the uplink shows it once whole.
+	net = judged_network(net, synced_ ? synced_net_ : std::nullopt);
 	std::vector<uint32_t> host4;
 	bool host4_read = false;
 	auto read_host4 = [&] {
@@ -334,9 +332,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// Mappings recorded without the gateway's MAC (not resolved when they
 	// were made, or an older kvmxdp) learn it on their network now.
 	// IPv6 ones the same way, the router's.
-	// Not without carrier: the network judged on is then the last one
-	// seen, not what the uplink shows.
-	if (net && dl.carrier) {
+	if (net) {
 		bool learnt = false, learnt6 = false;
 		for (StaticMapping &sm : (*cfg)->find(inst_.bridge)->mappings) {
 			if (!net->gateway_mac.empty() && sm.network &&
@@ -364,6 +360,18 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// Mappings a libvirt hook could not make (model/mapping.hpp
 	// pending) are made once the uplink's network allows them.
 	if (Instance *rec = (*cfg)->find(inst_.bridge)) {
+		// The network a mapping made now is tied to and judged on: the
+		// judged one, less an IPv4 part kept from before while the
+		// uplink has no IPv4 address (IPv4 pending mappings wait for
+		// one; IPv6 ones are tied to the IPv6 network alone).
+		std::optional<NetId> now_net = net;
+		if (now_net && !addr) {
+			now_net->net.reset();
+			now_net->gateway = 0;
+			now_net->gateway_mac.clear();
+			if (!now_net->v6)
+				now_net.reset();
+		}
 		// IPv6 ones against NAT66 as the datapath runs it (kvx_cfg6)
 		// and the uplink's prefixes, read only when one waits.
 		std::vector<Ipv6Net> nets6;
@@ -401,7 +409,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		bool demoted = false;
 		for (StaticMapping &sm : rec->mappings) {
 			if (!sm.pending.empty() || !watches_host_addrs(sm) ||
-			    !mapping_active(sm, addr ? net : std::nullopt) ||
+			    !mapping_active(sm, now_net) ||
 			    !std::binary_search(host4.begin(), host4.end(), sm.m.ext_addr))
 				continue;
 			std::string why = "mapping '" + sm.m.str() + "': " +
@@ -445,8 +453,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 				return e.what();
 			}
 		};
-		const auto made = promote_pending(rec->mappings, ctx, addr ? net : std::nullopt,
-						  &changed, claim_refusal);
+		const auto made =
+			promote_pending(rec->mappings, ctx, now_net, &changed, claim_refusal);
 		if (changed || demoted) {
 			for (size_t k : made) {
 				const StaticMapping &sm = rec->mappings[k];

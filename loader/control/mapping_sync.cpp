@@ -3,7 +3,6 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -484,8 +483,6 @@ void hold_for_probe(int extaddr_fd, uint32_t addr)
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve)
 {
 	NetId id;
-	if (auto link = find_link_by_index(nl, ifindex))
-		id.carrier = (link->flags & IFF_UP) && (link->flags & IFF_RUNNING);
 	auto a = primary_ipv4(ipv4_addrs(nl, ifindex));
 	if (!a) { // an IPv6-only network (or no network): IPv6 alone
 		id.v6 = uplink6_net(nl, ifindex, resolve);
@@ -640,10 +637,11 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 			// A literal address of a running instance: announced
 			// once DAD found it free (no entry yet: the daemon's
 			// DAD is about to run).
-			std::string state = !known		? "no-uplink-address" :
-					    !cur && sm.network6 ? "no-uplink-address" :
-					    !on_net		? "suspended" :
-								  "active";
+			std::string state = !known ? "no-uplink-address" :
+					    (!cur || !cur->v6) && sm.network6 ?
+						     "no-uplink-address" :
+					    !on_net ? "suspended" :
+						      "active";
 			json reason = !known ? json("the uplink has no NAT66 address (or the "
 						    "instance is not running)") :
 				      state == "no-uplink-address" ?
@@ -701,12 +699,12 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				held = f->second & KVX_EXT_F_CONFLICT ? KVX_EXT_F_CONFLICT :
 									KVX_EXT_F_PROBING;
 		}
-		std::string state = !sm.pending.empty()	      ? "pending" :
-				    !cur && sm.network	      ? "no-uplink-address" :
-				    !active		      ? "suspended" :
-				    held & KVX_EXT_F_CONFLICT ? "conflict" :
-				    held		      ? "probing" :
-								"active";
+		std::string state = !sm.pending.empty()		      ? "pending" :
+				    (!cur || !cur->net) && sm.network ? "no-uplink-address" :
+				    !active			      ? "suspended" :
+				    held & KVX_EXT_F_CONFLICT	      ? "conflict" :
+				    held			      ? "probing" :
+									"active";
 		json reason = nullptr;
 		// Bounded and printable whatever the config holds (it may quote
 		// a libvirt XML's text).

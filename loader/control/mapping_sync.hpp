@@ -121,7 +121,7 @@ size_t reprobe_mapped6(int extaddr6_fd);
 // without an IPv4 address, the IPv6 part alone (an IPv6-only network);
 // unset with neither.  resolve: a gateway the neighbour table does not hold
 // is asked with one ARP probe (300 ms at most).  Its IPv6 part (NetId::v6)
-// is uplink6_net's; NetId::carrier the link's.
+// is uplink6_net's.
 std::optional<NetId> network_of_link(NlSocket &nl, int ifindex, bool resolve = false);
 // The uplink's IPv6 network now: its global on-link prefixes (sorted), the
 // routers of the main table's IPv6 default routes through it (at most

@@ -326,23 +326,19 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 		    std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(), rec.prefix) ==
 			    cur->v6->prefixes.end())
 			return false;
-		return rec.router_mac.empty() || *mac == rec.router_mac ||
-		       (!cur->carrier && mac->empty());
+		return rec.router_mac.empty() || *mac == rec.router_mac;
 	}
 	if (!sm.network)
 		return true;
 	const NetId &rec = *sm.network;
 	if (!cur || !cur->net || !(cur->net == rec.net) || cur->gateway != rec.gateway)
 		return false;
-	return rec.gateway_mac.empty() || cur->gateway_mac == rec.gateway_mac ||
-	       (!cur->carrier && cur->gateway_mac.empty());
+	return rec.gateway_mac.empty() || cur->gateway_mac == rec.gateway_mac;
 }
 
 std::optional<NetId> judged_network(const std::optional<NetId> &now,
-				    const std::optional<NetId> &last, bool carrier)
+				    const std::optional<NetId> &last)
 {
-	if (!carrier && last)
-		return last;
 	NetId j;
 	const bool v4_now = now && now->net;
 	if (v4_now) {

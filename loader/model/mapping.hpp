@@ -225,17 +225,12 @@ struct NetId {
 	// never in a record: an IPv6 mapping records its own (network6), an
 	// IPv4 one only the fields above (recorded()).
 	std::optional<Uplink6Net> v6{};
-	// Read while the uplink had carrier.  Without it the kernel has
-	// flushed the uplink's neighbour entries: a gateway's or router's MAC
-	// unknown then is no other network (mapping_active).  Only in the
-	// current network, never in a record.
-	bool carrier = true;
 	std::string str() const;
 	NetId recorded() const { return {net, gateway, gateway_mac, std::nullopt}; }
 	bool operator==(const NetId &o) const
 	{
 		return net == o.net && gateway == o.gateway && gateway_mac == o.gateway_mac &&
-		       v6 == o.v6 && carrier == o.carrier;
+		       v6 == o.v6;
 	}
 };
 
@@ -294,8 +289,6 @@ struct StaticMapping {
 // subnet and gateway decide (the daemon records the MAC on first use).
 // An IPv6 mapping the same way against cur's IPv6 network (cur->v6): its
 // prefix among the uplink's, the same router, the router's MAC as recorded.
-// Without carrier (cur->carrier false) a MAC the current network does not
-// know is taken as the recorded one: the neighbour table was flushed.
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
 // The network the daemon judges the mappings on, from what the uplink shows
 // now (network_of_link) and what the previous sync judged on (unset: no
@@ -309,15 +302,9 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
 //   IPv4 back before the router's next RA, a router rebooting) keeps the
 //   IPv6 network last seen, but only while IPv4 shows the same network
 //   (or nothing).
-// Without carrier (WiFi reconnecting, a cable out) the last network stands
-// whole: the kernel flushed the uplink's neighbour entries, so the
-// gateway's and the router's MACs read as unknown, which is no other
-// network, and nothing flows meanwhile anyway (back with carrier, the
-// network is judged again and mapped IPv6 addresses go through duplicate
-// address detection again).
 // Unset when neither family has a network.
 std::optional<NetId> judged_network(const std::optional<NetId> &now,
-				    const std::optional<NetId> &last, bool carrier = true);
+				    const std::optional<NetId> &last);
 // The network `map add` (and the daemon making a pending mapping) ties sm
 // to on cur: IPv4's, or for an IPv6 mapping network6 from cur->v6
 // (uplink6: NAT66's address, where `[uplink]` points); unset: untied.

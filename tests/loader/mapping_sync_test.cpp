@@ -1109,29 +1109,6 @@ TEST(JudgedNetwork, EachFamilyOnItsOwn)
 	EXPECT_FALSE(mapping_active(six, j));
 	EXPECT_FALSE(mapping_active(four, j));
 
-	// No carrier: the neighbour entries are flushed (both MACs unknown),
-	// the last network stands whole; back with carrier, judged again.
-	NetId flushed = home;
-	flushed.gateway_mac.clear();
-	flushed.v6->router_mac.clear();
-	j = judged_network(flushed, home, false);
-	EXPECT_TRUE(j && *j == home);
-	EXPECT_TRUE(mapping_active(four, j) && mapping_active(six, j));
-	j = judged_network(flushed, home, true);
-	EXPECT_TRUE(j && !mapping_active(six, j));
-	EXPECT_FALSE(judged_network(std::nullopt, std::nullopt, false));
-	// What `map list` and the other commands read without carrier (no
-	// last network to keep): unknown MACs are no other network there,
-	// another MAC still is.
-	flushed.carrier = false;
-	EXPECT_TRUE(mapping_active(four, flushed));
-	EXPECT_TRUE(mapping_active(six, flushed));
-	NetId other = flushed;
-	other.gateway_mac = "52:54:00:00:00:99";
-	other.v6->router_mac = "52:54:00:00:00:99";
-	EXPECT_FALSE(mapping_active(four, other));
-	EXPECT_FALSE(mapping_active(six, other));
-
 	// An IPv6-only café after home: IPv6 as it is now (another router).
 	NetId cafe6;
 	cafe6.v6 = Uplink6Net{{network_of6(parse_ipv6("2001:db8:99::"), 64)},

@@ -860,6 +860,23 @@ TEST(MappingNetwork6, PendingMadeIsTied)
 	NetId away = home;
 	away.v6->prefixes = {network_of6(parse_ipv6("2001:db8:2::"), 64)};
 	EXPECT_FALSE(mapping_active(ms[0], away));
+
+	// On an IPv6-only uplink (no IPv4 address): tied to the IPv6 network
+	// alone, where an IPv4 pending mapping waits.
+	StaticMapping four;
+	four.m = parse_mapping("192.168.1.101", "192.168.122.11", "");
+	four.pending = "the uplink has no IPv4 address";
+	std::vector<StaticMapping> only6 = {lit, four};
+	NetId v6net;
+	v6net.v6 = home.v6;
+	MappingContext c6 = promotion_context(parse_cidr("192.168.122.0/24"), {61000, 65535}, 0,
+					      v6net, nat66,
+					      {network_of6(parse_ipv6("2001:db8:1::"), 64)});
+	EXPECT_EQ(promote_pending(only6, c6, v6net), (std::vector<size_t>{0}));
+	ASSERT_TRUE(only6[0].network6);
+	EXPECT_EQ(only6[0].network6->str(), "2001:db8:1::/64 via fe80::1");
+	EXPECT_FALSE(only6[1].pending.empty());
+	EXPECT_FALSE(only6[1].network);
 }
 
 // `map del` deletes what it names: a hook's pending twin recorded first
