@@ -6,10 +6,9 @@
  * opening rule (tcp_may_open) and the filtering of unsolicited packets
  * (ct_unsolicited) are ct.h's own code.  The pair invariant is the same:
  * the IN half is inserted first with BPF_NOEXIST (the claim on the external
- * port), the OUT half second and deleted first.  Two rules differ, for want
+ * port), the OUT half second and deleted first.  One rule differs, for want
  * of IPv4's kvx_guest: a binding belongs to the MAC that made it
- * (bind6_mac_owns), and a guest opens a TCP flow with a SYN only
- * (tcp6_may_open_out).
+ * (bind6_mac_owns).
  *
  * Static mappings (`map add`, pairs flagged KVX_BIND_F_STATIC, and
  * KVX_BIND_F_ONE_TO_ONE for a whole address under KVX_PROTO_ANY) follow
@@ -803,21 +802,6 @@ static __noinline int ct6_race(const struct kvx_pkt6 *p6, enum ct_dir dir,
 }
 
 /*
- * A guest opens an IPv6 TCP flow with a SYN only, never mid-stream with a
- * bare ACK as IPv4's tcp_may_open allows (a flow the datapath lost): such
- * a flow would start ESTABLISHED (days), and with no per-guest quota for
- * IPv6 yet one guest's ACKs to random remotes could fill kvx_ct6 for days.
- * From a SYN, a flow stays SYN_SENT (a short timeout) until the remote
- * answers.
- */
-static __always_inline int tcp6_may_open_out(const struct kvx_pkt *p)
-{
-	__u8 tf = p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST);
-
-	return p->proto != IPPROTO_TCP || tf == KVX_TCP_SYN;
-}
-
-/*
  * guest -> outside (ct_egress), first half: the flow's external endpoint
  * into rw (address, port, static flags) when the flow exists, on the
  * current uplink address or through a static mapping, and its binding is
@@ -843,7 +827,11 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 	if (!f) {
 		const struct kvx_cfg *cfg = cfg_get();
 
-		if (!tcp6_may_open_out(&p6->p))
+		/* A SYN, or a bare ACK: a connection whose flow the datapath
+		 * lost (`conntrack flush`, a reclaim, tables not kept over an
+		 * upgrade) is picked up mid-stream, as IPv4's; the guest's
+		 * flow quota bounds what its ACKs to random remotes hold. */
+		if (!tcp_may_open(&p6->p, CT_DIR_OUT))
 			return KVX_R_DROP_TCP_NO_FLOW;
 		if (!cfg)
 			return KVX_R_DROP_TABLE_FULL;

@@ -295,7 +295,7 @@ static __always_inline int relay6_tracked(const struct kvx_pkt6 *p6)
 
 /* A guest's packet on its flow: KVX_CONTINUE, KVX_NO_MAPPING (no flow yet:
  * relay6_ct_create) or a drop reason (a TCP segment that opens none, as
- * NAT66: tcp6_may_open_out; RST/FIN outside the window). */
+ * NAT66: a SYN or a bare ACK, tcp_may_open; RST/FIN outside the window). */
 static __noinline int relay6_ct_out(const struct kvx_pkt6 *p6)
 {
 	struct kvx_ct6_key k;
@@ -306,7 +306,7 @@ static __noinline int relay6_ct_out(const struct kvx_pkt6 *p6)
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (!f)
-		return tcp6_may_open_out(&p6->p) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
+		return tcp_may_open(&p6->p, CT_DIR_OUT) ? KVX_NO_MAPPING : KVX_R_DROP_TCP_NO_FLOW;
 	return ct_update(&f->ct, &p6->p, CT_DIR_OUT, clock_now_ns());
 }
 

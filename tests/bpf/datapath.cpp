@@ -922,6 +922,12 @@ void Datapath::bind6_update(const kvx_bind6_key &key, const kvx_bind6_val &val)
 		throw std::runtime_error("update kvx_bind6: " + errno_text(errno));
 }
 
+void Datapath::ct6_delete(const kvx_ct6_key &key)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_ct6), &key) != 0)
+		throw std::runtime_error("delete kvx_ct6: " + errno_text(errno));
+}
+
 void Datapath::bind6_delete(const kvx_bind6_key &key)
 {
 	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_bind6), &key) != 0)

@@ -201,6 +201,7 @@ public:
 	std::vector<std::pair<kvx_ct6_key, kvx_ct6_val>> ct6_entries() const;
 	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> bind6_entries() const;
 	void ct6_update(const kvx_ct6_key &key, const kvx_ct6_val &val);
+	void ct6_delete(const kvx_ct6_key &key);
 	// An IPv6 guest's quota slot is its MAC's (ct_rules.h kvx_guest_slot6);
 	// kvx_gflows and kvx_gports at a slot.
 	std::uint32_t mac_slot(const testpkt::Mac &mac) const;

@@ -445,22 +445,53 @@ TEST_F(Nat66Test, LostOutHalfNotTakenByAnotherMac)
 	EXPECT_EQ(dp().bind6_entries().size(), 2u);
 }
 
-// --- TCP flows open with a SYN only ---
+// --- TCP flows open with a SYN, or pick a lost connection up ---
 
-// A bare ACK opens no IPv6 flow (IPv4 picks a lost flow up mid-stream): it
-// would start ESTABLISHED, for days, and IPv6 has no per-guest quota yet.
-// A SYN's flow stays SYN_SENT until the remote answers.
-TEST_F(Nat66Test, BareAckOpensNoFlow)
+// A connection whose flow the datapath lost (`conntrack flush`, a reclaim,
+// tables not kept over an upgrade) is picked up by the guest's next
+// segment, as IPv4's: a bare ACK (with data or not) makes an ESTABLISHED
+// flow on the endpoint's binding, so the remote sees the same external
+// port, and the remote's answer comes back.  A FIN, a RST or no flags open
+// nothing (the remote's answer to them would find a way in).
+TEST_F(Nat66Test, BareAckPicksUpALostFlow)
 {
-	Packet6 ack = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
-	ack.tcp_flags = kTcpAck;
-	run6(Prog::BrIngress, ack, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
-	ack.tcp_flags = kTcpAck | kTcpPsh;
-	ack.payload = pattern(100, 0x44);
-	run6(Prog::BrIngress, ack, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
-	EXPECT_TRUE(dp().ct6_entries().empty());
-	EXPECT_TRUE(dp().bind6_entries().empty());
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	const std::uint16_t port = out6(syn);
+	for (const auto &[k, v] : dp().ct6_entries())
+		dp().ct6_delete(k);
+	ASSERT_TRUE(dp().ct6_entries().empty());
+	ASSERT_EQ(dp().bind6_entries().size(), 2u);
 
+	Packet6 lone = syn;
+	for (int f : {kTcpFin | kTcpAck, kTcpRst | 0, kTcpRst | kTcpAck, 0}) {
+		lone.tcp_flags = static_cast<std::uint8_t>(f);
+		run6(Prog::BrIngress, lone, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	}
+	EXPECT_TRUE(dp().ct6_entries().empty());
+
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck | kTcpPsh;
+	ack.seq = syn.seq + 1000;
+	ack.ack_seq = 77777;
+	ack.payload = pattern(100, 0x44);
+	out6(ack, port);
+	const auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_ESTABLISHED);
+	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), port);
+	const Packet6 back = reply6(snat6(ack, port));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 40000));
+
+	// Without a binding left either, a bare ACK makes both (the remote
+	// then sees a new port: the connection is gone for it, as for IPv4).
+	const Packet6 other = from_guest6(make_tcp6(kGuest6A, 40001, kRemote6A, 443, kTcpAck));
+	out6(other);
+	EXPECT_EQ(dp().ct6_entries().size(), 2u);
+}
+
+// A SYN's flow stays SYN_SENT until the remote answers.
+TEST_F(Nat66Test, SynFlowIsSynSentUntilAnswered)
+{
 	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
 	out6(syn);
 	const auto flows = dp().ct6_entries();

@@ -960,14 +960,20 @@ TEST_F(Relay6Test, StatefulInboundLetsInOnlyReplies)
 	run6(Prog::BrIngress, ping, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(ping));
 	const Packet6 pong = from_lan(make_echo6(kRemote, kGuestA, 0x77, kIcmp6EchoReply));
 	run6(Prog::UpIngress, pong, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(pong, kMacA));
-	// TCP: a SYN opens, the SYN-ACK comes in; a bare ACK opens nothing.
+	// TCP: a SYN opens, the SYN-ACK comes in; a bare ACK picks a lost
+	// connection up (as NAT66 and IPv4), a FIN alone opens nothing.
 	const Packet6 syn = from_guest(make_tcp6(kGuestA, 41000, kRemote, 443), kMacA);
 	run6(Prog::BrIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(syn));
 	Packet6 synack = from_lan(make_tcp6(kRemote, 443, kGuestA, 41000, kTcpSyn | kTcpAck));
 	synack.ack_seq = syn.seq + 1;
 	run6(Prog::UpIngress, synack, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(synack, kMacA));
-	run6(Prog::BrIngress, from_guest(make_tcp6(kGuestA, 41001, kRemote, 443, kTcpAck), kMacA),
+	run6(Prog::BrIngress,
+	     from_guest(make_tcp6(kGuestA, 41001, kRemote, 443, kTcpFin | kTcpAck), kMacA),
 	     TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	const Packet6 lost = from_guest(make_tcp6(kGuestA, 41001, kRemote, 443, kTcpAck), kMacA);
+	run6(Prog::BrIngress, lost, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(lost));
+	const Packet6 answer = from_lan(make_tcp6(kRemote, 443, kGuestA, 41001, kTcpAck));
+	run6(Prog::UpIngress, answer, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(answer, kMacA));
 }
 
 // The flow's TCP tracking knows the SYNs' window scale (RFC 7323): the
