@@ -892,6 +892,28 @@ TEST_F(Maps6Fixture, ForwardTakesAGuestsDynamicPort)
 	EXPECT_EQ(in->bind.flags, KVX_BIND_F_STATIC);
 }
 
+namespace {
+
+// For a test's forked child (EXPECT_EXIT): ends it with why.
+[[noreturn]] void child_fail(const std::string &why)
+{
+	std::cerr << why << std::endl;
+	std::_Exit(1);
+}
+
+// For a test's forked child: a network namespace of its own, set up by cmds
+// (ip, sysctl); any failure ends the child.
+void netns_child_setup(std::initializer_list<const char *> cmds)
+{
+	if (::unshare(CLONE_NEWNET) != 0)
+		child_fail("unshare(CLONE_NEWNET): " + std::string(std::strerror(errno)));
+	for (const char *cmd : cmds)
+		if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0)
+			child_fail(std::string("failed: ") + cmd);
+}
+
+} // namespace
+
 // The uplink's IPv6 default routers as the kernel keeps them, read in a
 // network namespace of the test's own (a forked child's): an ECMP route
 // (NetworkManager's merge of several routers' RAs: its next hops, no
@@ -905,49 +927,43 @@ TEST(Uplink6Routers, EveryDefaultRouterPreferredFirst)
 	if (!kvmxdp::test::missing_capabilities({CAP_SYS_ADMIN, CAP_NET_ADMIN}).empty())
 		GTEST_SKIP() << "needs root";
 	auto child = [] {
-		auto fail = [](const std::string &why) {
-			std::cerr << why << std::endl;
-			std::_Exit(1);
-		};
-		if (::unshare(CLONE_NEWNET) != 0)
-			fail("unshare(CLONE_NEWNET): " + std::string(std::strerror(errno)));
-		for (const char *cmd : {
-			     "ip link add kvxr6a type veth peer name kvxr6b",
-			     "sysctl -qw net.ipv6.conf.kvxr6a.accept_dad=0 net.ipv6.conf.kvxr6a.accept_ra=0",
-			     "ip link set kvxr6a up",
-			     "ip link set kvxr6b up",
-			     "ip -6 addr add 2001:db8:1::2/64 dev kvxr6a nodad",
-			     "ip -6 neigh replace fe80::2 lladdr 52:54:00:00:00:02 dev kvxr6a nud permanent",
-			     "ip -6 neigh replace fe80::1 lladdr 52:54:00:00:00:01 dev kvxr6a nud permanent",
-			     "ip -6 neigh replace fe80::3 lladdr 52:54:00:00:00:03 dev kvxr6a nud permanent",
-			     "ip -6 route add default dev kvxr6a metric 1024 nexthop via fe80::2 dev kvxr6a "
-			     "nexthop via fe80::1 dev kvxr6a",
-			     "ip -6 route add default via fe80::3 dev kvxr6a metric 10 pref low",
-		     })
-			if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0)
-				fail(std::string("failed: ") + cmd);
+		netns_child_setup({
+			"ip link add kvxr6a type veth peer name kvxr6b",
+			"sysctl -qw net.ipv6.conf.kvxr6a.accept_dad=0 net.ipv6.conf.kvxr6a.accept_ra=0",
+			"ip link set kvxr6a up",
+			"ip link set kvxr6b up",
+			"ip -6 addr add 2001:db8:1::2/64 dev kvxr6a nodad",
+			"ip -6 neigh replace fe80::2 lladdr 52:54:00:00:00:02 dev kvxr6a nud permanent",
+			"ip -6 neigh replace fe80::1 lladdr 52:54:00:00:00:01 dev kvxr6a nud permanent",
+			"ip -6 neigh replace fe80::3 lladdr 52:54:00:00:00:03 dev kvxr6a nud permanent",
+			"ip -6 route add default dev kvxr6a metric 1024 nexthop via fe80::2 dev kvxr6a "
+			"nexthop via fe80::1 dev kvxr6a",
+			"ip -6 route add default via fe80::3 dev kvxr6a metric 10 pref low",
+		});
 		NlSocket nl;
 		const auto link = find_link(nl, "kvxr6a");
 		if (!link)
-			fail("no kvxr6a");
+			child_fail("no kvxr6a");
 		size_t defaults = 0;
 		for (const Ipv6Route &r : ipv6_routes(nl, link->ifindex))
 			if (r.dst.prefix == 0 && r.gateway && r.oif == link->ifindex)
 				defaults++;
 		if (defaults != 3)
-			fail("default routes via kvxr6a: " + std::to_string(defaults) + ", want 3");
+			child_fail("default routes via kvxr6a: " + std::to_string(defaults) +
+				   ", want 3");
 		const std::optional<Uplink6Net> v6 = uplink6_net(nl, link->ifindex, false);
 		if (!v6)
-			fail("no IPv6 network");
+			child_fail("no IPv6 network");
 		if (format_ipv6(v6->router) != "fe80::3" || v6->router_mac != "52:54:00:00:00:03")
-			fail("preferred " + format_ipv6(v6->router) + " at " + v6->router_mac);
+			child_fail("preferred " + format_ipv6(v6->router) + " at " +
+				   v6->router_mac);
 		const std::vector<Router6> want = {{parse_ipv6("fe80::1"), "52:54:00:00:00:01"},
 						   {parse_ipv6("fe80::2"), "52:54:00:00:00:02"}};
 		if (!(v6->other_routers == want)) {
 			std::string got;
 			for (const Router6 &r : v6->other_routers)
 				got += format_ipv6(r.addr) + " at '" + r.mac + "' ";
-			fail("other routers: " + got);
+			child_fail("other routers: " + got);
 		}
 		std::_Exit(0);
 	};
@@ -1007,47 +1023,39 @@ TEST(Ipv6OnlyUplink, NetworkIsItsIpv6PartAlone)
 	if (!kvmxdp::test::missing_capabilities({CAP_SYS_ADMIN, CAP_NET_ADMIN}).empty())
 		GTEST_SKIP() << "needs root";
 	auto child = [] {
-		auto fail = [](const std::string &why) {
-			std::cerr << why << std::endl;
-			std::_Exit(1);
-		};
-		if (::unshare(CLONE_NEWNET) != 0)
-			fail("unshare(CLONE_NEWNET): " + std::string(std::strerror(errno)));
-		for (const char *cmd : {
-			     "ip link add kvxo6a type veth peer name kvxo6b",
-			     "sysctl -qw net.ipv6.conf.kvxo6a.accept_dad=0 net.ipv6.conf.kvxo6a.accept_ra=0",
-			     "ip link set kvxo6a up",
-			     "ip link set kvxo6b up",
-			     "ip -6 addr add 2001:db8:6::2/64 dev kvxo6a nodad",
-			     "ip -6 neigh replace fe80::1 lladdr 52:54:00:00:00:01 dev kvxo6a nud permanent",
-			     "ip -6 route add default via fe80::1 dev kvxo6a",
-		     })
-			if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0)
-				fail(std::string("failed: ") + cmd);
+		netns_child_setup({
+			"ip link add kvxo6a type veth peer name kvxo6b",
+			"sysctl -qw net.ipv6.conf.kvxo6a.accept_dad=0 net.ipv6.conf.kvxo6a.accept_ra=0",
+			"ip link set kvxo6a up",
+			"ip link set kvxo6b up",
+			"ip -6 addr add 2001:db8:6::2/64 dev kvxo6a nodad",
+			"ip -6 neigh replace fe80::1 lladdr 52:54:00:00:00:01 dev kvxo6a nud permanent",
+			"ip -6 route add default via fe80::1 dev kvxo6a",
+		});
 		NlSocket nl;
 		const auto link = find_link(nl, "kvxo6a");
 		if (!link)
-			fail("no kvxo6a");
+			child_fail("no kvxo6a");
 		const std::optional<NetId> now = network_of_link(nl, link->ifindex, false);
 		if (!now)
-			fail("no network on an IPv6-only uplink");
+			child_fail("no network on an IPv6-only uplink");
 		if (now->net || now->gateway || !now->v6)
-			fail("network " + now->str() + (now->v6 ? "" : ", no IPv6 part"));
+			child_fail("network " + now->str() + (now->v6 ? "" : ", no IPv6 part"));
 		const std::optional<NetId> cur = judged_network(now, std::nullopt);
 		StaticMapping six;
 		six.m = parse_mapping("2001:db8:6::101", "fd42::101", "");
 		tie_to_network(six, cur, parse_ipv6("2001:db8:6::2"));
 		if (!six.network6 || six.network6->str() != "2001:db8:6::/64 via fe80::1 at "
 							    "52:54:00:00:00:01")
-			fail("IPv6 mapping tied to " +
-			     (six.network6 ? six.network6->str() : std::string("nothing")));
+			child_fail("IPv6 mapping tied to " +
+				   (six.network6 ? six.network6->str() : std::string("nothing")));
 		if (!mapping_active(six, cur))
-			fail("IPv6 mapping suspended on its own IPv6-only network");
+			child_fail("IPv6 mapping suspended on its own IPv6-only network");
 		StaticMapping four;
 		four.m = parse_mapping("192.168.1.101", "192.168.122.101", "");
 		tie_to_network(four, cur, Ipv6Addr{});
 		if (four.network)
-			fail("IPv4 mapping tied to " + four.network->str());
+			child_fail("IPv4 mapping tied to " + four.network->str());
 		std::_Exit(0);
 	};
 	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
