@@ -642,11 +642,12 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 						     "no-uplink-address" :
 					    !on_net ? "suspended" :
 						      "active";
-			json reason = !known ? json("the uplink has no NAT66 address (or the "
-						    "instance is not running)") :
+			json reason = !known ?
+					      json("the uplink has no NAT66 address (or the "
+						   "instance is not running)") :
 				      state == "no-uplink-address" ?
-					       json("the uplink has no address: its network is not "
-						    "known") :
+					      json("the uplink has no global IPv6 prefix: its IPv6 "
+						   "network is not known") :
 				      !on_net ? json("made on another network") :
 						json(nullptr);
 			if (on_net && !sm.m.ext_uplink && sm.m.ext_addr6 != ua6 &&
@@ -710,6 +711,8 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 		// a libvirt XML's text).
 		if (state == "pending")
 			reason = pending_reason(sm.pending);
+		else if (state == "no-uplink-address")
+			reason = "the uplink has no IPv4 address: its IPv4 network is not known";
 		else if (state == "suspended")
 			reason = "made on another network";
 		else if (state == "conflict")

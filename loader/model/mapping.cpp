@@ -873,6 +873,10 @@ promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
 			      "prefix)";
 		} else if (sm.m.v6 && sm.m.ext_uplink && ctx.uplink_addr6 == Ipv6Addr{}) {
 			why = "the uplink has no IPv6 address yet";
+		} else if (sm.m.v6 && !sm.m.ext_uplink && (!cur || !cur->v6)) {
+			// Made now it would be tied to no network: announced on
+			// any network the uplink joins later.
+			why = "the uplink has no global IPv6 prefix yet";
 		} else {
 			std::vector<Mapping> others;
 			for (const auto &o : mappings)

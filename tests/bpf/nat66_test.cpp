@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "fixture.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "nd6_pkt.hpp"
 
 namespace kvmxdp::test {
@@ -475,18 +476,43 @@ TEST_F(Nat66Test, BareAckPicksUpALostFlow)
 	ack.ack_seq = 77777;
 	ack.payload = pattern(100, 0x44);
 	out6(ack, port);
-	const auto flows = dp().ct6_entries();
+	const kvx_cfg c = dp().cfg();
+	auto flows = dp().ct6_entries();
 	ASSERT_EQ(flows.size(), 1u);
 	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_ESTABLISHED);
 	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), port);
+	// Unanswered, as short-lived as a SYN's flow; answered, established.
+	EXPECT_EQ(kvx_ct_timeout_s(&flows[0].second.ct, kProtoTcp, &c.timeouts),
+		  c.timeouts.tcp_syn_sent);
 	const Packet6 back = reply6(snat6(ack, port));
 	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 40000));
+	flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(kvx_ct_timeout_s(&flows[0].second.ct, kProtoTcp, &c.timeouts),
+		  c.timeouts.tcp_established);
 
 	// Without a binding left either, a bare ACK makes both (the remote
 	// then sees a new port: the connection is gone for it, as for IPv4).
 	const Packet6 other = from_guest6(make_tcp6(kGuest6A, 40001, kRemote6A, 443, kTcpAck));
 	out6(other);
 	EXPECT_EQ(dp().ct6_entries().size(), 2u);
+}
+
+// A picked-up flow counts in the guest's flow quota like any other: at
+// the quota a bare ACK to another remote is refused before a binding is
+// made for it.
+TEST_F(Nat66Test, BareAckPickUpCountsInTheQuota)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
+	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6A));
+	out6(from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443)));
+	out6(from_guest6(make_tcp6(kGuest6A, 40001, kRemote6A, 443, kTcpAck)));
+	EXPECT_EQ(dp().gflows_at(slot).out, 2u);
+	const std::size_t binds = dp().bind6_entries().size();
+	run6(Prog::BrIngress, from_guest6(make_tcp6(kGuest6A, 40002, kRemote6B, 443, kTcpAck)),
+	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	EXPECT_EQ(dp().bind6_entries().size(), binds);
+	EXPECT_EQ(dp().gflows_at(slot).out, 2u);
 }
 
 // A SYN's flow stays SYN_SENT until the remote answers.

@@ -711,6 +711,26 @@ TEST_F(UpIngressTest, RstToAGuestSynMustAcknowledgeIt)
 
 // A flow picked up mid-stream (no SYNs seen) has no window to check
 // against: a RST is taken as before (netfilter's loose pick-up).
+// A flow picked up mid-stream lives as long as a SYN's until the remote
+// answers, then as an established connection: one bare ACK per remote
+// must not hold an entry of the guest's quota for days.
+TEST_F(UpIngressTest, MidStreamFlowUnansweredIsShortLived)
+{
+	const kvx_cfg c = dp().cfg();
+	const Packet ack = from_guest(make_tcp(kGuestA, 62811, kRemote1, 443, kTcpAck));
+	run_case(dp(), Prog::BrIngress, ack, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(ack, 62811));
+	auto f = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62811, kRemote1, 443));
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->state, KVX_CT_ESTABLISHED);
+	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts), c.timeouts.tcp_syn_sent);
+	Packet back = reply_to(snat(ack, 62811));
+	back.tcp_flags = kTcpAck;
+	run_up(back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(back, kGuestA, 62811));
+	f = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62811, kRemote1, 443));
+	ASSERT_TRUE(f);
+	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts), c.timeouts.tcp_established);
+}
+
 TEST_F(UpIngressTest, MidStreamFlowIsNotWindowChecked)
 {
 	const Packet ack = from_guest(make_tcp(kGuestA, 62810, kRemote1, 443, kTcpAck));

@@ -190,9 +190,28 @@ TEST(CtRules, ExpiryDoesNotOverflowTheLongestTimeout)
 	// attach --timeouts allows 10 years; last_seen is CLOCK_BOOTTIME.
 	kvx_timeouts t = defaults();
 	t.tcp_established = 315360000;
-	const kvx_ct_val f = flow(KVX_CT_ESTABLISHED, 0, 1000 * kSec);
+	const kvx_ct_val f = flow(KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, 1000 * kSec);
 	EXPECT_FALSE(kvx_ct_expired(&f, IPPROTO_TCP, &t, 1000 * kSec + 315360000 * kSec));
 	EXPECT_TRUE(kvx_ct_expired(&f, IPPROTO_TCP, &t, 1000 * kSec + 315360000 * kSec + 1));
+}
+
+// An ESTABLISHED TCP flow nothing came back on (a guest's bare ACK picked
+// it up mid-stream, the remote never answered) lives as long as a SYN's,
+// whatever the established timeout; answered, the established timeout.
+// The GC (gc.hpp ct_expired) judges alike.
+TEST(CtRules, UnansweredPickUpAsShortLivedAsASyn)
+{
+	kvx_timeouts t = defaults();
+	const kvx_ct_val lone = flow(KVX_CT_ESTABLISHED, 0, 1000 * kSec);
+	EXPECT_EQ(kvx_ct_timeout_s(&lone, IPPROTO_TCP, &t), t.tcp_syn_sent);
+	EXPECT_TRUE(ct_expired(lone, IPPROTO_TCP, t, 1000 * kSec + (t.tcp_syn_sent + 1) * kSec));
+	const kvx_ct_val answered = flow(KVX_CT_ESTABLISHED, KVX_CT_F_SEEN_REPLY, 1000 * kSec);
+	EXPECT_EQ(kvx_ct_timeout_s(&answered, IPPROTO_TCP, &t), t.tcp_established);
+	EXPECT_FALSE(
+		ct_expired(answered, IPPROTO_TCP, t, 1000 * kSec + (t.tcp_syn_sent + 1) * kSec));
+	// A shorter established timeout is not lengthened.
+	t.tcp_established = 100;
+	EXPECT_EQ(kvx_ct_timeout_s(&lone, IPPROTO_TCP, &t), 100u);
 }
 
 // The quota slot is the owner's (its MAC), whatever address the flow has;

@@ -142,7 +142,9 @@ protected:
 		k.proto = state == KVX_CT_UDP ? IPPROTO_UDP : IPPROTO_TCP;
 		kvx_ct_val v{};
 		v.state = state;
-		v.flags = flags;
+		// An established connection was answered (one that was not
+		// lives as long as a SYN's: ct_rules.h kvx_ct_timeout_s).
+		v.flags = state == KVX_CT_ESTABLISHED ? flags | KVX_CT_F_SEEN_REPLY : flags;
 		v.last_seen_ns = seen;
 		v.ext_addr = htonl(0xc0000205);
 		v.ext_port = htons(gport);

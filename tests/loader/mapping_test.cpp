@@ -718,7 +718,9 @@ TEST(MappingPending, Ipv6MadeWhenNat66Runs)
 	lit = fwd;
 	lit.m = parse_mapping("[2001:db8:1::5]:8084", "[fd42:98::12]:81", "tcp");
 	std::vector<StaticMapping> ms = {fwd, lit};
-	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	home.v6 = Uplink6Net{
+		{network_of6(parse_ipv6("2001:db8:1::"), 64)}, parse_ipv6("fe80::1"), ""};
 	kvx_cfg6 off{};
 	off.mode = KVX_V6_OFF;
 	bool changed = false;
@@ -737,7 +739,8 @@ TEST(MappingPending, Ipv6MadeWhenNat66Runs)
 	// No NAT66 address yet: the literal one is made, [uplink] waits.
 	EXPECT_EQ(promote_pending(ms, c, home, &changed), (std::vector<size_t>{1}));
 	EXPECT_EQ(ms[0].pending, "the uplink has no IPv6 address yet");
-	EXPECT_FALSE(ms[1].network.has_value()); // IPv6: tied to no network
+	EXPECT_FALSE(ms[1].network.has_value()); // IPv6: tied by network6 alone
+	EXPECT_TRUE(ms[1].network6.has_value());
 	std::memcpy(nat66.uplink_addr, parse_ipv6("2001:db8:1::2").data(), 16);
 	c = promotion_context(parse_cidr("192.168.122.0/24"), {61000, 65535},
 			      parse_ipv4("192.168.1.50"), home, nat66,
@@ -877,6 +880,17 @@ TEST(MappingNetwork6, PendingMadeIsTied)
 	EXPECT_EQ(only6[0].network6->str(), "2001:db8:1::/64 via fe80::1");
 	EXPECT_FALSE(only6[1].pending.empty());
 	EXPECT_FALSE(only6[1].network);
+
+	// With no IPv6 network on the uplink (NAT66 configured, an IPv4-only
+	// network) a literal IPv6 mapping waits: made now it would be tied
+	// to nothing and announced wherever the uplink goes.
+	std::vector<StaticMapping> only4 = {lit};
+	NetId v4net{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	MappingContext c4 = promotion_context(parse_cidr("192.168.122.0/24"), {61000, 65535},
+					      parse_ipv4("192.168.1.50"), v4net, nat66, {});
+	EXPECT_TRUE(promote_pending(only4, c4, v4net).empty());
+	EXPECT_EQ(only4[0].pending, "the uplink has no global IPv6 prefix yet");
+	EXPECT_FALSE(only4[0].network6);
 }
 
 // `map del` deletes what it names: a hook's pending twin recorded first

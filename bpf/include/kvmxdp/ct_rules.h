@@ -106,7 +106,11 @@ KVX_RULE __u32 kvx_ct_state_timeout_s(const struct kvx_ct_val *f, __u8 proto,
 /* The state's timeout, at most tcp_syn_recv for a TCP flow opened from
  * outside whose handshake never completed (abi.h KVX_CT_F_HALFOPEN): a
  * LAN host's SYN and RST (or FIN) must not buy a flow the 4 minutes of a
- * closed connection. */
+ * closed connection.  And at most tcp_syn_sent for an ESTABLISHED TCP flow
+ * nothing has come back on: one a guest's bare ACK picked up mid-stream
+ * (ct.h tcp_may_open) that the remote never answered (netfilter caps such
+ * a pick-up at its 300 s "unacknowledged" timeout), or one ACK per remote
+ * would hold an entry of the guest's quota for 5 days. */
 KVX_RULE __u32 kvx_ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
 				const struct kvx_timeouts *t)
 {
@@ -114,6 +118,9 @@ KVX_RULE __u32 kvx_ct_timeout_s(const struct kvx_ct_val *f, __u8 proto,
 
 	if ((f->flags & KVX_CT_F_HALFOPEN) && proto == KVX_IPPROTO_TCP && s > t->tcp_syn_recv)
 		return t->tcp_syn_recv;
+	if (proto == KVX_IPPROTO_TCP && f->state == KVX_CT_ESTABLISHED &&
+	    !(f->flags & KVX_CT_F_SEEN_REPLY) && s > t->tcp_syn_sent)
+		return t->tcp_syn_sent;
 	return s;
 }
 
