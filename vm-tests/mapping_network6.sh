@@ -22,7 +22,8 @@
 #  4. an IPv6-only network from the daemon's start (the uplink's IPv4
 #     address gone, the daemon stopped and attached again): the IPv6 network
 #     alone is the network, the mapping active on it and reachable; a port
-#     forward added there is tied to it (not left untied); the café's router on
+#     forward added there is tied to it (not left untied); an IPv4 mapping
+#     made at home says no-uplink-address; the café's router on
 #     that IPv6-only network still suspends both.
 #
 #   guest1 ns  kg1<id> fd42:98::11/64 (default via the bridge's link-local)
@@ -142,11 +143,17 @@ assert_eq "LAN -> [$ONE6]:8080 reaches guest1 again" guest1 "$(who_at_one6)"
 assert_eq "the LAN host resolves $ONE6 to the uplink's MAC again" "$UPMAC" "$(lan_neigh)"
 
 kvx_step "IPv6-only: no IPv4 on the uplink from the daemon's start"
+# An IPv4 1:1 mapping made at home (tied to its IPv4 network) beside it.
+ONE4=10.77.0.101
+assert_ok "map add $ONE4 $G1_IP" kvx map add "$ONE4" "$G1_IP"
 kvx_daemon_stop
 ip -n "$NS_HOST" -4 addr flush dev "$UP"
 kvx_attach_bg --nat-ports 61000-65535 || kvx_fatal "cannot attach again"
 wait_state active
 assert_eq "active on its IPv6-only network" active "$(state_of)"
+four() { kvx map list --json | "$KVX_PY" -c 'import json,sys; m=[m for m in json.load(sys.stdin)["mappings"] if m["ext"] == sys.argv[1]][0]; print(m["state"], "|", m["reason"])' "$ONE4"; }
+assert_eq "the IPv4 mapping: no IPv4 network to judge it on, saying so" \
+	"no-uplink-address | the uplink has no IPv4 address: its IPv4 network is not known" "$(four)"
 assert_eq "LAN -> [$ONE6]:8080 reaches guest1 (IPv6-only uplink)" guest1 "$(who_at_one6)"
 ONE6B="[2001:db8:1::102]:8081"
 assert_ok "map add $ONE6B [$G1_6]:8080 on the IPv6-only uplink" kvx map add "$ONE6B" "[$G1_6]:8080" --proto tcp
