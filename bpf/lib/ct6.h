@@ -828,9 +828,11 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 		const struct kvx_cfg *cfg = cfg_get();
 
 		/* A SYN, or a bare ACK: a connection whose flow the datapath
-		 * lost (`conntrack flush`, a reclaim, tables not kept over an
-		 * upgrade) is picked up mid-stream, as IPv4's; the guest's
-		 * flow quota bounds what its ACKs to random remotes hold. */
+		 * lost (`conntrack flush`, a reclaim) is picked up mid-stream
+		 * on its binding, as IPv4's; the guest's flow quota and the
+		 * short life of an unanswered pick-up (ct_rules.h
+		 * kvx_ct_timeout_s) bound what its ACKs to random remotes
+		 * hold. */
 		if (!tcp_may_open(&p6->p, CT_DIR_OUT))
 			return KVX_R_DROP_TCP_NO_FLOW;
 		if (!cfg)
