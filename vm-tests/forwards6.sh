@@ -76,34 +76,13 @@ UPMAC=$(kvx_if_mac "$NS_HOST" "$UP")
 # The MAC the LAN host's neighbour table holds for an address ('' if none).
 lan_neigh() { ip -n "$NS_LAN" -6 -j neigh show "$1" dev "$LAN_UP_IF" | "$KVX_PY" -c 'import json,sys; n=json.load(sys.stdin); print(n[0].get("lladdr", "") if n else "")'; }
 # lan_ns_answers ADDR: a Neighbour Solicitation for ADDR from the LAN host
-# (raw ICMPv6: the kernel fills the checksum), as its stack sends one to
-# resolve an address, and the Neighbour Advertisements for ADDR that come
-# back on its link from the uplink's MAC within 1.5 s (kvmxdp's, not the
-# LAN host's own kernel's), counted on a packet socket: a count of this
-# address only (the datapath's ND_PROXY_NA also moves for the LAN host's
-# neighbour checks of the other mapped addresses).
+# (nd6_tool.py), and how many Neighbour Advertisements for ADDR carrying the
+# uplink's MAC come back within 1.5 s (kvmxdp's, not the LAN host's own
+# kernel's): a count of this address only (the datapath's ND_PROXY_NA also
+# moves for the LAN host's neighbour checks of the other mapped addresses).
 lan_ns_answers() {
-	nsx "$NS_LAN" "$KVX_PY" -c '
-import socket, struct, sys, time
-t = socket.inet_pton(socket.AF_INET6, sys.argv[1]); ifn = sys.argv[2]
-mac = bytes.fromhex(sys.argv[3].replace(":", "")); up = bytes.fromhex(sys.argv[4].replace(":", ""))
-cap = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x86DD))
-cap.bind((ifn, 0x86DD)); cap.settimeout(0.2)
-s = socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_ICMPV6)
-s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, 255)
-grp = socket.inet_ntop(socket.AF_INET6, bytes.fromhex("ff0200000000000000000001ff") + t[13:])
-s.sendto(struct.pack("!BBHI", 135, 0, 0, 0) + t + bytes([1, 1]) + mac,
-         (grp, 0, 0, socket.if_nametoindex(ifn)))
-n, end = 0, time.time() + 1.5
-while time.time() < end:
-    try:
-        f = cap.recv(2048)
-    except socket.timeout:
-        continue
-    # Ethernet, a fixed IPv6 header with ICMPv6 next, an NA for t.
-    if f[6:12] == up and f[20] == 58 and f[54] == 136 and f[62:78] == t:
-        n += 1
-print(n)' "$1" "$LAN_UP_IF" "$(kvx_if_mac "$NS_LAN" "$LAN_UP_IF")" "$UPMAC"
+	nsx "$NS_LAN" "$KVX_PY" "$KVX_LIBDIR/nd6_tool.py" ns "$LAN_UP_IF" "$LAN6" "$1" 1.5 |
+		grep -ci -- "$UPMAC" || true
 }
 snmp6() { nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6; }
 

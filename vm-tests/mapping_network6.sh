@@ -61,6 +61,8 @@ kvx_bg "$KVX_TMP/http.g1.log" ip netns exec "$NS_G1" "$KVX_PY" -u "$KVX_LIBDIR/h
 kvx_wait_tcp_listen 10 "$NS_G1" 8080
 
 state_of() { kvx_json "[m['state'] for m in i['mappings'] if m['ext'] == '$ONE6'][0]"; }
+# map_field EXT FIELD: that field of the mapping on EXT in `map list --json`.
+map_field() { kvx map list --json | "$KVX_PY" -c 'import json,sys; print([m[sys.argv[2]] for m in json.load(sys.stdin)["mappings"] if m["ext"] == sys.argv[1]][0])' "$1" "$2"; }
 wait_state() { # STATE
 	local t
 	for ((t = 0; t < 60; t++)); do [[ $(state_of) == "$1" ]] && return 0; sleep 0.25; done
@@ -102,7 +104,7 @@ assert_eq "status: ipv6_mode" nat66 "$(kvx_json 'i["ipv6_mode"]')"
 # from an earlier RA.
 ip -n "$NS_HOST" -6 neigh flush dev "$UP"
 assert_ok "map add $ONE6 $G1_6" kvx map add "$ONE6" "$G1_6"
-net=$(kvx map list --json | "$KVX_PY" -c 'import json,sys; print([m["network"] for m in json.load(sys.stdin)["mappings"] if m["ext"] == sys.argv[1]][0])' "$ONE6")
+net=$(map_field "$ONE6" network)
 assert_eq "map list --json: the mapping's network" "2001:db8:1::/64 via $RTR_LL at $HOME_MAC" "$net"
 cfg=$(cat "$KVX_CFG")
 assert_contains "the config records its prefix" '"network6": "2001:db8:1::/64"' "$cfg"
@@ -151,17 +153,16 @@ ip -n "$NS_HOST" -4 addr flush dev "$UP"
 kvx_attach_bg --nat-ports 61000-65535 || kvx_fatal "cannot attach again"
 wait_state active
 assert_eq "active on its IPv6-only network" active "$(state_of)"
-four() { kvx map list --json | "$KVX_PY" -c 'import json,sys; m=[m for m in json.load(sys.stdin)["mappings"] if m["ext"] == sys.argv[1]][0]; print(m["state"], "|", m["reason"])' "$ONE4"; }
-assert_eq "the IPv4 mapping: no IPv4 network to judge it on, saying so" \
-	"no-uplink-address | the uplink has no IPv4 address: its IPv4 network is not known" "$(four)"
+assert_eq "the IPv4 mapping: no IPv4 network to judge it on" no-uplink-address "$(map_field "$ONE4" state)"
+assert_eq "and says so" "the uplink has no IPv4 address: its IPv4 network is not known" \
+	"$(map_field "$ONE4" reason)"
 assert_eq "LAN -> [$ONE6]:8080 reaches guest1 (IPv6-only uplink)" guest1 "$(who_at_one6)"
 ONE6B="[2001:db8:1::102]:8081"
 assert_ok "map add $ONE6B [$G1_6]:8080 on the IPv6-only uplink" kvx map add "$ONE6B" "[$G1_6]:8080" --proto tcp
-netb=$(kvx map list --json | "$KVX_PY" -c 'import json,sys; print([m["network"] for m in json.load(sys.stdin)["mappings"] if m["ext"] == sys.argv[1]][0])' "$ONE6B")
-assert_eq "map list --json: tied to the IPv6 network" "2001:db8:1::/64 via $RTR_LL at $HOME_MAC" "$netb"
+assert_eq "map list --json: tied to the IPv6 network" "2001:db8:1::/64 via $RTR_LL at $HOME_MAC" \
+	"$(map_field "$ONE6B" network)"
 router_as "$CAFE_MAC"
 wait_state suspended
 assert_eq "the café's router suspends it on IPv6 alone" suspended "$(state_of)"
-assert_eq "and the one made on the IPv6-only uplink" suspended \
-	"$(kvx_json "[m['state'] for m in i['mappings'] if m['ext'] == '$ONE6B'][0]")"
+assert_eq "and the one made on the IPv6-only uplink" suspended "$(map_field "$ONE6B" state)"
 kvx_finish

@@ -339,17 +339,13 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 std::optional<NetId> judged_network(const std::optional<NetId> &now,
 				    const std::optional<NetId> &last)
 {
+	// The IPv4 part from now, else from last (its IPv6 part set below).
 	NetId j;
 	const bool v4_now = now && now->net;
-	if (v4_now) {
-		j.net = now->net;
-		j.gateway = now->gateway;
-		j.gateway_mac = now->gateway_mac;
-	} else if (last && last->net) {
-		j.net = last->net;
-		j.gateway = last->gateway;
-		j.gateway_mac = last->gateway_mac;
-	}
+	if (v4_now)
+		j = *now;
+	else if (last && last->net)
+		j = *last;
 	const std::optional<Uplink6Net> v6_now = now ? now->v6 : std::nullopt;
 	const bool v6_whole = v6_now && v6_now->router != Ipv6Addr{};
 	// A gateway MAC not resolved now (carrier lost, the entry failed) is
