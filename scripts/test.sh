@@ -9,4 +9,14 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build -j "$(nproc)"
-ctest --test-dir build --output-on-failure "$@"
+rc=0
+ctest --test-dir build --output-on-failure "$@" || rc=$?
+if ((rc)); then
+	# The failed checks once more, at the end (up to 12 per test): a CI log
+	# that keeps only its head and tail would else cut the middle, where
+	# ctest printed them.
+	echo "---- failed checks ----"
+	awk '/^\[[a-z0-9_]+\] FAIL: / && n[$1]++ < 12 || /^\[[a-z0-9_]+\] RESULT: FAILED/ ||
+	     /^\[  FAILED  \] [A-Za-z]/ && g++ < 30' build/Testing/Temporary/LastTest.log || true
+fi
+exit "$rc"

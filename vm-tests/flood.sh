@@ -133,6 +133,10 @@ kvx_daemon_stop
 kvx_attach_bg --flow-quota 0 || kvx_fatal "cannot resume with --flow-quota 0"
 assert_contains "config records --flow-quota 0" '"flow_quota": 0' "$(cat "$KVX_CFG")"
 assert_eq "kvx_cfg.flow_quota 0: no quota in the datapath" 0 "$(kvx_cfg_field flow_quota)"
+# An empty table first: a closed TCP flow left from above (guest1's stream,
+# killed) gives way to a new flow in a full table (the early drop), which
+# would let guest2's one connection below through whatever the quota does.
+assert_ok "conntrack flush before the flood" kvx conntrack flush --bridge "$BR"
 full0=$(kvx_counter DROP_TABLE_FULL)
 q0=$(kvx_counter DROP_GUEST_QUOTA)
 out=$(nsx "$NS_G1" timeout 60 "${FLOWGEN[@]}" burst "$SRV_IP" 1024 31023 --sports 4)

@@ -44,7 +44,8 @@ vm61_test wifi61 "$@"
 
 kvx_step "the VM's results"
 sed -n 's/^KVX\([AWD]\) /  vm\1: /p' "$VM61_CON" >&2
-assert_eq "in-VM script ran to its end" 0 "$(val script_rc)"
+w=$(val wifi)
+assert_eq "in-VM script ran to its end${w:+ ($w)}" 0 "$(val script_rc)"
 sta=$(val sta | cut -d/ -f1)
 assert_ne "a station interface" "" "$sta"
 assert_eq "the uplink is a wireless device" yes "$(val sta_wireless)"

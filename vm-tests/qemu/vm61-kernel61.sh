@@ -87,10 +87,11 @@ say "old_err=$(head -n1 /tmp/old.err)"
 say "old_left=$($TC qdisc show dev br0 | grep -c clsact),$($TC qdisc show dev up0 | grep -c clsact),$(find /bpf/kvmxdp -mindepth 1 2>/dev/null | wc -l),$([ -e /etc/kvmxdp/kvmxdp.json ] && echo config || echo no-config),$(cat /proc/sys/net/ipv4/conf/br0/forwarding)"
 
 # ------------------------------------------------------------- attach
+# up to 120 s: loading the BPF programs under TCG on one CPU takes 15-30 s
 $K attach --bridge br0 --uplink up0 >/tmp/attach.log 2>&1 &
 dpid=$!
 i=0
-while ! grep -q '^kvmxdp: attached' /tmp/attach.log && [ $i -lt 200 ]; do
+while ! grep -q '^kvmxdp: attached' /tmp/attach.log && [ $i -lt 1200 ]; do
 	kill -0 $dpid 2>/dev/null || break
 	sleep 0.1
 	i=$((i + 1))

@@ -210,13 +210,16 @@ in_ns srv httpd -p "[2001:db8:78::2]:8080" -h /tmp/www
 mode=""
 if /usr/bin/kvmxdp attach --help 2>&1 | grep -q -- '--mode'; then mode="--mode auto"; fi
 say "mode_flag=${mode:-none}"
+# Loading and verifying the BPF programs takes 15-30 s under TCG on one
+# CPU (a second or two on real hardware): the waits allow 120 s.
+stamp attach_start
 $K attach --bridge br0 --uplink "$STA" $mode >/tmp/attach.log 2>&1 &
 dpid=$!
-wait_for 300 grep -q '^kvmxdp: attached' /tmp/attach.log
+wait_for 1200 grep -q '^kvmxdp: attached' /tmp/attach.log
 say "attached=$(grep -c '^kvmxdp: attached' /tmp/attach.log)"
 sed 's/^/KVXA /' /tmp/attach.log
 if ! grep -q '^kvmxdp: attached' /tmp/attach.log; then
-	say "wifi=skipped: attach failed"
+	say "wifi=skipped: attach failed ($(kill -0 $dpid 2>/dev/null && echo 'still loading after 120 s' || echo 'it exited'))"
 	exit 1
 fi
 say "tc_sta=$($TC filter show dev "$STA" ingress | grep -c ' bpf .*kvx_up_ingress')"
@@ -330,7 +333,7 @@ done
 $IP -6 addr del fd42:b::1/64 dev br0
 $K attach --bridge br0 --uplink "$STA" --ipv6 relay >/tmp/attach2.log 2>&1 &
 dpid=$!
-wait_for 300 grep -q '^kvmxdp: attached' /tmp/attach2.log
+wait_for 1200 grep -q '^kvmxdp: attached' /tmp/attach2.log
 say "p5_attached=$(grep -c '^kvmxdp: attached' /tmp/attach2.log)"
 sed 's/^/KVXA /' /tmp/attach2.log
 wait_for 300 has_addr6 g2 eth0
