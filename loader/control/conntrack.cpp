@@ -225,12 +225,17 @@ json flow_json(const typename F::CtKey &k, const typename F::CtVal &fv, const kv
 		json tcp = json::object();
 		for (int i = 0; i < 2; i++) {
 			const kvx_ct_tcp &s = v.tcp[i];
-			if (!(s.flags & (KVX_CT_TCP_F_SYN | KVX_CT_TCP_F_ACK)))
+			if (!(s.flags & (KVX_CT_TCP_F_SYN | KVX_CT_TCP_F_ACK)) &&
+			    !((s.flags & KVX_CT_TCP_F_LOOSE) && s.maxwin))
 				continue;
 			json side;
 			side["end"] = s.end;
-			side["maxend"] = s.maxend;
 			side["maxwin"] = s.maxwin;
+			// Picked up mid-stream: maxwin unscaled, no maxend.
+			if (s.flags & KVX_CT_TCP_F_LOOSE)
+				side["loose"] = true;
+			else
+				side["maxend"] = s.maxend;
 			if (s.flags & KVX_CT_TCP_F_ACK)
 				side["ack"] = s.ack;
 			if (s.flags & KVX_CT_TCP_F_WSCALE)
@@ -298,6 +303,8 @@ std::string ct_flow_line(const json &f)
 			o << (first ? "" : ",") << side << ":" << t.at("maxwin").get<uint64_t>();
 			if (t.contains("wscale"))
 				o << "/" << t.at("wscale").get<unsigned>();
+			else if (t.contains("loose"))
+				o << "/?"; // picked up mid-stream: its scale unknown
 			first = false;
 		}
 	}

@@ -515,6 +515,33 @@ TEST_F(Nat66Test, BareAckPickUpCountsInTheQuota)
 	EXPECT_EQ(dp().gflows_at(slot).out, 2u);
 }
 
+// A picked-up flow is checked loosely, as IPv4's (ct.h tcp_loose_plausible):
+// an off-path RST far from what the guest acknowledged is dropped, the
+// exact one closes the flow.
+TEST_F(Nat66Test, PickedUpFlowDropsAnOffPathRst)
+{
+	Packet6 ack = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443, kTcpAck));
+	ack.seq = 5000;
+	ack.ack_seq = 90000;
+	ack.window = 502;
+	const std::uint16_t port = out6(ack);
+	auto state = [&] {
+		const auto flows = dp().ct6_entries();
+		return flows.size() == 1 ? int(flows[0].second.ct.state) : -1;
+	};
+	ASSERT_EQ(state(), KVX_CT_ESTABLISHED);
+	Packet6 rst = reply6(snat6(ack, port));
+	rst.tcp_flags = kTcpRst;
+	rst.seq = 90000 + 100000000;
+	rst.ack_seq = 0;
+	rst.payload.clear();
+	run6(Prog::UpIngress, rst, TC_ACT_SHOT, KVX_R_DROP_TCP_WINDOW);
+	EXPECT_EQ(state(), KVX_CT_ESTABLISHED);
+	rst.seq = 90000;
+	run6(Prog::UpIngress, rst, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(rst, kGuest6A, 40000));
+	EXPECT_EQ(state(), KVX_CT_CLOSE);
+}
+
 // A SYN's flow stays SYN_SENT until the remote answers.
 TEST_F(Nat66Test, SynFlowIsSynSentUntilAnswered)
 {

@@ -709,8 +709,6 @@ TEST_F(UpIngressTest, RstToAGuestSynMustAcknowledgeIt)
 	EXPECT_EQ(st(), KVX_CT_CLOSE);
 }
 
-// A flow picked up mid-stream (no SYNs seen) has no window to check
-// against: a RST is taken as before (netfilter's loose pick-up).
 // A flow picked up mid-stream lives as long as a SYN's until the remote
 // answers, then as an established connection: one bare ACK per remote
 // must not hold an entry of the guest's quota for days.
@@ -723,24 +721,109 @@ TEST_F(UpIngressTest, MidStreamFlowUnansweredIsShortLived)
 	ASSERT_TRUE(f);
 	EXPECT_EQ(f->state, KVX_CT_ESTABLISHED);
 	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts), c.timeouts.tcp_syn_sent);
+	// The remote's ACK: its sequence number what the guest acknowledged,
+	// acknowledging what the guest sent.
 	Packet back = reply_to(snat(ack, 62811));
 	back.tcp_flags = kTcpAck;
+	back.seq = ack.ack_seq;
+	back.ack_seq = ack.seq;
 	run_up(back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(back, kGuestA, 62811));
 	f = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62811, kRemote1, 443));
 	ASSERT_TRUE(f);
 	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts), c.timeouts.tcp_established);
 }
 
-TEST_F(UpIngressTest, MidStreamFlowIsNotWindowChecked)
+// A flow picked up mid-stream (no SYNs seen: window scale unknown) is
+// checked loosely (ct.h tcp_loose_plausible): RST and FIN against what the
+// receiver acknowledged, give or take its largest window at scale 14.
+// Before, an off-path RST closed it and any FIN ended it.
+TEST_F(UpIngressTest, MidStreamFlowIsCheckedLoosely)
 {
-	const Packet ack = from_guest(make_tcp(kGuestA, 62810, kRemote1, 443, kTcpAck));
+	constexpr std::uint32_t g = 0x10000001; // the guest's next sequence number
+	constexpr std::uint32_t r = 0x7f000001; // the remote's
+	const kvx_ct_key key = ct_key(kProtoTcp, kGuestA, 62810, kRemote1, 443);
+	Packet ack = from_guest(make_tcp(kGuestA, 62810, kRemote1, 443, kTcpAck));
+	ack.seq = g;
+	ack.ack_seq = r;
+	ack.window = 502; // at scale 14 at most 8 MiB
 	const Packet sent = establish(ack);
-	Packet rst = reply_to(sent);
-	rst.tcp_flags = kTcpRst;
-	rst.seq = 0x12345678;
-	run_up(rst, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(rst, kGuestA, 62810));
-	EXPECT_EQ(dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62810, kRemote1, 443))->state,
-		  KVX_CT_CLOSE);
+	auto seg = [&](std::uint8_t flags, std::uint32_t seq, std::uint32_t ackn) {
+		Packet p = reply_to(sent);
+		p.tcp_flags = flags;
+		p.seq = seq;
+		p.ack_seq = ackn;
+		p.window = 1000;
+		return p;
+	};
+	auto in_ok = [&](const Packet &p) {
+		run_up(p, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(p, kGuestA, 62810));
+	};
+	auto st = [&] { return int(dp().ct_lookup(key)->state); };
+	ASSERT_TRUE(dp().ct_lookup(key));
+	EXPECT_TRUE(dp().ct_lookup(key)->tcp[KVX_CT_SIDE_GUEST].flags & KVX_CT_TCP_F_LOOSE);
+
+	// Off-path guesses: RSTs ahead of the guest's largest window or
+	// behind what it acknowledged, a FIN far ahead, a FIN acknowledging
+	// what the guest never sent.
+	run_up(seg(kTcpRst, r + 100000000, 0), TC_ACT_SHOT, KVX_R_DROP_TCP_WINDOW);
+	run_up(seg(kTcpRst, r - 1000, 0), TC_ACT_SHOT, KVX_R_DROP_TCP_WINDOW);
+	run_up(seg(kTcpFin | kTcpAck, r + 100000000, g), TC_ACT_SHOT, KVX_R_DROP_TCP_WINDOW);
+	run_up(seg(kTcpFin | kTcpAck, r, g + 100000), TC_ACT_SHOT, KVX_R_DROP_TCP_WINDOW);
+	EXPECT_EQ(st(), KVX_CT_ESTABLISHED);
+	// A stray segment far out goes to the guest, whose TCP judges it, but
+	// teaches nothing: the remote is not taken as seen.
+	in_ok(seg(kTcpAck, r + 100000000, g));
+	EXPECT_FALSE(dp().ct_lookup(key)->flags & KVX_CT_F_SEEN_REPLY);
+	EXPECT_EQ(dp().ct_lookup(key)->tcp[KVX_CT_SIDE_REMOTE].maxwin, 0u);
+	// Inside the largest window the guest may have, not exact: forwarded
+	// for the guest's challenge ACK (RFC 5961), the flow stays.
+	in_ok(seg(kTcpRst, r + 1000000, 0));
+	EXPECT_EQ(st(), KVX_CT_ESTABLISHED);
+
+	// The remote's data: plausible, learnt.
+	Packet data = seg(kTcpAck | kTcpPsh, r, g);
+	data.payload = pattern(200, 2);
+	in_ok(data);
+	auto f = dp().ct_lookup(key);
+	ASSERT_TRUE(f);
+	EXPECT_TRUE(f->flags & KVX_CT_F_SEEN_REPLY);
+	const kvx_ct_tcp &rs = f->tcp[KVX_CT_SIDE_REMOTE];
+	EXPECT_EQ(rs.end, r + 200);
+	EXPECT_EQ(rs.ack, g);
+	EXPECT_EQ(rs.maxwin, 1000u) << "unscaled";
+	EXPECT_TRUE(rs.flags & KVX_CT_TCP_F_LOOSE);
+	EXPECT_FALSE(rs.flags & KVX_CT_TCP_F_SYN);
+
+	// The guest acknowledges it; a guess at the guest's old RCV.NXT is
+	// behind now; the exact RST closes the flow.
+	Packet gack = from_guest(make_tcp(kGuestA, 62810, kRemote1, 443, kTcpAck));
+	gack.seq = g;
+	gack.ack_seq = r + 200;
+	gack.window = 502;
+	run_case(dp(), Prog::BrIngress, gack, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		 snat(gack, sent.sport));
+	EXPECT_EQ(dp().ct_lookup(key)->tcp[KVX_CT_SIDE_GUEST].ack, r + 200);
+	run_up(seg(kTcpRst, r, 0), TC_ACT_SHOT, KVX_R_DROP_TCP_WINDOW);
+	in_ok(seg(kTcpRst, r + 200, 0));
+	EXPECT_EQ(st(), KVX_CT_CLOSE);
+}
+
+// Until the remote has sent something through kvmxdp (an inbound policy
+// that lets replies past the flow, or the moment after the pick-up), the
+// guest's own segments are bounded by nothing: its FIN ends its half.
+TEST_F(UpIngressTest, MidStreamFlowTakesTheGuestsFinBeforeTheRemoteSpoke)
+{
+	const kvx_ct_key key = ct_key(kProtoTcp, kGuestA, 62812, kRemote1, 443);
+	Packet ack = from_guest(make_tcp(kGuestA, 62812, kRemote1, 443, kTcpAck));
+	ack.seq = 5000;
+	ack.ack_seq = 9000;
+	const Packet sent = establish(ack);
+	Packet fin = ack;
+	fin.tcp_flags = kTcpFin | kTcpAck;
+	fin.seq = 5000 + 300000000;
+	run_case(dp(), Prog::BrIngress, fin, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		 snat(fin, sent.sport));
+	EXPECT_EQ(int(dp().ct_lookup(key)->state), KVX_CT_FIN_WAIT);
 }
 
 } // namespace

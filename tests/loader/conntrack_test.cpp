@@ -295,6 +295,28 @@ TEST(Conntrack, TcpStatesTimeoutsAndWindows)
 	}
 }
 
+// A flow picked up mid-stream: each side as far as it has been seen, its
+// window unscaled (scale unknown), no maxend; a side not seen yet is absent.
+TEST(Conntrack, PickedUpFlowShowsLooseSides)
+{
+	const kvx_timeouts t = default_timeouts();
+	const uint64_t now = 100000 * kSec;
+	kvx_ct_key k = key(IPPROTO_TCP, 0xc0a87a0b, 40436, 0x0a4e0002, 443);
+	kvx_ct_val v = val(KVX_CT_ESTABLISHED, 0, 0x0a4d0002, 64888, now - kSec, now - kSec);
+	v.tcp[KVX_CT_SIDE_GUEST].end = 5000;
+	v.tcp[KVX_CT_SIDE_GUEST].ack = 90000;
+	v.tcp[KVX_CT_SIDE_GUEST].maxwin = 502;
+	v.tcp[KVX_CT_SIDE_GUEST].flags = KVX_CT_TCP_F_LOOSE | KVX_CT_TCP_F_ACK;
+	v.tcp[KVX_CT_SIDE_REMOTE].flags = KVX_CT_TCP_F_LOOSE;
+	json j = ct_flow_json(k, v, t, now);
+	EXPECT_EQ(j["tcp"]["guest"]["maxwin"], 502);
+	EXPECT_EQ(j["tcp"]["guest"]["ack"], 90000);
+	EXPECT_EQ(j["tcp"]["guest"]["loose"], true);
+	EXPECT_FALSE(j["tcp"]["guest"].contains("maxend"));
+	EXPECT_FALSE(j["tcp"].contains("remote")) << "the remote sent nothing yet";
+	EXPECT_NE(ct_flow_line(j).find(" win=guest:502/?"), std::string::npos) << ct_flow_line(j);
+}
+
 TEST(Conntrack, MemoryEstimate)
 {
 	MapInfo m;
