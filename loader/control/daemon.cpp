@@ -331,7 +331,8 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		return; // being detached
 	// Mappings recorded without the gateway's MAC (not resolved when they
 	// were made, or an older kvmxdp) learn it on their network now.
-	// IPv6 ones the same way, the router's.
+	// IPv6 ones the same way, the router's, or the router itself when
+	// they were made while the network had none.
 	if (net) {
 		bool learnt = false, learnt6 = false;
 		for (StaticMapping &sm : (*cfg)->find(inst_.bridge)->mappings) {
@@ -340,22 +341,15 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 				sm.network->gateway_mac = net->gateway_mac;
 				learnt = true;
 			}
-			if (net->v6 && sm.network6 && sm.network6->router_mac.empty() &&
-			    mapping_active(sm, net)) {
-				const std::string mac =
-					net->v6->router_mac_of(sm.network6->router).value_or("");
-				if (!mac.empty()) {
-					sm.network6->router_mac = mac;
-					learnt6 = true;
-				}
-			}
+			if (learn_router6(sm, net))
+				learnt6 = true;
 		}
 		if (learnt || learnt6)
 			cfg->save();
 		if (learnt)
 			log_info("mappings of " + net->str() + ": gateway MAC recorded");
 		if (learnt6)
-			log_info("IPv6 mappings: their router's MAC recorded");
+			log_info("IPv6 mappings: their router (or its MAC) recorded");
 	}
 	// Mappings a libvirt hook could not make (model/mapping.hpp
 	// pending) are made once the uplink's network allows them.

@@ -313,6 +313,13 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 		if (!sm.network6)
 			return true;
 		const NetId6 &rec = *sm.network6;
+		// Made while the network had no default router: its prefix is all
+		// that names it (a global prefix is that network's own; a router
+		// that appears since is recorded on use, learn_router6).
+		if (rec.router == Ipv6Addr{})
+			return cur && cur->v6 &&
+			       std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(),
+					 rec.prefix) != cur->v6->prefixes.end();
 		// Its router among the network's routers (a mapping made while
 		// another router was preferred is on the same network).
 		const std::optional<std::string> mac =
@@ -334,6 +341,27 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 	if (!cur || !cur->net || !(cur->net == rec.net) || cur->gateway != rec.gateway)
 		return false;
 	return rec.gateway_mac.empty() || cur->gateway_mac == rec.gateway_mac;
+}
+
+bool learn_router6(StaticMapping &sm, const std::optional<NetId> &cur)
+{
+	if (!sm.network6 || !cur || !cur->v6 || !mapping_active(sm, cur))
+		return false;
+	NetId6 &rec = *sm.network6;
+	if (rec.router == Ipv6Addr{}) {
+		if (cur->v6->router == Ipv6Addr{})
+			return false;
+		rec.router = cur->v6->router;
+		rec.router_mac = cur->v6->router_mac;
+		return true;
+	}
+	if (!rec.router_mac.empty())
+		return false;
+	const std::string mac = cur->v6->router_mac_of(rec.router).value_or("");
+	if (mac.empty())
+		return false;
+	rec.router_mac = mac;
+	return true;
 }
 
 std::optional<NetId> judged_network(const std::optional<NetId> &now,

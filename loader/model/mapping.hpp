@@ -290,6 +290,11 @@ struct StaticMapping {
 // An IPv6 mapping the same way against cur's IPv6 network (cur->v6): its
 // prefix among the uplink's, the same router, the router's MAC as recorded.
 bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur);
+// What an active IPv6 mapping's record lacks, learnt from cur: the router's
+// MAC (not resolved when it was made, or an older kvmxdp), or the router
+// itself (made while the network had none, on its prefix alone).  True
+// when sm changed.
+bool learn_router6(StaticMapping &sm, const std::optional<NetId> &cur);
 // The network the daemon judges the mappings on, from what the uplink shows
 // now (network_of_link) and what the previous sync judged on (unset: no
 // sync yet, or no network then).  Each family on its own:

@@ -837,6 +837,57 @@ TEST(MappingNetwork6, TiedToPrefixAndRouter)
 	EXPECT_FALSE(mapping_active(pending, home));
 }
 
+// A mapping made while the IPv6 network had no default router is tied to
+// its prefix alone: a router that appears later is the same network (the
+// daemon records it, learn_router6), another prefix is not.  Before, the
+// mapping recorded router :: and was suspended for good once a router came.
+TEST(MappingNetwork6, MadeWithoutARouterLearnsTheOneThatComes)
+{
+	const Ipv6Addr up6 = parse_ipv6("2001:db8:1::2");
+	NetId bare{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"), ""};
+	bare.v6 = Uplink6Net{{network_of6(parse_ipv6("2001:db8:1::"), 64)}, Ipv6Addr{}, ""};
+	StaticMapping one, fwd;
+	one.m = parse_mapping("2001:db8:1::101", "fd42::101", "");
+	fwd.m = parse_mapping("[uplink]:2222", "[fd42::14]:22", "tcp");
+	for (StaticMapping *sm : {&one, &fwd})
+		tie_to_network(*sm, bare, up6);
+	ASSERT_TRUE(one.network6);
+	EXPECT_EQ(one.network6->router, Ipv6Addr{});
+	EXPECT_TRUE(mapping_active(one, bare));
+	EXPECT_FALSE(learn_router6(one, bare)) << "nothing to learn yet";
+
+	NetId routed = bare;
+	routed.v6->router = parse_ipv6("fe80::1");
+	routed.v6->router_mac = "52:54:00:00:00:01";
+	EXPECT_TRUE(mapping_active(one, routed));
+	EXPECT_TRUE(mapping_active(fwd, routed));
+	NetId elsewhere = routed;
+	elsewhere.v6->prefixes = {network_of6(parse_ipv6("2001:db8:9::"), 64)};
+	EXPECT_FALSE(mapping_active(one, elsewhere));
+	EXPECT_FALSE(mapping_active(fwd, elsewhere)) << "no router recorded: the prefix names it";
+	EXPECT_FALSE(learn_router6(one, elsewhere));
+	NetId no_v6 = routed;
+	no_v6.v6.reset();
+	EXPECT_FALSE(mapping_active(one, no_v6));
+
+	// Learnt on its network: from then on the router decides, as for a
+	// mapping made with it.
+	EXPECT_TRUE(learn_router6(one, routed));
+	EXPECT_EQ(one.network6->str(), "2001:db8:1::/64 via fe80::1 at 52:54:00:00:00:01");
+	EXPECT_FALSE(learn_router6(one, routed));
+	NetId cafe = routed;
+	cafe.v6->router_mac = "52:54:00:00:00:99";
+	EXPECT_FALSE(mapping_active(one, cafe));
+	// A router's MAC learnt the same way.
+	NetId unresolved = routed;
+	unresolved.v6->router_mac.clear();
+	StaticMapping late = fwd;
+	EXPECT_TRUE(learn_router6(late, unresolved));
+	EXPECT_EQ(late.network6->router_mac, "");
+	EXPECT_TRUE(learn_router6(late, routed));
+	EXPECT_EQ(late.network6->router_mac, "52:54:00:00:00:01");
+}
+
 // A pending IPv6 mapping the daemon makes is tied to the network it is
 // made on, as `map add` ties one.
 TEST(MappingNetwork6, PendingMadeIsTied)
