@@ -24,7 +24,11 @@
 #     alone is the network, the mapping active on it and reachable; a port
 #     forward added there is tied to it (not left untied); an IPv4 mapping
 #     made at home says no-uplink-address; the café's router on
-#     that IPv6-only network still suspends both.
+#     that IPv6-only network still suspends both;
+#  5. no default router (radvd gone: its last RA withdraws the route): a
+#     forward added then is tied to the prefix alone and active; when the
+#     router's RAs come back it records that router (map list), stays
+#     active and reachable, and the café's router suspends it.
 #
 #   guest1 ns  kg1<id> fd42:98::11/64 (default via the bridge's link-local)
 #                 HTTP [fd42:98::11]:8080 (/who: guest1), 1:1 2001:db8:1::101
@@ -36,6 +40,7 @@
 #
 # Usage: mapping_network6.sh KVMXDP_BINARY
 source "$(dirname "$0")/lib.sh"
+KVX_TIMEOUT=${KVX_TIMEOUT:-170} # the ctest TIMEOUT is 200 (vm-tests/CMakeLists.txt)
 kvx_init "${1:-}"
 kvx_require_tools curl radvd
 kvx_topology_up
@@ -165,4 +170,45 @@ router_as "$CAFE_MAC"
 wait_state suspended
 assert_eq "the café's router suspends it on IPv6 alone" suspended "$(state_of)"
 assert_eq "and the one made on the IPv6-only uplink" suspended "$(map_field "$ONE6B" state)"
+
+kvx_step "no default router: a mapping tied to its prefix alone records the router that comes"
+router_as "$HOME_MAC"
+wait_state active
+# radvd's last RA on exit has router lifetime 0: the default route goes,
+# the prefix and the uplink's address stay.
+kill "$RADVD_PID" 2>/dev/null || true
+wait "$RADVD_PID" 2>/dev/null || true
+no_default() { [[ -z $(ip -n "$NS_HOST" -6 route show default dev "$UP") ]]; }
+must kvx_wait_for 10 "the uplink's IPv6 default route gone" no_default
+ONE6C="[2001:db8:1::103]:8082"
+# The same guest port as step 4's forward: that one goes first.
+assert_ok "map del $ONE6B" kvx map del "$ONE6B" "[$G1_6]:8080" --proto tcp
+assert_ok "map add $ONE6C [$G1_6]:8080 without a default router" kvx map add "$ONE6C" "[$G1_6]:8080" --proto tcp
+assert_eq "map list --json: its prefix alone" "2001:db8:1::/64 (no default router)" "$(map_field "$ONE6C" network)"
+wait_map_state() { # EXT STATE
+	local t
+	for ((t = 0; t < 60; t++)); do [[ $(map_field "$1" state) == "$2" ]] && return 0; sleep 0.25; done
+	return 0
+}
+wait_map_state "$ONE6C" active
+assert_eq "active on its prefix" active "$(map_field "$ONE6C" state)"
+kvx_lan6_radvd 2001:db8:1::/64
+RADVD_PID=$KVX_LAST_PID
+for ((t = 0; t < 40; t++)); do no_default || break; sleep 0.25; done
+for ((t = 0; t < 60; t++)); do
+	[[ $(map_field "$ONE6C" network) == "2001:db8:1::/64 via $RTR_LL at $HOME_MAC" ]] && break
+	sleep 0.25
+done
+assert_eq "the router that came is recorded" "2001:db8:1::/64 via $RTR_LL at $HOME_MAC" "$(map_field "$ONE6C" network)"
+assert_eq "still active behind it" active "$(map_field "$ONE6C" state)"
+who=""
+for ((t = 0; t < 20; t++)); do
+	who=$(kvx_http_get "$NS_LAN" "http://[2001:db8:1::103]:8082/who")
+	[[ $who == guest1 ]] && break
+	sleep 0.25
+done
+assert_eq "LAN -> $ONE6C reaches guest1" guest1 "$who"
+router_as "$CAFE_MAC"
+wait_map_state "$ONE6C" suspended
+assert_eq "the café's router suspends it as any tied mapping" suspended "$(map_field "$ONE6C" state)"
 kvx_finish
