@@ -256,6 +256,7 @@ if kill -0 "$spid" 2>/dev/null; then
 	kvx_log "off-path RSTs: $out"
 	assert_ge "off-path RSTs at the picked-up flow: most dropped (DROP_TCP_WINDOW)" \
 		$(($(kvx_counter DROP_TCP_WINDOW) - w0)) 120
+	assert_eq "the picked-up flow lives on (ESTABLISHED)" ESTABLISHED "$(flow_of "$sport" | cut -d' ' -f1)"
 else
 	kvx_fail "the stream ended before the off-path RSTs (a loaded machine?)"
 fi
@@ -264,6 +265,9 @@ rc=0
 wait "$spid" || rc=$?
 kvx_log "stream: $(tr '\n' '|' <"$KVX_TMP/stream.log")"
 assert_eq "stream client exit code (echo byte for byte)" 0 "$rc"
+# Both FINs went through the picked-up flow (its checks never took the
+# endpoints' own segments for off-path ones).
+assert_eq "the picked-up flow saw the connection's close (TIME_WAIT)" TIME_WAIT "$(flow_of "$sport" | cut -d' ' -f1)"
 sha=$(sed -n 's/^sent=8388608 sha=\([0-9a-f]*\) .*/\1/p' "$KVX_TMP/stream.log")
 assert_contains "guest1: all 8 MiB echoed back, sha256 matches" "got=8388608 sha=$sha" "$(cat "$KVX_TMP/stream.log")"
 assert_contains "server: all 8 MiB arrived from the same external port, sha256 matches" \

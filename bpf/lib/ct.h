@@ -136,9 +136,9 @@ static __always_inline void bind_flags_clear(struct kvx_bind_val *b, __u16 bits)
  * TCP sequence tracking, after netfilter's tcp_in_window (nf_conntrack_proto_tcp.c,
  * "Real Stateful TCP Packet Filtering in IP Filter"): per side the highest
  * sequence it sent (end), the highest the other side lets it send (maxend:
- * the other's ACK + window) and its largest window.  Only flows whose two
- * SYNs were seen are checked: a flow picked up mid-stream has no window
- * scale to go by, and stays as loose as netfilter's tcp_loose.
+ * the other's ACK + window) and its largest window.  Flows whose two SYNs
+ * were seen are checked so; a flow picked up mid-stream has no window scale
+ * to go by and is checked more loosely (tcp_loose_span).
  */
 static __always_inline int seq_before(__u32 a, __u32 b)
 {
@@ -223,12 +223,16 @@ static __always_inline void tcp_track(const struct kvx_ct_val *f, struct kvx_ct_
 
 /*
  * A flow picked up mid-stream (KVX_CT_TCP_F_LOOSE: no SYN seen, so no
- * window scale) is checked loosely, as netfilter checks a picked-up
- * connection once it has seen both directions: what a side may be ahead
- * of what the other acknowledged is its largest window at the largest
- * scale (RFC 7323: 14), at least 16 KiB and at most 1 GiB, where a
- * guessing attacker still misses most of the sequence space.  A side that
- * sent nothing yet (maxwin 0) allows the largest.
+ * window scale) is checked loosely, and only what comes from outside: the
+ * guest's own segments are its own business (its RST and FIN end the flow
+ * as they would without kvmxdp), a remote's are judged against the one
+ * thing the guest's segments tell for sure, its RCV.NXT (the highest ACK
+ * it sent).  How far ahead of it a remote may be is the guest's largest
+ * window at the largest scale (RFC 7323: 14), at least 16 KiB, at most
+ * 1 GiB; behind it, a retransmitted segment's length (66000, netfilter's
+ * MAXACKWINDOW).  netfilter takes anything on a picked-up connection
+ * (IP_CT_TCP_FLAG_BE_LIBERAL); here a guessing attacker still misses most
+ * of the sequence space, and a real remote, whatever its ACK, never.
  */
 static __always_inline __u32 tcp_loose_span(const struct kvx_ct_tcp *r)
 {
@@ -239,33 +243,29 @@ static __always_inline __u32 tcp_loose_span(const struct kvx_ct_tcp *r)
 	return w << 14;
 }
 
-/*
- * Is a segment from s plausible on a picked-up flow?  Its sequence number
- * within r's largest window around what r acknowledged, and its ACK no
- * further than r sent nor further behind than s's own largest window.
- * Each bound applies once that side has sent something through here: a
- * side never seen (an inbound policy that lets replies past the flow, or
- * the moment after the pick-up) bounds nothing.
- */
-static __always_inline int tcp_loose_plausible(const struct kvx_ct_tcp *s,
-					       const struct kvx_ct_tcp *r, const struct kvx_pkt *p)
+/* Picked up mid-stream (read where needed, not kept: ct_update's frame is
+ * on the deepest call chains, at 6.1's 512 bytes). */
+static __always_inline int tcp_loose(const struct kvx_ct_val *f)
 {
-	__u32 d;
-
-	if (r->flags & KVX_CT_TCP_F_ACK) {
-		d = p->tcp_seq - r->ack;
-		if (d > tcp_loose_span(r) && -d > tcp_loose_span(r))
-			return 0;
-	}
-	if ((p->tcp_flags & KVX_TCP_ACK) && r->maxwin &&
-	    (seq_after(p->tcp_ack, r->end) || seq_before(p->tcp_ack, r->end - tcp_loose_span(s))))
-		return 0;
-	return 1;
+	return (f->tcp[0].flags | f->tcp[1].flags) & KVX_CT_TCP_F_LOOSE;
 }
 
-/* What a plausible segment of a picked-up flow teaches about its sender:
- * the highest sequence and ACK, the largest raw window (at least 1: the
- * side has been seen). */
+/* Is a remote's segment plausible on a picked-up flow whose guest side is
+ * g?  Anything is until the guest has acknowledged something. */
+static __always_inline int tcp_loose_plausible(const struct kvx_ct_tcp *g, const struct kvx_pkt *p)
+{
+	__u32 d = p->tcp_seq - g->ack;
+
+	if (!(g->flags & KVX_CT_TCP_F_ACK))
+		return 1;
+	return d < tcp_loose_span(g) || -d <= 66000;
+}
+
+/* What the guest's segment on a picked-up flow teaches: its highest
+ * sequence and ACK, its largest raw window (at least 1).  Only forward: a
+ * retransmission teaches nothing old.  The remote's side is left unset:
+ * a RST from the guest then finds nothing to be checked against
+ * (tcp_rst_check), as the guest's own segments are not judged. */
 static __always_inline void tcp_track_loose(struct kvx_ct_tcp *s, const struct kvx_pkt *p)
 {
 	__u32 end = tcp_seq_end(p), win = p->tcp_win ? p->tcp_win : 1;
@@ -356,9 +356,12 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 	}
 	if (tf == KVX_TCP_SYN) {
 		/* The opener's SYN: a retransmission, or a new connection
-		 * reusing the tuple of a closed one. */
-		if (!reply && (state == KVX_CT_CLOSE || state == KVX_CT_TIME_WAIT ||
-			       state == KVX_CT_SYN_SENT || state == KVX_CT_SYN_RECV)) {
+		 * reusing the tuple of a closed one, or of one picked up
+		 * (whose end was never seen: a guest restored from a snapshot,
+		 * a client reconnecting from its fixed port). */
+		if (!reply &&
+		    (state == KVX_CT_CLOSE || state == KVX_CT_TIME_WAIT ||
+		     state == KVX_CT_SYN_SENT || state == KVX_CT_SYN_RECV || tcp_loose(f))) {
 			flags = f->flags & ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN |
 					     KVX_CT_F_SEEN_REPLY | KVX_CT_F_SYNACK);
 			/* From outside: half-open again until its handshake. */
@@ -399,10 +402,13 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 		if (!tcp_in_window(s, r, p))
 			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
 		tcp_track(f, s, r, p);
-	} else if ((s->flags | r->flags) & KVX_CT_TCP_F_LOOSE) {
-		if (!tcp_loose_plausible(s, r, p))
+	} else if (tcp_loose(f)) {
+		/* The guest's segment teaches its side; a remote's is judged
+		 * against that, and teaches nothing (no check uses it). */
+		if (out)
+			tcp_track_loose(s, p);
+		else if (!tcp_loose_plausible(r, p))
 			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
-		tcp_track_loose(s, p);
 	}
 	flags = f->flags;
 	if (tf & KVX_TCP_FIN)
@@ -1021,8 +1027,8 @@ static __always_inline void ct_val_init(struct kvx_ct_val *vp, const struct kvx_
 		/* Callers let only a SYN open an inbound flow; outbound also a
 		 * bare ACK: a mid-stream pick-up (after a flush or a restart,
 		 * netfilter's nf_conntrack_tcp_loose), established and checked
-		 * loosely (its window scale is unknown: tcp_loose_plausible),
-		 * from what the guest's ACK says on. */
+		 * loosely (its window scale is unknown: tcp_loose_span), from
+		 * what the guest's ACK says on. */
 		struct kvx_ct_tcp *s =
 			&vp->tcp[dir == CT_DIR_OUT ? KVX_CT_SIDE_GUEST : KVX_CT_SIDE_REMOTE];
 

@@ -295,8 +295,8 @@ TEST(Conntrack, TcpStatesTimeoutsAndWindows)
 	}
 }
 
-// A flow picked up mid-stream: each side as far as it has been seen, its
-// window unscaled (scale unknown), no maxend; a side not seen yet is absent.
+// A flow picked up mid-stream: the guest's side, its window unscaled (scale
+// unknown), no maxend; the remote's, of which nothing is recorded, absent.
 TEST(Conntrack, PickedUpFlowShowsLooseSides)
 {
 	const kvx_timeouts t = default_timeouts();
@@ -313,7 +313,7 @@ TEST(Conntrack, PickedUpFlowShowsLooseSides)
 	EXPECT_EQ(j["tcp"]["guest"]["ack"], 90000);
 	EXPECT_EQ(j["tcp"]["guest"]["loose"], true);
 	EXPECT_FALSE(j["tcp"]["guest"].contains("maxend"));
-	EXPECT_FALSE(j["tcp"].contains("remote")) << "the remote sent nothing yet";
+	EXPECT_FALSE(j["tcp"].contains("remote")) << "nothing recorded of the remote";
 	EXPECT_NE(ct_flow_line(j).find(" win=guest:502/?"), std::string::npos) << ct_flow_line(j);
 }
 

@@ -510,10 +510,10 @@ struct kvx_ct_tcp {
 #define KVX_CT_TCP_F_SYN (1U << 0)    /* its SYN was seen: end/maxwin are from the start */
 #define KVX_CT_TCP_F_ACK (1U << 1)    /* it sent an ACK: ack and the other's maxend are set */
 #define KVX_CT_TCP_F_WSCALE (1U << 2) /* its SYN carried the window scale option */
-/* The flow was picked up mid-stream (no SYN seen, its window scale unknown):
- * end and ack are from this side's plausible packets, maxwin is its largest
- * window unscaled (0: it sent nothing yet); the checks assume the largest
- * scale (ct.h tcp_loose_span). */
+/* The flow was picked up mid-stream (no SYN seen, its window scale unknown).
+ * The guest's side: end and ack from its segments, maxwin its largest window
+ * unscaled, which the checks of a remote's RST and FIN take at the largest
+ * scale (ct.h tcp_loose_span); the remote's side: nothing recorded. */
 #define KVX_CT_TCP_F_LOOSE (1U << 3)
 
 struct kvx_ct_val {
