@@ -202,13 +202,15 @@ static __always_inline int tcp_in_window(const struct kvx_ct_tcp *s, const struc
 	return !seq_after(p->tcp_ack, r->end) && !seq_before(p->tcp_ack, r->end - maxack);
 }
 
-/* What the sender's in-window packet teaches (netfilter's updates). */
-static __always_inline void tcp_track(const struct kvx_ct_val *f, struct kvx_ct_tcp *s,
-				      struct kvx_ct_tcp *r, const struct kvx_pkt *p)
+/* What a sender's packet teaches about its side s, its window win (scaled
+ * or not, as the flow counts them): the highest sequence and ACK it sent,
+ * its largest window.  Only forward: a retransmission teaches nothing old
+ * (maxwin 0: nothing seen of it yet). */
+static __always_inline void tcp_side_learn(struct kvx_ct_tcp *s, const struct kvx_pkt *p, __u32 win)
 {
-	__u32 end = tcp_seq_end(p), win = tcp_win_scaled(f, s, p);
+	__u32 end = tcp_seq_end(p);
 
-	if (seq_after(end, s->end))
+	if (!s->maxwin || seq_after(end, s->end))
 		s->end = end;
 	if (win > s->maxwin)
 		s->maxwin = win;
@@ -216,9 +218,18 @@ static __always_inline void tcp_track(const struct kvx_ct_val *f, struct kvx_ct_
 		if (!(s->flags & KVX_CT_TCP_F_ACK) || seq_after(p->tcp_ack, s->ack))
 			s->ack = p->tcp_ack;
 		s->flags |= KVX_CT_TCP_F_ACK;
-		if (seq_after(p->tcp_ack + win + !win, r->maxend))
-			r->maxend = p->tcp_ack + win + !win;
 	}
+}
+
+/* What the sender's in-window packet teaches (netfilter's updates). */
+static __always_inline void tcp_track(const struct kvx_ct_val *f, struct kvx_ct_tcp *s,
+				      struct kvx_ct_tcp *r, const struct kvx_pkt *p)
+{
+	__u32 win = tcp_win_scaled(f, s, p);
+
+	tcp_side_learn(s, p, win);
+	if ((p->tcp_flags & KVX_TCP_ACK) && seq_after(p->tcp_ack + win + !win, r->maxend))
+		r->maxend = p->tcp_ack + win + !win;
 }
 
 /*
@@ -261,24 +272,19 @@ static __always_inline int tcp_loose_plausible(const struct kvx_ct_tcp *g, const
 	return d < tcp_loose_span(g) || -d <= 66000;
 }
 
-/* What the guest's segment on a picked-up flow teaches: its highest
- * sequence and ACK, its largest raw window (at least 1).  Only forward: a
- * retransmission teaches nothing old.  The remote's side is left unset:
- * a RST from the guest then finds nothing to be checked against
+/* What the guest's segment on a picked-up flow teaches (its raw window, at
+ * least 1: its side has been seen).  The remote's side records no ACK: a
+ * RST from the guest then finds nothing to be checked against
  * (tcp_rst_check), as the guest's own segments are not judged. */
 static __always_inline void tcp_track_loose(struct kvx_ct_tcp *s, const struct kvx_pkt *p)
 {
-	__u32 end = tcp_seq_end(p), win = p->tcp_win ? p->tcp_win : 1;
-
-	if (!s->maxwin || seq_after(end, s->end))
-		s->end = end;
-	if (win > s->maxwin)
-		s->maxwin = win;
-	if (p->tcp_flags & KVX_TCP_ACK) {
-		if (!(s->flags & KVX_CT_TCP_F_ACK) || seq_after(p->tcp_ack, s->ack))
-			s->ack = p->tcp_ack;
-		s->flags |= KVX_CT_TCP_F_ACK;
-	}
+	/* An ACK behind the last by more than the span is no reordering:
+	 * the guest's TCP is another connection now (the guest is trusted
+	 * with its own flows), taken as it is. */
+	if ((p->tcp_flags & KVX_TCP_ACK) && (s->flags & KVX_CT_TCP_F_ACK) &&
+	    s->ack - p->tcp_ack > tcp_loose_span(s))
+		s->ack = p->tcp_ack;
+	tcp_side_learn(s, p, p->tcp_win ? p->tcp_win : 1);
 }
 
 enum tcp_rst_fate {
@@ -305,7 +311,9 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
 
 		if (p->tcp_seq == r->ack)
 			return TCP_RST_CLOSE;
-		if (p->tcp_seq - r->ack < (win ? win : 1))
+		/* One below: after r acknowledged a FIN, Linux's peer resets
+		 * from its FIN's sequence number (tcp_reset_check takes it). */
+		if (p->tcp_seq - r->ack < (win ? win : 1) || p->tcp_seq == r->ack - 1)
 			return TCP_RST_KEEP;
 		return TCP_RST_DROP;
 	}
@@ -374,6 +382,15 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 			f->flags = flags;
 			tcp_track_syn(s, p);
 			r->flags = 0;
+		} else if (reply && tcp_loose(f)) {
+			/* The remote opens a new connection on a picked-up
+			 * flow's tuple (a client reconnecting from its port to
+			 * a guest's forward): nothing known of it, so nothing
+			 * checked on it from here, and its end is its own. */
+			f->tcp[0].flags = 0;
+			f->tcp[1].flags = 0;
+			f->flags &= ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN);
+			f->state = KVX_CT_ESTABLISHED;
 		}
 		return KVX_CONTINUE;
 	}
@@ -404,11 +421,21 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 		tcp_track(f, s, r, p);
 	} else if (tcp_loose(f)) {
 		/* The guest's segment teaches its side; a remote's is judged
-		 * against that, and teaches nothing (no check uses it). */
-		if (out)
+		 * against that.  A remote's FIN counts once the guest
+		 * acknowledges exactly its end: an off-path guess inside the
+		 * span never is (the guest acknowledges what it received). */
+		if (out) {
 			tcp_track_loose(s, p);
-		else if (!tcp_loose_plausible(r, p))
+			if ((r->flags & KVX_CT_TCP_F_FIN) && (tf & KVX_TCP_ACK) &&
+			    p->tcp_ack == r->end)
+				f->flags |= KVX_CT_F_FIN_IN;
+		} else if (!tcp_loose_plausible(r, p)) {
 			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
+		} else if (tf & KVX_TCP_FIN) {
+			s->end = tcp_seq_end(p);
+			s->flags |= KVX_CT_TCP_F_FIN;
+			tf &= ~KVX_TCP_FIN;
+		}
 	}
 	flags = f->flags;
 	if (tf & KVX_TCP_FIN)

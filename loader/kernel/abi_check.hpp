@@ -103,7 +103,7 @@ static_assert(offsetof(kvx_ct_tcp, flags) == 17);
 static_assert(offsetof(kvx_ct_tcp, _pad) == 18);
 static_assert(KVX_CT_SIDE_GUEST == 0 && KVX_CT_SIDE_REMOTE == 1);
 static_assert(KVX_CT_TCP_F_SYN == 1 && KVX_CT_TCP_F_ACK == 2 && KVX_CT_TCP_F_WSCALE == 4 &&
-	      KVX_CT_TCP_F_LOOSE == 8);
+	      KVX_CT_TCP_F_LOOSE == 8 && KVX_CT_TCP_F_FIN == 16);
 
 static_assert(KVX_CT_NONE == 0 && KVX_CT_SYN_SENT == 1 && KVX_CT_ESTABLISHED == 2 &&
 	      KVX_CT_FIN_WAIT == 3 && KVX_CT_TIME_WAIT == 4 && KVX_CT_CLOSE == 5 &&

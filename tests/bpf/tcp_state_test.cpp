@@ -792,6 +792,10 @@ TEST_F(UpIngressTest, MidStreamFlowIsCheckedLoosely)
 	// Behind what the guest acknowledged by less than a segment: a
 	// retransmission, plausible.
 	in_ok(seg(kTcpAck, r + 100, g));
+	// A guessed FIN inside the span reaches the guest but ends nothing:
+	// the guest never acknowledges its end.
+	in_ok(seg(kTcpFin | kTcpAck, r + 1000000, g));
+	EXPECT_EQ(st(), KVX_CT_ESTABLISHED);
 
 	// The guest acknowledges it; a guess at the guest's old RCV.NXT is
 	// behind now; the exact RST closes the flow.
@@ -802,20 +806,40 @@ TEST_F(UpIngressTest, MidStreamFlowIsCheckedLoosely)
 	run_case(dp(), Prog::BrIngress, gack, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
 		 snat(gack, sent.sport));
 	EXPECT_EQ(dp().ct_lookup(key)->tcp[KVX_CT_SIDE_GUEST].ack, r + 200);
+	EXPECT_EQ(st(), KVX_CT_ESTABLISHED) << "the guest's ACK is not the guessed FIN's end";
+	// One below the guest's ACK (a peer resetting from its FIN's sequence
+	// number): forwarded, the flow stays.
+	in_ok(seg(kTcpRst, r + 199, 0));
+	EXPECT_EQ(st(), KVX_CT_ESTABLISHED);
 	run_up(seg(kTcpRst, r, 0), TC_ACT_SHOT, KVX_R_DROP_TCP_WINDOW);
 	in_ok(seg(kTcpRst, r + 200, 0));
 	EXPECT_EQ(st(), KVX_CT_CLOSE);
 }
 
+// Flows a guest's bare ACK picks up (seq 5000, ack 9000: its SND.NXT and
+// RCV.NXT) from port gport to kRemote1:443.
+class PickUpTest : public UpIngressTest {
+protected:
+	static kvx_ct_key key_of(std::uint16_t gport)
+	{
+		return ct_key(kProtoTcp, kGuestA, gport, kRemote1, 443);
+	}
+	static Packet bare_ack(std::uint16_t gport)
+	{
+		Packet p = from_guest(make_tcp(kGuestA, gport, kRemote1, 443, kTcpAck));
+		p.seq = 5000;
+		p.ack_seq = 9000;
+		return p;
+	}
+};
+
 // The guest's own segments on a picked-up flow are not judged (its RST and
 // FIN end the flow as without kvmxdp), whatever the remote's side says:
 // only what comes from outside is.
-TEST_F(UpIngressTest, MidStreamFlowTakesTheGuestsOwnFinAndRst)
+TEST_F(PickUpTest, MidStreamFlowTakesTheGuestsOwnFinAndRst)
 {
-	const kvx_ct_key key = ct_key(kProtoTcp, kGuestA, 62812, kRemote1, 443);
-	Packet ack = from_guest(make_tcp(kGuestA, 62812, kRemote1, 443, kTcpAck));
-	ack.seq = 5000;
-	ack.ack_seq = 9000;
+	const kvx_ct_key key = key_of(62812);
+	const Packet ack = bare_ack(62812);
 	const Packet sent = establish(ack);
 	Packet back = reply_to(sent);
 	back.tcp_flags = kTcpAck;
@@ -875,7 +899,10 @@ TEST_F(UpIngressTest, MidStreamKeepalivePickUpClosesCleanly)
 	ASSERT_TRUE(f);
 	EXPECT_TRUE(f->flags & KVX_CT_F_SEEN_REPLY);
 	EXPECT_EQ(kvx_ct_timeout_s(&*f, kProtoTcp, &c.timeouts), c.timeouts.tcp_established);
+	// The remote's FIN counts once the guest acknowledges it.
 	remote(kTcpFin | kTcpAck, r, g);
+	EXPECT_EQ(int(dp().ct_lookup(key)->state), KVX_CT_ESTABLISHED);
+	out(guest(kTcpAck, g, r + 1));
 	EXPECT_EQ(int(dp().ct_lookup(key)->state), KVX_CT_FIN_WAIT);
 	out(guest(kTcpFin | kTcpAck, g, r + 1));
 	EXPECT_EQ(int(dp().ct_lookup(key)->state), KVX_CT_TIME_WAIT);
@@ -883,16 +910,46 @@ TEST_F(UpIngressTest, MidStreamKeepalivePickUpClosesCleanly)
 	EXPECT_EQ(int(dp().ct_lookup(key)->state), KVX_CT_TIME_WAIT);
 }
 
+// The remote opening a new connection on a picked-up flow's tuple (a client
+// reconnecting from its port to a guest's forward): nothing is known of
+// it, so nothing is checked on it (its FIN ends it whatever its numbers),
+// and the guest's ACK of another connection is taken as it comes.
+TEST_F(PickUpTest, RemoteSynOnAPickedUpFlowIsNotJudgedByTheOldOne)
+{
+	const kvx_ct_key key = key_of(62815);
+	const Packet ack = bare_ack(62815);
+	const Packet sent = establish(ack);
+	// The guest's TCP is on another connection: its ACK far behind.
+	Packet jump = ack;
+	jump.ack_seq = 9000 - 0x60000000U;
+	run_case(dp(), Prog::BrIngress, jump, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		 snat(jump, sent.sport));
+	EXPECT_EQ(dp().ct_lookup(key)->tcp[KVX_CT_SIDE_GUEST].ack, 9000 - 0x60000000U);
+	Packet syn = reply_to(sent);
+	syn.tcp_flags = kTcpSyn;
+	syn.seq = 0x30000000;
+	syn.ack_seq = 0;
+	syn.payload.clear();
+	run_up(syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(syn, kGuestA, 62815));
+	auto f = dp().ct_lookup(key);
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->tcp[0].flags | f->tcp[1].flags, 0) << "no longer checked";
+	Packet fin = syn;
+	fin.tcp_flags = kTcpFin | kTcpAck;
+	fin.seq = 0x70000000;
+	fin.ack_seq = 1;
+	run_up(fin, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(fin, kGuestA, 62815));
+	EXPECT_EQ(int(dp().ct_lookup(key)->state), KVX_CT_FIN_WAIT);
+}
+
 // A guest SYN on the tuple of a picked-up flow (a guest restored from a
 // snapshot, a client reconnecting from a fixed port) starts the flow anew,
 // as on a closed one: the new connection is tracked from its SYNs, not
 // judged by the old one's sequence numbers.
-TEST_F(UpIngressTest, SynOnAPickedUpFlowStartsANewConnection)
+TEST_F(PickUpTest, SynOnAPickedUpFlowStartsANewConnection)
 {
-	const kvx_ct_key key = ct_key(kProtoTcp, kGuestA, 62814, kRemote1, 443);
-	Packet ack = from_guest(make_tcp(kGuestA, 62814, kRemote1, 443, kTcpAck));
-	ack.seq = 5000;
-	ack.ack_seq = 9000;
+	const kvx_ct_key key = key_of(62814);
+	const Packet ack = bare_ack(62814);
 	const Packet sent = establish(ack);
 	Packet syn = ack;
 	syn.tcp_flags = kTcpSyn;

@@ -513,8 +513,12 @@ struct kvx_ct_tcp {
 /* The flow was picked up mid-stream (no SYN seen, its window scale unknown).
  * The guest's side: end and ack from its segments, maxwin its largest window
  * unscaled, which the checks of a remote's RST and FIN take at the largest
- * scale (ct.h tcp_loose_span); the remote's side: nothing recorded. */
+ * scale (ct.h tcp_loose_span); the remote's side: only a FIN's end
+ * (KVX_CT_TCP_F_FIN). */
 #define KVX_CT_TCP_F_LOOSE (1U << 3)
+/* A picked-up flow's remote side: its FIN was seen, end is just past it;
+ * the flow counts it once the guest acknowledges exactly that. */
+#define KVX_CT_TCP_F_FIN (1U << 4)
 
 struct kvx_ct_val {
 	__u64 last_seen_ns; /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): counts suspend */
