@@ -386,11 +386,10 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 			/* The remote opens a new connection on a picked-up
 			 * flow's tuple (a client reconnecting from its port to
 			 * a guest's forward): nothing known of it, so nothing
-			 * checked on it from here, and its end is its own. */
+			 * checked on it from here (as before the checks: a SYN
+			 * spoofed with the tuple turns them off, no more). */
 			f->tcp[0].flags = 0;
 			f->tcp[1].flags = 0;
-			f->flags &= ~(KVX_CT_F_FIN_OUT | KVX_CT_F_FIN_IN);
-			f->state = KVX_CT_ESTABLISHED;
 		}
 		return KVX_CONTINUE;
 	}
@@ -422,19 +421,30 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 	} else if (tcp_loose(f)) {
 		/* The guest's segment teaches its side; a remote's is judged
 		 * against that.  A remote's FIN counts once the guest
-		 * acknowledges exactly its end: an off-path guess inside the
-		 * span never is (the guest acknowledges what it received). */
+		 * acknowledges exactly its end (the guest acknowledges what it
+		 * received: a guess inside the span would have to hit one of
+		 * the guest's ACK values exactly). */
 		if (out) {
 			tcp_track_loose(s, p);
 			if ((r->flags & KVX_CT_TCP_F_FIN) && (tf & KVX_TCP_ACK) &&
-			    p->tcp_ack == r->end)
+			    (p->tcp_ack == r->end || p->tcp_ack == r->maxend) &&
+			    !(f->flags & KVX_CT_F_FIN_IN))
 				f->flags |= KVX_CT_F_FIN_IN;
 		} else if (!tcp_loose_plausible(r, p)) {
 			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
 		} else if (tf & KVX_TCP_FIN) {
-			s->end = tcp_seq_end(p);
+			/* Two ends kept (a later FIN, real or guessed, does
+			 * not wipe the one the guest may be about to ACK). */
+			if (!(s->flags & KVX_CT_TCP_F_FIN))
+				s->end = tcp_seq_end(p);
+			else
+				s->maxend = tcp_seq_end(p);
 			s->flags |= KVX_CT_TCP_F_FIN;
 			tf &= ~KVX_TCP_FIN;
+		} else if ((s->flags & KVX_CT_TCP_F_FIN) && seq_after(tcp_seq_end(p), s->end) &&
+			   seq_after(tcp_seq_end(p), s->maxend)) {
+			/* Data past every FIN seen: none of them was real. */
+			s->flags &= ~KVX_CT_TCP_F_FIN;
 		}
 	}
 	flags = f->flags;

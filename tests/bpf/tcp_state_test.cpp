@@ -934,12 +934,50 @@ TEST_F(PickUpTest, RemoteSynOnAPickedUpFlowIsNotJudgedByTheOldOne)
 	auto f = dp().ct_lookup(key);
 	ASSERT_TRUE(f);
 	EXPECT_EQ(f->tcp[0].flags | f->tcp[1].flags, 0) << "no longer checked";
+	EXPECT_EQ(int(f->state), KVX_CT_ESTABLISHED) << "its state as it was";
 	Packet fin = syn;
 	fin.tcp_flags = kTcpFin | kTcpAck;
 	fin.seq = 0x70000000;
 	fin.ack_seq = 1;
 	run_up(fin, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(fin, kGuestA, 62815));
 	EXPECT_EQ(int(dp().ct_lookup(key)->state), KVX_CT_FIN_WAIT);
+}
+
+// A guessed FIN stays pending only until the remote's data passes it (that
+// FIN was no real one), and a later FIN does not wipe a real one the guest
+// is about to acknowledge.
+TEST_F(PickUpTest, AGuessedFinPassedByDataCountsForNothing)
+{
+	const kvx_ct_key key = key_of(62816);
+	const Packet ack = bare_ack(62816);
+	const Packet sent = establish(ack);
+	auto remote = [&](std::uint8_t flags, std::uint32_t seq, std::size_t len) {
+		Packet p = reply_to(sent);
+		p.tcp_flags = flags;
+		p.seq = seq;
+		p.ack_seq = 5000;
+		p.payload = pattern(len, 3);
+		run_up(p, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(p, kGuestA, 62816));
+	};
+	auto guest_ack = [&](std::uint32_t ackn) {
+		Packet p = ack;
+		p.ack_seq = ackn;
+		p.payload.clear();
+		run_case(dp(), Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+			 snat(p, sent.sport));
+	};
+	auto st = [&] { return int(dp().ct_lookup(key)->state); };
+	remote(kTcpFin | kTcpAck, 9500, 0);    // guessed: ends at 9501
+	remote(kTcpAck | kTcpPsh, 9000, 1000); // real data past it
+	EXPECT_FALSE(dp().ct_lookup(key)->tcp[KVX_CT_SIDE_REMOTE].flags & KVX_CT_TCP_F_FIN);
+	guest_ack(9501); // as if the guest's ACK stepped on it
+	guest_ack(10000);
+	EXPECT_EQ(st(), KVX_CT_ESTABLISHED) << "the guessed FIN was forgotten";
+	// The real FIN, then a guessed one: the guest's ACK of the real one counts.
+	remote(kTcpFin | kTcpAck, 10000, 0); // real: ends at 10001
+	remote(kTcpFin | kTcpAck, 10400, 0); // guessed
+	guest_ack(10001);
+	EXPECT_EQ(st(), KVX_CT_FIN_WAIT);
 }
 
 // A guest SYN on the tuple of a picked-up flow (a guest restored from a

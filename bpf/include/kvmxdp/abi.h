@@ -516,8 +516,9 @@ struct kvx_ct_tcp {
  * scale (ct.h tcp_loose_span); the remote's side: only a FIN's end
  * (KVX_CT_TCP_F_FIN). */
 #define KVX_CT_TCP_F_LOOSE (1U << 3)
-/* A picked-up flow's remote side: its FIN was seen, end is just past it;
- * the flow counts it once the guest acknowledges exactly that. */
+/* A picked-up flow's remote side: a FIN was seen, end (and maxend, for a
+ * later one) just past it; the flow counts it once the guest acknowledges
+ * exactly that. */
 #define KVX_CT_TCP_F_FIN (1U << 4)
 
 struct kvx_ct_val {
