@@ -189,11 +189,16 @@ static __always_inline __u32 tcp_win_scaled(const struct kvx_ct_val *f, const st
 	return p->tcp_win;
 }
 
-/* netfilter's tcp_in_window conditions I-IV (MAXACKWINDOW 66000). */
+/* netfilter's MAXACKWINDOW: how far an ACK may trail the other side's end
+ * (a retransmitted segment's length, GSO's included), at least. */
+#define KVX_TCP_MAXACKWIN 66000
+
+/* netfilter's tcp_in_window conditions I-IV. */
 static __always_inline int tcp_in_window(const struct kvx_ct_tcp *s, const struct kvx_ct_tcp *r,
 					 const struct kvx_pkt *p)
 {
-	__u32 end = tcp_seq_end(p), maxack = s->maxwin > 66000 ? s->maxwin : 66000;
+	__u32 end = tcp_seq_end(p),
+	      maxack = s->maxwin > KVX_TCP_MAXACKWIN ? s->maxwin : KVX_TCP_MAXACKWIN;
 
 	if (seq_after(p->tcp_seq, s->maxend) || seq_before(end, s->end - r->maxwin))
 		return 0;
@@ -240,8 +245,7 @@ static __always_inline void tcp_track(const struct kvx_ct_val *f, struct kvx_ct_
  * thing the guest's segments tell for sure, its RCV.NXT (the highest ACK
  * it sent).  How far ahead of it a remote may be is the guest's largest
  * window at the largest scale (RFC 7323: 14), at least 16 KiB, at most
- * 1 GiB; behind it, a retransmitted segment's length (66000, netfilter's
- * MAXACKWINDOW).  netfilter takes anything on a picked-up connection
+ * 1 GiB; behind it, a retransmitted segment's length (KVX_TCP_MAXACKWIN).  netfilter takes anything on a picked-up connection
  * (IP_CT_TCP_FLAG_BE_LIBERAL); here a guessing attacker still misses most
  * of the sequence space, and a real remote, whatever its ACK, never.
  */
@@ -269,7 +273,7 @@ static __always_inline int tcp_loose_plausible(const struct kvx_ct_tcp *g, const
 
 	if (!(g->flags & KVX_CT_TCP_F_ACK))
 		return 1;
-	return d < tcp_loose_span(g) || -d <= 66000;
+	return d < tcp_loose_span(g) || -d <= KVX_TCP_MAXACKWIN;
 }
 
 /* What the guest's segment on a picked-up flow teaches (its raw window, at

@@ -313,25 +313,25 @@ bool mapping_active(const StaticMapping &sm, const std::optional<NetId> &cur)
 		if (!sm.network6)
 			return true;
 		const NetId6 &rec = *sm.network6;
+		if (!cur || !cur->v6)
+			return false;
+		const std::vector<Ipv6Net> &prefixes = cur->v6->prefixes;
+		const bool on_prefix = std::find(prefixes.begin(), prefixes.end(), rec.prefix) !=
+				       prefixes.end();
 		// Made while the network had no default router: its prefix is all
 		// that names it (a global prefix is that network's own; a router
 		// that appears since is recorded on use, learn_router6).
 		if (rec.router == Ipv6Addr{})
-			return cur && cur->v6 &&
-			       std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(),
-					 rec.prefix) != cur->v6->prefixes.end();
+			return on_prefix;
 		// Its router among the network's routers (a mapping made while
 		// another router was preferred is on the same network).
-		const std::optional<std::string> mac =
-			cur && cur->v6 ? cur->v6->router_mac_of(rec.router) : std::nullopt;
+		const std::optional<std::string> mac = cur->v6->router_mac_of(rec.router);
 		if (!mac)
 			return false;
 		// `[uplink]` forwards follow NAT66's address wherever the
 		// network numbers it (an ISP's new prefix): the router is the
 		// network.  A literal address is valid only on its prefix.
-		if (!sm.m.ext_uplink &&
-		    std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(), rec.prefix) ==
-			    cur->v6->prefixes.end())
+		if (!sm.m.ext_uplink && !on_prefix)
 			return false;
 		return rec.router_mac.empty() || *mac == rec.router_mac;
 	}
