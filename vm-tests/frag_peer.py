@@ -1,12 +1,16 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: GPL-2.0
-"""IPv4 fragments out of order, for kvmxdp's vm-tests (frag_order.sh).
+"""IPv4 and IPv6 fragments out of order, for kvmxdp's vm-tests
+(frag_order.sh, frag_order6.sh).
 
 A UDP datagram is fragmented here, by hand, and its fragments are sent
-from a raw socket (IP_HDRINCL, IP_NODEFRAG) in the order asked for ("last
-first" by default: every later fragment arrives before the first).  The
-receiver is an ordinary UDP socket: the kernel reassembles what arrives,
-and only a datagram whose every fragment arrived is delivered.
+from a raw socket (IPv4: IP_HDRINCL, IP_NODEFRAG; IPv6: IPPROTO_RAW, whose
+packets carry their own header, here with a Fragment header) in the order
+asked for ("last first" by default: every later fragment arrives before
+the first).  The receiver is an ordinary UDP socket: the kernel reassembles
+what arrives, and only a datagram whose every fragment arrived is
+delivered.  Addresses with a colon are IPv6 ("[addr]:port" or
+"addr:port").
 
 serve ADDR:PORT [--size N] [--frag N]
     Binds a UDP socket; prints "got from=<ip>:<port> len=<n> sha=<sha256>"
@@ -40,7 +44,15 @@ IP_NODEFRAG = 22
 
 def endpoint(text):
     host, port = text.rsplit(":", 1)
-    return host, int(port)
+    return host.strip("[]"), int(port)
+
+
+def is6(addr):
+    return ":" in addr
+
+
+def family(addr):
+    return socket.AF_INET6 if is6(addr) else socket.AF_INET
 
 
 def csum(data):
@@ -59,7 +71,11 @@ def pattern(size, seed):
 def udp_datagram(src, dst, payload):
     sport, dport = src[1], dst[1]
     length = 8 + len(payload)
-    pseudo = socket.inet_aton(src[0]) + socket.inet_aton(dst[0]) + struct.pack("!BBH", 0, 17, length)
+    if is6(src[0]):  # RFC 8200 8.1
+        pseudo = (socket.inet_pton(socket.AF_INET6, src[0]) +
+                  socket.inet_pton(socket.AF_INET6, dst[0]) + struct.pack("!IxxxB", length, 17))
+    else:
+        pseudo = socket.inet_aton(src[0]) + socket.inet_aton(dst[0]) + struct.pack("!BBH", 0, 17, length)
     hdr = struct.pack("!HHHH", sport, dport, length, 0)
     c = csum(pseudo + hdr + payload) or 0xFFFF
     return struct.pack("!HHHH", sport, dport, length, c) + payload
@@ -82,7 +98,26 @@ def fragments(src, dst, proto, data, frag, ident):
     return out
 
 
-def raw_socket():
+def fragments6(src, dst, proto, data, frag, ident):
+    """IPv6 packets with a Fragment header (RFC 8200 4.5) carrying data in
+    pieces of frag bytes (a multiple of 8 but the last)."""
+    frag -= frag % 8
+    out = []
+    for off in range(0, len(data), frag):
+        piece = data[off : off + frag]
+        more = off + frag < len(data)
+        fh = struct.pack("!BBHI", proto, 0, off | (1 if more else 0), ident)
+        hdr = struct.pack("!IHBB16s16s", 6 << 28, 8 + len(piece), 44, 64,
+                          socket.inet_pton(socket.AF_INET6, src),
+                          socket.inet_pton(socket.AF_INET6, dst))
+        out.append(hdr + fh + piece)
+    return out
+
+
+def raw_socket(v6=False):
+    if v6:
+        # IPPROTO_RAW: the packets carry their own IPv6 header.
+        return socket.socket(socket.AF_INET6, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
     s.setsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL, 1)
     s.setsockopt(socket.IPPROTO_IP, IP_NODEFRAG, 1)
@@ -90,8 +125,9 @@ def raw_socket():
 
 
 def send_reordered(src, dst, payload, frag, ident):
-    pkts = fragments(src[0], dst[0], 17, udp_datagram(src, dst, payload), frag, ident)
-    raw = raw_socket()
+    make = fragments6 if is6(src[0]) else fragments
+    pkts = make(src[0], dst[0], 17, udp_datagram(src, dst, payload), frag, ident)
+    raw = raw_socket(is6(src[0]))
     for p in reversed(pkts):
         raw.sendto(p, (dst[0], 0))
     raw.close()
@@ -106,7 +142,7 @@ def report(data, peer):
 
 def serve(args):
     me = endpoint(args.addr)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(me[0]), socket.SOCK_DGRAM)
     s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     s.bind(me)
     print("serving", flush=True)
@@ -116,13 +152,13 @@ def serve(args):
         report(data, peer)
         if data.startswith(b"hello"):
             n += 1
-            send_reordered(me, peer, pattern(args.size, peer[1]), args.frag, 0x5100 + n)
+            send_reordered(me, peer[:2], pattern(args.size, peer[1]), args.frag, 0x5100 + n)
 
 
 def client(args):
     me = endpoint(args.bind)
     dst = endpoint(args.dst)
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s = socket.socket(family(me[0]), socket.SOCK_DGRAM)
     s.bind(me)
     if args.hello:
         s.sendto(b"hello", dst)
@@ -144,15 +180,21 @@ def client(args):
 
 def orphans(args):
     dst = endpoint(args.dst)
-    raw = raw_socket()
+    v6 = is6(args.src)
+    raw = raw_socket(v6)
     gap = 1.0 / args.pps if args.pps else 0
     for i in range(args.count):
-        ident = (args.first_id + i) & 0xFFFF
-        hdr = struct.pack(
-            "!BBHHHBBH4s4s", 0x45, 0, 120, ident, 1480 // 8, 64, 17, 0,
-            socket.inet_aton(args.src), socket.inet_aton(dst[0]))
-        hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
-        raw.sendto(hdr + bytes(100), (dst[0], 0))
+        if v6:
+            pkt = fragments6(args.src, dst[0], 17, bytes(1480 + 100), 1480,
+                             args.first_id + i)[-1]
+        else:
+            ident = (args.first_id + i) & 0xFFFF
+            hdr = struct.pack(
+                "!BBHHHBBH4s4s", 0x45, 0, 120, ident, 1480 // 8, 64, 17, 0,
+                socket.inet_aton(args.src), socket.inet_aton(dst[0]))
+            hdr = hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:]
+            pkt = hdr + bytes(100)
+        raw.sendto(pkt, (dst[0], 0))
         if gap:
             time.sleep(gap)
     print(f"orphans sent={args.count}", flush=True)

@@ -15,8 +15,9 @@ serve ADDR:PORT... [--poke ADDR:PORT] [--no-check]
 
 sniff IFACE
     Prints "src=<ip> dst=<ip> proto=<n>" once for every new (src, dst, proto)
-    of the IPv4 packets received on IFACE (AF_PACKET; outgoing ones are
-    skipped): what the server really saw on the wire, every protocol.
+    of the IPv4 and IPv6 packets received on IFACE (AF_PACKET; outgoing ones
+    are skipped; IPv6's proto is the first next header): what the server
+    really saw on the wire, every protocol.
 
 echo DST --id N --payload TEXT [--count N] [--wait SEC]
     ICMP echo requests with a fixed identifier from a raw socket; prints
@@ -116,10 +117,16 @@ def sniff(args):
     print("sniffing " + args.iface, flush=True)
     while True:
         frame, addr = s.recvfrom(65535)
-        if addr[2] == socket.PACKET_OUTGOING or len(frame) < 34 or frame[12:14] != b"\x08\x00":
+        if addr[2] == socket.PACKET_OUTGOING or len(frame) < 34:
             continue
         ip = frame[14:]
-        key = (socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), ip[9])
+        if frame[12:14] == b"\x86\xdd" and len(ip) >= 40:  # IPv6: the first next header
+            key = (socket.inet_ntop(socket.AF_INET6, ip[8:24]),
+                   socket.inet_ntop(socket.AF_INET6, ip[24:40]), ip[6])
+        elif frame[12:14] == b"\x08\x00":
+            key = (socket.inet_ntoa(ip[12:16]), socket.inet_ntoa(ip[16:20]), ip[9])
+        else:
+            continue
         if key not in seen:
             seen.add(key)
             print(f"src={key[0]} dst={key[1]} proto={key[2]}", flush=True)

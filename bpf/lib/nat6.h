@@ -339,11 +339,15 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 /*
  * IPv6 fragments (RFC 8200 4.5; abi.h kvx_frag6): only the first carries
  * the L4 header, so its translation is remembered per datagram for the
- * later ones, as IPv4's frag_remember / frag_lookup do.  Later fragments
- * that come before their first are not held back (that would be a
- * reassembly queue in the datapath): a guest's are dropped
- * (DROP_FRAGMENT), the uplink's are the host's (they may be its own).
- * Not inlined: the key and value stay off the programs' frames.
+ * later ones, as IPv4's frag_remember / frag_lookup do: addr the new
+ * address, guest_mac the sending guest's (OUT: its later fragments must
+ * come from it) or the one to deliver to (IN), gw_mac the next hop's (OUT:
+ * with which the daemon sends a parked fragment; zero when the kernel
+ * resolves it) or the bridge's as the guest uses it (IN).  addr NULL: an
+ * inbound first fragment no guest took, the host's (an entry with a zero
+ * address that never replaces one, as IPv4's KVX_FRAG_HOST), so that its later
+ * fragments go to the host without the park.  Not inlined: the key and
+ * value stay off the programs' frames.
  */
 static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const __be32 *addr,
 				      const __u8 *guest_mac, const __u8 *gw_mac)
@@ -351,8 +355,7 @@ static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const
 	struct kvx_frag6_key k;
 	struct kvx_frag6_val v;
 
-	if (!p6 || !addr || !guest_mac || !gw_mac || !(p6->p.frag & KVX_IP_MF) ||
-	    pkt_is_later_fragment(&p6->p))
+	if (!p6 || !(p6->p.frag & KVX_IP_MF) || pkt_is_later_fragment(&p6->p))
 		return;
 	__builtin_memset(&k, 0, sizeof(k));
 	__builtin_memset(&v, 0, sizeof(v));
@@ -361,10 +364,16 @@ static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const
 	k.id = p6->frag_id;
 	k.proto = p6->p.proto;
 	k.dir = dir;
-	addr6_copy(v.addr, addr);
-	__builtin_memcpy(v.guest_mac, guest_mac, ETH_ALEN);
-	__builtin_memcpy(v.gw_mac, gw_mac, ETH_ALEN);
 	v.created_ns = clock_now_ns();
+	if (!addr) {
+		bpf_map_update_elem(&kvx_frag6, &k, &v, BPF_NOEXIST);
+		return;
+	}
+	addr6_copy(v.addr, addr);
+	if (guest_mac)
+		__builtin_memcpy(v.guest_mac, guest_mac, ETH_ALEN);
+	if (gw_mac)
+		__builtin_memcpy(v.gw_mac, gw_mac, ETH_ALEN);
 	bpf_map_update_elem(&kvx_frag6, &k, &v, BPF_ANY);
 }
 
@@ -372,7 +381,8 @@ static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const
  * A later fragment's translation into rw (the address; inbound also the
  * MACs).  -1: no first fragment seen in the last KVX_FRAG_TIMEOUT_S (an
  * older entry is an earlier datagram's: deleted, never followed); -2
- * (outbound): the first fragment came from another MAC.
+ * (outbound): the first fragment came from another MAC; -3 (inbound): the
+ * first fragment went to the host.
  */
 static __noinline int frag6_find(const struct kvx_pkt6 *p6, __u8 dir, const __u8 *src_mac,
 				 struct nat6_rewrite *rw)
@@ -396,6 +406,8 @@ static __noinline int frag6_find(const struct kvx_pkt6 *p6, __u8 dir, const __u8
 		bpf_map_delete_elem(&kvx_frag6, &k);
 		return -1;
 	}
+	if (addr6_is_zero(v->addr))
+		return dir == KVX_BIND_IN ? -3 : -1;
 	addr6_copy(rw->addr, v->addr);
 	if (dir == KVX_BIND_OUT)
 		return mac_eq(v->guest_mac, src_mac) ? 0 : -2;
@@ -795,8 +807,8 @@ static __noinline int nat6_icmp_error_out(kvx_ctx_t *ctx, const struct kvx_pkt6 
 
 /*
  * Bridge: a guest's later fragment, routed by nat6_guest_check into rw,
- * leaves from the address its first fragment left from.  Not inlined, as
- * the error paths.
+ * leaves from the address its first fragment left from; one ahead of its
+ * first goes to the park (frag_park).  Not inlined, as the error paths.
  */
 static __noinline int nat6_frag_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 				    struct nat6_rewrite *rw, __u32 len)
@@ -812,8 +824,12 @@ static __noinline int nat6_frag_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
 	r = frag6_find(p6, KVX_BIND_OUT, mac, rw);
+	/* Its first fragment is yet to come (RFC 4787 REQ-14, as IPv4's):
+	 * a copy to the daemon's park, the fragment itself dropped. */
+	if (r == -1)
+		return frag_park(ctx, &p6->p, KVX_BIND_OUT, len, mac);
 	if (r)
-		return verdict(r == -2 ? KVX_R_DROP_SPOOF_MAC : KVX_R_DROP_FRAGMENT, len);
+		return verdict(KVX_R_DROP_SPOOF_MAC, len);
 	if (nat6_rewrite(ctx, p6, rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_OUT, len);
@@ -888,7 +904,7 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	if (pkt_is_fragment(&p6.p))
-		frag6_remember(&p6, KVX_BIND_OUT, rw.addr, macs, macs + KVX_GW_MAC_OFF);
+		frag6_remember(&p6, KVX_BIND_OUT, rw.addr, macs, rw.macs ? rw.dmac : NULL);
 	maybe_clamp_mss6(ctx, cfg, &p6.p);
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
@@ -1213,18 +1229,29 @@ static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
 
 /*
  * Uplink: a later fragment of a datagram whose first fragment went to a
- * guest goes to that guest; else the host's (its own datagram, or one
- * whose first fragment is late or lost).  Not inlined, as the error paths.
+ * guest goes to that guest; one whose first went to the host goes there.
+ * One ahead of its first, to an address a guest may be reached at (the
+ * uplink's, by a protocol with ports; an announced mapped one), is copied
+ * to the park and handed to the host too (it may be the host's own), as
+ * IPv4's; to any other address it is the host's.  Not inlined, as the
+ * error paths.
  */
 static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 				   const struct kvx_pkt6 *p6, __u32 len)
 {
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	__u8 none[8] __attribute__((aligned(8))) = {};
 	struct nat6_rewrite rw = {};
+	int r;
 
-	if (!cfg || !p6)
+	if (!cfg || !cfg6 || !p6)
 		return verdict(KVX_R_PASS_HOST, len);
-	if (frag6_find(p6, KVX_BIND_IN, none, &rw))
+	r = frag6_find(p6, KVX_BIND_IN, none, &rw);
+	if (r == -1 && ((proto6_has_ports(p6->p.proto) && !addr6_is_zero(cfg6->uplink_addr) &&
+			 addr6_eq(p6->daddr, cfg6->uplink_addr)) ||
+			extaddr6_announced(p6->daddr)))
+		return frag_park(ctx, &p6->p, KVX_BIND_IN, len, NULL);
+	if (r)
 		return verdict(KVX_R_PASS_HOST, len);
 	gstats6_set_in(cfg, rw.dmac, rw.addr);
 	if (p6->p.ttl <= 1)
@@ -1282,9 +1309,13 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 		return verdict(KVX_R_PASS_HOST, len);
 	if (r == KVX_FRAG6_LATER)
 		return nat6_frag_in(ctx, cfg, &p6, len);
-	if (p6.p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6.p.icmp_type))
-		return pkt_is_fragment(&p6.p) ? verdict(KVX_R_PASS_HOST, len) :
-						nat6_icmp_error_in(ctx, cfg, &p6, len);
+	if (p6.p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6.p.icmp_type)) {
+		if (!pkt_is_fragment(&p6.p))
+			return nat6_icmp_error_in(ctx, cfg, &p6, len);
+		/* The host's, and so are its later fragments. */
+		frag6_remember(&p6, KVX_BIND_IN, NULL, NULL, NULL);
+		return verdict(KVX_R_PASS_HOST, len);
+	}
 	now = clock_now_ns();
 	r = ct6_ingress(cfg, &p6, now, &guest, rw.addr);
 	rw.port = guest.port;
@@ -1293,8 +1324,13 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 		r = ct6_create(&p6, CT_DIR_IN, &rw);
 	if (r == KVX_CT_RACE)
 		r = ct6_race(&p6, CT_DIR_IN, &rw);
-	if (r != KVX_CONTINUE)
+	if (r != KVX_CONTINUE) {
+		/* No guest's: its later fragments go the way of the rest
+		 * of the host's traffic, not to the park. */
+		if (pkt_is_fragment(&p6.p))
+			frag6_remember(&p6, KVX_BIND_IN, NULL, NULL, NULL);
 		return verdict(r, len);
+	}
 	gstats6_set_in(cfg, guest.guest_mac, rw.addr);
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6.p), NULL))

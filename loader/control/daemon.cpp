@@ -94,6 +94,19 @@ std::optional<std::array<uint8_t, 6>> uplink_next_hop(NlSocket &nl, int ifindex,
 	return std::nullopt;
 }
 
+// The same for IPv6: the destination's neighbour entry, else the router
+// the kernel's default route goes through first.
+std::optional<std::array<uint8_t, 6>> uplink_next_hop6(NlSocket &nl, int ifindex,
+						       const Ipv6Addr &daddr)
+{
+	if (auto m = neighbour_mac6(nl, ifindex, daddr))
+		return m;
+	const auto routers = default_routers6(ipv6_routes(nl, ifindex), 1);
+	if (!routers.empty())
+		return neighbour_mac6(nl, ifindex, routers.front());
+	return std::nullopt;
+}
+
 } // namespace
 
 Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::string config_path)
@@ -117,6 +130,7 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	try {
 		frag_ = std::make_unique<FragRelay>(skel.map_fd(KVX_MAP_FRAGQ),
 						    skel.map_fd(KVX_MAP_FRAG),
+						    skel.map_fd(KVX_MAP_FRAG6),
 						    skel.map_fd(KVX_MAP_STATS), cfg_fd_.get());
 	} catch (const Error &e) {
 		log_warn(std::string("fragments ahead of their first are not parked: ") + e.what());
@@ -1635,13 +1649,20 @@ int Daemon::run()
 			});
 		if (frag_)
 			step("fragments", [&] {
-				frag_->service(n > 0 && (fds[5].revents & POLLIN),
-					       [&](int ifindex, uint32_t daddr) {
-						       return uplink_next_hop(nl, ifindex, daddr);
-					       },
-					       [&](int ifindex, uint32_t addr) {
-						       return neighbour_mac(nl, ifindex, ntohl(addr));
-					       });
+				FragMacSources macs;
+				macs.next_hop = [&](int ifindex, uint32_t daddr) {
+					return uplink_next_hop(nl, ifindex, daddr);
+				};
+				macs.neighbour = [&](int ifindex, uint32_t addr) {
+					return neighbour_mac(nl, ifindex, ntohl(addr));
+				};
+				macs.next_hop6 = [&](int ifindex, const Ipv6Addr &daddr) {
+					return uplink_next_hop6(nl, ifindex, daddr);
+				};
+				macs.neighbour6 = [&](int ifindex, const Ipv6Addr &addr) {
+					return neighbour_mac6(nl, ifindex, addr);
+				};
+				frag_->service(n > 0 && (fds[5].revents & POLLIN), macs);
 			});
 		if (fds.size() > kFixedFds) {
 			step_probes();

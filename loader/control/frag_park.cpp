@@ -19,7 +19,12 @@ namespace kvmxdp {
 namespace {
 
 constexpr size_t kIpHdr = 20;
+constexpr size_t kIp6Hdr = 40;
 constexpr uint16_t kIpOffset = 0x1fff; // frag_off's offset bits
+// IPv6 next headers the datapath walks before a Fragment header
+// (bpf/lib/parse.h parse_ipv6), and the Fragment header itself.
+constexpr uint8_t kHopOpts = 0, kRouting = 43, kFragment = 44, kDstOpts = 60;
+constexpr int kExtMax = 8; // KVX_EXTHDR_MAX
 // The datapath counts a frame's bytes, Ethernet header included.
 constexpr size_t kEthHdr = 14;
 
@@ -28,12 +33,112 @@ uint16_t rd16(const std::vector<uint8_t> &b, size_t off)
 	return static_cast<uint16_t>(b[off] << 8 | b[off + 1]);
 }
 
-bool key_less(const kvx_frag_key &a, const kvx_frag_key &b)
+// The IPv4-mapped form of an IPv4 address (network order): one cache key
+// type for both families.
+Ipv6Addr mapped(uint32_t addr_be)
 {
-	return std::memcmp(&a, &b, sizeof(a)) < 0;
+	Ipv6Addr a{};
+	a[10] = a[11] = 0xff;
+	std::memcpy(&a[12], &addr_be, 4);
+	return a;
+}
+
+// The datagram key of a whole IPv4 later fragment as the datapath parks
+// it, nullopt if it is none.
+std::optional<FragKey> key4_of(const std::vector<uint8_t> &ip, uint8_t dir)
+{
+	if (ip.size() < kIpHdr || (ip[0] & 0xf) < 5 || (ip[0] & 0xf) * 4u > ip.size() ||
+	    rd16(ip, 2) != ip.size() || !(rd16(ip, 6) & kIpOffset))
+		return std::nullopt;
+	FragKey k;
+	std::memcpy(&k.k4.saddr, &ip[12], 4);
+	std::memcpy(&k.k4.daddr, &ip[16], 4);
+	std::memcpy(&k.k4.id, &ip[4], 2);
+	k.k4.proto = ip[9];
+	k.k4.dir = dir;
+	return k;
+}
+
+// The same for IPv6: the options and routing headers the datapath walks,
+// then a Fragment header with an offset; its next header is the key's
+// protocol (the datapath's p.proto), and must not be one the datapath
+// would walk on into the fragment's data.
+std::optional<FragKey> key6_of(const std::vector<uint8_t> &ip, uint8_t dir)
+{
+	if (ip.size() < kIp6Hdr + 8 || rd16(ip, 4) + kIp6Hdr != ip.size())
+		return std::nullopt;
+	uint8_t nh = ip[6];
+	size_t off = kIp6Hdr;
+	for (int i = 0; nh != kFragment; i++) {
+		if (i == kExtMax || (nh != kHopOpts && nh != kRouting && nh != kDstOpts) ||
+		    (nh == kHopOpts && i) || off + 8 > ip.size())
+			return std::nullopt;
+		nh = ip[off];
+		off += (size_t{ip[off + 1]} + 1) * 8;
+	}
+	if (off + 8 > ip.size() || !(rd16(ip, off + 2) >> 3))
+		return std::nullopt;
+	const uint8_t proto = ip[off];
+	if (proto == kHopOpts || proto == kRouting || proto == kFragment || proto == kDstOpts)
+		return std::nullopt;
+	FragKey k;
+	k.v6 = true;
+	std::memcpy(k.k6.saddr, &ip[8], 16);
+	std::memcpy(k.k6.daddr, &ip[24], 16);
+	std::memcpy(&k.k6.id, &ip[off + 4], 4);
+	k.k6.proto = proto;
+	k.k6.dir = dir;
+	return k;
+}
+
+// What step() follows of a datagram's kvx_frag or kvx_frag6 entry.
+struct Entry {
+	bool host = false;	       // IN: its first fragment went to the host
+	Ipv6Addr addr{};	       // the new address (IPv4: its first 4 bytes)
+	std::array<uint8_t, 6> dst{};  // the MAC to send to (zero: look it up)
+	std::array<uint8_t, 6> from{}; // IPv6 OUT: the MAC its first came from
+	uint64_t created_ns = 0;
+};
+
+Entry entry_of(const kvx_frag_val &v, uint8_t dir)
+{
+	Entry e;
+	e.host = dir == KVX_BIND_IN && v.addr == KVX_FRAG_HOST;
+	std::memcpy(e.addr.data(), &v.addr, 4);
+	std::memcpy(e.dst.data(), v.guest_mac, 6);
+	e.created_ns = v.created_ns;
+	return e;
+}
+
+Entry entry_of(const kvx_frag6_val &v, uint8_t dir)
+{
+	Entry e;
+	std::memcpy(e.addr.data(), v.addr, 16);
+	e.host = e.addr == Ipv6Addr{};
+	std::memcpy(e.dst.data(), dir == KVX_BIND_OUT ? v.gw_mac : v.guest_mac, 6);
+	if (dir == KVX_BIND_OUT)
+		std::memcpy(e.from.data(), v.guest_mac, 6);
+	e.created_ns = v.created_ns;
+	return e;
+}
+
+std::array<uint8_t, 6> mac_of_share(uint64_t share)
+{
+	std::array<uint8_t, 6> m{};
+	for (int i = 5; i >= 0; i--, share >>= 8)
+		m[static_cast<size_t>(i)] = static_cast<uint8_t>(share);
+	return m;
 }
 
 } // namespace
+
+bool operator<(const FragKey &a, const FragKey &b)
+{
+	if (a.v6 != b.v6)
+		return b.v6;
+	return a.v6 ? std::memcmp(&a.k6, &b.k6, sizeof(a.k6)) < 0 :
+		      std::memcmp(&a.k4, &b.k4, sizeof(a.k4)) < 0;
+}
 
 bool frag_translate(std::vector<uint8_t> &ip, uint8_t dir, uint32_t addr_be)
 {
@@ -56,22 +161,46 @@ bool frag_translate(std::vector<uint8_t> &ip, uint8_t dir, uint32_t addr_be)
 	return true;
 }
 
+bool frag_translate6(std::vector<uint8_t> &ip, uint8_t dir, const Ipv6Addr &addr)
+{
+	if (ip.size() < kIp6Hdr || (ip[0] >> 4) != 6 || ip[7] <= 1)
+		return false;
+	std::memcpy(&ip[dir == KVX_BIND_OUT ? 8 : 24], addr.data(), addr.size());
+	ip[7]--;
+	return true;
+}
+
 std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
-						   const FragMacOf &next_hop,
-						   const FragMacOf &neighbour, FragMacCache &cache)
+						   const FragMacSources &macs, FragMacCache &cache)
 {
 	if (s.dst_mac != std::array<uint8_t, 6>{})
 		return s.dst_mac;
-	const FragMacOf &of = s.dir == KVX_BIND_OUT ? next_hop : neighbour;
-	if (!of || s.ip.size() < kIpHdr)
-		return std::nullopt;
-	uint32_t daddr;
-	std::memcpy(&daddr, &s.ip[16], 4);
+	const bool out = s.dir == KVX_BIND_OUT;
+	Ipv6Addr daddr{};
+	if (s.v6()) {
+		if (s.ip.size() < kIp6Hdr || !(out ? macs.next_hop6 : macs.neighbour6))
+			return std::nullopt;
+		std::memcpy(daddr.data(), &s.ip[24], 16);
+	} else {
+		if (s.ip.size() < kIpHdr || !(out ? macs.next_hop : macs.neighbour))
+			return std::nullopt;
+		uint32_t d;
+		std::memcpy(&d, &s.ip[16], 4);
+		daddr = mapped(d);
+	}
 	auto it = cache.find({s.dir, daddr});
 	if (it == cache.end()) {
 		if (cache.size() >= kFragLookupsPerStep)
 			return std::nullopt;
-		it = cache.emplace(std::make_pair(s.dir, daddr), of(ifindex, daddr)).first;
+		std::optional<std::array<uint8_t, 6>> mac;
+		if (s.v6())
+			mac = (out ? macs.next_hop6 : macs.neighbour6)(ifindex, daddr);
+		else {
+			uint32_t d;
+			std::memcpy(&d, &s.ip[16], 4);
+			mac = (out ? macs.next_hop : macs.neighbour)(ifindex, d);
+		}
+		it = cache.emplace(std::make_pair(s.dir, daddr), mac).first;
 	}
 	return it->second;
 }
@@ -87,7 +216,7 @@ void FragPark::forget(const Parked &p, uint32_t reason)
 {
 	if (reason)
 		count(reason, p.ip.size());
-	Part &part = parts_[p.key.dir & 1];
+	Part &part = parts_[p.key.dir() & 1];
 	part.frags--;
 	part.bytes -= p.ip.size();
 	auto sh = part.shares.find(p.share);
@@ -113,24 +242,25 @@ void FragPark::take(const void *rec, size_t size, uint64_t now_ns)
 	std::vector<uint8_t> ip;
 	if (h.len <= size - sizeof(h))
 		ip.assign(data, data + h.len);
-	// Only what the datapath parks: an IPv4 later fragment, whole.
-	if (ip.size() < kIpHdr || (ip[0] >> 4) != 4 || (ip[0] & 0xf) < 5 ||
-	    (ip[0] & 0xf) * 4u > ip.size() || rd16(ip, 2) != ip.size() ||
-	    !(rd16(ip, 6) & kIpOffset) || (h.dir != KVX_BIND_OUT && h.dir != KVX_BIND_IN)) {
+	// Only what the datapath parks: a later fragment, whole.
+	std::optional<FragKey> key;
+	if (!ip.empty() && (h.dir == KVX_BIND_OUT || h.dir == KVX_BIND_IN))
+		key = (ip[0] >> 4) == 4 ? key4_of(ip, h.dir) :
+		      (ip[0] >> 4) == 6 ? key6_of(ip, h.dir) :
+					  std::nullopt;
+	if (!key) {
 		count(KVX_R_FRAG_REINJECT_FAILED, ip.size());
 		return;
 	}
 	Parked p;
-	std::memcpy(&p.key.saddr, &ip[12], 4);
-	std::memcpy(&p.key.daddr, &ip[16], 4);
-	std::memcpy(&p.key.id, &ip[4], 2);
-	p.key.proto = ip[9];
-	p.key.dir = h.dir;
+	p.key = *key;
 	if (h.dir == KVX_BIND_OUT)
 		for (uint8_t b : h.mac)
 			p.share = p.share << 8 | b;
+	else if (key->v6)
+		std::memcpy(&p.share, key->k6.saddr, 8); // its /64
 	else
-		p.share = p.key.saddr;
+		p.share = key->k4.saddr;
 	p.parked_ns = now_ns;
 	p.next_check_ns = now_ns; // at once: its first fragment may be in already
 	if (ip.size() > limits_.max_bytes || limits_.max_frags == 0 || limits_.per_share == 0) {
@@ -138,7 +268,7 @@ void FragPark::take(const void *rec, size_t size, uint64_t now_ns)
 		return;
 	}
 	Part &part = parts_[h.dir & 1];
-	auto same_dir = [&](const Parked &o) { return o.key.dir == h.dir; };
+	auto same_dir = [&](const Parked &o) { return o.key.dir() == h.dir; };
 	auto sh = part.shares.find(p.share);
 	if (sh != part.shares.end() && sh->second >= limits_.per_share)
 		drop(std::find_if(q_.begin(), q_.end(),
@@ -156,14 +286,14 @@ void FragPark::take(const void *rec, size_t size, uint64_t now_ns)
 	q_.push_back(std::move(p));
 }
 
-std::vector<FragSend> FragPark::step(const Lookup &lookup, uint64_t now_ns)
+std::vector<FragSend> FragPark::step(const Lookup &lookup, const Lookup6 &lookup6, uint64_t now_ns)
 {
 	std::vector<FragSend> out;
 	// Expired: the oldest, at the front (one lifetime for all).
 	while (!q_.empty() && q_.front().parked_ns + limits_.lifetime_ns <= now_ns)
 		drop(q_.begin(), KVX_R_FRAG_PARK_EXPIRED);
 
-	std::map<kvx_frag_key, std::optional<kvx_frag_val>, decltype(&key_less)> seen(&key_less);
+	std::map<FragKey, std::optional<Entry>> seen;
 	std::deque<Parked> keep;
 	for (Parked &p : q_) {
 		if (p.next_check_ns > now_ns) {
@@ -172,7 +302,18 @@ std::vector<FragSend> FragPark::step(const Lookup &lookup, uint64_t now_ns)
 		}
 		auto it = seen.find(p.key);
 		if (it == seen.end()) {
-			std::optional<kvx_frag_val> v = lookup(p.key);
+			const uint8_t dir = p.key.dir();
+			std::optional<Entry> v;
+			if (!p.key.v6) {
+				if (auto e = lookup(p.key.k4))
+					v = entry_of(*e, dir);
+			} else if (lookup6) {
+				// An OUT entry with no address is none the
+				// datapath would follow either.
+				if (auto e = lookup6(p.key.k6);
+				    e && (dir == KVX_BIND_IN || !entry_of(*e, dir).host))
+					v = entry_of(*e, dir);
+			}
 			// As the datapath's frag_lookup: an entry past its
 			// lifetime names an earlier datagram with the same id.
 			if (v && v->created_ns + limits_.lifetime_ns < now_ns)
@@ -186,10 +327,10 @@ std::vector<FragSend> FragPark::step(const Lookup &lookup, uint64_t now_ns)
 			keep.push_back(std::move(p));
 			continue;
 		}
-		const kvx_frag_val &v = *it->second;
+		const Entry &v = *it->second;
 		// The host had its first fragment, and this one (the
 		// datapath hands it every inbound fragment it parks).
-		if (p.key.dir == KVX_BIND_IN && v.addr == KVX_FRAG_HOST) {
+		if (v.host) {
 			forget(p, KVX_R_FRAG_PARK_HOST);
 			continue;
 		}
@@ -200,12 +341,21 @@ std::vector<FragSend> FragPark::step(const Lookup &lookup, uint64_t now_ns)
 			forget(p, KVX_R_FRAG_PARK_STALE);
 			continue;
 		}
+		// IPv6 keeps the sending guest's MAC with its datagram, as
+		// the datapath's frag6_find checks the later fragments.
+		if (p.key.v6 && p.key.dir() == KVX_BIND_OUT && v.from != mac_of_share(p.share)) {
+			forget(p, KVX_R_DROP_SPOOF_MAC);
+			continue;
+		}
 		forget(p, 0);
 		FragSend s;
-		s.dir = p.key.dir;
-		std::memcpy(s.dst_mac.data(), v.guest_mac, 6);
+		s.dir = p.key.dir();
+		s.dst_mac = v.dst;
 		s.ip = std::move(p.ip);
-		if (!frag_translate(s.ip, s.dir, v.addr)) {
+		uint32_t addr4;
+		std::memcpy(&addr4, v.addr.data(), 4);
+		if (!(p.key.v6 ? frag_translate6(s.ip, s.dir, v.addr) :
+				 frag_translate(s.ip, s.dir, addr4))) {
 			count(KVX_R_FRAG_REINJECT_FAILED, s.ip.size());
 			continue;
 		}
@@ -229,8 +379,10 @@ int64_t FragPark::wait_ms(uint64_t now_ns) const
 	return static_cast<int64_t>((next - now_ns + 999999) / 1000000);
 }
 
-FragRelay::FragRelay(int fragq_fd, int frag_fd, int stats_fd, int cfg_fd, FragParkLimits limits)
+FragRelay::FragRelay(int fragq_fd, int frag_fd, int frag6_fd, int stats_fd, int cfg_fd,
+		     FragParkLimits limits)
 	: frag_fd_(frag_fd)
+	, frag6_fd_(frag6_fd)
 	, stats_fd_(stats_fd)
 	, cfg_fd_(cfg_fd)
 	, sock_(packet_socket(0, 0))
@@ -263,7 +415,7 @@ int64_t FragRelay::wait_ms() const
 	return w;
 }
 
-void FragRelay::service(bool readable, const NextHop &next_hop, const NextHop &neighbour)
+void FragRelay::service(bool readable, const FragMacSources &macs)
 {
 	const uint64_t now = boottime_ns();
 	size_t got = 0;
@@ -283,6 +435,12 @@ void FragRelay::service(bool readable, const NextHop &next_hop, const NextHop &n
 				return std::nullopt;
 			return v;
 		},
+		[this](const kvx_frag6_key &k) -> std::optional<kvx_frag6_val> {
+			kvx_frag6_val v{};
+			if (frag6_fd_ < 0 || bpf_map_lookup_elem(frag6_fd_, &k, &v) != 0)
+				return std::nullopt;
+			return v;
+		},
 		boottime_ns());
 	if (!sends.empty()) {
 		const kvx_cfg cfg = read_cfg(cfg_fd_);
@@ -290,10 +448,11 @@ void FragRelay::service(bool readable, const NextHop &next_hop, const NextHop &n
 		for (const FragSend &s : sends) {
 			const int ifindex = static_cast<int>(
 				s.dir == KVX_BIND_OUT ? cfg.uplink_ifindex : cfg.bridge_ifindex);
-			const auto mac = frag_dst_mac(s, ifindex, next_hop, neighbour, cache);
+			const auto mac = frag_dst_mac(s, ifindex, macs, cache);
 			int err = ENXIO; // no MAC to send to
 			if (mac)
-				err = packet_send(sock_.get(), ifindex, ETH_P_IP, *mac, s.ip.data(),
+				err = packet_send(sock_.get(), ifindex,
+						  s.v6() ? ETH_P_IPV6 : ETH_P_IP, *mac, s.ip.data(),
 						  s.ip.size());
 			park_.count(err ? KVX_R_FRAG_REINJECT_FAILED : KVX_R_FRAG_REINJECTED,
 				    s.ip.size());

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
-// IPv4 later fragments that arrive before their first one (RFC 4787
-// REQ-14): the datapath copies them into the ring kvx_fragq (abi.h); the
-// daemon parks the copies here, bounded (REQ-14a: a flood of fragments
+// Later fragments (IPv4 and IPv6) that arrive before their first one (RFC
+// 4787 REQ-14): the datapath copies them into the ring kvx_fragq (abi.h);
+// the daemon parks the copies here, bounded (REQ-14a: a flood of fragments
 // that are never completed costs a fixed amount of memory and is counted),
 // and sends each one on once its datagram's first fragment has been
-// translated (its kvx_frag entry exists), with that translation.
+// translated (its kvx_frag or kvx_frag6 entry exists), with that
+// translation.
 #pragma once
 
 #include <array>
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "base/fd.hpp"
+#include "base/netaddr6.hpp"
 #include "kvmxdp/abi.h"
 
 namespace kvmxdp {
@@ -33,8 +35,9 @@ struct FragParkLimits {
 	size_t max_bytes = 256 * 1024; // their IP bytes, per direction
 	// Parked at once per share: outbound the sending guest's (its MAC,
 	// which the datapath checked owns the source address: a guest cannot
-	// spread over addresses), inbound the source address's.  One flooding
-	// guest or source fills only its share.
+	// spread over addresses), inbound the source address's (IPv6: its
+	// /64, which one LAN host may send from whole).  One flooding guest
+	// or source fills only its share.
 	size_t per_share = 64;
 	// As long as kvx_frag steers a datagram's fragments, as long as the
 	// kernel keeps an incomplete datagram (net.ipv4.ipfrag_time).
@@ -57,18 +60,30 @@ struct FragParkLimits {
 // anew.  A later fragment carries no L4 header: nothing else changes.
 // false: not an IPv4 packet whose header fits, or a TTL of 1 or less.
 bool frag_translate(std::vector<uint8_t> &ip, uint8_t dir, uint32_t addr_be);
+// The same for IPv6: the address and the hop limit (no header checksum).
+bool frag_translate6(std::vector<uint8_t> &ip, uint8_t dir, const Ipv6Addr &addr);
 
-// A parked fragment ready to go.
+// A parked fragment ready to go (the version in ip[0] tells the family).
 struct FragSend {
 	uint8_t dir = KVX_BIND_OUT;	  // OUT: out of the uplink; IN: into the bridge
-	std::array<uint8_t, 6> dst_mac{}; // kvx_frag_val.guest_mac (zero: unknown)
+	std::array<uint8_t, 6> dst_mac{}; // from its entry (zero: unknown)
 	std::vector<uint8_t> ip;
+	bool v6() const { return !ip.empty() && (ip[0] >> 4) == 6; }
 };
 
 // A MAC from the neighbour tables: of the next hop towards an address
 // (network order) on a device, or nullopt.
 using FragMacOf =
 	std::function<std::optional<std::array<uint8_t, 6>>(int ifindex, uint32_t addr_be)>;
+using FragMacOf6 =
+	std::function<std::optional<std::array<uint8_t, 6>>(int ifindex, const Ipv6Addr &addr)>;
+// Where destination MACs come from, per family: next_hop the uplink's
+// towards an address (its own neighbour entry, else the default router's),
+// neighbour an entry of the bridge's table.
+struct FragMacSources {
+	FragMacOf next_hop, neighbour;
+	FragMacOf6 next_hop6, neighbour6;
+};
 
 // Where a translated parked fragment goes on ifindex (the uplink for OUT,
 // the bridge for IN): its entry's MAC when the first fragment's path had
@@ -80,16 +95,27 @@ using FragMacOf =
 // sends of one step: the route dump behind next_hop is not per fragment),
 // and at most kFragLookupsPerStep addresses looked up per cache (a guest
 // sending reordered fragments to many unresolvable addresses must not
-// make each step a series of netlink dumps): past that, no MAC.
+// make each step a series of netlink dumps): past that, no MAC.  The
+// cache holds IPv4 addresses IPv4-mapped (::ffff:a.b.c.d).
 constexpr size_t kFragLookupsPerStep = 16;
-using FragMacCache = std::map<std::pair<uint8_t, uint32_t>, std::optional<std::array<uint8_t, 6>>>;
+using FragMacCache = std::map<std::pair<uint8_t, Ipv6Addr>, std::optional<std::array<uint8_t, 6>>>;
 std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
-						   const FragMacOf &next_hop,
-						   const FragMacOf &neighbour, FragMacCache &cache);
+						   const FragMacSources &macs, FragMacCache &cache);
+
+// A parked fragment's datagram: the key of its kvx_frag (IPv4) or
+// kvx_frag6 (IPv6) entry.
+struct FragKey {
+	bool v6 = false;
+	kvx_frag_key k4{};
+	kvx_frag6_key k6{};
+	uint8_t dir() const { return v6 ? k6.dir : k4.dir; }
+};
+bool operator<(const FragKey &a, const FragKey &b);
 
 class FragPark {
 public:
 	using Lookup = std::function<std::optional<kvx_frag_val>(const kvx_frag_key &)>;
+	using Lookup6 = std::function<std::optional<kvx_frag6_val>(const kvx_frag6_key &)>;
 
 	explicit FragPark(FragParkLimits limits = {})
 		: limits_(limits)
@@ -102,18 +128,27 @@ public:
 	// oldest when the direction is full (FRAG_PARK_FULL): a flood's own
 	// fragments go first, and a datagram reordered now (whose first
 	// fragment is a moment behind) finds room even beside a flood from
-	// its own share.  A record that is no IPv4 later fragment is ignored
+	// its own share.  A record that is no IPv4 or IPv6 later fragment
+	// (IPv6: hop-by-hop, routing and destination options headers before
+	// the Fragment header, none after it) is ignored
 	// (FRAG_REINJECT_FAILED).
 	void take(const void *rec, size_t size, uint64_t now_ns);
 	// Parked fragments whose datagram's entry lookup finds (and that has
 	// not expired), translated and removed; but a fragment whose entry is
 	// the host's (its first fragment went there, and so did this one) is
 	// removed unsent (FRAG_PARK_HOST), and so is one whose entry was made
-	// further than reorder_ns from its parking (FRAG_PARK_STALE).
-	// Fragments parked for their lifetime are removed and counted
+	// further than reorder_ns from its parking (FRAG_PARK_STALE), and an
+	// IPv6 guest's fragment whose first came from another MAC
+	// (DROP_SPOOF_MAC, as the datapath's later fragments).  Fragments
+	// parked for their lifetime are removed and counted
 	// (FRAG_PARK_EXPIRED).  Each entry is looked up once per call, only
-	// for fragments whose check is due.
-	std::vector<FragSend> step(const Lookup &lookup, uint64_t now_ns);
+	// for fragments whose check is due.  lookup6 empty: IPv6 fragments
+	// wait (and expire).
+	std::vector<FragSend> step(const Lookup &lookup, const Lookup6 &lookup6, uint64_t now_ns);
+	std::vector<FragSend> step(const Lookup &lookup, uint64_t now_ns)
+	{
+		return step(lookup, {}, now_ns);
+	}
 	// Milliseconds until step() has work without a new record; -1: none.
 	int64_t wait_ms(uint64_t now_ns) const;
 
@@ -128,8 +163,8 @@ public:
 
 private:
 	struct Parked {
-		kvx_frag_key key{};
-		uint64_t share = 0; // OUT: the guest's MAC; IN: the source address
+		FragKey key{};
+		uint64_t share = 0; // OUT: the guest's MAC; IN: the source address (/64)
 		uint64_t parked_ns = 0;
 		uint64_t next_check_ns = 0;
 		std::vector<uint8_t> ip;
@@ -156,14 +191,12 @@ private:
 // to kvx_stats.
 class FragRelay {
 public:
-	FragRelay(int fragq_fd, int frag_fd, int stats_fd, int cfg_fd, FragParkLimits limits = {});
+	// frag6_fd -1: IPv6 records are not followed.
+	FragRelay(int fragq_fd, int frag_fd, int frag6_fd, int stats_fd, int cfg_fd,
+		  FragParkLimits limits = {});
 	~FragRelay();
 	FragRelay(const FragRelay &) = delete;
 	FragRelay &operator=(const FragRelay &) = delete;
-
-	// next_hop: the uplink's next hop for a destination; neighbour: a
-	// neighbour entry on the bridge (frag_dst_mac).
-	using NextHop = FragMacOf;
 
 	int fd() const;
 	// Also the ring's next read while records are coming in: the
@@ -171,13 +204,14 @@ public:
 	// the records in between are read KVX_FRAGQ_POLL_MS after the last
 	// read that found some.
 	int64_t wait_ms() const;
-	// readable: fd() was; then the park's step, the sends and the counts.
-	void service(bool readable, const NextHop &next_hop, const NextHop &neighbour = {});
+	// readable: fd() was; then the park's step, the sends (to MACs from
+	// macs: frag_dst_mac) and the counts.
+	void service(bool readable, const FragMacSources &macs);
 	const FragPark &park() const { return park_; }
 
 private:
 	std::unique_ptr<RingReader> ring_;
-	int frag_fd_, stats_fd_, cfg_fd_;
+	int frag_fd_, frag6_fd_, stats_fd_, cfg_fd_;
 	Fd sock_;
 	FragPark park_;
 	uint64_t ring_due_ns_ = 0; // 0: until fd() is readable

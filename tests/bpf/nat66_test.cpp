@@ -1217,40 +1217,139 @@ TEST_F(Nat66Test, FragmentsOutInOrder)
 	EXPECT_EQ(reassembled_sum6({b1.out, b2.out}), 0);
 }
 
-// A later fragment before its first: a guest's is dropped and counted
-// (never out with the guest's source), the uplink's is the host's; once
-// the first has passed, later ones follow.  An entry older than
-// KVX_FRAG_TIMEOUT_S is not followed.
+// The one record the park's ring holds: frame's IPv6 packet as it came,
+// in direction dir, counted against mac (OUT: the sending guest's).
+void expect_parked6(Datapath &dp, const Bytes &frame, std::uint8_t dir, const Mac &mac = Mac{})
+{
+	auto recs = dp.fragq_drain();
+	ASSERT_EQ(recs.size(), 1u);
+	kvx_fragq_hdr h;
+	ASSERT_GE(recs[0].size(), sizeof(h));
+	std::memcpy(&h, recs[0].data(), sizeof(h));
+	const Bytes ip(frame.begin() + 14, frame.end());
+	EXPECT_EQ(h.len, ip.size());
+	EXPECT_EQ(h.dir, dir);
+	Mac got;
+	std::memcpy(got.data(), h.mac, 6);
+	EXPECT_EQ(got, mac) << "the share it counts against";
+	ASSERT_GE(recs[0].size(), sizeof(h) + h.len);
+	EXPECT_EQ(Bytes(recs[0].begin() + sizeof(h), recs[0].begin() + sizeof(h) + h.len), ip)
+		<< "the record holds the packet's bytes as they came";
+}
+
+// A later fragment before its first (RFC 4787 REQ-14, as IPv4's): a
+// guest's is copied to the park and dropped (never out with the guest's
+// source), the uplink's to a guest's flow is copied and handed to the host
+// too (it may be the host's own); once the first has passed, later ones
+// follow.  An entry older than KVX_FRAG_TIMEOUT_S is not followed.
 TEST_F(Nat66Test, FragmentsOutOfOrder)
 {
 	const Packet6 whole = from_guest6(make_udp6(kGuest6A, 62010, kRemote6A, 9999, 100));
 	const std::uint32_t id = 0x77;
 	const Bytes f1 = frag6_of(whole, 0, 56, true, id), f2 = frag6_of(whole, 56, 108, false, id);
-	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, std::nullopt);
+	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_SHOT, KVX_R_FRAG_PARKED, std::nullopt);
+	expect_parked6(dp(), f2, KVX_BIND_OUT, mac_of(kGuest6A));
 	const Packet6 sent = snat6(whole, 62010);
-	run_case_bytes(dp(), Prog::BrIngress, f1, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
-		       frag6_of(sent, 0, 56, true, id));
+	const RunResult r1 = run_case_bytes(dp(), Prog::BrIngress, f1, TC_ACT_REDIRECT,
+					    KVX_R_XLATE_OUT, frag6_of(sent, 0, 56, true, id));
 	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
 		       frag6_of(sent, 56, 108, false, id));
+	EXPECT_TRUE(dp().fragq_drain().empty()) << "it followed its first: nothing parked";
+	// The datagram's entry names the sending guest and the next hop the
+	// first fragment went to (the daemon sends a parked one there).
+	bool out_entry = false;
+	for (const auto &[k, v] : dp().frag6_entries()) {
+		if (k.dir != KVX_BIND_OUT)
+			continue;
+		out_entry = true;
+		Mac guest, next;
+		std::memcpy(guest.data(), v.guest_mac, 6);
+		std::memcpy(next.data(), v.gw_mac, 6);
+		EXPECT_EQ(guest, mac_of(kGuest6A));
+		EXPECT_EQ(Bytes(next.begin(), next.end()), Bytes(r1.out.begin(), r1.out.begin() + 6))
+			<< "the first fragment's destination MAC";
+		EXPECT_EQ(std::memcmp(v.addr, kUplink6.data(), 16), 0);
+	}
+	EXPECT_TRUE(out_entry);
 	// Another datagram (another id) of the same flow: its own first.
-	run_case_bytes(dp(), Prog::BrIngress, frag6_of(whole, 56, 108, false, id + 1), TC_ACT_SHOT,
-		       KVX_R_DROP_FRAGMENT, std::nullopt);
+	const Bytes other = frag6_of(whole, 56, 108, false, id + 1);
+	run_case_bytes(dp(), Prog::BrIngress, other, TC_ACT_SHOT, KVX_R_FRAG_PARKED, std::nullopt);
+	expect_parked6(dp(), other, KVX_BIND_OUT, mac_of(kGuest6A));
 
 	Packet6 back = reply6(sent);
 	back.payload = pattern(200, 0x5a);
-	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 9), TC_ACT_OK,
-		       KVX_R_PASS_HOST, std::nullopt);
+	const Bytes back2 = frag6_of(back, 104, 208, false, 9);
+	run_case_bytes(dp(), Prog::UpIngress, back2, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST,
+		       std::nullopt);
+	expect_parked6(dp(), back2, KVX_BIND_IN);
 	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 0, 104, true, 9), TC_ACT_REDIRECT,
 		       KVX_R_XLATE_IN, frag6_of(dnat6(back, kGuest6A, 62010), 0, 104, true, 9));
+	run_case_bytes(dp(), Prog::UpIngress, back2, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		       frag6_of(dnat6(back, kGuest6A, 62010), 104, 208, false, 9));
 
 	// Aged past KVX_FRAG_TIMEOUT_S: the entry is an earlier datagram's.
 	for (auto &[k, v] : dp().frag6_entries()) {
 		v.created_ns = boot_ns_ago((KVX_FRAG_TIMEOUT_S + 1) * 1000000000ULL);
 		dp().frag6_update(k, v);
 	}
-	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT, std::nullopt);
-	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 9), TC_ACT_OK,
+	run_case_bytes(dp(), Prog::BrIngress, f2, TC_ACT_SHOT, KVX_R_FRAG_PARKED, std::nullopt);
+	expect_parked6(dp(), f2, KVX_BIND_OUT, mac_of(kGuest6A));
+	run_case_bytes(dp(), Prog::UpIngress, back2, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST,
+		       std::nullopt);
+	expect_parked6(dp(), back2, KVX_BIND_IN);
+}
+
+// The host's own fragmented datagrams never go through the park: a first
+// fragment no guest takes marks its datagram the host's (an entry with a
+// zero address) and its later fragments follow it there uncopied; a later
+// fragment to an address no guest is reached at is the host's without a
+// copy; a hop limit that expires here is not parked.
+TEST_F(Nat66Test, HostsFragmentsSkipThePark)
+{
+	Packet6 to_host = from_uplink6(make_udp6(kRemote6A, 5353, kUplink6, 9999, 200));
+	to_host.payload = pattern(200, 0x33);
+	const Bytes first = frag6_of(to_host, 0, 104, true, 0x5151);
+	const Bytes later = frag6_of(to_host, 104, 208, false, 0x5151);
+	run_case_bytes(dp(), Prog::UpIngress, first, TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
+	bool host_entry = false;
+	for (const auto &[k, v] : dp().frag6_entries())
+		if (k.dir == KVX_BIND_IN && k.id == htonl(0x5151)) {
+			host_entry = true;
+			EXPECT_EQ(std::memcmp(v.addr, Ip6{}.data(), 16), 0) << "the host's";
+		}
+	EXPECT_TRUE(host_entry);
+	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
+	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
+	EXPECT_TRUE(dp().fragq_drain().empty()) << "nothing parked";
+	// Another datagram (another id) ahead of its first: perhaps a guest's.
+	const Bytes ahead = frag6_of(to_host, 104, 208, false, 0x5152);
+	run_case_bytes(dp(), Prog::UpIngress, ahead, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST,
+		       std::nullopt);
+	expect_parked6(dp(), ahead, KVX_BIND_IN);
+
+	// To another of the host's addresses: no guest is reached there.
+	Packet6 elsewhere = to_host;
+	elsewhere.dst = ip6("2001:db8:1::77");
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(elsewhere, 104, 208, false, 0x5153),
+		       TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
+	EXPECT_TRUE(dp().fragq_drain().empty()) << "not an address a guest is reached at";
+
+	// A hop limit that would expire here: the host's, not parked.
+	Packet6 last_hop = to_host;
+	last_hop.hop_limit = 1;
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(last_hop, 104, 208, false, 0x5154),
+		       TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
+	EXPECT_TRUE(dp().fragq_drain().empty());
+
+	// A fragmented ICMPv6 error to the host: the host's, and so are its
+	// later fragments.
+	const Packet6 err = from_uplink6(icmp6_error(
+		kRemote6A, kUplink6, 1, 0, make_udp6(kUplink6, 4000, kRemote6A, 53, 200).build()));
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(err, 0, 104, true, 0x5155), TC_ACT_OK,
 		       KVX_R_PASS_HOST, std::nullopt);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(err, 104, 208, false, 0x5155), TC_ACT_OK,
+		       KVX_R_PASS_HOST, std::nullopt);
+	EXPECT_TRUE(dp().fragq_drain().empty());
 }
 
 // --- the extension header walk ---
@@ -1338,7 +1437,7 @@ std::vector<ChainCase> chain_cases()
 		{"esp", {esp}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
 		{"ah", {ah}, TC_ACT_SHOT, KVX_R_DROP_EXTHDR},
 		{"first_fragment", {ext_fragment(0, true)}, TC_ACT_REDIRECT, KVX_R_XLATE_OUT},
-		{"later_fragment", {ext_fragment(8, false)}, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT},
+		{"later_fragment", {ext_fragment(8, false)}, TC_ACT_SHOT, KVX_R_FRAG_PARKED},
 	};
 }
 

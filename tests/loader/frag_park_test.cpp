@@ -1,7 +1,8 @@
-// The daemon's park of IPv4 later fragments that arrived before their
-// first (control/frag_park.hpp): its limits, the expiry, and the rewrite a
-// parked fragment gets once its first fragment's kvx_frag entry exists
-// (checked against a checksum computed here, RFC 1071 over the header).
+// The daemon's park of later fragments (IPv4 and IPv6) that arrived before
+// their first (control/frag_park.hpp): its limits, the expiry, and the
+// rewrite a parked fragment gets once its first fragment's kvx_frag (or
+// kvx_frag6) entry exists (checked against a checksum computed here, RFC
+// 1071 over the header).
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
 
@@ -434,17 +435,18 @@ TEST(FragDstMac, EntryMacElseNextHopOutElseGuestNeighbourIn)
 			return guest;
 		return std::nullopt;
 	};
+	const FragMacSources macs{next_hop, neighbour, {}, {}};
 	FragMacCache cache;
 	FragSend out;
 	out.dir = KVX_BIND_OUT;
 	out.ip = later_fragment(kUplink, kRemote, 1);
 	out.dst_mac = entry;
-	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), entry) << "the entry's";
+	EXPECT_EQ(frag_dst_mac(out, 3, macs, cache), entry) << "the entry's";
 	EXPECT_TRUE(hops.empty() && neighs.empty());
 
 	out.dst_mac = {};
-	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), hop);
-	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, cache), hop);
+	EXPECT_EQ(frag_dst_mac(out, 3, macs, cache), hop);
+	EXPECT_EQ(frag_dst_mac(out, 3, macs, cache), hop);
 	ASSERT_EQ(hops.size(), 1u) << "once per destination in one step";
 	EXPECT_EQ(hops[0], std::make_pair(3, kRemote));
 
@@ -454,14 +456,13 @@ TEST(FragDstMac, EntryMacElseNextHopOutElseGuestNeighbourIn)
 	FragSend in;
 	in.dir = KVX_BIND_IN;
 	in.ip = later_fragment(kRemote, kGuest, 2);
-	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, neighbour, cache), guest);
+	EXPECT_EQ(frag_dst_mac(in, 7, macs, cache), guest);
 	ASSERT_EQ(neighs.size(), 1u);
 	EXPECT_EQ(neighs[0], std::make_pair(7, kGuest));
 	in.ip = later_fragment(kRemote, kGuest + 1, 3);
-	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, neighbour, cache), std::nullopt)
-		<< "no neighbour entry: not sent";
+	EXPECT_EQ(frag_dst_mac(in, 7, macs, cache), std::nullopt) << "no neighbour entry: not sent";
 	EXPECT_EQ(hops.size(), 1u) << "no next hop asked for inbound";
-	EXPECT_EQ(frag_dst_mac(in, 7, next_hop, {}, cache), std::nullopt);
+	EXPECT_EQ(frag_dst_mac(in, 7, FragMacSources{next_hop, {}, {}, {}}, cache), std::nullopt);
 
 	// A step with fragments to many destinations: kFragLookupsPerStep
 	// lookups, then no MAC (those already looked up still answered).
@@ -470,12 +471,12 @@ TEST(FragDstMac, EntryMacElseNextHopOutElseGuestNeighbourIn)
 	out.dst_mac = {};
 	for (uint32_t i = 0; i < 100; i++) {
 		out.ip = later_fragment(kUplink, kRemote + i, 4);
-		const auto mac = frag_dst_mac(out, 3, next_hop, neighbour, many);
+		const auto mac = frag_dst_mac(out, 3, macs, many);
 		EXPECT_EQ(mac.has_value(), i < kFragLookupsPerStep) << i;
 	}
 	EXPECT_EQ(hops.size(), kFragLookupsPerStep);
 	out.ip = later_fragment(kUplink, kRemote, 5);
-	EXPECT_EQ(frag_dst_mac(out, 3, next_hop, neighbour, many), hop);
+	EXPECT_EQ(frag_dst_mac(out, 3, macs, many), hop);
 }
 
 TEST(FragPark, RecordsThatAreNoLaterFragmentAreIgnored)
@@ -521,6 +522,297 @@ TEST(FragPark, ChecksumWithOptions)
 	uint32_t dst;
 	std::memcpy(&dst, &ip[16], 4);
 	EXPECT_EQ(ntohl(dst), kGuest);
+}
+
+// --- IPv6 ---
+
+const Ipv6Addr kGuest6{0xfd, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x0a};
+const Ipv6Addr kRemote6{0x20, 0x01, 0x0d, 0xb8, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x10};
+const Ipv6Addr kUplink6{0x20, 0x01, 0x0d, 0xb8, 0, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x02};
+
+// An IPv6 later fragment (offset 72 bytes, M clear) of a UDP datagram with
+// `data` bytes, after the extension headers `before` (each 8 bytes: hop
+// by hop, destination options or routing, PadN inside).
+Bytes later_fragment6(const Ipv6Addr &src, const Ipv6Addr &dst, uint32_t id, size_t data = 40,
+		      uint8_t hop_limit = 64, const std::vector<uint8_t> &before = {},
+		      uint8_t proto = IPPROTO_UDP)
+{
+	Bytes b(40);
+	b[0] = 0x60;
+	b[7] = hop_limit;
+	std::memcpy(&b[8], src.data(), 16);
+	std::memcpy(&b[24], dst.data(), 16);
+	size_t nh_at = 6;
+	for (uint8_t type : before) {
+		b[nh_at] = type;
+		nh_at = b.size();
+		const uint8_t h[8] = {0, 0, 1, 4, 0, 0, 0, 0}; // PadN
+		b.insert(b.end(), h, h + 8);
+	}
+	b[nh_at] = 44; // Fragment
+	const uint8_t f[8] = {proto,
+			      0,
+			      0,
+			      9 << 3,
+			      static_cast<uint8_t>(id >> 24),
+			      static_cast<uint8_t>(id >> 16),
+			      static_cast<uint8_t>(id >> 8),
+			      static_cast<uint8_t>(id)};
+	b.insert(b.end(), f, f + 8);
+	for (size_t i = 0; i < data; i++)
+		b.push_back(static_cast<uint8_t>(0xb0 + i));
+	b[4] = static_cast<uint8_t>((b.size() - 40) >> 8);
+	b[5] = static_cast<uint8_t>(b.size() - 40);
+	return b;
+}
+
+// The key the datapath's frag6_remember makes for ip's datagram (a
+// later_fragment6 with `before` extension headers ahead of its Fragment
+// header).
+kvx_frag6_key key6_of(const Bytes &ip, uint8_t dir, size_t before = 0)
+{
+	const size_t frag = 40 + 8 * before;
+	kvx_frag6_key k{};
+	std::memcpy(k.saddr, &ip[8], 16);
+	std::memcpy(k.daddr, &ip[24], 16);
+	std::memcpy(&k.id, &ip[frag + 4], 4);
+	k.proto = ip[frag];
+	k.dir = dir;
+	return k;
+}
+
+// kvx_frag6 as the datapath would have it.
+struct FakeFrag6 {
+	std::vector<std::pair<kvx_frag6_key, kvx_frag6_val>> entries;
+	int lookups = 0;
+	void add(const kvx_frag6_key &k, const Ipv6Addr &addr, uint64_t created_ns,
+		 uint8_t guest_last = 0x0a, uint8_t gw_last = 0x77)
+	{
+		kvx_frag6_val v{};
+		std::memcpy(v.addr, addr.data(), 16);
+		const uint8_t guest[6] = {0x52, 0x54, 0x00, 0x00, 0x00, guest_last};
+		std::memcpy(v.guest_mac, guest, 6);
+		const uint8_t gw[6] = {0x02, 0, 0, 0, 0, gw_last};
+		std::memcpy(v.gw_mac, gw, 6);
+		v.created_ns = created_ns;
+		entries.emplace_back(k, v);
+	}
+	FragPark::Lookup6 lookup()
+	{
+		return [this](const kvx_frag6_key &k) -> std::optional<kvx_frag6_val> {
+			lookups++;
+			for (const auto &[ek, ev] : entries)
+				if (std::memcmp(&ek, &k, sizeof(k)) == 0)
+					return ev;
+			return std::nullopt;
+		};
+	}
+};
+
+TEST(FragPark6, OutboundFragmentTranslatedOnceItsFirstPassed)
+{
+	FragPark park;
+	// Behind a hop-by-hop and a destination options header, as the
+	// datapath's walk takes them.
+	const Bytes ip = later_fragment6(kGuest6, kRemote6, 0xabcd0001, 40, 64, {0, 60});
+	const Bytes rec = record(ip, KVX_BIND_OUT);
+	park.take(rec.data(), rec.size(), kT0);
+	ASSERT_EQ(park.size(), 1u);
+	FakeFrag frag4;
+	FakeFrag6 frag;
+	EXPECT_TRUE(park.step(frag4.lookup(), frag.lookup(), kT0).empty());
+	EXPECT_EQ(frag.lookups, 1);
+	EXPECT_EQ(frag4.lookups, 0) << "an IPv6 datagram is not looked for in kvx_frag";
+
+	kvx_frag6_key k{};
+	std::memcpy(k.saddr, kGuest6.data(), 16);
+	std::memcpy(k.daddr, kRemote6.data(), 16);
+	k.id = htonl(0xabcd0001);
+	k.proto = IPPROTO_UDP;
+	k.dir = KVX_BIND_OUT;
+	const kvx_frag6_key walked = key6_of(ip, KVX_BIND_OUT, 2);
+	EXPECT_EQ(std::memcmp(&k, &walked, sizeof(k)), 0);
+	frag.add(k, kUplink6, kT0 + 1000);
+	auto out = park.step(frag4.lookup(), frag.lookup(), kT0 + 10000000);
+	ASSERT_EQ(out.size(), 1u);
+	EXPECT_EQ(park.size(), 0u);
+	const FragSend &s = out[0];
+	EXPECT_TRUE(s.v6());
+	EXPECT_EQ(s.dir, KVX_BIND_OUT);
+	EXPECT_EQ(s.dst_mac, (std::array<uint8_t, 6>{0x02, 0, 0, 0, 0, 0x77}))
+		<< "the next hop its first fragment went to";
+	ASSERT_EQ(s.ip.size(), ip.size());
+	EXPECT_TRUE(std::equal(kUplink6.begin(), kUplink6.end(), s.ip.begin() + 8))
+		<< "source: the external address";
+	EXPECT_TRUE(std::equal(kRemote6.begin(), kRemote6.end(), s.ip.begin() + 24));
+	EXPECT_EQ(s.ip[7], 63) << "forwarded: hop limit one less";
+	// Nothing else changes: the first word, the length, the chain, the data.
+	EXPECT_TRUE(std::equal(ip.begin(), ip.begin() + 7, s.ip.begin()));
+	EXPECT_TRUE(std::equal(ip.begin() + 40, ip.end(), s.ip.begin() + 40));
+}
+
+TEST(FragPark6, InboundFragmentTranslatedToTheGuestOrGivenUpForTheHost)
+{
+	FragPark park;
+	const Bytes ip = later_fragment6(kRemote6, kUplink6, 0x51);
+	const Bytes host = later_fragment6(kRemote6, kUplink6, 0x52);
+	for (const Bytes &b : {ip, host}) {
+		const Bytes rec = record(b, KVX_BIND_IN);
+		park.take(rec.data(), rec.size(), kT0);
+	}
+	FakeFrag6 frag;
+	frag.add(key6_of(ip, KVX_BIND_IN), kGuest6, kT0, 0x0b);
+	frag.add(key6_of(host, KVX_BIND_IN), Ipv6Addr{}, kT0);
+	auto out = park.step(FakeFrag().lookup(), frag.lookup(), kT0 + 1);
+	ASSERT_EQ(out.size(), 1u);
+	EXPECT_EQ(out[0].dir, KVX_BIND_IN);
+	EXPECT_EQ(out[0].dst_mac, (std::array<uint8_t, 6>{0x52, 0x54, 0, 0, 0, 0x0b}))
+		<< "the guest's";
+	EXPECT_TRUE(std::equal(kRemote6.begin(), kRemote6.end(), out[0].ip.begin() + 8));
+	EXPECT_TRUE(std::equal(kGuest6.begin(), kGuest6.end(), out[0].ip.begin() + 24))
+		<< "destination: the guest";
+	EXPECT_EQ(out[0].ip[7], 63);
+	EXPECT_TRUE(std::equal(ip.begin() + 40, ip.end(), out[0].ip.begin() + 40));
+	EXPECT_EQ(park.size(), 0u);
+	auto c = park.take_counts();
+	EXPECT_EQ(packets(c, KVX_R_FRAG_PARK_HOST), 1u) << "its first went to the host";
+}
+
+TEST(FragPark6, GuestFragmentOfAnotherMacIsNotSent)
+{
+	// A guest's datagram's first fragment came from MAC ..:0a; a later
+	// fragment parked from ..:0c with the same addresses and id: dropped
+	// as the datapath drops it (frag6_find), never sent.
+	FragPark park;
+	const Bytes ip = later_fragment6(kGuest6, kRemote6, 0x61);
+	const Bytes rec = record(ip, KVX_BIND_OUT, 0x0c);
+	park.take(rec.data(), rec.size(), kT0);
+	FakeFrag6 frag;
+	frag.add(key6_of(ip, KVX_BIND_OUT), kUplink6, kT0, 0x0a);
+	EXPECT_TRUE(park.step(FakeFrag().lookup(), frag.lookup(), kT0 + 1).empty());
+	EXPECT_EQ(park.size(), 0u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_DROP_SPOOF_MAC), 1u);
+}
+
+TEST(FragPark6, InboundShareIsTheSourcesSlash64)
+{
+	// One LAN host may send from every address of its /64: its flood
+	// fills one share; another /64's fragment still finds room.
+	FragParkLimits l;
+	l.per_share = 4;
+	FragPark park(l);
+	for (uint16_t i = 0; i < 50; i++) {
+		Ipv6Addr src = kRemote6;
+		src[14] = static_cast<uint8_t>(i >> 8);
+		src[15] = static_cast<uint8_t>(i);
+		const Bytes rec = record(later_fragment6(src, kUplink6, i), KVX_BIND_IN);
+		park.take(rec.data(), rec.size(), kT0 + i);
+	}
+	EXPECT_EQ(park.size(), 4u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 46u);
+	Ipv6Addr other = kRemote6;
+	other[7] = 1; // another /64
+	const Bytes rec = record(later_fragment6(other, kUplink6, 0x99), KVX_BIND_IN);
+	park.take(rec.data(), rec.size(), kT0 + 100);
+	EXPECT_EQ(park.size(), 5u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 0u);
+}
+
+TEST(FragPark6, RecordsThatAreNoLaterFragmentAreIgnored)
+{
+	FragPark park;
+	Bytes first = later_fragment6(kGuest6, kRemote6, 0x71);
+	first[40 + 2] = 0;
+	first[40 + 3] = 1; // offset 0, M: a first fragment
+	Bytes long_len = later_fragment6(kGuest6, kRemote6, 0x72);
+	long_len[5]++; // payload length beyond the record
+	// Destination options after the Fragment header: the datapath walks
+	// on into the fragment's data, so its key is not this one.
+	const Bytes opts_after = later_fragment6(kGuest6, kRemote6, 0x73, 40, 64, {}, 60);
+	// A hop-by-hop header that is not the first.
+	const Bytes hbh_second = later_fragment6(kGuest6, kRemote6, 0x74, 40, 64, {60, 0});
+	Bytes no_fragment = later_fragment6(kGuest6, kRemote6, 0x75);
+	no_fragment[6] = IPPROTO_UDP; // no Fragment header at all
+	for (const Bytes &ip : {first, long_len, opts_after, hbh_second, no_fragment}) {
+		const Bytes rec = record(ip, KVX_BIND_OUT);
+		park.take(rec.data(), rec.size(), kT0);
+	}
+	EXPECT_EQ(park.size(), 0u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_REINJECT_FAILED), 5u);
+	// Routing and destination options before it: taken.
+	const Bytes rec =
+		record(later_fragment6(kGuest6, kRemote6, 0x76, 40, 64, {60, 43}), KVX_BIND_OUT);
+	park.take(rec.data(), rec.size(), kT0);
+	EXPECT_EQ(park.size(), 1u);
+}
+
+TEST(FragPark6, TranslateRefusesAnExpiringHopLimit)
+{
+	Bytes ip = later_fragment6(kRemote6, kUplink6, 0x81, 40, 1);
+	EXPECT_FALSE(frag_translate6(ip, KVX_BIND_IN, kGuest6));
+	ip = later_fragment6(kRemote6, kUplink6, 0x81, 40, 2);
+	EXPECT_TRUE(frag_translate6(ip, KVX_BIND_IN, kGuest6));
+	EXPECT_EQ(ip[7], 1);
+}
+
+TEST(FragPark6, WithoutAnIpv6LookupItWaitsAndExpires)
+{
+	FragPark park;
+	const Bytes rec = record(later_fragment6(kGuest6, kRemote6, 0x91), KVX_BIND_OUT);
+	park.take(rec.data(), rec.size(), kT0);
+	FakeFrag frag;
+	EXPECT_TRUE(park.step(frag.lookup(), kT0 + 1).empty());
+	EXPECT_EQ(park.size(), 1u);
+	EXPECT_EQ(frag.lookups, 0);
+	park.step(frag.lookup(), kT0 + uint64_t{KVX_FRAG_TIMEOUT_S} * kSec);
+	EXPECT_EQ(park.size(), 0u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_EXPIRED), 1u);
+}
+
+TEST(FragDstMac, Ipv6NextHopOutGuestNeighbourInSharedLimit)
+{
+	using Mac = std::array<uint8_t, 6>;
+	const Mac router{0x02, 0, 0, 0, 0, 0x01};
+	const Mac guest{0x52, 0x54, 0, 0, 0, 0x0a};
+	std::vector<Ipv6Addr> hops, neighs;
+	FragMacSources macs;
+	macs.next_hop = [&](int, uint32_t) -> std::optional<Mac> { return router; };
+	macs.next_hop6 = [&](int ifindex, const Ipv6Addr &a) -> std::optional<Mac> {
+		EXPECT_EQ(ifindex, 3);
+		hops.push_back(a);
+		return router;
+	};
+	macs.neighbour6 = [&](int ifindex, const Ipv6Addr &a) -> std::optional<Mac> {
+		EXPECT_EQ(ifindex, 7);
+		neighs.push_back(a);
+		return a == kGuest6 ? std::optional<Mac>(guest) : std::nullopt;
+	};
+	FragMacCache cache;
+	FragSend out;
+	out.dir = KVX_BIND_OUT;
+	out.ip = later_fragment6(kUplink6, kRemote6, 1);
+	EXPECT_EQ(frag_dst_mac(out, 3, macs, cache), router);
+	EXPECT_EQ(frag_dst_mac(out, 3, macs, cache), router);
+	ASSERT_EQ(hops.size(), 1u) << "once per destination in one step";
+	EXPECT_EQ(hops[0], kRemote6);
+	FragSend in;
+	in.dir = KVX_BIND_IN;
+	in.ip = later_fragment6(kRemote6, kGuest6, 2);
+	EXPECT_EQ(frag_dst_mac(in, 7, macs, cache), guest);
+	ASSERT_EQ(neighs.size(), 1u);
+	EXPECT_EQ(neighs[0], kGuest6);
+	// IPv4 and IPv6 destinations count against one limit per step.
+	for (uint32_t i = 0; i < 100; i++) {
+		FragSend s;
+		s.dir = KVX_BIND_OUT;
+		s.ip = i % 2 ? later_fragment(kUplink, kRemote + i, 4) :
+			       later_fragment6(kUplink6,
+					       Ipv6Addr{0x20, 0x01, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+							0, 1, static_cast<uint8_t>(i)},
+					       4);
+		frag_dst_mac(s, 3, macs, cache);
+	}
+	EXPECT_EQ(cache.size(), kFragLookupsPerStep);
 }
 
 } // namespace

@@ -602,22 +602,25 @@ struct kvx_frag_val {
 #define KVX_FRAG_REORDER_NS (2ULL * 1000 * 1000 * 1000)
 
 /*
- * IPv4 later fragments that arrive before their first one (RFC 4787
- * REQ-14; reordering on the path, or a sender that emits its fragments
- * last first, as Linux did for years).  The datapath cannot hold a packet
+ * Later fragments (IPv4 and IPv6) that arrive before their first one (RFC
+ * 4787 REQ-14; reordering on the path, or a sender that emits its
+ * fragments last first, as Linux did for years).  The datapath cannot hold a packet
  * back, so it copies such a fragment into the ring buffer kvx_fragq and
  * drops it (from a guest: it must never leave with its private source) or
  * also hands it to the host (from the uplink: it may be the host's own).
  * The daemon parks the copies, bounded per direction (count, bytes, a
  * share per guest MAC outbound and per source address inbound,
- * KVX_FRAG_TIMEOUT_S like kvx_frag), and once the datagram's kvx_frag
- * entry appears (its first fragment was translated) sends each parked
- * copy on with that translation: a later fragment has no L4 header, so
- * the addresses, the TTL and the IP checksum are all that change.  A full
+ * KVX_FRAG_TIMEOUT_S like kvx_frag), and once the datagram's kvx_frag (or
+ * kvx_frag6) entry appears (its first fragment was translated) sends each
+ * parked copy on with that translation: a later fragment has no L4
+ * header, so the addresses, the TTL and the IP checksum (IPv6: the
+ * address and the hop limit) are all that change.  A full
  * ring, or a direction over its parking rate, drops the copy
  * (DROP_FRAGMENT / PASS_HOST, as before the park).
  *
- * A record is a kvx_fragq_hdr and the IPv4 packet from its header on, in
+ * A record is a kvx_fragq_hdr and the IP packet from its header on (the
+ * version in its first byte tells the family; IPv6's source share inbound
+ * is its /64), in
  * the smallest of three sizes that holds it (KVX_FRAGQ_DATA_S, _M, or
  * KVX_FRAGQ_DATA, the Ethernet MTU; a larger fragment is not parked): a
  * flood of tiny orphans takes a tenth of the ring a full-size record would.
@@ -650,7 +653,7 @@ struct kvx_frag_val {
 #define KVX_FRAGQ_POLL_MS 25
 
 struct kvx_fragq_hdr {
-	__u16 len;     /* bytes of data: the IPv4 packet (its tot_len) */
+	__u16 len;     /* bytes of data: the IP packet (IPv4's tot_len, IPv6's 40 + payload) */
 	__u8 dir;      /* enum kvx_bind_dir: OUT = from a guest, IN = from the uplink */
 	__u8 _pad;
 	__u8 mac[6];   /* OUT: the guest's (the frame's source, its owner); IN: 0 */
@@ -659,7 +662,7 @@ struct kvx_fragq_hdr {
 
 struct kvx_fragq_rec {
 	struct kvx_fragq_hdr hdr;
-	__u8 data[KVX_FRAGQ_DATA]; /* the IPv4 packet, network order (the largest class) */
+	__u8 data[KVX_FRAGQ_DATA]; /* the IP packet, network order (the largest class) */
 };
 
 /*
@@ -668,7 +671,9 @@ struct kvx_fragq_rec {
  * carry and the Fragment header's 32-bit identification, for
  * KVX_FRAG_TIMEOUT_S (an LRU map of KVX_FRAG_DEFAULT_SIZE entries).
  * Later fragments carry no checksum to fix: only the address (and the
- * MACs) change.
+ * MACs) change.  An IN entry whose addr is all zero (as IPv4's
+ * KVX_FRAG_HOST) is a datagram whose first fragment went to the host: its
+ * later fragments go there too, never to the park (kvx_fragq).
  */
 struct kvx_frag6_key {
 	__be32 saddr[4];
@@ -683,7 +688,9 @@ struct kvx_frag6_val {
 	__be32 addr[4];       /* OUT: external source address; IN: guest address */
 	__u8 guest_mac[6];    /* OUT: the sending guest's (its later fragments come
 			       * from it); IN: deliver to */
-	__u8 gw_mac[6];       /* IN: the bridge's MAC the guest uses */
+	__u8 gw_mac[6];	      /* IN: the bridge's MAC the guest uses; OUT: the next
+			       * hop's, when the route lookup had it (0: the kernel
+			       * resolved it), to send a parked later fragment to */
 	__u8 _pad[4];
 	__u64 created_ns;     /* CLOCK_BOOTTIME: when the first fragment passed */
 };
