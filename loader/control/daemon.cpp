@@ -94,16 +94,12 @@ std::optional<std::array<uint8_t, 6>> uplink_next_hop(NlSocket &nl, int ifindex,
 	return std::nullopt;
 }
 
-// The same for IPv6: the destination's neighbour entry, else the router
-// the kernel's default route goes through first.
+// The same for IPv6, by the uplink's routes (next_hop6).
 std::optional<std::array<uint8_t, 6>> uplink_next_hop6(NlSocket &nl, int ifindex,
 						       const Ipv6Addr &daddr)
 {
-	if (auto m = neighbour_mac6(nl, ifindex, daddr))
-		return m;
-	const auto routers = default_routers6(ipv6_routes(nl, ifindex), 1);
-	if (!routers.empty())
-		return neighbour_mac6(nl, ifindex, routers.front());
+	if (auto via = next_hop6(ipv6_routes(nl, ifindex), daddr))
+		return neighbour_mac6(nl, ifindex, *via);
 	return std::nullopt;
 }
 

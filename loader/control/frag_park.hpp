@@ -35,9 +35,10 @@ struct FragParkLimits {
 	size_t max_bytes = 256 * 1024; // their IP bytes, per direction
 	// Parked at once per share: outbound the sending guest's (its MAC,
 	// which the datapath checked owns the source address: a guest cannot
-	// spread over addresses), inbound the source address's (IPv6: its
-	// /64, which one LAN host may send from whole).  One flooding guest
-	// or source fills only its share.
+	// spread over addresses; IPv6 ties no address to a MAC, so a guest
+	// sending from several MACs has as many shares), inbound the source
+	// address's (IPv6: its /64, which one LAN host may send from whole).
+	// One flooding guest or source fills only its share.
 	size_t per_share = 64;
 	// As long as kvx_frag steers a datagram's fragments, as long as the
 	// kernel keeps an incomplete datagram (net.ipv4.ipfrag_time).

@@ -144,6 +144,24 @@ std::vector<Ipv6Addr> default_routers6(const std::vector<Ipv6Route> &routes, siz
 	return routers;
 }
 
+std::optional<Ipv6Addr> next_hop6(const std::vector<Ipv6Route> &routes, const Ipv6Addr &daddr)
+{
+	const Ipv6Route *best = nullptr;
+	for (const Ipv6Route &r : routes)
+		if (!r.dead && r.dst.contains(daddr) && (!best || r.dst.prefix > best->dst.prefix))
+			best = &r;
+	if (!best)
+		return std::nullopt;
+	if (!best->gateway)
+		return daddr;
+	if (best->dst.prefix == 0) {
+		const auto routers = default_routers6(routes, 1);
+		if (!routers.empty())
+			return routers.front();
+	}
+	return best->via;
+}
+
 std::vector<Ipv6Prefix> onlink_prefixes(const std::vector<Ipv6IfAddr> &addrs,
 					const std::vector<Ipv6Route> &routes)
 {

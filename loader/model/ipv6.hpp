@@ -80,6 +80,14 @@ std::vector<Ipv6Prefix> onlink_prefixes(const std::vector<Ipv6IfAddr> &addrs,
 // max (a LAN host can send RAs for as many routers as it likes).
 std::vector<Ipv6Addr> default_routers6(const std::vector<Ipv6Route> &routes, size_t max);
 
+// The neighbour a packet to daddr goes to through a device whose routes
+// (main table) these are: the route with the longest prefix holding daddr
+// decides, its router (the default route's as default_routers6 ranks
+// them), or daddr itself on the link; nullopt: no route.  Never daddr's
+// own neighbour entry just because there is one: a LAN host plants one
+// for any address with a Neighbour Solicitation from it.
+std::optional<Ipv6Addr> next_hop6(const std::vector<Ipv6Route> &routes, const Ipv6Addr &daddr);
+
 struct RelayCheck {
 	bool possible = false;
 	std::optional<Ipv6Net> prefix; // the /64 relay would share

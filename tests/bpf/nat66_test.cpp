@@ -2468,5 +2468,53 @@ TEST_F(Nat66Test, MappedAddressNsValidated)
 	run6(Prog::UpIngress, hop, TC_ACT_OK, KVX_R_PASS_ND);
 }
 
+// A stray first fragment with a guest datagram's key (addresses, protocol,
+// identification; ports no flow has) goes to the host but leaves the
+// guest's entry: the datagram's later fragments still reach the guest.
+TEST_F(Nat66Test, HostEntryNeverReplacesAGuestsDatagram)
+{
+	const Packet6 whole = from_guest6(make_udp6(kGuest6A, 62020, kRemote6A, 9999, 100));
+	const Packet6 sent = snat6(whole, 62020);
+	run_case_bytes(dp(), Prog::BrIngress, whole.build(), TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		       sent.build());
+	Packet6 back = reply6(sent);
+	back.payload = pattern(200, 0x5a);
+	const Packet6 got = dnat6(back, kGuest6A, 62020);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 0, 104, true, 0x88), TC_ACT_REDIRECT,
+		       KVX_R_XLATE_IN, frag6_of(got, 0, 104, true, 0x88));
+	Packet6 stray = back;
+	stray.sport = 5353; // no flow's
+	stray.dport = 9998;
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(stray, 0, 104, true, 0x88), TC_ACT_OK,
+		       KVX_R_PASS_HOST, std::nullopt);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 0x88),
+		       TC_ACT_REDIRECT, KVX_R_XLATE_IN, frag6_of(got, 104, 208, false, 0x88));
+}
+
+// To an announced mapped address (1:1) a later fragment ahead of its first
+// is parked (a guest is reached there); while the address is not
+// announced (DAD running, in conflict), it is the host's, uncopied.
+TEST_F(Nat66Test, FragmentToAMappedAddressIsParkedOnceAnnounced)
+{
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	Packet6 in = from_uplink6(make_udp6(kRemote6A, 5000, kMapped6, 6000, 200));
+	in.payload = pattern(200, 0x66);
+	const Bytes later = frag6_of(in, 104, 208, false, 0x99);
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_PROBING);
+	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
+	EXPECT_TRUE(dp().fragq_drain().empty());
+	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
+	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST,
+		       std::nullopt);
+	expect_parked6(dp(), later, KVX_BIND_IN);
+	// Its first then passes and names the 1:1 guest; the next later one
+	// follows it.
+	const Packet6 got = dnat6_neigh(in, kGuest6F, 6000);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(in, 0, 104, true, 0x99), TC_ACT_REDIRECT,
+		       KVX_R_XLATE_IN, frag6_of(got, 0, 104, true, 0x99));
+	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		       frag6_of(got, 104, 208, false, 0x99));
+}
+
 } // namespace
 } // namespace kvmxdp::test

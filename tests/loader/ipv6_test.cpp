@@ -506,3 +506,28 @@ TEST(UplinkIpv6, DefaultRoutersAsTheKernelPrefersThem)
 	ASSERT_EQ(default_routers6(routes, 2).size(), 2u);
 	EXPECT_TRUE(default_routers6({route("2001:db8:1::/64", RTPROT_RA)}, 8).empty());
 }
+
+// Where a parked fragment to daddr goes: by the longest matching route, the
+// destination on the link, a more specific route's router, else the
+// default router the kernel prefers; no route, nowhere.
+TEST(UplinkIpv6, NextHopByTheLongestRoute)
+{
+	Ipv6Route lab = route("2001:db8:77::/48", RTPROT_STATIC);
+	lab.gateway = true;
+	lab.via = parse_ipv6("fe80::77");
+	std::vector<Ipv6Route> routes = {
+		route("2001:db8:1::/64", RTPROT_KERNEL, true),
+		default_via("fe80::5", 1024, 0),
+		default_via("fe80::3", 1024, 1),
+		lab,
+	};
+	auto hop = [&](const char *d) {
+		auto h = next_hop6(routes, parse_ipv6(d));
+		return h ? format_ipv6(*h) : std::string("none");
+	};
+	EXPECT_EQ(hop("2001:db8:1::99"), "2001:db8:1::99") << "on the link";
+	EXPECT_EQ(hop("2001:db8:77:1::1"), "fe80::77") << "the more specific route's router";
+	EXPECT_EQ(hop("2001:db8:78::2"), "fe80::3") << "the preferred default router";
+	routes.erase(routes.begin() + 1, routes.begin() + 3);
+	EXPECT_EQ(hop("2001:db8:78::2"), "none") << "no default route";
+}
