@@ -19,13 +19,6 @@ client DST:PORT [--bytes N] [--secs S] [--maxseg N]
     "sent=<n> sha=<sha256> got=<n> sha=<sha256>"; exit 0 only if the echo
     is byte for byte what was sent.
 
-session DST:PORT --go FILE [--timeout S]
-    An interactive session on one connection: prints the server's hello
-    line and "local=<port>", sends "one", prints "echo1 ok" once the echo is
-    back; then waits (up to --timeout) for FILE to exist, sends "two" (this
-    end speaks first after the pause) and prints "echo2 ok" once that echo
-    is back, else "echo2 <error>" (exit 1).
-
 sniff IFACE
     Every TCP segment received on IFACE (AF_PACKET; outgoing ones are
     skipped; IPv4, or IPv6 without extension headers) is checked against an independent TCP checksum.  Prints
@@ -290,31 +283,6 @@ def rawsyn(args):
     return 1
 
 
-def session(args):
-    addr, port = dst_endpoint(args.dst)
-    s = socket.create_connection((addr, port), timeout=args.timeout)
-    f = s.makefile("rb")
-    print(f.readline().decode().strip(), flush=True)
-    print(f"local={s.getsockname()[1]}", flush=True)
-    for n, word in ((1, b"one\n"), (2, b"two\n")):
-        if n == 2:
-            end = time.monotonic() + args.timeout
-            while not os.path.exists(args.go) and time.monotonic() < end:
-                time.sleep(0.05)
-        try:
-            s.sendall(word)
-            got = f.readline()
-        except OSError as e:
-            print(f"echo{n} {e}", flush=True)
-            return 1
-        if got != word:
-            print(f"echo{n} got={got!r}", flush=True)
-            return 1
-        print(f"echo{n} ok", flush=True)
-    s.close()
-    return 0
-
-
 def main():
     p = argparse.ArgumentParser()
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -327,10 +295,6 @@ def main():
     pc.add_argument("--bytes", type=int, default=65536)
     pc.add_argument("--secs", type=float, default=0)
     pc.add_argument("--maxseg", type=int, default=0)
-    ps = sub.add_parser("session")
-    ps.add_argument("dst")
-    ps.add_argument("--go", required=True)
-    ps.add_argument("--timeout", type=float, default=10.0)
     pn = sub.add_parser("sniff")
     pn.add_argument("iface")
     pr = sub.add_parser("rawsyn")
@@ -339,8 +303,7 @@ def main():
     pr.add_argument("--opts", required=True)
     pr.add_argument("--wait", type=float, default=3.0)
     args = p.parse_args()
-    return {"echo": echo, "client": client, "session": session, "sniff": sniff,
-            "rawsyn": rawsyn}[args.cmd](args) or 0
+    return {"echo": echo, "client": client, "sniff": sniff, "rawsyn": rawsyn}[args.cmd](args) or 0
 
 
 if __name__ == "__main__":

@@ -1046,26 +1046,6 @@ static __always_inline int tcp_may_open(const struct kvx_pkt *p, enum ct_dir dir
 }
 
 /*
- * A TCP segment from outside to a static mapping (a port forward, a 1:1
- * address) that matches no flow, with ACK and without SYN or RST: most
- * likely one of a connection whose flow is gone (`conntrack flush`, tables
- * made anew by an upgrade, a reclaim) and whose remote speaks first, as an
- * SSH client's next keystroke does while the guest's server waits.  It goes
- * to the mapping's guest without a flow (nothing recorded, nothing counted
- * against the guest): the guest's stack judges it as it would any segment a
- * bridge brought it (a stray one gets a RST, which opens nothing either),
- * and the guest's answer picks the connection up (tcp_may_open: its bare
- * ACK or data, checked loosely from then on).  netfilter picks a
- * connection up from either side and keeps an entry for it
- * (nf_conntrack_tcp_loose); an ACK scan keeps nothing here.
- */
-static __always_inline int tcp_pass_untracked_in(const struct kvx_pkt *p)
-{
-	return p->proto == IPPROTO_TCP && (p->tcp_flags & KVX_TCP_ACK) &&
-	       !(p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_RST));
-}
-
-/*
  * A new flow's value (both families: kvx_ct6_val embeds it), zeroed and
  * filled for packet p (its first) except the external address.
  */
@@ -2740,10 +2720,6 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	if (mac_is_zero(guest->guest_mac))
 		guest_mac_from_owner(cfg, guest);
 	if (!f) {
-		/* A static mapping's guest gets a segment of a connection
-		 * whose flow is gone, without a flow (tcp_pass_untracked_in). */
-		if ((flags & KVX_CT_F_STATIC) && tcp_pass_untracked_in(p))
-			return KVX_CONTINUE;
 		/* Only a SYN opens a TCP flow from outside: an ACK, FIN or
 		 * NULL scan, or a stray segment, never holds an entry (nor the
 		 * guest's quota), and the SYN only a half-open one

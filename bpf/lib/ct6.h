@@ -951,10 +951,6 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	if (p6->flags & KVX_PKT6_F_UDP_NO_CSUM)
 		return KVX_R_DROP_UDP_NO_CSUM;
 	if (!f) {
-		/* A static mapping's guest gets a segment of a connection
-		 * whose flow is gone, without a flow (tcp_pass_untracked_in). */
-		if (flags && tcp_pass_untracked_in(&p6->p))
-			return KVX_CONTINUE;
 		/* Only a SYN opens a TCP flow from outside, and only a
 		 * half-open one (SYN_RECV, a short timeout) until the
 		 * guest's SYN-ACK and the remote's ACK complete it. */

@@ -1574,21 +1574,13 @@ Packet6 answer6(const Packet6 &delivered)
 // [uplink]:2222 -> [fd42::14]:22: a remote's SYN reaches the guest from
 // the remote's own address, the guest's SYN-ACK leaves from [uplink]:2222,
 // the handshake completes the flow (SYN_RECV until then), and the guest
-// learns its MAC into the IN half.  Anything but a SYN opens nothing: an
-// ACK without a flow reaches the guest flowless (tcp_pass_untracked_in), a
-// RST or a bare FIN is dropped.
+// learns its MAC into the IN half.  Anything but a SYN opens nothing.
 TEST_F(Nat66Test, PortForwardOnUplinkAddress)
 {
 	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
 	Packet6 stray = inbound6(kProtoTcp, kUplink6, 2222);
 	stray.tcp_flags = kTcpAck;
-	run6(Prog::UpIngress, stray, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
-	     dnat6_neigh(stray, kGuest6F, 22));
-	for (std::uint8_t f :
-	     {kTcpRst, std::uint8_t(kTcpRst | kTcpAck), kTcpFin, std::uint8_t(kTcpSyn | kTcpAck)}) {
-		stray.tcp_flags = f;
-		run6(Prog::UpIngress, stray, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
-	}
+	run6(Prog::UpIngress, stray, TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
 	EXPECT_TRUE(dp().ct6_entries().empty());
 
 	const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222);
@@ -1623,36 +1615,6 @@ TEST_F(Nat66Test, PortForwardOnUplinkAddress)
 	run6(Prog::UpIngress, inbound6(kProtoTcp, kUplink6, 2223), TC_ACT_OK, KVX_R_PASS_HOST);
 	// UDP to the TCP forward's port: the host's.
 	run6(Prog::UpIngress, inbound6(kProtoUdp, kUplink6, 2222), TC_ACT_OK, KVX_R_PASS_HOST);
-}
-
-// A connection through a forward whose flow is gone (a flush), its client
-// speaking first: the client's segment reaches the guest without a flow,
-// the guest's answer picks the connection up from [uplink]:2222, and the
-// client's next segment goes by that flow.
-TEST_F(Nat66Test, FlowlessSegmentToAForwardIsPickedUpByTheGuestsAnswer)
-{
-	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
-	Packet6 key = inbound6(kProtoTcp, kUplink6, 2222, kRemote6A, 51300);
-	key.tcp_flags = kTcpAck | kTcpPsh;
-	key.seq = 0x11110000;
-	key.ack_seq = 0x22220000;
-	key.payload = pattern(36, 0x21);
-	run6(Prog::UpIngress, key, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(key, kGuest6F, 22));
-	EXPECT_TRUE(dp().ct6_entries().empty()) << "nothing recorded for it";
-	Packet6 echo = answer6(dnat6(key, kGuest6F, 22));
-	echo.tcp_flags = kTcpAck | kTcpPsh;
-	echo.seq = 0x22220000;
-	echo.ack_seq = 0x11110000 + 36;
-	echo.payload = pattern(36, 0x22);
-	out6(echo, 2222);
-	auto flows = dp().ct6_entries();
-	ASSERT_EQ(flows.size(), 1u);
-	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_ESTABLISHED);
-	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), 2222);
-	Packet6 next = key;
-	next.seq += 36;
-	next.ack_seq += 36;
-	run6(Prog::UpIngress, next, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(next, kGuest6F, 22));
 }
 
 // A SYN flood at a port forward takes the guest's inbound quota only, and

@@ -492,19 +492,6 @@ void check_tcp_flow(const kvx_ct_val &f, const Bytes &in, const Bytes &out)
 		violation("a TCP flow without TCP state", in, out);
 }
 
-// Is ext:ext_port a static mapping's (a TCP port forward, a 1:1 address)
-// whose guest endpoint is guest:guest_port?
-bool static_target(std::uint32_t ext, std::uint16_t ext_port, std::uint32_t guest,
-		   std::uint16_t guest_port)
-{
-	auto fwd = g_dp->bind_lookup(bind_key(KVX_BIND_IN, kProtoTcp, ext, ext_port));
-	if (fwd && (fwd->flags & KVX_BIND_F_STATIC))
-		return fwd->addr == be32(guest) && fwd->port == be16(guest_port);
-	auto one = g_dp->bind_lookup(bind_key(KVX_BIND_IN, KVX_PROTO_ANY, ext, 0));
-	return one && (one->flags & KVX_BIND_F_ONE_TO_ONE) && one->addr == be32(guest) &&
-	       guest_port == ext_port;
-}
-
 void check_translated(const Bytes &in, const Bytes &out, int reason, bool in_csum_ok)
 {
 	Parsed pi = parse(in), po = parse(out);
@@ -543,18 +530,9 @@ void check_translated(const Bytes &in, const Bytes &out, int reason, bool in_csu
 	    pi.icmp_type != kIcmpTimeExceeded && pi.icmp_type != 12) {
 		auto f = g_dp->ct_lookup(ct_key(po.proto, po.dst, odport, pi.src,
 						po.proto == kProtoIcmp ? 0 : pi.sport));
+		if (!f)
+			violation("XLATE_IN without a flow", in, out);
 		std::uint16_t idport = pi.proto == kProtoIcmp ? pi.icmp_id : pi.dport;
-		if (!f) {
-			// A TCP segment with ACK (no SYN or RST) of a connection
-			// whose flow is gone goes to a static mapping's guest
-			// without one (ct.h tcp_pass_untracked_in), only there.
-			const std::uint8_t tf =
-				pi.proto == kProtoTcp && pi.l4_complete ? in[pi.l4_off + 13] : 0;
-			if (!(tf & kTcpAck) || (tf & (kTcpSyn | kTcpRst)) ||
-			    !static_target(pi.dst, idport, po.dst, odport))
-				violation("XLATE_IN without a flow", in, out);
-			return;
-		}
 		if (f->ext_addr != be32(pi.dst) || f->ext_port != be16(idport))
 			violation("translated to a guest whose flow is not this one", in, out);
 		if ((po.dst & Topology::kSubnetMask) != Topology::kSubnet)
