@@ -227,9 +227,9 @@ private:
 	bool had_default6_ = false; // the uplink had an IPv6 default route
 	int rs_sent_ = 0;	    // solicitations since it went
 	std::chrono::steady_clock::time_point rs_at_{};
-	// IPv4 later fragments ahead of their first, parked until it passes
-	// (null: the ring could not be read; such fragments are lost as
-	// before).
+	// Later fragments (both families) ahead of their first, parked until
+	// it passes (null: the ring could not be read; such fragments are
+	// lost as before).
 	std::unique_ptr<FragRelay> frag_;
 	std::string ra_foreign_ = "?"; // what PREFIX.ra_foreign says now ("?": not yet synced)
 	std::string state_prefix_;
