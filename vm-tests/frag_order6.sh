@@ -40,26 +40,8 @@ UP6=2001:db8:1::2 RTR_UP6=2001:db8:1::1 RTR6=2001:db8:78::1 SRV6=2001:db8:78::2
 ONE6=2001:db8:1::101
 
 kvx_step "IPv6 addressing"
-v6on() { nsx "$1" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0; }
-for ns in "$NS_G1" "$NS_G2" "$NS_HOST" "$NS_LAN" "$NS_SRV"; do v6on "$ns"; done
-ip -n "$NS_HOST" -6 addr add "$BR6/64" dev "$BR" nodad
-for g in "$NS_G1 $G1_IF $G1_6" "$NS_G2 $G2_IF $G2_6"; do
-	read -r ns ifc a <<<"$g"
-	nsx "$ns" sysctl -qw "net.ipv6.conf.$ifc.accept_ra=0"
-	ip -n "$ns" -6 addr add "$a/64" dev "$ifc" nodad
-done
-nsx "$NS_HOST" sysctl -qw "net.ipv6.conf.$UP.accept_ra=0"
-ip -n "$NS_HOST" -6 addr add "$UP6/64" dev "$UP" nodad
-ip -n "$NS_HOST" -6 route add default via "$RTR_UP6" dev "$UP"
-nsx "$NS_LAN" sysctl -qw net.ipv6.conf.all.forwarding=1
-ip -n "$NS_LAN" -6 addr add "$RTR_UP6/64" dev "$LAN_UP_IF" nodad
-ip -n "$NS_LAN" -6 addr add "$RTR6/64" dev "$LAN_SRV_IF" nodad
-ip -n "$NS_SRV" -6 addr add "$SRV6/64" dev "$SRV_IF" nodad
+kvx_ipv6_static_up
 ip -n "$NS_SRV" -6 route add default via "$RTR6"
-must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
-BR_LL=$(ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1)
-ip -n "$NS_G1" -6 route add default via "$BR_LL" dev "$G1_IF"
-ip -n "$NS_G2" -6 route add default via "$BR_LL" dev "$G2_IF"
 
 kvx_server_sniffer
 kvx_bg "$KVX_TMP/frag_srv.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/frag_peer.py" \

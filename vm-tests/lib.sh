@@ -526,6 +526,36 @@ kvx_topology_up() {
 	kvx_log "topology up: bridge=$BR uplink=$UP guests=$NS_G1,$NS_G2 server=$NS_SRV"
 }
 
+# kvx_ipv6_static_up: IPv6 on the standard topology with static addresses
+# (no router advertisements): the bridge BR6/64, the guests G1_6 and G2_6
+# (/64, default via the bridge's link-local: BR_LL is set), the uplink
+# UP6/64 with its default route via the LAN router RTR_UP6, the router
+# (forwarding) also RTR6/64 towards the server SRV6/64.  The server's
+# default route is the caller's (its options differ).
+kvx_ipv6_static_up() {
+	local ns ifc a g
+	for ns in "$NS_G1" "$NS_G2" "$NS_HOST" "$NS_LAN" "$NS_SRV"; do
+		nsx "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0 net.ipv6.conf.default.disable_ipv6=0
+	done
+	ip -n "$NS_HOST" -6 addr add "$BR6/64" dev "$BR" nodad
+	for g in "$NS_G1 $G1_IF $G1_6" "$NS_G2 $G2_IF $G2_6"; do
+		read -r ns ifc a <<<"$g"
+		nsx "$ns" sysctl -qw "net.ipv6.conf.$ifc.accept_ra=0"
+		ip -n "$ns" -6 addr add "$a/64" dev "$ifc" nodad
+	done
+	nsx "$NS_HOST" sysctl -qw "net.ipv6.conf.$UP.accept_ra=0"
+	ip -n "$NS_HOST" -6 addr add "$UP6/64" dev "$UP" nodad
+	ip -n "$NS_HOST" -6 route add default via "$RTR_UP6" dev "$UP"
+	nsx "$NS_LAN" sysctl -qw net.ipv6.conf.all.forwarding=1
+	ip -n "$NS_LAN" -6 addr add "$RTR_UP6/64" dev "$LAN_UP_IF" nodad
+	ip -n "$NS_LAN" -6 addr add "$RTR6/64" dev "$LAN_SRV_IF" nodad
+	ip -n "$NS_SRV" -6 addr add "$SRV6/64" dev "$SRV_IF" nodad
+	must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
+	BR_LL=$(ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1)
+	ip -n "$NS_G1" -6 route add default via "$BR_LL" dev "$G1_IF"
+	ip -n "$NS_G2" -6 route add default via "$BR_LL" dev "$G2_IF"
+}
+
 kvx_bridge_ports_forwarding() {
 	local st
 	for p in "$P1_IF" "$P2_IF"; do
