@@ -245,7 +245,8 @@ static __always_inline void tcp_track(const struct kvx_ct_val *f, struct kvx_ct_
  * thing the guest's segments tell for sure, its RCV.NXT (the highest ACK
  * it sent).  How far ahead of it a remote may be is the guest's largest
  * window at the largest scale (RFC 7323: 14), at least 16 KiB, at most
- * 1 GiB; behind it, a retransmitted segment's length (KVX_TCP_MAXACKWIN).  netfilter takes anything on a picked-up connection
+ * 1 GiB; behind it, a retransmitted segment's length (KVX_TCP_MAXACKWIN).
+ * netfilter takes anything on a picked-up connection
  * (IP_CT_TCP_FLAG_BE_LIBERAL); here a guessing attacker still misses most
  * of the sequence space, and a real remote, whatever its ACK, never.
  */

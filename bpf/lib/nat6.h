@@ -345,9 +345,9 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
  * with which the daemon sends a parked fragment; zero when the kernel
  * resolves it) or the bridge's as the guest uses it (IN).  addr NULL: an
  * inbound first fragment no guest took, the host's (an entry with a zero
- * address that never replaces one, as IPv4's KVX_FRAG_HOST), so that its later
- * fragments go to the host without the park.  Not inlined: the key and
- * value stay off the programs' frames.
+ * address that never replaces one, as IPv4's KVX_FRAG_HOST), so that its
+ * later fragments go to the host without the park.  Not inlined: the key
+ * and value stay off the programs' frames.
  */
 static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const __be32 *addr,
 				      const __u8 *guest_mac, const __u8 *gw_mac)

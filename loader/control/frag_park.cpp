@@ -176,31 +176,27 @@ std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifinde
 	if (s.dst_mac != std::array<uint8_t, 6>{})
 		return s.dst_mac;
 	const bool out = s.dir == KVX_BIND_OUT;
+	const FragMacOf6 &of6 = out ? macs.next_hop6 : macs.neighbour6;
+	const FragMacOf &of4 = out ? macs.next_hop : macs.neighbour;
 	Ipv6Addr daddr{};
+	uint32_t daddr4 = 0;
 	if (s.v6()) {
-		if (s.ip.size() < kIp6Hdr || !(out ? macs.next_hop6 : macs.neighbour6))
+		if (s.ip.size() < kIp6Hdr || !of6)
 			return std::nullopt;
 		std::memcpy(daddr.data(), &s.ip[24], 16);
 	} else {
-		if (s.ip.size() < kIpHdr || !(out ? macs.next_hop : macs.neighbour))
+		if (s.ip.size() < kIpHdr || !of4)
 			return std::nullopt;
-		uint32_t d;
-		std::memcpy(&d, &s.ip[16], 4);
-		daddr = mapped(d);
+		std::memcpy(&daddr4, &s.ip[16], 4);
+		daddr = mapped(daddr4);
 	}
 	auto it = cache.find({s.dir, daddr});
 	if (it == cache.end()) {
 		if (cache.size() >= kFragLookupsPerStep)
 			return std::nullopt;
-		std::optional<std::array<uint8_t, 6>> mac;
-		if (s.v6())
-			mac = (out ? macs.next_hop6 : macs.neighbour6)(ifindex, daddr);
-		else {
-			uint32_t d;
-			std::memcpy(&d, &s.ip[16], 4);
-			mac = (out ? macs.next_hop : macs.neighbour)(ifindex, d);
-		}
-		it = cache.emplace(std::make_pair(s.dir, daddr), mac).first;
+		it = cache.emplace(std::make_pair(s.dir, daddr),
+				   s.v6() ? of6(ifindex, daddr) : of4(ifindex, daddr4))
+			     .first;
 	}
 	return it->second;
 }
@@ -308,11 +304,12 @@ std::vector<FragSend> FragPark::step(const Lookup &lookup, const Lookup6 &lookup
 				if (auto e = lookup(p.key.k4))
 					v = entry_of(*e, dir);
 			} else if (lookup6) {
+				if (auto e = lookup6(p.key.k6))
+					v = entry_of(*e, dir);
 				// An OUT entry with no address is none the
 				// datapath would follow either.
-				if (auto e = lookup6(p.key.k6);
-				    e && (dir == KVX_BIND_IN || !entry_of(*e, dir).host))
-					v = entry_of(*e, dir);
+				if (v && dir == KVX_BIND_OUT && v->host)
+					v.reset();
 			}
 			// As the datapath's frag_lookup: an entry past its
 			// lifetime names an earlier datagram with the same id.

@@ -364,6 +364,19 @@ std::optional<Bytes> expected_answer(const Datapath &dp, Prog prog, const Bytes 
 	}
 }
 
+void expect_park_refused(Datapath &dp, Prog prog, const Bytes &frame, int verdict,
+			 kvx_reason reason)
+{
+	const Stats before = dp.stats();
+	const RunResult r = dp.run(prog, frame, ingress_ifindex(prog));
+	EXPECT_EQ(r.verdict, verdict);
+	const Stats after = dp.stats();
+	for (kvx_reason x : {reason, KVX_R_FRAG_PARK_RATELIMITED})
+		EXPECT_EQ(after.by_reason[x].packets - before.by_reason[x].packets, 1u)
+			<< "reason " << x;
+	EXPECT_TRUE(dp.fragq_drain().empty()) << "not parked";
+}
+
 RunResult run_case_bytes(Datapath &dp, Prog prog, const Bytes &in, int verdict, kvx_reason reason,
 			 const std::optional<Bytes> &want)
 {

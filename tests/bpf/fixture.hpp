@@ -104,6 +104,11 @@ RunResult run_case(Datapath &dp, Prog prog, const Packet &in, int verdict, kvx_r
 		   const std::optional<Packet> &want = std::nullopt);
 RunResult run_case_bytes(Datapath &dp, Prog prog, const Bytes &in, int verdict, kvx_reason reason,
 			 const std::optional<Bytes> &want);
+// A later fragment the park refuses because its direction's budget is
+// spent (nat.h frag_budget_take): the verdict, its reason and
+// FRAG_PARK_RATELIMITED beside it, each counted once, nothing in the ring.
+void expect_park_refused(Datapath &dp, Prog prog, const Bytes &frame, int verdict,
+			 kvx_reason reason);
 // Sends every truncation of full shorter than kMinTestRunFrame through the
 // real device the program is attached to (test_run cannot run them) and
 // expects each counted once under reason.

@@ -230,19 +230,9 @@ TEST_F(FragParkTest, InboundBudgetSpentLeavesTheGuestsTheirs)
 	// A spoofed flood from the uplink spends the inbound budget only: an
 	// inbound orphan is then not parked (PASS_HOST, as without the park,
 	// and FRAG_PARK_RATELIMITED beside it), a guest's still is.
-	auto run_limited = [&](Prog prog, const Packet &p, int verdict, kvx_reason reason) {
-		const Stats before = dp().stats();
-		RunResult r = dp().run(prog, p.build(), ingress_ifindex(prog));
-		EXPECT_EQ(r.verdict, verdict);
-		const Stats after = dp().stats();
-		for (kvx_reason x : {reason, KVX_R_FRAG_PARK_RATELIMITED})
-			EXPECT_EQ(after.by_reason[x].packets - before.by_reason[x].packets, 1u)
-				<< "reason " << x;
-		EXPECT_TRUE(dp().fragq_drain().empty()) << "not parked";
-	};
 	dp().set_fragq_budget(KVX_BIND_IN, boot_ns() + 3600 * 1000000000ULL);
 	const Packet in = from_uplink(later_fragment(kRemote1, Topology::kUplinkAddr, 0x6c6c));
-	run_limited(Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
+	expect_park_refused(dp(), Prog::UpIngress, in.build(), TC_ACT_OK, KVX_R_PASS_HOST);
 	const Packet out = from_guest(later_fragment(kGuestA, kRemote1, 0x6d6d));
 	run_br(out, TC_ACT_SHOT, KVX_R_FRAG_PARKED);
 	expect_parked(dp(), out, KVX_BIND_OUT, kGuestAMac);
@@ -251,7 +241,7 @@ TEST_F(FragParkTest, InboundBudgetSpentLeavesTheGuestsTheirs)
 	// inbound budget.
 	dp().set_fragq_budget(KVX_BIND_IN, 0);
 	dp().set_fragq_budget(KVX_BIND_OUT, boot_ns() + 3600 * 1000000000ULL);
-	run_limited(Prog::BrIngress, out, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
+	expect_park_refused(dp(), Prog::BrIngress, out.build(), TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
 	run_up(in, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST);
 	expect_parked(dp(), in, KVX_BIND_IN);
 }

@@ -2490,24 +2490,14 @@ TEST_F(Nat66Test, ParkFallsBackWhenADirectionsBudgetIsSpent)
 	Packet6 back = from_uplink6(make_udp6(kRemote6A, 9999, kUplink6, 62030, 200));
 	back.payload = pattern(200, 0x5a);
 	const Bytes in = frag6_of(back, 104, 208, false, 0xa2);
-	auto run_limited = [&](Prog prog, const Bytes &f, int verdict, kvx_reason reason) {
-		const Stats before = dp().stats();
-		const RunResult r = dp().run(prog, f, ingress_ifindex(prog));
-		EXPECT_EQ(r.verdict, verdict);
-		const Stats after = dp().stats();
-		for (kvx_reason x : {reason, KVX_R_FRAG_PARK_RATELIMITED})
-			EXPECT_EQ(after.by_reason[x].packets - before.by_reason[x].packets, 1u)
-				<< "reason " << x;
-		EXPECT_TRUE(dp().fragq_drain().empty()) << "not parked";
-	};
 	dp().set_fragq_budget(KVX_BIND_OUT, boot_ns() + 3600 * 1000000000ULL);
-	run_limited(Prog::BrIngress, out, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
+	expect_park_refused(dp(), Prog::BrIngress, out, TC_ACT_SHOT, KVX_R_DROP_FRAGMENT);
 	run_case_bytes(dp(), Prog::UpIngress, in, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST, std::nullopt);
 	expect_parked6(dp(), in, KVX_BIND_IN);
 
 	dp().set_fragq_budget(KVX_BIND_OUT, 0);
 	dp().set_fragq_budget(KVX_BIND_IN, boot_ns() + 3600 * 1000000000ULL);
-	run_limited(Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
+	expect_park_refused(dp(), Prog::UpIngress, in, TC_ACT_OK, KVX_R_PASS_HOST);
 	run_case_bytes(dp(), Prog::BrIngress, out, TC_ACT_SHOT, KVX_R_FRAG_PARKED, std::nullopt);
 	auto recs = dp().fragq_drain();
 	ASSERT_EQ(recs.size(), 1u);
