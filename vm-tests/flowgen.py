@@ -72,6 +72,7 @@ def burst(args):
 
 def stream(args):
     host, port = args.dst.rsplit(":", 1)
+    host = host.strip("[]")
     try:
         c = socket.create_connection((host, int(port)), timeout=3)
     except OSError as e:
@@ -129,6 +130,7 @@ def serve(args):
 
 def churn(args):
     host, port = args.dst.rsplit(":", 1)
+    host = host.strip("[]")
     port = int(port)
     ok = fail = slow = 0
     fails = []

@@ -122,6 +122,14 @@ static __always_inline __u16 bind_flags_or(struct kvx_bind_val *b, __u16 bits)
 #endif
 }
 
+/* A dynamic binding whose one flow is over and that no other endpoint or
+ * flow holds (abi.h KVX_BIND_F_TW): what TIME_WAIT reuse may take. */
+static __always_inline int bind_tw_only(__u16 flags)
+{
+	return (flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_MULTI |
+			 KVX_BIND_F_TW | KVX_BIND_F_SHARED)) == KVX_BIND_F_TW;
+}
+
 /* Clear bits of a binding's flags atomically (bind_flags_or). */
 static __always_inline void bind_flags_clear(struct kvx_bind_val *b, __u16 bits)
 {
@@ -1261,8 +1269,7 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 	if (at_limit && ib->addr != p->saddr)
 		return 0;
 	/* A shared port (port overlapping) carries other endpoints' flows. */
-	if ((ib->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_MULTI |
-			  KVX_BIND_F_TW | KVX_BIND_F_SHARED)) != KVX_BIND_F_TW)
+	if (!bind_tw_only(ib->flags))
 		return 0;
 	if (ib->last_used_ns + KVX_TW_RECYCLE_NS > now)
 		return 0;
@@ -2435,9 +2442,7 @@ static __always_inline void gtw_push(const struct kvx_bind_val *ib, __be16 ext)
 	if (r->ports[slot] && r->ports[slot] != ext) {
 		bind_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg->uplink_addr, r->ports[slot]);
 		old = bpf_map_lookup_elem(&kvx_bind, &k);
-		if (old && old->addr == ib->addr &&
-		    (old->flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE | KVX_BIND_F_MULTI |
-				   KVX_BIND_F_TW | KVX_BIND_F_SHARED)) == KVX_BIND_F_TW)
+		if (old && old->addr == ib->addr && bind_tw_only(old->flags))
 			return;
 	}
 	r->ports[slot] = ext;

@@ -26,8 +26,11 @@
  * Early drop of half-open inbound flows is IPv4's (ct.h ct_early_drop)
  * with its own rings (abi.h kvx_halfopen6).
  *
- * Not here yet (IPv4 has them): TIME_WAIT port reuse, address ownership
- * (kvx_guest).
+ * TIME_WAIT reuse (RFC 7857 section 3) is IPv4's (ct.h bind_recycle,
+ * bind_tw_mark, gtw_push): the same flags, tw_remotes filter and per-guest
+ * rings of closed ports, the rings of IPv6 at the other half of kvx_gtw.
+ *
+ * Not here yet (IPv4 has it): address ownership (kvx_guest).
  */
 #ifndef KVX_CT6_H
 #define KVX_CT6_H
@@ -444,8 +447,8 @@ static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u
 
 /*
  * One probe of bind6_create: claim port (host order) on the uplink address
- * for p's guest endpoint (the IN half, BPF_NOEXIST) unless the host listens
- * on it.  Returns 0 when claimed (or already the endpoint's own pair, whose
+ * for p's guest endpoint (the IN half, BPF_NOEXIST, carrying the TIME_WAIT
+ * remotes tw of a recycled port) unless the host listens on it.  Returns 0 when claimed (or already the endpoint's own pair, whose
  * OUT half was lost: kept, RFC 4787 REQ-1), -EEXIST when taken, another
  * error when the table is full.  A global function, as IPv4's
  * bind_claim_port: the probe loop's body is verified once, not once per
@@ -455,7 +458,7 @@ static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u
  * stays small (the chain of frames is limited to 512 bytes).
  */
 __noinline int bind6_claim(const struct kvx_pkt6 *p6, const struct nat_macs *macs, __u64 now,
-			   __u32 port)
+			   __u32 port, __u32 tw)
 {
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_bind6_key k;
@@ -468,6 +471,7 @@ __noinline int bind6_claim(const struct kvx_pkt6 *p6, const struct nat_macs *mac
 	if (port_host_listens(port))
 		return -EEXIST;
 	bind6_in_init(&k, &v, p6, macs->b, cfg6->uplink_addr, bpf_htons(port), now);
+	v.bind.tw_remotes = tw;
 	err = bpf_map_update_elem(&kvx_bind6, &k, &v, BPF_NOEXIST);
 	if (err != -EEXIST)
 		return err;
@@ -481,6 +485,117 @@ __noinline int bind6_claim(const struct kvx_pkt6 *p6, const struct nat_macs *mac
 		return 0;
 	}
 	return -EEXIST;
+}
+
+/* The ring of closed ports (abi.h kvx_gtw) of the guest slot of mac and
+ * addr: IPv6's rings are the other half of the table from IPv4's, so that
+ * a dual-stack guest's two families (one slot) do not overwrite each
+ * other's (rings are shared by slots KVX_GTW_GUESTS apart anyway). */
+static __always_inline __u32 gtw6_idx(const struct kvx_cfg *cfg, const __u8 *mac,
+				      const __be32 *addr)
+{
+	return (guest6_slot(cfg, mac, addr) + KVX_GTW_GUESTS / 2) & (KVX_GTW_GUESTS - 1);
+}
+
+/* Entry off of p's guest's ring, oldest first (ct.h gtw_port): a port, host
+ * order, 0 if none.  Global, as IPv4's: its frame stays off bind6_create's. */
+__noinline __u32 gtw6_port(const struct kvx_pkt6 *p6, const struct nat_macs *macs, __u32 off)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_gtw_val *r;
+	__u32 idx;
+
+	if (!p6 || !macs || !cfg)
+		return 0;
+	idx = gtw6_idx(cfg, macs->b, p6->saddr);
+	r = bpf_map_lookup_elem(&kvx_gtw, &idx);
+	return r ? bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]) : 0;
+}
+
+_Static_assert(sizeof(struct kvx_ct6_key) <= sizeof(struct kvx_ct_val), "fits kvx_scratch");
+
+/* tw_reopens for IPv6: the old flow of the port's binding ib towards p's
+ * remote is in TIME_WAIT with both sides tracked, and p's SYN is past what
+ * the guest sent on it.  The key in the per-CPU scratch (free until
+ * ct6_create, after the binding is made). */
+static __always_inline int tw6_reopens(const struct kvx_bind6_val *ib, const struct kvx_pkt6 *p6)
+{
+	struct kvx_ct6_key *k;
+	struct kvx_ct6_val *f;
+	__u32 zero = 0;
+
+	k = bpf_map_lookup_elem(&kvx_scratch, &zero);
+	if (!k)
+		return 0;
+	ct6_key_init(k, IPPROTO_TCP, ib->addr, ib->bind.port, p6->daddr, p6->p.dport);
+	f = bpf_map_lookup_elem(&kvx_ct6, k);
+	return f && f->ct.state == KVX_CT_TIME_WAIT && tcp_tracked(&f->ct) &&
+	       seq_after(p6->p.tcp_seq, f->ct.tcp[KVX_CT_SIDE_GUEST].end);
+}
+
+/*
+ * IPv4's bind_recycle (RFC 7857 section 3) for the port (host order) on the
+ * uplink address: its binding's one TCP flow is over and quiet, p is a SYN
+ * towards a remote its tw_remotes does not hold (or one whose TIME_WAIT
+ * p's sequence number reopens), never a static, MULTI or port the host
+ * listens on (or that left the pool).  at_limit (p's guest at its port
+ * limit): only a port counted in p's guest's own slot, so that its count
+ * stays.  The old pair is released, OUT half first; its flow is left to
+ * expire, a late packet of it finds the port no longer its own.  Returns 0
+ * when the port stays taken, else the tw_remotes the new binding carries
+ * on, with bit 0 set (the caller claims the port, bind6_claim).  Global:
+ * verified once, its keys on its own frame (6.1's map helpers refuse a
+ * global function's pointer arguments as keys).
+ */
+__noinline __u32 bind6_recycle(const struct kvx_pkt6 *p6, const struct nat_macs *macs, __u64 now,
+			       __u32 port, int at_limit)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct kvx_bind6_key k;
+	struct kvx_bind6_val *ib, *ob;
+	__u32 seen, old, *n;
+
+	if (!p6 || !macs || !cfg || !cfg6)
+		return 0;
+	if (p6->p.proto != IPPROTO_TCP ||
+	    (p6->p.tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) !=
+		    KVX_TCP_SYN)
+		return 0;
+	if (!kvx_nat_pool_has(cfg->nat_port_lo, cfg->nat_port_hi, cfg->nat_skip_lo,
+			      cfg->nat_skip_hi, port) ||
+	    port_host_listens(port))
+		return 0;
+	bind6_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg6->uplink_addr, bpf_htons(port));
+	ib = bpf_map_lookup_elem(&kvx_bind6, &k);
+	/* Released meanwhile: free (not for a guest at its limit). */
+	if (!ib)
+		return at_limit ? 0 : 1;
+	if (!bind_tw_only(ib->bind.flags))
+		return 0;
+	if (ib->bind.last_used_ns + KVX_TW_RECYCLE_NS > now)
+		return 0;
+	seen = ib->bind.tw_remotes;
+	if (kvx_tw_has(seen, kvx_tw_bits6(p6->daddr, p6->p.dport), now) && !tw6_reopens(ib, p6))
+		return 0;
+	bind6_key_init(&k, KVX_BIND_OUT, IPPROTO_TCP, ib->addr, ib->bind.port);
+	ob = bpf_map_lookup_elem(&kvx_bind6, &k);
+	if (ob && (!addr6_eq(ob->addr, cfg6->uplink_addr) || ob->bind.port != bpf_htons(port)))
+		ob = NULL; /* the endpoint has another binding now: not this pair's */
+	/* The slot the port counts in: the MAC its OUT half names
+	 * (bind6_out_insert). */
+	old = ob ? guest6_slot(cfg, ob->bind.guest_mac, k.addr) : 0;
+	if (at_limit && (!ob || old != guest6_slot(cfg, macs->b, p6->saddr)))
+		return 0;
+	if (ob && !bpf_map_delete_elem(&kvx_bind6, &k)) {
+		n = bpf_map_lookup_elem(&kvx_gports, &old);
+		if (n)
+			__sync_fetch_and_add(n, -1);
+	}
+	bind6_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg6->uplink_addr, bpf_htons(port));
+	if (bpf_map_delete_elem(&kvx_bind6, &k))
+		return 0; /* another CPU recycled it first */
+	return seen | 1;
 }
 
 /*
@@ -534,23 +649,27 @@ static __noinline int bind6_out_insert(const struct kvx_pkt6 *p6, const __be32 *
  * A new binding for p's guest endpoint on the uplink address, as
  * bind_create: the guest's own port when it lies in the pool, else random
  * probes (a small pool scanned whole); ports the host listens on
- * (kvx_portx) are never taken.  ext_port receives the port.
+ * (kvx_portx) are never taken; a taken port may be recycled for a SYN
+ * (bind6_recycle).  A guest at its port limit only gets one of its own
+ * closed ports, its ring's first (gtw6_port).  ext_port receives the port.
  */
 static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_pkt6 *p6,
 				   const __u8 *macs, __u64 now, __be16 *ext_port)
 {
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
-	__u32 lo, hi, slo, shi, hole, range, start, want, port = 0, i, slot, *n;
-	int err = -EEXIST;
+	const struct nat_macs *m = (const struct nat_macs *)macs;
+	__u32 lo, hi, slo, shi, hole, range, start, want, port = 0, i, slot, tw, *n;
+	int err = -EEXIST, at_limit;
 
 	if (!cfg || !cfg6 || !p6 || !macs || !ext_port)
 		return KVX_R_DROP_TABLE_FULL;
-	/* RFC 6888 REQ-4, as bind_create (without its TIME_WAIT recycling,
-	 * which IPv6 has not yet): a guest at its port limit gets no new
-	 * binding until one of its own goes. */
+	/* RFC 6888 REQ-4, as bind_create: a guest at its port limit gets a
+	 * new binding only in the place of one of its own closed ones
+	 * (bind6_recycle, TCP). */
 	slot = guest6_slot(cfg, macs, p6->saddr);
 	n = bpf_map_lookup_elem(&kvx_gports, &slot);
-	if (n && cfg->guest_ports && (__s32)*n >= (__s32)cfg->guest_ports)
+	at_limit = n && cfg->guest_ports && (__s32)*n >= (__s32)cfg->guest_ports;
+	if (at_limit && p6->p.proto != IPPROTO_TCP)
 		return KVX_R_DROP_GUEST_PORTS;
 	lo = cfg->nat_port_lo;
 	hi = cfg->nat_port_hi;
@@ -568,16 +687,27 @@ static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_p
 	for (i = 0; i < KVX_PORT_TRIES; i++) {
 		if (i >= range)
 			break;
-		port = kvx_nat_pool_port(lo, hi, slo, shi,
-					 (i == 0 || range <= KVX_PORT_TRIES) ?
-						 (start + i) % range :
-						 bpf_get_prandom_u32() % range);
-		err = bind6_claim(p6, (const struct nat_macs *)macs, now, port);
+		/* At its limit in a large pool, the guest's own closed ports
+		 * first (abi.h kvx_gtw): random probes miss the few it holds. */
+		if (at_limit && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
+			port = gtw6_port(p6, m, i);
+		else
+			port = kvx_nat_pool_port(lo, hi, slo, shi,
+						 (i == 0 || range <= KVX_PORT_TRIES) ?
+							 (start + i) % range :
+							 bpf_get_prandom_u32() % range);
+		/* At the limit a free port is not for it: only a recycled one. */
+		err = at_limit ? -EEXIST : bind6_claim(p6, m, now, port, 0);
+		if (err == -EEXIST) {
+			tw = bind6_recycle(p6, m, now, port, at_limit);
+			if (tw)
+				err = bind6_claim(p6, m, now, port, tw & ~1U);
+		}
 		if (err != -EEXIST)
 			break;
 	}
 	if (err == -EEXIST)
-		return KVX_R_DROP_PORTS_EXHAUSTED;
+		return at_limit ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
 	if (err == -EPERM)
 		return KVX_R_DROP_SPOOF_MAC;
 	if (err)
@@ -697,7 +827,7 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 				return KVX_R_DROP_SPOOF_MAC;
 			bind6_in_refresh(ib, macs, now);
 			if (!(ib->bind.flags & KVX_BIND_F_MULTI))
-				ib->bind.flags |= KVX_BIND_F_MULTI;
+				bind_flags_or(&ib->bind, KVX_BIND_F_MULTI);
 			ob->bind.last_used_ns = now;
 			*ext_port = old_port;
 			return KVX_CONTINUE;
@@ -802,6 +932,83 @@ static __noinline int ct6_race(const struct kvx_pkt6 *p6, enum ct_dir dir,
 }
 
 /*
+ * IPv4's gtw_push for IPv6: the guest's port ext (network order), whose
+ * flow just closed, into its ring unless the oldest entry is still a
+ * reusable port of this guest address (then that one is kept).
+ */
+static __always_inline void gtw6_push(const struct kvx_bind6_val *ib, __be16 ext)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct kvx_bind6_val *old;
+	struct kvx_gtw_val *r;
+	struct kvx_bind6_key k;
+	__u32 idx, slot;
+
+	if (!cfg || !cfg6)
+		return;
+	idx = gtw6_idx(cfg, ib->bind.guest_mac, ib->addr);
+	r = bpf_map_lookup_elem(&kvx_gtw, &idx);
+	if (!r)
+		return;
+	slot = r->next & (KVX_GTW_RING - 1);
+	if (r->ports[slot] && r->ports[slot] != ext) {
+		bind6_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg6->uplink_addr, r->ports[slot]);
+		old = bpf_map_lookup_elem(&kvx_bind6, &k);
+		if (old && addr6_eq(old->addr, ib->addr) && bind_tw_only(old->bind.flags))
+			return;
+	}
+	r->ports[slot] = ext;
+	r->next = (slot + 1) & (KVX_GTW_RING - 1);
+}
+
+/*
+ * IPv4's bind_tw_mark for IPv6: a dynamic TCP binding's recycling state
+ * (KVX_BIND_F_TW, KVX_BIND_F_RFIN, tw_remotes) in step with its flow f
+ * after packet p6 (out: from the guest).  Not inlined: its frame stays off
+ * ct6_ingress's.
+ */
+static __noinline void bind6_tw_mark(struct kvx_bind6_val *ib, const struct kvx_ct6_val *f,
+				     const struct kvx_pkt6 *p6, int out, __u64 now)
+{
+	__u16 fl, nfl;
+	__u8 st;
+	__u32 bits;
+
+	if (!ib || !f || !p6)
+		return;
+	fl = ib->bind.flags;
+	nfl = fl;
+	st = f->ct.state;
+	if ((fl & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) || p6->p.proto != IPPROTO_TCP)
+		return;
+	if (!out && (p6->p.tcp_flags & KVX_TCP_FIN) &&
+	    !((f->ct.flags & KVX_CT_F_FIN_OUT) && tcp_tracked(&f->ct) &&
+	      (p6->p.tcp_flags & KVX_TCP_ACK) && p6->p.tcp_ack == f->ct.tcp[KVX_CT_SIDE_GUEST].end))
+		nfl |= KVX_BIND_F_RFIN;
+	if (st == KVX_CT_TIME_WAIT || st == KVX_CT_CLOSE) {
+		nfl |= KVX_BIND_F_TW;
+		if (st == KVX_CT_TIME_WAIT && (nfl & KVX_BIND_F_RFIN)) {
+			bits = kvx_tw_add(ib->bind.tw_remotes,
+					  kvx_tw_bits6(out ? p6->daddr : p6->saddr,
+						       out ? p6->p.dport : p6->p.sport),
+					  now);
+			if (ib->bind.tw_remotes != bits)
+				ib->bind.tw_remotes = bits;
+		}
+		if (!(fl & (KVX_BIND_F_TW | KVX_BIND_F_MULTI)))
+			gtw6_push(ib, f->ct.ext_port);
+		ib->bind.last_used_ns = now;
+	} else if (fl & KVX_BIND_F_TW) {
+		nfl &= ~(KVX_BIND_F_TW | KVX_BIND_F_RFIN);
+	}
+	if (nfl & ~fl)
+		bind_flags_or(&ib->bind, nfl & ~fl);
+	if (fl & ~nfl)
+		bind_flags_clear(&ib->bind, fl & ~nfl);
+}
+
+/*
  * guest -> outside (ct_egress), first half: the flow's external endpoint
  * into rw (address, port, static flags) when the flow exists, on the
  * current uplink address or through a static mapping, and its binding is
@@ -863,8 +1070,10 @@ static __noinline int ct6_egress(const struct kvx_pkt6 *p6, const __u8 *macs, __
 	rw->port = f->ct.ext_port;
 	rw->ct_flags = flags;
 	r = ct_update(&f->ct, &p6->p, CT_DIR_OUT, now);
-	if (r == KVX_CONTINUE)
+	if (r == KVX_CONTINUE) {
 		bind6_in_refresh(ib, macs, now);
+		bind6_tw_mark(ib, f, p6, 1, now);
+	}
 	return r;
 }
 
@@ -966,8 +1175,9 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 		if (r != KVX_CONTINUE)
 			return r;
 		if (!flags) {
-			/* A second flow through a dynamic binding (EIF). */
-			ib->bind.flags |= KVX_BIND_F_MULTI;
+			/* A second flow through a dynamic binding (EIF).
+			 * Atomic: bind6_tw_mark's flags share the word. */
+			bind_flags_or(&ib->bind, KVX_BIND_F_MULTI);
 			ib->bind.last_used_ns = now;
 		}
 		return KVX_NO_MAPPING; /* the caller makes it (ct6_create) */
@@ -984,6 +1194,8 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	 * (bind6_mac_owns) means no traffic either way. */
 	if (r == KVX_CONTINUE && ib->bind.last_used_ns + KVX_BIND_REFRESH_NS < now)
 		ib->bind.last_used_ns = now;
+	if (r == KVX_CONTINUE)
+		bind6_tw_mark(ib, f, p6, 0, now);
 	return r;
 }
 

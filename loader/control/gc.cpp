@@ -385,11 +385,6 @@ bool closed_quiet(uint8_t proto, const kvx_ct_val &v, uint64_t now_ns)
 
 // One candidate: its table, its key (either family's), its counter.
 struct Closed {
-	// 1: an IPv6 TIME_WAIT flow, which goes last and only as far as
-	// needed: its binding keeps no tw_remotes (abi.h), so the flow is
-	// all that keeps its port from another guest while the remote may
-	// still hold the old connection.
-	int last;
 	uint64_t last_seen_ns;
 	bool v6;
 	kvx_ct_key k4;
@@ -405,9 +400,9 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 	if (q.gflows_fd < 0)
 		return r;
 	CounterArray gf = gflows_array(q.gflows_fd);
-	// The counters (slot, direction) near their quota, and by how much:
-	// only they, or a table near full, pay for the dumps below.
-	std::unordered_map<size_t, int64_t> near;
+	// The counters (slot, direction) near their quota: only they, or a
+	// table near full, pay for the dumps below.
+	std::set<size_t> near;
 	uint64_t total = 0;
 	const std::vector<uint32_t> counts = gf.read();
 	// At least one below the quota: a tiny quota is relieved too.
@@ -416,7 +411,7 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 		const int64_t c = static_cast<int32_t>(counts[j]);
 		total += c > 0 ? static_cast<uint64_t>(c) : 0;
 		if (quota && c > share)
-			near.emplace(j, c - share);
+			near.insert(j);
 	}
 	const uint32_t ct_max = map_info(ct_fd, KVX_MAP_CT).max_entries;
 	const bool has6 = q.ct6_fd >= 0 && q.bind6_fd >= 0;
@@ -437,14 +432,11 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 							    guest_slot(nullptr, k.int_addr, q.seed);
 		const size_t j = size_t{slot} * 2 + ((v.flags & KVX_CT_F_INBOUND) ? 1 : 0);
 		if (all4 || near.count(j))
-			cand.push_back({0, v.last_seen_ns, false, k, {}, j});
+			cand.push_back({v.last_seen_ns, false, k, {}, j});
 	}
-	int64_t over6 = 0; // kvx_ct6's entries over its share
-	bool all6 = false;
 	if (has6) {
 		const auto flows6 = dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd);
-		all6 = full(flows6.size(), ct6_max);
-		over6 = static_cast<int64_t>(flows6.size()) - (ct6_max - ct6_max / kReliefShare);
+		const bool all6 = full(flows6.size(), ct6_max);
 		const Ipv6Slots slots(q, true);
 		for (const auto &[k, v] : flows6) {
 			if (!closed_quiet(k.proto, v.ct, now_ns))
@@ -452,28 +444,19 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 			const size_t j = size_t{slots.of(k, v)} * 2 +
 					 ((v.ct.flags & KVX_CT_F_INBOUND) ? 1 : 0);
 			if (all6 || near.count(j))
-				cand.push_back({v.ct.state == KVX_CT_TIME_WAIT,
-						v.ct.last_seen_ns,
-						true,
-						{},
-						k,
-						j});
+				cand.push_back({v.ct.last_seen_ns, true, {}, k, j});
 		}
 	}
-	// IPv4's and RST-closed flows first, the longest closed first, from
-	// both families alike, up to the tick's budget; then IPv6 TIME_WAIT
-	// flows only while their counter (or kvx_ct6) is still over its
-	// share.
-	std::sort(cand.begin(), cand.end(), [](const Closed &a, const Closed &b) {
-		return std::tie(a.last, a.last_seen_ns) < std::tie(b.last, b.last_seen_ns);
-	});
+	// The longest closed first, from both families alike, up to the
+	// tick's budget.  (A TIME_WAIT flow's port stays out of the pool
+	// while its remote may hold it: the binding's tw_remotes, which the
+	// sweep's binding pass respects.)
+	std::sort(cand.begin(), cand.end(),
+		  [](const Closed &a, const Closed &b) { return a.last_seen_ns < b.last_seen_ns; });
 	if (cand.size() > kReliefMax)
 		cand.resize(kReliefMax);
 	std::set<size_t> relieved;
 	for (const Closed &c : cand) {
-		auto it = near.find(c.counter);
-		if (c.last && !(it != near.end() && it->second > 0) && !(all6 && over6 > 0))
-			continue;
 		// Read again: a SYN may have reopened it since the dump (the
 		// kernel has no compare-and-delete: the window left is the
 		// microseconds between these two calls).
@@ -497,10 +480,6 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 		int64_t d[2] = {0, 0};
 		d[c.counter & 1] = -1;
 		gf.add(static_cast<uint32_t>(c.counter / 2), d);
-		if (it != near.end())
-			it->second--;
-		if (c.v6)
-			over6--;
 		r.deleted++;
 		relieved.insert(c.counter / 2);
 	}

@@ -66,11 +66,7 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q);
 // over quota - quota / kReliefShare loses all its quiet closed flows of
 // both tables (and, inbound, its quiet half-open ones: a SYN flood's), and a table fuller than that share of its size all of its
 // own, the longest closed first, at most kReliefMax, each with the
-// datapath's -1 on its counter.  Except IPv6 TIME_WAIT flows: an IPv6
-// binding keeps no tw_remotes, so such a flow is all that keeps its port
-// from another guest while the remote may still be in TIME_WAIT; they go
-// last, and only until the counter (or kvx_ct6) is back to its share.
-// Run after the sweeps.
+// datapath's -1 on its counter.  Run after the sweeps.
 constexpr uint32_t kReliefShare = 8;
 constexpr size_t kReliefMax = 32768;
 struct ReliefResult {

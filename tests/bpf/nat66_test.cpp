@@ -872,6 +872,344 @@ TEST_F(Nat66Test, PortLimitPerGuest)
 	EXPECT_EQ(dp().gports_at(slot), 2u) << "the old pair's port released, the new one counted";
 }
 
+// --- TIME_WAIT reuse (RFC 7857 section 3), IPv4's rules for IPv6 ---
+
+// A TCP connection of a guest endpoint through NAT66 with the sequence
+// numbers real endpoints use (conntrack checks FINs against the window):
+// g and r are the guest's and the remote's next sequence numbers.
+struct TcpConn6 {
+	Packet6 syn;	       // the guest's SYN, untranslated
+	std::uint16_t ext = 0; // its external port
+	std::uint32_t g = 0, r = 0;
+
+	Packet6 out(std::uint8_t flags) const
+	{
+		Packet6 q = syn;
+		q.tcp_flags = flags;
+		q.seq = g;
+		q.ack_seq = r;
+		return q;
+	}
+	Packet6 in(std::uint8_t flags) const
+	{
+		Packet6 q = reply6(snat6(syn, ext));
+		q.tcp_flags = flags;
+		q.seq = r;
+		q.ack_seq = g;
+		q.payload.clear();
+		return q;
+	}
+};
+
+class TimeWaitReuse6Test : public Nat66Test {
+protected:
+	// The handshake; ext 0: any port.
+	TcpConn6 open(const Ip6 &guest, std::uint16_t sport, const Ip6 &remote, std::uint16_t rport,
+		      std::uint16_t ext = 0)
+	{
+		TcpConn6 c;
+		c.syn = from_guest6(make_tcp6(guest, sport, remote, rport));
+		c.ext = out6(c.syn, ext);
+		Packet6 sa = reply6(snat6(c.syn, c.ext));
+		sa.payload.clear();
+		run6(Prog::UpIngress, sa, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(sa, guest, sport));
+		c.g = c.syn.seq + 1;
+		c.r = sa.seq + 1;
+		send(c, kTcpAck);
+		return c;
+	}
+	void send(TcpConn6 &c, std::uint8_t flags)
+	{
+		out6(c.out(flags), c.ext);
+		c.g += (flags & kTcpFin) ? 1 : 0;
+	}
+	void recv(TcpConn6 &c, std::uint8_t flags)
+	{
+		const Packet6 p = c.in(flags);
+		run6(Prog::UpIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		     dnat6(p, c.syn.src, c.syn.sport));
+		c.r += (flags & kTcpFin) ? 1 : 0;
+	}
+	// The guest closes first: the remote ends in CLOSED.
+	void close_guest_first(TcpConn6 &c)
+	{
+		send(c, kTcpFin | kTcpAck);
+		recv(c, kTcpFin | kTcpAck);
+		send(c, kTcpAck);
+	}
+	// The remote closes first: it holds the connection in TIME_WAIT.
+	void close_remote_first(TcpConn6 &c)
+	{
+		recv(c, kTcpFin | kTcpAck);
+		send(c, kTcpFin | kTcpAck);
+		recv(c, kTcpAck);
+	}
+	static kvx_bind6_key key(std::uint8_t dir, const Ip6 &addr, std::uint16_t port)
+	{
+		kvx_bind6_key k{};
+		k.dir = dir;
+		k.proto = kProtoTcp;
+		k.port = htons(port);
+		copy_addr(k.addr, addr);
+		return k;
+	}
+	static std::optional<kvx_bind6_val> in_half(std::uint16_t ext)
+	{
+		return dp().bind6_lookup(key(KVX_BIND_IN, kUplink6, ext));
+	}
+	// 3 s ago: past the 2 s a closed flow's last packets may take (moved
+	// back by hand: the test cannot wait on the datapath's clock).
+	static void age(std::uint16_t ext)
+	{
+		auto in = in_half(ext);
+		ASSERT_TRUE(in);
+		ASSERT_TRUE(in->bind.flags & KVX_BIND_F_TW) << "flags " << in->bind.flags;
+		in->bind.last_used_ns -= 3'000'000'000ULL;
+		dp().bind6_update(key(KVX_BIND_IN, kUplink6, ext), *in);
+	}
+	void refused(const Packet6 &p, kvx_reason reason)
+	{
+		run6(Prog::BrIngress, from_guest6(p), TC_ACT_SHOT, reason);
+	}
+	static kvx_ct6_key flow_key(const Ip6 &guest, std::uint16_t gport, const Ip6 &remote,
+				    std::uint16_t rport)
+	{
+		kvx_ct6_key k{};
+		copy_addr(k.int_addr, guest);
+		copy_addr(k.rem_addr, remote);
+		k.int_port = htons(gport);
+		k.rem_port = htons(rport);
+		k.proto = kProtoTcp;
+		return k;
+	}
+	// The state of that flow (-1: none).
+	static int flow_state(const kvx_ct6_key &want)
+	{
+		for (const auto &[k, v] : dp().ct6_entries())
+			if (std::memcmp(&k, &want, sizeof(k)) == 0)
+				return v.ct.state;
+		return -1;
+	}
+	static std::uint32_t gports(const Ip6 &guest)
+	{
+		return dp().gports_at(dp().mac_slot(mac_of(guest)));
+	}
+	void SetUp() override
+	{
+		Nat66Test::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		set_cfg([](kvx_cfg &c) {
+			c.nat_port_lo = c.nat_port_hi = 61000;
+			c.gw_addr = 0; // refusals unanswered: compared as drops
+		});
+	}
+};
+
+const Ip6 kGuest6C = ip6("fd42::c");
+
+// A port whose one TCP flow is over (TIME_WAIT) and quiet for 2 s goes to a
+// new SYN of any guest; the old guest's late packets never go out through
+// it, nor do the remote's reach the new one.
+TEST_F(TimeWaitReuse6Test, ClosedPortGoesToANewSyn)
+{
+	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
+	const Packet6 syn_b = make_tcp6(kGuest6B, 40001, kRemote6B, 443);
+	refused(syn_b, KVX_R_DROP_PORTS_EXHAUSTED); // established: the port is taken
+	close_guest_first(a);
+	auto in = in_half(61000);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->bind.flags, KVX_BIND_F_TW);
+	EXPECT_EQ(in->bind.tw_remotes, 0u) << "the remote closed second: it holds no TIME_WAIT";
+	// Fresh: the guest's last ACK or a retransmitted FIN may still come.
+	refused(syn_b, KVX_R_DROP_PORTS_EXHAUSTED);
+	age(61000);
+	// Only a SYN takes it over.
+	refused(make_tcp6(kGuest6B, 40003, kRemote6B, 443, kTcpAck), KVX_R_DROP_PORTS_EXHAUSTED);
+	out6(from_guest6(syn_b), 61000);
+	EXPECT_FALSE(dp().bind6_lookup(key(KVX_BIND_OUT, kGuest6A, 40000)))
+		<< "the old pair released";
+	in = in_half(61000);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(std::memcmp(in->addr, kGuest6B.data(), 16), 0);
+	EXPECT_EQ(in->bind.flags, 0u);
+	EXPECT_EQ(dp().bind6_entries().size(), 2u);
+	EXPECT_EQ(gports(kGuest6A), 0u);
+	EXPECT_EQ(gports(kGuest6B), 1u);
+	// The old guest's late ACK is not translated through B's port: it
+	// needs a new binding, and there is none.
+	run6(Prog::BrIngress, a.out(kTcpAck), TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	// The remote's late FIN for A's connection does not reach B: no flow
+	// of B's wants it, it is the host's.
+	run6(Prog::UpIngress, a.in(kTcpFin | kTcpAck), TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// Towards the same remote endpoint only when the remote cannot hold the old
+// connection in TIME_WAIT (it closed second), or when the new SYN's
+// sequence number is past what the old connection sent (RFC 1122
+// 4.2.2.13, as netfilter's NAT reuses such a tuple); the remote that closed
+// first stays remembered with the port.
+TEST_F(TimeWaitReuse6Test, SameRemoteOnlyIfItClosedSecondOrTheSynIsLater)
+{
+	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
+	close_guest_first(a);
+	age(61000);
+	// The churn case: one server, the clients close first.
+	TcpConn6 b = open(kGuest6B, 40001, kRemote6A, 80, 61000);
+	close_remote_first(b);
+	auto in = in_half(61000);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->bind.flags, KVX_BIND_F_TW | KVX_BIND_F_RFIN);
+	EXPECT_NE(in->bind.tw_remotes, 0u);
+	age(61000);
+	auto syn = [&](std::uint32_t seq) {
+		Packet6 q = make_tcp6(kGuest6C, 40002, kRemote6A, 80);
+		q.seq = seq;
+		return q;
+	};
+	// Not past the old connection's end: the remote would take it for an
+	// old duplicate.
+	refused(syn(b.g - 100), KVX_R_DROP_PORTS_EXHAUSTED);
+	refused(syn(b.g - 1), KVX_R_DROP_PORTS_EXHAUSTED);
+	out6(from_guest6(syn(b.g + 100000)), 61000);
+	in = in_half(61000);
+	ASSERT_TRUE(in);
+	EXPECT_NE(in->bind.tw_remotes, 0u) << "the remote stays remembered with the port";
+	EXPECT_EQ(std::memcmp(in->addr, kGuest6C.data(), 16), 0);
+}
+
+// The old flow gone (expired, flushed): nothing to check a later sequence
+// number against, the remembered remote keeps the port; another port of the
+// same remote host is another endpoint.
+TEST_F(TimeWaitReuse6Test, RememberedRemoteWithoutItsFlowKeepsThePort)
+{
+	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
+	close_remote_first(a);
+	EXPECT_EQ(flow_state(flow_key(kGuest6A, 40000, kRemote6A, 80)), KVX_CT_TIME_WAIT);
+	age(61000);
+	dp().ct6_delete(flow_key(kGuest6A, 40000, kRemote6A, 80));
+	Packet6 later = make_tcp6(kGuest6B, 40001, kRemote6A, 80);
+	later.seq = a.g + 100000;
+	refused(later, KVX_R_DROP_PORTS_EXHAUSTED);
+	open(kGuest6B, 40001, kRemote6A, 8080, 61000);
+}
+
+// A flow closed by an accepted RST (CLOSE) leaves no TIME_WAIT anywhere: its
+// port goes to a new SYN once quiet, towards the same remote too.
+TEST_F(TimeWaitReuse6Test, PortOfAResetFlowGoesToANewSyn)
+{
+	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
+	recv(a, kTcpRst | kTcpAck);
+	EXPECT_EQ(flow_state(flow_key(kGuest6A, 40000, kRemote6A, 80)), KVX_CT_CLOSE);
+	refused(make_tcp6(kGuest6B, 40001, kRemote6A, 80), KVX_R_DROP_PORTS_EXHAUSTED);
+	age(61000);
+	open(kGuest6B, 40001, kRemote6A, 80, 61000);
+	EXPECT_EQ(flow_state(flow_key(kGuest6A, 40000, kRemote6A, 80)), KVX_CT_CLOSE)
+		<< "the reset flow is kept (tcp_close), its port no longer its own";
+}
+
+// The guest's own new SYN on the tuple of its closed connection reopens
+// that flow on its port, and the port is no longer marked closed.
+TEST_F(TimeWaitReuse6Test, SameTupleReopenedKeepsItsPort)
+{
+	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
+	close_guest_first(a);
+	age(61000);
+	Packet6 syn = a.syn;
+	syn.seq = a.g + 100000;
+	out6(syn, 61000);
+	EXPECT_EQ(flow_state(flow_key(kGuest6A, 40000, kRemote6A, 80)), KVX_CT_SYN_SENT);
+	auto in = in_half(61000);
+	ASSERT_TRUE(in);
+	EXPECT_FALSE(in->bind.flags & KVX_BIND_F_TW);
+	refused(make_tcp6(kGuest6B, 40001, kRemote6B, 80), KVX_R_DROP_PORTS_EXHAUSTED);
+}
+
+// A binding with more than one flow is never recycled: its other flows are
+// not known one by one.
+TEST_F(TimeWaitReuse6Test, PortWithTwoFlowsNotRecycled)
+{
+	out6(from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 80)), 61000);
+	out6(from_guest6(make_tcp6(kGuest6A, 40000, kRemote6B, 80)), 61000);
+	auto in = in_half(61000);
+	ASSERT_TRUE(in);
+	EXPECT_TRUE(in->bind.flags & KVX_BIND_F_MULTI);
+	// Even marked closed long ago.
+	in->bind.flags |= KVX_BIND_F_TW;
+	in->bind.last_used_ns = 1;
+	dp().bind6_update(key(KVX_BIND_IN, kUplink6, 61000), *in);
+	refused(make_tcp6(kGuest6B, 40001, kRemote6B, 443), KVX_R_DROP_PORTS_EXHAUSTED);
+}
+
+// A guest at its port limit goes on with short connections: a new SYN takes
+// the place of one of its own closed bindings, never another guest's (which
+// would move the other's port to it), and nothing else at the limit.
+TEST_F(TimeWaitReuse6Test, GuestAtPortLimitRecyclesOnlyItsOwn)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61001;
+		c.guest_ports = 1;
+	});
+	TcpConn6 a = open(kGuest6A, 61000, kRemote6A, 80, 61000);
+	close_guest_first(a);
+	age(61000);
+	TcpConn6 b = open(kGuest6B, 61001, kRemote6A, 80, 61001);
+	close_guest_first(b);
+	age(61001);
+	// A at its limit: its own port, whichever the probe order.
+	for (std::uint16_t sport : {61001, 40000, 40001}) {
+		TcpConn6 c = open(kGuest6A, sport, kRemote6A, 80, 61000);
+		close_guest_first(c);
+		age(61000);
+	}
+	EXPECT_EQ(gports(kGuest6A), 1u);
+	EXPECT_EQ(gports(kGuest6B), 1u);
+	auto bb = in_half(61001);
+	ASSERT_TRUE(bb);
+	EXPECT_EQ(std::memcmp(bb->addr, kGuest6B.data(), 16), 0) << "B's port stays B's";
+	// Not a UDP binding at the limit (nothing to recycle for it).
+	refused(make_udp6(kGuest6A, 5353, kRemote6B, 53), KVX_R_DROP_GUEST_PORTS);
+	// Nor a TCP one while its port is in use.
+	open(kGuest6A, 40005, kRemote6B, 80, 61000);
+	refused(make_tcp6(kGuest6A, 40006, kRemote6B, 80), KVX_R_DROP_GUEST_PORTS);
+}
+
+// At its limit in a large pool the guest finds its closed port through its
+// ring (abi.h kvx_gtw, IPv6's half): 64 random probes into 64512 ports hit
+// its one closed port 0.1% of the time.
+TEST_F(TimeWaitReuse6Test, GuestAtPortLimitFindsItsClosedPortInALargePool)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 1024;
+		c.nat_port_hi = 65535;
+		c.nat_skip_lo = c.nat_skip_hi = 0;
+		c.guest_ports = 4;
+	});
+	std::vector<TcpConn6> held;
+	for (std::uint16_t i = 0; i < 4; i++)
+		held.push_back(open(kGuest6A, 50000 + i, kRemote6A, 80));
+	close_guest_first(held[1]);
+	const std::uint16_t closed = held[1].ext;
+	// Not quiet yet: nothing to reuse.
+	refused(make_tcp6(kGuest6A, 39999, kRemote6A, 80), KVX_R_DROP_GUEST_PORTS);
+	age(closed);
+	// Round after round, each new connection takes the port the last one
+	// left.
+	for (std::uint16_t round = 0; round < 20; round++) {
+		TcpConn6 c = open(kGuest6A, 40000 + round, kRemote6A, 80, closed);
+		close_guest_first(c);
+		age(closed);
+	}
+	EXPECT_EQ(gports(kGuest6A), 4u);
+	for (std::size_t i : {0, 2, 3}) {
+		auto in = in_half(held[i].ext);
+		ASSERT_TRUE(in);
+		EXPECT_EQ(in->bind.port, htons(static_cast<std::uint16_t>(50000 + i)))
+			<< "the ports in use stay with their connections";
+	}
+}
+
 // No daemon, kvx_ct6 full of expired flows: a new flow gets in (a reclaim
 // pass, as for IPv4), the expired flows are gone and uncounted, the live
 // ones kept.

@@ -16,6 +16,7 @@
 #include "control/conntrack.hpp"
 #include "control/gc.hpp"
 #include "kernel/maps.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "model/timeouts.hpp"
 #include "privileges.hpp"
 
@@ -148,6 +149,38 @@ TEST_F(Gc6Maps, SweepDeletesExpiredFlowsAndUnreferencedIdleBindings)
 	EXPECT_TRUE(has_bind(KVX_BIND_IN, ext, 2222, IPPROTO_TCP));
 	EXPECT_TRUE(has_bind(KVX_BIND_OUT, g2, 22, IPPROTO_TCP));
 	EXPECT_TRUE(has_bind(KVX_BIND_IN, "2001:db8:2::10", 61000, IPPROTO_UDP));
+}
+
+// An IPv6 TCP binding whose flow is gone but whose tw_remotes still
+// remembers a remote that closed first (the datapath's bind6_tw_mark): kept
+// as IPv4's, its port out of the pool until the filter forgets the remote.
+TEST_F(Gc6Maps, BindingKeptWhileItRemembersARemoteInTimeWait)
+{
+	const uint64_t now = 100000 * kSec;
+	const std::string g1 = "fd42::11", ext = "2001:db8:1::10";
+	__be32 rem[4];
+	put(rem, "2001:db8:99::53");
+	const uint32_t bits = kvx_tw_bits6(rem, htons(443));
+	auto remember = [&](uint16_t eport, uint64_t when) {
+		const kvx_bind6_key k = bkey(KVX_BIND_IN, IPPROTO_TCP, ext, eport);
+		kvx_bind6_val v{};
+		ASSERT_EQ(bpf_map_lookup_elem(bind_.get(), &k, &v), 0);
+		v.bind.tw_remotes = kvx_tw_add(0, bits, when);
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_EXIST), 0);
+	};
+	// Both idle 60 s (past the 30 s grace), no flow.
+	add_pair(g1, 5000, ext, 61000, IPPROTO_TCP, now - 60 * kSec, KVX_BIND_F_TW);
+	remember(61000, now - 60 * kSec);
+	add_pair(g1, 5001, ext, 61001, IPPROTO_TCP, now - 60 * kSec, KVX_BIND_F_TW);
+	remember(61001, now - 3 * KVX_TW_EPOCH_NS); // forgotten
+	auto r = gc_sweep6(ct_.get(), bind_.get(), default_timeouts(), now);
+	EXPECT_EQ(r.bind_deleted, 2u); // the forgotten one's two halves
+	EXPECT_TRUE(has_bind(KVX_BIND_IN, ext, 61000, IPPROTO_TCP));
+	EXPECT_TRUE(has_bind(KVX_BIND_OUT, g1, 5000, IPPROTO_TCP));
+	EXPECT_FALSE(has_bind(KVX_BIND_IN, ext, 61001, IPPROTO_TCP));
+	r = gc_sweep6(ct_.get(), bind_.get(), default_timeouts(), now + 2 * KVX_TW_EPOCH_NS + kSec);
+	EXPECT_FALSE(has_bind(KVX_BIND_IN, ext, 61000, IPPROTO_TCP));
+	EXPECT_FALSE(has_bind(KVX_BIND_OUT, g1, 5000, IPPROTO_TCP));
 }
 
 // SLAAC renumbering: the flows and dynamic bindings of the address the

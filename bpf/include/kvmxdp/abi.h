@@ -848,7 +848,9 @@ struct kvx_halfopen_val {
  * checked by bind_recycle (same guest address, over, quiet); the oldest is
  * overwritten only once it is no longer a reusable port, so a guest that
  * closes faster than its ports get quiet keeps the ones that will be.
- * Rings are shared by slots KVX_GTW_GUESTS apart.
+ * Rings are shared by slots KVX_GTW_GUESTS apart.  NAT66's rings (ct6.h
+ * gtw6_push, checked against kvx_bind6) are at slot + KVX_GTW_GUESTS / 2:
+ * a dual-stack guest's two families have one slot.
  */
 #define KVX_MAP_GTW "kvx_gtw"
 #define KVX_GTW_GUESTS 1024

@@ -311,6 +311,13 @@ KVX_RULE __u32 kvx_tw_bits(__be32 rem_addr, __be16 rem_port)
 	return (1U << (h >> 16) % KVX_TW_GEN_BITS) | (1U << (h & 0xffff) % KVX_TW_GEN_BITS);
 }
 
+/* kvx_tw_bits of an IPv6 remote: its address folded to 32 bits (a
+ * collision only forgoes a recycle, as a false positive does). */
+KVX_RULE __u32 kvx_tw_bits6(const __be32 *rem_addr, __be16 rem_port)
+{
+	return kvx_tw_bits(rem_addr[0] ^ rem_addr[1] ^ rem_addr[2] ^ rem_addr[3], rem_port);
+}
+
 /* The epoch number (mod 8) tw_remotes keeps in bits 1..3. */
 KVX_RULE __u32 kvx_tw_epoch(__u64 now_ns)
 {
