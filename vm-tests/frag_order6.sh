@@ -12,7 +12,8 @@
 #    reaches the server (its sniffer);
 #  - server -> guest2 (the reply to guest2's flow): guest2 gets it whole;
 #  - server -> guest1 at its 1:1 address (a mapped address, announced on the
-#    uplink): guest1 gets the reply to its flow whole;
+#    uplink): guest1 gets the reply to its flow whole; its later fragments
+#    are parked and dropped, never passed to the host, which never owns it;
 #  - server -> the host's own socket at the uplink address: the host gets
 #    its datagram whole, and the park gives the copies up once the first
 #    fragment went to the host;
@@ -89,6 +90,8 @@ kvx map add "$ONE6" "$G1_6" >/dev/null
 must kvx_wait_for 10 "$ONE6 announced (the server's ping)" \
 	bash -c "ip netns exec '$NS_SRV' ping -6 -c1 -W1 '$ONE6' >/dev/null"
 r0=$(kvx_counter FRAG_REINJECTED)
+p0=$(kvx_counter FRAG_PARKED)
+h0=$(kvx_counter FRAG_PARKED_HOST)
 out=$(frag "$NS_G1" client --bind "[$G1_6]:41002" "[$SRV6]:6000" --size 0 --hello --wait 2)
 kvx_log "client: $out"
 sent=$(reply_sha "$ONE6:41002")
@@ -96,6 +99,9 @@ assert_ne "the server answered the 1:1 address (the hello left from it)" "" "$se
 assert_eq "guest1 got it whole, bytes intact" "$sent" \
 	"$(sha_of "got from=$SRV6:6000 len=3000" <<<"$out")"
 assert_ge "its later fragments were re-injected" $(($(kvx_counter FRAG_REINJECTED) - r0)) 2
+assert_ge "and parked only (dropped: the host never owns a mapped address)" \
+	$(($(kvx_counter FRAG_PARKED) - p0)) 2
+assert_eq "none went to the host" 0 $(($(kvx_counter FRAG_PARKED_HOST) - h0))
 
 kvx_step "server -> the host's own socket, last fragment first"
 k0=$(kvx_counter FRAG_PARK_HOST)

@@ -286,6 +286,27 @@ static __always_inline __u32 ct6_slot(const struct kvx_cfg *cfg, __u8 proto,
 	return ct6_slot_in(cfg, &ik, proto, guest_addr, guest_port, ext_addr, ext_port);
 }
 
+/* ct6_slot of flow f (key k) from its binding, the lookup's key on a frame
+ * of its own: not on ct6_create's, whose chain down to the reclaim
+ * callback is at 6.1's 512 bytes. */
+static __noinline __u32 ct6_slot_of(const struct kvx_cfg *cfg, const struct kvx_ct6_key *k,
+				    const struct kvx_ct6_val *f)
+{
+	if (!cfg || !k || !f)
+		return 0;
+	return ct6_slot(cfg, k->proto, k->int_addr, k->int_port, f->ext_addr, f->ct.ext_port);
+}
+
+/* The slot flow f (key k) counts in: the one it recorded when made
+ * (KVX_CT6_SLOT), else its binding's (ct6_slot, older entries). */
+static __always_inline __u32 ct6_flow_slot(const struct kvx_cfg *cfg, const struct kvx_ct6_key *k,
+					   const struct kvx_ct6_val *f)
+{
+	if (KVX_CT6_SLOT(f))
+		return KVX_CT6_SLOT(f) - 1;
+	return ct6_slot(cfg, k->proto, k->int_addr, k->int_port, f->ext_addr, f->ct.ext_port);
+}
+
 static __always_inline void gflows6_add(__u32 slot, __u8 ct_flags, int d)
 {
 	struct kvx_gflows_val *g = bpf_map_lookup_elem(&kvx_gflows, &slot);
@@ -303,7 +324,8 @@ static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val 
 			   struct ct_reclaim_ctx *c)
 {
 	const struct kvx_cfg *cfg;
-	__u32 slot, flags; /* flags: the flow's, and 0x100 if closed */
+	struct kvx_bind6_key *ik;
+	__u32 slot, flags, zero = 0; /* flags: the flow's, and 0x100 if closed */
 	int w = reclaim_window(c);
 
 	if (w)
@@ -313,12 +335,24 @@ static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val 
 		return 1;
 	flags = f->ct.flags;
 	if (!kvx_ct_expired(&f->ct, k->proto, &cfg->timeouts, c->now)) {
-		/* The cheap test first: ct6_slot takes up to three lookups. */
+		/* The cheap test first: ct6_flow_slot may take three lookups. */
 		if (!ct_closed_evictable(k->proto, &f->ct, c->evict, c->now))
 			return 0;
 		flags |= 0x100;
 	}
-	slot = ct6_slot(cfg, k->proto, k->int_addr, k->int_port, f->ext_addr, f->ct.ext_port);
+	/* As ct6_flow_slot, the binding lookup's key in the per-CPU scratch
+	 * (free on the IPv6 paths that reclaim): this frame is on a chain at
+	 * 6.1's 512 bytes (kvx_br6, ct6_create, ct6_reclaim, here). */
+	slot = KVX_CT6_SLOT(f);
+	if (!slot) {
+		ik = bpf_map_lookup_elem(&kvx_scratch, &zero);
+		if (!ik)
+			return 0;
+		slot = ct6_slot_in(cfg, ik, k->proto, k->int_addr, k->int_port, f->ext_addr,
+				   f->ct.ext_port) +
+		       1;
+	}
+	slot--;
 	if ((flags & 0x100) && !ct_evict_owner(ct_evict_of(slot, (__u8)flags), c->evict))
 		return 0;
 	if (bpf_map_delete_elem(&kvx_ct6, k))
@@ -383,8 +417,10 @@ __noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem, __u64 now
 	 * the pick in the scratch: on this frame it took the chain kvx_br6,
 	 * ct6_create, here past 512 bytes. */
 	if (!f || !ct_halfopen_evictable(&f->ct) ||
-	    ct6_slot_in(cfg, (struct kvx_bind6_key *)(c + 1), k->proto, k->int_addr,
-			      k->int_port, f->ext_addr, f->ct.ext_port) != gslot)
+	    (KVX_CT6_SLOT(f) ?
+		     KVX_CT6_SLOT(f) - 1 :
+		     ct6_slot_in(cfg, (struct kvx_bind6_key *)(c + 1), k->proto, k->int_addr,
+				 k->int_port, f->ext_addr, f->ct.ext_port)) != gslot)
 		return 0;
 	if (bpf_map_delete_elem(&kvx_ct6, k))
 		return 0;
@@ -393,17 +429,17 @@ __noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem, __u64 now
 	return 1;
 }
 
-/* ct_halfopen_push for kvx_ct6: the half-open inbound flow k, bound to
- * (ext_addr, ext_port), into the ring of the slot it counts in. */
+/* ct_halfopen_push for kvx_ct6: the half-open inbound flow k (value f)
+ * into the ring of the slot it counts in. */
 static __noinline void ct6_halfopen_push(const struct kvx_cfg *cfg, const struct kvx_ct6_key *k,
-					 const __be32 *ext_addr, __be16 ext_port)
+					 const struct kvx_ct6_val *f)
 {
 	struct kvx_halfopen6_val *h;
 	__u32 idx, slot;
 
-	if (!cfg || !k || !ext_addr)
+	if (!cfg || !k || !f)
 		return;
-	idx = ct6_slot(cfg, k->proto, k->int_addr, k->int_port, ext_addr, ext_port);
+	idx = ct6_flow_slot(cfg, k, f);
 	h = halfopen_ring(&kvx_halfopen6, &idx);
 	if (!h)
 		return;
@@ -512,7 +548,9 @@ __noinline __u32 gtw6_port(const struct kvx_pkt6 *p6, const struct nat_macs *mac
 	return r ? bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]) : 0;
 }
 
-_Static_assert(sizeof(struct kvx_ct6_key) <= sizeof(struct kvx_ct_val), "fits kvx_scratch");
+_Static_assert(sizeof(struct kvx_ct6_key) <= sizeof(struct kvx_ct_val) &&
+		       sizeof(struct kvx_bind6_key) <= sizeof(struct kvx_ct_val),
+	       "fits kvx_scratch");
 
 /* tw_reopens for IPv6: the old flow of the port's binding ib towards p's
  * remote is in TIME_WAIT with both sides tracked, and p's SYN is past what
@@ -642,6 +680,14 @@ static __noinline int bind6_out_insert(const struct kvx_pkt6 *p6, const __be32 *
 	if (!won || !addr6_eq(won->addr, ext_addr))
 		return KVX_R_DROP_BROKEN_PAIR;
 	*ext_port = won->bind.port;
+	/* Its flow and the winner's are two (one socket's SYNs to two
+	 * remotes at once): the port is no longer one flow's to recycle
+	 * (bind6_recycle), as bind_create marks it. */
+	bind6_key_init(&k, KVX_BIND_IN, p6->p.proto, ext_addr, *ext_port);
+	won = bpf_map_lookup_elem(&kvx_bind6, &k);
+	if (won && addr6_eq(won->addr, p6->saddr) && won->bind.port == p6->p.sport &&
+	    !(won->bind.flags & KVX_BIND_F_MULTI))
+		bind_flags_or(&won->bind, KVX_BIND_F_MULTI);
 	return KVX_CONTINUE;
 }
 
@@ -892,22 +938,21 @@ static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
 		ct_val_init(&v.ct, &p6->p, dir, p6->p.dport, rw->ct_flags, now);
 		addr6_copy(v.ext_addr, p6->daddr);
 	}
+	/* Counted in its binding's slot now, uncounted there whatever
+	 * becomes of the binding (KVX_CT6_SLOT). */
+	v.ct.ext_addr = ct6_slot_of(cfg, &k, &v) + 1;
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	/* Full: expired or closed flows, then (an inbound SYN) one of the
 	 * guest's half-open ones, as ct_create. */
 	if (err == -E2BIG &&
 	    (ct6_reclaim(now, KVX_EVICT_ANY) > 0 ||
 	     (v.ct.state == KVX_CT_SYN_RECV &&
-	      ct6_early_drop(ct6_slot(cfg, k.proto, k.int_addr, k.int_port, v.ext_addr,
-				      v.ct.ext_port),
-			     (const struct ct6_addr *)p6->saddr, now))))
+	      ct6_early_drop(KVX_CT6_SLOT(&v) - 1, (const struct ct6_addr *)p6->saddr, now))))
 		err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	if (!err) {
-		gflows6_add(ct6_slot(cfg, k.proto, k.int_addr, k.int_port, v.ext_addr,
-				     v.ct.ext_port),
-			    v.ct.flags, 1);
+		gflows6_add(KVX_CT6_SLOT(&v) - 1, v.ct.flags, 1);
 		if (v.ct.state == KVX_CT_SYN_RECV)
-			ct6_halfopen_push(cfg, &k, v.ext_addr, v.ct.ext_port);
+			ct6_halfopen_push(cfg, &k, &v);
 		return KVX_CONTINUE;
 	}
 	return err == -EEXIST ? KVX_CT_RACE : KVX_R_DROP_TABLE_FULL;
@@ -934,7 +979,9 @@ static __noinline int ct6_race(const struct kvx_pkt6 *p6, enum ct_dir dir,
 /*
  * IPv4's gtw_push for IPv6: the guest's port ext (network order), whose
  * flow just closed, into its ring unless the oldest entry is still a
- * reusable port of this guest address (then that one is kept).
+ * reusable port of this guest (then that one is kept).  The guest is its
+ * slot, as for bind6_recycle at the limit: a guest's ports from several
+ * addresses (temporary ones) are all its own.
  */
 static __always_inline void gtw6_push(const struct kvx_bind6_val *ib, __be16 ext)
 {
@@ -955,7 +1002,9 @@ static __always_inline void gtw6_push(const struct kvx_bind6_val *ib, __be16 ext
 	if (r->ports[slot] && r->ports[slot] != ext) {
 		bind6_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg6->uplink_addr, r->ports[slot]);
 		old = bpf_map_lookup_elem(&kvx_bind6, &k);
-		if (old && addr6_eq(old->addr, ib->addr) && bind_tw_only(old->bind.flags))
+		if (old && bind_tw_only(old->bind.flags) &&
+		    guest6_slot(cfg, old->bind.guest_mac, old->addr) ==
+			    guest6_slot(cfg, ib->bind.guest_mac, ib->addr))
 			return;
 	}
 	r->ports[slot] = ext;
@@ -1189,7 +1238,7 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	/* A SYN that reopened a closed flow from outside: half-open again
 	 * (ct_ingress). */
 	if (r == KVX_CONTINUE && state != KVX_CT_SYN_RECV && f->ct.state == KVX_CT_SYN_RECV)
-		ct6_halfopen_push(cfg, &k, p6->daddr, p6->p.dport);
+		ct6_halfopen_push(cfg, &k, f);
 	/* Inbound traffic keeps the binding its owner's too: idle
 	 * (bind6_mac_owns) means no traffic either way. */
 	if (r == KVX_CONTINUE && ib->bind.last_used_ns + KVX_BIND_REFRESH_NS < now)

@@ -665,15 +665,20 @@ static __always_inline int __frag_copy(kvx_ctx_t *ctx, const struct kvx_pkt *p, 
 
 /* mac: OUT, the guest's (its share of the park).  A call: the
  * reservation stays off the main paths' frames. */
+/* frag_park's dir beside KVX_BIND_OUT and KVX_BIND_IN: inbound to an address
+ * the host never owns (an announced mapped IPv6 one): the fragment is the
+ * park's alone, dropped as a guest's. */
+#define FRAG_PARK_IN_GUEST 2
+
 static __noinline int frag_park(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 dir, __u32 len,
 				const __u8 *mac)
 {
-	int r = __frag_copy(ctx, p, dir, mac);
+	int r = __frag_copy(ctx, p, dir == KVX_BIND_OUT ? KVX_BIND_OUT : KVX_BIND_IN, mac);
 
 	/* Beside the packet's own reason, without charging a guest. */
 	if (r == -2)
 		stats_count_global(KVX_R_FRAG_PARK_RATELIMITED, len);
-	if (dir == KVX_BIND_OUT)
+	if (dir != KVX_BIND_IN)
 		return verdict(r == 0 ? KVX_R_FRAG_PARKED : KVX_R_DROP_FRAGMENT, len);
 	return verdict(r == 0 ? KVX_R_FRAG_PARKED_HOST : KVX_R_PASS_HOST, len);
 }

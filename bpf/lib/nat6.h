@@ -1247,10 +1247,13 @@ static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 	if (!cfg || !cfg6 || !p6)
 		return verdict(KVX_R_PASS_HOST, len);
 	r = frag6_find(p6, KVX_BIND_IN, none, &rw);
-	if (r == -1 && ((proto6_has_ports(p6->p.proto) && !addr6_is_zero(cfg6->uplink_addr) &&
-			 addr6_eq(p6->daddr, cfg6->uplink_addr)) ||
-			extaddr6_announced(p6->daddr)))
+	if (r == -1 && proto6_has_ports(p6->p.proto) && !addr6_is_zero(cfg6->uplink_addr) &&
+	    addr6_eq(p6->daddr, cfg6->uplink_addr))
 		return frag_park(ctx, &p6->p, KVX_BIND_IN, len, NULL);
+	/* A mapped address is never the host's (nor on its interfaces): its
+	 * copy is all that may reach a guest. */
+	if (r == -1 && extaddr6_announced(p6->daddr))
+		return frag_park(ctx, &p6->p, FRAG_PARK_IN_GUEST, len, NULL);
 	if (r)
 		return verdict(KVX_R_PASS_HOST, len);
 	gstats6_set_in(cfg, rw.dmac, rw.addr);

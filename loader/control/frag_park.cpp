@@ -250,13 +250,15 @@ void FragPark::take(const void *rec, size_t size, uint64_t now_ns)
 	}
 	Parked p;
 	p.key = *key;
-	if (h.dir == KVX_BIND_OUT)
+	if (h.dir == KVX_BIND_OUT) {
 		for (uint8_t b : h.mac)
-			p.share = p.share << 8 | b;
-	else if (key->v6)
-		std::memcpy(&p.share, key->k6.saddr, 8); // its /64
-	else
-		p.share = key->k4.saddr;
+			p.share.second = p.share.second << 8 | b;
+	} else if (key->v6) {
+		p.share.first = 6;
+		std::memcpy(&p.share.second, key->k6.saddr, 8); // its /64
+	} else {
+		p.share = {4, key->k4.saddr};
+	}
 	p.parked_ns = now_ns;
 	p.next_check_ns = now_ns; // at once: its first fragment may be in already
 	if (ip.size() > limits_.max_bytes || limits_.max_frags == 0 || limits_.per_share == 0) {
@@ -340,7 +342,8 @@ std::vector<FragSend> FragPark::step(const Lookup &lookup, const Lookup6 &lookup
 		}
 		// IPv6 keeps the sending guest's MAC with its datagram, as
 		// the datapath's frag6_find checks the later fragments.
-		if (p.key.v6 && p.key.dir() == KVX_BIND_OUT && v.from != mac_of_share(p.share)) {
+		if (p.key.v6 && p.key.dir() == KVX_BIND_OUT &&
+		    v.from != mac_of_share(p.share.second)) {
 			forget(p, KVX_R_DROP_SPOOF_MAC);
 			continue;
 		}

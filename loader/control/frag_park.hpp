@@ -163,9 +163,13 @@ public:
 	void count(uint32_t reason, size_t ip_len);
 
 private:
+	// Whose room a parked fragment takes: OUT the guest's MAC (kind 0),
+	// IN the source's address (kind 4) or /64 (kind 6): an IPv4 address
+	// and a /64 whose last 32 bits are zero are not one share.
+	using Share = std::pair<uint8_t, uint64_t>;
 	struct Parked {
 		FragKey key{};
-		uint64_t share = 0; // OUT: the guest's MAC; IN: the source address (/64)
+		Share share{};
 		uint64_t parked_ns = 0;
 		uint64_t next_check_ns = 0;
 		std::vector<uint8_t> ip;
@@ -173,7 +177,7 @@ private:
 	struct Part {
 		size_t frags = 0;
 		size_t bytes = 0;
-		std::map<uint64_t, size_t> shares; // share -> parked fragments
+		std::map<Share, size_t> shares; // share -> parked fragments
 	};
 	// Gives up a parked fragment (reason: 0 when it was sent, no count).
 	void forget(const Parked &p, uint32_t reason);

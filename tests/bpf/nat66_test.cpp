@@ -292,7 +292,8 @@ TEST_F(Nat66Test, TcpRoundTrip)
 	EXPECT_EQ(flows[0].second.ct.pkts_out, 1u);
 	EXPECT_EQ(flows[0].second.ct.pkts_in, 1u);
 	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), port);
-	EXPECT_EQ(flows[0].second.ct.ext_addr, 0u);
+	EXPECT_EQ(KVX_CT6_SLOT(&flows[0].second), dp().mac_slot(mac_of(kGuest6A)) + 1)
+		<< "the slot it is counted in (kvx_gflows), plus 1";
 
 	// The guest's ACK goes out on the same port.
 	Packet6 ack = syn;
@@ -1042,6 +1043,41 @@ TEST_F(TimeWaitReuse6Test, ClosedPortGoesToANewSyn)
 	// The remote's late FIN for A's connection does not reach B: no flow
 	// of B's wants it, it is the host's.
 	run6(Prog::UpIngress, a.in(kTcpFin | kTcpAck), TC_ACT_OK, KVX_R_PASS_HOST);
+}
+
+// The old flow of a recycled port stays counted where it was made: in its
+// guest's slot (abi.h KVX_CT6_SLOT), not where its port's binding now points.
+// At its flow quota that guest's next connection finds the closed flow to
+// give way, and the counters follow the flows.
+TEST_F(TimeWaitReuse6Test, OldFlowOfARecycledPortCountsForItsGuest)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 1; });
+	const std::uint32_t slot_a = dp().mac_slot(mac_of(kGuest6A));
+	const std::uint32_t slot_b = dp().mac_slot(mac_of(kGuest6B));
+	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
+	close_guest_first(a);
+	age(61000);
+	open(kGuest6B, 40001, kRemote6B, 80, 61000);
+	EXPECT_EQ(dp().gflows_at(slot_a).out, 1u) << "A's closed flow, still there";
+	EXPECT_EQ(dp().gflows_at(slot_b).out, 1u);
+	// A's closed flow quiet for 3 s: it may give way to A's next one.
+	const kvx_ct6_key old = flow_key(kGuest6A, 40000, kRemote6A, 80);
+	for (auto [k, v] : dp().ct6_entries()) {
+		if (std::memcmp(&k, &old, sizeof(k)) != 0)
+			continue;
+		EXPECT_EQ(KVX_CT6_SLOT(&v), slot_a + 1) << "the slot it was counted in";
+		v.ct.last_seen_ns -= 3'000'000'000ULL;
+		dp().ct6_update(k, v);
+	}
+	dp().set_reclaim6_state(0, 0);
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61001;
+	});
+	open(kGuest6A, 40002, kRemote6B, 80, 61001);
+	EXPECT_EQ(flow_state(old), -1) << "A's closed flow gave way to A's new one";
+	EXPECT_EQ(dp().gflows_at(slot_a).out, 1u);
+	EXPECT_EQ(dp().gflows_at(slot_b).out, 1u);
 }
 
 // Towards the same remote endpoint only when the remote cannot hold the old
@@ -2804,8 +2840,8 @@ TEST_F(Nat66Test, FragmentToAMappedAddressIsParkedOnceAnnounced)
 	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
 	EXPECT_TRUE(dp().fragq_drain().empty());
 	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP);
-	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_OK, KVX_R_FRAG_PARKED_HOST,
-		       std::nullopt);
+	// Parked, and not passed: the host never owns a mapped IPv6 address.
+	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_SHOT, KVX_R_FRAG_PARKED, std::nullopt);
 	expect_parked6(dp(), later, KVX_BIND_IN);
 	// Its first then passes and names the 1:1 guest; the next later one
 	// follows it.

@@ -718,6 +718,30 @@ TEST(FragPark6, InboundShareIsTheSourcesSlash64)
 	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 0u);
 }
 
+TEST(FragPark6, Ipv4SourceAndIpv6PrefixNeverShare)
+{
+	// 2001:db8::/64's first 64 bits end in 32 zero bits: read as a
+	// number they are IPv4's 32.1.13.184.  A flood from that /64 fills
+	// its own share, not that IPv4 host's.
+	FragParkLimits l;
+	l.per_share = 4;
+	FragPark park(l);
+	const Ipv6Addr prefix = parse_ipv6("2001:db8::");
+	for (uint16_t i = 0; i < 10; i++) {
+		Ipv6Addr src = prefix;
+		src[15] = static_cast<uint8_t>(i + 1);
+		const Bytes rec = record(later_fragment6(src, kUplink6, i), KVX_BIND_IN);
+		park.take(rec.data(), rec.size(), kT0 + i);
+	}
+	EXPECT_EQ(park.size(), 4u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 6u);
+	const Bytes rec = record(later_fragment(0x20010db8, kUplink, 0x77), KVX_BIND_IN);
+	park.take(rec.data(), rec.size(), kT0 + 100);
+	EXPECT_EQ(park.size(), 5u);
+	EXPECT_EQ(packets(park.take_counts(), KVX_R_FRAG_PARK_FULL), 0u)
+		<< "the IPv4 host's fragment took nothing of the /64's";
+}
+
 TEST(FragPark6, RecordsThatAreNoLaterFragmentAreIgnored)
 {
 	FragPark park;
