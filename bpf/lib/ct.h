@@ -1279,8 +1279,11 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 		return 0;
 	bind_key_init(&ok, KVX_BIND_OUT, ik->proto, ib->addr, ib->port);
 	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
-	if (ob && ob->addr == ik->addr && ob->port == ik->port &&
-	    !bpf_map_delete_elem(&kvx_bind, &ok)) {
+	if (ob && ob->addr == ik->addr && ob->port == ik->port) {
+		/* Another CPU recycling the port deleted it first: its IN
+		 * half may be that CPU's new one by now, never ours to delete. */
+		if (bpf_map_delete_elem(&kvx_bind, &ok))
+			return 0;
 		n = gports_of(cfg, ok.addr);
 		if (n)
 			__sync_fetch_and_add(n, -1);

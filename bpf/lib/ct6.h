@@ -348,9 +348,8 @@ static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val 
 		ik = bpf_map_lookup_elem(&kvx_scratch, &zero);
 		if (!ik)
 			return 0;
-		slot = ct6_slot_in(cfg, ik, k->proto, k->int_addr, k->int_port, f->ext_addr,
-				   f->ct.ext_port) +
-		       1;
+		slot = 1 + ct6_slot_in(cfg, ik, k->proto, k->int_addr, k->int_port, f->ext_addr,
+				       f->ct.ext_port);
 	}
 	slot--;
 	if ((flags & 0x100) && !ct_evict_owner(ct_evict_of(slot, (__u8)flags), c->evict))
@@ -484,8 +483,9 @@ static __noinline int ct6_quota_check(const struct kvx_cfg *cfg, __u32 slot, __u
 /*
  * One probe of bind6_create: claim port (host order) on the uplink address
  * for p's guest endpoint (the IN half, BPF_NOEXIST, carrying the TIME_WAIT
- * remotes tw of a recycled port) unless the host listens on it.  Returns 0 when claimed (or already the endpoint's own pair, whose
- * OUT half was lost: kept, RFC 4787 REQ-1), -EEXIST when taken, another
+ * remotes tw of a recycled port) unless the host listens on it.  Returns 0
+ * when claimed (or already the endpoint's own pair, whose OUT half was
+ * lost: kept, RFC 4787 REQ-1), -EEXIST when taken, another
  * error when the table is full.  A global function, as IPv4's
  * bind_claim_port: the probe loop's body is verified once, not once per
  * iteration and state (inlined, the loop took kvx_br6 past a million
@@ -625,7 +625,11 @@ __noinline __u32 bind6_recycle(const struct kvx_pkt6 *p6, const struct nat_macs 
 	old = ob ? guest6_slot(cfg, ob->bind.guest_mac, k.addr) : 0;
 	if (at_limit && (!ob || old != guest6_slot(cfg, macs->b, p6->saddr)))
 		return 0;
-	if (ob && !bpf_map_delete_elem(&kvx_bind6, &k)) {
+	if (ob) {
+		/* Another CPU recycling the port deleted it first: its IN
+		 * half may be that CPU's new one by now, never ours to delete. */
+		if (bpf_map_delete_elem(&kvx_bind6, &k))
+			return 0;
 		n = bpf_map_lookup_elem(&kvx_gports, &old);
 		if (n)
 			__sync_fetch_and_add(n, -1);

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 23, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 24, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -36,7 +36,9 @@ static_assert(KVX_ABI_VERSION == 23, "ABI changed: review abi_check.hpp and bump
 // version 22 made kvx_halfopen an LRU hash keyed by the full guest slot (a
 // pinned array is replaced: hints only) and added kvx_halfopen6; version 23
 // made the rings 64 entries with push numbers and a hole to refill, and
-// kvx_scratch two entries (both replaced: no state).
+// kvx_scratch two entries (both replaced: no state); version 24 gave IPv6
+// bindings the TIME_WAIT flags and tw_remotes, and an IPv6 flow's
+// ct.ext_addr its counted slot (KVX_CT6_SLOT; 0 in older entries).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 
 static_assert(sizeof(kvx_bind_key) == 8);

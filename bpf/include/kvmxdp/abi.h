@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 23
+#define KVX_ABI_VERSION 24
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -144,6 +144,11 @@
  *      padding); older rings are replaced, hints only; kvx_scratch has
  *      KVX_SCRATCH_SLOTS entries (replaced: no state).  Tables unchanged:
  *      pins of 3..23 are reused.
+ *  24: NAT66 TIME_WAIT reuse: IPv6 bindings keep KVX_BIND_F_TW/RFIN and
+ *      tw_remotes as IPv4's (0 in older entries: nothing to recycle), their
+ *      rings in the other half of kvx_gtw; an IPv6 flow's ct.ext_addr is
+ *      KVX_CT6_SLOT (0 in older entries: the slot found from the binding).
+ *      Tables unchanged: pins of 3..24 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
