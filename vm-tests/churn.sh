@@ -71,11 +71,6 @@ s.settimeout(5); s.bind(('$G1_IP', int(sys.argv[1]))); s.connect(('$SRV_IP', 900
 print(s.recv(64).decode().strip())" "$1"
 }
 
-# Every drop counter of the instance (kvmxdp status --json), as
-# "NAME=packets ..." for the nonzero ones: the churn must add none.
-drops() {
-	kvx_json "' '.join(f'{n}={c[\"packets\"]}' for n, c in sorted(i['counters'].items()) if n.startswith('DROP_') and c['packets'])"
-}
 # The external ports of the dynamic TCP bindings (IN halves) right now.
 ext_ports() {
 	kvx_map_entries kvx_bind | "$KVX_PY" -c '
@@ -106,7 +101,7 @@ print(sum(1 for f in dyn if not f & SHARED), sum(1 for f in dyn if f & SHARED))'
 kvx_step "small range: 3000 short connections from guest1 through 512 ports"
 kvx_attach_bg --nat-ports 61000-61511 || kvx_fatal "cannot attach"
 assert_eq "kvx_cfg.guest_ports: the default, 7/8 of the 512 ports" 448 "$(kvx_cfg_field guest_ports)"
-d0=$(drops)
+d0=$(kvx_drops)
 kvx_bg "$KVX_TMP/churn1.log" ip netns exec "$NS_G1" "${FLOWGEN[@]}" churn "$SRV_IP:9000" 3000 --rate 100 --parallel 32
 CHURN_PID=$KVX_LAST_PID
 # guest2's connections while guest1 churns at its limit (after the first
@@ -145,7 +140,7 @@ out=$(tail -1 "$KVX_TMP/churn1.log")
 kvx_log "guest1: $out"
 assert_contains "all 3000 connections completed with their bytes echoed" "ok=3000 fail=0" "$out"
 assert_contains "none waited for a retransmitted SYN (nothing dropped)" "slow=0" "$out"
-assert_eq "no drop counter moved (DROP_PORTS_EXHAUSTED, DROP_GUEST_PORTS, ...)" "$d0" "$(drops)"
+assert_eq "no drop counter moved (DROP_PORTS_EXHAUSTED, DROP_GUEST_PORTS, ...)" "$d0" "$(kvx_drops)"
 n=$(ext_ports | wc -l)
 assert_le "bindings held: at most the range" "$n" 512
 kvx_log "bindings held after the churn: $n"
@@ -168,12 +163,12 @@ p=$(seen_port "$HOST_PORT")
 kvx_log "guest1's connection from port $HOST_PORT reached the server from port $p"
 assert_ne "the host's listening port is never a NAT port, not even the guest's own" "$HOST_PORT" "$p"
 assert_ge "that connection went through (another port)" "${p:-0}" 1024
-d0=$(drops)
+d0=$(kvx_drops)
 out=$(nsx "$NS_G1" "${FLOWGEN[@]}" churn "$SRV_IP:9000" 6000 --parallel 32 | tail -1 || true)
 kvx_log "guest1: $out"
 assert_contains "all 6000 connections completed with their bytes echoed" "ok=6000 fail=0" "$out"
 assert_contains "none waited for a retransmitted SYN" "slow=0" "$out"
-assert_eq "no drop counter moved" "$d0" "$(drops)"
+assert_eq "no drop counter moved" "$d0" "$(kvx_drops)"
 ports=$(ext_ports)
 # More ports than the old default (61000-65535) holds were in use: the
 # pool's width, not reuse, carried these.
@@ -191,12 +186,12 @@ kvx_daemon_stop
 kvx detach --bridge "$BR" >/dev/null || kvx_fatal "detach"
 kvx_attach_bg --flow-quota 300 || kvx_fatal "cannot attach with --flow-quota 300"
 assert_eq "kvx_cfg.flow_quota" 300 "$(kvx_cfg_field flow_quota)"
-d0=$(drops)
+d0=$(kvx_drops)
 out=$(nsx "$NS_G1" "${FLOWGEN[@]}" churn "$SRV_IP:9000" 1500 --rate 75 --parallel 32 | tail -1 || true)
 kvx_log "guest1: $out"
 assert_contains "all 1500 connections completed with their bytes echoed" "ok=1500 fail=0" "$out"
 assert_contains "none waited for a retransmitted SYN" "slow=0" "$out"
-assert_eq "no drop counter moved (DROP_GUEST_QUOTA, DROP_TABLE_FULL, ...)" "$d0" "$(drops)"
+assert_eq "no drop counter moved (DROP_GUEST_QUOTA, DROP_TABLE_FULL, ...)" "$d0" "$(kvx_drops)"
 flows=$(kvx_map_entries kvx_ct | "$KVX_PY" -c '
 import json, socket, struct, sys
 want = struct.unpack("<I", socket.inet_aton(sys.argv[1]))[0]

@@ -41,11 +41,6 @@ FLOWGEN=("$KVX_PY" -u "$KVX_LIBDIR/flowgen.py")
 kvx_bg "$KVX_TMP/echo.log" ip netns exec "$NS_SRV" "${FLOWGEN[@]}" serve "$SRV6" 9000
 kvx_wait_tcp_listen 10 "$NS_SRV" 9000
 
-# Every drop counter of the instance (kvmxdp status --json), as
-# "NAME=packets ..." for the nonzero ones: the churn must add none.
-drops() {
-	kvx_json "' '.join(f'{n}={c[\"packets\"]}' for n, c in sorted(i['counters'].items()) if n.startswith('DROP_') and c['packets'])"
-}
 # The dynamic IPv6 TCP bindings (OUT halves) of a guest address right now.
 guest_ports_held6() {
 	kvx_map_entries kvx_bind6 | "$KVX_PY" -c '
@@ -74,7 +69,7 @@ assert_eq "NAT66 runs" nat66 "$(kvx_json "i['ipv6_mode']")"
 # One connection first: the path works before the churn is judged.
 one=$(nsx "$NS_G1" "${FLOWGEN[@]}" churn "$SRV6:9000" 1 | tail -1 || true)
 assert_contains "guest1 reaches the server over IPv6" "ok=1 fail=0" "$one"
-d0=$(drops)
+d0=$(kvx_drops)
 kvx_bg "$KVX_TMP/churn1.log" ip netns exec "$NS_G1" "${FLOWGEN[@]}" churn "$SRV6:9000" 3000 --rate 100 --parallel 32
 CHURN_PID=$KVX_LAST_PID
 # guest2's connections while guest1 churns at its limit (after the first
@@ -96,7 +91,7 @@ out=$(tail -1 "$KVX_TMP/churn1.log")
 kvx_log "guest1: $out"
 assert_contains "all 3000 connections completed with their bytes echoed" "ok=3000 fail=0" "$out"
 assert_contains "none waited for a retransmitted SYN (nothing dropped)" "slow=0" "$out"
-assert_eq "no drop counter moved (DROP_PORTS_EXHAUSTED, DROP_GUEST_PORTS, ...)" "$d0" "$(drops)"
+assert_eq "no drop counter moved (DROP_PORTS_EXHAUSTED, DROP_GUEST_PORTS, ...)" "$d0" "$(kvx_drops)"
 n=$(ext_ports6 | wc -l)
 kvx_log "IPv6 bindings held after the churn: $n"
 assert_le "bindings held: at most the range" "$n" 512

@@ -688,6 +688,12 @@ sys.exit(0 if eval(expr) else 1)
 EOF
 }
 
+# kvx_drops: every nonzero drop counter of the instance (status --json), as
+# "NAME=packets ..." (a step that must drop nothing compares two of them).
+kvx_drops() {
+	kvx_json "' '.join(f'{n}={c[\"packets\"]}' for n, c in sorted(i['counters'].items()) if n.startswith('DROP_') and c['packets'])"
+}
+
 # kvx_counter NAME [packets|bytes]: a kvmxdp reason counter of our bridge.
 kvx_counter() {
 	local v

@@ -459,11 +459,16 @@ static void flush_flows(int ct_fd, int bind_fd, const CtFilter &f, uint64_t now_
 		// KVX_BIND_F_FLUSHED).  Any IPv4 port: no tenant joins it (ct.h
 		// ovl_enter), whose claim of the flushed flow's remote would take
 		// the remote's next datagrams from the owner, and refuse the
-		// owner's next packet to it.
-		const bool in_written = bind_touch<F>(
-			bind_fd, KVX_BIND_IN, k.proto, ext, v.ext_port, guest, k.int_port, now_ns,
-			k.proto == IPPROTO_TCP || std::is_same_v<F, Family4> ? KVX_BIND_F_FLUSHED :
-									       0);
+		// owner's next packet to it.  A TCP IN half is MULTI too: the
+		// whole-value write may lose a MULTI, TW or tw_remotes update
+		// the datapath makes meanwhile, and a port whose flows are no
+		// longer known one by one is never recycled (ct.h
+		// bind_recycle), as a pick-up through it would mark it anyway.
+		const uint16_t set =
+			(k.proto == IPPROTO_TCP ? KVX_BIND_F_MULTI : 0) |
+			(k.proto == IPPROTO_TCP || std::is_same_v<F, Family4> ? KVX_BIND_F_FLUSHED : 0);
+		const bool in_written = bind_touch<F>(bind_fd, KVX_BIND_IN, k.proto, ext, v.ext_port,
+						      guest, k.int_port, now_ns, set);
 		if constexpr (std::is_same_v<F, Family4>) {
 			kvx_bind_key ik{};
 			ik.dir = KVX_BIND_IN;

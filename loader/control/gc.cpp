@@ -124,12 +124,12 @@ public:
 		return kvx_guest_slot6(nullptr, addr, seed_);
 	}
 
-	// A flow's slot: the one it recorded when made (abi.h
-	// KVX_CT6_SLOT), else its binding's (older entries).
+	// A flow's slot: the one it recorded when made under this seed
+	// (abi.h KVX_CT6_SLOT), else its binding's.
 	uint32_t of(const kvx_ct6_key &k, const kvx_ct6_val &v) const
 	{
-		if (KVX_CT6_SLOT(&v))
-			return KVX_CT6_SLOT(&v) - 1;
+		if (uint32_t s = kvx_ct6_slot_read(KVX_CT6_SLOT(&v), seed_); s != KVX_CT6_NO_SLOT)
+			return s;
 		return of(Family6::ext(k.proto, Family6::to_addr(v.ext_addr), v.ct.ext_port,
 				       KVX_BIND_IN),
 			  k.int_addr, k.int_port);

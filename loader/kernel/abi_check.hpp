@@ -40,6 +40,8 @@ static_assert(KVX_ABI_VERSION == 24, "ABI changed: review abi_check.hpp and bump
 // bindings the TIME_WAIT flags and tw_remotes, and an IPv6 flow's
 // ct.ext_addr its counted slot (KVX_CT6_SLOT; 0 in older entries).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
+// KVX_CT6_SLOT keeps a guest slot in 16 bits (ct_rules.h kvx_ct6_slot_rec).
+static_assert(KVX_GFLOWS_MAX <= 0x10000);
 
 static_assert(sizeof(kvx_bind_key) == 8);
 static_assert(offsetof(kvx_bind_key, dir) == 0);

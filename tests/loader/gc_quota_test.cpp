@@ -835,6 +835,38 @@ TEST_F(GcQuotaMaps, Ipv6TimeWaitGivesWayAsIpv4s)
 		<< "closed 1 s ago: its last ACK may still come";
 }
 
+// An IPv6 flow counts in the slot it recorded when made (abi.h
+// KVX_CT6_SLOT), if recorded under the current seed; a record of an earlier
+// attach's seed (every attach draws a new one) reads as none: the flow
+// counts in its binding's slot, as before the record.
+TEST_F(GcQuotaMaps, Ipv6FlowCountsInItsRecordedSlotOfThisSeed)
+{
+	const uint64_t now = 100000 * kSec;
+	const uint32_t g4 = 0xc0a87a0a;
+	own(g4, 0x01);
+	Ipv6Flows six;
+	six.add(0, KVX_CT_ESTABLISHED, now);
+	six.add(1, KVX_CT_ESTABLISHED, now);
+	const QuotaMaps both = six.with(q());
+	const uint32_t other = (slot(g4) + 1) & (KVX_GFLOWS_MAX - 1);
+	auto record = [&](uint16_t i, uint32_t rec) {
+		for (auto [k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(six.ct6.get())) {
+			if (ntohs(k.int_port) != 7000 + i)
+				continue;
+			v.ct.ext_addr = rec;
+			ASSERT_EQ(bpf_map_update_elem(six.ct6.get(), &k, &v, BPF_EXIST), 0);
+		}
+	};
+	record(0, kvx_ct6_slot_rec(other, both.seed));
+	ASSERT_NE(kvx_ct6_slot_tag(both.seed + 1), kvx_ct6_slot_tag(both.seed));
+	record(1, kvx_ct6_slot_rec(other, both.seed + 1)); // an earlier attach's seed
+	gflows_recount(ct_.get(), both);
+	EXPECT_EQ(counts(g4).out, 1u) << "the stale record: its binding's slot, the guest's";
+	kvx_gflows_val at{};
+	ASSERT_EQ(bpf_map_lookup_elem(gf_.get(), &other, &at), 0);
+	EXPECT_EQ(at.out, 1u) << "the record of this seed";
+}
+
 // A table fuller than 7/8 (56 of the test's 64 entries): every guest's
 // quiet closed flows go, under its quota or not (the datapath's full-table
 // rule, ahead of need); live ones and one that just closed stay.

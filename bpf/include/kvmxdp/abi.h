@@ -1213,11 +1213,13 @@ struct kvx_ct6_val {
 	struct kvx_ct_val ct; /* ct.ext_addr: KVX_CT6_SLOT */
 	__be32 ext_addr[4];   /* external address this flow is bound to */
 };
-/* An IPv6 flow's ct.ext_addr (host order): 1 + the guest slot it was counted
- * in (kvx_gflows) when made, so that it is uncounted there whatever became of
- * its binding since (a port recycled to another guest's endpoint, an IN half
- * another MAC took over); 0 in entries made before (their slot is found from
- * the binding, ct6.h ct6_slot). */
+/* An IPv6 flow's ct.ext_addr (host order): the guest slot it was counted in
+ * (kvx_gflows) when made, with the tag of the seed it was computed under
+ * (ct_rules.h kvx_ct6_slot_rec), so that it is uncounted there whatever
+ * became of its binding since (a port recycled to another guest's endpoint,
+ * an IN half another MAC took over); 0 in entries made before, and a record
+ * of an earlier attach's seed, read as none: the slot is found from the
+ * binding (ct6.h ct6_slot). */
 #define KVX_CT6_SLOT(v) ((__u32)(v)->ct.ext_addr)
 
 struct kvx_bind6_key {
@@ -1246,97 +1248,77 @@ struct kvx_halfopen6_val {
  * per-CPU counters (kvx_stats, indexed by enum kvx_reason), so "status" can
  * account for every packet by name.  X(name, is_drop, description).
  */
-#define KVX_REASONS(X)                                                                                                                                        \
-	X(XLATE_OUT, 0, "guest->outside translated and forwarded")                                                                                            \
-	X(XLATE_IN, 0, "outside->guest translated and forwarded")                                                                                             \
-	X(PASS_NOT_IP, 0, "not IPv4: to host stack")                                                                                                          \
-	X(PASS_MCAST, 0, "multicast/broadcast: to host stack")                                                                                                \
-	X(PASS_LOCAL, 0, "to a host address or in-subnet: to host stack")                                                                                     \
-	X(PASS_TTL, 0, "TTL expires: to host stack for ICMP time exceeded")                                                                                   \
-	X(PASS_MTU, 0, "too big with DF: to host stack for ICMP frag needed")                                                                                 \
-	X(PASS_NO_ROUTE, 0, "no route: to host stack for ICMP unreachable")                                                                                   \
-	X(PASS_HOST, 0, "uplink traffic of the host itself (no flow or mapping wants it)")                                                                    \
-	X(DROP_MALFORMED, 1, "malformed or truncated packet")                                                                                                 \
-	X(DROP_SPOOFED, 1, "guest source outside the subnet")                                                                                                 \
-	X(DROP_FRAGMENT, 1,                                                                                                                                   \
-	  "IPv4 fragment whose first fragment was not seen (not parked: ring full, too large, IPv6)")                                                         \
-	X(DROP_NO_UPLINK_ADDR, 1, "uplink has no IPv4 address yet")                                                                                           \
-	X(DROP_OTHER_IFACE, 1, "routed to a device other than the uplink")                                                                                    \
-	X(DROP_FIB, 1, "route lookup failed")                                                                                                                 \
-	X(DROP_TOO_BIG, 1, "too big without DF")                                                                                                              \
-	X(DROP_ICMP_TYPE, 1, "ICMP type not translated")                                                                                                      \
-	X(DROP_TABLE_FULL, 1, "conntrack or binding table full")                                                                                              \
-	X(DROP_PORTS_EXHAUSTED, 1, "no free NAT port")                                                                                                        \
-	X(DROP_TO_SUBNET, 1, "inbound to the guest subnet from the uplink")                                                                                   \
-	X(DROP_FILTERED, 1,                                                                                                                                   \
-	  "inbound not on a flow: TCP of a flushed flow (waits for the guest's), relay's stateful policy")                                                    \
-	X(DROP_TTL_IN, 1, "inbound TTL expires")                                                                                                              \
-	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")                                                                                    \
-	X(XLATE_HAIRPIN, 0, "guest->mapped address translated back to a guest")                                                                               \
-	X(ARP_REPLY, 0, "ARP request for a mapped address answered")                                                                                          \
-	X(PASS_SUSPENDED, 0, "to a mapped address suspended on this network")                                                                                 \
-	X(PASS_OTHERHOST, 0, "frame not addressed to the host's MAC: to host stack")                                                                          \
-	X(DROP_MARTIAN, 1, "martian address (0.0.0.0/8, subnet network/broadcast)")                                                                           \
-	X(XLATE_RELATED_IN, 0, "ICMP error for a guest's flow translated (RFC 5508)")                                                                         \
-	X(XLATE_RELATED_OUT, 0, "guest's ICMP error for a flow translated (RFC 5508)")                                                                        \
-	X(DROP_GUEST_QUOTA, 1, "new flow over the guest's flow quota")                                                                                        \
-	X(DROP_TCP_NO_FLOW, 1, "TCP flags that cannot open a flow (inbound: only a SYN)")                                                                     \
-	X(XDP_XLATE_OUT, 0, "XDP: guest->outside translated and redirected")                                                                                  \
-	X(XDP_XLATE_IN, 0, "XDP: outside->guest translated and redirected")                                                                                   \
-	X(XDP_TO_TC, 0, "XDP: handed to the TC path (not a fast-path class)")                                                                                 \
-	X(XDP_TO_TC_CSUM, 0, "XDP: L4 checksum left to offload: handed to the TC path")                                                                       \
-	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC")                                                                        \
-	X(DROP_TOO_BIG_IN, 1, "inbound larger than the bridge's MTU")                                                                                         \
-	X(DROP_FWMARK, 1, "marked packet: this kernel's route lookup ignores marks (< 6.10)")                                                                 \
-	X(DROP_SPOOF_MAC, 1, "guest address owned by another MAC (anti-spoofing)")                                                                            \
-	X(DROP_PROTO_ZERO, 1, "guest packet of IP protocol 0 (the 1:1 mappings' wildcard)")                                                                   \
-	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote")                                                                  \
-	X(DROP_MARTIAN_IN, 1,                                                                                                                                 \
-	  "inbound from a martian source (guest subnet, loopback, host's own, 0/8, multicast)")                                                               \
-	X(PASS_OVERLAP, 0,                                                                                                                                    \
-	  "uplink network overlaps the guest subnet: not translated, to host stack")                                                                          \
-	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the receive window (RFC 5961)")                                                                            \
-	X(ICMP_SENT, 0, "ICMP error sent for a dropped packet (also counted under its reason)")                                                               \
-	X(ICMP_RATELIMITED, 0,                                                                                                                                \
-	  "ICMP error not sent: rate limit (packet counted under its reason)")                                                                                \
-	X(DROP_GUEST_PORTS, 1, "new binding over the guest's port limit")                                                                                     \
-	X(PASS_ND, 0, "IPv6 neighbour/router discovery, link-local or multicast: to host stack")                                                              \
-	X(DROP_EXTHDR, 1, "IPv6 extension header chain not parsed (too long, truncated, unknown)")                                                            \
-	X(DROP_UDP_NO_CSUM, 1, "IPv6 UDP datagram with a zero checksum (invalid, RFC 8200)")                                                                  \
-	X(DROP_HOP_LIMIT, 1,                                                                                                                                  \
-	  "IPv6 guest packet whose hop limit expires (never to the host: it would route it)")                                                                 \
-	X(DROP_PROTO_UNTRANSLATED, 1, "IPv6 guest packet of a protocol NAT66 does not translate")                                                             \
-	X(RELAY_OUT, 0, "IPv6 relay: guest->LAN/outside forwarded (no translation)")                                                                          \
-	X(RELAY_IN, 0, "IPv6 relay: LAN/outside->guest forwarded (no translation)")                                                                           \
-	X(ND_PROXY_NA, 0,                                                                                                                                     \
-	  "IPv6 Neighbour Solicitation answered (relay: for a guest or a LAN host; NAT66: a mapped address)")                                                 \
-	X(ND_RELAY, 0,                                                                                                                                        \
-	  "IPv6 relay: duplicate address detection relayed between a guest and the LAN")                                                                      \
-	X(DROP_ND_DUPLICATE, 1,                                                                                                                               \
-	  "IPv6 relay: guest packet from an address a LAN host defended (DAD failed)")                                                                        \
-	X(DROP_GUEST_ADDRS, 1, "IPv6 relay: new address over the guest's address limit")                                                                      \
-	X(FRAG_PARKED, 1,                                                                                                                                     \
-	  "fragment ahead of its first, a guest's or to a mapped IPv6 address: dropped, a copy parked for the daemon")                                        \
-	X(FRAG_PARKED_HOST, 0,                                                                                                                                \
-	  "inbound fragment ahead of its first: to host stack, a copy parked for the daemon")                                                                 \
-	X(FRAG_REINJECTED, 0,                                                                                                                                 \
-	  "parked fragment translated and sent once its first fragment passed (also counted as parked)")                                                      \
-	X(FRAG_PARK_FULL, 0,                                                                                                                                  \
-	  "parked fragment given up: park full or its source's share taken (also counted as parked)")                                                         \
-	X(FRAG_PARK_EXPIRED, 0,                                                                                                                               \
-	  "parked fragment given up: its first fragment did not pass in time (also counted as parked)")                                                       \
-	X(FRAG_REINJECT_FAILED, 0,                                                                                                                            \
-	  "parked fragment not sent: no next-hop MAC, or the send failed (also counted as parked)")                                                           \
-	X(DROP_ND_UNCLAIMED, 1,                                                                                                                               \
-	  "IPv6 relay: guest packet from an address its duplicate address detection has not claimed (a first one: kvmxdp probes the LAN for it)")             \
-	X(DROP_ND_RELAY_LIMIT, 1,                                                                                                                             \
-	  "IPv6 relay: duplicate address detection probe over the guest's relay rate")                                                                        \
-	X(FRAG_PARK_HOST, 0,                                                                                                                                  \
-	  "parked fragment given up: its first fragment went to the host, which got this one too (also counted as parked)")                                   \
-	X(FRAG_PARK_STALE, 0,                                                                                                                                 \
-	  "parked fragment given up: its datagram's first fragment passed more than 2 s away from it (another datagram with its id; also counted as parked)") \
-	X(FRAG_PARK_RATELIMITED, 0,                                                                                                                           \
-	  "IPv4 fragment ahead of its first not parked: its direction's parking rate spent (packet counted under its reason)")
+#define KVX_REASONS(X)                                                              \
+	X(XLATE_OUT, 0, "guest->outside translated and forwarded")                \
+	X(XLATE_IN, 0, "outside->guest translated and forwarded")                 \
+	X(PASS_NOT_IP, 0, "not IPv4: to host stack")                               \
+	X(PASS_MCAST, 0, "multicast/broadcast: to host stack")                     \
+	X(PASS_LOCAL, 0, "to a host address or in-subnet: to host stack")          \
+	X(PASS_TTL, 0, "TTL expires: to host stack for ICMP time exceeded")       \
+	X(PASS_MTU, 0, "too big with DF: to host stack for ICMP frag needed")     \
+	X(PASS_NO_ROUTE, 0, "no route: to host stack for ICMP unreachable")       \
+	X(PASS_HOST, 0, "uplink traffic of the host itself (no flow or mapping wants it)") \
+	X(DROP_MALFORMED, 1, "malformed or truncated packet")                      \
+	X(DROP_SPOOFED, 1, "guest source outside the subnet")                      \
+	X(DROP_FRAGMENT, 1, "IPv4 fragment whose first fragment was not seen (not parked: ring full, too large, IPv6)")   \
+	X(DROP_NO_UPLINK_ADDR, 1, "uplink has no IPv4 address yet")                \
+	X(DROP_OTHER_IFACE, 1, "routed to a device other than the uplink")        \
+	X(DROP_FIB, 1, "route lookup failed")                                      \
+	X(DROP_TOO_BIG, 1, "too big without DF")                                   \
+	X(DROP_ICMP_TYPE, 1, "ICMP type not translated")                           \
+	X(DROP_TABLE_FULL, 1, "conntrack or binding table full")                   \
+	X(DROP_PORTS_EXHAUSTED, 1, "no free NAT port")                             \
+	X(DROP_TO_SUBNET, 1, "inbound to the guest subnet from the uplink")        \
+	X(DROP_FILTERED, 1, "inbound not on a flow: TCP of a flushed flow (waits for the guest's), relay's stateful policy") \
+	X(DROP_TTL_IN, 1, "inbound TTL expires")                                   \
+	X(DROP_BROKEN_PAIR, 1, "inconsistent NAT binding, not translated")          \
+	X(XLATE_HAIRPIN, 0, "guest->mapped address translated back to a guest")      \
+	X(ARP_REPLY, 0, "ARP request for a mapped address answered")                \
+	X(PASS_SUSPENDED, 0, "to a mapped address suspended on this network")       \
+	X(PASS_OTHERHOST, 0, "frame not addressed to the host's MAC: to host stack") \
+	X(DROP_MARTIAN, 1, "martian address (0.0.0.0/8, subnet network/broadcast)") \
+	X(XLATE_RELATED_IN, 0, "ICMP error for a guest's flow translated (RFC 5508)") \
+	X(XLATE_RELATED_OUT, 0, "guest's ICMP error for a flow translated (RFC 5508)") \
+	X(DROP_GUEST_QUOTA, 1, "new flow over the guest's flow quota")              \
+	X(DROP_TCP_NO_FLOW, 1, "TCP flags that cannot open a flow (inbound: only a SYN)") \
+	X(XDP_XLATE_OUT, 0, "XDP: guest->outside translated and redirected")            \
+	X(XDP_XLATE_IN, 0, "XDP: outside->guest translated and redirected")             \
+	X(XDP_TO_TC, 0, "XDP: handed to the TC path (not a fast-path class)")          \
+	X(XDP_TO_TC_CSUM, 0, "XDP: L4 checksum left to offload: handed to the TC path") \
+	X(XDP_TO_TC_DEV, 0, "XDP: next hop or device not an XDP target: handed to TC") \
+	X(DROP_TOO_BIG_IN, 1, "inbound larger than the bridge's MTU")                   \
+	X(DROP_FWMARK, 1, "marked packet: this kernel's route lookup ignores marks (< 6.10)") \
+	X(DROP_SPOOF_MAC, 1, "guest address owned by another MAC (anti-spoofing)") \
+	X(DROP_PROTO_ZERO, 1, "guest packet of IP protocol 0 (the 1:1 mappings' wildcard)")    \
+	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote") \
+	X(DROP_MARTIAN_IN, 1, "inbound from a martian source (guest subnet, loopback, host's own, 0/8, multicast)") \
+	X(PASS_OVERLAP, 0, "uplink network overlaps the guest subnet: not translated, to host stack") \
+	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the receive window (RFC 5961)") \
+	X(ICMP_SENT, 0, "ICMP error sent for a dropped packet (also counted under its reason)") \
+	X(ICMP_RATELIMITED, 0, "ICMP error not sent: rate limit (packet counted under its reason)") \
+	X(DROP_GUEST_PORTS, 1, "new binding over the guest's port limit") \
+	X(PASS_ND, 0, "IPv6 neighbour/router discovery, link-local or multicast: to host stack") \
+	X(DROP_EXTHDR, 1, "IPv6 extension header chain not parsed (too long, truncated, unknown)") \
+	X(DROP_UDP_NO_CSUM, 1, "IPv6 UDP datagram with a zero checksum (invalid, RFC 8200)") \
+	X(DROP_HOP_LIMIT, 1, "IPv6 guest packet whose hop limit expires (never to the host: it would route it)") \
+	X(DROP_PROTO_UNTRANSLATED, 1, "IPv6 guest packet of a protocol NAT66 does not translate") \
+	X(RELAY_OUT, 0, "IPv6 relay: guest->LAN/outside forwarded (no translation)") \
+	X(RELAY_IN, 0, "IPv6 relay: LAN/outside->guest forwarded (no translation)") \
+	X(ND_PROXY_NA, 0, "IPv6 Neighbour Solicitation answered (relay: for a guest or a LAN host; NAT66: a mapped address)") \
+	X(ND_RELAY, 0, "IPv6 relay: duplicate address detection relayed between a guest and the LAN") \
+	X(DROP_ND_DUPLICATE, 1, "IPv6 relay: guest packet from an address a LAN host defended (DAD failed)") \
+	X(DROP_GUEST_ADDRS, 1, "IPv6 relay: new address over the guest's address limit") \
+	X(FRAG_PARKED, 1, "fragment ahead of its first (a guest's, to a mapped IPv6 address): dropped, copy parked") \
+	X(FRAG_PARKED_HOST, 0, "inbound fragment ahead of its first: to host stack, a copy parked for the daemon") \
+	X(FRAG_REINJECTED, 0, "parked fragment translated and sent once its first fragment passed (also counted as parked)") \
+	X(FRAG_PARK_FULL, 0, "parked fragment given up: park full or its source's share taken (also counted as parked)") \
+	X(FRAG_PARK_EXPIRED, 0, "parked fragment given up: its first fragment did not pass in time (also counted as parked)") \
+	X(FRAG_REINJECT_FAILED, 0, "parked fragment not sent: no next-hop MAC, or the send failed (also counted as parked)") \
+	X(DROP_ND_UNCLAIMED, 1, "IPv6 relay: guest packet from an address its duplicate address detection has not claimed (a first one: kvmxdp probes the LAN for it)") \
+	X(DROP_ND_RELAY_LIMIT, 1, "IPv6 relay: duplicate address detection probe over the guest's relay rate") \
+	X(FRAG_PARK_HOST, 0, "parked fragment given up: its first fragment went to the host, which got this one too (also counted as parked)") \
+	X(FRAG_PARK_STALE, 0, "parked fragment given up: its datagram's first fragment passed more than 2 s away from it (another datagram with its id; also counted as parked)") \
+	X(FRAG_PARK_RATELIMITED, 0, "IPv4 fragment ahead of its first not parked: its direction's parking rate spent (packet counted under its reason)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
