@@ -1250,12 +1250,12 @@ static __always_inline int tw_reopens(const struct kvx_bind_val *ib, const struc
 __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pkt *p, __u64 now,
 			      int at_limit)
 {
-	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg *cfg;
 	struct kvx_bind_key ok;
 	struct kvx_bind_val *ib, *ob;
 	__u32 *n, bits, seen;
 
-	if (!ik || !p || !cfg)
+	if (!ik || !p)
 		return 0;
 	if (p->proto != IPPROTO_TCP ||
 	    (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) != KVX_TCP_SYN)
@@ -1279,15 +1279,19 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 		return 0;
 	bind_key_init(&ok, KVX_BIND_OUT, ik->proto, ib->addr, ib->port);
 	ob = bpf_map_lookup_elem(&kvx_bind, &ok);
-	if (ob && ob->addr == ik->addr && ob->port == ik->port) {
-		/* Another CPU recycling the port deleted it first: its IN
-		 * half may be that CPU's new one by now, never ours to delete. */
-		if (bpf_map_delete_elem(&kvx_bind, &ok))
-			return 0;
-		n = gports_of(cfg, ok.addr);
-		if (n)
-			__sync_fetch_and_add(n, -1);
-	}
+	/* The pair's OUT half, deleted here, is the one token two CPUs
+	 * recycling the port race for: without it (gone, or the endpoint's
+	 * other binding) the IN half may already be another CPU's new one. */
+	if (!ob || ob->addr != ik->addr || ob->port != ik->port ||
+	    bpf_map_delete_elem(&kvx_bind, &ok))
+		return 0;
+	/* Looked up here, not kept from the start: one value less across the
+	 * calls, a frame that keeps the bridge program's deepest chain within
+	 * 512 bytes. */
+	cfg = cfg_get();
+	n = cfg ? gports_of(cfg, ok.addr) : NULL;
+	if (n)
+		__sync_fetch_and_add(n, -1);
 	ok = *ik;
 	if (bpf_map_delete_elem(&kvx_bind, &ok))
 		return 0; /* another CPU recycled it first */

@@ -21,7 +21,8 @@
  * and kvx_gports slot as its IPv4 ones (the slot of its MAC: one quota per
  * guest, both families).  A flow or binding counts for the MAC its
  * binding's IN half delivers to (ct6_slot): the rule the daemon's recount
- * applies too.
+ * applies too.  A flow records that slot when made (abi.h KVX_CT6_SLOT)
+ * and is uncounted there whatever becomes of its binding.
  *
  * Early drop of half-open inbound flows is IPv4's (ct.h ct_early_drop)
  * with its own rings (abi.h kvx_halfopen6).
@@ -621,22 +622,21 @@ __noinline __u32 bind6_recycle(const struct kvx_pkt6 *p6, const struct nat_macs 
 		return 0;
 	bind6_key_init(&k, KVX_BIND_OUT, IPPROTO_TCP, ib->addr, ib->bind.port);
 	ob = bpf_map_lookup_elem(&kvx_bind6, &k);
-	if (ob && (!addr6_eq(ob->addr, cfg6->uplink_addr) || ob->bind.port != bpf_htons(port)))
-		ob = NULL; /* the endpoint has another binding now: not this pair's */
+	/* The pair's OUT half, deleted here, is the one token two CPUs
+	 * recycling the port race for: without it (gone, or the endpoint's
+	 * other binding) the IN half may already be another CPU's new one. */
+	if (!ob || !addr6_eq(ob->addr, cfg6->uplink_addr) || ob->bind.port != bpf_htons(port))
+		return 0;
 	/* The slot the port counts in: the MAC its OUT half names
 	 * (bind6_out_insert). */
-	old = ob ? guest6_slot(cfg, ob->bind.guest_mac, k.addr) : 0;
-	if (at_limit && (!ob || old != guest6_slot(cfg, macs->b, p6->saddr)))
+	old = guest6_slot(cfg, ob->bind.guest_mac, k.addr);
+	if (at_limit && old != guest6_slot(cfg, macs->b, p6->saddr))
 		return 0;
-	if (ob) {
-		/* Another CPU recycling the port deleted it first: its IN
-		 * half may be that CPU's new one by now, never ours to delete. */
-		if (bpf_map_delete_elem(&kvx_bind6, &k))
-			return 0;
-		n = bpf_map_lookup_elem(&kvx_gports, &old);
-		if (n)
-			__sync_fetch_and_add(n, -1);
-	}
+	if (bpf_map_delete_elem(&kvx_bind6, &k))
+		return 0;
+	n = bpf_map_lookup_elem(&kvx_gports, &old);
+	if (n)
+		__sync_fetch_and_add(n, -1);
 	bind6_key_init(&k, KVX_BIND_IN, IPPROTO_TCP, cfg6->uplink_addr, bpf_htons(port));
 	if (bpf_map_delete_elem(&kvx_bind6, &k))
 		return 0; /* another CPU recycled it first */
