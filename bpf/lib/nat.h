@@ -663,13 +663,13 @@ static __always_inline int __frag_copy(kvx_ctx_t *ctx, const struct kvx_pkt *p, 
 	return __frag_copy_n(ctx, n, dir, mac, KVX_FRAGQ_DATA, now);
 }
 
-/* mac: OUT, the guest's (its share of the park).  A call: the
- * reservation stays off the main paths' frames. */
 /* frag_park's dir beside KVX_BIND_OUT and KVX_BIND_IN: inbound to an address
  * the host never owns (an announced mapped IPv6 one): the fragment is the
  * park's alone, dropped as a guest's. */
 #define FRAG_PARK_IN_GUEST 2
 
+/* mac: OUT, the guest's (its share of the park).  A call: the
+ * reservation stays off the main paths' frames. */
 static __noinline int frag_park(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u32 dir, __u32 len,
 				const __u8 *mac)
 {
