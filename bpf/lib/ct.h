@@ -2456,15 +2456,22 @@ static __always_inline void gtw_push(const struct kvx_bind_val *ib, __be16 ext)
 	r->next = (slot + 1) & (KVX_GTW_RING - 1);
 }
 
-static __noinline void bind_tw_mark(struct kvx_bind_val *ib, const struct kvx_ct_val *f,
-				    const struct kvx_pkt *p, int out, __u64 now)
+/*
+ * The rule of bind_tw_mark and ct6.h's bind6_tw_mark, one for both families:
+ * binding b's flags (and tw_remotes) after packet p of its flow f; rem: the
+ * kvx_tw_bits of p's remote, read only when f is in TIME_WAIT.  Returns 1
+ * when the port has just closed: its guest's ring of closed ports takes it.
+ */
+static __always_inline int bind_tw_update(struct kvx_bind_val *b, const struct kvx_ct_val *f,
+					  const struct kvx_pkt *p, int out, __u32 rem, __u64 now)
 {
-	__u16 fl = ib->flags, nfl = fl;
+	__u16 fl = b->flags, nfl = fl;
 	__u8 st = f->state;
+	int closed = 0;
 	__u32 bits;
 
 	if ((fl & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) || p->proto != IPPROTO_TCP)
-		return;
+		return 0;
 	if (!out && (p->tcp_flags & KVX_TCP_FIN) &&
 	    !((f->flags & KVX_CT_F_FIN_OUT) && tcp_tracked(f) && (p->tcp_flags & KVX_TCP_ACK) &&
 	      p->tcp_ack == f->tcp[KVX_CT_SIDE_GUEST].end))
@@ -2472,24 +2479,32 @@ static __noinline void bind_tw_mark(struct kvx_bind_val *ib, const struct kvx_ct
 	if (st == KVX_CT_TIME_WAIT || st == KVX_CT_CLOSE) {
 		nfl |= KVX_BIND_F_TW;
 		if (st == KVX_CT_TIME_WAIT && (nfl & KVX_BIND_F_RFIN)) {
-			bits = kvx_tw_add(ib->tw_remotes,
-					  kvx_tw_bits(out ? p->daddr : p->saddr,
-						      out ? p->dport : p->sport),
-					  now);
-			if (ib->tw_remotes != bits)
-				ib->tw_remotes = bits;
+			bits = kvx_tw_add(b->tw_remotes, rem, now);
+			if (b->tw_remotes != bits)
+				b->tw_remotes = bits;
 		}
-		if (!(fl & (KVX_BIND_F_TW | KVX_BIND_F_MULTI)))
-			gtw_push(ib, f->ext_port);
-		ib->last_used_ns = now;
+		closed = !(fl & (KVX_BIND_F_TW | KVX_BIND_F_MULTI));
+		b->last_used_ns = now;
 	} else if (fl & KVX_BIND_F_TW) {
 		nfl &= ~(KVX_BIND_F_TW | KVX_BIND_F_RFIN);
 	}
 	/* Atomic: a port's shared mark (ovl_enter) may be set meanwhile. */
 	if (nfl & ~fl)
-		bind_flags_or(ib, nfl & ~fl);
+		bind_flags_or(b, nfl & ~fl);
 	if (fl & ~nfl)
-		bind_flags_clear(ib, fl & ~nfl);
+		bind_flags_clear(b, fl & ~nfl);
+	return closed;
+}
+
+static __noinline void bind_tw_mark(struct kvx_bind_val *ib, const struct kvx_ct_val *f,
+				    const struct kvx_pkt *p, int out, __u64 now)
+{
+	__u32 rem = f->state == KVX_CT_TIME_WAIT ?
+			    kvx_tw_bits(out ? p->daddr : p->saddr, out ? p->dport : p->sport) :
+			    0;
+
+	if (bind_tw_update(ib, f, p, out, rem, now))
+		gtw_push(ib, f->ext_port);
 }
 
 /* guest -> outside: the external endpoint for this packet, creating the

@@ -340,7 +340,7 @@ static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val 
 		return 1;
 	flags = f->ct.flags;
 	if (!kvx_ct_expired(&f->ct, k->proto, &cfg->timeouts, c->now)) {
-		/* The cheap test first: ct6_flow_slot may take three lookups. */
+		/* The cheap test first: the slot may take three lookups. */
 		if (!ct_closed_evictable(k->proto, &f->ct, c->evict, c->now))
 			return 0;
 		flags |= 0x100;
@@ -397,7 +397,7 @@ __noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem, __u64 now
 	struct halfopen_pick *c = halfopen_pick_get();
 	struct kvx_ct6_key *k;
 	struct kvx_ct6_val *f;
-	__u32 i, best;
+	__u32 i, best, slot;
 
 	if (!cfg || !h || !c || !rem)
 		return 0;
@@ -419,11 +419,13 @@ __noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem, __u64 now
 	/* Looked up again, as ct_early_drop's.  The slot lookup's key beside
 	 * the pick in the scratch: on this frame it took the chain kvx_br6,
 	 * ct6_create, here past 512 bytes. */
-	if (!f || !ct_halfopen_evictable(&f->ct) ||
-	    (kvx_ct6_slot_read(KVX_CT6_SLOT(f), cfg->guest_seed) != KVX_CT6_NO_SLOT ?
-		     kvx_ct6_slot_read(KVX_CT6_SLOT(f), cfg->guest_seed) :
-		     ct6_slot_in(cfg, (struct kvx_bind6_key *)(c + 1), k->proto, k->int_addr,
-				 k->int_port, f->ext_addr, f->ct.ext_port)) != gslot)
+	if (!f || !ct_halfopen_evictable(&f->ct))
+		return 0;
+	slot = kvx_ct6_slot_read(KVX_CT6_SLOT(f), cfg->guest_seed);
+	if (slot == KVX_CT6_NO_SLOT)
+		slot = ct6_slot_in(cfg, (struct kvx_bind6_key *)(c + 1), k->proto, k->int_addr,
+				   k->int_port, f->ext_addr, f->ct.ext_port);
+	if (slot != gslot)
 		return 0;
 	if (bpf_map_delete_elem(&kvx_ct6, k))
 		return 0;
@@ -1020,49 +1022,23 @@ static __always_inline void gtw6_push(const struct kvx_bind6_val *ib, __be16 ext
 }
 
 /*
- * IPv4's bind_tw_mark for IPv6: a dynamic TCP binding's recycling state
- * (KVX_BIND_F_TW, KVX_BIND_F_RFIN, tw_remotes) in step with its flow f
- * after packet p6 (out: from the guest).  Not inlined: its frame stays off
- * ct6_ingress's.
+ * IPv4's bind_tw_mark for IPv6 (ct.h bind_tw_update, one rule): a dynamic
+ * TCP binding's recycling state (KVX_BIND_F_TW, KVX_BIND_F_RFIN,
+ * tw_remotes) in step with its flow f after packet p6 (out: from the
+ * guest).  Not inlined: its frame stays off ct6_ingress's.
  */
 static __noinline void bind6_tw_mark(struct kvx_bind6_val *ib, const struct kvx_ct6_val *f,
 				     const struct kvx_pkt6 *p6, int out, __u64 now)
 {
-	__u16 fl, nfl;
-	__u8 st;
-	__u32 bits;
+	__u32 rem;
 
 	if (!ib || !f || !p6)
 		return;
-	fl = ib->bind.flags;
-	nfl = fl;
-	st = f->ct.state;
-	if ((fl & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) || p6->p.proto != IPPROTO_TCP)
-		return;
-	if (!out && (p6->p.tcp_flags & KVX_TCP_FIN) &&
-	    !((f->ct.flags & KVX_CT_F_FIN_OUT) && tcp_tracked(&f->ct) &&
-	      (p6->p.tcp_flags & KVX_TCP_ACK) && p6->p.tcp_ack == f->ct.tcp[KVX_CT_SIDE_GUEST].end))
-		nfl |= KVX_BIND_F_RFIN;
-	if (st == KVX_CT_TIME_WAIT || st == KVX_CT_CLOSE) {
-		nfl |= KVX_BIND_F_TW;
-		if (st == KVX_CT_TIME_WAIT && (nfl & KVX_BIND_F_RFIN)) {
-			bits = kvx_tw_add(ib->bind.tw_remotes,
-					  kvx_tw_bits6(out ? p6->daddr : p6->saddr,
-						       out ? p6->p.dport : p6->p.sport),
-					  now);
-			if (ib->bind.tw_remotes != bits)
-				ib->bind.tw_remotes = bits;
-		}
-		if (!(fl & (KVX_BIND_F_TW | KVX_BIND_F_MULTI)))
-			gtw6_push(ib, f->ct.ext_port);
-		ib->bind.last_used_ns = now;
-	} else if (fl & KVX_BIND_F_TW) {
-		nfl &= ~(KVX_BIND_F_TW | KVX_BIND_F_RFIN);
-	}
-	if (nfl & ~fl)
-		bind_flags_or(&ib->bind, nfl & ~fl);
-	if (fl & ~nfl)
-		bind_flags_clear(&ib->bind, fl & ~nfl);
+	rem = f->ct.state == KVX_CT_TIME_WAIT ?
+		      kvx_tw_bits6(out ? p6->daddr : p6->saddr, out ? p6->p.dport : p6->p.sport) :
+		      0;
+	if (bind_tw_update(&ib->bind, &f->ct, &p6->p, out, rem, now))
+		gtw6_push(ib, f->ct.ext_port);
 }
 
 /*
