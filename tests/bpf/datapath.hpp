@@ -243,8 +243,9 @@ private:
 	std::unique_ptr<Skel<kvmxdp_tc>> skel_;
 	std::unique_ptr<Skel<kvmxdp_xdp>> xdp_;
 	SkbMeta skb_meta_;
-	// The per-guest arrays, mapped: clear_tables() zeroes them with one
-	// memset (a syscall per slot of 65536 took seconds per hundred tests).
+	// The per-guest arrays and kvx_portx, mapped: clear_tables() zeroes
+	// them with one memset (a syscall per slot of 65536 took seconds per
+	// hundred tests).
 	struct Mapped {
 		void *addr;
 		std::size_t len;

@@ -45,7 +45,7 @@ vm61_boot() { # TEST [EXTRA KERNEL ARGS...]
 	VM61_CON=$con.txt
 	t0=$(date +%s%N)
 	kvx_bg "$con" qemu-system-x86_64 -nodefaults -display none -serial stdio -no-reboot \
-		-machine pc -m 1024M -smp 1 \
+		-machine pc -m 1024M -smp "${VM61_SMP:-1}" \
 		-kernel "$KVX_GUEST_KERNEL" -initrd "$KVX_GUEST_INITRD" \
 		-append "console=ttyS0 quiet loglevel=3 panic=-1 kvx.test=$test $*"
 	qpid=$KVX_LAST_PID
