@@ -616,7 +616,16 @@ private:
 		// learn it, so it cannot pick a MAC whose slot is another guest's
 		// (abi.h kvx_gflows).  The recount below moves resumed flows to
 		// the new slots.
-		kc_.guest_seed = new_guest_seed();
+		// Its tag is none of those of the IPv6 flows resumed: their slot
+		// records read as none under it (the binding's slot, as the
+		// recount finds it), never as a slot of this seed.
+		{
+			std::vector<uint32_t> recs;
+			for (const auto &[k, v] :
+			     dump_hash<kvx_ct6_key, kvx_ct6_val>(skel_->map_fd(KVX_MAP_CT6)))
+				recs.push_back(KVX_CT6_SLOT(&v));
+			kc_.guest_seed = new_guest_seed(ct6_slot_tags(recs));
+		}
 		const int cfg_fd = skel_->map_fd(KVX_MAP_CFG);
 		// A reused cfg map is the one the pinned datapath reads: a later
 		// failure puts its old value back.  The skeleton (and its fd) is

@@ -43,14 +43,32 @@ uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed)
 	return kvx_guest_slot(owner ? owner->mac : nullptr, addr_be, seed);
 }
 
-uint32_t new_guest_seed()
+uint32_t new_guest_seed(const std::vector<bool> &taken)
 {
+	// Every tag but 0 taken needs 65535 attaches' flows alive at once; the
+	// bound only keeps a broken input from spinning (the last draw is
+	// kept: a collision costs one flow's count, not the attach).
 	uint32_t seed = 0;
-	// getrandom(2) without flags blocks only before the kernel's pool is
-	// initialised (early boot); a short read cannot happen for 4 bytes.
-	if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
-		throw_errno("getrandom", "the quota slot key");
+	for (int i = 0; i < 1024; i++) {
+		// getrandom(2) without flags blocks only before the kernel's
+		// pool is initialised (early boot); a short read cannot happen
+		// for 4 bytes.
+		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
+			throw_errno("getrandom", "the quota slot key");
+		const uint32_t tag = kvx_ct6_slot_tag(seed);
+		if (tag >= taken.size() || !taken[tag])
+			break;
+	}
 	return seed;
+}
+
+std::vector<bool> ct6_slot_tags(const std::vector<uint32_t> &records)
+{
+	std::vector<bool> taken(uint32_t{1} << 16);
+	for (uint32_t rec : records)
+		if (rec >> 16)
+			taken[rec >> 16] = true;
+	return taken;
 }
 
 } // namespace kvmxdp

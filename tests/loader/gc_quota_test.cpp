@@ -65,6 +65,32 @@ TEST(GcQuota, OwnerMapFollowsTheSubnet)
 
 // attach --flow-quota / --timeouts are kept in the instance's config: absent
 // keys (configurations of older versions, or never set) mean "default".
+// A new attach's seed never shares its IPv6 slot tag with a record of the
+// flows it resumes: such a record would read as a slot of the new seed
+// (another guest's, for the flow's life).  Half the tags taken: a draw that
+// ignored them would land on one within a few attempts.
+TEST(GcQuota, NewSeedAvoidsTheTagsOfResumedFlows)
+{
+	std::vector<uint32_t> recs;
+	for (uint32_t tag = 1; tag < 0x10000; tag += 2)
+		recs.push_back(tag << 16 | (tag & 0xff));
+	recs.push_back(0); // an entry of before the records: no tag
+	const std::vector<bool> taken = ct6_slot_tags(recs);
+	ASSERT_EQ(taken.size(), 0x10000u);
+	EXPECT_FALSE(taken[0]);
+	EXPECT_TRUE(taken[1]);
+	EXPECT_TRUE(taken[0xffff]);
+	EXPECT_FALSE(taken[2]);
+	for (int i = 0; i < 200; i++) {
+		const uint32_t seed = new_guest_seed(taken);
+		const uint32_t tag = kvx_ct6_slot_tag(seed);
+		ASSERT_EQ(tag % 2, 0u) << "seed " << seed << " has a taken tag " << tag;
+		// and so no resumed record reads as one of its slots
+		for (uint32_t r : {recs[0], recs[1], recs[tag / 2 % recs.size()]})
+			ASSERT_EQ(kvx_ct6_slot_read(r, seed), KVX_CT6_NO_SLOT);
+	}
+}
+
 TEST(GcQuota, ConfigKeepsQuotaAndTimeouts)
 {
 	Instance i;
