@@ -79,6 +79,21 @@ struct {
 	__type(value, struct kvx_frag_val);
 } kvx_frag SEC(".maps");
 
+/* The host's inbound datagrams (abi.h): apart from the guests' entries. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KVX_FRAG_DEFAULT_SIZE);
+	__type(key, struct kvx_frag_key);
+	__type(value, struct kvx_fraghost_val);
+} kvx_fraghost SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KVX_FRAG_DEFAULT_SIZE);
+	__type(key, struct kvx_frag6_key);
+	__type(value, struct kvx_fraghost_val);
+} kvx_fraghost6 SEC(".maps");
+
 /* Later fragments ahead of their first, for the daemon's park (abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

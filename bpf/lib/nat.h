@@ -507,11 +507,10 @@ static __always_inline void maybe_clamp_mss(kvx_ctx_t *ctx, const struct kvx_cfg
  * (fib: NULL when it left the neighbour to the kernel), with which the
  * daemon sends a parked fragment of the datagram out of the uplink.
  * to NULL: an inbound first fragment no guest took (it went to the host,
- * or was refused): a KVX_FRAG_HOST entry, so that its later fragments go
- * to the host as it did, without the park (the host's own fragmented
- * datagrams would otherwise be copied fragment by fragment).  It never
- * replaces an entry (BPF_NOEXIST): a stray first fragment with a guest
- * datagram's key must not take that datagram's later fragments away. */
+ * or was refused): a mark in kvx_fraghost, so that its later fragments go
+ * to the host as it did, without the park (abi.h).  Marks are looked up
+ * after the guests' entries: a stray first fragment with a guest
+ * datagram's key does not take that datagram's later fragments away. */
 static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
 				     const struct nat_endpoint *to,
 				     const struct bpf_fib_lookup *fib, __u64 now)
@@ -528,8 +527,7 @@ static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
 	k.dir = dir;
 	v.created_ns = now;
 	if (!to) {
-		v.addr = KVX_FRAG_HOST;
-		bpf_map_update_elem(&kvx_frag, &k, &v, BPF_NOEXIST);
+		bpf_map_update_elem(&kvx_fraghost, &k, &v.created_ns, BPF_ANY);
 		return;
 	}
 	v.addr = to->addr;
@@ -569,6 +567,32 @@ static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p,
 		return NULL;
 	}
 	return v;
+}
+
+/* Did later fragment p's datagram (inbound) have its first fragment go to
+ * the host in the last KVX_FRAG_TIMEOUT_S (kvx_fraghost)?  Called only
+ * when no guest's entry steers it; the key on a frame of its own. */
+static __noinline int frag_host_marked(const struct kvx_pkt *p, __u64 now)
+{
+	struct kvx_frag_key k = {};
+	struct kvx_fraghost_val *v;
+
+	if (!p)
+		return 0;
+	k.saddr = p->saddr;
+	k.daddr = p->daddr;
+	k.id = p->ip_id;
+	k.proto = p->proto;
+	k.dir = KVX_BIND_IN;
+	v = bpf_map_lookup_elem(&kvx_fraghost, &k);
+	if (!v)
+		return 0;
+	/* A sum, as frag_lookup's. */
+	if (v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < now) {
+		bpf_map_delete_elem(&kvx_fraghost, &k);
+		return 0;
+	}
+	return 1;
 }
 
 /*
@@ -1106,11 +1130,15 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (pkt_is_later_fragment(&p)) {
 		struct kvx_frag_val *fv = frag_lookup(&p, KVX_BIND_IN, now);
 
-		/* Its first fragment is yet to come: perhaps a guest's,
-		 * parked, and the host's too. */
-		if (!fv)
+		if (!fv) {
+			/* Its first fragment went to the host. */
+			if (frag_host_marked(&p, now))
+				return verdict(KVX_R_PASS_HOST, len);
+			/* It is yet to come: perhaps a guest's, parked, and
+			 * the host's too. */
 			return frag_park(ctx, &p, KVX_BIND_IN, len, NULL);
-		/* Its first fragment went to the host. */
+		}
+		/* The host's, marked by a version before 25 (abi.h). */
 		if (fv->addr == KVX_FRAG_HOST)
 			return verdict(KVX_R_PASS_HOST, len);
 		guest.addr = fv->addr;

@@ -344,10 +344,10 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
  * come from it) or the one to deliver to (IN), gw_mac the next hop's (OUT:
  * with which the daemon sends a parked fragment; zero when the kernel
  * resolves it) or the bridge's as the guest uses it (IN).  addr NULL: an
- * inbound first fragment no guest took, the host's (an entry with a zero
- * address that never replaces one, as IPv4's KVX_FRAG_HOST), so that its
- * later fragments go to the host without the park.  Not inlined: the key
- * and value stay off the programs' frames.
+ * inbound first fragment no guest took, the host's: a mark in
+ * kvx_fraghost6 (abi.h), so that its later fragments go to the host
+ * without the park.  Not inlined: the key and value stay off the programs'
+ * frames.
  */
 static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const __be32 *addr,
 				      const __u8 *guest_mac, const __u8 *gw_mac)
@@ -366,7 +366,7 @@ static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const
 	k.dir = dir;
 	v.created_ns = clock_now_ns();
 	if (!addr) {
-		bpf_map_update_elem(&kvx_frag6, &k, &v, BPF_NOEXIST);
+		bpf_map_update_elem(&kvx_fraghost6, &k, &v.created_ns, BPF_ANY);
 		return;
 	}
 	addr6_copy(v.addr, addr);
@@ -399,13 +399,28 @@ static __noinline int frag6_find(const struct kvx_pkt6 *p6, __u8 dir, const __u8
 	k.proto = p6->p.proto;
 	k.dir = dir;
 	v = bpf_map_lookup_elem(&kvx_frag6, &k);
-	if (!v)
-		return -1;
 	/* A sum: an entry of another CPU may be a jiffy ahead (clock.h). */
-	if (v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < clock_now_ns()) {
+	if (v && v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < clock_now_ns()) {
 		bpf_map_delete_elem(&kvx_frag6, &k);
-		return -1;
+		v = NULL;
 	}
+	if (!v) {
+		struct kvx_fraghost_val *h;
+
+		/* No guest's: the host's mark, if any (after the guests':
+		 * a mark never takes a guest's datagram away). */
+		if (dir != KVX_BIND_IN)
+			return -1;
+		h = bpf_map_lookup_elem(&kvx_fraghost6, &k);
+		if (!h)
+			return -1;
+		if (h->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < clock_now_ns()) {
+			bpf_map_delete_elem(&kvx_fraghost6, &k);
+			return -1;
+		}
+		return -3;
+	}
+	/* The host's, marked by a version before 25 (abi.h). */
 	if (addr6_is_zero(v->addr))
 		return dir == KVX_BIND_IN ? -3 : -1;
 	addr6_copy(rw->addr, v->addr);

@@ -125,8 +125,10 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 {
 	try {
 		frag_ = std::make_unique<FragRelay>(skel.map_fd(KVX_MAP_FRAGQ),
-						    skel.map_fd(KVX_MAP_FRAG),
-						    skel.map_fd(KVX_MAP_FRAG6),
+						    FragRelay::Maps{skel.map_fd(KVX_MAP_FRAG),
+								    skel.map_fd(KVX_MAP_FRAG6),
+								    skel.map_fd(KVX_MAP_FRAGHOST),
+								    skel.map_fd(KVX_MAP_FRAGHOST6)},
 						    skel.map_fd(KVX_MAP_STATS), cfg_fd_.get());
 	} catch (const Error &e) {
 		log_warn(std::string("fragments ahead of their first are not parked: ") + e.what());

@@ -122,6 +122,24 @@ Entry entry_of(const kvx_frag6_val &v, uint8_t dir)
 	return e;
 }
 
+// A datagram's entry as the datapath follows it: the guests' map first,
+// else (inbound) the host's mark, read as an entry of the host's (address
+// 0, the form entry_of reads); nullopt: none.
+template <typename V, typename K>
+std::optional<V> frag_entry(int guests_fd, int host_fd, const K &k)
+{
+	V v{};
+	if (guests_fd < 0)
+		return std::nullopt;
+	if (bpf_map_lookup_elem(guests_fd, &k, &v) == 0)
+		return v;
+	kvx_fraghost_val h{};
+	if (k.dir != KVX_BIND_IN || host_fd < 0 || bpf_map_lookup_elem(host_fd, &k, &h) != 0)
+		return std::nullopt;
+	v.created_ns = h.created_ns;
+	return v;
+}
+
 std::array<uint8_t, 6> mac_of_share(uint64_t share)
 {
 	std::array<uint8_t, 6> m{};
@@ -379,10 +397,8 @@ int64_t FragPark::wait_ms(uint64_t now_ns) const
 	return static_cast<int64_t>((next - now_ns + 999999) / 1000000);
 }
 
-FragRelay::FragRelay(int fragq_fd, int frag_fd, int frag6_fd, int stats_fd, int cfg_fd,
-		     FragParkLimits limits)
-	: frag_fd_(frag_fd)
-	, frag6_fd_(frag6_fd)
+FragRelay::FragRelay(int fragq_fd, Maps maps, int stats_fd, int cfg_fd, FragParkLimits limits)
+	: maps_(maps)
 	, stats_fd_(stats_fd)
 	, cfg_fd_(cfg_fd)
 	, sock_(packet_socket(0, 0))
@@ -429,17 +445,11 @@ void FragRelay::service(bool readable, const FragMacSources &macs)
 	if (park_.size() == 0 && got == 0 && !readable)
 		return;
 	auto sends = park_.step(
-		[this](const kvx_frag_key &k) -> std::optional<kvx_frag_val> {
-			kvx_frag_val v{};
-			if (bpf_map_lookup_elem(frag_fd_, &k, &v) != 0)
-				return std::nullopt;
-			return v;
+		[this](const kvx_frag_key &k) {
+			return frag_entry<kvx_frag_val>(maps_.frag, maps_.fraghost, k);
 		},
-		[this](const kvx_frag6_key &k) -> std::optional<kvx_frag6_val> {
-			kvx_frag6_val v{};
-			if (frag6_fd_ < 0 || bpf_map_lookup_elem(frag6_fd_, &k, &v) != 0)
-				return std::nullopt;
-			return v;
+		[this](const kvx_frag6_key &k) {
+			return frag_entry<kvx_frag6_val>(maps_.frag6, maps_.fraghost6, k);
 		},
 		boottime_ns());
 	if (!sends.empty()) {

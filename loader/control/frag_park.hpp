@@ -196,9 +196,13 @@ private:
 // to kvx_stats.
 class FragRelay {
 public:
-	// frag6_fd -1: IPv6 records are not followed.
-	FragRelay(int fragq_fd, int frag_fd, int frag6_fd, int stats_fd, int cfg_fd,
-		  FragParkLimits limits = {});
+	// The datagrams' entries: the guests' (frag_fd, frag6_fd), the host's
+	// marks (fraghost_fd, fraghost6_fd: abi.h kvx_fraghost); an IPv6 fd
+	// -1: IPv6 records are not followed.
+	struct Maps {
+		int frag = -1, frag6 = -1, fraghost = -1, fraghost6 = -1;
+	};
+	FragRelay(int fragq_fd, Maps maps, int stats_fd, int cfg_fd, FragParkLimits limits = {});
 	~FragRelay();
 	FragRelay(const FragRelay &) = delete;
 	FragRelay &operator=(const FragRelay &) = delete;
@@ -216,7 +220,8 @@ public:
 
 private:
 	std::unique_ptr<RingReader> ring_;
-	int frag_fd_, frag6_fd_, stats_fd_, cfg_fd_;
+	Maps maps_;
+	int stats_fd_, cfg_fd_;
 	Fd sock_;
 	FragPark park_;
 	uint64_t ring_due_ns_ = 0; // 0: until fd() is readable

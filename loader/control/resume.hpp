@@ -248,6 +248,23 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// The host's fragment marks: 30 s hints (a lost one copies the
+	// datagram's later fragments to the park as well); created when a
+	// kvmxdp of ABI 24 or older pinned none.
+	{KVX_MAP_FRAGHOST,
+	 {BPF_MAP_TYPE_LRU_HASH, sizeof(kvx_frag_key), sizeof(kvx_fraghost_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
+	{KVX_MAP_FRAGHOST6,
+	 {BPF_MAP_TYPE_LRU_HASH, sizeof(kvx_frag6_key), sizeof(kvx_fraghost_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// Copies of fragments on their way to the daemon's park: transient,
 	// another size starts an empty ring.
 	{KVX_MAP_FRAGQ,

@@ -597,11 +597,12 @@ std::string dirname_of(const std::string &path)
 void status_add_usage(json &inst, const DirFd *pins, const std::string &state_file,
 		      std::vector<std::string> &warnings)
 {
-	static const char *const kMaps[] = {KVX_MAP_CFG,    KVX_MAP_BIND,     KVX_MAP_CT,
-					    KVX_MAP_STATS,  KVX_MAP_EXTADDR,  KVX_MAP_FRAG,
-					    KVX_MAP_GFLOWS, KVX_MAP_GUEST,    KVX_MAP_CFG6,
-					    KVX_MAP_CT6,    KVX_MAP_BIND6,    KVX_MAP_FRAG6,
-					    KVX_MAP_ND,	    KVX_MAP_EXTADDR6, KVX_MAP_OVL};
+	static const char *const kMaps[] = {KVX_MAP_CFG,      KVX_MAP_BIND,	KVX_MAP_CT,
+					    KVX_MAP_STATS,    KVX_MAP_EXTADDR,	KVX_MAP_FRAG,
+					    KVX_MAP_GFLOWS,   KVX_MAP_GUEST,	KVX_MAP_CFG6,
+					    KVX_MAP_CT6,      KVX_MAP_BIND6,	KVX_MAP_FRAG6,
+					    KVX_MAP_ND,	      KVX_MAP_EXTADDR6, KVX_MAP_OVL,
+					    KVX_MAP_FRAGHOST, KVX_MAP_FRAGHOST6};
 	int ncpu = libbpf_num_possible_cpus();
 	json maps = json::object();
 	uint64_t total = 0;

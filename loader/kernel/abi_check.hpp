@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 24, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 25, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -38,7 +38,10 @@ static_assert(KVX_ABI_VERSION == 24, "ABI changed: review abi_check.hpp and bump
 // made the rings 64 entries with push numbers and a hole to refill, and
 // kvx_scratch two entries (both replaced: no state); version 24 gave IPv6
 // bindings the TIME_WAIT flags and tw_remotes, and an IPv6 flow's
-// ct.ext_addr its counted slot (KVX_CT6_SLOT; 0 in older entries).
+// ct.ext_addr its counted slot (KVX_CT6_SLOT; 0 in older entries); version
+// 25 moved the host's fragment marks to kvx_fraghost and kvx_fraghost6 (the
+// addr-0 IN entries older versions left in kvx_frag/kvx_frag6 still read
+// as the host's).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 // KVX_CT6_SLOT keeps a guest slot in 16 bits (ct_rules.h kvx_ct6_slot_rec).
 static_assert(KVX_GFLOWS_MAX <= 0x10000);
@@ -226,6 +229,9 @@ static_assert(offsetof(kvx_frag_val, addr) == 0);
 static_assert(offsetof(kvx_frag_val, guest_mac) == 4);
 static_assert(offsetof(kvx_frag_val, gw_mac) == 10);
 static_assert(offsetof(kvx_frag_val, created_ns) == 16);
+
+static_assert(sizeof(kvx_fraghost_val) == 8);
+static_assert(offsetof(kvx_fraghost_val, created_ns) == 0);
 
 static_assert(sizeof(kvx_fragq_hdr) == 16);
 static_assert(offsetof(kvx_fragq_hdr, len) == 0);

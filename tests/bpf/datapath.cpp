@@ -340,6 +340,8 @@ void Datapath::clear_tables()
 	clear_hash<__be32>(fd_extaddr(), "kvx_extaddr");
 	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_frag), "kvx_frag");
 	clear_hash<kvx_frag6_key>(bpf_map__fd(tc()->maps.kvx_frag6), "kvx_frag6");
+	clear_hash<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_fraghost), "kvx_fraghost");
+	clear_hash<kvx_frag6_key>(bpf_map__fd(tc()->maps.kvx_fraghost6), "kvx_fraghost6");
 	fragq_drain();
 	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_xdev), "kvx_xdev");
 	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_xfdb), "kvx_xfdb");
@@ -949,6 +951,16 @@ std::vector<std::pair<kvx_frag_key, kvx_frag_val>> Datapath::frag_entries() cons
 			out.emplace_back(k, v);
 	}
 	return out;
+}
+
+std::vector<kvx_frag_key> Datapath::fraghost_keys() const
+{
+	return map_keys<kvx_frag_key>(bpf_map__fd(tc()->maps.kvx_fraghost));
+}
+
+std::vector<kvx_frag6_key> Datapath::fraghost6_keys() const
+{
+	return map_keys<kvx_frag6_key>(bpf_map__fd(tc()->maps.kvx_fraghost6));
 }
 
 std::vector<testpkt::Bytes> Datapath::fragq_drain()

@@ -186,6 +186,9 @@ public:
 	std::vector<std::pair<kvx_ct_key, kvx_ct_val>> ct_entries() const;
 
 	std::vector<std::pair<kvx_frag_key, kvx_frag_val>> frag_entries() const;
+	// The host's marks (kvx_fraghost, kvx_fraghost6).
+	std::vector<kvx_frag_key> fraghost_keys() const;
+	std::vector<kvx_frag6_key> fraghost6_keys() const;
 	// kvx_fragq: the records (kvx_fragq_hdr and the packet, each whole,
 	// in its size class) the programs submitted since the last drain
 	// (clear_tables() drains too).

@@ -287,18 +287,19 @@ TEST_F(FragParkTest, BudgetAllowsABurstThenLimits)
 TEST_F(FragParkTest, HostsFirstFragmentSendsItsLaterOnesToTheHost)
 {
 	// A first fragment no guest takes goes to the host and marks its
-	// datagram (KVX_FRAG_HOST): the later fragments follow it there
-	// without a copy into the ring.
+	// datagram (kvx_fraghost, not the guests' kvx_frag): the later
+	// fragments follow it there without a copy into the ring.
 	Packet first = from_uplink(make_udp(kRemote1, 5353, Topology::kUplinkAddr, 9999, 64));
 	first.mf = true;
 	first.df = false;
 	first.ip_id = 0x7171;
 	run_up(first, TC_ACT_OK, KVX_R_PASS_HOST);
-	auto frags = dp().frag_entries();
-	ASSERT_EQ(frags.size(), 1u);
-	EXPECT_EQ(frags[0].first.dir, KVX_BIND_IN);
-	EXPECT_EQ(frags[0].first.id, be16(0x7171));
-	EXPECT_EQ(frags[0].second.addr, static_cast<__be32>(KVX_FRAG_HOST));
+	EXPECT_TRUE(dp().frag_entries().empty()) << "no entry among the guests'";
+	auto marks = dp().fraghost_keys();
+	ASSERT_EQ(marks.size(), 1u);
+	EXPECT_EQ(marks[0].dir, KVX_BIND_IN);
+	EXPECT_EQ(marks[0].id, be16(0x7171));
+	EXPECT_EQ(marks[0].saddr, be32(kRemote1));
 	Packet later = from_uplink(later_fragment(kRemote1, Topology::kUplinkAddr, 0x7171));
 	run_up(later, TC_ACT_OK, KVX_R_PASS_HOST);
 	run_up(later, TC_ACT_OK, KVX_R_PASS_HOST);
@@ -332,9 +333,48 @@ TEST_F(FragParkTest, HostEntryNeverReplacesAGuestsDatagram)
 	auto frags = dp().frag_entries();
 	ASSERT_EQ(frags.size(), 1u);
 	EXPECT_EQ(frags[0].second.addr, be32(kGuestA));
+	EXPECT_EQ(dp().fraghost_keys().size(), 1u) << "the stray one marked the host's";
 	Packet later = from_uplink(later_fragment(kRemote1, Topology::kUplinkAddr, 0x7373));
 	later.ttl = first.ttl;
 	run_up(later, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(later, kGuestA, 0));
+}
+
+TEST_F(FragParkTest, HostMarksFloodEvictsNoGuestsDatagram)
+{
+	// A LAN host sends first fragments to the uplink address, each with
+	// another id: every one is the host's and marks its datagram.  Three
+	// times the guests' table (an LRU): had the marks shared it, the
+	// guest's datagram entry below would have been evicted, and its later
+	// fragment parked instead of delivered.
+	const std::uint16_t port =
+		translate_out(from_guest(make_udp(kGuestA, 40070, kRemote1, 53)));
+	Packet first = reply_to(snat(from_guest(make_udp(kGuestA, 40070, kRemote1, 53)), port));
+	first.payload = pattern(64, 0x55);
+	first.mf = true;
+	first.df = false;
+	first.ip_id = 0x4242;
+	run_up(first, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(first, kGuestA, 40070));
+	const std::uint32_t flood = 3 * KVX_FRAG_DEFAULT_SIZE;
+	Packet mark = from_uplink(make_udp(kRemote2, 7, Topology::kUplinkAddr, 9, 8));
+	mark.mf = true;
+	mark.df = false;
+	for (std::uint32_t i = 0; i < flood; i++) {
+		mark.ip_id = static_cast<std::uint16_t>(i);
+		const RunResult r =
+			dp().run(Prog::UpIngress, mark.build(), ingress_ifindex(Prog::UpIngress));
+		ASSERT_EQ(r.verdict, TC_ACT_OK) << "mark " << i;
+	}
+	// Full (an LRU evicts ahead of its size, a batch at a time).
+	const std::size_t marks = dp().fraghost_keys().size();
+	EXPECT_GT(marks, std::size_t{KVX_FRAG_DEFAULT_SIZE} * 3 / 4);
+	EXPECT_LE(marks, std::size_t{KVX_FRAG_DEFAULT_SIZE});
+	auto frags = dp().frag_entries();
+	ASSERT_EQ(frags.size(), 1u) << "the guest's datagram is still steered";
+	EXPECT_EQ(frags[0].second.addr, be32(kGuestA));
+	Packet later = from_uplink(later_fragment(kRemote1, Topology::kUplinkAddr, 0x4242));
+	later.ttl = first.ttl;
+	run_up(later, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(later, kGuestA, 0));
+	EXPECT_TRUE(dp().fragq_drain().empty()) << "nothing parked";
 }
 
 } // namespace

@@ -1687,13 +1687,13 @@ TEST_F(Nat66Test, HostsFragmentsSkipThePark)
 	const Bytes first = frag6_of(to_host, 0, 104, true, 0x5151);
 	const Bytes later = frag6_of(to_host, 104, 208, false, 0x5151);
 	run_case_bytes(dp(), Prog::UpIngress, first, TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
-	bool host_entry = false;
-	for (const auto &[k, v] : dp().frag6_entries())
-		if (k.dir == KVX_BIND_IN && k.id == htonl(0x5151)) {
-			host_entry = true;
-			EXPECT_EQ(std::memcmp(v.addr, Ip6{}.data(), 16), 0) << "the host's";
-		}
-	EXPECT_TRUE(host_entry);
+	// The host's mark, in its own table (kvx_fraghost6), none among the
+	// guests' entries.
+	EXPECT_TRUE(dp().frag6_entries().empty());
+	const auto marks = dp().fraghost6_keys();
+	ASSERT_EQ(marks.size(), 1u);
+	EXPECT_EQ(marks[0].dir, KVX_BIND_IN);
+	EXPECT_EQ(marks[0].id, htonl(0x5151));
 	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
 	run_case_bytes(dp(), Prog::UpIngress, later, TC_ACT_OK, KVX_R_PASS_HOST, std::nullopt);
 	EXPECT_TRUE(dp().fragq_drain().empty()) << "nothing parked";
@@ -2827,6 +2827,39 @@ TEST_F(Nat66Test, HostEntryNeverReplacesAGuestsDatagram)
 		       KVX_R_PASS_HOST, std::nullopt);
 	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 0x88),
 		       TC_ACT_REDIRECT, KVX_R_XLATE_IN, frag6_of(got, 104, 208, false, 0x88));
+}
+
+// First fragments to the uplink address from a LAN host, three times the
+// guests' table: each marks a datagram the host's, in the marks' own table;
+// the guest's datagram keeps its entry and its later fragment is delivered
+// (with the marks in kvx_frag6's LRU it was evicted: parked instead).
+TEST_F(Nat66Test, HostMarksFloodEvictsNoGuestsDatagram)
+{
+	const Packet6 whole = from_guest6(make_udp6(kGuest6A, 62030, kRemote6A, 9999, 100));
+	const Packet6 sent = snat6(whole, 62030);
+	run_case_bytes(dp(), Prog::BrIngress, whole.build(), TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		       sent.build());
+	Packet6 back = reply6(sent);
+	back.payload = pattern(200, 0x5b);
+	const Packet6 got = dnat6(back, kGuest6A, 62030);
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 0, 104, true, 0x99), TC_ACT_REDIRECT,
+		       KVX_R_XLATE_IN, frag6_of(got, 0, 104, true, 0x99));
+	Packet6 mark = from_uplink6(make_udp6(kRemote6A, 7, kUplink6, 9, 100));
+	mark.payload = pattern(100, 0x11);
+	for (std::uint32_t i = 0; i < 3 * KVX_FRAG_DEFAULT_SIZE; i++) {
+		const RunResult r = dp().run(Prog::UpIngress,
+					     frag6_of(mark, 0, 56, true, 0x10000 + i),
+					     ingress_ifindex(Prog::UpIngress));
+		ASSERT_EQ(r.verdict, TC_ACT_OK) << "mark " << i;
+	}
+	// Full (an LRU evicts ahead of its size, a batch at a time).
+	const std::size_t marks = dp().fraghost6_keys().size();
+	EXPECT_GT(marks, std::size_t{KVX_FRAG_DEFAULT_SIZE} * 3 / 4);
+	EXPECT_LE(marks, std::size_t{KVX_FRAG_DEFAULT_SIZE});
+	ASSERT_EQ(dp().frag6_entries().size(), 1u) << "the guest's datagram is still steered";
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, 0x99),
+		       TC_ACT_REDIRECT, KVX_R_XLATE_IN, frag6_of(got, 104, 208, false, 0x99));
+	EXPECT_TRUE(dp().fragq_drain().empty()) << "nothing parked";
 }
 
 // To an announced mapped address (1:1) a later fragment ahead of its first

@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 24
+#define KVX_ABI_VERSION 25
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -149,6 +149,12 @@
  *      rings in the other half of kvx_gtw; an IPv6 flow's ct.ext_addr is
  *      KVX_CT6_SLOT (0 in older entries: the slot found from the binding).
  *      Tables unchanged: pins of 3..24 are reused.
+ *  25: the host's fragment marks in maps of their own (kvx_fraghost,
+ *      kvx_fraghost6; created when absent); kvx_frag/kvx_frag6 IN entries
+ *      of addr 0 that older versions made still read as the host's.  A
+ *      tracked flow's remote FIN counts once the guest acknowledges it
+ *      (KVX_CT_TCP_F_FIN on its remote side; older flows counted it at
+ *      once).  Tables unchanged: pins of 3..25 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -521,9 +527,9 @@ struct kvx_ct_tcp {
  * scale (ct.h tcp_loose_span); the remote's side: only a FIN's end
  * (KVX_CT_TCP_F_FIN). */
 #define KVX_CT_TCP_F_LOOSE (1U << 3)
-/* A picked-up flow's remote side: a FIN was seen, end (and maxend, for a
- * later one) just past it; the flow counts it once the guest acknowledges
- * exactly that. */
+/* The remote's side: a FIN was seen, end just past it (a picked-up flow's:
+ * and maxend, for a later one); the flow counts it (KVX_CT_F_FIN_IN) once
+ * the guest acknowledges exactly that. */
 #define KVX_CT_TCP_F_FIN (1U << 4)
 
 struct kvx_ct_val {
@@ -588,8 +594,9 @@ struct kvx_frag_key {
 };
 
 struct kvx_frag_val {
-	__be32 addr;          /* OUT: external source address; IN: guest address,
-			       * 0: the host's (KVX_FRAG_HOST) */
+	__be32 addr;          /* OUT: external source address; IN: guest address
+			       * (0: the host's, KVX_FRAG_HOST, in entries of
+			       * versions before 25) */
 	__u8 guest_mac[6];    /* IN: deliver to; OUT: the next hop's MAC on the uplink
 			       * (0: the route lookup left the neighbour to the kernel) */
 	__u8 gw_mac[6];       /* IN: the bridge's MAC the guest uses; OUT: the uplink's */
@@ -598,9 +605,30 @@ struct kvx_frag_val {
 
 #define KVX_FRAG_DEFAULT_SIZE 4096
 #define KVX_FRAG_TIMEOUT_S 30
-/* An IN entry whose first fragment went to the host (no guest took it):
- * its later fragments go there too, never to the park. */
+/* An IN entry of versions before 25 whose first fragment went to the host:
+ * its later fragments go there too (now kvx_fraghost's). */
 #define KVX_FRAG_HOST 0
+
+/*
+ * Inbound datagrams whose first fragment went to the host (no guest took
+ * it), by kvx_frag_key (IPv4) and kvx_frag6_key (IPv6): their later
+ * fragments go to the host too, never to the park (the host's own
+ * fragmented datagrams would otherwise be copied fragment by fragment).
+ * LRU maps of their own: anyone on the LAN can make these marks (a first
+ * fragment to the uplink address is enough), and in the guests' kvx_frag
+ * and kvx_frag6 a flood of them evicted the guests' datagrams, whose later
+ * fragments then went to the park or were lost.  Here a flood evicts only
+ * other marks: a host's datagram that loses its mark has its later
+ * fragments passed to the host and copied to the park (FRAG_PARKED_HOST),
+ * as when its first fragment comes last.  The guests' entries are looked
+ * up first: a mark never takes a guest's datagram away.
+ */
+#define KVX_MAP_FRAGHOST "kvx_fraghost"
+#define KVX_MAP_FRAGHOST6 "kvx_fraghost6"
+
+struct kvx_fraghost_val {
+	__u64 created_ns; /* CLOCK_BOOTTIME: when the first fragment passed */
+};
 /* A parked fragment joins only a datagram whose first fragment passed
  * within this much of the parking, either way (RFC 4963: a fragment of
  * one datagram must not complete another that reuses its id). */
@@ -676,9 +704,9 @@ struct kvx_fragq_rec {
  * carry and the Fragment header's 32-bit identification, for
  * KVX_FRAG_TIMEOUT_S (an LRU map of KVX_FRAG_DEFAULT_SIZE entries).
  * Later fragments carry no checksum to fix: only the address (and the
- * MACs) change.  An IN entry whose addr is all zero (as IPv4's
- * KVX_FRAG_HOST) is a datagram whose first fragment went to the host: its
- * later fragments go there too, never to the park (kvx_fragq).
+ * MACs) change.  An IN entry whose addr is all zero (versions before 25;
+ * now kvx_fraghost6) is a datagram whose first fragment went to the host:
+ * its later fragments go there too, never to the park (kvx_fragq).
  */
 struct kvx_frag6_key {
 	__be32 saddr[4];
