@@ -430,30 +430,7 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 		 * nothing here. */
 		if (!tcp_in_window(s, r, p))
 			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
-		/* Data past a remote's FIN: that FIN was not real. */
-		if (!out && !(tf & KVX_TCP_FIN) && (s->flags & KVX_CT_TCP_F_FIN) &&
-		    seq_after(tcp_seq_end(p), s->end))
-			s->flags &= ~KVX_CT_TCP_F_FIN;
 		tcp_track(f, s, r, p);
-		/*
-		 * A remote's FIN counts once the guest acknowledges it: the
-		 * window check lets through a FIN guessed anywhere in the
-		 * window, which the guest's TCP queues out of order or drops
-		 * and never acknowledges, and counted at once it moved a
-		 * half-closed flow to TIME_WAIT and its port to another flow.
-		 * Noted only at the highest end seen (an older one is a
-		 * retransmission or a guess below).  The guest's own FIN
-		 * counts at once (it is trusted with its flows).
-		 */
-		if (out) {
-			if ((r->flags & KVX_CT_TCP_F_FIN) && (tf & KVX_TCP_ACK) &&
-			    p->tcp_ack == r->end && !(f->flags & KVX_CT_F_FIN_IN))
-				f->flags |= KVX_CT_F_FIN_IN;
-		} else if (tf & KVX_TCP_FIN) {
-			if (tcp_seq_end(p) == s->end && !(s->flags & KVX_CT_TCP_F_FIN))
-				s->flags |= KVX_CT_TCP_F_FIN;
-			tf &= ~KVX_TCP_FIN;
-		}
 	} else if (tcp_loose(f)) {
 		/* The guest's segment teaches its side; a remote's is judged
 		 * against that.  A remote's FIN counts once the guest

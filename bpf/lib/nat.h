@@ -501,6 +501,17 @@ static __always_inline void maybe_clamp_mss(kvx_ctx_t *ctx, const struct kvx_cfg
 		tcp_clamp_mss(ctx, p, cfg->clamp_mss);
 }
 
+/* A datagram's key (kvx_frag, kvx_fraghost): the addresses and IP id its
+ * fragments carry, its protocol, the direction. */
+static __always_inline void frag_key_of(struct kvx_frag_key *k, const struct kvx_pkt *p, __u8 dir)
+{
+	k->saddr = p->saddr;
+	k->daddr = p->daddr;
+	k->id = p->ip_id;
+	k->proto = p->proto;
+	k->dir = dir;
+}
+
 /* Remember the first fragment's translation for the later ones, which carry
  * the same untranslated addresses (a call: its key and value stay off the
  * main path's stack).  OUT entries also keep the MACs of the route lookup
@@ -520,11 +531,7 @@ static __noinline void frag_remember(const struct kvx_pkt *p, __u8 dir,
 
 	if (!(p->frag & KVX_IP_MF))
 		return;
-	k.saddr = p->saddr;
-	k.daddr = p->daddr;
-	k.id = p->ip_id;
-	k.proto = p->proto;
-	k.dir = dir;
+	frag_key_of(&k, p, dir);
 	v.created_ns = now;
 	if (!to) {
 		bpf_map_update_elem(&kvx_fraghost, &k, &v.created_ns, BPF_ANY);
@@ -554,11 +561,7 @@ static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p,
 	struct kvx_frag_key k = {};
 	struct kvx_frag_val *v;
 
-	k.saddr = p->saddr;
-	k.daddr = p->daddr;
-	k.id = p->ip_id;
-	k.proto = p->proto;
-	k.dir = dir;
+	frag_key_of(&k, p, dir);
 	v = bpf_map_lookup_elem(&kvx_frag, &k);
 	/* A sum, not `now - created`: an entry another CPU made may be a
 	 * jiffy ahead of this CPU's cached clock (clock.h). */
@@ -579,11 +582,7 @@ static __noinline int frag_host_marked(const struct kvx_pkt *p, __u64 now)
 
 	if (!p)
 		return 0;
-	k.saddr = p->saddr;
-	k.daddr = p->daddr;
-	k.id = p->ip_id;
-	k.proto = p->proto;
-	k.dir = KVX_BIND_IN;
+	frag_key_of(&k, p, KVX_BIND_IN);
 	v = bpf_map_lookup_elem(&kvx_fraghost, &k);
 	if (!v)
 		return 0;

@@ -25,6 +25,9 @@ struct CtPins {
 	Fd guest;      // kvx_guest, the owners that name a guest's quota slot
 	Fd ct6, bind6; // -1 when not pinned (maps of an older version)
 	Fd ovl;	       // kvx_ovl; -1 when not pinned (maps of an older version)
+	// Relay's owners (kvx_nd) and their bridge ports (kvx_brport): the
+	// slots relay flows count in; -1 when not pinned.
+	Fd nd, brport;
 	Ct6Fds v6() const { return {ct6.get(), bind6.get()}; }
 };
 
@@ -68,6 +71,10 @@ CtPins open_ct_pins(const GlobalOptions &g, const std::string &bridge)
 		p.bind6 = std::move(*bind6);
 	if (auto ovl = find_pinned(d, KVX_MAP_OVL, pinned_layout(KVX_MAP_OVL)))
 		p.ovl = std::move(*ovl);
+	if (auto nd = find_pinned(d, KVX_MAP_ND, pinned_layout(KVX_MAP_ND)))
+		p.nd = std::move(*nd);
+	if (auto brport = find_pinned(d, KVX_MAP_BRPORT, pinned_layout(KVX_MAP_BRPORT)))
+		p.brport = std::move(*brport);
 	return p;
 }
 
@@ -99,9 +106,16 @@ CtFlushResult conntrack_flush(const GlobalOptions &g, const std::string &bridge,
 	CtPins p = open_ct_pins(g, bridge);
 	if (bridge_out)
 		*bridge_out = p.bridge;
-	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(),
-			   {p.gflows.get(), p.guest.get(), read_cfg(p.cfg.get()).guest_seed},
-			   p.v6(), p.ovl.get());
+	// The recount finds every flow's slot as the datapath and the daemon
+	// do, relay's included (without kvx_nd they counted in their
+	// address's slot until the daemon's next sweep).
+	QuotaMaps q;
+	q.gflows_fd = p.gflows.get();
+	q.guest_fd = p.guest.get();
+	q.seed = read_cfg(p.cfg.get()).guest_seed;
+	q.nd_fd = p.nd.get();
+	q.brport_fd = p.brport.get();
+	return ct_flush_fd(p.ct.get(), p.bind.get(), f, boottime_ns(), q, p.v6(), p.ovl.get());
 }
 
 } // namespace kvmxdp

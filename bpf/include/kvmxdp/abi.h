@@ -151,10 +151,8 @@
  *      Tables unchanged: pins of 3..24 are reused.
  *  25: the host's fragment marks in maps of their own (kvx_fraghost,
  *      kvx_fraghost6; created when absent); kvx_frag/kvx_frag6 IN entries
- *      of addr 0 that older versions made still read as the host's.  A
- *      tracked flow's remote FIN counts once the guest acknowledges it
- *      (KVX_CT_TCP_F_FIN on its remote side; older flows counted it at
- *      once).  Tables unchanged: pins of 3..25 are reused.
+ *      of addr 0 that older versions made still read as the host's.
+ *      Tables unchanged: pins of 3..25 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -527,9 +525,9 @@ struct kvx_ct_tcp {
  * scale (ct.h tcp_loose_span); the remote's side: only a FIN's end
  * (KVX_CT_TCP_F_FIN). */
 #define KVX_CT_TCP_F_LOOSE (1U << 3)
-/* The remote's side: a FIN was seen, end just past it (a picked-up flow's:
- * and maxend, for a later one); the flow counts it (KVX_CT_F_FIN_IN) once
- * the guest acknowledges exactly that. */
+/* A picked-up flow's remote side: a FIN was seen, end (and maxend, for a
+ * later one) just past it; the flow counts it once the guest acknowledges
+ * exactly that. */
 #define KVX_CT_TCP_F_FIN (1U << 4)
 
 struct kvx_ct_val {
