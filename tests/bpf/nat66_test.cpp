@@ -1116,6 +1116,27 @@ TEST_F(TimeWaitReuse6Test, SameRemoteOnlyIfItClosedSecondOrTheSynIsLater)
 	EXPECT_EQ(std::memcmp(in->addr, kGuest6C.data(), 16), 0);
 }
 
+// Simultaneous close: the remote's FIN crosses the guest's (it does not
+// acknowledge it), so the remote is in TIME_WAIT too: remembered with the
+// port, which goes to another remote's SYN only.
+TEST_F(TimeWaitReuse6Test, CrossedFinsCountAsTheRemoteClosingFirst)
+{
+	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
+	send(a, kTcpFin | kTcpAck);
+	a.g--; // the remote's FIN was sent before it saw the guest's
+	recv(a, kTcpFin | kTcpAck);
+	a.g++;
+	send(a, kTcpAck);
+	recv(a, kTcpAck);
+	auto in = in_half(61000);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->bind.flags, KVX_BIND_F_TW | KVX_BIND_F_RFIN);
+	EXPECT_NE(in->bind.tw_remotes, 0u);
+	age(61000);
+	refused(make_tcp6(kGuest6B, 40001, kRemote6A, 80), KVX_R_DROP_PORTS_EXHAUSTED);
+	open(kGuest6B, 40001, kRemote6B, 80, 61000);
+}
+
 // The old flow gone (expired, flushed): nothing to check a later sequence
 // number against, the remembered remote keeps the port; another port of the
 // same remote host is another endpoint.
