@@ -512,6 +512,15 @@ static __always_inline void frag_key_of(struct kvx_frag_key *k, const struct kvx
 	k->dir = dir;
 }
 
+/* A fragment entry (kvx_frag, kvx_frag6, their host marks) made at created
+ * is past KVX_FRAG_TIMEOUT_S: an earlier datagram's, whose id the sender
+ * may have reused.  A sum, not `now - created`: an entry another CPU made
+ * may be a jiffy ahead of this CPU's cached clock (clock.h). */
+static __always_inline int frag_stale(__u64 created, __u64 now)
+{
+	return created + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < now;
+}
+
 /* Remember the first fragment's translation for the later ones, which carry
  * the same untranslated addresses (a call: its key and value stay off the
  * main path's stack).  OUT entries also keep the MACs of the route lookup
@@ -563,9 +572,7 @@ static __always_inline struct kvx_frag_val *frag_lookup(const struct kvx_pkt *p,
 
 	frag_key_of(&k, p, dir);
 	v = bpf_map_lookup_elem(&kvx_frag, &k);
-	/* A sum, not `now - created`: an entry another CPU made may be a
-	 * jiffy ahead of this CPU's cached clock (clock.h). */
-	if (v && v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < now) {
+	if (v && frag_stale(v->created_ns, now)) {
 		bpf_map_delete_elem(&kvx_frag, &k);
 		return NULL;
 	}
@@ -586,8 +593,7 @@ static __noinline int frag_host_marked(const struct kvx_pkt *p, __u64 now)
 	v = bpf_map_lookup_elem(&kvx_fraghost, &k);
 	if (!v)
 		return 0;
-	/* A sum, as frag_lookup's. */
-	if (v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < now) {
+	if (frag_stale(v->created_ns, now)) {
 		bpf_map_delete_elem(&kvx_fraghost, &k);
 		return 0;
 	}

@@ -336,6 +336,18 @@ static __noinline int nat6_rewrite(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 	return 0;
 }
 
+/* A datagram's key (kvx_frag6, kvx_fraghost6), as nat.h frag_key_of. */
+static __always_inline void frag6_key_of(struct kvx_frag6_key *k, const struct kvx_pkt6 *p6,
+					 __u8 dir)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	addr6_copy(k->saddr, p6->saddr);
+	addr6_copy(k->daddr, p6->daddr);
+	k->id = p6->frag_id;
+	k->proto = p6->p.proto;
+	k->dir = dir;
+}
+
 /*
  * IPv6 fragments (RFC 8200 4.5; abi.h kvx_frag6): only the first carries
  * the L4 header, so its translation is remembered per datagram for the
@@ -357,13 +369,8 @@ static __noinline void frag6_remember(const struct kvx_pkt6 *p6, __u8 dir, const
 
 	if (!p6 || !(p6->p.frag & KVX_IP_MF) || pkt_is_later_fragment(&p6->p))
 		return;
-	__builtin_memset(&k, 0, sizeof(k));
+	frag6_key_of(&k, p6, dir);
 	__builtin_memset(&v, 0, sizeof(v));
-	addr6_copy(k.saddr, p6->saddr);
-	addr6_copy(k.daddr, p6->daddr);
-	k.id = p6->frag_id;
-	k.proto = p6->p.proto;
-	k.dir = dir;
 	v.created_ns = clock_now_ns();
 	if (!addr) {
 		bpf_map_update_elem(&kvx_fraghost6, &k, &v.created_ns, BPF_ANY);
@@ -392,15 +399,9 @@ static __noinline int frag6_find(const struct kvx_pkt6 *p6, __u8 dir, const __u8
 
 	if (!p6 || !src_mac || !rw)
 		return -1;
-	__builtin_memset(&k, 0, sizeof(k));
-	addr6_copy(k.saddr, p6->saddr);
-	addr6_copy(k.daddr, p6->daddr);
-	k.id = p6->frag_id;
-	k.proto = p6->p.proto;
-	k.dir = dir;
+	frag6_key_of(&k, p6, dir);
 	v = bpf_map_lookup_elem(&kvx_frag6, &k);
-	/* A sum: an entry of another CPU may be a jiffy ahead (clock.h). */
-	if (v && v->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < clock_now_ns()) {
+	if (v && frag_stale(v->created_ns, clock_now_ns())) {
 		bpf_map_delete_elem(&kvx_frag6, &k);
 		v = NULL;
 	}
@@ -414,7 +415,7 @@ static __noinline int frag6_find(const struct kvx_pkt6 *p6, __u8 dir, const __u8
 		h = bpf_map_lookup_elem(&kvx_fraghost6, &k);
 		if (!h)
 			return -1;
-		if (h->created_ns + (__u64)KVX_FRAG_TIMEOUT_S * 1000000000ULL < clock_now_ns()) {
+		if (frag_stale(h->created_ns, clock_now_ns())) {
 			bpf_map_delete_elem(&kvx_fraghost6, &k);
 			return -1;
 		}

@@ -39,9 +39,9 @@
 #include "kernel/skel.hpp"
 #include "kernel/sockets.hpp"
 #include "kernel/tc.hpp"
+#include "kvmxdp/ct_rules.h"
 #include "kvmxdp_tc.skel.h"
 #include "model/leases.hpp"
-#include "kvmxdp/ct_rules.h"
 #include "model/quota.hpp"
 #include "model/timeouts.hpp"
 
