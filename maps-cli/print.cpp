@@ -99,10 +99,13 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 			out << "  ipv6 " << str(i["ipv6_mode"]);
 			if (!i["ipv6_subnet"].is_null())
 				out << " " << str(i["ipv6_subnet"]) << " -> "
-				    << str(i["ipv6_uplink_addr"], "none");
+				    << str(i["ipv6_uplink_addr"], "none") << ", "
+				    << str(i["guest_addresses6"]["entries"])
+				    << " address(es) known";
 			else if (i.contains("ipv6_relay_prefix") && str(i["ipv6_mode"]) == "relay")
 				out << " " << str(i["ipv6_relay_prefix"], "none") << ", "
-				    << str(i["relay_addresses"]["entries"]) << " address(es) known";
+				    << str(i["guest_addresses6"]["entries"])
+				    << " address(es) known";
 			out << " (" << str(i["ipv6_mode_why"]) << ")\n";
 		}
 		// The pool the datapath allocates from: the range minus the

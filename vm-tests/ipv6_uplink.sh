@@ -145,7 +145,8 @@ text=$(kvx status --bridge "$BR")
 assert_contains "status text: the address and its kind" "ipv6 uplink address $STABLE1 (stable)" "$text"
 assert_contains "status text: the prefix" "on-link $N1 (ra)" "$text"
 assert_contains "status text: relay" "ipv6 relay possible: the router announces $N1" "$text"
-assert_contains "status text: NAT66 on the given prefix" "ipv6 nat66 fd42::/64 -> $STABLE1 (guests' prefix fd42::/64 (--subnet6))" "$text"
+assert_contains "status text: NAT66 on the given prefix" "ipv6 nat66 fd42::/64 -> $STABLE1, " "$text"
+assert_contains "status text: why" " address(es) known (guests' prefix fd42::/64 (--subnet6))" "$text"
 kvx_wait_file_contains 5 "$KVX_DAEMON_LOG" "IPv6: $STABLE1 (stable)" || true
 
 kvx_step "renumbering: $N1 deprecated (preferred 0), $N2 announced"

@@ -151,7 +151,8 @@ assert_eq "status: kvx_ct6 sized as kvx_ct" "$(kvx_json 'i["conntrack"]["max_ent
 	"$(kvx_json 'i["conntrack6"]["max_entries"]' "$st")"
 assert_eq "bridge IPv6 forwarding on (bpf_fib_lookup)" 1 "$(kvx_sysctl_get "$NS_HOST" "net/ipv6/conf/$BR/forwarding")"
 text=$(kvx status --bridge "$BR")
-assert_contains "status text: mode, prefix, address, why" "ipv6 nat66 $PFX -> $UP6 (guests' prefix $PFX from bridge '$BR'" "$text"
+assert_contains "status text: mode, prefix, address" "ipv6 nat66 $PFX -> $UP6, " "$text"
+assert_contains "status text: the guests' addresses known, why" " address(es) known (guests' prefix $PFX from bridge '$BR'" "$text"
 assert_contains "status text: the IPv6 programs" "kvx_br6" "$text"
 progs=$(nsx "$NS_HOST" bpftool prog show 2>/dev/null | grep -oE 'name kvx_(br|up)6' | sort -u | paste -sd' ' || true)
 assert_eq "bpftool prog show lists them" "name kvx_br6 name kvx_up6" "$progs"

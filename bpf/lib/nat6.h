@@ -4,7 +4,10 @@
  * frame into.  Guests on kvx_cfg6.subnet leave from kvx_cfg6.uplink_addr
  * with the IPv4 path's behaviour (endpoint-independent mapping, APDF or
  * --eif, the NAT port range minus the host's); neighbour and router
- * discovery, link-local and multicast stay the host's.  Mode off (or relay,
+ * discovery, link-local and multicast stay the host's.  A guest's address
+ * is its MAC's (owner6.h: its DAD probe or first frame claims it), so that
+ * one guest cannot leave from, or use the 1:1 address of, another's.  Mode
+ * off (or relay,
  * not in the datapath yet): every frame is the host's (PASS_NOT_IP), as
  * before IPv6 existed here.
  *
@@ -29,6 +32,11 @@
 #include "ct6.h"
 #include "icmp6.h"
 #include "nd6.h"
+#include "owner6.h"
+
+/* Returned by nat6_guest_check: a guest's duplicate address detection
+ * probe (nat6_guest_dad). */
+#define KVX_NAT6_DAD (KVX_R_MAX + 9)
 
 /* Is a in prefix/len (len 0..128)? */
 static __always_inline int prefix6_has(const __be32 *prefix, __u32 len, const __be32 *a)
@@ -679,6 +687,50 @@ static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
 }
 
 /*
+ * Bridge: a guest's frame the host keeps (PASS_ND, PASS_LOCAL).  From an
+ * address of the subnet, the owner's keeps the address alive (nd_seen);
+ * another live owner's address is not the sender's to use with the host
+ * (1: DROP_SPOOF_MAC): a Neighbour Solicitation from it (its source
+ * link-layer option, or the kernel's reply) would teach the host's
+ * neighbour cache the sender's MAC for it (RFC 4861 7.2.3), and the host's
+ * services would answer the owner.  A Neighbour Advertisement, from any
+ * source (its link-local one too), for another live owner's address is
+ * refused the same (7.2.5: its target link-layer option overrides the
+ * host's entry): the host's own traffic to that guest, and a mapping's
+ * that has not seen its guest yet (delivered through the cache), would go
+ * to the sender.  The target is read where it is, unchecked: an invalid
+ * advertisement costs nothing to drop.  0: the host's.  A flag, not a
+ * reason: the caller's verdict stays one of two constants for the
+ * verifier.  A global function (TC only: IPv6 has no XDP path): the
+ * verifier checks it once, not once per parse outcome that reaches the
+ * host.  Left: an advertisement behind an extension header chain the
+ * parser does not walk (PARSE_EXTHDR) from a link-local source.
+ */
+__noinline int nat6_guest_local(struct __sk_buff *ctx, const struct kvx_pkt6 *p6)
+{
+	__u8 mac[8] __attribute__((aligned(8))) = {}; /* mac_eq: word loads */
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	__be32 target[4];
+	__u32 off;
+
+	if (!p6 || !cfg6 || (void *)(eth + 1) > data_end)
+		return 0;
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr) && nd_seen(p6->saddr, mac))
+		return 1;
+	if (p6->p.proto != KVX_IPPROTO_ICMPV6 || !p6->p.l4_ok ||
+	    p6->p.icmp_type != ICMPV6_NEIGH_ADV)
+		return 0;
+	off = p6->p.l4_off;
+	if (off > KVX_PULL6_LEN || data + off + 24 > data_end)
+		return 0;
+	__builtin_memcpy(target, data + off + 8, sizeof(target));
+	return prefix6_has(cfg6->subnet, cfg6->subnet_len, target) && nd_seen(target, mac);
+}
+
+/*
  * A guest's frame up to the binding: parsed into p6, classified, routed
  * (into rw).  Returns KVX_CONTINUE when it is to be translated, else the
  * reason to count it under.  Not inlined, as nat6_uplink_check: the
@@ -687,7 +739,9 @@ static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
  */
 static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, struct nat6_rewrite *rw)
 {
+	__u8 mac[8] __attribute__((aligned(8))) = {};
 	const struct kvx_cfg *cfg = cfg_get();
+	struct ethhdr *eth;
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	enum parse_result pr;
 	int rc;
@@ -702,10 +756,16 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_PASS_NOT_IP;
 	if (pr == PARSE_BAD_IP)
 		return KVX_R_DROP_MALFORMED;
+	/* A DAD probe (from ::, to a solicited-node group, RFC 4862 5.4.2)
+	 * claims its target. */
+	if (pr == PARSE_OK && p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.l4_ok &&
+	    p6->p.icmp_type == ICMPV6_NEIGH_SOL && addr6_is_zero(p6->saddr) &&
+	    addr6_is_mcast(p6->daddr))
+		return KVX_NAT6_DAD;
 	/* By address first: a link-local packet with a chain we do not walk
 	 * is still the host's (it never leaves the link). */
 	if (pkt6_is_host_local(p6))
-		return KVX_R_PASS_ND;
+		return nat6_guest_local(ctx, p6) ? KVX_R_DROP_SPOOF_MAC : KVX_R_PASS_ND;
 	if (pr == PARSE_EXTHDR)
 		return KVX_R_DROP_EXTHDR;
 	/* Neighbour discovery between global addresses (NUD of the gateway's
@@ -717,9 +777,21 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 	if (!prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr))
 		return KVX_R_DROP_SPOOFED;
 	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
-		return KVX_R_PASS_LOCAL;
+		return nat6_guest_local(ctx, p6) ? KVX_R_DROP_SPOOF_MAC : KVX_R_PASS_LOCAL;
 	if (!ctx_frame_for_host(ctx))
 		return KVX_R_PASS_OTHERHOST;
+	/* Everything below may bind or use the source address's state (a
+	 * flow, a binding, a 1:1 address, a hairpin, a fragment entry) or
+	 * answer it (Time Exceeded, Packet Too Big: their budget is per
+	 * source): the frame's MAC must own it (owner6.h), as
+	 * guest_owner_check for IPv4.  nd_owner reads the MAC as 8 bytes. */
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return KVX_R_DROP_MALFORMED;
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	rc = nd_owner(p6->saddr, mac, ctx_ifindex(ctx), KVX_OWN_NAT66);
+	if (rc != KVX_CONTINUE)
+		return rc;
 	/* To a mapped address or port: back to a guest (kvx_br6_hairpin). */
 	if (!addr6_is_zero(cfg6->uplink_addr) && !(p6->flags & KVX_PKT6_F_UDP_NO_CSUM) &&
 	    nat6_hairpin_target(p6))
@@ -852,6 +924,38 @@ static __noinline int nat6_frag_out(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 	return redirect6(rw, rw->ifindex, rw->nh);
 }
 
+/*
+ * Bridge: a guest's DAD probe for an address of the prefix claims it for
+ * the guest's MAC (nd_owner), and goes on to the host as any ND message
+ * (the bridge took it to the other guests: one that has the address
+ * defends it itself).  One for the address of another guest that is not
+ * idle (it may have taken it by a frame without configuring it, so never
+ * defends it) is answered from the bridge, so that the prober's DAD fails
+ * and it picks another instead of one whose every frame is dropped.  The
+ * host's own addresses the host defends.
+ */
+static __noinline int nat6_guest_dad(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 len)
+{
+	__u8 mac[8] __attribute__((aligned(8))) = {};
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	__be32 target[4];
+	struct ethhdr *eth;
+	int r;
+
+	if (!p6 || !cfg6 || !nd_target(ctx, p6, target) ||
+	    !prefix6_has(cfg6->subnet, cfg6->subnet_len, target))
+		return verdict(KVX_R_PASS_ND, len);
+	eth = ctx_data(ctx);
+	if ((void *)(eth + 1) > ctx_data_end(ctx))
+		return verdict(KVX_R_PASS_ND, len);
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	r = nd_owner(target, mac, ctx_ifindex(ctx), KVX_OWN_PROBE | KVX_OWN_NAT66);
+	if (r != KVX_R_DROP_ND_DUPLICATE || mac_is_zero(cfg6->bridge_mac))
+		return verdict(KVX_R_PASS_ND, len);
+	r = nd_answer(ctx, cfg6->bridge_mac, len, 0, 0);
+	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
+}
+
 /* guest -> outside. */
 static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 {
@@ -875,6 +979,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	 * fragment paths below too, and the hairpin's program, which the mark
 	 * survives): the frame's MAC, as IPv4's (nat4_from_guest).  Passed
 	 * verdicts are not counted for it (gstats_class). */
+	if (r == KVX_NAT6_DAD)
+		return nat6_guest_dad(ctx, &p6, len);
 	if (r != KVX_R_DROP_MALFORMED)
 		gstats_set(macs, 0, cfg->guest_seed, 0);
 	if (r == KVX_R_DROP_HOP_LIMIT || r == KVX_R_DROP_TOO_BIG)

@@ -58,59 +58,6 @@ static __always_inline int relay6_has(const struct kvx_cfg6 *cfg6, const __be32 
 	return cfg6->relay_len && prefix6_has(cfg6->relay_prefix, cfg6->relay_len, a);
 }
 
-static __always_inline struct kvx_nd_val *nd_lookup(const __be32 *addr)
-{
-	struct kvx_nd_key k;
-
-	addr6_copy(k.addr, addr);
-	return bpf_map_lookup_elem(&kvx_nd, &k);
-}
-
-/* Owned by a guest: forwarded to, answered for.  Pending for a whole DAD
- * run (KVX_ND_DAD_NS from its first probe) with no defence from the LAN
- * is as good: a guest that sends nothing from its new address (a server)
- * is still reached.  Pending without a probe yet (dad_probes 0: claimed
- * by a frame, the daemon's probe to come) is nobody's. */
-static __always_inline int nd_val_owned(const struct kvx_nd_val *v, __u64 now)
-{
-	return v && (v->state == KVX_ND_OWNED ||
-		     (v->state == KVX_ND_PENDING && v->dad_probes &&
-		      v->dad_ns + KVX_ND_DAD_NS <= now));
-}
-
-/* A guest's or being made one (not the host's, nor one a LAN host
- * defended: that one is the LAN host's). */
-static __always_inline int nd_val_guest(const struct kvx_nd_val *v)
-{
-	return v && (v->state == KVX_ND_PENDING || v->state == KVX_ND_OWNED);
-}
-
-static __always_inline int nd_is_guest(const __be32 *addr)
-{
-	return nd_val_owned(nd_lookup(addr), clock_now_ns());
-}
-
-/* The kvx_gaddrs counter of the guest whose MAC is mac8 (brport_of8's
- * 8-byte buffer): its bridge port's (abi.h kvx_brport; a MAC of no known
- * port: the slot all of them share), so that a guest rotating its MAC has
- * one limit. */
-static __always_inline __u32 *nd_guest_count(const __u8 *mac8)
-{
-	const struct kvx_cfg *cfg = cfg_get();
-	__u32 slot;
-
-	if (!cfg)
-		return NULL;
-	slot = kvx_port_slot(brport_of8(mac8), cfg->guest_seed);
-	return bpf_map_lookup_elem(&kvx_gaddrs, &slot);
-}
-
-/* A guest's frame from an address pending since dad_ns is its own once
- * this much of the run passed: the guest's DAD timer (RetransTimer after
- * its probe) ends a hair before ours, which started when its probe came
- * here; a LAN host defends within milliseconds of the probe. */
-#define KVX_RELAY_DAD_FRAME_NS (KVX_ND_DAD_NS / 2)
-
 /* One relayed probe from the guest whose MAC is mac (abi.h
  * KVX_ND_RELAY_BURST, KVX_ND_RELAY_INTERVAL_NS): a bucket of kvx_icmprl
  * keyed by its port's slot with the top byte 0x7e, apart from the
@@ -121,137 +68,6 @@ static __always_inline int relay6_relay_take(const struct kvx_cfg *cfg, const __
 	__be32 key = bpf_htonl(0x7e000000 | kvx_port_slot(brport_of8(mac8), cfg->guest_seed));
 
 	return icmp_rl_take(key, clock_now_ns(), KVX_ND_RELAY_INTERVAL_NS, KVX_ND_RELAY_BURST);
-}
-
-/*
- * The address belongs to mac (kvx_nd) only through a duplicate address
- * detection that no LAN host answered: a frame from an address takes
- * nothing (a guest sending from a LAN host's address would take that
- * host's traffic: answered for on the uplink, routed to the bridge).
- *
- * probe 0, the guest's frame from addr: KVX_CONTINUE when the address is
- * its own (owned, or pending and its DAD over: owned from now);
- * DROP_ND_UNCLAIMED while its DAD runs, or when nobody claimed it (then
- * it is made pending with dad_probes 0, BPF_NOEXIST: of two racing
- * claimers one wins, and the daemon probes the LAN for it);
- * DROP_ND_DUPLICATE when a LAN host defended it; DROP_SPOOF_MAC when
- * another MAC has it; DROP_SPOOFED for the host's (KVX_ND_HOST).
- *
- * probe 1, the guest's DAD probe for addr: KVX_CONTINUE when it is to be
- * relayed: a new run (pending from now, dad_probes 1), or one more probe
- * of the running one (at most KVX_ND_DAD_PROBES: DROP_ND_RELAY_LIMIT);
- * another MAC's address only from an owner idle for KVX_GUEST_IDLE_NS (a
- * VM re-created with a new MAC); DROP_ND_DUPLICATE (the caller answers the
- * probe) for an address a LAN host defended within KVX_ND_DUP_HOLD_NS, or
- * that another MAC owns or claimed and was not idle.
- *
- * A guest at its address limit (KVX_ND_PER_GUEST, kvx_gaddrs) claims no
- * other: DROP_GUEST_ADDRS.  mac: 8 bytes, the MAC then two zero bytes
- * (brport_of8).
- */
-static __noinline int relay6_owner(const __be32 *addr, const __u8 *mac, __u32 ifindex, int probe)
-{
-	__u8 old[8] __attribute__((aligned(8))) = {};
-	struct kvx_nd_val *v, nv = {};
-	struct kvx_nd_key k;
-	__u64 now = clock_now_ns();
-	__u32 *count, *was;
-	int err;
-
-	if (!addr || !mac)
-		return KVX_R_DROP_SPOOF_MAC;
-	if ((mac[0] & 1) || mac_is_zero(mac))
-		return KVX_R_DROP_SPOOF_MAC;
-	addr6_copy(k.addr, addr);
-	v = bpf_map_lookup_elem(&kvx_nd, &k);
-	if (v) {
-		if (v->state == KVX_ND_HOST)
-			return KVX_R_DROP_SPOOFED;
-		if (mac_eq(v->mac, mac) && !probe) {
-			if (v->state == KVX_ND_DUP)
-				return KVX_R_DROP_ND_DUPLICATE;
-			if (v->state == KVX_ND_PENDING) {
-				/* Not `now - dad_ns`: the per-CPU clock (see
-				 * guest_owner_check). */
-				if (!v->dad_probes || v->dad_ns + KVX_RELAY_DAD_FRAME_NS > now)
-					return KVX_R_DROP_ND_UNCLAIMED;
-				v->state = KVX_ND_OWNED;
-				v->last_seen_ns = now;
-			} else if (v->state != KVX_ND_OWNED) {
-				return KVX_R_DROP_ND_UNCLAIMED;
-			} else if (now - v->last_seen_ns >= KVX_GUEST_REFRESH_NS) {
-				v->last_seen_ns = now;
-			}
-			return KVX_CONTINUE;
-		}
-		if (mac_eq(v->mac, mac)) {
-			if (v->state == KVX_ND_DUP && v->dad_ns + KVX_ND_DUP_HOLD_NS > now)
-				return KVX_R_DROP_ND_DUPLICATE;
-			if (v->state == KVX_ND_PENDING && v->dad_probes &&
-			    v->dad_ns + KVX_ND_DAD_NS > now) {
-				if (v->dad_probes >= KVX_ND_DAD_PROBES)
-					return KVX_R_DROP_ND_RELAY_LIMIT;
-				v->dad_probes++;
-				return KVX_CONTINUE;
-			}
-			/* A new run: a DAD started over (after a defence, a
-			 * link that came back), or the first probe for an
-			 * address its frame claimed. */
-			v->state = KVX_ND_PENDING;
-			v->dad_ns = now;
-			v->dad_probes = 1;
-			v->last_seen_ns = now;
-			v->ifindex = ifindex;
-			return KVX_CONTINUE;
-		}
-		/* Not `now - seen < idle`: the per-CPU clock (see
-		 * guest_owner_check). */
-		if (!probe)
-			return KVX_R_DROP_SPOOF_MAC;
-		/* Another guest's (owned, or pending: its DAD, or a frame's
-		 * claim the daemon probes for): the probe is answered.
-		 * Passed to the bridge, only the holder could answer, and
-		 * one that took a sibling's predictable address before the
-		 * sibling booted stays silent: the sibling's DAD would
-		 * succeed on an address all of whose frames are dropped and
-		 * whose traffic goes to the taker. */
-		if (v->last_seen_ns + KVX_GUEST_IDLE_NS > now)
-			return nd_val_guest(v) ? KVX_R_DROP_ND_DUPLICATE : KVX_R_DROP_SPOOF_MAC;
-	}
-	/* A new address for this guest. */
-	count = nd_guest_count(mac);
-	if (count && *count >= KVX_ND_PER_GUEST)
-		return KVX_R_DROP_GUEST_ADDRS;
-	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
-	nv.state = KVX_ND_PENDING;
-	nv.dad_probes = probe ? 1 : 0;
-	nv.ifindex = ifindex;
-	nv.last_seen_ns = now;
-	nv.dad_ns = now;
-	if (v) {
-		/* Taken over from an idle owner by its DAD: the address
-		 * leaves that owner's count. */
-		__builtin_memcpy(old, v->mac, ETH_ALEN);
-		bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_ANY);
-		if (count)
-			__sync_fetch_and_add(count, 1);
-		was = nd_guest_count(old);
-		if (was)
-			__sync_fetch_and_add(was, -1);
-		return KVX_CONTINUE;
-	}
-	err = bpf_map_update_elem(&kvx_nd, &k, &nv, BPF_NOEXIST);
-	if (!err) {
-		if (count)
-			__sync_fetch_and_add(count, 1);
-		return probe ? KVX_CONTINUE : KVX_R_DROP_ND_UNCLAIMED;
-	}
-	if (err != -EEXIST)
-		return KVX_R_DROP_TABLE_FULL;
-	v = bpf_map_lookup_elem(&kvx_nd, &k);
-	if (!v || !mac_eq(v->mac, mac))
-		return KVX_R_DROP_SPOOF_MAC;
-	return probe && v->dad_probes == 1 ? KVX_CONTINUE : KVX_R_DROP_ND_UNCLAIMED;
 }
 
 /*
@@ -491,7 +307,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 		return KVX_R_DROP_NO_UPLINK_ADDR;
 	if (!relay6_has(cfg6, p6->saddr) || addr6_eq(p6->saddr, cfg6->uplink_addr))
 		return KVX_R_DROP_SPOOFED;
-	rc = relay6_owner(p6->saddr, mac, ctx_ifindex(ctx), 0);
+	rc = nd_owner(p6->saddr, mac, ctx_ifindex(ctx), 0);
 	if (rc != KVX_CONTINUE)
 		return rc;
 	if (!ctx_frame_for_host(ctx))
@@ -556,7 +372,7 @@ static __noinline int relay6_guest_ns(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6,
 		 * a run behind that no LAN host heard. */
 		if (!relay6_relay_take(cfg, mac))
 			return verdict(KVX_R_DROP_ND_RELAY_LIMIT, len);
-		r = relay6_owner(target, mac, ctx_ifindex(ctx), 1);
+		r = nd_owner(target, mac, ctx_ifindex(ctx), KVX_OWN_PROBE);
 		if (r == KVX_R_DROP_ND_DUPLICATE)
 			ours = 1;
 		else if (r == KVX_R_DROP_ND_RELAY_LIMIT)

@@ -17,6 +17,7 @@
 #include <set>
 
 #include "base/caps.hpp"
+#include "base/clock.hpp"
 #include "base/error.hpp"
 #include "base/log.hpp"
 #include "base/rollback.hpp"
@@ -508,7 +509,6 @@ private:
 		sizes.bind_default = prev ? prev->bind_size : KVX_BIND_DEFAULT_SIZE;
 		sizes.guests = guest_map_size(htonl(inst_.subnet.mask()));
 		sizes.ipv6 = ipv6_.mode != KVX_V6_OFF;
-		sizes.relay = ipv6_.mode == KVX_V6_RELAY;
 		// The IPv6 tables follow the IPv4 ones' sizes, pinned ones too.
 		for (auto [name, size] : {std::pair{KVX_MAP_CT, &sizes.ct_pinned},
 					  std::pair{KVX_MAP_BIND, &sizes.bind_pinned}})
@@ -659,14 +659,15 @@ private:
 		// A kvx_nd replaced (another size, or ABI 10..16's entries):
 		// the guests keep their addresses, which they claimed by a
 		// duplicate address detection they do not run again.
-		if (auto it = replaced_.find(KVX_MAP_ND); it != replaced_.end() && it->second)
+		// IPv6 off: the one-entry table keeps none.
+		if (auto it = replaced_.find(KVX_MAP_ND);
+		    ipv6_.mode != KVX_V6_OFF && it != replaced_.end() && it->second)
 			if (size_t n = carry_nd(it->second->get(), skel_->map_fd(KVX_MAP_ND)))
-				log_info("relay: " + std::to_string(n) +
+				log_info("ipv6: " + std::to_string(n) +
 					 " guest address(es) carried into the new kvx_nd");
 		gflows_recount(skel_->map_fd(KVX_MAP_CT), quota);
 		gports_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GPORTS), quota);
 		tenants_recount(skel_->map_fd(KVX_MAP_BIND), skel_->map_fd(KVX_MAP_GTENANT), quota);
-		gaddrs_recount(skel_->map_fd(KVX_MAP_ND), skel_->map_fd(KVX_MAP_GADDRS), quota);
 		// The address changed while no daemon was watching: what the
 		// daemon would have flushed then goes now.
 		if (resumed_uplink_addr_ && resumed_uplink_addr_ != kc_.uplink_addr)
@@ -674,6 +675,9 @@ private:
 				       resumed_uplink_addr_);
 		// kvx_cfg6 first: IPv6 `[uplink]` forwards point to its address.
 		write_cfg6();
+		// The guests' addresses (carried, seeded or dropped by write_cfg6)
+		// in their counts.
+		gaddrs_recount(skel_->map_fd(KVX_MAP_ND), skel_->map_fd(KVX_MAP_GADDRS), quota);
 		restore_mappings();
 		// Before the hooks: no guest packet may bind a host tunnel's
 		// peer in the window before the daemon's first refresh.
@@ -698,8 +702,10 @@ private:
 			std::memcpy(c.relay_prefix, ipv6_.relay_prefix->addr.data(),
 				    sizeof(c.relay_prefix));
 			c.relay_len = ipv6_.relay_prefix->prefix;
-			std::memcpy(c.bridge_mac, bridge_.mac.data(), sizeof(c.bridge_mac));
 		}
+		// Both modes answer guests' DAD probes from it (owner6.h).
+		if (ipv6_.mode != KVX_V6_OFF)
+			std::memcpy(c.bridge_mac, bridge_.mac.data(), sizeof(c.bridge_mac));
 		if (ipv6_.mode != KVX_V6_OFF && uplink_.ifindex) {
 			const Uplink6View v = read_uplink6(nl_, uplink_.ifindex);
 			if (v.choice.addr)
@@ -707,15 +713,31 @@ private:
 					    sizeof(c.uplink_addr));
 			log_verbose("ipv6 uplink address: " + v.summary());
 		}
-		// Relay: the owners of another prefix go (a resumed table of
-		// another network), the host's own addresses are no guest's.
-		if (ipv6_.mode == KVX_V6_RELAY) {
+		// The owners of another prefix go (a resumed table of another
+		// network or mode), the host's own addresses are no guest's:
+		// relay's prefix is the uplink's, NAT66's the bridge's subnet.
+		if (ipv6_.mode != KVX_V6_OFF) {
+			const bool relay = ipv6_.mode == KVX_V6_RELAY;
+			const std::optional<Ipv6Net> &prefix = relay ? ipv6_.relay_prefix :
+								       ipv6_.subnet;
 			const NdSyncResult r =
-				sync_relay_nd(skel_->map_fd(KVX_MAP_ND), ipv6_.relay_prefix,
-					      host_addrs6(ipv6_addrs(nl_, uplink_.ifindex)));
+				sync_nd(skel_->map_fd(KVX_MAP_ND), prefix,
+					host_addrs6(ipv6_addrs(nl_, relay ? uplink_.ifindex :
+									    bridge_.ifindex)));
 			if (r.deleted)
-				log_info("relay: forgot " + std::to_string(r.deleted) +
-					 " guest address(es) outside " + ipv6_.relay_prefix->str());
+				log_info("ipv6: forgot " + std::to_string(r.deleted) +
+					 " guest address(es) outside " +
+					 (prefix ? prefix->str() : std::string("any prefix")));
+			// NAT66's live guests keep their addresses (their
+			// bindings name their MACs) instead of losing them
+			// to whoever sends from them first.
+			if (!relay && prefix)
+				if (size_t n = seed_nd(skel_->map_fd(KVX_MAP_ND),
+						       skel_->map_fd(KVX_MAP_BIND6), *prefix,
+						       boottime_ns()))
+					log_info("nat66: " + std::to_string(n) +
+						 " guest address(es) owned by the MACs their "
+						 "bindings name");
 		}
 		const int fd = skel_->map_fd(KVX_MAP_CFG6);
 		// As kvx_cfg: a reused map is the live datapath's.

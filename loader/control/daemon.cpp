@@ -1104,10 +1104,59 @@ void Daemon::refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
 			 (prefix ? prefix->str() :
 				   std::string("none (the network allows no relay)")));
 	}
-	const NdSyncResult r = sync_relay_nd(nd_fd_.get(), prefix, host_addrs);
+	const NdSyncResult r = sync_nd(nd_fd_.get(), prefix, host_addrs);
 	if (r.deleted)
 		log_info("relay: forgot " + std::to_string(r.deleted) + " address(es) outside " +
 			 (prefix ? prefix->str() : std::string("any prefix")));
+}
+
+// Where each guest MAC is (kvx_brport): the limit on a guest's addresses
+// (both modes) and relay's probes count per bridge port.
+void Daemon::sync_owner_ports(NlSocket &nl)
+{
+	const BrportSyncResult b =
+		sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT), nd_fd_.get());
+	if (b.released)
+		log_info("ipv6: released " + std::to_string(b.released) +
+			 " address(es) of guest MACs whose bridge port went");
+	if (b.added || b.moved || b.removed)
+		log_verbose("ipv6: guest MACs on bridge ports: " + std::to_string(b.added) +
+			    " added, " + std::to_string(b.moved) + " moved, " +
+			    std::to_string(b.removed) + " removed");
+	if (b.unplaced && !brport_unplaced_)
+		log_warn(
+			"ipv6: " + std::to_string(b.unplaced) + " MAC(s) on " + inst_.bridge +
+			" over a port's share of kvx_brport (" + std::to_string(kBrportPerPort) +
+			" per port): they share the limits of unknown ports (a guest rotating its MAC?)");
+	brport_unplaced_ = b.unplaced;
+}
+
+// NAT66's guest addresses (owner6.h): the host's own in the subnet (the
+// bridge's) are no guest's, idle owners are forgotten, owners placed on
+// their ports.
+void Daemon::sync_nat66_owners(NlSocket &nl)
+{
+	const kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
+	char name[IF_NAMESIZE];
+	// A bridge re-created since the last refresh (the "bridge" step
+	// follows it): its addresses and ports are read next time.
+	if (cfg.mode != KVX_V6_NAT66 || !bridge_ifindex_ ||
+	    !::if_indextoname(static_cast<unsigned>(bridge_ifindex_), name))
+		return;
+	const std::optional<Ipv6Net> subnet =
+		cfg.subnet_len ?
+			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.subnet), cfg.subnet_len}) :
+			std::nullopt;
+	const NdSyncResult r =
+		sync_nd(nd_fd_.get(), subnet, host_addrs6(ipv6_addrs(nl, bridge_ifindex_)));
+	if (r.deleted)
+		log_info("nat66: forgot " + std::to_string(r.deleted) + " address(es) outside " +
+			 (subnet ? subnet->str() : std::string("any prefix")) +
+			 " or no longer the host's");
+	if (size_t n = expire_nd(nd_fd_.get(), boottime_ns()))
+		log_info("nat66: forgot " + std::to_string(n) + " guest address(es) idle for " +
+			 std::to_string(kNdExpireNs / 1000000000ULL) + " s");
+	sync_owner_ports(nl);
 }
 
 void Daemon::sync_relay_routes(NlSocket &nl)
@@ -1139,19 +1188,7 @@ void Daemon::sync_relay_routes(NlSocket &nl)
 		log_verbose("relay: routes to guests on " + inst_.bridge + ": " +
 			    std::to_string(r.added) + " added, " + std::to_string(r.removed) +
 			    " removed");
-	// Where each guest MAC is: relay's limits count per bridge port.
-	const BrportSyncResult b =
-		sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT), nd_fd_.get());
-	if (b.added || b.moved || b.removed)
-		log_verbose("relay: guest MACs on bridge ports: " + std::to_string(b.added) +
-			    " added, " + std::to_string(b.moved) + " moved, " +
-			    std::to_string(b.removed) + " removed");
-	if (b.unplaced && !brport_unplaced_)
-		log_warn(
-			"relay: " + std::to_string(b.unplaced) + " MAC(s) on " + inst_.bridge +
-			" over a port's share of kvx_brport (" + std::to_string(kBrportPerPort) +
-			" per port): they share the limits of unknown ports (a guest rotating its MAC?)");
-	brport_unplaced_ = b.unplaced;
+	sync_owner_ports(nl);
 	// Addresses guests sent from without their own DAD: ours.
 	ProbeCounters pc;
 	pc.gaddrs_fd = skel_.map_fd(KVX_MAP_GADDRS);
@@ -1278,6 +1315,7 @@ void Daemon::refresh(NlSocket &nl, bool heal)
 	// sync, a failed netlink dump only its step.
 	step("uplink", [&] { refresh_uplink(nl); });
 	step("uplink ipv6", [&] { refresh_uplink6(nl); });
+	step("ipv6 owners", [&] { sync_nat66_owners(nl); });
 	step("relay routes", [&] { sync_relay_routes(nl); });
 	step("bridge", [&] { refresh_bridge(nl); });
 	step("mappings", [&] { sync_mappings(nl, heal); });

@@ -150,6 +150,8 @@ private:
 	// host's own packets to them; another mode: kvmxdp's routes removed
 	// (once: an attach that switched mode).
 	void sync_relay_routes(NlSocket &nl);
+	void sync_nat66_owners(NlSocket &nl);
+	void sync_owner_ports(NlSocket &nl);
 	// Relay: what the router advertisements on the bridge announce (the
 	// prefix with the uplink's lifetimes left, its MTU).
 	// PREFIX.ra_foreign written or removed when RaSender::foreign changed.
@@ -217,11 +219,11 @@ private:
 	Fd cfg6_fd_;
 	Fd ct6_fd_;
 	Fd bind6_fd_;
-	Fd nd_fd_;			       // relay's address owners
+	Fd nd_fd_;			       // the guests' IPv6 address owners (both modes)
 	Fd extaddr6_fd_;		       // IPv6 mapped addresses and their announcement
 	std::unique_ptr<RaSender> ra_;	       // relay only
 	RaWatch ra_watch_;		       // relay: the RAs the uplink hears
-	size_t brport_unplaced_ = 0;	       // relay: MACs left out of kvx_brport (warned once)
+	size_t brport_unplaced_ = 0;	       // MACs left out of kvx_brport (warned once)
 	std::optional<Ipv6Net> relay_refused_; // logged once per refused prefix
 	std::chrono::steady_clock::time_point relay_rs_at_{};
 	bool had_default6_ = false; // the uplink had an IPv6 default route

@@ -550,7 +550,7 @@ size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
 	const auto nd = dump_hash<kvx_nd_key, kvx_nd_val>(nd_fd);
 	const std::vector<uint32_t> after = ga.read();
 	const std::map<std::array<uint8_t, 6>, uint32_t> port = brport_map(q);
-	// As relay6.h relay6_owner counts them: every entry of a guest MAC,
+	// As owner6.h nd_owner counts them: every entry of a guest MAC,
 	// in its bridge port's slot (port 0: not known).
 	for (const auto &[k, v] : nd) {
 		if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST)

@@ -3,6 +3,7 @@
 
 #include <bpf/bpf.h>
 #include <linux/rtnetlink.h>
+#include <net/if.h>
 
 #include <array>
 #include <cerrno>
@@ -44,8 +45,8 @@ std::vector<Ipv6Addr> relay_routes(NlSocket &nl, int bridge_ifindex)
 
 } // namespace
 
-NdSyncResult sync_relay_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
-			   const std::vector<Ipv6Addr> &host_addrs)
+NdSyncResult sync_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
+		     const std::vector<Ipv6Addr> &host_addrs)
 {
 	const NdSync plan = plan_nd_sync(dump_nd(nd_fd), prefix, host_addrs);
 	NdSyncResult r;
@@ -55,7 +56,7 @@ NdSyncResult sync_relay_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
 		if (bpf_map_delete_elem(nd_fd, &k) == 0)
 			r.deleted++;
 		else if (errno != ENOENT)
-			throw_errno("delete a relay address from kvx_nd", format_ipv6(a));
+			throw_errno("delete a guest address from kvx_nd", format_ipv6(a));
 	}
 	for (const Ipv6Addr &a : plan.host) {
 		kvx_nd_key k{};
@@ -69,22 +70,26 @@ NdSyncResult sync_relay_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
 	return r;
 }
 
+size_t expire_nd(int nd_fd, uint64_t now_ns)
+{
+	size_t n = 0;
+	for (const Ipv6Addr &a : nd_expired(dump_nd(nd_fd), now_ns)) {
+		kvx_nd_key k{};
+		std::memcpy(k.addr, a.data(), sizeof(k.addr));
+		if (bpf_map_delete_elem(nd_fd, &k) == 0)
+			n++;
+		else if (errno != ENOENT)
+			throw_errno("delete an idle guest address from kvx_nd", format_ipv6(a));
+	}
+	return n;
+}
+
 RelayRoutesResult sync_relay_routes(NlSocket &nl, int bridge_ifindex, int nd_fd,
 				    const std::optional<Ipv6Net> &prefix, uint64_t now_ns)
 {
 	RelayRoutesResult r;
-	std::vector<NdEntry> entries = dump_nd(nd_fd);
-	const std::vector<Ipv6Addr> idle = nd_expired(entries, now_ns);
-	for (const Ipv6Addr &a : idle) {
-		kvx_nd_key k{};
-		std::memcpy(k.addr, a.data(), sizeof(k.addr));
-		if (bpf_map_delete_elem(nd_fd, &k) == 0)
-			r.expired++;
-		else if (errno != ENOENT)
-			throw_errno("delete an idle relay address from kvx_nd", format_ipv6(a));
-	}
-	if (!idle.empty())
-		entries = dump_nd(nd_fd);
+	r.expired = expire_nd(nd_fd, now_ns);
+	const std::vector<NdEntry> entries = dump_nd(nd_fd);
 	const RouteSync plan =
 		plan_relay_routes(entries, prefix, relay_routes(nl, bridge_ifindex), now_ns);
 	for (const Ipv6Addr &a : plan.del)
@@ -118,13 +123,38 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		have[mac] = v.ifindex;
 	}
 	std::set<MacAddr> owners;
+	std::vector<NdEntry> nd;
 	if (nd_fd >= 0)
-		for (const NdEntry &e : dump_nd(nd_fd))
-			if (e.val.state != KVX_ND_NONE && e.val.state != KVX_ND_HOST) {
-				MacAddr m;
-				std::memcpy(m.data(), e.val.mac, 6);
-				owners.insert(m);
-			}
+		nd = dump_nd(nd_fd);
+	for (const NdEntry &e : nd)
+		if (e.val.state != KVX_ND_NONE && e.val.state != KVX_ND_HOST) {
+			MacAddr m;
+			std::memcpy(m.data(), e.val.mac, 6);
+			owners.insert(m);
+		}
+	// The placed MACs' ports that are still links (a bridge re-created,
+	// a tap out of it for a moment: still there; its VM destroyed: gone).
+	std::set<uint32_t> ports;
+	char name[IF_NAMESIZE];
+	for (const auto &[mac, port] : have)
+		if (::if_indextoname(port, name))
+			ports.insert(port);
+	const BrportAging aging = plan_brport_aging(fdb, have, owners, ports);
+	fdb.insert(aging.keep.begin(), aging.keep.end());
+	for (const NdEntry &e : nd) {
+		MacAddr m;
+		std::memcpy(m.data(), e.val.mac, 6);
+		if (e.val.state == KVX_ND_NONE || e.val.state == KVX_ND_HOST ||
+		    !aging.gone.count(m))
+			continue;
+		kvx_nd_key k{};
+		std::memcpy(k.addr, e.addr.data(), sizeof(k.addr));
+		// Only if it is still that MAC's (a new owner's claim stands).
+		kvx_nd_val now{};
+		if (bpf_map_lookup_elem(nd_fd, &k, &now) == 0 &&
+		    !std::memcmp(now.mac, m.data(), 6) && bpf_map_delete_elem(nd_fd, &k) == 0)
+			r.released++;
+	}
 	const BrportPlan plan =
 		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {
@@ -143,6 +173,35 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	}
 	r.unplaced = plan.unplaced;
 	return r;
+}
+
+size_t seed_nd(int nd_fd, int bind6_fd, const Ipv6Net &subnet, uint64_t now_ns)
+{
+	std::vector<BindOwner> bindings;
+	for (const auto &[k, v] : dump_hash<kvx_bind6_key, kvx_bind6_val>(bind6_fd)) {
+		if (k.dir != KVX_BIND_IN ||
+		    (v.bind.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
+			continue;
+		BindOwner b;
+		std::memcpy(b.addr.data(), v.addr, 16);
+		std::memcpy(b.mac.data(), v.bind.guest_mac, 6);
+		bindings.push_back(b);
+	}
+	size_t n = 0;
+	for (const auto &[addr, mac] : plan_nd_seed(bindings, subnet)) {
+		kvx_nd_key k{};
+		std::memcpy(k.addr, addr.data(), sizeof(k.addr));
+		kvx_nd_val v{};
+		std::memcpy(v.mac, mac.data(), 6);
+		v.state = KVX_ND_OWNED;
+		v.last_seen_ns = now_ns;
+		v.dad_ns = now_ns;
+		if (bpf_map_update_elem(nd_fd, &k, &v, BPF_NOEXIST) == 0)
+			n++;
+		else if (errno != EEXIST)
+			throw_errno("write a guest's IPv6 owner to kvx_nd", format_ipv6(addr));
+	}
+	return n;
 }
 
 ProbeResult probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns,
@@ -193,7 +252,7 @@ void nd_uncount(const kvx_nd_val &v, const ProbeCounters &c)
 		if (bpf_map_lookup_elem(c.brport_fd, &k, &pv) == 0)
 			port = pv.ifindex;
 	}
-	// As relay6.h nd_guest_count; a racing datapath +1/-1 is the GC
+	// As owner6.h nd_guest_count; a racing datapath +1/-1 is the GC
 	// recount's to repair, as any drift of kvx_gaddrs.
 	const uint32_t slot = kvx_port_slot(port, c.seed);
 	uint32_t n = 0;
@@ -231,10 +290,10 @@ size_t carry_nd(int old_fd, int new_fd)
 	return n;
 }
 
-std::vector<Ipv6Addr> host_addrs6(const std::vector<Ipv6IfAddr> &uplink_addrs)
+std::vector<Ipv6Addr> host_addrs6(const std::vector<Ipv6IfAddr> &addrs)
 {
 	std::vector<Ipv6Addr> out;
-	for (const Ipv6IfAddr &a : uplink_addrs)
+	for (const Ipv6IfAddr &a : addrs)
 		if (a.scope == RT_SCOPE_UNIVERSE)
 			out.push_back(a.addr);
 	return out;

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: GPL-2.0
-// Relay mode's control plane on kvx_nd (model/relay.hpp plan_nd_sync
-// applied): attach and the daemon call it with the uplink's prefix and
-// addresses as rtnetlink shows them.
+// The control plane on kvx_nd, the guests' IPv6 addresses and their owners
+// (bpf/lib/owner6.h; model/relay.hpp plan_nd_sync applied): attach and the
+// daemon call it with the guests' prefix (relay: the uplink's; NAT66: the
+// bridge's subnet) and the host's addresses in it as rtnetlink shows them;
+// relay mode's routes, probes and carried entries.
 #pragma once
 
 #include <optional>
@@ -19,12 +21,17 @@ struct NdSyncResult {
 	size_t host = 0;    // host addresses written
 };
 
-NdSyncResult sync_relay_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
-			   const std::vector<Ipv6Addr> &host_addrs);
+NdSyncResult sync_nd(int nd_fd, const std::optional<Ipv6Net> &prefix,
+		     const std::vector<Ipv6Addr> &host_addrs);
 
-// The uplink's global addresses (any state: a tentative one is the host's
-// already), for sync_relay_nd.
-std::vector<Ipv6Addr> host_addrs6(const std::vector<Ipv6IfAddr> &uplink_addrs);
+// A device's global addresses (any state: a tentative one is the host's
+// already), for sync_nd: the uplink's (relay), the bridge's (NAT66).
+std::vector<Ipv6Addr> host_addrs6(const std::vector<Ipv6IfAddr> &addrs);
+
+// kvx_nd's guest entries idle for model/relay.hpp kNdExpireNs (or
+// defended long ago) forgotten, both modes; the number deleted.  Their
+// guests' counts follow at the GC's recount (gc.hpp gaddrs_recount).
+size_t expire_nd(int nd_fd, uint64_t now_ns);
 
 struct RelayRoutesResult {
 	size_t expired = 0; // idle guest entries forgotten (model/relay.hpp kNdExpireNs)
@@ -32,8 +39,8 @@ struct RelayRoutesResult {
 	size_t removed = 0; // and removed
 };
 
-// The daemon's tick in relay mode: kvx_nd's idle guest entries forgotten,
-// then the bridge's /128 routes to the guests (model/relay.hpp
+// The daemon's tick in relay mode: kvx_nd's idle guest entries forgotten
+// (expire_nd), then the bridge's /128 routes to the guests (model/relay.hpp
 // plan_relay_routes) made to match kvx_nd, in the caller's network
 // namespace.  prefix none: every route goes.
 RelayRoutesResult sync_relay_routes(NlSocket &nl, int bridge_ifindex, int nd_fd,
@@ -45,19 +52,24 @@ size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex);
 
 // The bridge's forwarding database into kvx_brport (abi.h): the learnt
 // MACs with the port they are on, at most model/relay.hpp kBrportPerPort
-// of a port, the owners of relay addresses (kvx_nd at nd_fd, -1: none
+// of a port, the owners of guest addresses (kvx_nd at nd_fd, -1: none
 // known) first (model/relay.hpp plan_brport); the MACs the bridge forgot
-// removed (relay's per-guest limits count per port).  The MACs left out
+// removed (the per-guest limits on addresses and relay's probes count per
+// port, both modes).  The MACs left out
 // count in the slot of unknown ports.
+// Owners the bridge forgot while their port is its own stay placed; the
+// addresses of owners whose port went are released (model/relay.hpp
+// plan_brport_aging).
 struct BrportSyncResult {
 	size_t added = 0;
 	size_t moved = 0;
 	size_t removed = 0;
 	size_t unplaced = 0; // learnt MACs not in kvx_brport (over a port's share)
+	size_t released = 0; // kvx_nd entries of owners whose bridge port went
 };
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1);
 
-// Where the count of a kvx_nd entry is (relay6.h nd_guest_count):
+// Where the count of a kvx_nd entry is (owner6.h nd_guest_count):
 // kvx_gaddrs at the slot of its MAC's port in kvx_brport.  -1: not known.
 struct ProbeCounters {
 	int gaddrs_fd = -1;
@@ -81,6 +93,12 @@ struct ProbeResult {
 };
 ProbeResult probe_relay_claims(int nd_fd, int uplink_ifindex, uint64_t now_ns,
 			       const ProbeCounters &counters = {});
+
+// NAT66: kvx_nd's owners from the guests' dynamic bindings in kvx_bind6
+// (model/relay.hpp plan_nd_seed), for addresses without an entry
+// (BPF_NOEXIST: a claim the datapath made meanwhile stands), owned and
+// seen at now_ns.  The number written; the caller recounts kvx_gaddrs.
+size_t seed_nd(int nd_fd, int bind6_fd, const Ipv6Net &subnet, uint64_t now_ns);
 
 // A replaced kvx_nd's guest entries copied into the new one (old_fd: this
 // layout, or ABI 10..16's 24-byte values, model/relay.hpp nd_from_abi16);

@@ -77,7 +77,7 @@ ResumeDecision decide_resume(const MapResumeRule &rule, const MapInfo &spec,
 						       sizes.bind_default;
 		break;
 	case SizeFrom::NdSize:
-		want.max_entries = sizes.relay ? KVX_ND_DEFAULT_SIZE : 1;
+		want.max_entries = sizes.ipv6 ? KVX_ND_DEFAULT_SIZE : 1;
 		break;
 	}
 	if (!pinned)

@@ -28,8 +28,8 @@ enum class SizeFrom {
 	// IPv6 is off (a hash map cannot have none).
 	Ct6Size,
 	Bind6Size,
-	// Relay's address owners (kvx_nd): KVX_ND_DEFAULT_SIZE with relay on,
-	// else one.
+	// The guests' IPv6 address owners (kvx_nd): KVX_ND_DEFAULT_SIZE with
+	// IPv6 on (either mode), else one.
 	NdSize,
 };
 
@@ -340,7 +340,7 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
-	// Relay turned on or off, or the 24-byte entries of ABI 10..16:
+	// IPv6 turned on or off, or the 24-byte entries of ABI 10..16:
 	// replaced, and attach carries the guests' entries over
 	// (control/relay.hpp carry_nd; an address is claimed only by
 	// duplicate address detection, which a guest runs once).
@@ -349,7 +349,7 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 SizeFrom::NdSize,
 	 ReplaceIf::Layout,
 	 false,
-	 "relay addresses",
+	 "guest IPv6 addresses",
 	 "replaced, the guests' addresses carried over"},
 	// Guest MAC -> bridge port: the daemon's copy of the bridge's
 	// forwarding database.
@@ -379,8 +379,7 @@ struct MapSizes {
 	// follow like they do.
 	std::optional<uint32_t> ct_pinned;
 	std::optional<uint32_t> bind_pinned;
-	bool ipv6 = false;  // kvx_cfg6.mode is not KVX_V6_OFF: the v6 tables are sized
-	bool relay = false; // kvx_cfg6.mode is KVX_V6_RELAY: kvx_nd is sized
+	bool ipv6 = false; // kvx_cfg6.mode is not KVX_V6_OFF: the v6 tables and kvx_nd are sized
 };
 
 enum class ResumeAction {

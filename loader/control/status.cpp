@@ -331,12 +331,13 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 			"dropped (DROP_NO_UPLINK_ADDR)");
 	for (auto [key, map] :
 	     {std::pair{"conntrack6", KVX_MAP_CT6}, std::pair{"bindings6", KVX_MAP_BIND6},
-	      std::pair{"relay_addresses", KVX_MAP_ND}}) {
+	      std::pair{"guest_addresses6", KVX_MAP_ND}}) {
 		Fd fd = open_pinned(d, map, pinned_layout(map));
 		const MapInfo mi = map_info(fd.get(), map);
 		j[key] = {{"entries", count_keys(fd.get(), mi.key_size)},
 			  {"max_entries", mi.max_entries}};
 	}
+	j["relay_addresses"] = j["guest_addresses6"]; // its name before NAT66 kept owners
 	json progs = json::array();
 	if (auto pa = find_pinned(d, KVX_MAP_V6PROGS, pinned_layout(KVX_MAP_V6PROGS))) {
 		static const char *const kFrom[KVX_V6_MAX] = {"kvx_br_ingress", "kvx_up_ingress",

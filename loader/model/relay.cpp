@@ -146,4 +146,37 @@ BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 	return plan;
 }
 
+BrportAging plan_brport_aging(const std::map<MacAddr, uint32_t> &fdb,
+			      const std::map<MacAddr, uint32_t> &have,
+			      const std::set<MacAddr> &owners, const std::set<uint32_t> &ports)
+{
+	BrportAging a;
+	for (const auto &[mac, port] : have) {
+		if (fdb.count(mac) || !owners.count(mac))
+			continue;
+		if (ports.count(port))
+			a.keep.emplace(mac, port);
+		else
+			a.gone.insert(mac);
+	}
+	return a;
+}
+
+std::map<Ipv6Addr, MacAddr> plan_nd_seed(const std::vector<BindOwner> &bindings,
+					 const Ipv6Net &subnet)
+{
+	std::map<Ipv6Addr, MacAddr> out;
+	std::set<Ipv6Addr> shared;
+	for (const BindOwner &b : bindings) {
+		if (b.mac == MacAddr{} || !subnet.contains(b.addr))
+			continue;
+		auto [it, fresh] = out.emplace(b.addr, b.mac);
+		if (!fresh && it->second != b.mac)
+			shared.insert(b.addr);
+	}
+	for (const Ipv6Addr &a : shared)
+		out.erase(a);
+	return out;
+}
+
 } // namespace kvmxdp

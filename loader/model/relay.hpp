@@ -57,13 +57,13 @@ inline constexpr uint64_t kNdDupExpireNs = 600ULL * 1000 * 1000 * 1000;
 std::vector<Ipv6Addr> nd_expired(const std::vector<NdEntry> &entries, uint64_t now_ns);
 
 // An address is a guest's through a duplicate address detection that no
-// LAN host answered (relay6.h relay6_owner): one a guest sent from without
+// LAN host answered (owner6.h nd_owner): one a guest sent from without
 // probing (its DAD off, kvmxdp attached after it, its entry forgotten) is
 // pending with dad_probes 0, and the daemon probes the LAN for it on the
 // uplink (control/relay.hpp probe_relay_claims).  Those entries.
 std::vector<Ipv6Addr> nd_to_probe(const std::vector<NdEntry> &entries);
 
-// The datapath's nd_val_owned (relay6.h): owned, or pending with its DAD
+// The datapath's nd_val_owned (owner6.h): owned, or pending with its DAD
 // (at least one probe) run for KVX_ND_DAD_NS without a defence.
 bool nd_owned(const kvx_nd_val &v, uint64_t now_ns);
 
@@ -124,5 +124,39 @@ struct BrportPlan {
 BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 		       const std::map<MacAddr, uint32_t> &have, const std::set<MacAddr> &owners,
 		       size_t capacity, size_t per_port = kBrportPerPort);
+
+// Before plan_brport: what the bridge's forwarding database forgot of
+// kvx_brport's address owners (have; owners as plan_brport's; ports: those
+// of have's ports that still exist as links).  An owner that went quiet
+// for the bridge's ageing time (300 s), or whose bridge was re-created, stays
+// placed on its port while the port exists (keep, added to fdb): otherwise
+// its addresses would count in the slot every unplaced MAC shares, and the
+// datapath would let another port's guest take them.  An owner placed on a
+// port that no longer exists (its VM's tap went: destroyed, re-created
+// with another MAC) is gone: its addresses are free at once (gone), so
+// that a re-created guest's DAD for them is not answered in its old
+// self's name.
+struct BrportAging {
+	std::map<MacAddr, uint32_t> keep;
+	std::set<MacAddr> gone;
+};
+BrportAging plan_brport_aging(const std::map<MacAddr, uint32_t> &fdb,
+			      const std::map<MacAddr, uint32_t> &have,
+			      const std::set<MacAddr> &owners, const std::set<uint32_t> &ports);
+
+// NAT66's owners for a table that has none yet (an attach that turns it
+// on, an upgrade from a version without them): the guest MAC of the
+// guests' dynamic bindings in kvx_bind6 (IN halves: address, MAC; the
+// caller leaves static ones out, whose learnt MAC may be a deleted VM's),
+// within the subnet; none for an address two MACs bound (one of them
+// spoofed it before owners existed: which one is not known).  Without it
+// every live guest's address would go to whichever MAC sends from it
+// first after the attach.
+struct BindOwner {
+	Ipv6Addr addr{};
+	MacAddr mac{};
+};
+std::map<Ipv6Addr, MacAddr> plan_nd_seed(const std::vector<BindOwner> &bindings,
+					 const Ipv6Net &subnet);
 
 } // namespace kvmxdp

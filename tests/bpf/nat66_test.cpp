@@ -42,6 +42,7 @@ kvx_cfg6 nat66_cfg()
 	copy_addr(c.subnet, ip6(Topology::kSubnet6));
 	c.subnet_len = 64;
 	copy_addr(c.gw_addr, ip6("fe80::1"));
+	std::memcpy(c.bridge_mac, Topology::kBridgeMac.data(), 6);
 	return c;
 }
 
@@ -401,9 +402,13 @@ TEST_F(Nat66Test, BindingOwnedByItsMac)
 	     dnat6(tback, kGuest6A, 40000));
 	EXPECT_EQ(dp().ct6_entries().size(), 2u);
 
-	// The UDP binding idle for KVX_GUEST_IDLE_NS: B's MAC takes it over by
-	// a new flow (never by a packet on A's flow), same external port, and
-	// its inbound traffic goes to B's MAC.
+	// The UDP binding and A's address idle for KVX_GUEST_IDLE_NS (a VM
+	// re-created with another MAC): B's MAC takes it over by a new flow
+	// (never by a packet on A's flow), same external port, and its inbound
+	// traffic goes to B's MAC.
+	kvx_nd_val owner = *dp().nd_lookup(kGuest6A);
+	owner.last_seen_ns = boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ULL);
+	dp().nd_update(kGuest6A, owner);
 	kvx_bind6_key ik{};
 	ik.dir = KVX_BIND_IN;
 	ik.proto = kProtoUdp;
@@ -2933,6 +2938,353 @@ TEST_F(Nat66Test, ParkFallsBackWhenADirectionsBudgetIsSpent)
 	ASSERT_EQ(recs.size(), 1u);
 	EXPECT_EQ(recs[0].size(), sizeof(kvx_fragq_hdr) + KVX_FRAGQ_DATA_S)
 		<< "a 100-byte IPv6 fragment takes a small record";
+}
+
+// --- a guest's address is its MAC's (owner6.h nd_owner, kvx_nd) ---
+
+// The bridge ports the daemon found the guests on (kvx_brport): each
+// guest's address limit is its port's.
+constexpr std::uint32_t kPort6A = 31, kPort6B = 32;
+
+class Nat66OwnerTest : public Nat66Test {
+protected:
+	void SetUp() override
+	{
+		Nat66Test::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		dp().brport_set(mac_of(kGuest6A), kPort6A);
+		dp().brport_set(mac_of(kGuest6B), kPort6B);
+	}
+
+	// The MAC kvx_nd records for addr (zero: none) and its state.
+	Mac owner(const Ip6 &addr)
+	{
+		Mac m{};
+		if (auto v = dp().nd_lookup(addr))
+			std::memcpy(m.data(), v->mac, 6);
+		return m;
+	}
+	int state(const Ip6 &addr)
+	{
+		auto v = dp().nd_lookup(addr);
+		return v ? v->state : -1;
+	}
+	std::uint32_t count(std::uint32_t port) { return dp().gaddrs_at(dp().port_slot(port)); }
+};
+
+// p sent by the guest whose MAC is mac.
+Packet6 sent_by(Packet6 p, const Mac &mac)
+{
+	p = from_guest6(p);
+	p.src_mac = mac;
+	return p;
+}
+
+// Before: a frame from B's MAC with A's address made flows and bindings
+// of its own from A's address (anti-spoofing was by prefix only).
+TEST_F(Nat66OwnerTest, AnotherGuestCannotSendFromAnOwnedAddress)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	EXPECT_EQ(owner(kGuest6A), mac_of(kGuest6A));
+	EXPECT_EQ(state(kGuest6A), KVX_ND_OWNED);
+	EXPECT_EQ(count(kPort6A), 1u);
+	const std::size_t bindings = dp().bind6_entries().size();
+	const Mac b = mac_of(kGuest6B);
+	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6A, 7001, kRemote6B, 53), b), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	run6(Prog::BrIngress, sent_by(make_tcp6(kGuest6A, 40000, kRemote6B, 443), b), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	Packet6 ping = make_echo6(kGuest6A, kRemote6B, 0x77);
+	ping.icmp_type = kIcmp6EchoRequest;
+	run6(Prog::BrIngress, sent_by(ping, b), TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(dp().bind6_entries().size(), bindings) << "nothing bound for the spoofer";
+	EXPECT_EQ(owner(kGuest6A), mac_of(kGuest6A));
+	EXPECT_EQ(count(kPort6B), 0u) << "a refused frame claims nothing";
+	// A keeps its flow both ways; B its own address.
+	const Packet6 back = reply6(snat6(q, port));
+	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 7000));
+	out6(q, port);
+	out6(from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53)));
+	EXPECT_EQ(owner(kGuest6B), b);
+	EXPECT_EQ(count(kPort6B), 1u);
+}
+
+// A 1:1 address is its guest's public identity: before, another guest
+// sending with the guest's private address left from it (and made flows
+// whose replies came back to the sender's MAC).  Hairpin too.
+TEST_F(Nat66OwnerTest, AOneToOneAddressStaysItsGuests)
+{
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	const Packet6 udp = from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20));
+	{
+		const RunResult r =
+			dp().run(Prog::BrIngress, udp.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(diff(r.out, snat6_to(udp, kMapped6, 5353).build()), "");
+	}
+	EXPECT_EQ(owner(kGuest6F), mac_of(kGuest6F));
+	const Mac a = mac_of(kGuest6A);
+	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6F, 5354, kRemote6A, 53, 20), a), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	run6(Prog::BrIngress, sent_by(make_tcp6(kGuest6F, 22, kRemote6A, 51000), a), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	// To another mapped address (a hairpin) from it: refused the same.
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6B, 22);
+	run6(Prog::BrIngress, sent_by(make_tcp6(kGuest6F, 41000, kUplink6, 2222), a), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	// The mapped address still reaches F, at F's MAC.
+	const Packet6 in = inbound6(kProtoUdp, kMapped6, 5353, kRemote6B, 53);
+	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(in, kGuest6F, 5353));
+	EXPECT_EQ(owner(kGuest6F), mac_of(kGuest6F));
+}
+
+// A guest's DAD probe claims its address (pending until its first frame);
+// another MAC's probe for it is answered from the bridge, whether the
+// owner has it configured or took it by a frame and would stay silent
+// (a predictable address taken before its guest booted): the prober's
+// DAD fails and it takes another, instead of succeeding on an address all
+// of whose frames are dropped.
+TEST_F(Nat66OwnerTest, ADadProbeClaimsAndAnotherMacsProbeIsAnswered)
+{
+	const Ip6 x = ip6("fd42::1:a");
+	const Mac a = mac_of(kGuest6A), b = mac_of(kGuest6B);
+	run6(Prog::BrIngress, nd6::dad_probe(a, x), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_EQ(owner(x), a);
+	EXPECT_EQ(state(x), KVX_ND_PENDING);
+	EXPECT_EQ(count(kPort6A), 1u);
+	const Packet6 other = nd6::dad_probe(b, x);
+	run6(Prog::BrIngress, other, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     nd6::answer_na(other, Topology::kBridgeMac, 0));
+	EXPECT_EQ(owner(x), a);
+	run6(Prog::BrIngress, sent_by(make_udp6(x, 7000, kRemote6A, 53), b), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	// The owner's first frame: translated at once (no LAN to ask), owned.
+	out6(sent_by(make_udp6(x, 7000, kRemote6A, 53), a));
+	EXPECT_EQ(state(x), KVX_ND_OWNED);
+	// Its own probes (a DAD started over) are passed on, nothing answered.
+	run6(Prog::BrIngress, nd6::dad_probe(a, x), TC_ACT_OK, KVX_R_PASS_ND);
+	// Address resolution (not DAD) for it is the owner's to answer.
+	run6(Prog::BrIngress, nd6::neigh_sol(kGuest6B, b, x), TC_ACT_OK, KVX_R_PASS_ND);
+	// Taken by a frame only: answered the same.
+	const Ip6 y = ip6("fd42::1:b");
+	out6(sent_by(make_udp6(y, 7000, kRemote6A, 53), a));
+	const Packet6 late = nd6::dad_probe(b, y);
+	run6(Prog::BrIngress, late, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     nd6::answer_na(late, Topology::kBridgeMac, 0));
+	// Outside the subnet or invalid: the host's, nothing claimed.
+	run6(Prog::BrIngress, nd6::dad_probe(b, kRemote6A), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_FALSE(dp().nd_lookup(kRemote6A).has_value());
+	Packet6 bad = nd6::dad_probe(b, ip6("fd42::1:c"));
+	bad.hop_limit = 64; // RFC 4861 7.1.1: not 255, not ND
+	run6(Prog::BrIngress, bad, TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_FALSE(dp().nd_lookup(ip6("fd42::1:c")).has_value());
+	EXPECT_EQ(count(kPort6B), 0u);
+}
+
+// A guest is its bridge port.  An owner whose port is there keeps its
+// address from every other port's guest, idle or not (a quiet guest is
+// still a guest; the daemon frees the address when the port goes, or
+// after an hour idle): frames are refused, probes pass unanswered and
+// claim nothing, and the owner's own answer to one keeps it alive.  A new
+// MAC on the owner's port is the same guest (it changed its MAC) and takes
+// the address at once; an owner of no known port gives it up after
+// KVX_GUEST_IDLE_NS, as IPv4's learnt owners do.
+TEST_F(Nat66OwnerTest, AGuestIsItsPortAndKeepsItsAddressesFromOthers)
+{
+	const Mac a = mac_of(kGuest6A), b = mac_of(kGuest6B);
+	out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53)));
+	kvx_nd_val v = *dp().nd_lookup(kGuest6A);
+	v.last_seen_ns = boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ULL);
+	dp().nd_update(kGuest6A, v);
+	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6A, 7001, kRemote6B, 53), b), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	run6(Prog::BrIngress, nd6::dad_probe(b, kGuest6A), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_EQ(owner(kGuest6A), a);
+	EXPECT_EQ(count(kPort6B), 0u);
+	// The owner's defence (its NA for the address) keeps it alive.
+	const Packet6 defence = nd6::answer_na(nd6::dad_probe(b, kGuest6A), a, nd6::kOverride);
+	run6(Prog::BrIngress, defence, TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_GT(dp().nd_lookup(kGuest6A)->last_seen_ns, v.last_seen_ns);
+
+	// A changed its MAC (same port): the new one takes the address at
+	// once, by frame or by its DAD probe; the count stays A's port's.
+	const Mac a2{0x52, 0x54, 0x00, 0x00, 0x06, 0xa2};
+	dp().brport_set(a2, kPort6A);
+	out6(sent_by(make_udp6(kGuest6A, 7002, kRemote6B, 53), a2));
+	EXPECT_EQ(owner(kGuest6A), a2);
+	EXPECT_EQ(count(kPort6A), 1u);
+	run6(Prog::BrIngress, nd6::dad_probe(a, kGuest6A), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_EQ(owner(kGuest6A), a);
+	EXPECT_EQ(state(kGuest6A), KVX_ND_PENDING);
+	EXPECT_EQ(count(kPort6A), 1u);
+	// A MAC of no known port yet (just changed, not placed): its probe
+	// passes unanswered and claims nothing; its frames wait.
+	const Mac fresh{0x52, 0x54, 0x00, 0x00, 0x06, 0xf0};
+	run6(Prog::BrIngress, nd6::dad_probe(fresh, kGuest6A), TC_ACT_OK, KVX_R_PASS_ND);
+	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6A, 7003, kRemote6B, 53), fresh), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(owner(kGuest6A), a);
+
+	// An owner of no known port (it sent before the daemon placed it):
+	// after KVX_GUEST_IDLE_NS its address goes to the next MAC's frame.
+	const Ip6 x = ip6("fd42::3:1");
+	out6(sent_by(make_udp6(x, 7000, kRemote6A, 53), fresh));
+	EXPECT_EQ(count(0), 1u);
+	run6(Prog::BrIngress, sent_by(make_udp6(x, 7001, kRemote6A, 53), b), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	v = *dp().nd_lookup(x);
+	v.last_seen_ns = boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ULL);
+	dp().nd_update(x, v);
+	out6(sent_by(make_udp6(x, 7001, kRemote6A, 53), b));
+	EXPECT_EQ(owner(x), b);
+	EXPECT_EQ(count(0), 0u);
+	EXPECT_EQ(count(kPort6B), 1u);
+	run6(Prog::BrIngress, sent_by(make_udp6(x, 7002, kRemote6A, 53), fresh), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+}
+
+// What a guest sends the host (to its address on the bridge, neighbour
+// discovery) keeps its address alive as translated frames do: a guest
+// that only talks to the host is not idle.
+TEST_F(Nat66OwnerTest, FramesToTheHostKeepTheOwnerAlive)
+{
+	out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53)));
+	kvx_nd_val v = *dp().nd_lookup(kGuest6A);
+	v.last_seen_ns = boot_ns_ago(KVX_GUEST_IDLE_NS - 5000000000ULL);
+	dp().nd_update(kGuest6A, v);
+	run6(Prog::BrIngress, from_guest6(make_udp6(kGuest6A, 7000, ip6("fd42::1"), 53)), TC_ACT_OK,
+	     KVX_R_PASS_LOCAL);
+	const std::uint64_t after_dns = dp().nd_lookup(kGuest6A)->last_seen_ns;
+	EXPECT_GT(after_dns, v.last_seen_ns + 4000000000ULL);
+	// Its address resolution of the gateway, from its address.
+	v.last_seen_ns = boot_ns_ago(KVX_GUEST_IDLE_NS - 5000000000ULL);
+	dp().nd_update(kGuest6A, v);
+	run6(Prog::BrIngress, nd6::neigh_sol(kGuest6A, mac_of(kGuest6A), ip6("fd42::1")), TC_ACT_OK,
+	     KVX_R_PASS_ND);
+	EXPECT_GT(dp().nd_lookup(kGuest6A)->last_seen_ns, v.last_seen_ns + 4000000000ULL);
+	// Another MAC's frames to the host from the address: refused (the
+	// host's services would answer the owner), and refresh nothing.
+	v.last_seen_ns = boot_ns_ago(KVX_GUEST_IDLE_NS - 5000000000ULL);
+	dp().nd_update(kGuest6A, v);
+	run6(Prog::BrIngress,
+	     sent_by(make_udp6(kGuest6A, 7000, ip6("fd42::1"), 53), mac_of(kGuest6B)), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(dp().nd_lookup(kGuest6A)->last_seen_ns, v.last_seen_ns);
+}
+
+// Neighbour discovery that names another guest's address at the sender's
+// MAC would teach the host's neighbour cache that MAC: the host's own
+// traffic to the guest, and a mapping's that has not seen its guest yet
+// (delivered through the cache), would go to the sender.  Dropped; the
+// owner's own, and anyone's about addresses nobody owns, pass.
+TEST_F(Nat66OwnerTest, NeighbourDiscoveryCannotPoisonTheHostsCache)
+{
+	out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53)));
+	const Mac a = mac_of(kGuest6A), b = mac_of(kGuest6B);
+	const Ip6 gw = ip6("fd42::1");
+	// B resolving the gateway from A's address (its SLLA: B's MAC).
+	run6(Prog::BrIngress, nd6::neigh_sol(kGuest6A, b, gw), TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// B advertising A's address (unsolicited, Override), from A's
+	// address or from its own.
+	Packet6 na = nd6::nd_msg(nd6::kNeighAdv, kGuest6A, ip6("ff02::1"), nd6::kOverride, kGuest6A,
+				 2, b);
+	na.src_mac = b;
+	na.dst_mac = Mac{0x33, 0x33, 0, 0, 0, 1};
+	run6(Prog::BrIngress, na, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	na.src = kGuest6B;
+	run6(Prog::BrIngress, na, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(owner(kGuest6A), a);
+	// The owner's own, B's for its own address, anyone's for an address
+	// nobody owns: the host's.
+	run6(Prog::BrIngress, nd6::neigh_sol(kGuest6A, a, gw), TC_ACT_OK, KVX_R_PASS_ND);
+	run6(Prog::BrIngress, nd6::neigh_sol(kGuest6B, b, gw), TC_ACT_OK, KVX_R_PASS_ND);
+	Packet6 own = nd6::nd_msg(nd6::kNeighAdv, kGuest6B, ip6("ff02::1"), nd6::kOverride,
+				  kGuest6B, 2, b);
+	own.src_mac = b;
+	own.dst_mac = na.dst_mac;
+	run6(Prog::BrIngress, own, TC_ACT_OK, KVX_R_PASS_ND);
+	// From B's link-local address, an NA for A's: the same.
+	Packet6 ll = nd6::nd_msg(nd6::kNeighAdv, ip6("fe80::b"), ip6("ff02::1"), nd6::kOverride,
+				 kGuest6A, 2, b);
+	ll.src_mac = b;
+	ll.dst_mac = own.dst_mac;
+	run6(Prog::BrIngress, ll, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// Its checksum wrong: still refused (the target is read as it is).
+	Bytes bad = ll.build();
+	bad[14 + 40 + 2] ^= 0xff;
+	run_case_bytes(dp(), Prog::BrIngress, bad, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC, std::nullopt);
+	// Idle, A is still the guest of its port: still refused.
+	kvx_nd_val v = *dp().nd_lookup(kGuest6A);
+	v.last_seen_ns = boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ULL);
+	dp().nd_update(kGuest6A, v);
+	run6(Prog::BrIngress, nd6::neigh_sol(kGuest6A, b, gw), TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+}
+
+// Every path that uses the source's state refuses another MAC's frame:
+// an ICMPv6 error about a flow, a later fragment, and the frames kvmxdp
+// answers itself (hop limit 1: its Time Exceeded would spend the per-source
+// budget of the owner's own answers).
+TEST_F(Nat66OwnerTest, ErrorsFragmentsAndAnsweredFramesAreRefusedToo)
+{
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	const Mac b = mac_of(kGuest6B);
+	// A's destination unreachable about the remote's reply, sent by B.
+	const Packet6 back = reply6(snat6(q, port));
+	const Bytes got = dnat6(back, kGuest6A, 7000).build();
+	run6(Prog::BrIngress, sent_by(icmp6_error(kGuest6A, kRemote6A, 1, 4, got), b), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	Packet6 frag = sent_by(make_udp6(kGuest6A, 7000, kRemote6A, 53), b);
+	frag.ext = {ext_fragment(8, false)};
+	run6(Prog::BrIngress, frag, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	Packet6 hop = sent_by(make_udp6(kGuest6A, 7000, kRemote6A, 53), b);
+	hop.hop_limit = 1;
+	run6(Prog::BrIngress, hop, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(owner(kGuest6A), mac_of(kGuest6A));
+}
+
+// A /64 holds any number of addresses: a guest claims at most
+// KVX_ND_PER_GUEST (kvx_gaddrs, its port's), so that it cannot fill
+// kvx_nd (a plain hash: nothing is evicted) and lock the others out.
+TEST_F(Nat66OwnerTest, AGuestClaimsAtMostItsAddressLimit)
+{
+	const Mac a = mac_of(kGuest6A);
+	auto addr = [](unsigned i) {
+		Ip6 x = ip6("fd42::2:0");
+		x[14] = static_cast<std::uint8_t>(i >> 8);
+		x[15] = static_cast<std::uint8_t>(i);
+		return x;
+	};
+	for (unsigned i = 0; i < KVX_ND_PER_GUEST; i++)
+		out6(sent_by(make_udp6(addr(i), 7000, kRemote6A, 53), a));
+	const Ip6 extra = addr(KVX_ND_PER_GUEST);
+	run6(Prog::BrIngress, sent_by(make_udp6(extra, 7000, kRemote6A, 53), a), TC_ACT_SHOT,
+	     KVX_R_DROP_GUEST_ADDRS);
+	run6(Prog::BrIngress, nd6::dad_probe(a, extra), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_FALSE(dp().nd_lookup(extra).has_value());
+	EXPECT_EQ(count(kPort6A), static_cast<std::uint32_t>(KVX_ND_PER_GUEST));
+	// Its addresses keep working; another guest has its own limit.
+	out6(sent_by(make_udp6(addr(0), 7001, kRemote6A, 53), a));
+	out6(from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53)));
+}
+
+// The host's own addresses in the subnet (the bridge's, written by attach
+// and the daemon as KVX_ND_HOST) are no guest's: a guest's frame from one
+// is spoofed, its probe for one is the host's to answer.
+TEST_F(Nat66OwnerTest, TheHostsAddressesAreNoGuests)
+{
+	const Ip6 gw = ip6("fd42::1");
+	kvx_nd_val host{};
+	host.state = KVX_ND_HOST;
+	dp().nd_update(gw, host);
+	const Mac a = mac_of(kGuest6A);
+	run6(Prog::BrIngress, sent_by(make_udp6(gw, 7000, kRemote6A, 53), a), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOFED);
+	run6(Prog::BrIngress, nd6::dad_probe(a, gw), TC_ACT_OK, KVX_R_PASS_ND);
+	EXPECT_EQ(state(gw), KVX_ND_HOST);
+	EXPECT_EQ(count(kPort6A), 0u);
 }
 
 } // namespace

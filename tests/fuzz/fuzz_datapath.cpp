@@ -603,6 +603,13 @@ void round_trip(const Bytes &in, const Bytes &out)
 
 const Ip6 kSubnet6 = ip6(Topology::kSubnet6);
 const Ip6 kUplink6 = ip6(Topology::kUplinkAddr6);
+// Plausible guest frames come from kGuests6 guests, fd42::G at guest6_mac(G).
+constexpr std::uint8_t kGuests6 = 16;
+
+Mac guest6_mac(std::uint8_t g)
+{
+	return Mac{0x52, 0x54, 0x00, 0x00, 0x06, g};
+}
 
 void install_v6()
 {
@@ -612,7 +619,14 @@ void install_v6()
 	std::memcpy(c.subnet, kSubnet6.data(), 16);
 	c.subnet_len = 64;
 	std::memcpy(c.gw_addr, ip6("fe80::1").data(), 16);
+	std::memcpy(c.bridge_mac, Topology::kBridgeMac.data(), 6);
 	g_dp->set_cfg6(c);
+	// The plausible frames' guests (make_ipv6), each on a bridge port of
+	// its own as the daemon places them: each claims its address within
+	// its own limit (owner6.h), not in the one slot all unknown MACs share
+	// (which the random frames' MACs fill).
+	for (std::uint8_t g = 0; g < kGuests6; g++)
+		g_dp->brport_set(guest6_mac(g), 100u + g);
 }
 
 bool in_subnet6(const Ip6 &a)
@@ -641,9 +655,16 @@ void make_ipv6(Bytes &f, bool plausible, bool uplink)
 	if (uplink) {
 		std::copy(kUplink6.begin(), kUplink6.end(), f.begin() + 38);
 	} else {
+		// One frame in eight from a neighbour's MAC: a guest sending
+		// with another's address (owner6.h must refuse it).
+		const bool spoof = (f[36] & 7) == 0;
 		std::copy(kSubnet6.begin(), kSubnet6.begin() + 8, f.begin() + 22);
+		std::fill(f.begin() + 30, f.begin() + 37, 0);
+		f[37] = static_cast<std::uint8_t>(f[37] % kGuests6);
 		f[38] = 0x20; // 2000::/3, not the guest prefix
 		std::memcpy(f.data(), Topology::kBridgeMac.data(), 6);
+		const Mac m = guest6_mac(static_cast<std::uint8_t>((f[37] + spoof) % kGuests6));
+		std::copy(m.begin(), m.end(), f.begin() + 6);
 	}
 }
 
@@ -680,6 +701,46 @@ bool host_keeps6(int reason)
 	return reason == KVX_R_PASS_NOT_IP || reason == KVX_R_PASS_ND ||
 	       reason == KVX_R_PASS_LOCAL || reason == KVX_R_PASS_NO_ROUTE ||
 	       reason == KVX_R_PASS_OTHERHOST;
+}
+
+// A guest's IPv6 frame that left or went to another guest (translated,
+// hairpinned, an error about a flow) came from the MAC that owns its
+// source address (kvx_nd, owned).
+void check_owner6(const Bytes &in, const Bytes &out)
+{
+	const Parsed6 pi = parse6(in);
+	const auto v = g_dp->nd_lookup(pi.src);
+	if (!v || v->state != KVX_ND_OWNED || std::memcmp(v->mac, in.data() + 6, 6))
+		violation("a guest's IPv6 frame translated from an address its MAC does not own",
+			  in, out);
+}
+
+// The bridge's answer to a guest's DAD probe (ND_PROXY_NA): an NA from
+// the bridge's MAC to all nodes for the probe's target, which another MAC
+// owns in kvx_nd (the prober's own address, or a free one, is never
+// answered).
+void check_dad_answer6(const Bytes &in, const Bytes &out)
+{
+	const Parsed6 pi = parse6(in), po = parse6(out);
+	if (!pi.ipv6 || pi.proto != kProtoIcmp6 || pi.icmp_type != 135 ||
+	    pi.l4_off + 24 > in.size())
+		violation("ND_PROXY_NA for a guest frame that is no Neighbour Solicitation", in,
+			  out);
+	if (!po.ipv6 || po.proto != kProtoIcmp6 || po.icmp_type != 136 ||
+	    po.l4_off + 24 > out.size() || po.dst != ip6("ff02::1") ||
+	    std::memcmp(out.data() + 6, Topology::kBridgeMac.data(), 6))
+		violation("the answer to a DAD probe is no NA from the bridge to all nodes", in,
+			  out);
+	Ip6 target;
+	std::copy(in.begin() + static_cast<long>(pi.l4_off + 8),
+		  in.begin() + static_cast<long>(pi.l4_off + 24), target.begin());
+	if (!std::equal(target.begin(), target.end(),
+			out.begin() + static_cast<long>(po.l4_off + 8)))
+		violation("the NA names another target than the probe", in, out);
+	const auto v = g_dp->nd_lookup(target);
+	if (!v || (v->state != KVX_ND_OWNED && v->state != KVX_ND_PENDING) ||
+	    !std::memcmp(v->mac, in.data() + 6, 6))
+		violation("a DAD probe answered for an address no other guest holds", in, out);
 }
 
 void check_translated6(const Bytes &in, const Bytes &out, int reason, bool in_csum_ok)
@@ -733,6 +794,12 @@ void check_translated6(const Bytes &in, const Bytes &out, int reason, bool in_cs
 			violation("ICMPv6 error translated to the wrong side", in, out);
 		if ((in_dir ? po.src != pi.src : po.dst != pi.dst))
 			violation("ICMPv6 error: the untranslated side changed", in, out);
+	} else if (reason == KVX_R_XLATE_HAIRPIN) {
+		// A guest's packet to the uplink address at another guest's
+		// binding (no IPv6 static mapping here): from the sender's
+		// external endpoint (the uplink address) to the other guest.
+		if (pi.dst != kUplink6 || po.src != kUplink6 || !in_subnet6(po.dst))
+			violation("IPv6 hairpin not from the uplink address to a guest", in, out);
 	} else {
 		violation(std::string("IPv6 redirected for reason ") + reason_name(reason), in,
 			  out);
@@ -1120,8 +1187,14 @@ int test_one(const std::uint8_t *data, std::size_t size)
 				violation("a guest's IPv6 frame with global addresses passed as PASS_ND", in,
 					  r.out);
 		}
-		if (r.verdict == TC_ACT_REDIRECT) {
+		if (r.verdict == TC_ACT_REDIRECT && !uplink && reason == KVX_R_ND_PROXY_NA) {
+			check_dad_answer6(in, r.out);
+		} else if (r.verdict == TC_ACT_REDIRECT) {
 			check_translated6(in, r.out, reason, in_csum_ok);
+			if (!uplink &&
+			    (reason == KVX_R_XLATE_OUT || reason == KVX_R_XLATE_HAIRPIN ||
+			     reason == KVX_R_XLATE_RELATED_OUT))
+				check_owner6(in, r.out);
 			if (reason == KVX_R_XLATE_OUT)
 				frag_trip6(in, r.out);
 			if (reason == KVX_R_XLATE_OUT && in_csum_ok) {

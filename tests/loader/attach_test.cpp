@@ -271,22 +271,24 @@ TEST(ResumeTable, ResizedCountersStartAfreshTheTablesNever)
 		  ResumeAction::Reuse);
 }
 
-// Relay's address owners of ABI 10..16 (24-byte values) are replaced, not
-// refused: attach carries the guests' entries over (a refusal would ask
-// for a detach, and the guests would have to run their DAD again).
+// The guests' IPv6 address owners of ABI 10..16 (24-byte values) are
+// replaced, not refused: attach carries the guests' entries over (a
+// refusal would ask for a detach, and the guests would have to run their
+// DAD again).
 TEST(ResumeTable, RelayOwnersOfAnOlderLayoutAreReplaced)
 {
 	MapSizes s = sizes();
 	s.ipv6 = true;
-	s.relay = true;
 	const MapResumeRule r = resume_rule(KVX_MAP_ND);
 	const MapInfo nd = hash_map(sizeof(kvx_nd_key), sizeof(kvx_nd_val), 1);
 	ResumeDecision d = decide_resume(r, nd, pinned(hash_map(16, 24, KVX_ND_DEFAULT_SIZE)), s);
 	EXPECT_EQ(d.action, ResumeAction::Replace);
 	EXPECT_EQ(d.max_entries, uint32_t{KVX_ND_DEFAULT_SIZE});
-	EXPECT_NE(d.note.find("has 4096 relay addresses of 24 bytes, this kvmxdp 4096 of 32 bytes: "
-			      "replaced, the guests' addresses carried over"),
-		  std::string::npos)
+	EXPECT_NE(
+		d.note.find(
+			"has 4096 guest IPv6 addresses of 24 bytes, this kvmxdp 4096 of 32 bytes: "
+			"replaced, the guests' addresses carried over"),
+		std::string::npos)
 		<< d.note;
 	EXPECT_EQ(decide_resume(r, nd,
 				pinned(hash_map(sizeof(kvx_nd_key), sizeof(kvx_nd_val),
@@ -294,7 +296,18 @@ TEST(ResumeTable, RelayOwnersOfAnOlderLayoutAreReplaced)
 				s)
 			  .action,
 		  ResumeAction::Reuse);
-	// Another key is no relay table of ours: refused.
+	// NAT66 owns its guests' addresses in it as relay does: the one-entry
+	// table of an IPv4-only attach (or of a NAT66 one before) grows.
+	d = decide_resume(r, nd, pinned(hash_map(sizeof(kvx_nd_key), sizeof(kvx_nd_val), 1)), s);
+	EXPECT_EQ(d.action, ResumeAction::Replace);
+	EXPECT_EQ(d.max_entries, uint32_t{KVX_ND_DEFAULT_SIZE});
+	s.ipv6 = false;
+	EXPECT_EQ(decide_resume(r, nd, pinned(hash_map(sizeof(kvx_nd_key), sizeof(kvx_nd_val), 1)),
+				s)
+			  .action,
+		  ResumeAction::Reuse);
+	s.ipv6 = true;
+	// Another key is no table of ours: refused.
 	EXPECT_ERROR_HAS(decide_resume(r, nd, pinned(hash_map(20, 24, KVX_ND_DEFAULT_SIZE)), s),
 			 "run 'kvmxdp detach' first");
 }

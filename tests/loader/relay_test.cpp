@@ -501,6 +501,53 @@ TEST(Brport, ARotatingGuestLeavesRoomForTheOthers)
 	EXPECT_EQ(ports.size(), 8u);
 }
 
+// An address owner the bridge forgot (quiet for its ageing time) stays on
+// its port while the port is the bridge's; one whose port went (its VM's
+// tap deleted) is gone, its addresses free; a MAC that owns nothing is
+// left to plan_brport, and one the bridge still knows is not touched.
+TEST(Brport, QuietOwnersStayPlacedAndGoneOnesAreReleased)
+{
+	const MacAddr quiet = mac_n(1, 1), gone = mac_n(1, 2), idle = mac_n(1, 3),
+		      talking = mac_n(1, 4), moved = mac_n(1, 5);
+	const std::map<MacAddr, uint32_t> have = {
+		{quiet, 10}, {gone, 11}, {idle, 10}, {talking, 10}, {moved, 11}};
+	const std::map<MacAddr, uint32_t> fdb = {{talking, 10}, {moved, 12}};
+	const std::set<MacAddr> owners = {quiet, gone, talking, moved};
+	const BrportAging a = plan_brport_aging(fdb, have, owners, {10, 12});
+	EXPECT_EQ(a.keep, (std::map<MacAddr, uint32_t>{{quiet, 10}}));
+	EXPECT_EQ(a.gone, std::set<MacAddr>{gone});
+	// Kept in the plan: the quiet owner keeps its place.
+	std::map<MacAddr, uint32_t> f = fdb;
+	f.insert(a.keep.begin(), a.keep.end());
+	const BrportPlan p = plan_brport(f, have, owners, 4096);
+	EXPECT_EQ(std::count(p.del.begin(), p.del.end(), quiet), 0);
+	EXPECT_EQ(std::count(p.del.begin(), p.del.end(), gone), 1);
+	EXPECT_EQ(std::count(p.del.begin(), p.del.end(), idle), 1);
+}
+
+// NAT66's owners at attach from the guests' bindings: an address one MAC
+// bound is that MAC's; one two MACs bound (a spoofer before owners
+// existed) is nobody's yet, nor bindings without a MAC (a mapping no guest
+// used yet) or outside the subnet.
+TEST(NdSeed, OwnersFromTheGuestsBindings)
+{
+	const Ipv6Net subnet{parse_ipv6("fd42::"), 64};
+	auto b = [](const char *a, uint8_t m) {
+		BindOwner o;
+		o.addr = parse_ipv6(a);
+		o.mac = mac_n(9, m);
+		return o;
+	};
+	BindOwner nomac = b("fd42::c", 0);
+	nomac.mac = MacAddr{};
+	const std::map<Ipv6Addr, MacAddr> s =
+		plan_nd_seed({b("fd42::a", 1), b("fd42::a", 2), b("fd42::b", 4), nomac,
+			      b("fd43::d", 5), b("fd42::e", 6), b("fd42::e", 6)},
+			     subnet);
+	EXPECT_EQ(s, (std::map<Ipv6Addr, MacAddr>{{parse_ipv6("fd42::b"), mac_n(9, 4)},
+						  {parse_ipv6("fd42::e"), mac_n(9, 6)}}));
+}
+
 // A claim whose probe cannot be sent (the uplink gone) is forgotten with
 // its count in kvx_gaddrs, and the other claims are still tried.
 TEST(RelayProbe, ASendFailureForgetsTheClaimAndItsCountAndGoesOn)

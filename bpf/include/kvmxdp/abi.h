@@ -1103,8 +1103,9 @@ struct kvx_cfg6 {
 	__be32 relay_prefix[4]; /* relay: the uplink's prefix the guests use */
 	__u8 subnet_len;       /* prefix length of subnet, 0..128 */
 	__u8 relay_len;        /* prefix length of relay_prefix */
-	__u8 bridge_mac[6];    /* relay: source MAC of frames to guests and of the
-				* bridge side's proxied Neighbour Advertisements */
+	__u8 bridge_mac[6];    /* source MAC of the bridge side's Neighbour
+				* Advertisements (both modes: answers to guests' DAD
+				* probes) and of relay's frames to guests */
 };
 
 /* kvx_cfg6.flags.  Relay: every packet to a guest's address comes in (as
@@ -1123,6 +1124,8 @@ struct kvx_cfg6 {
  * owner was idle for KVX_GUEST_IDLE_NS (one guest cannot take another's
  * address with one spoofed frame).  KVX_ND_HOST entries are the host's own
  * addresses in the prefix, written by the loader: never a guest's.
+ * NAT66 keeps its guests' owners in it too (bpf/lib/owner6.h), sized
+ * KVX_ND_DEFAULT_SIZE whenever IPv6 is on.
  */
 #define KVX_MAP_ND "kvx_nd"
 #define KVX_ND_DEFAULT_SIZE 4096
@@ -1131,8 +1134,8 @@ struct kvx_cfg6 {
  * Where a guest is: kvx_brport[guest MAC] = the bridge port its frames came
  * in on (ifindex), written by the daemon from the bridge's forwarding
  * database (the bridge device's TC hook sees the bridge, never the port).
- * Relay's per-guest limits (kvx_gaddrs, the DAD relay's rate, the flow
- * quota of relay's flows) count per port, not per MAC: a guest that sends
+ * The per-guest address limit (kvx_gaddrs, both modes), relay's DAD rate
+ * and the flow quota of relay's flows count per port, not per MAC: a guest that sends
  * from ever new MACs has one port and one share.  A MAC not (yet) in it
  * counts in one slot shared by all such MACs (kvx_guest_slot of
  * KVX_BRPORT_UNKNOWN's pseudo-MAC), so that new MACs are bounded together
@@ -1143,8 +1146,8 @@ struct kvx_cfg6 {
 
 /*
  * Per-guest address limit: kvx_gaddrs[slot] counts the kvx_nd entries
- * (owned, pending, defended) whose MAC's quota slot (kvx_guest_slot of the
- * MAC, as kvx_gflows) is slot; a guest at KVX_ND_PER_GUEST claims no
+ * (owned, pending, defended) whose MAC's port slot (kvx_port_slot of its
+ * kvx_brport port; ports unknown share one) is slot; a guest at KVX_ND_PER_GUEST claims no
  * other (DROP_GUEST_ADDRS): without it one guest could take all of kvx_nd
  * and leave the others no address.  SLAAC wants a stable address and a
  * few temporary ones (RFC 8981: a new one a day, the old ones kept while
