@@ -78,6 +78,12 @@ Ipv6Addr addr6_of(const __be32 (&w)[4])
 	return a;
 }
 
+// A prefix kvx_cfg6 holds as address and length (length 0: none).
+std::optional<Ipv6Net> net6_of(const __be32 (&w)[4], uint8_t len)
+{
+	return len ? std::optional<Ipv6Net>(Ipv6Net{addr6_of(w), len}) : std::nullopt;
+}
+
 std::string addr6_str(const Ipv6Addr &a)
 {
 	return a == Ipv6Addr{} ? "none" : format_ipv6(a);
@@ -1008,10 +1014,7 @@ std::optional<Ipv6Net> Daemon::follow_relay(const LinkInfo &uplink, const kvx_cf
 	// the kernel's address event that brought us here.
 	if (ra_watch_.fd() >= 0)
 		ra_watch_.receive(now, routers);
-	const std::optional<Ipv6Net> current =
-		cfg.relay_len ?
-			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.relay_prefix), cfg.relay_len}) :
-			std::nullopt;
+	const std::optional<Ipv6Net> current = net6_of(cfg.relay_prefix, cfg.relay_len);
 	std::vector<Ipv6Net> slaac;
 	for (const Ipv6Prefix &p : onlink_prefixes(up, routes))
 		if (p.autoconf && p.net.prefix == 64)
@@ -1083,10 +1086,7 @@ void Daemon::keep_default_route6(const LinkInfo &uplink, const std::vector<Ipv6R
 void Daemon::refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
 			   const std::vector<Ipv6Addr> &host_addrs)
 {
-	const std::optional<Ipv6Net> was =
-		cfg.relay_len ?
-			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.relay_prefix), cfg.relay_len}) :
-			std::nullopt;
+	const std::optional<Ipv6Net> was = net6_of(cfg.relay_prefix, cfg.relay_len);
 	if (prefix != was) {
 		// Renumbered or another network: the datapath forwards the new
 		// prefix at once (length 0: nothing, the network allows no
@@ -1143,10 +1143,7 @@ void Daemon::sync_nat66_owners(NlSocket &nl)
 	if (cfg.mode != KVX_V6_NAT66 || !bridge_ifindex_ ||
 	    !::if_indextoname(static_cast<unsigned>(bridge_ifindex_), name))
 		return;
-	const std::optional<Ipv6Net> subnet =
-		cfg.subnet_len ?
-			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.subnet), cfg.subnet_len}) :
-			std::nullopt;
+	const std::optional<Ipv6Net> subnet = net6_of(cfg.subnet, cfg.subnet_len);
 	const NdSyncResult r =
 		sync_nd(nd_fd_.get(), subnet, host_addrs6(ipv6_addrs(nl, bridge_ifindex_)));
 	if (r.deleted)
@@ -1174,10 +1171,7 @@ void Daemon::sync_relay_routes(NlSocket &nl)
 	relay_routes_clear_ = false;
 	if (!bridge_ifindex_)
 		return;
-	const std::optional<Ipv6Net> prefix =
-		cfg.relay_len ?
-			std::optional<Ipv6Net>(Ipv6Net{addr6_of(cfg.relay_prefix), cfg.relay_len}) :
-			std::nullopt;
+	const std::optional<Ipv6Net> prefix = net6_of(cfg.relay_prefix, cfg.relay_len);
 	const RelayRoutesResult r =
 		kvmxdp::sync_relay_routes(nl, bridge_ifindex_, nd_fd_.get(), prefix, boottime_ns());
 	if (r.expired)

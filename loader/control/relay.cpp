@@ -122,16 +122,17 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		std::memcpy(mac.data(), k.mac, 6);
 		have[mac] = v.ifindex;
 	}
+	// Each guest entry's owner (none: the host's, or no state).
+	std::vector<std::pair<Ipv6Addr, MacAddr>> guest;
 	std::set<MacAddr> owners;
-	std::vector<NdEntry> nd;
 	if (nd_fd >= 0)
-		nd = dump_nd(nd_fd);
-	for (const NdEntry &e : nd)
-		if (e.val.state != KVX_ND_NONE && e.val.state != KVX_ND_HOST) {
-			MacAddr m;
-			std::memcpy(m.data(), e.val.mac, 6);
-			owners.insert(m);
-		}
+		for (const NdEntry &e : dump_nd(nd_fd))
+			if (e.val.state != KVX_ND_NONE && e.val.state != KVX_ND_HOST) {
+				MacAddr m;
+				std::memcpy(m.data(), e.val.mac, 6);
+				guest.emplace_back(e.addr, m);
+				owners.insert(m);
+			}
 	// The placed MACs' ports that are still links (a bridge re-created,
 	// a tap out of it for a moment: still there; its VM destroyed: gone).
 	std::set<uint32_t> ports;
@@ -141,14 +142,11 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 			ports.insert(port);
 	const BrportAging aging = plan_brport_aging(fdb, have, owners, ports);
 	fdb.insert(aging.keep.begin(), aging.keep.end());
-	for (const NdEntry &e : nd) {
-		MacAddr m;
-		std::memcpy(m.data(), e.val.mac, 6);
-		if (e.val.state == KVX_ND_NONE || e.val.state == KVX_ND_HOST ||
-		    !aging.gone.count(m))
+	for (const auto &[addr, m] : guest) {
+		if (!aging.gone.count(m))
 			continue;
 		kvx_nd_key k{};
-		std::memcpy(k.addr, e.addr.data(), sizeof(k.addr));
+		std::memcpy(k.addr, addr.data(), sizeof(k.addr));
 		// Only if it is still that MAC's (a new owner's claim stands).
 		kvx_nd_val now{};
 		if (bpf_map_lookup_elem(nd_fd, &k, &now) == 0 &&
