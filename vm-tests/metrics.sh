@@ -144,11 +144,16 @@ assert_ge "guest1 has a flow (the ping's)" "$(g1 "$after" kvmxdp_guest_flows dir
 
 kvx_step "download of ${size} bytes"
 before=$(scrape)
+rtx0=$(kvx_snmp "$NS_SRV" Tcp RetransSegs)
 assert_eq "download intact" "$sha" "$(kvx_curl_sha "$NS_G1" "http://$SRV_IP:8080/one")"
+rtx=$(($(kvx_snmp "$NS_SRV" Tcp RetransSegs) - rtx0))
 after=$(scrape)
 bin=$(($(g1 "$after" kvmxdp_guest_bytes_total direction=in) - $(g1 "$before" kvmxdp_guest_bytes_total direction=in)))
 assert_ge "guest1 bytes in >= the file" "$bin" "$size"
-assert_le "guest1 bytes in <= the file + 10% headers" "$bin" $((size * 11 / 10))
+# A busy 2-core machine makes the server retransmit now and then (its
+# timers fire while the receiver waits for a CPU): every segment it sent
+# again crossed the guest's counters again, up to a full frame each.
+assert_le "guest1 bytes in <= the file + 10% headers + $rtx segment(s) sent again" "$bin" $((size * 11 / 10 + rtx * 1514))
 assert_ge "guest1 packets out (requests, ACKs)" "$(($(g1 "$after" kvmxdp_guest_packets_total direction=out) - $(g1 "$before" kvmxdp_guest_packets_total direction=out)))" 3
 assert_eq "guest1 drops" 0 "$(g1 "$after" kvmxdp_guest_drops_total)"
 assert_eq "guest2 (silent) has no row" "" "$(metric "$after" kvmxdp_guest_info addresses="$G2_IP")"
