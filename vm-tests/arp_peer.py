@@ -24,6 +24,11 @@ contend IFACE ADDR --sha MAC [--wait SEC]
     "contending" once bound and "contended with=<the other's MAC>" when it
     has answered; exit 1 if no probe came.
 
+reply IFACE SPA --to MAC TPA [--count N]
+    What arpspoof sends: N ARP replies nobody asked for (0.2 s apart), from
+    IFACE's MAC (sender hardware address too) claiming SPA, to MAC at TPA.
+    Prints "sent N".
+
 flood IFACE NET --seconds SEC
     A hostile guest: ARP requests as fast as it can send them for SEC
     seconds, each from another forged sender and for another target in the
@@ -137,6 +142,19 @@ def contend(args):
     return 1
 
 
+def reply(args):
+    s = open_socket(args.iface)
+    sha = iface_mac(s, args.iface)
+    to = mac_bytes(args.to)
+    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + sha + socket.inet_aton(args.spa) + to + \
+        socket.inet_aton(args.tpa)
+    for i in range(args.count):
+        if i:
+            time.sleep(0.2)
+        s.send(to + sha + b"\x08\x06" + arp)
+    print(f"sent {args.count}", flush=True)
+
+
 def flood(args):
     s = open_socket(args.iface)
     sha = iface_mac(s, args.iface)
@@ -173,13 +191,19 @@ def main():
     p.add_argument("addr")
     p.add_argument("--sha", required=True)
     p.add_argument("--wait", type=float, default=10.0)
+    p = sub.add_parser("reply")
+    p.add_argument("iface")
+    p.add_argument("spa")
+    p.add_argument("--to", required=True)
+    p.add_argument("tpa")
+    p.add_argument("--count", type=int, default=3)
     p = sub.add_parser("flood")
     p.add_argument("iface")
     p.add_argument("net")
     p.add_argument("--seconds", type=float, default=5.0)
     args = ap.parse_args()
     return {"sniff": sniff, "probe": probe, "contend": contend,
-            "flood": flood}[args.cmd](args) or 0
+            "reply": reply, "flood": flood}[args.cmd](args) or 0
 
 
 if __name__ == "__main__":

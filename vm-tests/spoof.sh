@@ -5,9 +5,11 @@
 # guest2 ("B") has a 1:1 address and a port forward and has spoken; guest1
 # ("A") adds B's address as a secondary address and sends with it (curl,
 # ping): kvmxdp drops A's frames (DROP_SPOOF_MAC), B's 1:1 address and its
-# forward keep reaching B, B's own connections keep working.  A DHCP lease
-# (attach --dhcp-leases, libvirt's status file format) owns an address no
-# guest has used yet.  With --mode xdp, a bridge port whose learning is off
+# forward keep reaching B, B's own connections keep working; A's ARP in
+# B's name (the requests A's stack sends from B's address, arpspoof's
+# replies) never reaches the host: its neighbour cache keeps B's MAC, its
+# own curl to B reaches B.  A DHCP lease (attach --dhcp-leases, libvirt's
+# status file format) owns an address no guest has used yet.  With --mode xdp, a bridge port whose learning is off
 # gets no forwarding-database entry from kvmxdp (NTF_USE) for the guest
 # frames XDP redirects past the bridge, and XDP learns nothing there either
 # (kvx_xfdb): replies to B go through TC and the bridge.
@@ -77,6 +79,9 @@ assert_eq "A's ping from $G2_IP gets no reply" 0 \
 assert_ge "DROP_SPOOF_MAC counted A's frames" $(($(kvx_counter DROP_SPOOF_MAC) - spoof0)) 4
 assert_eq "kvx_guest: $G2_IP still B's" "$g2mac" "$(owner "$G2_IP")"
 assert_contains "status names the drop" DROP_SPOOF_MAC "$(kvx status --bridge "$BR")"
+# A asked for its gateway from B's address (below).
+assert_not_contains "the host's neighbour cache has no A's MAC for $G2_IP" "$g1mac" \
+	"$(ip -n "$NS_HOST" neigh show "$G2_IP" dev "$BR")"
 
 kvx_step "B's mappings and connections keep going to B"
 assert_eq "LAN -> $EXT_B still reaches B" guest2 "$(kvx_http_get "$NS_LAN" "http://$EXT_B/who")"
@@ -88,7 +93,31 @@ assert_eq "A saw none of it" "" "$(grep -c GET "$KVX_TMP/g1.http.log" | grep -v 
 assert_ne "A's own address still works" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
 assert_eq "server sees A as the uplink address" "$UP_IP" "$(kvx_http_last_client "$KVX_TMP/http.log")"
 assert_eq "kvx_guest: $G1_IP owned by A's MAC" "$g1mac" "$(owner "$G1_IP")"
+
+kvx_step "A's ARP in B's name cannot teach the host A's MAC for B's address"
+# The host's neighbour cache takes the sender of an ARP request to it, and
+# of a reply for an entry it has (arp_process): the host's own traffic to B
+# would go to A.  Linux asks from the source of the packet that needs the
+# neighbour: with its cache flushed, A's ping from B's address makes A ask
+# for its gateway from B's address with A's MAC.  Then what arpspoof sends.
+assert_eq "the host's own curl to $G2_IP reaches B (control)" guest2 "$(kvx_http_get "$NS_HOST" "http://$G2_IP/who")"
+brmac=$(mac_of "$NS_HOST" "$BR")
+host_neigh() { ip -n "$NS_HOST" neigh show "$G2_IP" dev "$BR"; }
+ip -n "$NS_G1" neigh flush dev "$G1_IF"
+spoof0=$(kvx_counter DROP_SPOOF_MAC)
+nsx "$NS_G1" ping -n -q -c 2 -i 0.2 -W 1 -I "$G2_IP" "$SRV_IP" >/dev/null 2>&1 || true
+assert_ge "DROP_SPOOF_MAC counted A's frames" $(($(kvx_counter DROP_SPOOF_MAC) - spoof0)) 1
+assert_not_contains "the host's neighbour cache has no A's MAC for $G2_IP" "$g1mac" "$(host_neigh)"
+spoof0=$(kvx_counter DROP_SPOOF_MAC)
+assert_eq "A sends the host ARP replies: $G2_IP is at A" "sent 3" \
+	"$(nsx "$NS_G1" "$KVX_PY" -u "$KVX_LIBDIR/arp_peer.py" reply "$G1_IF" "$G2_IP" --to "$brmac" "$GW_IP")"
+assert_ge "DROP_SPOOF_MAC counted them" $(($(kvx_counter DROP_SPOOF_MAC) - spoof0)) 3
+assert_not_contains "the host's neighbour cache still has no A's MAC for $G2_IP" "$g1mac" "$(host_neigh)"
+assert_eq "the host's own curl to $G2_IP reaches B" guest2 "$(kvx_http_get "$NS_HOST" "http://$G2_IP/who")"
+assert_contains "the host's neighbour cache: $G2_IP at B's MAC" "$g2mac" "$(host_neigh)"
 ip -n "$NS_G1" addr del "$G2_IP/32" dev "$G1_IF"
+ip -n "$NS_G1" neigh flush dev "$G1_IF"
+assert_eq "A's own ARP and address still work" guest1 "$(kvx_http_get "$NS_HOST" "http://$G1_IP/who")"
 
 kvx_step "a DHCP lease owns an address before anyone used it"
 G3_IP=192.168.122.13

@@ -136,6 +136,30 @@ static __always_inline __u32 pkt_seg_len(const kvx_ctx_t *ctx, const struct kvx_
 /* The owner's frames rewrite its kvx_guest entry at most this often. */
 #define KVX_GUEST_REFRESH_NS 1000000000ULL
 
+/* An ARP packet for IPv4 over Ethernet (RFC 826). */
+struct kvx_arp4 {
+	__be16 htype;
+	__be16 ptype;
+	__u8 hlen;
+	__u8 plen;
+	__be16 op;
+	__u8 sha[ETH_ALEN];
+	__u8 spa[4];
+	__u8 tha[ETH_ALEN];
+	__u8 tpa[4];
+} __attribute__((packed));
+
+/* Does g's owner keep its address from another MAC?  A lease's always; a
+ * learnt owner's until it has been quiet for KVX_GUEST_IDLE_NS.  Not
+ * `now - seen < idle`: the clock is cached per CPU (clock.h), so the
+ * owner's refresh on another CPU can be a jiffy ahead of this CPU's now,
+ * and the difference would wrap to "idle for ages" and hand the address
+ * to the spoofer. */
+static __always_inline int guest_owner_holds(const struct kvx_guest_val *g, __u64 now)
+{
+	return (g->flags & KVX_GUEST_F_LEASE) || g->seen_ns + KVX_GUEST_IDLE_NS > now;
+}
+
 /*
  * Anti-spoofing beyond the subnet (abi.h kvx_guest): a guest address
  * belongs to one MAC.  The first translated frame from an address binds it
@@ -164,11 +188,7 @@ static __noinline int guest_owner_check(__be32 saddr, const __u8 *mac)
 				g->seen_ns = now;
 			return KVX_CONTINUE;
 		}
-		/* Not `now - seen < idle`: the clock is cached per CPU (clock.h),
-		 * so the owner's refresh on another CPU can be a jiffy ahead of
-		 * this CPU's now, and the difference would wrap to "idle for
-		 * ages" and hand the address to the spoofer. */
-		if ((g->flags & KVX_GUEST_F_LEASE) || g->seen_ns + KVX_GUEST_IDLE_NS > now)
+		if (guest_owner_holds(g, now))
 			return KVX_R_DROP_SPOOF_MAC;
 	}
 	__builtin_memcpy(nv.mac, mac, ETH_ALEN);
@@ -187,6 +207,64 @@ static __noinline int guest_owner_check(__be32 saddr, const __u8 *mac)
 	/* Another CPU bound it first: to this MAC or not. */
 	g = bpf_map_lookup_elem(&kvx_guest, &saddr);
 	return g && mac_eq(g->mac, mac) ? KVX_CONTINUE : KVX_R_DROP_SPOOF_MAC;
+}
+
+/*
+ * A guest's frame for the host itself (an ARP packet, a packet to the
+ * bridge's address or a broadcast): sent in another guest's name?  The
+ * host's neighbour cache takes the sender of every ARP packet it gets (a
+ * request to it, a reply, an update of an entry it has: arp_process), so
+ * one ARP packet from guest A that gives B's address with A's MAC - Linux
+ * sends one when A pings from B's address, and arpspoof does nothing else
+ * - sends the host's own traffic to B to A: its sockets, its DNS answers
+ * and DHCP replies.  What IPv6's nat6_guest_local is to neighbour
+ * discovery.  Refused as in guest_owner_check: an address a lease or an
+ * active owner holds (kvx_guest) given with another MAC (the ARP sender's
+ * hardware address, the one the host would learn; an IPv4 packet's source
+ * MAC).  Claims nothing: an address is taken by the frames that use it
+ * beyond the host; the owner's own host-bound frames keep it active.
+ * Global (verified once, not per call site).  1: drop it.
+ */
+__noinline int nat4_guest_local(kvx_ctx_t *ctx)
+{
+	__u8 mac[8] __attribute__((aligned(8))) = {}; /* mac_eq: word loads */
+	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	struct ethhdr *eth = data;
+	struct kvx_guest_val *g;
+	__u64 now;
+	__be32 addr;
+
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
+		struct kvx_arp4 *arp = (void *)(eth + 1);
+
+		/* What the kernel takes (arp_process, on an Ethernet device). */
+		if ((void *)(arp + 1) > data_end || arp->ptype != bpf_htons(ETH_P_IP) ||
+		    arp->hlen != ETH_ALEN || arp->plen != 4)
+			return 0;
+		__builtin_memcpy(mac, arp->sha, ETH_ALEN);
+		__builtin_memcpy(&addr, arp->spa, 4);
+	} else if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *ip = (void *)(eth + 1);
+
+		if ((void *)(ip + 1) > data_end)
+			return 0;
+		__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+		addr = ip->saddr;
+	} else {
+		return 0;
+	}
+	g = bpf_map_lookup_elem(&kvx_guest, &addr);
+	if (!g)
+		return 0;
+	now = clock_now_ns();
+	if (mac_eq(g->mac, mac)) {
+		if (now - g->seen_ns >= KVX_GUEST_REFRESH_NS)
+			g->seen_ns = now;
+		return 0;
+	}
+	return guest_owner_holds(g, now);
 }
 
 /*
@@ -903,7 +981,9 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 
 	switch (parse_ipv4(ctx, &p)) {
 	case PARSE_NOT_IPV4:
-		return verdict(KVX_R_PASS_NOT_IP, len);
+		/* ARP among them: not in another guest's name. */
+		return verdict(nat4_guest_local(ctx) ? KVX_R_DROP_SPOOF_MAC : KVX_R_PASS_NOT_IP,
+			       len);
 	case PARSE_BAD_IP:
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	default:
@@ -915,10 +995,13 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	/* Anti-spoofing; 0.0.0.0 is a DHCP client (the stack never forwards it). */
 	if (!subnet_has(cfg, p.saddr))
 		return verdict(p.saddr ? KVX_R_DROP_SPOOFED : KVX_R_PASS_LOCAL, len);
+	/* The host's, on the bridge: not in another guest's name either. */
 	if (is_mcast_or_bcast(cfg, p.daddr))
-		return verdict(KVX_R_PASS_MCAST, len);
+		return verdict(nat4_guest_local(ctx) ? KVX_R_DROP_SPOOF_MAC : KVX_R_PASS_MCAST,
+			       len);
 	if (subnet_has(cfg, p.daddr))
-		return verdict(KVX_R_PASS_LOCAL, len);
+		return verdict(nat4_guest_local(ctx) ? KVX_R_DROP_SPOOF_MAC : KVX_R_PASS_LOCAL,
+			       len);
 	if (!ctx_frame_for_host(ctx))
 		return verdict(KVX_R_PASS_OTHERHOST, len);
 	/* What ip_route_input() calls martians, which it would never forward. */
@@ -1047,17 +1130,6 @@ out:
  * station's own MAC, so kvmxdp answers with the uplink MAC (proxy ARP)
  * instead of making the addresses host-local.  -1: not ours, carry on.
  */
-struct kvx_arp4 {
-	__be16 htype;
-	__be16 ptype;
-	__u8 hlen;
-	__u8 plen;
-	__be16 op;
-	__u8 sha[ETH_ALEN];
-	__u8 spa[4];
-	__u8 tha[ETH_ALEN];
-	__u8 tpa[4];
-} __attribute__((packed));
 
 static __always_inline int arp_answer(kvx_ctx_t *ctx, const struct kvx_cfg *cfg, __u32 len)
 {

@@ -1721,6 +1721,80 @@ TEST_F(BrIngressTest, IdleAddressIsLearntAgainLeasedOneIsNot)
 	run_br(old, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 }
 
+// The host's neighbour cache takes the sender of an ARP request to it and
+// of a reply (arp_process): an ARP packet in another guest's name would
+// send the host's own traffic to that guest to the sender.  Refused for an
+// address an owner holds, whatever the ARP operation; the owner's own pass.
+TEST_F(BrIngressTest, ArpInAnotherGuestsNameIsDropped)
+{
+	translate_out(from_guest(make_udp(kGuestB, 62511, kRemote1, 53)), 62511);
+	const Mac none{};
+	const std::uint32_t gw = Topology::kBridgeAddr;
+	// A asks for the gateway from B's address (Linux does, when A sends
+	// from it), tells the host "B is at A" (arpspoof), or announces it.
+	for (const Packet &p : {make_arp(1, kGuestAMac, kGuestB, none, gw),
+				make_arp(2, kGuestAMac, kGuestB, Topology::kBridgeMac, gw),
+				make_arp(1, kGuestAMac, kGuestB, none, kGuestB)})
+		run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// The sender hardware address is what the host learns: A's frame
+	// with B's MAC in it teaches nothing wrong.
+	Packet relayed = make_arp(1, kGuestBMac, kGuestB, none, gw);
+	relayed.src_mac = kGuestAMac;
+	run_br(relayed, TC_ACT_OK, KVX_R_PASS_NOT_IP);
+	Packet hidden = make_arp(1, kGuestAMac, kGuestB, none, gw);
+	hidden.src_mac = kGuestBMac;
+	run_br(hidden, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// B's own, A's for its own address, a probe (RFC 5227: no sender
+	// address) and an address nobody owns: the host's.
+	for (const Packet &p :
+	     {make_arp(1, kGuestBMac, kGuestB, none, gw),
+	      make_arp(2, kGuestBMac, kGuestB, Topology::kBridgeMac, gw),
+	      make_arp(1, kGuestAMac, kGuestA, none, gw), make_arp(1, kGuestAMac, 0, none, kGuestB),
+	      make_arp(1, kGuestAMac, kGuestC, none, gw)})
+		run_br(p, TC_ACT_OK, KVX_R_PASS_NOT_IP);
+	EXPECT_FALSE(owner_of(dp(), kGuestC)) << "an ARP packet claimed an address";
+	EXPECT_FALSE(owner_of(dp(), kGuestA));
+	EXPECT_EQ(owner_of(dp(), kGuestB), kGuestBMac);
+	// A leased owner holds its address however quiet; a learnt one only
+	// until it has been idle (then the next frame that uses it takes it).
+	kvx_guest_val g{};
+	std::memcpy(g.mac, kGuestCMac.data(), 6);
+	g.flags = KVX_GUEST_F_LEASE;
+	g.seen_ns = 1;
+	dp().guest_update(kGuestC, g);
+	run_br(make_arp(1, kGuestAMac, kGuestC, none, gw), TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	make_owner_idle(dp(), kGuestB);
+	run_br(make_arp(1, kGuestAMac, kGuestB, none, gw), TC_ACT_OK, KVX_R_PASS_NOT_IP);
+	EXPECT_EQ(owner_of(dp(), kGuestB), kGuestBMac) << "ARP took an idle owner's address";
+}
+
+// The same for IPv4 packets to the host (its address on the bridge, a
+// broadcast): a guest's DNS query or DHCP renewal in another's name is
+// refused; the owner's refresh its ownership, as its translated ones do.
+TEST_F(BrIngressTest, HostBoundPacketsInAnotherGuestsNameAreDropped)
+{
+	translate_out(from_guest(make_udp(kGuestB, 62521, kRemote1, 53)), 62521);
+	for (Packet p : {from_guest(make_udp(kGuestB, 5353, Topology::kBridgeAddr, 53)),
+			 from_guest(make_icmp_echo(kGuestB, Topology::kBridgeAddr, 3)),
+			 from_guest(make_udp(kGuestB, 68, ip4(255, 255, 255, 255), 67)),
+			 from_guest(make_udp(kGuestB, 68, ip4(192, 168, 122, 255), 67))}) {
+		p.src_mac = kGuestAMac;
+		run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	}
+	run_br(from_guest(make_udp(kGuestB, 5353, Topology::kBridgeAddr, 53)), TC_ACT_OK,
+	       KVX_R_PASS_LOCAL);
+	run_br(from_guest(make_udp(kGuestA, 5353, Topology::kBridgeAddr, 53)), TC_ACT_OK,
+	       KVX_R_PASS_LOCAL);
+	EXPECT_FALSE(owner_of(dp(), kGuestA)) << "a host-bound packet claimed an address";
+	// The owner's host-bound packets keep it active.
+	kvx_guest_val g = *dp().guest_lookup(kGuestB);
+	g.seen_ns = boot_ns() - KVX_GUEST_IDLE_NS + 1000000000ull;
+	dp().guest_update(kGuestB, g);
+	run_br(from_guest(make_udp(kGuestB, 5353, Topology::kBridgeAddr, 53)), TC_ACT_OK,
+	       KVX_R_PASS_LOCAL);
+	EXPECT_GT(dp().guest_lookup(kGuestB)->seen_ns, g.seen_ns);
+}
+
 // The owner's last refresh may be a little ahead of the clock this CPU
 // cached (clock.h: up to a jiffy, another CPU wrote it): that is "just
 // seen", not "idle since the clock wrapped".

@@ -111,6 +111,25 @@ Packet from_guest(Packet p)
 	return p;
 }
 
+Packet make_arp(std::uint16_t op, const Mac &sha, std::uint32_t spa, const Mac &tha,
+		std::uint32_t tpa)
+{
+	Packet p = testpkt::make_ethertype(testpkt::kEthArp, 0);
+	p.src_mac = sha;
+	p.dst_mac = op == 1 ? Mac{0xff, 0xff, 0xff, 0xff, 0xff, 0xff} : tha;
+	p.payload = {0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, static_cast<std::uint8_t>(op)};
+	const auto push_addr = [&p](std::uint32_t a) {
+		for (int s : {24, 16, 8, 0})
+			p.payload.push_back(static_cast<std::uint8_t>(a >> s));
+	};
+	p.payload.insert(p.payload.end(), sha.begin(), sha.end());
+	push_addr(spa);
+	p.payload.insert(p.payload.end(), tha.begin(), tha.end());
+	push_addr(tpa);
+	p.pad_to = 60;
+	return p;
+}
+
 Packet from_uplink(Packet p)
 {
 	p.src_mac = Topology::kGatewayMac;

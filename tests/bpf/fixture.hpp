@@ -55,6 +55,10 @@ void own_address(Datapath &dp, std::uint32_t guest);
 // The MAC kvx_guest binds guest's address to; nullopt: none.
 std::optional<Mac> owner_of(const Datapath &dp, std::uint32_t guest);
 
+// An ARP packet for IPv4 over Ethernet (RFC 826) from sha: a request
+// (op 1) is broadcast, a reply (op 2) goes to tha.
+Packet make_arp(std::uint16_t op, const Mac &sha, std::uint32_t spa, const Mac &tha,
+		std::uint32_t tpa);
 // A frame as the guest sends it: to the bridge's MAC (its gateway).
 Packet from_guest(Packet p);
 // A frame as it arrives on the uplink: from the gateway to the uplink MAC.

@@ -936,42 +936,19 @@ TEST_F(UpIngressTest, SuspendedMappedAddressIsLeftAlone)
 	       KVX_R_PASS_SUSPENDED);
 }
 
-// An ARP request (RFC 826) from the gateway for target.
+// An ARP request from the gateway for target.
 Packet arp_request(std::uint32_t target)
 {
-	Packet p = make_ethertype(kEthArp, 0);
-	p.dst_mac = {0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
-	p.src_mac = Topology::kGatewayMac;
-	p.payload = {0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x01};
-	p.payload.insert(p.payload.end(), Topology::kGatewayMac.begin(),
-			 Topology::kGatewayMac.end());
-	for (int s : {24, 16, 8, 0})
-		p.payload.push_back(static_cast<std::uint8_t>(Topology::kGatewayAddr >> s));
-	p.payload.insert(p.payload.end(), 6, 0);
-	for (int s : {24, 16, 8, 0})
-		p.payload.push_back(static_cast<std::uint8_t>(target >> s));
-	p.pad_to = 60;
-	return p;
+	return make_arp(1, Topology::kGatewayMac, Topology::kGatewayAddr, Mac{}, target);
 }
 
 TEST_F(UpIngressTest, ProxyArpForMappedAddress)
 {
 	add_one_to_one(dp(), kMappedAddr, kGuestA, KVX_EXT_F_ARP);
 	const Packet req = arp_request(kMappedAddr);
-	// The reply, built from scratch: to the asker, from the uplink MAC.
-	Packet rep = make_ethertype(kEthArp, 0);
-	rep.dst_mac = Topology::kGatewayMac;
-	rep.src_mac = Topology::kUplinkMac;
-	rep.payload = {0x00, 0x01, 0x08, 0x00, 6, 4, 0x00, 0x02};
-	rep.payload.insert(rep.payload.end(), Topology::kUplinkMac.begin(),
-			   Topology::kUplinkMac.end());
-	for (int s : {24, 16, 8, 0})
-		rep.payload.push_back(static_cast<std::uint8_t>(kMappedAddr >> s));
-	rep.payload.insert(rep.payload.end(), Topology::kGatewayMac.begin(),
-			   Topology::kGatewayMac.end());
-	for (int s : {24, 16, 8, 0})
-		rep.payload.push_back(static_cast<std::uint8_t>(Topology::kGatewayAddr >> s));
-	rep.pad_to = 60;
+	// The reply: to the asker, from the uplink MAC.
+	const Packet rep = make_arp(2, Topology::kUplinkMac, kMappedAddr, Topology::kGatewayMac,
+				    Topology::kGatewayAddr);
 	run_up(req, TC_ACT_REDIRECT, KVX_R_ARP_REPLY, rep);
 
 	// Not for a mapped address, or without the ARP flag, or suspended:

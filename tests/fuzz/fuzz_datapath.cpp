@@ -22,6 +22,11 @@
 //     were, and a remote's answer comes back; a guest's frame passed to
 //     the stack is one the host keeps (ND, link-local, local, no route),
 //     never one it would route out;
+//   - address ownership (IPv4, kvx_guest): a guest's packet translated or
+//     hairpinned came from the MAC that owns its source address; nothing
+//     for the host itself (an ARP packet, a packet to the bridge's
+//     address or a broadcast) passes in the name of an address another
+//     MAC holds;
 //   - the NAT pool (check_pool, every kPoolCheckEvery frames): no dynamic
 //     binding holds a port outside the range, in its hole (the host's
 //     ephemeral range) or one the host listens on; each guest's kvx_gports
@@ -434,11 +439,35 @@ void put_be32(Bytes &f, std::size_t off, std::uint32_t host)
 	std::memcpy(f.data() + off, &be, 4);
 }
 
+constexpr std::size_t kArpOff = 14; // an ARP packet's offset in a frame
+
+// A guest's ARP packet (plausible, bridge program): IPv4 over Ethernet, a
+// request or a reply, from a subnet address, its sender hardware address
+// the frame's source (one in four another one: what the host learns is
+// the former).
+void make_plausible_arp(Bytes &f)
+{
+	if (f.size() < kArpOff + 28)
+		return;
+	std::uint8_t *a = f.data() + kArpOff;
+	const std::uint8_t hdr[6] = {0, 1, 8, 0, 6, 4};
+	std::memcpy(a, hdr, sizeof(hdr));
+	a[6] = 0;
+	a[7] = static_cast<std::uint8_t>(1 + (a[7] & 1));
+	put_be32(f, kArpOff + 14, Topology::kSubnet | (2 + a[17] % 250));
+	if (a[8] & 3)
+		std::memcpy(f.data() + 6, a + 8, 6);
+}
+
 // Addresses inside the topology: guest subnet -> somewhere beyond the
 // uplink (bridge program), or anything -> the uplink address (uplink).
 void make_plausible(Bytes &f, bool uplink)
 {
 	Parsed p = parse(f);
+	if (!uplink && f[12] == 0x08 && f[13] == 0x06) {
+		make_plausible_arp(f);
+		return;
+	}
 	if (!p.ipv4)
 		return;
 	std::uint8_t *ip = f.data() + p.l3_off;
@@ -473,6 +502,57 @@ Bytes mirror(const Bytes &out, const Parsed &p)
 	}
 	(void)out;
 	return r.build();
+}
+
+// Does kvx_guest's owner of addr (host order) keep it from mac?  A lease's
+// always, a learnt one's while it has been seen within KVX_GUEST_IDLE_NS
+// (nat.h guest_owner_holds).
+bool held_from(std::uint32_t addr, const std::uint8_t *mac)
+{
+	const auto g = g_dp->guest_lookup(addr);
+	if (!g || !std::memcmp(g->mac, mac, 6))
+		return false;
+	timespec ts{};
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	const std::uint64_t now =
+		std::uint64_t(ts.tv_sec) * 1000000000ull + std::uint64_t(ts.tv_nsec);
+	return (g->flags & KVX_GUEST_F_LEASE) || g->seen_ns + KVX_GUEST_IDLE_NS > now;
+}
+
+// A guest's IPv4 packet that left or went to another guest came from the
+// MAC that owns its source address (kvx_guest).
+void check_owner4(const Bytes &in, const Bytes &out)
+{
+	const Parsed p = parse(in);
+	const auto g = g_dp->guest_lookup(p.src);
+	if (!g || std::memcmp(g->mac, in.data() + 6, 6))
+		violation("a guest's packet translated from an address its MAC does not own", in,
+			  out);
+}
+
+// A guest's frame the bridge program passed to the host itself: never in
+// the name of an address another MAC holds (nat.h nat4_guest_local): an
+// ARP packet's sender (the host's neighbour cache takes it), an IPv4
+// packet's source.
+void check_host_bound4(const Bytes &in, int reason)
+{
+	const Parsed p = parse(in);
+	if (reason == KVX_R_PASS_NOT_IP && in[12] == 0x08 && in[13] == 0x06 &&
+	    in.size() >= kArpOff + 28) {
+		const std::uint8_t *a = in.data() + kArpOff;
+		const std::uint8_t kIpv4OverEth[6] = {0, 1, 8, 0, 6, 4};
+		std::uint32_t spa;
+		std::memcpy(&spa, a + 14, 4);
+		// arp_process takes any hardware type on Ethernet; kvmxdp's
+		// check reads the sender where hlen 6 and plen 4 put it.
+		if (!std::memcmp(a + 2, kIpv4OverEth + 2, 4) && held_from(ntohl(spa), a + 8))
+			violation("an ARP packet in the name of another guest's address passed to "
+				  "the host",
+				  in, in);
+	}
+	if ((reason == KVX_R_PASS_LOCAL || reason == KVX_R_PASS_MCAST) && p.ipv4 && p.src &&
+	    held_from(p.src, in.data() + 6))
+		violation("a packet for the host from another guest's address passed", in, in);
 }
 
 // The TCP state invariants of a flow a translated packet went through.
@@ -1043,6 +1123,10 @@ void write_seeds(const std::string &dir)
 	arp.payload = {0,  1,  8, 0, 6, 4, 0, 1, 2, 0, 0,  0,  0, 9,
 		       10, 77, 0, 1, 0, 0, 0, 0, 0, 0, 10, 77, 0, 101};
 	seeds.push_back({kUplinkProg, to_uplink(arp)});
+	// A guest asks for its gateway (plausible: make_plausible_arp).
+	arp.payload = {0,   1,	 8,   0,  6, 4, 0, 1, 0x02, 0, 0,   0,	 0,   0x11,
+		       192, 168, 122, 11, 0, 0, 0, 0, 0,    0, 192, 168, 122, 1};
+	seeds.push_back({kPlausible, from_guest(arp)});
 	auto v6 = [](Packet6 p) {
 		p.dst_mac = Topology::kBridgeMac;
 		p.src_mac = {0x02, 0, 0, 0, 0, 0x12};
@@ -1211,8 +1295,12 @@ int test_one(const std::uint8_t *data, std::size_t size)
 			violation("DROP_TCP_WINDOW for a packet that is no TCP RST or FIN", in,
 				  r.out);
 	}
+	if (!uplink && r.verdict == TC_ACT_OK)
+		check_host_bound4(in, reason);
 	if (r.verdict == TC_ACT_REDIRECT) {
 		check_translated(in, r.out, reason, in_csum_ok);
+		if (!uplink && (reason == KVX_R_XLATE_OUT || reason == KVX_R_XLATE_HAIRPIN))
+			check_owner4(in, r.out);
 		if (reason == KVX_R_XLATE_OUT && in_csum_ok)
 			round_trip(in, r.out);
 	}

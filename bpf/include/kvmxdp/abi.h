@@ -939,7 +939,10 @@ struct kvx_icmprl_val {
  * (the daemon reads libvirt's lease status file: KVX_GUEST_F_LEASE).  A
  * frame with the address and another MAC is dropped (DROP_SPOOF_MAC): one
  * guest cannot move another's bindings, 1:1 address or port forwards to
- * itself.  A learnt owner idle for KVX_GUEST_IDLE_NS gives the address up
+ * itself, nor (an ARP packet or a packet to the host with the address and
+ * another MAC) teach the host's neighbour cache its MAC for the address.
+ * Only translated frames claim an address; those and the owner's frames to
+ * the host keep it.  A learnt owner idle for KVX_GUEST_IDLE_NS gives the address up
  * (a VM re-created with a new MAC, an address handed out again); a leased
  * one only when its lease ends.  A hash map sized to the subnet (one entry
  * per guest address, at most KVX_GFLOWS_MAX), written by the datapath and
@@ -952,7 +955,7 @@ struct kvx_icmprl_val {
 struct kvx_guest_val {
 	__u8 mac[6];
 	__u16 flags;   /* KVX_GUEST_F_* */
-	__u64 seen_ns; /* CLOCK_BOOTTIME: the owner's last translated frame (1 s precision) */
+	__u64 seen_ns; /* CLOCK_BOOTTIME: the owner's last frame out or to the host (1 s grain) */
 };
 
 /*
