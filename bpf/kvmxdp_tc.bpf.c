@@ -52,11 +52,29 @@ static __always_inline void v6_tail_call(struct __sk_buff *skb, __u32 slot)
 		bpf_tail_call(skb, &kvx_v6progs, slot);
 }
 
+/*
+ * A frame whose priority tag (VLAN 0, which the kernel took off before this
+ * hook: skb->vlan_present) carries another tag.  After this hook the kernel
+ * takes that one off too and hands on what is inside as an untagged frame:
+ * an ARP or IP packet that none of the checks here saw (skb->protocol is
+ * the inner tag's), in any guest's name.  No guest on an untagged bridge
+ * sends one; a tag with a VLAN id is for a VLAN device on the bridge, which
+ * kvmxdp does not serve.
+ */
+static __always_inline int stacked_priority_tag(const struct __sk_buff *skb)
+{
+	return skb->vlan_present && !(skb->vlan_tci & 0x0fff) &&
+	       (skb->protocol == bpf_htons(ETH_P_8021Q) ||
+		skb->protocol == bpf_htons(ETH_P_8021AD));
+}
+
 /* clsact ingress of the bridge device: guest packets routed via the host. */
 SEC("tc")
 int kvx_br_ingress(struct __sk_buff *skb)
 {
 	gstats_clear();
+	if (stacked_priority_tag(skb))
+		return verdict(KVX_R_DROP_MALFORMED, skb->len);
 	v6_tail_call(skb, KVX_V6_BR);
 	return nat4_from_guest(skb);
 }

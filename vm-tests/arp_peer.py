@@ -24,10 +24,11 @@ contend IFACE ADDR --sha MAC [--wait SEC]
     "contending" once bound and "contended with=<the other's MAC>" when it
     has answered; exit 1 if no probe came.
 
-reply IFACE SPA --to MAC TPA [--count N]
+reply IFACE SPA --to MAC TPA [--count N] [--tags T]
     What arpspoof sends: N ARP replies nobody asked for (0.2 s apart), from
-    IFACE's MAC (sender hardware address too) claiming SPA, to MAC at TPA.
-    Prints "sent N".
+    IFACE's MAC (sender hardware address too) claiming SPA, to MAC at TPA;
+    with --tags, inside T 802.1Q tags of VLAN 0 (priority tags, which Linux
+    takes off one by one).  Prints "sent N".
 
 flood IFACE NET --seconds SEC
     A hostile guest: ARP requests as fast as it can send them for SEC
@@ -148,10 +149,11 @@ def reply(args):
     to = mac_bytes(args.to)
     arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + sha + socket.inet_aton(args.spa) + to + \
         socket.inet_aton(args.tpa)
+    tags = b"\x81\x00\x00\x00" * args.tags
     for i in range(args.count):
         if i:
             time.sleep(0.2)
-        s.send(to + sha + b"\x08\x06" + arp)
+        s.send(to + sha + tags + b"\x08\x06" + arp)
     print(f"sent {args.count}", flush=True)
 
 
@@ -197,6 +199,7 @@ def main():
     p.add_argument("--to", required=True)
     p.add_argument("tpa")
     p.add_argument("--count", type=int, default=3)
+    p.add_argument("--tags", type=int, default=0)
     p = sub.add_parser("flood")
     p.add_argument("iface")
     p.add_argument("net")

@@ -25,7 +25,9 @@
 #     guests' prefix, KVX_ND_HOST in kvx_nd): DROP_SPOOFED;
 #  6. A's VM is re-created with another MAC (its bridge port deleted and
 #     made again): the daemon releases the old MAC's addresses at once, the
-#     new A's DAD for its address succeeds and it sends from it.
+#     new A's DAD for its address succeeds and it sends from it;
+#  7. the bridge is given another MAC: the daemon follows it, and B's DAD
+#     for A's address is answered from the bridge's new MAC.
 #
 #   guest1 ns "A" (kg1<id> fd42:99::11/64, HTTP [::]:80 "guest1") --+
 #   guest2 ns "B" (kg2<id> fd42:99::12/64, HTTP [::]:80 "guest2") --+ bridge kb<id> fd42:99::1/64
@@ -361,6 +363,26 @@ assert_not_contains "the new A's DAD for $G1_6 succeeded" dadfailed "$a6"
 ip -n "$NS_G1" -6 route add default via "$BR_LL" dev "$G1_IF"
 assert_eq "the new A: curl -6 from $G1_6" hello "$(curl6 "$NS_G1" --interface "$G1_6" "http://[$SRV6]:8080/hello")"
 assert_eq "kvx_nd: $G1_6 owned (2) by the new A's MAC" "$g1new 2" "$(nd_entry "$G1_6")"
+
+kvx_step "7. the bridge's MAC changes: DAD answers come from the new one"
+newbrmac=02:6b:76:99:00:07
+ip -n "$NS_HOST" link set "$BR" address "$newbrmac"
+# (A bridge whose MAC was never set takes its ports' lowest: step 6's
+# new port may have changed it already; the daemon follows that too.)
+kvx_wait_file_contains 5 "$KVX_DAEMON_LOG" " -> $newbrmac (answers to guests' IPv6 duplicate address probes)" || true
+assert_contains "the daemon says so" "bridge $BR MAC " "$(grep -- "-> $newbrmac" "$KVX_DAEMON_LOG")"
+na_sniffer
+ip -n "$NS_G2" -6 addr add "$G1_6/128" dev "$G2_IF"
+dadfailed() { [[ $(ip -n "$NS_G2" -6 addr show dev "$G2_IF" to "$G1_6/128") == *dadfailed* ]]; }
+kvx_wait_for 8 "B's DAD for A's $G1_6 to fail" dadfailed || true
+nas=$(grep " target=$G1_6\$" "$KVX_TMP/na.log" | sort -u)
+# A has the address and defends it itself too (from its own MAC).
+assert_contains "B got the answer for $G1_6 from the bridge's new MAC" \
+	"na src_mac=$newbrmac dst=ff02::1 target=$G1_6" "$nas"
+assert_eq "and none from another MAC than the bridge's new one or A's" "" \
+	"$(grep -v -e "src_mac=$newbrmac " -e "src_mac=$g1new " <<<"$nas" || true)"
+kvx_kill_pid "$NA_PID"
+ip -n "$NS_G2" -6 addr del "$G1_6/128" dev "$G2_IF"
 
 kvx_step "checksums"
 for ns in "$NS_G1" "$NS_G2" "$NS_HOST" "$NS_LAN" "$NS_SRV"; do

@@ -1132,6 +1132,31 @@ static __noinline int ct6_commit_out(const struct kvx_pkt6 *p6, const struct nat
 }
 
 /*
+ * A binding that has not learnt its guest's MAC (a 1:1 address or a port
+ * forward the guest never sent through) delivers to the owner of the
+ * guest address (kvx_nd, owned: bpf/lib/owner6.h) from the bridge's MAC,
+ * as IPv4's guest_mac_from_owner does, not through the host's neighbour
+ * cache, which a guest may have taught before its owner was known.  No
+ * owner or no bridge MAC: the neighbour cache it is.  Not inlined: its
+ * key stays off ct6_ingress's frame.
+ */
+static __noinline void guest6_mac_from_owner(const __be32 *addr, struct nat_endpoint *guest)
+{
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct kvx_nd_key k;
+	struct kvx_nd_val *v;
+
+	if (!addr || !guest || !cfg6 || mac_is_zero(cfg6->bridge_mac))
+		return;
+	addr6_copy(k.addr, addr);
+	v = bpf_map_lookup_elem(&kvx_nd, &k);
+	if (!v || v->state != KVX_ND_OWNED)
+		return;
+	__builtin_memcpy(guest->guest_mac, v->mac, 6);
+	__builtin_memcpy(guest->gw_mac, cfg6->bridge_mac, 6);
+}
+
+/*
  * outside -> guest (ct_ingress), for a packet to the uplink address or a
  * mapped one: the guest endpoint (address into guest_addr, port, MACs and
  * the flow's static flags into guest), or KVX_R_PASS_HOST when no binding
@@ -1187,6 +1212,8 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	/* Ours, but it would expire on the way: before it touches the flow. */
 	if (p6->p.ttl <= 1)
 		return KVX_R_DROP_TTL_IN;
+	if (mac_is_zero(guest->guest_mac))
+		guest6_mac_from_owner(guest_addr, guest);
 	/* RFC 8200 8.1: a zero UDP checksum is invalid.  Only a guest's
 	 * packet is refused for it: the host may accept some (RFC 6936,
 	 * udp6zerocsumrx tunnels). */

@@ -223,19 +223,24 @@ static __noinline int guest_owner_check(__be32 saddr, const __u8 *mac)
  * hardware address, the one the host would learn; an IPv4 packet's source
  * MAC).  Claims nothing: an address is taken by the frames that use it
  * beyond the host; the owner's own host-bound frames keep it active.
+ * Frames in a VLAN tag inside a priority tag never get here
+ * (kvx_br_ingress drops them).
  * Global (verified once, not per call site).  1: drop it.
  */
 __noinline int nat4_guest_local(kvx_ctx_t *ctx)
 {
-	__u8 mac[8] __attribute__((aligned(8))) = {}; /* mac_eq: word loads */
+	/* mac_eq: word loads */
+	__u8 mac[8] __attribute__((aligned(8))) = {}, src[8] __attribute__((aligned(8))) = {};
 	void *data = ctx_data(ctx), *data_end = ctx_data_end(ctx);
+	const struct kvx_cfg *cfg = cfg_get();
 	struct ethhdr *eth = data;
 	struct kvx_guest_val *g;
 	__u64 now;
 	__be32 addr;
 
-	if ((void *)(eth + 1) > data_end)
+	if ((void *)(eth + 1) > data_end || !cfg)
 		return 0;
+	__builtin_memcpy(src, eth->h_source, ETH_ALEN);
 	if (eth->h_proto == bpf_htons(ETH_P_ARP)) {
 		struct kvx_arp4 *arp = (void *)(eth + 1);
 
@@ -250,7 +255,7 @@ __noinline int nat4_guest_local(kvx_ctx_t *ctx)
 
 		if ((void *)(ip + 1) > data_end)
 			return 0;
-		__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+		__builtin_memcpy(mac, src, ETH_ALEN);
 		addr = ip->saddr;
 	} else {
 		return 0;
@@ -260,11 +265,19 @@ __noinline int nat4_guest_local(kvx_ctx_t *ctx)
 		return 0;
 	now = clock_now_ns();
 	if (mac_eq(g->mac, mac)) {
-		if (now - g->seen_ns >= KVX_GUEST_REFRESH_NS)
+		/* Only a frame the owner could have sent keeps it active:
+		 * not an ARP packet another MAC sends in a departed owner's
+		 * name (which would hold its address from its re-created
+		 * VM). */
+		if (mac_eq(mac, src) && now - g->seen_ns >= KVX_GUEST_REFRESH_NS)
 			g->seen_ns = now;
 		return 0;
 	}
-	return guest_owner_holds(g, now);
+	if (!guest_owner_holds(g, now))
+		return 0;
+	/* Charged to the sender (its per-guest drops). */
+	gstats_set(src, addr, cfg->guest_seed, 0);
+	return 1;
 }
 
 /*

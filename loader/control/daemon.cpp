@@ -209,25 +209,41 @@ void Daemon::refresh_bridge(NlSocket &nl)
 	if (link->ifindex != bridge_ifindex_)
 		reattach_bridge(*link);
 	follow_gateway(nl, link->ifindex);
-	follow_gateway6(nl, link->ifindex);
+	follow_gateway6(nl, *link);
 }
 
 // The same for IPv6: the guests' router is the bridge's link-local address
-// (the source of the RAs they got), which a re-created bridge changes.
-void Daemon::follow_gateway6(NlSocket &nl, int bridge_ifindex)
+// (the source of the RAs they got), which a re-created bridge changes; and
+// the bridge's MAC, which the datapath answers guests' duplicate address
+// probes from (owner6.h): a re-created bridge, or one given another address
+// (`ip link set BR address`), would answer from a MAC that is not there.
+void Daemon::follow_gateway6(NlSocket &nl, const LinkInfo &bridge)
 {
 	kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
 	if (cfg.mode == KVX_V6_OFF)
 		return;
-	const Ipv6Addr gw = link_local_of(ipv6_addrs(nl, bridge_ifindex)).value_or(Ipv6Addr{});
+	bool changed = false;
+	std::array<uint8_t, 6> old_mac{};
+	std::memcpy(old_mac.data(), cfg.bridge_mac, old_mac.size());
+	if (old_mac != bridge.mac) {
+		log_info("bridge " + inst_.bridge + " MAC " + format_mac(old_mac) + " -> " +
+			 format_mac(bridge.mac) +
+			 " (answers to guests' IPv6 duplicate address probes)");
+		std::memcpy(cfg.bridge_mac, bridge.mac.data(), sizeof(cfg.bridge_mac));
+		changed = true;
+	}
+	const Ipv6Addr gw = link_local_of(ipv6_addrs(nl, bridge.ifindex)).value_or(Ipv6Addr{});
 	const Ipv6Addr old = addr6_of(cfg.gw_addr);
-	if (gw == old)
-		return;
-	log_info("bridge " + inst_.bridge + " IPv6 gateway address " + addr6_str(old) + " -> " +
-		 addr6_str(gw) +
-		 (gw == Ipv6Addr{} ? " (no ICMPv6 errors to guests until it has one)" : ""));
-	std::memcpy(cfg.gw_addr, gw.data(), sizeof(cfg.gw_addr));
-	write_cfg6(cfg6_fd_.get(), cfg);
+	if (gw != old) {
+		log_info(
+			"bridge " + inst_.bridge + " IPv6 gateway address " + addr6_str(old) +
+			" -> " + addr6_str(gw) +
+			(gw == Ipv6Addr{} ? " (no ICMPv6 errors to guests until it has one)" : ""));
+		std::memcpy(cfg.gw_addr, gw.data(), sizeof(cfg.gw_addr));
+		changed = true;
+	}
+	if (changed)
+		write_cfg6(cfg6_fd_.get(), cfg);
 }
 
 // The source of the ICMP errors the datapath sends guests (kvx_cfg.gw_addr)
@@ -1110,15 +1126,24 @@ void Daemon::refresh_relay(kvx_cfg6 &cfg, const std::optional<Ipv6Net> &prefix,
 			 (prefix ? prefix->str() : std::string("any prefix")));
 }
 
-// Where each guest MAC is (kvx_brport): the limit on a guest's addresses
-// (both modes) and relay's probes count per bridge port.
+// Where each guest MAC is (kvx_brport): the limit on a guest's IPv6
+// addresses (both modes) and relay's probes count per bridge port; the
+// addresses of a guest whose port went (its VM destroyed) are free at once.
+// Every mode, IPv6 off too (IPv4's owners).
 void Daemon::sync_owner_ports(NlSocket &nl)
 {
-	const BrportSyncResult b =
-		sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT), nd_fd_.get());
-	if (b.released)
-		log_info("ipv6: released " + std::to_string(b.released) +
-			 " address(es) of guest MACs whose bridge port went");
+	char name[IF_NAMESIZE];
+	// A bridge re-created since the last refresh (the "bridge" step
+	// follows it): its ports are read next time.
+	if (!bridge_ifindex_ || !::if_indextoname(static_cast<unsigned>(bridge_ifindex_), name))
+		return;
+	const bool v6 = read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF;
+	const BrportSyncResult b = sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT),
+					       v6 ? nd_fd_.get() : -1, skel_.map_fd(KVX_MAP_GUEST));
+	if (b.released || b.released4)
+		log_info("released the addresses of guest MACs whose bridge port went: " +
+			 std::to_string(b.released4) + " IPv4, " + std::to_string(b.released) +
+			 " IPv6");
 	if (b.added || b.moved || b.removed)
 		log_verbose("ipv6: guest MACs on bridge ports: " + std::to_string(b.added) +
 			    " added, " + std::to_string(b.moved) + " moved, " +
@@ -1132,8 +1157,8 @@ void Daemon::sync_owner_ports(NlSocket &nl)
 }
 
 // NAT66's guest addresses (owner6.h): the host's own in the subnet (the
-// bridge's) are no guest's, idle owners are forgotten, owners placed on
-// their ports.
+// bridge's) are no guest's, idle owners are forgotten (their ports: the
+// "guest ports" step, sync_owner_ports).
 void Daemon::sync_nat66_owners(NlSocket &nl)
 {
 	const kvx_cfg6 cfg = read_cfg6(cfg6_fd_.get());
@@ -1153,7 +1178,6 @@ void Daemon::sync_nat66_owners(NlSocket &nl)
 	if (size_t n = expire_nd(nd_fd_.get(), boottime_ns()))
 		log_info("nat66: forgot " + std::to_string(n) + " guest address(es) idle for " +
 			 std::to_string(kNdExpireNs / 1000000000ULL) + " s");
-	sync_owner_ports(nl);
 }
 
 void Daemon::sync_relay_routes(NlSocket &nl)
@@ -1182,7 +1206,6 @@ void Daemon::sync_relay_routes(NlSocket &nl)
 		log_verbose("relay: routes to guests on " + inst_.bridge + ": " +
 			    std::to_string(r.added) + " added, " + std::to_string(r.removed) +
 			    " removed");
-	sync_owner_ports(nl);
 	// Addresses guests sent from without their own DAD: ours.
 	ProbeCounters pc;
 	pc.gaddrs_fd = skel_.map_fd(KVX_MAP_GADDRS);
@@ -1311,6 +1334,7 @@ void Daemon::refresh(NlSocket &nl, bool heal)
 	step("uplink ipv6", [&] { refresh_uplink6(nl); });
 	step("ipv6 owners", [&] { sync_nat66_owners(nl); });
 	step("relay routes", [&] { sync_relay_routes(nl); });
+	step("guest ports", [&] { sync_owner_ports(nl); });
 	step("bridge", [&] { refresh_bridge(nl); });
 	step("mappings", [&] { sync_mappings(nl, heal); });
 	step("xdp", [&] { sync_xdp(nl); });

@@ -179,7 +179,7 @@ private:
 	void refresh_bridge(NlSocket &nl);
 	void reattach_bridge(const LinkInfo &link);
 	void follow_gateway(NlSocket &nl, int bridge_ifindex);
-	void follow_gateway6(NlSocket &nl, int bridge_ifindex);
+	void follow_gateway6(NlSocket &nl, const LinkInfo &bridge);
 	// Re-installs the configured static mappings when the config, the
 	// uplink address or the uplink's network changed (or to heal).
 	void sync_mappings(NlSocket &nl, bool force);

@@ -110,7 +110,8 @@ size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex)
 	return n;
 }
 
-BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd)
+BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
+			     int guest_fd)
 {
 	BrportSyncResult r;
 	std::map<MacAddr, uint32_t> fdb, have;
@@ -133,6 +134,15 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 				guest.emplace_back(e.addr, m);
 				owners.insert(m);
 			}
+	std::vector<std::pair<__be32, MacAddr>> guest4; // learnt IPv4 owners
+	if (guest_fd >= 0)
+		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(guest_fd))
+			if (!(v.flags & KVX_GUEST_F_LEASE)) {
+				MacAddr m;
+				std::memcpy(m.data(), v.mac, 6);
+				guest4.emplace_back(a, m);
+				owners.insert(m);
+			}
 	// The placed MACs' ports that are still links (a bridge re-created,
 	// a tap out of it for a moment: still there; its VM destroyed: gone).
 	std::set<uint32_t> ports;
@@ -152,6 +162,16 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		if (bpf_map_lookup_elem(nd_fd, &k, &now) == 0 &&
 		    !std::memcmp(now.mac, m.data(), 6) && bpf_map_delete_elem(nd_fd, &k) == 0)
 			r.released++;
+	}
+	for (const auto &[addr, m] : guest4) {
+		if (!aging.gone.count(m))
+			continue;
+		kvx_guest_val now{};
+		// Only if it is still that MAC's, and learnt.
+		if (bpf_map_lookup_elem(guest_fd, &addr, &now) == 0 &&
+		    !std::memcmp(now.mac, m.data(), 6) && !(now.flags & KVX_GUEST_F_LEASE) &&
+		    bpf_map_delete_elem(guest_fd, &addr) == 0)
+			r.released4++;
 	}
 	const BrportPlan plan =
 		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);

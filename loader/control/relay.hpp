@@ -59,15 +59,20 @@ size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex);
 // count in the slot of unknown ports.
 // Owners the bridge forgot while their port is its own stay placed; the
 // addresses of owners whose port went are released (model/relay.hpp
-// plan_brport_aging).
+// plan_brport_aging): IPv6 ones (kvx_nd) and the learnt IPv4 ones
+// (kvx_guest at guest_fd, -1: none; a lease's stays: the lease file says
+// whose it is), so that a VM re-created with another MAC has its
+// addresses back at once instead of after KVX_GUEST_IDLE_NS.
 struct BrportSyncResult {
 	size_t added = 0;
 	size_t moved = 0;
 	size_t removed = 0;
-	size_t unplaced = 0; // learnt MACs not in kvx_brport (over a port's share)
-	size_t released = 0; // kvx_nd entries of owners whose bridge port went
+	size_t unplaced = 0;  // learnt MACs not in kvx_brport (over a port's share)
+	size_t released = 0;  // kvx_nd entries of owners whose bridge port went
+	size_t released4 = 0; // kvx_guest entries of the same
 };
-BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1);
+BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1,
+			     int guest_fd = -1);
 
 // Where the count of a kvx_nd entry is (owner6.h nd_guest_count):
 // kvx_gaddrs at the slot of its MAC's port in kvx_brport.  -1: not known.

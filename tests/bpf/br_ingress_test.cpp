@@ -1731,11 +1731,23 @@ TEST_F(BrIngressTest, ArpInAnotherGuestsNameIsDropped)
 	const Mac none{};
 	const std::uint32_t gw = Topology::kBridgeAddr;
 	// A asks for the gateway from B's address (Linux does, when A sends
-	// from it), tells the host "B is at A" (arpspoof), or announces it.
+	// from it), tells the host "B is at A" (arpspoof), or announces it:
+	// refused, and charged to A (its guest drops).
+	const auto drops_of_a = [this] {
+		const kvx_gstat st = dp().gstats_at(
+			kvx_guest_slot(kGuestAMac.data(), be32(kGuestB), dp().cfg().guest_seed) &
+			(KVX_GSTATS_SLOTS - 1));
+		std::uint64_t n = 0;
+		for (std::uint64_t d : st.drops)
+			n += d;
+		return n;
+	};
+	const std::uint64_t drops0 = drops_of_a();
 	for (const Packet &p : {make_arp(1, kGuestAMac, kGuestB, none, gw),
 				make_arp(2, kGuestAMac, kGuestB, Topology::kBridgeMac, gw),
 				make_arp(1, kGuestAMac, kGuestB, none, kGuestB)})
 		run_br(p, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(drops_of_a() - drops0, 3u) << "the drops are not charged to the sender";
 	// The sender hardware address is what the host learns: A's frame
 	// with B's MAC in it teaches nothing wrong.
 	Packet relayed = make_arp(1, kGuestBMac, kGuestB, none, gw);
@@ -1744,6 +1756,17 @@ TEST_F(BrIngressTest, ArpInAnotherGuestsNameIsDropped)
 	Packet hidden = make_arp(1, kGuestAMac, kGuestB, none, gw);
 	hidden.src_mac = kGuestBMac;
 	run_br(hidden, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
+	// ...but it keeps no owner active: only a frame the owner could have
+	// sent does (A would hold a departed B's address from B's
+	// re-created VM).
+	kvx_guest_val quiet = *dp().guest_lookup(kGuestB);
+	quiet.seen_ns = boot_ns_ago(2000000000ull);
+	dp().guest_update(kGuestB, quiet);
+	run_br(relayed, TC_ACT_OK, KVX_R_PASS_NOT_IP);
+	EXPECT_EQ(dp().guest_lookup(kGuestB)->seen_ns, quiet.seen_ns)
+		<< "A's frame with B's MAC as the ARP sender refreshed B";
+	run_br(make_arp(1, kGuestBMac, kGuestB, none, gw), TC_ACT_OK, KVX_R_PASS_NOT_IP);
+	EXPECT_GT(dp().guest_lookup(kGuestB)->seen_ns, quiet.seen_ns) << "B's own ARP refreshes B";
 	// B's own, A's for its own address, a probe (RFC 5227: no sender
 	// address) and an address nobody owns: the host's.
 	for (const Packet &p :
@@ -1786,9 +1809,10 @@ TEST_F(BrIngressTest, HostBoundPacketsInAnotherGuestsNameAreDropped)
 	run_br(from_guest(make_udp(kGuestA, 5353, Topology::kBridgeAddr, 53)), TC_ACT_OK,
 	       KVX_R_PASS_LOCAL);
 	EXPECT_FALSE(owner_of(dp(), kGuestA)) << "a host-bound packet claimed an address";
-	// The owner's host-bound packets keep it active.
+	// The owner's host-bound packets keep it active (refreshed at most
+	// once a second: 2 s ago is due).
 	kvx_guest_val g = *dp().guest_lookup(kGuestB);
-	g.seen_ns = boot_ns() - KVX_GUEST_IDLE_NS + 1000000000ull;
+	g.seen_ns = boot_ns_ago(2000000000ull);
 	dp().guest_update(kGuestB, g);
 	run_br(from_guest(make_udp(kGuestB, 5353, Topology::kBridgeAddr, 53)), TC_ACT_OK,
 	       KVX_R_PASS_LOCAL);

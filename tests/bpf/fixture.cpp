@@ -61,6 +61,16 @@ std::optional<Mac> owner_of(const Datapath &dp, std::uint32_t guest)
 	return m;
 }
 
+std::optional<Mac> owner_of(const Datapath &dp, const testpkt::Ip6 &addr)
+{
+	auto v = dp.nd_lookup(addr);
+	if (!v)
+		return std::nullopt;
+	Mac m;
+	std::memcpy(m.data(), v->mac, m.size());
+	return m;
+}
+
 const Topology &topo()
 {
 	return g_topo;

@@ -54,6 +54,9 @@ void make_owner_idle(Datapath &dp, std::uint32_t guest);
 void own_address(Datapath &dp, std::uint32_t guest);
 // The MAC kvx_guest binds guest's address to; nullopt: none.
 std::optional<Mac> owner_of(const Datapath &dp, std::uint32_t guest);
+// The MAC of addr's kvx_nd entry (an owner, a claim, a relay neighbour);
+// nullopt: none.
+std::optional<Mac> owner_of(const Datapath &dp, const testpkt::Ip6 &addr);
 
 // An ARP packet for IPv4 over Ethernet (RFC 826) from sha: a request
 // (op 1) is broadcast, a reply (op 2) goes to tha.

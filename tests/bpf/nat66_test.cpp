@@ -2029,10 +2029,11 @@ TEST_F(Nat66Test, ForwardedSynFloodStaysWithinTheInboundQuota)
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 2; });
 	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6F, 22);
 	out6(from_guest6(make_udp6(kGuest6F, 7000, kRemote6A, 53)));
+	// (To F's MAC: F owns its address, guest6_mac_from_owner.)
 	for (std::uint16_t rport : {51000, 51001, 51002}) {
 		const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222, kRemote6A, rport);
 		run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
-		     dnat6_neigh(syn, kGuest6F, 22));
+		     dnat6(syn, kGuest6F, 22));
 	}
 	std::vector<std::uint16_t> inbound;
 	for (const auto &[k, v] : dp().ct6_entries())
@@ -2552,6 +2553,9 @@ TEST_F(Nat66Test, HairpinToMappedAddresses)
 	want_u.dst = kGuest6F;
 	want_u.dport = 80;
 	want_u.hop_limit--;
+	// This forward learnt no MAC, but F owns its address by now.
+	want_u.src_mac = Topology::kBridgeMac;
+	want_u.dst_mac = mac_of(kGuest6F);
 	EXPECT_EQ(diff(r.out, want_u.build()), "");
 	EXPECT_EQ(check_checksums(r.out), "");
 	const Ip6 one = ip6("2001:db8:77::102");
@@ -2775,13 +2779,13 @@ TEST_F(Nat66Test, AnnouncedMappedAddressIsNoInboundSource)
 	back.src = kMapped6;
 	run6(Prog::UpIngress, back, TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
 	// Suspended (another network): not ours here.
+	// (To A's MAC: A owns its address by now, guest6_mac_from_owner.)
 	dp().extaddr6_set(kMapped6, KVX_EXT_F_ARP | KVX_EXT_F_SUSPENDED);
-	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(syn, kGuest6A, 22));
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn, kGuest6A, 22));
 	// Held: the node that has it reaches A's forward.
 	const Packet6 syn2 = inbound6(kProtoTcp, kUplink6, 2222, kMapped6, 51001);
 	dp().extaddr6_set(kMapped6, KVX_EXT_F_CONFLICT);
-	run6(Prog::UpIngress, syn2, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
-	     dnat6_neigh(syn2, kGuest6A, 22));
+	run6(Prog::UpIngress, syn2, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn2, kGuest6A, 22));
 }
 
 // The NS answer validates as RFC 4861 7.1.1 says before it answers (else
@@ -2958,13 +2962,6 @@ protected:
 	}
 
 	// The MAC kvx_nd records for addr (zero: none) and its state.
-	Mac owner(const Ip6 &addr)
-	{
-		Mac m{};
-		if (auto v = dp().nd_lookup(addr))
-			std::memcpy(m.data(), v->mac, 6);
-		return m;
-	}
 	int state(const Ip6 &addr)
 	{
 		auto v = dp().nd_lookup(addr);
@@ -2987,7 +2984,7 @@ TEST_F(Nat66OwnerTest, AnotherGuestCannotSendFromAnOwnedAddress)
 {
 	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
 	const std::uint16_t port = out6(q);
-	EXPECT_EQ(owner(kGuest6A), mac_of(kGuest6A));
+	EXPECT_EQ(owner_of(dp(), kGuest6A), mac_of(kGuest6A));
 	EXPECT_EQ(state(kGuest6A), KVX_ND_OWNED);
 	EXPECT_EQ(count(kPort6A), 1u);
 	const std::size_t bindings = dp().bind6_entries().size();
@@ -3000,14 +2997,14 @@ TEST_F(Nat66OwnerTest, AnotherGuestCannotSendFromAnOwnedAddress)
 	ping.icmp_type = kIcmp6EchoRequest;
 	run6(Prog::BrIngress, sent_by(ping, b), TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 	EXPECT_EQ(dp().bind6_entries().size(), bindings) << "nothing bound for the spoofer";
-	EXPECT_EQ(owner(kGuest6A), mac_of(kGuest6A));
+	EXPECT_EQ(owner_of(dp(), kGuest6A), mac_of(kGuest6A));
 	EXPECT_EQ(count(kPort6B), 0u) << "a refused frame claims nothing";
 	// A keeps its flow both ways; B its own address.
 	const Packet6 back = reply6(snat6(q, port));
 	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(back, kGuest6A, 7000));
 	out6(q, port);
 	out6(from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53)));
-	EXPECT_EQ(owner(kGuest6B), b);
+	EXPECT_EQ(owner_of(dp(), kGuest6B), b);
 	EXPECT_EQ(count(kPort6B), 1u);
 }
 
@@ -3024,7 +3021,7 @@ TEST_F(Nat66OwnerTest, AOneToOneAddressStaysItsGuests)
 		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
 		EXPECT_EQ(diff(r.out, snat6_to(udp, kMapped6, 5353).build()), "");
 	}
-	EXPECT_EQ(owner(kGuest6F), mac_of(kGuest6F));
+	EXPECT_EQ(owner_of(dp(), kGuest6F), mac_of(kGuest6F));
 	const Mac a = mac_of(kGuest6A);
 	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6F, 5354, kRemote6A, 53, 20), a), TC_ACT_SHOT,
 	     KVX_R_DROP_SPOOF_MAC);
@@ -3037,7 +3034,33 @@ TEST_F(Nat66OwnerTest, AOneToOneAddressStaysItsGuests)
 	// The mapped address still reaches F, at F's MAC.
 	const Packet6 in = inbound6(kProtoUdp, kMapped6, 5353, kRemote6B, 53);
 	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(in, kGuest6F, 5353));
-	EXPECT_EQ(owner(kGuest6F), mac_of(kGuest6F));
+	EXPECT_EQ(owner_of(dp(), kGuest6F), mac_of(kGuest6F));
+}
+
+// A mapping whose binding has not learnt its guest's MAC (the guest never
+// sent through it) delivers to the owner of the guest's address, from the
+// bridge's MAC, as IPv4 does: the host's neighbour cache may hold what a
+// guest taught it before the owner was known.  No owner yet, or only a
+// pending claim (a DAD probe): the neighbour cache.
+TEST_F(Nat66OwnerTest, AMappingWithoutALearntMacDeliversToTheOwner)
+{
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6B, 22);
+	const Packet6 syn = inbound6(kProtoTcp, kUplink6, 2222);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(syn, kGuest6B, 22));
+	// B's DAD probe: a claim, no owner yet.
+	run6(Prog::BrIngress, nd6::dad_probe(mac_of(kGuest6B), kGuest6B), TC_ACT_OK, KVX_R_PASS_ND);
+	ASSERT_EQ(state(kGuest6B), KVX_ND_PENDING);
+	const Packet6 syn2 = inbound6(kProtoTcp, kUplink6, 2222, kRemote6B, 51001);
+	run6(Prog::UpIngress, syn2, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+	     dnat6_neigh(syn2, kGuest6B, 22));
+	// B's traffic elsewhere makes it the owner; the forward's binding
+	// still knows no MAC.
+	out6(from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53)));
+	ASSERT_EQ(state(kGuest6B), KVX_ND_OWNED);
+	const Packet6 syn3 = inbound6(kProtoTcp, kUplink6, 2222, kRemote6B, 51002);
+	run6(Prog::UpIngress, syn3, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn3, kGuest6B, 22));
+	// And so does the flow opened before (the remote's SYN again).
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn, kGuest6B, 22));
 }
 
 // A guest's DAD probe claims its address (pending until its first frame);
@@ -3051,13 +3074,13 @@ TEST_F(Nat66OwnerTest, ADadProbeClaimsAndAnotherMacsProbeIsAnswered)
 	const Ip6 x = ip6("fd42::1:a");
 	const Mac a = mac_of(kGuest6A), b = mac_of(kGuest6B);
 	run6(Prog::BrIngress, nd6::dad_probe(a, x), TC_ACT_OK, KVX_R_PASS_ND);
-	EXPECT_EQ(owner(x), a);
+	EXPECT_EQ(owner_of(dp(), x), a);
 	EXPECT_EQ(state(x), KVX_ND_PENDING);
 	EXPECT_EQ(count(kPort6A), 1u);
 	const Packet6 other = nd6::dad_probe(b, x);
 	run6(Prog::BrIngress, other, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
 	     nd6::answer_na(other, Topology::kBridgeMac, 0));
-	EXPECT_EQ(owner(x), a);
+	EXPECT_EQ(owner_of(dp(), x), a);
 	run6(Prog::BrIngress, sent_by(make_udp6(x, 7000, kRemote6A, 53), b), TC_ACT_SHOT,
 	     KVX_R_DROP_SPOOF_MAC);
 	// The owner's first frame: translated at once (no LAN to ask), owned.
@@ -3101,7 +3124,7 @@ TEST_F(Nat66OwnerTest, AGuestIsItsPortAndKeepsItsAddressesFromOthers)
 	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6A, 7001, kRemote6B, 53), b), TC_ACT_SHOT,
 	     KVX_R_DROP_SPOOF_MAC);
 	run6(Prog::BrIngress, nd6::dad_probe(b, kGuest6A), TC_ACT_OK, KVX_R_PASS_ND);
-	EXPECT_EQ(owner(kGuest6A), a);
+	EXPECT_EQ(owner_of(dp(), kGuest6A), a);
 	EXPECT_EQ(count(kPort6B), 0u);
 	// The owner's defence (its NA for the address) keeps it alive.
 	const Packet6 defence = nd6::answer_na(nd6::dad_probe(b, kGuest6A), a, nd6::kOverride);
@@ -3113,10 +3136,10 @@ TEST_F(Nat66OwnerTest, AGuestIsItsPortAndKeepsItsAddressesFromOthers)
 	const Mac a2{0x52, 0x54, 0x00, 0x00, 0x06, 0xa2};
 	dp().brport_set(a2, kPort6A);
 	out6(sent_by(make_udp6(kGuest6A, 7002, kRemote6B, 53), a2));
-	EXPECT_EQ(owner(kGuest6A), a2);
+	EXPECT_EQ(owner_of(dp(), kGuest6A), a2);
 	EXPECT_EQ(count(kPort6A), 1u);
 	run6(Prog::BrIngress, nd6::dad_probe(a, kGuest6A), TC_ACT_OK, KVX_R_PASS_ND);
-	EXPECT_EQ(owner(kGuest6A), a);
+	EXPECT_EQ(owner_of(dp(), kGuest6A), a);
 	EXPECT_EQ(state(kGuest6A), KVX_ND_PENDING);
 	EXPECT_EQ(count(kPort6A), 1u);
 	// A MAC of no known port yet (just changed, not placed): its probe
@@ -3125,7 +3148,7 @@ TEST_F(Nat66OwnerTest, AGuestIsItsPortAndKeepsItsAddressesFromOthers)
 	run6(Prog::BrIngress, nd6::dad_probe(fresh, kGuest6A), TC_ACT_OK, KVX_R_PASS_ND);
 	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6A, 7003, kRemote6B, 53), fresh), TC_ACT_SHOT,
 	     KVX_R_DROP_SPOOF_MAC);
-	EXPECT_EQ(owner(kGuest6A), a);
+	EXPECT_EQ(owner_of(dp(), kGuest6A), a);
 
 	// An owner of no known port (it sent before the daemon placed it):
 	// after KVX_GUEST_IDLE_NS its address goes to the next MAC's frame.
@@ -3138,7 +3161,7 @@ TEST_F(Nat66OwnerTest, AGuestIsItsPortAndKeepsItsAddressesFromOthers)
 	v.last_seen_ns = boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ULL);
 	dp().nd_update(x, v);
 	out6(sent_by(make_udp6(x, 7001, kRemote6A, 53), b));
-	EXPECT_EQ(owner(x), b);
+	EXPECT_EQ(owner_of(dp(), x), b);
 	EXPECT_EQ(count(0), 0u);
 	EXPECT_EQ(count(kPort6B), 1u);
 	run6(Prog::BrIngress, sent_by(make_udp6(x, 7002, kRemote6A, 53), fresh), TC_ACT_SHOT,
@@ -3195,7 +3218,7 @@ TEST_F(Nat66OwnerTest, NeighbourDiscoveryCannotPoisonTheHostsCache)
 	run6(Prog::BrIngress, na, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 	na.src = kGuest6B;
 	run6(Prog::BrIngress, na, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
-	EXPECT_EQ(owner(kGuest6A), a);
+	EXPECT_EQ(owner_of(dp(), kGuest6A), a);
 	// The owner's own, B's for its own address, anyone's for an address
 	// nobody owns: the host's.
 	run6(Prog::BrIngress, nd6::neigh_sol(kGuest6A, a, gw), TC_ACT_OK, KVX_R_PASS_ND);
@@ -3242,7 +3265,7 @@ TEST_F(Nat66OwnerTest, ErrorsFragmentsAndAnsweredFramesAreRefusedToo)
 	Packet6 hop = sent_by(make_udp6(kGuest6A, 7000, kRemote6A, 53), b);
 	hop.hop_limit = 1;
 	run6(Prog::BrIngress, hop, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
-	EXPECT_EQ(owner(kGuest6A), mac_of(kGuest6A));
+	EXPECT_EQ(owner_of(dp(), kGuest6A), mac_of(kGuest6A));
 }
 
 // A /64 holds any number of addresses: a guest claims at most

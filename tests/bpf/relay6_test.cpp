@@ -127,13 +127,6 @@ protected:
 	}
 
 	// The owner kvx_nd records for addr (zero MAC: none).
-	Mac owner(const Ip6 &addr)
-	{
-		Mac m{};
-		if (auto v = dp().nd_lookup(addr))
-			std::memcpy(m.data(), v->mac, 6);
-		return m;
-	}
 
 	// attach --ipv6-inbound open.
 	void set_inbound_open()
@@ -173,7 +166,7 @@ TEST_F(Relay6Test, GuestToInternetAndBack)
 	const auto nd = dp().nd_lookup(kGuestA);
 	ASSERT_TRUE(nd.has_value());
 	EXPECT_EQ(nd->state, KVX_ND_OWNED);
-	EXPECT_EQ(owner(kGuestA), kMacA);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kMacA);
 	EXPECT_GT(nd->last_seen_ns, boot_ns_ago(100000000ull));
 
 	// The answer keeps the guest's own address: no translation.
@@ -262,26 +255,26 @@ TEST_F(Relay6Test, AnotherMacCannotTakeAnOwnedAddress)
 	// inbound traffic).
 	const Packet6 spoof = from_guest(make_udp6(kGuestA, 7001, kRemote, 53), kMacB);
 	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
-	EXPECT_EQ(owner(kGuestA), kMacA);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kMacA);
 	const Packet6 back = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	run6(Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(back, kMacA));
 	// Nor with a DAD probe for it: the bridge answers it (B's DAD fails).
 	const Packet6 b_dad = neigh_sol(Ip6{}, kMacB, kGuestA);
 	run6(Prog::BrIngress, b_dad, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
 	     proxy_na(b_dad, Topology::kBridgeMac));
-	EXPECT_EQ(owner(kGuestA), kMacA);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kMacA);
 
 	// An owner idle for KVX_GUEST_IDLE_NS gives it up (a VM re-created
 	// with another MAC), to the DAD of the new one, never to a frame.
 	own(kGuestA, kMacA, boot_ns() - KVX_GUEST_IDLE_NS - 1000000000ull, KVX_ND_OWNED);
 	run6(Prog::BrIngress, spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
-	EXPECT_EQ(owner(kGuestA), kMacA);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kMacA);
 	const Packet6 probe = dad_probe(kMacB, kGuestA);
 	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
-	EXPECT_EQ(owner(kGuestA), kMacB);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kMacB);
 	own(kGuestA, kMacB, boot_ns_ago(KVX_ND_DAD_NS + 100000000ull), KVX_ND_PENDING);
 	run6(Prog::BrIngress, spoof, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(spoof));
-	EXPECT_EQ(owner(kGuestA), kMacB);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kMacB);
 	run6(Prog::BrIngress, a, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 }
 
@@ -295,11 +288,11 @@ TEST_F(Relay6Test, ADadProbeForAnotherGuestsAddressIsAnswered)
 	// Pending by A's frame (dad_probes 0), the daemon's probe to come.
 	run6(Prog::BrIngress, from_guest(make_udp6(kGuestB, 7000, kRemote, 53), kMacA), TC_ACT_SHOT,
 	     KVX_R_DROP_ND_UNCLAIMED);
-	ASSERT_EQ(owner(kGuestB), kMacA);
+	ASSERT_EQ(owner_of(dp(), kGuestB), kMacA);
 	const Packet6 sibling = dad_probe(kMacB, kGuestB);
 	run6(Prog::BrIngress, sibling, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
 	     proxy_na(sibling, Topology::kBridgeMac));
-	EXPECT_EQ(owner(kGuestB), kMacA);
+	EXPECT_EQ(owner_of(dp(), kGuestB), kMacA);
 	// Owned by A: the same.
 	own(kGuestB, kMacA, boot_ns(), KVX_ND_OWNED);
 	run6(Prog::BrIngress, sibling, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
@@ -442,7 +435,7 @@ TEST_F(Relay6Test, GuestDadClaimsTheAddressOrIsDefendedForTheHost)
 	// if the guest sends nothing from it (a server).
 	const Packet6 probe = dad_probe(kMacA, kGuestA);
 	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_RELAY, relayed(probe, kUplinkMacT));
-	EXPECT_EQ(owner(kGuestA), kMacA);
+	EXPECT_EQ(owner_of(dp(), kGuestA), kMacA);
 	own(kGuestA, kMacA, boot_ns_ago(KVX_ND_DAD_NS + 100000000ull), KVX_ND_PENDING);
 	const Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(in, kMacA));
@@ -695,7 +688,7 @@ TEST_F(Relay6Test, AGuestClaimsAtMostItsAddressLimit)
 	run6(Prog::BrIngress, again, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(again));
 	run6(Prog::BrIngress, from_guest(make_udp6(extra, 7000, kRemote, 53), kMacB), TC_ACT_SHOT,
 	     KVX_R_DROP_ND_UNCLAIMED);
-	EXPECT_EQ(owner(extra), kMacB);
+	EXPECT_EQ(owner_of(dp(), extra), kMacB);
 	// An address another guest takes over by its DAD (its owner idle)
 	// leaves the owner's count: A may claim one more.
 	own(prefix_addr(0x100), kMacA, boot_ns_ago(KVX_GUEST_IDLE_NS + 1000000000ull),
@@ -736,7 +729,7 @@ TEST_F(Relay6Test, AGuestsAddressLimitHoldsWhateverMacItSendsFrom)
 	// Guest B's port is untouched.
 	run6(Prog::BrIngress, from_guest(make_udp6(kGuestB, 7000, kRemote, 53), kMacB), TC_ACT_SHOT,
 	     KVX_R_DROP_ND_UNCLAIMED);
-	EXPECT_EQ(owner(kGuestB), kMacB);
+	EXPECT_EQ(owner_of(dp(), kGuestB), kMacB);
 }
 
 TEST_F(Relay6Test, RelayFlowsCountAgainstTheGuestsFlowQuota)

@@ -941,8 +941,9 @@ struct kvx_icmprl_val {
  * guest cannot move another's bindings, 1:1 address or port forwards to
  * itself, nor (an ARP packet or a packet to the host with the address and
  * another MAC) teach the host's neighbour cache its MAC for the address.
- * Only translated frames claim an address; those and the owner's frames to
- * the host keep it.  A learnt owner idle for KVX_GUEST_IDLE_NS gives the address up
+ * Frames that leave the bridge's subnet claim an address; ARP and frames
+ * to the host within it (its bridge address, broadcasts) only keep their
+ * owner active.  A learnt owner idle for KVX_GUEST_IDLE_NS gives the address up
  * (a VM re-created with a new MAC, an address handed out again); a leased
  * one only when its lease ends.  A hash map sized to the subnet (one entry
  * per guest address, at most KVX_GFLOWS_MAX), written by the datapath and
