@@ -54,18 +54,23 @@ static __always_inline void v6_tail_call(struct __sk_buff *skb, __u32 slot)
 
 /*
  * A frame whose priority tag (VLAN 0, which the kernel took off before this
- * hook: skb->vlan_present) carries another tag.  After this hook the kernel
- * takes that one off too and hands on what is inside as an untagged frame:
- * an ARP or IP packet that none of the checks here saw (skb->protocol is
- * the inner tag's), in any guest's name.  No guest on an untagged bridge
- * sends one; a tag with a VLAN id is for a VLAN device on the bridge, which
- * kvmxdp does not serve.
+ * hook: skb->vlan_present) carries another priority tag.  After this hook
+ * the kernel takes that one off too and hands on what is inside as an
+ * untagged frame: an ARP or IP packet that none of the checks here saw
+ * (skb->protocol is the inner tag's), in any guest's name.  No guest on an
+ * untagged bridge sends one.  An inner tag with a VLAN id is left alone:
+ * the kernel gives it to that VLAN's device on the bridge, if there is one
+ * (kvmxdp does not serve it), else drops it (PACKET_OTHERHOST).
  */
-static __always_inline int stacked_priority_tag(const struct __sk_buff *skb)
+static __always_inline int stacked_priority_tag(struct __sk_buff *skb)
 {
-	return skb->vlan_present && !(skb->vlan_tci & 0x0fff) &&
-	       (skb->protocol == bpf_htons(ETH_P_8021Q) ||
-		skb->protocol == bpf_htons(ETH_P_8021AD));
+	__be16 tci;
+
+	if (!skb->vlan_present || (skb->vlan_tci & 0x0fff) ||
+	    (skb->protocol != bpf_htons(ETH_P_8021Q) && skb->protocol != bpf_htons(ETH_P_8021AD)))
+		return 0;
+	/* The inner tag's TCI follows the Ethernet header. */
+	return bpf_skb_load_bytes(skb, ETH_HLEN, &tci, sizeof(tci)) || !(bpf_ntohs(tci) & 0x0fff);
 }
 
 /* clsact ingress of the bridge device: guest packets routed via the host. */

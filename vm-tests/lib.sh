@@ -445,6 +445,16 @@ kvx_veth() { # NS1 IF1 NS2 IF2
 	ip -n "$3" link set "$4" up
 }
 
+# kvx_guest1_port_remake: guest1's VM re-created, as libvirt does it: its
+# tap (the port, here the veth pair) made anew on the bridge, with another
+# MAC; software checksums as kvx_topology_up sets them.  Addresses and
+# routes inside the guest are the caller's.
+kvx_guest1_port_remake() {
+	kvx_veth "$NS_G1" "$G1_IF" "$NS_HOST" "$P1_IF"
+	ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
+	nsx "$NS_HOST" ethtool -K "$P1_IF" tx off >/dev/null
+}
+
 # kvx_topology_up [BRIDGE_NAME]: builds the diagram above.  Sets NS_G1, NS_G2,
 # NS_HOST, NS_LAN, NS_SRV, BR, UP, G1_IF, G2_IF, P1_IF, P2_IF, LAN_UP_IF,
 # LAN_SRV_IF, SRV_IF and the addresses.

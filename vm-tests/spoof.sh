@@ -144,9 +144,7 @@ kvx_wait_for 5 "the daemon to release A's address" released || true
 assert_eq "kvx_guest: $G1_IP released with A's port" "" "$(owner "$G1_IP")"
 assert_contains "the daemon says so" "released the addresses of guest MACs whose bridge port went: 1 IPv4" \
 	"$(cat "$KVX_DAEMON_LOG")"
-kvx_veth "$NS_G1" "$G1_IF" "$NS_HOST" "$P1_IF"
-ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
-nsx "$NS_HOST" ethtool -K "$P1_IF" tx off >/dev/null
+kvx_guest1_port_remake
 ip -n "$NS_G1" addr add "$G1_IP/24" dev "$G1_IF"
 ip -n "$NS_G1" route add default via "$GW_IP"
 kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true

@@ -347,9 +347,7 @@ ip -n "$NS_HOST" link del "$P1_IF" # the pair: A's $G1_IF goes too
 released() { [[ -z $(nd_entry "$G1_6") ]]; }
 kvx_wait_for 5 "the daemon to release A's addresses" released || true
 assert_eq "kvx_nd: $G1_6 released with A's port" "" "$(nd_entry "$G1_6")"
-kvx_veth "$NS_G1" "$G1_IF" "$NS_HOST" "$P1_IF"
-ip -n "$NS_HOST" link set "$P1_IF" master "$BR"
-nsx "$NS_HOST" ethtool -K "$P1_IF" tx off >/dev/null
+kvx_guest1_port_remake
 nsx "$NS_G1" sysctl -qw "net.ipv6.conf.$G1_IF.accept_ra=0" "net.ipv6.conf.$G1_IF.accept_dad=1" \
 	"net.ipv6.conf.$G1_IF.dad_transmits=1"
 kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true

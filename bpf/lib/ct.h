@@ -2629,11 +2629,13 @@ static __always_inline void guest_of_binding(const struct kvx_bind_val *ib, __u8
  * that only ever sent through its 1:1 mapping, say) delivers to the owner
  * of the guest address (abi.h kvx_guest) from the bridge's MAC (kvx_xdev),
  * not through the host's neighbour table: any guest can poison that with an
- * ARP that claims another guest's address.  Without an owner or a known
- * bridge MAC, the neighbour table it is.  Not inlined: its frame stays off
+ * ARP that claims another guest's address.  Without an owner (a learnt
+ * one quiet for KVX_GUEST_IDLE_NS: none) or a known bridge MAC, the
+ * neighbour table it is.  Not inlined: its frame stays off
  * ct_ingress's, which is on the bridge program's deepest chain (hairpin).
  */
-static __noinline void guest_mac_from_owner(const struct kvx_cfg *cfg, struct nat_endpoint *guest)
+static __noinline void guest_mac_from_owner(const struct kvx_cfg *cfg, struct nat_endpoint *guest,
+					    __u64 now)
 {
 	struct kvx_guest_val *g;
 	struct kvx_xdev_val *br;
@@ -2641,7 +2643,10 @@ static __noinline void guest_mac_from_owner(const struct kvx_cfg *cfg, struct na
 	__be32 addr = guest->addr;
 
 	g = bpf_map_lookup_elem(&kvx_guest, &addr);
-	if (!g)
+	/* Quiet for longer than the bridge remembers its port (a learnt
+	 * owner may be another MAC by now): the neighbour table asks again
+	 * instead of flooding a MAC that may be gone to every port. */
+	if (!g || (!(g->flags & KVX_GUEST_F_LEASE) && g->seen_ns + KVX_GUEST_IDLE_NS <= now))
 		return;
 	br = bpf_map_lookup_elem(&kvx_xdev, &bridge);
 	if (!br || mac_is_zero(br->mac))
@@ -2746,7 +2751,7 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 	if (p->ttl <= 1)
 		return KVX_R_DROP_TTL_IN;
 	if (mac_is_zero(guest->guest_mac))
-		guest_mac_from_owner(cfg, guest);
+		guest_mac_from_owner(cfg, guest, now);
 	if (!f) {
 		/* Only a SYN opens a TCP flow from outside: an ACK, FIN or
 		 * NULL scan, or a stray segment, never holds an entry (nor the

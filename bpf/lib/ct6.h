@@ -1137,10 +1137,12 @@ static __noinline int ct6_commit_out(const struct kvx_pkt6 *p6, const struct nat
  * guest address (kvx_nd, owned: bpf/lib/owner6.h) from the bridge's MAC,
  * as IPv4's guest_mac_from_owner does, not through the host's neighbour
  * cache, which a guest may have taught before its owner was known.  No
- * owner or no bridge MAC: the neighbour cache it is.  Not inlined: its
+ * owner, one quiet for KVX_GUEST_IDLE_NS or no bridge MAC: the neighbour
+ * cache it is.  Not inlined: its
  * key stays off ct6_ingress's frame.
  */
-static __noinline void guest6_mac_from_owner(const __be32 *addr, struct nat_endpoint *guest)
+static __noinline void guest6_mac_from_owner(const __be32 *addr, struct nat_endpoint *guest,
+					     __u64 now)
 {
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_nd_key k;
@@ -1150,7 +1152,12 @@ static __noinline void guest6_mac_from_owner(const __be32 *addr, struct nat_endp
 		return;
 	addr6_copy(k.addr, addr);
 	v = bpf_map_lookup_elem(&kvx_nd, &k);
-	if (!v || v->state != KVX_ND_OWNED)
+	/* An owner quiet for longer than the bridge remembers its port may
+	 * have changed its MAC since (on its own port: nd_owner_nat66 gives
+	 * the address to the new MAC with its first frame): the neighbour
+	 * cache asks again, where the owner's old MAC would be flooded to
+	 * every port. */
+	if (!v || v->state != KVX_ND_OWNED || v->last_seen_ns + KVX_GUEST_IDLE_NS <= now)
 		return;
 	__builtin_memcpy(guest->guest_mac, v->mac, 6);
 	__builtin_memcpy(guest->gw_mac, cfg6->bridge_mac, 6);
@@ -1213,7 +1220,7 @@ static __noinline int ct6_ingress(const struct kvx_cfg *cfg, const struct kvx_pk
 	if (p6->p.ttl <= 1)
 		return KVX_R_DROP_TTL_IN;
 	if (mac_is_zero(guest->guest_mac))
-		guest6_mac_from_owner(guest_addr, guest);
+		guest6_mac_from_owner(guest_addr, guest, now);
 	/* RFC 8200 8.1: a zero UDP checksum is invalid.  Only a guest's
 	 * packet is refused for it: the host may accept some (RFC 6936,
 	 * udp6zerocsumrx tunnels). */

@@ -111,7 +111,7 @@ size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex)
 }
 
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
-			     int guest_fd)
+			     int guest_fd, std::map<MacAddr, uint64_t> *moved_at, uint64_t now_ns)
 {
 	BrportSyncResult r;
 	std::map<MacAddr, uint32_t> fdb, have;
@@ -150,7 +150,18 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	for (const auto &[mac, port] : have)
 		if (::if_indextoname(port, name))
 			ports.insert(port);
-	const BrportAging aging = plan_brport_aging(fdb, have, owners, ports);
+	std::set<MacAddr> moved;
+	if (moved_at) {
+		for (auto it = moved_at->begin(); it != moved_at->end();) {
+			if (it->second + kMoveHoldNs > now_ns) {
+				moved.insert(it->first);
+				++it;
+			} else {
+				it = moved_at->erase(it);
+			}
+		}
+	}
+	const BrportAging aging = plan_brport_aging(fdb, have, owners, ports, moved);
 	fdb.insert(aging.keep.begin(), aging.keep.end());
 	for (const auto &[addr, m] : guest) {
 		if (!aging.gone.count(m))
@@ -186,8 +197,15 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		std::memcpy(k.mac, mac.data(), 6);
 		kvx_xfdb_val v{};
 		v.ifindex = ifindex;
-		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_ANY) == 0)
-			(have.count(mac) ? r.moved : r.added)++;
+		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_ANY) != 0)
+			continue;
+		if (!have.count(mac)) {
+			r.added++;
+			continue;
+		}
+		r.moved++;
+		if (moved_at)
+			(*moved_at)[mac] = now_ns;
 	}
 	r.unplaced = plan.unplaced;
 	return r;

@@ -148,7 +148,8 @@ BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 
 BrportAging plan_brport_aging(const std::map<MacAddr, uint32_t> &fdb,
 			      const std::map<MacAddr, uint32_t> &have,
-			      const std::set<MacAddr> &owners, const std::set<uint32_t> &ports)
+			      const std::set<MacAddr> &owners, const std::set<uint32_t> &ports,
+			      const std::set<MacAddr> &moved)
 {
 	BrportAging a;
 	for (const auto &[mac, port] : have) {
@@ -156,7 +157,7 @@ BrportAging plan_brport_aging(const std::map<MacAddr, uint32_t> &fdb,
 			continue;
 		if (ports.count(port))
 			a.keep.emplace(mac, port);
-		else
+		else if (!moved.count(mac))
 			a.gone.insert(mac);
 	}
 	return a;

@@ -136,13 +136,21 @@ BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 // with another MAC) is gone: its addresses are free at once (gone), so
 // that a re-created guest's DAD for them is not answered in its old
 // self's name.
+// Not gone, though: an owner whose placement moved from one port to
+// another within kMoveHoldNs (moved) - a guest that sent with another's
+// MAC moved that MAC to its own port (the bridge learns before kvmxdp
+// sees the frame), and its VM going must not free the real owner's
+// addresses; after that long the owner, if it is there, has sent again
+// (and is back on its port) or is idle anyway.  Left to plan_brport.
 struct BrportAging {
 	std::map<MacAddr, uint32_t> keep;
 	std::set<MacAddr> gone;
 };
+constexpr uint64_t kMoveHoldNs = 300ULL * 1000000000ULL; // the bridge's ageing time
 BrportAging plan_brport_aging(const std::map<MacAddr, uint32_t> &fdb,
 			      const std::map<MacAddr, uint32_t> &have,
-			      const std::set<MacAddr> &owners, const std::set<uint32_t> &ports);
+			      const std::set<MacAddr> &owners, const std::set<uint32_t> &ports,
+			      const std::set<MacAddr> &moved = {});
 
 // NAT66's owners for a table that has none yet (an attach that turns it
 // on, an upgrade from a version without them): the guest MAC of the

@@ -1683,6 +1683,17 @@ TEST_F(BrIngressTest, ForwardWithoutLearntMacDeliversToTheOwner)
 	const Packet syn = from_uplink(make_tcp(kRemote2, 7001, Topology::kUplinkAddr, 8080));
 	run_case(dp(), Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
 		 dnat(syn, kGuestB, 80));
+	// A learnt owner quiet for longer than the bridge remembers its port
+	// may be another MAC by now: the neighbour table asks.
+	kvx_guest_val quiet = *dp().guest_lookup(kGuestB);
+	quiet.seen_ns = boot_ns() - KVX_GUEST_IDLE_NS - 1000000000ull; // as make_owner_idle
+	dp().guest_update(kGuestB, quiet);
+	run_case(dp(), Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat_unknown_mac(syn, kGuestB, 80));
+	quiet.flags = KVX_GUEST_F_LEASE; // a lease's MAC stands however quiet
+	dp().guest_update(kGuestB, quiet);
+	run_case(dp(), Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(syn, kGuestB, 80));
 	// No owner yet (C never sent): the neighbour table, as before.
 	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 8081, kGuestC, 80);
 	const Packet syn_c = from_uplink(make_tcp(kRemote2, 7002, Topology::kUplinkAddr, 8081));

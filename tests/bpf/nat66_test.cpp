@@ -3061,6 +3061,14 @@ TEST_F(Nat66OwnerTest, AMappingWithoutALearntMacDeliversToTheOwner)
 	run6(Prog::UpIngress, syn3, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn3, kGuest6B, 22));
 	// And so does the flow opened before (the remote's SYN again).
 	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(syn, kGuest6B, 22));
+	// An owner quiet for longer than the bridge remembers its port may be
+	// another MAC by now: the neighbour cache asks.
+	kvx_nd_val quiet = *dp().nd_lookup(kGuest6B);
+	// (Wraps on a machine up for less than that: the datapath's
+	// `seen + idle <= now` wraps back, as make_owner_idle relies on.)
+	quiet.last_seen_ns = boot_ns() - KVX_GUEST_IDLE_NS - 1000000000ull;
+	dp().nd_update(kGuest6B, quiet);
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6_neigh(syn, kGuest6B, 22));
 }
 
 // A guest's DAD probe claims its address (pending until its first frame);

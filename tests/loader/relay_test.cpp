@@ -525,6 +525,20 @@ TEST(Brport, QuietOwnersStayPlacedAndGoneOnesAreReleased)
 	EXPECT_EQ(std::count(p.del.begin(), p.del.end(), idle), 1);
 }
 
+// A guest that sent with another's MAC moved that MAC to its own port (the
+// bridge learnt it there); its VM going must not free the owner's
+// addresses while the move is recent (the owner is back on its port with
+// its next frame).
+TEST(Brport, AMacMovedLatelyIsNotReleasedWithItsNewPort)
+{
+	const MacAddr owner = mac_n(1, 1), plain = mac_n(1, 2);
+	const std::map<MacAddr, uint32_t> have = {{owner, 11}, {plain, 11}};
+	const std::set<MacAddr> owners = {owner, plain};
+	const BrportAging a = plan_brport_aging({}, have, owners, {10}, {owner});
+	EXPECT_TRUE(a.keep.empty());
+	EXPECT_EQ(a.gone, std::set<MacAddr>{plain});
+}
+
 // NAT66's owners at attach from the guests' bindings: an address one MAC
 // bound is that MAC's; one two MACs bound (a spoofer before owners
 // existed) is nobody's yet, nor bindings without a MAC (a mapping no guest
