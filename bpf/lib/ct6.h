@@ -1138,8 +1138,7 @@ static __noinline int ct6_commit_out(const struct kvx_pkt6 *p6, const struct nat
  * as IPv4's guest_mac_from_owner does, not through the host's neighbour
  * cache, which a guest may have taught before its owner was known.  No
  * owner, one quiet for KVX_GUEST_IDLE_NS or no bridge MAC: the neighbour
- * cache it is.  Not inlined: its
- * key stays off ct6_ingress's frame.
+ * cache it is.  Not inlined: its key stays off ct6_ingress's frame.
  */
 static __noinline void guest6_mac_from_owner(const __be32 *addr, struct nat_endpoint *guest,
 					     __u64 now)

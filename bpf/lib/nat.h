@@ -223,7 +223,7 @@ static __noinline int guest_owner_check(__be32 saddr, const __u8 *mac)
  * hardware address, the one the host would learn; an IPv4 packet's source
  * MAC).  Claims nothing: an address is taken by the frames that use it
  * beyond the host; the owner's own host-bound frames keep it active.
- * Frames in a VLAN tag inside a priority tag never get here
+ * Frames in a priority tag inside a priority tag never get here
  * (kvx_br_ingress drops them).
  * Global (verified once, not per call site).  1: drop it.
  */

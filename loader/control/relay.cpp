@@ -145,10 +145,10 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 			}
 	// The placed MACs' ports that are still links (a bridge re-created,
 	// a tap out of it for a moment: still there; its VM destroyed: gone).
-	std::set<uint32_t> ports;
+	std::set<uint32_t> ports, asked; // one question per port, not per MAC
 	char name[IF_NAMESIZE];
 	for (const auto &[mac, port] : have)
-		if (::if_indextoname(port, name))
+		if (asked.insert(port).second && ::if_indextoname(port, name))
 			ports.insert(port);
 	std::set<MacAddr> moved;
 	if (moved_at) {
