@@ -134,14 +134,18 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 				guest.emplace_back(e.addr, m);
 				owners.insert(m);
 			}
-	std::vector<std::pair<__be32, MacAddr>> guest4; // learnt IPv4 owners
+	// Learnt IPv4 owners: kept placed and released as the IPv6 ones
+	// (aging), but not ahead of other MACs for a port's places
+	// (plan_brport), which only the IPv6 per-port limits need.
+	std::vector<std::pair<__be32, MacAddr>> guest4;
+	std::set<MacAddr> owners_all = owners;
 	if (guest_fd >= 0)
 		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(guest_fd))
 			if (!(v.flags & KVX_GUEST_F_LEASE)) {
 				MacAddr m;
 				std::memcpy(m.data(), v.mac, 6);
 				guest4.emplace_back(a, m);
-				owners.insert(m);
+				owners_all.insert(m);
 			}
 	// The placed MACs' ports that are still links (a bridge re-created,
 	// a tap out of it for a moment: still there; its VM destroyed: gone).
@@ -161,7 +165,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 			}
 		}
 	}
-	const BrportAging aging = plan_brport_aging(fdb, have, owners, ports, moved);
+	const BrportAging aging = plan_brport_aging(fdb, have, owners_all, ports, moved);
 	fdb.insert(aging.keep.begin(), aging.keep.end());
 	for (const auto &[addr, m] : guest) {
 		if (!aging.gone.count(m))
