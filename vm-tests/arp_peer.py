@@ -80,9 +80,13 @@ def parse(frame):
             socket.inet_ntoa(a[16:20]))
 
 
+def arp_packet(op, sha, spa, tha, tpa):
+    """An IPv4-over-Ethernet ARP packet (RFC 826); addresses as bytes."""
+    return struct.pack("!HHBBH", 1, 0x0800, 6, 4, op) + sha + spa + tha + tpa
+
+
 def send_probe(s, sha, addr):
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + sha + b"\0" * 4 + b"\0" * 6 + \
-        socket.inet_aton(addr)
+    arp = arp_packet(1, sha, b"\0" * 4, b"\0" * 6, socket.inet_aton(addr))
     s.send(BROADCAST + sha + b"\x08\x06" + arp)
 
 
@@ -147,8 +151,7 @@ def reply(args):
     s = open_socket(args.iface)
     sha = iface_mac(s, args.iface)
     to = mac_bytes(args.to)
-    arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 2) + sha + socket.inet_aton(args.spa) + to + \
-        socket.inet_aton(args.tpa)
+    arp = arp_packet(2, sha, socket.inet_aton(args.spa), to, socket.inet_aton(args.tpa))
     tags = b"\x81\x00\x00\x00" * args.tags
     for i in range(args.count):
         if i:
@@ -167,7 +170,7 @@ def flood(args):
         for _ in range(256):
             spa = struct.pack("!I", base | (n & 0xffff))
             tpa = struct.pack("!I", base | ((n * 7 + 1) & 0xffff))
-            arp = struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1) + sha + spa + b"\0" * 6 + tpa
+            arp = arp_packet(1, sha, spa, b"\0" * 6, tpa)
             try:
                 s.send(BROADCAST + sha + b"\x08\x06" + arp)
             except OSError:

@@ -110,6 +110,21 @@ size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex)
 	return n;
 }
 
+namespace {
+
+// Deletes the entry at key of a table of owners (kvx_nd, kvx_guest) if it
+// still names mac and may_go(it) holds: since the dump, the datapath may
+// have given the address to another MAC (a new owner's claim stands).
+template <typename V, typename K, typename Pred>
+bool release_if_still(int fd, const K &key, const MacAddr &mac, Pred may_go)
+{
+	V now{};
+	return bpf_map_lookup_elem(fd, &key, &now) == 0 && !std::memcmp(now.mac, mac.data(), 6) &&
+	       may_go(now) && bpf_map_delete_elem(fd, &key) == 0;
+}
+
+} // namespace
+
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
 			     int guest_fd, std::map<MacAddr, uint64_t> *moved_at, uint64_t now_ns)
 {
@@ -168,26 +183,19 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	const BrportAging aging = plan_brport_aging(fdb, have, owners_all, ports, moved);
 	fdb.insert(aging.keep.begin(), aging.keep.end());
 	for (const auto &[addr, m] : guest) {
-		if (!aging.gone.count(m))
-			continue;
 		kvx_nd_key k{};
 		std::memcpy(k.addr, addr.data(), sizeof(k.addr));
-		// Only if it is still that MAC's (a new owner's claim stands).
-		kvx_nd_val now{};
-		if (bpf_map_lookup_elem(nd_fd, &k, &now) == 0 &&
-		    !std::memcmp(now.mac, m.data(), 6) && bpf_map_delete_elem(nd_fd, &k) == 0)
+		if (aging.gone.count(m) &&
+		    release_if_still<kvx_nd_val>(nd_fd, k, m,
+						 [](const kvx_nd_val &) { return true; }))
 			r.released++;
 	}
-	for (const auto &[addr, m] : guest4) {
-		if (!aging.gone.count(m))
-			continue;
-		kvx_guest_val now{};
-		// Only if it is still that MAC's, and learnt.
-		if (bpf_map_lookup_elem(guest_fd, &addr, &now) == 0 &&
-		    !std::memcmp(now.mac, m.data(), 6) && !(now.flags & KVX_GUEST_F_LEASE) &&
-		    bpf_map_delete_elem(guest_fd, &addr) == 0)
+	for (const auto &[addr, m] : guest4)
+		if (aging.gone.count(m) &&
+		    release_if_still<kvx_guest_val>(guest_fd, addr, m, [](const kvx_guest_val &v) {
+			    return !(v.flags & KVX_GUEST_F_LEASE); // learnt, not a lease since
+		    }))
 			r.released4++;
-	}
 	const BrportPlan plan =
 		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {

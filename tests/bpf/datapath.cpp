@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 #include <sys/mman.h>
+#include <time.h>
 #include <unistd.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
@@ -23,6 +24,14 @@
 #include "kvmxdp_xdp.skel.h"
 
 namespace kvmxdp::test {
+
+std::uint64_t boot_ns()
+{
+	timespec ts{};
+	clock_gettime(CLOCK_BOOTTIME, &ts);
+	return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
+}
+
 namespace {
 
 // libbpf's messages of the current load, shown only when it fails.

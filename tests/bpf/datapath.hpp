@@ -35,6 +35,9 @@ inline bool is_xdp(Prog prog)
 	return prog == Prog::XdpPort || prog == Prog::XdpUp;
 }
 
+// The datapath's clock (CLOCK_BOOTTIME, bpf_ktime_get_boot_ns), in ns.
+std::uint64_t boot_ns();
+
 const char *reason_name(int reason);
 const char *verdict_name(int verdict);
 // The verdict a reason implies: XLATE_* and ARP_* redirect, the ABI's drop

@@ -203,13 +203,6 @@ static void wait_route_cache_jiffy()
 	usleep(25000);
 }
 
-std::uint64_t boot_ns()
-{
-	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	return std::uint64_t(ts.tv_sec) * 1000000000ULL + std::uint64_t(ts.tv_nsec);
-}
-
 std::uint64_t boot_ns_ago(std::uint64_t ago_ns)
 {
 	constexpr std::uint64_t kMargin = 1000000000ULL;

@@ -155,8 +155,6 @@ void add_port_forward(Datapath &dp, std::uint8_t proto, std::uint32_t ext_addr,
 void add_one_to_one(Datapath &dp, std::uint32_t ext_addr, std::uint32_t guest,
 		    std::uint32_t extaddr_flags);
 
-// The datapath's clock (CLOCK_BOOTTIME, bpf_ktime_get_boot_ns), in ns.
-std::uint64_t boot_ns();
 // boot_ns() - ago_ns, a time in the past.  In a freshly booted VM the clock
 // may be younger than ago_ns, and a time "before boot" would wrap around to
 // the far future (the datapath's expiry tests are `seen + timeout < now`,

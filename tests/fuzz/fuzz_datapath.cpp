@@ -512,11 +512,7 @@ bool held_from(std::uint32_t addr, const std::uint8_t *mac)
 	const auto g = g_dp->guest_lookup(addr);
 	if (!g || !std::memcmp(g->mac, mac, 6))
 		return false;
-	timespec ts{};
-	clock_gettime(CLOCK_BOOTTIME, &ts);
-	const std::uint64_t now =
-		std::uint64_t(ts.tv_sec) * 1000000000ull + std::uint64_t(ts.tv_nsec);
-	return (g->flags & KVX_GUEST_F_LEASE) || g->seen_ns + KVX_GUEST_IDLE_NS > now;
+	return (g->flags & KVX_GUEST_F_LEASE) || g->seen_ns + KVX_GUEST_IDLE_NS > boot_ns();
 }
 
 // A guest's IPv4 packet that left or went to another guest came from the
