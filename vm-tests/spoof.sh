@@ -11,7 +11,9 @@
 # neighbour cache keeps B's MAC, its own curl to B reaches B.  A's VM
 # re-created with another MAC (its port deleted and made again) has its
 # address back at once.  A DHCP lease (attach --dhcp-leases, libvirt's
-# status file format) owns an address no guest has used yet.  With --mode
+# status file format) owns an address no guest has used yet, but not one an
+# active guest already uses (a static address the DHCP server did not
+# know of): that guest keeps it, and the daemon says why.  With --mode
 # xdp, a bridge port whose learning is off gets no forwarding-database entry from kvmxdp (NTF_USE)
 # for the guest frames XDP redirects past the bridge, and XDP learns
 # nothing there either (kvx_xfdb): replies to B go through TC and the
@@ -138,6 +140,10 @@ kvx_step "A's VM re-created with another MAC: its old self's address is free at 
 # the addresses the MAC on it had learnt, instead of holding them from
 # the new VM for KVX_GUEST_IDLE_NS (5 minutes without network).
 assert_eq "kvx_guest: $G1_IP owned by A's MAC" "$g1mac" "$(owner "$G1_IP")"
+# The bridge keeps its MAC, as libvirt's do: one without a MAC of its own
+# takes its lowest port's, and a new port could change the gateway's MAC
+# under B (which learns it again only when its neighbour entry expires).
+ip -n "$NS_HOST" link set dev "$BR" address "$(mac_of "$NS_HOST" "$BR")"
 ip -n "$NS_HOST" link del "$P1_IF" # the pair: A's $G1_IF goes too
 released() { [[ -z $(owner "$G1_IP") ]]; }
 kvx_wait_for 5 "the daemon to release A's address" released || true
@@ -186,6 +192,31 @@ kvx_wait_for 5 "the daemon saw the lease end" lease_ended || true
 assert_eq "after the lease, still not A's" "" \
 	"$(nsx "$NS_G1" curl -sS --fail --max-time 2 --interface "$G3_IP" "http://$SRV_IP:8080/" 2>/dev/null || true)"
 ip -n "$NS_G1" addr del "$G3_IP/32" dev "$G1_IF"
+
+kvx_step "a lease of an address an active guest uses (static, unknown to the DHCP server): the guest keeps it"
+assert_ne "B's curl (B is active)" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
+# A re-read (the file changed) that sees B's learnt owner, before the lease.
+echo '[ ]' >"$LEASES"
+sleep 2.5
+cat >"$LEASES" <<EOF
+[
+  {
+    "ip-address": "$G2_IP",
+    "mac-address": "52:54:00:65:43:21",
+    "hostname": "late",
+    "expiry-time": $(($(date +%s) + 3600))
+  }
+]
+EOF
+held_said() { grep -q "is leased to 52:54:00:65:43:21, but $g2mac uses it" "$KVX_DAEMON_LOG"; }
+kvx_wait_for 5 "the daemon to say the lease is held" held_said || true
+assert_contains "the daemon says who keeps $G2_IP and why" \
+	"dhcp lease: $G2_IP is leased to 52:54:00:65:43:21, but $g2mac uses it" "$(cat "$KVX_DAEMON_LOG")"
+assert_eq "kvx_guest: $G2_IP still B's, learnt" "$g2mac 0" "$(owner_entry "$G2_IP")"
+assert_ne "B's curl from $G2_IP still works" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
+assert_eq "LAN -> $EXT_B still reaches B" guest2 "$(kvx_http_get "$NS_LAN" "http://$EXT_B/who")"
+echo '[]' >"$LEASES"
+
 assert_fails "--dhcp-leases with a relative path refused" \
 	kvx attach --bridge "$BR" --uplink "$UP" --dhcp-leases leases.status
 

@@ -200,7 +200,7 @@ void check_nat_range(const PortRange &nat, const PortRange &ephemeral)
 			    " (host sockets would collide with translated flows)");
 }
 
-std::string format_mac(const std::array<uint8_t, 6> &mac)
+std::string format_mac(const MacAddr &mac)
 {
 	char buf[18];
 	std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", mac[0], mac[1], mac[2],

@@ -35,8 +35,11 @@ struct PortRange {
 	bool operator==(const PortRange &o) const { return lo == o.lo && hi == o.hi; }
 };
 
+// An Ethernet address, as the kernel and the datapath's maps hold it.
+using MacAddr = std::array<uint8_t, 6>;
+
 // "aa:bb:cc:dd:ee:ff", lower case, as the config stores MACs.
-std::string format_mac(const std::array<uint8_t, 6> &mac);
+std::string format_mac(const MacAddr &mac);
 bool is_mac_str(const std::string &text);
 
 // Dotted quad only (inet_pton): "10.1" or "1.2.3.4 " are rejected.

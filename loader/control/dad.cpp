@@ -62,7 +62,7 @@ Fd nd_socket(int ifindex, bool receive)
 	return s;
 }
 
-void membership(int fd, int ifindex, const DadMac &mac, bool add)
+void membership(int fd, int ifindex, const MacAddr &mac, bool add)
 {
 	packet_mreq mr{};
 	mr.mr_ifindex = ifindex;
@@ -183,7 +183,7 @@ bool DadProber::step()
 		if (from.sll_pkttype == PACKET_OUTGOING || from.sll_ifindex != ifindex_)
 			continue;
 		if (dad_check(buf, static_cast<size_t>(n), target_, nonce_) == DadSeen::Duplicate) {
-			DadMac other{};
+			MacAddr other{};
 			std::memcpy(other.data(), from.sll_addr, 6);
 			duplicate_ = other;
 			done_ = true;
@@ -205,7 +205,7 @@ bool DadProber::step()
 	return false;
 }
 
-std::optional<DadVerdict> dad_probe(int ifindex, const Ipv6Addr &target, DadMac *other)
+std::optional<DadVerdict> dad_probe(int ifindex, const Ipv6Addr &target, MacAddr *other)
 {
 	DadProber probe(ifindex, target, uplink_dad_transmits(ifindex));
 	while (!probe.step()) {
@@ -229,7 +229,7 @@ void nd_announce(int ifindex, const Ipv6Addr &target, int count)
 	socklen_t ml = sizeof(me);
 	if (::getsockname(s.get(), reinterpret_cast<sockaddr *>(&me), &ml) < 0 || me.sll_halen != 6)
 		throw_errno("read the address of", "ifindex " + std::to_string(ifindex));
-	DadMac mac{};
+	MacAddr mac{};
 	std::memcpy(mac.data(), me.sll_addr, 6);
 	const Ipv6Addr all_nodes{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01};
 	const auto na = build_unsolicited_na(target, mac);

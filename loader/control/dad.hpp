@@ -14,6 +14,7 @@
 #include <string>
 
 #include "base/fd.hpp"
+#include "base/netaddr.hpp"
 #include "base/netaddr6.hpp"
 #include "model/dad.hpp"
 
@@ -70,7 +71,7 @@ public:
 	bool step();
 	bool done() const { return done_; }
 	// The MAC of the node that has or claims the address (once done).
-	const std::optional<DadMac> &duplicate() const { return duplicate_; }
+	const std::optional<MacAddr> &duplicate() const { return duplicate_; }
 	// Finished without carrier: no verdict (run it again once it is back).
 	bool no_carrier() const { return no_carrier_; }
 	// Milliseconds until step() has something to do without a frame.
@@ -90,13 +91,13 @@ private:
 	Clock::time_point last_sent_{};
 	bool done_ = false;
 	bool no_carrier_ = false;
-	std::optional<DadMac> duplicate_;
+	std::optional<MacAddr> duplicate_;
 };
 
 // The blocking loop over DadProber (`map add`), with the device's
 // dad_transmits: Free, or Duplicate with the other node's MAC in *other;
 // none without carrier (the daemon runs it once the link is back).
-std::optional<DadVerdict> dad_probe(int ifindex, const Ipv6Addr &target, DadMac *other);
+std::optional<DadVerdict> dad_probe(int ifindex, const Ipv6Addr &target, MacAddr *other);
 
 // The unsolicited Neighbour Advertisement for target at the device's own
 // MAC (model/dad.hpp build_unsolicited_na), `count` of them 100 ms apart.

@@ -91,7 +91,7 @@ std::string addr6_str(const Ipv6Addr &a)
 
 // The MAC of the uplink's next hop towards daddr (network order): the
 // destination's own on the uplink's network, else the default gateway's.
-std::optional<std::array<uint8_t, 6>> uplink_next_hop(NlSocket &nl, int ifindex, uint32_t daddr)
+std::optional<MacAddr> uplink_next_hop(NlSocket &nl, int ifindex, uint32_t daddr)
 {
 	if (auto m = neighbour_mac(nl, ifindex, ntohl(daddr)))
 		return m;
@@ -101,8 +101,7 @@ std::optional<std::array<uint8_t, 6>> uplink_next_hop(NlSocket &nl, int ifindex,
 }
 
 // The same for IPv6, by the uplink's routes (next_hop6).
-std::optional<std::array<uint8_t, 6>> uplink_next_hop6(NlSocket &nl, int ifindex,
-						       const Ipv6Addr &daddr)
+std::optional<MacAddr> uplink_next_hop6(NlSocket &nl, int ifindex, const Ipv6Addr &daddr)
 {
 	if (auto via = next_hop6(ipv6_routes(nl, ifindex), daddr))
 		return neighbour_mac6(nl, ifindex, *via);
@@ -223,7 +222,7 @@ void Daemon::follow_gateway6(NlSocket &nl, const LinkInfo &bridge)
 	if (cfg.mode == KVX_V6_OFF)
 		return;
 	bool changed = false;
-	std::array<uint8_t, 6> old_mac{};
+	MacAddr old_mac{};
 	std::memcpy(old_mac.data(), cfg.bridge_mac, old_mac.size());
 	if (old_mac != bridge.mac) {
 		log_info("bridge " + inst_.bridge + " MAC " + format_mac(old_mac) + " -> " +
@@ -1365,12 +1364,35 @@ void Daemon::sync_dhcp_leases()
 	const kvx_cfg cfg = read_cfg(cfg_fd_.get());
 	LeaseSync r = sync_leases(skel_.map_fd(KVX_MAP_GUEST), leases, cfg.subnet_addr,
 				  cfg.subnet_mask, static_cast<int64_t>(::time(nullptr)),
-				  boottime_ns());
+				  boottime_ns(), leases_learnt_ ? &*leases_learnt_ : nullptr);
+	leases_learnt_ = std::move(r.learnt);
+	// Said once per change (not at every re-read of the file).
+	std::string held;
+	for (const LeaseConflict &c : r.held)
+		held += format_ipv4(c.addr) + format_mac(c.lease_mac) + format_mac(c.owner_mac);
+	if (held != leases_conflicts_)
+		for (const LeaseConflict &c : r.held)
+			log_warn("dhcp lease: " + format_ipv4(c.addr) + " is leased to " +
+				 format_mac(c.lease_mac) + ", but " + format_mac(c.owner_mac) +
+				 " uses it (its last frame " +
+				 std::to_string(c.idle_ns / 1000000000) + " s ago): it stays " +
+				 format_mac(c.owner_mac) +
+				 "'s until that guest has been idle for " +
+				 std::to_string(KVX_GUEST_IDLE_NS / 1000000000) + " s");
+	leases_conflicts_ = held;
 	if (sig != leases_sig_)
 		log_verbose("dhcp leases " + leases_path_ + ": " + std::to_string(r.leased) +
 			    " address(es) owned by their lease, " + std::to_string(r.released) +
 			    " released");
-	if (!follow_guest_leases(leases))
+	// A held lease moves no mapping either: a mapping that follows the
+	// lease's MAC would reach the guest that holds the address.
+	std::vector<Lease> applied;
+	for (const Lease &l : leases)
+		if (std::none_of(r.held.begin(), r.held.end(), [&](const LeaseConflict &c) {
+			    return c.addr == l.addr && c.lease_mac == l.mac;
+		    }))
+			applied.push_back(l);
+	if (!follow_guest_leases(applied))
 		return;
 	leases_sig_ = sig;
 	leases_read_ = now;

@@ -16,9 +16,11 @@
 #include "base/fd.hpp"
 #include "base/fs.hpp"
 #include "base/log.hpp"
+#include "base/netaddr.hpp"
 #include "base/netaddr6.hpp"
 #include "control/dad.hpp"
 #include "control/frag_park.hpp"
+#include "control/guests.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/metrics.hpp"
 #include "control/ra_sender.hpp"
@@ -226,7 +228,7 @@ private:
 	RaWatch ra_watch_;		       // relay: the RAs the uplink hears
 	size_t brport_unplaced_ = 0;	       // MACs left out of kvx_brport (warned once)
 	// When each guest MAC's bridge port placement last moved (sync_brport).
-	std::map<std::array<uint8_t, 6>, uint64_t> brport_moved_;
+	std::map<MacAddr, uint64_t> brport_moved_;
 	std::optional<Ipv6Net> relay_refused_; // logged once per refused prefix
 	std::chrono::steady_clock::time_point relay_rs_at_{};
 	bool had_default6_ = false; // the uplink had an IPv6 default route
@@ -272,6 +274,10 @@ private:
 	std::string leases_path_; // "" with --dhcp-leases none
 	std::string leases_sig_;  // the file's inode, size and mtime when last read
 	std::string leases_held_; // the lease-following warnings last logged
+	// kvx_guest's learnt owners at the last lease sync (sync_leases'
+	// `known`); unset until the first.
+	std::optional<LearntOwners> leases_learnt_;
+	std::string leases_conflicts_; // the held-lease warnings last logged
 	std::chrono::steady_clock::time_point leases_read_{};
 	StepLog steps_;
 	// Addresses (host order) held back on their network, see

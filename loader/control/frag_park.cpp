@@ -95,8 +95,8 @@ std::optional<FragKey> key6_of(const std::vector<uint8_t> &ip, uint8_t dir)
 struct Entry {
 	bool host = false;	       // IN: its first fragment went to the host
 	Ipv6Addr addr{};	       // the new address (IPv4: its first 4 bytes)
-	std::array<uint8_t, 6> dst{};  // the MAC to send to (zero: look it up)
-	std::array<uint8_t, 6> from{}; // IPv6 OUT: the MAC its first came from
+	MacAddr dst{};		       // the MAC to send to (zero: look it up)
+	MacAddr from{};		       // IPv6 OUT: the MAC its first came from
 	uint64_t created_ns = 0;
 };
 
@@ -140,9 +140,9 @@ std::optional<V> frag_entry(int guests_fd, int host_fd, const K &k)
 	return v;
 }
 
-std::array<uint8_t, 6> mac_of_share(uint64_t share)
+MacAddr mac_of_share(uint64_t share)
 {
-	std::array<uint8_t, 6> m{};
+	MacAddr m{};
 	for (int i = 5; i >= 0; i--, share >>= 8)
 		m[static_cast<size_t>(i)] = static_cast<uint8_t>(share);
 	return m;
@@ -188,10 +188,10 @@ bool frag_translate6(std::vector<uint8_t> &ip, uint8_t dir, const Ipv6Addr &addr
 	return true;
 }
 
-std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
-						   const FragMacSources &macs, FragMacCache &cache)
+std::optional<MacAddr> frag_dst_mac(const FragSend &s, int ifindex, const FragMacSources &macs,
+				    FragMacCache &cache)
 {
-	if (s.dst_mac != std::array<uint8_t, 6>{})
+	if (s.dst_mac != MacAddr{})
 		return s.dst_mac;
 	const bool out = s.dir == KVX_BIND_OUT;
 	const FragMacOf6 &of6 = out ? macs.next_hop6 : macs.neighbour6;

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "base/fd.hpp"
+#include "base/netaddr.hpp"
 #include "base/netaddr6.hpp"
 #include "kvmxdp/abi.h"
 
@@ -67,17 +68,15 @@ bool frag_translate6(std::vector<uint8_t> &ip, uint8_t dir, const Ipv6Addr &addr
 // A parked fragment ready to go (the version in ip[0] tells the family).
 struct FragSend {
 	uint8_t dir = KVX_BIND_OUT;	  // OUT: out of the uplink; IN: into the bridge
-	std::array<uint8_t, 6> dst_mac{}; // from its entry (zero: unknown)
+	MacAddr dst_mac{};		  // from its entry (zero: unknown)
 	std::vector<uint8_t> ip;
 	bool v6() const { return !ip.empty() && (ip[0] >> 4) == 6; }
 };
 
 // A MAC from the neighbour tables: of the next hop towards an address
 // (network order) on a device, or nullopt.
-using FragMacOf =
-	std::function<std::optional<std::array<uint8_t, 6>>(int ifindex, uint32_t addr_be)>;
-using FragMacOf6 =
-	std::function<std::optional<std::array<uint8_t, 6>>(int ifindex, const Ipv6Addr &addr)>;
+using FragMacOf = std::function<std::optional<MacAddr>(int ifindex, uint32_t addr_be)>;
+using FragMacOf6 = std::function<std::optional<MacAddr>(int ifindex, const Ipv6Addr &addr)>;
 // Where destination MACs come from, per family: next_hop the uplink's
 // towards an address (its own neighbour entry, else the default router's),
 // neighbour an entry of the bridge's table.
@@ -99,9 +98,9 @@ struct FragMacSources {
 // make each step a series of netlink dumps): past that, no MAC.  The
 // cache holds IPv4 addresses IPv4-mapped (::ffff:a.b.c.d).
 constexpr size_t kFragLookupsPerStep = 16;
-using FragMacCache = std::map<std::pair<uint8_t, Ipv6Addr>, std::optional<std::array<uint8_t, 6>>>;
-std::optional<std::array<uint8_t, 6>> frag_dst_mac(const FragSend &s, int ifindex,
-						   const FragMacSources &macs, FragMacCache &cache);
+using FragMacCache = std::map<std::pair<uint8_t, Ipv6Addr>, std::optional<MacAddr>>;
+std::optional<MacAddr> frag_dst_mac(const FragSend &s, int ifindex, const FragMacSources &macs,
+				    FragMacCache &cache);
 
 // A parked fragment's datagram: the key of its kvx_frag (IPv4) or
 // kvx_frag6 (IPv6) entry.

@@ -51,12 +51,12 @@ struct SlotCount {
 };
 
 // Guest MAC -> bridge port (kvx_brport, abi.h); empty without the map.
-std::map<std::array<uint8_t, 6>, uint32_t> brport_map(const QuotaMaps &q)
+std::map<MacAddr, uint32_t> brport_map(const QuotaMaps &q)
 {
-	std::map<std::array<uint8_t, 6>, uint32_t> out;
+	std::map<MacAddr, uint32_t> out;
 	if (q.brport_fd >= 0)
 		for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(q.brport_fd)) {
-			std::array<uint8_t, 6> m;
+			MacAddr m;
 			std::memcpy(m.data(), k.mac, 6);
 			out.emplace(m, v.ifindex);
 		}
@@ -81,7 +81,7 @@ public:
 				if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST ||
 				    std::memcmp(v.mac, kZero, 6) == 0)
 					continue;
-				std::array<uint8_t, 6> m;
+				MacAddr m;
 				std::memcpy(m.data(), v.mac, 6);
 				nd_owner_.emplace(Family6::to_addr(k.addr), m);
 			}
@@ -139,9 +139,9 @@ private:
 	static constexpr uint8_t kZero[6] = {};
 	uint32_t seed_;
 	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> binds_;
-	std::map<std::array<uint8_t, 6>, uint32_t> port_;
+	std::map<MacAddr, uint32_t> port_;
 	std::unordered_map<Ext6, const kvx_bind6_val *, Ext6Hash> in_half_;
-	std::map<Ipv6Addr, std::array<uint8_t, 6>> nd_owner_;
+	std::map<Ipv6Addr, MacAddr> nd_owner_;
 };
 
 std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
@@ -549,13 +549,13 @@ size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
 	const std::vector<uint32_t> before = ga.read();
 	const auto nd = dump_hash<kvx_nd_key, kvx_nd_val>(nd_fd);
 	const std::vector<uint32_t> after = ga.read();
-	const std::map<std::array<uint8_t, 6>, uint32_t> port = brport_map(q);
+	const std::map<MacAddr, uint32_t> port = brport_map(q);
 	// As owner6.h nd_owner counts them: every entry of a guest MAC,
 	// in its bridge port's slot (port 0: not known).
 	for (const auto &[k, v] : nd) {
 		if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST)
 			continue;
-		std::array<uint8_t, 6> m;
+		MacAddr m;
 		std::memcpy(m.data(), v.mac, 6);
 		const auto p = port.find(m);
 		const uint32_t i = kvx_port_slot(p == port.end() ? 0 : p->second, q.seed);

@@ -42,7 +42,7 @@ const char *gdrop_name(int cls)
 	}
 }
 
-std::string mac_text(const std::array<uint8_t, 6> &m)
+std::string mac_text(const MacAddr &m)
 {
 	char buf[18];
 	std::snprintf(buf, sizeof(buf), "%02x:%02x:%02x:%02x:%02x:%02x", m[0], m[1], m[2], m[3],
@@ -59,13 +59,13 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 	const kvx_cfg cfg = read_cfg(fds.cfg);
 	// One row per owner: a guest that claims several addresses counts
 	// them in one slot (abi.h kvx_gflows).
-	std::map<std::array<uint8_t, 6>, std::map<uint32_t, kvx_guest_val>> owned;
+	std::map<MacAddr, std::map<uint32_t, kvx_guest_val>> owned;
 	for (const auto &[addr_be, owner] : dump_hash<__be32, kvx_guest_val>(fds.guest)) {
-		std::array<uint8_t, 6> mac;
+		MacAddr mac;
 		std::copy(owner.mac, owner.mac + 6, mac.begin());
 		owned[mac][ntohl(addr_be)] = owner;
 	}
-	std::map<std::array<uint8_t, 6>, GuestRow> by_mac;
+	std::map<MacAddr, GuestRow> by_mac;
 	for (const auto &[mac, addrs] : owned) {
 		GuestRow &r = by_mac[mac];
 		r.mac = mac;
@@ -77,11 +77,11 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 	}
 	// IPv6: the address's owner by MAC, latest sighting per address.
 	using Addr6 = std::array<uint8_t, 16>;
-	std::map<std::array<uint8_t, 6>, std::map<Addr6, uint64_t>> owned6;
+	std::map<MacAddr, std::map<Addr6, uint64_t>> owned6;
 	auto own6 = [&](const uint8_t *m, const __be32 *a, uint64_t seen) {
-		std::array<uint8_t, 6> mac;
+		MacAddr mac;
 		std::copy(m, m + 6, mac.begin());
-		if (mac == std::array<uint8_t, 6>{})
+		if (mac == MacAddr{})
 			return; // a binding without a guest MAC yet (map add)
 		Addr6 addr;
 		std::memcpy(addr.data(), a, 16);

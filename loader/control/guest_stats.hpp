@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "base/netaddr.hpp"
 #include "kvmxdp/abi.h"
 #include "model/leases.hpp"
 
@@ -39,7 +40,7 @@ struct GuestStatsFds {
 };
 
 struct GuestRow {
-	std::array<uint8_t, 6> mac{};
+	MacAddr mac{};
 	std::vector<uint32_t> addrs; // host order, ascending
 	// Per address (parallel to addrs): its owner's last translated frame
 	// (kvx_guest seen_ns, CLOCK_BOOTTIME; 0: never), and whether a DHCP
@@ -126,7 +127,7 @@ std::vector<Lease> instance_leases(const Instance &inst);
 
 // "QUOTA" ... (abi.h KVX_GDROPS): labels and JSON keys.
 const char *gdrop_name(int cls);
-std::string mac_text(const std::array<uint8_t, 6> &mac);
+std::string mac_text(const MacAddr &mac);
 
 // The maps of an instance's pin directory, checked (maps.hpp find_pinned).
 class PinnedGuestStats {

@@ -517,8 +517,7 @@ namespace {
 // an attempt that found nothing, not again for 10 s: the daemon reads the
 // network every second, and a router that does not answer (no carrier)
 // must not cost it 300 ms each time.
-std::optional<std::array<uint8_t, 6>> resolve_neighbour6(NlSocket &nl, int ifindex,
-							 const Ipv6Addr &addr, int ms)
+std::optional<MacAddr> resolve_neighbour6(NlSocket &nl, int ifindex, const Ipv6Addr &addr, int ms)
 {
 	using clock = std::chrono::steady_clock;
 	static std::map<std::pair<int, Ipv6Addr>, clock::time_point> failed;

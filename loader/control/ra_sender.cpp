@@ -81,9 +81,8 @@ void RaSender::open(int ifindex, const Ipv6Addr &ll)
 	ll_ = ll;
 }
 
-void RaSender::update(int ifindex, const std::optional<Ipv6Addr> &link_local,
-		      const std::array<uint8_t, 6> &mac, const std::optional<RaPrefix> &prefix,
-		      uint32_t mtu, Clock::time_point now)
+void RaSender::update(int ifindex, const std::optional<Ipv6Addr> &link_local, const MacAddr &mac,
+		      const std::optional<RaPrefix> &prefix, uint32_t mtu, Clock::time_point now)
 {
 	if (!link_local || !ifindex) {
 		sock_.reset();

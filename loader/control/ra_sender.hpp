@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "base/fd.hpp"
+#include "base/netaddr.hpp"
 #include "model/ra.hpp"
 
 namespace kvmxdp {
@@ -36,9 +37,8 @@ public:
 	// now: router lifetime 0) and the uplink's MTU.  A bridge without a
 	// link-local address yet sends nothing.  A new prefix is announced at
 	// once, the old one deprecated.
-	void update(int ifindex, const std::optional<Ipv6Addr> &link_local,
-		    const std::array<uint8_t, 6> &mac, const std::optional<RaPrefix> &prefix,
-		    uint32_t mtu, Clock::time_point now);
+	void update(int ifindex, const std::optional<Ipv6Addr> &link_local, const MacAddr &mac,
+		    const std::optional<RaPrefix> &prefix, uint32_t mtu, Clock::time_point now);
 	// The socket to poll (-1: none), and how long until service() is due.
 	int fd() const { return sock_.get(); }
 	int64_t wait_ms(Clock::time_point now) const;
@@ -57,7 +57,7 @@ private:
 	Fd sock_;
 	int ifindex_ = 0;
 	Ipv6Addr ll_{};
-	std::array<uint8_t, 6> mac_{};
+	MacAddr mac_{};
 	uint32_t mtu_ = 0;
 	std::optional<RaPrefix> prefix_;
 	struct Old {

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "base/netaddr.hpp"
 #include "base/netaddr6.hpp"
 #include "kernel/netlink.hpp"
 #include "kvmxdp/abi.h"
@@ -78,8 +79,7 @@ struct BrportSyncResult {
 // caller keeps it from call to call; now_ns CLOCK_BOOTTIME): a MAC moved
 // within kMoveHoldNs is not released with its port (plan_brport_aging).
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1,
-			     int guest_fd = -1,
-			     std::map<std::array<uint8_t, 6>, uint64_t> *moved_at = nullptr,
+			     int guest_fd = -1, std::map<MacAddr, uint64_t> *moved_at = nullptr,
 			     uint64_t now_ns = 0);
 
 // Where the count of a kvx_nd entry is (owner6.h nd_guest_count):

@@ -38,7 +38,7 @@ Fd arp_socket(int ifindex)
 	return packet_socket(ifindex, ETH_P_ARP);
 }
 
-void arp_send(int fd, int ifindex, const std::array<uint8_t, 6> &mac, uint32_t sip, uint32_t tip)
+void arp_send(int fd, int ifindex, const MacAddr &mac, uint32_t sip, uint32_t tip)
 {
 	ArpPkt p{};
 	p.htype = htons(ARPHRD_ETHER);
@@ -57,7 +57,7 @@ void arp_send(int fd, int ifindex, const std::array<uint8_t, 6> &mac, uint32_t s
 
 } // namespace
 
-ArpProber::ArpProber(int ifindex, const Mac &mac, uint32_t addr, int count, int total_ms)
+ArpProber::ArpProber(int ifindex, const MacAddr &mac, uint32_t addr, int count, int total_ms)
 	: sock_(arp_socket(ifindex))
 	, ifindex_(ifindex)
 	, mac_(mac)
@@ -113,7 +113,7 @@ bool ArpProber::step()
 		bool conflict = spa == want ||
 				(spa == 0 && tpa == want && ntohs(p.oper) == ARPOP_REQUEST);
 		if (conflict) {
-			Mac other;
+			MacAddr other;
 			std::memcpy(other.data(), p.sha, 6);
 			conflict_ = other;
 			done_ = true;
@@ -132,8 +132,8 @@ bool ArpProber::step()
 	return false;
 }
 
-std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<uint8_t, 6> &mac,
-						uint32_t addr, int count, int total_ms)
+std::optional<MacAddr> arp_probe(int ifindex, const MacAddr &mac, uint32_t addr, int count,
+				 int total_ms)
 {
 	ArpProber probe(ifindex, mac, addr, count, total_ms);
 	while (!probe.step()) {
@@ -143,7 +143,7 @@ std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<ui
 	return probe.conflict();
 }
 
-void arp_announce(int ifindex, const std::array<uint8_t, 6> &mac, uint32_t addr, int count)
+void arp_announce(int ifindex, const MacAddr &mac, uint32_t addr, int count)
 {
 	Fd s = arp_socket(ifindex);
 	for (int i = 0; i < count; i++) {
@@ -157,7 +157,7 @@ ArpCapture arp_listen(int ifindex, int ms)
 {
 	Fd s = arp_socket(ifindex);
 	ArpCapture out;
-	std::map<std::tuple<std::array<uint8_t, 6>, uint32_t, uint32_t>, size_t> row;
+	std::map<std::tuple<MacAddr, uint32_t, uint32_t>, size_t> row;
 	const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
 	// The whole window, flood or not: a listener that stops early reports
 	// "nothing unanswered" for what it did not wait for.

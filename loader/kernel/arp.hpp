@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "base/fd.hpp"
+#include "base/netaddr.hpp"
 
 namespace kvmxdp {
 
@@ -20,9 +21,9 @@ namespace kvmxdp {
 // arp_probe() below is the blocking loop over it.
 class ArpProber {
 public:
-	using Mac = std::array<uint8_t, 6>;
 	// Opens the socket; the first probe goes out at the first step().
-	ArpProber(int ifindex, const Mac &mac, uint32_t addr, int count = 3, int total_ms = 1000);
+	ArpProber(int ifindex, const MacAddr &mac, uint32_t addr, int count = 3,
+		  int total_ms = 1000);
 	// Readable when a frame to look at arrived.
 	int fd() const { return sock_.get(); }
 	// Sends the probes that are due and reads what arrived, without
@@ -30,7 +31,7 @@ public:
 	bool step();
 	bool done() const { return done_; }
 	// The MAC of a host that claims the address (once done).
-	const std::optional<Mac> &conflict() const { return conflict_; }
+	const std::optional<MacAddr> &conflict() const { return conflict_; }
 	// Milliseconds until step() has something to do without a frame.
 	int wait_ms() const;
 	uint32_t addr() const { return addr_; }
@@ -40,27 +41,27 @@ private:
 	Clock::time_point next_send() const;
 	Fd sock_;
 	int ifindex_;
-	Mac mac_;
+	MacAddr mac_;
 	uint32_t addr_;
 	int count_;
 	int total_ms_;
 	Clock::time_point start_;
 	int sent_ = 0;
 	bool done_ = false;
-	std::optional<Mac> conflict_;
+	std::optional<MacAddr> conflict_;
 };
 
 // RFC 5227 probe: `count` ARP requests with sender IP 0.0.0.0 over about
 // `total_ms`; returns the MAC of a host that claims addr (host order).
-std::optional<std::array<uint8_t, 6>> arp_probe(int ifindex, const std::array<uint8_t, 6> &mac,
-						uint32_t addr, int count = 3, int total_ms = 1000);
+std::optional<MacAddr> arp_probe(int ifindex, const MacAddr &mac, uint32_t addr, int count = 3,
+				 int total_ms = 1000);
 // Gratuitous ARP (RFC 5227 announcement): sender IP = target IP = addr.
-void arp_announce(int ifindex, const std::array<uint8_t, 6> &mac, uint32_t addr, int count = 2);
+void arp_announce(int ifindex, const MacAddr &mac, uint32_t addr, int count = 2);
 
 // An ARP request other hosts sent on the device (addresses host order),
 // and how often it came.
 struct ArpRequest {
-	std::array<uint8_t, 6> mac{}; // the sender's hardware address
+	MacAddr mac{}; // the sender's hardware address
 	uint32_t sender = 0;
 	uint32_t target = 0;
 	int count = 0;

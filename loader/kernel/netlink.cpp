@@ -263,7 +263,7 @@ namespace {
 // Every usable entry (a MAC, not incomplete or failed) of ifindex's
 // neighbour table of one family, from one dump: fn(address bytes, MAC).
 void for_each_neighbour(NlSocket &nl, int ifindex, int family, int len,
-			const std::function<void(const void *, const std::array<uint8_t, 6> &)> &fn)
+			const std::function<void(const void *, const MacAddr &)> &fn)
 {
 	nl_cache *raw = nullptr;
 	int err = rtnl_neigh_alloc_cache(nl.get(), &raw);
@@ -279,48 +279,45 @@ void for_each_neighbour(NlSocket &nl, int ifindex, int family, int len,
 		    nl_addr_get_len(ll) != 6 ||
 		    (rtnl_neigh_get_state(n) & (NUD_INCOMPLETE | NUD_FAILED | NUD_NOARP)))
 			continue;
-		std::array<uint8_t, 6> mac{};
+		MacAddr mac{};
 		std::memcpy(mac.data(), nl_addr_get_binary_addr(ll), 6);
 		fn(nl_addr_get_binary_addr(dst), mac);
 	}
 }
 
-std::optional<std::array<uint8_t, 6>> neighbour_mac_of(NlSocket &nl, int ifindex, int family,
-						       const void *addr, int len)
+std::optional<MacAddr> neighbour_mac_of(NlSocket &nl, int ifindex, int family, const void *addr,
+					int len)
 {
-	std::optional<std::array<uint8_t, 6>> found;
-	for_each_neighbour(nl, ifindex, family, len,
-			   [&](const void *dst, const std::array<uint8_t, 6> &mac) {
-				   if (!found && std::memcmp(dst, addr, len) == 0)
-					   found = mac;
-			   });
+	std::optional<MacAddr> found;
+	for_each_neighbour(nl, ifindex, family, len, [&](const void *dst, const MacAddr &mac) {
+		if (!found && std::memcmp(dst, addr, len) == 0)
+			found = mac;
+	});
 	return found;
 }
 
 } // namespace
 
-std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr)
+std::optional<MacAddr> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr)
 {
 	const uint32_t be = htonl(addr);
 	return neighbour_mac_of(nl, ifindex, AF_INET, &be, 4);
 }
 
-std::optional<std::array<uint8_t, 6>> neighbour_mac6(NlSocket &nl, int ifindex,
-						     const Ipv6Addr &addr)
+std::optional<MacAddr> neighbour_mac6(NlSocket &nl, int ifindex, const Ipv6Addr &addr)
 {
 	return neighbour_mac_of(nl, ifindex, AF_INET6, addr.data(), 16);
 }
 
-std::vector<std::optional<std::array<uint8_t, 6>>>
-neighbour_macs6(NlSocket &nl, int ifindex, const std::vector<Ipv6Addr> &addrs)
+std::vector<std::optional<MacAddr>> neighbour_macs6(NlSocket &nl, int ifindex,
+						    const std::vector<Ipv6Addr> &addrs)
 {
-	std::vector<std::optional<std::array<uint8_t, 6>>> out(addrs.size());
-	for_each_neighbour(
-		nl, ifindex, AF_INET6, 16, [&](const void *dst, const std::array<uint8_t, 6> &mac) {
-			for (size_t i = 0; i < addrs.size(); i++)
-				if (!out[i] && std::memcmp(dst, addrs[i].data(), 16) == 0)
-					out[i] = mac;
-		});
+	std::vector<std::optional<MacAddr>> out(addrs.size());
+	for_each_neighbour(nl, ifindex, AF_INET6, 16, [&](const void *dst, const MacAddr &mac) {
+		for (size_t i = 0; i < addrs.size(); i++)
+			if (!out[i] && std::memcmp(dst, addrs[i].data(), 16) == 0)
+				out[i] = mac;
+	});
 	return out;
 }
 
@@ -813,7 +810,7 @@ void neighbour_solicit6(NlSocket &nl, int ifindex, const Ipv6Addr &addr)
 	exchange(nl, m.get(), [](nlmsghdr *) {});
 }
 
-void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6> &mac)
+void bridge_fdb_use(NlSocket &nl, int port_ifindex, const MacAddr &mac)
 {
 	ndmsg u{};
 	u.ndm_family = AF_BRIDGE;

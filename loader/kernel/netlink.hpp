@@ -45,7 +45,7 @@ struct LinkInfo {
 	int ifindex = 0;
 	std::string name;
 	std::string kind;	      // IFLA_INFO_KIND: "bridge", "veth", "" for hardware
-	std::array<uint8_t, 6> mac{}; // all zero if the link has no Ethernet address
+	MacAddr mac{};		      // all zero if the link has no Ethernet address
 	uint32_t mtu = 0;
 	unsigned flags = 0; // IFF_UP, IFF_LOWER_UP, ...
 };
@@ -97,15 +97,14 @@ bool remove_ipv6_route(NlSocket &nl, int ifindex, const Ipv6Net &dst, uint8_t pr
 bool ipv6_ra_managed(NlSocket &nl, int ifindex);
 // The MAC the neighbour table holds for addr (host order) on ifindex, if
 // it holds a usable one (not INCOMPLETE/FAILED).
-std::optional<std::array<uint8_t, 6>> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr);
+std::optional<MacAddr> neighbour_mac(NlSocket &nl, int ifindex, uint32_t addr);
 // The same for an IPv6 neighbour (the default router: its RAs' source
 // link-layer option makes the entry).
-std::optional<std::array<uint8_t, 6>> neighbour_mac6(NlSocket &nl, int ifindex,
-						     const Ipv6Addr &addr);
+std::optional<MacAddr> neighbour_mac6(NlSocket &nl, int ifindex, const Ipv6Addr &addr);
 // The MACs of several IPv6 neighbours of ifindex (nullopt: not usable),
 // from one dump of the table.
-std::vector<std::optional<std::array<uint8_t, 6>>>
-neighbour_macs6(NlSocket &nl, int ifindex, const std::vector<Ipv6Addr> &addrs);
+std::vector<std::optional<MacAddr>> neighbour_macs6(NlSocket &nl, int ifindex,
+						    const std::vector<Ipv6Addr> &addrs);
 // Asks the kernel to resolve an IPv6 neighbour on ifindex (RTM_NEWNEIGH with
 // NTF_USE: an INCOMPLETE entry and the kernel's own Neighbour
 // Solicitations), as `ip -6 neigh replace ADDR dev DEV use nud none`.
@@ -152,7 +151,7 @@ std::vector<PortInfo> bridge_ports(NlSocket &nl, int bridge_ifindex);
 // the locked ones a MAB port made for a station still unauthorised
 // (NTF_EXT_LOCKED), which the bridge forwards nothing to.
 struct FdbEntry {
-	std::array<uint8_t, 6> mac{};
+	MacAddr mac{};
 	int ifindex = 0;
 	bool dynamic = true; // neither static nor permanent: learnt, or ages like it
 };
@@ -160,7 +159,7 @@ std::vector<FdbEntry> bridge_fdb(NlSocket &nl, int bridge_ifindex);
 // As if a frame from mac had passed the bridge on port_ifindex: learnt or
 // refreshed there (NTF_USE is br_fdb_update()).  Kernel errors are ignored
 // (the port may have left meanwhile).
-void bridge_fdb_use(NlSocket &nl, int port_ifindex, const std::array<uint8_t, 6> &mac);
+void bridge_fdb_use(NlSocket &nl, int port_ifindex, const MacAddr &mac);
 
 // The host's own IPv4 tunnels: devices whose packets are an IP protocol
 // without ports to a remote (gre/gretap: 47, ipip: 4, sit: 41, vti: ESP 50).

@@ -11,10 +11,9 @@
 #include <cstdint>
 
 #include "base/fd.hpp"
+#include "base/netaddr.hpp"
 
 namespace kvmxdp {
-
-using MacAddr = std::array<uint8_t, 6>;
 
 // A packet socket for ethertype proto (host order) on ifindex: bind()
 // sets the protocol and the device together (a socket created with a

@@ -51,7 +51,7 @@ uint16_t fold(uint32_t s)
 // from src to dst with hop limit 255, its checksum computed.
 std::vector<uint8_t> nd_packet(const Ipv6Addr &src, const Ipv6Addr &dst, uint8_t type,
 			       uint32_t flags, const Ipv6Addr &target, uint8_t opt,
-			       const std::array<uint8_t, 6> &opt_data)
+			       const MacAddr &opt_data)
 {
 	const size_t len = kNdMin + 8;
 	std::vector<uint8_t> b(kIp6Hdr + len, 0);
@@ -89,7 +89,7 @@ Ipv6Addr solicited_node(const Ipv6Addr &a)
 	return g;
 }
 
-DadMac ipv6_multicast_mac(const Ipv6Addr &group)
+MacAddr ipv6_multicast_mac(const Ipv6Addr &group)
 {
 	return {0x33, 0x33, group[12], group[13], group[14], group[15]};
 }
@@ -100,7 +100,7 @@ std::vector<uint8_t> build_dad_ns(const Ipv6Addr &target, const DadNonce &nonce)
 			 nonce);
 }
 
-std::vector<uint8_t> build_unsolicited_na(const Ipv6Addr &target, const DadMac &mac)
+std::vector<uint8_t> build_unsolicited_na(const Ipv6Addr &target, const MacAddr &mac)
 {
 	const Ipv6Addr all_nodes{0xff, 0x02, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x01};
 	return nd_packet(target, all_nodes, kNeighAdv, kNaOverride, target, kOptTlla, mac);

@@ -16,11 +16,11 @@
 #include <string>
 #include <vector>
 
+#include "base/netaddr.hpp"
 #include "base/netaddr6.hpp"
 
 namespace kvmxdp {
 
-using DadMac = std::array<uint8_t, 6>;
 // RFC 7527's nonce option (RFC 3971 5.3.2): a node tells its own looped-back
 // probe (a WiFi access point reflects multicast to its sender) from another
 // node's probe for the same address.
@@ -68,7 +68,7 @@ bool dad_link_update(std::optional<DadLink> &state, DadLink now);
 // ff02::1:ffXX:XXXX, the solicited-node group of a (RFC 4291 2.7.1).
 Ipv6Addr solicited_node(const Ipv6Addr &a);
 // The Ethernet address of an IPv6 multicast group (RFC 2464 7).
-DadMac ipv6_multicast_mac(const Ipv6Addr &group);
+MacAddr ipv6_multicast_mac(const Ipv6Addr &group);
 
 // The DAD probe as an IPv6 packet (fixed header first, no Ethernet header):
 // a Neighbour Solicitation for target from :: to its solicited-node group,
@@ -79,7 +79,7 @@ std::vector<uint8_t> build_dad_ns(const Ipv6Addr &target, const DadNonce &nonce)
 // once DAD found it free (RFC 4861 7.2.6, as IPv4's gratuitous ARP): to
 // all nodes (ff02::1), from target, Override set, the target link-layer
 // address option; checksum computed.
-std::vector<uint8_t> build_unsolicited_na(const Ipv6Addr &target, const DadMac &mac);
+std::vector<uint8_t> build_unsolicited_na(const Ipv6Addr &target, const MacAddr &mac);
 
 enum class DadSeen {
 	Nothing,   // not about target, ours, or not a valid ND message

@@ -71,7 +71,7 @@ struct DoctorLink {
 // ARP requests a guest sent on the bridge while doctor listened: one row
 // per (sender MAC, sender address, target).
 struct ArpAsk {
-	std::array<uint8_t, 6> mac{};
+	MacAddr mac{};
 	uint32_t sender = 0; // host order
 	uint32_t target = 0;
 	int count = 0;

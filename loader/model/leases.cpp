@@ -14,7 +14,7 @@ using json = nlohmann::json;
 
 namespace {
 
-bool parse_mac(const std::string &s, std::array<uint8_t, 6> &mac)
+bool parse_mac(const std::string &s, MacAddr &mac)
 {
 	unsigned b[6];
 	char tail;

@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "base/netaddr.hpp"
+
 namespace kvmxdp {
 
 // attach --dhcp-leases: "none" reads no leases; empty: the default path.
@@ -24,7 +26,7 @@ void check_leases_option(const std::string &value, const std::string &what);
 
 struct Lease {
 	uint32_t addr = 0; // host order
-	std::array<uint8_t, 6> mac{};
+	MacAddr mac{};
 	int64_t expiry = 0; // Unix seconds; 0: never
 	std::string hostname; // the lease's "hostname", printable ASCII only; "" if none
 };

@@ -915,7 +915,15 @@ promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
 				why = claim_refusal(sm);
 		}
 		const std::string was = sm.pending;
-		sm.pending = pending_reason(why);
+		const std::string now = pending_reason(why);
+		// A reason that still holds keeps the context it was given
+		// ("its guest moved to ADDR: <why>" from the hook), so that
+		// `map list` goes on saying why the guest address changed.
+		const bool same = !why.empty() && was.size() > now.size() &&
+				  was.compare(was.size() - now.size(), now.size(), now) == 0 &&
+				  was.compare(was.size() - now.size() - 2, 2, ": ") == 0;
+		if (!same)
+			sm.pending = now;
 		if (why.empty()) {
 			tie_to_network(sm, cur, ctx.uplink_addr6);
 			made.push_back(k);

@@ -32,7 +32,7 @@ std::vector<uint8_t> build_ra(const RaParams &p)
 	put16(b, p.router_lifetime);
 	put32(b, 0); // reachable time: unspecified
 	put32(b, 0); // retrans timer: unspecified
-	if (p.mac != std::array<uint8_t, 6>{}) {
+	if (p.mac != MacAddr{}) {
 		b.push_back(1); // source link-layer address (RFC 4861 4.6.1)
 		b.push_back(1);
 		b.insert(b.end(), p.mac.begin(), p.mac.end());

@@ -13,6 +13,7 @@
 #include <optional>
 #include <vector>
 
+#include "base/netaddr.hpp"
 #include "base/netaddr6.hpp"
 
 namespace kvmxdp {
@@ -28,7 +29,7 @@ struct RaParams {
 	uint16_t router_lifetime =
 		1800;	  // s; 0: not a default router (RFC 4861 6.2.1: 3 x MaxRtrAdvInterval)
 	uint32_t mtu = 0; // the MTU option; 0: none
-	std::array<uint8_t, 6> mac{};	// the source link-layer address option; zero: none
+	MacAddr mac{};	  // the source link-layer address option; zero: none
 	std::vector<RaPrefix> prefixes; // each with L (on-link) and A (autonomous)
 };
 

@@ -12,6 +12,7 @@
 #include <set>
 #include <vector>
 
+#include "base/netaddr.hpp"
 #include "base/netaddr6.hpp"
 #include "kvmxdp/abi.h"
 
@@ -110,8 +111,6 @@ RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
 // slot), those already in the map (no slot changes under a guest), then
 // the rest.
 inline constexpr size_t kBrportPerPort = 64;
-
-using MacAddr = std::array<uint8_t, 6>;
 
 struct BrportPlan {
 	std::vector<std::pair<MacAddr, uint32_t>> put; // added or moved (mac, port ifindex)

@@ -24,9 +24,9 @@
 #include <utility>
 #include <vector>
 
-namespace kvmxdp {
+#include "base/netaddr.hpp"
 
-using MacAddr = std::array<uint8_t, 6>;
+namespace kvmxdp {
 
 // One kvx_xfdb entry.
 struct XfdbRow {

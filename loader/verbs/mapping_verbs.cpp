@@ -230,13 +230,12 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	// returns, as IPv4's probe before it.  Taken: the mapping is made and
 	// held (conflict, shown by `map list`); the daemon checks again later.
 	DadVerdicts dad;
-	std::optional<DadMac> dad_other;
+	std::optional<MacAddr> dad_other;
 	if (m.v6 && !m.ext_uplink && m.ext_addr6 != ctx.uplink_addr6 && pins &&
-	    pins->extaddr6.get() >= 0 && !ext_used_by_other(inst, sm) &&
-	    up->mac != std::array<uint8_t, 6>{}) {
+	    pins->extaddr6.get() >= 0 && !ext_used_by_other(inst, sm) && up->mac != MacAddr{}) {
 		// No carrier: no verdict, held (probing) until the daemon's DAD
 		// once the link is back.
-		DadMac other{};
+		MacAddr other{};
 		if (auto v = dad_probe(up->ifindex, m.ext_addr6, &other)) {
 			dad[m.ext_addr6] = *v;
 			if (*v == DadVerdict::Duplicate)
@@ -267,8 +266,8 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 					    "': " + format_ipv4(m.ext_addr) +
 					    " is already an address of " + inst.uplink);
 		}
-		const bool ethernet = up->mac != std::array<uint8_t, 6>{};
-		std::optional<std::array<uint8_t, 6>> other;
+		const bool ethernet = up->mac != MacAddr{};
+		std::optional<MacAddr> other;
 		if (ethernet)
 			other = arp_probe(up->ifindex, up->mac, m.ext_addr);
 		else
@@ -310,7 +309,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	}
 	cfg.save();
 	rb.commit();
-	if (claimed && !o.add_address && up->mac != std::array<uint8_t, 6>{})
+	if (claimed && !o.add_address && up->mac != MacAddr{})
 		arp_announce(up->ifindex, up->mac, m.ext_addr);
 	for (const Ipv6Addr &a : announce6)
 		nd_announce(up->ifindex, a);

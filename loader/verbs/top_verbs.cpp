@@ -95,7 +95,7 @@ double rate(uint64_t now, uint64_t before, double secs)
 json rows_json(const Sample &a, const Sample &b)
 {
 	const double secs = std::chrono::duration<double>(b.at - a.at).count();
-	std::map<std::array<uint8_t, 6>, const GuestRow *> prev;
+	std::map<MacAddr, const GuestRow *> prev;
 	for (const GuestRow &r : a.rows)
 		prev[r.mac] = &r;
 	json out = json::array();

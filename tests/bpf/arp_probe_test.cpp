@@ -87,8 +87,8 @@ private:
 };
 
 // One probe to its end; the claimer's MAC if it saw a conflict.
-std::optional<ArpProber::Mac> probe_uplink(int count, int total_ms,
-					   const std::optional<Bytes> &claim_on_uplink = {})
+std::optional<MacAddr> probe_uplink(int count, int total_ms,
+				    const std::optional<Bytes> &claim_on_uplink = {})
 {
 	ArpProber p(topo().uplink_ifindex, Topology::kUplinkMac, kProbed, count, total_ms);
 	if (claim_on_uplink)

@@ -19,7 +19,7 @@ namespace {
 
 const Ipv6Addr kTarget = parse_ipv6("2001:db8:1::1:2345");
 const DadNonce kNonce{1, 2, 3, 4, 5, 6};
-const DadMac kMac{0x02, 0x6b, 0x76, 0, 0, 0x02};
+const MacAddr kMac{0x02, 0x6b, 0x76, 0, 0, 0x02};
 
 // RFC 1071 over the pseudo-header (source, destination, upper-layer length,
 // next header 58) and the message, folded: 0xffff for a right checksum.
@@ -80,7 +80,7 @@ TEST(Dad, SolicitedNodeGroupAndItsMac)
 {
 	EXPECT_EQ(format_ipv6(solicited_node(kTarget)), "ff02::1:ff01:2345");
 	EXPECT_EQ(ipv6_multicast_mac(solicited_node(kTarget)),
-		  (DadMac{0x33, 0x33, 0xff, 0x01, 0x23, 0x45}));
+		  (MacAddr{0x33, 0x33, 0xff, 0x01, 0x23, 0x45}));
 }
 
 TEST(Dad, ProbeBytes)

@@ -150,7 +150,7 @@ TEST(FragPark, OutboundFragmentTranslatedOnceItsFirstPassed)
 
 	const FragSend &s = out[0];
 	EXPECT_EQ(s.dir, KVX_BIND_OUT);
-	EXPECT_EQ(s.dst_mac, (std::array<uint8_t, 6>{0x50, 0x51, 0x52, 0x53, 0x54, 0x11}));
+	EXPECT_EQ(s.dst_mac, (MacAddr{0x50, 0x51, 0x52, 0x53, 0x54, 0x11}));
 	ASSERT_EQ(s.ip.size(), ip.size());
 	uint32_t src, dst;
 	std::memcpy(&src, &s.ip[12], 4);
@@ -420,16 +420,15 @@ TEST(FragPark, OnlyAFirstFragmentWithinTheReorderWindow)
 
 TEST(FragDstMac, EntryMacElseNextHopOutElseGuestNeighbourIn)
 {
-	using Mac = std::array<uint8_t, 6>;
-	const Mac entry{0x50, 0x51, 0x52, 0x53, 0x54, 0x55};
-	const Mac hop{0x02, 0, 0, 0, 0, 0x01};
-	const Mac guest{0x52, 0x54, 0, 0, 0, 0x0a};
+	const MacAddr entry{0x50, 0x51, 0x52, 0x53, 0x54, 0x55};
+	const MacAddr hop{0x02, 0, 0, 0, 0, 0x01};
+	const MacAddr guest{0x52, 0x54, 0, 0, 0, 0x0a};
 	std::vector<std::pair<int, uint32_t>> hops, neighs;
-	const FragMacOf next_hop = [&](int ifindex, uint32_t a) -> std::optional<Mac> {
+	const FragMacOf next_hop = [&](int ifindex, uint32_t a) -> std::optional<MacAddr> {
 		hops.emplace_back(ifindex, ntohl(a));
 		return hop;
 	};
-	const FragMacOf neighbour = [&](int ifindex, uint32_t a) -> std::optional<Mac> {
+	const FragMacOf neighbour = [&](int ifindex, uint32_t a) -> std::optional<MacAddr> {
 		neighs.emplace_back(ifindex, ntohl(a));
 		if (ntohl(a) == kGuest)
 			return guest;
@@ -639,7 +638,7 @@ TEST(FragPark6, OutboundFragmentTranslatedOnceItsFirstPassed)
 	const FragSend &s = out[0];
 	EXPECT_TRUE(s.v6());
 	EXPECT_EQ(s.dir, KVX_BIND_OUT);
-	EXPECT_EQ(s.dst_mac, (std::array<uint8_t, 6>{0x02, 0, 0, 0, 0, 0x77}))
+	EXPECT_EQ(s.dst_mac, (MacAddr{0x02, 0, 0, 0, 0, 0x77}))
 		<< "the next hop its first fragment went to";
 	ASSERT_EQ(s.ip.size(), ip.size());
 	EXPECT_TRUE(std::equal(kUplink6.begin(), kUplink6.end(), s.ip.begin() + 8))
@@ -666,8 +665,7 @@ TEST(FragPark6, InboundFragmentTranslatedToTheGuestOrGivenUpForTheHost)
 	auto out = park.step(FakeFrag().lookup(), frag.lookup(), kT0 + 1);
 	ASSERT_EQ(out.size(), 1u);
 	EXPECT_EQ(out[0].dir, KVX_BIND_IN);
-	EXPECT_EQ(out[0].dst_mac, (std::array<uint8_t, 6>{0x52, 0x54, 0, 0, 0, 0x0b}))
-		<< "the guest's";
+	EXPECT_EQ(out[0].dst_mac, (MacAddr{0x52, 0x54, 0, 0, 0, 0x0b})) << "the guest's";
 	EXPECT_TRUE(std::equal(kRemote6.begin(), kRemote6.end(), out[0].ip.begin() + 8));
 	EXPECT_TRUE(std::equal(kGuest6.begin(), kGuest6.end(), out[0].ip.begin() + 24))
 		<< "destination: the guest";
@@ -795,21 +793,20 @@ TEST(FragPark6, WithoutAnIpv6LookupItWaitsAndExpires)
 
 TEST(FragDstMac, Ipv6NextHopOutGuestNeighbourInSharedLimit)
 {
-	using Mac = std::array<uint8_t, 6>;
-	const Mac router{0x02, 0, 0, 0, 0, 0x01};
-	const Mac guest{0x52, 0x54, 0, 0, 0, 0x0a};
+	const MacAddr router{0x02, 0, 0, 0, 0, 0x01};
+	const MacAddr guest{0x52, 0x54, 0, 0, 0, 0x0a};
 	std::vector<Ipv6Addr> hops, neighs;
 	FragMacSources macs;
-	macs.next_hop = [&](int, uint32_t) -> std::optional<Mac> { return router; };
-	macs.next_hop6 = [&](int ifindex, const Ipv6Addr &a) -> std::optional<Mac> {
+	macs.next_hop = [&](int, uint32_t) -> std::optional<MacAddr> { return router; };
+	macs.next_hop6 = [&](int ifindex, const Ipv6Addr &a) -> std::optional<MacAddr> {
 		EXPECT_EQ(ifindex, 3);
 		hops.push_back(a);
 		return router;
 	};
-	macs.neighbour6 = [&](int ifindex, const Ipv6Addr &a) -> std::optional<Mac> {
+	macs.neighbour6 = [&](int ifindex, const Ipv6Addr &a) -> std::optional<MacAddr> {
 		EXPECT_EQ(ifindex, 7);
 		neighs.push_back(a);
-		return a == kGuest6 ? std::optional<Mac>(guest) : std::nullopt;
+		return a == kGuest6 ? std::optional<MacAddr>(guest) : std::nullopt;
 	};
 	FragMacCache cache;
 	FragSend out;

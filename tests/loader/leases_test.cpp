@@ -49,10 +49,10 @@ TEST(Leases, ParsesLibvirtStatusFile)
 	auto l = parse_libvirt_leases(kStatus, "t.status");
 	ASSERT_EQ(l.size(), 2u);
 	EXPECT_EQ(l[0].addr, 0xc0a87a0au);
-	EXPECT_EQ(l[0].mac, (std::array<uint8_t, 6>{0x52, 0x54, 0, 0xaa, 0xbb, 0x0a}));
+	EXPECT_EQ(l[0].mac, (MacAddr{0x52, 0x54, 0, 0xaa, 0xbb, 0x0a}));
 	EXPECT_EQ(l[0].expiry, 1900000000);
 	EXPECT_EQ(l[1].addr, 0xc0a87a0bu);
-	EXPECT_EQ(l[1].mac, (std::array<uint8_t, 6>{0x52, 0x54, 0, 0xaa, 0xbb, 0x0b}));
+	EXPECT_EQ(l[1].mac, (MacAddr{0x52, 0x54, 0, 0xaa, 0xbb, 0x0b}));
 	EXPECT_EQ(l[1].expiry, 0);
 	// The name `top` and the metrics show; none is "".
 	EXPECT_EQ(l[0].hostname, "a");
@@ -149,9 +149,13 @@ TEST_F(LeaseSyncTest, LeasesOwnTheirAddressesUntilTheyEnd)
 	Lease outside;
 	outside.addr = 0x0a000001;
 	l.push_back(outside);
-	LeaseSync r = sync_leases(fd_.get(), l, subnet, mask, 2000, 777);
+	// The last sync saw no learnt owner: the spoofer's entry is new.
+	const LearntOwners before;
+	LeaseSync r = sync_leases(fd_.get(), l, subnet, mask, 2000, 777, &before);
 	EXPECT_EQ(r.leased, 2u);
 	EXPECT_EQ(r.released, 1u);
+	EXPECT_TRUE(r.held.empty());
+	EXPECT_EQ(r.learnt.size(), 2u) << ".12 (its lease ended) and .13";
 
 	auto a = get(0xc0a87a0a);
 	ASSERT_TRUE(a);
@@ -176,8 +180,44 @@ TEST_F(LeaseSyncTest, LeasesOwnTheirAddressesUntilTheyEnd)
 	refreshed.seen_ns = 999;
 	const __be32 ka = htonl(0xc0a87a0a);
 	ASSERT_EQ(bpf_map_update_elem(fd_.get(), &ka, &refreshed, BPF_EXIST), 0);
-	sync_leases(fd_.get(), l, subnet, mask, 2000, 1000);
+	sync_leases(fd_.get(), l, subnet, mask, 2000, 1000, &r.learnt);
 	EXPECT_EQ(get(0xc0a87a0a)->seen_ns, 999u);
+}
+
+// A guest with a static address the DHCP server did not know of keeps it
+// against a lease given to another MAC while it is active; the lease
+// applies once it has been idle for KVX_GUEST_IDLE_NS.
+TEST_F(LeaseSyncTest, ALeaseDoesNotTakeAnActiveGuestsAddress)
+{
+	const uint32_t subnet = htonl(0xc0a87a00), mask = htonl(0xffffff00);
+	const uint64_t t0 = 1000ULL * 1000000000;
+	put(0xc0a87a0a, 0x77, 0, t0); // the static guest at .10, MAC :77
+	const LeaseSync first = sync_leases(fd_.get(), {}, subnet, mask, 2000, t0, nullptr);
+	ASSERT_EQ(first.learnt.size(), 1u);
+
+	const std::vector<Lease> l = parse_libvirt_leases(kStatus, "t");
+	const uint64_t t1 = t0 + 10ULL * 1000000000;
+	LeaseSync r = sync_leases(fd_.get(), l, subnet, mask, 2000, t1, &first.learnt);
+	ASSERT_EQ(r.held.size(), 1u);
+	EXPECT_EQ(r.held[0].addr, 0xc0a87a0au);
+	EXPECT_EQ(r.held[0].lease_mac, (MacAddr{0x52, 0x54, 0, 0xaa, 0xbb, 0x0a}));
+	EXPECT_EQ(r.held[0].owner_mac, (MacAddr{0x52, 0x54, 0, 0, 0, 0x77}));
+	EXPECT_EQ(r.held[0].idle_ns, 10ULL * 1000000000);
+	EXPECT_EQ(r.leased, 1u) << ".11 only";
+	EXPECT_EQ(get(0xc0a87a0a)->mac[5], 0x77);
+	EXPECT_EQ(get(0xc0a87a0a)->flags, 0);
+	EXPECT_EQ(get(0xc0a87a0a)->seen_ns, t0) << "a held lease refreshes nothing";
+
+	// After a daemon restart (no last sync): every learnt owner predates
+	// the leases, and the guest is still held.
+	EXPECT_EQ(sync_leases(fd_.get(), l, subnet, mask, 2000, t1, nullptr).held.size(), 1u);
+
+	// Idle for KVX_GUEST_IDLE_NS: the lease's MAC owns it.
+	const uint64_t t2 = t0 + KVX_GUEST_IDLE_NS;
+	r = sync_leases(fd_.get(), l, subnet, mask, 2000, t2, &r.learnt);
+	EXPECT_TRUE(r.held.empty());
+	EXPECT_EQ(get(0xc0a87a0a)->mac[5], 0x0a);
+	EXPECT_EQ(get(0xc0a87a0a)->flags, KVX_GUEST_F_LEASE);
 }
 
 } // namespace

@@ -466,6 +466,19 @@ TEST(MappingPending, MadeWhenTheyCanBe)
 		  std::string::npos)
 		<< ms[2].pending;
 	EXPECT_NE(ms[3].pending.find("external ports overlap"), std::string::npos) << ms[3].pending;
+	// A reason given with its context (the hook: the guest moved) keeps
+	// the context while the same reason holds, and loses it once
+	// another one blocks.
+	const std::string still = ms[3].pending;
+	ms[3].pending = "its guest moved to 192.168.122.12: " + still;
+	const std::string with_context = ms[3].pending;
+	promote_pending(ms, at_cafe, cafe, &changed);
+	EXPECT_EQ(ms[3].pending, with_context);
+	EXPECT_FALSE(changed);
+	ms[3].pending = "its guest moved to 192.168.122.12: something else";
+	promote_pending(ms, at_cafe, cafe, &changed);
+	EXPECT_EQ(ms[3].pending, still);
+	EXPECT_TRUE(changed);
 
 	// Home, and the lease came: made and tied to this network.
 	ms[1].m.guest_addr = parse_ipv4("192.168.122.13");
