@@ -135,6 +135,24 @@ ip -n "$NS_G1" addr del "$G2_IP/32" dev "$G1_IF"
 ip -n "$NS_G1" neigh flush dev "$G1_IF"
 assert_eq "A's own ARP and address still work" guest1 "$(kvx_http_get "$NS_HOST" "http://$G1_IP/who")"
 
+# A's VM made again (a new port, a new MAC), with its address.
+a_recreated() {
+	kvx_guest1_port_remake
+	ip -n "$NS_G1" addr add "$G1_IP/24" dev "$G1_IF"
+	ip -n "$NS_G1" route add default via "$GW_IP"
+	kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true
+}
+# The bridge port kvx_brport places MAC on (ifindex), '' if none.
+brport_of() { # MAC
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_brport" 2>/dev/null | "$KVX_PY" -c '
+import json, sys
+want = bytes(int(x, 16) for x in sys.argv[1].split(":"))
+for e in json.load(sys.stdin):
+    if bytes(int(x, 16) for x in e["key"][:6]) == want:
+        print(int.from_bytes(bytes(int(x, 16) for x in e["value"][:4]), "little"))' "$1" || true
+}
+placed_on() { [[ $(brport_of "$1") == "$2" ]]; } # MAC IFINDEX
+
 kvx_step "A's VM re-created with another MAC: its old self's address is free at once"
 # The port goes with the VM (libvirt deletes the tap): the daemon releases
 # the addresses the MAC on it had learnt, instead of holding them from
@@ -150,16 +168,35 @@ kvx_wait_for 5 "the daemon to release A's address" released || true
 assert_eq "kvx_guest: $G1_IP released with A's port" "" "$(owner "$G1_IP")"
 assert_contains "the daemon says so" "released the addresses of guest MACs whose bridge port went: 1 IPv4" \
 	"$(cat "$KVX_DAEMON_LOG")"
-kvx_guest1_port_remake
-ip -n "$NS_G1" addr add "$G1_IP/24" dev "$G1_IF"
-ip -n "$NS_G1" route add default via "$GW_IP"
-kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true
+a_recreated
 g1new=$(mac_of "$NS_G1" "$G1_IF")
 assert_ne "the new A has another MAC" "$g1mac" "$g1new"
 assert_ne "the new A: curl from $G1_IP" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
 assert_eq "kvx_guest: $G1_IP owned by the new A's MAC" "$g1new" "$(owner "$G1_IP")"
 assert_eq "the host's own curl to $G1_IP reaches the new A" guest1 "$(kvx_http_get "$NS_HOST" "http://$G1_IP/who")"
 g1mac=$g1new
+
+kvx_step "A sent with B's MAC (the bridge moved it to A's port), the daemon restarted, A's VM went: B's address is not freed"
+assert_eq "kvx_guest: $G2_IP owned by B's MAC" "$g2mac" "$(owner "$G2_IP")"
+p1=$(ip -n "$NS_HOST" -o link show "$P1_IF" | cut -d: -f1)
+# A probe (sender 0.0.0.0: it claims nothing) from B's MAC on A's port.
+nsx "$NS_G1" "$KVX_PY" "$KVX_LIBDIR/arp_peer.py" probe "$G1_IF" 192.168.122.99 \
+	--sha "$g2mac" --count 1 --wait 0.3 >/dev/null || true
+kvx_wait_for 5 "the daemon to place B's MAC on A's port" placed_on "$g2mac" "$p1" || true
+assert_eq "kvx_brport: B's MAC on A's port $P1_IF" "$p1" "$(brport_of "$g2mac")"
+# The time of that move outlives the daemon (it is in kvx_brport).
+kvx_daemon_stop
+kvx_attach_bg || kvx_fatal "cannot attach again"
+ip -n "$NS_HOST" link del "$P1_IF"
+sleep 3 # the daemon's "guest ports" step runs every second
+assert_eq "kvx_guest: $G2_IP still B's" "$g2mac" "$(owner "$G2_IP")"
+assert_eq "kvx_guest: A's own $G1_IP released" "" "$(owner "$G1_IP")"
+assert_contains "the daemon released A's address only" \
+	"released the addresses of guest MACs whose bridge port went: 1 IPv4" "$(cat "$KVX_DAEMON_LOG")"
+a_recreated
+assert_eq "LAN -> $EXT_B reaches B" guest2 "$(kvx_http_get "$NS_LAN" "http://$EXT_B/who")"
+assert_ne "A: curl from $G1_IP" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+g1mac=$(mac_of "$NS_G1" "$G1_IF")
 
 kvx_step "a DHCP lease owns an address before anyone used it"
 G3_IP=192.168.122.13

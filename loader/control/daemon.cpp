@@ -1139,7 +1139,7 @@ void Daemon::sync_owner_ports(NlSocket &nl)
 	const bool v6 = read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF;
 	const BrportSyncResult b = sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT),
 					       v6 ? nd_fd_.get() : -1, skel_.map_fd(KVX_MAP_GUEST),
-					       &brport_moved_, boottime_ns());
+					       boottime_ns());
 	if (b.released || b.released4)
 		log_info("released the addresses of guest MACs whose bridge port went: " +
 			 std::to_string(b.released4) + " IPv4, " + std::to_string(b.released) +

@@ -227,8 +227,6 @@ private:
 	std::unique_ptr<RaSender> ra_;	       // relay only
 	RaWatch ra_watch_;		       // relay: the RAs the uplink hears
 	size_t brport_unplaced_ = 0;	       // MACs left out of kvx_brport (warned once)
-	// When each guest MAC's bridge port placement last moved (sync_brport).
-	std::map<MacAddr, uint64_t> brport_moved_;
 	std::optional<Ipv6Net> relay_refused_; // logged once per refused prefix
 	std::chrono::steady_clock::time_point relay_rs_at_{};
 	bool had_default6_ = false; // the uplink had an IPv6 default route

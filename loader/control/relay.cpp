@@ -126,10 +126,13 @@ bool release_if_still(int fd, const K &key, const MacAddr &mac, Pred may_go)
 } // namespace
 
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
-			     int guest_fd, std::map<MacAddr, uint64_t> *moved_at, uint64_t now_ns)
+			     int guest_fd, uint64_t now_ns)
 {
 	BrportSyncResult r;
 	std::map<MacAddr, uint32_t> fdb, have;
+	// MACs whose placement moved within kMoveHoldNs: the time of the
+	// move is in the entry (seen_ns), so that it outlives the daemon.
+	std::set<MacAddr> moved;
 	for (const FdbEntry &e : bridge_fdb(nl, bridge_ifindex))
 		if (e.ifindex > 0 && e.ifindex != bridge_ifindex)
 			fdb[e.mac] = static_cast<uint32_t>(e.ifindex);
@@ -137,6 +140,11 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		MacAddr mac;
 		std::memcpy(mac.data(), k.mac, 6);
 		have[mac] = v.ifindex;
+		// A move "after" now_ns: a clock from before a reboot
+		// (CLOCK_BOOTTIME restarts; the pin does not survive one,
+		// but a stale value must not hold a MAC for ever).
+		if (v.seen_ns && v.seen_ns <= now_ns && now_ns - v.seen_ns < kMoveHoldNs)
+			moved.insert(mac);
 	}
 	// Each guest entry's owner (none: the host's, or no state).
 	std::vector<std::pair<Ipv6Addr, MacAddr>> guest;
@@ -169,17 +177,6 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	for (const auto &[mac, port] : have)
 		if (asked.insert(port).second && ::if_indextoname(port, name))
 			ports.insert(port);
-	std::set<MacAddr> moved;
-	if (moved_at) {
-		for (auto it = moved_at->begin(); it != moved_at->end();) {
-			if (it->second + kMoveHoldNs > now_ns) {
-				moved.insert(it->first);
-				++it;
-			} else {
-				it = moved_at->erase(it);
-			}
-		}
-	}
 	const BrportAging aging = plan_brport_aging(fdb, have, owners_all, ports, moved);
 	fdb.insert(aging.keep.begin(), aging.keep.end());
 	for (const auto &[addr, m] : guest) {
@@ -209,15 +206,15 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		std::memcpy(k.mac, mac.data(), 6);
 		kvx_xfdb_val v{};
 		v.ifindex = ifindex;
+		const bool moves = have.count(mac) != 0;
+		if (moves)
+			v.seen_ns = now_ns;
 		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_ANY) != 0)
 			continue;
-		if (!have.count(mac)) {
+		if (moves)
+			r.moved++;
+		else
 			r.added++;
-			continue;
-		}
-		r.moved++;
-		if (moved_at)
-			(*moved_at)[mac] = now_ns;
 	}
 	r.unplaced = plan.unplaced;
 	return r;

@@ -75,12 +75,11 @@ struct BrportSyncResult {
 	size_t released = 0;  // kvx_nd entries of owners whose bridge port went
 	size_t released4 = 0; // kvx_guest entries of the same
 };
-// moved_at: when each MAC's placement last moved to another port (the
-// caller keeps it from call to call; now_ns CLOCK_BOOTTIME): a MAC moved
-// within kMoveHoldNs is not released with its port (plan_brport_aging).
+// A MAC whose placement moved to another port within kMoveHoldNs of now_ns
+// (CLOCK_BOOTTIME; the time of the move is kept in its kvx_brport entry)
+// is not released with its port (plan_brport_aging).
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1,
-			     int guest_fd = -1, std::map<MacAddr, uint64_t> *moved_at = nullptr,
-			     uint64_t now_ns = 0);
+			     int guest_fd = -1, uint64_t now_ns = 0);
 
 // Where the count of a kvx_nd entry is (owner6.h nd_guest_count):
 // kvx_gaddrs at the slot of its MAC's port in kvx_brport.  -1: not known.

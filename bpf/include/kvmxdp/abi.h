@@ -1143,7 +1143,12 @@ struct kvx_cfg6 {
  * from ever new MACs has one port and one share.  A MAC not (yet) in it
  * counts in one slot shared by all such MACs (kvx_guest_slot of
  * KVX_BRPORT_UNKNOWN's pseudo-MAC), so that new MACs are bounded together
- * until the daemon names their port.  Keyed and valued as kvx_xfdb.
+ * until the daemon names their port.  Keyed and valued as kvx_xfdb;
+ * seen_ns is when the daemon last moved the MAC here from another port
+ * (CLOCK_BOOTTIME; 0: placed, never moved): a MAC moved lately is not
+ * released with its port (a guest that sent with another's MAC moved it),
+ * and the pin keeps that across a daemon restart.  The datapath reads
+ * ifindex only.
  */
 #define KVX_MAP_BRPORT "kvx_brport"
 #define KVX_BRPORT_SIZE 4096
