@@ -152,6 +152,17 @@ for e in json.load(sys.stdin):
         print(int.from_bytes(bytes(int(x, 16) for x in e["value"][:4]), "little"))' "$1" || true
 }
 placed_on() { [[ $(brport_of "$1") == "$2" ]]; } # MAC IFINDEX
+# The MACs kvx_bind's IN halves for guest ADDR deliver to, one a line.
+bind_macs() { # ADDR
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_bind" 2>/dev/null | "$KVX_PY" -c '
+import ipaddress, json, sys
+want = ipaddress.IPv4Address(sys.argv[1]).packed
+for e in json.load(sys.stdin):
+    k = bytes(int(x, 16) for x in e["key"])
+    v = bytes(int(x, 16) for x in e["value"])
+    if k[0] == 1 and v[:4] == want:  # KVX_BIND_IN
+        print(":".join("%02x" % b for b in v[8:14]))' "$1" | sort -u || true
+}
 
 kvx_step "A's VM re-created with another MAC: its old self's address is free at once"
 # The port goes with the VM (libvirt deletes the tap): the daemon releases
@@ -162,12 +173,19 @@ assert_eq "kvx_guest: $G1_IP owned by A's MAC" "$g1mac" "$(owner "$G1_IP")"
 # takes its lowest port's, and a new port could change the gateway's MAC
 # under B (which learns it again only when its neighbour entry expires).
 ip -n "$NS_HOST" link set dev "$BR" address "$(mac_of "$NS_HOST" "$BR")"
+assert_ne "A: curl from $G1_IP (a binding that delivers to A's MAC)" "" \
+	"$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+assert_contains "kvx_bind: $G1_IP's binding delivers to A's MAC" "$g1mac" "$(bind_macs "$G1_IP")"
 ip -n "$NS_HOST" link del "$P1_IF" # the pair: A's $G1_IF goes too
 released() { [[ -z $(owner "$G1_IP") ]]; }
 kvx_wait_for 5 "the daemon to release A's address" released || true
 assert_eq "kvx_guest: $G1_IP released with A's port" "" "$(owner "$G1_IP")"
 assert_contains "the daemon says so" "released the addresses of guest MACs whose bridge port went: 1 IPv4" \
 	"$(cat "$KVX_DAEMON_LOG")"
+# What comes in for A's bindings is not flooded to every guest for a MAC
+# that is gone: they deliver to the address's next owner.
+assert_not_contains "kvx_bind: no binding delivers to A's old MAC" "$g1mac" "$(bind_macs "$G1_IP")"
+assert_contains "kvx_bind: $G1_IP's bindings kept, without a MAC" 00:00:00:00:00:00 "$(bind_macs "$G1_IP")"
 a_recreated
 g1new=$(mac_of "$NS_G1" "$G1_IF")
 assert_ne "the new A has another MAC" "$g1mac" "$g1new"

@@ -1139,11 +1139,12 @@ void Daemon::sync_owner_ports(NlSocket &nl)
 	const bool v6 = read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF;
 	const BrportSyncResult b = sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT),
 					       v6 ? nd_fd_.get() : -1, skel_.map_fd(KVX_MAP_GUEST),
-					       boottime_ns());
+					       boottime_ns(), skel_.map_fd(KVX_MAP_BIND));
 	if (b.released || b.released4)
 		log_info("released the addresses of guest MACs whose bridge port went: " +
 			 std::to_string(b.released4) + " IPv4, " + std::to_string(b.released) +
-			 " IPv6");
+			 " IPv6; " + std::to_string(b.unbound4) +
+			 " IPv4 binding(s) no longer deliver to the MAC");
 	if (b.added || b.moved || b.removed)
 		log_verbose("ipv6: guest MACs on bridge ports: " + std::to_string(b.added) +
 			    " added, " + std::to_string(b.moved) + " moved, " +

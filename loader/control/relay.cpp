@@ -126,7 +126,7 @@ bool release_if_still(int fd, const K &key, const MacAddr &mac, Pred may_go)
 } // namespace
 
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
-			     int guest_fd, uint64_t now_ns)
+			     int guest_fd, uint64_t now_ns, int bind_fd)
 {
 	BrportSyncResult r;
 	std::map<MacAddr, uint32_t> fdb, have;
@@ -187,12 +187,34 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 						 [](const kvx_nd_val &) { return true; }))
 			r.released++;
 	}
+	std::set<std::pair<__be32, MacAddr>> freed4;
 	for (const auto &[addr, m] : guest4)
 		if (aging.gone.count(m) &&
 		    release_if_still<kvx_guest_val>(guest_fd, addr, m, [](const kvx_guest_val &v) {
 			    return !(v.flags & KVX_GUEST_F_LEASE); // learnt, not a lease since
-		    }))
+		    })) {
 			r.released4++;
+			freed4.emplace(addr, m);
+		}
+	// Their bindings forget the MAC: it is gone, and the bridge would
+	// flood what comes in for it to every guest until the address's
+	// next owner sends.  A binding without a MAC delivers to the owner,
+	// or through the neighbour table (ct.h guest_mac_from_owner).
+	if (!freed4.empty() && bind_fd >= 0)
+		for (const auto &[k, v] : dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd)) {
+			MacAddr m;
+			std::memcpy(m.data(), v.guest_mac, 6);
+			if (k.dir != KVX_BIND_IN || !freed4.count({v.addr, m}))
+				continue;
+			kvx_bind_val now{};
+			if (bpf_map_lookup_elem(bind_fd, &k, &now) ||
+			    std::memcmp(now.guest_mac, m.data(), 6))
+				continue; // gone, or the next owner's already
+			std::memset(now.guest_mac, 0, sizeof(now.guest_mac));
+			std::memset(now.gw_mac, 0, sizeof(now.gw_mac));
+			if (bpf_map_update_elem(bind_fd, &k, &now, BPF_EXIST) == 0)
+				r.unbound4++;
+		}
 	const BrportPlan plan =
 		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {
