@@ -1139,12 +1139,14 @@ void Daemon::sync_owner_ports(NlSocket &nl)
 	const bool v6 = read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF;
 	const BrportSyncResult b = sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT),
 					       v6 ? nd_fd_.get() : -1, skel_.map_fd(KVX_MAP_GUEST),
-					       boottime_ns(), skel_.map_fd(KVX_MAP_BIND));
+					       boottime_ns(), skel_.map_fd(KVX_MAP_BIND),
+					       v6 ? skel_.map_fd(KVX_MAP_BIND6) : -1);
 	if (b.released || b.released4)
 		log_info("released the addresses of guest MACs whose bridge port went: " +
 			 std::to_string(b.released4) + " IPv4, " + std::to_string(b.released) +
-			 " IPv6; " + std::to_string(b.unbound4) +
-			 " IPv4 binding(s) no longer deliver to the MAC");
+			 " IPv6; bindings that no longer deliver to the MAC: " +
+			 std::to_string(b.unbound4) + " IPv4, " + std::to_string(b.unbound6) +
+			 " IPv6");
 	if (b.added || b.moved || b.removed)
 		log_verbose("ipv6: guest MACs on bridge ports: " + std::to_string(b.added) +
 			    " added, " + std::to_string(b.moved) + " moved, " +

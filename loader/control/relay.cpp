@@ -123,10 +123,35 @@ bool release_if_still(int fd, const K &key, const MacAddr &mac, Pred may_go)
 	       may_go(now) && bpf_map_delete_elem(fd, &key) == 0;
 }
 
+// Clears the MACs (guest_mac, gw_mac) of the bindings whose kvx_bind_val
+// pick(key, value) returns, if the entry still has that guest MAC when
+// written (the next owner's frame may have set its own); how many.
+template <typename K, typename V, typename Pick>
+size_t forget_mac(int fd, Pick pick)
+{
+	size_t n = 0;
+	for (auto [k, v] : dump_hash<K, V>(fd)) {
+		const kvx_bind_val *was = pick(k, v);
+		if (!was)
+			continue;
+		V now{};
+		if (bpf_map_lookup_elem(fd, &k, &now))
+			continue;
+		kvx_bind_val *b = pick(k, now);
+		if (!b || std::memcmp(b->guest_mac, was->guest_mac, 6))
+			continue; // gone, or the next owner's already
+		std::memset(b->guest_mac, 0, sizeof(b->guest_mac));
+		std::memset(b->gw_mac, 0, sizeof(b->gw_mac));
+		if (bpf_map_update_elem(fd, &k, &now, BPF_EXIST) == 0)
+			n++;
+	}
+	return n;
+}
+
 } // namespace
 
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
-			     int guest_fd, uint64_t now_ns, int bind_fd)
+			     int guest_fd, uint64_t now_ns, int bind_fd, int bind6_fd)
 {
 	BrportSyncResult r;
 	std::map<MacAddr, uint32_t> fdb, have;
@@ -179,13 +204,16 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 			ports.insert(port);
 	const BrportAging aging = plan_brport_aging(fdb, have, owners_all, ports, moved);
 	fdb.insert(aging.keep.begin(), aging.keep.end());
+	std::set<std::pair<Ipv6Addr, MacAddr>> freed6;
 	for (const auto &[addr, m] : guest) {
 		kvx_nd_key k{};
 		std::memcpy(k.addr, addr.data(), sizeof(k.addr));
 		if (aging.gone.count(m) &&
 		    release_if_still<kvx_nd_val>(nd_fd, k, m,
-						 [](const kvx_nd_val &) { return true; }))
+						 [](const kvx_nd_val &) { return true; })) {
 			r.released++;
+			freed6.emplace(addr, m);
+		}
 	}
 	std::set<std::pair<__be32, MacAddr>> freed4;
 	for (const auto &[addr, m] : guest4)
@@ -199,22 +227,26 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	// Their bindings forget the MAC: it is gone, and the bridge would
 	// flood what comes in for it to every guest until the address's
 	// next owner sends.  A binding without a MAC delivers to the owner,
-	// or through the neighbour table (ct.h guest_mac_from_owner).
+	// or through the neighbour table (ct.h guest_mac_from_owner, ct6.h
+	// guest6_mac_from_owner).
 	if (!freed4.empty() && bind_fd >= 0)
-		for (const auto &[k, v] : dump_hash<kvx_bind_key, kvx_bind_val>(bind_fd)) {
+		r.unbound4 = forget_mac<
+			kvx_bind_key,
+			kvx_bind_val>(bind_fd, [&](const kvx_bind_key &k, kvx_bind_val &v) -> kvx_bind_val * {
 			MacAddr m;
 			std::memcpy(m.data(), v.guest_mac, 6);
-			if (k.dir != KVX_BIND_IN || !freed4.count({v.addr, m}))
-				continue;
-			kvx_bind_val now{};
-			if (bpf_map_lookup_elem(bind_fd, &k, &now) ||
-			    std::memcmp(now.guest_mac, m.data(), 6))
-				continue; // gone, or the next owner's already
-			std::memset(now.guest_mac, 0, sizeof(now.guest_mac));
-			std::memset(now.gw_mac, 0, sizeof(now.gw_mac));
-			if (bpf_map_update_elem(bind_fd, &k, &now, BPF_EXIST) == 0)
-				r.unbound4++;
-		}
+			return k.dir == KVX_BIND_IN && freed4.count({v.addr, m}) ? &v : nullptr;
+		});
+	if (!freed6.empty() && bind6_fd >= 0)
+		r.unbound6 = forget_mac<
+			kvx_bind6_key,
+			kvx_bind6_val>(bind6_fd, [&](const kvx_bind6_key &k, kvx_bind6_val &v) -> kvx_bind_val * {
+			Ipv6Addr a;
+			MacAddr m;
+			std::memcpy(a.data(), v.addr, 16);
+			std::memcpy(m.data(), v.bind.guest_mac, 6);
+			return k.dir == KVX_BIND_IN && freed6.count({a, m}) ? &v.bind : nullptr;
+		});
 	const BrportPlan plan =
 		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {

@@ -75,14 +75,16 @@ struct BrportSyncResult {
 	size_t released = 0;  // kvx_nd entries of owners whose bridge port went
 	size_t released4 = 0; // kvx_guest entries of the same
 	size_t unbound4 = 0;  // kvx_bind IN halves that delivered to them, MAC cleared
+	size_t unbound6 = 0;  // kvx_bind6 IN halves likewise
 };
 // A MAC whose placement moved to another port within kMoveHoldNs of now_ns
 // (CLOCK_BOOTTIME; the time of the move is kept in its kvx_brport entry)
-// is not released with its port (plan_brport_aging).  The IPv4 bindings
-// (bind_fd, kvx_bind) that delivered to a released address and MAC lose
-// the MAC.
+// is not released with its port (plan_brport_aging).  The bindings
+// (bind_fd kvx_bind, bind6_fd kvx_bind6) that delivered to a released
+// address and MAC lose the MAC.
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1,
-			     int guest_fd = -1, uint64_t now_ns = 0, int bind_fd = -1);
+			     int guest_fd = -1, uint64_t now_ns = 0, int bind_fd = -1,
+			     int bind6_fd = -1);
 
 // Where the count of a kvx_nd entry is (owner6.h nd_guest_count):
 // kvx_gaddrs at the slot of its MAC's port in kvx_brport.  -1: not known.
