@@ -449,6 +449,26 @@ kvx_veth() { # NS1 IF1 NS2 IF2
 # tap (the port, here the veth pair) made anew on the bridge, with another
 # MAC; software checksums as kvx_topology_up sets them.  Addresses and
 # routes inside the guest are the caller's.
+# kvx_bind_macs BRIDGE ADDR PROTO: the guest MACs the IN halves of kvx_bind
+# (IPv4 ADDR) or kvx_bind6 (IPv6) of protocol PROTO for guest ADDR deliver
+# to, one a line, sorted.
+kvx_bind_macs() {
+	local map=kvx_bind
+	[[ $2 == *:* ]] && map=kvx_bind6
+	bpftool -j map dump pinned "$(kvx_pin_dir "$1")/$map" 2>/dev/null | "$KVX_PY" -c '
+import ipaddress, json, sys
+addr = ipaddress.ip_address(sys.argv[1])
+proto = int(sys.argv[2])
+for e in json.load(sys.stdin):
+    k = bytes(int(x, 16) for x in e["key"])
+    v = bytes(int(x, 16) for x in e["value"])
+    # kvx_bind_val: addr 4, port 2, flags 2, guest_mac 6; kvx_bind6_val:
+    # that (32 bytes), then the IPv6 address.
+    got = v[:4] if addr.version == 4 else v[32:48]
+    if k[0] == 1 and k[1] == proto and got == addr.packed:  # KVX_BIND_IN
+        print(":".join("%02x" % b for b in v[8:14]))' "$2" "$3" | sort -u || true
+}
+
 kvx_guest1_port_remake() {
 	kvx_veth "$NS_G1" "$G1_IF" "$NS_HOST" "$P1_IF"
 	ip -n "$NS_HOST" link set "$P1_IF" master "$BR"

@@ -101,17 +101,8 @@ for e in json.load(sys.stdin):
 print("\n".join(seen.values()))' || true
 }
 nd_entry() { nd_dump | awk -v a="$1" '$1 == a {print $2, $3}'; } # ADDR -> "MAC STATE"
-# The MACs kvx_bind6's IN halves for guest ADDR deliver to, one a line.
-bind6_macs() { # ADDR
-	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_bind6" 2>/dev/null | "$KVX_PY" -c '
-import ipaddress, json, sys
-want = ipaddress.IPv6Address(sys.argv[1]).packed
-for e in json.load(sys.stdin):
-    k = bytes(int(x, 16) for x in e["key"])
-    v = bytes(int(x, 16) for x in e["value"])
-    if k[0] == 1 and v[32:48] == want:  # KVX_BIND_IN; bind (32 bytes), then addr
-        print(":".join("%02x" % b for b in v[8:14]))' "$1" | sort -u || true
-}
+# The MACs kvx_bind6's IN halves of PROTO for guest ADDR deliver to.
+bind6_macs() { kvx_bind_macs "$BR" "$@"; } # ADDR PROTO
 nd_owner() { nd_entry "$1" | cut -d' ' -f1; }                      # ADDR -> MAC
 # Entries counting against MAC's address limit (pending, owned, defended).
 nd_count() { nd_dump | awk -v m="$1" '$2 == m && ($3 == 1 || $3 == 2 || $3 == 4) {n++} END {print n + 0}'; }
@@ -354,15 +345,16 @@ kvx_step "6. A's VM re-created with another MAC: its old self's addresses are fr
 # old address is not answered in its old self's name (it would fail for
 # good: a static or EUI-64 address is not retried).
 assert_eq "kvx_nd: $G1_6 owned (2) by A's MAC" "$g1mac 2" "$(nd_entry "$G1_6")"
-assert_contains "kvx_bind6: $G1_6's binding delivers to A's MAC" "$g1mac" "$(bind6_macs "$G1_6")"
+echo x | nsx "$NS_G1" socat -u - "UDP6-SENDTO:[$SRV6]:9,bind=[$G1_6]"
+assert_contains "kvx_bind6: $G1_6's UDP binding delivers to A's MAC" "$g1mac" "$(bind6_macs "$G1_6" 17)"
 ip -n "$NS_HOST" link del "$P1_IF" # the pair: A's $G1_IF goes too
-released() { [[ -z $(nd_entry "$G1_6") ]]; }
+released() { [[ -z $(nd_entry "$G1_6") && $(bind6_macs "$G1_6" 17) != *"$g1mac"* ]]; }
 kvx_wait_for 5 "the daemon to release A's addresses" released || true
 assert_eq "kvx_nd: $G1_6 released with A's port" "" "$(nd_entry "$G1_6")"
 # What comes in for A's bindings is not flooded to every guest for a MAC
 # that is gone: they deliver to the address's next owner.
-assert_not_contains "kvx_bind6: no binding delivers to A's old MAC" "$g1mac" "$(bind6_macs "$G1_6")"
-assert_contains "kvx_bind6: $G1_6's bindings kept, without a MAC" 00:00:00:00:00:00 "$(bind6_macs "$G1_6")"
+assert_not_contains "kvx_bind6: the UDP binding no longer delivers to A's old MAC" "$g1mac" "$(bind6_macs "$G1_6" 17)"
+assert_contains "kvx_bind6: $G1_6's UDP binding kept, without a MAC" 00:00:00:00:00:00 "$(bind6_macs "$G1_6" 17)"
 kvx_guest1_port_remake
 nsx "$NS_G1" sysctl -qw "net.ipv6.conf.$G1_IF.accept_ra=0" "net.ipv6.conf.$G1_IF.accept_dad=1" \
 	"net.ipv6.conf.$G1_IF.dad_transmits=1"

@@ -2644,9 +2644,11 @@ static __noinline void guest_mac_from_owner(const struct kvx_cfg *cfg, struct na
 
 	g = bpf_map_lookup_elem(&kvx_guest, &addr);
 	/* Quiet for longer than the bridge remembers its port (a learnt
-	 * owner may be another MAC by now): the neighbour table asks again
+	 * owner may be another MAC by now), or a lease whose MAC has no port
+	 * (KVX_GUEST_F_GONE: its VM is off): the neighbour table asks again
 	 * instead of flooding a MAC that may be gone to every port. */
-	if (!g || (!(g->flags & KVX_GUEST_F_LEASE) && g->seen_ns + KVX_GUEST_IDLE_NS <= now))
+	if (!g || (g->flags & KVX_GUEST_F_GONE) ||
+	    (!(g->flags & KVX_GUEST_F_LEASE) && g->seen_ns + KVX_GUEST_IDLE_NS <= now))
 		return;
 	br = bpf_map_lookup_elem(&kvx_xdev, &bridge);
 	if (!br || mac_is_zero(br->mac))

@@ -225,6 +225,18 @@ static __always_inline __u32 brport_of8(const __u8 *mac8)
 	return v ? v->ifindex : 0;
 }
 
+/* As brport_of8, but 0 also while the MAC's placement moved to its port
+ * within KVX_BRPORT_MOVE_HOLD_NS (abi.h kvx_brport: a guest that sent with
+ * the MAC moved it to its own port).  Sum form: the per-CPU clock. */
+static __always_inline __u32 brport_settled8(const __u8 *mac8, __u64 now)
+{
+	struct kvx_xfdb_val *v = bpf_map_lookup_elem(&kvx_brport, mac8);
+
+	if (!v || (v->seen_ns && v->seen_ns + KVX_BRPORT_MOVE_HOLD_NS > now))
+		return 0;
+	return v->ifindex;
+}
+
 /* The slot of the guest that owns addr in relay's kvx_nd (owned, pending
  * or defended): its bridge port's (kvx_brport: one quota whatever MACs the
  * guest sends from), the owning MAC's while its port is not known; else

@@ -82,7 +82,9 @@ static __always_inline __u32 *nd_guest_count(const __u8 *mac8)
  * A guest is its bridge port (kvx_brport, placed by the daemon): a new MAC
  * on the owner's own port is the same guest (it changed its MAC: its DAD
  * with the new one must not fail for good), and takes the address at
- * once.  A guest on another port never takes an address whose owner's
+ * once - unless the owner's MAC was moved to that port lately: a guest
+ * that sends one frame with another's MAC moves it to its own port, and
+ * would then take that guest's addresses with its own MAC.  A guest on another port never takes an address whose owner's
  * port is still there, idle or not: a quiet guest keeps its addresses
  * until the daemon forgets them (an hour idle) or releases them with its
  * port (its VM went).  Only an owner of no known port (never placed: it
@@ -100,7 +102,7 @@ static __always_inline int nd_owner_nat66(const struct kvx_nd_val *v, const __u8
 
 	__builtin_memcpy(old, v->mac, ETH_ALEN);
 	was_port = brport_of8(old);
-	if (port && port == was_port)
+	if (port && port == was_port && brport_settled8(old, now))
 		return KVX_CONTINUE;
 	if (probe && !port)
 		return KVX_R_PASS_ND;

@@ -1147,6 +1147,14 @@ void Daemon::sync_owner_ports(NlSocket &nl)
 			 " IPv6; bindings that no longer deliver to the MAC: " +
 			 std::to_string(b.unbound4) + " IPv4, " + std::to_string(b.unbound6) +
 			 " IPv6");
+	if (b.gone4)
+		log_info("guest MACs with a DHCP lease whose bridge port went (VM off): " +
+			 std::to_string(b.gone4) +
+			 " address(es) kept for the lease, delivered through the neighbour table "
+			 "until the MAC is back");
+	if (b.back4)
+		log_verbose("guest MACs with a DHCP lease back on a bridge port: " +
+			    std::to_string(b.back4) + " address(es)");
 	if (b.added || b.moved || b.removed)
 		log_verbose("ipv6: guest MACs on bridge ports: " + std::to_string(b.added) +
 			    " added, " + std::to_string(b.moved) + " moved, " +
@@ -1367,35 +1375,19 @@ void Daemon::sync_dhcp_leases()
 	const kvx_cfg cfg = read_cfg(cfg_fd_.get());
 	LeaseSync r = sync_leases(skel_.map_fd(KVX_MAP_GUEST), leases, cfg.subnet_addr,
 				  cfg.subnet_mask, static_cast<int64_t>(::time(nullptr)),
-				  boottime_ns(), leases_learnt_ ? &*leases_learnt_ : nullptr);
-	leases_learnt_ = std::move(r.learnt);
-	// Said once per change (not at every re-read of the file).
-	std::string held;
-	for (const LeaseConflict &c : r.held)
-		held += format_ipv4(c.addr) + format_mac(c.lease_mac) + format_mac(c.owner_mac);
-	if (held != leases_conflicts_)
-		for (const LeaseConflict &c : r.held)
-			log_warn("dhcp lease: " + format_ipv4(c.addr) + " is leased to " +
-				 format_mac(c.lease_mac) + ", but " + format_mac(c.owner_mac) +
-				 " uses it (its last frame " +
-				 std::to_string(c.idle_ns / 1000000000) + " s ago): it stays " +
-				 format_mac(c.owner_mac) +
-				 "'s until that guest has been idle for " +
-				 std::to_string(KVX_GUEST_IDLE_NS / 1000000000) + " s");
-	leases_conflicts_ = held;
+				  boottime_ns());
+	// Once: the address is the lease's from now on, which no frame changes.
+	for (const LeaseTakeover &t : r.taken)
+		log_warn("dhcp lease: " + format_ipv4(t.addr) + " is leased to " +
+			 format_mac(t.lease_mac) + ", and taken from " + format_mac(t.owner_mac) +
+			 ", which sent from it " + std::to_string(t.idle_ns / 1000000000) +
+			 " s ago (a static address in the DHCP range? its frames from it are "
+			 "dropped now, DROP_SPOOF_MAC)");
 	if (sig != leases_sig_)
 		log_verbose("dhcp leases " + leases_path_ + ": " + std::to_string(r.leased) +
 			    " address(es) owned by their lease, " + std::to_string(r.released) +
 			    " released");
-	// A held lease moves no mapping either: a mapping that follows the
-	// lease's MAC would reach the guest that holds the address.
-	std::vector<Lease> applied;
-	for (const Lease &l : leases)
-		if (std::none_of(r.held.begin(), r.held.end(), [&](const LeaseConflict &c) {
-			    return c.addr == l.addr && c.lease_mac == l.mac;
-		    }))
-			applied.push_back(l);
-	if (!follow_guest_leases(applied))
+	if (!follow_guest_leases(leases))
 		return;
 	leases_sig_ = sig;
 	leases_read_ = now;

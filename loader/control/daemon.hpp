@@ -20,7 +20,6 @@
 #include "base/netaddr6.hpp"
 #include "control/dad.hpp"
 #include "control/frag_park.hpp"
-#include "control/guests.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/metrics.hpp"
 #include "control/ra_sender.hpp"
@@ -272,10 +271,6 @@ private:
 	std::string leases_path_; // "" with --dhcp-leases none
 	std::string leases_sig_;  // the file's inode, size and mtime when last read
 	std::string leases_held_; // the lease-following warnings last logged
-	// kvx_guest's learnt owners at the last lease sync (sync_leases'
-	// `known`); unset until the first.
-	std::optional<LearntOwners> leases_learnt_;
-	std::string leases_conflicts_; // the held-lease warnings last logged
 	std::chrono::steady_clock::time_point leases_read_{};
 	StepLog steps_;
 	// Addresses (host order) held back on their network, see

@@ -14,8 +14,7 @@
 namespace kvmxdp {
 
 LeaseSync sync_leases(int guest_fd, const std::vector<Lease> &leases, uint32_t subnet_be,
-		      uint32_t mask_be, int64_t wall_now, uint64_t boot_now,
-		      const LearntOwners *known)
+		      uint32_t mask_be, int64_t wall_now, uint64_t boot_now)
 {
 	LeaseSync r;
 	std::map<uint32_t, const Lease *> want; // network order
@@ -34,19 +33,17 @@ LeaseSync sync_leases(int guest_fd, const std::vector<Lease> &leases, uint32_t s
 				r.leased++;
 				continue;
 			}
-			MacAddr owner;
-			std::memcpy(owner.data(), v.mac, 6);
-			const bool was_known = !known || [&] {
-				auto it = known->find(a);
-				return it != known->end() && it->second == owner;
-			}();
 			// seen_ns ahead of boot_now (the datapath refreshed it
 			// since boot_now was read) is active.
 			const uint64_t idle = boot_now > v.seen_ns ? boot_now - v.seen_ns : 0;
-			if (!(v.flags & KVX_GUEST_F_LEASE) && owner != l->mac && was_known &&
-			    idle < KVX_GUEST_IDLE_NS) {
-				r.held.push_back({ntohl(a), l->mac, owner, idle});
-				continue;
+			if (!(v.flags & KVX_GUEST_F_LEASE) &&
+			    std::memcmp(v.mac, l->mac.data(), 6) != 0 && idle < KVX_GUEST_IDLE_NS) {
+				LeaseTakeover t;
+				t.addr = ntohl(a);
+				t.lease_mac = l->mac;
+				std::memcpy(t.owner_mac.data(), v.mac, 6);
+				t.idle_ns = idle;
+				r.taken.push_back(t);
 			}
 		}
 		kvx_guest_val nv{};
@@ -58,20 +55,14 @@ LeaseSync sync_leases(int guest_fd, const std::vector<Lease> &leases, uint32_t s
 		r.leased++;
 	}
 	for (const auto &[k, v] : dump_hash<__be32, kvx_guest_val>(guest_fd)) {
-		if (!(v.flags & KVX_GUEST_F_LEASE)) {
-			std::memcpy(r.learnt[k].data(), v.mac, 6);
-			continue;
-		}
-		if (want.count(k))
+		if (!(v.flags & KVX_GUEST_F_LEASE) || want.count(k))
 			continue;
 		kvx_guest_val nv = v;
 		nv.flags = static_cast<__u16>(v.flags & ~KVX_GUEST_F_LEASE);
 		nv.seen_ns = boot_now;
 		// BPF_EXIST: an entry the datapath replaced meanwhile is left alone.
-		if (bpf_map_update_elem(guest_fd, &k, &nv, BPF_EXIST) == 0) {
+		if (bpf_map_update_elem(guest_fd, &k, &nv, BPF_EXIST) == 0)
 			r.released++;
-			std::memcpy(r.learnt[k].data(), v.mac, 6);
-		}
 	}
 	return r;
 }

@@ -124,24 +124,29 @@ bool release_if_still(int fd, const K &key, const MacAddr &mac, Pred may_go)
 }
 
 // Clears the MACs (guest_mac, gw_mac) of the bindings whose kvx_bind_val
-// pick(key, value) returns, if the entry still has that guest MAC when
-// written (the next owner's frame may have set its own); how many.
+// pick(key, value) returns; how many.  Written whole, so only an entry
+// unchanged since the dump, and not one the datapath may hand to another
+// guest meanwhile (a closed flow's binding, recycled for a new SYN; a
+// dynamic one idle for KVX_GUEST_IDLE_NS): those will have their next
+// guest's MAC anyway.  What the datapath changes in place between the
+// read and the write (a refresh) is lost, and made again by the next
+// packet.
 template <typename K, typename V, typename Pick>
-size_t forget_mac(int fd, Pick pick)
+size_t forget_mac(int fd, uint64_t now_ns, Pick pick)
 {
 	size_t n = 0;
 	for (auto [k, v] : dump_hash<K, V>(fd)) {
-		const kvx_bind_val *was = pick(k, v);
-		if (!was)
+		const kvx_bind_val *b = pick(k, v);
+		if (!b || (b->flags & KVX_BIND_F_TW) ||
+		    (!(b->flags & KVX_BIND_F_STATIC) &&
+		     b->last_used_ns + KVX_GUEST_IDLE_NS <= now_ns))
 			continue;
 		V now{};
-		if (bpf_map_lookup_elem(fd, &k, &now))
-			continue;
-		kvx_bind_val *b = pick(k, now);
-		if (!b || std::memcmp(b->guest_mac, was->guest_mac, 6))
-			continue; // gone, or the next owner's already
-		std::memset(b->guest_mac, 0, sizeof(b->guest_mac));
-		std::memset(b->gw_mac, 0, sizeof(b->gw_mac));
+		if (bpf_map_lookup_elem(fd, &k, &now) || std::memcmp(&now, &v, sizeof(V)))
+			continue; // gone, or changed: its next guest's already
+		kvx_bind_val *w = pick(k, now);
+		std::memset(w->guest_mac, 0, sizeof(w->guest_mac));
+		std::memset(w->gw_mac, 0, sizeof(w->gw_mac));
 		if (bpf_map_update_elem(fd, &k, &now, BPF_EXIST) == 0)
 			n++;
 	}
@@ -165,9 +170,9 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		MacAddr mac;
 		std::memcpy(mac.data(), k.mac, 6);
 		have[mac] = v.ifindex;
-		// A move "after" now_ns: a clock from before a reboot
-		// (CLOCK_BOOTTIME restarts; the pin does not survive one,
-		// but a stale value must not hold a MAC for ever).
+		// A move "after" now_ns cannot be (the pin does not outlive
+		// a boot, when CLOCK_BOOTTIME restarts): ignored rather than
+		// trusted to hold the MAC.
 		if (v.seen_ns && v.seen_ns <= now_ns && now_ns - v.seen_ns < kMoveHoldNs)
 			moved.insert(mac);
 	}
@@ -185,16 +190,22 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	// Learnt IPv4 owners: kept placed and released as the IPv6 ones
 	// (aging), but not ahead of other MACs for a port's places
 	// (plan_brport), which only the IPv6 per-port limits need.
-	std::vector<std::pair<__be32, MacAddr>> guest4;
+	// Leased ones too, which are not released (the lease lasts) but
+	// marked KVX_GUEST_F_GONE while their MAC has no port.
+	std::vector<std::pair<__be32, MacAddr>> guest4, leased4, back4;
 	std::set<MacAddr> owners_all = owners;
 	if (guest_fd >= 0)
-		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(guest_fd))
-			if (!(v.flags & KVX_GUEST_F_LEASE)) {
-				MacAddr m;
-				std::memcpy(m.data(), v.mac, 6);
+		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(guest_fd)) {
+			MacAddr m;
+			std::memcpy(m.data(), v.mac, 6);
+			owners_all.insert(m);
+			if (!(v.flags & KVX_GUEST_F_LEASE))
 				guest4.emplace_back(a, m);
-				owners_all.insert(m);
-			}
+			else if (!(v.flags & KVX_GUEST_F_GONE))
+				leased4.emplace_back(a, m);
+			else if (fdb.count(m))
+				back4.emplace_back(a, m);
+		}
 	// The placed MACs' ports that are still links (a bridge re-created,
 	// a tap out of it for a moment: still there; its VM destroyed: gone).
 	std::set<uint32_t> ports, asked; // one question per port, not per MAC
@@ -224,29 +235,44 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 			r.released4++;
 			freed4.emplace(addr, m);
 		}
+	auto lease_gone = [&](__be32 addr, const MacAddr &m, bool gone) {
+		kvx_guest_val v{};
+		if (bpf_map_lookup_elem(guest_fd, &addr, &v) || std::memcmp(v.mac, m.data(), 6) ||
+		    !(v.flags & KVX_GUEST_F_LEASE))
+			return false;
+		v.flags = static_cast<__u16>(gone ? v.flags | KVX_GUEST_F_GONE :
+						    v.flags & ~KVX_GUEST_F_GONE);
+		return bpf_map_update_elem(guest_fd, &addr, &v, BPF_EXIST) == 0;
+	};
+	for (const auto &[addr, m] : leased4)
+		if (aging.gone.count(m) && lease_gone(addr, m, true)) {
+			r.gone4++;
+			freed4.emplace(addr, m);
+		}
+	for (const auto &[addr, m] : back4)
+		if (lease_gone(addr, m, false))
+			r.back4++;
 	// Their bindings forget the MAC: it is gone, and the bridge would
 	// flood what comes in for it to every guest until the address's
 	// next owner sends.  A binding without a MAC delivers to the owner,
 	// or through the neighbour table (ct.h guest_mac_from_owner, ct6.h
 	// guest6_mac_from_owner).
+	auto in4 = [&](const kvx_bind_key &k, kvx_bind_val &v) -> kvx_bind_val * {
+		MacAddr m;
+		std::memcpy(m.data(), v.guest_mac, 6);
+		return k.dir == KVX_BIND_IN && freed4.count({v.addr, m}) ? &v : nullptr;
+	};
+	auto in6 = [&](const kvx_bind6_key &k, kvx_bind6_val &v) -> kvx_bind_val * {
+		Ipv6Addr a;
+		MacAddr m;
+		std::memcpy(a.data(), v.addr, 16);
+		std::memcpy(m.data(), v.bind.guest_mac, 6);
+		return k.dir == KVX_BIND_IN && freed6.count({a, m}) ? &v.bind : nullptr;
+	};
 	if (!freed4.empty() && bind_fd >= 0)
-		r.unbound4 = forget_mac<
-			kvx_bind_key,
-			kvx_bind_val>(bind_fd, [&](const kvx_bind_key &k, kvx_bind_val &v) -> kvx_bind_val * {
-			MacAddr m;
-			std::memcpy(m.data(), v.guest_mac, 6);
-			return k.dir == KVX_BIND_IN && freed4.count({v.addr, m}) ? &v : nullptr;
-		});
+		r.unbound4 = forget_mac<kvx_bind_key, kvx_bind_val>(bind_fd, now_ns, in4);
 	if (!freed6.empty() && bind6_fd >= 0)
-		r.unbound6 = forget_mac<
-			kvx_bind6_key,
-			kvx_bind6_val>(bind6_fd, [&](const kvx_bind6_key &k, kvx_bind6_val &v) -> kvx_bind_val * {
-			Ipv6Addr a;
-			MacAddr m;
-			std::memcpy(a.data(), v.addr, 16);
-			std::memcpy(m.data(), v.bind.guest_mac, 6);
-			return k.dir == KVX_BIND_IN && freed6.count({a, m}) ? &v.bind : nullptr;
-		});
+		r.unbound6 = forget_mac<kvx_bind6_key, kvx_bind6_val>(bind6_fd, now_ns, in6);
 	const BrportPlan plan =
 		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {

@@ -76,12 +76,15 @@ struct BrportSyncResult {
 	size_t released4 = 0; // kvx_guest entries of the same
 	size_t unbound4 = 0;  // kvx_bind IN halves that delivered to them, MAC cleared
 	size_t unbound6 = 0;  // kvx_bind6 IN halves likewise
+	size_t gone4 = 0;     // leased kvx_guest entries marked KVX_GUEST_F_GONE
+	size_t back4 = 0;     // ... whose MAC is on a port again
 };
 // A MAC whose placement moved to another port within kMoveHoldNs of now_ns
 // (CLOCK_BOOTTIME; the time of the move is kept in its kvx_brport entry)
-// is not released with its port (plan_brport_aging).  The bindings
-// (bind_fd kvx_bind, bind6_fd kvx_bind6) that delivered to a released
-// address and MAC lose the MAC.
+// is not released with its port (plan_brport_aging); a leased owner is
+// marked KVX_GUEST_F_GONE instead, and unmarked when its MAC is on a port
+// again.  The bindings (bind_fd kvx_bind, bind6_fd kvx_bind6) that
+// delivered to a released or gone address and MAC lose the MAC.
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1,
 			     int guest_fd = -1, uint64_t now_ns = 0, int bind_fd = -1,
 			     int bind6_fd = -1);

@@ -919,9 +919,9 @@ promote_pending(std::vector<StaticMapping> &mappings, const MappingContext &ctx,
 		// A reason that still holds keeps the context it was given
 		// ("its guest moved to ADDR: <why>" from the hook), so that
 		// `map list` goes on saying why the guest address changed.
-		const bool same = !why.empty() && was.size() > now.size() &&
-				  was.compare(was.size() - now.size(), now.size(), now) == 0 &&
-				  was.compare(was.size() - now.size() - 2, 2, ": ") == 0;
+		const bool same = !why.empty() && was.size() >= now.size() + 2 &&
+				  was.compare(was.size() - now.size() - 2, 2, ": ") == 0 &&
+				  was.compare(was.size() - now.size(), now.size(), now) == 0;
 		if (!same)
 			sm.pending = now;
 		if (why.empty()) {

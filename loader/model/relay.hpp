@@ -145,7 +145,7 @@ struct BrportAging {
 	std::map<MacAddr, uint32_t> keep;
 	std::set<MacAddr> gone;
 };
-constexpr uint64_t kMoveHoldNs = 300ULL * 1000000000ULL; // the bridge's ageing time
+constexpr uint64_t kMoveHoldNs = KVX_BRPORT_MOVE_HOLD_NS;
 BrportAging plan_brport_aging(const std::map<MacAddr, uint32_t> &fdb,
 			      const std::map<MacAddr, uint32_t> &have,
 			      const std::set<MacAddr> &owners, const std::set<uint32_t> &ports,

@@ -1694,6 +1694,16 @@ TEST_F(BrIngressTest, ForwardWithoutLearntMacDeliversToTheOwner)
 	dp().guest_update(kGuestB, quiet);
 	run_case(dp(), Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
 		 dnat(syn, kGuestB, 80));
+	// ...unless its MAC has no bridge port (its VM is off; the daemon
+	// marks it): the neighbour table, not a MAC the bridge would flood.
+	quiet.flags = KVX_GUEST_F_LEASE | KVX_GUEST_F_GONE;
+	dp().guest_update(kGuestB, quiet);
+	run_case(dp(), Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat_unknown_mac(syn, kGuestB, 80));
+	// It still owns the address: no other MAC sends from it.
+	Packet spoof = from_guest(make_tcp(kGuestB, 40001, kRemote1, 443));
+	spoof.src_mac = kGuestAMac;
+	run_br(spoof, TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
 	// No owner yet (C never sent): the neighbour table, as before.
 	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 8081, kGuestC, 80);
 	const Packet syn_c = from_uplink(make_tcp(kRemote2, 7002, Topology::kUplinkAddr, 8081));

@@ -860,11 +860,13 @@ std::size_t Datapath::nd_size() const
 	return map_keys<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd)).size();
 }
 
-void Datapath::brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex)
+void Datapath::brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
+			  std::uint64_t moved_ns)
 {
 	const kvx_xfdb_key k = xfdb_key(mac);
 	kvx_xfdb_val v{};
 	v.ifindex = port_ifindex;
+	v.seen_ns = moved_ns;
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_brport), &k, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_brport: " + errno_text(errno));
 }

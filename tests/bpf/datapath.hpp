@@ -232,7 +232,9 @@ public:
 	// kvx_brport (guest MAC -> bridge port), emptied by clear_tables();
 	// kvx_gaddrs' counter of a slot; relay's slot of a bridge port
 	// (ct_rules.h kvx_port_slot, 0: MACs of no known port).
-	void brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex);
+	// moved_ns: when the daemon moved the MAC to the port (0: never).
+	void brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
+			std::uint64_t moved_ns = 0);
 	std::uint32_t gaddrs_at(std::uint32_t slot) const;
 	std::uint32_t port_slot(std::uint32_t port_ifindex) const;
 

@@ -3179,6 +3179,28 @@ TEST_F(Nat66OwnerTest, AGuestIsItsPortAndKeepsItsAddressesFromOthers)
 // What a guest sends the host (to its address on the bridge, neighbour
 // discovery) keeps its address alive as translated frames do: a guest
 // that only talks to the host is not idle.
+// A guest that sent one frame with B's MAC moved it to its own port (the
+// bridge learns first; the daemon places the MAC there): that does not
+// make it "B on another MAC", which would take B's address at once.
+TEST_F(Nat66OwnerTest, AMacMovedToAnotherGuestsPortLatelyKeepsItsAddresses)
+{
+	const Mac a = mac_of(kGuest6A), b = mac_of(kGuest6B);
+	out6(from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53)));
+	ASSERT_EQ(owner_of(dp(), kGuest6B), b);
+	dp().brport_set(b, kPort6A, boot_ns());
+	const Packet6 probe = nd6::dad_probe(a, kGuest6B);
+	run6(Prog::BrIngress, probe, TC_ACT_REDIRECT, KVX_R_ND_PROXY_NA,
+	     nd6::answer_na(probe, Topology::kBridgeMac, 0));
+	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6B, 7001, kRemote6A, 53), a), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
+	EXPECT_EQ(owner_of(dp(), kGuest6B), b);
+	// Placed there long ago (or never moved: 0), the port is the guest:
+	// the same frame takes the address (a guest that changed its MAC).
+	dp().brport_set(b, kPort6A, 0);
+	out6(sent_by(make_udp6(kGuest6B, 7001, kRemote6A, 53), a));
+	EXPECT_EQ(owner_of(dp(), kGuest6B), a);
+}
+
 TEST_F(Nat66OwnerTest, FramesToTheHostKeepTheOwnerAlive)
 {
 	out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53)));

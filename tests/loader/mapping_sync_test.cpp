@@ -23,9 +23,12 @@
 #include "model/mapping.hpp"
 #include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
+#include "netns_child.hpp"
 #include "privileges.hpp"
 
 using namespace kvmxdp;
+using kvmxdp::test::child_fail;
+using kvmxdp::test::netns_child_setup;
 using nlohmann::json;
 
 namespace {
@@ -891,28 +894,6 @@ TEST_F(Maps6Fixture, ForwardTakesAGuestsDynamicPort)
 	EXPECT_EQ(0, std::memcmp(in->addr, parse_ipv6("fd42::12").data(), 16));
 	EXPECT_EQ(in->bind.flags, KVX_BIND_F_STATIC);
 }
-
-namespace {
-
-// For a test's forked child (EXPECT_EXIT): ends it with why.
-[[noreturn]] void child_fail(const std::string &why)
-{
-	std::cerr << why << std::endl;
-	std::_Exit(1);
-}
-
-// For a test's forked child: a network namespace of its own, set up by cmds
-// (ip, sysctl); any failure ends the child.
-void netns_child_setup(std::initializer_list<const char *> cmds)
-{
-	if (::unshare(CLONE_NEWNET) != 0)
-		child_fail("unshare(CLONE_NEWNET): " + std::string(std::strerror(errno)));
-	for (const char *cmd : cmds)
-		if (std::system((std::string(cmd) + " >/dev/null 2>&1").c_str()) != 0)
-			child_fail(std::string("failed: ") + cmd);
-}
-
-} // namespace
 
 // The uplink's IPv6 default routers as the kernel keeps them, read in a
 // network namespace of the test's own (a forked child's): an ECMP route

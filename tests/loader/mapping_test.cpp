@@ -475,6 +475,9 @@ TEST(MappingPending, MadeWhenTheyCanBe)
 	promote_pending(ms, at_cafe, cafe, &changed);
 	EXPECT_EQ(ms[3].pending, with_context);
 	EXPECT_FALSE(changed);
+	ms[3].pending = ":" + still; // one character longer, no ": "
+	promote_pending(ms, at_cafe, cafe, &changed);
+	EXPECT_EQ(ms[3].pending, still);
 	ms[3].pending = "its guest moved to 192.168.122.12: something else";
 	promote_pending(ms, at_cafe, cafe, &changed);
 	EXPECT_EQ(ms[3].pending, still);

@@ -5,20 +5,24 @@
 #include <gtest/gtest.h>
 
 #include <bpf/bpf.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "base/netaddr6.hpp"
 #include "base/fd.hpp"
 #include "control/ra_watch.hpp"
 #include "control/relay.hpp"
+#include "kernel/netlink.hpp"
 #include "kvmxdp/ct_rules.h"
 #include "model/ra.hpp"
 #include "model/relay.hpp"
+#include "netns_child.hpp"
 #include "privileges.hpp"
 
 using namespace kvmxdp;
@@ -537,6 +541,145 @@ TEST(Brport, AMacMovedLatelyIsNotReleasedWithItsNewPort)
 	const BrportAging a = plan_brport_aging({}, have, owners, {10}, {owner});
 	EXPECT_TRUE(a.keep.empty());
 	EXPECT_EQ(a.gone, std::set<MacAddr>{plain});
+}
+
+// A VM's bridge port deleted (its tap: the VM shut down or destroyed), in a
+// network namespace of the test's own with a real bridge: its learnt IPv4
+// owner is released, its leased one kept but marked KVX_GUEST_F_GONE, and
+// the bindings that delivered to them forget the MAC (not a closed flow's,
+// which the next SYN may take over, nor another port's guest's); the lease
+// is unmarked when its MAC is on a port again.
+TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
+{
+	if (!kvmxdp::test::missing_capabilities({CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF}).empty())
+		GTEST_SKIP() << "needs root";
+	auto child = [] {
+		using kvmxdp::test::child_fail;
+		kvmxdp::test::netns_child_setup({
+			"ip link add kvxbr type bridge",
+			"ip link add kvxp1 type veth peer name kvxq1",
+			"ip link add kvxp2 type veth peer name kvxq2",
+			"ip link set kvxp1 master kvxbr",
+			"ip link set kvxp2 master kvxbr",
+			"ip link set kvxbr up",
+			"ip link set kvxp1 up",
+			"ip link set kvxp2 up",
+			"bridge fdb add 52:54:00:00:00:0a dev kvxp1 master static",
+			"bridge fdb add 52:54:00:00:00:0b dev kvxp1 master static",
+			"bridge fdb add 52:54:00:00:00:0c dev kvxp2 master static",
+		});
+		const MacAddr leased{0x52, 0x54, 0, 0, 0, 0x0a}, learnt{0x52, 0x54, 0, 0, 0, 0x0b},
+			other{0x52, 0x54, 0, 0, 0, 0x0c};
+		Fd brport(bpf_map_create(BPF_MAP_TYPE_HASH, "t_brport", sizeof(kvx_xfdb_key),
+					 sizeof(kvx_xfdb_val), 64, nullptr));
+		Fd guest(bpf_map_create(BPF_MAP_TYPE_HASH, "t_guest", sizeof(__be32),
+					sizeof(kvx_guest_val), 64, nullptr));
+		Fd bind(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind", sizeof(kvx_bind_key),
+				       sizeof(kvx_bind_val), 64, nullptr));
+		if (brport.get() < 0 || guest.get() < 0 || bind.get() < 0)
+			child_fail(std::string("bpf_map_create: ") + std::strerror(errno));
+		const uint64_t now = 1000ULL * 1000000000;
+		auto own = [&](uint8_t last, const MacAddr &m, uint16_t flags) {
+			const __be32 a = htonl(0xc0a87a00 | last);
+			kvx_guest_val v{};
+			std::memcpy(v.mac, m.data(), 6);
+			v.flags = flags;
+			v.seen_ns = now;
+			if (bpf_map_update_elem(guest.get(), &a, &v, BPF_ANY))
+				child_fail("kvx_guest");
+		};
+		own(10, leased, KVX_GUEST_F_LEASE);
+		own(11, learnt, 0);
+		own(12, other, 0);
+		// IN halves by external port: 1:1 to .10 (static), a dynamic
+		// one and a closed flow's to .11, one to .12.
+		auto bind_in = [&](uint16_t ext_port, uint8_t last, const MacAddr &m,
+				   uint16_t flags) {
+			kvx_bind_key k{};
+			k.dir = KVX_BIND_IN;
+			k.proto = IPPROTO_UDP;
+			k.port = htons(ext_port);
+			k.addr = htonl(0x0a000002);
+			kvx_bind_val v{};
+			v.addr = htonl(0xc0a87a00 | last);
+			v.flags = flags;
+			std::memcpy(v.guest_mac, m.data(), 6);
+			std::memcpy(v.gw_mac, other.data(), 6);
+			v.last_used_ns = now;
+			if (bpf_map_update_elem(bind.get(), &k, &v, BPF_ANY))
+				child_fail("kvx_bind");
+		};
+		auto mac_of_bind = [&](uint16_t ext_port) {
+			kvx_bind_key k{};
+			k.dir = KVX_BIND_IN;
+			k.proto = IPPROTO_UDP;
+			k.port = htons(ext_port);
+			k.addr = htonl(0x0a000002);
+			kvx_bind_val v{};
+			if (bpf_map_lookup_elem(bind.get(), &k, &v))
+				child_fail("kvx_bind entry " + std::to_string(ext_port) + " gone");
+			MacAddr m;
+			std::memcpy(m.data(), v.guest_mac, 6);
+			return m;
+		};
+		bind_in(1010, 10, leased, KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE);
+		bind_in(1011, 11, learnt, 0);
+		bind_in(1012, 11, learnt, KVX_BIND_F_TW);
+		bind_in(1013, 12, other, 0);
+		auto owner = [&](uint8_t last) -> std::optional<kvx_guest_val> {
+			const __be32 a = htonl(0xc0a87a00 | last);
+			kvx_guest_val v{};
+			if (bpf_map_lookup_elem(guest.get(), &a, &v))
+				return std::nullopt;
+			return v;
+		};
+
+		NlSocket nl;
+		const auto br = find_link(nl, "kvxbr");
+		if (!br)
+			child_fail("no kvxbr");
+		auto sync = [&] {
+			return sync_brport(nl, br->ifindex, brport.get(), -1, guest.get(), now,
+					   bind.get(), -1);
+		};
+		BrportSyncResult r = sync();
+		if (r.added < 3 || r.released4 || r.gone4)
+			child_fail("first sync: " + std::to_string(r.added) + " placed, " +
+				   std::to_string(r.released4) + " released");
+
+		if (std::system("ip link del kvxp1"))
+			child_fail("ip link del kvxp1");
+		r = sync();
+		if (r.released4 != 1 || r.gone4 != 1 || r.unbound4 != 2)
+			child_fail("port gone: " + std::to_string(r.released4) + " released, " +
+				   std::to_string(r.gone4) + " leases gone, " +
+				   std::to_string(r.unbound4) + " bindings forgot");
+		if (owner(11))
+			child_fail("the learnt owner of .11 is still there");
+		auto l = owner(10);
+		if (!l || l->flags != (KVX_GUEST_F_LEASE | KVX_GUEST_F_GONE) ||
+		    std::memcmp(l->mac, leased.data(), 6))
+			child_fail("the lease of .10 is not kept and marked gone");
+		if (!owner(12) || std::memcmp(owner(12)->mac, other.data(), 6))
+			child_fail("the other port's owner of .12 changed");
+		if (mac_of_bind(1010) != MacAddr{} || mac_of_bind(1011) != MacAddr{})
+			child_fail("a binding of the gone port still delivers to its MAC");
+		if (mac_of_bind(1012) != learnt)
+			child_fail("a closed flow's binding was rewritten");
+		if (mac_of_bind(1013) != other)
+			child_fail("the other port's guest's binding lost its MAC");
+
+		// The VM back, the same MAC (libvirt keeps it): unmarked.
+		if (std::system("ip link add kvxp1 type veth peer name kvxq1 >/dev/null 2>&1") ||
+		    std::system("ip link set kvxp1 master kvxbr up") ||
+		    std::system("bridge fdb add 52:54:00:00:00:0a dev kvxp1 master static"))
+			child_fail("kvxp1 again");
+		r = sync();
+		if (r.back4 != 1 || !owner(10) || owner(10)->flags != KVX_GUEST_F_LEASE)
+			child_fail("the lease of .10 is still marked gone");
+		std::_Exit(0);
+	};
+	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");
 }
 
 // NAT66's owners at attach from the guests' bindings: an address one MAC

@@ -945,13 +945,18 @@ struct kvx_icmprl_val {
  * to the host within it (its bridge address, broadcasts) only keep their
  * owner active.  A learnt owner idle for KVX_GUEST_IDLE_NS gives the address up
  * (a VM re-created with a new MAC, an address handed out again); a leased
- * one only when its lease ends.  A hash map sized to the subnet (one entry
+ * one only when its lease ends.  A leased owner whose MAC's bridge port went
+ * (its VM shut down or destroyed: the lease lasts) is marked
+ * KVX_GUEST_F_GONE by the daemon until the MAC is on a port again: what comes
+ * in for the address then goes through the neighbour table, not to a MAC
+ * the bridge would flood to every guest.  A hash map sized to the subnet (one entry
  * per guest address, at most KVX_GFLOWS_MAX), written by the datapath and
  * the daemon.  The owner's MAC also names the guest's quota slot
  * (kvx_gflows).
  */
 #define KVX_GUEST_IDLE_NS (300ULL * 1000 * 1000 * 1000)
 #define KVX_GUEST_F_LEASE (1U << 0) /* from a DHCP lease: never re-learnt by traffic */
+#define KVX_GUEST_F_GONE (1U << 1)  /* a lease's MAC has no bridge port: not delivered to */
 
 struct kvx_guest_val {
 	__u8 mac[6];
@@ -1145,12 +1150,15 @@ struct kvx_cfg6 {
  * KVX_BRPORT_UNKNOWN's pseudo-MAC), so that new MACs are bounded together
  * until the daemon names their port.  Keyed and valued as kvx_xfdb;
  * seen_ns is when the daemon last moved the MAC here from another port
- * (CLOCK_BOOTTIME; 0: placed, never moved): a MAC moved lately is not
- * released with its port (a guest that sent with another's MAC moved it),
- * and the pin keeps that across a daemon restart.  The datapath reads
- * ifindex only.
+ * (CLOCK_BOOTTIME; 0: placed, never moved).  A guest that sent with
+ * another's MAC moved that MAC to its own port (the bridge learns before
+ * kvmxdp sees the frame), so for KVX_BRPORT_MOVE_HOLD_NS after a move the
+ * MAC is not released with its new port (the daemon) and its port does not
+ * make another MAC there "the same guest" (owner6.h nd_owner_nat66).  The
+ * pin keeps the time across a daemon restart.
  */
 #define KVX_MAP_BRPORT "kvx_brport"
+#define KVX_BRPORT_MOVE_HOLD_NS (300ULL * 1000 * 1000 * 1000) /* the bridge's ageing time */
 #define KVX_BRPORT_SIZE 4096
 
 /*
