@@ -445,10 +445,6 @@ kvx_veth() { # NS1 IF1 NS2 IF2
 	ip -n "$3" link set "$4" up
 }
 
-# kvx_guest1_port_remake: guest1's VM re-created, as libvirt does it: its
-# tap (the port, here the veth pair) made anew on the bridge, with another
-# MAC; software checksums as kvx_topology_up sets them.  Addresses and
-# routes inside the guest are the caller's.
 # kvx_bind_macs BRIDGE ADDR PROTO: the guest MACs the IN halves of kvx_bind
 # (IPv4 ADDR) or kvx_bind6 (IPv6) of protocol PROTO for guest ADDR deliver
 # to, one a line, sorted.
@@ -469,6 +465,10 @@ for e in json.load(sys.stdin):
         print(":".join("%02x" % b for b in v[8:14]))' "$2" "$3" | sort -u || true
 }
 
+# kvx_guest1_port_remake: guest1's VM re-created, as libvirt does it: its
+# tap (the port, here the veth pair) made anew on the bridge, with another
+# MAC; software checksums as kvx_topology_up sets them.  Addresses and
+# routes inside the guest are the caller's.
 kvx_guest1_port_remake() {
 	kvx_veth "$NS_G1" "$G1_IF" "$NS_HOST" "$P1_IF"
 	ip -n "$NS_HOST" link set "$P1_IF" master "$BR"

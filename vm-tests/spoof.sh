@@ -135,13 +135,15 @@ ip -n "$NS_G1" addr del "$G2_IP/32" dev "$G1_IF"
 ip -n "$NS_G1" neigh flush dev "$G1_IF"
 assert_eq "A's own ARP and address still work" guest1 "$(kvx_http_get "$NS_HOST" "http://$G1_IP/who")"
 
-# A's VM made again (a new port, a new MAC), with its address.
-a_recreated() {
+# A's VM made again (a new port, a new MAC or MAC), with its address.
+a_recreated_as() { # [MAC]
 	kvx_guest1_port_remake
+	[[ -z ${1:-} ]] || ip -n "$NS_G1" link set dev "$G1_IF" address "$1"
 	ip -n "$NS_G1" addr add "$G1_IP/24" dev "$G1_IF"
 	ip -n "$NS_G1" route add default via "$GW_IP"
 	kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true
 }
+a_recreated() { a_recreated_as ""; }
 # The bridge port kvx_brport places MAC on (ifindex), '' if none.
 brport_of() { # MAC
 	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_brport" 2>/dev/null | "$KVX_PY" -c '
@@ -264,10 +266,54 @@ kvx_wait_for 5 "the daemon to say the lease took $G4_IP" taken_said || true
 assert_contains "the daemon says whose address the lease took" \
 	"dhcp lease: $G4_IP is leased to 52:54:00:65:43:21, and taken from $g2mac" "$(cat "$KVX_DAEMON_LOG")"
 assert_eq "kvx_guest: $G4_IP the lease's" "52:54:00:65:43:21 1" "$(owner_entry "$G4_IP")"
+spoof0=$(kvx_counter DROP_SPOOF_MAC)
 assert_eq "B's curl from $G4_IP gets nothing now" "" \
 	"$(nsx "$NS_G2" curl -sS --fail --max-time 2 --interface "$G4_IP" "http://$SRV_IP:8080/" 2>/dev/null || true)"
+assert_ge "... dropped as spoofed" $(($(kvx_counter DROP_SPOOF_MAC) - spoof0)) 1
 assert_ne "B's own $G2_IP still works" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
 ip -n "$NS_G2" addr del "$G4_IP/32" dev "$G2_IF"
+
+kvx_step "a leased guest's VM shut down (its port deleted): it keeps its address, and what comes in for it is not flooded to B"
+EXT_A=10.77.0.103
+cat >"$LEASES" <<EOF
+[
+  {
+    "ip-address": "$G1_IP",
+    "mac-address": "$g1mac",
+    "hostname": "a",
+    "expiry-time": $(($(date +%s) + 3600))
+  }
+]
+EOF
+a_leased() { [[ $(owner_entry "$G1_IP") == "$g1mac 1" ]]; }
+kvx_wait_for 5 "the daemon to read A's lease" a_leased || true
+assert_eq "kvx_guest: $G1_IP leased to A" "$g1mac 1" "$(owner_entry "$G1_IP")"
+assert_ok "map add $EXT_A $G1_IP" kvx map add "$EXT_A" "$G1_IP"
+assert_ne "A -> server from $EXT_A" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+assert_eq "LAN -> $EXT_A reaches A" guest1 "$(kvx_http_get "$NS_LAN" "http://$EXT_A/who")"
+assert_contains "kvx_bind: A's 1:1 binding delivers to A's MAC" "$g1mac" "$(bind_macs "$G1_IP" 0)"
+assert_eq "the host's own curl to $G1_IP (its neighbour entry)" guest1 "$(kvx_http_get "$NS_HOST" "http://$G1_IP/who")"
+ip -n "$NS_HOST" link del "$P1_IF"
+a_gone() { [[ $(owner_entry "$G1_IP") == "$g1mac 3" && $(bind_macs "$G1_IP" 0) != *"$g1mac"* ]]; }
+kvx_wait_for 5 "the daemon to mark A's lease gone" a_gone || true
+assert_eq "kvx_guest: A keeps $G1_IP by its lease, marked gone (3)" "$g1mac 3" "$(owner_entry "$G1_IP")"
+assert_not_contains "kvx_bind: the 1:1 binding no longer delivers to A's MAC" "$g1mac" "$(bind_macs "$G1_IP" 0)"
+assert_not_contains "the host's neighbour entry for $G1_IP no longer names A's MAC" "$g1mac" \
+	"$(ip -n "$NS_HOST" neigh show "$G1_IP" dev "$BR")"
+# 40 datagrams from the LAN to A's 1:1 address: flooded to every port,
+# B would see each (its port counts frames for other MACs too).
+rx_b() { nsx "$NS_G2" cat "/sys/class/net/$G2_IF/statistics/rx_packets"; }
+rx0=$(rx_b)
+nsx "$NS_LAN" bash -c "for i in \$(seq 40); do echo x >/dev/udp/$EXT_A/9999; done" || true
+sleep 1
+assert_le "B's port got almost none of them (ARP only)" $(($(rx_b) - rx0)) 10
+# A's VM back, with its MAC (libvirt keeps a domain's MAC).
+a_recreated_as "$g1mac"
+assert_eq "LAN -> $EXT_A reaches A again" guest1 "$(kvx_http_get "$NS_LAN" "http://$EXT_A/who")"
+a_back() { [[ $(owner_entry "$G1_IP") == "$g1mac 1" ]]; }
+kvx_wait_for 5 "the daemon to see A's MAC back" a_back || true
+assert_eq "kvx_guest: A's lease no longer marked gone" "$g1mac 1" "$(owner_entry "$G1_IP")"
+assert_ok "map del $EXT_A $G1_IP" kvx map del "$EXT_A" "$G1_IP"
 echo '[]' >"$LEASES"
 
 assert_fails "--dhcp-leases with a relative path refused" \

@@ -160,6 +160,16 @@ static __always_inline int guest_owner_holds(const struct kvx_guest_val *g, __u6
 	return (g->flags & KVX_GUEST_F_LEASE) || g->seen_ns + KVX_GUEST_IDLE_NS > now;
 }
 
+/* The owner's own frame: a lease marked gone (its VM was off: abi.h
+ * KVX_GUEST_F_GONE) is back, delivered to again at once, not only when the
+ * daemon next finds its MAC on a port.  A spoofer of the MAC gains nothing
+ * by it: the bridge already sends the MAC's frames to it. */
+static __always_inline void guest_owner_back(struct kvx_guest_val *g)
+{
+	if (g->flags & KVX_GUEST_F_GONE)
+		g->flags &= ~KVX_GUEST_F_GONE;
+}
+
 /*
  * Anti-spoofing beyond the subnet (abi.h kvx_guest): a guest address
  * belongs to one MAC.  The first translated frame from an address binds it
@@ -186,6 +196,7 @@ static __noinline int guest_owner_check(__be32 saddr, const __u8 *mac)
 		if (mac_eq(g->mac, mac)) {
 			if (now - g->seen_ns >= KVX_GUEST_REFRESH_NS)
 				g->seen_ns = now;
+			guest_owner_back(g);
 			return KVX_CONTINUE;
 		}
 		if (guest_owner_holds(g, now))
@@ -269,8 +280,11 @@ __noinline int nat4_guest_local(kvx_ctx_t *ctx)
 		 * not an ARP packet another MAC sends in a departed owner's
 		 * name (which would hold its address from its re-created
 		 * VM). */
-		if (mac_eq(mac, src) && now - g->seen_ns >= KVX_GUEST_REFRESH_NS)
-			g->seen_ns = now;
+		if (mac_eq(mac, src)) {
+			if (now - g->seen_ns >= KVX_GUEST_REFRESH_NS)
+				g->seen_ns = now;
+			guest_owner_back(g);
+		}
 		return 0;
 	}
 	if (!guest_owner_holds(g, now))

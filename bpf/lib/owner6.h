@@ -84,8 +84,9 @@ static __always_inline __u32 *nd_guest_count(const __u8 *mac8)
  * with the new one must not fail for good), and takes the address at
  * once - unless the owner's MAC was moved to that port lately: a guest
  * that sends one frame with another's MAC moves it to its own port, and
- * would then take that guest's addresses with its own MAC.  A guest on another port never takes an address whose owner's
- * port is still there, idle or not: a quiet guest keeps its addresses
+ * would then take that guest's addresses with its own MAC.  A guest on
+ * another port never takes an address whose owner's port is still there,
+ * idle or not: a quiet guest keeps its addresses
  * until the daemon forgets them (an hour idle) or releases them with its
  * port (its VM went).  Only an owner of no known port (never placed: it
  * sent before the daemon was there, or an owner seeded at attach) gives

@@ -1142,11 +1142,12 @@ void Daemon::sync_owner_ports(NlSocket &nl)
 					       boottime_ns(), skel_.map_fd(KVX_MAP_BIND),
 					       v6 ? skel_.map_fd(KVX_MAP_BIND6) : -1);
 	if (b.released || b.released4)
-		log_info("released the addresses of guest MACs whose bridge port went: " +
-			 std::to_string(b.released4) + " IPv4, " + std::to_string(b.released) +
-			 " IPv6; bindings that no longer deliver to the MAC: " +
-			 std::to_string(b.unbound4) + " IPv4, " + std::to_string(b.unbound6) +
-			 " IPv6");
+		log_info(
+			"released the addresses of guest MACs whose bridge port went: " +
+			std::to_string(b.released4) + " IPv4, " + std::to_string(b.released) +
+			" IPv6; bindings that no longer deliver to the MAC: " +
+			std::to_string(b.unbound4) + " IPv4, " + std::to_string(b.unbound6) +
+			" IPv6; neighbour entries forgotten: " + std::to_string(b.neigh_forgotten));
 	if (b.gone4)
 		log_info("guest MACs with a DHCP lease whose bridge port went (VM off): " +
 			 std::to_string(b.gone4) +
@@ -1376,6 +1377,14 @@ void Daemon::sync_dhcp_leases()
 	LeaseSync r = sync_leases(skel_.map_fd(KVX_MAP_GUEST), leases, cfg.subnet_addr,
 				  cfg.subnet_mask, static_cast<int64_t>(::time(nullptr)),
 				  boottime_ns());
+	// The bindings that delivered to the old owner forget its MAC: a port
+	// forward to the address would go on delivering to it, and the
+	// lease's guest, which never gets those packets, never re-teaches it.
+	std::set<std::pair<__be32, MacAddr>> taken;
+	for (const LeaseTakeover &t : r.taken)
+		taken.emplace(htonl(t.addr), t.owner_mac);
+	if (!taken.empty())
+		forget_guest_macs(skel_.map_fd(KVX_MAP_BIND), taken);
 	// Once: the address is the lease's from now on, which no frame changes.
 	for (const LeaseTakeover &t : r.taken)
 		log_warn("dhcp lease: " + format_ipv4(t.addr) + " is leased to " +

@@ -58,7 +58,7 @@ LeaseSync sync_leases(int guest_fd, const std::vector<Lease> &leases, uint32_t s
 		if (!(v.flags & KVX_GUEST_F_LEASE) || want.count(k))
 			continue;
 		kvx_guest_val nv = v;
-		nv.flags = static_cast<__u16>(v.flags & ~KVX_GUEST_F_LEASE);
+		nv.flags = static_cast<__u16>(v.flags & ~(KVX_GUEST_F_LEASE | KVX_GUEST_F_GONE));
 		nv.seen_ns = boot_now;
 		// BPF_EXIST: an entry the datapath replaced meanwhile is left alone.
 		if (bpf_map_update_elem(guest_fd, &k, &nv, BPF_EXIST) == 0)

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 #include "control/relay.hpp"
 
+#include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
@@ -125,21 +126,17 @@ bool release_if_still(int fd, const K &key, const MacAddr &mac, Pred may_go)
 
 // Clears the MACs (guest_mac, gw_mac) of the bindings whose kvx_bind_val
 // pick(key, value) returns; how many.  Written whole, so only an entry
-// unchanged since the dump, and not one the datapath may hand to another
-// guest meanwhile (a closed flow's binding, recycled for a new SYN; a
-// dynamic one idle for KVX_GUEST_IDLE_NS): those will have their next
-// guest's MAC anyway.  What the datapath changes in place between the
-// read and the write (a refresh) is lost, and made again by the next
-// packet.
+// unchanged since the dump, and not a closed flow's (KVX_BIND_F_TW), which
+// the datapath hands to a new SYN whenever one comes.  What the datapath
+// changes in place between the read and the write (a refresh) is lost,
+// and made again by the next packet.
 template <typename K, typename V, typename Pick>
-size_t forget_mac(int fd, uint64_t now_ns, Pick pick)
+size_t forget_mac(int fd, Pick pick)
 {
 	size_t n = 0;
 	for (auto [k, v] : dump_hash<K, V>(fd)) {
 		const kvx_bind_val *b = pick(k, v);
-		if (!b || (b->flags & KVX_BIND_F_TW) ||
-		    (!(b->flags & KVX_BIND_F_STATIC) &&
-		     b->last_used_ns + KVX_GUEST_IDLE_NS <= now_ns))
+		if (!b || (b->flags & KVX_BIND_F_TW))
 			continue;
 		V now{};
 		if (bpf_map_lookup_elem(fd, &k, &now) || std::memcmp(&now, &v, sizeof(V)))
@@ -154,6 +151,28 @@ size_t forget_mac(int fd, uint64_t now_ns, Pick pick)
 }
 
 } // namespace
+
+size_t forget_guest_macs(int bind_fd, const std::set<std::pair<__be32, MacAddr>> &gone)
+{
+	return forget_mac<kvx_bind_key, kvx_bind_val>(
+		bind_fd, [&](const kvx_bind_key &k, kvx_bind_val &v) -> kvx_bind_val * {
+			MacAddr m;
+			std::memcpy(m.data(), v.guest_mac, 6);
+			return k.dir == KVX_BIND_IN && gone.count({v.addr, m}) ? &v : nullptr;
+		});
+}
+
+size_t forget_guest_macs6(int bind6_fd, const std::set<std::pair<Ipv6Addr, MacAddr>> &gone)
+{
+	return forget_mac<kvx_bind6_key, kvx_bind6_val>(
+		bind6_fd, [&](const kvx_bind6_key &k, kvx_bind6_val &v) -> kvx_bind_val * {
+			Ipv6Addr a;
+			MacAddr m;
+			std::memcpy(a.data(), v.addr, 16);
+			std::memcpy(m.data(), v.bind.guest_mac, 6);
+			return k.dir == KVX_BIND_IN && gone.count({a, m}) ? &v.bind : nullptr;
+		});
+}
 
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
 			     int guest_fd, uint64_t now_ns, int bind_fd, int bind6_fd)
@@ -257,22 +276,22 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	// next owner sends.  A binding without a MAC delivers to the owner,
 	// or through the neighbour table (ct.h guest_mac_from_owner, ct6.h
 	// guest6_mac_from_owner).
-	auto in4 = [&](const kvx_bind_key &k, kvx_bind_val &v) -> kvx_bind_val * {
-		MacAddr m;
-		std::memcpy(m.data(), v.guest_mac, 6);
-		return k.dir == KVX_BIND_IN && freed4.count({v.addr, m}) ? &v : nullptr;
-	};
-	auto in6 = [&](const kvx_bind6_key &k, kvx_bind6_val &v) -> kvx_bind_val * {
-		Ipv6Addr a;
-		MacAddr m;
-		std::memcpy(a.data(), v.addr, 16);
-		std::memcpy(m.data(), v.bind.guest_mac, 6);
-		return k.dir == KVX_BIND_IN && freed6.count({a, m}) ? &v.bind : nullptr;
-	};
 	if (!freed4.empty() && bind_fd >= 0)
-		r.unbound4 = forget_mac<kvx_bind_key, kvx_bind_val>(bind_fd, now_ns, in4);
+		r.unbound4 = forget_guest_macs(bind_fd, freed4);
 	if (!freed6.empty() && bind6_fd >= 0)
-		r.unbound6 = forget_mac<kvx_bind6_key, kvx_bind6_val>(bind6_fd, now_ns, in6);
+		r.unbound6 = forget_guest_macs6(bind6_fd, freed6);
+	// The host's neighbour entries for them go too, where they still name
+	// the gone MAC: the datapath falls back to them, and so does the
+	// host's own traffic, and a stale entry is used (and flooded) for
+	// seconds before the kernel asks again.
+	for (const auto &[addr, m] : freed4)
+		if (neighbour_mac(nl, bridge_ifindex, ntohl(addr)) == m &&
+		    neighbour_forget(nl, bridge_ifindex, ntohl(addr)))
+			r.neigh_forgotten++;
+	for (const auto &[addr, m] : freed6)
+		if (neighbour_mac6(nl, bridge_ifindex, addr) == m &&
+		    neighbour_forget6(nl, bridge_ifindex, addr))
+			r.neigh_forgotten++;
 	const BrportPlan plan =
 		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {
@@ -286,15 +305,19 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		std::memcpy(k.mac, mac.data(), 6);
 		kvx_xfdb_val v{};
 		v.ifindex = ifindex;
-		const bool moves = have.count(mac) != 0;
+		// From a port that still exists: a move (a spoof moves a MAC
+		// from its owner's port, which stays).  From a deleted one (a
+		// VM's tap re-created while the daemon was away): placed anew.
+		const auto h = have.find(mac);
+		const bool moves = h != have.end() && ports.count(h->second);
 		if (moves)
 			v.seen_ns = now_ns;
 		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_ANY) != 0)
 			continue;
-		if (moves)
-			r.moved++;
-		else
+		if (h == have.end())
 			r.added++;
+		else
+			r.moved++;
 	}
 	r.unplaced = plan.unplaced;
 	return r;

@@ -10,7 +10,9 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/netaddr.hpp"
@@ -78,16 +80,27 @@ struct BrportSyncResult {
 	size_t unbound6 = 0;  // kvx_bind6 IN halves likewise
 	size_t gone4 = 0;     // leased kvx_guest entries marked KVX_GUEST_F_GONE
 	size_t back4 = 0;     // ... whose MAC is on a port again
+	size_t neigh_forgotten = 0; // the host's neighbour entries of those MACs deleted
 };
 // A MAC whose placement moved to another port within kMoveHoldNs of now_ns
 // (CLOCK_BOOTTIME; the time of the move is kept in its kvx_brport entry)
 // is not released with its port (plan_brport_aging); a leased owner is
 // marked KVX_GUEST_F_GONE instead, and unmarked when its MAC is on a port
 // again.  The bindings (bind_fd kvx_bind, bind6_fd kvx_bind6) that
-// delivered to a released or gone address and MAC lose the MAC.
+// delivered to a released or gone address and MAC lose the MAC, and so do
+// the bridge's neighbour entries of those addresses.
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1,
 			     int guest_fd = -1, uint64_t now_ns = 0, int bind_fd = -1,
 			     int bind6_fd = -1);
+
+// The IN halves of kvx_bind (kvx_bind6) that deliver to one of the gone
+// (guest address, MAC) pairs (address in network order) forget the MAC
+// (guest_mac and gw_mac zeroed): the datapath then delivers to the
+// address's owner, or through the neighbour table (ct.h
+// guest_mac_from_owner, ct6.h guest6_mac_from_owner), instead of to a MAC
+// that is gone or no longer the address's.  How many.
+size_t forget_guest_macs(int bind_fd, const std::set<std::pair<__be32, MacAddr>> &gone);
+size_t forget_guest_macs6(int bind6_fd, const std::set<std::pair<Ipv6Addr, MacAddr>> &gone);
 
 // Where the count of a kvx_nd entry is (owner6.h nd_guest_count):
 // kvx_gaddrs at the slot of its MAC's port in kvx_brport.  -1: not known.

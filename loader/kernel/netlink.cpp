@@ -798,6 +798,31 @@ std::vector<FdbEntry> bridge_fdb(NlSocket &nl, int bridge_ifindex)
 	return out;
 }
 
+namespace {
+
+bool neighbour_delete(NlSocket &nl, int ifindex, uint8_t family, const void *addr, int len)
+{
+	ndmsg u{};
+	u.ndm_family = family;
+	u.ndm_ifindex = ifindex;
+	MsgPtr m = request(RTM_DELNEIGH, 0, &u, sizeof(u));
+	nla_put(m.get(), NDA_DST, len, addr);
+	return exchange(nl, m.get(), [](nlmsghdr *) {}) == 0;
+}
+
+} // namespace
+
+bool neighbour_forget(NlSocket &nl, int ifindex, uint32_t addr)
+{
+	const uint32_t be = htonl(addr);
+	return neighbour_delete(nl, ifindex, AF_INET, &be, 4);
+}
+
+bool neighbour_forget6(NlSocket &nl, int ifindex, const Ipv6Addr &addr)
+{
+	return neighbour_delete(nl, ifindex, AF_INET6, addr.data(), 16);
+}
+
 void neighbour_solicit6(NlSocket &nl, int ifindex, const Ipv6Addr &addr)
 {
 	ndmsg u{};

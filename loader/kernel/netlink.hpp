@@ -105,6 +105,11 @@ std::optional<MacAddr> neighbour_mac6(NlSocket &nl, int ifindex, const Ipv6Addr 
 // from one dump of the table.
 std::vector<std::optional<MacAddr>> neighbour_macs6(NlSocket &nl, int ifindex,
 						    const std::vector<Ipv6Addr> &addrs);
+// Deletes the neighbour entry of addr (IPv4, host order) on ifindex, as
+// `ip neigh del ADDR dev DEV`: the kernel resolves it again when it next
+// sends there.  False when there was none (or the kernel refused).
+bool neighbour_forget(NlSocket &nl, int ifindex, uint32_t addr);
+bool neighbour_forget6(NlSocket &nl, int ifindex, const Ipv6Addr &addr);
 // Asks the kernel to resolve an IPv6 neighbour on ifindex (RTM_NEWNEIGH with
 // NTF_USE: an INCOMPLETE entry and the kernel's own Neighbour
 // Solicitations), as `ip -6 neigh replace ADDR dev DEV use nud none`.

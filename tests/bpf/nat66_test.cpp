@@ -3176,9 +3176,6 @@ TEST_F(Nat66OwnerTest, AGuestIsItsPortAndKeepsItsAddressesFromOthers)
 	     KVX_R_DROP_SPOOF_MAC);
 }
 
-// What a guest sends the host (to its address on the bridge, neighbour
-// discovery) keeps its address alive as translated frames do: a guest
-// that only talks to the host is not idle.
 // A guest that sent one frame with B's MAC moved it to its own port (the
 // bridge learns first; the daemon places the MAC there): that does not
 // make it "B on another MAC", which would take B's address at once.
@@ -3201,6 +3198,9 @@ TEST_F(Nat66OwnerTest, AMacMovedToAnotherGuestsPortLatelyKeepsItsAddresses)
 	EXPECT_EQ(owner_of(dp(), kGuest6B), a);
 }
 
+// What a guest sends the host (to its address on the bridge, neighbour
+// discovery) keeps its address alive as translated frames do: a guest
+// that only talks to the host is not idle.
 TEST_F(Nat66OwnerTest, FramesToTheHostKeepTheOwnerAlive)
 {
 	out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53)));

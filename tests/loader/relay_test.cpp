@@ -547,8 +547,9 @@ TEST(Brport, AMacMovedLatelyIsNotReleasedWithItsNewPort)
 // network namespace of the test's own with a real bridge: its learnt IPv4
 // owner is released, its leased one kept but marked KVX_GUEST_F_GONE, and
 // the bindings that delivered to them forget the MAC (not a closed flow's,
-// which the next SYN may take over, nor another port's guest's); the lease
-// is unmarked when its MAC is on a port again.
+// which the next SYN may take over, nor another port's guest's), and so do
+// the host's neighbour entries; the lease is unmarked when its MAC is on a
+// port again.
 TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 {
 	if (!kvmxdp::test::missing_capabilities({CAP_SYS_ADMIN, CAP_NET_ADMIN, CAP_BPF}).empty())
@@ -556,7 +557,10 @@ TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 	auto child = [] {
 		using kvmxdp::test::child_fail;
 		kvmxdp::test::netns_child_setup({
-			"ip link add kvxbr type bridge",
+			// A MAC of its own, as libvirt's bridges: one taken from a
+			// port changes when the port goes, and the kernel then
+			// flushes the bridge's neighbour entries itself.
+			"ip link add kvxbr address 02:00:00:00:00:01 type bridge",
 			"ip link add kvxp1 type veth peer name kvxq1",
 			"ip link add kvxp2 type veth peer name kvxq2",
 			"ip link set kvxp1 master kvxbr",
@@ -564,9 +568,15 @@ TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 			"ip link set kvxbr up",
 			"ip link set kvxp1 up",
 			"ip link set kvxp2 up",
+			"ip link set kvxq1 up",
+			"ip link set kvxq2 up",
 			"bridge fdb add 52:54:00:00:00:0a dev kvxp1 master static",
 			"bridge fdb add 52:54:00:00:00:0b dev kvxp1 master static",
 			"bridge fdb add 52:54:00:00:00:0c dev kvxp2 master static",
+			"ip addr add 192.168.122.1/24 dev kvxbr",
+			"ip neigh add 192.168.122.10 lladdr 52:54:00:00:00:0a dev kvxbr nud stale",
+			"ip neigh add 192.168.122.11 lladdr 52:54:00:00:00:0b dev kvxbr nud stale",
+			"ip neigh add 192.168.122.12 lladdr 52:54:00:00:00:0c dev kvxbr nud stale",
 		});
 		const MacAddr leased{0x52, 0x54, 0, 0, 0, 0x0a}, learnt{0x52, 0x54, 0, 0, 0, 0x0b},
 			other{0x52, 0x54, 0, 0, 0, 0x0c};
@@ -668,6 +678,14 @@ TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 			child_fail("a closed flow's binding was rewritten");
 		if (mac_of_bind(1013) != other)
 			child_fail("the other port's guest's binding lost its MAC");
+		// The host's neighbour entries of the gone MACs too.
+		if (r.neigh_forgotten != 2 || neighbour_mac(nl, br->ifindex, 0xc0a87a0a) ||
+		    neighbour_mac(nl, br->ifindex, 0xc0a87a0b))
+			child_fail(
+				"the bridge's neighbour entries of the gone MACs are still there: " +
+				std::to_string(r.neigh_forgotten) + " forgotten");
+		if (neighbour_mac(nl, br->ifindex, 0xc0a87a0c) != other)
+			child_fail("the other port's guest's neighbour entry went");
 
 		// The VM back, the same MAC (libvirt keeps it): unmarked.
 		if (std::system("ip link add kvxp1 type veth peer name kvxq1 >/dev/null 2>&1") ||
@@ -677,6 +695,34 @@ TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 		r = sync();
 		if (r.back4 != 1 || !owner(10) || owner(10)->flags != KVX_GUEST_F_LEASE)
 			child_fail("the lease of .10 is still marked gone");
+
+		// When a placement moved (kvx_brport seen_ns): from a port that
+		// still exists, a move (what a spoofed frame does); from one
+		// deleted meanwhile (a tap re-created while the daemon was
+		// away), no move.
+		auto placed = [&](const MacAddr &m) {
+			kvx_xfdb_key k{};
+			std::memcpy(k.mac, m.data(), 6);
+			kvx_xfdb_val v{};
+			if (bpf_map_lookup_elem(brport.get(), &k, &v))
+				child_fail("MAC not placed");
+			return v;
+		};
+		if (std::system("ip link del kvxp1") ||
+		    std::system("ip link add kvxp1 type veth peer name kvxq1 >/dev/null 2>&1") ||
+		    std::system("ip link set kvxp1 master kvxbr up") ||
+		    std::system("bridge fdb add 52:54:00:00:00:0a dev kvxp1 master static"))
+			child_fail("kvxp1 re-made");
+		sync();
+		const auto p1 = find_link(nl, "kvxp1");
+		if (!p1 || placed(leased).ifindex != static_cast<uint32_t>(p1->ifindex) ||
+		    placed(leased).seen_ns != 0)
+			child_fail("a placement from a deleted port counted as a move");
+		if (std::system("bridge fdb replace 52:54:00:00:00:0c dev kvxp1 master static"))
+			child_fail("move :0c");
+		r = sync();
+		if (r.moved != 1 || placed(other).seen_ns != now)
+			child_fail("a move from a port that exists is not timed");
 		std::_Exit(0);
 	};
 	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");

@@ -945,18 +945,20 @@ struct kvx_icmprl_val {
  * to the host within it (its bridge address, broadcasts) only keep their
  * owner active.  A learnt owner idle for KVX_GUEST_IDLE_NS gives the address up
  * (a VM re-created with a new MAC, an address handed out again); a leased
- * one only when its lease ends.  A leased owner whose MAC's bridge port went
- * (its VM shut down or destroyed: the lease lasts) is marked
- * KVX_GUEST_F_GONE by the daemon until the MAC is on a port again: what comes
- * in for the address then goes through the neighbour table, not to a MAC
- * the bridge would flood to every guest.  A hash map sized to the subnet (one entry
+ * one only when its lease ends.  A leased owner whose placed bridge port
+ * (kvx_brport) was deleted (its VM shut down or destroyed: the lease lasts)
+ * is marked KVX_GUEST_F_GONE by the daemon, which also clears the MAC of
+ * the bindings that delivered to it: what comes in for the address then
+ * goes through the neighbour table, not to a MAC the bridge would flood to
+ * every guest.  The owner's next frame, or the daemon finding its MAC on a
+ * port again, clears the mark.  A hash map sized to the subnet (one entry
  * per guest address, at most KVX_GFLOWS_MAX), written by the datapath and
  * the daemon.  The owner's MAC also names the guest's quota slot
  * (kvx_gflows).
  */
 #define KVX_GUEST_IDLE_NS (300ULL * 1000 * 1000 * 1000)
 #define KVX_GUEST_F_LEASE (1U << 0) /* from a DHCP lease: never re-learnt by traffic */
-#define KVX_GUEST_F_GONE (1U << 1)  /* a lease's MAC has no bridge port: not delivered to */
+#define KVX_GUEST_F_GONE (1U << 1)  /* a lease's placed port was deleted: not delivered to */
 
 struct kvx_guest_val {
 	__u8 mac[6];
