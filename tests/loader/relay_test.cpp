@@ -603,13 +603,17 @@ TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 		own(12, other, 0);
 		// IN halves by external port: 1:1 to .10 (static), a dynamic
 		// one and a closed flow's to .11, one to .12.
-		auto bind_in = [&](uint16_t ext_port, uint8_t last, const MacAddr &m,
-				   uint16_t flags) {
+		auto key_of = [](uint16_t ext_port) {
 			kvx_bind_key k{};
 			k.dir = KVX_BIND_IN;
 			k.proto = IPPROTO_UDP;
 			k.port = htons(ext_port);
 			k.addr = htonl(0x0a000002);
+			return k;
+		};
+		auto bind_in = [&](uint16_t ext_port, uint8_t last, const MacAddr &m,
+				   uint16_t flags) {
+			const kvx_bind_key k = key_of(ext_port);
 			kvx_bind_val v{};
 			v.addr = htonl(0xc0a87a00 | last);
 			v.flags = flags;
@@ -620,11 +624,7 @@ TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 				child_fail("kvx_bind");
 		};
 		auto mac_of_bind = [&](uint16_t ext_port) {
-			kvx_bind_key k{};
-			k.dir = KVX_BIND_IN;
-			k.proto = IPPROTO_UDP;
-			k.port = htons(ext_port);
-			k.addr = htonl(0x0a000002);
+			const kvx_bind_key k = key_of(ext_port);
 			kvx_bind_val v{};
 			if (bpf_map_lookup_elem(bind.get(), &k, &v))
 				child_fail("kvx_bind entry " + std::to_string(ext_port) + " gone");
