@@ -28,16 +28,16 @@ LeaseSync sync_leases(int guest_fd, const std::vector<Lease> &leases, uint32_t s
 		kvx_guest_val v{};
 		const __be32 k = a;
 		if (bpf_map_lookup_elem(guest_fd, &k, &v) == 0) {
-			if ((v.flags & KVX_GUEST_F_LEASE) &&
-			    std::memcmp(v.mac, l->mac.data(), 6) == 0) {
+			const bool same_mac = std::memcmp(v.mac, l->mac.data(), 6) == 0;
+			if ((v.flags & KVX_GUEST_F_LEASE) && same_mac) {
 				r.leased++;
 				continue;
 			}
 			// seen_ns ahead of boot_now (the datapath refreshed it
 			// since boot_now was read) is active.
 			const uint64_t idle = boot_now > v.seen_ns ? boot_now - v.seen_ns : 0;
-			if (!(v.flags & KVX_GUEST_F_LEASE) &&
-			    std::memcmp(v.mac, l->mac.data(), 6) != 0 && idle < KVX_GUEST_IDLE_NS) {
+			if (!(v.flags & KVX_GUEST_F_LEASE) && !same_mac &&
+			    idle < KVX_GUEST_IDLE_NS) {
 				LeaseTakeover t;
 				t.addr = ntohl(a);
 				t.lease_mac = l->mac;

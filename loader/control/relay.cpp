@@ -288,10 +288,17 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		if (neighbour_mac(nl, bridge_ifindex, ntohl(addr)) == m &&
 		    neighbour_forget(nl, bridge_ifindex, ntohl(addr)))
 			r.neigh_forgotten++;
-	for (const auto &[addr, m] : freed6)
-		if (neighbour_mac6(nl, bridge_ifindex, addr) == m &&
-		    neighbour_forget6(nl, bridge_ifindex, addr))
-			r.neigh_forgotten++;
+	if (!freed6.empty()) {
+		// One dump of the table for a guest's addresses (up to 16).
+		std::vector<Ipv6Addr> addrs;
+		for (const auto &[addr, m] : freed6)
+			addrs.push_back(addr);
+		const auto macs = neighbour_macs6(nl, bridge_ifindex, addrs);
+		size_t i = 0;
+		for (const auto &[addr, m] : freed6)
+			if (macs[i++] == m && neighbour_forget6(nl, bridge_ifindex, addr))
+				r.neigh_forgotten++;
+	}
 	const BrportPlan plan =
 		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {
