@@ -354,6 +354,42 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
  * by CPUs); few live values keep its caller's frame small (the bridge
  * program's deepest chain is at the verifier's stack limit).
  */
+/*
+ * The guest's FIN: its timestamp (the parser's note, nat.h tcp_ts_note) is
+ * kept for the tuple's next SYN from another endpoint (ct_rules.h
+ * kvx_tw_syn_ok); a FIN without one leaves it unknown.  A retransmitted
+ * FIN's is newer: the newest is kept.
+ */
+static __always_inline void tcp_fin_ts_take(struct kvx_ct_val *f, const struct kvx_pkt *p)
+{
+	struct kvx_ct_tcp *g = &f->tcp[KVX_CT_SIDE_GUEST];
+	const struct kvx_tcpts *t;
+	__u32 zero = 0;
+
+	t = bpf_map_lookup_elem(&kvx_tcpts, &zero);
+	if (!t || !t->ok || t->seq != p->tcp_seq)
+		g->flags &= ~KVX_CT_TCP_F_TS;
+	else if (!(g->flags & KVX_CT_TCP_F_TS) || (__s32)(t->tsval - kvx_ct_fin_ts(f)) > 0)
+		kvx_ct_fin_ts_set(f, t->tsval);
+}
+
+/* May SYN p, of another guest endpoint, be given flow f's tuple, which its
+ * remote may hold in TIME_WAIT (kvx_tw_syn_ok, with the parser's note of
+ * p's timestamp)?  Only against a flow in TIME_WAIT with both sides
+ * tracked: what its remote took last is known only then. */
+static __always_inline int tcp_syn_reopens(const struct kvx_ct_val *f, const struct kvx_pkt *p)
+{
+	const struct kvx_tcpts *t;
+	__u32 zero = 0;
+
+	if (f->state != KVX_CT_TIME_WAIT || !tcp_tracked(f))
+		return 0;
+	t = bpf_map_lookup_elem(&kvx_tcpts, &zero);
+	if (t && t->ok && t->seq == p->tcp_seq)
+		return kvx_tw_syn_ok(f, p->tcp_seq, 1, t->tsval);
+	return kvx_tw_syn_ok(f, p->tcp_seq, 0, 0);
+}
+
 static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_pkt *p, int out,
 					 int reply)
 {
@@ -1220,12 +1256,14 @@ static __always_inline int port_host_listens(__u32 port)
  */
 /*
  * A remote that holds the port's last connection in TIME_WAIT still takes a
- * new SYN for that very tuple when its sequence number is past what the old
- * connection sent (RFC 1122 4.2.2.13; Linux's tcp_timewait_state_process):
- * netfilter's NAT evicts such a TIME_WAIT entry for a new SYN on the same
- * condition (nf_nat_used_tuple_harder), and without it every connection
- * to one server held its port for TIME_WAIT (several guests churning
- * through one server ran the pool dry).  Checkable only against the old
+ * new SYN for that very tuple when its timestamp is newer than the old
+ * connection's last, or without timestamps when its sequence number is
+ * past what the old connection sent (RFC 6191, RFC 1122 4.2.2.13; Linux's
+ * tcp_timewait_state_process; ct_rules.h kvx_tw_syn_ok).  netfilter's NAT
+ * evicts such a TIME_WAIT entry for a new SYN by the sequence number alone
+ * (nf_nat_used_tuple_harder); without reuse every connection to one server
+ * held its port for TIME_WAIT (several guests churning through one server
+ * ran the pool dry).  Checkable only against the old
  * flow itself, still in kvx_ct in TIME_WAIT with both sides tracked: a
  * remote the filter remembers from an older flow of the port keeps it.  The
  * key is built in the per-CPU scratch (free until ct_create builds a flow
@@ -1243,8 +1281,7 @@ static __always_inline int tw_reopens(const struct kvx_bind_val *ib, const struc
 		return 0;
 	ct_key_init(k, IPPROTO_TCP, ib->addr, ib->port, p->daddr, p->dport);
 	f = bpf_map_lookup_elem(&kvx_ct, k);
-	return f && f->state == KVX_CT_TIME_WAIT && tcp_tracked(f) &&
-	       seq_after(p->tcp_seq, f->tcp[KVX_CT_SIDE_GUEST].end);
+	return f && tcp_syn_reopens(f, p);
 }
 
 __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pkt *p, __u64 now,
@@ -2496,13 +2533,18 @@ static __always_inline int bind_tw_update(struct kvx_bind_val *b, const struct k
 	return closed;
 }
 
-static __noinline void bind_tw_mark(struct kvx_bind_val *ib, const struct kvx_ct_val *f,
+/* After packet p of a dynamic binding's flow f: the binding's closing
+ * marks (bind_tw_update) and the guest's FIN's timestamp (tcp_fin_ts_take:
+ * here, not in ct_update, whose frame is on the programs' deepest chains). */
+static __noinline void bind_tw_mark(struct kvx_bind_val *ib, struct kvx_ct_val *f,
 				    const struct kvx_pkt *p, int out, __u64 now)
 {
 	__u32 rem = f->state == KVX_CT_TIME_WAIT ?
 			    kvx_tw_bits(out ? p->daddr : p->saddr, out ? p->dport : p->sport) :
 			    0;
 
+	if (out && (p->tcp_flags & KVX_TCP_FIN) && p->proto == IPPROTO_TCP)
+		tcp_fin_ts_take(f, p);
 	if (bind_tw_update(ib, f, p, out, rem, now))
 		gtw_push(ib, f->ext_port);
 }

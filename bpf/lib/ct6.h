@@ -571,8 +571,9 @@ _Static_assert(sizeof(struct kvx_ct6_key) <= sizeof(struct kvx_ct_val) &&
 	       "fits kvx_scratch");
 
 /* tw_reopens for IPv6: the old flow of the port's binding ib towards p's
- * remote is in TIME_WAIT with both sides tracked, and p's SYN is past what
- * the guest sent on it.  The key in the per-CPU scratch (free until
+ * remote is in TIME_WAIT with both sides tracked, and that remote takes
+ * p's SYN on its tuple (ct.h tcp_syn_reopens: the timestamps, else the
+ * sequence numbers).  The key in the per-CPU scratch (free until
  * ct6_create, after the binding is made). */
 static __always_inline int tw6_reopens(const struct kvx_bind6_val *ib, const struct kvx_pkt6 *p6)
 {
@@ -585,8 +586,7 @@ static __always_inline int tw6_reopens(const struct kvx_bind6_val *ib, const str
 		return 0;
 	ct6_key_init(k, IPPROTO_TCP, ib->addr, ib->bind.port, p6->daddr, p6->p.dport);
 	f = bpf_map_lookup_elem(&kvx_ct6, k);
-	return f && f->ct.state == KVX_CT_TIME_WAIT && tcp_tracked(&f->ct) &&
-	       seq_after(p6->p.tcp_seq, f->ct.tcp[KVX_CT_SIDE_GUEST].end);
+	return f && tcp_syn_reopens(&f->ct, &p6->p);
 }
 
 /*
@@ -1037,9 +1037,10 @@ static __always_inline void gtw6_push(const struct kvx_bind6_val *ib, __be16 ext
  * IPv4's bind_tw_mark for IPv6 (ct.h bind_tw_update, one rule): a dynamic
  * TCP binding's recycling state (KVX_BIND_F_TW, KVX_BIND_F_RFIN,
  * tw_remotes) in step with its flow f after packet p6 (out: from the
- * guest).  Not inlined: its frame stays off ct6_ingress's.
+ * guest), and the guest's FIN's timestamp (ct.h tcp_fin_ts_take).  Not
+ * inlined: its frame stays off ct6_ingress's.
  */
-static __noinline void bind6_tw_mark(struct kvx_bind6_val *ib, const struct kvx_ct6_val *f,
+static __noinline void bind6_tw_mark(struct kvx_bind6_val *ib, struct kvx_ct6_val *f,
 				     const struct kvx_pkt6 *p6, int out, __u64 now)
 {
 	__u32 rem;
@@ -1049,6 +1050,8 @@ static __noinline void bind6_tw_mark(struct kvx_bind6_val *ib, const struct kvx_
 	rem = f->ct.state == KVX_CT_TIME_WAIT ?
 		      kvx_tw_bits6(out ? p6->daddr : p6->saddr, out ? p6->p.dport : p6->p.sport) :
 		      0;
+	if (out && (p6->p.tcp_flags & KVX_TCP_FIN) && p6->p.proto == IPPROTO_TCP)
+		tcp_fin_ts_take(&f->ct, &p6->p);
 	if (bind_tw_update(&ib->bind, &f->ct, &p6->p, out, rem, now))
 		gtw6_push(ib, f->ct.ext_port);
 }

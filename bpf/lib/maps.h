@@ -152,6 +152,14 @@ struct {
 	__type(value, struct kvx_gcur);
 } kvx_gcur SEC(".maps");
 
+/* The timestamp of the TCP SYN or FIN being processed (abi.h kvx_tcpts). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct kvx_tcpts);
+} kvx_tcpts SEC(".maps");
+
 /* Half-open inbound flows per guest slot, for early drop (abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

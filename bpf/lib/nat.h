@@ -592,10 +592,48 @@ static __noinline int tcp_syn_wscale(kvx_ctx_t *ctx, const struct kvx_pkt *p)
 	return o[2] > 14 ? 14 : o[2];
 }
 
-static __always_inline void pkt_syn_options(kvx_ctx_t *ctx, struct kvx_pkt *p)
+/*
+ * Note the timestamp option (RFC 7323 section 3: kind 8, length 10) of a
+ * SYN or FIN for conntrack (abi.h kvx_tcpts): a guest's FIN's is what a
+ * remote holding the tuple in TIME_WAIT compares the next SYN's with, and
+ * that SYN's decides whether the tuple may be given to it (ct_rules.h
+ * kvx_tw_syn_ok).  Written for every SYN and FIN, so that a note is never
+ * another segment's (the reader checks the sequence number too).
+ */
+static __noinline int tcp_ts_note(kvx_ctx_t *ctx, const struct kvx_pkt *p)
 {
-	if (p->proto == IPPROTO_TCP && (p->tcp_flags & KVX_TCP_SYN) && !pkt_is_later_fragment(p))
+	void *data_end = ctx_data_end(ctx);
+	struct kvx_tcpts *t;
+	__u32 l4_off = p->l4_off, zero = 0;
+	__u8 *o;
+	int i;
+
+	t = bpf_map_lookup_elem(&kvx_tcpts, &zero);
+	if (!t)
+		return 0;
+	t->seq = p->tcp_seq;
+	t->ok = 0;
+	i = tcp_opt_find(ctx, p, 8, 10);
+	if (i < 0 || l4_off > KVX_TCP_OFF_MAX)
+		return 0;
+	o = ctx_data(ctx) + (l4_off & KVX_TCP_OFF_MASK) + sizeof(struct tcphdr) + (i & 0x3f);
+	if ((void *)(o + 6) > data_end)
+		return 0;
+	t->tsval = (__u32)o[2] << 24 | (__u32)o[3] << 16 | (__u32)o[4] << 8 | o[5];
+	t->ok = 1;
+	return 0;
+}
+
+/* What conntrack takes from a segment's options, read once here: a SYN's
+ * window scale, a SYN's or FIN's timestamp. */
+static __always_inline void pkt_tcp_options(kvx_ctx_t *ctx, struct kvx_pkt *p)
+{
+	if (p->proto != IPPROTO_TCP || pkt_is_later_fragment(p))
+		return;
+	if (p->tcp_flags & KVX_TCP_SYN)
 		p->tcp_wscale = tcp_syn_wscale(ctx, p);
+	if (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_FIN))
+		tcp_ts_note(ctx, p);
 }
 
 static __always_inline void maybe_clamp_mss(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
@@ -1119,7 +1157,7 @@ static __always_inline int nat4_from_guest(kvx_ctx_t *ctx)
 	}
 
 	now = clock_now_ns();
-	pkt_syn_options(ctx, &p);
+	pkt_tcp_options(ctx, &p);
 	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
 		return verdict_guest(ctx, cfg->gw_addr, r, len);
@@ -1265,7 +1303,7 @@ static __always_inline int nat4_from_uplink(kvx_ctx_t *ctx)
 	if (!icmp_translatable(&p))
 		goto host;
 
-	pkt_syn_options(ctx, &p);
+	pkt_tcp_options(ctx, &p);
 	r = ct_ingress(cfg, &p, now, &guest);
 	if (r != KVX_CONTINUE) {
 		/* No guest's: the later fragments go the way of the rest of

@@ -826,7 +826,7 @@ static __noinline int nat6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REQUEST &&
 	    p6->p.icmp_type != ICMPV6_ECHO_REPLY)
 		return KVX_R_DROP_ICMP_TYPE;
-	pkt_syn_options(ctx, &p6->p);
+	pkt_tcp_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
 
@@ -1067,7 +1067,7 @@ static __noinline int nat6_hairpin_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 		return KVX_R_DROP_NO_UPLINK_ADDR;
 	/* A dynamic binding's external address (bind6_create). */
 	addr6_copy(out->addr, cfg6->uplink_addr);
-	pkt_syn_options(ctx, &p6->p);
+	pkt_tcp_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
 
@@ -1315,7 +1315,7 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 		return KVX_R_DROP_MARTIAN_IN;
 	if (pkt_is_later_fragment(&p6->p))
 		return KVX_FRAG6_LATER;
-	pkt_syn_options(ctx, &p6->p);
+	pkt_tcp_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
 

@@ -327,7 +327,7 @@ static __noinline int relay6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
 	/* A SYN's window scale, for conntrack's window checks of the flow
 	 * the stateful policy tracks (without it a scaled window reads as
 	 * tiny and the remote's FIN is dropped as outside it). */
-	pkt_syn_options(ctx, &p6->p);
+	pkt_tcp_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
 
@@ -497,7 +497,7 @@ static __noinline int relay6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, _
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6->p), NULL))
 		return KVX_R_DROP_TOO_BIG_IN;
-	pkt_syn_options(ctx, &p6->p);
+	pkt_tcp_options(ctx, &p6->p);
 	return KVX_CONTINUE;
 }
 

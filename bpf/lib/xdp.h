@@ -286,7 +286,7 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 	if (r != KVX_CONTINUE)
 		return xdp_refused(r, len);
 	now = clock_now_ns();
-	pkt_syn_options(ctx, &p);
+	pkt_tcp_options(ctx, &p);
 	r = ct_egress(cfg, &p, macs, now, &ext);
 	if (r != KVX_CONTINUE)
 		return xdp_refused(r, len);
@@ -370,7 +370,7 @@ static __always_inline int xdp_from_uplink(kvx_ctx_t *ctx)
 		return to_tc(KVX_R_XDP_TO_TC_CSUM, len);
 
 	/* From here on exactly the TC path's translation. */
-	pkt_syn_options(ctx, &p);
+	pkt_tcp_options(ctx, &p);
 	r = ct_ingress(cfg, &p, clock_now_ns(), &guest);
 	/* The host's after all (no flow of the binding wants it): TC sees
 	 * it next and counts it, as the host's traffic above. */

@@ -137,6 +137,14 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// The timestamp of the TCP segment being processed, per CPU: no state.
+	{KVX_MAP_TCPTS,
+	 {BPF_MAP_TYPE_PERCPU_ARRAY, sizeof(__u32), sizeof(kvx_tcpts)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// Hints for early drop, checked against kvx_ct before use: expendable
 	// (an array of ABI 3..21 is replaced).
 	{KVX_MAP_HALFOPEN,

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 25, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 26, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -107,7 +107,7 @@ static_assert(offsetof(kvx_ct_tcp, ack) == 8);
 static_assert(offsetof(kvx_ct_tcp, maxwin) == 12);
 static_assert(offsetof(kvx_ct_tcp, wscale) == 16);
 static_assert(offsetof(kvx_ct_tcp, flags) == 17);
-static_assert(offsetof(kvx_ct_tcp, _pad) == 18);
+static_assert(offsetof(kvx_ct_tcp, fin_ts) == 18);
 static_assert(KVX_CT_SIDE_GUEST == 0 && KVX_CT_SIDE_REMOTE == 1);
 static_assert(KVX_CT_TCP_F_SYN == 1 && KVX_CT_TCP_F_ACK == 2 && KVX_CT_TCP_F_WSCALE == 4 &&
 	      KVX_CT_TCP_F_LOOSE == 8 && KVX_CT_TCP_F_FIN == 16);
@@ -176,6 +176,7 @@ static_assert(offsetof(kvx_gstat, pkts_in) == 16);
 static_assert(offsetof(kvx_gstat, bytes_in) == 24);
 static_assert(offsetof(kvx_gstat, drops) == 32);
 static_assert(sizeof(kvx_gcur) == 8);
+static_assert(sizeof(kvx_tcpts) == 16);
 
 static_assert((KVX_HALFOPEN_GUESTS & (KVX_HALFOPEN_GUESTS - 1)) == 0);
 static_assert(sizeof(kvx_halfopen_val) == 8 + KVX_HALFOPEN_RING * (4 + sizeof(kvx_ct_key)));

@@ -1121,6 +1121,39 @@ TEST_F(TimeWaitReuse6Test, SameRemoteOnlyIfItClosedSecondOrTheSynIsLater)
 	EXPECT_EQ(std::memcmp(in->addr, kGuest6C.data(), 16), 0);
 }
 
+// With timestamps the remote's rule (RFC 6191, PAWS) as for IPv4: a SYN of
+// another guest with a newer timestamp than the guest's FIN takes the port
+// whatever its sequence number, one with an older timestamp never.
+TEST_F(TimeWaitReuse6Test, SameRemoteInTimeWaitTakesANewerTimestamp)
+{
+	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
+	recv(a, kTcpFin | kTcpAck);
+	Packet6 fin = a.out(kTcpFin | kTcpAck);
+	fin.tcp_options = tcp_ts_options(90000, 7, false);
+	out6(fin, 61000);
+	a.g++;
+	recv(a, kTcpAck);
+	for (const auto &[k, v] : dp().ct6_entries()) {
+		const kvx_ct6_key want = flow_key(kGuest6A, 40000, kRemote6A, 80);
+		if (std::memcmp(&k, &want, sizeof(k)) != 0)
+			continue;
+		EXPECT_TRUE(v.ct.tcp[KVX_CT_SIDE_GUEST].flags & KVX_CT_TCP_F_TS);
+		EXPECT_EQ(kvx_ct_fin_ts(&v.ct), 90000u);
+	}
+	age(61000);
+	auto syn = [&](std::uint32_t seq, std::uint32_t ts) {
+		Packet6 q = make_tcp6(kGuest6C, 40002, kRemote6A, 80);
+		q.seq = seq;
+		q.tcp_options = tcp_ts_options(ts, 0, true);
+		return q;
+	};
+	refused(syn(a.g + 100000, 89999), KVX_R_DROP_PORTS_EXHAUSTED);
+	out6(from_guest6(syn(a.g - 100, 90001)), 61000);
+	auto in = in_half(61000);
+	ASSERT_TRUE(in);
+	EXPECT_EQ(std::memcmp(in->addr, kGuest6C.data(), 16), 0);
+}
+
 // Simultaneous close: the remote's FIN crosses the guest's (it does not
 // acknowledge it), so the remote is in TIME_WAIT too: remembered with the
 // port, which goes to another remote's SYN only.

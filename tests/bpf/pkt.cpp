@@ -207,6 +207,18 @@ Bytes Packet::build() const
 	return f;
 }
 
+Bytes tcp_ts_options(std::uint32_t tsval, std::uint32_t tsecr, bool syn)
+{
+	Bytes b = syn ? Bytes{2, 4, 0x05, 0xb4, 4, 2} : Bytes{1, 1};
+	b.insert(b.end(), {8, 10});
+	for (std::uint32_t v : {tsval, tsecr})
+		for (int shift = 24; shift >= 0; shift -= 8)
+			b.push_back(static_cast<std::uint8_t>(v >> shift));
+	if (syn)
+		b.insert(b.end(), {1, 3, 3, 7});
+	return b;
+}
+
 Bytes pattern(std::size_t len, std::uint8_t seed)
 {
 	Bytes b(len);

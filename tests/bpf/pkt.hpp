@@ -123,6 +123,10 @@ Packet make_icmp_error(std::uint32_t src, std::uint32_t dst, std::uint8_t type, 
 		       const Bytes &frame, std::size_t quote_len = 576 - 28, std::uint16_t mtu = 0);
 // Deterministic, non-trivial payload bytes (so checksums are not all zero).
 Bytes pattern(std::size_t len, std::uint8_t seed = 0x5a);
+// TCP options with the timestamp option (RFC 7323) as Linux lays them out:
+// on a SYN after MSS and SACK-permitted, the window scale after it (the
+// option not 4-byte aligned there); on any other segment after two NOPs.
+Bytes tcp_ts_options(std::uint32_t tsval, std::uint32_t tsecr, bool syn);
 
 // RFC 1071 Internet checksum.
 std::uint32_t csum_partial(const std::uint8_t *data, std::size_t len, std::uint32_t sum = 0);

@@ -318,6 +318,30 @@ TEST(CtRules, TimeWaitRemotesAge)
 	EXPECT_EQ(kvx_tw_live(f, t0 + 2 * E), 0u) << "and empty after them";
 }
 
+// A SYN on a tuple whose remote holds it in TIME_WAIT, as that remote
+// decides (RFC 6191; PAWS): a newer timestamp than the guest's FIN's is
+// taken, an older one refused whatever the sequence number; without a
+// timestamp on either side, or an equal one, the sequence number decides.
+TEST(CtRules, TimeWaitSynByTimestampThenSequence)
+{
+	kvx_ct_val f{};
+	f.tcp[KVX_CT_SIDE_GUEST].end = 1000;
+	f.tcp[KVX_CT_SIDE_REMOTE].fin_ts = 0x1234; // not a half of anything yet
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 1, 5)) << "no FIN timestamp: the sequence";
+	EXPECT_FALSE(kvx_tw_syn_ok(&f, 1000, 1, 0xffffffffu));
+	kvx_ct_fin_ts_set(&f, 0xfffffff0u);
+	EXPECT_TRUE(f.tcp[KVX_CT_SIDE_GUEST].flags & KVX_CT_TCP_F_TS);
+	EXPECT_EQ(kvx_ct_fin_ts(&f), 0xfffffff0u);
+	EXPECT_EQ(f.tcp[KVX_CT_SIDE_GUEST].fin_ts, 0xfff0u);
+	EXPECT_EQ(f.tcp[KVX_CT_SIDE_REMOTE].fin_ts, 0xffffu);
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1, 1, 0x10u)) << "newer across the wrap, sequence behind";
+	EXPECT_FALSE(kvx_tw_syn_ok(&f, 900000, 1, 0xffffffe0u)) << "older, sequence ahead";
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 1, 0xfffffff0u)) << "equal: the sequence";
+	EXPECT_FALSE(kvx_tw_syn_ok(&f, 999, 1, 0xfffffff0u));
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 0, 0)) << "a SYN without one: the sequence";
+	EXPECT_FALSE(kvx_tw_syn_ok(&f, 1000, 0, 0));
+}
+
 // The filter's epoch is a number mod 8: a remote added in any of the eight
 // epochs (the first one into an empty filter, whose epoch bits read 0) is
 // held for that epoch and the next, and forgotten after.

@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 25
+#define KVX_ABI_VERSION 26
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -153,6 +153,11 @@
  *      kvx_fraghost6; created when absent); kvx_frag/kvx_frag6 IN entries
  *      of addr 0 that older versions made still read as the host's.
  *      Tables unchanged: pins of 3..25 are reused.
+ *  26: TIME_WAIT reuse by timestamps (RFC 6191): kvx_ct_tcp.fin_ts (was
+ *      padding) holds the TSval of the guest's FIN, with KVX_CT_TCP_F_TS
+ *      (0 in older entries: the sequence number rule, as before); map
+ *      kvx_tcpts (the parser's note of a SYN's or FIN's timestamp).  Table
+ *      layouts unchanged: pins of 3..26 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -513,7 +518,12 @@ struct kvx_ct_tcp {
 	__u32 maxwin; /* largest window this side advertised, scaled */
 	__u8 wscale;  /* window scale from its SYN (RFC 7323); valid with _F_WSCALE */
 	__u8 flags;   /* KVX_CT_TCP_F_* */
-	__u16 _pad;
+	/* The TSval (RFC 7323) of the guest's FIN, valid with the guest side's
+	 * _F_TS, in two halves: the guest side's holds bits 0..15, the remote
+	 * side's bits 16..31 (ct_rules.h kvx_ct_fin_ts).  Split over what was
+	 * padding so that the table's layout, and the flows of a kvmxdp
+	 * before it, survive the upgrade. */
+	__u16 fin_ts;
 };
 
 #define KVX_CT_TCP_F_SYN (1U << 0)    /* its SYN was seen: end/maxwin are from the start */
@@ -529,6 +539,12 @@ struct kvx_ct_tcp {
  * later one) just past it; the flow counts it once the guest acknowledges
  * exactly that. */
 #define KVX_CT_TCP_F_FIN (1U << 4)
+/* The guest's side: its FIN carried a timestamp, kept in fin_ts, which a
+ * remote holding the tuple in TIME_WAIT took last: a SYN of another guest
+ * endpoint that is given the tuple must carry a newer one (ct_rules.h
+ * kvx_tw_syn_ok).  Cleared by a FIN without one (unknown again) and by the
+ * tuple's next SYN. */
+#define KVX_CT_TCP_F_TS (1U << 5)
 
 struct kvx_ct_val {
 	__u64 last_seen_ns; /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): counts suspend */
@@ -828,6 +844,21 @@ struct kvx_gstat {
 struct kvx_gcur {
 	__u32 slot;  /* already masked to KVX_GSTATS_SLOTS */
 	__u32 flags; /* KVX_GCUR_F_* */
+};
+
+/*
+ * Per-CPU: the timestamp option (RFC 7323) of the TCP SYN or FIN being
+ * processed, noted by the parser (nat.h pkt_tcp_options) where the options
+ * are at hand, for conntrack, which takes it only for the segment it names
+ * (seq).  Datapath-only, never read by the loader.
+ */
+#define KVX_MAP_TCPTS "kvx_tcpts"
+
+struct kvx_tcpts {
+	__u32 seq;   /* the segment's sequence number */
+	__u32 tsval; /* its TSval; valid with ok */
+	__u32 ok;    /* 1: the segment carries the option */
+	__u32 _pad;
 };
 
 /*

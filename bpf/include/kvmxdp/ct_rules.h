@@ -385,6 +385,44 @@ KVX_RULE int kvx_tw_has(__u32 w, __u32 bits, __u64 now_ns)
 	return (kvx_tw_live(w, now_ns) & bits) == bits;
 }
 
+/* The TSval of the guest's FIN in flow f (abi.h kvx_ct_tcp.fin_ts, its two
+ * halves); valid with KVX_CT_TCP_F_TS on the guest's side. */
+KVX_RULE __u32 kvx_ct_fin_ts(const struct kvx_ct_val *f)
+{
+	return (__u32)f->tcp[KVX_CT_SIDE_REMOTE].fin_ts << 16 | f->tcp[KVX_CT_SIDE_GUEST].fin_ts;
+}
+
+KVX_RULE void kvx_ct_fin_ts_set(struct kvx_ct_val *f, __u32 ts)
+{
+	f->tcp[KVX_CT_SIDE_GUEST].fin_ts = (__u16)ts;
+	f->tcp[KVX_CT_SIDE_REMOTE].fin_ts = (__u16)(ts >> 16);
+	f->tcp[KVX_CT_SIDE_GUEST].flags |= KVX_CT_TCP_F_TS;
+}
+
+/*
+ * May a SYN from another guest endpoint open a connection on the 4-tuple
+ * of flow f, whose remote may hold it in TIME_WAIT?  As that remote decides
+ * (RFC 6191; Linux's tcp_timewait_state_process): a SYN with a timestamp
+ * newer than the last it took on the tuple (the guest's FIN's) is taken,
+ * one with an older timestamp is refused whatever its sequence number
+ * (PAWS, RFC 7323 section 5), and without timestamps on both sides of the
+ * comparison (or equal ones) a sequence number past the old connection's
+ * end is taken.  The guests behind one address run their timestamp clocks
+ * from unrelated offsets: a port recycled from one guest's connection to
+ * another's with a sequence number check alone was refused by the remote
+ * about half of the time (the new connection's SYN retransmitted after 1 s).
+ * syn_ts_ok: the SYN carries the option, with TSval syn_ts.
+ */
+KVX_RULE int kvx_tw_syn_ok(const struct kvx_ct_val *f, __u32 syn_seq, int syn_ts_ok, __u32 syn_ts)
+{
+	const struct kvx_ct_tcp *g = &f->tcp[KVX_CT_SIDE_GUEST];
+	__u32 ts = kvx_ct_fin_ts(f);
+
+	if (syn_ts_ok && (g->flags & KVX_CT_TCP_F_TS) && syn_ts != ts)
+		return (__s32)(syn_ts - ts) > 0;
+	return (__s32)(syn_seq - g->end) > 0;
+}
+
 /* Filter w with the remote of these bits added at now_ns: an older epoch's
  * generation moves down, or goes.  An empty filter takes now's epoch: its
  * epoch bits (0) are no epoch of its own, and read in epoch 7 as "a tick
