@@ -357,8 +357,10 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
 /*
  * The guest's FIN: its timestamp (the parser's note, nat.h tcp_ts_note) is
  * kept for the tuple's next SYN from another endpoint (ct_rules.h
- * kvx_tw_syn_ok); a FIN without one leaves it unknown.  A retransmitted
- * FIN's is newer: the newest is kept.
+ * kvx_tw_syn_ok).  The first FIN's only: a later one (a retransmission, or
+ * a guest rewriting its timestamps to walk the kept one round the 32-bit
+ * circle, where a SYN the remote refuses would pass) with another timestamp,
+ * or without one, leaves it unknown, and the sequence number decides alone.
  */
 static __always_inline void tcp_fin_ts_take(struct kvx_ct_val *f, const struct kvx_pkt *p)
 {
@@ -367,10 +369,12 @@ static __always_inline void tcp_fin_ts_take(struct kvx_ct_val *f, const struct k
 	__u32 zero = 0;
 
 	t = bpf_map_lookup_elem(&kvx_tcpts, &zero);
-	if (!t || !t->ok || t->seq != p->tcp_seq)
+	if (!t || !t->ok || t->seq != p->tcp_seq ||
+	    ((g->flags & KVX_CT_TCP_F_FIN_TAKEN) && t->tsval != kvx_ct_fin_ts(f)))
 		g->flags &= ~KVX_CT_TCP_F_TS;
-	else if (!(g->flags & KVX_CT_TCP_F_TS) || (__s32)(t->tsval - kvx_ct_fin_ts(f)) > 0)
+	else if (!(g->flags & KVX_CT_TCP_F_FIN_TAKEN))
 		kvx_ct_fin_ts_set(f, t->tsval);
+	g->flags |= KVX_CT_TCP_F_FIN_TAKEN;
 }
 
 /* May SYN p, of another guest endpoint, be given flow f's tuple, which its

@@ -19,6 +19,7 @@
 #include "base/text.hpp"
 #include "control/family.hpp"
 #include "control/gc.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp {
 
@@ -240,6 +241,10 @@ json flow_json(const typename F::CtKey &k, const typename F::CtVal &fv, const kv
 				side["ack"] = s.ack;
 			if (s.flags & KVX_CT_TCP_F_WSCALE)
 				side["wscale"] = s.wscale;
+			// The TSval of the guest's FIN, which decides whether its
+			// tuple may go to another endpoint's SYN (ct_rules.h).
+			if (i == KVX_CT_SIDE_GUEST && (s.flags & KVX_CT_TCP_F_TS))
+				side["fin_tsval"] = kvx_ct_fin_ts(&v);
 			tcp[sides[i]] = side;
 		}
 		j["tcp"] = tcp;

@@ -108,6 +108,7 @@ static_assert(offsetof(kvx_ct_tcp, maxwin) == 12);
 static_assert(offsetof(kvx_ct_tcp, wscale) == 16);
 static_assert(offsetof(kvx_ct_tcp, flags) == 17);
 static_assert(offsetof(kvx_ct_tcp, fin_ts) == 18);
+static_assert(KVX_CT_TCP_F_TS == 32 && KVX_CT_TCP_F_FIN_TAKEN == 64);
 static_assert(KVX_CT_SIDE_GUEST == 0 && KVX_CT_SIDE_REMOTE == 1);
 static_assert(KVX_CT_TCP_F_SYN == 1 && KVX_CT_TCP_F_ACK == 2 && KVX_CT_TCP_F_WSCALE == 4 &&
 	      KVX_CT_TCP_F_LOOSE == 8 && KVX_CT_TCP_F_FIN == 16);

@@ -993,31 +993,38 @@ TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitTakesALaterSequence)
 	       TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
 }
 
-// With timestamps, a remote in TIME_WAIT compares a new SYN's with the last
-// it took on the tuple, the guest's FIN's (RFC 6191; PAWS, RFC 7323): the
-// port goes to a SYN of another guest with a newer timestamp whatever its
-// sequence number, never to one with an older timestamp (the remote would
-// refuse it, and the new connection wait a second for its SYN's
-// retransmission: guests' timestamp clocks run from unrelated offsets).  A
-// FIN without the option leaves the sequence number to decide.
-TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitTakesANewerTimestamp)
+// With timestamps, a Linux remote in TIME_WAIT refuses a SYN whose timestamp
+// is older than the last it took on the tuple, the guest's FIN's, whatever
+// its sequence number (PAWS, RFC 7323; RFC 6191), and a BSD remote takes
+// only a sequence number past the old connection's: the port goes to another
+// guest's SYN only if both would take it (guests' timestamp clocks run from
+// unrelated offsets; refused, the new connection waits a second for its SYN's
+// retransmission).  The guest's first FIN's timestamp counts; a later FIN
+// with another one leaves it unknown, and the sequence number decides alone.
+TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitNeverTakesAnOlderTimestamp)
 {
 	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
 	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61000);
-	recv(a, kTcpFin | kTcpAck);
-	// The retransmitted FIN's timestamp is the newer one.
-	for (std::uint32_t ts : {0xfffff000u, 0x00001000u})
-		translate_out(
-			with(a.out(kTcpFin | kTcpAck),
-			     [&](Packet &q) { q.tcp_options = tcp_ts_options(ts, 7, false); }),
-			61000);
+	const Packet rfin = with(a.in(kTcpFin | kTcpAck), [](Packet &q) {
+		q.tcp_options = tcp_ts_options(0x7777, 1, false);
+	});
+	run_case(dp(), Prog::UpIngress, rfin, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(rfin, kGuestA, 40000));
+	a.r++;
+	auto fin = [](TcpConn &c, std::uint32_t ts) {
+		return with(c.out(kTcpFin | kTcpAck),
+			    [&](Packet &q) { q.tcp_options = tcp_ts_options(ts, 7, false); });
+	};
+	// The first FIN, and its retransmission with the same timestamp.
+	translate_out(fin(a, 0xfffff000u), 61000);
+	translate_out(fin(a, 0xfffff000u), 61000);
 	a.g++;
 	recv(a, kTcpAck);
 	auto f = dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 40000, kRemote1, 80));
 	ASSERT_TRUE(f);
 	EXPECT_EQ(f->state, KVX_CT_TIME_WAIT);
 	EXPECT_TRUE(f->tcp[KVX_CT_SIDE_GUEST].flags & KVX_CT_TCP_F_TS);
-	EXPECT_EQ(kvx_ct_fin_ts(&*f), 0x00001000u) << "the newest across the wrap";
+	EXPECT_EQ(kvx_ct_fin_ts(&*f), 0xfffff000u) << "the guest's, not the remote's";
 	age(61000);
 	auto syn = [&](std::uint32_t guest, std::uint16_t sport, std::uint16_t rport,
 		       std::uint32_t seq, std::uint32_t ts) {
@@ -1026,23 +1033,29 @@ TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitTakesANewerTimestamp)
 			q.tcp_options = tcp_ts_options(ts, 0, true);
 		}));
 	};
-	// Older (before the wrap too), or as old with a sequence number not
-	// past the old connection's: refused by the remote.
-	run_br(syn(kGuestB, 40001, 80, a.g + 100000, 0x00000fffu), TC_ACT_SHOT,
+	// Older, its sequence number past the old connection's: Linux refuses it.
+	run_br(syn(kGuestB, 40001, 80, a.g + 100000, 0xffffe000u), TC_ACT_SHOT,
 	       KVX_R_DROP_PORTS_EXHAUSTED);
-	run_br(syn(kGuestB, 40001, 80, a.g + 100000, 0xfffff001u), TC_ACT_SHOT,
+	// Newer (across the wrap), its sequence number behind: BSD drops it.
+	run_br(syn(kGuestB, 40001, 80, a.g - 100, 0x00000010u), TC_ACT_SHOT,
 	       KVX_R_DROP_PORTS_EXHAUSTED);
-	run_br(syn(kGuestB, 40001, 80, a.g - 1, 0x00001000u), TC_ACT_SHOT,
-	       KVX_R_DROP_PORTS_EXHAUSTED);
-	// Newer: taken, its sequence number behind the old connection's.
-	const Packet newer = syn(kGuestB, 40001, 80, a.g - 100, 0x00001001u);
-	translate_out(newer, 61000);
-	expect_flow_state(dp(), newer, 61000);
+	// Newer (or as new), and past: every remote takes it.
+	const Packet ok = syn(kGuestB, 40001, 80, a.g + 100, 0xfffff000u);
+	translate_out(ok, 61000);
+	expect_flow_state(dp(), ok, 61000);
 
-	// The guest's FIN without the option: the sequence number decides.
+	// A retransmitted FIN with another timestamp: unknown, the sequence
+	// number decides alone.
 	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61001; });
 	TcpConn d = open(kGuestC, 40002, kRemote1, 8080, 61001);
-	close_remote_first(d);
+	recv(d, kTcpFin | kTcpAck);
+	translate_out(fin(d, 5000), 61001);
+	f = dp().ct_lookup(ct_key(kProtoTcp, kGuestC, 40002, kRemote1, 8080));
+	ASSERT_TRUE(f);
+	EXPECT_TRUE(f->tcp[KVX_CT_SIDE_GUEST].flags & KVX_CT_TCP_F_TS);
+	translate_out(fin(d, 5001), 61001);
+	d.g++;
+	recv(d, kTcpAck);
 	f = dp().ct_lookup(ct_key(kProtoTcp, kGuestC, 40002, kRemote1, 8080));
 	ASSERT_TRUE(f);
 	EXPECT_FALSE(f->tcp[KVX_CT_SIDE_GUEST].flags & KVX_CT_TCP_F_TS);

@@ -1121,10 +1121,10 @@ TEST_F(TimeWaitReuse6Test, SameRemoteOnlyIfItClosedSecondOrTheSynIsLater)
 	EXPECT_EQ(std::memcmp(in->addr, kGuest6C.data(), 16), 0);
 }
 
-// With timestamps the remote's rule (RFC 6191, PAWS) as for IPv4: a SYN of
-// another guest with a newer timestamp than the guest's FIN takes the port
-// whatever its sequence number, one with an older timestamp never.
-TEST_F(TimeWaitReuse6Test, SameRemoteInTimeWaitTakesANewerTimestamp)
+// With timestamps, as for IPv4: another guest's SYN gets the port only with
+// a sequence number past the old connection's and a timestamp not older than
+// the guest's FIN's (PAWS, RFC 6191).
+TEST_F(TimeWaitReuse6Test, SameRemoteInTimeWaitNeverTakesAnOlderTimestamp)
 {
 	TcpConn6 a = open(kGuest6A, 40000, kRemote6A, 80, 61000);
 	recv(a, kTcpFin | kTcpAck);
@@ -1133,13 +1133,16 @@ TEST_F(TimeWaitReuse6Test, SameRemoteInTimeWaitTakesANewerTimestamp)
 	out6(fin, 61000);
 	a.g++;
 	recv(a, kTcpAck);
+	bool found = false;
+	const kvx_ct6_key want = flow_key(kGuest6A, 40000, kRemote6A, 80);
 	for (const auto &[k, v] : dp().ct6_entries()) {
-		const kvx_ct6_key want = flow_key(kGuest6A, 40000, kRemote6A, 80);
 		if (std::memcmp(&k, &want, sizeof(k)) != 0)
 			continue;
+		found = true;
 		EXPECT_TRUE(v.ct.tcp[KVX_CT_SIDE_GUEST].flags & KVX_CT_TCP_F_TS);
 		EXPECT_EQ(kvx_ct_fin_ts(&v.ct), 90000u);
 	}
+	ASSERT_TRUE(found);
 	age(61000);
 	auto syn = [&](std::uint32_t seq, std::uint32_t ts) {
 		Packet6 q = make_tcp6(kGuest6C, 40002, kRemote6A, 80);
@@ -1148,7 +1151,8 @@ TEST_F(TimeWaitReuse6Test, SameRemoteInTimeWaitTakesANewerTimestamp)
 		return q;
 	};
 	refused(syn(a.g + 100000, 89999), KVX_R_DROP_PORTS_EXHAUSTED);
-	out6(from_guest6(syn(a.g - 100, 90001)), 61000);
+	refused(syn(a.g - 100, 90001), KVX_R_DROP_PORTS_EXHAUSTED);
+	out6(from_guest6(syn(a.g + 100, 90001)), 61000);
 	auto in = in_half(61000);
 	ASSERT_TRUE(in);
 	EXPECT_EQ(std::memcmp(in->addr, kGuest6C.data(), 16), 0);

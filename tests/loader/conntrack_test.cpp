@@ -267,6 +267,10 @@ TEST(Conntrack, TcpStatesTimeoutsAndWindows)
 	EXPECT_EQ(j["tcp"]["remote"]["wscale"], 7);
 	EXPECT_FALSE(j["tcp"]["remote"].contains("ack")) << "no ACK from it yet";
 	EXPECT_EQ(j["tcp"]["guest"]["ack"], 1000001);
+	EXPECT_FALSE(j["tcp"]["guest"].contains("fin_tsval")) << "no FIN timestamp taken";
+	kvx_ct_val closed = v;
+	kvx_ct_fin_ts_set(&closed, 0x12345678);
+	EXPECT_EQ(ct_flow_json(k, closed, t, now)["tcp"]["guest"]["fin_tsval"], 0x12345678u);
 	EXPECT_EQ(ct_flow_line(j),
 		  "tcp   SYN_RECV     guest=192.168.122.11:2222 "
 		  "remote=10.78.0.99:40000 ext=10.77.0.2:2222 age=3s idle=3s "

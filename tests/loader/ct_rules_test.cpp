@@ -318,11 +318,11 @@ TEST(CtRules, TimeWaitRemotesAge)
 	EXPECT_EQ(kvx_tw_live(f, t0 + 2 * E), 0u) << "and empty after them";
 }
 
-// A SYN on a tuple whose remote holds it in TIME_WAIT, as that remote
-// decides (RFC 6191; PAWS): a newer timestamp than the guest's FIN's is
-// taken, an older one refused whatever the sequence number; without a
-// timestamp on either side, or an equal one, the sequence number decides.
-TEST(CtRules, TimeWaitSynByTimestampThenSequence)
+// A SYN on a tuple whose remote may hold it in TIME_WAIT, taken only if
+// every common stack takes it: a sequence number past the old connection's
+// (BSD), and no timestamp older than the guest's FIN's (Linux's PAWS, RFC
+// 6191); a FIN timestamp of 0, or none on either side, leaves the sequence.
+TEST(CtRules, TimeWaitSynBySequenceWithTimestampVeto)
 {
 	kvx_ct_val f{};
 	f.tcp[KVX_CT_SIDE_GUEST].end = 1000;
@@ -334,12 +334,14 @@ TEST(CtRules, TimeWaitSynByTimestampThenSequence)
 	EXPECT_EQ(kvx_ct_fin_ts(&f), 0xfffffff0u);
 	EXPECT_EQ(f.tcp[KVX_CT_SIDE_GUEST].fin_ts, 0xfff0u);
 	EXPECT_EQ(f.tcp[KVX_CT_SIDE_REMOTE].fin_ts, 0xffffu);
-	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1, 1, 0x10u)) << "newer across the wrap, sequence behind";
-	EXPECT_FALSE(kvx_tw_syn_ok(&f, 900000, 1, 0xffffffe0u)) << "older, sequence ahead";
-	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 1, 0xfffffff0u)) << "equal: the sequence";
-	EXPECT_FALSE(kvx_tw_syn_ok(&f, 999, 1, 0xfffffff0u));
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 1, 0x10u)) << "newer across the wrap, sequence past";
+	EXPECT_FALSE(kvx_tw_syn_ok(&f, 999, 1, 0x10u)) << "newer, sequence behind: BSD drops it";
+	EXPECT_FALSE(kvx_tw_syn_ok(&f, 900000, 1, 0xffffffe0u)) << "older, sequence past";
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 1, 0xfffffff0u)) << "equal: not older";
 	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 0, 0)) << "a SYN without one: the sequence";
 	EXPECT_FALSE(kvx_tw_syn_ok(&f, 1000, 0, 0));
+	kvx_ct_fin_ts_set(&f, 0);
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 1, 0x80000001u)) << "a FIN timestamp of 0: none";
 }
 
 // The filter's epoch is a number mod 8: a remote added in any of the eight

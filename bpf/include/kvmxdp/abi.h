@@ -539,12 +539,15 @@ struct kvx_ct_tcp {
  * later one) just past it; the flow counts it once the guest acknowledges
  * exactly that. */
 #define KVX_CT_TCP_F_FIN (1U << 4)
-/* The guest's side: its FIN carried a timestamp, kept in fin_ts, which a
- * remote holding the tuple in TIME_WAIT took last: a SYN of another guest
- * endpoint that is given the tuple must carry a newer one (ct_rules.h
- * kvx_tw_syn_ok).  Cleared by a FIN without one (unknown again) and by the
- * tuple's next SYN. */
+/* The guest's side: its first FIN carried a timestamp, kept in fin_ts,
+ * which a remote holding the tuple in TIME_WAIT took last: a SYN of another
+ * guest endpoint that is given the tuple must not carry an older one
+ * (ct_rules.h kvx_tw_syn_ok).  Cleared by a later FIN with another
+ * timestamp or none (unknown again) and by the tuple's next SYN. */
 #define KVX_CT_TCP_F_TS (1U << 5)
+/* The guest's side: its first FIN has been seen (its timestamp taken or
+ * found missing); later ones only clear KVX_CT_TCP_F_TS. */
+#define KVX_CT_TCP_F_FIN_TAKEN (1U << 6)
 
 struct kvx_ct_val {
 	__u64 last_seen_ns; /* CLOCK_BOOTTIME (bpf_ktime_get_boot_ns): counts suspend */

@@ -401,26 +401,28 @@ KVX_RULE void kvx_ct_fin_ts_set(struct kvx_ct_val *f, __u32 ts)
 
 /*
  * May a SYN from another guest endpoint open a connection on the 4-tuple
- * of flow f, whose remote may hold it in TIME_WAIT?  As that remote decides
- * (RFC 6191; Linux's tcp_timewait_state_process): a SYN with a timestamp
- * newer than the last it took on the tuple (the guest's FIN's) is taken,
- * one with an older timestamp is refused whatever its sequence number
- * (PAWS, RFC 7323 section 5), and without timestamps on both sides of the
- * comparison (or equal ones) a sequence number past the old connection's
- * end is taken.  The guests behind one address run their timestamp clocks
- * from unrelated offsets: a port recycled from one guest's connection to
- * another's with a sequence number check alone was refused by the remote
- * about half of the time (the new connection's SYN retransmitted after 1 s).
- * syn_ts_ok: the SYN carries the option, with TSval syn_ts.
+ * of flow f, whose remote may hold it in TIME_WAIT?  Only if every common
+ * stack's TIME_WAIT takes it as a new connection: its sequence number past
+ * the old connection's end (RFC 1122 4.2.2.13: the BSD stacks decide by
+ * that alone, dropping any other SYN until their TIME_WAIT ends), and, when
+ * the guest's FIN carried a timestamp and the SYN carries one, a timestamp
+ * not older than the FIN's (RFC 6191; Linux refuses an older one whatever
+ * the sequence number, PAWS, RFC 7323 section 5).  The guests behind one
+ * address run their timestamp clocks from unrelated offsets: by the
+ * sequence number alone, about half of the ports recycled from one guest's
+ * connection to another's were refused by a Linux remote (the new
+ * connection's SYN retransmitted a second later).  A FIN timestamp of 0
+ * counts as none, as Linux's ts_recent of 0 does.  syn_ts_ok: the SYN
+ * carries the option, with TSval syn_ts.
  */
 KVX_RULE int kvx_tw_syn_ok(const struct kvx_ct_val *f, __u32 syn_seq, int syn_ts_ok, __u32 syn_ts)
 {
 	const struct kvx_ct_tcp *g = &f->tcp[KVX_CT_SIDE_GUEST];
 	__u32 ts = kvx_ct_fin_ts(f);
 
-	if (syn_ts_ok && (g->flags & KVX_CT_TCP_F_TS) && syn_ts != ts)
-		return (__s32)(syn_ts - ts) > 0;
-	return (__s32)(syn_seq - g->end) > 0;
+	if ((__s32)(syn_seq - g->end) <= 0)
+		return 0;
+	return !(syn_ts_ok && (g->flags & KVX_CT_TCP_F_TS) && ts && (__s32)(syn_ts - ts) < 0);
 }
 
 /* Filter w with the remote of these bits added at now_ns: an older epoch's
