@@ -340,21 +340,6 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
 #define KVX_CT_STRAY (KVX_R_MAX + 2)
 
 /*
- * The TCP state machine, netfilter's in fewer steps:
- *   guest SYN -> SYN_SENT -> (SYN-ACK or any reply) ESTABLISHED;
- *   remote SYN (static mapping, EIF) -> SYN_RECV -> the guest's SYN-ACK,
- *     then the remote's ACK of it -> ESTABLISHED: a spoofed SYN or a scan
- *     never gets past SYN_RECV's short timeout (KVX_CT_F_HALFOPEN keeps it
- *     when a RST or FIN ends the flow before the handshake does);
- *   FIN from one side -> FIN_WAIT, from both -> TIME_WAIT;
- *   an acceptable RST -> CLOSE.
- * Returns KVX_CONTINUE, KVX_CT_STRAY or a drop reason (a RST or FIN outside
- * the window, which changes nothing).  State and flags are written to the
- * flow directly, only when they change (the value's cache line is shared
- * by CPUs); few live values keep its caller's frame small (the bridge
- * program's deepest chain is at the verifier's stack limit).
- */
-/*
  * The guest's FIN: its timestamp (the parser's note, nat.h tcp_ts_note) is
  * kept for the tuple's next SYN from another endpoint (ct_rules.h
  * kvx_tw_syn_ok).  The first FIN's only: a later one (a retransmission, or
@@ -394,6 +379,21 @@ static __always_inline int tcp_syn_reopens(const struct kvx_ct_val *f, const str
 	return kvx_tw_syn_ok(f, p->tcp_seq, 0, 0);
 }
 
+/*
+ * The TCP state machine, netfilter's in fewer steps:
+ *   guest SYN -> SYN_SENT -> (SYN-ACK or any reply) ESTABLISHED;
+ *   remote SYN (static mapping, EIF) -> SYN_RECV -> the guest's SYN-ACK,
+ *     then the remote's ACK of it -> ESTABLISHED: a spoofed SYN or a scan
+ *     never gets past SYN_RECV's short timeout (KVX_CT_F_HALFOPEN keeps it
+ *     when a RST or FIN ends the flow before the handshake does);
+ *   FIN from one side -> FIN_WAIT, from both -> TIME_WAIT;
+ *   an acceptable RST -> CLOSE.
+ * Returns KVX_CONTINUE, KVX_CT_STRAY or a drop reason (a RST or FIN outside
+ * the window, which changes nothing).  State and flags are written to the
+ * flow directly, only when they change (the value's cache line is shared
+ * by CPUs); few live values keep its caller's frame small (the bridge
+ * program's deepest chain is at the verifier's stack limit).
+ */
 static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_pkt *p, int out,
 					 int reply)
 {
@@ -1260,14 +1260,14 @@ static __always_inline int port_host_listens(__u32 port)
  */
 /*
  * A remote that holds the port's last connection in TIME_WAIT still takes a
- * new SYN for that very tuple when its timestamp is newer than the old
- * connection's last, or without timestamps when its sequence number is
- * past what the old connection sent (RFC 6191, RFC 1122 4.2.2.13; Linux's
- * tcp_timewait_state_process; ct_rules.h kvx_tw_syn_ok).  netfilter's NAT
- * evicts such a TIME_WAIT entry for a new SYN by the sequence number alone
- * (nf_nat_used_tuple_harder); without reuse every connection to one server
- * held its port for TIME_WAIT (several guests churning through one server
- * ran the pool dry).  Checkable only against the old
+ * new SYN for that very tuple when its sequence number is past what the old
+ * connection sent and, with timestamps, its timestamp is not older than the
+ * guest's FIN's (RFC 1122 4.2.2.13, RFC 6191; BSD's and Linux's TIME_WAIT;
+ * ct_rules.h kvx_tw_syn_ok).  netfilter's NAT evicts such a TIME_WAIT entry
+ * for a new SYN by the sequence number alone (nf_nat_used_tuple_harder);
+ * without reuse every connection to one server held its port for
+ * TIME_WAIT (several guests churning through one server ran the pool
+ * dry).  Checkable only against the old
  * flow itself, still in kvx_ct in TIME_WAIT with both sides tracked: a
  * remote the filter remembers from an older flow of the port keeps it.  The
  * key is built in the per-CPU scratch (free until ct_create builds a flow

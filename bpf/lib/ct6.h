@@ -572,8 +572,8 @@ _Static_assert(sizeof(struct kvx_ct6_key) <= sizeof(struct kvx_ct_val) &&
 
 /* tw_reopens for IPv6: the old flow of the port's binding ib towards p's
  * remote is in TIME_WAIT with both sides tracked, and that remote takes
- * p's SYN on its tuple (ct.h tcp_syn_reopens: the timestamps, else the
- * sequence numbers).  The key in the per-CPU scratch (free until
+ * p's SYN on its tuple (ct.h tcp_syn_reopens: the sequence numbers, and
+ * the timestamps' veto).  The key in the per-CPU scratch (free until
  * ct6_create, after the binding is made). */
 static __always_inline int tw6_reopens(const struct kvx_bind6_val *ib, const struct kvx_pkt6 *p6)
 {
