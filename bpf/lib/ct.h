@@ -1240,7 +1240,7 @@ static __always_inline int port_host_listens(__u32 port)
 /*
  * RFC 7857 section 3 (and netfilter, which reuses the tuple of a closed
  * connection for a new SYN): a port whose one TCP flow is over (TIME_WAIT,
- * or CLOSE after a RST) and has been quiet for KVX_TW_RECYCLE_NS (the
+ * or CLOSE after a RST) and has been quiet for KVX_TW_PORT_QUIET_NS (the
  * guest's last ACK and a retransmitted FIN are through) is given to a new
  * SYN, so that short connections do not hold a port for TIME_WAIT plus the
  * GC's grace (150 s).  Never to a connection towards a remote that may hold
@@ -1312,7 +1312,7 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 	/* A shared port (port overlapping) carries other endpoints' flows. */
 	if (!bind_tw_only(ib->flags))
 		return 0;
-	if (ib->last_used_ns + KVX_TW_RECYCLE_NS > now)
+	if (ib->last_used_ns + KVX_TW_PORT_QUIET_NS > now)
 		return 0;
 	bits = kvx_tw_bits(p->daddr, p->dport);
 	seen = ib->tw_remotes;

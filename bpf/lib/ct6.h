@@ -629,7 +629,7 @@ __noinline __u32 bind6_recycle(const struct kvx_pkt6 *p6, const struct nat_macs 
 		return at_limit ? 0 : 1;
 	if (!bind_tw_only(ib->bind.flags))
 		return 0;
-	if (ib->bind.last_used_ns + KVX_TW_RECYCLE_NS > now)
+	if (ib->bind.last_used_ns + KVX_TW_PORT_QUIET_NS > now)
 		return 0;
 	seen = ib->bind.tw_remotes;
 	if (kvx_tw_has(seen, kvx_tw_bits6(p6->daddr, p6->p.dport), now) && !tw6_reopens(ib, p6))

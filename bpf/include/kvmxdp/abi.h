@@ -231,8 +231,8 @@ struct kvx_bind_val {
  * KVX_BIND_F_MULTI: more than one flow was made through the binding (its
  * flows are not known one by one: never recycled); KVX_BIND_F_TW: its one
  * flow is over (TIME_WAIT, or CLOSE after a RST).  A binding with TW and
- * not MULTI, over for at least KVX_TW_RECYCLE_NS, may be taken over for a
- * new SYN towards a remote that is not in tw_remotes (ct.h bind_recycle).
+ * not MULTI, over for at least KVX_TW_PORT_QUIET_NS, may be taken over for
+ * a new SYN towards a remote that is not in tw_remotes (ct.h bind_recycle).
  */
 #define KVX_BIND_F_MULTI (1U << 2)
 #define KVX_BIND_F_TW (1U << 3)
@@ -263,6 +263,18 @@ struct kvx_bind_val {
  */
 #define KVX_BIND_F_SHARED (1U << 6)
 #define KVX_TW_RECYCLE_NS (2ULL * 1000 * 1000 * 1000)
+/*
+ * How long a closed connection's port stays quiet before another endpoint's
+ * SYN may take it (ct.h bind_recycle): 1 s, as Linux's own reuse of its
+ * TIME_WAIT sockets for new connections (tcp_tw_reuse) waits.  A late
+ * segment of the old connection after that is refused (its binding is
+ * gone; a remote's meets the new flow's window or filter), never delivered
+ * as the new one's.  The old flow itself stays, for KVX_TW_RECYCLE_NS at
+ * least.  With 2 s, four guests churning to one server port ran the pool
+ * dry: the busiest one's bindings, each reused within 1.5 s, were never
+ * quiet for long enough to share, and held most of the pool.
+ */
+#define KVX_TW_PORT_QUIET_NS (1000ULL * 1000 * 1000)
 /* A binding no flow references survives this long after its last use (the
  * daemon's GC, gc.hpp kBindGraceNs), so that a flow being created right now
  * (binding first, flow second) keeps it; the datapath's reclaim of idle
