@@ -153,11 +153,13 @@
  *      kvx_fraghost6; created when absent); kvx_frag/kvx_frag6 IN entries
  *      of addr 0 that older versions made still read as the host's.
  *      Tables unchanged: pins of 3..25 are reused.
- *  26: TIME_WAIT reuse by timestamps (RFC 6191): kvx_ct_tcp.fin_ts (was
- *      padding) holds the TSval of the guest's FIN, with KVX_CT_TCP_F_TS
- *      (0 in older entries: the sequence number rule, as before); map
- *      kvx_tcpts (the parser's note of a SYN's or FIN's timestamp).  Table
- *      layouts unchanged: pins of 3..26 are reused.
+ *  26: TIME_WAIT reuse with a timestamp veto (RFC 6191): kvx_ct_tcp.fin_ts
+ *      (was padding) holds the TSval of the guest's first FIN, with
+ *      KVX_CT_TCP_F_TS and KVX_CT_TCP_F_FIN_TAKEN (0 in older entries: the
+ *      sequence number rule alone, as before); map kvx_tcpts (the parser's
+ *      note of a SYN's or FIN's timestamp); a closed port is reusable after
+ *      KVX_TW_PORT_QUIET_NS (1 s; 2 s before).  Table layouts unchanged:
+ *      pins of 3..26 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
