@@ -8,7 +8,7 @@
 #    connections (256 bytes each way, the guest closes first) at 100 a
 #    second, six times the range.  Without TIME_WAIT reuse every one holds
 #    its port 150 s and the range is gone after 5 s; with it (RFC 7857)
-#    guest1 reuses its own ports 1 s into their TIME_WAIT.  At its limit a
+#    guest1 reuses its own ports 0.5 s into their TIME_WAIT.  At its limit a
 #    port must come round every 448 / rate seconds: 4.5 s at 100/s leaves
 #    room for connections slowed by a loaded machine (at 150/s, 3 s, a
 #    loaded run once found no closed port quiet for the 2 s it waited

@@ -876,7 +876,7 @@ protected:
 	{
 		return bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, ext);
 	}
-	// 3 s ago: past the 1 s a closed port stays quiet (moved
+	// 3 s ago: past the 0.5 s a closed port stays quiet (moved
 	// back by hand: the test cannot wait on the datapath's clock).
 	static void age(std::uint16_t ext)
 	{
@@ -889,7 +889,7 @@ protected:
 };
 
 // RFC 7857 section 3: a port whose one TCP flow is over (TIME_WAIT) and
-// quiet for 1 s goes to a new SYN of any guest; the old guest's late
+// quiet for 0.5 s goes to a new SYN of any guest; the old guest's late
 // packets never go out through it, nor do the remote's reach the new one.
 TEST_F(TimeWaitReuseTest, ClosedPortGoesToANewSyn)
 {

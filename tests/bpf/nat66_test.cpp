@@ -964,7 +964,7 @@ protected:
 	{
 		return dp().bind6_lookup(key(KVX_BIND_IN, kUplink6, ext));
 	}
-	// 3 s ago: past the 1 s a closed port stays quiet (moved
+	// 3 s ago: past the 0.5 s a closed port stays quiet (moved
 	// back by hand: the test cannot wait on the datapath's clock).
 	static void age(std::uint16_t ext)
 	{
@@ -1015,7 +1015,7 @@ protected:
 
 const Ip6 kGuest6C = ip6("fd42::c");
 
-// A port whose one TCP flow is over (TIME_WAIT) and quiet for 1 s goes to a
+// A port whose one TCP flow is over (TIME_WAIT) and quiet for 0.5 s goes to a
 // new SYN of any guest; the old guest's late packets never go out through
 // it, nor do the remote's reach the new one.
 TEST_F(TimeWaitReuse6Test, ClosedPortGoesToANewSyn)

@@ -158,7 +158,7 @@
  *      KVX_CT_TCP_F_TS and KVX_CT_TCP_F_FIN_TAKEN (0 in older entries: the
  *      sequence number rule alone, as before); map kvx_tcpts (the parser's
  *      note of a SYN's or FIN's timestamp); a closed port is reusable after
- *      KVX_TW_PORT_QUIET_NS (1 s; 2 s before).  Table layouts unchanged:
+ *      KVX_TW_PORT_QUIET_NS (0.5 s; 2 s before).  Table layouts unchanged:
  *      pins of 3..26 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
@@ -267,16 +267,17 @@ struct kvx_bind_val {
 #define KVX_TW_RECYCLE_NS (2ULL * 1000 * 1000 * 1000)
 /*
  * How long a closed connection's port stays quiet before another endpoint's
- * SYN may take it (ct.h bind_recycle): 1 s, as Linux's own reuse of its
- * TIME_WAIT sockets for new connections (tcp_tw_reuse) waits.  A late
- * segment of the old connection after that is refused (its binding is
+ * SYN may take it (ct.h bind_recycle): 0.5 s, past the first retransmission
+ * of a lost last FIN or ACK on a LAN (Linux's RTO is 200 ms at least).  A
+ * late segment of the old connection after that is refused (its binding is
  * gone; a remote's meets the new flow's window or filter), never delivered
  * as the new one's.  The old flow itself stays, for KVX_TW_RECYCLE_NS at
- * least.  With 2 s, four guests churning to one server port ran the pool
- * dry: the busiest one's bindings, each reused within 1.5 s, were never
- * quiet for long enough to share, and held most of the pool.
+ * least.  With 2 s, and still with 1 s, four guests churning to one server
+ * port ran the pool dry: the busiest one's bindings, each reused within
+ * 1.5 s, were seldom quiet for long enough to share, and held most of it
+ * (bench/RESULTS.md).
  */
-#define KVX_TW_PORT_QUIET_NS (1000ULL * 1000 * 1000)
+#define KVX_TW_PORT_QUIET_NS (500ULL * 1000 * 1000)
 /* A binding no flow references survives this long after its last use (the
  * daemon's GC, gc.hpp kBindGraceNs), so that a flow being created right now
  * (binding first, flow second) keeps it; the datapath's reclaim of idle
