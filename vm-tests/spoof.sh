@@ -191,6 +191,12 @@ g1mac=$g1new
 kvx_step "A sent with B's MAC (the bridge moved it to A's port), the daemon restarted, A's VM went: B's address is not freed"
 assert_eq "kvx_guest: $G2_IP owned by B's MAC" "$g2mac" "$(owner "$G2_IP")"
 p1=$(ip -n "$NS_HOST" -o link show "$P1_IF" | cut -d: -f1)
+# B stays silent from here until A's port is deleted: any frame of B's
+# takes its MAC back to B's port.  Its router solicitations (on a back-off
+# that can fall into this window) and its gateway's ARP are what it sends
+# unasked; B has no IPv6 role in this test.
+ip -n "$NS_G2" neigh replace "$GW_IP" lladdr "$(mac_of "$NS_HOST" "$BR")" dev "$G2_IF" nud permanent
+nsx "$NS_G2" sysctl -qw "net.ipv6.conf.$G2_IF.disable_ipv6=1"
 # A probe (sender 0.0.0.0: it claims nothing) from B's MAC on A's port.
 nsx "$NS_G1" "$KVX_PY" "$KVX_LIBDIR/arp_peer.py" probe "$G1_IF" 192.168.122.99 \
 	--sha "$g2mac" --count 1 --wait 0.3 >/dev/null || true
