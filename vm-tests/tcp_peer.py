@@ -28,6 +28,18 @@ sniff IFACE
     largest segment grows, and "badcsum src=.. dst=.. flags=0x.. len=<n>"
     for every segment whose checksum does not verify.
 
+keep IFACE --port P
+    Every IPv4 TCP segment on IFACE, in or out (AF_PACKET), with P as its
+    source or destination port: prints "catching", then per segment
+    "seg dir=in|out flags=0x<n> src=<ip:port> dst=<ip:port> seq=<n>
+    ack=<n> len=<payload> ip=<the IPv4 packet, hex>".
+
+replay HEX
+    Sends the IPv4 packet HEX (a "keep" line's ip=) again from a raw
+    socket, with its checksums completed (a segment captured on its way out
+    may carry only the offload's seed): what a late retransmission of it
+    looks like.  Prints "sent".
+
 rawsyn DST:PORT --sport P --opts HEX [--wait S]
     Sends a SYN with exactly the TCP options HEX from a raw socket (the
     kernel's own SYNs always put MSS first), up to three times, and waits
@@ -242,6 +254,45 @@ def sniff(args):
             print(f"data {conn} max={payload}", flush=True)
 
 
+def keep(args):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0003))
+    s.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, 16 * MIB)
+    s.bind((args.iface, 0))
+    print("catching", flush=True)
+    while True:
+        frame, addr = s.recvfrom(65535)
+        if frame[12:14] != b"\x08\x00":
+            continue
+        ip = frame[14:]
+        t = parse_tcp(ip)
+        if t is None or len(t[0]) != 4:
+            continue
+        src, dst, seg = t
+        sport, dport, seq, ack = struct.unpack("!HHII", seg[:12])
+        if args.port not in (sport, dport):
+            continue
+        way = "out" if addr[2] == socket.PACKET_OUTGOING else "in"
+        tot = struct.unpack("!H", ip[2:4])[0]
+        print(f"seg dir={way} flags=0x{seg[13]:02x} src={ep(src, sport)} dst={ep(dst, dport)} "
+              f"seq={seq} ack={ack} len={len(seg) - (seg[12] >> 4) * 4} ip={ip[:tot].hex()}",
+              flush=True)
+
+
+def replay(args):
+    pkt = bytearray(bytes.fromhex(args.hex))
+    # Captured on its way out, the TCP checksum may be only the offload's
+    # pseudo-header seed: completed here (the kernel fills the IP header's).
+    ihl = (pkt[0] & 0x0F) * 4
+    pkt[ihl + 16:ihl + 18] = b"\0\0"
+    seg = bytes(pkt[ihl:])
+    pkt[ihl + 16:ihl + 18] = struct.pack(
+        "!H", inet_csum(tcp_pseudo(bytes(pkt[12:16]), bytes(pkt[16:20]), len(seg)) + seg))
+    pkt = bytes(pkt)
+    s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+    s.sendto(pkt, (socket.inet_ntoa(pkt[16:20]), 0))
+    print("sent", flush=True)
+
+
 def rawsyn(args):
     dst, dport = endpoint(args.dst)
     probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -297,13 +348,19 @@ def main():
     pc.add_argument("--maxseg", type=int, default=0)
     pn = sub.add_parser("sniff")
     pn.add_argument("iface")
+    pk = sub.add_parser("keep")
+    pk.add_argument("iface")
+    pk.add_argument("--port", type=int, required=True)
+    pp = sub.add_parser("replay")
+    pp.add_argument("hex")
     pr = sub.add_parser("rawsyn")
     pr.add_argument("dst")
     pr.add_argument("--sport", type=int, required=True)
     pr.add_argument("--opts", required=True)
     pr.add_argument("--wait", type=float, default=3.0)
     args = p.parse_args()
-    return {"echo": echo, "client": client, "sniff": sniff, "rawsyn": rawsyn}[args.cmd](args) or 0
+    return {"echo": echo, "client": client, "sniff": sniff, "keep": keep, "replay": replay,
+            "rawsyn": rawsyn}[args.cmd](args) or 0
 
 
 if __name__ == "__main__":

@@ -17,8 +17,27 @@ _Static_assert(KVX_IPPROTO_ICMP == IPPROTO_ICMP && KVX_IPPROTO_TCP == IPPROTO_TC
 		       KVX_IPPROTO_UDP == IPPROTO_UDP,
 	       "IANA protocol numbers");
 
-/* How many external ports one new binding may probe before giving up. */
-#define KVX_PORT_TRIES 64
+/*
+ * How many external ports one new binding may probe before giving up.  With
+ * every port bound and each reused within about a second (four guests
+ * churning 30000 connections a second to one server port that keeps
+ * TIME_WAIT), about one probe in six finds a port that is quiet and whose
+ * remote takes the SYN (sequence number and timestamp, bind_recycle): 64
+ * probes refused about one connect in 90000 there, 128 none in 1.8 million
+ * (bench/RESULTS.md; (5/6)^128 is one in 10^10).  Only a SYN gets them all
+ * (bind_plan); only the probes a new binding needs are made.
+ */
+#define KVX_PORT_TRIES 128
+
+/* Probes of a new binding in a large pool that look for a free port only,
+ * before a closed connection's may be taken over (bind_plan). */
+#define KVX_RECYCLE_AFTER 1
+/* Random probes of a guest at its port limit after its ring (bind_plan):
+ * as many as before the probe count grew for the pool's sake; the guest
+ * at its limit is the one a SYN spray would come from. */
+#define KVX_LIMIT_RANDOM 48
+/* bind_recycle's "how" with the guest not at its limit (bit 0): not yet. */
+#define KVX_RECYCLE_NOT_YET 2
 
 /* A dynamic binding's last use (and a shared port's claim) is refreshed at
  * most once a second by its packets: a cache line shared by CPUs. */
@@ -171,7 +190,9 @@ static __always_inline void tcp_track_syn(struct kvx_ct_tcp *s, const struct kvx
 	/* SYN windows are never scaled (RFC 7323 section 2.2). */
 	s->maxwin = p->tcp_win ? p->tcp_win : 1;
 	s->maxend = s->end;
-	s->ack = 0;
+	/* Until its side acknowledges something (KVX_CT_TCP_F_ACK): its ISS +
+	 * 1, the least an answer to the SYN acknowledges (tcp_acks_syn). */
+	s->ack = p->tcp_seq + 1;
 	s->flags = KVX_CT_TCP_F_SYN;
 	s->wscale = 0;
 	if (p->tcp_wscale != KVX_TCP_NO_WSCALE) {
@@ -184,6 +205,14 @@ static __always_inline void tcp_track_syn(struct kvx_ct_tcp *s, const struct kvx
 static __always_inline int tcp_tracked(const struct kvx_ct_val *f)
 {
 	return f->tcp[0].flags & f->tcp[1].flags & KVX_CT_TCP_F_SYN;
+}
+
+/* Does p acknowledge the SYN side s sent (and has not acknowledged past)?
+ * From its ISS + 1 (data on the SYN the other side did not take: TCP Fast
+ * Open) to its end. */
+static __always_inline int tcp_acks_syn(const struct kvx_ct_tcp *s, const struct kvx_pkt *p)
+{
+	return (p->tcp_flags & KVX_TCP_ACK) && p->tcp_ack - s->ack <= s->end - s->ack;
 }
 
 /* Window scaling is on when both SYNs asked for it (RFC 7323 section 2.2). */
@@ -201,18 +230,31 @@ static __always_inline __u32 tcp_win_scaled(const struct kvx_ct_val *f, const st
  * (a retransmitted segment's length, GSO's included), at least. */
 #define KVX_TCP_MAXACKWIN 66000
 
+/* netfilter's tcp_in_window conditions III-IV: the ACK (if any) of s's
+ * segment is one s could send, behind r's end by a retransmission at most. */
+static __always_inline int tcp_ack_in_window(const struct kvx_ct_tcp *s, const struct kvx_ct_tcp *r,
+					     const struct kvx_pkt *p)
+{
+	__u32 maxack = s->maxwin > KVX_TCP_MAXACKWIN ? s->maxwin : KVX_TCP_MAXACKWIN;
+
+	if (!(p->tcp_flags & KVX_TCP_ACK))
+		return 1;
+	return !seq_after(p->tcp_ack, r->end) && !seq_before(p->tcp_ack, r->end - maxack);
+}
+
+/* netfilter's tcp_in_window conditions I-II: s's segment starts within
+ * what r lets it send and ends past what r may still be waiting for. */
+static __always_inline int tcp_seq_in_window(const struct kvx_ct_tcp *s, const struct kvx_ct_tcp *r,
+					     const struct kvx_pkt *p)
+{
+	return !seq_after(p->tcp_seq, s->maxend) && !seq_before(tcp_seq_end(p), s->end - r->maxwin);
+}
+
 /* netfilter's tcp_in_window conditions I-IV. */
 static __always_inline int tcp_in_window(const struct kvx_ct_tcp *s, const struct kvx_ct_tcp *r,
 					 const struct kvx_pkt *p)
 {
-	__u32 end = tcp_seq_end(p),
-	      maxack = s->maxwin > KVX_TCP_MAXACKWIN ? s->maxwin : KVX_TCP_MAXACKWIN;
-
-	if (seq_after(p->tcp_seq, s->maxend) || seq_before(end, s->end - r->maxwin))
-		return 0;
-	if (!(p->tcp_flags & KVX_TCP_ACK))
-		return 1;
-	return !seq_after(p->tcp_ack, r->end) && !seq_before(p->tcp_ack, r->end - maxack);
+	return tcp_seq_in_window(s, r, p) && tcp_ack_in_window(s, r, p);
 }
 
 /* What a sender's packet teaches about its side s, its window win (scaled
@@ -339,6 +381,18 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
 /* ct_tcp_update: a segment outside the window that changes nothing. */
 #define KVX_CT_STRAY (KVX_R_MAX + 2)
 
+/* The parser's note of p's timestamp (nat.h tcp_ts_note), NULL when p has
+ * none: the note is the last SYN's or FIN's, p's only if its sequence
+ * number is p's. */
+static __always_inline const struct kvx_tcpts *tcp_ts_of(const struct kvx_pkt *p)
+{
+	const struct kvx_tcpts *t;
+	__u32 zero = 0;
+
+	t = bpf_map_lookup_elem(&kvx_tcpts, &zero);
+	return t && t->ok && t->seq == p->tcp_seq ? t : NULL;
+}
+
 /*
  * The guest's FIN: its timestamp (the parser's note, nat.h tcp_ts_note) is
  * kept for the tuple's next SYN from another endpoint (ct_rules.h
@@ -350,15 +404,18 @@ static __always_inline enum tcp_rst_fate tcp_rst_check(const struct kvx_ct_tcp *
 static __always_inline void tcp_fin_ts_take(struct kvx_ct_val *f, const struct kvx_pkt *p)
 {
 	struct kvx_ct_tcp *g = &f->tcp[KVX_CT_SIDE_GUEST];
-	const struct kvx_tcpts *t;
-	__u32 zero = 0;
+	const struct kvx_tcpts *t = tcp_ts_of(p);
 
-	t = bpf_map_lookup_elem(&kvx_tcpts, &zero);
-	if (!t || !t->ok || t->seq != p->tcp_seq ||
-	    ((g->flags & KVX_CT_TCP_F_FIN_TAKEN) && t->tsval != kvx_ct_fin_ts(f)))
+	if (!(g->flags & KVX_CT_TCP_F_FIN_TAKEN)) {
+		/* The first: its timestamp, or 0 (none; not an earlier
+		 * connection's on the tuple, which kvx_tw_syn_ok would take for
+		 * one this connection's FINs disagreed on). */
+		kvx_ct_fin_ts_set(f, t ? t->tsval : 0);
+		if (!t)
+			g->flags &= ~KVX_CT_TCP_F_TS;
+	} else if (!t || t->tsval != kvx_ct_fin_ts(f)) {
 		g->flags &= ~KVX_CT_TCP_F_TS;
-	else if (!(g->flags & KVX_CT_TCP_F_FIN_TAKEN))
-		kvx_ct_fin_ts_set(f, t->tsval);
+	}
 	g->flags |= KVX_CT_TCP_F_FIN_TAKEN;
 }
 
@@ -369,19 +426,17 @@ static __always_inline void tcp_fin_ts_take(struct kvx_ct_val *f, const struct k
 static __always_inline int tcp_syn_reopens(const struct kvx_ct_val *f, const struct kvx_pkt *p)
 {
 	const struct kvx_tcpts *t;
-	__u32 zero = 0;
 
 	if (f->state != KVX_CT_TIME_WAIT || !tcp_tracked(f))
 		return 0;
-	t = bpf_map_lookup_elem(&kvx_tcpts, &zero);
-	if (t && t->ok && t->seq == p->tcp_seq)
-		return kvx_tw_syn_ok(f, p->tcp_seq, 1, t->tsval);
-	return kvx_tw_syn_ok(f, p->tcp_seq, 0, 0);
+	t = tcp_ts_of(p);
+	return t ? kvx_tw_syn_ok(f, p->tcp_seq, 1, t->tsval) : kvx_tw_syn_ok(f, p->tcp_seq, 0, 0);
 }
 
 /*
  * The TCP state machine, netfilter's in fewer steps:
- *   guest SYN -> SYN_SENT -> (SYN-ACK or any reply) ESTABLISHED;
+ *   guest SYN -> SYN_SENT -> (its SYN-ACK; any reply when the SYN was not
+ *     seen) ESTABLISHED;
  *   remote SYN (static mapping, EIF) -> SYN_RECV -> the guest's SYN-ACK,
  *     then the remote's ACK of it -> ESTABLISHED: a spoofed SYN or a scan
  *     never gets past SYN_RECV's short timeout (KVX_CT_F_HALFOPEN keeps it
@@ -403,7 +458,17 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 	__u8 state = f->state, flags;
 
 	if (tf & KVX_TCP_RST) {
-		switch (tcp_rst_check(r, p)) {
+		enum tcp_rst_fate fate = tcp_rst_check(r, p);
+
+		/* The guest aborts its attempt from its SYN's end; a RST from
+		 * elsewhere refuses a segment (RFC 9293 3.10.7.3: <SEQ=SEG.ACK>),
+		 * the challenge ACK of the remote's old connection on the tuple
+		 * (RFC 5961 4.2) or junk, and its SYN is retransmitted: the
+		 * attempt, and the port, stay its own. */
+		if (fate == TCP_RST_CLOSE && state == KVX_CT_SYN_SENT && out &&
+		    (s->flags & KVX_CT_TCP_F_SYN) && p->tcp_seq != s->end)
+			fate = TCP_RST_KEEP;
+		switch (fate) {
 		case TCP_RST_DROP:
 			return KVX_R_DROP_TCP_WINDOW;
 		case TCP_RST_CLOSE:
@@ -449,7 +514,7 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 	if (tf == (KVX_TCP_SYN | KVX_TCP_ACK)) {
 		/* The answer to the opener's SYN; it must acknowledge it. */
 		if (reply && (state == KVX_CT_SYN_SENT || state == KVX_CT_SYN_RECV) &&
-		    (!(r->flags & KVX_CT_TCP_F_SYN) || p->tcp_ack == r->end)) {
+		    (!(r->flags & KVX_CT_TCP_F_SYN) || tcp_acks_syn(r, p))) {
 			tcp_track_syn(s, p);
 			s->maxend = s->end + s->maxwin;
 			tcp_track(f, s, r, p);
@@ -464,10 +529,24 @@ static __always_inline int ct_tcp_update(struct kvx_ct_val *f, const struct kvx_
 	if (tf & KVX_TCP_SYN)
 		return KVX_R_DROP_TCP_NO_FLOW;
 
+	/* The guest waits for the SYN-ACK to its SYN: any other reply (the
+	 * challenge ACK of the remote's old connection on the tuple, RFC 5961
+	 * 4.2, a late segment of it, or junk) establishes nothing, as
+	 * netfilter ignores it, and its FIN is dropped. */
+	if (state == KVX_CT_SYN_SENT && reply && (r->flags & KVX_CT_TCP_F_SYN))
+		return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
+
 	if (tcp_tracked(f)) {
-		/* An off-path FIN would start the flow's end; other stray
-		 * segments go to the endpoint, which ignores them, and change
-		 * nothing here. */
+		/* An off-path FIN would start the flow's end: dropped.  A
+		 * remote's segment outside the window whose ACK the guest's
+		 * side never asked for either is another connection's (an old
+		 * one on the tuple, its port since given to this guest):
+		 * dropped.  Other stray segments (behind the window, a
+		 * retransmission; an old ACK, which netfilter lets pass since
+		 * 6.0) go to the endpoint, which answers them with an ACK, and
+		 * change nothing here. */
+		if (!out && !tcp_seq_in_window(s, r, p) && !tcp_ack_in_window(s, r, p))
+			return KVX_R_DROP_TCP_WINDOW;
 		if (!tcp_in_window(s, r, p))
 			return tf & KVX_TCP_FIN ? KVX_R_DROP_TCP_WINDOW : KVX_CT_STRAY;
 		tcp_track(f, s, r, p);
@@ -1249,9 +1328,10 @@ static __always_inline int port_host_listens(__u32 port)
  * a binding with more than one flow (MULTI) or a static one.  The old pair
  * is released as bind_get releases one (OUT half first); its flow is left
  * to expire: a late packet of it finds the port no longer its own and is
- * never translated through it.  With at_limit (a guest at its port
+ * never translated through it.  With at_limit bit 0 (a guest at its port
  * limit) only a binding of that guest is taken: its count stays, and a
- * guest that churns through short connections goes on at its limit.
+ * guest that churns through short connections goes on at its limit; with
+ * KVX_RECYCLE_NOT_YET (bind_plan: free ports come first) nothing is.
  * Returns 0 when the port stays taken, else the filter the new binding
  * carries on, with bit 0 set (the caller claims the port with BPF_NOEXIST
  * like any free port).  A global function, called by bind_create's probe
@@ -1288,6 +1368,13 @@ static __always_inline int tw_reopens(const struct kvx_bind_val *ib, const struc
 	return f && tcp_syn_reopens(f, p);
 }
 
+/* A SYN that opens a connection: no ACK, FIN or RST with it. */
+static __always_inline int tcp_pure_syn(const struct kvx_pkt *p)
+{
+	return p->proto == IPPROTO_TCP && (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN |
+							   KVX_TCP_RST)) == KVX_TCP_SYN;
+}
+
 __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pkt *p, __u64 now,
 			      int at_limit)
 {
@@ -1298,9 +1385,9 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 
 	if (!ik || !p)
 		return 0;
-	if (p->proto != IPPROTO_TCP ||
-	    (p->tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) != KVX_TCP_SYN)
+	if (!tcp_pure_syn(p) || (at_limit & KVX_RECYCLE_NOT_YET))
 		return 0;
+	at_limit &= 1;
 	/* The key on this frame's stack (ok, reused for the OUT half below):
 	 * 6.1's map helpers refuse a global function's pointer argument. */
 	ok = *ik;
@@ -1561,6 +1648,82 @@ __noinline int gown_push(const struct kvx_pkt *p, __u32 port)
 	return 0;
 }
 
+/* The pool's port at index off (host order; 0 if the pool shrank under the
+ * caller's loop).  Global: bind6_create's probe loop keeps the pool's
+ * bounds off its frame (the kvx_br6 chain's 512 bytes on 6.1). */
+__noinline __u32 nat_pool_port_at(__u32 off)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	__u32 lo, hi, slo, shi;
+
+	if (!cfg)
+		return 0;
+	lo = cfg->nat_port_lo;
+	hi = cfg->nat_port_hi;
+	slo = cfg->nat_skip_lo;
+	shi = cfg->nat_skip_hi;
+	if (off >= kvx_nat_pool_size(lo, hi, slo, shi))
+		return 0;
+	return kvx_nat_pool_port(lo, hi, slo, shi, off);
+}
+
+/* bind_recycle's and bind6_recycle's last argument for probe i of plan
+ * pk: the guest at its limit (1), KVX_RECYCLE_NOT_YET before the plan's
+ * first probe that may recycle.  Arithmetic, no branch: a branch on it in
+ * the probe loop made the verifier walk the loop from twice the states. */
+static __always_inline int bind_recycle_how(__u64 pk, __u32 i)
+{
+	return (int)((pk >> 32) & 1) |
+	       (int)((((i - (__u32)((pk >> 41) & 0xff)) >> 31) & 1) * KVX_RECYCLE_NOT_YET);
+}
+
+/*
+ * The probe plan of a new binding (bind_create, bind6_create) in one value:
+ * the first probe's pool index (bits 0-15), the pool's size - 1 (16-31),
+ * the guest at its port limit (32), the number of probes (33-40) and the
+ * first probe that may take over a closed connection's port (41-48).
+ *
+ * A closed connection's port is taken over when free ones are scarce, as
+ * netfilter evicts a TIME_WAIT tuple as a last resort: the first probe
+ * (the guest's own port, or the random start) only looks for a free one;
+ * later ones land at random, on a closed connection's port about as often
+ * as the pool is made of them.  A small pool (scanned in order) is passed
+ * over whole for a free port first, then again, where each port may be
+ * taken over; at the port limit, free ports not being the guest's, every
+ * probe may, and a large pool gets the guest's ring of closed ports and
+ * KVX_LIMIT_RANDOM random probes.  Only a
+ * SYN may recycle (bind_recycle): anything else gets one pass, or half the
+ * probes of a large pool.
+ *
+ * A global function: its result is one unknown value to the verifier, so
+ * the caller's probe loop is walked from one state; computed inline, each
+ * combination of these branches was a state of its own, and the loop took
+ * the bridge programs past a million instructions.
+ */
+_Static_assert(KVX_PORT_TRIES < 256 && KVX_GTW_RING + KVX_LIMIT_RANDOM < KVX_PORT_TRIES,
+	       "bind_plan's 8-bit fields");
+__noinline __u64 bind_plan(__u32 range, __u32 start, int at_limit, int syn)
+{
+	__u32 lim, from;
+
+	if (range <= KVX_PORT_TRIES) {
+		lim = range;
+		from = at_limit ? 0 : range;
+		if (syn && !at_limit) {
+			lim = 2 * range < KVX_PORT_TRIES ? 2 * range : KVX_PORT_TRIES;
+			from = lim - range;
+		}
+	} else if (at_limit) {
+		lim = KVX_GTW_RING + KVX_LIMIT_RANDOM;
+		from = 0;
+	} else {
+		lim = syn ? KVX_PORT_TRIES : KVX_PORT_TRIES / 2;
+		from = KVX_RECYCLE_AFTER;
+	}
+	return (__u64)(start & 0xffff) | (__u64)((range - 1) & 0xffff) << 16 |
+	       (__u64) !!at_limit << 32 | (__u64)(lim & 0xff) << 33 | (__u64)(from & 0xff) << 41;
+}
+
 /*
  * Claim a new external endpoint for the guest endpoint (proto, saddr,
  * sport): the IN half first with BPF_NOEXIST (the atomic claim), then the
@@ -1602,7 +1765,9 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 	 * CPUs (by a few ports); the GC recounts. */
 	n = gports_of(cfg, p->saddr);
 	at_limit = n && cfg->guest_ports && (__s32)*n >= (__s32)cfg->guest_ports;
-	if (at_limit && p->proto != IPPROTO_TCP)
+	/* Only a SYN can be given a recycled port: anything else at the
+	 * limit is refused before probes that could not succeed. */
+	if (at_limit && !tcp_pure_syn(p))
 		return KVX_R_DROP_GUEST_PORTS;
 	iv.addr = p->saddr;
 	iv.port = p->sport;
@@ -1634,33 +1799,33 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 		start = want >= slo && hole ? want - lo - hole : want - lo;
 	else
 		start = bpf_get_prandom_u32() % range;
-	/* start, range - 1 and at_limit in one register, now in iv: fewer
-	 * values live across the calls, a frame that keeps the bridge
-	 * program's deepest chain within 512 bytes. */
-	pk = (__u64)(start & 0xffff) | (__u64)((range - 1) & 0xffff) << 16 | (__u64)!!at_limit << 32;
+	/* The plan in one register, now in iv: fewer values live across the
+	 * calls, a frame that keeps the bridge program's deepest chain within
+	 * 512 bytes. */
+	pk = bind_plan(range, start, at_limit, tcp_pure_syn(p));
 	err = -EEXIST;
 	for (i = 0; i < KVX_PORT_TRIES; i++) {
 		range = ((pk >> 16) & 0xffff) + 1;
-		if (i >= range)
+		if (i >= ((pk >> 33) & 0xff))
 			break;
 		/* At its limit in a large pool, the guest's own closed
 		 * ports first (abi.h kvx_gtw): random probes miss the few it
 		 * holds.  A small pool is scanned whole anyway. */
-		if ((pk >> 32) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
+		if (((pk >> 32) & 1) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
 			err = bind_claim_port(&ik, &iv, p, gtw_port(p, i), 2);
 		else
 			err = bind_claim_port(&ik, &iv, p,
 					      (i == 0 || range <= KVX_PORT_TRIES) ?
 						      ((pk & 0xffff) + i) % range :
 						      bpf_get_prandom_u32() % range,
-					      pk >> 32);
+					      (pk >> 32) & 1);
 		/* Claimed here, not in bind_claim_port: a global function's
 		 * pointer arguments are "mem" to the verifier, which 6.1's map
 		 * helpers refuse as keys and values; these are the stack's. */
 		if (!err)
 			err = bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
 		if (err == -EEXIST) {
-			tw = bind_recycle(&ik, p, iv.last_used_ns, pk >> 32);
+			tw = bind_recycle(&ik, p, iv.last_used_ns, bind_recycle_how(pk, i));
 			if (tw) {
 				/* The port's TIME_WAIT remotes go with it (bit 0
 				 * is only bind_recycle's "freed" mark). */
@@ -1677,7 +1842,7 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 		}
 	}
 	if (err == -EEXIST || err == -EADDRINUSE)
-		return (pk >> 32) ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
+		return (pk >> 32) & 1 ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
 	if (err)
 		return err == -E2BIG ? KVX_BIND_FULL : KVX_R_DROP_TABLE_FULL;
 

@@ -522,7 +522,8 @@ __noinline int bind6_claim(const struct kvx_pkt6 *p6, const struct nat_macs *mac
 
 	if (!p6 || !macs || !cfg6)
 		return -EINVAL;
-	if (port_host_listens(port))
+	/* 0: no port (the pool shrank, or an empty ring entry). */
+	if (!port || port_host_listens(port))
 		return -EEXIST;
 	bind6_in_init(&k, &v, p6, macs->b, cfg6->uplink_addr, bpf_htons(port), now);
 	v.bind.tw_remotes = tw;
@@ -594,9 +595,9 @@ static __always_inline int tw6_reopens(const struct kvx_bind6_val *ib, const str
  * uplink address: its binding's one TCP flow is over and quiet, p is a SYN
  * towards a remote its tw_remotes does not hold (or one whose TIME_WAIT
  * p's sequence number reopens), never a static, MULTI or port the host
- * listens on (or that left the pool).  at_limit (p's guest at its port
- * limit): only a port counted in p's guest's own slot, so that its count
- * stays.  The old pair is released, OUT half first; its flow is left to
+ * listens on (or that left the pool).  at_limit bit 0 (p's guest at its
+ * port limit): only a port counted in p's guest's own slot, so that its
+ * count stays; KVX_RECYCLE_NOT_YET (ct.h bind_plan): none.  The old pair is released, OUT half first; its flow is left to
  * expire, a late packet of it finds the port no longer its own.  Returns 0
  * when the port stays taken, else the tw_remotes the new binding carries
  * on, with bit 0 set (the caller claims the port, bind6_claim).  Global:
@@ -614,10 +615,9 @@ __noinline __u32 bind6_recycle(const struct kvx_pkt6 *p6, const struct nat_macs 
 
 	if (!p6 || !macs || !cfg || !cfg6)
 		return 0;
-	if (p6->p.proto != IPPROTO_TCP ||
-	    (p6->p.tcp_flags & (KVX_TCP_SYN | KVX_TCP_ACK | KVX_TCP_FIN | KVX_TCP_RST)) !=
-		    KVX_TCP_SYN)
+	if (!tcp_pure_syn(&p6->p) || (at_limit & KVX_RECYCLE_NOT_YET))
 		return 0;
+	at_limit &= 1;
 	if (!kvx_nat_pool_has(cfg->nat_port_lo, cfg->nat_port_hi, cfg->nat_skip_lo,
 			      cfg->nat_skip_hi, port) ||
 	    port_host_listens(port))
@@ -720,13 +720,14 @@ static __noinline int bind6_out_insert(const struct kvx_pkt6 *p6, const __be32 *
  * (bind6_recycle).  A guest at its port limit only gets one of its own
  * closed ports, its ring's first (gtw6_port).  ext_port receives the port.
  */
-static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_pkt6 *p6,
-				   const __u8 *macs, __u64 now, __be16 *ext_port)
+__noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_pkt6 *p6,
+			    const struct nat_macs *m, __u64 now, __be16 *ext_port)
 {
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
-	const struct nat_macs *m = (const struct nat_macs *)macs;
+	const __u8 *macs = m ? m->b : NULL;
 	__u32 lo, hi, slo, shi, hole, range, start, want, port = 0, i, slot, tw, *n;
-	int err = -EEXIST, at_limit;
+	int err = -EEXIST, at_limit, syn;
+	__u64 pk;
 
 	if (!cfg || !cfg6 || !p6 || !macs || !ext_port)
 		return KVX_R_DROP_TABLE_FULL;
@@ -736,7 +737,9 @@ static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_p
 	slot = guest6_slot(cfg, macs, p6->saddr);
 	n = bpf_map_lookup_elem(&kvx_gports, &slot);
 	at_limit = n && cfg->guest_ports && (__s32)*n >= (__s32)cfg->guest_ports;
-	if (at_limit && p6->p.proto != IPPROTO_TCP)
+	/* Only a SYN can be given a recycled port (bind_create). */
+	syn = tcp_pure_syn(&p6->p);
+	if (at_limit && !syn)
 		return KVX_R_DROP_GUEST_PORTS;
 	lo = cfg->nat_port_lo;
 	hi = cfg->nat_port_hi;
@@ -751,22 +754,24 @@ static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_p
 		start = want >= slo && hole ? want - lo - hole : want - lo;
 	else
 		start = bpf_get_prandom_u32() % range;
+	/* bind_create's plan (ct.h bind_plan), read from one register. */
+	pk = bind_plan(range, start, at_limit, syn);
 	for (i = 0; i < KVX_PORT_TRIES; i++) {
-		if (i >= range)
+		range = ((pk >> 16) & 0xffff) + 1;
+		if (i >= ((pk >> 33) & 0xff))
 			break;
 		/* At its limit in a large pool, the guest's own closed ports
 		 * first (abi.h kvx_gtw): random probes miss the few it holds. */
-		if (at_limit && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
+		if (((pk >> 32) & 1) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
 			port = gtw6_port(p6, m, i);
 		else
-			port = kvx_nat_pool_port(lo, hi, slo, shi,
-						 (i == 0 || range <= KVX_PORT_TRIES) ?
-							 (start + i) % range :
-							 bpf_get_prandom_u32() % range);
+			port = nat_pool_port_at((i == 0 || range <= KVX_PORT_TRIES) ?
+							((pk & 0xffff) + i) % range :
+							bpf_get_prandom_u32() % range);
 		/* At the limit a free port is not for it: only a recycled one. */
-		err = at_limit ? -EEXIST : bind6_claim(p6, m, now, port, 0);
+		err = (pk >> 32) & 1 ? -EEXIST : bind6_claim(p6, m, now, port, 0);
 		if (err == -EEXIST) {
-			tw = bind6_recycle(p6, m, now, port, at_limit);
+			tw = bind6_recycle(p6, m, now, port, bind_recycle_how(pk, i));
 			if (tw)
 				err = bind6_claim(p6, m, now, port, tw & ~1U);
 		}
@@ -774,7 +779,7 @@ static __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_p
 			break;
 	}
 	if (err == -EEXIST)
-		return at_limit ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
+		return (pk >> 32) & 1 ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
 	if (err == -EPERM)
 		return KVX_R_DROP_SPOOF_MAC;
 	if (err)

@@ -572,22 +572,32 @@ static __noinline int tcp_clamp_mss(kvx_ctx_t *ctx, const struct kvx_pkt *p, __u
 	return 0;
 }
 
+/* Option kind of length len in p's TCP header (tcp_opt_find), with its
+ * first need bytes inside the packet: a pointer to it, or NULL.  Inlined: a
+ * function of its own cannot return a packet pointer. */
+static __always_inline __u8 *tcp_opt_ptr(kvx_ctx_t *ctx, const struct kvx_pkt *p, int kind, int len,
+					 int need)
+{
+	__u32 l4_off = p->l4_off;
+	__u8 *o;
+	int i;
+
+	i = tcp_opt_find(ctx, p, kind, len);
+	if (i < 0 || l4_off > KVX_TCP_OFF_MAX)
+		return NULL;
+	o = ctx_data(ctx) + (l4_off & KVX_TCP_OFF_MASK) + sizeof(struct tcphdr) + (i & 0x3f);
+	return (void *)(o + need) > ctx_data_end(ctx) ? NULL : o;
+}
+
 /*
  * The window scale option of a SYN (RFC 7323 section 2), for conntrack's
  * window checks; shifts above 14 are taken as 14, as the RFC says.
  */
 static __noinline int tcp_syn_wscale(kvx_ctx_t *ctx, const struct kvx_pkt *p)
 {
-	void *data_end = ctx_data_end(ctx);
-	__u32 l4_off = p->l4_off;
-	__u8 *o;
-	int i;
+	const __u8 *o = tcp_opt_ptr(ctx, p, 3, 3, 3);
 
-	i = tcp_opt_find(ctx, p, 3, 3);
-	if (i < 0 || l4_off > KVX_TCP_OFF_MAX)
-		return KVX_TCP_NO_WSCALE;
-	o = ctx_data(ctx) + (l4_off & KVX_TCP_OFF_MASK) + sizeof(struct tcphdr) + (i & 0x3f);
-	if ((void *)(o + 3) > data_end)
+	if (!o)
 		return KVX_TCP_NO_WSCALE;
 	return o[2] > 14 ? 14 : o[2];
 }
@@ -602,22 +612,17 @@ static __noinline int tcp_syn_wscale(kvx_ctx_t *ctx, const struct kvx_pkt *p)
  */
 static __noinline int tcp_ts_note(kvx_ctx_t *ctx, const struct kvx_pkt *p)
 {
-	void *data_end = ctx_data_end(ctx);
 	struct kvx_tcpts *t;
-	__u32 l4_off = p->l4_off, zero = 0;
-	__u8 *o;
-	int i;
+	const __u8 *o;
+	__u32 zero = 0;
 
 	t = bpf_map_lookup_elem(&kvx_tcpts, &zero);
 	if (!t)
 		return 0;
 	t->seq = p->tcp_seq;
 	t->ok = 0;
-	i = tcp_opt_find(ctx, p, 8, 10);
-	if (i < 0 || l4_off > KVX_TCP_OFF_MAX)
-		return 0;
-	o = ctx_data(ctx) + (l4_off & KVX_TCP_OFF_MASK) + sizeof(struct tcphdr) + (i & 0x3f);
-	if ((void *)(o + 6) > data_end)
+	o = tcp_opt_ptr(ctx, p, 8, 10, 6);
+	if (!o)
 		return 0;
 	t->tsval = (__u32)o[2] << 24 | (__u32)o[3] << 16 | (__u32)o[4] << 8 | o[5];
 	t->ok = 1;

@@ -1014,7 +1014,8 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 		if (r == KVX_NO_MAPPING) {
 			r = bind6_reuse(&p6, macs, now, &rw.port);
 			if (r == KVX_NO_MAPPING)
-				r = bind6_create(cfg, &p6, macs, now, &rw.port);
+				r = bind6_create(cfg, &p6, (const struct nat_macs *)macs, now,
+						 &rw.port);
 		}
 		if (r == KVX_CONTINUE)
 			r = ct6_commit_out(&p6, &rw, now);
@@ -1223,7 +1224,8 @@ static __always_inline int nat6_hairpin(kvx_ctx_t *ctx)
 		if (r == KVX_NO_MAPPING) {
 			r = bind6_reuse(&p6, macs, now, &rw.port);
 			if (r == KVX_NO_MAPPING)
-				r = bind6_create(cfg, &p6, macs, now, &rw.port);
+				r = bind6_create(cfg, &p6, (const struct nat_macs *)macs, now,
+						 &rw.port);
 		}
 		if (r == KVX_CONTINUE)
 			r = ct6_commit_out(&p6, &rw, now);

@@ -666,7 +666,7 @@ TEST_F(BrIngressTest, PortsExhausted)
 }
 
 // Port allocation: the guest's own port first; a range of at most
-// KVX_PORT_TRIES (64) ports is scanned whole, a larger one probed at random
+// KVX_PORT_TRIES (128) ports is scanned whole, a larger one probed at random
 // points (like netfilter's bounded search), so only a nearly full large
 // range may refuse a new binding.
 void fill_ports(Datapath &dp, std::uint32_t guest, std::uint16_t lo, std::uint16_t hi)
@@ -876,6 +876,29 @@ protected:
 	{
 		return bind_key(KVX_BIND_IN, kProtoTcp, Topology::kUplinkAddr, ext);
 	}
+	// A small pool (up to KVX_PORT_TRIES ports), every port a closed
+	// connection's, quiet: SYNs still get ports (a pass over the pool for
+	// a free one, then one that may take one over; with 100 or 128 ports
+	// the two share the probe count, and every port keeps its probe that
+	// may), a bare ACK none.
+	void recycle_full_small_pool(std::uint16_t range)
+	{
+		set_cfg([&](kvx_cfg &c) {
+			c.nat_port_lo = 61000;
+			c.nat_port_hi = static_cast<std::uint16_t>(61000 + range - 1);
+		});
+		for (std::uint16_t i = 0; i < range; i++) {
+			const std::uint16_t port = static_cast<std::uint16_t>(61000 + i);
+			TcpConn c = open(kGuestA, port, kRemote1, 80, port);
+			close_guest_first(c);
+			age(port);
+		}
+		for (std::uint16_t i = 0; i < 4; i++)
+			translate_out(from_guest(make_tcp(
+				kGuestB, static_cast<std::uint16_t>(40000 + i), kRemote2, 443)));
+		run_br(from_guest(make_tcp(kGuestB, 40010, kRemote2, 443, kTcpAck)), TC_ACT_SHOT,
+		       KVX_R_DROP_PORTS_EXHAUSTED);
+	}
 	// 3 s ago: past the 0.5 s a closed port stays quiet (moved
 	// back by hand: the test cannot wait on the datapath's clock).
 	static void age(std::uint16_t ext)
@@ -891,6 +914,53 @@ protected:
 // RFC 7857 section 3: a port whose one TCP flow is over (TIME_WAIT) and
 // quiet for 0.5 s goes to a new SYN of any guest; the old guest's late
 // packets never go out through it, nor do the remote's reach the new one.
+// A closed connection's port is taken over only when no free one is found
+// (netfilter's last resort too): a SYN whose own port is such a port gets a
+// free one while the pool has one, even in a small pool (the first pass
+// over it); the next SYN, with none free, recycles.  In a large pool the
+// first KVX_RECYCLE_AFTER probes look for a free port.
+TEST_F(TimeWaitReuseTest, FreePortsComeBeforeAClosedOne)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61001;
+	});
+	TcpConn a = open(kGuestA, 61000, kRemote1, 80, 61000);
+	close_guest_first(a);
+	age(61000);
+	const Packet syn_b = from_guest(make_tcp(kGuestB, 61000, kRemote2, 443));
+	translate_out(syn_b, 61001);
+	EXPECT_TRUE(dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoTcp, kGuestA, 61000)))
+		<< "the closed connection's pair kept while a port was free";
+	const Packet syn_c = from_guest(make_tcp(kGuestC, 61000, kRemote2, 443));
+	translate_out(syn_c, 61000);
+	EXPECT_FALSE(dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoTcp, kGuestA, 61000)))
+		<< "recycled once none was free";
+	// A large pool: the guest's own port (the first probe) is a closed
+	// connection's, quiet, and would be recycled; a free one is taken.
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 1024;
+		c.nat_port_hi = 65535;
+		c.nat_skip_lo = c.nat_skip_hi = 0;
+	});
+	TcpConn d = open(kGuestA, 45000, kRemote1, 80, 45000);
+	close_guest_first(d);
+	age(45000);
+	const Packet syn_e = from_guest(make_tcp(kGuestB, 45000, kRemote2, 443));
+	EXPECT_NE(translate_out(syn_e), 45000);
+	EXPECT_TRUE(dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoTcp, kGuestA, 45000)));
+}
+
+TEST_F(TimeWaitReuseTest, FullSmallPoolOfClosedPortsIsRecycled100)
+{
+	recycle_full_small_pool(100);
+}
+
+TEST_F(TimeWaitReuseTest, FullSmallPoolOfClosedPortsIsRecycled128)
+{
+	recycle_full_small_pool(128);
+}
+
 TEST_F(TimeWaitReuseTest, ClosedPortGoesToANewSyn)
 {
 	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
@@ -1000,7 +1070,8 @@ TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitTakesALaterSequence)
 // guest's SYN only if both would take it (guests' timestamp clocks run from
 // unrelated offsets; refused, the new connection waits a second for its SYN's
 // retransmission).  The guest's first FIN's timestamp counts; a later FIN
-// with another one leaves it unknown, and the sequence number decides alone.
+// with another one leaves it unknown: a SYN with a timestamp is refused, one
+// without goes by the sequence number.
 TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitNeverTakesAnOlderTimestamp)
 {
 	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61000; });
@@ -1044,8 +1115,10 @@ TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitNeverTakesAnOlderTimestamp)
 	translate_out(ok, 61000);
 	expect_flow_state(dp(), ok, 61000);
 
-	// A retransmitted FIN with another timestamp: unknown, the sequence
-	// number decides alone.
+	// A retransmitted FIN with another timestamp: the remote took one
+	// that is not kept, so a SYN with a timestamp may meet its PAWS:
+	// refused, its sequence number past or not; one without a timestamp
+	// goes by the sequence number.
 	set_cfg([](kvx_cfg &c) { c.nat_port_lo = c.nat_port_hi = 61001; });
 	TcpConn d = open(kGuestC, 40002, kRemote1, 8080, 61001);
 	recv(d, kTcpFin | kTcpAck);
@@ -1062,7 +1135,14 @@ TEST_F(TimeWaitReuseTest, SameRemoteInTimeWaitNeverTakesAnOlderTimestamp)
 	age(61001);
 	run_br(syn(kGuestA, 40003, 8080, d.g - 1, 0x7fffffffu), TC_ACT_SHOT,
 	       KVX_R_DROP_PORTS_EXHAUSTED);
-	translate_out(syn(kGuestA, 40003, 8080, d.g + 1, 1), 61001);
+	run_br(syn(kGuestA, 40003, 8080, d.g + 1, 0x7fffffffu), TC_ACT_SHOT,
+	       KVX_R_DROP_PORTS_EXHAUSTED);
+	run_br(from_guest(with(make_tcp(kGuestA, 40003, kRemote1, 8080),
+			       [&](Packet &q) { q.seq = d.g - 1; })),
+	       TC_ACT_SHOT, KVX_R_DROP_PORTS_EXHAUSTED);
+	translate_out(from_guest(with(make_tcp(kGuestA, 40003, kRemote1, 8080),
+				      [&](Packet &q) { q.seq = d.g + 1; })),
+		      61001);
 }
 
 // Simultaneous close: the remote's FIN crosses the guest's (it does not

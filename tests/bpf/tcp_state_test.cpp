@@ -709,6 +709,103 @@ TEST_F(UpIngressTest, RstToAGuestSynMustAcknowledgeIt)
 	EXPECT_EQ(st(), KVX_CT_CLOSE);
 }
 
+// A port given to this guest while the remote still holds the old
+// connection on the tuple (LAST_ACK: the old guest's last ACK was lost)
+// answers the guest's SYN with a challenge ACK (RFC 5961 4.2): it
+// establishes nothing and its FIN is dropped; the guest's RST to it (from
+// the ACK's number, RFC 9293 3.10.7.3) ends nothing; the real SYN-ACK then
+// establishes the flow with both sides tracked, and the guest's abort from
+// its SYN's end would close it.
+TEST_F(UpIngressTest, ChallengeAckToAGuestSynEstablishesNothing)
+{
+	Packet syn = from_guest(make_tcp(kGuestA, 62801, kRemote1, 443, kTcpSyn));
+	syn.seq = 5000;
+	const Packet sent = establish(syn);
+	const kvx_ct_key key = ct_key(kProtoTcp, kGuestA, 62801, kRemote1, 443);
+	auto st = [&] { return int(dp().ct_lookup(key)->state); };
+	const Packet ack = with(reply_to(sent), [](Packet &q) {
+		q.tcp_flags = kTcpAck;
+		q.seq = 777000;
+		q.ack_seq = 90000000;
+	});
+	run_up(ack, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(ack, kGuestA, 62801));
+	EXPECT_EQ(st(), KVX_CT_SYN_SENT) << "a challenge ACK establishes nothing";
+	// Nor does a reply without SYN that acknowledges the SYN.
+	const Packet ack1 = with(ack, [](Packet &q) { q.ack_seq = 5001; });
+	run_up(ack1, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(ack1, kGuestA, 62801));
+	EXPECT_EQ(st(), KVX_CT_SYN_SENT) << "only the SYN-ACK";
+	run_up(with(ack, [](Packet &q) { q.tcp_flags = kTcpFin | kTcpAck; }), TC_ACT_SHOT,
+	       KVX_R_DROP_TCP_WINDOW);
+	EXPECT_EQ(st(), KVX_CT_SYN_SENT);
+	const Packet rst = from_guest(with(make_tcp(kGuestA, 62801, kRemote1, 443, kTcpRst),
+					   [](Packet &q) { q.seq = 90000000; }));
+	run_case(dp(), Prog::BrIngress, rst, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+		 snat(rst, sent.sport));
+	EXPECT_EQ(st(), KVX_CT_SYN_SENT) << "the guest's RST to it ends nothing";
+	const Packet sa = with(reply_to(sent), [](Packet &q) {
+		q.tcp_flags = kTcpSyn | kTcpAck;
+		q.seq = 123456;
+		q.ack_seq = 5001;
+	});
+	run_up(sa, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(sa, kGuestA, 62801));
+	EXPECT_EQ(st(), KVX_CT_ESTABLISHED);
+	auto f = dp().ct_lookup(key);
+	ASSERT_TRUE(f);
+	EXPECT_TRUE(f->tcp[KVX_CT_SIDE_GUEST].flags & f->tcp[KVX_CT_SIDE_REMOTE].flags &
+		    KVX_CT_TCP_F_SYN)
+		<< "both sides tracked";
+	// TCP Fast Open refused: the SYN's 100 bytes of data are not
+	// acknowledged, its ISS + 1 is.
+	Packet tfo = from_guest(make_tcp(kGuestA, 62803, kRemote1, 443, kTcpSyn));
+	tfo.seq = 8000;
+	tfo.payload = Bytes(100, 0x42);
+	const Packet tfo_sent = establish(tfo);
+	const Packet tfo_sa = with(reply_to(tfo_sent), [](Packet &q) {
+		q.tcp_flags = kTcpSyn | kTcpAck;
+		q.seq = 654321;
+		q.ack_seq = 8001;
+	});
+	run_up(tfo_sa, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(tfo_sa, kGuestA, 62803));
+	EXPECT_EQ(int(dp().ct_lookup(ct_key(kProtoTcp, kGuestA, 62803, kRemote1, 443))->state),
+		  KVX_CT_ESTABLISHED)
+		<< "a SYN-ACK of the SYN without its data";
+	// A flow still in SYN_SENT closes on the guest's RST from its SYN's end.
+	Packet syn2 = from_guest(make_tcp(kGuestA, 62802, kRemote1, 443, kTcpSyn));
+	syn2.seq = 7000;
+	establish(syn2);
+	const kvx_ct_key key2 = ct_key(kProtoTcp, kGuestA, 62802, kRemote1, 443);
+	const Packet abort = from_guest(with(make_tcp(kGuestA, 62802, kRemote1, 443, kTcpRst),
+					     [](Packet &q) { q.seq = 7001; }));
+	dp().run(Prog::BrIngress, abort.build(), topo().bridge_ifindex);
+	EXPECT_EQ(int(dp().ct_lookup(key2)->state), KVX_CT_CLOSE);
+}
+
+// On a tracked flow a remote's segment outside the window whose ACK the
+// guest never asked for either (more than it sent, or behind it by more
+// than a retransmission) is another connection's (an old one on the tuple
+// whose port went to this guest): dropped, never delivered.  Outside the
+// window with a plausible ACK (a retransmission), or in it with an old ACK
+// (which netfilter lets pass): passed to the guest, nothing changed.
+TEST_F(TcpStateTest, RemoteSegmentOfAnotherConnectionIsDropped)
+{
+	handshake(kRemote1, 40200);
+	auto f = flow(kRemote1, 40200);
+	ASSERT_TRUE(f);
+	const kvx_ct_tcp remote0 = f->tcp[KVX_CT_SIDE_REMOTE];
+	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_ + 900000000, g_ + 123456789),
+	   KVX_R_DROP_TCP_WINDOW);
+	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_ - 5000000, g_ - 300000),
+	   KVX_R_DROP_TCP_WINDOW);
+	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_ - 5000000, g_));
+	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_, g_ - 300000));
+	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_, g_ + 123456789));
+	EXPECT_EQ(state(kRemote1, 40200), KVX_CT_ESTABLISHED);
+	f = flow(kRemote1, 40200);
+	ASSERT_TRUE(f);
+	EXPECT_EQ(f->tcp[KVX_CT_SIDE_REMOTE].end, remote0.end) << "strays teach nothing";
+	EXPECT_EQ(f->tcp[KVX_CT_SIDE_REMOTE].ack, remote0.ack);
+}
+
 // A flow picked up mid-stream lives as long as a SYN's until the remote
 // answers, then as an established connection: one bare ACK per remote
 // must not hold an entry of the guest's quota for days.

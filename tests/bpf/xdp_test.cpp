@@ -409,7 +409,11 @@ std::vector<IdentCase> ident_cases()
 		c.push_back({"TcpData" + std::to_string(len), nullptr, nullptr, [=] {
 				     std::vector<Step> s = syn_steps(62000);
 				     const Packet o = tcp(A, 62000, R, 443, kTcpAck | kTcpPsh, len);
-				     const Packet i = from_uplink(tcp(R, 443, U, 62000, kTcpAck, len));
+				     // Acknowledging what the guest sent: an ACK
+				     // beyond it is another connection's.
+				     const Packet i = from_uplink(
+					     with(tcp(R, 443, U, 62000, kTcpAck, len),
+						  [&](Packet &q) { q.ack_seq = o.seq + 1; }));
 				     s.push_back(out_step(o, snat(from_guest(o), 62000)));
 				     s.push_back({true, i, dnat(i, A, 62000)});
 				     return s;
@@ -634,6 +638,7 @@ TEST_F(XdpIdentity, EveryTcpSegmentLength)
 				    o.payload = pattern(len, static_cast<std::uint8_t>(len));
 				    Packet i = make_tcp(R, 443, U, 62000, kTcpAck);
 				    i.payload = pattern(len, static_cast<std::uint8_t>(len * 7));
+				    i.ack_seq = syn.seq + 1;
 				    return std::vector<Step>{out_step(syn),
 							     in_step(reply_to(snat(syn, 62000))),
 							     out_step(o), in_step(i)};

@@ -342,6 +342,15 @@ TEST(CtRules, TimeWaitSynBySequenceWithTimestampVeto)
 	EXPECT_FALSE(kvx_tw_syn_ok(&f, 1000, 0, 0));
 	kvx_ct_fin_ts_set(&f, 0);
 	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 1, 0x80000001u)) << "a FIN timestamp of 0: none";
+	// The guest's FINs disagreed (one retransmitted with a newer
+	// timestamp): the remote's is not known.
+	kvx_ct_fin_ts_set(&f, 500);
+	f.tcp[KVX_CT_SIDE_GUEST].flags = KVX_CT_TCP_F_FIN_TAKEN;
+	EXPECT_FALSE(kvx_tw_syn_ok(&f, 1001, 1, 0x7fffffffu)) << "FINs disagreed: unknown";
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 0, 0)) << "a SYN without one: the sequence";
+	kvx_ct_fin_ts_set(&f, 0);
+	f.tcp[KVX_CT_SIDE_GUEST].flags = KVX_CT_TCP_F_FIN_TAKEN;
+	EXPECT_TRUE(kvx_tw_syn_ok(&f, 1001, 1, 5)) << "its first FIN had none: the sequence";
 }
 
 // The filter's epoch is a number mod 8: a remote added in any of the eight

@@ -269,13 +269,18 @@ struct kvx_bind_val {
  * How long a closed connection's port stays quiet before another endpoint's
  * SYN may take it (ct.h bind_recycle): 0.5 s, past the first retransmission
  * of a lost last FIN or ACK on a LAN (Linux's RTO is 200 ms at least).  A
- * late segment of the old connection after that is refused (its binding is
- * gone; a remote's meets the new flow's window or filter), never delivered
- * as the new one's.  The old flow itself stays, for KVX_TW_RECYCLE_NS at
- * least.  With 2 s, and still with 1 s, four guests churning to one server
- * port ran the pool dry: the busiest one's bindings, each reused within
- * 1.5 s, were seldom quiet for long enough to share, and held most of it
- * (bench/RESULTS.md).
+ * late segment of the old connection after that never passes for the new
+ * one's: the guest's finds its binding gone; a remote's FIN or RST meets
+ * the new flow's window, its data (outside the window, with an ACK the new
+ * connection never sent) too: dropped (vm-tests/port_reuse.sh); its
+ * challenge ACK to the new SYN (RFC 5961 4.2) establishes nothing (ct.h
+ * ct_tcp_update).  A remote far away, whose retransmission comes later,
+ * costs the new connection a SYN retry at worst.  The old flow itself
+ * stays, for KVX_TW_RECYCLE_NS at least.  Ports are recycled mostly when
+ * free ones are scarce (ct.h bind_plan).  With 2 s, and still with 1 s, four guests
+ * churning to one server port ran the pool dry: the busiest one's
+ * bindings, each reused within 1.5 s, were seldom quiet for long enough to
+ * share, and held most of it (bench/RESULTS.md).
  */
 #define KVX_TW_PORT_QUIET_NS (500ULL * 1000 * 1000)
 /* A binding no flow references survives this long after its last use (the
@@ -1390,7 +1395,7 @@ struct kvx_halfopen6_val {
 	X(DROP_HOST_TUNNEL, 1, "guest packet of a protocol the host tunnels to that remote") \
 	X(DROP_MARTIAN_IN, 1, "inbound from a martian source (guest subnet, loopback, host's own, 0/8, multicast)") \
 	X(PASS_OVERLAP, 0, "uplink network overlaps the guest subnet: not translated, to host stack") \
-	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the receive window (RFC 5961)") \
+	X(DROP_TCP_WINDOW, 1, "TCP RST/FIN outside the window, or an old connection's segment (RFC 5961)") \
 	X(ICMP_SENT, 0, "ICMP error sent for a dropped packet (also counted under its reason)") \
 	X(ICMP_RATELIMITED, 0, "ICMP error not sent: rate limit (packet counted under its reason)") \
 	X(DROP_GUEST_PORTS, 1, "new binding over the guest's port limit") \

@@ -412,8 +412,9 @@ KVX_RULE void kvx_ct_fin_ts_set(struct kvx_ct_val *f, __u32 ts)
  * sequence number alone, about half of the ports recycled from one guest's
  * connection to another's were refused by a Linux remote (the new
  * connection's SYN retransmitted a second later).  A FIN timestamp of 0
- * counts as none, as Linux's ts_recent of 0 does.  syn_ts_ok: the SYN
- * carries the option, with TSval syn_ts.
+ * counts as none, as Linux's ts_recent of 0 does; FINs with different
+ * timestamps leave it unknown, and a SYN with one is refused.  syn_ts_ok:
+ * the SYN carries the option, with TSval syn_ts.
  */
 KVX_RULE int kvx_tw_syn_ok(const struct kvx_ct_val *f, __u32 syn_seq, int syn_ts_ok, __u32 syn_ts)
 {
@@ -421,6 +422,12 @@ KVX_RULE int kvx_tw_syn_ok(const struct kvx_ct_val *f, __u32 syn_seq, int syn_ts
 	__u32 ts = kvx_ct_fin_ts(f);
 
 	if ((__s32)(syn_seq - g->end) <= 0)
+		return 0;
+	/* The guest's FINs carried different timestamps (one retransmitted
+	 * later, newer): the remote took one that is not kept, and may refuse
+	 * a SYN's by PAWS. */
+	if (syn_ts_ok && ts &&
+	    (g->flags & (KVX_CT_TCP_F_FIN_TAKEN | KVX_CT_TCP_F_TS)) == KVX_CT_TCP_F_FIN_TAKEN)
 		return 0;
 	return !(syn_ts_ok && (g->flags & KVX_CT_TCP_F_TS) && ts && (__s32)(syn_ts - ts) < 0);
 }
