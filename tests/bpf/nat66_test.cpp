@@ -207,8 +207,10 @@ protected:
 	std::uint16_t out6(const Packet6 &p, std::uint16_t want_port = 0)
 	{
 		const Bytes in = p.build();
+		const Stats before = dp().stats();
 		RunResult r = dp().run(Prog::BrIngress, in, ingress_ifindex(Prog::BrIngress));
-		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
+			<< "counters: " << stats_delta(before, dp().stats());
 		const Parsed6 o = parse6(r.out);
 		EXPECT_TRUE(o.ipv6);
 		const std::uint16_t port = o.sport;
@@ -2333,9 +2335,11 @@ TEST_F(Nat66Test, OneToOneAddressOnlyProtocols)
 	run6(Prog::BrIngress, gre, TC_ACT_SHOT, KVX_R_DROP_PROTO_UNTRANSLATED);
 	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
 	{
+		const Stats before = dp().stats();
 		const RunResult r =
 			dp().run(Prog::BrIngress, gre.build(), ingress_ifindex(Prog::BrIngress));
-		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
+			<< "counters: " << stats_delta(before, dp().stats());
 		Packet6 want = snat6_to(gre, kMapped6, 0);
 		EXPECT_EQ(diff(r.out, want.build()), "");
 	}
@@ -3053,9 +3057,11 @@ TEST_F(Nat66OwnerTest, AOneToOneAddressStaysItsGuests)
 	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
 	const Packet6 udp = from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20));
 	{
+		const Stats before = dp().stats();
 		const RunResult r =
 			dp().run(Prog::BrIngress, udp.build(), ingress_ifindex(Prog::BrIngress));
-		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
+			<< "counters: " << stats_delta(before, dp().stats());
 		EXPECT_EQ(diff(r.out, snat6_to(udp, kMapped6, 5353).build()), "");
 	}
 	EXPECT_EQ(owner_of(dp(), kGuest6F), mac_of(kGuest6F));
