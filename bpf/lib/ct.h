@@ -1667,14 +1667,40 @@ __noinline __u32 nat_pool_port_at(__u32 off)
 	return kvx_nat_pool_port(lo, hi, slo, shi, off);
 }
 
+/* The fields of bind_plan's value (the layout is bind_plan's comment's). */
+static __always_inline __u32 plan_start(__u64 pk)
+{
+	return pk & 0xffff;
+}
+
+static __always_inline __u32 plan_range(__u64 pk)
+{
+	return ((pk >> 16) & 0xffff) + 1;
+}
+
+static __always_inline int plan_at_limit(__u64 pk)
+{
+	return (pk >> 32) & 1;
+}
+
+static __always_inline __u32 plan_probes(__u64 pk)
+{
+	return (pk >> 33) & 0xff;
+}
+
+static __always_inline __u32 plan_recycle_from(__u64 pk)
+{
+	return (pk >> 41) & 0xff;
+}
+
 /* bind_recycle's and bind6_recycle's last argument for probe i of plan
  * pk: the guest at its limit (1), KVX_RECYCLE_NOT_YET before the plan's
  * first probe that may recycle.  Arithmetic, no branch: a branch on it in
  * the probe loop made the verifier walk the loop from twice the states. */
 static __always_inline int bind_recycle_how(__u64 pk, __u32 i)
 {
-	return (int)((pk >> 32) & 1) |
-	       (int)((((i - (__u32)((pk >> 41) & 0xff)) >> 31) & 1) * KVX_RECYCLE_NOT_YET);
+	return plan_at_limit(pk) |
+	       (int)((((i - plan_recycle_from(pk)) >> 31) & 1) * KVX_RECYCLE_NOT_YET);
 }
 
 /*
@@ -1805,20 +1831,20 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 	pk = bind_plan(range, start, at_limit, tcp_pure_syn(p));
 	err = -EEXIST;
 	for (i = 0; i < KVX_PORT_TRIES; i++) {
-		range = ((pk >> 16) & 0xffff) + 1;
-		if (i >= ((pk >> 33) & 0xff))
+		range = plan_range(pk);
+		if (i >= plan_probes(pk))
 			break;
 		/* At its limit in a large pool, the guest's own closed
 		 * ports first (abi.h kvx_gtw): random probes miss the few it
 		 * holds.  A small pool is scanned whole anyway. */
-		if (((pk >> 32) & 1) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
+		if (plan_at_limit(pk) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
 			err = bind_claim_port(&ik, &iv, p, gtw_port(p, i), 2);
 		else
 			err = bind_claim_port(&ik, &iv, p,
 					      (i == 0 || range <= KVX_PORT_TRIES) ?
-						      ((pk & 0xffff) + i) % range :
+						      (plan_start(pk) + i) % range :
 						      bpf_get_prandom_u32() % range,
-					      (pk >> 32) & 1);
+					      plan_at_limit(pk));
 		/* Claimed here, not in bind_claim_port: a global function's
 		 * pointer arguments are "mem" to the verifier, which 6.1's map
 		 * helpers refuse as keys and values; these are the stack's. */
@@ -1842,7 +1868,7 @@ __noinline int bind_create(const struct kvx_cfg *cfg, const struct kvx_pkt *p,
 		}
 	}
 	if (err == -EEXIST || err == -EADDRINUSE)
-		return (pk >> 32) & 1 ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
+		return plan_at_limit(pk) ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
 	if (err)
 		return err == -E2BIG ? KVX_BIND_FULL : KVX_R_DROP_TABLE_FULL;
 

@@ -597,7 +597,8 @@ static __always_inline int tw6_reopens(const struct kvx_bind6_val *ib, const str
  * p's sequence number reopens), never a static, MULTI or port the host
  * listens on (or that left the pool).  at_limit bit 0 (p's guest at its
  * port limit): only a port counted in p's guest's own slot, so that its
- * count stays; KVX_RECYCLE_NOT_YET (ct.h bind_plan): none.  The old pair is released, OUT half first; its flow is left to
+ * count stays; KVX_RECYCLE_NOT_YET (ct.h bind_plan): none.  The old pair
+ * is released, OUT half first; its flow is left to
  * expire, a late packet of it finds the port no longer its own.  Returns 0
  * when the port stays taken, else the tw_remotes the new binding carries
  * on, with bit 0 set (the caller claims the port, bind6_claim).  Global:
@@ -757,19 +758,19 @@ __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_pkt6 *p6
 	/* bind_create's plan (ct.h bind_plan), read from one register. */
 	pk = bind_plan(range, start, at_limit, syn);
 	for (i = 0; i < KVX_PORT_TRIES; i++) {
-		range = ((pk >> 16) & 0xffff) + 1;
-		if (i >= ((pk >> 33) & 0xff))
+		range = plan_range(pk);
+		if (i >= plan_probes(pk))
 			break;
 		/* At its limit in a large pool, the guest's own closed ports
 		 * first (abi.h kvx_gtw): random probes miss the few it holds. */
-		if (((pk >> 32) & 1) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
+		if (plan_at_limit(pk) && range > KVX_PORT_TRIES && i < KVX_GTW_RING)
 			port = gtw6_port(p6, m, i);
 		else
 			port = nat_pool_port_at((i == 0 || range <= KVX_PORT_TRIES) ?
-							((pk & 0xffff) + i) % range :
+							(plan_start(pk) + i) % range :
 							bpf_get_prandom_u32() % range);
 		/* At the limit a free port is not for it: only a recycled one. */
-		err = (pk >> 32) & 1 ? -EEXIST : bind6_claim(p6, m, now, port, 0);
+		err = plan_at_limit(pk) ? -EEXIST : bind6_claim(p6, m, now, port, 0);
 		if (err == -EEXIST) {
 			tw = bind6_recycle(p6, m, now, port, bind_recycle_how(pk, i));
 			if (tw)
@@ -779,7 +780,7 @@ __noinline int bind6_create(const struct kvx_cfg *cfg, const struct kvx_pkt6 *p6
 			break;
 	}
 	if (err == -EEXIST)
-		return (pk >> 32) & 1 ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
+		return plan_at_limit(pk) ? KVX_R_DROP_GUEST_PORTS : KVX_R_DROP_PORTS_EXHAUSTED;
 	if (err == -EPERM)
 		return KVX_R_DROP_SPOOF_MAC;
 	if (err)
