@@ -26,7 +26,9 @@
 #     made at home says no-uplink-address; the café's router on
 #     that IPv6-only network still suspends both;
 #  5. no default router (radvd gone: its last RA withdraws the route): a
-#     forward added then is tied to the prefix alone and active; when the
+#     forward added then is tied to the prefix alone and active, and stays
+#     so through the daemon's syncs (the router that left is not recorded
+#     from the network the daemon keeps judging on); when the
 #     router's RAs come back it records that router (map list), stays
 #     active and reachable, and the café's router suspends it.
 #
@@ -192,6 +194,19 @@ wait_map_state() { # EXT STATE
 }
 wait_map_state "$ONE6C" active
 assert_eq "active on its prefix" active "$(map_field "$ONE6C" state)"
+# The daemon judges a network without a default router on the one it last
+# saw whole (a router rebooting is no other network), but records a router
+# only when the uplink shows one: not the one that just left.
+changed=""
+for ((t = 0; t < 12; t++)); do
+	sleep 0.25
+	net=$(map_field "$ONE6C" network) state=$(map_field "$ONE6C" state)
+	[[ $net == "2001:db8:1::/64 (no default router)" && $state == active ]] || {
+		changed="$net: $state"
+		break
+	}
+done
+assert_eq "the daemon's syncs (3 s) record no router that left, and keep it active" "" "$changed"
 kvx_lan6_radvd 2001:db8:1::/64
 RADVD_PID=$KVX_LAST_PID
 for ((t = 0; t < 40; t++)); do no_default || break; sleep 0.25; done

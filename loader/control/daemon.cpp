@@ -338,6 +338,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// Each family judged on its own (judged_network): IPv4 missing keeps
 	// its last network, so a short drop does not suspend and flush the
 	// mappings; IPv6 as the uplink shows it once whole.
+	const std::optional<NetId> shown = net;
 	net = judged_network(net, synced_ ? synced_net_ : std::nullopt);
 	std::vector<uint32_t> host4;
 	bool host4_read = false;
@@ -352,7 +353,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 		read_host4();
 	if (synced_ && !force && !probes_changed_ && !probe_retry_due() && !dad_retry_due() &&
 	    sig == cfg_sig_ && addr == synced_addr_ && addr6 == synced_addr6_ &&
-	    net == synced_net_ && host4 == synced_host4_)
+	    net == synced_net_ && shown == synced_shown_ && host4 == synced_host4_)
 		return;
 	// `map add/del` change the maps and the config under this lock; a
 	// sync from an older config would undo their change.  Busy: next tick.
@@ -365,22 +366,26 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	// Mappings recorded without the gateway's MAC (not resolved when they
 	// were made, or an older kvmxdp) learn it on their network now.
 	// IPv6 ones the same way, the router's, or the router itself when
-	// they were made while the network had none.
-	if (net) {
+	// they were made while the network had none.  Learnt from what the
+	// uplink shows, not from the judged network: that one may keep a
+	// router that has just left (its last RA said so), and a mapping made
+	// since, on its prefix alone, would record it and be suspended until
+	// it came back.
+	if (shown) {
 		bool learnt = false, learnt6 = false;
 		for (StaticMapping &sm : (*cfg)->find(inst_.bridge)->mappings) {
-			if (!net->gateway_mac.empty() && sm.network &&
-			    sm.network->gateway_mac.empty() && mapping_active(sm, net)) {
-				sm.network->gateway_mac = net->gateway_mac;
+			if (!shown->gateway_mac.empty() && sm.network &&
+			    sm.network->gateway_mac.empty() && mapping_active(sm, shown)) {
+				sm.network->gateway_mac = shown->gateway_mac;
 				learnt = true;
 			}
-			if (learn_router6(sm, net))
+			if (learn_router6(sm, shown))
 				learnt6 = true;
 		}
 		if (learnt || learnt6)
 			cfg->save();
 		if (learnt)
-			log_info("mappings of " + net->str() + ": gateway MAC recorded");
+			log_info("mappings of " + shown->str() + ": gateway MAC recorded");
 		if (learnt6)
 			log_info("IPv6 mappings: their router (or its MAC) recorded");
 	}
@@ -534,6 +539,7 @@ void Daemon::sync_mappings(NlSocket &nl, bool force)
 	synced_addr_ = addr;
 	synced_addr6_ = addr6;
 	synced_net_ = net;
+	synced_shown_ = shown;
 	synced_host4_ = host4;
 	synced_ = true;
 }

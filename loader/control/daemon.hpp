@@ -249,6 +249,10 @@ private:
 	std::string uplink6_sig_;	  // Uplink6View::summary() last logged
 	bool relay_routes_clear_ = false; // another mode: kvmxdp's routes removed
 	std::optional<NetId> synced_net_;
+	// The network the uplink showed then (synced_net_ is the judged one):
+	// a router that comes back to a network judged unchanged is still
+	// learnt by the mappings made while it was away.
+	std::optional<NetId> synced_shown_;
 	bool synced_ = false;
 	// The host's IPv4 addresses (sorted) the mappings were synced
 	// against, read each sync while an IPv4 1:1 mapping is recorded
