@@ -172,11 +172,17 @@ bind6_in_static(const struct kvx_pkt6 *p6, const __be32 *ext_addr, __be16 ext_po
  * another MAC).  Sum form, not `now - last < idle`: the clock is cached per
  * CPU (clock.h), the owner's refresh on another CPU can be a jiffy ahead of
  * this CPU's now, and the difference would wrap to "idle for ages".
+ * A static mapping's pair before its guest's first frame has no MAC and
+ * time 0 (the daemon writes them so): it is the first sender's, whose
+ * address nd_owner checked.  Not by the idle rule: within
+ * KVX_GUEST_IDLE_NS of boot, 0 is not that long ago, and a guest that
+ * autostarts with the host could not send through its mapping for minutes.
  */
 static __always_inline int bind6_mac_owns(const struct kvx_bind6_val *ib, const __u8 *macs,
 					  __u64 now)
 {
-	return mac_eq(ib->bind.guest_mac, macs) || ib->bind.last_used_ns + KVX_GUEST_IDLE_NS <= now;
+	return mac_eq(ib->bind.guest_mac, macs) || mac_is_zero(ib->bind.guest_mac) ||
+	       ib->bind.last_used_ns + KVX_GUEST_IDLE_NS <= now;
 }
 
 /* The owner's frame (bind6_mac_owns first): its MACs and time. */

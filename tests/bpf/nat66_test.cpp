@@ -3080,6 +3080,58 @@ TEST_F(Nat66OwnerTest, AOneToOneAddressStaysItsGuests)
 	EXPECT_EQ(owner_of(dp(), kGuest6F), mac_of(kGuest6F));
 }
 
+// A static mapping's pairs as the daemon writes them: no MAC, time 0.
+// Within KVX_GUEST_IDLE_NS of the host's boot, 0 is not long ago: the idle
+// rule that hands a binding to another MAC held them for nobody, and a
+// guest that autostarted with the host had every new outbound flow through
+// its 1:1 address or from its forwarded port refused (DROP_SPOOF_MAC) for
+// minutes.  Here the pairs' time is now, as 0 is on a host just booted: the
+// first frame of the guest that owns the address takes them.
+TEST_F(Nat66OwnerTest, AMappingIsItsGuestsFromItsFirstFrameJustAfterBoot)
+{
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	add_static6(dp(), kProtoTcp, kUplink6, 2222, kGuest6B, 22);
+	const std::uint64_t now = boot_ns();
+	for (auto [k, v] : dp().bind6_entries()) {
+		ASSERT_TRUE(v.bind.flags & KVX_BIND_F_STATIC);
+		v.bind.last_used_ns = now;
+		dp().bind6_update(k, v);
+	}
+	const Packet6 udp = from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20));
+	{
+		const Stats before = dp().stats();
+		const RunResult r =
+			dp().run(Prog::BrIngress, udp.build(), ingress_ifindex(Prog::BrIngress));
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
+			<< "counters: " << stats_delta(before, dp().stats());
+		EXPECT_EQ(diff(r.out, snat6_to(udp, kMapped6, 5353).build()), "");
+	}
+	out6(from_guest6(make_tcp6(kGuest6B, 22, kRemote6A, 443)), 2222);
+	// Each pair learnt its guest's MAC: from now on another MAC is refused
+	// by the binding too, not only by the address's owner.
+	kvx_bind6_key ik{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = KVX_PROTO_ANY;
+	copy_addr(ik.addr, kMapped6);
+	auto one = dp().bind6_lookup(ik);
+	ASSERT_TRUE(one);
+	const auto learnt = [](const kvx_bind6_val &v) {
+		Mac m{};
+		std::copy(std::begin(v.bind.guest_mac), std::end(v.bind.guest_mac), m.begin());
+		return mac_str(m);
+	};
+	EXPECT_EQ(learnt(*one), mac_str(mac_of(kGuest6F)));
+	ik.proto = kProtoTcp;
+	copy_addr(ik.addr, kUplink6);
+	ik.port = htons(2222);
+	auto fwd = dp().bind6_lookup(ik);
+	ASSERT_TRUE(fwd);
+	EXPECT_EQ(learnt(*fwd), mac_str(mac_of(kGuest6B)));
+	// Replies reach them at those MACs.
+	const Packet6 in = inbound6(kProtoUdp, kMapped6, 5353, kRemote6B, 53);
+	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(in, kGuest6F, 5353));
+}
+
 // A mapping whose binding has not learnt its guest's MAC (the guest never
 // sent through it) delivers to the owner of the guest's address, from the
 // bridge's MAC, as IPv4 does: the host's neighbour cache may hold what a
