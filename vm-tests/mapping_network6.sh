@@ -26,6 +26,8 @@
 #     made at home says no-uplink-address; the café's router on
 #     that IPv6-only network still suspends both;
 #  5. no default router (radvd gone: its last RA withdraws the route): a
+#     mapping made with the router stays active in the datapath and says
+#     so (map list: kept on the network last seen whole; reachable); a
 #     forward added then is tied to the prefix alone and active, and stays
 #     so through the daemon's syncs (the router that left is not recorded
 #     from the network the daemon keeps judging on); when the
@@ -182,6 +184,15 @@ kill "$RADVD_PID" 2>/dev/null || true
 wait "$RADVD_PID" 2>/dev/null || true
 no_default() { [[ -z $(ip -n "$NS_HOST" -6 route show default dev "$UP") ]]; }
 must kvx_wait_for 10 "the uplink's IPv6 default route gone" no_default
+# The mapping made with the router: the daemon judges it on the network last
+# seen whole (a router restarting is no other network), and map list says
+# what the datapath does, not what the uplink shows this moment.
+sleep 1.5 # a daemon sync or two
+assert_eq "the mapping tied to the router that left: still active" active "$(state_of)"
+assert_contains "map list says why" "kept on 2001:db8:1::/64 via $RTR_LL at $HOME_MAC: the uplink shows no default router" \
+	"$(map_field "$ONE6" reason)"
+assert_eq "and it is: LAN -> [$ONE6]:8080 reaches guest1 (no default router)" guest1 "$(who_at_one6)"
+assert_not_contains "status warns of no suspended mapping" "is suspended" "$(kvx status --bridge "$BR")"
 ONE6C="[2001:db8:1::103]:8082"
 # The same guest port as step 4's forward: that one goes first.
 assert_ok "map del $ONE6B" kvx map del "$ONE6B" "[$G1_6]:8080" --proto tcp

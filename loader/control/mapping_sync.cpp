@@ -579,7 +579,24 @@ std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve)
 	return v6;
 }
 
-json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_fd, int extaddr6_fd)
+// Is m's first IN pair in kvx_bind6 as apply_mappings writes it (its MACs
+// aside)?  The daemon takes a suspended mapping's pairs out.
+static bool installed6(int bind6_fd, const Mapping &m, const Ipv6Addr &ua6)
+{
+	if (bind6_fd < 0)
+		return false;
+	for (const BindEntry6 &e : mapping_entries6(m, ua6)) {
+		if (e.key.dir != KVX_BIND_IN)
+			continue;
+		kvx_bind6_val have{};
+		return bpf_map_lookup_elem(bind6_fd, &e.key, &have) == 0 &&
+		       same_target<Family6>(have, e.val);
+	}
+	return false;
+}
+
+json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_fd, int extaddr6_fd,
+		   int bind6_fd)
 {
 	// NAT66's address as the datapath has it (where `[uplink]` points).
 	Ipv6Addr ua6{};
@@ -632,23 +649,36 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 			// known.
 			const Ipv6Addr ext = sm.m.ext6(ua6);
 			const bool known = ext != Ipv6Addr{};
-			const bool on_net = mapping_active(sm, cur);
+			// While the uplink shows no whole IPv6 network (its
+			// router's last RA withdrew it, a router restarting,
+			// no global prefix for a moment) the daemon judges on
+			// the one it last saw whole (judged_network), which
+			// only its sync knows: what it did is in kvx_bind6.
+			const bool whole = cur && cur->v6 && cur->v6->router != Ipv6Addr{};
+			const bool kept = known && sm.network6 && sm.pending.empty() && !whole &&
+					  !mapping_active(sm, cur) &&
+					  installed6(bind6_fd, sm.m, ua6);
+			const bool on_net = kept || mapping_active(sm, cur);
 			// A literal address of a running instance: announced
 			// once DAD found it free (no entry yet: the daemon's
 			// DAD is about to run).
 			std::string state = !known ? "no-uplink-address" :
+					    kept   ? "active" :
 					    (!cur || !cur->v6) && sm.network6 ?
-						     "no-uplink-address" :
+						   "no-uplink-address" :
 					    !on_net ? "suspended" :
 						      "active";
-			json reason = !known ?
-					      json("the uplink has no NAT66 address (or the "
-						   "instance is not running)") :
-				      state == "no-uplink-address" ?
-					      json("the uplink has no global IPv6 prefix: its IPv6 "
-						   "network is not known") :
-				      !on_net ? json("made on another network") :
-						json(nullptr);
+			json reason =
+				!known ? json("the uplink has no NAT66 address (or the "
+					      "instance is not running)") :
+				kept   ? json("kept on " + sm.network6->str() +
+					      ": the uplink shows no default router (or no global "
+						"prefix) for now, which is no other network") :
+				state == "no-uplink-address" ?
+				       json("the uplink has no global IPv6 prefix: its IPv6 "
+					    "network is not known") :
+				!on_net ? json("made on another network") :
+					  json(nullptr);
 			if (on_net && !sm.m.ext_uplink && sm.m.ext_addr6 != ua6 &&
 			    extaddr6_fd >= 0) {
 				auto f = ext6_flags.find(sm.m.ext_addr6);

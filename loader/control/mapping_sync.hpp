@@ -139,9 +139,12 @@ std::optional<Uplink6Net> uplink6_net(NlSocket &nl, int ifindex, bool resolve = 
 // cfg6_fd: the pinned kvx_cfg6 (-1: none), NAT66's address for the IPv6
 // mappings' `[uplink]`; extaddr6_fd: the pinned kvx_extaddr6 (-1: none),
 // which IPv6 mapped addresses wait for their duplicate address detection
-// ("probing") or are another node's ("conflict").
+// ("probing") or are another node's ("conflict"); bind6_fd: the pinned
+// kvx_bind6 (-1: none), whether the daemon kept an IPv6 mapping in the
+// datapath while the uplink shows no whole IPv6 network (judged_network:
+// no default router, or no global prefix, for a moment).
 nlohmann::json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd = -1,
-			     int cfg6_fd = -1, int extaddr6_fd = -1);
+			     int cfg6_fd = -1, int extaddr6_fd = -1, int bind6_fd = -1);
 
 // Removes the addresses `--add-address` mappings added to the uplink
 // (detach).  Errors are warnings: the device may be gone.

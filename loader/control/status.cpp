@@ -550,7 +550,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				   " or libvirt: they may NAT or drop what kvmxdp passes to the "
 				   "host; for a libvirt network use <forward mode='open'/>");
 	{
-		std::optional<Fd> extaddr, cfg6, extaddr6;
+		std::optional<Fd> extaddr, cfg6, extaddr6, bind6;
 		if (pins)
 			try {
 				extaddr = find_pinned(pins->dir, KVX_MAP_EXTADDR,
@@ -559,11 +559,14 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 						   pinned_layout(KVX_MAP_CFG6));
 				extaddr6 = find_pinned(pins->dir, KVX_MAP_EXTADDR6,
 						       pinned_layout(KVX_MAP_EXTADDR6));
+				bind6 = find_pinned(pins->dir, KVX_MAP_BIND6,
+						    pinned_layout(KVX_MAP_BIND6));
 			} catch (const Error &) {
 			}
 		j["mappings"] = mappings_json(inst, nl, extaddr ? extaddr->get() : -1,
 					      cfg6 ? cfg6->get() : -1,
-					      extaddr6 ? extaddr6->get() : -1);
+					      extaddr6 ? extaddr6->get() : -1,
+					      bind6 ? bind6->get() : -1);
 	}
 	for (const auto &m : j["mappings"]) {
 		const std::string what = "mapping " + m["ext"].get<std::string>() + " -> " +

@@ -491,9 +491,10 @@ json mapping_list_json(const GlobalOptions &g, const std::string &bridge)
 		} catch (const Error &) {
 			// Not attached (or refused): states from the network only.
 		}
-		for (auto &e : mappings_json(inst, nl, pins ? pins->extaddr.get() : -1,
-					     pins ? pins->cfg6.get() : -1,
-					     pins ? pins->extaddr6.get() : -1)) {
+		for (auto &e :
+		     mappings_json(inst, nl, pins ? pins->extaddr.get() : -1,
+				   pins ? pins->cfg6.get() : -1, pins ? pins->extaddr6.get() : -1,
+				   pins ? pins->bind6.get() : -1)) {
 			e["bridge"] = inst.bridge;
 			out.push_back(e);
 		}
