@@ -799,6 +799,16 @@ TEST_F(TcpStateTest, RemoteSegmentOfAnotherConnectionIsDropped)
 	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_ - 5000000, g_));
 	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_, g_ - 300000));
 	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_, g_ + 123456789));
+	// In the window the guest opened only at its scale (65535 << 7, about
+	// 8 MB; unscaled 64 KB): the sequence number is plausible, a stray
+	// passed.
+	out(from_guest_to(kRemote1, 40200, kTcpAck, g_, r_, 65535));
+	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_ + 4000000, g_ + 123456789));
+	in(from_remote(kRemote1, 40200, kTcpAck | kTcpPsh, r_ + 9000000, g_ + 123456789),
+	   KVX_R_DROP_TCP_WINDOW);
+	// The guest's own segments are never dropped by it, however far off:
+	// its stack answers for them (a stray, translated).
+	out(from_guest_to(kRemote1, 40200, kTcpAck | kTcpPsh, g_ + 900000000, r_ + 123456789));
 	EXPECT_EQ(state(kRemote1, 40200), KVX_CT_ESTABLISHED);
 	f = flow(kRemote1, 40200);
 	ASSERT_TRUE(f);

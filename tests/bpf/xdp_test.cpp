@@ -1625,6 +1625,31 @@ std::vector<DropCase> drop_cases()
 		tc_out(d, from_guest(make_udp(A, 62001, R, 53)));
 		learn(d, A);
 	};
+	// A remote's segment far outside an established connection's window,
+	// with an ACK the guest never asked for (an old connection's on a
+	// reused port): XDP drops it as TC does (ct.h ct_tcp_update).
+	c.push_back(
+		{"TcpSegmentOfAnotherConnection", true, nullptr,
+		 [=](Datapath &d) {
+			 const Packet syn = make_tcp(A, 62010, R, 443, kTcpSyn);
+			 tc_out(d, from_guest(syn));
+			 const Packet sa = reply_to(snat(syn, 62010));
+			 ASSERT_EQ(
+				 d.run(Prog::UpIngress, sa.build(), topo().uplink_ifindex).verdict,
+				 TC_ACT_REDIRECT);
+			 Packet ack = make_tcp(A, 62010, R, 443, kTcpAck);
+			 ack.seq = syn.seq + 1;
+			 ack.ack_seq = sa.seq + 1;
+			 tc_out(d, from_guest(ack));
+			 learn(d, A);
+		 },
+		 [=] {
+			 Packet p = make_tcp(R, 443, U, 62010, kTcpAck | kTcpPsh);
+			 p.seq = 0x55667789u + 900000000u;
+			 p.ack_seq = 0x01020305u + 123456789u;
+			 return from_uplink(p);
+		 },
+		 KVX_R_DROP_TCP_WINDOW});
 	c.push_back({"BrokenPairInbound", true, nullptr,
 		     [=](Datapath &d) {
 			     a_flow(d);
