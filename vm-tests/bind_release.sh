@@ -15,7 +15,7 @@
 #    within one GC sweep (5 s) after that;
 #  - then guest2's new flow takes the same external port 61000;
 #  - `conntrack flush` under the stream, by then one flow older than the
-#    grace (its binding last used at its first datagram): the GC sweep after
+#    grace (its datagrams keep refreshing its binding): the GC sweep after
 #    the flush keeps the stream's binding, guest1's new socket finds no free
 #    port, and the stream goes on from 61001 with every datagram answered.
 #

@@ -25,6 +25,10 @@
 #    ([uplink]:5998) and through guest1's 1:1 address: guest1's Port
 #    Unreachable, about a packet from guest2's external endpoint, is turned
 #    around to guest2's connected socket (ECONNREFUSED);
+#  - the LAN router (on the uplink's link) to guest1's 1:1 address with
+#    the bridge at 1400: tracepath -6 shows kvmxdp's own Time Exceeded
+#    (from the uplink's address) and pmtu 1400 from its Packet Too Big, and
+#    a 4 MiB TCP upload completes (PMTU discovery; sha256);
 #  - attach again with --clamp-mss 1240 (an IPv4 path MTU of 1280): a TCP
 #    connection from guest2 (its path MTU forgotten) to the server, whose
 #    route advertises MSS 1440: both SYNs arrive with MSS 1220 (IPv6's 20
@@ -171,6 +175,32 @@ assert_ge "XLATE_HAIRPIN counted both datagrams and both errors" \
 	$(($(kvx_counter XLATE_HAIRPIN) - hp0)) 4
 assert_ge "guest1 sent the Port Unreachables" $(($(snmp6 "$NS_G1" Icmp6OutDestUnreachs) - g1u0)) 2
 assert_eq "the host sent none" 0 $(($(snmp6 "$NS_HOST" Icmp6OutDestUnreachs) - hu0))
+
+kvx_step "the LAN router to guest1's 1:1 address through a bridge at 1400: kvmxdp's own errors"
+# The bridge (where the datapath redirects) narrower than the LAN: an IPv6
+# router never fragments, so the LAN host learns the path MTU only from
+# kvmxdp's Packet Too Big, and its hop from kvmxdp's Time Exceeded.
+ip -n "$NS_HOST" link set dev "$BR" mtu 1400
+tb0=$(kvx_counter DROP_TOO_BIG_IN) te0=$(kvx_counter DROP_TTL_IN) sent0=$(kvx_counter ICMP_SENT)
+out=$(nsx "$NS_LAN" timeout 30 tracepath -6 -n -m 5 "$ONE6" 2>&1 || true)
+kvx_log "tracepath -6 from the LAN: $(tr '\n' '|' <<<"$out")"
+assert_ge "hop 1: kvmxdp's Time Exceeded, from the uplink's address" \
+	"$(grep -cE "^ *1\??: +$UP6 " <<<"$out" || true)" 1
+assert_contains "guest1 reached" "reached" "$out"
+assert_contains "kvmxdp's Packet Too Big: pmtu 1400" "pmtu 1400" "$out"
+ip -n "$NS_LAN" -6 route flush cache
+kvx_bg "$KVX_TMP/sink1.log" ip netns exec "$NS_G1" socat -u "TCP6-LISTEN:9001,bind=[$G1_6],reuseaddr" \
+	OPEN:"$KVX_TMP/upload1",creat,trunc
+kvx_wait_tcp_listen 10 "$NS_G1" 9001
+rc=0
+nsx "$NS_LAN" timeout 30 socat -u FILE:"$KVX_TMP/www/blob" "TCP6:[$ONE6]:9001" || rc=$?
+assert_eq "the LAN router's 4 MiB upload to [$ONE6]:9001 (a full-size segment first)" 0 "$rc"
+must kvx_wait_for 10 "the upload at guest1" bash -c "[[ \$(sha256sum <'$KVX_TMP/upload1' | cut -d' ' -f1) == '$sum' ]]"
+assert_contains "the LAN router learnt the path MTU" "mtu 1400" "$(ip -n "$NS_LAN" -6 route get "$ONE6")"
+assert_ge "DROP_TOO_BIG_IN counted" $(($(kvx_counter DROP_TOO_BIG_IN) - tb0)) 1
+assert_ge "DROP_TTL_IN counted" $(($(kvx_counter DROP_TTL_IN) - te0)) 1
+assert_ge "each answered (ICMP_SENT)" $(($(kvx_counter ICMP_SENT) - sent0)) 2
+ip -n "$NS_HOST" link set dev "$BR" mtu 1500
 
 kvx_step "attach again with --clamp-mss 1240: IPv6 SYNs carry 1220, no Packet Too Big needed"
 # The receivers' sniffers verify checksums: what leaves the uplink and the

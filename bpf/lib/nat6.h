@@ -860,6 +860,39 @@ static __noinline int verdict_guest6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, 
 }
 
 /*
+ * The exit of a LAN packet to a guest that a router answers: its hop limit
+ * spent (Time Exceeded), too big for the bridge (Packet Too Big with the
+ * bridge's MTU: an IPv6 router never fragments, and without it the sender's
+ * path MTU discovery stalls).  Counted under its reason, answered from the
+ * uplink's address as IPv4's verdict_uplink, and only for a frame sent to
+ * the uplink's own MAC: not another host's unicast that a promiscuous
+ * uplink sees, which a LAN host could use to make us answer in its name.
+ * NAT66 and relay alike.  A global function, verified once: static,
+ * icmp6_reply's states in each caller's context took kvx_up6 past a
+ * million verified instructions.
+ */
+__noinline int verdict_uplink6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 r)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct ethhdr *eth = ctx_data(ctx);
+	int rc = verdict(r, ctx_len(ctx)), sent;
+	__u32 mtu = 0;
+
+	if (!cfg || !cfg6 || !p6 || (void *)(eth + 1) > ctx_data_end(ctx) ||
+	    !mac_eq(eth->h_dest, cfg->uplink_mac))
+		return rc;
+	/* The bridge's MTU (the helper reports it whatever the length). */
+	if (r == KVX_R_DROP_TOO_BIG_IN)
+		ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, 0, &mtu);
+	sent = icmp6_reply(ctx, p6,
+			   r == KVX_R_DROP_TTL_IN ? KVX_ICMP_TCM(ICMPV6_TIME_EXCEED, 0, 0) :
+						    KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, mtu),
+			   cfg6->uplink_addr);
+	return sent < 0 ? rc : sent;
+}
+
+/*
  * Bridge: a guest's own ICMPv6 error about an inbound flow (its closed UDP
  * port answered to a remote that reached it through an --eif binding, say)
  * leaves from the flow's external endpoint (ct6_related_out); routed by
@@ -1358,8 +1391,12 @@ static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
  * uplink's, by a protocol with ports; an announced mapped one), is copied
  * to the park and handed to the host too (it may be the host's own), as
  * IPv4's; to any other address it is the host's.  Not inlined, as the
- * error paths.
+ * error paths.  A drop to answer (its hop limit spent, too big for the
+ * bridge) is returned as KVX_ANSWER_UPLINK6 | reason for the caller to
+ * answer (verdict_uplink6): called from here, its frame and icmp6_reply's
+ * below this one's took kvx_up6's deepest chain past 6.1's 512 bytes.
  */
+#define KVX_ANSWER_UPLINK6 0x10000
 static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 				   const struct kvx_pkt6 *p6, __u32 len)
 {
@@ -1382,9 +1419,9 @@ static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 		return verdict(KVX_R_PASS_HOST, len);
 	gstats6_set_in(cfg, rw.dmac, rw.addr);
 	if (p6->p.ttl <= 1)
-		return verdict(KVX_R_DROP_TTL_IN, len);
+		return KVX_ANSWER_UPLINK6 | KVX_R_DROP_TTL_IN;
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6->p), NULL))
-		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
+		return KVX_ANSWER_UPLINK6 | KVX_R_DROP_TOO_BIG_IN;
 	if (nat6_rewrite(ctx, p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_IN, len);
@@ -1434,8 +1471,10 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 	cfg = cfg_get();
 	if (!cfg)
 		return verdict(KVX_R_PASS_HOST, len);
-	if (r == KVX_FRAG6_LATER)
-		return nat6_frag_in(ctx, cfg, &p6, len);
+	if (r == KVX_FRAG6_LATER) {
+		r = nat6_frag_in(ctx, cfg, &p6, len);
+		return r & KVX_ANSWER_UPLINK6 ? verdict_uplink6(ctx, &p6, r & 0xffff) : r;
+	}
 	if (p6.p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6.p.icmp_type)) {
 		if (!pkt_is_fragment(&p6.p))
 			return nat6_icmp_error_in(ctx, cfg, &p6, len);
@@ -1456,12 +1495,14 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 		 * of the host's traffic, not to the park. */
 		if (pkt_is_fragment(&p6.p))
 			frag6_remember(&p6, KVX_BIND_IN, NULL, NULL, NULL);
+		if (r == KVX_R_DROP_TTL_IN)
+			return verdict_uplink6(ctx, &p6, r);
 		return verdict(r, len);
 	}
 	gstats6_set_in(cfg, guest.guest_mac, rw.addr);
 	/* A redirect skips the forwarding path's MTU test. */
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6.p), NULL))
-		return verdict(KVX_R_DROP_TOO_BIG_IN, len);
+		return verdict_uplink6(ctx, &p6, KVX_R_DROP_TOO_BIG_IN);
 	if (pkt_is_fragment(&p6.p))
 		frag6_remember(&p6, KVX_BIND_IN, rw.addr, guest.guest_mac, guest.gw_mac);
 	maybe_clamp_mss6(ctx, cfg, &p6.p);

@@ -567,6 +567,8 @@ static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
 	 * counters; martian sources are no traffic of its. */
 	if (cfg && (r == KVX_CONTINUE || r == KVX_R_DROP_TTL_IN || r == KVX_R_DROP_TOO_BIG_IN))
 		gstats_set(dmac, 0, cfg->guest_seed, KVX_GCUR_F_IN);
+	if (cfg && (r == KVX_R_DROP_TTL_IN || r == KVX_R_DROP_TOO_BIG_IN))
+		return verdict_uplink6(ctx, &p6, r);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	if (!cfg || !cfg6)

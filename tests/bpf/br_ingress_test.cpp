@@ -433,6 +433,51 @@ TEST_F(BrIngressTest, FrameForAnotherMacIsNotRouted)
 	translate_out(p, 62016);
 }
 
+// RFC 4787 REQ-6: the guest's outbound packets keep its UDP mapping alive
+// (the binding's last use, which the daemon's GC and a reclaim pass read),
+// at most once a second (a cache line every packet would write): a
+// binding left at its first datagram's time would be collected under a
+// live flow.
+TEST_F(BrIngressTest, OutboundUdpRefreshesItsBinding)
+{
+	const Packet p = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	const std::uint16_t port = translate_out(p);
+	const kvx_bind_key ik = bind_key(KVX_BIND_IN, kProtoUdp, Topology::kUplinkAddr, port);
+	auto b = dp().bind_lookup(ik);
+	ASSERT_TRUE(b);
+	b->last_used_ns = boot_ns() - 10'000'000'000ULL;
+	dp().bind_update(ik, *b);
+	const std::uint64_t before = boot_ns();
+	translate_out(p, port);
+	b = dp().bind_lookup(ik);
+	ASSERT_TRUE(b);
+	// The datapath's clock is cached per CPU for a jiffy (clock.h).
+	EXPECT_GE(b->last_used_ns + 20'000'000ULL, before) << "refreshed by the outbound packet";
+	const std::uint64_t refreshed = b->last_used_ns;
+	translate_out(p, port);
+	EXPECT_EQ(dp().bind_lookup(ik)->last_used_ns, refreshed) << "not again within a second";
+}
+
+// The OUT half lost (the GC deletes a pair's OUT half first; a crash
+// between the two deletes), the IN half still the endpoint's: its next
+// packet re-makes the pair on the same port (RFC 4787 REQ-1: one external
+// endpoint per guest endpoint) instead of binding it anew while the old IN
+// half sits orphaned, and the remote that knew the port still gets in.
+TEST_F(BrIngressTest, LostOutHalfIsRemadeOnTheSamePort)
+{
+	const Packet q = from_guest(make_udp(kGuestA, 62000, kRemote1, 53));
+	translate_out(q, 62000);
+	dp().bind_delete(bind_key(KVX_BIND_OUT, kProtoUdp, kGuestA, 62000));
+	ASSERT_EQ(dp().bind_entries().size(), 1u);
+	Packet again = q;
+	again.dst = kRemote2;
+	translate_out(again, 62000);
+	EXPECT_EQ(dp().bind_entries().size(), 2u);
+	const Packet back = reply_to(snat(q, 62000));
+	run_case(dp(), Prog::UpIngress, back, TC_ACT_REDIRECT, KVX_R_XLATE_IN,
+		 dnat(back, kGuestA, 62000));
+}
+
 // --- MTU check before the redirect: needs the uplink's MTU lowered ---
 
 TEST_F(BrIngressTest, TooBigWithDfPassesForFragNeeded)

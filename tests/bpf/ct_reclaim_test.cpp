@@ -556,6 +556,48 @@ TEST_F(CtReclaimTest, FullTableOfClosedFlowsTakesNewConnection)
 	EXPECT_TRUE(has_flow(*d, a[7]));
 }
 
+// A full table and a LAN SYN to a guest's forward, with nothing expired or
+// closed to reclaim: the SYN takes the place of that guest's half-open flow
+// the guest left unanswered (ct_create's early drop, as netfilter's
+// early_drop when its table is full), not another guest's live flows.
+// Before, it was DROP_TABLE_FULL for as long as the flood's flows lived.
+TEST_F(CtReclaimTest, FullTableGivesAnInboundSynTheGuestsUnansweredHalfOpenFlow)
+{
+	auto d = make(4);
+	add_port_forward(*d, kProtoTcp, Topology::kUplinkAddr, 2222, kGuestA, 22);
+	own_address(*d, kGuestA);
+	const Packet live[] = {udp(kGuestB, 62001, kRemote2), udp(kGuestB, 62002, kRemote2),
+			       udp(kGuestC, 62003, kRemote2)};
+	for (const Packet &p : live)
+		run_case(*d, Prog::BrIngress, p, TC_ACT_REDIRECT, KVX_R_XLATE_OUT,
+			 snat(p, p.sport));
+	auto syn = [&](std::uint32_t remote) {
+		Packet p =
+			from_uplink(make_tcp(remote, 40000, Topology::kUplinkAddr, 2222, kTcpSyn));
+		const Stats before = d->stats();
+		const RunResult r = d->run(Prog::UpIngress, p.build(), topo().uplink_ifindex);
+		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
+			<< stats_delta(before, d->stats());
+	};
+	syn(kRemote1);
+	const kvx_ct_key first = ct_key(kProtoTcp, kGuestA, 22, kRemote1, 40000);
+	auto f = d->ct_lookup(first);
+	ASSERT_TRUE(f);
+	ASSERT_EQ(f->state, KVX_CT_SYN_RECV);
+	ASSERT_EQ(d->ct_entries().size(), 4u) << "the table is full";
+	// Unanswered for longer than a guest takes to answer.
+	f->last_seen_ns -= 2 * KVX_HALFOPEN_ANSWER_NS;
+	d->ct_update(first, *f);
+	syn(kRemote1 + 1);
+	EXPECT_FALSE(d->ct_lookup(first)) << "the unanswered half-open flow gave its place";
+	auto second = d->ct_lookup(ct_key(kProtoTcp, kGuestA, 22, kRemote1 + 1, 40000));
+	ASSERT_TRUE(second);
+	EXPECT_EQ(second->state, KVX_CT_SYN_RECV);
+	for (const Packet &p : live)
+		EXPECT_TRUE(has_flow(*d, p)) << "the other guests' live flows kept";
+	EXPECT_EQ(d->gflows_val(kGuestA).in, 1u);
+}
+
 // A SYN flood from the LAN at several guests' forwards, each within its
 // inbound quota, fills the table: a new flow of any guest (here an outbound
 // one of a guest with no forward) takes the place of a half-open flow from

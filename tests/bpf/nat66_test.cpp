@@ -118,7 +118,8 @@ Packet6 reply6(const Packet6 &out)
 // MACs swapped, hop limit 64, quoting the first 168 bytes (even) of the
 // packet, the quoted TCP/UDP checksum replaced as fixture.cpp's
 // icmp_answer explains (the value a later checksum completion leaves).
-Bytes icmp6_answer(const Bytes &in, std::uint8_t type, std::uint32_t word)
+Bytes icmp6_answer(const Bytes &in, std::uint8_t type, std::uint32_t word,
+		   const Ip6 &from = ip6("fe80::1"))
 {
 	const Parsed6 p = parse6(in);
 	const std::size_t quote = std::min<std::size_t>(p.ip_end - 14, 168) & ~std::size_t{1};
@@ -137,7 +138,7 @@ Bytes icmp6_answer(const Bytes &in, std::uint8_t type, std::uint32_t word)
 	Packet6 e;
 	e.dst_mac = Mac{in[6], in[7], in[8], in[9], in[10], in[11]};
 	e.src_mac = Mac{in[0], in[1], in[2], in[3], in[4], in[5]};
-	e.src = ip6("fe80::1");
+	e.src = from;
 	e.dst = p.src;
 	e.proto = kProtoIcmp6;
 	e.icmp_type = type;
@@ -241,11 +242,12 @@ protected:
 	}
 
 	// A guest's frame dropped for reason and answered with want.
-	void answered6(const Packet6 &in, kvx_reason reason, const Bytes &want)
+	void answered6(const Packet6 &in, kvx_reason reason, const Bytes &want,
+		       Prog prog = Prog::BrIngress)
 	{
 		const Bytes f = in.build();
 		const Stats before = dp().stats();
-		const RunResult r = dp().run(Prog::BrIngress, f, ingress_ifindex(Prog::BrIngress));
+		const RunResult r = dp().run(prog, f, ingress_ifindex(prog));
 		// stats_delta lists the counters in the order of their reasons.
 		const std::string drop =
 			std::string(reason_name(reason)) + " +1/+" + std::to_string(f.size()) + "B";
@@ -727,9 +729,22 @@ TEST_F(Nat66Test, InboundChecks)
 	     KVX_R_PASS_HOST);
 	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
 	const std::uint16_t port = out6(q);
+	// Its hop limit spent here: Time Exceeded from the uplink's address,
+	// back out of the uplink (a router on the LAN's path, as IPv4's).
 	Packet6 back = reply6(snat6(q, port));
 	back.hop_limit = 1;
-	run6(Prog::UpIngress, back, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+	answered6(back, KVX_R_DROP_TTL_IN, icmp6_answer(back.build(), 3, 0, kUplink6),
+		  Prog::UpIngress);
+	// Not sent to the uplink's MAC (another host's unicast a promiscuous
+	// uplink sees): dropped unanswered, or we would answer in its name.
+	Packet6 other = back;
+	other.dst_mac = Mac{0x02, 0x00, 0x00, 0x00, 0x00, 0x77};
+	run6(Prog::UpIngress, other, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+	// An ICMPv6 error is never answered.
+	Packet6 err = from_uplink6(
+		icmp6_error(ip6("2001:db8:1::fe"), kUplink6, 1, 0, snat6(q, port).build()));
+	err.hop_limit = 1;
+	run6(Prog::UpIngress, err, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
 	Packet6 martian = reply6(snat6(q, port));
 	martian.src = kGuest6B;
 	run6(Prog::UpIngress, martian, TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
@@ -1656,6 +1671,20 @@ TEST_F(Nat66Test, FragmentsOutInOrder)
 		run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 104, 208, false, rid),
 			       TC_ACT_REDIRECT, KVX_R_XLATE_IN, frag6_of(got, 104, 208, false, rid));
 	EXPECT_EQ(reassembled_sum6({b1.out, b2.out}), 0);
+	// A later fragment whose hop limit runs out here: Time Exceeded from
+	// the uplink's address, as for a whole packet.
+	Packet6 last = back;
+	last.hop_limit = 1;
+	const Bytes lf = frag6_of(last, 104, 208, false, rid);
+	const Bytes te = icmp6_answer(lf, 3, 0, kUplink6);
+	const Stats before = dp().stats();
+	const RunResult t = dp().run(Prog::UpIngress, lf, ingress_ifindex(Prog::UpIngress));
+	EXPECT_EQ(verdict_name(t.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(stats_delta(before, dp().stats()),
+		  "DROP_TTL_IN +1/+" + std::to_string(lf.size()) + "B ICMP_SENT +1/+" +
+			  std::to_string(te.size()) + "B");
+	EXPECT_EQ(diff(t.out, te), "");
+	EXPECT_EQ(check_checksums(t.out), "");
 }
 
 // The one record the park's ring holds: frame's IPv6 packet as it came,
@@ -3078,6 +3107,28 @@ TEST_F(Nat66OwnerTest, AOneToOneAddressStaysItsGuests)
 	const Packet6 in = inbound6(kProtoUdp, kMapped6, 5353, kRemote6B, 53);
 	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(in, kGuest6F, 5353));
 	EXPECT_EQ(owner_of(dp(), kGuest6F), mac_of(kGuest6F));
+}
+
+// A LAN packet to a guest too big for the bridge: Packet Too Big with the
+// bridge's MTU from the uplink's address (an IPv6 router never fragments;
+// without it the sender's path MTU discovery stalls on a black hole), for
+// a guest's flow and for a 1:1 address alike.
+TEST_F(Nat66Test, InboundTooBigForTheBridgeAnswered)
+{
+	BridgeMtu mtu(1280);
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t port = out6(q);
+	Packet6 big = reply6(snat6(q, port));
+	big.payload = pattern(1400, 0x21);
+	answered6(big, KVX_R_DROP_TOO_BIG_IN, icmp6_answer(big.build(), 2, 1280, kUplink6),
+		  Prog::UpIngress);
+	Packet6 fits = reply6(snat6(q, port));
+	fits.payload = pattern(1280 - 48, 0x22);
+	run6(Prog::UpIngress, fits, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(fits, kGuest6A, 7000));
+	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
+	const Packet6 one = from_uplink6(make_udp6(kRemote6B, 443, kMapped6, 5353, 1300));
+	answered6(one, KVX_R_DROP_TOO_BIG_IN, icmp6_answer(one.build(), 2, 1280, kUplink6),
+		  Prog::UpIngress);
 }
 
 // A static mapping's pairs as the daemon writes them: no MAC, time 0.

@@ -239,9 +239,34 @@ TEST_F(Relay6Test, HopLimit)
 	EXPECT_EQ(e.dst, kGuestA);
 	EXPECT_EQ(check_checksums(r.out), "");
 
+	// From the LAN: Time Exceeded from the uplink's address, back out of
+	// the uplink, as NAT66 answers.
 	Packet6 in = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
 	in.hop_limit = 1;
-	run6(Prog::UpIngress, in, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+	const Stats before = dp().stats();
+	const RunResult u = dp().run(Prog::UpIngress, in.build(), ingress_ifindex(Prog::UpIngress));
+	EXPECT_EQ(verdict_name(u.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(stats_delta(before, dp().stats()),
+		  "DROP_TTL_IN +1/+" + std::to_string(in.build().size()) + "B ICMP_SENT +1/+" +
+			  std::to_string(u.out.size()) + "B");
+	const Parsed6 t = parse6(u.out);
+	EXPECT_EQ(t.proto, kProtoIcmp6);
+	EXPECT_EQ(t.icmp_type, 3);
+	EXPECT_EQ(t.src, kUplink6);
+	EXPECT_EQ(t.dst, kRemote);
+	EXPECT_EQ(mac_str(Mac{u.out[0], u.out[1], u.out[2], u.out[3], u.out[4], u.out[5]}),
+		  mac_str(Topology::kGatewayMac));
+	EXPECT_EQ(check_checksums(u.out), "");
+	// Too big for the bridge: Packet Too Big with its MTU.
+	BridgeMtu mtu(1280);
+	const Packet6 big = from_lan(make_udp6(kRemote, 53, kGuestA, 7000, 1400));
+	const RunResult b =
+		dp().run(Prog::UpIngress, big.build(), ingress_ifindex(Prog::UpIngress));
+	EXPECT_EQ(verdict_name(b.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const Parsed6 ptb = parse6(b.out);
+	EXPECT_EQ(ptb.icmp_type, 2);
+	EXPECT_EQ(ptb.dst, kRemote);
+	EXPECT_EQ(check_checksums(b.out), "");
 }
 
 // --- anti-spoofing: the address belongs to the MAC whose DAD claimed it ---

@@ -15,7 +15,8 @@
 //   - TCP states: a known state; SYN_RECV only for flows opened from
 //     outside, SYN_SENT only for the guest's; a flow opened from outside is
 //     ESTABLISHED only after the guest answered (SYNACK seen); only a RST or
-//     FIN is dropped for its window (DROP_TCP_WINDOW).
+//     FIN, or a remote's segment (another connection's on a reused port),
+//     is dropped for its window (DROP_TCP_WINDOW): never a guest's data.
 //   - IPv6 (NAT66): a translated packet leaves from the uplink address
 //     with the flow's port (never a guest's source), comes in only to the
 //     guest prefix, hop limit one less, checksums valid if the input's
@@ -1287,9 +1288,10 @@ int test_one(const std::uint8_t *data, std::size_t size)
 	if (reason == KVX_R_DROP_TCP_WINDOW) {
 		const Parsed pi = parse(in);
 		if (pi.proto != kProtoTcp || !pi.l4_complete || pi.l4_off + 13 >= in.size() ||
-		    !(in[pi.l4_off + 13] & (kTcpRst | kTcpFin)))
-			violation("DROP_TCP_WINDOW for a packet that is no TCP RST or FIN", in,
-				  r.out);
+		    (!uplink && !(in[pi.l4_off + 13] & (kTcpRst | kTcpFin))))
+			violation("DROP_TCP_WINDOW for a packet that is no TCP RST or FIN, nor "
+				  "a remote's segment",
+				  in, r.out);
 	}
 	if (!uplink && r.verdict == TC_ACT_OK)
 		check_host_bound4(in, reason);
