@@ -1009,19 +1009,82 @@ kvx_guest6_up() {
 	ip -n "$NS_G1" -6 addr add "$2/64" dev "$G1_IF" nodad
 }
 
-# kvx_lan6_radvd PREFIX [PREFIX-OPTIONS]: the LAN router announces PREFIX
-# for SLAAC (radvd, every 3-4 s; PREFIX-OPTIONS added inside its prefix
-# block); waits until the uplink has an address and a default route from
-# it.
+# kvx_lan6_radvd PREFIX [PREFIX-OPTIONS [PREFIX PREFIX-OPTIONS]...]: the
+# LAN router announces each PREFIX for SLAAC (radvd, every 3-4 s;
+# PREFIX-OPTIONS added inside its prefix block); waits until the uplink has
+# an address and a default route from it.
 kvx_lan6_radvd() {
+	local p=("$@") i blocks=""
+	for ((i = 0; i < ${#p[@]}; i += 2)); do
+		blocks+=$(printf '\tprefix %s { AdvOnLink on; AdvAutonomous on;%s };\n' "${p[i]}" "${p[i + 1]:+ ${p[i + 1]}}")
+		blocks+=$'\n'
+	done
 	umask 022
-	printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix %s { AdvOnLink on; AdvAutonomous on;%s };\n};\n' \
-		"$LAN_UP_IF" "$1" "${2:+ $2}" >"$KVX_TMP/radvd.conf"
+	printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n%s};\n' \
+		"$LAN_UP_IF" "$blocks" >"$KVX_TMP/radvd.conf"
 	kvx_bg "$KVX_TMP/radvd.log" ip netns exec "$NS_LAN" radvd -n -m stderr -C "$KVX_TMP/radvd.conf" \
 		-p "$KVX_TMP/radvd.pid"
 	must kvx_wait_for 20 "a SLAAC address in $1 on the uplink" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$UP' scope global -tentative) ]]"
 	must kvx_wait_for 10 "the uplink's IPv6 default route from the RA" \
 		bash -c "ip -n '$NS_HOST' -6 route show default | grep -q '$UP'"
+}
+
+# kvx_addr6_in NS IF NET [deprecated]: IF's global address in NET that is
+# not tentative, and deprecated or not as asked ('' if none).
+kvx_addr6_in() {
+	ip -n "$1" -6 -j addr show dev "$2" scope global | "$KVX_PY" -c '
+import ipaddress, json, sys
+net = ipaddress.ip_network(sys.argv[1])
+dep = len(sys.argv) > 2
+for l in json.load(sys.stdin):
+    for a in l.get("addr_info", []):
+        if ipaddress.ip_address(a["local"]) in net and not a.get("tentative") and \
+           bool(a.get("deprecated")) == dep:
+            print(a["local"]); sys.exit(0)' "${@:3}"
+}
+
+# kvx_wait_slaac NET NS:IF...: each interface has a usable address in NET
+# within 20 s (the test stops otherwise).
+kvx_wait_slaac() {
+	local net=$1 g
+	shift
+	for g in "$@"; do
+		must kvx_wait_for 20 "${g%%:*}: a SLAAC address in $net" \
+			bash -c "[[ -n \$(ip -n '${g%%:*}' -6 -o addr show dev '${g#*:}' scope global -tentative to '$net') ]]"
+	done
+}
+
+# kvx_relay_guest_addrs NET: both guests' SLAAC addresses in NET (waited
+# for) into G1_6 and G2_6.
+kvx_relay_guest_addrs() {
+	kvx_wait_slaac "$1" "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"
+	G1_6=$(kvx_addr6_in "$NS_G1" "$G1_IF" "$1")
+	G2_6=$(kvx_addr6_in "$NS_G2" "$G2_IF" "$1")
+	kvx_log "guest addresses $G1_6 $G2_6"
+}
+
+# kvx_iperf3_both_ways NS SERVER PORT SEEN: iperf3 -6 from NS to the
+# iperf3 server at [SERVER]:PORT (its log in $KVX_TMP/iperf3.log), each
+# direction over 1 Mbit/s, the server having seen only SEEN as the client.
+kvx_iperf3_both_ways() {
+	local dir bps
+	for dir in "" -R; do
+		bps=$(kvx_iperf3_bps "$1" -6 -c "$2" -p "$3" -t 2 $dir)
+		kvx_log "iperf3 -6 ${dir:-(client->server)}: ${bps} bit/s"
+		assert_ge "iperf3 -6 ${dir:-forward} throughput > 1 Mbit/s" "$bps" 1000000
+	done
+	assert_eq "the iperf3 server saw only $4" "$4" \
+		"$(grep -ao 'Accepted connection from [0-9a-f:]*' "$KVX_TMP/iperf3.log" | awk '{print $4}' | sort -u | paste -sd' ' || true)"
+}
+
+# kvx_iperf3_bps NS IPERF3-ARGS...: an iperf3 client in NS (-J); prints
+# the receiver's bits per second, or "error".
+kvx_iperf3_bps() {
+	local ns=$1 j
+	shift
+	j=$(nsx "$ns" timeout 15 iperf3 "$@" --connect-timeout 3000 -J 2>&1 || true)
+	"$KVX_PY" -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))' \
+		<<<"$j" 2>/dev/null || echo error
 }
 
 # ---------------------------------------------------------------- QEMU guest

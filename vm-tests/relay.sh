@@ -72,16 +72,6 @@ for g in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
 	nsx "${g%%:*}" sysctl -qw "net.ipv6.conf.${g#*:}.accept_ra=2" \
 		"net.ipv6.conf.${g#*:}.autoconf=1" "net.ipv6.conf.${g#*:}.use_tempaddr=0"
 done
-# An interface's global address in NET, not tentative ('' if none).
-addr_in() { # NS IF NET
-	ip -n "$1" -6 -j addr show dev "$2" scope global | "$KVX_PY" -c '
-import ipaddress, json, sys
-net = ipaddress.ip_network(sys.argv[1])
-for l in json.load(sys.stdin):
-    for a in l.get("addr_info", []):
-        if ipaddress.ip_address(a["local"]) in net and not a.get("tentative"):
-            print(a["local"]); sys.exit(0)' "$3"
-}
 brll() { ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1; }
 must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
 BR_LL=$(brll)
@@ -120,7 +110,7 @@ kvx_log "uplink IPv6 address $UP6"
 
 kvx_step "before kvmxdp: no router advertisement on the bridge, no address in $N1 for the guests"
 sleep 2
-assert_eq "guest1 has no address in $N1" "" "$(addr_in "$NS_G1" "$G1_IF" "$N1")"
+assert_eq "guest1 has no address in $N1" "" "$(kvx_addr6_in "$NS_G1" "$G1_IF" "$N1")"
 
 kvx_step "bad input: relay with NAT66's --subnet6"
 bad_attach "kvmxdp: error: --ipv6 relay: --subnet6 fd42:7::/64 is NAT66's" --ipv6 relay --subnet6 fd42:7::/64
@@ -133,12 +123,7 @@ ROUTE_MON_PID=$KVX_LAST_PID
 sleep 0.5
 kvx_attach_bg --ipv6 relay || kvx_fatal "cannot attach"
 FWD6_0=$(fwd6)
-for g in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
-	must kvx_wait_for 20 "${g%%:*}: a SLAAC address in $N1" bash -c "[[ -n \$(ip -n '${g%%:*}' -6 -o addr show dev '${g#*:}' scope global -tentative) ]]"
-done
-G1_6=$(addr_in "$NS_G1" "$G1_IF" "$N1")
-G2_6=$(addr_in "$NS_G2" "$G2_IF" "$N1")
-kvx_log "guest addresses $G1_6 $G2_6"
+kvx_relay_guest_addrs "$N1"
 assert_ne "guest1 got an address in $N1" "" "$G1_6"
 assert_ne "guest2 got an address in $N1" "" "$G2_6"
 must kvx_wait_for 10 "guest1's default route from the RA" \

@@ -46,19 +46,6 @@ for g in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
 	nsx "${g%%:*}" sysctl -qw "net.ipv6.conf.${g#*:}.accept_ra=2" \
 		"net.ipv6.conf.${g#*:}.autoconf=1" "net.ipv6.conf.${g#*:}.use_tempaddr=0"
 done
-# An interface's global address in NET ('' if none); FLAG: a word `ip
-# -6 addr` prints for it, or none (not tentative, not deprecated).
-addr_in() { # NS IF NET [deprecated]
-	ip -n "$1" -6 -j addr show dev "$2" scope global | "$KVX_PY" -c '
-import ipaddress, json, sys
-net = ipaddress.ip_network(sys.argv[1])
-dep = len(sys.argv) > 2
-for l in json.load(sys.stdin):
-    for a in l.get("addr_info", []):
-        if ipaddress.ip_address(a["local"]) in net and not a.get("tentative") and \
-           bool(a.get("deprecated")) == dep:
-            print(a["local"]); sys.exit(0)' "${@:3}"
-}
 must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
 BR_LL=$(ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1)
 fwd6() { nsx "$NS_HOST" awk '$1 == "Ip6OutForwDatagrams" {print $2}' /proc/net/snmp6; }
@@ -79,25 +66,13 @@ kvx_wait_udp_listen 10 "$NS_SRV" 9001
 kvx_step "attach --ipv6 relay: the guests take addresses in $N1"
 kvx_attach_bg --ipv6 relay || kvx_fatal "cannot attach"
 FWD6_0=$(fwd6)
-for g in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
-	must kvx_wait_for 20 "${g%%:*}: a SLAAC address in $N1" bash -c "[[ -n \$(ip -n '${g%%:*}' -6 -o addr show dev '${g#*:}' scope global -tentative) ]]"
-done
-G1_6=$(addr_in "$NS_G1" "$G1_IF" "$N1")
-G2_6=$(addr_in "$NS_G2" "$G2_IF" "$N1")
-kvx_log "guest addresses $G1_6 $G2_6"
+kvx_relay_guest_addrs "$N1"
 assert_eq "status: ipv6_mode" relay "$(kvx_json 'i["ipv6_mode"]')"
 must kvx_wait_for 10 "guest1's default route from kvmxdp's RA" \
 	bash -c "ip -n '$NS_G1' -6 route show default | grep -q 'via $BR_LL'"
 
 kvx_step "iperf3 -6 both ways, socat UDP: the server sees the guests' own addresses"
-for dir in "" -R; do
-	j=$(nsx "$NS_G1" timeout 15 iperf3 -6 -c "$SRV6" -p 5201 -t 2 --connect-timeout 3000 -J $dir 2>&1 || true)
-	bps=$("$KVX_PY" -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))' <<<"$j" 2>/dev/null || echo "error")
-	kvx_log "iperf3 -6 ${dir:-(guest->server)}: ${bps} bit/s"
-	assert_ge "iperf3 -6 ${dir:-forward} throughput > 1 Mbit/s" "$bps" 1000000
-done
-assert_eq "the iperf3 server saw guest1's own address" "$G1_6" \
-	"$(grep -o 'Accepted connection from [0-9a-f:]*' "$KVX_TMP/iperf3.log" | awk '{print $4}' | sort -u | paste -sd' ' || true)"
+kvx_iperf3_both_ways "$NS_G1" "$SRV6" 5201 "$G1_6"
 for ns in "$NS_G1" "$NS_G2"; do
 	r=$(echo "hello from ${ns##*-}" | nsx "$ns" timeout 5 socat -t 2 - "UDP6:[$SRV6]:9001" 2>&1 || true)
 	assert_eq "UDP echo to ${ns##*-}" "hello from ${ns##*-}" "$r"
@@ -129,26 +104,20 @@ ip -n "$NS_HOST" link set dev "$BR" mtu 1500
 kvx_step "renumbering: the router announces $N2 and deprecates $N1"
 ip -n "$NS_LAN" -6 addr add "$LAN6B/64" dev "$LAN_UP_IF" nodad
 kvx_kill_pid "$RADVD_PID"
-umask 022
-printf 'interface %s {\n\tAdvSendAdvert on;\n\tMinRtrAdvInterval 3;\n\tMaxRtrAdvInterval 4;\n\tprefix %s { AdvOnLink on; AdvAutonomous on; AdvValidLifetime 600; AdvPreferredLifetime 0; };\n\tprefix %s { AdvOnLink on; AdvAutonomous on; AdvValidLifetime 600; AdvPreferredLifetime 300; };\n};\n' \
-	"$LAN_UP_IF" "$N1" "$N2" >"$KVX_TMP/radvd2.conf"
-kvx_bg "$KVX_TMP/radvd2.log" ip netns exec "$NS_LAN" radvd -n -m stderr -C "$KVX_TMP/radvd2.conf" \
-	-p "$KVX_TMP/radvd2.pid"
+kvx_lan6_radvd "$N1" "AdvValidLifetime 600; AdvPreferredLifetime 0;" \
+	"$N2" "AdvValidLifetime 600; AdvPreferredLifetime 300;"
 must kvx_wait_for 20 "the uplink's address in $N2" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$UP' scope global -tentative to '$N2') ]]"
 relay_prefix() { kvx_json 'i["ipv6_relay_prefix"]'; }
 must kvx_wait_for 20 "status: the relay prefix $N2" bash -c "[[ \$(ip netns exec '$NS_HOST' '$KVMXDP' ${KVX_OPTS[*]} status --json 2>/dev/null | '$KVX_PY' -c 'import json,sys; print(json.load(sys.stdin)[\"instances\"][0][\"ipv6_relay_prefix\"])') == '$N2' ]]"
 assert_eq "status: the relay prefix follows the uplink" "$N2" "$(relay_prefix)"
-for g in "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"; do
-	must kvx_wait_for 20 "${g%%:*}: an address in $N2 from kvmxdp's RAs" bash -c "[[ -n \$(ip -n '${g%%:*}' -6 -o addr show dev '${g#*:}' scope global -tentative to '$N2') ]]"
-done
+kvx_wait_slaac "$N2" "$NS_G1:$G1_IF" "$NS_G2:$G2_IF"
 must kvx_wait_for 20 "guest1's address in $N1 deprecated" bash -c "[[ -n \$(ip -n '$NS_G1' -6 -o addr show dev '$G1_IF' to '$N1' deprecated) ]]"
-G1_6B=$(addr_in "$NS_G1" "$G1_IF" "$N2")
+G1_6B=$(kvx_addr6_in "$NS_G1" "$G1_IF" "$N2")
 kvx_log "guest1's new address $G1_6B"
 assert_ne "guest1 has a usable address in $N2" "" "$G1_6B"
 assert_eq "guest1's address in $N1 is deprecated (kvmxdp's RA: preferred 0)" "$G1_6" \
-	"$(addr_in "$NS_G1" "$G1_IF" "$N1" deprecated)"
-j=$(nsx "$NS_G1" timeout 15 iperf3 -6 -c "$SRV6" -p 5201 -t 1 --connect-timeout 3000 -J 2>&1 || true)
-bps=$("$KVX_PY" -c 'import json,sys; print(int(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]))' <<<"$j" 2>/dev/null || echo "error")
+	"$(kvx_addr6_in "$NS_G1" "$G1_IF" "$N1" deprecated)"
+bps=$(kvx_iperf3_bps "$NS_G1" -6 -c "$SRV6" -p 5201 -t 1)
 assert_ge "iperf3 -6 from guest1 after the renumbering > 1 Mbit/s" "$bps" 1000000
 assert_eq "the server saw guest1's new address" "$G1_6B" \
 	"$(grep -o 'Accepted connection from [0-9a-f:]*' "$KVX_TMP/iperf3.log" | awk '{print $4}' | tail -1 || true)"

@@ -454,8 +454,12 @@ static __noinline int frag6_find(const struct kvx_pkt6 *p6, __u8 dir, const __u8
  * quoted TCP/UDP checksum gets icmp_reply's fixed point, so that a
  * CHECKSUM_PARTIAL skb finished later leaves the bytes as sent.  Never
  * about an ICMPv6 error, a multicast or unspecified address, a frame sent
- * to a multicast MAC; rate limited by kvx_icmprl (keyed by a fold of the
- * destination) and the global budgets, Packet Too Big only by its own.
+ * to a multicast MAC or from one; rate limited by kvx_icmprl (keyed by a
+ * fold of the destination) and the global budgets, a guest's Packet Too Big
+ * only by its own.  lan: to a LAN host (verdict_uplink6): its Packet Too
+ * Big too by the destination's bucket and the answers' budget, so that LAN
+ * traffic too big for the bridge (a 1:1 address takes any) cannot spend
+ * the budget the guests' path-MTU discovery lives on.
  * -1: nothing sent, the caller drops.
  */
 #define KVX_ICMP6_QUOTE 168
@@ -473,7 +477,7 @@ static __always_inline __u32 icmp_sum2(const void *p, const void *data_end, __u3
 #define ICMPV6_TIME_EXCEED 3
 
 static __noinline int icmp6_reply(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 tcm,
-				  const __be32 *saddr)
+				  const __be32 *saddr, int lan)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
@@ -487,8 +491,8 @@ static __noinline int icmp6_reply(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u
 
 	if (!p6 || !saddr || (void *)(ip6 + 1) > data_end || addr6_is_zero(saddr))
 		return -1;
-	if ((eth->h_dest[0] & 1) || addr6_is_mcast(ip6->daddr) || addr6_is_mcast(ip6->saddr) ||
-	    addr6_is_zero(ip6->saddr))
+	if ((eth->h_dest[0] & 1) || (eth->h_source[0] & 1) || addr6_is_mcast(ip6->daddr) ||
+	    addr6_is_mcast(ip6->saddr) || addr6_is_zero(ip6->saddr))
 		return -1;
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && (!p6->p.l4_ok || p6->p.icmp_type < 128))
 		return -1;
@@ -507,7 +511,7 @@ static __noinline int icmp6_reply(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u
 		if (l4q + csum_off + 2 > quote)
 			csum_off = 0;
 	}
-	if (!icmp_rl_allow(addr6_fold(ip6->saddr), tcm >> 24 == ICMPV6_PKT_TOOBIG)) {
+	if (!icmp_rl_allow(addr6_fold(ip6->saddr), !lan && tcm >> 24 == ICMPV6_PKT_TOOBIG)) {
 		stats_count(KVX_R_ICMP_RATELIMITED, 0);
 		return -1;
 	}
@@ -855,7 +859,7 @@ static __noinline int verdict_guest6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, 
 
 	if (!cfg6)
 		return rc;
-	sent = icmp6_reply(ctx, p6, tcm, cfg6->gw_addr);
+	sent = icmp6_reply(ctx, p6, tcm, cfg6->gw_addr, 0);
 	return sent < 0 ? rc : sent;
 }
 
@@ -880,7 +884,8 @@ __noinline int verdict_uplink6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 
 	__u32 mtu = 0;
 
 	if (!cfg || !cfg6 || !p6 || (void *)(eth + 1) > ctx_data_end(ctx) ||
-	    !mac_eq(eth->h_dest, cfg->uplink_mac))
+	    !mac_eq(eth->h_dest, cfg->uplink_mac) ||
+	    (r != KVX_R_DROP_TTL_IN && r != KVX_R_DROP_TOO_BIG_IN))
 		return rc;
 	/* The bridge's MTU (the helper reports it whatever the length). */
 	if (r == KVX_R_DROP_TOO_BIG_IN)
@@ -888,7 +893,7 @@ __noinline int verdict_uplink6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, __u32 
 	sent = icmp6_reply(ctx, p6,
 			   r == KVX_R_DROP_TTL_IN ? KVX_ICMP_TCM(ICMPV6_TIME_EXCEED, 0, 0) :
 						    KVX_ICMP_TCM(ICMPV6_PKT_TOOBIG, 0, mtu),
-			   cfg6->uplink_addr);
+			   cfg6->uplink_addr, 1);
 	return sent < 0 ? rc : sent;
 }
 
@@ -1392,7 +1397,7 @@ static __noinline int nat6_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
  * to the park and handed to the host too (it may be the host's own), as
  * IPv4's; to any other address it is the host's.  Not inlined, as the
  * error paths.  A drop to answer (its hop limit spent, too big for the
- * bridge) is returned as KVX_ANSWER_UPLINK6 | reason for the caller to
+ * bridge) is returned as KVX_ANSWER_UPLINK6 + reason (above any TC verdict) for the caller to
  * answer (verdict_uplink6): called from here, its frame and icmp6_reply's
  * below this one's took kvx_up6's deepest chain past 6.1's 512 bytes.
  */
@@ -1419,9 +1424,9 @@ static __noinline int nat6_frag_in(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 		return verdict(KVX_R_PASS_HOST, len);
 	gstats6_set_in(cfg, rw.dmac, rw.addr);
 	if (p6->p.ttl <= 1)
-		return KVX_ANSWER_UPLINK6 | KVX_R_DROP_TTL_IN;
+		return KVX_ANSWER_UPLINK6 + KVX_R_DROP_TTL_IN;
 	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, pkt_seg_len(ctx, &p6->p), NULL))
-		return KVX_ANSWER_UPLINK6 | KVX_R_DROP_TOO_BIG_IN;
+		return KVX_ANSWER_UPLINK6 + KVX_R_DROP_TOO_BIG_IN;
 	if (nat6_rewrite(ctx, p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_IN, len);
@@ -1473,7 +1478,8 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 		return verdict(KVX_R_PASS_HOST, len);
 	if (r == KVX_FRAG6_LATER) {
 		r = nat6_frag_in(ctx, cfg, &p6, len);
-		return r & KVX_ANSWER_UPLINK6 ? verdict_uplink6(ctx, &p6, r & 0xffff) : r;
+		return r >= KVX_ANSWER_UPLINK6 ? verdict_uplink6(ctx, &p6, r - KVX_ANSWER_UPLINK6) :
+						 r;
 	}
 	if (p6.p.proto == KVX_IPPROTO_ICMPV6 && icmp6_is_error(p6.p.icmp_type)) {
 		if (!pkt_is_fragment(&p6.p))

@@ -654,8 +654,17 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 			// no global prefix for a moment) the daemon judges on
 			// the one it last saw whole (judged_network), which
 			// only its sync knows: what it did is in kvx_bind6.
+			// Only on its own prefix (or none shown): a network
+			// whose first RA carries another prefix and no router
+			// yet is another network, whatever the daemon still
+			// has in the datapath.
 			const bool whole = cur && cur->v6 && cur->v6->router != Ipv6Addr{};
-			const bool kept = known && sm.network6 && sm.pending.empty() && !whole &&
+			const bool own_prefix =
+				sm.network6 &&
+				(!cur || !cur->v6 ||
+				 std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(),
+					   sm.network6->prefix) != cur->v6->prefixes.end());
+			const bool kept = known && own_prefix && sm.pending.empty() && !whole &&
 					  !mapping_active(sm, cur) &&
 					  installed6(bind6_fd, sm.m, ua6);
 			const bool on_net = kept || mapping_active(sm, cur);

@@ -445,7 +445,7 @@ TEST_F(BrIngressTest, OutboundUdpRefreshesItsBinding)
 	const kvx_bind_key ik = bind_key(KVX_BIND_IN, kProtoUdp, Topology::kUplinkAddr, port);
 	auto b = dp().bind_lookup(ik);
 	ASSERT_TRUE(b);
-	b->last_used_ns = boot_ns() - 10'000'000'000ULL;
+	b->last_used_ns = boot_ns_ago(10'000'000'000ULL);
 	dp().bind_update(ik, *b);
 	const std::uint64_t before = boot_ns();
 	translate_out(p, port);

@@ -740,11 +740,6 @@ TEST_F(Nat66Test, InboundChecks)
 	Packet6 other = back;
 	other.dst_mac = Mac{0x02, 0x00, 0x00, 0x00, 0x00, 0x77};
 	run6(Prog::UpIngress, other, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
-	// An ICMPv6 error is never answered.
-	Packet6 err = from_uplink6(
-		icmp6_error(ip6("2001:db8:1::fe"), kUplink6, 1, 0, snat6(q, port).build()));
-	err.hop_limit = 1;
-	run6(Prog::UpIngress, err, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
 	Packet6 martian = reply6(snat6(q, port));
 	martian.src = kGuest6B;
 	run6(Prog::UpIngress, martian, TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
@@ -1687,6 +1682,30 @@ TEST_F(Nat66Test, FragmentsOutInOrder)
 	EXPECT_EQ(check_checksums(t.out), "");
 }
 
+// A later fragment from the LAN too big for the bridge: Packet Too Big with
+// the bridge's MTU from the uplink's address, as for a whole packet (the
+// fragment path, nat6_frag_in).
+TEST_F(Nat66Test, LaterFragmentTooBigForTheBridgeAnswered)
+{
+	BridgeMtu mtu(1280);
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 9999, 100));
+	const std::uint16_t port = out6(q);
+	Packet6 back = reply6(snat6(q, port));
+	back.payload = pattern(3000, 0x5b);
+	const std::uint32_t rid = 0x01020399;
+	run_case_bytes(dp(), Prog::UpIngress, frag6_of(back, 0, 1232, true, rid), TC_ACT_REDIRECT,
+		       KVX_R_XLATE_IN, frag6_of(dnat6(back, kGuest6A, 5000), 0, 1232, true, rid));
+	const Bytes later = frag6_of(back, 1232, 2632, true, rid);
+	const Bytes ptb = icmp6_answer(later, 2, 1280, kUplink6);
+	const Stats before = dp().stats();
+	const RunResult r = dp().run(Prog::UpIngress, later, ingress_ifindex(Prog::UpIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(stats_delta(before, dp().stats()),
+		  "DROP_TOO_BIG_IN +1/+" + std::to_string(later.size()) + "B ICMP_SENT +1/+" +
+			  std::to_string(ptb.size()) + "B");
+	EXPECT_EQ(diff(r.out, ptb), "");
+}
+
 // The one record the park's ring holds: frame's IPv6 packet as it came,
 // in direction dir, counted against mac (OUT: the sending guest's).
 void expect_parked6(Datapath &dp, const Bytes &frame, std::uint8_t dir, const Mac &mac = Mac{})
@@ -1996,6 +2015,19 @@ Packet6 snat6_to(Packet6 p, const Ip6 &ext, std::uint16_t port)
 	return p;
 }
 
+// A guest's packet p out through its 1:1 address ext (port: the external
+// port, the guest's own for a 1:1 address): translated, or the counters
+// that moved instead named.
+void out_one6(Datapath &dp, const Packet6 &p, const Ip6 &ext, std::uint16_t port)
+{
+	const Stats before = dp.stats();
+	const RunResult r = dp.run(Prog::BrIngress, p.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
+		<< "counters: " << stats_delta(before, dp.stats());
+	EXPECT_EQ(diff(r.out, snat6_to(p, ext, port).build()), "");
+	EXPECT_EQ(check_checksums(r.out), "");
+}
+
 // A remote's first packet to ext:port (a SYN for TCP).
 Packet6 inbound6(std::uint8_t proto, const Ip6 &ext, std::uint16_t port,
 		 const Ip6 &remote = kRemote6A, std::uint16_t rport = 51000)
@@ -2248,20 +2280,8 @@ TEST_F(Nat66Test, OneToOneTcpUdpEcho)
 	const Packet6 ping = inbound6(kProtoIcmp6, kMapped6, 0x99);
 	run6(Prog::UpIngress, ping, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(ping, kGuest6F, 0x99));
 	const Packet6 pong = answer6(dnat6(ping, kGuest6F, 0x99));
-	{
-		const RunResult r =
-			dp().run(Prog::BrIngress, pong.build(), ingress_ifindex(Prog::BrIngress));
-		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
-		EXPECT_EQ(diff(r.out, snat6_to(pong, kMapped6, 0x99).build()), "");
-		EXPECT_EQ(check_checksums(r.out), "");
-	}
-	const Packet6 udp = from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20));
-	{
-		const RunResult r =
-			dp().run(Prog::BrIngress, udp.build(), ingress_ifindex(Prog::BrIngress));
-		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
-		EXPECT_EQ(diff(r.out, snat6_to(udp, kMapped6, 5353).build()), "");
-	}
+	out_one6(dp(), pong, kMapped6, 0x99);
+	out_one6(dp(), from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20)), kMapped6, 5353);
 	// Only the static pair: no binding of the pool was made.
 	EXPECT_EQ(dp().bind6_entries().size(), 2u);
 	// Another guest's echo reply without a request is not let out.
@@ -2363,15 +2383,7 @@ TEST_F(Nat66Test, OneToOneAddressOnlyProtocols)
 	gre.payload = pattern(24, 0x47);
 	run6(Prog::BrIngress, gre, TC_ACT_SHOT, KVX_R_DROP_PROTO_UNTRANSLATED);
 	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
-	{
-		const Stats before = dp().stats();
-		const RunResult r =
-			dp().run(Prog::BrIngress, gre.build(), ingress_ifindex(Prog::BrIngress));
-		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
-			<< "counters: " << stats_delta(before, dp().stats());
-		Packet6 want = snat6_to(gre, kMapped6, 0);
-		EXPECT_EQ(diff(r.out, want.build()), "");
-	}
+	out_one6(dp(), gre, kMapped6, 0);
 	Packet6 back = from_uplink6(gre);
 	back.src = kRemote6A;
 	back.dst = kMapped6;
@@ -3084,15 +3096,7 @@ TEST_F(Nat66OwnerTest, AnotherGuestCannotSendFromAnOwnedAddress)
 TEST_F(Nat66OwnerTest, AOneToOneAddressStaysItsGuests)
 {
 	add_static6(dp(), 0, kMapped6, 0, kGuest6F, 0);
-	const Packet6 udp = from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20));
-	{
-		const Stats before = dp().stats();
-		const RunResult r =
-			dp().run(Prog::BrIngress, udp.build(), ingress_ifindex(Prog::BrIngress));
-		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
-			<< "counters: " << stats_delta(before, dp().stats());
-		EXPECT_EQ(diff(r.out, snat6_to(udp, kMapped6, 5353).build()), "");
-	}
+	out_one6(dp(), from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20)), kMapped6, 5353);
 	EXPECT_EQ(owner_of(dp(), kGuest6F), mac_of(kGuest6F));
 	const Mac a = mac_of(kGuest6A);
 	run6(Prog::BrIngress, sent_by(make_udp6(kGuest6F, 5354, kRemote6A, 53, 20), a), TC_ACT_SHOT,
@@ -3148,15 +3152,7 @@ TEST_F(Nat66OwnerTest, AMappingIsItsGuestsFromItsFirstFrameJustAfterBoot)
 		v.bind.last_used_ns = now;
 		dp().bind6_update(k, v);
 	}
-	const Packet6 udp = from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20));
-	{
-		const Stats before = dp().stats();
-		const RunResult r =
-			dp().run(Prog::BrIngress, udp.build(), ingress_ifindex(Prog::BrIngress));
-		EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)))
-			<< "counters: " << stats_delta(before, dp().stats());
-		EXPECT_EQ(diff(r.out, snat6_to(udp, kMapped6, 5353).build()), "");
-	}
+	out_one6(dp(), from_guest6(make_udp6(kGuest6F, 5353, kRemote6B, 53, 20)), kMapped6, 5353);
 	out6(from_guest6(make_tcp6(kGuest6B, 22, kRemote6A, 443)), 2222);
 	// Each pair learnt its guest's MAC: from now on another MAC is refused
 	// by the binding too, not only by the address's owner.
@@ -3178,6 +3174,10 @@ TEST_F(Nat66OwnerTest, AMappingIsItsGuestsFromItsFirstFrameJustAfterBoot)
 	auto fwd = dp().bind6_lookup(ik);
 	ASSERT_TRUE(fwd);
 	EXPECT_EQ(learnt(*fwd), mac_str(mac_of(kGuest6B)));
+	// Another guest's MAC with F's address is refused as before.
+	run6(Prog::BrIngress,
+	     sent_by(make_udp6(kGuest6F, 5354, kRemote6A, 53, 20), mac_of(kGuest6A)), TC_ACT_SHOT,
+	     KVX_R_DROP_SPOOF_MAC);
 	// Replies reach them at those MACs.
 	const Packet6 in = inbound6(kProtoUdp, kMapped6, 5353, kRemote6B, 53);
 	run6(Prog::UpIngress, in, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat6(in, kGuest6F, 5353));

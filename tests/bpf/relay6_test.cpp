@@ -257,15 +257,40 @@ TEST_F(Relay6Test, HopLimit)
 	EXPECT_EQ(mac_str(Mac{u.out[0], u.out[1], u.out[2], u.out[3], u.out[4], u.out[5]}),
 		  mac_str(Topology::kGatewayMac));
 	EXPECT_EQ(check_checksums(u.out), "");
-	// Too big for the bridge: Packet Too Big with its MTU.
+	// Never: to another MAC (a promiscuous uplink's), from a group MAC
+	// (the answer would go to every LAN host), about an ICMPv6 error.
+	Packet6 other = in;
+	other.dst_mac = Mac{0x02, 0x00, 0x00, 0x00, 0x00, 0x77};
+	run6(Prog::UpIngress, other, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+	Packet6 group = in;
+	group.src_mac = Mac{0x33, 0x33, 0x00, 0x00, 0x00, 0x01};
+	run6(Prog::UpIngress, group, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+	Packet6 err = from_lan(make_udp6(kRemote, 53, kGuestA, 7000));
+	err.proto = kProtoIcmp6;
+	err.icmp_type = 1; // Destination Unreachable
+	err.payload = pattern(48, 0x31);
+	err.hop_limit = 1;
+	run6(Prog::UpIngress, err, TC_ACT_SHOT, KVX_R_DROP_TTL_IN);
+	// Too big for the bridge: Packet Too Big with its MTU, from the
+	// uplink's address, quoting the packet.
 	BridgeMtu mtu(1280);
 	const Packet6 big = from_lan(make_udp6(kRemote, 53, kGuestA, 7000, 1400));
 	const RunResult b =
 		dp().run(Prog::UpIngress, big.build(), ingress_ifindex(Prog::UpIngress));
 	EXPECT_EQ(verdict_name(b.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	const Bytes f = big.build();
+	ASSERT_GE(b.out.size(), 14u + 40 + 8 + 168);
 	const Parsed6 ptb = parse6(b.out);
 	EXPECT_EQ(ptb.icmp_type, 2);
+	EXPECT_EQ(ptb.src, kUplink6);
 	EXPECT_EQ(ptb.dst, kRemote);
+	EXPECT_EQ(b.out[14 + 40 + 4] << 24 | b.out[14 + 40 + 5] << 16 | b.out[14 + 40 + 6] << 8 |
+			  b.out[14 + 40 + 7],
+		  1280)
+		<< "the bridge's MTU";
+	EXPECT_EQ(Bytes(b.out.begin() + 14 + 40 + 8, b.out.begin() + 14 + 40 + 8 + 40),
+		  Bytes(f.begin() + 14, f.begin() + 14 + 40))
+		<< "the quote starts with the packet's IPv6 header";
 	EXPECT_EQ(check_checksums(b.out), "");
 }
 

@@ -1287,10 +1287,14 @@ int test_one(const std::uint8_t *data, std::size_t size)
 	}
 	if (reason == KVX_R_DROP_TCP_WINDOW) {
 		const Parsed pi = parse(in);
-		if (pi.proto != kProtoTcp || !pi.l4_complete || pi.l4_off + 13 >= in.size() ||
-		    (!uplink && !(in[pi.l4_off + 13] & (kTcpRst | kTcpFin))))
+		const std::uint8_t fl = pi.proto == kProtoTcp && pi.l4_off + 13 < in.size() ?
+						in[pi.l4_off + 13] :
+						0;
+		const bool rst_fin = fl & (kTcpRst | kTcpFin);
+		const bool remote_segment = uplink && (fl & kTcpAck) && !(fl & kTcpSyn);
+		if (pi.proto != kProtoTcp || !pi.l4_complete || !(rst_fin || remote_segment))
 			violation("DROP_TCP_WINDOW for a packet that is no TCP RST or FIN, nor "
-				  "a remote's segment",
+				  "a remote's ACK segment",
 				  in, r.out);
 	}
 	if (!uplink && r.verdict == TC_ACT_OK)
