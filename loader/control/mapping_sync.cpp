@@ -658,6 +658,7 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 			// whose first RA carries another prefix and no router
 			// yet is another network, whatever the daemon still
 			// has in the datapath.
+			const bool active = mapping_active(sm, cur);
 			const bool whole = cur && cur->v6 && cur->v6->router != Ipv6Addr{};
 			const bool own_prefix =
 				sm.network6 &&
@@ -665,9 +666,8 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				 std::find(cur->v6->prefixes.begin(), cur->v6->prefixes.end(),
 					   sm.network6->prefix) != cur->v6->prefixes.end());
 			const bool kept = known && own_prefix && sm.pending.empty() && !whole &&
-					  !mapping_active(sm, cur) &&
-					  installed6(bind6_fd, sm.m, ua6);
-			const bool on_net = kept || mapping_active(sm, cur);
+					  !active && installed6(bind6_fd, sm.m, ua6);
+			const bool on_net = kept || active;
 			// A literal address of a running instance: announced
 			// once DAD found it free (no entry yet: the daemon's
 			// DAD is about to run).
