@@ -175,8 +175,9 @@ int main(int argc, char **argv)
 			->required();
 		c->add_option("GUEST", mo.guest,
 			      "GUEST_IP (1:1) or GUEST_IP:PORT[-PORT]; vm:NAME[:PORT[-PORT]]: "
-			      "the libvirt domain's address (vm:[NAME]... for a name with ':')")
-			->required();
+			      "the libvirt domain's address (vm:[NAME]... for a name with ':'); "
+			      "none: EXT is an IPv6 relay guest's own address (and ports), let in "
+			      "as it is");
 		c->add_option("--proto", mo.proto, "tcp or udp (port forwards)");
 		c->add_option("--bridge", mo.bridge, "the instance (when more than one)");
 	};

@@ -16,7 +16,12 @@
 # (kvmxdp relays the probe and the router's defence), and everyone still
 # reaches the router there.  Inbound is stateful by default (only the
 # replies of the guests' flows and echo requests come in: the server's
-# connection to a guest gets nothing); attach --ipv6-inbound open then
+# connection to a guest gets nothing), until a relay mapping (`map add
+# '[GUEST2_ADDR]:8082' --proto tcp`) opens that one port of that guest:
+# the server's download from it completes, the guest sees the server's
+# address, the flow is an inbound one; other ports and guests stay
+# filtered, map del closes it again, and the host's own address or one
+# off the prefix is refused in one line; attach --ipv6-inbound open then
 # lets the server reach a guest's own server.  The host's own sockets
 # reach the guests (ping, curl) through the daemon's /128 routes on the
 # bridge, which detach removes.  A second guest that takes the first
@@ -269,6 +274,34 @@ kvx_wait_tcp_listen 10 "$NS_G2" 8082
 assert_eq "curl -6 host -> guest2: sha256" "$sum" "$(kvx_curl_sha "$NS_HOST" "http://[$G2_6]:8082/big.bin")"
 assert_eq "guest2's server saw the host's uplink address" "$UP6" \
 	"$(awk '/"GET /{print $1}' "$KVX_TMP/http_g2.log" | sort -u | paste -sd' ')"
+
+kvx_step "relay mappings: map add '[guest2]:8082' --proto tcp lets the server in under the stateful policy, nothing else"
+# guest2's server on 8082 (above): beyond the router, filtered until the
+# mapping opens the port; then only that port of that guest.
+curl_rc() { local rc=0; nsx "$1" curl -6 -s -o /dev/null -m 2 "$2" || rc=$?; echo "$rc"; }
+assert_eq "before: curl -6 server -> guest2:8082 times out (28)" 28 "$(curl_rc "$NS_SRV" "http://[$G2_6]:8082/big.bin")"
+out=$(kvx map add "[$UP6]:8082" --proto tcp 2>&1) && kvx_fail "map add of the uplink's address succeeded: $out"
+assert_contains "map add of the host's own address: refused, naming it" "$UP6 is an address of this host" "$out"
+assert_eq "... in one line" 1 "$(printf '%s
+' "$out" | wc -l)"
+out=$(kvx map add "[2001:db8:9::5]:22" --proto tcp 2>&1) && kvx_fail "map add off the prefix succeeded: $out"
+assert_contains "map add off the uplink's prefix: refused" "2001:db8:9::5 is not on the uplink's prefix" "$out"
+must kvx map add "[$G2_6]:8082" --proto tcp
+relay_map() { kvx_json "[m['type'] + ' ' + m['state'] for m in d['mappings'] if m['ext'] == '[$G2_6]:8082'][0]" "$(kvx map list --json 2>/dev/null)"; }
+assert_eq "map list --json: a relay mapping, active" "relay active" "$(relay_map)"
+seen=$(wc -l <"$KVX_TMP/http_g2.log")
+assert_eq "curl -6 server -> guest2:8082 through the relay mapping: sha256" "$sum" \
+	"$(kvx_curl_sha "$NS_SRV" "http://[$G2_6]:8082/big.bin")"
+assert_eq "guest2's server saw the server's own address" "$SRV6" \
+	"$(tail -n +$((seen + 1)) "$KVX_TMP/http_g2.log" | awk '/"GET /{print $1}' | sort -u | paste -sd' ')"
+ct=$(kvx conntrack list --json --proto tcp 2>/dev/null || true)
+assert_contains "conntrack list: the server's connection in, to guest2's own address and port" \
+	"$G2_6:8082<-$SRV6 inbound" \
+	"$("$KVX_PY" -c 'import json,sys; print("|".join(f["int_addr"]+":"+str(f["int_port"])+"<-"+f["rem_addr"]+(" inbound" if "inbound" in f["flags"] else "") for f in json.load(sys.stdin) if f["family"] == "ipv6"))' <<<"$ct" 2>/dev/null || echo error)"
+assert_eq "another port of guest2 stays filtered (curl times out)" 28 "$(curl_rc "$NS_SRV" "http://[$G2_6]:8083/")"
+assert_eq "guest1's port 8082 stays filtered" 28 "$(curl_rc "$NS_SRV" "http://[$G1_6]:8082/")"
+must kvx map del "[$G2_6]:8082" --proto tcp
+assert_eq "after map del: curl -6 server -> guest2:8082 times out again" 28 "$(curl_rc "$NS_SRV" "http://[$G2_6]:8082/big.bin")"
 
 kvx_step "attach --ipv6 relay --ipv6-inbound open: the server reaches the guests"
 kvx_daemon_stop

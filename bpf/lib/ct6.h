@@ -273,8 +273,9 @@ static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32
 /*
  * The slot a flow or binding of the guest endpoint (guest_addr, guest_port)
  * counts in: that of the MAC its IN half at (proto, ext_addr, ext_port)
- * delivers to; relay's (no binding): that of its address's kvx_nd owner;
- * else of the address (the daemon's recount: control/gc.cpp).
+ * delivers to; relay's (its own address outside: its relay mappings' IN
+ * halves say ext == int and carry no MAC): that of its address's kvx_nd
+ * owner; else of the address (the daemon's recount: control/gc.cpp).
  */
 static __always_inline __u32 ct6_slot_in(const struct kvx_cfg *cfg, struct kvx_bind6_key *ik,
 					 __u8 proto, const __be32 *guest_addr, __be16 guest_port,
@@ -282,16 +283,19 @@ static __always_inline __u32 ct6_slot_in(const struct kvx_cfg *cfg, struct kvx_b
 {
 	struct kvx_bind6_val *ib;
 
-	bind6_key_init(ik, KVX_BIND_IN, proto, ext_addr, ext_port);
-	ib = bpf_map_lookup_elem(&kvx_bind6, ik);
-	if (ib && addr6_eq(ib->addr, guest_addr) && ib->bind.port == guest_port)
-		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
-	/* A 1:1 address: its one IN half, any port. */
-	bind6_key_init(ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
-	ib = bpf_map_lookup_elem(&kvx_bind6, ik);
-	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) && addr6_eq(ib->addr, guest_addr))
-		return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
-	/* Relay: no binding; the address's owner (kvx_nd). */
+	if (!addr6_eq(guest_addr, ext_addr)) {
+		bind6_key_init(ik, KVX_BIND_IN, proto, ext_addr, ext_port);
+		ib = bpf_map_lookup_elem(&kvx_bind6, ik);
+		if (ib && addr6_eq(ib->addr, guest_addr) && ib->bind.port == guest_port)
+			return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
+		/* A 1:1 address: its one IN half, any port. */
+		bind6_key_init(ik, KVX_BIND_IN, KVX_PROTO_ANY, ext_addr, 0);
+		ib = bpf_map_lookup_elem(&kvx_bind6, ik);
+		if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) &&
+		    addr6_eq(ib->addr, guest_addr))
+			return guest6_slot(cfg, ib->bind.guest_mac, guest_addr);
+	}
+	/* Relay, or no binding: the address's owner (kvx_nd). */
 	return ct6_nd_slot(cfg, guest_addr);
 }
 

@@ -24,8 +24,8 @@
  *   The NS becomes the NA in place and goes back out of its device, as the
  *   ARP answers of nat.h do.
  * - Inbound is stateful by default (relay6_ct_in: the replies of the
- *   guests' flows, echo requests rate limited); KVX_CFG6_F_INBOUND_OPEN
- *   lets everything in.
+ *   guests' flows, echo requests rate limited, and what the relay mappings
+ *   open: relay6_opened); KVX_CFG6_F_INBOUND_OPEN lets everything in.
  * - Per guest (its bridge port's slot, kvx_brport, whatever MAC it sends
  *   from): at most KVX_ND_PER_GUEST addresses (kvx_gaddrs), a rate of
  *   relayed probes, and the stateful policy's flows in its flow quota.
@@ -50,6 +50,9 @@
 #define KVX_RELAY_NS (KVX_CONTINUE + 1)
 /* Returned by relay6_guest_check: to another guest's address. */
 #define KVX_RELAY_GUEST (KVX_CONTINUE + 2)
+/* Returned by relay6_ct_in: a new inbound flow through a relay mapping of
+ * the whole address (KVX_NO_MAPPING: of its port). */
+#define KVX_RELAY_OPEN_ADDR (KVX_R_MAX + 10)
 
 /* In the relay prefix; none (length 0: the uplink lost its prefix) holds
  * nothing, where prefix6_has would take every address. */
@@ -182,25 +185,67 @@ static __always_inline int relay6_echo_in(const struct kvx_pkt6 *p6)
 }
 
 /*
+ * What the relay mappings open of p6's destination, a guest's address:
+ * KVX_RELAY_OPEN_ADDR all of it (`map add ADDR`), KVX_NO_MAPPING p6's
+ * port (`map add '[ADDR]:PORT' --proto P`), 0 nothing.  The daemon writes
+ * them in relay mode only, as NAT66's static pairs with the guest's own
+ * address and port on both sides (kvx_bind6); a NAT66 mapping never maps
+ * an address to itself (its external address is outside the guests'
+ * prefix), so its pairs, if any, open nothing here.
+ */
+static __noinline int relay6_opened(const struct kvx_pkt6 *p6)
+{
+	struct kvx_bind6_key ik;
+	struct kvx_bind6_val *ib;
+
+	if (!p6)
+		return 0;
+	bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p6->daddr, 0);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) && addr6_eq(ib->addr, p6->daddr))
+		return KVX_RELAY_OPEN_ADDR;
+	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP)
+		return 0;
+	bind6_key_init(&ik, KVX_BIND_IN, p6->p.proto, p6->daddr, p6->p.dport);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	return ib && (ib->bind.flags & KVX_BIND_F_STATIC) && addr6_eq(ib->addr, p6->daddr) &&
+			       ib->bind.port == p6->p.dport ?
+		       KVX_NO_MAPPING :
+		       0;
+}
+
+/*
  * From outside to a guest, stateful: a reply on one of its flows; a later
  * fragment; an ICMPv6 error that quotes a packet the guest sent (its
  * quoted source is the guest: Packet Too Big must come in, RFC 4890 4.3.1;
- * the quote's ports are not looked up); an echo request (relay6_echo_in).
- * Else DROP_FILTERED.
+ * the quote's ports are not looked up); an echo request (relay6_echo_in);
+ * what a relay mapping opens (relay6_opened): a new TCP or UDP flow
+ * (KVX_NO_MAPPING or KVX_RELAY_OPEN_ADDR: the caller makes it, ct6_create),
+ * opened as NAT66's to a static mapping (only by a SYN, half-open until the
+ * handshake completes, within the guest's quota of inbound flows), and to
+ * a whole address any other protocol, untracked, as a bridge would.  Else
+ * DROP_FILTERED.
  */
 static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
+	const struct kvx_cfg *cfg = cfg_get();
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
+	__u64 now = clock_now_ns();
+	int open, r;
+	__u8 state;
 
-	if (!p6)
+	if (!p6 || !cfg)
 		return KVX_R_DROP_FILTERED;
 	if (pkt_is_later_fragment(&p6->p))
 		return KVX_CONTINUE;
+	/* No transport header parsed (another protocol, a chain not
+	 * walked): nothing to track, so only to an opened address. */
 	if (!p6->p.l4_ok)
-		return KVX_R_DROP_FILTERED;
+		return relay6_opened(p6) == KVX_RELAY_OPEN_ADDR ? KVX_CONTINUE :
+								  KVX_R_DROP_FILTERED;
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type < 128) {
 		__u32 off = p6->p.l4_off;
 		struct kvx_ipv6hdr *q;
@@ -215,16 +260,32 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 	}
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type == ICMPV6_ECHO_REQUEST)
 		return relay6_echo_in(p6);
-	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY)
-		return KVX_R_DROP_FILTERED;
-	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
-	    p6->p.proto != KVX_IPPROTO_ICMPV6)
-		return KVX_R_DROP_FILTERED;
+	if ((p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY) ||
+	    (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
+	     p6->p.proto != KVX_IPPROTO_ICMPV6))
+		return relay6_opened(p6) == KVX_RELAY_OPEN_ADDR ? KVX_CONTINUE :
+								  KVX_R_DROP_FILTERED;
 	ct6_key_init(&k, p6->p.proto, p6->daddr, p6->p.dport, p6->saddr, p6->p.sport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
-	if (!f)
+	if (f) {
+		state = f->ct.state;
+		r = ct_update(&f->ct, &p6->p, CT_DIR_IN, now);
+		/* A SYN that reopened a closed flow from outside: half-open
+		 * again, in the guest's early-drop ring (ct6_ingress). */
+		if (r == KVX_CONTINUE && state != KVX_CT_SYN_RECV && f->ct.state == KVX_CT_SYN_RECV)
+			ct6_halfopen_push(cfg, &k, f);
+		return r;
+	}
+	open = p6->p.proto == KVX_IPPROTO_ICMPV6 ? 0 : relay6_opened(p6);
+	if (!open)
 		return KVX_R_DROP_FILTERED;
-	return ct_update(&f->ct, &p6->p, CT_DIR_IN, clock_now_ns());
+	if (!tcp_may_open(&p6->p, CT_DIR_IN))
+		return KVX_R_DROP_TCP_NO_FLOW;
+	/* The guest's quota of flows opened from outside (a LAN flood
+	 * cannot take its outbound share), in its kvx_nd owner's slot, the
+	 * one ct6_create counts the flow in. */
+	r = ct6_quota_check(cfg, ct6_nd_slot(cfg, p6->daddr), KVX_CT_F_INBOUND, p6, now);
+	return r == KVX_CONTINUE ? open : r;
 }
 
 /*
@@ -575,6 +636,18 @@ static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
 		return verdict(KVX_R_PASS_HOST, len);
 	if (!(cfg6->flags & KVX_CFG6_F_INBOUND_OPEN)) {
 		r = relay6_ct_in(ctx, &p6);
+		/* A relay mapping's new flow, keyed and counted as the
+		 * guest's own (ext == int); made here, not in the check: one
+		 * chain of frames less deep. */
+		if (r == KVX_NO_MAPPING || r == KVX_RELAY_OPEN_ADDR) {
+			addr6_copy(rw.addr, p6.daddr);
+			rw.port = p6.p.dport;
+			rw.ct_flags = KVX_CT_F_STATIC |
+				      (r == KVX_RELAY_OPEN_ADDR ? KVX_CT_F_ONE_TO_ONE : 0);
+			r = ct6_create(&p6, CT_DIR_IN, &rw);
+			if (r == KVX_CT_RACE)
+				r = ct6_race(&p6, CT_DIR_IN, &rw);
+		}
 		if (r != KVX_CONTINUE)
 			return verdict(r, len);
 	}

@@ -95,6 +95,13 @@ public:
 	// The slot of guest endpoint (addr, port) bound at ext (IN half key).
 	uint32_t of(const Ext6 &ext, const __be32 (&addr)[4], uint16_t port_be) const
 	{
+		Ipv6Addr ea;
+		std::memcpy(ea.data(), &ext.hi, 8);
+		std::memcpy(ea.data() + 8, &ext.lo, 8);
+		// Relay's own address outside (its relay mappings' IN halves
+		// say so too, with no MAC): its kvx_nd owner's.
+		if (ea == Family6::to_addr(addr))
+			return nd_slot(addr);
 		auto it = in_half_.find(ext);
 		if (it != in_half_.end() && std::memcmp(it->second->addr, addr, 16) == 0 &&
 		    it->second->bind.port == port_be) {
@@ -104,9 +111,6 @@ public:
 			return kvx_guest_slot6(nullptr, addr, seed_);
 		}
 		// A 1:1 address: its one IN half, any port.
-		Ipv6Addr ea;
-		std::memcpy(ea.data(), &ext.hi, 8);
-		std::memcpy(ea.data() + 8, &ext.lo, 8);
 		it = in_half_.find(Family6::ext(KVX_PROTO_ANY, ea, 0, KVX_BIND_IN));
 		if (it != in_half_.end() && (it->second->bind.flags & KVX_BIND_F_ONE_TO_ONE) &&
 		    std::memcmp(it->second->addr, addr, 16) == 0) {
@@ -114,8 +118,13 @@ public:
 			if (std::memcmp(mac, kZero, 6) != 0)
 				return kvx_guest_slot6(mac, addr, seed_);
 		}
-		// Relay: the owner of the address in kvx_nd, by its bridge
-		// port (ct6.h ct6_nd_slot).
+		return nd_slot(addr);
+	}
+
+	// The owner of addr in kvx_nd, by its bridge port (ct6.h
+	// ct6_nd_slot), else the address's own slot.
+	uint32_t nd_slot(const __be32 (&addr)[4]) const
+	{
 		if (auto o = nd_owner_.find(Family6::to_addr(addr)); o != nd_owner_.end()) {
 			if (auto p = port_.find(o->second); p != port_.end())
 				return kvx_port_slot(p->second, seed_);

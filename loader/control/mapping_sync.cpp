@@ -278,10 +278,11 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 	// Literal addresses are announced (DAD, NAs, NS answers) only while
 	// NAT66 runs: off or in relay mode the datapath serves none of them,
 	// and claiming them on the LAN would pull their traffic to nowhere.
-	bool nat66 = true;
+	bool nat66 = true, relay = false;
 	if (fds.cfg6 >= 0) {
 		const kvx_cfg6 c = read_cfg6(fds.cfg6);
 		nat66 = c.mode == KVX_V6_NAT66;
+		relay = c.mode == KVX_V6_RELAY;
 		if (nat66)
 			std::memcpy(up.data(), c.uplink_addr, up.size());
 	}
@@ -298,8 +299,8 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 			// The uplink's own address (a forward spelt literally) is
 			// the host's: its stack answers for it.
 			// Pending: no DAD, no announcement (as IPv4's own_addr).
-			if (!nat66 || !sm.m.v6 || !mapping_active(sm, cur) || sm.m.ext_uplink ||
-			    sm.m.ext_addr6 == up || ext.count(sm.m.ext_addr6))
+			if (!nat66 || !sm.m.v6 || sm.m.opens() || !mapping_active(sm, cur) ||
+			    sm.m.ext_uplink || sm.m.ext_addr6 == up || ext.count(sm.m.ext_addr6))
 				continue;
 			const Ipv6Addr &a = sm.m.ext_addr6;
 			auto h = have.find(a);
@@ -322,7 +323,9 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 	Want<Family6> want(&key_less<kvx_bind6_key>);
 	for (size_t i = 0; i < mappings.size(); i++) {
 		const Mapping &m = mappings[i].m;
-		if (!m.v6 || !mapping_active(mappings[i], cur) ||
+		// Relay mappings in relay mode only, NAT66's never there (the
+		// relay datapath takes only pairs of an address to itself).
+		if (!m.v6 || m.opens() != relay || !mapping_active(mappings[i], cur) ||
 		    (up == Ipv6Addr{} && m.ext_uplink) ||
 		    (!m.ext_uplink && r.held6.count(m.ext_addr6)))
 			continue;
@@ -600,9 +603,11 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 {
 	// NAT66's address as the datapath has it (where `[uplink]` points).
 	Ipv6Addr ua6{};
+	bool relay = false;
 	if (cfg6_fd >= 0) {
 		try {
 			const kvx_cfg6 c = read_cfg6(cfg6_fd);
+			relay = c.mode == KVX_V6_RELAY;
 			if (c.mode == KVX_V6_NAT66)
 				std::memcpy(ua6.data(), c.uplink_addr, ua6.size());
 		} catch (const Error &) {
@@ -688,8 +693,17 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 					    "network is not known") :
 				!on_net ? json("made on another network") :
 					  json(nullptr);
-			if (on_net && !sm.m.ext_uplink && sm.m.ext_addr6 != ua6 &&
-			    extaddr6_fd >= 0) {
+			// Each kind in its mode only (apply_mappings6).
+			if (sm.m.opens() != relay) {
+				state = "suspended";
+				reason =
+					sm.m.opens() ?
+						"a relay mapping: served while the instance's IPv6 "
+						"runs in relay mode (attach --ipv6 relay)" :
+						"IPv6 runs in relay mode: NAT66 mappings are served "
+						"in NAT66 mode";
+			} else if (on_net && !sm.m.opens() && !sm.m.ext_uplink &&
+				   sm.m.ext_addr6 != ua6 && extaddr6_fd >= 0) {
 				auto f = ext6_flags.find(sm.m.ext_addr6);
 				const uint32_t fl = f == ext6_flags.end() ? KVX_EXT_F_PROBING :
 									    f->second;
@@ -711,7 +725,9 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				{"ext", sm.m.ext_str()},
 				{"guest", sm.m.guest_str()},
 				{"proto", sm.m.one_to_one() ? "any" : sm.m.proto_str()},
-				{"type", sm.m.one_to_one() ? "1:1" : "port-forward"},
+				{"type", sm.m.opens()	   ? "relay" :
+					 sm.m.one_to_one() ? "1:1" :
+							     "port-forward"},
 				{"ext_addr", known ? json(format_ipv6(ext)) : json(nullptr)},
 				{"add_address", false},
 				{"network", sm.network6 ? json(sm.network6->str()) : json(nullptr)},

@@ -390,6 +390,9 @@ std::optional<NetId> judged_network(const std::optional<NetId> &now,
 
 std::string Mapping::str() const
 {
+	// A relay mapping as `map add` takes it: one endpoint.
+	if (opens())
+		return one_to_one() ? ext_str() : ext_str() + " " + proto_name(proto);
 	if (one_to_one())
 		return ext_str() + " " + guest_str();
 	return ext_str() + " " + guest_str() + " " + proto_name(proto);
@@ -415,10 +418,21 @@ MappingEndpoint parse_mapping_endpoint(const std::string &text)
 	return out;
 }
 
-Mapping parse_mapping(const std::string &ext, const std::string &guest, const std::string &proto)
+Mapping parse_mapping(const std::string &ext, const std::string &guest_in, const std::string &proto)
 {
 	Endpoint e = parse_endpoint(ext, true);
+	// One endpoint: a relay mapping, its address and ports as they are.
+	if (guest_in.empty() && (!e.v6 || e.uplink))
+		throw Error("mapping '" + printable(ext) +
+			    "' needs a GUEST: one endpoint alone is a relay mapping, a guest's "
+			    "own IPv6 address ('[ADDR6]:PORT' or ADDR6)");
+	const std::string &guest = guest_in.empty() ? ext : guest_in;
 	Endpoint g = parse_endpoint(guest, false);
+	if (e.v6 && g.v6 && !e.uplink && e.addr6 == g.addr6 && !(e.ports == g.ports))
+		throw Error("mapping '" + printable(ext) + "' -> '" + printable(guest) +
+			    "': a relay mapping (a guest's own address on both sides) lets its "
+			    "ports in as they are: give the same ports on both sides, or GUEST "
+			    "not at all");
 	if (e.v6 != g.v6)
 		throw Error("mapping '" + printable(ext) + "' -> '" + printable(guest) +
 			    "' mixes IPv4 and IPv6: both sides must be one family (IPv6 as "
@@ -471,10 +485,49 @@ Mapping parse_mapping(const std::string &ext, const std::string &guest, const st
 
 namespace {
 
+// check_mapping of a relay mapping: a guest's address on the uplink's
+// prefix, where relay mode's guests take theirs (not NAT66's prefix, not
+// the host's), and no other mapping of it.
+void check_relay_mapping(const Mapping &m, const std::vector<Mapping> &existing,
+			 const MappingContext &ctx)
+{
+	const std::string what = "relay mapping '" + m.str() + "'";
+	const std::string a = format_ipv6(m.ext_addr6);
+	if (unusable6(m.ext_addr6))
+		throw Error(what + ": " + a +
+			    " is not a unicast address a guest has (not ::/8, link-local or "
+			    "multicast)");
+	if (ctx.subnet6 && ctx.subnet6->contains(m.ext_addr6))
+		throw Error(what + ": " + a + " lies inside the guests' NAT66 prefix " +
+			    ctx.subnet6->str() +
+			    ": a relay mapping opens a guest's address on the uplink's prefix (map "
+			    "NAT66 guests with EXT GUEST)");
+	if (m.ext_addr6 == ctx.uplink_addr6 ||
+	    std::find(ctx.host_addrs6.begin(), ctx.host_addrs6.end(), m.ext_addr6) !=
+		    ctx.host_addrs6.end())
+		throw Error(what + ": " + a +
+			    " is an address of this host: a relay mapping opens a guest's address");
+	const bool on_link = std::any_of(ctx.uplink_nets6.begin(), ctx.uplink_nets6.end(),
+					 [&](const Ipv6Net &n) { return n.contains(m.ext_addr6); });
+	if (!ctx.force && !ctx.uplink_nets6.empty() && !on_link) {
+		std::string nets;
+		for (const auto &n : ctx.uplink_nets6)
+			nets += (nets.empty() ? "" : ", ") + n.str();
+		throw Error(what + ": " + a + " is not on the uplink's prefix " + nets +
+			    ", where relay mode's guests take their addresses (use --force for "
+			    "one routed to this host)");
+	}
+	check_mapping_overlap(m, existing, ctx.uplink_addr, ctx.uplink_addr6);
+}
+
 // check_mapping of an IPv6 mapping: the same rules on NAT66's values.
 void check_mapping6(const Mapping &m, const std::vector<Mapping> &existing,
 		    const MappingContext &ctx)
 {
+	if (m.opens()) {
+		check_relay_mapping(m, existing, ctx);
+		return;
+	}
 	const std::string what = "mapping '" + m.str() + "'";
 	if (!ctx.subnet6) {
 		if (!ctx.subnet6_unknown_ok)

@@ -38,6 +38,11 @@ struct Mapping {
 	PortRange guest_ports{};
 
 	bool one_to_one() const { return proto == MappingProto::Any; }
+	// An IPv6 relay mapping: a guest's own address (and ports) on both
+	// sides, let in untranslated by relay mode's stateful inbound policy
+	// (`map add '[ADDR6]:PORT' --proto P`, `map add ADDR6`).  Never a
+	// NAT66 mapping, whose external address is outside the guests' prefix.
+	bool opens() const { return v6 && !ext_uplink && ext_addr6 == guest_addr6; }
 	// The external address in effect, given the uplink's current one.
 	uint32_t ext(uint32_t uplink_addr) const { return ext_uplink ? uplink_addr : ext_addr; }
 	Ipv6Addr ext6(const Ipv6Addr &uplink6) const { return ext_uplink ? uplink6 : ext_addr6; }
@@ -57,8 +62,9 @@ struct Mapping {
 // forward (--proto required); EXT_IP may be the word "uplink".  IPv6:
 // "[EXT_IP6]:PORT" ("[uplink]:PORT": the uplink's IPv6 address), a bare
 // address only for 1:1 ("fd42::1:22" could be an address or one with a
-// port: the error says to bracket it).  Both sides one family.  Throws
-// Error naming the bad value.
+// port: the error says to bracket it).  Both sides one family.  An empty
+// GUEST (or one equal to EXT) is a relay mapping (Mapping::opens): an IPv6
+// address and ports as they are.  Throws Error naming the bad value.
 Mapping parse_mapping(const std::string &ext, const std::string &guest, const std::string &proto);
 
 // One endpoint spelt as `map add`'s EXT: "EXT_IP[:PORT[-PORT]]",

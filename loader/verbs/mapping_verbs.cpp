@@ -136,7 +136,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	// The host's listeners, read once and before the config lock that
 	// every other kvmxdp command and the daemon wait for.
 	std::optional<ListeningSockets> listening;
-	if (!m.one_to_one())
+	if (!m.one_to_one() && !m.opens())
 		listening = ListeningSockets::read(static_cast<uint8_t>(m.proto));
 	LockedConfig cfg(g.config, std::chrono::seconds(g.lock_wait));
 	Instance &inst = instance_of(cfg, o, g.config);
@@ -162,7 +162,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	ctx.force = o.force;
 	if (!m.v6)
 		ctx.host_addrs = host_ipv4_addrs(nl);
-	else if (m.one_to_one())
+	else if (m.one_to_one() || m.opens())
 		ctx.host_addrs6 = host_ipv6_addrs(nl);
 	// The running instance's maps before anything is claimed on the wire:
 	// pins kvmxdp refuses to read stop the command here (after the
@@ -174,6 +174,9 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 		// running: the recorded prefix (a bridge's own is taken at
 		// attach) and the address attach would choose.
 		const Uplink6View v6 = read_uplink6(nl, up->ifindex);
+		// A relay mapping is made whatever IPv6 runs now (it is
+		// recorded, and served while relay mode runs).
+		bool relay = inst.ipv6 == Ipv6Choice::Relay;
 		if (pins && pins->cfg6.get() >= 0) {
 			const kvx_cfg6 c = read_cfg6(pins->cfg6.get());
 			if (c.mode == KVX_V6_NAT66) {
@@ -181,16 +184,22 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 				std::memcpy(a.data(), c.subnet, a.size());
 				ctx.subnet6 = network_of6(a, c.subnet_len);
 			}
+			relay = c.mode == KVX_V6_RELAY;
 			ctx.uplink_addr6 = pins->uplink_addr6();
 		} else {
 			ctx.subnet6 = inst.subnet6;
 			if (v6.choice.addr)
 				ctx.uplink_addr6 = v6.choice.addr->addr;
-			if (!ctx.subnet6)
+			if (!ctx.subnet6 && !m.opens())
 				throw Error("mapping '" + m.str() + "': bridge '" + inst.bridge +
 					    "' is not running and has no recorded --subnet6: its "
 					    "guests' IPv6 prefix is known once it is attached");
 		}
+		if (m.opens() && !relay)
+			log_warn(
+				"relay mapping '" + m.str() + "' on bridge '" + inst.bridge +
+				"': its IPv6 is not in relay mode (attach --ipv6 relay): recorded, "
+				"and served once relay mode runs");
 		for (const auto &p : v6.prefixes)
 			ctx.uplink_nets6.push_back(p.net);
 	}
@@ -231,7 +240,8 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 	// held (conflict, shown by `map list`); the daemon checks again later.
 	DadVerdicts dad;
 	std::optional<MacAddr> dad_other;
-	if (m.v6 && !m.ext_uplink && m.ext_addr6 != ctx.uplink_addr6 && pins &&
+	// A relay mapping's address is its guest's, claimed by its own DAD.
+	if (m.v6 && !m.opens() && !m.ext_uplink && m.ext_addr6 != ctx.uplink_addr6 && pins &&
 	    pins->extaddr6.get() >= 0 && !ext_used_by_other(inst, sm) && up->mac != MacAddr{}) {
 		// No carrier: no verdict, held (probing) until the daemon's DAD
 		// once the link is back.
@@ -248,8 +258,9 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 			log_warn("a host socket listens on " + m.proto_str() + " port " +
 				 std::to_string(*p) + " of " + format_ipv4(ext) +
 				 ": the forward takes its inbound traffic");
-	// IPv6: [::]'s listeners and the address's.
-	if (listening && m.v6)
+	// IPv6: [::]'s listeners and the address's (a relay mapping's is a
+	// guest's: no host socket has it).
+	if (listening && m.v6 && !m.opens())
 		if (auto p = listening->first_listening6(m.ext6(ctx.uplink_addr6), m.ext_ports))
 			log_warn("a host socket listens on " + m.proto_str() + " port " +
 				 std::to_string(*p) + " of " +

@@ -1110,5 +1110,194 @@ TEST_F(Relay6Test, OpenInboundLetsEverythingIn)
 	EXPECT_TRUE(dp().ct6_entries().empty());
 }
 
+// --- relay mappings: what `map add '[ADDR6]:PORT' --proto P` and `map
+// add ADDR6` let in under the stateful policy ---
+
+// A relay mapping's pair in kvx_bind6 as apply_mappings6 writes it
+// (mapping_entries6 of a guest's address to itself): proto 0 with port 0
+// is the whole address.
+void add_relay_mapping(Datapath &dp, std::uint8_t proto, const Ip6 &addr, std::uint16_t port)
+{
+	const std::uint16_t flags = proto ? KVX_BIND_F_STATIC :
+					    KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+	for (std::uint8_t dir : {KVX_BIND_IN, KVX_BIND_OUT}) {
+		kvx_bind6_key k{};
+		kvx_bind6_val v{};
+		k.dir = dir;
+		k.proto = proto;
+		copy_addr(k.addr, addr);
+		k.port = htons(port);
+		copy_addr(v.addr, addr);
+		v.bind.port = htons(port);
+		v.bind.flags = flags;
+		dp.bind6_update(k, v);
+	}
+}
+
+// A forwarded port: a SYN from outside opens a half-open flow (the guest's
+// own address and port outside, counted as inbound in the guest's slot,
+// in its early-drop ring), the handshake completes it; nothing else of
+// the guest's, nor a segment that is no SYN, nor another guest's port.
+TEST_F(Relay6Test, RelayMappingOpensItsPortToNewConnections)
+{
+	claim(kGuestA, kMacA);
+	claim(kGuestB, kMacB);
+	add_relay_mapping(dp(), kProtoTcp, kGuestA, 22);
+	const std::uint32_t slot = dp().port_slot(kPortA);
+	// Not a SYN: opens nothing (the guest would answer a RST).
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40000, kGuestA, 22, kTcpAck)),
+	     TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	const Packet6 syn = from_lan(make_tcp6(kRemote, 40000, kGuestA, 22));
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(syn, kMacA));
+	auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(std::memcmp(flows[0].first.int_addr, kGuestA.data(), 16), 0);
+	EXPECT_EQ(ntohs(flows[0].first.int_port), 22);
+	EXPECT_EQ(std::memcmp(flows[0].first.rem_addr, kRemote.data(), 16), 0);
+	EXPECT_EQ(std::memcmp(flows[0].second.ext_addr, kGuestA.data(), 16), 0);
+	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), 22);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_SYN_RECV);
+	EXPECT_EQ(flows[0].second.ct.flags & (KVX_CT_F_STATIC | KVX_CT_F_INBOUND |
+					      KVX_CT_F_ONE_TO_ONE | KVX_CT_F_HALFOPEN),
+		  KVX_CT_F_STATIC | KVX_CT_F_INBOUND | KVX_CT_F_HALFOPEN);
+	EXPECT_EQ(dp().gflows_at(slot).in, 1u);
+	EXPECT_EQ(dp().gflows_at(slot).out, 0u);
+	const auto ring = dp().halfopen6_at(slot);
+	ASSERT_TRUE(ring.has_value());
+	EXPECT_EQ(std::memcmp(&ring->keys[0], &flows[0].first, sizeof(flows[0].first)), 0);
+	// The guest's SYN-ACK and the remote's ACK complete it.
+	Packet6 synack =
+		from_guest(make_tcp6(kGuestA, 22, kRemote, 40000, kTcpSyn | kTcpAck), kMacA);
+	synack.seq = 0x70000000;
+	synack.ack_seq = syn.seq + 1;
+	run6(Prog::BrIngress, synack, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(synack));
+	Packet6 ack = from_lan(make_tcp6(kRemote, 40000, kGuestA, 22, kTcpAck));
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	run6(Prog::UpIngress, ack, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(ack, kMacA));
+	flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_ESTABLISHED);
+	// Only that port, protocol and address.
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40001, kGuestA, 23)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	run6(Prog::UpIngress, from_lan(make_udp6(kRemote, 40001, kGuestA, 22)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40001, kGuestB, 22)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	Packet6 gre = from_lan(make_udp6(kRemote, 1, kGuestA, 2));
+	gre.proto = 47;
+	gre.payload = pattern(24, 0x47);
+	run6(Prog::UpIngress, gre, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	// Gone (map del): new connections are filtered again.
+	for (std::uint8_t dir : {KVX_BIND_OUT, KVX_BIND_IN}) {
+		kvx_bind6_key k{};
+		k.dir = dir;
+		k.proto = kProtoTcp;
+		copy_addr(k.addr, kGuestA);
+		k.port = htons(22);
+		dp().bind6_delete(k);
+	}
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40002, kGuestA, 22)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+}
+
+// The whole address: TCP and UDP open flows (ONE_TO_ONE, any port), other
+// protocols and ICMPv6 informational messages come in untracked, as
+// through a bridge; TCP still only by a SYN.
+TEST_F(Relay6Test, RelayMappingOfAnAddressLetsEveryProtocolIn)
+{
+	claim(kGuestA, kMacA);
+	claim(kGuestB, kMacB);
+	add_relay_mapping(dp(), 0, kGuestA, 0);
+	const Packet6 udp = from_lan(make_udp6(kRemote, 5353, kGuestA, 6000));
+	run6(Prog::UpIngress, udp, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(udp, kMacA));
+	const Packet6 syn = from_lan(make_tcp6(kRemote, 40000, kGuestA, 8443));
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(syn, kMacA));
+	const auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 2u);
+	for (const auto &[k, v] : flows) {
+		EXPECT_EQ(v.ct.flags & (KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE | KVX_CT_F_INBOUND),
+			  KVX_CT_F_STATIC | KVX_CT_F_ONE_TO_ONE | KVX_CT_F_INBOUND);
+		EXPECT_EQ(k.int_port, v.ct.ext_port);
+	}
+	EXPECT_EQ(dp().gflows_at(dp().port_slot(kPortA)).in, 2u);
+	Packet6 gre = from_lan(make_udp6(kRemote, 1, kGuestA, 2));
+	gre.proto = 47;
+	gre.payload = pattern(24, 0x47);
+	run6(Prog::UpIngress, gre, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(gre, kMacA));
+	Packet6 info = from_lan(make_echo6(kRemote, kGuestA, 5));
+	info.icmp_type = 139; // a node information query (RFC 4620)
+	run6(Prog::UpIngress, info, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(info, kMacA));
+	EXPECT_EQ(dp().ct6_entries().size(), 2u);
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40001, kGuestA, 8443, kTcpAck)),
+	     TC_ACT_SHOT, KVX_R_DROP_TCP_NO_FLOW);
+	// An unsolicited echo reply is nobody's.
+	run6(Prog::UpIngress, from_lan(make_echo6(kRemote, kGuestA, 6, kIcmp6EchoReply)),
+	     TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	// Guest B's address is not opened by A's mapping.
+	gre.dst = kGuestB;
+	run6(Prog::UpIngress, gre, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	run6(Prog::UpIngress, from_lan(make_udp6(kRemote, 5353, kGuestB, 6000)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+}
+
+// A SYN flood at a forwarded port stays in the guest's quota of inbound
+// flows, recycling its own half-open entries (early drop): the guest's
+// own new flows and a real client's connection still get through.
+TEST_F(Relay6Test, RelayMappingFloodStaysInTheGuestsInboundQuota)
+{
+	set_cfg([](kvx_cfg &c) { c.flow_quota = 4; });
+	dp().set_cfg6(relay_cfg());
+	claim(kGuestA, kMacA);
+	add_relay_mapping(dp(), kProtoTcp, kGuestA, 22);
+	const std::uint32_t slot = dp().port_slot(kPortA);
+	int passed = 0;
+	for (std::uint16_t i = 0; i < 40; i++) {
+		Ip6 src = kRemote;
+		src[15] = static_cast<std::uint8_t>(0x20 + i);
+		const RunResult r = dp().run(
+			Prog::UpIngress, from_lan(make_tcp6(src, 1000 + i, kGuestA, 22)).build(),
+			ingress_ifindex(Prog::UpIngress));
+		passed += r.verdict == TC_ACT_REDIRECT;
+	}
+	EXPECT_EQ(passed, 40); // each SYN takes the place of an unanswered one
+	EXPECT_LE(dp().gflows_at(slot).in, 4u);
+	EXPECT_LE(dp().ct6_entries().size(), 4u);
+	const Packet6 out = from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacA);
+	run6(Prog::BrIngress, out, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(out));
+	EXPECT_EQ(dp().gflows_at(slot).out, 1u);
+	const Packet6 client = from_lan(make_tcp6(kLanHost, 50000, kGuestA, 22));
+	run6(Prog::UpIngress, client, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(client, kMacA));
+}
+
+// NAT66's pairs (an external address of the prefix to a ULA guest) open
+// nothing in relay mode, even where a guest owns that address: only a
+// pair of an address to itself is a relay mapping.
+TEST_F(Relay6Test, NatMappingsOpenNothingInRelayMode)
+{
+	claim(kGuestA, kMacA);
+	kvx_bind6_key k{};
+	kvx_bind6_val v{};
+	k.dir = KVX_BIND_IN;
+	k.proto = kProtoTcp;
+	copy_addr(k.addr, kGuestA);
+	k.port = htons(22);
+	copy_addr(v.addr, ip6("fd42::14"));
+	v.bind.port = htons(22);
+	v.bind.flags = KVX_BIND_F_STATIC;
+	dp().bind6_update(k, v);
+	k.proto = 0;
+	k.port = 0;
+	v.bind.port = 0;
+	v.bind.flags = KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+	dp().bind6_update(k, v);
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40000, kGuestA, 22)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	run6(Prog::UpIngress, from_lan(make_udp6(kRemote, 40000, kGuestA, 53)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	EXPECT_TRUE(dp().ct6_entries().empty());
+}
+
 } // namespace
 } // namespace kvmxdp::test

@@ -468,6 +468,87 @@ TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerBridgePort)
 	EXPECT_EQ(gaddrs_recount(nd.get(), ga.get(), qm), 0u);
 }
 
+// Relay's flows (the guest's own address outside) count in the slot of the
+// address's kvx_nd owner's bridge port, as the datapath counts them (ct6.h
+// ct6_slot_in), whether a relay mapping's pair of the address to itself
+// (no MAC in it) is there or not: never the address's own slot.  Flows
+// without the slot they recorded (older entries) are counted so.
+TEST_F(GcQuotaMaps, RelayFlowsCountInTheirOwnersPortSlotThroughRelayMappings)
+{
+	Fd ct6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_ct6", sizeof(kvx_ct6_key), sizeof(kvx_ct6_val),
+			      64, nullptr));
+	Fd bind6(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
+				sizeof(kvx_bind6_val), 64, nullptr));
+	Fd nd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd", sizeof(kvx_nd_key), sizeof(kvx_nd_val), 64,
+			     nullptr));
+	Fd bp(bpf_map_create(BPF_MAP_TYPE_HASH, "t_brport", sizeof(kvx_xfdb_key),
+			     sizeof(kvx_xfdb_val), 64, nullptr));
+	for (const Fd *f : {&ct6, &bind6, &nd, &bp})
+		ASSERT_GE(f->get(), 0) << std::strerror(errno);
+	const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x07};
+	const __be32 g[4] = {htonl(0x20010db8), htonl(0x770000), 0, htonl(0x7)};
+	kvx_xfdb_key bk{};
+	std::memcpy(bk.mac, mac, 6);
+	kvx_xfdb_val bv{};
+	bv.ifindex = 21;
+	ASSERT_EQ(bpf_map_update_elem(bp.get(), &bk, &bv, BPF_ANY), 0);
+	kvx_nd_key nk{};
+	std::memcpy(nk.addr, g, 16);
+	kvx_nd_val nv{};
+	std::memcpy(nv.mac, mac, 6);
+	nv.state = KVX_ND_OWNED;
+	ASSERT_EQ(bpf_map_update_elem(nd.get(), &nk, &nv, BPF_ANY), 0);
+	// The relay mapping '[g]:22' tcp: its IN half, the address to itself.
+	kvx_bind6_key ik{};
+	kvx_bind6_val iv{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = IPPROTO_TCP;
+	ik.port = htons(22);
+	std::memcpy(ik.addr, g, 16);
+	std::memcpy(iv.addr, g, 16);
+	iv.bind.port = htons(22);
+	iv.bind.flags = KVX_BIND_F_STATIC;
+	ASSERT_EQ(bpf_map_update_elem(bind6.get(), &ik, &iv, BPF_NOEXIST), 0);
+	// Two flows opened from outside through it, one the guest opened
+	// from another port; none records its slot.
+	auto flow = [&](uint16_t port, uint8_t rem, uint8_t flags) {
+		kvx_ct6_key k{};
+		k.proto = IPPROTO_TCP;
+		std::memcpy(k.int_addr, g, 16);
+		k.int_port = htons(port);
+		k.rem_addr[0] = htonl(0x20010db8);
+		k.rem_addr[3] = htonl(rem);
+		k.rem_port = htons(40000);
+		kvx_ct6_val v{};
+		v.ct.state = KVX_CT_ESTABLISHED;
+		v.ct.flags = flags;
+		v.ct.last_seen_ns = 1;
+		v.ct.ext_port = k.int_port;
+		std::memcpy(v.ext_addr, g, 16);
+		ASSERT_EQ(bpf_map_update_elem(ct6.get(), &k, &v, BPF_NOEXIST), 0);
+	};
+	flow(22, 1, KVX_CT_F_INBOUND | KVX_CT_F_STATIC);
+	flow(22, 2, KVX_CT_F_INBOUND | KVX_CT_F_STATIC);
+	flow(41000, 3, 0);
+	QuotaMaps qm = q();
+	qm.ct6_fd = ct6.get();
+	qm.bind6_fd = bind6.get();
+	qm.nd_fd = nd.get();
+	qm.brport_fd = bp.get();
+	gflows_recount(ct_.get(), qm);
+	__u32 ps = kvx_port_slot(21, kSeed);
+	kvx_gflows_val v{};
+	ASSERT_EQ(bpf_map_lookup_elem(gf_.get(), &ps, &v), 0);
+	EXPECT_EQ(v.in, 2u) << "the mapping's flows: its owner's port";
+	EXPECT_EQ(v.out, 1u);
+	__u32 as = kvx_guest_slot6(nullptr, g, kSeed);
+	kvx_gflows_val a{};
+	if (as != ps && bpf_map_lookup_elem(gf_.get(), &as, &a) == 0) {
+		EXPECT_EQ(a.in, 0u) << "never the address's slot";
+		EXPECT_EQ(a.out, 0u);
+	}
+}
+
 // An upgrade over a pinned kvx_nd of ABI 10..16 (24-byte values): attach
 // replaces the map and carries the guests' entries into the new layout
 // (control/relay.hpp carry_nd); the host's entries are attach's to write.

@@ -426,6 +426,101 @@ TEST(MappingEntries6, PairsInKvxBind6)
 	EXPECT_EQ(0, std::memcmp(one[1].val.addr, parse_ipv6("2001:db8:1::101").data(), 16));
 }
 
+// Relay mode's mappings: one endpoint, a guest's own IPv6 address (and
+// ports), written back and read again as the same mapping; the forms that
+// would translate or name no guest's address are refused in one line.
+TEST(MappingRelay, OneEndpointIsAGuestsOwnAddress)
+{
+	Mapping port = parse_mapping("[2001:db8:1::5054:ff:fe00:7]:22", "", "tcp");
+	EXPECT_TRUE(port.opens());
+	EXPECT_FALSE(port.one_to_one());
+	EXPECT_EQ(port.guest_addr6, parse_ipv6("2001:db8:1::5054:ff:fe00:7"));
+	EXPECT_EQ(port.guest_ports.lo, 22);
+	EXPECT_EQ(port.str(), "[2001:db8:1:0:5054:ff:fe00:7]:22 tcp"); // RFC 5952
+	Mapping addr = parse_mapping("2001:db8:1::5054:ff:fe00:7", "", "");
+	EXPECT_TRUE(addr.opens());
+	EXPECT_TRUE(addr.one_to_one());
+	EXPECT_EQ(addr.str(), "2001:db8:1:0:5054:ff:fe00:7");
+	// The config's spelling (GUEST written out) and the explicit one.
+	for (const Mapping &m : {port, addr})
+		EXPECT_TRUE(parse_mapping(m.ext_str(), m.guest_str(), m.proto_str()) == m)
+			<< m.str();
+	EXPECT_TRUE(parse_mapping("[2001:db8:1::7]:80-81", "[2001:db8:1::7]:80-81", "udp") ==
+		    parse_mapping("[2001:db8:1::7]:80-81", "", "udp"));
+	// NAT66's mappings never map an address to itself.
+	EXPECT_FALSE(parse_mapping("2001:db8:1::101", "fd42::101", "").opens());
+	EXPECT_FALSE(parse_mapping("[uplink]:22", "[fd42::7]:22", "tcp").opens());
+
+	struct Case {
+		const char *ext, *guest, *proto, *needle;
+	} cases[] = {
+		{"192.168.1.7", "", "", "'192.168.1.7' needs a GUEST"},
+		{"uplink:22", "", "tcp", "needs a GUEST"},
+		{"[uplink]:22", "", "tcp", "needs a GUEST"},
+		{"[2001:db8:1::7]:2222", "[2001:db8:1::7]:22", "tcp", "same ports on both sides"},
+		{"[2001:db8:1::7]:22", "", "", "needs --proto"},
+		{"2001:db8:1::7", "", "tcp", "ambiguous"},
+	};
+	for (const auto &c : cases) {
+		const std::string err = error_of([&] { parse_mapping(c.ext, c.guest, c.proto); });
+		EXPECT_NE(err.find(c.needle), std::string::npos)
+			<< c.ext << " '" << c.guest << "' " << c.proto << " -> " << err;
+		EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+	}
+}
+
+TEST(MappingRelay, OnTheUplinksPrefixNotTheHostsNorNat66s)
+{
+	MappingContext cx = ctx6();
+	cx.host_addrs6 = {parse_ipv6("2001:db8:1::33")};
+	std::vector<Mapping> have = {
+		parse_mapping("[2001:db8:1::7]:22", "", "tcp"),
+		parse_mapping("2001:db8:1::101", "fd42::101", ""),
+	};
+	// Another port, another protocol, another guest: fine; no NAT port
+	// range (the address is no host's) and no kvx_extaddr6 entry.
+	for (const char *ok : {"[2001:db8:1::7]:80", "[2001:db8:1::8]:62000"})
+		EXPECT_NO_THROW(check_mapping(parse_mapping(ok, "", "tcp"), have, cx)) << ok;
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:1::7]:22", "", "udp"), have, cx));
+	EXPECT_NO_THROW(check_mapping(parse_mapping("2001:db8:1::9", "", ""), have, cx));
+	struct Case {
+		Mapping m;
+		const char *needle;
+	} cases[] = {
+		{parse_mapping("[2001:db8:1::7]:20-22", "", "tcp"), "external ports overlap"},
+		{parse_mapping("2001:db8:1::7", "", ""), "one external address, two mappings"},
+		{parse_mapping("2001:db8:1::101", "", ""), "one external address, two mappings"},
+		{parse_mapping("2001:db8:1::10", "", ""), "is an address of this host"},
+		{parse_mapping("[2001:db8:1::33]:22", "", "tcp"), "is an address of this host"},
+		{parse_mapping("[fd42::7]:22", "", "tcp"), "inside the guests' NAT66 prefix"},
+		{parse_mapping("[2001:db8:2::7]:22", "", "tcp"), "not on the uplink's prefix"},
+		{parse_mapping("fe80::7", "", ""), "link-local"},
+	};
+	for (const auto &c : cases) {
+		const std::string err = error_of([&] { check_mapping(c.m, have, cx); });
+		EXPECT_NE(err.find(c.needle), std::string::npos)
+			<< c.m.str() << " -> '" << err << "'";
+		EXPECT_EQ(err.find('\n'), std::string::npos) << err;
+	}
+	cx.force = true;
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:2::7]:22", "", "tcp"), have, cx));
+	// Relay mode runs with no NAT66 prefix: not needed.
+	MappingContext relay = ctx6();
+	relay.subnet6.reset();
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:1::7]:22", "", "tcp"), {}, relay));
+	// The pairs: the address to itself, as NAT66's (IN halves first).
+	auto e = mapping_entries6(parse_mapping("[2001:db8:1::7]:22", "", "tcp"), {});
+	ASSERT_EQ(e.size(), 2u);
+	EXPECT_EQ(e[0].key.dir, KVX_BIND_IN);
+	EXPECT_EQ(0, std::memcmp(e[0].key.addr, e[0].val.addr, 16));
+	EXPECT_EQ(e[0].key.port, e[0].val.bind.port);
+	EXPECT_EQ(e[0].val.bind.flags, KVX_BIND_F_STATIC);
+	auto a = mapping_entries6(parse_mapping("2001:db8:1::7", "", ""), {});
+	ASSERT_EQ(a.size(), 2u);
+	EXPECT_EQ(a[0].val.bind.flags, KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE);
+	EXPECT_EQ(0, std::memcmp(a[0].key.addr, a[0].val.addr, 16));
+}
+
 TEST(MappingPending, MadeWhenTheyCanBe)
 {
 	const NetId home{parse_cidr("192.168.1.0/24"), parse_ipv4("192.168.1.1"),
