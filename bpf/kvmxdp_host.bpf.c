@@ -152,6 +152,11 @@ static __always_inline int host_dnat6(struct bpf_sock_addr *ctx)
 			return 1;
 		gport = eport;
 	}
+	/* A relay mapping (the guest's own address): nothing to rewrite,
+	 * the host reaches the guest there as it is. */
+	if (ib->addr[0] == k.addr[0] && ib->addr[1] == k.addr[1] && ib->addr[2] == k.addr[2] &&
+	    ib->addr[3] == k.addr[3])
+		return 1;
 
 	rk.sock_cookie = bpf_get_socket_cookie(ctx);
 	__builtin_memcpy(rk.guest_addr, ib->addr, 16);

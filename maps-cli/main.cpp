@@ -186,7 +186,8 @@ int main(int argc, char **argv)
 	add_mapping_args(mapping_add_cmd);
 	mapping_add_cmd->add_flag(
 		"--force", mo.force,
-		"allow an EXT_IP outside the uplink's network (routed to this host)");
+		"allow an EXT_IP outside the uplink's network (routed to this host; not for relay "
+		"mappings, which relay's own prefix holds)");
 	mapping_add_cmd->add_flag("--add-address", mo.add_address,
 				  "add EXT_IP to the uplink instead of answering ARP for it");
 	auto *mapping_del_cmd =

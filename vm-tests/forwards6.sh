@@ -5,7 +5,8 @@
 # clients on the LAN:
 #  1. bad `map add` arguments (an unbracketed address with a port, '[' without
 #     ']', IPv4 and IPv6 mixed, a guest outside the prefix, a forward in the
-#     NAT port range, 1:1 on an address of the uplink): one line naming the
+#     NAT port range, 1:1 on an address of the uplink, one endpoint: a relay
+#     mapping where NAT66 runs): one line naming the
 #     value, non-zero exit, config and maps unchanged;
 #  2. `map add '[uplink]:2222' '[G1]:8080' --proto tcp`: the LAN host's curl -6
 #     to [uplink6]:2222 gets guest1's file (sha256), guest1's server logs the
@@ -129,6 +130,10 @@ bad_map "is not a host address in $PFX" "[uplink]:2222" "[fd42:97::11]:22" --pro
 bad_map "overlap the NAT port range" "[uplink]:62000" "[$G1_6]:22" --proto tcp
 bad_map "'$UP6 $G1_6': $UP6 is the uplink's own address, which belongs to the host" "$UP6" "$G1_6"
 bad_map "is not on the uplink's prefix 2001:db8:1::/64 (use --force" "2001:db8:9::1" "$G1_6"
+# One endpoint (a relay mapping) where NAT66 runs: most likely a NAT66
+# mapping without its GUEST.
+bad_map "runs no IPv6 relay mode (attach --ipv6 relay); a NAT66 mapping is EXT GUEST" "$ONE6"
+bad_map "needs a GUEST" "[uplink]:2222" --proto tcp
 assert_eq "config unchanged by the refused commands" "$CFG_BEFORE" "$(cat "$KVX_CFG")"
 assert_eq "no static pair in kvx_bind6" 0 "$(kvx_json 'i["bindings6"]["entries"]')"
 

@@ -300,7 +300,8 @@ assert_contains "conntrack list: the server's connection in, to guest2's own add
 	"$("$KVX_PY" -c 'import json,sys; print("|".join(f["int_addr"]+":"+str(f["int_port"])+"<-"+f["rem_addr"]+(" inbound" if "inbound" in f["flags"] else "") for f in json.load(sys.stdin) if f["family"] == "ipv6"))' <<<"$ct" 2>/dev/null || echo error)"
 assert_eq "another port of guest2 stays filtered (curl times out)" 28 "$(curl_rc "$NS_SRV" "http://[$G2_6]:8083/")"
 assert_eq "guest1's port 8082 stays filtered" 28 "$(curl_rc "$NS_SRV" "http://[$G1_6]:8082/")"
-must kvx map del "[$G2_6]:8082" --proto tcp
+out=$(kvx map del "[$G2_6]:8082" --proto tcp 2>&1) || kvx_fail "map del: $out"
+assert_contains "map del drops the mapping's flow (the server's connection)" "(1 flow(s) dropped)" "$out"
 assert_eq "after map del: curl -6 server -> guest2:8082 times out again" 28 "$(curl_rc "$NS_SRV" "http://[$G2_6]:8082/big.bin")"
 
 kvx_step "attach --ipv6 relay --ipv6-inbound open: the server reaches the guests"

@@ -185,33 +185,48 @@ static __always_inline int relay6_echo_in(const struct kvx_pkt6 *p6)
 }
 
 /*
- * What the relay mappings open of p6's destination, a guest's address:
- * KVX_RELAY_OPEN_ADDR all of it (`map add ADDR`), KVX_NO_MAPPING p6's
- * port (`map add '[ADDR]:PORT' --proto P`), 0 nothing.  The daemon writes
- * them in relay mode only, as NAT66's static pairs with the guest's own
- * address and port on both sides (kvx_bind6); a NAT66 mapping never maps
- * an address to itself (its external address is outside the guests'
- * prefix), so its pairs, if any, open nothing here.
+ * Does relay mapping ib (its IN half) open to the guest owner (the MAC that
+ * owns the address in kvx_nd now)?  A mapping is its first owner's: the
+ * MAC is recorded by the first packet it lets in, and a guest that takes
+ * the address later (its owner gone for KVX_GUEST_IDLE_NS) gets nothing
+ * through it, so that the clients of the guest the mapping was made for
+ * never reach another (`map del` and `map add` give it to the new one).
  */
-static __noinline int relay6_opened(const struct kvx_pkt6 *p6)
+static __always_inline int relay6_mapping_owner(struct kvx_bind6_val *ib, const __u8 *owner)
+{
+	if (mac_is_zero(ib->bind.guest_mac))
+		__builtin_memcpy(ib->bind.guest_mac, owner, ETH_ALEN);
+	return mac_eq(ib->bind.guest_mac, owner);
+}
+
+/*
+ * What the relay mappings open of p6's destination, a guest's address
+ * owned by owner: KVX_RELAY_OPEN_ADDR all of it (`map add ADDR`),
+ * KVX_NO_MAPPING p6's port (`map add '[ADDR]:PORT' --proto P`), 0
+ * nothing.  The daemon writes them in relay mode only, as NAT66's static
+ * pairs with the guest's own address and port on both sides (kvx_bind6);
+ * a NAT66 mapping never maps an address to itself (its external address
+ * is outside the guests' prefix), so its pairs, if any, open nothing here.
+ */
+static __noinline int relay6_opened(const struct kvx_pkt6 *p6, const __u8 *owner)
 {
 	struct kvx_bind6_key ik;
 	struct kvx_bind6_val *ib;
 
-	if (!p6)
+	if (!p6 || !owner)
 		return 0;
 	bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p6->daddr, 0);
 	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
 	if (ib && (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) && addr6_eq(ib->addr, p6->daddr))
-		return KVX_RELAY_OPEN_ADDR;
+		return relay6_mapping_owner(ib, owner) ? KVX_RELAY_OPEN_ADDR : 0;
 	if (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP)
 		return 0;
 	bind6_key_init(&ik, KVX_BIND_IN, p6->p.proto, p6->daddr, p6->p.dport);
 	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	return ib && (ib->bind.flags & KVX_BIND_F_STATIC) && addr6_eq(ib->addr, p6->daddr) &&
-			       ib->bind.port == p6->p.dport ?
-		       KVX_NO_MAPPING :
-		       0;
+	if (!ib || !(ib->bind.flags & KVX_BIND_F_STATIC) || !addr6_eq(ib->addr, p6->daddr) ||
+	    ib->bind.port != p6->p.dport)
+		return 0;
+	return relay6_mapping_owner(ib, owner) ? KVX_NO_MAPPING : 0;
 }
 
 /*
@@ -226,7 +241,7 @@ static __noinline int relay6_opened(const struct kvx_pkt6 *p6)
  * a whole address any other protocol, untracked, as a bridge would.  Else
  * DROP_FILTERED.
  */
-static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
+static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, const __u8 *owner)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
@@ -242,10 +257,12 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 	if (pkt_is_later_fragment(&p6->p))
 		return KVX_CONTINUE;
 	/* No transport header parsed (another protocol, a chain not
-	 * walked): nothing to track, so only to an opened address. */
+	 * walked, ESP): nothing to track, so only to an opened address,
+	 * which takes what it cannot parse as a bridge would (untracked: no
+	 * flow, no quota; the guest's own stack judges it). */
 	if (!p6->p.l4_ok)
-		return relay6_opened(p6) == KVX_RELAY_OPEN_ADDR ? KVX_CONTINUE :
-								  KVX_R_DROP_FILTERED;
+		return relay6_opened(p6, owner) == KVX_RELAY_OPEN_ADDR ? KVX_CONTINUE :
+									 KVX_R_DROP_FILTERED;
 	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type < 128) {
 		__u32 off = p6->p.l4_off;
 		struct kvx_ipv6hdr *q;
@@ -263,8 +280,8 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 	if ((p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY) ||
 	    (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
 	     p6->p.proto != KVX_IPPROTO_ICMPV6))
-		return relay6_opened(p6) == KVX_RELAY_OPEN_ADDR ? KVX_CONTINUE :
-								  KVX_R_DROP_FILTERED;
+		return relay6_opened(p6, owner) == KVX_RELAY_OPEN_ADDR ? KVX_CONTINUE :
+									 KVX_R_DROP_FILTERED;
 	ct6_key_init(&k, p6->p.proto, p6->daddr, p6->p.dport, p6->saddr, p6->p.sport);
 	f = bpf_map_lookup_elem(&kvx_ct6, &k);
 	if (f) {
@@ -276,7 +293,7 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 			ct6_halfopen_push(cfg, &k, f);
 		return r;
 	}
-	open = p6->p.proto == KVX_IPPROTO_ICMPV6 ? 0 : relay6_opened(p6);
+	open = p6->p.proto == KVX_IPPROTO_ICMPV6 ? 0 : relay6_opened(p6, owner);
 	if (!open)
 		return KVX_R_DROP_FILTERED;
 	if (!tcp_may_open(&p6->p, CT_DIR_IN))
@@ -635,7 +652,7 @@ static __always_inline int relay6_from_uplink(kvx_ctx_t *ctx)
 	if (!cfg || !cfg6)
 		return verdict(KVX_R_PASS_HOST, len);
 	if (!(cfg6->flags & KVX_CFG6_F_INBOUND_OPEN)) {
-		r = relay6_ct_in(ctx, &p6);
+		r = relay6_ct_in(ctx, &p6, dmac);
 		/* A relay mapping's new flow, keyed and counted as the
 		 * guest's own (ext == int); made here, not in the check: one
 		 * chain of frames less deep. */

@@ -603,11 +603,18 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 {
 	// NAT66's address as the datapath has it (where `[uplink]` points).
 	Ipv6Addr ua6{};
-	bool relay = false;
+	// The mode running (unset: not running) and relay's prefix now.
+	std::optional<bool> relay;
+	std::optional<Ipv6Net> relay_prefix;
 	if (cfg6_fd >= 0) {
 		try {
 			const kvx_cfg6 c = read_cfg6(cfg6_fd);
 			relay = c.mode == KVX_V6_RELAY;
+			if (*relay && c.relay_len) {
+				Ipv6Addr a;
+				std::memcpy(a.data(), c.relay_prefix, a.size());
+				relay_prefix = network_of6(a, c.relay_len);
+			}
 			if (c.mode == KVX_V6_NAT66)
 				std::memcpy(ua6.data(), c.uplink_addr, ua6.size());
 		} catch (const Error &) {
@@ -693,8 +700,9 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 					    "network is not known") :
 				!on_net ? json("made on another network") :
 					  json(nullptr);
-			// Each kind in its mode only (apply_mappings6).
-			if (sm.m.opens() != relay) {
+			// Each kind in its mode only (apply_mappings6), a relay
+			// mapping in relay's prefix only.
+			if (relay && sm.m.opens() != *relay) {
 				state = "suspended";
 				reason =
 					sm.m.opens() ?
@@ -702,6 +710,11 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 						"runs in relay mode (attach --ipv6 relay)" :
 						"IPv6 runs in relay mode: NAT66 mappings are served "
 						"in NAT66 mode";
+			} else if (sm.m.opens() && on_net && relay_prefix &&
+				   !relay_prefix->contains(sm.m.ext_addr6)) {
+				state = "suspended";
+				reason = "not in the relay prefix " + relay_prefix->str() +
+					 ", where the guests take their addresses now";
 			} else if (on_net && !sm.m.opens() && !sm.m.ext_uplink &&
 				   sm.m.ext_addr6 != ua6 && extaddr6_fd >= 0) {
 				auto f = ext6_flags.find(sm.m.ext_addr6);

@@ -507,15 +507,18 @@ void check_relay_mapping(const Mapping &m, const std::vector<Mapping> &existing,
 		    ctx.host_addrs6.end())
 		throw Error(what + ": " + a +
 			    " is an address of this host: a relay mapping opens a guest's address");
+	// No --force: relay forwards only its own prefix, never a routed one.
+	if (ctx.relay_prefix6 && !ctx.relay_prefix6->contains(m.ext_addr6))
+		throw Error(what + ": " + a + " is not in the relay prefix " +
+			    ctx.relay_prefix6->str() + ", where the guests take their addresses");
 	const bool on_link = std::any_of(ctx.uplink_nets6.begin(), ctx.uplink_nets6.end(),
 					 [&](const Ipv6Net &n) { return n.contains(m.ext_addr6); });
-	if (!ctx.force && !ctx.uplink_nets6.empty() && !on_link) {
+	if (!ctx.relay_prefix6 && !ctx.uplink_nets6.empty() && !on_link) {
 		std::string nets;
 		for (const auto &n : ctx.uplink_nets6)
 			nets += (nets.empty() ? "" : ", ") + n.str();
 		throw Error(what + ": " + a + " is not on the uplink's prefix " + nets +
-			    ", where relay mode's guests take their addresses (use --force for "
-			    "one routed to this host)");
+			    ", where relay mode's guests take their addresses");
 	}
 	check_mapping_overlap(m, existing, ctx.uplink_addr, ctx.uplink_addr6);
 }
@@ -590,7 +593,7 @@ void check_mapping6(const Mapping &m, const std::vector<Mapping> &existing,
 	if (!on_uplink) {
 		std::set<Ipv6Addr> lit;
 		for (const Mapping &o : existing)
-			if (o.v6 && !o.ext_uplink && o.ext_addr6 != ctx.uplink_addr6)
+			if (o.v6 && !o.ext_uplink && !o.opens() && o.ext_addr6 != ctx.uplink_addr6)
 				lit.insert(o.ext_addr6);
 		if (!lit.count(m.ext_addr6) && lit.size() >= KVX_EXTADDR6_MAX)
 			throw Error(what + ": " + std::to_string(KVX_EXTADDR6_MAX) +
@@ -776,6 +779,9 @@ void check_permanent(const std::vector<Mapping> &ms, const std::vector<StaticMap
 	for (size_t k = 0; k < ms.size(); k++) {
 		const Mapping &m = ms[k];
 		const std::string what = "mapping '" + m.str() + "'";
+		if (m.opens())
+			throw Error(what + ": a relay mapping (one endpoint, a guest's own IPv6 "
+					   "address) is made with `kvmxdp map add`, not by a hook");
 		if (!m.v6 && m.guest_addr && subnet &&
 		    (!subnet->contains(m.guest_addr) || m.guest_addr == subnet->addr ||
 		     m.guest_addr == subnet->broadcast()))

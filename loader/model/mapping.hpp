@@ -101,6 +101,9 @@ struct MappingContext {
 	// host_ipv6_addrs; empty: not known, not checked): a 1:1 address
 	// must not be one, as host_addrs for IPv4.
 	std::vector<Ipv6Addr> host_addrs6;
+	// Relay mode's prefix now (kvx_cfg6.relay_prefix; unset: not known,
+	// not checked): a relay mapping's address must be in it.
+	std::optional<Ipv6Net> relay_prefix6;
 	// Recorded mappings: the prefix may be decided at attach (the
 	// bridge's), so an unset subnet6 skips the guest check.
 	bool subnet6_unknown_ok = false;

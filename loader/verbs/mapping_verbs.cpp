@@ -174,8 +174,7 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 		// running: the recorded prefix (a bridge's own is taken at
 		// attach) and the address attach would choose.
 		const Uplink6View v6 = read_uplink6(nl, up->ifindex);
-		// A relay mapping is made whatever IPv6 runs now (it is
-		// recorded, and served while relay mode runs).
+		// Relay mode: running, the datapath's; else the recorded --ipv6.
 		bool relay = inst.ipv6 == Ipv6Choice::Relay;
 		if (pins && pins->cfg6.get() >= 0) {
 			const kvx_cfg6 c = read_cfg6(pins->cfg6.get());
@@ -185,6 +184,11 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 				ctx.subnet6 = network_of6(a, c.subnet_len);
 			}
 			relay = c.mode == KVX_V6_RELAY;
+			if (relay && c.relay_len) {
+				Ipv6Addr a;
+				std::memcpy(a.data(), c.relay_prefix, a.size());
+				ctx.relay_prefix6 = network_of6(a, c.relay_len);
+			}
 			ctx.uplink_addr6 = pins->uplink_addr6();
 		} else {
 			ctx.subnet6 = inst.subnet6;
@@ -195,11 +199,12 @@ void mapping_add(const GlobalOptions &g, MappingOptions o, std::ostream &out)
 					    "' is not running and has no recorded --subnet6: its "
 					    "guests' IPv6 prefix is known once it is attached");
 		}
+		// One endpoint where NAT66 runs is most likely a NAT66
+		// mapping without its GUEST.
 		if (m.opens() && !relay)
-			log_warn(
-				"relay mapping '" + m.str() + "' on bridge '" + inst.bridge +
-				"': its IPv6 is not in relay mode (attach --ipv6 relay): recorded, "
-				"and served once relay mode runs");
+			throw Error("relay mapping '" + m.str() + "': bridge '" + inst.bridge +
+				    "' runs no IPv6 relay mode (attach --ipv6 relay); a NAT66 "
+				    "mapping is EXT GUEST");
 		for (const auto &p : v6.prefixes)
 			ctx.uplink_nets6.push_back(p.net);
 	}

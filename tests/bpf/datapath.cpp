@@ -786,6 +786,13 @@ void Datapath::halfopen_forget(std::uint32_t slot)
 		throw std::runtime_error("delete kvx_halfopen: " + errno_text(errno));
 }
 
+void Datapath::halfopen6_forget(std::uint32_t slot)
+{
+	if (bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_halfopen6), &slot) != 0 &&
+	    errno != ENOENT)
+		throw std::runtime_error("delete kvx_halfopen6: " + errno_text(errno));
+}
+
 std::optional<kvx_ct_val> Datapath::ct_lookup(const kvx_ct_key &key) const
 {
 	kvx_ct_val v;

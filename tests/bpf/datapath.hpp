@@ -182,6 +182,7 @@ public:
 	std::optional<kvx_halfopen_val> halfopen_at(std::uint32_t slot) const;
 	std::optional<kvx_halfopen6_val> halfopen6_at(std::uint32_t slot) const;
 	void halfopen_forget(std::uint32_t slot);
+	void halfopen6_forget(std::uint32_t slot);
 
 	std::optional<kvx_ct_val> ct_lookup(const kvx_ct_key &key) const;
 	void ct_update(const kvx_ct_key &key, const kvx_ct_val &val);

@@ -1271,6 +1271,84 @@ TEST_F(Relay6Test, RelayMappingFloodStaysInTheGuestsInboundQuota)
 	run6(Prog::UpIngress, client, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(client, kMacA));
 }
 
+// A mapping is the guest's it first let traffic in to: another guest
+// that takes the address later (after the first was gone long enough)
+// gets nothing through it, and what a mapping of a port cannot parse (an
+// unwalked extension header chain) is filtered, while a mapping of the
+// whole address takes it untracked.
+TEST_F(Relay6Test, RelayMappingStaysItsFirstOwnersAndParsesWhatItOpens)
+{
+	claim(kGuestA, kMacA);
+	add_relay_mapping(dp(), kProtoTcp, kGuestA, 22);
+	const Packet6 syn = from_lan(make_tcp6(kRemote, 40000, kGuestA, 22));
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(syn, kMacA));
+	kvx_bind6_key ik{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = kProtoTcp;
+	copy_addr(ik.addr, kGuestA);
+	ik.port = htons(22);
+	const auto ib = dp().bind6_lookup(ik);
+	ASSERT_TRUE(ib.has_value());
+	EXPECT_EQ(std::memcmp(ib->bind.guest_mac, kMacA.data(), 6), 0) << "its first owner";
+	// Guest B owns the address now (A idle, B's DAD): nothing comes in.
+	claim(kGuestA, kMacB);
+	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40001, kGuestA, 22)), TC_ACT_SHOT,
+	     KVX_R_DROP_FILTERED);
+	// A's again: open again.
+	claim(kGuestA, kMacA);
+	const Packet6 syn2 = from_lan(make_tcp6(kRemote, 40002, kGuestA, 22));
+	run6(Prog::UpIngress, syn2, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(syn2, kMacA));
+	// A SYN hidden behind a chain the parser does not walk (a second
+	// hop-by-hop header): a port's mapping opens nothing for it.
+	Packet6 hidden = from_lan(make_tcp6(kRemote, 40003, kGuestA, 22));
+	hidden.ext = {ext_options(kExtDstOpts, 8), ext_options(kExtHopByHop, 8)};
+	run6(Prog::UpIngress, hidden, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
+	add_relay_mapping(dp(), 0, kGuestB, 0);
+	claim(kGuestB, kMacB);
+	hidden.dst = kGuestB;
+	run6(Prog::UpIngress, hidden, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(hidden, kMacB));
+	// Echo requests to a mapped address stay rate limited (the policy's
+	// own rule, which comes first): the burst, then filtered.
+	int passed = 0;
+	const Packet6 ping = from_lan(make_echo6(kRemote, kGuestB, 9));
+	for (int i = 0; i < 2 * KVX_RELAY_ECHO_BURST_T; i++)
+		passed += dp().run(Prog::UpIngress, ping.build(), ingress_ifindex(Prog::UpIngress))
+				  .verdict == TC_ACT_REDIRECT;
+	EXPECT_LT(passed, 2 * KVX_RELAY_ECHO_BURST_T);
+}
+
+// A SYN that reopens a closed connection through a port's mapping is
+// half-open again, in the guest's early-drop ring.
+TEST_F(Relay6Test, RelayMappingReopenedConnectionIsHalfOpenAgain)
+{
+	claim(kGuestA, kMacA);
+	add_relay_mapping(dp(), kProtoTcp, kGuestA, 22);
+	const std::uint32_t slot = dp().port_slot(kPortA);
+	const Packet6 syn = from_lan(make_tcp6(kRemote, 40000, kGuestA, 22));
+	run6(Prog::UpIngress, syn, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(syn, kMacA));
+	// The guest refuses it (RST): the flow closes, out of the ring.
+	Packet6 rst = from_guest(make_tcp6(kGuestA, 22, kRemote, 40000, kTcpRst | kTcpAck), kMacA);
+	rst.seq = 0;
+	rst.ack_seq = syn.seq + 1;
+	run6(Prog::BrIngress, rst, TC_ACT_REDIRECT, KVX_R_RELAY_OUT, routed_out(rst));
+	auto flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_CLOSE);
+	// Its ring gone (replaced, or the flow evicted from it): the
+	// reopening SYN puts it back.
+	dp().halfopen6_forget(slot);
+	Packet6 again = from_lan(make_tcp6(kRemote, 40000, kGuestA, 22));
+	again.seq = syn.seq + 100000;
+	run6(Prog::UpIngress, again, TC_ACT_REDIRECT, KVX_R_RELAY_IN, routed_in(again, kMacA));
+	flows = dp().ct6_entries();
+	ASSERT_EQ(flows.size(), 1u);
+	EXPECT_EQ(flows[0].second.ct.state, KVX_CT_SYN_RECV);
+	const auto ring = dp().halfopen6_at(slot);
+	ASSERT_TRUE(ring.has_value());
+	EXPECT_EQ(ring->next, 1u) << "pushed again";
+	EXPECT_EQ(std::memcmp(&ring->keys[0], &flows[0].first, sizeof(flows[0].first)), 0);
+}
+
 // NAT66's pairs (an external address of the prefix to a ULA guest) open
 // nothing in relay mode, even where a guest owns that address: only a
 // pair of an address to itself is a relay mapping.

@@ -502,8 +502,23 @@ TEST(MappingRelay, OnTheUplinksPrefixNotTheHostsNorNat66s)
 			<< c.m.str() << " -> '" << err << "'";
 		EXPECT_EQ(err.find('\n'), std::string::npos) << err;
 	}
+	// Relay forwards its own prefix only: --force routes nothing there.
 	cx.force = true;
-	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:2::7]:22", "", "tcp"), have, cx));
+	EXPECT_NE(error_of([&] {
+			  check_mapping(parse_mapping("[2001:db8:2::7]:22", "", "tcp"), have, cx);
+		  }).find("not on the uplink's prefix"),
+		  std::string::npos);
+	// Running: the relay prefix itself (another on-link prefix, say the
+	// one renumbering deprecated, is no relay's).
+	cx.force = false;
+	cx.uplink_nets6.push_back(network_of6(parse_ipv6("2001:db8:5::1"), 64));
+	cx.relay_prefix6 = network_of6(parse_ipv6("2001:db8:5::"), 64);
+	EXPECT_NO_THROW(check_mapping(parse_mapping("[2001:db8:5::7]:22", "", "tcp"), have, cx));
+	const std::string off = error_of(
+		[&] { check_mapping(parse_mapping("[2001:db8:1::7]:23", "", "tcp"), have, cx); });
+	EXPECT_NE(off.find("2001:db8:1::7 is not in the relay prefix 2001:db8:5::/64"),
+		  std::string::npos)
+		<< off;
 	// Relay mode runs with no NAT66 prefix: not needed.
 	MappingContext relay = ctx6();
 	relay.subnet6.reset();
@@ -519,6 +534,25 @@ TEST(MappingRelay, OnTheUplinksPrefixNotTheHostsNorNat66s)
 	ASSERT_EQ(a.size(), 2u);
 	EXPECT_EQ(a[0].val.bind.flags, KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE);
 	EXPECT_EQ(0, std::memcmp(a[0].key.addr, a[0].val.addr, 16));
+	// No MAC: the datapath records the first owner it lets traffic in to.
+	for (const auto &x : {e[0], a[0]})
+		EXPECT_EQ(0, std::memcmp(x.val.bind.guest_mac, "\0\0\0\0\0\0", 6));
+	// A relay mapping takes no announced address: the datapath's
+	// KVX_EXTADDR6_MAX literal addresses are NAT66's.
+	std::vector<Mapping> many;
+	for (unsigned i = 0; i < KVX_EXTADDR6_MAX + 4; i++) {
+		char t[64];
+		std::snprintf(t, sizeof(t), "2001:db8:1::2:%x", i);
+		many.push_back(parse_mapping(t, "", ""));
+	}
+	EXPECT_NO_THROW(
+		check_mapping(parse_mapping("2001:db8:1::101", "fd42::101", ""), many, ctx6()));
+	// Never made by a hook (libvirt metadata): `map add` only.
+	const std::string hook = error_of([&] {
+		check_permanent({parse_mapping("[2001:db8:1::7]:22", "", "tcp")}, {}, std::nullopt,
+				{61000, 65535}, std::nullopt);
+	});
+	EXPECT_NE(hook.find("is made with `kvmxdp map add`"), std::string::npos) << hook;
 }
 
 TEST(MappingPending, MadeWhenTheyCanBe)

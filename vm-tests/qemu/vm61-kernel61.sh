@@ -29,11 +29,12 @@ received() { sed -n 's/.* \([0-9]*\) packets received.*/\1/p'; }
 say "t_gtest_start=$(cut -d' ' -f1 /proc/uptime)"
 # Under TCG a test's syscalls are emulated kernel work (one vCPU: 12+
 # minutes for the suite): one gtest shard per vCPU (each process runs in a
-# private netns of its own, so shards never meet).
+# private netns of its own, so shards never meet).  KVX_EMULATED_CPU:
+# the tests that bound a cost in time scale it for an emulated CPU.
 cpus=$(grep -c '^processor' /proc/cpuinfo)
 i=0 pids=""
 while [ "$i" -lt "$cpus" ]; do
-	GTEST_TOTAL_SHARDS=$cpus GTEST_SHARD_INDEX=$i \
+	KVX_EMULATED_CPU=1 GTEST_TOTAL_SHARDS=$cpus GTEST_SHARD_INDEX=$i \
 		/usr/bin/kvmxdp_bpf_test --gtest_brief=1 >/tmp/gtest.$i.log 2>&1 &
 	pids="$pids $!"
 	i=$((i + 1))
