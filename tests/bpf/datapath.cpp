@@ -110,6 +110,10 @@ int reason_verdict(int reason)
 	const std::string name = reason_name(reason);
 	if (name.rfind("XLATE", 0) == 0 || name.rfind("ARP_", 0) == 0)
 		return TC_ACT_REDIRECT;
+	// IPv6 relay's forwarding and ND proxy: out of a device too.
+	if (reason == KVX_R_RELAY_OUT || reason == KVX_R_RELAY_IN || reason == KVX_R_ND_PROXY_NA ||
+	    reason == KVX_R_ND_RELAY)
+		return TC_ACT_REDIRECT;
 	switch (reason) {
 #define KVX_X_VERDICT(name, drop, desc) \
 	case KVX_R_##name:              \

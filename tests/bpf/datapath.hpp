@@ -40,8 +40,9 @@ std::uint64_t boot_ns();
 
 const char *reason_name(int reason);
 const char *verdict_name(int verdict);
-// The verdict a reason implies: XLATE_* and ARP_* redirect, the ABI's drop
-// reasons drop (X-macro flag), everything else passes to the stack.
+// The verdict a reason implies: XLATE_*, ARP_*, RELAY_*, ND_PROXY_NA and
+// ND_RELAY redirect, the ABI's drop reasons drop (X-macro flag),
+// everything else passes to the stack.
 int reason_verdict(int reason);
 
 struct RunResult {

@@ -15,12 +15,12 @@ mkdir "$d/corpus"
 cp "$corpus"/* "$d/corpus/"
 if KVX_FUZZ_REACH=1 "$fuzzer" -max_total_time="$secs" -timeout=10 -print_final_stats=1 \
 	-artifact_prefix="$d/" "$d/corpus" 2>"$d/log"; then
-	tail -n 75 "$d/log"
+	tail -n 95 "$d/log"
 	exit 0
 else
 	rc=$?
 fi
-tail -n 150 "$d/log"
+tail -n 170 "$d/log"
 for a in "$d"/crash-* "$d"/timeout-* "$d"/leak-* "$d"/oom-*; do
 	[ -e "$a" ] || continue
 	echo "fuzz input $(basename "$a") (hex): $(od -An -tx1 -v "$a" | tr -d ' \n')"
