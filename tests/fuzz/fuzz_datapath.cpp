@@ -34,7 +34,9 @@
 //     LAN frame relayed in goes to an address a guest owns, at its owner's
 //     MAC, never from a martian source (multicast, ::, ::1, the uplink's
 //     address, a guest's), and under the stateful policy only as a reply
-//     on a kvx_ct6 flow (ext_addr == int_addr), an echo request, an ICMPv6
+//     on a kvx_ct6 flow (ext_addr == int_addr; one opened from outside only
+//     through a relay mapping of its port, to the owner it recorded), to an
+//     address a relay mapping opens whole, an echo request, an ICMPv6
 //     error quoting the guest's packet or a later fragment; the answer to
 //     what a guest relayed out and a router's error about it do come back
 //     (round trip).  ND: an NS answered (ND_PROXY_NA) is a valid one (RFC
@@ -323,6 +325,9 @@ unsigned long g_round_trips, g_icmp_errors, g_icmp6_errors, g_frag6_trips;
 // checked coming back, SYNs whose MSS the relay clamped.
 unsigned long g_relay_frames, g_relay_in_up, g_relay_in_guest, g_relay_trips, g_relay_error_trips,
 	g_relay_mss_clamped;
+// LAN frames the stateful policy let in through a relay mapping (a flow
+// it opened, or an address it opens whole).
+unsigned long g_relay_mapped_in;
 
 // How often each verdict reason was reached, printed at exit: which paths
 // the run actually exercised.
@@ -338,9 +343,9 @@ void print_hits()
 	std::fprintf(stderr,
 		     "  relay frames           %lu\n  relayed in from the LAN %lu\n"
 		     "  relayed guest to guest %lu\n  relay round trips      %lu (errors %lu)\n"
-		     "  relay MSS clamped      %lu\n",
+		     "  relay MSS clamped      %lu\n  relayed in by mappings %lu\n",
 		     g_relay_frames, g_relay_in_up, g_relay_in_guest, g_relay_trips,
-		     g_relay_error_trips, g_relay_mss_clamped);
+		     g_relay_error_trips, g_relay_mss_clamped, g_relay_mapped_in);
 }
 
 // The bounded CI run (KVX_FUZZ_REACH=1, tests/fuzz/CMakeLists.txt) must
@@ -408,6 +413,7 @@ void check_reach()
 	want("relay round trips checked", g_relay_trips, 0.0005);
 	want("relayed in from the LAN", g_relay_in_up, 0.0005);
 	want("relayed guest to guest", g_relay_in_guest, 0.0002);
+	want("relayed in by relay mappings", g_relay_mapped_in, 0.00002);
 	// Every reason that each 60 s run (and even an 18k-frame run) reaches
 	// at least 30 times (8 times in 5000 frames) must be reached.  Not
 	// required: those the harness reaches only a few times a run
@@ -1179,6 +1185,57 @@ void install_relay6()
 	relay_own(kRelayHost6, Mac{}, KVX_ND_HOST);
 }
 
+// The relay mappings the frames meet, as apply_mappings6 writes them in
+// relay mode only (pairs of a guest's address to itself, no MAC: the
+// datapath records the first owner): guest 0's owned address opens TCP
+// 22 and UDP 53 (`map add '[A]:22' --proto tcp`), guest 1's all of it
+// (`map add B`).  on false: deleted, as when NAT66 runs.
+void relay_mappings(bool on)
+{
+	static const struct {
+		std::uint8_t proto, g;
+		std::uint16_t port;
+	} ms[] = {{kProtoTcp, 0, 22}, {kProtoUdp, 0, 53}, {0, 1, 0}};
+	for (const auto &m : ms)
+		for (std::uint8_t dir : {KVX_BIND_IN, KVX_BIND_OUT}) {
+			kvx_bind6_key k{};
+			k.dir = dir;
+			k.proto = m.proto;
+			std::memcpy(k.addr, relay_addr(kRelayOwned, m.g).data(), 16);
+			k.port = htons(m.port);
+			if (!on) {
+				g_dp->bind6_delete(k);
+				continue;
+			}
+			kvx_bind6_val v{};
+			std::memcpy(v.addr, k.addr, 16);
+			v.bind.port = k.port;
+			v.bind.flags = m.proto ? KVX_BIND_F_STATIC :
+						 KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+			g_dp->bind6_update(k, v);
+		}
+}
+
+// Does a relay mapping open dst (proto 0: the whole address; else its
+// proto/port) to its owner now (the MAC the mapping recorded, or none yet:
+// the next packet it opens for records the owner's)?
+bool relay_mapping_opens(const Ip6 &dst, std::uint8_t proto, std::uint16_t port)
+{
+	kvx_bind6_key k{};
+	k.dir = KVX_BIND_IN;
+	k.proto = proto;
+	std::memcpy(k.addr, dst.data(), 16);
+	k.port = htons(port);
+	const auto ib = g_dp->bind6_lookup(k);
+	const auto to = g_dp->nd_lookup(dst);
+	return ib && to && !std::memcmp(ib->addr, dst.data(), 16) &&
+	       (ib->bind.flags & KVX_BIND_F_STATIC) &&
+	       (proto ? ib->bind.port == k.port : (ib->bind.flags & KVX_BIND_F_ONE_TO_ONE) != 0) &&
+	       (!std::memcmp(ib->bind.guest_mac, to->mac, 6) ||
+		std::all_of(ib->bind.guest_mac, ib->bind.guest_mac + 6,
+			    [](std::uint8_t b) { return b == 0; }));
+}
+
 kvx_cfg6 relay_cfg6(bool open)
 {
 	kvx_cfg6 c{};
@@ -1200,6 +1257,8 @@ void set_mode6(int want)
 {
 	if (want == g_cfg6_now)
 		return;
+	if (!want != !g_cfg6_now)
+		relay_mappings(want != 0);
 	if (want)
 		g_dp->set_cfg6(relay_cfg6(want == 2));
 	else
@@ -1482,6 +1541,10 @@ void make_relay6(Bytes &f, bool uplink)
 		}
 		p.sport = uplink ? port_b : port_a;
 		p.dport = uplink ? port_a : port_b;
+		// The relay mappings' ports (relay_mappings) on the guests'
+		// side, a quarter of the time.
+		if (s[30] % 4 == 0)
+			(uplink ? p.dport : p.sport) = s[30] & 4 ? 22 : 53;
 		p.payload = payload;
 		switch (kind == 15 ? 8 : s[6] % 8) {
 		case 0:
@@ -1754,12 +1817,17 @@ void check_relayed_bytes(const Bytes &in, const Bytes &out, bool clamp)
 
 // Under the stateful inbound policy (relay6.h relay6_ct_in), what may come
 // in to a guest: a later fragment, an ICMPv6 error quoting a packet from
-// the guest's address, an echo request, or a reply on a flow the guest
-// opened (kvx_ct6, ext_addr == int_addr).
-bool relay_inbound_allowed(const Bytes &in)
+// the guest's address, an echo request, a reply on a flow the guest
+// opened (kvx_ct6, ext_addr == int_addr), a packet of a flow opened from
+// outside through a relay mapping of its port (relay_mappings), or
+// anything to an address a relay mapping opens whole.
+bool relay_inbound_allowed(const Bytes &in, bool *mapped)
 {
 	const Walk6 w = walk6(in);
 	const Parsed6 p = parse6(in);
+	*mapped = false;
+	if (relay_mapping_opens(p.dst, 0, 0))
+		return *mapped = true;
 	if (!w.ok)
 		return false;
 	if (w.has_frag && w.frag_off)
@@ -1787,9 +1855,13 @@ bool relay_inbound_allowed(const Bytes &in)
 		    std::memcmp(v.ext_addr, k.int_addr, 16))
 			continue;
 		if (w.proto == kProtoIcmp6 ?
-			    ntohs(k.int_port) == id :
-			    ntohs(k.int_port) == dport && ntohs(k.rem_port) == sport)
-			return true;
+			    ntohs(k.int_port) != id :
+			    ntohs(k.int_port) != dport || ntohs(k.rem_port) != sport)
+			continue;
+		// A flow opened from outside: only through a mapping of its
+		// port (whole addresses returned above).
+		*mapped = (v.ct.flags & KVX_CT_F_INBOUND) != 0;
+		return !*mapped || relay_mapping_opens(p.dst, w.proto, dport);
 	}
 	return false;
 }
@@ -1820,10 +1892,12 @@ void check_relay_in_up(const Bytes &in, const Bytes &out, bool open, bool in_csu
 			  in, out);
 	if (relay_martian_src(pi.src, t0))
 		violation("relayed in from a martian source", in, out);
-	if (!open && !relay_inbound_allowed(in))
+	bool mapped = false;
+	if (!open && !relay_inbound_allowed(in, &mapped))
 		violation("relayed in under the stateful policy: no flow, echo request, error "
-			  "about the guest's packet nor later fragment",
+			  "about the guest's packet, later fragment nor relay mapping",
 			  in, out);
+	g_relay_mapped_in += !open && mapped;
 	check_relayed_bytes(in, out, true);
 	if (in_csum_ok && !check_checksums(out).empty())
 		violation("checksum broken by relaying in: " + check_checksums(out), in, out);
