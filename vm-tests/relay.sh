@@ -285,7 +285,7 @@ assert_contains "map add of the host's own address: refused, naming it" "$UP6 is
 assert_eq "... in one line" 1 "$(printf '%s
 ' "$out" | wc -l)"
 out=$(kvx map add "[2001:db8:9::5]:22" --proto tcp 2>&1) && kvx_fail "map add off the prefix succeeded: $out"
-assert_contains "map add off the uplink's prefix: refused" "2001:db8:9::5 is not on the uplink's prefix" "$out"
+assert_contains "map add off the relay prefix: refused" "2001:db8:9::5 is not in the relay prefix 2001:db8:1::/64" "$out"
 must kvx map add "[$G2_6]:8082" --proto tcp
 relay_map() { kvx_json "[m['type'] + ' ' + m['state'] for m in d['mappings'] if m['ext'] == '[$G2_6]:8082'][0]" "$(kvx map list --json 2>/dev/null)"; }
 assert_eq "map list --json: a relay mapping, active" "relay active" "$(relay_map)"

@@ -723,4 +723,54 @@ Packet UpIngressTest::establish(const Packet &p)
 	return sent;
 }
 
+namespace {
+
+void copy_addr6(__be32 *to, const testpkt::Ip6 &a)
+{
+	std::memcpy(to, a.data(), 16);
+}
+
+} // namespace
+
+void add_static6(Datapath &dp, std::uint8_t proto, const testpkt::Ip6 &ext, std::uint16_t ext_port,
+		 const testpkt::Ip6 &guest, std::uint16_t guest_port)
+{
+	const std::uint16_t flags = proto ? KVX_BIND_F_STATIC :
+					    KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+	kvx_bind6_key ik{}, ok{};
+	kvx_bind6_val iv{}, ov{};
+	ik.dir = KVX_BIND_IN;
+	ik.proto = proto;
+	copy_addr6(ik.addr, ext);
+	ik.port = htons(ext_port);
+	copy_addr6(iv.addr, guest);
+	iv.bind.port = htons(guest_port);
+	iv.bind.flags = flags;
+	ok.dir = KVX_BIND_OUT;
+	ok.proto = proto;
+	copy_addr6(ok.addr, guest);
+	ok.port = htons(guest_port);
+	copy_addr6(ov.addr, ext);
+	ov.bind.port = htons(ext_port);
+	ov.bind.flags = flags;
+	dp.bind6_update(ik, iv);
+	dp.bind6_update(ok, ov);
+}
+
+void del_static6(Datapath &dp, std::uint8_t proto, const testpkt::Ip6 &ext, std::uint16_t ext_port,
+		 const testpkt::Ip6 &guest, std::uint16_t guest_port)
+{
+	kvx_bind6_key ik{}, ok{};
+	ok.dir = KVX_BIND_OUT;
+	ok.proto = proto;
+	copy_addr6(ok.addr, guest);
+	ok.port = htons(guest_port);
+	ik.dir = KVX_BIND_IN;
+	ik.proto = proto;
+	copy_addr6(ik.addr, ext);
+	ik.port = htons(ext_port);
+	dp.bind6_delete(ok);
+	dp.bind6_delete(ik);
+}
+
 } // namespace kvmxdp::test

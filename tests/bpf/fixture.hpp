@@ -58,6 +58,15 @@ std::optional<Mac> owner_of(const Datapath &dp, std::uint32_t guest);
 // nullopt: none.
 std::optional<Mac> owner_of(const Datapath &dp, const testpkt::Ip6 &addr);
 
+// A static pair in kvx_bind6 as `map add` writes it (model/mapping.cpp
+// mapping_entries6): IN half first, no MAC.  proto 0 with ports 0: a 1:1
+// mapping; ext == guest: a relay mapping.  del_static6 deletes it, OUT
+// half first.
+void add_static6(Datapath &dp, std::uint8_t proto, const testpkt::Ip6 &ext, std::uint16_t ext_port,
+		 const testpkt::Ip6 &guest, std::uint16_t guest_port);
+void del_static6(Datapath &dp, std::uint8_t proto, const testpkt::Ip6 &ext, std::uint16_t ext_port,
+		 const testpkt::Ip6 &guest, std::uint16_t guest_port);
+
 // An ARP packet for IPv4 over Ethernet (RFC 826) from sha: a request
 // (op 1) is broadcast, a reply (op 2) goes to tha.
 Packet make_arp(std::uint16_t op, const Mac &sha, std::uint32_t spa, const Mac &tha,

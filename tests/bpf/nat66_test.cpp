@@ -1953,50 +1953,6 @@ TEST_F(Nat66Test, TruncatedAtEveryByte)
 const Ip6 kGuest6F = ip6("fd42::14");
 const Ip6 kMapped6 = ip6("2001:db8:77::101"); // on the uplink's /64, not the host's
 
-// A static pair in kvx_bind6 as `map add` writes it (model/mapping.cpp
-// mapping_entries6): IN half first, no MAC (learnt from the guest's first
-// packet).  proto 0 with ports 0: a 1:1 mapping.
-void add_static6(Datapath &dp, std::uint8_t proto, const Ip6 &ext, std::uint16_t ext_port,
-		 const Ip6 &guest, std::uint16_t guest_port)
-{
-	const std::uint16_t flags = proto ? KVX_BIND_F_STATIC :
-					    KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
-	kvx_bind6_key ik{}, ok{};
-	kvx_bind6_val iv{}, ov{};
-	ik.dir = KVX_BIND_IN;
-	ik.proto = proto;
-	copy_addr(ik.addr, ext);
-	ik.port = htons(ext_port);
-	copy_addr(iv.addr, guest);
-	iv.bind.port = htons(guest_port);
-	iv.bind.flags = flags;
-	ok.dir = KVX_BIND_OUT;
-	ok.proto = proto;
-	copy_addr(ok.addr, guest);
-	ok.port = htons(guest_port);
-	copy_addr(ov.addr, ext);
-	ov.bind.port = htons(ext_port);
-	ov.bind.flags = flags;
-	dp.bind6_update(ik, iv);
-	dp.bind6_update(ok, ov);
-}
-
-void del_static6(Datapath &dp, std::uint8_t proto, const Ip6 &ext, std::uint16_t ext_port,
-		 const Ip6 &guest, std::uint16_t guest_port)
-{
-	kvx_bind6_key ik{}, ok{};
-	ok.dir = KVX_BIND_OUT;
-	ok.proto = proto;
-	copy_addr(ok.addr, guest);
-	ok.port = htons(guest_port);
-	ik.dir = KVX_BIND_IN;
-	ik.proto = proto;
-	copy_addr(ik.addr, ext);
-	ik.port = htons(ext_port);
-	dp.bind6_delete(ok);
-	dp.bind6_delete(ik);
-}
-
 // The SNAT of a mapped guest endpoint: from ext:port.
 Packet6 snat6_to(Packet6 p, const Ip6 &ext, std::uint16_t port)
 {

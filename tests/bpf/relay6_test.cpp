@@ -1118,20 +1118,7 @@ TEST_F(Relay6Test, OpenInboundLetsEverythingIn)
 // is the whole address.
 void add_relay_mapping(Datapath &dp, std::uint8_t proto, const Ip6 &addr, std::uint16_t port)
 {
-	const std::uint16_t flags = proto ? KVX_BIND_F_STATIC :
-					    KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
-	for (std::uint8_t dir : {KVX_BIND_IN, KVX_BIND_OUT}) {
-		kvx_bind6_key k{};
-		kvx_bind6_val v{};
-		k.dir = dir;
-		k.proto = proto;
-		copy_addr(k.addr, addr);
-		k.port = htons(port);
-		copy_addr(v.addr, addr);
-		v.bind.port = htons(port);
-		v.bind.flags = flags;
-		dp.bind6_update(k, v);
-	}
+	add_static6(dp, proto, addr, port, addr, port);
 }
 
 // A forwarded port: a SYN from outside opens a half-open flow (the guest's
@@ -1190,14 +1177,7 @@ TEST_F(Relay6Test, RelayMappingOpensItsPortToNewConnections)
 	gre.payload = pattern(24, 0x47);
 	run6(Prog::UpIngress, gre, TC_ACT_SHOT, KVX_R_DROP_FILTERED);
 	// Gone (map del): new connections are filtered again.
-	for (std::uint8_t dir : {KVX_BIND_OUT, KVX_BIND_IN}) {
-		kvx_bind6_key k{};
-		k.dir = dir;
-		k.proto = kProtoTcp;
-		copy_addr(k.addr, kGuestA);
-		k.port = htons(22);
-		dp().bind6_delete(k);
-	}
+	del_static6(dp(), kProtoTcp, kGuestA, 22, kGuestA, 22);
 	run6(Prog::UpIngress, from_lan(make_tcp6(kRemote, 40002, kGuestA, 22)), TC_ACT_SHOT,
 	     KVX_R_DROP_FILTERED);
 }

@@ -1077,19 +1077,17 @@ void error_trip6(const Bytes &in, const Bytes &out)
 		violation("checksum broken in a translated ICMPv6 error: " + bad, err, b.out);
 }
 
-// The remote's answer to a translated IPv6 packet comes back to the guest.
-void round_trip6(const Bytes &in, const Bytes &out)
+// The LAN's (or a remote's beyond it) answer to po, a packet that left by
+// the uplink: its mirror image (ports swapped, an echo reply to an echo
+// request, a SYN-ACK to TCP), arriving from the LAN router's MAC.
+Packet6 answer6(const Parsed6 &po, std::uint8_t proto)
 {
-	const Parsed6 pi = parse6(in), po = parse6(out);
-	if (po.fragment ||
-	    (po.proto != kProtoTcp && po.proto != kProtoUdp && po.proto != kProtoIcmp6))
-		return;
 	Packet6 r;
 	r.dst_mac = Topology::kUplinkMac;
 	r.src_mac = Topology::kGatewayMac;
 	r.src = po.dst;
 	r.dst = po.src;
-	r.proto = po.proto;
+	r.proto = proto;
 	r.hop_limit = 50;
 	r.sport = po.dport;
 	r.dport = po.sport;
@@ -1097,7 +1095,17 @@ void round_trip6(const Bytes &in, const Bytes &out)
 	r.icmp_id = po.sport;
 	r.tcp_flags = kTcpSyn | kTcpAck;
 	r.payload = pattern(8, 0x33);
-	const Bytes answer = r.build();
+	return r;
+}
+
+// The remote's answer to a translated IPv6 packet comes back to the guest.
+void round_trip6(const Bytes &in, const Bytes &out)
+{
+	const Parsed6 pi = parse6(in), po = parse6(out);
+	if (po.fragment ||
+	    (po.proto != kProtoTcp && po.proto != kProtoUdp && po.proto != kProtoIcmp6))
+		return;
+	const Bytes answer = answer6(po, po.proto).build();
 	g_round_trips++;
 	RunResult b = g_dp->run(Prog::UpIngress, answer, g_topo.uplink_ifindex);
 	if (b.verdict != TC_ACT_REDIRECT)
@@ -1928,19 +1936,7 @@ void relay_trip(const Bytes &in, const Bytes &out, bool open, std::uint64_t t0)
 			violation(std::string(what) + " relayed to another MAC", frame, r.out);
 		check_relay_in_up(frame, r.out, open, true, t0);
 	};
-	Packet6 a;
-	a.src_mac = Topology::kGatewayMac;
-	a.dst_mac = Topology::kUplinkMac;
-	a.src = po.dst;
-	a.dst = po.src;
-	a.proto = w.proto;
-	a.hop_limit = 50;
-	a.sport = po.dport;
-	a.dport = po.sport;
-	a.icmp_type = kIcmp6EchoReply;
-	a.icmp_id = po.sport;
-	a.tcp_flags = kTcpSyn | kTcpAck;
-	a.payload = pattern(8, 0x33);
+	const Packet6 a = answer6(po, w.proto);
 	g_relay_trips++;
 	expect_in(a.build(), "the answer to a relayed packet");
 	Packet6 e;
