@@ -8,7 +8,9 @@
 # never binds those (protocol, remote) pairs: the guest's packets are
 # dropped and counted (DROP_HOST_TUNNEL), the host's tunnel keeps working.
 # Also: martian sources from the LAN to a port forward are dropped and
-# counted (DROP_MARTIAN_IN), while the LAN's real address gets through.
+# counted (DROP_MARTIAN_IN), while the LAN's real address gets through; so
+# is a source that is another address of the host (a link's added after
+# attach) until the host drops it.
 # Then IPsec without a device: the host's ESP SAs with the LAN router
 # (NETLINK_XFRM) put (ESP, router) into kvx_hosttun; guest1's ESP to the
 # router is dropped, nothing bound, no flow listed; with ESP in the kernel,
@@ -152,6 +154,24 @@ assert_ge "martian SYNs dropped and counted" "$(($(kvx_counter DROP_MARTIAN_IN) 
 ok0=$(kvx_counter XLATE_IN)
 syn_from "$LAN_IP"
 assert_ge "the LAN router's own address reaches the forward" "$(($(kvx_counter XLATE_IN) - ok0))" 1
+# The host's other addresses (here a veth pair's in the host, as a VPN's
+# or a container bridge's; no dummy module in every kernel), made after
+# attach: the daemon follows them (kvx_hostaddr); a SYN from one is a
+# martian while the host has it, and reaches the forward once it is gone.
+HD=kvd$KVX_ID VPN=10.99.7.1
+ip -n "$NS_HOST" link add "$HD" type veth peer name "kve$KVX_ID"
+ip -n "$NS_HOST" link set "$HD" up
+ip -n "$NS_HOST" addr add "$VPN/32" dev "$HD"
+ip -n "$NS_LAN" addr add "$VPN/32" dev "$LAN_UP_IF"
+m1=$(kvx_counter DROP_MARTIAN_IN)
+vpn_martian() { syn_from "$VPN"; (($(kvx_counter DROP_MARTIAN_IN) > m1)); }
+must kvx_wait_for 8 "a SYN from the host's address $VPN dropped as a martian" vpn_martian
+assert_eq "no flow from $VPN" 0 "$(kvx conntrack list --json 2>/dev/null | "$KVX_PY" -c "import json,sys; print(sum(f['rem_addr'] == '$VPN' for f in json.load(sys.stdin)))" 2>/dev/null || echo error)"
+ip -n "$NS_HOST" link del "$HD"
+ok1=$(kvx_counter XLATE_IN)
+vpn_in() { syn_from "$VPN"; (($(kvx_counter XLATE_IN) > ok1)); }
+must kvx_wait_for 8 "$VPN no longer the host's: its SYN reaches the forward" vpn_in
+ip -n "$NS_LAN" addr del "$VPN/32" dev "$LAN_UP_IF"
 kvx map del "$UP_IP:2222" "$G1_IP:22" --proto tcp >/dev/null
 
 kvx_step "the host makes a GRE tunnel to the LAN router"

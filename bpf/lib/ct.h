@@ -2998,6 +2998,13 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 		 * (SYN_RECV) until the handshake completes. */
 		if (!tcp_may_open(p, CT_DIR_IN))
 			return KVX_R_DROP_TCP_NO_FLOW;
+		/* From one of the host's own addresses (inbound_martian has
+		 * the uplink's and the mapped ones): a martian, as the
+		 * kernel's input route finds it.  Here, not per packet: only
+		 * a new flow could come from one (a guest's packet to a host
+		 * address is the host's, never translated). */
+		if (bpf_map_lookup_elem(&kvx_hostaddr, &p->saddr))
+			return KVX_R_DROP_MARTIAN_IN;
 		r = ct_quota_check(cfg, guest->addr, KVX_CT_F_INBOUND, p, now);
 		if (r != KVX_CONTINUE)
 			return r;

@@ -249,6 +249,14 @@ struct {
 	__type(value, struct kvx_hosttun_val);
 } kvx_hosttun SEC(".maps");
 
+/* The host's own IPv4 addresses (abi.h), written by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, KVX_HOSTADDR_MAX);
+	__type(key, __be32);
+	__type(value, __u32);
+} kvx_hostaddr SEC(".maps");
+
 /* Rate limit of kvmxdp's own ICMP errors (abi.h). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);

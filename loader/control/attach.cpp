@@ -682,6 +682,13 @@ private:
 		// Before the hooks: no guest packet may bind a host tunnel's
 		// peer in the window before the daemon's first refresh.
 		sync_host_tunnels(skel_->map_fd(KVX_MAP_HOSTTUN), host_tunnels(nl_));
+		// The host's own addresses: no flow from outside opens from one.
+		const HostAddrSync ha =
+			sync_host_addrs(skel_->map_fd(KVX_MAP_HOSTADDR), host_ipv4_addrs(nl_));
+		if (ha.left_out)
+			log_warn("the host has more than " + std::to_string(KVX_HOSTADDR_MAX) +
+				 " IPv4 addresses: " + std::to_string(ha.left_out) +
+				 " of them are not checked as martian sources");
 	}
 
 	// kvx_cfg6: the mode, the guests' prefix, their gateway and the

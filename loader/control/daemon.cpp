@@ -120,6 +120,7 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 	, bind_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND), KVX_MAP_BIND))
 	, extaddr_fd_(dup_fd(skel.map_fd(KVX_MAP_EXTADDR), KVX_MAP_EXTADDR))
 	, hosttun_fd_(dup_fd(skel.map_fd(KVX_MAP_HOSTTUN), KVX_MAP_HOSTTUN))
+	, hostaddr_fd_(dup_fd(skel.map_fd(KVX_MAP_HOSTADDR), KVX_MAP_HOSTADDR))
 	, cfg6_fd_(dup_fd(skel.map_fd(KVX_MAP_CFG6), KVX_MAP_CFG6))
 	, ct6_fd_(dup_fd(skel.map_fd(KVX_MAP_CT6), KVX_MAP_CT6))
 	, bind6_fd_(dup_fd(skel.map_fd(KVX_MAP_BIND6), KVX_MAP_BIND6))
@@ -1342,6 +1343,13 @@ void Daemon::sync_tunnels(NlSocket &nl)
 	if (r.added || r.removed)
 		log_info("host tunnels: " + std::to_string(r.added) + " peer(s) added, " +
 			 std::to_string(r.removed) + " removed (guests' packets to them dropped)");
+	// The host's addresses change with its links (a VPN up, a container
+	// network): each address event brings a refresh.
+	const HostAddrSync a = sync_host_addrs(hostaddr_fd_.get(), host_ipv4_addrs(nl));
+	if (a.added || a.removed)
+		log_verbose("host addresses: " + std::to_string(a.added) + " added, " +
+			    std::to_string(a.removed) +
+			    " removed (martian sources from the uplink)");
 }
 
 void Daemon::refresh(NlSocket &nl, bool heal)

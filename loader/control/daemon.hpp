@@ -218,6 +218,7 @@ private:
 	Fd bind_fd_;
 	Fd extaddr_fd_;
 	Fd hosttun_fd_;
+	Fd hostaddr_fd_;
 	Fd cfg6_fd_;
 	Fd ct6_fd_;
 	Fd bind6_fd_;

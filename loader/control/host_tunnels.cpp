@@ -5,10 +5,12 @@
 #include <bpf/bpf.h>
 
 #include <cerrno>
+#include <iterator>
 #include <set>
 
 #include "base/error.hpp"
 #include "kernel/maps.hpp"
+#include "kvmxdp/abi.h"
 
 namespace kvmxdp {
 
@@ -53,6 +55,38 @@ HostTunSync sync_host_tunnels(int hosttun_fd, const std::vector<HostTunnel> &tun
 		kvx_hosttun_key k = key_of(pair.first, pair.second);
 		if (bpf_map_delete_elem(hosttun_fd, &k) == 0)
 			r.removed++;
+	}
+	return r;
+}
+
+HostAddrSync sync_host_addrs(int hostaddr_fd, const std::vector<uint32_t> &addrs)
+{
+	HostAddrSync r;
+	std::set<uint32_t> want(addrs.begin(), addrs.end()); // network order below
+	while (want.size() > KVX_HOSTADDR_MAX) {
+		want.erase(std::prev(want.end()));
+		r.left_out++;
+	}
+	std::set<uint32_t> have;
+	for (const __be32 k : map_keys<__be32>(hostaddr_fd))
+		have.insert(ntohl(k));
+	// Gone ones first (an address the host gave up is no martian, and
+	// the map has room for the new ones only then).
+	for (const uint32_t a : have) {
+		if (want.count(a))
+			continue;
+		const __be32 k = htonl(a);
+		if (bpf_map_delete_elem(hostaddr_fd, &k) == 0)
+			r.removed++;
+	}
+	for (const uint32_t a : want) {
+		if (have.count(a))
+			continue;
+		const __be32 k = htonl(a);
+		const __u32 v = 1;
+		if (bpf_map_update_elem(hostaddr_fd, &k, &v, BPF_ANY) != 0)
+			throw_errno("update", KVX_MAP_HOSTADDR);
+		r.added++;
 	}
 	return r;
 }

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 // The host's own tunnel peers in kvx_hosttun (abi.h): address-only NAT of
 // a guest's GRE/IPIP/6in4/ESP never binds a (protocol, remote) pair the host
-// itself speaks, and the tunnel's inbound packets stay the host's.  Written
-// by attach and kept current by the daemon (a tunnel is a link: link events
-// and the periodic refresh re-read them).
+// itself speaks, and the tunnel's inbound packets stay the host's.  And the
+// host's own IPv4 addresses in kvx_hostaddr: no flow from outside opens
+// from one (a martian source).  Written by attach and kept current by the
+// daemon (link and address events and the periodic refresh re-read them).
 #pragma once
 
 #include <cstddef>
@@ -30,5 +31,15 @@ struct HostTunSync {
 // Makes kvx_hosttun hold exactly hosttun_pairs(tunnels): new pairs first,
 // stale ones after (a pair is never unprotected in between).
 HostTunSync sync_host_tunnels(int hosttun_fd, const std::vector<HostTunnel> &tunnels);
+
+struct HostAddrSync {
+	size_t added = 0;
+	size_t removed = 0;
+	size_t left_out = 0; // past KVX_HOSTADDR_MAX: not checked
+};
+
+// Makes kvx_hostaddr hold exactly addrs (host order; the first
+// KVX_HOSTADDR_MAX of them, lowest first), gone ones out first.
+HostAddrSync sync_host_addrs(int hostaddr_fd, const std::vector<uint32_t> &addrs);
 
 } // namespace kvmxdp

@@ -304,6 +304,13 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	{KVX_MAP_HOSTADDR,
+	 {BPF_MAP_TYPE_HASH, sizeof(__be32), sizeof(__u32)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// IPv6: rewritten by every attach, like kvx_cfg.
 	{KVX_MAP_CFG6,
 	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_cfg6)},

@@ -361,6 +361,7 @@ void Datapath::clear_tables()
 	skb_meta_ = {};
 	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_guest), "kvx_guest");
 	clear_hash<kvx_hosttun_key>(bpf_map__fd(tc()->maps.kvx_hosttun), "kvx_hosttun");
+	clear_hash<__be32>(bpf_map__fd(tc()->maps.kvx_hostaddr), "kvx_hostaddr");
 	clear_hash<kvx_ct6_key>(bpf_map__fd(tc()->maps.kvx_ct6), "kvx_ct6");
 	clear_hash<kvx_bind6_key>(bpf_map__fd(tc()->maps.kvx_bind6), "kvx_bind6");
 	clear_hash<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd), "kvx_nd");
@@ -695,6 +696,14 @@ void Datapath::hosttun_update(std::uint8_t proto, std::uint32_t remote, std::uin
 	v.ifindex = ifindex;
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_hosttun), &k, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_hosttun: " + errno_text(errno));
+}
+
+void Datapath::hostaddr_update(std::uint32_t addr)
+{
+	const __be32 k = be32(addr);
+	const __u32 v = 1;
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_hostaddr), &k, &v, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_hostaddr: " + errno_text(errno));
 }
 
 kvx_xfdb_key xfdb_key(const testpkt::Mac &mac)

@@ -125,6 +125,8 @@ public:
 	// kvx_hosttun: a (protocol, remote) pair the host tunnels to (host
 	// order; remote 0: any).
 	void hosttun_update(std::uint8_t proto, std::uint32_t remote, std::uint32_t ifindex);
+	// kvx_hostaddr: one of the host's own IPv4 addresses (host order).
+	void hostaddr_update(std::uint32_t addr);
 
 	// kvx_gflows: the flow count of a guest (host-order address), both
 	// directions, in the slot of the address's owner now (kvx_guest; an

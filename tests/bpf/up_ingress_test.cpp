@@ -859,6 +859,43 @@ TEST_F(UpIngressTest, MartianSourcesDroppedAndCounted)
 	       KVX_R_PASS_HOST);
 }
 
+// The host's other addresses (a VPN's, a container bridge's: kvx_hostaddr)
+// as sources from the uplink open no flow to a forward, a 1:1 address or
+// an EIF binding (the kernel's input route drops a local source before an
+// iptables DNAT); the guest's own flows and other LAN hosts are not
+// affected.
+TEST_F(UpIngressTest, HostsOwnAddressesOpenNoFlowFromOutside)
+{
+	const std::uint32_t vpn = ip4(10, 8, 0, 2), docker = ip4(172, 17, 0, 1);
+	dp().hostaddr_update(vpn);
+	dp().hostaddr_update(docker);
+	set_cfg([](kvx_cfg &c) { c.flags |= KVX_CFG_F_EIF; });
+	add_port_forward(dp(), kProtoTcp, Topology::kUplinkAddr, 2222, kGuestA, 22);
+	add_one_to_one(dp(), kMappedAddr, kGuestB, KVX_EXT_F_ARP);
+	const Packet out = establish(from_guest(make_udp(kGuestC, 62001, kRemote1, 53)));
+	const std::uint32_t U = Topology::kUplinkAddr;
+	for (std::uint32_t src : {vpn, docker}) {
+		SCOPED_TRACE(ip4_str(src));
+		run_up(from_uplink(make_tcp(src, 5555, U, 2222)), TC_ACT_SHOT,
+		       KVX_R_DROP_MARTIAN_IN);
+		run_up(from_uplink(make_udp(src, 5555, kMappedAddr, 53)), TC_ACT_SHOT,
+		       KVX_R_DROP_MARTIAN_IN);
+		// EIF: guest C's binding takes any remote, but not the host.
+		run_up(from_uplink(make_udp(src, 53, U, src_port_of(out))), TC_ACT_SHOT,
+		       KVX_R_DROP_MARTIAN_IN);
+		const Bytes in = from_uplink(make_tcp(src, 5555, U, 2222)).build();
+		EXPECT_NE(dp().run(Prog::XdpUp, in, ingress_ifindex(Prog::XdpUp)).verdict,
+			  XDP_REDIRECT)
+			<< "XDP never delivers one either";
+	}
+	EXPECT_EQ(dp().ct_entries().size(), 1u) << "only guest C's own flow";
+	// A LAN host, and the guest's flow's replies, still come in.
+	const Packet ok = from_uplink(make_tcp(kRemote1, 5555, U, 2222));
+	run_up(ok, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat_unknown_mac(ok, kGuestA, 22));
+	const Packet reply = reply_to(out);
+	run_up(reply, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(reply, kGuestC, 62001));
+}
+
 // --- the uplink's network overlaps the guest subnet (KVX_CFG_F_OVERLAP) ---
 
 TEST_F(UpIngressTest, OverlapPassesEverythingToTheKernel)

@@ -2,7 +2,8 @@
 // kvx_hosttun from the host's tunnels: the pairs (protocol, remote), the
 // widening to whole protocols past the map's size, and the sync of a real
 // map (new pairs in, stale ones out); the peers of the host's IPsec SAs
-// from NETLINK_XFRM messages as the kernel sends them.
+// from NETLINK_XFRM messages as the kernel sends them; kvx_hostaddr from
+// the host's addresses.
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
@@ -136,6 +137,36 @@ TEST(HostTunnels, SyncAddsAndRemoves)
 	EXPECT_EQ(r.removed, 1u);
 	EXPECT_NE(bpf_map_lookup_elem(m.get(), &k, &v), 0) << "a gone tunnel's peer is released";
 	EXPECT_EQ(map_keys<kvx_hosttun_key>(m.get()).size(), 1u);
+}
+
+// kvx_hostaddr: the host's IPv4 addresses in network order, a gone one
+// out, a duplicate once; past KVX_HOSTADDR_MAX the highest are left out
+// (and counted, for the loader's warning), never an error.
+TEST(HostAddrs, SyncAddsRemovesAndCapsAtTheMapsSize)
+{
+	KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+	Fd m(bpf_map_create(BPF_MAP_TYPE_HASH, "t_hostaddr", sizeof(__be32), sizeof(__u32),
+			    KVX_HOSTADDR_MAX, nullptr));
+	ASSERT_GE(m.get(), 0) << std::strerror(errno);
+	auto r = sync_host_addrs(m.get(), {0x0a080002, 0xac110001, 0x0a080002});
+	EXPECT_EQ(r.added, 2u);
+	EXPECT_EQ(r.removed, 0u);
+	const __be32 k = htonl(0xac110001);
+	__u32 v = 0;
+	ASSERT_EQ(bpf_map_lookup_elem(m.get(), &k, &v), 0) << "network order";
+	EXPECT_EQ(v, 1u);
+	r = sync_host_addrs(m.get(), {0x0a080002});
+	EXPECT_EQ(r.added, 0u);
+	EXPECT_EQ(r.removed, 1u);
+	EXPECT_NE(bpf_map_lookup_elem(m.get(), &k, &v), 0) << "a gone address is no martian";
+	std::vector<uint32_t> many;
+	for (uint32_t i = 0; i < KVX_HOSTADDR_MAX + 5; i++)
+		many.push_back(0x0a000000 + i);
+	r = sync_host_addrs(m.get(), many);
+	EXPECT_EQ(r.left_out, 5u);
+	EXPECT_EQ(map_keys<__be32>(m.get()).size(), size_t(KVX_HOSTADDR_MAX));
+	const __be32 low = htonl(0x0a000000);
+	EXPECT_EQ(bpf_map_lookup_elem(m.get(), &low, &v), 0) << "the lowest kept";
 }
 
 } // namespace

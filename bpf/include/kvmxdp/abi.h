@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 26
+#define KVX_ABI_VERSION 27
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -160,6 +160,9 @@
  *      note of a SYN's or FIN's timestamp); a closed port is reusable after
  *      KVX_TW_PORT_QUIET_NS (0.5 s; 2 s before).  Table layouts unchanged:
  *      pins of 3..26 are reused.
+ *  27: map kvx_hostaddr (the host's own IPv4 addresses, any link's: a
+ *      flow from outside never opens from one; created when absent).
+ *      Table layouts unchanged: pins of 3..27 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -434,6 +437,18 @@ struct kvx_hosttun_val {
 	__u32 ifindex; /* the tunnel device (0: not a device, e.g. an xfrm state) */
 	__u32 _pad;
 };
+
+/*
+ * The host's own IPv4 addresses, any link's (a VPN's, a container
+ * bridge's, the uplink's secondary ones), key the address, value 1:
+ * written by attach and kept current by the daemon from netlink.  A packet from the uplink with one of them as its
+ * source is a martian (the kernel's input route drops a local source
+ * before an iptables DNAT could take it): it opens no flow to a guest
+ * (DROP_MARTIAN_IN).  Beyond KVX_HOSTADDR_MAX addresses the rest are not
+ * checked (the loader warns).
+ */
+#define KVX_MAP_HOSTADDR "kvx_hostaddr"
+#define KVX_HOSTADDR_MAX 256
 
 /*
  * The host's own sockets reaching mapped addresses (kvmxdp_host.bpf.c): a
