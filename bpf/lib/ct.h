@@ -3002,8 +3002,11 @@ static __noinline int ct_ingress(const struct kvx_cfg *cfg, const struct kvx_pkt
 		 * the uplink's and the mapped ones): a martian, as the
 		 * kernel's input route finds it.  Here, not per packet: only
 		 * a new flow could come from one (a guest's packet to a host
-		 * address is the host's, never translated). */
-		if (bpf_map_lookup_elem(&kvx_hostaddr, &p->saddr))
+		 * address is the host's, never translated).  But a hairpin's
+		 * (nat4_hairpin: the sender's external endpoint, the uplink's
+		 * address; a real inbound one from it inbound_martian
+		 * dropped). */
+		if (p->saddr != cfg->uplink_addr && bpf_map_lookup_elem(&kvx_hostaddr, &p->saddr))
 			return KVX_R_DROP_MARTIAN_IN;
 		r = ct_quota_check(cfg, guest->addr, KVX_CT_F_INBOUND, p, now);
 		if (r != KVX_CONTINUE)

@@ -187,7 +187,8 @@ static __always_inline int relay6_echo_in(const struct kvx_pkt6 *p6)
 /*
  * Does relay mapping ib (its IN half) open to the guest owner (the MAC that
  * owns the address in kvx_nd now)?  A mapping is its first owner's: the
- * MAC is recorded by the first packet it lets in, and a guest that takes
+ * MAC is recorded by the first packet that reaches it (even one it then
+ * refuses: not a SYN, over the quota), and a guest that takes
  * the address later (its owner gone for KVX_GUEST_IDLE_NS) gets nothing
  * through it, so that the clients of the guest the mapping was made for
  * never reach another (`map del` and `map add` give it to the new one).

@@ -1349,7 +1349,10 @@ void Daemon::sync_tunnels(NlSocket &nl)
 	if (a.added || a.removed)
 		log_verbose("host addresses: " + std::to_string(a.added) + " added, " +
 			    std::to_string(a.removed) +
-			    " removed (martian sources from the uplink)");
+			    " removed (martian sources from the uplink)" +
+			    (a.left_out ? ", " + std::to_string(a.left_out) +
+						  " past the map's size not checked" :
+					  std::string()));
 }
 
 void Daemon::refresh(NlSocket &nl, bool heal)

@@ -279,10 +279,16 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 	// NAT66 runs: off or in relay mode the datapath serves none of them,
 	// and claiming them on the LAN would pull their traffic to nowhere.
 	bool nat66 = true, relay = false;
+	std::optional<Ipv6Net> relay_prefix;
 	if (fds.cfg6 >= 0) {
 		const kvx_cfg6 c = read_cfg6(fds.cfg6);
 		nat66 = c.mode == KVX_V6_NAT66;
 		relay = c.mode == KVX_V6_RELAY;
+		if (relay && c.relay_len) {
+			Ipv6Addr a;
+			std::memcpy(a.data(), c.relay_prefix, a.size());
+			relay_prefix = network_of6(a, c.relay_len);
+		}
 		if (nat66)
 			std::memcpy(up.data(), c.uplink_addr, up.size());
 	}
@@ -323,9 +329,11 @@ void apply_mappings6(const MapFds &fds, const std::vector<StaticMapping> &mappin
 	Want<Family6> want(&key_less<kvx_bind6_key>);
 	for (size_t i = 0; i < mappings.size(); i++) {
 		const Mapping &m = mappings[i].m;
-		// Relay mappings in relay mode only, NAT66's never there (the
-		// relay datapath takes only pairs of an address to itself).
+		// Relay mappings in relay mode only (and in its prefix: map
+		// list calls others suspended), NAT66's never there (the relay
+		// datapath takes only pairs of an address to itself).
 		if (!m.v6 || m.opens() != relay || !mapping_active(mappings[i], cur) ||
+		    (m.opens() && relay_prefix && !relay_prefix->contains(m.ext_addr6)) ||
 		    (up == Ipv6Addr{} && m.ext_uplink) ||
 		    (!m.ext_uplink && r.held6.count(m.ext_addr6)))
 			continue;

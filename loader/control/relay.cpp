@@ -170,6 +170,12 @@ size_t forget_guest_macs6(int bind6_fd, const std::set<std::pair<Ipv6Addr, MacAd
 			MacAddr m;
 			std::memcpy(a.data(), v.addr, 16);
 			std::memcpy(m.data(), v.bind.guest_mac, 6);
+			// A relay mapping's (the address to itself) stays its
+			// guest's: another that takes the address while it is
+			// away must not get its clients (relay6.h).
+			if (std::memcmp(k.addr, v.addr, 16) == 0 &&
+			    (v.bind.flags & KVX_BIND_F_STATIC))
+				return nullptr;
 			return k.dir == KVX_BIND_IN && gone.count({a, m}) ? &v.bind : nullptr;
 		});
 }

@@ -41,7 +41,8 @@ static_assert(KVX_ABI_VERSION == 27, "ABI changed: review abi_check.hpp and bump
 // ct.ext_addr its counted slot (KVX_CT6_SLOT; 0 in older entries); version
 // 25 moved the host's fragment marks to kvx_fraghost and kvx_fraghost6 (the
 // addr-0 IN entries older versions left in kvx_frag/kvx_frag6 still read
-// as the host's).
+// as the host's); version 26 gave kvx_ct_tcp.fin_ts (was padding) and map
+// kvx_tcpts; version 27 added map kvx_hostaddr (created when absent).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 // KVX_CT6_SLOT keeps a guest slot in 16 bits (ct_rules.h kvx_ct6_slot_rec).
 static_assert(KVX_GFLOWS_MAX <= 0x10000);

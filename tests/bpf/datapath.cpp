@@ -913,6 +913,14 @@ kvx_cfg6 Datapath::cfg6() const
 	return c;
 }
 
+std::optional<kvx_ct6_val> Datapath::ct6_lookup(const kvx_ct6_key &key) const
+{
+	kvx_ct6_val v;
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_ct6), &key, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
 std::vector<std::pair<kvx_ct6_key, kvx_ct6_val>> Datapath::ct6_entries() const
 {
 	const int fd = bpf_map__fd(tc()->maps.kvx_ct6);

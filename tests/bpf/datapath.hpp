@@ -209,6 +209,7 @@ public:
 	void set_cfg6(const kvx_cfg6 &cfg);
 	kvx_cfg6 cfg6() const;
 	std::vector<std::pair<kvx_ct6_key, kvx_ct6_val>> ct6_entries() const;
+	std::optional<kvx_ct6_val> ct6_lookup(const kvx_ct6_key &key) const;
 	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> bind6_entries() const;
 	void ct6_update(const kvx_ct6_key &key, const kvx_ct6_val &val);
 	void ct6_delete(const kvx_ct6_key &key);

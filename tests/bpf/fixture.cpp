@@ -669,6 +669,10 @@ void DatapathTest::SetUp()
 	ASSERT_TRUE(g_dp) << "loading kvmxdp_tc failed: " << g_load_error;
 	g_dp->clear_tables();
 	g_dp->set_cfg(Datapath::default_cfg(topo()));
+	// The host's own addresses as attach writes them (kvx_hostaddr):
+	// every hairpin comes from one of them.
+	g_dp->hostaddr_update(Topology::kUplinkAddr);
+	g_dp->hostaddr_update(Topology::kBridgeAddr);
 }
 
 Datapath &DatapathTest::dp()

@@ -73,6 +73,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -1198,13 +1199,25 @@ void install_relay6()
 // datapath records the first owner): guest 0's owned address opens TCP
 // 22 and UDP 53 (`map add '[A]:22' --proto tcp`), guest 1's all of it
 // (`map add B`).  on false: deleted, as when NAT66 runs.
+// The owners the mappings recorded, carried across the harness's mode
+// switches (the daemon's syncs keep them; a table clear, as a new attach,
+// starts them afresh: relay_mappings_reset).
+Mac g_relay_mapping_owner[3];
+
+void relay_mappings_reset()
+{
+	for (Mac &m : g_relay_mapping_owner)
+		m = Mac{};
+}
+
 void relay_mappings(bool on)
 {
 	static const struct {
 		std::uint8_t proto, g;
 		std::uint16_t port;
 	} ms[] = {{kProtoTcp, 0, 22}, {kProtoUdp, 0, 53}, {0, 1, 0}};
-	for (const auto &m : ms)
+	for (std::size_t i = 0; i < 3; i++) {
+		const auto &m = ms[i];
 		for (std::uint8_t dir : {KVX_BIND_IN, KVX_BIND_OUT}) {
 			kvx_bind6_key k{};
 			k.dir = dir;
@@ -1212,6 +1225,9 @@ void relay_mappings(bool on)
 			std::memcpy(k.addr, relay_addr(kRelayOwned, m.g).data(), 16);
 			k.port = htons(m.port);
 			if (!on) {
+				if (const auto v = g_dp->bind6_lookup(k); v && dir == KVX_BIND_IN)
+					std::copy(v->bind.guest_mac, v->bind.guest_mac + 6,
+						  g_relay_mapping_owner[i].begin());
 				g_dp->bind6_delete(k);
 				continue;
 			}
@@ -1220,8 +1236,11 @@ void relay_mappings(bool on)
 			v.bind.port = k.port;
 			v.bind.flags = m.proto ? KVX_BIND_F_STATIC :
 						 KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE;
+			if (dir == KVX_BIND_IN)
+				std::memcpy(v.bind.guest_mac, g_relay_mapping_owner[i].data(), 6);
 			g_dp->bind6_update(k, v);
 		}
+	}
 }
 
 // Does a relay mapping open dst (proto 0: the whole address; else its
@@ -1829,15 +1848,37 @@ void check_relayed_bytes(const Bytes &in, const Bytes &out, bool clamp)
 // opened (kvx_ct6, ext_addr == int_addr), a packet of a flow opened from
 // outside through a relay mapping of its port (relay_mappings), or
 // anything to an address a relay mapping opens whole.
-bool relay_inbound_allowed(const Bytes &in, bool *mapped)
+// Before a LAN frame to a guest runs: is it of a flow opened from outside
+// already (kvx_ct6, KVX_CT_F_INBOUND)?  Such a flow stays with the address
+// whoever owns it now (relay6_ct_in takes existing flows as they are).
+bool relay_inbound_flow_before(const Bytes &in)
 {
 	const Walk6 w = walk6(in);
 	const Parsed6 p = parse6(in);
-	*mapped = false;
-	if (relay_mapping_opens(p.dst, 0, 0))
-		return *mapped = true;
-	if (!w.ok)
+	if (!w.ok || (w.proto != kProtoTcp && w.proto != kProtoUdp) || w.l4_off + 8 > w.ip_end)
 		return false;
+	kvx_ct6_key k{};
+	k.proto = w.proto;
+	std::memcpy(k.int_addr, p.dst.data(), 16);
+	std::memcpy(k.rem_addr, p.src.data(), 16);
+	k.rem_port = htons(static_cast<std::uint16_t>(in[w.l4_off] << 8 | in[w.l4_off + 1]));
+	k.int_port = htons(static_cast<std::uint16_t>(in[w.l4_off + 2] << 8 | in[w.l4_off + 3]));
+	const auto v = g_dp->ct6_lookup(k);
+	return v && (v->ct.flags & KVX_CT_F_INBOUND);
+}
+
+bool relay_inbound_allowed(const Bytes &in, bool inbound_before, bool *mapped)
+{
+	const Walk6 w = walk6(in);
+	const Parsed6 p = parse6(in);
+	// An address opened whole takes what has no flow to be tracked on
+	// (other protocols, ICMPv6 informational messages, what the datapath
+	// does not parse: AH, which this walk takes) untracked; ICMPv6
+	// errors and echo replies keep their own rules below.
+	const bool whole = relay_mapping_opens(p.dst, 0, 0);
+	*mapped = false;
+	if (!w.ok)
+		return *mapped = whole;
 	if (w.has_frag && w.frag_off)
 		return true;
 	const std::size_t l4 = w.l4_off;
@@ -1850,9 +1891,9 @@ bool relay_inbound_allowed(const Bytes &in, bool *mapped)
 		if (type == kIcmp6EchoRequest)
 			return true;
 		if (type != kIcmp6EchoReply)
-			return false;
+			return *mapped = whole;
 	} else if ((w.proto != kProtoTcp && w.proto != kProtoUdp) || l4 + 8 > w.ip_end) {
-		return false;
+		return *mapped = whole;
 	}
 	const std::uint16_t sport = static_cast<std::uint16_t>(in[l4] << 8 | in[l4 + 1]);
 	const std::uint16_t dport = static_cast<std::uint16_t>(in[l4 + 2] << 8 | in[l4 + 3]);
@@ -1867,11 +1908,37 @@ bool relay_inbound_allowed(const Bytes &in, bool *mapped)
 			    ntohs(k.int_port) != dport || ntohs(k.rem_port) != sport)
 			continue;
 		// A flow opened from outside: only through a mapping of its
-		// port (whole addresses returned above).
+		// port or of the whole address (for the owner it recorded),
+		// or one that was there before this frame.
 		*mapped = (v.ct.flags & KVX_CT_F_INBOUND) != 0;
-		return !*mapped || relay_mapping_opens(p.dst, w.proto, dport);
+		return !*mapped || inbound_before || whole ||
+		       relay_mapping_opens(p.dst, w.proto, dport);
 	}
-	return false;
+	// No flow: to an address opened whole only when the datapath could
+	// not parse it (else it makes one, or drops a TCP segment no SYN).
+	return *mapped = whole && w.proto != kProtoIcmp6;
+}
+
+// The MACs the relay mappings (relay_mappings) recorded, IN halves in its
+// order: the datapath records a mapping's first owner once and never
+// overwrites it.
+std::array<Mac, 3> relay_mapping_macs()
+{
+	static const struct {
+		std::uint8_t proto, g;
+		std::uint16_t port;
+	} ms[] = {{kProtoTcp, 0, 22}, {kProtoUdp, 0, 53}, {0, 1, 0}};
+	std::array<Mac, 3> out{};
+	for (std::size_t i = 0; i < 3; i++) {
+		kvx_bind6_key k{};
+		k.dir = KVX_BIND_IN;
+		k.proto = ms[i].proto;
+		std::memcpy(k.addr, relay_addr(kRelayOwned, ms[i].g).data(), 16);
+		k.port = htons(ms[i].port);
+		if (const auto v = g_dp->bind6_lookup(k))
+			std::copy(v->bind.guest_mac, v->bind.guest_mac + 6, out[i].begin());
+	}
+	return out;
 }
 
 // Sources no LAN frame to a guest may have (relay6.h relay6_uplink_check):
@@ -1887,7 +1954,7 @@ bool relay_martian_src(const Ip6 &a, std::uint64_t t0)
 
 // A LAN frame delivered to a guest (RELAY_IN on the uplink).
 void check_relay_in_up(const Bytes &in, const Bytes &out, bool open, bool in_csum_ok,
-		       std::uint64_t t0)
+		       bool inbound_before, std::uint64_t t0)
 {
 	const Parsed6 pi = parse6(in);
 	const auto to = g_dp->nd_lookup(pi.dst);
@@ -1901,7 +1968,7 @@ void check_relay_in_up(const Bytes &in, const Bytes &out, bool open, bool in_csu
 	if (relay_martian_src(pi.src, t0))
 		violation("relayed in from a martian source", in, out);
 	bool mapped = false;
-	if (!open && !relay_inbound_allowed(in, &mapped))
+	if (!open && !relay_inbound_allowed(in, inbound_before, &mapped))
 		violation("relayed in under the stateful policy: no flow, echo request, error "
 			  "about the guest's packet, later fragment nor relay mapping",
 			  in, out);
@@ -1926,6 +1993,7 @@ void relay_trip(const Bytes &in, const Bytes &out, bool open, std::uint64_t t0)
 	const Mac guest = mac_at(in, 6);
 	auto expect_in = [&](const Bytes &frame, const char *what) {
 		const Stats b = g_dp->stats();
+		const bool inbound_before = relay_inbound_flow_before(frame);
 		const RunResult r = g_dp->run(Prog::UpIngress, frame, g_topo.uplink_ifindex);
 		const int reason = counted_reason(b, g_dp->stats());
 		if (r.verdict != TC_ACT_REDIRECT || reason != KVX_R_RELAY_IN)
@@ -1934,7 +2002,7 @@ void relay_trip(const Bytes &in, const Bytes &out, bool open, std::uint64_t t0)
 				  out, frame);
 		if (mac_at(r.out, 0) != guest)
 			violation(std::string(what) + " relayed to another MAC", frame, r.out);
-		check_relay_in_up(frame, r.out, open, true, t0);
+		check_relay_in_up(frame, r.out, open, true, inbound_before, t0);
 	};
 	const Packet6 a = answer6(po, w.proto);
 	g_relay_trips++;
@@ -1980,7 +2048,8 @@ bool same_nd(const std::optional<kvx_nd_val> &a, const std::optional<kvx_nd_val>
 // Every relay frame's verdict, beyond the checks all frames get.  pre:
 // kvx_nd's entry for an ND message's target before the frame ran, at t0.
 void check_relay6(const Bytes &in, const RunResult &r, int reason, bool uplink, bool open,
-		  bool in_csum_ok, const std::optional<kvx_nd_val> &pre, std::uint64_t t0)
+		  bool in_csum_ok, bool inbound_before, const std::optional<kvx_nd_val> &pre,
+		  std::uint64_t t0)
 {
 	const Parsed6 pi = parse6(in);
 	const Mac smac = mac_at(in, 6);
@@ -2029,7 +2098,7 @@ void check_relay6(const Bytes &in, const RunResult &r, int reason, bool uplink, 
 	case KVX_R_RELAY_IN: {
 		if (uplink) {
 			g_relay_in_up++;
-			check_relay_in_up(in, r.out, open, in_csum_ok, t0);
+			check_relay_in_up(in, r.out, open, in_csum_ok, inbound_before, t0);
 			break;
 		}
 		// Guest to guest, on the link: as a switch would, but by
@@ -2331,6 +2400,7 @@ int test_one(const std::uint8_t *data, std::size_t size)
 		install_static();
 		install_v6();
 		install_relay6();
+		relay_mappings_reset();
 		g_cfg6_now = 0;
 	}
 	const bool open = relay && (mode & kEif);
@@ -2348,9 +2418,25 @@ int test_one(const std::uint8_t *data, std::size_t size)
 	if (relay)
 		if (const auto t = nd_target_of(in))
 			nd_pre = g_dp->nd_lookup(*t);
+	// Guest 0's owned address changes hands now and then (another guest
+	// that took it while guest 0 was away): its mappings, recorded for
+	// guest 0, must open nothing to guest 2, and a recorded owner never
+	// changes.
+	if (relay && g_relay_frames % 1024 == 512)
+		relay_own(relay_addr(kRelayOwned, 0),
+			  relay_mac((g_relay_frames / 1024) % 2 ? 2 : 0), KVX_ND_OWNED);
+	const std::array<Mac, 3> mapped_pre = relay ? relay_mapping_macs() : std::array<Mac, 3>{};
+	const bool inbound_before = relay && uplink && relay_inbound_flow_before(in);
 	Stats before = g_dp->stats();
 	RunResult r = g_dp->run(uplink ? Prog::UpIngress : Prog::BrIngress, in,
 				uplink ? g_topo.uplink_ifindex : g_topo.bridge_ifindex);
+	if (relay) {
+		const std::array<Mac, 3> mapped_post = relay_mapping_macs();
+		for (std::size_t i = 0; i < 3; i++)
+			if (mapped_pre[i] != Mac{} && mapped_post[i] != mapped_pre[i])
+				violation("a relay mapping's recorded owner was overwritten", in,
+					  r.out);
+	}
 	Stats after = g_dp->stats();
 	int reason = counted_reason(before, after);
 	if (reason < 0)
@@ -2395,7 +2481,8 @@ int test_one(const std::uint8_t *data, std::size_t size)
 					  reason_name(reason),
 				  in, r.out);
 		if (relay) {
-			check_relay6(in, r, reason, uplink, open, in_csum_ok, nd_pre, t0);
+			check_relay6(in, r, reason, uplink, open, in_csum_ok, inbound_before,
+				     nd_pre, t0);
 			return 0;
 		}
 		// The host's link-local business by its addresses, never by an

@@ -789,3 +789,38 @@ TEST(RelayProbe, ASendFailureForgetsTheClaimAndItsCountAndGoesOn)
 	ASSERT_EQ(bpf_map_lookup_elem(ga.get(), &slot, &n), 0);
 	EXPECT_EQ(n, 0u);
 }
+
+// A guest's port gone: its MAC leaves its dynamic IN halves (a re-created
+// VM gets its addresses back at once), never a relay mapping's, which
+// stays its first owner's while that guest is away.
+TEST(RelayNd, GoneGuestsMacLeavesBindingsButNotRelayMappings)
+{
+	KVX_SKIP_WITHOUT_BPF_PRIVILEGE();
+	Fd m(bpf_map_create(BPF_MAP_TYPE_HASH, "t_bind6", sizeof(kvx_bind6_key),
+			    sizeof(kvx_bind6_val), 16, nullptr));
+	ASSERT_GE(m.get(), 0) << std::strerror(errno);
+	const Ipv6Addr g = parse_ipv6("2001:db8:1::7"), up = parse_ipv6("2001:db8:1::2");
+	const MacAddr mac{0x52, 0x54, 0x00, 0x00, 0x00, 0x07};
+	auto put = [&](const Ipv6Addr &ext, uint16_t port, uint16_t flags) {
+		kvx_bind6_key k{};
+		k.dir = KVX_BIND_IN;
+		k.proto = IPPROTO_TCP;
+		std::memcpy(k.addr, ext.data(), 16);
+		k.port = htons(port);
+		kvx_bind6_val v{};
+		std::memcpy(v.addr, g.data(), 16);
+		v.bind.port = htons(22);
+		v.bind.flags = flags;
+		std::memcpy(v.bind.guest_mac, mac.data(), 6);
+		EXPECT_EQ(bpf_map_update_elem(m.get(), &k, &v, BPF_ANY), 0);
+		return k;
+	};
+	const kvx_bind6_key dyn = put(up, 61000, 0), relay = put(g, 22, KVX_BIND_F_STATIC);
+	EXPECT_EQ(forget_guest_macs6(m.get(), {{g, mac}}), 1u);
+	kvx_bind6_val v{};
+	ASSERT_EQ(bpf_map_lookup_elem(m.get(), &dyn, &v), 0);
+	EXPECT_EQ(0, std::memcmp(v.bind.guest_mac, MacAddr{}.data(), 6)) << "forgotten";
+	ASSERT_EQ(bpf_map_lookup_elem(m.get(), &relay, &v), 0);
+	EXPECT_EQ(0, std::memcmp(v.bind.guest_mac, mac.data(), 6))
+		<< "the relay mapping's owner kept";
+}
