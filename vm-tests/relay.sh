@@ -294,6 +294,9 @@ assert_eq "curl -6 server -> guest2:8082 through the relay mapping: sha256" "$su
 	"$(kvx_curl_sha "$NS_SRV" "http://[$G2_6]:8082/big.bin")"
 assert_eq "guest2's server saw the server's own address" "$SRV6" \
 	"$(tail -n +$((seen + 1)) "$KVX_TMP/http_g2.log" | awk '/"GET /{print $1}' | sort -u | paste -sd' ')"
+relay_owner() { kvx_json "[m['owner'] for m in d['mappings'] if m['ext'] == '[$G2_6]:8082'][0]" "$(kvx map list --json 2>/dev/null)"; }
+assert_eq "map list --json: the mapping is guest2's (its MAC recorded by the first packet)" \
+	"$(kvx_if_mac "$NS_G2" "$G2_IF")" "$(relay_owner)"
 ct=$(kvx conntrack list --json --proto tcp 2>/dev/null || true)
 assert_contains "conntrack list: the server's connection in, to guest2's own address and port" \
 	"$G2_6:8082<-$SRV6 inbound" \

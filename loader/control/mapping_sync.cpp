@@ -606,6 +606,26 @@ static bool installed6(int bind6_fd, const Mapping &m, const Ipv6Addr &ua6)
 	return false;
 }
 
+// The guest a relay mapping recorded as its owner (its IN half's MAC, set
+// by the first packet that reached it; relay6.h relay6_mapping_owner), or
+// null: none yet, not installed, not a relay mapping.
+static json relay_owner(int bind6_fd, const Mapping &m)
+{
+	if (bind6_fd < 0 || !m.opens())
+		return nullptr;
+	for (const BindEntry6 &e : mapping_entries6(m, {})) {
+		if (e.key.dir != KVX_BIND_IN)
+			continue;
+		kvx_bind6_val have{};
+		MacAddr mac{};
+		if (bpf_map_lookup_elem(bind6_fd, &e.key, &have) != 0)
+			return nullptr;
+		std::memcpy(mac.data(), have.bind.guest_mac, mac.size());
+		return mac == MacAddr{} ? json(nullptr) : json(format_mac(mac));
+	}
+	return nullptr;
+}
+
 json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_fd, int extaddr6_fd,
 		   int bind6_fd)
 {
@@ -752,6 +772,7 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 				{"ext_addr", known ? json(format_ipv6(ext)) : json(nullptr)},
 				{"add_address", false},
 				{"network", sm.network6 ? json(sm.network6->str()) : json(nullptr)},
+				{"owner", relay_owner(bind6_fd, sm.m)},
 				{"state", !sm.pending.empty() ? "pending" : state},
 				{"reason",
 				 !sm.pending.empty() ? json(pending_reason(sm.pending)) : reason},
@@ -806,6 +827,7 @@ json mappings_json(const Instance &inst, NlSocket &nl, int extaddr_fd, int cfg6_
 			{"ext_addr", ext ? json(format_ipv4(ext)) : json(nullptr)},
 			{"add_address", sm.add_address},
 			{"network", sm.network ? json(sm.network->str()) : json(nullptr)},
+			{"owner", nullptr},
 			{"state", state},
 			{"reason", reason},
 			{"vm", sm.vm.empty() ? json(nullptr) : json(sm.vm)},
