@@ -62,7 +62,7 @@ HostTunSync sync_host_tunnels(int hosttun_fd, const std::vector<HostTunnel> &tun
 HostAddrSync sync_host_addrs(int hostaddr_fd, const std::vector<uint32_t> &addrs)
 {
 	HostAddrSync r;
-	std::set<uint32_t> want(addrs.begin(), addrs.end()); // network order below
+	std::set<uint32_t> want(addrs.begin(), addrs.end()); // host order (the map: network)
 	while (want.size() > KVX_HOSTADDR_MAX) {
 		want.erase(std::prev(want.end()));
 		r.left_out++;
