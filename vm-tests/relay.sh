@@ -214,11 +214,11 @@ ip -n "$NS_G1" -6 addr del "$DUP6/64" dev "$G1_IF"
 
 kvx_step "stateful inbound (the default): the server's own connection to a guest gets nothing, its ping comes in"
 filtered0=$(kvx_counter DROP_FILTERED)
+# curl -6's exit code from NS to URL within 2 s: 28 timed out, 7 refused.
+curl_rc() { local rc=0; nsx "$1" curl -6 -s -o /dev/null -m 2 "$2" || rc=$?; echo "$rc"; }
 # Nothing listens there: a SYN that came in would be refused at once;
 # dropped, curl times out.
-rc=0
-nsx "$NS_SRV" curl -6 -s -o /dev/null -m 2 "http://[$G1_6]:8083/" || rc=$?
-assert_eq "curl -6 server -> guest1: times out (28), not refused (7)" 28 "$rc"
+assert_eq "curl -6 server -> guest1: times out (28), not refused (7)" 28 "$(curl_rc "$NS_SRV" "http://[$G1_6]:8083/")"
 assert_ge "DROP_FILTERED counted its SYNs" "$(($(kvx_counter DROP_FILTERED) - filtered0))" 1
 # RFC 4890 4.3.1: echo requests reach the guests (rate limited).
 assert_eq "ping -6 server -> guest1 at $G1_6: 5 of 5" 5 "$(kvx_ping_received "$NS_SRV" "$G1_6" 5)"
@@ -278,7 +278,6 @@ assert_eq "guest2's server saw the host's uplink address" "$UP6" \
 kvx_step "relay mappings: map add '[guest2]:8082' --proto tcp lets the server in under the stateful policy, nothing else"
 # guest2's server on 8082 (above): beyond the router, filtered until the
 # mapping opens the port; then only that port of that guest.
-curl_rc() { local rc=0; nsx "$1" curl -6 -s -o /dev/null -m 2 "$2" || rc=$?; echo "$rc"; }
 assert_eq "before: curl -6 server -> guest2:8082 times out (28)" 28 "$(curl_rc "$NS_SRV" "http://[$G2_6]:8082/big.bin")"
 out=$(kvx map add "[$UP6]:8082" --proto tcp 2>&1) && kvx_fail "map add of the uplink's address succeeded: $out"
 assert_contains "map add of the host's own address: refused, naming it" "$UP6 is an address of this host" "$out"

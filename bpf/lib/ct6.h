@@ -273,9 +273,10 @@ static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32
 /*
  * The slot a flow or binding of the guest endpoint (guest_addr, guest_port)
  * counts in: that of the MAC its IN half at (proto, ext_addr, ext_port)
- * delivers to; relay's (its own address outside: its relay mappings' IN
- * halves say ext == int and carry no MAC): that of its address's kvx_nd
- * owner; else of the address (the daemon's recount: control/gc.cpp).
+ * delivers to; relay's (its own address outside, as its relay mappings'
+ * IN halves say, whose MAC is the owner the mapping recorded, not the
+ * quota's): that of its address's kvx_nd owner; else of the address (the
+ * daemon's recount: control/gc.cpp).
  */
 static __always_inline __u32 ct6_slot_in(const struct kvx_cfg *cfg, struct kvx_bind6_key *ik,
 					 __u8 proto, const __be32 *guest_addr, __be16 guest_port,

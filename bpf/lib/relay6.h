@@ -250,21 +250,16 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, co
 	struct kvx_ct6_key k;
 	struct kvx_ct6_val *f;
 	__u64 now = clock_now_ns();
-	int open, r;
+	int open, r, icmp;
 	__u8 state;
 
 	if (!p6 || !cfg)
 		return KVX_R_DROP_FILTERED;
 	if (pkt_is_later_fragment(&p6->p))
 		return KVX_CONTINUE;
-	/* No transport header parsed (another protocol, a chain not
-	 * walked, ESP): nothing to track, so only to an opened address,
-	 * which takes what it cannot parse as a bridge would (untracked: no
-	 * flow, no quota; the guest's own stack judges it). */
-	if (!p6->p.l4_ok)
-		return relay6_opened(p6, owner) == KVX_RELAY_OPEN_ADDR ? KVX_CONTINUE :
-									 KVX_R_DROP_FILTERED;
-	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type < 128) {
+	/* icmp_type is parsed only with the header (l4_ok). */
+	icmp = p6->p.l4_ok && p6->p.proto == KVX_IPPROTO_ICMPV6;
+	if (icmp && p6->p.icmp_type < 128) {
 		__u32 off = p6->p.l4_off;
 		struct kvx_ipv6hdr *q;
 
@@ -276,11 +271,15 @@ static __noinline int relay6_ct_in(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, co
 			return KVX_R_DROP_FILTERED;
 		return KVX_CONTINUE;
 	}
-	if (p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type == ICMPV6_ECHO_REQUEST)
+	if (icmp && p6->p.icmp_type == ICMPV6_ECHO_REQUEST)
 		return relay6_echo_in(p6);
-	if ((p6->p.proto == KVX_IPPROTO_ICMPV6 && p6->p.icmp_type != ICMPV6_ECHO_REPLY) ||
-	    (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP &&
-	     p6->p.proto != KVX_IPPROTO_ICMPV6))
+	/* Nothing to track (no transport header parsed: another protocol,
+	 * a chain not walked, ESP; an ICMPv6 informational message but an
+	 * echo reply): only to an opened address, which takes it as a bridge
+	 * would (untracked: no flow, no quota; the guest's own stack judges
+	 * it). */
+	if (!p6->p.l4_ok || (icmp && p6->p.icmp_type != ICMPV6_ECHO_REPLY) ||
+	    (p6->p.proto != IPPROTO_TCP && p6->p.proto != IPPROTO_UDP && !icmp))
 		return relay6_opened(p6, owner) == KVX_RELAY_OPEN_ADDR ? KVX_CONTINUE :
 									 KVX_R_DROP_FILTERED;
 	ct6_key_init(&k, p6->p.proto, p6->daddr, p6->p.dport, p6->saddr, p6->p.sport);

@@ -98,8 +98,9 @@ public:
 		Ipv6Addr ea;
 		std::memcpy(ea.data(), &ext.hi, 8);
 		std::memcpy(ea.data() + 8, &ext.lo, 8);
-		// Relay's own address outside (its relay mappings' IN halves
-		// say so too, with no MAC): its kvx_nd owner's.
+		// Relay's own address outside (as its relay mappings' IN
+		// halves say, whose MAC is their recorded owner): its kvx_nd
+		// owner's.
 		if (ea == Family6::to_addr(addr))
 			return nd_slot(addr);
 		auto it = in_half_.find(ext);

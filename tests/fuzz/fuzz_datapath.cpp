@@ -1199,6 +1199,13 @@ void install_relay6()
 // datapath records the first owner): guest 0's owned address opens TCP
 // 22 and UDP 53 (`map add '[A]:22' --proto tcp`), guest 1's all of it
 // (`map add B`).  on false: deleted, as when NAT66 runs.
+// The relay mappings (relay_mappings): protocol, guest, port (proto 0: the
+// whole address).
+const struct {
+	std::uint8_t proto, g;
+	std::uint16_t port;
+} kRelayMappings[3] = {{kProtoTcp, 0, 22}, {kProtoUdp, 0, 53}, {0, 1, 0}};
+
 // The owners the mappings recorded, carried across the harness's mode
 // switches (the daemon's syncs keep them; a table clear, as a new attach,
 // starts them afresh: relay_mappings_reset).
@@ -1212,12 +1219,8 @@ void relay_mappings_reset()
 
 void relay_mappings(bool on)
 {
-	static const struct {
-		std::uint8_t proto, g;
-		std::uint16_t port;
-	} ms[] = {{kProtoTcp, 0, 22}, {kProtoUdp, 0, 53}, {0, 1, 0}};
 	for (std::size_t i = 0; i < 3; i++) {
-		const auto &m = ms[i];
+		const auto &m = kRelayMappings[i];
 		for (std::uint8_t dir : {KVX_BIND_IN, KVX_BIND_OUT}) {
 			kvx_bind6_key k{};
 			k.dir = dir;
@@ -1924,17 +1927,13 @@ bool relay_inbound_allowed(const Bytes &in, bool inbound_before, bool *mapped)
 // overwrites it.
 std::array<Mac, 3> relay_mapping_macs()
 {
-	static const struct {
-		std::uint8_t proto, g;
-		std::uint16_t port;
-	} ms[] = {{kProtoTcp, 0, 22}, {kProtoUdp, 0, 53}, {0, 1, 0}};
 	std::array<Mac, 3> out{};
 	for (std::size_t i = 0; i < 3; i++) {
 		kvx_bind6_key k{};
 		k.dir = KVX_BIND_IN;
-		k.proto = ms[i].proto;
-		std::memcpy(k.addr, relay_addr(kRelayOwned, ms[i].g).data(), 16);
-		k.port = htons(ms[i].port);
+		k.proto = kRelayMappings[i].proto;
+		std::memcpy(k.addr, relay_addr(kRelayOwned, kRelayMappings[i].g).data(), 16);
+		k.port = htons(kRelayMappings[i].port);
 		if (const auto v = g_dp->bind6_lookup(k))
 			std::copy(v->bind.guest_mac, v->bind.guest_mac + 6, out[i].begin());
 	}

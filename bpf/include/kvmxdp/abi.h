@@ -441,11 +441,11 @@ struct kvx_hosttun_val {
 /*
  * The host's own IPv4 addresses, any link's (a VPN's, a container
  * bridge's, the uplink's secondary ones), key the address, value 1:
- * written by attach and kept current by the daemon from netlink.  A packet from the uplink with one of them as its
- * source is a martian (the kernel's input route drops a local source
- * before an iptables DNAT could take it): it opens no flow to a guest
- * (DROP_MARTIAN_IN).  Beyond KVX_HOSTADDR_MAX addresses the rest are not
- * checked (the loader warns).
+ * written by attach and kept current by the daemon from netlink.  A
+ * packet from the uplink with one of them as its source is a martian (the
+ * kernel's input route drops a local source before an iptables DNAT could
+ * take it): it opens no flow to a guest (DROP_MARTIAN_IN).  Beyond
+ * KVX_HOSTADDR_MAX addresses the rest are not checked (the loader warns).
  */
 #define KVX_MAP_HOSTADDR "kvx_hostaddr"
 #define KVX_HOSTADDR_MAX 256
