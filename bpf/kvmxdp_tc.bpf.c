@@ -150,4 +150,26 @@ int kvx_up6_relay(struct __sk_buff *skb)
 	return relay6_from_uplink(skb);
 }
 
+/*
+ * clsact ingress of each bridge port (a VM's tap, a container's veth), in
+ * front of the bridge: the port guard (ct6.h brport_elsewhere8).  Every
+ * other frame passes on uncounted (the bridge program counts what reaches
+ * the host).
+ */
+SEC("tc")
+int kvx_port_in(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
+	__u8 mac[8] __attribute__((aligned(8))) = {};
+	struct ethhdr *eth = data;
+
+	if ((void *)(eth + 1) > data_end)
+		return TC_ACT_OK;
+	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
+	if (!brport_elsewhere8(mac, skb->ifindex))
+		return TC_ACT_OK;
+	gstats_clear();
+	return verdict(KVX_R_DROP_MAC_ELSEWHERE, skb->len);
+}
+
 char LICENSE[] SEC("license") = "GPL";

@@ -8,7 +8,11 @@
 # forward keep reaching B, B's own connections keep working; A's ARP in
 # B's name (the requests A's stack sends from B's address, arpspoof's
 # replies, bare or in two priority tags) never reaches the host: its
-# neighbour cache keeps B's MAC, its own curl to B reaches B.  A's VM
+# neighbour cache keeps B's MAC, its own curl to B reaches B.  A that takes
+# B's MAC as well as its address is stopped at its own bridge port (the
+# port guard, DROP_MAC_ELSEWHERE): the bridge keeps B's MAC on B's port,
+# B's mappings keep reaching B; only a MAC quiet for the bridge's ageing
+# time may move.  A's VM
 # re-created with another MAC (its port deleted and made again) has its
 # address back at once.  A DHCP lease (attach --dhcp-leases, libvirt's
 # status file format) owns an address no guest has used yet, and takes one
@@ -154,6 +158,22 @@ for e in json.load(sys.stdin):
         print(int.from_bytes(bytes(int(x, 16) for x in e["value"][:4]), "little"))' "$1" || true
 }
 placed_on() { [[ $(brport_of "$1") == "$2" ]]; } # MAC IFINDEX
+# kvx_brport's flags of MAC (2: KVX_BRPORT_F_LIVE, the port guard's), ''
+# if not placed.
+brport_flags() { # MAC
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_brport" 2>/dev/null | "$KVX_PY" -c '
+import json, sys
+want = bytes(int(x, 16) for x in sys.argv[1].split(":"))
+for e in json.load(sys.stdin):
+    if bytes(int(x, 16) for x in e["key"][:6]) == want:
+        print(int.from_bytes(bytes(int(x, 16) for x in e["value"][4:8]), "little"))' "$1" || true
+}
+live_on() { placed_on "$1" "$2" && (($(brport_flags "$1") & 2)); } # MAC IFINDEX
+not_live() { [[ -n $(brport_flags "$1") ]] && ! (($(brport_flags "$1") & 2)); } # MAC
+# The bridge's own entry for MAC: the port's name, '' if none.
+fdb_port() { # MAC
+	bridge -n "$NS_HOST" fdb show br "$BR" | awk -v m="$1" 'tolower($1) == m && $2 == "dev" {print $3; exit}'
+}
 # The MACs kvx_bind's IN halves of PROTO for guest ADDR deliver to.
 bind_macs() { kvx_bind_macs "$BR" "$@"; } # ADDR PROTO
 
@@ -188,20 +208,53 @@ assert_eq "kvx_guest: $G1_IP owned by the new A's MAC" "$g1new" "$(owner "$G1_IP
 assert_eq "the host's own curl to $G1_IP reaches the new A" guest1 "$(kvx_http_get "$NS_HOST" "http://$G1_IP/who")"
 g1mac=$g1new
 
-kvx_step "A sent with B's MAC (the bridge moved it to A's port), the daemon restarted, A's VM went: B's address is not freed"
-assert_eq "kvx_guest: $G2_IP owned by B's MAC" "$g2mac" "$(owner "$G2_IP")"
+kvx_step "A takes B's MAC and address while B is there: the port guard drops A's frames, B keeps both"
 p1=$(ip -n "$NS_HOST" -o link show "$P1_IF" | cut -d: -f1)
+p2=$(ip -n "$NS_HOST" -o link show "$P2_IF" | cut -d: -f1)
+assert_ne "B -> server (B is there)" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
+kvx_wait_for 5 "the daemon to see B's MAC live on B's port" live_on "$g2mac" "$p2" || true
+assert_eq "kvx_brport: B's MAC on B's port $P2_IF, live" "$p2 2" "$(brport_of "$g2mac") $(brport_flags "$g2mac")"
+assert_eq "status: the port guard on A's port" kvx_port_in "$(kvx_dev_field "$P1_IF" prog)"
+assert_eq "status: the port guard on B's port" kvx_port_in "$(kvx_dev_field "$P2_IF" prog)"
+ip -n "$NS_G1" link set dev "$G1_IF" address "$g2mac"
+ip -n "$NS_G1" addr add "$G2_IP/32" dev "$G1_IF"
+guard0=$(kvx_counter DROP_MAC_ELSEWHERE)
+a_gets0=$(grep -c GET "$KVX_TMP/g1.http.log" || true)
+assert_eq "A's curl as B (B's MAC and $G2_IP) gets nothing" "" \
+	"$(nsx "$NS_G1" curl -sS --fail --max-time 3 --interface "$G2_IP" "http://$SRV_IP:8080/" 2>/dev/null || true)"
+assert_ge "DROP_MAC_ELSEWHERE counted A's frames" $(($(kvx_counter DROP_MAC_ELSEWHERE) - guard0)) 3
+assert_eq "the bridge still has B's MAC on B's port" "$P2_IF" "$(fdb_port "$g2mac")"
+assert_eq "kvx_guest: $G2_IP still B's" "$g2mac" "$(owner "$G2_IP")"
+assert_eq "LAN -> $EXT_B still reaches B" guest2 "$(kvx_http_get "$NS_LAN" "http://$EXT_B/who")"
+assert_eq "LAN -> $UP_IP:8080 still reaches B" guest2 "$(kvx_http_get "$NS_LAN" "http://$UP_IP:8080/who")"
+assert_ne "B -> server still works" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP:8080/")"
+assert_eq "A saw none of it" "$a_gets0" "$(grep -c GET "$KVX_TMP/g1.http.log" || true)"
+assert_contains "status names the drop" DROP_MAC_ELSEWHERE "$(kvx status --bridge "$BR")"
+ip -n "$NS_G1" addr del "$G2_IP/32" dev "$G1_IF"
+ip -n "$NS_G1" link set dev "$G1_IF" address "$g1mac"
+ip -n "$NS_G1" neigh flush dev "$G1_IF"
+assert_ne "A as itself again" "" "$(kvx_http_get "$NS_G1" "http://$SRV_IP:8080/")"
+
+kvx_step "B quiet for the bridge's ageing time, A sent with B's MAC (the bridge moved it to A's port), the daemon restarted, A's VM went: B's address is not freed"
+assert_eq "kvx_guest: $G2_IP owned by B's MAC" "$g2mac" "$(owner "$G2_IP")"
 # B stays silent from here until A's port is deleted: any frame of B's
 # takes its MAC back to B's port.  Its router solicitations (on a back-off
 # that can fall into this window) and its gateway's ARP are what it sends
 # unasked; B has no IPv6 role in this test.
 ip -n "$NS_G2" neigh replace "$GW_IP" lladdr "$(mac_of "$NS_HOST" "$BR")" dev "$G2_IF" nud permanent
 nsx "$NS_G2" sysctl -qw "net.ipv6.conf.$G2_IF.disable_ipv6=1"
-# A probe (sender 0.0.0.0: it claims nothing) from B's MAC on A's port.
+# The bridge forgets a quiet MAC after its ageing time (300 s): 2 s here.
+# B's MAC stays placed on B's port for its address, no longer live.
+ip -n "$NS_HOST" link set dev "$BR" type bridge ageing_time 200
+kvx_wait_for 15 "B's MAC to age out of the bridge (not live)" not_live "$g2mac" || true
+assert_eq "kvx_brport: B's MAC kept on B's port, not live" "$p2 0" "$(brport_of "$g2mac") $(brport_flags "$g2mac")"
+ip -n "$NS_HOST" link set dev "$BR" type bridge ageing_time 30000
+# A probe (sender 0.0.0.0: it claims nothing) from B's MAC on A's port:
+# the guard lets the quiet MAC move, as the bridge does.
 nsx "$NS_G1" "$KVX_PY" "$KVX_LIBDIR/arp_peer.py" probe "$G1_IF" 192.168.122.99 \
 	--sha "$g2mac" --count 1 --wait 0.3 >/dev/null || true
 kvx_wait_for 5 "the daemon to place B's MAC on A's port" placed_on "$g2mac" "$p1" || true
-assert_eq "kvx_brport: B's MAC on A's port $P1_IF" "$p1" "$(brport_of "$g2mac")"
+assert_eq "kvx_brport: B's MAC on A's port $P1_IF, live" "$p1 2" "$(brport_of "$g2mac") $(brport_flags "$g2mac")"
 # The time of that move outlives the daemon (it is in kvx_brport).
 kvx_daemon_stop
 kvx_attach_bg || kvx_fatal "cannot attach again"

@@ -171,6 +171,29 @@ static __always_inline void guest_owner_back(struct kvx_guest_val *g)
 }
 
 /*
+ * The port guard (abi.h kvx_brport, KVX_BRPORT_F_LIVE): does a frame that
+ * came in on bridge port ifindex carry a source MAC (mac8: 8 bytes, the MAC
+ * then two zero bytes) that the bridge has on another port right now?
+ * Then another guest sends with it: without this one frame would move the
+ * MAC to the sender's port (the bridge learns from it), and with it the
+ * traffic for that guest and every address its MAC owns.  The bridge
+ * device's hook never sees the port; its ports' hooks do.  Not while the
+ * MAC moved there lately from a port that still exists (seen_ns, within
+ * KVX_BRPORT_MOVE_HOLD_NS): it was quiet for the bridge's ageing time and
+ * someone took it, and its owner, back, must be able to take it back as
+ * the bridge would let it, not be locked out by the taker.  Sum form: the
+ * per-CPU clock; read only for a MAC on another port.
+ */
+static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
+{
+	struct kvx_xfdb_val *v = bpf_map_lookup_elem(&kvx_brport, mac8);
+
+	if (!v || !(v->flags & KVX_BRPORT_F_LIVE) || v->ifindex == ifindex)
+		return 0;
+	return !v->seen_ns || v->seen_ns + KVX_BRPORT_MOVE_HOLD_NS <= clock_now_ns();
+}
+
+/*
  * Anti-spoofing beyond the subnet (abi.h kvx_guest): a guest address
  * belongs to one MAC.  The first translated frame from an address binds it
  * (BPF_NOEXIST: of two racing claimers exactly one wins); another MAC gets

@@ -255,6 +255,8 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 		if (!br || !mac_eq(eth->h_dest, br->mac))
 			return XDP_PASS;
 		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+		/* The source MAC as an 8-byte key (brport_elsewhere8). */
+		macs[6] = macs[7] = 0;
 		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
 	}
 	if (parse_ipv4(ctx, &p) != PARSE_OK || (cfg->flags & KVX_CFG_F_OVERLAP))
@@ -280,6 +282,10 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 	if (!up || !(up->flags & KVX_XDEV_F_TX))
 		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
 
+	/* The port guard, as the port's kvx_port_in does for every frame XDP
+	 * passes on: a frame redirected here never reaches it. */
+	if (brport_elsewhere8(macs, ctx_ifindex(ctx)))
+		return verdict(KVX_R_DROP_MAC_ELSEWHERE, len);
 	/* From here on exactly the TC path's translation. */
 	gstats_set(macs, p.saddr, cfg->guest_seed, 0);
 	r = guest_owner_check(p.saddr, macs);

@@ -855,9 +855,14 @@ private:
 		// The XDP fast path in front of the TC programs, where the mode
 		// and the devices allow it (control/xdp_path.hpp); a device it
 		// cannot take stays TC with the reason, which status shows.
+		// The port guard on every bridge port's TC ingress, with it.
 		xdp_ = std::make_unique<XdpPath>(plan_.mode, *skel_, pins_->dir.dup());
-		if (!resume_)
+		if (!resume_) {
 			rb_.add("XDP links", [this] { XdpPath::remove_all(pins_->dir); });
+			rb_.add("port guards", [this] {
+				XdpPath::remove_guards(nl_, skel_->map_fd(KVX_MAP_XDEV));
+			});
+		}
 		for (const XdpDevice &d : xdp_->sync(nl_, bridge_.ifindex, uplink_.ifindex))
 			log_verbose(d.describe());
 		failpoint("xdp");

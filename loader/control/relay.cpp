@@ -191,10 +191,19 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	for (const FdbEntry &e : bridge_fdb(nl, bridge_ifindex))
 		if (e.ifindex > 0 && e.ifindex != bridge_ifindex)
 			fdb[e.mac] = static_cast<uint32_t>(e.ifindex);
+	// Where the bridge has each MAC now (the port guard's KVX_BRPORT_F_LIVE),
+	// before owners it forgot are kept placed below.
+	const std::map<MacAddr, uint32_t> live = fdb;
+	auto live_on = [&](const MacAddr &mac, uint32_t port) {
+		const auto l = live.find(mac);
+		return l != live.end() && l->second == port;
+	};
+	std::map<MacAddr, kvx_xfdb_val> have_val;
 	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(brport_fd)) {
 		MacAddr mac;
 		std::memcpy(mac.data(), k.mac, 6);
 		have[mac] = v.ifindex;
+		have_val[mac] = v;
 		// A move "after" now_ns cannot be (the pin does not outlive
 		// a boot, when CLOCK_BOOTTIME restarts): ignored rather than
 		// trusted to hold the MAC.
@@ -318,6 +327,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		std::memcpy(k.mac, mac.data(), 6);
 		kvx_xfdb_val v{};
 		v.ifindex = ifindex;
+		v.flags = live_on(mac, ifindex) ? KVX_BRPORT_F_LIVE : 0;
 		// From a port that still exists: a move (a spoof moves a MAC
 		// from its owner's port, which stays).  From a deleted one (a
 		// VM's tap re-created while the daemon was away): placed anew.
@@ -331,6 +341,21 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 			r.added++;
 		else
 			r.moved++;
+		have_val.erase(mac);
+	}
+	// The others stay where they are; only whether the bridge still has
+	// them there changes (an owner's entry aged out, and back).
+	for (const MacAddr &mac : plan.del)
+		have_val.erase(mac);
+	for (auto &[mac, v] : have_val) {
+		const __u32 want = live_on(mac, v.ifindex) ? KVX_BRPORT_F_LIVE : 0;
+		if ((v.flags & KVX_BRPORT_F_LIVE) == want)
+			continue;
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, mac.data(), 6);
+		v.flags = (v.flags & ~KVX_BRPORT_F_LIVE) | want;
+		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_EXIST) == 0)
+			r.relived++;
 	}
 	r.unplaced = plan.unplaced;
 	return r;

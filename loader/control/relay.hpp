@@ -81,6 +81,7 @@ struct BrportSyncResult {
 	size_t gone4 = 0;     // leased kvx_guest entries marked KVX_GUEST_F_GONE
 	size_t back4 = 0;     // ... whose MAC is on a port again
 	size_t neigh_forgotten = 0; // the host's neighbour entries of those MACs deleted
+	size_t relived = 0;	    // placed MACs whose KVX_BRPORT_F_LIVE changed in place
 };
 // A MAC whose placement moved to another port within kMoveHoldNs of now_ns
 // (CLOCK_BOOTTIME; the time of the move is kept in its kvx_brport entry)
@@ -88,7 +89,8 @@ struct BrportSyncResult {
 // marked KVX_GUEST_F_GONE instead, and unmarked when its MAC is on a port
 // again.  The bindings (bind_fd kvx_bind, bind6_fd kvx_bind6) that
 // delivered to a released or gone address and MAC lose the MAC, and so do
-// the bridge's neighbour entries of those addresses.
+// the bridge's neighbour entries of those addresses.  A placed MAC is
+// KVX_BRPORT_F_LIVE (the port guard's) while the bridge has it on that port.
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1,
 			     int guest_fd = -1, uint64_t now_ns = 0, int bind_fd = -1,
 			     int bind6_fd = -1);

@@ -423,6 +423,15 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				// where only the bridge's own entries count).
 				d["learning"] = p.learning;
 				d["locked"] = p.locked;
+				// The port guard (kvx_port_in), the daemon's on
+				// every port it has seen.
+				if (auto id = tc_query(p.ifindex))
+					d["prog"] = prog_name_by_id(*id);
+				else if (!daemons.empty())
+					warnings.push_back(
+						"no port guard on " + p.name +
+						" (yet): a guest there may send with the MAC of a guest "
+						"on another port (see the daemon's log)");
 				if (!d["xdp_prog"].is_null())
 					d["hook"] = "xdp";
 				ports_tx = ports_tx || d["redirect_target"].get<bool>();

@@ -22,6 +22,7 @@
 #include "kernel/maps.hpp"
 #include "kernel/skel.hpp"
 #include "kernel/netlink.hpp"
+#include "kernel/tc.hpp"
 #include "kvmxdp/abi.h"
 #include "kvmxdp_xdp.skel.h"
 #include "model/xfdb.hpp"
@@ -55,7 +56,8 @@ std::string XdpDevice::describe() const
 	       choice.why + "; " + tx_why +
 	       (role == DeviceRole::Port && !learn ?
 			"; learning off or locked: guests' ports from the bridge's entries only" :
-			"");
+			"") +
+	       (role == DeviceRole::Port && !guard ? "; no port guard: " + guard_why : "");
 }
 
 XdpPath::XdpPath(HookMode mode, const SkelObject &tc, DirFd pins)
@@ -130,6 +132,36 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 	return true;
 }
 
+void XdpPath::guard(XdpDevice &d, uint16_t prev)
+{
+	const int pfd = tc_.prog_fd("kvx_port_in");
+	bpf_prog_info pi{};
+	uint32_t pl = sizeof(pi);
+	// Whether kvmxdp made the clsact: from the last sync (or the last
+	// daemon's, kvx_xdev being pinned) while the filter is ours.
+	d.guard_clsact = (prev & KVX_XDEV_F_GUARD) && (prev & KVX_XDEV_F_GUARD_CLSACT);
+	if (bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0)
+		if (auto id = tc_query(d.ifindex); id && *id == pi.id) {
+			d.guard = true;
+			return;
+		}
+	try {
+		// Ours from before (a restarted daemon's programs) is replaced
+		// in place; a clsact that was there stays "not ours".
+		d.guard_clsact = tc_attach_ingress(d.ifindex, d.ifname, pfd) || d.guard_clsact;
+		d.guard = true;
+	} catch (const Error &e) {
+		d.guard_why = e.what();
+		if (!has(warned_, d.ifname + d.guard_why)) {
+			warned_.push_back(d.ifname + d.guard_why);
+			log_warn(d.ifname +
+				 ": no port guard (a guest there may send with the MAC "
+				 "of a guest on another port): " +
+				 d.guard_why);
+		}
+	}
+}
+
 std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplink_ifindex)
 {
 	std::vector<XdpDevice> devs;
@@ -175,7 +207,13 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 	std::set<int> want;
 	const int xdev_fd = tc_.map_fd(KVX_MAP_XDEV);
 	std::map<uint32_t, kvx_xdev_val> xdev;
+	// The last sync's flags: where the port guard is, and whose clsact.
+	std::map<uint32_t, uint16_t> prev;
+	for (const auto &[k, v] : dump_hash<uint32_t, kvx_xdev_val>(xdev_fd))
+		prev[k] = v.flags;
 	for (XdpDevice &d : devs) {
+		if (d.role == DeviceRole::Port)
+			guard(d, prev[static_cast<uint32_t>(d.ifindex)]);
 		d.choice = choose_hook(mode_, d.role, facts[d.ifindex], ports_tx);
 		if (d.choice.hook == Hook::Xdp) {
 			std::string why;
@@ -194,7 +232,9 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		kvx_xdev_val v{};
 		v.flags = static_cast<__u16>((d.tx ? KVX_XDEV_F_TX : 0) |
 					     (d.role == DeviceRole::Port ? KVX_XDEV_F_PORT : 0) |
-					     (d.learn ? KVX_XDEV_F_LEARN : 0));
+					     (d.learn ? KVX_XDEV_F_LEARN : 0) |
+					     (d.guard ? KVX_XDEV_F_GUARD : 0) |
+					     (d.guard_clsact ? KVX_XDEV_F_GUARD_CLSACT : 0));
 		xdev[static_cast<uint32_t>(d.ifindex)] = v;
 	}
 	if (bridge_ifindex > 0) {
@@ -211,6 +251,19 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		(void)prog_id;
 		if (!want.count(ifindex))
 			pins_.unlink(link_pin(ifindex));
+	}
+	// The guard leaves devices that are no longer ports (a device out of
+	// the bridge, the bridge re-created: its ports are read next time).
+	for (const auto &[k, flags] : prev) {
+		if (!(flags & KVX_XDEV_F_GUARD) || xdev.count(k))
+			continue;
+		const std::string name = ifname_of(static_cast<int>(k));
+		if (!name.empty())
+			try {
+				tc_remove_ingress(nl, name, flags & KVX_XDEV_F_GUARD_CLSACT);
+			} catch (const Error &e) {
+				log_warn(name + ": removing the port guard: " + e.what());
+			}
 	}
 	// kvx_xdev: what is, then what was not.
 	for (const auto &[k, v] : xdev)
@@ -309,6 +362,17 @@ std::vector<std::pair<int, uint32_t>> XdpPath::pinned_links(const DirFd &pins)
 		out.emplace_back(ifindex, prog_id);
 	}
 	return out;
+}
+
+void XdpPath::remove_guards(NlSocket &nl, int xdev_fd)
+{
+	for (const auto &[k, v] : dump_hash<uint32_t, kvx_xdev_val>(xdev_fd)) {
+		if (!(v.flags & KVX_XDEV_F_GUARD))
+			continue;
+		const std::string name = ifname_of(static_cast<int>(k));
+		if (!name.empty())
+			tc_remove_ingress(nl, name, v.flags & KVX_XDEV_F_GUARD_CLSACT);
+	}
 }
 
 void XdpPath::remove_all(const DirFd &pins)

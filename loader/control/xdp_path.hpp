@@ -37,8 +37,14 @@ struct XdpDevice {
 	// KVX_XDEV_F_LEARN: a port the bridge learns source MACs on
 	// (learning on, not locked), so XDP learns guest MACs there too.
 	bool learn = false;
-	// "IF (ROLE): HOOK, WHY; TX_WHY[; learning off or locked...]", the
-	// line -v logs.
+	// A port: kvmxdp's port guard (kvx_port_in, KVX_XDEV_F_GUARD) is on
+	// its TC ingress, and whether kvmxdp created the clsact for it;
+	// guard_why: why not.
+	bool guard = false;
+	bool guard_clsact = false;
+	std::string guard_why;
+	// "IF (ROLE): HOOK, WHY; TX_WHY[; learning off or locked...][; no port
+	// guard: WHY]", the line -v logs.
 	std::string describe() const;
 };
 
@@ -76,10 +82,17 @@ public:
 	static std::vector<std::pair<int, uint32_t>> pinned_links(const DirFd &pins);
 	// Removes every XDP link pin of pins (the links go with them).
 	static void remove_all(const DirFd &pins);
+	// Removes the port guard from every port kvx_xdev (xdev_fd) marks
+	// with it, and the clsact qdiscs kvmxdp created for it where no other
+	// filter is left; a port that is gone is fine.
+	static void remove_guards(NlSocket &nl, int xdev_fd);
 
 private:
 	int prog_fd(const char *name);
 	bool attach(int ifindex, const std::string &ifname, const char *prog, std::string &why);
+	// The port guard on a port's TC ingress (d.guard, d.guard_clsact,
+	// d.guard_why); prev: the port's kvx_xdev flags before this sync.
+	void guard(XdpDevice &d, uint16_t prev);
 
 	HookMode mode_;
 	const SkelObject &tc_;

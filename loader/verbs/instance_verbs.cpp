@@ -17,7 +17,9 @@
 #include "control/daemon.hpp"
 #include "control/mapping_sync.hpp"
 #include "control/relay.hpp"
+#include "control/resume.hpp"
 #include "control/xdp_path.hpp"
+#include "kernel/maps.hpp"
 #include "kernel/netlink.hpp"
 #include "kernel/routes.hpp"
 #include "kernel/skel.hpp"
@@ -162,6 +164,14 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 	NlSocket nl;
 	step([&] { tc_remove_ingress(nl, inst.bridge, inst.clsact_created_bridge); });
 	step([&] { tc_remove_ingress(nl, inst.uplink, inst.clsact_created_uplink); });
+	step([&] {
+		// The port guards, where kvx_xdev says they are (the pins go
+		// next).
+		if (pins)
+			if (auto xdev = find_pinned(pins->dir, KVX_MAP_XDEV,
+						    pinned_layout(KVX_MAP_XDEV)))
+				XdpPath::remove_guards(nl, xdev->get());
+	});
 	step([&] {
 		// Every pin in the directory: maps of older or newer versions
 		// too.  Unlinked through the checked directory's fd: a pin path

@@ -566,6 +566,8 @@ int Datapath::prog_fd(Prog prog)
 	case Prog::XdpUp:
 		load_xdp();
 		return bpf_program__fd(xdp()->progs.kvx_xdp_up);
+	case Prog::PortIngress:
+		return bpf_program__fd(tc()->progs.kvx_port_in);
 	}
 	return -1;
 }
@@ -574,10 +576,11 @@ RunResult Datapath::run(Prog prog, const testpkt::Bytes &frame, int ifindex)
 {
 	if (is_xdp(prog))
 		load_xdp();
-	const bpf_program *p = prog == Prog::BrIngress ? tc()->progs.kvx_br_ingress :
-			       prog == Prog::UpIngress ? tc()->progs.kvx_up_ingress :
-			       prog == Prog::XdpPort   ? xdp()->progs.kvx_xdp_port :
-							 xdp()->progs.kvx_xdp_up;
+	const bpf_program *p = prog == Prog::BrIngress	 ? tc()->progs.kvx_br_ingress :
+			       prog == Prog::UpIngress	 ? tc()->progs.kvx_up_ingress :
+			       prog == Prog::PortIngress ? tc()->progs.kvx_port_in :
+			       prog == Prog::XdpPort	 ? xdp()->progs.kvx_xdp_port :
+							   xdp()->progs.kvx_xdp_up;
 	RunResult r;
 	// Room for a frame that grows (none should) and for the kernel's check
 	// that the output fits (-ENOSPC otherwise).
@@ -881,12 +884,13 @@ std::size_t Datapath::nd_size() const
 }
 
 void Datapath::brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
-			  std::uint64_t moved_ns)
+			  std::uint64_t moved_ns, std::uint32_t flags)
 {
 	const kvx_xfdb_key k = xfdb_key(mac);
 	kvx_xfdb_val v{};
 	v.ifindex = port_ifindex;
 	v.seen_ns = moved_ns;
+	v.flags = flags;
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_brport), &k, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_brport: " + errno_text(errno));
 }

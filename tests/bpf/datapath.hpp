@@ -28,7 +28,8 @@ namespace kvmxdp::test {
 
 // The TC programs and the XDP fast path in front of them: XdpPort runs on
 // a bridge port (guest -> outside), XdpUp on the uplink (outside -> guest).
-enum class Prog { BrIngress, UpIngress, XdpPort, XdpUp };
+// PortIngress: kvx_port_in, the port guard on a bridge port's TC ingress.
+enum class Prog { BrIngress, UpIngress, XdpPort, XdpUp, PortIngress };
 
 inline bool is_xdp(Prog prog)
 {
@@ -237,9 +238,11 @@ public:
 	// kvx_brport (guest MAC -> bridge port), emptied by clear_tables();
 	// kvx_gaddrs' counter of a slot; relay's slot of a bridge port
 	// (ct_rules.h kvx_port_slot, 0: MACs of no known port).
-	// moved_ns: when the daemon moved the MAC to the port (0: never).
+	// moved_ns: when the daemon moved the MAC to the port (0: never);
+	// flags: KVX_BRPORT_F_LIVE (the bridge has it there now: the port
+	// guard's).
 	void brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
-			std::uint64_t moved_ns = 0);
+			std::uint64_t moved_ns = 0, std::uint32_t flags = 0);
 	std::uint32_t gaddrs_at(std::uint32_t slot) const;
 	std::uint32_t port_slot(std::uint32_t port_ifindex) const;
 

@@ -82,6 +82,7 @@ int ingress_ifindex(Prog prog)
 	case Prog::BrIngress:
 		return g_topo.bridge_ifindex;
 	case Prog::XdpPort:
+	case Prog::PortIngress:
 		return g_topo.bridge_port_ifindex;
 	case Prog::UpIngress:
 	case Prog::XdpUp:

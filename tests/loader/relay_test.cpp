@@ -723,6 +723,26 @@ TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 		r = sync();
 		if (r.moved != 1 || placed(other).seen_ns != now)
 			child_fail("a move from a port that exists is not timed");
+
+		// The port guard's KVX_BRPORT_F_LIVE: set while the bridge has
+		// the MAC on that port; an owner whose entry went (aged out)
+		// stays placed for its addresses, not live; and live again.
+		if (!(placed(other).flags & KVX_BRPORT_F_LIVE) ||
+		    !(placed(leased).flags & KVX_BRPORT_F_LIVE))
+			child_fail("a MAC the bridge has on its port is not live");
+		if (std::system("bridge fdb del 52:54:00:00:00:0c dev kvxp1 master"))
+			child_fail("del :0c");
+		r = sync();
+		if (r.relived != 1 || placed(other).flags & KVX_BRPORT_F_LIVE ||
+		    placed(other).ifindex != static_cast<uint32_t>(p1->ifindex) ||
+		    placed(other).seen_ns != now)
+			child_fail("an owner the bridge forgot is not kept placed, not live (" +
+				   std::to_string(r.relived) + " changed)");
+		if (std::system("bridge fdb add 52:54:00:00:00:0c dev kvxp1 master static"))
+			child_fail("add :0c");
+		r = sync();
+		if (r.relived != 1 || !(placed(other).flags & KVX_BRPORT_F_LIVE))
+			child_fail("an owner back in the bridge's entries is not live again");
 		std::_Exit(0);
 	};
 	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");

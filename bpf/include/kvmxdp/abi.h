@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 27
+#define KVX_ABI_VERSION 28
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -163,6 +163,11 @@
  *  27: map kvx_hostaddr (the host's own IPv4 addresses, any link's: a
  *      flow from outside never opens from one; created when absent).
  *      Table layouts unchanged: pins of 3..27 are reused.
+ *  28: the port guard: program kvx_port_in on each bridge port's ingress,
+ *      KVX_BRPORT_F_LIVE in kvx_brport values (0 in an older daemon's: the
+ *      guard drops nothing), KVX_XDEV_F_GUARD and KVX_XDEV_F_GUARD_CLSACT,
+ *      reason DROP_MAC_ELSEWHERE.  Layouts unchanged: pins of 3..28 are
+ *      reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -1053,6 +1058,11 @@ struct kvx_guest_val {
 #define KVX_XDEV_F_BRIDGE (1U << 1) /* the bridge: mac is its address */
 #define KVX_XDEV_F_PORT (1U << 2)   /* a port of the bridge */
 #define KVX_XDEV_F_LEARN (1U << 3)  /* a port the bridge learns MACs on */
+/* A port with kvmxdp's port guard (kvx_port_in, see kvx_brport), and one
+ * whose clsact qdisc kvmxdp created for it (detach removes it again when
+ * no other filter is left): what detach and a restarted daemon read. */
+#define KVX_XDEV_F_GUARD (1U << 4)
+#define KVX_XDEV_F_GUARD_CLSACT (1U << 5)
 
 struct kvx_xdev_val {
 	__u8 mac[6];
@@ -1227,8 +1237,21 @@ struct kvx_cfg6 {
  * MAC is not released with its new port (the daemon) and its port does not
  * make another MAC there "the same guest" (owner6.h nd_owner_nat66).  The
  * pin keeps the time across a daemon restart.
+ *
+ * The port guard: KVX_BRPORT_F_LIVE says the bridge has the MAC on that
+ * port now (a dynamic entry the MAC refreshed within the bridge's ageing
+ * time, or a static one), not only kept there for its addresses.  A frame
+ * with a live MAC as source that comes in on another port is dropped on
+ * that port's ingress (kvx_port_in; the XDP port program the same), before
+ * the bridge learns from it: a guest cannot take another's MAC, and with
+ * it the addresses that MAC owns, while that guest is there.  A MAC quiet
+ * for the ageing time may move (a VM re-plugged, a bond's failover), as
+ * the bridge itself lets it; for KVX_BRPORT_MOVE_HOLD_NS after such a move
+ * (seen_ns) it is not held on either port, so that a guest that was quiet
+ * takes its MAC back from one that took it.
  */
 #define KVX_MAP_BRPORT "kvx_brport"
+#define KVX_BRPORT_F_LIVE (1U << 1) /* in kvx_xfdb_val.flags; bit 0 is kvx_xfdb's STATIC */
 #define KVX_BRPORT_MOVE_HOLD_NS (300ULL * 1000 * 1000 * 1000) /* the bridge's ageing time */
 #define KVX_BRPORT_SIZE 4096
 
@@ -1435,7 +1458,8 @@ struct kvx_halfopen6_val {
 	X(DROP_ND_RELAY_LIMIT, 1, "IPv6 relay: duplicate address detection probe over the guest's relay rate") \
 	X(FRAG_PARK_HOST, 0, "parked fragment given up: its first fragment went to the host, which got this one too (also counted as parked)") \
 	X(FRAG_PARK_STALE, 0, "parked fragment given up: its datagram's first fragment passed more than 2 s away from it (another datagram with its id; also counted as parked)") \
-	X(FRAG_PARK_RATELIMITED, 0, "IPv4 fragment ahead of its first not parked: its direction's parking rate spent (packet counted under its reason)")
+	X(FRAG_PARK_RATELIMITED, 0, "IPv4 fragment ahead of its first not parked: its direction's parking rate spent (packet counted under its reason)") \
+	X(DROP_MAC_ELSEWHERE, 1, "frame on a bridge port from a MAC the bridge has on another port (port guard)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,

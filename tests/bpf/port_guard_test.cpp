@@ -1,0 +1,131 @@
+// The port guard (abi.h kvx_brport, KVX_BRPORT_F_LIVE): a frame that comes
+// in on a bridge port with a source MAC the bridge has on another port is
+// dropped there (kvx_port_in on the port's TC ingress; the XDP port program
+// for what it would redirect past the bridge), before the bridge learns
+// from it or any table is touched.  Everything else passes uncounted.
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+
+#include <string>
+
+#include "fixture.hpp"
+
+namespace kvmxdp::test {
+namespace {
+
+using namespace testpkt;
+
+class PortGuardTest : public DatapathTest {
+protected:
+	void SetUp() override
+	{
+		DatapathTest::SetUp();
+		if (IsSkipped() || HasFatalFailure())
+			return;
+		dp().clear_tables();
+		dp().set_cfg(Datapath::default_cfg(topo()));
+	}
+
+	// p sent by a guest on the first port (kvxbrp0) with src_mac as its
+	// source: the verdict and what was counted.
+	std::pair<int, std::string> on_port(Prog prog, Packet p, const Mac &src_mac)
+	{
+		p.src_mac = src_mac;
+		const Stats before = dp().stats();
+		const RunResult r = dp().run(prog, p.build(), topo().bridge_port_ifindex);
+		return {r.verdict, stats_delta(before, dp().stats())};
+	}
+};
+
+std::string dropped(const Packet &p)
+{
+	return "DROP_MAC_ELSEWHERE +1/+" + std::to_string(p.build().size()) + "B";
+}
+
+TEST_F(PortGuardTest, DropsAMacTheBridgeHasOnAnotherPort)
+{
+	// Guest B's MAC lives on the second port; a guest on the first sends
+	// with it: IPv4 in B's name, an ARP reply in B's name, IPv6.
+	dp().brport_set(kGuestBMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_LIVE);
+	const Packet ip = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestBMac),
+		  std::make_pair(int(TC_ACT_SHOT), dropped(ip)));
+	const Packet arp = make_arp(2, kGuestBMac, kGuestB, Topology::kBridgeMac,
+				    Topology::kBridgeAddr);
+	EXPECT_EQ(on_port(Prog::PortIngress, arp, kGuestBMac),
+		  std::make_pair(int(TC_ACT_SHOT), dropped(arp)));
+	// The guard asks nothing of the frame but its source MAC: another
+	// guest's address with the sender's own MAC is the bridge program's
+	// business (DROP_SPOOF_MAC there), not the port's.
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
+		  std::make_pair(int(TC_ACT_OK), std::string()));
+	EXPECT_FALSE(dp().guest_lookup(kGuestB)) << "nothing claimed";
+}
+
+TEST_F(PortGuardTest, PassesUncountedWhatTheBridgeWouldNotMove)
+{
+	const Packet ip = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
+	// Unknown MAC (the daemon has not placed it yet, or it is over the
+	// port's share of kvx_brport): the bridge learns it.
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
+		  std::make_pair(int(TC_ACT_OK), std::string()));
+	// Live on this very port.
+	dp().brport_set(kGuestAMac, topo().bridge_port_ifindex, 0, KVX_BRPORT_F_LIVE);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
+		  std::make_pair(int(TC_ACT_OK), std::string()));
+	// Placed on the other port but not live there: kept for the
+	// addresses it owns while the bridge's entry aged out (quiet for the
+	// ageing time): the MAC may move, as the bridge would let it (a VM
+	// re-plugged, a bond's failover).
+	dp().brport_set(kGuestAMac, topo().bridge_port2_ifindex, 0, 0);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
+		  std::make_pair(int(TC_ACT_OK), std::string()));
+	// Live on the other port, but moved there from this one (a port that
+	// still exists) within the hold: someone took it after it was quiet,
+	// and its owner here takes it back as the bridge would let it.
+	dp().brport_set(kGuestAMac, topo().bridge_port2_ifindex, boot_ns(), KVX_BRPORT_F_LIVE);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
+		  std::make_pair(int(TC_ACT_OK), std::string()));
+	// Moved longer ago than the hold: held there again (a machine up
+	// for less than the hold cannot have such a move).
+	if (boot_ns() > KVX_BRPORT_MOVE_HOLD_NS + 1000000000ULL) {
+		dp().brport_set(kGuestAMac, topo().bridge_port2_ifindex,
+				boot_ns() - KVX_BRPORT_MOVE_HOLD_NS - 1000000000ULL,
+				KVX_BRPORT_F_LIVE);
+		EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
+			  std::make_pair(int(TC_ACT_SHOT), dropped(ip)));
+	}
+}
+
+// The XDP port program redirects a guest's frame past the bridge and its
+// ports' TC hooks: it applies the guard itself, before the anti-spoofing
+// check claims the address or a binding is made.
+TEST_F(PortGuardTest, XdpDropsWhatItWouldHaveRedirected)
+{
+	try {
+		dp().load_xdp();
+	} catch (const std::exception &e) {
+		FAIL() << "loading kvmxdp_xdp: " << e.what();
+	}
+	dp().xdev_update(topo().bridge_ifindex, Topology::kBridgeMac, KVX_XDEV_F_BRIDGE);
+	dp().xdev_update(topo().uplink_ifindex, Topology::kUplinkMac, KVX_XDEV_F_TX);
+	for (int port : {topo().bridge_port_ifindex, topo().bridge_port2_ifindex})
+		dp().xdev_update(port, Topology::kBridgePortMac,
+				 KVX_XDEV_F_PORT | KVX_XDEV_F_TX | KVX_XDEV_F_LEARN);
+	dp().brport_set(kGuestBMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_LIVE);
+	const Packet p = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
+	EXPECT_EQ(on_port(Prog::XdpPort, p, kGuestBMac), std::make_pair(int(XDP_DROP), dropped(p)));
+	EXPECT_FALSE(dp().guest_lookup(kGuestB)) << "the address was not claimed";
+	EXPECT_TRUE(dp().bind_entries().empty()) << "no binding made";
+	EXPECT_FALSE(dp().xfdb_lookup(kGuestBMac)) << "not learnt on the sender's port";
+
+	// From its own port: translated and redirected as ever.
+	const Stats before = dp().stats();
+	const RunResult r = dp().run(Prog::XdpPort, p.build(), topo().bridge_port2_ifindex);
+	EXPECT_EQ(r.verdict, XDP_REDIRECT);
+	EXPECT_EQ(stats_delta(before, dp().stats()),
+		  "XDP_XLATE_OUT +1/+" + std::to_string(p.build().size()) + "B");
+}
+
+} // namespace
+} // namespace kvmxdp::test
