@@ -152,9 +152,10 @@ int kvx_up6_relay(struct __sk_buff *skb)
 
 /*
  * clsact ingress of each bridge port (a VM's tap, a container's veth), in
- * front of the bridge: the port guard (ct6.h brport_elsewhere8).  Every
- * other frame passes on uncounted (the bridge program counts what reaches
- * the host).
+ * front of the bridge: the port guard (nat.h brport_elsewhere8).  Every
+ * other frame goes on uncounted (the bridge program counts what reaches
+ * the host) with TC_ACT_UNSPEC, not TC_ACT_OK: the port's next filters
+ * still run (libvirt's <bandwidth> policer on a tap, a user's own).
  */
 SEC("tc")
 int kvx_port_in(struct __sk_buff *skb)
@@ -164,10 +165,10 @@ int kvx_port_in(struct __sk_buff *skb)
 	struct ethhdr *eth = data;
 
 	if ((void *)(eth + 1) > data_end)
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
 	if (!brport_elsewhere8(mac, skb->ifindex))
-		return TC_ACT_OK;
+		return TC_ACT_UNSPEC;
 	gstats_clear();
 	return verdict(KVX_R_DROP_MAC_ELSEWHERE, skb->len);
 }

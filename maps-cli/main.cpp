@@ -88,6 +88,12 @@ int main(int argc, char **argv)
 		"--mode", mode,
 		"hooks per device: auto (each device's best; status says why), tc, xdp "
 		"(default: the instance's in the config, else auto)");
+	std::string port_guard;
+	auto *o_guard = attach->add_option(
+		"--port-guard", port_guard,
+		"on: a frame on a bridge port with a MAC another port holds is dropped (a guest "
+		"posing as another); off: bridges MAC moves as they come (a bond or VRRP across "
+		"ports) (default: the instance's in the config, else on)");
 	std::string clamp_mss;
 	auto *o_mss = attach->add_option("--clamp-mss", clamp_mss,
 					 "clamp the MSS of TCP SYNs through the NAT (0: off; "
@@ -335,6 +341,8 @@ int main(int argc, char **argv)
 				a.timeouts = timeouts;
 			if (o_mode->count())
 				a.mode = mode;
+			if (o_guard->count())
+				a.port_guard = port_guard;
 			if (o_leases->count())
 				a.dhcp_leases = dhcp_leases;
 			if (o_metrics->count())

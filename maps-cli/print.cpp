@@ -127,7 +127,9 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 						std::string("unlimited"));
 			out << "\n";
 		}
-		out << "  devices:\n";
+		out << "  devices:"
+		    << (i.value("port_guard", true) ? "" : " (port guard off: --port-guard off)")
+		    << "\n";
 		// One line per device: its TC filter, its XDP program, whether
 		// XDP redirects into it, and why the mode is what it is.
 		for (const auto &d : i["devices"]) {

@@ -258,6 +258,10 @@ for d in "$UP" "$P1_IF" "$P2_IF" "$P3_IF"; do
 done
 assert_eq "detached: the foreign program kept" fx_other "$(xdp_prog_on "$NS_HOST" "$P4_IF")"
 assert_eq "detached: no pins left" "" "$(kvx_pins)"
+for d in "$P1_IF" "$P2_IF" "$P3_IF" "$P4_IF"; do
+	assert_eq "detached: no port guard on $d" 0 "$(kvx_tc_bpf_filters "$d")"
+	assert_eq "detached: no clsact left on $d" "" "$(tc -n "$NS_HOST" qdisc show dev "$d" | grep clsact || true)"
+done
 
 kvx_step "a failed attach --mode xdp leaves no XDP program, filter or pin behind"
 for fp in xdp sysctls; do
@@ -271,6 +275,9 @@ for fp in xdp sysctls; do
 	assert_eq "failpoint $fp: the foreign program kept" fx_other "$(xdp_prog_on "$NS_HOST" "$P4_IF")"
 	assert_eq "failpoint $fp: no pins" "" "$(kvx_pins)"
 	assert_eq "failpoint $fp: no filter on the bridge" 0 "$(kvx_tc_bpf_filters "$BR")"
+	for d in "$P1_IF" "$P2_IF" "$P3_IF" "$P4_IF"; do
+		assert_eq "failpoint $fp: no port guard on $d" 0 "$(kvx_tc_bpf_filters "$d")"
+	done
 done
 ip -n "$NS_HOST" link set dev "$P4_IF" xdpdrv off
 kvx_finish

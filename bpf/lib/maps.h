@@ -306,6 +306,14 @@ struct {
 	__type(value, struct kvx_xfdb_val);
 } kvx_brport SEC(".maps");
 
+/* The port guard's lease (abi.h kvx_guard): [0] = held until, boot ns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} kvx_guard SEC(".maps");
+
 /* kvx_nd entries per guest (abi.h kvx_gaddrs); sized and indexed like
  * kvx_gflows, mmapable for the daemon's atomic corrections. */
 struct {

@@ -171,26 +171,26 @@ static __always_inline void guest_owner_back(struct kvx_guest_val *g)
 }
 
 /*
- * The port guard (abi.h kvx_brport, KVX_BRPORT_F_LIVE): does a frame that
- * came in on bridge port ifindex carry a source MAC (mac8: 8 bytes, the MAC
- * then two zero bytes) that the bridge has on another port right now?
- * Then another guest sends with it: without this one frame would move the
- * MAC to the sender's port (the bridge learns from it), and with it the
+ * The port guard (abi.h kvx_brport, KVX_BRPORT_F_HELD, kvx_guard): does a
+ * frame that came in on bridge port ifindex carry a source MAC (mac8: 8
+ * bytes, the MAC then two zero bytes) that another port holds?  Then
+ * another guest sends with it: without this one frame would move the MAC
+ * to the sender's port (the bridge learns from it), and with it the
  * traffic for that guest and every address its MAC owns.  The bridge
- * device's hook never sees the port; its ports' hooks do.  Not while the
- * MAC moved there lately from a port that still exists (seen_ns, within
- * KVX_BRPORT_MOVE_HOLD_NS): it was quiet for the bridge's ageing time and
- * someone took it, and its owner, back, must be able to take it back as
- * the bridge would let it, not be locked out by the taker.  Sum form: the
- * per-CPU clock; read only for a MAC on another port.
+ * device's hook never sees the port; its ports' hooks do.  Only while the
+ * daemon's lease runs (sum form: the per-CPU clock; read only for a MAC
+ * held on another port).
  */
 static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
 {
 	struct kvx_xfdb_val *v = bpf_map_lookup_elem(&kvx_brport, mac8);
+	__u32 zero = 0;
+	__u64 *until;
 
-	if (!v || !(v->flags & KVX_BRPORT_F_LIVE) || v->ifindex == ifindex)
+	if (!v || !(v->flags & KVX_BRPORT_F_HELD) || v->ifindex == ifindex)
 		return 0;
-	return !v->seen_ns || v->seen_ns + KVX_BRPORT_MOVE_HOLD_NS <= clock_now_ns();
+	until = bpf_map_lookup_elem(&kvx_guard, &zero);
+	return until && *until > clock_now_ns();
 }
 
 /*
@@ -979,6 +979,12 @@ static __noinline int nat4_icmp_error_in(kvx_ctx_t *ctx, const struct kvx_cfg *c
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	gstats_set(guest.guest_mac, guest.addr, cfg->guest_seed, KVX_GCUR_F_IN);
+	/* From one of the host's own addresses or broadcasts (kvx_hostaddr;
+	 * the uplink's own inbound_martian dropped): no router on the uplink
+	 * has it, as the kernel's input route finds it.  A forged one would
+	 * tear a guest's connection down (RFC 5927). */
+	if (bpf_map_lookup_elem(&kvx_hostaddr, &p->saddr))
+		return verdict(KVX_R_DROP_MARTIAN_IN, len);
 	if (icmp_err_rewrite(ctx, p, &q, 0, &guest) || eth_to_guest(ctx, &guest))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XLATE_RELATED_IN, len);

@@ -62,6 +62,8 @@ void check_attach_syntax(const AttachOptions &a)
 		parse_ipv6_choice(*a.ipv6, "--ipv6");
 	if (a.ipv6_inbound)
 		parse_ipv6_inbound(*a.ipv6_inbound, "--ipv6-inbound");
+	if (a.port_guard)
+		parse_port_guard(*a.port_guard, "--port-guard");
 	if (a.nat_ports)
 		parse_port_range(*a.nat_ports);
 	if (a.timeouts)
@@ -109,6 +111,9 @@ AttachPlan resolve_attach(const AttachOptions &a, const Config &cfg, const std::
 		check_ifname(p.uplink);
 	}
 	p.mode = a.mode ? parse_hook_mode(*a.mode) : prev ? prev->mode : HookMode::Auto;
+	p.port_guard = a.port_guard ? parse_port_guard(*a.port_guard, "--port-guard") :
+		       prev	    ? prev->port_guard :
+				      true;
 	p.ct_size = a.ct_size;
 	p.bind_size = a.bind_size;
 	p.clamp_mss = a.clamp_mss ? *a.clamp_mss : prev ? prev->clamp_mss : 0;
@@ -296,6 +301,7 @@ private:
 		inst_.mappings = plan_.mappings;
 		inst_.clamp_mss = plan_.clamp_mss;
 		inst_.mode = plan_.mode;
+		inst_.port_guard = plan_.port_guard;
 		inst_.flow_quota = plan_.flow_quota;
 		inst_.guest_ports = plan_.guest_ports;
 		inst_.timeouts = plan_.timeouts;
@@ -682,12 +688,15 @@ private:
 		// Before the hooks: no guest packet may bind a host tunnel's
 		// peer in the window before the daemon's first refresh.
 		sync_host_tunnels(skel_->map_fd(KVX_MAP_HOSTTUN), host_tunnels(nl_));
-		// The host's own addresses: no flow from outside opens from one.
+		// The host's own addresses and broadcasts: no flow from
+		// outside opens from one.
 		const HostAddrSync ha =
-			sync_host_addrs(skel_->map_fd(KVX_MAP_HOSTADDR), host_ipv4_addrs(nl_));
+			sync_host_addrs(skel_->map_fd(KVX_MAP_HOSTADDR),
+					host_martian_sources(host_ipv4_ifaddrs(nl_)));
 		if (ha.left_out)
 			log_warn("the host has more than " + std::to_string(KVX_HOSTADDR_MAX) +
-				 " IPv4 addresses: " + std::to_string(ha.left_out) +
+				 " IPv4 addresses and subnet broadcasts: " +
+				 std::to_string(ha.left_out) +
 				 " of them are not checked as martian sources");
 	}
 
@@ -856,12 +865,19 @@ private:
 		// and the devices allow it (control/xdp_path.hpp); a device it
 		// cannot take stays TC with the reason, which status shows.
 		// The port guard on every bridge port's TC ingress, with it.
-		xdp_ = std::make_unique<XdpPath>(plan_.mode, *skel_, pins_->dir.dup());
+		xdp_ = std::make_unique<XdpPath>(plan_.mode, plan_.port_guard, *skel_,
+						 pins_->dir.dup());
 		if (!resume_) {
 			rb_.add("XDP links", [this] { XdpPath::remove_all(pins_->dir); });
-			rb_.add("port guards", [this] {
-				XdpPath::remove_guards(nl_, skel_->map_fd(KVX_MAP_XDEV));
-			});
+			// Its own fd of kvx_xdev: the skeleton goes before the
+			// rollback runs.
+			rb_.add("port guards",
+				[this,
+				 xdev = std::make_shared<Fd>(
+					 ::fcntl(skel_->map_fd(KVX_MAP_XDEV), F_DUPFD_CLOEXEC, 3)),
+				 br = bridge_.ifindex] {
+					XdpPath::remove_guards(nl_, xdev->get(), br);
+				});
 		}
 		for (const XdpDevice &d : xdp_->sync(nl_, bridge_.ifindex, uplink_.ifindex))
 			log_verbose(d.describe());

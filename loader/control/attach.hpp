@@ -53,6 +53,7 @@ struct AttachPlan {
 	std::optional<PortRange> nat_ports;
 	bool eif = false;
 	HookMode mode = HookMode::Auto;
+	bool port_guard = true;		   // --port-guard, else the config's
 	std::optional<uint32_t> ct_size;   // --ct-size
 	std::optional<uint32_t> bind_size; // --bind-size
 	uint16_t clamp_mss = 0;

@@ -1144,10 +1144,21 @@ void Daemon::sync_owner_ports(NlSocket &nl)
 	if (!bridge_ifindex_ || !::if_indextoname(static_cast<unsigned>(bridge_ifindex_), name))
 		return;
 	const bool v6 = read_cfg6(cfg6_fd_.get()).mode != KVX_V6_OFF;
+	const uint64_t now = boottime_ns();
+	guard_.on = inst_.port_guard;
 	const BrportSyncResult b = sync_brport(nl, bridge_ifindex_, skel_.map_fd(KVX_MAP_BRPORT),
 					       v6 ? nd_fd_.get() : -1, skel_.map_fd(KVX_MAP_GUEST),
-					       boottime_ns(), skel_.map_fd(KVX_MAP_BIND),
-					       v6 ? skel_.map_fd(KVX_MAP_BIND6) : -1);
+					       now, skel_.map_fd(KVX_MAP_BIND),
+					       v6 ? skel_.map_fd(KVX_MAP_BIND6) : -1, &guard_);
+	// The guard's lease (abi.h kvx_guard): the flags just written hold
+	// for KVX_GUARD_LEASE_NS, and lapse if this daemon stops.
+	const __u32 zero = 0;
+	const __u64 until = guard_.on ? now + KVX_GUARD_LEASE_NS : 0;
+	check_libbpf(bpf_map_update_elem(skel_.map_fd(KVX_MAP_GUARD), &zero, &until, BPF_ANY),
+		     "update", KVX_MAP_GUARD);
+	if (b.held_changed)
+		log_verbose("port guard: " + std::to_string(b.held_changed) +
+			    " guest MAC(s) held or let go by their ports");
 	if (b.released || b.released4)
 		log_info(
 			"released the addresses of guest MACs whose bridge port went: " +
@@ -1345,7 +1356,8 @@ void Daemon::sync_tunnels(NlSocket &nl)
 			 std::to_string(r.removed) + " removed (guests' packets to them dropped)");
 	// The host's addresses change with its links (a VPN up, a container
 	// network): each address event brings a refresh.
-	const HostAddrSync a = sync_host_addrs(hostaddr_fd_.get(), host_ipv4_addrs(nl));
+	const HostAddrSync a =
+		sync_host_addrs(hostaddr_fd_.get(), host_martian_sources(host_ipv4_ifaddrs(nl)));
 	if (a.added || a.removed)
 		log_verbose("host addresses: " + std::to_string(a.added) + " added, " +
 			    std::to_string(a.removed) +

@@ -24,6 +24,7 @@
 #include "control/metrics.hpp"
 #include "control/ra_sender.hpp"
 #include "control/ra_watch.hpp"
+#include "control/relay.hpp"
 #include "kvmxdp/abi.h"
 #include "model/config.hpp"
 #include "model/leases.hpp"
@@ -226,6 +227,7 @@ private:
 	Fd extaddr6_fd_;		       // IPv6 mapped addresses and their announcement
 	std::unique_ptr<RaSender> ra_;	       // relay only
 	RaWatch ra_watch_;		       // relay: the RAs the uplink hears
+	PortGuardState guard_;		       // the port guard's memory (control/relay.hpp)
 	size_t brport_unplaced_ = 0;	       // MACs left out of kvx_brport (warned once)
 	std::optional<Ipv6Net> relay_refused_; // logged once per refused prefix
 	std::chrono::steady_clock::time_point relay_rs_at_{};

@@ -3,12 +3,14 @@
 
 #include <arpa/inet.h>
 #include <bpf/bpf.h>
+#include <linux/rtnetlink.h>
 
 #include <cerrno>
 #include <iterator>
 #include <set>
 
 #include "base/error.hpp"
+#include "base/netaddr.hpp"
 #include "kernel/maps.hpp"
 #include "kvmxdp/abi.h"
 
@@ -57,6 +59,20 @@ HostTunSync sync_host_tunnels(int hosttun_fd, const std::vector<HostTunnel> &tun
 			r.removed++;
 	}
 	return r;
+}
+
+std::vector<uint32_t> host_martian_sources(const std::vector<IfAddr> &addrs)
+{
+	std::vector<uint32_t> out;
+	for (const IfAddr &a : addrs) {
+		out.push_back(a.addr);
+		// /31 and /32 have no broadcast (RFC 3021); loopback's
+		// 127.255.255.255 is a martian anyway.
+		if (a.prefix <= 30 && a.scope != RT_SCOPE_HOST)
+			out.push_back(
+				Ipv4Net{a.addr & Ipv4Net{0, a.prefix}.mask(), a.prefix}.broadcast());
+	}
+	return out;
 }
 
 HostAddrSync sync_host_addrs(int hostaddr_fd, const std::vector<uint32_t> &addrs)

@@ -38,6 +38,14 @@ struct HostAddrSync {
 	size_t left_out = 0; // past KVX_HOSTADDR_MAX: not checked
 };
 
+// What kvx_hostaddr holds (host order): the host's own addresses (addrs:
+// host_ipv4_ifaddrs) and the directed broadcast of each one's subnet (a
+// prefix of 30 or shorter; not of loopback's): the sources the kernel's
+// input route finds local or broadcast and drops as martians
+// (fib_validate_source), which nothing on the uplink may open a flow from
+// (a guest's answers to a broadcast source would go to the whole LAN).
+std::vector<uint32_t> host_martian_sources(const std::vector<IfAddr> &addrs);
+
 // Makes kvx_hostaddr hold exactly addrs (host order; the first
 // KVX_HOSTADDR_MAX of them, lowest first), gone ones out first.
 HostAddrSync sync_host_addrs(int hostaddr_fd, const std::vector<uint32_t> &addrs);

@@ -181,22 +181,42 @@ size_t forget_guest_macs6(int bind6_fd, const std::set<std::pair<Ipv6Addr, MacAd
 }
 
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
-			     int guest_fd, uint64_t now_ns, int bind_fd, int bind6_fd)
+			     int guest_fd, uint64_t now_ns, int bind_fd, int bind6_fd,
+			     PortGuardState *guard)
 {
 	BrportSyncResult r;
 	std::map<MacAddr, uint32_t> fdb, have;
 	// MACs whose placement moved within kMoveHoldNs: the time of the
 	// move is in the entry (seen_ns), so that it outlives the daemon.
 	std::set<MacAddr> moved;
+	std::set<MacAddr> fixed; // static entries
 	for (const FdbEntry &e : bridge_fdb(nl, bridge_ifindex))
-		if (e.ifindex > 0 && e.ifindex != bridge_ifindex)
+		if (e.ifindex > 0 && e.ifindex != bridge_ifindex) {
 			fdb[e.mac] = static_cast<uint32_t>(e.ifindex);
-	// Where the bridge has each MAC now (the port guard's KVX_BRPORT_F_LIVE),
-	// before owners it forgot are kept placed below.
+			if (!e.dynamic)
+				fixed.insert(e.mac);
+		}
+	// The port guard (abi.h KVX_BRPORT_F_HELD): where the bridge has each
+	// MAC now, before owners it forgot are kept placed below, and since
+	// when without a move.
 	const std::map<MacAddr, uint32_t> live = fdb;
-	auto live_on = [&](const MacAddr &mac, uint32_t port) {
+	if (guard) {
+		for (auto it = guard->since.begin(); it != guard->since.end();)
+			it = live.count(it->first) ? std::next(it) : guard->since.erase(it);
+		for (const auto &[mac, port] : live) {
+			auto [it, fresh] = guard->since.try_emplace(mac, port, now_ns);
+			if (!fresh && it->second.first != port)
+				it->second = {port, now_ns};
+		}
+	}
+	auto held_on = [&](const MacAddr &mac, uint32_t port) {
 		const auto l = live.find(mac);
-		return l != live.end() && l->second == port;
+		if (!guard || !guard->on || l == live.end() || l->second != port)
+			return false;
+		if (fixed.count(mac))
+			return true;
+		const uint64_t since = guard->since.at(mac).second;
+		return since <= now_ns && now_ns - since >= kGuardSettleNs;
 	};
 	std::map<MacAddr, kvx_xfdb_val> have_val;
 	for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(brport_fd)) {
@@ -327,7 +347,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		std::memcpy(k.mac, mac.data(), 6);
 		kvx_xfdb_val v{};
 		v.ifindex = ifindex;
-		v.flags = live_on(mac, ifindex) ? KVX_BRPORT_F_LIVE : 0;
+		v.flags = held_on(mac, ifindex) ? KVX_BRPORT_F_HELD : 0;
 		// From a port that still exists: a move (a spoof moves a MAC
 		// from its owner's port, which stays).  From a deleted one (a
 		// VM's tap re-created while the daemon was away): placed anew.
@@ -343,19 +363,19 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 			r.moved++;
 		have_val.erase(mac);
 	}
-	// The others stay where they are; only whether the bridge still has
-	// them there changes (an owner's entry aged out, and back).
+	// The others stay where they are; only whether their port holds
+	// them changes (settled, an owner's entry aged out, and back).
 	for (const MacAddr &mac : plan.del)
 		have_val.erase(mac);
 	for (auto &[mac, v] : have_val) {
-		const __u32 want = live_on(mac, v.ifindex) ? KVX_BRPORT_F_LIVE : 0;
-		if ((v.flags & KVX_BRPORT_F_LIVE) == want)
+		const __u32 want = held_on(mac, v.ifindex) ? KVX_BRPORT_F_HELD : 0;
+		if ((v.flags & KVX_BRPORT_F_HELD) == want)
 			continue;
 		kvx_xfdb_key k{};
 		std::memcpy(k.mac, mac.data(), 6);
-		v.flags = (v.flags & ~KVX_BRPORT_F_LIVE) | want;
+		v.flags = (v.flags & ~KVX_BRPORT_F_HELD) | want;
 		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_EXIST) == 0)
-			r.relived++;
+			r.held_changed++;
 	}
 	r.unplaced = plan.unplaced;
 	return r;

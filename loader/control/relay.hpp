@@ -81,7 +81,7 @@ struct BrportSyncResult {
 	size_t gone4 = 0;     // leased kvx_guest entries marked KVX_GUEST_F_GONE
 	size_t back4 = 0;     // ... whose MAC is on a port again
 	size_t neigh_forgotten = 0; // the host's neighbour entries of those MACs deleted
-	size_t relived = 0;	    // placed MACs whose KVX_BRPORT_F_LIVE changed in place
+	size_t held_changed = 0;    // placed MACs whose KVX_BRPORT_F_HELD changed in place
 };
 // A MAC whose placement moved to another port within kMoveHoldNs of now_ns
 // (CLOCK_BOOTTIME; the time of the move is kept in its kvx_brport entry)
@@ -89,11 +89,21 @@ struct BrportSyncResult {
 // marked KVX_GUEST_F_GONE instead, and unmarked when its MAC is on a port
 // again.  The bindings (bind_fd kvx_bind, bind6_fd kvx_bind6) that
 // delivered to a released or gone address and MAC lose the MAC, and so do
-// the bridge's neighbour entries of those addresses.  A placed MAC is
-// KVX_BRPORT_F_LIVE (the port guard's) while the bridge has it on that port.
+// the bridge's neighbour entries of those addresses.
+//
+// The port guard (guard: its state across calls; none: nothing held): a
+// placed MAC is KVX_BRPORT_F_HELD while the bridge has it on that port and
+// has had it there without a move for kGuardSettleNs (a static entry at
+// once), as abi.h kvx_brport says.
+struct PortGuardState {
+	bool on = false; // attach --port-guard
+	// Each MAC the bridge has: its port, and since when (now_ns's clock).
+	std::map<MacAddr, std::pair<uint32_t, uint64_t>> since;
+};
+constexpr uint64_t kGuardSettleNs = KVX_GUARD_SETTLE_NS;
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd = -1,
 			     int guest_fd = -1, uint64_t now_ns = 0, int bind_fd = -1,
-			     int bind6_fd = -1);
+			     int bind6_fd = -1, PortGuardState *guard = nullptr);
 
 // The IN halves of kvx_bind (kvx_bind6) that deliver to one of the gone
 // (guest address, MAC) pairs (address in network order) forget the MAC

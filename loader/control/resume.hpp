@@ -311,6 +311,13 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	{KVX_MAP_GUARD,
+	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(__u64)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// IPv6: rewritten by every attach, like kvx_cfg.
 	{KVX_MAP_CFG6,
 	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_cfg6)},

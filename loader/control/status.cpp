@@ -427,7 +427,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				// every port it has seen.
 				if (auto id = tc_query(p.ifindex))
 					d["prog"] = prog_name_by_id(*id);
-				else if (!daemons.empty())
+				else if (!daemons.empty() && inst.port_guard)
 					warnings.push_back(
 						"no port guard on " + p.name +
 						" (yet): a guest there may send with the MAC of a guest "
@@ -440,6 +440,7 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	} catch (const Error &e) {
 		warnings.push_back(std::string("bridge ports: ") + e.what());
 	}
+	j["port_guard"] = inst.port_guard;
 	j["devices"] =
 		json::array({device_json(nl, inst.bridge, "kvx_br_ingress", DeviceRole::Bridge,
 					 inst.mode, links, true, warnings)});

@@ -31,6 +31,7 @@ namespace kvmxdp {
 namespace {
 
 constexpr const char *kLinkPinPrefix = "link_xdp_";
+constexpr const char *kGuardProg = "kvx_port_in";
 
 bool has(const std::vector<std::string> &v, const std::string &s)
 {
@@ -60,8 +61,9 @@ std::string XdpDevice::describe() const
 	       (role == DeviceRole::Port && !guard ? "; no port guard: " + guard_why : "");
 }
 
-XdpPath::XdpPath(HookMode mode, const SkelObject &tc, DirFd pins)
+XdpPath::XdpPath(HookMode mode, bool port_guard, const SkelObject &tc, DirFd pins)
 	: mode_(mode)
+	, port_guard_(port_guard)
 	, tc_(tc)
 	, pins_(std::move(pins))
 {
@@ -132,21 +134,52 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 	return true;
 }
 
-void XdpPath::guard(XdpDevice &d, uint16_t prev)
+// Is kvmxdp's port guard the filter at our handle and priority on ifindex?
+// Another program there (another tool's, a kvmxdp instance's uplink filter
+// on a device that was a port) is never replaced or removed as the guard.
+static bool guard_filter_on(int ifindex)
 {
-	const int pfd = tc_.prog_fd("kvx_port_in");
+	const std::optional<uint32_t> id = tc_query(ifindex);
+	return id && prog_name_by_id(*id) == kGuardProg;
+}
+
+void XdpPath::record_guard(const XdpDevice &d)
+{
+	const int xdev_fd = tc_.map_fd(KVX_MAP_XDEV);
+	const uint32_t k = static_cast<uint32_t>(d.ifindex);
+	kvx_xdev_val v{};
+	bpf_map_lookup_elem(xdev_fd, &k, &v);
+	v.flags = static_cast<__u16>((v.flags & ~(KVX_XDEV_F_GUARD | KVX_XDEV_F_GUARD_CLSACT)) |
+				     (d.guard ? KVX_XDEV_F_GUARD : 0) |
+				     (d.guard_clsact ? KVX_XDEV_F_GUARD_CLSACT : 0));
+	check_libbpf(bpf_map_update_elem(xdev_fd, &k, &v, BPF_ANY), "update", KVX_MAP_XDEV);
+}
+
+void XdpPath::guard(NlSocket &nl, XdpDevice &d, uint16_t prev)
+{
+	const bool ours = guard_filter_on(d.ifindex);
+	// Whether kvmxdp made the clsact: the last sync's word (or the last
+	// daemon's: kvx_xdev is pinned), while its filter is still there.
+	d.guard_clsact = ours && (prev & KVX_XDEV_F_GUARD) && (prev & KVX_XDEV_F_GUARD_CLSACT);
+	if (!port_guard_) {
+		d.guard_why = "attach --port-guard off";
+		if (ours)
+			tc_remove_ingress(nl, d.ifname, d.guard_clsact);
+		d.guard_clsact = false;
+		return;
+	}
+	const int pfd = tc_.prog_fd(kGuardProg);
 	bpf_prog_info pi{};
 	uint32_t pl = sizeof(pi);
-	// Whether kvmxdp made the clsact: from the last sync (or the last
-	// daemon's, kvx_xdev being pinned) while the filter is ours.
-	d.guard_clsact = (prev & KVX_XDEV_F_GUARD) && (prev & KVX_XDEV_F_GUARD_CLSACT);
-	if (bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0)
-		if (auto id = tc_query(d.ifindex); id && *id == pi.id) {
-			d.guard = true;
-			return;
-		}
+	if (ours && bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0 && tc_query(d.ifindex) == pi.id) {
+		d.guard = true;
+		return;
+	}
 	try {
-		// Ours from before (a restarted daemon's programs) is replaced
+		if (!ours && tc_query(d.ifindex))
+			throw Error("another program is kvmxdp's filter (priority " +
+				    std::to_string(kTcPriority) + ") on " + d.ifname + " ingress");
+		// Ours from before (a restarted daemon's program) is replaced
 		// in place; a clsact that was there stays "not ours".
 		d.guard_clsact = tc_attach_ingress(d.ifindex, d.ifname, pfd) || d.guard_clsact;
 		d.guard = true;
@@ -160,6 +193,9 @@ void XdpPath::guard(XdpDevice &d, uint16_t prev)
 				 d.guard_why);
 		}
 	}
+	// At once, not with the sync's kvx_xdev: a sync that fails later (an
+	// attach rolled back) must leave where the guard is for its undo.
+	record_guard(d);
 }
 
 std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplink_ifindex)
@@ -213,7 +249,7 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		prev[k] = v.flags;
 	for (XdpDevice &d : devs) {
 		if (d.role == DeviceRole::Port)
-			guard(d, prev[static_cast<uint32_t>(d.ifindex)]);
+			guard(nl, d, prev[static_cast<uint32_t>(d.ifindex)]);
 		d.choice = choose_hook(mode_, d.role, facts[d.ifindex], ports_tx);
 		if (d.choice.hook == Hook::Xdp) {
 			std::string why;
@@ -257,13 +293,12 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 	for (const auto &[k, flags] : prev) {
 		if (!(flags & KVX_XDEV_F_GUARD) || xdev.count(k))
 			continue;
-		const std::string name = ifname_of(static_cast<int>(k));
-		if (!name.empty())
-			try {
-				tc_remove_ingress(nl, name, flags & KVX_XDEV_F_GUARD_CLSACT);
-			} catch (const Error &e) {
-				log_warn(name + ": removing the port guard: " + e.what());
-			}
+		try {
+			remove_guard(nl, static_cast<int>(k), flags & KVX_XDEV_F_GUARD_CLSACT);
+		} catch (const Error &e) {
+			log_warn(ifname_of(static_cast<int>(k)) +
+				 ": removing the port guard: " + e.what());
+		}
 	}
 	// kvx_xdev: what is, then what was not.
 	for (const auto &[k, v] : xdev)
@@ -364,15 +399,36 @@ std::vector<std::pair<int, uint32_t>> XdpPath::pinned_links(const DirFd &pins)
 	return out;
 }
 
-void XdpPath::remove_guards(NlSocket &nl, int xdev_fd)
+void XdpPath::remove_guard(NlSocket &nl, int ifindex, bool created_clsact)
 {
-	for (const auto &[k, v] : dump_hash<uint32_t, kvx_xdev_val>(xdev_fd)) {
-		if (!(v.flags & KVX_XDEV_F_GUARD))
-			continue;
-		const std::string name = ifname_of(static_cast<int>(k));
-		if (!name.empty())
-			tc_remove_ingress(nl, name, v.flags & KVX_XDEV_F_GUARD_CLSACT);
+	const std::string name = ifname_of(ifindex);
+	if (!name.empty() && guard_filter_on(ifindex))
+		tc_remove_ingress(nl, name, created_clsact);
+}
+
+void XdpPath::remove_guards(NlSocket &nl, int xdev_fd, int bridge_ifindex)
+{
+	std::map<int, bool> where; // ifindex -> kvmxdp created its clsact
+	if (xdev_fd >= 0)
+		for (const auto &[k, v] : dump_hash<uint32_t, kvx_xdev_val>(xdev_fd))
+			if (v.flags & KVX_XDEV_F_GUARD)
+				where[static_cast<int>(k)] = (v.flags & KVX_XDEV_F_GUARD_CLSACT) !=
+							     0;
+	// And whatever port runs it unrecorded (a sync that failed midway, a
+	// removal that failed before): its filter, never a clsact.
+	if (bridge_ifindex > 0)
+		for (const PortInfo &p : bridge_ports(nl, bridge_ifindex))
+			where.emplace(p.ifindex, false);
+	std::string failed;
+	for (const auto &[ifindex, created] : where) {
+		try {
+			remove_guard(nl, ifindex, created);
+		} catch (const Error &e) {
+			failed += (failed.empty() ? "" : "; ") + std::string(e.what());
+		}
 	}
+	if (!failed.empty())
+		throw Error("removing the port guard: " + failed);
 }
 
 void XdpPath::remove_all(const DirFd &pins)

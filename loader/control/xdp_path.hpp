@@ -57,7 +57,9 @@ class XdpPath {
 public:
 	// pins: the instance's pin directory (open_pin_dir), held for the
 	// daemon's lifetime.
-	XdpPath(HookMode mode, const SkelObject &tc, DirFd pins);
+	// port_guard: attach --port-guard (the port guard on every bridge
+	// port's TC ingress, kvx_port_in).
+	XdpPath(HookMode mode, bool port_guard, const SkelObject &tc, DirFd pins);
 	~XdpPath();
 	XdpPath(const XdpPath &) = delete;
 	XdpPath &operator=(const XdpPath &) = delete;
@@ -82,19 +84,27 @@ public:
 	static std::vector<std::pair<int, uint32_t>> pinned_links(const DirFd &pins);
 	// Removes every XDP link pin of pins (the links go with them).
 	static void remove_all(const DirFd &pins);
-	// Removes the port guard from every port kvx_xdev (xdev_fd) marks
-	// with it, and the clsact qdiscs kvmxdp created for it where no other
-	// filter is left; a port that is gone is fine.
-	static void remove_guards(NlSocket &nl, int xdev_fd);
+	// Removes the port guard from every port kvx_xdev (xdev_fd; -1: none)
+	// marks with it, and the clsact qdiscs kvmxdp created for it where no
+	// other filter is left, and from every port of the bridge that runs it
+	// unrecorded; a port that is gone is fine.  Tries every port, then
+	// throws one line naming those that failed.
+	static void remove_guards(NlSocket &nl, int xdev_fd, int bridge_ifindex);
 
 private:
 	int prog_fd(const char *name);
 	bool attach(int ifindex, const std::string &ifname, const char *prog, std::string &why);
-	// The port guard on a port's TC ingress (d.guard, d.guard_clsact,
-	// d.guard_why); prev: the port's kvx_xdev flags before this sync.
-	void guard(XdpDevice &d, uint16_t prev);
+	// The port guard on a port's TC ingress, or off it with --port-guard
+	// off (d.guard, d.guard_clsact, d.guard_why, recorded in kvx_xdev at
+	// once); prev: the port's kvx_xdev flags before this sync.
+	void guard(NlSocket &nl, XdpDevice &d, uint16_t prev);
+	void record_guard(const XdpDevice &d);
+	// Our guard's filter off ifindex (not another program at our
+	// priority), and the clsact if created_clsact and nothing is left.
+	static void remove_guard(NlSocket &nl, int ifindex, bool created_clsact);
 
 	HookMode mode_;
+	bool port_guard_;
 	const SkelObject &tc_;
 	DirFd pins_;
 	std::unique_ptr<SkelObject> xdp_; // kvmxdp_xdp, loaded on first use

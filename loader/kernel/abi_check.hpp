@@ -43,8 +43,9 @@ static_assert(KVX_ABI_VERSION == 28, "ABI changed: review abi_check.hpp and bump
 // addr-0 IN entries older versions left in kvx_frag/kvx_frag6 still read
 // as the host's); version 26 gave kvx_ct_tcp.fin_ts (was padding) and map
 // kvx_tcpts; version 27 added map kvx_hostaddr (created when absent); version
-// 28 only flags (kvx_brport's KVX_BRPORT_F_LIVE, 0 in older entries: the
-// port guard drops nothing; two kvx_xdev flags) and a reason.
+// 28 added map kvx_guard (created when absent), flags (kvx_brport's
+// KVX_BRPORT_F_HELD, 0 in older entries: the port guard drops nothing; two
+// kvx_xdev flags) and a reason.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 // KVX_CT6_SLOT keeps a guest slot in 16 bits (ct_rules.h kvx_ct6_slot_rec).
 static_assert(KVX_GFLOWS_MAX <= 0x10000);
@@ -355,7 +356,8 @@ static_assert(KVX_R_FRAG_PARK_RATELIMITED == KVX_R_FRAG_PARK_STALE + 1);
 // Appended in version 28.
 static_assert(KVX_R_DROP_MAC_ELSEWHERE == KVX_R_MAX - 1);
 // kvx_brport's flag beside kvx_xfdb's (one value type).
-static_assert((KVX_BRPORT_F_LIVE & KVX_XFDB_F_STATIC) == 0);
+static_assert((KVX_BRPORT_F_HELD & KVX_XFDB_F_STATIC) == 0);
+static_assert(KVX_GUARD_LEASE_NS < KVX_GUARD_SETTLE_NS);
 static_assert(KVX_ND_PER_GUEST > 0);
 // kvx_brport is keyed and valued as kvx_xfdb.
 static_assert(sizeof(kvx_xfdb_key) == 8 && sizeof(kvx_xfdb_val) == 16);

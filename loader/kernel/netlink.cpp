@@ -138,9 +138,9 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 	return out;
 }
 
-std::vector<uint32_t> host_ipv4_addrs(NlSocket &nl)
+std::vector<IfAddr> host_ipv4_ifaddrs(NlSocket &nl)
 {
-	std::vector<uint32_t> out;
+	std::vector<IfAddr> out;
 	for (const IfAddr &a : ipv4_addrs(nl, kEveryLink)) {
 		bool added = false;
 		try {
@@ -149,8 +149,16 @@ std::vector<uint32_t> host_ipv4_addrs(NlSocket &nl)
 			// The link went since the dump: its addresses too.
 		}
 		if (!added)
-			out.push_back(a.addr);
+			out.push_back(a);
 	}
+	return out;
+}
+
+std::vector<uint32_t> host_ipv4_addrs(NlSocket &nl)
+{
+	std::vector<uint32_t> out;
+	for (const IfAddr &a : host_ipv4_ifaddrs(nl))
+		out.push_back(a.addr);
 	return out;
 }
 

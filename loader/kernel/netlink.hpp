@@ -74,6 +74,8 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex);
 // `map add --add-address` put there (added_address_label): what a mapping
 // must not take from the host.
 std::vector<uint32_t> host_ipv4_addrs(NlSocket &nl);
+// The same with their prefixes and scopes.
+std::vector<IfAddr> host_ipv4_ifaddrs(NlSocket &nl);
 // The first global-scope, non-secondary address (the kernel lists the
 // primary first), i.e. what the host uses as source on that link.
 std::optional<IfAddr> primary_ipv4(const std::vector<IfAddr> &addrs);

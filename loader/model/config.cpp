@@ -33,7 +33,7 @@ bool Instance::operator==(const Instance &o) const
 	       saved_reserved_ports == o.saved_reserved_ports && mappings == o.mappings &&
 	       clamp_mss == o.clamp_mss && flow_quota == o.flow_quota &&
 	       guest_ports == o.guest_ports && timeouts == o.timeouts && mode == o.mode &&
-	       dhcp_leases == o.dhcp_leases && metrics == o.metrics;
+	       port_guard == o.port_guard && dhcp_leases == o.dhcp_leases && metrics == o.metrics;
 }
 
 Instance *Config::find(const std::string &bridge)
@@ -192,6 +192,8 @@ json to_json(const Config &cfg)
 		}
 		if (i.mode != HookMode::Auto)
 			insts.back()["mode"] = hook_mode_name(i.mode);
+		if (!i.port_guard)
+			insts.back()["port_guard"] = "off";
 		if (!i.timeouts.empty())
 			insts.back()["timeouts"] = i.timeouts;
 		if (!i.dhcp_leases.empty())
@@ -578,6 +580,10 @@ Config config_from_json(const json &j)
 		// Absent: auto (and in older versions' configs).
 		if (o.contains("ipv6"))
 			i.ipv6 = parse_ipv6_choice(get_string(o, "ipv6", p), p + "ipv6");
+		// Absent: on (and in older versions' configs).
+		if (o.contains("port_guard"))
+			i.port_guard =
+				parse_port_guard(get_string(o, "port_guard", p), p + "port_guard");
 		// Absent: stateful (and in older versions' configs).
 		if (o.contains("ipv6_inbound"))
 			i.ipv6_inbound_open = parse_ipv6_inbound(get_string(o, "ipv6_inbound", p),

@@ -69,6 +69,7 @@ struct Instance {
 	// attach --clamp-mss (0: off).
 	uint16_t clamp_mss = 0;
 	HookMode mode = HookMode::Auto; // attach --mode
+	bool port_guard = true;		// attach --port-guard
 	// attach --flow-quota (unset: a share of ct_size, model/quota.hpp) and
 	// --timeouts (empty: netfilter's defaults).
 	std::optional<uint32_t> flow_quota;

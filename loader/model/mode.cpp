@@ -2,6 +2,7 @@
 #include "model/mode.hpp"
 
 #include "base/error.hpp"
+#include "base/text.hpp"
 
 namespace kvmxdp {
 
@@ -18,6 +19,15 @@ HookMode parse_hook_mode(const std::string &text)
 	if (auto m = find_hook_mode(text))
 		return *m;
 	throw Error("invalid --mode '" + text + "': expected auto, tc or xdp");
+}
+
+bool parse_port_guard(const std::string &text, const std::string &what)
+{
+	if (text == "on")
+		return true;
+	if (text == "off")
+		return false;
+	throw Error("invalid " + what + " '" + printable(text) + "': expected on or off");
 }
 
 // The spellings of the CLI, the config and status, in enum order.

@@ -26,6 +26,10 @@ HookMode parse_hook_mode(const std::string &text);
 std::optional<HookMode> find_hook_mode(const std::string &text);
 const char *hook_mode_name(HookMode m);
 
+// `attach --port-guard on|off` (abi.h kvx_brport, KVX_BRPORT_F_HELD): true
+// for "on"; throws Error naming `what` and the value otherwise.
+bool parse_port_guard(const std::string &text, const std::string &what);
+
 // What a device gets: the TC programs alone, or XDP in front of them.
 enum class Hook { Tc, Xdp };
 const char *hook_name(Hook h); // "tc", "xdp"

@@ -56,6 +56,9 @@ struct AttachOptions {
 	// Hooks per device: "auto" (each device's best, model/mode.hpp), "tc"
 	// or "xdp"; unset: the config's, else auto.
 	std::optional<std::string> mode;
+	// The port guard on the bridge's ports: "on" or "off" (model/mode.hpp
+	// parse_port_guard); unset: the config's, else on.
+	std::optional<std::string> port_guard;
 	// libvirt's DHCP lease status file, or "none" (model/leases.hpp);
 	// unset: the config's, else /var/lib/libvirt/dnsmasq/<bridge>.status.
 	std::optional<std::string> dhcp_leases;

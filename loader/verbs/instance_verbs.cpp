@@ -167,10 +167,11 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 	step([&] {
 		// The port guards, where kvx_xdev says they are (the pins go
 		// next).
+		std::optional<Fd> xdev;
 		if (pins)
-			if (auto xdev = find_pinned(pins->dir, KVX_MAP_XDEV,
-						    pinned_layout(KVX_MAP_XDEV)))
-				XdpPath::remove_guards(nl, xdev->get());
+			xdev = find_pinned(pins->dir, KVX_MAP_XDEV, pinned_layout(KVX_MAP_XDEV));
+		const std::optional<LinkInfo> br = find_link(nl, bridge);
+		XdpPath::remove_guards(nl, xdev ? xdev->get() : -1, br ? br->ifindex : 0);
 	});
 	step([&] {
 		// Every pin in the directory: maps of older or newer versions

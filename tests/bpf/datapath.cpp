@@ -366,6 +366,7 @@ void Datapath::clear_tables()
 	clear_hash<kvx_bind6_key>(bpf_map__fd(tc()->maps.kvx_bind6), "kvx_bind6");
 	clear_hash<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd), "kvx_nd");
 	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_brport), "kvx_brport");
+	guard_until_set(0);
 	clear_hash<kvx_extaddr6_key>(bpf_map__fd(tc()->maps.kvx_extaddr6), "kvx_extaddr6");
 	set_cfg6(kvx_cfg6{});
 	clear_icmprl_buckets();
@@ -893,6 +894,14 @@ void Datapath::brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
 	v.flags = flags;
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_brport), &k, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_brport: " + errno_text(errno));
+}
+
+void Datapath::guard_until_set(std::uint64_t until_ns)
+{
+	const __u32 zero = 0;
+	const __u64 v = until_ns;
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_guard), &zero, &v, BPF_ANY) != 0)
+		throw std::runtime_error("update kvx_guard: " + errno_text(errno));
 }
 
 std::uint32_t Datapath::gaddrs_at(std::uint32_t slot) const

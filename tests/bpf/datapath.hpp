@@ -239,10 +239,11 @@ public:
 	// kvx_gaddrs' counter of a slot; relay's slot of a bridge port
 	// (ct_rules.h kvx_port_slot, 0: MACs of no known port).
 	// moved_ns: when the daemon moved the MAC to the port (0: never);
-	// flags: KVX_BRPORT_F_LIVE (the bridge has it there now: the port
-	// guard's).
+	// flags: KVX_BRPORT_F_HELD (its port holds it: the port guard's).
 	void brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
 			std::uint64_t moved_ns = 0, std::uint32_t flags = 0);
+	// kvx_guard[0]: the port guard's lease (0: off; clear_tables()).
+	void guard_until_set(std::uint64_t until_ns);
 	std::uint32_t gaddrs_at(std::uint32_t slot) const;
 	std::uint32_t port_slot(std::uint32_t port_ifindex) const;
 

@@ -1,8 +1,10 @@
-// The port guard (abi.h kvx_brport, KVX_BRPORT_F_LIVE): a frame that comes
-// in on a bridge port with a source MAC the bridge has on another port is
+// The port guard (abi.h kvx_brport, KVX_BRPORT_F_HELD, kvx_guard): a frame
+// that comes in on a bridge port with a source MAC another port holds is
 // dropped there (kvx_port_in on the port's TC ingress; the XDP port program
 // for what it would redirect past the bridge), before the bridge learns
-// from it or any table is touched.  Everything else passes uncounted.
+// from it or any table is touched, while the daemon's lease runs.
+// Everything else goes on uncounted, to the port's next filter
+// (TC_ACT_UNSPEC).
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
 
@@ -15,6 +17,8 @@ namespace {
 
 using namespace testpkt;
 
+constexpr std::uint64_t kSecond = 1000000000ULL;
+
 class PortGuardTest : public DatapathTest {
 protected:
 	void SetUp() override
@@ -24,6 +28,8 @@ protected:
 			return;
 		dp().clear_tables();
 		dp().set_cfg(Datapath::default_cfg(topo()));
+		// The daemon's lease, as it pushes it at each refresh.
+		dp().guard_until_set(boot_ns() + KVX_GUARD_LEASE_NS);
 	}
 
 	// p sent by a guest on the first port (kvxbrp0) with src_mac as its
@@ -42,11 +48,13 @@ std::string dropped(const Packet &p)
 	return "DROP_MAC_ELSEWHERE +1/+" + std::to_string(p.build().size()) + "B";
 }
 
-TEST_F(PortGuardTest, DropsAMacTheBridgeHasOnAnotherPort)
+const std::pair<int, std::string> kGoesOn{TC_ACT_UNSPEC, ""};
+
+TEST_F(PortGuardTest, DropsAMacAnotherPortHolds)
 {
-	// Guest B's MAC lives on the second port; a guest on the first sends
-	// with it: IPv4 in B's name, an ARP reply in B's name, IPv6.
-	dp().brport_set(kGuestBMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_LIVE);
+	// Guest B's MAC is held by the second port; a guest on the first
+	// sends with it: IPv4 in B's name, an ARP reply in B's name.
+	dp().brport_set(kGuestBMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_HELD);
 	const Packet ip = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
 	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestBMac),
 		  std::make_pair(int(TC_ACT_SHOT), dropped(ip)));
@@ -57,44 +65,45 @@ TEST_F(PortGuardTest, DropsAMacTheBridgeHasOnAnotherPort)
 	// The guard asks nothing of the frame but its source MAC: another
 	// guest's address with the sender's own MAC is the bridge program's
 	// business (DROP_SPOOF_MAC there), not the port's.
-	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
-		  std::make_pair(int(TC_ACT_OK), std::string()));
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
 	EXPECT_FALSE(dp().guest_lookup(kGuestB)) << "nothing claimed";
 }
 
-TEST_F(PortGuardTest, PassesUncountedWhatTheBridgeWouldNotMove)
+TEST_F(PortGuardTest, LetsOnWhatNoOtherPortHolds)
 {
 	const Packet ip = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));
 	// Unknown MAC (the daemon has not placed it yet, or it is over the
 	// port's share of kvx_brport): the bridge learns it.
-	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
-		  std::make_pair(int(TC_ACT_OK), std::string()));
-	// Live on this very port.
-	dp().brport_set(kGuestAMac, topo().bridge_port_ifindex, 0, KVX_BRPORT_F_LIVE);
-	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
-		  std::make_pair(int(TC_ACT_OK), std::string()));
-	// Placed on the other port but not live there: kept for the
-	// addresses it owns while the bridge's entry aged out (quiet for the
-	// ageing time): the MAC may move, as the bridge would let it (a VM
-	// re-plugged, a bond's failover).
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
+	// Held by this very port.
+	dp().brport_set(kGuestAMac, topo().bridge_port_ifindex, 0, KVX_BRPORT_F_HELD);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
+	// Placed on the other port but not held there (not settled, or kept
+	// for the addresses it owns after the bridge's entry aged out): the
+	// MAC may move, as the bridge lets it.
 	dp().brport_set(kGuestAMac, topo().bridge_port2_ifindex, 0, 0);
-	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
-		  std::make_pair(int(TC_ACT_OK), std::string()));
-	// Live on the other port, but moved there from this one (a port that
-	// still exists) within the hold: someone took it after it was quiet,
-	// and its owner here takes it back as the bridge would let it.
-	dp().brport_set(kGuestAMac, topo().bridge_port2_ifindex, boot_ns(), KVX_BRPORT_F_LIVE);
-	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
-		  std::make_pair(int(TC_ACT_OK), std::string()));
-	// Moved longer ago than the hold: held there again (a machine up
-	// for less than the hold cannot have such a move).
-	if (boot_ns() > KVX_BRPORT_MOVE_HOLD_NS + 1000000000ULL) {
-		dp().brport_set(kGuestAMac, topo().bridge_port2_ifindex,
-				boot_ns() - KVX_BRPORT_MOVE_HOLD_NS - 1000000000ULL,
-				KVX_BRPORT_F_LIVE);
-		EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac),
-			  std::make_pair(int(TC_ACT_SHOT), dropped(ip)));
-	}
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
+}
+
+// The guard holds MACs only while the daemon's lease runs: a stopped
+// daemon's flags go stale (a VM re-created on a new tap with its MAC), and
+// the guard fails open rather than cut that VM off.  0: --port-guard off.
+TEST_F(PortGuardTest, OnlyWhileTheDaemonsLeaseRuns)
+{
+	dp().brport_set(kGuestBMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_HELD);
+	const Packet ip = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
+	ASSERT_EQ(on_port(Prog::PortIngress, ip, kGuestBMac),
+		  std::make_pair(int(TC_ACT_SHOT), dropped(ip)));
+	dp().guard_until_set(0);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestBMac), kGoesOn) << "guard off";
+	// A lease that ran out (the datapath's clock lags a fresh reading by
+	// up to a tick: a second back is out).
+	dp().guard_until_set(boot_ns() - kSecond);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestBMac), kGoesOn) << "lease over";
+	dp().guard_until_set(boot_ns() + KVX_GUARD_LEASE_NS);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestBMac),
+		  std::make_pair(int(TC_ACT_SHOT), dropped(ip)))
+		<< "lease renewed";
 }
 
 // The XDP port program redirects a guest's frame past the bridge and its
@@ -112,7 +121,7 @@ TEST_F(PortGuardTest, XdpDropsWhatItWouldHaveRedirected)
 	for (int port : {topo().bridge_port_ifindex, topo().bridge_port2_ifindex})
 		dp().xdev_update(port, Topology::kBridgePortMac,
 				 KVX_XDEV_F_PORT | KVX_XDEV_F_TX | KVX_XDEV_F_LEARN);
-	dp().brport_set(kGuestBMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_LIVE);
+	dp().brport_set(kGuestBMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_HELD);
 	const Packet p = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
 	EXPECT_EQ(on_port(Prog::XdpPort, p, kGuestBMac), std::make_pair(int(XDP_DROP), dropped(p)));
 	EXPECT_FALSE(dp().guest_lookup(kGuestB)) << "the address was not claimed";

@@ -896,6 +896,35 @@ TEST_F(UpIngressTest, HostsOwnAddressesOpenNoFlowFromOutside)
 	run_up(reply, TC_ACT_REDIRECT, KVX_R_XLATE_IN, dnat(reply, kGuestC, 62001));
 }
 
+// An ICMP error about a guest's flow from one of the host's own addresses
+// or subnet broadcasts (kvx_hostaddr) is a martian too: no router on the
+// uplink has it, and a forged one would tear the guest's connection down.
+TEST_F(UpIngressTest, HostsOwnAddressesSendNoIcmpErrorToAGuest)
+{
+	const std::uint32_t docker = ip4(172, 17, 0, 1), bcast = ip4(10, 77, 0, 255);
+	dp().hostaddr_update(docker);
+	dp().hostaddr_update(bcast);
+	const Packet g = from_guest(make_udp(kGuestA, 40060, kRemote1, 53));
+	const Packet out = establish(g);
+	const std::uint32_t U = Topology::kUplinkAddr;
+	for (std::uint32_t src : {docker, bcast}) {
+		SCOPED_TRACE(ip4_str(src));
+		run_up(from_uplink(make_icmp_error(src, U, kIcmpDestUnreach, 3, out.build())),
+		       TC_ACT_SHOT, KVX_R_DROP_MARTIAN_IN);
+	}
+	// A router's still reaches the guest, its own packet quoted.
+	Packet err = from_uplink(
+		make_icmp_error(Topology::kGatewayAddr, U, kIcmpDestUnreach, 3, out.build()));
+	Packet quoted = g;
+	quoted.ttl = out.ttl;
+	Packet want = from_uplink(make_icmp_error(Topology::kGatewayAddr, kGuestA, kIcmpDestUnreach,
+						  3, quoted.build()));
+	want.ttl = err.ttl - 1;
+	want.src_mac = Topology::kBridgeMac;
+	want.dst_mac = kGuestAMac;
+	run_up(err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
+}
+
 // --- the uplink's network overlaps the guest subnet (KVX_CFG_F_OVERLAP) ---
 
 TEST_F(UpIngressTest, OverlapPassesEverythingToTheKernel)

@@ -53,6 +53,11 @@
 //     for the host itself (an ARP packet, a packet to the bridge's
 //     address or a broadcast) passes in the name of an address another
 //     MAC holds;
+//   - from the uplink (IPv4): nothing is translated in from a martian
+//     source (the guest subnet, loopback, 0/8, multicast or broadcast, the
+//     uplink's or a mapped address, the host's other addresses and subnet
+//     broadcasts: kvx_hostaddr), and a TCP segment that is no pure SYN
+//     never opens a flow (one that comes in had one before it);
 //   - the NAT pool (check_pool, every kPoolCheckEvery frames): no dynamic
 //     binding holds a port outside the range, in its hole (the host's
 //     ephemeral range) or one the host listens on; each guest's kvx_gports
@@ -101,6 +106,21 @@ namespace {
 Topology g_topo;
 Datapath *g_dp;
 unsigned long g_runs;
+
+// The host's other addresses as attach writes them (kvx_hostaddr): a
+// container bridge's and the uplink network's broadcast.
+constexpr std::uint32_t kHostOther = ip4(172, 17, 0, 1);
+constexpr std::uint32_t kUplinkBcast = ip4(10, 77, 0, 255);
+// Sources make_plausible puts on some uplink frames: martians all.
+constexpr std::uint32_t kMartians[] = {Topology::kSubnet | 7,
+				       ip4(127, 0, 0, 1),
+				       ip4(0, 1, 2, 3),
+				       ip4(224, 0, 0, 5),
+				       0xffffffff,
+				       Topology::kUplinkAddr,
+				       ip4(10, 77, 0, 101) /* kOneToOneExt */,
+				       kHostOther,
+				       kUplinkBcast};
 
 // Input byte 0.
 constexpr std::uint8_t kUplinkProg = 1 << 0; // else the bridge program
@@ -540,6 +560,11 @@ void make_plausible(Bytes &f, bool uplink)
 	ip[0] = 0x40 | (ip[0] & 0x0f);
 	if (uplink) {
 		put_be32(f, p.l3_off + 16, Topology::kUplinkAddr);
+		// One in sixteen from a martian source (the check: nothing of
+		// them comes in).
+		if (ip[12] % 16 == 0)
+			put_be32(f, p.l3_off + 12,
+				 kMartians[ip[13] % (sizeof(kMartians) / sizeof(kMartians[0]))]);
 	} else {
 		put_be32(f, p.l3_off + 12, Topology::kSubnet | (2 + ip[15] % 250));
 		std::memcpy(f.data(), Topology::kBridgeMac.data(), 6);
@@ -2234,6 +2259,46 @@ void install_static()
 			  val(kForwardGuest, 22, KVX_BIND_F_STATIC));
 	g_dp->bind_update(bind_key(KVX_BIND_OUT, kProtoTcp, kForwardGuest, 22),
 			  val(Topology::kUplinkAddr, 2222, KVX_BIND_F_STATIC));
+	g_dp->hostaddr_update(kHostOther);
+	g_dp->hostaddr_update(kUplinkBcast);
+}
+
+// A martian source for a packet from the uplink (nat.h inbound_martian and
+// kvx_hostaddr), by this file's own list of what the topology has.  Class
+// E (240/4) is none: Linux routes it.
+bool martian4(std::uint32_t a)
+{
+	return (a & Topology::kSubnetMask) == Topology::kSubnet || (a >> 24) == 127 ||
+	       (a >> 24) == 0 || (a >> 28) == 0xe || a == 0xffffffff ||
+	       a == Topology::kUplinkAddr || a == kOneToOneExt || a == kHostOther ||
+	       a == kUplinkBcast;
+}
+
+// An uplink IPv4 TCP segment that is no pure SYN, to an endpoint a binding
+// delivers to a guest: had that guest a flow with its sender before it
+// ran?  nullopt for anything else.
+std::optional<bool> nonsyn_flow_before(const Bytes &in)
+{
+	const Parsed p = parse(in);
+	if (!p.ipv4 || p.proto != kProtoTcp || !p.l4_complete || p.fragment ||
+	    p.l4_off + 13 >= in.size())
+		return std::nullopt;
+	const std::uint8_t fl = in[p.l4_off + 13] & (kTcpSyn | kTcpAck | kTcpRst | kTcpFin);
+	if (fl == kTcpSyn)
+		return std::nullopt;
+	std::uint32_t guest = 0;
+	std::uint16_t gport = 0;
+	if (const auto b = g_dp->bind_lookup(bind_key(KVX_BIND_IN, kProtoTcp, p.dst, p.dport))) {
+		guest = ntohl(b->addr);
+		gport = ntohs(b->port);
+	} else if (const auto o =
+			   g_dp->bind_lookup(bind_key(KVX_BIND_IN, KVX_PROTO_ANY, p.dst, 0))) {
+		guest = ntohl(o->addr);
+		gport = p.dport;
+	} else {
+		return std::nullopt;
+	}
+	return g_dp->ct_lookup(ct_key(kProtoTcp, guest, gport, p.src, p.sport)).has_value();
 }
 
 // Seeds for the corpus (KVX_FUZZ_WRITE_SEEDS=DIR): one frame per kind of
@@ -2426,6 +2491,8 @@ int test_one(const std::uint8_t *data, std::size_t size)
 			  relay_mac((g_relay_frames / 1024) % 2 ? 2 : 0), KVX_ND_OWNED);
 	const std::array<Mac, 3> mapped_pre = relay ? relay_mapping_macs() : std::array<Mac, 3>{};
 	const bool inbound_before = relay && uplink && relay_inbound_flow_before(in);
+	const std::optional<bool> nonsyn_before = !relay && !v6 && uplink ? nonsyn_flow_before(in) :
+									    std::nullopt;
 	Stats before = g_dp->stats();
 	RunResult r = g_dp->run(uplink ? Prog::UpIngress : Prog::BrIngress, in,
 				uplink ? g_topo.uplink_ifindex : g_topo.bridge_ifindex);
@@ -2530,6 +2597,11 @@ int test_one(const std::uint8_t *data, std::size_t size)
 	}
 	if (!uplink && r.verdict == TC_ACT_OK)
 		check_host_bound4(in, reason);
+	if (uplink && (reason == KVX_R_XLATE_IN || reason == KVX_R_XLATE_RELATED_IN) &&
+	    parse(in).ipv4 && martian4(parse(in).src))
+		violation("translated in from a martian source", in, r.out);
+	if (nonsyn_before && !*nonsyn_before && reason == KVX_R_XLATE_IN)
+		violation("an inbound TCP segment that is no pure SYN opened a flow", in, r.out);
 	if (r.verdict == TC_ACT_REDIRECT) {
 		check_translated(in, r.out, reason, in_csum_ok);
 		if (!uplink && (reason == KVX_R_XLATE_OUT || reason == KVX_R_XLATE_HAIRPIN))

@@ -8,6 +8,7 @@
 #include <bpf/bpf.h>
 #include <gtest/gtest.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/xfrm.h>
 #include <netinet/in.h>
 
@@ -167,6 +168,24 @@ TEST(HostAddrs, SyncAddsRemovesAndCapsAtTheMapsSize)
 	EXPECT_EQ(map_keys<__be32>(m.get()).size(), size_t(KVX_HOSTADDR_MAX));
 	const __be32 low = htonl(0x0a000000);
 	EXPECT_EQ(bpf_map_lookup_elem(m.get(), &low, &v), 0) << "the lowest kept";
+}
+
+// kvx_hostaddr's entries from the host's addresses: each address, and its
+// subnet's directed broadcast where it has one (not /31, /32, loopback's).
+TEST(HostAddrs, MartianSourcesAreTheAddressesAndTheirBroadcasts)
+{
+	auto a = [](uint32_t addr, uint8_t prefix, int scope = RT_SCOPE_UNIVERSE) {
+		IfAddr i;
+		i.addr = addr;
+		i.prefix = prefix;
+		i.scope = scope;
+		return i;
+	};
+	EXPECT_EQ(host_martian_sources({a(0x0a4d0002, 24), a(0x7f000001, 8, RT_SCOPE_HOST),
+					a(0xac110001, 16), a(0xc0a80501, 31), a(0x0a080002, 32),
+					a(0xc0a87a01, 30, RT_SCOPE_LINK)}),
+		  (std::vector<uint32_t>{0x0a4d0002, 0x0a4d00ff, 0x7f000001, 0xac110001, 0xac11ffff,
+					 0xc0a80501, 0x0a080002, 0xc0a87a01, 0xc0a87a03}));
 }
 
 } // namespace

@@ -724,25 +724,64 @@ TEST(Brport, APortGoneReleasesItsOwnersAndTheirBindingsForgetTheMac)
 		if (r.moved != 1 || placed(other).seen_ns != now)
 			child_fail("a move from a port that exists is not timed");
 
-		// The port guard's KVX_BRPORT_F_LIVE: set while the bridge has
-		// the MAC on that port; an owner whose entry went (aged out)
-		// stays placed for its addresses, not live; and live again.
-		if (!(placed(other).flags & KVX_BRPORT_F_LIVE) ||
-		    !(placed(leased).flags & KVX_BRPORT_F_LIVE))
-			child_fail("a MAC the bridge has on its port is not live");
+		// The port guard's KVX_BRPORT_F_HELD: nothing without its state
+		// (the calls above); static entries at once; an owner whose
+		// entry went (aged out) stays placed for its addresses, not
+		// held; a dynamic entry after KVX_GUARD_SETTLE_NS on its port
+		// without a move, a move starting that over; none while off.
+		PortGuardState guard;
+		guard.on = true;
+		auto gsync = [&](uint64_t t) {
+			return sync_brport(nl, br->ifindex, brport.get(), -1, guest.get(), t,
+					   bind.get(), -1, &guard);
+		};
+		auto held = [&](const MacAddr &m) {
+			return (placed(m).flags & KVX_BRPORT_F_HELD) != 0;
+		};
+		if (held(other) || held(leased))
+			child_fail("held without the guard's state");
+		// (The ports' own permanent entries are static too.)
+		r = gsync(now);
+		if (r.held_changed < 2 || !held(other) || !held(leased))
+			child_fail("static entries are not held at once");
 		if (std::system("bridge fdb del 52:54:00:00:00:0c dev kvxp1 master"))
 			child_fail("del :0c");
-		r = sync();
-		if (r.relived != 1 || placed(other).flags & KVX_BRPORT_F_LIVE ||
+		r = gsync(now);
+		if (r.held_changed != 1 || held(other) ||
 		    placed(other).ifindex != static_cast<uint32_t>(p1->ifindex) ||
 		    placed(other).seen_ns != now)
-			child_fail("an owner the bridge forgot is not kept placed, not live (" +
-				   std::to_string(r.relived) + " changed)");
-		if (std::system("bridge fdb add 52:54:00:00:00:0c dev kvxp1 master static"))
-			child_fail("add :0c");
-		r = sync();
-		if (r.relived != 1 || !(placed(other).flags & KVX_BRPORT_F_LIVE))
-			child_fail("an owner back in the bridge's entries is not live again");
+			child_fail("an owner the bridge forgot is not kept placed, not held (" +
+				   std::to_string(r.held_changed) + " changed)");
+		const MacAddr dyn{0x52, 0x54, 0, 0, 0, 0x0d};
+		const uint64_t settle = KVX_GUARD_SETTLE_NS;
+		if (std::system("bridge fdb add 52:54:00:00:00:0d dev kvxp2 master dynamic"))
+			child_fail("add :0d");
+		gsync(now + 1);
+		if (held(dyn))
+			child_fail("a MAC new on its port is held before it settled");
+		gsync(now + 1 + settle - 1);
+		if (held(dyn))
+			child_fail("held a nanosecond early");
+		r = gsync(now + 1 + settle);
+		if (r.held_changed != 1 || !held(dyn))
+			child_fail("a dynamic entry settled on its port is not held");
+		if (std::system("bridge fdb del 52:54:00:00:00:0d dev kvxp2 master"))
+			child_fail("move :0d (del)");
+		// A dynamic entry only on a port that learns or forwards: the
+		// re-made kvxp1's peer up.
+		if (std::system("ip link set kvxq1 up") ||
+		    std::system("bridge fdb add 52:54:00:00:00:0d dev kvxp1 master dynamic"))
+			child_fail("move :0d (add)");
+		gsync(now + 2 + settle);
+		if (held(dyn) || placed(dyn).ifindex != static_cast<uint32_t>(p1->ifindex))
+			child_fail("a MAC that moved is still held, or not placed on its new port");
+		gsync(now + 2 + 2 * settle);
+		if (!held(dyn))
+			child_fail("a MAC settled on its new port is not held");
+		guard.on = false;
+		r = gsync(now + 3 + 2 * settle);
+		if (held(dyn) || held(leased))
+			child_fail("held with the guard off");
 		std::_Exit(0);
 	};
 	EXPECT_EXIT(child(), ::testing::ExitedWithCode(0), "");

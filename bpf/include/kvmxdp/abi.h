@@ -164,10 +164,10 @@
  *      flow from outside never opens from one; created when absent).
  *      Table layouts unchanged: pins of 3..27 are reused.
  *  28: the port guard: program kvx_port_in on each bridge port's ingress,
- *      KVX_BRPORT_F_LIVE in kvx_brport values (0 in an older daemon's: the
- *      guard drops nothing), KVX_XDEV_F_GUARD and KVX_XDEV_F_GUARD_CLSACT,
- *      reason DROP_MAC_ELSEWHERE.  Layouts unchanged: pins of 3..28 are
- *      reused.
+ *      KVX_BRPORT_F_HELD in kvx_brport values (0 in an older daemon's: the
+ *      guard drops nothing), map kvx_guard (created when absent; 0: the
+ *      guard is off), KVX_XDEV_F_GUARD and KVX_XDEV_F_GUARD_CLSACT, reason
+ *      DROP_MAC_ELSEWHERE.  Layouts unchanged: pins of 3..28 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -445,12 +445,14 @@ struct kvx_hosttun_val {
 
 /*
  * The host's own IPv4 addresses, any link's (a VPN's, a container
- * bridge's, the uplink's secondary ones), key the address, value 1:
- * written by attach and kept current by the daemon from netlink.  A
- * packet from the uplink with one of them as its source is a martian (the
- * kernel's input route drops a local source before an iptables DNAT could
- * take it): it opens no flow to a guest (DROP_MARTIAN_IN).  Beyond
- * KVX_HOSTADDR_MAX addresses the rest are not checked (the loader warns).
+ * bridge's, the uplink's secondary ones), and the directed broadcast of
+ * each one's subnet, key the address, value 1: written by attach and kept
+ * current by the daemon from netlink.  A packet from the uplink with one
+ * of them as its source is a martian (the kernel's input route drops a
+ * local or broadcast source before an iptables DNAT could take it): it
+ * opens no flow to a guest, nor is an ICMP error from one translated for
+ * a guest's flow (DROP_MARTIAN_IN).  Beyond KVX_HOSTADDR_MAX entries the
+ * rest are not checked (the loader warns).
  */
 #define KVX_MAP_HOSTADDR "kvx_hostaddr"
 #define KVX_HOSTADDR_MAX 256
@@ -1238,20 +1240,30 @@ struct kvx_cfg6 {
  * make another MAC there "the same guest" (owner6.h nd_owner_nat66).  The
  * pin keeps the time across a daemon restart.
  *
- * The port guard: KVX_BRPORT_F_LIVE says the bridge has the MAC on that
- * port now (a dynamic entry the MAC refreshed within the bridge's ageing
- * time, or a static one), not only kept there for its addresses.  A frame
- * with a live MAC as source that comes in on another port is dropped on
- * that port's ingress (kvx_port_in; the XDP port program the same), before
- * the bridge learns from it: a guest cannot take another's MAC, and with
- * it the addresses that MAC owns, while that guest is there.  A MAC quiet
- * for the ageing time may move (a VM re-plugged, a bond's failover), as
- * the bridge itself lets it; for KVX_BRPORT_MOVE_HOLD_NS after such a move
- * (seen_ns) it is not held on either port, so that a guest that was quiet
- * takes its MAC back from one that took it.
+ * The port guard: KVX_BRPORT_F_HELD, set by the daemon, says the MAC is
+ * that port's: the bridge has it there now (a dynamic entry the MAC
+ * refreshed within the bridge's ageing time, or a static one), and has had
+ * it there without a move for KVX_GUARD_SETTLE_NS (a static entry at
+ * once: an administrator's or libvirt's word, not a frame's), so that no
+ * guest keeps another's MAC by sending with it first: a MAC two ports
+ * send with moves back and forth, as on a bridge without kvmxdp, and is
+ * held by neither.  A frame with a held MAC as source that comes in on
+ * another port is dropped on that port's ingress (kvx_port_in; the XDP
+ * port program the same), before the bridge learns from it: a guest
+ * cannot take another's MAC, and with it the addresses that MAC owns,
+ * while that guest is there.  A MAC quiet for the bridge's ageing time
+ * may move (a VM re-plugged on a port that stayed, a bond's failover), as
+ * the bridge lets it.  kvx_guard[0] is the time (CLOCK_BOOTTIME) until
+ * which the flags hold: the daemon pushes it KVX_GUARD_LEASE_NS ahead at
+ * each refresh, so a stopped daemon's guard lapses (fails open) instead
+ * of holding MACs on facts that go stale; 0 (attach --port-guard off, an
+ * older daemon): the guard drops nothing.
  */
 #define KVX_MAP_BRPORT "kvx_brport"
-#define KVX_BRPORT_F_LIVE (1U << 1) /* in kvx_xfdb_val.flags; bit 0 is kvx_xfdb's STATIC */
+#define KVX_BRPORT_F_HELD (1U << 1) /* in kvx_xfdb_val.flags; bit 0 is kvx_xfdb's STATIC */
+#define KVX_MAP_GUARD "kvx_guard"
+#define KVX_GUARD_SETTLE_NS (30ULL * 1000 * 1000 * 1000)
+#define KVX_GUARD_LEASE_NS (10ULL * 1000 * 1000 * 1000)
 #define KVX_BRPORT_MOVE_HOLD_NS (300ULL * 1000 * 1000 * 1000) /* the bridge's ageing time */
 #define KVX_BRPORT_SIZE 4096
 
