@@ -251,6 +251,9 @@ kvx_attach_bg --mode xdp || kvx_fatal "cannot attach --mode xdp again"
 assert_eq "back to xdp" kvx_xdp_port "$(xdp_prog_on "$NS_HOST" "$P2_IF")"
 
 kvx_step "detach: no XDP program of ours anywhere, the foreign one kept"
+for d in "$P1_IF" "$P2_IF" "$P3_IF" "$P4_IF"; do
+	assert_eq "attached: the port guard on $d" 1 "$(kvx_tc_bpf_filters "$d")"
+done
 assert_ok "detach" kvx detach --bridge "$BR"
 KVX_DAEMON_PID=""
 for d in "$UP" "$P1_IF" "$P2_IF" "$P3_IF"; do

@@ -179,7 +179,11 @@ static __always_inline void guest_owner_back(struct kvx_guest_val *g)
  * traffic for that guest and every address its MAC owns.  The bridge
  * device's hook never sees the port; its ports' hooks do.  Only while the
  * daemon's lease runs (sum form: the per-CPU clock; read only for a MAC
- * held on another port).
+ * held on another port).  A MAC placed on another port and not held there
+ * passes, marked contested for the daemon (its settle starts over): a
+ * guest sending with it as fast as it can would else have it on its own
+ * port at nearly every look the daemon takes, and be held there.  Not
+ * atomic: a lost mark is made again by the next such frame.
  */
 static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
 {
@@ -187,10 +191,16 @@ static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
 	__u32 zero = 0;
 	__u64 *until;
 
-	if (!v || !(v->flags & KVX_BRPORT_F_HELD) || v->ifindex == ifindex)
+	if (!v || v->ifindex == ifindex)
 		return 0;
-	until = bpf_map_lookup_elem(&kvx_guard, &zero);
-	return until && *until > clock_now_ns();
+	if (v->flags & KVX_BRPORT_F_HELD) {
+		until = bpf_map_lookup_elem(&kvx_guard, &zero);
+		if (until && *until > clock_now_ns())
+			return 1;
+	}
+	if (!(v->flags & KVX_BRPORT_F_CONTESTED))
+		v->flags |= KVX_BRPORT_F_CONTESTED;
+	return 0;
 }
 
 /*

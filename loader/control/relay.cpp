@@ -200,18 +200,11 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	// MAC now, before owners it forgot are kept placed below, and since
 	// when without a move.
 	const std::map<MacAddr, uint32_t> live = fdb;
-	if (guard) {
-		for (auto it = guard->since.begin(); it != guard->since.end();)
-			it = live.count(it->first) ? std::next(it) : guard->since.erase(it);
-		for (const auto &[mac, port] : live) {
-			auto [it, fresh] = guard->since.try_emplace(mac, port, now_ns);
-			if (!fresh && it->second.first != port)
-				it->second = {port, now_ns};
-		}
-	}
+	std::set<MacAddr> contested; // seen on another port since the last look
 	auto held_on = [&](const MacAddr &mac, uint32_t port) {
 		const auto l = live.find(mac);
-		if (!guard || !guard->on || l == live.end() || l->second != port)
+		if (!guard || !guard->on || l == live.end() || l->second != port ||
+		    moved.count(mac) || contested.count(mac))
 			return false;
 		if (fixed.count(mac))
 			return true;
@@ -229,6 +222,32 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		// trusted to hold the MAC.
 		if (v.seen_ns && v.seen_ns <= now_ns && now_ns - v.seen_ns < kMoveHoldNs)
 			moved.insert(mac);
+	}
+	if (guard) {
+		for (auto it = guard->since.begin(); it != guard->since.end();)
+			it = live.count(it->first) ? std::next(it) : guard->since.erase(it);
+		for (const auto &[mac, port] : live) {
+			auto [it, fresh] = guard->since.try_emplace(mac, port, now_ns);
+			const auto h = have_val.find(mac);
+			if (!fresh && it->second.first != port) {
+				// Moved since the last look (a static entry too).
+				it->second = {port, now_ns};
+				contested.insert(mac);
+			} else if (h == have_val.end()) {
+				continue; // new to kvx_brport: settles from now
+			} else if ((h->second.flags & KVX_BRPORT_F_CONTESTED) ||
+				   (fresh && h->second.ifindex != port)) {
+				// Seen on another port since the last look, or
+				// moved while no daemon looked.
+				it->second = {port, now_ns};
+				contested.insert(mac);
+			} else if (fresh && (h->second.flags & KVX_BRPORT_F_HELD) &&
+				   now_ns >= kGuardSettleNs) {
+				// Held by the daemon before this one (a restart):
+				// still held, not unguarded for a settle.
+				it->second = {port, now_ns - kGuardSettleNs};
+			}
+		}
 	}
 	// Each guest entry's owner (none: the host's, or no state).
 	std::vector<std::pair<Ipv6Addr, MacAddr>> guest;
@@ -369,11 +388,11 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 		have_val.erase(mac);
 	for (auto &[mac, v] : have_val) {
 		const __u32 want = held_on(mac, v.ifindex) ? KVX_BRPORT_F_HELD : 0;
-		if ((v.flags & KVX_BRPORT_F_HELD) == want)
+		if ((v.flags & (KVX_BRPORT_F_HELD | KVX_BRPORT_F_CONTESTED)) == want)
 			continue;
 		kvx_xfdb_key k{};
 		std::memcpy(k.mac, mac.data(), 6);
-		v.flags = (v.flags & ~KVX_BRPORT_F_HELD) | want;
+		v.flags = (v.flags & ~(KVX_BRPORT_F_HELD | KVX_BRPORT_F_CONTESTED)) | want;
 		if (bpf_map_update_elem(brport_fd, &k, &v, BPF_EXIST) == 0)
 			r.held_changed++;
 	}

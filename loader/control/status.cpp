@@ -404,8 +404,9 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 	if (daemons.empty())
 		warnings.insert(warnings.begin(),
 				"no daemon running: the datapath works, but uplink address "
-				"changes are not followed and expired flows are not "
-				"collected (run attach again to resume)");
+				"changes are not followed, expired flows are not "
+				"collected and the port guard has lapsed (run attach again "
+				"to resume)");
 	// The bridge's ports first: whether any takes XDP redirects decides
 	// the uplink's XDP under --mode auto (choose_hook).
 	json ports = json::array();
@@ -425,9 +426,13 @@ json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, c
 				d["locked"] = p.locked;
 				// The port guard (kvx_port_in), the daemon's on
 				// every port it has seen.
-				if (auto id = tc_query(p.ifindex))
+				if (auto id = tc_query(p.ifindex)) {
 					d["prog"] = prog_name_by_id(*id);
-				else if (!daemons.empty() && inst.port_guard)
+					if (d["prog"] != "kvx_port_in" && inst.port_guard)
+						warnings.push_back(
+							"another program is at kvmxdp's priority on " +
+							p.name + " ingress: no port guard there");
+				} else if (!daemons.empty() && inst.port_guard)
 					warnings.push_back(
 						"no port guard on " + p.name +
 						" (yet): a guest there may send with the MAC of a guest "

@@ -137,10 +137,16 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 // Is kvmxdp's port guard the filter at our handle and priority on ifindex?
 // Another program there (another tool's, a kvmxdp instance's uplink filter
 // on a device that was a port) is never replaced or removed as the guard.
+// A name that cannot be read (the unit's sandbox: no CAP_SYS_ADMIN for a
+// program by id) counts as ours, as at the bridge and the uplink, where
+// kvmxdp's priority is its own.
 static bool guard_filter_on(int ifindex)
 {
 	const std::optional<uint32_t> id = tc_query(ifindex);
-	return id && prog_name_by_id(*id) == kGuardProg;
+	if (!id)
+		return false;
+	const std::string name = prog_name_by_id(*id);
+	return name.empty() || name == kGuardProg;
 }
 
 void XdpPath::record_guard(const XdpDevice &d)
@@ -163,9 +169,16 @@ void XdpPath::guard(NlSocket &nl, XdpDevice &d, uint16_t prev)
 	d.guard_clsact = ours && (prev & KVX_XDEV_F_GUARD) && (prev & KVX_XDEV_F_GUARD_CLSACT);
 	if (!port_guard_) {
 		d.guard_why = "attach --port-guard off";
-		if (ours)
-			tc_remove_ingress(nl, d.ifname, d.guard_clsact);
-		d.guard_clsact = false;
+		try {
+			if (ours)
+				tc_remove_ingress(nl, d.ifname, d.guard_clsact);
+			d.guard_clsact = false;
+		} catch (const Error &e) {
+			// Kept in kvx_xdev: tried again next time, and by detach.
+			d.guard = true;
+			log_warn(d.ifname + ": removing the port guard: " + e.what());
+		}
+		record_guard(d);
 		return;
 	}
 	const int pfd = tc_.prog_fd(kGuardProg);

@@ -170,7 +170,12 @@ void detach(const GlobalOptions &g, const std::string &bridge, std::ostream &out
 		std::optional<Fd> xdev;
 		if (pins)
 			xdev = find_pinned(pins->dir, KVX_MAP_XDEV, pinned_layout(KVX_MAP_XDEV));
-		const std::optional<LinkInfo> br = find_link(nl, bridge);
+		// The bridge's ports too, where it still is.
+		std::optional<LinkInfo> br;
+		try {
+			br = find_link(nl, bridge);
+		} catch (const Error &) {
+		}
 		XdpPath::remove_guards(nl, xdev ? xdev->get() : -1, br ? br->ifindex : 0);
 	});
 	step([&] {

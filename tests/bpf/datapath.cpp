@@ -896,6 +896,15 @@ void Datapath::brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
 		throw std::runtime_error("update kvx_brport: " + errno_text(errno));
 }
 
+std::optional<kvx_xfdb_val> Datapath::brport_lookup(const testpkt::Mac &mac) const
+{
+	const kvx_xfdb_key k = xfdb_key(mac);
+	kvx_xfdb_val v{};
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_brport), &k, &v) != 0)
+		return std::nullopt;
+	return v;
+}
+
 void Datapath::guard_until_set(std::uint64_t until_ns)
 {
 	const __u32 zero = 0;

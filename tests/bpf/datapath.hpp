@@ -242,6 +242,7 @@ public:
 	// flags: KVX_BRPORT_F_HELD (its port holds it: the port guard's).
 	void brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
 			std::uint64_t moved_ns = 0, std::uint32_t flags = 0);
+	std::optional<kvx_xfdb_val> brport_lookup(const testpkt::Mac &mac) const;
 	// kvx_guard[0]: the port guard's lease (0: off; clear_tables()).
 	void guard_until_set(std::uint64_t until_ns);
 	std::uint32_t gaddrs_at(std::uint32_t slot) const;

@@ -80,9 +80,25 @@ TEST_F(PortGuardTest, LetsOnWhatNoOtherPortHolds)
 	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
 	// Placed on the other port but not held there (not settled, or kept
 	// for the addresses it owns after the bridge's entry aged out): the
-	// MAC may move, as the bridge lets it.
+	// MAC may move, as the bridge lets it, and is marked contested for
+	// the daemon (its settle starts over): in TC and in XDP.
 	dp().brport_set(kGuestAMac, topo().bridge_port2_ifindex, 0, 0);
 	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
+	auto v = dp().brport_lookup(kGuestAMac);
+	ASSERT_TRUE(v);
+	EXPECT_EQ(v->flags, KVX_BRPORT_F_CONTESTED);
+	EXPECT_EQ(v->ifindex, static_cast<__u32>(topo().bridge_port2_ifindex)) << "not moved";
+	// Held, but the lease ran out: passes, and marks it too.
+	dp().brport_set(kGuestAMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_HELD);
+	dp().guard_until_set(0);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
+	v = dp().brport_lookup(kGuestAMac);
+	ASSERT_TRUE(v);
+	EXPECT_EQ(v->flags, KVX_BRPORT_F_HELD | KVX_BRPORT_F_CONTESTED);
+	// On its own port: never marked.
+	dp().brport_set(kGuestAMac, topo().bridge_port_ifindex, 0, 0);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
+	EXPECT_EQ(dp().brport_lookup(kGuestAMac)->flags, 0u);
 }
 
 // The guard holds MACs only while the daemon's lease runs: a stopped
@@ -124,6 +140,8 @@ TEST_F(PortGuardTest, XdpDropsWhatItWouldHaveRedirected)
 	dp().brport_set(kGuestBMac, topo().bridge_port2_ifindex, 0, KVX_BRPORT_F_HELD);
 	const Packet p = from_guest(make_udp(kGuestB, 40000, kRemote1, 53));
 	EXPECT_EQ(on_port(Prog::XdpPort, p, kGuestBMac), std::make_pair(int(XDP_DROP), dropped(p)));
+	EXPECT_EQ(dp().brport_lookup(kGuestBMac)->flags, KVX_BRPORT_F_HELD)
+		<< "a drop marks nothing";
 	EXPECT_FALSE(dp().guest_lookup(kGuestB)) << "the address was not claimed";
 	EXPECT_TRUE(dp().bind_entries().empty()) << "no binding made";
 	EXPECT_FALSE(dp().xfdb_lookup(kGuestBMac)) << "not learnt on the sender's port";

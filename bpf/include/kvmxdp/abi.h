@@ -1247,7 +1247,11 @@ struct kvx_cfg6 {
  * once: an administrator's or libvirt's word, not a frame's), so that no
  * guest keeps another's MAC by sending with it first: a MAC two ports
  * send with moves back and forth, as on a bridge without kvmxdp, and is
- * held by neither.  A frame with a held MAC as source that comes in on
+ * held by neither (KVX_BRPORT_F_CONTESTED: the guard marks a MAC it sees
+ * on a port other than its placed one while not held, however briefly
+ * the bridge had it there, and the daemon starts its settle over), nor is
+ * one the daemon saw move from a port that still exists within
+ * KVX_BRPORT_MOVE_HOLD_NS.  A frame with a held MAC as source that comes in on
  * another port is dropped on that port's ingress (kvx_port_in; the XDP
  * port program the same), before the bridge learns from it: a guest
  * cannot take another's MAC, and with it the addresses that MAC owns,
@@ -1261,6 +1265,7 @@ struct kvx_cfg6 {
  */
 #define KVX_MAP_BRPORT "kvx_brport"
 #define KVX_BRPORT_F_HELD (1U << 1) /* in kvx_xfdb_val.flags; bit 0 is kvx_xfdb's STATIC */
+#define KVX_BRPORT_F_CONTESTED (1U << 2) /* set by the guard, cleared by the daemon */
 #define KVX_MAP_GUARD "kvx_guard"
 #define KVX_GUARD_SETTLE_NS (30ULL * 1000 * 1000 * 1000)
 #define KVX_GUARD_LEASE_NS (10ULL * 1000 * 1000 * 1000)
