@@ -181,6 +181,19 @@ void XdpPath::guard(NlSocket &nl, XdpDevice &d, uint16_t prev)
 		record_guard(d);
 		return;
 	}
+	// A port that appears while this daemon runs gets the guard from a
+	// later sync, not at once: libvirt sets a tap's <bandwidth> just after
+	// putting it in the bridge (`tc qdisc add dev vnetN ingress`), which
+	// fails on a clsact made in between, and the VM's start with it.  The
+	// ports there at the first sync are guarded at once.
+	const auto now = std::chrono::steady_clock::now();
+	const auto seen =
+		port_seen_.try_emplace(d.ifindex, synced_ ? now : now - kNewPortWait).first->second;
+	if (!ours && now - seen < kNewPortWait) {
+		d.guard_why = "a new port: guarded from the next sync";
+		record_guard(d);
+		return;
+	}
 	const int pfd = tc_.prog_fd(kGuardProg);
 	bpf_prog_info pi{};
 	uint32_t pl = sizeof(pi);
@@ -301,6 +314,10 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		if (!want.count(ifindex))
 			pins_.unlink(link_pin(ifindex));
 	}
+	for (auto it = port_seen_.begin(); it != port_seen_.end();)
+		it = xdev.count(static_cast<uint32_t>(it->first)) ? std::next(it) :
+								    port_seen_.erase(it);
+	synced_ = true;
 	// The guard leaves devices that are no longer ports (a device out of
 	// the bridge, the bridge re-created: its ports are read next time).
 	for (const auto &[k, flags] : prev) {

@@ -11,7 +11,9 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -110,6 +112,10 @@ private:
 	std::unique_ptr<SkelObject> xdp_; // kvmxdp_xdp, loaded on first use
 	uint64_t fdb_synced_ns_ = 0;
 	std::vector<std::string> warned_;
+	// When each bridge port was first seen (the guard waits kNewPortWait).
+	std::map<int, std::chrono::steady_clock::time_point> port_seen_;
+	static constexpr std::chrono::seconds kNewPortWait{2};
+	bool synced_ = false; // a sync has seen the ports there at the start
 };
 
 } // namespace kvmxdp
