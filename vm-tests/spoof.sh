@@ -258,6 +258,9 @@ assert_ne "B -> server (B is there)" "" "$(kvx_http_get "$NS_G2" "http://$SRV_IP
 # from the daemon's first look) by now or soon.
 kvx_wait_for 40 "B's port to hold B's MAC" held_on "$g2mac" "$p2" || true
 assert_eq "kvx_brport: B's MAC on B's port $P2_IF, held" "$p2 2" "$(brport_of "$g2mac") $(brport_flags "$g2mac")"
+# A's port was re-made above: a new port gets the guard a sync later.
+guarded_p1() { [[ $(kvx_dev_field "$P1_IF" prog) == kvx_port_in ]]; }
+kvx_wait_for 5 "the guard on A's re-made port" guarded_p1 || true
 assert_eq "status: the port guard on A's port" kvx_port_in "$(kvx_dev_field "$P1_IF" prog)"
 assert_eq "status: the port guard on B's port" kvx_port_in "$(kvx_dev_field "$P2_IF" prog)"
 # What the guard lets through goes on to the port's own filters (on the
