@@ -328,6 +328,12 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		} catch (const Error &e) {
 			log_warn(ifname_of(static_cast<int>(k)) +
 				 ": removing the port guard: " + e.what());
+			// Its record stays (no other flag: neither a port nor
+			// a target for XDP), for the next sync and detach.
+			kvx_xdev_val keep{};
+			keep.flags = static_cast<__u16>(
+				flags & (KVX_XDEV_F_GUARD | KVX_XDEV_F_GUARD_CLSACT));
+			xdev[k] = keep;
 		}
 	}
 	// kvx_xdev: what is, then what was not.

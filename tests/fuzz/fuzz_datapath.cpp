@@ -561,10 +561,14 @@ void make_plausible(Bytes &f, bool uplink)
 	if (uplink) {
 		put_be32(f, p.l3_off + 16, Topology::kUplinkAddr);
 		// One in sixteen from a martian source (the check: nothing of
-		// them comes in).
-		if (ip[12] % 16 == 0)
+		// them comes in), TCP ones at the port forward's port (uplink
+		// :2222), where a SYN would open a flow were it let in.
+		if (ip[12] % 16 == 0) {
 			put_be32(f, p.l3_off + 12,
 				 kMartians[ip[13] % (sizeof(kMartians) / sizeof(kMartians[0]))]);
+			if (p.proto == kProtoTcp && p.l4_off + 4 <= f.size())
+				put_be16(f.data() + p.l4_off + 2, 2222);
+		}
 	} else {
 		put_be32(f, p.l3_off + 12, Topology::kSubnet | (2 + ip[15] % 250));
 		std::memcpy(f.data(), Topology::kBridgeMac.data(), 6);
