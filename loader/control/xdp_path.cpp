@@ -134,6 +134,12 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 	return true;
 }
 
+static bool is_guard_prog(uint32_t id)
+{
+	const std::string name = prog_name_by_id(id);
+	return name.empty() || name == kGuardProg;
+}
+
 // Is kvmxdp's port guard the filter at our handle and priority on ifindex?
 // Another program there (another tool's, a kvmxdp instance's uplink filter
 // on a device that was a port) is never replaced or removed as the guard.
@@ -143,10 +149,7 @@ bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, s
 static bool guard_filter_on(int ifindex)
 {
 	const std::optional<uint32_t> id = tc_query(ifindex);
-	if (!id)
-		return false;
-	const std::string name = prog_name_by_id(*id);
-	return name.empty() || name == kGuardProg;
+	return id && is_guard_prog(*id);
 }
 
 void XdpPath::record_guard(const XdpDevice &d)
@@ -163,7 +166,15 @@ void XdpPath::record_guard(const XdpDevice &d)
 
 void XdpPath::guard(NlSocket &nl, XdpDevice &d, uint16_t prev)
 {
-	const bool ours = guard_filter_on(d.ifindex);
+	// One query per port and sync; the program's name only when it is
+	// not this daemon's own guard (every sync after the first).
+	const int pfd = tc_.prog_fd(kGuardProg);
+	bpf_prog_info pi{};
+	uint32_t pl = sizeof(pi);
+	const bool have_id = bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0;
+	const std::optional<uint32_t> id = tc_query(d.ifindex);
+	const bool current = id && have_id && *id == pi.id;
+	const bool ours = current || (id && is_guard_prog(*id));
 	// Whether kvmxdp made the clsact: the last sync's word (or the last
 	// daemon's: kvx_xdev is pinned), while its filter is still there.
 	d.guard_clsact = ours && (prev & KVX_XDEV_F_GUARD) && (prev & KVX_XDEV_F_GUARD_CLSACT);
@@ -194,15 +205,12 @@ void XdpPath::guard(NlSocket &nl, XdpDevice &d, uint16_t prev)
 		record_guard(d);
 		return;
 	}
-	const int pfd = tc_.prog_fd(kGuardProg);
-	bpf_prog_info pi{};
-	uint32_t pl = sizeof(pi);
-	if (ours && bpf_obj_get_info_by_fd(pfd, &pi, &pl) == 0 && tc_query(d.ifindex) == pi.id) {
+	if (current) {
 		d.guard = true;
 		return;
 	}
 	try {
-		if (!ours && tc_query(d.ifindex))
+		if (!ours && id)
 			throw Error("another program is kvmxdp's filter (priority " +
 				    std::to_string(kTcPriority) + ") on " + d.ifname + " ingress");
 		// Ours from before (a restarted daemon's program) is replaced
