@@ -6,9 +6,11 @@
 #  - guest1 sends 120k new UDP flows (4 sockets x 30000 server ports) as
 #    fast as it can, while guest2 downloads a 16 MB file over HTTP and keeps
 #    opening new connections; guest1 also has a TCP stream running.  It
-#    sends from four addresses of the subnet (its own and three it adds,
-#    each bound to its MAC on first use): the quota is the guest's, not the
-#    address's, so four addresses do not get four quotas (which would be the
+#    sends from four addresses of the subnet: its own and .21 on its own
+#    MAC, .22 and .23 each from a MAC of its own (macvlans on guest1's
+#    interface: two fresh MACs on guest1's bridge port).  The quota is the
+#    guest's - its bridge port's - not the address's nor the MAC's, so four
+#    addresses and three MACs do not get more quotas (four would be the
 #    whole table).
 #  - guest1 is stopped at its quota (default: a quarter of the table): the
 #    rest of its flood is counted DROP_GUEST_QUOTA, the table never fills
@@ -21,7 +23,7 @@
 #    (DROP_TABLE_FULL) and guest2's new connection fails.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+   flood + TCP stream
-#             (+ .21, .22, .23: the flood's extra sources)
+#             (+ .21; macvlans kv2<id> .22, kv3<id> .23: the flood's extra sources)
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+   download + new connections
 #                                    bridge kb<id> (192.168.122.1/24), host ns
 #                                    uplink ku<id> 10.77.0.2/24 <- kvmxdp
@@ -55,9 +57,33 @@ kvx_bg "$KVX_TMP/stream.log" ip netns exec "$NS_G1" "${FLOWGEN[@]}" stream "$SRV
 STREAM_PID=$KVX_LAST_PID
 kvx_wait_file_contains 10 "$KVX_TMP/stream.log" "ok 5 " || kvx_fatal "stream did not start: $(cat "$KVX_TMP/stream.log")"
 
-kvx_step "flood from guest1 (from four addresses) during guest2's download"
+kvx_step "flood from guest1 (four addresses, three MACs, one port) during guest2's download"
 G1_EXTRA=(192.168.122.21 192.168.122.22 192.168.122.23)
-for a in "${G1_EXTRA[@]}"; do ip -n "$NS_G1" addr add "$a/24" dev "$G1_IF"; done
+ip -n "$NS_G1" addr add "${G1_EXTRA[0]}/24" dev "$G1_IF"
+# .22 and .23 leave through macvlans of their own (fresh MACs on guest1's
+# one bridge port): source-address rules pick their device.
+MV=("kv2$KVX_ID" "kv3$KVX_ID")
+for i in 0 1; do
+	a=${G1_EXTRA[$((i + 1))]} t=$((100 + i))
+	ip -n "$NS_G1" link add "${MV[$i]}" link "$G1_IF" type macvlan mode bridge
+	ip -n "$NS_G1" addr add "$a/32" dev "${MV[$i]}"
+	ip -n "$NS_G1" link set "${MV[$i]}" up
+	ip -n "$NS_G1" route add 192.168.122.0/24 dev "${MV[$i]}" src "$a" table "$t"
+	ip -n "$NS_G1" route add default via 192.168.122.1 dev "${MV[$i]}" src "$a" table "$t"
+	ip -n "$NS_G1" rule add from "$a" table "$t"
+	# A first frame, so the bridge learns the MAC on guest1's port and
+	# the daemon places it there (kvx_brport) before the flood.
+	nsx "$NS_G1" ping -c 1 -W 2 -I "$a" 192.168.122.1 >/dev/null || true
+done
+P1_IDX=$(ip -n "$NS_HOST" -o link show "$P1_IF" | cut -d: -f1)
+placed() {
+	local m
+	for m in "$(kvx_if_mac "$NS_G1" "${MV[0]}")" "$(kvx_if_mac "$NS_G1" "${MV[1]}")"; do
+		[[ $(kvx_brport_of "$m") == "$P1_IDX" ]] || return 1
+	done
+}
+kvx_wait_for 10 "the daemon places guest1's macvlan MACs on its bridge port" placed ||
+	kvx_fatal "macvlan MACs not placed on guest1's port: $(bridge -n "$NS_HOST" fdb show br "$BR" | head -20)"
 q0=$(kvx_counter DROP_GUEST_QUOTA)
 full0=$(kvx_counter DROP_TABLE_FULL)
 # The download takes a few seconds (rate-limited) so that the flood runs
@@ -83,22 +109,22 @@ assert_ge "guest2 opened new connections during the flood" "$ok" 1
 assert_eq "none of guest2's new connections failed" 0 "$bad"
 assert_eq "guest2's new connection right after the flood" "small file" "$(curl_small "$NS_G2" 3)"
 q=$(($(kvx_counter DROP_GUEST_QUOTA) - q0))
-assert_eq "each of guest1's flood addresses is bound to guest1's MAC" 4 \
+# Who owns each flood address (kvx_guest): guest1's MAC its own and .21,
+# each macvlan's its own.
+assert_eq "the flood's addresses are bound to guest1's MAC, guest1's, mv2's, mv3's" \
+	"$(kvx_if_mac "$NS_G1" "$G1_IF") $(kvx_if_mac "$NS_G1" "$G1_IF") $(kvx_if_mac "$NS_G1" "${MV[0]}") $(kvx_if_mac "$NS_G1" "${MV[1]}")" \
 	"$(bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_guest" | "$KVX_PY" -c '
 import json, sys
-mac = bytes.fromhex(sys.argv[1].replace(":", ""))
-addrs = set(sys.argv[2].split(","))
-n = 0
+owner = {}
 for e in json.load(sys.stdin):
     v = e["formatted"] if "formatted" in e else e
     k = v["key"] if isinstance(v["key"], int) else int.from_bytes(bytes(int(x, 16) for x in v["key"]), "little")
     a = ".".join(str(k >> s & 255) for s in (0, 8, 16, 24))
     m = v["value"]["mac"]
-    m = bytes(int(x, 16) if isinstance(x, str) else x for x in m)
-    n += a in addrs and m == mac
-print(n)' "$(kvx_if_mac "$NS_G1" "$G1_IF")" \
+    owner[a] = ":".join("%02x" % (int(x, 16) if isinstance(x, str) else x) for x in m)
+print(" ".join(owner.get(a, "none") for a in sys.argv[1].split(",")))' \
 		"$G1_IP,$(IFS=,; echo "${G1_EXTRA[*]}")")"
-assert_ge "the flood hit guest1's one quota (four addresses): DROP_GUEST_QUOTA" "$q" $((sent - QUOTA - 200))
+assert_ge "the flood hit guest1's one quota (four addresses, three MACs): DROP_GUEST_QUOTA" "$q" $((sent - QUOTA - 200))
 assert_le "...and only beyond the quota" "$q" $((sent - QUOTA + 200))
 assert_eq "the table never filled (no DROP_TABLE_FULL)" "$full0" "$(kvx_counter DROP_TABLE_FULL)"
 entries=$(kvx_json "i['conntrack']['entries']")

@@ -350,6 +350,17 @@ kvx_sysctl_get() { # NS KEY  (KEY with dots or slashes; interface names may hold
 # ---------------------------------------------------------------- waiting
 
 # kvx_wait_for TIMEOUT_S DESC CMD...: poll every 0.1 s until CMD succeeds.
+# kvx_brport_of MAC: the bridge port (ifindex) the daemon placed MAC on in
+# $BR's kvx_brport; '' if none.
+kvx_brport_of() {
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_brport" 2>/dev/null | "$KVX_PY" -c '
+import json, sys
+want = bytes(int(x, 16) for x in sys.argv[1].split(":"))
+for e in json.load(sys.stdin):
+    if bytes(int(x, 16) for x in e["key"][:6]) == want:
+        print(int.from_bytes(bytes(int(x, 16) for x in e["value"][:4]), "little"))' "$1" || true
+}
+
 # kvx_if_mac NS IFACE: the interface's MAC address.
 kvx_if_mac() {
 	ip -n "$1" -j link show "$2" | "$KVX_PY" -c 'import json,sys; print(json.load(sys.stdin)[0]["address"])'

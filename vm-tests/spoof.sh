@@ -190,15 +190,7 @@ a_recreated_as() { # [MAC]
 	kvx_wait_for 5 "bridge $BR forwarding" kvx_bridge_ports_forwarding || true
 }
 a_recreated() { a_recreated_as ""; }
-# The bridge port kvx_brport places MAC on (ifindex), '' if none.
-brport_of() { # MAC
-	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_brport" 2>/dev/null | "$KVX_PY" -c '
-import json, sys
-want = bytes(int(x, 16) for x in sys.argv[1].split(":"))
-for e in json.load(sys.stdin):
-    if bytes(int(x, 16) for x in e["key"][:6]) == want:
-        print(int.from_bytes(bytes(int(x, 16) for x in e["value"][:4]), "little"))' "$1" || true
-}
+brport_of() { kvx_brport_of "$1"; } # MAC
 placed_on() { [[ $(brport_of "$1") == "$2" ]]; } # MAC IFINDEX
 # kvx_brport's flags of MAC (2: KVX_BRPORT_F_HELD, the port guard's), ''
 # if not placed.

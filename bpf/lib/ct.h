@@ -642,8 +642,34 @@ static __noinline int ct_update(struct kvx_ct_val *f, const struct kvx_pkt *p, e
 }
 
 /*
+ * The quota slot of the guest whose MAC is mac (abi.h kvx_gflows): that of
+ * the bridge port the daemon placed the MAC on (kvx_brport).  A guest is
+ * its port, not its MAC: one that sends from fresh MACs, each with a free
+ * address of the subnet, would otherwise have a flow quota and a port
+ * limit per MAC, and two MACs' port limits are the whole NAT pool.  MACs
+ * not placed (a new guest's first second, a port's MACs beyond its share
+ * of kvx_brport) share the slot of port 0.
+ */
+static __always_inline __u32 mac_slot(const struct kvx_cfg *cfg, const __u8 *mac)
+{
+	/* The key in kvx_scratch (abi.h KVX_SCRATCH_SLOT_KEY), not on the
+	 * stack: this is inlined into frames on the bridge program's deepest
+	 * call chain, at the verifier's 512 bytes. */
+	__u32 i = KVX_SCRATCH_SLOT_KEY;
+	struct kvx_xfdb_key *k = bpf_map_lookup_elem(&kvx_scratch, &i);
+	struct kvx_xfdb_val *v;
+
+	if (!k)
+		return kvx_port_slot(0, cfg->guest_seed);
+	__builtin_memcpy(k->mac, mac, ETH_ALEN);
+	k->_pad = 0;
+	v = bpf_map_lookup_elem(&kvx_brport, k);
+	return kvx_port_slot(v ? v->ifindex : 0, cfg->guest_seed);
+}
+
+/*
  * The quota slot of the guest that owns a guest address (abi.h kvx_gflows):
- * from the owner's MAC (kvx_guest), so that every address a guest claims
+ * its owner's (kvx_guest) mac_slot, so that every address a guest claims
  * counts against one quota; an address without an owner yet, from the
  * address.  Inlined: as a call of its own it is one frame more on the
  * bridge program's deepest chain (ct_quota_check -> ct_early_drop), which
@@ -655,7 +681,7 @@ static __always_inline __u32 guest_slot(const struct kvx_cfg *cfg, __be32 guest)
 	__be32 addr = guest;
 	struct kvx_guest_val *g = bpf_map_lookup_elem(&kvx_guest, &addr);
 
-	return kvx_guest_slot(g ? g->mac : NULL, guest, cfg->guest_seed);
+	return g ? mac_slot(cfg, g->mac) : kvx_guest_slot(NULL, guest, cfg->guest_seed);
 }
 
 /* The guest's flow counters (abi.h kvx_gflows). */

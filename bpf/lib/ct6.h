@@ -18,8 +18,8 @@
  * a dynamic one is (bind6_mac_owns).
  *
  * Quotas: a guest's IPv6 flows and bindings count in the same kvx_gflows
- * and kvx_gports slot as its IPv4 ones (the slot of its MAC: one quota per
- * guest, both families).  A flow or binding counts for the MAC its
+ * and kvx_gports slot as its IPv4 ones (ct.h mac_slot, its MAC's bridge
+ * port: one quota per guest, both families).  A flow or binding counts for the MAC its
  * binding's IN half delivers to (ct6_slot): the rule the daemon's recount
  * applies too.  A flow records that slot when made (abi.h KVX_CT6_SLOT)
  * and is uncounted there whatever becomes of its binding.
@@ -212,12 +212,12 @@ static __always_inline void bind6_in_init(struct kvx_bind6_key *ik, struct kvx_b
 	__builtin_memcpy(iv->bind.gw_mac, macs + KVX_GW_MAC_OFF, 6);
 }
 
-/* The quota slot of the guest whose MAC is mac (zero: none known, the
- * address's own slot). */
+/* The quota slot of the guest whose MAC is mac (ct.h mac_slot; zero: none
+ * known, the address's own slot). */
 static __always_inline __u32 guest6_slot(const struct kvx_cfg *cfg, const __u8 *mac,
 					 const __be32 *addr)
 {
-	return kvx_guest_slot6(mac_is_zero(mac) ? NULL : mac, addr, cfg->guest_seed);
+	return mac_is_zero(mac) ? kvx_guest_slot6(NULL, addr, cfg->guest_seed) : mac_slot(cfg, mac);
 }
 
 /* The bridge port a guest's MAC is on (abi.h kvx_brport); 0: not known.
@@ -244,9 +244,9 @@ static __always_inline __u32 brport_settled8(const __u8 *mac8, __u64 now)
 }
 
 /* The slot of the guest that owns addr in relay's kvx_nd (owned, pending
- * or defended): its bridge port's (kvx_brport: one quota whatever MACs the
- * guest sends from), the owning MAC's while its port is not known; else
- * the address's. */
+ * or defended): its MAC's (ct.h mac_slot, by its bridge port: one quota
+ * whatever MACs the guest sends from); else the address's.  mac_slot's
+ * rule, with its key in the nd key's stack slot. */
 static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32 *addr)
 {
 	/* One stack slot for both keys (the reclaim callback's frame is at
@@ -264,8 +264,7 @@ static __always_inline __u32 ct6_nd_slot(const struct kvx_cfg *cfg, const __be32
 		__builtin_memcpy(k.br.mac, v->mac, ETH_ALEN);
 		k.br._pad = 0;
 		port = brport_of8(k.br.mac);
-		return port ? kvx_port_slot(port, cfg->guest_seed) :
-			      kvx_guest_slot6(v->mac, addr, cfg->guest_seed);
+		return kvx_port_slot(port, cfg->guest_seed);
 	}
 	return kvx_guest_slot6(NULL, addr, cfg->guest_seed);
 }

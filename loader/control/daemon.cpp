@@ -156,6 +156,7 @@ Daemon::Daemon(const Instance &inst, SkelObject &skel, int uplink_ifindex, std::
 			      skel.map_fd(KVX_MAP_GUEST),
 			      skel.map_fd(KVX_MAP_GSTATS),
 			      skel.map_fd(KVX_MAP_GFLOWS),
+			      skel.map_fd(KVX_MAP_BRPORT),
 			      nd_fd_.get(),
 			      bind6_fd_.get(),
 			      ct6_fd_.get()};

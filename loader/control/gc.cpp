@@ -51,9 +51,9 @@ struct SlotCount {
 };
 
 // Guest MAC -> bridge port (kvx_brport, abi.h); empty without the map.
-std::map<MacAddr, uint32_t> brport_map(const QuotaMaps &q)
+GuestPorts brport_map(const QuotaMaps &q)
 {
-	std::map<MacAddr, uint32_t> out;
+	GuestPorts out;
 	if (q.brport_fd >= 0)
 		for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(q.brport_fd)) {
 			MacAddr m;
@@ -106,10 +106,7 @@ public:
 		auto it = in_half_.find(ext);
 		if (it != in_half_.end() && std::memcmp(it->second->addr, addr, 16) == 0 &&
 		    it->second->bind.port == port_be) {
-			const uint8_t *mac = it->second->bind.guest_mac;
-			if (std::memcmp(mac, kZero, 6) != 0)
-				return kvx_guest_slot6(mac, addr, seed_);
-			return kvx_guest_slot6(nullptr, addr, seed_);
+			return mac_or_addr(it->second->bind.guest_mac, addr);
 		}
 		// A 1:1 address: its one IN half, any port.
 		it = in_half_.find(Family6::ext(KVX_PROTO_ANY, ea, 0, KVX_BIND_IN));
@@ -117,20 +114,26 @@ public:
 		    std::memcmp(it->second->addr, addr, 16) == 0) {
 			const uint8_t *mac = it->second->bind.guest_mac;
 			if (std::memcmp(mac, kZero, 6) != 0)
-				return kvx_guest_slot6(mac, addr, seed_);
+				return mac_slot(mac, port_, seed_);
 		}
 		return nd_slot(addr);
 	}
 
+	// The slot of the guest whose MAC is mac (ct6.h guest6_slot); a
+	// zero MAC: none known, the address's.
+	uint32_t mac_or_addr(const uint8_t *mac, const __be32 (&addr)[4]) const
+	{
+		return std::memcmp(mac, kZero, 6) ? mac_slot(mac, port_, seed_) :
+						    kvx_guest_slot6(nullptr, addr, seed_);
+	}
+
 	// The owner of addr in kvx_nd, by its bridge port (ct6.h
-	// ct6_nd_slot), else the address's own slot.
+	// ct6_nd_slot: port 0's while not placed), else the address's own
+	// slot.
 	uint32_t nd_slot(const __be32 (&addr)[4]) const
 	{
-		if (auto o = nd_owner_.find(Family6::to_addr(addr)); o != nd_owner_.end()) {
-			if (auto p = port_.find(o->second); p != port_.end())
-				return kvx_port_slot(p->second, seed_);
-			return kvx_guest_slot6(o->second.data(), addr, seed_);
-		}
+		if (auto o = nd_owner_.find(Family6::to_addr(addr)); o != nd_owner_.end())
+			return mac_slot(o->second.data(), port_, seed_);
 		return kvx_guest_slot6(nullptr, addr, seed_);
 	}
 
@@ -149,7 +152,7 @@ private:
 	static constexpr uint8_t kZero[6] = {};
 	uint32_t seed_;
 	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> binds_;
-	std::map<MacAddr, uint32_t> port_;
+	GuestPorts port_;
 	std::unordered_map<Ext6, const kvx_bind6_val *, Ext6Hash> in_half_;
 	std::map<Ipv6Addr, MacAddr> nd_owner_;
 };
@@ -163,15 +166,9 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 	if (bindings) {
 		// A dynamic OUT half names the MAC it counts for (ct6.h
 		// bind6_out_insert): no IN half needed.
-		static const uint8_t zero[6] = {};
 		for (const auto &[k, v] : slots.bindings())
 			if (k.dir == KVX_BIND_OUT && !bind_is_static(v.bind))
-				out.push_back(
-					{kvx_guest_slot6(std::memcmp(v.bind.guest_mac, zero, 6) ?
-								 v.bind.guest_mac :
-								 nullptr,
-							 k.addr, q.seed),
-					 false});
+				out.push_back({slots.mac_or_addr(v.bind.guest_mac, k.addr), false});
 		return out;
 	}
 	for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd))
@@ -179,14 +176,17 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 	return out;
 }
 
-// Guest address (network order) -> the slot of the MAC that owns it now
-// (one dump of kvx_guest); addresses without an owner are not in it.
+// Guest address (network order) -> the slot of the guest that owns it now
+// (one dump of kvx_guest and of kvx_brport: its MAC's port); addresses
+// without an owner are not in it.
 std::unordered_map<uint32_t, uint32_t> owner_slots(const QuotaMaps &q)
 {
 	std::unordered_map<uint32_t, uint32_t> slot_of;
-	if (q.guest_fd >= 0)
-		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(q.guest_fd))
-			slot_of.emplace(a, guest_slot(&v, a, q.seed));
+	if (q.guest_fd < 0)
+		return slot_of;
+	const GuestPorts ports = brport_map(q);
+	for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(q.guest_fd))
+		slot_of.emplace(a, guest_slot(&v, a, q.seed, ports));
 	return slot_of;
 }
 
@@ -341,7 +341,7 @@ std::vector<uint32_t> gflows_counted(const QuotaMaps &q, const std::vector<FlowO
 	for (const FlowOwner &o : owners) {
 		auto it = slot_of.find(o.guest_be);
 		uint32_t i = it != slot_of.end() ? it->second :
-						   guest_slot(nullptr, o.guest_be, q.seed);
+						   kvx_guest_slot(nullptr, o.guest_be, q.seed);
 		if (i < slots)
 			counts[size_t{i} * 2 + (o.inbound ? 1 : 0)]++;
 	}
@@ -441,8 +441,9 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 		if (!closed_quiet(k.proto, v, now_ns))
 			continue;
 		auto it = slot_of.find(k.int_addr);
-		const uint32_t slot = it != slot_of.end() ? it->second :
-							    guest_slot(nullptr, k.int_addr, q.seed);
+		const uint32_t slot = it != slot_of.end() ?
+					      it->second :
+					      kvx_guest_slot(nullptr, k.int_addr, q.seed);
 		const size_t j = size_t{slot} * 2 + ((v.flags & KVX_CT_F_INBOUND) ? 1 : 0);
 		if (all4 || near.count(j))
 			cand.push_back({v.last_seen_ns, false, k, {}, j});
@@ -528,7 +529,8 @@ size_t bind_recount(int bind_fd, int fd, const char *name, const QuotaMaps &q,
 		    ((v.flags & KVX_BIND_F_SHARED) != 0) != tenants)
 			continue;
 		auto it = slot_of.find(k.addr);
-		uint32_t i = it != slot_of.end() ? it->second : guest_slot(nullptr, k.addr, q.seed);
+		uint32_t i = it != slot_of.end() ? it->second :
+						   kvx_guest_slot(nullptr, k.addr, q.seed);
 		if (i < counts.size())
 			counts[i]++;
 	}
@@ -559,16 +561,13 @@ size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
 	const std::vector<uint32_t> before = ga.read();
 	const auto nd = dump_hash<kvx_nd_key, kvx_nd_val>(nd_fd);
 	const std::vector<uint32_t> after = ga.read();
-	const std::map<MacAddr, uint32_t> port = brport_map(q);
+	const GuestPorts port = brport_map(q);
 	// As owner6.h nd_owner counts them: every entry of a guest MAC,
 	// in its bridge port's slot (port 0: not known).
 	for (const auto &[k, v] : nd) {
 		if (v.state == KVX_ND_NONE || v.state == KVX_ND_HOST)
 			continue;
-		MacAddr m;
-		std::memcpy(m.data(), v.mac, 6);
-		const auto p = port.find(m);
-		const uint32_t i = kvx_port_slot(p == port.end() ? 0 : p->second, q.seed);
+		const uint32_t i = mac_slot(v.mac, port, q.seed);
 		if (i < counts.size())
 			counts[i]++;
 	}

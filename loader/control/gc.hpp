@@ -16,8 +16,9 @@
 namespace kvmxdp {
 
 // Where the per-guest flow counters live and how a flow finds its guest's
-// (abi.h kvx_gflows): the slot of the MAC that owns the flow's guest address
-// now (kvx_guest), keyed with kvx_cfg.guest_seed, as the datapath computes
+// (abi.h kvx_gflows): the slot of the bridge port of the MAC that owns the
+// flow's guest address now (kvx_guest, kvx_brport), keyed with
+// kvx_cfg.guest_seed, as the datapath computes
 // it.  gflows_fd -1: no counters to rewrite; guest_fd -1: no owners known
 // (every address counts in its own owner-less slot).
 struct QuotaMaps {
@@ -32,11 +33,10 @@ struct QuotaMaps {
 	// kvx_nd: relay's flows have no binding; they count in the slot of
 	// their address's owner there (ct6.h ct6_nd_slot; -1: none).
 	int nd_fd = -1;
-	// kvx_brport: relay counts per bridge port (ct_rules.h
-	// kvx_port_slot): a relay flow in its owner's port's slot (the
-	// owner MAC's while its port is unknown), a relay address in its
-	// owner's port's (all MACs of unknown port in port 0's).  -1: no
-	// port known.
+	// kvx_brport: a guest is its bridge port (ct.h mac_slot): a MAC's
+	// flows, bindings and addresses count in its port's slot (ct_rules.h
+	// kvx_port_slot), all MACs not placed in port 0's.  -1: no port
+	// known (every MAC in port 0's).
 	int brport_fd = -1;
 };
 

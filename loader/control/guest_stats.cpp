@@ -18,6 +18,7 @@
 #include "kvmxdp/ct_rules.h"
 #include "model/config.hpp"
 #include "model/libvirt.hpp"
+#include "model/quota.hpp"
 
 namespace kvmxdp {
 
@@ -123,6 +124,13 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 		}
 	}
 	std::map<uint32_t, int> owners_of_slot;
+	GuestPorts ports;
+	if (fds.brport >= 0)
+		for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(fds.brport)) {
+			MacAddr m;
+			std::copy(k.mac, k.mac + 6, m.begin());
+			ports.emplace(m, v.ifindex);
+		}
 	std::vector<GuestRow> rows;
 	std::vector<kvx_gstat> percpu(static_cast<size_t>(ncpu));
 	for (auto &[mac, r] : by_mac) {
@@ -141,7 +149,7 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 					r.drops[static_cast<size_t>(i)] += v.drops[i];
 			}
 		kvx_gflows_val f{};
-		__u32 k = gslot;
+		__u32 k = mac_slot(mac.data(), ports, cfg.guest_seed);
 		if (bpf_map_lookup_elem(fds.gflows, &k, &f) == 0) {
 			// Read as signed (abi.h): a racing decrement below 0 is none.
 			r.flows_out = static_cast<int32_t>(f.out) > 0 ? f.out : 0;
@@ -251,7 +259,7 @@ std::vector<Lease> instance_leases(const Instance &inst)
 
 struct PinnedGuestStats::Fds {
 	Fd cfg, guest, gstats, gflows;
-	std::optional<Fd> nd, bind6, ct6;
+	std::optional<Fd> nd, bind6, ct6, brport;
 };
 
 PinnedGuestStats::PinnedGuestStats(const DirFd &pins)
@@ -260,9 +268,9 @@ PinnedGuestStats::PinnedGuestStats(const DirFd &pins)
 	// The IPv6 tables of an instance pinned by an older kvmxdp may be
 	// missing: its guests are then named by IPv4 only.
 	auto find = [&](const char *m) { return find_pinned(pins, m, pinned_layout(m)); };
-	fds_ = std::make_unique<Fds>(Fds{open(KVX_MAP_CFG), open(KVX_MAP_GUEST),
-					 open(KVX_MAP_GSTATS), open(KVX_MAP_GFLOWS),
-					 find(KVX_MAP_ND), find(KVX_MAP_BIND6), find(KVX_MAP_CT6)});
+	fds_ = std::make_unique<Fds>(Fds{
+		open(KVX_MAP_CFG), open(KVX_MAP_GUEST), open(KVX_MAP_GSTATS), open(KVX_MAP_GFLOWS),
+		find(KVX_MAP_ND), find(KVX_MAP_BIND6), find(KVX_MAP_CT6), find(KVX_MAP_BRPORT)});
 }
 
 PinnedGuestStats::~PinnedGuestStats() = default;
@@ -270,8 +278,8 @@ PinnedGuestStats::~PinnedGuestStats() = default;
 GuestStatsFds PinnedGuestStats::fds() const
 {
 	auto fd = [](const std::optional<Fd> &f) { return f ? f->get() : -1; };
-	return {fds_->cfg.get(), fds_->guest.get(), fds_->gstats.get(), fds_->gflows.get(),
-		fd(fds_->nd),	 fd(fds_->bind6),   fd(fds_->ct6)};
+	return {fds_->cfg.get(),  fds_->guest.get(), fds_->gstats.get(), fds_->gflows.get(),
+		fd(fds_->brport), fd(fds_->nd),	     fd(fds_->bind6),	 fd(fds_->ct6)};
 }
 
 std::vector<GuestRow> active_guests(std::vector<GuestRow> rows, uint64_t now_ns, uint64_t idle_ns)

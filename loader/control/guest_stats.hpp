@@ -30,6 +30,9 @@ struct GuestStatsFds {
 	int guest = -1;	 // kvx_guest: the guests and their addresses
 	int gstats = -1; // kvx_gstats
 	int gflows = -1; // kvx_gflows: flows now
+	// kvx_brport: which port's flows a guest's are (ct.h mac_slot; -1:
+	// not read, every MAC in port 0's slot).
+	int brport = -1;
 	// The guests' IPv6 addresses (-1: not read): relay mode's owners
 	// (kvx_nd), NAT66's bindings (kvx_bind6) and their flows' last
 	// packets (kvx_ct6).  A guest seen only over IPv6 has no kvx_guest
@@ -62,6 +65,8 @@ struct GuestRow {
 	bool shared = false;
 	uint64_t pkts_out = 0, bytes_out = 0, pkts_in = 0, bytes_in = 0;
 	std::array<uint64_t, KVX_GD_MAX> drops{};
+	// Flows of its quota slot: those of every MAC on its bridge port (a
+	// guest is its port, ct.h mac_slot), of all MACs not placed yet.
 	uint32_t flows_out = 0, flows_in = 0;
 	uint64_t drops_total() const;
 };

@@ -4,6 +4,8 @@
 #include <arpa/inet.h>
 #include <sys/random.h>
 
+#include <algorithm>
+
 #include "base/error.hpp"
 #include "kvmxdp/abi.h"
 #include "kvmxdp/ct_rules.h"
@@ -38,9 +40,18 @@ uint32_t guest_map_size(uint32_t subnet_mask_be)
 	return hosts >= KVX_GFLOWS_MAX - 1 ? KVX_GFLOWS_MAX : hosts + 1;
 }
 
-uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed)
+uint32_t mac_slot(const uint8_t *mac, const GuestPorts &ports, uint32_t seed)
 {
-	return kvx_guest_slot(owner ? owner->mac : nullptr, addr_be, seed);
+	MacAddr m;
+	std::copy(mac, mac + 6, m.begin());
+	const auto p = ports.find(m);
+	return kvx_port_slot(p == ports.end() ? 0 : p->second, seed);
+}
+
+uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed,
+		    const GuestPorts &ports)
+{
+	return owner ? mac_slot(owner->mac, ports, seed) : kvx_guest_slot(nullptr, addr_be, seed);
 }
 
 uint32_t new_guest_seed(const std::vector<bool> &taken)

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <vector>
 
+#include "base/netaddr.hpp"
 #include "kvmxdp/abi.h"
 
 namespace kvmxdp {
@@ -31,11 +33,18 @@ constexpr uint32_t kTenantCapShare = 8;
 uint32_t default_tenant_cap(uint32_t bind_size);
 // kvx_guest (abi.h), one owner per guest address: its size for a subnet.
 uint32_t guest_map_size(uint32_t subnet_mask_be);
+// Guest MAC -> the bridge port the daemon placed it on (kvx_brport).
+using GuestPorts = std::map<MacAddr, uint32_t>;
+// The kvx_gflows slot of the guest whose MAC is mac, as the datapath
+// computes it (ct.h mac_slot, seed kvx_cfg.guest_seed): its bridge port's
+// (kvmxdp/ct_rules.h kvx_port_slot), port 0's while ports does not place
+// it.  A guest is its port: fresh MACs buy no quota.
+uint32_t mac_slot(const uint8_t *mac, const GuestPorts &ports, uint32_t seed);
 // The kvx_gflows slot a flow of guest address addr_be (network order)
-// counts against: its owner's (kvx_guest; nullptr: none yet), as the
-// datapath computes it (kvmxdp/ct_rules.h kvx_guest_slot, seed
-// kvx_cfg.guest_seed).
-uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed);
+// counts against: its owner's (kvx_guest) mac_slot; without an owner yet,
+// the address's (kvx_guest_slot).
+uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed,
+		    const GuestPorts &ports);
 // A fresh kvx_cfg.guest_seed (the kernel's random source) whose IPv6 slot
 // tag (ct_rules.h kvx_ct6_slot_tag) is none of the tags taken: the records
 // (abi.h KVX_CT6_SLOT) of IPv6 flows an earlier attach made, so that none of

@@ -847,6 +847,52 @@ TEST_F(BrIngressTest, GuestPortLimit)
 	EXPECT_EQ(dp().gports(kGuestA), 4u);
 }
 
+// The port limit is the guest's, and a guest is its bridge port (ct.h
+// mac_slot): A sending from a second MAC with a free address of the subnet
+// (both on A's port, as the daemon places them) has one limit, not two -
+// per MAC, two MACs' 7/8 of the pool would be all of it.  MACs the daemon
+// has not placed share one limit between them; B, on its own port, keeps
+// its own.
+TEST_F(BrIngressTest, GuestPortLimitIsPerPortNotPerMac)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.guest_ports = 3;
+		c.gw_addr = 0;
+	});
+	const std::uint32_t a2 = ip4(192, 168, 122, 60);
+	const Mac m2{0x52, 0x54, 0x00, 0x00, 0x07, 0x01};
+	dp().brport_set(m2, kGuestPortA);
+	auto from = [](std::uint32_t src, const Mac &mac, std::uint16_t sport) {
+		Packet p = from_guest(make_udp(src, sport, kRemote1, 53));
+		p.src_mac = mac;
+		return p;
+	};
+	translate_out(from(kGuestA, kGuestAMac, 40000));
+	translate_out(from(a2, m2, 40000));
+	translate_out(from(a2, m2, 40001));
+	ASSERT_EQ(owner_of(dp(), a2), m2);
+	EXPECT_EQ(dp().gflows_slot(a2), dp().gflows_slot(kGuestA));
+	EXPECT_EQ(dp().gports(kGuestA), 3u) << "both MACs' ports in the port's one count";
+	run_br(from(a2, m2, 40002), TC_ACT_SHOT, KVX_R_DROP_GUEST_PORTS);
+	run_br(from(kGuestA, kGuestAMac, 40003), TC_ACT_SHOT, KVX_R_DROP_GUEST_PORTS);
+	// Two MACs of no known port: one limit between them.
+	const std::uint32_t a3 = ip4(192, 168, 122, 61), a4 = ip4(192, 168, 122, 62);
+	const Mac m3{0x52, 0x54, 0x00, 0x00, 0x07, 0x02}, m4{0x52, 0x54, 0x00, 0x00, 0x07, 0x03};
+	translate_out(from(a3, m3, 40000));
+	translate_out(from(a4, m4, 40000));
+	translate_out(from(a4, m4, 40001));
+	EXPECT_EQ(dp().gflows_slot(a3), dp().gflows_slot(a4));
+	EXPECT_NE(dp().gflows_slot(a3), dp().gflows_slot(kGuestA));
+	run_br(from(a3, m3, 40001), TC_ACT_SHOT, KVX_R_DROP_GUEST_PORTS);
+	// B, on its own port, is not affected by any of them.
+	translate_out(from_guest(make_udp(kGuestB, 40000, kRemote1, 53)));
+	EXPECT_EQ(dp().gports(kGuestB), 1u);
+	// The daemon places m3 on a port of its own: its next port counts
+	// there (the GC recounts what it held before).
+	dp().brport_set(m3, kGuestPortA + 50);
+	translate_out(from(a3, m3, 40001));
+}
+
 // A TCP connection of a guest endpoint through the NAT, with the sequence
 // numbers real endpoints use (conntrack checks FINs and RSTs against the
 // window): g and r are the guest's and the remote's next sequence numbers.

@@ -38,6 +38,7 @@ protected:
 		kvx_cfg c = Datapath::default_cfg(topo());
 		c.flow_quota = quota;
 		d->set_cfg(c);
+		place_guests(*d);
 		return d;
 	}
 	static Packet udp(std::uint32_t guest, std::uint16_t sport, std::uint32_t dst,
@@ -375,6 +376,47 @@ TEST_F(CtReclaimTest, GuestQuotaIsPerMacNotPerAddress)
 		out(*d, udp(kGuestB, std::uint16_t(62700 + i), kRemote1));
 	EXPECT_EQ(d->gflows(kGuestB), 4u);
 	EXPECT_EQ(d->gflows(kGuestA), 4u);
+}
+
+// The quota is the guest's bridge port's, not its MAC's (ct.h mac_slot): A
+// sending from a second MAC with a free address of the subnet, both on A's
+// port, has one quota; two MACs of no known port share one; B, on its own
+// port, keeps its own.  Per MAC, every fresh MAC was a fresh quota.
+TEST_F(CtReclaimTest, GuestQuotaIsPerPortNotPerMac)
+{
+	auto d = make(64, 4);
+	const std::uint32_t a2 = ip4(192, 168, 122, 60);
+	const Mac m2{0x52, 0x54, 0x00, 0x00, 0x07, 0x01};
+	d->brport_set(m2, kGuestPortA);
+	auto from = [](std::uint32_t src, const Mac &mac, std::uint16_t sport) {
+		Packet p = udp(src, sport, kRemote1);
+		p.src_mac = mac;
+		return p;
+	};
+	out(*d, from(kGuestA, kGuestAMac, 62800));
+	out(*d, from(kGuestA, kGuestAMac, 62801));
+	out(*d, from(a2, m2, 62800));
+	out(*d, from(a2, m2, 62801));
+	ASSERT_EQ(owner_of(*d, a2), m2);
+	EXPECT_EQ(d->gflows(kGuestA), 4u) << "two MACs, one port, one counter";
+	run_case(*d, Prog::BrIngress, from(a2, m2, 62802), TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	run_case(*d, Prog::BrIngress, from(kGuestA, kGuestAMac, 62802), TC_ACT_SHOT,
+		 KVX_R_DROP_GUEST_QUOTA);
+	// MACs of no known port: one quota between them.
+	const std::uint32_t a3 = ip4(192, 168, 122, 61), a4 = ip4(192, 168, 122, 62);
+	const Mac m3{0x52, 0x54, 0x00, 0x00, 0x07, 0x02}, m4{0x52, 0x54, 0x00, 0x00, 0x07, 0x03};
+	for (std::uint16_t i = 0; i < 2; i++) {
+		out(*d, from(a3, m3, std::uint16_t(62800 + i)));
+		out(*d, from(a4, m4, std::uint16_t(62800 + i)));
+	}
+	EXPECT_EQ(d->gflows(a3), 4u);
+	run_case(*d, Prog::BrIngress, from(a4, m4, 62802), TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// B's own port, its own quota.
+	for (std::uint16_t i = 0; i < 4; i++)
+		out(*d, udp(kGuestB, std::uint16_t(62800 + i), kRemote1));
+	EXPECT_EQ(d->gflows(kGuestB), 4u);
+	EXPECT_EQ(d->gflows(kGuestA), 4u);
+	EXPECT_EQ(d->ct_entries().size(), 12u);
 }
 
 // A guest that stays over its quota pays at most one reclaim pass per

@@ -398,7 +398,11 @@ void Datapath::set_host_ports(const std::vector<std::uint16_t> &ports)
 std::uint32_t Datapath::gflows_slot(std::uint32_t guest) const
 {
 	const std::optional<kvx_guest_val> owner = guest_lookup(guest);
-	return kvx_guest_slot(owner ? owner->mac : nullptr, htonl(guest), cfg().guest_seed);
+	if (!owner)
+		return kvx_guest_slot(nullptr, htonl(guest), cfg().guest_seed);
+	testpkt::Mac mac;
+	std::copy(owner->mac, owner->mac + 6, mac.begin());
+	return mac_slot(mac);
 }
 
 kvx_gflows_val Datapath::gflows_val(std::uint32_t guest) const
@@ -496,7 +500,18 @@ void Datapath::set_gcur(const kvx_gcur &cur)
 
 kvx_gstat Datapath::gstats(std::uint32_t guest) const
 {
-	return gstats_at(gflows_slot(guest));
+	return gstats_at(gstats_slot(guest));
+}
+
+std::uint32_t Datapath::gstats_slot(std::uint32_t guest) const
+{
+	const std::optional<kvx_guest_val> owner = guest_lookup(guest);
+	return kvx_guest_slot(owner ? owner->mac : nullptr, htonl(guest), cfg().guest_seed);
+}
+
+std::uint32_t Datapath::gstats_mac_slot(const testpkt::Mac &mac) const
+{
+	return kvx_guest_slot6(mac.data(), nullptr, cfg().guest_seed);
 }
 
 kvx_gstat Datapath::gstats_at(std::uint32_t slot) const
@@ -896,6 +911,12 @@ void Datapath::brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
 		throw std::runtime_error("update kvx_brport: " + errno_text(errno));
 }
 
+void Datapath::brport_delete(const testpkt::Mac &mac)
+{
+	const kvx_xfdb_key k = xfdb_key(mac);
+	bpf_map_delete_elem(bpf_map__fd(tc()->maps.kvx_brport), &k);
+}
+
 std::optional<kvx_xfdb_val> Datapath::brport_lookup(const testpkt::Mac &mac) const
 {
 	const kvx_xfdb_key k = xfdb_key(mac);
@@ -980,7 +1001,8 @@ void Datapath::ct6_update(const kvx_ct6_key &key, const kvx_ct6_val &val)
 
 std::uint32_t Datapath::mac_slot(const testpkt::Mac &mac) const
 {
-	return kvx_guest_slot6(mac.data(), nullptr, cfg().guest_seed);
+	const std::optional<kvx_xfdb_val> port = brport_lookup(mac);
+	return kvx_port_slot(port ? port->ifindex : 0, cfg().guest_seed);
 }
 
 kvx_gflows_val Datapath::gflows_at(std::uint32_t slot) const

@@ -139,10 +139,13 @@ public:
 	kvx_gflows_val gflows_val(std::uint32_t guest) const;
 	void set_gflows_val(std::uint32_t guest, const kvx_gflows_val &v);
 	// kvx_gstats: the per-guest counters of the slot of guest's owner now
-	// (host-order address), summed over every CPU.
+	// (host-order address), summed over every CPU.  Counters are per MAC
+	// (stats.h), quotas per bridge port (gflows_slot).
 	kvx_gstat gstats(std::uint32_t guest) const;
-	// kvx_gstats at a slot (mac_slot: a MAC's, IPv6 guests by their MAC)
+	std::uint32_t gstats_slot(std::uint32_t guest) const;
+	// kvx_gstats at a slot (gstats_mac_slot: a MAC's, IPv6 guests by their MAC)
 	kvx_gstat gstats_at(std::uint32_t slot) const;
+	std::uint32_t gstats_mac_slot(const testpkt::Mac &mac) const;
 	// kvx_gcur[0] on every CPU: the mark the next packet's counter bump takes.
 	void set_gcur(const kvx_gcur &cur);
 	// The reclaim pass's shared state (.bss): window start and hold-off.
@@ -214,8 +217,9 @@ public:
 	std::vector<std::pair<kvx_bind6_key, kvx_bind6_val>> bind6_entries() const;
 	void ct6_update(const kvx_ct6_key &key, const kvx_ct6_val &val);
 	void ct6_delete(const kvx_ct6_key &key);
-	// An IPv6 guest's quota slot is its MAC's (ct_rules.h kvx_guest_slot6);
-	// kvx_gflows and kvx_gports at a slot.
+	// A guest's quota slot (both families) is its MAC's bridge port's
+	// (kvx_brport; port 0's when not placed: ct.h mac_slot); kvx_gflows
+	// and kvx_gports at a slot.
 	std::uint32_t mac_slot(const testpkt::Mac &mac) const;
 	kvx_gflows_val gflows_at(std::uint32_t slot) const;
 	void set_gflows_at(std::uint32_t slot, const kvx_gflows_val &v);
@@ -242,6 +246,7 @@ public:
 	// flags: KVX_BRPORT_F_HELD (its port holds it: the port guard's).
 	void brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
 			std::uint64_t moved_ns = 0, std::uint32_t flags = 0);
+	void brport_delete(const testpkt::Mac &mac); // none there: nothing
 	std::optional<kvx_xfdb_val> brport_lookup(const testpkt::Mac &mac) const;
 	// kvx_guard[0]: the port guard's lease (0: off; clear_tables()).
 	void guard_until_set(std::uint64_t until_ns);

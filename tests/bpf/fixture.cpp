@@ -674,6 +674,17 @@ void DatapathTest::SetUp()
 	// every hairpin comes from one of them.
 	g_dp->hostaddr_update(Topology::kUplinkAddr);
 	g_dp->hostaddr_update(Topology::kBridgeAddr);
+	place_guests(*g_dp);
+}
+
+void place_guests(Datapath &d)
+{
+	// The guests' own bridge ports, as the daemon's kvx_brport places
+	// them: each guest has its quota (ct.h mac_slot).  Numbers no device
+	// has: the slot is all that reads them.
+	d.brport_set(kGuestAMac, kGuestPortA);
+	d.brport_set(kGuestBMac, kGuestPortA + 1);
+	d.brport_set(kGuestCMac, kGuestPortA + 2);
 }
 
 Datapath &DatapathTest::dp()

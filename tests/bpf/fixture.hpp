@@ -46,6 +46,12 @@ constexpr std::uint16_t kNatLo = 61000;
 constexpr std::uint16_t kNatHi = 65535;
 
 Mac guest_mac(std::uint32_t guest);
+// Guests A, B and C on bridge ports of their own (kvx_brport: ports
+// kGuestPortA, +1, +2), as the daemon places them: each has its own quota
+// slot.  DatapathTest::SetUp does it; a test that clears the tables again
+// calls it if it needs it.
+constexpr std::uint32_t kGuestPortA = 1001;
+void place_guests(Datapath &d);
 // Makes guest's address an idle, learnt owner's (KVX_GUEST_IDLE_NS and a
 // second ago): the next MAC to use it takes it over.
 void make_owner_idle(Datapath &dp, std::uint32_t guest);

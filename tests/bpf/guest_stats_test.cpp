@@ -19,8 +19,8 @@ protected:
 		UpIngressTest::SetUp();
 		own_address(dp(), kGuestA);
 		own_address(dp(), kGuestB);
-		ASSERT_NE(dp().gflows_slot(kGuestA) & (KVX_GSTATS_SLOTS - 1),
-			  dp().gflows_slot(kGuestB) & (KVX_GSTATS_SLOTS - 1))
+		ASSERT_NE(dp().gstats_slot(kGuestA) & (KVX_GSTATS_SLOTS - 1),
+			  dp().gstats_slot(kGuestB) & (KVX_GSTATS_SLOTS - 1))
 			<< "the two guests share a counter slot with this seed";
 	}
 	static std::uint64_t drops(const kvx_gstat &g)
@@ -114,7 +114,7 @@ TEST_F(GuestStatsTest, PassedToHostNotCharged)
 TEST_F(GuestStatsTest, StaleMarkNotTakenByTheNextPacket)
 {
 	kvx_gcur stale{};
-	stale.slot = dp().gflows_slot(kGuestA) & (KVX_GSTATS_SLOTS - 1);
+	stale.slot = dp().gstats_slot(kGuestA) & (KVX_GSTATS_SLOTS - 1);
 	stale.flags = KVX_GCUR_F_SET;
 	dp().set_gcur(stale);
 	run_up(from_uplink(make_udp(kRemote1, 53, kGuestB, 40000)), TC_ACT_SHOT,

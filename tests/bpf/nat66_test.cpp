@@ -24,6 +24,8 @@ using namespace testpkt;
 
 const Ip6 kGuest6A = ip6("fd42::a");
 const Ip6 kGuest6B = ip6("fd42::b");
+const Ip6 kGuest6C = ip6("fd42::c");
+const Ip6 kGuest6F = ip6("fd42::14");
 const Ip6 kRemote6A = ip6("2001:db8:100::10");
 const Ip6 kRemote6B = ip6("2001:db8:100::20");
 const Ip6 kUplink6 = ip6(Topology::kUplinkAddr6);
@@ -162,6 +164,15 @@ protected:
 		if (IsSkipped() || HasFatalFailure())
 			return;
 		dp().set_cfg6(nat66_cfg());
+		place_guests6(dp());
+	}
+
+	// The IPv6 guests on bridge ports of their own (as place_guests).
+	static void place_guests6(Datapath &d)
+	{
+		std::uint32_t port = kGuestPortA + 100;
+		for (const Ip6 *g : {&kGuest6A, &kGuest6B, &kGuest6C, &kGuest6F})
+			d.brport_set(mac_of(*g), port++);
 	}
 
 	RunResult run6(Prog prog, const Packet6 &in, int verdict, kvx_reason reason,
@@ -378,9 +389,13 @@ TEST_F(Nat66Test, FilteringApdfAndEif)
 // Guest B sending with guest A's address and port (a UDP packet, a TCP bare
 // ACK), on A's flow or a new one, never moves A's binding: dropped, and A's
 // inbound traffic still goes to A's MAC.  Only a binding idle for
-// KVX_GUEST_IDLE_NS goes to a new MAC (a re-created VM).
+// KVX_GUEST_IDLE_NS goes to a new MAC (a re-created VM), and only from an
+// owner the daemon never placed on a port (owner6.h nd_owner_nat66: a
+// placed owner's port keeps its addresses): A and B are not placed here.
 TEST_F(Nat66Test, BindingOwnedByItsMac)
 {
+	dp().brport_delete(mac_of(kGuest6A));
+	dp().brport_delete(mac_of(kGuest6B));
 	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
 	const std::uint16_t port = out6(q);
 	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
@@ -770,6 +785,42 @@ TEST_F(Nat66Test, Ipv4UnchangedWithNat66On)
 
 // --- per-guest limits: one quota per guest, both families ---
 
+// The IPv6 quota is the guest's bridge port's, as IPv4's (ct.h mac_slot):
+// guest A's second MAC, on A's port, sending from another address of the
+// prefix, counts with A; the port limit the same.
+TEST_F(Nat66Test, QuotaAndPortLimitPerPortNotPerMac)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.flow_quota = 3;
+		c.guest_ports = 2;
+	});
+	const Ip6 a2 = ip6("fd42::60");
+	const Mac m2{0x52, 0x54, 0x00, 0x00, 0x07, 0x06};
+	dp().brport_set(m2, kGuestPortA + 100); // mac_of(kGuest6A)'s port
+	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6A));
+	ASSERT_EQ(dp().mac_slot(m2), slot);
+	auto from = [&](const Ip6 &src, const Mac &mac, std::uint16_t sport) {
+		Packet6 p = from_guest6(make_udp6(src, sport, kRemote6A, 53));
+		p.src_mac = mac;
+		return p;
+	};
+	out6(from(kGuest6A, mac_of(kGuest6A), 7000));
+	out6(from(a2, m2, 7000));
+	EXPECT_EQ(dp().gports_at(slot), 2u);
+	run6(Prog::BrIngress, from(a2, m2, 7001), TC_ACT_SHOT, KVX_R_DROP_GUEST_PORTS);
+	// A bound endpoint's new flow needs no port; the third flow is the
+	// quota's last.
+	Packet6 q = from(a2, m2, 7000);
+	q.dst = kRemote6B;
+	out6(q);
+	EXPECT_EQ(dp().gflows_at(slot).out, 3u);
+	q.dst = ip6("2001:db8:100::30");
+	run6(Prog::BrIngress, q, TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	// B's own port: its own quota.
+	out6(from_guest6(make_udp6(kGuest6B, 7000, kRemote6A, 53)));
+	EXPECT_EQ(dp().gflows_at(dp().mac_slot(mac_of(kGuest6B))).out, 1u);
+}
+
 // A guest's IPv6 flows count in its MAC's kvx_gflows slot, the one its IPv4
 // flows count in: at the quota a new flow of either family is dropped
 // before any binding is made for it, its flows that exist go on, and
@@ -1028,8 +1079,6 @@ protected:
 		});
 	}
 };
-
-const Ip6 kGuest6C = ip6("fd42::c");
 
 // A port whose one TCP flow is over (TIME_WAIT) and quiet for 0.5 s goes to a
 // new SYN of any guest; the old guest's late packets never go out through
@@ -1338,6 +1387,7 @@ TEST_F(Nat66Test, FullTableOfExpiredFlowsAcceptsNewFlow)
 	Datapath d(sizes);
 	d.set_cfg(Datapath::default_cfg(topo()));
 	d.set_cfg6(nat66_cfg());
+	place_guests6(d);
 	std::vector<Packet6> flows;
 	for (int i = 0; i < 4; i++)
 		flows.push_back(from_guest6(
@@ -1950,7 +2000,6 @@ TEST_F(Nat66Test, TruncatedAtEveryByte)
 
 // --- static mappings (`map add` with IPv6): port forwards and 1:1 ---
 
-const Ip6 kGuest6F = ip6("fd42::14");
 const Ip6 kMapped6 = ip6("2001:db8:77::101"); // on the uplink's /64, not the host's
 
 // The SNAT of a mapped guest endpoint: from ext:port.
@@ -2424,8 +2473,8 @@ std::uint64_t gdrops(const kvx_gstat &g)
 TEST_F(Nat66Test, GuestCountersChargeIpv6ToTheGuestsMac)
 {
 	const Mac mac = mac_of(kGuest6A);
-	const std::uint32_t slot = dp().mac_slot(mac);
-	const std::uint32_t slot_b = dp().mac_slot(mac_of(kGuest6B));
+	const std::uint32_t slot = dp().gstats_mac_slot(mac);
+	const std::uint32_t slot_b = dp().gstats_mac_slot(mac_of(kGuest6B));
 	ASSERT_NE(slot & (KVX_GSTATS_SLOTS - 1), slot_b & (KVX_GSTATS_SLOTS - 1))
 		<< "the two guests share a counter slot with this seed";
 	Packet v4 = from_guest(make_udp(kGuestA, 5000, kRemote1, 53));
@@ -2459,8 +2508,8 @@ TEST_F(Nat66Test, GuestCountersChargeIpv6ToTheGuestsMac)
 TEST_F(Nat66Test, GuestCountersChargeIpv6DropsToTheGuest)
 {
 	set_cfg([](kvx_cfg &c) { c.flow_quota = 1; });
-	const std::uint32_t slot = dp().mac_slot(mac_of(kGuest6A));
-	const std::uint32_t slot_b = dp().mac_slot(mac_of(kGuest6B));
+	const std::uint32_t slot = dp().gstats_mac_slot(mac_of(kGuest6A));
+	const std::uint32_t slot_b = dp().gstats_mac_slot(mac_of(kGuest6B));
 	out6(from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53)));
 	run6(Prog::BrIngress, from_guest6(make_udp6(kGuest6A, 7001, kRemote6A, 53)), TC_ACT_SHOT,
 	     KVX_R_DROP_GUEST_QUOTA);
@@ -2491,12 +2540,12 @@ TEST_F(Nat66Test, GuestCountersChargeAHairpinToBothGuests)
 	const Packet6 synack = answer6(at_f);
 	r = dp().run(Prog::BrIngress, synack.build(), ingress_ifindex(Prog::BrIngress));
 	ASSERT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
-	const kvx_gstat a = dp().gstats_at(dp().mac_slot(mac_of(kGuest6A)));
+	const kvx_gstat a = dp().gstats_at(dp().gstats_mac_slot(mac_of(kGuest6A)));
 	EXPECT_EQ(a.pkts_out, 1u);
 	EXPECT_EQ(a.bytes_out, syn.build().size());
 	EXPECT_EQ(a.pkts_in, 1u);
 	EXPECT_EQ(a.bytes_in, synack.build().size());
-	const kvx_gstat f = dp().gstats_at(dp().mac_slot(mac_of(kGuest6F)));
+	const kvx_gstat f = dp().gstats_at(dp().gstats_mac_slot(mac_of(kGuest6F)));
 	EXPECT_EQ(f.pkts_out, 1u);
 	EXPECT_EQ(f.bytes_out, synack.build().size());
 }

@@ -538,6 +538,7 @@ TEST_F(OverlapTest, TenantRefusedForAFullBindingTableLeavesNoClaim)
 	c.guest_ports = 1;
 	c.gw_addr = 0;
 	small.set_cfg(c);
+	place_guests(small);
 	for (const std::uint32_t g : {kGuestA, kGuestB}) {
 		const Packet q = from_guest(make_udp(g, 40000, kRemote1, 53));
 		ASSERT_EQ(small.run(Prog::BrIngress, q.build(), topo().bridge_ifindex).verdict,
@@ -559,6 +560,7 @@ TEST_F(OverlapTest, FullBindingTableReclaimsAnIdleTenant)
 	c.guest_ports = 1;
 	c.gw_addr = 0;
 	small.set_cfg(c);
+	place_guests(small);
 	auto out = [&](const Packet &q) {
 		const RunResult r = small.run(Prog::BrIngress, q.build(), topo().bridge_ifindex);
 		EXPECT_EQ(r.verdict, TC_ACT_REDIRECT);

@@ -923,7 +923,7 @@ std::uint64_t gdrops(const kvx_gstat &g)
 // the sender and into the target.
 TEST_F(Relay6Test, GuestCountersChargeRelayedTrafficToTheGuestsMac)
 {
-	const std::uint32_t sa = dp().mac_slot(kMacA), sb = dp().mac_slot(kMacB);
+	const std::uint32_t sa = dp().gstats_mac_slot(kMacA), sb = dp().gstats_mac_slot(kMacB);
 	ASSERT_NE(sa & (KVX_GSTATS_SLOTS - 1), sb & (KVX_GSTATS_SLOTS - 1))
 		<< "the two guests share a counter slot with this seed";
 	claim(kGuestA, kMacA);
@@ -964,11 +964,11 @@ TEST_F(Relay6Test, GuestCountersChargeRelayDropsToTheGuest)
 	     TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
 	run6(Prog::BrIngress, from_guest(make_udp6(kGuestA, 7000, kRemote, 53), kMacB),
 	     TC_ACT_SHOT, KVX_R_DROP_SPOOF_MAC);
-	const kvx_gstat a = dp().gstats_at(dp().mac_slot(kMacA));
+	const kvx_gstat a = dp().gstats_at(dp().gstats_mac_slot(kMacA));
 	EXPECT_EQ(a.pkts_out, 1u);
 	EXPECT_EQ(a.drops[KVX_GD_QUOTA], 1u);
 	EXPECT_EQ(gdrops(a), 1u);
-	const kvx_gstat b = dp().gstats_at(dp().mac_slot(kMacB));
+	const kvx_gstat b = dp().gstats_at(dp().gstats_mac_slot(kMacB));
 	EXPECT_EQ(b.drops[KVX_GD_SPOOF], 1u);
 	EXPECT_EQ(b.pkts_out + b.pkts_in, 0u);
 }

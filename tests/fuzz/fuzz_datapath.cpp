@@ -268,17 +268,19 @@ void check_shared_ports(const std::vector<std::pair<kvx_bind_key, kvx_bind_val>>
 void check_pool(const Bytes &in, const Bytes &out)
 {
 	const kvx_cfg c = g_dp->cfg();
-	// A guest's ports are counted in its slot (the MAC that owns the
-	// address, as kvx_gflows): slot -> dynamic OUT halves.  Its IPv6
-	// bindings count there too: in the slot of the MAC their OUT half
-	// names (ct6.h bind6_out_insert).
+	// A guest's ports are counted in its slot (the bridge port of the
+	// MAC that owns the address, as kvx_gflows: ct.h mac_slot): slot ->
+	// dynamic OUT halves.  Its IPv6 bindings count there too: in the slot
+	// of the MAC their OUT half names (ct6.h bind6_out_insert).
 	std::map<std::uint32_t, std::uint32_t> held;
 	static const __u8 zero[6] = {};
 	for (const auto &[k, v] : g_dp->bind6_entries()) {
 		if (k.dir != KVX_BIND_OUT || (v.bind.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)))
 			continue;
-		const bool named = std::memcmp(v.bind.guest_mac, zero, 6) != 0;
-		held[kvx_guest_slot6(named ? v.bind.guest_mac : nullptr, k.addr, c.guest_seed)]++;
+		Mac named{};
+		std::copy(v.bind.guest_mac, v.bind.guest_mac + 6, named.begin());
+		held[std::memcmp(v.bind.guest_mac, zero, 6) ? g_dp->mac_slot(named) :
+							      kvx_guest_slot6(nullptr, k.addr, c.guest_seed)]++;
 	}
 	const auto binds = g_dp->bind_entries();
 	for (const auto &[k, v] : binds) {

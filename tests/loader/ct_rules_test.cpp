@@ -214,9 +214,9 @@ TEST(CtRules, UnansweredPickUpAsShortLivedAsASyn)
 	EXPECT_EQ(kvx_ct_timeout_s(&lone, IPPROTO_TCP, &t), 100u);
 }
 
-// The quota slot is the owner's (its MAC), whatever address the flow has;
-// owner-less addresses get their own; the key moves every slot.
-TEST(CtRules, GuestSlotIsTheOwnersMac)
+// The quota slot is the owner's (its MAC's port), whatever address the flow
+// has; owner-less addresses get their own; the key moves every slot.
+TEST(CtRules, GuestSlotIsTheOwnersPort)
 {
 	const __u8 m1[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x56};
 	const __u8 m2[6] = {0x52, 0x54, 0x00, 0x12, 0x34, 0x57};
@@ -229,10 +229,22 @@ TEST(CtRules, GuestSlotIsTheOwnersMac)
 	EXPECT_NE(kvx_guest_slot(m1, a1, seed + 1), s1) << "the key moves it";
 	EXPECT_NE(kvx_guest_slot(nullptr, a1, seed), kvx_guest_slot(nullptr, a2, seed))
 		<< "owner-less addresses count apart";
-	kvx_guest_val owner{};
+	// model/quota.hpp: a guest is its MAC's bridge port (ct.h mac_slot):
+	// two MACs on one port share its slot, MACs not placed share port 0's.
+	kvx_guest_val owner{}, other{};
 	std::memcpy(owner.mac, m1, 6);
-	EXPECT_EQ(guest_slot(&owner, a2, seed), s1) << "model/quota.hpp";
-	EXPECT_EQ(guest_slot(nullptr, a1, seed), kvx_guest_slot(nullptr, a1, seed));
+	std::memcpy(other.mac, m2, 6);
+	GuestPorts ports;
+	EXPECT_EQ(guest_slot(&owner, a2, seed, ports), kvx_port_slot(0, seed));
+	EXPECT_EQ(guest_slot(&other, a1, seed, ports), kvx_port_slot(0, seed));
+	ports[MacAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}] = 7;
+	ports[MacAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x57}] = 7;
+	EXPECT_EQ(guest_slot(&owner, a2, seed, ports), kvx_port_slot(7, seed));
+	EXPECT_EQ(guest_slot(&other, a1, seed, ports), kvx_port_slot(7, seed));
+	ports[MacAddr{0x52, 0x54, 0x00, 0x12, 0x34, 0x57}] = 8;
+	EXPECT_NE(guest_slot(&other, a1, seed, ports), kvx_port_slot(7, seed));
+	EXPECT_NE(kvx_port_slot(7, seed), kvx_port_slot(0, seed));
+	EXPECT_EQ(guest_slot(nullptr, a1, seed, ports), kvx_guest_slot(nullptr, a1, seed));
 	// Spread: 4096 MACs of one OUI land on (nearly) 4096 slots; with
 	// KVX_GFLOWS_MAX slots a few collisions are expected (abi.h).
 	std::set<uint32_t> slots;

@@ -138,9 +138,19 @@ protected:
 		guest_.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "t_guest", sizeof(__be32),
 					    sizeof(kvx_guest_val), 256, nullptr));
 		ASSERT_GE(guest_.get(), 0) << "bpf_map_create(t_guest): " << std::strerror(errno);
+		brport_.reset(bpf_map_create(BPF_MAP_TYPE_HASH, "t_brport", sizeof(kvx_xfdb_key),
+					     sizeof(kvx_xfdb_val), 256, nullptr));
+		ASSERT_GE(brport_.get(), 0) << "bpf_map_create(t_brport): " << std::strerror(errno);
 	}
-	QuotaMaps q() const { return {gf_.get(), guest_.get(), kSeed}; }
-	// kvx_guest[addr] = mac, as the datapath binds an address.
+	QuotaMaps q() const
+	{
+		QuotaMaps m{gf_.get(), guest_.get(), kSeed};
+		m.brport_fd = brport_.get();
+		return m;
+	}
+	// kvx_guest[addr] = mac, as the datapath binds an address, and the MAC
+	// on a bridge port of its own (kvx_brport: port 1000 + mac_last), as
+	// the daemon places it.
 	void own(uint32_t guest, uint8_t mac_last)
 	{
 		kvx_guest_val v{};
@@ -148,14 +158,33 @@ protected:
 		std::memcpy(v.mac, mac, 6);
 		const __be32 k = htonl(guest);
 		ASSERT_EQ(bpf_map_update_elem(guest_.get(), &k, &v, BPF_ANY), 0);
+		place(mac, 1000u + mac_last);
 	}
-	// The slot the datapath counts guest's flows in: its owner's now.
+	void place(const uint8_t (&mac)[6], uint32_t port)
+	{
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, mac, 6);
+		kvx_xfdb_val v{};
+		v.ifindex = port;
+		ASSERT_EQ(bpf_map_update_elem(brport_.get(), &k, &v, BPF_ANY), 0);
+	}
+	// The slot the datapath counts guest's flows in: its owner's port's
+	// now (ct.h mac_slot).
 	__u32 slot(uint32_t guest)
 	{
 		const __be32 k = htonl(guest);
 		kvx_guest_val v{};
-		const bool owned = bpf_map_lookup_elem(guest_.get(), &k, &v) == 0;
-		return kvx_guest_slot(owned ? v.mac : nullptr, k, kSeed);
+		if (bpf_map_lookup_elem(guest_.get(), &k, &v) != 0)
+			return kvx_guest_slot(nullptr, k, kSeed);
+		return mac_port_slot(v.mac);
+	}
+	__u32 mac_port_slot(const uint8_t *mac)
+	{
+		kvx_xfdb_key k{};
+		std::memcpy(k.mac, mac, 6);
+		kvx_xfdb_val v{};
+		const bool placed = bpf_map_lookup_elem(brport_.get(), &k, &v) == 0;
+		return kvx_port_slot(placed ? v.ifindex : 0, kSeed);
 	}
 	void add_flow(uint32_t guest, uint16_t gport, uint8_t state, uint64_t seen,
 		      uint8_t flags = 0)
@@ -191,7 +220,8 @@ protected:
 		v.out = n;
 		ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &v, BPF_ANY), 0);
 	}
-	Fd gf_, guest_;
+	Fd gf_, guest_, brport_;
+	uint16_t count_flows_ = 0;
 };
 
 // Counters that drifted (the GC's own deletions, lost datapath updates, a
@@ -294,6 +324,39 @@ TEST_F(GcQuotaMaps, RecountCountsPerOwnerNotPerAddress)
 	EXPECT_EQ(v.in, 3u);
 	EXPECT_EQ(counts(other).out, 2u);
 	EXPECT_EQ(counts(other).in, 1u);
+}
+
+// A guest is its bridge port (ct.h mac_slot): owners with different MACs
+// on one port count in one slot; MACs the daemon has not placed share port
+// 0's; when the daemon places one, the recount moves its flows there.
+TEST_F(GcQuotaMaps, RecountCountsPerPortNotPerMac)
+{
+	const uint32_t a = 0xc0a87a0a, a2 = 0xc0a87a3c, u1 = 0xc0a87a3d, u2 = 0xc0a87a3e;
+	own(a, 0x01);
+	own(a2, 0x05);
+	place({0x52, 0x54, 0x00, 0xaa, 0xbb, 0x05}, 1001); // a's port
+	own(u1, 0x06);
+	own(u2, 0x07);
+	// u1's and u2's MACs not placed (yet).
+	for (uint8_t m : {0x06, 0x07}) {
+		kvx_xfdb_key k{};
+		const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, m};
+		std::memcpy(k.mac, mac, 6);
+		ASSERT_EQ(bpf_map_delete_elem(brport_.get(), &k), 0);
+	}
+	for (uint32_t g : {a, a2, a2, u1, u2, u2})
+		add_flow(g, uint16_t(5000 + (g & 0xff) + count_flows_++), KVX_CT_UDP, 1);
+	gflows_recount(ct_.get(), q());
+	EXPECT_EQ(slot(a2), slot(a));
+	EXPECT_EQ(counts(a).out, 3u) << "two MACs, one port, one counter";
+	EXPECT_EQ(slot(u1), slot(u2));
+	EXPECT_EQ(slot(u1), kvx_port_slot(0, kSeed));
+	EXPECT_EQ(counts(u1).out, 3u) << "MACs of no known port share one counter";
+	place({0x52, 0x54, 0x00, 0xaa, 0xbb, 0x07}, 1007);
+	gflows_recount(ct_.get(), q());
+	EXPECT_EQ(counts(u1).out, 1u);
+	EXPECT_EQ(counts(u2).out, 2u) << "placed: its own port's counter";
+	EXPECT_EQ(counts(a).out, 3u);
 }
 
 // The port limit's counters (kvx_gports) are recounted from kvx_bind: a

@@ -610,11 +610,13 @@ struct kvx_ct_val {
  * pick over a ring (ct.h struct halfopen_pick), which runs while [0] holds
  * the flow waiting for room; in a map value the verifier does not follow
  * the ring indexes it keeps (on the stack, each combination of them was a
- * state of its own: past a million instructions).  Never read by the
- * loader.
+ * state of its own: past a million instructions).  kvx_scratch[2]: the
+ * kvx_brport key of a quota slot's lookup (ct.h mac_slot), which runs
+ * while [0] and [1] are in use.  Never read by the loader.
  */
 #define KVX_MAP_SCRATCH "kvx_scratch"
-#define KVX_SCRATCH_SLOTS 2
+#define KVX_SCRATCH_SLOT_KEY 2 /* ct.h mac_slot's kvx_brport key */
+#define KVX_SCRATCH_SLOTS 3
 
 /*
  * Flow timeouts in seconds, per state (kvx_ct_val.state) and protocol.  The
@@ -790,26 +792,27 @@ struct kvx_frag6_val {
 /*
  * Per-guest flow counts for the flow quota (kvx_cfg.flow_quota):
  * kvx_gflows[slot], an ARRAY of KVX_GFLOWS_MAX kvx_gflows_val.  The slot
- * belongs to the guest, not to the address it claims: it is a keyed hash
- * of the MAC that owns the flow's guest address (kvx_guest), computed by
- * kvx_guest_slot (ct_rules.h) with kvx_cfg.guest_seed, by the datapath
- * whenever it counts a flow and by the daemon's GC when it recounts.  A
- * guest that binds four addresses of the subnet to its MAC (spoofing them,
- * or an `ip addr add` in the VM) has one quota for all four.  Its IPv6
- * flows count in the same slot (kvx_guest_slot6 of the MAC their binding
- * delivers to, ct6.h): one quota for both families.
+ * belongs to the guest, not to the address or MAC it claims: it is a keyed
+ * hash of the bridge port (kvx_brport) of the MAC that owns the flow's
+ * guest address (kvx_guest), computed by kvx_port_slot (ct_rules.h; ct.h
+ * mac_slot) with kvx_cfg.guest_seed, by the datapath whenever it counts a
+ * flow and by the daemon's GC when it recounts.  A guest that binds four
+ * addresses of the subnet to its MAC (spoofing them, or an `ip addr add`
+ * in the VM), or to four fresh MACs, has one quota for all four.  MACs the
+ * daemon has not placed on a port (a guest's first second; a port's MACs
+ * beyond its share of kvx_brport) share port 0's slot.  Its IPv6 flows
+ * count in the same slot (that of the MAC their binding delivers to,
+ * ct6.h): one quota for both families.
  *
- * Collisions: two MACs can hash to one slot, and then share one quota (and
- * one half-open ring).  With KVX_GFLOWS_MAX slots the chance that a given
- * guest shares is (guests - 1) / 65536; the key is random per attach and
- * readable only by root, so a guest cannot pick a MAC that collides with
- * another guest's slot (it can still send with that guest's own MAC: the
- * frame's MAC is all this hook sees, and forged MACs are for the bridge
- * port to stop; README "Capacity").  An address with no owner yet (an inbound flow to
- * a guest that never sent a frame, no DHCP lease) is counted in a slot
- * hashed from the address itself (never a MAC's input); once the address
- * gets its owner, its flows move to the owner's slot at the GC's next
- * recount (until then the two counters are off by those flows).
+ * Collisions: two ports can hash to one slot, and then share one quota
+ * (and one half-open ring).  With KVX_GFLOWS_MAX slots the chance that a
+ * given guest shares is (guests - 1) / 65536; the key is random per attach
+ * and readable only by root.  An address with no owner yet (an inbound
+ * flow to a guest that never sent a frame, no DHCP lease) is counted in a
+ * slot hashed from the address itself (never a port's input); once the
+ * address gets its owner, its flows move to the owner's slot at the GC's
+ * next recount (until then the two counters are off by those flows), as
+ * do a MAC's when the daemon places it.
  *
  * Flows the guest opened and flows opened from outside (KVX_CT_F_INBOUND)
  * count separately, each against flow_quota: a LAN flood at a port forward
@@ -1226,11 +1229,12 @@ struct kvx_cfg6 {
  * Where a guest is: kvx_brport[guest MAC] = the bridge port its frames came
  * in on (ifindex), written by the daemon from the bridge's forwarding
  * database (the bridge device's TC hook sees the bridge, never the port).
- * The per-guest address limit (kvx_gaddrs, both modes), relay's DAD rate
- * and the flow quota of relay's flows count per port, not per MAC: a guest that sends
- * from ever new MACs has one port and one share.  A MAC not (yet) in it
- * counts in one slot shared by all such MACs (kvx_guest_slot of
- * KVX_BRPORT_UNKNOWN's pseudo-MAC), so that new MACs are bounded together
+ * The per-guest address limit (kvx_gaddrs, both modes), relay's DAD rate,
+ * the flow quota and the port limit (kvx_gflows, kvx_gports, ct.h
+ * mac_slot) count per port, not per MAC: a guest that sends from ever new
+ * MACs has one port and one share.  A MAC not (yet) in it
+ * counts in one slot shared by all such MACs (kvx_port_slot of port 0),
+ * so that new MACs are bounded together
  * until the daemon names their port.  Keyed and valued as kvx_xfdb;
  * seen_ns is when the daemon last moved the MAC here from another port
  * (CLOCK_BOOTTIME; 0: placed, never moved).  A guest that sent with
