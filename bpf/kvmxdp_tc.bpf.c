@@ -156,6 +156,17 @@ int kvx_up6_relay(struct __sk_buff *skb)
  * other frame goes on uncounted (the bridge program counts what reaches
  * the host) with TC_ACT_UNSPEC, not TC_ACT_OK: the port's next filters
  * still run (libvirt's <bandwidth> policer on a tap, a user's own).
+ *
+ * A source MAC placed on no port is placed here, on the port it came in
+ * on, before its frame reaches the NAT on the bridge device: a guest's
+ * flows and NAT ports count in its port's quota slot (ct.h mac_slot) from
+ * a new MAC's first frame.  Left to the daemon's next look, a guest that
+ * brought up a fresh MAC and flooded would have the slot all unplaced
+ * MACs share for a second - a whole share - and the GC's recount would
+ * then move what it took to its port: a share more per fresh MAC.
+ * BPF_NOEXIST: a placed MAC never moves here (the daemon follows the
+ * bridge's forwarding database, 64 MACs a port: plan_brport); nor is a
+ * group or zero MAC placed.  A full table places nothing.
  */
 SEC("tc")
 int kvx_port_in(struct __sk_buff *skb)
@@ -163,11 +174,18 @@ int kvx_port_in(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
 	__u8 mac[8] __attribute__((aligned(8))) = {};
 	struct ethhdr *eth = data;
+	struct kvx_xfdb_val v = {};
+	int r;
 
 	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_UNSPEC;
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
-	if (!brport_elsewhere8(mac, skb->ifindex))
+	r = brport_elsewhere8(mac, skb->ifindex);
+	if (r == KVX_BRPORT_NONE && !(mac[0] & 1) && !mac_is_zero(mac)) {
+		v.ifindex = skb->ifindex;
+		bpf_map_update_elem(&kvx_brport, mac, &v, BPF_NOEXIST);
+	}
+	if (r != 1)
 		return TC_ACT_UNSPEC;
 	gstats_clear();
 	return verdict(KVX_R_DROP_MAC_ELSEWHERE, skb->len);

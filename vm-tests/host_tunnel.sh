@@ -10,7 +10,7 @@
 # Also: martian sources from the LAN to a port forward are dropped and
 # counted (DROP_MARTIAN_IN), while the LAN's real address gets through; so
 # is a source that is another address of the host (a link's added after
-# attach) until the host drops it.
+# attach) or a broadcast address set on one (`brd`) until the host drops it.
 # Then IPsec without a device: the host's ESP SAs with the LAN router
 # (NETLINK_XFRM) put (ESP, router) into kvx_hosttun; guest1's ESP to the
 # router is dropped, nothing bound, no flow listed; with ESP in the kernel,
@@ -167,6 +167,15 @@ m1=$(kvx_counter DROP_MARTIAN_IN)
 vpn_martian() { syn_from "$VPN"; (($(kvx_counter DROP_MARTIAN_IN) > m1)); }
 must kvx_wait_for 8 "a SYN from the host's address $VPN dropped as a martian" vpn_martian
 assert_eq "no flow from $VPN" 0 "$(kvx conntrack list --json 2>/dev/null | "$KVX_PY" -c "import json,sys; print(sum(f['rem_addr'] == '$VPN' for f in json.load(sys.stdin)))" 2>/dev/null || echo error)"
+# A broadcast address set with `brd` (not the prefix's .255): the kernel's
+# local table has it as a broadcast route, so it is a martian too.
+BRD=10.99.8.7
+ip -n "$NS_HOST" addr add 10.99.8.1/24 brd "$BRD" dev "$HD"
+ip -n "$NS_LAN" addr add "$BRD/32" dev "$LAN_UP_IF"
+m2=$(kvx_counter DROP_MARTIAN_IN)
+brd_martian() { syn_from "$BRD"; (($(kvx_counter DROP_MARTIAN_IN) > m2)); }
+must kvx_wait_for 8 "a SYN from the host's own broadcast address $BRD (brd) dropped as a martian" brd_martian
+ip -n "$NS_LAN" addr del "$BRD/32" dev "$LAN_UP_IF"
 ip -n "$NS_HOST" link del "$HD"
 ok1=$(kvx_counter XLATE_IN)
 vpn_in() { syn_from "$VPN"; (($(kvx_counter XLATE_IN) > ok1)); }

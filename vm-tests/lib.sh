@@ -349,7 +349,6 @@ kvx_sysctl_get() { # NS KEY  (KEY with dots or slashes; interface names may hold
 
 # ---------------------------------------------------------------- waiting
 
-# kvx_wait_for TIMEOUT_S DESC CMD...: poll every 0.1 s until CMD succeeds.
 # kvx_brport_of MAC: the bridge port (ifindex) the daemon placed MAC on in
 # $BR's kvx_brport; '' if none.
 kvx_brport_of() {
@@ -377,6 +376,7 @@ r = [g for g in d["guests"] if g["mac"] == os.environ["KVX_MAC"]][0]
 print(eval(sys.argv[1]))' "$3" <<<"$1" 2>/dev/null || true
 }
 
+# kvx_wait_for TIMEOUT_S DESC CMD...: poll every 0.1 s until CMD succeeds.
 kvx_wait_for() {
 	local timeout=$1 desc=$2 deadline; shift 2
 	deadline=$(($(date +%s%N) + ${timeout%.*} * 1000000000))

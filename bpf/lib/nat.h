@@ -183,15 +183,20 @@ static __always_inline void guest_owner_back(struct kvx_guest_val *g)
  * passes, marked contested for the daemon (its settle starts over): a
  * guest sending with it as fast as it can would else have it on its own
  * port at nearly every look the daemon takes, and be held there.  Not
- * atomic: a lost mark is made again by the next such frame.
+ * atomic: a lost mark is made again by the next such frame.  1: drop;
+ * KVX_BRPORT_NONE: the MAC is placed on no port (passes); else 0.
  */
+#define KVX_BRPORT_NONE 2 /* brport_elsewhere8: the MAC is placed nowhere */
+
 static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
 {
 	struct kvx_xfdb_val *v = bpf_map_lookup_elem(&kvx_brport, mac8);
 	__u32 zero = 0;
 	__u64 *until;
 
-	if (!v || v->ifindex == ifindex)
+	if (!v)
+		return KVX_BRPORT_NONE;
+	if (v->ifindex == ifindex)
 		return 0;
 	if (v->flags & KVX_BRPORT_F_HELD) {
 		until = bpf_map_lookup_elem(&kvx_guard, &zero);

@@ -284,7 +284,7 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 
 	/* The port guard, as the port's kvx_port_in does for every frame XDP
 	 * passes on: a frame redirected here never reaches it. */
-	if (brport_elsewhere8(macs, ctx_ifindex(ctx)))
+	if (brport_elsewhere8(macs, ctx_ifindex(ctx)) == 1)
 		return verdict(KVX_R_DROP_MAC_ELSEWHERE, len);
 	/* From here on exactly the TC path's translation. */
 	gstats_set(macs, p.saddr, cfg->guest_seed, 0);

@@ -690,9 +690,9 @@ private:
 		sync_host_tunnels(skel_->map_fd(KVX_MAP_HOSTTUN), host_tunnels(nl_));
 		// The host's own addresses and broadcasts: no flow from
 		// outside opens from one.
-		const HostAddrSync ha =
-			sync_host_addrs(skel_->map_fd(KVX_MAP_HOSTADDR),
-					host_martian_sources(host_ipv4_ifaddrs(nl_)));
+		const HostAddrSync ha = sync_host_addrs(skel_->map_fd(KVX_MAP_HOSTADDR),
+							host_martian_sources(host_ipv4_ifaddrs(nl_),
+									     uplink_.ifindex));
 		if (ha.left_out)
 			log_warn("the host has more than " + std::to_string(KVX_HOSTADDR_MAX) +
 				 " IPv4 addresses and subnet broadcasts: " +

@@ -1357,8 +1357,8 @@ void Daemon::sync_tunnels(NlSocket &nl)
 			 std::to_string(r.removed) + " removed (guests' packets to them dropped)");
 	// The host's addresses change with its links (a VPN up, a container
 	// network): each address event brings a refresh.
-	const HostAddrSync a =
-		sync_host_addrs(hostaddr_fd_.get(), host_martian_sources(host_ipv4_ifaddrs(nl)));
+	const HostAddrSync a = sync_host_addrs(
+		hostaddr_fd_.get(), host_martian_sources(host_ipv4_ifaddrs(nl), uplink_ifindex_));
 	if (a.added || a.removed)
 		log_verbose("host addresses: " + std::to_string(a.added) + " added, " +
 			    std::to_string(a.removed) +

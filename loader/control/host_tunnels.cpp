@@ -61,27 +61,37 @@ HostTunSync sync_host_tunnels(int hosttun_fd, const std::vector<HostTunnel> &tun
 	return r;
 }
 
-std::vector<uint32_t> host_martian_sources(const std::vector<IfAddr> &addrs)
+std::vector<uint32_t> host_martian_sources(const std::vector<IfAddr> &addrs, int first_ifindex)
 {
-	std::vector<uint32_t> out;
+	std::vector<uint32_t> first, rest;
 	for (const IfAddr &a : addrs) {
+		std::vector<uint32_t> &out = a.ifindex == first_ifindex ? first : rest;
 		out.push_back(a.addr);
 		// /31 and /32 have no broadcast (RFC 3021); loopback's
 		// 127.255.255.255 is a martian anyway.
 		if (a.prefix <= 30 && a.scope != RT_SCOPE_HOST)
 			out.push_back(
 				Ipv4Net{a.addr & Ipv4Net{0, a.prefix}.mask(), a.prefix}.broadcast());
+		// A broadcast address of its own (`brd`), as the kernel's
+		// local table has it (255.255.255.255 is refused anyway).
+		if (a.broadcast && a.broadcast != 0xffffffff)
+			out.push_back(a.broadcast);
 	}
-	return out;
+	first.insert(first.end(), rest.begin(), rest.end());
+	return first;
 }
 
 HostAddrSync sync_host_addrs(int hostaddr_fd, const std::vector<uint32_t> &addrs)
 {
 	HostAddrSync r;
-	std::set<uint32_t> want(addrs.begin(), addrs.end()); // host order (the map: network)
-	while (want.size() > KVX_HOSTADDR_MAX) {
-		want.erase(std::prev(want.end()));
-		r.left_out++;
+	std::set<uint32_t> want; // host order (the map: network)
+	for (const uint32_t a : addrs) {
+		if (want.count(a))
+			continue;
+		if (want.size() < KVX_HOSTADDR_MAX)
+			want.insert(a);
+		else
+			r.left_out++;
 	}
 	std::set<uint32_t> have;
 	for (const __be32 k : map_keys<__be32>(hostaddr_fd))

@@ -39,15 +39,17 @@ struct HostAddrSync {
 };
 
 // What kvx_hostaddr holds (host order): the host's own addresses (addrs:
-// host_ipv4_ifaddrs) and the directed broadcast of each one's subnet (a
-// prefix of 30 or shorter; not of loopback's): the sources the kernel's
-// input route finds local or broadcast and drops as martians
-// (fib_validate_source), which nothing on the uplink may open a flow from
-// (a guest's answers to a broadcast source would go to the whole LAN).
-std::vector<uint32_t> host_martian_sources(const std::vector<IfAddr> &addrs);
+// host_ipv4_ifaddrs), the directed broadcast of each one's subnet (a
+// prefix of 30 or shorter; not of loopback's) and any broadcast address
+// set on it (`brd`): the sources the kernel's input route finds local or
+// broadcast and drops as martians (fib_validate_source), which nothing on
+// the uplink may open a flow from (a guest's answers to a broadcast source
+// would go to the whole LAN).  Those of link first_ifindex (the uplink)
+// come first: they are what the map's cap keeps.
+std::vector<uint32_t> host_martian_sources(const std::vector<IfAddr> &addrs, int first_ifindex = 0);
 
 // Makes kvx_hostaddr hold exactly addrs (host order; the first
-// KVX_HOSTADDR_MAX of them, lowest first), gone ones out first.
+// KVX_HOSTADDR_MAX distinct ones, in addrs' order), gone ones out first.
 HostAddrSync sync_host_addrs(int hostaddr_fd, const std::vector<uint32_t> &addrs);
 
 } // namespace kvmxdp

@@ -180,22 +180,34 @@ size_t forget_guest_macs6(int bind6_fd, const std::set<std::pair<Ipv6Addr, MacAd
 		});
 }
 
+FdbView fdb_view(const std::vector<FdbEntry> &fdb, int bridge_ifindex)
+{
+	FdbView v;
+	for (const FdbEntry &e : fdb) {
+		if (e.ifindex <= 0 || e.ifindex == bridge_ifindex)
+			continue;
+		const auto port = static_cast<uint32_t>(e.ifindex);
+		auto [it, fresh] = v.port.try_emplace(e.mac, port);
+		if (!fresh && it->second != port)
+			v.split.insert(e.mac);
+		it->second = port;
+		if (!e.dynamic)
+			v.fixed.insert(e.mac);
+	}
+	return v;
+}
+
 BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, int nd_fd,
 			     int guest_fd, uint64_t now_ns, int bind_fd, int bind6_fd,
 			     PortGuardState *guard)
 {
 	BrportSyncResult r;
-	std::map<MacAddr, uint32_t> fdb, have;
+	FdbView view = fdb_view(bridge_fdb(nl, bridge_ifindex), bridge_ifindex);
+	std::map<MacAddr, uint32_t> &fdb = view.port, have;
+	const std::set<MacAddr> &fixed = view.fixed, &split = view.split;
 	// MACs whose placement moved within kMoveHoldNs: the time of the
 	// move is in the entry (seen_ns), so that it outlives the daemon.
 	std::set<MacAddr> moved;
-	std::set<MacAddr> fixed; // static entries
-	for (const FdbEntry &e : bridge_fdb(nl, bridge_ifindex))
-		if (e.ifindex > 0 && e.ifindex != bridge_ifindex) {
-			fdb[e.mac] = static_cast<uint32_t>(e.ifindex);
-			if (!e.dynamic)
-				fixed.insert(e.mac);
-		}
 	// The port guard (abi.h KVX_BRPORT_F_HELD): where the bridge has each
 	// MAC now, before owners it forgot are kept placed below, and since
 	// when without a move.
@@ -204,7 +216,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	auto held_on = [&](const MacAddr &mac, uint32_t port) {
 		const auto l = live.find(mac);
 		if (!guard || !guard->on || l == live.end() || l->second != port ||
-		    moved.count(mac) || contested.count(mac))
+		    moved.count(mac) || contested.count(mac) || split.count(mac))
 			return false;
 		if (fixed.count(mac))
 			return true;

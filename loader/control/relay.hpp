@@ -56,6 +56,17 @@ RelayRoutesResult sync_relay_routes(NlSocket &nl, int bridge_ifindex, int nd_fd,
 // mode other than relay.  The number removed.
 size_t remove_relay_routes(NlSocket &nl, int bridge_ifindex);
 
+// The bridge's forwarding database as the port guard reads it: where each
+// MAC is (a port, not the bridge itself), which entries are static, and
+// which MACs are on two ports at once - a VLAN-filtering bridge has one
+// entry per (MAC, VLAN), and two guests in two VLANs may share a MAC
+// (clones); kvx_brport is keyed by the MAC alone, so neither port holds it.
+struct FdbView {
+	std::map<MacAddr, uint32_t> port;
+	std::set<MacAddr> fixed, split;
+};
+FdbView fdb_view(const std::vector<FdbEntry> &fdb, int bridge_ifindex);
+
 // The bridge's forwarding database into kvx_brport (abi.h): the learnt
 // MACs with the port they are on, at most model/relay.hpp kBrportPerPort
 // of a port, the owners of guest addresses (kvx_nd at nd_fd, -1: none

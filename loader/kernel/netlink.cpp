@@ -133,6 +133,10 @@ std::vector<IfAddr> ipv4_addrs(NlSocket &nl, int ifindex)
 		if (const char *l = rtnl_addr_get_label(a))
 			ia.label = l;
 		ia.ifindex = rtnl_addr_get_ifindex(a);
+		if (nl_addr *b = rtnl_addr_get_broadcast(a); b && nl_addr_get_len(b) == 4) {
+			std::memcpy(&be, nl_addr_get_binary_addr(b), 4);
+			ia.broadcast = ntohl(be);
+		}
 		out.push_back(ia);
 	}
 	return out;

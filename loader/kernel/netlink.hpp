@@ -57,6 +57,9 @@ struct IfAddr {
 	int scope = 0; // RT_SCOPE_*
 	std::string label;
 	int ifindex = 0;
+	// IFA_BROADCAST (`ip addr add ... brd B`), host order; 0: none.  The
+	// kernel makes it a broadcast route beside the prefix's own.
+	uint32_t broadcast = 0;
 };
 
 // The label of the addresses `map add --add-address` puts on an uplink:

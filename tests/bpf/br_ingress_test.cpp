@@ -891,6 +891,7 @@ TEST_F(BrIngressTest, GuestPortLimitIsPerPortNotPerMac)
 	// there (the GC recounts what it held before).
 	dp().brport_set(m3, kGuestPortA + 50);
 	translate_out(from(a3, m3, 40001));
+	EXPECT_EQ(dp().gports(a3), 1u) << "its own port's count";
 }
 
 // A TCP connection of a guest endpoint through the NAT, with the sequence

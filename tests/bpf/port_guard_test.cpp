@@ -11,6 +11,7 @@
 #include <string>
 
 #include "fixture.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp::test {
 namespace {
@@ -67,6 +68,46 @@ TEST_F(PortGuardTest, DropsAMacAnotherPortHolds)
 	// business (DROP_SPOOF_MAC there), not the port's.
 	EXPECT_EQ(on_port(Prog::PortIngress, ip, kGuestAMac), kGoesOn);
 	EXPECT_FALSE(dp().guest_lookup(kGuestB)) << "nothing claimed";
+}
+
+// A MAC placed on no port is placed on the one it came in on (not held:
+// that is the daemon's), so that its first flow counts in its port's quota
+// slot, not in the one all unplaced MACs share; a placed MAC never moves
+// here, and group or zero MACs are never placed.
+TEST_F(PortGuardTest, PlacesAMacOfNoPortOnItsPort)
+{
+	const Mac fresh{0x52, 0x54, 0x00, 0x00, 0x07, 0x20};
+	const std::uint32_t addr = ip4(192, 168, 122, 60);
+	const Packet ip = from_guest(make_udp(addr, 40000, kRemote1, 53));
+	ASSERT_FALSE(dp().brport_lookup(fresh));
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, fresh), kGoesOn);
+	auto v = dp().brport_lookup(fresh);
+	ASSERT_TRUE(v);
+	EXPECT_EQ(v->ifindex, topo().bridge_port_ifindex);
+	EXPECT_EQ(v->flags, 0u) << "placed, not held";
+	EXPECT_EQ(v->seen_ns, 0u) << "not a move";
+	// Its first flow, on the bridge: counted in its port's slot.
+	Packet q = ip;
+	q.src_mac = fresh;
+	EXPECT_EQ(dp().run(Prog::BrIngress, q.build(), topo().bridge_ifindex).verdict,
+		  TC_ACT_REDIRECT);
+	EXPECT_EQ(dp().gflows_slot(addr),
+		  kvx_port_slot(topo().bridge_port_ifindex, dp().cfg().guest_seed));
+	EXPECT_EQ(dp().gflows(addr), 1u);
+	// From the other port: not moved (the daemon follows the bridge).
+	q.src_mac = fresh;
+	const RunResult r = dp().run(Prog::PortIngress, q.build(), topo().bridge_port2_ifindex);
+	EXPECT_EQ(r.verdict, TC_ACT_UNSPEC);
+	v = dp().brport_lookup(fresh);
+	ASSERT_TRUE(v);
+	EXPECT_EQ(v->ifindex, topo().bridge_port_ifindex);
+	EXPECT_EQ(v->flags, std::uint32_t{KVX_BRPORT_F_CONTESTED});
+	// Group and zero source MACs: never placed.
+	const Mac group{0x33, 0x33, 0x00, 0x00, 0x00, 0x01}, zero{};
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, group), kGoesOn);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, zero), kGoesOn);
+	EXPECT_FALSE(dp().brport_lookup(group));
+	EXPECT_FALSE(dp().brport_lookup(zero));
 }
 
 TEST_F(PortGuardTest, LetsOnWhatNoOtherPortHolds)

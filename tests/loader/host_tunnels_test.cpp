@@ -141,7 +141,7 @@ TEST(HostTunnels, SyncAddsAndRemoves)
 }
 
 // kvx_hostaddr: the host's IPv4 addresses in network order, a gone one
-// out, a duplicate once; past KVX_HOSTADDR_MAX the highest are left out
+// out, a duplicate once; past KVX_HOSTADDR_MAX the last given are left out
 // (and counted, for the loader's warning), never an error.
 TEST(HostAddrs, SyncAddsRemovesAndCapsAtTheMapsSize)
 {
@@ -160,25 +160,36 @@ TEST(HostAddrs, SyncAddsRemovesAndCapsAtTheMapsSize)
 	EXPECT_EQ(r.added, 0u);
 	EXPECT_EQ(r.removed, 1u);
 	EXPECT_NE(bpf_map_lookup_elem(m.get(), &k, &v), 0) << "a gone address is no martian";
-	std::vector<uint32_t> many;
+	// The uplink's come first (host_martian_sources): kept whatever
+	// their value, however many container networks come after.
+	std::vector<uint32_t> many{0xc0a80164, 0xc0a801ff};
 	for (uint32_t i = 0; i < KVX_HOSTADDR_MAX + 5; i++)
 		many.push_back(0x0a000000 + i);
+	many.push_back(0xc0a80164); // a duplicate costs nothing
 	r = sync_host_addrs(m.get(), many);
-	EXPECT_EQ(r.left_out, 5u);
+	EXPECT_EQ(r.left_out, 7u);
 	EXPECT_EQ(map_keys<__be32>(m.get()).size(), size_t(KVX_HOSTADDR_MAX));
-	const __be32 low = htonl(0x0a000000);
-	EXPECT_EQ(bpf_map_lookup_elem(m.get(), &low, &v), 0) << "the lowest kept";
+	for (uint32_t a : {0xc0a80164u, 0xc0a801ffu, 0x0a000000u}) {
+		const __be32 kk = htonl(a);
+		EXPECT_EQ(bpf_map_lookup_elem(m.get(), &kk, &v), 0) << std::hex << a << ": kept";
+	}
+	const __be32 last = htonl(0x0a000000 + KVX_HOSTADDR_MAX - 2);
+	EXPECT_NE(bpf_map_lookup_elem(m.get(), &last, &v), 0) << "the last given left out";
 }
 
-// kvx_hostaddr's entries from the host's addresses: each address, and its
-// subnet's directed broadcast where it has one (not /31, /32, loopback's).
+// kvx_hostaddr's entries from the host's addresses: each address, its
+// subnet's directed broadcast where it has one (not /31, /32, loopback's)
+// and a broadcast address of its own (`brd`); the uplink's first.
 TEST(HostAddrs, MartianSourcesAreTheAddressesAndTheirBroadcasts)
 {
-	auto a = [](uint32_t addr, uint8_t prefix, int scope = RT_SCOPE_UNIVERSE) {
+	auto a = [](uint32_t addr, uint8_t prefix, int scope = RT_SCOPE_UNIVERSE, int ifindex = 1,
+		    uint32_t brd = 0) {
 		IfAddr i;
 		i.addr = addr;
 		i.prefix = prefix;
 		i.scope = scope;
+		i.ifindex = ifindex;
+		i.broadcast = brd;
 		return i;
 	};
 	EXPECT_EQ(host_martian_sources({a(0x0a4d0002, 24), a(0x7f000001, 8, RT_SCOPE_HOST),
@@ -186,6 +197,17 @@ TEST(HostAddrs, MartianSourcesAreTheAddressesAndTheirBroadcasts)
 					a(0xc0a87a01, 30, RT_SCOPE_LINK)}),
 		  (std::vector<uint32_t>{0x0a4d0002, 0x0a4d00ff, 0x7f000001, 0xac110001, 0xac11ffff,
 					 0xc0a80501, 0x0a080002, 0xc0a87a01, 0xc0a87a03}));
+	// `ip addr add 10.9.0.2/24 brd 10.9.0.7`: both broadcasts (the
+	// kernel's local table has both); 255.255.255.255 is no entry.
+	EXPECT_EQ(host_martian_sources({a(0x0a090002, 24, RT_SCOPE_UNIVERSE, 1, 0x0a090007),
+					a(0x0a0a0002, 24, RT_SCOPE_UNIVERSE, 1, 0xffffffff)}),
+		  (std::vector<uint32_t>{0x0a090002, 0x0a0900ff, 0x0a090007, 0x0a0a0002,
+					 0x0a0a00ff}));
+	// The uplink's (ifindex 7) ahead of the others'.
+	EXPECT_EQ(host_martian_sources({a(0x0a000001, 24, RT_SCOPE_UNIVERSE, 3),
+					a(0xc0a80164, 24, RT_SCOPE_UNIVERSE, 7)},
+				       7),
+		  (std::vector<uint32_t>{0xc0a80164, 0xc0a801ff, 0x0a000001, 0x0a0000ff}));
 }
 
 } // namespace

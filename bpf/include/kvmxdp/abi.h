@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 28
+#define KVX_ABI_VERSION 29
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -168,6 +168,12 @@
  *      guard drops nothing), map kvx_guard (created when absent; 0: the
  *      guard is off), KVX_XDEV_F_GUARD and KVX_XDEV_F_GUARD_CLSACT, reason
  *      DROP_MAC_ELSEWHERE.  Layouts unchanged: pins of 3..28 are reused.
+ *  29: quotas per bridge port: the kvx_gflows/kvx_gports/kvx_gtenant slot
+ *      of a guest is its MAC's kvx_brport port's (ct.h mac_slot; attach's
+ *      recount moves an older instance's counts), kvx_port_in places a
+ *      MAC of no port at its first frame, kvx_scratch has
+ *      KVX_SCRATCH_SLOTS 3 entries (replaced: no state).  Tables
+ *      unchanged: pins of 3..29 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -446,13 +452,14 @@ struct kvx_hosttun_val {
 /*
  * The host's own IPv4 addresses, any link's (a VPN's, a container
  * bridge's, the uplink's secondary ones), and the directed broadcast of
- * each one's subnet, key the address, value 1: written by attach and kept
+ * each one's subnet or the one set on it (`brd`), key the address, value
+ * 1: written by attach and kept
  * current by the daemon from netlink.  A packet from the uplink with one
  * of them as its source is a martian (the kernel's input route drops a
  * local or broadcast source before an iptables DNAT could take it): it
  * opens no flow to a guest, nor is an ICMP error from one translated for
  * a guest's flow (DROP_MARTIAN_IN).  Beyond KVX_HOSTADDR_MAX entries the
- * rest are not checked (the loader warns).
+ * rest are not checked (the loader warns; the uplink's are written first).
  */
 #define KVX_MAP_HOSTADDR "kvx_hostaddr"
 #define KVX_HOSTADDR_MAX 256
@@ -835,7 +842,8 @@ struct kvx_gflows_val {
 /*
  * Per-guest counters (`kvmxdp top`, the metrics endpoint):
  * kvx_gstats[slot & (KVX_GSTATS_SLOTS - 1)], a per-CPU array, where slot
- * is the guest's kvx_gflows slot (kvx_guest_slot of the owning MAC).  The
+ * is kvx_guest_slot of the owning MAC (per MAC: the quota's kvx_gflows
+ * slot is its port's, ct.h mac_slot).  The
  * datapath never looks the owner up for it: a guest's packet is counted
  * once guest_owner_check has seen its frame's MAC own its source (or is
  * counted to that MAC when the check drops it), a packet to a guest under
@@ -1032,7 +1040,7 @@ struct kvx_icmprl_val {
  * every guest.  The owner's next frame, or the daemon finding its MAC on a
  * port again, clears the mark.  A hash map sized to the subnet (one entry
  * per guest address, at most KVX_GFLOWS_MAX), written by the datapath and
- * the daemon.  The owner's MAC also names the guest's quota slot
+ * the daemon.  The owner's MAC's bridge port also names the guest's quota slot
  * (kvx_gflows).
  */
 #define KVX_GUEST_IDLE_NS (300ULL * 1000 * 1000 * 1000)
@@ -1255,7 +1263,8 @@ struct kvx_cfg6 {
  * on a port other than its placed one while not held, however briefly
  * the bridge had it there, and the daemon starts its settle over), nor is
  * one the daemon saw move from a port that still exists within
- * KVX_BRPORT_MOVE_HOLD_NS.  A frame with a held MAC as source that comes in on
+ * KVX_BRPORT_MOVE_HOLD_NS, nor one the bridge has on two ports at once (a
+ * VLAN-filtering bridge: one MAC in two VLANs).  A frame with a held MAC as source that comes in on
  * another port is dropped on that port's ingress (kvx_port_in; the XDP
  * port program the same), before the bridge learns from it: a guest
  * cannot take another's MAC, and with it the addresses that MAC owns,

@@ -255,8 +255,8 @@ KVX_RULE __u32 kvx_ct6_slot_read(__u32 rec, __u32 seed)
 }
 
 /*
- * Relay's per-guest slot (abi.h kvx_brport): that of the bridge port the
- * guest's MAC is on, the keyed hash of a pseudo-MAC no guest owns (group
+ * A guest's quota slot (abi.h kvx_gflows, kvx_brport; ct.h mac_slot): that
+ * of the bridge port the guest's MAC is on, the keyed hash of a pseudo-MAC no guest owns (group
  * bit set: the datapath never binds an address to a group MAC) made of
  * the port's ifindex; port 0, MACs whose port is not known yet, share one.
  */
