@@ -165,8 +165,11 @@ int kvx_up6_relay(struct __sk_buff *skb)
  * MACs share for a second - a whole share - and the GC's recount would
  * then move what it took to its port: a share more per fresh MAC.
  * BPF_NOEXIST: a placed MAC never moves here (the daemon follows the
- * bridge's forwarding database, 64 MACs a port: plan_brport); nor is a
- * group or zero MAC placed.  A full table places nothing.
+ * bridge's forwarding database: plan_brport); nor is a group or zero MAC
+ * placed, nor one on a port the bridge does not learn on (learning off,
+ * locked: kvx_xdev without KVX_XDEV_F_LEARN), whose frames the bridge
+ * drops or switches by its own entries - a flood of made-up MACs there
+ * would fill the table.  A full table places nothing.
  */
 SEC("tc")
 int kvx_port_in(struct __sk_buff *skb)
@@ -175,15 +178,20 @@ int kvx_port_in(struct __sk_buff *skb)
 	__u8 mac[8] __attribute__((aligned(8))) = {};
 	struct ethhdr *eth = data;
 	struct kvx_xfdb_val v = {};
+	struct kvx_xdev_val *port;
+	__u32 ifindex = skb->ifindex;
 	int r;
 
 	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_UNSPEC;
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
-	r = brport_elsewhere8(mac, skb->ifindex);
+	r = brport_elsewhere8(mac, ifindex);
 	if (r == KVX_BRPORT_NONE && !(mac[0] & 1) && !mac_is_zero(mac)) {
-		v.ifindex = skb->ifindex;
-		bpf_map_update_elem(&kvx_brport, mac, &v, BPF_NOEXIST);
+		port = bpf_map_lookup_elem(&kvx_xdev, &ifindex);
+		if (port && (port->flags & KVX_XDEV_F_LEARN)) {
+			v.ifindex = ifindex;
+			bpf_map_update_elem(&kvx_brport, mac, &v, BPF_NOEXIST);
+		}
 	}
 	if (r != 1)
 		return TC_ACT_UNSPEC;

@@ -100,6 +100,16 @@ BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 		       const std::map<MacAddr, uint32_t> &have, const std::set<MacAddr> &owners,
 		       size_t capacity, size_t per_port)
 {
+	// Room for every MAC the bridge has, a quarter to spare: each stays
+	// on its port, however many one port has.  The port guard places a
+	// new MAC at its first frame (its flows, ports and addresses count in
+	// its port's slot from then on); a placement taken back here would
+	// move what the MAC holds to the shared slot at the next recount and
+	// make room in its port's for more, and the guard would place it
+	// again: a guest cycling through MACs past a cap would get share
+	// after share.  Only a map running short caps each port.
+	if (fdb.size() <= capacity - capacity / 4)
+		per_port = capacity;
 	// Each port's MACs, best first.
 	std::map<uint32_t, std::vector<MacAddr>> ports;
 	for (const auto &[mac, port] : fdb)

@@ -99,14 +99,17 @@ RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
 			    const std::optional<Ipv6Net> &prefix, const std::vector<Ipv6Addr> &have,
 			    uint64_t now_ns);
 
-// kvx_brport (abi.h) made from the bridge's forwarding database.  A guest
-// that sends from ever new MACs makes the bridge learn all of them (no
+// kvx_brport (abi.h) made from the bridge's forwarding database: every
+// MAC on its port while the bridge has no more than 3/4 of capacity of
+// them (the port guard places a new MAC at its first frame, and taking a
+// placement back would free its port's quota for more).  A guest that
+// sends from ever new MACs makes the bridge learn all of them (no
 // fdb_max_learned on most kernels): kvx_brport would fill with that one
 // port's MACs, and every guest booted after that would count in the slot
 // of unknown ports, which the rotating guest keeps at its limits (its
-// excess MACs count there too).  So at most kBrportPerPort MACs of one
-// port, and, when the map cannot hold all ports' MACs, each port's first
-// ones before any port's next ones.  A port's MACs in this order: those
+// excess MACs count there too).  So beyond that, at most kBrportPerPort
+// MACs of one port, and, when the map cannot hold all ports' MACs, each
+// port's first ones before any port's next ones.  A port's MACs in this order: those
 // that own relay addresses (kvx_nd: the guest's, counted in its port's
 // slot), those already in the map (no slot changes under a guest), then
 // the rest.

@@ -73,13 +73,19 @@ TEST_F(PortGuardTest, DropsAMacAnotherPortHolds)
 // A MAC placed on no port is placed on the one it came in on (not held:
 // that is the daemon's), so that its first flow counts in its port's quota
 // slot, not in the one all unplaced MACs share; a placed MAC never moves
-// here, and group or zero MACs are never placed.
+// here, group or zero MACs are never placed, nor any on a port the bridge
+// does not learn on (learning off, locked).
 TEST_F(PortGuardTest, PlacesAMacOfNoPortOnItsPort)
 {
 	const Mac fresh{0x52, 0x54, 0x00, 0x00, 0x07, 0x20};
 	const std::uint32_t addr = ip4(192, 168, 122, 60);
 	const Packet ip = from_guest(make_udp(addr, 40000, kRemote1, 53));
-	ASSERT_FALSE(dp().brport_lookup(fresh));
+	// The daemon's record of the port: learning off first.
+	dp().xdev_update(topo().bridge_port_ifindex, Topology::kBridgePortMac, KVX_XDEV_F_PORT);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, fresh), kGoesOn);
+	EXPECT_FALSE(dp().brport_lookup(fresh)) << "placed on a port that does not learn";
+	dp().xdev_update(topo().bridge_port_ifindex, Topology::kBridgePortMac,
+			 KVX_XDEV_F_PORT | KVX_XDEV_F_LEARN);
 	EXPECT_EQ(on_port(Prog::PortIngress, ip, fresh), kGoesOn);
 	auto v = dp().brport_lookup(fresh);
 	ASSERT_TRUE(v);

@@ -1236,7 +1236,9 @@ struct kvx_cfg6 {
 /*
  * Where a guest is: kvx_brport[guest MAC] = the bridge port its frames came
  * in on (ifindex), written by the daemon from the bridge's forwarding
- * database (the bridge device's TC hook sees the bridge, never the port).
+ * database (the bridge device's TC hook sees the bridge, never the port),
+ * and by the port guard (kvx_port_in) for a MAC of no entry at its first
+ * frame on a port the bridge learns on (BPF_NOEXIST, flags 0).
  * The per-guest address limit (kvx_gaddrs, both modes), relay's DAD rate,
  * the flow quota and the port limit (kvx_gflows, kvx_gports, ct.h
  * mac_slot) count per port, not per MAC: a guest that sends from ever new
