@@ -643,12 +643,13 @@ static __noinline int ct_update(struct kvx_ct_val *f, const struct kvx_pkt *p, e
 
 /*
  * The quota slot of the guest whose MAC is mac (abi.h kvx_gflows): that of
- * the bridge port the daemon placed the MAC on (kvx_brport).  A guest is
- * its port, not its MAC: one that sends from fresh MACs, each with a free
- * address of the subnet, would otherwise have a flow quota and a port
+ * the bridge port the MAC is placed on (kvx_brport: the port guard at its
+ * first frame, the daemon from the bridge's forwarding database).  A guest
+ * is its port, not its MAC: one that sends from fresh MACs, each with a
+ * free address of the subnet, would otherwise have a flow quota and a port
  * limit per MAC, and two MACs' port limits are the whole NAT pool.  MACs
- * not placed (a new guest's first second, a port's MACs beyond its share
- * of kvx_brport) share the slot of port 0.
+ * placed nowhere (a port without the guard, a full table) share the slot
+ * of port 0.
  */
 static __always_inline __u32 mac_slot(const struct kvx_cfg *cfg, const __u8 *mac)
 {

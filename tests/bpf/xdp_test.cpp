@@ -239,8 +239,7 @@ protected:
 		dp().set_cfg(c);
 		dp().set_reclaim_state(0, 0);
 		fill_xdev(dp());
-		// Placed, as the port guard places a MAC at its first frame (a
-		// MAC of no port goes to TC: PlacesNoMacOfNoPort).
+		// Placed, as the port guard places a MAC at its first frame.
 		place_guests(dp());
 		for (std::uint32_t g : {kGuestA, kGuestB, kGuestC})
 			dp().set_gflows(g, 0);
@@ -1071,26 +1070,6 @@ std::vector<HandoffCase> handoff_cases()
 
 INSTANTIATE_TEST_SUITE_P(Table, XdpHandoff, ::testing::ValuesIn(handoff_cases()),
 			 [](const ::testing::TestParamInfo<HandoffCase> &i) { return i.param.name; });
-
-// A MAC the port guard has placed on no port: XDP leaves its frame to TC,
-// whose port filter places it before the NAT counts its flow (ct.h
-// mac_slot: a flow counted in the slot all unplaced MACs share would move
-// to its port's at the next recount); placed, it takes the fast path.
-TEST_F(XdpTest, PlacesNoMacOfNoPort)
-{
-	fresh(nullptr, nullptr);
-	const Mac m{0x52, 0x54, 0x00, 0x00, 0x07, 0x30};
-	Packet p = from_guest(make_udp(ip4(192, 168, 122, 60), 62001, kRemote1, 53));
-	p.src_mac = m;
-	const Bytes in = p.build();
-	const Shot x = shoot(Prog::XdpPort, in);
-	EXPECT_EQ(xdp_verdict_name(x.verdict), std::string("XDP_PASS"));
-	EXPECT_EQ(x.counted, counted(KVX_R_XDP_TO_TC, in.size()));
-	EXPECT_TRUE(dp().bind_entries().empty()) << "nothing translated in XDP";
-	dp().brport_set(m, topo().bridge_port_ifindex);
-	const Shot y = shoot(Prog::XdpPort, in);
-	EXPECT_EQ(xdp_verdict_name(y.verdict), std::string("XDP_REDIRECT"));
-}
 
 // Too big for the uplink: XDP asks the fib lookup with the IP length and
 // leaves it to TC, which answers as always (frag needed / drop).
