@@ -50,19 +50,6 @@ struct SlotCount {
 	bool inbound;
 };
 
-// Guest MAC -> bridge port (kvx_brport, abi.h); empty without the map.
-GuestPorts brport_map(const QuotaMaps &q)
-{
-	GuestPorts out;
-	if (q.brport_fd >= 0)
-		for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(q.brport_fd)) {
-			MacAddr m;
-			std::memcpy(m.data(), k.mac, 6);
-			out.emplace(m, v.ifindex);
-		}
-	return out;
-}
-
 // The quota slot of an IPv6 guest endpoint, the datapath's rule (ct6.h
 // ct6_slot): the MAC its IN half delivers to, else its address's; relay's
 // by its owner's bridge port.  From one dump of kvx_bind6 (and kvx_nd).
@@ -71,7 +58,7 @@ public:
 	Ipv6Slots(const QuotaMaps &q, bool nd)
 		: seed_(q.seed)
 		, binds_(dump_hash<kvx_bind6_key, kvx_bind6_val>(q.bind6_fd))
-		, port_(brport_map(q))
+		, port_(brport_ports(q.brport_fd))
 	{
 		for (const auto &[k, v] : binds_)
 			if (k.dir == KVX_BIND_IN)
@@ -184,7 +171,7 @@ std::unordered_map<uint32_t, uint32_t> owner_slots(const QuotaMaps &q)
 	std::unordered_map<uint32_t, uint32_t> slot_of;
 	if (q.guest_fd < 0)
 		return slot_of;
-	const GuestPorts ports = brport_map(q);
+	const GuestPorts ports = brport_ports(q.brport_fd);
 	for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(q.guest_fd))
 		slot_of.emplace(a, guest_slot(&v, a, q.seed, ports));
 	return slot_of;
@@ -561,7 +548,7 @@ size_t gaddrs_recount(int nd_fd, int gaddrs_fd, const QuotaMaps &q,
 	const std::vector<uint32_t> before = ga.read();
 	const auto nd = dump_hash<kvx_nd_key, kvx_nd_val>(nd_fd);
 	const std::vector<uint32_t> after = ga.read();
-	const GuestPorts port = brport_map(q);
+	const GuestPorts port = brport_ports(q.brport_fd);
 	// As owner6.h nd_owner counts them: every entry of a guest MAC,
 	// in its bridge port's slot (port 0: not known).
 	for (const auto &[k, v] : nd) {
@@ -1031,6 +1018,18 @@ size_t release_host_ports6(int ct6_fd, int bind6_fd, const std::vector<uint64_t>
 			   uint64_t now_ns)
 {
 	return release_listened<Family6>(ct6_fd, bind6_fd, portx, now_ns);
+}
+
+GuestPorts brport_ports(int brport_fd)
+{
+	GuestPorts out;
+	if (brport_fd >= 0)
+		for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(brport_fd)) {
+			MacAddr m;
+			std::memcpy(m.data(), k.mac, 6);
+			out.emplace(m, v.ifindex);
+		}
+	return out;
 }
 
 } // namespace kvmxdp

@@ -12,8 +12,13 @@
 #include "base/clock.hpp"
 #include "base/netaddr6.hpp"
 #include "kvmxdp/abi.h"
+#include "model/quota.hpp"
 
 namespace kvmxdp {
+
+// Guest MAC -> bridge port, read from kvx_brport (abi.h; -1: none, empty):
+// what the quota slots are computed from (model/quota.hpp mac_slot).
+GuestPorts brport_ports(int brport_fd);
 
 // Where the per-guest flow counters live and how a flow finds its guest's
 // (abi.h kvx_gflows): the slot of the bridge port of the MAC that owns the

@@ -13,6 +13,7 @@
 #include <tuple>
 
 #include "base/fs.hpp"
+#include "control/gc.hpp"
 #include "control/resume.hpp"
 #include "kernel/maps.hpp"
 #include "kvmxdp/ct_rules.h"
@@ -124,13 +125,7 @@ std::vector<GuestRow> read_guest_rows(const GuestStatsFds &fds, const std::vecto
 		}
 	}
 	std::map<uint32_t, int> owners_of_slot;
-	GuestPorts ports;
-	if (fds.brport >= 0)
-		for (const auto &[k, v] : dump_hash<kvx_xfdb_key, kvx_xfdb_val>(fds.brport)) {
-			MacAddr m;
-			std::copy(k.mac, k.mac + 6, m.begin());
-			ports.emplace(m, v.ifindex);
-		}
+	const GuestPorts ports = brport_ports(fds.brport);
 	std::vector<GuestRow> rows;
 	std::vector<kvx_gstat> percpu(static_cast<size_t>(ncpu));
 	for (auto &[mac, r] : by_mac) {
