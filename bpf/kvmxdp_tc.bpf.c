@@ -158,18 +158,7 @@ int kvx_up6_relay(struct __sk_buff *skb)
  * still run (libvirt's <bandwidth> policer on a tap, a user's own).
  *
  * A source MAC placed on no port is placed here, on the port it came in
- * on, before its frame reaches the NAT on the bridge device: a guest's
- * flows and NAT ports count in its port's quota slot (ct.h mac_slot) from
- * a new MAC's first frame.  Left to the daemon's next look, a guest that
- * brought up a fresh MAC and flooded would have the slot all unplaced
- * MACs share for a second - a whole share - and the GC's recount would
- * then move what it took to its port: a share more per fresh MAC.
- * BPF_NOEXIST: a placed MAC never moves here (the daemon follows the
- * bridge's forwarding database: plan_brport); nor is a group or zero MAC
- * placed, nor one on a port the bridge does not learn on (learning off,
- * locked: kvx_xdev without KVX_XDEV_F_LEARN), whose frames the bridge
- * drops or switches by its own entries - a flood of made-up MACs there
- * would fill the table.  A full table places nothing.
+ * on (nat.h brport_place), before its frame reaches the NAT.
  */
 SEC("tc")
 int kvx_port_in(struct __sk_buff *skb)
@@ -177,8 +166,6 @@ int kvx_port_in(struct __sk_buff *skb)
 	void *data = (void *)(long)skb->data, *data_end = (void *)(long)skb->data_end;
 	__u8 mac[8] __attribute__((aligned(8))) = {};
 	struct ethhdr *eth = data;
-	struct kvx_xfdb_val v = {};
-	struct kvx_xdev_val *port;
 	__u32 ifindex = skb->ifindex;
 	int r;
 
@@ -186,13 +173,8 @@ int kvx_port_in(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
 	r = brport_elsewhere8(mac, ifindex);
-	if (r == KVX_BRPORT_NONE && !(mac[0] & 1) && !mac_is_zero(mac)) {
-		port = bpf_map_lookup_elem(&kvx_xdev, &ifindex);
-		if (port && (port->flags & KVX_XDEV_F_LEARN)) {
-			v.ifindex = ifindex;
-			bpf_map_update_elem(&kvx_brport, mac, &v, BPF_NOEXIST);
-		}
-	}
+	if (r == KVX_BRPORT_NONE)
+		brport_place(mac, ifindex);
 	if (r != 1)
 		return TC_ACT_UNSPEC;
 	gstats_clear();

@@ -11,7 +11,10 @@
 #    interface: two fresh MACs on guest1's bridge port).  The quota is the
 #    guest's - its bridge port's - not the address's nor the MAC's, so four
 #    addresses and three MACs do not get more quotas (four would be the
-#    whole table).
+#    whole table).  The daemon is paused (SIGSTOP) from before the macvlans
+#    exist until the flood is over: the datapath alone places the fresh
+#    MACs on guest1's port (the port guard, at their first frame) and holds
+#    the quota.
 #  - guest1 is stopped at its quota (default: a quarter of the table): the
 #    rest of its flood is counted DROP_GUEST_QUOTA, the table never fills
 #    (no DROP_TABLE_FULL), guest2's download completes intact (sha256) and
@@ -63,6 +66,10 @@ ip -n "$NS_G1" addr add "${G1_EXTRA[0]}/24" dev "$G1_IF"
 # .22 and .23 leave through macvlans of their own (fresh MACs on guest1's
 # one bridge port), made just now: source-address rules pick their device.
 MV=("kv2$KVX_ID" "kv3$KVX_ID")
+# The daemon paused from before the macvlans exist until the flood is over:
+# what places their MACs and keeps the quota is the datapath alone (the
+# daemon would place them from the bridge's entries at its next look).
+kill -STOP "$KVX_DAEMON_PID"
 # Each interface answers ARP only for its own addresses (kg1 and the
 # macvlans share the subnet): an address keeps its one MAC.
 nsx "$NS_G1" sysctl -qw net.ipv4.conf.all.arp_ignore=1
@@ -95,13 +102,18 @@ while kill -0 "$FLOOD_PID" 2>/dev/null; do
 	sleep 0.1
 done
 wait "$FLOOD_PID" || kvx_fail "flood generator failed: $(cat "$KVX_TMP/flood.log")"
+P1_IDX=$(ip -n "$NS_HOST" -o link show "$P1_IF" | cut -d: -f1)
+placed="$(kvx_brport_of "$(kvx_if_mac "$NS_G1" "${MV[0]}")") $(kvx_brport_of "$(kvx_if_mac "$NS_G1" "${MV[1]}")")"
+q=$(($(kvx_counter DROP_GUEST_QUOTA) - q0))
+kill -CONT "$KVX_DAEMON_PID"
+assert_eq "kvx_brport: both macvlan MACs on guest1's port $P1_IF, placed by the port guard (the daemon paused)" \
+	"$P1_IDX $P1_IDX" "$placed"
 kvx_log "flood: $(cat "$KVX_TMP/flood.log"); guest2 connections during it: ok=$ok failed=$bad"
 sent=$(sed -n 's/^sent=\([0-9]*\) .*/\1/p' "$KVX_TMP/flood.log")
 assert_ge "guest1 sent >= 100k new flows" "${sent:-0}" 100000
 assert_ge "guest2 opened new connections during the flood" "$ok" 1
 assert_eq "none of guest2's new connections failed" 0 "$bad"
 assert_eq "guest2's new connection right after the flood" "small file" "$(curl_small "$NS_G2" 3)"
-q=$(($(kvx_counter DROP_GUEST_QUOTA) - q0))
 # Who owns each flood address (kvx_guest): guest1's MAC its own and .21,
 # each macvlan's its own.
 assert_eq "the flood's addresses are bound to guest1's MAC, guest1's, mv2's, mv3's" \
@@ -117,10 +129,7 @@ for e in json.load(sys.stdin):
     owner[a] = ":".join("%02x" % (int(x, 16) if isinstance(x, str) else x) for x in m)
 print(" ".join(owner.get(a, "none") for a in sys.argv[1].split(",")))' \
 		"$G1_IP,$(IFS=,; echo "${G1_EXTRA[*]}")")"
-P1_IDX=$(ip -n "$NS_HOST" -o link show "$P1_IF" | cut -d: -f1)
-assert_eq "kvx_brport: both macvlan MACs on guest1's port $P1_IF" "$P1_IDX $P1_IDX" \
-	"$(kvx_brport_of "$(kvx_if_mac "$NS_G1" "${MV[0]}")") $(kvx_brport_of "$(kvx_if_mac "$NS_G1" "${MV[1]}")")"
-assert_ge "the flood hit guest1's one quota (four addresses, three MACs): DROP_GUEST_QUOTA" "$q" $((sent - QUOTA - 200))
+assert_ge "the flood hit guest1's one quota (four addresses, three MACs; the daemon paused): DROP_GUEST_QUOTA" "$q" $((sent - QUOTA - 200))
 assert_le "...and only beyond the quota" "$q" $((sent - QUOTA + 200))
 assert_eq "the table never filled (no DROP_TABLE_FULL)" "$full0" "$(kvx_counter DROP_TABLE_FULL)"
 entries=$(kvx_json "i['conntrack']['entries']")
@@ -149,6 +158,43 @@ sleep 1
 assert_ge "guest1's stream goes on" "$(awk '$1 == "ok" { n = $2 } END { print n + 0 }' "$KVX_TMP/stream.log")" $((n0 + 3))
 kvx_kill_pid "$STREAM_PID"
 assert_eq "guest1's stream never failed" 0 "$(grep -c '^fail' "$KVX_TMP/stream.log" || true)"
+
+kvx_step "a flood of made-up MACs from guest1's port leaves room for guest2's new MAC"
+# The daemon paused again: the datapath places at most a budget of new MACs
+# a second per port (abi.h kvx_brplace), so 6000 MACs from one port do not
+# fill kvx_brport (4096) before the daemon looks, and guest2's fresh MAC is
+# placed on its own port at its first frame.
+P2_IDX=$(ip -n "$NS_HOST" -o link show "$P2_IF" | cut -d: -f1)
+on1=$(kvx_brport_on "$P1_IDX")
+MV4=kv4$KVX_ID G2_MV_IP=192.168.122.24
+kill -STOP "$KVX_DAEMON_PID"
+out=$(nsx "$NS_G1" "$KVX_PY" "$KVX_LIBDIR/frame_peer.py" macflood "$G1_IF" \
+	--dst-mac "$(kvx_if_mac "$NS_HOST" "$BR")" --count 6000)
+nsx "$NS_G2" sysctl -qw net.ipv4.conf.all.arp_ignore=1
+ip -n "$NS_G2" link add "$MV4" link "$G2_IF" type macvlan mode bridge
+ip -n "$NS_G2" addr add "$G2_MV_IP/32" dev "$MV4"
+ip -n "$NS_G2" link set "$MV4" up
+ip -n "$NS_G2" route add 192.168.122.0/24 dev "$MV4" src "$G2_MV_IP" table 104
+ip -n "$NS_G2" route add default via 192.168.122.1 dev "$MV4" src "$G2_MV_IP" table 104
+ip -n "$NS_G2" rule add from "$G2_MV_IP" table 104
+r=$(nsx "$NS_G2" curl -sS --fail --max-time 3 --interface "$G2_MV_IP" "http://$SRV_IP:8080/small" 2>&1 || true)
+mv4mac=$(kvx_if_mac "$NS_G2" "$MV4")
+placed=$(kvx_brport_of "$mv4mac")
+on1b=$(kvx_brport_on "$P1_IDX")
+learnt=$(bridge -n "$NS_HOST" fdb show br "$BR" | grep -c " dev $P1_IF " || true)
+kill -CONT "$KVX_DAEMON_PID"
+kvx_log "macflood: $out; the bridge has $learnt entries on $P1_IF; kvx_brport on it: $on1 -> $on1b"
+assert_ge "the bridge learnt the flood's MACs on guest1's port" "$learnt" 6000
+assert_le "the datapath placed at most its budget of them (16 a second, a window or two)" $((on1b - on1)) 48
+assert_eq "guest2's fresh MAC on its port $P2_IF (placed by the port guard, the daemon paused)" "$P2_IDX" "$placed"
+assert_eq "guest2's request from its fresh MAC" "small file" "$r"
+# The daemon's look: more than 3072 MACs in the bridge, so at most 64 of a
+# port; guest2's stay.
+capped() { (($(kvx_brport_on "$P1_IDX") <= 64)); }
+kvx_wait_for 10 "the daemon keeps at most 64 of guest1's port's MACs" capped || kvx_fail "guest1's port has $(kvx_brport_on "$P1_IDX") MACs in kvx_brport"
+assert_eq "guest2's fresh MAC still on its port" "$P2_IDX" "$(kvx_brport_of "$mv4mac")"
+assert_eq "guest1's own MAC still on its port" "$P1_IDX" "$(kvx_brport_of "$(kvx_if_mac "$NS_G1" "$G1_IF")")"
+bridge -n "$NS_HOST" fdb flush dev "$BR" brport "$P1_IF" dynamic
 
 kvx_step "contrast: without a quota (--flow-quota 0) the same flood fills the table"
 kvx_daemon_stop

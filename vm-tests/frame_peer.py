@@ -11,6 +11,11 @@ send IFACE --src-mac MAC --dst-mac MAC --src ADDR:PORT --dst ADDR:PORT
     IPv4 and UDP checksums (so that it is no offloaded frame: kvmxdp's XDP
     path takes it).  Prints "sent".
 
+macflood IFACE --dst-mac MAC --count N
+    N frames of the local experimental EtherType 0x88b5, each from a source
+    MAC of its own (random, unicast, locally administered): a guest that
+    floods the bridge with made-up MACs.  Prints "sent=N".
+
 catch IFACE --port PORT
     Prints "catching" once bound, then one line per IPv4 UDP frame that
     comes in on IFACE (outgoing ones are skipped) with PORT as its source or
@@ -18,6 +23,7 @@ catch IFACE --port PORT
     data=<payload>".
 """
 import argparse
+import os
 import socket
 import struct
 
@@ -63,6 +69,19 @@ def send(args):
     print("sent", flush=True)
 
 
+def macflood(args):
+    s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
+    s.bind((args.iface, 0))
+    dst, seen = mac_bytes(args.dst_mac), set()
+    while len(seen) < args.count:
+        src = bytes([0x02]) + os.urandom(5)
+        if src in seen:
+            continue
+        seen.add(src)
+        s.send(dst + src + b"\x88\xb5" + b"kvmxdp-macflood".ljust(46, b"\0"))
+    print(f"sent={len(seen)}", flush=True)
+
+
 def catch(args):
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.bind((args.iface, 0))
@@ -94,11 +113,15 @@ def main():
     ps.add_argument("--src", required=True)
     ps.add_argument("--dst", required=True)
     ps.add_argument("--payload", default="frame")
+    pf = sub.add_parser("macflood")
+    pf.add_argument("iface")
+    pf.add_argument("--dst-mac", required=True)
+    pf.add_argument("--count", type=int, required=True)
     pc = sub.add_parser("catch")
     pc.add_argument("iface")
     pc.add_argument("--port", type=int, required=True)
     args = p.parse_args()
-    {"send": send, "catch": catch}[args.cmd](args)
+    {"send": send, "macflood": macflood, "catch": catch}[args.cmd](args)
 
 
 if __name__ == "__main__":

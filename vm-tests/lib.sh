@@ -278,6 +278,8 @@ kvx_kill_pid() { # PID: TERM, wait up to 2 s, then KILL
 	# waited for may belong to somebody else by now.
 	[[ " $(jobs -p | tr '\n' ' ') " == *" $pid "* ]] || return 0
 	kill -0 "$pid" 2>/dev/null || return 0
+	# A daemon a test paused (SIGSTOP) and failed before it went on.
+	kill -CONT "$pid" 2>/dev/null || true
 	kill -TERM "$pid" 2>/dev/null || true
 	for ((i = 0; i < 20; i++)); do
 		kill -0 "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null || true; return 0; }
@@ -358,6 +360,15 @@ want = bytes(int(x, 16) for x in sys.argv[1].split(":"))
 for e in json.load(sys.stdin):
     if bytes(int(x, 16) for x in e["key"][:6]) == want:
         print(int.from_bytes(bytes(int(x, 16) for x in e["value"][:4]), "little"))' "$1" || true
+}
+
+# kvx_brport_on IFINDEX: how many MACs $BR's kvx_brport places on that port.
+kvx_brport_on() {
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_brport" 2>/dev/null | "$KVX_PY" -c '
+import json, sys
+want = int(sys.argv[1])
+print(sum(int.from_bytes(bytes(int(x, 16) for x in e["value"][:4]), "little") == want
+          for e in json.load(sys.stdin)))' "$1" || true
 }
 
 # kvx_if_mac NS IFACE: the interface's MAC address.

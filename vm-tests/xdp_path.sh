@@ -163,6 +163,24 @@ fdb=$(bridge -n "$NS_HOST" fdb show br "$BR" | grep -i "^$g2mac dev $P2_IF" || t
 assert_contains "guest2's MAC is back on its port (refreshed by the daemon)" "$P2_IF" "$fdb"
 assert_not_contains "... as a learnt (dynamic) entry" permanent "$fdb"
 
+kvx_step "a MAC placed on no port is placed by XDP itself, at its first frame"
+# guest2's frames reach XDP alone (above).  The daemon paused: a placement
+# can only be the datapath's (the daemon would place the MAC from the
+# bridge's entry at its next look).
+P2_IDX=$(ip -n "$NS_HOST" -o link show "$P2_IF" | cut -d: -f1)
+xo0=$(kvx_counter XDP_XLATE_OUT) to0=$(kvx_counter XLATE_OUT)
+kill -STOP "$KVX_DAEMON_PID"
+# shellcheck disable=SC2046 # one word per key byte
+bpftool map delete pinned "$(kvx_pin_dir "$BR")/kvx_brport" key hex $(tr ':' ' ' <<<"$g2mac") 00 00
+assert_eq "guest2's MAC placed on no port" "" "$(kvx_brport_of "$g2mac")"
+r=$(kvx_udp_client "$NS_G2" --msg placed --wait 1 "$SRV_IP:5001" || true)
+assert_contains "UDP reply to guest2 (the daemon paused)" "data=placed" "$r"
+placed=$(kvx_brport_of "$g2mac")
+kill -CONT "$KVX_DAEMON_PID"
+assert_eq "kvx_brport: guest2's MAC on its port $P2_IF, placed by XDP" "$P2_IDX" "$placed"
+assert_ge "... translated by XDP" $(($(kvx_counter XDP_XLATE_OUT) - xo0)) 1
+assert_eq "... and not by TC (whose port guard places too)" "$to0" "$(kvx_counter XLATE_OUT)"
+
 kvx_step "a port added later (vnetN) gets XDP"
 NS_G3=kvx-$KVX_ID-g3 G3_IF=kg3$KVX_ID P3_IF=kp3$KVX_ID
 kvx_netns_add "$NS_G3"

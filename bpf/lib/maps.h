@@ -306,6 +306,14 @@ struct {
 	__type(value, struct kvx_xfdb_val);
 } kvx_brport SEC(".maps");
 
+/* Datapath placements per port (abi.h kvx_brplace, nat.h brport_place). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, KVX_BRPLACE_SIZE);
+	__type(key, __u32);
+	__type(value, struct kvx_brplace_val);
+} kvx_brplace SEC(".maps");
+
 /* The port guard's lease (abi.h kvx_guard): [0] = held until, boot ns. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -209,6 +209,57 @@ static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
 }
 
 /*
+ * A source MAC placed on no port (brport_elsewhere8: KVX_BRPORT_NONE) is
+ * placed on the port it came in on (ifindex), before its frame reaches the
+ * NAT: a guest's flows and NAT ports count in its port's quota slot (ct.h
+ * mac_slot) from a new MAC's first frame.  Left to the daemon's next look,
+ * a guest that brought up a fresh MAC and flooded would have the slot all
+ * unplaced MACs share for a second - a whole share - and the GC's recount
+ * would then move what it took to its port: a share more per fresh MAC.
+ * BPF_NOEXIST: a placed MAC never moves here (the daemon follows the
+ * bridge's forwarding database: relay.hpp plan_brport).  Never a group or
+ * zero MAC, nor on a port the bridge does not learn on (learning off,
+ * locked: kvx_xdev without KVX_XDEV_F_LEARN), whose frames the bridge drops
+ * or switches by its own entries; at most KVX_BRPLACE_PER_WINDOW a window
+ * per port (abi.h kvx_brplace): a flood of made-up MACs must not fill the
+ * table.  A full table places nothing.  The budget's count is not atomic
+ * with the test (two CPUs may both place the last one): a port overshoots
+ * by a MAC per CPU at most.  Its own frame: called from the XDP port
+ * program, whose translation's call chain takes all of the stack.
+ */
+static __noinline int brport_place(const __u8 *mac8, __u32 ifindex)
+{
+	struct kvx_xfdb_val v = {};
+	struct kvx_brplace_val nb = {}, *b;
+	struct kvx_xdev_val *port;
+	__u64 now;
+
+	if ((mac8[0] & 1) || mac_is_zero(mac8))
+		return 0;
+	port = bpf_map_lookup_elem(&kvx_xdev, &ifindex);
+	if (!port || !(port->flags & KVX_XDEV_F_LEARN))
+		return 0;
+	now = clock_now_ns();
+	b = bpf_map_lookup_elem(&kvx_brplace, &ifindex);
+	/* Signed: another CPU's reading of the clock may be a jiffy ahead. */
+	if (b && (__s64)(now - b->window_ns) >= (__s64)KVX_BRPLACE_WINDOW_NS)
+		b = NULL; /* a new window */
+	if (b && b->placed >= KVX_BRPLACE_PER_WINDOW)
+		return 0;
+	v.ifindex = ifindex;
+	if (bpf_map_update_elem(&kvx_brport, mac8, &v, BPF_NOEXIST))
+		return 0;
+	if (b) {
+		__sync_fetch_and_add(&b->placed, 1);
+	} else {
+		nb.window_ns = now;
+		nb.placed = 1;
+		bpf_map_update_elem(&kvx_brplace, &ifindex, &nb, BPF_ANY);
+	}
+	return 1;
+}
+
+/*
  * Anti-spoofing beyond the subnet (abi.h kvx_guest): a guest address
  * belongs to one MAC.  The first translated frame from an address binds it
  * (BPF_NOEXIST: of two racing claimers exactly one wins); another MAC gets

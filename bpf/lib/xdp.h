@@ -283,14 +283,13 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
 
 	/* The port guard, as the port's kvx_port_in does for every frame XDP
-	 * passes on: a frame redirected here never reaches it.  (A MAC placed
-	 * on no port is translated here all the same, its flows counted in
-	 * the slot all unplaced MACs share until the daemon places it: handed
-	 * to TC instead, a new port's guest - the guard comes a moment after
-	 * XDP - took TC for its whole first connection, and XDP never learnt
-	 * where it is.) */
-	if (brport_elsewhere8(macs, ctx_ifindex(ctx)) == 1)
+	 * passes on (a frame redirected here never reaches it), placing a MAC
+	 * of no port as it does. */
+	r = brport_elsewhere8(macs, ctx_ifindex(ctx));
+	if (r == 1)
 		return verdict(KVX_R_DROP_MAC_ELSEWHERE, len);
+	if (r == KVX_BRPORT_NONE)
+		brport_place(macs, ctx_ifindex(ctx));
 	/* From here on exactly the TC path's translation. */
 	gstats_set(macs, p.saddr, cfg->guest_seed, 0);
 	r = guest_owner_check(p.saddr, macs);

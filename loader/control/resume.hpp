@@ -318,6 +318,15 @@ inline constexpr MapResumeRule kResumeTable[] = {
 	 false,
 	 nullptr,
 	 nullptr},
+	// The datapath's placements per port: a budget's count, created when
+	// a kvmxdp of ABI 29 or older pinned none.
+	{KVX_MAP_BRPLACE,
+	 {BPF_MAP_TYPE_LRU_HASH, sizeof(__u32), sizeof(kvx_brplace_val)},
+	 SizeFrom::Object,
+	 ReplaceIf::Differs,
+	 false,
+	 nullptr,
+	 nullptr},
 	// IPv6: rewritten by every attach, like kvx_cfg.
 	{KVX_MAP_CFG6,
 	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_cfg6)},

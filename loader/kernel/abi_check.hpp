@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 29, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 30, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -47,8 +47,11 @@ static_assert(KVX_ABI_VERSION == 29, "ABI changed: review abi_check.hpp and bump
 // KVX_BRPORT_F_HELD, 0 in older entries: the port guard drops nothing; two
 // kvx_xdev flags) and a reason; version 29 slotted the quotas by bridge port
 // (attach recounts them) and gave kvx_scratch a third entry (replaced: no
-// state).
+// state); version 30 added map kvx_brplace (created when absent).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
+static_assert(sizeof(kvx_brplace_val) == 16);
+static_assert(offsetof(kvx_brplace_val, window_ns) == 0);
+static_assert(offsetof(kvx_brplace_val, placed) == 8);
 // KVX_CT6_SLOT keeps a guest slot in 16 bits (ct_rules.h kvx_ct6_slot_rec).
 static_assert(KVX_GFLOWS_MAX <= 0x10000);
 

@@ -366,6 +366,7 @@ void Datapath::clear_tables()
 	clear_hash<kvx_bind6_key>(bpf_map__fd(tc()->maps.kvx_bind6), "kvx_bind6");
 	clear_hash<kvx_nd_key>(bpf_map__fd(tc()->maps.kvx_nd), "kvx_nd");
 	clear_hash<kvx_xfdb_key>(bpf_map__fd(tc()->maps.kvx_brport), "kvx_brport");
+	clear_hash<__u32>(bpf_map__fd(tc()->maps.kvx_brplace), "kvx_brplace");
 	guard_until_set(0);
 	clear_hash<kvx_extaddr6_key>(bpf_map__fd(tc()->maps.kvx_extaddr6), "kvx_extaddr6");
 	set_cfg6(kvx_cfg6{});
@@ -909,6 +910,25 @@ void Datapath::brport_set(const testpkt::Mac &mac, std::uint32_t port_ifindex,
 	v.flags = flags;
 	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_brport), &k, &v, BPF_ANY) != 0)
 		throw std::runtime_error("update kvx_brport: " + errno_text(errno));
+}
+
+void Datapath::brplace_set(std::uint32_t port_ifindex, std::uint64_t window_ns,
+			   std::uint32_t placed)
+{
+	kvx_brplace_val v{};
+	v.window_ns = window_ns;
+	v.placed = placed;
+	if (bpf_map_update_elem(bpf_map__fd(tc()->maps.kvx_brplace), &port_ifindex, &v, BPF_ANY) !=
+	    0)
+		throw std::runtime_error("update kvx_brplace: " + errno_text(errno));
+}
+
+std::optional<kvx_brplace_val> Datapath::brplace_lookup(std::uint32_t port_ifindex) const
+{
+	kvx_brplace_val v{};
+	if (bpf_map_lookup_elem(bpf_map__fd(tc()->maps.kvx_brplace), &port_ifindex, &v) != 0)
+		return std::nullopt;
+	return v;
 }
 
 void Datapath::brport_delete(const testpkt::Mac &mac)

@@ -248,6 +248,10 @@ public:
 			std::uint64_t moved_ns = 0, std::uint32_t flags = 0);
 	void brport_delete(const testpkt::Mac &mac); // none there: nothing
 	std::optional<kvx_xfdb_val> brport_lookup(const testpkt::Mac &mac) const;
+	// kvx_brplace (the datapath's placements per port), emptied by
+	// clear_tables().
+	void brplace_set(std::uint32_t port_ifindex, std::uint64_t window_ns, std::uint32_t placed);
+	std::optional<kvx_brplace_val> brplace_lookup(std::uint32_t port_ifindex) const;
 	// kvx_guard[0]: the port guard's lease (0: off; clear_tables()).
 	void guard_until_set(std::uint64_t until_ns);
 	std::uint32_t gaddrs_at(std::uint32_t slot) const;

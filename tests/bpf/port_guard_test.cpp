@@ -116,6 +116,53 @@ TEST_F(PortGuardTest, PlacesAMacOfNoPortOnItsPort)
 	EXPECT_FALSE(dp().brport_lookup(zero));
 }
 
+// A port places at most KVX_BRPLACE_PER_WINDOW new MACs a window (abi.h
+// kvx_brplace): a guest sending from ever new MACs must not fill kvx_brport
+// before the daemon's next look and leave another port's new guest
+// unplaced.  Each port has its own budget; a new window a new one.
+TEST_F(PortGuardTest, PlacesAtMostABudgetOfMacsAWindowPerPort)
+{
+	const std::uint32_t p1 = topo().bridge_port_ifindex, p2 = topo().bridge_port2_ifindex;
+	for (std::uint32_t port : {p1, p2})
+		dp().xdev_update(port, Topology::kBridgePortMac,
+				 KVX_XDEV_F_PORT | KVX_XDEV_F_LEARN);
+	const Packet ip = from_guest(make_udp(ip4(192, 168, 122, 60), 40000, kRemote1, 53));
+	auto mac = [](unsigned i) {
+		return Mac{0x52, 0x54, 0x00, 0x00, 0x08, static_cast<std::uint8_t>(i)};
+	};
+	constexpr unsigned kTries = KVX_BRPLACE_PER_WINDOW + 8;
+	unsigned placed = 0;
+	for (unsigned i = 0; i < kTries; i++) {
+		EXPECT_EQ(on_port(Prog::PortIngress, ip, mac(i)), kGoesOn);
+		placed += dp().brport_lookup(mac(i)).has_value();
+	}
+	EXPECT_EQ(placed, unsigned{KVX_BRPLACE_PER_WINDOW});
+	for (unsigned i = 0; i < KVX_BRPLACE_PER_WINDOW; i++)
+		EXPECT_TRUE(dp().brport_lookup(mac(i))) << "the first ones are placed: " << i;
+	auto budget = dp().brplace_lookup(p1);
+	ASSERT_TRUE(budget);
+	EXPECT_EQ(budget->placed, std::uint32_t{KVX_BRPLACE_PER_WINDOW});
+	// Frames of placed MACs spend nothing.
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, mac(0)), kGoesOn);
+	EXPECT_EQ(dp().brplace_lookup(p1)->placed, std::uint32_t{KVX_BRPLACE_PER_WINDOW});
+	// Another port's new guest is placed: its own budget.
+	const Mac other{0x52, 0x54, 0x00, 0x00, 0x09, 0x01};
+	Packet q = ip;
+	q.src_mac = other;
+	EXPECT_EQ(dp().run(Prog::PortIngress, q.build(), p2).verdict, TC_ACT_UNSPEC);
+	const auto v = dp().brport_lookup(other);
+	ASSERT_TRUE(v);
+	EXPECT_EQ(v->ifindex, p2);
+	// The window over: the first port places again, counting from one.
+	dp().brplace_set(p1, boot_ns_ago(KVX_BRPLACE_WINDOW_NS + kSecond / 10),
+			 KVX_BRPLACE_PER_WINDOW);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, mac(kTries - 1)), kGoesOn);
+	EXPECT_TRUE(dp().brport_lookup(mac(kTries - 1)));
+	budget = dp().brplace_lookup(p1);
+	ASSERT_TRUE(budget);
+	EXPECT_EQ(budget->placed, 1u);
+}
+
 TEST_F(PortGuardTest, LetsOnWhatNoOtherPortHolds)
 {
 	const Packet ip = from_guest(make_udp(kGuestA, 40000, kRemote1, 53));

@@ -26,6 +26,7 @@
 #include <sstream>
 
 #include "fixture.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp::test {
 namespace {
@@ -1070,6 +1071,43 @@ std::vector<HandoffCase> handoff_cases()
 
 INSTANTIATE_TEST_SUITE_P(Table, XdpHandoff, ::testing::ValuesIn(handoff_cases()),
 			 [](const ::testing::TestParamInfo<HandoffCase> &i) { return i.param.name; });
+
+// A MAC placed on no port (a new port's guest: XDP is there a moment
+// before the port guard, and the guest's ARP went before it) is placed on
+// its port by the XDP port program, as the guard would have: its first flow
+// counts in its port's quota slot, not in the one all unplaced MACs share.
+// The placements share the port's budget with the guard's (abi.h
+// kvx_brplace): beyond it, translated all the same, counted in the shared
+// slot until the daemon places the MAC.
+TEST_F(XdpTest, PlacesAMacOfNoPortOnItsPort)
+{
+	fresh(nullptr, nullptr);
+	const std::uint32_t port = topo().bridge_port_ifindex;
+	const std::uint32_t a = ip4(192, 168, 122, 60), b = ip4(192, 168, 122, 61);
+	const Mac ma{0x52, 0x54, 0x00, 0x00, 0x07, 0x30}, mb{0x52, 0x54, 0x00, 0x00, 0x07, 0x31};
+	Packet p = from_guest(make_udp(a, 62001, kRemote1, 53));
+	p.src_mac = ma;
+	const Shot x = shoot(Prog::XdpPort, p.build());
+	EXPECT_EQ(xdp_verdict_name(x.verdict), std::string("XDP_REDIRECT"));
+	const auto v = dp().brport_lookup(ma);
+	ASSERT_TRUE(v) << "not placed";
+	EXPECT_EQ(v->ifindex, port);
+	EXPECT_EQ(v->flags, 0u) << "placed, not held";
+	EXPECT_EQ(dp().gflows_slot(a), kvx_port_slot(port, dp().cfg().guest_seed));
+	EXPECT_EQ(dp().gflows(a), 1u);
+	const auto budget = dp().brplace_lookup(port);
+	ASSERT_TRUE(budget);
+	EXPECT_EQ(budget->placed, 1u);
+	// The port's budget spent (by the guard, say): the next new MAC is
+	// translated, not placed.
+	dp().brplace_set(port, budget->window_ns, KVX_BRPLACE_PER_WINDOW);
+	Packet q = from_guest(make_udp(b, 62002, kRemote1, 53));
+	q.src_mac = mb;
+	EXPECT_EQ(xdp_verdict_name(shoot(Prog::XdpPort, q.build()).verdict),
+		  std::string("XDP_REDIRECT"));
+	EXPECT_FALSE(dp().brport_lookup(mb)) << "placed beyond the port's budget";
+	EXPECT_EQ(dp().gflows_slot(b), kvx_port_slot(0, dp().cfg().guest_seed));
+}
 
 // Too big for the uplink: XDP asks the fib lookup with the IP length and
 // leaves it to TC, which answers as always (frag needed / drop).

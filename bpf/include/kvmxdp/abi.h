@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 29
+#define KVX_ABI_VERSION 30
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -174,6 +174,9 @@
  *      MAC of no port at its first frame, kvx_scratch has
  *      KVX_SCRATCH_SLOTS 3 entries (replaced: no state).  Tables
  *      unchanged: pins of 3..29 are reused.
+ *  30: the datapath's placements are budgeted per port (map kvx_brplace,
+ *      created when absent) and the XDP port program places a MAC of no
+ *      port too.  Tables unchanged: pins of 3..30 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -1286,6 +1289,29 @@ struct kvx_cfg6 {
 #define KVX_GUARD_LEASE_NS (10ULL * 1000 * 1000 * 1000)
 #define KVX_BRPORT_MOVE_HOLD_NS (300ULL * 1000 * 1000 * 1000) /* the bridge's ageing time */
 #define KVX_BRPORT_SIZE 4096
+
+/*
+ * The datapath's placements per port: kvx_brplace[port ifindex] counts the
+ * MACs the port guard and the XDP port program placed on that port in
+ * kvx_brport (nat.h brport_place) since window_ns; a port places at most
+ * KVX_BRPLACE_PER_WINDOW in KVX_BRPLACE_WINDOW_NS, later ones wait for the
+ * daemon's next look (it places every MAC of the bridge's forwarding
+ * database: relay.hpp plan_brport).  Without a budget, a guest sending
+ * from ever new MACs would fill kvx_brport between two of the daemon's
+ * looks: no room for another port's new MAC, nor for the daemon's own
+ * placements.  An LRU hash: a port that went is forgotten.  Hints only:
+ * another layout is replaced, nothing carried over.
+ */
+#define KVX_MAP_BRPLACE "kvx_brplace"
+#define KVX_BRPLACE_SIZE KVX_XDEV_MAX
+#define KVX_BRPLACE_PER_WINDOW 16
+#define KVX_BRPLACE_WINDOW_NS (1000ULL * 1000 * 1000)
+
+struct kvx_brplace_val {
+	__u64 window_ns; /* start of the current window, CLOCK_BOOTTIME */
+	__u32 placed;	 /* placements since */
+	__u32 _pad;
+};
 
 /*
  * Per-guest address limit: kvx_gaddrs[slot] counts the kvx_nd entries
