@@ -158,7 +158,9 @@ int kvx_up6_relay(struct __sk_buff *skb)
  * still run (libvirt's <bandwidth> policer on a tap, a user's own).
  *
  * A source MAC placed on no port is placed here, on the port it came in
- * on (nat.h brport_place), before its frame reaches the NAT.
+ * on (nat.h brport_place), before its frame reaches the NAT; one that
+ * cannot be placed (the port's budget of new MACs spent, a full table) is
+ * dropped (DROP_MAC_NEW).
  */
 SEC("tc")
 int kvx_port_in(struct __sk_buff *skb)
@@ -173,8 +175,10 @@ int kvx_port_in(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	__builtin_memcpy(mac, eth->h_source, ETH_ALEN);
 	r = brport_elsewhere8(mac, ifindex);
-	if (r == KVX_BRPORT_NONE)
-		brport_place(mac, ifindex);
+	if (r == KVX_BRPORT_NONE && brport_place(mac, ifindex)) {
+		gstats_clear();
+		return verdict(KVX_R_DROP_MAC_NEW, skb->len);
+	}
 	if (r != 1)
 		return TC_ACT_UNSPEC;
 	gstats_clear();

@@ -212,51 +212,64 @@ static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
  * A source MAC placed on no port (brport_elsewhere8: KVX_BRPORT_NONE) is
  * placed on the port it came in on (ifindex), before its frame reaches the
  * NAT: a guest's flows and NAT ports count in its port's quota slot (ct.h
- * mac_slot) from a new MAC's first frame.  Left to the daemon's next look,
- * a guest that brought up a fresh MAC and flooded would have the slot all
- * unplaced MACs share for a second - a whole share - and the GC's recount
- * would then move what it took to its port: a share more per fresh MAC.
+ * mac_slot) from a new MAC's first frame.  A MAC that reached the NAT
+ * unplaced would count in the slot all unplaced MACs share - a whole share
+ * - and what it opened there would move to its port's count at the GC's
+ * recount once the daemon placed it: a share more per fresh MAC.  So a
+ * frame whose MAC cannot be placed does not go on (1: the caller drops it,
+ * DROP_MAC_NEW): past the port's budget of KVX_BRPLACE_PER_WINDOW new MACs
+ * a window (abi.h kvx_brplace: a flood of made-up MACs must not fill
+ * kvx_brport before the daemon looks, and leave another port's new guest
+ * no room), or a full table.  Such a MAC gets in in a later window (an
+ * ARP, a DHCP retry), or once the daemon placed it.
  * BPF_NOEXIST: a placed MAC never moves here (the daemon follows the
- * bridge's forwarding database: relay.hpp plan_brport).  Never a group or
- * zero MAC, nor on a port the bridge does not learn on (learning off,
- * locked: kvx_xdev without KVX_XDEV_F_LEARN), whose frames the bridge drops
- * or switches by its own entries; at most KVX_BRPLACE_PER_WINDOW a window
- * per port (abi.h kvx_brplace): a flood of made-up MACs must not fill the
- * table.  A full table places nothing.  The budget's count is not atomic
- * with the test (two CPUs may both place the last one): a port overshoots
- * by a MAC per CPU at most.  Its own frame: called from the XDP port
- * program, whose translation's call chain takes all of the stack.
+ * bridge's forwarding database: relay.hpp plan_brport).  Nothing is placed
+ * nor refused (0: goes on) for a group or zero MAC, on a port the bridge
+ * does not learn on (learning off, locked: kvx_xdev without
+ * KVX_XDEV_F_LEARN), whose frames the bridge drops or switches by its own
+ * entries, nor with the port guard off (kvx_guard 0: attach --port-guard
+ * off leaves the ports alone).  A budget is taken before the placement
+ * (two CPUs never both take the last one); a new window starts with a
+ * compare-and-swap of its start, its count reset by the CPU that won.  Its
+ * own frame: called from the XDP port program, whose translation's call
+ * chain takes all of the stack.
  */
 static __noinline int brport_place(const __u8 *mac8, __u32 ifindex)
 {
 	struct kvx_xfdb_val v = {};
 	struct kvx_brplace_val nb = {}, *b;
 	struct kvx_xdev_val *port;
-	__u64 now;
+	__u32 zero = 0;
+	__u64 *guard, now, w;
+	int err;
 
 	if ((mac8[0] & 1) || mac_is_zero(mac8))
 		return 0;
 	port = bpf_map_lookup_elem(&kvx_xdev, &ifindex);
 	if (!port || !(port->flags & KVX_XDEV_F_LEARN))
 		return 0;
+	guard = bpf_map_lookup_elem(&kvx_guard, &zero);
+	if (!guard || !*guard)
+		return 0;
 	now = clock_now_ns();
 	b = bpf_map_lookup_elem(&kvx_brplace, &ifindex);
-	/* Signed: another CPU's reading of the clock may be a jiffy ahead. */
-	if (b && (__s64)(now - b->window_ns) >= (__s64)KVX_BRPLACE_WINDOW_NS)
-		b = NULL; /* a new window */
-	if (b && b->placed >= KVX_BRPLACE_PER_WINDOW)
-		return 0;
-	v.ifindex = ifindex;
-	if (bpf_map_update_elem(&kvx_brport, mac8, &v, BPF_NOEXIST))
-		return 0;
-	if (b) {
-		__sync_fetch_and_add(&b->placed, 1);
-	} else {
+	if (!b) {
 		nb.window_ns = now;
-		nb.placed = 1;
-		bpf_map_update_elem(&kvx_brplace, &ifindex, &nb, BPF_ANY);
+		bpf_map_update_elem(&kvx_brplace, &ifindex, &nb, BPF_NOEXIST);
+		b = bpf_map_lookup_elem(&kvx_brplace, &ifindex);
+		if (!b)
+			return 1;
 	}
-	return 1;
+	w = b->window_ns;
+	/* Signed: another CPU's reading of the clock may be a jiffy ahead. */
+	if ((__s64)(now - w) >= (__s64)KVX_BRPLACE_WINDOW_NS &&
+	    __sync_val_compare_and_swap(&b->window_ns, w, now) == w)
+		b->placed = 0;
+	if (__sync_fetch_and_add(&b->placed, 1) >= KVX_BRPLACE_PER_WINDOW)
+		return 1;
+	v.ifindex = ifindex;
+	err = bpf_map_update_elem(&kvx_brport, mac8, &v, BPF_NOEXIST);
+	return err && err != -EEXIST;
 }
 
 /*

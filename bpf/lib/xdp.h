@@ -283,18 +283,22 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 		return to_tc(KVX_R_XDP_TO_TC_DEV, len);
 
 	/* The port guard, as the port's kvx_port_in does for every frame XDP
-	 * passes on (a frame redirected here never reaches it), placing a MAC
-	 * of no port as it does. */
-	r = brport_elsewhere8(macs, ctx_ifindex(ctx));
-	if (r == 1)
+	 * passes on (a frame redirected here never reaches it). */
+	rc = brport_elsewhere8(macs, ctx_ifindex(ctx));
+	if (rc == 1)
 		return verdict(KVX_R_DROP_MAC_ELSEWHERE, len);
-	if (r == KVX_BRPORT_NONE)
-		brport_place(macs, ctx_ifindex(ctx));
 	/* From here on exactly the TC path's translation. */
 	gstats_set(macs, p.saddr, cfg->guest_seed, 0);
 	r = guest_owner_check(p.saddr, macs);
 	if (r != KVX_CONTINUE)
 		return xdp_refused(r, len);
+	/* A MAC of no port placed as the guard places it (a new port's guest:
+	 * XDP is there a moment before the guard), only once the frame's
+	 * source passed the owner check: a frame with another guest's MAC
+	 * (not placed yet) must not place it on the sender's port, where the
+	 * bridge never sees it. */
+	if (rc == KVX_BRPORT_NONE && brport_place(macs, ctx_ifindex(ctx)))
+		return verdict(KVX_R_DROP_MAC_NEW, len);
 	now = clock_now_ns();
 	pkt_tcp_options(ctx, &p);
 	r = ct_egress(cfg, &p, macs, now, &ext);

@@ -47,7 +47,8 @@ static_assert(KVX_ABI_VERSION == 30, "ABI changed: review abi_check.hpp and bump
 // KVX_BRPORT_F_HELD, 0 in older entries: the port guard drops nothing; two
 // kvx_xdev flags) and a reason; version 29 slotted the quotas by bridge port
 // (attach recounts them) and gave kvx_scratch a third entry (replaced: no
-// state); version 30 added map kvx_brplace (created when absent).
+// state); version 30 added map kvx_brplace (created when absent) and a
+// reason.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 static_assert(sizeof(kvx_brplace_val) == 16);
 static_assert(offsetof(kvx_brplace_val, window_ns) == 0);
@@ -359,7 +360,10 @@ static_assert(KVX_R_FRAG_PARK_HOST == KVX_R_DROP_ND_RELAY_LIMIT + 1);
 static_assert(KVX_R_FRAG_PARK_STALE == KVX_R_FRAG_PARK_HOST + 1);
 static_assert(KVX_R_FRAG_PARK_RATELIMITED == KVX_R_FRAG_PARK_STALE + 1);
 // Appended in version 28.
-static_assert(KVX_R_DROP_MAC_ELSEWHERE == KVX_R_MAX - 1);
+static_assert(KVX_R_DROP_MAC_ELSEWHERE == KVX_R_FRAG_PARK_RATELIMITED + 1);
+// Appended in version 30.
+static_assert(KVX_R_DROP_MAC_NEW == KVX_R_DROP_MAC_ELSEWHERE + 1);
+static_assert(KVX_R_DROP_MAC_NEW == KVX_R_MAX - 1);
 // kvx_brport's flag beside kvx_xfdb's (one value type).
 static_assert((KVX_BRPORT_F_HELD & KVX_XFDB_F_STATIC) == 0);
 static_assert(KVX_GUARD_LEASE_NS < KVX_GUARD_SETTLE_NS);

@@ -1076,12 +1076,13 @@ INSTANTIATE_TEST_SUITE_P(Table, XdpHandoff, ::testing::ValuesIn(handoff_cases())
 // before the port guard, and the guest's ARP went before it) is placed on
 // its port by the XDP port program, as the guard would have: its first flow
 // counts in its port's quota slot, not in the one all unplaced MACs share.
-// The placements share the port's budget with the guard's (abi.h
-// kvx_brplace): beyond it, translated all the same, counted in the shared
-// slot until the daemon places the MAC.
+// Only once its source passed the owner check (a frame with another's
+// address places nothing); past the port's budget, shared with the guard
+// (abi.h kvx_brplace), the frame is dropped, as the guard drops it.
 TEST_F(XdpTest, PlacesAMacOfNoPortOnItsPort)
 {
 	fresh(nullptr, nullptr);
+	dp().guard_until_set(boot_ns() + KVX_GUARD_LEASE_NS);
 	const std::uint32_t port = topo().bridge_port_ifindex;
 	const std::uint32_t a = ip4(192, 168, 122, 60), b = ip4(192, 168, 122, 61);
 	const Mac ma{0x52, 0x54, 0x00, 0x00, 0x07, 0x30}, mb{0x52, 0x54, 0x00, 0x00, 0x07, 0x31};
@@ -1098,15 +1099,24 @@ TEST_F(XdpTest, PlacesAMacOfNoPortOnItsPort)
 	const auto budget = dp().brplace_lookup(port);
 	ASSERT_TRUE(budget);
 	EXPECT_EQ(budget->placed, 1u);
-	// The port's budget spent (by the guard, say): the next new MAC is
-	// translated, not placed.
+	// mb with a's address (owned by ma): refused by the owner check,
+	// nothing placed.
+	Packet s = from_guest(make_udp(a, 62003, kRemote1, 53));
+	s.src_mac = mb;
+	const Bytes sb = s.build();
+	EXPECT_EQ(shoot(Prog::XdpPort, sb).counted, counted(KVX_R_DROP_SPOOF_MAC, sb.size()));
+	EXPECT_FALSE(dp().brport_lookup(mb)) << "placed by a spoofed frame";
+	// The port's budget spent (by the guard, say): the next new MAC's
+	// frame is dropped, nothing translated.
 	dp().brplace_set(port, budget->window_ns, KVX_BRPLACE_PER_WINDOW);
 	Packet q = from_guest(make_udp(b, 62002, kRemote1, 53));
 	q.src_mac = mb;
-	EXPECT_EQ(xdp_verdict_name(shoot(Prog::XdpPort, q.build()).verdict),
-		  std::string("XDP_REDIRECT"));
+	const Bytes qb = q.build();
+	const Shot y = shoot(Prog::XdpPort, qb);
+	EXPECT_EQ(xdp_verdict_name(y.verdict), std::string("XDP_DROP"));
+	EXPECT_EQ(y.counted, counted(KVX_R_DROP_MAC_NEW, qb.size()));
 	EXPECT_FALSE(dp().brport_lookup(mb)) << "placed beyond the port's budget";
-	EXPECT_EQ(dp().gflows_slot(b), kvx_port_slot(0, dp().cfg().guest_seed));
+	EXPECT_EQ(dp().gflows(b), 0u) << "counted in the shared slot";
 }
 
 // Too big for the uplink: XDP asks the fib lookup with the IP length and

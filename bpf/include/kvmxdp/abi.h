@@ -175,8 +175,9 @@
  *      KVX_SCRATCH_SLOTS 3 entries (replaced: no state).  Tables
  *      unchanged: pins of 3..29 are reused.
  *  30: the datapath's placements are budgeted per port (map kvx_brplace,
- *      created when absent) and the XDP port program places a MAC of no
- *      port too.  Tables unchanged: pins of 3..30 are reused.
+ *      created when absent; a frame of a MAC that cannot be placed is
+ *      dropped: reason DROP_MAC_NEW) and the XDP port program places a MAC
+ *      of no port too.  Tables unchanged: pins of 3..30 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -1293,13 +1294,15 @@ struct kvx_cfg6 {
 /*
  * The datapath's placements per port: kvx_brplace[port ifindex] counts the
  * MACs the port guard and the XDP port program placed on that port in
- * kvx_brport (nat.h brport_place) since window_ns; a port places at most
- * KVX_BRPLACE_PER_WINDOW in KVX_BRPLACE_WINDOW_NS, later ones wait for the
- * daemon's next look (it places every MAC of the bridge's forwarding
- * database: relay.hpp plan_brport).  Without a budget, a guest sending
- * from ever new MACs would fill kvx_brport between two of the daemon's
- * looks: no room for another port's new MAC, nor for the daemon's own
- * placements.  An LRU hash: a port that went is forgotten.  Hints only:
+ * kvx_brport (nat.h brport_place) since window_ns (placed counts the
+ * tries); a port places at most KVX_BRPLACE_PER_WINDOW in
+ * KVX_BRPLACE_WINDOW_NS, and drops the frames of later new MACs
+ * (DROP_MAC_NEW) until a later window or the daemon's next look places
+ * them (it places every MAC of the bridge's forwarding database:
+ * relay.hpp plan_brport).  Without a budget, a guest sending from ever new
+ * MACs would fill kvx_brport between two of the daemon's looks: no room
+ * for another port's new MAC, nor for the daemon's own placements; and a
+ * MAC let on unplaced would count in the slot all such MACs share.  An LRU hash: a port that went is forgotten.  Hints only:
  * another layout is replaced, nothing carried over.
  */
 #define KVX_MAP_BRPLACE "kvx_brplace"
@@ -1517,7 +1520,8 @@ struct kvx_halfopen6_val {
 	X(FRAG_PARK_HOST, 0, "parked fragment given up: its first fragment went to the host, which got this one too (also counted as parked)") \
 	X(FRAG_PARK_STALE, 0, "parked fragment given up: its datagram's first fragment passed more than 2 s away from it (another datagram with its id; also counted as parked)") \
 	X(FRAG_PARK_RATELIMITED, 0, "IPv4 fragment ahead of its first not parked: its direction's parking rate spent (packet counted under its reason)") \
-	X(DROP_MAC_ELSEWHERE, 1, "frame on a bridge port from a MAC the bridge has on another port (port guard)")
+	X(DROP_MAC_ELSEWHERE, 1, "frame on a bridge port from a MAC the bridge has on another port (port guard)") \
+	X(DROP_MAC_NEW, 1, "frame on a bridge port from a MAC of no port that cannot be placed: the port's budget of new MACs a second spent, or no room (port guard)")
 
 enum kvx_reason {
 #define KVX_X_ENUM(name, drop, desc) KVX_R_##name,
