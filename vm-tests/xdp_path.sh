@@ -171,7 +171,9 @@ kvx_step "a MAC placed on no port is placed by XDP itself, at its first frame"
 P2_IDX=$(ip -n "$NS_HOST" -o link show "$P2_IF" | cut -d: -f1)
 xo0=$(kvx_counter XDP_XLATE_OUT) to0=$(kvx_counter XLATE_OUT)
 kill -STOP "$KVX_DAEMON_PID"
-tc -n "$NS_HOST" filter del dev "$P2_IF" ingress
+# The guard's clsact with it: the daemon makes both again (and removes them
+# at detach, as its own).
+tc -n "$NS_HOST" qdisc del dev "$P2_IF" clsact
 assert_eq "P2 without the port guard" 0 "$(kvx_tc_bpf_filters "$P2_IF")"
 # shellcheck disable=SC2046 # one word per key byte
 bpftool map delete pinned "$(kvx_pin_dir "$BR")/kvx_brport" key hex $(tr ':' ' ' <<<"$g2mac") 00 00

@@ -221,16 +221,19 @@ static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
  * a window (abi.h kvx_brplace: a flood of made-up MACs must not fill
  * kvx_brport before the daemon looks, and leave another port's new guest
  * no room), or a full table.  Such a MAC gets in in a later window (an
- * ARP, a DHCP retry), or once the daemon placed it.
+ * ARP, a DHCP retry): the bridge does not learn from a dropped frame, so
+ * the daemon does not place it either, unless the bridge had it already.
  * BPF_NOEXIST: a placed MAC never moves here (the daemon follows the
  * bridge's forwarding database: relay.hpp plan_brport).  Nothing is placed
  * nor refused (0: goes on) for a group or zero MAC, on a port the bridge
  * does not learn on (learning off, locked: kvx_xdev without
  * KVX_XDEV_F_LEARN), whose frames the bridge drops or switches by its own
  * entries, nor with the port guard off (kvx_guard 0: attach --port-guard
- * off leaves the ports alone).  A budget is taken before the placement
+ * off leaves the ports alone); none refused once the daemon's lease lapsed.  A budget is taken before the placement
  * (two CPUs never both take the last one); a new window starts with a
- * compare-and-swap of its start, its count reset by the CPU that won.  Its
+ * compare-and-swap of its start, its count reset by the CPU that won (a
+ * place another CPU took in between is forgotten: a window may place a
+ * MAC or two more per CPU).  Its
  * own frame: called from the XDP port program, whose translation's call
  * chain takes all of the stack.
  */
@@ -241,7 +244,7 @@ static __noinline int brport_place(const __u8 *mac8, __u32 ifindex)
 	struct kvx_xdev_val *port;
 	__u32 zero = 0;
 	__u64 *guard, now, w;
-	int err;
+	int err, lapsed;
 
 	if ((mac8[0] & 1) || mac_is_zero(mac8))
 		return 0;
@@ -252,13 +255,17 @@ static __noinline int brport_place(const __u8 *mac8, __u32 ifindex)
 	if (!guard || !*guard)
 		return 0;
 	now = clock_now_ns();
+	/* The daemon's lease lapsed (it stopped): placed still, refused
+	 * never - the guard fails open, and nothing recounts the shared
+	 * slot without the daemon. */
+	lapsed = *guard <= now;
 	b = bpf_map_lookup_elem(&kvx_brplace, &ifindex);
 	if (!b) {
 		nb.window_ns = now;
 		bpf_map_update_elem(&kvx_brplace, &ifindex, &nb, BPF_NOEXIST);
 		b = bpf_map_lookup_elem(&kvx_brplace, &ifindex);
 		if (!b)
-			return 1;
+			return !lapsed;
 	}
 	w = b->window_ns;
 	/* Signed: another CPU's reading of the clock may be a jiffy ahead. */
@@ -266,10 +273,10 @@ static __noinline int brport_place(const __u8 *mac8, __u32 ifindex)
 	    __sync_val_compare_and_swap(&b->window_ns, w, now) == w)
 		b->placed = 0;
 	if (__sync_fetch_and_add(&b->placed, 1) >= KVX_BRPLACE_PER_WINDOW)
-		return 1;
+		return !lapsed;
 	v.ifindex = ifindex;
 	err = bpf_map_update_elem(&kvx_brport, mac8, &v, BPF_NOEXIST);
-	return err && err != -EEXIST;
+	return err && err != -EEXIST && !lapsed;
 }
 
 /*

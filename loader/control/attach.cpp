@@ -879,6 +879,19 @@ private:
 					XdpPath::remove_guards(nl_, xdev->get(), br);
 				});
 		}
+		// The guard's lease before the guards (abi.h kvx_guard): 0 says
+		// "off" to the datapath, which then places no new MAC, and a
+		// guest's flows until the daemon's first refresh would count in
+		// the slot of unplaced MACs (to move to its port's at the first
+		// recount).  The daemon renews it from its first refresh on.
+		{
+			const __u32 zero = 0;
+			const __u64 until = plan_.port_guard ? boottime_ns() + KVX_GUARD_LEASE_NS :
+							       0;
+			check_libbpf(bpf_map_update_elem(skel_->map_fd(KVX_MAP_GUARD), &zero,
+							 &until, BPF_ANY),
+				     "update", KVX_MAP_GUARD);
+		}
 		for (const XdpDevice &d : xdp_->sync(nl_, bridge_.ifindex, uplink_.ifindex))
 			log_verbose(d.describe());
 		failpoint("xdp");

@@ -1180,10 +1180,10 @@ void Daemon::sync_owner_ports(NlSocket &nl)
 			    " added, " + std::to_string(b.moved) + " moved, " +
 			    std::to_string(b.removed) + " removed");
 	if (b.unplaced && !brport_unplaced_)
-		log_warn(
-			"ipv6: " + std::to_string(b.unplaced) + " MAC(s) on " + inst_.bridge +
-			" over a port's share of kvx_brport (" + std::to_string(kBrportPerPort) +
-			" per port): they share the limits of unknown ports (a guest rotating its MAC?)");
+		log_warn(std::to_string(b.unplaced) + " MAC(s) on " + inst_.bridge +
+			 " over their port's share of kvx_brport (the bridge has more than 3/4 of "
+			 "its size in MACs: the ports with the most are cut): placed on no port "
+			 "(a guest sending from made-up MACs?)");
 	brport_unplaced_ = b.unplaced;
 }
 

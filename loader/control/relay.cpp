@@ -273,8 +273,10 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 				owners.insert(m);
 			}
 	// Learnt IPv4 owners: kept placed and released as the IPv6 ones
-	// (aging), but not ahead of other MACs for a port's places
-	// (plan_brport), which only the IPv6 per-port limits need.
+	// (aging), and ahead of other MACs for a port's places (plan_brport)
+	// as they are: a MAC that owns an address may hold flows, which a
+	// placement taken back would move to the shared slot at the next
+	// recount (its port's quota free for more).
 	// Leased ones too, which are not released (the lease lasts) but
 	// marked KVX_GUEST_F_GONE while their MAC has no port.
 	std::vector<std::pair<__be32, MacAddr>> guest4, leased4, back4;
@@ -366,7 +368,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 				r.neigh_forgotten++;
 	}
 	const BrportPlan plan =
-		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
+		plan_brport(fdb, have, owners_all, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {
 		kvx_xfdb_key k{};
 		std::memcpy(k.mac, mac.data(), 6);

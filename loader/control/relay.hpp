@@ -68,12 +68,13 @@ struct FdbView {
 FdbView fdb_view(const std::vector<FdbEntry> &fdb, int bridge_ifindex);
 
 // The bridge's forwarding database into kvx_brport (abi.h): the learnt
-// MACs with the port they are on, at most model/relay.hpp kBrportPerPort
-// of a port, the owners of guest addresses (kvx_nd at nd_fd, -1: none
-// known) first (model/relay.hpp plan_brport); the MACs the bridge forgot
-// removed (the per-guest limits on addresses and relay's probes count per
-// port, both modes).  The MACs left out
-// count in the slot of unknown ports.
+// MACs with the port they are on (the ports with the most cut when the
+// bridge has more than 3/4 of the map's capacity: model/relay.hpp
+// plan_brport), the owners of guest addresses (kvx_nd at nd_fd, -1: none
+// known) first; the MACs the bridge forgot removed (the per-guest limits on
+// addresses and relay's probes count per port, both modes).  The MACs left
+// out count in the slot of unknown ports (with the port guard on, their
+// frames get placed again as its budget allows, else dropped).
 // Owners the bridge forgot while their port is its own stay placed; the
 // addresses of owners whose port went are released (model/relay.hpp
 // plan_brport_aging): IPv6 ones (kvx_nd) and the learnt IPv4 ones

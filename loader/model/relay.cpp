@@ -108,12 +108,33 @@ BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 	// make room in its port's for more, and the guard would place it
 	// again: a guest cycling through MACs past a cap would get share
 	// after share.  Only a map running short caps each port.
-	if (fdb.size() <= capacity - capacity / 4)
-		per_port = capacity;
+	const size_t room = capacity - capacity / 4;
 	// Each port's MACs, best first.
 	std::map<uint32_t, std::vector<MacAddr>> ports;
 	for (const auto &[mac, port] : fdb)
 		ports[port].push_back(mac);
+	if (fdb.size() <= room) {
+		per_port = capacity;
+	} else {
+		// Only the ports with the most MACs are cut, to the level at
+		// which all fit in room (never below per_port): a guest that
+		// floods the bridge with made-up MACs must not cut another
+		// port's hundred containers to per_port.
+		std::vector<size_t> sizes;
+		for (const auto &[port, macs] : ports)
+			sizes.push_back(macs.size());
+		std::sort(sizes.begin(), sizes.end());
+		size_t left = room, level = 0;
+		for (size_t i = 0; i < sizes.size(); i++) {
+			const size_t rest = sizes.size() - i;
+			if (sizes[i] > left / rest) {
+				level = left / rest;
+				break;
+			}
+			left -= sizes[i];
+		}
+		per_port = std::max(per_port, level);
+	}
 	// Address owners first, those already placed on the port before new
 	// ones; then the MACs already placed; then the rest.
 	auto rank = [&](const MacAddr &m, uint32_t port) {

@@ -103,16 +103,18 @@ RouteSync plan_relay_routes(const std::vector<NdEntry> &entries,
 // MAC on its port while the bridge has no more than 3/4 of capacity of
 // them (the port guard places a new MAC at its first frame, and taking a
 // placement back would free its port's quota for more).  A guest that
-// sends from ever new MACs makes the bridge learn all of them (no
-// fdb_max_learned on most kernels): kvx_brport would fill with that one
-// port's MACs, and every guest booted after that would count in the slot
-// of unknown ports, which the rotating guest keeps at its limits (its
-// excess MACs count there too).  So beyond that, at most kBrportPerPort
-// MACs of one port, and, when the map cannot hold all ports' MACs, each
-// port's first ones before any port's next ones.  A port's MACs in this order: those
-// that own relay addresses (kvx_nd: the guest's, counted in its port's
-// slot), those already in the map (no slot changes under a guest), then
-// the rest.
+// sends from ever new MACs (the port guard lets 16 a second through) makes
+// the bridge learn them all (no fdb_max_learned on most kernels):
+// kvx_brport would fill with that one port's MACs, and no guest booted
+// after that would be placed.  So beyond that, the ports with the most MACs
+// are cut to the level at which all fit in 3/4 of capacity (never below
+// kBrportPerPort: another port's hundred containers keep their places
+// beside a flooding guest), and, when the map cannot hold every port's
+// kBrportPerPort, each port's first ones before any port's next ones.  A
+// port's MACs in this order: those that own guest addresses (kvx_nd,
+// kvx_guest: what they hold counts in its port's slot, and would move to
+// the shared one with a placement taken back), those already in the map (no
+// slot changes under a guest), then the rest.
 inline constexpr size_t kBrportPerPort = 64;
 
 struct BrportPlan {
@@ -122,7 +124,7 @@ struct BrportPlan {
 };
 
 // fdb: each learnt MAC's port; have: kvx_brport now; owners: MACs of guest
-// entries in kvx_nd; capacity: kvx_brport's max_entries.
+// entries in kvx_nd and kvx_guest; capacity: kvx_brport's max_entries.
 BrportPlan plan_brport(const std::map<MacAddr, uint32_t> &fdb,
 		       const std::map<MacAddr, uint32_t> &have, const std::set<MacAddr> &owners,
 		       size_t capacity, size_t per_port = kBrportPerPort);

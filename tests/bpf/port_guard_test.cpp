@@ -169,6 +169,23 @@ TEST_F(PortGuardTest, PlacesAtMostABudgetOfMacsAWindowPerPort)
 	EXPECT_EQ(budget->placed, 1u);
 }
 
+// The daemon's lease lapsed (it stopped: kvx_guard's time passed, not 0):
+// a new MAC is still placed while the budget lasts, but nothing is refused
+// - the guard fails open, as it does for the MACs it holds.
+TEST_F(PortGuardTest, LapsedLeasePlacesButRefusesNothing)
+{
+	const std::uint32_t port = topo().bridge_port_ifindex;
+	dp().xdev_update(port, Topology::kBridgePortMac, KVX_XDEV_F_PORT | KVX_XDEV_F_LEARN);
+	dp().guard_until_set(boot_ns_ago(kSecond));
+	const Packet ip = from_guest(make_udp(ip4(192, 168, 122, 60), 40000, kRemote1, 53));
+	const Mac m1{0x52, 0x54, 0x00, 0x00, 0x07, 0x22}, m2{0x52, 0x54, 0x00, 0x00, 0x07, 0x23};
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, m1), kGoesOn);
+	EXPECT_TRUE(dp().brport_lookup(m1)) << "placed";
+	dp().brplace_set(port, boot_ns(), KVX_BRPLACE_PER_WINDOW);
+	EXPECT_EQ(on_port(Prog::PortIngress, ip, m2), kGoesOn) << "refused with the lease lapsed";
+	EXPECT_FALSE(dp().brport_lookup(m2));
+}
+
 // attach --port-guard off (kvx_guard 0) leaves the ports alone: nothing
 // placed, nothing refused.
 TEST_F(PortGuardTest, GuardOffPlacesNothing)

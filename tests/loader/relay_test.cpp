@@ -452,20 +452,55 @@ TEST(Brport, OwnersBeyondThePortsShareStayUnplaced)
 	EXPECT_TRUE(roomy.put.empty());
 	EXPECT_TRUE(roomy.del.empty()) << "every MAC of the port kept while the map has room";
 	EXPECT_EQ(roomy.unplaced, 0u);
-	// 200 MACs in a map of 256: beyond 3/4 of it, each port capped.  The
-	// first placed ones (by an earlier sync): the highest MACs.
+	// 200 MACs, and 10 on port 20, in a map of 256: beyond 3/4 of it (192),
+	// port 10 is cut to what fits beside port 20's (182).  The first
+	// placed ones (by an earlier sync): the highest MACs.
+	for (uint32_t i = 0; i < 10; i++)
+		fdb[mac_n(2, i)] = 20;
 	have.clear();
-	for (uint32_t i = 200 - kBrportPerPort; i < 200; i++)
+	for (uint32_t i = 200 - 182; i < 200; i++)
 		have[mac_n(1, i)] = 10;
 	const BrportPlan p = plan_brport(fdb, have, owners, 256);
-	EXPECT_TRUE(p.put.empty()) << "no new owner placed beyond the port's share";
+	ASSERT_EQ(p.put.size(), 10u) << "only port 20's, all of them";
+	for (const auto &[m, port] : p.put)
+		EXPECT_EQ(port, 20u);
 	EXPECT_TRUE(p.del.empty()) << "the placed owners keep their places";
-	EXPECT_EQ(p.unplaced, 200u - kBrportPerPort);
+	EXPECT_EQ(p.unplaced, 200u - 182);
+}
+
+// A guest flooding the bridge with made-up MACs cuts only its own port:
+// another port's hundred containers all keep their places.
+TEST(Brport, AFloodCutsOnlyTheFloodingPort)
+{
+	std::map<MacAddr, uint32_t> fdb;
+	for (uint32_t i = 0; i < 6000; i++)
+		fdb[mac_n(1, i)] = 10;
+	for (uint32_t i = 0; i < 100; i++)
+		fdb[mac_n(2, i)] = 20;
+	const BrportPlan p = plan_brport(fdb, {}, {}, 4096);
+	size_t on10 = 0, on20 = 0;
+	for (const auto &[m, port] : p.put)
+		(port == 10 ? on10 : on20)++;
+	EXPECT_EQ(on20, 100u);
+	EXPECT_EQ(on10, 3072u - 100);
+	// Many ports beyond 3/4 of the map: each keeps kBrportPerPort (the
+	// level that fits, 51, is below it).
+	std::map<MacAddr, uint32_t> wide;
+	for (uint32_t port = 0; port < 60; port++)
+		for (uint32_t i = 0; i < 100; i++)
+			wide[mac_n(static_cast<uint8_t>(port + 3), i)] = 100 + port;
+	const BrportPlan w = plan_brport(wide, {}, {}, 4096);
+	std::map<uint32_t, size_t> per;
+	for (const auto &[m, port] : w.put)
+		per[port]++;
+	ASSERT_EQ(per.size(), 60u);
+	for (const auto &[port, n] : per)
+		EXPECT_EQ(n, kBrportPerPort) << port;
 }
 
 // A guest on port 10 that rotated through 5000 MACs (all learnt by the
 // bridge, one of them owning an address) leaves room in a 4096-entry
-// kvx_brport for the guest booted on port 20: its MAC is placed (its DAD
+// kvx_brport for the guest booted on port 20 (port 10 is cut to 3071): its MAC is placed (its DAD
 // counts in its own port's slot, not in the shared one the rotating guest
 // keeps at its limits).
 TEST(Brport, ARotatingGuestLeavesRoomForTheOthers)
@@ -493,7 +528,7 @@ TEST(Brport, ARotatingGuestLeavesRoomForTheOthers)
 	size_t on10 = 0;
 	for (const auto &[m, port] : after)
 		on10 += port == 10;
-	EXPECT_EQ(on10, kBrportPerPort);
+	EXPECT_EQ(on10, 3072u - 1) << "cut to what fits beside port 20's one";
 	EXPECT_EQ(p.unplaced, 5001u - after.size());
 	// Applied again: nothing changes.
 	const BrportPlan again = plan_brport(fdb, after, {owner}, 4096);
