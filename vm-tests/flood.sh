@@ -163,7 +163,7 @@ kvx_step "a flood of made-up MACs from guest1's port leaves room for guest2's ne
 # The daemon paused again: the datapath places at most a budget of new MACs
 # a second per port (abi.h kvx_brplace) and drops the frames of the others
 # (DROP_MAC_NEW: let on unplaced, they would count in the slot all unplaced
-# MACs share), so 6000 MACs from one port neither fill kvx_brport (4096)
+# MACs share), so 6000 MACs from one port neither take kvx_brport
 # nor the bridge's forwarding database, and guest2's fresh MAC is placed on
 # its own port at its first frame.
 P2_IDX=$(ip -n "$NS_HOST" -o link show "$P2_IF" | cut -d: -f1)

@@ -879,15 +879,17 @@ private:
 					XdpPath::remove_guards(nl_, xdev->get(), br);
 				});
 		}
-		// The guard's lease before the guards (abi.h kvx_guard): 0 says
-		// "off" to the datapath, which then places no new MAC, and a
-		// guest's flows until the daemon's first refresh would count in
-		// the slot of unplaced MACs (to move to its port's at the first
-		// recount).  The daemon renews it from its first refresh on.
+		// The guard on before the guards (abi.h kvx_guard): 0 says "off"
+		// to the datapath, which then places no new MAC, and a guest's
+		// flows until the daemon's first refresh would count in the slot
+		// of unplaced MACs (to move to its port's at the first recount).
+		// 1, a lease that has lapsed: placing, but neither holding (a
+		// resumed instance's pinned holds may be stale until the
+		// daemon's first sync) nor refusing; nothing for a rollback to
+		// undo.  The daemon starts the real lease at its first refresh.
 		{
 			const __u32 zero = 0;
-			const __u64 until = plan_.port_guard ? boottime_ns() + KVX_GUARD_LEASE_NS :
-							       0;
+			const __u64 until = plan_.port_guard ? 1 : 0;
 			check_libbpf(bpf_map_update_elem(skel_->map_fd(KVX_MAP_GUARD), &zero,
 							 &until, BPF_ANY),
 				     "update", KVX_MAP_GUARD);

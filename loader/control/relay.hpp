@@ -71,7 +71,7 @@ FdbView fdb_view(const std::vector<FdbEntry> &fdb, int bridge_ifindex);
 // MACs with the port they are on (the ports with the most cut when the
 // bridge has more than 3/4 of the map's capacity: model/relay.hpp
 // plan_brport), the owners of guest addresses (kvx_nd at nd_fd, -1: none
-// known) first; the MACs the bridge forgot removed (the per-guest limits on
+// known; kvx_guest at guest_fd) first; the MACs the bridge forgot removed (the per-guest limits on
 // addresses and relay's probes count per port, both modes).  The MACs left
 // out count in the slot of unknown ports (with the port guard on, their
 // frames get placed again as its budget allows, else dropped).

@@ -177,7 +177,9 @@
  *  30: the datapath's placements are budgeted per port (map kvx_brplace,
  *      created when absent; a frame of a MAC that cannot be placed is
  *      dropped: reason DROP_MAC_NEW) and the XDP port program places a MAC
- *      of no port too.  Tables unchanged: pins of 3..30 are reused.
+ *      of no port too; kvx_brport has KVX_BRPORT_SIZE 16384 entries (a
+ *      pinned one of 4096 is replaced: the daemon fills it again from the
+ *      bridge).  Tables unchanged: pins of 3..30 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -1289,7 +1291,11 @@ struct kvx_cfg6 {
 #define KVX_GUARD_SETTLE_NS (30ULL * 1000 * 1000 * 1000)
 #define KVX_GUARD_LEASE_NS (10ULL * 1000 * 1000 * 1000)
 #define KVX_BRPORT_MOVE_HOLD_NS (300ULL * 1000 * 1000 * 1000) /* the bridge's ageing time */
-#define KVX_BRPORT_SIZE 4096
+/* Room for every MAC a host's bridge plausibly has, and for a flooding
+ * guest's: at 16 new MACs a second per port (kvx_brplace) and the bridge's
+ * 300 s ageing, one port keeps at most 4800 in the bridge, below 3/4 of
+ * this (the daemon's cut, relay.hpp plan_brport); ~1.3 MB preallocated. */
+#define KVX_BRPORT_SIZE 16384
 
 /*
  * The datapath's placements per port: kvx_brplace[port ifindex] counts the
