@@ -1303,13 +1303,15 @@ struct kvx_cfg6 {
  * kvx_brport (nat.h brport_place) since window_ns (placed counts the
  * tries); a port places at most KVX_BRPLACE_PER_WINDOW in
  * KVX_BRPLACE_WINDOW_NS, and drops the frames of later new MACs
- * (DROP_MAC_NEW) until a later window or the daemon's next look places
- * them (it places every MAC of the bridge's forwarding database:
- * relay.hpp plan_brport).  Without a budget, a guest sending from ever new
- * MACs would fill kvx_brport between two of the daemon's looks: no room
- * for another port's new MAC, nor for the daemon's own placements; and a
- * MAC let on unplaced would count in the slot all such MACs share.  An LRU hash: a port that went is forgotten.  Hints only:
- * another layout is replaced, nothing carried over.
+ * (DROP_MAC_NEW, before the bridge learns from them: the daemon, which
+ * places the MACs of the bridge's forwarding database, relay.hpp
+ * plan_brport, does not see them either) until a later window places
+ * them.  Without a budget, a guest sending from ever new MACs would fill
+ * kvx_brport between two of the daemon's looks: no room for another
+ * port's new MAC, nor for the daemon's own placements; and a MAC let on
+ * unplaced would count in the slot all such MACs share.  An LRU hash: a
+ * port that went is forgotten.  Hints only: another layout is replaced,
+ * nothing carried over.
  */
 #define KVX_MAP_BRPLACE "kvx_brplace"
 #define KVX_BRPLACE_SIZE KVX_XDEV_MAX
