@@ -263,7 +263,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	}
 	// Each guest entry's owner (none: the host's, or no state).
 	std::vector<std::pair<Ipv6Addr, MacAddr>> guest;
-	std::set<MacAddr> owners;
+	std::set<MacAddr> owners; // both families' (IPv4 ones below)
 	if (nd_fd >= 0)
 		for (const NdEntry &e : dump_nd(nd_fd))
 			if (e.val.state != KVX_ND_NONE && e.val.state != KVX_ND_HOST) {
@@ -280,12 +280,11 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	// Leased ones too, which are not released (the lease lasts) but
 	// marked KVX_GUEST_F_GONE while their MAC has no port.
 	std::vector<std::pair<__be32, MacAddr>> guest4, leased4, back4;
-	std::set<MacAddr> owners_all = owners;
 	if (guest_fd >= 0)
 		for (const auto &[a, v] : dump_hash<__be32, kvx_guest_val>(guest_fd)) {
 			MacAddr m;
 			std::memcpy(m.data(), v.mac, 6);
-			owners_all.insert(m);
+			owners.insert(m);
 			if (!(v.flags & KVX_GUEST_F_LEASE))
 				guest4.emplace_back(a, m);
 			else if (!(v.flags & KVX_GUEST_F_GONE))
@@ -300,7 +299,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 	for (const auto &[mac, port] : have)
 		if (asked.insert(port).second && ::if_indextoname(port, name))
 			ports.insert(port);
-	const BrportAging aging = plan_brport_aging(fdb, have, owners_all, ports, moved);
+	const BrportAging aging = plan_brport_aging(fdb, have, owners, ports, moved);
 	fdb.insert(aging.keep.begin(), aging.keep.end());
 	std::set<std::pair<Ipv6Addr, MacAddr>> freed6;
 	for (const auto &[addr, m] : guest) {
@@ -368,7 +367,7 @@ BrportSyncResult sync_brport(NlSocket &nl, int bridge_ifindex, int brport_fd, in
 				r.neigh_forgotten++;
 	}
 	const BrportPlan plan =
-		plan_brport(fdb, have, owners_all, map_info(brport_fd, "kvx_brport").max_entries);
+		plan_brport(fdb, have, owners, map_info(brport_fd, "kvx_brport").max_entries);
 	for (const MacAddr &mac : plan.del) {
 		kvx_xfdb_key k{};
 		std::memcpy(k.mac, mac.data(), 6);
