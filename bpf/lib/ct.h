@@ -634,7 +634,7 @@ static __noinline int ct_update(struct kvx_ct_val *f, const struct kvx_pkt *p, e
 	f->last_seen_ns = now;
 	if (dir == CT_DIR_OUT)
 		f->pkts_out++;
-	else
+	else if (f->pkts_in != 0xffffffffU) /* 32 bits: the other half is slot */
 		f->pkts_in++;
 	if (reply && !(f->flags & KVX_CT_F_SEEN_REPLY))
 		f->flags |= KVX_CT_F_SEEN_REPLY;
@@ -698,27 +698,24 @@ static __always_inline __u32 guest_slot(const struct kvx_cfg *cfg, __be32 guest)
 	return kvx_port_slot(v ? v->ifindex : 0, cfg->guest_seed);
 }
 
-/* The guest's flow counters (abi.h kvx_gflows). */
-static __always_inline struct kvx_gflows_val *gflows_of(const struct kvx_cfg *cfg, __be32 guest)
+/* The slot flow f (key k) counts in: the one it was counted in when made
+ * (abi.h kvx_ct_val.slot), else, in an older entry or one of an earlier
+ * attach's seed, its guest's now.  Not the guest's now in every case: a
+ * MAC placed on its port after it opened flows in the shared slot would
+ * move them to the port when they go, and leave the shared slot free for
+ * the next made-up MAC. */
+static __always_inline __u32 ct_flow_slot(const struct kvx_cfg *cfg, const struct kvx_ct_key *k,
+					  const struct kvx_ct_val *f)
 {
-	__u32 idx = guest_slot(cfg, guest);
+	__u32 s = kvx_ct_slot_read(f->slot, cfg->guest_seed);
 
-	return bpf_map_lookup_elem(&kvx_gflows, &idx);
+	return s != KVX_CT_NO_SLOT ? s : guest_slot(cfg, k->int_addr);
 }
 
 /* The counter a flow counts against: flows opened from outside have their own. */
 static __always_inline __u32 *gflows_counter(struct kvx_gflows_val *g, __u8 ct_flags)
 {
 	return ct_flags & KVX_CT_F_INBOUND ? &g->in : &g->out;
-}
-
-static __always_inline void gflows_add(const struct kvx_cfg *cfg, __be32 guest, __u8 ct_flags,
-				       int d)
-{
-	struct kvx_gflows_val *g = gflows_of(cfg, guest);
-
-	if (g)
-		__sync_fetch_and_add(gflows_counter(g, ct_flags), d);
 }
 
 /*
@@ -874,10 +871,10 @@ static long ct_reclaim_cb(void *map, struct kvx_ct_key *k, struct kvx_ct_val *f,
 	/* The state first: guest_slot takes lookups. */
 	if (closed && !ct_closed_evictable(k->proto, f, c->evict, c->now))
 		return 0;
-	/* One guest_slot for the owner test and the uncount: each inlined
+	/* One ct_flow_slot for the owner test and the uncount: each inlined
 	 * copy costs this frame spill slots, and it is the last of the
 	 * bridge program's deepest chain (6.1: 512 bytes). */
-	slot = guest_slot(cfg, k->int_addr);
+	slot = ct_flow_slot(cfg, k, f);
 	if (closed &&
 	    !ct_evict_owner(c->evict == KVX_EVICT_ANY ? KVX_EVICT_ANY : ct_evict_of(slot, f->flags),
 			    c->evict))
@@ -1132,7 +1129,7 @@ __noinline int ct_early_drop(__be32 guest, __be32 rem, __u64 now)
 	 * have completed its handshake since the pass (the window left is
 	 * the lookup's to the delete's). */
 	f = bpf_map_lookup_elem(&kvx_ct, k);
-	if (!ct_halfopen_evictable(f) || guest_slot(cfg, k->int_addr) != gslot ||
+	if (!ct_halfopen_evictable(f) || ct_flow_slot(cfg, k, f) != gslot ||
 	    bpf_map_delete_elem(&kvx_ct, k))
 		return 0;
 	g = bpf_map_lookup_elem(&kvx_gflows, &gslot);
@@ -1265,16 +1262,31 @@ static __always_inline void ct_val_init(struct kvx_ct_val *vp, const struct kvx_
 
 #define KVX_CT_RACE (KVX_R_MAX + 3)
 
-/* A new flow counted for its guest (gflows_add).  Not inlined: guest_slot's
- * lookups would spill ct_create's frame past 64 bytes, and ct_create is on
+/* A new flow (key k, just made) counted for its guest, in the slot it then
+ * records (abi.h kvx_ct_val.slot): uncounted there when it goes, whatever
+ * becomes of its guest's MAC or address meanwhile.  Recorded after the
+ * insert, not in the value inserted: a call between the value's build and
+ * the insert spills ct_create's frame past 64 bytes, and ct_create is on
  * the bridge program's deepest chain (down to the reclaim callback, at
- * 6.1's 512 bytes with 32-byte frames). */
-static __noinline void ct_count_new(__be32 guest, __u8 ct_flags)
+ * 6.1's 512 bytes with 32-byte frames); until then the flow reads as its
+ * guest's now (no record), the same slot but for a change in between.
+ * Not inlined for the same frame: guest_slot's lookups. */
+static __noinline void ct_count_new(const struct kvx_ct_key *k, __u8 ct_flags)
 {
 	const struct kvx_cfg *cfg = cfg_get();
+	struct kvx_gflows_val *g;
+	struct kvx_ct_val *f;
+	__u32 slot;
 
-	if (cfg)
-		gflows_add(cfg, guest, ct_flags, 1);
+	if (!cfg)
+		return;
+	slot = guest_slot(cfg, k->int_addr);
+	f = bpf_map_lookup_elem(&kvx_ct, k);
+	if (f)
+		f->slot = kvx_ct_slot_rec(slot, cfg->guest_seed);
+	g = bpf_map_lookup_elem(&kvx_gflows, &slot);
+	if (g)
+		__sync_fetch_and_add(gflows_counter(g, ct_flags), 1);
 }
 
 /* Not inlined: its retry and counting paths would multiply with every path
@@ -1304,7 +1316,7 @@ static __noinline int ct_create(const struct kvx_ct_key *k, const struct kvx_pkt
 	     (state == KVX_CT_SYN_RECV && ct_early_drop(k->int_addr, k->rem_addr, now))))
 		err = bpf_map_update_elem(&kvx_ct, k, vp, BPF_NOEXIST);
 	if (!err) {
-		ct_count_new(k->int_addr, dir == CT_DIR_OUT ? 0 : KVX_CT_F_INBOUND);
+		ct_count_new(k, dir == CT_DIR_OUT ? 0 : KVX_CT_F_INBOUND);
 		if (state == KVX_CT_SYN_RECV)
 			ct_halfopen_push(cfg, k);
 		return KVX_CONTINUE;

@@ -21,7 +21,7 @@
  * and kvx_gports slot as its IPv4 ones (ct.h mac_slot, its MAC's bridge
  * port: one quota per guest, both families).  A flow or binding counts for the MAC its
  * binding's IN half delivers to (ct6_slot): the rule the daemon's recount
- * applies too.  A flow records that slot when made (abi.h KVX_CT6_SLOT)
+ * applies too.  A flow records that slot when made (abi.h kvx_ct_val.slot)
  * and is uncounted there whatever becomes of its binding.
  *
  * Early drop of half-open inbound flows is IPv4's (ct.h ct_early_drop)
@@ -309,7 +309,7 @@ static __always_inline __u32 ct6_slot(const struct kvx_cfg *cfg, __u8 proto,
 	return ct6_slot_in(cfg, &ik, proto, guest_addr, guest_port, ext_addr, ext_port);
 }
 
-_Static_assert(KVX_GFLOWS_MAX <= 0x10000, "a slot fits KVX_CT6_SLOT's 16 bits");
+_Static_assert(KVX_GFLOWS_MAX <= 0x10000, "a slot fits kvx_ct_val.slot's 16 bits");
 
 /* ct6_slot of flow f (key k) from its binding, the lookup's key on a frame
  * of its own: not on ct6_create's, whose chain down to the reclaim
@@ -323,13 +323,13 @@ static __noinline __u32 ct6_slot_of(const struct kvx_cfg *cfg, const struct kvx_
 }
 
 /* The slot flow f (key k) counts in: the one it recorded when made
- * (KVX_CT6_SLOT), else its binding's (ct6_slot, older entries). */
+ * (kvx_ct_val.slot), else its binding's (ct6_slot, older entries). */
 static __always_inline __u32 ct6_flow_slot(const struct kvx_cfg *cfg, const struct kvx_ct6_key *k,
 					   const struct kvx_ct6_val *f)
 {
-	__u32 s = kvx_ct6_slot_read(KVX_CT6_SLOT(f), cfg->guest_seed);
+	__u32 s = kvx_ct_slot_read(f->ct.slot, cfg->guest_seed);
 
-	if (s != KVX_CT6_NO_SLOT)
+	if (s != KVX_CT_NO_SLOT)
 		return s;
 	return ct6_slot(cfg, k->proto, k->int_addr, k->int_port, f->ext_addr, f->ct.ext_port);
 }
@@ -370,8 +370,8 @@ static long ct6_reclaim_cb(void *map, struct kvx_ct6_key *k, struct kvx_ct6_val 
 	/* As ct6_flow_slot, the binding lookup's key in the per-CPU scratch
 	 * (free on the IPv6 paths that reclaim): this frame is on a chain at
 	 * 6.1's 512 bytes (kvx_br6, ct6_create, ct6_reclaim, here). */
-	slot = kvx_ct6_slot_read(KVX_CT6_SLOT(f), cfg->guest_seed);
-	if (slot == KVX_CT6_NO_SLOT) {
+	slot = kvx_ct_slot_read(f->ct.slot, cfg->guest_seed);
+	if (slot == KVX_CT_NO_SLOT) {
 		ik = bpf_map_lookup_elem(&kvx_scratch, &zero);
 		if (!ik)
 			return 0;
@@ -443,8 +443,8 @@ __noinline int ct6_early_drop(__u32 gslot, const struct ct6_addr *rem, __u64 now
 	 * ct6_create, here past 512 bytes. */
 	if (!f || !ct_halfopen_evictable(&f->ct))
 		return 0;
-	slot = kvx_ct6_slot_read(KVX_CT6_SLOT(f), cfg->guest_seed);
-	if (slot == KVX_CT6_NO_SLOT)
+	slot = kvx_ct_slot_read(f->ct.slot, cfg->guest_seed);
+	if (slot == KVX_CT_NO_SLOT)
 		slot = ct6_slot_in(cfg, (struct kvx_bind6_key *)(c + 1), k->proto, k->int_addr,
 				   k->int_port, f->ext_addr, f->ct.ext_port);
 	if (slot != gslot)
@@ -976,19 +976,18 @@ static __noinline int ct6_create(const struct kvx_pkt6 *p6, enum ct_dir dir,
 		addr6_copy(v.ext_addr, p6->daddr);
 	}
 	/* Counted in its binding's slot now, uncounted there whatever
-	 * becomes of the binding (KVX_CT6_SLOT). */
-	v.ct.ext_addr = kvx_ct6_slot_rec(ct6_slot_of(cfg, &k, &v), cfg->guest_seed);
+	 * becomes of the binding (kvx_ct_val.slot). */
+	v.ct.slot = kvx_ct_slot_rec(ct6_slot_of(cfg, &k, &v), cfg->guest_seed);
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	/* Full: expired or closed flows, then (an inbound SYN) one of the
 	 * guest's half-open ones, as ct_create. */
 	if (err == -E2BIG &&
 	    (ct6_reclaim(now, KVX_EVICT_ANY) > 0 ||
 	     (v.ct.state == KVX_CT_SYN_RECV &&
-	      ct6_early_drop(KVX_CT6_SLOT(&v) & 0xffff, (const struct ct6_addr *)p6->saddr,
-			     now))))
+	      ct6_early_drop(v.ct.slot & 0xffff, (const struct ct6_addr *)p6->saddr, now))))
 		err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	if (!err) {
-		gflows6_add(KVX_CT6_SLOT(&v) & 0xffff, v.ct.flags, 1);
+		gflows6_add(v.ct.slot & 0xffff, v.ct.flags, 1);
 		if (v.ct.state == KVX_CT_SYN_RECV)
 			ct6_halfopen_push(cfg, &k, &v);
 		return KVX_CONTINUE;

@@ -154,7 +154,7 @@ static __noinline int relay6_ct_create(const struct kvx_pkt6 *p6)
 	ct6_key_init(&k, p6->p.proto, p6->saddr, p6->p.sport, p6->daddr, p6->p.dport);
 	ct_val_init(&v.ct, &p6->p, CT_DIR_OUT, p6->p.sport, 0, now);
 	addr6_copy(v.ext_addr, p6->saddr);
-	v.ct.ext_addr = kvx_ct6_slot_rec(slot, cfg->guest_seed); /* KVX_CT6_SLOT */
+	v.ct.slot = kvx_ct_slot_rec(slot, cfg->guest_seed); /* kvx_ct_val.slot */
 	err = bpf_map_update_elem(&kvx_ct6, &k, &v, BPF_NOEXIST);
 	if (!err)
 		gflows6_add(slot, 0, 1);

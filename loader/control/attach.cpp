@@ -624,19 +624,22 @@ private:
 		// (abi.h kvx_gflows).  The recount below moves resumed flows to
 		// the new slots.
 		const int cfg_fd = skel_->map_fd(KVX_MAP_CFG);
-		// Its tag is none of those of the IPv6 flows resumed, nor the
-		// running seed's (whose datapath may make more until the new
-		// configuration is written): their slot records read as none
-		// under it (the binding's slot, as the recount finds it), never
+		// Its tag is none of those of the flows resumed (both families),
+		// nor the running seed's (whose datapath may make more until the
+		// new configuration is written): their slot records read as none
+		// under it (the guest's slot now, as the recount finds it), never
 		// as a slot of this seed.
 		{
 			std::vector<uint32_t> recs;
 			for (const auto &[k, v] :
+			     dump_hash<kvx_ct_key, kvx_ct_val>(skel_->map_fd(KVX_MAP_CT)))
+				recs.push_back(v.slot);
+			for (const auto &[k, v] :
 			     dump_hash<kvx_ct6_key, kvx_ct6_val>(skel_->map_fd(KVX_MAP_CT6)))
-				recs.push_back(KVX_CT6_SLOT(&v));
+				recs.push_back(v.ct.slot);
 			if (resume_)
-				recs.push_back(kvx_ct6_slot_rec(0, read_cfg(cfg_fd).guest_seed));
-			kc_.guest_seed = new_guest_seed(ct6_slot_tags(recs));
+				recs.push_back(kvx_ct_slot_rec(0, read_cfg(cfg_fd).guest_seed));
+			kc_.guest_seed = new_guest_seed(ct_slot_tags(recs));
 		}
 		// A reused cfg map is the one the pinned datapath reads: a later
 		// failure puts its old value back.  The skeleton (and its fd) is

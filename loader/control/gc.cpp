@@ -40,6 +40,7 @@ namespace {
 struct FlowOwner {
 	uint32_t guest_be;
 	bool inbound;
+	uint32_t slot_rec; // kvx_ct_val.slot: where it was counted
 };
 
 // The slot and direction of every IPv6 flow (q.ct6_fd) or dynamic binding
@@ -125,10 +126,10 @@ public:
 	}
 
 	// A flow's slot: the one it recorded when made under this seed
-	// (abi.h KVX_CT6_SLOT), else its binding's.
+	// (abi.h kvx_ct_val.slot), else its binding's.
 	uint32_t of(const kvx_ct6_key &k, const kvx_ct6_val &v) const
 	{
-		if (uint32_t s = kvx_ct6_slot_read(KVX_CT6_SLOT(&v), seed_); s != KVX_CT6_NO_SLOT)
+		if (uint32_t s = kvx_ct_slot_read(v.ct.slot, seed_); s != KVX_CT_NO_SLOT)
 			return s;
 		return of(Family6::ext(k.proto, Family6::to_addr(v.ext_addr), v.ct.ext_port,
 				       KVX_BIND_IN),
@@ -322,13 +323,18 @@ std::vector<uint32_t> gflows_counted(const QuotaMaps &q, const std::vector<FlowO
 	for (const SlotCount &o : owners6)
 		if (o.slot < slots)
 			counts[size_t{o.slot} * 2 + (o.inbound ? 1 : 0)]++;
-	// Each flow counts for the guest that owns its address now, as the
-	// datapath's next decrement for it will (one dump of kvx_guest).
+	// Each flow counts where the datapath's decrement for it will take it
+	// off (ct.h ct_flow_slot): the slot it was counted in, else (no record
+	// of this seed) for the guest that owns its address now (one dump of
+	// kvx_guest).
 	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
 	for (const FlowOwner &o : owners) {
-		auto it = slot_of.find(o.guest_be);
-		uint32_t i = it != slot_of.end() ? it->second :
-						   kvx_guest_slot(nullptr, o.guest_be, q.seed);
+		uint32_t i = kvx_ct_slot_read(o.slot_rec, q.seed);
+		if (i == KVX_CT_NO_SLOT) {
+			auto it = slot_of.find(o.guest_be);
+			i = it != slot_of.end() ? it->second :
+						  kvx_guest_slot(nullptr, o.guest_be, q.seed);
+		}
 		if (i < slots)
 			counts[size_t{i} * 2 + (o.inbound ? 1 : 0)]++;
 	}
@@ -367,7 +373,7 @@ size_t gflows_recount(int ct_fd, const QuotaMaps &q)
 	const std::vector<uint32_t> after = gf.read();
 	std::vector<FlowOwner> guests;
 	for (const auto &[k, v] : flows)
-		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0});
+		guests.push_back({k.int_addr, (v.flags & KVX_CT_F_INBOUND) != 0, v.slot});
 	return counters_correct(gf, before, after, gflows_counted(q, guests, flows6, gf.slots()));
 }
 
@@ -427,10 +433,12 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 	for (const auto &[k, v] : flows) {
 		if (!closed_quiet(k.proto, v, now_ns))
 			continue;
-		auto it = slot_of.find(k.int_addr);
-		const uint32_t slot = it != slot_of.end() ?
-					      it->second :
-					      kvx_guest_slot(nullptr, k.int_addr, q.seed);
+		uint32_t slot = kvx_ct_slot_read(v.slot, q.seed); // as gflows_counted
+		if (slot == KVX_CT_NO_SLOT) {
+			auto it = slot_of.find(k.int_addr);
+			slot = it != slot_of.end() ? it->second :
+						     kvx_guest_slot(nullptr, k.int_addr, q.seed);
+		}
 		const size_t j = size_t{slot} * 2 + ((v.flags & KVX_CT_F_INBOUND) ? 1 : 0);
 		if (all4 || near.count(j))
 			cand.push_back({v.last_seen_ns, false, k, {}, j});
@@ -477,7 +485,7 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 		}
 		if (!gone)
 			continue;
-		// The datapath's own -1 for a flow it deletes (ct.h gflows_add).
+		// The datapath's own -1 for a flow it deletes (ct.h ct_reclaim_cb).
 		int64_t d[2] = {0, 0};
 		d[c.counter & 1] = -1;
 		gf.add(static_cast<uint32_t>(c.counter / 2), d);
@@ -707,8 +715,9 @@ SweepResult sweep(int ct_fd, int bind_fd, const kvx_timeouts &t, uint64_t now_ns
 	auto owner = [&](const typename F::CtKey &k, const typename F::CtVal &v) {
 		if constexpr (F::kQuota)
 			if (gf)
-				guests.push_back(
-					{k.int_addr, (F::ct(v).flags & KVX_CT_F_INBOUND) != 0});
+				guests.push_back({k.int_addr,
+						  (F::ct(v).flags & KVX_CT_F_INBOUND) != 0,
+						  F::ct(v).slot});
 	};
 	auto keep = [&](const typename F::CtKey &k, const typename F::CtVal &v) {
 		referenced.insert(F::ext(k.proto, F::ext_addr(v), F::ct(v).ext_port));

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 30, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 31, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -38,7 +38,7 @@ static_assert(KVX_ABI_VERSION == 30, "ABI changed: review abi_check.hpp and bump
 // made the rings 64 entries with push numbers and a hole to refill, and
 // kvx_scratch two entries (both replaced: no state); version 24 gave IPv6
 // bindings the TIME_WAIT flags and tw_remotes, and an IPv6 flow's
-// ct.ext_addr its counted slot (KVX_CT6_SLOT; 0 in older entries); version
+// ct.ext_addr its counted slot (0 in older entries); version
 // 25 moved the host's fragment marks to kvx_fraghost and kvx_fraghost6 (the
 // addr-0 IN entries older versions left in kvx_frag/kvx_frag6 still read
 // as the host's); version 26 gave kvx_ct_tcp.fin_ts (was padding) and map
@@ -48,12 +48,13 @@ static_assert(KVX_ABI_VERSION == 30, "ABI changed: review abi_check.hpp and bump
 // kvx_xdev flags) and a reason; version 29 slotted the quotas by bridge port
 // (attach recounts them) and gave kvx_scratch a third entry (replaced: no
 // state); version 30 added map kvx_brplace (created when absent) and a
-// reason.
+// reason; version 31 split kvx_ct_val.pkts_in into a 32-bit count and the
+// flow's counted slot (both families; 0 in older entries: none).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 static_assert(sizeof(kvx_brplace_val) == 16);
 static_assert(offsetof(kvx_brplace_val, window_ns) == 0);
 static_assert(offsetof(kvx_brplace_val, placed) == 8);
-// KVX_CT6_SLOT keeps a guest slot in 16 bits (ct_rules.h kvx_ct6_slot_rec).
+// kvx_ct_val.slot keeps a guest slot in 16 bits (ct_rules.h kvx_ct_slot_rec).
 static_assert(KVX_GFLOWS_MAX <= 0x10000);
 
 static_assert(sizeof(kvx_bind_key) == 8);
@@ -109,6 +110,7 @@ static_assert(offsetof(kvx_ct_val, state) == 22);
 static_assert(offsetof(kvx_ct_val, flags) == 23);
 static_assert(offsetof(kvx_ct_val, pkts_out) == 24);
 static_assert(offsetof(kvx_ct_val, pkts_in) == 32);
+static_assert(offsetof(kvx_ct_val, slot) == 36);
 static_assert(offsetof(kvx_ct_val, tcp) == 40);
 static_assert(sizeof(kvx_ct_tcp) == 20);
 static_assert(offsetof(kvx_ct_tcp, end) == 0);

@@ -66,14 +66,14 @@ uint32_t new_guest_seed(const std::vector<bool> &taken)
 		// for 4 bytes.
 		if (getrandom(&seed, sizeof(seed), 0) != sizeof(seed))
 			throw_errno("getrandom", "the quota slot key");
-		const uint32_t tag = kvx_ct6_slot_tag(seed);
+		const uint32_t tag = kvx_ct_slot_tag(seed);
 		if (tag >= taken.size() || !taken[tag])
 			break;
 	}
 	return seed;
 }
 
-std::vector<bool> ct6_slot_tags(const std::vector<uint32_t> &records)
+std::vector<bool> ct_slot_tags(const std::vector<uint32_t> &records)
 {
 	std::vector<bool> taken(uint32_t{1} << 16);
 	for (uint32_t rec : records)

@@ -45,14 +45,14 @@ uint32_t mac_slot(const uint8_t *mac, const GuestPorts &ports, uint32_t seed);
 // the address's (kvx_guest_slot).
 uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed,
 		    const GuestPorts &ports);
-// A fresh kvx_cfg.guest_seed (the kernel's random source) whose IPv6 slot
-// tag (ct_rules.h kvx_ct6_slot_tag) is none of the tags taken: the records
-// (abi.h KVX_CT6_SLOT) of IPv6 flows an earlier attach made, so that none of
-// them reads as a slot of the new seed.  taken has 65536 entries (a tag is
-// 16 bits, never 0); a draw whose tag is taken is drawn again.
+// A fresh kvx_cfg.guest_seed (the kernel's random source) whose slot tag
+// (ct_rules.h kvx_ct_slot_tag) is none of the tags taken: the records (abi.h
+// kvx_ct_val.slot) of flows an earlier attach made, so that none of them
+// reads as a slot of the new seed.  taken has 65536 entries (a tag is 16
+// bits, never 0); a draw whose tag is taken is drawn again.
 uint32_t new_guest_seed(const std::vector<bool> &taken);
-// The tags of the seeds the records in the IPv6 flows' values were made with
-// (KVX_CT6_SLOT >> 16; 0: none), for new_guest_seed.
-std::vector<bool> ct6_slot_tags(const std::vector<uint32_t> &records);
+// The tags of the seeds the records in flows' values were made with
+// (kvx_ct_val.slot >> 16; 0: none), for new_guest_seed.
+std::vector<bool> ct_slot_tags(const std::vector<uint32_t> &records);
 
 } // namespace kvmxdp

@@ -16,6 +16,7 @@
 #include <memory>
 
 #include "fixture.hpp"
+#include "kvmxdp/ct_rules.h"
 
 namespace kvmxdp::test {
 namespace {
@@ -315,6 +316,54 @@ TEST_F(CtReclaimTest, GuestAtQuotaWithExpiredFlowsGetsNewFlow)
 	EXPECT_FALSE(has_flow(*d, a0));
 	EXPECT_TRUE(has_flow(*d, a1));
 	EXPECT_EQ(d->gflows(kGuestA), 2u);
+}
+
+// A flow is uncounted in the slot it was counted in when made (abi.h
+// kvx_ct_val.slot), not in its guest's slot now: a MAC of no port fills
+// the shared slot's quota, is then placed on a port, and its expired flows
+// free the shared slot (another MAC of no port gets in) and leave the
+// port's counter alone.  Before, the reclaim took them off the port's
+// counter (below zero) and the shared slot stayed full.
+TEST_F(CtReclaimTest, FlowGoesFromTheSlotItWasCountedIn)
+{
+	auto d = make(64, 2);
+	const std::uint32_t a3 = ip4(192, 168, 122, 61), a4 = ip4(192, 168, 122, 62);
+	const Mac m3{0x52, 0x54, 0x00, 0x00, 0x07, 0x02}, m4{0x52, 0x54, 0x00, 0x00, 0x07, 0x03};
+	auto from = [](std::uint32_t src, const Mac &mac, std::uint16_t sport) {
+		Packet p = udp(src, sport, kRemote1);
+		p.src_mac = mac;
+		return p;
+	};
+	const std::uint32_t shared = d->mac_slot(m3);
+	ASSERT_EQ(shared, kvx_port_slot(0, d->cfg().guest_seed));
+	const Packet f0 = from(a3, m3, 62900), f1 = from(a3, m3, 62901);
+	out(*d, f0);
+	out(*d, f1);
+	for (const Packet &f : {f0, f1}) {
+		auto v = d->ct_lookup(ct_key(f.proto, f.src, f.sport, f.dst, f.dport));
+		ASSERT_TRUE(v);
+		EXPECT_EQ(kvx_ct_slot_read(v->slot, d->cfg().guest_seed), shared)
+			<< "the slot it was counted in, recorded";
+	}
+	EXPECT_EQ(d->gflows_at(shared).out, 2u);
+	d->brport_set(m3, kGuestPortA);
+	const std::uint32_t port_a = d->mac_slot(m3);
+	ASSERT_NE(port_a, shared);
+	ASSERT_EQ(d->gflows_at(port_a).out, 0u);
+	run_case(*d, Prog::BrIngress, from(a4, m4, 62900), TC_ACT_SHOT, KVX_R_DROP_GUEST_QUOTA);
+	age(*d, f0, 40);
+	age(*d, f1, 40);
+	d->set_reclaim_state(0, 0);
+	kvx_gflows_val g = d->gflows_at(shared);
+	g.reclaim_ns = 0;
+	d->set_gflows_at(shared, g);
+	// (Not 62900: a3's binding of it outlives its flow.)
+	const Packet n = from(a4, m4, 62910);
+	run_case(*d, Prog::BrIngress, n, TC_ACT_REDIRECT, KVX_R_XLATE_OUT, snat(n, 62910));
+	EXPECT_FALSE(has_flow(*d, f0));
+	EXPECT_FALSE(has_flow(*d, f1));
+	EXPECT_EQ(d->gflows_at(shared).out, 1u) << "two gone, the new one counted";
+	EXPECT_EQ(d->gflows_at(port_a).out, 0u) << "the port's counter untouched";
 }
 
 // Inbound flows (EIF) count against the guest they deliver to, on their

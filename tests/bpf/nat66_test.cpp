@@ -312,7 +312,7 @@ TEST_F(Nat66Test, TcpRoundTrip)
 	EXPECT_EQ(flows[0].second.ct.pkts_out, 1u);
 	EXPECT_EQ(flows[0].second.ct.pkts_in, 1u);
 	EXPECT_EQ(ntohs(flows[0].second.ct.ext_port), port);
-	EXPECT_EQ(kvx_ct6_slot_read(KVX_CT6_SLOT(&flows[0].second), dp().cfg().guest_seed),
+	EXPECT_EQ(kvx_ct_slot_read(flows[0].second.ct.slot, dp().cfg().guest_seed),
 		  dp().mac_slot(mac_of(kGuest6A)))
 		<< "the slot it is counted in (kvx_gflows)";
 
@@ -1117,7 +1117,7 @@ TEST_F(TimeWaitReuse6Test, ClosedPortGoesToANewSyn)
 }
 
 // The old flow of a recycled port stays counted where it was made: in its
-// guest's slot (abi.h KVX_CT6_SLOT), not where its port's binding now points.
+// guest's slot (abi.h kvx_ct_val.slot), not where its port's binding now points.
 // At its flow quota that guest's next connection finds the closed flow to
 // give way, and the counters follow the flows.
 TEST_F(TimeWaitReuse6Test, OldFlowOfARecycledPortCountsForItsGuest)
@@ -1136,7 +1136,7 @@ TEST_F(TimeWaitReuse6Test, OldFlowOfARecycledPortCountsForItsGuest)
 	for (auto [k, v] : dp().ct6_entries()) {
 		if (std::memcmp(&k, &old, sizeof(k)) != 0)
 			continue;
-		EXPECT_EQ(kvx_ct6_slot_read(KVX_CT6_SLOT(&v), dp().cfg().guest_seed), slot_a)
+		EXPECT_EQ(kvx_ct_slot_read(v.ct.slot, dp().cfg().guest_seed), slot_a)
 			<< "the slot it was counted in";
 		v.ct.last_seen_ns -= 3'000'000'000ULL;
 		dp().ct6_update(k, v);

@@ -75,7 +75,7 @@ TEST(GcQuota, NewSeedAvoidsTheTagsOfResumedFlows)
 	for (uint32_t tag = 1; tag < 0x10000; tag += 2)
 		recs.push_back(tag << 16 | (tag & 0xff));
 	recs.push_back(0); // an entry of before the records: no tag
-	const std::vector<bool> taken = ct6_slot_tags(recs);
+	const std::vector<bool> taken = ct_slot_tags(recs);
 	ASSERT_EQ(taken.size(), 0x10000u);
 	EXPECT_FALSE(taken[0]);
 	EXPECT_TRUE(taken[1]);
@@ -83,11 +83,11 @@ TEST(GcQuota, NewSeedAvoidsTheTagsOfResumedFlows)
 	EXPECT_FALSE(taken[2]);
 	for (int i = 0; i < 200; i++) {
 		const uint32_t seed = new_guest_seed(taken);
-		const uint32_t tag = kvx_ct6_slot_tag(seed);
+		const uint32_t tag = kvx_ct_slot_tag(seed);
 		ASSERT_EQ(tag % 2, 0u) << "seed " << seed << " has a taken tag " << tag;
 		// and so no resumed record reads as one of its slots
 		for (uint32_t r : {recs[0], recs[1], recs[tag / 2 % recs.size()]})
-			ASSERT_EQ(kvx_ct6_slot_read(r, seed), KVX_CT6_NO_SLOT);
+			ASSERT_EQ(kvx_ct_slot_read(r, seed), KVX_CT_NO_SLOT);
 	}
 }
 
@@ -1006,7 +1006,7 @@ TEST_F(GcQuotaMaps, Ipv6TimeWaitGivesWayAsIpv4s)
 }
 
 // An IPv6 flow counts in the slot it recorded when made (abi.h
-// KVX_CT6_SLOT), if recorded under the current seed; a record of an earlier
+// kvx_ct_val.slot), if recorded under the current seed; a record of an earlier
 // attach's seed (every attach draws a new one) reads as none: the flow
 // counts in its binding's slot, as before the record.
 TEST_F(GcQuotaMaps, Ipv6FlowCountsInItsRecordedSlotOfThisSeed)
@@ -1023,18 +1023,66 @@ TEST_F(GcQuotaMaps, Ipv6FlowCountsInItsRecordedSlotOfThisSeed)
 		for (auto [k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(six.ct6.get())) {
 			if (ntohs(k.int_port) != 7000 + i)
 				continue;
-			v.ct.ext_addr = rec;
+			v.ct.slot = rec;
 			ASSERT_EQ(bpf_map_update_elem(six.ct6.get(), &k, &v, BPF_EXIST), 0);
 		}
 	};
-	record(0, kvx_ct6_slot_rec(other, both.seed));
-	ASSERT_NE(kvx_ct6_slot_tag(both.seed + 1), kvx_ct6_slot_tag(both.seed));
-	record(1, kvx_ct6_slot_rec(other, both.seed + 1)); // an earlier attach's seed
+	record(0, kvx_ct_slot_rec(other, both.seed));
+	ASSERT_NE(kvx_ct_slot_tag(both.seed + 1), kvx_ct_slot_tag(both.seed));
+	record(1, kvx_ct_slot_rec(other, both.seed + 1)); // an earlier attach's seed
 	gflows_recount(ct_.get(), both);
 	EXPECT_EQ(counts(g4).out, 1u) << "the stale record: its binding's slot, the guest's";
 	kvx_gflows_val at{};
 	ASSERT_EQ(bpf_map_lookup_elem(gf_.get(), &other, &at), 0);
 	EXPECT_EQ(at.out, 1u) << "the record of this seed";
+}
+
+// An IPv4 flow counts where it was counted when made (abi.h kvx_ct_val.slot):
+// flows a MAC opened in the shared slot of MACs of no port stay there
+// after the MAC is placed on its port (before, the recount moved them to
+// the port, and the shared slot was free for the next made-up MAC's
+// share); a record of an earlier attach's seed reads as none (the owner's
+// slot now), as do entries of an older version (0).
+TEST_F(GcQuotaMaps, Ipv4FlowCountsInItsRecordedSlotOfThisSeed)
+{
+	const uint32_t u = 0xc0a87a3d;
+	const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x06};
+	own(u, 0x06);
+	kvx_xfdb_key bk{};
+	std::memcpy(bk.mac, mac, 6);
+	ASSERT_EQ(bpf_map_delete_elem(brport_.get(), &bk), 0); // not placed
+	const uint32_t shared = kvx_port_slot(0, kSeed);
+	ASSERT_EQ(slot(u), shared);
+	for (uint16_t p = 0; p < 4; p++)
+		add_flow(u, uint16_t(5000 + p), KVX_CT_UDP, 1);
+	auto record = [&](uint16_t gport, uint32_t rec) {
+		for (auto [k, v] : dump_hash<kvx_ct_key, kvx_ct_val>(ct_.get())) {
+			if (ntohs(k.int_port) != gport)
+				continue;
+			v.slot = rec;
+			ASSERT_EQ(bpf_map_update_elem(ct_.get(), &k, &v, BPF_EXIST), 0);
+		}
+	};
+	// Three made while the MAC was of no port, as the datapath records
+	// them; one of an earlier attach's seed.
+	for (uint16_t p = 0; p < 3; p++)
+		record(uint16_t(5000 + p), kvx_ct_slot_rec(shared, kSeed));
+	ASSERT_NE(kvx_ct_slot_tag(kSeed + 1), kvx_ct_slot_tag(kSeed));
+	record(5003, kvx_ct_slot_rec(shared, kSeed + 1));
+	place(mac, 1006);
+	ASSERT_NE(slot(u), shared);
+	gflows_recount(ct_.get(), q());
+	kvx_gflows_val at{};
+	ASSERT_EQ(bpf_map_lookup_elem(gf_.get(), &shared, &at), 0);
+	EXPECT_EQ(at.out, 3u) << "the records of this seed: still the shared slot's";
+	EXPECT_EQ(counts(u).out, 1u) << "no record of this seed: the owner's port's now";
+	// The sweep, which recounts the flows it keeps, alike.
+	set_count(u, 0);
+	const auto r = gc_sweep(ct_.get(), bind_.get(), default_timeouts(), 2, q());
+	EXPECT_EQ(r.ct_deleted, 0u);
+	ASSERT_EQ(bpf_map_lookup_elem(gf_.get(), &shared, &at), 0);
+	EXPECT_EQ(at.out, 3u);
+	EXPECT_EQ(counts(u).out, 1u);
 }
 
 // A table fuller than 7/8 (56 of the test's 64 entries): every guest's

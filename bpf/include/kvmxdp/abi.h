@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 30
+#define KVX_ABI_VERSION 31
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -146,8 +146,9 @@
  *      pins of 3..23 are reused.
  *  24: NAT66 TIME_WAIT reuse: IPv6 bindings keep KVX_BIND_F_TW/RFIN and
  *      tw_remotes as IPv4's (0 in older entries: nothing to recycle), their
- *      rings in the other half of kvx_gtw; an IPv6 flow's ct.ext_addr is
- *      KVX_CT6_SLOT (0 in older entries: the slot found from the binding).
+ *      rings in the other half of kvx_gtw; an IPv6 flow's ct.ext_addr
+ *      records the slot it was counted in (0 in older entries: the slot
+ *      found from the binding; moved to kvx_ct_val.slot in 31).
  *      Tables unchanged: pins of 3..24 are reused.
  *  25: the host's fragment marks in maps of their own (kvx_fraghost,
  *      kvx_fraghost6; created when absent); kvx_frag/kvx_frag6 IN entries
@@ -180,6 +181,10 @@
  *      of no port too; kvx_brport has KVX_BRPORT_SIZE 16384 entries (a
  *      pinned one of 4096 is replaced: the daemon fills it again from the
  *      bridge).  Tables unchanged: pins of 3..30 are reused.
+ *  31: kvx_ct_val.pkts_in is 32 bits and the other half is the slot the
+ *      flow was counted in (kvx_ct_val.slot, both families: IPv6's record
+ *      moved there from ct.ext_addr; 0 in older entries, read as none).
+ *      Tables unchanged: pins of 3..31 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -612,9 +617,23 @@ struct kvx_ct_val {
 	__u8 state;         /* enum kvx_ct_state */
 	__u8 flags;         /* KVX_CT_F_* */
 	__u64 pkts_out;     /* guest -> remote (approximate: not atomic) */
-	__u64 pkts_in;      /* remote -> guest (approximate: not atomic) */
+	__u32 pkts_in;      /* remote -> guest (approximate: not atomic; stops at 2^32 - 1) */
+	__u32 slot;         /* the quota slot it was counted in: ct_rules.h kvx_ct_slot_rec */
 	struct kvx_ct_tcp tcp[2]; /* TCP only: enum kvx_ct_side */
 };
+/*
+ * kvx_ct_val.slot (both families): the guest slot (kvx_gflows) a flow was
+ * counted in when made, with the tag of the seed it was computed under, so
+ * that it is uncounted there, whatever became of its guest since: an
+ * address another MAC took over, a MAC the port guard or the daemon placed
+ * on its port after it opened flows in the shared slot of MACs of no port
+ * (which would else move those flows to the port at the next recount and
+ * leave the shared slot free for the next made-up MAC), a port recycled to
+ * another endpoint.  0 in entries made before (an IPv4 flow's was the high
+ * half of a 64-bit pkts_in) and a record of an earlier attach's seed read
+ * as none: the slot is found from the flow's guest as before (ct.h
+ * ct_flow_slot, ct6.h ct6_flow_slot).
+ */
 
 /*
  * Per-CPU scratch for the datapath (kvx_scratch[0]): a new flow's value is
@@ -1419,17 +1438,9 @@ struct kvx_ct6_key {
 };
 
 struct kvx_ct6_val {
-	struct kvx_ct_val ct; /* ct.ext_addr: KVX_CT6_SLOT */
+	struct kvx_ct_val ct; /* ct.ext_addr unused (0) */
 	__be32 ext_addr[4];   /* external address this flow is bound to */
 };
-/* An IPv6 flow's ct.ext_addr (host order): the guest slot it was counted in
- * (kvx_gflows) when made, with the tag of the seed it was computed under
- * (ct_rules.h kvx_ct6_slot_rec), so that it is uncounted there whatever
- * became of its binding since (a port recycled to another guest's endpoint,
- * an IN half another MAC took over); 0 in entries made before, and a record
- * of an earlier attach's seed, read as none: the slot is found from the
- * binding (ct6.h ct6_slot). */
-#define KVX_CT6_SLOT(v) ((__u32)(v)->ct.ext_addr)
 
 struct kvx_bind6_key {
 	__u8 dir;       /* enum kvx_bind_dir */

@@ -225,16 +225,16 @@ KVX_RULE __u32 kvx_guest_slot6(const __u8 *owner_mac, const __be32 *addr, __u32 
 }
 
 /*
- * An IPv6 flow's record of the slot it was counted in (abi.h KVX_CT6_SLOT):
+ * A flow's record of the slot it was counted in (abi.h kvx_ct_val.slot):
  * the slot in the low 16 bits, the tag of the guest_seed it was computed
  * under in the high 16 (never 0: a zero record is none).  Every attach
  * draws a new seed, and so new slots: a record of another seed reads as
- * none, and the flow is found from its binding, as the attach's recount
+ * none, and the flow is found from its guest, as the attach's recount
  * found it.
  */
-#define KVX_CT6_NO_SLOT 0xffffffffU
+#define KVX_CT_NO_SLOT 0xffffffffU
 
-KVX_RULE __u32 kvx_ct6_slot_tag(__u32 seed)
+KVX_RULE __u32 kvx_ct_slot_tag(__u32 seed)
 {
 	/* Multiplied: seeds that differ in any bit rarely share a tag (a
 	 * fold of the two halves gives every seed with equal halves one). */
@@ -243,15 +243,15 @@ KVX_RULE __u32 kvx_ct6_slot_tag(__u32 seed)
 	return t ? t : 1;
 }
 
-KVX_RULE __u32 kvx_ct6_slot_rec(__u32 slot, __u32 seed)
+KVX_RULE __u32 kvx_ct_slot_rec(__u32 slot, __u32 seed)
 {
-	return kvx_ct6_slot_tag(seed) << 16 | (slot & 0xffff);
+	return kvx_ct_slot_tag(seed) << 16 | (slot & 0xffff);
 }
 
-/* The slot record rec names under seed, else KVX_CT6_NO_SLOT. */
-KVX_RULE __u32 kvx_ct6_slot_read(__u32 rec, __u32 seed)
+/* The slot record rec names under seed, else KVX_CT_NO_SLOT. */
+KVX_RULE __u32 kvx_ct_slot_read(__u32 rec, __u32 seed)
 {
-	return rec >> 16 == kvx_ct6_slot_tag(seed) ? (rec & 0xffff) : KVX_CT6_NO_SLOT;
+	return rec >> 16 == kvx_ct_slot_tag(seed) ? (rec & 0xffff) : KVX_CT_NO_SLOT;
 }
 
 /*
