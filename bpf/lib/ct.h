@@ -1379,6 +1379,77 @@ static __always_inline __u32 *gtenant_of(const struct kvx_cfg *cfg, __be32 guest
 	return bpf_map_lookup_elem(&kvx_gtenant, &idx);
 }
 
+/* A dynamic OUT half (key ok, just made) counted for its guest, in
+ * kvx_gports or, a tenant's, kvx_gtenant, in the slot it then records
+ * (abi.h kvx_bind_val.slot): released there, whatever becomes of its
+ * guest's MAC meanwhile (as ct_count_new, and recorded after the insert
+ * for the same reason).  Inlined into ovl_try, the last frame of the
+ * bridge program's deepest chain (a call from there is 32 bytes past
+ * 6.1's 512); bind_create calls it (bind_count_new). */
+static __always_inline void bind_count(const struct kvx_cfg *cfg, const struct kvx_bind_key *ok,
+				       int tenant)
+{
+	struct kvx_bind_val *v;
+	__u32 slot, *n;
+
+	if (!cfg || !ok)
+		return;
+	slot = guest_slot(cfg, ok->addr);
+	v = bpf_map_lookup_elem(&kvx_bind, ok);
+	if (v)
+		v->slot = kvx_ct_slot_rec(slot, cfg->guest_seed);
+	n = tenant ? bpf_map_lookup_elem(&kvx_gtenant, &slot) :
+		     bpf_map_lookup_elem(&kvx_gports, &slot);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* bind_count of a port (kvx_gports), not inlined: guest_slot's lookups off
+ * bind_create's frame. */
+static __noinline void bind_count_new(const struct kvx_cfg *cfg, const struct kvx_bind_key *ok)
+{
+	bind_count(cfg, ok, 0);
+}
+
+/* Deletes a dynamic OUT half (key ok, value ob: a port of the guest's, or a
+ * tenant's place) and takes it off the counter of the slot it was counted
+ * in (its record, else its guest's now) at once, not only at the GC's next
+ * recount: a guest whose stale bindings the datapath released would else
+ * be refused new ones (its port limit, tenants_full) until then.  Returns
+ * 1 if it was deleted here (another CPU may have been first).  Inlined
+ * into bind_recycle, the last frame of the bridge program's deepest chain
+ * (a call from there is 32 bytes past 6.1's 512); bind_get calls it
+ * (bind_out_release). */
+static __always_inline int bind_release(const struct kvx_cfg *cfg, const struct kvx_bind_key *ok,
+					const struct kvx_bind_val *ob, int tenant)
+{
+	__u32 slot, *n;
+
+	if (!ok || !ob)
+		return 0;
+	slot = ob->slot; /* read before the delete: the entry may be reused */
+	if (bpf_map_delete_elem(&kvx_bind, ok))
+		return 0;
+	if (!cfg)
+		return 1;
+	slot = kvx_ct_slot_read(slot, cfg->guest_seed);
+	if (slot == KVX_CT_NO_SLOT)
+		slot = guest_slot(cfg, ok->addr);
+	n = tenant ? bpf_map_lookup_elem(&kvx_gtenant, &slot) :
+		     bpf_map_lookup_elem(&kvx_gports, &slot);
+	if (n)
+		__sync_fetch_and_add(n, -1);
+	return 1;
+}
+
+/* bind_release, not inlined: its key and value stay off ct_egress's frame
+ * (bind_get, inlined there, is on the bridge program's deepest chain). */
+static __noinline int bind_out_release(const struct kvx_cfg *cfg, const struct kvx_bind_key *ok,
+				       const struct kvx_bind_val *ob, int tenant)
+{
+	return bind_release(cfg, ok, ob, tenant);
+}
+
 /* Does the host listen on this port (kvx_portx)? */
 static __always_inline int port_host_listens(__u32 port)
 {
@@ -1453,7 +1524,7 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 	const struct kvx_cfg *cfg;
 	struct kvx_bind_key ok;
 	struct kvx_bind_val *ib, *ob;
-	__u32 *n, bits, seen;
+	__u32 bits, seen;
 
 	if (!ik || !p)
 		return 0;
@@ -1482,16 +1553,14 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 	/* The pair's OUT half, deleted here, is the one token two CPUs
 	 * recycling the port race for: without it (gone, or the endpoint's
 	 * other binding) the IN half may already be another CPU's new one. */
-	if (!ob || ob->addr != ik->addr || ob->port != ik->port ||
-	    bpf_map_delete_elem(&kvx_bind, &ok))
+	if (!ob || ob->addr != ik->addr || ob->port != ik->port)
 		return 0;
 	/* Looked up here, not kept from the start: one value less across the
 	 * calls, a frame that keeps the bridge program's deepest chain within
 	 * 512 bytes. */
 	cfg = cfg_get();
-	n = cfg ? gports_of(cfg, ok.addr) : NULL;
-	if (n)
-		__sync_fetch_and_add(n, -1);
+	if (!bind_release(cfg, &ok, ob, 0))
+		return 0;
 	ok = *ik;
 	if (bpf_map_delete_elem(&kvx_bind, &ok))
 		return 0; /* another CPU recycled it first */
@@ -1562,21 +1631,6 @@ __noinline __u32 gtw_port(const struct kvx_pkt *p, __u32 off)
 	idx = guest_slot(cfg, p->saddr) & (KVX_GTW_GUESTS - 1);
 	r = bpf_map_lookup_elem(&kvx_gtw, &idx);
 	return r ? bpf_ntohs(r->ports[(r->next + off) & (KVX_GTW_RING - 1)]) : 0;
-}
-
-/* A tenant's OUT half of the guest went (abi.h kvx_gtenant): one less, at
- * once (atomic), not only at the GC's next recount: a guest whose stale
- * tenants the datapath released would else be refused new tenants
- * (tenants_full) until then.  Not inlined, as gports_release. */
-static __noinline void gtenant_release(const struct kvx_cfg *cfg, __be32 guest)
-{
-	__u32 *n;
-
-	if (!cfg)
-		return;
-	n = gtenant_of(cfg, guest);
-	if (n)
-		__sync_fetch_and_add(n, -1);
 }
 
 /*
@@ -1655,11 +1709,8 @@ __noinline int bind_reclaim(__u64 now)
 	v = bpf_map_lookup_elem(&kvx_bind, &x.key);
 	if (!v || !(v->flags & KVX_BIND_F_SHARED) || v->last_used_ns + KVX_BIND_GRACE_NS >= now)
 		return 0;
-	if (bpf_map_delete_elem(&kvx_bind, &x.key))
-		return 0;
 	cfg = cfg_get();
-	gtenant_release(cfg, x.key.addr);
-	return 1;
+	return bind_out_release(cfg, &x.key, v, 1);
 }
 
 /* The MAC pair the paths pass around (KVX_GW_MAC_OFF), as one object for
@@ -1977,9 +2028,7 @@ claimed:
 			bind_flags_or(won, KVX_BIND_F_MULTI);
 		return KVX_CONTINUE;
 	}
-	n = gports_of(cfg, p->saddr);
-	if (n)
-		__sync_fetch_and_add(n, 1);
+	bind_count_new(cfg, &ik); /* ik: the OUT half's key */
 	ext->addr = iv.addr;
 	ext->port = iv.port;
 	gown_push(p, iv.port);
@@ -2274,7 +2323,6 @@ __noinline int ovl_try(const struct kvx_pkt *p, const struct nat_macs *macs, __u
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	struct ovl_scratch *s = ovl_scratch_get();
-	__u32 *n;
 	int err, made;
 
 	if (!p || !macs || !cfg || !s)
@@ -2290,9 +2338,7 @@ __noinline int ovl_try(const struct kvx_pkt *p, const struct nat_macs *macs, __u
 	s->bv.last_used_ns = now;
 	err = bpf_map_update_elem(&kvx_bind, &s->bk, &s->bv, BPF_NOEXIST);
 	if (!err) {
-		n = gtenant_of(cfg, p->saddr);
-		if (n)
-			__sync_fetch_and_add(n, 1);
+		bind_count(cfg, &s->bk, 1);
 		return 0;
 	}
 	/* Table full: this packet is dropped, and the claim made for it goes
@@ -2532,7 +2578,7 @@ static __always_inline int bind_get_1to1(const struct kvx_pkt *p, const __u8 *gu
  * bind_get's repair of a dynamic pair whose IN half is missing: the same
  * external port again, if still free (0: claimed).  Its flows are unknown:
  * never recycled (KVX_BIND_F_MULTI).  Not inlined, and neither is
- * gports_release: their keys and value stay off ct_egress's frame, which
+ * bind_out_release: their keys and value stay off ct_egress's frame, which
  * is on the bridge program's deepest call chain (-> bind_create ->
  * bind_recycle: 512 bytes in all, 6.1 counting each frame in 32-byte
  * steps).
@@ -2553,18 +2599,6 @@ static __noinline int bind_in_reclaim(const struct kvx_pkt *p, const __u8 *macs,
 	__builtin_memcpy(iv.guest_mac, macs, 6);
 	__builtin_memcpy(iv.gw_mac, macs + KVX_GW_MAC_OFF, 6);
 	return bpf_map_update_elem(&kvx_bind, &ik, &iv, BPF_NOEXIST);
-}
-
-/* A dynamic binding of the guest went: one port less against its limit. */
-static __noinline void gports_release(const struct kvx_cfg *cfg, __be32 guest)
-{
-	__u32 *n;
-
-	if (!cfg)
-		return;
-	n = gports_of(cfg, guest);
-	if (n)
-		__sync_fetch_and_add(n, -1);
 }
 
 /*
@@ -2632,8 +2666,7 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 		/* Stale, or the port is not its guest's to share any more:
 		 * the OUT half only (the IN half is its owner's; no port was
 		 * counted for it, a tenant was). */
-		if (!bpf_map_delete_elem(&kvx_bind, &ok))
-			gtenant_release(cfg, p->saddr);
+		bind_out_release(cfg, &ok, ob, 1);
 		goto create;
 	}
 	if (old_addr == cfg->uplink_addr) {
@@ -2669,8 +2702,7 @@ static __always_inline int bind_get(const struct kvx_cfg *cfg, const struct kvx_
 	}
 
 	/* Stale (old uplink address) or stolen: release OUT first, then our IN. */
-	if (!bpf_map_delete_elem(&kvx_bind, &ok))
-		gports_release(cfg, p->saddr);
+	bind_out_release(cfg, &ok, ob, 0);
 	if (bind_in_lookup_own(p, old_addr, old_port)) {
 		bind_key_init(&ik, KVX_BIND_IN, p->proto, old_addr, old_port);
 		bpf_map_delete_elem(&kvx_bind, &ik);

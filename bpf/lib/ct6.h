@@ -652,9 +652,11 @@ __noinline __u32 bind6_recycle(const struct kvx_pkt6 *p6, const struct nat_macs 
 	 * other binding) the IN half may already be another CPU's new one. */
 	if (!ob || !addr6_eq(ob->addr, cfg6->uplink_addr) || ob->bind.port != bpf_htons(port))
 		return 0;
-	/* The slot the port counts in: the MAC its OUT half names
-	 * (bind6_out_insert). */
-	old = guest6_slot(cfg, ob->bind.guest_mac, k.addr);
+	/* The slot the port counts in: the one its OUT half records, else
+	 * (older entries) the MAC it names (bind6_out_insert). */
+	old = kvx_ct_slot_read(ob->bind.slot, cfg->guest_seed);
+	if (old == KVX_CT_NO_SLOT)
+		old = guest6_slot(cfg, ob->bind.guest_mac, k.addr);
 	if (at_limit && old != guest6_slot(cfg, macs->b, p6->saddr))
 		return 0;
 	if (bpf_map_delete_elem(&kvx_bind6, &k))
@@ -678,13 +680,14 @@ __noinline __u32 bind6_recycle(const struct kvx_pkt6 *p6, const struct nat_macs 
 static __noinline int bind6_out_insert(const struct kvx_pkt6 *p6, const __be32 *ext_addr,
 				       __be16 *ext_port, const __u8 *mac, __u32 slot)
 {
+	const struct kvx_cfg *cfg = cfg_get();
 	__u64 now = clock_now_ns();
 	struct kvx_bind6_key k;
 	struct kvx_bind6_val v;
 	struct kvx_bind6_val *won;
 	int err;
 
-	if (!p6 || !ext_addr || !ext_port || !mac)
+	if (!cfg || !p6 || !ext_addr || !ext_port || !mac)
 		return KVX_R_DROP_TABLE_FULL;
 	__builtin_memset(&v, 0, sizeof(v));
 	addr6_copy(v.addr, ext_addr);
@@ -692,8 +695,11 @@ static __noinline int bind6_out_insert(const struct kvx_pkt6 *p6, const __be32 *
 	v.bind.last_used_ns = now;
 	/* The MAC it counts for (slot, kvx_gports): its release and the
 	 * daemon's recount take the slot from here, not from the IN half,
-	 * whose MAC may change or which may be gone by then. */
+	 * whose MAC may change or which may be gone by then; and the slot
+	 * itself, which is the MAC's port's now but moves with the MAC
+	 * (abi.h kvx_bind_val.slot). */
 	__builtin_memcpy(v.bind.guest_mac, mac, 6);
+	v.bind.slot = kvx_ct_slot_rec(slot, cfg->guest_seed);
 	bind6_key_init(&k, KVX_BIND_OUT, p6->p.proto, p6->saddr, p6->p.sport);
 	err = bpf_map_update_elem(&kvx_bind6, &k, &v, BPF_NOEXIST);
 	if (!err) {
@@ -817,17 +823,27 @@ static __noinline int bind6_in_reclaim(const struct kvx_pkt6 *p6, const __u8 *ma
 	return bpf_map_update_elem(&kvx_bind6, &k, &v, BPF_NOEXIST);
 }
 
-/* bind6_reuse released a dynamic OUT half of p's guest endpoint: one port
- * less for the slot it counted in (the MAC it names, bind6_out_insert).
- * Not inlined: off the frames of the chain down to bind6_claim. */
-static __noinline void gports6_release(const struct kvx_pkt6 *p6, const __u8 *mac)
+/* bind6_reuse releases a dynamic OUT half (key ok, value ob) of p's guest
+ * endpoint: deleted, one port less for the slot it counted in (its record,
+ * else the MAC it names: bind6_out_insert).  Not inlined: off the frames of
+ * the chain down to bind6_claim. */
+static __noinline void bind6_out_release(const struct kvx_pkt6 *p6, const struct kvx_bind6_key *ok,
+					 const struct kvx_bind6_val *ob)
 {
 	const struct kvx_cfg *cfg = cfg_get();
+	__u8 mac[8] __attribute__((aligned(8)));
 	__u32 slot, *n;
 
-	if (!cfg || !p6 || !mac)
+	if (!p6 || !ok || !ob)
 		return;
-	slot = guest6_slot(cfg, mac, p6->saddr);
+	/* Read before the delete: the entry may be reused. */
+	slot = ob->bind.slot;
+	__builtin_memcpy(mac, ob->bind.guest_mac, 6);
+	if (bpf_map_delete_elem(&kvx_bind6, ok) || !cfg)
+		return;
+	slot = kvx_ct_slot_read(slot, cfg->guest_seed);
+	if (slot == KVX_CT_NO_SLOT)
+		slot = guest6_slot(cfg, mac, p6->saddr);
 	n = bpf_map_lookup_elem(&kvx_gports, &slot);
 	if (n)
 		__sync_fetch_and_add(n, -1);
@@ -889,7 +905,6 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_bind6_key ok;
 	struct kvx_bind6_val *ob, *ib;
-	__u8 omac[8] __attribute__((aligned(8)));
 	__be32 old_addr[4];
 	__be16 old_port;
 
@@ -927,9 +942,7 @@ static __noinline int bind6_reuse(const struct kvx_pkt6 *p6, const __u8 *macs, _
 	ib = bind6_in_own(p6, old_addr, old_port);
 	if (ib && !bind6_mac_owns(ib, macs, now))
 		return KVX_R_DROP_SPOOF_MAC;
-	__builtin_memcpy(omac, ob->bind.guest_mac, 6);
-	if (!bpf_map_delete_elem(&kvx_bind6, &ok))
-		gports6_release(p6, omac);
+	bind6_out_release(p6, &ok, ob);
 	if (ib) {
 		bind6_key_init(&ok, KVX_BIND_IN, p6->p.proto, old_addr, old_port);
 		bpf_map_delete_elem(&kvx_bind6, &ok);

@@ -624,11 +624,12 @@ private:
 		// (abi.h kvx_gflows).  The recount below moves resumed flows to
 		// the new slots.
 		const int cfg_fd = skel_->map_fd(KVX_MAP_CFG);
-		// Its tag is none of those of the flows resumed (both families),
-		// nor the running seed's (whose datapath may make more until the
-		// new configuration is written): their slot records read as none
-		// under it (the guest's slot now, as the recount finds it), never
-		// as a slot of this seed.
+		// Its tag is none of those of the flows and dynamic bindings
+		// resumed (both families), nor the running seed's (whose
+		// datapath may make more until the new configuration is
+		// written): their slot records read as none under it (the
+		// guest's slot now, as the recount finds it), never as a slot of
+		// this seed.
 		{
 			std::vector<uint32_t> recs;
 			for (const auto &[k, v] :
@@ -637,6 +638,15 @@ private:
 			for (const auto &[k, v] :
 			     dump_hash<kvx_ct6_key, kvx_ct6_val>(skel_->map_fd(KVX_MAP_CT6)))
 				recs.push_back(v.ct.slot);
+			// An OUT half's record (an IN half's word is tw_remotes).
+			for (const auto &[k, v] :
+			     dump_hash<kvx_bind_key, kvx_bind_val>(skel_->map_fd(KVX_MAP_BIND)))
+				if (k.dir == KVX_BIND_OUT)
+					recs.push_back(v.slot);
+			for (const auto &[k, v] :
+			     dump_hash<kvx_bind6_key, kvx_bind6_val>(skel_->map_fd(KVX_MAP_BIND6)))
+				if (k.dir == KVX_BIND_OUT)
+					recs.push_back(v.bind.slot);
 			if (resume_)
 				recs.push_back(kvx_ct_slot_rec(0, read_cfg(cfg_fd).guest_seed));
 			kc_.guest_seed = new_guest_seed(ct_slot_tags(recs));

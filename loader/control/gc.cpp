@@ -152,11 +152,17 @@ std::vector<SlotCount> ipv6_owners(const QuotaMaps &q, bool bindings)
 		return out;
 	const Ipv6Slots slots(q, !bindings);
 	if (bindings) {
-		// A dynamic OUT half names the MAC it counts for (ct6.h
+		// A dynamic OUT half records the slot it was counted in, else
+		// (older entries) names the MAC it counts for (ct6.h
 		// bind6_out_insert): no IN half needed.
-		for (const auto &[k, v] : slots.bindings())
-			if (k.dir == KVX_BIND_OUT && !bind_is_static(v.bind))
-				out.push_back({slots.mac_or_addr(v.bind.guest_mac, k.addr), false});
+		for (const auto &[k, v] : slots.bindings()) {
+			if (k.dir != KVX_BIND_OUT || bind_is_static(v.bind))
+				continue;
+			uint32_t i = kvx_ct_slot_read(v.bind.slot, q.seed);
+			if (i == KVX_CT_NO_SLOT)
+				i = slots.mac_or_addr(v.bind.guest_mac, k.addr);
+			out.push_back({i, false});
+		}
 		return out;
 	}
 	for (const auto &[k, v] : dump_hash<kvx_ct6_key, kvx_ct6_val>(q.ct6_fd))
@@ -505,8 +511,9 @@ size_t bind_recount(int bind_fd, int fd, const char *name, const QuotaMaps &q,
 {
 	CounterArray gp(fd, name, {0});
 	// A dynamic binding is a port its guest holds: one OUT half each,
-	// counted in the slot of the guest that owns the address now, as
-	// the datapath's next decrement for it will be (as gflows_counted).
+	// counted where the datapath's decrement for it will take it off (as
+	// gflows_counted): the slot it records, else (older entries) that of
+	// the guest that owns the address now.
 	std::vector<uint32_t> counts(gp.slots(), 0);
 	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
 	const std::vector<uint32_t> before = gp.read();
@@ -523,9 +530,12 @@ size_t bind_recount(int bind_fd, int fd, const char *name, const QuotaMaps &q,
 		if (k.dir != KVX_BIND_OUT || bind_is_static(v) ||
 		    ((v.flags & KVX_BIND_F_SHARED) != 0) != tenants)
 			continue;
-		auto it = slot_of.find(k.addr);
-		uint32_t i = it != slot_of.end() ? it->second :
-						   kvx_guest_slot(nullptr, k.addr, q.seed);
+		uint32_t i = kvx_ct_slot_read(v.slot, q.seed);
+		if (i == KVX_CT_NO_SLOT) {
+			auto it = slot_of.find(k.addr);
+			i = it != slot_of.end() ? it->second :
+						  kvx_guest_slot(nullptr, k.addr, q.seed);
+		}
 		if (i < counts.size())
 			counts[i]++;
 	}

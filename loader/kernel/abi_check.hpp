@@ -49,7 +49,8 @@ static_assert(KVX_ABI_VERSION == 31, "ABI changed: review abi_check.hpp and bump
 // (attach recounts them) and gave kvx_scratch a third entry (replaced: no
 // state); version 30 added map kvx_brplace (created when absent) and a
 // reason; version 31 split kvx_ct_val.pkts_in into a 32-bit count and the
-// flow's counted slot (both families; 0 in older entries: none).
+// flow's counted slot (both families; 0 in older entries: none) and gave a
+// dynamic OUT half's tw_remotes (unused there) its counted slot.
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 static_assert(sizeof(kvx_brplace_val) == 16);
 static_assert(offsetof(kvx_brplace_val, window_ns) == 0);
@@ -70,6 +71,7 @@ static_assert(offsetof(kvx_bind_val, flags) == 6);
 static_assert(offsetof(kvx_bind_val, guest_mac) == 8);
 static_assert(offsetof(kvx_bind_val, gw_mac) == 14);
 static_assert(offsetof(kvx_bind_val, tw_remotes) == 20);
+static_assert(offsetof(kvx_bind_val, slot) == 20);
 static_assert(offsetof(kvx_bind_val, last_used_ns) == 24);
 
 // Values stored in the tables: renumbering them misreads pinned entries.

@@ -1793,6 +1793,42 @@ TEST_F(BrIngressTest, UplinkAddressChangeRebinds)
 		<< "the stale IN half on the old address should be gone";
 }
 
+// A dynamic binding is released from the slot it was counted in (abi.h
+// kvx_bind_val.slot), not its guest's now: a MAC of no port binds a port in
+// the shared slot, is placed on a port, and the binding's release (a
+// stale pair after the uplink address changed) gives the shared slot its
+// port back while the new binding counts on the MAC's port.  Before, the
+// release came off the port's count and the shared slot kept the port
+// until the GC's recount moved it (to the port: past its limit).
+TEST_F(BrIngressTest, BindingIsReleasedFromTheSlotItWasCountedIn)
+{
+	const std::uint32_t a3 = ip4(192, 168, 122, 61);
+	const Mac m3{0x52, 0x54, 0x00, 0x00, 0x07, 0x02};
+	Packet p = from_guest(make_udp(a3, 62710, kRemote1, 53));
+	p.src_mac = m3;
+	const std::uint32_t shared = dp().mac_slot(m3);
+	ASSERT_EQ(shared, kvx_port_slot(0, dp().cfg().guest_seed));
+	const std::uint32_t shared0 = dp().gports_at(shared);
+	translate_out(p, 62710);
+	EXPECT_EQ(dp().gports_at(shared), shared0 + 1);
+	auto ob = dp().bind_lookup(bind_key(KVX_BIND_OUT, kProtoUdp, a3, 62710));
+	ASSERT_TRUE(ob);
+	EXPECT_EQ(kvx_ct_slot_read(ob->slot, dp().cfg().guest_seed), shared)
+		<< "the OUT half records the slot it was counted in";
+	dp().brport_set(m3, kGuestPortA);
+	const std::uint32_t port_a = dp().mac_slot(m3);
+	ASSERT_NE(port_a, shared);
+	const std::uint32_t port_a0 = dp().gports_at(port_a);
+	const std::uint32_t new_addr = ip4(10, 77, 0, 3);
+	set_cfg([&](kvx_cfg &c) { c.uplink_addr = be32(new_addr); });
+	translate_out(p, 0, new_addr);
+	EXPECT_FALSE(
+		dp().bind_lookup(bind_key(KVX_BIND_IN, kProtoUdp, Topology::kUplinkAddr, 62710)))
+		<< "the stale pair released";
+	EXPECT_EQ(dp().gports_at(shared), shared0) << "its port back to the shared slot";
+	EXPECT_EQ(dp().gports_at(port_a), port_a0 + 1) << "the new binding, on the MAC's port";
+}
+
 // --- broken pairs (docs/pitfalls.md, lru-half-pairs): repaired or dropped, never mistranslated ---
 
 TEST_F(BrIngressTest, MissingInHalfRepairedOrDropped)

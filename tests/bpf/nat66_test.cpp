@@ -946,6 +946,33 @@ TEST_F(Nat66Test, PortLimitPerGuest)
 	EXPECT_EQ(dp().gports_at(slot), 2u) << "the old pair's port released, the new one counted";
 }
 
+// A binding is released from the slot it was counted in (abi.h
+// kvx_bind_val.slot), as IPv4's: made while its MAC was of no port (the
+// shared slot), released after the MAC was placed on a port, it gives the
+// shared slot its port back; the new binding counts on the port.
+TEST_F(Nat66Test, BindingIsReleasedFromTheSlotItWasCountedIn)
+{
+	dp().brport_delete(mac_of(kGuest6A));
+	const std::uint32_t shared = dp().mac_slot(mac_of(kGuest6A));
+	ASSERT_EQ(shared, kvx_port_slot(0, dp().cfg().guest_seed));
+	const std::uint32_t shared0 = dp().gports_at(shared);
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	out6(q);
+	EXPECT_EQ(dp().gports_at(shared), shared0 + 1);
+	dp().brport_set(mac_of(kGuest6A), 1234);
+	const std::uint32_t port = dp().mac_slot(mac_of(kGuest6A));
+	ASSERT_NE(port, shared);
+	const std::uint32_t port0 = dp().gports_at(port);
+	kvx_cfg6 c6 = nat66_cfg();
+	copy_addr(c6.uplink_addr, ip6("2001:db8:77::99"));
+	dp().set_cfg6(c6);
+	const RunResult r = dp().run(Prog::BrIngress, q.build(), ingress_ifindex(Prog::BrIngress));
+	EXPECT_EQ(verdict_name(r.verdict), std::string(verdict_name(TC_ACT_REDIRECT)));
+	EXPECT_EQ(parse6(r.out).src, ip6("2001:db8:77::99"));
+	EXPECT_EQ(dp().gports_at(shared), shared0) << "its port back to the shared slot";
+	EXPECT_EQ(dp().gports_at(port), port0 + 1) << "the new binding, on the MAC's port";
+}
+
 // --- TIME_WAIT reuse (RFC 7857 section 3), IPv4's rules for IPv6 ---
 
 // A TCP connection of a guest endpoint through NAT66 with the sequence

@@ -1085,6 +1085,76 @@ TEST_F(GcQuotaMaps, Ipv4FlowCountsInItsRecordedSlotOfThisSeed)
 	EXPECT_EQ(counts(u).out, 1u);
 }
 
+// A dynamic binding counts where it was counted when made (abi.h
+// kvx_bind_val.slot), ports and tenants, both families: the ports a MAC
+// bound in the shared slot of MACs of no port stay there after the MAC is
+// placed (before, the recount moved them to the port, past its limit, and
+// freed the shared slot); no record of this seed: the owner's slot now.
+TEST_F(GcQuotaMaps, BindingCountsInItsRecordedSlotOfThisSeed)
+{
+	const uint32_t u = 0xc0a87a3d;
+	const uint8_t mac[6] = {0x52, 0x54, 0x00, 0xaa, 0xbb, 0x06};
+	own(u, 0x06);
+	const uint32_t shared = kvx_port_slot(0, kSeed);
+	const uint32_t rec = kvx_ct_slot_rec(shared, kSeed);
+	const uint32_t stale = kvx_ct_slot_rec(shared, kSeed + 1);
+	ASSERT_NE(kvx_ct_slot_tag(kSeed + 1), kvx_ct_slot_tag(kSeed));
+	auto put_out = [&](uint16_t gport, uint16_t flags, uint32_t slot_rec) {
+		kvx_bind_key k{};
+		k.dir = KVX_BIND_OUT;
+		k.proto = IPPROTO_UDP;
+		k.addr = htonl(u);
+		k.port = htons(gport);
+		kvx_bind_val v{};
+		v.addr = htonl(0xc0000205);
+		v.port = htons(gport);
+		v.flags = flags;
+		v.slot = slot_rec;
+		ASSERT_EQ(bpf_map_update_elem(bind_.get(), &k, &v, BPF_NOEXIST), 0);
+	};
+	put_out(40000, 0, rec);
+	put_out(40001, 0, rec);
+	put_out(40002, 0, stale); // an earlier attach's
+	put_out(40003, KVX_BIND_F_SHARED, rec);
+	put_out(40004, KVX_BIND_F_SHARED, 0); // an older version's
+	Ipv6Flows six;
+	ASSERT_GE(six.bind6.get(), 0) << std::strerror(errno);
+	for (uint16_t i = 0; i < 2; i++) {
+		kvx_bind6_key k{};
+		k.dir = KVX_BIND_OUT;
+		k.proto = IPPROTO_UDP;
+		k.port = htons(uint16_t(7000 + i));
+		k.addr[0] = htonl(0xfd420000);
+		k.addr[3] = htonl(0x3d);
+		kvx_bind6_val v{};
+		v.bind.port = k.port;
+		std::memcpy(v.bind.guest_mac, mac, 6);
+		v.bind.slot = i == 0 ? rec : 0;
+		ASSERT_EQ(bpf_map_update_elem(six.bind6.get(), &k, &v, BPF_NOEXIST), 0);
+	}
+	place(mac, 1006); // placed since
+	const uint32_t port = slot(u);
+	ASSERT_NE(port, shared);
+	auto array = [](const char *name) {
+		return Fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u32),
+					 KVX_GFLOWS_MAX, nullptr));
+	};
+	Fd gt = array("t_gtenant"), gp = array("t_gports");
+	ASSERT_GE(gt.get(), 0) << std::strerror(errno);
+	ASSERT_GE(gp.get(), 0) << std::strerror(errno);
+	auto at = [](const Fd &fd, uint32_t i) {
+		__u32 v = 0;
+		EXPECT_EQ(bpf_map_lookup_elem(fd.get(), &i, &v), 0);
+		return v;
+	};
+	gports_recount(bind_.get(), gp.get(), six.with(q()));
+	tenants_recount(bind_.get(), gt.get(), q());
+	EXPECT_EQ(at(gp, shared), 3u) << "two IPv4 ports and one IPv6 recorded there";
+	EXPECT_EQ(at(gp, port), 2u) << "no record of this seed: the MAC's port's now";
+	EXPECT_EQ(at(gt, shared), 1u);
+	EXPECT_EQ(at(gt, port), 1u);
+}
+
 // A table fuller than 7/8 (56 of the test's 64 entries): every guest's
 // quiet closed flows go, under its quota or not (the datapath's full-table
 // rule, ahead of need); live ones and one that just closed stay.

@@ -183,8 +183,10 @@
  *      bridge).  Tables unchanged: pins of 3..30 are reused.
  *  31: kvx_ct_val.pkts_in is 32 bits and the other half is the slot the
  *      flow was counted in (kvx_ct_val.slot, both families: IPv6's record
- *      moved there from ct.ext_addr; 0 in older entries, read as none).
- *      Tables unchanged: pins of 3..31 are reused.
+ *      moved there from ct.ext_addr; 0 in older entries, read as none); a
+ *      dynamic binding's OUT half records its slot likewise (kvx_bind_val
+ *      .slot, the IN half's tw_remotes).  Tables unchanged: pins of 3..31
+ *      are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -245,8 +247,14 @@ struct kvx_bind_val {
 	__u16 flags;          /* KVX_BIND_F_* */
 	__u8 guest_mac[6];    /* IN: the guest's MAC (deliver to) */
 	__u8 gw_mac[6];       /* IN: the MAC the guest used as gateway */
-	__u32 tw_remotes;     /* IN: remotes that may hold its port in TIME_WAIT (ct_rules.h
-			       * kvx_tw_*: an aging Bloom filter; 0 in version 3's entries) */
+	union {
+		__u32 tw_remotes; /* IN: remotes that may hold its port in TIME_WAIT (ct_rules.h
+				   * kvx_tw_*: an aging Bloom filter; 0 in version 3's entries) */
+		__u32 slot;       /* OUT of a dynamic binding: the slot it was counted in
+				   * (kvx_gports, a tenant's kvx_gtenant) as kvx_ct_val.slot
+				   * records a flow's (ct_rules.h kvx_ct_slot_rec; 0, none,
+				   * in entries of version 30 and before) */
+	};
 	__u64 last_used_ns;   /* CLOCK_BOOTTIME; set on create, on each new flow, and
 			       * (IN, KVX_BIND_F_TW) by each packet of its closed flow */
 };
