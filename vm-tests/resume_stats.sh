@@ -6,7 +6,9 @@
 #    attach without the flag keeps it; bad values are one error line.
 #  - Resume over a kvx_stats map of another size (an older kvmxdp with fewer
 #    verdict reasons): a fresh counters map is created with a note, the
-#    conntrack table is kept, traffic goes on.
+#    conntrack table is kept, traffic goes on; the quota slots' key
+#    (kvx_cfg.guest_seed) is kept, so the slot records of the resumed flows
+#    and bindings still name their slots.
 #
 #   guest1 ns (kg1<id> 192.168.122.11/24, gw .1) --+
 #   guest2 ns (kg2<id> 192.168.122.12/24, gw .1) --+ bridge kb<id> (192.168.122.1/24), host ns
@@ -38,6 +40,7 @@ r=$(kvx_udp_client "$NS_G1" --bind 40111 --msg a --wait 1 "$SRV_IP:5001" || true
 assert_contains "UDP flow before" "seen=$UP_IP:" "$r"
 port_before=$(sed -n 's/.*seen=[0-9.]*:\([0-9]*\) .*/\1/p' <<<"$r")
 ct_before=$(kvx_json "i['conntrack']['entries']")
+seed_before=$(kvx_cfg_field guest_seed)
 kvx_daemon_stop
 pin=$(kvx_pin_dir "$BR")/kvx_stats
 rm -f "$pin"
@@ -46,6 +49,18 @@ kvx_attach_bg || kvx_fatal "cannot resume"
 assert_contains "note about the counters" "counters restart from zero" "$(cat "$KVX_DAEMON_LOG")"
 assert_eq "kvx_cfg.clamp_mss kept without the flag" 1400 "$(kvx_cfg_field clamp_mss)"
 assert_ge "conntrack kept" "$(kvx_json "i['conntrack']['entries']")" "$ct_before"
+assert_ne "kvx_cfg.guest_seed before the resume" "" "$seed_before"
+assert_eq "kvx_cfg.guest_seed kept by the resume" "$seed_before" "$(kvx_cfg_field guest_seed)"
+# Every resumed flow's slot record carries the tag of that seed (ct_rules.h
+# kvx_ct_slot_tag): it reads as the slot it was counted in, not as none.
+tags=$(bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_ct" | "$KVX_PY" -c '
+import json, sys
+seed = int(sys.argv[1])
+tag = ((seed * 0x9e3779b1) & 0xffffffff) >> 16 or 1
+recs = [(e["formatted"]["value"] if "formatted" in e else e["value"])["slot"] for e in json.load(sys.stdin)]
+print(len(recs), sum(1 for r in recs if r >> 16 == tag))' "$seed_before")
+assert_ne "resumed flows" "0" "${tags%% *}"
+assert_eq "resumed flows whose record carries the kept seed's tag" "${tags%% *}" "${tags##* }"
 r=$(kvx_udp_client "$NS_G1" --bind 40111 --msg b --wait 1 "$SRV_IP:5001" || true)
 assert_contains "UDP flow after, from the uplink address" "seen=$UP_IP:" "$r"
 # The conntrack entry was kept, so its binding too: the server sees the

@@ -1472,8 +1472,9 @@ static __always_inline int port_host_listens(__u32 port)
  * is released as bind_get releases one (OUT half first); its flow is left
  * to expire: a late packet of it finds the port no longer its own and is
  * never translated through it.  With at_limit bit 0 (a guest at its port
- * limit) only a binding of that guest is taken: its count stays, and a
- * guest that churns through short connections goes on at its limit; with
+ * limit) only a binding of that guest, counted in its slot now, is
+ * taken: its count stays, and a guest that churns through short
+ * connections goes on at its limit; with
  * KVX_RECYCLE_NOT_YET (bind_plan: free ports come first) nothing is.
  * Returns 0 when the port stays taken, else the filter the new binding
  * carries on, with bit 0 set (the caller claims the port with BPF_NOEXIST
@@ -1559,6 +1560,20 @@ __noinline __u32 bind_recycle(const struct kvx_bind_key *ik, const struct kvx_pk
 	 * calls, a frame that keeps the bridge program's deepest chain within
 	 * 512 bytes. */
 	cfg = cfg_get();
+	if (!cfg)
+		return 0;
+	/* At its limit, only a port counted where the new one will be: one
+	 * the guest's MAC bound in the shared slot before it was placed
+	 * would otherwise move from there to its port's count (as ct6.h
+	 * bind6_recycle). */
+	if (at_limit) {
+		/* ok.addr is p's address (ib->addr, checked above). */
+		__u32 cur = guest_slot(cfg, ok.addr);
+		__u32 rec = kvx_ct_slot_read(ob->slot, cfg->guest_seed);
+
+		if (rec != KVX_CT_NO_SLOT && rec != cur)
+			return 0;
+	}
 	if (!bind_release(cfg, &ok, ob, 0))
 		return 0;
 	ok = *ik;

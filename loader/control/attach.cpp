@@ -619,18 +619,22 @@ private:
 		kc_.timeouts = plan_.timeouts.empty() ? default_timeouts() :
 							parse_timeouts(plan_.timeouts);
 		std::memcpy(kc_.uplink_mac, uplink_.mac.data(), sizeof(kc_.uplink_mac));
-		// A new key for the quota slots at every attach: a guest cannot
-		// learn it, so it cannot pick a MAC whose slot is another guest's
-		// (abi.h kvx_gflows).  The recount below moves resumed flows to
-		// the new slots.
+		// The key of the quota slots: random, so that a guest cannot pick
+		// a MAC or an address whose slot is another guest's (abi.h
+		// kvx_gflows).  Resumed, the running datapath's: the slot records
+		// of its flows and bindings (abi.h kvx_ct_val.slot) stay valid,
+		// and a MAC placed since it opened them in the shared slot does
+		// not take them to its port's count at this attach's recount.
 		const int cfg_fd = skel_->map_fd(KVX_MAP_CFG);
-		// Its tag is none of those of the flows and dynamic bindings
-		// resumed (both families), nor the running seed's (whose
-		// datapath may make more until the new configuration is
-		// written): their slot records read as none under it (the
-		// guest's slot now, as the recount finds it), never as a slot of
-		// this seed.
-		{
+		const uint32_t running_seed = resume_ ? read_cfg(cfg_fd).guest_seed : 0;
+		if (running_seed) {
+			kc_.guest_seed = running_seed;
+		} else {
+			// A fresh one (a first attach, or a replaced cfg map) whose
+			// tag is none of those of the flows and dynamic bindings
+			// found (both families): their records read as none under it
+			// (the guest's slot now, as the recount finds it), never as a
+			// slot of this seed.
 			std::vector<uint32_t> recs;
 			for (const auto &[k, v] :
 			     dump_hash<kvx_ct_key, kvx_ct_val>(skel_->map_fd(KVX_MAP_CT)))
@@ -647,8 +651,6 @@ private:
 			     dump_hash<kvx_bind6_key, kvx_bind6_val>(skel_->map_fd(KVX_MAP_BIND6)))
 				if (k.dir == KVX_BIND_OUT)
 					recs.push_back(v.bind.slot);
-			if (resume_)
-				recs.push_back(kvx_ct_slot_rec(0, read_cfg(cfg_fd).guest_seed));
 			kc_.guest_seed = new_guest_seed(ct_slot_tags(recs));
 		}
 		// A reused cfg map is the one the pinned datapath reads: a later

@@ -47,7 +47,7 @@ uint32_t guest_slot(const kvx_guest_val *owner, uint32_t addr_be, uint32_t seed,
 		    const GuestPorts &ports);
 // A fresh kvx_cfg.guest_seed (the kernel's random source) whose slot tag
 // (ct_rules.h kvx_ct_slot_tag) is none of the tags taken: the records (abi.h
-// kvx_ct_val.slot) of flows an earlier attach made, so that none of them
+// kvx_ct_val.slot) of the flows and bindings found, so that none of them
 // reads as a slot of the new seed.  taken has 65536 entries (a tag is 16
 // bits, never 0); a draw whose tag is taken is drawn again.
 uint32_t new_guest_seed(const std::vector<bool> &taken);

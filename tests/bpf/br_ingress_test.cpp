@@ -1384,6 +1384,41 @@ TEST_F(TimeWaitReuseTest, GuestAtPortLimitRecyclesOnlyItsOwn)
 	       KVX_R_DROP_GUEST_PORTS);
 }
 
+// At its limit, a guest recycles only a closed port counted in its slot
+// now (abi.h kvx_bind_val.slot): one its MAC bound in the shared slot
+// before it was placed on a port stays there.  Recycled, it came off the
+// shared slot's count and the new binding went on the port's: the shared
+// slot's ports moved to the port one by one, past its limit.
+TEST_F(TimeWaitReuseTest, GuestAtPortLimitRecyclesOnlyAPortOfItsSlotNow)
+{
+	set_cfg([](kvx_cfg &c) {
+		c.nat_port_lo = 61000;
+		c.nat_port_hi = 61001;
+		c.guest_ports = 1;
+		c.gw_addr = 0; // refusals unanswered: compared as drops
+	});
+	const std::uint32_t a3 = ip4(192, 168, 122, 61);
+	const Mac m3 = guest_mac(a3); // placed nowhere by the fixture
+	const std::uint32_t shared = dp().mac_slot(m3);
+	ASSERT_EQ(shared, kvx_port_slot(0, dp().cfg().guest_seed));
+	TcpConn c = open(a3, 61000, kRemote1, 80, 61000);
+	close_guest_first(c);
+	age(61000);
+	ASSERT_EQ(dp().gports_at(shared), 1u);
+	// Placed on A's port, where A holds the one port of the limit.
+	dp().brport_set(m3, kGuestPortA);
+	const std::uint32_t port_a = dp().mac_slot(m3);
+	ASSERT_NE(port_a, shared);
+	TcpConn a = open(kGuestA, 40000, kRemote1, 80, 61001);
+	ASSERT_EQ(dp().gports_at(port_a), 1u);
+	run_br(from_guest(make_tcp(a3, 40010, kRemote2, 443)), TC_ACT_SHOT, KVX_R_DROP_GUEST_PORTS);
+	EXPECT_EQ(dp().gports_at(shared), 1u) << "the closed port stays the shared slot's";
+	EXPECT_EQ(dp().gports_at(port_a), 1u) << "the port at its limit";
+	auto in = dp().bind_lookup(in_key(61000));
+	ASSERT_TRUE(in);
+	EXPECT_EQ(in->addr, be32(a3)) << "not recycled";
+}
+
 // A guest at its port limit in a large pool finds its closed ports (abi.h
 // kvx_gtw) instead of leaving them to random probes: 64 probes into 64512
 // ports hit its one closed port 0.1% of the time.

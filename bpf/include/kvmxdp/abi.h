@@ -638,9 +638,10 @@ struct kvx_ct_val {
  * (which would else move those flows to the port at the next recount and
  * leave the shared slot free for the next made-up MAC), a port recycled to
  * another endpoint.  0 in entries made before (an IPv4 flow's was the high
- * half of a 64-bit pkts_in) and a record of an earlier attach's seed read
- * as none: the slot is found from the flow's guest as before (ct.h
- * ct_flow_slot, ct6.h ct6_flow_slot).
+ * half of a 64-bit pkts_in) and a record of another seed (an attach that
+ * drew a new one: resumed, it keeps the running one) read as none: the
+ * slot is found from the flow's guest as before (ct.h ct_flow_slot, ct6.h
+ * ct6_flow_slot).
  */
 
 /*
@@ -1446,7 +1447,7 @@ struct kvx_ct6_key {
 };
 
 struct kvx_ct6_val {
-	struct kvx_ct_val ct; /* ct.ext_addr unused (0) */
+	struct kvx_ct_val ct; /* ct.ext_addr unused (versions 24..30: the slot record) */
 	__be32 ext_addr[4];   /* external address this flow is bound to */
 };
 

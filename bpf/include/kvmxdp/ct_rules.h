@@ -227,10 +227,11 @@ KVX_RULE __u32 kvx_guest_slot6(const __u8 *owner_mac, const __be32 *addr, __u32 
 /*
  * A flow's record of the slot it was counted in (abi.h kvx_ct_val.slot):
  * the slot in the low 16 bits, the tag of the guest_seed it was computed
- * under in the high 16 (never 0: a zero record is none).  Every attach
- * draws a new seed, and so new slots: a record of another seed reads as
- * none, and the flow is found from its guest, as the attach's recount
- * found it.
+ * under in the high 16 (never 0: a zero record is none).  An attach that
+ * resumes the pinned tables keeps the running seed; one that draws a new
+ * seed (a first attach, a replaced kvx_cfg) has new slots: a record of
+ * another seed reads as none, and the flow is found from its guest, as
+ * the attach's recount found it.
  */
 #define KVX_CT_NO_SLOT 0xffffffffU
 
