@@ -538,6 +538,11 @@ private:
 					kvx_cfg old = read_pinned_cfg(fd.get(), pm->info, pm->path);
 					pm->abi_version = old.abi_version;
 					resumed_uplink_addr_ = old.uplink_addr;
+					// Kept by this attach (the records of the tables
+					// resumed name its slots), replaced map or not;
+					// appended to kvx_cfg in version 4.
+					if (old.abi_version >= 4)
+						resumed_seed_ = old.guest_seed;
 				}
 				if (name == KVX_MAP_CFG6 &&
 				    layout_mismatch(pm->info, pinned_layout(KVX_MAP_CFG6)).empty())
@@ -626,11 +631,10 @@ private:
 		// and a MAC placed since it opened them in the shared slot does
 		// not take them to its port's count at this attach's recount.
 		const int cfg_fd = skel_->map_fd(KVX_MAP_CFG);
-		const uint32_t running_seed = resume_ ? read_cfg(cfg_fd).guest_seed : 0;
-		if (running_seed) {
-			kc_.guest_seed = running_seed;
+		if (resume_ && resumed_seed_) {
+			kc_.guest_seed = resumed_seed_;
 		} else {
-			// A fresh one (a first attach, or a replaced cfg map) whose
+			// A fresh one (a first attach, a pinned cfg map unreadable) whose
 			// tag is none of those of the flows and dynamic bindings
 			// found (both families): their records read as none under it
 			// (the guest's slot now, as the recount finds it), never as a
@@ -1128,6 +1132,7 @@ private:
 	// Pinned maps replaced by new ones, held until attach commits.
 	std::map<std::string, std::shared_ptr<Fd>> replaced_;
 	uint32_t resumed_uplink_addr_ = 0; // network order
+	uint32_t resumed_seed_ = 0;	   // the pinned kvx_cfg's guest_seed; 0: none
 	std::optional<kvx_cfg6> resumed_cfg6_;
 	// validate
 	Ipv6Decision ipv6_;

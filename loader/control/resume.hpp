@@ -63,7 +63,7 @@ struct MapResumeRule {
 
 // Every map of the TC object (tests/loader checks the table against it).
 inline constexpr MapResumeRule kResumeTable[] = {
-	// Rewritten by every attach; tables of ABI versions
+	// Rewritten by every attach (its guest_seed kept by a resume); tables of ABI versions
 	// KVX_ABI_TABLES_SINCE..KVX_ABI_VERSION share this layout (abi.h).
 	{KVX_MAP_CFG,
 	 {BPF_MAP_TYPE_ARRAY, sizeof(__u32), sizeof(kvx_cfg)},

@@ -220,6 +220,12 @@ protected:
 		v.out = n;
 		ASSERT_EQ(bpf_map_update_elem(gf_.get(), &i, &v, BPF_ANY), 0);
 	}
+	// A u32 per slot, as kvx_gports and kvx_gtenant.
+	static Fd slot_counters(const char *name)
+	{
+		return Fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u32),
+					 KVX_GFLOWS_MAX, nullptr));
+	}
 	Fd gf_, guest_, brport_;
 	uint16_t count_flows_ = 0;
 };
@@ -391,8 +397,7 @@ TEST_F(GcQuotaMaps, PortCountersCountDynamicBindings)
 	add_pair(g1, 22, 2222, KVX_BIND_F_STATIC); // a port forward: not counted
 	add_pair(g2, 40000, 1502, 0);
 	// Indexed and sized like kvx_gflows: the owner's slot.
-	Fd gp(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gports", sizeof(__u32), sizeof(__u32),
-			     KVX_GFLOWS_MAX, nullptr));
+	Fd gp = slot_counters("t_gports");
 	ASSERT_GE(gp.get(), 0) << "bpf_map_create(t_gports): " << std::strerror(errno);
 	auto get = [&](uint32_t g) {
 		__u32 i = slot(g), v = 0;
@@ -440,11 +445,7 @@ TEST_F(GcQuotaMaps, TenantCountersCountSharedOutHalves)
 	put_bind(KVX_BIND_OUT, g1, 40002, ext, 1500, KVX_BIND_F_SHARED);
 	put_bind(KVX_BIND_IN, ext, 1501, g2, 40000, 0);
 	put_bind(KVX_BIND_OUT, g2, 40000, ext, 1501, 0);
-	auto array = [](const char *name) {
-		return Fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u32),
-					 KVX_GFLOWS_MAX, nullptr));
-	};
-	Fd gt = array("t_gtenant"), gp = array("t_gports");
+	Fd gt = slot_counters("t_gtenant"), gp = slot_counters("t_gports");
 	ASSERT_GE(gt.get(), 0) << std::strerror(errno);
 	ASSERT_GE(gp.get(), 0) << std::strerror(errno);
 	auto get = [&](const Fd &fd, uint32_t g) {
@@ -476,8 +477,7 @@ TEST_F(GcQuotaMaps, AddressCountersCountRelayAddressesPerBridgePort)
 	Fd nd(bpf_map_create(BPF_MAP_TYPE_HASH, "t_nd", sizeof(kvx_nd_key), sizeof(kvx_nd_val), 64,
 			     nullptr));
 	ASSERT_GE(nd.get(), 0) << "bpf_map_create(t_nd): " << std::strerror(errno);
-	Fd ga(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gaddrs", sizeof(__u32), sizeof(__u32),
-			     KVX_GFLOWS_MAX, nullptr));
+	Fd ga = slot_counters("t_gaddrs");
 	ASSERT_GE(ga.get(), 0) << "bpf_map_create(t_gaddrs): " << std::strerror(errno);
 	Fd bp(bpf_map_create(BPF_MAP_TYPE_HASH, "t_brport", sizeof(kvx_xfdb_key),
 			     sizeof(kvx_xfdb_val), 64, nullptr));
@@ -815,8 +815,7 @@ TEST_F(GcQuotaMaps, Ipv6FlowsAndBindingsCountInTheOwnersSlot)
 	ASSERT_EQ(bpf_map_lookup_elem(gf_.get(), &oslot, &o), 0);
 	EXPECT_EQ(o.out, 1u) << "no IN half: the address's slot";
 	// Bindings (kvx_gports, slotted alike): the OUT halves.
-	Fd gp(bpf_map_create(BPF_MAP_TYPE_ARRAY, "t_gports", sizeof(__u32), sizeof(__u32),
-			     KVX_GFLOWS_MAX, nullptr));
+	Fd gp = slot_counters("t_gports");
 	ASSERT_GE(gp.get(), 0) << std::strerror(errno);
 	EXPECT_EQ(gports_recount(bind_.get(), gp.get(), both), 2u);
 	__u32 i = slot(g4), n = 0;
@@ -1007,7 +1006,7 @@ TEST_F(GcQuotaMaps, Ipv6TimeWaitGivesWayAsIpv4s)
 
 // An IPv6 flow counts in the slot it recorded when made (abi.h
 // kvx_ct_val.slot), if recorded under the current seed; a record of an earlier
-// attach's seed (every attach draws a new one) reads as none: the flow
+// another seed (an attach that drew a new one) reads as none: the flow
 // counts in its binding's slot, as before the record.
 TEST_F(GcQuotaMaps, Ipv6FlowCountsInItsRecordedSlotOfThisSeed)
 {
@@ -1029,7 +1028,7 @@ TEST_F(GcQuotaMaps, Ipv6FlowCountsInItsRecordedSlotOfThisSeed)
 	};
 	record(0, kvx_ct_slot_rec(other, both.seed));
 	ASSERT_NE(kvx_ct_slot_tag(both.seed + 1), kvx_ct_slot_tag(both.seed));
-	record(1, kvx_ct_slot_rec(other, both.seed + 1)); // an earlier attach's seed
+	record(1, kvx_ct_slot_rec(other, both.seed + 1)); // another seed's
 	gflows_recount(ct_.get(), both);
 	EXPECT_EQ(counts(g4).out, 1u) << "the stale record: its binding's slot, the guest's";
 	kvx_gflows_val at{};
@@ -1041,7 +1040,7 @@ TEST_F(GcQuotaMaps, Ipv6FlowCountsInItsRecordedSlotOfThisSeed)
 // flows a MAC opened in the shared slot of MACs of no port stay there
 // after the MAC is placed on its port (before, the recount moved them to
 // the port, and the shared slot was free for the next made-up MAC's
-// share); a record of an earlier attach's seed reads as none (the owner's
+// share); a record of another seed reads as none (the owner's
 // slot now), as do entries of an older version (0).
 TEST_F(GcQuotaMaps, Ipv4FlowCountsInItsRecordedSlotOfThisSeed)
 {
@@ -1064,7 +1063,7 @@ TEST_F(GcQuotaMaps, Ipv4FlowCountsInItsRecordedSlotOfThisSeed)
 		}
 	};
 	// Three made while the MAC was of no port, as the datapath records
-	// them; one of an earlier attach's seed.
+	// them; one of another seed.
 	for (uint16_t p = 0; p < 3; p++)
 		record(uint16_t(5000 + p), kvx_ct_slot_rec(shared, kSeed));
 	ASSERT_NE(kvx_ct_slot_tag(kSeed + 1), kvx_ct_slot_tag(kSeed));
@@ -1114,7 +1113,7 @@ TEST_F(GcQuotaMaps, BindingCountsInItsRecordedSlotOfThisSeed)
 	};
 	put_out(40000, 0, rec);
 	put_out(40001, 0, rec);
-	put_out(40002, 0, stale); // an earlier attach's
+	put_out(40002, 0, stale); // another seed's
 	put_out(40003, KVX_BIND_F_SHARED, rec);
 	put_out(40004, KVX_BIND_F_SHARED, 0); // an older version's
 	Ipv6Flows six;
@@ -1135,11 +1134,7 @@ TEST_F(GcQuotaMaps, BindingCountsInItsRecordedSlotOfThisSeed)
 	place(mac, 1006); // placed since
 	const uint32_t port = slot(u);
 	ASSERT_NE(port, shared);
-	auto array = [](const char *name) {
-		return Fd(bpf_map_create(BPF_MAP_TYPE_ARRAY, name, sizeof(__u32), sizeof(__u32),
-					 KVX_GFLOWS_MAX, nullptr));
-	};
-	Fd gt = array("t_gtenant"), gp = array("t_gports");
+	Fd gt = slot_counters("t_gtenant"), gp = slot_counters("t_gports");
 	ASSERT_GE(gt.get(), 0) << std::strerror(errno);
 	ASSERT_GE(gp.get(), 0) << std::strerror(errno);
 	auto at = [](const Fd &fd, uint32_t i) {

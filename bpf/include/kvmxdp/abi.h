@@ -847,8 +847,9 @@ struct kvx_frag6_val {
  *
  * Collisions: two ports can hash to one slot, and then share one quota
  * (and one half-open ring).  With KVX_GFLOWS_MAX slots the chance that a
- * given guest shares is (guests - 1) / 65536; the key is random per attach
- * and readable only by root.  An address with no owner yet (an inbound
+ * given guest shares is (guests - 1) / 65536; the key is random, drawn by
+ * a first attach and kept by those that resume its tables (the slot
+ * records name slots of it), and readable only by root.  An address with no owner yet (an inbound
  * flow to a guest that never sent a frame, no DHCP lease) is counted in a
  * slot hashed from the address itself (never a port's input); once the
  * address gets its owner, its flows move to the owner's slot at the GC's
@@ -1167,7 +1168,7 @@ struct kvx_cfg {
 	__u32 flow_quota;     /* max flows per guest (kvx_gflows), each direction; 0: no quota */
 	__be32 gw_addr;       /* the bridge's address in the subnet: source of the ICMP
 			       * errors kvmxdp sends to guests; 0: none sent */
-	__u32 guest_seed;     /* key of kvx_guest_slot (ct_rules.h): random per attach */
+	__u32 guest_seed;     /* key of kvx_guest_slot (ct_rules.h): random, kept on resume */
 	/*
 	 * The host's ephemeral range (net.ipv4.ip_local_port_range) when it
 	 * lies inside nat_port_lo..hi: never allocated, so that the default
