@@ -700,10 +700,10 @@ static __always_inline __u32 guest_slot(const struct kvx_cfg *cfg, __be32 guest)
 
 /* The slot flow f (key k) counts in: the one it was counted in when made
  * (abi.h kvx_ct_val.slot), else, in an older entry or one of another seed,
- * its guest's now.  Not the guest's now in every case: a
- * MAC placed on its port after it opened flows in the shared slot would
- * move them to the port when they go, and leave the shared slot free for
- * the next made-up MAC. */
+ * its guest's now.  Not the guest's now in every case: a MAC placed on its
+ * port after it opened flows in the shared slot would move them to the
+ * port when they go, and leave the shared slot free for the next made-up
+ * MAC. */
 static __always_inline __u32 ct_flow_slot(const struct kvx_cfg *cfg, const struct kvx_ct_key *k,
 					  const struct kvx_ct_val *f)
 {
