@@ -184,6 +184,19 @@ std::unordered_map<uint32_t, uint32_t> owner_slots(const QuotaMaps &q)
 	return slot_of;
 }
 
+// The slot an IPv4 flow or dynamic OUT half of guest address addr_be counts
+// in, as the datapath takes it off (ct.h ct_flow_slot, bind_release): its
+// record rec if of this seed, else that of the address's owner now
+// (slot_of: owner_slots), else the address's own.
+uint32_t recorded_slot(uint32_t rec, uint32_t addr_be,
+		       const std::unordered_map<uint32_t, uint32_t> &slot_of, uint32_t seed)
+{
+	if (uint32_t s = kvx_ct_slot_read(rec, seed); s != KVX_CT_NO_SLOT)
+		return s;
+	auto it = slot_of.find(addr_be);
+	return it != slot_of.end() ? it->second : kvx_guest_slot(nullptr, addr_be, seed);
+}
+
 // A counter array the datapath keeps with atomic adds (kvx_gflows,
 // kvx_gports), mapped into this process so that the GC corrects it with
 // atomic adds too: a map update would overwrite every +1/-1 the datapath
@@ -335,12 +348,7 @@ std::vector<uint32_t> gflows_counted(const QuotaMaps &q, const std::vector<FlowO
 	// kvx_guest).
 	std::unordered_map<uint32_t, uint32_t> slot_of = owner_slots(q);
 	for (const FlowOwner &o : owners) {
-		uint32_t i = kvx_ct_slot_read(o.slot_rec, q.seed);
-		if (i == KVX_CT_NO_SLOT) {
-			auto it = slot_of.find(o.guest_be);
-			i = it != slot_of.end() ? it->second :
-						  kvx_guest_slot(nullptr, o.guest_be, q.seed);
-		}
+		const uint32_t i = recorded_slot(o.slot_rec, o.guest_be, slot_of, q.seed);
 		if (i < slots)
 			counts[size_t{i} * 2 + (o.inbound ? 1 : 0)]++;
 	}
@@ -439,12 +447,7 @@ ReliefResult quota_relief(int ct_fd, const QuotaMaps &q, uint32_t quota, uint64_
 	for (const auto &[k, v] : flows) {
 		if (!closed_quiet(k.proto, v, now_ns))
 			continue;
-		uint32_t slot = kvx_ct_slot_read(v.slot, q.seed); // as gflows_counted
-		if (slot == KVX_CT_NO_SLOT) {
-			auto it = slot_of.find(k.int_addr);
-			slot = it != slot_of.end() ? it->second :
-						     kvx_guest_slot(nullptr, k.int_addr, q.seed);
-		}
+		const uint32_t slot = recorded_slot(v.slot, k.int_addr, slot_of, q.seed);
 		const size_t j = size_t{slot} * 2 + ((v.flags & KVX_CT_F_INBOUND) ? 1 : 0);
 		if (all4 || near.count(j))
 			cand.push_back({v.last_seen_ns, false, k, {}, j});
@@ -530,12 +533,7 @@ size_t bind_recount(int bind_fd, int fd, const char *name, const QuotaMaps &q,
 		if (k.dir != KVX_BIND_OUT || bind_is_static(v) ||
 		    ((v.flags & KVX_BIND_F_SHARED) != 0) != tenants)
 			continue;
-		uint32_t i = kvx_ct_slot_read(v.slot, q.seed);
-		if (i == KVX_CT_NO_SLOT) {
-			auto it = slot_of.find(k.addr);
-			i = it != slot_of.end() ? it->second :
-						  kvx_guest_slot(nullptr, k.addr, q.seed);
-		}
+		const uint32_t i = recorded_slot(v.slot, k.addr, slot_of, q.seed);
 		if (i < counts.size())
 			counts[i]++;
 	}
