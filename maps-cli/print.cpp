@@ -164,12 +164,15 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 				    << ", class " << cls << ")\n";
 			}
 		}
-		// The IPv6 programs, tail-called by the TC programs above.
-		for (const auto &p : i.value("ipv6_programs", nlohmann::json::array()))
+		// The IPv6 programs, tail-called by the TC programs above (and
+		// by the XDP ones, from their own array).
+		for (const auto &p : i.value("ipv6_programs", nlohmann::json::array())) {
+			const bool xdp = p.value("map", "") == KVX_MAP_XDP6PROGS;
 			out << "    " << pad("(tail call)", 16) << pad("ipv6", 7)
-			    << pad("slot " + str(p["slot"]), 14) << pad("tc", 4) << "tc "
-			    << pad(str(p["prog"], "(empty)"), 15) << "from "
-			    << str(p["tail_called_from"]) << "\n";
+			    << pad("slot " + str(p["slot"]), 14) << pad(xdp ? "xdp" : "tc", 4)
+			    << (xdp ? "xdp " : "tc ") << pad(str(p["prog"], "(empty)"), 15)
+			    << "from " << str(p["tail_called_from"]) << "\n";
+		}
 		// The host's own sockets to mapped addresses: cgroup hooks.
 		for (const auto &h : i.value("host_access", nlohmann::json::array()))
 			out << "    " << pad("cgroup v2 root", 30) << pad(str(h["hook"]), 21)

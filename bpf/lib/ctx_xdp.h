@@ -152,6 +152,12 @@ static __always_inline int ctx_icmp_reshape(kvx_ctx_t *ctx, __u32 keep, __u32 ro
 	return -1;
 }
 
+/* Nor neighbour advertisements: ND is TC's (xdp6.h). */
+static __always_inline int ctx_set_len(kvx_ctx_t *ctx, __u32 len)
+{
+	return -1;
+}
+
 static __always_inline long ctx_redirect(__u32 ifindex)
 {
 	return bpf_redirect(ifindex, 0);

@@ -133,15 +133,16 @@ static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
 
 /*
  * IPv6: the lookup of fib_route (from the device the stack sees the packet
- * on, with its mark, tot_len 0 so that the kernel tests the skb against
- * the egress MTU GSO-aware), without its route cache (IPv4 slots); the
- * answer into rw.  Needs IPv6 forwarding on that device (else
+ * on, with its mark), without its route cache (IPv4 slots); the answer
+ * into rw.  tot_len: the IPv6 packet's length for the lookup's route MTU
+ * test (XDP: its frames are linear), 0 for none (TC: the caller tests the
+ * skb against the egress MTU GSO-aware).  Needs IPv6 forwarding on that device (else
  * FWD_DISABLED).  Not inlined: the lookup's 64 bytes stay off the frame
  * of the program, whose chain down to bind6_claim is near the verifier's
  * 512 bytes.
  */
 static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, struct nat6_rewrite *rw,
-				 __u32 ifindex)
+				 __u32 ifindex, __u32 tot_len)
 {
 	struct bpf_fib_lookup fib;
 	__u32 mark = ctx_mark(ctx);
@@ -160,6 +161,7 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 	__builtin_memcpy(fib.ipv6_src, p6->saddr, 16);
 	__builtin_memcpy(fib.ipv6_dst, p6->daddr, 16);
 	fib.ifindex = ifindex;
+	fib.tot_len = tot_len;
 	*(__u32 *)fib.smac = mark; /* the 6.10 uapi's input "mark" */
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), flags);
 	if (rc == -22 /* -EINVAL */ && flags)
@@ -187,7 +189,7 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 static __always_inline int guest6_route_out(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 					    const struct kvx_pkt6 *p6, struct nat6_rewrite *rw)
 {
-	int rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx));
+	int rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx), 0);
 
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
@@ -705,12 +707,11 @@ static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
  * to the sender.  The target is read where it is, unchecked: an invalid
  * advertisement costs nothing to drop.  0: the host's.  A flag, not a
  * reason: the caller's verdict stays one of two constants for the
- * verifier.  A global function (TC only: IPv6 has no XDP path): the
- * verifier checks it once, not once per parse outcome that reaches the
- * host.  Left: an advertisement behind an extension header chain the
+ * verifier.  A global function: the verifier checks it once, not once
+ * per parse outcome that reaches the host.  Left: an advertisement behind an extension header chain the
  * parser does not walk (PARSE_EXTHDR) from a link-local source.
  */
-__noinline int nat6_guest_local(struct __sk_buff *ctx, const struct kvx_pkt6 *p6)
+__noinline int nat6_guest_local(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 {
 	__u8 mac[8] __attribute__((aligned(8))) = {}; /* mac_eq: word loads */
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
@@ -994,6 +995,44 @@ static __noinline int nat6_guest_dad(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, 
 	return r < 0 ? verdict(KVX_R_PASS_ND, len) : r;
 }
 
+/*
+ * guest -> outside: the flow of a packet checked and routed into rw, and
+ * its binding, made when new; KVX_CONTINUE with rw's external endpoint,
+ * else the reason to drop it under.  Inlined into the programs of both
+ * paths (TC's kvx_br6, XDP's kvx_xdp_port6): the calls below each start
+ * their chain of frames from the program's.
+ */
+static __always_inline int nat6_flow_out(const struct kvx_cfg *cfg, const struct kvx_pkt6 *p6,
+					 const __u8 *macs, __u64 now, struct nat6_rewrite *rw)
+{
+	int r = ct6_egress(p6, macs, now, rw);
+
+	if (r != KVX_NO_MAPPING)
+		return r;
+	/* A static mapping first: a guest endpoint with a port forward (or
+	 * an address with a 1:1 mapping) leaves from its external one. */
+	r = bind6_static(p6, macs, now, rw);
+	/* An echo reply leaves only through its request's flow or a 1:1
+	 * mapping, a protocol without ports only through a 1:1 mapping. */
+	if (r == KVX_NO_MAPPING && p6->p.proto == KVX_IPPROTO_ICMPV6 &&
+	    p6->p.icmp_type != ICMPV6_ECHO_REQUEST)
+		r = KVX_R_DROP_ICMP_TYPE;
+	if (r == KVX_NO_MAPPING && !proto6_has_ports(p6->p.proto))
+		r = KVX_R_DROP_PROTO_UNTRANSLATED;
+	if (r == KVX_NO_MAPPING) {
+		r = bind6_reuse(p6, macs, now, &rw->port);
+		if (r == KVX_NO_MAPPING)
+			r = bind6_create(cfg, p6, (const struct nat_macs *)macs, now, &rw->port);
+	}
+	if (r == KVX_CONTINUE)
+		r = ct6_commit_out(p6, rw, now);
+	if (r == KVX_NO_MAPPING)
+		r = ct6_create(p6, CT_DIR_OUT, rw);
+	if (r == KVX_CT_RACE)
+		r = ct6_race(p6, CT_DIR_OUT, rw);
+	return r;
+}
+
 /* guest -> outside. */
 static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 {
@@ -1035,33 +1074,7 @@ static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	now = clock_now_ns();
-	r = ct6_egress(&p6, macs, now, &rw);
-	if (r == KVX_NO_MAPPING) {
-		/* A static mapping first: a guest endpoint with a port
-		 * forward (or an address with a 1:1 mapping) leaves from its
-		 * external one. */
-		r = bind6_static(&p6, macs, now, &rw);
-		/* An echo reply leaves only through its request's flow or a
-		 * 1:1 mapping, a protocol without ports only through a 1:1
-		 * mapping. */
-		if (r == KVX_NO_MAPPING && p6.p.proto == KVX_IPPROTO_ICMPV6 &&
-		    p6.p.icmp_type != ICMPV6_ECHO_REQUEST)
-			r = KVX_R_DROP_ICMP_TYPE;
-		if (r == KVX_NO_MAPPING && !proto6_has_ports(p6.p.proto))
-			r = KVX_R_DROP_PROTO_UNTRANSLATED;
-		if (r == KVX_NO_MAPPING) {
-			r = bind6_reuse(&p6, macs, now, &rw.port);
-			if (r == KVX_NO_MAPPING)
-				r = bind6_create(cfg, &p6, (const struct nat_macs *)macs, now,
-						 &rw.port);
-		}
-		if (r == KVX_CONTINUE)
-			r = ct6_commit_out(&p6, &rw, now);
-		if (r == KVX_NO_MAPPING)
-			r = ct6_create(&p6, CT_DIR_OUT, &rw);
-		if (r == KVX_CT_RACE)
-			r = ct6_race(&p6, CT_DIR_OUT, &rw);
-	}
+	r = nat6_flow_out(cfg, &p6, macs, now, &rw);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
 	if (pkt_is_fragment(&p6.p))
@@ -1296,6 +1309,19 @@ static __always_inline int nat6_hairpin(kvx_ctx_t *ctx)
 	return nat6_hairpin_out(ctx, &p6, &rw, guest.guest_mac, len);
 }
 
+/* Sources no router forwards: the guests' prefix, our own addresses (the
+ * uplink's, an announced mapped one: a LAN host sending from it would have
+ * a guest's answer hairpinned into the address's guest), multicast,
+ * unspecified and loopback (RFC 4291 2.5.2, 2.5.3). */
+static __always_inline int inbound6_martian(const struct kvx_cfg6 *cfg6, const struct kvx_pkt6 *p6)
+{
+	return prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr) ||
+	       addr6_eq(p6->saddr, cfg6->uplink_addr) || addr6_is_mcast(p6->saddr) ||
+	       (!p6->saddr[0] && !p6->saddr[1] && !p6->saddr[2] &&
+		!(p6->saddr[3] & ~bpf_htonl(1))) ||
+	       extaddr6_announced(p6->saddr);
+}
+
 /*
  * A frame from the uplink up to the binding lookup: parsed into p6 and
  * classified.  KVX_CONTINUE: to the uplink address, a protocol a binding
@@ -1344,14 +1370,7 @@ static __noinline int nat6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6)
 	     !proto6_has_ports(p6->p.proto)) &&
 	    !pkt_is_later_fragment(&p6->p) && !bind6_is_mapped(p6))
 		return KVX_R_PASS_HOST;
-	/* Sources no router forwards: the guests' prefix, our own addresses
-	 * (the uplink's, an announced mapped one: a LAN host sending from it
-	 * would have a guest's answer hairpinned into the address's guest),
-	 * multicast, unspecified and loopback (RFC 4291 2.5.2, 2.5.3). */
-	if (prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr) ||
-	    addr6_eq(p6->saddr, cfg6->uplink_addr) || addr6_is_mcast(p6->saddr) ||
-	    (!p6->saddr[0] && !p6->saddr[1] && !p6->saddr[2] && !(p6->saddr[3] & ~bpf_htonl(1))) ||
-	    extaddr6_announced(p6->saddr))
+	if (inbound6_martian(cfg6, p6))
 		return KVX_R_DROP_MARTIAN_IN;
 	if (pkt_is_later_fragment(&p6->p))
 		return KVX_FRAG6_LATER;

@@ -51,22 +51,27 @@ static __always_inline struct kvx_xdev_val *xdev_get(__u32 ifindex)
  * segment with the pseudo-header sum to 0xffff?  An offloaded frame's field
  * holds only the pseudo-header sum and fails (unless its payload happens to
  * sum to zero, and then its bytes are a valid checksummed segment anyway).
- * A UDP zero checksum means "none": nothing to keep right.
- * A global function with scalar arguments (csum_complete() packs them): the
- * verifier checks its block loop once, not once per call site and state.
+ * IPv4: a UDP zero checksum means "none", nothing to keep right.  IPv6 has
+ * no such value (RFC 8200 8.1): its callers hand that frame to TC, which
+ * drops it counted.
+ * The pseudo-header's addresses are summed where they sit in the frame (the
+ * fixed header's, untouched yet); its protocol and length words sum the
+ * same for both families (RFC 768, RFC 8200 8.1: the zero bytes add
+ * nothing).  A global function with scalar arguments (csum_complete()
+ * packs them): the verifier checks its block loop once, not once per call
+ * site and state.  fam_proto: the protocol, KVX_CSUM_V6 for IPv6.
  */
-__noinline int l4_csum_complete(kvx_ctx_t *ctx, __u64 addrs, __u32 offs, __u32 proto)
+#define KVX_CSUM_V6 0x100
+__noinline int l4_csum_complete(kvx_ctx_t *ctx, __u32 offs, __u32 fam_proto)
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
 	__u32 off = offs >> 16, end = offs & 0xffff, len = end - off, i;
+	__u32 proto = fam_proto & 0xff;
 	struct {
-		__be32 saddr;
-		__be32 daddr;
-		__u8 zero;
-		__u8 proto;
+		__be16 proto;
 		__be16 len;
-	} ph = {(__be32)addrs, (__be32)(addrs >> 32), 0, (__u8)proto, bpf_htons(len)};
+	} ph = {bpf_htons(proto), bpf_htons(len)};
 	__u8 tail[4] __attribute__((aligned(4))) = {};
 	__s64 s;
 	__u8 *c;
@@ -79,9 +84,24 @@ __noinline int l4_csum_complete(kvx_ctx_t *ctx, __u64 addrs, __u32 offs, __u32 p
 		if ((void *)(uh + 1) > data_end)
 			return 0;
 		if (!uh->check)
-			return 1;
+			return !(fam_proto & KVX_CSUM_V6);
 	}
-	s = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), 0);
+	/* The addresses: IPv4's 8 bytes at offset 12 of its header, IPv6's
+	 * 32 at offset 8. */
+	if (fam_proto & KVX_CSUM_V6) {
+		c = data + ETH_HLEN + 8;
+		if ((void *)(c + 32) > data_end)
+			return 0;
+		s = bpf_csum_diff(NULL, 0, (__be32 *)c, 32, 0);
+	} else {
+		c = data + ETH_HLEN + 12;
+		if ((void *)(c + 8) > data_end)
+			return 0;
+		s = bpf_csum_diff(NULL, 0, (__be32 *)c, 8, 0);
+	}
+	if (s < 0)
+		return 0;
+	s = bpf_csum_diff(NULL, 0, (__be32 *)&ph, sizeof(ph), s);
 	for (i = 0; i < KVX_CSUM_BLOCKS; i++) {
 		if (end - off < 256)
 			break;
@@ -140,8 +160,7 @@ static __always_inline int csum_complete(kvx_ctx_t *ctx, const struct kvx_pkt *p
 	 * page, jumbo frames 9k) go to TC. */
 	if (p->ip_end > 0x3fff)
 		return 0;
-	return l4_csum_complete(ctx, (__u64)p->daddr << 32 | p->saddr, p->l4_off << 16 | p->ip_end,
-				p->proto);
+	return l4_csum_complete(ctx, p->l4_off << 16 | p->ip_end, p->proto);
 }
 
 /* XDP_PASS with a count: the TC path takes the frame from here. */

@@ -348,6 +348,7 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 			if (bpf_map_lookup_elem(pa->get(), &slot, &id) != 0)
 				id = 0;
 			progs.push_back({{"slot", slot},
+					 {"map", KVX_MAP_V6PROGS},
 					 {"prog", id ? json(prog_name_by_id(id)) : json(nullptr)},
 					 {"prog_id", id ? json(id) : json(nullptr)},
 					 {"tail_called_from", kFrom[slot]}});
@@ -357,6 +358,22 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 						   std::to_string(slot) +
 						   ": IPv6 frames go to the host untranslated (run "
 						   "attach again)");
+		}
+	}
+	// The XDP fast path's (kvx_xdp6progs), pinned by a daemon that loaded
+	// the XDP programs: empty slots only cost speed (IPv6 takes TC).
+	if (auto pa = find_pinned(d, KVX_MAP_XDP6PROGS,
+				  {BPF_MAP_TYPE_PROG_ARRAY, sizeof(__u32), sizeof(__u32)})) {
+		static const char *const kFrom[KVX_XDP6_MAX] = {"kvx_xdp_port", "kvx_xdp_up"};
+		for (__u32 slot = 0; slot < KVX_XDP6_MAX; slot++) {
+			__u32 id = 0;
+			if (bpf_map_lookup_elem(pa->get(), &slot, &id) != 0)
+				id = 0;
+			progs.push_back({{"slot", slot},
+					 {"map", KVX_MAP_XDP6PROGS},
+					 {"prog", id ? json(prog_name_by_id(id)) : json(nullptr)},
+					 {"prog_id", id ? json(id) : json(nullptr)},
+					 {"tail_called_from", kFrom[slot]}});
 		}
 	}
 	j["ipv6_programs"] = progs;

@@ -75,12 +75,30 @@ int XdpPath::prog_fd(const char *name)
 {
 	if (!xdp_) {
 		auto s = std::make_unique<Skel<kvmxdp_xdp>>("kvmxdp_xdp");
-		s->reuse_maps_from(tc_);
+		// Every map but the IPv6 program array: one of XDP programs
+		// (libbpf fills it with this load's), which the TC object has
+		// none of.
+		s->reuse_maps_from(tc_, {KVX_MAP_XDP6PROGS});
 		if (int err = s->try_load())
 			throw Error("load the XDP programs", "", -err);
+		pin_xdp6progs(*s);
 		xdp_ = std::move(s);
 	}
 	return xdp_->prog_fd(name);
+}
+
+// The array is emptied when its last user reference goes, and the XDP
+// links outlive the daemon: pinned, replacing the last load's (whose
+// programs the links leave as this load's are swapped in).  Without the
+// pin IPv6 takes the TC path once the daemon is gone: a warning, not a
+// failed attach.
+void XdpPath::pin_xdp6progs(const SkelObject &xdp)
+{
+	pins_.unlink(KVX_MAP_XDP6PROGS);
+	if (bpf_obj_pin(xdp.map_fd(KVX_MAP_XDP6PROGS), pins_.via_fd(KVX_MAP_XDP6PROGS).c_str()) <
+	    0)
+		log_warn("pin " + pins_.show(KVX_MAP_XDP6PROGS) + ": " + std::strerror(errno) +
+			 ": IPv6 takes the TC path without the daemon");
 }
 
 bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, std::string &why)
@@ -481,6 +499,7 @@ void XdpPath::remove_all(const DirFd &pins)
 		(void)prog_id;
 		pins.unlink(link_pin(ifindex));
 	}
+	pins.unlink(KVX_MAP_XDP6PROGS);
 }
 
 } // namespace kvmxdp

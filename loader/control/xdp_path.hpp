@@ -51,8 +51,8 @@ struct XdpDevice {
 };
 
 // The XDP object (loaded on first use, sharing every map of the TC
-// object) and the XDP links of one instance, pinned in its pin directory
-// as link_xdp_<ifindex>: they stay attached without a daemon, a restarted
+// object but its IPv6 program array, pinned as kvx_xdp6progs) and the XDP
+// links of one instance, pinned in its pin directory as link_xdp_<ifindex>: they stay attached without a daemon, a restarted
 // daemon swaps its programs in atomically (bpf_link_update), and detach
 // removes them with the other pins.
 class XdpPath {
@@ -84,7 +84,8 @@ public:
 
 	// The XDP links pinned in pins: ifindex -> program id.
 	static std::vector<std::pair<int, uint32_t>> pinned_links(const DirFd &pins);
-	// Removes every XDP link pin of pins (the links go with them).
+	// Removes every XDP link pin of pins (the links go with them) and the
+	// XDP object's IPv6 program array.
 	static void remove_all(const DirFd &pins);
 	// Removes the port guard from every port kvx_xdev (xdev_fd; -1: none)
 	// marks with it, and the clsact qdiscs kvmxdp created for it where no
@@ -95,6 +96,7 @@ public:
 
 private:
 	int prog_fd(const char *name);
+	void pin_xdp6progs(const SkelObject &xdp);
 	bool attach(int ifindex, const std::string &ifname, const char *prog, std::string &why);
 	// The port guard on a port's TC ingress, or off it with --port-guard
 	// off (d.guard, d.guard_clsact, d.guard_why, recorded in kvx_xdev at

@@ -14,7 +14,7 @@
 
 namespace kvmxdp::abi {
 
-static_assert(KVX_ABI_VERSION == 31, "ABI changed: review abi_check.hpp and bump");
+static_assert(KVX_ABI_VERSION == 32, "ABI changed: review abi_check.hpp and bump");
 // Version 3 changed the state tables: pinned tables of 1..2 are not reused;
 // version 5 appended to kvx_cfg (rewritten by every attach) and gave
 // kvx_bind_val's padding a meaning that its zero reads as "none"; version 6
@@ -50,7 +50,9 @@ static_assert(KVX_ABI_VERSION == 31, "ABI changed: review abi_check.hpp and bump
 // state); version 30 added map kvx_brplace (created when absent) and a
 // reason; version 31 split kvx_ct_val.pkts_in into a 32-bit count and the
 // flow's counted slot (both families; 0 in older entries: none) and gave a
-// dynamic OUT half's tw_remotes (unused there) its counted slot.
+// dynamic OUT half's tw_remotes (unused there) its counted slot; version 32
+// added the XDP object's program array kvx_xdp6progs (pinned by the daemon
+// with its XDP links, none of the shared tables).
 static_assert(KVX_ABI_TABLES_SINCE == 3);
 static_assert(sizeof(kvx_brplace_val) == 16);
 static_assert(offsetof(kvx_brplace_val, window_ns) == 0);
@@ -391,6 +393,7 @@ static_assert(offsetof(kvx_cfg6, bridge_mac) == 74); // version 9: was padding
 static_assert(KVX_V6_OFF == 0 && KVX_V6_NAT66 == 1 && KVX_V6_RELAY == 2);
 static_assert(KVX_V6_BR == 0 && KVX_V6_UP == 1 && KVX_V6_BR_RELAY == 2 && KVX_V6_UP_RELAY == 3 &&
 	      KVX_V6_BR_HAIRPIN == 4 && KVX_V6_MAX == 5);
+static_assert(KVX_XDP6_PORT == 0 && KVX_XDP6_UP == 1 && KVX_XDP6_MAX == 2);
 
 static_assert(sizeof(kvx_ct6_key) == 40);
 static_assert(offsetof(kvx_ct6_key, int_addr) == 0);

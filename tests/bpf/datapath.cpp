@@ -242,10 +242,26 @@ void Datapath::load_xdp()
 {
 	if (xdp_)
 		return;
-	// Every map but the object's own .bss/.rodata is the TC object's (by
-	// name), as the loader hands them over: one state for both paths.
-	xdp_ = load_skel<kvmxdp_xdp>("kvmxdp_xdp",
-				     [&](Skel<kvmxdp_xdp> &s) { s.reuse_maps_from(*skel_); });
+	// Every map but the object's own .bss/.rodata and its IPv6 program
+	// array is the TC object's (by name), as the loader hands them over:
+	// one state for both paths.
+	xdp_ = load_skel<kvmxdp_xdp>("kvmxdp_xdp", [&](Skel<kvmxdp_xdp> &s) {
+		s.reuse_maps_from(*skel_, {KVX_MAP_XDP6PROGS});
+	});
+}
+
+void Datapath::set_xdp6prog(std::uint32_t slot, bool filled)
+{
+	load_xdp();
+	const int fd = bpf_map__fd(xdp()->maps.kvx_xdp6progs);
+	if (!filled) {
+		bpf_map_delete_elem(fd, &slot);
+		return;
+	}
+	const int prog = bpf_program__fd(slot == KVX_XDP6_PORT ? xdp()->progs.kvx_xdp_port6 :
+								  xdp()->progs.kvx_xdp_up6);
+	if (bpf_map_update_elem(fd, &slot, &prog, BPF_ANY))
+		throw std::runtime_error("kvx_xdp6progs: update slot " + std::to_string(slot));
 }
 
 int Datapath::fd_cfg() const

@@ -102,6 +102,9 @@ public:
 	// Loads kvmxdp_xdp (maps reused); run() does it on first use.  Throws
 	// with the verifier's log on failure.
 	void load_xdp();
+	// kvx_xdp6progs[slot] (abi.h KVX_XDP6_*): the XDP object's IPv6
+	// program, or empty (a pin that lost its programs).
+	void set_xdp6prog(std::uint32_t slot, bool filled);
 
 	std::optional<kvx_bind_val> bind_lookup(const kvx_bind_key &key) const;
 	void bind_update(const kvx_bind_key &key, const kvx_bind_val &val);

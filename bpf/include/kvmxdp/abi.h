@@ -19,7 +19,7 @@
 
 #include <linux/types.h>
 
-#define KVX_ABI_VERSION 31
+#define KVX_ABI_VERSION 32
 /*
  * The oldest ABI version whose state tables (kvx_ct, kvx_bind, kvx_extaddr,
  * kvx_frag) have exactly this version's layout: pinned maps of versions
@@ -187,6 +187,10 @@
  *      dynamic binding's OUT half records its slot likewise (kvx_bind_val
  *      .slot, the IN half's tw_remotes).  Tables unchanged: pins of 3..31
  *      are reused.
+ *  32: an XDP fast path for NAT66: the XDP programs tail-call an IPv6
+ *      frame into kvx_xdp6progs[KVX_XDP6_*] (the XDP object's own program
+ *      array, pinned by the daemon next to its XDP links).  Tables
+ *      unchanged: pins of 3..32 are reused.
  */
 #define KVX_ABI_TABLES_SINCE 3
 
@@ -1214,6 +1218,22 @@ enum kvx_v6prog {
 	/* NAT66 hairpin, tail-called by kvx_br6 (ABI 11). */
 	KVX_V6_BR_HAIRPIN = 4, /* kvx_br6_hairpin */
 	KVX_V6_MAX,
+};
+
+/*
+ * The XDP programs (kvx_xdp_port, kvx_xdp_up) tail-call an IPv6 frame into
+ * kvx_xdp6progs[KVX_XDP6_*] (ABI 32), as the TC entry points do: the IPv6
+ * fast path has its own stack and verifier budget, and an empty slot falls
+ * through to the IPv4 program, which hands the frame to TC (XDP_PASS).  A
+ * program array takes programs of one type, so it is the XDP object's own;
+ * the daemon pins it next to its XDP links (emptied without a user
+ * reference: the fast path must survive the daemon) and detach removes it.
+ */
+#define KVX_MAP_XDP6PROGS "kvx_xdp6progs"
+enum kvx_xdp6prog {
+	KVX_XDP6_PORT = 0, /* kvx_xdp_port6: a guest's IPv6 frame on a bridge port */
+	KVX_XDP6_UP = 1,   /* kvx_xdp_up6: an IPv6 frame on the uplink */
+	KVX_XDP6_MAX,
 };
 
 /* kvx_cfg6.mode; the tables are sized to one entry when off (a hash map

@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * The XDP fast path for IPv6 (NAT66): the common packets of TCP/UDP flows,
+ * translated by the TC path's own code (parse_ipv6, ct6.h, nat6_flow_out,
+ * nat6_rewrite) and redirected device to device, as xdp.h does for IPv4.
+ * The programs (kvx_xdp_port6, kvx_xdp_up6) are tail-called by the XDP
+ * entry points for IPv6 frames (abi.h kvx_xdp6progs).
+ *
+ * The same rule as xdp.h: only what it does exactly as TC would, and
+ * everything else to TC (XDP_PASS) before a map or a byte is touched:
+ * - not a fast-path class: ICMPv6, fragments, an extension header chain,
+ *   hop limit expiring, too big for the route (TC answers those), a
+ *   guest's packet to a mapped address (hairpin), a zero UDP checksum
+ *   (invalid: TC drops it counted): XDP_TO_TC;
+ * - a checksum left to offload: XDP_TO_TC_CSUM; a next hop without a
+ *   neighbour entry, a device a redirect does not reach, a guest whose
+ *   port is unknown: XDP_TO_TC_DEV.
+ * What kvmxdp does not translate at all (relay mode, which stays on TC;
+ * neighbour discovery, link-local and multicast; the host's own traffic;
+ * sources TC drops as spoofed or martian) passes uncounted: TC counts it.
+ */
+#ifndef KVX_XDP6_H
+#define KVX_XDP6_H
+
+#include "xdp.h"
+#include "nat6.h"
+
+/* Passed to TC uncounted (see above). */
+#define KVX_XDP6_QUIET (KVX_R_MAX + 11)
+
+/* The fast path takes the fixed header alone: a chain is rare, and the
+ * checksum walk (l4_csum_complete) takes L4 offsets of IPv4's range. */
+#define KVX_XDP6_L4_OFF (ETH_HLEN + 40)
+
+static __always_inline int csum_complete6(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
+{
+	if (p6->p.ip_end > 0x3fff)
+		return 0;
+	return l4_csum_complete(ctx, p6->p.l4_off << 16 | p6->p.ip_end,
+				p6->p.proto | KVX_CSUM_V6);
+}
+
+/* A TCP or UDP packet the fast path may take at all: whole, one header. */
+static __always_inline int xdp6_class(const struct kvx_pkt6 *p6)
+{
+	return (p6->p.proto == IPPROTO_TCP || p6->p.proto == IPPROTO_UDP) && p6->p.l4_ok &&
+	       !pkt_is_fragment(&p6->p) && p6->p.l4_off == KVX_XDP6_L4_OFF;
+}
+
+/*
+ * A guest's frame to the host's MAC, up to the translation: parsed into
+ * p6, classified as nat6_guest_check does, routed into rw (the uplink, the
+ * next hop's MACs).  KVX_CONTINUE: the fast path's; KVX_XDP6_QUIET; else
+ * the XDP_TO_TC* reason.  Not inlined: the parser's temporaries stay off
+ * the program's frame, as nat6_guest_check's.
+ */
+static __noinline int xdp6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
+				       struct nat6_rewrite *rw)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct kvx_xdev_val *up;
+	int rc;
+
+	if (!p6 || !rw || !cfg || !cfg6 || cfg6->mode != KVX_V6_NAT66 ||
+	    parse_ipv6(ctx, p6) != PARSE_OK)
+		return KVX_XDP6_QUIET;
+	/* The host's (ND, link-local, multicast, the guests' own prefix) or
+	 * a spoofed source (TC drops it). */
+	if (pkt6_is_host_local(p6) || !prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->saddr) ||
+	    prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
+		return KVX_XDP6_QUIET;
+	if (!addr6_is_zero(cfg6->uplink_addr) && nat6_hairpin_target(p6))
+		return KVX_R_XDP_TO_TC;
+	if (addr6_eq(p6->daddr, cfg6->uplink_addr))
+		return KVX_XDP6_QUIET;
+	if (!xdp6_class(p6) || p6->p.ttl <= 1 || (p6->flags & KVX_PKT6_F_UDP_NO_CSUM) ||
+	    addr6_is_zero(cfg6->uplink_addr))
+		return KVX_R_XDP_TO_TC;
+	if (!csum_complete6(ctx, p6))
+		return KVX_R_XDP_TO_TC_CSUM;
+	/* From the bridge, as the stack would route it; with the packet's
+	 * length, so that a route MTU (a learnt path MTU too) it exceeds is
+	 * FRAG_NEEDED: TC answers it with a Packet Too Big. */
+	rc = fib6_route(ctx, p6, rw, cfg->bridge_ifindex, p6->p.ip_end - ETH_HLEN);
+	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+		return KVX_R_XDP_TO_TC_DEV;
+	if (rc != BPF_FIB_LKUP_RET_SUCCESS || rw->ifindex != cfg->uplink_ifindex)
+		return KVX_R_XDP_TO_TC;
+	up = xdev_get(rw->ifindex);
+	if (!up || !(up->flags & KVX_XDEV_F_TX))
+		return KVX_R_XDP_TO_TC_DEV;
+	rw->macs = 1;
+	addr6_copy(rw->addr, cfg6->uplink_addr);
+	pkt_tcp_options(ctx, &p6->p);
+	return KVX_CONTINUE;
+}
+
+/* Bridge port ingress: a guest's IPv6 frame to the host (the bridge's MAC). */
+static __always_inline int xdp6_from_guest(kvx_ctx_t *ctx)
+{
+	__u8 macs[16] __attribute__((aligned(8))); /* see KVX_GW_MAC_OFF */
+	struct nat6_rewrite rw = {.src = 1};
+	const struct kvx_cfg *cfg = cfg_get();
+	__u32 len = ctx_len(ctx);
+	struct kvx_xdev_val *br;
+	struct kvx_pkt6 p6;
+	__u64 now;
+	int rc, r;
+
+	{
+		struct ethhdr *eth = ctx_data(ctx);
+
+		if ((void *)(eth + 1) > ctx_data_end(ctx) || !cfg)
+			return XDP_PASS;
+		br = xdev_get(cfg->bridge_ifindex);
+		/* Not routed by the host: the bridge's business. */
+		if (!br || !mac_eq(eth->h_dest, br->mac))
+			return XDP_PASS;
+		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+		/* The source MAC as an 8-byte key (brport_elsewhere8, nd_owner). */
+		macs[6] = macs[7] = 0;
+		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
+	}
+	r = xdp6_guest_check(ctx, &p6, &rw);
+	if (r == KVX_XDP6_QUIET)
+		return XDP_PASS;
+	if (r != KVX_CONTINUE)
+		return to_tc(r, len);
+
+	/* The port guard, as the port's kvx_port_in does for every frame XDP
+	 * passes on (a redirected frame never reaches it). */
+	rc = brport_elsewhere8(macs, ctx_ifindex(ctx));
+	if (rc == 1)
+		return verdict(KVX_R_DROP_MAC_ELSEWHERE, len);
+	/* From here on exactly the TC path's translation (nat6_from_guest). */
+	gstats_set(macs, 0, cfg->guest_seed, 0);
+	/* The MAC owns the address (owner6.h), recorded as seen on the
+	 * bridge, as TC records it. */
+	r = nd_owner(p6.saddr, macs, cfg->bridge_ifindex, KVX_OWN_NAT66);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	/* Placed once its source passed the owner check (xdp_from_guest). */
+	if (rc == KVX_BRPORT_NONE && brport_place(macs, ctx_ifindex(ctx)))
+		return verdict(KVX_R_DROP_MAC_NEW, len);
+	now = clock_now_ns();
+	r = nat6_flow_out(cfg, &p6, macs, now, &rw);
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	maybe_clamp_mss6(ctx, cfg, &p6.p);
+	if (nat6_rewrite(ctx, &p6, &rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	/* Learnt for the bridge as IPv4's (xdp_from_guest). */
+	xfdb_learn(macs, ctx_ifindex(ctx), now);
+	stats_count(KVX_R_XDP_XLATE_OUT, len);
+	return ctx_redirect(rw.ifindex);
+}
+
+/*
+ * An uplink frame up to the translation: parsed into p6 and classified as
+ * nat6_uplink_check does; *port: the bridge port of the guest its binding
+ * delivers to.  KVX_CONTINUE, KVX_XDP6_QUIET or the XDP_TO_TC* reason.
+ */
+static __noinline int xdp6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u32 *port)
+{
+	const struct kvx_cfg *cfg = cfg_get();
+	const struct kvx_cfg6 *cfg6 = cfg6_get();
+	struct kvx_bind6_key ik;
+	struct kvx_bind6_val *ib;
+
+	if (!p6 || !port || !cfg || !cfg6 || cfg6->mode != KVX_V6_NAT66 ||
+	    parse_ipv6(ctx, p6) != PARSE_OK)
+		return KVX_XDP6_QUIET;
+	/* ICMPv6 (the host's ND and errors, mostly), fragments and chains:
+	 * TC, uncounted, as IPv4's ICMP (xdp.h). */
+	if (!xdp6_class(p6) || pkt6_is_host_local(p6) ||
+	    prefix6_has(cfg6->subnet, cfg6->subnet_len, p6->daddr))
+		return KVX_XDP6_QUIET;
+	/* A binding of the uplink's address, a port forward or a 1:1
+	 * mapping (ct6_ingress's lookups); none: the host's. */
+	bind6_key_init(&ik, KVX_BIND_IN, p6->p.proto, p6->daddr, p6->p.dport);
+	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+	if (!ib) {
+		bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p6->daddr, 0);
+		ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
+		if (!ib || !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE))
+			return KVX_XDP6_QUIET;
+	}
+	/* Another address of the host's that a dynamic binding was made on
+	 * (the uplink's before a change): the host's, as nat6_uplink_check
+	 * says. */
+	if (!(ib->bind.flags & (KVX_BIND_F_STATIC | KVX_BIND_F_ONE_TO_ONE)) &&
+	    (addr6_is_zero(cfg6->uplink_addr) || !addr6_eq(p6->daddr, cfg6->uplink_addr)))
+		return KVX_XDP6_QUIET;
+	if (inbound6_martian(cfg6, p6))
+		return KVX_XDP6_QUIET; /* TC drops and counts it */
+	if (p6->p.ttl <= 1 || (p6->flags & KVX_PKT6_F_UDP_NO_CSUM))
+		return KVX_R_XDP_TO_TC;
+	*port = xdp_guest_port(ib->bind.guest_mac);
+	if (!*port)
+		return KVX_R_XDP_TO_TC_DEV;
+	/* The redirect skips the bridge and its MTU test: a frame larger
+	 * than the bridge or the port takes goes to TC, which answers it
+	 * with a Packet Too Big. */
+	if (ctx_exceeds_mtu(ctx, cfg->bridge_ifindex, 0, NULL) ||
+	    ctx_exceeds_mtu(ctx, *port, 0, NULL))
+		return KVX_R_XDP_TO_TC;
+	if (!csum_complete6(ctx, p6))
+		return KVX_R_XDP_TO_TC_CSUM;
+	pkt_tcp_options(ctx, &p6->p);
+	return KVX_CONTINUE;
+}
+
+/* Uplink ingress: IPv6 replies to guests' flows, traffic to mappings. */
+static __always_inline int xdp6_from_uplink(kvx_ctx_t *ctx)
+{
+	struct nat_endpoint guest = {};
+	struct nat6_rewrite rw = {};
+	const struct kvx_cfg *cfg = cfg_get();
+	__u32 len = ctx_len(ctx), port = 0;
+	struct kvx_pkt6 p6;
+	int r;
+
+	if (!cfg)
+		return XDP_PASS;
+	r = xdp6_uplink_check(ctx, &p6, &port);
+	if (r == KVX_XDP6_QUIET)
+		return XDP_PASS;
+	if (r != KVX_CONTINUE)
+		return to_tc(r, len);
+
+	/* From here on exactly the TC path's translation (nat6_from_uplink). */
+	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
+	rw.port = guest.port;
+	rw.ct_flags = guest.flags;
+	if (r == KVX_NO_MAPPING)
+		r = ct6_create(&p6, CT_DIR_IN, &rw);
+	if (r == KVX_CT_RACE)
+		r = ct6_race(&p6, CT_DIR_IN, &rw);
+	/* The host's after all (no flow of the binding wants it): TC sees
+	 * it next and counts it. */
+	if (r == KVX_R_PASS_HOST)
+		return XDP_PASS;
+	if (r != KVX_CONTINUE)
+		return verdict(r, len);
+	gstats6_set_in(cfg, guest.guest_mac, rw.addr);
+	maybe_clamp_mss6(ctx, cfg, &p6.p);
+	rw.macs = 1;
+	__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);
+	__builtin_memcpy(rw.dmac, guest.guest_mac, ETH_ALEN);
+	if (nat6_rewrite(ctx, &p6, &rw))
+		return verdict(KVX_R_DROP_MALFORMED, len);
+	stats_count(KVX_R_XDP_XLATE_IN, len);
+	return ctx_redirect(port);
+}
+
+#endif /* KVX_XDP6_H */
