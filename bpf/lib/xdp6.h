@@ -36,8 +36,7 @@ static __always_inline int csum_complete6(kvx_ctx_t *ctx, const struct kvx_pkt6 
 {
 	if (p6->p.ip_end > 0x3fff)
 		return 0;
-	return l4_csum_complete(ctx, p6->p.l4_off << 16 | p6->p.ip_end,
-				p6->p.proto | KVX_CSUM_V6);
+	return l4_csum_complete(ctx, p6->p.l4_off << 16 | p6->p.ip_end, p6->p.proto | KVX_CSUM_V6);
 }
 
 /* A TCP or UDP packet the fast path may take at all: whole, one header. */
@@ -54,8 +53,7 @@ static __always_inline int xdp6_class(const struct kvx_pkt6 *p6)
  * the XDP_TO_TC* reason.  Not inlined: the parser's temporaries stay off
  * the program's frame, as nat6_guest_check's.
  */
-static __noinline int xdp6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6,
-				       struct nat6_rewrite *rw)
+static __noinline int xdp6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, struct nat6_rewrite *rw)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	const struct kvx_cfg6 *cfg6 = cfg6_get();

@@ -95,8 +95,7 @@ int XdpPath::prog_fd(const char *name)
 void XdpPath::pin_xdp6progs(const SkelObject &xdp)
 {
 	pins_.unlink(KVX_MAP_XDP6PROGS);
-	if (bpf_obj_pin(xdp.map_fd(KVX_MAP_XDP6PROGS), pins_.via_fd(KVX_MAP_XDP6PROGS).c_str()) <
-	    0)
+	if (bpf_obj_pin(xdp.map_fd(KVX_MAP_XDP6PROGS), pins_.via_fd(KVX_MAP_XDP6PROGS).c_str()) < 0)
 		log_warn("pin " + pins_.show(KVX_MAP_XDP6PROGS) + ": " + std::strerror(errno) +
 			 ": IPv6 takes the TC path without the daemon");
 }

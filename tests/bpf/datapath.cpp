@@ -259,7 +259,7 @@ void Datapath::set_xdp6prog(std::uint32_t slot, bool filled)
 		return;
 	}
 	const int prog = bpf_program__fd(slot == KVX_XDP6_PORT ? xdp()->progs.kvx_xdp_port6 :
-								  xdp()->progs.kvx_xdp_up6);
+								 xdp()->progs.kvx_xdp_up6);
 	if (bpf_map_update_elem(fd, &slot, &prog, BPF_ANY))
 		throw std::runtime_error("kvx_xdp6progs: update slot " + std::to_string(slot));
 }

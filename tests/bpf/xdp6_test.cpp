@@ -52,11 +52,12 @@ std::string tables6(const Datapath &d, bool with_times)
 	}
 	for (const auto &[k, v] : d.ct6_entries()) {
 		std::ostringstream o;
-		o << "ct " << int(k.proto) << " [" << addr6_str(k.int_addr) << "]:" << ntohs(k.int_port)
-		  << " [" << addr6_str(k.rem_addr) << "]:" << ntohs(k.rem_port) << " ext ["
-		  << addr6_str(v.ext_addr) << "]:" << ntohs(v.ct.ext_port) << " state "
-		  << int(v.ct.state) << " flags " << int(v.ct.flags) << " out " << v.ct.pkts_out
-		  << " in " << v.ct.pkts_in << " slot " << v.ct.slot;
+		o << "ct " << int(k.proto) << " [" << addr6_str(k.int_addr)
+		  << "]:" << ntohs(k.int_port) << " [" << addr6_str(k.rem_addr)
+		  << "]:" << ntohs(k.rem_port) << " ext [" << addr6_str(v.ext_addr)
+		  << "]:" << ntohs(v.ct.ext_port) << " state " << int(v.ct.state) << " flags "
+		  << int(v.ct.flags) << " out " << v.ct.pkts_out << " in " << v.ct.pkts_in
+		  << " slot " << v.ct.slot;
 		if (with_times)
 			o << " seen " << v.ct.last_seen_ns;
 		lines.push_back(o.str());
@@ -118,8 +119,8 @@ protected:
 			edit(c);
 		dp().set_cfg6(c);
 		for (const Ip6 *g : {&kGuest6A, &kGuest6B})
-			dp().brport_set(mac_of(*g), static_cast<std::uint32_t>(
-							    topo().bridge_port_ifindex));
+			dp().brport_set(mac_of(*g),
+					static_cast<std::uint32_t>(topo().bridge_port_ifindex));
 		if (setup)
 			setup(dp());
 	}
@@ -154,23 +155,27 @@ protected:
 		std::vector<Shot> tc, xdp;
 		fresh6(nullptr, setup);
 		for (const Step6 &s : steps)
-			tc.push_back(shoot(s.inbound ? Prog::UpIngress : Prog::BrIngress, s.pkt.build()));
+			tc.push_back(shoot(s.inbound ? Prog::UpIngress : Prog::BrIngress,
+					   s.pkt.build()));
 		const std::string tc_tables = tables6(dp(), false);
 		fresh6(nullptr, setup);
 		for (const Step6 &s : steps)
-			xdp.push_back(shoot(s.inbound ? Prog::XdpUp : Prog::XdpPort, s.pkt.build()));
+			xdp.push_back(
+				shoot(s.inbound ? Prog::XdpUp : Prog::XdpPort, s.pkt.build()));
 		const std::string xdp_tables = tables6(dp(), false);
 		for (std::size_t i = 0; i < steps.size(); i++) {
 			const Step6 &s = steps[i];
 			const Bytes in = s.pkt.build();
-			SCOPED_TRACE("step " + std::to_string(i) + (s.inbound ? " (inbound, " : " (outbound, ") +
+			SCOPED_TRACE("step " + std::to_string(i) +
+				     (s.inbound ? " (inbound, " : " (outbound, ") +
 				     std::to_string(in.size()) + "-byte frame)");
 			EXPECT_EQ(verdict_name(tc[i].verdict), std::string("TC_ACT_REDIRECT"));
 			EXPECT_EQ(tc[i].counted,
 				  counted(s.inbound ? KVX_R_XLATE_IN : KVX_R_XLATE_OUT, in.size()));
 			EXPECT_EQ(xdp_verdict_name(xdp[i].verdict), std::string("XDP_REDIRECT"));
 			EXPECT_EQ(xdp[i].counted,
-				  counted(s.inbound ? KVX_R_XDP_XLATE_IN : KVX_R_XDP_XLATE_OUT, in.size()));
+				  counted(s.inbound ? KVX_R_XDP_XLATE_IN : KVX_R_XDP_XLATE_OUT,
+					  in.size()));
 			EXPECT_EQ(diff(xdp[i].out, tc[i].out), "") << "XDP (got) vs TC (want)";
 			EXPECT_EQ(check_checksums(xdp[i].out), "") << "XDP output";
 		}
@@ -255,8 +260,8 @@ TEST_F(Xdp6Test, TcpConnectionSameBytesAsTc)
 // IPv6 pseudo-header summed where it sits in the frame.
 TEST_F(Xdp6Test, EveryUdpLengthSameBytesAsTc)
 {
-	for (std::size_t len : {0, 1, 2, 3, 4, 5, 7, 8, 15, 16, 31, 32, 63, 64, 127, 128, 255, 256,
-				257, 511, 777, 1023, 1024, 1400, 1452}) {
+	for (std::size_t len : {0,  1,	 2,   3,   4,	5,   7,	  8,   15,   16,   31,	 32,  63,
+				64, 127, 128, 255, 256, 257, 511, 777, 1023, 1024, 1400, 1452}) {
 		SCOPED_TRACE("payload " + std::to_string(len));
 		Packet6 q = from_guest6(make_udp6(kGuest6A, 62001, kRemote6A, 53, len));
 		Packet6 r = from_uplink6(make_udp6(kRemote6A, 53, kUplink6, 62001, len));
@@ -307,8 +312,8 @@ TEST_F(Xdp6Test, GuestFramesXdpLeavesToTc)
 		p.l4_csum = 0x1234;
 		cases.push_back({"wrong checksum", p, KVX_R_XDP_TO_TC_CSUM});
 	}
-	cases.push_back({"echo request", from_guest6(make_echo6(kGuest6A, kRemote6A, 7)),
-			 KVX_R_XDP_TO_TC});
+	cases.push_back(
+		{"echo request", from_guest6(make_echo6(kGuest6A, kRemote6A, 7)), KVX_R_XDP_TO_TC});
 	{
 		Packet6 p = udp;
 		p.ext = {ext_options(60)};
@@ -426,8 +431,8 @@ TEST_F(Xdp6Test, UplinkFramesXdpLeavesToTc)
 		p.hop_limit = 1;
 		cases.push_back({"hop limit 1", p, KVX_R_XDP_TO_TC});
 	}
-	cases.push_back({"echo reply", from_uplink6(make_echo6(kRemote6A, kUplink6, 62001,
-							       kIcmp6EchoReply)),
+	cases.push_back({"echo reply",
+			 from_uplink6(make_echo6(kRemote6A, kUplink6, 62001, kIcmp6EchoReply)),
 			 std::nullopt});
 	{
 		Packet6 p = back;
@@ -469,8 +474,9 @@ TEST_F(Xdp6Test, DropsAsTc)
 	const Packet6 udp = from_guest6(make_udp6(kGuest6A, 62001, kRemote6A, 53, 40));
 	fresh6(nullptr, [](Datapath &d) {
 		d.guard_until_set(boot_ns() + KVX_GUARD_LEASE_NS);
-		d.brport_set(mac_of(kGuest6A), static_cast<std::uint32_t>(topo().bridge_port2_ifindex),
-			     0, KVX_BRPORT_F_HELD);
+		d.brport_set(mac_of(kGuest6A),
+			     static_cast<std::uint32_t>(topo().bridge_port2_ifindex), 0,
+			     KVX_BRPORT_F_HELD);
 	});
 	Shot x = shoot(Prog::XdpPort, udp.build());
 	EXPECT_EQ(xdp_verdict_name(x.verdict), std::string("XDP_DROP"));
@@ -482,7 +488,8 @@ TEST_F(Xdp6Test, DropsAsTc)
 	// Guest B (on the other port) sending from A's address while A uses
 	// it: the owner check's DROP_SPOOF_MAC, as TC's.
 	fresh6(nullptr, [&](Datapath &d) {
-		d.brport_set(mac_of(kGuest6B), static_cast<std::uint32_t>(topo().bridge_port2_ifindex));
+		d.brport_set(mac_of(kGuest6B),
+			     static_cast<std::uint32_t>(topo().bridge_port2_ifindex));
 		tc_out6(d, udp);
 	});
 	Packet6 spoof = udp;
