@@ -166,12 +166,13 @@ void print_status(const nlohmann::json &status, std::ostream &out)
 		}
 		// The IPv6 programs, tail-called by the TC programs above (and
 		// by the XDP ones, from their own array).
-		for (const auto &p : i.value("ipv6_programs", nlohmann::json::array())) {
-			const bool xdp = p.value("map", "") == KVX_MAP_XDP6PROGS;
-			out << "    " << pad("(tail call)", 16) << pad("ipv6", 7)
-			    << pad("slot " + str(p["slot"]), 14) << pad(xdp ? "xdp" : "tc", 4)
-			    << (xdp ? "xdp " : "tc ") << pad(str(p["prog"], "(empty)"), 15)
-			    << "from " << str(p["tail_called_from"]) << "\n";
+		for (const char *key : {"ipv6_programs", "xdp_ipv6_programs"}) {
+			const std::string hook = key[0] == 'x' ? "xdp" : "tc";
+			for (const auto &p : i.value(key, nlohmann::json::array()))
+				out << "    " << pad("(tail call)", 16) << pad("ipv6", 7)
+				    << pad("slot " + str(p["slot"]), 14) << pad(hook, 4) << hook
+				    << " " << pad(str(p["prog"], "(empty)"), 15) << "from "
+				    << str(p["tail_called_from"]) << "\n";
 		}
 		// The host's own sockets to mapped addresses: cgroup hooks.
 		for (const auto &h : i.value("host_access", nlohmann::json::array()))

@@ -15,7 +15,8 @@
 #  - no checksum error anywhere, no guest source reaches the LAN router,
 #    the host's Ip6OutForwDatagrams barely moves (it forwards IPv6);
 #  - SIGKILL: the pinned program array keeps the IPv6 fast path without a
-#    daemon; detach leaves no XDP program and no pin.
+#    daemon; a resume swaps the programs in; --mode tc removes the XDP
+#    programs and the array's pin, TC translates; detach leaves none.
 #
 # Topology: vm-tests/lib.sh with IPv6 as churn6.sh (static addresses, the
 # server's router knowing no route to the guests' prefix).  The server sends
@@ -51,7 +52,7 @@ st=$(kvx_status_json)
 assert_eq "status: ipv6_mode" nat66 "$(kvx_json 'i["ipv6_mode"]' "$st")"
 assert_eq "kvx_xdp_port on guest2's port" kvx_xdp_port "$(kvx_xdp_prog "$NS_HOST" "$P2_IF")"
 assert_eq "status: kvx_xdp6progs slots" "kvx_xdp_port6 kvx_xdp_port|kvx_xdp_up6 kvx_xdp_up" \
-	"$(kvx_json '"|".join(str(p["prog"]) + " " + p["tail_called_from"] for p in i["ipv6_programs"] if p["map"] == "kvx_xdp6progs")' "$st")"
+	"$(kvx_json '"|".join(str(p["prog"]) + " " + p["tail_called_from"] for p in i["xdp_ipv6_programs"])' "$st")"
 assert_contains "status text: the XDP IPv6 program" "xdp kvx_xdp_port6" "$(kvx status --bridge "$BR")"
 progs=$(nsx "$NS_HOST" bpftool prog show 2>/dev/null | grep -oE 'name kvx_xdp_(port|up)6' | sort -u | paste -sd' ' || true)
 assert_eq "bpftool prog show lists them" "name kvx_xdp_port6 name kvx_xdp_up6" "$progs"
@@ -140,6 +141,16 @@ assert_eq "guest2 download after the resume: sha256" "$sha" \
 	"$(kvx_curl_sha "$NS_G2" "http://[$SRV6]:8080/blob")"
 assert_ge "... by XDP (the new programs in the re-pinned array)" \
 	$(($(kvx_counter XDP_XLATE_IN) - xi0)) 5000
+kvx_daemon_stop
+
+kvx_step "--mode tc: the XDP programs go, and their IPv6 program array with them"
+kvx_attach_bg --mode tc || kvx_fatal "cannot attach --mode tc"
+assert_eq "no XDP program on guest2's port" "" "$(kvx_xdp_prog "$NS_HOST" "$P2_IF")"
+assert_eq "kvx_xdp6progs unpinned" no "$([[ -e $(kvx_pin_dir "$BR")/kvx_xdp6progs ]] && echo yes || echo no)"
+assert_eq "status: no XDP IPv6 programs" "[]" "$(kvx_json 'i["xdp_ipv6_programs"]')"
+to0=$(kvx_counter XLATE_IN)
+assert_eq "guest2 download by TC: sha256" "$sha" "$(kvx_curl_sha "$NS_G2" "http://[$SRV6]:8080/blob")"
+assert_ge "... translated by TC" $(($(kvx_counter XLATE_IN) - to0)) 5000
 kvx_daemon_stop
 
 kvx_step "detach: no XDP program, no pin"

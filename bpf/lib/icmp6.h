@@ -46,16 +46,20 @@ struct icmp6_quote {
 	__be16 dport;
 	__u8 proto;
 	__u8 csum_off; /* the quoted L4 checksum's offset in its header; 0: not quoted */
-	__u8 _pad[2];
+	__u16 ih_off;  /* the error's own ICMPv6 header, from the start of the frame */
 };
 
-/* Outer Ethernet + IPv6 + ICMPv6 header: where the quote starts.  An error
- * with an outer extension chain is not translated (the host's). */
-#define KVX_ICMP6_QUOTE_OFF (ETH_HLEN + sizeof(struct kvx_ipv6hdr) + sizeof(struct kvx_icmp6hdr))
+/* The last offset of the error's ICMPv6 header for which the quoted fixed
+ * header still lies within the linear KVX_PULL6_LEN bytes. */
+#define KVX_ICMP6_IH_MAX (KVX_PULL6_LEN - sizeof(struct kvx_icmp6hdr) - sizeof(struct kvx_ipv6hdr))
 
 /*
  * The quote, read from the frame that parse_ipv6 parsed into p6 (its first
- * KVX_PULL6_LEN bytes linear): the quoted fixed header, its extension
+ * KVX_PULL6_LEN bytes linear), after the error's own ICMPv6 header, where
+ * parse_ipv6 found it: behind the fixed header, or behind an outer
+ * extension chain it walked (a router's hop-by-hop or destination options
+ * header, RFC 8200 4; the error quotes the same way).  The quoted fixed
+ * header, its extension
  * chain (walked as parse_ipv6 walks a packet's, but only the quoted bytes:
  * RFC 4443 quotes "as much of the invoking packet as possible", and a
  * quote may end anywhere), then the quoted ports.  -1: nothing we could
@@ -67,19 +71,22 @@ static __always_inline int icmp6_parse_quote(kvx_ctx_t *ctx, const struct kvx_pk
 {
 	void *data = ctx_data(ctx);
 	void *data_end = ctx_data_end(ctx);
-	struct kvx_ipv6hdr *qip = data + KVX_ICMP6_QUOTE_OFF;
-	__u32 end = p6->p.ip_end, off, i, l4_avail;
+	__u32 end = p6->p.ip_end, off = p6->p.l4_off, i, l4_avail;
+	struct kvx_ipv6hdr *qip;
 	__u8 nh, *l4;
 
-	if (p6->p.l4_off != ETH_HLEN + sizeof(struct kvx_ipv6hdr))
+	if (off < ETH_HLEN + sizeof(struct kvx_ipv6hdr) || off > KVX_ICMP6_IH_MAX)
 		return -1;
-	if ((void *)(qip + 1) > data_end || KVX_ICMP6_QUOTE_OFF + sizeof(*qip) > end ||
-	    (qip->ver_tc >> 4) != 6)
+	kvx_index_barrier(off);
+	q->ih_off = off & 0x1ff;
+	off = q->ih_off + sizeof(struct kvx_icmp6hdr);
+	qip = data + off;
+	if ((void *)(qip + 1) > data_end || off + sizeof(*qip) > end || (qip->ver_tc >> 4) != 6)
 		return -1;
 	addr6_copy(q->saddr, qip->saddr);
 	addr6_copy(q->daddr, qip->daddr);
 	nh = qip->nexthdr;
-	off = KVX_ICMP6_QUOTE_OFF + sizeof(*qip);
+	off += sizeof(*qip);
 
 	/* Unrolled, as parse_ipv6's walk (6.1's check_cfg). */
 #pragma unroll

@@ -134,9 +134,9 @@ static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
 /*
  * IPv6: the lookup of fib_route (from the device the stack sees the packet
  * on, with its mark), without its route cache (IPv4 slots); the answer
- * into rw.  tot_len: the IPv6 packet's length for the lookup's route MTU
- * test (XDP: its frames are linear), 0 for none (TC: the caller tests the
- * skb against the egress MTU GSO-aware).  Needs IPv6 forwarding on that device (else
+ * into rw.  tot_len: the length of the IPv6 packet (of one segment of a
+ * GSO skb) for the lookup's route MTU test; the caller tests the device's
+ * where the lookup does not (a next hop without a neighbour entry).  Needs IPv6 forwarding on that device (else
  * FWD_DISABLED).  Not inlined: the lookup's 64 bytes stay off the frame
  * of the program, whose chain down to bind6_claim is near the verifier's
  * 512 bytes.
@@ -166,8 +166,19 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), flags);
 	if (rc == -22 /* -EINVAL */ && flags)
 		return KVX_FIB_NO_MARK_SUPPORT;
-	rw->ifindex = fib.ifindex;
 	rw->mtu = fib.mtu_result;
+	/* Too big for the route: the kernel returns before it names the
+	 * egress device, which the caller checks.  Once more without the
+	 * length (the device, the next hop), the route's MTU kept. */
+	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && tot_len) {
+		fib.tot_len = 0;
+		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), flags);
+		if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)
+			rc = BPF_FIB_LKUP_RET_FRAG_NEEDED;
+		else if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && fib.mtu_result < rw->mtu)
+			rw->mtu = fib.mtu_result;
+	}
+	rw->ifindex = fib.ifindex;
 	__builtin_memcpy(rw->nh, fib.ipv6_dst, 16);
 	__builtin_memcpy(rw->smac, fib.smac, ETH_ALEN);
 	__builtin_memcpy(rw->dmac, fib.dmac, ETH_ALEN);
@@ -189,7 +200,10 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 static __always_inline int guest6_route_out(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 					    const struct kvx_pkt6 *p6, struct nat6_rewrite *rw)
 {
-	int rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx), 0);
+	/* A segment's length: the lookup tests it against the route's MTU,
+	 * which is the interface's IPv6 MTU (a router advertisement's MTU
+	 * option lowers it below the device's) or a learnt path MTU. */
+	int rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx), pkt_seg_len(ctx, &p6->p));
 
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:
@@ -584,18 +598,28 @@ static __noinline int icmp6_err_rewrite(kvx_ctx_t *ctx, const struct icmp6_quote
 	void *data_end = ctx_data_end(ctx);
 	struct ethhdr *eth = data;
 	struct kvx_ipv6hdr *ip6 = data + ETH_HLEN;
-	struct kvx_icmp6hdr *ih = (void *)(ip6 + 1);
-	struct kvx_ipv6hdr *qip = (void *)(ih + 1);
+	struct kvx_icmp6hdr *ih;
+	struct kvx_ipv6hdr *qip;
 	__be32 old[4], *addr, *qaddr;
-	__u32 ql4_off, csum_off;
+	__u32 ql4_off, csum_off, ih_off;
 	__be16 *qport, oldp, port;
 	__sum16 sum, *ql4sum = NULL;
 	__u8 *ql4;
 
-	if (!q || !rw || (void *)(qip + 1) > data_end)
+	if (!q || !rw || (void *)(ip6 + 1) > data_end)
+		return -1;
+	/* The error's ICMPv6 header where icmp6_parse_quote found it (behind
+	 * an outer extension chain, maybe). */
+	ih_off = q->ih_off;
+	if (ih_off < ETH_HLEN + sizeof(*ip6) || ih_off > KVX_ICMP6_IH_MAX)
+		return -1;
+	kvx_index_barrier(ih_off);
+	ih = data + (ih_off & 0x1ff);
+	qip = (void *)(ih + 1);
+	if ((void *)(qip + 1) > data_end)
 		return -1;
 	ql4_off = q->l4_off;
-	if (ql4_off < KVX_ICMP6_QUOTE_OFF + sizeof(*qip) || ql4_off > KVX_PULL6_LEN - 8)
+	if (ql4_off < ih_off + sizeof(*ih) + sizeof(*qip) || ql4_off > KVX_PULL6_LEN - 8)
 		return -1;
 	kvx_index_barrier(ql4_off);
 	ql4 = data + (ql4_off & 0x1ff);

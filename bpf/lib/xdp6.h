@@ -9,7 +9,7 @@
  * The same rule as xdp.h: only what it does exactly as TC would, and
  * everything else to TC (XDP_PASS) before a map or a byte is touched:
  * - not a fast-path class: ICMPv6, fragments, an extension header chain,
- *   hop limit expiring, too big for the route (TC answers those), a
+ *   hop limit expiring, too big for the route's MTU (TC answers those), a
  *   guest's packet to a mapped address (hairpin), a zero UDP checksum
  *   (invalid: TC drops it counted): XDP_TO_TC;
  * - a checksum left to offload: XDP_TO_TC_CSUM; a next hop without a
@@ -131,6 +131,13 @@ static __always_inline int xdp6_from_guest(kvx_ctx_t *ctx)
 	rc = brport_elsewhere8(macs, ctx_ifindex(ctx));
 	if (rc == 1)
 		return verdict(KVX_R_DROP_MAC_ELSEWHERE, len);
+	/* A MAC of no port yet: TC's, whose port guard places it before the
+	 * owner check sees the frame (kvx_port_in), and the owner check goes
+	 * by the MAC's port (a guest's new MAC on its own port takes its
+	 * addresses, its addresses count in its port's slot).  Its next
+	 * frames come here. */
+	if (rc == KVX_BRPORT_NONE)
+		return to_tc(KVX_R_XDP_TO_TC, len);
 	/* From here on exactly the TC path's translation (nat6_from_guest). */
 	gstats_set(macs, 0, cfg->guest_seed, 0);
 	/* The MAC owns the address (owner6.h), recorded as seen on the
@@ -138,9 +145,6 @@ static __always_inline int xdp6_from_guest(kvx_ctx_t *ctx)
 	r = nd_owner(p6.saddr, macs, cfg->bridge_ifindex, KVX_OWN_NAT66);
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
-	/* Placed once its source passed the owner check (xdp_from_guest). */
-	if (rc == KVX_BRPORT_NONE && brport_place(macs, ctx_ifindex(ctx)))
-		return verdict(KVX_R_DROP_MAC_NEW, len);
 	now = clock_now_ns();
 	r = nat6_flow_out(cfg, &p6, macs, now, &rw);
 	if (r != KVX_CONTINUE)
@@ -157,16 +161,17 @@ static __always_inline int xdp6_from_guest(kvx_ctx_t *ctx)
 /*
  * An uplink frame up to the translation: parsed into p6 and classified as
  * nat6_uplink_check does; *port: the bridge port of the guest its binding
- * delivers to.  KVX_CONTINUE, KVX_XDP6_QUIET or the XDP_TO_TC* reason.
+ * delivers to, mac: that guest's MAC (8 bytes).  KVX_CONTINUE,
+ * KVX_XDP6_QUIET or the XDP_TO_TC* reason.
  */
-static __noinline int xdp6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u32 *port)
+static __noinline int xdp6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u32 *port, __u8 *mac)
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
 	struct kvx_bind6_key ik;
 	struct kvx_bind6_val *ib;
 
-	if (!p6 || !port || !cfg || !cfg6 || cfg6->mode != KVX_V6_NAT66 ||
+	if (!p6 || !port || !mac || !cfg || !cfg6 || cfg6->mode != KVX_V6_NAT66 ||
 	    parse_ipv6(ctx, p6) != PARSE_OK)
 		return KVX_XDP6_QUIET;
 	/* ICMPv6 (the host's ND and errors, mostly), fragments and chains:
@@ -194,7 +199,8 @@ static __noinline int xdp6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u
 		return KVX_XDP6_QUIET; /* TC drops and counts it */
 	if (p6->p.ttl <= 1 || (p6->flags & KVX_PKT6_F_UDP_NO_CSUM))
 		return KVX_R_XDP_TO_TC;
-	*port = xdp_guest_port(ib->bind.guest_mac);
+	__builtin_memcpy(mac, ib->bind.guest_mac, ETH_ALEN);
+	*port = xdp_guest_port(mac);
 	if (!*port)
 		return KVX_R_XDP_TO_TC_DEV;
 	/* The redirect skips the bridge and its MTU test: a frame larger
@@ -212,6 +218,7 @@ static __noinline int xdp6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u
 /* Uplink ingress: IPv6 replies to guests' flows, traffic to mappings. */
 static __always_inline int xdp6_from_uplink(kvx_ctx_t *ctx)
 {
+	__u8 mac[8] __attribute__((aligned(8))) = {};
 	struct nat_endpoint guest = {};
 	struct nat6_rewrite rw = {};
 	const struct kvx_cfg *cfg = cfg_get();
@@ -221,7 +228,7 @@ static __always_inline int xdp6_from_uplink(kvx_ctx_t *ctx)
 
 	if (!cfg)
 		return XDP_PASS;
-	r = xdp6_uplink_check(ctx, &p6, &port);
+	r = xdp6_uplink_check(ctx, &p6, &port, mac);
 	if (r == KVX_XDP6_QUIET)
 		return XDP_PASS;
 	if (r != KVX_CONTINUE)
@@ -243,9 +250,12 @@ static __always_inline int xdp6_from_uplink(kvx_ctx_t *ctx)
 		return verdict(r, len);
 	gstats6_set_in(cfg, guest.guest_mac, rw.addr);
 	maybe_clamp_mss6(ctx, cfg, &p6.p);
+	/* To the MAC the port was found by: the binding's, read again by
+	 * ct6_ingress, may have changed since (the daemon clears it when the
+	 * guest's port goes), and a zero MAC must never go out. */
 	rw.macs = 1;
 	__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);
-	__builtin_memcpy(rw.dmac, guest.guest_mac, ETH_ALEN);
+	__builtin_memcpy(rw.dmac, mac, ETH_ALEN);
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XDP_XLATE_IN, len);

@@ -348,7 +348,6 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 			if (bpf_map_lookup_elem(pa->get(), &slot, &id) != 0)
 				id = 0;
 			progs.push_back({{"slot", slot},
-					 {"map", KVX_MAP_V6PROGS},
 					 {"prog", id ? json(prog_name_by_id(id)) : json(nullptr)},
 					 {"prog_id", id ? json(id) : json(nullptr)},
 					 {"tail_called_from", kFrom[slot]}});
@@ -360,8 +359,10 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 						   "attach again)");
 		}
 	}
-	// The XDP fast path's (kvx_xdp6progs), pinned by a daemon that loaded
-	// the XDP programs: empty slots only cost speed (IPv6 takes TC).
+	j["ipv6_programs"] = progs;
+	// The XDP fast path's (kvx_xdp6progs), pinned while a device runs the
+	// XDP programs: empty slots only cost speed (IPv6 takes TC).
+	json xprogs = json::array();
 	if (auto pa = find_pinned(d, KVX_MAP_XDP6PROGS,
 				  {BPF_MAP_TYPE_PROG_ARRAY, sizeof(__u32), sizeof(__u32)})) {
 		static const char *const kFrom[KVX_XDP6_MAX] = {"kvx_xdp_port", "kvx_xdp_up"};
@@ -369,14 +370,13 @@ void add_ipv6_mode(json &j, const Instance &inst, NlSocket &nl, const DirFd &d,
 			__u32 id = 0;
 			if (bpf_map_lookup_elem(pa->get(), &slot, &id) != 0)
 				id = 0;
-			progs.push_back({{"slot", slot},
-					 {"map", KVX_MAP_XDP6PROGS},
-					 {"prog", id ? json(prog_name_by_id(id)) : json(nullptr)},
-					 {"prog_id", id ? json(id) : json(nullptr)},
-					 {"tail_called_from", kFrom[slot]}});
+			xprogs.push_back({{"slot", slot},
+					  {"prog", id ? json(prog_name_by_id(id)) : json(nullptr)},
+					  {"prog_id", id ? json(id) : json(nullptr)},
+					  {"tail_called_from", kFrom[slot]}});
 		}
 	}
-	j["ipv6_programs"] = progs;
+	j["xdp_ipv6_programs"] = xprogs;
 }
 
 json instance_json(const GlobalOptions &g, const Instance &inst, NlSocket &nl, const Sysctl &sys)

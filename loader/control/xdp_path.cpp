@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cerrno>
 #include <cstring>
 #include <map>
@@ -81,23 +82,30 @@ int XdpPath::prog_fd(const char *name)
 		s->reuse_maps_from(tc_, {KVX_MAP_XDP6PROGS});
 		if (int err = s->try_load())
 			throw Error("load the XDP programs", "", -err);
-		pin_xdp6progs(*s);
 		xdp_ = std::move(s);
+		xdp6_pinned_ = false;
 	}
 	return xdp_->prog_fd(name);
 }
 
 // The array is emptied when its last user reference goes, and the XDP
-// links outlive the daemon: pinned, replacing the last load's (whose
-// programs the links leave as this load's are swapped in).  Without the
-// pin IPv6 takes the TC path once the daemon is gone: a warning, not a
-// failed attach.
+// links outlive the daemon: pinned once this load's programs are on the
+// links, renamed over the last load's pin (whose array its programs used
+// until their links were swapped: unpinned earlier, it would have been
+// emptied under them).  Without the pin IPv6 takes the TC path once the
+// daemon is gone: a warning, not a failed attach.
 void XdpPath::pin_xdp6progs(const SkelObject &xdp)
 {
-	pins_.unlink(KVX_MAP_XDP6PROGS);
-	if (bpf_obj_pin(xdp.map_fd(KVX_MAP_XDP6PROGS), pins_.via_fd(KVX_MAP_XDP6PROGS).c_str()) < 0)
-		log_warn("pin " + pins_.show(KVX_MAP_XDP6PROGS) + ": " + std::strerror(errno) +
+	// No dot: bpffs refuses names with one (reserved for its own files).
+	const std::string tmp = std::string(KVX_MAP_XDP6PROGS) + "_new";
+	pins_.unlink(tmp);
+	if (bpf_obj_pin(xdp.map_fd(KVX_MAP_XDP6PROGS), pins_.via_fd(tmp).c_str()) < 0 ||
+	    ::renameat(pins_.fd.get(), tmp.c_str(), pins_.fd.get(), KVX_MAP_XDP6PROGS) < 0) {
+		const int err = errno;
+		pins_.unlink(tmp);
+		log_warn("pin " + pins_.show(KVX_MAP_XDP6PROGS) + ": " + std::strerror(err) +
 			 ": IPv6 takes the TC path without the daemon");
+	}
 }
 
 bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, std::string &why)
@@ -338,6 +346,15 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		(void)prog_id;
 		if (!want.count(ifindex))
 			pins_.unlink(link_pin(ifindex));
+	}
+	// The IPv6 programs' array with the links that use it: pinned once
+	// they run this load's programs, gone with the last of them.
+	if (want.empty()) {
+		pins_.unlink(KVX_MAP_XDP6PROGS);
+		xdp6_pinned_ = false;
+	} else if (xdp_ && !xdp6_pinned_) {
+		pin_xdp6progs(*xdp_);
+		xdp6_pinned_ = true;
 	}
 	for (auto it = port_seen_.begin(); it != port_seen_.end();)
 		it = xdev.count(static_cast<uint32_t>(it->first)) ? std::next(it) :

@@ -118,6 +118,7 @@ private:
 	std::map<int, std::chrono::steady_clock::time_point> port_seen_;
 	static constexpr std::chrono::seconds kNewPortWait{2};
 	bool synced_ = false; // a sync has seen the ports there at the start
+	bool xdp6_pinned_ = false; // xdp_'s kvx_xdp6progs is the pinned one
 };
 
 } // namespace kvmxdp

@@ -617,6 +617,19 @@ TEST_F(Nat66Test, TooBigForTheUplinkDropped)
 	answered6(t, KVX_R_DROP_TOO_BIG, icmp6_answer(t.build(), 2, 1280));
 }
 
+// The uplink's IPv6 MTU below its link MTU (a router advertisement's MTU
+// option): a guest's packet that fits the link but not the IPv6 MTU is
+// answered with a Packet Too Big carrying the IPv6 MTU, as the kernel's
+// forwarding would (the route lookup is given the packet's length).
+TEST_F(Nat66Test, TooBigForTheUplinksIpv6MtuAnswered)
+{
+	Ipv6Mtu mtu(Topology::kUplink, 1280);
+	Packet6 p = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1400));
+	answered6(p, KVX_R_DROP_TOO_BIG, icmp6_answer(p.build(), 2, 1280));
+	Packet6 small = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1000));
+	out6(small);
+}
+
 // Time exceeded: 6 a second per destination (the kernel's burst), then
 // counted and dropped; Packet Too Big only against its own budget.
 TEST_F(Nat66Test, IcmpErrorsRateLimited)
@@ -1535,6 +1548,46 @@ TEST_F(Nat66Test, IcmpErrorOutFromGuest)
 	// send errors wherever the guest likes.
 	run6(Prog::BrIngress, from_guest6(icmp6_error(kGuest6A, kRemote6B, 1, 0, got.build())),
 	     TC_ACT_SHOT, KVX_R_DROP_ICMP_TYPE);
+}
+
+// Errors behind an outer extension chain (a router's hop-by-hop options, a
+// destination options header: RFC 8200 4): the ICMPv6 header where the
+// chain ends, the quote after it, translated both ways as errors without
+// one; the chain passes as it came.
+TEST_F(Nat66Test, IcmpErrorsBehindAnOuterChain)
+{
+	const Packet6 syn = from_guest6(make_tcp6(kGuest6A, 40000, kRemote6A, 443));
+	const std::uint16_t port = out6(syn);
+	const Bytes sent = snat6(syn, port).build();
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 7000, kRemote6A, 53));
+	const std::uint16_t qport = out6(q);
+	const Packet6 back = reply6(snat6(q, qport));
+	const Bytes got = dnat6(back, kGuest6A, 7000).build();
+	for (const std::vector<ExtHdr> &chain :
+	     {std::vector<ExtHdr>{ext_options(kExtHopByHop)},
+	      std::vector<ExtHdr>{ext_options(kExtDstOpts, 24)},
+	      std::vector<ExtHdr>{ext_options(kExtHopByHop, 16), ext_options(kExtDstOpts)}}) {
+		SCOPED_TRACE(std::to_string(chain.size()) + " header(s), first " +
+			     std::to_string(chain[0].type));
+		// In: a router's Destination Unreachable about the guest's SYN.
+		Packet6 err = from_uplink6(icmp6_error(kRouter6, kUplink6, 1, 0, sent));
+		err.ext = chain;
+		Packet6 want = error_to_guest6(err, kRouter6, syn, sent);
+		want.ext = chain;
+		RunResult r =
+			run6(Prog::UpIngress, err, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_IN, want);
+		EXPECT_EQ(check_checksums(r.out), "");
+		// Out: the guest's Port Unreachable about the remote's datagram.
+		Packet6 mine = from_guest6(icmp6_error(kGuest6A, kRemote6A, 1, 3, got));
+		mine.ext = chain;
+		Packet6 out = icmp6_error(kUplink6, back.src, 1, 3, quote_of_guest(back, got, 0));
+		out.ext = chain;
+		out.hop_limit = mine.hop_limit - 1;
+		out.src_mac = Topology::kUplinkMac;
+		out.dst_mac = Topology::kGatewayMac;
+		r = run6(Prog::BrIngress, mine, TC_ACT_REDIRECT, KVX_R_XLATE_RELATED_OUT, out);
+		EXPECT_EQ(check_checksums(r.out), "");
+	}
 }
 
 // A guest's error about the echo reply to its own request (its firewall

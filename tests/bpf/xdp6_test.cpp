@@ -111,9 +111,10 @@ protected:
 	// fresh() with NAT66 on (cfg6 edited) and the IPv6 guests' MACs on
 	// the port XDP runs on (kvxbrp0), as the port guard places them.
 	void fresh6(const std::function<void(kvx_cfg6 &)> &edit,
-		    const std::function<void(Datapath &)> &setup)
+		    const std::function<void(Datapath &)> &setup,
+		    const std::function<void(kvx_cfg &)> &edit_cfg = nullptr)
 	{
-		fresh(nullptr, nullptr);
+		fresh(edit_cfg, nullptr);
 		kvx_cfg6 c = nat66_cfg();
 		if (edit)
 			edit(c);
@@ -150,15 +151,16 @@ protected:
 	// fresh state: every output, verdict class, counter and the final
 	// tables alike, every output's checksums valid.
 	void expect_identical6(const std::vector<Step6> &steps,
-			       const std::function<void(Datapath &)> &setup = nullptr)
+			       const std::function<void(Datapath &)> &setup = nullptr,
+			       const std::function<void(kvx_cfg &)> &edit_cfg = nullptr)
 	{
 		std::vector<Shot> tc, xdp;
-		fresh6(nullptr, setup);
+		fresh6(nullptr, setup, edit_cfg);
 		for (const Step6 &s : steps)
 			tc.push_back(shoot(s.inbound ? Prog::UpIngress : Prog::BrIngress,
 					   s.pkt.build()));
 		const std::string tc_tables = tables6(dp(), false);
-		fresh6(nullptr, setup);
+		fresh6(nullptr, setup, edit_cfg);
 		for (const Step6 &s : steps)
 			xdp.push_back(
 				shoot(s.inbound ? Prog::XdpUp : Prog::XdpPort, s.pkt.build()));
@@ -403,6 +405,144 @@ TEST_F(Xdp6Test, TcTakesWhatXdpLeft)
 	EXPECT_EQ(verdict_name(b.verdict), std::string("TC_ACT_REDIRECT"));
 	EXPECT_NE(b.counted.find(reason_name(KVX_R_DROP_TOO_BIG)), std::string::npos) << b.counted;
 	EXPECT_TRUE(dp().ct6_entries().empty());
+}
+
+// The uplink's IPv6 MTU below its link MTU (a router advertisement's MTU
+// option): the route lookup, given the packet's length, says FRAG_NEEDED,
+// and TC answers with a Packet Too Big.
+TEST_F(Xdp6Test, TooBigForTheUplinksIpv6MtuIsLeftToTc)
+{
+	Ipv6Mtu mtu(Topology::kUplink, 1280);
+	const Packet6 big = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1400));
+	expect_handed(Prog::XdpPort, big.build(), KVX_R_XDP_TO_TC);
+	const Shot b = shoot(Prog::BrIngress, big.build());
+	EXPECT_NE(b.counted.find(reason_name(KVX_R_DROP_TOO_BIG)), std::string::npos) << b.counted;
+	const Packet6 fits = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1000));
+	EXPECT_EQ(xdp_verdict_name(shoot(Prog::XdpPort, fits.build()).verdict),
+		  std::string("XDP_REDIRECT"));
+}
+
+// A MAC the port guard has not placed yet: TC's (the guard places it in
+// front of the owner check, which counts a guest's addresses by its port),
+// before anything is touched; once placed, its frames are XDP's.
+TEST_F(Xdp6Test, UnplacedMacIsLeftToTcUntilTheGuardPlacesIt)
+{
+	fresh6(nullptr, [](Datapath &d) {
+		d.guard_until_set(boot_ns() + KVX_GUARD_LEASE_NS);
+		d.brport_delete(mac_of(kGuest6A));
+	});
+	const Packet6 q = from_guest6(make_udp6(kGuest6A, 62001, kRemote6A, 53, 40));
+	expect_handed(Prog::XdpPort, q.build(), KVX_R_XDP_TO_TC);
+	EXPECT_FALSE(dp().brport_lookup(mac_of(kGuest6A))) << "XDP placed nothing";
+	EXPECT_FALSE(dp().nd_lookup(kGuest6A)) << "XDP claimed no address";
+	// The port's TC ingress (the guard) places it, TC translates.
+	const RunResult g = dp().run(Prog::PortIngress, q.build(), topo().bridge_port_ifindex);
+	EXPECT_EQ(g.verdict, TC_ACT_UNSPEC) << "on to the bridge";
+	const auto placed = dp().brport_lookup(mac_of(kGuest6A));
+	ASSERT_TRUE(placed);
+	EXPECT_EQ(placed->ifindex, static_cast<__u32>(topo().bridge_port_ifindex));
+	EXPECT_EQ(shoot(Prog::BrIngress, q.build()).counted,
+		  counted(KVX_R_XLATE_OUT, q.build().size()));
+	const Shot x = shoot(Prog::XdpPort, q.build());
+	EXPECT_EQ(x.counted, counted(KVX_R_XDP_XLATE_OUT, q.build().size()));
+}
+
+// Traffic to a guest's binding that no flow of it wants (APDF, the
+// default): the host's, passed by XDP uncounted and untouched.
+TEST_F(Xdp6Test, UnsolicitedInboundIsTheHosts)
+{
+	fresh6(nullptr, [](Datapath &d) {
+		tc_out6(d, from_guest6(make_udp6(kGuest6A, 62001, kRemote6A, 53, 40)));
+		learn6(d, kGuest6A);
+	});
+	const Packet6 other = from_uplink6(make_udp6(kRemote6A, 54, kUplink6, 62001, 40));
+	expect_handed(Prog::XdpUp, other.build(), std::nullopt);
+	EXPECT_EQ(shoot(Prog::UpIngress, other.build()).counted,
+		  counted(KVX_R_PASS_HOST, other.build().size()));
+}
+
+// A guest at its flow quota: XDP drops its new flow as TC does.
+TEST_F(Xdp6Test, QuotaDropAsTc)
+{
+	const auto quota1 = [](kvx_cfg &c) { c.flow_quota = 1; };
+	const Packet6 first = from_guest6(make_udp6(kGuest6A, 62001, kRemote6A, 53, 40));
+	const Packet6 second = from_guest6(make_udp6(kGuest6A, 62002, kRemote6A, 54, 40));
+	std::string tc_tables;
+	Shot t;
+	for (bool xdp : {false, true}) {
+		fresh6(nullptr, nullptr, quota1);
+		const Prog prog = xdp ? Prog::XdpPort : Prog::BrIngress;
+		shoot(prog, first.build());
+		const Shot x = shoot(prog, second.build());
+		if (!xdp) {
+			t = x;
+			tc_tables = tables6(dp(), false);
+			continue;
+		}
+		EXPECT_EQ(xdp_verdict_name(x.verdict), std::string("XDP_DROP"));
+		EXPECT_EQ(x.counted, t.counted);
+		EXPECT_EQ(x.counted, counted(KVX_R_DROP_GUEST_QUOTA, second.build().size()));
+		EXPECT_EQ(tables6(dp(), false), tc_tables);
+	}
+}
+
+// A port forward on the uplink's address: a remote's SYN is TC's until
+// the guest's answer teaches the binding its MAC (XDP delivers by it);
+// the rest of the connection both ways is XDP's, as TC translates it.  A
+// guest's packet to the forward (hairpin) is TC's.
+TEST_F(Xdp6Test, PortForwardSameBytesAsTc)
+{
+	const Packet6 syn = from_uplink6(make_tcp6(kRemote6A, 51000, kUplink6, 2222));
+	const auto setup = [&](Datapath &d) {
+		add_static6(d, kProtoTcp, kUplink6, 2222, kGuest6A, 22);
+		learn6(d, kGuest6A);
+	};
+	fresh6(nullptr, setup);
+	expect_handed(Prog::XdpUp, syn.build(), KVX_R_XDP_TO_TC_DEV);
+	// The handshake through TC, then data both ways.
+	Packet6 synack = from_guest6(make_tcp6(kGuest6A, 22, kRemote6A, 51000, kTcpSyn | kTcpAck));
+	synack.seq = 0x60000000;
+	synack.ack_seq = syn.seq + 1;
+	Packet6 ack = syn;
+	ack.tcp_flags = kTcpAck;
+	ack.seq = syn.seq + 1;
+	ack.ack_seq = synack.seq + 1;
+	Packet6 data_in = ack;
+	data_in.tcp_flags = kTcpAck | kTcpPsh;
+	data_in.payload = pattern(700, 3);
+	Packet6 data_out = synack;
+	data_out.tcp_flags = kTcpAck | kTcpPsh;
+	data_out.seq = synack.seq + 1;
+	data_out.ack_seq = ack.seq + 700;
+	data_out.payload = pattern(300, 4);
+	expect_identical6({{true, ack}, {true, data_in}, {false, data_out}}, [&](Datapath &d) {
+		setup(d);
+		ASSERT_EQ(d.run(Prog::UpIngress, syn.build(), topo().uplink_ifindex).verdict,
+			  TC_ACT_REDIRECT);
+		ASSERT_EQ(d.run(Prog::BrIngress, synack.build(), topo().bridge_ifindex).verdict,
+			  TC_ACT_REDIRECT);
+	});
+	Packet6 hairpin = from_guest6(make_tcp6(kGuest6B, 40000, kUplink6, 2222));
+	expect_handed(Prog::XdpPort, hairpin.build(), KVX_R_XDP_TO_TC);
+}
+
+// --clamp-mss: a SYN's MSS clamped by XDP as by TC (N - 20 for IPv6).
+TEST_F(Xdp6Test, MssClampSameBytesAsTc)
+{
+	Packet6 syn = from_guest6(make_tcp6(kGuest6A, 62000, kRemote6A, 443));
+	syn.tcp_options = {0x02, 0x04, 0x05, 0xb4, 0x01, 0x03, 0x03, 0x07};
+	Packet6 synack =
+		from_uplink6(make_tcp6(kRemote6A, 443, kUplink6, 62000, kTcpSyn | kTcpAck));
+	synack.hop_limit = 60;
+	synack.ack_seq = syn.seq + 1;
+	synack.tcp_options = {0x02, 0x04, 0x05, 0xb4, 0x01, 0x01, 0x01, 0x00};
+	expect_identical6({{false, syn}, {true, synack}}, nullptr,
+			  [](kvx_cfg &c) { c.clamp_mss = 1400; });
+	fresh6(nullptr, nullptr, [](kvx_cfg &c) { c.clamp_mss = 1400; });
+	const Bytes out = shoot(Prog::XdpPort, syn.build()).out;
+	const Parsed6 o = parse6(out);
+	ASSERT_GE(out.size(), o.l4_off + 24);
+	EXPECT_EQ(out[o.l4_off + 22] << 8 | out[o.l4_off + 23], 1380) << "MSS 1400 - 20";
 }
 
 // Hand-offs from the uplink.
