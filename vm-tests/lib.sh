@@ -759,6 +759,21 @@ kvx_dev_field() {
 	kvx_json "[d['$2'] for d in i['devices'] if d['ifname'] == '$1'][0]" "${3-$(kvx_status_json)}"
 }
 
+# kvx_xdev_tx IFNAME: the datapath's KVX_XDEV_F_TX for IFNAME (an XDP
+# redirect into it lands), as the daemon wrote it into our kvx_xdev.
+kvx_xdev_tx() {
+	local idx
+	idx=$(ip -n "$NS_HOST" -o link show dev "$1" | cut -d: -f1)
+	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_xdev" | "$KVX_PY" -c '
+import json, sys
+idx = int(sys.argv[1])
+for e in json.load(sys.stdin):
+    if int.from_bytes(bytes(int(x, 16) for x in e["key"]), "little") == idx:
+        v = bytes(int(x, 16) for x in e["value"])
+        sys.exit(0 if int.from_bytes(v[6:8], "little") & 1 else 1)
+sys.exit(1)' "$idx"
+}
+
 # kvx_xdp_prog NS DEV: the name of the XDP program attached to DEV, '' if none.
 kvx_xdp_prog() {
 	ip -n "$1" -d -j link show dev "$2" | "$KVX_PY" -c '

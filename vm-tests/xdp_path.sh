@@ -94,21 +94,9 @@ nsx "$NS_G2" ethtool -K "$G2_IF" gro on >/dev/null
 # status computes redirect_target from the devices' facts as they are now;
 # the datapath goes by kvx_xdev, which the daemon writes on its next tick:
 # wait for both.
-xdev_tx() { # IFNAME: the datapath's KVX_XDEV_F_TX for it
-	local idx
-	idx=$(ip -n "$NS_HOST" -o link show dev "$1" | cut -d: -f1)
-	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_xdev" | "$KVX_PY" -c '
-import json, sys
-idx = int(sys.argv[1])
-for e in json.load(sys.stdin):
-    if int.from_bytes(bytes(int(x, 16) for x in e["key"]), "little") == idx:
-        v = bytes(int(x, 16) for x in e["value"])
-        sys.exit(0 if int.from_bytes(v[6:8], "little") & 1 else 1)
-sys.exit(1)' "$idx"
-}
 targets() {
 	[[ $(dev_field "$UP" redirect_target) == true && $(dev_field "$P2_IF" redirect_target) == true ]] &&
-		xdev_tx "$UP" && xdev_tx "$P2_IF"
+		kvx_xdev_tx "$UP" && kvx_xdev_tx "$P2_IF"
 }
 kvx_wait_for 5 "uplink and guest2's port redirect targets (status and datapath)" targets ||
 	kvx_fail "targets not flipped"

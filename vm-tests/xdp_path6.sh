@@ -57,19 +57,7 @@ assert_contains "status text: the XDP IPv6 program" "xdp kvx_xdp_port6" "$(kvx s
 progs=$(nsx "$NS_HOST" bpftool prog show 2>/dev/null | grep -oE 'name kvx_xdp_(port|up)6' | sort -u | paste -sd' ' || true)
 assert_eq "bpftool prog show lists them" "name kvx_xdp_port6 name kvx_xdp_up6" "$progs"
 assert_eq "kvx_xdp6progs pinned" yes "$([[ -e $(kvx_pin_dir "$BR")/kvx_xdp6progs ]] && echo yes || echo no)"
-xdev_tx() { # IFNAME: the datapath's KVX_XDEV_F_TX for it (as xdp_path.sh)
-	local idx
-	idx=$(ip -n "$NS_HOST" -o link show dev "$1" | cut -d: -f1)
-	bpftool -j map dump pinned "$(kvx_pin_dir "$BR")/kvx_xdev" | "$KVX_PY" -c '
-import json, sys
-idx = int(sys.argv[1])
-for e in json.load(sys.stdin):
-    if int.from_bytes(bytes(int(x, 16) for x in e["key"]), "little") == idx:
-        v = bytes(int(x, 16) for x in e["value"])
-        sys.exit(0 if int.from_bytes(v[6:8], "little") & 1 else 1)
-sys.exit(1)' "$idx"
-}
-targets() { xdev_tx "$UP" && xdev_tx "$P2_IF"; }
+targets() { kvx_xdev_tx "$UP" && kvx_xdev_tx "$P2_IF"; }
 kvx_wait_for 5 "uplink and guest2's port are redirect targets" targets || kvx_fail "targets not flipped"
 FWD6_0=$(fwd6)
 

@@ -1057,6 +1057,28 @@ static __always_inline int nat6_flow_out(const struct kvx_cfg *cfg, const struct
 	return r;
 }
 
+/*
+ * outside -> guest: the flow of a packet to the uplink's address or a
+ * mapped one, made when new (a static mapping's, EIF); KVX_CONTINUE with
+ * the guest endpoint in guest and rw (address, port, static flags),
+ * KVX_R_PASS_HOST when no binding or flow of one wants it, else the reason
+ * to drop it under.  Inlined into each program, as nat6_flow_out.
+ */
+static __always_inline int nat6_flow_in(const struct kvx_cfg *cfg, const struct kvx_pkt6 *p6,
+					__u64 now, struct nat_endpoint *guest,
+					struct nat6_rewrite *rw)
+{
+	int r = ct6_ingress(cfg, p6, now, guest, rw->addr);
+
+	rw->port = guest->port;
+	rw->ct_flags = guest->flags;
+	if (r == KVX_NO_MAPPING)
+		r = ct6_create(p6, CT_DIR_IN, rw);
+	if (r == KVX_CT_RACE)
+		r = ct6_race(p6, CT_DIR_IN, rw);
+	return r;
+}
+
 /* guest -> outside. */
 static __always_inline int nat6_from_guest(kvx_ctx_t *ctx)
 {
@@ -1316,13 +1338,7 @@ static __always_inline int nat6_hairpin(kvx_ctx_t *ctx)
 	p6.p.sport = rw.port;
 	if (p6.p.proto == KVX_IPPROTO_ICMPV6)
 		p6.p.dport = rw.port;
-	r = ct6_ingress(cfg, &p6, now, &guest, rw.addr);
-	rw.port = guest.port;
-	rw.ct_flags = guest.flags;
-	if (r == KVX_NO_MAPPING)
-		r = ct6_create(&p6, CT_DIR_IN, &rw);
-	if (r == KVX_CT_RACE)
-		r = ct6_race(&p6, CT_DIR_IN, &rw);
+	r = nat6_flow_in(cfg, &p6, now, &guest, &rw);
 	/* Not the target's after all (a dynamic binding none of whose flows
 	 * wants it): the uplink's address is the host's, as any other port
 	 * of it; nothing was rewritten. */
@@ -1532,13 +1548,7 @@ static __always_inline int nat6_from_uplink(kvx_ctx_t *ctx)
 		return verdict(KVX_R_PASS_HOST, len);
 	}
 	now = clock_now_ns();
-	r = ct6_ingress(cfg, &p6, now, &guest, rw.addr);
-	rw.port = guest.port;
-	rw.ct_flags = guest.flags;
-	if (r == KVX_NO_MAPPING)
-		r = ct6_create(&p6, CT_DIR_IN, &rw);
-	if (r == KVX_CT_RACE)
-		r = ct6_race(&p6, CT_DIR_IN, &rw);
+	r = nat6_flow_in(cfg, &p6, now, &guest, &rw);
 	if (r != KVX_CONTINUE) {
 		/* No guest's: its later fragments go the way of the rest
 		 * of the host's traffic, not to the park. */

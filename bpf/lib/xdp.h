@@ -219,6 +219,29 @@ static __always_inline void xfdb_learn(const __u8 *mac, __u32 ifindex, __u64 now
 	bpf_map_update_elem(&kvx_xfdb, &k, &nv, BPF_ANY);
 }
 
+/*
+ * A frame of proto on a bridge port, to the host (the bridge's MAC): its
+ * source MAC into macs as an 8-byte key (brport_elsewhere8, nd_owner: the
+ * MAC, two zero bytes), the bridge's at KVX_GW_MAC_OFF.  0: not routed by
+ * the host (another guest, a broadcast): the bridge's business.
+ */
+static __always_inline int xdp_frame_to_host(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
+					     __be16 proto, __u8 *macs)
+{
+	struct ethhdr *eth = ctx_data(ctx);
+	struct kvx_xdev_val *br;
+
+	if ((void *)(eth + 1) > ctx_data_end(ctx) || eth->h_proto != proto)
+		return 0;
+	br = xdev_get(cfg->bridge_ifindex);
+	if (!br || !mac_eq(eth->h_dest, br->mac))
+		return 0;
+	__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
+	macs[6] = macs[7] = 0;
+	__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
+	return 1;
+}
+
 /* The rewrites, each in its own frame: the caller's frame must leave room
  * for ct_egress's call chain (512 bytes of stack for the whole chain). */
 static __noinline int xdp_snat(kvx_ctx_t *ctx, const struct kvx_pkt *p,
@@ -254,30 +277,15 @@ static __always_inline int xdp_from_guest(kvx_ctx_t *ctx)
 	struct nat_endpoint ext = {};
 	struct kvx_pkt p = {};
 	const struct kvx_cfg *cfg;
-	struct kvx_xdev_val *br, *up;
+	struct kvx_xdev_val *up;
 	__u8 macs[16] __attribute__((aligned(8))); /* see KVX_GW_MAC_OFF */
 	__u32 len = ctx_len(ctx);
 	__u64 now;
 	int rc, r;
 
-	{
-		struct ethhdr *eth = ctx_data(ctx);
-
-		if ((void *)(eth + 1) > ctx_data_end(ctx) || eth->h_proto != bpf_htons(ETH_P_IP))
-			return XDP_PASS;
-		cfg = cfg_get();
-		if (!cfg)
-			return XDP_PASS;
-		br = xdev_get(cfg->bridge_ifindex);
-		/* Not routed by the host (another guest, a broadcast): the
-		 * bridge's business. */
-		if (!br || !mac_eq(eth->h_dest, br->mac))
-			return XDP_PASS;
-		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
-		/* The source MAC as an 8-byte key (brport_elsewhere8). */
-		macs[6] = macs[7] = 0;
-		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
-	}
+	cfg = cfg_get();
+	if (!cfg || !xdp_frame_to_host(ctx, cfg, bpf_htons(ETH_P_IP), macs))
+		return XDP_PASS;
 	if (parse_ipv4(ctx, &p) != PARSE_OK || (cfg->flags & KVX_CFG_F_OVERLAP))
 		return XDP_PASS;
 	/* What TC would not translate, or not the common way: TC decides. */

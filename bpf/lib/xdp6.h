@@ -101,25 +101,12 @@ static __always_inline int xdp6_from_guest(kvx_ctx_t *ctx)
 	struct nat6_rewrite rw = {.src = 1};
 	const struct kvx_cfg *cfg = cfg_get();
 	__u32 len = ctx_len(ctx);
-	struct kvx_xdev_val *br;
 	struct kvx_pkt6 p6;
 	__u64 now;
 	int rc, r;
 
-	{
-		struct ethhdr *eth = ctx_data(ctx);
-
-		if ((void *)(eth + 1) > ctx_data_end(ctx) || !cfg)
-			return XDP_PASS;
-		br = xdev_get(cfg->bridge_ifindex);
-		/* Not routed by the host: the bridge's business. */
-		if (!br || !mac_eq(eth->h_dest, br->mac))
-			return XDP_PASS;
-		__builtin_memcpy(macs, eth->h_source, ETH_ALEN);
-		/* The source MAC as an 8-byte key (brport_elsewhere8, nd_owner). */
-		macs[6] = macs[7] = 0;
-		__builtin_memcpy(macs + KVX_GW_MAC_OFF, eth->h_dest, ETH_ALEN);
-	}
+	if (!cfg || !xdp_frame_to_host(ctx, cfg, bpf_htons(ETH_P_IPV6), macs))
+		return XDP_PASS;
 	r = xdp6_guest_check(ctx, &p6, &rw);
 	if (r == KVX_XDP6_QUIET)
 		return XDP_PASS;
@@ -235,13 +222,7 @@ static __always_inline int xdp6_from_uplink(kvx_ctx_t *ctx)
 		return to_tc(r, len);
 
 	/* From here on exactly the TC path's translation (nat6_from_uplink). */
-	r = ct6_ingress(cfg, &p6, clock_now_ns(), &guest, rw.addr);
-	rw.port = guest.port;
-	rw.ct_flags = guest.flags;
-	if (r == KVX_NO_MAPPING)
-		r = ct6_create(&p6, CT_DIR_IN, &rw);
-	if (r == KVX_CT_RACE)
-		r = ct6_race(&p6, CT_DIR_IN, &rw);
+	r = nat6_flow_in(cfg, &p6, clock_now_ns(), &guest, &rw);
 	/* The host's after all (no flow of the binding wants it): TC sees
 	 * it next and counts it. */
 	if (r == KVX_R_PASS_HOST)
