@@ -78,8 +78,9 @@ static __always_inline int icmp6_parse_quote(kvx_ctx_t *ctx, const struct kvx_pk
 	if (off < ETH_HLEN + sizeof(struct kvx_ipv6hdr) || off > KVX_ICMP6_IH_MAX)
 		return -1;
 	kvx_index_barrier(off);
-	q->ih_off = off & 0x1ff;
-	off = q->ih_off + sizeof(struct kvx_icmp6hdr);
+	off &= 0x1ff;
+	q->ih_off = off;
+	off += sizeof(struct kvx_icmp6hdr);
 	qip = data + off;
 	if ((void *)(qip + 1) > data_end || off + sizeof(*qip) > end || (qip->ver_tc >> 4) != 6)
 		return -1;

@@ -237,22 +237,32 @@ static __always_inline int brport_elsewhere8(const __u8 *mac8, __u32 ifindex)
  * own frame: called from the XDP port program, whose translation's call
  * chain takes all of the stack.
  */
+/* Does brport_place place a MAC of no port on ifindex at all: a port the
+ * bridge learns on, the port guard on (its lease running or lapsed)?  The
+ * lease word, else NULL. */
+static __always_inline __u64 *brport_places_on(__u32 ifindex)
+{
+	struct kvx_xdev_val *port = bpf_map_lookup_elem(&kvx_xdev, &ifindex);
+	__u32 zero = 0;
+	__u64 *guard;
+
+	if (!port || !(port->flags & KVX_XDEV_F_LEARN))
+		return NULL;
+	guard = bpf_map_lookup_elem(&kvx_guard, &zero);
+	return guard && *guard ? guard : NULL;
+}
+
 static __noinline int brport_place(const __u8 *mac8, __u32 ifindex)
 {
 	struct kvx_xfdb_val v = {};
 	struct kvx_brplace_val nb = {}, *b;
-	struct kvx_xdev_val *port;
-	__u32 zero = 0;
 	__u64 *guard, now, w;
 	int err, lapsed;
 
 	if ((mac8[0] & 1) || mac_is_zero(mac8))
 		return 0;
-	port = bpf_map_lookup_elem(&kvx_xdev, &ifindex);
-	if (!port || !(port->flags & KVX_XDEV_F_LEARN))
-		return 0;
-	guard = bpf_map_lookup_elem(&kvx_guard, &zero);
-	if (!guard || !*guard)
+	guard = brport_places_on(ifindex);
+	if (!guard)
 		return 0;
 	now = clock_now_ns();
 	/* The daemon's lease lapsed (it stopped): placed still, refused

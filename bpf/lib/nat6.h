@@ -134,15 +134,16 @@ static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
 /*
  * IPv6: the lookup of fib_route (from the device the stack sees the packet
  * on, with its mark), without its route cache (IPv4 slots); the answer
- * into rw.  tot_len: the length of the IPv6 packet (of one segment of a
- * GSO skb) for the lookup's route MTU test; the caller tests the device's
- * where the lookup does not (a next hop without a neighbour entry).  Needs IPv6 forwarding on that device (else
+ * into rw.  tot_len 0: TC's lookup tests the skb against the egress
+ * device's MTU GSO-aware, as the kernel's forwarding does (its learnt path
+ * MTUs are for the host's own traffic, and a length would make the lookup
+ * answer from them); XDP's tests nothing, its caller does.  Needs IPv6 forwarding on that device (else
  * FWD_DISABLED).  Not inlined: the lookup's 64 bytes stay off the frame
  * of the program, whose chain down to bind6_claim is near the verifier's
  * 512 bytes.
  */
 static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, struct nat6_rewrite *rw,
-				 __u32 ifindex, __u32 tot_len)
+				 __u32 ifindex)
 {
 	struct bpf_fib_lookup fib;
 	__u32 mark = ctx_mark(ctx);
@@ -161,24 +162,12 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 	__builtin_memcpy(fib.ipv6_src, p6->saddr, 16);
 	__builtin_memcpy(fib.ipv6_dst, p6->daddr, 16);
 	fib.ifindex = ifindex;
-	fib.tot_len = tot_len;
 	*(__u32 *)fib.smac = mark; /* the 6.10 uapi's input "mark" */
 	rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), flags);
 	if (rc == -22 /* -EINVAL */ && flags)
 		return KVX_FIB_NO_MARK_SUPPORT;
-	rw->mtu = fib.mtu_result;
-	/* Too big for the route: the kernel returns before it names the
-	 * egress device, which the caller checks.  Once more without the
-	 * length (the device, the next hop), the route's MTU kept. */
-	if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && tot_len) {
-		fib.tot_len = 0;
-		rc = bpf_fib_lookup(ctx, &fib, sizeof(fib), flags);
-		if (rc == BPF_FIB_LKUP_RET_SUCCESS || rc == BPF_FIB_LKUP_RET_NO_NEIGH)
-			rc = BPF_FIB_LKUP_RET_FRAG_NEEDED;
-		else if (rc == BPF_FIB_LKUP_RET_FRAG_NEEDED && fib.mtu_result < rw->mtu)
-			rw->mtu = fib.mtu_result;
-	}
 	rw->ifindex = fib.ifindex;
+	rw->mtu = fib.mtu_result;
 	__builtin_memcpy(rw->nh, fib.ipv6_dst, 16);
 	__builtin_memcpy(rw->smac, fib.smac, ETH_ALEN);
 	__builtin_memcpy(rw->dmac, fib.dmac, ETH_ALEN);
@@ -200,10 +189,7 @@ static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, stru
 static __always_inline int guest6_route_out(kvx_ctx_t *ctx, const struct kvx_cfg *cfg,
 					    const struct kvx_pkt6 *p6, struct nat6_rewrite *rw)
 {
-	/* A segment's length: the lookup tests it against the route's MTU,
-	 * which is the interface's IPv6 MTU (a router advertisement's MTU
-	 * option lowers it below the device's) or a learnt path MTU. */
-	int rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx), pkt_seg_len(ctx, &p6->p));
+	int rc = fib6_route(ctx, p6, rw, ctx_ifindex(ctx));
 
 	switch (rc) {
 	case BPF_FIB_LKUP_RET_SUCCESS:

@@ -9,7 +9,7 @@
  * The same rule as xdp.h: only what it does exactly as TC would, and
  * everything else to TC (XDP_PASS) before a map or a byte is touched:
  * - not a fast-path class: ICMPv6, fragments, an extension header chain,
- *   hop limit expiring, too big for the route's MTU (TC answers those), a
+ *   hop limit expiring, too big for the uplink (TC answers those), a
  *   guest's packet to a mapped address (hairpin), a zero UDP checksum
  *   (invalid: TC drops it counted): XDP_TO_TC;
  * - a checksum left to offload: XDP_TO_TC_CSUM; a next hop without a
@@ -77,13 +77,15 @@ static __noinline int xdp6_guest_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, stru
 		return KVX_R_XDP_TO_TC;
 	if (!csum_complete6(ctx, p6))
 		return KVX_R_XDP_TO_TC_CSUM;
-	/* From the bridge, as the stack would route it; with the packet's
-	 * length, so that a route MTU (a learnt path MTU too) it exceeds is
-	 * FRAG_NEEDED: TC answers it with a Packet Too Big. */
-	rc = fib6_route(ctx, p6, rw, cfg->bridge_ifindex, p6->p.ip_end - ETH_HLEN);
+	/* From the bridge, as the stack would route it. */
+	rc = fib6_route(ctx, p6, rw, cfg->bridge_ifindex);
 	if (rc == BPF_FIB_LKUP_RET_NO_NEIGH)
 		return KVX_R_XDP_TO_TC_DEV;
 	if (rc != BPF_FIB_LKUP_RET_SUCCESS || rw->ifindex != cfg->uplink_ifindex)
+		return KVX_R_XDP_TO_TC;
+	/* Too big for the uplink: TC answers it with a Packet Too Big.  The
+	 * device's MTU, as TC's lookup tests it (is_skb_forwardable). */
+	if (ctx_exceeds_mtu(ctx, rw->ifindex, 0, NULL))
 		return KVX_R_XDP_TO_TC;
 	up = xdev_get(rw->ifindex);
 	if (!up || !(up->flags & KVX_XDEV_F_TX))
@@ -118,12 +120,13 @@ static __always_inline int xdp6_from_guest(kvx_ctx_t *ctx)
 	rc = brport_elsewhere8(macs, ctx_ifindex(ctx));
 	if (rc == 1)
 		return verdict(KVX_R_DROP_MAC_ELSEWHERE, len);
-	/* A MAC of no port yet: TC's, whose port guard places it before the
-	 * owner check sees the frame (kvx_port_in), and the owner check goes
-	 * by the MAC's port (a guest's new MAC on its own port takes its
-	 * addresses, its addresses count in its port's slot).  Its next
-	 * frames come here. */
-	if (rc == KVX_BRPORT_NONE)
+	/* A MAC of no port yet that the port guard places (kvx_port_in, in
+	 * front of TC): TC's, as the owner check goes by the MAC's port (a
+	 * guest's new MAC on its own port takes its addresses, which count
+	 * in its port's slot).  Its next frames come here.  Where the guard
+	 * places nothing (off, a port that does not learn), TC's owner check
+	 * sees it unplaced too: translated here. */
+	if (rc == KVX_BRPORT_NONE && brport_places_on(ctx_ifindex(ctx)))
 		return to_tc(KVX_R_XDP_TO_TC, len);
 	/* From here on exactly the TC path's translation (nat6_from_guest). */
 	gstats_set(macs, 0, cfg->guest_seed, 0);
@@ -229,14 +232,17 @@ static __always_inline int xdp6_from_uplink(kvx_ctx_t *ctx)
 		return XDP_PASS;
 	if (r != KVX_CONTINUE)
 		return verdict(r, len);
+	/* The binding read again by ct6_ingress: changed since the port was
+	 * found by its MAC (the daemon forgets the MAC of a guest whose port
+	 * went, a reuse gave it to another guest), the frame would go to
+	 * one guest's port with another's address or no MAC at all. */
+	if (!mac_eq(guest.guest_mac, mac) || mac_is_zero(guest.gw_mac))
+		return verdict(KVX_R_DROP_BROKEN_PAIR, len);
 	gstats6_set_in(cfg, guest.guest_mac, rw.addr);
 	maybe_clamp_mss6(ctx, cfg, &p6.p);
-	/* To the MAC the port was found by: the binding's, read again by
-	 * ct6_ingress, may have changed since (the daemon clears it when the
-	 * guest's port goes), and a zero MAC must never go out. */
 	rw.macs = 1;
 	__builtin_memcpy(rw.smac, guest.gw_mac, ETH_ALEN);
-	__builtin_memcpy(rw.dmac, mac, ETH_ALEN);
+	__builtin_memcpy(rw.dmac, guest.guest_mac, ETH_ALEN);
 	if (nat6_rewrite(ctx, &p6, &rw))
 		return verdict(KVX_R_DROP_MALFORMED, len);
 	stats_count(KVX_R_XDP_XLATE_IN, len);

@@ -44,6 +44,13 @@ std::string link_pin(int ifindex)
 	return kLinkPinPrefix + std::to_string(ifindex);
 }
 
+// Where the array is pinned before its rename over the live pin.  No dot:
+// bpffs refuses names with one (reserved for its own files).
+std::string xdp6progs_tmp_pin()
+{
+	return std::string(KVX_MAP_XDP6PROGS) + "_new";
+}
+
 std::string ifname_of(int ifindex)
 {
 	char buf[IF_NAMESIZE] = {};
@@ -94,18 +101,25 @@ int XdpPath::prog_fd(const char *name)
 // until their links were swapped: unpinned earlier, it would have been
 // emptied under them).  Without the pin IPv6 takes the TC path once the
 // daemon is gone: a warning, not a failed attach.
-void XdpPath::pin_xdp6progs(const SkelObject &xdp)
+bool XdpPath::pin_xdp6progs(const SkelObject &xdp)
 {
-	// No dot: bpffs refuses names with one (reserved for its own files).
-	const std::string tmp = std::string(KVX_MAP_XDP6PROGS) + "_new";
+	const std::string tmp = xdp6progs_tmp_pin();
 	pins_.unlink(tmp);
 	if (bpf_obj_pin(xdp.map_fd(KVX_MAP_XDP6PROGS), pins_.via_fd(tmp).c_str()) < 0 ||
 	    ::renameat(pins_.fd.get(), tmp.c_str(), pins_.fd.get(), KVX_MAP_XDP6PROGS) < 0) {
 		const int err = errno;
 		pins_.unlink(tmp);
-		log_warn("pin " + pins_.show(KVX_MAP_XDP6PROGS) + ": " + std::strerror(err) +
-			 ": IPv6 takes the TC path without the daemon");
+		// Once per cause: the next sync tries again.
+		const std::string why = "pin " + pins_.show(KVX_MAP_XDP6PROGS) + ": " +
+					std::strerror(err) +
+					": IPv6 takes the TC path without the daemon";
+		if (!has(warned_, why)) {
+			warned_.push_back(why);
+			log_warn(why);
+		}
+		return false;
 	}
+	return true;
 }
 
 bool XdpPath::attach(int ifindex, const std::string &ifname, const char *prog, std::string &why)
@@ -353,8 +367,7 @@ std::vector<XdpDevice> XdpPath::sync(NlSocket &nl, int bridge_ifindex, int uplin
 		pins_.unlink(KVX_MAP_XDP6PROGS);
 		xdp6_pinned_ = false;
 	} else if (xdp_ && !xdp6_pinned_) {
-		pin_xdp6progs(*xdp_);
-		xdp6_pinned_ = true;
+		xdp6_pinned_ = pin_xdp6progs(*xdp_);
 	}
 	for (auto it = port_seen_.begin(); it != port_seen_.end();)
 		it = xdev.count(static_cast<uint32_t>(it->first)) ? std::next(it) :
@@ -516,6 +529,7 @@ void XdpPath::remove_all(const DirFd &pins)
 		pins.unlink(link_pin(ifindex));
 	}
 	pins.unlink(KVX_MAP_XDP6PROGS);
+	pins.unlink(xdp6progs_tmp_pin()); // a daemon that died mid-pin
 }
 
 } // namespace kvmxdp

@@ -96,7 +96,7 @@ public:
 
 private:
 	int prog_fd(const char *name);
-	void pin_xdp6progs(const SkelObject &xdp);
+	bool pin_xdp6progs(const SkelObject &xdp); // warns once per cause
 	bool attach(int ifindex, const std::string &ifname, const char *prog, std::string &why);
 	// The port guard on a port's TC ingress, or off it with --port-guard
 	// off (d.guard, d.guard_clsact, d.guard_why, recorded in kvx_xdev at

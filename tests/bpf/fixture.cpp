@@ -13,7 +13,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <sstream>
 #include <thread>
@@ -237,26 +236,6 @@ DeviceMtu::~DeviceMtu()
 	} catch (const std::exception &e) {
 		ADD_FAILURE() << "restoring the MTU of " << dev_ << ": " << e.what();
 	}
-}
-
-Ipv6Mtu::Ipv6Mtu(const char *dev, int mtu)
-	: path_(std::string("/proc/sys/net/ipv6/conf/") + dev + "/mtu")
-{
-	std::ifstream in(path_);
-	std::getline(in, old_);
-	std::ofstream(path_) << mtu << "\n";
-	std::ifstream check(path_);
-	std::string now;
-	std::getline(check, now);
-	if (now != std::to_string(mtu))
-		throw std::runtime_error("cannot set " + path_ + " to " + std::to_string(mtu));
-	wait_route_cache_jiffy();
-}
-
-Ipv6Mtu::~Ipv6Mtu()
-{
-	std::ofstream(path_) << old_ << "\n";
-	wait_route_cache_jiffy();
 }
 
 Packet reply_to(const Packet &out)

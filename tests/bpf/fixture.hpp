@@ -192,21 +192,6 @@ private:
 	const char *dev_;
 };
 
-// A device's IPv6 MTU (net.ipv6.conf.DEV.mtu: what a router
-// advertisement's MTU option sets) lowered below its link MTU for one
-// test, the old value restored.
-class Ipv6Mtu {
-public:
-	Ipv6Mtu(const char *dev, int mtu);
-	~Ipv6Mtu();
-	Ipv6Mtu(const Ipv6Mtu &) = delete;
-	Ipv6Mtu &operator=(const Ipv6Mtu &) = delete;
-
-private:
-	std::string path_;
-	std::string old_;
-};
-
 struct UplinkMtu : DeviceMtu {
 	explicit UplinkMtu(int mtu)
 		: DeviceMtu(Topology::kUplink, mtu)

@@ -407,21 +407,6 @@ TEST_F(Xdp6Test, TcTakesWhatXdpLeft)
 	EXPECT_TRUE(dp().ct6_entries().empty());
 }
 
-// The uplink's IPv6 MTU below its link MTU (a router advertisement's MTU
-// option): the route lookup, given the packet's length, says FRAG_NEEDED,
-// and TC answers with a Packet Too Big.
-TEST_F(Xdp6Test, TooBigForTheUplinksIpv6MtuIsLeftToTc)
-{
-	Ipv6Mtu mtu(Topology::kUplink, 1280);
-	const Packet6 big = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1400));
-	expect_handed(Prog::XdpPort, big.build(), KVX_R_XDP_TO_TC);
-	const Shot b = shoot(Prog::BrIngress, big.build());
-	EXPECT_NE(b.counted.find(reason_name(KVX_R_DROP_TOO_BIG)), std::string::npos) << b.counted;
-	const Packet6 fits = from_guest6(make_udp6(kGuest6A, 5000, kRemote6A, 53, 1000));
-	EXPECT_EQ(xdp_verdict_name(shoot(Prog::XdpPort, fits.build()).verdict),
-		  std::string("XDP_REDIRECT"));
-}
-
 // A MAC the port guard has not placed yet: TC's (the guard places it in
 // front of the owner check, which counts a guest's addresses by its port),
 // before anything is touched; once placed, its frames are XDP's.
@@ -445,6 +430,13 @@ TEST_F(Xdp6Test, UnplacedMacIsLeftToTcUntilTheGuardPlacesIt)
 		  counted(KVX_R_XLATE_OUT, q.build().size()));
 	const Shot x = shoot(Prog::XdpPort, q.build());
 	EXPECT_EQ(x.counted, counted(KVX_R_XDP_XLATE_OUT, q.build().size()));
+
+	// With the guard off nothing places it in front of TC, whose owner
+	// check sees it unplaced too: translated by XDP from the first frame,
+	// the same tables as TC's.
+	const auto guard_off = [](Datapath &d) { d.brport_delete(mac_of(kGuest6A)); };
+	expect_identical6({{false, q}}, guard_off);
+	EXPECT_FALSE(dp().brport_lookup(mac_of(kGuest6A))) << "nothing placed it";
 }
 
 // Traffic to a guest's binding that no flow of it wants (APDF, the
