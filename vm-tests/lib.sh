@@ -942,15 +942,19 @@ kvx_random_file() { # NAME SIZE_MB -> sha256
 	sha256sum "$KVX_TMP/www/$1" | cut -d' ' -f1
 }
 
-# kvx_upload_sha NS FILE: send FILE from NS to a one-shot TCP sink on the
-# server (port 9000), print the sha256 of what arrived ('' if nothing).
+# kvx_upload_sha NS FILE [SERVER_ADDR]: send FILE from NS to a one-shot TCP
+# sink on the server (port 9000; SERVER_ADDR: another of its addresses, an
+# IPv6 one too), print the sha256 of what arrived ('' if nothing).
 kvx_upload_sha() {
-	local f=$KVX_TMP/up.$RANDOM sink
+	local f=$KVX_TMP/up.$RANDOM sink addr=${3:-$SRV_IP} listen=TCP-LISTEN connect=TCP
+	if [[ $addr == *:* ]]; then
+		addr="[$addr]" listen=TCP6-LISTEN connect=TCP6
+	fi
 	kvx_bg "$KVX_TMP/sink.log" ip netns exec "$NS_SRV" timeout 30 socat -u \
-		TCP-LISTEN:9000,bind="$SRV_IP",reuseaddr "CREATE:$f"
+		"$listen:9000,bind=$addr,reuseaddr" "CREATE:$f"
 	sink=$KVX_LAST_PID
 	kvx_wait_tcp_listen 10 "$NS_SRV" 9000
-	nsx "$1" timeout 30 socat -u "OPEN:$2" "TCP:$SRV_IP:9000" || true
+	nsx "$1" timeout 30 socat -u "OPEN:$2" "$connect:$addr:9000" || true
 	wait "$sink" 2>/dev/null || true
 	[[ -f $f ]] && sha256sum "$f" | cut -d' ' -f1
 	rm -f "$f"

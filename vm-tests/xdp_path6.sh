@@ -67,21 +67,10 @@ sha=$(kvx_random_file blob 8)
 kvx_bg "$KVX_TMP/http.log" ip netns exec "$NS_SRV" "$KVX_PY" -u "$KVX_LIBDIR/http_serve.py" \
 	--bind "$SRV6" --directory "$KVX_TMP/www" 8080
 kvx_wait_tcp_listen 10 "$NS_SRV" 8080
-upload6() { # NS -> sha256 of what the server received
-	local f=$KVX_TMP/up.$RANDOM sink
-	kvx_bg "$KVX_TMP/sink.log" ip netns exec "$NS_SRV" timeout 30 socat -u \
-		"TCP6-LISTEN:9000,bind=[$SRV6],reuseaddr" "CREATE:$f"
-	sink=$KVX_LAST_PID
-	kvx_wait_tcp_listen 10 "$NS_SRV" 9000
-	nsx "$1" timeout 30 socat -u "OPEN:$KVX_TMP/www/blob" "TCP6:[$SRV6]:9000" || true
-	wait "$sink" 2>/dev/null || true
-	[[ -f $f ]] && sha256sum "$f" | cut -d' ' -f1
-	rm -f "$f"
-}
 xo0=$(kvx_counter XDP_XLATE_OUT) xi0=$(kvx_counter XDP_XLATE_IN)
 to0=$(kvx_counter XLATE_OUT) ti0=$(kvx_counter XLATE_IN)
 assert_eq "guest2 curl -6 download: sha256" "$sha" "$(kvx_curl_sha "$NS_G2" "http://[$SRV6]:8080/blob")"
-assert_eq "guest2 socat upload: sha256" "$sha" "$(upload6 "$NS_G2")"
+assert_eq "guest2 socat upload: sha256" "$sha" "$(kvx_upload_sha "$NS_G2" "$KVX_TMP/www/blob" "$SRV6")"
 xo=$(($(kvx_counter XDP_XLATE_OUT) - xo0)) xi=$(($(kvx_counter XDP_XLATE_IN) - xi0))
 to=$(($(kvx_counter XLATE_OUT) - to0)) ti=$(($(kvx_counter XLATE_IN) - ti0))
 kvx_log "XDP out/in: $xo/$xi, TC out/in: $to/$ti"
@@ -101,7 +90,7 @@ assert_eq "conntrack list: guest2's UDP flow, on the uplink's address" "$G2_6 $U
 
 kvx_step "guest1 (offloaded checksums): XDP hands its frames to TC, every byte right"
 cs0=$(kvx_counter XDP_TO_TC_CSUM)
-assert_eq "guest1 socat upload: sha256" "$sha" "$(upload6 "$NS_G1")"
+assert_eq "guest1 socat upload: sha256" "$sha" "$(kvx_upload_sha "$NS_G1" "$KVX_TMP/www/blob" "$SRV6")"
 assert_eq "guest1 curl -6 download: sha256" "$sha" "$(kvx_curl_sha "$NS_G1" "http://[$SRV6]:8080/blob")"
 assert_ge "XDP_TO_TC_CSUM: guest1's partial checksums went to TC" \
 	$(($(kvx_counter XDP_TO_TC_CSUM) - cs0)) 1000
