@@ -677,6 +677,25 @@ kvx_assert_no_csum_errors() {
 
 kvx_fwd_datagrams() { kvx_snmp "$NS_HOST" Ip ForwDatagrams; }
 
+# kvx_snmp6 NS FIELD: one /proc/net/snmp6 counter inside NS.
+kvx_snmp6() {
+	nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6
+}
+
+# What the host's kernel forwarded over IPv6 (kvmxdp's forwarding does not
+# count here).
+kvx_fwd6_datagrams() { kvx_snmp6 "$NS_HOST" Ip6OutForwDatagrams; }
+
+# kvx_assert_no_csum_errors6 NS...: no ICMPv6 or UDP checksum error in any
+# of them (TCP's, both families, are kvx_assert_no_csum_errors').
+kvx_assert_no_csum_errors6() {
+	local ns
+	for ns in "$@"; do
+		assert_eq "Icmp6InCsumErrors/Udp6InCsumErrors in ${ns##*-}" "0 0" \
+			"$(kvx_snmp6 "$ns" Icmp6InCsumErrors) $(kvx_snmp6 "$ns" Udp6InCsumErrors)"
+	done
+}
+
 # kvmxdp status --json of our bridge, as JSON text ('' on error); with
 # --all, of every instance.
 kvx_status_json() { # [BRIDGE|--all]
@@ -757,6 +776,16 @@ kvx_counter() {
 # of one device of our bridge's instance in `status --json`.
 kvx_dev_field() {
 	kvx_json "[d['$2'] for d in i['devices'] if d['ifname'] == '$1'][0]" "${3-$(kvx_status_json)}"
+}
+
+# kvx_lan6_count_from PREFIX: the LAN router counts every IPv6 packet that
+# reaches it from the uplink with a source in PREFIX (with NAT66 on, a
+# guest's packet that left untranslated); kvx_lan6_counted PREFIX: how many.
+kvx_lan6_count_from() {
+	nsx "$NS_LAN" ip6tables -w -t raw -I PREROUTING -i "$LAN_UP_IF" -s "$1" -j ACCEPT
+}
+kvx_lan6_counted() {
+	nsx "$NS_LAN" ip6tables -w -t raw -L PREROUTING -n -v -x | awk -v p="$1" '$0 ~ p {print $1; exit}'
 }
 
 # kvx_xdev_tx IFNAME: the datapath's KVX_XDEV_F_TX for IFNAME (an XDP

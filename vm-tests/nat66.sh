@@ -98,11 +98,9 @@ must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '
 BR_LL=$(brll)
 ip -n "$NS_G1" -6 route add default via "$BR_LL" dev "$G1_IF"
 ip -n "$NS_G2" -6 route add default via "$BR_LL" dev "$G2_IF"
-fwd6() { nsx "$NS_HOST" awk '$1 == "Ip6OutForwDatagrams" {print $2}' /proc/net/snmp6; }
-snmp6() { nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6; }
 
 kvx_step "before kvmxdp: the guests' IPv6 leaves with its private source and gets no answer"
-FWD6_0=$(fwd6)
+FWD6_0=$(kvx_fwd6_datagrams)
 assert_eq "ping -6 without kvmxdp: no reply (the router knows no fd42:99::/64)" 0 \
 	"$(kvx_ping_received "$NS_G1" "$SRV6" 3 || echo 0)"
 
@@ -130,12 +128,11 @@ bad_ipv6 nat64 "kvmxdp: error: invalid --ipv6 'nat64': use auto, nat66, relay or
 
 kvx_step "attach with the default options: NAT66 on the bridge's prefix, and why"
 kvx_attach_bg || kvx_fatal "cannot attach"
-FWD6_0=$(fwd6)
+FWD6_0=$(kvx_fwd6_datagrams)
 # The LAN router counts every packet that reaches it from the uplink with a
 # source in the guests' prefix: none may, from here on (a leak would be
 # the host or kvmxdp passing a guest's packet on untranslated).
-nsx "$NS_LAN" ip6tables -w -t raw -I PREROUTING -i "$LAN_UP_IF" -s "$PFX" -j ACCEPT
-leaked() { nsx "$NS_LAN" ip6tables -w -t raw -L PREROUTING -n -v -x | awk -v p="$PFX" '$0 ~ p {print $1; exit}'; }
+kvx_lan6_count_from "$PFX"
 st=$(kvx_status_json)
 assert_eq "status: ipv6_mode" nat66 "$(kvx_json 'i["ipv6_mode"]' "$st")"
 assert_eq "status: ipv6_choice" auto "$(kvx_json 'i["ipv6_choice"]' "$st")"
@@ -211,11 +208,8 @@ assert_ge "status: IPv6 flows in kvx_ct6" "$(kvx_json 'i["conntrack6"]["entries"
 assert_ge "status: IPv6 bindings in kvx_bind6" "$(kvx_json 'i["bindings6"]["entries"]' "$st")" 4
 
 kvx_step "checksums and the host's forwarding"
-for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
-	assert_eq "Icmp6InCsumErrors/Udp6InCsumErrors in ${ns##*-}" "0 0" \
-		"$(snmp6 "$ns" Icmp6InCsumErrors) $(snmp6 "$ns" Udp6InCsumErrors)"
-done
-fwd=$(($(fwd6) - FWD6_0))
+kvx_assert_no_csum_errors6 "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"
+fwd=$(($(kvx_fwd6_datagrams) - FWD6_0))
 assert_le "host Ip6OutForwDatagrams moved by $fwd: kvmxdp forwarded, not the kernel" "$fwd" 10
 
 kvx_step "SLAAC renumbering: $N1 deprecated, $N2 announced, the old address goes"
@@ -262,7 +256,7 @@ assert_eq "the stream's echo came back byte for byte across the flush" "600000 6
 assert_eq "the server saw one connection (the same external port throughout)" 1 \
 	"$(grep -c '^accept' "$KVX_TMP/echo6.log" || true)"
 
-fwd=$(($(fwd6) - FWD6_0))
+fwd=$(($(kvx_fwd6_datagrams) - FWD6_0))
 assert_le "host Ip6OutForwDatagrams moved by $fwd in all" "$fwd" 10
-assert_eq "packets from the guests' prefix $PFX on the LAN since attach" 0 "$(leaked)"
+assert_eq "packets from the guests' prefix $PFX on the LAN since attach" 0 "$(kvx_lan6_counted "$PFX")"
 kvx_finish

@@ -64,7 +64,6 @@ ip -n "$NS_SRV" link set "$SRV_IF" mtu 1280
 # guest's segments are larger than the 1280 link until the router's Packet
 # Too Big (translated) teaches the guest the path MTU.
 ip -n "$NS_SRV" -6 route add default via "$RTR6" advmss 1440
-snmp6() { nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6; }
 
 mkdir -p "$KVX_TMP/www"
 sum=$(kvx_random_file blob 4)
@@ -115,13 +114,13 @@ head -c 3000 /dev/urandom >"$KVX_TMP/d3000"
 dsum=$(sha256sum <"$KVX_TMP/d3000" | cut -d' ' -f1)
 f0=$(kvx_counter DROP_FRAGMENT)
 for ns in "$NS_G1" "$NS_G2"; do
-	rx0=$(snmp6 "$ns" Ip6ReasmOKs)
+	rx0=$(kvx_snmp6 "$ns" Ip6ReasmOKs)
 	nsx "$ns" timeout 5 socat -b 8192 -t 2 STDIO "UDP6:[$SRV6]:9002" <"$KVX_TMP/d3000" \
 		>"$KVX_TMP/echo" 2>>"$KVX_TMP/socat.err" || true
 	got=$(sha256sum <"$KVX_TMP/echo" | cut -d' ' -f1)
 	assert_eq "${ns##*-}: the echo of the 3000-byte datagram, whole" "$dsum" "$got"
-	assert_ge "${ns##*-}: the echo came in fragments" $(($(snmp6 "$ns" Ip6ReasmOKs) - rx0)) 1
-	assert_ge "${ns##*-}: its datagram went out in fragments" "$(snmp6 "$ns" Ip6FragOKs)" 1
+	assert_ge "${ns##*-}: the echo came in fragments" $(($(kvx_snmp6 "$ns" Ip6ReasmOKs) - rx0)) 1
+	assert_ge "${ns##*-}: its datagram went out in fragments" "$(kvx_snmp6 "$ns" Ip6FragOKs)" 1
 done
 assert_eq "the server got both datagrams whole, from the uplink's address" 2 \
 	"$(grep -c 'received packet with 3000 bytes from AF=10 \[2001:0db8:0001:0000:0000:0000:0000:0002\]' \
@@ -166,15 +165,15 @@ kvx map add "[uplink]:5998" "[$G1_6]:5998" --proto udp >/dev/null
 hp0=$(kvx_counter XLATE_HAIRPIN)
 # Who answered: guest1's own errors, not the host's (an error from the host
 # would refuse guest2's socket as well).
-g1u0=$(snmp6 "$NS_G1" Icmp6OutDestUnreachs) hu0=$(snmp6 "$NS_HOST" Icmp6OutDestUnreachs)
+g1u0=$(kvx_snmp6 "$NS_G1" Icmp6OutDestUnreachs) hu0=$(kvx_snmp6 "$NS_HOST" Icmp6OutDestUnreachs)
 out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$UP6]:5998" 2>&1 || true)
 assert_contains "guest2's UDP to guest1's closed forwarded port [$UP6]:5998: ECONNREFUSED" "refused" "$out"
 out=$(echo probe | nsx "$NS_G2" timeout 5 socat -t 1 -T 2 STDIO "UDP6:[$ONE6]:5999" 2>&1 || true)
 assert_contains "guest2's UDP to a closed port of guest1's 1:1 [$ONE6]:5999: ECONNREFUSED" "refused" "$out"
 assert_ge "XLATE_HAIRPIN counted both datagrams and both errors" \
 	$(($(kvx_counter XLATE_HAIRPIN) - hp0)) 4
-assert_ge "guest1 sent the Port Unreachables" $(($(snmp6 "$NS_G1" Icmp6OutDestUnreachs) - g1u0)) 2
-assert_eq "the host sent none" 0 $(($(snmp6 "$NS_HOST" Icmp6OutDestUnreachs) - hu0))
+assert_ge "guest1 sent the Port Unreachables" $(($(kvx_snmp6 "$NS_G1" Icmp6OutDestUnreachs) - g1u0)) 2
+assert_eq "the host sent none" 0 $(($(kvx_snmp6 "$NS_HOST" Icmp6OutDestUnreachs) - hu0))
 
 kvx_step "the LAN router to guest1's 1:1 address through a bridge at 1400: kvmxdp's own errors"
 # The bridge (where the datapath redirects) narrower than the LAN: an IPv6
@@ -218,10 +217,7 @@ assert_eq "no Packet Too Big: guest2's segments fit the path" 0 \
 	$(($(kvx_counter XLATE_RELATED_IN) - rel0))
 
 kvx_step "checksums, what the server saw"
-for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
-	assert_eq "Icmp6InCsumErrors/Udp6InCsumErrors in ${ns##*-}" "0 0" \
-		"$(snmp6 "$ns" Icmp6InCsumErrors) $(snmp6 "$ns" Udp6InCsumErrors)"
-done
+kvx_assert_no_csum_errors6 "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"
 assert_eq "HTTP server saw only the uplink's address" "$UP6" \
 	"$(awk '/"GET /{print $1}' "$KVX_TMP/http.log" | sort -u | paste -sd' ')"
 kvx_finish

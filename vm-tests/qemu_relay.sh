@@ -50,8 +50,7 @@ kvx_wait_tcp_listen 10 "$NS_SRV" 8080
 
 kvx_step "attach --ipv6 relay"
 kvx_attach_bg --ipv6 relay || kvx_fatal "cannot attach"
-fwd6() { nsx "$NS_HOST" awk '$1 == "Ip6OutForwDatagrams" {print $2}' /proc/net/snmp6; }
-fwd0=$(fwd6)
+fwd0=$(kvx_fwd6_datagrams)
 csum6() { nsx "$1" awk '$1 ~ /^(Icmp6InCsumErrors|Udp6InCsumErrors)$/ {s += $2} END {print s + 0}' /proc/net/snmp6; }
 
 tap=kt1$KVX_ID con=$KVX_TMP/console.1.log mac=52:54:00:4b:58:31
@@ -94,7 +93,7 @@ ip -n "$NS_HOST" link delete "$tap"
 kvx_step "server side: the guest's own address, no NAT; the host forwarded nothing"
 assert_eq "HTTP server saw the guest's own address" "$g6" \
 	"$(awk '/"GET /{print $1}' "$KVX_TMP/http.log" | sort -u | paste -sd' ')"
-assert_le "host Ip6OutForwDatagrams barely moved (kvmxdp forwarded)" $(($(fwd6) - fwd0)) 20
+assert_le "host Ip6OutForwDatagrams barely moved (kvmxdp forwarded)" $(($(kvx_fwd6_datagrams) - fwd0)) 20
 assert_ge "RELAY_OUT counted the guest's packets" "$(kvx_counter RELAY_OUT)" 10
 assert_ge "RELAY_IN counted the server's packets" "$(kvx_counter RELAY_IN)" 10
 for ns in "$NS_LAN" "$NS_SRV"; do

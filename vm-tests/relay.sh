@@ -80,8 +80,6 @@ done
 brll() { ip -n "$NS_HOST" -6 -o addr show dev "$BR" scope link -tentative | awk '{print $4}' | cut -d/ -f1; }
 must kvx_wait_for 10 "the bridge's link-local address" bash -c "[[ -n \$(ip -n '$NS_HOST' -6 -o addr show dev '$BR' scope link -tentative) ]]"
 BR_LL=$(brll)
-fwd6() { nsx "$NS_HOST" awk '$1 == "Ip6OutForwDatagrams" {print $2}' /proc/net/snmp6; }
-snmp6() { nsx "$1" awk -v f="$2" '$1 == f {print $2}' /proc/net/snmp6; }
 
 bad_attach() { # NEEDLE ARGS...: refused in one line, nothing changed
 	local needle=$1 rc=0 state
@@ -127,7 +125,7 @@ kvx_bg "$KVX_TMP/route6.log" ip -n "$NS_HOST" -6 monitor route
 ROUTE_MON_PID=$KVX_LAST_PID
 sleep 0.5
 kvx_attach_bg --ipv6 relay || kvx_fatal "cannot attach"
-FWD6_0=$(fwd6)
+FWD6_0=$(kvx_fwd6_datagrams)
 kvx_relay_guest_addrs "$N1"
 assert_ne "guest1 got an address in $N1" "" "$G1_6"
 assert_ne "guest2 got an address in $N1" "" "$G2_6"
@@ -425,9 +423,9 @@ assert_ge "RELAY_IN counted" "$(kvx_counter RELAY_IN)" 20
 assert_eq "no TCP FIN/RST of the guests' flows dropped as outside the window" 0 "$(kvx_counter DROP_TCP_WINDOW)"
 assert_ge "status: the guests' addresses in kvx_nd" "$(kvx_json 'i["relay_addresses"]["entries"]' "$st")" 2
 for ns in "$NS_G1" "$NS_G2" "$NS_SRV" "$NS_HOST" "$NS_LAN"; do
-	assert_eq "Icmp6InCsumErrors/Tcp in ${ns##*-}" "0" "$(snmp6 "$ns" Icmp6InCsumErrors)"
+	assert_eq "Icmp6InCsumErrors/Tcp in ${ns##*-}" "0" "$(kvx_snmp6 "$ns" Icmp6InCsumErrors)"
 done
-fwd=$(($(fwd6) - FWD6_0))
+fwd=$(($(kvx_fwd6_datagrams) - FWD6_0))
 assert_le "host Ip6OutForwDatagrams moved by $fwd: kvmxdp forwarded, not the kernel" "$fwd" 10
 kvx_step "detach removes the routes to the guests"
 kvx_daemon_stop

@@ -137,10 +137,10 @@ static __always_inline int pkt6_is_host_local(const struct kvx_pkt6 *p6)
  * into rw.  tot_len 0: TC's lookup tests the skb against the egress
  * device's MTU GSO-aware, as the kernel's forwarding does (its learnt path
  * MTUs are for the host's own traffic, and a length would make the lookup
- * answer from them); XDP's tests nothing, its caller does.  Needs IPv6 forwarding on that device (else
- * FWD_DISABLED).  Not inlined: the lookup's 64 bytes stay off the frame
- * of the program, whose chain down to bind6_claim is near the verifier's
- * 512 bytes.
+ * answer from them); XDP's tests nothing, its caller does.  Needs IPv6
+ * forwarding on that device (else FWD_DISABLED).  Not inlined: the
+ * lookup's 64 bytes stay off the frame of the program, whose chain down to
+ * bind6_claim is near the verifier's 512 bytes.
  */
 static __noinline int fib6_route(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6, struct nat6_rewrite *rw,
 				 __u32 ifindex)
@@ -718,8 +718,9 @@ static __noinline int nat6_hairpin_target(const struct kvx_pkt6 *p6)
  * advertisement costs nothing to drop.  0: the host's.  A flag, not a
  * reason: the caller's verdict stays one of two constants for the
  * verifier.  A global function: the verifier checks it once, not once
- * per parse outcome that reaches the host.  Left: an advertisement behind an extension header chain the
- * parser does not walk (PARSE_EXTHDR) from a link-local source.
+ * per parse outcome that reaches the host.  Left: an advertisement behind
+ * an extension header chain the parser does not walk (PARSE_EXTHDR) from a
+ * link-local source.
  */
 __noinline int nat6_guest_local(kvx_ctx_t *ctx, const struct kvx_pkt6 *p6)
 {

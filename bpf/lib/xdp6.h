@@ -158,7 +158,6 @@ static __noinline int xdp6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u
 {
 	const struct kvx_cfg *cfg = cfg_get();
 	const struct kvx_cfg6 *cfg6 = cfg6_get();
-	struct kvx_bind6_key ik;
 	struct kvx_bind6_val *ib;
 
 	if (!p6 || !port || !mac || !cfg || !cfg6 || cfg6->mode != KVX_V6_NAT66 ||
@@ -171,14 +170,9 @@ static __noinline int xdp6_uplink_check(kvx_ctx_t *ctx, struct kvx_pkt6 *p6, __u
 		return KVX_XDP6_QUIET;
 	/* A binding of the uplink's address, a port forward or a 1:1
 	 * mapping (ct6_ingress's lookups); none: the host's. */
-	bind6_key_init(&ik, KVX_BIND_IN, p6->p.proto, p6->daddr, p6->p.dport);
-	ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-	if (!ib) {
-		bind6_key_init(&ik, KVX_BIND_IN, KVX_PROTO_ANY, p6->daddr, 0);
-		ib = bpf_map_lookup_elem(&kvx_bind6, &ik);
-		if (!ib || !(ib->bind.flags & KVX_BIND_F_ONE_TO_ONE))
-			return KVX_XDP6_QUIET;
-	}
+	ib = bind6_in_find(p6->p.proto, p6->daddr, p6->p.dport);
+	if (!ib)
+		return KVX_XDP6_QUIET;
 	/* Another address of the host's that a dynamic binding was made on
 	 * (the uplink's before a change): the host's, as nat6_uplink_check
 	 * says. */

@@ -52,7 +52,8 @@ struct XdpDevice {
 
 // The XDP object (loaded on first use, sharing every map of the TC
 // object but its IPv6 program array, pinned as kvx_xdp6progs) and the XDP
-// links of one instance, pinned in its pin directory as link_xdp_<ifindex>: they stay attached without a daemon, a restarted
+// links of one instance, pinned in its pin directory as
+// link_xdp_<ifindex>: they stay attached without a daemon, a restarted
 // daemon swaps its programs in atomically (bpf_link_update), and detach
 // removes them with the other pins.
 class XdpPath {
